@@ -1,0 +1,134 @@
+package mapping
+
+import (
+	fhir "github.com/samply/golang-fhir-models/fhir-models/fhir"
+)
+
+// gradeSeverity maps a CTCAE grade to the required-bound AE severity.
+func gradeSeverity(grade int) string {
+	switch {
+	case grade <= 1:
+		return "mild"
+	case grade == 2:
+		return "moderate"
+	default:
+		return "severe"
+	}
+}
+
+// checkAdverseEvent enforces the adverse-event rules at pointer p.
+func checkAdverseEvent(ae *AdverseEventBody, p string, v *violations) {
+	switch {
+	case ae.Severity == "" && ae.CTCAEGrade == nil:
+		v.add("adverse-event.severity-missing", p+"/severity", "an adverse event needs a severity or a CTCAE grade")
+	case ae.Severity != "" && ae.CTCAEGrade != nil && gradeSeverity(*ae.CTCAEGrade) != ae.Severity:
+		v.add("adverse-event.severity-grade-mismatch", p+"/severity", "CTCAE grade 1 is mild, 2 moderate, 3 to 5 severe")
+	}
+	serious := ae.Serious != nil && *ae.Serious
+	if g := ae.CTCAEGrade; g != nil && *g >= 4 && !serious {
+		v.add("adverse-event.grade-implies-serious", p+"/serious", "CTCAE grade 4 or 5 events are serious")
+	}
+	switch {
+	case !serious && len(ae.SeriousnessCriteria) > 0:
+		v.add("adverse-event.criteria-without-serious", p+"/seriousnessCriteria", "seriousness criteria apply only to serious events")
+	case serious && len(ae.SeriousnessCriteria) == 0:
+		v.add("adverse-event.criteria-without-serious", p+"/seriousnessCriteria", "a serious event needs at least one seriousness criterion")
+	}
+	if g := ae.CTCAEGrade; g != nil && *g == 5 {
+		hasDeath := false
+		for _, c := range ae.SeriousnessCriteria {
+			hasDeath = hasDeath || c == "death"
+		}
+		if ae.Outcome != "fatal" || !hasDeath {
+			v.add("adverse-event.fatal-grade", p+"/outcome", "a CTCAE grade 5 event has outcome fatal and the criterion death")
+		}
+	}
+	onset, _ := parseTime(ae.OnsetAt)
+	if t, ok := parseTime(ae.DetectedAt); ok && t.Before(onset) {
+		v.add("time.order", p+"/detectedAt", "detectedAt must not be before onsetAt")
+	}
+	if t, ok := parseTime(ae.RecordedAt); ok && t.Before(onset) {
+		v.add("time.order", p+"/recordedAt", "recordedAt must not be before onsetAt")
+	}
+}
+
+// adverseEvent maps an adverse event. R4 cannot search AdverseEvent by
+// identifier, so it gets a deterministic id derived from its identifier and
+// is written with PUT AdverseEvent/<id> (idempotent), or deleted when the
+// record is withdrawn (R4 AdverseEvent has no status to mark it).
+// sessionInBundle is the session's record id when the Procedure and
+// MedicationAdministration travel in the same Bundle.
+func (m *mapper) adverseEvent(ae *AdverseEventBody, recordID string, sessionInBundle *string) {
+	id := m.ident(nsAdverseEvent, recordID)
+	rid := id.uuid()
+	url := "AdverseEvent/" + rid
+	if m.withdrawn {
+		m.entries = append(m.entries, Entry{FullURL: id.fullURL(), ResourceType: "AdverseEvent",
+			IdentifierSystem: id.System, IdentifierValue: id.Value, Method: fhir.HTTPVerbDELETE, URL: url})
+		return
+	}
+	eventKeys := []string{"ae." + ae.Event}
+	if hasConcept("ae." + ae.Event + ".meddra") {
+		eventKeys = append(eventKeys, "ae."+ae.Event+".meddra")
+	}
+	res := fhir.AdverseEvent{
+		Id:           ptr(rid),
+		Meta:         meta(profile("kg-adverse-event")),
+		Identifier:   ptr(identifier(id)),
+		Actuality:    fhir.AdverseEventActualityActual,
+		Event:        ptr(cc(ae.EventText, eventKeys...)),
+		Subject:      m.patient,
+		Date:         ptr(ae.OnsetAt),
+		Detected:     strp(ae.DetectedAt),
+		RecordedDate: strp(ae.RecordedAt),
+		Recorder:     m.practitioner(ae.Recorder),
+	}
+	severity := ae.Severity
+	if g := ae.CTCAEGrade; g != nil {
+		severity = gradeSeverity(*g)
+		res.Extension = append(res.Extension, fhir.Extension{Url: extensionURL("ctcae-grade"), ValueInteger: ptr(*g)})
+	}
+	res.Severity = ptr(cc("", "ae.severity."+severity))
+	if ae.Serious != nil && *ae.Serious {
+		res.Seriousness = ptr(cc("", "ae.serious.true"))
+		for _, c := range ae.SeriousnessCriteria {
+			res.Extension = append(res.Extension, fhir.Extension{Url: extensionURL("seriousness-criterion"),
+				ValueCodeableConcept: ptr(cc("", "ae.criterion."+c))})
+		}
+	} else {
+		res.Seriousness = ptr(cc("", "ae.serious.false"))
+	}
+	for _, a := range ae.ActionTaken {
+		res.Extension = append(res.Extension, fhir.Extension{Url: extensionURL("adverse-event-action-taken"),
+			ValueCodeableConcept: ptr(cc("", "ae.action."+a))})
+	}
+	if ae.Outcome != "" {
+		res.Outcome = ptr(cc("", "ae.outcome."+ae.Outcome))
+	}
+
+	// The suspected cause: the drug given in the session and the session.
+	sessionID, inBundle := ae.SessionID, false
+	if sessionInBundle != nil {
+		sessionID, inBundle = *sessionInBundle, true
+	}
+	if sessionID != "" {
+		procID, medID, _ := m.sessionIDs(sessionID)
+		var causality []fhir.AdverseEventSuspectEntityCausality
+		if ae.Causality != "" {
+			causality = []fhir.AdverseEventSuspectEntityCausality{{
+				Assessment: ptr(cc("", "ae.causality."+ae.Causality)),
+				Author:     m.practitioner(ae.Recorder),
+			}}
+		}
+		medRef, procRef := logical("MedicationAdministration", medID, ""), logical("Procedure", procID, "")
+		if inBundle {
+			medRef, procRef = literal(medID.fullURL()), literal(procID.fullURL())
+		}
+		res.SuspectEntity = []fhir.AdverseEventSuspectEntity{
+			{Instance: medRef, Causality: causality},
+			{Instance: procRef, Causality: causality},
+		}
+	}
+	m.entries = append(m.entries, Entry{FullURL: id.fullURL(), ResourceType: "AdverseEvent", Resource: res,
+		IdentifierSystem: id.System, IdentifierValue: id.Value, Method: fhir.HTTPVerbPUT, URL: url})
+}

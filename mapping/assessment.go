@@ -1,0 +1,175 @@
+package mapping
+
+import (
+	"fmt"
+	"sort"
+
+	fhir "github.com/samply/golang-fhir-models/fhir-models/fhir"
+)
+
+// checkAssessment enforces the scoring rules of an assessment at pointer p.
+func checkAssessment(a *AssessmentBody, p string, v *violations) {
+	in := instruments[a.Instrument]
+	if in == nil { // the schema's enum makes this unreachable
+		v.add("assessment.instrument-unknown", p+"/instrument", "instrument is not supported")
+		return
+	}
+	seen := map[int]bool{}
+	scores := make([]int, in.items)
+	before := len(*v)
+	valid := 0
+	for i, it := range a.Items {
+		ip := fmt.Sprintf("%s/items/%d", p, i)
+		switch {
+		case it.Number < 1 || it.Number > in.items:
+			v.add("assessment.item-unknown", ip+"/number", "%s has items 1 to %d", in.name, in.items)
+			continue
+		case seen[it.Number]:
+			v.add("assessment.item-duplicate", ip+"/number", "item number appears more than once")
+			continue
+		}
+		seen[it.Number] = true
+		if in.yesNo() {
+			if it.Answer == nil {
+				v.add("assessment.item-answer-missing", ip, "a %s item needs a yes/no answer", in.name)
+				continue
+			}
+		} else {
+			if it.Score == nil {
+				v.add("assessment.item-answer-missing", ip, "a %s item needs a score", in.name)
+				continue
+			}
+			if *it.Score < 0 || *it.Score > in.maxScore {
+				v.add("assessment.score-range", ip+"/score", "%s item scores range from 0 to %d", in.name, in.maxScore)
+				continue
+			}
+			scores[it.Number-1] = *it.Score
+		}
+		valid++
+	}
+	itemsOK := len(*v) == before // total checks would only repeat an item's fault
+	switch {
+	case in.items == 0 && a.Total == nil:
+		v.add("assessment.total-missing", p+"/total", "%s is recorded as a total score", in.name)
+	case in.yesNo() && a.Total != nil:
+		v.add("assessment.total-not-applicable", p+"/total", "%s has no total score; its risk level is derived from the answers", in.name)
+	case a.Total != nil && (*a.Total < 0 || *a.Total > in.maxTotal):
+		v.add("assessment.total-range", p+"/total", "%s totals range from 0 to %d", in.name, in.maxTotal)
+	case a.Total != nil && len(a.Items) > 0 && !in.yesNo() && itemsOK:
+		if len(seen) != in.items {
+			v.add("assessment.items-incomplete", p+"/items", "with a total, all %d %s items are needed (or none)", in.items, in.name)
+		} else if valid == in.items && in.total(scores) != *a.Total {
+			v.add("assessment.total-mismatch", p+"/total", "total does not equal the %s scoring rule applied to the items", in.name)
+		}
+	}
+}
+
+// assessment maps an assessment: a panel Observation whose members are one
+// Observation per item plus the total (or, for the C-SSRS screener, the risk
+// level). MOAA/S is a single score Observation with no panel.
+func (m *mapper) assessment(a *AssessmentBody, recordID, sessionInBundle string) {
+	in := instruments[a.Instrument]
+	id := m.ident(nsAssessment, recordID)
+	partOf := m.sessionRef(a.SessionID, false)
+	if sessionInBundle != "" {
+		partOf = m.sessionRef(sessionInBundle, true)
+	}
+	performer := m.practitioner(a.AdministeredBy)
+	obs := func(oid ident, code fhir.CodeableConcept, prof string) fhir.Observation {
+		return m.observation(oid, "category.survey", code, a.TakenAt, performer, partOf, profile(prof))
+	}
+
+	if in.items == 0 { // MOAA/S: one score
+		o := obs(id, cc("", in.key+".total"), "kg-survey-score")
+		o.ValueQuantity = scoreQuantity(*a.Total)
+		m.add("Observation", id, o)
+		return
+	}
+
+	items := append([]Item(nil), a.Items...)
+	sort.Slice(items, func(i, j int) bool { return items[i].Number < items[j].Number })
+	var members []fhir.Reference
+	var scores []int
+	yes := map[int]bool{}
+	for _, it := range items {
+		code := concept(fmt.Sprintf("%s.%d", in.key, it.Number))
+		iid := id.child(code.Code)
+		o := obs(iid, cc("", fmt.Sprintf("%s.%d", in.key, it.Number)), "kg-survey-item")
+		if in.yesNo() {
+			yes[it.Number] = *it.Answer
+			ans := "answer.no"
+			if *it.Answer {
+				ans = "answer.yes"
+			}
+			o.ValueCodeableConcept = ptr(cc("", ans))
+		} else {
+			scores = append(scores, *it.Score)
+			o.ValueCodeableConcept = ptr(ordinalAnswer(in.answer(*it.Score), *it.Score))
+		}
+		m.add("Observation", iid, o)
+		members = append(members, literal(iid.fullURL()))
+	}
+	itemRefs := append([]fhir.Reference(nil), members...)
+
+	if a.Difficulty != "" {
+		did := id.child(concept("phq9.difficulty").Code)
+		o := obs(did, cc("", "phq9.difficulty"), "kg-survey-item")
+		o.ValueCodeableConcept = ptr(cc("", "answer.difficulty."+a.Difficulty))
+		m.add("Observation", did, o)
+		members = append(members, literal(did.fullURL()))
+	}
+
+	// The total: as recorded, or computed when every item is answered.
+	total := a.Total
+	if total == nil && !in.yesNo() && len(scores) == in.items {
+		full := make([]int, in.items)
+		for _, it := range items {
+			full[it.Number-1] = *it.Score
+		}
+		total = ptr(in.total(full))
+	}
+	tkey := in.key + ".total"
+	tid := id.child(concept(tkey).Code)
+	switch {
+	case in.yesNo() && len(items) > 0:
+		o := obs(tid, cc("", tkey), "kg-survey-score")
+		o.ValueCodeableConcept = ptr(cc("", cssrsRisk(yes)))
+		o.DerivedFrom = itemRefs
+		m.add("Observation", tid, o)
+		members = append(members, literal(tid.fullURL()))
+	case total != nil:
+		o := obs(tid, cc("", tkey), "kg-survey-score")
+		o.ValueQuantity = scoreQuantity(*total)
+		o.DerivedFrom = itemRefs
+		if b := in.bandFor(*total); b != "" {
+			o.Interpretation = []fhir.CodeableConcept{cc("", b)}
+		}
+		m.add("Observation", tid, o)
+		members = append(members, literal(tid.fullURL()))
+	}
+
+	panel := obs(id, cc("", in.key+".panel"), "kg-survey-panel")
+	panel.HasMember = members
+	// The panel goes first so the Bundle reads top-down.
+	m.insertBefore(len(m.entries)-len(members), "Observation", id, panel)
+}
+
+// insertBefore adds an entry at position i instead of at the end.
+func (m *mapper) insertBefore(i int, resourceType string, id ident, res any) {
+	m.add(resourceType, id, res)
+	last := m.entries[len(m.entries)-1]
+	copy(m.entries[i+1:], m.entries[i:len(m.entries)-1])
+	m.entries[i] = last
+}
+
+// ordinalAnswer is an answer coding carrying its score in the ordinalValue extension.
+func ordinalAnswer(key string, score int) fhir.CodeableConcept {
+	c := coding(key)
+	c.Extension = []fhir.Extension{{Url: ExtOrdinalValue, ValueDecimal: decimal(float64(score))}}
+	return fhir.CodeableConcept{Coding: []fhir.Coding{c}, Text: c.Display}
+}
+
+// scoreQuantity is a total score as a UCUM {score} quantity.
+func scoreQuantity(total int) *fhir.Quantity {
+	return quantity(float64(total), "{score}", "{score}")
+}

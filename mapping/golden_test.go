@@ -1,0 +1,130 @@
+package mapping_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ketamine-gateway/ketamine-gateway/mapping"
+	"github.com/ketamine-gateway/ketamine-gateway/schemas"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files and generated docs")
+
+// goldenCase is one input to map and the golden file its Bundle must equal.
+type goldenCase struct {
+	name   string
+	kind   mapping.Kind
+	input  []byte
+	golden string
+	opts   mapping.Options
+}
+
+// goldenCases lists testdata/<kind>/<case>.input.json (an input named
+// *-update.input.json is mapped as a newer version) and every shipped
+// example in schemas/examples, whose goldens live in testdata/examples.
+func goldenCases(t *testing.T) []goldenCase {
+	t.Helper()
+	var cases []goldenCase
+	for _, kind := range mapping.Kinds() {
+		files, err := filepath.Glob(filepath.Join("testdata", string(kind), "*.input.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range files {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			name := strings.TrimSuffix(filepath.Base(f), ".input.json")
+			cases = append(cases, goldenCase{
+				name: string(kind) + "/" + name, kind: kind, input: b,
+				golden: strings.TrimSuffix(f, ".input.json") + ".golden.json",
+				opts:   mapping.Options{Update: strings.HasSuffix(name, "-update")},
+			})
+		}
+	}
+	ex := schemas.Examples()
+	err := fs.WalkDir(ex, ".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".json") {
+			return err
+		}
+		b, err := fs.ReadFile(ex, path)
+		if err != nil {
+			return err
+		}
+		rel := strings.TrimPrefix(path, "examples/")
+		kind := mapping.Kind(filepath.Dir(rel))
+		cases = append(cases, goldenCase{
+			name: "examples/" + strings.TrimSuffix(rel, ".json"), kind: kind, input: b,
+			golden: filepath.Join("testdata", "examples", strings.TrimSuffix(rel, ".json")+".golden.json"),
+		})
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cases
+}
+
+// TestGolden maps every input and compares the transaction Bundle with its
+// golden file (go test ./mapping -update rewrites them; review the diff).
+func TestGolden(t *testing.T) {
+	set, err := schemas.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range goldenCases(t) {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := set.Validate(string(tc.kind), tc.input); err != nil {
+				t.Fatalf("input does not satisfy its schema: %v", describe(err))
+			}
+			got := mapJSON(t, tc.kind, tc.input, tc.opts)
+			if *update {
+				if err := os.MkdirAll(filepath.Dir(tc.golden), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(tc.golden, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(tc.golden)
+			if err != nil {
+				t.Fatalf("no golden file (run go test ./mapping -update): %v", err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("Map(%s) differs from %s; run go test ./mapping -update and review the diff", tc.name, tc.golden)
+			}
+		})
+	}
+}
+
+// mapJSON decodes, maps and renders one record.
+func mapJSON(t *testing.T, kind mapping.Kind, input []byte, opts mapping.Options) []byte {
+	t.Helper()
+	rec, err := mapping.Decode(kind, input)
+	if err != nil {
+		t.Fatalf("Decode: %v", err)
+	}
+	res, err := mapping.Map(rec, opts)
+	if err != nil {
+		t.Fatalf("Map: %v", describe(err))
+	}
+	got, err := res.TransactionJSON()
+	if err != nil {
+		t.Fatalf("TransactionJSON: %v", err)
+	}
+	return append(got, '\n')
+}
+
+// describe renders a validation or rule error with its issues, for test output.
+func describe(err error) string {
+	b, _ := json.Marshal(err)
+	return err.Error() + " " + string(b)
+}

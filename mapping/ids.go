@@ -1,0 +1,56 @@
+package mapping
+
+import (
+	"crypto/sha1"
+	"fmt"
+	"strings"
+)
+
+// DefaultIdentifierBase is the identifier namespace used when a deployment
+// does not configure its own (see Options.IdentifierBase).
+const DefaultIdentifierBase = Canonical + "/sid"
+
+// Identifier namespaces, one per kind of thing a source system numbers.
+const (
+	nsPatient      = "patient"
+	nsPractitioner = "practitioner"
+	nsAssessment   = "assessment"
+	nsVitals       = "vitals"
+	nsSession      = "infusion-session"
+	nsAdverseEvent = "adverse-event"
+)
+
+// ident is an identifier system and value pair.
+type ident struct{ System, Value string }
+
+// identSystem returns the identifier system for things of namespace ns
+// numbered by source system src: <base>/<src>/<ns>. Source system names are
+// restricted by the schema to lowercase letters, digits and '-', so the URL
+// needs no escaping.
+func identSystem(base, src, ns string) string {
+	return strings.TrimRight(base, "/") + "/" + src + "/" + ns
+}
+
+// child derives a child resource's identifier value from its parent's, e.g.
+// "A778" + "44250-9" -> "A778-44250-9". Values never contain '|', ',' or '$'
+// (record ids are restricted by the schema and suffixes are codes).
+func (id ident) child(suffix string) ident {
+	return ident{System: id.System, Value: id.Value + "-" + suffix}
+}
+
+// uuid derives a stable name-based UUID (RFC 4122 version 5 layout) from the
+// identifier, so that the same record always maps to the same urn:uuid
+// fullUrls and the same deterministic resource ids.
+func (id ident) uuid() string {
+	h := sha1.Sum([]byte(id.System + "|" + id.Value))
+	h[6] = (h[6] & 0x0f) | 0x50
+	h[8] = (h[8] & 0x3f) | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", h[0:4], h[4:6], h[6:8], h[8:10], h[10:16])
+}
+
+// fullURL is the urn:uuid fullUrl of the resource carrying this identifier.
+func (id ident) fullURL() string { return "urn:uuid:" + id.uuid() }
+
+// search is the identifier token for a conditional request, e.g.
+// "identifier=https://...|A778". Values need no escaping (see child).
+func (id ident) search() string { return "identifier=" + id.System + "|" + id.Value }

@@ -1,0 +1,97 @@
+package mapping
+
+import "strconv"
+
+// instrument describes a scored questionnaire: its items, answer coding,
+// scoring rule and severity bands. Codes are table keys (codes.go).
+type instrument struct {
+	name     string // the native "instrument" value
+	key      string // table key prefix: <key>.panel, <key>.<n>, <key>.total
+	items    int    // number of items (0: a single score, no panel)
+	maxScore int    // highest item score (0 for yes/no items)
+	maxTotal int
+	// answer returns the table key of an item's answer for a score.
+	answer func(score int) string
+	// total computes the total from complete item scores (index 0 = item 1).
+	total func(scores []int) int
+	bands []band
+}
+
+// band is a severity band: totals up to max (inclusive) fall into it.
+type band struct {
+	max int
+	key string
+}
+
+func sum(scores []int) int {
+	t := 0
+	for _, s := range scores {
+		t += s
+	}
+	return t
+}
+
+func maxOf(scores ...int) int {
+	m := 0
+	for _, s := range scores {
+		m = max(m, s)
+	}
+	return m
+}
+
+// qidsTotal is the QIDS-SR16 scoring rule: the highest of items 1-4 (sleep),
+// item 5, the highest of items 6-9 (appetite/weight), items 10-14, and the
+// highest of items 15-16 (psychomotor).
+func qidsTotal(s []int) int {
+	return maxOf(s[0], s[1], s[2], s[3]) + s[4] + maxOf(s[5], s[6], s[7], s[8]) +
+		s[9] + s[10] + s[11] + s[12] + s[13] + maxOf(s[14], s[15])
+}
+
+func freqAnswer(score int) string  { return "answer.freq." + strconv.Itoa(score) }
+func localAnswer(score int) string { return "answer.score." + strconv.Itoa(score) }
+
+// instruments lists every supported instrument by its native name.
+var instruments = map[string]*instrument{
+	"PHQ-9": {name: "PHQ-9", key: "phq9", items: 9, maxScore: 3, maxTotal: 27, answer: freqAnswer, total: sum,
+		bands: []band{{4, "band.minimal"}, {9, "band.mild"}, {14, "band.moderate"}, {19, "band.moderately-severe"}, {27, "band.severe"}}},
+	"GAD-7": {name: "GAD-7", key: "gad7", items: 7, maxScore: 3, maxTotal: 21, answer: freqAnswer, total: sum,
+		bands: []band{{4, "band.minimal"}, {9, "band.mild"}, {14, "band.moderate"}, {21, "band.severe"}}},
+	"C-SSRS-screener": {name: "C-SSRS-screener", key: "cssrs", items: 7},
+	"MADRS": {name: "MADRS", key: "madrs", items: 10, maxScore: 6, maxTotal: 60, answer: localAnswer, total: sum,
+		bands: []band{{6, "band.normal"}, {19, "band.mild"}, {34, "band.moderate"}, {60, "band.severe"}}},
+	"QIDS-SR16": {name: "QIDS-SR16", key: "qids", items: 16, maxScore: 3, maxTotal: 27, answer: localAnswer, total: qidsTotal,
+		bands: []band{{5, "band.none"}, {10, "band.mild"}, {15, "band.moderate"}, {20, "band.severe"}, {27, "band.very-severe"}}},
+	"CADSS":  {name: "CADSS", key: "cadss", items: 23, maxScore: 4, maxTotal: 92, answer: localAnswer, total: sum},
+	"MOAA-S": {name: "MOAA-S", key: "moaas", items: 0, maxTotal: 5},
+}
+
+// yesNo reports whether the instrument's items are yes/no questions.
+func (in *instrument) yesNo() bool { return in.answer == nil && in.items > 0 }
+
+// bandFor returns the band table key for a total, or "".
+func (in *instrument) bandFor(total int) string {
+	for _, b := range in.bands {
+		if total <= b.max {
+			return b.key
+		}
+	}
+	return ""
+}
+
+// cssrsRisk derives the screener's risk level from its yes/no answers
+// (index 0 = item 1; absent answers count as no): behaviour in the past
+// 3 months or ideation with intent or plan is high risk; ideation with a
+// method or lifetime behaviour is moderate; a wish to be dead or
+// non-specific thoughts is low.
+func cssrsRisk(yes map[int]bool) string {
+	switch {
+	case yes[4] || yes[5] || yes[7]:
+		return "cssrs.risk.high"
+	case yes[3] || yes[6]:
+		return "cssrs.risk.moderate"
+	case yes[1] || yes[2]:
+		return "cssrs.risk.low"
+	default:
+		return "cssrs.risk.none"
+	}
+}

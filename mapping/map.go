@@ -1,0 +1,226 @@
+// Package mapping turns validated native ketamine-clinic records into FHIR R4
+// resources and a transaction Bundle. It is pure: no I/O, no clock, no HTTP,
+// no SQL. The same record always maps to byte-identical output.
+//
+// The flow is Decode (JSON already validated against its schema by package
+// schemas) -> Check (clinical rules, *RuleError) -> Map (resources).
+// Codes come from the one table in codes.go.
+package mapping
+
+import (
+	"encoding/json"
+	"fmt"
+
+	fhir "github.com/samply/golang-fhir-models/fhir-models/fhir"
+)
+
+// Version is the mapping version recorded with everything the gateway maps.
+// Bump it whenever the output for an unchanged record changes.
+const Version = "1.0.0"
+
+// Options tune a mapping. The zero value is valid.
+type Options struct {
+	// IdentifierBase is the namespace of identifier systems
+	// (default DefaultIdentifierBase).
+	IdentifierBase string
+	// Update marks a newer version of a record whose resources the receiver
+	// already holds: clinical entries become conditional updates
+	// (PUT Type?identifier=...) and Observations get status "amended".
+	Update bool
+}
+
+func (o Options) base() string {
+	if o.IdentifierBase == "" {
+		return DefaultIdentifierBase
+	}
+	return o.IdentifierBase
+}
+
+// Record is a decoded native record of one kind.
+type Record interface {
+	// Kind is the record's kind.
+	Kind() Kind
+	// Env is the record's source and patient.
+	Env() *Envelope
+}
+
+// Kind implements Record.
+func (r *Assessment) Kind() Kind { return KindAssessment }
+
+// Kind implements Record.
+func (r *Vitals) Kind() Kind { return KindVitals }
+
+// Kind implements Record.
+func (r *Infusion) Kind() Kind { return KindInfusion }
+
+// Kind implements Record.
+func (r *AdverseEvent) Kind() Kind { return KindAdverseEvent }
+
+// Kind implements Record.
+func (r *Session) Kind() Kind { return KindSession }
+
+// Env implements Record.
+func (e *Envelope) Env() *Envelope { return e }
+
+// ErrUnknownKind is returned by Decode for a kind that does not exist.
+var ErrUnknownKind = fmt.Errorf("unknown record kind")
+
+// Decode decodes a schema-valid document of the given kind. It returns
+// ErrUnknownKind (wrapped) for an unknown kind and the json error otherwise;
+// neither quotes record values.
+func Decode(kind Kind, doc []byte) (Record, error) {
+	var rec Record
+	switch kind {
+	case KindAssessment:
+		rec = &Assessment{}
+	case KindVitals:
+		rec = &Vitals{}
+	case KindInfusion:
+		rec = &Infusion{}
+	case KindAdverseEvent:
+		rec = &AdverseEvent{}
+	case KindSession:
+		rec = &Session{}
+	default:
+		return nil, fmt.Errorf("decode %q: %w", kind, ErrUnknownKind)
+	}
+	if err := json.Unmarshal(doc, rec); err != nil {
+		return nil, fmt.Errorf("decode %s record: %w", kind, err)
+	}
+	return rec, nil
+}
+
+// Entry is one resource of a mapped record with the request that writes it.
+type Entry struct {
+	FullURL      string
+	ResourceType string
+	// Resource is the resource (a samply/golang-fhir-models value, or a
+	// local type where samply's marshalling is wrong; see medAdmin).
+	Resource any
+	// IdentifierSystem and IdentifierValue identify the resource; a re-sent
+	// record always yields the same pair.
+	IdentifierSystem, IdentifierValue string
+	// Method, URL and IfNoneExist form the Bundle entry request.
+	Method      fhir.HTTPVerb
+	URL         string
+	IfNoneExist string
+}
+
+// Result is the mapped form of one record.
+type Result struct {
+	Kind    Kind
+	Entries []Entry
+}
+
+// Map checks rec's clinical rules and maps it. It returns a *RuleError when a
+// rule is broken; nothing else can fail for a schema-valid record.
+func Map(rec Record, opts Options) (*Result, error) {
+	if err := Check(rec); err != nil {
+		return nil, err
+	}
+	m := newMapper(rec.Env(), opts)
+	switch r := rec.(type) {
+	case *Assessment:
+		m.assessment(&r.AssessmentBody, r.Source.RecordID, "")
+	case *Vitals:
+		m.vitals(&r.VitalsBody, r.Source.RecordID, "")
+	case *Infusion:
+		m.infusion(&r.InfusionBody, r.Source.RecordID)
+	case *AdverseEvent:
+		m.adverseEvent(&r.AdverseEventBody, r.Source.RecordID, nil)
+	case *Session:
+		m.session(r)
+	}
+	return &Result{Kind: rec.Kind(), Entries: m.entries}, nil
+}
+
+// Transaction renders the result as a FHIR transaction Bundle.
+func (r *Result) Transaction() (fhir.Bundle, error) {
+	b := fhir.Bundle{Type: fhir.BundleTypeTransaction}
+	for _, e := range r.Entries {
+		raw, err := json.Marshal(e.Resource)
+		if err != nil {
+			return fhir.Bundle{}, fmt.Errorf("marshal %s: %w", e.ResourceType, err)
+		}
+		entry := fhir.BundleEntry{
+			FullUrl: ptr(e.FullURL),
+			Request: &fhir.BundleEntryRequest{Method: e.Method, Url: e.URL, IfNoneExist: strp(e.IfNoneExist)},
+		}
+		if e.Method != fhir.HTTPVerbDELETE {
+			entry.Resource = raw
+		}
+		b.Entry = append(b.Entry, entry)
+	}
+	return b, nil
+}
+
+// TransactionJSON renders the transaction Bundle as indented JSON.
+func (r *Result) TransactionJSON() ([]byte, error) {
+	b, err := r.Transaction()
+	if err != nil {
+		return nil, err
+	}
+	return json.MarshalIndent(b, "", "  ")
+}
+
+// mapper accumulates the entries of one record.
+type mapper struct {
+	opts      Options
+	src       Source
+	withdrawn bool
+	patient   fhir.Reference
+	entries   []Entry
+}
+
+func newMapper(env *Envelope, opts Options) *mapper {
+	m := &mapper{opts: opts, src: env.Source, withdrawn: env.Source.Status == "entered-in-error"}
+	if m.withdrawn {
+		m.opts.Update = true
+	}
+	m.patientEntry(&env.Patient)
+	return m
+}
+
+// ident returns the identifier of a thing the source system numbers.
+func (m *mapper) ident(ns, value string) ident {
+	return ident{System: identSystem(m.opts.base(), m.src.System, ns), Value: value}
+}
+
+// practitioner is a logical reference to a clinician of the source system.
+func (m *mapper) practitioner(p *Person) *fhir.Reference {
+	if p == nil {
+		return nil
+	}
+	r := logical("Practitioner", m.ident(nsPractitioner, p.ID), p.Name)
+	return &r
+}
+
+// add appends a clinical resource: created with a conditional create on its
+// identifier, or, in update mode, written with a conditional update.
+func (m *mapper) add(resourceType string, id ident, res any) {
+	e := Entry{
+		FullURL: id.fullURL(), ResourceType: resourceType, Resource: res,
+		IdentifierSystem: id.System, IdentifierValue: id.Value,
+	}
+	if m.opts.Update {
+		e.Method, e.URL = fhir.HTTPVerbPUT, resourceType+"?"+id.search()
+	} else {
+		e.Method, e.URL, e.IfNoneExist = fhir.HTTPVerbPOST, resourceType, id.search()
+	}
+	m.entries = append(m.entries, e)
+}
+
+// sessionRef references the infusion session Procedure: a literal reference
+// when the session is in this Bundle, a logical one otherwise.
+func (m *mapper) sessionRef(sessionID string, inBundle bool) *fhir.Reference {
+	if sessionID == "" {
+		return nil
+	}
+	id := m.ident(nsSession, sessionID)
+	if inBundle {
+		r := literal(id.fullURL())
+		return &r
+	}
+	r := logical("Procedure", id, "")
+	return &r
+}

@@ -1,0 +1,50 @@
+package mapping
+
+import (
+	fhir "github.com/samply/golang-fhir-models/fhir-models/fhir"
+)
+
+// patientEntry adds the Patient. It is always a conditional create on the
+// clinic's patient identifier, never an update: a hospital that already holds
+// the patient keeps its demographics and gets no duplicate (DECISIONS.md 7).
+func (m *mapper) patientEntry(p *Patient) {
+	id := m.ident(nsPatient, p.ID)
+	pi := identifier(id)
+	pi.Type = ptr(cc("", "idtype.PI"))
+	res := fhir.Patient{
+		Meta:       meta(profile("kg-patient")),
+		Identifier: []fhir.Identifier{pi},
+		BirthDate:  strp(p.BirthDate),
+	}
+	if p.MRN != nil {
+		mrn := fhir.Identifier{
+			Use:      ptr(fhir.IdentifierUseUsual),
+			Type:     ptr(cc("", "idtype.MR")),
+			System:   strp(p.MRN.System),
+			Value:    ptr(p.MRN.Value),
+			Assigner: &fhir.Reference{Display: ptr(p.MRN.Assigner)},
+		}
+		res.Identifier = append(res.Identifier, mrn)
+	}
+	if p.Name != nil {
+		res.Name = []fhir.HumanName{{Use: ptr(fhir.NameUseOfficial), Family: strp(p.Name.Family), Given: p.Name.Given}}
+	}
+	if g, ok := genders[p.Gender]; ok {
+		res.Gender = &g
+	}
+	m.patient = literal(id.fullURL())
+	m.entries = append(m.entries, Entry{
+		FullURL: id.fullURL(), ResourceType: "Patient", Resource: res,
+		IdentifierSystem: id.System, IdentifierValue: id.Value,
+		Method: fhir.HTTPVerbPOST, URL: "Patient", IfNoneExist: id.search(),
+	})
+}
+
+// genders maps the native gender to FHIR. Samply enums marshal their zero
+// value as the first code, so absence must stay a nil pointer.
+var genders = map[string]fhir.AdministrativeGender{
+	"male":    fhir.AdministrativeGenderMale,
+	"female":  fhir.AdministrativeGenderFemale,
+	"other":   fhir.AdministrativeGenderOther,
+	"unknown": fhir.AdministrativeGenderUnknown,
+}

@@ -1,0 +1,60 @@
+package mapping
+
+// Check enforces the clinical rules a JSON Schema cannot express on a
+// decoded record. It returns a *RuleError listing every broken rule, or nil.
+func Check(rec Record) error {
+	var v violations
+	env := rec.Env()
+	if env.Source.Version == "" && env.Source.LastUpdated == "" {
+		v.add("source.version-missing", "/source/version", "a record needs source.version or source.lastUpdated")
+	}
+	switch r := rec.(type) {
+	case *Assessment:
+		checkAssessment(&r.AssessmentBody, "", &v)
+	case *Vitals:
+		checkVitals(&r.VitalsBody, "", &v)
+	case *Infusion:
+		checkInfusion(&r.InfusionBody, "", &v)
+	case *AdverseEvent:
+		checkAdverseEvent(&r.AdverseEventBody, "", &v)
+	case *Session:
+		checkSession(r, &v)
+	}
+	return v.err(rec.Kind())
+}
+
+// Rule describes one clinical rule of Check.
+type Rule struct{ ID, Description string }
+
+// Rules lists every rule Check enforces, for documentation and for the
+// gateway's validation-rule CodeSystem.
+func Rules() []Rule {
+	return []Rule{
+		{"source.version-missing", "A record carries source.version or source.lastUpdated."},
+		{"assessment.instrument-unknown", "The instrument is one the gateway supports."},
+		{"assessment.item-unknown", "Item numbers lie within the instrument's items (PHQ-9 1-9, GAD-7 1-7, C-SSRS screener 1-7, MADRS 1-10, QIDS-SR16 1-16, CADSS 1-23; MOAA/S has none)."},
+		{"assessment.item-duplicate", "Each item is answered at most once."},
+		{"assessment.item-answer-missing", "An item has a score (or, for the C-SSRS screener, a yes/no answer)."},
+		{"assessment.score-range", "Item scores lie within the instrument's range (PHQ-9, GAD-7, QIDS-SR16 0-3; MADRS 0-6; CADSS 0-4)."},
+		{"assessment.items-incomplete", "A scored instrument with a total has all its items, or none."},
+		{"assessment.total-mismatch", "The total equals the instrument's scoring rule applied to its items (the sum; for QIDS-SR16 the highest of items 1-4, item 5, the highest of 6-9, items 10-14 and the highest of 15-16)."},
+		{"assessment.total-range", "The total lies within the instrument's range (PHQ-9 0-27, GAD-7 0-21, MADRS 0-60, QIDS-SR16 0-27, CADSS 0-92, MOAA/S 0-5)."},
+		{"assessment.total-missing", "MOAA/S is recorded as a total score."},
+		{"assessment.total-not-applicable", "The C-SSRS screener has no total; its risk level is derived from the answers."},
+		{"vitals.empty", "A vitals record has at least one measurement."},
+		{"vitals.bp-order", "Systolic blood pressure is greater than diastolic."},
+		{"vitals.plausible-range", "Measurements lie in plausible ranges (systolic 50-300, diastolic 20-200 mm[Hg]; heart rate 20-300 and respiratory rate 4-80 /min; SpO2 50-100 %; temperature 30-45 Cel or 86-113 [degF]; weight 2-500 kg or 4.4-1100 [lb_av])."},
+		{"infusion.dose-missing", "A given session states its dose: totalDoseMg, and for IV ketamine doseMgPerKg and bodyWeightKg."},
+		{"infusion.dose-weight-mismatch", "totalDoseMg equals doseMgPerKg x bodyWeightKg within 2% (at least 0.5 mg)."},
+		{"infusion.dose-plausible", "IV ketamine is dosed at 0.1-2.0 mg/kg; esketamine nasal at 28, 56 or 84 mg."},
+		{"infusion.time-missing", "A session that was not done states when it was scheduled."},
+		{"time.order", "Times are in order: infusion end after start, monitoring end not before infusion end, detection and recording not before onset."},
+		{"adverse-event.severity-missing", "An adverse event has a severity or a CTCAE grade."},
+		{"adverse-event.severity-grade-mismatch", "Severity agrees with the CTCAE grade (1 mild, 2 moderate, 3-5 severe)."},
+		{"adverse-event.grade-implies-serious", "CTCAE grade 4 and 5 events are serious."},
+		{"adverse-event.criteria-without-serious", "Serious events have at least one seriousness criterion; non-serious events have none."},
+		{"adverse-event.fatal-grade", "A CTCAE grade 5 event has outcome fatal and the criterion death."},
+		{"session.time-window", "A session's adverse events do not start before its infusion."},
+		{"session.duplicate-record-id", "Record ids are unique per kind within a session."},
+	}
+}

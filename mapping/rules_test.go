@@ -1,0 +1,223 @@
+package mapping_test
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/ketamine-gateway/ketamine-gateway/mapping"
+	"github.com/ketamine-gateway/ketamine-gateway/schemas"
+)
+
+// patch sets (or, with a nil value, deletes) the element at a JSON pointer.
+type patch map[string]any
+
+// TestRules breaks one clinical rule per case, starting from a valid golden
+// input, and expects exactly that rule at exactly that pointer. Each mutated
+// record still satisfies its schema: these are the rules a schema cannot say.
+func TestRules(t *testing.T) {
+	tests := []struct {
+		name    string
+		base    string // testdata/<base>.input.json
+		patch   patch
+		rule    string
+		pointer string
+	}{
+		{"no version", "assessment/gad7", patch{"/source/version": nil}, "source.version-missing", "/source/version"},
+		{"phq9 total disagrees", "assessment/phq9-complete-with-total", patch{"/total": 13}, "assessment.total-mismatch", "/total"},
+		{"qids total uses sum not formula", "assessment/qids-sr16", patch{"/total": 23}, "assessment.total-mismatch", "/total"},
+		{"phq9 item out of range", "assessment/phq9-complete-with-total", patch{"/items/3/score": 4, "/total": 14}, "assessment.score-range", "/items/3/score"},
+		{"cadss item out of range", "assessment/cadss", patch{"/items/0/score": 5}, "assessment.score-range", "/items/0/score"},
+		{"madrs score 6 ok but 7 not", "assessment/madrs", patch{"/items/9/score": 6, "/total": 32}, "", ""},
+		{"gad7 item 8 unknown", "assessment/gad7", patch{"/items/6/number": 8}, "assessment.item-unknown", "/items/6/number"},
+		{"duplicate item", "assessment/gad7", patch{"/items/6/number": 1}, "assessment.item-duplicate", "/items/6/number"},
+		{"item without score", "assessment/gad7", patch{"/items/2/score": nil}, "assessment.item-answer-missing", "/items/2"},
+		{"cssrs item without answer", "assessment/cssrs-negative", patch{"/items/1/answer": nil}, "assessment.item-answer-missing", "/items/1"},
+		{"incomplete items with total", "assessment/phq9-complete-with-total", patch{"/items/8": nil}, "assessment.items-incomplete", "/items"},
+		{"total out of range", "assessment/phq9-total-only", patch{"/total": 28}, "assessment.total-range", "/total"},
+		{"moaas without total", "assessment/moaas", patch{"/total": nil}, "assessment.total-missing", "/total"},
+		{"moaas total 6", "assessment/moaas", patch{"/total": 6}, "assessment.total-range", "/total"},
+		{"cssrs with total", "assessment/cssrs-negative", patch{"/total": 1}, "assessment.total-not-applicable", "/total"},
+		{"vitals empty", "vitals/other-timepoint", patch{"/spo2": nil}, "vitals.empty", ""},
+		{"bp systolic not above diastolic", "vitals/post-40min-bp", patch{"/bloodPressure/systolic": 90, "/bloodPressure/diastolic": 94}, "vitals.bp-order", "/bloodPressure"},
+		{"heart rate implausible", "vitals/post-40min-bp", patch{"/heartRate": 400}, "vitals.plausible-range", "/heartRate"},
+		{"spo2 over 100", "vitals/other-timepoint", patch{"/spo2": 101}, "vitals.plausible-range", "/spo2"},
+		{"celsius given as fahrenheit", "vitals/pre-dose-full", patch{"/temperature/value": 98.6}, "vitals.plausible-range", "/temperature/value"},
+		{"dose disagrees with weight", "infusion/iv-completed", patch{"/totalDoseMg": 45}, "infusion.dose-weight-mismatch", "/totalDoseMg"},
+		{"dose within tolerance", "infusion/iv-completed", patch{"/totalDoseMg": 40.5}, "", ""},
+		{"iv dose missing weight", "infusion/iv-completed", patch{"/bodyWeightKg": nil}, "infusion.dose-missing", "/bodyWeightKg"},
+		{"iv dose implausible", "infusion/iv-completed", patch{"/doseMgPerKg": 3, "/totalDoseMg": 240}, "infusion.dose-plausible", "/doseMgPerKg"},
+		{"esketamine 50 mg", "infusion/esketamine-completed", patch{"/totalDoseMg": 50}, "infusion.dose-plausible", "/totalDoseMg"},
+		{"end before start", "infusion/iv-completed", patch{"/infusionEnd": "2026-03-02T08:40:00-05:00"}, "time.order", "/infusionEnd"},
+		{"end equal to start in other zone", "infusion/iv-completed", patch{"/infusionEnd": "2026-03-02T14:00:00Z"}, "time.order", "/infusionEnd"},
+		{"monitoring ends before infusion", "infusion/iv-completed", patch{"/monitoringEnd": "2026-03-02T09:30:00-05:00"}, "time.order", "/monitoringEnd"},
+		{"not done without schedule", "infusion/not-done", patch{"/scheduledAt": nil}, "infusion.time-missing", "/scheduledAt"},
+		{"ae without severity", "adverse-event/nausea", patch{"/severity": nil}, "adverse-event.severity-missing", "/severity"},
+		{"ae grade disagrees", "adverse-event/hypertension", patch{"/severity": "mild"}, "adverse-event.severity-grade-mismatch", "/severity"},
+		{"grade 4 not serious", "adverse-event/suicidal-ideation", patch{"/serious": false, "/seriousnessCriteria": nil}, "adverse-event.grade-implies-serious", "/serious"},
+		{"serious without criteria", "adverse-event/suicidal-ideation", patch{"/seriousnessCriteria": nil}, "adverse-event.criteria-without-serious", "/seriousnessCriteria"},
+		{"criteria without serious", "adverse-event/nausea", patch{"/seriousnessCriteria": []any{"hospitalization"}}, "adverse-event.criteria-without-serious", "/seriousnessCriteria"},
+		{"grade 5 not fatal", "adverse-event/suicidal-ideation", patch{"/ctcaeGrade": 5}, "adverse-event.fatal-grade", "/outcome"},
+		{"detected before onset", "adverse-event/hypertension", patch{"/detectedAt": "2026-03-02T09:00:00-05:00"}, "time.order", "/detectedAt"},
+		{"session ae before infusion", "session/iv-routine", patch{"/adverseEvents/0/onsetAt": "2026-03-02T08:00:00-05:00"}, "session.time-window", "/adverseEvents/0/onsetAt"},
+		{"session duplicate vitals id", "session/iv-routine", patch{"/vitals/1/recordId": "V-1"}, "session.duplicate-record-id", "/vitals/1/recordId"},
+		{"session nested total", "session/iv-routine", patch{"/assessments/0/total": 20}, "assessment.total-mismatch", "/assessments/0/total"},
+		{"session infusion dose", "session/iv-routine", patch{"/infusion/totalDoseMg": 60}, "infusion.dose-weight-mismatch", "/infusion/totalDoseMg"},
+	}
+	set, err := schemas.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			kind := mapping.Kind(strings.Split(tc.base, "/")[0])
+			doc := applyPatch(t, filepath.Join("testdata", tc.base+".input.json"), tc.patch)
+			if err := set.Validate(string(kind), doc); err != nil {
+				t.Fatalf("mutated record must stay schema-valid: %v", describe(err))
+			}
+			rec, err := mapping.Decode(kind, doc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = mapping.Map(rec, mapping.Options{})
+			if tc.rule == "" {
+				if err != nil {
+					t.Fatalf("Map() = %v, want no error", describe(err))
+				}
+				return
+			}
+			var re *mapping.RuleError
+			if !errors.As(err, &re) {
+				t.Fatalf("Map() = %v, want *RuleError", err)
+			}
+			if len(re.Violations) != 1 {
+				t.Errorf("Map() broke %d rules, want exactly 1: %+v", len(re.Violations), re.Violations)
+			}
+			v := re.Violations[0]
+			if v.Rule != tc.rule || v.Pointer != tc.pointer {
+				t.Errorf("Map() = %s at %q, want %s at %q", v.Rule, v.Pointer, tc.rule, tc.pointer)
+			}
+			assertNoValues(t, doc, v.Message)
+		})
+	}
+}
+
+// TestRulesCatalogue checks that every rule id the code can report is in
+// Rules() (and so in the validation-rule CodeSystem and the docs).
+func TestRulesCatalogue(t *testing.T) {
+	known := map[string]bool{}
+	for _, r := range mapping.Rules() {
+		if known[r.ID] {
+			t.Errorf("rule %s listed twice", r.ID)
+		}
+		known[r.ID] = true
+	}
+	files, _ := filepath.Glob("*.go")
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		src, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, part := range strings.Split(string(src), `v.add("`)[1:] {
+			id := part[:strings.IndexByte(part, '"')]
+			if !known[id] {
+				t.Errorf("%s reports rule %s, which Rules() does not list", f, id)
+			}
+		}
+	}
+}
+
+// applyPatch loads a JSON file and applies the patch.
+func applyPatch(t *testing.T, file string, p patch) []byte {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc any
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	for ptr, val := range p {
+		doc = setPointer(t, doc, strings.Split(ptr[1:], "/"), val)
+	}
+	out, err := json.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func setPointer(t *testing.T, node any, toks []string, val any) any {
+	t.Helper()
+	switch n := node.(type) {
+	case map[string]any:
+		if len(toks) == 1 {
+			if val == nil {
+				delete(n, toks[0])
+			} else {
+				n[toks[0]] = val
+			}
+			return n
+		}
+		n[toks[0]] = setPointer(t, n[toks[0]], toks[1:], val)
+		return n
+	case []any:
+		i, err := strconv.Atoi(toks[0])
+		if err != nil || i >= len(n) {
+			t.Fatalf("bad pointer token %q", toks[0])
+		}
+		if len(toks) == 1 {
+			if val == nil {
+				return append(n[:i:i], n[i+1:]...)
+			}
+			n[i] = val
+			return n
+		}
+		n[i] = setPointer(t, n[i], toks[1:], val)
+		return n
+	}
+	t.Fatalf("pointer runs into a scalar at %q", toks[0])
+	return nil
+}
+
+// phiKeys are the properties whose values identify a patient or are free
+// text; codes and enum values (instrument names, units) may be named.
+var phiKeys = map[string]bool{
+	"recordId": true, "id": true, "value": true, "family": true, "given": true, "name": true,
+	"birthDate": true, "text": true, "eventText": true, "timepointText": true, "notes": true,
+	"lotNumber": true, "assigner": true, "sessionId": true,
+}
+
+// assertNoValues fails when msg quotes an identifying or free-text value
+// of the record.
+func assertNoValues(t *testing.T, doc []byte, msg string) {
+	t.Helper()
+	var walk func(key string, n any)
+	walk = func(key string, n any) {
+		switch v := n.(type) {
+		case map[string]any:
+			for k, c := range v {
+				walk(k, c)
+			}
+		case []any:
+			for _, c := range v {
+				walk(key, c)
+			}
+		case string:
+			if (phiKeys[key] || strings.HasSuffix(key, "At")) && len(v) > 2 && strings.Contains(msg, v) {
+				t.Errorf("message %q quotes the record's %s", msg, key)
+			}
+		}
+	}
+	var d any
+	_ = json.Unmarshal(doc, &d)
+	walk("", d)
+}
