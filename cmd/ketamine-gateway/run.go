@@ -1,0 +1,83 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"runtime/debug"
+	"strings"
+)
+
+// Exit codes.
+const (
+	exitInvalid = 1 // the input is not valid (map, validate) or serving failed
+	exitUsage   = 2 // the command line is wrong
+)
+
+// exitError carries an exit code; msg (may be empty) goes to stderr.
+type exitError struct {
+	code int
+	msg  string
+}
+
+func (e *exitError) Error() string { return e.msg }
+
+func usageError(format string, args ...any) error {
+	return &exitError{code: exitUsage, msg: fmt.Sprintf(format, args...) + "\n" + usage}
+}
+
+const usage = `usage: ketamine-gateway <command> [flags]
+
+commands:
+  serve       run the gateway (--addr, --db; see serve -h)
+  map         map a native record to a FHIR transaction Bundle: map --kind KIND FILE
+  validate    validate a FHIR resource or Bundle: validate FILE
+  codesystem  print the gateway's own CodeSystem resources
+  version     print the version
+
+FILE may be - for standard input.`
+
+// run is the whole program: main only wires the process's environment in.
+func run(ctx context.Context, args []string, getenv func(string) string,
+	stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) < 2 {
+		return usageError("no command given")
+	}
+	cmd, rest := args[1], args[2:]
+	switch cmd {
+	case "serve":
+		return serve(ctx, rest, getenv, stdout, stderr)
+	case "map":
+		return mapCommand(rest, getenv, stdin, stdout, stderr)
+	case "validate":
+		return validateCommand(rest, stdin, stdout, stderr)
+	case "codesystem":
+		return codeSystemCommand(rest, stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, "ketamine-gateway", version())
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprintln(stdout, usage)
+		return nil
+	default:
+		return usageError("unknown command %q", cmd)
+	}
+}
+
+// version reports the module version and VCS revision the binary was built from.
+func version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	v := bi.Main.Version
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+			v += " " + s.Value[:12]
+		}
+		if s.Key == "vcs.modified" && s.Value == "true" {
+			v += "+dirty"
+		}
+	}
+	return strings.TrimSpace(v)
+}

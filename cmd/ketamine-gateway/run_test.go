@@ -1,0 +1,136 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// cli runs the program as a user would, through run().
+func cli(t *testing.T, stdin string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	getenv := func(string) string { return "" }
+	err := run(context.Background(), append([]string{"ketamine-gateway"}, args...), getenv, strings.NewReader(stdin), &out, &errb)
+	var ee *exitError
+	switch {
+	case err == nil:
+		code = 0
+	case errors.As(err, &ee):
+		code = ee.code
+		errb.WriteString(ee.msg)
+	default:
+		t.Fatalf("run(%v) = unexpected error %v", args, err)
+	}
+	return out.String(), errb.String(), code
+}
+
+func writeTemp(t *testing.T, name, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestMapCommand(t *testing.T) {
+	examples, _ := filepath.Glob("../../schemas/examples/*/*.json")
+	if len(examples) == 0 {
+		t.Fatal("no examples found")
+	}
+	for _, ex := range examples {
+		kind := filepath.Base(filepath.Dir(ex))
+		t.Run(kind+"/"+filepath.Base(ex), func(t *testing.T) {
+			out, errOut, code := cli(t, "", "map", "--kind", kind, ex)
+			if code != 0 {
+				t.Fatalf("map exit %d, stderr %s, stdout %s", code, errOut, out)
+			}
+			var b struct{ ResourceType, Type string }
+			if err := json.Unmarshal([]byte(out), &b); err != nil || b.ResourceType != "Bundle" || b.Type != "transaction" {
+				t.Errorf("map printed %.200s, want a transaction Bundle", out)
+			}
+		})
+	}
+}
+
+func TestMapCommandInvalid(t *testing.T) {
+	tests := []struct {
+		name, kind, input, rule string
+	}{
+		{"not json", "vitals", "{", "json-syntax"},
+		{"empty", "vitals", "", "json-empty"},
+		{"missing fields", "vitals", `{"source":{}}`, "schema.required"},
+		{"unknown kind", "lab", `{}`, "kind-unknown"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			out, _, code := cli(t, tc.input, "map", "--kind", tc.kind, "-")
+			if code != exitInvalid {
+				t.Fatalf("exit = %d, want %d", code, exitInvalid)
+			}
+			if !strings.Contains(out, `"resourceType": "OperationOutcome"`) || !strings.Contains(out, `"code": "`+tc.rule+`"`) {
+				t.Errorf("stdout lacks an OperationOutcome with rule %s: %s", tc.rule, out)
+			}
+		})
+	}
+}
+
+func TestMapCommandRuleError(t *testing.T) {
+	b, err := os.ReadFile("../../schemas/examples/assessment/phq9-moderate.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	_ = json.Unmarshal(b, &doc)
+	doc["total"] = doc["total"].(float64) + 1
+	b, _ = json.Marshal(doc)
+	out, _, code := cli(t, "", "map", "--kind", "assessment", writeTemp(t, "phq.json", string(b)))
+	if code != exitInvalid || !strings.Contains(out, "assessment.total-mismatch") || !strings.Contains(out, `"/total"`) {
+		t.Errorf("exit %d, stdout %s; want exit 1 and total-mismatch at /total", code, out)
+	}
+}
+
+func TestValidateCommand(t *testing.T) {
+	golden, _ := filepath.Glob("../../mapping/testdata/session/*.golden.json")
+	if len(golden) == 0 {
+		t.Fatal("no golden bundles")
+	}
+	for _, g := range golden {
+		if out, _, code := cli(t, "", "validate", g); code != 0 {
+			t.Errorf("validate %s: exit %d, %s", g, code, out)
+		}
+	}
+	bad := `{"resourceType":"Observation","status":"final","code":{"text":"x"},"effectiveDateTime":"2026-01-01T10:00"}`
+	out, _, code := cli(t, bad, "validate", "-")
+	if code != exitInvalid || !strings.Contains(out, "Observation.effectiveDateTime") {
+		t.Errorf("validate of a dateTime without time zone: exit %d, %s", code, out)
+	}
+}
+
+func TestUsage(t *testing.T) {
+	tests := []struct {
+		args []string
+		code int
+	}{
+		{nil, exitUsage},
+		{[]string{"frobnicate"}, exitUsage},
+		{[]string{"map", "x.json"}, exitUsage},
+		{[]string{"map", "--kind", "vitals", "/does/not/exist.json"}, exitUsage},
+		{[]string{"validate"}, exitUsage},
+		{[]string{"codesystem", "--id", "nope"}, exitUsage},
+		{[]string{"version"}, 0},
+		{[]string{"codesystem"}, 0},
+		{[]string{"help"}, 0},
+	}
+	for _, tc := range tests {
+		if _, _, code := cli(t, "", tc.args...); code != tc.code {
+			t.Errorf("run(%v) exit = %d, want %d", tc.args, code, tc.code)
+		}
+	}
+}

@@ -1,0 +1,58 @@
+package gateway
+
+import (
+	"fmt"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/ketamine-gateway/ketamine-gateway/mapping"
+)
+
+// healthz is the liveness probe: cheap, no dependencies.
+func (s *Server) healthz(c echo.Context) error {
+	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// ingest validates a native record, maps it and answers with the
+// transaction Bundle (dryRun=true). Storing arrives with the FHIR API.
+func (s *Server) ingest(c echo.Context) error {
+	kind := mapping.Kind(c.Param("kind"))
+	if !knownKind(kind) {
+		return errorf(http.StatusNotFound, "not-found", "kind-unknown",
+			"unknown record kind; use assessment, vitals, infusion, adverse-event or session")
+	}
+	dryRun, err := boolParam(c, "dryRun")
+	if err != nil {
+		return err
+	}
+	body, err := readBody(c, s.cfg.MaxBodyBytes)
+	if err != nil {
+		return err
+	}
+	res, err := s.pipeline.Map(kind, body)
+	if err != nil {
+		return err
+	}
+	if !dryRun {
+		return errorf(http.StatusNotImplemented, "not-supported", "storage-unavailable",
+			"storing records is not available yet; use dryRun=true to validate and map")
+	}
+	bundle, err := res.Transaction()
+	if err != nil {
+		return fmt.Errorf("render %s bundle: %w", kind, err)
+	}
+	return writeResource(c, http.StatusOK, bundle)
+}
+
+// boolParam reads an optional true/false query parameter.
+func boolParam(c echo.Context, name string) (bool, error) {
+	switch c.QueryParam(name) {
+	case "", "false":
+		return false, nil
+	case "true":
+		return true, nil
+	default:
+		return false, errorf(http.StatusBadRequest, "invalid", "parameter-invalid", name+" must be true or false")
+	}
+}

@@ -1,0 +1,87 @@
+package gateway
+
+import (
+	"fmt"
+	"net/http"
+
+	fhir "github.com/samply/golang-fhir-models/fhir-models/fhir"
+
+	"github.com/ketamine-gateway/ketamine-gateway/mapping"
+	"github.com/ketamine-gateway/ketamine-gateway/schemas"
+	"github.com/ketamine-gateway/ketamine-gateway/schemas/r4"
+)
+
+// Pipeline is the native-record and FHIR validation pipeline shared by the
+// HTTP API and the CLI, so both answer the same input the same way.
+type Pipeline struct {
+	opts      mapping.Options
+	schemas   *schemas.Set
+	validator *r4.Validator
+}
+
+// NewPipeline compiles the schemas and the FHIR validator once.
+func NewPipeline(opts mapping.Options) (*Pipeline, error) {
+	set, err := schemas.New()
+	if err != nil {
+		return nil, fmt.Errorf("compile schemas: %w", err)
+	}
+	return &Pipeline{opts: opts, schemas: set, validator: r4.New(r4.Options{})}, nil
+}
+
+// Map validates a native record against its schema, checks its clinical
+// rules and maps it. Client mistakes come back as *Error (unknown kind),
+// *schemas.ValidationError or *mapping.RuleError.
+func (p *Pipeline) Map(kind mapping.Kind, doc []byte) (*mapping.Result, error) {
+	if !knownKind(kind) {
+		return nil, errorf(http.StatusNotFound, "not-found", "kind-unknown",
+			"unknown record kind; use assessment, vitals, infusion, adverse-event or session")
+	}
+	if err := p.schemas.Validate(string(kind), doc); err != nil {
+		return nil, err
+	}
+	rec, err := mapping.Decode(kind, doc)
+	if err != nil {
+		return nil, fmt.Errorf("decode schema-valid %s record: %w", kind, err)
+	}
+	return mapping.Map(rec, p.opts)
+}
+
+// ValidateFHIR validates a FHIR resource (or Bundle) structurally. It
+// returns *FHIRValidationError when there is an error-severity issue.
+func (p *Pipeline) ValidateFHIR(doc []byte) error {
+	res := p.validator.Validate(doc)
+	if !res.Valid() {
+		return &FHIRValidationError{Result: res}
+	}
+	return nil
+}
+
+func knownKind(k mapping.Kind) bool {
+	for _, known := range mapping.Kinds() {
+		if k == known {
+			return true
+		}
+	}
+	return false
+}
+
+// CodeSystems returns the gateway's own CodeSystems: the local concepts of
+// the mappings and the catalogue of validation rule ids.
+func CodeSystems() []fhir.CodeSystem {
+	rules := fhir.CodeSystem{
+		Id:            ptr("validation-rule"),
+		Url:           ptr(RuleSystem),
+		Version:       ptr(mapping.Version),
+		Name:          ptr("KetamineGatewayValidationRule"),
+		Title:         ptr("Ketamine-therapy gateway validation rules"),
+		Status:        fhir.PublicationStatusActive,
+		Experimental:  ptr(false),
+		Description:   ptr("The rule ids the gateway reports in OperationOutcome.issue.details.coding. Clinical rules of native records are listed here; schema rules are named schema.<keyword>, JSON rules json-<problem>, FHIR structure rules by their validator rule id or FHIR invariant key."),
+		CaseSensitive: ptr(true),
+		Content:       fhir.CodeSystemContentModeFragment,
+	}
+	for _, r := range mapping.Rules() {
+		rules.Concept = append(rules.Concept, fhir.CodeSystemConcept{Code: r.ID, Definition: ptr(r.Description)})
+	}
+	return append(mapping.CodeSystems(), rules)
+}

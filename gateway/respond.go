@@ -1,0 +1,55 @@
+package gateway
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+)
+
+// ContentTypeFHIR is the media type of every FHIR response.
+const ContentTypeFHIR = "application/fhir+json; charset=utf-8"
+
+// writeResource writes a FHIR resource as JSON (indented with _pretty=true).
+func writeResource(c echo.Context, status int, v any) error {
+	var (
+		b   []byte
+		err error
+	)
+	if c.QueryParam("_pretty") == "true" {
+		b, err = json.MarshalIndent(v, "", "  ")
+	} else {
+		b, err = json.Marshal(v)
+	}
+	if err != nil {
+		return err
+	}
+	return c.Blob(status, ContentTypeFHIR, b)
+}
+
+// readBody reads a JSON request body of at most limit bytes. It rejects
+// other media types with 415 and oversize bodies with 413 before reading
+// them whole where Content-Length tells.
+func readBody(c echo.Context, limit int64) ([]byte, error) {
+	r := c.Request()
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || (mt != "application/json" && mt != "application/fhir+json" && mt != "application/json+fhir") {
+		return nil, errorf(http.StatusUnsupportedMediaType, "not-supported", "content-type-unsupported",
+			"the body must be application/json or application/fhir+json")
+	}
+	if r.ContentLength > limit {
+		return nil, errorf(http.StatusRequestEntityTooLarge, "too-costly", "body-too-large", "the request body exceeds the size limit")
+	}
+	b, err := io.ReadAll(http.MaxBytesReader(c.Response(), r.Body, limit))
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		return nil, errorf(http.StatusRequestEntityTooLarge, "too-costly", "body-too-large", "the request body exceeds the size limit")
+	case err != nil:
+		return nil, errorf(http.StatusBadRequest, "structure", "body-unreadable", "the request body could not be read")
+	}
+	return b, nil
+}

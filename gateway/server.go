@@ -1,0 +1,103 @@
+// Package gateway is the HTTP edge of the ketamine-therapy FHIR gateway:
+// native record ingest, the FHIR API and health endpoints, with one error
+// handler that answers every failure with a FHIR OperationOutcome. echo
+// types never leave this package.
+package gateway
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/ketamine-gateway/ketamine-gateway/mapping"
+)
+
+// DefaultMaxBodyBytes is the default request body limit (16 MiB: large
+// enough for an EHR's bulk transaction Bundle).
+const DefaultMaxBodyBytes = 16 << 20
+
+// Config configures a Server. Zero values select the defaults.
+type Config struct {
+	// MaxBodyBytes limits request bodies (413 beyond it).
+	MaxBodyBytes int64
+	// IdentifierBase is the namespace of the identifier systems the
+	// mappings mint (mapping.DefaultIdentifierBase if empty).
+	IdentifierBase string
+	// Logger receives one line per request and internal errors; never PHI.
+	Logger *slog.Logger
+}
+
+// Server serves the gateway's HTTP API.
+type Server struct {
+	cfg      Config
+	pipeline *Pipeline
+	log      *slog.Logger
+	echo     *echo.Echo
+}
+
+// NewServer builds the HTTP handler. It fails only if the embedded schemas
+// do not compile, which the tests rule out.
+func NewServer(cfg Config) (*Server, error) {
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	p, err := NewPipeline(mapping.Options{IdentifierBase: cfg.IdentifierBase})
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, pipeline: p, log: cfg.Logger}
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = s.handleError
+	e.Use(s.recoverPanics, s.logRequests)
+	s.echo = e
+	s.routes()
+	return s, nil
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.echo.ServeHTTP(w, r) }
+
+// handleError is the one place that turns errors into responses.
+func (s *Server) handleError(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	var he *echo.HTTPError
+	if errors.As(err, &he) {
+		err = fromEchoError(he)
+	}
+	status, issues := Outcome(err)
+	if status >= 500 {
+		// The route template and the error chain (built from ids and
+		// operation names, never record values) are logged; the client
+		// gets a generic text.
+		s.log.Error("request failed", "route", c.Path(), "method", c.Request().Method, "status", status, "error", err.Error())
+	}
+	if werr := writeResource(c, status, OperationOutcome(issues)); werr != nil {
+		s.log.Error("write error response", "route", c.Path(), "error", werr.Error())
+	}
+}
+
+// fromEchoError converts echo's routing errors.
+func fromEchoError(he *echo.HTTPError) *Error {
+	switch he.Code {
+	case http.StatusNotFound:
+		return errorf(http.StatusNotFound, "not-found", "route-unknown", "no such endpoint")
+	case http.StatusMethodNotAllowed:
+		return errorf(http.StatusMethodNotAllowed, "not-supported", "method-not-allowed", "this endpoint does not support the method")
+	case http.StatusRequestEntityTooLarge:
+		return errorf(http.StatusRequestEntityTooLarge, "too-costly", "body-too-large", "the request body exceeds the size limit")
+	default:
+		if he.Code >= 400 && he.Code < 500 {
+			return errorf(he.Code, "invalid", "http-error", http.StatusText(he.Code))
+		}
+		return &Error{Status: http.StatusInternalServerError, Issues: []Issue{{Severity: "fatal", Code: "exception", Rule: "internal",
+			Message: "the gateway failed to process the request; the failure has been logged"}}}
+	}
+}

@@ -1,0 +1,216 @@
+package gateway_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"io/fs"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway"
+	"github.com/ketamine-gateway/ketamine-gateway/schemas"
+)
+
+// outcome is the part of an OperationOutcome the tests look at.
+type outcome struct {
+	ResourceType string `json:"resourceType"`
+	Issue        []struct {
+		Severity string `json:"severity"`
+		Code     string `json:"code"`
+		Details  struct {
+			Coding []struct{ System, Code string } `json:"coding"`
+			Text   string                          `json:"text"`
+		} `json:"details"`
+		Location   []string `json:"location"`
+		Expression []string `json:"expression"`
+	} `json:"issue"`
+}
+
+func newServer(t *testing.T, cfg gateway.Config) http.Handler {
+	t.Helper()
+	s, err := gateway.NewServer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func do(h http.Handler, method, target, contentType string, body []byte) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(method, target, bytes.NewReader(body))
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec
+}
+
+func example(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := fs.ReadFile(schemas.Examples(), "examples/"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestHealthz(t *testing.T) {
+	rec := do(newServer(t, gateway.Config{}), http.MethodGet, "/healthz", "", nil)
+	if rec.Code != http.StatusOK {
+		t.Fatalf("GET /healthz = %d, want 200", rec.Code)
+	}
+}
+
+// TestIngestDryRunExamples maps every shipped example over HTTP, with both
+// accepted media types.
+func TestIngestDryRunExamples(t *testing.T) {
+	h := newServer(t, gateway.Config{})
+	err := fs.WalkDir(schemas.Examples(), "examples", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		kind := strings.Split(path, "/")[1]
+		for _, ct := range []string{"application/json", "application/fhir+json; charset=utf-8"} {
+			t.Run(path+" "+ct, func(t *testing.T) {
+				body, _ := fs.ReadFile(schemas.Examples(), path)
+				rec := do(h, http.MethodPost, "/ingest/"+kind+"?dryRun=true", ct, body)
+				if rec.Code != http.StatusOK {
+					t.Fatalf("POST /ingest/%s = %d %s, want 200", kind, rec.Code, rec.Body)
+				}
+				if got := rec.Header().Get("Content-Type"); got != gateway.ContentTypeFHIR {
+					t.Errorf("Content-Type = %q, want %q", got, gateway.ContentTypeFHIR)
+				}
+				var b struct {
+					ResourceType, Type string
+					Entry              []json.RawMessage
+				}
+				if err := json.Unmarshal(rec.Body.Bytes(), &b); err != nil {
+					t.Fatal(err)
+				}
+				if b.ResourceType != "Bundle" || b.Type != "transaction" || len(b.Entry) < 2 {
+					t.Errorf("got %s/%s with %d entries, want a transaction Bundle with the Patient and the record", b.ResourceType, b.Type, len(b.Entry))
+				}
+			})
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestIngestBadInput: every kind of bad input is a 4xx OperationOutcome
+// naming the rule and the place, never a 500, never a value of the record.
+func TestIngestBadInput(t *testing.T) {
+	phq := string(example(t, "assessment/phq9-moderate.json"))
+	replace := func(old, new string) string {
+		if !strings.Contains(phq, old) {
+			t.Fatalf("example lacks %q", old)
+		}
+		return strings.Replace(phq, old, new, 1)
+	}
+	tests := []struct {
+		name, method, target, contentType, body string
+		status                                  int
+		rule, location                          string
+	}{
+		{"not JSON", "POST", "/ingest/assessment?dryRun=true", "application/json", "hello", 400, "json-syntax", ""},
+		{"truncated", "POST", "/ingest/assessment?dryRun=true", "application/json", phq[:len(phq)/2], 400, "json-syntax", ""},
+		{"empty body", "POST", "/ingest/assessment?dryRun=true", "application/json", "", 400, "json-empty", ""},
+		{"top-level array", "POST", "/ingest/assessment?dryRun=true", "application/json", "[]", 400, "json-not-object", ""},
+		{"duplicate key", "POST", "/ingest/assessment?dryRun=true", "application/json", replace(`"instrument"`, `"instrument": "GAD-7", "instrument"`), 400, "json-duplicate-key", "/instrument"},
+		{"wrong type", "POST", "/ingest/assessment?dryRun=true", "application/json", replace(`"instrument": "PHQ-9"`, `"instrument": 9`), 400, "schema.type", "/instrument"},
+		{"unknown field", "POST", "/ingest/assessment?dryRun=true", "application/json", replace(`"instrument"`, `"favouriteColour": "SECRET-MARKER", "instrument"`), 400, "schema.additional-property", "/favouriteColour"},
+		{"unknown instrument", "POST", "/ingest/assessment?dryRun=true", "application/json", replace(`"PHQ-9"`, `"BDI-II"`), 400, "schema.enum", "/instrument"},
+		{"deep nesting", "POST", "/ingest/assessment?dryRun=true", "application/json", strings.Repeat(`{"a":`, 100000) + "1" + strings.Repeat("}", 100000), 400, "json-depth", ""},
+		{"wrong media type", "POST", "/ingest/assessment?dryRun=true", "text/plain", phq, 415, "content-type-unsupported", ""},
+		{"unknown kind", "POST", "/ingest/lab-result?dryRun=true", "application/json", phq, 404, "kind-unknown", ""},
+		{"bad dryRun", "POST", "/ingest/assessment?dryRun=yes", "application/json", phq, 400, "parameter-invalid", ""},
+		{"xml requested", "POST", "/ingest/assessment?dryRun=true&_format=xml", "application/json", phq, 406, "format-unsupported", ""},
+		{"storage not yet available", "POST", "/ingest/assessment", "application/json", phq, 501, "storage-unavailable", ""},
+		{"wrong method", "GET", "/ingest/assessment", "", "", 405, "method-not-allowed", ""},
+		{"unknown route", "GET", "/nowhere", "", "", 404, "route-unknown", ""},
+		{"body over limit", "POST", "/ingest/assessment?dryRun=true", "application/json", phq + strings.Repeat(" ", 1<<20), 413, "body-too-large", ""},
+	}
+	h := newServer(t, gateway.Config{MaxBodyBytes: 1 << 20})
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := do(h, tc.method, tc.target, tc.contentType, []byte(tc.body))
+			assertOutcome(t, rec, tc.status, tc.rule, tc.location)
+			if strings.Contains(rec.Body.String(), "SECRET-MARKER") || strings.Contains(rec.Body.String(), "Testpatient") {
+				t.Errorf("response quotes record content: %s", rec.Body)
+			}
+		})
+	}
+}
+
+// TestIngestRuleErrors: schema-valid records that break clinical rules are
+// 422 with the rule id, JSON pointer and path.
+func TestIngestRuleErrors(t *testing.T) {
+	h := newServer(t, gateway.Config{})
+	phq := string(example(t, "assessment/phq9-moderate.json"))
+	var doc map[string]any
+	if err := json.Unmarshal([]byte(phq), &doc); err != nil {
+		t.Fatal(err)
+	}
+	doc["total"] = doc["total"].(float64) + 1
+	body, _ := json.Marshal(doc)
+	rec := do(h, http.MethodPost, "/ingest/assessment?dryRun=true", "application/json", body)
+	assertOutcome(t, rec, http.StatusUnprocessableEntity, "assessment.total-mismatch", "/total")
+	var oo outcome
+	_ = json.Unmarshal(rec.Body.Bytes(), &oo)
+	if got := oo.Issue[0].Expression; len(got) != 1 || got[0] != "total" {
+		t.Errorf("expression = %v, want [total]", got)
+	}
+}
+
+func assertOutcome(t *testing.T, rec *httptest.ResponseRecorder, status int, rule, location string) {
+	t.Helper()
+	if rec.Code != status {
+		t.Fatalf("status = %d, want %d; body %s", rec.Code, status, rec.Body)
+	}
+	if got := rec.Header().Get("Content-Type"); got != gateway.ContentTypeFHIR {
+		t.Errorf("Content-Type = %q, want %q", got, gateway.ContentTypeFHIR)
+	}
+	var oo outcome
+	if err := json.Unmarshal(rec.Body.Bytes(), &oo); err != nil || oo.ResourceType != "OperationOutcome" || len(oo.Issue) == 0 {
+		t.Fatalf("body is not an OperationOutcome with issues: %s", rec.Body)
+	}
+	first := oo.Issue[0]
+	if len(first.Details.Coding) != 1 || first.Details.Coding[0].Code != rule || first.Details.Coding[0].System != gateway.RuleSystem {
+		t.Errorf("rule = %+v, want %s", first.Details.Coding, rule)
+	}
+	if location != "" && (len(first.Location) != 1 || first.Location[0] != location) {
+		t.Errorf("location = %v, want [%s]", first.Location, location)
+	}
+	if first.Details.Text == "" || first.Severity != "error" {
+		t.Errorf("issue needs severity error and a text: %+v", first)
+	}
+}
+
+// FuzzIngest drives arbitrary bodies through decode -> validate -> map:
+// the answer is always 200 or a 4xx OperationOutcome, never a 500 or a panic.
+func FuzzIngest(f *testing.F) {
+	_ = fs.WalkDir(schemas.Examples(), "examples", func(path string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			b, _ := fs.ReadFile(schemas.Examples(), path)
+			f.Add(strings.Split(path, "/")[1], b)
+		}
+		return nil
+	})
+	s, err := gateway.NewServer(gateway.Config{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, kind string, body []byte) {
+		if strings.ContainsAny(kind, "/?#% ") || kind == "" {
+			kind = "session"
+		}
+		rec := do(s, http.MethodPost, "/ingest/"+kind+"?dryRun=true", "application/json", body)
+		if rec.Code >= 500 {
+			t.Fatalf("status %d for a client's input: %s", rec.Code, rec.Body)
+		}
+	})
+}

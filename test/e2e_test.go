@@ -1,0 +1,196 @@
+// Package test holds black-box tests that build the real binary and use it
+// the way a clinic's developer and an EHR integration would.
+package test
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "kg-e2e")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "ketamine-gateway")
+	build := exec.Command("go", "build", "-o", binary, "../cmd/ketamine-gateway")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// gateway is a running `ketamine-gateway serve`.
+type gateway struct {
+	cmd  *exec.Cmd
+	base string
+	logs *bytes.Buffer
+}
+
+// start runs serve on a free loopback port and waits for /healthz.
+func start(t *testing.T, args ...string) *gateway {
+	t.Helper()
+	cmd := exec.Command(binary, append([]string{"serve", "--addr", "127.0.0.1:0", "--db", filepath.Join(t.TempDir(), "kg.db")}, args...)...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	g := &gateway{cmd: cmd, logs: &bytes.Buffer{}}
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			line := sc.Bytes()
+			g.logs.Write(append(append([]byte(nil), line...), '\n'))
+			var l struct{ Msg, Addr string }
+			if json.Unmarshal(line, &l) == nil && l.Msg == "listening" {
+				addr <- l.Addr
+			}
+		}
+	}()
+	select {
+	case a := <-addr:
+		g.base = "http://" + a
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatal("gateway did not report its address")
+	}
+	t.Cleanup(func() { g.stop(t) })
+	for i := 0; ; i++ {
+		resp, err := http.Get(g.base + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return g
+			}
+		}
+		if i > 500 {
+			t.Fatal("gateway never became healthy")
+		}
+		time.Sleep(10 * time.Millisecond) // polling a starting process, not timing a test
+	}
+}
+
+// stop sends SIGINT and expects a clean exit.
+func (g *gateway) stop(t *testing.T) {
+	if g.cmd.ProcessState != nil {
+		return
+	}
+	_ = g.cmd.Process.Signal(syscall.SIGINT)
+	if err := g.cmd.Wait(); err != nil {
+		t.Errorf("gateway exit after SIGINT: %v", err)
+	}
+}
+
+func post(t *testing.T, url, contentType string, body []byte) (int, []byte) {
+	t.Helper()
+	resp, err := http.Post(url, contentType, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/fhir+json") {
+		t.Errorf("Content-Type = %q, want application/fhir+json", ct)
+	}
+	return resp.StatusCode, b
+}
+
+// TestServeDryRun: the README's flow, against the real binary.
+func TestServeDryRun(t *testing.T) {
+	g := start(t)
+	examples, _ := filepath.Glob("../schemas/examples/*/*.json")
+	if len(examples) == 0 {
+		t.Fatal("no examples")
+	}
+	for _, ex := range examples {
+		kind := filepath.Base(filepath.Dir(ex))
+		body, _ := os.ReadFile(ex)
+		status, b := post(t, g.base+"/ingest/"+kind+"?dryRun=true", "application/json", body)
+		if status != http.StatusOK || !bytes.Contains(b, []byte(`"type":"transaction"`)) {
+			t.Errorf("%s: %d %.300s", ex, status, b)
+		}
+	}
+	// Bad input: an OperationOutcome, the server stays up.
+	status, b := post(t, g.base+"/ingest/vitals?dryRun=true", "application/json", []byte(`{"source": {"system": "x"`))
+	if status != http.StatusBadRequest || !bytes.Contains(b, []byte("json-syntax")) {
+		t.Errorf("truncated JSON: %d %s", status, b)
+	}
+	if resp, err := http.Get(g.base + "/healthz"); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("gateway down after bad input: %v", err)
+	}
+	// The request log names routes, never record content.
+	g.stop(t)
+	if !strings.Contains(g.logs.String(), `"route":"/ingest/:kind"`) {
+		t.Errorf("request log lacks the route template:\n%s", g.logs)
+	}
+	for _, marker := range []string{"Testpatient", "serenity-clinic-emr"} {
+		if strings.Contains(g.logs.String(), marker) {
+			t.Errorf("log contains record content %q", marker)
+		}
+	}
+}
+
+// TestServeBusyPort: serve fails at once, non-zero, when the port is taken.
+func TestServeBusyPort(t *testing.T) {
+	g := start(t)
+	out, err := exec.Command(binary, "serve", "--addr", strings.TrimPrefix(g.base, "http://")).CombinedOutput()
+	if err == nil {
+		t.Fatalf("second serve on a busy port succeeded: %s", out)
+	}
+	if !strings.Contains(string(out), "listen") {
+		t.Errorf("message does not say why: %s", out)
+	}
+}
+
+// TestMapCLI: map and validate through the real binary, exit codes included.
+func TestMapCLI(t *testing.T) {
+	ex := "../schemas/examples/session/routine-ketamine-iv-session.json"
+	out, err := exec.Command(binary, "map", "--kind", "session", ex).Output()
+	if err != nil {
+		t.Fatalf("map: %v", err)
+	}
+	bundle := filepath.Join(t.TempDir(), "bundle.json")
+	if err := os.WriteFile(bundle, out, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(binary, "validate", bundle).CombinedOutput(); err != nil {
+		t.Errorf("validate of a mapped Bundle: %v %s", err, out)
+	}
+	cmd := exec.Command(binary, "map", "--kind", "session", "-")
+	cmd.Stdin = strings.NewReader(`{"source": 1}`)
+	out, err = cmd.Output()
+	var ee *exec.ExitError
+	if !errorsAs(err, &ee) || ee.ExitCode() != 1 || !bytes.Contains(out, []byte("OperationOutcome")) {
+		t.Errorf("map of an invalid record: err %v, stdout %s; want exit 1 with an OperationOutcome", err, out)
+	}
+}
+
+func errorsAs(err error, target **exec.ExitError) bool {
+	e, ok := err.(*exec.ExitError)
+	if ok {
+		*target = e
+	}
+	return ok
+}
