@@ -17,7 +17,11 @@ func gradeSeverity(grade int) string {
 }
 
 // checkAdverseEvent enforces the adverse-event rules at pointer p.
-func checkAdverseEvent(ae *AdverseEventBody, p string, v *violations) {
+// inSession is true for an event nested in a session document.
+func checkAdverseEvent(ae *AdverseEventBody, p string, inSession bool, v *violations) {
+	if ae.Causality != "" && ae.SessionID == "" && !inSession {
+		v.add("adverse-event.causality-without-session", p+"/causality", "a causality assessment needs sessionId: it judges that session's drug")
+	}
 	switch {
 	case ae.Severity == "" && ae.CTCAEGrade == nil:
 		v.add("adverse-event.severity-missing", p+"/severity", "an adverse event needs a severity or a CTCAE grade")

@@ -49,6 +49,8 @@ func checkAssessment(a *AssessmentBody, p string, v *violations) {
 	}
 	itemsOK := len(*v) == before // total checks would only repeat an item's fault
 	switch {
+	case in.items > 0 && len(a.Items) == 0 && a.Total == nil:
+		v.add("assessment.empty", p+"/items", "an assessment needs its items, its total or both")
 	case in.items == 0 && a.Total == nil:
 		v.add("assessment.total-missing", p+"/total", "%s is recorded as a total score", in.name)
 	case in.yesNo() && a.Total != nil:

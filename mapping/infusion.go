@@ -202,18 +202,19 @@ func (m *mapper) infusion(in *InfusionBody, recordID string) {
 	if performer != nil {
 		med.Performer = []fhir.MedicationAdministrationPerformer{{Actor: *performer}}
 	}
-	if in.LotNumber != "" {
+	if in.LotNumber != "" && in.Status != "not-done" {
 		med.Extension = []fhir.Extension{{Url: extensionURL("medication-lot-number"), ValueString: ptr(in.LotNumber)}}
 	}
 	if in.Status != "not-done" {
 		med.Dosage = m.dosage(in, drug.route, drug.routeText, drug.medText)
 	}
-	if in.BodyWeightKg != nil {
+	weighed := in.BodyWeightKg != nil && in.Status != "not-done"
+	if weighed {
 		med.SupportingInformation = []fhir.Reference{literal(weightID.fullURL())}
 	}
 	m.add("MedicationAdministration", medID, med)
 
-	if w := in.BodyWeightKg; w != nil {
+	if w := in.BodyWeightKg; weighed {
 		partOf := literal(procID.fullURL())
 		o := m.observation(weightID, "category.vital-signs", cc("", "vitals.body-weight"), when, performer, &partOf,
 			profile("kg-vital-signs"), profileVitalSigns, profileBodyWeight)

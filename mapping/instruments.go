@@ -78,8 +78,8 @@ func (in *instrument) bandFor(total int) string {
 	return ""
 }
 
-// cssrsRisk derives the screener's risk level from its yes/no answers
-// (index 0 = item 1; absent answers count as no): behaviour in the past
+// cssrsRisk derives the screener's risk level from its yes/no answers,
+// keyed by item number (absent answers count as no): behaviour in the past
 // 3 months or ideation with intent or plan is high risk; ideation with a
 // method or lifetime behaviour is moderate; a wish to be dead or
 // non-specific thoughts is low.

@@ -16,7 +16,7 @@ func Check(rec Record) error {
 	case *Infusion:
 		checkInfusion(&r.InfusionBody, "", &v)
 	case *AdverseEvent:
-		checkAdverseEvent(&r.AdverseEventBody, "", &v)
+		checkAdverseEvent(&r.AdverseEventBody, "", false, &v)
 	case *Session:
 		checkSession(r, &v)
 	}
@@ -39,6 +39,7 @@ func Rules() []Rule {
 		{"assessment.items-incomplete", "A scored instrument with a total has all its items, or none."},
 		{"assessment.total-mismatch", "The total equals the instrument's scoring rule applied to its items (the sum; for QIDS-SR16 the highest of items 1-4, item 5, the highest of 6-9, items 10-14 and the highest of 15-16)."},
 		{"assessment.total-range", "The total lies within the instrument's range (PHQ-9 0-27, GAD-7 0-21, MADRS 0-60, QIDS-SR16 0-27, CADSS 0-92, MOAA/S 0-5)."},
+		{"assessment.empty", "An assessment has its items, its total or both."},
 		{"assessment.total-missing", "MOAA/S is recorded as a total score."},
 		{"assessment.total-not-applicable", "The C-SSRS screener has no total; its risk level is derived from the answers."},
 		{"vitals.empty", "A vitals record has at least one measurement."},
@@ -53,6 +54,7 @@ func Rules() []Rule {
 		{"adverse-event.severity-grade-mismatch", "Severity agrees with the CTCAE grade (1 mild, 2 moderate, 3-5 severe)."},
 		{"adverse-event.grade-implies-serious", "CTCAE grade 4 and 5 events are serious."},
 		{"adverse-event.criteria-without-serious", "Serious events have at least one seriousness criterion; non-serious events have none."},
+		{"adverse-event.causality-without-session", "A causality assessment names the session (sessionId) whose drug it judges; R4 carries causality on the suspect entity."},
 		{"adverse-event.fatal-grade", "A CTCAE grade 5 event has outcome fatal and the criterion death."},
 		{"session.time-window", "A session's adverse events do not start before its infusion."},
 		{"session.duplicate-record-id", "Record ids are unique per kind within a session."},

@@ -29,7 +29,7 @@ func checkSession(s *Session, v *violations) {
 		p := fmt.Sprintf("/adverseEvents/%d", i)
 		ae := &s.AdverseEvents[i]
 		dup("adverseEvents", ae.RecordID, p+"/recordId")
-		checkAdverseEvent(ae, p, v)
+		checkAdverseEvent(ae, p, true, v)
 		if onset, ok := parseTime(ae.OnsetAt); ok && hasStart && onset.Before(start) {
 			v.add("session.time-window", p+"/onsetAt", "an adverse event of a session cannot start before the infusion")
 		}

@@ -101,8 +101,8 @@ func validateCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) e
 	return printJSON(stdout, gateway.Information("the resource is valid"))
 }
 
-// codeSystemCommand prints the gateway's CodeSystems as a collection Bundle
-// (or the one named by --id).
+// codeSystemCommand prints one of the gateway's CodeSystems (--id:
+// ketamine-gateway, the default, or validation-rule).
 func codeSystemCommand(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("codesystem", flag.ContinueOnError)
 	fs.SetOutput(stderr)

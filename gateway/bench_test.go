@@ -1,0 +1,56 @@
+package gateway_test
+
+import (
+	"encoding/json"
+	"io/fs"
+	"testing"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway"
+	"github.com/ketamine-gateway/ketamine-gateway/mapping"
+	"github.com/ketamine-gateway/ketamine-gateway/schemas"
+)
+
+var benchSession = "examples/session/routine-ketamine-iv-session.json"
+
+// BenchmarkNativePipeline measures the whole native path for one session
+// document: strict JSON scan, schema validation, clinical rules, mapping and
+// rendering the transaction Bundle.
+func BenchmarkNativePipeline(b *testing.B) {
+	doc, err := fs.ReadFile(schemas.Examples(), benchSession)
+	if err != nil {
+		b.Fatal(err)
+	}
+	p, err := gateway.NewPipeline(mapping.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(doc)))
+	for b.Loop() {
+		res, err := p.Map(mapping.KindSession, doc)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := res.Transaction(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkNativeBaseline is the same document through a bare
+// encoding/json decode and encode: the floor the pipeline is compared with.
+func BenchmarkNativeBaseline(b *testing.B) {
+	doc, err := fs.ReadFile(schemas.Examples(), benchSession)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(doc)))
+	for b.Loop() {
+		var v any
+		if err := json.Unmarshal(doc, &v); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := json.Marshal(v); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
