@@ -1,0 +1,162 @@
+package r4
+
+import (
+	"slices"
+	"strconv"
+	"sync"
+)
+
+// Options configure a Validator.
+type Options struct {
+	// MaxDepth is the maximum nesting of JSON objects and arrays; 0 means
+	// DefaultMaxDepth. Values above MaxAllowedDepth are lowered to it.
+	MaxDepth int
+}
+
+// Depth limits.
+const (
+	DefaultMaxDepth = 100
+	MaxAllowedDepth = 10000
+)
+
+// Validator checks FHIR R4 JSON resources against the R4 structure
+// definitions. It is safe for concurrent use; build it once with New.
+type Validator struct {
+	s        *schema
+	maxDepth int
+	pool     sync.Pool // *walker
+}
+
+// New returns a Validator. It loads the embedded definitions on first use
+// (once per process); it panics only if those definitions are corrupt,
+// which would be a build defect.
+func New(opts Options) *Validator {
+	s, err := loadSchema()
+	if err != nil {
+		panic("r4: embedded FHIR definitions are corrupt: " + err.Error())
+	}
+	d := opts.MaxDepth
+	if d <= 0 {
+		d = DefaultMaxDepth
+	}
+	d = min(d, MaxAllowedDepth)
+	v := &Validator{s: s, maxDepth: d}
+	v.pool.New = func() any { return &walker{s: s} }
+	return v
+}
+
+// ResourceTypes returns the sorted names of the 146 R4 resource types.
+func ResourceTypes() []string {
+	return slices.Clone(resourceTypeNames[:])
+}
+
+// KnownType reports whether name is an R4 resource type.
+func (v *Validator) KnownType(name string) bool {
+	_, ok := v.s.resources[name]
+	return ok
+}
+
+// Validate checks a whole JSON document; its resourceType selects the
+// definition it is checked against.
+func (v *Validator) Validate(doc []byte) *Result {
+	return v.run(doc, "")
+}
+
+// ValidateAs checks doc like Validate and also reports
+// "resource-type-mismatch" when the document's resourceType is not
+// resourceType (the document is then still checked against its own type).
+func (v *Validator) ValidateAs(doc []byte, resourceType string) *Result {
+	if resourceType == "" || !v.KnownType(resourceType) {
+		return &Result{Issues: []Issue{newIssue(SeverityError, "resource-type-unknown", "",
+			"the requested resource type is not an R4 resource type")}}
+	}
+	return v.run(doc, resourceType)
+}
+
+// newIssue builds an Issue; rules without an entry in ruleCode are FHIR
+// invariants.
+func newIssue(sev Severity, rule, expr, msg string) Issue {
+	code, ok := ruleCode[rule]
+	if !ok {
+		code = "invariant"
+	}
+	return Issue{Severity: sev, Code: code, Rule: rule, Expression: expr, Message: msg}
+}
+
+// run validates doc; want is the expected resource type or "".
+func (v *Validator) run(doc []byte, want string) *Result {
+	res := &Result{}
+	if len(doc) > maxDocSize {
+		res.Issues = append(res.Issues, newIssue(SeverityError, "too-costly", "", "the document is too large to validate"))
+		return res
+	}
+	if isBlank(doc) {
+		res.Issues = append(res.Issues, newIssue(SeverityError, "json-empty", "", "the document is empty"))
+		return res
+	}
+	w := v.pool.Get().(*walker)
+	defer v.put(w)
+	w.p.maxDepth = v.maxDepth
+	if !w.p.parse(doc) {
+		e := w.p.err
+		res.Issues = append(res.Issues, newIssue(SeverityError, e.rule, "",
+			e.msg+" at byte offset "+strconv.Itoa(e.offset)))
+		return res
+	}
+	w.start(doc)
+	w.document(want, res)
+	res.Issues = w.finish()
+	return res
+}
+
+// put returns a walker to the pool unless it grew unusually large.
+func (v *Validator) put(w *walker) {
+	w.doc = nil
+	w.issues = nil
+	if cap(w.p.nodes) > 1<<20 {
+		w.p.nodes = nil
+	}
+	w.p.data = nil
+	v.pool.Put(w)
+}
+
+func isBlank(doc []byte) bool {
+	for _, c := range doc {
+		switch c {
+		case ' ', '\t', '\n', '\r':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// document validates the root value once the tape is built.
+func (w *walker) document(want string, res *Result) {
+	root := &w.nodes[0]
+	if root.kind != kObject {
+		w.add(SeverityError, "element-type", want, "a FHIR resource must be a JSON object")
+		return
+	}
+	rt := w.member(0, "resourceType")
+	if rt < 0 {
+		w.add(SeverityError, "element-required", want, "the resource has no resourceType")
+		return
+	}
+	if w.nodes[rt].kind != kString {
+		w.add(SeverityError, "element-type", want, "resourceType must be a JSON string")
+		return
+	}
+	def := w.s.resources[string(w.str(rt))]
+	if def == nil {
+		w.add(SeverityError, "resource-type-unknown", want, "resourceType is not an R4 resource type")
+		return
+	}
+	res.ResourceType = def.name
+	if want != "" && want != def.name {
+		w.add(SeverityError, "resource-type-mismatch", def.name,
+			"the resource is a "+def.name+" but a "+want+" was expected")
+	}
+	w.root = def.name
+	w.resource(def, 0, false)
+}

@@ -1,0 +1,361 @@
+package r4
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// ruleCase is a small document that must raise Rule at Expression (or be
+// free of errors when Rule is empty).
+type ruleCase struct {
+	name string
+	doc  string
+	rule string
+	expr string
+	as   string // ValidateAs type, if set
+}
+
+// patient wraps Patient elements into a document.
+func patient(body string) string { return `{"resourceType":"Patient",` + body + `}` }
+
+// obs wraps elements into an Observation that has its required elements.
+func obs(body string) string {
+	return `{"resourceType":"Observation","status":"final","code":{"text":"x"}` + body + `}`
+}
+
+const ext = `{"url":"http://example.org/e","valueString":"v"}`
+
+var ruleCases = []ruleCase{
+	// Valid documents.
+	{name: "minimal patient", doc: `{"resourceType":"Patient"}`},
+	{name: "primitive extension", doc: patient(`"birthDate":"1970-01-01","_birthDate":{"id":"b","extension":[` + ext + `]}`)},
+	{name: "extension only primitive", doc: patient(`"_birthDate":{"extension":[` + ext + `]}`)},
+	{name: "trailing null extension", doc: patient(`"name":[{"given":["a"],"_given":[{"id":"x"},null]}]`)},
+	{name: "aligned primitive arrays", doc: patient(`"name":[{"given":["a",null],"_given":[null,{"extension":[` + ext + `]}]}]`)},
+	{name: "escaped key", doc: `{"resourceType":"Patient","gend\u0065r":"male"}`},
+	{name: "bom", doc: "\ufeff" + `{"resourceType":"Patient"}`},
+	{name: "observation", doc: obs(`,"valueQuantity":{"value":6.3,"unit":"mmol/l","system":"http://unitsofmeasure.org","code":"mmol/L"}`)},
+	{name: "decimal exponent", doc: obs(`,"valueQuantity":{"value":6.022e23}`)},
+	{name: "conditional reference in bundle", doc: `{"resourceType":"Bundle","type":"transaction","entry":[{"fullUrl":"urn:uuid:0e6a2f0c-7f0e-4c3f-9a7a-0b7c2d1e5f60","resource":` +
+		obs(`,"subject":{"reference":"Patient?identifier=http://x|1"}`) + `,"request":{"method":"POST","url":"Observation"}}]}`},
+	{name: "absolute reference", doc: patient(`"managingOrganization":{"reference":"https://example.org/fhir/Organization/1/_history/2"}`)},
+	{name: "history reference", doc: patient(`"managingOrganization":{"reference":"Organization/1/_history/2"}`)},
+	{name: "urn oid reference", doc: patient(`"managingOrganization":{"reference":"urn:oid:1.2.3"}`)},
+	{name: "local reference", doc: patient(`"contained":[{"resourceType":"Organization","id":"o1"}],"managingOrganization":{"reference":"#o1"}`)},
+	{name: "contained refers to container", doc: patient(`"contained":[{"resourceType":"Observation","id":"o","status":"final","code":{"text":"x"},"subject":{"reference":"#"}}]`)},
+	{name: "contained referenced by canonical", doc: `{"resourceType":"Questionnaire","status":"draft","contained":[{"resourceType":"ValueSet","id":"vs","status":"draft"}],"item":[{"linkId":"1","type":"choice","answerValueSet":"#vs"}]}`},
+	{name: "safe narrative", doc: patient(`"text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\"><a href=\"https://x.org\">a &amp; b &#169;</a></div>"}`)},
+	{name: "leap day", doc: patient(`"birthDate":"2000-02-29"`)},
+	{name: "parameters resource", doc: `{"resourceType":"Parameters","parameter":[{"name":"p","resource":{"resourceType":"Patient","id":"x"}}]}`},
+	{name: "same type as", as: "Patient", doc: `{"resourceType":"Patient"}`},
+
+	// JSON level.
+	{name: "syntax", doc: `{"resourceType":"Patient",}`, rule: "json-syntax"},
+	{name: "trailing data", doc: `{"resourceType":"Patient"} {}`, rule: "json-syntax"},
+	{name: "invalid utf8", doc: "{\"resourceType\":\"Patient\",\"gender\":\"m\xffale\"}", rule: "json-syntax"},
+	{name: "lone surrogate", doc: `{"resourceType":"Patient","gender":"\ud800"}`, rule: "json-syntax"},
+	{name: "comment", doc: `// c` + "\n" + `{"resourceType":"Patient"}`, rule: "json-syntax"},
+	{name: "duplicate key", doc: patient(`"gender":"male","gender":"female"`), rule: "json-duplicate-key", expr: "Patient.gender"},
+	{name: "duplicate escaped key", doc: patient(`"gender":"male","g\u0065nder":"female"`), rule: "json-duplicate-key", expr: "Patient.gender"},
+	{name: "duplicate nested", doc: patient(`"name":[{"family":"a","family":"b"}]`), rule: "json-duplicate-key", expr: "Patient.name[0].family"},
+	{name: "duplicate in unknown", doc: patient(`"foo":{"a":1,"a":2}`), rule: "json-duplicate-key", expr: "Patient.foo"},
+	{name: "duplicate resourceType", doc: `{"resourceType":"Patient","resourceType":"Patient"}`, rule: "json-duplicate-key", expr: "Patient.resourceType"},
+	{name: "depth", doc: patient(`"extension":` + strings.Repeat("[", 150) + strings.Repeat("]", 150)), rule: "json-depth"},
+	{name: "empty", doc: "", rule: "json-empty"},
+	{name: "blank", doc: " \r\n\t", rule: "json-empty"},
+
+	// Resource type.
+	{name: "unknown type", doc: `{"resourceType":"Foo"}`, rule: "resource-type-unknown"},
+	{name: "abstract type", doc: `{"resourceType":"DomainResource"}`, rule: "resource-type-unknown"},
+	{name: "no type", doc: `{"id":"x"}`, rule: "element-required"},
+	{name: "type not string", doc: `{"resourceType":1}`, rule: "element-type"},
+	{name: "not an object", doc: `[]`, rule: "element-type"},
+	{name: "mismatch", as: "Observation", doc: `{"resourceType":"Patient"}`, rule: "resource-type-mismatch", expr: "Patient"},
+	{name: "ValidateAs unknown", as: "Nope", doc: `{"resourceType":"Patient"}`, rule: "resource-type-unknown"},
+
+	// Elements.
+	{name: "unknown", doc: patient(`"foo":1`), rule: "element-unknown", expr: "Patient.foo"},
+	{name: "unknown nested", doc: patient(`"name":[{"familyName":"x"}]`), rule: "element-unknown", expr: "Patient.name[0].familyName"},
+	{name: "unknown name hidden", doc: patient(`"John Smith":1`), rule: "element-unknown", expr: "Patient"},
+	{name: "underscore on complex", doc: patient(`"_name":[{"id":"x"}]`), rule: "element-unknown", expr: "Patient._name"},
+	{name: "underscore unknown inside", doc: patient(`"birthDate":"1970","_birthDate":{"foo":1}`), rule: "element-unknown", expr: "Patient.birthDate.foo"},
+	{name: "choice base name", doc: obs(`,"value":1`), rule: "element-unknown", expr: "Observation.value"},
+	{name: "string for boolean", doc: patient(`"active":"true"`), rule: "element-type", expr: "Patient.active"},
+	{name: "number for string", doc: patient(`"gender":1`), rule: "element-type", expr: "Patient.gender"},
+	{name: "string for object", doc: patient(`"name":["x"]`), rule: "element-type", expr: "Patient.name[0]"},
+	{name: "string for integer", doc: `{"resourceType":"Basic","code":{"text":"x"},"extension":[{"url":"http://e","valuePositiveInt":"1"}]}`, rule: "element-type", expr: "Basic.extension[0].valuePositiveInt"},
+	{name: "object for array", doc: patient(`"name":{"family":"x"}`), rule: "element-array", expr: "Patient.name"},
+	{name: "array for single", doc: patient(`"gender":["male"]`), rule: "element-array", expr: "Patient.gender"},
+	{name: "required", doc: `{"resourceType":"Observation","code":{"text":"x"}}`, rule: "element-required", expr: "Observation.status"},
+	{name: "required choice", doc: `{"resourceType":"MedicationRequest","status":"active","intent":"order","subject":{"reference":"Patient/1"}}`, rule: "element-required", expr: "MedicationRequest.medication[x]"},
+	{name: "required in backbone", doc: obs(`,"component":[{"valueString":"x"}]`), rule: "element-required", expr: "Observation.component[0].code"},
+	{name: "two choices", doc: obs(`,"valueString":"a","valueBoolean":true`), rule: "choice-multiple", expr: "Observation.valueBoolean"},
+	{name: "choice value and other extension", doc: obs(`,"valueString":"a","_valueBoolean":{"id":"x"}`), rule: "choice-multiple", expr: "Observation.valueBoolean"},
+	{name: "empty string", doc: patient(`"gender":""`), rule: "value-empty", expr: "Patient.gender"},
+	{name: "empty array", doc: patient(`"name":[]`), rule: "value-empty", expr: "Patient.name"},
+	{name: "empty object", doc: patient(`"maritalStatus":{}`), rule: "value-empty", expr: "Patient.maritalStatus"},
+	{name: "null", doc: patient(`"active":null`), rule: "value-empty", expr: "Patient.active"},
+	{name: "null in complex array", doc: patient(`"name":[null]`), rule: "value-empty", expr: "Patient.name[0]"},
+	{name: "null without extension", doc: patient(`"name":[{"given":["a",null]}]`), rule: "value-empty", expr: "Patient.name[0].given[1]"},
+	{name: "extension sibling too long", doc: patient(`"name":[{"given":["a"],"_given":[null,{"id":"x"}]}]`), rule: "element-array", expr: "Patient.name[0].given[1]"},
+	{name: "null in both", doc: patient(`"name":[{"given":["a",null],"_given":[{"id":"x"},null]}]`), rule: "value-empty", expr: "Patient.name[0].given[1]"},
+
+	// Primitive formats.
+	{name: "bad date", doc: patient(`"birthDate":"1970-02-30"`), rule: "primitive-format", expr: "Patient.birthDate"},
+	{name: "not leap", doc: patient(`"birthDate":"1900-02-29"`), rule: "primitive-format", expr: "Patient.birthDate"},
+	{name: "date with tz", doc: patient(`"birthDate":"1970-01-01Z"`), rule: "primitive-format", expr: "Patient.birthDate"},
+	{name: "dateTime no tz", doc: patient(`"deceasedDateTime":"2020-01-01T10:00:00"`), rule: "primitive-format", expr: "Patient.deceasedDateTime"},
+	{name: "dateTime 24h", doc: patient(`"deceasedDateTime":"2020-01-01T24:00:00Z"`), rule: "primitive-format", expr: "Patient.deceasedDateTime"},
+	{name: "dateTime no seconds", doc: patient(`"deceasedDateTime":"2020-01-01T10:00Z"`), rule: "primitive-format", expr: "Patient.deceasedDateTime"},
+	{name: "instant partial", doc: obs(`,"issued":"2020-01-01"`), rule: "primitive-format", expr: "Observation.issued"},
+	{name: "integer fraction", doc: `{"resourceType":"Basic","code":{"text":"x"},"extension":[{"url":"http://e","valueInteger":1.0}]}`, rule: "primitive-format", expr: "Basic.extension[0].valueInteger"},
+	{name: "integer range", doc: `{"resourceType":"Basic","code":{"text":"x"},"extension":[{"url":"http://e","valueInteger":2147483648}]}`, rule: "primitive-format", expr: "Basic.extension[0].valueInteger"},
+	{name: "positiveInt zero", doc: `{"resourceType":"Basic","code":{"text":"x"},"extension":[{"url":"http://e","valuePositiveInt":0}]}`, rule: "primitive-format", expr: "Basic.extension[0].valuePositiveInt"},
+	{name: "decimal as string", doc: obs(`,"valueQuantity":{"value":"abc"}`), rule: "element-type", expr: "Observation.valueQuantity.value"},
+	{name: "bad id", doc: `{"resourceType":"Patient","id":"a_b"}`, rule: "primitive-format", expr: "Patient.id"},
+	{name: "long id", doc: `{"resourceType":"Patient","id":"` + strings.Repeat("a", 65) + `"}`, rule: "primitive-format", expr: "Patient.id"},
+	{name: "code spaces", doc: patient(`"gender":" male"`), rule: "primitive-format", expr: "Patient.gender"},
+	{name: "control char", doc: patient(`"name":[{"family":"a\u0001b"}]`), rule: "primitive-format", expr: "Patient.name[0].family"},
+	{name: "uri space", doc: patient(`"implicitRules":"http://a b"`), rule: "primitive-format", expr: "Patient.implicitRules"},
+	{name: "uuid uppercase", doc: patient(`"implicitRules":"urn:uuid:4E6A2F0C-7F0E-4C3F-9A7A-0B7C2D1E5F60"`), rule: "primitive-format", expr: "Patient.implicitRules"},
+	{name: "bad base64", doc: patient(`"photo":[{"contentType":"image/png","data":"%%%"}]`), rule: "primitive-format", expr: "Patient.photo[0].data"},
+	{name: "bad time", doc: `{"resourceType":"Basic","code":{"text":"x"},"extension":[{"url":"http://e","valueTime":"12:05"}]}`, rule: "primitive-format", expr: "Basic.extension[0].valueTime"},
+	{name: "bad oid", doc: `{"resourceType":"Basic","code":{"text":"x"},"extension":[{"url":"http://e","valueOid":"urn:oid:1.02"}]}`, rule: "primitive-format", expr: "Basic.extension[0].valueOid"},
+	{name: "narrative not div", doc: patient(`"text":{"status":"generated","div":"<p>x</p>"}`), rule: "primitive-format", expr: "Patient.text.div"},
+	{name: "narrative entity", doc: patient(`"text":{"status":"generated","div":"<div>&nbsp;</div>"}`), rule: "primitive-format", expr: "Patient.text.div"},
+
+	// Bindings.
+	{name: "code binding", doc: patient(`"gender":"unknownx"`), rule: "binding-required", expr: "Patient.gender"},
+	{name: "code binding in backbone", doc: patient(`"name":[{"use":"bogus"}]`), rule: "binding-required", expr: "Patient.name[0].use"},
+	{name: "codeable concept binding", doc: `{"resourceType":"AllergyIntolerance","patient":{"reference":"Patient/1"},"clinicalStatus":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical","code":"bogus"}]}}`,
+		rule: "binding-required", expr: "AllergyIntolerance.clinicalStatus.coding[0]"},
+	{name: "codeable concept without coding", doc: `{"resourceType":"AllergyIntolerance","patient":{"reference":"Patient/1"},"clinicalStatus":{"text":"active"}}`,
+		rule: "binding-required", expr: "AllergyIntolerance.clinicalStatus"},
+	{name: "bundle type", doc: `{"resourceType":"Bundle","type":"bogus"}`, rule: "binding-required", expr: "Bundle.type"},
+	{name: "bundle type missing", doc: `{"resourceType":"Bundle","id":"b"}`, rule: "element-required", expr: "Bundle.type"},
+
+	// References.
+	{name: "unknown type reference", doc: patient(`"managingOrganization":{"reference":"Foo/1"}`), rule: "reference-format", expr: "Patient.managingOrganization.reference"},
+	{name: "bad id reference", doc: patient(`"managingOrganization":{"reference":"Organization/a b"}`), rule: "reference-format", expr: "Patient.managingOrganization.reference"},
+	{name: "bare reference", doc: patient(`"managingOrganization":{"reference":"Organization"}`), rule: "reference-format", expr: "Patient.managingOrganization.reference"},
+	{name: "conditional outside bundle", doc: patient(`"managingOrganization":{"reference":"Organization?identifier=x"}`), rule: "reference-format", expr: "Patient.managingOrganization.reference"},
+	{name: "bad local reference", doc: patient(`"managingOrganization":{"reference":"#a b"}`), rule: "reference-format", expr: "Patient.managingOrganization.reference"},
+	{name: "bad oid reference", doc: patient(`"managingOrganization":{"reference":"urn:oid:9.1"}`), rule: "reference-format", expr: "Patient.managingOrganization.reference"},
+	{name: "fullUrl relative", doc: `{"resourceType":"Bundle","type":"collection","entry":[{"fullUrl":"Patient/1","resource":{"resourceType":"Patient"}}]}`, rule: "reference-format", expr: "Bundle.entry[0]"},
+
+	// Narrative safety.
+	{name: "script", doc: patient(`"text":{"status":"generated","div":"<div><SCRIPT>x</SCRIPT></div>"}`), rule: "xhtml-unsafe", expr: "Patient.text.div"},
+	{name: "event handler", doc: patient(`"text":{"status":"generated","div":"<div><img src=\"a.png\" OnError=\"x()\"/></div>"}`), rule: "xhtml-unsafe", expr: "Patient.text.div"},
+	{name: "javascript url", doc: patient(`"text":{"status":"generated","div":"<div><a href=\" JavaScript:x()\">a</a></div>"}`), rule: "xhtml-unsafe", expr: "Patient.text.div"},
+	{name: "obfuscated javascript url", doc: patient(`"text":{"status":"generated","div":"<div><a href=\"jav&#x61;script&#58;x()\">a</a></div>"}`), rule: "xhtml-unsafe", expr: "Patient.text.div"},
+	{name: "iframe", doc: patient(`"text":{"status":"generated","div":"<div><iframe src=\"x\"></iframe></div>"}`), rule: "xhtml-unsafe", expr: "Patient.text.div"},
+
+	// Nested resources.
+	{name: "bundle entry", doc: `{"resourceType":"Bundle","type":"collection","entry":[{"fullUrl":"urn:uuid:0e6a2f0c-7f0e-4c3f-9a7a-0b7c2d1e5f60","resource":{"resourceType":"Patient"}},` +
+		`{"fullUrl":"urn:uuid:1e6a2f0c-7f0e-4c3f-9a7a-0b7c2d1e5f60","resource":{"resourceType":"Observation","code":{"text":"x"}}}]}`,
+		rule: "element-required", expr: "Bundle.entry[1].resource.ofType(Observation).status"},
+	{name: "contained", doc: patient(`"contained":[{"resourceType":"Organization","id":"o","nam":"x"}],"managingOrganization":{"reference":"#o"}`),
+		rule: "element-unknown", expr: "Patient.contained[0].ofType(Organization).nam"},
+	{name: "parameters resource", doc: `{"resourceType":"Parameters","parameter":[{"name":"p","resource":{"resourceType":"Patient","gender":"x"}}]}`,
+		rule: "binding-required", expr: "Parameters.parameter[0].resource.ofType(Patient).gender"},
+	{name: "nested part", doc: `{"resourceType":"Parameters","parameter":[{"name":"p","part":[{"name":"q","valueBoolean":"yes"}]}]}`,
+		rule: "element-type", expr: "Parameters.parameter[0].part[0].valueBoolean"},
+	{name: "nested unknown type", doc: `{"resourceType":"Bundle","type":"collection","entry":[{"resource":{"resourceType":"Foo"}}]}`,
+		rule: "resource-type-unknown", expr: "Bundle.entry[0].resource"},
+	{name: "nested no type", doc: `{"resourceType":"Bundle","type":"collection","entry":[{"resource":{"id":"x"}}]}`,
+		rule: "element-required", expr: "Bundle.entry[0].resource"},
+
+	// Invariants.
+	{name: "ext-1 both", doc: patient(`"extension":[{"url":"http://e","valueString":"a","extension":[` + ext + `]}]`), rule: "ext-1", expr: "Patient.extension[0]"},
+	{name: "ext-1 neither", doc: patient(`"extension":[{"url":"http://e"}]`), rule: "ext-1", expr: "Patient.extension[0]"},
+	{name: "extension url", doc: patient(`"extension":[{"valueString":"a"}]`), rule: "element-required", expr: "Patient.extension[0].url"},
+	{name: "qty-3", doc: obs(`,"valueQuantity":{"value":1,"code":"mg"}`), rule: "qty-3", expr: "Observation.valueQuantity"},
+	{name: "obs-6", doc: obs(`,"valueString":"a","dataAbsentReason":{"text":"x"}`), rule: "obs-6", expr: "Observation"},
+	{name: "obs-7", doc: `{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"1-8"}]},"valueString":"a","component":[{"code":{"coding":[{"system":"http://loinc.org","code":"1-8"}]},"valueString":"b"}]}`,
+		rule: "obs-7", expr: "Observation.component[0]"},
+	{name: "per-1", doc: patient(`"name":[{"period":{"start":"2020-02-01","end":"2020-01-01"}}]`), rule: "per-1", expr: "Patient.name[0].period"},
+	{name: "per-1 mixed precision", doc: patient(`"name":[{"period":{"start":"2023-06-21","end":"2023-06-21T06:20:00Z"}}]`), rule: "per-1", expr: "Patient.name[0].period"},
+	{name: "bdl-7", doc: `{"resourceType":"Bundle","type":"collection","entry":[{"fullUrl":"http://x/Patient/1","resource":{"resourceType":"Patient"}},{"fullUrl":"http://x/Patient/1","resource":{"resourceType":"Patient"}}]}`,
+		rule: "bdl-7", expr: "Bundle.entry[1]"},
+	{name: "bdl-3", doc: `{"resourceType":"Bundle","type":"transaction","entry":[{"fullUrl":"http://x/Patient/1","resource":{"resourceType":"Patient"}}]}`,
+		rule: "bdl-3", expr: "Bundle.entry[0]"},
+	{name: "bdl-1", doc: `{"resourceType":"Bundle","type":"collection","total":1}`, rule: "bdl-1", expr: "Bundle.total"},
+	{name: "bdl-11", doc: `{"resourceType":"Bundle","type":"document","identifier":{"system":"http://x","value":"1"},"timestamp":"2020-01-01T00:00:00Z","entry":[{"fullUrl":"http://x/Patient/1","resource":{"resourceType":"Patient"}}]}`,
+		rule: "bdl-11", expr: "Bundle"},
+	{name: "ref-1", doc: patient(`"managingOrganization":{"reference":"#missing"}`), rule: "ref-1", expr: "Patient.managingOrganization.reference"},
+	{name: "dom-3", doc: patient(`"contained":[{"resourceType":"Organization","id":"o"}]`), rule: "dom-3", expr: "Patient.contained[0].ofType(Organization)"},
+	{name: "dom-2", doc: patient(`"contained":[{"resourceType":"Organization","id":"o","contained":[{"resourceType":"Organization","id":"p"}]}],"managingOrganization":{"reference":"#o"}`),
+		rule: "dom-2", expr: "Patient.contained[0].ofType(Organization).contained"},
+	{name: "dom-4", doc: patient(`"contained":[{"resourceType":"Organization","id":"o","meta":{"versionId":"1"}}],"managingOrganization":{"reference":"#o"}`),
+		rule: "dom-4", expr: "Patient.contained[0].ofType(Organization).meta"},
+	{name: "que-12", doc: `{"resourceType":"Questionnaire","status":"draft","item":[{"linkId":"1","type":"string","enableWhen":[{"question":"a","operator":"exists","answerBoolean":true},{"question":"b","operator":"exists","answerBoolean":true}]}]}`,
+		rule: "que-12", expr: "Questionnaire.item[0]"},
+	{name: "attachment size", doc: patient(`"photo":[{"contentType":"image/png","data":"aGVsbG8=","size":4}]`), rule: "attachment-size", expr: "Patient.photo[0]"},
+}
+
+func TestRules(t *testing.T) {
+	v := testValidator()
+	for _, c := range ruleCases {
+		t.Run(c.name, func(t *testing.T) {
+			var res *Result
+			if c.as != "" {
+				res = v.ValidateAs([]byte(c.doc), c.as)
+			} else {
+				res = v.Validate([]byte(c.doc))
+			}
+			if c.rule == "" {
+				if !res.Valid() {
+					t.Fatalf("want valid, got %+v", res.Issues)
+				}
+				return
+			}
+			if res.Valid() {
+				t.Fatalf("want rule %s, got valid (%+v)", c.rule, res.Issues)
+			}
+			for _, is := range res.Issues {
+				if is.Rule == c.rule && (c.expr == "" || is.Expression == c.expr) {
+					if is.Code == "" || is.Message == "" {
+						t.Errorf("issue lacks code or message: %+v", is)
+					}
+					return
+				}
+			}
+			t.Fatalf("want %s at %q, got %+v", c.rule, c.expr, res.Issues)
+		})
+	}
+}
+
+func TestDeepNesting(t *testing.T) {
+	const n = 100000
+	for _, open := range []string{"[", `{"a":`} {
+		close := "]"
+		if open != "[" {
+			close = "}"
+		}
+		doc := patient(`"extension":` + strings.Repeat(open, n) + "1" + strings.Repeat(close, n))
+		res := testValidator().Validate([]byte(doc))
+		if len(res.Issues) != 1 || res.Issues[0].Rule != "json-depth" {
+			t.Errorf("%s: want a single json-depth issue, got %+v", open, res.Issues)
+		}
+	}
+	// The limit is configurable.
+	doc := patient(`"extension":[{"url":"http://e","extension":[{"url":"http://e","valueString":"x"}]}]`)
+	if r := New(Options{MaxDepth: 4}).Validate([]byte(doc)); r.Valid() || r.Issues[0].Rule != "json-depth" {
+		t.Errorf("MaxDepth 4: want json-depth, got %+v", r.Issues)
+	}
+	if r := New(Options{MaxDepth: 5}).Validate([]byte(doc)); !r.Valid() {
+		t.Errorf("MaxDepth 5: want valid, got %+v", r.Issues)
+	}
+}
+
+func TestIssueCap(t *testing.T) {
+	var b strings.Builder
+	b.WriteString(`{"resourceType":"Patient"`)
+	for i := range 500 {
+		fmt.Fprintf(&b, `,"x%d":1`, i)
+	}
+	b.WriteString("}")
+	res := testValidator().Validate([]byte(b.String()))
+	if len(res.Issues) != MaxIssues+1 {
+		t.Fatalf("want %d issues, got %d", MaxIssues+1, len(res.Issues))
+	}
+	if last := res.Issues[len(res.Issues)-1]; last.Rule != "too-costly" || last.Code != "too-costly" {
+		t.Errorf("last issue: %+v", last)
+	}
+}
+
+// TestNoPHIInIssues checks that values and odd property names from the
+// document never appear in issue text.
+func TestNoPHIInIssues(t *testing.T) {
+	const secret = "SECRETPHI"
+	docs := []string{
+		patient(`"gender":"SECRETPHI","birthDate":"SECRETPHI","active":"SECRETPHI","id":"SECRETPHI"`),
+		patient(`"SECRETPHI":1,"name":[{"SECRETPHI x":"y","family":["SECRETPHI"]}]`),
+		patient(`"managingOrganization":{"reference":"SECRETPHI/1"},"text":{"status":"generated","div":"<div><script>SECRETPHI</script></div>"}`),
+		patient(`"gender":"male","gender":"SECRETPHI","SECRETPHI":1,"SECRETPHI":2`),
+		`{"resourceType":"SECRETPHI"}`,
+		`{"resourceType":"Patient","name":[{"text":"SECRETPHI"}],}`,
+		`{"resourceType":"Bundle","type":"SECRETPHI","entry":[{"fullUrl":"SECRETPHI","resource":{"resourceType":"SECRETPHI"}}]}`,
+	}
+	v := testValidator()
+	for _, d := range docs {
+		res := v.Validate([]byte(d))
+		if res.Valid() {
+			t.Errorf("document unexpectedly valid: %s", d)
+		}
+		for _, is := range res.Issues {
+			if strings.Contains(is.Message, secret) || strings.Contains(is.Expression, secret) {
+				t.Errorf("issue leaks document content: %+v", is)
+			}
+		}
+	}
+}
+
+func TestResourceTypes(t *testing.T) {
+	types := ResourceTypes()
+	if len(types) != 146 || !slices.IsSorted(types) {
+		t.Fatalf("want 146 sorted types, got %d", len(types))
+	}
+	v := testValidator()
+	for _, name := range types {
+		if !v.KnownType(name) {
+			t.Errorf("%s not known", name)
+		}
+	}
+	for _, name := range []string{"", "Resource", "DomainResource", "patient", "Quantity"} {
+		if v.KnownType(name) {
+			t.Errorf("%q should not be a resource type", name)
+		}
+	}
+	types[0] = "changed"
+	if ResourceTypes()[0] != "Account" {
+		t.Error("ResourceTypes returns shared state")
+	}
+	if skippedRequiredBindings != 5 {
+		t.Errorf("skipped required bindings: %d", skippedRequiredBindings)
+	}
+}
+
+func TestConcurrentUse(t *testing.T) {
+	v := New(Options{})
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 50 {
+				c := ruleCases[(g*50+i)%len(ruleCases)]
+				r1 := v.Validate([]byte(c.doc))
+				r2 := v.Validate([]byte(c.doc))
+				if fmt.Sprint(r1.Issues) != fmt.Sprint(r2.Issues) {
+					t.Errorf("%s: results differ between runs", c.name)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// TestWarnings covers what the HL7 validator accepts but this package
+// flags: the document stays valid, with a warning.
+func TestWarnings(t *testing.T) {
+	cases := []ruleCase{
+		{name: "decimal as string", doc: obs(`,"valueQuantity":{"value":"1.5"}`), rule: "element-type", expr: "Observation.valueQuantity.value"},
+		{name: "malformed urn:uuid", doc: patient(`"managingOrganization":{"reference":"urn:uuid:1234-X"}`), rule: "reference-format", expr: "Patient.managingOrganization.reference"},
+		{name: "code only as extension", doc: patient(`"_gender":{"extension":[` + ext + `]}`), rule: "binding-required", expr: "Patient.gender"},
+	}
+	v := testValidator()
+	for _, c := range cases {
+		res := v.Validate([]byte(c.doc))
+		if !res.Valid() {
+			t.Errorf("%s: want valid, got %+v", c.name, res.Issues)
+			continue
+		}
+		if len(res.Issues) != 1 || res.Issues[0].Severity != SeverityWarning || res.Issues[0].Rule != c.rule || res.Issues[0].Expression != c.expr {
+			t.Errorf("%s: want one %s warning at %s, got %+v", c.name, c.rule, c.expr, res.Issues)
+		}
+	}
+}

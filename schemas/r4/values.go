@@ -1,0 +1,185 @@
+package r4
+
+import (
+	"bytes"
+)
+
+// value validates one (non-array, non-null) value.
+func (w *walker) value(e *elemDef, a *altDef, v int32) {
+	switch {
+	case a.prim != pNone:
+		w.primitive(a.prim, v, e.vs)
+	case a.resource:
+		w.nested(v, e.name == "contained")
+	default:
+		w.object(a.def, v)
+		if e.vs != nil && !w.full {
+			w.codingBinding(a.typeName, e.vs, v)
+		}
+	}
+}
+
+// nested validates a resource held in a Resource-typed element.
+func (w *walker) nested(v int32, contained bool) {
+	n := &w.nodes[v]
+	if n.kind != kObject {
+		w.errorf("element-type", "a resource must be a JSON object")
+		return
+	}
+	if n.count == 0 {
+		w.errorf("value-empty", "an object must not be empty")
+		return
+	}
+	rt := w.member(v, "resourceType")
+	var def *typeDef
+	switch {
+	case rt < 0:
+		w.errorf("element-required", "the nested resource has no resourceType")
+	case w.nodes[rt].kind != kString:
+		w.errorf("element-type", "resourceType must be a JSON string")
+	default:
+		if def = w.s.resources[string(w.str(rt))]; def == nil {
+			w.errorf("resource-type-unknown", "resourceType is not an R4 resource type")
+		}
+	}
+	if def == nil {
+		w.dupsWithin(v)
+		return
+	}
+	w.path = append(w.path, seg{ofType: def.name, index: -1})
+	w.resource(def, v, contained)
+	w.pop()
+}
+
+// resource validates a resource object; contained resources share the
+// reference context of their container.
+func (w *walker) resource(def *typeDef, v int32, contained bool) {
+	if def.name == "Bundle" {
+		w.bundles++
+		defer func() { w.bundles-- }()
+	}
+	if contained && len(w.res) > 0 {
+		c := w.res[len(w.res)-1]
+		prev := c.cur
+		c.cur = w.containedRules(v)
+		w.object(def, v)
+		c.cur = prev
+		return
+	}
+	w.pushCtx()
+	w.object(def, v)
+	w.popCtx()
+}
+
+// primitive validates a primitive value node against its type.
+func (w *walker) primitive(p prim, v int32, vs *valueSet) {
+	n := &w.nodes[v]
+	switch p {
+	case pBoolean:
+		if n.kind != kTrue && n.kind != kFalse {
+			w.errorf("element-type", "expected a JSON boolean")
+		}
+		return
+	case pInteger, pUnsignedInt, pPositiveInt, pDecimal:
+		if p == pDecimal && n.kind == kString {
+			// The HL7 validator accepts a decimal written as a JSON string
+			// (case cs-order-prop-r4), so this is a warning when the text
+			// is a valid decimal.
+			if isDecimal(w.str(v)) {
+				w.warnf("element-type", "a decimal should be a JSON number, not a string")
+			} else {
+				w.errorf("element-type", "expected a JSON number for FHIR type decimal")
+			}
+			return
+		}
+		if n.kind != kNumber {
+			w.errorf("element-type", "expected a JSON number for FHIR type "+primName(p))
+			return
+		}
+		if !checkNumber(p, w.raw(v)) {
+			w.errorf("primitive-format", "the number is not a valid FHIR "+primName(p))
+		}
+		return
+	}
+	if n.kind != kString {
+		w.errorf("element-type", "expected a JSON string for FHIR type "+primName(p))
+		return
+	}
+	s := w.str(v)
+	if len(s) == 0 {
+		w.errorf("value-empty", "a string must not be empty")
+		return
+	}
+	if p == pXHTML {
+		w.xhtml(s)
+		return
+	}
+	if !checkString(p, s) {
+		w.errorf("primitive-format", "the value is not a valid FHIR "+primName(p))
+		return
+	}
+	if s[0] == '#' && (p == pCanonical || p == pURI) {
+		w.localRef(s, false)
+	}
+	if vs != nil {
+		if _, ok := vs.codes[string(s)]; !ok {
+			w.errorf("binding-required", "the code is not in the required value set "+vs.url)
+		}
+	}
+}
+
+// codingBinding checks a Coding or CodeableConcept against a required
+// value set: codings of the value set's systems must use its codes, and a
+// CodeableConcept must carry at least one such coding (as the HL7
+// validator requires: text alone does not satisfy a required binding).
+func (w *walker) codingBinding(typeName string, vs *valueSet, v int32) {
+	switch typeName {
+	case "Coding":
+		if !w.codingIn(vs, v) {
+			w.errorf("binding-required", "the code is not in the required value set "+vs.url)
+		}
+	case "CodeableConcept":
+		found := false
+		top := len(w.path)
+		w.push("coding")
+		w.items(w.member(v, "coding"), func(i int, c int32) {
+			w.path[top].index = int32(i)
+			sys, _ := w.memberBytes(c, "system")
+			if _, ok := vs.bySystem[string(sys)]; !ok {
+				return
+			}
+			found = true
+			if !w.codingIn(vs, c) {
+				w.errorf("binding-required", "the code is not in the required value set "+vs.url)
+			}
+		})
+		w.pop()
+		if !found {
+			w.errorf("binding-required", "no coding from the required value set "+vs.url)
+		}
+	}
+}
+
+// codingIn reports whether Coding node c is consistent with vs: a coding
+// of one of its systems must have one of its codes; others are not checked.
+func (w *walker) codingIn(vs *valueSet, c int32) bool {
+	if w.nodes[c].kind != kObject {
+		return true // reported elsewhere
+	}
+	sys, _ := w.memberBytes(c, "system")
+	set, ok := vs.bySystem[string(sys)]
+	if !ok {
+		return true
+	}
+	code := w.member(c, "code")
+	if code < 0 || w.nodes[code].kind != kString {
+		return false
+	}
+	_, ok = set[string(w.str(code))]
+	return ok
+}
+
+// hasPrefixFold reports whether s begins with prefix, ASCII case-insensitively.
+func hasPrefixFold(s []byte, prefix string) bool {
+	return len(s) >= len(prefix) && bytes.EqualFold(s[:len(prefix)], []byte(prefix))
+}

@@ -1,0 +1,258 @@
+package r4
+
+import (
+	"bytes"
+)
+
+// Narrative (xhtml) checks. FHIR narrative is a restricted XHTML <div>
+// (txt-1, txt-2); this gateway does not parse XML but rejects what is
+// unsafe to render: script-capable elements, event-handler attributes and
+// script URLs (rule xhtml-unsafe), and entities that XML does not define
+// (primitive-format).
+
+// unsafeTags are elements that can run code or load active content.
+var unsafeTags = map[string]bool{
+	"script": true, "iframe": true, "frame": true, "frameset": true,
+	"object": true, "embed": true, "applet": true, "form": true,
+	"input": true, "button": true, "base": true, "link": true,
+	"meta": true, "style": true, "svg": true, "math": true,
+}
+
+// xhtml validates a Narrative.div value.
+func (w *walker) xhtml(s []byte) {
+	t := bytes.TrimLeft(s, " \t\r\n")
+	if !hasPrefixFold(t, "<div") || len(t) < 5 || !(isSpace(t[4]) || t[4] == '>' || t[4] == '/') {
+		w.errorf("primitive-format", "the narrative must be a single XHTML div element")
+		return
+	}
+	if e := bytes.TrimRight(t, " \t\r\n"); !hasSuffixFold(e, "</div>") && !bytes.HasSuffix(e, []byte("/>")) {
+		w.errorf("primitive-format", "the narrative must be a single XHTML div element")
+		return
+	}
+	if !noControl(s) {
+		w.errorf("primitive-format", "the narrative contains control characters")
+		return
+	}
+	if reason := unsafeMarkup(s); reason != "" {
+		w.errorf("xhtml-unsafe", "the narrative contains "+reason+", which is not allowed (txt-1)")
+		return
+	}
+	if !xmlEntitiesOK(s) {
+		w.errorf("primitive-format", "the narrative uses an entity that XHTML does not define (only &lt; &gt; &amp; &quot; &apos; and numeric references)")
+	}
+}
+
+func hasSuffixFold(s []byte, suffix string) bool {
+	return len(s) >= len(suffix) && bytes.EqualFold(s[len(s)-len(suffix):], []byte(suffix))
+}
+
+// unsafeMarkup scans the tags of s and describes the first unsafe construct
+// found, or returns "".
+func unsafeMarkup(s []byte) string {
+	for i := 0; i < len(s); i++ {
+		if s[i] != '<' {
+			continue
+		}
+		i++
+		if i < len(s) && s[i] == '!' { // comment, CDATA or doctype: skip it
+			if end := bytes.IndexByte(s[i:], '>'); end >= 0 {
+				i += end
+			}
+			continue
+		}
+		if i < len(s) && s[i] == '/' {
+			i++
+		}
+		j := i
+		for j < len(s) && isNameChar(s[j]) {
+			j++
+		}
+		if j == i {
+			continue // a stray '<', not a tag
+		}
+		if unsafeTags[string(bytes.ToLower(s[i:j]))] {
+			return "a script-capable element"
+		}
+		end, reason := scanAttributes(s, j)
+		if reason != "" {
+			return reason
+		}
+		i = end
+	}
+	return ""
+}
+
+func isNameChar(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == ':' || c == '.'
+}
+
+// scanAttributes reads the attributes of a tag starting at s[i] and
+// returns the index of the closing '>' (or len(s)) and the reason the tag
+// is unsafe, if it is.
+func scanAttributes(s []byte, i int) (int, string) {
+	for i < len(s) {
+		c := s[i]
+		switch {
+		case c == '>':
+			return i, ""
+		case isSpace(c) || c == '/':
+			i++
+			continue
+		}
+		j := i
+		for j < len(s) && !isSpace(s[j]) && s[j] != '=' && s[j] != '>' && s[j] != '/' {
+			j++
+		}
+		name := s[i:j]
+		if j == i { // stray character such as a quote
+			j++
+		}
+		if hasPrefixFold(name, "on") {
+			return j, "an event-handler attribute"
+		}
+		for j < len(s) && isSpace(s[j]) {
+			j++
+		}
+		if j >= len(s) || s[j] != '=' {
+			i = j
+			continue
+		}
+		j++
+		for j < len(s) && isSpace(s[j]) {
+			j++
+		}
+		var val []byte
+		if j < len(s) && (s[j] == '"' || s[j] == '\'') {
+			q := s[j]
+			end := bytes.IndexByte(s[j+1:], q)
+			if end < 0 {
+				val, j = s[j+1:], len(s)
+			} else {
+				val, j = s[j+1:j+1+end], j+2+end
+			}
+		} else {
+			k := j
+			for k < len(s) && !isSpace(s[k]) && s[k] != '>' {
+				k++
+			}
+			val, j = s[j:k], k
+		}
+		if scriptURL(val) {
+			return j, "a script URL"
+		}
+		i = j
+	}
+	return len(s), ""
+}
+
+// scriptURL reports whether an attribute value, once character references,
+// whitespace and control characters are removed, uses a javascript: or
+// vbscript: URL (as browsers would interpret it).
+func scriptURL(v []byte) bool {
+	var buf [64]byte
+	norm := buf[:0]
+	for i := 0; i < len(v) && len(norm) < 16; i++ {
+		c := v[i]
+		if c == '&' {
+			if r, n := charRef(v[i:]); n > 0 {
+				i += n - 1
+				if r < 0 || r >= 0x80 {
+					continue
+				}
+				c = byte(r)
+			}
+		}
+		if c <= ' ' || c == 0x7f {
+			continue
+		}
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		norm = append(norm, c)
+	}
+	return bytes.HasPrefix(norm, []byte("javascript:")) || bytes.HasPrefix(norm, []byte("vbscript:"))
+}
+
+// charRef decodes a character reference at the start of s ("&#106;",
+// "&#x6A;", "&colon;"-style names map to -1) and returns its length.
+func charRef(s []byte) (rune, int) {
+	end := bytes.IndexByte(s, ';')
+	if end < 2 || end > 12 {
+		return 0, 0
+	}
+	body := s[1:end]
+	if body[0] != '#' {
+		switch string(body) {
+		case "colon":
+			return ':', end + 1
+		case "Tab", "NewLine":
+			return ' ', end + 1
+		}
+		return -1, end + 1
+	}
+	var r rune
+	if len(body) > 1 && (body[1] == 'x' || body[1] == 'X') {
+		if len(body) == 2 {
+			return 0, 0
+		}
+		for _, c := range body[2:] {
+			d := hexVal(c)
+			if d < 0 {
+				return 0, 0
+			}
+			r = r*16 + rune(d)
+			if r > 0x10FFFF {
+				return 0, 0
+			}
+		}
+		return r, end + 1
+	}
+	if len(body) == 1 {
+		return 0, 0
+	}
+	for _, c := range body[1:] {
+		if c < '0' || c > '9' {
+			return 0, 0
+		}
+		r = r*10 + rune(c-'0')
+		if r > 0x10FFFF {
+			return 0, 0
+		}
+	}
+	return r, end + 1
+}
+
+func hexVal(c byte) int {
+	switch {
+	case c >= '0' && c <= '9':
+		return int(c - '0')
+	case c >= 'a' && c <= 'f':
+		return int(c-'a') + 10
+	case c >= 'A' && c <= 'F':
+		return int(c-'A') + 10
+	}
+	return -1
+}
+
+// xmlEntitiesOK reports whether every '&' starts one of the five XML
+// entities or a numeric character reference.
+func xmlEntitiesOK(s []byte) bool {
+	for i := bytes.IndexByte(s, '&'); i >= 0; {
+		rest := s[i:]
+		switch {
+		case bytes.HasPrefix(rest, []byte("&lt;")), bytes.HasPrefix(rest, []byte("&gt;")),
+			bytes.HasPrefix(rest, []byte("&amp;")), bytes.HasPrefix(rest, []byte("&quot;")),
+			bytes.HasPrefix(rest, []byte("&apos;")):
+		default:
+			if r, n := charRef(rest); n == 0 || r < 0 {
+				return false
+			}
+		}
+		next := bytes.IndexByte(s[i+1:], '&')
+		if next < 0 {
+			break
+		}
+		i += 1 + next
+	}
+	return true
+}
