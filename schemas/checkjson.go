@@ -1,0 +1,284 @@
+package schemas
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// MaxDepth is the nesting depth Validate allows, counting the top-level
+// object as depth 1. The deepest valid record (a session's adverse event with
+// an array of codes) is 4 levels deep.
+const MaxDepth = 16
+
+// MaxValues is the number of JSON values (objects, arrays and scalars,
+// counted separately) a document may have in Validate. The largest valid
+// record, a session with 50 vitals, 50 fully itemised assessments and 50
+// adverse events, has about 6,600; the limit keeps the cost of validating
+// junk bounded (rule json-too-large).
+const MaxValues = 10000
+
+// maxNumberLen bounds the length of a number literal. Valid records never
+// come close; the bound keeps arbitrary-precision arithmetic in the schema
+// validator cheap.
+const maxNumberLen = 100
+
+// CheckJSON checks the raw bytes of a document before it is decoded:
+//
+//   - json-empty: the document is empty or only JSON whitespace;
+//   - json-syntax: the document is not UTF-8 or not well-formed JSON, or has
+//     data after the top-level value (the message gives the byte offset);
+//   - json-not-object: the top-level value is not an object;
+//   - json-duplicate-key: a key appears twice in one object (the pointer is
+//     that of the second occurrence); every duplicate is reported;
+//   - json-depth: arrays and objects nest deeper than maxDepth (the pointer
+//     is that of the first element too deep); checking stops there, so
+//     arbitrarily deep documents cost O(maxDepth) memory and no recursion;
+//   - json-number: a number that is not representable as a finite 64-bit
+//     float (or has more than 100 characters).
+//
+// maxDepth <= 0 means no depth limit. CheckJSON returns nil for a
+// well-formed object. Issues are in document order; Validate sorts them.
+//
+// Validate additionally limits the number of values to MaxValues
+// (json-too-large); CheckJSON does not.
+func CheckJSON(doc []byte, maxDepth int) []Issue {
+	return checkJSON(doc, maxDepth, 0)
+}
+
+// checkJSON is CheckJSON with a limit on the number of values (<= 0: none).
+func checkJSON(doc []byte, maxDepth, maxValues int) []Issue {
+	if isBlank(doc) {
+		return []Issue{newIssue(RuleJSONEmpty, CodeStructure, nil, "the document is empty")}
+	}
+	if bytes.HasPrefix(doc, []byte("\xEF\xBB\xBF")) {
+		return []Issue{newIssue(RuleJSONSyntax, CodeStructure, nil,
+			"invalid JSON: the document starts with a byte order mark (at byte offset 0)")}
+	}
+	if off := invalidUTF8Offset(doc); off >= 0 {
+		return []Issue{newIssue(RuleJSONSyntax, CodeStructure, nil,
+			fmt.Sprintf("invalid JSON: the document is not valid UTF-8 (at byte offset %d)", off))}
+	}
+
+	var (
+		stack  []*frame
+		path   []pathElem // location of the innermost open container
+		issues []Issue
+		done   bool // the top-level value is complete
+		values int  // values seen so far
+	)
+	valueDone := func(f *frame) {
+		if f.isObject {
+			f.expectKey = true
+		} else {
+			f.index++
+		}
+	}
+	childElem := func(f *frame) pathElem {
+		if f.isObject {
+			return keyElem(f.key)
+		}
+		return indexElem(f.index)
+	}
+
+	dec := json.NewDecoder(bytes.NewReader(doc))
+	dec.UseNumber()
+	for {
+		before := dec.InputOffset()
+		tok, err := dec.Token()
+		if err == io.EOF && done {
+			return issues
+		}
+		if done {
+			// Anything but the end of input after the top-level object.
+			return append(issues, newIssue(RuleJSONSyntax, CodeStructure, nil,
+				fmt.Sprintf("invalid JSON: unexpected data after the top-level object (after byte offset %d)", before)))
+		}
+		if err != nil {
+			return append(issues, syntaxIssue(err, path, len(doc)))
+		}
+		if startsValue(tok, stack) {
+			values++
+			if maxValues > 0 && values > maxValues {
+				return append(issues, newIssue(RuleJSONTooLarge, CodeTooCostly, nil,
+					fmt.Sprintf("the document has more than %d JSON values; no valid record comes close", maxValues)))
+			}
+		}
+		if len(stack) == 0 {
+			// First token of the document.
+			if d, ok := tok.(json.Delim); !ok || d != '{' {
+				return []Issue{newIssue(RuleJSONNotObject, CodeStructure, nil,
+					"a record must be a JSON object")}
+			}
+			stack = append(stack, &frame{isObject: true, expectKey: true})
+			if maxDepth > 0 && len(stack) > maxDepth {
+				return append(issues, depthIssue(nil, maxDepth))
+			}
+			continue
+		}
+		top := stack[len(stack)-1]
+		switch t := tok.(type) {
+		case json.Delim:
+			switch t {
+			case '{', '[':
+				path = append(path, childElem(top))
+				if maxDepth > 0 && len(stack)+1 > maxDepth {
+					return append(issues, depthIssue(path, maxDepth))
+				}
+				stack = append(stack, &frame{isObject: t == '{', expectKey: t == '{'})
+			case '}', ']':
+				stack = stack[:len(stack)-1]
+				if len(stack) == 0 {
+					done = true
+					continue
+				}
+				path = path[:len(path)-1]
+				valueDone(stack[len(stack)-1])
+			}
+		default:
+			if top.isObject && top.expectKey {
+				key, _ := t.(string) // the decoder only returns strings as keys
+				if top.seen == nil {
+					top.seen = make(map[string]struct{})
+				}
+				if _, dup := top.seen[key]; dup {
+					issues = append(issues, newIssue(RuleJSONDuplicateKey, CodeStructure,
+						append(path[:len(path):len(path)], keyElem(key)),
+						"duplicate key: a key may appear only once in an object"))
+				} else {
+					top.seen[key] = struct{}{}
+				}
+				top.key = key
+				top.expectKey = false
+				continue
+			}
+			if n, ok := t.(json.Number); ok && !numberInRange(string(n)) {
+				issues = append(issues, newIssue(RuleJSONNumber, CodeValue,
+					append(path[:len(path):len(path)], childElem(top)),
+					"number out of range: numbers must be representable as 64-bit floating point values"))
+			}
+			valueDone(top)
+		}
+	}
+}
+
+// frame is an open object or array in checkJSON.
+type frame struct {
+	isObject  bool
+	expectKey bool // object: the next token is a key (or '}')
+	key       string
+	index     int
+	seen      map[string]struct{}
+}
+
+// startsValue reports whether tok begins a value: an opening bracket or a
+// scalar that is not an object key.
+func startsValue(tok json.Token, stack []*frame) bool {
+	switch t := tok.(type) {
+	case json.Delim:
+		return t == '{' || t == '['
+	case string:
+		return len(stack) == 0 || !stack[len(stack)-1].isObject || !stack[len(stack)-1].expectKey
+	}
+	return true
+}
+
+func depthIssue(path []pathElem, maxDepth int) Issue {
+	return newIssue(RuleJSONDepth, CodeStructure, path,
+		fmt.Sprintf("the document nests arrays and objects deeper than %d levels", maxDepth))
+}
+
+// syntaxIssue describes a decoder error without quoting the document (the
+// decoder's own messages contain the offending character). The offset is the
+// decoder's, which points at or just after the offending byte.
+func syntaxIssue(err error, path []pathElem, docLen int) Issue {
+	what, off := "malformed JSON", int64(-1)
+	var se *json.SyntaxError
+	switch {
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		what, off = "unexpected end of input (truncated document?)", int64(docLen)
+	case errors.As(err, &se):
+		off = se.Offset
+		msg := se.Error()
+		for _, c := range syntaxCategories {
+			if strings.Contains(msg, c.match) {
+				what = c.what
+				break
+			}
+		}
+	}
+	msg := "invalid JSON: " + what
+	if off >= 0 {
+		msg += " near byte offset " + strconv.FormatInt(off, 10)
+	}
+	return newIssue(RuleJSONSyntax, CodeStructure, path, msg)
+}
+
+// syntaxCategories classifies encoding/json syntax errors, most specific
+// first.
+var syntaxCategories = []struct{ match, what string }{
+	{"unexpected end", "unexpected end of input (truncated document?)"},
+	{"after object key:value pair", "expected ',' or '}' after an object member"},
+	{"after object key", "expected ':' after an object key"},
+	{"after array element", "expected ',' or ']' after an array element"},
+	{"looking for beginning of object key string", "expected a string as object key"},
+	{"in string literal", "invalid character in a string (control characters must be escaped)"},
+	{"in string escape code", "invalid escape sequence in a string"},
+	{"in \\u hexadecimal character escape", "invalid \\u escape sequence in a string"},
+	{"in numeric literal", "malformed number"},
+	{"in literal", "malformed literal (true, false or null)"},
+	{"looking for beginning of value", "expected a value"},
+	{"invalid character", "unexpected character"},
+}
+
+func isBlank(doc []byte) bool {
+	for _, c := range doc {
+		switch c {
+		case ' ', '\t', '\r', '\n':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// invalidUTF8Offset returns the offset of the first byte that is not part of
+// a valid UTF-8 sequence, or -1.
+func invalidUTF8Offset(doc []byte) int {
+	if utf8.Valid(doc) {
+		return -1
+	}
+	for i := 0; i < len(doc); {
+		r, size := utf8.DecodeRune(doc[i:])
+		if r == utf8.RuneError && size == 1 {
+			return i
+		}
+		i += size
+	}
+	return -1
+}
+
+// numberInRange reports whether a JSON number literal is a finite float64
+// that did not underflow to zero, and is not absurdly long.
+func numberInRange(s string) bool {
+	if len(s) > maxNumberLen {
+		return false
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || math.IsInf(f, 0) {
+		return false
+	}
+	if f == 0 {
+		mantissa, _, _ := strings.Cut(strings.ToLower(s), "e")
+		if strings.ContainsAny(mantissa, "123456789") {
+			return false // underflow
+		}
+	}
+	return true
+}

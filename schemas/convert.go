@@ -1,0 +1,267 @@
+package schemas
+
+import (
+	"fmt"
+	"math/big"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/xeipuuv/gojsonschema"
+)
+
+// summaryErrors are gojsonschema error types that only say that a combinator
+// failed; the specific errors of the failing branch are reported alongside
+// them, so they are dropped.
+var summaryErrors = map[string]bool{
+	"number_any_of":  true,
+	"number_one_of":  true,
+	"number_all_of":  true,
+	"condition_then": true,
+	"condition_else": true,
+}
+
+// patternInfo describes a pattern used in the schemas in words. Patterns
+// that implement a format (instants, dates) are reported as schema.format so
+// that a malformed instant gives the same rule whichever check caught it.
+type patternInfo struct {
+	rule string
+	what string // completes "<field> must be ..."
+}
+
+const (
+	instantWhat = "an RFC 3339 date-time with seconds and a time zone (YYYY-MM-DDThh:mm:ss followed by Z or an offset ±hh:mm)"
+	dateWhat    = "a calendar date YYYY-MM-DD"
+)
+
+var patterns = map[string]patternInfo{
+	`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`: {RulePattern, "an identifier of 1-64 characters (letters, digits, '.', '_', '-'), starting with a letter or digit"},
+	`^[a-z0-9][a-z0-9-]{0,62}$`:         {RulePattern, "a system name of 1-63 characters (lowercase letters, digits, '-'), starting with a letter or digit"},
+	`^[A-Za-z0-9._-]{1,64}$`:            {RulePattern, "a version label of 1-64 characters (letters, digits, '.', '_', '-')"},
+	`^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})$`: {RuleFormat, instantWhat},
+	`^[0-9]{4}-[0-9]{2}-[0-9]{2}$`: {RuleFormat, dateWhat},
+}
+
+var formats = map[string]string{
+	"date-time": instantWhat,
+	"date":      dateWhat,
+	"uri":       "an absolute URI (with a scheme such as https: or urn:)",
+}
+
+// forbidden explains properties that a schema sets to false: known
+// properties that are not allowed in this place or for this instrument.
+//
+// Messages here and below describe conditions in words rather than with the
+// codes involved: a message must not repeat anything the document contains,
+// and the codes are document values too.
+var forbidden = map[string]string{
+	"recordId":   "recordId is not allowed here: the record's id is source.recordId",
+	"sessionId":  "sessionId is not allowed on a record nested in a session: the enclosing session is implied",
+	"score":      "score is not allowed for the C-SSRS screener: its items are yes/no questions, answered with answer",
+	"answer":     "answer is only allowed for the C-SSRS screener: the items of scored instruments have a score",
+	"difficulty": "difficulty is not allowed for this instrument: it is the Patient Health Questionnaire's functional-difficulty question",
+}
+
+// conditionallyRequired explains properties that are required only in some
+// cases (if/then in the schemas).
+var conditionallyRequired = map[string]string{
+	"statusReason":  "statusReason is required when the infusion was stopped early or not done",
+	"infusionStart": "infusionStart is required when the infusion was given, even if stopped early",
+	"timepointText": "timepointText is required when the time point is not one of the standard time points",
+	"eventText":     "eventText is required when the event is not one of the coded events",
+}
+
+// convertErrors turns gojsonschema errors into issues. Locations come from
+// the error's context, which only ever contains property names defined by
+// the schema and array indices; the offending value is never used.
+func convertErrors(errs []gojsonschema.ResultError) []Issue {
+	issues := make([]Issue, 0, len(errs))
+	var summaries []Issue
+	for _, e := range errs {
+		is := convertError(e)
+		if summaryErrors[e.Type()] {
+			summaries = append(summaries, is)
+			continue
+		}
+		issues = append(issues, is)
+	}
+	if len(issues) == 0 {
+		// Cannot happen with gojsonschema 1.2 (a failing branch always
+		// reports its own errors), but never return an empty list.
+		issues = summaries
+	}
+	return issues
+}
+
+func convertError(e gojsonschema.ResultError) Issue {
+	path := contextPath(e.Context())
+	d := e.Details()
+	label := labelOf(path)
+	switch e.Type() {
+	case "required":
+		prop := detailString(d, "property")
+		path = append(path, keyElem(prop))
+		msg, ok := conditionallyRequired[prop]
+		switch {
+		case ok:
+		case prop == "recordId" && len(path) >= 2 && path[len(path)-2].isIndex:
+			msg = "recordId is required on a record nested in a session: the record's own id in the source system"
+		default:
+			msg = labelOf(path) + " is required"
+		}
+		return newIssue(RuleRequired, CodeRequired, path, msg)
+
+	case "additional_property_not_allowed":
+		prop := detailString(d, "property")
+		where := "at the top level of the record"
+		if len(path) > 0 {
+			where = "in " + label
+		}
+		// The property name comes from the document: it is in Pointer and
+		// Expression, not in the message.
+		return newIssue(RuleAdditionalProperty, CodeStructure, append(path, keyElem(prop)),
+			"property not allowed "+where+": the schema of this record kind does not define it")
+
+	case "false":
+		name := ""
+		if n := len(path); n > 0 && !path[n-1].isIndex {
+			name = path[n-1].key
+		}
+		msg, ok := forbidden[name]
+		if !ok {
+			msg = label + " is not allowed here"
+		}
+		return newIssue(RuleFalse, CodeStructure, path, msg)
+
+	case "invalid_type":
+		return newIssue(RuleType, CodeStructure, path, fmt.Sprintf("%s must be %s, not %s",
+			label, withArticle(detailString(d, "expected")), withArticle(detailString(d, "given"))))
+
+	case "enum":
+		// The allowed codes are not listed: a misspelt code is often a
+		// substring of an allowed one, so listing them could repeat the
+		// document's value. They are in the schema and docs/records.md.
+		return newIssue(RuleEnum, CodeCodeInvalid, path,
+			label+" is not one of the allowed codes for this field (listed in the schema of this record kind)")
+
+	case "const":
+		return newIssue(RuleConst, CodeValue, path, label+" does not have the value the schema requires")
+
+	case "pattern":
+		p := detailString(d, "pattern")
+		if info, ok := patterns[p]; ok {
+			return newIssue(info.rule, CodeValue, path, label+" must be "+info.what)
+		}
+		return newIssue(RulePattern, CodeValue, path, label+" must match the pattern "+p)
+
+	case "format":
+		f := detailString(d, "format")
+		what, ok := formats[f]
+		if !ok {
+			what = "in the format " + f
+		}
+		return newIssue(RuleFormat, CodeValue, path, label+" must be "+what)
+
+	case "string_gte":
+		return newIssue(RuleLength, CodeValue, path, label+" must be at least "+plural(detailString(d, "min"), "character"))
+	case "string_lte":
+		return newIssue(RuleLength, CodeValue, path, label+" must be at most "+plural(detailString(d, "max"), "character"))
+
+	case "number_gte":
+		return newIssue(RuleRange, CodeValue, path, label+" must be at least "+detailString(d, "min"))
+	case "number_gt":
+		return newIssue(RuleRange, CodeValue, path, label+" must be greater than "+detailString(d, "min"))
+	case "number_lte":
+		return newIssue(RuleRange, CodeValue, path, label+" must be at most "+detailString(d, "max"))
+	case "number_lt":
+		return newIssue(RuleRange, CodeValue, path, label+" must be less than "+detailString(d, "max"))
+
+	case "array_min_items":
+		return newIssue(RuleItemsCount, CodeValue, path, label+" must have at least "+plural(detailString(d, "min"), "item"))
+	case "array_max_items":
+		return newIssue(RuleItemsCount, CodeValue, path, label+" must have at most "+plural(detailString(d, "max"), "item"))
+
+	case "unique":
+		first := detailString(d, "i")
+		if j, err := strconv.Atoi(detailString(d, "j")); err == nil {
+			path = append(path, indexElem(j))
+		}
+		return newIssue(RuleUniqueItems, CodeValue, path,
+			"the items of "+label+" must be unique; this one repeats item ["+first+"]")
+	}
+	// Keywords the schemas do not use (multipleOf, contains, ...).
+	rule := "schema." + strings.ReplaceAll(e.Type(), "_", "-")
+	return newIssue(rule, CodeValue, path, label+" does not satisfy the schema keyword "+strings.ReplaceAll(e.Type(), "_", "-"))
+}
+
+// contextPath converts a gojsonschema context "(root).a.0.b" into a path.
+// Context elements are property names defined by the schemas (none of which
+// contains '.' or is a number) and array indices.
+func contextPath(ctx *gojsonschema.JsonContext) []pathElem {
+	if ctx == nil {
+		return nil
+	}
+	const sep = "\x00"
+	parts := strings.Split(ctx.String(sep), sep)
+	path := make([]pathElem, 0, len(parts))
+	for i, p := range parts {
+		if i == 0 && p == "(root)" {
+			continue
+		}
+		if n, err := strconv.Atoi(p); err == nil && n >= 0 && p == strconv.Itoa(n) {
+			path = append(path, indexElem(n))
+		} else {
+			path = append(path, keyElem(p))
+		}
+	}
+	return path
+}
+
+// labelOf names a location for a message: its expression, or "the record"
+// for the document itself.
+func labelOf(path []pathElem) string {
+	if len(path) == 0 {
+		return "the record"
+	}
+	return expression(path)
+}
+
+// detailString renders an error detail that comes from the schema (limits,
+// allowed codes, patterns, types, schema property names).
+func detailString(d gojsonschema.ErrorDetails, key string) string {
+	switch v := d[key].(type) {
+	case nil:
+		return ""
+	case string:
+		return v
+	case *big.Float:
+		return v.Text('g', -1)
+	case *big.Rat:
+		return v.RatString()
+	case *regexp.Regexp:
+		return v.String()
+	case int:
+		return strconv.Itoa(v)
+	default:
+		return fmt.Sprint(v)
+	}
+}
+
+func plural(n, noun string) string {
+	if n == "1" {
+		return n + " " + noun
+	}
+	return n + " " + noun + "s"
+}
+
+func withArticle(typ string) string {
+	switch typ {
+	case "":
+		return "of another type"
+	case "array", "object", "integer":
+		return "an " + typ
+	case "null":
+		return "null"
+	}
+	return "a " + typ
+}

@@ -1,0 +1,652 @@
+package schemas
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+)
+
+func TestKinds(t *testing.T) {
+	want := []string{"assessment", "vitals", "infusion", "adverse-event", "session"}
+	if got := Kinds(); !slices.Equal(got, want) {
+		t.Fatalf("Kinds() = %v, want %v", got, want)
+	}
+	Kinds()[0] = "changed"
+	if Kinds()[0] != "assessment" {
+		t.Fatal("Kinds() exposes internal state")
+	}
+	s := set(t)
+	for _, k := range append(Kinds(), "common") {
+		b, ok := s.Schema(k)
+		if !ok || !json.Valid(b) {
+			t.Errorf("Schema(%q): ok=%v, valid=%v", k, ok, json.Valid(b))
+		}
+	}
+	if _, ok := s.Schema("nope"); ok {
+		t.Error(`Schema("nope") reports ok`)
+	}
+	// The schema files are exactly the kinds plus common.
+	files, _ := fs.Glob(schemaFiles, "*.schema.json")
+	if len(files) != len(Kinds())+1 {
+		t.Errorf("schema files %v: want one per kind plus common", files)
+	}
+}
+
+func TestExamplesValid(t *testing.T) {
+	s := set(t)
+	all := allExamples(t)
+	for _, kind := range Kinds() {
+		if len(all[kind]) == 0 {
+			t.Errorf("no examples for %s", kind)
+		}
+		for _, p := range all[kind] {
+			b, _ := fs.ReadFile(Examples(), p)
+			if err := s.Validate(kind, b); err != nil {
+				var ve *ValidationError
+				errors.As(err, &ve)
+				t.Errorf("%s: %v%s", p, err, dump(ve.Issues))
+			}
+		}
+	}
+	if len(all) != len(Kinds()) {
+		t.Errorf("example directories %v: want one per kind", all)
+	}
+}
+
+// TestExampleCoverage checks that the examples cover what the integration
+// guide promises: every instrument, every time point, both drugs, every
+// infusion status.
+func TestExampleCoverage(t *testing.T) {
+	all := allExamples(t)
+	values := func(kind, field string) map[string]int {
+		seen := map[string]int{}
+		for _, p := range all[kind] {
+			b, _ := fs.ReadFile(Examples(), p)
+			var m map[string]any
+			if err := json.Unmarshal(b, &m); err != nil {
+				t.Fatal(err)
+			}
+			if v, ok := m[field].(string); ok {
+				seen[v]++
+			}
+		}
+		return seen
+	}
+	want := map[string][]string{
+		"assessment/instrument": {"PHQ-9", "GAD-7", "C-SSRS-screener", "MADRS", "QIDS-SR16", "CADSS", "MOAA-S"},
+		"vitals/timepoint":      {"pre-dose", "post-dose-40min", "discharge", "other"},
+		"infusion/drug":         {"ketamine-iv", "esketamine-nasal"},
+		"infusion/status":       {"completed", "stopped-early", "not-done"},
+	}
+	for kf, vs := range want {
+		kind, field, _ := strings.Cut(kf, "/")
+		seen := values(kind, field)
+		for _, v := range vs {
+			if seen[v] == 0 {
+				t.Errorf("no %s example with %s %q", kind, field, v)
+			}
+		}
+	}
+	for kind, n := range map[string]int{"assessment": 8, "vitals": 5, "infusion": 5, "adverse-event": 6, "session": 3} {
+		if len(all[kind]) < n {
+			t.Errorf("%d %s examples, want at least %d", len(all[kind]), kind, n)
+		}
+	}
+}
+
+type invalidCase struct {
+	name    string
+	kind    string
+	doc     []byte
+	rule    string
+	pointer string
+	// maxIssues is the most issues this single mistake may produce; 0 means 1.
+	maxIssues int
+}
+
+func invalidCases(t testing.TB) []invalidCase {
+	deep := []byte(`{"source": ` + strings.Repeat("[", 100000) + strings.Repeat("]", 100000) + `}`)
+	deepPtr := "/source" + strings.Repeat("/0", MaxDepth-1)
+	long := strings.Repeat("n", 4001)
+	vitals := example(t, "vitals", "pre-dose-baseline.json")
+	manyVitals := make([]any, 51)
+	for i := range manyVitals {
+		manyVitals[i] = map[string]any{"recordId": fmt.Sprintf("V-%d", i), "timepoint": "pre-dose", "measuredAt": "2026-03-10T09:15:00Z", "heartRate": 70}
+	}
+	return []invalidCase{
+		// Raw JSON problems.
+		{name: "not JSON", kind: "vitals", doc: []byte("patient Testpatient felt fine"), rule: RuleJSONSyntax},
+		{name: "truncated JSON", kind: "vitals", doc: []byte(`{"source": {"system": "serenity-clinic-emr", "recordId": "VIT-2026-0310-001"`), rule: RuleJSONSyntax, pointer: "/source"},
+		{name: "truncated example", kind: "session", doc: example(t, "session", "routine-ketamine-iv-session.json")[:300], rule: RuleJSONSyntax, pointer: "/patient/mrn"},
+		{name: "empty body", kind: "vitals", doc: nil, rule: RuleJSONEmpty},
+		{name: "whitespace body", kind: "vitals", doc: []byte(" \r\n\t "), rule: RuleJSONEmpty},
+		{name: "duplicate key nested", kind: "vitals", doc: []byte(strings.Replace(string(vitals), `"systolic": 128`, `"systolic": 128, "systolic": 182`, 1)), rule: RuleJSONDuplicateKey, pointer: "/bloodPressure/systolic"},
+		{name: "duplicate key escaped", kind: "vitals", doc: []byte(strings.Replace(string(vitals), `"timepoint": "pre-dose"`, `"timepoint": "pre-dose", "time\u0070oint": "discharge"`, 1)), rule: RuleJSONDuplicateKey, pointer: "/timepoint"},
+		{name: "top-level array", kind: "vitals", doc: []byte("[" + string(vitals) + "]"), rule: RuleJSONNotObject},
+		{name: "top-level string", kind: "vitals", doc: []byte(`"Testpatient"`), rule: RuleJSONNotObject},
+		{name: "trailing data", kind: "vitals", doc: []byte(string(vitals) + `{"recordId": "VIT-9"}`), rule: RuleJSONSyntax},
+		{name: "invalid UTF-8", kind: "vitals", doc: []byte(strings.Replace(string(vitals), "Testpatient", "Test\xffpatient", 1)), rule: RuleJSONSyntax},
+		{name: "byte order mark", kind: "vitals", doc: append([]byte("\xEF\xBB\xBF"), vitals...), rule: RuleJSONSyntax},
+		{name: "100,000-deep nesting", kind: "assessment", doc: deep, rule: RuleJSONDepth, pointer: deepPtr},
+		{name: "number out of float range", kind: "vitals", doc: []byte(strings.Replace(string(vitals), `"heartRate": 76`, `"heartRate": 76e400`, 1)), rule: RuleJSONNumber, pointer: "/heartRate"},
+		{name: "too many values", kind: "session", doc: []byte(`{"vitals": [` + strings.Repeat(`{"heartRate": 1}, `, MaxValues/2) + `{}]}`), rule: RuleJSONTooLarge},
+		{name: "unknown kind", kind: "medication", doc: vitals, rule: RuleKindUnknown},
+
+		// Envelope.
+		{name: "wrong type", kind: "vitals", doc: mutate(t, "vitals", "pre-dose-baseline.json", put("/heartRate", "76")), rule: RuleType, pointer: "/heartRate"},
+		{name: "wrong type object", kind: "vitals", doc: mutate(t, "vitals", "pre-dose-baseline.json", put("/patient", "PT-000123")), rule: RuleType, pointer: "/patient"},
+		{name: "unknown property top level", kind: "vitals", doc: mutate(t, "vitals", "pre-dose-baseline.json", put("/comment", "patient anxious")), rule: RuleAdditionalProperty, pointer: "/comment"},
+		{name: "unknown property nested", kind: "assessment", doc: mutate(t, "assessment", "gad7-mild.json", put("/patient/nickname", "Lexi")), rule: RuleAdditionalProperty, pointer: "/patient/nickname"},
+		{name: "unknown property with odd name", kind: "vitals", doc: mutate(t, "vitals", "pre-dose-baseline.json", put("/patient/a~0b~1c", true)), rule: RuleAdditionalProperty, pointer: "/patient/a~0b~1c"},
+		{name: "missing required nested", kind: "vitals", doc: mutate(t, "vitals", "pre-dose-baseline.json", del("/patient/id")), rule: RuleRequired, pointer: "/patient/id"},
+		{name: "missing source", kind: "infusion", doc: mutate(t, "infusion", "ketamine-iv-completed-0.5mgkg.json", del("/source")), rule: RuleRequired, pointer: "/source"},
+		{name: "missing mrn assigner", kind: "vitals", doc: mutate(t, "vitals", "pre-dose-baseline.json", del("/patient/mrn/assigner")), rule: RuleRequired, pointer: "/patient/mrn/assigner"},
+		{name: "pattern violation record id", kind: "assessment", doc: mutate(t, "assessment", "phq9-moderate.json", put("/source/recordId", "ASM|2026|001")), rule: RulePattern, pointer: "/source/recordId"},
+		{name: "pattern violation system", kind: "assessment", doc: mutate(t, "assessment", "phq9-moderate.json", put("/source/system", "Serenity EMR")), rule: RulePattern, pointer: "/source/system"},
+		{name: "pattern violation patient id", kind: "assessment", doc: mutate(t, "assessment", "phq9-moderate.json", put("/patient/id", "-PT-000123")), rule: RulePattern, pointer: "/patient/id"},
+		{name: "enum violation source status", kind: "vitals", doc: mutate(t, "vitals", "pre-dose-baseline.json", put("/source/status", "deleted")), rule: RuleEnum, pointer: "/source/status"},
+		{name: "record id at top level", kind: "vitals", doc: mutate(t, "vitals", "pre-dose-baseline.json", put("/recordId", "VIT-2026-0310-001")), rule: RuleFalse, pointer: "/recordId"},
+		{name: "birth date not a date", kind: "vitals", doc: mutate(t, "vitals", "pre-dose-baseline.json", put("/patient/birthDate", "1985-02-30")), rule: RuleFormat, pointer: "/patient/birthDate"},
+		{name: "mrn system not a URI", kind: "vitals", doc: mutate(t, "vitals", "pre-dose-baseline.json", put("/patient/mrn/system", "serenity mrn list")), rule: RuleFormat, pointer: "/patient/mrn/system"},
+		{name: "too many given names", kind: "vitals", doc: mutate(t, "vitals", "pre-dose-baseline.json", put("/patient/name/given", []any{"Ana", "Bea", "Cid", "Dee", "Eve", "Fay"})), rule: RuleItemsCount, pointer: "/patient/name/given"},
+		{name: "lastUpdated without time zone", kind: "vitals", doc: mutate(t, "vitals", "pre-dose-baseline.json", put("/source/lastUpdated", "2026-03-10T09:16:40")), rule: RuleFormat, pointer: "/source/lastUpdated"},
+
+		// Instants.
+		{name: "date-time without time zone", kind: "assessment", doc: mutate(t, "assessment", "phq9-moderate.json", put("/takenAt", "2026-03-10T09:05:00")), rule: RuleFormat, pointer: "/takenAt"},
+		{name: "date-time without seconds", kind: "assessment", doc: mutate(t, "assessment", "phq9-moderate.json", put("/takenAt", "2026-03-10T09:05-05:00")), rule: RuleFormat, pointer: "/takenAt"},
+		{name: "date-only instant", kind: "adverse-event", doc: mutate(t, "adverse-event", "nausea-mild.json", put("/onsetAt", "2026-03-10")), rule: RuleFormat, pointer: "/onsetAt"},
+		{name: "impossible date-time", kind: "adverse-event", doc: mutate(t, "adverse-event", "nausea-mild.json", put("/onsetAt", "2026-02-30T09:55:00Z")), rule: RuleFormat, pointer: "/onsetAt"},
+		{name: "lowercase z", kind: "adverse-event", doc: mutate(t, "adverse-event", "nausea-mild.json", put("/onsetAt", "2026-03-10T09:55:00z")), rule: RuleFormat, pointer: "/onsetAt"},
+
+		// Assessment.
+		{name: "unknown instrument", kind: "assessment", doc: mutate(t, "assessment", "gad7-mild.json", put("/instrument", "PHQ-15")), rule: RuleEnum, pointer: "/instrument"},
+		{name: "score > 6", kind: "assessment", doc: mutate(t, "assessment", "madrs-moderate.json", put("/items/2/score", 7)), rule: RuleRange, pointer: "/items/2/score"},
+		{name: "negative score", kind: "assessment", doc: mutate(t, "assessment", "madrs-moderate.json", put("/items/9/score", -1)), rule: RuleRange, pointer: "/items/9/score"},
+		{name: "fractional total", kind: "assessment", doc: mutate(t, "assessment", "gad7-mild.json", put("/total", 6.5)), rule: RuleType, pointer: "/total"},
+		{name: "integer written with a fraction", kind: "assessment", doc: mutate(t, "assessment", "gad7-mild.json", put("/total", json.Number("6.0"))), rule: RuleType, pointer: "/total"},
+		{name: "integer written with an exponent", kind: "assessment", doc: mutate(t, "assessment", "gad7-mild.json", put("/items/0/score", json.Number("1e0"))), rule: RuleType, pointer: "/items/0/score"},
+		{name: "nested integer with a fraction", kind: "session", doc: mutate(t, "session", "routine-ketamine-iv-session.json", put("/adverseEvents/0/ctcaeGrade", json.Number("1.0"))), rule: RuleType, pointer: "/adverseEvents/0/ctcaeGrade"},
+		{name: "item number 0", kind: "assessment", doc: mutate(t, "assessment", "gad7-mild.json", put("/items/0/number", 0)), rule: RuleRange, pointer: "/items/0/number"},
+		{name: "item without number", kind: "assessment", doc: mutate(t, "assessment", "gad7-mild.json", del("/items/6/number")), rule: RuleRequired, pointer: "/items/6/number"},
+		{name: "difficulty on GAD-7", kind: "assessment", doc: mutate(t, "assessment", "gad7-mild.json", put("/difficulty", "not-difficult")), rule: RuleFalse, pointer: "/difficulty"},
+		{name: "score on C-SSRS item", kind: "assessment", doc: mutate(t, "assessment", "cssrs-screener-high-risk.json", put("/items/3/score", 1)), rule: RuleFalse, pointer: "/items/3/score"},
+		{name: "answer on PHQ-9 item", kind: "assessment", doc: mutate(t, "assessment", "phq9-moderate.json", put("/items/8/answer", false)), rule: RuleFalse, pointer: "/items/8/answer"},
+		{name: "missing takenAt", kind: "assessment", doc: mutate(t, "assessment", "moaa-s-post-infusion.json", del("/takenAt")), rule: RuleRequired, pointer: "/takenAt"},
+
+		// Vitals.
+		{name: "enum violation timepoint", kind: "vitals", doc: mutate(t, "vitals", "post-dose-40min.json", put("/timepoint", "post-dose-60min")), rule: RuleEnum, pointer: "/timepoint"},
+		{name: "timepointText missing for other", kind: "vitals", doc: mutate(t, "vitals", "other-mid-infusion-check.json", del("/timepointText")), rule: RuleRequired, pointer: "/timepointText"},
+		{name: "zero heart rate", kind: "vitals", doc: mutate(t, "vitals", "pre-dose-baseline.json", put("/heartRate", 0)), rule: RuleRange, pointer: "/heartRate"},
+		{name: "diastolic missing", kind: "vitals", doc: mutate(t, "vitals", "pre-dose-baseline.json", del("/bloodPressure/diastolic")), rule: RuleRequired, pointer: "/bloodPressure/diastolic"},
+		{name: "temperature unit", kind: "vitals", doc: mutate(t, "vitals", "pre-dose-baseline.json", put("/temperature/unit", "C")), rule: RuleEnum, pointer: "/temperature/unit"},
+
+		// Infusion.
+		{name: "statusReason missing for stopped-early", kind: "infusion", doc: mutate(t, "infusion", "ketamine-iv-stopped-early-blood-pressure.json", del("/statusReason")), rule: RuleRequired, pointer: "/statusReason"},
+		{name: "statusReason missing for not-done", kind: "infusion", doc: mutate(t, "infusion", "ketamine-iv-not-done-no-show.json", del("/statusReason")), rule: RuleRequired, pointer: "/statusReason"},
+		{name: "infusionStart missing for completed", kind: "infusion", doc: mutate(t, "infusion", "esketamine-nasal-56mg-completed.json", del("/infusionStart")), rule: RuleRequired, pointer: "/infusionStart"},
+		{name: "unknown drug", kind: "infusion", doc: mutate(t, "infusion", "esketamine-nasal-56mg-completed.json", put("/drug", "esketamine-iv")), rule: RuleEnum, pointer: "/drug"},
+		{name: "zero dose", kind: "infusion", doc: mutate(t, "infusion", "ketamine-iv-completed-0.5mgkg.json", put("/totalDoseMg", 0)), rule: RuleRange, pointer: "/totalDoseMg"},
+		{name: "duplicate indication code", kind: "infusion", doc: mutate(t, "infusion", "ketamine-iv-with-rate-and-lot.json", put("/indication/codes", []any{"F33.2", "R45.851", "F33.2"})), rule: RuleUniqueItems, pointer: "/indication/codes/2"},
+		{name: "notes too long", kind: "infusion", doc: mutate(t, "infusion", "esketamine-nasal-56mg-completed.json", put("/notes", long)), rule: RuleLength, pointer: "/notes"},
+		{name: "empty lot number", kind: "infusion", doc: mutate(t, "infusion", "esketamine-nasal-56mg-completed.json", put("/lotNumber", "")), rule: RuleLength, pointer: "/lotNumber"},
+		{name: "rate without unit", kind: "infusion", doc: mutate(t, "infusion", "ketamine-iv-with-rate-and-lot.json", del("/rate/durationUnit")), rule: RuleRequired, pointer: "/rate/durationUnit"},
+
+		// Adverse event.
+		{name: "unknown event", kind: "adverse-event", doc: mutate(t, "adverse-event", "nausea-mild.json", put("/event", "nosebleed")), rule: RuleEnum, pointer: "/event"},
+		{name: "eventText missing for other", kind: "adverse-event", doc: mutate(t, "adverse-event", "other-blurred-vision.json", del("/eventText")), rule: RuleRequired, pointer: "/eventText"},
+		{name: "serious missing", kind: "adverse-event", doc: mutate(t, "adverse-event", "nausea-mild.json", del("/serious")), rule: RuleRequired, pointer: "/serious"},
+		{name: "serious as string", kind: "adverse-event", doc: mutate(t, "adverse-event", "nausea-mild.json", put("/serious", "no")), rule: RuleType, pointer: "/serious"},
+		{name: "grade 6", kind: "adverse-event", doc: mutate(t, "adverse-event", "nausea-mild.json", put("/ctcaeGrade", 6)), rule: RuleRange, pointer: "/ctcaeGrade"},
+		{name: "duplicate criterion", kind: "adverse-event", doc: mutate(t, "adverse-event", "hypotension-serious-hospitalization.json", put("/seriousnessCriteria", []any{"hospitalization", "hospitalization"})), rule: RuleUniqueItems, pointer: "/seriousnessCriteria/1"},
+		{name: "empty action list", kind: "adverse-event", doc: mutate(t, "adverse-event", "nausea-mild.json", put("/actionTaken", []any{})), rule: RuleItemsCount, pointer: "/actionTaken"},
+		{name: "recorder without id", kind: "adverse-event", doc: mutate(t, "adverse-event", "nausea-mild.json", del("/recorder/id")), rule: RuleRequired, pointer: "/recorder/id"},
+
+		// Session.
+		{name: "recordId missing in nested vitals", kind: "session", doc: mutate(t, "session", "routine-ketamine-iv-session.json", del("/vitals/1/recordId")), rule: RuleRequired, pointer: "/vitals/1/recordId"},
+		{name: "sessionId in nested record", kind: "session", doc: mutate(t, "session", "routine-ketamine-iv-session.json", put("/assessments/0/sessionId", "INF-2026-0310-001")), rule: RuleFalse, pointer: "/assessments/0/sessionId"},
+		{name: "sessionId in nested adverse event", kind: "session", doc: mutate(t, "session", "routine-ketamine-iv-session.json", put("/adverseEvents/0/sessionId", "INF-2026-0310-001")), rule: RuleFalse, pointer: "/adverseEvents/0/sessionId"},
+		{name: "recordId in session infusion", kind: "session", doc: mutate(t, "session", "routine-ketamine-iv-session.json", put("/infusion/recordId", "INF-2026-0310-001")), rule: RuleFalse, pointer: "/infusion/recordId"},
+		{name: "infusion missing", kind: "session", doc: mutate(t, "session", "esketamine-nasal-session.json", del("/infusion")), rule: RuleRequired, pointer: "/infusion"},
+		{name: "nested score on C-SSRS", kind: "session", doc: mutate(t, "session", "esketamine-nasal-session.json", put("/assessments/0/items/1/score", 0)), rule: RuleFalse, pointer: "/assessments/0/items/1/score"},
+		{name: "nested difficulty on CADSS", kind: "session", doc: mutate(t, "session", "routine-ketamine-iv-session.json", put("/assessments/2/difficulty", "very-difficult")), rule: RuleFalse, pointer: "/assessments/2/difficulty"},
+		{name: "nested eventText missing", kind: "session", doc: mutate(t, "session", "routine-ketamine-iv-session.json", put("/adverseEvents/0/event", "other")), rule: RuleRequired, pointer: "/adverseEvents/0/eventText"},
+		{name: "nested unknown property", kind: "session", doc: mutate(t, "session", "stopped-early-serious-adverse-event-session.json", put("/adverseEvents/0/grade", 3)), rule: RuleAdditionalProperty, pointer: "/adverseEvents/0/grade"},
+		{name: "session infusion statusReason missing", kind: "session", doc: mutate(t, "session", "stopped-early-serious-adverse-event-session.json", del("/infusion/statusReason")), rule: RuleRequired, pointer: "/infusion/statusReason"},
+		{name: "nested vitals not an object", kind: "session", doc: mutate(t, "session", "routine-ketamine-iv-session.json", put("/vitals/2", "BP 124/80")), rule: RuleType, pointer: "/vitals/2"},
+		{name: "too many nested vitals", kind: "session", doc: mutate(t, "session", "routine-ketamine-iv-session.json", put("/vitals", manyVitals)), rule: RuleItemsCount, pointer: "/vitals"},
+		{name: "session-only property on infusion", kind: "infusion", doc: mutate(t, "infusion", "ketamine-iv-completed-0.5mgkg.json", put("/vitals", []any{})), rule: RuleAdditionalProperty, pointer: "/vitals"},
+	}
+}
+
+func TestInvalidDocuments(t *testing.T) {
+	s := set(t)
+	cases := invalidCases(t)
+	if len(cases) < 25 {
+		t.Fatalf("only %d cases", len(cases))
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			err := s.Validate(c.kind, c.doc)
+			var ve *ValidationError
+			if !errors.As(err, &ve) {
+				t.Fatalf("Validate = %v, want a *ValidationError", err)
+			}
+			checkIssueList(t, ve.Issues)
+			first := ve.Issues[0]
+			if first.Rule != c.rule || first.Pointer != c.pointer {
+				t.Errorf("first issue %s at %q, want %s at %q; all:%s", first.Rule, first.Pointer, c.rule, c.pointer, dump(ve.Issues))
+			}
+			max := c.maxIssues
+			if max == 0 {
+				max = 1
+			}
+			if len(ve.Issues) > max {
+				t.Errorf("%d issues for one mistake (flood), want at most %d:%s", len(ve.Issues), max, dump(ve.Issues))
+			}
+			if ve.Kind != c.kind {
+				t.Errorf("Kind = %q, want %q", ve.Kind, c.kind)
+			}
+			assertNoValues(t, c.doc, ve.Issues)
+			assertNoCodes(t, ve.Issues)
+			wantPrefix := c.kind + ": "
+			if !slices.Contains(Kinds(), c.kind) {
+				wantPrefix = "unknown kind: "
+			}
+			if msg := err.Error(); strings.ContainsAny(msg, `"/`) || !strings.HasPrefix(msg, wantPrefix) {
+				t.Errorf("Error() = %q", msg)
+			}
+		})
+	}
+}
+
+// TestNoFloods feeds documents with one mistake each in places where a
+// naive schema would cascade (wrong container types, discriminators of the
+// wrong type, missing discriminators) and checks that each yields at most a
+// handful of issues.
+func TestNoFloods(t *testing.T) {
+	cases := []struct {
+		name, kind string
+		doc        []byte
+	}{
+		{"items not an array", "assessment", mutate(t, "assessment", "cadss-post-infusion.json", put("/items", map[string]any{"number": 1}))},
+		{"item not an object", "assessment", mutate(t, "assessment", "cadss-post-infusion.json", put("/items/4", 2))},
+		{"instrument a number", "assessment", mutate(t, "assessment", "phq9-moderate.json", put("/instrument", 9))},
+		{"instrument missing", "assessment", mutate(t, "assessment", "cssrs-screener-high-risk.json", del("/instrument"))},
+		{"status a number", "infusion", mutate(t, "infusion", "ketamine-iv-stopped-early-blood-pressure.json", put("/status", 2))},
+		{"status missing", "infusion", mutate(t, "infusion", "ketamine-iv-not-done-no-show.json", del("/status"))},
+		{"event null", "adverse-event", mutate(t, "adverse-event", "other-blurred-vision.json", put("/event", nil))},
+		{"infusion an array", "session", mutate(t, "session", "routine-ketamine-iv-session.json", put("/infusion", []any{}))},
+		{"vitals an object", "session", mutate(t, "session", "routine-ketamine-iv-session.json", put("/vitals", map[string]any{}))},
+		{"assessments null", "session", mutate(t, "session", "routine-ketamine-iv-session.json", put("/assessments", nil))},
+		{"patient empty", "vitals", mutate(t, "vitals", "discharge.json", put("/patient", map[string]any{}))},
+		{"source array", "vitals", mutate(t, "vitals", "discharge.json", put("/source", []any{"serenity-clinic-emr"}))},
+	}
+	const handful = 5
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			issues := issuesOf(t, c.kind, c.doc)
+			if len(issues) > handful {
+				t.Errorf("%d issues:%s", len(issues), dump(issues))
+			}
+			assertNoValues(t, c.doc, issues)
+			assertNoCodes(t, issues)
+		})
+	}
+}
+
+// TestManyIssues checks sorting, numeric index order and the cap.
+func TestManyIssues(t *testing.T) {
+	vitals := make([]any, 50)
+	for i := range vitals {
+		// Each nested record misses recordId and has a bad instant.
+		vitals[i] = map[string]any{"timepoint": "pre-dose", "measuredAt": "yesterday"}
+	}
+	doc := mutate(t, "session", "routine-ketamine-iv-session.json", put("/vitals", vitals))
+	issues := issuesOf(t, "session", doc)
+	if len(issues) != MaxIssues {
+		t.Fatalf("%d issues, want the cap %d", len(issues), MaxIssues)
+	}
+	want := []string{"/vitals/0/measuredAt", "/vitals/0/recordId", "/vitals/1/measuredAt", "/vitals/1/recordId", "/vitals/2/measuredAt"}
+	for i, p := range want {
+		if issues[i].Pointer != p {
+			t.Errorf("issue %d at %q, want %q", i, issues[i].Pointer, p)
+		}
+	}
+	if last := issues[len(issues)-1].Pointer; last != "/vitals/24/recordId" {
+		t.Errorf("last issue at %q, want /vitals/24/recordId (numeric order)", last)
+	}
+}
+
+func TestMessages(t *testing.T) {
+	// Specific, helpful messages for the conditional rules.
+	cases := []struct {
+		kind string
+		doc  []byte
+		want string
+	}{
+		{"infusion", mutate(t, "infusion", "ketamine-iv-stopped-early-blood-pressure.json", del("/statusReason")), "statusReason is required when the infusion was stopped early or not done"},
+		{"assessment", mutate(t, "assessment", "gad7-mild.json", put("/difficulty", "not-difficult")), "difficulty is not allowed for this instrument"},
+		{"assessment", mutate(t, "assessment", "phq9-moderate.json", put("/takenAt", "2026-03-10")), "takenAt must be an RFC 3339 date-time with seconds and a time zone"},
+		{"assessment", mutate(t, "assessment", "phq9-moderate.json", put("/items/2/score", 9)), "items[2].score must be at most 6"},
+		{"assessment", mutate(t, "assessment", "phq9-moderate.json", put("/instrument", "PHQ9")), "instrument is not one of the allowed codes for this field"},
+		{"vitals", mutate(t, "vitals", "discharge.json", put("/heartRate", "72")), "heartRate must be a number, not a string"},
+		{"vitals", mutate(t, "vitals", "discharge.json", put("/spo2", -1)), "spo2 must be greater than 0"},
+		{"session", mutate(t, "session", "routine-ketamine-iv-session.json", del("/vitals/0/recordId")), "recordId is required on a record nested in a session"},
+		{"vitals", mutate(t, "vitals", "discharge.json", put("/patient/ssn", "000-00-0000")), "property not allowed in patient"},
+		{"vitals", []byte(`{"a": 1,}`), "invalid JSON: expected a string as object key near byte offset"},
+		{"vitals", []byte(`{"a": [1, 2}`), "invalid JSON: expected ',' or ']' after an array element near byte offset"},
+	}
+	for _, c := range cases {
+		issues := issuesOf(t, c.kind, c.doc)
+		if !strings.Contains(issues[0].Message, c.want) {
+			t.Errorf("message %q, want it to contain %q", issues[0].Message, c.want)
+		}
+	}
+}
+
+func TestExpressionAndPointerEscaping(t *testing.T) {
+	p := []pathElem{keyElem("patient"), keyElem("a/b~c"), indexElem(3), keyElem("x y"), keyElem("ok_1")}
+	if got, want := pointer(p), "/patient/a~1b~0c/3/x y/ok_1"; got != want {
+		t.Errorf("pointer = %q, want %q", got, want)
+	}
+	if got, want := expression(p), "patient.`a/b~c`[3].`x y`.ok_1"; got != want {
+		t.Errorf("expression = %q, want %q", got, want)
+	}
+	if got := expression([]pathElem{keyElem("a`b")}); got != "`a\\`b`" {
+		t.Errorf("expression with backtick = %q", got)
+	}
+	if comparePointers("/a/2", "/a/10") >= 0 || comparePointers("/a", "/a/0") >= 0 || comparePointers("/b", "/a/0") <= 0 {
+		t.Error("comparePointers order")
+	}
+}
+
+func TestCheckJSON(t *testing.T) {
+	cases := []struct {
+		doc      string
+		maxDepth int
+		rules    []string
+		pointers []string
+	}{
+		{`{}`, 4, nil, nil},
+		{` {"a": [1, {"b": null}], "c": "d"} `, 4, nil, nil},
+		{`{"a": {"b": {"c": {}}}}`, 4, nil, nil},
+		{`{"a": {"b": {"c": {"d": 1}}}}`, 3, []string{RuleJSONDepth}, []string{"/a/b/c"}},
+		{`{"a": [[[[]]]]}`, 0, nil, nil},
+		{`{"a": 1, "b": 2, "a": 3, "b": 4}`, 4, []string{RuleJSONDuplicateKey, RuleJSONDuplicateKey}, []string{"/a", "/b"}},
+		{`{"x": [{"k": 1}, {"k": 2, "k": 3}]}`, 4, []string{RuleJSONDuplicateKey}, []string{"/x/1/k"}},
+		{`{"a": 1, "a": 2, "b": }`, 4, []string{RuleJSONDuplicateKey, RuleJSONSyntax}, []string{"/a", ""}},
+		{`{"n": [1e308, -1e308, 5e-324, 0e-999, 0.0]}`, 4, nil, nil},
+		{`{"n": [1, 1e309]}`, 4, []string{RuleJSONNumber}, []string{"/n/1"}},
+		{`{"n": 1e-400}`, 4, []string{RuleJSONNumber}, []string{"/n"}},
+		{`{"n": 1` + strings.Repeat("0", 100) + `}`, 4, []string{RuleJSONNumber}, []string{"/n"}},
+		{`{"a": "\u00e9\ud83d\ude00"}`, 4, nil, nil},
+		{"{\"a\": \"\x01\"}", 4, []string{RuleJSONSyntax}, []string{""}},
+		{`null`, 4, []string{RuleJSONNotObject}, []string{""}},
+		{`12`, 4, []string{RuleJSONNotObject}, []string{""}},
+		{`nul`, 4, []string{RuleJSONSyntax}, []string{""}},
+		{`{"a": {"b": [1, 2`, 4, []string{RuleJSONSyntax}, []string{"/a/b"}},
+		{`{"a": [` + strings.Repeat("1,", 2*MaxValues) + `1]}`, 4, nil, nil}, // CheckJSON itself has no value limit
+	}
+	for _, c := range cases {
+		issues := CheckJSON([]byte(c.doc), c.maxDepth)
+		var rules, pointers []string
+		for _, is := range issues {
+			rules = append(rules, is.Rule)
+			pointers = append(pointers, is.Pointer)
+		}
+		if !slices.Equal(rules, c.rules) || !slices.Equal(pointers, c.pointers) {
+			t.Errorf("CheckJSON(%.40q) = %v %q, want %v %q", c.doc, rules, pointers, c.rules, c.pointers)
+		}
+	}
+}
+
+func TestValueLimit(t *testing.T) {
+	// Root object, "a" array: 2 values, then MaxValues-2 scalars is exactly
+	// the limit.
+	at := func(n int) []byte {
+		return []byte(`{"a": [` + strings.TrimSuffix(strings.Repeat("1,", n), ",") + `]}`)
+	}
+	if issues := checkJSON(at(MaxValues-2), MaxDepth, MaxValues); len(issues) != 0 {
+		t.Errorf("at the limit: %s", dump(issues))
+	}
+	if issues := checkJSON(at(MaxValues-1), MaxDepth, MaxValues); len(issues) != 1 || issues[0].Rule != RuleJSONTooLarge {
+		t.Errorf("over the limit: %s", dump(issues))
+	}
+	// Keys do not count.
+	var b strings.Builder
+	b.WriteString("{")
+	for i := 0; i < MaxValues-1; i++ {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		fmt.Fprintf(&b, `"k%d": 1`, i)
+	}
+	b.WriteString("}")
+	if issues := checkJSON([]byte(b.String()), MaxDepth, MaxValues); len(issues) != 0 {
+		t.Errorf("keys counted: %s", dump(issues))
+	}
+	// The largest valid session shape stays well below the limit.
+	if n := largestValidSessionValues(); n > MaxValues*3/4 {
+		t.Errorf("a maximal valid session has %d values, too close to MaxValues", n)
+	}
+}
+
+// largestValidSessionValues counts the values of a session with every array
+// at its maximum and every optional property present.
+func largestValidSessionValues() int {
+	person := 3
+	assessment := 1 + 3 + person + 1 + 23*3 + 2
+	vitals := 1 + 4 + person + 3 + 3 + 3 + 3
+	ae := 1 + 9 + (1 + 6) + 2 + (1 + 8) + person
+	infusion := 1 + 2 + 3 + 3 + 5 + 4 + (1 + 1 + 5 + 2) + 3 + person + 1
+	envelope := 6 + (1 + 1 + 4 + (1 + 1 + 1 + 5) + 2)
+	return 1 + envelope + infusion + 3 + 50*(assessment+vitals+ae)
+}
+
+func TestCheckJSONDeepNesting(t *testing.T) {
+	for _, doc := range []string{
+		strings.Repeat("[", 100000),
+		`{"a":` + strings.Repeat(`{"a":`, 100000),
+		`{"a":` + strings.Repeat("[", 100000) + strings.Repeat("]", 100000) + "}",
+	} {
+		issues := CheckJSON([]byte(doc), MaxDepth)
+		if len(issues) != 1 {
+			t.Fatalf("%d issues: %s", len(issues), dump(issues))
+		}
+		if doc[0] == '[' {
+			if issues[0].Rule != RuleJSONNotObject {
+				t.Errorf("rule %s", issues[0].Rule)
+			}
+			continue
+		}
+		if issues[0].Rule != RuleJSONDepth || strings.Count(issues[0].Pointer, "/") != MaxDepth {
+			t.Errorf("issue %+v", issues[0])
+		}
+	}
+}
+
+func TestSyntaxOffset(t *testing.T) {
+	issues := CheckJSON([]byte(`{"a": 1, "b": tru}`), MaxDepth)
+	if len(issues) != 1 || !regexp.MustCompile(`malformed literal \(true, false or null\) near byte offset (9|1[0-8])$`).MatchString(issues[0].Message) {
+		t.Errorf("issues %s", dump(issues))
+	}
+	issues = CheckJSON([]byte(`{"a": "x`), MaxDepth)
+	if len(issues) != 1 || !strings.HasSuffix(issues[0].Message, "truncated document?) near byte offset 8") {
+		t.Errorf("issues %s", dump(issues))
+	}
+}
+
+// TestConcurrentValidate runs validations in parallel; with -race it checks
+// that a Set is safe for concurrent use.
+func TestConcurrentValidate(t *testing.T) {
+	s := set(t)
+	all := allExamples(t)
+	cases := invalidCases(t)
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, kind := range Kinds() {
+				for _, p := range all[kind] {
+					b, _ := fs.ReadFile(Examples(), p)
+					if err := s.Validate(kind, b); err != nil {
+						t.Errorf("%s: %v", p, err)
+					}
+				}
+			}
+			for _, c := range cases {
+				if s.Validate(c.kind, c.doc) == nil {
+					t.Errorf("%s: valid", c.name)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// TestSchemasAgainstMetaSchema validates every schema file against the
+// draft-07 meta-schema (bundled with gojsonschema) and checks the rules the
+// contract sets for them.
+func TestSchemasAgainstMetaSchema(t *testing.T) {
+	files, _ := fs.Glob(schemaFiles, "*.schema.json")
+	for _, f := range files {
+		b, _ := schemaFiles.ReadFile(f)
+		issues := validateAgainstMeta(t, b)
+		if len(issues) > 0 {
+			t.Errorf("%s is not a valid draft-07 schema: %v", f, issues)
+		}
+		var doc any
+		if err := json.Unmarshal(b, &doc); err != nil {
+			t.Fatal(err)
+		}
+		walkSchema(doc, "", func(ptr string, m map[string]any) {
+			for _, kw := range []string{"oneOf", "anyOf", "not", "patternProperties", "unevaluatedProperties"} {
+				if _, ok := m[kw]; ok {
+					t.Errorf("%s%s uses %s", f, ptr, kw)
+				}
+			}
+			if props, ok := m["properties"]; ok {
+				if ap, ok := m["additionalProperties"]; !ok || ap != false {
+					_ = props
+					t.Errorf("%s%s: object schema without additionalProperties: false", f, ptr)
+				}
+			}
+			if m["type"] == "object" && m["properties"] == nil {
+				t.Errorf("%s%s: object schema without properties", f, ptr)
+			}
+			if p, ok := m["pattern"].(string); ok {
+				if _, known := patterns[p]; !known {
+					t.Errorf("%s%s: pattern %q has no message in convert.go", f, ptr, p)
+				}
+			}
+			if fm, ok := m["format"].(string); ok {
+				if _, known := formats[fm]; !known {
+					t.Errorf("%s%s: format %q has no message in convert.go", f, ptr, fm)
+				}
+			}
+		})
+	}
+}
+
+// walkSchema calls fn for every object in a schema document that is in a
+// schema position, skipping the bodies of if (which only select) and of
+// then/else subschemas that only constrain known properties.
+func walkSchema(v any, ptr string, fn func(string, map[string]any)) {
+	m, ok := v.(map[string]any)
+	if !ok {
+		if a, ok := v.([]any); ok {
+			for i, e := range a {
+				walkSchema(e, fmt.Sprintf("%s/%d", ptr, i), fn)
+			}
+		}
+		return
+	}
+	if _, isRef := m["$ref"]; !isRef && !isConditional(ptr) {
+		fn(ptr, m)
+	}
+	for k, c := range m {
+		switch k {
+		case "enum", "const", "required", "examples":
+			continue
+		}
+		walkSchema(c, ptr+"/"+k, fn)
+	}
+}
+
+// isConditional reports whether a schema location is inside if/then/else,
+// where partial object schemas (no type, no additionalProperties) are the
+// point.
+func isConditional(ptr string) bool {
+	for _, seg := range strings.Split(ptr, "/") {
+		if seg == "if" || seg == "then" || seg == "else" {
+			return true
+		}
+	}
+	return false
+}
+
+// TestNoRemoteReferences checks that every $ref resolves to an embedded file.
+func TestNoRemoteReferences(t *testing.T) {
+	re := regexp.MustCompile(`"\$ref":\s*"([^"#]*)#`)
+	files, _ := fs.Glob(schemaFiles, "*.schema.json")
+	for _, f := range files {
+		b, _ := schemaFiles.ReadFile(f)
+		for _, m := range re.FindAllSubmatch(b, -1) {
+			target := string(m[1])
+			if target == "" {
+				continue
+			}
+			if _, err := fs.Stat(schemaFiles, target); err != nil || strings.Contains(target, "/") {
+				t.Errorf("%s: $ref to %q is not an embedded schema file", f, target)
+			}
+		}
+	}
+}
+
+// TestDocsExamples validates every example in docs/records.md that is marked
+// with <!-- example: KIND --> against its kind, and checks that the guide
+// shows one example per kind.
+func TestDocsExamples(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "docs", "records.md"))
+	if err != nil {
+		t.Skipf("docs/records.md: %v", err)
+	}
+	re := regexp.MustCompile("(?s)<!-- example: ([a-z-]+) -->\\s*```json\\n(.*?)\\n```")
+	seen := map[string]bool{}
+	for _, m := range re.FindAllSubmatch(b, -1) {
+		kind, doc := string(m[1]), m[2]
+		seen[kind] = true
+		if kind == "operation-outcome" {
+			if !json.Valid(doc) {
+				t.Errorf("docs: OperationOutcome example is not valid JSON")
+			}
+			continue
+		}
+		if err := set(t).Validate(kind, doc); err != nil {
+			var ve *ValidationError
+			errors.As(err, &ve)
+			t.Errorf("docs: %s example: %v%s", kind, err, dump(ve.Issues))
+		}
+	}
+	for _, k := range append(Kinds(), "operation-outcome") {
+		if !seen[k] {
+			t.Errorf("docs/records.md has no marked example for %s", k)
+		}
+	}
+	// Every rule id the package can produce is documented.
+	for _, r := range []string{RuleJSONSyntax, RuleJSONDuplicateKey, RuleJSONDepth, RuleJSONEmpty, RuleJSONNotObject, RuleJSONNumber, RuleJSONTooLarge, RuleKindUnknown,
+		RuleRequired, RuleAdditionalProperty, RuleFalse, RuleType, RuleEnum, RuleFormat, RulePattern, RuleRange, RuleLength, RuleItemsCount, RuleUniqueItems} {
+		if !strings.Contains(string(b), "`"+r+"`") {
+			t.Errorf("docs/records.md does not document rule %s", r)
+		}
+	}
+}
