@@ -31,22 +31,13 @@ func parseTime(s string) (time.Time, bool) {
 func checkInfusion(in *InfusionBody, p string, v *violations) {
 	given := in.Status != "not-done"
 	if given {
-		need := []struct {
-			ok   bool
-			name string
-		}{{in.TotalDoseMg != nil, "totalDoseMg"}}
+		need := map[string]bool{"totalDoseMg": in.TotalDoseMg != nil}
 		if in.Drug == "ketamine-iv" {
-			need = append(need, struct {
-				ok   bool
-				name string
-			}{in.DoseMgPerKg != nil, "doseMgPerKg"}, struct {
-				ok   bool
-				name string
-			}{in.BodyWeightKg != nil, "bodyWeightKg"})
+			need["doseMgPerKg"], need["bodyWeightKg"] = in.DoseMgPerKg != nil, in.BodyWeightKg != nil
 		}
-		for _, n := range need {
-			if !n.ok {
-				v.add("infusion.dose-missing", p+"/"+n.name, "a given %s session needs %s", in.Drug, n.name)
+		for _, name := range []string{"doseMgPerKg", "bodyWeightKg", "totalDoseMg"} {
+			if ok, asked := need[name]; asked && !ok {
+				v.add("infusion.dose-missing", p+"/"+name, "a given %s session needs %s", in.Drug, name)
 			}
 		}
 	} else if in.ScheduledAt == "" && in.InfusionStart == "" {
