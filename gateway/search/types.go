@@ -1,0 +1,168 @@
+// Package search defines the FHIR R4 search parameters the gateway supports,
+// extracts index entries from resources and parses search requests. It is
+// pure: no SQL, no HTTP. The store turns a parsed Query into its own query
+// language; this package knows nothing of it.
+package search
+
+import "time"
+
+// Type is a search parameter type (search.html#ptypes).
+type Type string
+
+// The parameter types the gateway indexes.
+const (
+	TypeToken     Type = "token"
+	TypeString    Type = "string"
+	TypeDate      Type = "date"
+	TypeReference Type = "reference"
+	TypeQuantity  Type = "quantity"
+	TypeNumber    Type = "number"
+	TypeURI       Type = "uri"
+)
+
+// Param is one search parameter of one resource type.
+type Param struct {
+	Resource string // resource type, or "Resource" for _id/_lastUpdated
+	Name     string
+	Type     Type
+	// Paths are the element paths the values come from, dotted from the
+	// resource root; a path step naming a choice element lists the typed
+	// names ("effectiveDateTime"). Documentation and the extractor use them.
+	Paths []string
+	// Targets are the resource types a reference parameter may point to
+	// (empty: any).
+	Targets []string
+	// Description for the CapabilityStatement.
+	Description string
+}
+
+// Entry is one index entry of a resource: the value of one search parameter
+// in one of the resource's elements. Exactly the fields of its Type are set.
+type Entry struct {
+	Param string
+	Type  Type
+
+	// token: System may be empty (no system); Code is the code/value.
+	// Identifier, Coding, CodeableConcept, code, boolean ("true"/"false"),
+	// ContactPoint (value) all index as tokens.
+	System, Code string
+	// Text is the display/text for :text matching (token), lower-cased.
+	Text string
+
+	// string: Norm is lower-cased with accents and punctuation folded
+	// (search.html#string: case- and accent-insensitive prefix match);
+	// Exact is the original value (:exact).
+	Norm, Exact string
+
+	// date: the instant range the value covers, [Low, High] inclusive, UTC.
+	// A date 2026-03 covers 2026-03-01T00:00:00 to 2026-03-31T23:59:59.999.
+	Low, High time.Time
+
+	// reference: RefType/RefID for a literal relative reference
+	// ("Patient/123", or absolute URL on this server normalised by the
+	// caller); RefURL for anything else (absolute URL, canonical, urn).
+	// A logical reference (Reference.identifier) is indexed as a token
+	// entry of the same parameter name with modifier support ":identifier".
+	RefType, RefID, RefURL string
+
+	// number and quantity: Number is the value; for quantity System and Code
+	// are the unit system/code (Unit the human unit).
+	Number float64
+	Unit   string
+}
+
+// Prefix is a comparison prefix of number, date and quantity values.
+type Prefix string
+
+// The search prefixes (search.html#prefix).
+const (
+	PrefixEq Prefix = "eq"
+	PrefixNe Prefix = "ne"
+	PrefixGt Prefix = "gt"
+	PrefixLt Prefix = "lt"
+	PrefixGe Prefix = "ge"
+	PrefixLe Prefix = "le"
+	PrefixSa Prefix = "sa"
+	PrefixEb Prefix = "eb"
+	PrefixAp Prefix = "ap"
+)
+
+// Value is one value of a search clause; the values of a clause are ORed.
+type Value struct {
+	Prefix Prefix // date, number, quantity (default eq)
+
+	// token: HasSystem distinguishes "code" (any system) from "|code"
+	// (no system) and "system|code"; Code "" with HasSystem means
+	// "system|" (any code in the system).
+	System, Code string
+	HasSystem    bool
+
+	// string / uri / token :text value, as given (the store normalises
+	// it like Entry.Norm for default matching).
+	Str string
+
+	// date: the range of the value given, as in Entry.Low/High.
+	Low, High time.Time
+
+	// reference: Type may be empty for a bare id; or URL for an absolute one.
+	RefType, RefID, RefURL string
+
+	// number / quantity.
+	Number float64
+	// Precision is half the unit of the last significant digit of the value
+	// as written (eq matches within it, per search.html#number).
+	Precision float64
+}
+
+// Clause is one search parameter occurrence: its values are ORed; the
+// clauses of a Query are ANDed.
+type Clause struct {
+	Param    string
+	Type     Type
+	Modifier string // "", "exact", "contains", "missing", "not", "text", "identifier", "above", "below", or a resource type for references
+	// Missing is set for :missing=true|false (Values is then empty).
+	Missing *bool
+	Values  []Value
+	// Chain is set for chained reference parameters (subject:Patient.identifier=x):
+	// the chained clause applies to the target type.
+	Chain *Chain
+}
+
+// Chain is a chained search on the resource a reference points to.
+type Chain struct {
+	TargetType string
+	Clause     Clause
+}
+
+// SortKey orders results by a parameter (only date parameters and
+// _lastUpdated/_id are sortable).
+type SortKey struct {
+	Param      string
+	Descending bool
+}
+
+// Include is an _include or _revinclude: resources of SourceType whose
+// reference Param points to the matches (revinclude) or that the matches
+// point to (include). TargetType optionally narrows the target.
+type Include struct {
+	SourceType string
+	Param      string
+	TargetType string
+	Iterate    bool
+}
+
+// Query is a parsed search of one resource type.
+type Query struct {
+	Type    string
+	Clauses []Clause
+	Sort    []SortKey
+	// Count is the page size (default 50, max 1000); Offset the first match.
+	Count, Offset int
+	// SummaryCount is _summary=count: only the total is wanted.
+	SummaryCount bool
+	// Total says whether to count all matches (_total=none|estimate|accurate;
+	// the gateway counts unless none).
+	Total       bool
+	Includes    []Include
+	RevIncludes []Include
+}

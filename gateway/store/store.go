@@ -1,0 +1,114 @@
+// Package store persists FHIR resources with every version kept and their
+// search index entries, behind a small interface with SQLite and (later)
+// PostgreSQL implementations. Nothing SQL leaves the implementations.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+)
+
+// Errors every implementation returns (wrapped with %w).
+var (
+	// ErrNotFound: no such resource (or version).
+	ErrNotFound = errors.New("not found")
+	// ErrGone: the resource's current version is a deletion.
+	ErrGone = errors.New("gone")
+	// ErrConflict: a unique key was taken by a concurrent writer (a
+	// conditional create key, a resource version, a ledger entry); the
+	// caller retries the whole transaction.
+	ErrConflict = errors.New("conflict")
+	// ErrUnavailable: the database cannot be reached or is overloaded.
+	ErrUnavailable = errors.New("database unavailable")
+)
+
+// Resource is one version of a resource.
+type Resource struct {
+	Type        string
+	ID          string
+	Version     int64
+	LastUpdated time.Time // UTC, millisecond precision
+	Deleted     bool
+	// Body is the resource JSON as stored (id and meta already set by the
+	// caller); nil for a deletion.
+	Body []byte
+}
+
+// Page is one page of search results.
+type Page struct {
+	Matches []*Resource
+	// Included are the _include/_revinclude resources (current versions).
+	Included []*Resource
+	// Total is the number of matches, or -1 when not counted.
+	Total int
+}
+
+// HistoryQuery selects versions for _history.
+type HistoryQuery struct {
+	Type  string // "" for the whole system
+	ID    string // "" for the type
+	Since time.Time
+	// Count and Offset page the result (newest first).
+	Count, Offset int
+}
+
+// Ledger is the record of one ingested native record version.
+type Ledger struct {
+	Source, Kind, RecordID, Version string
+	ContentHash                     string
+	// Response is what the gateway answered (the transaction-response),
+	// returned again for a repeated record.
+	Response []byte
+	Received time.Time
+}
+
+// Store is the persistence the gateway needs. All methods are safe for
+// concurrent use.
+type Store interface {
+	// Write runs fn in one atomic, serialisable database transaction: it
+	// commits when fn returns nil and rolls back otherwise (fn's error is
+	// returned unchanged). On ErrConflict from a unique key the caller may
+	// call Write again.
+	Write(ctx context.Context, fn func(Tx) error) error
+	// Read returns the current version; ErrNotFound, or ErrGone with the
+	// deletion version's metadata in the returned Resource.
+	Read(ctx context.Context, typ, id string) (*Resource, error)
+	// VRead returns one version (a deletion comes back with Deleted set).
+	VRead(ctx context.Context, typ, id string, version int64) (*Resource, error)
+	// History returns versions newest first and the total count.
+	History(ctx context.Context, q HistoryQuery) ([]*Resource, int, error)
+	// Search runs a query over current, non-deleted resources.
+	Search(ctx context.Context, q *search.Query) (*Page, error)
+	// Ping checks the database (readiness).
+	Ping(ctx context.Context) error
+	Close() error
+}
+
+// Tx is a write transaction. Reads inside it see its own writes.
+type Tx interface {
+	// Read is Store.Read inside the transaction.
+	Read(typ, id string) (*Resource, error)
+	// Search is Store.Search inside the transaction (used for conditional
+	// create/update/delete and conditional references); only Matches and
+	// Total are filled.
+	Search(q *search.Query) (*Page, error)
+	// Put writes a new version of res.Type/res.ID: res.Version must be the
+	// current version + 1 (1 for a new resource) or the write fails with
+	// ErrConflict. Index entries replace the resource's previous ones. A
+	// deletion (res.Deleted) removes the index entries.
+	Put(res *Resource, entries []search.Entry) error
+	// ClaimKey records that the conditional key (e.g. "Patient|identifier=
+	// sys|val", normalised by the caller) belongs to typ/id. It returns
+	// ErrConflict if another resource holds the key, which makes concurrent
+	// identical conditional creates create exactly one resource.
+	ClaimKey(key, typ, id string) error
+	// KeyOwner returns the id holding a conditional key, or ErrNotFound.
+	KeyOwner(key string) (typ, id string, err error)
+	// Ledger returns the ledger entry for a native record version, or ErrNotFound.
+	Ledger(source, kind, recordID, version string) (*Ledger, error)
+	// PutLedger inserts a ledger entry; ErrConflict if it exists.
+	PutLedger(l *Ledger) error
+}
