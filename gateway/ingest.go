@@ -35,8 +35,11 @@ func (s *Server) ingest(c echo.Context) error {
 		return err
 	}
 	if !dryRun {
-		return errorf(http.StatusNotImplemented, "not-supported", "storage-unavailable",
-			"storing records is not available yet; use dryRun=true to validate and map")
+		if s.store == nil {
+			return errorf(http.StatusNotImplemented, "not-supported", "storage-unavailable",
+				"this gateway runs without a store; use dryRun=true to validate and map")
+		}
+		return s.storeRecord(c, kind, body, res)
 	}
 	bundle, err := res.Transaction()
 	if err != nil {

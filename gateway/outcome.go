@@ -2,11 +2,13 @@ package gateway
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 
 	fhir "github.com/samply/golang-fhir-models/fhir-models/fhir"
 
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
 	"github.com/ketamine-gateway/ketamine-gateway/schemas"
 	"github.com/ketamine-gateway/ketamine-gateway/schemas/r4"
@@ -56,9 +58,25 @@ func Outcome(err error) (int, []Issue) {
 		re *mapping.RuleError
 		fe *FHIRValidationError
 	)
+	var ee *entryError
 	switch {
+	case errors.As(err, &ee):
+		status, issues := Outcome(ee.err)
+		for i := range issues {
+			issues[i].Expression = prefixExpr(fmt.Sprintf("Bundle.entry[%d]", ee.index), issues[i].Expression)
+			issues[i].Message = fmt.Sprintf("Bundle entry %d: %s", ee.index, issues[i].Message)
+		}
+		return status, issues
 	case errors.As(err, &ge):
 		return ge.Status, ge.Issues
+	case errors.Is(err, store.ErrNotFound):
+		return http.StatusNotFound, []Issue{{Severity: "error", Code: "not-found", Rule: "resource-unknown", Message: "no such resource"}}
+	case errors.Is(err, store.ErrGone):
+		return http.StatusGone, []Issue{{Severity: "error", Code: "deleted", Rule: "resource-deleted", Message: "the resource has been deleted"}}
+	case errors.Is(err, store.ErrConflict):
+		return http.StatusConflict, []Issue{{Severity: "error", Code: "conflict", Rule: "write-conflict", Message: "a concurrent write conflicted with this one; retry"}}
+	case errors.Is(err, store.ErrUnavailable):
+		return http.StatusServiceUnavailable, []Issue{{Severity: "error", Code: "transient", Rule: "store-unavailable", Message: "the database is unavailable; retry later"}}
 	case errors.As(err, &ve):
 		out := make([]Issue, 0, len(ve.Issues))
 		status := http.StatusBadRequest

@@ -32,6 +32,12 @@ func NewPipeline(opts mapping.Options) (*Pipeline, error) {
 // rules and maps it. Client mistakes come back as *Error (unknown kind),
 // *schemas.ValidationError or *mapping.RuleError.
 func (p *Pipeline) Map(kind mapping.Kind, doc []byte) (*mapping.Result, error) {
+	return p.MapWith(kind, doc, p.opts)
+}
+
+// MapWith is Map with other mapping options (e.g. Update for a newer
+// version of a stored record).
+func (p *Pipeline) MapWith(kind mapping.Kind, doc []byte, opts mapping.Options) (*mapping.Result, error) {
 	if !knownKind(kind) {
 		return nil, errorf(http.StatusNotFound, "not-found", "kind-unknown",
 			"unknown record kind; use assessment, vitals, infusion, adverse-event or session")
@@ -43,7 +49,7 @@ func (p *Pipeline) Map(kind mapping.Kind, doc []byte) (*mapping.Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("decode schema-valid %s record: %w", kind, err)
 	}
-	return mapping.Map(rec, p.opts)
+	return mapping.Map(rec, opts)
 }
 
 // ValidateFHIR validates a FHIR resource (or Bundle) structurally. It

@@ -5,9 +5,31 @@ func (s *Server) routes() {
 	e := s.echo
 	e.GET("/healthz", s.healthz)
 
-	// Native records: validate, map and (from the FHIR API on) store.
+	// Native records: validate, map and store.
 	e.POST("/ingest/:kind", s.ingest, s.fhirFormat)
 
-	// The gateway's own conformance resources.
-	e.GET("/fhir/CodeSystem/:id", s.readCodeSystem, s.fhirFormat)
+	if s.store == nil {
+		// Without a store only the gateway's own conformance resources are served.
+		e.GET("/fhir/CodeSystem/:id", s.readCodeSystem, s.fhirFormat)
+		return
+	}
+
+	// The FHIR R4 RESTful API (http.html).
+	f := e.Group("/fhir", s.fhirFormat)
+	f.GET("/metadata", s.handleMetadata)
+	f.POST("", s.handleBundle)
+	f.POST("/", s.handleBundle)
+	f.GET("/_history", s.handleHistory)
+	f.POST("/$validate", s.handleValidate)
+	f.GET("/:type", s.handleSearch)
+	f.POST("/:type/_search", s.handleSearch)
+	f.POST("/:type", s.handleCreate)
+	f.PUT("/:type", s.handleConditionalUpdate)
+	f.POST("/:type/$validate", s.handleValidate)
+	f.GET("/:type/_history", s.handleHistory)
+	f.GET("/:type/:id", s.handleRead)
+	f.PUT("/:type/:id", s.handleUpdate)
+	f.DELETE("/:type/:id", s.handleDelete)
+	f.GET("/:type/:id/_history", s.handleHistory)
+	f.GET("/:type/:id/_history/:vid", s.handleVRead)
 }

@@ -5,12 +5,15 @@
 package gateway
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
 )
 
@@ -27,11 +30,22 @@ type Config struct {
 	IdentifierBase string
 	// Logger receives one line per request and internal errors; never PHI.
 	Logger *slog.Logger
+	// Store holds resources. Without one, the FHIR API is not served and
+	// ingest works in dry-run mode only.
+	Store store.Store
+	// BaseURL is the public FHIR base (e.g. https://gw.example.org/fhir);
+	// by default it is derived from each request.
+	BaseURL string
+	// MaxBundleEntries limits transaction and batch Bundles (400 beyond).
+	MaxBundleEntries int
+	// Now is the clock (time.Now by default).
+	Now func() time.Time
 }
 
 // Server serves the gateway's HTTP API.
 type Server struct {
 	cfg      Config
+	store    store.Store
 	pipeline *Pipeline
 	log      *slog.Logger
 	echo     *echo.Echo
@@ -50,13 +64,21 @@ func NewServer(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, pipeline: p, log: cfg.Logger}
+	if cfg.MaxBundleEntries <= 0 {
+		cfg.MaxBundleEntries = DefaultMaxBundleEntries
+	}
+	s := &Server{cfg: cfg, store: cfg.Store, pipeline: p, log: cfg.Logger}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
 	e.Use(s.recoverPanics, s.logRequests)
 	s.echo = e
 	s.routes()
+	if s.store != nil {
+		if err := s.seed(context.Background()); err != nil {
+			return nil, err
+		}
+	}
 	return s, nil
 }
 

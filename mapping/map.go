@@ -108,7 +108,9 @@ type Entry struct {
 
 // Result is the mapped form of one record.
 type Result struct {
-	Kind    Kind
+	Kind Kind
+	// Source is the record's source (system, record id, version).
+	Source  Source
 	Entries []Entry
 }
 
@@ -131,7 +133,7 @@ func Map(rec Record, opts Options) (*Result, error) {
 	case *Session:
 		m.session(r)
 	}
-	return &Result{Kind: rec.Kind(), Entries: m.entries}, nil
+	return &Result{Kind: rec.Kind(), Source: rec.Env().Source, Entries: m.entries}, nil
 }
 
 // Transaction renders the result as a FHIR transaction Bundle.

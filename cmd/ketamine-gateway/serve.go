@@ -9,15 +9,19 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
 )
 
 // serveConfig is what serve reads from flags and the environment.
 type serveConfig struct {
-	addr, db, identifierBase string
-	maxBody                  int64
+	addr, db, identifierBase, baseURL string
+	maxBody                           int64
+	maxEntries                        int
 }
 
 // serve runs the HTTP server until ctx is cancelled, then drains it.
@@ -29,6 +33,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	fs.StringVar(&cfg.db, "db", envOr(getenv, "GATEWAY_DB", "ketamine-gateway.db"), "SQLite file or postgres:// URL (GATEWAY_DB)")
 	fs.StringVar(&cfg.identifierBase, "identifier-base", getenv("GATEWAY_IDENTIFIER_BASE"), "namespace of minted identifier systems (GATEWAY_IDENTIFIER_BASE)")
 	fs.Int64Var(&cfg.maxBody, "max-body", gateway.DefaultMaxBodyBytes, "request body limit in bytes")
+	fs.IntVar(&cfg.maxEntries, "max-entries", gateway.DefaultMaxBundleEntries, "Bundle entry limit")
+	fs.StringVar(&cfg.baseURL, "base-url", getenv("GATEWAY_BASE_URL"), "public FHIR base URL (GATEWAY_BASE_URL); default: from each request")
 	if err := fs.Parse(args); err != nil {
 		return &exitError{code: exitUsage}
 	}
@@ -36,7 +42,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return usageError("serve takes no arguments")
 	}
 	logger := slog.New(slog.NewJSONHandler(stderr, nil))
-	srv, err := gateway.NewServer(gateway.Config{MaxBodyBytes: cfg.maxBody, IdentifierBase: cfg.identifierBase, Logger: logger})
+	st, err := openStore(ctx, cfg.db)
+	if err != nil {
+		return &exitError{code: exitInvalid, msg: err.Error()}
+	}
+	defer st.Close()
+	srv, err := gateway.NewServer(gateway.Config{MaxBodyBytes: cfg.maxBody, IdentifierBase: cfg.identifierBase, Logger: logger,
+		Store: st, BaseURL: cfg.baseURL, MaxBundleEntries: cfg.maxEntries})
 	if err != nil {
 		return err
 	}
@@ -72,6 +84,19 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	return nil
+}
+
+// openStore opens the database named by --db: a SQLite file path (the
+// embedded default); postgres:// URLs arrive with the PostgreSQL backend.
+func openStore(ctx context.Context, db string) (store.Store, error) {
+	if strings.HasPrefix(db, "postgres://") || strings.HasPrefix(db, "postgresql://") {
+		return nil, fmt.Errorf("--db: PostgreSQL is not supported yet; use a SQLite file path")
+	}
+	st, err := sqlite.Open(ctx, db, sqlite.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("open database %s: %w", db, err)
+	}
+	return st, nil
 }
 
 func envOr(getenv func(string) string, key, def string) string {

@@ -1,0 +1,133 @@
+package gateway
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+	"github.com/ketamine-gateway/ketamine-gateway/mapping"
+	"github.com/ketamine-gateway/ketamine-gateway/schemas/r4"
+)
+
+// handleMetadata is GET /fhir/metadata: a CapabilityStatement that says
+// exactly what is implemented.
+func (s *Server) handleMetadata(c echo.Context) error {
+	return writeResource(c, http.StatusOK, s.capabilityStatement(c))
+}
+
+func (s *Server) capabilityStatement(c echo.Context) map[string]any {
+	interactions := func(names ...string) []map[string]any {
+		out := make([]map[string]any, 0, len(names))
+		for _, n := range names {
+			out = append(out, map[string]any{"code": n})
+		}
+		return out
+	}
+	var resources []map[string]any
+	for _, typ := range r4.ResourceTypes() {
+		var params []map[string]any
+		for _, p := range search.Params(typ) {
+			sp := map[string]any{"name": p.Name, "type": string(p.Type)}
+			if p.Description != "" {
+				sp["documentation"] = p.Description
+			}
+			if p.Resource == "AdverseEvent" && p.Name == "identifier" {
+				sp["definition"] = mapping.Canonical + "/SearchParameter/AdverseEvent-identifier"
+			}
+			params = append(params, sp)
+		}
+		var refParams []string
+		for _, p := range search.Params(typ) {
+			if p.Type == search.TypeReference {
+				refParams = append(refParams, typ+":"+p.Name)
+			}
+		}
+		res := map[string]any{
+			"type":              typ,
+			"interaction":       interactions("read", "vread", "update", "delete", "history-instance", "history-type", "create", "search-type"),
+			"versioning":        "versioned-update",
+			"readHistory":       true,
+			"updateCreate":      true,
+			"conditionalCreate": true,
+			"conditionalRead":   "not-supported",
+			"conditionalUpdate": true,
+			"conditionalDelete": "not-supported",
+			"referencePolicy":   []string{"literal", "logical"},
+			"searchParam":       params,
+		}
+		if len(refParams) > 0 {
+			res["searchInclude"] = refParams
+			res["searchRevInclude"] = refParams
+		}
+		resources = append(resources, res)
+	}
+	return map[string]any{
+		"resourceType": "CapabilityStatement",
+		"status":       "active",
+		"date":         "2026-11-25",
+		"publisher":    "ketamine-gateway project",
+		"kind":         "instance",
+		"software":     map[string]any{"name": "ketamine-gateway", "version": mapping.Version},
+		"implementation": map[string]any{
+			"description": "Ketamine-therapy FHIR gateway",
+			"url":         s.baseURL(c),
+		},
+		"fhirVersion": "4.0.1",
+		"format":      []string{"application/fhir+json", "json"},
+		"rest": []map[string]any{{
+			"mode": "server",
+			"documentation": "References to resources the gateway does not hold are accepted (referential integrity is off). " +
+				"Transactions are atomic; batch entries are independent. Search supports _count, _offset paging, _sort on dates, " +
+				"_summary=count, _total, _include and _revinclude on reference parameters, the :missing, :exact, :contains, :not, " +
+				":text and :identifier modifiers and the date/number/quantity prefixes. Resource types without specific search " +
+				"parameters support _id, _lastUpdated and patient (the patient compartment: any reference to a Patient).",
+			"resource":    resources,
+			"interaction": interactions("transaction", "batch", "history-system"),
+			"searchParam": []map[string]any{
+				{"name": "_id", "type": "token"},
+				{"name": "_lastUpdated", "type": "date"},
+			},
+			"operation": []map[string]any{{
+				"name":       "validate",
+				"definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate",
+			}},
+		}},
+	}
+}
+
+// handleValidate is POST /fhir/$validate and /fhir/{type}/$validate: it
+// validates a resource (or a Parameters with a "resource" parameter) and
+// answers an OperationOutcome with 200, whatever the verdict.
+func (s *Server) handleValidate(c echo.Context) error {
+	body, err := readBody(c, s.cfg.MaxBodyBytes)
+	if err != nil {
+		return err
+	}
+	typ := ""
+	if c.Param("type") != "" {
+		if typ, err = s.resourceType(c); err != nil {
+			return err
+		}
+	}
+	var res *r4.Result
+	if typ != "" {
+		res = s.pipeline.validator.ValidateAs(body, typ)
+	} else {
+		res = s.pipeline.validator.Validate(body)
+	}
+	if res.Valid() {
+		issues := fhirIssues(res)
+		if len(issues) == 0 {
+			return writeResource(c, http.StatusOK, Information("the resource is valid"))
+		}
+		return writeResource(c, http.StatusOK, OperationOutcome(issues))
+	}
+	return writeResource(c, http.StatusOK, OperationOutcome(fhirIssues(res)))
+}
+
+// parseInstantParam parses an instant query parameter (_since).
+func parseInstantParam(v string) (time.Time, error) {
+	return time.Parse(time.RFC3339Nano, v)
+}

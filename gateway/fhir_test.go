@@ -1,0 +1,289 @@
+package gateway_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
+)
+
+// fhirServer is the gateway on a fresh SQLite database.
+func fhirServer(t *testing.T) http.Handler {
+	t.Helper()
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "kg.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return newServer(t, gateway.Config{Store: st})
+}
+
+// req sends a request with optional headers ("Name: value").
+func req(h http.Handler, method, target, body string, headers ...string) *httptest.ResponseRecorder {
+	r := httptest.NewRequest(method, target, strings.NewReader(body))
+	if body != "" {
+		r.Header.Set("Content-Type", "application/fhir+json")
+	}
+	for _, hv := range headers {
+		k, v, _ := strings.Cut(hv, ":")
+		r.Header.Set(strings.TrimSpace(k), strings.TrimSpace(v))
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, r)
+	return rec
+}
+
+func decode(t *testing.T, rec *httptest.ResponseRecorder) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(rec.Body.Bytes(), &m); err != nil {
+		t.Fatalf("response is not JSON: %v: %s", err, rec.Body)
+	}
+	return m
+}
+
+const patientJSON = `{"resourceType":"Patient","identifier":[{"system":"http://hospital.example/mrn","value":"M1"}],"name":[{"family":"Testpatient","given":["Ann"]}],"birthDate":"1980-02-03","gender":"female"}`
+
+func TestCRUD(t *testing.T) {
+	h := fhirServer(t)
+	rec := req(h, "POST", "/fhir/Patient", patientJSON)
+	if rec.Code != http.StatusCreated {
+		t.Fatalf("create = %d %s", rec.Code, rec.Body)
+	}
+	if rec.Header().Get("ETag") != `W/"1"` || rec.Header().Get("Location") == "" || rec.Header().Get("Last-Modified") == "" {
+		t.Errorf("create headers: %v", rec.Header())
+	}
+	p := decode(t, rec)
+	id := p["id"].(string)
+	if p["meta"].(map[string]any)["versionId"] != "1" {
+		t.Errorf("meta = %v", p["meta"])
+	}
+
+	rec = req(h, "GET", "/fhir/Patient/"+id, "")
+	if rec.Code != 200 || rec.Header().Get("ETag") != `W/"1"` {
+		t.Fatalf("read = %d %v", rec.Code, rec.Header())
+	}
+
+	upd := strings.Replace(patientJSON, `"resourceType":"Patient"`, `"resourceType":"Patient","id":"`+id+`","meta":{"versionId":"99"}`, 1)
+	upd = strings.Replace(upd, "Ann", "Anne", 1)
+	if rec = req(h, "PUT", "/fhir/Patient/"+id, upd, `If-Match: W/"7"`); rec.Code != http.StatusPreconditionFailed {
+		t.Errorf("update with stale If-Match = %d, want 412", rec.Code)
+	}
+	rec = req(h, "PUT", "/fhir/Patient/"+id, upd, `If-Match: W/"1"`)
+	if rec.Code != 200 || rec.Header().Get("ETag") != `W/"2"` {
+		t.Fatalf("update = %d %v %s", rec.Code, rec.Header(), rec.Body)
+	}
+	if v := decode(t, rec)["meta"].(map[string]any)["versionId"]; v != "2" {
+		t.Errorf("client-sent versionId was trusted: %v", v)
+	}
+	if rec = req(h, "GET", "/fhir/Patient/"+id+"/_history/1", ""); rec.Code != 200 || !strings.Contains(rec.Body.String(), `"Ann"`) {
+		t.Errorf("vread v1 = %d %s", rec.Code, rec.Body)
+	}
+	if rec = req(h, "PUT", "/fhir/Patient/other-id", upd); rec.Code != 400 {
+		t.Errorf("PUT with an id differing from the URL = %d, want 400", rec.Code)
+	}
+	// update-as-create with a client id
+	ci := strings.Replace(patientJSON, `"resourceType":"Patient"`, `"resourceType":"Patient","id":"client-chosen-1"`, 1)
+	if rec = req(h, "PUT", "/fhir/Patient/client-chosen-1", ci); rec.Code != http.StatusCreated {
+		t.Errorf("update-as-create = %d %s", rec.Code, rec.Body)
+	}
+	if rec = req(h, "DELETE", "/fhir/Patient/"+id, ""); rec.Code != http.StatusNoContent {
+		t.Errorf("delete = %d", rec.Code)
+	}
+	if rec = req(h, "GET", "/fhir/Patient/"+id, ""); rec.Code != http.StatusGone {
+		t.Errorf("read after delete = %d, want 410", rec.Code)
+	}
+	rec = req(h, "GET", "/fhir/Patient/"+id+"/_history", "")
+	if b := decode(t, rec); rec.Code != 200 || b["type"] != "history" || b["total"].(float64) != 3 {
+		t.Errorf("history = %d %s", rec.Code, rec.Body)
+	}
+	if rec = req(h, "GET", "/fhir/Patient/nope", ""); rec.Code != 404 {
+		t.Errorf("read unknown = %d", rec.Code)
+	}
+	if rec = req(h, "POST", "/fhir/Patient", patientJSON, "Prefer: return=minimal"); rec.Code != 201 || rec.Body.Len() != 0 {
+		t.Errorf("Prefer minimal = %d body %q", rec.Code, rec.Body)
+	}
+	if rec = req(h, "POST", "/fhir/Patient", patientJSON, "Prefer: return=OperationOutcome"); decode(t, rec)["resourceType"] != "OperationOutcome" {
+		t.Errorf("Prefer OperationOutcome = %s", rec.Body)
+	}
+}
+
+func TestBadWrites(t *testing.T) {
+	h := fhirServer(t)
+	tests := []struct {
+		name, method, target, body string
+		status                     int
+		rule                       string
+	}{
+		{"type disagrees with URL", "POST", "/fhir/Observation", patientJSON, 400, "resource-type-mismatch"},
+		{"syntax", "POST", "/fhir/Patient", `{"resourceType":"Patient",`, 400, "json-syntax"},
+		{"duplicate key", "POST", "/fhir/Patient", `{"resourceType":"Patient","gender":"male","gender":"female"}`, 400, "json-duplicate-key"},
+		{"unknown element", "POST", "/fhir/Patient", `{"resourceType":"Patient","favourite":"x"}`, 400, "element-unknown"},
+		{"bad code", "POST", "/fhir/Patient", `{"resourceType":"Patient","gender":"f"}`, 400, "binding-required"},
+		{"missing required", "POST", "/fhir/Observation", `{"resourceType":"Observation","code":{"text":"x"}}`, 400, "element-required"},
+		{"unknown type", "POST", "/fhir/Nonsense", patientJSON, 404, "resource-type-unknown"},
+		{"deep nesting", "POST", "/fhir/Patient", strings.Repeat(`{"a":`, 5000) + "1" + strings.Repeat("}", 5000), 400, "json-depth"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := req(h, tc.method, tc.target, tc.body)
+			assertOutcome(t, rec, tc.status, tc.rule, "")
+		})
+	}
+	// nothing was written
+	if b := decode(t, req(h, "GET", "/fhir/Patient?_summary=count", "")); b["total"].(float64) != 0 {
+		t.Errorf("bad writes left %v patients", b["total"])
+	}
+}
+
+// TestConcurrentConditionalCreate: 50 identical conditional creates at once
+// make exactly one resource.
+func TestConcurrentConditionalCreate(t *testing.T) {
+	h := fhirServer(t)
+	var wg sync.WaitGroup
+	codes := make([]int, 50)
+	for i := range codes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			codes[i] = req(h, "POST", "/fhir/Patient", patientJSON, "If-None-Exist: identifier=http://hospital.example/mrn|M1").Code
+		}()
+	}
+	wg.Wait()
+	created := 0
+	for _, c := range codes {
+		switch c {
+		case 201:
+			created++
+		case 200:
+		default:
+			t.Errorf("conditional create answered %d", c)
+		}
+	}
+	b := decode(t, req(h, "GET", "/fhir/Patient?identifier=http://hospital.example/mrn|M1", ""))
+	if created != 1 || b["total"].(float64) != 1 {
+		t.Errorf("%d creates answered 201, %v patients stored; want exactly 1", created, b["total"])
+	}
+}
+
+func txBundle(entries ...string) string {
+	return `{"resourceType":"Bundle","type":"transaction","entry":[` + strings.Join(entries, ",") + `]}`
+}
+
+const obsTmpl = `{"fullUrl":"urn:uuid:%s","resource":{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"8867-4"}]},"subject":{"reference":"%s"},"effectiveDateTime":"2026-03-02T09:00:00Z","valueQuantity":{"value":72,"unit":"/min","system":"http://unitsofmeasure.org","code":"/min"}},"request":{"method":"POST","url":"Observation"}}`
+
+const patEntry = `{"fullUrl":"urn:uuid:11111111-1111-4111-8111-111111111111","resource":` + patientJSON + `,"request":{"method":"POST","url":"Patient","ifNoneExist":"identifier=http://hospital.example/mrn|M1"}}`
+
+func TestTransaction(t *testing.T) {
+	h := fhirServer(t)
+	body := txBundle(patEntry,
+		fmt.Sprintf(obsTmpl, "22222222-2222-4222-8222-222222222222", "urn:uuid:11111111-1111-4111-8111-111111111111"))
+	rec := req(h, "POST", "/fhir", body)
+	if rec.Code != 200 {
+		t.Fatalf("transaction = %d %s", rec.Code, rec.Body)
+	}
+	b := decode(t, rec)
+	if b["type"] != "transaction-response" || len(b["entry"].([]any)) != 2 {
+		t.Fatalf("response = %s", rec.Body)
+	}
+	loc := b["entry"].([]any)[0].(map[string]any)["response"].(map[string]any)["location"].(string)
+	pid := strings.Split(loc, "/")[1]
+	obs := decode(t, req(h, "GET", "/fhir/Observation?subject=Patient/"+pid, ""))
+	if obs["total"].(float64) != 1 {
+		t.Errorf("urn:uuid reference not rewritten: %v", obs["total"])
+	}
+	// Same Bundle again: the patient matches (200), a new Observation.
+	rec = req(h, "POST", "/fhir", body)
+	st := decode(t, rec)["entry"].([]any)[0].(map[string]any)["response"].(map[string]any)["status"]
+	if st != "200 OK" {
+		t.Errorf("repeated conditional create status = %v", st)
+	}
+
+	// A transaction whose last entry is invalid leaves no trace.
+	bad := txBundle(
+		`{"fullUrl":"urn:uuid:33333333-3333-4333-8333-333333333333","resource":{"resourceType":"Patient","identifier":[{"system":"x:y","value":"NEW"}]},"request":{"method":"POST","url":"Patient"}}`,
+		`{"fullUrl":"urn:uuid:44444444-4444-4444-8444-444444444444","resource":{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"urn:uuid:99999999-9999-4999-8999-999999999999"}},"request":{"method":"POST","url":"Observation"}}`)
+	rec = req(h, "POST", "/fhir", bad)
+	assertOutcome(t, rec, 400, "reference-unresolved", "")
+	if !strings.Contains(rec.Body.String(), "Bundle.entry[1]") {
+		t.Errorf("outcome does not name the failing entry: %s", rec.Body)
+	}
+	if n := decode(t, req(h, "GET", "/fhir/Patient?identifier=x:y|NEW", ""))["total"].(float64); n != 0 {
+		t.Errorf("failed transaction wrote %v patients", n)
+	}
+}
+
+func TestBatch(t *testing.T) {
+	h := fhirServer(t)
+	body := `{"resourceType":"Bundle","type":"batch","entry":[` + `{"resource":` + patientJSON + `,"request":{"method":"POST","url":"Patient"}},` +
+		`{"resource":{"resourceType":"Patient","gender":"x"},"request":{"method":"POST","url":"Patient"}},` +
+		`{"request":{"method":"GET","url":"Patient/does-not-exist"}}]}`
+	rec := req(h, "POST", "/fhir", body)
+	if rec.Code != 200 {
+		t.Fatalf("batch = %d %s", rec.Code, rec.Body)
+	}
+	var got []string
+	for _, e := range decode(t, rec)["entry"].([]any) {
+		got = append(got, e.(map[string]any)["response"].(map[string]any)["status"].(string))
+	}
+	if len(got) != 3 || got[0] != "201 Created" || !strings.HasPrefix(got[2], "404") {
+		t.Errorf("batch statuses = %v", got)
+	}
+}
+
+func TestSearchPaging(t *testing.T) {
+	h := fhirServer(t)
+	for i := range 7 {
+		p := strings.Replace(patientJSON, `"M1"`, fmt.Sprintf(`"P%d"`, i), 1)
+		if rec := req(h, "POST", "/fhir/Patient", p); rec.Code != 201 {
+			t.Fatal(rec.Body)
+		}
+	}
+	seen := map[string]bool{}
+	next := "/fhir/Patient?family=testpat&_count=3"
+	pages := 0
+	for next != "" {
+		b := decode(t, req(h, "GET", next, ""))
+		if b["total"].(float64) != 7 {
+			t.Fatalf("total = %v", b["total"])
+		}
+		for _, e := range b["entry"].([]any) {
+			seen[e.(map[string]any)["fullUrl"].(string)] = true
+		}
+		next = ""
+		for _, l := range b["link"].([]any) {
+			if l.(map[string]any)["relation"] == "next" {
+				u := l.(map[string]any)["url"].(string)
+				next = u[strings.Index(u, "/fhir/"):]
+			}
+		}
+		pages++
+	}
+	if len(seen) != 7 || pages != 3 {
+		t.Errorf("paging saw %d resources over %d pages, want 7 over 3", len(seen), pages)
+	}
+	assertOutcome(t, req(h, "GET", "/fhir/Patient?shoe-size=42", ""), 400, "search-param-unknown", "")
+	if rec := req(h, "GET", "/fhir/Patient?shoe-size=42", "", "Prefer: handling=lenient"); rec.Code != 200 {
+		t.Errorf("lenient unknown param = %d", rec.Code)
+	}
+}
+
+func TestMetadata(t *testing.T) {
+	h := fhirServer(t)
+	b := decode(t, req(h, "GET", "/fhir/metadata", ""))
+	if b["resourceType"] != "CapabilityStatement" || b["fhirVersion"] != "4.0.1" {
+		t.Fatalf("metadata = %v", b)
+	}
+	// The gateway's own CodeSystem is a stored resource.
+	if rec := req(h, "GET", "/fhir/CodeSystem/ketamine-gateway", ""); rec.Code != 200 {
+		t.Errorf("CodeSystem read = %d", rec.Code)
+	}
+}

@@ -1,0 +1,152 @@
+package gateway
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+	"github.com/ketamine-gateway/ketamine-gateway/mapping"
+)
+
+// storeRecord stores a mapped native record in one transaction together
+// with its ledger entry, and answers the transaction-response. It is
+// idempotent on (source system, kind, record id, version): the same record
+// again changes nothing and gets the first answer again; the same version
+// with other content is a 409; a new version of a stored record updates its
+// resources (conditional updates, Observations amended).
+func (s *Server) storeRecord(c echo.Context, kind mapping.Kind, body []byte, first *mapping.Result) error {
+	hash, err := contentHash(body)
+	if err != nil {
+		return err
+	}
+	src := first.Source
+	version := src.Version
+	if version == "" {
+		version = src.LastUpdated
+	}
+	now := s.now()
+	var answer []byte
+	err = s.write(c.Request().Context(), func(tx store.Tx) error {
+		answer = nil
+		l, err := tx.Ledger(src.System, string(kind), src.RecordID, version)
+		switch {
+		case err == nil && l.ContentHash == hash:
+			answer = l.Response
+			return nil
+		case err == nil:
+			return errorf(http.StatusConflict, "conflict", "record-version-reused",
+				"this source record version was already received with different content; send a new version")
+		case !errors.Is(err, store.ErrNotFound):
+			return err
+		}
+		res := first
+		stored, err := s.recordStored(tx, first)
+		if err != nil {
+			return err
+		}
+		if stored {
+			opts := s.pipeline.opts
+			opts.Update = true
+			if res, err = s.pipeline.MapWith(kind, body, opts); err != nil {
+				return err
+			}
+		}
+		entries, err := s.resultEntries(res)
+		if err != nil {
+			return err
+		}
+		if err := s.runTransaction(tx, entries, now); err != nil {
+			return err
+		}
+		answer, err = json.Marshal(s.responseBundle(c, "transaction-response", entries, nil))
+		if err != nil {
+			return err
+		}
+		return tx.PutLedger(&store.Ledger{Source: src.System, Kind: string(kind), RecordID: src.RecordID, Version: version,
+			ContentHash: hash, Response: answer, Received: now.UTC()})
+	})
+	if err != nil {
+		return err
+	}
+	return c.Blob(http.StatusOK, ContentTypeFHIR, answer)
+}
+
+// recordStored reports whether the record's main resource (the first
+// entry after the Patient) is already stored: then this is a new version.
+func (s *Server) recordStored(tx store.Tx, res *mapping.Result) (bool, error) {
+	for _, e := range res.Entries {
+		if e.ResourceType == "Patient" {
+			continue
+		}
+		if e.ResourceType == "AdverseEvent" { // deterministic id
+			_, err := tx.Read("AdverseEvent", e.URL[len("AdverseEvent/"):])
+			switch {
+			case err == nil:
+				return true, nil
+			case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrGone):
+				return false, nil
+			default:
+				return false, err
+			}
+		}
+		q, err := search.ParseConditional(e.ResourceType, "identifier="+e.IdentifierSystem+"|"+e.IdentifierValue)
+		if err != nil {
+			return false, fmt.Errorf("identifier query of a mapped %s: %w", e.ResourceType, err)
+		}
+		page, err := tx.Search(q)
+		if err != nil {
+			return false, err
+		}
+		return len(page.Matches) > 0, nil
+	}
+	return false, nil
+}
+
+// resultEntries turns mapped entries into transaction entries.
+func (s *Server) resultEntries(res *mapping.Result) ([]*txEntry, error) {
+	out := make([]*txEntry, len(res.Entries))
+	for i, e := range res.Entries {
+		w := wireEntry{FullURL: e.FullURL}
+		if e.Resource != nil {
+			raw, err := json.Marshal(e.Resource)
+			if err != nil {
+				return nil, fmt.Errorf("marshal mapped %s: %w", e.ResourceType, err)
+			}
+			w.Resource = raw
+		}
+		w.Request = &struct {
+			Method      string `json:"method"`
+			URL         string `json:"url"`
+			IfNoneExist string `json:"ifNoneExist"`
+			IfMatch     string `json:"ifMatch"`
+		}{Method: e.Method.Code(), URL: e.URL, IfNoneExist: e.IfNoneExist}
+		out[i] = s.parseEntry(i, &w)
+		if out[i].perr != nil {
+			return nil, fmt.Errorf("mapped entry %d: %w", i, out[i].perr)
+		}
+	}
+	return out, nil
+}
+
+// contentHash is the SHA-256 of the record's canonical JSON (keys sorted,
+// insignificant white space removed), so a re-sent record with other
+// formatting is recognised as the same.
+func contentHash(body []byte) (string, error) {
+	var v any
+	if err := json.Unmarshal(body, &v); err != nil {
+		return "", fmt.Errorf("canonicalise record: %w", err)
+	}
+	canon, err := json.Marshal(v)
+	if err != nil {
+		return "", fmt.Errorf("canonicalise record: %w", err)
+	}
+	sum := sha256.Sum256(canon)
+	return hex.EncodeToString(sum[:]), nil
+}
