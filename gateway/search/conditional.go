@@ -1,0 +1,130 @@
+package search
+
+import (
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// ParseConditional parses the criteria of a conditional interaction of
+// resourceType: If-None-Exist, conditional update and delete, and
+// conditional references ("Patient?identifier=http://x|123" minus the
+// "Patient?"; a leading "?" is tolerated). query is a raw, still
+// percent-encoded query string. Parsing is strict, and result and other
+// control parameters (_count, _sort, _include, ...) are refused; only
+// search parameters, _id and _lastUpdated remain. Returns an *Error: the
+// rules of Parse, plus search-value-invalid when the query string does not
+// decode or has no criteria left (empty criteria would match everything).
+func ParseConditional(resourceType, query string) (*Query, error) {
+	query = strings.TrimPrefix(query, "?")
+	values, err := url.ParseQuery(query)
+	if err != nil {
+		return nil, &Error{Rule: RuleValueInvalid, Message: "the conditional criteria are not a valid query string"}
+	}
+	q, _, perr := parse(resourceType, values, false, true)
+	if perr != nil {
+		return nil, perr
+	}
+	if len(q.Clauses) == 0 {
+		return nil, &Error{Rule: RuleValueInvalid, Message: "the conditional criteria are empty"}
+	}
+	return q, nil
+}
+
+// Key returns a canonical text of the criteria of q, a search of
+// resourceType, equal for equivalent criteria: "Type?" then the clauses
+// "param[:modifier]=v1,v2" joined by "&", clauses and their values sorted
+// and de-duplicated; values re-escaped and normalised (strings and token
+// :text by Normalize, dates as their UTC range with the prefix, eq made
+// explicit, numbers by value and precision). For example
+// Key("Patient", q) of "identifier=http://x|123" is
+// "Patient?identifier=http://x|123". Paging, sorting and includes are not
+// part of it. The key holds the criteria values, which may be PHI: store a
+// hash of it where it should not be readable.
+func Key(resourceType string, q *Query) string {
+	var clauses []string
+	if q != nil {
+		for _, c := range q.Clauses {
+			clauses = append(clauses, clauseKey(c))
+		}
+	}
+	slices.Sort(clauses)
+	clauses = slices.Compact(clauses)
+	return resourceType + "?" + strings.Join(clauses, "&")
+}
+
+// clauseKey renders one clause canonically.
+func clauseKey(c Clause) string {
+	name := c.Param
+	// A :Type modifier of a reference is already in the values' RefType.
+	if c.Modifier != "" && !(c.Type == TypeReference && isResourceType(c.Modifier)) {
+		name += ":" + c.Modifier
+	}
+	if c.Missing != nil {
+		return name + "=" + strconv.FormatBool(*c.Missing)
+	}
+	if c.Chain != nil {
+		name += "." + c.Chain.TargetType + "(" + clauseKey(c.Chain.Clause) + ")"
+	}
+	vals := make([]string, 0, len(c.Values))
+	for _, v := range c.Values {
+		vals = append(vals, valueKey(c, v))
+	}
+	slices.Sort(vals)
+	vals = slices.Compact(vals)
+	return name + "=" + strings.Join(vals, ",")
+}
+
+// valueKey renders one value canonically.
+func valueKey(c Clause, v Value) string {
+	num := func() string {
+		p := v.Prefix
+		if p == "" {
+			p = PrefixEq
+		}
+		return string(p) + strconv.FormatFloat(v.Number, 'g', -1, 64) + "~" + strconv.FormatFloat(v.Precision, 'g', -1, 64)
+	}
+	tok := func() string {
+		if v.HasSystem {
+			return escape(v.System) + "|" + escape(v.Code)
+		}
+		return escape(v.Code)
+	}
+	switch c.Type {
+	case TypeToken:
+		if c.Modifier == "text" {
+			return escape(Normalize(v.Str))
+		}
+		return tok()
+	case TypeString:
+		if c.Modifier == "exact" {
+			return escape(v.Str)
+		}
+		return escape(Normalize(v.Str))
+	case TypeURI:
+		return escape(v.Str)
+	case TypeDate:
+		p := v.Prefix
+		if p == "" {
+			p = PrefixEq
+		}
+		const layout = "2006-01-02T15:04:05.000Z"
+		return string(p) + v.Low.UTC().Format(layout) + "/" + v.High.UTC().Format(layout)
+	case TypeNumber:
+		return num()
+	case TypeQuantity:
+		return num() + "|" + escape(v.System) + "|" + escape(v.Code)
+	case TypeReference:
+		switch {
+		case c.Modifier == "identifier":
+			return tok()
+		case v.RefURL != "":
+			return escape(v.RefURL)
+		case v.RefType != "":
+			return escape(v.RefType + "/" + v.RefID)
+		}
+		return escape(v.RefID)
+	}
+	return escape(v.Str)
+}

@@ -1,0 +1,140 @@
+package search
+
+import (
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestParseConditional(t *testing.T) {
+	tests := []struct {
+		rt, query string
+		want      []Clause
+	}{
+		{"Patient", "identifier=http://x|123", []Clause{{Param: "identifier", Type: TypeToken,
+			Values: []Value{{System: "http://x", Code: "123", HasSystem: true}}}}},
+		{"Patient", "?identifier=http%3A%2F%2Fx%7C123", []Clause{{Param: "identifier", Type: TypeToken,
+			Values: []Value{{System: "http://x", Code: "123", HasSystem: true}}}}},
+		// DECISIONS 4: escaped \| in If-None-Exist.
+		{"Patient", `identifier=https://ketamine-gateway.org/fhir/sid/x|a\|b`, []Clause{{Param: "identifier", Type: TypeToken,
+			Values: []Value{{System: "https://ketamine-gateway.org/fhir/sid/x", Code: "a|b", HasSystem: true}}}}},
+		{"Patient", `identifier=http://x|a%5C%7Cb`, []Clause{{Param: "identifier", Type: TypeToken,
+			Values: []Value{{System: "http://x", Code: "a|b", HasSystem: true}}}}},
+		{"Observation", "_id=o1&subject=Patient/p1", []Clause{
+			{Param: "_id", Type: TypeToken, Values: []Value{{Code: "o1"}}},
+			{Param: "subject", Type: TypeReference, Values: []Value{{RefType: "Patient", RefID: "p1"}}}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.query, func(t *testing.T) {
+			q, err := ParseConditional(tt.rt, tt.query)
+			if err != nil {
+				t.Fatalf("ParseConditional(%s, %q): %v", tt.rt, tt.query, err)
+			}
+			if !reflect.DeepEqual(q.Clauses, tt.want) {
+				t.Errorf("ParseConditional(%s, %q) = %+v, want %+v", tt.rt, tt.query, q.Clauses, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseConditionalErrors(t *testing.T) {
+	tests := []struct{ query, rule string }{
+		{"", RuleValueInvalid},
+		{"?", RuleValueInvalid},
+		{"identifier=", RuleValueInvalid},
+		{"identifier=%zz", RuleValueInvalid},
+		{"identifier=x;y=z", RuleValueInvalid},
+		{"_count=1&identifier=x", RuleParamUnsupported},
+		{"identifier=x&_sort=_id", RuleParamUnsupported},
+		{"identifier=x&_include=Patient:link", RuleParamUnsupported},
+		{"identifier=x&_format=json", RuleParamUnsupported},
+		{"identifier=x&foo=SECRET7", RuleParamUnknown},
+		{"name.family=SECRET7", RuleChainUnsupported},
+		{"identifier=a|b|SECRET7", RuleValueInvalid},
+		{"_has:Observation:patient:code=SECRET7", RuleChainUnsupported},
+	}
+	for _, tt := range tests {
+		t.Run(tt.query, func(t *testing.T) {
+			q, err := ParseConditional("Patient", tt.query)
+			var se *Error
+			if !errors.As(err, &se) || q != nil {
+				t.Fatalf("ParseConditional(%q) = %+v, %v; want *Error %s", tt.query, q, err, tt.rule)
+			}
+			if se.Rule != tt.rule {
+				t.Errorf("ParseConditional(%q) rule = %s, want %s (%s)", tt.query, se.Rule, tt.rule, se.Message)
+			}
+			if strings.Contains(se.Message, "SECRET7") {
+				t.Errorf("ParseConditional(%q) message quotes the value: %s", tt.query, se.Message)
+			}
+		})
+	}
+	if _, err := ParseConditional("Nope", "identifier=x"); err == nil {
+		t.Error("ParseConditional of an unknown type succeeded")
+	}
+}
+
+func TestKey(t *testing.T) {
+	key := func(rt, query string) string {
+		t.Helper()
+		q, err := ParseConditional(rt, query)
+		if err != nil {
+			t.Fatalf("ParseConditional(%s, %q): %v", rt, query, err)
+		}
+		return Key(rt, q)
+	}
+	exact := []struct{ rt, query, want string }{
+		{"Patient", "identifier=http://x|123", "Patient?identifier=http://x|123"},
+		{"Patient", `identifier=sys|a\|b`, `Patient?identifier=sys|a\|b`},
+		{"Patient", `identifier=a\,b`, `Patient?identifier=a\,b`},
+		{"Patient", "family=M%C3%BCller&identifier=|x", "Patient?family=muller&identifier=|x"},
+		{"Patient", "birthdate=2026", "Patient?birthdate=eq2026-01-01T00:00:00.000Z/2026-12-31T23:59:59.999Z"},
+		{"Observation", "subject:Patient=1", "Observation?subject=Patient/1"},
+		{"Observation", "value-quantity=5.4|http://u|mg", "Observation?value-quantity=eq5.4~0.05|http://u|mg"},
+		{"Observation", "code:missing=true", "Observation?code:missing=true"},
+	}
+	for _, tt := range exact {
+		if got := key(tt.rt, tt.query); got != tt.want {
+			t.Errorf("Key(%s?%s) = %q, want %q", tt.rt, tt.query, got, tt.want)
+		}
+	}
+	same := []struct{ rt, a, b string }{
+		{"Patient", "identifier=http://x|123", "?identifier=http%3A%2F%2Fx%7C123"},
+		{"Patient", "identifier=b,a", "identifier=a,b,a"},
+		{"Patient", "identifier=x&family=Smith", "family=SMITH&identifier=x"},
+		{"Patient", "family=Jos%C3%A9", "family=jose"},
+		{"Patient", "identifier=x&identifier=x", "identifier=x"},
+		{"Patient", "birthdate=2026", "birthdate=eq2026"},
+		{"Patient", `identifier=sys|a\|b`, `identifier=sys|a%5C%7Cb`},
+		{"Observation", "subject=Patient/1", "subject:Patient=1"},
+		{"Observation", "patient=1", "patient=Patient/1/_history/3"},
+		{"Observation", "date=ge2026&date=le2027", "date=le2027&date=ge2026"},
+		{"Observation", "value-quantity=5.4|http://u|mg", "value-quantity=eq5.4|http://u|mg"},
+		{"Observation", "code:text=Blood%20Pressure", "code:text=blood+pressure"},
+	}
+	for _, tt := range same {
+		if ka, kb := key(tt.rt, tt.a), key(tt.rt, tt.b); ka != kb {
+			t.Errorf("Key(%s) = %q != Key(%s) = %q", tt.a, ka, tt.b, kb)
+		}
+	}
+	differ := []struct{ rt, a, b string }{
+		{"Patient", "identifier=a|b", `identifier=a\|b`},
+		{"Patient", "identifier=x", "identifier=|x"},
+		{"Patient", "family:exact=Smith", "family:exact=SMITH"},
+		{"Patient", "family:exact=Smith", "family=Smith"},
+		{"Patient", "birthdate=2026", "birthdate=2026-01"},
+		{"Patient", "birthdate=ge2026", "birthdate=2026"},
+		{"Patient", "identifier=a,b", "identifier=a&identifier=b"},
+		{"Observation", "value-quantity=5.4", "value-quantity=5.40"},
+		{"Observation", "subject=1", "subject=Patient/1"},
+		{"Patient", "identifier=x", "_id=x"},
+	}
+	for _, tt := range differ {
+		if ka, kb := key(tt.rt, tt.a), key(tt.rt, tt.b); ka == kb {
+			t.Errorf("Key(%s) == Key(%s) = %q, want different", tt.a, tt.b, ka)
+		}
+	}
+	if got := Key("Patient", nil); got != "Patient?" {
+		t.Errorf("Key(nil) = %q", got)
+	}
+}

@@ -1,0 +1,53 @@
+package search
+
+// The rule ids of an *Error. All are client mistakes (400 Bad Request);
+// the Unsupported ones suit an OperationOutcome issue "not-supported", the
+// others "invalid".
+const (
+	// RuleParamUnknown is a parameter not defined for the resource type.
+	RuleParamUnknown = "search-param-unknown"
+	// RuleParamUnsupported is a FHIR parameter the gateway does not
+	// implement (_elements, _tag, _text, _filter, ...), or a control
+	// parameter where it is not allowed (conditional criteria).
+	RuleParamUnsupported = "search-param-unsupported"
+	// RuleValueInvalid is a value that does not parse for its parameter.
+	RuleValueInvalid = "search-value-invalid"
+	// RuleModifierUnsupported is a modifier the parameter does not allow.
+	RuleModifierUnsupported = "search-modifier-unsupported"
+	// RuleChainUnsupported is a chained parameter (subject.name) or _has.
+	RuleChainUnsupported = "search-chain-unsupported"
+	// RuleIncludeUnsupported is an _include/_revinclude of * or of a
+	// parameter that is not a reference.
+	RuleIncludeUnsupported = "search-include-unsupported"
+	// RuleSortUnsupported is a _sort by a parameter that is not sortable.
+	RuleSortUnsupported = "search-sort-unsupported"
+	// RuleTypeUnknown is a resource type that is not an R4 resource type.
+	RuleTypeUnknown = "search-type-unknown"
+)
+
+// Error is a client mistake in a search or in conditional criteria. Param
+// names the offending parameter (as given, with its modifier) when there is
+// one; Rule is one of the Rule* ids; Message is safe to show to the client
+// and to log: it never quotes a parameter value, since values may be PHI.
+type Error struct {
+	Param   string
+	Rule    string
+	Message string
+}
+
+// Error returns the rule and message.
+func (e *Error) Error() string {
+	return e.Rule + ": " + e.Message
+}
+
+// ignorable reports whether handling=lenient drops a parameter failing with
+// rule instead of rejecting the search (unknown or unsupported parameters
+// per search.html#errors; bad values are errors in both modes).
+func ignorable(rule string) bool {
+	switch rule {
+	case RuleParamUnknown, RuleParamUnsupported, RuleModifierUnsupported,
+		RuleChainUnsupported, RuleIncludeUnsupported, RuleSortUnsupported:
+		return true
+	}
+	return false
+}

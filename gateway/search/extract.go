@@ -1,0 +1,418 @@
+package search
+
+import (
+	"encoding/json"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// maxWalkDepth bounds the generic patient-compartment walk. Decoded JSON is
+// a tree, but a caller-built map could be cyclic.
+const maxWalkDepth = 1000
+
+// Extract returns the de-duplicated index entries of a resource of
+// resourceType for every parameter Params lists, in parameter-name order. The
+// resource is a decoded JSON object (json.Decoder.UseNumber: numbers are
+// json.Number; float64 is accepted too). Elements of an unexpected JSON type
+// are skipped, so Extract never panics and never fails: a value it cannot
+// read is just not indexed. It returns nil for an unknown resource type.
+//
+// How elements index (see Entry):
+//   - token: Identifier (system, value; Text = type.text), Coding (system,
+//     code; Text = display), CodeableConcept (one entry per coding, Text = its
+//     text or else the coding's display; a display that differs from the text
+//     adds a text-only entry; a concept with only text gives one text-only
+//     entry: System and Code empty), code/boolean/id (Code only), ContactPoint
+//     (value). Text is Normalize()d, so token :text values must be too.
+//   - string: Norm = Normalize(value), Exact = value; a HumanName gives one
+//     entry per family, given, prefix, suffix and text; an Address per line,
+//     city, district, state, postalCode, country and text.
+//   - date: date, dateTime, instant, Period (an open end is MinTime/MaxTime),
+//     Timing (each event, and repeat.boundsPeriod) as a [Low, High] UTC range
+//     of the value's precision; a value without zone is taken as UTC.
+//   - reference: "Type/id" (and "Type/id/_history/n") sets RefType/RefID;
+//     an absolute URL or urn sets RefURL, and an absolute URL ending in
+//     /Type/id (optionally /_history/n) also sets RefType/RefID from that
+//     tail (the caller rewrites this server's own base URLs to relative ones
+//     before storing); "#contained" references are skipped. Reference.
+//     identifier adds a token entry under the same parameter name (for
+//     :identifier). A reference whose type (from the reference, else from
+//     Reference.type) is known and not among the parameter's Targets is
+//     skipped; for the patient parameters the type must be known to be
+//     Patient, so a bare urn:uuid without Reference.type is not a patient.
+//   - quantity: Quantity value with System/Code = unit system/code, Unit.
+//   - the generic patient parameter (see Lookup) walks the whole resource for
+//     Reference objects pointing to a Patient.
+func Extract(resourceType string, resource map[string]any) []Entry {
+	ds := defs(resourceType)
+	if ds == nil || resource == nil {
+		return nil
+	}
+	x := &extractor{seen: make(map[Entry]bool)}
+	for _, d := range ds {
+		x.d = d
+		if d.compartment {
+			x.walk(resource, 0)
+			continue
+		}
+		for _, pp := range d.paths {
+			for _, v := range follow(resource, pp.p) {
+				x.value(pp.k, v)
+			}
+		}
+	}
+	return x.out
+}
+
+// follow returns the values at a dotted path, flattening arrays at every
+// step.
+func follow(root map[string]any, dotted string) []any {
+	cur := []any{root}
+	for step := range strings.SplitSeq(dotted, ".") {
+		var next []any
+		for _, n := range cur {
+			if m, ok := n.(map[string]any); ok {
+				next = appendFlat(next, m[step])
+			}
+		}
+		cur = next
+	}
+	return cur
+}
+
+// appendFlat appends v, or the elements of v if it is an array.
+func appendFlat(out []any, v any) []any {
+	switch t := v.(type) {
+	case nil:
+	case []any:
+		for _, e := range t {
+			if e != nil {
+				out = append(out, e)
+			}
+		}
+	default:
+		out = append(out, v)
+	}
+	return out
+}
+
+// extractor collects the entries of one resource.
+type extractor struct {
+	d    def
+	out  []Entry
+	seen map[Entry]bool
+}
+
+func (x *extractor) add(e Entry) {
+	e.Param = x.d.name
+	if x.seen[e] {
+		return
+	}
+	x.seen[e] = true
+	x.out = append(x.out, e)
+}
+
+func (x *extractor) token(system, code, text string) {
+	if system == "" && code == "" && text == "" {
+		return
+	}
+	x.add(Entry{Type: TypeToken, System: system, Code: code, Text: text})
+}
+
+func (x *extractor) str(s string) {
+	if s != "" {
+		x.add(Entry{Type: TypeString, Norm: Normalize(s), Exact: s})
+	}
+}
+
+func (x *extractor) dateValue(v any) {
+	if s, ok := v.(string); ok {
+		if lo, hi, ok := parseDateRange(s); ok {
+			x.add(Entry{Type: TypeDate, Low: lo, High: hi})
+		}
+	}
+}
+
+func (x *extractor) period(m map[string]any) {
+	start, sok := m["start"].(string)
+	end, eok := m["end"].(string)
+	if !sok && !eok {
+		return
+	}
+	lo, hi := MinTime(), MaxTime()
+	var sHigh, eLow time.Time
+	if sok {
+		l, h, ok := parseDateRange(start)
+		if !ok {
+			return
+		}
+		lo, sHigh = l, h
+	}
+	if eok {
+		l, h, ok := parseDateRange(end)
+		if !ok {
+			return
+		}
+		eLow, hi = l, h
+	}
+	if sok && eok && lo.After(hi) { // invalid (per-1): index what it spans
+		lo, hi = eLow, sHigh
+	}
+	x.add(Entry{Type: TypeDate, Low: lo, High: hi})
+}
+
+// value indexes one element of datatype k.
+func (x *extractor) value(k kind, v any) {
+	m, _ := v.(map[string]any)
+	switch k {
+	case kIdentifier:
+		if sys, val := getStr(m, "system"), getStr(m, "value"); sys != "" || val != "" {
+			x.token(sys, val, Normalize(getStr(getMap(m, "type"), "text")))
+		}
+	case kCoding:
+		if sys, code := getStr(m, "system"), getStr(m, "code"); sys != "" || code != "" {
+			x.token(sys, code, Normalize(getStr(m, "display")))
+		}
+	case kConcept:
+		x.concept(m)
+	case kCode:
+		switch t := v.(type) {
+		case string:
+			x.token("", t, "")
+		case bool:
+			x.token("", strconv.FormatBool(t), "")
+		}
+	case kContactPoint:
+		x.token("", getStr(m, "value"), "")
+	case kString:
+		if s, ok := v.(string); ok {
+			x.str(s)
+		}
+	case kHumanName:
+		for _, key := range []string{"family", "given", "prefix", "suffix", "text"} {
+			for _, s := range getStrs(m, key) {
+				x.str(s)
+			}
+		}
+	case kAddress:
+		for _, key := range []string{"line", "city", "district", "state", "postalCode", "country", "text"} {
+			for _, s := range getStrs(m, key) {
+				x.str(s)
+			}
+		}
+	case kDate:
+		x.dateValue(v)
+	case kPeriod:
+		if m != nil {
+			x.period(m)
+		}
+	case kTiming:
+		for _, e := range getStrs(m, "event") {
+			x.dateValue(e)
+		}
+		if b := getMap(getMap(m, "repeat"), "boundsPeriod"); b != nil {
+			x.period(b)
+		}
+	case kReference:
+		if m != nil {
+			x.reference(m)
+		}
+	case kCanonical:
+		if s, ok := v.(string); ok && s != "" {
+			x.add(Entry{Type: TypeReference, RefURL: s})
+		}
+	case kQuantity:
+		if n, ok := number(m["value"]); ok {
+			x.add(Entry{Type: TypeQuantity, Number: n, System: getStr(m, "system"),
+				Code: getStr(m, "code"), Unit: getStr(m, "unit")})
+		}
+	case kNumber:
+		if n, ok := number(v); ok {
+			x.add(Entry{Type: TypeNumber, Number: n})
+		}
+	}
+}
+
+// concept indexes a CodeableConcept.
+func (x *extractor) concept(m map[string]any) {
+	text := Normalize(getStr(m, "text"))
+	coded := false
+	for _, c := range appendFlat(nil, m["coding"]) {
+		cm, _ := c.(map[string]any)
+		sys, code, disp := getStr(cm, "system"), getStr(cm, "code"), Normalize(getStr(cm, "display"))
+		if sys == "" && code == "" {
+			x.token("", "", disp)
+			continue
+		}
+		coded = true
+		t := text
+		if t == "" {
+			t = disp
+		} else if disp != "" && disp != text {
+			x.token("", "", disp)
+		}
+		x.token(sys, code, t)
+	}
+	if !coded {
+		x.token("", "", text)
+	}
+}
+
+// reference indexes a Reference: its literal reference and its identifier.
+func (x *extractor) reference(m map[string]any) {
+	typ := typeName(getStr(m, "type"))
+	var e *Entry
+	if r := getStr(m, "reference"); r != "" && !strings.HasPrefix(r, "#") {
+		rt, id, url := parseReference(r)
+		if rt != "" {
+			typ = rt
+		}
+		e = &Entry{Type: TypeReference, RefType: rt, RefID: id, RefURL: url}
+	}
+	if !x.accepts(typ) {
+		return
+	}
+	if e != nil {
+		x.add(*e)
+	}
+	if idm := getMap(m, "identifier"); idm != nil {
+		if sys, val := getStr(idm, "system"), getStr(idm, "value"); sys != "" || val != "" {
+			x.add(Entry{Type: TypeToken, System: sys, Code: val})
+		}
+	}
+}
+
+// accepts reports whether a reference to type t (empty: unknown) belongs to
+// the current parameter.
+func (x *extractor) accepts(t string) bool {
+	if x.d.patientOnly || x.d.compartment {
+		return t == "Patient"
+	}
+	return t == "" || len(x.d.targets) == 0 || slices.Contains(x.d.targets, t)
+}
+
+// walk looks for Patient references anywhere below v (keys in sorted order,
+// so the entries come out deterministically).
+func (x *extractor) walk(v any, depth int) {
+	if depth > maxWalkDepth {
+		return
+	}
+	switch t := v.(type) {
+	case map[string]any:
+		if _, ok := t["reference"].(string); ok {
+			x.reference(t)
+		} else if _, ok := t["type"].(string); ok && getMap(t, "identifier") != nil {
+			x.reference(t)
+		}
+		keys := make([]string, 0, len(t))
+		for k := range t {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			x.walk(t[k], depth+1)
+		}
+	case []any:
+		for _, e := range t {
+			x.walk(e, depth+1)
+		}
+	}
+}
+
+// parseReference splits a literal reference. A relative "Type/id" (or
+// "Type/id/_history/n") of a known type gives rt and id; an absolute URL or
+// urn gives url, plus rt and id when it ends in /Type/id[/_history/n];
+// anything else is returned as url.
+func parseReference(s string) (rt, id, url string) {
+	absolute := strings.HasPrefix(s, "urn:") || strings.Contains(s, "://")
+	rest := s
+	if absolute {
+		url = s
+		if i := strings.IndexAny(rest, "?#"); i >= 0 {
+			rest = rest[:i]
+		}
+	}
+	segs := strings.Split(rest, "/")
+	if n := len(segs); n >= 4 && segs[n-2] == "_history" {
+		segs = segs[:n-2]
+	}
+	n := len(segs)
+	if n < 2 || (!absolute && n != 2) {
+		return "", "", s
+	}
+	if isResourceType(segs[n-2]) && validID(segs[n-1]) {
+		return segs[n-2], segs[n-1], url
+	}
+	return "", "", s
+}
+
+// validID reports whether s is a FHIR id: [A-Za-z0-9\-\.]{1,64}.
+func validID(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(isDigit(c) || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// typeName returns the resource type a Reference.type names ("Patient" or
+// "http://hl7.org/fhir/StructureDefinition/Patient"), or "".
+func typeName(uri string) string {
+	if i := strings.LastIndexByte(uri, '/'); i >= 0 {
+		uri = uri[i+1:]
+	}
+	if isResourceType(uri) {
+		return uri
+	}
+	return ""
+}
+
+// number reads a JSON number (json.Number or float64); NaN and infinities
+// are refused.
+func number(v any) (float64, bool) {
+	var f float64
+	switch t := v.(type) {
+	case json.Number:
+		var err error
+		if f, err = strconv.ParseFloat(string(t), 64); err != nil {
+			return 0, false
+		}
+	case float64:
+		f = t
+	default:
+		return 0, false
+	}
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return 0, false
+	}
+	return f, true
+}
+
+func getMap(m map[string]any, key string) map[string]any {
+	v, _ := m[key].(map[string]any)
+	return v
+}
+
+func getStr(m map[string]any, key string) string {
+	s, _ := m[key].(string)
+	return s
+}
+
+// getStrs returns the strings at key, a string or an array of them.
+func getStrs(m map[string]any, key string) []string {
+	var out []string
+	for _, v := range appendFlat(nil, m[key]) {
+		if s, ok := v.(string); ok {
+			out = append(out, s)
+		}
+	}
+	return out
+}

@@ -1,0 +1,124 @@
+package search
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/url"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// FuzzParse checks that Parse, ParseLenient, ParseConditional and Key never
+// panic, and that an *Error is all they return on failure.
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{
+		"identifier=http://x|123", `identifier=sys|a\|b,c\,d`, "date=ge2026-03&date=le2027",
+		"value-quantity=ap5.4|http://unitsofmeasure.org|mg", "subject:Patient=1&_include=Observation:subject:Patient",
+		"_sort=-date,_id&_count=0&_offset=10&_summary=count&_total=none", "code:text=x&status:not=a&code:missing=true",
+		"_revinclude:iterate=Provenance:target", "subject.name=x", "_has:Observation:patient:code=1", "%zz", "a=\\",
+		"birthdate=2026-02-29T24:00:00+14:00", "value-quantity=1e-9999|||", "subject=http://x/Patient/1/_history/2",
+	} {
+		f.Add("Observation", s)
+		f.Add("Patient", s)
+	}
+	f.Fuzz(func(t *testing.T, rt, raw string) {
+		check := func(err error) {
+			if err == nil {
+				return
+			}
+			if _, ok := err.(*Error); !ok {
+				t.Fatalf("error of type %T: %v", err, err)
+			}
+		}
+		q, err := ParseConditional(rt, raw)
+		check(err)
+		if err == nil {
+			_ = Key(rt, q)
+		}
+		values, perr := url.ParseQuery(raw)
+		if perr != nil {
+			return
+		}
+		q, err = Parse(rt, values, false)
+		check(err)
+		if err == nil {
+			_ = Key(rt, q)
+		}
+		_, _, err = ParseLenient(rt, values)
+		check(err)
+	})
+}
+
+// FuzzExtract checks that Extract never panics on any JSON object, for the
+// resource types with specific parameters and for a compartment-only one.
+func FuzzExtract(f *testing.F) {
+	seeds := [][]byte{
+		[]byte(`{"resourceType":"Observation","subject":{"reference":"Patient/1"},"effectivePeriod":{"start":"2026"}}`),
+		[]byte(`{"name":[{"given":[1,null,"x"]}],"identifier":{"value":[]},"birthDate":"2026-02-30"}`),
+		[]byte(`{"valueQuantity":{"value":1e308},"component":[{"code":{"coding":"x"}}]}`),
+	}
+	if dir := sharedDir(); dir != "" {
+		files, _ := filepath.Glob(filepath.Join(dir, "synthea", "*.json"))
+		if len(files) > 0 {
+			if data, err := os.ReadFile(files[0]); err == nil {
+				var b struct {
+					Entry []struct {
+						Resource json.RawMessage `json:"resource"`
+					} `json:"entry"`
+				}
+				if json.Unmarshal(data, &b) == nil {
+					for i, e := range b.Entry {
+						if i%50 == 0 {
+							seeds = append(seeds, e.Resource)
+						}
+					}
+				}
+			}
+		}
+	}
+	for _, s := range seeds {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		dec := json.NewDecoder(bytes.NewReader(data))
+		dec.UseNumber()
+		var m map[string]any
+		if dec.Decode(&m) != nil {
+			return
+		}
+		for _, rt := range []string{"Patient", "Observation", "Encounter", "Procedure", "MedicationAdministration",
+			"AdverseEvent", "Condition", "Provenance", "AuditEvent", "Claim"} {
+			for _, e := range Extract(rt, m) {
+				if e.Param == "" || e.Type == "" {
+					t.Fatalf("entry without Param or Type: %+v", e)
+				}
+				if e.Type == TypeDate && e.Low.After(e.High) {
+					t.Fatalf("date entry with Low after High: %+v", e)
+				}
+			}
+		}
+	})
+}
+
+// sharedDir returns ../shared/testdata next to the module root, or "".
+func sharedDir() string {
+	dir, err := os.Getwd()
+	if err != nil {
+		return ""
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			td := filepath.Join(dir, "..", "shared", "testdata")
+			if st, err := os.Stat(td); err == nil && st.IsDir() {
+				return td
+			}
+			return ""
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return ""
+		}
+		dir = parent
+	}
+}

@@ -1,0 +1,321 @@
+package search
+
+import (
+	"slices"
+	"strings"
+)
+
+// kind is the FHIR datatype found at a parameter path; it decides how the
+// extractor turns the element into entries.
+type kind int
+
+const (
+	kIdentifier   kind = iota // Identifier -> token (system, value)
+	kCoding                   // Coding -> token (system, code)
+	kConcept                  // CodeableConcept -> token per coding
+	kCode                     // code, id, string, boolean -> token without system
+	kContactPoint             // ContactPoint -> token (value)
+	kString                   // string -> string
+	kHumanName                // HumanName -> string per part
+	kAddress                  // Address -> string per part
+	kDate                     // date, dateTime, instant -> date
+	kPeriod                   // Period -> date
+	kTiming                   // Timing -> date per event, boundsPeriod
+	kReference                // Reference -> reference (+ token for .identifier)
+	kCanonical                // canonical -> reference (RefURL)
+	kQuantity                 // Quantity -> quantity
+	kNumber                   // integer, decimal -> number
+)
+
+// path is one element path of a parameter and the datatype there.
+type path struct {
+	p string
+	k kind
+}
+
+// def is the gateway's definition of one search parameter.
+type def struct {
+	name    string
+	typ     Type
+	desc    string
+	paths   []path
+	targets []string
+	// patientOnly keeps only references to a Patient: the R4 FHIRPath
+	// "X.where(resolve() is Patient)" of the patient parameters.
+	patientOnly bool
+	// compartment: the generic patient parameter, any Patient reference
+	// anywhere in the resource (see Lookup).
+	compartment bool
+}
+
+// The URLs of the SearchParameter resources the gateway defines itself.
+const (
+	adverseEventIdentifierURL = "https://ketamine-gateway.org/fhir/SearchParameter/AdverseEvent-identifier"
+	medAdminPartOfURL         = "https://ketamine-gateway.org/fhir/SearchParameter/MedicationAdministration-part-of"
+)
+
+func p(s string, k kind) path { return path{s, k} }
+
+func token(name, desc string, paths ...path) def {
+	return def{name: name, typ: TypeToken, desc: desc, paths: paths}
+}
+
+func str(name, desc string, paths ...path) def {
+	return def{name: name, typ: TypeString, desc: desc, paths: paths}
+}
+
+func date(name, desc string, paths ...path) def {
+	return def{name: name, typ: TypeDate, desc: desc, paths: paths}
+}
+
+func ref(name, desc string, targets []string, paths ...string) def {
+	d := def{name: name, typ: TypeReference, desc: desc, targets: targets}
+	for _, s := range paths {
+		d.paths = append(d.paths, path{s, kReference})
+	}
+	return d
+}
+
+func patientRef(desc string, paths ...string) def {
+	d := ref("patient", desc, []string{"Patient"}, paths...)
+	d.patientOnly = true
+	return d
+}
+
+func identifier(what string) def {
+	return token("identifier", "A business identifier of the "+what, p("identifier", kIdentifier))
+}
+
+// groupPatient is the target list of the subject of most clinical resources.
+func groupPatient() []string { return []string{"Group", "Patient"} }
+
+// commonDefs are the parameters of every resource type.
+func commonDefs() []def {
+	return []def{
+		token("_id", "Logical id of the resource", p("id", kCode)),
+		date("_lastUpdated", "When the resource version last changed", p("meta.lastUpdated", kDate)),
+	}
+}
+
+// specificDefs returns the type-specific parameters of an R4 resource type
+// (nil for Parameters, which is never stored).
+func specificDefs(rt string) []def {
+	switch rt {
+	case "Patient":
+		return []def{
+			date("birthdate", "The patient's date of birth", p("birthDate", kDate)),
+			str("family", "A portion of the family name of the patient", p("name.family", kString)),
+			token("gender", "Gender of the patient", p("gender", kCode)),
+			str("given", "A portion of the given name of the patient", p("name.given", kString)),
+			identifier("patient"),
+			str("name", "A portion of any part of a name of the patient (family, given, prefix, suffix, text)",
+				p("name", kHumanName)),
+		}
+	case "Encounter":
+		return []def{
+			date("date", "A date within the period the encounter lasted", p("period", kPeriod)),
+			identifier("encounter"),
+			patientRef("The patient present at the encounter", "subject"),
+			ref("subject", "The patient or group present at the encounter", groupPatient(), "subject"),
+		}
+	case "Observation":
+		return []def{
+			token("category", "The classification of the type of observation", p("category", kConcept)),
+			token("code", "The code of the observation type", p("code", kConcept)),
+			token("component-code", "The component code of the observation type", p("component.code", kConcept)),
+			date("date", "Obtained date/time; if a period, a date within it",
+				p("effectiveDateTime", kDate), p("effectivePeriod", kPeriod),
+				p("effectiveTiming", kTiming), p("effectiveInstant", kDate)),
+			ref("derived-from", "Related measurements the observation is made from",
+				[]string{"DocumentReference", "ImagingStudy", "Media", "MolecularSequence", "Observation", "QuestionnaireResponse"},
+				"derivedFrom"),
+			ref("has-member", "Related resource that belongs to the observation group",
+				[]string{"MolecularSequence", "Observation", "QuestionnaireResponse"}, "hasMember"),
+			identifier("observation"),
+			ref("part-of", "Part of referenced event",
+				[]string{"ImagingStudy", "Immunization", "MedicationAdministration", "MedicationDispense", "MedicationStatement", "Procedure"},
+				"partOf"),
+			patientRef("The subject of the observation if it is a patient", "subject"),
+			token("status", "The status of the observation", p("status", kCode)),
+			ref("subject", "The subject the observation is about",
+				[]string{"Device", "Group", "Location", "Patient"}, "subject"),
+			{name: "value-quantity", typ: TypeQuantity, desc: "The value of the observation, if it is a Quantity",
+				paths: []path{p("valueQuantity", kQuantity)}},
+		}
+	case "Procedure":
+		return []def{
+			token("code", "A code to identify the procedure", p("code", kConcept)),
+			date("date", "When the procedure was performed",
+				p("performedDateTime", kDate), p("performedPeriod", kPeriod)),
+			identifier("procedure"),
+			patientRef("The patient the procedure was performed on", "subject"),
+			token("status", "The status of the procedure", p("status", kCode)),
+			ref("subject", "The patient or group the procedure was performed on", groupPatient(), "subject"),
+		}
+	case "MedicationAdministration":
+		return []def{
+			token("code", "The code of the medication administered", p("medicationCodeableConcept", kConcept)),
+			date("effective-time", "Date administration happened (or did not happen)",
+				p("effectiveDateTime", kDate), p("effectivePeriod", kPeriod)),
+			identifier("administration"),
+			ref("part-of", "The event the administration is part of (gateway-defined: "+medAdminPartOfURL+")",
+				[]string{"MedicationAdministration", "Procedure"}, "partOf"),
+			patientRef("The patient who received the medication", "subject"),
+			ref("subject", "The patient or group who received the medication", groupPatient(), "subject"),
+		}
+	case "AdverseEvent":
+		// R4 defines no patient parameter for AdverseEvent: use subject.
+		return []def{
+			date("date", "When the event occurred", p("date", kDate)),
+			token("event", "Type of the event itself in relation to the subject", p("event", kConcept)),
+			token("identifier", "The business identifier of the adverse event (gateway-defined: "+
+				adverseEventIdentifierURL+")", p("identifier", kIdentifier)),
+			token("seriousness", "Seriousness of the event", p("seriousness", kConcept)),
+			token("severity", "Severity of the event: mild | moderate | severe", p("severity", kConcept)),
+			ref("subject", "Subject impacted by the event",
+				[]string{"Group", "Patient", "Practitioner", "RelatedPerson"}, "subject"),
+			ref("substance", "The entity suspected to have caused the event",
+				[]string{"Device", "Immunization", "Medication", "MedicationAdministration", "MedicationStatement", "Procedure", "Substance"},
+				"suspectEntity.instance"),
+		}
+	case "Condition":
+		return []def{
+			token("code", "Code for the condition", p("code", kConcept)),
+			identifier("condition"),
+			patientRef("The patient who has the condition", "subject"),
+			ref("subject", "The patient or group who has the condition", groupPatient(), "subject"),
+		}
+	case "Provenance":
+		return []def{
+			patientRef("A target of the provenance that is a patient", "target"),
+			ref("target", "The resources the provenance record is about", nil, "target"),
+		}
+	case "AuditEvent":
+		return []def{
+			ref("agent", "Identifier of who took part in the event",
+				[]string{"Device", "Organization", "Patient", "Practitioner", "PractitionerRole", "RelatedPerson"}, "agent.who"),
+			date("date", "Time when the event was recorded", p("recorded", kDate)),
+			ref("entity", "Specific instance of the resource the event is about", nil, "entity.what"),
+			token("outcome", "Whether the event succeeded or failed", p("outcome", kCode)),
+			patientRef("An agent or entity of the event that is a patient", "agent.who", "entity.what"),
+		}
+	case "Parameters", "":
+		return nil
+	}
+	if !isResourceType(rt) {
+		return nil
+	}
+	return []def{{
+		name: "patient", typ: TypeReference, targets: []string{"Patient"}, compartment: true,
+		desc: "Any reference to a Patient in the resource (the patient compartment, simplified by the gateway)",
+	}}
+}
+
+// defs returns all parameter definitions of a resource type, sorted by name
+// (nil for a type that is not an R4 resource type).
+func defs(rt string) []def {
+	if !isResourceType(rt) {
+		return nil
+	}
+	all := append(commonDefs(), specificDefs(rt)...)
+	slices.SortFunc(all, func(a, b def) int { return strings.Compare(a.name, b.name) })
+	return all
+}
+
+// param turns a definition of resource type rt into the exported Param.
+func (d def) param(rt string) Param {
+	res := rt
+	if strings.HasPrefix(d.name, "_") {
+		res = "Resource"
+	}
+	out := Param{Resource: res, Name: d.name, Type: d.typ, Description: d.desc}
+	for _, x := range d.paths {
+		out.Paths = append(out.Paths, x.p)
+	}
+	out.Targets = slices.Clone(d.targets)
+	return out
+}
+
+// Lookup returns the search parameter name of resourceType. Every R4
+// resource type has _id (token) and _lastUpdated (date), with Resource
+// "Resource"; the types the gateway works with have the R4 parameters it
+// indexes (see Params). Every other R4 type, except Parameters, has one
+// parameter "patient": the gateway's simplification of the patient
+// compartment, matching any reference to a Patient anywhere in the resource
+// (Paths is empty for it). Returns false for an unknown type or parameter.
+func Lookup(resourceType, name string) (Param, bool) {
+	for _, d := range defs(resourceType) {
+		if d.name == name {
+			return d.param(resourceType), true
+		}
+	}
+	return Param{}, false
+}
+
+// Params returns all search parameters of resourceType sorted by name, or
+// nil if it is not an R4 resource type.
+func Params(resourceType string) []Param {
+	ds := defs(resourceType)
+	if ds == nil {
+		return nil
+	}
+	out := make([]Param, len(ds))
+	for i, d := range ds {
+		out[i] = d.param(resourceType)
+	}
+	return out
+}
+
+// Types returns, sorted, the resource types with parameters beyond _id and
+// _lastUpdated: every R4 resource type but Parameters (most of them only
+// with the generic patient parameter described at Lookup).
+func Types() []string {
+	out := make([]string, 0, len(r4Types))
+	for _, t := range r4Types {
+		if specificDefs(t) != nil {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// GatewaySearchParameters returns the SearchParameter resources, ready to be
+// JSON-encoded, of the parameters the gateway defines beyond R4:
+// AdverseEvent identifier (R4 has none; url
+// https://ketamine-gateway.org/fhir/SearchParameter/AdverseEvent-identifier)
+// and MedicationAdministration part-of (added in R5; url
+// .../SearchParameter/MedicationAdministration-part-of). The
+// CapabilityStatement should cite these urls as the definitions.
+func GatewaySearchParameters() []map[string]any {
+	return []map[string]any{
+		{
+			"resourceType": "SearchParameter",
+			"id":           "AdverseEvent-identifier",
+			"url":          adverseEventIdentifierURL,
+			"version":      "1.0.0",
+			"name":         "AdverseEventIdentifier",
+			"status":       "active",
+			"description":  "Search AdverseEvent by its business identifier (AdverseEvent.identifier), as system|value.",
+			"code":         "identifier",
+			"base":         []string{"AdverseEvent"},
+			"type":         "token",
+			"expression":   "AdverseEvent.identifier",
+			"xpathUsage":   "normal",
+		},
+		{
+			"resourceType": "SearchParameter",
+			"id":           "MedicationAdministration-part-of",
+			"url":          medAdminPartOfURL,
+			"version":      "1.0.0",
+			"name":         "MedicationAdministrationPartOf",
+			"status":       "active",
+			"description":  "Search MedicationAdministration by the event it is part of (MedicationAdministration.partOf).",
+			"code":         "part-of",
+			"base":         []string{"MedicationAdministration"},
+			"type":         "reference",
+			"expression":   "MedicationAdministration.partOf",
+			"xpathUsage":   "normal",
+			"target":       []string{"MedicationAdministration", "Procedure"},
+		},
+	}
+}

@@ -1,0 +1,334 @@
+package search
+
+import (
+	"errors"
+	"net/url"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// mustQuery decodes a raw query string.
+func mustQuery(t *testing.T, raw string) url.Values {
+	t.Helper()
+	v, err := url.ParseQuery(raw)
+	if err != nil {
+		t.Fatalf("ParseQuery(%q): %v", raw, err)
+	}
+	return v
+}
+
+func boolp(b bool) *bool { return &b }
+
+func TestParseClauses(t *testing.T) {
+	year := Value{Prefix: PrefixEq, Low: utc(2026, 1, 1, 0, 0, 0, 0), High: utc(2026, 12, 31, 23, 59, 59, 999)}
+	tests := []struct {
+		rt, query string
+		want      []Clause
+	}{
+		// token
+		{"Observation", "code=http://loinc.org|8480-6", []Clause{{Param: "code", Type: TypeToken,
+			Values: []Value{{System: "http://loinc.org", Code: "8480-6", HasSystem: true}}}}},
+		{"Observation", "code=8480-6", []Clause{{Param: "code", Type: TypeToken, Values: []Value{{Code: "8480-6"}}}}},
+		{"Observation", "code=|8480-6", []Clause{{Param: "code", Type: TypeToken, Values: []Value{{Code: "8480-6", HasSystem: true}}}}},
+		{"Observation", "code=http://loinc.org|", []Clause{{Param: "code", Type: TypeToken,
+			Values: []Value{{System: "http://loinc.org", HasSystem: true}}}}},
+		{"Patient", `identifier=sys|a\|b`, []Clause{{Param: "identifier", Type: TypeToken,
+			Values: []Value{{System: "sys", Code: "a|b", HasSystem: true}}}}},
+		{"Patient", `identifier=s\,t|a\,b,c\$d,e\\`, []Clause{{Param: "identifier", Type: TypeToken,
+			Values: []Value{{System: "s,t", Code: "a,b", HasSystem: true}, {Code: "c$d"}, {Code: `e\`}}}}},
+		{"Patient", `identifier=a%5C%7Cb`, []Clause{{Param: "identifier", Type: TypeToken, Values: []Value{{Code: "a|b"}}}}},
+		{"Patient", `identifier=a\xb`, []Clause{{Param: "identifier", Type: TypeToken, Values: []Value{{Code: `a\xb`}}}}},
+		{"Observation", "code:text=Blood%20Pressure", []Clause{{Param: "code", Type: TypeToken, Modifier: "text",
+			Values: []Value{{Str: "Blood Pressure"}}}}},
+		{"Observation", "status:not=final,amended", []Clause{{Param: "status", Type: TypeToken, Modifier: "not",
+			Values: []Value{{Code: "final"}, {Code: "amended"}}}}},
+		{"Observation", "code:missing=true", []Clause{{Param: "code", Type: TypeToken, Modifier: "missing", Missing: boolp(true)}}},
+		{"Patient", "birthdate:missing=false", []Clause{{Param: "birthdate", Type: TypeDate, Modifier: "missing", Missing: boolp(false)}}},
+		{"Patient", "_id=abc,def", []Clause{{Param: "_id", Type: TypeToken, Values: []Value{{Code: "abc"}, {Code: "def"}}}}},
+		// string
+		{"Patient", "name=Jos%C3%A9", []Clause{{Param: "name", Type: TypeString, Values: []Value{{Str: "José"}}}}},
+		{"Patient", "family:exact=M%C3%BCller&given:contains=an", []Clause{
+			{Param: "family", Type: TypeString, Modifier: "exact", Values: []Value{{Str: "Müller"}}},
+			{Param: "given", Type: TypeString, Modifier: "contains", Values: []Value{{Str: "an"}}}}},
+		{"Patient", `name=a\,b,c`, []Clause{{Param: "name", Type: TypeString, Values: []Value{{Str: "a,b"}, {Str: "c"}}}}},
+		{"Patient", "name=&family=,", nil},
+		// date
+		{"Patient", "birthdate=2026", []Clause{{Param: "birthdate", Type: TypeDate, Values: []Value{year}}}},
+		{"Patient", "birthdate=eq2026", []Clause{{Param: "birthdate", Type: TypeDate, Values: []Value{year}}}},
+		{"Observation", "date=ge2026-03", []Clause{{Param: "date", Type: TypeDate, Values: []Value{
+			{Prefix: PrefixGe, Low: utc(2026, 3, 1, 0, 0, 0, 0), High: utc(2026, 3, 31, 23, 59, 59, 999)}}}}},
+		{"Observation", "date=lt2026-03-02T10:00:00%2B01:00", []Clause{{Param: "date", Type: TypeDate, Values: []Value{
+			{Prefix: PrefixLt, Low: utc(2026, 3, 2, 9, 0, 0, 0), High: utc(2026, 3, 2, 9, 0, 0, 999)}}}}},
+		{"Observation", "date=ge2026&date=le2027-06-30", []Clause{
+			{Param: "date", Type: TypeDate, Values: []Value{{Prefix: PrefixGe, Low: year.Low, High: year.High}}},
+			{Param: "date", Type: TypeDate, Values: []Value{{Prefix: PrefixLe, Low: utc(2027, 6, 30, 0, 0, 0, 0), High: utc(2027, 6, 30, 23, 59, 59, 999)}}}}},
+		{"Observation", "date=sa2026-03-02T10:00,eb2026-03-02T10:00:00.5Z", []Clause{{Param: "date", Type: TypeDate, Values: []Value{
+			{Prefix: PrefixSa, Low: utc(2026, 3, 2, 10, 0, 0, 0), High: utc(2026, 3, 2, 10, 0, 59, 999)},
+			{Prefix: PrefixEb, Low: utc(2026, 3, 2, 10, 0, 0, 500), High: utc(2026, 3, 2, 10, 0, 0, 599)}}}}},
+		{"Patient", "_lastUpdated=gt2026-03-02T10:00:00.123Z", []Clause{{Param: "_lastUpdated", Type: TypeDate, Values: []Value{
+			{Prefix: PrefixGt, Low: utc(2026, 3, 2, 10, 0, 0, 123), High: utc(2026, 3, 2, 10, 0, 0, 123)}}}}},
+		// quantity
+		{"Observation", "value-quantity=5.4|http://unitsofmeasure.org|mg", []Clause{{Param: "value-quantity", Type: TypeQuantity,
+			Values: []Value{{Prefix: PrefixEq, Number: 5.4, Precision: 0.05, System: "http://unitsofmeasure.org", Code: "mg", HasSystem: true}}}}},
+		{"Observation", "value-quantity=gt100", []Clause{{Param: "value-quantity", Type: TypeQuantity,
+			Values: []Value{{Prefix: PrefixGt, Number: 100, Precision: 0.5}}}}},
+		{"Observation", "value-quantity=ap100.00||mm[Hg]", []Clause{{Param: "value-quantity", Type: TypeQuantity,
+			Values: []Value{{Prefix: PrefixAp, Number: 100, Precision: 0.005, Code: "mm[Hg]"}}}}},
+		{"Observation", "value-quantity=1e2,-1.50E-1", []Clause{{Param: "value-quantity", Type: TypeQuantity,
+			Values: []Value{{Prefix: PrefixEq, Number: 100, Precision: 50}, {Prefix: PrefixEq, Number: -0.15, Precision: 0.0005}}}}},
+		// reference
+		{"Observation", "subject=Patient/123", []Clause{{Param: "subject", Type: TypeReference, Values: []Value{{RefType: "Patient", RefID: "123"}}}}},
+		{"Observation", "subject=Patient/123/_history/2", []Clause{{Param: "subject", Type: TypeReference, Values: []Value{{RefType: "Patient", RefID: "123"}}}}},
+		{"Observation", "patient=123", []Clause{{Param: "patient", Type: TypeReference, Values: []Value{{RefType: "Patient", RefID: "123"}}}}},
+		{"Observation", "subject=123", []Clause{{Param: "subject", Type: TypeReference, Values: []Value{{RefID: "123"}}}}},
+		{"Observation", "subject:Patient=123,Patient/456", []Clause{{Param: "subject", Type: TypeReference, Modifier: "Patient",
+			Values: []Value{{RefType: "Patient", RefID: "123"}, {RefType: "Patient", RefID: "456"}}}}},
+		{"Observation", "subject=https://ehr.example/fhir/Patient/1", []Clause{{Param: "subject", Type: TypeReference,
+			Values: []Value{{RefURL: "https://ehr.example/fhir/Patient/1"}}}}},
+		{"Provenance", "target=urn:uuid:abc", []Clause{{Param: "target", Type: TypeReference, Values: []Value{{RefURL: "urn:uuid:abc"}}}}},
+		{"Provenance", "target=Basic/b1", []Clause{{Param: "target", Type: TypeReference, Values: []Value{{RefType: "Basic", RefID: "b1"}}}}},
+		{"Observation", `subject:identifier=http://mrn|4\|2`, []Clause{{Param: "subject", Type: TypeReference, Modifier: "identifier",
+			Values: []Value{{System: "http://mrn", Code: "4|2", HasSystem: true}}}}},
+		{"Immunization", "patient=Patient/p1", []Clause{{Param: "patient", Type: TypeReference, Values: []Value{{RefType: "Patient", RefID: "p1"}}}}},
+		{"AdverseEvent", "subject:missing=true", []Clause{{Param: "subject", Type: TypeReference, Modifier: "missing", Missing: boolp(true)}}},
+		// clause order: sorted parameter names
+		{"Observation", "status=final&code=x&category=y", []Clause{
+			{Param: "category", Type: TypeToken, Values: []Value{{Code: "y"}}},
+			{Param: "code", Type: TypeToken, Values: []Value{{Code: "x"}}},
+			{Param: "status", Type: TypeToken, Values: []Value{{Code: "final"}}}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.rt+"?"+tt.query, func(t *testing.T) {
+			q, err := Parse(tt.rt, mustQuery(t, tt.query), false)
+			if err != nil {
+				t.Fatalf("Parse(%s?%s): %v", tt.rt, tt.query, err)
+			}
+			if !reflect.DeepEqual(q.Clauses, tt.want) {
+				t.Errorf("Parse(%s?%s) clauses =\n  %+v\nwant\n  %+v", tt.rt, tt.query, q.Clauses, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	const secret = "SECRET7"
+	tests := []struct {
+		rt, query, rule, param string
+	}{
+		{"Observation", "code=a|b|" + secret, RuleValueInvalid, "code"},
+		{"Observation", "code=|", RuleValueInvalid, "code"},
+		{"Observation", "code:missing=" + secret, RuleValueInvalid, "code:missing"},
+		{"Observation", "code:exact=" + secret, RuleModifierUnsupported, "code:exact"},
+		{"Observation", "code:in=" + secret, RuleModifierUnsupported, "code:in"},
+		{"Patient", "name:text=" + secret, RuleModifierUnsupported, "name:text"},
+		{"Patient", "birthdate=" + secret, RuleValueInvalid, "birthdate"},
+		{"Patient", "birthdate=2026-13", RuleValueInvalid, "birthdate"},
+		{"Patient", "birthdate=xx2026", RuleValueInvalid, "birthdate"},
+		{"Patient", "birthdate:exact=2026", RuleModifierUnsupported, "birthdate:exact"},
+		{"Observation", "value-quantity=5|" + secret, RuleValueInvalid, "value-quantity"},
+		{"Observation", "value-quantity=" + secret, RuleValueInvalid, "value-quantity"},
+		{"Observation", "value-quantity=NaN", RuleValueInvalid, "value-quantity"},
+		{"Observation", "value-quantity=0x10", RuleValueInvalid, "value-quantity"},
+		{"Observation", "value-quantity=1e99999", RuleValueInvalid, "value-quantity"},
+		{"Observation", "subject=Practitioner/" + secret, RuleValueInvalid, "subject"},
+		{"Observation", "subject:Patient=Group/" + secret, RuleValueInvalid, "subject:Patient"},
+		{"Observation", "subject=Foo/" + secret, RuleValueInvalid, "subject"},
+		{"Observation", "subject=" + secret + "%20x", RuleValueInvalid, "subject"},
+		{"Observation", "patient=Group/" + secret, RuleValueInvalid, "patient"},
+		{"Observation", "subject:Practitioner=" + secret, RuleModifierUnsupported, "subject:Practitioner"},
+		{"Observation", "subject:above=" + secret, RuleModifierUnsupported, "subject:above"},
+		{"Observation", "subject.name=" + secret, RuleChainUnsupported, "subject.name"},
+		{"Observation", "subject:Patient.name=" + secret, RuleChainUnsupported, "subject:Patient.name"},
+		{"Patient", "_has:Observation:patient:code=" + secret, RuleChainUnsupported, "_has:Observation:patient:code"},
+		{"Patient", "foo=" + secret, RuleParamUnknown, "foo"},
+		{"Patient", "_tag=" + secret, RuleParamUnsupported, "_tag"},
+		{"Patient", "_elements=id", RuleParamUnsupported, "_elements"},
+		{"Patient", "_count=" + secret, RuleValueInvalid, "_count"},
+		{"Patient", "_count=-1", RuleValueInvalid, "_count"},
+		{"Patient", "_count=1&_count=2", RuleValueInvalid, "_count"},
+		{"Patient", "_count:x=1", RuleModifierUnsupported, "_count:x"},
+		{"Patient", "_offset=-5", RuleValueInvalid, "_offset"},
+		{"Patient", "_summary=true", RuleValueInvalid, "_summary"},
+		{"Patient", "_total=" + secret, RuleValueInvalid, "_total"},
+		{"Observation", "_sort=code", RuleSortUnsupported, "_sort"},
+		{"Observation", "_sort=nope", RuleParamUnknown, "_sort"},
+		{"Observation", "_sort=date,,_id", RuleValueInvalid, "_sort"},
+		{"Observation", "_include=*", RuleIncludeUnsupported, "_include"},
+		{"Observation", "_include=Observation:*", RuleIncludeUnsupported, "_include"},
+		{"Observation", "_include=Observation:code", RuleIncludeUnsupported, "_include"},
+		{"Observation", "_include=Observation", RuleValueInvalid, "_include"},
+		{"Observation", "_include=Nope:subject", RuleValueInvalid, "_include"},
+		{"Observation", "_include=Observation:nope", RuleParamUnknown, "_include"},
+		{"Observation", "_include=Observation:subject:Practitioner", RuleValueInvalid, "_include"},
+		{"Observation", "_include=Encounter:patient", RuleValueInvalid, "_include"},
+		{"Observation", "_include:deep=Observation:subject", RuleModifierUnsupported, "_include:deep"},
+		{"Patient", "_revinclude=Observation:has-member", RuleValueInvalid, "_revinclude"},
+		{"Patient", "_revinclude=Observation:subject:Group", RuleValueInvalid, "_revinclude"},
+		{"Nope", "name=x", RuleTypeUnknown, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.rt+"?"+tt.query, func(t *testing.T) {
+			q, err := Parse(tt.rt, mustQuery(t, tt.query), false)
+			var se *Error
+			if !errors.As(err, &se) {
+				t.Fatalf("Parse(%s?%s) = %+v, %v; want *Error %s", tt.rt, tt.query, q, err, tt.rule)
+			}
+			if q != nil {
+				t.Errorf("Parse returned a query with an error")
+			}
+			if se.Rule != tt.rule || se.Param != tt.param {
+				t.Errorf("Parse(%s?%s) error rule, param = %s, %q; want %s, %q (%s)", tt.rt, tt.query, se.Rule, se.Param, tt.rule, tt.param, se.Message)
+			}
+			if se.Message == "" || strings.Contains(se.Error(), secret) {
+				t.Errorf("Parse(%s?%s) error message %q is empty or quotes the value", tt.rt, tt.query, se.Message)
+			}
+		})
+	}
+}
+
+func TestParseControl(t *testing.T) {
+	tests := []struct {
+		rt, query string
+		check     func(*Query) bool
+	}{
+		{"Patient", "", func(q *Query) bool {
+			return q.Type == "Patient" && q.Count == 50 && q.Offset == 0 && q.Total && !q.SummaryCount && q.Clauses == nil
+		}},
+		{"Patient", "_count=10&_offset=20", func(q *Query) bool { return q.Count == 10 && q.Offset == 20 }},
+		{"Patient", "_count=0", func(q *Query) bool { return q.Count == 0 && q.SummaryCount }},
+		{"Patient", "_count=5000", func(q *Query) bool { return q.Count == MaxCount }},
+		{"Patient", "_count=&_sort=", func(q *Query) bool { return q.Count == DefaultCount && q.Sort == nil }},
+		{"Patient", "_summary=count", func(q *Query) bool { return q.SummaryCount && q.Count == 50 }},
+		{"Patient", "_summary=false", func(q *Query) bool { return !q.SummaryCount }},
+		{"Patient", "_total=none", func(q *Query) bool { return !q.Total }},
+		{"Patient", "_total=estimate", func(q *Query) bool { return q.Total }},
+		{"Patient", "_total=accurate", func(q *Query) bool { return q.Total }},
+		{"Patient", "_format=json&_pretty=true", func(q *Query) bool { return q.Clauses == nil }},
+		{"Observation", "_sort=-date,_id,-_lastUpdated,date", func(q *Query) bool {
+			return slices.Equal(q.Sort, []SortKey{{"date", true}, {"_id", false}, {"_lastUpdated", true}})
+		}},
+		{"Patient", "_sort=birthdate", func(q *Query) bool { return slices.Equal(q.Sort, []SortKey{{"birthdate", false}}) }},
+		{"Observation", "_include=Observation:patient&_include=Observation:subject:Patient&_include=Observation:patient", func(q *Query) bool {
+			return slices.Equal(q.Includes, []Include{{SourceType: "Observation", Param: "patient"},
+				{SourceType: "Observation", Param: "subject", TargetType: "Patient"}})
+		}},
+		{"Observation", "_include:iterate=Encounter:patient", func(q *Query) bool {
+			return slices.Equal(q.Includes, []Include{{SourceType: "Encounter", Param: "patient", Iterate: true}})
+		}},
+		{"Patient", "_revinclude=Observation:subject&_revinclude=Provenance:target&_revinclude=Immunization:patient&_revinclude:iterate=Observation:has-member", func(q *Query) bool {
+			return slices.Equal(q.RevIncludes, []Include{{SourceType: "Observation", Param: "subject"},
+				{SourceType: "Provenance", Param: "target"}, {SourceType: "Immunization", Param: "patient"},
+				{SourceType: "Observation", Param: "has-member", Iterate: true}})
+		}},
+		{"Patient", "_revinclude=AuditEvent:entity:Patient", func(q *Query) bool {
+			return slices.Equal(q.RevIncludes, []Include{{SourceType: "AuditEvent", Param: "entity", TargetType: "Patient"}})
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.rt+"?"+tt.query, func(t *testing.T) {
+			q, err := Parse(tt.rt, mustQuery(t, tt.query), false)
+			if err != nil {
+				t.Fatalf("Parse(%s?%s): %v", tt.rt, tt.query, err)
+			}
+			if !tt.check(q) {
+				t.Errorf("Parse(%s?%s) = %+v", tt.rt, tt.query, q)
+			}
+		})
+	}
+}
+
+func TestParseLenient(t *testing.T) {
+	params := mustQuery(t, "foo=1&code=x&_elements=id&subject.name=y&_sort=code&code:exact=z&_has:Observation:patient:code=1"+
+		"&_include=*&_include=Observation:patient&status=final")
+	q, ignored, err := ParseLenient("Observation", params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"_elements", "_has:Observation:patient:code", "_include", "_sort", "code:exact", "foo", "subject.name"}
+	if !slices.Equal(ignored, want) {
+		t.Errorf("ignored = %v, want %v", ignored, want)
+	}
+	if len(q.Clauses) != 2 || q.Clauses[0].Param != "code" || q.Clauses[1].Param != "status" {
+		t.Errorf("clauses = %+v, want code and status", q.Clauses)
+	}
+	if q.Sort != nil {
+		t.Errorf("ignored _sort left traces: %+v", q.Sort)
+	}
+	if want := []Include{{SourceType: "Observation", Param: "patient"}}; !slices.Equal(q.Includes, want) {
+		t.Errorf("includes = %+v, want %+v (a bad _include drops only itself)", q.Includes, want)
+	}
+	// Parse in lenient mode drops the same parameters silently.
+	q2, err := Parse("Observation", params, true)
+	if err != nil || !reflect.DeepEqual(q, q2) {
+		t.Errorf("Parse(lenient) = %+v, %v; want %+v", q2, err, q)
+	}
+	// Bad values stay errors.
+	for _, raw := range []string{"date=notadate", "_count=x", "foo=1&code=a|b|c"} {
+		if _, _, err := ParseLenient("Observation", mustQuery(t, raw)); err == nil {
+			t.Errorf("ParseLenient(%s) = nil error, want search-value-invalid", raw)
+		}
+	}
+	// Strict mode rejects what lenient ignores.
+	if _, err := Parse("Observation", params, false); err == nil {
+		t.Error("strict Parse accepted unknown parameters")
+	}
+}
+
+func TestParseDecimal(t *testing.T) {
+	tests := []struct {
+		in      string
+		v, prec float64
+		ok      bool
+	}{
+		{in: "100", v: 100, prec: 0.5, ok: true},
+		{in: "100.00", v: 100, prec: 0.005, ok: true},
+		{in: "0.1", v: 0.1, prec: 0.05, ok: true},
+		{in: "-3", v: -3, prec: 0.5, ok: true},
+		{in: "+3.0", v: 3, prec: 0.05, ok: true},
+		{in: "1e2", v: 100, prec: 50, ok: true},
+		{in: "1.5E+2", v: 150, prec: 5, ok: true},
+		{in: "2.50e-3", v: 0.0025, prec: 0.000005, ok: true},
+		{in: ""}, {in: "."}, {in: "1."}, {in: ".5"}, {in: "1e"}, {in: "1e+"}, {in: "Inf"}, {in: "1_000"}, {in: "1,5"},
+		{in: "1e99999"}, {in: "--1"}, {in: "1 "},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			v, prec, ok := parseDecimal(tt.in)
+			if ok != tt.ok {
+				t.Fatalf("parseDecimal(%q) ok = %v, want %v", tt.in, ok, tt.ok)
+			}
+			if ok && (v != tt.v || !approx(prec, tt.prec)) {
+				t.Errorf("parseDecimal(%q) = %v ± %v, want %v ± %v", tt.in, v, prec, tt.v, tt.prec)
+			}
+		})
+	}
+	// A number parameter parses the same way (no R4 number parameter is indexed yet).
+	v, ok := parseValue(Param{Name: "n", Type: TypeNumber}, "", "le2.50")
+	if !ok || v.Prefix != PrefixLe || v.Number != 2.5 || !approx(v.Precision, 0.005) {
+		t.Errorf("parseValue(number, le2.50) = %+v, %v", v, ok)
+	}
+	if v, ok := parseValue(Param{Name: "u", Type: TypeURI}, "below", `http://x\,y`); !ok || v.Str != "http://x,y" {
+		t.Errorf("parseValue(uri) = %+v, %v", v, ok)
+	}
+}
+
+func approx(a, b float64) bool {
+	d := a - b
+	if d < 0 {
+		d = -d
+	}
+	return d <= 1e-12*max(1, b)
+}
+
+func TestEscapeRoundTrip(t *testing.T) {
+	for _, s := range []string{"", "plain", `a|b`, `a,b`, `a$b`, `a\b`, `\,|$\`, "ünï|cödé"} {
+		if got := unescape(escape(s)); got != s {
+			t.Errorf("unescape(escape(%q)) = %q", s, got)
+		}
+		if parts := splitEscaped(escape(s), ','); len(parts) != 1 {
+			t.Errorf("splitEscaped(escape(%q)) split into %q", s, parts)
+		}
+	}
+}
