@@ -72,24 +72,23 @@ func (s *Server) handleBundle(c echo.Context) error {
 		return err
 	}
 	var wb struct {
-		Type  string      `json:"type"`
-		Entry []wireEntry `json:"entry"`
+		ResourceType string      `json:"resourceType"`
+		Type         string      `json:"type"`
+		Entry        []wireEntry `json:"entry"`
 	}
-	if wb.Type, err = bundleType(body); err != nil {
-		return err
-	}
-	if wb.Type != "batch" {
-		// A transaction fails as a whole, so the whole Bundle is validated at once.
-		if _, err := s.validateResource(body, "Bundle", ""); err != nil {
+	if err := json.Unmarshal(body, &wb); err != nil || wb.ResourceType != "Bundle" || wb.Type != "batch" {
+		// A transaction fails as a whole, so the whole Bundle is validated
+		// at once; the validator also names any syntax problem precisely.
+		if res := s.pipeline.validator.ValidateAs(body, "Bundle"); !res.Valid() {
+			return &Error{Status: http.StatusBadRequest, Issues: fhirIssues(res)}
+		}
+		if err != nil {
+			return errorf(http.StatusBadRequest, "structure", "json-syntax", "the Bundle is not valid JSON")
+		}
+	} else {
+		if err := s.validateBatchShell(body); err != nil {
 			return err
 		}
-	} else if err := s.validateBatchShell(body); err != nil {
-		return err
-	}
-	if err := json.Unmarshal(body, &wb); err != nil {
-		return errorf(http.StatusBadRequest, "structure", "json-syntax", "the Bundle is not valid JSON")
-	}
-	if wb.Type == "batch" {
 		for i := range wb.Entry {
 			wb.Entry[i].validate = true
 		}
@@ -504,19 +503,6 @@ func unwrapEntry(err error) error {
 
 // statusLine renders "201 Created".
 func statusLine(code int) string { return strconv.Itoa(code) + " " + http.StatusText(code) }
-
-// bundleType reads Bundle.type after checking the body is a JSON Bundle.
-func bundleType(body []byte) (string, error) {
-	var head struct {
-		ResourceType string `json:"resourceType"`
-		Type         string `json:"type"`
-	}
-	if err := json.Unmarshal(body, &head); err != nil || head.ResourceType != "Bundle" {
-		// Let the validator name the problem precisely.
-		return "", nil
-	}
-	return head.Type, nil
-}
 
 // validateBatchShell validates a batch Bundle without its entries'
 // resources, which are validated one by one so that one bad entry fails

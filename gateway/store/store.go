@@ -98,7 +98,10 @@ type Tx interface {
 	// Put writes a new version of res.Type/res.ID: res.Version must be the
 	// current version + 1 (1 for a new resource) or the write fails with
 	// ErrConflict. Index entries replace the resource's previous ones. A
-	// deletion (res.Deleted) removes the index entries.
+	// deletion (res.Deleted) removes the index entries. Every Put drops the
+	// conditional keys the resource held (a create re-claims its key after
+	// Put). A zero LastUpdated is set to now; times are truncated to the
+	// millisecond and written back into res.
 	Put(res *Resource, entries []search.Entry) error
 	// ClaimKey records that the conditional key (e.g. "Patient|identifier=
 	// sys|val", normalised by the caller) belongs to typ/id. It returns

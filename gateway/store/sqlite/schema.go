@@ -1,0 +1,267 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// migration is one schema version: its statements run in order inside the
+// migration transaction.
+type migration struct {
+	version int
+	stmts   []string
+}
+
+// migrations are the schema versions, oldest first. Never edit a released
+// migration: append a new one. The SQL is kept portable (no SQLite-only
+// types or syntax) so that the PostgreSQL twin can share the design:
+// times are INTEGER unix milliseconds (UTC), booleans INTEGER 0/1.
+var migrations = []migration{{
+	version: 1,
+	stmts: []string{
+		// Every version of every resource; body is NULL for a deletion.
+		`CREATE TABLE resources (
+			type TEXT NOT NULL,
+			id TEXT NOT NULL,
+			version INTEGER NOT NULL,
+			last_updated INTEGER NOT NULL,
+			deleted INTEGER NOT NULL DEFAULT 0,
+			body BLOB,
+			PRIMARY KEY (type, id, version)
+		)`,
+		`CREATE INDEX resources_lu ON resources (last_updated)`,
+		`CREATE INDEX resources_type_lu ON resources (type, last_updated)`,
+		// The latest version of every resource (deleted or not).
+		`CREATE TABLE current (
+			type TEXT NOT NULL,
+			id TEXT NOT NULL,
+			version INTEGER NOT NULL,
+			last_updated INTEGER NOT NULL,
+			deleted INTEGER NOT NULL DEFAULT 0,
+			PRIMARY KEY (type, id),
+			FOREIGN KEY (type, id, version) REFERENCES resources (type, id, version)
+		)`,
+		`CREATE INDEX current_type_lu ON current (type, last_updated, id)`,
+		// Search index entries of the current, non-deleted versions.
+		`CREATE TABLE idx_token (
+			type TEXT NOT NULL,
+			id TEXT NOT NULL,
+			param TEXT NOT NULL,
+			system TEXT NOT NULL,
+			code TEXT NOT NULL,
+			text TEXT NOT NULL,
+			FOREIGN KEY (type, id) REFERENCES current (type, id)
+		)`,
+		`CREATE INDEX idx_token_code ON idx_token (type, param, code, system)`,
+		`CREATE INDEX idx_token_system ON idx_token (type, param, system)`,
+		`CREATE INDEX idx_token_res ON idx_token (type, id)`,
+		`CREATE TABLE idx_string (
+			type TEXT NOT NULL,
+			id TEXT NOT NULL,
+			param TEXT NOT NULL,
+			norm TEXT NOT NULL,
+			exact TEXT NOT NULL,
+			FOREIGN KEY (type, id) REFERENCES current (type, id)
+		)`,
+		`CREATE INDEX idx_string_norm ON idx_string (type, param, norm)`,
+		`CREATE INDEX idx_string_exact ON idx_string (type, param, exact)`,
+		`CREATE INDEX idx_string_res ON idx_string (type, id)`,
+		`CREATE TABLE idx_date (
+			type TEXT NOT NULL,
+			id TEXT NOT NULL,
+			param TEXT NOT NULL,
+			low INTEGER NOT NULL,
+			high INTEGER NOT NULL,
+			FOREIGN KEY (type, id) REFERENCES current (type, id)
+		)`,
+		`CREATE INDEX idx_date_low ON idx_date (type, param, low)`,
+		`CREATE INDEX idx_date_high ON idx_date (type, param, high)`,
+		`CREATE INDEX idx_date_res ON idx_date (type, id)`,
+		`CREATE TABLE idx_reference (
+			type TEXT NOT NULL,
+			id TEXT NOT NULL,
+			param TEXT NOT NULL,
+			ref_type TEXT NOT NULL,
+			ref_id TEXT NOT NULL,
+			ref_url TEXT NOT NULL,
+			FOREIGN KEY (type, id) REFERENCES current (type, id)
+		)`,
+		`CREATE INDEX idx_reference_target ON idx_reference (type, param, ref_id, ref_type)`,
+		`CREATE INDEX idx_reference_url ON idx_reference (type, param, ref_url)`,
+		`CREATE INDEX idx_reference_res ON idx_reference (type, id)`,
+		`CREATE TABLE idx_quantity (
+			type TEXT NOT NULL,
+			id TEXT NOT NULL,
+			param TEXT NOT NULL,
+			number REAL NOT NULL,
+			system TEXT NOT NULL,
+			code TEXT NOT NULL,
+			unit TEXT NOT NULL,
+			FOREIGN KEY (type, id) REFERENCES current (type, id)
+		)`,
+		`CREATE INDEX idx_quantity_number ON idx_quantity (type, param, number)`,
+		`CREATE INDEX idx_quantity_res ON idx_quantity (type, id)`,
+		`CREATE TABLE idx_uri (
+			type TEXT NOT NULL,
+			id TEXT NOT NULL,
+			param TEXT NOT NULL,
+			uri TEXT NOT NULL,
+			FOREIGN KEY (type, id) REFERENCES current (type, id)
+		)`,
+		`CREATE INDEX idx_uri_uri ON idx_uri (type, param, uri)`,
+		`CREATE INDEX idx_uri_res ON idx_uri (type, id)`,
+		// Conditional create keys, e.g. "Patient|identifier=sys|val".
+		`CREATE TABLE conditional_keys (
+			key TEXT NOT NULL PRIMARY KEY,
+			type TEXT NOT NULL,
+			id TEXT NOT NULL
+		)`,
+		`CREATE INDEX conditional_keys_res ON conditional_keys (type, id)`,
+		// One row per ingested native record version.
+		`CREATE TABLE ledger (
+			source TEXT NOT NULL,
+			kind TEXT NOT NULL,
+			record_id TEXT NOT NULL,
+			version TEXT NOT NULL,
+			content_hash TEXT NOT NULL,
+			response BLOB,
+			received INTEGER NOT NULL,
+			PRIMARY KEY (source, kind, record_id, version)
+		)`,
+	},
+}}
+
+// schemaVersion is the schema version this package migrates to.
+var schemaVersion = migrations[len(migrations)-1].version
+
+// migrate brings the database to schemaVersion in one write transaction
+// (BEGIN IMMEDIATE: a second process opening the same file waits for the
+// first and then finds nothing left to do). It retries while the database
+// is busy, up to wait.
+func migrate(ctx context.Context, db *sql.DB, wait time.Duration) error {
+	deadline := time.Now().Add(wait)
+	for {
+		err := migrateOnce(ctx, db)
+		if err == nil || !isBusy(err) || time.Now().After(deadline) {
+			return mapErr(err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func migrateOnce(ctx context.Context, db *sql.DB) (err error) {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, ignoreDone(tx.Rollback()))
+		}
+	}()
+	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version INTEGER NOT NULL PRIMARY KEY,
+		applied_at INTEGER NOT NULL
+	)`); err != nil {
+		return fmt.Errorf("create schema_migrations: %w", err)
+	}
+	var have int
+	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&have); err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	if have > schemaVersion {
+		return fmt.Errorf("database schema version %d is newer than this program's %d", have, schemaVersion)
+	}
+	for _, m := range migrations {
+		if m.version <= have {
+			continue
+		}
+		for _, s := range m.stmts {
+			if _, err := tx.ExecContext(ctx, s); err != nil {
+				return fmt.Errorf("migration %d: %w", m.version, err)
+			}
+		}
+		if m.version == 1 {
+			if err := seedStats(ctx, tx); err != nil {
+				return fmt.Errorf("migration %d: %w", m.version, err)
+			}
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`,
+			m.version, time.Now().UnixMilli()); err != nil {
+			return fmt.Errorf("migration %d: %w", m.version, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	// Load the (seeded) statistics into the write connection.
+	_, err = db.ExecContext(ctx, `ANALYZE sqlite_schema`)
+	return err
+}
+
+// plannerStats are sqlite_stat1 rows describing a large database of the
+// shape this schema expects: (type, param, value) lookups are selective,
+// a resource type alone is not. Without statistics SQLite's planner prefers
+// to scan current in last_updated order and probe each resource against
+// the search conditions, which is linear in the number of resources; with
+// them it drives the search from the index lookups. They are seeded once
+// and stay put (a manual ANALYZE replaces them with measured ones).
+var plannerStats = [][2]string{
+	{"resources", "sqlite_autoindex_resources_1 3000000 300000 3 1"},
+	{"resources", "resources_lu 3000000 2"},
+	{"resources", "resources_type_lu 3000000 300000 2"},
+	{"current", "sqlite_autoindex_current_1 1000000 100000 1"},
+	{"current", "current_type_lu 1000000 100000 2 1"},
+	{"idx_token", "idx_token_code 10000000 1000000 100000 5 2"},
+	{"idx_token", "idx_token_system 10000000 1000000 100000 50000"},
+	{"idx_token", "idx_token_res 10000000 1000000 10"},
+	{"idx_string", "idx_string_norm 3000000 300000 100000 3"},
+	{"idx_string", "idx_string_exact 3000000 300000 100000 3"},
+	{"idx_string", "idx_string_res 3000000 300000 3"},
+	{"idx_date", "idx_date_low 3000000 300000 100000 3"},
+	{"idx_date", "idx_date_high 3000000 300000 100000 3"},
+	{"idx_date", "idx_date_res 3000000 300000 3"},
+	{"idx_reference", "idx_reference_target 5000000 500000 100000 20 10"},
+	{"idx_reference", "idx_reference_url 5000000 500000 100000 10"},
+	{"idx_reference", "idx_reference_res 5000000 500000 5"},
+	{"idx_quantity", "idx_quantity_number 2000000 200000 100000 5"},
+	{"idx_quantity", "idx_quantity_res 2000000 200000 2"},
+	{"idx_uri", "idx_uri_uri 100000 10000 5000 1"},
+	{"idx_uri", "idx_uri_res 100000 10000 1"},
+	{"conditional_keys", "sqlite_autoindex_conditional_keys_1 100000 1"},
+	{"conditional_keys", "conditional_keys_res 100000 1 1"},
+	{"ledger", "sqlite_autoindex_ledger_1 1000000 100000 10000 2 1"},
+}
+
+// seedStats writes plannerStats (SQLite only: ANALYZE creates sqlite_stat1).
+func seedStats(ctx context.Context, tx *sql.Tx) error {
+	if _, err := tx.ExecContext(ctx, `ANALYZE`); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM sqlite_stat1`); err != nil {
+		return err
+	}
+	for _, st := range plannerStats {
+		idx, stat, _ := strings.Cut(st[1], " ")
+		if _, err := tx.ExecContext(ctx, `INSERT INTO sqlite_stat1 (tbl, idx, stat) VALUES (?, ?, ?)`, st[0], idx, stat); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ignoreDone drops sql.ErrTxDone (a rollback after a failed commit).
+func ignoreDone(err error) error {
+	if errors.Is(err, sql.ErrTxDone) {
+		return nil
+	}
+	return err
+}

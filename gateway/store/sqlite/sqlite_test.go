@@ -1,0 +1,376 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/storetest"
+)
+
+func openTemp(t testing.TB, opts Options) (*Store, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "fhir.db")
+	s, err := Open(context.Background(), path, opts)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	return s, path
+}
+
+func TestStore(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store {
+		s, _ := openTemp(t, Options{})
+		return s
+	})
+}
+
+func TestReopenKeepsData(t *testing.T) {
+	ctx := context.Background()
+	s, path := openTemp(t, Options{})
+	err := s.Write(ctx, func(tx store.Tx) error {
+		return tx.Put(&store.Resource{Type: "Patient", ID: "a", Version: 1, Body: []byte(`{}`)},
+			[]search.Entry{{Param: "identifier", Type: search.TypeToken, System: "urn:x", Code: "1"}})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	s, err = Open(ctx, path, Options{})
+	if err != nil {
+		t.Fatalf("reopen: %v", err)
+	}
+	defer s.Close()
+	got, err := s.Read(ctx, "Patient", "a")
+	if err != nil || string(got.Body) != `{}` {
+		t.Fatalf("Read after reopen: %v %v", got, err)
+	}
+	pg, err := s.Search(ctx, &search.Query{Type: "Patient", Clauses: []search.Clause{{
+		Param: "identifier", Type: search.TypeToken, Values: []search.Value{{System: "urn:x", Code: "1", HasSystem: true}},
+	}}})
+	if err != nil || len(pg.Matches) != 1 {
+		t.Fatalf("Search after reopen: %v %v", pg, err)
+	}
+	var n int
+	if err := s.r.QueryRow(`SELECT COUNT(*) FROM schema_migrations`).Scan(&n); err != nil || n != schemaVersion {
+		t.Fatalf("schema_migrations: %d rows, %v", n, err)
+	}
+}
+
+func TestConcurrentOpen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "fhir.db")
+	const n = 4
+	stores := make([]*Store, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { stores[i], errs[i] = Open(context.Background(), path, Options{}) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("Open %d: %v", i, err)
+		}
+		defer stores[i].Close()
+	}
+	// Every handle writes and sees the others' writes.
+	for i, s := range stores {
+		err := s.Write(context.Background(), func(tx store.Tx) error {
+			return tx.Put(&store.Resource{Type: "Basic", ID: fmt.Sprint(i), Version: 1, Body: []byte(`{}`)}, nil)
+		})
+		if err != nil {
+			t.Fatalf("Write %d: %v", i, err)
+		}
+	}
+	pg, err := stores[0].Search(context.Background(), &search.Query{Type: "Basic", Total: true})
+	if err != nil || pg.Total != n {
+		t.Fatalf("Search: %v %v", pg, err)
+	}
+}
+
+// TestConcurrentOpenProcesses opens one new file from several processes
+// at once: the migration runs once and every process can write.
+func TestConcurrentOpenProcesses(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "fhir.db")
+	const n = 4
+	cmds := make([]*exec.Cmd, n)
+	for i := range n {
+		cmds[i] = exec.Command(os.Args[0], "-test.run=^TestHelperProcess$", "-test.count=1")
+		cmds[i].Env = append(os.Environ(), "SQLITE_STORE_HELPER_DB="+path, fmt.Sprintf("SQLITE_STORE_HELPER_ID=%d", i))
+		if err := cmds[i].Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, c := range cmds {
+		if err := c.Wait(); err != nil {
+			t.Errorf("process %d: %v", i, err)
+		}
+	}
+	s, err := Open(context.Background(), path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	pg, err := s.Search(context.Background(), &search.Query{Type: "Basic", SummaryCount: true})
+	if err != nil || pg.Total != n {
+		t.Fatalf("Search: %v %v, want %d resources", pg, err, n)
+	}
+}
+
+// TestHelperProcess is one process of TestConcurrentOpenProcesses.
+func TestHelperProcess(t *testing.T) {
+	path := os.Getenv("SQLITE_STORE_HELPER_DB")
+	if path == "" {
+		t.Skip("helper process of TestConcurrentOpenProcesses")
+	}
+	s, err := Open(context.Background(), path, Options{})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	defer s.Close()
+	err = s.Write(context.Background(), func(tx store.Tx) error {
+		return tx.Put(&store.Resource{Type: "Basic", ID: os.Getenv("SQLITE_STORE_HELPER_ID"), Version: 1, Body: []byte(`{}`)}, nil)
+	})
+	if err != nil {
+		t.Fatalf("Write: %v", err)
+	}
+}
+
+// TestPragmas checks the durability settings of both pools.
+func TestPragmas(t *testing.T) {
+	s, _ := openTemp(t, Options{BusyTimeout: 1234 * time.Millisecond})
+	defer s.Close()
+	for _, db := range []*sql.DB{s.w, s.r} {
+		for pragma, want := range map[string]string{
+			"journal_mode": "wal", "synchronous": "2", "foreign_keys": "1", "busy_timeout": "1234",
+		} {
+			var got string
+			if err := db.QueryRow("PRAGMA " + pragma).Scan(&got); err != nil || got != want {
+				t.Errorf("PRAGMA %s = %q (%v), want %q", pragma, got, err, want)
+			}
+		}
+	}
+}
+
+func TestNewerSchemaRefused(t *testing.T) {
+	s, path := openTemp(t, Options{})
+	if _, err := s.w.Exec(`INSERT INTO schema_migrations (version, applied_at) VALUES (?, 0)`, schemaVersion+1); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if s, err := Open(context.Background(), path, Options{}); err == nil {
+		s.Close()
+		t.Fatal("Open of a newer schema succeeded")
+	}
+}
+
+func TestBusyIsUnavailable(t *testing.T) {
+	ctx := context.Background()
+	a, path := openTemp(t, Options{})
+	defer a.Close()
+	b, err := Open(ctx, path, Options{BusyTimeout: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	holding, release := make(chan struct{}), make(chan struct{})
+	done := make(chan error)
+	go func() {
+		done <- a.Write(ctx, func(tx store.Tx) error {
+			close(holding)
+			<-release
+			return nil
+		})
+	}()
+	<-holding
+	err = b.Write(ctx, func(tx store.Tx) error { return nil })
+	close(release)
+	if !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("Write while another process writes: got %v, want ErrUnavailable", err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	// Reads are not blocked by a writer.
+	if _, err := b.Read(ctx, "Patient", "x"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Read: %v", err)
+	}
+}
+
+func TestBadQueries(t *testing.T) {
+	s, _ := openTemp(t, Options{})
+	defer s.Close()
+	bad := []search.Clause{
+		{Param: "x", Type: search.TypeToken, Modifier: "in", Values: []search.Value{{Code: "a"}}},
+		{Param: "x", Type: search.TypeString, Modifier: "text", Values: []search.Value{{Str: "a"}}},
+		{Param: "x", Type: search.TypeDate, Modifier: "exact", Values: []search.Value{{}}},
+		{Param: "x", Type: search.TypeToken},
+		{Param: "x", Type: "composite", Values: []search.Value{{Code: "a"}}},
+		{Param: "x", Type: search.TypeReference, Chain: &search.Chain{TargetType: "Patient"}},
+		{Param: "x", Type: search.TypeReference, Modifier: "below", Values: []search.Value{{RefID: "a"}}},
+	}
+	for _, cl := range bad {
+		if _, err := s.Search(context.Background(), &search.Query{Type: "Patient", Clauses: []search.Clause{cl}}); err == nil {
+			t.Errorf("%+v: no error", cl)
+		}
+	}
+	if _, err := s.Search(context.Background(), nil); err == nil {
+		t.Error("nil query: no error")
+	}
+}
+
+func TestWriteDefaults(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTemp(t, Options{})
+	defer s.Close()
+	r := &store.Resource{Type: "Patient", ID: "a", Version: 1, Body: []byte(`{}`)}
+	l := &store.Ledger{Source: "s", Kind: "k", RecordID: "r", Version: "1"}
+	before := time.Now().Add(-time.Second)
+	err := s.Write(ctx, func(tx store.Tx) error {
+		if err := tx.Put(r, nil); err != nil {
+			return err
+		}
+		return tx.PutLedger(l)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.LastUpdated.Before(before) || l.Received.Before(before) {
+		t.Errorf("zero times not set: %v %v", r.LastUpdated, l.Received)
+	}
+	got, err := s.Read(ctx, "Patient", "a")
+	if err != nil || !got.LastUpdated.Equal(r.LastUpdated) {
+		t.Errorf("Read: %v %v, want last updated %v", got, err, r.LastUpdated)
+	}
+}
+
+func benchmarkPut(b *testing.B, perTx int) {
+	s, _ := openTemp(b, Options{})
+	defer s.Close()
+	ctx := context.Background()
+	body := []byte(`{"resourceType":"Observation","id":"x","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"8867-4"}]},"valueQuantity":{"value":72,"unit":"/min"}}`)
+	entries := []search.Entry{
+		{Param: "code", Type: search.TypeToken, System: "http://loinc.org", Code: "8867-4", Text: "heart rate"},
+		{Param: "status", Type: search.TypeToken, Code: "final"},
+		{Param: "subject", Type: search.TypeReference, RefType: "Patient", RefID: "p1"},
+		{Param: "date", Type: search.TypeDate, Low: time.Now(), High: time.Now()},
+		{Param: "value-quantity", Type: search.TypeQuantity, Number: 72, System: "http://unitsofmeasure.org", Code: "/min"},
+	}
+	b.ResetTimer()
+	n := 0
+	for b.Loop() {
+		err := s.Write(ctx, func(tx store.Tx) error {
+			for range perTx {
+				n++
+				r := &store.Resource{Type: "Observation", ID: fmt.Sprint(n), Version: 1, Body: body}
+				if err := tx.Put(r, entries); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "resources/s")
+}
+
+// BenchmarkPut measures durable commits (synchronous=FULL): one resource
+// per transaction, and 100 per transaction.
+func BenchmarkPut(b *testing.B) {
+	b.Run("1PerTx", func(b *testing.B) { benchmarkPut(b, 1) })
+	b.Run("100PerTx", func(b *testing.B) { benchmarkPut(b, 100) })
+}
+
+// TestQueryPlan checks that the seeded planner statistics make a selective
+// search an index lookup rather than a scan of the type's resources.
+func TestQueryPlan(t *testing.T) {
+	s, _ := openTemp(t, Options{})
+	defer s.Close()
+	q := &search.Query{Type: "Patient", Clauses: []search.Clause{{Param: "identifier", Type: search.TypeToken,
+		Values: []search.Value{{System: "urn:x", Code: "1", HasSystem: true}}}}}
+	b := &builder{typ: q.Type, now: time.Now()}
+	if err := b.where(q); err != nil {
+		t.Fatal(err)
+	}
+	order, oargs := orderBy(q)
+	rows, err := s.r.Query(`EXPLAIN QUERY PLAN SELECT c.id FROM current c WHERE `+b.sb.String()+` ORDER BY `+order,
+		append(b.args, oargs...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, detail)
+	}
+	got := strings.Join(plan, "\n")
+	for _, want := range []string{"USING INDEX sqlite_autoindex_current_1 (type=? AND id=?)", "USING INDEX idx_token_code"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("plan lacks %q:\n%s", want, got)
+		}
+	}
+}
+
+// TestSystemSearch: a query without a type searches every type.
+func TestSystemSearch(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTemp(t, Options{})
+	defer s.Close()
+	base := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	err := s.Write(ctx, func(tx store.Tx) error {
+		for i, typ := range []string{"Patient", "Observation", "Patient"} {
+			r := &store.Resource{Type: typ, ID: fmt.Sprint("x", i), Version: 1, LastUpdated: base.Add(time.Duration(i) * time.Hour), Body: []byte(`{}`)}
+			entries := []search.Entry{{Param: "_tag", Type: search.TypeToken, System: "urn:t", Code: "a"}}
+			if typ == "Observation" {
+				entries = append(entries, search.Entry{Param: "subject", Type: search.TypeReference, RefType: "Patient", RefID: "x0"})
+			}
+			if err := tx.Put(r, entries); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := &search.Query{Total: true, Clauses: []search.Clause{
+		{Param: "_tag", Type: search.TypeToken, Values: []search.Value{{System: "urn:t", Code: "a", HasSystem: true}}},
+		{Param: "_lastUpdated", Type: search.TypeDate, Values: []search.Value{{Prefix: search.PrefixGe, Low: base.Add(time.Hour)}}},
+	}, Includes: []search.Include{{SourceType: "Observation", Param: "subject"}}}
+	pg, err := s.Search(ctx, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range pg.Matches {
+		got = append(got, r.Type+"/"+r.ID)
+	}
+	if strings.Join(got, ",") != "Observation/x1,Patient/x2" || pg.Total != 2 {
+		t.Errorf("matches %v total %d", got, pg.Total)
+	}
+	if len(pg.Included) != 1 || pg.Included[0].ID != "x0" {
+		t.Errorf("included %v", pg.Included)
+	}
+}

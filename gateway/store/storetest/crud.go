@@ -1,0 +1,463 @@
+package storetest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+)
+
+// sameResource compares every field of two resource versions.
+func sameResource(t *testing.T, name string, got, want *store.Resource) {
+	t.Helper()
+	if got == nil {
+		t.Errorf("%s: got nil resource", name)
+		return
+	}
+	if got.Type != want.Type || got.ID != want.ID || got.Version != want.Version ||
+		!got.LastUpdated.Equal(want.LastUpdated) || got.Deleted != want.Deleted || !bytes.Equal(got.Body, want.Body) {
+		t.Errorf("%s: got %s/%s v%d %v deleted=%v %q, want %s/%s v%d %v deleted=%v %q", name,
+			got.Type, got.ID, got.Version, got.LastUpdated, got.Deleted, got.Body,
+			want.Type, want.ID, want.Version, want.LastUpdated, want.Deleted, want.Body)
+	}
+	if got.LastUpdated.Location() != time.UTC {
+		t.Errorf("%s: LastUpdated %v is not UTC", name, got.LastUpdated)
+	}
+}
+
+func testCreateRead(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	if err := s.Ping(ctx); err != nil {
+		t.Fatalf("Ping: %v", err)
+	}
+	v1 := res("Patient", "a", 1, base.Add(1234*time.Millisecond))
+	put(t, s, v1, tok("identifier", "urn:x", "1"))
+	got, err := s.Read(ctx, "Patient", "a")
+	if err != nil {
+		t.Fatalf("Read: %v", err)
+	}
+	sameResource(t, "Read v1", got, v1)
+
+	v2 := res("Patient", "a", 2, base.Add(time.Hour))
+	put(t, s, v2)
+	got, err = s.Read(ctx, "Patient", "a")
+	if err != nil {
+		t.Fatalf("Read: %v", err)
+	}
+	sameResource(t, "Read v2", got, v2)
+	for _, want := range []*store.Resource{v1, v2} {
+		got, err := s.VRead(ctx, "Patient", "a", want.Version)
+		if err != nil {
+			t.Fatalf("VRead %d: %v", want.Version, err)
+		}
+		sameResource(t, fmt.Sprintf("VRead %d", want.Version), got, want)
+	}
+
+	_, err = s.VRead(ctx, "Patient", "a", 3)
+	isErr(t, "VRead missing version", err, store.ErrNotFound)
+	_, err = s.VRead(ctx, "Patient", "zz", 1)
+	isErr(t, "VRead missing resource", err, store.ErrNotFound)
+	_, err = s.Read(ctx, "Patient", "zz")
+	isErr(t, "Read missing", err, store.ErrNotFound)
+	_, err = s.Read(ctx, "Observation", "a")
+	isErr(t, "Read other type", err, store.ErrNotFound)
+}
+
+func testVersionConflict(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	try := func(r *store.Resource) error {
+		return s.Write(ctx, func(tx store.Tx) error { return tx.Put(r, nil) })
+	}
+	isErr(t, "new resource at version 2", try(res("Patient", "a", 2, base)), store.ErrConflict)
+	isErr(t, "new resource at version 0", try(res("Patient", "a", 0, base)), store.ErrConflict)
+	put(t, s, res("Patient", "a", 1, base))
+	isErr(t, "version 1 again", try(res("Patient", "a", 1, base)), store.ErrConflict)
+	isErr(t, "skipping a version", try(res("Patient", "a", 3, base)), store.ErrConflict)
+	put(t, s, res("Patient", "a", 2, base))
+	got, err := s.Read(ctx, "Patient", "a")
+	if err != nil || got.Version != 2 {
+		t.Fatalf("Read: %v %v", got, err)
+	}
+}
+
+func testTxReadsOwnWrites(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	err := s.Write(ctx, func(tx store.Tx) error {
+		if _, err := tx.Read("Patient", "a"); !errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("Read before Put: %v", err)
+		}
+		if err := tx.Put(res("Patient", "a", 1, base), []search.Entry{tok("identifier", "urn:x", "7")}); err != nil {
+			return err
+		}
+		got, err := tx.Read("Patient", "a")
+		if err != nil || got.Version != 1 {
+			return fmt.Errorf("Read after Put: %v %v", got, err)
+		}
+		q := query("Patient", clause("identifier", search.TypeToken, "", vSys("urn:x", "7")))
+		q.Total = true
+		pg, err := tx.Search(q)
+		if err != nil {
+			return err
+		}
+		if len(pg.Matches) != 1 || pg.Total != 1 {
+			return fmt.Errorf("Search after Put: %d matches, total %d", len(pg.Matches), pg.Total)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func testDelete(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	v1 := res("Patient", "a", 1, base)
+	put(t, s, v1, tok("identifier", "urn:x", "1"))
+	del := deletion("Patient", "a", 2, base.Add(time.Minute))
+	put(t, s, del, tok("identifier", "urn:x", "1")) // entries of a deletion are ignored
+
+	got, err := s.Read(ctx, "Patient", "a")
+	isErr(t, "Read deleted", err, store.ErrGone)
+	sameResource(t, "Read deleted", got, del)
+	err = s.Write(ctx, func(tx store.Tx) error {
+		got, err := tx.Read("Patient", "a")
+		if !errors.Is(err, store.ErrGone) || got == nil || !got.Deleted || got.Version != 2 {
+			return fmt.Errorf("Tx.Read deleted: %v %v", got, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Error(err)
+	}
+	got, err = s.VRead(ctx, "Patient", "a", 2)
+	if err != nil {
+		t.Fatalf("VRead deletion: %v", err)
+	}
+	sameResource(t, "VRead deletion", got, del)
+	got, err = s.VRead(ctx, "Patient", "a", 1)
+	if err != nil {
+		t.Fatalf("VRead 1: %v", err)
+	}
+	sameResource(t, "VRead 1 after delete", got, v1)
+	hist, total, err := s.History(ctx, store.HistoryQuery{Type: "Patient", ID: "a"})
+	if err != nil || total != 2 || !slices.Equal(versions(hist), []int64{2, 1}) || !hist[0].Deleted {
+		t.Errorf("History after delete: %v %v total %d", versions(hist), err, total)
+	}
+	expect(t, s, "search deleted", query("Patient", clause("identifier", search.TypeToken, "", vCode("1"))))
+	expect(t, s, "_id deleted", query("Patient", clause("_id", search.TypeToken, "", vCode("a"))))
+
+	v3 := res("Patient", "a", 3, base.Add(time.Hour))
+	put(t, s, v3, tok("identifier", "urn:x", "1"))
+	got, err = s.Read(ctx, "Patient", "a")
+	if err != nil {
+		t.Fatalf("Read recreated: %v", err)
+	}
+	sameResource(t, "Read recreated", got, v3)
+	expect(t, s, "search recreated", query("Patient", clause("identifier", search.TypeToken, "", vCode("1"))), "a")
+}
+
+func versions(rs []*store.Resource) []int64 {
+	var out []int64
+	for _, r := range rs {
+		out = append(out, r.Version)
+	}
+	return out
+}
+
+func testRollback(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	put(t, s, res("Patient", "keep", 1, base))
+	boom := errors.New("boom")
+	err := s.Write(ctx, func(tx store.Tx) error {
+		if err := tx.Put(res("Patient", "a", 1, base), []search.Entry{tok("identifier", "urn:x", "1")}); err != nil {
+			return err
+		}
+		if err := tx.Put(res("Patient", "keep", 2, base), nil); err != nil {
+			return err
+		}
+		if err := tx.ClaimKey("k", "Patient", "a"); err != nil {
+			return err
+		}
+		if err := tx.PutLedger(&store.Ledger{Source: "s", Kind: "k", RecordID: "r", Version: "1", Received: base}); err != nil {
+			return err
+		}
+		return boom
+	})
+	if err != boom {
+		t.Fatalf("Write returned %v, want fn's error unchanged", err)
+	}
+	_, err = s.Read(ctx, "Patient", "a")
+	isErr(t, "Read rolled back", err, store.ErrNotFound)
+	got, err := s.Read(ctx, "Patient", "keep")
+	if err != nil || got.Version != 1 {
+		t.Errorf("Read keep: %v %v, want version 1", got, err)
+	}
+	expect(t, s, "search rolled back", query("Patient", clause("identifier", search.TypeToken, "", vCode("1"))))
+	err = s.Write(ctx, func(tx store.Tx) error {
+		_, _, err := tx.KeyOwner("k")
+		isErr(t, "key rolled back", err, store.ErrNotFound)
+		_, err = tx.Ledger("s", "k", "r", "1")
+		isErr(t, "ledger rolled back", err, store.ErrNotFound)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// A failing Put after a successful one: the whole transaction goes.
+	err = s.Write(ctx, func(tx store.Tx) error {
+		if err := tx.Put(res("Patient", "b", 1, base), nil); err != nil {
+			return err
+		}
+		return tx.Put(res("Patient", "keep", 1, base), nil)
+	})
+	isErr(t, "conflicting Put", err, store.ErrConflict)
+	_, err = s.Read(ctx, "Patient", "b")
+	isErr(t, "Read after failed transaction", err, store.ErrNotFound)
+}
+
+func testClaimKey(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	put(t, s, res("Patient", "a", 1, base))
+	put(t, s, res("Patient", "b", 1, base))
+	write := func(fn func(tx store.Tx) error) error { return s.Write(ctx, fn) }
+	if err := write(func(tx store.Tx) error { return tx.ClaimKey("k1", "Patient", "a") }); err != nil {
+		t.Fatalf("ClaimKey: %v", err)
+	}
+	if err := write(func(tx store.Tx) error { return tx.ClaimKey("k1", "Patient", "a") }); err != nil {
+		t.Errorf("ClaimKey by the owner again: %v", err)
+	}
+	isErr(t, "ClaimKey taken", write(func(tx store.Tx) error { return tx.ClaimKey("k1", "Patient", "b") }), store.ErrConflict)
+	err := write(func(tx store.Tx) error {
+		typ, id, err := tx.KeyOwner("k1")
+		if err != nil || typ != "Patient" || id != "a" {
+			return fmt.Errorf("KeyOwner: %s/%s %v", typ, id, err)
+		}
+		_, _, err = tx.KeyOwner("nope")
+		isErr(t, "KeyOwner missing", err, store.ErrNotFound)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A new version of the owner drops its keys (the caller re-claims them).
+	put(t, s, res("Patient", "a", 2, base))
+	err = write(func(tx store.Tx) error {
+		_, _, err := tx.KeyOwner("k1")
+		isErr(t, "KeyOwner after update", err, store.ErrNotFound)
+		return tx.ClaimKey("k1", "Patient", "b")
+	})
+	if err != nil {
+		t.Fatalf("ClaimKey after release: %v", err)
+	}
+}
+
+func testLedger(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	l := &store.Ledger{Source: "lab", Kind: "result", RecordID: "r1", Version: "3",
+		ContentHash: "sha256:abc", Response: []byte(`{"resourceType":"Bundle"}`), Received: base.Add(1500 * time.Millisecond)}
+	if err := s.Write(ctx, func(tx store.Tx) error { return tx.PutLedger(l) }); err != nil {
+		t.Fatalf("PutLedger: %v", err)
+	}
+	dup := *l
+	dup.ContentHash = "other"
+	isErr(t, "PutLedger duplicate", s.Write(ctx, func(tx store.Tx) error { return tx.PutLedger(&dup) }), store.ErrConflict)
+	next := *l
+	next.Version = "4"
+	if err := s.Write(ctx, func(tx store.Tx) error { return tx.PutLedger(&next) }); err != nil {
+		t.Fatalf("PutLedger next version: %v", err)
+	}
+	err := s.Write(ctx, func(tx store.Tx) error {
+		got, err := tx.Ledger("lab", "result", "r1", "3")
+		if err != nil {
+			return err
+		}
+		if got.Source != l.Source || got.Kind != l.Kind || got.RecordID != l.RecordID || got.Version != l.Version ||
+			got.ContentHash != l.ContentHash || !bytes.Equal(got.Response, l.Response) || !got.Received.Equal(l.Received) {
+			t.Errorf("Ledger: got %+v, want %+v", got, l)
+		}
+		_, err = tx.Ledger("lab", "result", "r1", "5")
+		isErr(t, "Ledger missing", err, store.ErrNotFound)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func testHistory(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	at := func(h int) time.Time { return base.Add(time.Duration(h) * time.Hour) }
+	put(t, s, res("Patient", "a", 1, at(1)))
+	put(t, s, res("Patient", "b", 1, at(2)))
+	put(t, s, res("Patient", "a", 2, at(3)))
+	put(t, s, res("Patient", "b", 2, at(4)))
+	put(t, s, deletion("Patient", "a", 3, at(5)))
+	put(t, s, res("Observation", "c", 1, at(6)))
+
+	type hv struct {
+		id string
+		v  int64
+	}
+	check := func(name string, q store.HistoryQuery, wantTotal int, want ...hv) {
+		t.Helper()
+		got, total, err := s.History(ctx, q)
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			return
+		}
+		var g []hv
+		for _, r := range got {
+			g = append(g, hv{r.ID, r.Version})
+		}
+		if !slices.Equal(g, want) || total != wantTotal {
+			t.Errorf("%s: got %v total %d, want %v total %d", name, g, total, want, wantTotal)
+		}
+	}
+	check("instance", store.HistoryQuery{Type: "Patient", ID: "a"}, 3, hv{"a", 3}, hv{"a", 2}, hv{"a", 1})
+	check("type", store.HistoryQuery{Type: "Patient"}, 5, hv{"a", 3}, hv{"b", 2}, hv{"a", 2}, hv{"b", 1}, hv{"a", 1})
+	check("system", store.HistoryQuery{}, 6, hv{"c", 1}, hv{"a", 3}, hv{"b", 2}, hv{"a", 2}, hv{"b", 1}, hv{"a", 1})
+	check("since", store.HistoryQuery{Since: at(3)}, 4, hv{"c", 1}, hv{"a", 3}, hv{"b", 2}, hv{"a", 2})
+	check("instance since", store.HistoryQuery{Type: "Patient", ID: "b", Since: at(3)}, 1, hv{"b", 2})
+	check("page", store.HistoryQuery{Count: 2, Offset: 2}, 6, hv{"b", 2}, hv{"a", 2})
+	check("last page", store.HistoryQuery{Count: 4, Offset: 4}, 6, hv{"b", 1}, hv{"a", 1})
+	check("past the end", store.HistoryQuery{Type: "Patient", Count: 2, Offset: 10}, 5)
+
+	got, total, err := s.History(ctx, store.HistoryQuery{Type: "Patient", ID: "a"})
+	if err == nil && total == 3 && !got[0].Deleted {
+		t.Errorf("history: the deletion version is not marked deleted")
+	}
+	got, total, err = s.History(ctx, store.HistoryQuery{Type: "Patient", ID: "nobody"})
+	if (err != nil && !errors.Is(err, store.ErrNotFound)) || len(got) != 0 || total != 0 {
+		t.Errorf("history of a missing resource: %v %d %v", got, total, err)
+	}
+}
+
+// testConcurrentConditionalCreate: 20 writers each create the patient with
+// identifier urn:mrn|42 unless a search finds it; exactly one is created.
+func testConcurrentConditionalCreate(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	const n = 20
+	const key = "Patient|identifier=urn:mrn|42"
+	q := query("Patient", clause("identifier", search.TypeToken, "", vSys("urn:mrn", "42")))
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Go(func() {
+			for attempt := 0; ; attempt++ {
+				err := s.Write(ctx, func(tx store.Tx) error {
+					pg, err := tx.Search(q)
+					if err != nil {
+						return err
+					}
+					if len(pg.Matches) > 0 {
+						return nil
+					}
+					id := fmt.Sprintf("c%02d", i)
+					if err := tx.Put(res("Patient", id, 1, base), []search.Entry{tok("identifier", "urn:mrn", "42")}); err != nil {
+						return err
+					}
+					return tx.ClaimKey(key, "Patient", id)
+				})
+				if (errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrUnavailable)) && attempt < 100 {
+					continue
+				}
+				errs[i] = err
+				return
+			}
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("writer %d: %v", i, err)
+		}
+	}
+	q.Total = true
+	pg := doSearch(t, s, q)
+	if len(pg.Matches) != 1 || pg.Total != 1 {
+		t.Fatalf("got %v (total %d), want exactly one resource", ids(pg.Matches), pg.Total)
+	}
+	err := s.Write(ctx, func(tx store.Tx) error {
+		typ, id, err := tx.KeyOwner(key)
+		if err != nil || typ != "Patient" || id != pg.Matches[0].ID {
+			return fmt.Errorf("KeyOwner: %s/%s %v, want Patient/%s", typ, id, err, pg.Matches[0].ID)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Error(err)
+	}
+}
+
+// testConcurrentReadWrite runs writers and readers at once.
+func testConcurrentReadWrite(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	const writers, perWriter = 4, 20
+	errc := make(chan error, 100)
+	for w := range writers {
+		wg.Go(func() {
+			for i := range perWriter {
+				id := fmt.Sprintf("w%d-%02d", w, i)
+				err := s.Write(ctx, func(tx store.Tx) error {
+					return tx.Put(res("Basic", id, 1, base), []search.Entry{tok("code", "urn:c", "x")})
+				})
+				if err != nil {
+					errc <- fmt.Errorf("write %s: %w", id, err)
+					return
+				}
+			}
+		})
+	}
+	for range 4 {
+		wg.Go(func() {
+			for range 15 {
+				if _, err := s.Search(ctx, query("Basic", clause("code", search.TypeToken, "", vCode("x")))); err != nil {
+					errc <- fmt.Errorf("search: %w", err)
+					return
+				}
+				if _, err := s.Read(ctx, "Basic", "w0-00"); err != nil && !errors.Is(err, store.ErrNotFound) {
+					errc <- fmt.Errorf("read: %w", err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		t.Error(err)
+	}
+	q := query("Basic", clause("code", search.TypeToken, "", vCode("x")))
+	q.SummaryCount = true
+	if pg := doSearch(t, s, q); pg.Total != writers*perWriter {
+		t.Errorf("total %d, want %d", pg.Total, writers*perWriter)
+	}
+}
+
+func testIndexReplaced(t *testing.T, s store.Store) {
+	family := func(v string) *search.Query {
+		return query("Patient", clause("family", search.TypeString, "", vStr(v)))
+	}
+	put(t, s, res("Patient", "x", 1, base), str("family", "Alpha", "alpha"))
+	expect(t, s, "v1", family("alpha"), "x")
+	put(t, s, res("Patient", "x", 2, base), str("family", "Beta", "beta"))
+	expect(t, s, "v2 old value", family("alpha"))
+	expect(t, s, "v2 new value", family("beta"), "x")
+	put(t, s, deletion("Patient", "x", 3, base))
+	expect(t, s, "deleted", family("beta"))
+	put(t, s, res("Patient", "x", 4, base), str("family", "Gamma", "gamma"))
+	expect(t, s, "recreated", family("gamma"), "x")
+	expect(t, s, "recreated old value", family("beta"))
+	// Same parameter name on another type does not leak.
+	put(t, s, res("Practitioner", "x", 1, base), str("family", "Alpha", "alpha"))
+	expect(t, s, "other type", family("alpha"))
+}

@@ -1,0 +1,198 @@
+package storetest
+
+import (
+	"testing"
+	"time"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+)
+
+const (
+	mrn    = "urn:mrn"
+	gender = "http://hl7.org/fhir/administrative-gender"
+	loinc  = "http://loinc.org"
+	ucum   = "http://unitsofmeasure.org"
+)
+
+// patients are the Patient fixtures; p4 is deleted after loading.
+func patients(t *testing.T, s store.Store) {
+	t.Helper()
+	load(t, s,
+		doc{"Patient", "p1", []search.Entry{
+			tok("identifier", mrn, "123"),
+			tokText("gender", gender, "female", "Female"),
+			str("family", "Müller", "muller"),
+			str("given", "Anna", "anna"),
+			date("birthdate", day(1980, 5, 12)),
+			tok("active", "", "true"),
+			ref("general-practitioner", "Practitioner", "dr1"),
+			ref("link", "Patient", "p2"),
+		}},
+		doc{"Patient", "p2", []search.Entry{
+			tok("identifier", mrn, "456"),
+			tok("identifier", mrn, "789"),
+			tokText("gender", gender, "male", "Male"),
+			str("family", "Mullerson", "mullerson"),
+			str("given", "Zoë", "zoe"),
+			date("birthdate", month(1980, 5)),
+		}},
+		doc{"Patient", "p3", []search.Entry{
+			tok("identifier", "urn:other", "123"),
+			tok("identifier", "", "789"),
+			tok("gender", gender, "other"),
+			str("family", "Smith-Jones", "smithjones"),
+			str("given", "José Luis", "jose luis"),
+			tok("active", "", "false"),
+		}},
+		doc{"Patient", "p4", []search.Entry{
+			tok("identifier", mrn, "999"),
+			str("family", "Gone", "gone"),
+			tok("gender", gender, "female"),
+		}},
+		doc{"Patient", "p5", []search.Entry{
+			tok("identifier", mrn, "555"),
+		}},
+		// Same parameter names on another type must not leak into Patient searches.
+		doc{"Observation", "p1", []search.Entry{
+			tok("identifier", mrn, "123"),
+			str("family", "Müller", "muller"),
+		}},
+	)
+	put(t, s, deletion("Patient", "p4", 2, base.Add(24*time.Hour)))
+}
+
+func testSearchToken(t *testing.T, s store.Store) {
+	patients(t, s)
+	id := func(mod string, v ...search.Value) *search.Query {
+		return query("Patient", clause("identifier", search.TypeToken, mod, v...))
+	}
+	g := func(mod string, v ...search.Value) *search.Query {
+		return query("Patient", clause("gender", search.TypeToken, mod, v...))
+	}
+	expect(t, s, "code in any system", id("", vCode("123")), "p1", "p3")
+	expect(t, s, "system|code", id("", vSys(mrn, "123")), "p1")
+	expect(t, s, "|code (no system)", id("", vSys("", "789")), "p3")
+	expect(t, s, "code with and without system", id("", vCode("789")), "p2", "p3")
+	expect(t, s, "system|", id("", vSys(mrn, "")), "p1", "p2", "p5")
+	expect(t, s, "values are ORed", id("", vSys(mrn, "123"), vSys(mrn, "456")), "p1", "p2")
+	expect(t, s, "deleted resource", id("", vCode("999")))
+	expect(t, s, "unknown system", id("", vSys("urn:nope", "123")))
+	expect(t, s, "gender", g("", vCode("female")), "p1")
+	expect(t, s, "code is case-sensitive", g("", vCode("Female")))
+	expect(t, s, ":not", g("not", vCode("female")), "p2", "p3", "p5")
+	expect(t, s, ":not two values", g("not", vCode("female"), vSys(gender, "male")), "p3", "p5")
+	expect(t, s, ":text", g("text", vStr("FEM")), "p1")
+	expect(t, s, "boolean", query("Patient", clause("active", search.TypeToken, "", vCode("true"))), "p1")
+	expect(t, s, "clauses are ANDed", query("Patient",
+		clause("identifier", search.TypeToken, "", vSys(mrn, "")),
+		clause("gender", search.TypeToken, "", vCode("male"))), "p2")
+
+	load(t, s, doc{"Observation", "o1", []search.Entry{tokText("code", loinc, "29463-7", "Body weight")}},
+		doc{"Observation", "o2", []search.Entry{tokText("code", loinc, "8867-4", "Heart rate")}})
+	text := func(v string) *search.Query {
+		return query("Observation", clause("code", search.TypeToken, "text", vStr(v)))
+	}
+	expect(t, s, ":text first word", text("body"), "o1")
+	expect(t, s, ":text later word, any case", text("WEIGHT"), "o1")
+	expect(t, s, ":text values ORed", query("Observation",
+		clause("code", search.TypeToken, "text", vStr("pressure"), vStr("heart"), vStr("weight"))), "o1", "o2")
+	expect(t, s, ":text no match", text("pressure"))
+}
+
+func testSearchString(t *testing.T, s store.Store) {
+	patients(t, s)
+	f := func(mod string, v ...string) *search.Query {
+		var vals []search.Value
+		for _, x := range v {
+			vals = append(vals, vStr(x))
+		}
+		return query("Patient", clause("family", search.TypeString, mod, vals...))
+	}
+	given := func(v string) *search.Query {
+		return query("Patient", clause("given", search.TypeString, "", vStr(v)))
+	}
+	expect(t, s, "starts with", f("", "muller"), "p1", "p2")
+	expect(t, s, "case and accents", f("", "MÜL"), "p1", "p2")
+	expect(t, s, "accented value", f("", "Müller"), "p1", "p2")
+	expect(t, s, "longer prefix", f("", "mullers"), "p2")
+	expect(t, s, "not a prefix", f("", "ller"))
+	expect(t, s, "punctuation", f("", "Smith-Jones"), "p3")
+	expect(t, s, "values ORed", f("", "smith", "zz"), "p3")
+	expect(t, s, "deleted", f("", "gone"))
+	expect(t, s, ":exact", f("exact", "Müller"), "p1")
+	expect(t, s, ":exact is case-sensitive", f("exact", "müller"))
+	expect(t, s, ":exact not a prefix", f("exact", "Muller"))
+	expect(t, s, ":exact other", f("exact", "Mullerson"), "p2")
+	expect(t, s, ":contains", f("contains", "LERS"), "p2")
+	expect(t, s, ":contains both", f("contains", "üll"), "p1", "p2")
+	expect(t, s, ":contains end", f("contains", "jones"), "p3")
+	expect(t, s, "given accent-insensitive", given("ZOË"), "p2")
+	expect(t, s, "given plain", given("zoe"), "p2")
+	expect(t, s, "given two words", given("José L"), "p3")
+	expect(t, s, "given second word is not a prefix", given("luis"))
+}
+
+func testSearchReference(t *testing.T, s store.Store) {
+	load(t, s,
+		doc{"Observation", "o1", []search.Entry{ref("subject", "Patient", "p1")}},
+		doc{"Observation", "o2", []search.Entry{ref("subject", "Patient", "p2")}},
+		doc{"Observation", "o3", []search.Entry{
+			refURL("subject", "http://other.org/fhir/Patient/9"),
+			tok("subject", mrn, "123"),
+		}},
+		doc{"Observation", "o4", []search.Entry{ref("subject", "Group", "p1")}},
+		doc{"Observation", "o5", nil},
+	)
+	sub := func(mod string, v ...search.Value) *search.Query {
+		return query("Observation", clause("subject", search.TypeReference, mod, v...))
+	}
+	expect(t, s, "type/id", sub("", vRef("Patient", "p1")), "o1")
+	expect(t, s, "bare id", sub("", vRef("", "p1")), "o1", "o4")
+	expect(t, s, "type modifier", sub("Group", vRef("", "p1")), "o4")
+	expect(t, s, "type modifier Patient", sub("Patient", vRef("", "p1")), "o1")
+	expect(t, s, "values ORed", sub("", vRef("Patient", "p1"), vRef("Patient", "p2")), "o1", "o2")
+	expect(t, s, "absolute URL", sub("", search.Value{RefURL: "http://other.org/fhir/Patient/9"}), "o3")
+	expect(t, s, "no match", sub("", vRef("Patient", "p9")))
+	expect(t, s, ":identifier system|value", sub("identifier", vSys(mrn, "123")), "o3")
+	expect(t, s, ":identifier value", sub("identifier", vCode("123")), "o3")
+	expect(t, s, ":identifier other system", sub("identifier", vSys("urn:x", "123")))
+	expect(t, s, ":missing=true", query("Observation", missing("subject", search.TypeReference, true)), "o5")
+	expect(t, s, ":missing=false", query("Observation", missing("subject", search.TypeReference, false)), "o1", "o2", "o3", "o4")
+}
+
+func testSearchID(t *testing.T, s store.Store) {
+	patients(t, s)
+	q := func(mod string, v ...string) *search.Query {
+		var vals []search.Value
+		for _, x := range v {
+			vals = append(vals, vCode(x))
+		}
+		return query("Patient", clause("_id", search.TypeToken, mod, vals...))
+	}
+	expect(t, s, "_id", q("", "p1"), "p1")
+	expect(t, s, "_id ORed", q("", "p1", "p3", "nope"), "p1", "p3")
+	expect(t, s, "_id deleted", q("", "p4"))
+	expect(t, s, "_id other type's id", q("", "o1"))
+	expect(t, s, "_id:not", q("not", "p1"), "p2", "p3", "p5")
+	expect(t, s, "_id and another clause", query("Patient",
+		clause("_id", search.TypeToken, "", vCode("p1"), vCode("p2")),
+		clause("gender", search.TypeToken, "", vCode("male"))), "p2")
+}
+
+func testSearchMissing(t *testing.T, s store.Store) {
+	patients(t, s)
+	m := func(param string, typ search.Type, v bool) *search.Query {
+		return query("Patient", missing(param, typ, v))
+	}
+	expect(t, s, "string missing", m("family", search.TypeString, true), "p5")
+	expect(t, s, "string present", m("family", search.TypeString, false), "p1", "p2", "p3")
+	expect(t, s, "date missing", m("birthdate", search.TypeDate, true), "p3", "p5")
+	expect(t, s, "date present", m("birthdate", search.TypeDate, false), "p1", "p2")
+	expect(t, s, "token missing", m("gender", search.TypeToken, true), "p5")
+	expect(t, s, "token present", m("active", search.TypeToken, false), "p1", "p3")
+	expect(t, s, "reference missing", m("general-practitioner", search.TypeReference, true), "p2", "p3", "p5")
+	expect(t, s, "missing and a value", query("Patient",
+		missing("birthdate", search.TypeDate, true),
+		clause("identifier", search.TypeToken, "", vSys(mrn, ""))), "p5")
+}
