@@ -203,6 +203,12 @@ func (s *Server) parseEntry(i int, w *wireEntry) *txEntry {
 		if err != nil {
 			return fail("json-syntax", "the entry's resource is not valid JSON")
 		}
+		if !w.validate {
+			if err := profileError(checkProfiles(doc, fmt.Sprintf("Bundle.entry[%d].resource", i))); err != nil {
+				e.perr = err
+				return e
+			}
+		}
 		if rt, _ := doc["resourceType"].(string); rt != e.typ {
 			return fail("resource-type-mismatch", "the resource type differs from the type in the request url")
 		}

@@ -83,6 +83,12 @@ func (s *Server) validateResource(doc []byte, typ string, expr string) (map[stri
 	if err != nil {
 		return nil, errorf(http.StatusBadRequest, "structure", "json-syntax", "the resource is not valid JSON")
 	}
+	if expr == "" {
+		expr = typ
+	}
+	if err := profileError(checkProfiles(m, expr)); err != nil {
+		return nil, err
+	}
 	return m, nil
 }
 

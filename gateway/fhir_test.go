@@ -287,3 +287,46 @@ func TestMetadata(t *testing.T) {
 		t.Errorf("CodeSystem read = %d", rec.Code)
 	}
 }
+
+func TestGatewayProfiles(t *testing.T) {
+	h := fhirServer(t)
+	obs := `{"resourceType":"Observation","meta":{"profile":["https://ketamine-gateway.org/fhir/StructureDefinition/kg-vital-signs"]},` +
+		`"identifier":[{"system":"urn:x","value":"1"}],"status":"final","category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"vital-signs"}]}],` +
+		`"code":{"text":"Heart rate"},"subject":{"reference":"Patient/p1"},"effectiveDateTime":"2026-03-02T09:00:00Z","valueQuantity":{"value":72,"unit":"/min","system":"http://unitsofmeasure.org","code":"/min"}}`
+	assertOutcome(t, req(h, "POST", "/fhir/Observation", obs), http.StatusUnprocessableEntity, "profile.security-label", "")
+	withLabels := strings.Replace(obs, `"meta":{`, `"meta":{"security":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"PSY"},{"system":"http://terminology.hl7.org/CodeSystem/v3-Confidentiality","code":"R"}],`, 1)
+	if rec := req(h, "POST", "/fhir/Observation", withLabels); rec.Code != http.StatusCreated {
+		t.Errorf("profile-conformant Observation = %d %s", rec.Code, rec.Body)
+	}
+	noUnit := strings.Replace(withLabels, `"unit":"/min",`, "", 1)
+	assertOutcome(t, req(h, "POST", "/fhir/Observation", noUnit), http.StatusUnprocessableEntity, "profile.vital-quantity", "")
+}
+
+func TestConditionalMultipleMatches(t *testing.T) {
+	h := fhirServer(t)
+	for range 2 {
+		if rec := req(h, "POST", "/fhir/Patient", patientJSON); rec.Code != 201 {
+			t.Fatal(rec.Body)
+		}
+	}
+	assertOutcome(t, req(h, "POST", "/fhir/Patient", patientJSON, "If-None-Exist: identifier=http://hospital.example/mrn|M1"),
+		http.StatusPreconditionFailed, "conditional-multiple-matches", "")
+	assertOutcome(t, req(h, "PUT", "/fhir/Patient?identifier=http://hospital.example/mrn|M1", patientJSON),
+		http.StatusPreconditionFailed, "conditional-multiple-matches", "")
+	// Conditional update with no match creates; with one match updates.
+	p2 := strings.Replace(patientJSON, `"M1"`, `"M2"`, 1)
+	if rec := req(h, "PUT", "/fhir/Patient?identifier=http://hospital.example/mrn|M2", p2); rec.Code != 201 {
+		t.Errorf("conditional update, no match = %d", rec.Code)
+	}
+	if rec := req(h, "PUT", "/fhir/Patient?identifier=http://hospital.example/mrn|M2", p2); rec.Code != 200 || rec.Header().Get("ETag") != `W/"2"` {
+		t.Errorf("conditional update, one match = %d %v", rec.Code, rec.Header())
+	}
+	// Escaped | in a token value.
+	p3 := strings.Replace(patientJSON, `"M1"`, `"A|B"`, 1)
+	if rec := req(h, "POST", "/fhir/Patient", p3); rec.Code != 201 {
+		t.Fatal(rec.Body)
+	}
+	if b := decode(t, req(h, "GET", `/fhir/Patient?identifier=http://hospital.example/mrn|A\|B`, "")); b["total"].(float64) != 1 {
+		t.Errorf("escaped | search found %v", b["total"])
+	}
+}

@@ -59,7 +59,21 @@ func (p *Pipeline) ValidateFHIR(doc []byte) error {
 	if !res.Valid() {
 		return &FHIRValidationError{Result: res}
 	}
-	return nil
+	m, err := decodeJSON(doc)
+	if err != nil {
+		return &FHIRValidationError{Result: res}
+	}
+	typ, _ := m["resourceType"].(string)
+	issues := checkProfiles(m, typ)
+	if entries, ok := m["entry"].([]any); ok && typ == "Bundle" {
+		for i, e := range entries {
+			em, _ := e.(map[string]any)
+			if r, ok := em["resource"].(map[string]any); ok {
+				issues = append(issues, checkProfiles(r, fmt.Sprintf("Bundle.entry[%d].resource", i))...)
+			}
+		}
+	}
+	return profileError(issues)
 }
 
 func knownKind(k mapping.Kind) bool {

@@ -187,6 +187,8 @@ func TestFHIRInteractions(t *testing.T) {
 		{"POST", "/Patient/$validate", `{"resourceType":"Patient","gender":"x"}`, 200},
 		{"POST", "/$validate", `{"resourceType":"Patient"}`, 200},
 		{"PUT", "/Patient?name=interact2", `{"resourceType":"Patient","name":[{"family":"Interact3"}]}`, 200},
+		{"POST", "", `{"resourceType":"Bundle","type":"transaction","entry":[{"fullUrl":"urn:uuid:5a0c2f52-1d3e-4b8e-9a41-7c0f3b2d9e11","resource":{"resourceType":"Patient"},"request":{"method":"POST","url":"Patient"}},{"resource":{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"urn:uuid:5a0c2f52-1d3e-4b8e-9a41-7c0f3b2d9e11"}},"request":{"method":"POST","url":"Observation"}}]}`, 200},
+		{"POST", "", `{"resourceType":"Bundle","type":"batch","entry":[{"request":{"method":"GET","url":"Patient/` + id + `"}}]}`, 200},
 		{"DELETE", "/Patient/" + id, "", 204},
 		{"GET", "/Patient/" + id, "", 410},
 	}
