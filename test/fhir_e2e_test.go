@@ -131,7 +131,17 @@ func TestKillDuringTransaction(t *testing.T) {
 		entries = append(entries, fmt.Sprintf(`{"fullUrl":"urn:uuid:%08d-0000-4000-8000-000000000000","resource":{"resourceType":"Basic","code":{"text":"k"},"identifier":[{"system":"urn:kill","value":"v%d"}]},"request":{"method":"POST","url":"Basic"}}`, i, i))
 	}
 	body := `{"resourceType":"Bundle","type":"transaction","entry":[` + strings.Join(entries, ",") + `]}`
-	for attempt := range 3 {
+	// One undisturbed run tells how long the transaction takes; the kills
+	// then land at 30%, 60% and 90% of that, i.e. while it is in flight.
+	g := startDB(t, db)
+	began := time.Now()
+	status, _, _ := doReq(t, "POST", g.base+"/fhir", body)
+	took := time.Since(began)
+	g.stop(t)
+	if status != 200 {
+		t.Fatalf("undisturbed transaction = %d", status)
+	}
+	for _, frac := range []float64{0.3, 0.6, 0.9} {
 		g := startDB(t, db)
 		done := make(chan struct{})
 		go func() {
@@ -141,17 +151,17 @@ func TestKillDuringTransaction(t *testing.T) {
 				resp.Body.Close()
 			}
 		}()
-		// Kill while the request is in flight (after a short, varying delay).
-		time.Sleep(time.Duration(50+attempt*100) * time.Millisecond) // picks the kill moment; nothing is asserted on timing
+		time.Sleep(time.Duration(frac * float64(took))) // chooses the kill moment; nothing is asserted on timing
 		_ = g.cmd.Process.Signal(syscall.SIGKILL)
 		_ = g.cmd.Wait()
 		<-done
 		g2 := startDB(t, db)
 		_, _, all := doReq(t, "GET", g2.base+"/fhir/Basic?_summary=count", "")
 		total := int(all["total"].(float64))
-		if total%n != 0 {
-			t.Fatalf("after kill -9: %d Basic resources, want a multiple of %d (all or nothing)", total, n)
+		if total%n != 0 || total < n {
+			t.Fatalf("after kill -9 at %.0f%%: %d Basic resources, want a multiple of %d (all or nothing)", frac*100, total, n)
 		}
+		t.Logf("kill at %.0f%% of %v: %d resources (%d complete transactions)", frac*100, took, total, total/n)
 		g2.stop(t)
 	}
 }
