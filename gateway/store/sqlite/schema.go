@@ -133,6 +133,44 @@ var migrations = []migration{{
 			PRIMARY KEY (source, kind, record_id, version)
 		)`,
 	},
+}, {
+	version: 2,
+	stmts: []string{
+		// The transactional outbox: one row per record and destination.
+		`CREATE TABLE outbox (
+			id INTEGER PRIMARY KEY,
+			destination TEXT NOT NULL,
+			order_key TEXT NOT NULL,
+			patient TEXT NOT NULL,
+			kind TEXT NOT NULL,
+			source TEXT NOT NULL,
+			record_id TEXT NOT NULL,
+			version TEXT NOT NULL,
+			trace_id TEXT NOT NULL,
+			payload BLOB NOT NULL,
+			status TEXT NOT NULL,
+			attempts INTEGER NOT NULL DEFAULT 0,
+			next_attempt INTEGER NOT NULL,
+			lease_until INTEGER NOT NULL DEFAULT 0,
+			last_error TEXT NOT NULL DEFAULT '',
+			created INTEGER NOT NULL,
+			updated INTEGER NOT NULL
+		)`,
+		`CREATE INDEX outbox_due ON outbox (destination, status, next_attempt)`,
+		`CREATE INDEX outbox_order ON outbox (destination, order_key, id)`,
+		`CREATE INDEX outbox_created ON outbox (created)`,
+		`CREATE TABLE delivery_attempts (
+			item_id INTEGER NOT NULL REFERENCES outbox (id),
+			n INTEGER NOT NULL,
+			at INTEGER NOT NULL,
+			duration_ms INTEGER NOT NULL,
+			http_status INTEGER NOT NULL,
+			outcome BLOB,
+			trace_id TEXT NOT NULL,
+			error TEXT NOT NULL,
+			PRIMARY KEY (item_id, n)
+		)`,
+	},
 }}
 
 // schemaVersion is the schema version this package migrates to.

@@ -55,6 +55,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Paging", testPaging},
 		{"Include", testInclude},
 		{"RevInclude", testRevInclude},
+		{"Outbox", testOutbox},
+		{"OutboxLease", testOutboxLease},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,0 +1,98 @@
+package store
+
+import (
+	"context"
+	"time"
+)
+
+// Delivery statuses of an outbox item.
+const (
+	StatusPending  = "pending"
+	StatusInFlight = "inflight"
+	StatusDone     = "done"
+	StatusDead     = "dead"
+)
+
+// OutboxItem is one record to deliver to one destination. It is enqueued
+// in the same transaction that stores the record, so nothing committed is
+// ever lost between commit and send.
+type OutboxItem struct {
+	ID          int64
+	Destination string
+	// OrderKey orders the items of one source record (source|kind|record):
+	// an item is sent only when no earlier item of its key is pending or
+	// in flight, so an amendment never overtakes its original.
+	OrderKey string
+	// Patient is the clinic patient key, for the operator's listing.
+	Patient                         string
+	Kind, Source, RecordID, Version string
+	// TraceID is the trace of the request that stored the record.
+	TraceID     string
+	Payload     []byte
+	Status      string
+	Attempts    int
+	NextAttempt time.Time
+	LastError   string
+	Created     time.Time
+	Updated     time.Time
+}
+
+// Attempt is one delivery attempt of an item.
+type Attempt struct {
+	ItemID     int64
+	N          int
+	At         time.Time
+	Duration   time.Duration
+	HTTPStatus int
+	// Outcome is the EHR's OperationOutcome or response excerpt.
+	Outcome []byte
+	TraceID string
+	// Error is a PHI-free reason ("http 503", "timeout", ...).
+	Error string
+}
+
+// DeliveryFilter selects items for the operator's listing.
+type DeliveryFilter struct {
+	Status, Destination, Patient string
+	Since, Until                 time.Time
+	Limit, Offset                int
+}
+
+// DestinationStats is the backlog of one destination.
+type DestinationStats struct {
+	Destination   string
+	Pending       int // pending + in flight
+	Dead          int
+	OldestPending time.Time // zero when nothing is pending
+}
+
+// OutboxTx is implemented by the Tx of stores that keep an outbox.
+type OutboxTx interface {
+	// Enqueue adds items (ID, Status, Created and NextAttempt are set by
+	// the store).
+	Enqueue(items ...*OutboxItem) error
+}
+
+// Outbox is implemented by stores that keep an outbox.
+type Outbox interface {
+	// Claim marks up to limit due items of destination in flight until
+	// now+lease and returns them: pending items whose NextAttempt has come
+	// (or in-flight items whose lease expired) that are the earliest
+	// undelivered item of their OrderKey (dead items do not block).
+	Claim(ctx context.Context, destination string, now time.Time, lease time.Duration, limit int) ([]*OutboxItem, error)
+	// Complete records an attempt and sets the item's status (done,
+	// pending for a retry at nextAttempt, or dead).
+	Complete(ctx context.Context, a *Attempt, status string, nextAttempt time.Time) error
+	// Deliveries lists items, newest first.
+	Deliveries(ctx context.Context, f DeliveryFilter) ([]*OutboxItem, error)
+	// Delivery returns one item with its attempts; ErrNotFound if absent.
+	Delivery(ctx context.Context, id int64) (*OutboxItem, []*Attempt, error)
+	// Retry puts a dead item back to pending, due now; ErrNotFound if it
+	// is not dead.
+	Retry(ctx context.Context, id int64, now time.Time) error
+	// Replay enqueues again every item of destination created at or after
+	// since (as new pending items) and returns how many.
+	Replay(ctx context.Context, destination string, since, now time.Time) (int, error)
+	// Stats reports the backlog per destination.
+	Stats(ctx context.Context) ([]DestinationStats, error)
+}

@@ -1,0 +1,150 @@
+package storetest
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+)
+
+// outboxOf returns the store's outbox or skips (a backend without one).
+func outboxOf(t *testing.T, s store.Store) store.Outbox {
+	t.Helper()
+	ob, ok := s.(store.Outbox)
+	if !ok {
+		t.Skip("this store keeps no outbox")
+	}
+	return ob
+}
+
+func enqueue(t *testing.T, s store.Store, items ...*store.OutboxItem) {
+	t.Helper()
+	err := s.Write(context.Background(), func(tx store.Tx) error {
+		otx, ok := tx.(store.OutboxTx)
+		if !ok {
+			t.Fatal("the store's Tx does not implement store.OutboxTx")
+		}
+		return otx.Enqueue(items...)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func item(dest, key, patient string) *store.OutboxItem {
+	return &store.OutboxItem{Destination: dest, OrderKey: key, Patient: patient, Kind: "session", Source: "src",
+		RecordID: key, Version: "1", Payload: []byte(`{"resourceType":"Bundle"}`)}
+}
+
+func itemIDs(items []*store.OutboxItem) []int64 {
+	var out []int64
+	for _, it := range items {
+		out = append(out, it.ID)
+	}
+	return out
+}
+
+// testOutbox: claim order per key, retries, dead letters not blocking,
+// operator retry and replay, stats.
+func testOutbox(t *testing.T, s store.Store) {
+	ob := outboxOf(t, s)
+	ctx := context.Background()
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	a1, a2, b1, c1 := item("ehr", "A", "pa"), item("ehr", "A", "pa"), item("ehr", "B", "pb"), item("other", "C", "pc")
+	a2.Version = "2"
+	enqueue(t, s, a1, a2, b1, c1)
+	if a1.ID == 0 || a2.ID <= a1.ID || a1.Status != store.StatusPending {
+		t.Fatalf("Enqueue ids/status = %d %d %s", a1.ID, a2.ID, a1.Status)
+	}
+	got, err := ob.Claim(ctx, "ehr", now, time.Minute, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []int64{a1.ID, b1.ID}; !equal(itemIDs(got), want) {
+		t.Fatalf("Claim = %v, want %v (the amendment waits for its original)", itemIDs(got), want)
+	}
+	if again, _ := ob.Claim(ctx, "ehr", now, time.Minute, 10); len(again) != 0 {
+		t.Fatalf("in-flight items claimed twice: %v", itemIDs(again))
+	}
+	// a1 fails and is retried later; b1 dies.
+	if err := ob.Complete(ctx, &store.Attempt{ItemID: a1.ID, At: now, HTTPStatus: 503, Error: "http 503"}, store.StatusPending, now.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if err := ob.Complete(ctx, &store.Attempt{ItemID: b1.ID, At: now, HTTPStatus: 400, Error: "http 400", Outcome: []byte(`{"resourceType":"OperationOutcome"}`)}, store.StatusDead, now); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := ob.Claim(ctx, "ehr", now, time.Minute, 10); len(got) != 0 {
+		t.Fatalf("Claim before the retry time = %v", itemIDs(got))
+	}
+	got, _ = ob.Claim(ctx, "ehr", now.Add(time.Minute), time.Minute, 10)
+	if !equal(itemIDs(got), []int64{a1.ID}) {
+		t.Fatalf("Claim at retry time = %v, want [%d]", itemIDs(got), a1.ID)
+	}
+	if err := ob.Complete(ctx, &store.Attempt{ItemID: a1.ID, At: now, HTTPStatus: 200}, store.StatusDone, now); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = ob.Claim(ctx, "ehr", now.Add(time.Minute), time.Minute, 10)
+	if !equal(itemIDs(got), []int64{a2.ID}) {
+		t.Fatalf("after the original is done, Claim = %v, want the amendment %d", itemIDs(got), a2.ID)
+	}
+	it, attempts, err := ob.Delivery(ctx, a1.ID)
+	if err != nil || it.Status != store.StatusDone || it.Attempts != 2 || len(attempts) != 2 || attempts[0].HTTPStatus != 503 || attempts[1].N != 2 {
+		t.Fatalf("Delivery(a1) = %+v %+v %v", it, attempts, err)
+	}
+	if _, _, err := ob.Delivery(ctx, 999999); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Delivery(unknown) = %v, want ErrNotFound", err)
+	}
+	dead, err := ob.Deliveries(ctx, store.DeliveryFilter{Status: store.StatusDead})
+	if err != nil || !equal(itemIDs(dead), []int64{b1.ID}) {
+		t.Fatalf("Deliveries(dead) = %v %v", itemIDs(dead), err)
+	}
+	if byPatient, _ := ob.Deliveries(ctx, store.DeliveryFilter{Patient: "pc"}); !equal(itemIDs(byPatient), []int64{c1.ID}) {
+		t.Errorf("Deliveries(patient) = %v", itemIDs(byPatient))
+	}
+	if err := ob.Retry(ctx, b1.ID, now); err != nil {
+		t.Fatal(err)
+	}
+	if err := ob.Retry(ctx, b1.ID, now); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Retry of a non-dead item = %v, want ErrNotFound", err)
+	}
+	stats, err := ob.Stats(ctx)
+	if err != nil || len(stats) != 2 || stats[0].Destination != "ehr" || stats[0].Pending != 2 || stats[0].OldestPending.IsZero() {
+		t.Fatalf("Stats = %+v %v", stats, err)
+	}
+	n, err := ob.Replay(ctx, "ehr", now.Add(-time.Hour), now)
+	if err != nil || n != 1 { // a1 is done; a2 in flight and b1 pending are not replayed
+		t.Fatalf("Replay = %d %v, want 1", n, err)
+	}
+}
+
+// testOutboxLease: a crashed worker's claim is taken over after the lease.
+func testOutboxLease(t *testing.T, s store.Store) {
+	ob := outboxOf(t, s)
+	ctx := context.Background()
+	now := time.Now().UTC()
+	x := item("ehr", "X", "px")
+	enqueue(t, s, x)
+	if got, _ := ob.Claim(ctx, "ehr", now, time.Minute, 1); len(got) != 1 {
+		t.Fatal("first claim failed")
+	}
+	if got, _ := ob.Claim(ctx, "ehr", now.Add(30*time.Second), time.Minute, 1); len(got) != 0 {
+		t.Fatal("claimed again within the lease")
+	}
+	if got, _ := ob.Claim(ctx, "ehr", now.Add(61*time.Second), time.Minute, 1); !equal(itemIDs(got), []int64{x.ID}) {
+		t.Fatalf("claim after the lease = %v", itemIDs(got))
+	}
+}
+
+func equal(a, b []int64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
