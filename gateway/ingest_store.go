@@ -69,13 +69,57 @@ func (s *Server) storeRecord(c echo.Context, kind mapping.Kind, body []byte, fir
 		if err != nil {
 			return err
 		}
+		if err := s.enqueue(tx, kind, res, version); err != nil {
+			return err
+		}
 		return tx.PutLedger(&store.Ledger{Source: src.System, Kind: string(kind), RecordID: src.RecordID, Version: version,
 			ContentHash: hash, Response: answer, Received: now.UTC()})
 	})
 	if err != nil {
 		return err
 	}
+	s.notifyDelivery()
 	return c.Blob(http.StatusOK, ContentTypeFHIR, answer)
+}
+
+// enqueue puts the mapped record in the outbox of every route that accepts
+// it, inside the transaction that stores it. The payload is the mapped
+// transaction Bundle: its entries are conditional on identifiers (or PUT to
+// deterministic ids), so a re-send never duplicates anything at the EHR.
+func (s *Server) enqueue(tx store.Tx, kind mapping.Kind, res *mapping.Result, version string) error {
+	var items []*store.OutboxItem
+	var payload []byte
+	for _, r := range s.cfg.Routes {
+		if !r.Accepts(string(kind), res.Source.System) {
+			continue
+		}
+		if payload == nil {
+			b, err := res.Transaction()
+			if err != nil {
+				return err
+			}
+			if payload, err = json.Marshal(b); err != nil {
+				return err
+			}
+		}
+		patient := ""
+		if len(res.Entries) > 0 && res.Entries[0].ResourceType == "Patient" {
+			patient = res.Entries[0].IdentifierValue
+		}
+		items = append(items, &store.OutboxItem{
+			Destination: r.Name, OrderKey: res.Source.System + "|" + string(kind) + "|" + res.Source.RecordID,
+			Patient: res.Source.System + "|" + patient, Kind: string(kind), Source: res.Source.System,
+			RecordID: res.Source.RecordID, Version: version, Payload: payload,
+		})
+	}
+	if len(items) == 0 {
+		return nil
+	}
+	otx, ok := tx.(store.OutboxTx)
+	if !ok {
+		return fmt.Errorf("enqueue %s record: the store keeps no outbox", kind)
+	}
+	return otx.Enqueue(items...)
 }
 
 // recordStored reports whether the record's main resource (the first

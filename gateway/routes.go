@@ -14,6 +14,14 @@ func (s *Server) routes() {
 		return
 	}
 
+	// Readiness and the operator API (docs/operations.md).
+	e.GET("/readyz", s.handleReady)
+	a := e.Group("/admin")
+	a.GET("/deliveries", s.handleListDeliveries)
+	a.GET("/deliveries/:id", s.handleShowDelivery)
+	a.POST("/deliveries/:id/retry", s.handleRetryDelivery)
+	a.POST("/deliveries/replay", s.handleReplay)
+
 	// The FHIR R4 RESTful API (http.html).
 	f := e.Group("/fhir", s.fhirFormat)
 	f.GET("/metadata", s.handleMetadata)

@@ -40,6 +40,25 @@ type Config struct {
 	MaxBundleEntries int
 	// Now is the clock (time.Now by default).
 	Now func() time.Time
+	// Routes are the delivery destinations: every stored native record
+	// that a route accepts is enqueued for it in the same transaction.
+	Routes []Route
+	// Notify is called after records were enqueued (wakes the worker).
+	Notify func()
+}
+
+// Route is a delivery destination as the write path sees it.
+type Route struct {
+	Name string
+	// Accepts reports whether records of kind from source go there.
+	Accepts func(kind, source string) bool
+}
+
+// notifyDelivery wakes the delivery worker, if any.
+func (s *Server) notifyDelivery() {
+	if s.cfg.Notify != nil {
+		s.cfg.Notify()
+	}
 }
 
 // Server serves the gateway's HTTP API.

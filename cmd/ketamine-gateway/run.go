@@ -32,6 +32,7 @@ commands:
   serve       run the gateway (--addr, --db; see serve -h)
   map         map a native record to a FHIR transaction Bundle: map --kind KIND FILE
   validate    validate a FHIR resource or Bundle: validate FILE
+  deliveries  list, show, retry and replay deliveries to EHRs (deliveries -h)
   codesystem  print the gateway's own CodeSystem resources
   version     print the version
 
@@ -51,6 +52,8 @@ func run(ctx context.Context, args []string, getenv func(string) string,
 		return mapCommand(rest, getenv, stdin, stdout, stderr)
 	case "validate":
 		return validateCommand(rest, stdin, stdout, stderr)
+	case "deliveries":
+		return deliveriesCommand(ctx, rest, getenv, stdout, stderr)
 	case "codesystem":
 		return codeSystemCommand(rest, stdout, stderr)
 	case "version":
