@@ -81,7 +81,9 @@ type Outbox interface {
 	// undelivered item of their OrderKey (dead items do not block).
 	Claim(ctx context.Context, destination string, now time.Time, lease time.Duration, limit int) ([]*OutboxItem, error)
 	// Complete records an attempt and sets the item's status (done,
-	// pending for a retry at nextAttempt, or dead).
+	// pending for a retry at nextAttempt, or dead). It returns ErrNotFound
+	// and changes nothing when the item is absent or not in flight (a late
+	// completion never reopens a finished item).
 	Complete(ctx context.Context, a *Attempt, status string, nextAttempt time.Time) error
 	// Deliveries lists items, newest first.
 	Deliveries(ctx context.Context, f DeliveryFilter) ([]*OutboxItem, error)

@@ -91,10 +91,11 @@ func (s *Store) Complete(ctx context.Context, a *store.Attempt, status string, n
 	return s.Write(ctx, func(stx store.Tx) error {
 		t := stx.(*tx)
 		var n int
-		if err := t.q.QueryRowContext(ctx, `SELECT attempts FROM outbox WHERE id = ?`, a.ItemID).Scan(&n); err != nil {
-			if errors.Is(err, sql.ErrNoRows) {
-				return store.ErrNotFound
-			}
+		err := t.q.QueryRowContext(ctx, `SELECT attempts FROM outbox WHERE id = ? AND status = 'inflight'`, a.ItemID).Scan(&n)
+		if errors.Is(err, sql.ErrNoRows) {
+			return store.ErrNotFound // absent, or no longer in flight: a late completion changes nothing
+		}
+		if err != nil {
 			return mapErr(err)
 		}
 		n++
@@ -103,7 +104,7 @@ func (s *Store) Complete(ctx context.Context, a *store.Attempt, status string, n
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, a.ItemID, n, a.At.UnixMilli(), a.Duration.Milliseconds(), a.HTTPStatus, a.Outcome, a.TraceID, a.Error); err != nil {
 			return mapErr(err)
 		}
-		_, err := t.q.ExecContext(ctx, `UPDATE outbox SET status = ?, attempts = ?, next_attempt = ?, lease_until = 0,
+		_, err = t.q.ExecContext(ctx, `UPDATE outbox SET status = ?, attempts = ?, next_attempt = ?, lease_until = 0,
 			last_error = ?, updated = ? WHERE id = ?`, status, n, nextAttempt.UnixMilli(), a.Error, a.At.UnixMilli(), a.ItemID)
 		return mapErr(err)
 	})

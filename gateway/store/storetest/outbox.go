@@ -68,6 +68,9 @@ func testOutbox(t *testing.T, s store.Store) {
 	if again, _ := ob.Claim(ctx, "ehr", now, time.Minute, 10); len(again) != 0 {
 		t.Fatalf("in-flight items claimed twice: %v", itemIDs(again))
 	}
+	if err := ob.Complete(ctx, &store.Attempt{ItemID: c1.ID, At: now}, store.StatusDone, now); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Complete of an item not in flight = %v, want ErrNotFound", err)
+	}
 	// a1 fails and is retried later; b1 dies.
 	if err := ob.Complete(ctx, &store.Attempt{ItemID: a1.ID, At: now, HTTPStatus: 503, Error: "http 503"}, store.StatusPending, now.Add(time.Minute)); err != nil {
 		t.Fatal(err)
