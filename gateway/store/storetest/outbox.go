@@ -51,10 +51,10 @@ func itemIDs(items []*store.OutboxItem) []int64 {
 func testOutbox(t *testing.T, s store.Store) {
 	ob := outboxOf(t, s)
 	ctx := context.Background()
-	now := time.Now().UTC().Truncate(time.Millisecond)
 	a1, a2, b1, c1 := item("ehr", "A", "pa"), item("ehr", "A", "pa"), item("ehr", "B", "pb"), item("other", "C", "pc")
 	a2.Version = "2"
 	enqueue(t, s, a1, a2, b1, c1)
+	now := time.Now().UTC().Add(time.Millisecond) // after the enqueue: the items are due
 	if a1.ID == 0 || a2.ID <= a1.ID || a1.Status != store.StatusPending {
 		t.Fatalf("Enqueue ids/status = %d %d %s", a1.ID, a2.ID, a1.Status)
 	}
@@ -126,9 +126,9 @@ func testOutbox(t *testing.T, s store.Store) {
 func testOutboxLease(t *testing.T, s store.Store) {
 	ob := outboxOf(t, s)
 	ctx := context.Background()
-	now := time.Now().UTC()
 	x := item("ehr", "X", "px")
 	enqueue(t, s, x)
+	now := time.Now().UTC().Add(time.Millisecond)
 	if got, _ := ob.Claim(ctx, "ehr", now, time.Minute, 1); len(got) != 1 {
 		t.Fatal("first claim failed")
 	}

@@ -1,0 +1,172 @@
+package telemetry
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+)
+
+// MeterName is the instrumentation scope of the gateway's own instruments.
+const MeterName = "github.com/ketamine-gateway/ketamine-gateway/gateway"
+
+// Metric instrument names.
+const (
+	MetricIngestRecords      = "gateway.ingest.records"
+	MetricValidationFailures = "gateway.validation.failures"
+	MetricDeliveryAttempts   = "gateway.delivery.attempts"
+	MetricDeliveryDuration   = "gateway.delivery.duration"
+	MetricDeliveryBacklog    = "gateway.delivery.backlog"
+	MetricOldestPendingAge   = "gateway.delivery.oldest_pending_age"
+)
+
+// Attribute keys recorded by Metrics (all on the allow-list).
+const (
+	attrIngestKind          = attribute.Key("ingest.kind")
+	attrFHIROutcome         = attribute.Key("fhir.outcome")
+	attrValidationRule      = attribute.Key("validation.rule")
+	attrDeliveryDestination = attribute.Key("delivery.destination")
+	attrDeliveryOutcome     = attribute.Key("delivery.outcome")
+)
+
+// deliveryBuckets are the histogram bounds of gateway.delivery.duration, in
+// seconds.
+var deliveryBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}
+
+// BacklogStat is the delivery backlog of one destination, reported by the
+// callback given to Metrics.RegisterBacklog.
+type BacklogStat struct {
+	// Destination is the configured destination name (not a URL).
+	Destination string
+	// Pending is the number of records waiting for delivery.
+	Pending int64
+	// OldestPendingAge is how long the oldest pending record has waited
+	// (zero when nothing is pending).
+	OldestPendingAge time.Duration
+}
+
+// Metrics holds the gateway's own instruments. Request counts and latencies
+// come from otelhttp (ServerHandler, ClientTransport).
+//
+// Every string argument of its methods becomes an attribute value: pass
+// enumerated values (a kind, an outcome, a rule id, a destination name),
+// never data from a record. A nil *Metrics is valid and records nothing.
+type Metrics struct {
+	ingest           metric.Int64Counter
+	validation       metric.Int64Counter
+	deliveryAttempts metric.Int64Counter
+	deliveryDuration metric.Float64Histogram
+	backlog          metric.Int64ObservableGauge
+	oldestAge        metric.Float64ObservableGauge
+
+	backlogFn atomic.Pointer[func(context.Context) []BacklogStat]
+	reg       metric.Registration
+}
+
+// NewMetrics creates the gateway instruments on mp.
+func NewMetrics(mp metric.MeterProvider) (*Metrics, error) {
+	meter := mp.Meter(MeterName)
+	m := &Metrics{}
+	var err, e error
+	m.ingest, e = meter.Int64Counter(MetricIngestRecords,
+		metric.WithDescription("Records ingested, by ingest kind and FHIR outcome."),
+		metric.WithUnit("{record}"))
+	err = errors.Join(err, e)
+	m.validation, e = meter.Int64Counter(MetricValidationFailures,
+		metric.WithDescription("Validation failures, by validation rule."),
+		metric.WithUnit("{failure}"))
+	err = errors.Join(err, e)
+	m.deliveryAttempts, e = meter.Int64Counter(MetricDeliveryAttempts,
+		metric.WithDescription("Delivery attempts, by destination and outcome."),
+		metric.WithUnit("{attempt}"))
+	err = errors.Join(err, e)
+	m.deliveryDuration, e = meter.Float64Histogram(MetricDeliveryDuration,
+		metric.WithDescription("Duration of delivery attempts, by destination and outcome."),
+		metric.WithUnit("s"),
+		metric.WithExplicitBucketBoundaries(deliveryBuckets...))
+	err = errors.Join(err, e)
+	m.backlog, e = meter.Int64ObservableGauge(MetricDeliveryBacklog,
+		metric.WithDescription("Records pending delivery, by destination."),
+		metric.WithUnit("{record}"))
+	err = errors.Join(err, e)
+	m.oldestAge, e = meter.Float64ObservableGauge(MetricOldestPendingAge,
+		metric.WithDescription("Age of the oldest record pending delivery, by destination."),
+		metric.WithUnit("s"))
+	err = errors.Join(err, e)
+	if err != nil {
+		return nil, err
+	}
+	m.reg, err = meter.RegisterCallback(m.observeBacklog, m.backlog, m.oldestAge)
+	if err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// IngestRecord counts one ingested record of the given kind with the given
+// FHIR outcome.
+func (m *Metrics) IngestRecord(ctx context.Context, kind, outcome string) {
+	if m == nil {
+		return
+	}
+	m.ingest.Add(ctx, 1, metric.WithAttributes(attrIngestKind.String(kind), attrFHIROutcome.String(outcome)))
+}
+
+// ValidationFailure counts one failure of the given validation rule.
+func (m *Metrics) ValidationFailure(ctx context.Context, rule string) {
+	if m == nil {
+		return
+	}
+	m.validation.Add(ctx, 1, metric.WithAttributes(attrValidationRule.String(rule)))
+}
+
+// DeliveryAttempt counts one delivery attempt to dest with the given outcome
+// and records its duration d.
+func (m *Metrics) DeliveryAttempt(ctx context.Context, dest, outcome string, d time.Duration) {
+	if m == nil {
+		return
+	}
+	attrs := metric.WithAttributeSet(attribute.NewSet(
+		attrDeliveryDestination.String(dest), attrDeliveryOutcome.String(outcome)))
+	m.deliveryAttempts.Add(ctx, 1, attrs)
+	m.deliveryDuration.Record(ctx, d.Seconds(), attrs)
+}
+
+// RegisterBacklog sets the function that reports the delivery backlog; it is
+// called on every metric collection to feed gateway.delivery.backlog and
+// gateway.delivery.oldest_pending_age. It must be fast and safe for
+// concurrent use. A later call replaces fn; nil stops reporting.
+func (m *Metrics) RegisterBacklog(fn func(context.Context) []BacklogStat) {
+	if m == nil {
+		return
+	}
+	if fn == nil {
+		m.backlogFn.Store(nil)
+		return
+	}
+	m.backlogFn.Store(&fn)
+}
+
+// Close unregisters the backlog callback from the meter provider.
+func (m *Metrics) Close() error {
+	if m == nil || m.reg == nil {
+		return nil
+	}
+	return m.reg.Unregister()
+}
+
+func (m *Metrics) observeBacklog(ctx context.Context, o metric.Observer) error {
+	fn := m.backlogFn.Load()
+	if fn == nil {
+		return nil
+	}
+	for _, s := range (*fn)(ctx) {
+		attrs := metric.WithAttributes(attrDeliveryDestination.String(s.Destination))
+		o.ObserveInt64(m.backlog, s.Pending, attrs)
+		o.ObserveFloat64(m.oldestAge, s.OldestPendingAge.Seconds(), attrs)
+	}
+	return nil
+}
