@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/telemetry"
 )
 
 // logRequests writes one structured line per request: the route template
@@ -21,10 +23,19 @@ func (s *Server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 		if err != nil {
 			c.Error(err)
 		}
-		s.log.Info("request", "method", c.Request().Method, "route", c.Path(),
+		s.log.InfoContext(c.Request().Context(), "request", "method", c.Request().Method, "route", c.Path(),
 			"status", c.Response().Status, "bytes", c.Response().Size,
 			"duration_ms", float64(time.Since(start).Microseconds())/1000)
 		return nil
+	}
+}
+
+// routeTemplate tells the tracing layer the matched route template, which
+// names the server span (never the raw path, which may carry ids).
+func (s *Server) routeTemplate(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		telemetry.SetRoute(c.Request().Context(), c.Path())
+		return next(c)
 	}
 }
 

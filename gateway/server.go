@@ -14,6 +14,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/telemetry"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
 )
 
@@ -45,6 +46,9 @@ type Config struct {
 	Routes []Route
 	// Notify is called after records were enqueued (wakes the worker).
 	Notify func()
+	// Telemetry traces requests (otelhttp; traceresponse and X-Request-Id
+	// headers). Nil: no tracing.
+	Telemetry *telemetry.Telemetry
 }
 
 // Route is a delivery destination as the write path sees it.
@@ -63,6 +67,7 @@ func (s *Server) notifyDelivery() {
 
 // Server serves the gateway's HTTP API.
 type Server struct {
+	handler  http.Handler
 	cfg      Config
 	store    store.Store
 	pipeline *Pipeline
@@ -90,8 +95,12 @@ func NewServer(cfg Config) (*Server, error) {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
-	e.Use(s.recoverPanics, s.logRequests)
+	e.Use(s.recoverPanics, s.routeTemplate, s.logRequests)
 	s.echo = e
+	s.handler = e
+	if cfg.Telemetry != nil {
+		s.handler = telemetry.ServerHandler(e, cfg.Telemetry, nil)
+	}
 	s.routes()
 	if s.store != nil {
 		if err := s.seed(context.Background()); err != nil {
@@ -102,7 +111,7 @@ func NewServer(cfg Config) (*Server, error) {
 }
 
 // ServeHTTP implements http.Handler.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.echo.ServeHTTP(w, r) }
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
 
 // handleError is the one place that turns errors into responses.
 func (s *Server) handleError(err error, c echo.Context) {

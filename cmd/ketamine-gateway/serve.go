@@ -14,7 +14,9 @@ import (
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/postgres"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/telemetry"
 )
 
 // serveConfig is what serve reads from flags and the environment.
@@ -41,14 +43,23 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if fs.NArg() > 0 {
 		return usageError("serve takes no arguments")
 	}
-	logger := slog.New(slog.NewJSONHandler(stderr, nil))
+	tel, err := telemetry.Setup(ctx, getenv, stdout)
+	if err != nil {
+		return &exitError{code: exitUsage, msg: fmt.Sprintf("OpenTelemetry configuration: %v", err)}
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = tel.Shutdown(sctx)
+	}()
+	logger := slog.New(telemetry.LogHandler(slog.NewJSONHandler(stderr, nil)))
 	st, err := openStore(ctx, cfg.db)
 	if err != nil {
 		return &exitError{code: exitInvalid, msg: err.Error()}
 	}
 	defer st.Close()
 	srv, err := gateway.NewServer(gateway.Config{MaxBodyBytes: cfg.maxBody, IdentifierBase: cfg.identifierBase, Logger: logger,
-		Store: st, BaseURL: cfg.baseURL, MaxBundleEntries: cfg.maxEntries})
+		Store: st, BaseURL: cfg.baseURL, MaxBundleEntries: cfg.maxEntries, Telemetry: tel})
 	if err != nil {
 		return err
 	}
@@ -86,11 +97,18 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	return nil
 }
 
-// openStore opens the database named by --db: a SQLite file path (the
-// embedded default); postgres:// URLs arrive with the PostgreSQL backend.
+// openStore opens the database named by --db: a postgres:// or
+// postgresql:// URL selects PostgreSQL (pool and timeouts from the URL's
+// query, see package postgres), anything else is a SQLite file path (the
+// embedded default).
 func openStore(ctx context.Context, db string) (store.Store, error) {
 	if strings.HasPrefix(db, "postgres://") || strings.HasPrefix(db, "postgresql://") {
-		return nil, fmt.Errorf("--db: PostgreSQL is not supported yet; use a SQLite file path")
+		st, err := postgres.Open(ctx, db, postgres.Options{})
+		if err != nil {
+			// The URL may hold a password: it is not repeated here.
+			return nil, fmt.Errorf("open PostgreSQL database: %w", err)
+		}
+		return st, nil
 	}
 	st, err := sqlite.Open(ctx, db, sqlite.Options{})
 	if err != nil {
