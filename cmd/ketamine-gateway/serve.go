@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/delivery"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/postgres"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
@@ -22,6 +23,7 @@ import (
 // serveConfig is what serve reads from flags and the environment.
 type serveConfig struct {
 	addr, db, identifierBase, baseURL string
+	configFile, ehrURL                string
 	maxBody                           int64
 	maxEntries                        int
 }
@@ -36,6 +38,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	fs.StringVar(&cfg.identifierBase, "identifier-base", getenv("GATEWAY_IDENTIFIER_BASE"), "namespace of minted identifier systems (GATEWAY_IDENTIFIER_BASE)")
 	fs.Int64Var(&cfg.maxBody, "max-body", gateway.DefaultMaxBodyBytes, "request body limit in bytes")
 	fs.IntVar(&cfg.maxEntries, "max-entries", gateway.DefaultMaxBundleEntries, "Bundle entry limit")
+	fs.StringVar(&cfg.configFile, "config", getenv("GATEWAY_CONFIG"), "configuration file: delivery destinations (GATEWAY_CONFIG; docs/configuration.md)")
+	fs.StringVar(&cfg.ehrURL, "ehr-url", getenv("GATEWAY_EHR_URL"), "deliver every stored record to this FHIR base (GATEWAY_EHR_URL)")
 	fs.StringVar(&cfg.baseURL, "base-url", getenv("GATEWAY_BASE_URL"), "public FHIR base URL (GATEWAY_BASE_URL); default: from each request")
 	if err := fs.Parse(args); err != nil {
 		return &exitError{code: exitUsage}
@@ -58,10 +62,60 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return &exitError{code: exitInvalid, msg: err.Error()}
 	}
 	defer st.Close()
-	srv, err := gateway.NewServer(gateway.Config{MaxBodyBytes: cfg.maxBody, IdentifierBase: cfg.identifierBase, Logger: logger,
-		Store: st, BaseURL: cfg.baseURL, MaxBundleEntries: cfg.maxEntries, Telemetry: tel})
+	dests, err := destinations(cfg.configFile, cfg.ehrURL, getenv)
+	if err != nil {
+		return &exitError{code: exitUsage, msg: err.Error()}
+	}
+	metrics, err := telemetry.NewMetrics(tel.MeterProvider())
 	if err != nil {
 		return err
+	}
+	defer metrics.Close()
+	gcfg := gateway.Config{MaxBodyBytes: cfg.maxBody, IdentifierBase: cfg.identifierBase, Logger: logger,
+		Store: st, BaseURL: cfg.baseURL, MaxBundleEntries: cfg.maxEntries, Telemetry: tel}
+	var worker *delivery.Worker
+	if len(dests) > 0 {
+		ob, ok := gateway.DeliveryOutbox(st)
+		if !ok {
+			return &exitError{code: exitUsage, msg: "the database keeps no outbox: delivery needs the SQLite or PostgreSQL store"}
+		}
+		worker, err = delivery.NewWorker(ob, dests, delivery.WorkerOptions{
+			Logger:        logger,
+			Observer:      gateway.DeliveryObserver{Metrics: metrics},
+			TraceID:       telemetry.TraceID,
+			WrapTransport: func(rt http.RoundTripper) http.RoundTripper { return telemetry.ClientTransport(rt, tel) },
+		})
+		if err != nil {
+			return &exitError{code: exitUsage, msg: fmt.Sprintf("delivery: %v", err)}
+		}
+		gcfg.Routes, gcfg.Notify = gateway.Routes(dests), worker.Notify
+		metrics.RegisterBacklog(func(ctx context.Context) []telemetry.BacklogStat {
+			stats, err := st.(store.Outbox).Stats(ctx)
+			if err != nil {
+				return nil
+			}
+			out := make([]telemetry.BacklogStat, 0, len(stats))
+			for _, s := range stats {
+				b := telemetry.BacklogStat{Destination: s.Destination, Pending: int64(s.Pending)}
+				if !s.OldestPending.IsZero() {
+					b.OldestPendingAge = time.Since(s.OldestPending)
+				}
+				out = append(out, b)
+			}
+			return out
+		})
+	}
+	srv, err := gateway.NewServer(gcfg)
+	if err != nil {
+		return err
+	}
+	workerDone := make(chan error, 1)
+	wctx, stopWorker := context.WithCancel(context.Background())
+	defer stopWorker()
+	if worker != nil {
+		go func() { workerDone <- worker.Run(wctx) }()
+	} else {
+		workerDone <- nil
 	}
 	// Listen first, so a busy port fails at once.
 	ln, err := net.Listen("tcp", cfg.addr)
@@ -91,6 +145,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err := hs.Shutdown(sctx); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
 	}
+	stopWorker() // in-flight deliveries finish or are cut off; they stay in the outbox
+	<-workerDone
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}

@@ -1,0 +1,118 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/delivery"
+)
+
+// fileConfig is the --config file (docs/configuration.md).
+type fileConfig struct {
+	Destinations []destinationConfig `json:"destinations"`
+}
+
+type destinationConfig struct {
+	Name    string `json:"name"`
+	BaseURL string `json:"baseUrl"`
+	Auth    struct {
+		Type           string `json:"type"`
+		Token          string `json:"token"`
+		TokenURL       string `json:"tokenUrl"`
+		ClientID       string `json:"clientId"`
+		Scope          string `json:"scope"`
+		PrivateKeyFile string `json:"privateKeyFile"`
+		KeyID          string `json:"keyId"`
+		Alg            string `json:"alg"`
+	} `json:"auth"`
+	Filter struct {
+		Kinds   []string `json:"kinds"`
+		Sources []string `json:"sources"`
+	} `json:"filter"`
+	Mode        string  `json:"mode"`
+	MaxEntries  int     `json:"maxEntries"`
+	Timeout     string  `json:"timeout"`
+	RateLimit   float64 `json:"rateLimit"`
+	Burst       int     `json:"burst"`
+	Concurrency int     `json:"concurrency"`
+	TLS         struct {
+		CAFile   string `json:"caFile"`
+		CertFile string `json:"certFile"`
+		KeyFile  string `json:"keyFile"`
+	} `json:"tls"`
+}
+
+// destinations reads the delivery destinations from --config and/or
+// --ehr-url (one destination named "ehr" with the defaults).
+func destinations(configFile, ehrURL string, getenv func(string) string) ([]delivery.Destination, error) {
+	var out []delivery.Destination
+	if configFile != "" {
+		b, err := os.ReadFile(configFile)
+		if err != nil {
+			return nil, fmt.Errorf("--config: %v", err)
+		}
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.DisallowUnknownFields()
+		var fc fileConfig
+		if err := dec.Decode(&fc); err != nil {
+			return nil, fmt.Errorf("--config %s: %v", configFile, err)
+		}
+		for i, dc := range fc.Destinations {
+			d, err := dc.destination(getenv)
+			if err != nil {
+				return nil, fmt.Errorf("--config %s: destinations[%d]: %v", configFile, i, err)
+			}
+			out = append(out, d)
+		}
+	}
+	if ehrURL != "" {
+		out = append(out, delivery.Destination{Name: "ehr", BaseURL: ehrURL})
+	}
+	seen := map[string]bool{}
+	for _, d := range out {
+		if err := d.Validate(); err != nil {
+			return nil, fmt.Errorf("destination %q: %v", d.Name, err)
+		}
+		if seen[d.Name] {
+			return nil, fmt.Errorf("destination name %q is used twice", d.Name)
+		}
+		seen[d.Name] = true
+	}
+	return out, nil
+}
+
+// destination converts one configured destination. A token may be given
+// as "env:NAME" to keep the secret out of the file.
+func (dc destinationConfig) destination(getenv func(string) string) (delivery.Destination, error) {
+	d := delivery.Destination{
+		Name: dc.Name, BaseURL: dc.BaseURL, Mode: delivery.Mode(dc.Mode), MaxEntries: dc.MaxEntries,
+		RateLimit: dc.RateLimit, Burst: dc.Burst, Concurrency: dc.Concurrency,
+		Filter: delivery.Filter{Kinds: dc.Filter.Kinds, Sources: dc.Filter.Sources},
+		TLS:    delivery.TLS{CAFile: dc.TLS.CAFile, CertFile: dc.TLS.CertFile, KeyFile: dc.TLS.KeyFile},
+	}
+	if dc.Timeout != "" {
+		t, err := time.ParseDuration(dc.Timeout)
+		if err != nil {
+			return d, fmt.Errorf("timeout: %v", err)
+		}
+		d.Timeout = t
+	}
+	token := dc.Auth.Token
+	if name, ok := strings.CutPrefix(token, "env:"); ok {
+		if token = getenv(name); token == "" {
+			return d, fmt.Errorf("auth.token: environment variable %s is empty", name)
+		}
+	}
+	d.Auth = delivery.Auth{Type: delivery.AuthType(dc.Auth.Type), Token: token, SMART: delivery.SMART{
+		TokenURL: dc.Auth.TokenURL, ClientID: dc.Auth.ClientID, Scope: dc.Auth.Scope,
+		PrivateKeyFile: dc.Auth.PrivateKeyFile, KeyID: dc.Auth.KeyID, Alg: dc.Auth.Alg,
+	}}
+	if d.Auth.Type == "" {
+		d.Auth.Type = delivery.AuthNone
+	}
+	return d, nil
+}

@@ -1,0 +1,87 @@
+package delivery
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Capabilities is what a destination's CapabilityStatement says about
+// delivery.
+//
+// Transaction and Batch come from the rest (mode server) interaction
+// codes. No size hint is read: R4 defines none in the CapabilityStatement,
+// so the entry limit is Destination.MaxEntries, and a 413 Payload Too Large
+// lowers the mode for that attempt (transaction -> batch -> single).
+type Capabilities struct {
+	// FHIRVersion is the statement's fhirVersion (e.g. 4.0.1).
+	FHIRVersion string
+	// Transaction and Batch report the system interactions.
+	Transaction, Batch bool
+	// Software is the server's software name and version, if given.
+	Software string
+	// Checked is when the statement was read.
+	Checked time.Time
+}
+
+// Mode returns the strongest mode up to configured that the statement
+// supports: transaction, else batch, else single.
+func (c Capabilities) Mode(configured Mode) Mode {
+	switch {
+	case configured == ModeTransaction && c.Transaction:
+		return ModeTransaction
+	case (configured == ModeTransaction || configured == ModeBatch) && c.Batch:
+		return ModeBatch
+	}
+	return ModeSingle
+}
+
+// R4 reports whether the statement is for FHIR R4 (4.0.x).
+func (c Capabilities) R4() bool { return strings.HasPrefix(c.FHIRVersion, "4.0") }
+
+// Capabilities reads BaseURL/metadata. Its errors are PHI-free reasons.
+func (c *Client) Capabilities(ctx context.Context) (Capabilities, error) {
+	resp, err := c.do(ctx, http.MethodGet, c.url("metadata"), nil, nil)
+	if err != nil {
+		return Capabilities{}, errors.New("metadata: " + describe(err).reason)
+	}
+	if !is2xx(resp.status) {
+		return Capabilities{}, errors.New("metadata: http " + strconv.Itoa(resp.status))
+	}
+	var cs struct {
+		ResourceType string `json:"resourceType"`
+		FHIRVersion  string `json:"fhirVersion"`
+		Software     struct {
+			Name    string `json:"name"`
+			Version string `json:"version"`
+		} `json:"software"`
+		Rest []struct {
+			Mode        string `json:"mode"`
+			Interaction []struct {
+				Code string `json:"code"`
+			} `json:"interaction"`
+		} `json:"rest"`
+	}
+	if json.Unmarshal(resp.body, &cs) != nil || cs.ResourceType != "CapabilityStatement" {
+		return Capabilities{}, errors.New("metadata: not a CapabilityStatement")
+	}
+	caps := Capabilities{FHIRVersion: clip(cs.FHIRVersion), Checked: c.clock.Now(),
+		Software: clip(strings.TrimSpace(cs.Software.Name + " " + cs.Software.Version))}
+	for _, r := range cs.Rest {
+		if r.Mode != "server" {
+			continue
+		}
+		codes := make([]string, 0, len(r.Interaction))
+		for _, in := range r.Interaction {
+			codes = append(codes, in.Code)
+		}
+		caps.Transaction = caps.Transaction || slices.Contains(codes, "transaction")
+		caps.Batch = caps.Batch || slices.Contains(codes, "batch")
+	}
+	return caps, nil
+}

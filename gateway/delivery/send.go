@@ -1,0 +1,295 @@
+package delivery
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"regexp"
+	"strconv"
+	"time"
+)
+
+// Outcomes of an attempt (Result.Outcome, Observer.OnAttempt).
+const (
+	OutcomeDone  = "done"
+	OutcomeRetry = "retry"
+	OutcomeDead  = "dead"
+)
+
+// Result is the classified outcome of one delivery attempt.
+type Result struct {
+	// Outcome is OutcomeDone, OutcomeRetry or OutcomeDead.
+	Outcome string
+	// HTTPStatus is the decisive HTTP status (0 without an answer).
+	HTTPStatus int
+	// Body is the decisive answer: the transaction-response (synthesized
+	// from the entry responses in batch and single mode) on success, the
+	// OperationOutcome or the body received on failure. Not truncated.
+	Body []byte
+	// Error is the PHI-free reason, empty when done.
+	Error string
+	// RetryAfter is the answer's Retry-After, a floor for the next try.
+	RetryAfter time.Duration
+	// DestinationWide marks failures of the destination as a whole
+	// (unreachable, 429, 503, authorization): the worker then pauses the
+	// destination, not just the item.
+	DestinationWide bool
+	// Mode is the mode the attempt ended in (after fallbacks).
+	Mode Mode
+}
+
+func deadResult(reason string) Result { return Result{Outcome: OutcomeDead, Error: reason} }
+
+func netResult(err error) Result {
+	ne := describe(err)
+	return Result{Outcome: OutcomeRetry, Error: ne.reason, DestinationWide: ne.destWide}
+}
+
+// issueCode keeps an OperationOutcome issue code printable in a reason.
+var issueCode = regexp.MustCompile(`^[a-z][a-z-]{0,31}$`)
+
+// outcomeCode returns the first issue code of an OperationOutcome body.
+func outcomeCode(body []byte) string {
+	var oo struct {
+		ResourceType string `json:"resourceType"`
+		Issue        []struct {
+			Code string `json:"code"`
+		} `json:"issue"`
+	}
+	if json.Unmarshal(body, &oo) != nil || oo.ResourceType != "OperationOutcome" || len(oo.Issue) == 0 ||
+		!issueCode.MatchString(oo.Issue[0].Code) {
+		return ""
+	}
+	return oo.Issue[0].Code
+}
+
+// classifyStatus classifies a non-2xx status: whether to retry, and
+// whether it concerns the whole destination.
+func classifyStatus(code int) (outcome string, destWide bool) {
+	switch {
+	case code == http.StatusTooManyRequests, code == http.StatusServiceUnavailable,
+		code == http.StatusUnauthorized:
+		return OutcomeRetry, true
+	case code >= 300 && code < 400:
+		return OutcomeRetry, true // a redirect not followed: a configuration problem
+	case code == http.StatusRequestTimeout, code >= 500:
+		return OutcomeRetry, false
+	case code >= 400:
+		return OutcomeDead, false
+	}
+	return OutcomeRetry, false
+}
+
+// failure builds the Result of a non-2xx answer; what names the request
+// ("" for the whole Bundle).
+func (c *Client) failure(what string, resp *response, outcome []byte) Result {
+	out, wide := classifyStatus(resp.status)
+	reason := "http " + strconv.Itoa(resp.status)
+	if resp.status >= 300 && resp.status < 400 {
+		reason += " redirect not followed"
+	}
+	if outcome == nil {
+		outcome = resp.body
+	}
+	if code := outcomeCode(outcome); code != "" {
+		reason += " (" + code + ")"
+	}
+	if what != "" {
+		reason = what + ": " + reason
+	}
+	return Result{Outcome: out, HTTPStatus: resp.status, Body: outcome, Error: reason,
+		RetryAfter: retryAfter(resp.header, c.clock.Now()), DestinationWide: wide}
+}
+
+func is2xx(code int) bool { return code >= 200 && code < 300 }
+
+// Deliver sends one item's transaction Bundle in mode (the effective mode:
+// see Capabilities.Mode; "" means the configured one) and classifies the
+// answer. A transaction over MaxEntries, or answered 413, is sent in batch
+// mode; a batch answered 413 in single mode. It never panics on any
+// answer; errors are in the Result.
+func (c *Client) Deliver(ctx context.Context, payload []byte, mode Mode) Result {
+	b, err := parsePayload(payload)
+	if err != nil {
+		return deadResult(err.Error())
+	}
+	if mode == "" {
+		mode = c.dest.Mode
+	}
+	if mode == ModeTransaction && c.dest.MaxEntries > 0 && len(b.Entry) > c.dest.MaxEntries {
+		mode = ModeBatch
+	}
+	if mode == ModeTransaction {
+		r := c.sendTransaction(ctx, payload, len(b.Entry))
+		if r.HTTPStatus != http.StatusRequestEntityTooLarge {
+			r.Mode = ModeTransaction
+			return r
+		}
+		mode = ModeBatch
+	}
+	p, err := newPlan(b)
+	if err != nil {
+		return deadResult(err.Error())
+	}
+	if mode == ModeBatch {
+		r := c.sendBatches(ctx, p)
+		if r.HTTPStatus != http.StatusRequestEntityTooLarge {
+			r.Mode = ModeBatch
+			return r
+		}
+	}
+	r := c.sendSingles(ctx, p)
+	r.Mode = ModeSingle
+	return r
+}
+
+func (c *Client) sendTransaction(ctx context.Context, payload []byte, n int) Result {
+	resp, err := c.do(ctx, http.MethodPost, c.url(""), payload, http.Header{"Prefer": {"return=minimal"}})
+	if err != nil {
+		return netResult(err)
+	}
+	if !is2xx(resp.status) {
+		return c.failure("", resp, nil)
+	}
+	rb, err := readResponseBundle(resp.body, "transaction-response", n)
+	if err != nil {
+		return Result{Outcome: OutcomeRetry, HTTPStatus: resp.status, Body: resp.body, Error: err.Error()}
+	}
+	for i, e := range rb.Entry {
+		if code := statusCode(e.Response.Status); !is2xx(code) {
+			return Result{Outcome: OutcomeRetry, HTTPStatus: resp.status, Body: resp.body,
+				Error: fmt.Sprintf("transaction-response entry %d has status %d", i, code)}
+		}
+	}
+	return Result{Outcome: OutcomeDone, HTTPStatus: resp.status, Body: resp.body}
+}
+
+// entryOK reports whether code completes entry s: 2xx, or 404/410 for a
+// DELETE (already gone: a re-sent delete).
+func entryOK(s *step, code int) bool {
+	return is2xx(code) || (s.entry.Request.Method == http.MethodDelete &&
+		(code == http.StatusNotFound || code == http.StatusGone))
+}
+
+func (s *step) what() string {
+	return fmt.Sprintf("entry %d (%s %s)", s.index, s.entry.Request.Method, s.typ)
+}
+
+func (c *Client) sendBatches(ctx context.Context, p *plan) Result {
+	size := c.dest.MaxEntries
+	for _, wave := range p.waves {
+		for start := 0; start < len(wave); {
+			n := len(wave) - start
+			if size > 0 {
+				n = min(n, size)
+			}
+			if r := c.sendBatch(ctx, p, wave[start:start+n]); r.Outcome != OutcomeDone {
+				return r
+			}
+			start += n
+		}
+	}
+	return Result{Outcome: OutcomeDone, HTTPStatus: http.StatusOK, Body: p.responseBundle()}
+}
+
+func (c *Client) sendBatch(ctx context.Context, p *plan, chunk []*step) Result {
+	out := bundle{ResourceType: "Bundle", Type: "batch"}
+	for _, s := range chunk {
+		res, err := p.resource(s)
+		if err != nil {
+			return deadResult(err.Error())
+		}
+		out.Entry = append(out.Entry, bundleEntry{FullURL: s.entry.FullURL, Resource: res, Request: s.entry.Request})
+	}
+	body, err := json.Marshal(out)
+	if err != nil {
+		return deadResult("cannot encode the batch Bundle")
+	}
+	resp, err := c.do(ctx, http.MethodPost, c.url(""), body, http.Header{"Prefer": {"return=minimal"}})
+	if err != nil {
+		return netResult(err)
+	}
+	if !is2xx(resp.status) {
+		return c.failure("batch", resp, nil)
+	}
+	rb, err := readResponseBundle(resp.body, "batch-response", len(chunk))
+	if err != nil {
+		return Result{Outcome: OutcomeRetry, HTTPStatus: resp.status, Body: resp.body, Error: err.Error()}
+	}
+	var retry *Result
+	for i, e := range rb.Entry {
+		s, code := chunk[i], statusCode(e.Response.Status)
+		s.entry.Response = e.Response
+		if entryOK(s, code) {
+			continue
+		}
+		r := c.failure(s.what(), &response{status: code, header: resp.header}, e.Response.Outcome)
+		if r.Body == nil {
+			r.Body = resp.body
+		}
+		if r.Outcome == OutcomeDead {
+			return r // permanent: retrying the others cannot help
+		}
+		if retry == nil {
+			retry = &r
+		}
+	}
+	if retry != nil {
+		return *retry
+	}
+	for i, e := range rb.Entry {
+		if r := c.resolve(ctx, p, chunk[i], e.Response.Location, e.Resource); r != nil {
+			return *r
+		}
+	}
+	return Result{Outcome: OutcomeDone, HTTPStatus: resp.status}
+}
+
+func (c *Client) sendSingles(ctx context.Context, p *plan) Result {
+	for _, wave := range p.waves {
+		for _, s := range wave {
+			if r := c.sendSingle(ctx, p, s); r != nil {
+				return *r
+			}
+		}
+	}
+	return Result{Outcome: OutcomeDone, HTTPStatus: http.StatusOK, Body: p.responseBundle()}
+}
+
+func (c *Client) sendSingle(ctx context.Context, p *plan, s *step) *Result {
+	req := s.entry.Request
+	hdr := http.Header{}
+	for k, v := range map[string]string{"If-None-Exist": req.IfNoneExist, "If-Match": req.IfMatch,
+		"If-None-Match": req.IfNoneMatch, "If-Modified-Since": req.IfModifiedSince} {
+		if v != "" {
+			hdr.Set(k, v)
+		}
+	}
+	var body []byte
+	if req.Method == http.MethodPost || req.Method == http.MethodPut || req.Method == http.MethodPatch {
+		res, err := p.resource(s)
+		if err != nil {
+			r := deadResult(err.Error())
+			return &r
+		}
+		body = res
+	}
+	resp, err := c.do(ctx, req.Method, c.url(req.URL), body, hdr)
+	if err != nil {
+		r := netResult(err)
+		r.Error = s.what() + ": " + r.Error
+		return &r
+	}
+	if !entryOK(s, resp.status) {
+		r := c.failure(s.what(), resp, nil)
+		return &r
+	}
+	loc := resp.header.Get("Location")
+	if loc == "" {
+		loc = resp.header.Get("Content-Location")
+	}
+	s.entry.Response = &entryResponse{Status: strconv.Itoa(resp.status) + " " + http.StatusText(resp.status), Location: loc,
+		Etag: resp.header.Get("ETag"), LastModified: resp.header.Get("Last-Modified")}
+	return c.resolve(ctx, p, s, loc, resp.body)
+}

@@ -1,0 +1,336 @@
+package delivery
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func goldenBundles(t *testing.T) map[string][]byte {
+	t.Helper()
+	files, err := filepath.Glob("../../mapping/testdata/session/*.golden.json")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no golden Bundles: %v", err)
+	}
+	out := map[string][]byte{}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[strings.TrimSuffix(filepath.Base(f), ".golden.json")] = data
+	}
+	return out
+}
+
+// typeCounts counts the resources a Bundle creates, by type.
+func typeCounts(t *testing.T, payload []byte) map[string]int {
+	var b bundle
+	if err := json.Unmarshal(payload, &b); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int{}
+	for _, e := range b.Entry {
+		typ, _, _ := strings.Cut(e.Request.URL, "?")
+		typ, _, _ = strings.Cut(typ, "/")
+		out[typ]++
+	}
+	return out
+}
+
+// TestGoldenBundlesInEveryMode delivers the mapping's real Bundles twice
+// in each mode: everything lands once, references resolved (the stub
+// rejects a urn:uuid outside a transaction and a reference to a missing
+// resource), and the second delivery changes nothing.
+func TestGoldenBundlesInEveryMode(t *testing.T) {
+	for name, payload := range goldenBundles(t) {
+		want := typeCounts(t, payload)
+		for _, mode := range []Mode{ModeTransaction, ModeBatch, ModeSingle} {
+			t.Run(name+"/"+string(mode), func(t *testing.T) {
+				ehr := newStubEHR(t)
+				d := testDest("ehr", ehr.base())
+				d.Mode = mode
+				d.MaxEntries = 7
+				if mode == ModeTransaction {
+					d.MaxEntries = 0
+				}
+				h := newHarness(t, []Destination{d}, nil)
+				h.enqueue("ehr", "k", payload)
+				h.enqueue("ehr", "k", payload)
+				h.run()
+				for i := range 2 {
+					if ev := h.next(); ev.Status != Done {
+						t.Fatalf("delivery %d: %s %q %s", i+1, ev.Status, ev.A.Error, ev.A.Outcome)
+					}
+					for typ, n := range want {
+						if got := ehr.count(typ); got != n {
+							t.Fatalf("delivery %d: EHR holds %d %s, want %d", i+1, got, typ, n)
+						}
+					}
+				}
+				for _, r := range ehr.reqs() {
+					if r.BundleType != "" && r.BundleType != map[Mode]string{ModeTransaction: "transaction", ModeBatch: "batch"}[mode] {
+						t.Fatalf("a %s Bundle was sent in %s mode", r.BundleType, mode)
+					}
+					if r.Entries > 7 && mode == ModeBatch {
+						t.Fatalf("a batch of %d entries, MaxEntries 7", r.Entries)
+					}
+				}
+			})
+		}
+	}
+}
+
+func TestAmendmentInSingleMode(t *testing.T) {
+	ehr := newStubEHR(t)
+	d := testDest("ehr", ehr.base())
+	d.Mode = ModeSingle
+	h := newHarness(t, []Destination{d}, nil)
+	h.enqueue("ehr", "k", sessionBundle("P-1", "S-1", "in-progress", false))
+	h.enqueue("ehr", "k", sessionBundle("P-1", "S-1", "completed", true))
+	h.run()
+	for range 2 {
+		if ev := h.next(); ev.Status != Done {
+			t.Fatalf("%s %q", ev.Status, ev.A.Error)
+		}
+	}
+	wantCounts(t, ehr, 1, 1, 1)
+	for _, r := range ehr.reqs() {
+		if r.Method == http.MethodPut && strings.HasPrefix(r.Path, "/fhir/Procedure") &&
+			r.Query != "identifier=https://ketamine-gateway.org/fhir/sid/test/session%7CS-1" {
+			t.Errorf("conditional update query %q", r.Query)
+		}
+	}
+	var proc map[string]any
+	for _, w := range ehr.committed() {
+		if strings.HasPrefix(w, "PUT Procedure/") {
+			proc = ehr.resource(strings.Fields(w)[1])
+		}
+	}
+	if proc == nil || proc["status"] != "completed" {
+		t.Fatalf("amended Procedure: %v", proc)
+	}
+	if ref := proc["subject"].(map[string]any)["reference"]; ref != "Patient/1" {
+		t.Fatalf("subject %v, want the EHR's Patient/1", ref)
+	}
+}
+
+func TestCapabilityFallback(t *testing.T) {
+	for _, tc := range []struct {
+		name                   string
+		noTransaction, noBatch bool
+		want                   Mode
+	}{
+		{"transaction", false, false, ModeTransaction},
+		{"no-transaction", true, false, ModeBatch},
+		{"neither", true, true, ModeSingle},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ehr := newStubEHR(t)
+			ehr.noTransaction, ehr.noBatch = tc.noTransaction, tc.noBatch
+			h := newHarness(t, []Destination{testDest("ehr", ehr.base())}, func(o *WorkerOptions) { o.CapabilityInterval = time.Hour })
+			h.enqueue("ehr", "k", sessionBundle("P-1", "S-1", "completed", false))
+			h.run()
+			if ev := h.next(); ev.Status != Done {
+				t.Fatalf("%s %q", ev.Status, ev.A.Error)
+			}
+			reqs := ehr.reqs()
+			if reqs[0].Method != http.MethodGet || reqs[0].Path != "/fhir/metadata" {
+				t.Fatalf("first request %s %s, want the CapabilityStatement", reqs[0].Method, reqs[0].Path)
+			}
+			for _, r := range reqs[1:] {
+				var got Mode
+				switch {
+				case r.BundleType == "transaction":
+					got = ModeTransaction
+				case r.BundleType == "batch":
+					got = ModeBatch
+				default:
+					got = ModeSingle
+				}
+				if got != tc.want {
+					t.Fatalf("%s %s (%s) in %s mode", r.Method, r.Path, r.BundleType, tc.want)
+				}
+			}
+			if caps := h.w.Capabilities()["ehr"]; caps.Transaction == tc.noTransaction || caps.FHIRVersion != "4.0.1" {
+				t.Fatalf("capabilities %+v", caps)
+			}
+			wantCounts(t, ehr, 1, 1, 1)
+		})
+	}
+}
+
+func TestRedirectToAnotherHostIsNotFollowed(t *testing.T) {
+	ehr, other := newStubEHR(t), newStubEHR(t)
+	ehr.intercept = func(n int, w http.ResponseWriter, r *http.Request, body []byte) bool {
+		http.Redirect(w, r, other.srv.URL+r.URL.Path, http.StatusTemporaryRedirect)
+		return true
+	}
+	h := newHarness(t, []Destination{testDest("ehr", ehr.base())}, func(o *WorkerOptions) {
+		o.CapabilityInterval = time.Hour
+		o.MaxAttempts = 2
+	})
+	id := h.enqueue("ehr", "k", sessionBundle("P-1", "S-1", "completed", false))
+	h.run()
+	evs := h.retryUntilFinal(id)
+	wantAttempt(t, evs[0], 1, Pending, 307, "http 307 redirect not followed")
+	wantAttempt(t, evs[1], 2, Dead, 307, "http 307 redirect not followed")
+	if n := len(other.reqs()); n != 0 {
+		t.Fatalf("the other host got %d requests", n)
+	}
+	if _, ok := h.w.Capabilities()["ehr"]; ok {
+		t.Fatal("a redirected CapabilityStatement was read")
+	}
+}
+
+func TestSameHostRedirectForMetadata(t *testing.T) {
+	ehr := newStubEHR(t)
+	ehr.intercept = func(n int, w http.ResponseWriter, r *http.Request, body []byte) bool {
+		if r.URL.Path == "/fhir/metadata" {
+			http.Redirect(w, r, "/fhir/metadata/", http.StatusMovedPermanently)
+			return true
+		}
+		if r.URL.Path == "/fhir/metadata/" {
+			r.URL.Path = "/fhir/metadata"
+		}
+		return false
+	}
+	c, err := NewClient(testDest("ehr", ehr.base()), ClientOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	caps, err := c.Capabilities(context.Background())
+	if err != nil || !caps.Transaction || !caps.Batch || caps.Mode(ModeTransaction) != ModeTransaction {
+		t.Fatalf("capabilities %+v, %v", caps, err)
+	}
+}
+
+func TestBatchEntryStatuses(t *testing.T) {
+	for _, tc := range []struct {
+		name, status string
+		want         []Status
+		reason       string
+	}{
+		{"bad-request", "400 Bad Request", []Status{Dead}, "entry 0 (POST Patient): http 400 (invalid)"},
+		{"unavailable", "503", []Status{Pending, Done}, "entry 0 (POST Patient): http 503"},
+		{"throttled", "429", []Status{Pending, Done}, "entry 0 (POST Patient): http 429"},
+		{"delete-gone", "", []Status{Done}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ehr := newStubEHR(t)
+			ehr.intercept = func(n int, w http.ResponseWriter, r *http.Request, body []byte) bool {
+				if n > 0 || tc.status == "" {
+					return false
+				}
+				writeJSON(w, http.StatusOK, map[string]any{"resourceType": "Bundle", "type": "batch-response",
+					"entry": []any{map[string]any{"response": map[string]any{"status": tc.status,
+						"outcome": outcome("invalid", "Patient.identifier: bad system")}}}})
+				return true
+			}
+			d := testDest("ehr", ehr.base())
+			d.Mode = ModeBatch
+			h := newHarness(t, []Destination{d}, nil)
+			payload := sessionBundle("P-1", "S-1", "completed", false)
+			if tc.status == "" { // a re-sent DELETE of a resource already gone
+				payload = []byte(`{"resourceType":"Bundle","type":"transaction","entry":[{"request":{"method":"DELETE","url":"AdverseEvent/ae-1"}}]}`)
+			}
+			id := h.enqueue("ehr", "k", payload)
+			h.run()
+			evs := h.retryUntilFinal(id)
+			if len(evs) != len(tc.want) {
+				t.Fatalf("%d attempts, want %d", len(evs), len(tc.want))
+			}
+			for i, ev := range evs {
+				if ev.Status != tc.want[i] {
+					t.Fatalf("attempt %d: %s %q", i+1, ev.Status, ev.A.Error)
+				}
+			}
+			if !strings.Contains(evs[0].A.Error, tc.reason) {
+				t.Fatalf("error %q, want %q", evs[0].A.Error, tc.reason)
+			}
+			if tc.status == "400 Bad Request" && !strings.Contains(string(evs[0].A.Outcome), "bad system") {
+				t.Fatalf("entry outcome not recorded: %s", evs[0].A.Outcome)
+			}
+		})
+	}
+}
+
+func TestLargeTransactionFallsBackToBatch(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		maxEntries int
+		refuse     map[string]bool // Bundle types answered 413
+		want       string          // kinds of request that carried data
+	}{
+		{"max-entries", 2, nil, "batch"},
+		{"413", 0, map[string]bool{"transaction": true}, "batch"},
+		{"413-batch-too", 0, map[string]bool{"transaction": true, "batch": true}, "single"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ehr := newStubEHR(t)
+			ehr.intercept = func(n int, w http.ResponseWriter, r *http.Request, body []byte) bool {
+				var b bundle
+				if json.Unmarshal(body, &b) == nil && tc.refuse[b.Type] {
+					writeJSON(w, http.StatusRequestEntityTooLarge, outcome("too-costly", "too big"))
+					return true
+				}
+				return false
+			}
+			d := testDest("ehr", ehr.base())
+			d.MaxEntries = tc.maxEntries
+			h := newHarness(t, []Destination{d}, nil)
+			h.enqueue("ehr", "k", sessionBundle("P-1", "S-1", "completed", false))
+			h.run()
+			if ev := h.next(); ev.Status != Done || ev.A.N != 1 {
+				t.Fatalf("%s after %d attempts: %q", ev.Status, ev.A.N, ev.A.Error)
+			}
+			for _, r := range ehr.reqs() {
+				if tc.refuse[r.BundleType] {
+					continue
+				}
+				got := r.BundleType
+				if got == "" {
+					got = "single"
+				}
+				if got != tc.want || (tc.maxEntries > 0 && r.Entries > tc.maxEntries) {
+					t.Fatalf("%s request with %d entries, want %s", got, r.Entries, tc.want)
+				}
+			}
+			wantCounts(t, ehr, 1, 1, 1)
+		})
+	}
+}
+
+func TestBadPayloadIsDead(t *testing.T) {
+	ehr := newStubEHR(t)
+	d := testDest("ehr", ehr.base())
+	d.Mode = ModeSingle
+	h := newHarness(t, []Destination{d}, nil)
+	reasons := map[int64]string{}
+	for payload, reason := range map[string]string{
+		`not json`:                   "payload is not a JSON Bundle",
+		`{"resourceType":"Patient"}`: "payload is not a transaction Bundle",
+		`{"resourceType":"Bundle","type":"transaction","entry":[{"request":{"method":"POST","url":"https://evil.example/Patient"},"resource":{}}]}`: "request url is not a relative FHIR URL",
+		`{"resourceType":"Bundle","type":"transaction","entry":[{"request":{"method":"DELETE","url":"Patient/../../admin"}}]}`:                      "request url is not a relative FHIR URL",
+		`{"resourceType":"Bundle","type":"transaction","entry":[` +
+			`{"fullUrl":"urn:uuid:a","request":{"method":"POST","url":"Patient"},"resource":{"resourceType":"Patient","link":[{"other":{"reference":"urn:uuid:b"}}]}},` +
+			`{"fullUrl":"urn:uuid:b","request":{"method":"POST","url":"Patient"},"resource":{"resourceType":"Patient","link":[{"other":{"reference":"urn:uuid:a"}}]}}]}`: "cycle",
+	} {
+		reasons[h.enqueue("ehr", payload, []byte(payload))] = reason
+	}
+	h.run()
+	for range reasons {
+		ev := h.next()
+		if ev.Status != Dead || !strings.Contains(ev.A.Error, reasons[ev.ID]) {
+			t.Errorf("item %d: %s %q, want dead with %q", ev.ID, ev.Status, ev.A.Error, reasons[ev.ID])
+		}
+	}
+	if n := len(ehr.reqs()); n != 0 {
+		t.Fatalf("%d requests for bad payloads", n)
+	}
+}

@@ -1,0 +1,433 @@
+package delivery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"runtime/debug"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Observer receives delivery metrics; the gateway bridges it to
+// OpenTelemetry. Its methods must be quick and safe for concurrent use.
+type Observer interface {
+	// OnAttempt is called after every attempt with the item's new state
+	// as an outcome (OutcomeDone, OutcomeRetry, OutcomeDead) and the
+	// attempt's duration.
+	OnAttempt(destination, outcome string, d time.Duration)
+	// OnBacklog is called every WorkerOptions.BacklogInterval when the
+	// Outbox implements Backlogger.
+	OnBacklog(destination string, b Backlog)
+}
+
+// WorkerOptions configure a Worker; zero values mean the defaults.
+type WorkerOptions struct {
+	// Clock (default: the system clock) and Rand (default math/rand/v2;
+	// must return [0,1) and be safe for concurrent use) drive polling,
+	// leases, backoff and jitter; tests inject fakes.
+	Clock Clock
+	Rand  func() float64
+	// Logger gets PHI-free events (default: discarded).
+	Logger *slog.Logger
+	// Observer gets metrics (default: none).
+	Observer Observer
+	// TraceID returns the trace id of an attempt's context for
+	// Attempt.TraceID (default: none).
+	TraceID func(ctx context.Context) string
+	// StartAttempt, when set, wraps every attempt, e.g. in a span: the
+	// returned context is used for the attempt's requests and TraceID, and
+	// end is called with the outcome. The item's Payload is PHI.
+	StartAttempt func(ctx context.Context, destination string, it Item) (_ context.Context, end func(outcome string))
+	// WrapTransport wraps every destination's HTTP transport.
+	WrapTransport func(http.RoundTripper) http.RoundTripper
+	// UserAgent is sent with every request (default "ketamine-gateway").
+	UserAgent string
+	// PollInterval is how often the outbox is polled without Notify
+	// (default 5s).
+	PollInterval time.Duration
+	// Lease is how long a claim lasts (default 5m); an attempt is cut off
+	// after four fifths of it so that it completes within its lease.
+	Lease time.Duration
+	// BackoffBase and BackoffMax bound the exponential backoff: attempt n
+	// waits a uniformly random time in [0, min(Max, Base*2^(n-1))) (full
+	// jitter), at least the answer's Retry-After (defaults 1s and 10m).
+	BackoffBase, BackoffMax time.Duration
+	// MaxAttempts makes an item dead after that many failed attempts
+	// (default 50); MaxAge after that long since Created (default 72h,
+	// negative: no limit).
+	MaxAttempts int
+	MaxAge      time.Duration
+	// CapabilityInterval is how often each destination's
+	// CapabilityStatement is read (default 1h, negative: never, the
+	// configured mode is used as it is).
+	CapabilityInterval time.Duration
+	// BacklogInterval is how often Observer.OnBacklog is fed (default 30s,
+	// negative: never).
+	BacklogInterval time.Duration
+	// DrainTimeout is how long Run waits for in-flight attempts once its
+	// context is cancelled before cancelling them (default 30s).
+	DrainTimeout time.Duration
+}
+
+func (o *WorkerOptions) setDefaults() {
+	def := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	def(&o.PollInterval, 5*time.Second)
+	def(&o.Lease, 5*time.Minute)
+	def(&o.BackoffBase, time.Second)
+	def(&o.BackoffMax, 10*time.Minute)
+	def(&o.MaxAge, 72*time.Hour)
+	def(&o.CapabilityInterval, time.Hour)
+	def(&o.BacklogInterval, 30*time.Second)
+	def(&o.DrainTimeout, 30*time.Second)
+	if o.MaxAttempts == 0 {
+		o.MaxAttempts = 50
+	}
+	if o.Clock == nil {
+		o.Clock = realClock{}
+	}
+	if o.Rand == nil {
+		o.Rand = rand.Float64
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Worker delivers the outbox to its destinations: per destination, one
+// loop claims due items and sends them with bounded concurrency.
+type Worker struct {
+	outbox  Outbox
+	opts    WorkerOptions
+	dests   []*destWorker
+	running atomic.Bool
+}
+
+// destWorker is one destination's loop and state.
+type destWorker struct {
+	w           *Worker
+	dest        Destination // with defaults
+	client      *Client
+	itemTimeout time.Duration
+	notify      chan struct{} // Notify
+	wake        chan struct{} // an attempt finished
+	inflight    atomic.Int64
+
+	mu     sync.Mutex
+	caps   *Capabilities // nil until read
+	hold   time.Time     // no claims before (destination-wide failure)
+	streak int           // consecutive destination-wide failures
+}
+
+// NewWorker validates the destinations (unique names), builds their
+// clients and returns a Worker; nothing runs until Run.
+func NewWorker(outbox Outbox, dests []Destination, opts WorkerOptions) (*Worker, error) {
+	if outbox == nil {
+		return nil, errors.New("delivery: no outbox")
+	}
+	opts.setDefaults()
+	switch {
+	case opts.Lease < 0 || opts.PollInterval < 0 || opts.BackoffBase < 0 || opts.BackoffMax < opts.BackoffBase:
+		return nil, errors.New("delivery: lease, poll interval and backoff must be positive, base <= max")
+	case opts.MaxAttempts < 1:
+		return nil, errors.New("delivery: max attempts must be at least 1")
+	}
+	w := &Worker{outbox: outbox, opts: opts}
+	seen := map[string]bool{}
+	for _, d := range dests {
+		if seen[d.Name] {
+			return nil, fmt.Errorf("delivery: destination %q configured twice", d.Name)
+		}
+		seen[d.Name] = true
+		c, err := NewClient(d, ClientOptions{WrapTransport: opts.WrapTransport, Clock: opts.Clock, UserAgent: opts.UserAgent})
+		if err != nil {
+			return nil, err
+		}
+		dw := &destWorker{w: w, dest: c.Destination(), client: c, itemTimeout: opts.Lease * 4 / 5,
+			notify: make(chan struct{}, 1), wake: make(chan struct{}, 1)}
+		if dw.itemTimeout < dw.dest.Timeout {
+			return nil, fmt.Errorf("delivery: destination %q: timeout %v does not fit in the lease %v", d.Name, dw.dest.Timeout, opts.Lease)
+		}
+		w.dests = append(w.dests, dw)
+	}
+	return w, nil
+}
+
+// Notify wakes every destination's loop to claim at once (call it after
+// an enqueue commits). It never blocks.
+func (w *Worker) Notify() {
+	for _, d := range w.dests {
+		signal(d.notify)
+	}
+}
+
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// Capabilities returns what is known of each destination's
+// CapabilityStatement (destinations not read yet are absent).
+func (w *Worker) Capabilities() map[string]Capabilities {
+	out := map[string]Capabilities{}
+	for _, d := range w.dests {
+		d.mu.Lock()
+		if d.caps != nil {
+			out[d.dest.Name] = *d.caps
+		}
+		d.mu.Unlock()
+	}
+	return out
+}
+
+// Run delivers until ctx is cancelled, then waits for in-flight attempts
+// (at most DrainTimeout, then cancels them; their attempts are still
+// recorded) and returns nil. Outbox errors are logged and retried, never
+// returned. Run may be called once.
+func (w *Worker) Run(ctx context.Context) error {
+	if !w.running.CompareAndSwap(false, true) {
+		return errors.New("delivery: worker already run")
+	}
+	var wg sync.WaitGroup
+	for _, d := range w.dests {
+		wg.Go(func() { d.run(ctx) })
+	}
+	wg.Wait()
+	return nil
+}
+
+func (d *destWorker) run(ctx context.Context) {
+	o := &d.w.opts
+	sendCtx, cancelSends := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelSends()
+	var sends sync.WaitGroup
+	defer func() {
+		done := make(chan struct{})
+		go func() { sends.Wait(); close(done) }()
+		c, stop := o.Clock.NewTimer(o.Clock.Now().Add(o.DrainTimeout))
+		defer stop()
+		select {
+		case <-done:
+		case <-c:
+			cancelSends()
+			<-done
+		}
+	}()
+	backlogger, _ := d.w.outbox.(Backlogger)
+	var nextCaps, nextBacklog time.Time
+	for ctx.Err() == nil {
+		now := o.Clock.Now()
+		wakeAt := now.Add(o.PollInterval)
+		if o.CapabilityInterval > 0 && !now.Before(nextCaps) {
+			nextCaps = now.Add(d.checkCapabilities(ctx))
+		}
+		if backlogger != nil && o.Observer != nil && o.BacklogInterval > 0 && !now.Before(nextBacklog) {
+			nextBacklog = now.Add(o.BacklogInterval)
+			if b, err := backlogger.Backlog(ctx, d.dest.Name, now); err == nil {
+				o.Observer.OnBacklog(d.dest.Name, b)
+			}
+		}
+		if hold := d.holdUntil(); now.Before(hold) {
+			wakeAt = hold
+		} else if free := int64(d.dest.Concurrency) - d.inflight.Load(); free > 0 {
+			items, err := d.w.outbox.Claim(ctx, d.dest.Name, now, o.Lease, int(free))
+			if err != nil && ctx.Err() == nil {
+				o.Logger.Error("delivery: claim failed", "destination", d.dest.Name, "error", err)
+			}
+			for _, it := range items {
+				d.inflight.Add(1)
+				sends.Go(func() { d.attempt(sendCtx, it) })
+			}
+		}
+		c, stop := o.Clock.NewTimer(wakeAt)
+		select {
+		case <-ctx.Done():
+		case <-d.notify:
+		case <-d.wake:
+		case <-c:
+		}
+		stop()
+	}
+}
+
+// checkCapabilities reads the CapabilityStatement and returns when to read
+// it again.
+func (d *destWorker) checkCapabilities(ctx context.Context) time.Duration {
+	o := &d.w.opts
+	caps, err := d.client.Capabilities(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			o.Logger.Warn("delivery: capability check failed", "destination", d.dest.Name, "error", err)
+		}
+		return min(o.CapabilityInterval, 5*time.Minute)
+	}
+	d.mu.Lock()
+	old := d.caps
+	d.caps = &caps
+	d.mu.Unlock()
+	if mode := caps.Mode(d.dest.Mode); old == nil || old.Mode(d.dest.Mode) != mode {
+		o.Logger.Info("delivery: destination capabilities", "destination", d.dest.Name, "configured_mode", d.dest.Mode,
+			"mode", mode, "fhir_version", caps.FHIRVersion, "software", caps.Software)
+	}
+	if !caps.R4() {
+		o.Logger.Warn("delivery: destination is not FHIR R4", "destination", d.dest.Name, "fhir_version", caps.FHIRVersion)
+	}
+	return o.CapabilityInterval
+}
+
+// mode is the effective mode: the configured one lowered by the
+// capabilities read, if any.
+func (d *destWorker) mode() Mode {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.caps == nil {
+		return d.dest.Mode
+	}
+	return d.caps.Mode(d.dest.Mode)
+}
+
+func (d *destWorker) holdUntil() time.Time {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.hold
+}
+
+// attempt sends one claimed item and records the attempt.
+func (d *destWorker) attempt(ctx context.Context, it Item) {
+	o := &d.w.opts
+	defer func() {
+		if p := recover(); p != nil {
+			// A hook or the outbox panicked: the item stays in flight
+			// until its lease ends, then is sent again.
+			o.Logger.Error("delivery: panic while recording an attempt", "destination", d.dest.Name, "item", it.ID,
+				"panic_type", fmt.Sprintf("%T", p), "stack", string(debug.Stack()))
+		}
+		d.inflight.Add(-1)
+		signal(d.wake)
+	}()
+	ctx, cancel := context.WithTimeout(ctx, d.itemTimeout)
+	defer cancel()
+	end := func(string) {}
+	if o.StartAttempt != nil {
+		ctx, end = o.StartAttempt(ctx, d.dest.Name, it)
+	}
+	start := o.Clock.Now()
+	res := d.send(ctx, it)
+	now := o.Clock.Now()
+	status, next := d.decide(it, &res, now)
+	a := Attempt{N: it.Attempts + 1, At: start, Duration: now.Sub(start), HTTPStatus: res.HTTPStatus,
+		Outcome: excerpt(res.Body), Error: res.Error}
+	if o.TraceID != nil {
+		a.TraceID = o.TraceID(ctx)
+	}
+	d.track(res, now)
+	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	err := d.w.outbox.Complete(cctx, it.ID, a, status, next)
+	ccancel()
+	outcome := map[Status]string{Done: OutcomeDone, Pending: OutcomeRetry, Dead: OutcomeDead}[status]
+	end(outcome)
+	if o.Observer != nil {
+		o.Observer.OnAttempt(d.dest.Name, outcome, a.Duration)
+	}
+	level := slog.LevelDebug
+	switch {
+	case err != nil || status == Dead:
+		level = slog.LevelWarn
+	case status == Pending:
+		level = slog.LevelInfo
+	}
+	o.Logger.Log(ctx, level, "delivery: attempt", "destination", d.dest.Name, "item", it.ID, "attempt", a.N,
+		"outcome", outcome, "mode", res.Mode, "http_status", a.HTTPStatus, "error", a.Error,
+		"duration", a.Duration, "trace_id", a.TraceID)
+	if err != nil {
+		// The item stays in flight until its lease ends, then is re-sent
+		// (idempotently).
+		o.Logger.Error("delivery: recording the attempt failed", "destination", d.dest.Name, "item", it.ID, "error", err)
+	}
+}
+
+// send delivers it, turning a panic into a retryable Result.
+func (d *destWorker) send(ctx context.Context, it Item) (res Result) {
+	defer func() {
+		if p := recover(); p != nil {
+			d.w.opts.Logger.Error("delivery: panic while sending", "destination", d.dest.Name, "item", it.ID,
+				"panic_type", fmt.Sprintf("%T", p), "stack", string(debug.Stack()))
+			res = Result{Outcome: OutcomeRetry, Error: "internal error (panic)"}
+		}
+	}()
+	switch {
+	case !d.dest.Accepts(it.Kind, it.Source):
+		return deadResult("the destination's filter does not accept this record")
+	case len(it.Payload) == 0:
+		return deadResult("empty payload")
+	}
+	return d.client.Deliver(ctx, it.Payload, d.mode())
+}
+
+// decide turns an attempt's Result into the item's next state, adding to
+// res.Error when giving up.
+func (d *destWorker) decide(it Item, res *Result, now time.Time) (Status, time.Time) {
+	o := &d.w.opts
+	switch res.Outcome {
+	case OutcomeDone:
+		return Done, time.Time{}
+	case OutcomeDead:
+		return Dead, time.Time{}
+	}
+	if res.Error == "" {
+		res.Error = "unknown failure"
+	}
+	n := it.Attempts + 1
+	if n >= o.MaxAttempts {
+		res.Error += fmt.Sprintf(" (gave up after %d attempts)", n)
+		return Dead, time.Time{}
+	}
+	if o.MaxAge > 0 && !it.Created.IsZero() && now.Sub(it.Created) >= o.MaxAge {
+		res.Error += fmt.Sprintf(" (gave up after %v)", o.MaxAge)
+		return Dead, time.Time{}
+	}
+	return Pending, now.Add(max(d.backoff(n), res.RetryAfter))
+}
+
+// backoff is the full-jitter delay after the n-th consecutive failure.
+func (d *destWorker) backoff(n int) time.Duration {
+	o := &d.w.opts
+	ceil := o.BackoffBase
+	for i := 1; i < n && ceil < o.BackoffMax; i++ {
+		ceil *= 2 // no overflow: stops at the first value >= BackoffMax
+	}
+	return time.Duration(o.Rand() * float64(min(ceil, o.BackoffMax)))
+}
+
+// track holds the whole destination after a destination-wide failure
+// (backoff over the consecutive such failures, at least the Retry-After)
+// and releases it after a success.
+func (d *destWorker) track(res Result, now time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	switch {
+	case res.Outcome == OutcomeDone:
+		d.streak, d.hold = 0, time.Time{}
+	case res.Outcome == OutcomeRetry && res.DestinationWide:
+		d.streak++
+		if until := now.Add(max(d.backoff(d.streak), res.RetryAfter)); until.After(d.hold) {
+			d.hold = until
+		}
+	}
+}
+
+// excerpt keeps at most MaxOutcome bytes of an answer, copied.
+func excerpt(b []byte) []byte {
+	return slices.Clone(b[:min(len(b), MaxOutcome)])
+}

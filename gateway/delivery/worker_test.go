@@ -1,0 +1,428 @@
+package delivery
+
+import (
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func wantAttempt(t *testing.T, ev event, n int, status Status, httpStatus int, errPart string) {
+	t.Helper()
+	if ev.A.N != n || ev.Status != status || ev.A.HTTPStatus != httpStatus || !strings.Contains(ev.A.Error, errPart) ||
+		(errPart == "" && ev.A.Error != "") {
+		t.Fatalf("attempt %d: got n=%d status=%s http=%d error=%q; want n=%d status=%s http=%d error containing %q",
+			n, ev.A.N, ev.Status, ev.A.HTTPStatus, ev.A.Error, n, status, httpStatus, errPart)
+	}
+}
+
+func wantCounts(t *testing.T, ehr *stubEHR, patients, procedures, aes int) {
+	t.Helper()
+	if p, pr, ae := ehr.count("Patient"), ehr.count("Procedure"), ehr.count("AdverseEvent"); p != patients || pr != procedures || ae != aes {
+		t.Fatalf("EHR holds %d Patient, %d Procedure, %d AdverseEvent; want %d, %d, %d", p, pr, ae, patients, procedures, aes)
+	}
+}
+
+func TestServerErrorsThenSuccess(t *testing.T) {
+	ehr := newStubEHR(t)
+	ehr.intercept = func(n int, w http.ResponseWriter, r *http.Request, body []byte) bool {
+		if n < 2 {
+			writeJSON(w, http.StatusInternalServerError, outcome("exception", "database is down"))
+			return true
+		}
+		return false
+	}
+	h := newHarness(t, []Destination{testDest("ehr", ehr.base())}, nil)
+	id := h.enqueue("ehr", "k1", sessionBundle("P-1", "S-1", "completed", false))
+	h.run()
+	evs := h.retryUntilFinal(id)
+	if len(evs) != 3 {
+		t.Fatalf("%d attempts, want 3", len(evs))
+	}
+	wantAttempt(t, evs[0], 1, Pending, 500, "http 500 (exception)")
+	wantAttempt(t, evs[1], 2, Pending, 500, "http 500")
+	wantAttempt(t, evs[2], 3, Done, 200, "")
+	// Rand 0.5, base 2s: attempt n waits half of 2s*2^(n-1).
+	for i, want := range []time.Duration{time.Second, 2 * time.Second} {
+		if got := evs[i].Next.Sub(evs[i].A.At); got != want {
+			t.Errorf("backoff after attempt %d = %v, want %v", i+1, got, want)
+		}
+	}
+	if !strings.Contains(string(evs[0].A.Outcome), "database is down") {
+		t.Errorf("outcome of attempt 1 not recorded: %s", evs[0].A.Outcome)
+	}
+	if !strings.Contains(string(evs[2].A.Outcome), "transaction-response") {
+		t.Errorf("the transaction-response is not recorded: %s", evs[2].A.Outcome)
+	}
+	e, _ := h.outbox.Get(id)
+	if e.Status != Done || e.Item.Attempts != 3 || len(e.History) != 3 {
+		t.Errorf("outbox: status %s, %d attempts, %d recorded", e.Status, e.Item.Attempts, len(e.History))
+	}
+	wantCounts(t, ehr, 1, 1, 1)
+}
+
+func TestRetryAfter(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		value func(now time.Time) string
+		want  time.Duration
+	}{
+		{"seconds", func(time.Time) string { return "120" }, 120 * time.Second},
+		{"http-date", func(now time.Time) string { return now.Add(300 * time.Second).Format(http.TimeFormat) }, 300 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ehr := newStubEHR(t)
+			d := testDest("ehr", ehr.base())
+			d.Concurrency = 1
+			h := newHarness(t, []Destination{d}, nil)
+			ehr.intercept = func(n int, w http.ResponseWriter, r *http.Request, body []byte) bool {
+				if n == 0 {
+					w.Header().Set("Retry-After", tc.value(h.clock.Now()))
+					writeJSON(w, http.StatusTooManyRequests, outcome("throttled", "slow down"))
+					return true
+				}
+				return false
+			}
+			t0 := h.clock.Now()
+			a := h.enqueue("ehr", "kA", sessionBundle("P-1", "S-1", "completed", false))
+			b := h.enqueue("ehr", "kB", sessionBundle("P-2", "S-2", "completed", false))
+			h.run()
+			ev := h.next()
+			if ev.ID != a {
+				t.Fatalf("first attempt is of item %d", ev.ID)
+			}
+			wantAttempt(t, ev, 1, Pending, 429, "http 429 (throttled)")
+			if got := ev.Next.Sub(ev.A.At); got != tc.want {
+				t.Fatalf("next attempt in %v, want the Retry-After %v", got, tc.want)
+			}
+			// The whole destination is held: b, due since t0, is not sent
+			// before the Retry-After has passed.
+			h.clock.Advance(tc.want)
+			for range 2 {
+				ev := h.next()
+				if ev.Status != Done || ev.A.At.Before(t0.Add(tc.want)) {
+					t.Fatalf("item %d: %s at %v, want done no earlier than %v", ev.ID, ev.Status, ev.A.At.Sub(t0), tc.want)
+				}
+				if ev.ID == b && ev.A.N != 1 {
+					t.Fatalf("item b took %d attempts", ev.A.N)
+				}
+			}
+		})
+	}
+}
+
+func TestTimeout(t *testing.T) {
+	ehr := newStubEHR(t)
+	ehr.intercept = func(n int, w http.ResponseWriter, r *http.Request, body []byte) bool {
+		if n == 0 {
+			<-r.Context().Done() // longer than the client waits
+			return true
+		}
+		return false
+	}
+	d := testDest("ehr", ehr.base())
+	d.Timeout = 100 * time.Millisecond
+	h := newHarness(t, []Destination{d}, nil)
+	id := h.enqueue("ehr", "k1", sessionBundle("P-1", "S-1", "completed", false))
+	h.run()
+	evs := h.retryUntilFinal(id)
+	wantAttempt(t, evs[0], 1, Pending, 0, "timeout")
+	wantAttempt(t, evs[1], 2, Done, 200, "")
+}
+
+func TestConnectionRefused(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	for _, mode := range []Mode{ModeTransaction, ModeSingle} {
+		t.Run(string(mode), func(t *testing.T) {
+			d := testDest("ehr", "http://"+addr+"/fhir")
+			d.Mode = mode
+			h := newHarness(t, []Destination{d}, func(o *WorkerOptions) { o.MaxAttempts = 2 })
+			id := h.enqueue("ehr", "k1", sessionBundle("P-1", "S-1", "completed", true))
+			h.run()
+			evs := h.retryUntilFinal(id)
+			wantAttempt(t, evs[0], 1, Pending, 0, "connection refused")
+			wantAttempt(t, evs[1], 2, Dead, 0, "connection refused (gave up after 2 attempts)")
+			for _, ev := range evs {
+				if strings.Contains(ev.A.Error, "P-1") || strings.Contains(ev.A.Error, "S-1") || strings.Contains(ev.A.Error, "identifier") {
+					t.Errorf("error names the record: %q", ev.A.Error)
+				}
+			}
+		})
+	}
+}
+
+func TestBadRequestIsDead(t *testing.T) {
+	ehr := newStubEHR(t)
+	ehr.intercept = func(n int, w http.ResponseWriter, r *http.Request, body []byte) bool {
+		writeJSON(w, http.StatusBadRequest, outcome("invalid", "Procedure.status: unknown code"))
+		return true
+	}
+	h := newHarness(t, []Destination{testDest("ehr", ehr.base())}, nil)
+	id := h.enqueue("ehr", "k1", sessionBundle("P-1", "S-1", "completed", false))
+	h.run()
+	evs := h.retryUntilFinal(id)
+	if len(evs) != 1 {
+		t.Fatalf("%d attempts, want 1", len(evs))
+	}
+	wantAttempt(t, evs[0], 1, Dead, 400, "http 400 (invalid)")
+	if !strings.Contains(string(evs[0].A.Outcome), "Procedure.status: unknown code") {
+		t.Errorf("OperationOutcome not recorded: %s", evs[0].A.Outcome)
+	}
+}
+
+func TestSlowEHROnlyHoldsItsOwnSlots(t *testing.T) {
+	slow, fast := newStubEHR(t), newStubEHR(t)
+	release := make(chan struct{})
+	var cur, peak atomic.Int32
+	slow.intercept = func(n int, w http.ResponseWriter, r *http.Request, body []byte) bool {
+		c := cur.Add(1)
+		defer cur.Add(-1)
+		for p := peak.Load(); c > p && !peak.CompareAndSwap(p, c); p = peak.Load() {
+		}
+		<-release
+		return false
+	}
+	ds, df := testDest("slow", slow.base()), testDest("fast", fast.base())
+	ds.Concurrency = 2
+	h := newHarness(t, []Destination{ds, df}, nil)
+	for i := range 4 {
+		h.enqueue("slow", "s"+string(rune('a'+i)), sessionBundle("P-s", "S-s"+string(rune('a'+i)), "completed", false))
+	}
+	fastIDs := map[int64]bool{}
+	for i := range 3 {
+		fastIDs[h.enqueue("fast", "f"+string(rune('a'+i)), sessionBundle("P-f", "S-f"+string(rune('a'+i)), "completed", false))] = true
+	}
+	h.run()
+	for range 3 {
+		ev := h.next()
+		if !fastIDs[ev.ID] || ev.Status != Done {
+			t.Fatalf("item %d %s while the slow EHR blocks; want the fast items done", ev.ID, ev.Status)
+		}
+	}
+	close(release)
+	for range 4 {
+		if ev := h.next(); ev.Status != Done {
+			t.Fatalf("slow item %d: %s %q", ev.ID, ev.Status, ev.A.Error)
+		}
+	}
+	if p := peak.Load(); p > 2 {
+		t.Errorf("%d concurrent requests to the slow EHR, want at most 2", p)
+	}
+}
+
+func TestMalformedSuccessIsRetriedThenDead(t *testing.T) {
+	for _, tc := range []struct{ name, ctype, body, reason string }{
+		{"garbage", "text/plain", "ok!!", "response is not JSON, not a transaction-response"},
+		{"html", "text/html", "<html><body>Proxy login</body></html>", "response is HTML or XML"},
+		{"empty", "application/fhir+json", "", "response is empty"},
+		{"operation-outcome", "application/fhir+json", `{"resourceType":"OperationOutcome","issue":[{"severity":"information","code":"informational"}]}`, "response is an OperationOutcome"},
+		{"wrong-bundle-type", "application/fhir+json", `{"resourceType":"Bundle","type":"searchset","entry":[]}`, `Bundle of type "searchset"`},
+		{"entry-count", "application/fhir+json", `{"resourceType":"Bundle","type":"transaction-response","entry":[{"response":{"status":"201"}}]}`, "has 1 entries for 3 requests"},
+		{"entry-status", "application/fhir+json", `{"resourceType":"Bundle","type":"transaction-response","entry":[{"response":{"status":"201"}},{"response":{"status":"400 Bad Request"}},{"response":{"status":"200"}}]}`, "entry 1 has status 400"},
+		{"not-fhir", "application/json", `{"hello":"world"}`, "response is not a transaction-response"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ehr := newStubEHR(t)
+			ehr.intercept = func(n int, w http.ResponseWriter, r *http.Request, body []byte) bool {
+				w.Header().Set("Content-Type", tc.ctype)
+				w.WriteHeader(http.StatusOK)
+				w.Write([]byte(tc.body))
+				return true
+			}
+			h := newHarness(t, []Destination{testDest("ehr", ehr.base())}, nil)
+			id := h.enqueue("ehr", "k1", sessionBundle("P-1", "S-1", "completed", false))
+			h.run()
+			evs := h.retryUntilFinal(id)
+			if len(evs) != 4 {
+				t.Fatalf("%d attempts, want MaxAttempts 4", len(evs))
+			}
+			for i, ev := range evs[:3] {
+				wantAttempt(t, ev, i+1, Pending, 200, tc.reason)
+			}
+			wantAttempt(t, evs[3], 4, Dead, 200, tc.reason+"")
+			if !strings.HasSuffix(evs[3].A.Error, "(gave up after 4 attempts)") {
+				t.Errorf("final error %q", evs[3].A.Error)
+			}
+			if string(evs[3].A.Outcome) != tc.body {
+				t.Errorf("answer not recorded: %q", evs[3].A.Outcome)
+			}
+		})
+	}
+}
+
+func TestAmendmentNeverOvertakesOriginal(t *testing.T) {
+	ehr := newStubEHR(t)
+	var failed atomic.Int32
+	ehr.intercept = func(n int, w http.ResponseWriter, r *http.Request, body []byte) bool {
+		if strings.Contains(string(body), `"in-progress"`) && failed.Add(1) <= 2 {
+			writeJSON(w, http.StatusBadGateway, outcome("transient", "upstream"))
+			return true
+		}
+		return false
+	}
+	h := newHarness(t, []Destination{testDest("ehr", ehr.base())}, nil)
+	orig := h.enqueue("ehr", "clinic|session|S-1", sessionBundle("P-1", "S-1", "in-progress", false))
+	amend := h.enqueue("ehr", "clinic|session|S-1", sessionBundle("P-1", "S-1", "completed", true))
+	h.run()
+	var got []string
+	for len(got) < 4 {
+		ev := h.next()
+		got = append(got, map[int64]string{orig: "orig", amend: "amend"}[ev.ID]+":"+string(ev.Status))
+		if ev.Status == Pending {
+			h.clock.Advance(time.Hour)
+		}
+	}
+	if want := "orig:pending orig:pending orig:done amend:done"; strings.Join(got, " ") != want {
+		t.Fatalf("attempts %v, want %s", got, want)
+	}
+	var procWrites []string
+	for _, w := range ehr.committed() {
+		if strings.Contains(w, "Procedure/") {
+			procWrites = append(procWrites, w)
+		}
+	}
+	if len(procWrites) != 2 || !strings.HasPrefix(procWrites[0], "POST") || !strings.HasSuffix(procWrites[0], "in-progress") ||
+		!strings.HasPrefix(procWrites[1], "PUT") || !strings.HasSuffix(procWrites[1], "completed") {
+		t.Fatalf("Procedure writes at the EHR: %v", procWrites)
+	}
+	wantCounts(t, ehr, 1, 1, 1)
+}
+
+func TestDeadLetterDoesNotDelayOtherPatients(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		status int
+	}{{"dead", http.StatusUnprocessableEntity}, {"retrying", http.StatusInternalServerError}} {
+		t.Run(tc.name, func(t *testing.T) {
+			ehr := newStubEHR(t)
+			ehr.intercept = func(n int, w http.ResponseWriter, r *http.Request, body []byte) bool {
+				if strings.Contains(string(body), "P-A") {
+					writeJSON(w, tc.status, outcome("business-rule", "rejected"))
+					return true
+				}
+				return false
+			}
+			d := testDest("ehr", ehr.base())
+			d.Concurrency = 1
+			h := newHarness(t, []Destination{d}, nil)
+			t0 := h.clock.Now()
+			a := h.enqueue("ehr", "kA", sessionBundle("P-A", "S-A", "completed", false))
+			b1 := h.enqueue("ehr", "kB1", sessionBundle("P-B", "S-B1", "completed", false))
+			b2 := h.enqueue("ehr", "kB2", sessionBundle("P-B", "S-B2", "completed", false))
+			h.run()
+			if ev := h.next(); ev.ID != a || ev.Status == Done {
+				t.Fatalf("first attempt: item %d %s", ev.ID, ev.Status)
+			}
+			for _, id := range []int64{b1, b2} {
+				ev := h.next()
+				if ev.ID != id || ev.Status != Done || !ev.A.At.Equal(t0) {
+					t.Fatalf("item %d: %s at +%v; want item %d done at once", ev.ID, ev.Status, ev.A.At.Sub(t0), id)
+				}
+			}
+			wantCounts(t, ehr, 1, 2, 2)
+		})
+	}
+}
+
+func TestLostResponseCreatesNoDuplicate(t *testing.T) {
+	for _, mode := range []Mode{ModeTransaction, ModeBatch, ModeSingle} {
+		t.Run(string(mode), func(t *testing.T) {
+			ehr := newStubEHR(t)
+			var dropped atomic.Bool
+			ehr.afterCommit = func(n int, w http.ResponseWriter, r *http.Request) bool {
+				if dropped.CompareAndSwap(false, true) {
+					conn, _, err := http.NewResponseController(w).Hijack()
+					if err != nil {
+						t.Error(err)
+						return false
+					}
+					conn.Close() // committed, but the answer is lost
+					return true
+				}
+				return false
+			}
+			d := testDest("ehr", ehr.base())
+			d.Mode = mode
+			h := newHarness(t, []Destination{d}, nil)
+			id := h.enqueue("ehr", "k1", sessionBundle("P-1", "S-1", "completed", false))
+			h.run()
+			evs := h.retryUntilFinal(id)
+			if len(evs) != 2 {
+				t.Fatalf("%d attempts, want 2", len(evs))
+			}
+			wantAttempt(t, evs[0], 1, Pending, 0, "connection closed before the response")
+			wantAttempt(t, evs[1], 2, Done, 200, "")
+			wantCounts(t, ehr, 1, 1, 1)
+		})
+	}
+}
+
+func TestNotifyWakesTheWorker(t *testing.T) {
+	ehr := newStubEHR(t)
+	h := newHarness(t, []Destination{testDest("ehr", ehr.base())}, func(o *WorkerOptions) { o.PollInterval = time.Hour })
+	h.run()
+	id := h.enqueue("ehr", "k1", sessionBundle("P-1", "S-1", "completed", false))
+	h.w.Notify()
+	if ev := h.next(); ev.ID != id || ev.Status != Done {
+		t.Fatalf("item %d %s", ev.ID, ev.Status)
+	}
+}
+
+func TestPanicIsRecoveredAndRetried(t *testing.T) {
+	ehr := newStubEHR(t)
+	var panicked atomic.Bool
+	d := testDest("ehr", ehr.base())
+	h := newHarness(t, []Destination{d}, func(o *WorkerOptions) {
+		o.WrapTransport = func(rt http.RoundTripper) http.RoundTripper {
+			return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+				if r.Method == http.MethodPost && panicked.CompareAndSwap(false, true) {
+					panic("transport bug")
+				}
+				return rt.RoundTrip(r)
+			})
+		}
+	})
+	id := h.enqueue("ehr", "k1", sessionBundle("P-1", "S-1", "completed", false))
+	h.run()
+	evs := h.retryUntilFinal(id)
+	wantAttempt(t, evs[0], 1, Pending, 0, "internal error (panic)")
+	wantAttempt(t, evs[1], 2, Done, 200, "")
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+func TestRunWaitsForInFlightAttempts(t *testing.T) {
+	ehr := newStubEHR(t)
+	arrived, release := make(chan struct{}), make(chan struct{})
+	ehr.intercept = func(n int, w http.ResponseWriter, r *http.Request, body []byte) bool {
+		close(arrived)
+		<-release
+		return false
+	}
+	h := newHarness(t, []Destination{testDest("ehr", ehr.base())}, nil)
+	id := h.enqueue("ehr", "k1", sessionBundle("P-1", "S-1", "completed", false))
+	h.run()
+	<-arrived
+	stopped := make(chan struct{})
+	go func() { h.stop(); close(stopped) }()
+	close(release)
+	<-stopped
+	h.stop = nil
+	select {
+	case ev := <-h.outbox.events:
+		if ev.ID != id || ev.Status != Done {
+			t.Fatalf("item %d %s", ev.ID, ev.Status)
+		}
+	default:
+		t.Fatal("Run returned before the in-flight attempt was recorded")
+	}
+}
