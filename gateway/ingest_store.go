@@ -12,6 +12,7 @@ import (
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/telemetry"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
 )
 
@@ -69,7 +70,7 @@ func (s *Server) storeRecord(c echo.Context, kind mapping.Kind, body []byte, fir
 		if err != nil {
 			return err
 		}
-		if err := s.enqueue(tx, kind, res, version); err != nil {
+		if err := s.enqueue(tx, kind, res, version, telemetry.TraceID(c.Request().Context())); err != nil {
 			return err
 		}
 		return tx.PutLedger(&store.Ledger{Source: src.System, Kind: string(kind), RecordID: src.RecordID, Version: version,
@@ -86,7 +87,7 @@ func (s *Server) storeRecord(c echo.Context, kind mapping.Kind, body []byte, fir
 // it, inside the transaction that stores it. The payload is the mapped
 // transaction Bundle: its entries are conditional on identifiers (or PUT to
 // deterministic ids), so a re-send never duplicates anything at the EHR.
-func (s *Server) enqueue(tx store.Tx, kind mapping.Kind, res *mapping.Result, version string) error {
+func (s *Server) enqueue(tx store.Tx, kind mapping.Kind, res *mapping.Result, version, traceID string) error {
 	var items []*store.OutboxItem
 	var payload []byte
 	for _, r := range s.cfg.Routes {
@@ -109,7 +110,7 @@ func (s *Server) enqueue(tx store.Tx, kind mapping.Kind, res *mapping.Result, ve
 		items = append(items, &store.OutboxItem{
 			Destination: r.Name, OrderKey: res.Source.System + "|" + string(kind) + "|" + res.Source.RecordID,
 			Patient: res.Source.System + "|" + patient, Kind: string(kind), Source: res.Source.System,
-			RecordID: res.Source.RecordID, Version: version, Payload: payload,
+			RecordID: res.Source.RecordID, Version: version, Payload: payload, TraceID: traceID,
 		})
 	}
 	if len(items) == 0 {
