@@ -1,0 +1,58 @@
+package gateway_test
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
+	"github.com/ketamine-gateway/ketamine-gateway/schemas"
+)
+
+// BenchmarkIngestOutbox stores native session records with delivery off
+// and on (one destination: the record is also enqueued in the outbox in
+// the same transaction), to measure the outbox's cost on ingest.
+func BenchmarkIngestOutbox(b *testing.B) {
+	doc, err := fs.ReadFile(schemas.Examples(), "examples/session/routine-ketamine-iv-session.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		routes []gateway.Route
+	}{
+		{"delivery-off", nil},
+		{"delivery-on", []gateway.Route{{Name: "ehr", Accepts: func(string, string) bool { return true }}}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			st, err := sqlite.Open(context.Background(), filepath.Join(b.TempDir(), "bench.db"), sqlite.Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer st.Close()
+			s, err := gateway.NewServer(gateway.Config{Store: st, Routes: tc.routes})
+			if err != nil {
+				b.Fatal(err)
+			}
+			i := 0
+			for b.Loop() {
+				// A new record id each time, so every request stores.
+				body := strings.ReplaceAll(string(doc), "-2026-0310-", fmt.Sprintf("-2026-0310-B%d-", i))
+				i++
+				r := httptest.NewRequest(http.MethodPost, "/ingest/session", strings.NewReader(body))
+				r.Header.Set("Content-Type", "application/json")
+				rec := httptest.NewRecorder()
+				s.ServeHTTP(rec, r)
+				if rec.Code != http.StatusOK {
+					b.Fatalf("ingest = %d %.300s", rec.Code, rec.Body)
+				}
+			}
+		})
+	}
+}
