@@ -50,6 +50,12 @@ func ResourceTypes() []string {
 	return slices.Clone(resourceTypeNames[:])
 }
 
+// IsResourceType reports whether name is an R4 resource type.
+func IsResourceType(name string) bool {
+	_, ok := slices.BinarySearch(resourceTypeNames[:], name)
+	return ok
+}
+
 // KnownType reports whether name is an R4 resource type.
 func (v *Validator) KnownType(name string) bool {
 	_, ok := v.s.resources[name]
