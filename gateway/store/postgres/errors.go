@@ -1,0 +1,110 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"syscall"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+)
+
+// mapErr wraps driver errors with the store sentinels (see the package
+// documentation). An error caused by the caller's own ctx ending is
+// returned unchanged: that is the caller's doing, not the database's.
+func mapErr(ctx context.Context, err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrUnavailable) {
+		return err
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		switch {
+		case isConflictCode(pe.Code):
+			return fmt.Errorf("%w: %w", store.ErrConflict, err)
+		case pe.Code == "57014" && ctx.Err() != nil:
+			return err // cancelled by the caller's context
+		case isUnavailableCode(pe.Code):
+			return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+		}
+		return err
+	}
+	if ctx.Err() != nil {
+		return err
+	}
+	if isConnErr(err) {
+		return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+	}
+	return err
+}
+
+// isConflictCode: unique_violation, serialization_failure, deadlock_detected.
+func isConflictCode(code string) bool {
+	return code == "23505" || code == "40001" || code == "40P01"
+}
+
+// isUnavailableCode: connection exceptions (class 08), insufficient
+// resources (class 53: too many connections, out of memory or disk),
+// statement timeout (57014), administrator or crash shutdown and cannot
+// connect now (57P01..57P03), lock_not_available (55P03), and the
+// read-only transaction of a hot standby (25006, after a failover).
+func isUnavailableCode(code string) bool {
+	switch {
+	case strings.HasPrefix(code, "08"), strings.HasPrefix(code, "53"):
+		return true
+	}
+	switch code {
+	case "57014", "57P01", "57P02", "57P03", "55P03", "25006":
+		return true
+	}
+	return false
+}
+
+// isConnErr tells whether err is a failure to reach the server or a lost
+// connection (not an error the server reported).
+func isConnErr(err error) bool {
+	var ce *pgconn.ConnectError
+	var ne net.Error
+	switch {
+	case errors.As(err, &ce), errors.As(err, &ne),
+		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed),
+		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		return true
+	}
+	// A statement sent on a connection that pgx had already found broken
+	// ("conn closed"), or that failed before anything reached the server.
+	return pgconn.SafeToRetry(err) || strings.Contains(err.Error(), "conn closed")
+}
+
+// lostConn tells whether err means that the connection was closed or
+// broken (rather than the server refusing the statement or being
+// overloaded): then another connection may well succeed.
+func lostConn(ctx context.Context, err error) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return strings.HasPrefix(pe.Code, "08") || pe.Code == "57P01" || pe.Code == "57P02"
+	}
+	var ce *pgconn.ConnectError
+	return !errors.As(err, &ce) && isConnErr(err)
+}
+
+// text makes s storable in a PostgreSQL text value: NUL bytes and invalid
+// UTF-8 become U+FFFD (the same on write and in queries, so values still
+// match).
+func text(s string) string {
+	if strings.IndexByte(s, 0) < 0 && utf8.ValidString(s) {
+		return s
+	}
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
+}

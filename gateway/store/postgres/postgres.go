@@ -1,0 +1,324 @@
+// Package postgres is the PostgreSQL implementation of store.Store, on
+// github.com/jackc/pgx/v5 (pgxpool). It mirrors the SQLite backend
+// (gateway/store/sqlite): the same tables, the same search semantics, the
+// same errors; gateway/store/storetest proves that they behave alike.
+//
+// Several gateway processes may share one database. Write transactions run
+// at READ COMMITTED and rely on unique keys for exactly-once results: a
+// resource version is the primary key (type, id, version) of resources, a
+// conditional create key the primary key of conditional_keys, a native
+// record version the primary key of ledger. Two processes racing for the
+// same key are serialised by PostgreSQL: the second waits for the first to
+// commit and then fails with a unique violation, which Write's caller sees
+// as store.ErrConflict and retries (the retry then sees the first one's
+// result). Unlike SQLite, writers that touch no common key run in parallel;
+// a "search, then write" transaction that claims no key is therefore not
+// serialised against another one (the gateway claims a key for every
+// conditional create; an update of an existing resource is guarded by its
+// next version's key).
+//
+// Errors: unique violations (23505), serialization failures (40001) and
+// deadlocks (40P01) are store.ErrConflict; connection failures (class 08,
+// refused or broken connections), administrator shutdowns (57P01..57P03),
+// too many connections (class 53), statement timeouts and pool acquire
+// timeouts are store.ErrUnavailable. When a call finds its pooled
+// connection closed by the server (a restart, a failover, an
+// administrator), the pool drops all its connections, and the call is run
+// again on a new one if it only reads or the failure came at BEGIN; nothing
+// else is retried inside the store.
+//
+// Schema: the tables of the SQLite backend with PostgreSQL types: times are
+// BIGINT unix milliseconds (UTC), deleted is BOOLEAN, bodies are BYTEA (the
+// exact bytes come back), text columns use the "C" collation so that
+// comparisons, prefix ranges and ORDER BY are bytewise like SQLite's. Open
+// migrates the schema in one transaction under a transaction-level advisory
+// lock, so processes starting at the same moment on one database migrate it
+// once. PostgreSQL text cannot hold NUL bytes or invalid UTF-8: such
+// characters in index values, query values, keys and ledger fields are
+// stored and compared as U+FFFD.
+//
+// Connection settings come from the URL (every pgx/libpq setting, plus
+// pool_max_conns and the other pool_* settings of pgxpool) and Options.
+// The URL may also carry statement_timeout (e.g. "30s", "500ms" or a number
+// of milliseconds) and pool_acquire_timeout (a Go duration); Options fields
+// that are set take precedence over the URL.
+//
+// The transactional outbox (store.Outbox, store.OutboxTx) is kept as in
+// the SQLite backend; see outbox.go for how claims stay exactly-once and
+// in order across processes.
+//
+// Search semantics are those documented in package sqlite.
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+)
+
+// Options tune Open; the zero value is valid. A zero field takes the URL's
+// setting, else the default.
+type Options struct {
+	// MaxConns bounds the connection pool (URL: pool_max_conns). Default:
+	// pgxpool's, the larger of 4 and the number of CPUs.
+	MaxConns int32
+	// StatementTimeout is set on every connection (SET statement_timeout):
+	// a statement running longer, waiting for locks included, fails with
+	// store.ErrUnavailable. URL: statement_timeout. Default 30s; a negative
+	// value, or statement_timeout=0 in the URL, means none.
+	StatementTimeout time.Duration
+	// AcquireTimeout is how long an operation waits for a free pooled
+	// connection before failing with store.ErrUnavailable. URL:
+	// pool_acquire_timeout. Default 10s.
+	AcquireTimeout time.Duration
+	// ConnectTimeout bounds establishing one connection. URL:
+	// connect_timeout (seconds). Default 5s.
+	ConnectTimeout time.Duration
+}
+
+// Defaults of Options.
+const (
+	DefaultStatementTimeout = 30 * time.Second
+	DefaultAcquireTimeout   = 10 * time.Second
+	DefaultConnectTimeout   = 5 * time.Second
+)
+
+// defaultCount is the page size when a query does not give one.
+const defaultCount = 50
+
+// Store is a store.Store on one PostgreSQL database.
+type Store struct {
+	pool           *pgxpool.Pool
+	acquireTimeout time.Duration
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open connects to the PostgreSQL database at url (postgres:// or
+// postgresql://, or a key=value connection string), migrates its schema and
+// checks that it answers.
+func Open(ctx context.Context, url string, opts Options) (*Store, error) {
+	cfg, acquire, err := config(url, opts)
+	if err != nil {
+		return nil, err
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", mapErr(ctx, err))
+	}
+	s := &Store{pool: pool, acquireTimeout: acquire}
+	if err := s.migrate(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	if err := s.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// config parses url and applies opts: the pool configuration (with the
+// statement timeout set on every new connection) and the acquire timeout.
+func config(url string, opts Options) (*pgxpool.Config, time.Duration, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		// pgconn's parse errors may quote the URL: never echo a password.
+		return nil, 0, errors.New("postgres: invalid database URL")
+	}
+	params := cfg.ConnConfig.RuntimeParams
+	stmt := DefaultStatementTimeout
+	if v, ok := params["statement_timeout"]; ok {
+		delete(params, "statement_timeout")
+		if stmt, err = parseTimeout(v); err != nil {
+			return nil, 0, fmt.Errorf("postgres: statement_timeout %q: %w", v, err)
+		}
+	}
+	acquire := DefaultAcquireTimeout
+	if v, ok := params["pool_acquire_timeout"]; ok {
+		delete(params, "pool_acquire_timeout")
+		if acquire, err = time.ParseDuration(v); err != nil || acquire <= 0 {
+			return nil, 0, fmt.Errorf("postgres: pool_acquire_timeout %q: want a positive duration such as 10s", v)
+		}
+	}
+	switch {
+	case opts.StatementTimeout > 0:
+		stmt = opts.StatementTimeout
+	case opts.StatementTimeout < 0:
+		stmt = 0
+	}
+	if opts.AcquireTimeout > 0 {
+		acquire = opts.AcquireTimeout
+	}
+	if opts.MaxConns > 0 {
+		cfg.MaxConns = opts.MaxConns
+	}
+	if opts.ConnectTimeout > 0 {
+		cfg.ConnConfig.ConnectTimeout = opts.ConnectTimeout
+	} else if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = DefaultConnectTimeout
+	}
+	ms := strconv.FormatInt(stmt.Milliseconds(), 10)
+	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
+		_, err := c.Exec(ctx, `SELECT set_config('statement_timeout', $1, false)`, ms)
+		return err
+	}
+	return cfg, acquire, nil
+}
+
+// parseTimeout reads a statement_timeout value: a number of milliseconds
+// (PostgreSQL's unit), a Go duration ("1.5s", "500ms") or a PostgreSQL
+// one ("2min", "1h", "1d").
+func parseTimeout(v string) (time.Duration, error) {
+	v = strings.TrimSpace(v)
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil && n >= 0 {
+		return time.Duration(n) * time.Millisecond, nil
+	}
+	switch {
+	case strings.HasSuffix(v, "min"):
+		v = strings.TrimSuffix(v, "in")
+	case strings.HasSuffix(v, "d"):
+		n, err := strconv.ParseFloat(strings.TrimSuffix(v, "d"), 64)
+		if err != nil || n < 0 {
+			return 0, errors.New("want a duration such as 30s")
+		}
+		return time.Duration(n * float64(24*time.Hour)), nil
+	}
+	d, err := time.ParseDuration(strings.ReplaceAll(v, " ", ""))
+	if err != nil || d < 0 {
+		return 0, errors.New("want a duration such as 30s")
+	}
+	return d, nil
+}
+
+// acquire takes a pooled connection, waiting at most the acquire timeout:
+// a pool that stays exhausted, or a database that cannot be reached, is
+// store.ErrUnavailable.
+func (s *Store) acquire(ctx context.Context) (*pgxpool.Conn, error) {
+	actx, cancel := context.WithTimeout(ctx, s.acquireTimeout)
+	defer cancel()
+	c, err := s.pool.Acquire(actx)
+	if err == nil {
+		return c, nil
+	}
+	if ctx.Err() == nil && actx.Err() != nil {
+		return nil, fmt.Errorf("postgres: %w: no free connection within %v: %v", store.ErrUnavailable, s.acquireTimeout, err)
+	}
+	return nil, fmt.Errorf("postgres: connect: %w", mapErr(ctx, err))
+}
+
+// Write runs fn in one READ COMMITTED transaction on one pooled connection.
+// fn must not call Write itself and must not use the Tx after returning.
+func (s *Store) Write(ctx context.Context, fn func(store.Tx) error) (err error) {
+	var c *pgxpool.Conn
+	var ptx pgx.Tx
+	for attempt := 0; ; attempt++ {
+		if c, err = s.acquire(ctx); err != nil {
+			return err
+		}
+		ptx, err = c.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted, AccessMode: pgx.ReadWrite})
+		if err == nil {
+			break
+		}
+		c.Release()
+		if attempt > 0 || !lostConn(ctx, err) {
+			return fmt.Errorf("postgres: begin: %w", mapErr(ctx, err))
+		}
+		s.pool.Reset() // the others are likely gone too
+	}
+	defer c.Release()
+	done := false
+	defer func() {
+		if !done {
+			rollback(ctx, ptx) // fn panicked
+		}
+	}()
+	if err := fn(&tx{ctx: ctx, q: ptx}); err != nil {
+		done = true
+		rollback(ctx, ptx)
+		return err
+	}
+	done = true
+	if err := ptx.Commit(ctx); err != nil {
+		if errors.Is(err, pgx.ErrTxCommitRollback) {
+			return errors.New("postgres: commit: the transaction was rolled back after a failed statement")
+		}
+		return fmt.Errorf("postgres: commit: %w", mapErr(ctx, err))
+	}
+	return nil
+}
+
+// rollback ends ptx, also when ctx is already cancelled (a failed rollback
+// closes the connection, which the pool then replaces).
+func rollback(ctx context.Context, ptx pgx.Tx) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	_ = ptx.Rollback(rctx)
+}
+
+// readTx runs fn in a REPEATABLE READ, READ ONLY transaction: the
+// statements of one search or history page see one snapshot.
+func (s *Store) readTx(ctx context.Context, fn func(q querier) error) error {
+	return s.single(ctx, func(q querier) error {
+		ptx, err := q.(*pgxpool.Conn).BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+		if err != nil {
+			return fmt.Errorf("postgres: begin: %w", mapErr(ctx, err))
+		}
+		defer rollback(ctx, ptx)
+		return fn(ptx)
+	})
+}
+
+// single runs fn, which only reads, with a pooled connection. When the
+// connection turns out to have been closed by the server (a restart, a
+// failover, an administrator), the pool drops every connection it holds
+// and fn runs once more on a new one.
+func (s *Store) single(ctx context.Context, fn func(q querier) error) error {
+	for attempt := 0; ; attempt++ {
+		c, err := s.acquire(ctx)
+		if err != nil {
+			return err
+		}
+		err = fn(c)
+		c.Release()
+		if err == nil || attempt > 0 || !lostConn(ctx, err) {
+			return err
+		}
+		s.pool.Reset() // the others are likely gone too
+	}
+}
+
+// Ping checks that the database answers a query (readiness).
+func (s *Store) Ping(ctx context.Context) error {
+	err := s.single(ctx, func(q querier) error {
+		var one int
+		if err := q.QueryRow(ctx, `SELECT 1`).Scan(&one); err != nil {
+			return fmt.Errorf("postgres: ping: %w", mapErr(ctx, err))
+		}
+		return nil
+	})
+	return err
+}
+
+// Close closes the pool, waiting for connections in use to be released;
+// it is safe to call more than once.
+func (s *Store) Close() error {
+	s.pool.Close()
+	return nil
+}
+
+// querier is what pgx.Tx and *pgxpool.Conn have in common.
+type querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}

@@ -1,0 +1,340 @@
+package postgres
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/storetest"
+)
+
+// testURL is the server the tests use, or skips the test.
+func testURL(t testing.TB) string {
+	t.Helper()
+	u := os.Getenv("GATEWAY_TEST_POSTGRES_URL")
+	if u == "" {
+		t.Skip("GATEWAY_TEST_POSTGRES_URL not set: set it to a postgres:// URL of a role that may create databases (.ci/run does) to run the PostgreSQL tests")
+	}
+	return u
+}
+
+// freshDB creates an empty database on the test server and returns its
+// URL; it is dropped when the test ends. A role that may not create
+// databases gets a fresh schema of the URL's database instead (selected
+// with search_path).
+func freshDB(t testing.TB) string {
+	t.Helper()
+	base := testURL(t)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, base)
+	if err != nil {
+		t.Fatalf("connect to GATEWAY_TEST_POSTGRES_URL: %v", err)
+	}
+	defer conn.Close(ctx)
+	var rnd [6]byte
+	_, _ = rand.Read(rnd[:])
+	name := "kgt_" + hex.EncodeToString(rnd[:])
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatalf("GATEWAY_TEST_POSTGRES_URL must be a URL: %v", err)
+	}
+	_, err = conn.Exec(ctx, "CREATE DATABASE "+name)
+	var pe *pgconn.PgError
+	switch {
+	case err == nil:
+		u.Path = "/" + name
+		t.Cleanup(func() { dropDB(t, base, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)") })
+	case errors.As(err, &pe) && pe.Code == "42501": // insufficient_privilege
+		if _, err := conn.Exec(ctx, "CREATE SCHEMA "+name); err != nil {
+			t.Fatalf("create schema: %v", err)
+		}
+		q := u.Query()
+		q.Set("search_path", name)
+		u.RawQuery = q.Encode()
+		t.Cleanup(func() { dropDB(t, base, "DROP SCHEMA IF EXISTS "+name+" CASCADE") })
+	default:
+		t.Fatalf("create database: %v", err)
+	}
+	return u.String()
+}
+
+// dropDB runs a DROP statement, retrying a few times: a non-superuser's
+// DROP DATABASE ... WITH (FORCE) fails while an autovacuum worker is in the
+// database. A scratch database left behind is logged, not a test failure.
+func dropDB(t testing.TB, base, stmt string) {
+	ctx := context.Background()
+	var err error
+	for attempt := range 10 {
+		if attempt > 0 {
+			time.Sleep(300 * time.Millisecond) // lets autovacuum finish
+		}
+		var conn *pgx.Conn
+		if conn, err = pgx.Connect(ctx, base); err != nil {
+			continue
+		}
+		_, err = conn.Exec(ctx, stmt)
+		conn.Close(ctx)
+		if err == nil {
+			return
+		}
+	}
+	t.Logf("cleanup: %s: %v", stmt, err)
+}
+
+// openFresh opens a store on a fresh database.
+func openFresh(t testing.TB, opts Options) (*Store, string) {
+	t.Helper()
+	u := freshDB(t)
+	s, err := Open(context.Background(), u, opts)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, u
+}
+
+func TestStore(t *testing.T) {
+	testURL(t)
+	storetest.Run(t, func(t *testing.T) store.Store {
+		u := freshDB(t)
+		s, err := Open(context.Background(), u, Options{})
+		if err != nil {
+			t.Fatalf("Open: %v", err)
+		}
+		return s
+	})
+}
+
+// TestConcurrentOpen opens one empty database from 4 goroutines (4 pools)
+// at once: the migration runs once and every store can write.
+func TestConcurrentOpen(t *testing.T) {
+	u := freshDB(t)
+	const n = 4
+	stores := make([]*Store, n)
+	errs := make([]error, n)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			stores[i], errs[i] = Open(context.Background(), u, Options{})
+		})
+	}
+	close(start)
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("Open %d: %v", i, err)
+		}
+		defer stores[i].Close()
+	}
+	for i, s := range stores {
+		err := s.Write(context.Background(), func(tx store.Tx) error {
+			return tx.Put(&store.Resource{Type: "Basic", ID: fmt.Sprint(i), Version: 1, Body: []byte(`{}`)}, nil)
+		})
+		if err != nil {
+			t.Fatalf("Write %d: %v", i, err)
+		}
+	}
+	pg, err := stores[0].Search(context.Background(), &search.Query{Type: "Basic", Total: true})
+	if err != nil || pg.Total != n {
+		t.Fatalf("Search: %v %v", pg, err)
+	}
+	var rows int
+	if err := stores[0].pool.QueryRow(context.Background(), `SELECT COUNT(*) FROM schema_migrations`).Scan(&rows); err != nil || rows != len(migrations) {
+		t.Fatalf("schema_migrations: %d rows, %v", rows, err)
+	}
+}
+
+func TestReopenKeepsData(t *testing.T) {
+	ctx := context.Background()
+	s, u := openFresh(t, Options{})
+	err := s.Write(ctx, func(tx store.Tx) error {
+		return tx.Put(&store.Resource{Type: "Patient", ID: "a", Version: 1, Body: []byte(`{"x": 1}`)},
+			[]search.Entry{{Param: "identifier", Type: search.TypeToken, System: "urn:x", Code: "1"}})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	s, err = Open(ctx, u, Options{})
+	if err != nil {
+		t.Fatalf("reopen: %v", err)
+	}
+	defer s.Close()
+	got, err := s.Read(ctx, "Patient", "a")
+	if err != nil || string(got.Body) != `{"x": 1}` {
+		t.Fatalf("Read after reopen: %v %v", got, err)
+	}
+	pg, err := s.Search(ctx, &search.Query{Type: "Patient", Clauses: []search.Clause{{
+		Param: "identifier", Type: search.TypeToken, Values: []search.Value{{System: "urn:x", Code: "1", HasSystem: true}},
+	}}})
+	if err != nil || len(pg.Matches) != 1 {
+		t.Fatalf("Search after reopen: %v %v", pg, err)
+	}
+}
+
+func TestNewerSchemaRefused(t *testing.T) {
+	s, u := openFresh(t, Options{})
+	if _, err := s.pool.Exec(context.Background(), `INSERT INTO schema_migrations (version, applied_at) VALUES ($1, 0)`, schemaVersion+1); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s2, err := Open(context.Background(), u, Options{})
+	if err == nil {
+		s2.Close()
+		t.Fatal("Open of a newer schema succeeded")
+	}
+	if !strings.Contains(err.Error(), "newer") {
+		t.Errorf("error does not say why: %v", err)
+	}
+}
+
+// TestConnectionSettings: the statement timeout reaches every connection;
+// Options win over the URL.
+func TestConnectionSettings(t *testing.T) {
+	u := freshDB(t)
+	for _, tc := range []struct {
+		query string
+		opts  Options
+		want  string
+	}{
+		{"", Options{}, "30s"},
+		{"statement_timeout=1500", Options{}, "1500ms"},
+		{"statement_timeout=2min&pool_max_conns=3", Options{}, "2min"},
+		{"statement_timeout=5s", Options{StatementTimeout: 7 * time.Second}, "7s"},
+		{"statement_timeout=0", Options{}, "0"},
+		{"", Options{StatementTimeout: -1}, "0"},
+	} {
+		uu := u
+		if tc.query != "" {
+			uu += sep(u) + tc.query
+		}
+		s, err := Open(context.Background(), uu, tc.opts)
+		if err != nil {
+			t.Fatalf("%s: Open: %v", tc.query, err)
+		}
+		var got string
+		err = s.single(context.Background(), func(q querier) error {
+			return q.QueryRow(context.Background(), `SHOW statement_timeout`).Scan(&got)
+		})
+		if err != nil || got != tc.want {
+			t.Errorf("%q %+v: statement_timeout %q (%v), want %q", tc.query, tc.opts, got, err, tc.want)
+		}
+		if strings.Contains(tc.query, "pool_max_conns=3") && s.pool.Config().MaxConns != 3 {
+			t.Errorf("pool_max_conns: %d", s.pool.Config().MaxConns)
+		}
+		s.Close()
+	}
+}
+
+func sep(u string) string {
+	if strings.Contains(u, "?") {
+		return "&"
+	}
+	return "?"
+}
+
+// TestStatementTimeoutIsUnavailable: a write waiting longer than the
+// statement timeout for a key another transaction holds fails with
+// ErrUnavailable, and the store goes on working.
+func TestStatementTimeoutIsUnavailable(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openFresh(t, Options{StatementTimeout: 200 * time.Millisecond})
+	holding, release := make(chan struct{}), make(chan struct{})
+	done := make(chan error)
+	go func() {
+		done <- s.Write(ctx, func(tx store.Tx) error {
+			if err := tx.ClaimKey("k", "Patient", "a"); err != nil {
+				return err
+			}
+			close(holding)
+			<-release
+			return nil
+		})
+	}()
+	<-holding
+	err := s.Write(ctx, func(tx store.Tx) error { return tx.ClaimKey("k", "Patient", "b") })
+	close(release)
+	if !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("Write waiting on a held key: got %v, want ErrUnavailable", err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	err = s.Write(ctx, func(tx store.Tx) error { return tx.ClaimKey("k", "Patient", "b") })
+	if !errors.Is(err, store.ErrConflict) {
+		t.Errorf("key held by a committed transaction: got %v, want ErrConflict", err)
+	}
+}
+
+// TestAcquireTimeoutIsUnavailable: with every connection busy, an operation
+// fails with ErrUnavailable after the acquire timeout.
+func TestAcquireTimeoutIsUnavailable(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openFresh(t, Options{MaxConns: 1, AcquireTimeout: 100 * time.Millisecond})
+	holding, release := make(chan struct{}), make(chan struct{})
+	done := make(chan error)
+	go func() {
+		done <- s.Write(ctx, func(tx store.Tx) error {
+			close(holding)
+			<-release
+			return nil
+		})
+	}()
+	<-holding
+	_, err := s.Read(ctx, "Patient", "x")
+	close(release)
+	if !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("Read with the pool exhausted: got %v, want ErrUnavailable", err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Read(ctx, "Patient", "x"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Read after release: %v", err)
+	}
+	// The caller's own deadline is not the database's fault.
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := s.Read(cctx, "Patient", "x"); errors.Is(err, store.ErrUnavailable) || !errors.Is(err, context.Canceled) {
+		t.Errorf("Read with a cancelled context: %v", err)
+	}
+}
+
+// TestUnreachableIsUnavailable: Open on a port nothing listens on.
+func TestUnreachableIsUnavailable(t *testing.T) {
+	_, err := Open(context.Background(), "postgres://kg:secret@127.0.0.1:1/kg?connect_timeout=2", Options{})
+	if !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("Open of an unreachable server: %v, want ErrUnavailable", err)
+	}
+	if err != nil && strings.Contains(err.Error(), "secret") {
+		t.Errorf("error shows the password: %v", err)
+	}
+	if _, err := Open(context.Background(), "postgres://kg:secret@127.0.0.1:5432/kg?statement_timeout=soon", Options{}); err == nil ||
+		strings.Contains(err.Error(), "secret") {
+		t.Errorf("bad statement_timeout: %v", err)
+	}
+}
+
+func pgError(code string) error {
+	return fmt.Errorf("wrapped: %w", &pgconn.PgError{Code: code, Message: "test"})
+}

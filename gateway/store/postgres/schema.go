@@ -1,0 +1,248 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// migration is one schema version: its statements run in order inside the
+// migration transaction.
+type migration struct {
+	version int
+	stmts   []string
+}
+
+// migrations are the schema versions, oldest first. Never edit a released
+// migration: append a new one. They mirror the SQLite backend's: times are
+// BIGINT unix milliseconds (UTC), text is compared bytewise (COLLATE "C").
+var migrations = []migration{{
+	version: 1,
+	stmts: []string{
+		// Every version of every resource; body is NULL for a deletion.
+		`CREATE TABLE resources (
+			type TEXT COLLATE "C" NOT NULL,
+			id TEXT COLLATE "C" NOT NULL,
+			version BIGINT NOT NULL,
+			last_updated BIGINT NOT NULL,
+			deleted BOOLEAN NOT NULL DEFAULT FALSE,
+			body BYTEA,
+			PRIMARY KEY (type, id, version)
+		)`,
+		`CREATE INDEX resources_lu ON resources (last_updated)`,
+		`CREATE INDEX resources_type_lu ON resources (type, last_updated)`,
+		// The latest version of every resource (deleted or not).
+		`CREATE TABLE current (
+			type TEXT COLLATE "C" NOT NULL,
+			id TEXT COLLATE "C" NOT NULL,
+			version BIGINT NOT NULL,
+			last_updated BIGINT NOT NULL,
+			deleted BOOLEAN NOT NULL DEFAULT FALSE,
+			PRIMARY KEY (type, id),
+			FOREIGN KEY (type, id, version) REFERENCES resources (type, id, version)
+		)`,
+		`CREATE INDEX current_type_lu ON current (type, last_updated, id)`,
+		// Search index entries of the current, non-deleted versions.
+		`CREATE TABLE idx_token (
+			type TEXT COLLATE "C" NOT NULL,
+			id TEXT COLLATE "C" NOT NULL,
+			param TEXT COLLATE "C" NOT NULL,
+			system TEXT COLLATE "C" NOT NULL,
+			code TEXT COLLATE "C" NOT NULL,
+			text TEXT COLLATE "C" NOT NULL,
+			FOREIGN KEY (type, id) REFERENCES current (type, id)
+		)`,
+		`CREATE INDEX idx_token_code ON idx_token (type, param, code, system)`,
+		`CREATE INDEX idx_token_system ON idx_token (type, param, system)`,
+		`CREATE INDEX idx_token_res ON idx_token (type, id)`,
+		`CREATE TABLE idx_string (
+			type TEXT COLLATE "C" NOT NULL,
+			id TEXT COLLATE "C" NOT NULL,
+			param TEXT COLLATE "C" NOT NULL,
+			norm TEXT COLLATE "C" NOT NULL,
+			exact TEXT COLLATE "C" NOT NULL,
+			FOREIGN KEY (type, id) REFERENCES current (type, id)
+		)`,
+		`CREATE INDEX idx_string_norm ON idx_string (type, param, norm)`,
+		`CREATE INDEX idx_string_exact ON idx_string (type, param, exact)`,
+		`CREATE INDEX idx_string_res ON idx_string (type, id)`,
+		`CREATE TABLE idx_date (
+			type TEXT COLLATE "C" NOT NULL,
+			id TEXT COLLATE "C" NOT NULL,
+			param TEXT COLLATE "C" NOT NULL,
+			low BIGINT NOT NULL,
+			high BIGINT NOT NULL,
+			FOREIGN KEY (type, id) REFERENCES current (type, id)
+		)`,
+		`CREATE INDEX idx_date_low ON idx_date (type, param, low)`,
+		`CREATE INDEX idx_date_high ON idx_date (type, param, high)`,
+		`CREATE INDEX idx_date_res ON idx_date (type, id)`,
+		`CREATE TABLE idx_reference (
+			type TEXT COLLATE "C" NOT NULL,
+			id TEXT COLLATE "C" NOT NULL,
+			param TEXT COLLATE "C" NOT NULL,
+			ref_type TEXT COLLATE "C" NOT NULL,
+			ref_id TEXT COLLATE "C" NOT NULL,
+			ref_url TEXT COLLATE "C" NOT NULL,
+			FOREIGN KEY (type, id) REFERENCES current (type, id)
+		)`,
+		`CREATE INDEX idx_reference_target ON idx_reference (type, param, ref_id, ref_type)`,
+		`CREATE INDEX idx_reference_url ON idx_reference (type, param, ref_url)`,
+		`CREATE INDEX idx_reference_res ON idx_reference (type, id)`,
+		// Reverse lookups (_revinclude) go from the target to the sources.
+		`CREATE INDEX idx_reference_rev ON idx_reference (ref_type, ref_id)`,
+		`CREATE TABLE idx_quantity (
+			type TEXT COLLATE "C" NOT NULL,
+			id TEXT COLLATE "C" NOT NULL,
+			param TEXT COLLATE "C" NOT NULL,
+			number DOUBLE PRECISION NOT NULL,
+			system TEXT COLLATE "C" NOT NULL,
+			code TEXT COLLATE "C" NOT NULL,
+			unit TEXT COLLATE "C" NOT NULL,
+			FOREIGN KEY (type, id) REFERENCES current (type, id)
+		)`,
+		`CREATE INDEX idx_quantity_number ON idx_quantity (type, param, number)`,
+		`CREATE INDEX idx_quantity_res ON idx_quantity (type, id)`,
+		`CREATE TABLE idx_uri (
+			type TEXT COLLATE "C" NOT NULL,
+			id TEXT COLLATE "C" NOT NULL,
+			param TEXT COLLATE "C" NOT NULL,
+			uri TEXT COLLATE "C" NOT NULL,
+			FOREIGN KEY (type, id) REFERENCES current (type, id)
+		)`,
+		`CREATE INDEX idx_uri_uri ON idx_uri (type, param, uri)`,
+		`CREATE INDEX idx_uri_res ON idx_uri (type, id)`,
+		// Conditional create keys, e.g. "Patient|identifier=sys|val".
+		`CREATE TABLE conditional_keys (
+			key TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+			type TEXT COLLATE "C" NOT NULL,
+			id TEXT COLLATE "C" NOT NULL
+		)`,
+		`CREATE INDEX conditional_keys_res ON conditional_keys (type, id)`,
+		// One row per ingested native record version.
+		`CREATE TABLE ledger (
+			source TEXT COLLATE "C" NOT NULL,
+			kind TEXT COLLATE "C" NOT NULL,
+			record_id TEXT COLLATE "C" NOT NULL,
+			version TEXT COLLATE "C" NOT NULL,
+			content_hash TEXT COLLATE "C" NOT NULL,
+			response BYTEA,
+			received BIGINT NOT NULL,
+			PRIMARY KEY (source, kind, record_id, version)
+		)`,
+	},
+}, {
+	version: 2,
+	stmts: []string{
+		// The transactional outbox: one row per record and destination.
+		`CREATE TABLE outbox (
+			id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+			destination TEXT COLLATE "C" NOT NULL,
+			order_key TEXT COLLATE "C" NOT NULL,
+			patient TEXT COLLATE "C" NOT NULL,
+			kind TEXT COLLATE "C" NOT NULL,
+			source TEXT COLLATE "C" NOT NULL,
+			record_id TEXT COLLATE "C" NOT NULL,
+			version TEXT COLLATE "C" NOT NULL,
+			trace_id TEXT COLLATE "C" NOT NULL,
+			payload BYTEA NOT NULL,
+			status TEXT COLLATE "C" NOT NULL,
+			attempts INTEGER NOT NULL DEFAULT 0,
+			next_attempt BIGINT NOT NULL,
+			lease_until BIGINT NOT NULL DEFAULT 0,
+			last_error TEXT COLLATE "C" NOT NULL DEFAULT '',
+			created BIGINT NOT NULL,
+			updated BIGINT NOT NULL
+		)`,
+		`CREATE INDEX outbox_due ON outbox (destination, status, next_attempt)`,
+		`CREATE INDEX outbox_order ON outbox (destination, order_key, id)`,
+		`CREATE INDEX outbox_created ON outbox (created)`,
+		`CREATE TABLE delivery_attempts (
+			item_id BIGINT NOT NULL REFERENCES outbox (id),
+			n INTEGER NOT NULL,
+			at BIGINT NOT NULL,
+			duration_ms BIGINT NOT NULL,
+			http_status INTEGER NOT NULL,
+			outcome BYTEA,
+			trace_id TEXT COLLATE "C" NOT NULL,
+			error TEXT COLLATE "C" NOT NULL,
+			PRIMARY KEY (item_id, n)
+		)`,
+	},
+}}
+
+// schemaVersion is the schema version this package migrates to.
+var schemaVersion = migrations[len(migrations)-1].version
+
+// migrationLock is the pg_advisory_xact_lock key that serialises the
+// migrations of every process opening the same database ("kgmigr").
+const migrationLock int64 = 0x6b676d69677200
+
+// migrate brings the database to schemaVersion in one transaction that
+// first takes the migration advisory lock: a process opening the database
+// while another migrates it waits for that one to commit, then finds
+// nothing left to do. The statement timeout does not apply (a migration
+// of a large table may take long; ctx bounds it).
+func (s *Store) migrate(ctx context.Context) error {
+	c, err := s.acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Release()
+	ptx, err := c.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
+	if err == nil {
+		defer rollback(ctx, ptx)
+		if err = migrateTx(ctx, ptx); err == nil {
+			err = ptx.Commit(ctx)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("postgres: migrate: %w", mapErr(ctx, err))
+	}
+	return nil
+}
+
+func migrateTx(ctx context.Context, tx pgx.Tx) error {
+	if _, err := tx.Exec(ctx, `SET LOCAL statement_timeout = 0`); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, migrationLock); err != nil {
+		return fmt.Errorf("migration lock: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version INTEGER NOT NULL PRIMARY KEY,
+		applied_at BIGINT NOT NULL
+	)`); err != nil {
+		return fmt.Errorf("create schema_migrations: %w", err)
+	}
+	var have int
+	if err := tx.QueryRow(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&have); err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	if have > schemaVersion {
+		return fmt.Errorf("database schema version %d is newer than this program's %d", have, schemaVersion)
+	}
+	for _, m := range migrations {
+		if m.version <= have {
+			continue
+		}
+		for _, st := range m.stmts {
+			if _, err := tx.Exec(ctx, st); err != nil {
+				return fmt.Errorf("migration %d: %w", m.version, err)
+			}
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)`,
+			m.version, time.Now().UnixMilli()); err != nil {
+			return fmt.Errorf("migration %d: %w", m.version, err)
+		}
+	}
+	return nil
+}
+
+// errNoRows tells whether err is pgx's "no rows in result set".
+func errNoRows(err error) bool {
+	return errors.Is(err, pgx.ErrNoRows)
+}
