@@ -123,7 +123,10 @@ func (s *Server) handleError(err error, c echo.Context) {
 		err = fromEchoError(he)
 	}
 	status, issues := Outcome(err)
-	if status >= 500 {
+	if status == http.StatusServiceUnavailable {
+		c.Response().Header().Set("Retry-After", "5")
+	}
+	if status >= 500 && status != http.StatusServiceUnavailable {
 		// The route template and the error chain (built from ids and
 		// operation names, never record values) are logged; the client
 		// gets a generic text.
