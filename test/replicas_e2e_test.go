@@ -73,12 +73,12 @@ func freshPostgres(t *testing.T) string {
 // startReplicas starts n gateways on one database at the same moment (their
 // migrations race, as when a deployment starts) and waits until each
 // answers /healthz.
-func startReplicas(t *testing.T, n int, db string) []*gateway {
+func startReplicas(t *testing.T, n int, db string, extra ...string) []*gateway {
 	t.Helper()
 	gs := make([]*gateway, n)
 	addrs := make([]chan string, n)
 	for i := range n {
-		cmd := exec.Command(binary, "serve", "--addr", "127.0.0.1:0", "--db", db)
+		cmd := exec.Command(binary, append([]string{"serve", "--addr", "127.0.0.1:0", "--db", db}, extra...)...)
 		stderr, err := cmd.StderrPipe()
 		if err != nil {
 			t.Fatal(err)
