@@ -134,3 +134,50 @@ func TestUsage(t *testing.T) {
 		}
 	}
 }
+
+func TestDeliveriesCommand(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "kg.db")
+	out, errOut, code := cli(t, "", "deliveries", "list", "--db", db)
+	if code != 0 || !strings.Contains(out, `"deliveries"`) {
+		t.Fatalf("deliveries list: exit %d %s %s", code, out, errOut)
+	}
+	if _, _, code := cli(t, "", "deliveries", "show", "42", "--db", db); code != exitInvalid {
+		t.Errorf("show of an unknown delivery: exit %d, want %d", code, exitInvalid)
+	}
+	if _, _, code := cli(t, "", "deliveries", "retry", "x", "--db", db); code != exitUsage {
+		t.Errorf("retry with a bad id: exit %d, want %d", code, exitUsage)
+	}
+	if _, _, code := cli(t, "", "deliveries", "replay", "--db", db); code != exitUsage {
+		t.Errorf("replay without destination: exit %d, want %d", code, exitUsage)
+	}
+	if _, _, code := cli(t, "", "deliveries", "frob", "--db", db); code != exitUsage {
+		t.Errorf("unknown subcommand: exit %d, want %d", code, exitUsage)
+	}
+}
+
+func TestDestinationsConfig(t *testing.T) {
+	getenv := func(k string) string {
+		if k == "TOK" {
+			return "secret-token"
+		}
+		return ""
+	}
+	good := writeTemp(t, "c.json", `{"destinations":[{"name":"h1","baseUrl":"https://ehr.example/fhir","auth":{"type":"bearer","token":"env:TOK"},"timeout":"10s","filter":{"kinds":["session"]}}]}`)
+	dests, err := destinations(good, "http://127.0.0.1:9/fhir", getenv)
+	if err != nil || len(dests) != 2 || dests[0].Auth.Token != "secret-token" || dests[0].Timeout.Seconds() != 10 || !dests[0].Accepts("session", "x") || dests[0].Accepts("vitals", "x") {
+		t.Fatalf("destinations = %+v, %v", dests, err)
+	}
+	for name, body := range map[string]string{
+		"unknown field": `{"destinations":[{"name":"h","baseUrl":"https://e.example/fhir","colour":"red"}]}`,
+		"missing env":   `{"destinations":[{"name":"h","baseUrl":"https://e.example/fhir","auth":{"type":"bearer","token":"env:NOPE"}}]}`,
+		"http remote":   `{"destinations":[{"name":"h","baseUrl":"http://e.example/fhir"}]}`,
+		"duplicate":     `{"destinations":[{"name":"h","baseUrl":"https://a.example/fhir"},{"name":"h","baseUrl":"https://b.example/fhir"}]}`,
+		"bad timeout":   `{"destinations":[{"name":"h","baseUrl":"https://a.example/fhir","timeout":"soon"}]}`,
+	} {
+		if _, err := destinations(writeTemp(t, "c.json", body), "", getenv); err == nil {
+			t.Errorf("%s: no error", name)
+		} else if strings.Contains(err.Error(), "secret-token") {
+			t.Errorf("%s: error quotes a secret: %v", name, err)
+		}
+	}
+}
