@@ -92,9 +92,6 @@ const (
 	DefaultConnectTimeout   = 5 * time.Second
 )
 
-// defaultCount is the page size when a query does not give one.
-const defaultCount = 50
-
 // Store is a store.Store on one PostgreSQL database.
 type Store struct {
 	pool           *pgxpool.Pool

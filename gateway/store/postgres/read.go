@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/internal/sqlq"
 )
 
 // resourceCols are the columns scanResource reads, from table alias r.
@@ -108,7 +109,7 @@ func (s *Store) History(ctx context.Context, q store.HistoryQuery) ([]*store.Res
 	if q.ID != "" {
 		order = " ORDER BY r.version DESC"
 	}
-	count, offset := page(q.Count, q.Offset)
+	count, offset := sqlq.Page(q.Count, q.Offset)
 	nargs := len(args)
 	limit := " LIMIT " + arg(count) + " OFFSET " + arg(offset)
 
@@ -145,39 +146,4 @@ func collect(rows pgx.Rows) ([]*store.Resource, error) {
 		out = append(out, res)
 	}
 	return out, rows.Err()
-}
-
-// page applies the defaults to a page size and offset.
-func page(count, offset int) (int, int) {
-	if count <= 0 {
-		count = defaultCount
-	}
-	return count, max(offset, 0)
-}
-
-// Times are stored as unix milliseconds; the zero time stands for an open
-// end: minMS below every date, maxMS above every date.
-const (
-	minMS = -62135596800000 // 0001-01-01T00:00:00Z
-	maxMS = 253402300799999 // 9999-12-31T23:59:59.999Z
-)
-
-// lowMS is the stored form of a range start (zero: no start).
-func lowMS(t time.Time) int64 {
-	if t.IsZero() {
-		return minMS
-	}
-	return clampMS(t.UnixMilli())
-}
-
-// entryHighMS is the stored form of an entry's range end (zero: no end).
-func entryHighMS(t time.Time) int64 {
-	if t.IsZero() {
-		return maxMS
-	}
-	return clampMS(t.UnixMilli())
-}
-
-func clampMS(ms int64) int64 {
-	return min(max(ms, minMS), maxMS)
 }

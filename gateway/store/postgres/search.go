@@ -4,13 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/internal/sqlq"
 )
 
 // Search runs q over the current, non-deleted resources. When it takes more
@@ -45,14 +44,14 @@ func runSearch(ctx context.Context, db querier, q *search.Query, withIncludes bo
 	if q == nil {
 		return nil, errors.New("postgres: search: nil query")
 	}
-	b := &builder{typ: q.Type, now: time.Now()}
-	if err := b.where(q); err != nil {
+	b := sqlq.NewBuilder(dialect, q.Type, time.Now())
+	if err := b.Where(q); err != nil {
 		return nil, err
 	}
-	where := b.sb.String()
+	where := b.SQL()
 	pg := &store.Page{Total: -1}
 	if q.Total || q.SummaryCount {
-		if err := db.QueryRow(ctx, `SELECT COUNT(*) FROM current c WHERE `+where, b.args...).Scan(&pg.Total); err != nil {
+		if err := db.QueryRow(ctx, `SELECT COUNT(*) FROM current c WHERE `+where, b.Args()...).Scan(&pg.Total); err != nil {
 			return nil, fmt.Errorf("postgres: search count: %w", mapErr(ctx, err))
 		}
 	}
@@ -60,13 +59,13 @@ func runSearch(ctx context.Context, db querier, q *search.Query, withIncludes bo
 		return pg, nil
 	}
 
-	order, oargs := orderBy(q)
-	count, offset := page(q.Count, q.Offset)
-	b.add(" ORDER BY "+order, oargs...)
-	b.add(" LIMIT ? OFFSET ?", count, offset)
+	order, oargs := sqlq.OrderBy(q)
+	count, offset := sqlq.Page(q.Count, q.Offset)
+	b.Add(" ORDER BY "+order, oargs...)
+	b.Add(" LIMIT ? OFFSET ?", count, offset)
 	rows, err := db.Query(ctx, `SELECT `+resourceCols+` FROM current c
 		JOIN resources r ON r.type = c.type AND r.id = c.id AND r.version = c.version
-		WHERE `+b.sb.String(), b.args...)
+		WHERE `+b.SQL(), b.Args()...)
 	if err == nil {
 		pg.Matches, err = collect(rows)
 	}
@@ -83,55 +82,6 @@ func runSearch(ctx context.Context, db querier, q *search.Query, withIncludes bo
 		}
 	}
 	return pg, nil
-}
-
-// orderBy is the ORDER BY of q's sort keys ("?" placeholders), completed
-// by last_updated then (type and) id so that the order is total and paging
-// is stable. A date parameter sorts by its earliest Low ascending, its
-// latest High descending; resources without a value come last.
-func orderBy(q *search.Query) (string, []any) {
-	var parts []string
-	var args []any
-	seenLU, seenID := false, false
-	for _, k := range q.Sort {
-		dir := " ASC"
-		if k.Descending {
-			dir = " DESC"
-		}
-		switch k.Param {
-		case "_lastUpdated":
-			if !seenLU {
-				parts = append(parts, "c.last_updated"+dir)
-			}
-			seenLU = true
-		case "_id":
-			if !seenID {
-				if q.Type == "" {
-					parts = append(parts, "c.type"+dir)
-				}
-				parts = append(parts, "c.id"+dir)
-			}
-			seenID = true
-		default:
-			if k.Descending {
-				parts = append(parts, "COALESCE((SELECT MAX(d.high) FROM idx_date d WHERE d.type = c.type AND d.id = c.id AND d.param = ?), ?) DESC")
-				args = append(args, k.Param, int64(math.MinInt64))
-			} else {
-				parts = append(parts, "COALESCE((SELECT MIN(d.low) FROM idx_date d WHERE d.type = c.type AND d.id = c.id AND d.param = ?), ?) ASC")
-				args = append(args, k.Param, int64(math.MaxInt64))
-			}
-		}
-	}
-	if !seenLU {
-		parts = append(parts, "c.last_updated ASC")
-	}
-	if !seenID {
-		if q.Type == "" {
-			parts = append(parts, "c.type ASC")
-		}
-		parts = append(parts, "c.id ASC")
-	}
-	return strings.Join(parts, ", "), args
 }
 
 // fetch loads the given versions, in the order of keys, in one statement.
@@ -182,8 +132,8 @@ func includes(ctx context.Context, db querier, q *search.Query, matches []key) (
 		byType[k.typ] = append(byType[k.typ], k.id)
 	}
 	var found []key
-	run := func(b *builder) error {
-		rows, err := db.Query(ctx, b.sb.String(), b.args...)
+	run := func(b *sqlq.Builder) error {
+		rows, err := db.Query(ctx, b.SQL(), b.Args()...)
 		if err != nil {
 			return err
 		}
@@ -206,15 +156,15 @@ func includes(ctx context.Context, db querier, q *search.Query, matches []key) (
 			if inc.SourceType != "" && inc.SourceType != "*" && inc.SourceType != typ {
 				continue
 			}
-			b := &builder{}
-			b.add(`SELECT c.type, c.id, c.version FROM idx_reference x
+			b := sqlq.NewBuilder(dialect, "", time.Time{})
+			b.Add(`SELECT c.type, c.id, c.version FROM idx_reference x
 				JOIN current c ON c.type = x.ref_type AND c.id = x.ref_id
 				WHERE NOT c.deleted AND x.type = ? AND x.id = ANY(?)`, typ, ids)
 			if inc.Param != "" && inc.Param != "*" {
-				b.add(" AND x.param = ?", inc.Param)
+				b.Add(" AND x.param = ?", inc.Param)
 			}
 			if inc.TargetType != "" {
-				b.add(" AND x.ref_type = ?", inc.TargetType)
+				b.Add(" AND x.ref_type = ?", inc.TargetType)
 			}
 			if err := run(b); err != nil {
 				return nil, fmt.Errorf("postgres: _include: %w", mapErr(ctx, err))
@@ -224,15 +174,15 @@ func includes(ctx context.Context, db querier, q *search.Query, matches []key) (
 			if inc.TargetType != "" && inc.TargetType != typ {
 				continue
 			}
-			b := &builder{}
-			b.add(`SELECT c.type, c.id, c.version FROM idx_reference x
+			b := sqlq.NewBuilder(dialect, "", time.Time{})
+			b.Add(`SELECT c.type, c.id, c.version FROM idx_reference x
 				JOIN current c ON c.type = x.type AND c.id = x.id
 				WHERE NOT c.deleted AND x.ref_type = ? AND x.ref_id = ANY(?)`, typ, ids)
 			if inc.SourceType != "" && inc.SourceType != "*" {
-				b.add(" AND x.type = ?", inc.SourceType)
+				b.Add(" AND x.type = ?", inc.SourceType)
 			}
 			if inc.Param != "" && inc.Param != "*" {
-				b.add(" AND x.param = ?", inc.Param)
+				b.Add(" AND x.param = ?", inc.Param)
 			}
 			if err := run(b); err != nil {
 				return nil, fmt.Errorf("postgres: _revinclude: %w", mapErr(ctx, err))

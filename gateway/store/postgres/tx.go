@@ -11,6 +11,7 @@ import (
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/internal/sqlq"
 )
 
 // The write statements (pgx prepares and caches them per connection).
@@ -171,7 +172,7 @@ func queueEntries(b *pgx.Batch, typ, id string, entries []search.Entry) error {
 			}
 			col("idx_string").add(p, text(search.Normalize(n)), text(e.Exact))
 		case search.TypeDate:
-			col("idx_date").add(p, lowMS(e.Low), entryHighMS(e.High))
+			col("idx_date").add(p, sqlq.LowMS(e.Low), sqlq.EntryHighMS(e.High))
 		case search.TypeReference:
 			col("idx_reference").add(p, text(e.RefType), text(e.RefID), text(e.RefURL))
 		case search.TypeNumber, search.TypeQuantity:

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/internal/sqlq"
 )
 
 // querier is what *sql.DB and *sql.Tx have in common.
@@ -103,7 +104,7 @@ func (s *Store) History(ctx context.Context, q store.HistoryQuery) ([]*store.Res
 	if q.ID != "" {
 		order = " ORDER BY r.version DESC"
 	}
-	count, offset := page(q.Count, q.Offset)
+	count, offset := sqlq.Page(q.Count, q.Offset)
 
 	rtx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
@@ -132,39 +133,4 @@ func (s *Store) History(ctx context.Context, q store.HistoryQuery) ([]*store.Res
 		return nil, 0, fmt.Errorf("sqlite: history: %w", mapErr(err))
 	}
 	return out, total, nil
-}
-
-// page applies the defaults to a page size and offset.
-func page(count, offset int) (int, int) {
-	if count <= 0 {
-		count = defaultCount
-	}
-	return count, max(offset, 0)
-}
-
-// Times are stored as unix milliseconds; the zero time stands for an open
-// end: minMS below every date, maxMS above every date.
-const (
-	minMS = -62135596800000 // 0001-01-01T00:00:00Z
-	maxMS = 253402300799999 // 9999-12-31T23:59:59.999Z
-)
-
-// lowMS is the stored form of a range start (zero: no start).
-func lowMS(t time.Time) int64 {
-	if t.IsZero() {
-		return minMS
-	}
-	return clampMS(t.UnixMilli())
-}
-
-// entryHighMS is the stored form of an entry's range end (zero: no end).
-func entryHighMS(t time.Time) int64 {
-	if t.IsZero() {
-		return maxMS
-	}
-	return clampMS(t.UnixMilli())
-}
-
-func clampMS(ms int64) int64 {
-	return min(max(ms, minMS), maxMS)
 }

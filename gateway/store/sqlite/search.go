@@ -5,13 +5,13 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"math"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/internal/sqlq"
 )
 
 // Search runs q over the current, non-deleted resources, in one read
@@ -51,7 +51,7 @@ func runSearch(ctx context.Context, db querier, q *search.Query, withIncludes bo
 	}
 
 	order, oargs := orderBy(q)
-	count, offset := page(q.Count, q.Offset)
+	count, offset := sqlq.Page(q.Count, q.Offset)
 	qargs := append(append(append([]any{}, args...), oargs...), count, offset)
 	rows, err := db.QueryContext(ctx, `SELECT c.type, c.id, c.version FROM current c WHERE `+where+
 		` ORDER BY `+order+` LIMIT ? OFFSET ?`, qargs...)
@@ -71,55 +71,6 @@ func runSearch(ctx context.Context, db querier, q *search.Query, withIncludes bo
 		}
 	}
 	return pg, nil
-}
-
-// orderBy is the ORDER BY of q's sort keys, completed by last_updated then
-// (type and) id so that the order is total and paging is stable. A date
-// parameter sorts by its earliest Low ascending, its latest High
-// descending; resources without a value come last.
-func orderBy(q *search.Query) (string, []any) {
-	var parts []string
-	var args []any
-	seenLU, seenID := false, false
-	for _, k := range q.Sort {
-		dir := " ASC"
-		if k.Descending {
-			dir = " DESC"
-		}
-		switch k.Param {
-		case "_lastUpdated":
-			if !seenLU {
-				parts = append(parts, "c.last_updated"+dir)
-			}
-			seenLU = true
-		case "_id":
-			if !seenID {
-				if q.Type == "" {
-					parts = append(parts, "c.type"+dir)
-				}
-				parts = append(parts, "c.id"+dir)
-			}
-			seenID = true
-		default:
-			if k.Descending {
-				parts = append(parts, "COALESCE((SELECT MAX(d.high) FROM idx_date d WHERE d.type = c.type AND d.id = c.id AND d.param = ?), ?) DESC")
-				args = append(args, k.Param, int64(math.MinInt64))
-			} else {
-				parts = append(parts, "COALESCE((SELECT MIN(d.low) FROM idx_date d WHERE d.type = c.type AND d.id = c.id AND d.param = ?), ?) ASC")
-				args = append(args, k.Param, int64(math.MaxInt64))
-			}
-		}
-	}
-	if !seenLU {
-		parts = append(parts, "c.last_updated ASC")
-	}
-	if !seenID {
-		if q.Type == "" {
-			parts = append(parts, "c.type ASC")
-		}
-		parts = append(parts, "c.id ASC")
-	}
-	return strings.Join(parts, ", "), args
 }
 
 func scanKeys(rows *sql.Rows) ([]key, error) {

@@ -68,9 +68,6 @@ type Options struct {
 	MaxReadConns int
 }
 
-// defaultCount is the page size when a query does not give one.
-const defaultCount = 50
-
 // Store is a store.Store on one SQLite database file.
 type Store struct {
 	w *sql.DB // one connection, write transactions

@@ -9,6 +9,7 @@ import (
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/internal/sqlq"
 )
 
 // The write statements, prepared once per Store (see Store.prepare).
@@ -144,7 +145,7 @@ func (t *tx) putEntry(typ, id string, e *search.Entry) error {
 		}
 		return t.exec(sqlInsString, typ, id, e.Param, search.Normalize(n), e.Exact)
 	case search.TypeDate:
-		return t.exec(sqlInsDate, typ, id, e.Param, lowMS(e.Low), entryHighMS(e.High))
+		return t.exec(sqlInsDate, typ, id, e.Param, sqlq.LowMS(e.Low), sqlq.EntryHighMS(e.High))
 	case search.TypeReference:
 		return t.exec(sqlInsRef, typ, id, e.Param, e.RefType, e.RefID, e.RefURL)
 	case search.TypeNumber, search.TypeQuantity:

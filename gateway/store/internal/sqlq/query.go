@@ -1,0 +1,384 @@
+package sqlq
+
+import (
+	"fmt"
+	"math"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+)
+
+// where writes the condition selecting the matches of q over current c.
+func (b *Builder) where(q *search.Query) error {
+	b.add(b.d.NotDeleted)
+	if b.typ != "" {
+		b.add(" AND c.type = ?", b.typ)
+	}
+	for i := range q.Clauses {
+		b.add(" AND ")
+		if err := b.clause(&q.Clauses[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// tableFor is the index table holding entries of a clause's type.
+func tableFor(t search.Type) (string, error) {
+	switch t {
+	case search.TypeToken:
+		return "idx_token", nil
+	case search.TypeString:
+		return "idx_string", nil
+	case search.TypeDate:
+		return "idx_date", nil
+	case search.TypeReference:
+		return "idx_reference", nil
+	case search.TypeNumber, search.TypeQuantity:
+		return "idx_quantity", nil
+	case search.TypeURI:
+		return "idx_uri", nil
+	}
+	return "", fmt.Errorf("unsupported parameter type %q", t)
+}
+
+func (b *Builder) clause(cl *search.Clause) error {
+	if cl.Chain != nil {
+		return fmt.Errorf("%s: search %s: chained parameters are not supported", b.d.Name, cl.Param)
+	}
+	switch cl.Param {
+	case "_id":
+		return b.idClause(cl)
+	case "_lastUpdated":
+		return b.lastUpdatedClause(cl)
+	}
+	tbl, err := tableFor(cl.Type)
+	if err != nil {
+		return fmt.Errorf("%s: search %s: %w", b.d.Name, cl.Param, err)
+	}
+	if cl.Missing != nil {
+		return b.missing(cl, tbl, *cl.Missing)
+	}
+	if len(cl.Values) == 0 {
+		return fmt.Errorf("%s: search %s: no values", b.d.Name, cl.Param)
+	}
+	var cond func(v *search.Value)
+	not := false
+	switch cl.Type {
+	case search.TypeToken:
+		switch cl.Modifier {
+		case "", "not":
+			not = cl.Modifier == "not"
+			cond = b.tokenCond
+		case "text":
+			cond = b.tokenTextCond
+		}
+	case search.TypeString:
+		switch cl.Modifier {
+		case "", "exact", "contains":
+			cond = func(v *search.Value) { b.stringCond(cl.Modifier, v) }
+		}
+	case search.TypeDate:
+		if cl.Modifier == "" {
+			cond = func(v *search.Value) { b.dateCond("x.low", "x.high", v) }
+		}
+	case search.TypeNumber, search.TypeQuantity:
+		if cl.Modifier == "" {
+			cond = b.quantityCond
+		}
+	case search.TypeURI:
+		switch cl.Modifier {
+		case "", "below", "above":
+			cond = func(v *search.Value) { b.uriCond(cl.Modifier, v) }
+		}
+	case search.TypeReference:
+		switch {
+		case cl.Modifier == "identifier":
+			tbl, cond = "idx_token", b.tokenCond
+		case cl.Modifier == "" || isTypeName(cl.Modifier):
+			cond = func(v *search.Value) { b.refCond(cl.Modifier, v) }
+		}
+	}
+	if cond == nil {
+		return fmt.Errorf("%s: search %s: unsupported modifier %q for a %s parameter", b.d.Name, cl.Param, cl.Modifier, cl.Type)
+	}
+	b.memberOpen(not, tbl, cl.Param)
+	b.add(" AND (")
+	for i := range cl.Values {
+		if i > 0 {
+			b.add(" OR ")
+		}
+		b.add("(")
+		cond(&cl.Values[i])
+		b.add(")")
+	}
+	b.add("))")
+	return nil
+}
+
+// isTypeName tells whether a modifier names a resource type.
+func isTypeName(s string) bool {
+	return s != "" && unicode.IsUpper(rune(s[0]))
+}
+
+// memberOpen writes "c.id [NOT] IN (SELECT x.id FROM tbl x WHERE <type and
+// param>" leaving the subquery open for more conditions on x.
+func (b *Builder) memberOpen(not bool, tbl, param string) {
+	neg := ""
+	if not {
+		neg = "NOT "
+	}
+	if b.typ != "" {
+		b.add("c.id "+neg+"IN (SELECT x.id FROM "+tbl+" x WHERE x.type = ? AND x.param = ?", b.typ, param)
+	} else {
+		b.add("(c.type, c.id) "+neg+"IN (SELECT x.type, x.id FROM "+tbl+" x WHERE x.param = ?", param)
+	}
+}
+
+// missing writes :missing=true (no entry of the param) or false (some).
+// A reference parameter's logical references are token entries, so both
+// tables count.
+func (b *Builder) missing(cl *search.Clause, tbl string, missing bool) error {
+	if len(cl.Values) > 0 {
+		return fmt.Errorf("%s: search %s: :missing takes no values", b.d.Name, cl.Param)
+	}
+	tables := []string{tbl}
+	if cl.Type == search.TypeReference {
+		tables = append(tables, "idx_token")
+	}
+	join := " OR "
+	if missing {
+		join = " AND "
+	}
+	b.add("(")
+	for i, t := range tables {
+		if i > 0 {
+			b.add(join)
+		}
+		b.memberOpen(missing, t, cl.Param)
+		b.add(")")
+	}
+	b.add(")")
+	return nil
+}
+
+func (b *Builder) idClause(cl *search.Clause) error {
+	if cl.Missing != nil {
+		b.add(boolSQL(!*cl.Missing)) // every resource has an id
+		return nil
+	}
+	if cl.Modifier != "" && cl.Modifier != "not" {
+		return fmt.Errorf("%s: search _id: unsupported modifier %q", b.d.Name, cl.Modifier)
+	}
+	if len(cl.Values) == 0 {
+		return fmt.Errorf("%s: search _id: no values", b.d.Name)
+	}
+	if cl.Modifier == "not" {
+		b.add("c.id NOT IN (")
+	} else {
+		b.add("c.id IN (")
+	}
+	for i, v := range cl.Values {
+		if i > 0 {
+			b.add(", ")
+		}
+		id := v.Code
+		if id == "" {
+			id = v.Str
+		}
+		b.add("?", id)
+	}
+	b.add(")")
+	return nil
+}
+
+func (b *Builder) lastUpdatedClause(cl *search.Clause) error {
+	if cl.Missing != nil {
+		b.add(boolSQL(!*cl.Missing))
+		return nil
+	}
+	if cl.Modifier != "" {
+		return fmt.Errorf("%s: search _lastUpdated: unsupported modifier %q", b.d.Name, cl.Modifier)
+	}
+	if len(cl.Values) == 0 {
+		return fmt.Errorf("%s: search _lastUpdated: no values", b.d.Name)
+	}
+	b.add("(")
+	for i := range cl.Values {
+		if i > 0 {
+			b.add(" OR ")
+		}
+		b.add("(")
+		b.dateCond("c.last_updated", "c.last_updated", &cl.Values[i])
+		b.add(")")
+	}
+	b.add(")")
+	return nil
+}
+
+func boolSQL(b bool) string {
+	if b {
+		return "1 = 1"
+	}
+	return "1 = 0"
+}
+
+// tokenCond: code (any system), |code (no system), system|code, system|.
+func (b *Builder) tokenCond(v *search.Value) {
+	switch {
+	case !v.HasSystem:
+		b.add("x.code = ?", v.Code)
+	case v.Code == "":
+		b.add("x.system = ?", v.System)
+	default:
+		b.add("x.system = ? AND x.code = ?", v.System, v.Code)
+	}
+}
+
+// tokenTextCond: the normalised text contains the normalised value.
+func (b *Builder) tokenTextCond(v *search.Value) {
+	s := v.Str
+	if s == "" {
+		s = v.Code
+	}
+	b.add(`x.text LIKE ? ESCAPE '\'`, "%"+escapeLike(search.Normalize(s))+"%")
+}
+
+// stringCond: default starts-with on the normalised value, :exact equality
+// with the original, :contains substring of the normalised value.
+func (b *Builder) stringCond(mod string, v *search.Value) {
+	switch mod {
+	case "exact":
+		b.add("x.exact = ?", v.Str)
+	case "contains":
+		b.add(`x.norm LIKE ? ESCAPE '\'`, "%"+escapeLike(search.Normalize(v.Str))+"%")
+	default:
+		n := search.Normalize(v.Str)
+		b.add("x.norm >= ? AND x.norm < ?", n, n+prefixEnd)
+	}
+}
+
+// prefixEnd sorts after every string starting with a given prefix (in
+// binary UTF-8 order), so "s >= p AND s < p+prefixEnd" is an index range.
+const prefixEnd = "\U0010FFFF"
+
+// escapeLike escapes the LIKE wildcards (escape character '\').
+func escapeLike(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
+}
+
+func (b *Builder) uriCond(mod string, v *search.Value) {
+	u := v.Str
+	if u == "" {
+		u = v.RefURL
+	}
+	switch mod {
+	case "below":
+		b.add("x.uri >= ? AND x.uri < ?", u, u+prefixEnd)
+	case "above":
+		// The entry is the value or one of its path prefixes.
+		b.add("x.uri IN (?", u)
+		for i := len(u) - 1; i > 0; i-- {
+			if u[i] == '/' && u[i-1] != '/' && u[i-1] != ':' {
+				b.add(", ?, ?", u[:i], u[:i+1])
+			}
+		}
+		b.add(")")
+	default:
+		b.add("x.uri = ?", u)
+	}
+}
+
+// refCond: a URL matches ref_url; type/id or a bare id (any type) match the
+// literal reference; a type modifier restricts the target type.
+func (b *Builder) refCond(mod string, v *search.Value) {
+	if v.RefURL != "" && v.RefID == "" {
+		b.add("x.ref_url = ?", v.RefURL)
+		return
+	}
+	b.add("x.ref_id = ?", v.RefID)
+	if v.RefType != "" {
+		b.add(" AND x.ref_type = ?", v.RefType)
+	}
+	if mod != "" {
+		b.add(" AND x.ref_type = ?", mod)
+	}
+}
+
+// dateCond compares the entry range [lo, hi] (SQL expressions) with the
+// value's range, per search.html#prefix.
+func (b *Builder) dateCond(lo, hi string, v *search.Value) {
+	vl := LowMS(v.Low)
+	vh := vl
+	if !v.High.IsZero() {
+		vh = clampMS(v.High.UnixMilli())
+	}
+	// The entry lies inside the value's range. "lo <= vh" follows from the
+	// rest (lo <= hi) but bounds the index range scan on lo.
+	inside := "(" + lo + " >= ? AND " + lo + " <= ? AND " + hi + " <= ?)"
+	switch v.Prefix {
+	case search.PrefixNe:
+		b.add("NOT "+inside, vl, vh, vh)
+	case search.PrefixGt:
+		b.add(hi+" > ?", vh)
+	case search.PrefixLt:
+		b.add(lo+" < ?", vl)
+	case search.PrefixGe:
+		b.add(hi+" > ? OR "+inside, vh, vl, vh, vh)
+	case search.PrefixLe:
+		b.add(lo+" < ? OR "+inside, vl, vl, vh, vh)
+	case search.PrefixSa:
+		b.add(lo+" > ?", vh)
+	case search.PrefixEb:
+		b.add(hi+" < ?", vl)
+	case search.PrefixAp:
+		d := approxMS(b.now, vl, vh)
+		b.add(lo+" <= ? AND "+hi+" >= ?", vh+d, vl-d)
+	default: // eq
+		b.add(inside, vl, vh, vh)
+	}
+}
+
+// approxMS is the widening of a date "ap" value: 10% of the distance
+// between now and the value's middle, at least one day.
+func approxMS(now time.Time, vl, vh int64) int64 {
+	mid := vl/2 + vh/2
+	dist := now.UnixMilli() - mid
+	if dist < 0 {
+		dist = -dist
+	}
+	return max(dist/10, int64(24*time.Hour/time.Millisecond))
+}
+
+// quantityCond compares x.number with the value and, for a quantity, the
+// unit: system|code, or ||code matching the code or the human unit.
+func (b *Builder) quantityCond(v *search.Value) {
+	n, p := v.Number, math.Abs(v.Precision)
+	switch v.Prefix {
+	case search.PrefixNe:
+		b.add("(x.number < ? OR x.number > ?)", n-p, n+p)
+	case search.PrefixGt, search.PrefixSa:
+		b.add("x.number > ?", n)
+	case search.PrefixLt, search.PrefixEb:
+		b.add("x.number < ?", n)
+	case search.PrefixGe:
+		b.add("x.number >= ?", n)
+	case search.PrefixLe:
+		b.add("x.number <= ?", n)
+	case search.PrefixAp:
+		d := max(math.Abs(n)*0.1, p)
+		b.add("x.number >= ? AND x.number <= ?", n-d, n+d)
+	default: // eq
+		b.add("x.number >= ? AND x.number <= ?", n-p, n+p)
+	}
+	switch {
+	case v.Code != "" && v.System != "":
+		b.add(" AND x.system = ? AND x.code = ?", v.System, v.Code)
+	case v.Code != "":
+		b.add(" AND (x.code = ? OR x.unit = ?)", v.Code, v.Code)
+	case v.System != "":
+		b.add(" AND x.system = ?", v.System)
+	}
+}

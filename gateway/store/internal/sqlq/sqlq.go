@@ -1,0 +1,93 @@
+// Package sqlq builds the SQL of a search for both SQL backends (SQLite and
+// PostgreSQL). A search.Query becomes the same portable SQL condition over
+// the current table (alias c) and the index tables (alias x) in either
+// database; a Dialect supplies the few differences: the placeholder style,
+// how an argument is made storable, the "not deleted" condition and the
+// prefix of error messages.
+package sqlq
+
+import (
+	"strings"
+	"time"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+)
+
+// Dialect is what differs between the backends in the SQL of a search.
+type Dialect struct {
+	// Name prefixes error messages ("sqlite", "postgres").
+	Name string
+	// NotDeleted is the condition that the current row c is not deleted.
+	NotDeleted string
+	// Placeholder is the placeholder of the n-th argument (from 1).
+	Placeholder func(n int) string
+	// Arg, if not nil, makes an argument storable before it is added.
+	Arg func(v any) any
+}
+
+// Builder accumulates a SQL fragment and its arguments. Values only ever
+// travel as arguments; the SQL text is made of constants, table names from
+// a fixed list and placeholders. The fragments are written with "?"
+// placeholders, each replaced by the dialect's placeholder of its argument.
+type Builder struct {
+	d    *Dialect
+	sb   strings.Builder
+	args []any
+	typ  string    // the query's resource type ("" for every type)
+	now  time.Time // for date "ap"
+}
+
+// NewBuilder returns an empty builder for d, for a query over resources of
+// type typ ("" for every type) evaluated at now.
+func NewBuilder(d *Dialect, typ string, now time.Time) *Builder {
+	return &Builder{d: d, typ: typ, now: now}
+}
+
+// SQL is the text built so far.
+func (b *Builder) SQL() string { return b.sb.String() }
+
+// Args are the arguments of the text built so far, in order.
+func (b *Builder) Args() []any { return b.args }
+
+// Add appends s, each "?" in it replaced by the placeholder of the next of
+// args (made storable by the dialect).
+func (b *Builder) Add(s string, args ...any) { b.add(s, args...) }
+
+// Where writes the condition selecting the matches of q over current c.
+func (b *Builder) Where(q *search.Query) error { return b.where(q) }
+
+func (b *Builder) add(s string, args ...any) {
+	for {
+		i := strings.IndexByte(s, '?')
+		if i < 0 {
+			break
+		}
+		b.sb.WriteString(s[:i])
+		b.sb.WriteString(b.arg(args[0]))
+		args, s = args[1:], s[i+1:]
+	}
+	b.sb.WriteString(s)
+	if len(args) != 0 {
+		panic(b.d.Name + ": builder: more arguments than placeholders")
+	}
+}
+
+// arg adds one argument and returns its placeholder.
+func (b *Builder) arg(v any) string {
+	if b.d.Arg != nil {
+		v = b.d.Arg(v)
+	}
+	b.args = append(b.args, v)
+	return b.d.Placeholder(len(b.args))
+}
+
+// Page applies the defaults to a page size and offset.
+func Page(count, offset int) (int, int) {
+	if count <= 0 {
+		count = DefaultCount
+	}
+	return count, max(offset, 0)
+}
+
+// DefaultCount is the page size when a query does not give one.
+const DefaultCount = 50
