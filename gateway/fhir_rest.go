@@ -66,6 +66,21 @@ func (s *Server) readBodyResource(c echo.Context, typ string) (map[string]any, e
 	return s.validateResource(body, typ, "")
 }
 
+// writeOne runs one write interaction in a retried store transaction and
+// answers it.
+func (s *Server) writeOne(c echo.Context, op func(tx store.Tx, now time.Time) (*result, error)) error {
+	var res *result
+	err := s.write(c.Request().Context(), func(tx store.Tx) error {
+		var err error
+		res, err = op(tx, s.now())
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return s.respondWrite(c, res)
+}
+
 // handleCreate is POST /fhir/{type}, honouring If-None-Exist.
 func (s *Server) handleCreate(c echo.Context) error {
 	typ, err := s.resourceType(c)
@@ -77,15 +92,9 @@ func (s *Server) handleCreate(c echo.Context) error {
 		return err
 	}
 	ifNoneExist := c.Request().Header.Get("If-None-Exist")
-	var res *result
-	err = s.write(c.Request().Context(), func(tx store.Tx) error {
-		res, err = s.create(tx, typ, doc, ifNoneExist, "", s.now())
-		return err
+	return s.writeOne(c, func(tx store.Tx, now time.Time) (*result, error) {
+		return s.create(tx, typ, doc, ifNoneExist, "", now)
 	})
-	if err != nil {
-		return err
-	}
-	return s.respondWrite(c, res)
 }
 
 // handleUpdate is PUT /fhir/{type}/{id}: update, or create with the
@@ -106,15 +115,10 @@ func (s *Server) handleUpdate(c echo.Context) error {
 	if bid, _ := doc["id"].(string); bid != id {
 		return errorf(http.StatusBadRequest, "invalid", "id-mismatch", "the resource id must equal the id in the URL")
 	}
-	var res *result
-	err = s.write(c.Request().Context(), func(tx store.Tx) error {
-		res, err = s.update(tx, typ, id, doc, c.Request().Header.Get("If-Match"), s.now())
-		return err
+	ifMatch := c.Request().Header.Get("If-Match")
+	return s.writeOne(c, func(tx store.Tx, now time.Time) (*result, error) {
+		return s.update(tx, typ, id, doc, ifMatch, now)
 	})
-	if err != nil {
-		return err
-	}
-	return s.respondWrite(c, res)
 }
 
 // handleConditionalUpdate is PUT /fhir/{type}?criteria.
@@ -131,15 +135,10 @@ func (s *Server) handleConditionalUpdate(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	var res *result
-	err = s.write(c.Request().Context(), func(tx store.Tx) error {
-		res, err = s.conditionalUpdate(tx, typ, query, doc, c.Request().Header.Get("If-Match"), s.now())
-		return err
+	ifMatch := c.Request().Header.Get("If-Match")
+	return s.writeOne(c, func(tx store.Tx, now time.Time) (*result, error) {
+		return s.conditionalUpdate(tx, typ, query, doc, ifMatch, now)
 	})
-	if err != nil {
-		return err
-	}
-	return s.respondWrite(c, res)
 }
 
 // handleDelete is DELETE /fhir/{type}/{id}.
