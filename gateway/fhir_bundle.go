@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
@@ -110,7 +112,9 @@ func (s *Server) handleBundle(c echo.Context) error {
 				return &entryError{e.index, e.perr}
 			}
 		}
-		err = s.write(ctx, func(tx store.Tx) error { return s.runTransaction(tx, entries, now) })
+		err = s.stage(ctx, "store.transaction", func(ctx context.Context) error {
+			return s.write(ctx, func(tx store.Tx) error { return s.runTransaction(tx, entries, now) })
+		}, attribute.String("fhir.bundle.type", "transaction"), attribute.Int("fhir.entry_count", len(entries)))
 		if err != nil {
 			return err
 		}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
@@ -70,11 +71,13 @@ func (s *Server) readBodyResource(c echo.Context, typ string) (map[string]any, e
 // answers it.
 func (s *Server) writeOne(c echo.Context, op func(tx store.Tx, now time.Time) (*result, error)) error {
 	var res *result
-	err := s.write(c.Request().Context(), func(tx store.Tx) error {
-		var err error
-		res, err = op(tx, s.now())
-		return err
-	})
+	err := s.stage(c.Request().Context(), "store.transaction", func(ctx context.Context) error {
+		return s.write(ctx, func(tx store.Tx) error {
+			var err error
+			res, err = op(tx, s.now())
+			return err
+		})
+	}, attribute.String("fhir.resource_type", c.Param("type")), attribute.String("fhir.interaction", interactionOf(c)))
 	if err != nil {
 		return err
 	}
@@ -271,4 +274,16 @@ func (s *Server) now() time.Time {
 		return s.cfg.Now()
 	}
 	return time.Now()
+}
+
+// interactionOf names the FHIR interaction of a write request.
+func interactionOf(c echo.Context) string {
+	switch {
+	case c.Request().Method == http.MethodPost:
+		return "create"
+	case c.Param("id") == "":
+		return "conditional-update"
+	default:
+		return "update"
+	}
 }

@@ -1,8 +1,11 @@
 package gateway
 
 import (
+	"context"
 	"fmt"
 	"net/http"
+
+	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/labstack/echo/v4"
 
@@ -30,7 +33,13 @@ func (s *Server) ingest(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	res, err := s.pipeline.Map(kind, body)
+	ctx := c.Request().Context()
+	var res *mapping.Result
+	err = s.stage(ctx, "ingest.map", func(context.Context) error {
+		var err error
+		res, err = s.pipeline.Map(kind, body)
+		return err
+	}, attribute.String("ingest.kind", string(kind)), attribute.String("mapping.version", mapping.Version))
 	if err != nil {
 		return err
 	}

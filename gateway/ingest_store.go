@@ -1,14 +1,17 @@
 package gateway
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/labstack/echo/v4"
+	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
@@ -34,53 +37,61 @@ func (s *Server) storeRecord(c echo.Context, kind mapping.Kind, body []byte, fir
 	}
 	now := s.now()
 	var answer []byte
-	err = s.write(c.Request().Context(), func(tx store.Tx) error {
-		answer = nil
-		l, err := tx.Ledger(src.System, string(kind), src.RecordID, version)
-		switch {
-		case err == nil && l.ContentHash == hash:
-			answer = l.Response
-			return nil
-		case err == nil:
-			return errorf(http.StatusConflict, "conflict", "record-version-reused",
-				"this source record version was already received with different content; send a new version")
-		case !errors.Is(err, store.ErrNotFound):
-			return err
-		}
-		res := first
-		stored, err := s.recordStored(tx, first)
-		if err != nil {
-			return err
-		}
-		if stored {
-			opts := s.pipeline.opts
-			opts.Update = true
-			if res, err = s.pipeline.MapWith(kind, body, opts); err != nil {
-				return err
-			}
-		}
-		entries, err := s.resultEntries(res)
-		if err != nil {
-			return err
-		}
-		if err := s.runTransaction(tx, entries, now); err != nil {
-			return err
-		}
-		answer, err = json.Marshal(s.responseBundle(c, "transaction-response", entries, nil))
-		if err != nil {
-			return err
-		}
-		if err := s.enqueue(tx, kind, res, version, telemetry.TraceID(c.Request().Context())); err != nil {
-			return err
-		}
-		return tx.PutLedger(&store.Ledger{Source: src.System, Kind: string(kind), RecordID: src.RecordID, Version: version,
-			ContentHash: hash, Response: answer, Received: now.UTC()})
-	})
+	err = s.stage(c.Request().Context(), "store.transaction", func(ctx context.Context) error {
+		return s.write(ctx, func(tx store.Tx) error { return s.storeRecordTx(c, tx, kind, body, first, hash, version, now, &answer) })
+	}, attribute.String("ingest.kind", string(kind)), attribute.Int("fhir.entry_count", len(first.Entries)))
 	if err != nil {
 		return err
 	}
 	s.notifyDelivery()
 	return c.Blob(http.StatusOK, ContentTypeFHIR, answer)
+}
+
+// storeRecordTx is storeRecord's database transaction; it sets *out to
+// the answer.
+func (s *Server) storeRecordTx(c echo.Context, tx store.Tx, kind mapping.Kind, body []byte, first *mapping.Result,
+	hash, version string, now time.Time, out *[]byte) error {
+	src := first.Source
+	l, err := tx.Ledger(src.System, string(kind), src.RecordID, version)
+	switch {
+	case err == nil && l.ContentHash == hash:
+		*out = l.Response
+		return nil
+	case err == nil:
+		return errorf(http.StatusConflict, "conflict", "record-version-reused",
+			"this source record version was already received with different content; send a new version")
+	case !errors.Is(err, store.ErrNotFound):
+		return err
+	}
+	res := first
+	stored, err := s.recordStored(tx, first)
+	if err != nil {
+		return err
+	}
+	if stored {
+		opts := s.pipeline.opts
+		opts.Update = true
+		if res, err = s.pipeline.MapWith(kind, body, opts); err != nil {
+			return err
+		}
+	}
+	entries, err := s.resultEntries(res)
+	if err != nil {
+		return err
+	}
+	if err := s.runTransaction(tx, entries, now); err != nil {
+		return err
+	}
+	answer, err := json.Marshal(s.responseBundle(c, "transaction-response", entries, nil))
+	if err != nil {
+		return err
+	}
+	if err := s.enqueue(tx, kind, res, version, telemetry.TraceID(c.Request().Context())); err != nil {
+		return err
+	}
+	*out = answer
+	return tx.PutLedger(&store.Ledger{Source: src.System, Kind: string(kind), RecordID: src.RecordID, Version: version,
+		ContentHash: hash, Response: answer, Received: now.UTC()})
 }
 
 // enqueue puts the mapped record in the outbox of every route that accepts
