@@ -41,6 +41,7 @@ func (s *Server) ingest(c echo.Context) error {
 		return err
 	}, attribute.String("ingest.kind", string(kind)), attribute.String("mapping.version", mapping.Version))
 	if err != nil {
+		s.cfg.Metrics.IngestRecord(ctx, string(kind), "rejected")
 		return err
 	}
 	if !dryRun {
@@ -48,7 +49,12 @@ func (s *Server) ingest(c echo.Context) error {
 			return errorf(http.StatusNotImplemented, "not-supported", "storage-unavailable",
 				"this gateway runs without a store; use dryRun=true to validate and map")
 		}
-		return s.storeRecord(c, kind, body, res)
+		if err := s.storeRecord(c, kind, body, res); err != nil {
+			s.cfg.Metrics.IngestRecord(ctx, string(kind), "failed")
+			return err
+		}
+		s.cfg.Metrics.IngestRecord(ctx, string(kind), "stored")
+		return nil
 	}
 	bundle, err := res.Transaction()
 	if err != nil {

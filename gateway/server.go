@@ -49,6 +49,8 @@ type Config struct {
 	// Telemetry traces requests (otelhttp; traceresponse and X-Request-Id
 	// headers). Nil: no tracing.
 	Telemetry *telemetry.Telemetry
+	// Metrics records ingest and validation counters (nil: none).
+	Metrics *telemetry.Metrics
 }
 
 // Route is a delivery destination as the write path sees it.
@@ -123,6 +125,11 @@ func (s *Server) handleError(err error, c echo.Context) {
 		err = fromEchoError(he)
 	}
 	status, issues := Outcome(err)
+	if status == http.StatusBadRequest || status == http.StatusUnprocessableEntity {
+		for _, i := range issues {
+			s.cfg.Metrics.ValidationFailure(c.Request().Context(), i.Rule)
+		}
+	}
 	if status == http.StatusServiceUnavailable {
 		c.Response().Header().Set("Retry-After", "5")
 	}

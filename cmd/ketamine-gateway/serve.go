@@ -72,7 +72,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	defer metrics.Close()
 	gcfg := gateway.Config{MaxBodyBytes: cfg.maxBody, IdentifierBase: cfg.identifierBase, Logger: logger,
-		Store: st, BaseURL: cfg.baseURL, MaxBundleEntries: cfg.maxEntries, Telemetry: tel}
+		Store: st, BaseURL: cfg.baseURL, MaxBundleEntries: cfg.maxEntries, Telemetry: tel, Metrics: metrics}
 	var worker *delivery.Worker
 	if len(dests) > 0 {
 		ob, ok := gateway.DeliveryOutbox(st)
