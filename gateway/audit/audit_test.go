@@ -1,0 +1,97 @@
+package audit
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestEventShape(t *testing.T) {
+	tests := []struct {
+		name    string
+		r       Record
+		action  string
+		outcome string
+	}{
+		{"create ok", Record{Interaction: "create", Status: 201, Entities: []Entity{{"Observation", "o1", 1}}}, "C", "0"},
+		{"read missing", Record{Interaction: "read", Status: 404}, "R", "4"},
+		{"search", Record{Interaction: "search-type", Status: 200}, "E", "0"},
+		{"update failed", Record{Interaction: "update", Status: 500}, "U", "8"},
+		{"unknown interaction", Record{Interaction: "frob", Status: 401}, "E", "4"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.r.Recorded = time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+			tc.r.Observer, tc.r.TraceID, tc.r.RequestID, tc.r.Patient = "gw-1", "4bf92f3577b34da6a3ce929d0e0e4736", "req-1", "Patient/p1"
+			ev := Event(tc.r)
+			if ev["action"] != tc.action || ev["outcome"] != tc.outcome {
+				t.Errorf("Event() action %v outcome %v, want %s %s", ev["action"], ev["outcome"], tc.action, tc.outcome)
+			}
+			b, _ := json.Marshal(ev)
+			for _, want := range []string{`"resourceType":"AuditEvent"`, `"code":"rest"`, `"recorded":"2026-11-25T10:00:00.000Z"`,
+				`"reference":"Patient/p1"`, `4bf92f3577b34da6a3ce929d0e0e4736`, `"value":"req-1"`} {
+				if !strings.Contains(string(b), want) {
+					t.Errorf("AuditEvent lacks %s: %s", want, b)
+				}
+			}
+		})
+	}
+	b, _ := json.Marshal(Event(Record{Interaction: "create", Status: 201, Entities: []Entity{{"Observation", "o1", 3}}}))
+	if !strings.Contains(string(b), `Observation/o1/_history/3`) {
+		t.Errorf("entity version missing: %s", b)
+	}
+}
+
+func chain(n int) []ChainEntry {
+	var out []ChainEntry
+	prev := ""
+	for i := 1; i <= n; i++ {
+		body := []byte(`{"resourceType":"AuditEvent","id":"a` + string(rune('0'+i)) + `"}`)
+		h := Link(prev, body)
+		out = append(out, ChainEntry{Seq: int64(i), Hash: h, Body: body})
+		prev = h
+	}
+	return out
+}
+
+func verify(entries []ChainEntry) error {
+	var v Verifier
+	for _, e := range entries {
+		if err := v.Add(e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func TestChain(t *testing.T) {
+	if err := verify(chain(5)); err != nil {
+		t.Fatalf("intact chain: %v", err)
+	}
+	tests := []struct {
+		name   string
+		mutate func([]ChainEntry) []ChainEntry
+		broken int64
+	}{
+		{"body changed", func(c []ChainEntry) []ChainEntry { c[2].Body = []byte(`{"changed":true}`); return c }, 3},
+		{"hash changed", func(c []ChainEntry) []ChainEntry { c[1].Hash = Link("", []byte("x")); return c }, 2},
+		{"record deleted", func(c []ChainEntry) []ChainEntry { return append(c[:3], c[4:]...) }, 4},
+		{"records swapped", func(c []ChainEntry) []ChainEntry { c[1], c[2] = c[2], c[1]; return c }, 2},
+		{"rewritten suffix", func(c []ChainEntry) []ChainEntry {
+			c[3].Body = []byte(`{"forged":1}`)
+			c[3].Hash = Link("not-the-previous", c[3].Body)
+			return c
+		}, 4},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := verify(tc.mutate(chain(5)))
+			var bl *BrokenLink
+			if !errors.As(err, &bl) || bl.Seq != tc.broken {
+				t.Errorf("verify = %v, want broken at %d", err, tc.broken)
+			}
+		})
+	}
+}
