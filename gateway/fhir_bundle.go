@@ -31,6 +31,7 @@ type txEntry struct {
 	vid         int64  // GET Type/id/_history/vid
 	fullURL     string
 	doc         map[string]any
+	bodyID      string // the resource's id as the client sent it
 	ifNoneExist string
 	ifMatch     string
 	perr        error // the entry could not be parsed
@@ -222,6 +223,7 @@ func (s *Server) parseEntry(i int, w *wireEntry) *txEntry {
 			}
 		}
 		e.doc = doc
+		e.bodyID, _ = doc["id"].(string)
 	}
 	return e
 }
@@ -264,16 +266,18 @@ func (s *Server) runTransaction(tx store.Tx, entries []*txEntry, now time.Time) 
 				}
 				switch len(page.Matches) {
 				case 0:
-					if e.method == "PUT" {
-						if bid, _ := e.doc["id"].(string); validID(bid) {
-							e.id = bid
-						}
+					if e.method == "PUT" && validID(e.bodyID) {
+						e.id = e.bodyID
 					}
 					if e.id == "" {
 						e.id = newID()
 					}
 				case 1:
 					e.matched = page.Matches[0]
+					if e.method == "PUT" && e.bodyID != "" && e.bodyID != e.matched.ID {
+						return fail(e, errorf(http.StatusBadRequest, "invalid", "id-mismatch",
+							"the resource id differs from the id of the resource the criteria select"))
+					}
 					e.id = e.matched.ID
 				default:
 					return fail(e, errorf(http.StatusPreconditionFailed, "multiple-matches", "conditional-multiple-matches",

@@ -19,8 +19,7 @@ import (
 type result struct {
 	Status   int
 	Resource *store.Resource
-	// Outcome is an informational OperationOutcome for responses without a
-	// resource (e.g. a conditional create that matched).
+	// Created is true when the interaction made a new resource.
 	Created bool
 }
 
@@ -100,51 +99,6 @@ func prefixExpr(prefix, expr string) string {
 	return prefix + "." + expr
 }
 
-// create writes a new resource inside tx, honouring If-None-Exist: 0 matches
-// create (201), 1 match writes nothing (200 with the match), several 412.
-// The database enforces exactly-once: the conditional key is claimed in the
-// same transaction, so a concurrent identical create fails with
-// store.ErrConflict and is retried by the caller.
-func (s *Server) create(tx store.Tx, typ string, doc map[string]any, ifNoneExist string, id string, now time.Time) (*result, error) {
-	if ifNoneExist != "" {
-		q, err := search.ParseConditional(typ, ifNoneExist)
-		if err != nil {
-			return nil, searchError(err)
-		}
-		page, err := tx.Search(q)
-		if err != nil {
-			return nil, err
-		}
-		switch len(page.Matches) {
-		case 0:
-		case 1:
-			return &result{Status: http.StatusOK, Resource: page.Matches[0]}, nil
-		default:
-			return nil, errorf(http.StatusPreconditionFailed, "multiple-matches", "conditional-multiple-matches",
-				"the If-None-Exist criteria match more than one resource")
-		}
-		if id == "" {
-			id = newID()
-		}
-		r, err := s.put(tx, typ, id, 1, doc, now)
-		if err != nil {
-			return nil, err
-		}
-		if err := tx.ClaimKey(search.Key(typ, q), typ, id); err != nil {
-			return nil, err
-		}
-		return &result{Status: http.StatusCreated, Resource: r, Created: true}, nil
-	}
-	if id == "" {
-		id = newID()
-	}
-	r, err := s.put(tx, typ, id, 1, doc, now)
-	if err != nil {
-		return nil, err
-	}
-	return &result{Status: http.StatusCreated, Resource: r, Created: true}, nil
-}
-
 // put stores version v of typ/id.
 func (s *Server) put(tx store.Tx, typ, id string, v int64, doc map[string]any, now time.Time) (*store.Resource, error) {
 	r, entries, err := s.prepare(typ, id, v, doc, now)
@@ -188,43 +142,6 @@ func (s *Server) update(tx store.Tx, typ, id string, doc map[string]any, ifMatch
 		return &result{Status: http.StatusOK, Resource: r}, nil
 	}
 	return &result{Status: http.StatusCreated, Resource: r, Created: true}, nil
-}
-
-// conditionalUpdate is PUT Type?query: 0 matches create (with the body's id
-// if any), 1 updates it, several 412.
-func (s *Server) conditionalUpdate(tx store.Tx, typ, query string, doc map[string]any, ifMatch string, now time.Time) (*result, error) {
-	q, err := search.ParseConditional(typ, query)
-	if err != nil {
-		return nil, searchError(err)
-	}
-	page, err := tx.Search(q)
-	if err != nil {
-		return nil, err
-	}
-	switch len(page.Matches) {
-	case 0:
-		id, _ := doc["id"].(string)
-		if id == "" || !validID(id) {
-			id = newID()
-		}
-		res, err := s.create(tx, typ, doc, "", id, now)
-		if err != nil {
-			return nil, err
-		}
-		if err := tx.ClaimKey(search.Key(typ, q), typ, id); err != nil {
-			return nil, err
-		}
-		return res, nil
-	case 1:
-		id := page.Matches[0].ID
-		if bid, ok := doc["id"].(string); ok && bid != "" && bid != id {
-			return nil, errorf(http.StatusBadRequest, "invalid", "id-mismatch", "the resource id does not match the resource the criteria select")
-		}
-		return s.update(tx, typ, id, doc, ifMatch, now)
-	default:
-		return nil, errorf(http.StatusPreconditionFailed, "multiple-matches", "conditional-multiple-matches",
-			"the conditional update criteria match more than one resource")
-	}
 }
 
 // remove deletes typ/id (a new, deleted version). Deleting what does not

@@ -94,9 +94,21 @@ func (s *Server) handleCreate(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	ifNoneExist := c.Request().Header.Get("If-None-Exist")
+	return s.writeEntry(c, &txEntry{method: "POST", typ: typ, doc: doc,
+		ifNoneExist: c.Request().Header.Get("If-None-Exist")})
+}
+
+// writeEntry runs a single create or conditional update through the
+// transaction engine as a one-entry transaction, so a single request and a
+// Bundle entry follow exactly the same rules (conditional matching, the
+// exactly-once key, reference handling).
+func (s *Server) writeEntry(c echo.Context, e *txEntry) error {
+	e.bodyID, _ = e.doc["id"].(string)
 	return s.writeOne(c, func(tx store.Tx, now time.Time) (*result, error) {
-		return s.create(tx, typ, doc, ifNoneExist, "", now)
+		if err := s.runTransaction(tx, []*txEntry{e}, now); err != nil {
+			return nil, unwrapEntry(err)
+		}
+		return e.res, nil
 	})
 }
 
@@ -138,10 +150,8 @@ func (s *Server) handleConditionalUpdate(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	ifMatch := c.Request().Header.Get("If-Match")
-	return s.writeOne(c, func(tx store.Tx, now time.Time) (*result, error) {
-		return s.conditionalUpdate(tx, typ, query, doc, ifMatch, now)
-	})
+	return s.writeEntry(c, &txEntry{method: "PUT", typ: typ, query: query, doc: doc,
+		ifMatch: c.Request().Header.Get("If-Match")})
 }
 
 // handleDelete is DELETE /fhir/{type}/{id}.
@@ -233,9 +243,7 @@ func (s *Server) respondResource(c echo.Context, status int, r *store.Resource) 
 func (s *Server) respondWrite(c echo.Context, res *result) error {
 	r := res.Resource
 	setVersionHeaders(c, r)
-	if res.Status == http.StatusCreated || res.Status == http.StatusOK && !res.Created {
-		c.Response().Header().Set("Location", fmt.Sprintf("%s/%s/%s/_history/%d", s.baseURL(c), r.Type, r.ID, r.Version))
-	}
+	c.Response().Header().Set("Location", fmt.Sprintf("%s/%s/%s/_history/%d", s.baseURL(c), r.Type, r.ID, r.Version))
 	switch preferReturn(c.Request().Header.Get("Prefer")) {
 	case "minimal":
 		return c.NoContent(res.Status)

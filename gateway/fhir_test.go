@@ -321,6 +321,12 @@ func TestConditionalMultipleMatches(t *testing.T) {
 	if rec := req(h, "PUT", "/fhir/Patient?identifier=http://hospital.example/mrn|M2", p2); rec.Code != 200 || rec.Header().Get("ETag") != `W/"2"` {
 		t.Errorf("conditional update, one match = %d %v", rec.Code, rec.Header())
 	}
+	// A body id that differs from the resource the criteria select is a 400,
+	// in a single request and in a transaction entry alike.
+	p2id := strings.Replace(p2, `"resourceType":"Patient"`, `"resourceType":"Patient","id":"someone-else"`, 1)
+	assertOutcome(t, req(h, "PUT", "/fhir/Patient?identifier=http://hospital.example/mrn|M2", p2id), http.StatusBadRequest, "id-mismatch", "")
+	assertOutcome(t, req(h, "POST", "/fhir", txBundle(`{"resource":`+p2id+`,"request":{"method":"PUT","url":"Patient?identifier=http://hospital.example/mrn|M2"}}`)),
+		http.StatusBadRequest, "id-mismatch", "")
 	// Escaped | in a token value.
 	p3 := strings.Replace(patientJSON, `"M1"`, `"A|B"`, 1)
 	if rec := req(h, "POST", "/fhir/Patient", p3); rec.Code != 201 {
