@@ -84,7 +84,7 @@ func parse(rt string, params url.Values, lenient, conditional bool) (*Query, []s
 		// Drop whatever the key added before it failed.
 		ps.q.Clauses, ps.q.Sort = ps.q.Clauses[:nc], ps.q.Sort[:ns]
 		ps.q.Includes, ps.q.RevIncludes = ps.q.Includes[:ni], ps.q.RevIncludes[:nr]
-		ps.ignored = append(ps.ignored, key)
+		ps.ignored = append(ps.ignored, shownName(key))
 	}
 	return ps.q, ps.ignored, nil
 }
@@ -97,8 +97,34 @@ type parser struct {
 	ignored              []string
 }
 
+// errorf builds an *Error. The parameter name comes from the client: a
+// name that does not look like a search parameter (it might be a value,
+// or PHI, put where a name belongs) is neither quoted in the message nor
+// reported as Param.
 func errorf(key, rule, format string, args ...any) *Error {
+	for i, a := range args {
+		if s, ok := a.(string); ok && s != "" && strings.Contains(key, s) && !safeName(s) {
+			args[i] = "(not shown)"
+		}
+	}
+	if !safeName(key) {
+		key = ""
+	}
 	return &Error{Param: key, Rule: rule, Message: fmt.Sprintf(format, args...)}
+}
+
+// safeName reports whether s looks like a search parameter name (with
+// modifier or chain): letters, digits and _ . : - only, at most 64.
+func safeName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == ':' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // unsupportedParam reports whether name is a FHIR parameter for all
@@ -150,7 +176,7 @@ func (ps *parser) param(key string, vals []string) *Error {
 			}
 		}
 		if ignored {
-			ps.ignored = append(ps.ignored, key)
+			ps.ignored = append(ps.ignored, shownName(key))
 		}
 		return nil
 	}
@@ -310,4 +336,12 @@ func (ps *parser) include(key, mod string, rev bool, v string) *Error {
 		*list = append(*list, inc)
 	}
 	return nil
+}
+
+// shownName is key if it is safe to echo, else a placeholder.
+func shownName(key string) string {
+	if safeName(key) {
+		return key
+	}
+	return "(not shown)"
 }

@@ -332,3 +332,22 @@ func TestEscapeRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// TestErrorsDoNotEchoOddNames: a parameter name that looks like a value
+// (it may be PHI typed where a name belongs) is neither quoted nor
+// reported; a real parameter name is.
+func TestErrorsDoNotEchoOddNames(t *testing.T) {
+	_, err := Parse("Patient", url.Values{"John Smith 1980": {"x"}}, false)
+	var se *Error
+	if !errors.As(err, &se) || se.Param != "" || strings.Contains(se.Message, "John") {
+		t.Errorf("Parse(odd name) = %+v, want no name in the error", err)
+	}
+	_, err = Parse("Patient", url.Values{"shoe-size": {"42"}}, false)
+	if !errors.As(err, &se) || se.Param != "shoe-size" || !strings.Contains(se.Message, "shoe-size") {
+		t.Errorf("Parse(unknown param) = %+v, want it named", err)
+	}
+	_, ignored, err := ParseLenient("Patient", url.Values{"Jane Doe": {"x"}, "shoe-size": {"1"}})
+	if err != nil || strings.Contains(strings.Join(ignored, ","), "Jane") {
+		t.Errorf("ParseLenient ignored = %v, %v", ignored, err)
+	}
+}
