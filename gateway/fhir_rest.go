@@ -41,6 +41,16 @@ func (s *Server) resourceType(c echo.Context) (string, error) {
 	return typ, nil
 }
 
+// typeAndID reads and checks the :type and :id path parameters.
+func (s *Server) typeAndID(c echo.Context) (string, string, error) {
+	typ, err := s.resourceType(c)
+	if err != nil {
+		return "", "", err
+	}
+	id, err := resourceID(c)
+	return typ, id, err
+}
+
 // resourceID reads and checks the :id path parameter.
 func resourceID(c echo.Context) (string, error) {
 	id := c.Param("id")
@@ -115,11 +125,7 @@ func (s *Server) writeEntry(c echo.Context, e *txEntry) error {
 // handleUpdate is PUT /fhir/{type}/{id}: update, or create with the
 // client's id.
 func (s *Server) handleUpdate(c echo.Context) error {
-	typ, err := s.resourceType(c)
-	if err != nil {
-		return err
-	}
-	id, err := resourceID(c)
+	typ, id, err := s.typeAndID(c)
 	if err != nil {
 		return err
 	}
@@ -156,11 +162,7 @@ func (s *Server) handleConditionalUpdate(c echo.Context) error {
 
 // handleDelete is DELETE /fhir/{type}/{id}.
 func (s *Server) handleDelete(c echo.Context) error {
-	typ, err := s.resourceType(c)
-	if err != nil {
-		return err
-	}
-	id, err := resourceID(c)
+	typ, id, err := s.typeAndID(c)
 	if err != nil {
 		return err
 	}
@@ -180,11 +182,7 @@ func (s *Server) handleDelete(c echo.Context) error {
 
 // handleRead is GET /fhir/{type}/{id}.
 func (s *Server) handleRead(c echo.Context) error {
-	typ, err := s.resourceType(c)
-	if err != nil {
-		return err
-	}
-	id, err := resourceID(c)
+	typ, id, err := s.typeAndID(c)
 	if err != nil {
 		return err
 	}
@@ -200,11 +198,7 @@ func (s *Server) handleRead(c echo.Context) error {
 
 // handleVRead is GET /fhir/{type}/{id}/_history/{vid}.
 func (s *Server) handleVRead(c echo.Context) error {
-	typ, err := s.resourceType(c)
-	if err != nil {
-		return err
-	}
-	id, err := resourceID(c)
+	typ, id, err := s.typeAndID(c)
 	if err != nil {
 		return err
 	}

@@ -37,7 +37,8 @@ func newEHRStub(t *testing.T) *ehrStub {
 
 func (e *ehrStub) setDown(v bool) { e.mu.Lock(); e.down = v; e.mu.Unlock() }
 
-// createsPerKey reports the largest number of creates of any one resource.
+// stats reports how many resources the EHR holds, the largest number of
+// creates of any one of them, and how many transactions it received.
 func (e *ehrStub) stats() (distinct, maxCreates, posts int) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
