@@ -51,11 +51,15 @@ type Attempt struct {
 	Error string
 }
 
-// DeliveryFilter selects items for the operator's listing.
+// DeliveryFilter selects items for the operator's listing. Each string
+// field that is not empty must match exactly; Since and Until bound
+// Created (Since inclusive, Until exclusive) when not zero. Limit <= 0 or
+// above 1000 means 100.
 type DeliveryFilter struct {
-	Status, Destination, Patient string
-	Since, Until                 time.Time
-	Limit, Offset                int
+	Status, Destination, Patient    string
+	Source, Kind, RecordID, TraceID string
+	Since, Until                    time.Time
+	Limit, Offset                   int
 }
 
 // DestinationStats is the backlog of one destination.
@@ -87,7 +91,8 @@ type Outbox interface {
 	Complete(ctx context.Context, a *Attempt, status string, nextAttempt time.Time) error
 	// Deliveries lists items, newest first.
 	Deliveries(ctx context.Context, f DeliveryFilter) ([]*OutboxItem, error)
-	// Delivery returns one item with its attempts; ErrNotFound if absent.
+	// Delivery returns one item with its attempts in order (N ascending);
+	// ErrNotFound if absent.
 	Delivery(ctx context.Context, id int64) (*OutboxItem, []*Attempt, error)
 	// Retry puts a dead item back to pending, due now; ErrNotFound if it
 	// is not dead.

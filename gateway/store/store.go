@@ -8,6 +8,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 )
 
@@ -82,6 +83,15 @@ type Store interface {
 	History(ctx context.Context, q HistoryQuery) ([]*Resource, int, error)
 	// Search runs a query over current, non-deleted resources.
 	Search(ctx context.Context, q *search.Query) (*Page, error)
+	// AuditChain calls fn for every entry of the audit hash chain in seq
+	// order, from seq 1 (feed them to an audit.Verifier): ID, Seq and Hash
+	// as appended, Body the stored body of version 1 of AuditEvent/ID (nil
+	// when that version is missing, which the verifier reports as a broken
+	// link). The chain is read in pages, not held in memory; entries
+	// appended during the walk may or may not be included. An error of fn
+	// stops the walk and is returned unchanged; a database that cannot be
+	// reached is ErrUnavailable.
+	AuditChain(ctx context.Context, fn func(audit.ChainEntry) error) error
 	// Ping checks the database (readiness).
 	Ping(ctx context.Context) error
 	Close() error
@@ -114,4 +124,29 @@ type Tx interface {
 	Ledger(source, kind, recordID, version string) (*Ledger, error)
 	// PutLedger inserts a ledger entry; ErrConflict if it exists.
 	PutLedger(l *Ledger) error
+	// AppendAudit appends the AuditEvent id to the tamper-evident audit
+	// chain and returns its seq. The caller has already Put version 1 of
+	// AuditEvent/id with Body == body in this transaction. The entry's hash
+	// is audit.Link(the previous entry's hash, body) ("" before the first
+	// entry) and its seq the previous seq + 1, from 1. Appends are
+	// serialised across transactions and processes sharing the database,
+	// so the chain never forks, and a transaction that rolls back leaves no
+	// gap. The chain head stays locked from the append until the
+	// transaction ends, so append last. Returns ErrConflict if id is
+	// already in the chain (or, when the caller did not append last, on a
+	// deadlock with a concurrent transaction: retry it), ErrUnavailable if
+	// the chain head stayed locked longer than the statement timeout.
+	AppendAudit(id string, body []byte) (seq int64, err error)
+	// Savepoint runs fn, which uses this Tx as usual, in a nested savepoint
+	// (Savepoints nest). When fn returns nil its writes are kept. When fn
+	// returns an error, every write fn made (resources, index entries,
+	// conditional keys, ledger entries, outbox items, audit appends) is
+	// undone, the transaction stays usable, also after a failed statement,
+	// and fn's error is returned unchanged. Only if the transaction itself
+	// is lost (the connection broke, the database rolled it back) does
+	// Savepoint return something else: an error wrapping ErrUnavailable,
+	// or fn's error if that wraps ErrConflict or ErrUnavailable. So on
+	// ErrConflict or ErrUnavailable the caller ends the transaction (and
+	// may run it again); on other errors it may go on.
+	Savepoint(fn func() error) error
 }

@@ -165,6 +165,18 @@ func (s *Store) Deliveries(ctx context.Context, f store.DeliveryFilter) ([]*stor
 	if f.Patient != "" {
 		add("patient =", text(f.Patient))
 	}
+	if f.Source != "" {
+		add("source =", text(f.Source))
+	}
+	if f.Kind != "" {
+		add("kind =", text(f.Kind))
+	}
+	if f.RecordID != "" {
+		add("record_id =", text(f.RecordID))
+	}
+	if f.TraceID != "" {
+		add("trace_id =", text(f.TraceID))
+	}
 	if !f.Since.IsZero() {
 		add("created >=", f.Since.UnixMilli())
 	}

@@ -47,6 +47,18 @@
 // the SQLite backend; see outbox.go for how claims stay exactly-once and
 // in order across processes.
 //
+// The audit chain (Tx.AppendAudit) is kept as in the SQLite backend, with
+// the last seq and hash in the one row of audit_chain_head. An append
+// locks that row (SELECT ... FOR UPDATE) and updates it, so concurrent
+// appends, from any process, wait for each other: each takes the next seq
+// after the previous one committed (READ COMMITTED re-reads the locked row),
+// and a rolled-back append, or a rolled-back savepoint around it, releases
+// the row unchanged. The lock is held from the append to the end of the
+// transaction, which is why callers append last.
+//
+// Tx.Savepoint uses SAVEPOINT, ROLLBACK TO and RELEASE: a failed statement
+// inside fn (a unique violation, say) aborts only the savepoint.
+//
 // Search semantics are those documented in package sqlite.
 package postgres
 

@@ -172,6 +172,28 @@ var migrations = []migration{{
 			PRIMARY KEY (item_id, n)
 		)`,
 	},
+}, {
+	version: 3,
+	stmts: []string{
+		// The audit hash chain: entry seq links AuditEvent/id (version 1)
+		// to entry seq-1 (see audit.Link).
+		`CREATE TABLE audit_chain (
+			seq BIGINT NOT NULL PRIMARY KEY,
+			id TEXT COLLATE "C" NOT NULL UNIQUE,
+			hash TEXT COLLATE "C" NOT NULL
+		)`,
+		// The chain head: the last seq and hash, one row, locked by every
+		// append until its transaction ends (see Tx.AppendAudit).
+		`CREATE TABLE audit_chain_head (
+			one INTEGER NOT NULL PRIMARY KEY CHECK (one = 1),
+			seq BIGINT NOT NULL,
+			hash TEXT COLLATE "C" NOT NULL
+		)`,
+		`INSERT INTO audit_chain_head (one, seq, hash) VALUES (1, 0, '')`,
+		// The operator's delivery listing by record and by trace.
+		`CREATE INDEX outbox_record ON outbox (record_id, source, kind)`,
+		`CREATE INDEX outbox_trace ON outbox (trace_id)`,
+	},
 }}
 
 // schemaVersion is the schema version this package migrates to.

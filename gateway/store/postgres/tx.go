@@ -35,10 +35,12 @@ var sqlDelIndex = func() map[string]string {
 	return m
 }()
 
-// tx is a store.Tx on a READ COMMITTED transaction.
+// tx is a store.Tx on a READ COMMITTED transaction. It caches nothing
+// from the database, so a savepoint rollback leaves nothing stale.
 type tx struct {
-	ctx context.Context
-	q   pgx.Tx
+	ctx   context.Context
+	q     pgx.Tx
+	depth int // of nested Savepoints, naming them
 }
 
 var _ store.Tx = (*tx)(nil)
@@ -302,4 +304,42 @@ func (t *tx) PutLedger(l *store.Ledger) error {
 		return fmt.Errorf("postgres: PutLedger: %w", mapErr(t.ctx, err))
 	}
 	return nil
+}
+
+// Savepoint implements store.Tx. ROLLBACK TO undoes fn's writes, releases
+// the row locks fn took (the audit chain head's among them) and ends the
+// aborted state a failed statement leaves; it fails only when the
+// transaction is lost (the connection broke, or ctx ended).
+func (t *tx) Savepoint(fn func() error) error {
+	t.depth++
+	defer func() { t.depth-- }()
+	name := fmt.Sprintf("kg_sp%d", t.depth)
+	if _, err := t.q.Exec(t.ctx, `SAVEPOINT `+name); err != nil {
+		return fmt.Errorf("postgres: savepoint: %w", lost(mapErr(t.ctx, err)))
+	}
+	ferr := fn()
+	if ferr == nil {
+		if _, err := t.q.Exec(t.ctx, `RELEASE SAVEPOINT `+name); err != nil {
+			return fmt.Errorf("postgres: release savepoint: %w", lost(mapErr(t.ctx, err)))
+		}
+		return nil
+	}
+	// One round trip (pgx sends a query without arguments as a simple
+	// query, which may hold several statements).
+	if _, err := t.q.Exec(t.ctx, `ROLLBACK TO SAVEPOINT `+name+`; RELEASE SAVEPOINT `+name); err != nil {
+		if errors.Is(ferr, store.ErrConflict) || errors.Is(ferr, store.ErrUnavailable) {
+			return ferr
+		}
+		return fmt.Errorf("postgres: rollback to savepoint (after %v): %w", ferr, lost(mapErr(t.ctx, err)))
+	}
+	return ferr
+}
+
+// lost makes err, which ended the transaction, wrap store.ErrConflict or
+// store.ErrUnavailable, so that the caller ends the transaction.
+func lost(err error) error {
+	if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrUnavailable) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
 }

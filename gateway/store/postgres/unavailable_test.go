@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
@@ -42,6 +43,17 @@ func ops(s *Store) map[string]func(ctx context.Context) error {
 				_, err := tx.Search(q)
 				return err
 			})
+		},
+		"Savepoint": func(ctx context.Context) error {
+			return s.Write(ctx, func(tx store.Tx) error {
+				return tx.Savepoint(func() error {
+					_, err := tx.Search(q)
+					return err
+				})
+			})
+		},
+		"AuditChain": func(ctx context.Context) error {
+			return s.AuditChain(ctx, func(audit.ChainEntry) error { return nil })
 		},
 	}
 }

@@ -124,6 +124,18 @@ func (s *Store) Deliveries(ctx context.Context, f store.DeliveryFilter) ([]*stor
 	if f.Patient != "" {
 		add("patient = ?", f.Patient)
 	}
+	if f.Source != "" {
+		add("source = ?", f.Source)
+	}
+	if f.Kind != "" {
+		add("kind = ?", f.Kind)
+	}
+	if f.RecordID != "" {
+		add("record_id = ?", f.RecordID)
+	}
+	if f.TraceID != "" {
+		add("trace_id = ?", f.TraceID)
+	}
 	if !f.Since.IsZero() {
 		add("created >= ?", f.Since.UnixMilli())
 	}

@@ -12,8 +12,15 @@
 // resource; idx_token, idx_string, idx_date, idx_reference, idx_quantity
 // and idx_uri the search index entries of the current, non-deleted
 // versions; conditional_keys and ledger the conditional-create keys and the
-// ingest ledger. Times are stored as INTEGER unix milliseconds (UTC). The
-// schema is versioned in schema_migrations and migrated by Open.
+// ingest ledger; audit_chain the audit hash chain (seq, AuditEvent id,
+// hash) and audit_chain_head its last seq and hash. Times are stored as
+// INTEGER unix milliseconds (UTC). The schema is versioned in
+// schema_migrations and migrated by Open.
+//
+// Tx.AppendAudit needs no lock of its own: the write lock that every write
+// transaction holds from BEGIN IMMEDIATE to its end serialises the appends
+// of all processes. Tx.Savepoint uses SQLite's SAVEPOINT, ROLLBACK TO and
+// RELEASE.
 //
 // Tx.Put sets a zero res.LastUpdated to now and truncates it to the
 // millisecond (in res, so the caller sees what is stored); a new version of

@@ -48,11 +48,13 @@ var writeStmts = func() []string {
 	return s
 }()
 
-// tx is a store.Tx on a BEGIN IMMEDIATE transaction.
+// tx is a store.Tx on a BEGIN IMMEDIATE transaction. It caches nothing
+// from the database, so a savepoint rollback leaves nothing stale.
 type tx struct {
-	ctx context.Context
-	q   *sql.Tx
-	s   *Store
+	ctx   context.Context
+	q     *sql.Tx
+	s     *Store
+	depth int // of nested Savepoints, naming them
 }
 
 var _ store.Tx = (*tx)(nil)
@@ -228,4 +230,43 @@ func boolInt(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// Savepoint implements store.Tx. ROLLBACK TO undoes fn's writes and keeps
+// the transaction; it fails only when SQLite has already rolled back the
+// whole transaction (after a disk full or I/O error, for instance).
+func (t *tx) Savepoint(fn func() error) error {
+	t.depth++
+	defer func() { t.depth-- }()
+	name := fmt.Sprintf("kg_sp%d", t.depth)
+	if _, err := t.q.ExecContext(t.ctx, `SAVEPOINT `+name); err != nil {
+		return fmt.Errorf("sqlite: savepoint: %w", lost(mapErr(err)))
+	}
+	ferr := fn()
+	if ferr == nil {
+		if _, err := t.q.ExecContext(t.ctx, `RELEASE `+name); err != nil {
+			return fmt.Errorf("sqlite: release savepoint: %w", lost(mapErr(err)))
+		}
+		return nil
+	}
+	_, err := t.q.ExecContext(t.ctx, `ROLLBACK TO `+name)
+	if err == nil {
+		_, err = t.q.ExecContext(t.ctx, `RELEASE `+name)
+	}
+	if err != nil {
+		if errors.Is(ferr, store.ErrConflict) || errors.Is(ferr, store.ErrUnavailable) {
+			return ferr
+		}
+		return fmt.Errorf("sqlite: rollback to savepoint (after %v): %w", ferr, lost(mapErr(err)))
+	}
+	return ferr
+}
+
+// lost makes err, which ended the transaction, wrap store.ErrConflict or
+// store.ErrUnavailable, so that the caller ends the transaction.
+func lost(err error) error {
+	if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrUnavailable) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
 }

@@ -151,3 +151,74 @@ func equal(a, b []int64) bool {
 	}
 	return true
 }
+
+// testDeliveryFilter: each field of store.DeliveryFilter selects on its
+// own and together with the others; Delivery lists attempts in order.
+func testDeliveryFilter(t *testing.T, s store.Store) {
+	ob := outboxOf(t, s)
+	ctx := context.Background()
+	mk := func(dest, source, kind, record, trace string) *store.OutboxItem {
+		it := item(dest, source+"|"+kind+"|"+record, "pat-"+record)
+		it.Source, it.Kind, it.RecordID, it.TraceID = source, kind, record, trace
+		return it
+	}
+	a := mk("ehr", "clinic-a", "session", "r1", "trace-1")
+	b := mk("ehr", "clinic-a", "assessment", "r1", "trace-1")
+	c := mk("ehr", "clinic-b", "session", "r1", "trace-2")
+	d := mk("other", "clinic-a", "session", "r2", "")
+	enqueue(t, s, a, b, c, d)
+	tests := []struct {
+		name string
+		f    store.DeliveryFilter
+		want []*store.OutboxItem // newest first
+	}{
+		{"none", store.DeliveryFilter{}, []*store.OutboxItem{d, c, b, a}},
+		{"source", store.DeliveryFilter{Source: "clinic-a"}, []*store.OutboxItem{d, b, a}},
+		{"kind", store.DeliveryFilter{Kind: "session"}, []*store.OutboxItem{d, c, a}},
+		{"record", store.DeliveryFilter{RecordID: "r1"}, []*store.OutboxItem{c, b, a}},
+		{"trace", store.DeliveryFilter{TraceID: "trace-1"}, []*store.OutboxItem{b, a}},
+		{"source and kind and record", store.DeliveryFilter{Source: "clinic-a", Kind: "session", RecordID: "r1"}, []*store.OutboxItem{a}},
+		{"record and destination", store.DeliveryFilter{RecordID: "r2", Destination: "other"}, []*store.OutboxItem{d}},
+		{"trace and source", store.DeliveryFilter{TraceID: "trace-2", Source: "clinic-a"}, nil},
+		{"unknown record", store.DeliveryFilter{RecordID: "r"}, nil},
+		{"source is not a prefix", store.DeliveryFilter{Source: "clinic"}, nil},
+		{"limit", store.DeliveryFilter{Source: "clinic-a", Limit: 2}, []*store.OutboxItem{d, b}},
+		{"offset", store.DeliveryFilter{Source: "clinic-a", Offset: 1}, []*store.OutboxItem{b, a}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := ob.Deliveries(ctx, tc.f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !equal(itemIDs(got), itemIDs(tc.want)) {
+				t.Errorf("Deliveries(%+v) = %v, want %v", tc.f, itemIDs(got), itemIDs(tc.want))
+			}
+		})
+	}
+
+	// Three attempts at a: Delivery lists them in order.
+	now := time.Now().UTC().Add(time.Millisecond)
+	for n := 1; n <= 3; n++ {
+		claimed, err := ob.Claim(ctx, "ehr", now, time.Minute, 1)
+		if err != nil || !equal(itemIDs(claimed), []int64{a.ID}) {
+			t.Fatalf("Claim %d = %v %v, want [%d]", n, itemIDs(claimed), err, a.ID)
+		}
+		status := store.StatusPending
+		if n == 3 {
+			status = store.StatusDone
+		}
+		if err := ob.Complete(ctx, &store.Attempt{ItemID: a.ID, At: now, HTTPStatus: 500 + n}, status, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, attempts, err := ob.Delivery(ctx, a.ID)
+	if err != nil || len(attempts) != 3 {
+		t.Fatalf("Delivery(a) = %d attempts, %v; want 3", len(attempts), err)
+	}
+	for i, at := range attempts {
+		if at.N != i+1 || at.HTTPStatus != 501+i || at.ItemID != a.ID {
+			t.Errorf("attempt %d = N %d status %d item %d, want N %d status %d item %d", i, at.N, at.HTTPStatus, at.ItemID, i+1, 501+i, a.ID)
+		}
+	}
+}

@@ -57,6 +57,12 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"RevInclude", testRevInclude},
 		{"Outbox", testOutbox},
 		{"OutboxLease", testOutboxLease},
+		{"DeliveryFilter", testDeliveryFilter},
+		{"AuditChain", testAuditChain},
+		{"AuditChainPaging", testAuditChainPaging},
+		{"AuditChainRollback", testAuditChainRollback},
+		{"AuditChainConcurrent", testAuditChainConcurrent},
+		{"Savepoint", testSavepoint},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,0 +1,103 @@
+package sqlite
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+)
+
+// TestAuditChainTamper changes the stored chain behind the store's back:
+// the verifier names the first broken link.
+func TestAuditChainTamper(t *testing.T) {
+	tests := []struct {
+		name       string
+		tamper     func(t *testing.T, s *Store)
+		wantSeq    int64
+		wantReason string
+	}{
+		{"body byte changed", func(t *testing.T, s *Store) {
+			var body []byte
+			if err := s.w.QueryRow(`SELECT body FROM resources WHERE type = 'AuditEvent' AND id = 'ae3' AND version = 1`).Scan(&body); err != nil {
+				t.Fatal(err)
+			}
+			body[len(body)/2] ^= 0x01
+			execSQL(t, s, `UPDATE resources SET body = ? WHERE type = 'AuditEvent' AND id = 'ae3' AND version = 1`, body)
+		}, 3, "changed"},
+		{"body deleted", func(t *testing.T, s *Store) {
+			execSQL(t, s, `DELETE FROM current WHERE type = 'AuditEvent' AND id = 'ae4'`)
+			execSQL(t, s, `DELETE FROM resources WHERE type = 'AuditEvent' AND id = 'ae4'`)
+		}, 4, "changed"},
+		{"hash changed", func(t *testing.T, s *Store) {
+			execSQL(t, s, `UPDATE audit_chain SET hash = ? WHERE seq = 2`, audit.Link("", []byte("forged")))
+		}, 2, "changed"},
+		{"entry deleted", func(t *testing.T, s *Store) {
+			execSQL(t, s, `DELETE FROM audit_chain WHERE seq = 3`)
+		}, 3, "missing"},
+		{"entry deleted and the chain moved on", func(t *testing.T, s *Store) {
+			execSQL(t, s, `DELETE FROM audit_chain WHERE seq = 5`)
+			appendAudit(t, s, "ae6")
+		}, 5, "missing"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s, _ := openTemp(t, Options{})
+			defer s.Close()
+			for i := 1; i <= 5; i++ {
+				appendAudit(t, s, fmt.Sprintf("ae%d", i))
+			}
+			if err := verify(t, s); err != nil {
+				t.Fatalf("before tampering: %v", err)
+			}
+			tc.tamper(t, s)
+			err := verify(t, s)
+			var bl *audit.BrokenLink
+			if !errors.As(err, &bl) || bl.Seq != tc.wantSeq || !strings.Contains(bl.Reason, tc.wantReason) {
+				t.Errorf("verify = %v, want a broken link at %d (%s)", err, tc.wantSeq, tc.wantReason)
+			}
+		})
+	}
+}
+
+func appendAudit(t *testing.T, s *Store, id string) {
+	t.Helper()
+	body := fmt.Appendf(nil, `{"resourceType":"AuditEvent","id":%q}`, id)
+	err := s.Write(context.Background(), func(tx store.Tx) error {
+		if err := tx.Put(&store.Resource{Type: "AuditEvent", ID: id, Version: 1, Body: body}, nil); err != nil {
+			return err
+		}
+		_, err := tx.AppendAudit(id, body)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("append %s: %v", id, err)
+	}
+}
+
+func execSQL(t *testing.T, s *Store, q string, args ...any) {
+	t.Helper()
+	if _, err := s.w.Exec(q, args...); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+}
+
+// verify walks the chain and returns the verifier's first error.
+func verify(t *testing.T, s *Store) error {
+	t.Helper()
+	var v audit.Verifier
+	var broken error
+	err := s.AuditChain(context.Background(), func(e audit.ChainEntry) error {
+		if broken == nil {
+			broken = v.Add(e)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("AuditChain: %v", err)
+	}
+	return broken
+}
