@@ -63,6 +63,13 @@ func Extract(resourceType string, resource map[string]any) []Entry {
 				x.value(pp.k, v)
 			}
 		}
+		if d.ext != "" {
+			for _, e := range follow(resource, "extension") {
+				if m, ok := e.(map[string]any); ok && m["url"] == d.ext {
+					x.value(kCode, m["valueString"])
+				}
+			}
+		}
 	}
 	return x.out
 }

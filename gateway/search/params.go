@@ -46,13 +46,27 @@ type def struct {
 	// compartment: the generic patient parameter, any Patient reference
 	// anywhere in the resource (see Lookup).
 	compartment bool
+	// ext indexes the valueString of the resource's extensions with this
+	// url as a token code (the gateway's trace-id parameters).
+	ext string
 }
 
 // The URLs of the SearchParameter resources the gateway defines itself.
 const (
 	adverseEventIdentifierURL = "https://ketamine-gateway.org/fhir/SearchParameter/AdverseEvent-identifier"
 	medAdminPartOfURL         = "https://ketamine-gateway.org/fhir/SearchParameter/MedicationAdministration-part-of"
+	auditTraceIDURL           = "https://ketamine-gateway.org/fhir/SearchParameter/AuditEvent-trace-id"
+	provenanceTraceIDURL      = "https://ketamine-gateway.org/fhir/SearchParameter/Provenance-trace-id"
+	// TraceIDExtension is the extension carrying the OpenTelemetry trace
+	// id of the request that made an AuditEvent or Provenance.
+	TraceIDExtension = "https://ketamine-gateway.org/fhir/StructureDefinition/trace-id"
 )
+
+// traceID is the gateway's trace-id parameter.
+func traceID(what, url string) def {
+	return def{name: "trace-id", typ: TypeToken, ext: TraceIDExtension,
+		desc: "The OpenTelemetry trace id (32 hex digits) of the request that recorded the " + what + " (gateway-defined: " + url + ")"}
+}
 
 func p(s string, k kind) path { return path{s, k} }
 
@@ -187,17 +201,28 @@ func specificDefs(rt string) []def {
 		}
 	case "Provenance":
 		return []def{
+			ref("agent", "Who participated",
+				[]string{"Device", "Organization", "Patient", "Practitioner", "PractitionerRole", "RelatedPerson"}, "agent.who"),
+			ref("entity", "Identity of entity", nil, "entity.what"),
 			patientRef("A target of the provenance that is a patient", "target"),
+			date("recorded", "When the activity was recorded / updated", p("recorded", kDate)),
 			ref("target", "The resources the provenance record is about", nil, "target"),
+			traceID("Provenance", provenanceTraceIDURL),
 		}
 	case "AuditEvent":
 		return []def{
+			token("action", "Type of action performed during the event", p("action", kCode)),
+			str("address", "Identifier for the network access point of the user device", p("agent.network.address", kString)),
 			ref("agent", "Identifier of who took part in the event",
 				[]string{"Device", "Organization", "Patient", "Practitioner", "PractitionerRole", "RelatedPerson"}, "agent.who"),
 			date("date", "Time when the event was recorded", p("recorded", kDate)),
 			ref("entity", "Specific instance of the resource the event is about", nil, "entity.what"),
 			token("outcome", "Whether the event succeeded or failed", p("outcome", kCode)),
 			patientRef("An agent or entity of the event that is a patient", "agent.who", "entity.what"),
+			token("site", "Logical source location within the enterprise (the tenant)", p("source.site", kCode)),
+			token("subtype", "More specific type/id for the event", p("subtype", kCoding)),
+			traceID("AuditEvent", auditTraceIDURL),
+			token("type", "Type/identifier of event", p("type", kCoding)),
 		}
 	case "Parameters", "":
 		return nil
@@ -231,6 +256,9 @@ func (d def) param(rt string) Param {
 	out := Param{Resource: res, Name: d.name, Type: d.typ, Description: d.desc}
 	for _, x := range d.paths {
 		out.Paths = append(out.Paths, x.p)
+	}
+	if d.ext != "" {
+		out.Paths = append(out.Paths, "extension('"+d.ext+"').value")
 	}
 	out.Targets = slices.Clone(d.targets)
 	return out
@@ -287,7 +315,25 @@ func Types() []string {
 // .../SearchParameter/MedicationAdministration-part-of). The
 // CapabilityStatement should cite these urls as the definitions.
 func GatewaySearchParameters() []map[string]any {
+	traceParam := func(rt, url string) map[string]any {
+		return map[string]any{
+			"resourceType": "SearchParameter",
+			"id":           rt + "-trace-id",
+			"url":          url,
+			"version":      "1.0.0",
+			"name":         rt + "TraceId",
+			"status":       "active",
+			"description":  "Search " + rt + " by the OpenTelemetry trace id (32 hex digits) of the request that recorded it.",
+			"code":         "trace-id",
+			"base":         []string{rt},
+			"type":         "token",
+			"expression":   rt + ".extension('" + TraceIDExtension + "').value",
+			"xpathUsage":   "normal",
+		}
+	}
 	return []map[string]any{
+		traceParam("AuditEvent", auditTraceIDURL),
+		traceParam("Provenance", provenanceTraceIDURL),
 		{
 			"resourceType": "SearchParameter",
 			"id":           "AdverseEvent-identifier",

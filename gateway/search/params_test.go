@@ -86,11 +86,12 @@ func TestParamsNames(t *testing.T) {
 		"MedicationAdministration": {"_id", "_lastUpdated", "code", "effective-time", "identifier", "part-of", "patient", "subject"},
 		"AdverseEvent":             {"_id", "_lastUpdated", "date", "event", "identifier", "seriousness", "severity", "subject", "substance"},
 		"Condition":                {"_id", "_lastUpdated", "code", "identifier", "patient", "subject"},
-		"Provenance":               {"_id", "_lastUpdated", "patient", "target"},
-		"AuditEvent":               {"_id", "_lastUpdated", "agent", "date", "entity", "outcome", "patient"},
-		"CarePlan":                 {"_id", "_lastUpdated", "patient"},
-		"Parameters":               {"_id", "_lastUpdated"},
-		"Nope":                     nil,
+		"Provenance":               {"_id", "_lastUpdated", "agent", "entity", "patient", "recorded", "target", "trace-id"},
+		"AuditEvent": {"_id", "_lastUpdated", "action", "address", "agent", "date", "entity", "outcome", "patient",
+			"site", "subtype", "trace-id", "type"},
+		"CarePlan":   {"_id", "_lastUpdated", "patient"},
+		"Parameters": {"_id", "_lastUpdated"},
+		"Nope":       nil,
 	}
 	for rt, names := range want {
 		t.Run(rt, func(t *testing.T) {
