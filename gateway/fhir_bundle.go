@@ -70,7 +70,12 @@ type wireEntry struct {
 
 // handleBundle is POST /fhir with a transaction or batch Bundle.
 func (s *Server) handleBundle(c echo.Context) error {
-	body, err := readBody(c, s.cfg.MaxBodyBytes)
+	var body []byte
+	err := s.stage(c.Request().Context(), "fhir.decode", func(context.Context) error {
+		var err error
+		body, err = readBody(c, s.cfg.MaxBodyBytes)
+		return err
+	})
 	if err != nil {
 		return err
 	}
@@ -79,22 +84,31 @@ func (s *Server) handleBundle(c echo.Context) error {
 		Type         string      `json:"type"`
 		Entry        []wireEntry `json:"entry"`
 	}
-	if err := json.Unmarshal(body, &wb); err != nil || wb.ResourceType != "Bundle" || wb.Type != "batch" {
-		// A transaction fails as a whole, so the whole Bundle is validated
-		// at once; the validator also names any syntax problem precisely.
-		if res := s.pipeline.validator.ValidateAs(body, "Bundle"); !res.Valid() {
-			return &Error{Status: http.StatusBadRequest, Issues: fhirIssues(res)}
+	err = s.stage(c.Request().Context(), "fhir.validate", func(context.Context) error {
+		if err := json.Unmarshal(body, &wb); err != nil || wb.ResourceType != "Bundle" || wb.Type != "batch" {
+			// A transaction fails as a whole, so the whole Bundle is validated
+			// at once; the validator also names any syntax problem precisely.
+			if res := s.pipeline.validator.ValidateAs(body, "Bundle"); !res.Valid() {
+				return &Error{Status: http.StatusBadRequest, Issues: fhirIssues(res)}
+			}
+			if err != nil {
+				return errorf(http.StatusBadRequest, "structure", "json-syntax", "the Bundle is not valid JSON")
+			}
+			return nil
 		}
-		if err != nil {
-			return errorf(http.StatusBadRequest, "structure", "json-syntax", "the Bundle is not valid JSON")
-		}
-	} else {
 		if err := s.validateBatchShell(body); err != nil {
 			return err
 		}
 		for i := range wb.Entry {
 			wb.Entry[i].validate = true
 		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if wb.Type == "batch" {
+		auditOf(c).interaction = "batch"
 	}
 	if len(wb.Entry) > s.cfg.MaxBundleEntries {
 		return errorf(http.StatusBadRequest, "too-costly", "bundle-too-many-entries",
@@ -114,31 +128,61 @@ func (s *Server) handleBundle(c echo.Context) error {
 			}
 		}
 		err = s.stage(ctx, "store.transaction", func(ctx context.Context) error {
-			return s.write(ctx, func(tx store.Tx) error { return s.runTransaction(tx, entries, now) })
+			return s.writeAudited(c, ctx, func(tx store.Tx) (int, error) {
+				if err := s.runTransaction(tx, entries, now); err != nil {
+					return 0, err
+				}
+				touchEntries(c, entries, nil)
+				auditOf(c).description = fmt.Sprintf("transaction: %d entries", len(entries))
+				return okStatus, s.bundleProvenance(c, tx, "transaction", body, written(entries, nil), now)
+			})
 		}, attribute.String("fhir.bundle.type", "transaction"), attribute.Int("fhir.entry_count", len(entries)))
 		if err != nil {
 			return err
 		}
 		return writeResource(c, http.StatusOK, s.responseBundle(c, "transaction-response", entries, nil))
 	case "batch":
+		// One database transaction, each entry in a savepoint: an entry
+		// fails alone, and the batch's AuditEvent and Provenance commit
+		// with exactly the entries that succeeded.
 		errs := make([]error, len(entries))
-		for i, e := range entries {
-			if e.perr != nil {
-				errs[i] = e.perr
-				continue
-			}
-			if ref := urnReference(e.doc); ref {
-				errs[i] = errorf(http.StatusBadRequest, "invalid", "batch-interdependent",
-					"batch entries may not reference each other by urn; use a transaction")
-				continue
-			}
-			errs[i] = s.write(ctx, func(tx store.Tx) error { return s.runTransaction(tx, []*txEntry{e}, now) })
+		err = s.stage(ctx, "store.transaction", func(ctx context.Context) error {
+			return s.writeAudited(c, ctx, func(tx store.Tx) (int, error) {
+				failed := 0
+				for i, e := range entries {
+					errs[i] = s.batchEntry(tx, e, now)
+					if errors.Is(errs[i], store.ErrConflict) || errors.Is(errs[i], store.ErrUnavailable) {
+						return 0, errs[i] // the transaction is lost: retry the batch
+					}
+					if errs[i] != nil {
+						failed++
+					}
+				}
+				touchEntries(c, entries, errs)
+				auditOf(c).description = fmt.Sprintf("batch: %d entries, %d failed", len(entries), failed)
+				return okStatus, s.bundleProvenance(c, tx, "batch", body, written(entries, errs), now)
+			})
+		}, attribute.String("fhir.bundle.type", "batch"), attribute.Int("fhir.entry_count", len(entries)))
+		if err != nil {
+			return err
 		}
 		return writeResource(c, http.StatusOK, s.responseBundle(c, "batch-response", entries, errs))
 	default:
 		return errorf(http.StatusBadRequest, "invalid", "bundle-type-unsupported",
 			"POST /fhir takes a Bundle of type transaction or batch")
 	}
+}
+
+// batchEntry runs one batch entry in a savepoint of tx.
+func (s *Server) batchEntry(tx store.Tx, e *txEntry, now time.Time) error {
+	if e.perr != nil {
+		return e.perr
+	}
+	if urnReference(e.doc) {
+		return errorf(http.StatusBadRequest, "invalid", "batch-interdependent",
+			"batch entries may not reference each other by urn; use a transaction")
+	}
+	return tx.Savepoint(func() error { return s.runTransaction(tx, []*txEntry{e}, now) })
 }
 
 // parseEntry reads one entry's request; problems are kept in perr.
@@ -174,6 +218,12 @@ func (s *Server) parseEntry(i int, w *wireEntry) *txEntry {
 	}
 	if e.id != "" && !validID(e.id) {
 		return fail("bundle-entry-url-invalid", "the id in the request url is not a valid FHIR id")
+	}
+	if e.method == "POST" || e.method == "PUT" || e.method == "DELETE" {
+		if err := clientWritable(e.typ); err != nil {
+			e.perr = err
+			return e
+		}
 	}
 	needsBody := e.method == "POST" || e.method == "PUT"
 	switch e.method {

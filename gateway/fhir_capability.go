@@ -11,6 +11,24 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/schemas/r4"
 )
 
+// typeInteractions are the interactions served for a type: AuditEvents
+// are read-only (the gateway writes them).
+func typeInteractions(typ string) []map[string]any {
+	if clientWritable(typ) != nil {
+		return interactions("read", "vread", "history-instance", "history-type", "search-type")
+	}
+	return interactions("read", "vread", "update", "delete", "history-instance", "history-type", "create", "search-type")
+}
+
+// interactions renders CapabilityStatement interaction codes.
+func interactions(names ...string) []map[string]any {
+	out := make([]map[string]any, 0, len(names))
+	for _, n := range names {
+		out = append(out, map[string]any{"code": n})
+	}
+	return out
+}
+
 // handleMetadata is GET /fhir/metadata: a CapabilityStatement that says
 // exactly what is implemented.
 func (s *Server) handleMetadata(c echo.Context) error {
@@ -18,13 +36,6 @@ func (s *Server) handleMetadata(c echo.Context) error {
 }
 
 func (s *Server) capabilityStatement(c echo.Context) map[string]any {
-	interactions := func(names ...string) []map[string]any {
-		out := make([]map[string]any, 0, len(names))
-		for _, n := range names {
-			out = append(out, map[string]any{"code": n})
-		}
-		return out
-	}
 	var resources []map[string]any
 	for _, typ := range r4.ResourceTypes() {
 		var params []map[string]any
@@ -33,8 +44,11 @@ func (s *Server) capabilityStatement(c echo.Context) map[string]any {
 			if p.Description != "" {
 				sp["documentation"] = p.Description
 			}
-			if p.Resource == "AdverseEvent" && p.Name == "identifier" {
+			switch {
+			case p.Resource == "AdverseEvent" && p.Name == "identifier":
 				sp["definition"] = mapping.Canonical + "/SearchParameter/AdverseEvent-identifier"
+			case p.Name == "trace-id":
+				sp["definition"] = mapping.Canonical + "/SearchParameter/" + typ + "-trace-id"
 			}
 			params = append(params, sp)
 		}
@@ -46,7 +60,7 @@ func (s *Server) capabilityStatement(c echo.Context) map[string]any {
 		}
 		res := map[string]any{
 			"type":              typ,
-			"interaction":       interactions("read", "vread", "update", "delete", "history-instance", "history-type", "create", "search-type"),
+			"interaction":       typeInteractions(typ),
 			"versioning":        "versioned-update",
 			"readHistory":       true,
 			"updateCreate":      true,

@@ -41,6 +41,26 @@ func (s *Server) resourceType(c echo.Context) (string, error) {
 	return typ, nil
 }
 
+// writableType reads the :type path parameter of a write: AuditEvents are
+// written by the gateway only (405 for clients).
+func (s *Server) writableType(c echo.Context) (string, error) {
+	typ, err := s.resourceType(c)
+	if err == nil {
+		err = clientWritable(typ)
+	}
+	return typ, err
+}
+
+// clientWritable rejects client writes of the types only the gateway
+// writes.
+func clientWritable(typ string) error {
+	if typ == "AuditEvent" {
+		return errorf(http.StatusMethodNotAllowed, "forbidden", "audit-read-only",
+			"AuditEvents are recorded by the gateway and cannot be created, changed or deleted")
+	}
+	return nil
+}
+
 // typeAndID reads and checks the :type and :id path parameters.
 func (s *Server) typeAndID(c echo.Context) (string, string, error) {
 	typ, err := s.resourceType(c)
@@ -70,11 +90,23 @@ func (s *Server) baseURL(c echo.Context) string {
 
 // readBodyResource reads a request body that must be a resource of typ.
 func (s *Server) readBodyResource(c echo.Context, typ string) (map[string]any, error) {
-	body, err := readBody(c, s.cfg.MaxBodyBytes)
+	ctx := c.Request().Context()
+	rt := attribute.String("fhir.resource_type", typ)
+	var body []byte
+	err := s.stage(ctx, "fhir.decode", func(context.Context) error {
+		var err error
+		body, err = readBody(c, s.cfg.MaxBodyBytes)
+		return err
+	}, rt)
 	if err != nil {
 		return nil, err
 	}
-	return s.validateResource(body, typ, "")
+	var doc map[string]any
+	err = s.stage(ctx, "fhir.validate", func(context.Context) error {
+		doc, err = s.validateResource(body, typ, "")
+		return err
+	}, rt)
+	return doc, err
 }
 
 // writeOne runs one write interaction in a retried store transaction and
@@ -82,10 +114,13 @@ func (s *Server) readBodyResource(c echo.Context, typ string) (map[string]any, e
 func (s *Server) writeOne(c echo.Context, op func(tx store.Tx, now time.Time) (*result, error)) error {
 	var res *result
 	err := s.stage(c.Request().Context(), "store.transaction", func(ctx context.Context) error {
-		return s.write(ctx, func(tx store.Tx) error {
+		return s.writeAudited(c, ctx, func(tx store.Tx) (int, error) {
 			var err error
-			res, err = op(tx, s.now())
-			return err
+			if res, err = op(tx, s.now()); err != nil {
+				return 0, err
+			}
+			auditOf(c).touch(res.Resource)
+			return res.Status, nil
 		})
 	}, attribute.String("fhir.resource_type", c.Param("type")), attribute.String("fhir.interaction", interactionOf(c)))
 	if err != nil {
@@ -96,7 +131,7 @@ func (s *Server) writeOne(c echo.Context, op func(tx store.Tx, now time.Time) (*
 
 // handleCreate is POST /fhir/{type}, honouring If-None-Exist.
 func (s *Server) handleCreate(c echo.Context) error {
-	typ, err := s.resourceType(c)
+	typ, err := s.writableType(c)
 	if err != nil {
 		return err
 	}
@@ -126,6 +161,9 @@ func (s *Server) writeEntry(c echo.Context, e *txEntry) error {
 // client's id.
 func (s *Server) handleUpdate(c echo.Context) error {
 	typ, id, err := s.typeAndID(c)
+	if err == nil {
+		err = clientWritable(typ)
+	}
 	if err != nil {
 		return err
 	}
@@ -144,7 +182,7 @@ func (s *Server) handleUpdate(c echo.Context) error {
 
 // handleConditionalUpdate is PUT /fhir/{type}?criteria.
 func (s *Server) handleConditionalUpdate(c echo.Context) error {
-	typ, err := s.resourceType(c)
+	typ, err := s.writableType(c)
 	if err != nil {
 		return err
 	}
@@ -163,13 +201,19 @@ func (s *Server) handleConditionalUpdate(c echo.Context) error {
 // handleDelete is DELETE /fhir/{type}/{id}.
 func (s *Server) handleDelete(c echo.Context) error {
 	typ, id, err := s.typeAndID(c)
+	if err == nil {
+		err = clientWritable(typ)
+	}
 	if err != nil {
 		return err
 	}
 	var res *result
-	err = s.write(c.Request().Context(), func(tx store.Tx) error {
-		res, err = s.remove(tx, typ, id, s.now())
-		return err
+	err = s.writeAudited(c, c.Request().Context(), func(tx store.Tx) (int, error) {
+		if res, err = s.remove(tx, typ, id, s.now()); err != nil {
+			return 0, err
+		}
+		auditOf(c).touch(res.Resource)
+		return http.StatusNoContent, nil
 	})
 	if err != nil {
 		return err
@@ -193,6 +237,7 @@ func (s *Server) handleRead(c echo.Context) error {
 		}
 		return err
 	}
+	auditOf(c).touch(r)
 	return s.respondResource(c, http.StatusOK, r)
 }
 
@@ -214,6 +259,7 @@ func (s *Server) handleVRead(c echo.Context) error {
 		c.Response().Header().Set("ETag", etag(r.Version))
 		return errorf(http.StatusGone, "deleted", "resource-deleted", "this version is a deletion")
 	}
+	auditOf(c).touch(r)
 	return s.respondResource(c, http.StatusOK, r)
 }
 

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -93,6 +94,10 @@ func (s *Server) handleSearch(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	sc := auditOf(c)
+	sc.touch(page.Matches...)
+	sc.touch(page.Included...)
+	sc.description = fmt.Sprintf("%s search: %d matches, %d included", typ, len(page.Matches), len(page.Included))
 	base := s.baseURL(c)
 	b := bundle{ResourceType: "Bundle", ID: newID(), Type: "searchset", Meta: &bundleMeta{LastUpdated: instant(s.now())}}
 	if q.Total || q.SummaryCount {
@@ -208,6 +213,8 @@ func (s *Server) handleHistory(c echo.Context) error {
 	if q.ID != "" && total == 0 {
 		return errorf(http.StatusNotFound, "not-found", "resource-unknown", "no such resource")
 	}
+	auditOf(c).touch(versions...)
+	auditOf(c).description = fmt.Sprintf("%d versions", len(versions))
 	base := s.baseURL(c)
 	b := bundle{ResourceType: "Bundle", ID: newID(), Type: "history", Total: &total, Meta: &bundleMeta{LastUpdated: instant(s.now())}}
 	path := c.Request().URL.Path

@@ -29,17 +29,33 @@ func (s *Server) ingest(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	body, err := readBody(c, s.cfg.MaxBodyBytes)
+	ctx := c.Request().Context()
+	attrs := []attribute.KeyValue{attribute.String("ingest.kind", string(kind)), attribute.String("mapping.version", mapping.Version)}
+	var body []byte
+	err = s.stage(ctx, "ingest.decode", func(context.Context) error {
+		var err error
+		body, err = readBody(c, s.cfg.MaxBodyBytes)
+		return err
+	}, attrs...)
 	if err != nil {
 		return err
 	}
-	ctx := c.Request().Context()
+	err = s.stage(ctx, "ingest.schema", func(context.Context) error {
+		return s.pipeline.ValidateRecord(kind, body)
+	}, attrs...)
 	var res *mapping.Result
-	err = s.stage(ctx, "ingest.map", func(context.Context) error {
-		var err error
-		res, err = s.pipeline.Map(kind, body)
-		return err
-	}, attribute.String("ingest.kind", string(kind)), attribute.String("mapping.version", mapping.Version))
+	if err == nil {
+		err = s.stage(ctx, "ingest.map", func(context.Context) error {
+			var err error
+			res, err = s.pipeline.MapWith(kind, body, s.pipeline.opts)
+			return err
+		}, attrs...)
+	}
+	if err == nil {
+		err = s.stage(ctx, "fhir.validate", func(context.Context) error {
+			return s.pipeline.ValidateMapped(res)
+		}, append(attrs, attribute.Int("fhir.entry_count", len(res.Entries)))...)
+	}
 	if err != nil {
 		s.cfg.Metrics.IngestRecord(ctx, string(kind), "rejected")
 		return err
@@ -60,6 +76,7 @@ func (s *Server) ingest(c echo.Context) error {
 	if err != nil {
 		return fmt.Errorf("render %s bundle: %w", kind, err)
 	}
+	auditOf(c).description = fmt.Sprintf("%s record dry run: nothing stored", kind)
 	return writeResource(c, http.StatusOK, bundle)
 }
 

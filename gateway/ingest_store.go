@@ -8,11 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
 	"go.opentelemetry.io/otel/attribute"
 
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/telemetry"
@@ -38,7 +40,9 @@ func (s *Server) storeRecord(c echo.Context, kind mapping.Kind, body []byte, fir
 	now := s.now()
 	var answer []byte
 	err = s.stage(c.Request().Context(), "store.transaction", func(ctx context.Context) error {
-		return s.write(ctx, func(tx store.Tx) error { return s.storeRecordTx(c, tx, kind, body, first, hash, version, now, &answer) })
+		return s.writeAudited(c, ctx, func(tx store.Tx) (int, error) {
+			return http.StatusOK, s.storeRecordTx(ctx, c, tx, kind, body, first, hash, version, now, &answer)
+		})
 	}, attribute.String("ingest.kind", string(kind)), attribute.Int("fhir.entry_count", len(first.Entries)))
 	if err != nil {
 		return err
@@ -49,13 +53,14 @@ func (s *Server) storeRecord(c echo.Context, kind mapping.Kind, body []byte, fir
 
 // storeRecordTx is storeRecord's database transaction; it sets *out to
 // the answer.
-func (s *Server) storeRecordTx(c echo.Context, tx store.Tx, kind mapping.Kind, body []byte, first *mapping.Result,
+func (s *Server) storeRecordTx(ctx context.Context, c echo.Context, tx store.Tx, kind mapping.Kind, body []byte, first *mapping.Result,
 	hash, version string, now time.Time, out *[]byte) error {
 	src := first.Source
 	l, err := tx.Ledger(src.System, string(kind), src.RecordID, version)
 	switch {
 	case err == nil && l.ContentHash == hash:
 		*out = l.Response
+		auditOf(c).description = fmt.Sprintf("%s record version already received: nothing written", kind)
 		return nil
 	case err == nil:
 		return errorf(http.StatusConflict, "conflict", "record-version-reused",
@@ -82,16 +87,53 @@ func (s *Server) storeRecordTx(c echo.Context, tx store.Tx, kind mapping.Kind, b
 	if err := s.runTransaction(tx, entries, now); err != nil {
 		return err
 	}
+	touchEntries(c, entries, nil)
+	activity := "CREATE"
+	if stored {
+		activity = "UPDATE"
+	}
+	err = s.putProvenance(c, tx, audit.Provenance{
+		ID:       provenanceID(src.System, string(kind), src.RecordID, version),
+		Activity: activity, Source: src.System, MappingVersion: mapping.Version,
+		WhatSystem: s.recordSystem(src.System, string(kind)), WhatValue: src.RecordID,
+		WhatDisplay: fmt.Sprintf("%s record version %s", kind, version), ContentHash: hash,
+		RecordKind: string(kind), RecordVersion: version,
+	}, written(entries, nil), now)
+	if err != nil {
+		return err
+	}
+	auditOf(c).description = fmt.Sprintf("%s record: %d entries", kind, len(entries))
 	answer, err := json.Marshal(s.responseBundle(c, "transaction-response", entries, nil))
 	if err != nil {
 		return err
 	}
-	if err := s.enqueue(tx, kind, res, version, telemetry.TraceID(c.Request().Context())); err != nil {
+	err = s.stage(ctx, "outbox.enqueue", func(context.Context) error {
+		return s.enqueue(tx, kind, res, version, telemetry.TraceID(ctx))
+	}, attribute.String("ingest.kind", string(kind)))
+	if err != nil {
 		return err
 	}
 	*out = answer
 	return tx.PutLedger(&store.Ledger{Source: src.System, Kind: string(kind), RecordID: src.RecordID, Version: version,
 		ContentHash: hash, Response: answer, Received: now.UTC()})
+}
+
+// recordSystem is the identifier system of source records of one kind
+// from one clinic system, as Provenance.entity names them:
+// <identifier base>/<source>/<kind>-record.
+func (s *Server) recordSystem(source, kind string) string {
+	base := s.pipeline.opts.IdentifierBase
+	if base == "" {
+		base = mapping.DefaultIdentifierBase
+	}
+	return strings.TrimRight(base, "/") + "/" + source + "/" + kind + "-record"
+}
+
+// provenanceID is the id of the Provenance of one record version: the same
+// version always has the same one.
+func provenanceID(source, kind, recordID, version string) string {
+	sum := sha256.Sum256([]byte(source + "|" + kind + "|" + recordID + "|" + version))
+	return "rec-" + hex.EncodeToString(sum[:16])
 }
 
 // enqueue puts the mapped record in the outbox of every route that accepts

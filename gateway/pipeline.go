@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 
@@ -50,6 +51,39 @@ func (p *Pipeline) MapWith(kind mapping.Kind, doc []byte, opts mapping.Options) 
 		return nil, fmt.Errorf("decode schema-valid %s record: %w", kind, err)
 	}
 	return mapping.Map(rec, opts)
+}
+
+// ValidateRecord checks a native record against its kind's JSON Schema.
+// Returns a *schemas.ValidationError for a client mistake.
+func (p *Pipeline) ValidateRecord(kind mapping.Kind, doc []byte) error {
+	if !knownKind(kind) {
+		return errorf(http.StatusNotFound, "not-found", "kind-unknown",
+			"unknown record kind; use assessment, vitals, infusion, adverse-event or session")
+	}
+	return p.schemas.Validate(string(kind), doc)
+}
+
+// ValidateMapped checks every resource a mapping produced against the R4
+// definitions. A failure is the gateway's bug, not the client's: it
+// returns an error that answers 500 (the record is not stored).
+func (p *Pipeline) ValidateMapped(res *mapping.Result) error {
+	for i, e := range res.Entries {
+		if e.Resource == nil {
+			continue
+		}
+		raw, err := json.Marshal(e.Resource)
+		if err != nil {
+			return fmt.Errorf("marshal mapped entry %d: %w", i, err)
+		}
+		if r := p.validator.ValidateAs(raw, e.ResourceType); !r.Valid() {
+			rule := ""
+			if is := fhirIssues(r); len(is) > 0 {
+				rule = is[0].Rule
+			}
+			return fmt.Errorf("mapped %s entry %d breaks FHIR rule %q", e.ResourceType, i, rule)
+		}
+	}
+	return nil
 }
 
 // ValidateFHIR validates a FHIR resource (or Bundle) structurally. It

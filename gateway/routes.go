@@ -21,6 +21,9 @@ func (s *Server) routes() {
 	a.GET("/deliveries/:id", s.handleShowDelivery)
 	a.POST("/deliveries/:id/retry", s.handleRetryDelivery)
 	a.POST("/deliveries/replay", s.handleReplay)
+	// The auditor's API (docs/audit.md).
+	a.GET("/lineage", s.handleLineage)
+	a.GET("/audit/verify", s.handleVerifyAudit)
 
 	// The FHIR R4 RESTful API (http.html).
 	f := e.Group("/fhir", s.fhirFormat)

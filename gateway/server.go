@@ -7,8 +7,11 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -51,6 +54,9 @@ type Config struct {
 	Telemetry *telemetry.Telemetry
 	// Metrics records ingest and validation counters (nil: none).
 	Metrics *telemetry.Metrics
+	// Instance names this gateway process in audit records (the observer);
+	// "ketamine-gateway" by default.
+	Instance string
 }
 
 // Route is a delivery destination as the write path sees it.
@@ -90,6 +96,9 @@ func NewServer(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Instance == "" {
+		cfg.Instance = "ketamine-gateway"
+	}
 	if cfg.MaxBundleEntries <= 0 {
 		cfg.MaxBundleEntries = DefaultMaxBundleEntries
 	}
@@ -97,7 +106,9 @@ func NewServer(cfg Config) (*Server, error) {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
-	e.Use(s.recoverPanics, s.routeTemplate, s.logRequests)
+	// Outermost first: the log line and the AuditEvent see the final
+	// status, also of a panic.
+	e.Use(s.logRequests, s.auditRequests, s.recoverPanics, s.routeTemplate)
 	s.echo = e
 	s.handler = e
 	if cfg.Telemetry != nil {
@@ -125,6 +136,13 @@ func (s *Server) handleError(err error, c echo.Context) {
 		err = fromEchoError(he)
 	}
 	status, issues := Outcome(err)
+	rules := make([]string, 0, len(issues))
+	for _, i := range issues {
+		if i.Rule != "" && !slices.Contains(rules, i.Rule) {
+			rules = append(rules, i.Rule)
+		}
+	}
+	c.Set(failureKey, rules)
 	if status == http.StatusBadRequest || status == http.StatusUnprocessableEntity {
 		for _, i := range issues {
 			s.cfg.Metrics.ValidationFailure(c.Request().Context(), i.Rule)
@@ -134,14 +152,33 @@ func (s *Server) handleError(err error, c echo.Context) {
 		c.Response().Header().Set("Retry-After", "5")
 	}
 	if status >= 500 && status != http.StatusServiceUnavailable {
-		// The route template and the error chain (built from ids and
-		// operation names, never record values) are logged; the client
-		// gets a generic text.
-		s.log.Error("request failed", "route", c.Path(), "method", c.Request().Method, "status", status, "error", err.Error())
+		// The route template and the error's class are logged, never its
+		// text: a driver or library error may quote the values it failed
+		// on. The trace id on the line leads to the request's spans.
+		s.log.ErrorContext(c.Request().Context(), "request failed", "route", c.Path(), "method", c.Request().Method,
+			"status", status, "error_class", errorClass(err))
 	}
 	if werr := writeResource(c, status, OperationOutcome(issues)); werr != nil {
 		s.log.Error("write error response", "route", c.Path(), "error", werr.Error())
 	}
+}
+
+// errorClass describes an error without its text: the sentinel errors it
+// wraps and the Go types along its chain (types carry no values).
+func errorClass(err error) string {
+	var parts []string
+	for _, sentinel := range []error{store.ErrUnavailable, store.ErrConflict, store.ErrNotFound, store.ErrGone,
+		context.Canceled, context.DeadlineExceeded} {
+		if errors.Is(err, sentinel) {
+			parts = append(parts, sentinel.Error())
+		}
+	}
+	var types []string
+	for e := err; e != nil && len(types) < 8; e = errors.Unwrap(e) {
+		types = append(types, fmt.Sprintf("%T", e))
+	}
+	parts = append(parts, strings.Join(types, " > "))
+	return strings.Join(parts, "; ")
 }
 
 // fromEchoError converts echo's routing errors.

@@ -26,6 +26,11 @@ type ehrStub struct {
 	// dropAfterCommit makes the next transaction commit, then drop the
 	// connection without answering.
 	dropAfterCommit bool
+	// fail500 makes the next n transactions answer 500 with an
+	// OperationOutcome.
+	fail500 int
+	// traceparents are the traceparent headers of the transactions received.
+	traceparents []string
 }
 
 func newEHRStub(t *testing.T) *ehrStub {
@@ -65,6 +70,14 @@ func (e *ehrStub) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	e.posts++
+	e.traceparents = append(e.traceparents, r.Header.Get("traceparent"))
+	if e.fail500 > 0 {
+		e.fail500--
+		w.Header().Set("Content-Type", "application/fhir+json")
+		w.WriteHeader(http.StatusInternalServerError)
+		fmt.Fprint(w, `{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"exception","diagnostics":"EHR database busy"}]}`)
+		return
+	}
 	body, _ := io.ReadAll(r.Body)
 	var b struct {
 		Type  string `json:"type"`

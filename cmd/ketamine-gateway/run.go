@@ -33,6 +33,8 @@ commands:
   map         map a native record to a FHIR transaction Bundle: map --kind KIND FILE
   validate    validate a FHIR resource or Bundle: validate FILE
   deliveries  list, show, retry and replay deliveries to EHRs (deliveries -h)
+  audit       audit verify: check the audit trail's hash chain (exit 1 when broken)
+  lineage     the story of a source record, resource or trace as JSON (lineage -h)
   codesystem  print the gateway's own CodeSystem resources
   version     print the version
 
@@ -54,6 +56,10 @@ func run(ctx context.Context, args []string, getenv func(string) string,
 		return validateCommand(rest, stdin, stdout, stderr)
 	case "deliveries":
 		return deliveriesCommand(ctx, rest, getenv, stdout, stderr)
+	case "audit":
+		return auditCommand(ctx, rest, getenv, stdout, stderr)
+	case "lineage":
+		return lineageCommand(ctx, rest, getenv, stdout, stderr)
 	case "codesystem":
 		return codeSystemCommand(rest, stdout, stderr)
 	case "version":

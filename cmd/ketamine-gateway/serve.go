@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -23,7 +24,7 @@ import (
 // serveConfig is what serve reads from flags and the environment.
 type serveConfig struct {
 	addr, db, identifierBase, baseURL string
-	configFile, ehrURL                string
+	configFile, ehrURL, instance      string
 	maxBody                           int64
 	maxEntries                        int
 }
@@ -41,6 +42,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	fs.StringVar(&cfg.configFile, "config", getenv("GATEWAY_CONFIG"), "configuration file: delivery destinations (GATEWAY_CONFIG; docs/configuration.md)")
 	fs.StringVar(&cfg.ehrURL, "ehr-url", getenv("GATEWAY_EHR_URL"), "deliver every stored record to this FHIR base (GATEWAY_EHR_URL)")
 	fs.StringVar(&cfg.baseURL, "base-url", getenv("GATEWAY_BASE_URL"), "public FHIR base URL (GATEWAY_BASE_URL); default: from each request")
+	fs.StringVar(&cfg.instance, "instance", envOr(getenv, "GATEWAY_INSTANCE", defaultInstance()), "this process's name in audit records (GATEWAY_INSTANCE)")
 	if err := fs.Parse(args); err != nil {
 		return &exitError{code: exitUsage}
 	}
@@ -72,7 +74,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	defer metrics.Close()
 	gcfg := gateway.Config{MaxBodyBytes: cfg.maxBody, IdentifierBase: cfg.identifierBase, Logger: logger,
-		Store: st, BaseURL: cfg.baseURL, MaxBundleEntries: cfg.maxEntries, Telemetry: tel, Metrics: metrics}
+		Store: st, BaseURL: cfg.baseURL, MaxBundleEntries: cfg.maxEntries, Telemetry: tel, Metrics: metrics,
+		Instance: cfg.instance}
 	var worker *delivery.Worker
 	if len(dests) > 0 {
 		ob, ok := gateway.DeliveryOutbox(st)
@@ -80,9 +83,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			return &exitError{code: exitUsage, msg: "the database keeps no outbox: delivery needs the SQLite or PostgreSQL store"}
 		}
 		worker, err = delivery.NewWorker(ob, dests, delivery.WorkerOptions{
-			Logger:        logger,
-			Observer:      gateway.DeliveryObserver{Metrics: metrics},
-			TraceID:       telemetry.TraceID,
+			Logger:   logger,
+			Observer: gateway.DeliveryObserver{Metrics: metrics},
+			TraceID:  telemetry.TraceID,
+			StartAttempt: func(ctx context.Context, dest string, it delivery.Item) (context.Context, func(string)) {
+				return tel.StartDeliveryAttempt(ctx, dest, it.TraceID, it.Attempts+1)
+			},
 			WrapTransport: func(rt http.RoundTripper) http.RoundTripper { return telemetry.ClientTransport(rt, tel) },
 		})
 		if err != nil {
@@ -178,4 +184,13 @@ func envOr(getenv func(string) string, key, def string) string {
 		return v
 	}
 	return def
+}
+
+// defaultInstance names the process in audit records: ketamine-gateway@host.
+func defaultInstance() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "ketamine-gateway"
+	}
+	return "ketamine-gateway@" + h
 }

@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/http"
+	"sort"
 	"time"
 )
 
@@ -22,7 +23,7 @@ const (
 	systemSourceType  = "http://terminology.hl7.org/CodeSystem/security-source-type"
 	systemAgentType   = "http://dicom.nema.org/resources/ontology/DCM"
 	// ExtTraceID carries the OpenTelemetry trace id of the request.
-	ExtTraceID = "https://ketamine-gateway.org/fhir/StructureDefinition/audit-trace-id"
+	ExtTraceID = "https://ketamine-gateway.org/fhir/StructureDefinition/trace-id"
 	// SystemRequestID names X-Request-Id values in entity.what.identifier.
 	SystemRequestID = "https://ketamine-gateway.org/fhir/sid/request-id"
 )
@@ -34,28 +35,90 @@ type Entity struct {
 }
 
 // Record describes one request. Description must be PHI-free: it is built
-// by the gateway from the interaction and counts, never from content.
+// by the gateway from the interaction, counts and rule ids, never from
+// content.
 type Record struct {
-	ID          string // the AuditEvent id
-	Recorded    time.Time
-	Interaction string // create, read, vread, update, delete, search-type, history-*, transaction, batch, operation, ingest
+	ID       string // the AuditEvent id
+	Recorded time.Time
+	// Interaction is a FHIR restful-interaction code (create, read, vread,
+	// update, delete, history-instance, history-type, history-system,
+	// search-type, search-system, capabilities, transaction, batch,
+	// operation) or one of the gateway's own (see Interactions).
+	Interaction string
 	Status      int    // the HTTP status answered
 	ClientID    string // from authentication; "" when anonymous (development mode)
 	ClientAddr  string // the client's network address
 	Observer    string // the gateway instance
 	Tenant      string
-	Patient     string // "Patient/id" when the request concerns one patient
+	// Patients are "Patient/id" references of the patients the request
+	// concerned.
+	Patients    []string
 	Entities    []Entity
 	RequestID   string
 	TraceID     string
 	Description string
 }
 
-// actions maps interactions to AuditEvent.action.
-var actions = map[string]string{
-	"create": "C", "ingest": "C", "read": "R", "vread": "R", "history-instance": "R", "history-type": "R",
-	"history-system": "R", "search-type": "E", "search-system": "E", "update": "U", "conditional-update": "U",
-	"delete": "D", "transaction": "E", "batch": "E", "operation": "E",
+// Code systems of the gateway's own audit codes.
+const (
+	// SystemGatewayInteraction holds the interactions that are not FHIR
+	// REST interactions (native ingest, operator endpoints, login).
+	SystemGatewayInteraction = "https://ketamine-gateway.org/fhir/CodeSystem/audit-interaction"
+	// SystemClient names authenticated clients in agent.who.identifier.
+	SystemClient = "https://ketamine-gateway.org/fhir/sid/client"
+)
+
+// kind describes how an interaction is recorded.
+type kind struct {
+	action  string // AuditEvent.action: C R U D E
+	gateway bool   // subtype from SystemGatewayInteraction
+	login   bool   // type DCM 110114 User Authentication
+	display string
+}
+
+// interactions are the interactions the gateway records.
+var interactions = map[string]kind{
+	"create":           {action: "C", display: "create"},
+	"read":             {action: "R", display: "read"},
+	"vread":            {action: "R", display: "vread"},
+	"update":           {action: "U", display: "update"},
+	"delete":           {action: "D", display: "delete"},
+	"history-instance": {action: "R", display: "history-instance"},
+	"history-type":     {action: "R", display: "history-type"},
+	"history-system":   {action: "R", display: "history-system"},
+	"search-type":      {action: "E", display: "search-type"},
+	"search-system":    {action: "E", display: "search-system"},
+	"capabilities":     {action: "R", display: "capabilities"},
+	"transaction":      {action: "E", display: "transaction"},
+	"batch":            {action: "E", display: "batch"},
+	"operation":        {action: "E", display: "operation"},
+
+	"ingest":           {action: "C", gateway: true, display: "native record ingest"},
+	"delivery-list":    {action: "R", gateway: true, display: "list deliveries"},
+	"delivery-read":    {action: "R", gateway: true, display: "read a delivery"},
+	"delivery-retry":   {action: "U", gateway: true, display: "retry a delivery"},
+	"delivery-replay":  {action: "E", gateway: true, display: "replay deliveries"},
+	"lineage":          {action: "R", gateway: true, display: "lineage query"},
+	"audit-verify":     {action: "E", gateway: true, display: "verify the audit chain"},
+	"smart-config":     {action: "R", gateway: true, display: "SMART configuration"},
+	"unknown-endpoint": {action: "E", gateway: true, display: "request to no endpoint"},
+	"login":            {action: "E", login: true, display: "Login"},
+}
+
+// Interactions lists the interaction codes Event knows, sorted.
+func Interactions() []string {
+	out := make([]string, 0, len(interactions))
+	for k := range interactions {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Known reports whether Event knows the interaction.
+func Known(interaction string) bool {
+	_, ok := interactions[interaction]
+	return ok
 }
 
 // outcome maps an HTTP status to AuditEvent.outcome: 0 success, 4 minor
@@ -71,18 +134,20 @@ func outcome(status int) string {
 	}
 }
 
-// Event renders the record as an AuditEvent resource (JSON-ready).
+// Event renders the record as an AuditEvent resource (JSON-ready: only
+// strings, bools, []any and map[string]any). An unknown interaction is
+// recorded as "operation".
 func Event(r Record) map[string]any {
-	action, ok := actions[r.Interaction]
+	k, ok := interactions[r.Interaction]
 	if !ok {
-		action = "E"
+		r.Interaction, k = "operation", interactions["operation"]
 	}
 	client := map[string]any{
 		"type":      cc(systemAgentType, "110153", "Source Role ID"),
 		"requestor": true,
 	}
 	if r.ClientID != "" {
-		client["who"] = map[string]any{"identifier": map[string]any{"value": r.ClientID}}
+		client["who"] = map[string]any{"identifier": map[string]any{"system": SystemClient, "value": r.ClientID}}
 	} else {
 		client["who"] = map[string]any{"display": "anonymous (development mode)"}
 	}
@@ -94,20 +159,34 @@ func Event(r Record) map[string]any {
 		"who":       map[string]any{"display": r.Observer},
 		"requestor": false,
 	}
+	typ, subtype := coding(systemEventType, "rest", "RESTful Operation"), coding(systemInteraction, r.Interaction, k.display)
+	switch {
+	case k.login:
+		typ, subtype = coding(systemAgentType, "110114", "User Authentication"), coding(systemAgentType, "110122", "Login")
+	case k.gateway:
+		subtype = coding(SystemGatewayInteraction, r.Interaction, k.display)
+	}
+	desc := fmt.Sprintf("HTTP %d %s", r.Status, http.StatusText(r.Status))
+	if r.Description != "" {
+		desc += ": " + r.Description
+	}
+	source := map[string]any{
+		"observer": map[string]any{"display": r.Observer},
+		"type":     []any{coding(systemSourceType, "4", "Application Server")},
+	}
+	if r.Tenant != "" {
+		source["site"] = r.Tenant
+	}
 	ev := map[string]any{
 		"resourceType": "AuditEvent",
-		"type":         coding(systemEventType, "rest", "RESTful Operation"),
-		"subtype":      []any{coding(systemInteraction, r.Interaction, r.Interaction)},
-		"action":       action,
+		"type":         typ,
+		"subtype":      []any{subtype},
+		"action":       k.action,
 		"recorded":     r.Recorded.UTC().Format("2006-01-02T15:04:05.000Z"),
 		"outcome":      outcome(r.Status),
-		"outcomeDesc":  fmt.Sprintf("HTTP %d %s", r.Status, http.StatusText(r.Status)),
+		"outcomeDesc":  desc,
 		"agent":        []any{client, server},
-		"source": map[string]any{
-			"site":     r.Tenant,
-			"observer": map[string]any{"display": r.Observer},
-			"type":     []any{coding(systemSourceType, "4", "Application Server")},
-		},
+		"source":       source,
 	}
 	if r.ID != "" {
 		ev["id"] = r.ID
@@ -116,9 +195,9 @@ func Event(r Record) map[string]any {
 		ev["extension"] = []any{map[string]any{"url": ExtTraceID, "valueString": r.TraceID}}
 	}
 	var entities []any
-	if r.Patient != "" {
+	for _, p := range r.Patients {
 		entities = append(entities, map[string]any{
-			"what": map[string]any{"reference": r.Patient},
+			"what": map[string]any{"reference": p},
 			"type": coding(systemEntityType, "1", "Person"),
 			"role": coding(systemObjectRole, "1", "Patient"),
 		})
@@ -144,12 +223,6 @@ func Event(r Record) map[string]any {
 	if len(entities) > 0 {
 		ev["entity"] = entities
 	}
-	if r.Description != "" {
-		ev["outcomeDesc"] = ev["outcomeDesc"].(string) + ": " + r.Description
-	}
-	if r.Tenant == "" {
-		delete(ev["source"].(map[string]any), "site")
-	}
 	return ev
 }
 
@@ -174,6 +247,7 @@ func Link(prev string, body []byte) string {
 
 // ChainEntry is one stored link of the chain.
 type ChainEntry struct {
+	ID   string // the AuditEvent id
 	Seq  int64
 	Hash string
 	Body []byte

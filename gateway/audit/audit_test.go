@@ -24,7 +24,7 @@ func TestEventShape(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.r.Recorded = time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
-			tc.r.Observer, tc.r.TraceID, tc.r.RequestID, tc.r.Patient = "gw-1", "4bf92f3577b34da6a3ce929d0e0e4736", "req-1", "Patient/p1"
+			tc.r.Observer, tc.r.TraceID, tc.r.RequestID, tc.r.Patients = "gw-1", "4bf92f3577b34da6a3ce929d0e0e4736", "req-1", []string{"Patient/p1"}
 			ev := Event(tc.r)
 			if ev["action"] != tc.action || ev["outcome"] != tc.outcome {
 				t.Errorf("Event() action %v outcome %v, want %s %s", ev["action"], ev["outcome"], tc.action, tc.outcome)

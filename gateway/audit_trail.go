@@ -1,0 +1,312 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/telemetry"
+)
+
+// Every request the gateway answers leaves exactly one AuditEvent (IHE
+// BALP shaped, see gateway/audit). A request that writes data appends its
+// AuditEvent inside the data's transaction, so data never exists without
+// its audit; any other request (a read, a search, a failure) appends it in
+// a transaction of its own before the response leaves the gateway: the
+// response is buffered and, when the audit cannot be written, replaced by
+// a 503.
+
+// auditedRoutes maps "METHOD template" of every route to the interaction
+// its AuditEvent records; "" exempts a route (health probes, which carry
+// no data and are polled every few seconds). TestEveryRouteAudited fails
+// for a route missing here.
+var auditedRoutes = map[string]string{
+	"GET /healthz":                              "",
+	"GET /readyz":                               "",
+	"POST /ingest/:kind":                        "ingest",
+	"GET /admin/deliveries":                     "delivery-list",
+	"GET /admin/deliveries/:id":                 "delivery-read",
+	"POST /admin/deliveries/:id/retry":          "delivery-retry",
+	"POST /admin/deliveries/replay":             "delivery-replay",
+	"GET /admin/lineage":                        "lineage",
+	"GET /admin/audit/verify":                   "audit-verify",
+	"GET /fhir/metadata":                        "capabilities",
+	"POST /fhir":                                "transaction", // or batch, set by the handler
+	"POST /fhir/":                               "transaction",
+	"GET /fhir/_history":                        "history-system",
+	"POST /fhir/$validate":                      "operation",
+	"GET /fhir/:type":                           "search-type",
+	"POST /fhir/:type/_search":                  "search-type",
+	"POST /fhir/:type":                          "create",
+	"PUT /fhir/:type":                           "update",
+	"POST /fhir/:type/$validate":                "operation",
+	"GET /fhir/:type/_history":                  "history-type",
+	"GET /fhir/:type/:id":                       "read",
+	"PUT /fhir/:type/:id":                       "update",
+	"DELETE /fhir/:type/:id":                    "delete",
+	"GET /fhir/:type/:id/_history":              "history-instance",
+	"GET /fhir/:type/:id/_history/:vid":         "vread",
+	"GET /fhir/CodeSystem/:id":                  "read",
+	"POST /auth/token":                          "login",
+	"GET /.well-known/smart-configuration":      "smart-config",
+	"GET /fhir/.well-known/smart-configuration": "smart-config",
+}
+
+// auditKey is the echo context key of the request's *auditScope.
+const auditKey = "kg.audit"
+
+// auditScope collects what one request did, for its AuditEvent.
+type auditScope struct {
+	interaction string
+	entities    []audit.Entity
+	patients    []string
+	description string
+	clientID    string
+	tenant      string
+	// committed: the AuditEvent was committed with the request's data.
+	committed bool
+}
+
+// auditOf returns the request's audit scope; a throwaway one when the
+// request is not audited, so handlers never check.
+func auditOf(c echo.Context) *auditScope {
+	if sc, ok := c.Get(auditKey).(*auditScope); ok {
+		return sc
+	}
+	sc := &auditScope{}
+	c.Set(auditKey, sc)
+	return sc
+}
+
+// touch records resources the request touched (with their versions).
+func (sc *auditScope) touch(rs ...*store.Resource) {
+	for _, r := range rs {
+		if r == nil {
+			continue
+		}
+		sc.entities = append(sc.entities, audit.Entity{Type: r.Type, ID: r.ID, Version: r.Version})
+		if !r.Deleted {
+			sc.patient(patientsIn(r.Type, r.ID, r.Body)...)
+		}
+	}
+}
+
+// patient records patients the request concerned.
+func (sc *auditScope) patient(refs ...string) {
+	for _, p := range refs {
+		if !slices.Contains(sc.patients, p) {
+			sc.patients = append(sc.patients, p)
+		}
+	}
+}
+
+// reset forgets what a rolled-back transaction attempt recorded.
+func (sc *auditScope) reset() { sc.entities, sc.patients = nil, nil }
+
+// auditRequests is the middleware that guarantees the one AuditEvent.
+func (s *Server) auditRequests(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		interaction, known := auditedRoutes[c.Request().Method+" "+c.Path()]
+		if s.store == nil || (known && interaction == "") {
+			return next(c)
+		}
+		if !known {
+			interaction = "unknown-endpoint"
+		}
+		sc := auditOf(c)
+		sc.interaction = interaction
+		if c.Response().Header().Get(telemetry.RequestIDHeader) == "" {
+			c.Response().Header().Set(telemetry.RequestIDHeader, newID())
+		}
+		res := c.Response()
+		buf := &bufferedWriter{ResponseWriter: res.Writer}
+		res.Writer = buf
+		if err := next(c); err != nil {
+			c.Error(err)
+		}
+		res.Writer = buf.ResponseWriter
+		if !sc.committed {
+			ctx := context.WithoutCancel(c.Request().Context())
+			err := s.write(ctx, func(tx store.Tx) error {
+				return s.appendAudit(tx, s.auditRecord(c, sc, res.Status))
+			})
+			if err != nil {
+				// The answer must not leave unaudited: replace it.
+				s.log.Error("audit write failed", "route", c.Path(), "method", c.Request().Method, "status", res.Status)
+				h := buf.Header()
+				for _, k := range []string{"ETag", "Last-Modified", "Location", "Content-Length"} {
+					h.Del(k)
+				}
+				h.Set("Content-Type", ContentTypeFHIR)
+				h.Set("Retry-After", "5")
+				res.Status = http.StatusServiceUnavailable
+				buf.ResponseWriter.WriteHeader(http.StatusServiceUnavailable)
+				body, _ := json.Marshal(OperationOutcome([]Issue{{Severity: "fatal", Code: "transient", Rule: "audit-unavailable",
+					Message: "the request could not be audited and was not answered; retry later"}}))
+				_, _ = buf.ResponseWriter.Write(body)
+				return nil
+			}
+		}
+		buf.flush()
+		return nil
+	}
+}
+
+// auditRecord builds the request's AuditEvent record.
+func (s *Server) auditRecord(c echo.Context, sc *auditScope, status int) audit.Record {
+	r := c.Request()
+	entities := sc.entities
+	if len(entities) == 0 && status >= 400 {
+		// A failed instance interaction still names its target.
+		if typ, id := c.Param("type"), c.Param("id"); typ != "" && id != "" &&
+			s.pipeline.validator.KnownType(typ) && validID(id) {
+			entities = []audit.Entity{{Type: typ, ID: id}}
+		}
+	}
+	desc := sc.description
+	if status >= 400 {
+		desc = failureDescription(c)
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	return audit.Record{
+		ID: newID(), Recorded: s.now(), Interaction: sc.interaction, Status: status,
+		ClientID: sc.clientID, ClientAddr: host, Observer: s.cfg.Instance, Tenant: sc.tenant,
+		Patients: sc.patients, Entities: entities,
+		RequestID:   c.Response().Header().Get(telemetry.RequestIDHeader),
+		TraceID:     telemetry.TraceID(r.Context()),
+		Description: desc,
+	}
+}
+
+// failureKey is the echo context key of the rule ids of a failed request,
+// set by the error handler.
+const failureKey = "kg.failure"
+
+// failureDescription names the rules a failed request broke: rule ids are
+// fixed strings of the gateway, never request content.
+func failureDescription(c echo.Context) string {
+	rules, _ := c.Get(failureKey).([]string)
+	if len(rules) == 0 {
+		return ""
+	}
+	if len(rules) > 5 {
+		return fmt.Sprintf("rejected: %s and %d more", strings.Join(rules[:5], ", "), len(rules)-5)
+	}
+	return "rejected: " + strings.Join(rules, ", ")
+}
+
+// appendAudit stores the record as an AuditEvent and appends it to the
+// hash chain, inside tx.
+func (s *Server) appendAudit(tx store.Tx, rec audit.Record) error {
+	doc := audit.Event(rec)
+	res, entries, err := s.prepare("AuditEvent", rec.ID, 1, doc, rec.Recorded)
+	if err != nil {
+		return err
+	}
+	if err := tx.Put(res, entries); err != nil {
+		return fmt.Errorf("store AuditEvent %s: %w", rec.ID, err)
+	}
+	if _, err := tx.AppendAudit(rec.ID, res.Body); err != nil {
+		return fmt.Errorf("chain AuditEvent %s: %w", rec.ID, err)
+	}
+	return nil
+}
+
+// writeAudited runs fn in a retried write transaction and, when fn
+// succeeds, appends the request's AuditEvent (with the status fn reports)
+// in the same transaction.
+func (s *Server) writeAudited(c echo.Context, ctx context.Context, fn func(tx store.Tx) (status int, err error)) error {
+	sc := auditOf(c)
+	audited := sc.interaction != ""
+	err := s.write(ctx, func(tx store.Tx) error {
+		sc.reset()
+		status, err := fn(tx)
+		if err != nil || !audited {
+			return err
+		}
+		return s.appendAudit(tx, s.auditRecord(c, sc, status))
+	})
+	if err == nil && audited {
+		sc.committed = true
+	}
+	return err
+}
+
+// patientsIn returns the patients a stored resource is about: itself for a
+// Patient, else its subject or patient reference when that is a Patient.
+func patientsIn(typ, id string, body []byte) []string {
+	if typ == "Patient" {
+		return []string{"Patient/" + id}
+	}
+	doc, err := decodeJSON(body)
+	if err != nil {
+		return nil
+	}
+	return patientsOf(typ, id, doc)
+}
+
+// patientsOf is patientsIn for a decoded resource.
+func patientsOf(typ, id string, doc map[string]any) []string {
+	if typ == "Patient" {
+		return []string{"Patient/" + id}
+	}
+	var out []string
+	for _, k := range []string{"subject", "patient"} {
+		m, _ := doc[k].(map[string]any)
+		ref, _ := m["reference"].(string)
+		if strings.HasPrefix(ref, "Patient/") {
+			if i := strings.Index(ref, "/_history/"); i > 0 {
+				ref = ref[:i]
+			}
+			out = append(out, ref)
+		}
+	}
+	return out
+}
+
+// bufferedWriter holds a response until its audit record is committed.
+type bufferedWriter struct {
+	http.ResponseWriter
+	status int
+	body   bytes.Buffer
+}
+
+func (b *bufferedWriter) WriteHeader(code int) {
+	if b.status == 0 {
+		b.status = code
+	}
+}
+
+func (b *bufferedWriter) Write(p []byte) (int, error) {
+	if b.status == 0 {
+		b.status = http.StatusOK
+	}
+	return b.body.Write(p)
+}
+
+// Flush is a no-op: nothing leaves before the audit commits.
+func (b *bufferedWriter) Flush() {}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (b *bufferedWriter) Unwrap() http.ResponseWriter { return b.ResponseWriter }
+
+// flush sends the held response.
+func (b *bufferedWriter) flush() {
+	if b.status == 0 {
+		return
+	}
+	b.ResponseWriter.WriteHeader(b.status)
+	_, _ = b.ResponseWriter.Write(b.body.Bytes())
+}

@@ -1,0 +1,190 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
+)
+
+// auditServer is a gateway on a fresh SQLite database.
+func auditServer(t *testing.T) (*Server, store.Store) {
+	t.Helper()
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "kg.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	s, err := NewServer(Config{Store: st, Instance: "test-gw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, st
+}
+
+// chain returns the audit chain's entries.
+func chain(t *testing.T, st store.Store) []audit.ChainEntry {
+	t.Helper()
+	var out []audit.ChainEntry
+	if err := st.AuditChain(context.Background(), func(e audit.ChainEntry) error {
+		out = append(out, e)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func send(h http.Handler, method, target, body string) *httptest.ResponseRecorder {
+	r := httptest.NewRequest(method, target, strings.NewReader(body))
+	if body != "" {
+		r.Header.Set("Content-Type", "application/fhir+json")
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, r)
+	return rec
+}
+
+const obsJSON = `{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"8867-4"}]},"subject":{"reference":"Patient/p1"},"valueQuantity":{"value":72,"unit":"/min","system":"http://unitsofmeasure.org","code":"/min"}}`
+
+// TestEveryRouteAudited: every route has an audit mapping, and a request
+// to every audited route (success and failure) leaves exactly one
+// AuditEvent with the route's interaction, committed before the answer.
+func TestEveryRouteAudited(t *testing.T) {
+	s, st := auditServer(t)
+	routes := map[string]bool{}
+	for _, r := range s.echo.Routes() {
+		key := r.Method + " " + r.Path
+		if strings.HasSuffix(r.Path, "/*") || r.Path == "/fhir" && r.Method == "echo_route_not_found" {
+			continue // echo's not-found routes of a group
+		}
+		routes[key] = true
+		if _, ok := auditedRoutes[key]; !ok {
+			t.Errorf("route %s has no audit mapping in auditedRoutes", key)
+		}
+	}
+	put := `{"resourceType":"Patient","id":"p1","gender":"female"}`
+	session := `{"resourceType":"Bundle","type":"batch","entry":[{"request":{"method":"GET","url":"Patient/p1"}}]}`
+	cases := []struct {
+		route          string // the table key
+		method, target string
+		body           string
+		status         int
+	}{
+		{"PUT /fhir/:type/:id", "PUT", "/fhir/Patient/p1", put, 201},
+		{"PUT /fhir/:type/:id", "PUT", "/fhir/Patient/p1", `{"resourceType":"Patient","id":"p2"}`, 400},
+		{"POST /fhir/:type", "POST", "/fhir/Observation", obsJSON, 201},
+		{"POST /fhir/:type", "POST", "/fhir/Observation", `{"resourceType":"Observation"}`, 400},
+		{"POST /fhir/:type", "POST", "/fhir/AuditEvent", `{"resourceType":"AuditEvent"}`, 405},
+		{"PUT /fhir/:type", "PUT", "/fhir/Patient?_id=p1", put, 200},
+		{"GET /fhir/:type/:id", "GET", "/fhir/Patient/p1", "", 200},
+		{"GET /fhir/:type/:id", "GET", "/fhir/Patient/nope", "", 404},
+		{"GET /fhir/:type/:id/_history/:vid", "GET", "/fhir/Patient/p1/_history/1", "", 200},
+		{"GET /fhir/:type/:id/_history", "GET", "/fhir/Patient/p1/_history", "", 200},
+		{"GET /fhir/:type/_history", "GET", "/fhir/Patient/_history", "", 200},
+		{"GET /fhir/_history", "GET", "/fhir/_history?_count=2", "", 200},
+		{"GET /fhir/:type", "GET", "/fhir/Observation?subject=Patient/p1", "", 200},
+		{"GET /fhir/:type", "GET", "/fhir/Observation?nonsense=1", "", 400},
+		{"POST /fhir/:type/_search", "POST", "/fhir/Patient/_search", "", 200},
+		{"POST /fhir", "POST", "/fhir", session, 200},
+		{"POST /fhir/", "POST", "/fhir/", strings.Replace(session, "batch", "transaction", 1), 200},
+		{"POST /fhir/$validate", "POST", "/fhir/$validate", put, 200},
+		{"POST /fhir/:type/$validate", "POST", "/fhir/Patient/$validate", put, 200},
+		{"GET /fhir/metadata", "GET", "/fhir/metadata", "", 200},
+		{"DELETE /fhir/:type/:id", "DELETE", "/fhir/Observation/none", "", 204},
+		{"DELETE /fhir/:type/:id", "DELETE", "/fhir/AuditEvent/x", "", 405},
+		{"POST /ingest/:kind", "POST", "/ingest/vitals?dryRun=true", `{}`, 400},
+		{"POST /ingest/:kind", "POST", "/ingest/unknown", `{}`, 404},
+		{"GET /admin/deliveries", "GET", "/admin/deliveries", "", 200},
+		{"GET /admin/deliveries/:id", "GET", "/admin/deliveries/99", "", 404},
+		{"POST /admin/deliveries/:id/retry", "POST", "/admin/deliveries/99/retry", "", 409},
+		{"POST /admin/deliveries/replay", "POST", "/admin/deliveries/replay", "", 400},
+		{"GET /admin/lineage", "GET", "/admin/lineage?resource=Patient/p1", "", 200},
+		{"GET /admin/lineage", "GET", "/admin/lineage", "", 400},
+		{"GET /admin/audit/verify", "GET", "/admin/audit/verify", "", 200},
+		{"GET /fhir/CodeSystem/:id", "GET", "/fhir/CodeSystem/validation-rule", "", 200},
+		{"unknown", "GET", "/no/such/endpoint", "", 404},
+		{"unknown", "PATCH", "/fhir/Patient/p1", "", 404},
+	}
+	covered := map[string]bool{}
+	for _, tc := range cases {
+		t.Run(tc.method+" "+tc.target, func(t *testing.T) {
+			before := len(chain(t, st))
+			rec := send(s, tc.method, tc.target, tc.body)
+			if rec.Code != tc.status {
+				t.Fatalf("%s %s = %d, want %d: %s", tc.method, tc.target, rec.Code, tc.status, rec.Body)
+			}
+			entries := chain(t, st)
+			if got := len(entries) - before; got != 1 {
+				t.Fatalf("%s %s left %d AuditEvents, want 1", tc.method, tc.target, got)
+			}
+			var ev map[string]any
+			if err := json.Unmarshal(entries[len(entries)-1].Body, &ev); err != nil {
+				t.Fatal(err)
+			}
+			want := auditedRoutes[tc.route]
+			if tc.route == "unknown" {
+				want = "unknown-endpoint"
+			}
+			if tc.route == "POST /fhir" && strings.Contains(tc.body, `"batch"`) {
+				want = "batch"
+			}
+			sub := ev["subtype"].([]any)[0].(map[string]any)
+			if sub["code"] != want {
+				t.Errorf("AuditEvent subtype = %v, want %s", sub["code"], want)
+			}
+			wantOutcome := map[bool]string{true: "0", false: "4"}[tc.status < 400]
+			if ev["outcome"] != wantOutcome {
+				t.Errorf("AuditEvent outcome = %v, want %s", ev["outcome"], wantOutcome)
+			}
+			if rid := rec.Header().Get("X-Request-Id"); rid == "" || !strings.Contains(string(entries[len(entries)-1].Body), rid) {
+				t.Errorf("AuditEvent does not carry the request id %q", rid)
+			}
+			// The AuditEvent is a valid R4 resource.
+			if res := s.pipeline.validator.ValidateAs(entries[len(entries)-1].Body, "AuditEvent"); !res.Valid() {
+				t.Errorf("AuditEvent is not valid R4: %v", fhirIssues(res))
+			}
+		})
+		covered[tc.route] = true
+	}
+	for r := range routes {
+		if auditedRoutes[r] != "" && !covered[r] {
+			t.Errorf("route %s is audited but no case here exercises it", r)
+		}
+	}
+	for _, probe := range []string{"/healthz", "/readyz"} {
+		before := len(chain(t, st))
+		send(s, "GET", probe, "")
+		if n := len(chain(t, st)) - before; n != 0 {
+			t.Errorf("probe %s left %d AuditEvents, want 0", probe, n)
+		}
+	}
+	res, err := VerifyAudit(context.Background(), st, s.now())
+	if err != nil || !res.Intact {
+		t.Fatalf("VerifyAudit = %+v, %v", res, err)
+	}
+}
+
+// TestAuditEventsReadOnly: clients cannot write AuditEvents, directly or
+// in a Bundle, and nothing of such a transaction is written.
+func TestAuditEventsReadOnly(t *testing.T) {
+	s, _ := auditServer(t)
+	tx := `{"resourceType":"Bundle","type":"transaction","entry":[
+	 {"fullUrl":"urn:uuid:0b8a1c52-7a0c-4d33-9f4e-9d1b2f8f6a11","resource":{"resourceType":"Patient","gender":"male"},"request":{"method":"POST","url":"Patient"}},
+	 {"resource":{"resourceType":"AuditEvent","id":"x","type":{"code":"rest"},"recorded":"2026-01-01T00:00:00Z",
+	   "agent":[{"requestor":true,"who":{"display":"me"}}],"source":{"observer":{"display":"me"}}},"request":{"method":"PUT","url":"AuditEvent/x"}}]}`
+	if rec := send(s, "POST", "/fhir", tx); rec.Code != http.StatusMethodNotAllowed || !strings.Contains(rec.Body.String(), "audit-read-only") {
+		t.Errorf("transaction writing an AuditEvent = %d %s, want 405 audit-read-only", rec.Code, rec.Body)
+	}
+	rec := send(s, "GET", "/fhir/Patient?_summary=count&_total=accurate", "")
+	if !strings.Contains(rec.Body.String(), `"total":0`) {
+		t.Errorf("the rejected transaction wrote data: %s", rec.Body)
+	}
+}

@@ -1,0 +1,410 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+	"github.com/ketamine-gateway/ketamine-gateway/mapping"
+)
+
+// Lineage answers an auditor's question "what happened to this?" as one
+// document, for a source record, a FHIR resource or a trace id: each
+// receipt (time, client, trace id, content hash) -> the resource versions
+// it produced -> every delivery with every attempt and the EHR's answer,
+// plus the AuditEvents of the requests involved. It is built only from
+// what the gateway stored (Provenance, AuditEvent, the outbox).
+
+// LineageQuery selects what to follow; exactly one of a record (Source and
+// RecordID, Kind optional), Resource ("Type/id") or TraceID.
+type LineageQuery struct {
+	Source   string `json:"source,omitempty"`
+	Kind     string `json:"kind,omitempty"`
+	RecordID string `json:"recordId,omitempty"`
+	Resource string `json:"resource,omitempty"`
+	TraceID  string `json:"traceId,omitempty"`
+	// IdentifierBase is the deployment's identifier namespace (to name
+	// records); mapping.DefaultIdentifierBase when empty.
+	IdentifierBase string `json:"-"`
+}
+
+// Lineage is the answer.
+type Lineage struct {
+	Query LineageQuery `json:"query"`
+	// Receipts are the native record versions and Bundles that produced
+	// the resources in question, oldest first.
+	Receipts []Receipt `json:"receipts"`
+	// Requests are the AuditEvents of the trace (trace queries) or of the
+	// receipts' requests.
+	Requests []RequestView `json:"requests"`
+	// Accesses are the newest requests that touched the resource
+	// (resource queries; at most maxAccesses).
+	Accesses []RequestView `json:"accesses,omitempty"`
+}
+
+// Receipt is one native record version or Bundle the gateway received.
+type Receipt struct {
+	Provenance     string         `json:"provenance"`
+	Received       string         `json:"received"`
+	Activity       string         `json:"activity"`
+	Source         string         `json:"source,omitempty"`
+	Kind           string         `json:"kind,omitempty"`
+	RecordID       string         `json:"recordId,omitempty"`
+	Version        string         `json:"version,omitempty"`
+	Content        string         `json:"content"`
+	ContentHash    string         `json:"contentHash,omitempty"`
+	MappingVersion string         `json:"mappingVersion,omitempty"`
+	Client         string         `json:"client"`
+	TraceID        string         `json:"traceId,omitempty"`
+	Resources      []string       `json:"resources"`
+	Request        *RequestView   `json:"request,omitempty"`
+	Deliveries     []DeliveryView `json:"deliveries"`
+}
+
+// RequestView is an AuditEvent as the lineage shows it.
+type RequestView struct {
+	AuditEvent  string   `json:"auditEvent"`
+	Recorded    string   `json:"recorded"`
+	Interaction string   `json:"interaction"`
+	Action      string   `json:"action"`
+	Outcome     string   `json:"outcome"`
+	Description string   `json:"description"`
+	Client      string   `json:"client"`
+	Address     string   `json:"address,omitempty"`
+	Tenant      string   `json:"tenant,omitempty"`
+	RequestID   string   `json:"requestId,omitempty"`
+	TraceID     string   `json:"traceId,omitempty"`
+	Entities    []string `json:"entities,omitempty"`
+}
+
+// Limits of one lineage answer.
+const (
+	maxLineageReceipts = 200
+	maxAccesses        = 100
+)
+
+var (
+	traceIDPattern  = regexp.MustCompile(`^[0-9a-f]{32}$`)
+	resourcePattern = regexp.MustCompile(`^[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}$`)
+)
+
+// ErrLineageQuery is returned (wrapped in *Error) for a malformed query.
+func lineageQueryError(msg string) error {
+	return errorf(http.StatusBadRequest, "invalid", "lineage-query-invalid", msg)
+}
+
+// BuildLineage answers q from st. Returns a 400 *Error for a malformed
+// query and store errors (ErrUnavailable) unchanged. A query that matches
+// nothing gives empty lists, not an error.
+func BuildLineage(ctx context.Context, st store.Store, q LineageQuery) (*Lineage, error) {
+	n := 0
+	for _, set := range []bool{q.RecordID != "" || q.Source != "", q.Resource != "", q.TraceID != ""} {
+		if set {
+			n++
+		}
+	}
+	if n != 1 {
+		return nil, lineageQueryError("give exactly one of: source and record, resource (Type/id), trace (a trace id)")
+	}
+	var provQuery url.Values
+	switch {
+	case q.TraceID != "":
+		if !traceIDPattern.MatchString(q.TraceID) {
+			return nil, lineageQueryError("trace must be 32 lowercase hex digits")
+		}
+		provQuery = url.Values{"trace-id": {q.TraceID}}
+	case q.Resource != "":
+		if !resourcePattern.MatchString(q.Resource) {
+			return nil, lineageQueryError("resource must be Type/id")
+		}
+		provQuery = url.Values{"target": {q.Resource}}
+	default:
+		if q.Source == "" || q.RecordID == "" || strings.ContainsAny(q.Source+q.RecordID+q.Kind, "|,$\\") {
+			return nil, lineageQueryError("a record is named by source and record (and optionally kind)")
+		}
+		kinds := []string{q.Kind}
+		if q.Kind == "" {
+			kinds = kinds[:0]
+			for _, k := range mapping.Kinds() {
+				kinds = append(kinds, string(k))
+			}
+		}
+		base := q.IdentifierBase
+		if base == "" {
+			base = mapping.DefaultIdentifierBase
+		}
+		var ids []string
+		for _, k := range kinds {
+			ids = append(ids, strings.TrimRight(base, "/")+"/"+q.Source+"/"+k+"-record|"+q.RecordID)
+		}
+		provQuery = url.Values{"entity:identifier": {strings.Join(ids, ",")}}
+	}
+	out := &Lineage{Query: q, Receipts: []Receipt{}, Requests: []RequestView{}}
+	provs, err := searchAll(ctx, st, "Provenance", provQuery, maxLineageReceipts)
+	if err != nil {
+		return nil, err
+	}
+	ob, _ := st.(store.Outbox)
+	for _, p := range provs {
+		rc, err := receipt(ctx, st, ob, p)
+		if err != nil {
+			return nil, err
+		}
+		out.Receipts = append(out.Receipts, rc)
+	}
+	sort.SliceStable(out.Receipts, func(i, j int) bool { return out.Receipts[i].Received < out.Receipts[j].Received })
+
+	switch {
+	case q.TraceID != "":
+		evs, err := searchAll(ctx, st, "AuditEvent", url.Values{"trace-id": {q.TraceID}}, maxAccesses)
+		if err != nil {
+			return nil, err
+		}
+		for _, ev := range evs {
+			out.Requests = append(out.Requests, viewAuditEvent(ev))
+		}
+	default:
+		for _, rc := range out.Receipts {
+			if rc.Request != nil {
+				out.Requests = append(out.Requests, *rc.Request)
+			}
+		}
+	}
+	if q.Resource != "" {
+		evs, err := searchAll(ctx, st, "AuditEvent", url.Values{"entity": {q.Resource}, "_sort": {"-date"}}, maxAccesses)
+		if err != nil {
+			return nil, err
+		}
+		for _, ev := range evs {
+			out.Accesses = append(out.Accesses, viewAuditEvent(ev))
+		}
+	}
+	sort.SliceStable(out.Requests, func(i, j int) bool { return out.Requests[i].Recorded < out.Requests[j].Recorded })
+	return out, nil
+}
+
+// searchAll runs a search and returns at most limit matching bodies.
+func searchAll(ctx context.Context, st store.Store, typ string, params url.Values, limit int) ([]map[string]any, error) {
+	params.Set("_count", fmt.Sprint(limit))
+	q, err := search.Parse(typ, params, false)
+	if err != nil {
+		return nil, fmt.Errorf("lineage %s query: %w", typ, err)
+	}
+	page, err := st.Search(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]map[string]any, 0, len(page.Matches))
+	for _, r := range page.Matches {
+		doc, err := decodeJSON(r.Body)
+		if err != nil {
+			return nil, fmt.Errorf("stored %s/%s: %w", r.Type, r.ID, err)
+		}
+		out = append(out, doc)
+	}
+	return out, nil
+}
+
+// receipt reads a Provenance the gateway wrote, with its request and
+// deliveries.
+func receipt(ctx context.Context, st store.Store, ob store.Outbox, p map[string]any) (Receipt, error) {
+	id, _ := p["id"].(string)
+	rc := Receipt{Provenance: "Provenance/" + id, Resources: []string{}, Deliveries: []DeliveryView{}}
+	rc.Received, _ = p["recorded"].(string)
+	rc.TraceID = extString(p, audit.ExtTraceID)
+	if a, ok := dig(p, "activity", "coding").([]any); ok && len(a) > 0 {
+		rc.Activity, _ = dig(a[0], "code").(string)
+	}
+	for _, t := range list(p["target"]) {
+		if ref, ok := dig(t, "reference").(string); ok {
+			rc.Resources = append(rc.Resources, ref)
+		}
+	}
+	for _, a := range list(p["agent"]) {
+		sys, _ := dig(a, "who", "identifier", "system").(string)
+		val, _ := dig(a, "who", "identifier", "value").(string)
+		switch sys {
+		case audit.SystemSource:
+			rc.Source = val
+		case audit.SystemMappingVersion:
+			rc.MappingVersion = val
+		case audit.SystemClient:
+			rc.Client = val
+		}
+	}
+	if rc.Client == "" {
+		rc.Client = "anonymous (development mode)"
+	}
+	if es := list(p["entity"]); len(es) > 0 {
+		e := es[0]
+		rc.Content, _ = dig(e, "what", "display").(string)
+		rc.RecordID, _ = dig(e, "what", "identifier", "value").(string)
+		rc.Kind = extString(e, audit.ExtRecordKind)
+		rc.Version = extString(e, audit.ExtRecordVersion)
+		rc.ContentHash = extString(e, audit.ExtContentHash)
+	}
+	if rc.Source == "" {
+		rc.RecordID = "" // a Bundle's identifier is not a record id
+	}
+	evs, err := searchAll(ctx, st, "AuditEvent", url.Values{"entity": {"Provenance/" + id}}, 1)
+	if err != nil {
+		return rc, err
+	}
+	if len(evs) > 0 {
+		v := viewAuditEvent(evs[0])
+		rc.Request = &v
+	}
+	if ob == nil || rc.Source == "" {
+		return rc, nil
+	}
+	items, err := ob.Deliveries(ctx, store.DeliveryFilter{Source: rc.Source, Kind: rc.Kind, RecordID: rc.RecordID, Limit: 1000})
+	if err != nil {
+		return rc, err
+	}
+	sort.Slice(items, func(i, j int) bool { return items[i].ID < items[j].ID })
+	for _, it := range items {
+		if it.Version != rc.Version {
+			continue
+		}
+		full, attempts, err := ob.Delivery(ctx, it.ID)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return rc, err
+		}
+		rc.Deliveries = append(rc.Deliveries, ViewDelivery(full, attempts, false))
+	}
+	return rc, nil
+}
+
+// viewAuditEvent summarises a stored AuditEvent.
+func viewAuditEvent(ev map[string]any) RequestView {
+	id, _ := ev["id"].(string)
+	v := RequestView{AuditEvent: "AuditEvent/" + id, TraceID: extString(ev, audit.ExtTraceID)}
+	v.Recorded, _ = ev["recorded"].(string)
+	v.Action, _ = ev["action"].(string)
+	v.Outcome, _ = ev["outcome"].(string)
+	v.Description, _ = ev["outcomeDesc"].(string)
+	v.Tenant, _ = dig(ev, "source", "site").(string)
+	if st := list(ev["subtype"]); len(st) > 0 {
+		v.Interaction, _ = dig(st[0], "code").(string)
+	}
+	for _, a := range list(ev["agent"]) {
+		if req, _ := dig(a, "requestor").(bool); !req {
+			continue
+		}
+		if cid, ok := dig(a, "who", "identifier", "value").(string); ok {
+			v.Client = cid
+		} else {
+			v.Client, _ = dig(a, "who", "display").(string)
+		}
+		v.Address, _ = dig(a, "network", "address").(string)
+	}
+	for _, e := range list(ev["entity"]) {
+		if ref, ok := dig(e, "what", "reference").(string); ok {
+			v.Entities = append(v.Entities, ref)
+		} else if sys, _ := dig(e, "what", "identifier", "system").(string); sys == audit.SystemRequestID {
+			v.RequestID, _ = dig(e, "what", "identifier", "value").(string)
+		}
+	}
+	return v
+}
+
+// dig follows object keys through decoded JSON.
+func dig(v any, keys ...string) any {
+	for _, k := range keys {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil
+		}
+		v = m[k]
+	}
+	return v
+}
+
+// list returns a decoded JSON array (nil otherwise).
+func list(v any) []any {
+	a, _ := v.([]any)
+	return a
+}
+
+// extString returns the valueString of v's extension with url.
+func extString(v any, url string) string {
+	for _, x := range list(dig(v, "extension")) {
+		if u, _ := dig(x, "url").(string); u == url {
+			s, _ := dig(x, "valueString").(string)
+			return s
+		}
+	}
+	return ""
+}
+
+// handleLineage is GET /admin/lineage?source=&record=[&kind=] |
+// ?resource=Type/id | ?trace=<trace id>.
+func (s *Server) handleLineage(c echo.Context) error {
+	q := LineageQuery{Source: c.QueryParam("source"), Kind: c.QueryParam("kind"), RecordID: c.QueryParam("record"),
+		Resource: c.QueryParam("resource"), TraceID: c.QueryParam("trace"), IdentifierBase: s.pipeline.opts.IdentifierBase}
+	l, err := BuildLineage(c.Request().Context(), s.store, q)
+	if err != nil {
+		return err
+	}
+	auditOf(c).description = fmt.Sprintf("lineage: %d receipts", len(l.Receipts))
+	return c.JSON(http.StatusOK, l)
+}
+
+// AuditVerification is the result of checking the audit hash chain.
+type AuditVerification struct {
+	Intact   bool   `json:"intact"`
+	Records  int64  `json:"records"`
+	HeadSeq  int64  `json:"headSeq,omitempty"`
+	HeadHash string `json:"headHash,omitempty"`
+	// BrokenAt and Reason name the first broken link.
+	BrokenAt int64     `json:"brokenAt,omitempty"`
+	Reason   string    `json:"reason,omitempty"`
+	Checked  time.Time `json:"checked"`
+}
+
+// VerifyAudit walks the whole audit chain. A broken chain is reported in
+// the result, not as an error; errors are the store's.
+func VerifyAudit(ctx context.Context, st store.Store, now time.Time) (*AuditVerification, error) {
+	var v audit.Verifier
+	out := &AuditVerification{Intact: true, Checked: now.UTC()}
+	err := st.AuditChain(ctx, func(e audit.ChainEntry) error {
+		if err := v.Add(e); err != nil {
+			return err
+		}
+		out.HeadSeq, out.HeadHash = e.Seq, e.Hash
+		return nil
+	})
+	var bl *audit.BrokenLink
+	switch {
+	case errors.As(err, &bl):
+		out.Intact, out.BrokenAt, out.Reason = false, bl.Seq, bl.Reason
+	case err != nil:
+		return nil, err
+	}
+	out.Records = v.Verified()
+	return out, nil
+}
+
+// handleVerifyAudit is GET /admin/audit/verify.
+func (s *Server) handleVerifyAudit(c echo.Context) error {
+	res, err := VerifyAudit(c.Request().Context(), s.store, s.now())
+	if err != nil {
+		return err
+	}
+	auditOf(c).description = fmt.Sprintf("audit chain intact=%t, %d records verified", res.Intact, res.Records)
+	return c.JSON(http.StatusOK, res)
+}
