@@ -64,7 +64,7 @@ func BenchmarkIngestBackends(b *testing.B) {
 						st = openPostgresEmpty(b, pgURL, len(servers) == 0, "bench_"+strings.ReplaceAll(be.name, "-", "_")+"_"+load)
 					}
 					b.Cleanup(func() { st.Close() })
-					s, err := gateway.NewServer(gateway.Config{Store: st})
+					s, err := gateway.NewServer(gateway.Config{Store: st, RateLimit: -1})
 					if err != nil {
 						b.Fatal(err)
 					}

@@ -46,7 +46,7 @@ func BenchmarkSyntheaTransactions(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		s, err := gateway.NewServer(gateway.Config{Store: st})
+		s, err := gateway.NewServer(gateway.Config{Store: st, RateLimit: -1})
 		if err != nil {
 			b.Fatal(err)
 		}

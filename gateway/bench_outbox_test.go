@@ -36,7 +36,7 @@ func BenchmarkIngestOutbox(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer st.Close()
-			s, err := gateway.NewServer(gateway.Config{Store: st, Routes: tc.routes})
+			s, err := gateway.NewServer(gateway.Config{Store: st, Routes: tc.routes, RateLimit: -1})
 			if err != nil {
 				b.Fatal(err)
 			}

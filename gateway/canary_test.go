@@ -161,7 +161,7 @@ func TestCanaryNoPHI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := NewServer(Config{Store: st, Logger: logger, Telemetry: tel, Routes: Routes(dests), Notify: worker.Notify})
+	s, err := NewServer(Config{Store: st, RateLimit: -1, Logger: logger, Telemetry: tel, Routes: Routes(dests), Notify: worker.Notify})
 	if err != nil {
 		t.Fatal(err)
 	}

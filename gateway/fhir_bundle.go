@@ -127,6 +127,10 @@ func (s *Server) handleBundle(c echo.Context) error {
 				return &entryError{e.index, e.perr}
 			}
 		}
+		// One entry the caller may not perform fails the whole transaction.
+		if err := allowEntries(c, entries); err != nil {
+			return err
+		}
 		err = s.stage(ctx, "store.transaction", func(ctx context.Context) error {
 			return s.writeAudited(c, ctx, func(tx store.Tx) (int, error) {
 				if err := s.runTransaction(tx, entries, now); err != nil {
@@ -142,6 +146,11 @@ func (s *Server) handleBundle(c echo.Context) error {
 		}
 		return writeResource(c, http.StatusOK, s.responseBundle(c, "transaction-response", entries, nil))
 	case "batch":
+		for _, e := range entries {
+			if e.perr == nil {
+				e.perr = allow(c, e.typ, entryPerm(e))
+			}
+		}
 		// One database transaction, each entry in a savepoint: an entry
 		// fails alone, and the batch's AuditEvent and Provenance commit
 		// with exactly the entries that succeeded.

@@ -135,6 +135,9 @@ func (s *Server) handleCreate(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := allow(c, typ, 'c'); err != nil {
+		return err
+	}
 	doc, err := s.readBodyResource(c, typ)
 	if err != nil {
 		return err
@@ -167,6 +170,9 @@ func (s *Server) handleUpdate(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := allow(c, typ, 'u'); err != nil {
+		return err
+	}
 	doc, err := s.readBodyResource(c, typ)
 	if err != nil {
 		return err
@@ -184,6 +190,9 @@ func (s *Server) handleUpdate(c echo.Context) error {
 func (s *Server) handleConditionalUpdate(c echo.Context) error {
 	typ, err := s.writableType(c)
 	if err != nil {
+		return err
+	}
+	if err := allow(c, typ, 'u'); err != nil {
 		return err
 	}
 	query := c.Request().URL.RawQuery
@@ -205,6 +214,9 @@ func (s *Server) handleDelete(c echo.Context) error {
 		err = clientWritable(typ)
 	}
 	if err != nil {
+		return err
+	}
+	if err := allow(c, typ, 'd'); err != nil {
 		return err
 	}
 	var res *result
@@ -230,6 +242,9 @@ func (s *Server) handleRead(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := allow(c, typ, 'r'); err != nil {
+		return err
+	}
 	r, err := s.store.Read(c.Request().Context(), typ, id)
 	if err != nil {
 		if errors.Is(err, store.ErrGone) && r != nil {
@@ -245,6 +260,9 @@ func (s *Server) handleRead(c echo.Context) error {
 func (s *Server) handleVRead(c echo.Context) error {
 	typ, id, err := s.typeAndID(c)
 	if err != nil {
+		return err
+	}
+	if err := allow(c, typ, 'r'); err != nil {
 		return err
 	}
 	vid, err := strconv.ParseInt(c.Param("vid"), 10, 64)

@@ -68,6 +68,9 @@ func (s *Server) handleSearch(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := allow(c, typ, 's'); err != nil {
+		return err
+	}
 	params := c.QueryParams()
 	if c.Request().Method == http.MethodPost {
 		form, err := c.FormParams()
@@ -184,6 +187,13 @@ func (s *Server) handleHistory(c echo.Context) error {
 			return err
 		}
 		q.ID = id
+	}
+	scopeType := q.Type
+	if scopeType == "" {
+		scopeType = "*" // the whole system's history needs a system/*.r scope
+	}
+	if err := allow(c, scopeType, 'r'); err != nil {
+		return err
 	}
 	if v := c.QueryParam("_count"); v != "" {
 		n, err := strconv.Atoi(v)

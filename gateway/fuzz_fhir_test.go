@@ -30,7 +30,7 @@ func FuzzFHIRWrite(f *testing.F) {
 		f.Fatal(err)
 	}
 	defer st.Close()
-	s, err := gateway.NewServer(gateway.Config{Store: st})
+	s, err := gateway.NewServer(gateway.Config{Store: st, RateLimit: -1})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -34,6 +34,8 @@ type Issue struct {
 type Error struct {
 	Status int
 	Issues []Issue
+	// RetryAfter, in seconds, is sent as Retry-After when positive.
+	RetryAfter int
 }
 
 func (e *Error) Error() string {
@@ -59,6 +61,9 @@ func Outcome(err error) (int, []Issue) {
 		fe *FHIRValidationError
 	)
 	var ee *entryError
+	if f, ok := isAuthFailure(err); ok {
+		return authOutcome(f)
+	}
 	switch {
 	case errors.As(err, &ee):
 		status, issues := Outcome(ee.err)

@@ -5,8 +5,13 @@ func (s *Server) routes() {
 	e := s.echo
 	e.GET("/healthz", s.healthz)
 
+	// SMART Backend Services: discovery and the token endpoint.
+	e.GET("/.well-known/smart-configuration", s.handleSmartConfiguration)
+	e.GET("/fhir/.well-known/smart-configuration", s.handleSmartConfiguration)
+	e.POST("/auth/token", s.handleToken)
+
 	// Native records: validate, map and store.
-	e.POST("/ingest/:kind", s.ingest, s.fhirFormat)
+	e.POST("/ingest/:kind", s.ingest, s.fhirFormat, requireScope(ScopeIngest))
 
 	if s.store == nil {
 		// Without a store only the gateway's own conformance resources are served.
@@ -16,7 +21,7 @@ func (s *Server) routes() {
 
 	// Readiness and the operator API (docs/operations.md).
 	e.GET("/readyz", s.handleReady)
-	a := e.Group("/admin")
+	a := e.Group("/admin", requireScope(ScopeOperator))
 	a.GET("/deliveries", s.handleListDeliveries)
 	a.GET("/deliveries/:id", s.handleShowDelivery)
 	a.POST("/deliveries/:id/retry", s.handleRetryDelivery)

@@ -11,11 +11,13 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/telemetry"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
@@ -57,6 +59,20 @@ type Config struct {
 	// Instance names this gateway process in audit records (the observer);
 	// "ketamine-gateway" by default.
 	Instance string
+	// Auth authenticates and authorises requests (SMART Backend Services).
+	// Nil is development mode: every request is an anonymous client with
+	// every permission in the default tenant.
+	Auth *auth.Server
+	// AuthTokenURL is the token endpoint's public URL (the aud of client
+	// assertions), published in /.well-known/smart-configuration.
+	AuthTokenURL string
+	// RateLimit is the sustained requests per second allowed per client
+	// address and per authenticated client (default 100; bursts of twice
+	// that). Negative disables rate limiting.
+	RateLimit float64
+	// MaxInFlight bounds the requests served at once (default 256); beyond
+	// it requests wait briefly, then get 503 with Retry-After.
+	MaxInFlight int
 }
 
 // Route is a delivery destination as the write path sees it.
@@ -75,12 +91,17 @@ func (s *Server) notifyDelivery() {
 
 // Server serves the gateway's HTTP API.
 type Server struct {
-	handler  http.Handler
-	cfg      Config
-	store    store.Store
-	pipeline *Pipeline
-	log      *slog.Logger
-	echo     *echo.Echo
+	handler                  http.Handler
+	cfg                      Config
+	store                    store.Store
+	pipeline                 *Pipeline
+	log                      *slog.Logger
+	echo                     *echo.Echo
+	ipLimiter, clientLimiter *auth.Limiter
+	inFlight                 chan struct{}
+	// noAudit switches the audit trail (AuditEvents and Provenance) off;
+	// only the overhead benchmark sets it.
+	noAudit bool
 }
 
 // NewServer builds the HTTP handler. It fails only if the embedded schemas
@@ -102,13 +123,31 @@ func NewServer(cfg Config) (*Server, error) {
 	if cfg.MaxBundleEntries <= 0 {
 		cfg.MaxBundleEntries = DefaultMaxBundleEntries
 	}
-	s := &Server{cfg: cfg, store: cfg.Store, pipeline: p, log: cfg.Logger}
+	if cfg.RateLimit == 0 {
+		cfg.RateLimit = 100
+	}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = 256
+	}
+	s := &Server{cfg: cfg, store: cfg.Store, pipeline: p, log: cfg.Logger, inFlight: make(chan struct{}, cfg.MaxInFlight)}
+	if cfg.RateLimit > 0 {
+		burst := max(int(2*cfg.RateLimit), 1)
+		if s.ipLimiter, err = auth.NewLimiter(cfg.RateLimit, burst, 100000); err != nil {
+			return nil, err
+		}
+		if s.clientLimiter, err = auth.NewLimiter(cfg.RateLimit, burst, 100000); err != nil {
+			return nil, err
+		}
+	}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
 	// Outermost first: the log line and the AuditEvent see the final
 	// status, also of a panic.
-	e.Use(s.logRequests, s.auditRequests, s.recoverPanics, s.routeTemplate)
+	// Requests refused by the concurrency bound or the per-address rate
+	// limit are logged but not audited: a flood must not become a flood of
+	// database writes.
+	e.Use(s.logRequests, s.boundConcurrency, s.limitIP, s.auditRequests, s.recoverPanics, s.routeTemplate, s.authenticate)
 	s.echo = e
 	s.handler = e
 	if cfg.Telemetry != nil {
@@ -148,8 +187,15 @@ func (s *Server) handleError(err error, c echo.Context) {
 			s.cfg.Metrics.ValidationFailure(c.Request().Context(), i.Rule)
 		}
 	}
-	if status == http.StatusServiceUnavailable {
+	var ge *Error
+	switch {
+	case errors.As(err, &ge) && ge.RetryAfter > 0:
+		c.Response().Header().Set("Retry-After", strconv.Itoa(ge.RetryAfter))
+	case status == http.StatusServiceUnavailable:
 		c.Response().Header().Set("Retry-After", "5")
+	}
+	if f, ok := isAuthFailure(err); ok && (f.Status == http.StatusUnauthorized || f.Status == http.StatusForbidden) {
+		c.Response().Header().Set("WWW-Authenticate", f.WWWAuthenticate())
 	}
 	if status >= 500 && status != http.StatusServiceUnavailable {
 		// The route template and the error's class are logged, never its

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -25,6 +26,7 @@ import (
 type serveConfig struct {
 	addr, db, identifierBase, baseURL string
 	configFile, ehrURL, instance      string
+	tlsCert, tlsKey                   string
 	maxBody                           int64
 	maxEntries                        int
 }
@@ -42,12 +44,18 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	fs.StringVar(&cfg.configFile, "config", getenv("GATEWAY_CONFIG"), "configuration file: delivery destinations (GATEWAY_CONFIG; docs/configuration.md)")
 	fs.StringVar(&cfg.ehrURL, "ehr-url", getenv("GATEWAY_EHR_URL"), "deliver every stored record to this FHIR base (GATEWAY_EHR_URL)")
 	fs.StringVar(&cfg.baseURL, "base-url", getenv("GATEWAY_BASE_URL"), "public FHIR base URL (GATEWAY_BASE_URL); default: from each request")
+	fs.StringVar(&cfg.tlsCert, "tls-cert", getenv("GATEWAY_TLS_CERT"), "PEM certificate chain: serve HTTPS (TLS 1.2 or later) (GATEWAY_TLS_CERT)")
+	fs.StringVar(&cfg.tlsKey, "tls-key", getenv("GATEWAY_TLS_KEY"), "PEM private key of --tls-cert (GATEWAY_TLS_KEY)")
 	fs.StringVar(&cfg.instance, "instance", envOr(getenv, "GATEWAY_INSTANCE", defaultInstance()), "this process's name in audit records (GATEWAY_INSTANCE)")
 	if err := fs.Parse(args); err != nil {
 		return &exitError{code: exitUsage}
 	}
 	if fs.NArg() > 0 {
 		return usageError("serve takes no arguments")
+	}
+	tlsConfig, err := serverTLS(cfg.tlsCert, cfg.tlsKey)
+	if err != nil {
+		return &exitError{code: exitUsage, msg: err.Error()}
 	}
 	tel, err := telemetry.Setup(ctx, getenv, stdout)
 	if err != nil {
@@ -135,9 +143,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		WriteTimeout:      120 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
+		TLSConfig:         tlsConfig,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
-	logger.Info("listening", "addr", ln.Addr().String())
+	scheme := "http"
+	if tlsConfig != nil {
+		scheme = "https"
+		ln = tls.NewListener(ln, tlsConfig)
+	}
+	logger.Info("listening", "addr", ln.Addr().String(), "scheme", scheme)
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	select {
@@ -193,4 +207,20 @@ func defaultInstance() string {
 		return "ketamine-gateway"
 	}
 	return "ketamine-gateway@" + h
+}
+
+// serverTLS loads --tls-cert and --tls-key (both or neither): TLS 1.2 at
+// least, Go's default (secure) cipher suites.
+func serverTLS(certFile, keyFile string) (*tls.Config, error) {
+	if certFile == "" && keyFile == "" {
+		return nil, nil
+	}
+	if certFile == "" || keyFile == "" {
+		return nil, errors.New("--tls-cert and --tls-key go together")
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("--tls-cert/--tls-key: %v", err)
+	}
+	return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}, nil
 }

@@ -165,4 +165,15 @@ type Query struct {
 	Total       bool
 	Includes    []Include
 	RevIncludes []Include
+	// Tenant restricts the search to one tenant's resources; AllTenants ("*") searches every tenant (operators).
+	// The zero value "" is the default tenant, not every tenant: a query
+	// that forgets to set Tenant sees only the default tenant's resources.
+	// The matches, the total and the _include/_revinclude results are all
+	// restricted (an included resource of another tenant is left out).
+	Tenant string
 }
+
+// AllTenants as Query.Tenant (or a store's history query tenant) searches
+// the resources of every tenant. Only operators may use it; no resource
+// belongs to a tenant of this name.
+const AllTenants = "*"

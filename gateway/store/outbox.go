@@ -20,9 +20,14 @@ type OutboxItem struct {
 	ID          int64
 	Destination string
 	// OrderKey orders the items of one source record (source|kind|record):
-	// an item is sent only when no earlier item of its key is pending or
-	// in flight, so an amendment never overtakes its original.
+	// an item is sent only when no earlier item of its key and tenant is
+	// pending or in flight, so an amendment never overtakes its original
+	// (and one tenant's items never hold up another's).
 	OrderKey string
+	// Tenant is the tenant the record belongs to ("" the default
+	// tenant), returned by Claim, Deliveries and Delivery; Replay copies
+	// it.
+	Tenant string
 	// Patient is the clinic patient key, for the operator's listing.
 	Patient                         string
 	Kind, Source, RecordID, Version string
@@ -55,9 +60,16 @@ type Attempt struct {
 // field that is not empty must match exactly; Since and Until bound
 // Created (Since inclusive, Until exclusive) when not zero. Limit <= 0 or
 // above 1000 means 100.
+//
+// Unlike search.Query.Tenant and HistoryQuery.Tenant, an empty Tenant
+// here means every tenant (like the other fields, it filters only when
+// set), so a listing cannot be narrowed to the default tenant "" alone.
+// A caller acting for one tenant must set Tenant to it, and must not
+// list for the default tenant when other tenants share the store.
 type DeliveryFilter struct {
 	Status, Destination, Patient    string
 	Source, Kind, RecordID, TraceID string
+	Tenant                          string
 	Since, Until                    time.Time
 	Limit, Offset                   int
 }
@@ -89,17 +101,20 @@ type Outbox interface {
 	// and changes nothing when the item is absent or not in flight (a late
 	// completion never reopens a finished item).
 	Complete(ctx context.Context, a *Attempt, status string, nextAttempt time.Time) error
-	// Deliveries lists items, newest first.
+	// Deliveries lists the items f selects, newest first (f.Tenant ""
+	// selects every tenant's).
 	Deliveries(ctx context.Context, f DeliveryFilter) ([]*OutboxItem, error)
 	// Delivery returns one item with its attempts in order (N ascending);
-	// ErrNotFound if absent.
+	// ErrNotFound if absent. It does not filter by tenant: a caller acting
+	// for one tenant compares the item's Tenant (as before Retry).
 	Delivery(ctx context.Context, id int64) (*OutboxItem, []*Attempt, error)
 	// Retry puts a dead item back to pending, due now; ErrNotFound if it
 	// is not dead.
 	Retry(ctx context.Context, id int64, now time.Time) error
 	// Replay enqueues again every item of destination created at or after
-	// since (as new pending items) and returns how many.
+	// since (as new pending items, of the same tenant) and returns how
+	// many; it spans every tenant.
 	Replay(ctx context.Context, destination string, since, now time.Time) (int, error)
-	// Stats reports the backlog per destination.
+	// Stats reports the backlog per destination, over every tenant.
 	Stats(ctx context.Context) ([]DestinationStats, error)
 }

@@ -33,6 +33,12 @@ type Resource struct {
 	Version     int64
 	LastUpdated time.Time // UTC, millisecond precision
 	Deleted     bool
+	// Tenant is the tenant (clinic, hospital) the version belongs to; ""
+	// is the default tenant. Type/ID is one resource across all tenants:
+	// the store keys resources by type and id alone, so Read, VRead and
+	// History return a resource whatever its tenant, and the caller
+	// compares Tenant (Search does filter by tenant, see search.Query).
+	Tenant string
 	// Body is the resource JSON as stored (id and meta already set by the
 	// caller); nil for a deletion.
 	Body []byte
@@ -54,6 +60,11 @@ type HistoryQuery struct {
 	Since time.Time
 	// Count and Offset page the result (newest first).
 	Count, Offset int
+	// Tenant restricts the versions and the total to one tenant's (each
+	// version's own Tenant); search.AllTenants ("*") selects every
+	// tenant's (operators). As in search.Query, "" is the default tenant,
+	// not every tenant.
+	Tenant string
 }
 
 // Ledger is the record of one ingested native record version.
@@ -79,9 +90,12 @@ type Store interface {
 	Read(ctx context.Context, typ, id string) (*Resource, error)
 	// VRead returns one version (a deletion comes back with Deleted set).
 	VRead(ctx context.Context, typ, id string, version int64) (*Resource, error)
-	// History returns versions newest first and the total count.
+	// History returns versions newest first and the total count, both
+	// restricted to q.Tenant.
 	History(ctx context.Context, q HistoryQuery) ([]*Resource, int, error)
-	// Search runs a query over current, non-deleted resources.
+	// Search runs a query over current, non-deleted resources of
+	// q.Tenant (see search.Query.Tenant): the matches, the total and the
+	// included resources.
 	Search(ctx context.Context, q *search.Query) (*Page, error)
 	// AuditChain calls fn for every entry of the audit hash chain in seq
 	// order, from seq 1 (feed them to an audit.Verifier): ID, Seq and Hash
@@ -102,8 +116,8 @@ type Tx interface {
 	// Read is Store.Read inside the transaction.
 	Read(typ, id string) (*Resource, error)
 	// Search is Store.Search inside the transaction (used for conditional
-	// create/update/delete and conditional references); only Matches and
-	// Total are filled.
+	// create/update/delete and conditional references), restricted to
+	// q.Tenant like it; only Matches and Total are filled.
 	Search(q *search.Query) (*Page, error)
 	// Put writes a new version of res.Type/res.ID: res.Version must be the
 	// current version + 1 (1 for a new resource) or the write fails with
@@ -111,7 +125,11 @@ type Tx interface {
 	// deletion (res.Deleted) removes the index entries. Every Put drops the
 	// conditional keys the resource held (a create re-claims its key after
 	// Put). A zero LastUpdated is set to now; times are truncated to the
-	// millisecond and written back into res.
+	// millisecond and written back into res. res.Tenant is stored with
+	// the version and becomes the resource's tenant for Search; Put does
+	// not compare it with the previous version's (the caller reads first
+	// and refuses to write another tenant's resource). A Tenant of
+	// search.AllTenants is an error.
 	Put(res *Resource, entries []search.Entry) error
 	// ClaimKey records that the conditional key (e.g. "Patient|identifier=
 	// sys|val", normalised by the caller) belongs to typ/id. It returns

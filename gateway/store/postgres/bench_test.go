@@ -10,6 +10,7 @@ import (
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/storetest"
 )
 
 func benchmarkPut(b *testing.B, perTx, writers int) {
@@ -76,4 +77,11 @@ func BenchmarkPut(b *testing.B) {
 	b.Run("1PerTx", func(b *testing.B) { benchmarkPut(b, 1, 1) })
 	b.Run("100PerTx", func(b *testing.B) { benchmarkPut(b, 100, 1) })
 	b.Run("1PerTx16Writers", func(b *testing.B) { benchmarkPut(b, 1, 16) })
+}
+
+// BenchmarkSearch runs storetest.BenchmarkSearch on a fresh database.
+func BenchmarkSearch(b *testing.B) {
+	testURL(b)
+	s, _ := openFresh(b, Options{})
+	storetest.BenchmarkSearch(b, s)
 }

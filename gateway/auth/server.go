@@ -1,0 +1,178 @@
+package auth
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+)
+
+const (
+	// maxTokenTTL caps access token lifetime, per SMART's recommendation.
+	maxTokenTTL = 5 * time.Minute
+	// maxAssertionLifetime is how far in the future an assertion's exp may be.
+	maxAssertionLifetime = 5 * time.Minute
+	// clockSkew is tolerated between the gateway and its clients or issuers.
+	clockSkew = 30 * time.Second
+	// minSecretLen is the minimum HMAC key length, in bytes.
+	minSecretLen = 32
+	// defaultReplayEntries bounds the default in-memory replay cache.
+	defaultReplayEntries = 100_000
+)
+
+// Server verifies client assertions, issues access tokens and authenticates
+// API requests. It is safe for concurrent use.
+type Server struct {
+	tokenURL string
+	clients  map[string]*registeredClient
+	external map[string]*externalIssuer
+	ttl      time.Duration
+	secret   []byte
+	replay   ReplayCache
+	now      func() time.Time
+}
+
+type registeredClient struct {
+	id     string
+	tenant string
+	scopes Scopes
+	keys   map[string]jose.JSONWebKey
+}
+
+// NewServer validates cfg and returns a Server. It returns an error, naming
+// the offending client or issuer but never key material, if TokenURL is not
+// an absolute https URL (or http on a loopback host), TokenTTL is negative or
+// over 5 minutes, SigningSecret is set but shorter than 32 bytes, a client has
+// no id, no tenant, a duplicate id, an unrecognised or empty scope list, or a
+// key set that is missing, unreadable or holds a private, symmetric, short or
+// unsupported key, a key without kid or a duplicate kid, or an external
+// issuer lacks issuer, audience or scopes, repeats an issuer, names TokenURL
+// as its issuer, or has a JWKS URL that is not https. It does not contact
+// external issuers.
+func NewServer(cfg Config) (*Server, error) {
+	if err := checkTokenURL(cfg.TokenURL); err != nil {
+		return nil, fmt.Errorf("auth config: tokenUrl: %w", err)
+	}
+	s := &Server{
+		tokenURL: cfg.TokenURL,
+		clients:  map[string]*registeredClient{},
+		external: map[string]*externalIssuer{},
+		ttl:      cfg.TokenTTL,
+		secret:   cfg.SigningSecret,
+		replay:   cfg.Replay,
+		now:      cfg.Now,
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	switch {
+	case s.ttl == 0:
+		s.ttl = maxTokenTTL
+	case s.ttl < time.Second || s.ttl > maxTokenTTL:
+		return nil, fmt.Errorf("auth config: tokenTTL %s: want between 1s and %s", s.ttl, maxTokenTTL)
+	}
+	switch {
+	case s.secret == nil:
+		s.secret = make([]byte, minSecretLen)
+		if _, err := rand.Read(s.secret); err != nil {
+			return nil, fmt.Errorf("auth config: generate signing secret: %w", err)
+		}
+	case len(s.secret) < minSecretLen:
+		return nil, fmt.Errorf("auth config: signingSecret: %d bytes, want at least %d", len(s.secret), minSecretLen)
+	default:
+		s.secret = append([]byte(nil), s.secret...)
+	}
+	if s.replay == nil {
+		s.replay = NewMemoryReplayCache(defaultReplayEntries, s.now)
+	}
+	if len(cfg.Clients) == 0 && len(cfg.External) == 0 {
+		return nil, errors.New("auth config: no clients and no external issuers")
+	}
+	for i, c := range cfg.Clients {
+		rc, err := newRegisteredClient(c)
+		if err != nil {
+			return nil, fmt.Errorf("auth config: client %d (%q): %w", i, c.ID, err)
+		}
+		if _, dup := s.clients[rc.id]; dup {
+			return nil, fmt.Errorf("auth config: client %d: duplicate id %q", i, c.ID)
+		}
+		s.clients[rc.id] = rc
+	}
+	for i, e := range cfg.External {
+		ei, err := newExternalIssuer(e, cfg.JWKSClient, s.now)
+		if err != nil {
+			return nil, fmt.Errorf("auth config: external issuer %d (%q): %w", i, e.Issuer, err)
+		}
+		if ei.issuer == s.tokenURL {
+			return nil, fmt.Errorf("auth config: external issuer %d: issuer is the gateway's own tokenUrl", i)
+		}
+		if _, dup := s.external[ei.issuer]; dup {
+			return nil, fmt.Errorf("auth config: external issuer %d: duplicate issuer %q", i, e.Issuer)
+		}
+		s.external[ei.issuer] = ei
+	}
+	return s, nil
+}
+
+func newRegisteredClient(c Client) (*registeredClient, error) {
+	if c.ID == "" {
+		return nil, errors.New("missing id")
+	}
+	if c.Tenant == "" {
+		return nil, errors.New("missing tenant")
+	}
+	scopes, err := configScopes(c.Scopes)
+	if err != nil {
+		return nil, err
+	}
+	keys, err := loadClientKeys(c)
+	if err != nil {
+		return nil, err
+	}
+	return &registeredClient{id: c.ID, tenant: c.Tenant, scopes: scopes, keys: keys}, nil
+}
+
+// configScopes parses configured scopes strictly: a typo in the config file
+// should stop the gateway, not silently grant less.
+func configScopes(list []string) (Scopes, error) {
+	var out Scopes
+	if len(list) == 0 {
+		return out, errors.New("no scopes")
+	}
+	for _, name := range list {
+		sc, ok := parseScope(name)
+		if !ok {
+			return out, fmt.Errorf("unrecognised scope %q", name)
+		}
+		out.add(sc)
+	}
+	return out, nil
+}
+
+func checkTokenURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return errors.New("not a URL")
+	}
+	if u.Host == "" || u.User != nil || u.Fragment != "" || u.RawQuery != "" {
+		return errors.New("want an absolute URL without user info, query or fragment")
+	}
+	switch u.Scheme {
+	case "https":
+		return nil
+	case "http":
+		host := u.Hostname()
+		if host == "localhost" {
+			return nil
+		}
+		if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+			return nil
+		}
+		return errors.New("http is only allowed on a loopback host; use https")
+	}
+	return errors.New("want an https URL")
+}

@@ -1,0 +1,201 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+)
+
+const (
+	grantClientCredentials = "client_credentials"
+	assertionTypeJWTBearer = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+	// maxAssertionLen bounds the work done on an unauthenticated request.
+	maxAssertionLen = 16 << 10
+	maxJTILen       = 255
+)
+
+// assertionAlgs are the only client assertion algorithms SMART allows; HMAC
+// and "none" never get past parsing.
+var assertionAlgs = []jose.SignatureAlgorithm{jose.RS384, jose.ES384}
+
+// TokenResponse is a successful token response, per SMART Backend Services.
+// Encode it as the JSON body; ClientID and Tenant are for the audit record
+// and are not encoded.
+type TokenResponse struct {
+	AccessToken string `json:"access_token"`
+	TokenType   string `json:"token_type"`
+	ExpiresIn   int    `json:"expires_in"`
+	Scope       string `json:"scope"`
+
+	ClientID string `json:"-"`
+	Tenant   string `json:"-"`
+}
+
+// Token handles a POST to the token endpoint, given its parsed
+// application/x-www-form-urlencoded body. It verifies the request as SMART
+// Backend Services requires and returns an access token for the granted
+// scopes: the requested scopes intersected with the client's.
+//
+// On failure it returns a *Failure (see Failure for statuses):
+// invalid_request for a repeated or missing parameter or a wrong
+// client_assertion_type; unsupported_grant_type unless grant_type is
+// client_credentials; invalid_client for any problem with the assertion
+// (malformed, alg other than RS384/ES384, missing or unknown kid, jku header,
+// iss != sub, unknown client, bad signature, aud not TokenURL, exp missing,
+// passed or more than 5 minutes ahead, nbf ahead, jti missing or replayed, a
+// client_id parameter that differs from iss); invalid_scope if no scope was
+// requested or none of the requested scopes is granted.
+func (s *Server) Token(ctx context.Context, form url.Values) (*TokenResponse, *Failure) {
+	for _, k := range []string{"grant_type", "client_assertion_type", "client_assertion", "scope", "client_id"} {
+		if len(form[k]) > 1 {
+			return nil, invalidRequest("param-repeated", "request parameters must not be repeated")
+		}
+	}
+	switch gt := form.Get("grant_type"); gt {
+	case grantClientCredentials:
+	case "":
+		return nil, invalidRequest("grant-type-missing", "grant_type is required")
+	default:
+		return nil, &Failure{
+			Status:      http.StatusBadRequest,
+			Code:        CodeUnsupportedGrantType,
+			Description: "grant_type must be client_credentials",
+			Reason:      "grant-type-unsupported",
+		}
+	}
+	if form.Get("client_assertion_type") != assertionTypeJWTBearer {
+		return nil, invalidRequest("assertion-type-invalid", "client_assertion_type must be "+assertionTypeJWTBearer)
+	}
+	assertion := form.Get("client_assertion")
+	if assertion == "" {
+		return nil, invalidRequest("assertion-missing", "client_assertion is required")
+	}
+
+	now := s.now()
+	client, f := s.verifyAssertion(ctx, assertion)
+	if f != nil {
+		return nil, f
+	}
+	if id := form.Get("client_id"); id != "" && id != client.id {
+		return nil, invalidClient("client-id-mismatch", "client_id must match the assertion's iss", client.id)
+	}
+
+	requested := ParseScopes(form.Get("scope"))
+	if strings.TrimSpace(form.Get("scope")) == "" {
+		return nil, &Failure{Status: http.StatusBadRequest, Code: CodeInvalidScope,
+			Description: "scope is required", Reason: "scope-missing", ClientID: client.id}
+	}
+	granted := grant(requested, client.scopes)
+	if granted.empty() {
+		return nil, &Failure{Status: http.StatusBadRequest, Code: CodeInvalidScope,
+			Description: "none of the requested scopes can be granted to this client", Reason: "scope-not-granted", ClientID: client.id}
+	}
+	token, err := s.issue(client, granted, now)
+	if err != nil {
+		return nil, &Failure{Status: http.StatusInternalServerError, Code: CodeServerError,
+			Description: "the token could not be issued", Reason: "sign-failed", ClientID: client.id, Err: err}
+	}
+	return &TokenResponse{
+		AccessToken: token,
+		TokenType:   "bearer",
+		ExpiresIn:   int(s.ttl.Seconds()),
+		Scope:       granted.String(),
+		ClientID:    client.id,
+		Tenant:      client.tenant,
+	}, nil
+}
+
+// verifyAssertion authenticates the client by its assertion. The order
+// matters: nothing about the claims is trusted until the signature has been
+// verified with a key registered for the client the assertion names, and the
+// jti is recorded only for an otherwise valid assertion.
+func (s *Server) verifyAssertion(ctx context.Context, assertion string) (*registeredClient, *Failure) {
+	if len(assertion) > maxAssertionLen {
+		return nil, invalidClient("malformed", "client_assertion is not a valid JWT", "")
+	}
+	tok, err := jwt.ParseSigned(assertion, assertionAlgs)
+	if err != nil {
+		var alg *jose.ErrUnexpectedSignatureAlgorithm
+		if errors.As(err, &alg) {
+			return nil, invalidClient("alg-not-allowed", "client_assertion must be signed with RS384 or ES384", "")
+		}
+		return nil, invalidClient("malformed", "client_assertion is not a valid JWT", "")
+	}
+	if len(tok.Headers) != 1 {
+		return nil, invalidClient("malformed", "client_assertion is not a valid JWT", "")
+	}
+	h := tok.Headers[0]
+	var unverified jwt.Claims
+	if err := tok.UnsafeClaimsWithoutVerification(&unverified); err != nil {
+		return nil, invalidClient("malformed", "client_assertion is not a valid JWT", "")
+	}
+	if unverified.Issuer == "" || unverified.Issuer != unverified.Subject {
+		return nil, invalidClient("iss-sub-mismatch", "client_assertion iss and sub must both be the client_id", "")
+	}
+	client := s.clients[unverified.Issuer]
+	if client == nil {
+		return nil, invalidClient("client-unknown", clientAuthFailed, "")
+	}
+	if typ, ok := h.ExtraHeaders[jose.HeaderType]; ok {
+		if t, _ := typ.(string); !strings.EqualFold(t, "JWT") {
+			return nil, invalidClient("typ-invalid", "client_assertion typ must be JWT", client.id)
+		}
+	}
+	// SMART: a jku must match one registered for the client; none are.
+	if _, ok := h.ExtraHeaders["jku"]; ok {
+		return nil, invalidClient("jku-not-allowed", "client_assertion jku is not registered for this client", client.id)
+	}
+	if h.KeyID == "" {
+		return nil, invalidClient("kid-missing", "client_assertion must have a kid header", client.id)
+	}
+	key, ok := client.keys[h.KeyID]
+	if !ok {
+		return nil, invalidClient("kid-unknown", clientAuthFailed, client.id)
+	}
+	if key.Algorithm != "" && key.Algorithm != h.Algorithm {
+		return nil, invalidClient("signature-invalid", clientAuthFailed, client.id)
+	}
+	var c jwt.Claims
+	if err := tok.Claims(key.Key, &c); err != nil {
+		return nil, invalidClient("signature-invalid", clientAuthFailed, client.id)
+	}
+
+	// Verified from here on.
+	now := s.now()
+	if c.Issuer != client.id || c.Subject != client.id {
+		return nil, invalidClient("iss-sub-mismatch", "client_assertion iss and sub must both be the client_id", client.id)
+	}
+	if !c.Audience.Contains(s.tokenURL) {
+		return nil, invalidClient("aud-mismatch", "client_assertion aud must be the token endpoint URL", client.id)
+	}
+	if c.Expiry == nil {
+		return nil, invalidClient("exp-missing", "client_assertion must have exp", client.id)
+	}
+	exp := c.Expiry.Time()
+	if !now.Before(exp.Add(clockSkew)) {
+		return nil, invalidClient("expired", "client_assertion has expired", client.id)
+	}
+	if exp.After(now.Add(maxAssertionLifetime + clockSkew)) {
+		return nil, invalidClient("exp-too-far", "client_assertion exp must be at most 5 minutes ahead", client.id)
+	}
+	if c.NotBefore != nil && now.Add(clockSkew).Before(c.NotBefore.Time()) {
+		return nil, invalidClient("not-yet-valid", "client_assertion is not valid yet", client.id)
+	}
+	if c.ID == "" || len(c.ID) > maxJTILen {
+		return nil, invalidClient("jti-missing", "client_assertion must have a jti of at most 255 characters", client.id)
+	}
+	seen, err := s.replay.Seen(ctx, replayKey(client.id, c.ID), exp.Add(clockSkew))
+	if err != nil {
+		return nil, &Failure{Status: http.StatusServiceUnavailable, Code: CodeTemporarilyUnavailable,
+			Description: "the request cannot be handled now; retry later", Reason: "replay-cache-error", ClientID: client.id, Err: err}
+	}
+	if seen {
+		return nil, invalidClient("jti-replayed", "client_assertion jti has been used already", client.id)
+	}
+	return client, nil
+}

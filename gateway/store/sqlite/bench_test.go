@@ -1,0 +1,14 @@
+package sqlite
+
+import (
+	"testing"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/storetest"
+)
+
+// BenchmarkSearch runs storetest.BenchmarkSearch on a fresh database.
+func BenchmarkSearch(b *testing.B) {
+	s, _ := openTemp(b, Options{})
+	defer s.Close()
+	storetest.BenchmarkSearch(b, s)
+}
