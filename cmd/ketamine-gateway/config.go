@@ -2,18 +2,66 @@ package main
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
 	"time"
 
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/delivery"
 )
 
 // fileConfig is the --config file (docs/configuration.md).
 type fileConfig struct {
+	// Auth registers SMART Backend Services clients (and external token
+	// issuers); without it the gateway runs in development mode.
+	Auth         *auth.Config        `json:"auth"`
 	Destinations []destinationConfig `json:"destinations"`
+}
+
+// readConfig reads and strictly decodes the --config file ("" gives an
+// empty configuration).
+func readConfig(configFile string) (*fileConfig, error) {
+	var fc fileConfig
+	if configFile == "" {
+		return &fc, nil
+	}
+	b, err := os.ReadFile(configFile)
+	if err != nil {
+		return nil, fmt.Errorf("--config: %v", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&fc); err != nil {
+		return nil, fmt.Errorf("--config %s: %v", configFile, err)
+	}
+	return &fc, nil
+}
+
+// authServer builds the authentication server from the configuration, or
+// returns nil for development mode (no clients, no external issuers). The
+// access-token signing secret comes from GATEWAY_TOKEN_SECRET (base64, at
+// least 32 bytes; the same on every replica) when set.
+func authServer(fc *fileConfig, getenv func(string) string) (*auth.Server, error) {
+	if fc.Auth == nil || (len(fc.Auth.Clients) == 0 && len(fc.Auth.External) == 0) {
+		return nil, nil
+	}
+	cfg := *fc.Auth
+	if v := getenv("GATEWAY_TOKEN_SECRET"); v != "" {
+		secret, err := base64.StdEncoding.DecodeString(v)
+		if err != nil {
+			return nil, errors.New("GATEWAY_TOKEN_SECRET must be base64")
+		}
+		cfg.SigningSecret = secret
+	}
+	s, err := auth.NewServer(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("--config: auth: %v", err)
+	}
+	return s, nil
 }
 
 type destinationConfig struct {
@@ -48,26 +96,14 @@ type destinationConfig struct {
 
 // destinations reads the delivery destinations from --config and/or
 // --ehr-url (one destination named "ehr" with the defaults).
-func destinations(configFile, ehrURL string, getenv func(string) string) ([]delivery.Destination, error) {
+func destinations(fc *fileConfig, ehrURL string, getenv func(string) string) ([]delivery.Destination, error) {
 	var out []delivery.Destination
-	if configFile != "" {
-		b, err := os.ReadFile(configFile)
+	for i, dc := range fc.Destinations {
+		d, err := dc.destination(getenv)
 		if err != nil {
-			return nil, fmt.Errorf("--config: %v", err)
+			return nil, fmt.Errorf("--config: destinations[%d]: %v", i, err)
 		}
-		dec := json.NewDecoder(bytes.NewReader(b))
-		dec.DisallowUnknownFields()
-		var fc fileConfig
-		if err := dec.Decode(&fc); err != nil {
-			return nil, fmt.Errorf("--config %s: %v", configFile, err)
-		}
-		for i, dc := range fc.Destinations {
-			d, err := dc.destination(getenv)
-			if err != nil {
-				return nil, fmt.Errorf("--config %s: destinations[%d]: %v", configFile, i, err)
-			}
-			out = append(out, d)
-		}
+		out = append(out, d)
 	}
 	if ehrURL != "" {
 		out = append(out, delivery.Destination{Name: "ehr", BaseURL: ehrURL})

@@ -163,7 +163,11 @@ func TestDestinationsConfig(t *testing.T) {
 		return ""
 	}
 	good := writeTemp(t, "c.json", `{"destinations":[{"name":"h1","baseUrl":"https://ehr.example/fhir","auth":{"type":"bearer","token":"env:TOK"},"timeout":"10s","filter":{"kinds":["session"]}}]}`)
-	dests, err := destinations(good, "http://127.0.0.1:9/fhir", getenv)
+	fc, err := readConfig(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dests, err := destinations(fc, "http://127.0.0.1:9/fhir", getenv)
 	if err != nil || len(dests) != 2 || dests[0].Auth.Token != "secret-token" || dests[0].Timeout.Seconds() != 10 || !dests[0].Accepts("session", "x") || dests[0].Accepts("vitals", "x") {
 		t.Fatalf("destinations = %+v, %v", dests, err)
 	}
@@ -174,10 +178,35 @@ func TestDestinationsConfig(t *testing.T) {
 		"duplicate":     `{"destinations":[{"name":"h","baseUrl":"https://a.example/fhir"},{"name":"h","baseUrl":"https://b.example/fhir"}]}`,
 		"bad timeout":   `{"destinations":[{"name":"h","baseUrl":"https://a.example/fhir","timeout":"soon"}]}`,
 	} {
-		if _, err := destinations(writeTemp(t, "c.json", body), "", getenv); err == nil {
+		fc, err := readConfig(writeTemp(t, "c.json", body))
+		if err == nil {
+			_, err = destinations(fc, "", getenv)
+		}
+		if err == nil {
 			t.Errorf("%s: no error", name)
 		} else if strings.Contains(err.Error(), "secret-token") {
 			t.Errorf("%s: error quotes a secret: %v", name, err)
 		}
+	}
+}
+
+func TestLoopback(t *testing.T) {
+	for addr, want := range map[string]bool{
+		"127.0.0.1:8080": true, "[::1]:8080": true, "localhost:0": true, "127.0.0.2:1": true,
+		":8080": false, "0.0.0.0:8080": false, "[::]:8080": false, "10.0.0.5:8080": false, "gw.example.org:443": false, "nonsense": false,
+	} {
+		if got := loopback(addr); got != want {
+			t.Errorf("loopback(%q) = %v, want %v", addr, got, want)
+		}
+	}
+}
+
+// TestServeRefusesOpenWithoutAuth: development mode only on loopback
+// (DECISIONS 6): asked to listen elsewhere without clients, serve exits 2
+// with a message saying why, without listening.
+func TestServeRefusesOpenWithoutAuth(t *testing.T) {
+	_, stderr, code := cli(t, "", "serve", "--addr", "0.0.0.0:0", "--db", filepath.Join(t.TempDir(), "kg.db"))
+	if code != exitUsage || !strings.Contains(stderr, "without authentication") {
+		t.Errorf("serve on 0.0.0.0 without auth: exit %d, stderr %q", code, stderr)
 	}
 }

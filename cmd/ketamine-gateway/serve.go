@@ -29,6 +29,7 @@ type serveConfig struct {
 	tlsCert, tlsKey                   string
 	maxBody                           int64
 	maxEntries                        int
+	rateLimit                         float64
 }
 
 // serve runs the HTTP server until ctx is cancelled, then drains it.
@@ -46,6 +47,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	fs.StringVar(&cfg.baseURL, "base-url", getenv("GATEWAY_BASE_URL"), "public FHIR base URL (GATEWAY_BASE_URL); default: from each request")
 	fs.StringVar(&cfg.tlsCert, "tls-cert", getenv("GATEWAY_TLS_CERT"), "PEM certificate chain: serve HTTPS (TLS 1.2 or later) (GATEWAY_TLS_CERT)")
 	fs.StringVar(&cfg.tlsKey, "tls-key", getenv("GATEWAY_TLS_KEY"), "PEM private key of --tls-cert (GATEWAY_TLS_KEY)")
+	fs.Float64Var(&cfg.rateLimit, "rate-limit", 100, "requests per second per client address and per client, bursts of twice that; 0 turns it off")
 	fs.StringVar(&cfg.instance, "instance", envOr(getenv, "GATEWAY_INSTANCE", defaultInstance()), "this process's name in audit records (GATEWAY_INSTANCE)")
 	if err := fs.Parse(args); err != nil {
 		return &exitError{code: exitUsage}
@@ -56,6 +58,19 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	tlsConfig, err := serverTLS(cfg.tlsCert, cfg.tlsKey)
 	if err != nil {
 		return &exitError{code: exitUsage, msg: err.Error()}
+	}
+	fc, err := readConfig(cfg.configFile)
+	if err != nil {
+		return &exitError{code: exitUsage, msg: err.Error()}
+	}
+	authn, err := authServer(fc, getenv)
+	if err != nil {
+		return &exitError{code: exitUsage, msg: err.Error()}
+	}
+	if authn == nil && !loopback(cfg.addr) {
+		return &exitError{code: exitUsage, msg: fmt.Sprintf("refusing to serve on %s without authentication: "+
+			"register clients in the auth section of --config (docs/security.md), or listen on a loopback address "+
+			"(127.0.0.1, ::1, localhost) for development", cfg.addr)}
 	}
 	tel, err := telemetry.Setup(ctx, getenv, stdout)
 	if err != nil {
@@ -72,7 +87,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return &exitError{code: exitInvalid, msg: err.Error()}
 	}
 	defer st.Close()
-	dests, err := destinations(cfg.configFile, cfg.ehrURL, getenv)
+	dests, err := destinations(fc, cfg.ehrURL, getenv)
 	if err != nil {
 		return &exitError{code: exitUsage, msg: err.Error()}
 	}
@@ -83,7 +98,17 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	defer metrics.Close()
 	gcfg := gateway.Config{MaxBodyBytes: cfg.maxBody, IdentifierBase: cfg.identifierBase, Logger: logger,
 		Store: st, BaseURL: cfg.baseURL, MaxBundleEntries: cfg.maxEntries, Telemetry: tel, Metrics: metrics,
-		Instance: cfg.instance}
+		Instance: cfg.instance, Auth: authn, RateLimit: cfg.rateLimit}
+	if cfg.rateLimit <= 0 {
+		gcfg.RateLimit = -1
+	}
+	if authn != nil {
+		gcfg.AuthTokenURL = fc.Auth.TokenURL
+		logger.Info("authentication: SMART Backend Services", "clients", len(fc.Auth.Clients), "external_issuers", len(fc.Auth.External))
+	} else {
+		logger.Warn("development mode: no authentication configured; every request is served as an anonymous client " +
+			"with every permission, on a loopback address only")
+	}
 	var worker *delivery.Worker
 	if len(dests) > 0 {
 		ob, ok := gateway.DeliveryOutbox(st)
@@ -223,4 +248,18 @@ func serverTLS(certFile, keyFile string) (*tls.Config, error) {
 		return nil, fmt.Errorf("--tls-cert/--tls-key: %v", err)
 	}
 	return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}, nil
+}
+
+// loopback reports whether a listen address is on the loopback interface
+// only (an empty host listens everywhere).
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
