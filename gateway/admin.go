@@ -9,6 +9,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
 
@@ -66,6 +67,16 @@ func ViewDelivery(it *store.OutboxItem, attempts []*store.Attempt, withPayload b
 	return v
 }
 
+// deliveryTenant is the DeliveryFilter.Tenant of the caller: its own
+// tenant, or "" (every tenant) for an all-tenant operator and in
+// development mode.
+func deliveryTenant(c echo.Context) string {
+	if t := tenantOf(c); t != search.AllTenants {
+		return t
+	}
+	return ""
+}
+
 // outbox returns the store's outbox or a 501.
 func (s *Server) outbox() (store.Outbox, error) {
 	ob, ok := s.store.(store.Outbox)
@@ -80,7 +91,8 @@ func (s *Server) handleListDeliveries(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	f := store.DeliveryFilter{Status: c.QueryParam("status"), Destination: c.QueryParam("destination"), Patient: c.QueryParam("patient")}
+	f := store.DeliveryFilter{Status: c.QueryParam("status"), Destination: c.QueryParam("destination"),
+		Patient: c.QueryParam("patient"), Tenant: deliveryTenant(c)}
 	if f.Since, err = timeParam(c, "since"); err != nil {
 		return err
 	}
@@ -114,7 +126,7 @@ func (s *Server) handleShowDelivery(c echo.Context) error {
 		return errorf(http.StatusNotFound, "not-found", "delivery-unknown", "no such delivery")
 	}
 	it, attempts, err := ob.Delivery(c.Request().Context(), id)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, store.ErrNotFound) || (err == nil && !visible(tenantOf(c), "", it.Tenant)) {
 		return errorf(http.StatusNotFound, "not-found", "delivery-unknown", "no such delivery")
 	}
 	if err != nil {
@@ -131,6 +143,12 @@ func (s *Server) handleRetryDelivery(c echo.Context) error {
 	id, err := strconv.ParseInt(c.Param("id"), 10, 64)
 	if err != nil {
 		return errorf(http.StatusNotFound, "not-found", "delivery-unknown", "no such delivery")
+	}
+	if it, _, err := ob.Delivery(c.Request().Context(), id); errors.Is(err, store.ErrNotFound) ||
+		(err == nil && !visible(tenantOf(c), "", it.Tenant)) {
+		return errorf(http.StatusNotFound, "not-found", "delivery-unknown", "no such delivery")
+	} else if err != nil {
+		return err
 	}
 	if err := ob.Retry(c.Request().Context(), id, s.now()); errors.Is(err, store.ErrNotFound) {
 		return errorf(http.StatusConflict, "conflict", "delivery-not-dead", "only a dead letter can be retried")
@@ -153,6 +171,9 @@ func (s *Server) handleReplay(c echo.Context) error {
 	}
 	if dest == "" || since.IsZero() {
 		return errorf(http.StatusBadRequest, "required", "parameter-missing", "replay needs destination and since")
+	}
+	if t := tenantOf(c); t != "" && t != search.AllTenants {
+		return errorf(http.StatusForbidden, "forbidden", "tenant-replay", "a replay re-sends every tenant's records; it needs an all-tenant operator")
 	}
 	n, err := ob.Replay(c.Request().Context(), dest, since, s.now())
 	if err != nil {

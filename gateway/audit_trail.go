@@ -13,6 +13,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/telemetry"
 )
@@ -137,7 +138,7 @@ func (s *Server) auditRequests(next echo.HandlerFunc) echo.HandlerFunc {
 		if !sc.committed {
 			ctx := context.WithoutCancel(c.Request().Context())
 			err := s.write(ctx, func(tx store.Tx) error {
-				return s.appendAudit(tx, s.auditRecord(c, sc, res.Status))
+				return s.appendAudit(auditTx(tx, sc), s.auditRecord(c, sc, res.Status))
 			})
 			if err != nil {
 				// The answer must not leave unaudited: replace it.
@@ -224,19 +225,32 @@ func (s *Server) appendAudit(tx store.Tx, rec audit.Record) error {
 	return nil
 }
 
+// auditTx is tx as the request's AuditEvent is written: in the client's
+// tenant (the default tenant for unauthenticated requests and for
+// all-tenant operators).
+func auditTx(tx store.Tx, sc *auditScope) store.Tx {
+	tenant := sc.tenant
+	if tenant == search.AllTenants {
+		tenant = ""
+	}
+	return txFor(tx, tenant)
+}
+
 // writeAudited runs fn in a retried write transaction and, when fn
 // succeeds, appends the request's AuditEvent (with the status fn reports)
 // in the same transaction.
 func (s *Server) writeAudited(c echo.Context, ctx context.Context, fn func(tx store.Tx) (status int, err error)) error {
 	sc := auditOf(c)
 	audited := sc.interaction != ""
+	tenant := tenantOf(c)
 	err := s.write(ctx, func(tx store.Tx) error {
 		sc.reset()
+		tx = txFor(tx, tenant)
 		status, err := fn(tx)
 		if err != nil || !audited {
 			return err
 		}
-		return s.appendAudit(tx, s.auditRecord(c, sc, status))
+		return s.appendAudit(auditTx(tx, sc), s.auditRecord(c, sc, status))
 	})
 	if err == nil && audited {
 		sc.committed = true

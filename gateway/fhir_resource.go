@@ -119,6 +119,8 @@ func (s *Server) update(tx store.Tx, typ, id string, doc map[string]any, ifMatch
 	var next int64 = 1
 	exists := false
 	switch {
+	case errors.Is(err, errForeign):
+		return nil, errIDTaken
 	case err == nil:
 		next, exists = cur.Version+1, true
 	case errors.Is(err, store.ErrGone):

@@ -245,7 +245,7 @@ func (s *Server) handleRead(c echo.Context) error {
 	if err := allow(c, typ, 'r'); err != nil {
 		return err
 	}
-	r, err := s.store.Read(c.Request().Context(), typ, id)
+	r, err := s.storeFor(c).Read(c.Request().Context(), typ, id)
 	if err != nil {
 		if errors.Is(err, store.ErrGone) && r != nil {
 			c.Response().Header().Set("ETag", etag(r.Version))
@@ -269,7 +269,7 @@ func (s *Server) handleVRead(c echo.Context) error {
 	if err != nil || vid < 1 {
 		return errorf(http.StatusNotFound, "not-found", "version-unknown", "no such version")
 	}
-	r, err := s.store.VRead(c.Request().Context(), typ, id, vid)
+	r, err := s.storeFor(c).VRead(c.Request().Context(), typ, id, vid)
 	if err != nil {
 		return err
 	}

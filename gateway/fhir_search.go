@@ -93,7 +93,7 @@ func (s *Server) handleSearch(c echo.Context) error {
 	if err != nil {
 		return searchError(err)
 	}
-	page, err := s.store.Search(c.Request().Context(), q)
+	page, err := s.storeFor(c).Search(c.Request().Context(), q)
 	if err != nil {
 		return err
 	}
@@ -216,7 +216,7 @@ func (s *Server) handleHistory(c echo.Context) error {
 		}
 		q.Since = t
 	}
-	versions, total, err := s.store.History(c.Request().Context(), q)
+	versions, total, err := s.storeFor(c).History(c.Request().Context(), q)
 	if err != nil {
 		return err
 	}

@@ -37,6 +37,9 @@ type LineageQuery struct {
 	// IdentifierBase is the deployment's identifier namespace (to name
 	// records); mapping.DefaultIdentifierBase when empty.
 	IdentifierBase string `json:"-"`
+	// Tenant confines the answer to one tenant's records (search.AllTenants:
+	// every tenant, the CLI's view).
+	Tenant string `json:"-"`
 }
 
 // Lineage is the answer.
@@ -151,13 +154,14 @@ func BuildLineage(ctx context.Context, st store.Store, q LineageQuery) (*Lineage
 		provQuery = url.Values{"entity:identifier": {strings.Join(ids, ",")}}
 	}
 	out := &Lineage{Query: q, Receipts: []Receipt{}, Requests: []RequestView{}}
+	ob, _ := st.(store.Outbox)
+	st = tenantStore{Store: st, tenant: q.Tenant}
 	provs, err := searchAll(ctx, st, "Provenance", provQuery, maxLineageReceipts)
 	if err != nil {
 		return nil, err
 	}
-	ob, _ := st.(store.Outbox)
 	for _, p := range provs {
-		rc, err := receipt(ctx, st, ob, p)
+		rc, err := receipt(ctx, st, ob, q.Tenant, p)
 		if err != nil {
 			return nil, err
 		}
@@ -218,7 +222,7 @@ func searchAll(ctx context.Context, st store.Store, typ string, params url.Value
 
 // receipt reads a Provenance the gateway wrote, with its request and
 // deliveries.
-func receipt(ctx context.Context, st store.Store, ob store.Outbox, p map[string]any) (Receipt, error) {
+func receipt(ctx context.Context, st store.Store, ob store.Outbox, tenant string, p map[string]any) (Receipt, error) {
 	id, _ := p["id"].(string)
 	rc := Receipt{Provenance: "Provenance/" + id, Resources: []string{}, Deliveries: []DeliveryView{}}
 	rc.Received, _ = p["recorded"].(string)
@@ -268,7 +272,11 @@ func receipt(ctx context.Context, st store.Store, ob store.Outbox, p map[string]
 	if ob == nil || rc.Source == "" {
 		return rc, nil
 	}
-	items, err := ob.Deliveries(ctx, store.DeliveryFilter{Source: rc.Source, Kind: rc.Kind, RecordID: rc.RecordID, Limit: 1000})
+	f := store.DeliveryFilter{Source: rc.Source, Kind: rc.Kind, RecordID: rc.RecordID, Tenant: tenant, Limit: 1000}
+	if tenant == search.AllTenants {
+		f.Tenant = ""
+	}
+	items, err := ob.Deliveries(ctx, f)
 	if err != nil {
 		return rc, err
 	}
@@ -355,7 +363,8 @@ func extString(v any, url string) string {
 // ?resource=Type/id | ?trace=<trace id>.
 func (s *Server) handleLineage(c echo.Context) error {
 	q := LineageQuery{Source: c.QueryParam("source"), Kind: c.QueryParam("kind"), RecordID: c.QueryParam("record"),
-		Resource: c.QueryParam("resource"), TraceID: c.QueryParam("trace"), IdentifierBase: s.pipeline.opts.IdentifierBase}
+		Resource: c.QueryParam("resource"), TraceID: c.QueryParam("trace"), IdentifierBase: s.pipeline.opts.IdentifierBase,
+		Tenant: tenantOf(c)}
 	l, err := BuildLineage(c.Request().Context(), s.store, q)
 	if err != nil {
 		return err

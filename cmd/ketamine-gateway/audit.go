@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 )
 
 const auditUsage = `usage: ketamine-gateway audit verify [--db DB]
@@ -77,6 +78,7 @@ func lineageCommand(ctx context.Context, args []string, getenv func(string) stri
 		return usageError("%s", lineageUsage)
 	}
 	q.IdentifierBase = *base
+	q.Tenant = search.AllTenants // the database's administrator sees every tenant
 	st, err := openStore(ctx, *db)
 	if err != nil {
 		return &exitError{code: exitInvalid, msg: err.Error()}

@@ -1,0 +1,166 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+)
+
+// Tenants: every stored version, ledger entry, conditional key and outbox
+// item belongs to the tenant of the client that wrote it; every read,
+// search, history, conditional match and include is confined to the
+// caller's tenant. Another tenant's resource is "not found" (404, never
+// 403), totals count only the caller's tenant, and a client-chosen id that
+// another tenant already uses is a 409 that says no more than that. The
+// confinement is done once, by wrapping the store and its transactions,
+// so no handler can forget it.
+
+// sharedTypes are conformance resources every tenant reads (the gateway's
+// CodeSystems and SearchParameters live in the default tenant).
+var sharedTypes = map[string]bool{
+	"CodeSystem": true, "ValueSet": true, "ConceptMap": true, "NamingSystem": true, "SearchParameter": true,
+	"StructureDefinition": true, "CapabilityStatement": true, "OperationDefinition": true,
+}
+
+// errForeign is a resource of another tenant: not found, to the caller.
+var errForeign = fmt.Errorf("%w (held by another tenant)", store.ErrNotFound)
+
+// errIDTaken answers a write to an id another tenant holds.
+var errIDTaken = errorf(http.StatusConflict, "conflict", "id-unavailable",
+	"this resource id cannot be used; create the resource without an id (POST) to have one assigned")
+
+// visible reports whether a resource of tenant owner may be shown to
+// tenant (search.AllTenants sees everything).
+func visible(tenant, typ, owner string) bool {
+	return tenant == search.AllTenants || owner == tenant || sharedTypes[typ]
+}
+
+// scopeQuery confines a search to tenant (shared types: every tenant).
+func scopeQuery(q *search.Query, tenant string) {
+	q.Tenant = tenant
+	if sharedTypes[q.Type] {
+		q.Tenant = search.AllTenants
+	}
+}
+
+// tenantStore is the store as one tenant sees it.
+type tenantStore struct {
+	store.Store
+	tenant string
+}
+
+// storeFor is the store confined to the request's tenant.
+func (s *Server) storeFor(c echo.Context) store.Store {
+	return tenantStore{Store: s.store, tenant: tenantOf(c)}
+}
+
+func (t tenantStore) Read(ctx context.Context, typ, id string) (*store.Resource, error) {
+	r, err := t.Store.Read(ctx, typ, id)
+	if r != nil && !visible(t.tenant, typ, r.Tenant) {
+		return nil, errForeign
+	}
+	return r, err
+}
+
+func (t tenantStore) VRead(ctx context.Context, typ, id string, version int64) (*store.Resource, error) {
+	r, err := t.Store.VRead(ctx, typ, id, version)
+	if r != nil && !visible(t.tenant, typ, r.Tenant) {
+		return nil, errForeign
+	}
+	return r, err
+}
+
+func (t tenantStore) History(ctx context.Context, q store.HistoryQuery) ([]*store.Resource, int, error) {
+	q.Tenant = t.tenant
+	if sharedTypes[q.Type] {
+		q.Tenant = search.AllTenants
+	}
+	return t.Store.History(ctx, q)
+}
+
+func (t tenantStore) Search(ctx context.Context, q *search.Query) (*store.Page, error) {
+	scopeQuery(q, t.tenant)
+	return t.Store.Search(ctx, q)
+}
+
+// tenantTx is a write transaction as one tenant sees it: reads and
+// searches confined, writes stamped with the tenant, conditional keys and
+// ledger entries namespaced by it.
+type tenantTx struct {
+	store.Tx
+	tenant string
+}
+
+// txFor confines tx to tenant.
+func txFor(tx store.Tx, tenant string) store.Tx {
+	if tt, ok := tx.(tenantTx); ok {
+		tx = tt.Tx
+	}
+	return tenantTx{Tx: tx, tenant: tenant}
+}
+
+// ns namespaces a key by the tenant (the default tenant keeps the bare
+// key, so databases from before tenants keep working).
+func (t tenantTx) ns(key string) string {
+	if t.tenant == "" {
+		return key
+	}
+	return "tenant:" + t.tenant + "|" + key
+}
+
+func (t tenantTx) Read(typ, id string) (*store.Resource, error) {
+	r, err := t.Tx.Read(typ, id)
+	if r != nil && !visible(t.tenant, typ, r.Tenant) {
+		return nil, errForeign
+	}
+	return r, err
+}
+
+func (t tenantTx) Search(q *search.Query) (*store.Page, error) {
+	scopeQuery(q, t.tenant)
+	return t.Tx.Search(q)
+}
+
+func (t tenantTx) Put(res *store.Resource, entries []search.Entry) error {
+	if t.tenant == search.AllTenants {
+		return errorf(http.StatusForbidden, "forbidden", "tenant-required",
+			"a client acting for every tenant may read but not write; use a client of the tenant")
+	}
+	res.Tenant = t.tenant
+	return t.Tx.Put(res, entries)
+}
+
+func (t tenantTx) ClaimKey(key, typ, id string) error { return t.Tx.ClaimKey(t.ns(key), typ, id) }
+
+func (t tenantTx) KeyOwner(key string) (string, string, error) { return t.Tx.KeyOwner(t.ns(key)) }
+
+func (t tenantTx) Ledger(source, kind, recordID, version string) (*store.Ledger, error) {
+	return t.Tx.Ledger(t.ns(source), kind, recordID, version)
+}
+
+func (t tenantTx) PutLedger(l *store.Ledger) error {
+	cp := *l
+	cp.Source = t.ns(l.Source)
+	return t.Tx.PutLedger(&cp)
+}
+
+// Savepoint keeps fn on the confined transaction (fn closes over it).
+func (t tenantTx) Savepoint(fn func() error) error { return t.Tx.Savepoint(fn) }
+
+// Enqueue stamps outbox items with the tenant.
+func (t tenantTx) Enqueue(items ...*store.OutboxItem) error {
+	otx, ok := t.Tx.(store.OutboxTx)
+	if !ok {
+		return errors.New("the store keeps no outbox")
+	}
+	for _, it := range items {
+		it.Tenant = t.tenant
+	}
+	return otx.Enqueue(items...)
+}
