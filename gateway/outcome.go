@@ -61,17 +61,18 @@ func Outcome(err error) (int, []Issue) {
 		fe *FHIRValidationError
 	)
 	var ee *entryError
-	if f, ok := isAuthFailure(err); ok {
-		return authOutcome(f)
-	}
-	switch {
-	case errors.As(err, &ee):
+	if errors.As(err, &ee) {
 		status, issues := Outcome(ee.err)
 		for i := range issues {
 			issues[i].Expression = prefixExpr(fmt.Sprintf("Bundle.entry[%d]", ee.index), issues[i].Expression)
 			issues[i].Message = fmt.Sprintf("Bundle entry %d: %s", ee.index, issues[i].Message)
 		}
 		return status, issues
+	}
+	if f, ok := isAuthFailure(err); ok {
+		return authOutcome(f)
+	}
+	switch {
 	case errors.As(err, &ge):
 		return ge.Status, ge.Issues
 	case errors.Is(err, store.ErrNotFound):

@@ -16,8 +16,7 @@ import (
 // item belongs to the tenant of the client that wrote it; every read,
 // search, history, conditional match and include is confined to the
 // caller's tenant. Another tenant's resource is "not found" (404, never
-// 403), totals count only the caller's tenant, and a client-chosen id that
-// another tenant already uses is a 409 that says no more than that. The
+// 403, also for an update), and totals count only the caller's tenant. The
 // confinement is done once, by wrapping the store and its transactions,
 // so no handler can forget it.
 
@@ -31,9 +30,10 @@ var sharedTypes = map[string]bool{
 // errForeign is a resource of another tenant: not found, to the caller.
 var errForeign = fmt.Errorf("%w (held by another tenant)", store.ErrNotFound)
 
-// errIDTaken answers a write to an id another tenant holds.
-var errIDTaken = errorf(http.StatusConflict, "conflict", "id-unavailable",
-	"this resource id cannot be used; create the resource without an id (POST) to have one assigned")
+// errIDTaken answers a write to an id another tenant holds: not found, as
+// a read would be, and not creatable with that id.
+var errIDTaken = errorf(http.StatusNotFound, "not-found", "id-unavailable",
+	"no resource with this id can be updated or created by this client; create it without an id (POST)")
 
 // visible reports whether a resource of tenant owner may be shown to
 // tenant (search.AllTenants sees everything).
