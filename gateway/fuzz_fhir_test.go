@@ -25,6 +25,21 @@ func FuzzFHIRWrite(f *testing.F) {
 			}
 		}
 	}
+	// HL7's own validator cases (valid and invalid) from ../shared/testdata,
+	// when present: small ones, so that each run stays fast.
+	cases, _ := filepath.Glob("../../shared/testdata/fhir-test-cases/cases/*/*.json")
+	if more, _ := filepath.Glob("../../shared/testdata/fhir-test-cases/cases/*.json"); len(more) > 0 {
+		cases = append(cases, more...)
+	}
+	n := 0
+	for _, c := range cases {
+		if fi, err := os.Stat(c); err == nil && fi.Size() < 8<<10 && n < 60 {
+			if b, err := os.ReadFile(c); err == nil {
+				f.Add(b)
+				n++
+			}
+		}
+	}
 	st, err := sqlite.Open(context.Background(), filepath.Join(f.TempDir(), "fuzz.db"), sqlite.Options{})
 	if err != nil {
 		f.Fatal(err)
