@@ -54,6 +54,7 @@ var auditedRoutes = map[string]string{
 	"GET /fhir/:type/:id":                       "read",
 	"PUT /fhir/:type/:id":                       "update",
 	"DELETE /fhir/:type/:id":                    "delete",
+	"PATCH /fhir/:type/:id":                     "patch",
 	"GET /fhir/:type/:id/_history":              "history-instance",
 	"GET /fhir/:type/:id/_history/:vid":         "vread",
 	"GET /fhir/CodeSystem/:id":                  "read",

@@ -353,3 +353,10 @@ func interactionOf(c echo.Context) string {
 		return "update"
 	}
 }
+
+// handlePatch is PATCH /fhir/{type}/{id}: not supported (405, as the
+// CapabilityStatement says by not listing patch).
+func (s *Server) handlePatch(c echo.Context) error {
+	return errorf(http.StatusMethodNotAllowed, "not-supported", "patch-unsupported",
+		"PATCH is not supported; send the whole resource with PUT")
+}

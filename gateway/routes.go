@@ -46,6 +46,7 @@ func (s *Server) routes() {
 	f.GET("/:type/:id", s.handleRead)
 	f.PUT("/:type/:id", s.handleUpdate)
 	f.DELETE("/:type/:id", s.handleDelete)
+	f.PATCH("/:type/:id", s.handlePatch)
 	f.GET("/:type/:id/_history", s.handleHistory)
 	f.GET("/:type/:id/_history/:vid", s.handleVRead)
 }

@@ -83,6 +83,7 @@ var interactions = map[string]kind{
 	"vread":            {action: "R", display: "vread"},
 	"update":           {action: "U", display: "update"},
 	"delete":           {action: "D", display: "delete"},
+	"patch":            {action: "U", display: "patch"},
 	"history-instance": {action: "R", display: "history-instance"},
 	"history-type":     {action: "R", display: "history-type"},
 	"history-system":   {action: "R", display: "history-system"},
