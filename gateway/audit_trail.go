@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -137,10 +139,7 @@ func (s *Server) auditRequests(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		res.Writer = buf.ResponseWriter
 		if !sc.committed {
-			ctx := context.WithoutCancel(c.Request().Context())
-			err := s.write(ctx, func(tx store.Tx) error {
-				return s.appendAudit(auditTx(tx, sc), s.auditRecord(c, sc, res.Status))
-			})
+			err := s.audits.append(s, auditTenant(sc), s.auditRecord(c, sc, res.Status))
 			if err != nil {
 				// The answer must not leave unaudited: replace it.
 				s.log.Error("audit write failed", "route", c.Path(), "method", c.Request().Method, "status", res.Status)
@@ -230,11 +229,81 @@ func (s *Server) appendAudit(tx store.Tx, rec audit.Record) error {
 // tenant (the default tenant for unauthenticated requests and for
 // all-tenant operators).
 func auditTx(tx store.Tx, sc *auditScope) store.Tx {
-	tenant := sc.tenant
-	if tenant == search.AllTenants {
-		tenant = ""
+	return txFor(tx, auditTenant(sc))
+}
+
+// auditTenant is the tenant a request's AuditEvent belongs to.
+func auditTenant(sc *auditScope) string {
+	if sc.tenant == search.AllTenants {
+		return ""
 	}
-	return txFor(tx, tenant)
+	return sc.tenant
+}
+
+// auditBatcher group-commits the AuditEvents of requests that wrote no
+// data (reads, searches, failures): concurrent requests share one durable
+// transaction instead of paying one commit each, and each still gets its
+// answer only after its own record is committed.
+type auditBatcher struct {
+	once sync.Once
+	ch   chan *auditReq
+}
+
+type auditReq struct {
+	tenant string
+	rec    audit.Record
+	done   chan error
+}
+
+// maxAuditBatch bounds one group commit.
+const maxAuditBatch = 256
+
+// append commits rec (in tenant) and returns when it is durable.
+func (b *auditBatcher) append(s *Server, tenant string, rec audit.Record) error {
+	b.once.Do(func() {
+		b.ch = make(chan *auditReq, maxAuditBatch)
+		go b.run(s)
+	})
+	r := &auditReq{tenant: tenant, rec: rec, done: make(chan error, 1)}
+	b.ch <- r
+	return <-r.done
+}
+
+// run commits whatever is queued, as one transaction, for as long as the
+// process lives (the goroutine only waits when nothing is queued).
+func (b *auditBatcher) run(s *Server) {
+	for first := range b.ch {
+		batch := []*auditReq{first}
+	drain:
+		for len(batch) < maxAuditBatch {
+			select {
+			case r := <-b.ch:
+				batch = append(batch, r)
+			default:
+				break drain
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := s.write(ctx, func(tx store.Tx) error {
+			for _, r := range batch {
+				if err := s.appendAudit(txFor(tx, r.tenant), r.rec); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil && len(batch) > 1 {
+			// Find out whose record failed: each alone.
+			for _, r := range batch {
+				r.done <- s.write(ctx, func(tx store.Tx) error { return s.appendAudit(txFor(tx, r.tenant), r.rec) })
+			}
+		} else {
+			for _, r := range batch {
+				r.done <- err
+			}
+		}
+		cancel()
+	}
 }
 
 // writeAudited runs fn in a retried write transaction and, when fn

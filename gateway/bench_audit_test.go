@@ -77,3 +77,37 @@ func BenchmarkIngestAudit(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkReadAuditParallel reads one resource from many goroutines with
+// the audit trail off and on: every audited read commits one AuditEvent.
+func BenchmarkReadAuditParallel(b *testing.B) {
+	for _, on := range []bool{false, true} {
+		name := map[bool]string{false: "off", true: "on"}[on]
+		b.Run(name, func(b *testing.B) {
+			st, err := sqlite.Open(context.Background(), filepath.Join(b.TempDir(), "bench.db"), sqlite.Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer st.Close()
+			s, err := NewServer(Config{Store: st, RateLimit: -1, MaxInFlight: 1024})
+			if err != nil {
+				b.Fatal(err)
+			}
+			s.noAudit = !on
+			r := httptest.NewRequest(http.MethodPut, "/fhir/Patient/p1", strings.NewReader(`{"resourceType":"Patient","id":"p1"}`))
+			r.Header.Set("Content-Type", "application/fhir+json")
+			s.ServeHTTP(httptest.NewRecorder(), r)
+			b.SetParallelism(16)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					rec := httptest.NewRecorder()
+					s.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/fhir/Patient/p1", nil))
+					if rec.Code != http.StatusOK {
+						b.Errorf("read = %d", rec.Code)
+						return
+					}
+				}
+			})
+		})
+	}
+}

@@ -98,6 +98,7 @@ type Server struct {
 	log                      *slog.Logger
 	echo                     *echo.Echo
 	ipLimiter, clientLimiter *auth.Limiter
+	audits                   auditBatcher
 	inFlight                 chan struct{}
 	// noAudit switches the audit trail (AuditEvents and Provenance) off;
 	// only the overhead benchmark sets it.
