@@ -414,10 +414,15 @@ func TestScopesAndTenants(t *testing.T) {
 	if status, _, l := call(t, "GET", s.base+"/admin/lineage?source=serenity-clinic-emr&record=INF-2026-0310-001", auditor, ""); status != 200 || len(list(l["receipts"])) != 1 {
 		t.Errorf("auditor lineage = %d %v", status, l)
 	}
-	// AuditEvents name the tenant.
-	_, _, evs := call(t, "GET", s.base+"/fhir/AuditEvent?site=hospital-b&_count=1", auditor, "")
-	if len(list(evs["entry"])) != 1 {
-		t.Errorf("no AuditEvent names tenant hospital-b: %v", evs)
+	// AuditEvents name the tenant and the client, and are found by patient,
+	// entity, agent, date and outcome.
+	for _, q := range []string{"site=hospital-b", "agent:identifier=https://ketamine-gateway.org/fhir/sid/client|hospital-b",
+		"patient=Patient/" + pid, "entity=Patient/" + pid, "outcome=4&agent:identifier=https://ketamine-gateway.org/fhir/sid/client|reader-a",
+		"date=ge" + time.Now().Add(-time.Hour).UTC().Format("2006-01-02T15:04:05Z") + "&subtype=http://hl7.org/fhir/restful-interaction|read"} {
+		_, _, evs := call(t, "GET", s.base+"/fhir/AuditEvent?_count=1&"+strings.ReplaceAll(q, "|", "%7C"), auditor, "")
+		if len(list(evs["entry"])) != 1 {
+			t.Errorf("AuditEvent?%s found nothing: %v", q, evs)
+		}
 	}
 }
 
