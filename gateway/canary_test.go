@@ -53,17 +53,21 @@ func markRecord(t *testing.T, p *Pipeline, kind mapping.Kind, raw []byte, m *mar
 		_, err := p.Map(kind, b)
 		return err == nil
 	}
+	// try puts a marker where orig was and keeps it if the record stays valid.
+	try := func(set func(string), orig string) {
+		set(m.next())
+		if !valid() {
+			set(orig)
+			m.all = m.all[:len(m.all)-1]
+		}
+	}
 	var walk func(v any)
 	walk = func(v any) {
 		switch n := v.(type) {
 		case map[string]any:
 			for k, c := range n {
 				if s, ok := c.(string); ok {
-					n[k] = m.next()
-					if !valid() {
-						n[k] = s
-						m.all = m.all[:len(m.all)-1]
-					}
+					try(func(v string) { n[k] = v }, s)
 					continue
 				}
 				walk(c)
@@ -71,11 +75,7 @@ func markRecord(t *testing.T, p *Pipeline, kind mapping.Kind, raw []byte, m *mar
 		case []any:
 			for i, c := range n {
 				if s, ok := c.(string); ok {
-					n[i] = m.next()
-					if !valid() {
-						n[i] = s
-						m.all = m.all[:len(m.all)-1]
-					}
+					try(func(v string) { n[i] = v }, s)
 					continue
 				}
 				walk(c)
