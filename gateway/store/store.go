@@ -36,8 +36,9 @@ type Resource struct {
 	// Tenant is the tenant (clinic, hospital) the version belongs to; ""
 	// is the default tenant. Type/ID is one resource across all tenants:
 	// the store keys resources by type and id alone, so Read, VRead and
-	// History return a resource whatever its tenant, and the caller
-	// compares Tenant (Search does filter by tenant, see search.Query).
+	// Tx.Read return a resource whatever its tenant, and the caller
+	// compares Tenant (Search and History filter by tenant: see
+	// search.Query.Tenant and HistoryQuery.Tenant).
 	Tenant string
 	// Body is the resource JSON as stored (id and meta already set by the
 	// caller); nil for a deletion.
@@ -128,8 +129,8 @@ type Tx interface {
 	// millisecond and written back into res. res.Tenant is stored with
 	// the version and becomes the resource's tenant for Search; Put does
 	// not compare it with the previous version's (the caller reads first
-	// and refuses to write another tenant's resource). A Tenant of
-	// search.AllTenants is an error.
+	// and refuses to write another tenant's resource). A Tenant that is
+	// search.AllTenants, not valid UTF-8 or holds a NUL byte is an error.
 	Put(res *Resource, entries []search.Entry) error
 	// ClaimKey records that the conditional key (e.g. "Patient|identifier=
 	// sys|val", normalised by the caller) belongs to typ/id. It returns

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/internal/sqlq"
 )
 
 // The outbox (store.OutboxTx on the write transaction, store.Outbox on the
@@ -32,14 +33,18 @@ var (
 )
 
 const outboxCols = `id, destination, order_key, patient, kind, source, record_id, version, trace_id, payload,
-	status, attempts, next_attempt, last_error, created, updated`
+	status, attempts, next_attempt, last_error, created, updated, tenant`
 
 // lockOutbox takes the advisory transaction lock of a destination (and
-// order key); the key's first part keeps these apart from the migration
-// lock.
-func lockOutbox(ctx context.Context, q pgx.Tx, destination, orderKey string) error {
-	_, err := q.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('kg-outbox'), hashtext($1))`,
-		text(destination)+"\x1f"+text(orderKey))
+// tenant and order key); the key's first part keeps these apart from the
+// migration lock. The default tenant's keys are those of before tenants,
+// so that processes of both versions lock alike during an upgrade.
+func lockOutbox(ctx context.Context, q pgx.Tx, destination, tenant, orderKey string) error {
+	key := text(destination) + "\x1f" + text(orderKey)
+	if tenant != "" {
+		key += "\x1f" + text(tenant)
+	}
+	_, err := q.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('kg-outbox'), hashtext($1))`, key)
 	return err
 }
 
@@ -51,7 +56,10 @@ func (t *tx) Enqueue(items ...*store.OutboxItem) error {
 		if it.NextAttempt.IsZero() {
 			it.NextAttempt = now
 		}
-		if err := lockOutbox(t.ctx, t.q, it.Destination, it.OrderKey); err != nil {
+		if !sqlq.ValidTenant(it.Tenant) {
+			return fmt.Errorf("postgres: enqueue: %q is not a tenant", it.Tenant)
+		}
+		if err := lockOutbox(t.ctx, t.q, it.Destination, it.Tenant, it.OrderKey); err != nil {
 			return fmt.Errorf("postgres: enqueue: %w", mapErr(t.ctx, err))
 		}
 		payload := it.Payload
@@ -59,10 +67,11 @@ func (t *tx) Enqueue(items ...*store.OutboxItem) error {
 			payload = []byte{}
 		}
 		err := t.q.QueryRow(t.ctx, `INSERT INTO outbox (destination, order_key, patient, kind, source, record_id,
-			version, trace_id, payload, status, next_attempt, created, updated)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id`,
+			version, trace_id, payload, status, next_attempt, created, updated, tenant)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id`,
 			text(it.Destination), text(it.OrderKey), text(it.Patient), text(it.Kind), text(it.Source), text(it.RecordID),
-			text(it.Version), text(it.TraceID), payload, it.Status, it.NextAttempt.UnixMilli(), now.UnixMilli(), now.UnixMilli()).
+			text(it.Version), text(it.TraceID), payload, it.Status, it.NextAttempt.UnixMilli(), now.UnixMilli(), now.UnixMilli(),
+			it.Tenant).
 			Scan(&it.ID)
 		if err != nil {
 			return fmt.Errorf("postgres: enqueue: %w", mapErr(t.ctx, err))
@@ -79,7 +88,7 @@ func (s *Store) Claim(ctx context.Context, destination string, now time.Time, le
 	var out []*store.OutboxItem
 	err := s.Write(ctx, func(stx store.Tx) error {
 		t := stx.(*tx)
-		if err := lockOutbox(ctx, t.q, destination, ""); err != nil {
+		if err := lockOutbox(ctx, t.q, destination, "", ""); err != nil {
 			return fmt.Errorf("postgres: claim: %w", mapErr(ctx, err))
 		}
 		nowMS := now.UnixMilli()
@@ -92,7 +101,7 @@ func (s *Store) Claim(ctx context.Context, destination string, now time.Time, le
 			WHERE status = 'pending' AND id IN (SELECT o.id FROM outbox o
 				WHERE o.destination = $1 AND o.status = 'pending' AND o.next_attempt <= $2
 				  AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.destination = o.destination AND p.order_key = o.order_key
-				                  AND p.id < o.id AND p.status IN ('pending', 'inflight'))
+				                  AND p.tenant = o.tenant AND p.id < o.id AND p.status IN ('pending', 'inflight'))
 				ORDER BY o.id LIMIT $3)
 			RETURNING `+outboxCols, text(destination), nowMS, limit, now.Add(lease).UnixMilli())
 		if err == nil {
@@ -148,7 +157,8 @@ func (s *Store) Complete(ctx context.Context, a *store.Attempt, status string, n
 	})
 }
 
-// Deliveries implements store.Outbox.
+// Deliveries implements store.Outbox: f.Tenant "" lists every tenant's
+// items.
 func (s *Store) Deliveries(ctx context.Context, f store.DeliveryFilter) ([]*store.OutboxItem, error) {
 	var where []string
 	var args []any
@@ -176,6 +186,12 @@ func (s *Store) Deliveries(ctx context.Context, f store.DeliveryFilter) ([]*stor
 	}
 	if f.TraceID != "" {
 		add("trace_id =", text(f.TraceID))
+	}
+	if f.Tenant != "" {
+		if !sqlq.ValidTenant(f.Tenant) {
+			return nil, nil // no item has it
+		}
+		add("tenant =", f.Tenant)
 	}
 	if !f.Since.IsZero() {
 		add("created >=", f.Since.UnixMilli())
@@ -265,12 +281,12 @@ func (s *Store) Replay(ctx context.Context, destination string, since, now time.
 	var n int64
 	err := s.Write(ctx, func(stx store.Tx) error {
 		t := stx.(*tx)
-		if err := lockOutbox(ctx, t.q, destination, ""); err != nil {
+		if err := lockOutbox(ctx, t.q, destination, "", ""); err != nil {
 			return fmt.Errorf("postgres: replay: %w", mapErr(ctx, err))
 		}
 		tag, err := t.q.Exec(ctx, `INSERT INTO outbox (destination, order_key, patient, kind, source, record_id,
-			version, trace_id, payload, status, next_attempt, created, updated)
-			SELECT destination, order_key, patient, kind, source, record_id, version, trace_id, payload, 'pending', $1, $1, $1
+			version, trace_id, payload, status, next_attempt, created, updated, tenant)
+			SELECT destination, order_key, patient, kind, source, record_id, version, trace_id, payload, 'pending', $1, $1, $1, tenant
 			FROM outbox WHERE destination = $2 AND created >= $3 AND status IN ('done', 'dead') ORDER BY id`,
 			now.UnixMilli(), text(destination), since.UnixMilli())
 		if err != nil {
@@ -323,7 +339,7 @@ func scanItems(rows pgx.Rows) ([]*store.OutboxItem, error) {
 		it := &store.OutboxItem{}
 		var next, created, updated int64
 		if err := rows.Scan(&it.ID, &it.Destination, &it.OrderKey, &it.Patient, &it.Kind, &it.Source, &it.RecordID,
-			&it.Version, &it.TraceID, &it.Payload, &it.Status, &it.Attempts, &next, &it.LastError, &created, &updated); err != nil {
+			&it.Version, &it.TraceID, &it.Payload, &it.Status, &it.Attempts, &next, &it.LastError, &created, &updated, &it.Tenant); err != nil {
 			return nil, err
 		}
 		it.NextAttempt, it.Created, it.Updated = time.UnixMilli(next).UTC(), time.UnixMilli(created).UTC(), time.UnixMilli(updated).UTC()

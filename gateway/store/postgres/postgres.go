@@ -43,6 +43,9 @@
 // of milliseconds) and pool_acquire_timeout (a Go duration); Options fields
 // that are set take precedence over the URL.
 //
+// Tenants are kept as in the SQLite backend (a tenant column in resources,
+// current and outbox, the same indexes).
+//
 // The transactional outbox (store.Outbox, store.OutboxTx) is kept as in
 // the SQLite backend; see outbox.go for how claims stay exactly-once and
 // in order across processes.

@@ -10,18 +10,19 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/internal/sqlq"
 )
 
 // resourceCols are the columns scanResource reads, from table alias r.
-const resourceCols = `r.type, r.id, r.version, r.last_updated, r.deleted, r.body`
+const resourceCols = `r.type, r.id, r.version, r.last_updated, r.deleted, r.body, r.tenant`
 
 func scanResource(sc pgx.Row) (*store.Resource, error) {
 	var res store.Resource
 	var lu int64
 	var body []byte
-	if err := sc.Scan(&res.Type, &res.ID, &res.Version, &lu, &res.Deleted, &body); err != nil {
+	if err := sc.Scan(&res.Type, &res.ID, &res.Version, &lu, &res.Deleted, &body, &res.Tenant); err != nil {
 		return nil, err
 	}
 	res.LastUpdated = time.UnixMilli(lu).UTC()
@@ -50,7 +51,7 @@ func readCurrent(ctx context.Context, q querier, typ, id string) (*store.Resourc
 	return res, nil
 }
 
-// Read returns the current version of typ/id.
+// Read returns the current version of typ/id, of whichever tenant.
 func (s *Store) Read(ctx context.Context, typ, id string) (*store.Resource, error) {
 	var res *store.Resource
 	err := s.single(ctx, func(q querier) error {
@@ -61,7 +62,7 @@ func (s *Store) Read(ctx context.Context, typ, id string) (*store.Resource, erro
 	return res, err
 }
 
-// VRead returns one version of typ/id.
+// VRead returns one version of typ/id, of whichever tenant.
 func (s *Store) VRead(ctx context.Context, typ, id string, version int64) (*store.Resource, error) {
 	var res *store.Resource
 	err := s.single(ctx, func(q querier) error {
@@ -79,9 +80,9 @@ func (s *Store) VRead(ctx context.Context, typ, id string, version int64) (*stor
 	return res, err
 }
 
-// History returns the versions q selects, newest first, and their total
-// count (one snapshot). The history of a resource that never existed is
-// empty (no error).
+// History returns the versions q selects (of q.Tenant), newest first, and
+// their total count (one snapshot). The history of a resource that never
+// existed is empty (no error).
 func (s *Store) History(ctx context.Context, q store.HistoryQuery) ([]*store.Resource, int, error) {
 	if q.ID != "" && q.Type == "" {
 		return nil, 0, errors.New("postgres: history: an id needs a type")
@@ -91,6 +92,13 @@ func (s *Store) History(ctx context.Context, q store.HistoryQuery) ([]*store.Res
 	arg := func(v any) string {
 		args = append(args, v)
 		return "$" + strconv.Itoa(len(args))
+	}
+	switch {
+	case q.Tenant == search.AllTenants:
+	case !sqlq.ValidTenant(q.Tenant):
+		where = append(where, "1 = 0") // no version has it
+	default:
+		where = append(where, "r.tenant = "+arg(q.Tenant))
 	}
 	if q.Type != "" {
 		where = append(where, "r.type = "+arg(q.Type))

@@ -12,9 +12,10 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/internal/sqlq"
 )
 
-// Search runs q over the current, non-deleted resources. When it takes more
-// than one statement (a total, includes) they run in one REPEATABLE READ
-// transaction, so the page, the total and the includes see one snapshot.
+// Search runs q over the current, non-deleted resources of q.Tenant. When
+// it takes more than one statement (a total, includes) they run in one
+// REPEATABLE READ transaction, so the page, the total and the includes see
+// one snapshot.
 func (s *Store) Search(ctx context.Context, q *search.Query) (*store.Page, error) {
 	if q == nil {
 		return nil, errors.New("postgres: search: nil query")
@@ -117,8 +118,8 @@ func fetch(ctx context.Context, db querier, keys []key) ([]*store.Resource, erro
 }
 
 // includes resolves q's _include and _revinclude for the matches: current,
-// non-deleted resources, each once, none that is a match, ordered by type
-// and id.
+// non-deleted resources of q.Tenant, each once, none that is a match,
+// ordered by type and id.
 func includes(ctx context.Context, db querier, q *search.Query, matches []key) ([]*store.Resource, error) {
 	type ref struct{ typ, id string }
 	seen := map[ref]bool{}
@@ -132,6 +133,7 @@ func includes(ctx context.Context, db querier, q *search.Query, matches []key) (
 		byType[k.typ] = append(byType[k.typ], k.id)
 	}
 	var found []key
+	tenantCond, tenantArgs := sqlq.TenantCond(q.Tenant)
 	run := func(b *sqlq.Builder) error {
 		rows, err := db.Query(ctx, b.SQL(), b.Args()...)
 		if err != nil {
@@ -160,6 +162,7 @@ func includes(ctx context.Context, db querier, q *search.Query, matches []key) (
 			b.Add(`SELECT c.type, c.id, c.version FROM idx_reference x
 				JOIN current c ON c.type = x.ref_type AND c.id = x.ref_id
 				WHERE NOT c.deleted AND x.type = ? AND x.id = ANY(?)`, typ, ids)
+			b.Add(tenantCond, tenantArgs...)
 			if inc.Param != "" && inc.Param != "*" {
 				b.Add(" AND x.param = ?", inc.Param)
 			}
@@ -178,6 +181,7 @@ func includes(ctx context.Context, db querier, q *search.Query, matches []key) (
 			b.Add(`SELECT c.type, c.id, c.version FROM idx_reference x
 				JOIN current c ON c.type = x.type AND c.id = x.id
 				WHERE NOT c.deleted AND x.ref_type = ? AND x.ref_id = ANY(?)`, typ, ids)
+			b.Add(tenantCond, tenantArgs...)
 			if inc.SourceType != "" && inc.SourceType != "*" {
 				b.Add(" AND x.type = ?", inc.SourceType)
 			}

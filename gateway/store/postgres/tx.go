@@ -17,9 +17,10 @@ import (
 // The write statements (pgx prepares and caches them per connection).
 const (
 	sqlCurVersion    = `SELECT version FROM current WHERE type = $1 AND id = $2`
-	sqlInsResource   = `INSERT INTO resources (type, id, version, last_updated, deleted, body) VALUES ($1, $2, $3, $4, $5, $6)`
-	sqlUpsertCurrent = `INSERT INTO current (type, id, version, last_updated, deleted) VALUES ($1, $2, $3, $4, $5)
-		ON CONFLICT (type, id) DO UPDATE SET version = excluded.version, last_updated = excluded.last_updated, deleted = excluded.deleted`
+	sqlInsResource   = `INSERT INTO resources (type, id, version, last_updated, deleted, body, tenant) VALUES ($1, $2, $3, $4, $5, $6, $7)`
+	sqlUpsertCurrent = `INSERT INTO current (type, id, version, last_updated, deleted, tenant) VALUES ($1, $2, $3, $4, $5, $6)
+		ON CONFLICT (type, id) DO UPDATE SET version = excluded.version, last_updated = excluded.last_updated,
+		deleted = excluded.deleted, tenant = excluded.tenant`
 	sqlDelKeys = `DELETE FROM conditional_keys WHERE type = $1 AND id = $2`
 )
 
@@ -65,6 +66,9 @@ func (t *tx) Put(res *store.Resource, entries []search.Entry) error {
 	if res == nil || res.Type == "" || res.ID == "" {
 		return errors.New("postgres: Put: resource type and id are required")
 	}
+	if !sqlq.ValidTenant(res.Tenant) {
+		return fmt.Errorf("postgres: Put %s/%s: %q is not a tenant", res.Type, res.ID, res.Tenant)
+	}
 	var cur int64
 	if res.Version != 1 {
 		err := t.q.QueryRow(t.ctx, sqlCurVersion, res.Type, res.ID).Scan(&cur)
@@ -88,8 +92,8 @@ func (t *tx) Put(res *store.Resource, entries []search.Entry) error {
 		}
 	}
 	b := &pgx.Batch{}
-	b.Queue(sqlInsResource, res.Type, res.ID, res.Version, lu, res.Deleted, body)
-	b.Queue(sqlUpsertCurrent, res.Type, res.ID, res.Version, lu, res.Deleted)
+	b.Queue(sqlInsResource, res.Type, res.ID, res.Version, lu, res.Deleted, body, res.Tenant)
+	b.Queue(sqlUpsertCurrent, res.Type, res.ID, res.Version, lu, res.Deleted, res.Tenant)
 	if cur > 0 {
 		for _, tbl := range indexTables {
 			b.Queue(sqlDelIndex[tbl], res.Type, res.ID)

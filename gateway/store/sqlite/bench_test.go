@@ -10,5 +10,13 @@ import (
 func BenchmarkSearch(b *testing.B) {
 	s, _ := openTemp(b, Options{})
 	defer s.Close()
-	storetest.BenchmarkSearch(b, s)
+	storetest.BenchmarkSearch(b, s, nil)
+}
+
+// BenchmarkSearchTenants runs storetest.BenchmarkSearch with the
+// resources of four tenants.
+func BenchmarkSearchTenants(b *testing.B) {
+	s, _ := openTemp(b, Options{})
+	defer s.Close()
+	storetest.BenchmarkSearch(b, s, nil, "clinic-a", "clinic-b", "clinic-c", "clinic-d")
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/internal/sqlq"
 )
 
 // The outbox (store.OutboxTx on the write transaction, store.Outbox on the
@@ -21,21 +22,24 @@ var (
 )
 
 const outboxCols = `id, destination, order_key, patient, kind, source, record_id, version, trace_id, payload,
-	status, attempts, next_attempt, last_error, created, updated`
+	status, attempts, next_attempt, last_error, created, updated, tenant`
 
 // Enqueue implements store.OutboxTx.
 func (t *tx) Enqueue(items ...*store.OutboxItem) error {
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	for _, it := range items {
+		if !sqlq.ValidTenant(it.Tenant) {
+			return fmt.Errorf("sqlite: enqueue: %q is not a tenant", it.Tenant)
+		}
 		it.Status, it.Created, it.Updated = store.StatusPending, now, now
 		if it.NextAttempt.IsZero() {
 			it.NextAttempt = now
 		}
 		row := t.q.QueryRowContext(t.ctx, `INSERT INTO outbox (destination, order_key, patient, kind, source, record_id,
-			version, trace_id, payload, status, next_attempt, created, updated)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+			version, trace_id, payload, status, next_attempt, created, updated, tenant)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
 			it.Destination, it.OrderKey, it.Patient, it.Kind, it.Source, it.RecordID, it.Version, it.TraceID, it.Payload,
-			it.Status, it.NextAttempt.UnixMilli(), now.UnixMilli(), now.UnixMilli())
+			it.Status, it.NextAttempt.UnixMilli(), now.UnixMilli(), now.UnixMilli(), it.Tenant)
 		if err := row.Scan(&it.ID); err != nil {
 			return fmt.Errorf("sqlite: enqueue: %w", mapErr(err))
 		}
@@ -60,7 +64,7 @@ func (s *Store) Claim(ctx context.Context, destination string, now time.Time, le
 		rows, err := t.q.QueryContext(ctx, `SELECT `+outboxCols+` FROM outbox o
 			WHERE o.destination = ? AND o.status = 'pending' AND o.next_attempt <= ?
 			  AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.destination = o.destination AND p.order_key = o.order_key
-			                  AND p.id < o.id AND p.status IN ('pending', 'inflight'))
+			                  AND p.tenant = o.tenant AND p.id < o.id AND p.status IN ('pending', 'inflight'))
 			ORDER BY o.id LIMIT ?`, destination, nowMS, limit)
 		if err != nil {
 			return mapErr(err)
@@ -110,7 +114,8 @@ func (s *Store) Complete(ctx context.Context, a *store.Attempt, status string, n
 	})
 }
 
-// Deliveries implements store.Outbox.
+// Deliveries implements store.Outbox: f.Tenant "" lists every tenant's
+// items.
 func (s *Store) Deliveries(ctx context.Context, f store.DeliveryFilter) ([]*store.OutboxItem, error) {
 	var where []string
 	var args []any
@@ -135,6 +140,9 @@ func (s *Store) Deliveries(ctx context.Context, f store.DeliveryFilter) ([]*stor
 	}
 	if f.TraceID != "" {
 		add("trace_id = ?", f.TraceID)
+	}
+	if f.Tenant != "" {
+		add("tenant = ?", f.Tenant)
 	}
 	if !f.Since.IsZero() {
 		add("created >= ?", f.Since.UnixMilli())
@@ -211,8 +219,8 @@ func (s *Store) Replay(ctx context.Context, destination string, since, now time.
 	var n int64
 	err := s.Write(ctx, func(stx store.Tx) error {
 		res, err := stx.(*tx).q.ExecContext(ctx, `INSERT INTO outbox (destination, order_key, patient, kind, source, record_id,
-			version, trace_id, payload, status, next_attempt, created, updated)
-			SELECT destination, order_key, patient, kind, source, record_id, version, trace_id, payload, 'pending', ?, ?, ?
+			version, trace_id, payload, status, next_attempt, created, updated, tenant)
+			SELECT destination, order_key, patient, kind, source, record_id, version, trace_id, payload, 'pending', ?, ?, ?, tenant
 			FROM outbox WHERE destination = ? AND created >= ? AND status IN ('done', 'dead') ORDER BY id`,
 			now.UnixMilli(), now.UnixMilli(), now.UnixMilli(), destination, since.UnixMilli())
 		if err != nil {
@@ -258,7 +266,7 @@ func scanItems(rows *sql.Rows) ([]*store.OutboxItem, error) {
 		it := &store.OutboxItem{}
 		var next, created, updated int64
 		if err := rows.Scan(&it.ID, &it.Destination, &it.OrderKey, &it.Patient, &it.Kind, &it.Source, &it.RecordID,
-			&it.Version, &it.TraceID, &it.Payload, &it.Status, &it.Attempts, &next, &it.LastError, &created, &updated); err != nil {
+			&it.Version, &it.TraceID, &it.Payload, &it.Status, &it.Attempts, &next, &it.LastError, &created, &updated, &it.Tenant); err != nil {
 			return nil, mapErr(err)
 		}
 		it.NextAttempt, it.Created, it.Updated = time.UnixMilli(next).UTC(), time.UnixMilli(created).UTC(), time.UnixMilli(updated).UTC()

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/internal/sqlq"
 )
@@ -19,7 +20,7 @@ type querier interface {
 }
 
 // resourceCols are the columns scanResource reads, from table alias r.
-const resourceCols = `r.type, r.id, r.version, r.last_updated, r.deleted, r.body`
+const resourceCols = `r.type, r.id, r.version, r.last_updated, r.deleted, r.body, r.tenant`
 
 type scanner interface{ Scan(dest ...any) error }
 
@@ -28,7 +29,7 @@ func scanResource(sc scanner) (*store.Resource, error) {
 	var lu int64
 	var deleted int
 	var body []byte
-	if err := sc.Scan(&res.Type, &res.ID, &res.Version, &lu, &deleted, &body); err != nil {
+	if err := sc.Scan(&res.Type, &res.ID, &res.Version, &lu, &deleted, &body, &res.Tenant); err != nil {
 		return nil, err
 	}
 	res.LastUpdated = time.UnixMilli(lu).UTC()
@@ -58,12 +59,12 @@ func readCurrent(ctx context.Context, q querier, typ, id string) (*store.Resourc
 	return res, nil
 }
 
-// Read returns the current version of typ/id.
+// Read returns the current version of typ/id, of whichever tenant.
 func (s *Store) Read(ctx context.Context, typ, id string) (*store.Resource, error) {
 	return readCurrent(ctx, s.r, typ, id)
 }
 
-// VRead returns one version of typ/id.
+// VRead returns one version of typ/id, of whichever tenant.
 func (s *Store) VRead(ctx context.Context, typ, id string, version int64) (*store.Resource, error) {
 	res, err := scanResource(s.r.QueryRowContext(ctx, `SELECT `+resourceCols+` FROM resources r
 		WHERE r.type = ? AND r.id = ? AND r.version = ?`, typ, id, version))
@@ -76,14 +77,23 @@ func (s *Store) VRead(ctx context.Context, typ, id string, version int64) (*stor
 	return res, nil
 }
 
-// History returns the versions q selects, newest first, and their total
-// count. The history of a resource that never existed is empty (no error).
+// History returns the versions q selects (of q.Tenant), newest first, and
+// their total count. The history of a resource that never existed is
+// empty (no error).
 func (s *Store) History(ctx context.Context, q store.HistoryQuery) ([]*store.Resource, int, error) {
 	if q.ID != "" && q.Type == "" {
 		return nil, 0, errors.New("sqlite: history: an id needs a type")
 	}
 	var where []string
 	var args []any
+	switch {
+	case q.Tenant == search.AllTenants:
+	case !sqlq.ValidTenant(q.Tenant):
+		where = append(where, "1 = 0") // no version has it
+	default:
+		where = append(where, "r.tenant = ?")
+		args = append(args, q.Tenant)
+	}
 	if q.Type != "" {
 		where = append(where, "r.type = ?")
 		args = append(args, q.Type)

@@ -14,6 +14,9 @@ import (
 type migration struct {
 	version int
 	stmts   []string
+	// stats are sqlite_stat1 rows for the indexes the migration creates
+	// (see plannerStats), written after stmts.
+	stats [][2]string
 }
 
 // migrations are the schema versions, oldest first. Never edit a released
@@ -193,6 +196,31 @@ var migrations = []migration{{
 		`CREATE INDEX outbox_record ON outbox (record_id, source, kind)`,
 		`CREATE INDEX outbox_trace ON outbox (trace_id)`,
 	},
+}, {
+	version: 4,
+	stmts: []string{
+		// Tenants: every resource version, current row and outbox item
+		// belongs to one tenant; the rows of before belong to the default
+		// tenant ''. (ADD COLUMN with a constant default rewrites nothing.)
+		`ALTER TABLE resources ADD COLUMN tenant TEXT NOT NULL DEFAULT ''`,
+		`ALTER TABLE current ADD COLUMN tenant TEXT NOT NULL DEFAULT ''`,
+		`ALTER TABLE outbox ADD COLUMN tenant TEXT NOT NULL DEFAULT ''`,
+		// A tenant's search: a listing in last_updated order, or the
+		// count of a type, reads only the tenant's rows. The tenant-less
+		// indexes stay for searches of every tenant.
+		`CREATE INDEX current_tenant_type_lu ON current (tenant, type, last_updated, id)`,
+		// A tenant's type and system history.
+		`CREATE INDEX resources_tenant_type_lu ON resources (tenant, type, last_updated)`,
+		`CREATE INDEX resources_tenant_lu ON resources (tenant, last_updated)`,
+		// A tenant's delivery listing, newest first.
+		`CREATE INDEX outbox_tenant ON outbox (tenant, id)`,
+	},
+	// As plannerStats: some ten tenants of some ten types each.
+	stats: [][2]string{
+		{"current", "current_tenant_type_lu 1000000 100000 10000 2 1"},
+		{"resources", "resources_tenant_type_lu 3000000 300000 30000 2"},
+		{"resources", "resources_tenant_lu 3000000 300000 2"},
+	},
 }}
 
 // schemaVersion is the schema version this package migrates to.
@@ -205,7 +233,7 @@ var schemaVersion = migrations[len(migrations)-1].version
 func migrate(ctx context.Context, db *sql.DB, wait time.Duration) error {
 	deadline := time.Now().Add(wait)
 	for {
-		err := migrateOnce(ctx, db)
+		err := migrateOnce(ctx, db, schemaVersion)
 		if err == nil || !isBusy(err) || time.Now().After(deadline) {
 			return mapErr(err)
 		}
@@ -217,7 +245,9 @@ func migrate(ctx context.Context, db *sql.DB, wait time.Duration) error {
 	}
 }
 
-func migrateOnce(ctx context.Context, db *sql.DB) (err error) {
+// migrateOnce migrates the database to version upTo (tests build older
+// schemas with it) in one transaction.
+func migrateOnce(ctx context.Context, db *sql.DB, upTo int) (err error) {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -241,7 +271,7 @@ func migrateOnce(ctx context.Context, db *sql.DB) (err error) {
 		return fmt.Errorf("database schema version %d is newer than this program's %d", have, schemaVersion)
 	}
 	for _, m := range migrations {
-		if m.version <= have {
+		if m.version <= have || m.version > upTo {
 			continue
 		}
 		for _, s := range m.stmts {
@@ -253,6 +283,9 @@ func migrateOnce(ctx context.Context, db *sql.DB) (err error) {
 			if err := seedStats(ctx, tx); err != nil {
 				return fmt.Errorf("migration %d: %w", m.version, err)
 			}
+		}
+		if err := putStats(ctx, tx, m.stats); err != nil {
+			return fmt.Errorf("migration %d: %w", m.version, err)
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`,
 			m.version, time.Now().UnixMilli()); err != nil {
@@ -309,8 +342,17 @@ func seedStats(ctx context.Context, tx *sql.Tx) error {
 	if _, err := tx.ExecContext(ctx, `DELETE FROM sqlite_stat1`); err != nil {
 		return err
 	}
-	for _, st := range plannerStats {
+	return putStats(ctx, tx, plannerStats)
+}
+
+// putStats writes sqlite_stat1 rows ({table, "index stat..."}), replacing
+// those of the same indexes. The table exists from migration 1 on.
+func putStats(ctx context.Context, tx *sql.Tx, rows [][2]string) error {
+	for _, st := range rows {
 		idx, stat, _ := strings.Cut(st[1], " ")
+		if _, err := tx.ExecContext(ctx, `DELETE FROM sqlite_stat1 WHERE tbl = ? AND idx = ?`, st[0], idx); err != nil {
+			return err
+		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO sqlite_stat1 (tbl, idx, stat) VALUES (?, ?, ?)`, st[0], idx, stat); err != nil {
 			return err
 		}

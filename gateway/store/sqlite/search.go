@@ -14,8 +14,9 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/internal/sqlq"
 )
 
-// Search runs q over the current, non-deleted resources, in one read
-// transaction (the page, the total and the includes see one snapshot).
+// Search runs q over the current, non-deleted resources of q.Tenant, in
+// one read transaction (the page, the total and the includes see one
+// snapshot).
 func (s *Store) Search(ctx context.Context, q *search.Query) (*store.Page, error) {
 	rtx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
@@ -136,8 +137,8 @@ func fetch(ctx context.Context, db querier, keys []key) ([]*store.Resource, erro
 }
 
 // includes resolves q's _include and _revinclude for the matches: current,
-// non-deleted resources, each once, none that is a match, ordered by type
-// and id.
+// non-deleted resources of q.Tenant, each once, none that is a match,
+// ordered by type and id.
 func includes(ctx context.Context, db querier, q *search.Query, matches []key) ([]*store.Resource, error) {
 	type ref struct{ typ, id string }
 	seen := map[ref]bool{}
@@ -147,6 +148,7 @@ func includes(ctx context.Context, db querier, q *search.Query, matches []key) (
 		byType[k.typ] = append(byType[k.typ], k.id)
 	}
 	var found []key
+	tenantCond, tenantArgs := sqlq.TenantCond(q.Tenant)
 	run := func(query string, args []any) error {
 		rows, err := db.QueryContext(ctx, query, args...)
 		if err != nil {
@@ -171,8 +173,8 @@ func includes(ctx context.Context, db querier, q *search.Query, matches []key) (
 				}
 				query := `SELECT c.type, c.id, c.version FROM idx_reference x
 					JOIN current c ON c.type = x.ref_type AND c.id = x.ref_id
-					WHERE c.deleted = 0 AND x.type = ? AND x.id IN (` + in + `)`
-				args := append([]any{typ}, anys(chunk)...)
+					WHERE c.deleted = 0 AND x.type = ? AND x.id IN (` + in + `)` + tenantCond
+				args := append(append([]any{typ}, anys(chunk)...), tenantArgs...)
 				if inc.Param != "" && inc.Param != "*" {
 					query += " AND x.param = ?"
 					args = append(args, inc.Param)
@@ -191,8 +193,8 @@ func includes(ctx context.Context, db querier, q *search.Query, matches []key) (
 				}
 				query := `SELECT c.type, c.id, c.version FROM idx_reference x
 					JOIN current c ON c.type = x.type AND c.id = x.id
-					WHERE c.deleted = 0 AND x.ref_type = ? AND x.ref_id IN (` + in + `)`
-				args := append([]any{typ}, anys(chunk)...)
+					WHERE c.deleted = 0 AND x.ref_type = ? AND x.ref_id IN (` + in + `)` + tenantCond
+				args := append(append([]any{typ}, anys(chunk)...), tenantArgs...)
 				if inc.SourceType != "" && inc.SourceType != "*" {
 					query += " AND x.type = ?"
 					args = append(args, inc.SourceType)

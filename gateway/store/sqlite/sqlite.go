@@ -17,6 +17,18 @@
 // INTEGER unix milliseconds (UTC). The schema is versioned in
 // schema_migrations and migrated by Open.
 //
+// Tenants: resources, current and outbox carry a tenant column (rows
+// from before schema version 4 belong to the default tenant, the empty
+// string). A resource is keyed by type and id across tenants, and current
+// holds the tenant of its latest version. A search restricts the current
+// rows to the query's tenant in every statement it runs (matches, total,
+// _include, _revinclude); the index tables carry no tenant, since every
+// index condition is tied to a current row's type and id. History
+// restricts the versions by their own tenant. current_tenant_type_lu,
+// resources_tenant_type_lu and resources_tenant_lu serve a tenant's
+// listings, counts and histories; the tenant-less indexes serve searches
+// of every tenant (search.AllTenants).
+//
 // Tx.AppendAudit needs no lock of its own: the write lock that every write
 // transaction holds from BEGIN IMMEDIATE to its end serialises the appends
 // of all processes. Tx.Savepoint uses SQLite's SAVEPOINT, ROLLBACK TO and

@@ -299,19 +299,52 @@ func BenchmarkPut(b *testing.B) {
 }
 
 // TestQueryPlan checks that the seeded planner statistics make a selective
-// search an index lookup rather than a scan of the type's resources.
+// search an index lookup rather than a scan of the type's resources, also
+// within a tenant, and that a tenant's listing reads only its rows.
 func TestQueryPlan(t *testing.T) {
 	s, _ := openTemp(t, Options{})
 	defer s.Close()
-	q := &search.Query{Type: "Patient", Clauses: []search.Clause{{Param: "identifier", Type: search.TypeToken,
-		Values: []search.Value{{System: "urn:x", Code: "1", HasSystem: true}}}}}
-	b := &builder{typ: q.Type, now: time.Now()}
-	if err := b.where(q); err != nil {
-		t.Fatal(err)
+	identifier := []search.Clause{{Param: "identifier", Type: search.TypeToken,
+		Values: []search.Value{{System: "urn:x", Code: "1", HasSystem: true}}}}
+	tests := []struct {
+		name string
+		q    *search.Query
+		want []string
+	}{
+		{"identifier", &search.Query{Type: "Patient", Clauses: identifier},
+			[]string{"USING INDEX sqlite_autoindex_current_1 (type=? AND id=?)", "USING INDEX idx_token_code"}},
+		{"identifier in a tenant", &search.Query{Type: "Patient", Clauses: identifier, Tenant: "clinic-a"},
+			[]string{"USING INDEX sqlite_autoindex_current_1 (type=? AND id=?)", "USING INDEX idx_token_code"}},
+		{"listing of a tenant", &search.Query{Type: "Patient", Tenant: "clinic-a"},
+			[]string{"USING INDEX current_tenant_type_lu (tenant=? AND type=?)"}},
+		{"listing of the default tenant", &search.Query{Type: "Patient"},
+			[]string{"USING INDEX current_tenant_type_lu (tenant=? AND type=?)"}},
+		{"listing of every tenant", &search.Query{Type: "Patient", Tenant: search.AllTenants},
+			[]string{"USING INDEX current_type_lu (type=?)"}},
 	}
-	order, oargs := orderBy(q)
-	rows, err := s.r.Query(`EXPLAIN QUERY PLAN SELECT c.id FROM current c WHERE `+b.sb.String()+` ORDER BY `+order,
-		append(b.args, oargs...)...)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			b := &builder{typ: tc.q.Type, now: time.Now()}
+			if err := b.where(tc.q); err != nil {
+				t.Fatal(err)
+			}
+			order, oargs := orderBy(tc.q)
+			got := explain(t, s, `SELECT c.id FROM current c WHERE `+b.sb.String()+` ORDER BY `+order+` LIMIT 50`,
+				append(append([]any{}, b.args...), oargs...)...)
+			count := explain(t, s, `SELECT COUNT(*) FROM current c WHERE `+b.sb.String(), b.args...)
+			for _, want := range tc.want {
+				if !strings.Contains(got, want) || !strings.Contains(count, want) {
+					t.Errorf("plans lack %q:\n%s\ncount:\n%s", want, got, count)
+				}
+			}
+		})
+	}
+}
+
+// explain returns the query plan of query, one step a line.
+func explain(t *testing.T, s *Store, query string, args ...any) string {
+	t.Helper()
+	rows, err := s.r.Query(`EXPLAIN QUERY PLAN `+query, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -325,12 +358,10 @@ func TestQueryPlan(t *testing.T) {
 		}
 		plan = append(plan, detail)
 	}
-	got := strings.Join(plan, "\n")
-	for _, want := range []string{"USING INDEX sqlite_autoindex_current_1 (type=? AND id=?)", "USING INDEX idx_token_code"} {
-		if !strings.Contains(got, want) {
-			t.Errorf("plan lacks %q:\n%s", want, got)
-		}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
 	}
+	return strings.Join(plan, "\n")
 }
 
 // TestSystemSearch: a query without a type searches every type.

@@ -15,9 +15,10 @@ import (
 // The write statements, prepared once per Store (see Store.prepare).
 const (
 	sqlCurVersion    = `SELECT version FROM current WHERE type = ? AND id = ?`
-	sqlInsResource   = `INSERT INTO resources (type, id, version, last_updated, deleted, body) VALUES (?, ?, ?, ?, ?, ?)`
-	sqlUpsertCurrent = `INSERT INTO current (type, id, version, last_updated, deleted) VALUES (?, ?, ?, ?, ?)
-		ON CONFLICT (type, id) DO UPDATE SET version = excluded.version, last_updated = excluded.last_updated, deleted = excluded.deleted`
+	sqlInsResource   = `INSERT INTO resources (type, id, version, last_updated, deleted, body, tenant) VALUES (?, ?, ?, ?, ?, ?, ?)`
+	sqlUpsertCurrent = `INSERT INTO current (type, id, version, last_updated, deleted, tenant) VALUES (?, ?, ?, ?, ?, ?)
+		ON CONFLICT (type, id) DO UPDATE SET version = excluded.version, last_updated = excluded.last_updated,
+		deleted = excluded.deleted, tenant = excluded.tenant`
 	sqlDelKeys     = `DELETE FROM conditional_keys WHERE type = ? AND id = ?`
 	sqlInsToken    = `INSERT INTO idx_token (type, id, param, system, code, text) VALUES (?, ?, ?, ?, ?, ?)`
 	sqlInsString   = `INSERT INTO idx_string (type, id, param, norm, exact) VALUES (?, ?, ?, ?, ?)`
@@ -83,6 +84,9 @@ func (t *tx) Put(res *store.Resource, entries []search.Entry) error {
 	if res == nil || res.Type == "" || res.ID == "" {
 		return errors.New("sqlite: Put: resource type and id are required")
 	}
+	if !sqlq.ValidTenant(res.Tenant) {
+		return fmt.Errorf("sqlite: Put %s/%s: %q is not a tenant", res.Type, res.ID, res.Tenant)
+	}
 	var cur int64
 	err := t.q.StmtContext(t.ctx, t.s.stmts[sqlCurVersion]).QueryRowContext(t.ctx, res.Type, res.ID).Scan(&cur)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
@@ -103,10 +107,10 @@ func (t *tx) Put(res *store.Resource, entries []search.Entry) error {
 			body = []byte{}
 		}
 	}
-	if err := t.exec(sqlInsResource, res.Type, res.ID, res.Version, lu, boolInt(res.Deleted), body); err != nil {
+	if err := t.exec(sqlInsResource, res.Type, res.ID, res.Version, lu, boolInt(res.Deleted), body, res.Tenant); err != nil {
 		return fmt.Errorf("sqlite: Put: %w", err)
 	}
-	if err := t.exec(sqlUpsertCurrent, res.Type, res.ID, res.Version, lu, boolInt(res.Deleted)); err != nil {
+	if err := t.exec(sqlUpsertCurrent, res.Type, res.ID, res.Version, lu, boolInt(res.Deleted), res.Tenant); err != nil {
 		return fmt.Errorf("sqlite: Put: %w", err)
 	}
 	if cur > 0 {

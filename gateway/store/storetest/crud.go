@@ -21,11 +21,11 @@ func sameResource(t *testing.T, name string, got, want *store.Resource) {
 		t.Errorf("%s: got nil resource", name)
 		return
 	}
-	if got.Type != want.Type || got.ID != want.ID || got.Version != want.Version ||
+	if got.Type != want.Type || got.ID != want.ID || got.Version != want.Version || got.Tenant != want.Tenant ||
 		!got.LastUpdated.Equal(want.LastUpdated) || got.Deleted != want.Deleted || !bytes.Equal(got.Body, want.Body) {
-		t.Errorf("%s: got %s/%s v%d %v deleted=%v %q, want %s/%s v%d %v deleted=%v %q", name,
-			got.Type, got.ID, got.Version, got.LastUpdated, got.Deleted, got.Body,
-			want.Type, want.ID, want.Version, want.LastUpdated, want.Deleted, want.Body)
+		t.Errorf("%s: got %s/%s v%d tenant %q %v deleted=%v %q, want %s/%s v%d tenant %q %v deleted=%v %q", name,
+			got.Type, got.ID, got.Version, got.Tenant, got.LastUpdated, got.Deleted, got.Body,
+			want.Type, want.ID, want.Version, want.Tenant, want.LastUpdated, want.Deleted, want.Body)
 	}
 	if got.LastUpdated.Location() != time.UTC {
 		t.Errorf("%s: LastUpdated %v is not UTC", name, got.LastUpdated)

@@ -7,6 +7,9 @@
 // string entries carry the normalised form in Norm ("Müller" -> "muller")
 // and the original in Exact; uri entries carry the uri in Exact; a date
 // entry with a zero High is open-ended.
+//
+// The fixtures belong to the default tenant, but those of the Tenant tests,
+// which load two clinics and the default tenant side by side.
 package storetest
 
 import (
@@ -63,6 +66,11 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"AuditChainRollback", testAuditChainRollback},
 		{"AuditChainConcurrent", testAuditChainConcurrent},
 		{"Savepoint", testSavepoint},
+		{"TenantSearch", testTenantSearch},
+		{"TenantInclude", testTenantInclude},
+		{"TenantHistory", testTenantHistory},
+		{"TenantRead", testTenantRead},
+		{"TenantOutbox", testTenantOutbox},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -11,11 +11,15 @@ import (
 )
 
 // where writes the condition selecting the matches of q over current c.
+// Only c is restricted to q's tenant: the index tables have no tenant,
+// and every subquery on them is tied to c's type and id.
 func (b *Builder) where(q *search.Query) error {
 	b.add(b.d.NotDeleted)
 	if b.typ != "" {
 		b.add(" AND c.type = ?", b.typ)
 	}
+	cond, args := TenantCond(q.Tenant)
+	b.add(cond, args...)
 	for i := range q.Clauses {
 		b.add(" AND ")
 		if err := b.clause(&q.Clauses[i]); err != nil {

@@ -9,6 +9,7 @@ package sqlq
 import (
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 )
@@ -53,8 +54,33 @@ func (b *Builder) Args() []any { return b.args }
 // args (made storable by the dialect).
 func (b *Builder) Add(s string, args ...any) { b.add(s, args...) }
 
-// Where writes the condition selecting the matches of q over current c.
+// Where writes the condition selecting the matches of q over current c,
+// restricted to q.Tenant (see TenantCond).
 func (b *Builder) Where(q *search.Query) error { return b.where(q) }
+
+// TenantCond is the condition (to append with AND) that restricts the
+// current row c to tenant, with its "?" argument: "" is the default
+// tenant, and search.AllTenants restricts nothing (no condition). A tenant
+// no resource can have (see ValidTenant) matches nothing. Every statement
+// that reads current rows for a search (matches, total, _include,
+// _revinclude) appends it.
+func TenantCond(tenant string) (string, []any) {
+	switch {
+	case tenant == search.AllTenants:
+		return "", nil
+	case !ValidTenant(tenant):
+		return " AND 1 = 0", nil
+	}
+	return " AND c.tenant = ?", []any{tenant}
+}
+
+// ValidTenant tells whether a resource or outbox item may belong to
+// tenant: any valid UTF-8 without NUL bytes (which PostgreSQL text cannot
+// hold, so that two tenants could not be told apart) other than
+// search.AllTenants.
+func ValidTenant(tenant string) bool {
+	return tenant != search.AllTenants && utf8.ValidString(tenant) && strings.IndexByte(tenant, 0) < 0
+}
 
 func (b *Builder) add(s string, args ...any) {
 	for {
