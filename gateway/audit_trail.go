@@ -72,6 +72,9 @@ const auditKey = "kg.audit"
 type auditScope struct {
 	interaction string
 	entities    []audit.Entity
+	// covered are the versions a Provenance of this request lists: the
+	// AuditEvent names that Provenance instead of each of them.
+	covered     map[audit.Entity]bool
 	patients    []string
 	description string
 	clientID    string
@@ -114,7 +117,7 @@ func (sc *auditScope) patient(refs ...string) {
 }
 
 // reset forgets what a rolled-back transaction attempt recorded.
-func (sc *auditScope) reset() { sc.entities, sc.patients = nil, nil }
+func (sc *auditScope) reset() { sc.entities, sc.patients, sc.covered = nil, nil, nil }
 
 // auditRequests is the middleware that guarantees the one AuditEvent.
 func (s *Server) auditRequests(next echo.HandlerFunc) echo.HandlerFunc {
@@ -166,6 +169,14 @@ func (s *Server) auditRequests(next echo.HandlerFunc) echo.HandlerFunc {
 func (s *Server) auditRecord(c echo.Context, sc *auditScope, status int) audit.Record {
 	r := c.Request()
 	entities := sc.entities
+	if sc.covered != nil {
+		entities = make([]audit.Entity, 0, len(sc.entities))
+		for _, e := range sc.entities {
+			if !sc.covered[e] {
+				entities = append(entities, e)
+			}
+		}
+	}
 	if len(entities) == 0 && status >= 400 {
 		// A failed instance interaction still names its target.
 		if typ, id := c.Param("type"), c.Param("id"); typ != "" && id != "" &&

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/telemetry"
@@ -25,9 +26,9 @@ func BenchmarkIngestAudit(b *testing.B) {
 		b.Fatal(err)
 	}
 	for _, tc := range []struct {
-		name  string
-		audit bool
-	}{{"off", false}, {"on", true}} {
+		name           string
+		audit, tracing bool
+	}{{"off", false, false}, {"on", true, true}, {"audit-only", true, false}, {"tracing-only", false, true}} {
 		server := func(b *testing.B) *Server {
 			st, err := sqlite.Open(context.Background(), filepath.Join(b.TempDir(), "bench.db"), sqlite.Options{})
 			if err != nil {
@@ -35,7 +36,7 @@ func BenchmarkIngestAudit(b *testing.B) {
 			}
 			b.Cleanup(func() { st.Close() })
 			cfg := Config{Store: st, RateLimit: -1}
-			if tc.audit {
+			if tc.tracing {
 				tel, spans, _ := telemetry.NewForTest()
 				b.Cleanup(func() { spans.Reset(); _ = tel.Shutdown(context.Background()) })
 				cfg.Telemetry = tel
@@ -110,4 +111,56 @@ func BenchmarkReadAuditParallel(b *testing.B) {
 			})
 		})
 	}
+}
+
+// BenchmarkIngestAuditInterleaved measures the same as BenchmarkIngestAudit
+// but alternates the two servers request by request, so that drift of the
+// disk's fsync time during the run falls on both equally; it reports
+// ms/record for each and their ratio.
+func BenchmarkIngestAuditInterleaved(b *testing.B) {
+	doc, err := fs.ReadFile(schemas.Examples(), "examples/session/routine-ketamine-iv-session.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	newServer := func(on bool) *Server {
+		st, err := sqlite.Open(context.Background(), filepath.Join(b.TempDir(), fmt.Sprintf("bench-%t.db", on)), sqlite.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { st.Close() })
+		cfg := Config{Store: st, RateLimit: -1}
+		if on {
+			tel, spans, _ := telemetry.NewForTest()
+			b.Cleanup(func() { spans.Reset(); _ = tel.Shutdown(context.Background()) })
+			cfg.Telemetry = tel
+		}
+		s, err := NewServer(cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		s.noAudit = !on
+		return s
+	}
+	servers := []*Server{newServer(false), newServer(true)}
+	var spent [2]time.Duration
+	i := 0
+	for b.Loop() {
+		for k, s := range servers {
+			body := strings.ReplaceAll(string(doc), "-2026-0310-", fmt.Sprintf("-2026-0310-B%d-", i))
+			r := httptest.NewRequest(http.MethodPost, "/ingest/session", strings.NewReader(body))
+			r.Header.Set("Content-Type", "application/json")
+			rec := httptest.NewRecorder()
+			start := time.Now()
+			s.ServeHTTP(rec, r)
+			spent[k] += time.Since(start)
+			if rec.Code != http.StatusOK {
+				b.Fatalf("ingest = %d %.300s", rec.Code, rec.Body)
+			}
+		}
+		i++
+	}
+	n := float64(b.N)
+	b.ReportMetric(float64(spent[0].Milliseconds())/n, "ms-off/record")
+	b.ReportMetric(float64(spent[1].Milliseconds())/n, "ms-on/record")
+	b.ReportMetric(float64(spent[1])/float64(spent[0]), "on/off")
 }

@@ -186,7 +186,13 @@ func BuildLineage(ctx context.Context, st store.Store, q LineageQuery) (*Lineage
 		}
 	}
 	if q.Resource != "" {
-		evs, err := searchAll(ctx, st, "AuditEvent", url.Values{"entity": {q.Resource}, "_sort": {"-date"}}, maxAccesses)
+		// The requests that named the resource, and those that wrote it
+		// (their AuditEvents name the Provenance listing the versions).
+		refs := []string{q.Resource}
+		for _, rc := range out.Receipts {
+			refs = append(refs, rc.Provenance)
+		}
+		evs, err := searchAll(ctx, st, "AuditEvent", url.Values{"entity": {strings.Join(refs, ",")}, "_sort": {"-date"}}, maxAccesses)
 		if err != nil {
 			return nil, err
 		}

@@ -54,7 +54,16 @@ func (s *Server) putProvenance(c echo.Context, tx store.Tx, p audit.Provenance, 
 	if err != nil {
 		return fmt.Errorf("provenance: %w", err)
 	}
-	auditOf(c).touch(r)
+	// The request's AuditEvent names the Provenance, which lists every
+	// version written, rather than repeating the list.
+	sc := auditOf(c)
+	if sc.covered == nil {
+		sc.covered = map[audit.Entity]bool{}
+	}
+	for _, t := range p.Targets {
+		sc.covered[t] = true
+	}
+	sc.touch(r)
 	return nil
 }
 
@@ -72,10 +81,18 @@ func (s *Server) bundleProvenance(c echo.Context, tx store.Tx, kind string, body
 func touchEntries(c echo.Context, entries []*txEntry, errs []error) {
 	sc := auditOf(c)
 	for i, e := range entries {
-		if errs != nil && errs[i] != nil || e.res == nil {
+		if errs != nil && errs[i] != nil || e.res == nil || e.res.Resource == nil {
 			continue
 		}
-		sc.touch(e.res.Resource)
+		r := e.res.Resource
+		sc.entities = append(sc.entities, audit.Entity{Type: r.Type, ID: r.ID, Version: r.Version})
+		switch {
+		case r.Deleted:
+		case e.doc != nil && e.method != "GET" && e.matched == nil:
+			sc.patient(patientsOf(r.Type, r.ID, e.doc)...) // the document just stored: no need to decode it again
+		default:
+			sc.patient(patientsIn(r.Type, r.ID, r.Body)...)
+		}
 	}
 }
 
