@@ -33,7 +33,7 @@ func (h traceLogHandler) Enabled(ctx context.Context, level slog.Level) bool {
 
 // Handle implements slog.Handler.
 func (h traceLogHandler) Handle(ctx context.Context, r slog.Record) error {
-	if ctx != nil {
+	if ctx != nil && !hasAttr(r, LogKeyTraceID) {
 		if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
 			r = r.Clone()
 			r.AddAttrs(
@@ -53,4 +53,15 @@ func (h traceLogHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
 // WithGroup implements slog.Handler.
 func (h traceLogHandler) WithGroup(name string) slog.Handler {
 	return traceLogHandler{next: h.next.WithGroup(name)}
+}
+
+// hasAttr reports whether the record already carries key (a caller that
+// logs a trace id itself must not get a second one: duplicate JSON keys).
+func hasAttr(r slog.Record, key string) bool {
+	found := false
+	r.Attrs(func(a slog.Attr) bool {
+		found = a.Key == key
+		return !found
+	})
+	return found
 }

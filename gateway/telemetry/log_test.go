@@ -42,3 +42,18 @@ func TestLogHandlerAddsTraceID(t *testing.T) {
 		}
 	}
 }
+
+// TestLogHandlerKeepsCallersTraceID: a record that already names a trace
+// id (the delivery worker logs the record's) gets no second trace_id key.
+func TestLogHandlerKeepsCallersTraceID(t *testing.T) {
+	tel, _, _ := NewForTest()
+	shutdown(t, tel)
+	var buf bytes.Buffer
+	log := slog.New(LogHandler(slog.NewJSONHandler(&buf, nil)))
+	ctx, span := tel.TracerProvider().Tracer("t").Start(context.Background(), "x")
+	log.InfoContext(ctx, "attempt", LogKeyTraceID, "4bf92f3577b34da6a3ce929d0e0e4736")
+	span.End()
+	if n := bytes.Count(buf.Bytes(), []byte(`"`+LogKeyTraceID+`"`)); n != 1 {
+		t.Errorf("%d trace_id keys in %s, want 1", n, buf.Bytes())
+	}
+}
