@@ -107,7 +107,28 @@ func (s *Server) capabilityStatement(c echo.Context) map[string]any {
 				"name":       "validate",
 				"definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate",
 			}},
+			"security": s.capabilitySecurity(),
 		}},
+	}
+}
+
+// capabilitySecurity describes authentication (http.html#security): SMART
+// Backend Services with the token endpoint, or development mode.
+func (s *Server) capabilitySecurity() map[string]any {
+	if s.cfg.Auth == nil {
+		return map[string]any{"cors": false,
+			"description": "Development mode: no authentication (served on a loopback address only)."}
+	}
+	return map[string]any{
+		"cors": false,
+		"service": []any{map[string]any{"coding": []any{map[string]any{
+			"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "SMART-on-FHIR"}}}},
+		"extension": []any{map[string]any{
+			"url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+			"extension": []any{map[string]any{"url": "token", "valueUri": s.cfg.AuthTokenURL}},
+		}},
+		"description": "SMART Backend Services (client_credentials with a private_key_jwt assertion); SMART v2 system " +
+			"scopes per interaction and Bundle entry; each client sees only its tenant's data. See /.well-known/smart-configuration.",
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
+	"github.com/ketamine-gateway/ketamine-gateway/schemas/r4"
 )
 
 // fhirServer is the gateway on a fresh SQLite database.
@@ -278,9 +279,13 @@ func TestSearchPaging(t *testing.T) {
 
 func TestMetadata(t *testing.T) {
 	h := fhirServer(t)
-	b := decode(t, req(h, "GET", "/fhir/metadata", ""))
+	rec := req(h, "GET", "/fhir/metadata", "")
+	b := decode(t, rec)
 	if b["resourceType"] != "CapabilityStatement" || b["fhirVersion"] != "4.0.1" {
 		t.Fatalf("metadata = %v", b)
+	}
+	if res := r4.New(r4.Options{}).Validate(rec.Body.Bytes()); !res.Valid() {
+		t.Errorf("the CapabilityStatement is not valid R4: %+v", res.Issues)
 	}
 	// The gateway's own CodeSystem is a stored resource.
 	if rec := req(h, "GET", "/fhir/CodeSystem/ketamine-gateway", ""); rec.Code != 200 {

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -294,6 +295,17 @@ func TestSMARTBackendServicesNegatives(t *testing.T) {
 				t.Errorf("failure AuditEvents %d -> %d, want one more", before, after)
 			}
 		})
+	}
+	// The CapabilityStatement (public) names SMART and the token endpoint.
+	_, _, md := doReq(t, "GET", s.base+"/fhir/metadata", "")
+	if sec := fmt.Sprint(md["rest"]); !strings.Contains(sec, "SMART-on-FHIR") || !strings.Contains(sec, s.tokenURL) {
+		t.Errorf("CapabilityStatement security = %v", sec)
+	}
+	mdJSON, _ := json.Marshal(md)
+	v := exec.Command(binary, "validate", "-")
+	v.Stdin = bytes.NewReader(mdJSON)
+	if out, err := v.CombinedOutput(); err != nil {
+		t.Errorf("the CapabilityStatement is not valid R4: %v\n%s", err, out)
 	}
 	// Discovery is public.
 	status, _, conf := doReq(t, "GET", s.base+"/.well-known/smart-configuration", "")
