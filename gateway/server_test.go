@@ -6,6 +6,8 @@ import (
 	"io/fs"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -209,6 +211,20 @@ func FuzzIngest(f *testing.F) {
 		}
 		return nil
 	})
+	// FHIR JSON from ../shared/testdata (primitive-format corner cases,
+	// HL7 validator cases), when present: foreign but JSON-shaped input.
+	var shared []string
+	for _, glob := range []string{"../../shared/testdata/fhir-primitives/jsonformat/*.json", "../../shared/testdata/fhir-test-cases/cases/*.json"} {
+		m, _ := filepath.Glob(glob)
+		shared = append(shared, m...)
+	}
+	for i, path := range shared {
+		if fi, err := os.Stat(path); err == nil && fi.Size() < 16<<10 && i < 40 {
+			if b, err := os.ReadFile(path); err == nil {
+				f.Add(uint8(i), b)
+			}
+		}
+	}
 	s, err := gateway.NewServer(gateway.Config{RateLimit: -1})
 	if err != nil {
 		f.Fatal(err)

@@ -48,6 +48,25 @@ type gateway struct {
 // start runs serve on a free loopback port and waits for /healthz.
 func start(t *testing.T, args ...string) *gateway {
 	t.Helper()
+	g := startNoWait(t, args...)
+	for i := 0; ; i++ {
+		resp, err := http.Get(g.base + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return g
+			}
+		}
+		if i > 500 {
+			t.Fatal("gateway never became healthy")
+		}
+		time.Sleep(10 * time.Millisecond) // polling a starting process, not timing a test
+	}
+}
+
+// startNoWait runs serve and returns once it reported its address.
+func startNoWait(t *testing.T, args ...string) *gateway {
+	t.Helper()
 	cmd := exec.Command(binary, append([]string{"serve", "--addr", "127.0.0.1:0", "--db", filepath.Join(t.TempDir(), "kg.db")}, args...)...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -77,19 +96,7 @@ func start(t *testing.T, args ...string) *gateway {
 		t.Fatal("gateway did not report its address")
 	}
 	t.Cleanup(func() { g.stop(t) })
-	for i := 0; ; i++ {
-		resp, err := http.Get(g.base + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return g
-			}
-		}
-		if i > 500 {
-			t.Fatal("gateway never became healthy")
-		}
-		time.Sleep(10 * time.Millisecond) // polling a starting process, not timing a test
-	}
+	return g
 }
 
 // stop sends SIGINT and expects a clean exit.
