@@ -124,7 +124,7 @@ func (s *Server) capabilitySecurity() map[string]any {
 		"service": []any{map[string]any{"coding": []any{map[string]any{
 			"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "SMART-on-FHIR"}}}},
 		"extension": []any{map[string]any{
-			"url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+			"url":       "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
 			"extension": []any{map[string]any{"url": "token", "valueUri": s.cfg.AuthTokenURL}},
 		}},
 		"description": "SMART Backend Services (client_credentials with a private_key_jwt assertion); SMART v2 system " +
