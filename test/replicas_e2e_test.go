@@ -78,7 +78,8 @@ func startReplicas(t *testing.T, n int, db string, extra ...string) []*gateway {
 	gs := make([]*gateway, n)
 	addrs := make([]chan string, n)
 	for i := range n {
-		cmd := exec.Command(binary, append([]string{"serve", "--addr", "127.0.0.1:0", "--db", db}, extra...)...)
+		// Load tests send far more than one client should: no rate limit.
+		cmd := exec.Command(binary, append([]string{"serve", "--addr", "127.0.0.1:0", "--db", db, "--rate-limit", "0"}, extra...)...)
 		stderr, err := cmd.StderrPipe()
 		if err != nil {
 			t.Fatal(err)
