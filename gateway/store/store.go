@@ -112,6 +112,23 @@ type Store interface {
 	Close() error
 }
 
+// Nonces is implemented by stores that remember one-time values.
+type Nonces interface {
+	// UseNonce records key as used until exp and reports whether this was
+	// its first use: true exactly once per key among all callers and
+	// processes sharing the database, however concurrent; false for a key
+	// already used and not yet expired. Keys whose exp has passed may be
+	// forgotten (and then count as unused again: the caller rejects
+	// expired assertions anyway). Returns ErrUnavailable when the database
+	// cannot be reached. A key that is empty or longer than MaxNonceKey
+	// bytes is an error (and not recorded).
+	UseNonce(ctx context.Context, key string, exp time.Time) (first bool, err error)
+}
+
+// MaxNonceKey is the longest key, in bytes, Nonces.UseNonce accepts (a
+// client id and a jti take some 300).
+const MaxNonceKey = 1024
+
 // Tx is a write transaction. Reads inside it see its own writes.
 type Tx interface {
 	// Read is Store.Read inside the transaction.

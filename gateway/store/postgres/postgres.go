@@ -62,6 +62,16 @@
 // Tx.Savepoint uses SAVEPOINT, ROLLBACK TO and RELEASE: a failed statement
 // inside fn (a unique violation, say) aborts only the savepoint.
 //
+// One-time values (store.Nonces) are rows of nonces, keyed by the key's
+// bytes: UseNonce is one INSERT ... ON CONFLICT DO UPDATE ... WHERE the row
+// expired, so concurrent uses of a key, from any process, have one winner;
+// expired rows are purged a batch at a time.
+//
+// Planner statistics: every 1,000 resources it writes, a Store analyses
+// the tables that changed enough since their last analysis, as autovacuum
+// would a minute or so later (see analyze.go): never analysed tables can
+// make a search run into the statement timeout.
+//
 // Search semantics are those documented in package sqlite.
 package postgres
 
@@ -71,6 +81,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -111,6 +122,9 @@ const (
 type Store struct {
 	pool           *pgxpool.Pool
 	acquireTimeout time.Duration
+
+	nonceCalls atomic.Uint64 // UseNonce calls, timing the purges
+	analyzer   analyzer      // planner statistics after bulk writes
 }
 
 var _ store.Store = (*Store)(nil)
@@ -128,12 +142,13 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("postgres: %w", mapErr(ctx, err))
 	}
 	s := &Store{pool: pool, acquireTimeout: acquire}
+	s.analyzer.ctx, s.analyzer.stop = context.WithCancel(context.Background())
 	if err := s.migrate(ctx); err != nil {
-		pool.Close()
+		s.Close()
 		return nil, err
 	}
 	if err := s.Ping(ctx); err != nil {
-		pool.Close()
+		s.Close()
 		return nil, err
 	}
 	return s, nil
@@ -254,7 +269,8 @@ func (s *Store) Write(ctx context.Context, fn func(store.Tx) error) (err error) 
 			rollback(ctx, ptx) // fn panicked
 		}
 	}()
-	if err := fn(&tx{ctx: ctx, q: ptx}); err != nil {
+	t := &tx{ctx: ctx, q: ptx}
+	if err := fn(t); err != nil {
 		done = true
 		rollback(ctx, ptx)
 		return err
@@ -266,6 +282,8 @@ func (s *Store) Write(ctx context.Context, fn func(store.Tx) error) (err error) 
 		}
 		return fmt.Errorf("postgres: commit: %w", mapErr(ctx, err))
 	}
+	c.Release() // before a check of the statistics takes a connection
+	s.wrote(ctx, t.puts)
 	return nil
 }
 
@@ -324,6 +342,7 @@ func (s *Store) Ping(ctx context.Context) error {
 // Close closes the pool, waiting for connections in use to be released;
 // it is safe to call more than once.
 func (s *Store) Close() error {
+	s.stopAnalyzer()
 	s.pool.Close()
 	return nil
 }

@@ -226,6 +226,17 @@ var migrations = []migration{{
 			IF EXISTS (SELECT 1 FROM outbox) THEN ANALYZE outbox; END IF;
 		END $$`,
 	},
+}, {
+	version: 5,
+	stmts: []string{
+		// One-time values (store.Nonces): the key is used until exp (unix
+		// milliseconds); expired rows are purged in exp order.
+		`CREATE TABLE nonces (
+			key BYTEA NOT NULL PRIMARY KEY,
+			exp BIGINT NOT NULL
+		)`,
+		`CREATE INDEX nonces_exp ON nonces (exp)`,
+	},
 }}
 
 // schemaVersion is the schema version this package migrates to.

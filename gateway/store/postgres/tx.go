@@ -42,6 +42,7 @@ type tx struct {
 	ctx   context.Context
 	q     pgx.Tx
 	depth int // of nested Savepoints, naming them
+	puts  int // resource versions written (see Store.wrote)
 }
 
 var _ store.Tx = (*tx)(nil)
@@ -111,6 +112,7 @@ func (t *tx) Put(res *store.Resource, entries []search.Entry) error {
 		}
 		return fmt.Errorf("postgres: Put %s/%s: %w", res.Type, res.ID, mapErr(t.ctx, err))
 	}
+	t.puts++
 	return nil
 }
 

@@ -55,6 +55,10 @@ func ops(s *Store) map[string]func(ctx context.Context) error {
 		"AuditChain": func(ctx context.Context) error {
 			return s.AuditChain(ctx, func(audit.ChainEntry) error { return nil })
 		},
+		"UseNonce": func(ctx context.Context) error {
+			_, err := s.UseNonce(ctx, "client:jti", time.Now().Add(time.Minute))
+			return err
+		},
 	}
 }
 

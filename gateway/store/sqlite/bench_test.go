@@ -10,7 +10,7 @@ import (
 func BenchmarkSearch(b *testing.B) {
 	s, _ := openTemp(b, Options{})
 	defer s.Close()
-	storetest.BenchmarkSearch(b, s, nil)
+	storetest.BenchmarkSearch(b, s)
 }
 
 // BenchmarkSearchTenants runs storetest.BenchmarkSearch with the
@@ -18,5 +18,5 @@ func BenchmarkSearch(b *testing.B) {
 func BenchmarkSearchTenants(b *testing.B) {
 	s, _ := openTemp(b, Options{})
 	defer s.Close()
-	storetest.BenchmarkSearch(b, s, nil, "clinic-a", "clinic-b", "clinic-c", "clinic-d")
+	storetest.BenchmarkSearch(b, s, "clinic-a", "clinic-b", "clinic-c", "clinic-d")
 }

@@ -221,6 +221,17 @@ var migrations = []migration{{
 		{"resources", "resources_tenant_type_lu 3000000 300000 30000 2"},
 		{"resources", "resources_tenant_lu 3000000 300000 2"},
 	},
+}, {
+	version: 5,
+	stmts: []string{
+		// One-time values (store.Nonces): the key is used until exp (unix
+		// milliseconds); expired rows are purged in exp order.
+		`CREATE TABLE nonces (
+			key TEXT NOT NULL PRIMARY KEY,
+			exp INTEGER NOT NULL
+		)`,
+		`CREATE INDEX nonces_exp ON nonces (exp)`,
+	},
 }}
 
 // schemaVersion is the schema version this package migrates to.

@@ -13,7 +13,8 @@
 // and idx_uri the search index entries of the current, non-deleted
 // versions; conditional_keys and ledger the conditional-create keys and the
 // ingest ledger; audit_chain the audit hash chain (seq, AuditEvent id,
-// hash) and audit_chain_head its last seq and hash. Times are stored as
+// hash) and audit_chain_head its last seq and hash; nonces the one-time
+// values of store.Nonces (key, expiry). Times are stored as
 // INTEGER unix milliseconds (UTC). The schema is versioned in
 // schema_migrations and migrated by Open.
 //
@@ -69,6 +70,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"modernc.org/sqlite"
@@ -93,6 +95,8 @@ type Store struct {
 	r *sql.DB // read-only pool
 
 	stmts map[string]*sql.Stmt // prepared on w, used in write transactions
+
+	nonceCalls atomic.Uint64 // UseNonce calls, timing the purges
 
 	closeOnce sync.Once
 	closeErr  error

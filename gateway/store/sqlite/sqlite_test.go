@@ -199,9 +199,13 @@ func TestBusyIsUnavailable(t *testing.T) {
 	}()
 	<-holding
 	err = b.Write(ctx, func(tx store.Tx) error { return nil })
+	_, nerr := b.UseNonce(ctx, "client:jti", time.Now().Add(time.Minute))
 	close(release)
 	if !errors.Is(err, store.ErrUnavailable) {
 		t.Errorf("Write while another process writes: got %v, want ErrUnavailable", err)
+	}
+	if !errors.Is(nerr, store.ErrUnavailable) {
+		t.Errorf("UseNonce while another process writes: got %v, want ErrUnavailable", nerr)
 	}
 	if err := <-done; err != nil {
 		t.Fatal(err)
@@ -404,4 +408,15 @@ func TestSystemSearch(t *testing.T) {
 	if len(pg.Included) != 1 || pg.Included[0].ID != "x0" {
 		t.Errorf("included %v", pg.Included)
 	}
+}
+
+// TestSearchAfterBulkLoad: the seeded planner statistics (see
+// plannerStats) keep the plans of a fresh database right.
+func TestSearchAfterBulkLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("loads 20,000 resources")
+	}
+	s, _ := openTemp(t, Options{})
+	defer s.Close()
+	storetest.SearchAfterBulkLoad(t, s, 500, "clinic-a", "clinic-b", "clinic-c", "clinic-d")
 }

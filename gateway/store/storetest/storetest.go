@@ -26,8 +26,10 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
 
-// Run runs the whole suite. open must return a new, empty store each time it
-// is called (one per subtest); Run closes it when the subtest ends.
+// Run runs the tests of one store at a time (RunShared, NoncePurge and
+// SearchAfterBulkLoad are run apart). open must return a new, empty store
+// each time it is called (one per subtest); Run closes it when the subtest
+// ends.
 func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	tests := []struct {
 		name string
@@ -71,6 +73,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"TenantHistory", testTenantHistory},
 		{"TenantRead", testTenantRead},
 		{"TenantOutbox", testTenantOutbox},
+		{"Nonces", testNonces},
+		{"NoncesConcurrent", testNoncesConcurrent},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
