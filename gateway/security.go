@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"errors"
 	"math"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
 
 // Security (docs/security.md): SMART Backend Services authentication,
@@ -274,4 +276,15 @@ func isAuthFailure(err error) (*auth.Failure, bool) {
 	var f *auth.Failure
 	ok := errors.As(err, &f)
 	return f, ok
+}
+
+// ReplayCache adapts a store that remembers one-time values to the token
+// endpoint's jti replay cache, so that every replica sharing the database
+// refuses an assertion any of them has seen.
+type ReplayCache struct{ Nonces store.Nonces }
+
+// Seen implements auth.ReplayCache.
+func (r ReplayCache) Seen(ctx context.Context, key string, exp time.Time) (bool, error) {
+	first, err := r.Nonces.UseNonce(ctx, key, exp)
+	return !first, err
 }

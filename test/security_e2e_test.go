@@ -31,6 +31,7 @@ import (
 type secured struct {
 	*gateway
 	tokenURL string
+	config   string                // the --config file
 	keys     map[string]signingKey // client id -> key
 	other    *rsa.PrivateKey       // a key no client registered
 }
@@ -108,6 +109,7 @@ func startSecured(t *testing.T, extra ...string) *secured {
 	if err := os.WriteFile(path, cfg, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	s.config = path
 	s.gateway = start(t, append([]string{"--addr", addr, "--config", path}, extra...)...)
 	return s
 }
@@ -525,5 +527,34 @@ func TestLimits(t *testing.T) {
 	}
 	if status, _, _ := doReq(t, "GET", g.base+"/healthz", ""); status != 200 {
 		t.Errorf("healthz after the flood = %d", status)
+	}
+}
+
+// TestReplicasShareAuth: two replicas on one database, one configuration
+// and one GATEWAY_TOKEN_SECRET: a token from one works on the other, and an
+// assertion used at one is refused as a replay at the other.
+func TestReplicasShareAuth(t *testing.T) {
+	t.Setenv("GATEWAY_TOKEN_SECRET", base64.StdEncoding.EncodeToString([]byte("an-example-secret-of-32-bytes-or-more!")))
+	db := filepath.Join(t.TempDir(), "shared.db")
+	a := startSecured(t, "--db", db)
+	b := start(t, "--db", db, "--config", a.config)
+
+	assertion := a.assertion(t, "clinic-a", nil)
+	status, body := a.tokenRequest(t, tokenForm(assertion, "system/*.rs"))
+	if status != 200 {
+		t.Fatalf("token at replica A = %d %v", status, body)
+	}
+	if st, _, r := call(t, "GET", b.base+"/fhir/Patient", body["access_token"].(string), ""); st != 200 {
+		t.Errorf("replica A's token at replica B = %d %v", st, r)
+	}
+	resp, err := http.PostForm(b.base+"/auth/token", tokenForm(assertion, "system/*.rs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var replay map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&replay)
+	if resp.StatusCode != 401 || replay["error"] != "invalid_client" {
+		t.Errorf("the same assertion at replica B = %d %v, want 401 invalid_client (replayed)", resp.StatusCode, replay)
 	}
 }

@@ -10,8 +10,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ketamine-gateway/ketamine-gateway/gateway"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/delivery"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
 
 // fileConfig is the --config file (docs/configuration.md).
@@ -41,15 +43,25 @@ func readConfig(configFile string) (*fileConfig, error) {
 	return &fc, nil
 }
 
+// authConfigured reports whether the file registers any client or issuer.
+func authConfigured(fc *fileConfig) bool {
+	return fc.Auth != nil && (len(fc.Auth.Clients) > 0 || len(fc.Auth.External) > 0)
+}
+
 // authServer builds the authentication server from the configuration, or
 // returns nil for development mode (no clients, no external issuers). The
 // access-token signing secret comes from GATEWAY_TOKEN_SECRET (base64, at
 // least 32 bytes; the same on every replica) when set.
-func authServer(fc *fileConfig, getenv func(string) string) (*auth.Server, error) {
-	if fc.Auth == nil || (len(fc.Auth.Clients) == 0 && len(fc.Auth.External) == 0) {
+func authServer(fc *fileConfig, getenv func(string) string, st store.Store) (*auth.Server, error) {
+	if !authConfigured(fc) {
 		return nil, nil
 	}
 	cfg := *fc.Auth
+	if n, ok := st.(store.Nonces); ok {
+		// Assertion jti values are remembered in the database: every
+		// replica refuses a replay any of them has seen.
+		cfg.Replay = gateway.ReplayCache{Nonces: n}
+	}
 	if v := getenv("GATEWAY_TOKEN_SECRET"); v != "" {
 		secret, err := base64.StdEncoding.DecodeString(v)
 		if err != nil {

@@ -63,11 +63,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return &exitError{code: exitUsage, msg: err.Error()}
 	}
-	authn, err := authServer(fc, getenv)
-	if err != nil {
-		return &exitError{code: exitUsage, msg: err.Error()}
-	}
-	if authn == nil && !loopback(cfg.addr) {
+	if !authConfigured(fc) && !loopback(cfg.addr) {
 		return &exitError{code: exitUsage, msg: fmt.Sprintf("refusing to serve on %s without authentication: "+
 			"register clients in the auth section of --config (docs/security.md), or listen on a loopback address "+
 			"(127.0.0.1, ::1, localhost) for development", cfg.addr)}
@@ -87,6 +83,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return &exitError{code: exitInvalid, msg: err.Error()}
 	}
 	defer st.Close()
+	authn, err := authServer(fc, getenv, st)
+	if err != nil {
+		return &exitError{code: exitUsage, msg: err.Error()}
+	}
 	dests, err := destinations(fc, cfg.ehrURL, getenv)
 	if err != nil {
 		return &exitError{code: exitUsage, msg: err.Error()}
