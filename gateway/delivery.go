@@ -35,7 +35,7 @@ func (o DeliveryObserver) OnBacklog(string, delivery.Backlog) {}
 func Routes(dests []delivery.Destination) []Route {
 	out := make([]Route, len(dests))
 	for i, d := range dests {
-		out[i] = Route{Name: d.Name, Accepts: d.Accepts}
+		out[i] = Route{Name: d.Name, Accepts: d.Accepts, AcceptsTenant: d.AcceptsTenant}
 	}
 	return out
 }

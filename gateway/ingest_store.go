@@ -69,7 +69,8 @@ func (s *Server) storeRecordTx(ctx context.Context, c echo.Context, tx store.Tx,
 		return err
 	}
 	res := first
-	stored, err := s.recordStored(tx, first)
+	tenant := tenantOf(c)
+	stored, err := s.recordStored(tx, tenant, first)
 	if err != nil {
 		return err
 	}
@@ -80,7 +81,7 @@ func (s *Server) storeRecordTx(ctx context.Context, c echo.Context, tx store.Tx,
 			return err
 		}
 	}
-	entries, err := s.resultEntries(res)
+	entries, err := s.resultEntries(res, tenant)
 	if err != nil {
 		return err
 	}
@@ -93,7 +94,7 @@ func (s *Server) storeRecordTx(ctx context.Context, c echo.Context, tx store.Tx,
 		activity = "UPDATE"
 	}
 	err = s.putProvenance(c, tx, audit.Provenance{
-		ID:       provenanceID(src.System, string(kind), src.RecordID, version),
+		ID:       provenanceID(tenant, src.System, string(kind), src.RecordID, version),
 		Activity: activity, Source: src.System, MappingVersion: mapping.Version,
 		WhatSystem: s.recordSystem(src.System, string(kind)), WhatValue: src.RecordID,
 		WhatDisplay: fmt.Sprintf("%s record version %s", kind, version), ContentHash: hash,
@@ -108,7 +109,7 @@ func (s *Server) storeRecordTx(ctx context.Context, c echo.Context, tx store.Tx,
 		return err
 	}
 	err = s.stage(ctx, "outbox.enqueue", func(context.Context) error {
-		return s.enqueue(tx, kind, res, version, telemetry.TraceID(ctx))
+		return s.enqueue(tx, tenantOf(c), kind, res, version, telemetry.TraceID(ctx))
 	}, attribute.String("ingest.kind", string(kind)))
 	if err != nil {
 		return err
@@ -131,8 +132,8 @@ func (s *Server) recordSystem(source, kind string) string {
 
 // provenanceID is the id of the Provenance of one record version: the same
 // version always has the same one.
-func provenanceID(source, kind, recordID, version string) string {
-	sum := sha256.Sum256([]byte(source + "|" + kind + "|" + recordID + "|" + version))
+func provenanceID(tenant, source, kind, recordID, version string) string {
+	sum := sha256.Sum256([]byte(tenant + "|" + source + "|" + kind + "|" + recordID + "|" + version))
 	return "rec-" + hex.EncodeToString(sum[:16])
 }
 
@@ -140,11 +141,11 @@ func provenanceID(source, kind, recordID, version string) string {
 // it, inside the transaction that stores it. The payload is the mapped
 // transaction Bundle: its entries are conditional on identifiers (or PUT to
 // deterministic ids), so a re-send never duplicates anything at the EHR.
-func (s *Server) enqueue(tx store.Tx, kind mapping.Kind, res *mapping.Result, version, traceID string) error {
+func (s *Server) enqueue(tx store.Tx, tenant string, kind mapping.Kind, res *mapping.Result, version, traceID string) error {
 	var items []*store.OutboxItem
 	var payload []byte
 	for _, r := range s.cfg.Routes {
-		if !r.Accepts(string(kind), res.Source.System) {
+		if !r.Accepts(string(kind), res.Source.System) || (r.AcceptsTenant != nil && !r.AcceptsTenant(tenant)) {
 			continue
 		}
 		if payload == nil {
@@ -178,13 +179,13 @@ func (s *Server) enqueue(tx store.Tx, kind mapping.Kind, res *mapping.Result, ve
 
 // recordStored reports whether the record's main resource (the first
 // entry after the Patient) is already stored: then this is a new version.
-func (s *Server) recordStored(tx store.Tx, res *mapping.Result) (bool, error) {
+func (s *Server) recordStored(tx store.Tx, tenant string, res *mapping.Result) (bool, error) {
 	for _, e := range res.Entries {
 		if e.ResourceType == "Patient" {
 			continue
 		}
 		if e.ResourceType == "AdverseEvent" { // deterministic id
-			_, err := tx.Read("AdverseEvent", e.URL[len("AdverseEvent/"):])
+			_, err := tx.Read("AdverseEvent", tenantID(tenant, e.URL[len("AdverseEvent/"):]))
 			switch {
 			case err == nil:
 				return true, nil
@@ -208,14 +209,22 @@ func (s *Server) recordStored(tx store.Tx, res *mapping.Result) (bool, error) {
 }
 
 // resultEntries turns mapped entries into transaction entries.
-func (s *Server) resultEntries(res *mapping.Result) ([]*txEntry, error) {
+func (s *Server) resultEntries(res *mapping.Result, tenant string) ([]*txEntry, error) {
 	out := make([]*txEntry, len(res.Entries))
 	for i, e := range res.Entries {
 		w := wireEntry{FullURL: e.FullURL}
+		url := e.URL
 		if e.Resource != nil {
 			raw, err := json.Marshal(e.Resource)
 			if err != nil {
 				return nil, fmt.Errorf("marshal mapped %s: %w", e.ResourceType, err)
+			}
+			// A deterministic id (PUT Type/id) is the tenant's own.
+			if typ, id, ok := strings.Cut(e.URL, "/"); ok && tenant != "" && e.Method.Code() == "PUT" && !strings.Contains(id, "?") {
+				url = typ + "/" + tenantID(tenant, id)
+				if raw, err = setID(raw, tenantID(tenant, id)); err != nil {
+					return nil, err
+				}
 			}
 			w.Resource = raw
 		}
@@ -224,13 +233,36 @@ func (s *Server) resultEntries(res *mapping.Result) ([]*txEntry, error) {
 			URL         string `json:"url"`
 			IfNoneExist string `json:"ifNoneExist"`
 			IfMatch     string `json:"ifMatch"`
-		}{Method: e.Method.Code(), URL: e.URL, IfNoneExist: e.IfNoneExist}
+		}{Method: e.Method.Code(), URL: url, IfNoneExist: e.IfNoneExist}
 		out[i] = s.parseEntry(i, &w)
 		if out[i].perr != nil {
 			return nil, fmt.Errorf("mapped entry %d: %w", i, out[i].perr)
 		}
 	}
 	return out, nil
+}
+
+// tenantID is the id, in tenant's namespace, of a resource the mappings
+// give a deterministic id: tenants sending the same record ids never
+// collide (the default tenant keeps the mapping's id). The EHR still gets
+// the mapping's own id.
+func tenantID(tenant, id string) string {
+	if tenant == "" {
+		return id
+	}
+	h := sha256.Sum256([]byte(tenant + "|" + id))
+	h[6], h[8] = (h[6]&0x0f)|0x50, (h[8]&0x3f)|0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", h[0:4], h[4:6], h[6:8], h[8:10], h[10:16])
+}
+
+// setID replaces the id of a JSON resource.
+func setID(raw []byte, id string) ([]byte, error) {
+	doc, err := decodeJSON(raw)
+	if err != nil {
+		return nil, fmt.Errorf("mapped resource: %w", err)
+	}
+	doc["id"] = id
+	return json.Marshal(doc)
 }
 
 // contentHash is the SHA-256 of the record's canonical JSON (keys sorted,

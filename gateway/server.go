@@ -80,6 +80,9 @@ type Route struct {
 	Name string
 	// Accepts reports whether records of kind from source go there.
 	Accepts func(kind, source string) bool
+	// AcceptsTenant reports whether records of a tenant go there (nil:
+	// every tenant's).
+	AcceptsTenant func(tenant string) bool
 }
 
 // notifyDelivery wakes the delivery worker, if any.

@@ -53,6 +53,7 @@ var securedClients = []struct {
 	{"reader-a", "clinic-a", []string{"system/Patient.rs"}, false},
 	{"patients-a", "clinic-a", []string{"system/Patient.cruds"}, false},
 	{"auditor", "*", []string{"gateway/operator", "system/*.rs"}, false},
+	{"clinic-c", "clinic-c", []string{"gateway/ingest"}, false},
 }
 
 // freeAddr reserves a loopback port (the token URL must be known before
@@ -68,6 +69,11 @@ func freeAddr(t *testing.T) string {
 }
 
 func startSecured(t *testing.T, extra ...string) *secured {
+	return startSecuredWith(t, nil, extra...)
+}
+
+// startSecuredWith also configures delivery destinations.
+func startSecuredWith(t *testing.T, destinations []map[string]any, extra ...string) *secured {
 	t.Helper()
 	addr := freeAddr(t)
 	s := &secured{tokenURL: "http://" + addr + "/auth/token", keys: map[string]signingKey{}}
@@ -104,7 +110,11 @@ func startSecured(t *testing.T, extra ...string) *secured {
 		raw, _ := json.Marshal(jwks)
 		clients = append(clients, map[string]any{"id": c.id, "tenant": c.tenant, "scopes": c.scopes, "jwks": json.RawMessage(raw)})
 	}
-	cfg, _ := json.Marshal(map[string]any{"auth": map[string]any{"tokenUrl": s.tokenURL, "clients": clients}})
+	conf := map[string]any{"auth": map[string]any{"tokenUrl": s.tokenURL, "clients": clients}}
+	if destinations != nil {
+		conf["destinations"] = destinations
+	}
+	cfg, _ := json.Marshal(conf)
 	path := filepath.Join(t.TempDir(), "config.json")
 	if err := os.WriteFile(path, cfg, 0o600); err != nil {
 		t.Fatal(err)
@@ -556,5 +566,36 @@ func TestReplicasShareAuth(t *testing.T) {
 	_ = json.NewDecoder(resp.Body).Decode(&replay)
 	if resp.StatusCode != 401 || replay["error"] != "invalid_client" {
 		t.Errorf("the same assertion at replica B = %d %v, want 401 invalid_client (replayed)", resp.StatusCode, replay)
+	}
+}
+
+// TestDeliveryTenantFilter: a destination with a tenants filter receives
+// only those tenants' records.
+func TestDeliveryTenantFilter(t *testing.T) {
+	ehr := newEHRStub(t)
+	s := startSecuredWith(t, []map[string]any{{"name": "clinic-a-hospital", "baseUrl": ehr.URL,
+		"filter": map[string]any{"tenants": []string{"clinic-a"}}}})
+	body, _ := os.ReadFile("../schemas/examples/session/routine-ketamine-iv-session.json")
+	for _, client := range []string{"clinic-a", "clinic-c"} {
+		tok := s.token(t, client, "gateway/ingest")
+		if status, _, r := call(t, "POST", s.base+"/ingest/session", tok, string(body)); status != 200 {
+			t.Fatalf("ingest as %s = %d %v", client, status, r)
+		}
+	}
+	auditor := s.token(t, "auditor", "gateway/operator system/*.rs")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, _, l := call(t, "GET", s.base+"/admin/deliveries", auditor, "")
+		items := list(l["deliveries"])
+		if len(items) == 1 && items[0].(map[string]any)["status"] == "done" {
+			break
+		}
+		if len(items) > 1 || time.Now().After(deadline) {
+			t.Fatalf("deliveries = %v, want clinic A's record only, delivered", l)
+		}
+		time.Sleep(20 * time.Millisecond) // polling the running binary
+	}
+	if _, _, posts := ehr.stats(); posts != 1 {
+		t.Errorf("the EHR received %d transactions, want 1 (clinic A's)", posts)
 	}
 }

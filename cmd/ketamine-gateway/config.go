@@ -92,6 +92,7 @@ type destinationConfig struct {
 	Filter struct {
 		Kinds   []string `json:"kinds"`
 		Sources []string `json:"sources"`
+		Tenants []string `json:"tenants"`
 	} `json:"filter"`
 	Mode        string  `json:"mode"`
 	MaxEntries  int     `json:"maxEntries"`
@@ -139,7 +140,7 @@ func (dc destinationConfig) destination(getenv func(string) string) (delivery.De
 	d := delivery.Destination{
 		Name: dc.Name, BaseURL: dc.BaseURL, Mode: delivery.Mode(dc.Mode), MaxEntries: dc.MaxEntries,
 		RateLimit: dc.RateLimit, Burst: dc.Burst, Concurrency: dc.Concurrency,
-		Filter: delivery.Filter{Kinds: dc.Filter.Kinds, Sources: dc.Filter.Sources},
+		Filter: delivery.Filter{Kinds: dc.Filter.Kinds, Sources: dc.Filter.Sources, Tenants: dc.Filter.Tenants},
 		TLS:    delivery.TLS{CAFile: dc.TLS.CAFile, CertFile: dc.TLS.CertFile, KeyFile: dc.TLS.KeyFile},
 	}
 	if dc.Timeout != "" {

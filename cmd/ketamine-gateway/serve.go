@@ -103,6 +103,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		gcfg.RateLimit = -1
 	}
 	if authn != nil {
+		tenants := map[string]bool{}
+		for _, c := range fc.Auth.Clients {
+			tenants[c.Tenant] = true
+		}
+		for _, d := range dests {
+			if len(tenants) > 1 && len(d.Filter.Tenants) == 0 {
+				logger.Warn("a delivery destination without a tenants filter receives every tenant's records", "destination", d.Name)
+			}
+		}
 		gcfg.AuthTokenURL = fc.Auth.TokenURL
 		logger.Info("authentication: SMART Backend Services", "clients", len(fc.Auth.Clients), "external_issuers", len(fc.Auth.External))
 	} else {

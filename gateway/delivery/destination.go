@@ -112,10 +112,20 @@ type TLS struct {
 	CertFile, KeyFile string
 }
 
-// Filter selects records by kind and source; an empty list accepts all.
+// Filter selects records by kind, source and tenant; an empty list
+// accepts all.
 type Filter struct {
 	Kinds   []string
 	Sources []string
+	// Tenants are the tenants (clinics) whose records go to the
+	// destination. With several tenants, set it: a destination without it
+	// receives every tenant's records.
+	Tenants []string
+}
+
+// AcceptsTenant reports whether records of tenant go to d.
+func (d Destination) AcceptsTenant(tenant string) bool {
+	return len(d.Filter.Tenants) == 0 || slices.Contains(d.Filter.Tenants, tenant)
 }
 
 // Accepts reports whether a record of kind from source goes to d. The

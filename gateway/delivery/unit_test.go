@@ -222,3 +222,17 @@ func TestNewWorkerChecks(t *testing.T) {
 		t.Fatal("second Run accepted")
 	}
 }
+
+func TestDestinationAcceptsTenant(t *testing.T) {
+	all := Destination{}
+	some := Destination{Filter: Filter{Tenants: []string{"clinic-a"}}}
+	for _, tc := range []struct {
+		d      Destination
+		tenant string
+		want   bool
+	}{{all, "clinic-a", true}, {all, "", true}, {some, "clinic-a", true}, {some, "clinic-b", false}, {some, "", false}} {
+		if got := tc.d.AcceptsTenant(tc.tenant); got != tc.want {
+			t.Errorf("AcceptsTenant(%q) = %v with %v, want %v", tc.tenant, got, tc.d.Filter.Tenants, tc.want)
+		}
+	}
+}
