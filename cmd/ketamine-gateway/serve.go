@@ -47,7 +47,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	fs.StringVar(&cfg.baseURL, "base-url", getenv("GATEWAY_BASE_URL"), "public FHIR base URL (GATEWAY_BASE_URL); default: from each request")
 	fs.StringVar(&cfg.tlsCert, "tls-cert", getenv("GATEWAY_TLS_CERT"), "PEM certificate chain: serve HTTPS (TLS 1.2 or later) (GATEWAY_TLS_CERT)")
 	fs.StringVar(&cfg.tlsKey, "tls-key", getenv("GATEWAY_TLS_KEY"), "PEM private key of --tls-cert (GATEWAY_TLS_KEY)")
-	fs.Float64Var(&cfg.rateLimit, "rate-limit", 100, "requests per second per client address and per client, bursts of twice that; 0 turns it off")
+	fs.Float64Var(&cfg.rateLimit, "rate-limit", -1, "requests per second per client address and per client, bursts of twice that; 0 turns it off (default 100 with authentication, off in development mode)")
 	fs.StringVar(&cfg.instance, "instance", envOr(getenv, "GATEWAY_INSTANCE", defaultInstance()), "this process's name in audit records (GATEWAY_INSTANCE)")
 	if err := fs.Parse(args); err != nil {
 		return &exitError{code: exitUsage}
@@ -99,8 +99,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	gcfg := gateway.Config{MaxBodyBytes: cfg.maxBody, IdentifierBase: cfg.identifierBase, Logger: logger,
 		Store: st, BaseURL: cfg.baseURL, MaxBundleEntries: cfg.maxEntries, Telemetry: tel, Metrics: metrics,
 		Instance: cfg.instance, Auth: authn, RateLimit: cfg.rateLimit}
-	if cfg.rateLimit <= 0 {
-		gcfg.RateLimit = -1
+	switch {
+	case cfg.rateLimit < 0 && authn != nil:
+		gcfg.RateLimit = 100
+	case cfg.rateLimit <= 0:
+		gcfg.RateLimit = -1 // off: development mode serves one local user
 	}
 	if authn != nil {
 		tenants := map[string]bool{}
