@@ -185,8 +185,8 @@ func (s *Server) auditRecord(c echo.Context, sc *auditScope, status int) audit.R
 		}
 	}
 	desc := sc.description
-	if status >= 400 {
-		desc = failureDescription(c)
+	if rules := failureDescription(c); rules != "" {
+		desc = rules // the error handler's rule ids; the token endpoint sets its own
 	}
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {

@@ -194,3 +194,18 @@ func TestAuditEventsReadOnly(t *testing.T) {
 		t.Errorf("the rejected transaction wrote data: %s", rec.Body)
 	}
 }
+
+// TestOutcomeLeavesSharedErrorsAlone: naming a Bundle entry in an error's
+// issues must not change the shared *Error values the gateway returns
+// (errIDTaken, errBusy): the second answer would name the entry twice.
+func TestOutcomeLeavesSharedErrorsAlone(t *testing.T) {
+	for i := 0; i < 2; i++ {
+		_, issues := Outcome(&entryError{index: 3, err: errIDTaken})
+		if got := issues[0].Expression; got != "Bundle.entry[3]" {
+			t.Fatalf("Outcome() #%d expression = %q, want Bundle.entry[3]", i+1, got)
+		}
+	}
+	if errIDTaken.Issues[0].Expression != "" || strings.Contains(errIDTaken.Issues[0].Message, "Bundle entry") {
+		t.Errorf("errIDTaken was changed: %+v", errIDTaken.Issues[0])
+	}
+}

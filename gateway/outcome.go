@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 
 	fhir "github.com/samply/golang-fhir-models/fhir-models/fhir"
@@ -63,6 +64,8 @@ func Outcome(err error) (int, []Issue) {
 	var ee *entryError
 	if errors.As(err, &ee) {
 		status, issues := Outcome(ee.err)
+		// A copy: issues may be those of a shared *Error value.
+		issues = slices.Clone(issues)
 		for i := range issues {
 			issues[i].Expression = prefixExpr(fmt.Sprintf("Bundle.entry[%d]", ee.index), issues[i].Expression)
 			issues[i].Message = fmt.Sprintf("Bundle entry %d: %s", ee.index, issues[i].Message)

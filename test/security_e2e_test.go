@@ -273,6 +273,11 @@ func TestSMARTBackendServicesNegatives(t *testing.T) {
 			if after := s.failures(t, auditor); after != before+1 {
 				t.Errorf("failure AuditEvents %d -> %d, want one more", before, after)
 			}
+			// The newest failure is this request's, and says why.
+			_, _, evs := call(t, "GET", s.base+"/fhir/AuditEvent?outcome=4&_sort=-date&_count=1", auditor, "")
+			if e := list(evs["entry"]); len(e) != 1 || !strings.Contains(fmt.Sprint(e[0].(map[string]any)["resource"].(map[string]any)["outcomeDesc"]), tc.code) {
+				t.Errorf("newest failure AuditEvent = %v, want its description to name %s", evs["entry"], tc.code)
+			}
 		})
 	}
 
