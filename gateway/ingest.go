@@ -43,7 +43,10 @@ func (s *Server) ingest(c echo.Context) error {
 	err = s.stage(ctx, "ingest.schema", func(context.Context) error {
 		return s.pipeline.ValidateRecord(kind, body)
 	}, attrs...)
-	var res *mapping.Result
+	var (
+		res  *mapping.Result
+		raws [][]byte
+	)
 	if err == nil {
 		err = s.stage(ctx, "ingest.map", func(context.Context) error {
 			var err error
@@ -53,7 +56,9 @@ func (s *Server) ingest(c echo.Context) error {
 	}
 	if err == nil {
 		err = s.stage(ctx, "fhir.validate", func(context.Context) error {
-			return s.pipeline.ValidateMapped(res)
+			var err error
+			raws, err = s.pipeline.ValidateMapped(res)
+			return err
 		}, append(attrs, attribute.Int("fhir.entry_count", len(res.Entries)))...)
 	}
 	if err != nil {
@@ -65,7 +70,7 @@ func (s *Server) ingest(c echo.Context) error {
 			return errorf(http.StatusNotImplemented, "not-supported", "storage-unavailable",
 				"this gateway runs without a store; use dryRun=true to validate and map")
 		}
-		if err := s.storeRecord(c, kind, body, res); err != nil {
+		if err := s.storeRecord(c, kind, body, res, raws); err != nil {
 			s.cfg.Metrics.IngestRecord(ctx, string(kind), "failed")
 			return err
 		}

@@ -27,7 +27,7 @@ import (
 // again changes nothing and gets the first answer again; the same version
 // with other content is a 409; a new version of a stored record updates its
 // resources (conditional updates, Observations amended).
-func (s *Server) storeRecord(c echo.Context, kind mapping.Kind, body []byte, first *mapping.Result) error {
+func (s *Server) storeRecord(c echo.Context, kind mapping.Kind, body []byte, first *mapping.Result, firstRaws [][]byte) error {
 	hash, err := contentHash(body)
 	if err != nil {
 		return err
@@ -41,7 +41,7 @@ func (s *Server) storeRecord(c echo.Context, kind mapping.Kind, body []byte, fir
 	var answer []byte
 	err = s.stage(c.Request().Context(), "store.transaction", func(ctx context.Context) error {
 		return s.writeAudited(c, ctx, func(tx store.Tx) (int, error) {
-			return http.StatusOK, s.storeRecordTx(ctx, c, tx, kind, body, first, hash, version, now, &answer)
+			return http.StatusOK, s.storeRecordTx(ctx, c, tx, kind, body, first, firstRaws, hash, version, now, &answer)
 		})
 	}, attribute.String("ingest.kind", string(kind)), attribute.Int("fhir.entry_count", len(first.Entries)))
 	if err != nil {
@@ -52,9 +52,9 @@ func (s *Server) storeRecord(c echo.Context, kind mapping.Kind, body []byte, fir
 }
 
 // storeRecordTx is storeRecord's database transaction; it sets *out to
-// the answer.
+// the answer. firstRaws are first's validated resources (ValidateMapped).
 func (s *Server) storeRecordTx(ctx context.Context, c echo.Context, tx store.Tx, kind mapping.Kind, body []byte, first *mapping.Result,
-	hash, version string, now time.Time, out *[]byte) error {
+	firstRaws [][]byte, hash, version string, now time.Time, out *[]byte) error {
 	src := first.Source
 	l, err := tx.Ledger(src.System, string(kind), src.RecordID, version)
 	switch {
@@ -68,20 +68,24 @@ func (s *Server) storeRecordTx(ctx context.Context, c echo.Context, tx store.Tx,
 	case !errors.Is(err, store.ErrNotFound):
 		return err
 	}
-	res := first
+	res, raws := first, firstRaws
 	tenant := tenantOf(c)
 	stored, err := s.recordStored(tx, tenant, first)
 	if err != nil {
 		return err
 	}
 	if stored {
+		// A new version: mapped again in update mode, and validated too.
 		opts := s.pipeline.opts
 		opts.Update = true
 		if res, err = s.pipeline.MapWith(kind, body, opts); err != nil {
 			return err
 		}
+		if raws, err = s.pipeline.ValidateMapped(res); err != nil {
+			return err
+		}
 	}
-	entries, err := s.resultEntries(res, tenant)
+	entries, err := s.resultEntries(res, raws, tenant)
 	if err != nil {
 		return err
 	}
@@ -209,19 +213,16 @@ func (s *Server) recordStored(tx store.Tx, tenant string, res *mapping.Result) (
 }
 
 // resultEntries turns mapped entries into transaction entries.
-func (s *Server) resultEntries(res *mapping.Result, tenant string) ([]*txEntry, error) {
+func (s *Server) resultEntries(res *mapping.Result, raws [][]byte, tenant string) ([]*txEntry, error) {
 	out := make([]*txEntry, len(res.Entries))
 	for i, e := range res.Entries {
 		w := wireEntry{FullURL: e.FullURL}
 		url := e.URL
-		if e.Resource != nil {
-			raw, err := json.Marshal(e.Resource)
-			if err != nil {
-				return nil, fmt.Errorf("marshal mapped %s: %w", e.ResourceType, err)
-			}
+		if raw := raws[i]; raw != nil {
 			// A deterministic id (PUT Type/id) is the tenant's own.
 			if typ, id, ok := strings.Cut(e.URL, "/"); ok && tenant != "" && e.Method.Code() == "PUT" && !strings.Contains(id, "?") {
 				url = typ + "/" + tenantID(tenant, id)
+				var err error
 				if raw, err = setID(raw, tenantID(tenant, id)); err != nil {
 					return nil, err
 				}

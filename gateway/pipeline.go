@@ -64,26 +64,30 @@ func (p *Pipeline) ValidateRecord(kind mapping.Kind, doc []byte) error {
 }
 
 // ValidateMapped checks every resource a mapping produced against the R4
-// definitions. A failure is the gateway's bug, not the client's: it
-// returns an error that answers 500 (the record is not stored).
-func (p *Pipeline) ValidateMapped(res *mapping.Result) error {
+// definitions and returns their JSON (nil for an entry without a
+// resource), so the store writes the bytes it validated. A failure is the
+// gateway's bug, not the client's: it returns an error that answers 500
+// (the record is not stored).
+func (p *Pipeline) ValidateMapped(res *mapping.Result) ([][]byte, error) {
+	raws := make([][]byte, len(res.Entries))
 	for i, e := range res.Entries {
 		if e.Resource == nil {
 			continue
 		}
 		raw, err := json.Marshal(e.Resource)
 		if err != nil {
-			return fmt.Errorf("marshal mapped entry %d: %w", i, err)
+			return nil, fmt.Errorf("marshal mapped entry %d: %w", i, err)
 		}
 		if r := p.validator.ValidateAs(raw, e.ResourceType); !r.Valid() {
 			rule := ""
 			if is := fhirIssues(r); len(is) > 0 {
 				rule = is[0].Rule
 			}
-			return fmt.Errorf("mapped %s entry %d breaks FHIR rule %q", e.ResourceType, i, rule)
+			return nil, fmt.Errorf("mapped %s entry %d breaks FHIR rule %q", e.ResourceType, i, rule)
 		}
+		raws[i] = raw
 	}
-	return nil
+	return raws, nil
 }
 
 // ValidateFHIR validates a FHIR resource (or Bundle) structurally. It
