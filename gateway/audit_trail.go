@@ -97,13 +97,23 @@ func auditOf(c echo.Context) *auditScope {
 // touch records resources the request touched (with their versions).
 func (sc *auditScope) touch(rs ...*store.Resource) {
 	for _, r := range rs {
-		if r == nil {
-			continue
-		}
-		sc.entities = append(sc.entities, audit.Entity{Type: r.Type, ID: r.ID, Version: r.Version})
-		if !r.Deleted {
-			sc.patient(patientsIn(r.Type, r.ID, r.Body)...)
-		}
+		sc.touchDoc(r, nil)
+	}
+}
+
+// touchDoc records one resource; doc is its decoded body when the caller
+// has it at hand (nil: the patients are read from r.Body).
+func (sc *auditScope) touchDoc(r *store.Resource, doc map[string]any) {
+	if r == nil {
+		return
+	}
+	sc.entities = append(sc.entities, audit.Entity{Type: r.Type, ID: r.ID, Version: r.Version})
+	switch {
+	case r.Deleted:
+	case doc != nil:
+		sc.patient(patientsOf(r.Type, r.ID, doc)...)
+	default:
+		sc.patient(patientsIn(r.Type, r.ID, r.Body)...)
 	}
 }
 
@@ -341,15 +351,18 @@ func (s *Server) writeAudited(c echo.Context, ctx context.Context, fn func(tx st
 
 // patientsIn returns the patients a stored resource is about: itself for a
 // Patient, else its subject or patient reference when that is a Patient.
+// Only those two members are decoded (this runs for every search match).
 func patientsIn(typ, id string, body []byte) []string {
 	if typ == "Patient" {
 		return []string{"Patient/" + id}
 	}
-	doc, err := decodeJSON(body)
-	if err != nil {
-		return nil
+	var refs struct {
+		Subject, Patient struct {
+			Reference string `json:"reference"`
+		}
 	}
-	return patientsOf(typ, id, doc)
+	_ = json.Unmarshal(body, &refs) // a member of another shape is just not a patient
+	return patientRefs(refs.Subject.Reference, refs.Patient.Reference)
 }
 
 // patientsOf is patientsIn for a decoded resource.
@@ -357,16 +370,25 @@ func patientsOf(typ, id string, doc map[string]any) []string {
 	if typ == "Patient" {
 		return []string{"Patient/" + id}
 	}
-	var out []string
-	for _, k := range []string{"subject", "patient"} {
+	ref := func(k string) string {
 		m, _ := doc[k].(map[string]any)
-		ref, _ := m["reference"].(string)
-		if strings.HasPrefix(ref, "Patient/") {
-			if i := strings.Index(ref, "/_history/"); i > 0 {
-				ref = ref[:i]
-			}
-			out = append(out, ref)
+		r, _ := m["reference"].(string)
+		return r
+	}
+	return patientRefs(ref("subject"), ref("patient"))
+}
+
+// patientRefs keeps the references to a Patient, without their version.
+func patientRefs(refs ...string) []string {
+	var out []string
+	for _, ref := range refs {
+		if !strings.HasPrefix(ref, "Patient/") {
+			continue
 		}
+		if i := strings.Index(ref, "/_history/"); i > 0 {
+			ref = ref[:i]
+		}
+		out = append(out, ref)
 	}
 	return out
 }

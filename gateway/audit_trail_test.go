@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -207,5 +208,29 @@ func TestOutcomeLeavesSharedErrorsAlone(t *testing.T) {
 	}
 	if errIDTaken.Issues[0].Expression != "" || strings.Contains(errIDTaken.Issues[0].Message, "Bundle entry") {
 		t.Errorf("errIDTaken was changed: %+v", errIDTaken.Issues[0])
+	}
+}
+
+func TestPatientsIn(t *testing.T) {
+	tests := []struct {
+		typ, body string
+		want      []string
+	}{
+		{"Patient", `{}`, []string{"Patient/p0"}},
+		{"Observation", `{"subject":{"reference":"Patient/p1/_history/2"}}`, []string{"Patient/p1"}},
+		{"AdverseEvent", `{"subject":{"reference":"Patient/p2"},"code":{"text":"x"}}`, []string{"Patient/p2"}},
+		{"Immunization", `{"patient":{"reference":"Patient/p3"}}`, []string{"Patient/p3"}},
+		{"Observation", `{"subject":{"reference":"Group/g1"}}`, nil},
+		{"Observation", `{"subject":[{"reference":"Patient/p4"}]}`, nil},
+		{"Observation", `not json`, nil},
+	}
+	for _, tc := range tests {
+		if got := patientsIn(tc.typ, "p0", []byte(tc.body)); !slices.Equal(got, tc.want) {
+			t.Errorf("patientsIn(%s, %s) = %v, want %v", tc.typ, tc.body, got, tc.want)
+		}
+		doc, _ := decodeJSON([]byte(tc.body))
+		if got := patientsOf(tc.typ, "p0", doc); !slices.Equal(got, tc.want) {
+			t.Errorf("patientsOf(%s, %s) = %v, want %v", tc.typ, tc.body, got, tc.want)
+		}
 	}
 }

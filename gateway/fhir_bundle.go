@@ -138,7 +138,7 @@ func (s *Server) handleBundle(c echo.Context) error {
 				}
 				touchEntries(c, entries, nil)
 				auditOf(c).description = fmt.Sprintf("transaction: %d entries", len(entries))
-				return okStatus, s.bundleProvenance(c, tx, "transaction", body, written(entries, nil), now)
+				return http.StatusOK, s.bundleProvenance(c, tx, "transaction", body, written(entries, nil), now)
 			})
 		}, attribute.String("fhir.bundle.type", "transaction"), attribute.Int("fhir.entry_count", len(entries)))
 		if err != nil {
@@ -169,7 +169,7 @@ func (s *Server) handleBundle(c echo.Context) error {
 				}
 				touchEntries(c, entries, errs)
 				auditOf(c).description = fmt.Sprintf("batch: %d entries, %d failed", len(entries), failed)
-				return okStatus, s.bundleProvenance(c, tx, "batch", body, written(entries, errs), now)
+				return http.StatusOK, s.bundleProvenance(c, tx, "batch", body, written(entries, errs), now)
 			})
 		}, attribute.String("fhir.bundle.type", "batch"), attribute.Int("fhir.entry_count", len(entries)))
 		if err != nil {

@@ -102,7 +102,7 @@ var (
 	resourcePattern = regexp.MustCompile(`^[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}$`)
 )
 
-// ErrLineageQuery is returned (wrapped in *Error) for a malformed query.
+// lineageQueryError is the 400 of a malformed lineage query.
 func lineageQueryError(msg string) error {
 	return errorf(http.StatusBadRequest, "invalid", "lineage-query-invalid", msg)
 }

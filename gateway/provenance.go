@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"net/http"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -81,20 +80,13 @@ func (s *Server) bundleProvenance(c echo.Context, tx store.Tx, kind string, body
 func touchEntries(c echo.Context, entries []*txEntry, errs []error) {
 	sc := auditOf(c)
 	for i, e := range entries {
-		if errs != nil && errs[i] != nil || e.res == nil || e.res.Resource == nil {
+		if errs != nil && errs[i] != nil || e.res == nil {
 			continue
 		}
-		r := e.res.Resource
-		sc.entities = append(sc.entities, audit.Entity{Type: r.Type, ID: r.ID, Version: r.Version})
-		switch {
-		case r.Deleted:
-		case e.doc != nil && e.method != "GET" && e.matched == nil:
-			sc.patient(patientsOf(r.Type, r.ID, e.doc)...) // the document just stored: no need to decode it again
-		default:
-			sc.patient(patientsIn(r.Type, r.ID, r.Body)...)
+		var doc map[string]any
+		if e.method != "GET" && e.matched == nil {
+			doc = e.doc // the document just stored: no need to decode it again
 		}
+		sc.touchDoc(e.res.Resource, doc)
 	}
 }
-
-// okStatus is the status of a processed Bundle.
-const okStatus = http.StatusOK

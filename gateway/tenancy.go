@@ -150,9 +150,6 @@ func (t tenantTx) PutLedger(l *store.Ledger) error {
 	return t.Tx.PutLedger(&cp)
 }
 
-// Savepoint keeps fn on the confined transaction (fn closes over it).
-func (t tenantTx) Savepoint(fn func() error) error { return t.Tx.Savepoint(fn) }
-
 // Enqueue stamps outbox items with the tenant.
 func (t tenantTx) Enqueue(items ...*store.OutboxItem) error {
 	otx, ok := t.Tx.(store.OutboxTx)
