@@ -234,3 +234,29 @@ func TestPatientsIn(t *testing.T) {
 		}
 	}
 }
+
+// TestConcurrencyBound: with every slot taken a request waits briefly,
+// then gets 503 with Retry-After; once a slot frees, requests are served.
+func TestConcurrencyBound(t *testing.T) {
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "kg.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	s, err := NewServer(Config{Store: st, RateLimit: -1, MaxInFlight: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.inFlight <- struct{}{} // a request in progress
+	rec := send(s, "GET", "/fhir/Patient", "")
+	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") != "1" || !strings.Contains(rec.Body.String(), "server-busy") {
+		t.Errorf("request over the bound = %d %q %s, want 503 server-busy with Retry-After 1", rec.Code, rec.Header().Get("Retry-After"), rec.Body)
+	}
+	if rec := send(s, "GET", "/healthz", ""); rec.Code != http.StatusOK {
+		t.Errorf("healthz at the bound = %d, want 200 (liveness never waits)", rec.Code)
+	}
+	<-s.inFlight
+	if rec := send(s, "GET", "/fhir/Patient", ""); rec.Code != http.StatusOK {
+		t.Errorf("request with a free slot = %d", rec.Code)
+	}
+}

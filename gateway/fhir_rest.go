@@ -61,6 +61,15 @@ func clientWritable(typ string) error {
 	return nil
 }
 
+// writableTypeAndID is typeAndID for a write (see writableType).
+func (s *Server) writableTypeAndID(c echo.Context) (string, string, error) {
+	typ, id, err := s.typeAndID(c)
+	if err == nil {
+		err = clientWritable(typ)
+	}
+	return typ, id, err
+}
+
 // typeAndID reads and checks the :type and :id path parameters.
 func (s *Server) typeAndID(c echo.Context) (string, string, error) {
 	typ, err := s.resourceType(c)
@@ -163,10 +172,7 @@ func (s *Server) writeEntry(c echo.Context, e *txEntry) error {
 // handleUpdate is PUT /fhir/{type}/{id}: update, or create with the
 // client's id.
 func (s *Server) handleUpdate(c echo.Context) error {
-	typ, id, err := s.typeAndID(c)
-	if err == nil {
-		err = clientWritable(typ)
-	}
+	typ, id, err := s.writableTypeAndID(c)
 	if err != nil {
 		return err
 	}
@@ -209,10 +215,7 @@ func (s *Server) handleConditionalUpdate(c echo.Context) error {
 
 // handleDelete is DELETE /fhir/{type}/{id}.
 func (s *Server) handleDelete(c echo.Context) error {
-	typ, id, err := s.typeAndID(c)
-	if err == nil {
-		err = clientWritable(typ)
-	}
+	typ, id, err := s.writableTypeAndID(c)
 	if err != nil {
 		return err
 	}

@@ -174,14 +174,18 @@ func (s *Server) boundConcurrency(next echo.HandlerFunc) echo.HandlerFunc {
 		if p := c.Path(); p == "/healthz" {
 			return next(c)
 		}
-		t := time.NewTimer(250 * time.Millisecond)
-		defer t.Stop()
 		select {
-		case s.inFlight <- struct{}{}:
-		case <-t.C:
-			return errBusy
-		case <-c.Request().Context().Done():
-			return errBusy
+		case s.inFlight <- struct{}{}: // the usual case: a free slot, no timer
+		default:
+			t := time.NewTimer(250 * time.Millisecond)
+			defer t.Stop()
+			select {
+			case s.inFlight <- struct{}{}:
+			case <-t.C:
+				return errBusy
+			case <-c.Request().Context().Done():
+				return errBusy
+			}
 		}
 		defer func() { <-s.inFlight }()
 		return next(c)
