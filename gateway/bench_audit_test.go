@@ -16,6 +16,48 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/schemas"
 )
 
+// benchServer is a gateway on a fresh SQLite database with the audit trail
+// and tracing (in-memory exporter) switched as asked.
+func benchServer(b *testing.B, audit, tracing bool) *Server {
+	b.Helper()
+	st, err := sqlite.Open(context.Background(), filepath.Join(b.TempDir(), fmt.Sprintf("bench-%t-%t.db", audit, tracing)), sqlite.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { st.Close() })
+	cfg := Config{Store: st, RateLimit: -1, MaxInFlight: 1024}
+	if tracing {
+		tel, spans, _ := telemetry.NewForTest()
+		b.Cleanup(func() { spans.Reset(); _ = tel.Shutdown(context.Background()) })
+		cfg.Telemetry = tel
+	}
+	s, err := NewServer(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	s.noAudit = !audit
+	return s
+}
+
+// ingestSession stores the example session as record number i.
+func ingestSession(b *testing.B, s *Server, doc []byte, i int) {
+	body := strings.ReplaceAll(string(doc), "-2026-0310-", fmt.Sprintf("-2026-0310-B%d-", i))
+	r := httptest.NewRequest(http.MethodPost, "/ingest/session", strings.NewReader(body))
+	r.Header.Set("Content-Type", "application/json")
+	rec := httptest.NewRecorder()
+	s.ServeHTTP(rec, r)
+	if rec.Code != http.StatusOK {
+		b.Fatalf("ingest = %d %.300s", rec.Code, rec.Body)
+	}
+}
+
+// putPatient stores Patient/p1 for the read benchmarks.
+func putPatient(s *Server) {
+	r := httptest.NewRequest(http.MethodPut, "/fhir/Patient/p1", strings.NewReader(`{"resourceType":"Patient","id":"p1"}`))
+	r.Header.Set("Content-Type", "application/fhir+json")
+	s.ServeHTTP(httptest.NewRecorder(), r)
+}
+
 // BenchmarkIngestAudit stores native session records with tracing and the
 // audit trail (AuditEvent + hash chain + Provenance) off and on, in one
 // run, to measure what they cost on ingest; and a read, where the audit
@@ -29,45 +71,17 @@ func BenchmarkIngestAudit(b *testing.B) {
 		name           string
 		audit, tracing bool
 	}{{"off", false, false}, {"on", true, true}, {"audit-only", true, false}, {"tracing-only", false, true}} {
-		server := func(b *testing.B) *Server {
-			st, err := sqlite.Open(context.Background(), filepath.Join(b.TempDir(), "bench.db"), sqlite.Options{})
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(func() { st.Close() })
-			cfg := Config{Store: st, RateLimit: -1}
-			if tc.tracing {
-				tel, spans, _ := telemetry.NewForTest()
-				b.Cleanup(func() { spans.Reset(); _ = tel.Shutdown(context.Background()) })
-				cfg.Telemetry = tel
-			}
-			s, err := NewServer(cfg)
-			if err != nil {
-				b.Fatal(err)
-			}
-			s.noAudit = !tc.audit
-			return s
-		}
 		b.Run("ingest-"+tc.name, func(b *testing.B) {
-			s := server(b)
+			s := benchServer(b, tc.audit, tc.tracing)
 			i := 0
 			for b.Loop() {
-				body := strings.ReplaceAll(string(doc), "-2026-0310-", fmt.Sprintf("-2026-0310-B%d-", i))
+				ingestSession(b, s, doc, i)
 				i++
-				r := httptest.NewRequest(http.MethodPost, "/ingest/session", strings.NewReader(body))
-				r.Header.Set("Content-Type", "application/json")
-				rec := httptest.NewRecorder()
-				s.ServeHTTP(rec, r)
-				if rec.Code != http.StatusOK {
-					b.Fatalf("ingest = %d %.300s", rec.Code, rec.Body)
-				}
 			}
 		})
 		b.Run("read-"+tc.name, func(b *testing.B) {
-			s := server(b)
-			r := httptest.NewRequest(http.MethodPut, "/fhir/Patient/p1", strings.NewReader(`{"resourceType":"Patient","id":"p1"}`))
-			r.Header.Set("Content-Type", "application/fhir+json")
-			s.ServeHTTP(httptest.NewRecorder(), r)
+			s := benchServer(b, tc.audit, tc.tracing)
+			putPatient(s)
 			for b.Loop() {
 				rec := httptest.NewRecorder()
 				s.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/fhir/Patient/p1", nil))
@@ -83,21 +97,9 @@ func BenchmarkIngestAudit(b *testing.B) {
 // the audit trail off and on: every audited read commits one AuditEvent.
 func BenchmarkReadAuditParallel(b *testing.B) {
 	for _, on := range []bool{false, true} {
-		name := map[bool]string{false: "off", true: "on"}[on]
-		b.Run(name, func(b *testing.B) {
-			st, err := sqlite.Open(context.Background(), filepath.Join(b.TempDir(), "bench.db"), sqlite.Options{})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer st.Close()
-			s, err := NewServer(Config{Store: st, RateLimit: -1, MaxInFlight: 1024})
-			if err != nil {
-				b.Fatal(err)
-			}
-			s.noAudit = !on
-			r := httptest.NewRequest(http.MethodPut, "/fhir/Patient/p1", strings.NewReader(`{"resourceType":"Patient","id":"p1"}`))
-			r.Header.Set("Content-Type", "application/fhir+json")
-			s.ServeHTTP(httptest.NewRecorder(), r)
+		b.Run(map[bool]string{false: "off", true: "on"}[on], func(b *testing.B) {
+			s := benchServer(b, on, false)
+			putPatient(s)
 			b.SetParallelism(16)
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
@@ -122,40 +124,14 @@ func BenchmarkIngestAuditInterleaved(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	newServer := func(on bool) *Server {
-		st, err := sqlite.Open(context.Background(), filepath.Join(b.TempDir(), fmt.Sprintf("bench-%t.db", on)), sqlite.Options{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { st.Close() })
-		cfg := Config{Store: st, RateLimit: -1}
-		if on {
-			tel, spans, _ := telemetry.NewForTest()
-			b.Cleanup(func() { spans.Reset(); _ = tel.Shutdown(context.Background()) })
-			cfg.Telemetry = tel
-		}
-		s, err := NewServer(cfg)
-		if err != nil {
-			b.Fatal(err)
-		}
-		s.noAudit = !on
-		return s
-	}
-	servers := []*Server{newServer(false), newServer(true)}
+	servers := []*Server{benchServer(b, false, false), benchServer(b, true, true)}
 	var spent [2]time.Duration
 	i := 0
 	for b.Loop() {
 		for k, s := range servers {
-			body := strings.ReplaceAll(string(doc), "-2026-0310-", fmt.Sprintf("-2026-0310-B%d-", i))
-			r := httptest.NewRequest(http.MethodPost, "/ingest/session", strings.NewReader(body))
-			r.Header.Set("Content-Type", "application/json")
-			rec := httptest.NewRecorder()
 			start := time.Now()
-			s.ServeHTTP(rec, r)
+			ingestSession(b, s, doc, i)
 			spent[k] += time.Since(start)
-			if rec.Code != http.StatusOK {
-				b.Fatalf("ingest = %d %.300s", rec.Code, rec.Body)
-			}
 		}
 		i++
 	}
