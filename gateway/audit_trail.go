@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -198,13 +197,9 @@ func (s *Server) auditRecord(c echo.Context, sc *auditScope, status int) audit.R
 	if rules := failureDescription(c); rules != "" {
 		desc = rules // the error handler's rule ids; the token endpoint sets its own
 	}
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		host = r.RemoteAddr
-	}
 	return audit.Record{
 		ID: newID(), Recorded: s.now(), Interaction: sc.interaction, Status: status,
-		ClientID: sc.clientID, ClientAddr: host, Observer: s.cfg.Instance, Tenant: sc.tenant,
+		ClientID: sc.clientID, ClientAddr: c.RealIP(), Observer: s.cfg.Instance, Tenant: sc.tenant,
 		Patients: sc.patients, Entities: entities,
 		RequestID:   c.Response().Header().Get(telemetry.RequestIDHeader),
 		TraceID:     telemetry.TraceID(r.Context()),

@@ -3,6 +3,8 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -258,5 +260,66 @@ func TestConcurrencyBound(t *testing.T) {
 	<-s.inFlight
 	if rec := send(s, "GET", "/fhir/Patient", ""); rec.Code != http.StatusOK {
 		t.Errorf("request with a free slot = %d", rec.Code)
+	}
+}
+
+// TestClientAddress: behind a trusted proxy the client's address comes from
+// X-Forwarded-For, for the audit record and the rate limit; from anyone
+// else X-Forwarded-For is ignored.
+func TestClientAddress(t *testing.T) {
+	_, lb, _ := net.ParseCIDR("10.0.0.0/8")
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "kg.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	s, err := NewServer(Config{Store: st, RateLimit: 1, TrustedProxies: []*net.IPNet{lb}}) // bursts of 2
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(remote, xff string) (int, string) {
+		r := httptest.NewRequest("GET", "/fhir/metadata", nil)
+		r.RemoteAddr = remote
+		if xff != "" {
+			r.Header.Set("X-Forwarded-For", xff)
+		}
+		rec := httptest.NewRecorder()
+		s.ServeHTTP(rec, r)
+		entries := chain(t, st)
+		var ev struct {
+			Agent []struct {
+				Network struct{ Address string } `json:"network"`
+			} `json:"agent"`
+		}
+		_ = json.Unmarshal(entries[len(entries)-1].Body, &ev)
+		return rec.Code, ev.Agent[0].Network.Address
+	}
+	for _, tc := range []struct{ remote, xff, want string }{
+		{"10.1.2.3:5555", "203.0.113.9", "203.0.113.9"},
+		{"10.1.2.3:5555", "198.51.100.1, 203.0.113.10, 10.9.9.9", "203.0.113.10"},
+		{"198.51.100.7:1", "203.0.113.11", "198.51.100.7"},
+		{"10.1.2.3:5555", "not-an-address", "10.1.2.3"},
+	} {
+		if _, got := get(tc.remote, tc.xff); got != tc.want {
+			t.Errorf("remote %s, X-Forwarded-For %q: audited address %q, want %q", tc.remote, tc.xff, got, tc.want)
+		}
+	}
+	// The rate limit counts clients, not the proxy.
+	for i := range 5 {
+		if code, _ := get("10.1.2.3:5555", fmt.Sprintf("203.0.113.%d", 100+i)); code != http.StatusOK {
+			t.Errorf("client %d through the proxy = %d, want 200", i, code)
+		}
+	}
+	codes := []int{}
+	for range 4 {
+		r := httptest.NewRequest("GET", "/fhir/metadata", nil)
+		r.RemoteAddr = "10.1.2.3:5555"
+		r.Header.Set("X-Forwarded-For", "203.0.113.200")
+		rec := httptest.NewRecorder()
+		s.ServeHTTP(rec, r)
+		codes = append(codes, rec.Code)
+	}
+	if !slices.Contains(codes, http.StatusTooManyRequests) {
+		t.Errorf("one client flooding through the proxy: %v, want a 429", codes)
 	}
 }

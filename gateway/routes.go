@@ -1,5 +1,7 @@
 package gateway
 
+import "github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
+
 // routes is the whole HTTP API on one page.
 func (s *Server) routes() {
 	e := s.echo
@@ -11,7 +13,7 @@ func (s *Server) routes() {
 	e.POST("/auth/token", s.handleToken)
 
 	// Native records: validate, map and store.
-	e.POST("/ingest/:kind", s.ingest, s.fhirFormat, requireScope(ScopeIngest))
+	e.POST("/ingest/:kind", s.ingest, s.fhirFormat, requireScope(auth.ScopeIngest))
 
 	if s.store == nil {
 		// Without a store only the gateway's own conformance resources are served.
@@ -21,7 +23,7 @@ func (s *Server) routes() {
 
 	// Readiness and the operator API (docs/operations.md).
 	e.GET("/readyz", s.handleReady)
-	a := e.Group("/admin", requireScope(ScopeOperator))
+	a := e.Group("/admin", requireScope(auth.ScopeOperator))
 	a.GET("/deliveries", s.handleListDeliveries)
 	a.GET("/deliveries/:id", s.handleShowDelivery)
 	a.POST("/deliveries/:id/retry", s.handleRetryDelivery)

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"math"
-	"net"
+	"mime"
 	"net/http"
 	"strconv"
 	"time"
@@ -22,12 +22,6 @@ import (
 // acts as an anonymous client with every permission in the default tenant
 // (serve allows that only on a loopback address).
 
-// Gateway-specific scopes.
-const (
-	ScopeIngest   = "gateway/ingest"
-	ScopeOperator = "gateway/operator"
-)
-
 // publicRoutes need no authentication: discovery, health, the token
 // endpoint itself and the CapabilityStatement (http.html#capabilities).
 var publicRoutes = map[string]bool{
@@ -43,7 +37,7 @@ var publicRoutes = map[string]bool{
 const principalKey = "kg.principal"
 
 // devPrincipal is the caller in development mode.
-var devPrincipal = &auth.Principal{Scopes: auth.ParseScopes("system/*.cruds " + ScopeIngest + " " + ScopeOperator)}
+var devPrincipal = &auth.Principal{Scopes: auth.ParseScopes("system/*.cruds " + auth.ScopeIngest + " " + auth.ScopeOperator)}
 
 // principal returns the request's authenticated caller (devPrincipal in
 // development mode, nil before authentication).
@@ -156,11 +150,7 @@ func (s *Server) limitIP(next echo.HandlerFunc) echo.HandlerFunc {
 		if p := c.Path(); s.ipLimiter == nil || p == "/healthz" || p == "/readyz" {
 			return next(c)
 		}
-		host, _, err := net.SplitHostPort(c.Request().RemoteAddr)
-		if err != nil {
-			host = c.Request().RemoteAddr
-		}
-		if ok, wait := s.ipLimiter.Allow("ip:"+host, s.now()); !ok {
+		if ok, wait := s.ipLimiter.Allow("ip:"+c.RealIP(), s.now()); !ok {
 			return tooManyRequests(wait)
 		}
 		return next(c)
@@ -220,12 +210,14 @@ func (s *Server) handleToken(c echo.Context) error {
 	}
 	r := c.Request()
 	r.Body = http.MaxBytesReader(c.Response(), r.Body, 64<<10)
-	form, err := c.FormParams()
-	if err != nil || r.Header.Get("Content-Type") == "" {
+	// Credentials come in the body only: never from the URL, which
+	// proxies and access logs keep.
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if mt != "application/x-www-form-urlencoded" || r.ParseForm() != nil {
 		return oauthError(c, &auth.Failure{Status: http.StatusBadRequest, Code: auth.CodeInvalidRequest,
 			Reason: "form-invalid", Description: "the body must be application/x-www-form-urlencoded"})
 	}
-	resp, fail := s.cfg.Auth.Token(r.Context(), form)
+	resp, fail := s.cfg.Auth.Token(r.Context(), r.PostForm)
 	if fail != nil {
 		sc.clientID = fail.ClientID
 		if fail.Status >= 500 {
@@ -242,9 +234,6 @@ func (s *Server) handleToken(c echo.Context) error {
 // audit record.
 func oauthError(c echo.Context, f *auth.Failure) error {
 	auditOf(c).description = "rejected: " + f.Code + " (" + f.Reason + ")"
-	if f.Status == http.StatusUnauthorized {
-		c.Response().Header().Set("WWW-Authenticate", `Bearer realm="ketamine-gateway"`)
-	}
 	return c.JSON(f.Status, f)
 }
 

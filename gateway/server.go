@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -73,6 +74,12 @@ type Config struct {
 	// MaxInFlight bounds the requests served at once (default 256); beyond
 	// it requests wait briefly, then get 503 with Retry-After.
 	MaxInFlight int
+	// TrustedProxies are the load balancers and proxies in front of the
+	// gateway: from a connection of theirs the client's address is the
+	// nearest untrusted one in X-Forwarded-For. Without them the
+	// connection's address is the client's (X-Forwarded-For is ignored).
+	// The address is what the rate limit counts and the audit records.
+	TrustedProxies []*net.IPNet
 }
 
 // Route is a delivery destination as the write path sees it.
@@ -146,6 +153,14 @@ func NewServer(cfg Config) (*Server, error) {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
+	e.IPExtractor = echo.ExtractIPDirect()
+	if len(cfg.TrustedProxies) > 0 {
+		trust := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
+		for _, n := range cfg.TrustedProxies {
+			trust = append(trust, echo.TrustIPRange(n))
+		}
+		e.IPExtractor = echo.ExtractIPFromXFFHeader(trust...)
+	}
 	// Outermost first: the log line and the AuditEvent see the final
 	// status, also of a panic.
 	// Requests refused by the concurrency bound or the per-address rate

@@ -281,6 +281,19 @@ func TestSMARTBackendServicesNegatives(t *testing.T) {
 		})
 	}
 
+	// Credentials in the URL (kept by proxies and access logs) are refused.
+	inURL := tokenForm(s.assertion(t, "clinic-a", nil), "system/*.rs").Encode()
+	resp, err := http.Post(s.tokenURL+"?"+inURL, "application/x-www-form-urlencoded", strings.NewReader(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var qb map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&qb)
+	resp.Body.Close()
+	if resp.StatusCode != 400 || qb["error"] != "invalid_request" {
+		t.Errorf("token request with the assertion in the URL = %d %v, want 400 invalid_request", resp.StatusCode, qb)
+	}
+
 	// The API side: no token, a malformed one, an expired or forged one.
 	good := s.token(t, "clinic-a", "system/*.rs")
 	parts := strings.Split(good, ".")

@@ -210,3 +210,18 @@ func TestServeRefusesOpenWithoutAuth(t *testing.T) {
 		t.Errorf("serve on 0.0.0.0 without auth: exit %d, stderr %q", code, stderr)
 	}
 }
+
+func TestParseCIDRs(t *testing.T) {
+	got, err := parseCIDRs(" 10.0.0.0/8, 192.0.2.7 ,::1")
+	if err != nil || len(got) != 3 || got[0].String() != "10.0.0.0/8" || got[1].String() != "192.0.2.7/32" || got[2].String() != "::1/128" {
+		t.Errorf("parseCIDRs = %v, %v", got, err)
+	}
+	if got, err := parseCIDRs(""); err != nil || got != nil {
+		t.Errorf("parseCIDRs(\"\") = %v, %v", got, err)
+	}
+	for _, bad := range []string{"10.0.0.0/33", "lb.example", "10.0.0"} {
+		if _, err := parseCIDRs(bad); err == nil {
+			t.Errorf("parseCIDRs(%q): no error", bad)
+		}
+	}
+}

@@ -27,6 +27,7 @@ type serveConfig struct {
 	addr, db, identifierBase, baseURL string
 	configFile, ehrURL, instance      string
 	tlsCert, tlsKey                   string
+	trustedProxies                    string
 	maxBody                           int64
 	maxEntries                        int
 	rateLimit                         float64
@@ -48,12 +49,17 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	fs.StringVar(&cfg.tlsCert, "tls-cert", getenv("GATEWAY_TLS_CERT"), "PEM certificate chain: serve HTTPS (TLS 1.2 or later) (GATEWAY_TLS_CERT)")
 	fs.StringVar(&cfg.tlsKey, "tls-key", getenv("GATEWAY_TLS_KEY"), "PEM private key of --tls-cert (GATEWAY_TLS_KEY)")
 	fs.Float64Var(&cfg.rateLimit, "rate-limit", -1, "requests per second per client address and per client, bursts of twice that; 0 turns it off (default 100 with authentication, off in development mode)")
+	fs.StringVar(&cfg.trustedProxies, "trusted-proxies", getenv("GATEWAY_TRUSTED_PROXIES"), "comma-separated CIDRs of the load balancers in front: the client address is then taken from X-Forwarded-For (GATEWAY_TRUSTED_PROXIES)")
 	fs.StringVar(&cfg.instance, "instance", envOr(getenv, "GATEWAY_INSTANCE", defaultInstance()), "this process's name in audit records (GATEWAY_INSTANCE)")
 	if err := fs.Parse(args); err != nil {
 		return &exitError{code: exitUsage}
 	}
 	if fs.NArg() > 0 {
 		return usageError("serve takes no arguments")
+	}
+	proxies, err := parseCIDRs(cfg.trustedProxies)
+	if err != nil {
+		return &exitError{code: exitUsage, msg: fmt.Sprintf("--trusted-proxies: %v", err)}
 	}
 	tlsConfig, err := serverTLS(cfg.tlsCert, cfg.tlsKey)
 	if err != nil {
@@ -98,7 +104,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	defer metrics.Close()
 	gcfg := gateway.Config{MaxBodyBytes: cfg.maxBody, IdentifierBase: cfg.identifierBase, Logger: logger,
 		Store: st, BaseURL: cfg.baseURL, MaxBundleEntries: cfg.maxEntries, Telemetry: tel, Metrics: metrics,
-		Instance: cfg.instance, Auth: authn, RateLimit: cfg.rateLimit}
+		Instance: cfg.instance, Auth: authn, RateLimit: cfg.rateLimit, TrustedProxies: proxies}
 	switch {
 	case cfg.rateLimit < 0 && authn != nil:
 		gcfg.RateLimit = 100
@@ -274,4 +280,33 @@ func loopback(addr string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// parseCIDRs reads a comma-separated list of CIDRs ("" is none); a bare
+// address is a one-address range.
+func parseCIDRs(list string) ([]*net.IPNet, error) {
+	var out []*net.IPNet
+	for _, part := range strings.Split(list, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		if !strings.Contains(part, "/") {
+			ip := net.ParseIP(part)
+			if ip == nil {
+				return nil, fmt.Errorf("%q is not an address or CIDR", part)
+			}
+			bits := 128
+			if ip.To4() != nil {
+				bits = 32
+			}
+			part = fmt.Sprintf("%s/%d", part, bits)
+		}
+		_, n, err := net.ParseCIDR(part)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not an address or CIDR", part)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
