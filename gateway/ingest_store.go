@@ -100,7 +100,7 @@ func (s *Server) storeRecordTx(ctx context.Context, c echo.Context, tx store.Tx,
 	err = s.putProvenance(c, tx, audit.Provenance{
 		ID:       provenanceID(tenant, src.System, string(kind), src.RecordID, version),
 		Activity: activity, Source: src.System, MappingVersion: mapping.Version,
-		WhatSystem: s.recordSystem(src.System, string(kind)), WhatValue: src.RecordID,
+		WhatSystem: recordSystem(s.pipeline.opts.IdentifierBase, src.System, string(kind)), WhatValue: src.RecordID,
 		WhatDisplay: fmt.Sprintf("%s record version %s", kind, version), ContentHash: hash,
 		RecordKind: string(kind), RecordVersion: version,
 	}, written(entries, nil), now)
@@ -125,9 +125,8 @@ func (s *Server) storeRecordTx(ctx context.Context, c echo.Context, tx store.Tx,
 
 // recordSystem is the identifier system of source records of one kind
 // from one clinic system, as Provenance.entity names them:
-// <identifier base>/<source>/<kind>-record.
-func (s *Server) recordSystem(source, kind string) string {
-	base := s.pipeline.opts.IdentifierBase
+// <identifier base>/<source>/<kind>-record ("" base: the default).
+func recordSystem(base, source, kind string) string {
 	if base == "" {
 		base = mapping.DefaultIdentifierBase
 	}

@@ -143,13 +143,9 @@ func BuildLineage(ctx context.Context, st store.Store, q LineageQuery) (*Lineage
 				kinds = append(kinds, string(k))
 			}
 		}
-		base := q.IdentifierBase
-		if base == "" {
-			base = mapping.DefaultIdentifierBase
-		}
 		var ids []string
 		for _, k := range kinds {
-			ids = append(ids, strings.TrimRight(base, "/")+"/"+q.Source+"/"+k+"-record|"+q.RecordID)
+			ids = append(ids, recordSystem(q.IdentifierBase, q.Source, k)+"|"+q.RecordID)
 		}
 		provQuery = url.Values{"entity:identifier": {strings.Join(ids, ",")}}
 	}
