@@ -22,8 +22,7 @@ func (s *Server) healthz(c echo.Context) error {
 func (s *Server) ingest(c echo.Context) error {
 	kind := mapping.Kind(c.Param("kind"))
 	if !knownKind(kind) {
-		return errorf(http.StatusNotFound, "not-found", "kind-unknown",
-			"unknown record kind; use assessment, vitals, infusion, adverse-event or session")
+		return errKindUnknown
 	}
 	dryRun, err := boolParam(c, "dryRun")
 	if err != nil {
@@ -50,7 +49,7 @@ func (s *Server) ingest(c echo.Context) error {
 	if err == nil {
 		err = s.stage(ctx, "ingest.map", func(context.Context) error {
 			var err error
-			res, err = s.pipeline.MapWith(kind, body, s.pipeline.opts)
+			res, err = s.pipeline.MapValid(kind, body, s.pipeline.opts)
 			return err
 		}, attrs...)
 	}

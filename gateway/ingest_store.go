@@ -78,7 +78,7 @@ func (s *Server) storeRecordTx(ctx context.Context, c echo.Context, tx store.Tx,
 		// A new version: mapped again in update mode, and validated too.
 		opts := s.pipeline.opts
 		opts.Update = true
-		if res, err = s.pipeline.MapWith(kind, body, opts); err != nil {
+		if res, err = s.pipeline.MapValid(kind, body, opts); err != nil {
 			return err
 		}
 		if raws, err = s.pipeline.ValidateMapped(res); err != nil {

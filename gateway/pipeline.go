@@ -39,13 +39,26 @@ func (p *Pipeline) Map(kind mapping.Kind, doc []byte) (*mapping.Result, error) {
 // MapWith is Map with other mapping options (e.g. Update for a newer
 // version of a stored record).
 func (p *Pipeline) MapWith(kind mapping.Kind, doc []byte, opts mapping.Options) (*mapping.Result, error) {
-	if !knownKind(kind) {
-		return nil, errorf(http.StatusNotFound, "not-found", "kind-unknown",
-			"unknown record kind; use assessment, vitals, infusion, adverse-event or session")
-	}
-	if err := p.schemas.Validate(string(kind), doc); err != nil {
+	if err := p.ValidateRecord(kind, doc); err != nil {
 		return nil, err
 	}
+	return p.MapValid(kind, doc, opts)
+}
+
+// ValidateRecord checks a native record against its kind's JSON Schema.
+// Returns *Error for an unknown kind and *schemas.ValidationError for a
+// client mistake.
+func (p *Pipeline) ValidateRecord(kind mapping.Kind, doc []byte) error {
+	if !knownKind(kind) {
+		return errKindUnknown
+	}
+	return p.schemas.Validate(string(kind), doc)
+}
+
+// MapValid checks the clinical rules of a record ValidateRecord accepted
+// and maps it (*mapping.RuleError for a broken rule); the schema is not
+// checked again.
+func (p *Pipeline) MapValid(kind mapping.Kind, doc []byte, opts mapping.Options) (*mapping.Result, error) {
 	rec, err := mapping.Decode(kind, doc)
 	if err != nil {
 		return nil, fmt.Errorf("decode schema-valid %s record: %w", kind, err)
@@ -53,15 +66,9 @@ func (p *Pipeline) MapWith(kind mapping.Kind, doc []byte, opts mapping.Options) 
 	return mapping.Map(rec, opts)
 }
 
-// ValidateRecord checks a native record against its kind's JSON Schema.
-// Returns a *schemas.ValidationError for a client mistake.
-func (p *Pipeline) ValidateRecord(kind mapping.Kind, doc []byte) error {
-	if !knownKind(kind) {
-		return errorf(http.StatusNotFound, "not-found", "kind-unknown",
-			"unknown record kind; use assessment, vitals, infusion, adverse-event or session")
-	}
-	return p.schemas.Validate(string(kind), doc)
-}
+// errKindUnknown answers a record kind the gateway does not map.
+var errKindUnknown = errorf(http.StatusNotFound, "not-found", "kind-unknown",
+	"unknown record kind; use assessment, vitals, infusion, adverse-event or session")
 
 // ValidateMapped checks every resource a mapping produced against the R4
 // definitions and returns their JSON (nil for an entry without a
