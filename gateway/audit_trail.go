@@ -58,7 +58,6 @@ var auditedRoutes = map[string]string{
 	"PATCH /fhir/:type/:id":                     "patch",
 	"GET /fhir/:type/:id/_history":              "history-instance",
 	"GET /fhir/:type/:id/_history/:vid":         "vread",
-	"GET /fhir/CodeSystem/:id":                  "read",
 	"POST /auth/token":                          "login",
 	"GET /.well-known/smart-configuration":      "smart-config",
 	"GET /fhir/.well-known/smart-configuration": "smart-config",

@@ -112,7 +112,7 @@ func TestEveryRouteAudited(t *testing.T) {
 		{"GET /admin/lineage", "GET", "/admin/lineage?resource=Patient/p1", "", 200},
 		{"GET /admin/lineage", "GET", "/admin/lineage", "", 400},
 		{"GET /admin/audit/verify", "GET", "/admin/audit/verify", "", 200},
-		{"GET /fhir/CodeSystem/:id", "GET", "/fhir/CodeSystem/validation-rule", "", 200},
+		{"GET /fhir/:type/:id", "GET", "/fhir/CodeSystem/validation-rule", "", 200}, // a seeded resource
 		{"unknown", "GET", "/no/such/endpoint", "", 404},
 		{"GET /.well-known/smart-configuration", "GET", "/.well-known/smart-configuration", "", 404},
 		{"GET /fhir/.well-known/smart-configuration", "GET", "/fhir/.well-known/smart-configuration", "", 404},
