@@ -11,8 +11,11 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
 )
@@ -25,11 +28,26 @@ func auditServer(t *testing.T) (*Server, store.Store) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	s, err := NewServer(Config{Store: st, Instance: "test-gw", RateLimit: -1})
+	return testServer(t, app.Config{Store: st, Instance: "test-gw"}, Config{RateLimit: -1}), st
+}
+
+// testServer builds the application and the edge over it.
+func testServer(t testing.TB, acfg app.Config, cfg Config) *Server {
+	t.Helper()
+	a, err := app.New(acfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s, st
+	if err := a.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Close() })
+	cfg.App = a
+	s, err := NewServer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 // chain returns the audit chain's entries.
@@ -69,8 +87,8 @@ func TestEveryRouteAudited(t *testing.T) {
 			continue // echo's not-found routes of a group
 		}
 		routes[key] = true
-		if _, ok := auditedRoutes[key]; !ok {
-			t.Errorf("route %s has no audit mapping in auditedRoutes", key)
+		if rt, ok := s.routes[key]; !ok || (rt.interaction == "") != rt.exempt {
+			t.Errorf("route %s has no audit mapping in the route table (an interaction, or exempt)", key)
 		}
 	}
 	put := `{"resourceType":"Patient","id":"p1","gender":"female"}`
@@ -135,9 +153,9 @@ func TestEveryRouteAudited(t *testing.T) {
 			if err := json.Unmarshal(entries[len(entries)-1].Body, &ev); err != nil {
 				t.Fatal(err)
 			}
-			want := auditedRoutes[tc.route]
-			if tc.route == "unknown" {
-				want = "unknown-endpoint"
+			want := "unknown-endpoint"
+			if rt := s.routes[tc.route]; rt != nil {
+				want = rt.interaction
 			}
 			if tc.route == "POST /fhir" && strings.Contains(tc.body, `"batch"`) {
 				want = "batch"
@@ -157,14 +175,14 @@ func TestEveryRouteAudited(t *testing.T) {
 				t.Errorf("AuditEvent does not carry the request id %q", rid)
 			}
 			// The AuditEvent is a valid R4 resource.
-			if res := s.pipeline.validator.ValidateAs(entries[len(entries)-1].Body, "AuditEvent"); !res.Valid() {
-				t.Errorf("AuditEvent is not valid R4: %v", fhirIssues(res))
+			if err := s.app.Engine.Validator().Structure(entries[len(entries)-1].Body, "AuditEvent"); err != nil {
+				t.Errorf("AuditEvent is not valid R4: %v", err)
 			}
 		})
 		covered[tc.route] = true
 	}
 	for r := range routes {
-		if auditedRoutes[r] != "" && !covered[r] {
+		if s.routes[r].interaction != "" && !covered[r] {
 			t.Errorf("route %s is audited but no case here exercises it", r)
 		}
 	}
@@ -175,7 +193,7 @@ func TestEveryRouteAudited(t *testing.T) {
 			t.Errorf("probe %s left %d AuditEvents, want 0", probe, n)
 		}
 	}
-	res, err := VerifyAudit(context.Background(), st, s.now())
+	res, err := auditlog.Verify(context.Background(), st, time.Now())
 	if err != nil || !res.Intact {
 		t.Fatalf("VerifyAudit = %+v, %v", res, err)
 	}
@@ -198,45 +216,6 @@ func TestAuditEventsReadOnly(t *testing.T) {
 	}
 }
 
-// TestOutcomeLeavesSharedErrorsAlone: naming a Bundle entry in an error's
-// issues must not change the shared *Error values the gateway returns
-// (errIDTaken, errBusy): the second answer would name the entry twice.
-func TestOutcomeLeavesSharedErrorsAlone(t *testing.T) {
-	for i := 0; i < 2; i++ {
-		_, issues := Outcome(&entryError{index: 3, err: errIDTaken})
-		if got := issues[0].Expression; got != "Bundle.entry[3]" {
-			t.Fatalf("Outcome() #%d expression = %q, want Bundle.entry[3]", i+1, got)
-		}
-	}
-	if errIDTaken.Issues[0].Expression != "" || strings.Contains(errIDTaken.Issues[0].Message, "Bundle entry") {
-		t.Errorf("errIDTaken was changed: %+v", errIDTaken.Issues[0])
-	}
-}
-
-func TestPatientsIn(t *testing.T) {
-	tests := []struct {
-		typ, body string
-		want      []string
-	}{
-		{"Patient", `{}`, []string{"Patient/p0"}},
-		{"Observation", `{"subject":{"reference":"Patient/p1/_history/2"}}`, []string{"Patient/p1"}},
-		{"AdverseEvent", `{"subject":{"reference":"Patient/p2"},"code":{"text":"x"}}`, []string{"Patient/p2"}},
-		{"Immunization", `{"patient":{"reference":"Patient/p3"}}`, []string{"Patient/p3"}},
-		{"Observation", `{"subject":{"reference":"Group/g1"}}`, nil},
-		{"Observation", `{"subject":[{"reference":"Patient/p4"}]}`, nil},
-		{"Observation", `not json`, nil},
-	}
-	for _, tc := range tests {
-		if got := patientsIn(tc.typ, "p0", []byte(tc.body)); !slices.Equal(got, tc.want) {
-			t.Errorf("patientsIn(%s, %s) = %v, want %v", tc.typ, tc.body, got, tc.want)
-		}
-		doc, _ := decodeJSON([]byte(tc.body))
-		if got := patientsOf(tc.typ, "p0", doc); !slices.Equal(got, tc.want) {
-			t.Errorf("patientsOf(%s, %s) = %v, want %v", tc.typ, tc.body, got, tc.want)
-		}
-	}
-}
-
 // TestConcurrencyBound: with every slot taken a request waits briefly,
 // then gets 503 with Retry-After; once a slot frees, requests are served.
 func TestConcurrencyBound(t *testing.T) {
@@ -245,10 +224,7 @@ func TestConcurrencyBound(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	s, err := NewServer(Config{Store: st, RateLimit: -1, MaxInFlight: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := testServer(t, app.Config{Store: st}, Config{RateLimit: -1, MaxInFlight: 1})
 	s.inFlight <- struct{}{} // a request in progress
 	rec := send(s, "GET", "/fhir/Patient", "")
 	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") != "1" || !strings.Contains(rec.Body.String(), "server-busy") {
@@ -273,10 +249,7 @@ func TestClientAddress(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	s, err := NewServer(Config{Store: st, RateLimit: 1, TrustedProxies: []*net.IPNet{lb}}) // bursts of 2
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := testServer(t, app.Config{Store: st}, Config{RateLimit: 1, TrustedProxies: []*net.IPNet{lb}}) // bursts of 2
 	get := func(remote, xff string) (int, string) {
 		r := httptest.NewRequest("GET", "/fhir/metadata", nil)
 		r.RemoteAddr = remote

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/telemetry"
 	"github.com/ketamine-gateway/ketamine-gateway/schemas"
@@ -25,18 +26,14 @@ func benchServer(b *testing.B, audit, tracing bool) *Server {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { st.Close() })
-	cfg := Config{Store: st, RateLimit: -1, MaxInFlight: 1024}
+	acfg := app.Config{Store: st, NoAudit: !audit}
+	cfg := Config{RateLimit: -1, MaxInFlight: 1024}
 	if tracing {
 		tel, spans, _ := telemetry.NewForTest()
 		b.Cleanup(func() { spans.Reset(); _ = tel.Shutdown(context.Background()) })
-		cfg.Telemetry = tel
+		cfg.Telemetry, acfg.Tracer = tel, tel.TracerProvider()
 	}
-	s, err := NewServer(cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	s.noAudit = !audit
-	return s
+	return testServer(b, acfg, cfg)
 }
 
 // ingestSession stores the example session as record number i.

@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/postgres"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
@@ -64,10 +65,7 @@ func BenchmarkIngestBackends(b *testing.B) {
 						st = openPostgresEmpty(b, pgURL, len(servers) == 0, "bench_"+strings.ReplaceAll(be.name, "-", "_")+"_"+load)
 					}
 					b.Cleanup(func() { st.Close() })
-					s, err := gateway.NewServer(gateway.Config{Store: st, RateLimit: -1})
-					if err != nil {
-						b.Fatal(err)
-					}
+					s := newServer(b, app.Config{Store: st}, gateway.Config{})
 					servers = append(servers, s)
 				}
 				var seq atomic.Int64

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
 )
 
@@ -46,10 +47,7 @@ func BenchmarkSyntheaTransactions(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		s, err := gateway.NewServer(gateway.Config{Store: st, RateLimit: -1})
-		if err != nil {
-			b.Fatal(err)
-		}
+		s := newServer(b, app.Config{Store: st}, gateway.Config{})
 		b.StartTimer()
 		for _, body := range bundles {
 			r := httptest.NewRequest(http.MethodPost, "/fhir", strings.NewReader(string(body)))

@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
 	"github.com/ketamine-gateway/ketamine-gateway/schemas"
 )
@@ -25,10 +27,10 @@ func BenchmarkIngestOutbox(b *testing.B) {
 	}
 	for _, tc := range []struct {
 		name   string
-		routes []gateway.Route
+		routes []ingest.Route
 	}{
 		{"delivery-off", nil},
-		{"delivery-on", []gateway.Route{{Name: "ehr", Accepts: func(string, string) bool { return true }}}},
+		{"delivery-on", []ingest.Route{{Name: "ehr", Accepts: func(string, string) bool { return true }}}},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			st, err := sqlite.Open(context.Background(), filepath.Join(b.TempDir(), "bench.db"), sqlite.Options{})
@@ -36,10 +38,7 @@ func BenchmarkIngestOutbox(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer st.Close()
-			s, err := gateway.NewServer(gateway.Config{Store: st, Routes: tc.routes, RateLimit: -1})
-			if err != nil {
-				b.Fatal(err)
-			}
+			s := newServer(b, app.Config{Store: st, Routes: tc.routes}, gateway.Config{})
 			i := 0
 			for b.Loop() {
 				// A new record id each time, so every request stores.

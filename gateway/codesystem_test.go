@@ -6,10 +6,11 @@ import (
 	"testing"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
 )
 
 func TestReadCodeSystem(t *testing.T) {
-	h := newServer(t, gateway.Config{})
+	h := newServer(t, app.Config{}, gateway.Config{})
 	for _, id := range []string{"ketamine-gateway", "validation-rule"} {
 		rec := do(h, http.MethodGet, "/fhir/CodeSystem/"+id, "", nil)
 		if rec.Code != http.StatusOK {

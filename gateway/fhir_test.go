@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
 	"github.com/ketamine-gateway/ketamine-gateway/schemas/r4"
 )
@@ -24,7 +25,7 @@ func fhirServer(t *testing.T) http.Handler {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	return newServer(t, gateway.Config{Store: st})
+	return newServer(t, app.Config{Store: st}, gateway.Config{})
 }
 
 // req sends a request with optional headers ("Name: value").

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
 )
 
@@ -45,10 +46,7 @@ func FuzzFHIRWrite(f *testing.F) {
 		f.Fatal(err)
 	}
 	defer st.Close()
-	s, err := gateway.NewServer(gateway.Config{Store: st, RateLimit: -1})
-	if err != nil {
-		f.Fatal(err)
-	}
+	s := newServer(f, app.Config{Store: st}, gateway.Config{})
 	f.Fuzz(func(t *testing.T, body []byte) {
 		for _, target := range []string{"/fhir/Observation", "/fhir"} {
 			rec := req(s, http.MethodPost, target, string(body))

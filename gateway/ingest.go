@@ -1,14 +1,18 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
-	"fmt"
+	"encoding/json"
 	"net/http"
 
-	"go.opentelemetry.io/otel/attribute"
-
 	"github.com/labstack/echo/v4"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/conformance"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/telemetry/stage"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
 )
 
@@ -17,71 +21,41 @@ func (s *Server) healthz(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
 }
 
-// ingest validates a native record, maps it and answers with the
-// transaction Bundle (dryRun=true). Storing arrives with the FHIR API.
+// tracer is the edge's tracer (a no-op one without telemetry).
+func (s *Server) tracer() trace.Tracer { return stage.Tracer(s.cfg.Telemetry.TracerProvider()) }
+
+// ingest is POST /ingest/{kind}: validate, map and store a native record
+// (or, with dryRun=true, answer the mapped transaction Bundle).
 func (s *Server) ingest(c echo.Context) error {
 	kind := mapping.Kind(c.Param("kind"))
-	if !knownKind(kind) {
-		return errKindUnknown
+	if !ingest.KnownKind(kind) {
+		return ingest.ErrKindUnknown
 	}
 	dryRun, err := boolParam(c, "dryRun")
 	if err != nil {
 		return err
 	}
-	ctx := c.Request().Context()
-	attrs := []attribute.KeyValue{attribute.String("ingest.kind", string(kind)), attribute.String("mapping.version", mapping.Version)}
 	var body []byte
-	err = s.stage(ctx, "ingest.decode", func(context.Context) error {
+	err = stage.Run(c.Request().Context(), s.tracer(), "ingest.decode", func(context.Context) error {
 		var err error
 		body, err = readBody(c, s.cfg.MaxBodyBytes)
 		return err
-	}, attrs...)
+	}, attribute.String("ingest.kind", string(kind)), attribute.String("mapping.version", mapping.Version))
 	if err != nil {
 		return err
 	}
-	err = s.stage(ctx, "ingest.schema", func(context.Context) error {
-		return s.pipeline.ValidateRecord(kind, body)
-	}, attrs...)
-	var (
-		res  *mapping.Result
-		raws [][]byte
-	)
-	if err == nil {
-		err = s.stage(ctx, "ingest.map", func(context.Context) error {
-			var err error
-			res, err = s.pipeline.MapValid(kind, body, s.pipeline.opts)
-			return err
-		}, attrs...)
-	}
-	if err == nil {
-		err = s.stage(ctx, "fhir.validate", func(context.Context) error {
-			var err error
-			raws, err = s.pipeline.ValidateMapped(res)
-			return err
-		}, append(attrs, attribute.Int("fhir.entry_count", len(res.Entries)))...)
-	}
+	out, err := s.app.Ingest.Ingest(c.Request().Context(), scopeOf(c), kind, body, dryRun, s.answer(c))
 	if err != nil {
-		s.cfg.Metrics.IngestRecord(ctx, string(kind), "rejected")
 		return err
 	}
-	if !dryRun {
-		if s.store == nil {
-			return errorf(http.StatusNotImplemented, "not-supported", "storage-unavailable",
-				"this gateway runs without a store; use dryRun=true to validate and map")
-		}
-		if err := s.storeRecord(c, kind, body, res, raws); err != nil {
-			s.cfg.Metrics.IngestRecord(ctx, string(kind), "failed")
+	if dryRun && c.QueryParam("_pretty") == "true" {
+		var b bytes.Buffer
+		if err := json.Indent(&b, out, "", "  "); err != nil {
 			return err
 		}
-		s.cfg.Metrics.IngestRecord(ctx, string(kind), "stored")
-		return nil
+		out = b.Bytes()
 	}
-	bundle, err := res.Transaction()
-	if err != nil {
-		return fmt.Errorf("render %s bundle: %w", kind, err)
-	}
-	auditOf(c).description = fmt.Sprintf("%s record dry run: nothing stored", kind)
-	return writeResource(c, http.StatusOK, bundle)
+	return c.Blob(http.StatusOK, ContentTypeFHIR, out)
 }
 
 // boolParam reads an optional true/false query parameter.
@@ -92,6 +66,17 @@ func boolParam(c echo.Context, name string) (bool, error) {
 	case "true":
 		return true, nil
 	default:
-		return false, errorf(http.StatusBadRequest, "invalid", "parameter-invalid", name+" must be true or false")
+		return false, paramInvalid(name + " must be true or false")
 	}
+}
+
+// readCodeSystem serves the gateway's own CodeSystems at their canonical
+// ids when it runs without a store (with one, they are stored resources).
+func (s *Server) readCodeSystem(c echo.Context) error {
+	for _, cs := range conformance.CodeSystems() {
+		if cs.Id != nil && *cs.Id == c.Param("id") {
+			return writeResource(c, http.StatusOK, cs)
+		}
+	}
+	return errCodeSystemUnkwn
 }

@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"mime"
 	"net/http"
@@ -10,6 +12,11 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/telemetry"
 )
 
@@ -61,10 +68,10 @@ func (s *Server) recoverPanics(next echo.HandlerFunc) echo.HandlerFunc {
 func (s *Server) fhirFormat(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		if f := c.QueryParam("_format"); f != "" && !jsonFormat(f) {
-			return errorf(http.StatusNotAcceptable, "not-supported", "format-unsupported", "only JSON is supported (_format=json)")
+			return errFormat
 		}
 		if a := c.Request().Header.Get("Accept"); a != "" && !acceptsJSON(a) {
-			return errorf(http.StatusNotAcceptable, "not-supported", "format-unsupported", "only application/fhir+json is available")
+			return errAccept
 		}
 		return next(c)
 	}
@@ -90,4 +97,199 @@ func acceptsJSON(accept string) bool {
 		}
 	}
 	return false
+}
+
+// scopeKey is the echo context key of the request's *auditlog.Scope: the
+// edge creates it once per request and passes it explicitly to every
+// application call.
+const scopeKey = "kg.scope"
+
+// scopeOf returns the request's scope (an unaudited one for a request the
+// audit middleware did not see, so handlers never check).
+func scopeOf(c echo.Context) *auditlog.Scope {
+	if sc, ok := c.Get(scopeKey).(*auditlog.Scope); ok {
+		return sc
+	}
+	sc := &auditlog.Scope{}
+	c.Set(scopeKey, sc)
+	return sc
+}
+
+// auditRequests guarantees the request's one AuditEvent. A request that
+// wrote data has it committed with the data (by the engine); any other
+// (a read, a search, a failure) gets it appended here before the answer
+// leaves: the response is buffered and, when the audit cannot be written,
+// replaced by a 503.
+func (s *Server) auditRequests(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		rt := s.routeOf(c)
+		interaction := "unknown-endpoint"
+		if rt != nil {
+			interaction = rt.interaction
+		}
+		sc := scopeOf(c)
+		if !s.app.Audit.Enabled() || (rt != nil && rt.exempt) {
+			return next(c)
+		}
+		sc.Interaction = interaction
+		if c.Response().Header().Get(telemetry.RequestIDHeader) == "" {
+			c.Response().Header().Set(telemetry.RequestIDHeader, store.NewID())
+		}
+		sc.Addr, sc.TraceID = c.RealIP(), telemetry.TraceID(c.Request().Context())
+		sc.RequestID = c.Response().Header().Get(telemetry.RequestIDHeader)
+		if s.app.Engine != nil {
+			if typ, id, ok := s.app.Engine.Target(c.Param("type"), c.Param("id")); ok {
+				sc.Target = audit.Entity{Type: typ, ID: id}
+			}
+		}
+		res := c.Response()
+		buf := &bufferedWriter{ResponseWriter: res.Writer}
+		res.Writer = buf
+		if err := next(c); err != nil {
+			c.Error(err)
+		}
+		res.Writer = buf.ResponseWriter
+		if !sc.Committed() {
+			if err := s.app.Audit.Append(sc, res.Status); err != nil {
+				// The answer must not leave unaudited: replace it.
+				s.log.Error("audit write failed", "route", c.Path(), "method", c.Request().Method, "status", res.Status)
+				h := buf.Header()
+				for _, k := range []string{"ETag", "Last-Modified", "Location", "Content-Length"} {
+					h.Del(k)
+				}
+				h.Set("Content-Type", ContentTypeFHIR)
+				h.Set("Retry-After", "5")
+				res.Status = http.StatusServiceUnavailable
+				buf.ResponseWriter.WriteHeader(http.StatusServiceUnavailable)
+				body, _ := json.Marshal(outcome.Resource([]outcome.Issue{{Severity: "fatal", Code: "transient", Rule: "audit-unavailable",
+					Message: "the request could not be audited and was not answered; retry later"}}))
+				_, _ = buf.ResponseWriter.Write(body)
+				return nil
+			}
+		}
+		buf.flush()
+		return nil
+	}
+}
+
+// bufferedWriter holds a response until its audit record is committed.
+type bufferedWriter struct {
+	http.ResponseWriter
+	status int
+	body   bytes.Buffer
+}
+
+func (b *bufferedWriter) WriteHeader(code int) {
+	if b.status == 0 {
+		b.status = code
+	}
+}
+
+func (b *bufferedWriter) Write(p []byte) (int, error) {
+	if b.status == 0 {
+		b.status = http.StatusOK
+	}
+	return b.body.Write(p)
+}
+
+// Flush is a no-op: nothing leaves before the audit commits.
+func (b *bufferedWriter) Flush() {}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (b *bufferedWriter) Unwrap() http.ResponseWriter { return b.ResponseWriter }
+
+// flush sends the held response.
+func (b *bufferedWriter) flush() {
+	if b.status == 0 {
+		return
+	}
+	b.ResponseWriter.WriteHeader(b.status)
+	_, _ = b.ResponseWriter.Write(b.body.Bytes())
+}
+
+// devPrincipal is the caller in development mode.
+var devPrincipal = &auth.Principal{Scopes: auth.ParseScopes("system/*.cruds " + auth.ScopeIngest + " " + auth.ScopeOperator)}
+
+// authenticate resolves the caller of every non-public route; a failure is
+// a 401 (or 503) answered, and audited, like any error.
+func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if rt := s.routeOf(c); rt != nil && rt.public {
+			return next(c)
+		}
+		sc := scopeOf(c)
+		if s.cfg.Auth == nil {
+			sc.Principal = devPrincipal
+			return next(c)
+		}
+		p, fail := s.cfg.Auth.Authenticate(c.Request().Context(), c.Request().Header.Get("Authorization"))
+		if fail != nil {
+			sc.ClientID = fail.ClientID
+			return fail
+		}
+		sc.SetPrincipal(p)
+		if s.clientLimiter != nil {
+			if ok, wait := s.clientLimiter.Allow("client:"+p.ClientID, time.Now()); !ok {
+				return tooManyRequests(wait)
+			}
+		}
+		return next(c)
+	}
+}
+
+// requireScope checks a gateway scope (ingest, operator).
+func requireScope(name string) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			p := scopeOf(c).Principal
+			if p == nil || !p.Scopes.Has(name) {
+				id := ""
+				if p != nil {
+					id = p.ClientID
+				}
+				return auth.InsufficientScope(id, name)
+			}
+			return next(c)
+		}
+	}
+}
+
+// limitIP applies the per-address rate limit to every request but the
+// health probes, before authentication (so a flood of bad tokens is
+// limited too).
+func (s *Server) limitIP(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if p := c.Path(); s.ipLimiter == nil || p == "/healthz" || p == "/readyz" {
+			return next(c)
+		}
+		if ok, wait := s.ipLimiter.Allow("ip:"+c.RealIP(), time.Now()); !ok {
+			return tooManyRequests(wait)
+		}
+		return next(c)
+	}
+}
+
+// boundConcurrency answers 503 when MaxInFlight requests are already being
+// served and no slot frees within a short wait.
+func (s *Server) boundConcurrency(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if p := c.Path(); p == "/healthz" {
+			return next(c)
+		}
+		select {
+		case s.inFlight <- struct{}{}: // the usual case: a free slot, no timer
+		default:
+			t := time.NewTimer(250 * time.Millisecond)
+			defer t.Stop()
+			select {
+			case s.inFlight <- struct{}{}:
+			case <-t.C:
+				return errBusy
+			case <-c.Request().Context().Done():
+				return errBusy
+			}
+		}
+		defer func() { <-s.inFlight }()
+		return next(c)
+	}
 }

@@ -37,19 +37,18 @@ func readBody(c echo.Context, limit int64) ([]byte, error) {
 	r := c.Request()
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || (mt != "application/json" && mt != "application/fhir+json" && mt != "application/json+fhir") {
-		return nil, errorf(http.StatusUnsupportedMediaType, "not-supported", "content-type-unsupported",
-			"the body must be application/json or application/fhir+json")
+		return nil, errContentType
 	}
 	if r.ContentLength > limit {
-		return nil, errorf(http.StatusRequestEntityTooLarge, "too-costly", "body-too-large", "the request body exceeds the size limit")
+		return nil, errBodyTooLarge
 	}
 	b, err := io.ReadAll(http.MaxBytesReader(c.Response(), r.Body, limit))
 	var mbe *http.MaxBytesError
 	switch {
 	case errors.As(err, &mbe):
-		return nil, errorf(http.StatusRequestEntityTooLarge, "too-costly", "body-too-large", "the request body exceeds the size limit")
+		return nil, errBodyTooLarge
 	case err != nil:
-		return nil, errorf(http.StatusBadRequest, "structure", "body-unreadable", "the request body could not be read")
+		return nil, errBodyUnreadable
 	}
 	return b, nil
 }

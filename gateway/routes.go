@@ -1,54 +1,111 @@
 package gateway
 
-import "github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
+import (
+	"net/http"
 
-// routes is the whole HTTP API on one page.
-func (s *Server) routes() {
-	e := s.echo
-	e.GET("/healthz", s.healthz)
+	"github.com/labstack/echo/v4"
 
-	// SMART Backend Services: discovery and the token endpoint.
-	e.GET("/.well-known/smart-configuration", s.handleSmartConfiguration)
-	e.GET("/fhir/.well-known/smart-configuration", s.handleSmartConfiguration)
-	e.POST("/auth/token", s.handleToken)
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
+)
 
-	// Native records: validate, map and store.
-	e.POST("/ingest/:kind", s.ingest, s.fhirFormat, requireScope(auth.ScopeIngest))
-
-	if s.store == nil {
-		// Without a store only the gateway's own conformance resources are served.
-		e.GET("/fhir/CodeSystem/:id", s.readCodeSystem, s.fhirFormat)
-		return
-	}
-
-	// Readiness and the operator API (docs/operations.md).
-	e.GET("/readyz", s.handleReady)
-	a := e.Group("/admin", requireScope(auth.ScopeOperator))
-	a.GET("/deliveries", s.handleListDeliveries)
-	a.GET("/deliveries/:id", s.handleShowDelivery)
-	a.POST("/deliveries/:id/retry", s.handleRetryDelivery)
-	a.POST("/deliveries/replay", s.handleReplay)
-	// The auditor's API (docs/audit.md).
-	a.GET("/lineage", s.handleLineage)
-	a.GET("/audit/verify", s.handleVerifyAudit)
-
-	// The FHIR R4 RESTful API (http.html).
-	f := e.Group("/fhir", s.fhirFormat)
-	f.GET("/metadata", s.handleMetadata)
-	f.POST("", s.handleBundle)
-	f.POST("/", s.handleBundle)
-	f.GET("/_history", s.handleHistory)
-	f.POST("/$validate", s.handleValidate)
-	f.GET("/:type", s.handleSearch)
-	f.POST("/:type/_search", s.handleSearch)
-	f.POST("/:type", s.handleCreate)
-	f.PUT("/:type", s.handleConditionalUpdate)
-	f.POST("/:type/$validate", s.handleValidate)
-	f.GET("/:type/_history", s.handleHistory)
-	f.GET("/:type/:id", s.handleRead)
-	f.PUT("/:type/:id", s.handleUpdate)
-	f.DELETE("/:type/:id", s.handleDelete)
-	f.PATCH("/:type/:id", s.handlePatch)
-	f.GET("/:type/:id/_history", s.handleHistory)
-	f.GET("/:type/:id/_history/:vid", s.handleVRead)
+// route is one row of the route table: every fact about a route in one
+// place. The middleware looks a request's row up by its matched template.
+type route struct {
+	method, path string
+	handle       echo.HandlerFunc
+	// interaction is what the route's AuditEvent records; "" with exempt
+	// set means the route is not audited (health probes, which carry no
+	// data and are polled every few seconds).
+	interaction string
+	exempt      bool
+	// scope is the gateway scope the caller needs (auth.ScopeIngest,
+	// auth.ScopeOperator); FHIR routes check SMART scopes per resource
+	// type in the engine instead.
+	scope string
+	// public routes need no authentication.
+	public bool
+	// fhir routes negotiate FHIR JSON (_format, Accept).
+	fhir bool
+	// store routes exist only when the gateway has a store.
+	store bool
 }
+
+// table is the whole HTTP API on one page.
+func (s *Server) table() []route {
+	const get, post, put, del, patch = http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodPatch
+	return []route{
+		// Health probes.
+		{method: get, path: "/healthz", handle: s.healthz, exempt: true, public: true},
+		{method: get, path: "/readyz", handle: s.handleReady, exempt: true, public: true, store: true},
+
+		// SMART Backend Services: discovery and the token endpoint.
+		{method: get, path: "/.well-known/smart-configuration", handle: s.handleSmartConfiguration, interaction: "smart-config", public: true},
+		{method: get, path: "/fhir/.well-known/smart-configuration", handle: s.handleSmartConfiguration, interaction: "smart-config", public: true},
+		{method: post, path: "/auth/token", handle: s.handleToken, interaction: "login", public: true},
+
+		// Native records: validate, map and store.
+		{method: post, path: "/ingest/:kind", handle: s.ingest, interaction: "ingest", scope: auth.ScopeIngest, fhir: true},
+
+		// The operator API (docs/operations.md).
+		{method: get, path: "/admin/deliveries", handle: s.handleListDeliveries, interaction: "delivery-list", scope: auth.ScopeOperator, store: true},
+		{method: get, path: "/admin/deliveries/:id", handle: s.handleShowDelivery, interaction: "delivery-read", scope: auth.ScopeOperator, store: true},
+		{method: post, path: "/admin/deliveries/:id/retry", handle: s.handleRetryDelivery, interaction: "delivery-retry", scope: auth.ScopeOperator, store: true},
+		{method: post, path: "/admin/deliveries/replay", handle: s.handleReplay, interaction: "delivery-replay", scope: auth.ScopeOperator, store: true},
+		// The auditor's API (docs/audit.md).
+		{method: get, path: "/admin/lineage", handle: s.handleLineage, interaction: "lineage", scope: auth.ScopeOperator, store: true},
+		{method: get, path: "/admin/audit/verify", handle: s.handleVerifyAudit, interaction: "audit-verify", scope: auth.ScopeOperator, store: true},
+
+		// The FHIR R4 RESTful API (http.html).
+		{method: get, path: "/fhir/metadata", handle: s.handleMetadata, interaction: "capabilities", public: true, fhir: true, store: true},
+		{method: post, path: "/fhir", handle: s.handleBundle, interaction: "transaction", fhir: true, store: true}, // or batch, as the engine finds
+		{method: post, path: "/fhir/", handle: s.handleBundle, interaction: "transaction", fhir: true, store: true},
+		{method: get, path: "/fhir/_history", handle: s.handleHistory, interaction: "history-system", fhir: true, store: true},
+		{method: post, path: "/fhir/$validate", handle: s.handleValidate, interaction: "operation", fhir: true, store: true},
+		{method: get, path: "/fhir/:type", handle: s.handleSearch, interaction: "search-type", fhir: true, store: true},
+		{method: post, path: "/fhir/:type/_search", handle: s.handleSearch, interaction: "search-type", fhir: true, store: true},
+		{method: post, path: "/fhir/:type", handle: s.handleCreate, interaction: "create", fhir: true, store: true},
+		{method: put, path: "/fhir/:type", handle: s.handleConditionalUpdate, interaction: "update", fhir: true, store: true},
+		{method: post, path: "/fhir/:type/$validate", handle: s.handleValidate, interaction: "operation", fhir: true, store: true},
+		{method: get, path: "/fhir/:type/_history", handle: s.handleHistory, interaction: "history-type", fhir: true, store: true},
+		{method: get, path: "/fhir/:type/:id", handle: s.handleRead, interaction: "read", fhir: true, store: true},
+		{method: put, path: "/fhir/:type/:id", handle: s.handleUpdate, interaction: "update", fhir: true, store: true},
+		{method: del, path: "/fhir/:type/:id", handle: s.handleDelete, interaction: "delete", fhir: true, store: true},
+		{method: patch, path: "/fhir/:type/:id", handle: s.handlePatch, interaction: "patch", fhir: true, store: true},
+		{method: get, path: "/fhir/:type/:id/_history", handle: s.handleHistory, interaction: "history-instance", fhir: true, store: true},
+		{method: get, path: "/fhir/:type/:id/_history/:vid", handle: s.handleVRead, interaction: "vread", fhir: true, store: true},
+	}
+}
+
+// storeless are the routes a gateway without a store adds: its own
+// CodeSystems (nothing is audited without a store).
+func (s *Server) storeless() []route {
+	return []route{{method: http.MethodGet, path: "/fhir/CodeSystem/:id", handle: s.readCodeSystem, exempt: true, fhir: true}}
+}
+
+// register installs the route table on echo.
+func (s *Server) register() {
+	rows := s.table()
+	if s.app.Store == nil {
+		rows = append(rows, s.storeless()...)
+	}
+	s.routes = map[string]*route{}
+	for i := range rows {
+		r := &rows[i]
+		if r.store && s.app.Store == nil {
+			continue
+		}
+		var mw []echo.MiddlewareFunc
+		if r.fhir {
+			mw = append(mw, s.fhirFormat)
+		}
+		if r.scope != "" {
+			mw = append(mw, requireScope(r.scope))
+		}
+		s.echo.Add(r.method, r.path, r.handle, mw...)
+		s.routes[r.method+" "+r.path] = r
+	}
+}
+
+// routeOf returns the request's row of the route table (nil for a request
+// no route matched).
+func (s *Server) routeOf(c echo.Context) *route { return s.routes[c.Request().Method+" "+c.Path()] }

@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io/fs"
 	"net/http"
@@ -12,6 +13,8 @@ import (
 	"testing"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
+	kgoutcome "github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/schemas"
 )
 
@@ -30,11 +33,20 @@ type outcome struct {
 	} `json:"issue"`
 }
 
-func newServer(t *testing.T, cfg gateway.Config) http.Handler {
+func newServer(t testing.TB, acfg app.Config, cfg gateway.Config) *gateway.Server {
 	t.Helper()
 	if cfg.RateLimit == 0 {
 		cfg.RateLimit = -1 // tests send faster than any client should
 	}
+	a, err := app.New(acfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Close() })
+	cfg.App = a
 	s, err := gateway.NewServer(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -62,7 +74,7 @@ func example(t *testing.T, path string) []byte {
 }
 
 func TestHealthz(t *testing.T) {
-	rec := do(newServer(t, gateway.Config{}), http.MethodGet, "/healthz", "", nil)
+	rec := do(newServer(t, app.Config{}, gateway.Config{}), http.MethodGet, "/healthz", "", nil)
 	if rec.Code != http.StatusOK {
 		t.Fatalf("GET /healthz = %d, want 200", rec.Code)
 	}
@@ -71,7 +83,7 @@ func TestHealthz(t *testing.T) {
 // TestIngestDryRunExamples maps every shipped example over HTTP, with both
 // accepted media types.
 func TestIngestDryRunExamples(t *testing.T) {
-	h := newServer(t, gateway.Config{})
+	h := newServer(t, app.Config{}, gateway.Config{})
 	err := fs.WalkDir(schemas.Examples(), "examples", func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
@@ -139,7 +151,7 @@ func TestIngestBadInput(t *testing.T) {
 		{"unknown route", "GET", "/nowhere", "", "", 404, "route-unknown", ""},
 		{"body over limit", "POST", "/ingest/assessment?dryRun=true", "application/json", phq + strings.Repeat(" ", 1<<20), 413, "body-too-large", ""},
 	}
-	h := newServer(t, gateway.Config{MaxBodyBytes: 1 << 20})
+	h := newServer(t, app.Config{}, gateway.Config{MaxBodyBytes: 1 << 20})
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			rec := do(h, tc.method, tc.target, tc.contentType, []byte(tc.body))
@@ -154,7 +166,7 @@ func TestIngestBadInput(t *testing.T) {
 // TestIngestRuleErrors: schema-valid records that break clinical rules are
 // 422 with the rule id, JSON pointer and path.
 func TestIngestRuleErrors(t *testing.T) {
-	h := newServer(t, gateway.Config{})
+	h := newServer(t, app.Config{}, gateway.Config{})
 	phq := string(example(t, "assessment/phq9-moderate.json"))
 	var doc map[string]any
 	if err := json.Unmarshal([]byte(phq), &doc); err != nil {
@@ -184,7 +196,7 @@ func assertOutcome(t *testing.T, rec *httptest.ResponseRecorder, status int, rul
 		t.Fatalf("body is not an OperationOutcome with issues: %s", rec.Body)
 	}
 	first := oo.Issue[0]
-	if len(first.Details.Coding) != 1 || first.Details.Coding[0].Code != rule || first.Details.Coding[0].System != gateway.RuleSystem {
+	if len(first.Details.Coding) != 1 || first.Details.Coding[0].Code != rule || first.Details.Coding[0].System != kgoutcome.RuleSystem {
 		t.Errorf("rule = %+v, want %s", first.Details.Coding, rule)
 	}
 	if location != "" && (len(first.Location) != 1 || first.Location[0] != location) {
@@ -225,10 +237,7 @@ func FuzzIngest(f *testing.F) {
 			}
 		}
 	}
-	s, err := gateway.NewServer(gateway.Config{RateLimit: -1})
-	if err != nil {
-		f.Fatal(err)
-	}
+	s := newServer(f, app.Config{}, gateway.Config{})
 	f.Fuzz(func(t *testing.T, kind uint8, body []byte) {
 		target := "/ingest/" + kinds[int(kind)%len(kinds)] + "?dryRun=true"
 		rec := do(s, http.MethodPost, target, "application/json", body)

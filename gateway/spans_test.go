@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/telemetry"
 	"github.com/ketamine-gateway/ketamine-gateway/schemas"
@@ -26,7 +27,7 @@ func TestSpans(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	h := newServer(t, gateway.Config{Store: st, Telemetry: tel})
+	h := newServer(t, app.Config{Store: st, Tracer: tel.TracerProvider()}, gateway.Config{Telemetry: tel})
 	doc, err := fs.ReadFile(schemas.Examples(), "examples/session/routine-ketamine-iv-session.json")
 	if err != nil {
 		t.Fatal(err)

@@ -54,3 +54,13 @@ func (id ident) fullURL() string { return "urn:uuid:" + id.uuid() }
 // search is the identifier token for a conditional request, e.g.
 // "identifier=https://...|A778". Values need no escaping (see child).
 func (id ident) search() string { return "identifier=" + id.System + "|" + id.Value }
+
+// RecordSystem is the identifier system of the source records of one kind
+// from one clinic system, as the gateway's Provenance names them:
+// <identifier base>/<source>/<kind>-record ("" base: DefaultIdentifierBase).
+func RecordSystem(base, source string, kind Kind) string {
+	if base == "" {
+		base = DefaultIdentifierBase
+	}
+	return identSystem(base, source, string(kind)+"-record")
+}

@@ -138,22 +138,41 @@ func Map(rec Record, opts Options) (*Result, error) {
 
 // Transaction renders the result as a FHIR transaction Bundle.
 func (r *Result) Transaction() (fhir.Bundle, error) {
-	b := fhir.Bundle{Type: fhir.BundleTypeTransaction}
-	for _, e := range r.Entries {
+	raws := make([][]byte, len(r.Entries))
+	for i, e := range r.Entries {
 		raw, err := json.Marshal(e.Resource)
 		if err != nil {
 			return fhir.Bundle{}, fmt.Errorf("marshal %s: %w", e.ResourceType, err)
 		}
+		raws[i] = raw
+	}
+	return r.bundle(raws), nil
+}
+
+// TransactionFrom renders the transaction Bundle as compact JSON from the
+// entries' resources already rendered (raws[i] is Entries[i].Resource as
+// JSON), without marshalling them again.
+func (r *Result) TransactionFrom(raws [][]byte) ([]byte, error) {
+	if len(raws) != len(r.Entries) {
+		return nil, fmt.Errorf("transaction of %d entries from %d resources", len(r.Entries), len(raws))
+	}
+	return json.Marshal(r.bundle(raws))
+}
+
+// bundle assembles the transaction Bundle.
+func (r *Result) bundle(raws [][]byte) fhir.Bundle {
+	b := fhir.Bundle{Type: fhir.BundleTypeTransaction}
+	for i, e := range r.Entries {
 		entry := fhir.BundleEntry{
 			FullUrl: ptr(e.FullURL),
 			Request: &fhir.BundleEntryRequest{Method: e.Method, Url: e.URL, IfNoneExist: strp(e.IfNoneExist)},
 		}
 		if e.Method != fhir.HTTPVerbDELETE {
-			entry.Resource = raw
+			entry.Resource = raws[i]
 		}
 		b.Entry = append(b.Entry, entry)
 	}
-	return b, nil
+	return b
 }
 
 // TransactionJSON renders the transaction Bundle as indented JSON.

@@ -7,7 +7,8 @@ import (
 	"io"
 	"time"
 
-	"github.com/ketamine-gateway/ketamine-gateway/gateway"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 )
 
@@ -38,7 +39,7 @@ func auditCommand(ctx context.Context, args []string, getenv func(string) string
 		return &exitError{code: exitInvalid, msg: err.Error()}
 	}
 	defer st.Close()
-	res, err := gateway.VerifyAudit(ctx, st, time.Now())
+	res, err := auditlog.Verify(ctx, st, time.Now())
 	if err != nil {
 		return &exitError{code: exitInvalid, msg: fmt.Sprintf("audit verify: %v", err)}
 	}
@@ -65,7 +66,7 @@ func lineageCommand(ctx context.Context, args []string, getenv func(string) stri
 	fs.SetOutput(stderr)
 	db := fs.String("db", envOr(getenv, "GATEWAY_DB", "ketamine-gateway.db"), "SQLite file or postgres:// URL (GATEWAY_DB)")
 	base := fs.String("identifier-base", envOr(getenv, "GATEWAY_IDENTIFIER_BASE", ""), "the gateway's identifier base, if not the default")
-	var q gateway.LineageQuery
+	var q auditlog.LineageQuery
 	fs.StringVar(&q.Source, "source", "", "the record's source system")
 	fs.StringVar(&q.RecordID, "record", "", "the record's id in its source system")
 	fs.StringVar(&q.Kind, "kind", "", "the record's kind (optional)")
@@ -84,10 +85,10 @@ func lineageCommand(ctx context.Context, args []string, getenv func(string) stri
 		return &exitError{code: exitInvalid, msg: err.Error()}
 	}
 	defer st.Close()
-	l, err := gateway.BuildLineage(ctx, st, q)
+	l, err := auditlog.BuildLineage(ctx, st, q)
 	if err != nil {
-		status, issues := gateway.Outcome(err)
-		if status == 400 && len(issues) > 0 {
+		kind, issues := outcome.From(err)
+		if kind == outcome.Invalid && len(issues) > 0 {
 			return usageError("lineage: %s\n\n%s", issues[0].Message, lineageUsage)
 		}
 		return &exitError{code: exitInvalid, msg: fmt.Sprintf("lineage: %v", err)}

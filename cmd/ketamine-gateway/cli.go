@@ -8,7 +8,10 @@ import (
 	"io"
 	"os"
 
-	"github.com/ketamine-gateway/ketamine-gateway/gateway"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/conformance"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
 )
 
@@ -33,11 +36,11 @@ func printJSON(w io.Writer, v any) error {
 // printOutcome prints the OperationOutcome for err on stdout and returns the
 // exit error: 1 for invalid input, the error itself for anything else.
 func printOutcome(stdout io.Writer, err error) error {
-	status, issues := gateway.Outcome(err)
-	if perr := printJSON(stdout, gateway.OperationOutcome(issues)); perr != nil {
+	kind, issues := outcome.From(err)
+	if perr := printJSON(stdout, outcome.Resource(issues)); perr != nil {
 		return perr
 	}
-	if status >= 500 {
+	if kind == outcome.Internal {
 		return err
 	}
 	return &exitError{code: exitInvalid}
@@ -61,7 +64,7 @@ func mapCommand(args []string, getenv func(string) string, stdin io.Reader, stdo
 	if err != nil {
 		return &exitError{code: exitUsage, msg: fmt.Sprintf("read %s: %v", fs.Arg(0), errors.Unwrap(err))}
 	}
-	p, err := gateway.NewPipeline(mapping.Options{IdentifierBase: *base, Update: *update})
+	p, err := ingest.NewPipeline(mapping.Options{IdentifierBase: *base, Update: *update}, nil)
 	if err != nil {
 		return err
 	}
@@ -91,14 +94,10 @@ func validateCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) e
 	if err != nil {
 		return &exitError{code: exitUsage, msg: fmt.Sprintf("read %s: %v", fs.Arg(0), errors.Unwrap(err))}
 	}
-	p, err := gateway.NewPipeline(mapping.Options{})
-	if err != nil {
-		return err
-	}
-	if err := p.ValidateFHIR(doc); err != nil {
+	if err := engine.NewValidator().Document(doc); err != nil {
 		return printOutcome(stdout, err)
 	}
-	return printJSON(stdout, gateway.Information("the resource is valid"))
+	return printJSON(stdout, outcome.Information("the resource is valid"))
 }
 
 // codeSystemCommand prints one of the gateway's CodeSystems (--id:
@@ -110,7 +109,7 @@ func codeSystemCommand(args []string, stdout, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return &exitError{code: exitUsage}
 	}
-	for _, cs := range gateway.CodeSystems() {
+	for _, cs := range conformance.CodeSystems() {
 		if cs.Id != nil && *cs.Id == *id {
 			return printJSON(stdout, cs)
 		}

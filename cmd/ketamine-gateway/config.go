@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -10,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ketamine-gateway/ketamine-gateway/gateway"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/delivery"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
@@ -57,11 +57,9 @@ func authServer(fc *fileConfig, getenv func(string) string, st store.Store) (*au
 		return nil, nil
 	}
 	cfg := *fc.Auth
-	if n, ok := st.(store.Nonces); ok {
-		// Assertion jti values are remembered in the database: every
-		// replica refuses a replay any of them has seen.
-		cfg.Replay = gateway.ReplayCache{Nonces: n}
-	}
+	// Assertion jti values are remembered in the database: every replica
+	// refuses a replay any of them has seen.
+	cfg.Replay = replayCache{nonces: st}
 	if v := getenv("GATEWAY_TOKEN_SECRET"); v != "" {
 		secret, err := base64.StdEncoding.DecodeString(v)
 		if err != nil {
@@ -164,4 +162,15 @@ func (dc destinationConfig) destination(getenv func(string) string) (delivery.De
 		d.Auth.Type = delivery.AuthNone
 	}
 	return d, nil
+}
+
+// replayCache adapts the store's one-time values to the token endpoint's
+// jti replay cache, so that every replica sharing the database refuses an
+// assertion any of them has seen.
+type replayCache struct{ nonces store.Nonces }
+
+// Seen implements auth.ReplayCache.
+func (r replayCache) Seen(ctx context.Context, key string, exp time.Time) (bool, error) {
+	first, err := r.nonces.UseNonce(ctx, key, exp)
+	return !first, err
 }

@@ -9,7 +9,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/ketamine-gateway/ketamine-gateway/gateway"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/operator"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
 
@@ -64,10 +64,7 @@ func deliveriesCommand(ctx context.Context, args []string, getenv func(string) s
 		return &exitError{code: exitInvalid, msg: err.Error()}
 	}
 	defer st.Close()
-	ob, ok := st.(store.Outbox)
-	if !ok {
-		return &exitError{code: exitInvalid, msg: "this database keeps no outbox"}
-	}
+	ob := st
 	id := func() (int64, error) {
 		if len(pos) != 1 {
 			return 0, usageError("%s needs one delivery id", sub)
@@ -84,9 +81,9 @@ func deliveriesCommand(ctx context.Context, args []string, getenv func(string) s
 		if err != nil {
 			return err
 		}
-		out := make([]gateway.DeliveryView, 0, len(items))
+		out := make([]operator.View, 0, len(items))
 		for _, it := range items {
-			out = append(out, gateway.ViewDelivery(it, nil, false))
+			out = append(out, operator.NewView(it, nil, false))
 		}
 		return printJSON(stdout, map[string]any{"deliveries": out})
 	case "show":
@@ -100,7 +97,7 @@ func deliveriesCommand(ctx context.Context, args []string, getenv func(string) s
 		} else if err != nil {
 			return err
 		}
-		return printJSON(stdout, gateway.ViewDelivery(it, attempts, *payload))
+		return printJSON(stdout, operator.NewView(it, attempts, *payload))
 	case "retry":
 		n, err := id()
 		if err != nil {

@@ -15,7 +15,10 @@ import (
 	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/delivery"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/postgres"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
@@ -42,7 +45,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	fs.StringVar(&cfg.db, "db", envOr(getenv, "GATEWAY_DB", "ketamine-gateway.db"), "SQLite file or postgres:// URL (GATEWAY_DB)")
 	fs.StringVar(&cfg.identifierBase, "identifier-base", getenv("GATEWAY_IDENTIFIER_BASE"), "namespace of minted identifier systems (GATEWAY_IDENTIFIER_BASE)")
 	fs.Int64Var(&cfg.maxBody, "max-body", gateway.DefaultMaxBodyBytes, "request body limit in bytes")
-	fs.IntVar(&cfg.maxEntries, "max-entries", gateway.DefaultMaxBundleEntries, "Bundle entry limit")
+	fs.IntVar(&cfg.maxEntries, "max-entries", engine.DefaultMaxBundleEntries, "Bundle entry limit")
 	fs.StringVar(&cfg.configFile, "config", getenv("GATEWAY_CONFIG"), "configuration file: delivery destinations (GATEWAY_CONFIG; docs/configuration.md)")
 	fs.StringVar(&cfg.ehrURL, "ehr-url", getenv("GATEWAY_EHR_URL"), "deliver every stored record to this FHIR base (GATEWAY_EHR_URL)")
 	fs.StringVar(&cfg.baseURL, "base-url", getenv("GATEWAY_BASE_URL"), "public FHIR base URL (GATEWAY_BASE_URL); default: from each request")
@@ -102,9 +105,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	defer metrics.Close()
-	gcfg := gateway.Config{MaxBodyBytes: cfg.maxBody, IdentifierBase: cfg.identifierBase, Logger: logger,
-		Store: st, BaseURL: cfg.baseURL, MaxBundleEntries: cfg.maxEntries, Telemetry: tel, Metrics: metrics,
-		Instance: cfg.instance, Auth: authn, RateLimit: cfg.rateLimit, TrustedProxies: proxies}
+	acfg := app.Config{Store: st, IdentifierBase: cfg.identifierBase, Instance: cfg.instance,
+		MaxBundleEntries: cfg.maxEntries, Tracer: tel.TracerProvider(), Metrics: metrics}
+	gcfg := gateway.Config{MaxBodyBytes: cfg.maxBody, Logger: logger, BaseURL: cfg.baseURL, Telemetry: tel,
+		Metrics: metrics, Auth: authn, RateLimit: cfg.rateLimit, TrustedProxies: proxies}
 	switch {
 	case cfg.rateLimit < 0 && authn != nil:
 		gcfg.RateLimit = 100
@@ -129,13 +133,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	var worker *delivery.Worker
 	if len(dests) > 0 {
-		ob, ok := gateway.DeliveryOutbox(st)
-		if !ok {
-			return &exitError{code: exitUsage, msg: "the database keeps no outbox: delivery needs the SQLite or PostgreSQL store"}
-		}
-		worker, err = delivery.NewWorker(ob, dests, delivery.WorkerOptions{
+		worker, err = delivery.NewWorker(delivery.StoreOutbox{Store: st}, dests, delivery.WorkerOptions{
 			Logger:   logger,
-			Observer: gateway.DeliveryObserver{Metrics: metrics},
+			Observer: deliveryObserver{metrics: metrics},
 			TraceID:  telemetry.TraceID,
 			StartAttempt: func(ctx context.Context, dest string, it delivery.Item) (context.Context, func(string)) {
 				return tel.StartDeliveryAttempt(ctx, dest, it.TraceID, it.Attempts+1)
@@ -145,9 +145,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		if err != nil {
 			return &exitError{code: exitUsage, msg: fmt.Sprintf("delivery: %v", err)}
 		}
-		gcfg.Routes, gcfg.Notify = gateway.Routes(dests), worker.Notify
+		acfg.Routes, acfg.Notify = routes(dests), worker.Notify
 		metrics.RegisterBacklog(func(ctx context.Context) []telemetry.BacklogStat {
-			stats, err := st.(store.Outbox).Stats(ctx)
+			stats, err := st.Stats(ctx)
 			if err != nil {
 				return nil
 			}
@@ -162,6 +162,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			return out
 		})
 	}
+	application, err := app.New(acfg)
+	if err != nil {
+		return err
+	}
+	if err := application.Start(ctx); err != nil {
+		return &exitError{code: exitInvalid, msg: err.Error()}
+	}
+	defer application.Close()
+	gcfg.App = application
 	srv, err := gateway.NewServer(gcfg)
 	if err != nil {
 		return err
@@ -310,3 +319,25 @@ func parseCIDRs(list string) ([]*net.IPNet, error) {
 	}
 	return out, nil
 }
+
+// routes turns delivery destinations into ingest's routes.
+func routes(dests []delivery.Destination) []ingest.Route {
+	out := make([]ingest.Route, len(dests))
+	for i, d := range dests {
+		out[i] = ingest.Route{Name: d.Name, Accepts: d.Accepts, AcceptsTenant: d.AcceptsTenant}
+	}
+	return out
+}
+
+// deliveryObserver bridges the delivery worker's events to OpenTelemetry
+// metrics.
+type deliveryObserver struct{ metrics *telemetry.Metrics }
+
+// OnAttempt implements delivery.Observer.
+func (o deliveryObserver) OnAttempt(dest, outcome string, d time.Duration) {
+	o.metrics.DeliveryAttempt(context.Background(), dest, outcome, d)
+}
+
+// OnBacklog implements delivery.Observer (the backlog gauges read the
+// store directly, see RegisterBacklog).
+func (o deliveryObserver) OnBacklog(string, delivery.Backlog) {}

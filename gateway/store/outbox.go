@@ -82,14 +82,14 @@ type DestinationStats struct {
 	OldestPending time.Time // zero when nothing is pending
 }
 
-// OutboxTx is implemented by the Tx of stores that keep an outbox.
+// OutboxTx is the outbox part of Tx.
 type OutboxTx interface {
 	// Enqueue adds items (ID, Status, Created and NextAttempt are set by
 	// the store).
 	Enqueue(items ...*OutboxItem) error
 }
 
-// Outbox is implemented by stores that keep an outbox.
+// Outbox is the outbox part of Store.
 type Outbox interface {
 	// Claim marks up to limit due items of destination in flight until
 	// now+lease and returns them: pending items whose NextAttempt has come

@@ -110,9 +110,13 @@ type Store interface {
 	// Ping checks the database (readiness).
 	Ping(ctx context.Context) error
 	Close() error
+	// Outbox holds what is to be delivered to EHRs (outbox.go).
+	Outbox
+	// Nonces remembers one-time values (client-assertion jti).
+	Nonces
 }
 
-// Nonces is implemented by stores that remember one-time values.
+// Nonces remembers one-time values.
 type Nonces interface {
 	// UseNonce records key as used until exp and reports whether this was
 	// its first use: true exactly once per key among all callers and
@@ -185,4 +189,6 @@ type Tx interface {
 	// ErrConflict or ErrUnavailable the caller ends the transaction (and
 	// may run it again); on other errors it may go on.
 	Savepoint(fn func() error) error
+	// OutboxTx enqueues deliveries in the transaction that stores their record.
+	OutboxTx
 }

@@ -1,11 +1,6 @@
-package gateway
+package engine
 
 import (
-	"net/http"
-	"time"
-
-	"github.com/labstack/echo/v4"
-
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
 	"github.com/ketamine-gateway/ketamine-gateway/schemas/r4"
@@ -29,13 +24,17 @@ func interactions(names ...string) []map[string]any {
 	return out
 }
 
-// handleMetadata is GET /fhir/metadata: a CapabilityStatement that says
-// exactly what is implemented.
-func (s *Server) handleMetadata(c echo.Context) error {
-	return writeResource(c, http.StatusOK, s.capabilityStatement(c))
+// Security is what the CapabilityStatement says of authentication.
+type Security struct {
+	// Enabled is false in development mode.
+	Enabled bool
+	// TokenURL is the SMART token endpoint's public URL.
+	TokenURL string
 }
 
-func (s *Server) capabilityStatement(c echo.Context) map[string]any {
+// CapabilityStatement says exactly what is implemented (http.html#capabilities);
+// base is the FHIR base URL the client used.
+func (e *Engine) CapabilityStatement(base string, sec Security) map[string]any {
 	var resources []map[string]any
 	for _, typ := range r4.ResourceTypes() {
 		var params []map[string]any
@@ -86,7 +85,7 @@ func (s *Server) capabilityStatement(c echo.Context) map[string]any {
 		"software":     map[string]any{"name": "ketamine-gateway", "version": mapping.Version},
 		"implementation": map[string]any{
 			"description": "Ketamine-therapy FHIR gateway",
-			"url":         s.baseURL(c),
+			"url":         base,
 		},
 		"fhirVersion": "4.0.1",
 		"format":      []string{"application/fhir+json", "json"},
@@ -107,15 +106,15 @@ func (s *Server) capabilityStatement(c echo.Context) map[string]any {
 				"name":       "validate",
 				"definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate",
 			}},
-			"security": s.capabilitySecurity(),
+			"security": capabilitySecurity(sec),
 		}},
 	}
 }
 
 // capabilitySecurity describes authentication (http.html#security): SMART
 // Backend Services with the token endpoint, or development mode.
-func (s *Server) capabilitySecurity() map[string]any {
-	if s.cfg.Auth == nil {
+func capabilitySecurity(sec Security) map[string]any {
+	if !sec.Enabled {
 		return map[string]any{"cors": false,
 			"description": "Development mode: no authentication (served on a loopback address only)."}
 	}
@@ -125,44 +124,9 @@ func (s *Server) capabilitySecurity() map[string]any {
 			"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "SMART-on-FHIR"}}}},
 		"extension": []any{map[string]any{
 			"url":       "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
-			"extension": []any{map[string]any{"url": "token", "valueUri": s.cfg.AuthTokenURL}},
+			"extension": []any{map[string]any{"url": "token", "valueUri": sec.TokenURL}},
 		}},
 		"description": "SMART Backend Services (client_credentials with a private_key_jwt assertion); SMART v2 system " +
 			"scopes per interaction and Bundle entry; each client sees only its tenant's data. See /.well-known/smart-configuration.",
 	}
-}
-
-// handleValidate is POST /fhir/$validate and /fhir/{type}/$validate: it
-// validates a resource (or a Parameters with a "resource" parameter) and
-// answers an OperationOutcome with 200, whatever the verdict.
-func (s *Server) handleValidate(c echo.Context) error {
-	body, err := readBody(c, s.cfg.MaxBodyBytes)
-	if err != nil {
-		return err
-	}
-	typ := ""
-	if c.Param("type") != "" {
-		if typ, err = s.resourceType(c); err != nil {
-			return err
-		}
-	}
-	var res *r4.Result
-	if typ != "" {
-		res = s.pipeline.validator.ValidateAs(body, typ)
-	} else {
-		res = s.pipeline.validator.Validate(body)
-	}
-	if res.Valid() {
-		issues := fhirIssues(res)
-		if len(issues) == 0 {
-			return writeResource(c, http.StatusOK, Information("the resource is valid"))
-		}
-		return writeResource(c, http.StatusOK, OperationOutcome(issues))
-	}
-	return writeResource(c, http.StatusOK, OperationOutcome(fhirIssues(res)))
-}
-
-// parseInstantParam parses an instant query parameter (_since).
-func parseInstantParam(v string) (time.Time, error) {
-	return time.Parse(time.RFC3339Nano, v)
 }

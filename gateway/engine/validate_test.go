@@ -1,23 +1,20 @@
-package gateway_test
+package engine_test
 
 import (
 	"os"
 	"path/filepath"
 	"testing"
 
-	"github.com/ketamine-gateway/ketamine-gateway/gateway"
-	"github.com/ketamine-gateway/ketamine-gateway/mapping"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 )
 
 // TestGoldenBundlesValidate runs the gateway's own FHIR validator over every
 // golden Bundle the mappings produce: mapped output must always be valid.
 func TestGoldenBundlesValidate(t *testing.T) {
-	p, err := gateway.NewPipeline(mapping.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	v := engine.NewValidator()
 	var files []string
-	_ = filepath.WalkDir("../mapping/testdata", func(path string, d os.DirEntry, err error) error {
+	_ = filepath.WalkDir("../../mapping/testdata", func(path string, d os.DirEntry, err error) error {
 		if err == nil && !d.IsDir() && filepath.Ext(path) == ".json" && len(path) > 12 && path[len(path)-12:] == ".golden.json" {
 			files = append(files, path)
 		}
@@ -31,8 +28,8 @@ func TestGoldenBundlesValidate(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := p.ValidateFHIR(b); err != nil {
-			_, issues := gateway.Outcome(err)
+		if err := v.Document(b); err != nil {
+			_, issues := outcome.From(err)
 			t.Errorf("%s: %+v", f, issues)
 		}
 	}

@@ -1,11 +1,11 @@
-package gateway_test
+package ingest_test
 
 import (
 	"encoding/json"
 	"io/fs"
 	"testing"
 
-	"github.com/ketamine-gateway/ketamine-gateway/gateway"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
 	"github.com/ketamine-gateway/ketamine-gateway/schemas"
 )
@@ -20,7 +20,7 @@ func BenchmarkNativePipeline(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	p, err := gateway.NewPipeline(mapping.Options{})
+	p, err := ingest.NewPipeline(mapping.Options{}, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

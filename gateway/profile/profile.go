@@ -1,19 +1,20 @@
-package gateway
+// Package profile holds the rules of the gateway's own profiles
+// (mapping.Canonical/StructureDefinition/kg-*), which add to the R4 base for
+// the resources the gateway maps. A resource that claims one in meta.profile
+// must satisfy it: receivers of mapped data rely on these rules. The engine
+// applies them on every write and in $validate.
+package profile
 
 import (
-	"net/http"
 	"strconv"
 	"strings"
 
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
 )
 
-// The gateway's own profiles (mapping.Canonical/StructureDefinition/kg-*)
-// add rules to the R4 base for the resources it maps. A resource that
-// claims one in meta.profile must satisfy it; the rules are what receivers
-// of mapped data rely on.
-
-const profilePrefix = mapping.Canonical + "/StructureDefinition/"
+// Prefix is the canonical URL prefix of the gateway's profiles.
+const Prefix = mapping.Canonical + "/StructureDefinition/"
 
 // profileRule is one rule of a profile over a decoded resource: it returns
 // the FHIRPath of the element at fault, or "" when the rule holds.
@@ -171,41 +172,41 @@ func categoryRule(code string) profileRule {
 	}}
 }
 
-// checkProfiles applies the gateway profiles a resource claims. expr is
-// the FHIRPath prefix of the resource ("Observation" or
+// Check applies the gateway profiles a resource claims. expr is the
+// FHIRPath prefix of the resource ("Observation" or
 // "Bundle.entry[3].resource").
-func checkProfiles(doc map[string]any, expr string) []Issue {
+func Check(doc map[string]any, expr string) []outcome.Issue {
 	meta, _ := doc["meta"].(map[string]any)
 	profiles, _ := meta["profile"].([]any)
-	var out []Issue
+	var out []outcome.Issue
 	for _, p := range profiles {
 		url, _ := p.(string)
-		name, ok := strings.CutPrefix(url, profilePrefix)
+		name, ok := strings.CutPrefix(url, Prefix)
 		if !ok {
 			continue
 		}
 		rules, known := profileRules[name]
 		if !known {
-			out = append(out, Issue{Severity: "error", Code: "not-supported", Rule: "profile.unknown", Expression: expr + ".meta.profile",
+			out = append(out, outcome.Issue{Severity: "error", Code: "not-supported", Rule: "profile.unknown", Expression: expr + ".meta.profile",
 				Message: "the resource claims a gateway profile that does not exist"})
 			continue
 		}
 		for _, r := range append(append([]profileRule(nil), commonRules...), rules...) {
 			if at := r.check(doc); at != "" {
-				out = append(out, Issue{Severity: "error", Code: "invariant", Rule: r.id, Expression: expr + "." + at, Message: r.msg})
+				out = append(out, outcome.Issue{Severity: "error", Code: "invariant", Rule: r.id, Expression: expr + "." + at, Message: r.msg})
 			}
 		}
 	}
 	return out
 }
 
-// profileError wraps profile issues as a 422 (the resource is valid FHIR
-// but breaks a profile it claims).
-func profileError(issues []Issue) error {
+// Error wraps profile issues as an Unprocessable error (the resource is
+// valid FHIR but breaks a profile it claims); nil without issues.
+func Error(issues []outcome.Issue) error {
 	if len(issues) == 0 {
 		return nil
 	}
-	return &Error{Status: http.StatusUnprocessableEntity, Issues: issues}
+	return &outcome.Error{Kind: outcome.Unprocessable, Issues: issues}
 }
 
 func str(m map[string]any, k string) string {

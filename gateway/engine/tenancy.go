@@ -1,13 +1,10 @@
-package gateway
+package engine
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net/http"
 
-	"github.com/labstack/echo/v4"
-
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
@@ -32,7 +29,7 @@ var errForeign = fmt.Errorf("%w (held by another tenant)", store.ErrNotFound)
 
 // errIDTaken answers a write to an id another tenant holds: not found, as
 // a read would be, and not creatable with that id.
-var errIDTaken = errorf(http.StatusNotFound, "not-found", "id-unavailable",
+var errIDTaken = outcome.New(outcome.NotFound, "not-found", "id-unavailable",
 	"no resource with this id can be updated or created by this client; create it without an id (POST)")
 
 // visible reports whether a resource of tenant owner may be shown to
@@ -55,9 +52,9 @@ type tenantStore struct {
 	tenant string
 }
 
-// storeFor is the store confined to the request's tenant.
-func (s *Server) storeFor(c echo.Context) store.Store {
-	return tenantStore{Store: s.store, tenant: tenantOf(c)}
+// storeFor is the store confined to tenant.
+func (e *Engine) storeFor(tenant string) store.Store {
+	return tenantStore{Store: e.store, tenant: tenant}
 }
 
 func (t tenantStore) Read(ctx context.Context, typ, id string) (*store.Resource, error) {
@@ -129,7 +126,7 @@ func (t tenantTx) Search(q *search.Query) (*store.Page, error) {
 
 func (t tenantTx) Put(res *store.Resource, entries []search.Entry) error {
 	if t.tenant == search.AllTenants {
-		return errorf(http.StatusForbidden, "forbidden", "tenant-required",
+		return outcome.New(outcome.Forbidden, "forbidden", "tenant-required",
 			"a client acting for every tenant may read but not write; use a client of the tenant")
 	}
 	res.Tenant = t.tenant
@@ -152,12 +149,8 @@ func (t tenantTx) PutLedger(l *store.Ledger) error {
 
 // Enqueue stamps outbox items with the tenant.
 func (t tenantTx) Enqueue(items ...*store.OutboxItem) error {
-	otx, ok := t.Tx.(store.OutboxTx)
-	if !ok {
-		return errors.New("the store keeps no outbox")
-	}
 	for _, it := range items {
 		it.Tenant = t.tenant
 	}
-	return otx.Enqueue(items...)
+	return t.Tx.Enqueue(items...)
 }

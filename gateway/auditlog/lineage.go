@@ -1,19 +1,19 @@
-package gateway
+package auditlog
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"net/url"
 	"regexp"
 	"sort"
 	"strings"
-	"time"
-
-	"github.com/labstack/echo/v4"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/operator"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
@@ -58,21 +58,21 @@ type Lineage struct {
 
 // Receipt is one native record version or Bundle the gateway received.
 type Receipt struct {
-	Provenance     string         `json:"provenance"`
-	Received       string         `json:"received"`
-	Activity       string         `json:"activity"`
-	Source         string         `json:"source,omitempty"`
-	Kind           string         `json:"kind,omitempty"`
-	RecordID       string         `json:"recordId,omitempty"`
-	Version        string         `json:"version,omitempty"`
-	Content        string         `json:"content"`
-	ContentHash    string         `json:"contentHash,omitempty"`
-	MappingVersion string         `json:"mappingVersion,omitempty"`
-	Client         string         `json:"client"`
-	TraceID        string         `json:"traceId,omitempty"`
-	Resources      []string       `json:"resources"`
-	Request        *RequestView   `json:"request,omitempty"`
-	Deliveries     []DeliveryView `json:"deliveries"`
+	Provenance     string          `json:"provenance"`
+	Received       string          `json:"received"`
+	Activity       string          `json:"activity"`
+	Source         string          `json:"source,omitempty"`
+	Kind           string          `json:"kind,omitempty"`
+	RecordID       string          `json:"recordId,omitempty"`
+	Version        string          `json:"version,omitempty"`
+	Content        string          `json:"content"`
+	ContentHash    string          `json:"contentHash,omitempty"`
+	MappingVersion string          `json:"mappingVersion,omitempty"`
+	Client         string          `json:"client"`
+	TraceID        string          `json:"traceId,omitempty"`
+	Resources      []string        `json:"resources"`
+	Request        *RequestView    `json:"request,omitempty"`
+	Deliveries     []operator.View `json:"deliveries"`
 }
 
 // RequestView is an AuditEvent as the lineage shows it.
@@ -104,11 +104,11 @@ var (
 
 // lineageQueryError is the 400 of a malformed lineage query.
 func lineageQueryError(msg string) error {
-	return errorf(http.StatusBadRequest, "invalid", "lineage-query-invalid", msg)
+	return outcome.New(outcome.Invalid, "invalid", "lineage-query-invalid", msg)
 }
 
-// BuildLineage answers q from st. Returns a 400 *Error for a malformed
-// query and store errors (ErrUnavailable) unchanged. A query that matches
+// BuildLineage answers q from st. Returns an Invalid *outcome.Error for a
+// malformed query and store errors (ErrUnavailable) unchanged. A query that matches
 // nothing gives empty lists, not an error.
 func BuildLineage(ctx context.Context, st store.Store, q LineageQuery) (*Lineage, error) {
 	n := 0
@@ -145,19 +145,17 @@ func BuildLineage(ctx context.Context, st store.Store, q LineageQuery) (*Lineage
 		}
 		var ids []string
 		for _, k := range kinds {
-			ids = append(ids, recordSystem(q.IdentifierBase, q.Source, k)+"|"+q.RecordID)
+			ids = append(ids, mapping.RecordSystem(q.IdentifierBase, q.Source, mapping.Kind(k))+"|"+q.RecordID)
 		}
 		provQuery = url.Values{"entity:identifier": {strings.Join(ids, ",")}}
 	}
 	out := &Lineage{Query: q, Receipts: []Receipt{}, Requests: []RequestView{}}
-	ob, _ := st.(store.Outbox)
-	st = tenantStore{Store: st, tenant: q.Tenant}
-	provs, err := searchAll(ctx, st, "Provenance", provQuery, maxLineageReceipts)
+	provs, err := searchAll(ctx, st, q.Tenant, "Provenance", provQuery, maxLineageReceipts)
 	if err != nil {
 		return nil, err
 	}
 	for _, p := range provs {
-		rc, err := receipt(ctx, st, ob, q.Tenant, p)
+		rc, err := receipt(ctx, st, q.Tenant, p)
 		if err != nil {
 			return nil, err
 		}
@@ -167,7 +165,7 @@ func BuildLineage(ctx context.Context, st store.Store, q LineageQuery) (*Lineage
 
 	switch {
 	case q.TraceID != "":
-		evs, err := searchAll(ctx, st, "AuditEvent", url.Values{"trace-id": {q.TraceID}}, maxAccesses)
+		evs, err := searchAll(ctx, st, q.Tenant, "AuditEvent", url.Values{"trace-id": {q.TraceID}}, maxAccesses)
 		if err != nil {
 			return nil, err
 		}
@@ -188,7 +186,7 @@ func BuildLineage(ctx context.Context, st store.Store, q LineageQuery) (*Lineage
 		for _, rc := range out.Receipts {
 			refs = append(refs, rc.Provenance)
 		}
-		evs, err := searchAll(ctx, st, "AuditEvent", url.Values{"entity": {strings.Join(refs, ",")}, "_sort": {"-date"}}, maxAccesses)
+		evs, err := searchAll(ctx, st, q.Tenant, "AuditEvent", url.Values{"entity": {strings.Join(refs, ",")}, "_sort": {"-date"}}, maxAccesses)
 		if err != nil {
 			return nil, err
 		}
@@ -200,13 +198,15 @@ func BuildLineage(ctx context.Context, st store.Store, q LineageQuery) (*Lineage
 	return out, nil
 }
 
-// searchAll runs a search and returns at most limit matching bodies.
-func searchAll(ctx context.Context, st store.Store, typ string, params url.Values, limit int) ([]map[string]any, error) {
+// searchAll runs a search in tenant and returns at most limit matching
+// bodies.
+func searchAll(ctx context.Context, st store.Store, tenant, typ string, params url.Values, limit int) ([]map[string]any, error) {
 	params.Set("_count", fmt.Sprint(limit))
 	q, err := search.Parse(typ, params, false)
 	if err != nil {
 		return nil, fmt.Errorf("lineage %s query: %w", typ, err)
 	}
+	q.Tenant = tenant
 	page, err := st.Search(ctx, q)
 	if err != nil {
 		return nil, err
@@ -224,9 +224,9 @@ func searchAll(ctx context.Context, st store.Store, typ string, params url.Value
 
 // receipt reads a Provenance the gateway wrote, with its request and
 // deliveries.
-func receipt(ctx context.Context, st store.Store, ob store.Outbox, tenant string, p map[string]any) (Receipt, error) {
+func receipt(ctx context.Context, st store.Store, tenant string, p map[string]any) (Receipt, error) {
 	id, _ := p["id"].(string)
-	rc := Receipt{Provenance: "Provenance/" + id, Resources: []string{}, Deliveries: []DeliveryView{}}
+	rc := Receipt{Provenance: "Provenance/" + id, Resources: []string{}, Deliveries: []operator.View{}}
 	rc.Received, _ = p["recorded"].(string)
 	rc.TraceID = extString(p, audit.ExtTraceID)
 	if a, ok := dig(p, "activity", "coding").([]any); ok && len(a) > 0 {
@@ -263,7 +263,7 @@ func receipt(ctx context.Context, st store.Store, ob store.Outbox, tenant string
 	if rc.Source == "" {
 		rc.RecordID = "" // a Bundle's identifier is not a record id
 	}
-	evs, err := searchAll(ctx, st, "AuditEvent", url.Values{"entity": {"Provenance/" + id}}, 1)
+	evs, err := searchAll(ctx, st, tenant, "AuditEvent", url.Values{"entity": {"Provenance/" + id}}, 1)
 	if err != nil {
 		return rc, err
 	}
@@ -271,14 +271,14 @@ func receipt(ctx context.Context, st store.Store, ob store.Outbox, tenant string
 		v := viewAuditEvent(evs[0])
 		rc.Request = &v
 	}
-	if ob == nil || rc.Source == "" {
+	if rc.Source == "" {
 		return rc, nil
 	}
 	f := store.DeliveryFilter{Source: rc.Source, Kind: rc.Kind, RecordID: rc.RecordID, Tenant: tenant, Limit: 1000}
 	if tenant == search.AllTenants {
 		f.Tenant = ""
 	}
-	items, err := ob.Deliveries(ctx, f)
+	items, err := st.Deliveries(ctx, f)
 	if err != nil {
 		return rc, err
 	}
@@ -287,14 +287,14 @@ func receipt(ctx context.Context, st store.Store, ob store.Outbox, tenant string
 		if it.Version != rc.Version {
 			continue
 		}
-		full, attempts, err := ob.Delivery(ctx, it.ID)
+		full, attempts, err := st.Delivery(ctx, it.ID)
 		if errors.Is(err, store.ErrNotFound) {
 			continue
 		}
 		if err != nil {
 			return rc, err
 		}
-		rc.Deliveries = append(rc.Deliveries, ViewDelivery(full, attempts, false))
+		rc.Deliveries = append(rc.Deliveries, operator.NewView(full, attempts, false))
 	}
 	return rc, nil
 }
@@ -361,65 +361,13 @@ func extString(v any, url string) string {
 	return ""
 }
 
-// handleLineage is GET /admin/lineage?source=&record=[&kind=] |
-// ?resource=Type/id | ?trace=<trace id>.
-func (s *Server) handleLineage(c echo.Context) error {
-	q := LineageQuery{Source: c.QueryParam("source"), Kind: c.QueryParam("kind"), RecordID: c.QueryParam("record"),
-		Resource: c.QueryParam("resource"), TraceID: c.QueryParam("trace"), IdentifierBase: s.pipeline.opts.IdentifierBase,
-		Tenant: tenantOf(c)}
-	l, err := BuildLineage(c.Request().Context(), s.store, q)
-	if err != nil {
-		return err
-	}
-	auditOf(c).description = fmt.Sprintf("lineage: %d receipts", len(l.Receipts))
-	return c.JSON(http.StatusOK, l)
-}
-
-// AuditVerification is the result of checking the audit hash chain.
-type AuditVerification struct {
-	Intact   bool   `json:"intact"`
-	Records  int64  `json:"records"`
-	HeadSeq  int64  `json:"headSeq,omitempty"`
-	HeadHash string `json:"headHash,omitempty"`
-	// BrokenAt and Reason name the first broken link.
-	BrokenAt int64     `json:"brokenAt,omitempty"`
-	Reason   string    `json:"reason,omitempty"`
-	Checked  time.Time `json:"checked"`
-}
-
-// VerifyAudit walks the whole audit chain. A broken chain is reported in
-// the result, not as an error; errors are the store's.
-func VerifyAudit(ctx context.Context, st store.Store, now time.Time) (*AuditVerification, error) {
-	var v audit.Verifier
-	out := &AuditVerification{Intact: true, Checked: now.UTC()}
-	err := st.AuditChain(ctx, func(e audit.ChainEntry) error {
-		if err := v.Add(e); err != nil {
-			return err
-		}
-		out.HeadSeq, out.HeadHash = e.Seq, e.Hash
-		return nil
-	})
-	var bl *audit.BrokenLink
-	switch {
-	case errors.As(err, &bl):
-		out.Intact, out.BrokenAt, out.Reason = false, bl.Seq, bl.Reason
-	case err != nil:
+// decodeJSON decodes a stored resource keeping numbers exact.
+func decodeJSON(doc []byte) (map[string]any, error) {
+	d := json.NewDecoder(bytes.NewReader(doc))
+	d.UseNumber()
+	var m map[string]any
+	if err := d.Decode(&m); err != nil {
 		return nil, err
 	}
-	out.Records = v.Verified()
-	return out, nil
-}
-
-// handleVerifyAudit is GET /admin/audit/verify.
-func (s *Server) handleVerifyAudit(c echo.Context) error {
-	if t := tenantOf(c); t != "" && t != search.AllTenants {
-		// The chain spans every tenant: its length alone tells of others' activity.
-		return errorf(http.StatusForbidden, "forbidden", "tenant-audit-verify", "verifying the audit chain needs an all-tenant operator")
-	}
-	res, err := VerifyAudit(c.Request().Context(), s.store, s.now())
-	if err != nil {
-		return err
-	}
-	auditOf(c).description = fmt.Sprintf("audit chain intact=%t, %d records verified", res.Intact, res.Records)
-	return c.JSON(http.StatusOK, res)
+	return m, nil
 }

@@ -1,0 +1,104 @@
+// Package app assembles the gateway's application from one store: the FHIR
+// engine, native ingest, the audit log and the operator's services. Every
+// entry point (the HTTP edge, the CLI, later the console, bulk jobs and
+// replay) uses the same App, so they all follow the same rules.
+//
+// New does no I/O and starts nothing; Start stores the conformance
+// resources and starts the audit log's group committer; Close stops it.
+// The store is the caller's: App never closes it.
+package app
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/operator"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+	"github.com/ketamine-gateway/ketamine-gateway/mapping"
+)
+
+// Config configures an App. Zero values select the defaults.
+type Config struct {
+	// Store holds everything. Without one only dry runs of native ingest
+	// (and the CLI's offline commands) work.
+	Store store.Store
+	// IdentifierBase is the namespace of the identifier systems the
+	// mappings mint (mapping.DefaultIdentifierBase if empty).
+	IdentifierBase string
+	// Instance names this gateway process in audit records;
+	// "ketamine-gateway" by default.
+	Instance string
+	// MaxBundleEntries limits transaction and batch Bundles.
+	MaxBundleEntries int
+	// Now is the clock (time.Now by default).
+	Now func() time.Time
+	// Routes are the delivery destinations.
+	Routes []ingest.Route
+	// Notify wakes the delivery worker after records were enqueued.
+	Notify func()
+	// Tracer traces the application's stages (none by default).
+	Tracer trace.TracerProvider
+	// Metrics counts ingested records (none by default).
+	Metrics ingest.Metrics
+	// NoAudit switches the audit trail off; only the overhead benchmark
+	// sets it.
+	NoAudit bool
+}
+
+// App is the gateway's application.
+type App struct {
+	Store    store.Store // nil without a store
+	Engine   *engine.Engine
+	Ingest   *ingest.Service
+	Audit    *auditlog.Log
+	Operator *operator.Service
+	// IdentifierBase is the deployment's identifier namespace ("" the
+	// default), for lineage queries.
+	IdentifierBase string
+}
+
+// New assembles the application. It compiles the schemas and the FHIR
+// definitions (CPU only) and fails only if the embedded ones are broken.
+func New(cfg Config) (*App, error) {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	v := engine.NewValidator()
+	p, err := ingest.NewPipeline(mapping.Options{IdentifierBase: cfg.IdentifierBase}, v)
+	if err != nil {
+		return nil, err
+	}
+	a := &App{Store: cfg.Store, IdentifierBase: cfg.IdentifierBase}
+	a.Audit = auditlog.New(cfg.Store, auditlog.Config{Observer: cfg.Instance, Now: cfg.Now, Disabled: cfg.NoAudit})
+	icfg := ingest.Config{Pipeline: p, Routes: cfg.Routes, Notify: cfg.Notify, Metrics: cfg.Metrics, Tracer: cfg.Tracer}
+	if cfg.Store != nil {
+		a.Engine = engine.New(engine.Config{Store: cfg.Store, Audit: a.Audit, Validator: v,
+			MaxBundleEntries: cfg.MaxBundleEntries, Now: cfg.Now, Tracer: cfg.Tracer})
+		icfg.Engine = a.Engine
+		a.Operator = operator.New(cfg.Store, cfg.Notify, cfg.Now)
+	}
+	a.Ingest = ingest.New(icfg)
+	return a, nil
+}
+
+// Start stores the gateway's conformance resources and starts the audit
+// log. Returns the store's errors.
+func (a *App) Start(ctx context.Context) error {
+	if a.Engine != nil {
+		if err := a.Engine.Seed(ctx); err != nil {
+			return fmt.Errorf("start: %w", err)
+		}
+	}
+	a.Audit.Start()
+	return nil
+}
+
+// Close stops the audit log once the records already queued are
+// committed. It does not close the store.
+func (a *App) Close() error { return a.Audit.Close() }

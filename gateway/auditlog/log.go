@@ -1,0 +1,224 @@
+package auditlog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+)
+
+// Every request the gateway answers leaves exactly one AuditEvent (IHE
+// BALP shaped, see package audit). A request that writes data appends its
+// AuditEvent inside the data's transaction (AppendTx), so data never exists
+// without its audit; any other request (a read, a search, a failure)
+// appends it with Append, durably, before its answer leaves: concurrent
+// such requests share one transaction (group commit).
+
+// ErrClosed is returned by Append after Close (or before Start).
+var ErrClosed = errors.New("audit log is not running")
+
+// Config configures a Log.
+type Config struct {
+	// Observer names this gateway process in the records (agent[1]);
+	// "ketamine-gateway" by default.
+	Observer string
+	// Now is the clock (time.Now by default).
+	Now func() time.Time
+	// Disabled switches the audit trail (AuditEvents and Provenance) off;
+	// only the overhead benchmark sets it.
+	Disabled bool
+}
+
+// Log writes the audit trail to a store.
+type Log struct {
+	store    store.Store
+	observer string
+	now      func() time.Time
+	disabled bool
+
+	mu      sync.Mutex
+	ch      chan *appendReq // nil when not running
+	stopped chan struct{}
+}
+
+type appendReq struct {
+	tenant string
+	rec    audit.Record
+	done   chan error
+}
+
+// maxBatch bounds one group commit.
+const maxBatch = 256
+
+// New returns a Log writing to st; nil st (a gateway without a store)
+// audits nothing. It does no I/O and starts nothing: see Start.
+func New(st store.Store, cfg Config) *Log {
+	if cfg.Observer == "" {
+		cfg.Observer = "ketamine-gateway"
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Log{store: st, observer: cfg.Observer, now: cfg.Now, disabled: cfg.Disabled || st == nil}
+}
+
+// Enabled reports whether requests are audited.
+func (l *Log) Enabled() bool { return !l.disabled }
+
+// Start starts the group committer of Append. Close stops it.
+func (l *Log) Start() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.ch != nil || l.disabled {
+		return
+	}
+	l.ch = make(chan *appendReq, maxBatch)
+	l.stopped = make(chan struct{})
+	go l.run(l.ch, l.stopped)
+}
+
+// Close stops the group committer once the records already queued are
+// committed; later Appends fail with ErrClosed. It is safe to call twice.
+func (l *Log) Close() error {
+	l.mu.Lock()
+	ch, stopped := l.ch, l.stopped
+	l.ch = nil
+	l.mu.Unlock()
+	if ch == nil {
+		return nil
+	}
+	close(ch)
+	<-stopped
+	return nil
+}
+
+// Append commits sc's AuditEvent, with the answer's status, and returns
+// when it is durable (or failed: then the answer must not be sent). It is
+// for requests whose data transaction did not already append it.
+func (l *Log) Append(sc *Scope, status int) error {
+	if l.disabled || sc.Interaction == "" {
+		return nil
+	}
+	r := &appendReq{tenant: sc.auditTenant(), rec: l.record(sc, status), done: make(chan error, 1)}
+	l.mu.Lock()
+	if l.ch == nil {
+		l.mu.Unlock()
+		return ErrClosed
+	}
+	// Sending under the lock keeps Close from closing the channel under a
+	// sender; the committer never takes the lock, so this cannot deadlock.
+	l.ch <- r
+	l.mu.Unlock()
+	return <-r.done
+}
+
+// AppendTx appends sc's AuditEvent, with status, inside tx, the request's
+// data transaction (tx must not confine writes to another tenant: pass the
+// store's own transaction). The caller marks sc committed once tx commits.
+func (l *Log) AppendTx(tx store.Tx, sc *Scope, status int) error {
+	if l.disabled || sc.Interaction == "" {
+		return nil
+	}
+	return l.appendTx(tx, sc.auditTenant(), l.record(sc, status))
+}
+
+// run commits whatever is queued, as one transaction, until ch is closed.
+func (l *Log) run(ch chan *appendReq, stopped chan struct{}) {
+	defer close(stopped)
+	for first := range ch {
+		batch := []*appendReq{first}
+	drain:
+		for len(batch) < maxBatch {
+			select {
+			case r, ok := <-ch:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, r)
+			default:
+				break drain
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := store.Retry(ctx, l.store, func(tx store.Tx) error {
+			for _, r := range batch {
+				if err := l.appendTx(tx, r.tenant, r.rec); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil && len(batch) > 1 {
+			// Find out whose record failed: each alone.
+			for _, r := range batch {
+				r.done <- store.Retry(ctx, l.store, func(tx store.Tx) error { return l.appendTx(tx, r.tenant, r.rec) })
+			}
+		} else {
+			for _, r := range batch {
+				r.done <- err
+			}
+		}
+		cancel()
+	}
+}
+
+// appendTx stores rec as an AuditEvent of tenant and appends it to the hash
+// chain, inside tx.
+func (l *Log) appendTx(tx store.Tx, tenant string, rec audit.Record) error {
+	res, entries, err := store.NewVersion("AuditEvent", rec.ID, 1, audit.Event(rec), rec.Recorded)
+	if err != nil {
+		return err
+	}
+	res.Tenant = tenant
+	if err := tx.Put(res, entries); err != nil {
+		return fmt.Errorf("store AuditEvent %s: %w", rec.ID, err)
+	}
+	if _, err := tx.AppendAudit(rec.ID, res.Body); err != nil {
+		return fmt.Errorf("chain AuditEvent %s: %w", rec.ID, err)
+	}
+	return nil
+}
+
+// record builds sc's AuditEvent record.
+func (l *Log) record(sc *Scope, status int) audit.Record {
+	entities := sc.entities
+	if sc.covered != nil {
+		entities = make([]audit.Entity, 0, len(sc.entities))
+		for _, e := range sc.entities {
+			if !sc.covered[e] {
+				entities = append(entities, e)
+			}
+		}
+	}
+	if len(entities) == 0 && status >= 400 && sc.Target.Type != "" {
+		// A failed instance interaction still names its target.
+		entities = []audit.Entity{sc.Target}
+	}
+	desc := sc.Description
+	if rules := failureDescription(sc.Rules); rules != "" {
+		desc = rules // the rule ids of the failure; the token endpoint sets its own
+	}
+	return audit.Record{
+		ID: store.NewID(), Recorded: l.now(), Interaction: sc.Interaction, Status: status,
+		ClientID: sc.ClientID, ClientAddr: sc.Addr, Observer: l.observer, Tenant: sc.Tenant,
+		Patients: sc.patients, Entities: entities, RequestID: sc.RequestID, TraceID: sc.TraceID,
+		Description: desc,
+	}
+}
+
+// failureDescription names the rules a failed request broke: rule ids are
+// fixed strings of the gateway, never request content.
+func failureDescription(rules []string) string {
+	if len(rules) == 0 {
+		return ""
+	}
+	if len(rules) > 5 {
+		return fmt.Sprintf("rejected: %s and %d more", strings.Join(rules[:5], ", "), len(rules)-5)
+	}
+	return "rejected: " + strings.Join(rules, ", ")
+}

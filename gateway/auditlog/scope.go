@@ -1,0 +1,185 @@
+// Package auditlog is the gateway's audit trail as the application keeps it:
+// the per-request Scope that collects what a request did, the Log that turns
+// each scope into one AuditEvent (inside the data's transaction for a write,
+// group-committed before the answer leaves for anything else), the
+// Provenance of stored records and Bundles, the lineage an auditor follows
+// from a source record to the EHR's answer, and the check of the hash chain.
+//
+// The record formats themselves (AuditEvent, Provenance, the chain hash) are
+// package audit's; this package decides when and what is recorded.
+package auditlog
+
+import (
+	"encoding/json"
+	"slices"
+	"strings"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+)
+
+// Scope is one request as the application sees it: who asks (Principal)
+// and, filled in as the request is served, what it touched, for its one
+// AuditEvent. The entry point (the HTTP edge, a CLI command) creates it and
+// passes it explicitly to every application call the request makes; code
+// inside a database transaction records into it and nothing else.
+type Scope struct {
+	// Interaction is the audited interaction (audit.Interactions); ""
+	// means the request is not audited.
+	Interaction string
+	// Principal is the authenticated caller (nil before authentication).
+	Principal *auth.Principal
+	// ClientID and Tenant name the caller in the record (ClientID is also
+	// set from a failed authentication that named a client).
+	ClientID, Tenant string
+	// Addr is the client's network address; RequestID and TraceID tie the
+	// record to the response and the trace.
+	Addr, RequestID, TraceID string
+	// Target is the instance a failed interaction named (zero: none).
+	Target audit.Entity
+	// Description says, in fixed words and counts, what was done.
+	Description string
+	// Rules are the rule ids a failed request broke (they replace the
+	// description in the record).
+	Rules []string
+
+	entities []audit.Entity
+	// covered are the versions a Provenance of this request lists: the
+	// AuditEvent names that Provenance instead of each of them.
+	covered   map[audit.Entity]bool
+	patients  []string
+	committed bool
+}
+
+// NewScope returns the scope of a request by p (nil: not yet
+// authenticated) for interaction.
+func NewScope(interaction string, p *auth.Principal) *Scope {
+	sc := &Scope{Interaction: interaction}
+	sc.SetPrincipal(p)
+	return sc
+}
+
+// SetPrincipal records the authenticated caller.
+func (sc *Scope) SetPrincipal(p *auth.Principal) {
+	sc.Principal = p
+	if p != nil {
+		sc.ClientID, sc.Tenant = p.ClientID, p.Tenant
+	}
+}
+
+// TenantOf is the tenant the request acts for ("" the default tenant;
+// search.AllTenants an all-tenant operator).
+func (sc *Scope) TenantOf() string {
+	if sc.Principal != nil {
+		return sc.Principal.Tenant
+	}
+	return ""
+}
+
+// Touch records resources the request touched (with their versions).
+func (sc *Scope) Touch(rs ...*store.Resource) {
+	for _, r := range rs {
+		sc.TouchDoc(r, nil)
+	}
+}
+
+// TouchDoc records one resource; doc is its decoded body when the caller
+// has it at hand (nil: the patients are read from r.Body).
+func (sc *Scope) TouchDoc(r *store.Resource, doc map[string]any) {
+	if r == nil {
+		return
+	}
+	sc.entities = append(sc.entities, audit.Entity{Type: r.Type, ID: r.ID, Version: r.Version})
+	switch {
+	case r.Deleted:
+	case doc != nil:
+		sc.patient(PatientsOf(r.Type, r.ID, doc)...)
+	default:
+		sc.patient(PatientsIn(r.Type, r.ID, r.Body)...)
+	}
+}
+
+// cover records that a Provenance lists targets.
+func (sc *Scope) cover(targets []audit.Entity) {
+	if sc.covered == nil {
+		sc.covered = map[audit.Entity]bool{}
+	}
+	for _, t := range targets {
+		sc.covered[t] = true
+	}
+}
+
+// patient records patients the request concerned.
+func (sc *Scope) patient(refs ...string) {
+	for _, p := range refs {
+		if !slices.Contains(sc.patients, p) {
+			sc.patients = append(sc.patients, p)
+		}
+	}
+}
+
+// Reset forgets what a rolled-back transaction attempt recorded.
+func (sc *Scope) Reset() { sc.entities, sc.patients, sc.covered = nil, nil, nil }
+
+// Committed reports whether the request's AuditEvent was committed with
+// its data.
+func (sc *Scope) Committed() bool { return sc.committed }
+
+// MarkCommitted records that the AuditEvent was committed with the data
+// (the caller's transaction that ran AppendTx committed).
+func (sc *Scope) MarkCommitted() { sc.committed = true }
+
+// auditTenant is the tenant a request's AuditEvent belongs to: the
+// client's, or the default tenant for all-tenant operators.
+func (sc *Scope) auditTenant() string {
+	if sc.Tenant == search.AllTenants {
+		return ""
+	}
+	return sc.Tenant
+}
+
+// PatientsIn returns the patients a stored resource is about: itself for a
+// Patient, else its subject or patient reference when that is a Patient.
+// Only those two members are decoded (this runs for every search match).
+func PatientsIn(typ, id string, body []byte) []string {
+	if typ == "Patient" {
+		return []string{"Patient/" + id}
+	}
+	var refs struct {
+		Subject, Patient struct {
+			Reference string `json:"reference"`
+		}
+	}
+	_ = json.Unmarshal(body, &refs) // a member of another shape is just not a patient
+	return patientRefs(refs.Subject.Reference, refs.Patient.Reference)
+}
+
+// PatientsOf is PatientsIn for a decoded resource.
+func PatientsOf(typ, id string, doc map[string]any) []string {
+	if typ == "Patient" {
+		return []string{"Patient/" + id}
+	}
+	ref := func(k string) string {
+		m, _ := doc[k].(map[string]any)
+		r, _ := m["reference"].(string)
+		return r
+	}
+	return patientRefs(ref("subject"), ref("patient"))
+}
+
+// patientRefs keeps the references to a Patient, without their version.
+func patientRefs(refs ...string) []string {
+	var out []string
+	for _, ref := range refs {
+		if !strings.HasPrefix(ref, "Patient/") {
+			continue
+		}
+		if i := strings.Index(ref, "/_history/"); i > 0 {
+			ref = ref[:i]
+		}
+		out = append(out, ref)
+	}
+	return out
+}

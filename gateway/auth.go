@@ -1,0 +1,62 @@
+package gateway
+
+import (
+	"mime"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
+)
+
+// SMART Backend Services at the edge (docs/security.md): the token
+// endpoint and discovery. Authentication of each request and the scope
+// checks are in middleware.go and the engine.
+
+// handleToken is POST /auth/token (SMART Backend Services, RFC 6749
+// client_credentials with a private_key_jwt assertion). Answers are OAuth
+// JSON, not OperationOutcomes.
+func (s *Server) handleToken(c echo.Context) error {
+	sc := scopeOf(c)
+	h := c.Response().Header()
+	h.Set("Cache-Control", "no-store")
+	h.Set("Pragma", "no-cache")
+	if s.cfg.Auth == nil {
+		return errAuthNotEnabled
+	}
+	r := c.Request()
+	r.Body = http.MaxBytesReader(c.Response(), r.Body, 64<<10)
+	// Credentials come in the body only: never from the URL, which
+	// proxies and access logs keep.
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if mt != "application/x-www-form-urlencoded" || r.ParseForm() != nil {
+		return oauthError(c, &auth.Failure{Status: http.StatusBadRequest, Code: auth.CodeInvalidRequest,
+			Reason: "form-invalid", Description: "the body must be application/x-www-form-urlencoded"})
+	}
+	resp, fail := s.cfg.Auth.Token(r.Context(), r.PostForm)
+	if fail != nil {
+		sc.ClientID = fail.ClientID
+		if fail.Status >= 500 {
+			s.log.ErrorContext(r.Context(), "token endpoint failed", "reason", fail.Reason, "error_class", errorClass(fail))
+		}
+		return oauthError(c, fail)
+	}
+	sc.ClientID, sc.Tenant = resp.ClientID, resp.Tenant
+	sc.Description = "access token issued for " + resp.Scope
+	return c.JSON(http.StatusOK, resp)
+}
+
+// oauthError answers an RFC 6749 error and records its reason for the
+// audit record.
+func oauthError(c echo.Context, f *auth.Failure) error {
+	scopeOf(c).Description = "rejected: " + f.Code + " (" + f.Reason + ")"
+	return c.JSON(f.Status, f)
+}
+
+// handleSmartConfiguration is GET /.well-known/smart-configuration.
+func (s *Server) handleSmartConfiguration(c echo.Context) error {
+	if s.cfg.Auth == nil {
+		return errAuthNotEnabled
+	}
+	return c.JSON(http.StatusOK, auth.SmartConfiguration(s.cfg.AuthTokenURL))
+}

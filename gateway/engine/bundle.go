@@ -1,0 +1,211 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"go.opentelemetry.io/otel/attribute"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+)
+
+// Answer is how the client wants a write answered.
+type Answer struct {
+	// Base is the FHIR base URL the client used, for fullUrl and Location.
+	Base string
+	// Representation asks for the written resources in a Bundle response
+	// (Prefer: return=representation).
+	Representation bool
+}
+
+// Bundle processes a transaction or batch Bundle (http.html#transaction):
+// body is validated (a transaction whole; a batch entry by entry, so that
+// one bad entry fails only itself), every entry is checked against the
+// caller's scopes, and the entries are run in one database transaction
+// with the request's AuditEvent and a Provenance of what was written. A
+// transaction fails whole with the first failing entry's error (an
+// *outcome.EntryError); a batch answers each entry's outcome in its
+// response. sc.Interaction becomes "batch" for a batch.
+func (e *Engine) Bundle(ctx context.Context, sc *auditlog.Scope, body []byte, ans Answer) (*fhirwire.Bundle, error) {
+	var wb *fhirwire.Bundle
+	err := e.stage(ctx, "fhir.validate", func(context.Context) error {
+		b, err := decodeWire(body)
+		if err != nil || b.ResourceType != "Bundle" || b.Type != fhirwire.TypeBatch {
+			// A transaction fails as a whole, so the whole Bundle is validated
+			// at once; the validator also names any syntax problem precisely.
+			if verr := e.v.Structure(body, "Bundle"); verr != nil {
+				return verr
+			}
+			if err != nil {
+				return outcome.New(outcome.Invalid, "structure", "json-syntax", "the Bundle is not valid JSON")
+			}
+		} else if err := e.validateBatchShell(body); err != nil {
+			return err
+		}
+		wb = b
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	batch := wb.Type == fhirwire.TypeBatch
+	if batch {
+		sc.Interaction = "batch"
+	}
+	if len(wb.Entry) > e.maxEntries {
+		return nil, outcome.New(outcome.Invalid, "too-costly", "bundle-too-many-entries",
+			fmt.Sprintf("a Bundle may have at most %d entries", e.maxEntries))
+	}
+	entries := make([]*Entry, len(wb.Entry))
+	for i := range wb.Entry {
+		entries[i] = e.parseEntry(i, &wb.Entry[i], batch)
+	}
+	switch wb.Type {
+	case fhirwire.TypeTransaction:
+		return e.transaction(ctx, sc, body, entries, ans)
+	case fhirwire.TypeBatch:
+		return e.batch(ctx, sc, body, entries, ans)
+	default:
+		return nil, outcome.New(outcome.Invalid, "invalid", "bundle-type-unsupported",
+			"POST /fhir takes a Bundle of type transaction or batch")
+	}
+}
+
+// transaction runs a transaction Bundle's parsed entries.
+func (e *Engine) transaction(ctx context.Context, sc *auditlog.Scope, body []byte, entries []*Entry, ans Answer) (*fhirwire.Bundle, error) {
+	for _, en := range entries {
+		if en.perr != nil {
+			return nil, &outcome.EntryError{Index: en.index, Err: en.perr}
+		}
+	}
+	// One entry the caller may not perform fails the whole transaction.
+	for _, en := range entries {
+		if err := allow(sc, en.typ, en.perm()); err != nil {
+			return nil, &outcome.EntryError{Index: en.index, Err: err}
+		}
+	}
+	err := e.stage(ctx, "store.transaction", func(ctx context.Context) error {
+		return e.Write(ctx, sc, func(tx *Tx) (int, error) {
+			if err := tx.Run(entries); err != nil {
+				return 0, err
+			}
+			sc.Description = fmt.Sprintf("transaction: %d entries", len(entries))
+			return fhirwire.StatusOK, tx.Provenance(auditlog.BundleProvenance("transaction", body), Written(entries, nil))
+		})
+	}, attribute.String("fhir.bundle.type", "transaction"), attribute.Int("fhir.entry_count", len(entries)))
+	if err != nil {
+		return nil, err
+	}
+	b := e.Response(fhirwire.TypeTransactionResponse, entries, nil, ans)
+	return &b, nil
+}
+
+// batch runs a batch Bundle's parsed entries: one database transaction,
+// each entry in a savepoint, so an entry fails alone and the batch's
+// AuditEvent and Provenance commit with exactly the entries that succeeded.
+func (e *Engine) batch(ctx context.Context, sc *auditlog.Scope, body []byte, entries []*Entry, ans Answer) (*fhirwire.Bundle, error) {
+	for _, en := range entries {
+		if en.perr == nil {
+			en.perr = allow(sc, en.typ, en.perm())
+		}
+	}
+	errs := make([]error, len(entries))
+	err := e.stage(ctx, "store.transaction", func(ctx context.Context) error {
+		return e.Write(ctx, sc, func(tx *Tx) (int, error) {
+			failed := 0
+			for i, en := range entries {
+				errs[i] = e.batchEntry(tx, en)
+				if errors.Is(errs[i], store.ErrConflict) || errors.Is(errs[i], store.ErrUnavailable) {
+					return 0, errs[i] // the transaction is lost: retry the batch
+				}
+				if errs[i] != nil {
+					failed++
+				}
+			}
+			touchEntries(sc, entries, errs)
+			sc.Description = fmt.Sprintf("batch: %d entries, %d failed", len(entries), failed)
+			return fhirwire.StatusOK, tx.Provenance(auditlog.BundleProvenance("batch", body), Written(entries, errs))
+		})
+	}, attribute.String("fhir.bundle.type", "batch"), attribute.Int("fhir.entry_count", len(entries)))
+	if err != nil {
+		return nil, err
+	}
+	b := e.Response(fhirwire.TypeBatchResponse, entries, errs, ans)
+	return &b, nil
+}
+
+// batchEntry runs one batch entry in a savepoint of tx.
+func (e *Engine) batchEntry(tx *Tx, en *Entry) error {
+	if en.perr != nil {
+		return en.perr
+	}
+	if urnReference(en.doc) {
+		return outcome.New(outcome.Invalid, "invalid", "batch-interdependent",
+			"batch entries may not reference each other by urn; use a transaction")
+	}
+	return tx.st.Savepoint(func() error { return e.runTransaction(tx.st, []*Entry{en}, tx.now) })
+}
+
+// Response builds the transaction-response or batch-response (typ) of
+// processed entries, one entry per request in Bundle order; errs are a
+// batch's per-entry failures (nil for a transaction). Resources are
+// included for GET entries and with ans.Representation; otherwise only
+// the outcome is.
+func (e *Engine) Response(typ string, entries []*Entry, errs []error, ans Answer) fhirwire.Bundle {
+	b := fhirwire.Bundle{ResourceType: "Bundle", ID: store.NewID(), Type: typ, Timestamp: fhirwire.Instant(e.now())}
+	for i, en := range entries {
+		var be fhirwire.Entry
+		if errs != nil && errs[i] != nil {
+			kind, issues := outcome.From(outcome.Unentry(errs[i]))
+			oo, _ := json.Marshal(outcome.Resource(issues))
+			be.Response = &fhirwire.Response{Status: fhirwire.StatusLine(kind.HTTPStatus()), Outcome: oo}
+			b.Entry = append(b.Entry, be)
+			continue
+		}
+		switch {
+		case en.method == "GET" && en.res == nil:
+			raw, _ := json.Marshal(en.get)
+			be.Resource = raw
+			be.Response = &fhirwire.Response{Status: fhirwire.StatusLine(fhirwire.StatusOK)}
+		case en.res != nil && en.res.Resource != nil && !en.res.Resource.Deleted:
+			r := en.res.Resource
+			be.FullURL = ans.Base + "/" + r.Type + "/" + r.ID
+			be.Response = &fhirwire.Response{Status: fhirwire.StatusLine(en.res.Status), Etag: fhirwire.ETag(r.Version),
+				LastModified: fhirwire.Instant(r.LastUpdated), Location: fmt.Sprintf("%s/%s/_history/%d", r.Type, r.ID, r.Version)}
+			if ans.Representation || en.method == "GET" {
+				be.Resource = r.Body
+			}
+		default:
+			be.Response = &fhirwire.Response{Status: fhirwire.StatusLine(fhirwire.StatusNoContent)}
+		}
+		b.Entry = append(b.Entry, be)
+	}
+	return b
+}
+
+// validateBatchShell validates a batch Bundle without its entries'
+// resources, which are validated one by one so that one bad entry fails
+// only itself.
+func (e *Engine) validateBatchShell(body []byte) error {
+	doc, err := decodeJSON(body)
+	if err != nil {
+		return e.v.Structure(body, "Bundle")
+	}
+	if entries, ok := doc["entry"].([]any); ok {
+		for _, en := range entries {
+			if m, ok := en.(map[string]any); ok {
+				delete(m, "resource")
+			}
+		}
+	}
+	shell, err := json.Marshal(doc)
+	if err != nil {
+		return err
+	}
+	return e.v.Structure(shell, "Bundle")
+}

@@ -1,0 +1,149 @@
+// Package engine is the gateway's FHIR R4 engine: create, read, update,
+// delete, search and history of versioned resources; transactions and
+// batches with the spec's processing order and conditional semantics;
+// validation (R4 structure and the gateway's profiles) on every write;
+// SMART scopes per interaction and per Bundle entry; and tenancy, every
+// read and write confined to the caller's tenant. It knows no HTTP: the
+// edge, the CLI and every later entry point call the same methods with
+// plain values and get results or classified errors (package outcome).
+//
+// Every call takes the request's *auditlog.Scope: who asks, and where the
+// engine records what the request touched for its AuditEvent. A call that
+// writes appends that AuditEvent in the data's own transaction.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/conformance"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/telemetry/stage"
+)
+
+// DefaultMaxBundleEntries is the default limit on Bundle entries.
+const DefaultMaxBundleEntries = 20000
+
+// Config configures an Engine. Zero values select the defaults.
+type Config struct {
+	// Store holds the resources (required).
+	Store store.Store
+	// Audit records each request's AuditEvent and Provenance.
+	Audit *auditlog.Log
+	// Validator validates resources (NewValidator() by default; it is
+	// costly to build, so share one).
+	Validator *Validator
+	// MaxBundleEntries limits transaction and batch Bundles.
+	MaxBundleEntries int
+	// Now is the clock (time.Now by default).
+	Now func() time.Time
+	// Tracer traces the engine's stages (none by default).
+	Tracer trace.TracerProvider
+}
+
+// Engine is the FHIR engine over one store. Its methods are safe for
+// concurrent use.
+type Engine struct {
+	store      store.Store
+	audit      *auditlog.Log
+	v          *Validator
+	maxEntries int
+	now        func() time.Time
+	tracer     trace.Tracer
+}
+
+// New returns an engine. It does no I/O: Seed stores the gateway's
+// conformance resources.
+func New(cfg Config) *Engine {
+	if cfg.MaxBundleEntries <= 0 {
+		cfg.MaxBundleEntries = DefaultMaxBundleEntries
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Validator == nil {
+		cfg.Validator = NewValidator()
+	}
+	if cfg.Audit == nil {
+		cfg.Audit = auditlog.New(nil, auditlog.Config{})
+	}
+	return &Engine{store: cfg.Store, audit: cfg.Audit, v: cfg.Validator, maxEntries: cfg.MaxBundleEntries,
+		now: cfg.Now, tracer: stage.Tracer(cfg.Tracer)}
+}
+
+// Validator returns the engine's validator.
+func (e *Engine) Validator() *Validator { return e.v }
+
+// KnownType reports whether typ is a FHIR R4 resource type.
+func (e *Engine) KnownType(typ string) bool { return e.v.KnownType(typ) }
+
+// Now is the engine's clock.
+func (e *Engine) Now() time.Time { return e.now() }
+
+// Seed stores the gateway's own conformance resources (its CodeSystems and
+// SearchParameters) so they are readable and searchable like any
+// resource. A resource is rewritten only when its content changed, so
+// restarts add no versions. Returns store errors.
+func (e *Engine) Seed(ctx context.Context) error {
+	docs, err := conformance.Resources()
+	if err != nil {
+		return err
+	}
+	for _, raw := range docs {
+		doc, err := decodeJSON(raw)
+		if err != nil {
+			return err
+		}
+		typ, _ := doc["resourceType"].(string)
+		id, _ := doc["id"].(string)
+		err = store.Retry(ctx, e.store, func(tx store.Tx) error {
+			cur, err := tx.Read(typ, id)
+			switch {
+			case err == nil && sameContent(cur.Body, raw):
+				return nil
+			case err == nil, errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrGone):
+			default:
+				return err
+			}
+			_, err = e.update(tx, typ, id, doc, "", e.now())
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("seed %s/%s: %w", typ, id, err)
+		}
+	}
+	return nil
+}
+
+// Write runs fn in a store transaction confined to the request's tenant,
+// retried when a concurrent writer took a unique key first, and appends
+// the request's AuditEvent (with the status fn reports) in the same
+// transaction: the data and its audit commit together or not at all.
+// fn's error is returned unchanged.
+func (e *Engine) Write(ctx context.Context, sc *auditlog.Scope, fn func(tx *Tx) (status int, err error)) error {
+	tenant := sc.TenantOf()
+	err := store.Retry(ctx, e.store, func(raw store.Tx) error {
+		sc.Reset()
+		tx := &Tx{e: e, raw: raw, st: txFor(raw, tenant), sc: sc, now: e.now()}
+		status, err := fn(tx)
+		if err != nil {
+			return err
+		}
+		return e.audit.AppendTx(raw, sc, status)
+	})
+	if err == nil && sc.Interaction != "" && e.audit.Enabled() {
+		sc.MarkCommitted()
+	}
+	return err
+}
+
+// stage runs fn in a traced stage.
+func (e *Engine) stage(ctx context.Context, name string, fn func(ctx context.Context) error, attrs ...attribute.KeyValue) error {
+	return stage.Run(ctx, e.tracer, name, fn, attrs...)
+}

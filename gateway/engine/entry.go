@@ -1,0 +1,217 @@
+package engine
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+)
+
+// Entry is one interaction of a transaction or batch: parsed from a Bundle
+// entry (ParseEntry), or built by the application from typed values
+// (NewEntry: native ingest hands the engine its mapped resources this way,
+// without a Bundle to parse).
+type Entry struct {
+	index       int
+	method      string
+	typ, id     string // target type and id
+	query       string // conditional PUT criteria, GET search
+	vid         int64  // GET Type/id/_history/vid
+	fullURL     string
+	doc         map[string]any
+	bodyID      string // the resource's id as the client sent it
+	ifNoneExist string
+	ifMatch     string
+	perr        error // the entry could not be parsed
+
+	// Resolved inside the transaction.
+	matched *store.Resource // POST ifNoneExist / PUT criteria matched this
+	key     string          // conditional key to claim on create
+	res     *Result
+	get     any // GET answer: a stored resource or a searchset
+}
+
+// Result is the outcome of one write interaction.
+type Result struct {
+	// Status is the interaction's outcome: fhirwire.StatusOK, StatusCreated
+	// or StatusNoContent.
+	Status int
+	// Resource is the version written (or matched, or read); nil for a
+	// delete of what did not exist.
+	Resource *store.Resource
+	// Created is true when the interaction made a new resource.
+	Created bool
+}
+
+// Result returns the entry's outcome once its transaction ran (nil for a
+// GET that searched).
+func (en *Entry) Result() *Result { return en.res }
+
+// NewEntry builds an entry from typed values, as if it were Bundle entry
+// index with request method and url ("Type", "Type/id" or
+// "Type?criteria"), fullUrl, the decoded resource doc (POST, PUT) and
+// ifNoneExist. A malformed request is an Invalid error.
+func (e *Engine) NewEntry(index int, method, url, fullURL string, doc map[string]any, ifNoneExist string) (*Entry, error) {
+	en := &Entry{index: index, fullURL: fullURL, method: method, ifNoneExist: ifNoneExist}
+	if err := e.parseURL(en, url); err != nil {
+		return nil, err
+	}
+	if doc != nil {
+		en.doc = doc
+		en.bodyID, _ = doc["id"].(string)
+	}
+	return en, nil
+}
+
+// parseURL reads an entry's request url and checks it against the method.
+func (e *Engine) parseURL(en *Entry, rawURL string) error {
+	fail := func(rule, msg string) error { return outcome.New(outcome.Invalid, "invalid", rule, msg) }
+	u := strings.TrimPrefix(rawURL, "/")
+	path, query, _ := strings.Cut(u, "?")
+	parts := strings.Split(path, "/")
+	en.typ, en.query = parts[0], query
+	if !e.v.KnownType(en.typ) {
+		return fail("bundle-entry-url-invalid", "the request url must start with a FHIR R4 resource type")
+	}
+	switch {
+	case len(parts) == 2 && query == "":
+		en.id = parts[1]
+	case len(parts) == 4 && parts[2] == "_history" && query == "" && en.method == "GET":
+		en.id = parts[1]
+		v, err := strconv.ParseInt(parts[3], 10, 64)
+		if err != nil || v < 1 {
+			return fail("bundle-entry-url-invalid", "the version in the request url is not a number")
+		}
+		en.vid = v
+	case len(parts) != 1:
+		return fail("bundle-entry-url-invalid", "the request url is not Type, Type/id or Type?criteria")
+	}
+	if en.id != "" && !fhirwire.ValidID(en.id) {
+		return fail("bundle-entry-url-invalid", "the id in the request url is not a valid FHIR id")
+	}
+	if en.method == "POST" || en.method == "PUT" || en.method == "DELETE" {
+		if err := clientWritable(en.typ); err != nil {
+			return err
+		}
+	}
+	switch en.method {
+	case "POST":
+		if en.id != "" || query != "" {
+			return fail("bundle-entry-url-invalid", "a POST entry's url is the resource type")
+		}
+	case "PUT":
+		if en.id == "" && query == "" {
+			return fail("bundle-entry-url-invalid", "a PUT entry's url is Type/id or Type?criteria")
+		}
+	case "DELETE":
+		if en.id == "" {
+			return fail("bundle-entry-method-unsupported", "conditional delete is not supported; delete by Type/id")
+		}
+	case "GET", "HEAD":
+		en.method = "GET"
+	default:
+		return fail("bundle-entry-method-unsupported", "entry methods are GET, POST, PUT and DELETE")
+	}
+	return nil
+}
+
+// parseEntry reads Bundle entry i; problems are kept in perr. validate asks
+// it to validate the resource on its own (batch entries, whose Bundle is
+// validated without them); otherwise only the gateway profiles are checked
+// (the whole Bundle was validated).
+func (e *Engine) parseEntry(i int, w *fhirwire.Entry, validate bool) *Entry {
+	en := &Entry{index: i, fullURL: w.FullURL}
+	fail := func(rule, msg string) *Entry {
+		en.perr = outcome.New(outcome.Invalid, "invalid", rule, msg)
+		return en
+	}
+	if w.Request == nil {
+		return fail("bundle-entry-request-missing", "a transaction or batch entry needs a request")
+	}
+	en.method, en.ifNoneExist, en.ifMatch = w.Request.Method, w.Request.IfNoneExist, w.Request.IfMatch
+	if err := e.parseURL(en, w.Request.URL); err != nil {
+		en.perr = err
+		return en
+	}
+	if en.method != "POST" && en.method != "PUT" {
+		return en
+	}
+	if len(w.Resource) == 0 {
+		return fail("bundle-entry-resource-missing", "a POST or PUT entry needs a resource")
+	}
+	expr := fmt.Sprintf("Bundle.entry[%d].resource", i)
+	var doc map[string]any
+	if validate {
+		var err error
+		if doc, err = e.v.Resource(w.Resource, en.typ, expr); err != nil {
+			en.perr = err
+			return en
+		}
+	} else {
+		var err error
+		if doc, err = decodeJSON(w.Resource); err != nil {
+			return fail("json-syntax", "the entry's resource is not valid JSON")
+		}
+		if err := e.v.Profiles(doc, expr); err != nil {
+			en.perr = err
+			return en
+		}
+	}
+	if rt, _ := doc["resourceType"].(string); rt != en.typ {
+		return fail("resource-type-mismatch", "the resource type differs from the type in the request url")
+	}
+	if en.id != "" {
+		if bid, _ := doc["id"].(string); bid != en.id {
+			return fail("id-mismatch", "the resource id must equal the id in the request url")
+		}
+	}
+	en.doc = doc
+	en.bodyID, _ = doc["id"].(string)
+	return en
+}
+
+// perm is the scope permission an entry needs.
+func (en *Entry) perm() byte {
+	switch en.method {
+	case "POST":
+		return 'c'
+	case "PUT":
+		return 'u'
+	case "DELETE":
+		return 'd'
+	}
+	if en.id == "" {
+		return 's'
+	}
+	return 'r'
+}
+
+// Written returns the resource versions processed entries wrote (errs,
+// when not nil, are a batch's per-entry failures): a conditional create
+// that matched, a GET and a failed batch entry write nothing.
+func Written(entries []*Entry, errs []error) []*store.Resource {
+	var out []*store.Resource
+	for i, en := range entries {
+		if errs != nil && errs[i] != nil {
+			continue
+		}
+		if en.method == "GET" || en.res == nil || en.res.Resource == nil || (en.method == "POST" && en.matched != nil) {
+			continue
+		}
+		out = append(out, en.res.Resource)
+	}
+	return out
+}
+
+// decodeWire decodes a Bundle's entries, keeping resources raw.
+func decodeWire(body []byte) (*fhirwire.Bundle, error) {
+	var b fhirwire.Bundle
+	if err := json.Unmarshal(body, &b); err != nil {
+		return nil, err
+	}
+	return &b, nil
+}

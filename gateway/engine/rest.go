@@ -1,0 +1,356 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+)
+
+// The RESTful interactions on one type or instance (http.html). Each
+// checks the type and id, then the caller's scope, and only then reads the
+// request body (Body), so an unauthorised client's body is never read.
+
+// Body reads a request body when the engine needs it.
+type Body func() ([]byte, error)
+
+var (
+	errTypeUnknown    = outcome.New(outcome.NotFound, "not-supported", "resource-type-unknown", "not a FHIR R4 resource type")
+	errResourceUnkown = outcome.New(outcome.NotFound, "not-found", "resource-unknown", "no such resource")
+	errVersionUnknown = outcome.New(outcome.NotFound, "not-found", "version-unknown", "no such version")
+)
+
+// checkType checks a resource type named by the client.
+func (e *Engine) checkType(typ string) error {
+	if !e.v.KnownType(typ) {
+		return errTypeUnknown
+	}
+	return nil
+}
+
+// checkInstance checks a type and id named by the client.
+func (e *Engine) checkInstance(typ, id string) error {
+	if err := e.checkType(typ); err != nil {
+		return err
+	}
+	if !fhirwire.ValidID(id) {
+		return errResourceUnkown
+	}
+	return nil
+}
+
+// Target returns the instance typ/id names when both are valid, for the
+// audit record of a failed interaction (ok false otherwise).
+func (e *Engine) Target(typ, id string) (string, string, bool) {
+	return typ, id, typ != "" && id != "" && e.checkInstance(typ, id) == nil
+}
+
+// Read returns the current version of typ/id. A deleted resource is
+// ErrGone with the deletion's version in the returned resource.
+func (e *Engine) Read(ctx context.Context, sc *auditlog.Scope, typ, id string) (*store.Resource, error) {
+	if err := e.checkInstance(typ, id); err != nil {
+		return nil, err
+	}
+	if err := allow(sc, typ, 'r'); err != nil {
+		return nil, err
+	}
+	r, err := e.storeFor(sc.TenantOf()).Read(ctx, typ, id)
+	if err != nil {
+		return r, err
+	}
+	sc.Touch(r)
+	return r, nil
+}
+
+// VRead returns version vid of typ/id. A version that is a deletion is
+// Gone, with that version in the returned resource.
+func (e *Engine) VRead(ctx context.Context, sc *auditlog.Scope, typ, id, vid string) (*store.Resource, error) {
+	if err := e.checkInstance(typ, id); err != nil {
+		return nil, err
+	}
+	if err := allow(sc, typ, 'r'); err != nil {
+		return nil, err
+	}
+	v, err := strconv.ParseInt(vid, 10, 64)
+	if err != nil || v < 1 {
+		return nil, errVersionUnknown
+	}
+	r, err := e.storeFor(sc.TenantOf()).VRead(ctx, typ, id, v)
+	if err != nil {
+		return nil, err
+	}
+	if r.Deleted {
+		return r, outcome.New(outcome.Gone, "deleted", "resource-deleted", "this version is a deletion")
+	}
+	sc.Touch(r)
+	return r, nil
+}
+
+// writable checks the type of a client write.
+func (e *Engine) writable(typ string) error {
+	if err := e.checkType(typ); err != nil {
+		return err
+	}
+	return clientWritable(typ)
+}
+
+// readResource reads and validates a write's body as a resource of typ.
+func (e *Engine) readResource(ctx context.Context, typ string, body Body) (map[string]any, error) {
+	raw, err := body()
+	if err != nil {
+		return nil, err
+	}
+	var doc map[string]any
+	err = e.stage(ctx, "fhir.validate", func(context.Context) error {
+		doc, err = e.v.Resource(raw, typ, "")
+		return err
+	}, attribute.String("fhir.resource_type", typ))
+	return doc, err
+}
+
+// writeOne runs one write interaction in a retried, audited transaction.
+func (e *Engine) writeOne(ctx context.Context, sc *auditlog.Scope, typ, interaction string, op func(tx *Tx) (*Result, error)) (*Result, error) {
+	var res *Result
+	err := e.stage(ctx, "store.transaction", func(ctx context.Context) error {
+		return e.Write(ctx, sc, func(tx *Tx) (int, error) {
+			var err error
+			if res, err = op(tx); err != nil {
+				return 0, err
+			}
+			sc.Touch(res.Resource)
+			return res.Status, nil
+		})
+	}, attribute.String("fhir.resource_type", typ), attribute.String("fhir.interaction", interaction))
+	return res, err
+}
+
+// writeEntry runs a single create or conditional update through the
+// transaction engine as a one-entry transaction, so a single request and a
+// Bundle entry follow exactly the same rules (conditional matching, the
+// exactly-once key, reference handling).
+func (e *Engine) writeEntry(ctx context.Context, sc *auditlog.Scope, en *Entry, interaction string) (*Result, error) {
+	en.bodyID, _ = en.doc["id"].(string)
+	return e.writeOne(ctx, sc, en.typ, interaction, func(tx *Tx) (*Result, error) {
+		if err := e.runTransaction(tx.st, []*Entry{en}, tx.now); err != nil {
+			return nil, outcome.Unentry(err)
+		}
+		return en.res, nil
+	})
+}
+
+// Create creates a resource of typ (http.html#create), or, with
+// ifNoneExist, finds the one resource those criteria match (conditional
+// create: StatusOK and that resource).
+func (e *Engine) Create(ctx context.Context, sc *auditlog.Scope, typ string, body Body, ifNoneExist string) (*Result, error) {
+	if err := e.writable(typ); err != nil {
+		return nil, err
+	}
+	if err := allow(sc, typ, 'c'); err != nil {
+		return nil, err
+	}
+	doc, err := e.readResource(ctx, typ, body)
+	if err != nil {
+		return nil, err
+	}
+	return e.writeEntry(ctx, sc, &Entry{method: "POST", typ: typ, doc: doc, ifNoneExist: ifNoneExist}, "create")
+}
+
+// Update writes a new version of typ/id, or creates it with the client's id
+// (http.html#update). ifMatch ("" for none) must name the current version.
+func (e *Engine) Update(ctx context.Context, sc *auditlog.Scope, typ, id string, body Body, ifMatch string) (*Result, error) {
+	if err := e.checkInstance(typ, id); err != nil {
+		return nil, err
+	}
+	if err := clientWritable(typ); err != nil {
+		return nil, err
+	}
+	if err := allow(sc, typ, 'u'); err != nil {
+		return nil, err
+	}
+	doc, err := e.readResource(ctx, typ, body)
+	if err != nil {
+		return nil, err
+	}
+	if bid, _ := doc["id"].(string); bid != id {
+		return nil, outcome.New(outcome.Invalid, "invalid", "id-mismatch", "the resource id must equal the id in the URL")
+	}
+	return e.writeOne(ctx, sc, typ, "update", func(tx *Tx) (*Result, error) {
+		return e.update(tx.st, typ, id, doc, ifMatch, tx.now)
+	})
+}
+
+// ConditionalUpdate updates the one resource of typ that query selects, or
+// creates one when none does (http.html#cond-update).
+func (e *Engine) ConditionalUpdate(ctx context.Context, sc *auditlog.Scope, typ, query string, body Body, ifMatch string) (*Result, error) {
+	if err := e.writable(typ); err != nil {
+		return nil, err
+	}
+	if err := allow(sc, typ, 'u'); err != nil {
+		return nil, err
+	}
+	if query == "" {
+		return nil, outcome.New(outcome.Invalid, "invalid", "conditional-criteria-missing", "PUT on a type needs search criteria (or use PUT /fhir/Type/id)")
+	}
+	doc, err := e.readResource(ctx, typ, body)
+	if err != nil {
+		return nil, err
+	}
+	return e.writeEntry(ctx, sc, &Entry{method: "PUT", typ: typ, query: query, doc: doc, ifMatch: ifMatch}, "conditional-update")
+}
+
+// Delete deletes typ/id (http.html#delete); deleting what does not exist
+// succeeds with no resource in the result.
+func (e *Engine) Delete(ctx context.Context, sc *auditlog.Scope, typ, id string) (*Result, error) {
+	if err := e.checkInstance(typ, id); err != nil {
+		return nil, err
+	}
+	if err := clientWritable(typ); err != nil {
+		return nil, err
+	}
+	if err := allow(sc, typ, 'd'); err != nil {
+		return nil, err
+	}
+	var res *Result
+	err := e.Write(ctx, sc, func(tx *Tx) (int, error) {
+		var err error
+		if res, err = e.remove(tx.st, typ, id, tx.now); err != nil {
+			return 0, err
+		}
+		sc.Touch(res.Resource)
+		return fhirwire.StatusNoContent, nil
+	})
+	return res, err
+}
+
+// SearchResult is one page of a search.
+type SearchResult struct {
+	Query *search.Query
+	Page  *store.Page
+	// Ignored are the parameters a lenient search ignored.
+	Ignored []string
+}
+
+// Search searches typ (search.html). lenient ignores unknown parameters
+// (Prefer: handling=lenient) and lists them in Ignored.
+func (e *Engine) Search(ctx context.Context, sc *auditlog.Scope, typ string, params url.Values, lenient bool) (*SearchResult, error) {
+	if err := e.checkType(typ); err != nil {
+		return nil, err
+	}
+	if err := allow(sc, typ, 's'); err != nil {
+		return nil, err
+	}
+	out := &SearchResult{}
+	var err error
+	if lenient {
+		out.Query, out.Ignored, err = search.ParseLenient(typ, params)
+	} else {
+		out.Query, err = search.Parse(typ, params, false)
+	}
+	if err != nil {
+		return nil, searchError(err)
+	}
+	if out.Page, err = e.storeFor(sc.TenantOf()).Search(ctx, out.Query); err != nil {
+		return nil, err
+	}
+	sc.Touch(out.Page.Matches...)
+	sc.Touch(out.Page.Included...)
+	sc.Description = fmt.Sprintf("%s search: %d matches, %d included", typ, len(out.Page.Matches), len(out.Page.Included))
+	return out, nil
+}
+
+// HistoryResult is one page of a history.
+type HistoryResult struct {
+	Query    store.HistoryQuery
+	Versions []*store.Resource
+	Total    int
+}
+
+// History returns versions of the system (typ and id ""), a type (id "")
+// or an instance, newest first (http.html#history), paged by _count and
+// _offset and bounded by _since in params.
+func (e *Engine) History(ctx context.Context, sc *auditlog.Scope, typ, id string, params url.Values) (*HistoryResult, error) {
+	q := store.HistoryQuery{Count: 50}
+	if typ != "" {
+		if err := e.checkType(typ); err != nil {
+			return nil, err
+		}
+		q.Type = typ
+	}
+	if id != "" {
+		if !fhirwire.ValidID(id) {
+			return nil, errResourceUnkown
+		}
+		q.ID = id
+	}
+	scopeType := q.Type
+	if scopeType == "" {
+		scopeType = "*" // the whole system's history needs a system/*.r scope
+	}
+	if err := allow(sc, scopeType, 'r'); err != nil {
+		return nil, err
+	}
+	if v := params.Get("_count"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 || n > 1000 {
+			return nil, outcome.New(outcome.Invalid, "invalid", "search-value-invalid", "_count must be an integer from 0 to 1000")
+		}
+		q.Count = n
+	}
+	if v := params.Get("_offset"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return nil, outcome.New(outcome.Invalid, "invalid", "search-value-invalid", "_offset must be a non-negative integer")
+		}
+		q.Offset = n
+	}
+	if v := params.Get("_since"); v != "" {
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			return nil, outcome.New(outcome.Invalid, "invalid", "search-value-invalid", "_since must be an instant")
+		}
+		q.Since = t
+	}
+	versions, total, err := e.storeFor(sc.TenantOf()).History(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	if q.ID != "" && total == 0 {
+		return nil, errResourceUnkown
+	}
+	sc.Touch(versions...)
+	sc.Description = fmt.Sprintf("%d versions", len(versions))
+	return &HistoryResult{Query: q, Versions: versions, Total: total}, nil
+}
+
+// Validate is $validate (resource.html#validate): the issues of body as a
+// resource of typ ("" any type) and whether it is valid. An invalid
+// resource is a result, not an error.
+func (e *Engine) Validate(ctx context.Context, sc *auditlog.Scope, typ string, body Body) (bool, []outcome.Issue, error) {
+	if typ != "" {
+		if err := e.checkType(typ); err != nil {
+			return false, nil, err
+		}
+	}
+	raw, err := body()
+	if err != nil {
+		return false, nil, err
+	}
+	valid, issues := e.v.Check(raw, typ)
+	return valid, issues, nil
+}
+
+// IsGone reports a deleted resource (for the version headers of a 410).
+func IsGone(err error) bool {
+	var oe *outcome.Error
+	return errors.Is(err, store.ErrGone) || errors.As(err, &oe) && oe.Kind == outcome.Gone
+}

@@ -1,0 +1,130 @@
+package engine
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/profile"
+	"github.com/ketamine-gateway/ketamine-gateway/schemas/r4"
+)
+
+// Validator checks FHIR resources: R4 structure (types, cardinality,
+// primitives, invariants) and the gateway's own profiles a resource claims.
+// It holds the compiled R4 definitions; build one per process.
+type Validator struct{ r4 *r4.Validator }
+
+// NewValidator compiles the embedded R4 definitions.
+func NewValidator() *Validator { return &Validator{r4: r4.New(r4.Options{})} }
+
+// KnownType reports whether typ is a FHIR R4 resource type.
+func (v *Validator) KnownType(typ string) bool { return v.r4.KnownType(typ) }
+
+// Resource checks body as a resource of typ and returns it decoded (numbers
+// kept exact). expr roots the issues' expressions inside a Bundle ("" for a
+// resource on its own). An Invalid error names every structural problem; an
+// Unprocessable one a broken profile rule.
+func (v *Validator) Resource(body []byte, typ, expr string) (map[string]any, error) {
+	res := v.r4.ValidateAs(body, typ)
+	if !res.Valid() {
+		issues := outcome.FHIRIssues(res)
+		if expr != "" {
+			for i := range issues {
+				issues[i].Expression = outcome.PrefixExpr(expr, issues[i].Expression)
+			}
+		}
+		return nil, &outcome.Error{Kind: outcome.Invalid, Issues: issues}
+	}
+	m, err := decodeJSON(body)
+	if err != nil {
+		return nil, outcome.New(outcome.Invalid, "structure", "json-syntax", "the resource is not valid JSON")
+	}
+	if expr == "" {
+		expr = typ
+	}
+	if err := v.Profiles(m, expr); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// Structure checks body as a resource of typ against the R4 structure
+// only (Invalid naming every problem).
+func (v *Validator) Structure(body []byte, typ string) error {
+	if res := v.r4.ValidateAs(body, typ); !res.Valid() {
+		return &outcome.Error{Kind: outcome.Invalid, Issues: outcome.FHIRIssues(res)}
+	}
+	return nil
+}
+
+// Profiles checks the gateway profiles doc claims (Unprocessable when one
+// is broken). expr is doc's FHIRPath.
+func (v *Validator) Profiles(doc map[string]any, expr string) error {
+	return profile.Error(profile.Check(doc, expr))
+}
+
+// Document checks a resource or a Bundle of any type, structurally and
+// against the profiles it and its entries claim (the CLI's validate).
+func (v *Validator) Document(body []byte) error {
+	res := v.r4.Validate(body)
+	if !res.Valid() {
+		return &outcome.FHIRInvalid{Result: res}
+	}
+	m, err := decodeJSON(body)
+	if err != nil {
+		return &outcome.FHIRInvalid{Result: res}
+	}
+	typ, _ := m["resourceType"].(string)
+	issues := profile.Check(m, typ)
+	if entries, ok := m["entry"].([]any); ok && typ == "Bundle" {
+		for i, e := range entries {
+			em, _ := e.(map[string]any)
+			if r, ok := em["resource"].(map[string]any); ok {
+				issues = append(issues, profile.Check(r, fmt.Sprintf("Bundle.entry[%d].resource", i))...)
+			}
+		}
+	}
+	return profile.Error(issues)
+}
+
+// Check is $validate: the issues of body as a resource of typ ("" any
+// type), warnings included; valid is false when one is an error.
+func (v *Validator) Check(body []byte, typ string) (valid bool, issues []outcome.Issue) {
+	var res *r4.Result
+	if typ != "" {
+		res = v.r4.ValidateAs(body, typ)
+	} else {
+		res = v.r4.Validate(body)
+	}
+	return res.Valid(), outcome.FHIRIssues(res)
+}
+
+// Mapped checks a resource the gateway itself produced (raw, of typ). A
+// failure is the gateway's bug, not the client's: the error is Internal
+// and names the first rule broken, never a value.
+func (v *Validator) Mapped(raw []byte, typ string) error {
+	if r := v.r4.ValidateAs(raw, typ); !r.Valid() {
+		rule := ""
+		if is := outcome.FHIRIssues(r); len(is) > 0 {
+			rule = is[0].Rule
+		}
+		return fmt.Errorf("mapped %s breaks FHIR rule %q", typ, rule)
+	}
+	return nil
+}
+
+// decodeJSON decodes a resource keeping numbers exact.
+func decodeJSON(doc []byte) (map[string]any, error) {
+	d := json.NewDecoder(bytes.NewReader(doc))
+	d.UseNumber()
+	var m map[string]any
+	if err := d.Decode(&m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// DecodeResource decodes a resource the way the engine stores it (numbers
+// kept exact).
+func DecodeResource(doc []byte) (map[string]any, error) { return decodeJSON(doc) }

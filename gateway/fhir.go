@@ -1,0 +1,336 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/telemetry/stage"
+)
+
+// The FHIR R4 RESTful API (http.html): each handler reads the request's
+// plain values, calls one engine method and writes its result.
+
+// baseURL is the FHIR base the client used, for fullUrl and Location.
+func (s *Server) baseURL(c echo.Context) string {
+	if s.cfg.BaseURL != "" {
+		return strings.TrimRight(s.cfg.BaseURL, "/")
+	}
+	return c.Scheme() + "://" + c.Request().Host + "/fhir"
+}
+
+// answer is how the client wants a write answered.
+func (s *Server) answer(c echo.Context) engine.Answer {
+	prefer := c.Request().Header.Get("Prefer")
+	return engine.Answer{Base: s.baseURL(c), Representation: prefer != "" && preferReturn(prefer) == "representation"}
+}
+
+// body reads the request body when the engine asks for it, in the
+// fhir.decode stage.
+func (s *Server) body(c echo.Context) engine.Body {
+	return func() ([]byte, error) {
+		var b []byte
+		err := stage.Run(c.Request().Context(), s.tracer(), "fhir.decode", func(context.Context) error {
+			var err error
+			b, err = readBody(c, s.cfg.MaxBodyBytes)
+			return err
+		})
+		return b, err
+	}
+}
+
+// handleBundle is POST /fhir with a transaction or batch Bundle.
+func (s *Server) handleBundle(c echo.Context) error {
+	body, err := s.body(c)()
+	if err != nil {
+		return err
+	}
+	b, err := s.app.Engine.Bundle(c.Request().Context(), scopeOf(c), body, s.answer(c))
+	if err != nil {
+		return err
+	}
+	return writeResource(c, http.StatusOK, b)
+}
+
+// handleCreate is POST /fhir/{type}, honouring If-None-Exist.
+func (s *Server) handleCreate(c echo.Context) error {
+	res, err := s.app.Engine.Create(c.Request().Context(), scopeOf(c), c.Param("type"), s.body(c),
+		c.Request().Header.Get("If-None-Exist"))
+	if err != nil {
+		return err
+	}
+	return s.respondWrite(c, res)
+}
+
+// handleUpdate is PUT /fhir/{type}/{id}: update, or create with the
+// client's id.
+func (s *Server) handleUpdate(c echo.Context) error {
+	res, err := s.app.Engine.Update(c.Request().Context(), scopeOf(c), c.Param("type"), c.Param("id"), s.body(c),
+		c.Request().Header.Get("If-Match"))
+	if err != nil {
+		return err
+	}
+	return s.respondWrite(c, res)
+}
+
+// handleConditionalUpdate is PUT /fhir/{type}?criteria.
+func (s *Server) handleConditionalUpdate(c echo.Context) error {
+	res, err := s.app.Engine.ConditionalUpdate(c.Request().Context(), scopeOf(c), c.Param("type"), c.Request().URL.RawQuery,
+		s.body(c), c.Request().Header.Get("If-Match"))
+	if err != nil {
+		return err
+	}
+	return s.respondWrite(c, res)
+}
+
+// handleDelete is DELETE /fhir/{type}/{id}.
+func (s *Server) handleDelete(c echo.Context) error {
+	res, err := s.app.Engine.Delete(c.Request().Context(), scopeOf(c), c.Param("type"), c.Param("id"))
+	if err != nil {
+		return err
+	}
+	if res.Resource != nil {
+		c.Response().Header().Set("ETag", fhirwire.ETag(res.Resource.Version))
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+// handleRead is GET /fhir/{type}/{id}.
+func (s *Server) handleRead(c echo.Context) error {
+	r, err := s.app.Engine.Read(c.Request().Context(), scopeOf(c), c.Param("type"), c.Param("id"))
+	if err != nil {
+		if engine.IsGone(err) && r != nil {
+			c.Response().Header().Set("ETag", fhirwire.ETag(r.Version))
+		}
+		return err
+	}
+	return s.respondResource(c, http.StatusOK, r)
+}
+
+// handleVRead is GET /fhir/{type}/{id}/_history/{vid}.
+func (s *Server) handleVRead(c echo.Context) error {
+	r, err := s.app.Engine.VRead(c.Request().Context(), scopeOf(c), c.Param("type"), c.Param("id"), c.Param("vid"))
+	if err != nil {
+		if engine.IsGone(err) && r != nil {
+			c.Response().Header().Set("ETag", fhirwire.ETag(r.Version))
+		}
+		return err
+	}
+	return s.respondResource(c, http.StatusOK, r)
+}
+
+// handlePatch is PATCH /fhir/{type}/{id}: not supported (405, as the
+// CapabilityStatement says by not listing patch).
+func (s *Server) handlePatch(c echo.Context) error { return errPatch }
+
+// setVersionHeaders sets ETag and Last-Modified of a stored version.
+func setVersionHeaders(c echo.Context, r *store.Resource) {
+	h := c.Response().Header()
+	h.Set("ETag", fhirwire.ETag(r.Version))
+	h.Set("Last-Modified", r.LastUpdated.UTC().Format(http.TimeFormat))
+}
+
+// respondResource writes a stored resource with its version headers.
+func (s *Server) respondResource(c echo.Context, status int, r *store.Resource) error {
+	setVersionHeaders(c, r)
+	return c.Blob(status, ContentTypeFHIR, r.Body)
+}
+
+// respondWrite answers a create or update, honouring Prefer: return=.
+func (s *Server) respondWrite(c echo.Context, res *engine.Result) error {
+	r := res.Resource
+	setVersionHeaders(c, r)
+	c.Response().Header().Set("Location", fmt.Sprintf("%s/%s/%s/_history/%d", s.baseURL(c), r.Type, r.ID, r.Version))
+	switch preferReturn(c.Request().Header.Get("Prefer")) {
+	case "minimal":
+		return c.NoContent(res.Status)
+	case "OperationOutcome":
+		msg := fmt.Sprintf("%s/%s version %d", r.Type, r.ID, r.Version)
+		return writeResource(c, res.Status, outcome.Information(msg))
+	default:
+		return c.Blob(res.Status, ContentTypeFHIR, r.Body)
+	}
+}
+
+// preferReturn reads the return= preference (http.html#ops).
+func preferReturn(prefer string) string {
+	for _, p := range strings.Split(prefer, ",") {
+		p = strings.TrimSpace(p)
+		if v, ok := strings.CutPrefix(p, "return="); ok {
+			return strings.Trim(v, `"`)
+		}
+	}
+	return "representation"
+}
+
+// preferLenient reports Prefer: handling=lenient.
+func preferLenient(prefer string) bool {
+	for _, p := range strings.Split(prefer, ",") {
+		if strings.TrimSpace(p) == "handling=lenient" {
+			return true
+		}
+	}
+	return false
+}
+
+// handleSearch is GET /fhir/{type}?params and POST /fhir/{type}/_search.
+func (s *Server) handleSearch(c echo.Context) error {
+	params := c.QueryParams()
+	if c.Request().Method == http.MethodPost {
+		form, err := c.FormParams()
+		if err != nil {
+			return outcome.New(outcome.Invalid, "invalid", "search-form-invalid", "the search form could not be read")
+		}
+		for k, vs := range form {
+			params[k] = append(params[k], vs...)
+		}
+	}
+	typ := c.Param("type")
+	res, err := s.app.Engine.Search(c.Request().Context(), scopeOf(c), typ, params, preferLenient(c.Request().Header.Get("Prefer")))
+	if err != nil {
+		return err
+	}
+	q, page := res.Query, res.Page
+	base := s.baseURL(c)
+	b := fhirwire.Bundle{ResourceType: "Bundle", ID: store.NewID(), Type: fhirwire.TypeSearchset,
+		Meta: &fhirwire.Meta{LastUpdated: fhirwire.Instant(s.app.Engine.Now())}}
+	if q.Total || q.SummaryCount {
+		if page.Total >= 0 {
+			b.Total = &page.Total
+		}
+	}
+	self := selfParams(params, res.Ignored)
+	b.Link = append(b.Link, fhirwire.Link{Relation: "self", URL: pageURL(base, typ, self, q.Offset, q.Count)})
+	if !q.SummaryCount {
+		if q.Offset > 0 {
+			prev := max(q.Offset-q.Count, 0)
+			b.Link = append(b.Link, fhirwire.Link{Relation: "previous", URL: pageURL(base, typ, self, prev, q.Count)})
+		}
+		if len(page.Matches) == q.Count && (page.Total < 0 || q.Offset+q.Count < page.Total) {
+			b.Link = append(b.Link, fhirwire.Link{Relation: "next", URL: pageURL(base, typ, self, q.Offset+q.Count, q.Count)})
+		}
+		for _, r := range page.Matches {
+			b.Entry = append(b.Entry, fhirwire.Entry{FullURL: base + "/" + r.Type + "/" + r.ID, Resource: r.Body,
+				Search: &fhirwire.Search{Mode: fhirwire.ModeMatch}})
+		}
+		for _, r := range page.Included {
+			b.Entry = append(b.Entry, fhirwire.Entry{FullURL: base + "/" + r.Type + "/" + r.ID, Resource: r.Body,
+				Search: &fhirwire.Search{Mode: fhirwire.ModeInclude}})
+		}
+	}
+	if len(res.Ignored) > 0 {
+		oo, _ := json.Marshal(ignoredOutcome(res.Ignored))
+		b.Entry = append(b.Entry, fhirwire.Entry{Resource: oo, Search: &fhirwire.Search{Mode: fhirwire.ModeOutcome}})
+	}
+	return writeResource(c, http.StatusOK, b)
+}
+
+// selfParams are the request's parameters without paging ones and without
+// those a lenient search ignored.
+func selfParams(params url.Values, ignored []string) url.Values {
+	out := url.Values{}
+	skip := map[string]bool{"_offset": true, "_count": true, "_format": true, "_pretty": true}
+	for _, n := range ignored {
+		skip[n] = true
+	}
+	for k, vs := range params {
+		if !skip[k] {
+			out[k] = vs
+		}
+	}
+	return out
+}
+
+// pageURL is a search URL for one page.
+func pageURL(base, typ string, params url.Values, offset, count int) string {
+	p := url.Values{}
+	for k, vs := range params {
+		p[k] = vs
+	}
+	p.Set("_count", strconv.Itoa(count))
+	if offset > 0 {
+		p.Set("_offset", strconv.Itoa(offset))
+	}
+	return base + "/" + typ + "?" + p.Encode()
+}
+
+// ignoredOutcome reports the parameters a lenient search ignored.
+func ignoredOutcome(names []string) any {
+	issues := make([]outcome.Issue, 0, len(names))
+	for _, n := range names {
+		issues = append(issues, outcome.Issue{Severity: "warning", Code: "not-supported", Rule: "search-param-unknown", Expression: n,
+			Message: "the search parameter is not supported and was ignored"})
+	}
+	return outcome.Resource(issues)
+}
+
+// handleHistory serves instance, type and system history.
+func (s *Server) handleHistory(c echo.Context) error {
+	res, err := s.app.Engine.History(c.Request().Context(), scopeOf(c), c.Param("type"), c.Param("id"), c.QueryParams())
+	if err != nil {
+		return err
+	}
+	q, total := res.Query, res.Total
+	base := s.baseURL(c)
+	b := fhirwire.Bundle{ResourceType: "Bundle", ID: store.NewID(), Type: fhirwire.TypeHistory, Total: &total,
+		Meta: &fhirwire.Meta{LastUpdated: fhirwire.Instant(s.app.Engine.Now())}}
+	path := c.Request().URL.Path
+	b.Link = append(b.Link, fhirwire.Link{Relation: "self", URL: c.Scheme() + "://" + c.Request().Host + path + "?" + c.Request().URL.RawQuery})
+	if q.Offset+len(res.Versions) < total && q.Count > 0 {
+		p := url.Values{"_count": {strconv.Itoa(q.Count)}, "_offset": {strconv.Itoa(q.Offset + q.Count)}}
+		if v := c.QueryParam("_since"); v != "" {
+			p.Set("_since", v)
+		}
+		b.Link = append(b.Link, fhirwire.Link{Relation: "next", URL: c.Scheme() + "://" + c.Request().Host + path + "?" + p.Encode()})
+	}
+	for _, r := range res.Versions {
+		e := fhirwire.Entry{FullURL: base + "/" + r.Type + "/" + r.ID}
+		tag, mod := fhirwire.ETag(r.Version), fhirwire.Instant(r.LastUpdated)
+		switch {
+		case r.Deleted:
+			e.Request = &fhirwire.Request{Method: "DELETE", URL: r.Type + "/" + r.ID}
+			e.Response = &fhirwire.Response{Status: "204", Etag: tag, LastModified: mod}
+		case r.Version == 1:
+			e.Resource = r.Body
+			e.Request = &fhirwire.Request{Method: "POST", URL: r.Type}
+			e.Response = &fhirwire.Response{Status: "201", Etag: tag, LastModified: mod}
+		default:
+			e.Resource = r.Body
+			e.Request = &fhirwire.Request{Method: "PUT", URL: r.Type + "/" + r.ID}
+			e.Response = &fhirwire.Response{Status: "200", Etag: tag, LastModified: mod}
+		}
+		b.Entry = append(b.Entry, e)
+	}
+	return writeResource(c, http.StatusOK, b)
+}
+
+// handleValidate is POST /fhir/$validate and /fhir/{type}/$validate: it
+// validates a resource and answers an OperationOutcome with 200, whatever
+// the verdict.
+func (s *Server) handleValidate(c echo.Context) error {
+	_, issues, err := s.app.Engine.Validate(c.Request().Context(), scopeOf(c), c.Param("type"), s.body(c))
+	if err != nil {
+		return err
+	}
+	if len(issues) == 0 {
+		return writeResource(c, http.StatusOK, outcome.Information("the resource is valid"))
+	}
+	return writeResource(c, http.StatusOK, outcome.Resource(issues))
+}
+
+// handleMetadata is GET /fhir/metadata: a CapabilityStatement that says
+// exactly what is implemented.
+func (s *Server) handleMetadata(c echo.Context) error {
+	sec := engine.Security{Enabled: s.cfg.Auth != nil, TokenURL: s.cfg.AuthTokenURL}
+	return writeResource(c, http.StatusOK, s.app.Engine.CapabilityStatement(s.baseURL(c), sec))
+}

@@ -1,0 +1,126 @@
+package fhirwire
+
+import "strings"
+
+// Rewriter rewrites the references inside one Bundle entry's resource to the
+// identities the other entries were given (bundle.html#references,
+// http.html#trules: "all references to the fullUrl ... whether they are found
+// in resource references, elements of type uri, url, oid, uuid, and <a href>
+// and <img src> in the narrative").
+type Rewriter struct {
+	// IDs maps entry fullUrls to the identity each was given ("Type/id" at
+	// the gateway, the EHR's Location in delivery).
+	IDs map[string]string
+	// Conditional resolves a conditional reference (Type?criteria in
+	// Reference.reference) to "Type/id"; nil leaves such references alone.
+	Conditional func(typ, query string) (string, error)
+	// Unresolved, when set, is returned for a Reference.reference that is
+	// a urn: naming no entry of IDs; nil leaves such references alone.
+	Unresolved error
+}
+
+// Rewrite rewrites doc, a resource decoded by encoding/json, in place: every
+// string equal to a fullUrl in IDs, every Reference.reference per Conditional
+// and Unresolved, and the href and src attributes of the narrative. The
+// first error of Conditional (or Unresolved) stops it.
+func (rw Rewriter) Rewrite(doc any) error {
+	switch n := doc.(type) {
+	case map[string]any:
+		for k, v := range n {
+			s, ok := v.(string)
+			if !ok {
+				if err := rw.Rewrite(v); err != nil {
+					return err
+				}
+				continue
+			}
+			switch {
+			case k == "reference":
+				to, err := rw.reference(s)
+				if err != nil {
+					return err
+				}
+				n[k] = to
+			case k == "div":
+				n[k] = rw.narrative(s)
+			default:
+				if to, ok := rw.IDs[s]; ok {
+					n[k] = to
+				}
+			}
+		}
+	case []any:
+		for i, v := range n {
+			if s, ok := v.(string); ok {
+				if to, ok := rw.IDs[s]; ok {
+					n[i] = to
+				}
+				continue
+			}
+			if err := rw.Rewrite(v); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// reference rewrites one Reference.reference.
+func (rw Rewriter) reference(ref string) (string, error) {
+	if to, ok := rw.IDs[ref]; ok {
+		return to, nil
+	}
+	if rw.Unresolved != nil && (strings.HasPrefix(ref, "urn:uuid:") || strings.HasPrefix(ref, "urn:oid:")) {
+		return "", rw.Unresolved
+	}
+	if rw.Conditional != nil {
+		if typ, query, cond := strings.Cut(ref, "?"); cond && typ != "" && !strings.Contains(typ, "/") {
+			return rw.Conditional(typ, query)
+		}
+	}
+	return ref, nil
+}
+
+// narrative rewrites href="..." and src="..." attributes of an XHTML div
+// that name an entry's fullUrl.
+func (rw Rewriter) narrative(div string) string {
+	if len(rw.IDs) == 0 {
+		return div
+	}
+	var b strings.Builder
+	last := 0
+	for pos := 0; ; {
+		i := nextAttr(div[pos:])
+		if i < 0 {
+			break
+		}
+		i += pos
+		end := strings.IndexByte(div[i:], '"')
+		if end < 0 {
+			break
+		}
+		if to, ok := rw.IDs[div[i:i+end]]; ok {
+			b.WriteString(div[last:i])
+			b.WriteString(to)
+			last = i + end
+		}
+		pos = i + end
+	}
+	if last == 0 {
+		return div
+	}
+	b.WriteString(div[last:])
+	return b.String()
+}
+
+// nextAttr returns the offset of the value of the next href="..." or
+// src="..." attribute in s, or -1.
+func nextAttr(s string) int {
+	best := -1
+	for _, a := range []string{`href="`, `src="`} {
+		if i := strings.Index(s, a); i >= 0 && (best < 0 || i+len(a) < best) {
+			best = i + len(a)
+		}
+	}
+	return best
+}

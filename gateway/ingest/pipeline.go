@@ -1,0 +1,122 @@
+// Package ingest takes native clinic records into the gateway: the
+// Pipeline validates a record against its JSON Schema, checks its clinical
+// rules and maps it to FHIR (no store: the CLI's map and the dry run use it
+// alone); the Service stores a mapped record through the FHIR engine in one
+// transaction with its ledger entry (idempotent per source record version),
+// its Provenance, its AuditEvent and its deliveries to the EHRs.
+package ingest
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
+	"github.com/ketamine-gateway/ketamine-gateway/mapping"
+	"github.com/ketamine-gateway/ketamine-gateway/schemas"
+)
+
+// Pipeline validates and maps native records; every entry point answers the
+// same input the same way through it.
+type Pipeline struct {
+	opts    mapping.Options
+	schemas *schemas.Set
+	v       *engine.Validator
+}
+
+// NewPipeline compiles the schemas once; v validates the mapped FHIR
+// (engine.NewValidator() when nil).
+func NewPipeline(opts mapping.Options, v *engine.Validator) (*Pipeline, error) {
+	set, err := schemas.New()
+	if err != nil {
+		return nil, fmt.Errorf("compile schemas: %w", err)
+	}
+	if v == nil {
+		v = engine.NewValidator()
+	}
+	return &Pipeline{opts: opts, schemas: set, v: v}, nil
+}
+
+// Options are the pipeline's mapping options.
+func (p *Pipeline) Options() mapping.Options { return p.opts }
+
+// ErrKindUnknown answers a record kind the gateway does not map.
+var ErrKindUnknown = outcome.New(outcome.NotFound, "not-found", "kind-unknown",
+	"unknown record kind; use assessment, vitals, infusion, adverse-event or session")
+
+// KnownKind reports whether k is a native record kind.
+func KnownKind(k mapping.Kind) bool {
+	for _, known := range mapping.Kinds() {
+		if k == known {
+			return true
+		}
+	}
+	return false
+}
+
+// Map validates a native record against its schema, checks its clinical
+// rules and maps it. Client mistakes come back as ErrKindUnknown,
+// *schemas.ValidationError or *mapping.RuleError.
+func (p *Pipeline) Map(kind mapping.Kind, doc []byte) (*mapping.Result, error) {
+	return p.MapWith(kind, doc, p.opts)
+}
+
+// MapWith is Map with other mapping options (e.g. Update for a newer
+// version of a stored record).
+func (p *Pipeline) MapWith(kind mapping.Kind, doc []byte, opts mapping.Options) (*mapping.Result, error) {
+	if err := p.ValidateRecord(kind, doc); err != nil {
+		return nil, err
+	}
+	return p.MapValid(kind, doc, opts)
+}
+
+// ValidateRecord checks a native record against its kind's JSON Schema:
+// ErrKindUnknown, or *schemas.ValidationError for a client mistake.
+func (p *Pipeline) ValidateRecord(kind mapping.Kind, doc []byte) error {
+	if !KnownKind(kind) {
+		return ErrKindUnknown
+	}
+	return p.schemas.Validate(string(kind), doc)
+}
+
+// MapValid checks the clinical rules of a record ValidateRecord accepted
+// and maps it (*mapping.RuleError for a broken rule); the schema is not
+// checked again.
+func (p *Pipeline) MapValid(kind mapping.Kind, doc []byte, opts mapping.Options) (*mapping.Result, error) {
+	rec, err := mapping.Decode(kind, doc)
+	if err != nil {
+		return nil, fmt.Errorf("decode schema-valid %s record: %w", kind, err)
+	}
+	return mapping.Map(rec, opts)
+}
+
+// Marshal renders every resource a mapping produced as JSON, once, and
+// checks it against the R4 definitions: the bytes returned (nil for an entry
+// without a resource) are the bytes stored and delivered. A failure is the
+// gateway's bug, not the client's (an Internal error; nothing is stored).
+func (p *Pipeline) Marshal(res *mapping.Result) ([][]byte, error) {
+	raws := make([][]byte, len(res.Entries))
+	for i, e := range res.Entries {
+		if e.Resource == nil {
+			continue
+		}
+		raw, err := json.Marshal(e.Resource)
+		if err != nil {
+			return nil, fmt.Errorf("marshal mapped entry %d: %w", i, err)
+		}
+		if err := p.v.Mapped(raw, e.ResourceType); err != nil {
+			return nil, fmt.Errorf("mapped entry %d: %w", i, err)
+		}
+		raws[i] = raw
+	}
+	return raws, nil
+}
+
+// Transaction renders a mapped record as its FHIR transaction Bundle from
+// the resources Marshal rendered (raws), without marshalling them again.
+// The Bundle is what the EHRs receive: its entries are conditional on
+// identifiers (or PUT to deterministic ids), so a re-send never duplicates
+// anything at the EHR.
+func Transaction(res *mapping.Result, raws [][]byte) ([]byte, error) {
+	return res.TransactionFrom(raws)
+}

@@ -1,0 +1,382 @@
+package ingest
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/telemetry/stage"
+	"github.com/ketamine-gateway/ketamine-gateway/mapping"
+)
+
+// Route is a delivery destination as ingest sees it: every stored record
+// a route accepts is enqueued for it in the transaction that stores it.
+type Route struct {
+	Name string
+	// Accepts reports whether records of kind from source go there.
+	Accepts func(kind, source string) bool
+	// AcceptsTenant reports whether records of a tenant go there (nil:
+	// every tenant's).
+	AcceptsTenant func(tenant string) bool
+}
+
+// Metrics counts ingested records by kind and outcome.
+type Metrics interface {
+	IngestRecord(ctx context.Context, kind, outcome string)
+}
+
+// Config configures a Service.
+type Config struct {
+	// Engine stores the mapped resources (nil: dry runs only).
+	Engine *engine.Engine
+	// Pipeline validates and maps records (required).
+	Pipeline *Pipeline
+	// Routes are the delivery destinations.
+	Routes []Route
+	// Notify is called after records were enqueued (wakes the worker).
+	Notify func()
+	// Metrics counts records (none by default).
+	Metrics Metrics
+	// Tracer traces the stages (none by default).
+	Tracer trace.TracerProvider
+}
+
+// Service ingests native records.
+type Service struct {
+	engine  *engine.Engine
+	p       *Pipeline
+	routes  []Route
+	notify  func()
+	metrics Metrics
+	tracer  trace.Tracer
+}
+
+type noMetrics struct{}
+
+func (noMetrics) IngestRecord(context.Context, string, string) {}
+
+// New returns the ingest service. It does no I/O.
+func New(cfg Config) *Service {
+	if cfg.Notify == nil {
+		cfg.Notify = func() {}
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = noMetrics{}
+	}
+	return &Service{engine: cfg.Engine, p: cfg.Pipeline, routes: cfg.Routes, notify: cfg.Notify, metrics: cfg.Metrics,
+		tracer: stage.Tracer(cfg.Tracer)}
+}
+
+// Pipeline returns the service's pipeline.
+func (s *Service) Pipeline() *Pipeline { return s.p }
+
+// errNoStore answers a store request to a gateway without a store.
+var errNoStore = outcome.New(outcome.NotImplemented, "not-supported", "storage-unavailable",
+	"this gateway runs without a store; use dryRun=true to validate and map")
+
+// Ingest validates, maps and (unless dryRun) stores one native record of
+// kind, body being its JSON. It answers the JSON to send: the mapped
+// transaction Bundle for a dry run, else the transaction-response (the same
+// answer again for a record version already received). ans is how the
+// client wants written resources answered. Client mistakes are classified
+// errors (package outcome); nothing is stored then.
+func (s *Service) Ingest(ctx context.Context, sc *auditlog.Scope, kind mapping.Kind, body []byte, dryRun bool, ans engine.Answer) ([]byte, error) {
+	if !KnownKind(kind) {
+		return nil, ErrKindUnknown
+	}
+	attrs := []attribute.KeyValue{attribute.String("ingest.kind", string(kind)), attribute.String("mapping.version", mapping.Version)}
+	err := stage.Run(ctx, s.tracer, "ingest.schema", func(context.Context) error {
+		return s.p.ValidateRecord(kind, body)
+	}, attrs...)
+	var (
+		res  *mapping.Result
+		raws [][]byte
+	)
+	if err == nil {
+		err = stage.Run(ctx, s.tracer, "ingest.map", func(context.Context) error {
+			var err error
+			res, err = s.p.MapValid(kind, body, s.p.opts)
+			return err
+		}, attrs...)
+	}
+	if err == nil {
+		err = stage.Run(ctx, s.tracer, "fhir.validate", func(context.Context) error {
+			var err error
+			raws, err = s.p.Marshal(res)
+			return err
+		}, append(attrs, attribute.Int("fhir.entry_count", len(res.Entries)))...)
+	}
+	if err != nil {
+		s.metrics.IngestRecord(ctx, string(kind), "rejected")
+		return nil, err
+	}
+	if dryRun {
+		out, err := Transaction(res, raws)
+		if err != nil {
+			return nil, fmt.Errorf("render %s bundle: %w", kind, err)
+		}
+		sc.Description = fmt.Sprintf("%s record dry run: nothing stored", kind)
+		return out, nil
+	}
+	if s.engine == nil {
+		return nil, errNoStore
+	}
+	answer, err := s.store(ctx, sc, kind, body, res, raws, ans)
+	if err != nil {
+		s.metrics.IngestRecord(ctx, string(kind), "failed")
+		return nil, err
+	}
+	s.metrics.IngestRecord(ctx, string(kind), "stored")
+	return answer, nil
+}
+
+// store stores a mapped record in one transaction together with its
+// ledger entry, and answers the transaction-response. It is idempotent on
+// (source system, kind, record id, version): the same record again changes
+// nothing and gets the first answer again; the same version with other
+// content is a Conflict; a new version of a stored record updates its
+// resources (conditional updates, Observations amended).
+func (s *Service) store(ctx context.Context, sc *auditlog.Scope, kind mapping.Kind, body []byte, first *mapping.Result,
+	firstRaws [][]byte, ans engine.Answer) ([]byte, error) {
+	hash, err := contentHash(body)
+	if err != nil {
+		return nil, err
+	}
+	version := first.Source.Version
+	if version == "" {
+		version = first.Source.LastUpdated
+	}
+	var answer []byte
+	err = stage.Run(ctx, s.tracer, "store.transaction", func(ctx context.Context) error {
+		return s.engine.Write(ctx, sc, func(tx *engine.Tx) (int, error) {
+			var err error
+			answer, err = s.storeTx(ctx, tx, sc, record{kind: kind, body: body, hash: hash, version: version}, first, firstRaws, ans)
+			return fhirwire.StatusOK, err
+		})
+	}, attribute.String("ingest.kind", string(kind)), attribute.Int("fhir.entry_count", len(first.Entries)))
+	if err != nil {
+		return nil, err
+	}
+	s.notify()
+	return answer, nil
+}
+
+// record is one native record version being stored.
+type record struct {
+	kind          mapping.Kind
+	body          []byte
+	hash, version string
+}
+
+// storeTx is store's database transaction; it returns the answer.
+// firstRaws are first's rendered resources (Pipeline.Marshal).
+func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope, rec record, first *mapping.Result,
+	firstRaws [][]byte, ans engine.Answer) ([]byte, error) {
+	src, st := first.Source, tx.Store()
+	l, err := st.Ledger(src.System, string(rec.kind), src.RecordID, rec.version)
+	switch {
+	case err == nil && l.ContentHash == rec.hash:
+		sc.Description = fmt.Sprintf("%s record version already received: nothing written", rec.kind)
+		return l.Response, nil
+	case err == nil:
+		return nil, outcome.New(outcome.Conflict, "conflict", "record-version-reused",
+			"this source record version was already received with different content; send a new version")
+	case !errors.Is(err, store.ErrNotFound):
+		return nil, err
+	}
+	res, raws := first, firstRaws
+	tenant := sc.TenantOf()
+	stored, err := recordStored(st, tenant, first)
+	if err != nil {
+		return nil, err
+	}
+	if stored {
+		// A new version: mapped again in update mode, and rendered and
+		// validated again too.
+		opts := s.p.opts
+		opts.Update = true
+		if res, err = s.p.MapValid(rec.kind, rec.body, opts); err != nil {
+			return nil, err
+		}
+		if raws, err = s.p.Marshal(res); err != nil {
+			return nil, err
+		}
+	}
+	entries, err := s.entries(res, raws, tenant)
+	if err != nil {
+		return nil, err
+	}
+	if err := tx.Run(entries); err != nil {
+		return nil, err
+	}
+	activity := "CREATE"
+	if stored {
+		activity = "UPDATE"
+	}
+	err = tx.Provenance(audit.Provenance{
+		ID:       provenanceID(tenant, src.System, string(rec.kind), src.RecordID, rec.version),
+		Activity: activity, Source: src.System, MappingVersion: mapping.Version,
+		WhatSystem: mapping.RecordSystem(s.p.opts.IdentifierBase, src.System, rec.kind), WhatValue: src.RecordID,
+		WhatDisplay: fmt.Sprintf("%s record version %s", rec.kind, rec.version), ContentHash: rec.hash,
+		RecordKind: string(rec.kind), RecordVersion: rec.version,
+	}, engine.Written(entries, nil))
+	if err != nil {
+		return nil, err
+	}
+	sc.Description = fmt.Sprintf("%s record: %d entries", rec.kind, len(entries))
+	answer, err := json.Marshal(s.engine.Response(fhirwire.TypeTransactionResponse, entries, nil, ans))
+	if err != nil {
+		return nil, err
+	}
+	err = stage.Run(ctx, s.tracer, "outbox.enqueue", func(context.Context) error {
+		return s.enqueue(st, tenant, rec.kind, res, raws, rec.version, sc.TraceID)
+	}, attribute.String("ingest.kind", string(rec.kind)))
+	if err != nil {
+		return nil, err
+	}
+	return answer, st.PutLedger(&store.Ledger{Source: src.System, Kind: string(rec.kind), RecordID: src.RecordID,
+		Version: rec.version, ContentHash: rec.hash, Response: answer, Received: tx.Now().UTC()})
+}
+
+// provenanceID is the id of the Provenance of one record version: the same
+// version always has the same one.
+func provenanceID(tenant, source, kind, recordID, version string) string {
+	sum := sha256.Sum256([]byte(tenant + "|" + source + "|" + kind + "|" + recordID + "|" + version))
+	return "rec-" + hex.EncodeToString(sum[:16])
+}
+
+// enqueue puts the mapped record in the outbox of every route that accepts
+// it, inside the transaction that stores it. The payload is the mapped
+// transaction Bundle, built from the resources' rendered bytes.
+func (s *Service) enqueue(tx store.Tx, tenant string, kind mapping.Kind, res *mapping.Result, raws [][]byte, version, traceID string) error {
+	var items []*store.OutboxItem
+	var payload []byte
+	for _, r := range s.routes {
+		if !r.Accepts(string(kind), res.Source.System) || (r.AcceptsTenant != nil && !r.AcceptsTenant(tenant)) {
+			continue
+		}
+		if payload == nil {
+			var err error
+			if payload, err = Transaction(res, raws); err != nil {
+				return err
+			}
+		}
+		patient := ""
+		if len(res.Entries) > 0 && res.Entries[0].ResourceType == "Patient" {
+			patient = res.Entries[0].IdentifierValue
+		}
+		items = append(items, &store.OutboxItem{
+			Destination: r.Name, OrderKey: res.Source.System + "|" + string(kind) + "|" + res.Source.RecordID,
+			Patient: res.Source.System + "|" + patient, Kind: string(kind), Source: res.Source.System,
+			RecordID: res.Source.RecordID, Version: version, Payload: payload, TraceID: traceID,
+		})
+	}
+	if len(items) == 0 {
+		return nil
+	}
+	return tx.Enqueue(items...)
+}
+
+// recordStored reports whether the record's main resource (the first
+// entry after the Patient) is already stored: then this is a new version.
+func recordStored(tx store.Tx, tenant string, res *mapping.Result) (bool, error) {
+	for _, e := range res.Entries {
+		if e.ResourceType == "Patient" {
+			continue
+		}
+		if e.ResourceType == "AdverseEvent" { // deterministic id
+			_, err := tx.Read("AdverseEvent", tenantID(tenant, e.URL[len("AdverseEvent/"):]))
+			switch {
+			case err == nil:
+				return true, nil
+			case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrGone):
+				return false, nil
+			default:
+				return false, err
+			}
+		}
+		q, err := search.ParseConditional(e.ResourceType, "identifier="+e.IdentifierSystem+"|"+e.IdentifierValue)
+		if err != nil {
+			return false, fmt.Errorf("identifier query of a mapped %s: %w", e.ResourceType, err)
+		}
+		page, err := tx.Search(q)
+		if err != nil {
+			return false, err
+		}
+		return len(page.Matches) > 0, nil
+	}
+	return false, nil
+}
+
+// entries turns mapped entries into engine entries: typed, straight from
+// the rendered resources, with no Bundle to parse.
+func (s *Service) entries(res *mapping.Result, raws [][]byte, tenant string) ([]*engine.Entry, error) {
+	out := make([]*engine.Entry, len(res.Entries))
+	for i, e := range res.Entries {
+		url := e.URL
+		var doc map[string]any
+		if raw := raws[i]; raw != nil {
+			var err error
+			if doc, err = engine.DecodeResource(raw); err != nil {
+				return nil, fmt.Errorf("mapped entry %d: %w", i, err)
+			}
+			// A deterministic id (PUT Type/id) is the tenant's own.
+			if typ, id, ok := strings.Cut(e.URL, "/"); ok && tenant != "" && e.Method.Code() == "PUT" && !strings.Contains(id, "?") {
+				url = typ + "/" + tenantID(tenant, id)
+				doc["id"] = tenantID(tenant, id)
+			}
+		}
+		en, err := s.engine.NewEntry(i, e.Method.Code(), url, e.FullURL, doc, e.IfNoneExist)
+		if err != nil {
+			return nil, fmt.Errorf("mapped entry %d: %w", i, err)
+		}
+		if err := s.engine.Validator().Profiles(doc, fmt.Sprintf("Bundle.entry[%d].resource", i)); doc != nil && err != nil {
+			return nil, fmt.Errorf("mapped entry %d: %w", i, err)
+		}
+		out[i] = en
+	}
+	return out, nil
+}
+
+// tenantID is the id, in tenant's namespace, of a resource the mappings
+// give a deterministic id: tenants sending the same record ids never
+// collide (the default tenant keeps the mapping's id). The EHR still gets
+// the mapping's own id.
+func tenantID(tenant, id string) string {
+	if tenant == "" {
+		return id
+	}
+	h := sha256.Sum256([]byte(tenant + "|" + id))
+	h[6], h[8] = (h[6]&0x0f)|0x50, (h[8]&0x3f)|0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", h[0:4], h[4:6], h[6:8], h[8:10], h[10:16])
+}
+
+// contentHash is the SHA-256 of the record's canonical JSON (keys sorted,
+// insignificant white space removed), so a re-sent record with other
+// formatting is recognised as the same.
+func contentHash(body []byte) (string, error) {
+	var v any
+	if err := json.Unmarshal(body, &v); err != nil {
+		return "", fmt.Errorf("canonicalise record: %w", err)
+	}
+	canon, err := json.Marshal(v)
+	if err != nil {
+		return "", fmt.Errorf("canonicalise record: %w", err)
+	}
+	sum := sha256.Sum256(canon)
+	return hex.EncodeToString(sum[:]), nil
+}

@@ -1,0 +1,200 @@
+// Package operator is the operator's view of the gateway: deliveries to
+// EHRs by status, destination, patient and time, one delivery with every
+// attempt and the EHR's answer, retry of a dead letter, replay of a
+// destination since a time, and readiness. The HTTP operator API, the CLI
+// and the console all call it; it knows no HTTP.
+package operator
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+)
+
+// View is a delivery as the operator sees it. The payload (the FHIR
+// Bundle, which is PHI) is shown only on request.
+type View struct {
+	ID          int64           `json:"id"`
+	Destination string          `json:"destination"`
+	Status      string          `json:"status"`
+	Kind        string          `json:"kind"`
+	Source      string          `json:"source"`
+	RecordID    string          `json:"recordId"`
+	Version     string          `json:"version"`
+	Patient     string          `json:"patient"`
+	TraceID     string          `json:"traceId,omitempty"`
+	Attempts    int             `json:"attempts"`
+	NextAttempt time.Time       `json:"nextAttempt"`
+	LastError   string          `json:"lastError,omitempty"`
+	Created     time.Time       `json:"created"`
+	Updated     time.Time       `json:"updated"`
+	History     []AttemptView   `json:"attemptHistory,omitempty"`
+	Payload     json.RawMessage `json:"payload,omitempty"`
+}
+
+// AttemptView is one delivery attempt.
+type AttemptView struct {
+	N          int             `json:"n"`
+	At         time.Time       `json:"at"`
+	DurationMS int64           `json:"durationMs"`
+	HTTPStatus int             `json:"httpStatus,omitempty"`
+	Error      string          `json:"error,omitempty"`
+	TraceID    string          `json:"traceId,omitempty"`
+	Outcome    json.RawMessage `json:"ehrResponse,omitempty"`
+}
+
+// NewView converts a stored item (and its attempts) for display.
+func NewView(it *store.OutboxItem, attempts []*store.Attempt, withPayload bool) View {
+	v := View{ID: it.ID, Destination: it.Destination, Status: it.Status, Kind: it.Kind, Source: it.Source,
+		RecordID: it.RecordID, Version: it.Version, Patient: it.Patient, TraceID: it.TraceID, Attempts: it.Attempts,
+		NextAttempt: it.NextAttempt, LastError: it.LastError, Created: it.Created, Updated: it.Updated}
+	for _, a := range attempts {
+		av := AttemptView{N: a.N, At: a.At, DurationMS: a.Duration.Milliseconds(), HTTPStatus: a.HTTPStatus, Error: a.Error, TraceID: a.TraceID}
+		if json.Valid(a.Outcome) {
+			av.Outcome = a.Outcome
+		}
+		v.History = append(v.History, av)
+	}
+	if withPayload {
+		v.Payload = it.Payload
+	}
+	return v
+}
+
+// Service answers the operator's questions from one store.
+type Service struct {
+	store  store.Store
+	notify func()
+	now    func() time.Time
+}
+
+// New returns the operator service over st; notify (may be nil) wakes the
+// delivery worker after a retry or replay.
+func New(st store.Store, notify func(), now func() time.Time) *Service {
+	if now == nil {
+		now = time.Now
+	}
+	if notify == nil {
+		notify = func() {}
+	}
+	return &Service{store: st, notify: notify, now: now}
+}
+
+// errUnknown answers a delivery the caller cannot see.
+var errUnknown = outcome.New(outcome.NotFound, "not-found", "delivery-unknown", "no such delivery")
+
+// filterTenant is the DeliveryFilter.Tenant of a caller acting for tenant:
+// its own, or "" (every tenant) for an all-tenant operator.
+func filterTenant(tenant string) string {
+	if tenant == search.AllTenants {
+		return ""
+	}
+	return tenant
+}
+
+// visible reports whether an item of owner may be shown to tenant.
+func visible(tenant, owner string) bool { return tenant == search.AllTenants || tenant == owner }
+
+// List returns the deliveries f selects, newest first, confined to tenant
+// (the caller's: "" the default tenant, search.AllTenants every tenant).
+func (s *Service) List(ctx context.Context, tenant string, f store.DeliveryFilter) ([]View, error) {
+	f.Tenant = filterTenant(tenant)
+	items, err := s.store.Deliveries(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]View, 0, len(items))
+	for _, it := range items {
+		out = append(out, NewView(it, nil, false))
+	}
+	return out, nil
+}
+
+// Show returns one delivery with its attempts. NotFound for an id that does
+// not exist or belongs to another tenant.
+func (s *Service) Show(ctx context.Context, tenant string, id int64, withPayload bool) (View, error) {
+	it, attempts, err := s.store.Delivery(ctx, id)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && !visible(tenant, it.Tenant)) {
+		return View{}, errUnknown
+	}
+	if err != nil {
+		return View{}, err
+	}
+	return NewView(it, attempts, withPayload), nil
+}
+
+// Retry puts a dead letter back in the queue, due now. NotFound as for
+// Show; Conflict when the delivery is not a dead letter.
+func (s *Service) Retry(ctx context.Context, tenant string, id int64) error {
+	if _, err := s.Show(ctx, tenant, id, false); err != nil {
+		return err
+	}
+	if err := s.store.Retry(ctx, id, s.now()); errors.Is(err, store.ErrNotFound) {
+		return outcome.New(outcome.Conflict, "conflict", "delivery-not-dead", "only a dead letter can be retried")
+	} else if err != nil {
+		return err
+	}
+	s.notify()
+	return nil
+}
+
+// Replay enqueues again every delivery to dest created at or after since
+// and returns how many. It re-sends every tenant's records, so only an
+// all-tenant operator (or the default tenant, development mode) may.
+func (s *Service) Replay(ctx context.Context, tenant, dest string, since time.Time) (int, error) {
+	if dest == "" || since.IsZero() {
+		return 0, outcome.New(outcome.Invalid, "required", "parameter-missing", "replay needs destination and since")
+	}
+	if tenant != "" && tenant != search.AllTenants {
+		return 0, outcome.New(outcome.Forbidden, "forbidden", "tenant-replay", "a replay re-sends every tenant's records; it needs an all-tenant operator")
+	}
+	n, err := s.store.Replay(ctx, dest, since, s.now())
+	if err != nil {
+		return 0, err
+	}
+	s.notify()
+	return n, nil
+}
+
+// Readiness is the readiness probe's answer.
+type Readiness struct {
+	Ready bool
+	// Backlog is each destination's: pending, dead and the oldest pending
+	// item's age.
+	Backlog []Backlog
+}
+
+// Backlog is one destination's delivery backlog.
+type Backlog struct {
+	Destination      string  `json:"destination"`
+	Pending          int     `json:"backlog"`
+	Dead             int     `json:"dead"`
+	OldestPendingAge float64 `json:"oldestPendingAgeSeconds"`
+}
+
+// Ready checks the database and reports the delivery backlog. Ready is
+// false (with a nil error) when the database does not answer.
+func (s *Service) Ready(ctx context.Context) (Readiness, error) {
+	if err := s.store.Ping(ctx); err != nil {
+		return Readiness{}, nil
+	}
+	stats, err := s.store.Stats(ctx)
+	if err != nil {
+		return Readiness{}, err
+	}
+	out := Readiness{Ready: true}
+	now := s.now()
+	for _, st := range stats {
+		b := Backlog{Destination: st.Destination, Pending: st.Pending, Dead: st.Dead}
+		if !st.OldestPending.IsZero() {
+			b.OldestPendingAge = now.Sub(st.OldestPending).Seconds()
+		}
+		out.Backlog = append(out.Backlog, b)
+	}
+	return out, nil
+}
