@@ -5,10 +5,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // cli runs the program as a user would, through run().
@@ -224,4 +229,48 @@ func TestParseCIDRs(t *testing.T) {
 			t.Errorf("parseCIDRs(%q): no error", bad)
 		}
 	}
+}
+
+// TestServeStartsAndStops: serve comes up on its database, answers, and on
+// cancellation drains and returns; TestMain then finds no goroutine it
+// left behind (the application's audit log, the delivery worker, the HTTP
+// server).
+func TestServeStartsAndStops(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	ehr := httptest.NewServer(http.NotFoundHandler())
+	defer ehr.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	env := map[string]string{"OTEL_SDK_DISABLED": "true"}
+	go func() {
+		done <- run(ctx, []string{"ketamine-gateway", "serve", "--addr", addr, "--db", filepath.Join(t.TempDir(), "kg.db"),
+			"--ehr-url", ehr.URL}, func(k string) string { return env[k] }, strings.NewReader(""), io.Discard, io.Discard)
+	}()
+	var up bool
+	for range 200 {
+		resp, err := http.Get("http://" + addr + "/fhir/metadata")
+		if err == nil {
+			resp.Body.Close()
+			up = resp.StatusCode == http.StatusOK
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("serve returned early: %v", err)
+		case <-time.After(25 * time.Millisecond):
+		}
+	}
+	if !up {
+		t.Fatal("serve did not answer /fhir/metadata")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("serve = %v after cancellation, want nil", err)
+	}
+	http.DefaultClient.CloseIdleConnections()
 }

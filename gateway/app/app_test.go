@@ -1,0 +1,61 @@
+package app_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+
+	"go.uber.org/goleak"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
+)
+
+// TestStartClose: New starts nothing and touches no database; Start seeds
+// and starts the audit log; Close stops it, and no goroutine outlives it.
+func TestStartClose(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "kg.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	before := goleak.IgnoreCurrent()
+	a, err := app.New(app.Config{Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := goleak.Find(before); err != nil {
+		t.Errorf("New started goroutines: %v", err)
+	}
+	if page, _, err := st.History(ctx, store.HistoryQuery{Tenant: search.AllTenants, Count: 10}); err != nil || len(page) != 0 {
+		t.Fatalf("New wrote to the database: %d versions, %v", len(page), err)
+	}
+	sc := auditlog.NewScope("read", nil)
+	if err := a.Audit.Append(sc, 200); !errors.Is(err, auditlog.ErrClosed) {
+		t.Errorf("Append before Start = %v, want ErrClosed", err)
+	}
+	if err := a.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Audit.Append(sc, 200); err != nil {
+		t.Errorf("Append after Start = %v", err)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatalf("second Close = %v", err)
+	}
+	if err := a.Audit.Append(sc, 200); !errors.Is(err, auditlog.ErrClosed) {
+		t.Errorf("Append after Close = %v, want ErrClosed", err)
+	}
+	if err := goleak.Find(before); err != nil {
+		t.Errorf("goroutines outlive Close: %v", err)
+	}
+}
