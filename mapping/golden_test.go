@@ -128,3 +128,45 @@ func describe(err error) string {
 	b, _ := json.Marshal(err)
 	return err.Error() + " " + string(b)
 }
+
+// TestTransactionFrom: the single-pass rendering (each resource rendered
+// once by MarshalResource, the Bundle assembled from those bytes) gives the
+// very bytes of json.Marshal of Transaction(), for every golden case.
+func TestTransactionFrom(t *testing.T) {
+	for _, tc := range goldenCases(t) {
+		t.Run(tc.name, func(t *testing.T) {
+			rec, err := mapping.Decode(tc.kind, tc.input)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := mapping.Map(rec, tc.opts)
+			if err != nil {
+				t.Fatal(describe(err))
+			}
+			raws := make([][]byte, len(res.Entries))
+			for i, e := range res.Entries {
+				if raws[i], err = mapping.MarshalResource(e.Resource); err != nil {
+					t.Fatal(err)
+				}
+				if want, _ := json.Marshal(e.Resource); !bytes.Equal(raws[i], want) {
+					t.Fatalf("MarshalResource(entry %d) differs from json.Marshal", i)
+				}
+			}
+			got, err := res.TransactionFrom(raws)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := res.Transaction()
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := json.Marshal(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("TransactionFrom differs from json.Marshal(Transaction()):\n%s\n%s", got, want)
+			}
+		})
+	}
+}

@@ -8,6 +8,7 @@
 package mapping
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 
@@ -151,12 +152,63 @@ func (r *Result) Transaction() (fhir.Bundle, error) {
 
 // TransactionFrom renders the transaction Bundle as compact JSON from the
 // entries' resources already rendered (raws[i] is Entries[i].Resource as
-// JSON), without marshalling them again.
+// compact JSON, as MarshalResource renders it), without marshalling them
+// again. The bytes are those of json.Marshal of Transaction().
 func (r *Result) TransactionFrom(raws [][]byte) ([]byte, error) {
 	if len(raws) != len(r.Entries) {
 		return nil, fmt.Errorf("transaction of %d entries from %d resources", len(r.Entries), len(raws))
 	}
-	return json.Marshal(r.bundle(raws))
+	n := 64
+	for i := range raws {
+		n += len(raws[i]) + 256
+	}
+	b := bytes.NewBuffer(make([]byte, 0, n))
+	str := func(s string) error {
+		q, err := json.Marshal(s)
+		b.Write(q)
+		return err
+	}
+	b.WriteString(`{"type":"transaction","entry":[`)
+	for i, e := range r.Entries {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(`{"fullUrl":`)
+		if err := str(e.FullURL); err != nil {
+			return nil, err
+		}
+		if e.Method != fhir.HTTPVerbDELETE && len(raws[i]) > 0 {
+			b.WriteString(`,"resource":`)
+			b.Write(raws[i])
+		}
+		b.WriteString(`,"request":{"method":`)
+		if err := str(e.Method.Code()); err != nil {
+			return nil, err
+		}
+		b.WriteString(`,"url":`)
+		if err := str(e.URL); err != nil {
+			return nil, err
+		}
+		if e.IfNoneExist != "" {
+			b.WriteString(`,"ifNoneExist":`)
+			if err := str(e.IfNoneExist); err != nil {
+				return nil, err
+			}
+		}
+		b.WriteString(`}}`)
+	}
+	b.WriteString(`],"resourceType":"Bundle"}`)
+	return b.Bytes(), nil
+}
+
+// MarshalResource renders a mapped resource as compact JSON: the bytes of
+// json.Marshal, without its second pass over a resource that marshals
+// itself (every samply resource does).
+func MarshalResource(v any) ([]byte, error) {
+	if m, ok := v.(json.Marshaler); ok {
+		return m.MarshalJSON()
+	}
+	return json.Marshal(v)
 }
 
 // bundle assembles the transaction Bundle.

@@ -7,7 +7,6 @@
 package ingest
 
 import (
-	"encoding/json"
 	"fmt"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
@@ -100,7 +99,7 @@ func (p *Pipeline) Marshal(res *mapping.Result) ([][]byte, error) {
 		if e.Resource == nil {
 			continue
 		}
-		raw, err := json.Marshal(e.Resource)
+		raw, err := mapping.MarshalResource(e.Resource)
 		if err != nil {
 			return nil, fmt.Errorf("marshal mapped entry %d: %w", i, err)
 		}
