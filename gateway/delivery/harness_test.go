@@ -48,6 +48,13 @@ func (c *fakeClock) NewTimer(deadline time.Time) (<-chan time.Time, func()) {
 	}
 }
 
+// pending returns how many timers wait for the clock.
+func (c *fakeClock) pending() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.timers)
+}
+
 func (c *fakeClock) Advance(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
