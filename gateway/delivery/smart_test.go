@@ -101,7 +101,7 @@ func (ts *tokenServer) verify(jwt string) error {
 		}
 		return json.Unmarshal(b, v)
 	}
-	var hdr struct{ Alg, Kid, Typ string }
+	var hdr map[string]any
 	var cl struct {
 		Iss, Sub, Aud, Jti string
 		Exp, Iat           int64
@@ -114,12 +114,12 @@ func (ts *tokenServer) verify(jwt string) error {
 	}
 	now := ts.clock.Now().Unix()
 	switch {
-	case hdr.Alg != ts.alg || hdr.Kid != ts.kid || hdr.Typ != "JWT":
-		return fmt.Errorf("header %+v", hdr)
+	case len(hdr) != 3 || hdr["alg"] != ts.alg || hdr["kid"] != ts.kid || hdr["typ"] != "JWT":
+		return fmt.Errorf("header %v, want exactly alg %s, kid %s, typ JWT", hdr, ts.alg, ts.kid)
 	case cl.Iss != ts.clientID || cl.Sub != ts.clientID || cl.Aud != ts.url():
 		return fmt.Errorf("iss %q sub %q aud %q", cl.Iss, cl.Sub, cl.Aud)
-	case cl.Exp <= now || cl.Exp > now+300:
-		return fmt.Errorf("exp %d is not within 5 minutes of %d", cl.Exp, now)
+	case cl.Exp <= now || cl.Exp > now+300 || cl.Iat != now:
+		return fmt.Errorf("exp %d, iat %d: want iat now (%d) and exp within 5 minutes", cl.Exp, cl.Iat, now)
 	case cl.Jti == "":
 		return fmt.Errorf("no jti")
 	}
