@@ -70,7 +70,7 @@ func (c *doneCounter) OnAttempt(_, outcome string, _ time.Duration) {
 func (c *doneCounter) OnBacklog(string, Backlog) {}
 
 // BenchmarkDeliver measures delivery throughput (records/s) from a
-// MemoryOutbox to a local EHR stub that answers at once: what the engine
+// memoryOutbox to a local EHR stub that answers at once: what the engine
 // itself costs (claiming, HTTP, response checks, recording).
 func BenchmarkDeliver(b *testing.B) {
 	golden, err := os.ReadFile("../../mapping/testdata/session/iv-routine.golden.json")
@@ -92,7 +92,7 @@ func BenchmarkDeliver(b *testing.B) {
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			srv := fastEHR(b)
-			outbox := NewMemoryOutbox()
+			outbox := newMemoryOutbox()
 			now := time.Now()
 			for i := range b.N {
 				outbox.Enqueue(Item{Destination: "ehr", OrderKey: fmt.Sprint(i % 1000), Payload: bc.payload, NextAttempt: now, Created: now})

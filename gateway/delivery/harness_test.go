@@ -76,14 +76,14 @@ type event struct {
 	Err    error
 }
 
-// recOutbox is a MemoryOutbox that reports every Complete on a channel.
+// recOutbox is a memoryOutbox that reports every Complete on a channel.
 type recOutbox struct {
-	*MemoryOutbox
+	*memoryOutbox
 	events chan event
 }
 
 func (r *recOutbox) Complete(ctx context.Context, id int64, a Attempt, next Status, at time.Time) error {
-	err := r.MemoryOutbox.Complete(ctx, id, a, next, at)
+	err := r.memoryOutbox.Complete(ctx, id, a, next, at)
 	r.events <- event{id, a, next, at, err}
 	return err
 }
@@ -126,7 +126,7 @@ func newHarness(t *testing.T, dests []Destination, tweak func(*WorkerOptions)) *
 	if tweak != nil {
 		tweak(&opts)
 	}
-	h := &harness{t: t, clock: clock, outbox: &recOutbox{NewMemoryOutbox(), make(chan event, 10000)}}
+	h := &harness{t: t, clock: clock, outbox: &recOutbox{newMemoryOutbox(), make(chan event, 10000)}}
 	w, err := NewWorker(h.outbox, dests, opts)
 	if err != nil {
 		t.Fatal(err)

@@ -105,8 +105,8 @@ type Backlog struct {
 }
 
 // Outbox is the durable queue the worker delivers from. It is implemented
-// by the store (SQLite, PostgreSQL) and by MemoryOutbox, whose behaviour is
-// the reference. All methods must be safe for concurrent use, also by
+// by the store (SQLite, PostgreSQL), and in the tests by an in-memory
+// outbox. All methods must be safe for concurrent use, also by
 // several worker processes sharing one database.
 type Outbox interface {
 	// Claim returns up to limit items of destination that are claimable at

@@ -211,7 +211,7 @@ func TestRateLimiter(t *testing.T) {
 
 func TestNewWorkerChecks(t *testing.T) {
 	d := Destination{Name: "ehr", BaseURL: "https://ehr.example.org/fhir"}
-	if _, err := NewWorker(NewMemoryOutbox(), []Destination{d, d}, WorkerOptions{}); err == nil || !strings.Contains(err.Error(), "twice") {
+	if _, err := NewWorker(newMemoryOutbox(), []Destination{d, d}, WorkerOptions{}); err == nil || !strings.Contains(err.Error(), "twice") {
 		t.Errorf("duplicate names: %v", err)
 	}
 	if _, err := NewWorker(nil, nil, WorkerOptions{}); err == nil {
@@ -219,15 +219,15 @@ func TestNewWorkerChecks(t *testing.T) {
 	}
 	slow := d
 	slow.Timeout = 10 * time.Minute
-	if _, err := NewWorker(NewMemoryOutbox(), []Destination{slow}, WorkerOptions{}); err == nil || !strings.Contains(err.Error(), "lease") {
+	if _, err := NewWorker(newMemoryOutbox(), []Destination{slow}, WorkerOptions{}); err == nil || !strings.Contains(err.Error(), "lease") {
 		t.Errorf("timeout beyond the lease: %v", err)
 	}
 	bad := d
 	bad.Auth = Auth{Type: AuthSMARTBackend, SMART: SMART{ClientID: "c", Scope: "s", KeyID: "k", PrivateKeyPEM: "nope"}}
-	if _, err := NewWorker(NewMemoryOutbox(), []Destination{bad}, WorkerOptions{}); err == nil || !strings.Contains(err.Error(), "no PEM") {
+	if _, err := NewWorker(newMemoryOutbox(), []Destination{bad}, WorkerOptions{}); err == nil || !strings.Contains(err.Error(), "no PEM") {
 		t.Errorf("bad key: %v", err)
 	}
-	w, err := NewWorker(NewMemoryOutbox(), []Destination{d}, WorkerOptions{})
+	w, err := NewWorker(newMemoryOutbox(), []Destination{d}, WorkerOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,18 +9,19 @@ import (
 	"time"
 )
 
-// MemoryOutbox is an in-memory Outbox: the reference semantics of Claim and
-// Complete, used by tests and benchmarks. It is safe for concurrent use.
-// Claim and Complete cost O(log n).
-type MemoryOutbox struct {
+// memoryOutbox is an in-memory Outbox for the tests and benchmarks (test
+// code only: it is not in the gateway's binary). It keeps the reference
+// semantics of Claim and Complete and is safe for concurrent use. Claim
+// and Complete cost O(log n).
+type memoryOutbox struct {
 	mu     sync.Mutex
 	nextID int64
 	items  map[int64]*memItem
 	dests  map[string]*memDest
 }
 
-// Entry is a snapshot of one MemoryOutbox item.
-type Entry struct {
+// memEntry is a snapshot of one memoryOutbox item.
+type memEntry struct {
 	Item       Item
 	Status     Status
 	LeaseUntil time.Time // while InFlight
@@ -69,15 +70,15 @@ func (h *readyHeap) Pop() any {
 	return e
 }
 
-// NewMemoryOutbox returns an empty MemoryOutbox.
-func NewMemoryOutbox() *MemoryOutbox {
-	return &MemoryOutbox{items: map[int64]*memItem{}, dests: map[string]*memDest{}}
+// newMemoryOutbox returns an empty memoryOutbox.
+func newMemoryOutbox() *memoryOutbox {
+	return &memoryOutbox{items: map[int64]*memItem{}, dests: map[string]*memDest{}}
 }
 
 // Enqueue adds it as a Pending item and returns its new ID (it.ID is
 // ignored; Attempts is kept). A zero NextAttempt makes it due at once. The
 // Payload is shared, not copied: do not modify it afterwards.
-func (m *MemoryOutbox) Enqueue(it Item) int64 {
+func (m *memoryOutbox) Enqueue(it Item) int64 {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.nextID++
@@ -92,7 +93,7 @@ func (m *MemoryOutbox) Enqueue(it Item) int64 {
 	return it.ID
 }
 
-func (m *MemoryOutbox) dest(name string) *memDest {
+func (m *memoryOutbox) dest(name string) *memDest {
 	d := m.dests[name]
 	if d == nil {
 		d = &memDest{keys: map[string][]int64{}}
@@ -106,7 +107,7 @@ func (d *memDest) push(at time.Time, mi *memItem) {
 }
 
 // Claim implements Outbox.
-func (m *MemoryOutbox) Claim(ctx context.Context, destination string, now time.Time, lease time.Duration, limit int) ([]Item, error) {
+func (m *memoryOutbox) Claim(ctx context.Context, destination string, now time.Time, lease time.Duration, limit int) ([]Item, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -136,7 +137,7 @@ func (m *MemoryOutbox) Claim(ctx context.Context, destination string, now time.T
 }
 
 // Complete implements Outbox.
-func (m *MemoryOutbox) Complete(ctx context.Context, id int64, a Attempt, next Status, nextAttempt time.Time) error {
+func (m *memoryOutbox) Complete(ctx context.Context, id int64, a Attempt, next Status, nextAttempt time.Time) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -164,7 +165,7 @@ func (m *MemoryOutbox) Complete(ctx context.Context, id int64, a Attempt, next S
 	}
 	q := d.keys[mi.item.OrderKey]
 	if len(q) == 0 || q[0] != id {
-		panic("delivery: MemoryOutbox: an in-flight item is not the head of its key")
+		panic("delivery: memoryOutbox: an in-flight item is not the head of its key")
 	}
 	q = q[1:]
 	if len(q) == 0 {
@@ -178,7 +179,7 @@ func (m *MemoryOutbox) Complete(ctx context.Context, id int64, a Attempt, next S
 }
 
 // Backlog implements Backlogger. It scans every item: O(n).
-func (m *MemoryOutbox) Backlog(ctx context.Context, destination string, now time.Time) (Backlog, error) {
+func (m *memoryOutbox) Backlog(ctx context.Context, destination string, now time.Time) (Backlog, error) {
 	if err := ctx.Err(); err != nil {
 		return Backlog{}, err
 	}
@@ -210,18 +211,18 @@ func (m *MemoryOutbox) Backlog(ctx context.Context, destination string, now time
 }
 
 // Get returns a snapshot of item id.
-func (m *MemoryOutbox) Get(id int64) (Entry, bool) {
+func (m *memoryOutbox) Get(id int64) (memEntry, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	mi := m.items[id]
 	if mi == nil {
-		return Entry{}, false
+		return memEntry{}, false
 	}
-	return Entry{Item: mi.item, Status: mi.status, LeaseUntil: mi.leaseUntil, History: slices.Clone(mi.history)}, true
+	return memEntry{Item: mi.item, Status: mi.status, LeaseUntil: mi.leaseUntil, History: slices.Clone(mi.history)}, true
 }
 
 // Count returns how many items of destination ("" for all) have status s.
-func (m *MemoryOutbox) Count(destination string, s Status) int {
+func (m *memoryOutbox) Count(destination string, s Status) int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	n := 0

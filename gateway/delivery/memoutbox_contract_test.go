@@ -21,7 +21,7 @@ func ids(items []Item) []int64 {
 	return out
 }
 
-func claimIDs(t *testing.T, m *MemoryOutbox, dest string, now time.Time, limit int) []int64 {
+func claimIDs(t *testing.T, m *memoryOutbox, dest string, now time.Time, limit int) []int64 {
 	t.Helper()
 	items, err := m.Claim(context.Background(), dest, now, time.Hour, limit)
 	if err != nil {
@@ -30,7 +30,7 @@ func claimIDs(t *testing.T, m *MemoryOutbox, dest string, now time.Time, limit i
 	return ids(items)
 }
 
-func complete(t *testing.T, m *MemoryOutbox, id int64, s Status, next time.Time) {
+func complete(t *testing.T, m *memoryOutbox, id int64, s Status, next time.Time) {
 	t.Helper()
 	if err := m.Complete(context.Background(), id, Attempt{N: 1}, s, next); err != nil {
 		t.Fatal(err)
@@ -39,7 +39,7 @@ func complete(t *testing.T, m *MemoryOutbox, id int64, s Status, next time.Time)
 
 func TestMemoryOutboxClaim(t *testing.T) {
 	ctx := context.Background()
-	m := NewMemoryOutbox()
+	m := newMemoryOutbox()
 	add := func(dest, key string, due time.Time) int64 {
 		return m.Enqueue(Item{Destination: dest, OrderKey: key, NextAttempt: due, Created: t0})
 	}
@@ -103,7 +103,7 @@ func TestMemoryOutboxClaim(t *testing.T) {
 }
 
 func TestMemoryOutboxConcurrentClaims(t *testing.T) {
-	m := NewMemoryOutbox()
+	m := newMemoryOutbox()
 	const n = 300
 	for i := range n {
 		m.Enqueue(Item{Destination: "d", OrderKey: fmt.Sprint(i % 50), NextAttempt: t0})
@@ -144,22 +144,22 @@ func TestMemoryOutboxConcurrentClaims(t *testing.T) {
 
 // modelOutbox is the Claim contract written as plainly as possible.
 type modelOutbox struct {
-	items []*Entry
+	items []*memEntry
 }
 
 func (m *modelOutbox) claim(dest string, now time.Time, lease time.Duration, limit int) []int64 {
-	readyAt := func(e *Entry) time.Time {
+	readyAt := func(e *memEntry) time.Time {
 		if e.Status == InFlight {
 			return e.LeaseUntil
 		}
 		return e.Item.NextAttempt
 	}
-	var cands []*Entry
+	var cands []*memEntry
 	for _, e := range m.items {
 		if e.Item.Destination != dest || (e.Status != Pending && e.Status != InFlight) || readyAt(e).After(now) {
 			continue
 		}
-		blocked := slices.ContainsFunc(m.items, func(o *Entry) bool {
+		blocked := slices.ContainsFunc(m.items, func(o *memEntry) bool {
 			return o.Item.Destination == dest && o.Item.OrderKey == e.Item.OrderKey && o.Item.ID < e.Item.ID &&
 				(o.Status == Pending || o.Status == InFlight)
 		})
@@ -167,7 +167,7 @@ func (m *modelOutbox) claim(dest string, now time.Time, lease time.Duration, lim
 			cands = append(cands, e)
 		}
 	}
-	slices.SortFunc(cands, func(a, b *Entry) int {
+	slices.SortFunc(cands, func(a, b *memEntry) int {
 		if c := readyAt(a).Compare(readyAt(b)); c != 0 {
 			return c
 		}
@@ -181,12 +181,12 @@ func (m *modelOutbox) claim(dest string, now time.Time, lease time.Duration, lim
 	return out
 }
 
-// TestMemoryOutboxMatchesModel runs random operations on MemoryOutbox and
+// TestMemoryOutboxMatchesModel runs random operations on memoryOutbox and
 // on the plain model of the contract and compares every Claim.
 func TestMemoryOutboxMatchesModel(t *testing.T) {
 	for seed := range uint64(20) {
 		r := rand.New(rand.NewPCG(seed, 7))
-		m, model := NewMemoryOutbox(), &modelOutbox{}
+		m, model := newMemoryOutbox(), &modelOutbox{}
 		now := t0
 		for step := range 2000 {
 			switch op := r.IntN(10); {
@@ -194,7 +194,7 @@ func TestMemoryOutboxMatchesModel(t *testing.T) {
 				it := Item{Destination: []string{"d", "e"}[r.IntN(2)], OrderKey: fmt.Sprint(r.IntN(6)),
 					NextAttempt: now.Add(time.Duration(r.IntN(120)-60) * time.Second)}
 				it.ID = m.Enqueue(it)
-				model.items = append(model.items, &Entry{Item: it, Status: Pending})
+				model.items = append(model.items, &memEntry{Item: it, Status: Pending})
 			case op < 6:
 				dest, limit, lease := []string{"d", "e"}[r.IntN(2)], 1+r.IntN(4), time.Duration(1+r.IntN(90))*time.Second
 				items, err := m.Claim(context.Background(), dest, now, lease, limit)
