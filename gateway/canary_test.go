@@ -153,7 +153,7 @@ func TestCanaryNoPHI(t *testing.T) {
 	worker, err := delivery.NewWorker(ob, dests, delivery.WorkerOptions{
 		Logger: logger, TraceID: telemetry.TraceID, PollInterval: 50 * time.Millisecond,
 		BackoffBase: 10 * time.Millisecond, BackoffMax: 20 * time.Millisecond,
-		StartAttempt: func(ctx context.Context, dest string, it delivery.Item) (context.Context, func(string)) {
+		StartAttempt: func(ctx context.Context, dest string, it *store.OutboxItem) (context.Context, func(string)) {
 			return tel.StartDeliveryAttempt(ctx, dest, it.TraceID, it.Attempts+1)
 		},
 		WrapTransport: func(rt http.RoundTripper) http.RoundTripper { return telemetry.ClientTransport(rt, tel) },

@@ -16,7 +16,7 @@ func DeliveryOutbox(st store.Store) (delivery.Outbox, bool) {
 	if !ok {
 		return nil, false
 	}
-	return delivery.StoreOutbox{Store: ob}, true
+	return ob, true
 }
 
 // DeliveryObserver bridges the worker's events to OpenTelemetry metrics.
@@ -29,7 +29,7 @@ func (o DeliveryObserver) OnAttempt(dest, outcome string, d time.Duration) {
 
 // OnBacklog implements delivery.Observer (the backlog gauges read the
 // store directly, see RegisterBacklog).
-func (o DeliveryObserver) OnBacklog(string, delivery.Backlog) {}
+func (o DeliveryObserver) OnBacklog(store.DestinationStats) {}
 
 // Routes turns destinations into the write path's routes.
 func Routes(dests []delivery.Destination) []Route {

@@ -137,7 +137,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			Logger:   logger,
 			Observer: gateway.DeliveryObserver{Metrics: metrics},
 			TraceID:  telemetry.TraceID,
-			StartAttempt: func(ctx context.Context, dest string, it delivery.Item) (context.Context, func(string)) {
+			StartAttempt: func(ctx context.Context, dest string, it *store.OutboxItem) (context.Context, func(string)) {
 				return tel.StartDeliveryAttempt(ctx, dest, it.TraceID, it.Attempts+1)
 			},
 			WrapTransport: func(rt http.RoundTripper) http.RoundTripper { return telemetry.ClientTransport(rt, tel) },

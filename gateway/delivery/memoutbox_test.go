@@ -1,18 +1,24 @@
 package delivery
 
 import (
+	"cmp"
 	"container/heap"
 	"context"
 	"fmt"
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
 
 // memoryOutbox is an in-memory Outbox for the tests and benchmarks (test
-// code only: it is not in the gateway's binary). It keeps the reference
-// semantics of Claim and Complete and is safe for concurrent use. Claim
-// and Complete cost O(log n).
+// code only: it is not in the gateway's binary). It keeps the outbox
+// contract of the stores (see Outbox and outbox_test.go) on
+// store.OutboxItem and store.Attempt, and also has their Enqueue and
+// Delivery. It is safe for concurrent use; Claim and Complete cost
+// O(log n). Unlike the stores, it claims the oldest due items first (by
+// NextAttempt, then ID) and keeps the Created it is given.
 type memoryOutbox struct {
 	mu     sync.Mutex
 	nextID int64
@@ -20,27 +26,21 @@ type memoryOutbox struct {
 	dests  map[string]*memDest
 }
 
-// memEntry is a snapshot of one memoryOutbox item.
-type memEntry struct {
-	Item       Item
-	Status     Status
-	LeaseUntil time.Time // while InFlight
-	History    []Attempt // every recorded attempt, oldest first
-}
-
 type memItem struct {
-	item       Item
-	status     Status
-	leaseUntil time.Time
-	history    []Attempt
-	gen        uint64 // bumped on every change; stale heap entries differ
+	item       store.OutboxItem // Status is its state
+	leaseUntil time.Time        // while in flight
+	attempts   []store.Attempt  // every recorded attempt, oldest first
+	gen        uint64           // bumped on every change; stale heap entries differ
 }
 
-// memDest indexes one destination's live (Pending or InFlight) items.
+// memKey is an order key: items of one tenant and OrderKey.
+type memKey struct{ tenant, orderKey string }
+
+// memDest indexes one destination's live (pending or in flight) items.
 type memDest struct {
-	// keys holds the live item IDs of each OrderKey, ascending: only
+	// keys holds the live item IDs of each order key, ascending: only
 	// keys[k][0], the head, can be claimed.
-	keys map[string][]int64
+	keys map[memKey][]int64
 	// ready holds the heads by the time they become claimable
 	// (NextAttempt, or the lease end while in flight).
 	ready readyHeap
@@ -56,8 +56,8 @@ type readyHeap []readyEntry
 
 func (h readyHeap) Len() int { return len(h) }
 func (h readyHeap) Less(i, j int) bool {
-	if !h[i].at.Equal(h[j].at) {
-		return h[i].at.Before(h[j].at)
+	if c := h[i].at.Compare(h[j].at); c != 0 {
+		return c < 0
 	}
 	return h[i].id < h[j].id
 }
@@ -75,28 +75,40 @@ func newMemoryOutbox() *memoryOutbox {
 	return &memoryOutbox{items: map[int64]*memItem{}, dests: map[string]*memDest{}}
 }
 
-// Enqueue adds it as a Pending item and returns its new ID (it.ID is
-// ignored; Attempts is kept). A zero NextAttempt makes it due at once. The
-// Payload is shared, not copied: do not modify it afterwards.
-func (m *memoryOutbox) Enqueue(it Item) int64 {
+var _ Outbox = (*memoryOutbox)(nil)
+
+// Enqueue adds items as pending, like store.OutboxTx.Enqueue: it sets
+// their ID and Status, a zero Created to now and a zero NextAttempt to
+// Created. The Payloads are shared, not copied.
+func (m *memoryOutbox) Enqueue(items ...*store.OutboxItem) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.nextID++
-	it.ID = m.nextID
-	mi := &memItem{item: it, status: Pending}
-	m.items[it.ID] = mi
-	d := m.dest(it.Destination)
-	d.keys[it.OrderKey] = append(d.keys[it.OrderKey], it.ID)
-	if len(d.keys[it.OrderKey]) == 1 {
-		d.push(mi.item.NextAttempt, mi)
+	for _, it := range items {
+		m.nextID++
+		it.ID, it.Status = m.nextID, store.StatusPending
+		if it.Created.IsZero() {
+			it.Created = time.Now()
+		}
+		if it.NextAttempt.IsZero() {
+			it.NextAttempt = it.Created
+		}
+		it.Updated = it.Created
+		mi := &memItem{item: *it}
+		m.items[it.ID] = mi
+		d := m.dest(it.Destination)
+		k := memKey{it.Tenant, it.OrderKey}
+		d.keys[k] = append(d.keys[k], it.ID)
+		if len(d.keys[k]) == 1 {
+			d.push(mi.item.NextAttempt, mi)
+		}
 	}
-	return it.ID
+	return nil
 }
 
 func (m *memoryOutbox) dest(name string) *memDest {
 	d := m.dests[name]
 	if d == nil {
-		d = &memDest{keys: map[string][]int64{}}
+		d = &memDest{keys: map[memKey][]int64{}}
 		m.dests[name] = d
 	}
 	return d
@@ -107,12 +119,12 @@ func (d *memDest) push(at time.Time, mi *memItem) {
 }
 
 // Claim implements Outbox.
-func (m *memoryOutbox) Claim(ctx context.Context, destination string, now time.Time, lease time.Duration, limit int) ([]Item, error) {
+func (m *memoryOutbox) Claim(ctx context.Context, destination string, now time.Time, lease time.Duration, limit int) ([]*store.OutboxItem, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	if lease <= 0 {
-		return nil, fmt.Errorf("delivery: claim with lease %v", lease)
+		return nil, fmt.Errorf("memory outbox: claim with lease %v", lease)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -120,116 +132,117 @@ func (m *memoryOutbox) Claim(ctx context.Context, destination string, now time.T
 	if d == nil || limit <= 0 {
 		return nil, nil
 	}
-	var out []Item
+	var out []*store.OutboxItem
 	for len(out) < limit && d.ready.Len() > 0 && !d.ready[0].at.After(now) {
 		e := heap.Pop(&d.ready).(readyEntry)
 		mi := m.items[e.id]
 		if mi == nil || mi.gen != e.gen {
 			continue // superseded
 		}
-		mi.status = InFlight
+		mi.item.Status = store.StatusInFlight
+		mi.item.Updated = now
 		mi.leaseUntil = now.Add(lease)
 		mi.gen++
 		d.push(mi.leaseUntil, mi)
-		out = append(out, mi.item)
+		it := mi.item
+		out = append(out, &it)
 	}
 	return out, nil
 }
 
 // Complete implements Outbox.
-func (m *memoryOutbox) Complete(ctx context.Context, id int64, a Attempt, next Status, nextAttempt time.Time) error {
+func (m *memoryOutbox) Complete(ctx context.Context, a *store.Attempt, status string, nextAttempt time.Time) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	switch next {
-	case Pending, Done, Dead:
+	switch status {
+	case store.StatusPending, store.StatusDone, store.StatusDead:
 	default:
-		return fmt.Errorf("delivery: complete item %d with status %q", id, next)
+		return fmt.Errorf("memory outbox: complete item %d with status %q", a.ItemID, status)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	mi := m.items[id]
-	if mi == nil || mi.status != InFlight {
-		return fmt.Errorf("item %d: %w", id, ErrNotInFlight)
+	mi := m.items[a.ItemID]
+	if mi == nil || mi.item.Status != store.StatusInFlight {
+		return store.ErrNotFound
 	}
-	mi.history = append(mi.history, a)
 	mi.item.Attempts++
+	a.N = mi.item.Attempts
+	mi.attempts = append(mi.attempts, *a)
 	mi.gen++
-	mi.status = next
+	mi.item.Status, mi.item.NextAttempt, mi.item.LastError, mi.item.Updated = status, nextAttempt, a.Error, a.At
 	mi.leaseUntil = time.Time{}
 	d := m.dests[mi.item.Destination]
-	if next == Pending {
-		mi.item.NextAttempt = nextAttempt
+	if status == store.StatusPending {
 		d.push(nextAttempt, mi)
 		return nil
 	}
-	q := d.keys[mi.item.OrderKey]
-	if len(q) == 0 || q[0] != id {
-		panic("delivery: memoryOutbox: an in-flight item is not the head of its key")
+	k := memKey{mi.item.Tenant, mi.item.OrderKey}
+	q := d.keys[k]
+	if len(q) == 0 || q[0] != a.ItemID {
+		panic("memory outbox: an in-flight item is not the head of its key")
 	}
 	q = q[1:]
 	if len(q) == 0 {
-		delete(d.keys, mi.item.OrderKey)
+		delete(d.keys, k)
 		return nil
 	}
-	d.keys[mi.item.OrderKey] = q
+	d.keys[k] = q
 	head := m.items[q[0]]
 	d.push(head.item.NextAttempt, head)
 	return nil
 }
 
-// Backlog implements Backlogger. It scans every item: O(n).
-func (m *memoryOutbox) Backlog(ctx context.Context, destination string, now time.Time) (Backlog, error) {
+// Stats implements Outbox. It scans every item: O(n).
+func (m *memoryOutbox) Stats(ctx context.Context) ([]store.DestinationStats, error) {
 	if err := ctx.Err(); err != nil {
-		return Backlog{}, err
+		return nil, err
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	var b Backlog
+	byDest := map[string]*store.DestinationStats{}
 	for _, mi := range m.items {
-		if mi.item.Destination != destination {
-			continue
+		it := &mi.item
+		s := byDest[it.Destination]
+		if s == nil {
+			s = &store.DestinationStats{Destination: it.Destination}
+			byDest[it.Destination] = s
 		}
-		switch mi.status {
-		case Pending:
-			b.Pending++
-			if !mi.item.NextAttempt.After(now) {
-				b.Due++
+		switch it.Status {
+		case store.StatusPending, store.StatusInFlight:
+			s.Pending++
+			if s.OldestPending.IsZero() || it.Created.Before(s.OldestPending) {
+				s.OldestPending = it.Created
 			}
-		case InFlight:
-			b.InFlight++
-		case Dead:
-			b.Dead++
-		default:
-			continue
-		}
-		if mi.status != Dead && (b.Oldest.IsZero() || mi.item.Created.Before(b.Oldest)) {
-			b.Oldest = mi.item.Created
+		case store.StatusDead:
+			s.Dead++
 		}
 	}
-	return b, nil
+	out := make([]store.DestinationStats, 0, len(byDest))
+	for _, s := range byDest {
+		out = append(out, *s)
+	}
+	slices.SortFunc(out, func(a, b store.DestinationStats) int { return cmp.Compare(a.Destination, b.Destination) })
+	return out, nil
 }
 
-// Get returns a snapshot of item id.
-func (m *memoryOutbox) Get(id int64) (memEntry, bool) {
+// Delivery returns a copy of item id and its attempts, like
+// store.Outbox.Delivery; store.ErrNotFound if absent.
+func (m *memoryOutbox) Delivery(ctx context.Context, id int64) (*store.OutboxItem, []*store.Attempt, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	mi := m.items[id]
 	if mi == nil {
-		return memEntry{}, false
+		return nil, nil, store.ErrNotFound
 	}
-	return memEntry{Item: mi.item, Status: mi.status, LeaseUntil: mi.leaseUntil, History: slices.Clone(mi.history)}, true
-}
-
-// Count returns how many items of destination ("" for all) have status s.
-func (m *memoryOutbox) Count(destination string, s Status) int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	n := 0
-	for _, mi := range m.items {
-		if mi.status == s && (destination == "" || mi.item.Destination == destination) {
-			n++
-		}
+	it := mi.item
+	attempts := make([]*store.Attempt, len(mi.attempts))
+	for i := range mi.attempts {
+		a := mi.attempts[i]
+		attempts[i] = &a
 	}
-	return n
+	return &it, attempts, nil
 }
