@@ -151,10 +151,10 @@ func TestCanaryNoPHI(t *testing.T) {
 		{Name: "ehr-500", BaseURL: ehr(500, ehrMarker500).URL},
 		{Name: "ehr-400", BaseURL: ehr(400, ehrMarker400).URL},
 	}
-	worker, err := delivery.NewWorker(delivery.StoreOutbox{Store: base}, dests, delivery.WorkerOptions{
+	worker, err := delivery.NewWorker(base, dests, delivery.WorkerOptions{
 		Logger: logger, TraceID: telemetry.TraceID, PollInterval: 50 * time.Millisecond,
 		BackoffBase: 10 * time.Millisecond, BackoffMax: 20 * time.Millisecond,
-		StartAttempt: func(ctx context.Context, dest string, it delivery.Item) (context.Context, func(string)) {
+		StartAttempt: func(ctx context.Context, dest string, it *store.OutboxItem) (context.Context, func(string)) {
 			return tel.StartDeliveryAttempt(ctx, dest, it.TraceID, it.Attempts+1)
 		},
 		WrapTransport: func(rt http.RoundTripper) http.RoundTripper { return telemetry.ClientTransport(rt, tel) },

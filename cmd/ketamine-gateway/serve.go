@@ -133,11 +133,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	var worker *delivery.Worker
 	if len(dests) > 0 {
-		worker, err = delivery.NewWorker(delivery.StoreOutbox{Store: st}, dests, delivery.WorkerOptions{
+		worker, err = delivery.NewWorker(st, dests, delivery.WorkerOptions{
 			Logger:   logger,
 			Observer: deliveryObserver{metrics: metrics},
 			TraceID:  telemetry.TraceID,
-			StartAttempt: func(ctx context.Context, dest string, it delivery.Item) (context.Context, func(string)) {
+			StartAttempt: func(ctx context.Context, dest string, it *store.OutboxItem) (context.Context, func(string)) {
 				return tel.StartDeliveryAttempt(ctx, dest, it.TraceID, it.Attempts+1)
 			},
 			WrapTransport: func(rt http.RoundTripper) http.RoundTripper { return telemetry.ClientTransport(rt, tel) },
@@ -340,4 +340,4 @@ func (o deliveryObserver) OnAttempt(dest, outcome string, d time.Duration) {
 
 // OnBacklog implements delivery.Observer (the backlog gauges read the
 // store directly, see RegisterBacklog).
-func (o deliveryObserver) OnBacklog(string, delivery.Backlog) {}
+func (o deliveryObserver) OnBacklog(store.DestinationStats) {}

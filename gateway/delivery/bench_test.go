@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
 
 // fastEHR answers every write at once, without storing: transaction and
@@ -67,10 +69,10 @@ func (c *doneCounter) OnAttempt(_, outcome string, _ time.Duration) {
 	}
 }
 
-func (c *doneCounter) OnBacklog(string, Backlog) {}
+func (c *doneCounter) OnBacklog(store.DestinationStats) {}
 
 // BenchmarkDeliver measures delivery throughput (records/s) from a
-// MemoryOutbox to a local EHR stub that answers at once: what the engine
+// in-memory outbox to a local EHR stub that answers at once: what the engine
 // itself costs (claiming, HTTP, response checks, recording).
 func BenchmarkDeliver(b *testing.B) {
 	golden, err := os.ReadFile("../../mapping/testdata/session/iv-routine.golden.json")
@@ -92,10 +94,10 @@ func BenchmarkDeliver(b *testing.B) {
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			srv := fastEHR(b)
-			outbox := NewMemoryOutbox()
+			outbox := newMemoryOutbox()
 			now := time.Now()
 			for i := range b.N {
-				outbox.Enqueue(Item{Destination: "ehr", OrderKey: fmt.Sprint(i % 1000), Payload: bc.payload, NextAttempt: now, Created: now})
+				outbox.Enqueue(&store.OutboxItem{Destination: "ehr", OrderKey: fmt.Sprint(i % 1000), Payload: bc.payload, NextAttempt: now, Created: now})
 			}
 			obs := &doneCounter{done: make(chan struct{})}
 			obs.target.Store(int64(b.N))

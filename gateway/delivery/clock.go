@@ -2,8 +2,9 @@ package delivery
 
 import (
 	"context"
-	"sync"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // Clock is the worker's source of time and timers; tests inject a fake.
@@ -28,53 +29,21 @@ func (realClock) NewTimer(deadline time.Time) (<-chan time.Time, func()) {
 	return t.C, func() { t.Stop() }
 }
 
-// sleep waits for d on clock, or until ctx is done.
-func sleep(ctx context.Context, clock Clock, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	c, stop := clock.NewTimer(clock.Now().Add(d))
-	defer stop()
-	select {
-	case <-c:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-// limiter is a token bucket: rate requests per second, bursts of burst.
-// A nil *limiter does not limit.
+// limiter paces a destination's requests: a token bucket
+// (golang.org/x/time/rate) read on the worker's Clock, so that tests drive
+// it with a fake one. A nil *limiter does not limit.
 type limiter struct {
 	clock  Clock
-	rate   float64
-	burst  float64
-	mu     sync.Mutex
-	tokens float64
-	last   time.Time
+	bucket *rate.Limiter
 }
 
-func newLimiter(clock Clock, rate float64, burst int) *limiter {
-	if rate <= 0 {
+// newLimiter returns a limiter of perSecond requests per second with bursts
+// of burst (at least 1), or nil when perSecond is not positive.
+func newLimiter(clock Clock, perSecond float64, burst int) *limiter {
+	if perSecond <= 0 {
 		return nil
 	}
-	return &limiter{clock: clock, rate: rate, burst: float64(burst), tokens: float64(burst), last: clock.Now()}
-}
-
-// reserve takes a token and returns how long to wait before using it.
-func (l *limiter) reserve() time.Duration {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := l.clock.Now()
-	if el := now.Sub(l.last).Seconds(); el > 0 {
-		l.tokens = min(l.burst, l.tokens+el*l.rate)
-		l.last = now
-	}
-	l.tokens--
-	if l.tokens >= 0 {
-		return 0
-	}
-	return time.Duration(-l.tokens / l.rate * float64(time.Second))
+	return &limiter{clock: clock, bucket: rate.NewLimiter(rate.Limit(perSecond), max(burst, 1))}
 }
 
 // wait blocks until a request may be sent, or ctx is done (the token is
@@ -83,10 +52,19 @@ func (l *limiter) wait(ctx context.Context) error {
 	if l == nil {
 		return ctx.Err()
 	}
-	if err := sleep(ctx, l.clock, l.reserve()); err != nil {
-		l.mu.Lock()
-		l.tokens = min(l.burst, l.tokens+1)
-		l.mu.Unlock()
+	now := l.clock.Now()
+	r := l.bucket.ReserveN(now, 1) // always OK: burst >= 1
+	if d := r.DelayFrom(now); d > 0 {
+		c, stop := l.clock.NewTimer(now.Add(d))
+		defer stop()
+		select {
+		case <-c:
+			return nil
+		case <-ctx.Done():
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		r.CancelAt(l.clock.Now())
 		return err
 	}
 	return nil

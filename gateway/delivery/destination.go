@@ -45,7 +45,8 @@ const (
 // Destination is one EHR the gateway delivers to. The zero values of the
 // optional fields are replaced by the documented defaults.
 type Destination struct {
-	// Name identifies the destination (Item.Destination); required.
+	// Name identifies the destination (store.OutboxItem.Destination);
+	// required.
 	Name string
 	// BaseURL is the FHIR base, e.g. https://ehr.example.org/fhir; https,
 	// or http to a loopback host only; no user info, query or fragment.

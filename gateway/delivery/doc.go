@@ -7,21 +7,23 @@
 // whose entries are idempotent at any FHIR server (conditional creates with
 // ifNoneExist, conditional updates, PUTs and DELETEs of deterministic ids).
 // In the database transaction that stores the record, the storage layer
-// enqueues one outbox [Item] per [Destination] that [Destination.Accepts]
-// the record. A [Worker] claims due items from the [Outbox], sends them and
-// records every attempt with [Outbox.Complete]. Because every entry is
-// idempotent, an item may be sent more than once (a crash after the EHR
-// committed but before Complete, a lost response) without creating
-// duplicates: delivery is at least once on the wire and exactly once in the
-// EHR's data.
+// enqueues one outbox item (a [store.OutboxItem]) per [Destination] that
+// [Destination.Accepts] the record. A [Worker] claims due items from the
+// [Outbox] (the store's own outbox: the SQLite and PostgreSQL stores
+// implement it as they are), sends them and records every attempt as a
+// [store.Attempt] with [Outbox.Complete]. Because every entry is idempotent,
+// an item may be sent more than once (a crash after the EHR committed but
+// before Complete, a lost response) without creating duplicates: delivery
+// is at least once on the wire and exactly once in the EHR's data.
 //
 // # Ordering
 //
-// Items share an OrderKey (source|kind|recordId) when they are versions of
-// the same record. [Outbox.Claim] hands out only the head of each OrderKey
-// (no earlier item of the key pending or in flight), so an amendment never
-// overtakes its original. Dead letters do not block later items of their
-// key, and nothing blocks other keys.
+// Items share an OrderKey (source|kind|recordId) within a tenant when they
+// are versions of the same record. [Outbox.Claim] hands out only the head
+// of each tenant and order key (no earlier item of it pending or in
+// flight), so an amendment never overtakes its original. Dead letters do
+// not block later items of their key, and nothing blocks other keys or
+// other tenants.
 //
 // # Sending
 //
@@ -44,6 +46,14 @@
 // answers are retried with exponential backoff and full jitter, with any
 // Retry-After as a floor, until WorkerOptions.MaxAttempts or MaxAge; other
 // 4xx answers make the item a dead letter at once, with the EHR's
-// OperationOutcome recorded. Attempt.Error is always free of PHI, tokens and
-// keys.
+// OperationOutcome recorded. The recorded store.Attempt.Error is always
+// free of PHI, tokens and keys.
+//
+// # Authorization
+//
+// A destination takes no credentials, a static bearer token, or SMART
+// Backend Services: a client_credentials grant authenticated with a client
+// assertion JWT (private_key_jwt, RS384 or ES384) signed with go-jose. A
+// destination's rate limit is a golang.org/x/time/rate token bucket on the
+// worker's Clock.
 package delivery

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
 
 // fakeClock is a manual Clock: timers fire only when Advance passes them.
@@ -48,6 +50,13 @@ func (c *fakeClock) NewTimer(deadline time.Time) (<-chan time.Time, func()) {
 	}
 }
 
+// pending returns how many timers wait for the clock.
+func (c *fakeClock) pending() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.timers)
+}
+
 func (c *fakeClock) Advance(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -63,21 +72,21 @@ func (c *fakeClock) Advance(d time.Duration) {
 // event is one Complete seen by recOutbox.
 type event struct {
 	ID     int64
-	A      Attempt
-	Status Status
+	A      store.Attempt // as the outbox recorded it (N set)
+	Status string
 	Next   time.Time
 	Err    error
 }
 
-// recOutbox is a MemoryOutbox that reports every Complete on a channel.
+// recOutbox is a testOutbox that reports every Complete on a channel.
 type recOutbox struct {
-	*MemoryOutbox
+	testOutbox
 	events chan event
 }
 
-func (r *recOutbox) Complete(ctx context.Context, id int64, a Attempt, next Status, at time.Time) error {
-	err := r.MemoryOutbox.Complete(ctx, id, a, next, at)
-	r.events <- event{id, a, next, at, err}
+func (r *recOutbox) Complete(ctx context.Context, a *store.Attempt, status string, next time.Time) error {
+	err := r.testOutbox.Complete(ctx, a, status, next)
+	r.events <- event{a.ItemID, *a, status, next, err}
 	return err
 }
 
@@ -112,14 +121,21 @@ func testDest(name, base string) Destination {
 	return Destination{Name: name, BaseURL: base, Timeout: 5 * time.Second, Concurrency: 4}
 }
 
+// newHarness returns a harness on an in-memory outbox.
 func newHarness(t *testing.T, dests []Destination, tweak func(*WorkerOptions)) *harness {
+	t.Helper()
+	return newHarnessOn(t, newMemoryOutbox(), dests, tweak)
+}
+
+// newHarnessOn returns a harness on ob (see forEachBackend).
+func newHarnessOn(t *testing.T, ob testOutbox, dests []Destination, tweak func(*WorkerOptions)) *harness {
 	t.Helper()
 	clock := newFakeClock()
 	opts := testOptions(clock)
 	if tweak != nil {
 		tweak(&opts)
 	}
-	h := &harness{t: t, clock: clock, outbox: &recOutbox{NewMemoryOutbox(), make(chan event, 10000)}}
+	h := &harness{t: t, clock: clock, outbox: &recOutbox{ob, make(chan event, 10000)}}
 	w, err := NewWorker(h.outbox, dests, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -152,8 +168,13 @@ func (h *harness) run() {
 }
 
 func (h *harness) enqueue(dest, orderKey string, payload []byte) int64 {
-	return h.outbox.Enqueue(Item{Destination: dest, OrderKey: orderKey, Patient: "P", Kind: "session",
-		Source: "clinic", RecordID: orderKey, Version: "1", Payload: payload, NextAttempt: h.clock.Now(), Created: h.clock.Now()})
+	h.t.Helper()
+	it := &store.OutboxItem{Destination: dest, OrderKey: orderKey, Patient: "P", Kind: "session", Source: "clinic",
+		RecordID: orderKey, Version: "1", Payload: payload, NextAttempt: h.clock.Now(), Created: h.clock.Now()}
+	if err := h.outbox.Enqueue(it); err != nil {
+		h.t.Fatal(err)
+	}
+	return it.ID
 }
 
 // next waits for the next recorded attempt.
@@ -182,7 +203,7 @@ func (h *harness) retryUntilFinal(id int64) []event {
 			h.t.Fatalf("attempt of item %d, want %d", ev.ID, id)
 		}
 		evs = append(evs, ev)
-		if ev.Status != Pending {
+		if ev.Status != store.StatusPending {
 			return evs
 		}
 		h.clock.Advance(ev.Next.Sub(h.clock.Now()) + time.Hour)

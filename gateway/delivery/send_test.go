@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
 
 func goldenBundles(t *testing.T) map[string][]byte {
@@ -64,7 +66,7 @@ func TestGoldenBundlesInEveryMode(t *testing.T) {
 				h.enqueue("ehr", "k", payload)
 				h.run()
 				for i := range 2 {
-					if ev := h.next(); ev.Status != Done {
+					if ev := h.next(); ev.Status != store.StatusDone {
 						t.Fatalf("delivery %d: %s %q %s", i+1, ev.Status, ev.A.Error, ev.A.Outcome)
 					}
 					for typ, n := range want {
@@ -95,7 +97,7 @@ func TestAmendmentInSingleMode(t *testing.T) {
 	h.enqueue("ehr", "k", sessionBundle("P-1", "S-1", "completed", true))
 	h.run()
 	for range 2 {
-		if ev := h.next(); ev.Status != Done {
+		if ev := h.next(); ev.Status != store.StatusDone {
 			t.Fatalf("%s %q", ev.Status, ev.A.Error)
 		}
 	}
@@ -136,7 +138,7 @@ func TestCapabilityFallback(t *testing.T) {
 			h := newHarness(t, []Destination{testDest("ehr", ehr.base())}, func(o *WorkerOptions) { o.CapabilityInterval = time.Hour })
 			h.enqueue("ehr", "k", sessionBundle("P-1", "S-1", "completed", false))
 			h.run()
-			if ev := h.next(); ev.Status != Done {
+			if ev := h.next(); ev.Status != store.StatusDone {
 				t.Fatalf("%s %q", ev.Status, ev.A.Error)
 			}
 			reqs := ehr.reqs()
@@ -178,8 +180,8 @@ func TestRedirectToAnotherHostIsNotFollowed(t *testing.T) {
 	id := h.enqueue("ehr", "k", sessionBundle("P-1", "S-1", "completed", false))
 	h.run()
 	evs := h.retryUntilFinal(id)
-	wantAttempt(t, evs[0], 1, Pending, 307, "http 307 redirect not followed")
-	wantAttempt(t, evs[1], 2, Dead, 307, "http 307 redirect not followed")
+	wantAttempt(t, evs[0], 1, store.StatusPending, 307, "http 307 redirect not followed")
+	wantAttempt(t, evs[1], 2, store.StatusDead, 307, "http 307 redirect not followed")
 	if n := len(other.reqs()); n != 0 {
 		t.Fatalf("the other host got %d requests", n)
 	}
@@ -213,13 +215,13 @@ func TestSameHostRedirectForMetadata(t *testing.T) {
 func TestBatchEntryStatuses(t *testing.T) {
 	for _, tc := range []struct {
 		name, status string
-		want         []Status
+		want         []string
 		reason       string
 	}{
-		{"bad-request", "400 Bad Request", []Status{Dead}, "entry 0 (POST Patient): http 400 (invalid)"},
-		{"unavailable", "503", []Status{Pending, Done}, "entry 0 (POST Patient): http 503"},
-		{"throttled", "429", []Status{Pending, Done}, "entry 0 (POST Patient): http 429"},
-		{"delete-gone", "", []Status{Done}, ""},
+		{"bad-request", "400 Bad Request", []string{store.StatusDead}, "entry 0 (POST Patient): http 400 (invalid)"},
+		{"unavailable", "503", []string{store.StatusPending, store.StatusDone}, "entry 0 (POST Patient): http 503"},
+		{"throttled", "429", []string{store.StatusPending, store.StatusDone}, "entry 0 (POST Patient): http 429"},
+		{"delete-gone", "", []string{store.StatusDone}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ehr := newStubEHR(t)
@@ -286,7 +288,7 @@ func TestLargeTransactionFallsBackToBatch(t *testing.T) {
 			h := newHarness(t, []Destination{d}, nil)
 			h.enqueue("ehr", "k", sessionBundle("P-1", "S-1", "completed", false))
 			h.run()
-			if ev := h.next(); ev.Status != Done || ev.A.N != 1 {
+			if ev := h.next(); ev.Status != store.StatusDone || ev.A.N != 1 {
 				t.Fatalf("%s after %d attempts: %q", ev.Status, ev.A.N, ev.A.Error)
 			}
 			for _, r := range ehr.reqs() {
@@ -326,7 +328,7 @@ func TestBadPayloadIsDead(t *testing.T) {
 	h.run()
 	for range reasons {
 		ev := h.next()
-		if ev.Status != Dead || !strings.Contains(ev.A.Error, reasons[ev.ID]) {
+		if ev.Status != store.StatusDead || !strings.Contains(ev.A.Error, reasons[ev.ID]) {
 			t.Errorf("item %d: %s %q, want dead with %q", ev.ID, ev.Status, ev.A.Error, reasons[ev.ID])
 		}
 	}

@@ -6,16 +6,12 @@ import (
 	"crypto/ecdsa"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/sha512"
 	"crypto/x509"
-	"encoding/asn1"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"net/http"
 	"net/url"
 	"os"
@@ -23,12 +19,15 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
 )
 
 // SMART Backend Services constants.
 const (
-	algRS384 = "RS384"
-	algES384 = "ES384"
+	algRS384 = string(jose.RS384)
+	algES384 = string(jose.ES384)
 	// ClientAssertionType is the client_assertion_type of the token
 	// request.
 	ClientAssertionType = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -43,10 +42,9 @@ const (
 
 // tokenSource obtains and caches SMART Backend Services access tokens.
 type tokenSource struct {
-	cfg SMART
-	key crypto.Signer
-	alg string
-	c   *Client // its transport, clock and timeout; not its auth
+	cfg    SMART
+	signer jose.Signer // the client assertion's: alg, kid and typ JWT
+	c      *Client     // its transport, clock and timeout; not its auth
 	// sem serialises fetches (one token request at a time) and guards
 	// the fields below.
 	sem       chan struct{}
@@ -71,7 +69,12 @@ func newTokenSource(cfg SMART, c *Client) (*tokenSource, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &tokenSource{cfg: cfg, key: key, alg: alg, c: c, sem: make(chan struct{}, 1), tokenURL: cfg.TokenURL}, nil
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.SignatureAlgorithm(alg), Key: jose.JSONWebKey{Key: key, KeyID: cfg.KeyID}},
+		(&jose.SignerOptions{}).WithType("JWT"))
+	if err != nil {
+		return nil, fmt.Errorf("smart: private key: cannot sign %s with it", alg)
+	}
+	return &tokenSource{cfg: cfg, signer: signer, c: c, sem: make(chan struct{}, 1), tokenURL: cfg.TokenURL}, nil
 }
 
 // parsePrivateKey reads the first private key PEM block. Errors never
@@ -252,50 +255,20 @@ func (s *tokenSource) endpoint(ctx context.Context) (string, error) {
 	return s.tokenURL, nil
 }
 
-// assertion returns the signed JWT client assertion.
+// assertion returns the signed JWT client assertion (RFC 7523, as SMART
+// Backend Services profiles it): iss and sub the client id, aud the token
+// endpoint, a fresh jti, exp within five minutes.
 func (s *tokenSource) assertion(now time.Time, aud string) (string, error) {
 	var jti [16]byte
 	if _, err := rand.Read(jti[:]); err != nil {
 		return "", err
 	}
-	header, _ := json.Marshal(map[string]string{"alg": s.alg, "kid": s.cfg.KeyID, "typ": "JWT"})
-	claims, _ := json.Marshal(map[string]any{
-		"iss": s.cfg.ClientID,
-		"sub": s.cfg.ClientID,
-		"aud": aud,
-		"exp": now.Add(assertionLifetime).Unix(),
-		"iat": now.Unix(),
-		"jti": hex.EncodeToString(jti[:]),
-	})
-	enc := base64.RawURLEncoding
-	input := enc.EncodeToString(header) + "." + enc.EncodeToString(claims)
-	sig, err := signJWS(s.key, s.alg, []byte(input))
-	if err != nil {
-		return "", err
-	}
-	return input + "." + enc.EncodeToString(sig), nil
-}
-
-// signJWS signs input per RFC 7518: RS384 is RSASSA-PKCS1-v1_5 with
-// SHA-384, ES384 is ECDSA P-384 with SHA-384 as the 96-byte R||S.
-func signJWS(key crypto.Signer, alg string, input []byte) ([]byte, error) {
-	h := sha512.Sum384(input)
-	switch alg {
-	case algRS384:
-		return key.Sign(rand.Reader, h[:], crypto.SHA384)
-	case algES384:
-		der, err := key.Sign(rand.Reader, h[:], crypto.SHA384)
-		if err != nil {
-			return nil, err
-		}
-		var rs struct{ R, S *big.Int }
-		if _, err := asn1.Unmarshal(der, &rs); err != nil {
-			return nil, err
-		}
-		out := make([]byte, 96)
-		rs.R.FillBytes(out[:48])
-		rs.S.FillBytes(out[48:])
-		return out, nil
-	}
-	return nil, fmt.Errorf("unsupported alg %s", alg)
+	return jwt.Signed(s.signer).Claims(jwt.Claims{
+		Issuer:   s.cfg.ClientID,
+		Subject:  s.cfg.ClientID,
+		Audience: jwt.Audience{aud}, // one audience is a string
+		Expiry:   jwt.NewNumericDate(now.Add(assertionLifetime)),
+		IssuedAt: jwt.NewNumericDate(now),
+		ID:       hex.EncodeToString(jti[:]),
+	}).Serialize()
 }

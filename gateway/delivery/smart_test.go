@@ -20,6 +20,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
 
 // tokenServer is a SMART Backend Services token endpoint that verifies
@@ -101,7 +103,7 @@ func (ts *tokenServer) verify(jwt string) error {
 		}
 		return json.Unmarshal(b, v)
 	}
-	var hdr struct{ Alg, Kid, Typ string }
+	var hdr map[string]any
 	var cl struct {
 		Iss, Sub, Aud, Jti string
 		Exp, Iat           int64
@@ -114,12 +116,12 @@ func (ts *tokenServer) verify(jwt string) error {
 	}
 	now := ts.clock.Now().Unix()
 	switch {
-	case hdr.Alg != ts.alg || hdr.Kid != ts.kid || hdr.Typ != "JWT":
-		return fmt.Errorf("header %+v", hdr)
+	case len(hdr) != 3 || hdr["alg"] != ts.alg || hdr["kid"] != ts.kid || hdr["typ"] != "JWT":
+		return fmt.Errorf("header %v, want exactly alg %s, kid %s, typ JWT", hdr, ts.alg, ts.kid)
 	case cl.Iss != ts.clientID || cl.Sub != ts.clientID || cl.Aud != ts.url():
 		return fmt.Errorf("iss %q sub %q aud %q", cl.Iss, cl.Sub, cl.Aud)
-	case cl.Exp <= now || cl.Exp > now+300:
-		return fmt.Errorf("exp %d is not within 5 minutes of %d", cl.Exp, now)
+	case cl.Exp <= now || cl.Exp > now+300 || cl.Iat != now:
+		return fmt.Errorf("exp %d, iat %d: want iat now (%d) and exp within 5 minutes", cl.Exp, cl.Iat, now)
 	case cl.Jti == "":
 		return fmt.Errorf("no jti")
 	}
@@ -216,7 +218,7 @@ func TestSMARTBackendServices(t *testing.T) {
 					h.enqueue("ehr", key, sessionBundle("P-1", "S-"+key, "completed", false))
 					h.w.Notify()
 					ev := h.next()
-					if ev.Status != Done || ev.A.N != 1 {
+					if ev.Status != store.StatusDone || ev.A.N != 1 {
 						t.Fatalf("item %s: %s after %d attempts: %q", key, ev.Status, ev.A.N, ev.A.Error)
 					}
 					return ev
@@ -266,8 +268,8 @@ func TestSMARTTokenErrorsAreRetriedWithoutSecrets(t *testing.T) {
 	id := h.enqueue("ehr", "k1", sessionBundle("P-1", "S-1", "completed", false))
 	h.run()
 	evs := h.retryUntilFinal(id)
-	wantAttempt(t, evs[0], 1, Pending, 0, "auth: token endpoint answered http 400 (invalid_client)")
-	wantAttempt(t, evs[1], 2, Dead, 0, "auth: token endpoint")
+	wantAttempt(t, evs[0], 1, store.StatusPending, 0, "auth: token endpoint answered http 400 (invalid_client)")
+	wantAttempt(t, evs[1], 2, store.StatusDead, 0, "auth: token endpoint")
 	for _, ev := range evs {
 		if strings.Contains(ev.A.Error, "eyJ") || strings.Contains(ev.A.Error, "PRIVATE") || strings.Contains(ev.A.Error, "not registered") {
 			t.Errorf("error leaks: %q", ev.A.Error)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"math"
 	"net/http"
+	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -167,24 +169,40 @@ func TestClassifyStatus(t *testing.T) {
 func TestRateLimiter(t *testing.T) {
 	clock := newFakeClock()
 	l := newLimiter(clock, 2, 2) // 2/s, bursts of 2
+	delay := func() time.Duration {
+		now := clock.Now()
+		return l.bucket.ReserveN(now, 1).DelayFrom(now)
+	}
 	var waits []time.Duration
 	for range 5 {
-		waits = append(waits, l.reserve())
+		waits = append(waits, delay())
 	}
 	want := []time.Duration{0, 0, 500 * time.Millisecond, time.Second, 1500 * time.Millisecond}
-	for i := range want {
-		if waits[i] != want[i] {
-			t.Fatalf("waits %v, want %v", waits, want)
-		}
+	if !slices.Equal(waits, want) {
+		t.Fatalf("waits %v, want %v", waits, want)
 	}
 	clock.Advance(10 * time.Second) // refills to the burst, no more
-	if w1, w2, w3 := l.reserve(), l.reserve(), l.reserve(); w1 != 0 || w2 != 0 || w3 != 500*time.Millisecond {
+	if w1, w2, w3 := delay(), delay(), delay(); w1 != 0 || w2 != 0 || w3 != 500*time.Millisecond {
 		t.Fatalf("after a pause: %v %v %v", w1, w2, w3)
 	}
+	// A wait cut off by its context gives its token back.
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if err := l.wait(ctx); err == nil {
 		t.Fatal("wait with a cancelled context")
+	}
+	if w := delay(); w != time.Second {
+		t.Fatalf("after a cancelled wait: %v, want 1s (the token given back)", w)
+	}
+	// A wait that has to wait ends when the clock gets there.
+	done := make(chan error, 1)
+	go func() { done <- l.wait(context.Background()) }()
+	for clock.pending() == 0 {
+		runtime.Gosched()
+	}
+	clock.Advance(1500 * time.Millisecond)
+	if err := <-done; err != nil {
+		t.Fatalf("wait: %v", err)
 	}
 	if newLimiter(clock, 0, 0) != nil {
 		t.Fatal("a zero rate limits")
@@ -193,7 +211,7 @@ func TestRateLimiter(t *testing.T) {
 
 func TestNewWorkerChecks(t *testing.T) {
 	d := Destination{Name: "ehr", BaseURL: "https://ehr.example.org/fhir"}
-	if _, err := NewWorker(NewMemoryOutbox(), []Destination{d, d}, WorkerOptions{}); err == nil || !strings.Contains(err.Error(), "twice") {
+	if _, err := NewWorker(newMemoryOutbox(), []Destination{d, d}, WorkerOptions{}); err == nil || !strings.Contains(err.Error(), "twice") {
 		t.Errorf("duplicate names: %v", err)
 	}
 	if _, err := NewWorker(nil, nil, WorkerOptions{}); err == nil {
@@ -201,15 +219,15 @@ func TestNewWorkerChecks(t *testing.T) {
 	}
 	slow := d
 	slow.Timeout = 10 * time.Minute
-	if _, err := NewWorker(NewMemoryOutbox(), []Destination{slow}, WorkerOptions{}); err == nil || !strings.Contains(err.Error(), "lease") {
+	if _, err := NewWorker(newMemoryOutbox(), []Destination{slow}, WorkerOptions{}); err == nil || !strings.Contains(err.Error(), "lease") {
 		t.Errorf("timeout beyond the lease: %v", err)
 	}
 	bad := d
 	bad.Auth = Auth{Type: AuthSMARTBackend, SMART: SMART{ClientID: "c", Scope: "s", KeyID: "k", PrivateKeyPEM: "nope"}}
-	if _, err := NewWorker(NewMemoryOutbox(), []Destination{bad}, WorkerOptions{}); err == nil || !strings.Contains(err.Error(), "no PEM") {
+	if _, err := NewWorker(newMemoryOutbox(), []Destination{bad}, WorkerOptions{}); err == nil || !strings.Contains(err.Error(), "no PEM") {
 		t.Errorf("bad key: %v", err)
 	}
-	w, err := NewWorker(NewMemoryOutbox(), []Destination{d}, WorkerOptions{})
+	w, err := NewWorker(newMemoryOutbox(), []Destination{d}, WorkerOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
 
 // Observer receives delivery metrics; the gateway bridges it to
@@ -21,9 +23,10 @@ type Observer interface {
 	// as an outcome (OutcomeDone, OutcomeRetry, OutcomeDead) and the
 	// attempt's duration.
 	OnAttempt(destination, outcome string, d time.Duration)
-	// OnBacklog is called every WorkerOptions.BacklogInterval when the
-	// Outbox implements Backlogger.
-	OnBacklog(destination string, b Backlog)
+	// OnBacklog is called for each destination every
+	// WorkerOptions.BacklogInterval with its Outbox.Stats (zero counts
+	// when it has no items).
+	OnBacklog(s store.DestinationStats)
 }
 
 // WorkerOptions configure a Worker; zero values mean the defaults.
@@ -38,12 +41,13 @@ type WorkerOptions struct {
 	// Observer gets metrics (default: none).
 	Observer Observer
 	// TraceID returns the trace id of an attempt's context for
-	// Attempt.TraceID (default: none).
+	// store.Attempt.TraceID (default: none).
 	TraceID func(ctx context.Context) string
 	// StartAttempt, when set, wraps every attempt, e.g. in a span: the
 	// returned context is used for the attempt's requests and TraceID, and
-	// end is called with the outcome. The item's Payload is PHI.
-	StartAttempt func(ctx context.Context, destination string, it Item) (_ context.Context, end func(outcome string))
+	// end is called with the outcome. The item is the worker's (do not
+	// modify it); its Payload is PHI.
+	StartAttempt func(ctx context.Context, destination string, it *store.OutboxItem) (_ context.Context, end func(outcome string))
 	// WrapTransport wraps every destination's HTTP transport.
 	WrapTransport func(http.RoundTripper) http.RoundTripper
 	// UserAgent is sent with every request (default "ketamine-gateway").
@@ -224,7 +228,6 @@ func (d *destWorker) run(ctx context.Context) {
 			<-done
 		}
 	}()
-	backlogger, _ := d.w.outbox.(Backlogger)
 	var nextCaps, nextBacklog time.Time
 	for ctx.Err() == nil {
 		now := o.Clock.Now()
@@ -232,11 +235,9 @@ func (d *destWorker) run(ctx context.Context) {
 		if o.CapabilityInterval > 0 && !now.Before(nextCaps) {
 			nextCaps = now.Add(d.checkCapabilities(ctx))
 		}
-		if backlogger != nil && o.Observer != nil && o.BacklogInterval > 0 && !now.Before(nextBacklog) {
+		if o.Observer != nil && o.BacklogInterval > 0 && !now.Before(nextBacklog) {
 			nextBacklog = now.Add(o.BacklogInterval)
-			if b, err := backlogger.Backlog(ctx, d.dest.Name, now); err == nil {
-				o.Observer.OnBacklog(d.dest.Name, b)
-			}
+			d.reportBacklog(ctx)
 		}
 		if hold := d.holdUntil(); now.Before(hold) {
 			wakeAt = hold
@@ -259,6 +260,25 @@ func (d *destWorker) run(ctx context.Context) {
 		}
 		stop()
 	}
+}
+
+// reportBacklog passes the destination's Outbox.Stats to the Observer.
+func (d *destWorker) reportBacklog(ctx context.Context) {
+	stats, err := d.w.outbox.Stats(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			d.w.opts.Logger.Warn("delivery: outbox stats failed", "destination", d.dest.Name, "error", err)
+		}
+		return
+	}
+	s := store.DestinationStats{Destination: d.dest.Name}
+	for _, st := range stats {
+		if st.Destination == d.dest.Name {
+			s = st
+			break
+		}
+	}
+	d.w.opts.Observer.OnBacklog(s)
 }
 
 // checkCapabilities reads the CapabilityStatement and returns when to read
@@ -304,7 +324,7 @@ func (d *destWorker) holdUntil() time.Time {
 }
 
 // attempt sends one claimed item and records the attempt.
-func (d *destWorker) attempt(ctx context.Context, it Item) {
+func (d *destWorker) attempt(ctx context.Context, it *store.OutboxItem) {
 	o := &d.w.opts
 	defer func() {
 		if p := recover(); p != nil {
@@ -326,25 +346,25 @@ func (d *destWorker) attempt(ctx context.Context, it Item) {
 	res := d.send(ctx, it)
 	now := o.Clock.Now()
 	status, next := d.decide(it, &res, now)
-	a := Attempt{N: it.Attempts + 1, At: start, Duration: now.Sub(start), HTTPStatus: res.HTTPStatus,
+	a := &store.Attempt{ItemID: it.ID, N: it.Attempts + 1, At: start, Duration: now.Sub(start), HTTPStatus: res.HTTPStatus,
 		Outcome: excerpt(res.Body), Error: res.Error}
 	if o.TraceID != nil {
 		a.TraceID = o.TraceID(ctx)
 	}
 	d.track(res, now)
 	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	err := d.w.outbox.Complete(cctx, it.ID, a, status, next)
+	err := d.w.outbox.Complete(cctx, a, status, next)
 	ccancel()
-	outcome := map[Status]string{Done: OutcomeDone, Pending: OutcomeRetry, Dead: OutcomeDead}[status]
+	outcome := map[string]string{store.StatusDone: OutcomeDone, store.StatusPending: OutcomeRetry, store.StatusDead: OutcomeDead}[status]
 	end(outcome)
 	if o.Observer != nil {
 		o.Observer.OnAttempt(d.dest.Name, outcome, a.Duration)
 	}
 	level := slog.LevelDebug
 	switch {
-	case err != nil || status == Dead:
+	case err != nil || status == store.StatusDead:
 		level = slog.LevelWarn
-	case status == Pending:
+	case status == store.StatusPending:
 		level = slog.LevelInfo
 	}
 	o.Logger.Log(ctx, level, "delivery: attempt", "destination", d.dest.Name, "item", it.ID, "attempt", a.N,
@@ -358,7 +378,7 @@ func (d *destWorker) attempt(ctx context.Context, it Item) {
 }
 
 // send delivers it, turning a panic into a retryable Result.
-func (d *destWorker) send(ctx context.Context, it Item) (res Result) {
+func (d *destWorker) send(ctx context.Context, it *store.OutboxItem) (res Result) {
 	defer func() {
 		if p := recover(); p != nil {
 			d.w.opts.Logger.Error("delivery: panic while sending", "destination", d.dest.Name, "item", it.ID,
@@ -375,15 +395,15 @@ func (d *destWorker) send(ctx context.Context, it Item) (res Result) {
 	return d.client.Deliver(ctx, it.Payload, d.mode())
 }
 
-// decide turns an attempt's Result into the item's next state, adding to
-// res.Error when giving up.
-func (d *destWorker) decide(it Item, res *Result, now time.Time) (Status, time.Time) {
+// decide turns an attempt's Result into the item's next status (done,
+// pending or dead) and retry time, adding to res.Error when giving up.
+func (d *destWorker) decide(it *store.OutboxItem, res *Result, now time.Time) (string, time.Time) {
 	o := &d.w.opts
 	switch res.Outcome {
 	case OutcomeDone:
-		return Done, time.Time{}
+		return store.StatusDone, time.Time{}
 	case OutcomeDead:
-		return Dead, time.Time{}
+		return store.StatusDead, time.Time{}
 	}
 	if res.Error == "" {
 		res.Error = "unknown failure"
@@ -391,13 +411,13 @@ func (d *destWorker) decide(it Item, res *Result, now time.Time) (Status, time.T
 	n := it.Attempts + 1
 	if n >= o.MaxAttempts {
 		res.Error += fmt.Sprintf(" (gave up after %d attempts)", n)
-		return Dead, time.Time{}
+		return store.StatusDead, time.Time{}
 	}
 	if o.MaxAge > 0 && !it.Created.IsZero() && now.Sub(it.Created) >= o.MaxAge {
 		res.Error += fmt.Sprintf(" (gave up after %v)", o.MaxAge)
-		return Dead, time.Time{}
+		return store.StatusDead, time.Time{}
 	}
-	return Pending, now.Add(max(d.backoff(n), res.RetryAfter))
+	return store.StatusPending, now.Add(max(d.backoff(n), res.RetryAfter))
 }
 
 // backoff is the full-jitter delay after the n-th consecutive failure.

@@ -1,15 +1,20 @@
 package delivery
 
 import (
+	"context"
+	"errors"
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
 
-func wantAttempt(t *testing.T, ev event, n int, status Status, httpStatus int, errPart string) {
+func wantAttempt(t *testing.T, ev event, n int, status string, httpStatus int, errPart string) {
 	t.Helper()
 	if ev.A.N != n || ev.Status != status || ev.A.HTTPStatus != httpStatus || !strings.Contains(ev.A.Error, errPart) ||
 		(errPart == "" && ev.A.Error != "") {
@@ -26,41 +31,43 @@ func wantCounts(t *testing.T, ehr *stubEHR, patients, procedures, aes int) {
 }
 
 func TestServerErrorsThenSuccess(t *testing.T) {
-	ehr := newStubEHR(t)
-	ehr.intercept = func(n int, w http.ResponseWriter, r *http.Request, body []byte) bool {
-		if n < 2 {
-			writeJSON(w, http.StatusInternalServerError, outcome("exception", "database is down"))
-			return true
+	forEachBackend(t, func(t *testing.T, ob testOutbox) {
+		ehr := newStubEHR(t)
+		ehr.intercept = func(n int, w http.ResponseWriter, r *http.Request, body []byte) bool {
+			if n < 2 {
+				writeJSON(w, http.StatusInternalServerError, outcome("exception", "database is down"))
+				return true
+			}
+			return false
 		}
-		return false
-	}
-	h := newHarness(t, []Destination{testDest("ehr", ehr.base())}, nil)
-	id := h.enqueue("ehr", "k1", sessionBundle("P-1", "S-1", "completed", false))
-	h.run()
-	evs := h.retryUntilFinal(id)
-	if len(evs) != 3 {
-		t.Fatalf("%d attempts, want 3", len(evs))
-	}
-	wantAttempt(t, evs[0], 1, Pending, 500, "http 500 (exception)")
-	wantAttempt(t, evs[1], 2, Pending, 500, "http 500")
-	wantAttempt(t, evs[2], 3, Done, 200, "")
-	// Rand 0.5, base 2s: attempt n waits half of 2s*2^(n-1).
-	for i, want := range []time.Duration{time.Second, 2 * time.Second} {
-		if got := evs[i].Next.Sub(evs[i].A.At); got != want {
-			t.Errorf("backoff after attempt %d = %v, want %v", i+1, got, want)
+		h := newHarnessOn(t, ob, []Destination{testDest("ehr", ehr.base())}, nil)
+		id := h.enqueue("ehr", "k1", sessionBundle("P-1", "S-1", "completed", false))
+		h.run()
+		evs := h.retryUntilFinal(id)
+		if len(evs) != 3 {
+			t.Fatalf("%d attempts, want 3", len(evs))
 		}
-	}
-	if !strings.Contains(string(evs[0].A.Outcome), "database is down") {
-		t.Errorf("outcome of attempt 1 not recorded: %s", evs[0].A.Outcome)
-	}
-	if !strings.Contains(string(evs[2].A.Outcome), "transaction-response") {
-		t.Errorf("the transaction-response is not recorded: %s", evs[2].A.Outcome)
-	}
-	e, _ := h.outbox.Get(id)
-	if e.Status != Done || e.Item.Attempts != 3 || len(e.History) != 3 {
-		t.Errorf("outbox: status %s, %d attempts, %d recorded", e.Status, e.Item.Attempts, len(e.History))
-	}
-	wantCounts(t, ehr, 1, 1, 1)
+		wantAttempt(t, evs[0], 1, store.StatusPending, 500, "http 500 (exception)")
+		wantAttempt(t, evs[1], 2, store.StatusPending, 500, "http 500")
+		wantAttempt(t, evs[2], 3, store.StatusDone, 200, "")
+		// Rand 0.5, base 2s: attempt n waits half of 2s*2^(n-1).
+		for i, want := range []time.Duration{time.Second, 2 * time.Second} {
+			if got := evs[i].Next.Sub(evs[i].A.At); got != want {
+				t.Errorf("backoff after attempt %d = %v, want %v", i+1, got, want)
+			}
+		}
+		if !strings.Contains(string(evs[0].A.Outcome), "database is down") {
+			t.Errorf("outcome of attempt 1 not recorded: %s", evs[0].A.Outcome)
+		}
+		if !strings.Contains(string(evs[2].A.Outcome), "transaction-response") {
+			t.Errorf("the transaction-response is not recorded: %s", evs[2].A.Outcome)
+		}
+		it, attempts, err := h.outbox.Delivery(context.Background(), id)
+		if err != nil || it.Status != store.StatusDone || it.Attempts != 3 || len(attempts) != 3 {
+			t.Errorf("outbox: %+v, %d attempts recorded, %v; want done after 3", it, len(attempts), err)
+		}
+		wantCounts(t, ehr, 1, 1, 1)
+	})
 }
 
 func TestRetryAfter(t *testing.T) {
@@ -73,42 +80,44 @@ func TestRetryAfter(t *testing.T) {
 		{"http-date", func(now time.Time) string { return now.Add(300 * time.Second).Format(http.TimeFormat) }, 300 * time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ehr := newStubEHR(t)
-			d := testDest("ehr", ehr.base())
-			d.Concurrency = 1
-			h := newHarness(t, []Destination{d}, nil)
-			ehr.intercept = func(n int, w http.ResponseWriter, r *http.Request, body []byte) bool {
-				if n == 0 {
-					w.Header().Set("Retry-After", tc.value(h.clock.Now()))
-					writeJSON(w, http.StatusTooManyRequests, outcome("throttled", "slow down"))
-					return true
+			forEachBackend(t, func(t *testing.T, ob testOutbox) {
+				ehr := newStubEHR(t)
+				d := testDest("ehr", ehr.base())
+				d.Concurrency = 1
+				h := newHarnessOn(t, ob, []Destination{d}, nil)
+				ehr.intercept = func(n int, w http.ResponseWriter, r *http.Request, body []byte) bool {
+					if n == 0 {
+						w.Header().Set("Retry-After", tc.value(h.clock.Now()))
+						writeJSON(w, http.StatusTooManyRequests, outcome("throttled", "slow down"))
+						return true
+					}
+					return false
 				}
-				return false
-			}
-			t0 := h.clock.Now()
-			a := h.enqueue("ehr", "kA", sessionBundle("P-1", "S-1", "completed", false))
-			b := h.enqueue("ehr", "kB", sessionBundle("P-2", "S-2", "completed", false))
-			h.run()
-			ev := h.next()
-			if ev.ID != a {
-				t.Fatalf("first attempt is of item %d", ev.ID)
-			}
-			wantAttempt(t, ev, 1, Pending, 429, "http 429 (throttled)")
-			if got := ev.Next.Sub(ev.A.At); got != tc.want {
-				t.Fatalf("next attempt in %v, want the Retry-After %v", got, tc.want)
-			}
-			// The whole destination is held: b, due since t0, is not sent
-			// before the Retry-After has passed.
-			h.clock.Advance(tc.want)
-			for range 2 {
+				t0 := h.clock.Now()
+				a := h.enqueue("ehr", "kA", sessionBundle("P-1", "S-1", "completed", false))
+				b := h.enqueue("ehr", "kB", sessionBundle("P-2", "S-2", "completed", false))
+				h.run()
 				ev := h.next()
-				if ev.Status != Done || ev.A.At.Before(t0.Add(tc.want)) {
-					t.Fatalf("item %d: %s at %v, want done no earlier than %v", ev.ID, ev.Status, ev.A.At.Sub(t0), tc.want)
+				if ev.ID != a {
+					t.Fatalf("first attempt is of item %d", ev.ID)
 				}
-				if ev.ID == b && ev.A.N != 1 {
-					t.Fatalf("item b took %d attempts", ev.A.N)
+				wantAttempt(t, ev, 1, store.StatusPending, 429, "http 429 (throttled)")
+				if got := ev.Next.Sub(ev.A.At); got != tc.want {
+					t.Fatalf("next attempt in %v, want the Retry-After %v", got, tc.want)
 				}
-			}
+				// The whole destination is held: b, due since t0, is not sent
+				// before the Retry-After has passed.
+				h.clock.Advance(tc.want)
+				for range 2 {
+					ev := h.next()
+					if ev.Status != store.StatusDone || ev.A.At.Before(t0.Add(tc.want)) {
+						t.Fatalf("item %d: %s at %v, want done no earlier than %v", ev.ID, ev.Status, ev.A.At.Sub(t0), tc.want)
+					}
+					if ev.ID == b && ev.A.N != 1 {
+						t.Fatalf("item b took %d attempts", ev.A.N)
+					}
+				}
+			})
 		})
 	}
 }
@@ -128,8 +137,8 @@ func TestTimeout(t *testing.T) {
 	id := h.enqueue("ehr", "k1", sessionBundle("P-1", "S-1", "completed", false))
 	h.run()
 	evs := h.retryUntilFinal(id)
-	wantAttempt(t, evs[0], 1, Pending, 0, "timeout")
-	wantAttempt(t, evs[1], 2, Done, 200, "")
+	wantAttempt(t, evs[0], 1, store.StatusPending, 0, "timeout")
+	wantAttempt(t, evs[1], 2, store.StatusDone, 200, "")
 }
 
 func TestConnectionRefused(t *testing.T) {
@@ -147,8 +156,8 @@ func TestConnectionRefused(t *testing.T) {
 			id := h.enqueue("ehr", "k1", sessionBundle("P-1", "S-1", "completed", true))
 			h.run()
 			evs := h.retryUntilFinal(id)
-			wantAttempt(t, evs[0], 1, Pending, 0, "connection refused")
-			wantAttempt(t, evs[1], 2, Dead, 0, "connection refused (gave up after 2 attempts)")
+			wantAttempt(t, evs[0], 1, store.StatusPending, 0, "connection refused")
+			wantAttempt(t, evs[1], 2, store.StatusDead, 0, "connection refused (gave up after 2 attempts)")
 			for _, ev := range evs {
 				if strings.Contains(ev.A.Error, "P-1") || strings.Contains(ev.A.Error, "S-1") || strings.Contains(ev.A.Error, "identifier") {
 					t.Errorf("error names the record: %q", ev.A.Error)
@@ -159,22 +168,24 @@ func TestConnectionRefused(t *testing.T) {
 }
 
 func TestBadRequestIsDead(t *testing.T) {
-	ehr := newStubEHR(t)
-	ehr.intercept = func(n int, w http.ResponseWriter, r *http.Request, body []byte) bool {
-		writeJSON(w, http.StatusBadRequest, outcome("invalid", "Procedure.status: unknown code"))
-		return true
-	}
-	h := newHarness(t, []Destination{testDest("ehr", ehr.base())}, nil)
-	id := h.enqueue("ehr", "k1", sessionBundle("P-1", "S-1", "completed", false))
-	h.run()
-	evs := h.retryUntilFinal(id)
-	if len(evs) != 1 {
-		t.Fatalf("%d attempts, want 1", len(evs))
-	}
-	wantAttempt(t, evs[0], 1, Dead, 400, "http 400 (invalid)")
-	if !strings.Contains(string(evs[0].A.Outcome), "Procedure.status: unknown code") {
-		t.Errorf("OperationOutcome not recorded: %s", evs[0].A.Outcome)
-	}
+	forEachBackend(t, func(t *testing.T, ob testOutbox) {
+		ehr := newStubEHR(t)
+		ehr.intercept = func(n int, w http.ResponseWriter, r *http.Request, body []byte) bool {
+			writeJSON(w, http.StatusBadRequest, outcome("invalid", "Procedure.status: unknown code"))
+			return true
+		}
+		h := newHarnessOn(t, ob, []Destination{testDest("ehr", ehr.base())}, nil)
+		id := h.enqueue("ehr", "k1", sessionBundle("P-1", "S-1", "completed", false))
+		h.run()
+		evs := h.retryUntilFinal(id)
+		if len(evs) != 1 {
+			t.Fatalf("%d attempts, want 1", len(evs))
+		}
+		wantAttempt(t, evs[0], 1, store.StatusDead, 400, "http 400 (invalid)")
+		if !strings.Contains(string(evs[0].A.Outcome), "Procedure.status: unknown code") {
+			t.Errorf("OperationOutcome not recorded: %s", evs[0].A.Outcome)
+		}
+	})
 }
 
 func TestSlowEHROnlyHoldsItsOwnSlots(t *testing.T) {
@@ -202,13 +213,13 @@ func TestSlowEHROnlyHoldsItsOwnSlots(t *testing.T) {
 	h.run()
 	for range 3 {
 		ev := h.next()
-		if !fastIDs[ev.ID] || ev.Status != Done {
+		if !fastIDs[ev.ID] || ev.Status != store.StatusDone {
 			t.Fatalf("item %d %s while the slow EHR blocks; want the fast items done", ev.ID, ev.Status)
 		}
 	}
 	close(release)
 	for range 4 {
-		if ev := h.next(); ev.Status != Done {
+		if ev := h.next(); ev.Status != store.StatusDone {
 			t.Fatalf("slow item %d: %s %q", ev.ID, ev.Status, ev.A.Error)
 		}
 	}
@@ -244,9 +255,9 @@ func TestMalformedSuccessIsRetriedThenDead(t *testing.T) {
 				t.Fatalf("%d attempts, want MaxAttempts 4", len(evs))
 			}
 			for i, ev := range evs[:3] {
-				wantAttempt(t, ev, i+1, Pending, 200, tc.reason)
+				wantAttempt(t, ev, i+1, store.StatusPending, 200, tc.reason)
 			}
-			wantAttempt(t, evs[3], 4, Dead, 200, tc.reason+"")
+			wantAttempt(t, evs[3], 4, store.StatusDead, 200, tc.reason+"")
 			if !strings.HasSuffix(evs[3].A.Error, "(gave up after 4 attempts)") {
 				t.Errorf("final error %q", evs[3].A.Error)
 			}
@@ -258,41 +269,43 @@ func TestMalformedSuccessIsRetriedThenDead(t *testing.T) {
 }
 
 func TestAmendmentNeverOvertakesOriginal(t *testing.T) {
-	ehr := newStubEHR(t)
-	var failed atomic.Int32
-	ehr.intercept = func(n int, w http.ResponseWriter, r *http.Request, body []byte) bool {
-		if strings.Contains(string(body), `"in-progress"`) && failed.Add(1) <= 2 {
-			writeJSON(w, http.StatusBadGateway, outcome("transient", "upstream"))
-			return true
+	forEachBackend(t, func(t *testing.T, ob testOutbox) {
+		ehr := newStubEHR(t)
+		var failed atomic.Int32
+		ehr.intercept = func(n int, w http.ResponseWriter, r *http.Request, body []byte) bool {
+			if strings.Contains(string(body), `"in-progress"`) && failed.Add(1) <= 2 {
+				writeJSON(w, http.StatusBadGateway, outcome("transient", "upstream"))
+				return true
+			}
+			return false
 		}
-		return false
-	}
-	h := newHarness(t, []Destination{testDest("ehr", ehr.base())}, nil)
-	orig := h.enqueue("ehr", "clinic|session|S-1", sessionBundle("P-1", "S-1", "in-progress", false))
-	amend := h.enqueue("ehr", "clinic|session|S-1", sessionBundle("P-1", "S-1", "completed", true))
-	h.run()
-	var got []string
-	for len(got) < 4 {
-		ev := h.next()
-		got = append(got, map[int64]string{orig: "orig", amend: "amend"}[ev.ID]+":"+string(ev.Status))
-		if ev.Status == Pending {
-			h.clock.Advance(time.Hour)
+		h := newHarnessOn(t, ob, []Destination{testDest("ehr", ehr.base())}, nil)
+		orig := h.enqueue("ehr", "clinic|session|S-1", sessionBundle("P-1", "S-1", "in-progress", false))
+		amend := h.enqueue("ehr", "clinic|session|S-1", sessionBundle("P-1", "S-1", "completed", true))
+		h.run()
+		var got []string
+		for len(got) < 4 {
+			ev := h.next()
+			got = append(got, map[int64]string{orig: "orig", amend: "amend"}[ev.ID]+":"+string(ev.Status))
+			if ev.Status == store.StatusPending {
+				h.clock.Advance(time.Hour)
+			}
 		}
-	}
-	if want := "orig:pending orig:pending orig:done amend:done"; strings.Join(got, " ") != want {
-		t.Fatalf("attempts %v, want %s", got, want)
-	}
-	var procWrites []string
-	for _, w := range ehr.committed() {
-		if strings.Contains(w, "Procedure/") {
-			procWrites = append(procWrites, w)
+		if want := "orig:pending orig:pending orig:done amend:done"; strings.Join(got, " ") != want {
+			t.Fatalf("attempts %v, want %s", got, want)
 		}
-	}
-	if len(procWrites) != 2 || !strings.HasPrefix(procWrites[0], "POST") || !strings.HasSuffix(procWrites[0], "in-progress") ||
-		!strings.HasPrefix(procWrites[1], "PUT") || !strings.HasSuffix(procWrites[1], "completed") {
-		t.Fatalf("Procedure writes at the EHR: %v", procWrites)
-	}
-	wantCounts(t, ehr, 1, 1, 1)
+		var procWrites []string
+		for _, w := range ehr.committed() {
+			if strings.Contains(w, "Procedure/") {
+				procWrites = append(procWrites, w)
+			}
+		}
+		if len(procWrites) != 2 || !strings.HasPrefix(procWrites[0], "POST") || !strings.HasSuffix(procWrites[0], "in-progress") ||
+			!strings.HasPrefix(procWrites[1], "PUT") || !strings.HasSuffix(procWrites[1], "completed") {
+			t.Fatalf("Procedure writes at the EHR: %v", procWrites)
+		}
+		wantCounts(t, ehr, 1, 1, 1)
+	})
 }
 
 func TestDeadLetterDoesNotDelayOtherPatients(t *testing.T) {
@@ -301,32 +314,34 @@ func TestDeadLetterDoesNotDelayOtherPatients(t *testing.T) {
 		status int
 	}{{"dead", http.StatusUnprocessableEntity}, {"retrying", http.StatusInternalServerError}} {
 		t.Run(tc.name, func(t *testing.T) {
-			ehr := newStubEHR(t)
-			ehr.intercept = func(n int, w http.ResponseWriter, r *http.Request, body []byte) bool {
-				if strings.Contains(string(body), "P-A") {
-					writeJSON(w, tc.status, outcome("business-rule", "rejected"))
-					return true
+			forEachBackend(t, func(t *testing.T, ob testOutbox) {
+				ehr := newStubEHR(t)
+				ehr.intercept = func(n int, w http.ResponseWriter, r *http.Request, body []byte) bool {
+					if strings.Contains(string(body), "P-A") {
+						writeJSON(w, tc.status, outcome("business-rule", "rejected"))
+						return true
+					}
+					return false
 				}
-				return false
-			}
-			d := testDest("ehr", ehr.base())
-			d.Concurrency = 1
-			h := newHarness(t, []Destination{d}, nil)
-			t0 := h.clock.Now()
-			a := h.enqueue("ehr", "kA", sessionBundle("P-A", "S-A", "completed", false))
-			b1 := h.enqueue("ehr", "kB1", sessionBundle("P-B", "S-B1", "completed", false))
-			b2 := h.enqueue("ehr", "kB2", sessionBundle("P-B", "S-B2", "completed", false))
-			h.run()
-			if ev := h.next(); ev.ID != a || ev.Status == Done {
-				t.Fatalf("first attempt: item %d %s", ev.ID, ev.Status)
-			}
-			for _, id := range []int64{b1, b2} {
-				ev := h.next()
-				if ev.ID != id || ev.Status != Done || !ev.A.At.Equal(t0) {
-					t.Fatalf("item %d: %s at +%v; want item %d done at once", ev.ID, ev.Status, ev.A.At.Sub(t0), id)
+				d := testDest("ehr", ehr.base())
+				d.Concurrency = 1
+				h := newHarnessOn(t, ob, []Destination{d}, nil)
+				t0 := h.clock.Now()
+				a := h.enqueue("ehr", "kA", sessionBundle("P-A", "S-A", "completed", false))
+				b1 := h.enqueue("ehr", "kB1", sessionBundle("P-B", "S-B1", "completed", false))
+				b2 := h.enqueue("ehr", "kB2", sessionBundle("P-B", "S-B2", "completed", false))
+				h.run()
+				if ev := h.next(); ev.ID != a || ev.Status == store.StatusDone {
+					t.Fatalf("first attempt: item %d %s", ev.ID, ev.Status)
 				}
-			}
-			wantCounts(t, ehr, 1, 2, 2)
+				for _, id := range []int64{b1, b2} {
+					ev := h.next()
+					if ev.ID != id || ev.Status != store.StatusDone || !ev.A.At.Equal(t0) {
+						t.Fatalf("item %d: %s at +%v; want item %d done at once", ev.ID, ev.Status, ev.A.At.Sub(t0), id)
+					}
+				}
+				wantCounts(t, ehr, 1, 2, 2)
+			})
 		})
 	}
 }
@@ -357,22 +372,24 @@ func TestLostResponseCreatesNoDuplicate(t *testing.T) {
 			if len(evs) != 2 {
 				t.Fatalf("%d attempts, want 2", len(evs))
 			}
-			wantAttempt(t, evs[0], 1, Pending, 0, "connection closed before the response")
-			wantAttempt(t, evs[1], 2, Done, 200, "")
+			wantAttempt(t, evs[0], 1, store.StatusPending, 0, "connection closed before the response")
+			wantAttempt(t, evs[1], 2, store.StatusDone, 200, "")
 			wantCounts(t, ehr, 1, 1, 1)
 		})
 	}
 }
 
 func TestNotifyWakesTheWorker(t *testing.T) {
-	ehr := newStubEHR(t)
-	h := newHarness(t, []Destination{testDest("ehr", ehr.base())}, func(o *WorkerOptions) { o.PollInterval = time.Hour })
-	h.run()
-	id := h.enqueue("ehr", "k1", sessionBundle("P-1", "S-1", "completed", false))
-	h.w.Notify()
-	if ev := h.next(); ev.ID != id || ev.Status != Done {
-		t.Fatalf("item %d %s", ev.ID, ev.Status)
-	}
+	forEachBackend(t, func(t *testing.T, ob testOutbox) {
+		ehr := newStubEHR(t)
+		h := newHarnessOn(t, ob, []Destination{testDest("ehr", ehr.base())}, func(o *WorkerOptions) { o.PollInterval = time.Hour })
+		h.run()
+		id := h.enqueue("ehr", "k1", sessionBundle("P-1", "S-1", "completed", false))
+		h.w.Notify()
+		if ev := h.next(); ev.ID != id || ev.Status != store.StatusDone {
+			t.Fatalf("item %d %s", ev.ID, ev.Status)
+		}
+	})
 }
 
 func TestPanicIsRecoveredAndRetried(t *testing.T) {
@@ -392,8 +409,8 @@ func TestPanicIsRecoveredAndRetried(t *testing.T) {
 	id := h.enqueue("ehr", "k1", sessionBundle("P-1", "S-1", "completed", false))
 	h.run()
 	evs := h.retryUntilFinal(id)
-	wantAttempt(t, evs[0], 1, Pending, 0, "internal error (panic)")
-	wantAttempt(t, evs[1], 2, Done, 200, "")
+	wantAttempt(t, evs[0], 1, store.StatusPending, 0, "internal error (panic)")
+	wantAttempt(t, evs[1], 2, store.StatusDone, 200, "")
 }
 
 type roundTripFunc func(*http.Request) (*http.Response, error)
@@ -401,28 +418,132 @@ type roundTripFunc func(*http.Request) (*http.Response, error)
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 func TestRunWaitsForInFlightAttempts(t *testing.T) {
-	ehr := newStubEHR(t)
-	arrived, release := make(chan struct{}), make(chan struct{})
-	ehr.intercept = func(n int, w http.ResponseWriter, r *http.Request, body []byte) bool {
-		close(arrived)
-		<-release
-		return false
-	}
-	h := newHarness(t, []Destination{testDest("ehr", ehr.base())}, nil)
-	id := h.enqueue("ehr", "k1", sessionBundle("P-1", "S-1", "completed", false))
-	h.run()
-	<-arrived
-	stopped := make(chan struct{})
-	go func() { h.stop(); close(stopped) }()
-	close(release)
-	<-stopped
-	h.stop = nil
-	select {
-	case ev := <-h.outbox.events:
-		if ev.ID != id || ev.Status != Done {
-			t.Fatalf("item %d %s", ev.ID, ev.Status)
+	forEachBackend(t, func(t *testing.T, ob testOutbox) {
+		ehr := newStubEHR(t)
+		arrived, release := make(chan struct{}), make(chan struct{})
+		ehr.intercept = func(n int, w http.ResponseWriter, r *http.Request, body []byte) bool {
+			close(arrived)
+			<-release
+			return false
 		}
-	default:
-		t.Fatal("Run returned before the in-flight attempt was recorded")
+		h := newHarnessOn(t, ob, []Destination{testDest("ehr", ehr.base())}, nil)
+		id := h.enqueue("ehr", "k1", sessionBundle("P-1", "S-1", "completed", false))
+		h.run()
+		<-arrived
+		stopped := make(chan struct{})
+		go func() { h.stop(); close(stopped) }()
+		close(release)
+		<-stopped
+		h.stop = nil
+		select {
+		case ev := <-h.outbox.events:
+			if ev.ID != id || ev.Status != store.StatusDone {
+				t.Fatalf("item %d %s", ev.ID, ev.Status)
+			}
+		default:
+			t.Fatal("Run returned before the in-flight attempt was recorded")
+		}
+	})
+}
+
+// TestWorkerRecordsAttempts runs the worker on each backend with items of
+// two tenants: retries in order per order key, the same order key of
+// another tenant not held up, a dead letter that blocks neither its own
+// key nor others, every attempt recorded in the outbox.
+func TestWorkerRecordsAttempts(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, ob testOutbox) {
+		ctx := context.Background()
+		ehr := newStubEHR(t)
+		var failed atomic.Int32
+		otherTenant := make(chan struct{})
+		sentOther := sync.OnceFunc(func() { close(otherTenant) })
+		ehr.intercept = func(n int, w http.ResponseWriter, r *http.Request, body []byte) bool {
+			switch s := string(body); {
+			case strings.Contains(s, "P-2"):
+				sentOther()
+			case strings.Contains(s, "P-A") && strings.Contains(s, `"in-progress"`):
+				writeJSON(w, http.StatusBadRequest, outcome("invalid", "rejected"))
+				return true
+			case strings.Contains(s, "P-1") && strings.Contains(s, `"in-progress"`) && failed.Add(1) <= 2:
+				// The first attempt is answered once clinic-b's item of the
+				// same order key has been sent: it must not wait for this one.
+				select {
+				case <-otherTenant:
+				case <-time.After(10 * time.Second):
+					t.Error("clinic-b's item was not sent while the default tenant's item of the same order key was in flight")
+				}
+				writeJSON(w, http.StatusBadGateway, outcome("transient", "upstream"))
+				return true
+			}
+			return false
+		}
+		h := newHarnessOn(t, ob, []Destination{testDest("ehr", ehr.base())}, nil)
+		items := []*store.OutboxItem{
+			{OrderKey: "k1", Patient: "P-1", Payload: sessionBundle("P-1", "S-1", "in-progress", false)},
+			{OrderKey: "k1", Patient: "P-1", Payload: sessionBundle("P-1", "S-1", "completed", true)},
+			{OrderKey: "kA", Patient: "P-A", Payload: sessionBundle("P-A", "S-A", "in-progress", false)},
+			{OrderKey: "kA", Patient: "P-A", Payload: sessionBundle("P-A", "S-A", "completed", true)},
+			{OrderKey: "kB", Patient: "P-B", Payload: sessionBundle("P-B", "S-B", "completed", false)},
+			{OrderKey: "k1", Patient: "P-2", Tenant: "clinic-b", Payload: sessionBundle("P-2", "S-2", "completed", false)},
+		}
+		for _, it := range items {
+			it.Destination, it.Kind, it.Source, it.RecordID, it.Version = "ehr", "session", "clinic", it.OrderKey, "1"
+			it.NextAttempt = h.clock.Now()
+		}
+		if err := ob.Enqueue(items...); err != nil {
+			t.Fatal(err)
+		}
+		h.run()
+		final := map[int64]string{}
+		for len(final) < len(items) {
+			ev := h.next()
+			if ev.Status == store.StatusPending {
+				h.clock.Advance(time.Hour)
+				continue
+			}
+			final[ev.ID] = ev.Status
+		}
+		want := []string{store.StatusDone, store.StatusDone, store.StatusDead, store.StatusDone, store.StatusDone, store.StatusDone}
+		for i, it := range items {
+			got, attempts, err := ob.Delivery(ctx, it.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if final[it.ID] != want[i] || got.Status != want[i] || got.Tenant != it.Tenant {
+				t.Errorf("item %d: worker %s, outbox %s (tenant %q); want %s (tenant %q)", i, final[it.ID], got.Status, got.Tenant, want[i], it.Tenant)
+			}
+			if i == 0 && (len(attempts) != 3 || attempts[2].N != 3 || attempts[0].Error != "http 502 (transient)") {
+				t.Errorf("item 0 attempts: %+v", attempts)
+			}
+			if i == 2 && (len(attempts) != 1 || !strings.Contains(string(attempts[0].Outcome), "rejected")) {
+				t.Errorf("dead letter attempts: %+v", attempts)
+			}
+		}
+		for session, want := range map[string]string{"S-1": "POST in-progress,PUT completed", "S-A": "PUT completed", "S-B": "POST completed", "S-2": "POST completed"} {
+			if got := strings.Join(procedureWrites(ehr, session), ","); got != want {
+				t.Errorf("Procedure writes of %s: %s, want %s", session, got, want)
+			}
+		}
+		if stats, err := ob.Stats(ctx); err != nil || len(stats) != 1 || stats[0].Pending != 0 || stats[0].Dead != 1 {
+			t.Errorf("Stats() = %+v, %v; want ehr with nothing pending and 1 dead", stats, err)
+		}
+		if err := ob.Complete(ctx, &store.Attempt{ItemID: items[0].ID, N: 9}, store.StatusDone, time.Time{}); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("late Complete: %v, want store.ErrNotFound", err)
+		}
+	})
+}
+
+// procedureWrites lists the committed writes ("METHOD status") of the
+// Procedure of session at the stub, in order.
+func procedureWrites(ehr *stubEHR, session string) []string {
+	ehr.mu.Lock()
+	ref := ehr.ident["Procedure|"+sid+"session|"+session]
+	ehr.mu.Unlock()
+	var out []string
+	for _, w := range ehr.committed() {
+		if f := strings.Fields(w); len(f) == 3 && f[1] == ref {
+			out = append(out, f[0]+" "+f[2])
+		}
 	}
+	return out
 }
