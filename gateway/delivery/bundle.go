@@ -8,46 +8,15 @@ import (
 	"net/url"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
 )
-
-// bundle is the part of a FHIR Bundle the delivery engine reads; resources
-// stay raw.
-type bundle struct {
-	ResourceType string        `json:"resourceType"`
-	Type         string        `json:"type"`
-	Entry        []bundleEntry `json:"entry,omitempty"`
-}
-
-type bundleEntry struct {
-	FullURL  string          `json:"fullUrl,omitempty"`
-	Resource json.RawMessage `json:"resource,omitempty"`
-	Request  *entryRequest   `json:"request,omitempty"`
-	Response *entryResponse  `json:"response,omitempty"`
-}
-
-type entryRequest struct {
-	Method          string `json:"method"`
-	URL             string `json:"url"`
-	IfNoneMatch     string `json:"ifNoneMatch,omitempty"`
-	IfModifiedSince string `json:"ifModifiedSince,omitempty"`
-	IfMatch         string `json:"ifMatch,omitempty"`
-	IfNoneExist     string `json:"ifNoneExist,omitempty"`
-}
-
-type entryResponse struct {
-	Status       string          `json:"status"`
-	Location     string          `json:"location,omitempty"`
-	Etag         string          `json:"etag,omitempty"`
-	LastModified string          `json:"lastModified,omitempty"`
-	Outcome      json.RawMessage `json:"outcome,omitempty"`
-}
 
 // parsePayload reads an item's transaction Bundle. Its errors are
 // permanent and PHI-free.
-func parsePayload(payload []byte) (*bundle, error) {
-	var b bundle
+func parsePayload(payload []byte) (*fhirwire.Bundle, error) {
+	var b fhirwire.Bundle
 	if err := json.Unmarshal(payload, &b); err != nil {
 		return nil, errors.New("payload is not a JSON Bundle")
 	}
@@ -66,21 +35,11 @@ func parsePayload(payload []byte) (*bundle, error) {
 }
 
 // statusCode is the leading code of a Bundle entry status ("201 Created").
-func statusCode(s string) int {
-	s = strings.TrimSpace(s)
-	if i := strings.IndexByte(s, ' '); i >= 0 {
-		s = s[:i]
-	}
-	n, err := strconv.Atoi(s)
-	if err != nil || n < 100 || n > 599 {
-		return 0
-	}
-	return n
-}
+func statusCode(s string) int { return fhirwire.StatusCode(s) }
 
 // readResponseBundle checks that body is a Bundle of type want with n
 // entries, each with a status. The error is the PHI-free reason.
-func readResponseBundle(body []byte, want string, n int) (*bundle, error) {
+func readResponseBundle(body []byte, want string, n int) (*fhirwire.Bundle, error) {
 	trimmed := bytes.TrimSpace(body)
 	if len(trimmed) == 0 {
 		return nil, fmt.Errorf("response is empty, not a %s", want)
@@ -88,7 +47,7 @@ func readResponseBundle(body []byte, want string, n int) (*bundle, error) {
 	if trimmed[0] == '<' {
 		return nil, fmt.Errorf("response is HTML or XML, not a %s", want)
 	}
-	var b bundle
+	var b fhirwire.Bundle
 	if err := json.Unmarshal(trimmed, &b); err != nil {
 		return nil, fmt.Errorf("response is not JSON, not a %s", want)
 	}
@@ -191,22 +150,12 @@ func resourceRef(body []byte, typ string) (string, bool) {
 }
 
 // methodRank is the FHIR transaction processing order.
-func methodRank(m string) int {
-	switch m {
-	case "DELETE":
-		return 0
-	case "POST":
-		return 1
-	case "PUT", "PATCH":
-		return 2
-	}
-	return 3
-}
+func methodRank(m string) int { return fhirwire.MethodRank(m) }
 
 // step is one entry of a plan.
 type step struct {
 	index    int // in the payload
-	entry    bundleEntry
+	entry    fhirwire.Entry
 	typ      string
 	needs    []string // fullUrls of other entries it references
 	resolved string   // "Type/id" once sent, if others need it
@@ -222,7 +171,7 @@ type plan struct {
 	needed map[string]bool // fullUrls referenced by some entry
 }
 
-func newPlan(b *bundle) (*plan, error) {
+func newPlan(b *fhirwire.Bundle) (*plan, error) {
 	p := &plan{byFull: map[string]*step{}, needed: map[string]bool{}}
 	for i, e := range b.Entry {
 		typ, err := checkRelative(e.Request.URL)
@@ -278,7 +227,17 @@ func (p *plan) resource(s *step) (json.RawMessage, error) {
 	if err := dec.Decode(&v); err != nil {
 		return nil, fmt.Errorf("payload entry %d: resource is not JSON", s.index)
 	}
-	v = p.rewrite(v)
+	ids := map[string]string{}
+	for _, full := range s.needs {
+		if t := p.byFull[full]; t != nil && t.resolved != "" {
+			ids[full] = t.resolved
+		}
+	}
+	// The one reference rule of the gateway: every string equal to a
+	// resolved fullUrl, and narrative links to it.
+	if err := (fhirwire.Rewriter{IDs: ids}).Rewrite(v); err != nil {
+		return nil, fmt.Errorf("payload entry %d: %w", s.index, err)
+	}
 	out, err := json.Marshal(v)
 	if err != nil {
 		return nil, fmt.Errorf("payload entry %d: %w", s.index, err)
@@ -286,30 +245,12 @@ func (p *plan) resource(s *step) (json.RawMessage, error) {
 	return out, nil
 }
 
-func (p *plan) rewrite(v any) any {
-	switch x := v.(type) {
-	case map[string]any:
-		for k, e := range x {
-			x[k] = p.rewrite(e)
-		}
-	case []any:
-		for i, e := range x {
-			x[i] = p.rewrite(e)
-		}
-	case string:
-		if t := p.byFull[x]; t != nil && t.resolved != "" {
-			return t.resolved
-		}
-	}
-	return v
-}
-
 // responseBundle is the transaction-response-like record of a batch or
 // single delivery: one entry per payload entry, in payload order.
 func (p *plan) responseBundle() []byte {
-	out := bundle{ResourceType: "Bundle", Type: "transaction-response", Entry: make([]bundleEntry, len(p.steps))}
+	out := fhirwire.Bundle{ResourceType: "Bundle", Type: "transaction-response", Entry: make([]fhirwire.Entry, len(p.steps))}
 	for _, s := range p.steps {
-		out.Entry[s.index] = bundleEntry{Response: s.entry.Response}
+		out.Entry[s.index] = fhirwire.Entry{Response: s.entry.Response}
 	}
 	data, _ := json.Marshal(out)
 	return data

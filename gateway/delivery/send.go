@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -194,13 +195,13 @@ func (c *Client) sendBatches(ctx context.Context, p *plan) Result {
 }
 
 func (c *Client) sendBatch(ctx context.Context, p *plan, chunk []*step) Result {
-	out := bundle{ResourceType: "Bundle", Type: "batch"}
+	out := fhirwire.Bundle{ResourceType: "Bundle", Type: "batch"}
 	for _, s := range chunk {
 		res, err := p.resource(s)
 		if err != nil {
 			return deadResult(err.Error())
 		}
-		out.Entry = append(out.Entry, bundleEntry{FullURL: s.entry.FullURL, Resource: res, Request: s.entry.Request})
+		out.Entry = append(out.Entry, fhirwire.Entry{FullURL: s.entry.FullURL, Resource: res, Request: s.entry.Request})
 	}
 	body, err := json.Marshal(out)
 	if err != nil {
@@ -289,7 +290,7 @@ func (c *Client) sendSingle(ctx context.Context, p *plan, s *step) *Result {
 	if loc == "" {
 		loc = resp.header.Get("Content-Location")
 	}
-	s.entry.Response = &entryResponse{Status: strconv.Itoa(resp.status) + " " + http.StatusText(resp.status), Location: loc,
+	s.entry.Response = &fhirwire.Response{Status: strconv.Itoa(resp.status) + " " + http.StatusText(resp.status), Location: loc,
 		Etag: resp.header.Get("ETag"), LastModified: resp.header.Get("Last-Modified")}
 	return c.resolve(ctx, p, s, loc, resp.body)
 }

@@ -3,6 +3,7 @@ package delivery
 import (
 	"context"
 	"encoding/json"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -32,7 +33,7 @@ func goldenBundles(t *testing.T) map[string][]byte {
 
 // typeCounts counts the resources a Bundle creates, by type.
 func typeCounts(t *testing.T, payload []byte) map[string]int {
-	var b bundle
+	var b fhirwire.Bundle
 	if err := json.Unmarshal(payload, &b); err != nil {
 		t.Fatal(err)
 	}
@@ -276,7 +277,7 @@ func TestLargeTransactionFallsBackToBatch(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ehr := newStubEHR(t)
 			ehr.intercept = func(n int, w http.ResponseWriter, r *http.Request, body []byte) bool {
-				var b bundle
+				var b fhirwire.Bundle
 				if json.Unmarshal(body, &b) == nil && tc.refuse[b.Type] {
 					writeJSON(w, http.StatusRequestEntityTooLarge, outcome("too-costly", "too big"))
 					return true
