@@ -30,9 +30,14 @@ func (s *Server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 		if err != nil {
 			c.Error(err)
 		}
-		s.log.InfoContext(c.Request().Context(), "request", "method", c.Request().Method, "route", c.Path(),
-			"status", c.Response().Status, "bytes", c.Response().Size,
-			"duration_ms", float64(time.Since(start).Microseconds())/1000)
+		attrs := []any{"method", c.Request().Method, "route", c.Path(), "status", c.Response().Status,
+			"bytes", c.Response().Size, "duration_ms", float64(time.Since(start).Microseconds()) / 1000}
+		if rules := scopeOf(c).Rules; len(rules) > 0 {
+			// The rule ids a rejected request broke: fixed strings of the
+			// gateway, never request content.
+			attrs = append(attrs, "rules", strings.Join(rules, ","))
+		}
+		s.log.InfoContext(c.Request().Context(), "request", attrs...)
 		return nil
 	}
 }

@@ -122,7 +122,7 @@ func destinations(fc *fileConfig, ehrURL string, getenv func(string) string) ([]
 	seen := map[string]bool{}
 	for _, d := range out {
 		if err := d.Validate(); err != nil {
-			return nil, fmt.Errorf("destination %q: %v", d.Name, err)
+			return nil, err // it names the destination
 		}
 		if seen[d.Name] {
 			return nil, fmt.Errorf("destination name %q is used twice", d.Name)

@@ -5,7 +5,8 @@ import (
 	"fmt"
 	"io"
 	"runtime/debug"
-	"strings"
+
+	"github.com/ketamine-gateway/ketamine-gateway/mapping"
 )
 
 // Exit codes.
@@ -63,7 +64,7 @@ func run(ctx context.Context, args []string, getenv func(string) string,
 	case "codesystem":
 		return codeSystemCommand(rest, stdout, stderr)
 	case "version":
-		fmt.Fprintln(stdout, "ketamine-gateway", version())
+		fmt.Fprintf(stdout, "ketamine-gateway %s, mapping %s\n", version(), mapping.Version)
 		return nil
 	case "help", "-h", "--help":
 		fmt.Fprintln(stdout, usage)
@@ -73,20 +74,29 @@ func run(ctx context.Context, args []string, getenv func(string) string,
 	}
 }
 
-// version reports the module version and VCS revision the binary was built from.
+// version reports what the binary was built from: the module version the
+// go command stamped (a release tag, or a pseudo-version from the checkout's
+// revision, "+dirty" with uncommitted changes), else the VCS revision, else
+// "devel" (go run, or a build with -buildvcs=false, stamps nothing).
 func version() string {
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
-		return "unknown"
+		return "devel"
 	}
-	v := bi.Main.Version
+	if v := bi.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	var rev, dirty string
 	for _, s := range bi.Settings {
-		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
-			v += " " + s.Value[:12]
-		}
-		if s.Key == "vcs.modified" && s.Value == "true" {
-			v += "+dirty"
+		switch {
+		case s.Key == "vcs.revision":
+			rev = s.Value
+		case s.Key == "vcs.modified" && s.Value == "true":
+			dirty = "+dirty"
 		}
 	}
-	return strings.TrimSpace(v)
+	if rev == "" {
+		return "devel"
+	}
+	return "devel (revision " + rev[:min(len(rev), 12)] + dirty + ")"
 }

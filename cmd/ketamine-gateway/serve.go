@@ -10,7 +10,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -23,6 +25,7 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/postgres"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/telemetry"
+	"github.com/ketamine-gateway/ketamine-gateway/mapping"
 )
 
 // serveConfig is what serve reads from flags and the environment.
@@ -203,7 +206,17 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		scheme = "https"
 		ln = tls.NewListener(ln, tlsConfig)
 	}
-	logger.Info("listening", "addr", ln.Addr().String(), "scheme", scheme)
+	names := make([]string, len(dests))
+	for i, d := range dests {
+		names[i] = d.Name
+	}
+	mode := "development (no authentication, loopback only)"
+	if authn != nil {
+		mode = "authenticated (SMART Backend Services)"
+	}
+	logger.Info("listening", "addr", ln.Addr().String(), "scheme", scheme, "version", version(),
+		"mapping_version", mapping.Version, "database", describeDB(cfg.db), "mode", mode,
+		"destinations", strings.Join(names, ","))
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
 	select {
@@ -243,6 +256,27 @@ func openStore(ctx context.Context, db string) (store.Store, error) {
 		return nil, fmt.Errorf("open database %s: %w", db, err)
 	}
 	return st, nil
+}
+
+// describeDB names a database for the log: the absolute path of a SQLite
+// file, or a PostgreSQL URL's host, port, database and user (never its
+// password or parameters).
+func describeDB(db string) string {
+	if strings.HasPrefix(db, "postgres://") || strings.HasPrefix(db, "postgresql://") {
+		u, err := url.Parse(db)
+		if err != nil {
+			return "postgres (unparsable URL)"
+		}
+		out := "postgres://"
+		if u.User != nil {
+			out += u.User.Username() + "@"
+		}
+		return out + u.Host + u.Path
+	}
+	if abs, err := filepath.Abs(db); err == nil {
+		return abs
+	}
+	return db
 }
 
 func envOr(getenv func(string) string, key, def string) string {

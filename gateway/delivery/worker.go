@@ -126,10 +126,11 @@ type destWorker struct {
 	wake        chan struct{} // an attempt finished
 	inflight    atomic.Int64
 
-	mu     sync.Mutex
-	caps   *Capabilities // nil until read
-	hold   time.Time     // no claims before (destination-wide failure)
-	streak int           // consecutive destination-wide failures
+	mu         sync.Mutex
+	caps       *Capabilities // nil until read
+	capsFailed bool          // the last capability check failed (its recovery is logged)
+	hold       time.Time     // no claims before (destination-wide failure)
+	streak     int           // consecutive destination-wide failures
 }
 
 // NewWorker validates the destinations (unique names), builds their
@@ -289,13 +290,19 @@ func (d *destWorker) checkCapabilities(ctx context.Context) time.Duration {
 	if err != nil {
 		if ctx.Err() == nil {
 			o.Logger.Warn("delivery: capability check failed", "destination", d.dest.Name, "error", err)
+			d.mu.Lock()
+			d.capsFailed = true
+			d.mu.Unlock()
 		}
 		return min(o.CapabilityInterval, 5*time.Minute)
 	}
 	d.mu.Lock()
-	old := d.caps
-	d.caps = &caps
+	old, failed := d.caps, d.capsFailed
+	d.caps, d.capsFailed = &caps, false
 	d.mu.Unlock()
+	if failed {
+		o.Logger.Info("delivery: capability check recovered", "destination", d.dest.Name, "fhir_version", caps.FHIRVersion)
+	}
 	if mode := caps.Mode(d.dest.Mode); old == nil || old.Mode(d.dest.Mode) != mode {
 		o.Logger.Info("delivery: destination capabilities", "destination", d.dest.Name, "configured_mode", d.dest.Mode,
 			"mode", mode, "fhir_version", caps.FHIRVersion, "software", caps.Software)
@@ -360,16 +367,21 @@ func (d *destWorker) attempt(ctx context.Context, it *store.OutboxItem) {
 	if o.Observer != nil {
 		o.Observer.OnAttempt(d.dest.Name, outcome, a.Duration)
 	}
-	level := slog.LevelDebug
+	// One line per attempt an operator can triage from: delivered
+	// (info), retry (info), dead letter (warn).
+	level, msg := slog.LevelInfo, "delivery: delivered"
 	switch {
-	case err != nil || status == store.StatusDead:
-		level = slog.LevelWarn
+	case status == store.StatusDead:
+		level, msg = slog.LevelWarn, "delivery: dead letter"
 	case status == store.StatusPending:
-		level = slog.LevelInfo
+		msg = "delivery: retry"
 	}
-	o.Logger.Log(ctx, level, "delivery: attempt", "destination", d.dest.Name, "item", it.ID, "attempt", a.N,
-		"outcome", outcome, "mode", res.Mode, "http_status", a.HTTPStatus, "error", a.Error,
-		"duration", a.Duration, "trace_id", a.TraceID)
+	attrs := []any{"destination", d.dest.Name, "item", it.ID, "attempt", a.N, "outcome", outcome, "mode", res.Mode,
+		"http_status", a.HTTPStatus, "duration_ms", float64(a.Duration.Microseconds()) / 1000, "trace_id", a.TraceID}
+	if status != store.StatusDone {
+		attrs = append(attrs, "error", a.Error, "next_attempt", next)
+	}
+	o.Logger.Log(ctx, level, msg, attrs...)
 	if err != nil {
 		// The item stays in flight until its lease ends, then is re-sent
 		// (idempotently).
