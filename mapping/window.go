@@ -239,3 +239,38 @@ func CheckStored(rec Record, linked []Linked) error {
 	}
 	return v.err(rec.Kind())
 }
+
+// SessionID is the identifier of a session's Procedure.
+type SessionID struct{ System, Value string }
+
+// NamedSession returns the session a standalone assessment, vitals or
+// adverse-event record names (sessionId); ok is false for other records.
+func NamedSession(rec Record, opts Options) (id SessionID, ok bool) {
+	var named string
+	switch r := rec.(type) {
+	case *Assessment:
+		named = r.SessionID
+	case *Vitals:
+		named = r.SessionID
+	case *AdverseEvent:
+		named = r.SessionID
+	}
+	if named == "" {
+		return SessionID{}, false
+	}
+	return sessionID(rec, opts, named), true
+}
+
+// OwnSession returns the session an infusion or session record is; ok is
+// false for other records.
+func OwnSession(rec Record, opts Options) (id SessionID, ok bool) {
+	switch rec.(type) {
+	case *Infusion, *Session:
+		return sessionID(rec, opts, rec.Env().Source.RecordID), true
+	}
+	return SessionID{}, false
+}
+
+func sessionID(rec Record, opts Options, value string) SessionID {
+	return SessionID{System: identSystem(opts.base(), rec.Env().Source.System, nsSession), Value: value}
+}
