@@ -56,6 +56,16 @@ func checkAdverseEvent(ae *AdverseEventBody, p string, inSession bool, v *violat
 	}
 }
 
+// eventConcept codes the event: SNOMED (or local) and MedDRA where known,
+// with the clinic's text when it sent one.
+func eventConcept(ae *AdverseEventBody) fhir.CodeableConcept {
+	keys := []string{"ae." + ae.Event}
+	if hasConcept("ae." + ae.Event + ".meddra") {
+		keys = append(keys, "ae."+ae.Event+".meddra")
+	}
+	return cc(ae.EventText, keys...)
+}
+
 // adverseEvent maps an adverse event. R4 cannot search AdverseEvent by
 // identifier, so it gets a deterministic id derived from its identifier and
 // is written with PUT AdverseEvent/<id> (idempotent), or deleted when the
@@ -71,16 +81,12 @@ func (m *mapper) adverseEvent(ae *AdverseEventBody, recordID string, sessionInBu
 			IdentifierSystem: id.System, IdentifierValue: id.Value, Method: fhir.HTTPVerbDELETE, URL: url})
 		return
 	}
-	eventKeys := []string{"ae." + ae.Event}
-	if hasConcept("ae." + ae.Event + ".meddra") {
-		eventKeys = append(eventKeys, "ae."+ae.Event+".meddra")
-	}
 	res := fhir.AdverseEvent{
 		Id:           ptr(rid),
 		Meta:         meta(profile("kg-adverse-event")),
 		Identifier:   ptr(identifier(id)),
 		Actuality:    fhir.AdverseEventActualityActual,
-		Event:        ptr(cc(ae.EventText, eventKeys...)),
+		Event:        ptr(eventConcept(ae)),
 		Subject:      m.patient,
 		Date:         ptr(ae.OnsetAt),
 		Detected:     strp(ae.DetectedAt),

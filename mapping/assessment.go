@@ -90,6 +90,8 @@ func (m *mapper) assessment(a *AssessmentBody, recordID, sessionInBundle string)
 
 	items := append([]Item(nil), a.Items...)
 	sort.Slice(items, func(i, j int) bool { return items[i].Number < items[j].Number })
+	safety := m.opts.safety()
+	var signal *safetySignal
 	var members []fhir.Reference
 	var scores []int
 	yes := map[int]bool{}
@@ -107,6 +109,10 @@ func (m *mapper) assessment(a *AssessmentBody, recordID, sessionInBundle string)
 		} else {
 			scores = append(scores, *it.Score)
 			o.ValueCodeableConcept = ptr(ordinalAnswer(in.answer(*it.Score), *it.Score))
+			if in.key == "phq9" && it.Number == 9 {
+				signal = &safetySignal{flag: "flag.phq9-item9", source: iid, positive: *it.Score >= safety.PHQ9Item9}
+				o.Interpretation = signal.interpretation()
+			}
 		}
 		m.add("Observation", iid, o)
 		members = append(members, literal(iid.fullURL()))
@@ -135,7 +141,10 @@ func (m *mapper) assessment(a *AssessmentBody, recordID, sessionInBundle string)
 	switch {
 	case in.yesNo() && len(items) > 0:
 		o := obs(tid, cc("", tkey), "kg-survey-score")
-		o.ValueCodeableConcept = ptr(cc("", cssrsRisk(yes)))
+		risk := cssrsRisk(yes)
+		o.ValueCodeableConcept = ptr(cc("", risk))
+		signal = &safetySignal{flag: "flag.cssrs", source: tid, positive: safety.cssrsFlags(risk)}
+		o.Interpretation = signal.interpretation()
 		o.DerivedFrom = itemRefs
 		m.add("Observation", tid, o)
 		members = append(members, literal(tid.fullURL()))
@@ -154,6 +163,65 @@ func (m *mapper) assessment(a *AssessmentBody, recordID, sessionInBundle string)
 	panel.HasMember = members
 	// The panel goes first so the Bundle reads top-down.
 	m.insertBefore(len(m.entries)-len(members), "Observation", id, panel)
+	if signal != nil {
+		m.flag(id, *signal, a.TakenAt, performer)
+	}
+}
+
+// safetySignal is an answer that may raise a safety Flag: the flag's code
+// table key, the Observation that shows it and whether it reached the
+// threshold.
+type safetySignal struct {
+	flag     string
+	source   ident
+	positive bool
+}
+
+// interpretation marks the source Observation of a positive signal POS.
+func (s *safetySignal) interpretation() []fhir.CodeableConcept {
+	if !s.positive {
+		return nil
+	}
+	return interpretation("interp.POS")
+}
+
+// flag adds the safety Flag of an assessment on the patient, pointing at
+// the Observation that raised it (flag-detail): active for a positive
+// signal. A later version (update mode) always carries it, inactive when
+// the signal is no longer positive, so a corrected record withdraws its
+// flag; a withdrawn record marks it entered-in-error.
+func (m *mapper) flag(record ident, s safetySignal, when string, author *fhir.Reference) {
+	if !s.positive && !m.opts.Update {
+		return
+	}
+	status := fhir.FlagStatusActive
+	switch {
+	case m.withdrawn:
+		status = fhir.FlagStatusEnteredInError
+	case !s.positive:
+		status = fhir.FlagStatusInactive
+	}
+	id := record.child(concept(s.flag).Code)
+	m.add("Flag", id, fhir.Flag{
+		Meta:       meta(profile("kg-safety-flag")),
+		Extension:  []fhir.Extension{{Url: ExtFlagDetail, ValueReference: ptr(literal(s.source.fullURL()))}},
+		Identifier: []fhir.Identifier{identifier(id)},
+		Status:     status,
+		Category:   []fhir.CodeableConcept{cc("", "flag.category.safety")},
+		Code:       cc("", s.flag),
+		Subject:    m.patient,
+		Period:     &fhir.Period{Start: ptr(when)},
+		Author:     author,
+	})
+}
+
+// interpretation is Observation.interpretation for a code table key (nil
+// for "").
+func interpretation(key string) []fhir.CodeableConcept {
+	if key == "" {
+		return nil
+	}
+	return []fhir.CodeableConcept{cc("", key)}
 }
 
 // insertBefore adds an entry at position i instead of at the end.

@@ -26,6 +26,8 @@ const (
 	SystemActCode     = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 	SystemConfid      = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
 	SystemV2IDType    = "http://terminology.hl7.org/CodeSystem/v2-0203"
+	SystemV3Interp    = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
+	SystemFlagCat     = "http://terminology.hl7.org/CodeSystem/flag-category"
 
 	// Canonical is the project's canonical base for the profiles, code
 	// systems, extensions and search parameters it publishes.
@@ -35,6 +37,9 @@ const (
 	SystemLocal = Canonical + "/CodeSystem/ketamine-gateway"
 	// ExtOrdinalValue is the core extension carrying an answer's score.
 	ExtOrdinalValue = "http://hl7.org/fhir/StructureDefinition/ordinalValue"
+	// ExtFlagDetail is the core extension pointing a Flag at the record
+	// that supports it (R4 Flag has no element for it).
+	ExtFlagDetail = "http://hl7.org/fhir/StructureDefinition/flag-detail"
 )
 
 // Concept is one row of the code table.
@@ -149,6 +154,19 @@ func newConceptTable() conceptTable {
 		{"band.moderately-severe", SystemLocal, "band-moderately-severe", "Moderately severe", false},
 		{"band.severe", SystemLocal, "band-severe", "Severe", false},
 		{"band.very-severe", SystemLocal, "band-very-severe", "Very severe", false},
+
+		// Interpretations (Observation.interpretation) of values past the
+		// safety thresholds (safety.go).
+		{"interp.H", SystemV3Interp, "H", "High", false},
+		{"interp.HH", SystemV3Interp, "HH", "Critical high", false},
+		{"interp.L", SystemV3Interp, "L", "Low", false},
+		{"interp.LL", SystemV3Interp, "LL", "Critical low", false},
+		{"interp.POS", SystemV3Interp, "POS", "Positive", false},
+		// Safety flags on the patient (no standard code names a positive
+		// screen for these instruments).
+		{"flag.category.safety", SystemFlagCat, "safety", "Safety", false},
+		{"flag.phq9-item9", SystemLocal, "flag-phq9-item9", "PHQ-9 item 9 positive: thoughts of being better off dead or of self-harm", false},
+		{"flag.cssrs", SystemLocal, "flag-cssrs-positive", "C-SSRS screener positive for suicide risk", false},
 
 		// Vital signs.
 		{"vitals.bp", SystemLOINC, "85354-9", "Blood pressure panel with all children optional", false},

@@ -17,7 +17,7 @@ func CodeSystems() []fhir.CodeSystem {
 		Status:        fhir.PublicationStatusActive,
 		Experimental:  ptr(false),
 		Publisher:     ptr("ketamine-gateway project"),
-		Description:   ptr("Concepts the ketamine-therapy gateway needs that have no standard code: rating scales without LOINC codes (MADRS, QIDS-SR16, CADSS, MOAA/S) and their items and answer scores, severity bands, C-SSRS screener risk levels, monitoring time points, reasons a session stopped, actions taken for adverse events."),
+		Description:   ptr("Concepts the ketamine-therapy gateway needs that have no standard code: rating scales without LOINC codes (MADRS, QIDS-SR16, CADSS, MOAA/S) and their items and answer scores, severity bands, C-SSRS screener risk levels, monitoring time points, reasons a session stopped, actions taken for adverse events, safety flags."),
 		CaseSensitive: ptr(true),
 		Content:       fhir.CodeSystemContentModeComplete,
 	}

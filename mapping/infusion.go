@@ -60,11 +60,15 @@ func checkInfusion(in *InfusionBody, p string, v *violations) {
 				"totalDoseMg must equal doseMgPerKg x bodyWeightKg within %g%% (at least %g mg)", DoseTolerance*100, DoseToleranceMg)
 		}
 	}
+	checkAdministered(in, p, v)
 	start, hasStart := parseTime(in.InfusionStart)
 	end, hasEnd := parseTime(in.InfusionEnd)
 	mon, hasMon := parseTime(in.MonitoringEnd)
 	if hasStart && hasEnd && !end.After(start) {
 		v.add("time.order", p+"/infusionEnd", "infusionEnd must be after infusionStart")
+	}
+	if d := in.AdministeredDurationMin; d != nil && hasStart && hasEnd && end.After(start) && *d > end.Sub(start).Minutes() {
+		v.add("time.order", p+"/administeredDurationMin", "administeredDurationMin must not exceed the time from infusionStart to infusionEnd")
 	}
 	if hasMon {
 		switch {
@@ -74,6 +78,67 @@ func checkInfusion(in *InfusionBody, p string, v *violations) {
 			v.add("time.order", p+"/monitoringEnd", "monitoringEnd must be after infusionStart")
 		}
 	}
+}
+
+// checkAdministered enforces the rules on the dose actually given: a
+// session stopped early states it (and, IV, when it stopped or how long it
+// ran), it never exceeds the plan, and a session not done gave nothing.
+func checkAdministered(in *InfusionBody, p string, v *violations) {
+	switch in.Status {
+	case "not-done":
+		if in.AdministeredDoseMg != nil {
+			v.add("infusion.administered-not-applicable", p+"/administeredDoseMg", "a session that was not done gave no dose")
+		}
+		if in.AdministeredDurationMin != nil {
+			v.add("infusion.administered-not-applicable", p+"/administeredDurationMin", "a session that was not done did not run")
+		}
+		return
+	case "stopped-early":
+		if in.AdministeredDoseMg == nil {
+			v.add("infusion.administered-missing", p+"/administeredDoseMg", "a session stopped early states the dose actually given in administeredDoseMg")
+		}
+		if in.Drug == "ketamine-iv" && in.InfusionEnd == "" && in.AdministeredDurationMin == nil {
+			v.add("infusion.administered-missing", p+"/infusionEnd", "an IV infusion stopped early states when it stopped (infusionEnd) or how long it ran (administeredDurationMin)")
+		}
+	}
+	if in.Drug != "ketamine-iv" && in.AdministeredDurationMin != nil {
+		v.add("infusion.administered-not-applicable", p+"/administeredDurationMin", "administeredDurationMin applies to IV infusions only")
+	}
+	if a, t := in.AdministeredDoseMg, in.TotalDoseMg; a != nil && t != nil && *a > *t {
+		v.add("infusion.administered-above-plan", p+"/administeredDoseMg", "administeredDoseMg must not exceed the planned totalDoseMg")
+	}
+}
+
+// administration is what was actually given in a session.
+type administration struct {
+	// asPlanned: a completed session that gave the planned dose over the
+	// recorded infusion time.
+	asPlanned bool
+	// doseMg is the dose given (nil when neither given nor planned).
+	doseMg *float64
+	// minutes is how long the infusion ran (0: unknown).
+	minutes float64
+}
+
+// administered works out what a given session actually administered.
+func administered(in *InfusionBody) administration {
+	a := administration{doseMg: in.TotalDoseMg}
+	if in.AdministeredDoseMg != nil {
+		a.doseMg = in.AdministeredDoseMg
+	}
+	start, ok1 := parseTime(in.InfusionStart)
+	end, ok2 := parseTime(in.InfusionEnd)
+	if ok1 && ok2 && end.After(start) {
+		a.minutes = end.Sub(start).Minutes()
+	}
+	span := a.minutes
+	if d := in.AdministeredDurationMin; d != nil {
+		a.minutes = *d
+	}
+	sameDose := in.AdministeredDoseMg == nil || (in.TotalDoseMg != nil && *in.AdministeredDoseMg == *in.TotalDoseMg)
+	sameTime := in.AdministeredDurationMin == nil || *in.AdministeredDurationMin == span
+	a.asPlanned = in.Status == "completed" && sameDose && sameTime
+	return a
 }
 
 // medAdmin is a MedicationAdministration. samply's type marks both
@@ -96,8 +161,30 @@ type medAdmin struct {
 	EffectivePeriod           *fhir.Period                             `json:"effectivePeriod,omitempty"`
 	Performer                 []fhir.MedicationAdministrationPerformer `json:"performer,omitempty"`
 	ReasonCode                []fhir.CodeableConcept                   `json:"reasonCode,omitempty"`
+	Request                   *fhir.Reference                          `json:"request,omitempty"`
 	Dosage                    *fhir.MedicationAdministrationDosage     `json:"dosage,omitempty"`
 }
+
+// medRequest is a MedicationRequest: the session's plan. samply's type
+// always emits an empty medicationReference (see medAdmin).
+type medRequest struct {
+	ResourceType              string                 `json:"resourceType"`
+	ID                        *string                `json:"id,omitempty"`
+	Meta                      *fhir.Meta             `json:"meta,omitempty"`
+	Identifier                []fhir.Identifier      `json:"identifier,omitempty"`
+	Status                    string                 `json:"status"`
+	Intent                    string                 `json:"intent"`
+	MedicationCodeableConcept *fhir.CodeableConcept  `json:"medicationCodeableConcept,omitempty"`
+	Subject                   fhir.Reference         `json:"subject"`
+	SupportingInformation     []fhir.Reference       `json:"supportingInformation,omitempty"`
+	Requester                 *fhir.Reference        `json:"requester,omitempty"`
+	ReasonCode                []fhir.CodeableConcept `json:"reasonCode,omitempty"`
+	DosageInstruction         []fhir.Dosage          `json:"dosageInstruction,omitempty"`
+}
+
+// planStatus maps the native session status to the MedicationRequest
+// status of its plan: completed, or stopped before all of it was given.
+var planStatus = map[string]string{"completed": "completed", "stopped-early": "stopped"}
 
 // sessionStatus maps the native session status to the FHIR event status of
 // the Procedure and the MedicationAdministration.
@@ -125,16 +212,31 @@ func (m *mapper) sessionIDs(recordID string) (proc, med, weight ident) {
 	return proc, proc.child("medication"), proc.child(concept("vitals.body-weight").Code)
 }
 
+// sessionExtras are what a session document adds to its infusion's
+// resources: the body weight measured at the session (a vitals
+// Observation of the same Bundle) and the adverse events its summary names.
+type sessionExtras struct {
+	// weight is the identifier of the vitals body-weight Observation that
+	// holds the dosing weight (nil: the infusion's own weight Observation).
+	weight *ident
+	// complications name the session's serious or high-grade adverse events.
+	complications []fhir.CodeableConcept
+}
+
 // infusion maps a session to a Procedure (the whole session including
-// monitoring), a MedicationAdministration partOf it (the drug given) and,
-// when a body weight is recorded, the weight Observation the dose is based on.
-func (m *mapper) infusion(in *InfusionBody, recordID string) {
+// monitoring), a MedicationRequest (the plan: the prescribed dose and rate)
+// and a MedicationAdministration partOf the Procedure (what was actually
+// given), plus, when a body weight is recorded and no vitals Observation of
+// the same session holds it, the weight Observation the dose is based on.
+func (m *mapper) infusion(in *InfusionBody, recordID string, extra sessionExtras) {
 	procID, medID, weightID := m.sessionIDs(recordID)
+	planID := procID.child("medication-request")
 	drug := drugs[in.Drug]
 	status := sessionStatus[in.Status]
 	if m.withdrawn {
 		status = fhir.EventStatusEnteredInError
 	}
+	given := in.Status != "not-done"
 	performer := m.practitioner(in.Clinician)
 	reasons := indication(in.Indication)
 	var statusReason *fhir.CodeableConcept
@@ -151,9 +253,10 @@ func (m *mapper) infusion(in *InfusionBody, recordID string) {
 		Code:         ptr(cc(drug.procText, drug.procedure)),
 		Subject:      m.patient,
 		ReasonCode:   reasons,
+		Complication: extra.complications,
 		Note:         annotation(in.Notes),
 	}
-	if in.Status != "not-done" {
+	if given {
 		end := in.MonitoringEnd
 		if end == "" {
 			end = in.InfusionEnd
@@ -168,6 +271,23 @@ func (m *mapper) infusion(in *InfusionBody, recordID string) {
 	}
 	m.add("Procedure", procID, proc)
 
+	// The body weight the dose was calculated with: the session's vitals
+	// Observation when it holds the same weight, else the infusion's own.
+	var weightRef []fhir.Reference
+	ownWeight := in.BodyWeightKg != nil && given && extra.weight == nil
+	switch {
+	case !given || in.BodyWeightKg == nil:
+	case extra.weight != nil:
+		weightRef = []fhir.Reference{literal(extra.weight.fullURL())}
+	default:
+		weightRef = []fhir.Reference{literal(weightID.fullURL())}
+	}
+
+	if given {
+		m.add("MedicationRequest", planID, m.plan(in, planID, drug.medication, drug.route, drug.medText, drug.routeText,
+			performer, reasons, weightRef))
+	}
+
 	when := in.InfusionStart
 	if when == "" {
 		when = in.ScheduledAt
@@ -180,6 +300,7 @@ func (m *mapper) infusion(in *InfusionBody, recordID string) {
 		Status:                    status.Code(),
 		MedicationCodeableConcept: ptr(cc(drug.medText, drug.medication...)),
 		Subject:                   m.patient,
+		SupportingInformation:     weightRef,
 		ReasonCode:                reasons,
 	}
 	if in.Status == "not-done" && statusReason != nil {
@@ -193,19 +314,16 @@ func (m *mapper) infusion(in *InfusionBody, recordID string) {
 	if performer != nil {
 		med.Performer = []fhir.MedicationAdministrationPerformer{{Actor: *performer}}
 	}
-	if in.LotNumber != "" && in.Status != "not-done" {
+	if in.LotNumber != "" && given {
 		med.Extension = []fhir.Extension{{Url: extensionURL("medication-lot-number"), ValueString: ptr(in.LotNumber)}}
 	}
-	if in.Status != "not-done" {
+	if given {
+		med.Request = ptr(literal(planID.fullURL()))
 		med.Dosage = m.dosage(in, drug.route, drug.routeText, drug.medText)
-	}
-	weighed := in.BodyWeightKg != nil && in.Status != "not-done"
-	if weighed {
-		med.SupportingInformation = []fhir.Reference{literal(weightID.fullURL())}
 	}
 	m.add("MedicationAdministration", medID, med)
 
-	if w := in.BodyWeightKg; weighed {
+	if w := in.BodyWeightKg; ownWeight {
 		partOf := literal(procID.fullURL())
 		o := m.observation(weightID, "category.vital-signs", cc("", "vitals.body-weight"), when, performer, &partOf,
 			profile("kg-vital-signs"), profileVitalSigns, profileBodyWeight)
@@ -214,33 +332,100 @@ func (m *mapper) infusion(in *InfusionBody, recordID string) {
 	}
 }
 
-// dosage states the dose given: the total in mg, the rate, the route and, for
-// weight-based dosing, the mg/kg dose in text and in an extension.
-func (m *mapper) dosage(in *InfusionBody, route, routeText, medText string) *fhir.MedicationAdministrationDosage {
-	d := &fhir.MedicationAdministrationDosage{Route: ptr(cc("", route))}
-	if in.TotalDoseMg != nil {
-		d.Dose = quantity(*in.TotalDoseMg, "mg", "mg")
+// plan is the session's MedicationRequest: the prescribed dose (mg/kg and
+// the planned total), the planned rate, the route and the scheduled time.
+// It is completed, or stopped when the session was stopped early.
+func (m *mapper) plan(in *InfusionBody, id ident, medication []string, route, medText, routeText string,
+	requester *fhir.Reference, reasons []fhir.CodeableConcept, weight []fhir.Reference) medRequest {
+	status := planStatus[in.Status]
+	if m.withdrawn {
+		status = "entered-in-error"
 	}
-	if r := in.Rate; r != nil {
-		d.RateRatio = &fhir.Ratio{
-			Numerator:   quantity(r.Amount, r.AmountUnit, r.AmountUnit),
-			Denominator: quantity(r.Duration, r.DurationUnit, r.DurationUnit),
-		}
-	}
+	d := fhir.Dosage{Route: ptr(cc("", route))}
 	text := medText + " " + routeText
 	if in.DoseMgPerKg != nil && in.BodyWeightKg != nil && in.TotalDoseMg != nil {
 		text = fmt.Sprintf("%s %g mg/kg x %g kg = %g mg", text, *in.DoseMgPerKg, *in.BodyWeightKg, *in.TotalDoseMg)
-		d.Extension = []fhir.Extension{{Url: extensionURL("weight-based-dose"), ValueQuantity: quantity(*in.DoseMgPerKg, "mg/kg", "mg/kg")}}
+		d.Extension = []fhir.Extension{weightBasedDose(*in.DoseMgPerKg)}
 	} else if in.TotalDoseMg != nil {
 		text = fmt.Sprintf("%s %g mg", text, *in.TotalDoseMg)
 	}
-	start, ok1 := parseTime(in.InfusionStart)
-	end, ok2 := parseTime(in.InfusionEnd)
-	if ok1 && ok2 && end.After(start) {
-		text = fmt.Sprintf("%s over %g min", text, end.Sub(start).Minutes())
+	var dr fhir.DosageDoseAndRate
+	if in.TotalDoseMg != nil {
+		dr.DoseQuantity = quantity(*in.TotalDoseMg, "mg", "mg")
+	}
+	if r := in.Rate; r != nil {
+		dr.RateRatio = rateRatio(r.Amount, r.AmountUnit, r.Duration, r.DurationUnit)
+		text = fmt.Sprintf("%s at %g %s per %g %s", text, r.Amount, r.AmountUnit, r.Duration, r.DurationUnit)
+	}
+	if dr.DoseQuantity != nil || dr.RateRatio != nil {
+		d.DoseAndRate = []fhir.DosageDoseAndRate{dr}
+	}
+	if in.ScheduledAt != "" {
+		d.Timing = &fhir.Timing{Event: []string{in.ScheduledAt}}
+	}
+	d.Text = ptr(text)
+	return medRequest{
+		ResourceType:              "MedicationRequest",
+		Meta:                      meta(profile("kg-medication-request")),
+		Identifier:                []fhir.Identifier{identifier(id)},
+		Status:                    status,
+		Intent:                    "order",
+		MedicationCodeableConcept: ptr(cc(medText, medication...)),
+		Subject:                   m.patient,
+		SupportingInformation:     weight,
+		Requester:                 requester,
+		ReasonCode:                reasons,
+		DosageInstruction:         []fhir.Dosage{d},
+	}
+}
+
+// dosage states only what was given: the dose in mg, the rate and the
+// route. A session given as planned keeps the plan's rate and, for
+// weight-based dosing, its mg/kg (text and extension), which were then
+// what was given; otherwise the dose is the administered dose and the rate
+// that dose over the time the infusion ran.
+func (m *mapper) dosage(in *InfusionBody, route, routeText, medText string) *fhir.MedicationAdministrationDosage {
+	d := &fhir.MedicationAdministrationDosage{Route: ptr(cc("", route))}
+	a := administered(in)
+	if a.doseMg != nil {
+		d.Dose = quantity(*a.doseMg, "mg", "mg")
+	}
+	text := medText + " " + routeText
+	switch {
+	case a.asPlanned:
+		if r := in.Rate; r != nil {
+			d.RateRatio = rateRatio(r.Amount, r.AmountUnit, r.Duration, r.DurationUnit)
+		}
+		if in.DoseMgPerKg != nil && in.BodyWeightKg != nil && in.TotalDoseMg != nil {
+			text = fmt.Sprintf("%s %g mg/kg x %g kg = %g mg", text, *in.DoseMgPerKg, *in.BodyWeightKg, *in.TotalDoseMg)
+			d.Extension = []fhir.Extension{weightBasedDose(*in.DoseMgPerKg)}
+		} else if in.TotalDoseMg != nil {
+			text = fmt.Sprintf("%s %g mg", text, *in.TotalDoseMg)
+		}
+	case a.doseMg != nil:
+		text = fmt.Sprintf("%s %g mg", text, *a.doseMg)
+		if in.Drug == "ketamine-iv" && a.minutes > 0 {
+			d.RateRatio = rateRatio(*a.doseMg, "mg", a.minutes, "min")
+		}
+	}
+	if a.minutes > 0 {
+		text = fmt.Sprintf("%s over %g min", text, a.minutes)
 	}
 	d.Text = ptr(text)
 	return d
+}
+
+// rateRatio is an amount per duration in UCUM units (unit = code).
+func rateRatio(amount float64, amountUnit string, duration float64, durationUnit string) *fhir.Ratio {
+	return &fhir.Ratio{
+		Numerator:   quantity(amount, amountUnit, amountUnit),
+		Denominator: quantity(duration, durationUnit, durationUnit),
+	}
+}
+
+// weightBasedDose is the weight-based-dose extension: mg per kg.
+func weightBasedDose(mgPerKg float64) fhir.Extension {
+	return fhir.Extension{Url: extensionURL("weight-based-dose"), ValueQuantity: quantity(mgPerKg, "mg/kg", "mg/kg")}
 }
 
 // indication maps the native indication to Procedure/MedicationAdministration

@@ -17,7 +17,7 @@ import (
 
 // Version is the mapping version recorded with everything the gateway maps.
 // Bump it whenever the output for an unchanged record changes.
-const Version = "1.0.0"
+const Version = "2.0.0"
 
 // Options tune a mapping. The zero value is valid.
 type Options struct {
@@ -28,6 +28,9 @@ type Options struct {
 	// already holds: clinical entries become conditional updates
 	// (PUT Type?identifier=...) and Observations get status "amended".
 	Update bool
+	// Safety holds the thresholds of the safety signals (nil:
+	// DefaultSafety()).
+	Safety *Safety
 }
 
 func (o Options) base() string {
@@ -128,7 +131,7 @@ func Map(rec Record, opts Options) (*Result, error) {
 	case *Vitals:
 		m.vitals(&r.VitalsBody, r.Source.RecordID, "")
 	case *Infusion:
-		m.infusion(&r.InfusionBody, r.Source.RecordID)
+		m.infusion(&r.InfusionBody, r.Source.RecordID, sessionExtras{})
 	case *AdverseEvent:
 		m.adverseEvent(&r.AdverseEventBody, r.Source.RecordID, nil)
 	case *Session:

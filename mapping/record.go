@@ -144,22 +144,31 @@ type Infusion struct {
 
 // InfusionBody is an infusion session without its envelope.
 type InfusionBody struct {
-	Drug          string      `json:"drug"`
-	Status        string      `json:"status"`
-	StatusReason  *Reason     `json:"statusReason,omitempty"`
-	DoseMgPerKg   *float64    `json:"doseMgPerKg,omitempty"`
-	BodyWeightKg  *float64    `json:"bodyWeightKg,omitempty"`
-	TotalDoseMg   *float64    `json:"totalDoseMg,omitempty"`
-	Rate          *Rate       `json:"rate,omitempty"`
-	InfusionStart string      `json:"infusionStart,omitempty"`
-	InfusionEnd   string      `json:"infusionEnd,omitempty"`
-	MonitoringEnd string      `json:"monitoringEnd,omitempty"`
-	ScheduledAt   string      `json:"scheduledAt,omitempty"`
-	Indication    *Indication `json:"indication,omitempty"`
-	Outcome       string      `json:"outcome,omitempty"`
-	LotNumber     string      `json:"lotNumber,omitempty"`
-	Clinician     *Person     `json:"clinician,omitempty"`
-	Notes         string      `json:"notes,omitempty"`
+	Drug         string  `json:"drug"`
+	Status       string  `json:"status"`
+	StatusReason *Reason `json:"statusReason,omitempty"`
+	// DoseMgPerKg, BodyWeightKg, TotalDoseMg and Rate are the plan: the
+	// prescribed mg/kg, the weight it was calculated with, the planned total
+	// dose and the planned rate.
+	DoseMgPerKg  *float64 `json:"doseMgPerKg,omitempty"`
+	BodyWeightKg *float64 `json:"bodyWeightKg,omitempty"`
+	TotalDoseMg  *float64 `json:"totalDoseMg,omitempty"`
+	// AdministeredDoseMg is the dose actually given (required when stopped
+	// early; absent for a completed session: the plan was given in full).
+	AdministeredDoseMg *float64 `json:"administeredDoseMg,omitempty"`
+	// AdministeredDurationMin is how long an IV infusion actually ran, when
+	// that differs from InfusionEnd - InfusionStart (a pause).
+	AdministeredDurationMin *float64    `json:"administeredDurationMin,omitempty"`
+	Rate                    *Rate       `json:"rate,omitempty"`
+	InfusionStart           string      `json:"infusionStart,omitempty"`
+	InfusionEnd             string      `json:"infusionEnd,omitempty"`
+	MonitoringEnd           string      `json:"monitoringEnd,omitempty"`
+	ScheduledAt             string      `json:"scheduledAt,omitempty"`
+	Indication              *Indication `json:"indication,omitempty"`
+	Outcome                 string      `json:"outcome,omitempty"`
+	LotNumber               string      `json:"lotNumber,omitempty"`
+	Clinician               *Person     `json:"clinician,omitempty"`
+	Notes                   string      `json:"notes,omitempty"`
 }
 
 // Reason is a coded reason with optional free text.

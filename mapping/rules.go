@@ -26,8 +26,10 @@ func Check(rec Record) error {
 // Rule describes one clinical rule of Check.
 type Rule struct{ ID, Description string }
 
-// Rules lists every rule Check enforces, for documentation and for the
-// gateway's validation-rule CodeSystem.
+// Rules lists every clinical rule, for documentation and for the gateway's
+// validation-rule CodeSystem: those Check enforces on a record, and those
+// the ingest checks against stored records (CheckLinked, CheckStored and
+// the one Patient per person, patient.identity-conflict).
 func Rules() []Rule {
 	return []Rule{
 		{"source.version-missing", "A record carries source.version or source.lastUpdated."},
@@ -45,18 +47,23 @@ func Rules() []Rule {
 		{"vitals.empty", "A vitals record has at least one measurement."},
 		{"vitals.bp-order", "Systolic blood pressure is greater than diastolic."},
 		{"vitals.plausible-range", "Measurements lie in plausible ranges (systolic 50-300, diastolic 20-200 mm[Hg]; heart rate 20-300 and respiratory rate 4-80 /min; SpO2 50-100 %; temperature 30-45 Cel or 86-113 [degF]; weight 2-500 kg or 4.4-1100 [lb_av])."},
-		{"infusion.dose-missing", "A given session states its dose: totalDoseMg, and for IV ketamine doseMgPerKg and bodyWeightKg."},
-		{"infusion.dose-weight-mismatch", "totalDoseMg equals doseMgPerKg x bodyWeightKg within 2% (at least 0.5 mg)."},
+		{"infusion.dose-missing", "A given session states its planned dose: totalDoseMg, and for IV ketamine doseMgPerKg and bodyWeightKg."},
+		{"infusion.dose-weight-mismatch", "The planned totalDoseMg equals doseMgPerKg x bodyWeightKg within 2% (at least 0.5 mg)."},
+		{"infusion.administered-missing", "A session stopped early states the dose actually given (administeredDoseMg) and, for IV ketamine, when it stopped (infusionEnd) or how long it ran (administeredDurationMin)."},
+		{"infusion.administered-above-plan", "The dose actually given (administeredDoseMg) is at most the planned totalDoseMg."},
+		{"infusion.administered-not-applicable", "A session not done states no dose given and no run time; administeredDurationMin is for IV infusions only."},
 		{"infusion.dose-plausible", "IV ketamine is dosed at 0.1-2.0 mg/kg; esketamine nasal at 28, 56 or 84 mg."},
 		{"infusion.time-missing", "A session that was not done states when it was scheduled."},
-		{"time.order", "Times are in order: infusion end after start, monitoring end not before infusion end, detection and recording not before onset."},
+		{"time.order", "Times are in order: infusion end after start, monitoring end not before infusion end, the infusion's run time (administeredDurationMin) not longer than from its start to its end, detection and recording not before onset."},
 		{"adverse-event.severity-missing", "An adverse event has a severity or a CTCAE grade."},
 		{"adverse-event.severity-grade-mismatch", "Severity agrees with the CTCAE grade (1 mild, 2 moderate, 3-5 severe)."},
 		{"adverse-event.grade-implies-serious", "CTCAE grade 4 and 5 events are serious."},
 		{"adverse-event.criteria-without-serious", "Serious events have at least one seriousness criterion; non-serious events have none."},
 		{"adverse-event.causality-without-session", "A causality assessment names the session (sessionId) whose drug it judges; R4 carries causality on the suspect entity."},
 		{"adverse-event.fatal-grade", "A CTCAE grade 5 event has outcome fatal and the criterion death."},
-		{"session.time-window", "A session's adverse events do not start before its infusion."},
+		{"session.time-window", "A session's records fit its time: adverse events do not start before the infusion; vitals at the post-dose-40min time point and MOAA/S and CADSS assessments are taken between infusionStart and the session's end (monitoringEnd, else infusionEnd). Checked within a session document, for a record sent on its own against its stored session, and for a new session version against the records stored for it."},
 		{"session.duplicate-record-id", "Record ids are unique per kind within a session."},
+		{"session.patient-mismatch", "A record that names a stored session (sessionId) is about the session's patient; a session version is not named by another patient's stored records."},
+		{"patient.identity-conflict", "One Patient per person per tenant: a hospital MRN (same system) belongs to one clinic patient id; a record whose new clinic patient id comes with another Patient's MRN is refused (HTTP 409), never merged."},
 	}
 }

@@ -70,6 +70,34 @@ func TestRules(t *testing.T) {
 		{"session duplicate vitals id", "session/iv-routine", patch{"/vitals/1/recordId": "V-1"}, "session.duplicate-record-id", "/vitals/1/recordId"},
 		{"session nested total", "session/iv-routine", patch{"/assessments/0/total": 20}, "assessment.total-mismatch", "/assessments/0/total"},
 		{"session infusion dose", "session/iv-routine", patch{"/infusion/totalDoseMg": 60}, "infusion.dose-weight-mismatch", "/infusion/totalDoseMg"},
+
+		// The dose actually given.
+		{"stopped early without given dose", "infusion/iv-stopped-early-hypertension", patch{"/administeredDoseMg": nil}, "infusion.administered-missing", "/administeredDoseMg"},
+		{"iv stopped early without end or run time", "infusion/iv-stopped-early-hypertension", patch{"/infusionEnd": nil}, "infusion.administered-missing", "/infusionEnd"},
+		{"iv stopped early with run time, no end", "infusion/iv-stopped-early-hypertension", patch{"/infusionEnd": nil, "/administeredDurationMin": 22}, "", ""},
+		{"given dose above plan", "infusion/iv-stopped-early-hypertension", patch{"/administeredDoseMg": 46.5}, "infusion.administered-above-plan", "/administeredDoseMg"},
+		{"given dose equal to plan", "infusion/iv-stopped-early-hypertension", patch{"/administeredDoseMg": 46}, "", ""},
+		{"given dose zero", "infusion/iv-stopped-early-hypertension", patch{"/administeredDoseMg": 0}, "", ""},
+		{"weight rule checks the plan, not the given dose", "infusion/iv-stopped-early-hypertension", patch{"/totalDoseMg": 25}, "infusion.dose-weight-mismatch", "/totalDoseMg"},
+		{"completed with a smaller given dose", "infusion/iv-completed", patch{"/administeredDoseMg": 35}, "", ""},
+		{"not done with a given dose", "infusion/not-done", patch{"/administeredDoseMg": 10}, "infusion.administered-not-applicable", "/administeredDoseMg"},
+		{"not done with a run time", "infusion/not-done", patch{"/administeredDurationMin": 10}, "infusion.administered-not-applicable", "/administeredDurationMin"},
+		{"esketamine with a run time", "infusion/esketamine-completed", patch{"/administeredDurationMin": 5}, "infusion.administered-not-applicable", "/administeredDurationMin"},
+		{"run time longer than start to end", "infusion/iv-completed-paused", patch{"/administeredDurationMin": 50.5}, "time.order", "/administeredDurationMin"},
+		{"run time equal to start to end", "infusion/iv-completed-paused", patch{"/administeredDurationMin": 50}, "", ""},
+		{"session stopped early without given dose", "session/stopped-early-serious-ae", patch{"/infusion/administeredDoseMg": nil}, "infusion.administered-missing", "/infusion/administeredDoseMg"},
+
+		// The session time window, within a session document.
+		{"session ae at the infusion start", "session/iv-routine", patch{"/adverseEvents/0/onsetAt": "2026-03-02T09:00:00-05:00"}, "", ""},
+		{"session ae one second before the start", "session/iv-routine", patch{"/adverseEvents/0/onsetAt": "2026-03-02T08:59:59-05:00"}, "session.time-window", "/adverseEvents/0/onsetAt"},
+		{"session ae after the end", "session/iv-routine", patch{"/adverseEvents/0/onsetAt": "2026-03-02T18:00:00-05:00"}, "", ""},
+		{"post-dose vitals before the start", "session/iv-routine", patch{"/vitals/1/measuredAt": "2026-03-02T08:59:00-05:00"}, "session.time-window", "/vitals/1/measuredAt"},
+		{"post-dose vitals at the end", "session/iv-routine", patch{"/vitals/1/measuredAt": "2026-03-02T11:00:00-05:00"}, "", ""},
+		{"post-dose vitals after the end", "session/iv-routine", patch{"/vitals/1/measuredAt": "2026-03-02T11:00:01-05:00"}, "session.time-window", "/vitals/1/measuredAt"},
+		{"pre-dose vitals are not windowed", "session/iv-routine", patch{"/vitals/0/measuredAt": "2026-03-01T08:00:00-05:00"}, "", ""},
+		{"moaas after the end", "session/iv-routine", patch{"/assessments/1/takenAt": "2026-03-02T12:00:00-05:00"}, "session.time-window", "/assessments/1/takenAt"},
+		{"phq9 before the session is not windowed", "session/iv-routine", patch{"/assessments/0/takenAt": "2026-03-01T08:45:00-05:00"}, "", ""},
+		{"without monitoring end the infusion end closes the window", "session/iv-routine", patch{"/infusion/monitoringEnd": nil, "/assessments/1/takenAt": "2026-03-02T09:41:00-05:00"}, "session.time-window", "/assessments/1/takenAt"},
 	}
 	set, err := schemas.New()
 	if err != nil {

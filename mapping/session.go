@@ -1,12 +1,23 @@
 package mapping
 
-import "fmt"
+import (
+	"fmt"
+	"math"
+
+	fhir "github.com/samply/golang-fhir-models/fhir-models/fhir"
+)
 
 // checkSession checks the session's parts and the rules that tie them
-// together: record ids unique per kind, adverse events not before the
-// infusion started.
+// together: record ids unique per kind, and every record within the
+// session's time window (window.go).
 func checkSession(s *Session, v *violations) {
 	checkInfusion(&s.Infusion, "/infusion", v)
+	w, hasWindow := windowOf(&s.Infusion)
+	windowed := func(rec any, p string) {
+		if hasWindow {
+			checkWindowed(rec, w, p, v)
+		}
+	}
 	seen := map[string]bool{}
 	dup := func(kind, id, p string) {
 		if seen[kind+"/"+id] {
@@ -18,29 +29,38 @@ func checkSession(s *Session, v *violations) {
 		p := fmt.Sprintf("/vitals/%d", i)
 		dup("vitals", s.Vitals[i].RecordID, p+"/recordId")
 		checkVitals(&s.Vitals[i], p, v)
+		windowed(&s.Vitals[i], p)
 	}
 	for i := range s.Assessments {
 		p := fmt.Sprintf("/assessments/%d", i)
 		dup("assessments", s.Assessments[i].RecordID, p+"/recordId")
 		checkAssessment(&s.Assessments[i], p, v)
+		windowed(&s.Assessments[i], p)
 	}
-	start, hasStart := parseTime(s.Infusion.InfusionStart)
 	for i := range s.AdverseEvents {
 		p := fmt.Sprintf("/adverseEvents/%d", i)
 		ae := &s.AdverseEvents[i]
 		dup("adverseEvents", ae.RecordID, p+"/recordId")
 		checkAdverseEvent(ae, p, true, v)
-		if onset, ok := parseTime(ae.OnsetAt); ok && hasStart && onset.Before(start) {
-			v.add("session.time-window", p+"/onsetAt", "an adverse event of a session cannot start before the infusion")
-		}
+		windowed(ae, p)
 	}
 }
 
 // session maps the infusion and everything recorded around it into one
-// Bundle whose resources reference each other by urn:uuid.
+// Bundle whose resources reference each other by urn:uuid. The body weight
+// measured at the session is one Observation: when a vitals record holds
+// the infusion's dosing weight, the MedicationRequest and the
+// MedicationAdministration reference that vitals Observation and the
+// infusion makes none of its own. The session's serious (or high-grade)
+// adverse events are named in the Procedure's complications.
 func (m *mapper) session(s *Session) {
 	id := s.Source.RecordID
-	m.infusion(&s.Infusion, id)
+	extra := sessionExtras{complications: m.complications(s.AdverseEvents)}
+	if i := sessionWeight(s); i >= 0 {
+		w := m.ident(nsVitals, s.Vitals[i].RecordID).child(concept("vitals.body-weight").Code)
+		extra.weight = &w
+	}
+	m.infusion(&s.Infusion, id, extra)
 	for i := range s.Vitals {
 		m.vitals(&s.Vitals[i], s.Vitals[i].RecordID, id)
 	}
@@ -50,4 +70,64 @@ func (m *mapper) session(s *Session) {
 	for i := range s.AdverseEvents {
 		m.adverseEvent(&s.AdverseEvents[i], s.AdverseEvents[i].RecordID, &id)
 	}
+}
+
+// WeightAgreementKg is how far a vitals body weight may differ from the
+// infusion's dosing weight (after converting pounds) and still be the same
+// measurement: half the 0.1 kg resolution of a clinical scale.
+const WeightAgreementKg = 0.05
+
+// poundKg is the mass of the avoirdupois pound (UCUM [lb_av]) in kg.
+const poundKg = 0.45359237
+
+// sessionWeight returns the index of the first vitals record of a given
+// session whose body weight is the infusion's dosing weight, or -1 (no
+// dosing weight, not given, or no vitals weight agrees: then both are
+// charted, as different facts).
+func sessionWeight(s *Session) int {
+	w := s.Infusion.BodyWeightKg
+	if w == nil || s.Infusion.Status == "not-done" {
+		return -1
+	}
+	for i := range s.Vitals {
+		bw := s.Vitals[i].BodyWeight
+		if bw == nil {
+			continue
+		}
+		kg := bw.Value
+		if bw.Unit == "[lb_av]" {
+			kg *= poundKg
+		}
+		if math.Abs(kg-*w) <= WeightAgreementKg {
+			return i
+		}
+	}
+	return -1
+}
+
+// complications names a session's adverse events that are serious or of at
+// least the configured CTCAE grade, for Procedure.complication: the event's
+// coding with a text that says why it is named.
+func (m *mapper) complications(aes []AdverseEventBody) []fhir.CodeableConcept {
+	minGrade := m.opts.safety().AdverseEventGrade
+	var out []fhir.CodeableConcept
+	for i := range aes {
+		ae := &aes[i]
+		serious := ae.Serious != nil && *ae.Serious
+		graded := ae.CTCAEGrade != nil && *ae.CTCAEGrade >= minGrade
+		if !serious && !graded {
+			continue
+		}
+		c := eventConcept(ae)
+		why := "serious adverse event"
+		switch {
+		case serious && ae.CTCAEGrade != nil:
+			why = fmt.Sprintf("serious adverse event, CTCAE grade %d", *ae.CTCAEGrade)
+		case !serious:
+			why = fmt.Sprintf("adverse event of CTCAE grade %d", *ae.CTCAEGrade)
+		}
+		c.Text = ptr(fmt.Sprintf("%s (%s)", *c.Text, why))
+		out = append(out, c)
+	}
+	return out
 }

@@ -79,6 +79,7 @@ func (m *mapper) vitals(vs *VitalsBody, recordID, sessionInBundle string) {
 		partOf = m.sessionRef(sessionInBundle, true)
 	}
 	performer := m.practitioner(vs.MeasuredBy)
+	lim := m.opts.safety()
 	timepoint := fhir.Extension{Url: extensionURL("monitoring-timepoint"),
 		ValueCodeableConcept: ptr(cc(vs.TimepointText, "timepoint."+vs.Timepoint))}
 	add := func(key, coreProfile string, fill func(*fhir.Observation), extraCodes ...string) {
@@ -91,30 +92,40 @@ func (m *mapper) vitals(vs *VitalsBody, recordID, sessionInBundle string) {
 	}
 	if bp := vs.BloodPressure; bp != nil {
 		add("vitals.bp", profileBP, func(o *fhir.Observation) {
+			sys, dia := lim.Systolic.interpret(bp.Systolic), lim.Diastolic.interpret(bp.Diastolic)
 			o.Component = []fhir.ObservationComponent{
-				{Code: cc("", "vitals.bp.systolic"), ValueQuantity: quantity(bp.Systolic, "mmHg", "mm[Hg]")},
-				{Code: cc("", "vitals.bp.diastolic"), ValueQuantity: quantity(bp.Diastolic, "mmHg", "mm[Hg]")},
+				{Code: cc("", "vitals.bp.systolic"), ValueQuantity: quantity(bp.Systolic, "mmHg", "mm[Hg]"), Interpretation: interpretation(sys)},
+				{Code: cc("", "vitals.bp.diastolic"), ValueQuantity: quantity(bp.Diastolic, "mmHg", "mm[Hg]"), Interpretation: interpretation(dia)},
 			}
+			// The panel carries the more severe of its components'.
+			if severity(dia) > severity(sys) {
+				sys = dia
+			}
+			o.Interpretation = interpretation(sys)
 		})
 	}
 	if hr := vs.HeartRate; hr != nil {
 		add("vitals.heart-rate", profileHeartRate, func(o *fhir.Observation) {
 			o.ValueQuantity = quantity(*hr, "beats/minute", "/min")
+			o.Interpretation = interpretation(lim.HeartRate.interpret(*hr))
 		})
 	}
 	if rr := vs.RespiratoryRate; rr != nil {
 		add("vitals.respiratory-rate", profileRespRate, func(o *fhir.Observation) {
 			o.ValueQuantity = quantity(*rr, "breaths/minute", "/min")
+			o.Interpretation = interpretation(lim.RespiratoryRate.interpret(*rr))
 		})
 	}
 	if s := vs.SpO2; s != nil {
 		add("vitals.spo2", profileOxygenSat, func(o *fhir.Observation) {
 			o.ValueQuantity = quantity(*s, "%", "%")
+			o.Interpretation = interpretation(lim.SpO2.interpret(*s))
 		}, "vitals.spo2.pulse-ox")
 	}
 	if t := vs.Temperature; t != nil {
 		add("vitals.temperature", profileBodyTemp, func(o *fhir.Observation) {
 			o.ValueQuantity = quantity(t.Value, units[t.Unit], t.Unit)
+			o.Interpretation = interpretation(lim.Temperature.interpret(celsius(t.Value, t.Unit)))
 		})
 	}
 	if w := vs.BodyWeight; w != nil {

@@ -170,6 +170,14 @@ func (c *ruleCheck) infusion(in mapping.InfusionBody) {
 			c.failf("infusion.dose-plausible", "")
 		}
 	}
+	switch {
+	case in.Status == "stopped-early" && in.AdministeredDoseMg == nil:
+		c.failf("infusion.administered-missing", "")
+	case in.Status == "not-done" && (in.AdministeredDoseMg != nil || in.AdministeredDurationMin != nil):
+		c.failf("infusion.administered-not-applicable", "")
+	case in.AdministeredDoseMg != nil && in.TotalDoseMg != nil && *in.AdministeredDoseMg > *in.TotalDoseMg:
+		c.failf("infusion.administered-above-plan", "")
+	}
 	if in.InfusionStart != "" && in.InfusionEnd != "" && !instant(in.InfusionEnd).After(instant(in.InfusionStart)) {
 		c.failf("time.order", "infusionEnd")
 	}
@@ -230,13 +238,32 @@ func (c *ruleCheck) session(s mapping.Session) {
 		}
 		ids[r] = true
 	}
+	// Records taken during the session lie within it (session.time-window).
+	end := s.Infusion.MonitoringEnd
+	if end == "" {
+		end = s.Infusion.InfusionEnd
+	}
+	during := func(at string) {
+		if s.Infusion.Status == "not-done" || s.Infusion.InfusionStart == "" {
+			return
+		}
+		if instant(at).Before(instant(s.Infusion.InfusionStart)) || end != "" && instant(at).After(instant(end)) {
+			c.failf("session.time-window", "a record taken during the session lies outside it")
+		}
+	}
 	for _, v := range s.Vitals {
 		id(v.RecordID)
 		c.vitals(v)
+		if v.Timepoint == "post-dose-40min" {
+			during(v.MeasuredAt)
+		}
 	}
 	for _, a := range s.Assessments {
 		id(a.RecordID)
 		c.assessment(a)
+		if a.Instrument == "MOAA-S" || a.Instrument == "CADSS" {
+			during(a.TakenAt)
+		}
 	}
 	for _, e := range s.AdverseEvents {
 		id(e.RecordID)

@@ -22,6 +22,9 @@ type fileConfig struct {
 	// issuers); without it the gateway runs in development mode.
 	Auth         *auth.Config        `json:"auth"`
 	Destinations []destinationConfig `json:"destinations"`
+	// Safety overrides the mappings' safety thresholds, for every tenant
+	// and per tenant (safety.go).
+	Safety *safetyConfig `json:"safety"`
 }
 
 // readConfig reads and strictly decodes the --config file ("" gives an

@@ -75,6 +75,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return &exitError{code: exitUsage, msg: err.Error()}
 	}
+	allSafety, tenantSafety, err := safety(fc)
+	if err != nil {
+		return &exitError{code: exitUsage, msg: err.Error()}
+	}
 	if !authConfigured(fc) && !loopback(cfg.addr) {
 		return &exitError{code: exitUsage, msg: fmt.Sprintf("refusing to serve on %s without authentication: "+
 			"register clients in the auth section of --config (docs/security.md), or listen on a loopback address "+
@@ -109,7 +113,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	defer metrics.Close()
 	acfg := app.Config{Store: st, IdentifierBase: cfg.identifierBase, Instance: cfg.instance,
-		MaxBundleEntries: cfg.maxEntries, Tracer: tel.TracerProvider(), Metrics: metrics}
+		MaxBundleEntries: cfg.maxEntries, Tracer: tel.TracerProvider(), Metrics: metrics,
+		Safety: allSafety, TenantSafety: tenantSafety}
 	gcfg := gateway.Config{MaxBodyBytes: cfg.maxBody, Logger: logger, BaseURL: cfg.baseURL, Telemetry: tel,
 		Metrics: metrics, Auth: authn, RateLimit: cfg.rateLimit, TrustedProxies: proxies}
 	switch {

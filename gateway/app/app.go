@@ -49,6 +49,11 @@ type Config struct {
 	// NoAudit switches the audit trail off; only the overhead benchmark
 	// sets it.
 	NoAudit bool
+	// Safety holds the safety thresholds of the mappings for every tenant
+	// (nil: mapping.DefaultSafety()); TenantSafety those of the tenants
+	// that override them.
+	Safety       *mapping.Safety
+	TenantSafety map[string]mapping.Safety
 }
 
 // App is the gateway's application.
@@ -70,13 +75,14 @@ func New(cfg Config) (*App, error) {
 		cfg.Now = time.Now
 	}
 	v := engine.NewValidator()
-	p, err := ingest.NewPipeline(mapping.Options{IdentifierBase: cfg.IdentifierBase}, v)
+	p, err := ingest.NewPipeline(mapping.Options{IdentifierBase: cfg.IdentifierBase, Safety: cfg.Safety}, v)
 	if err != nil {
 		return nil, err
 	}
 	a := &App{Store: cfg.Store, IdentifierBase: cfg.IdentifierBase}
 	a.Audit = auditlog.New(cfg.Store, auditlog.Config{Observer: cfg.Instance, Now: cfg.Now, Disabled: cfg.NoAudit})
-	icfg := ingest.Config{Pipeline: p, Routes: cfg.Routes, Notify: cfg.Notify, Metrics: cfg.Metrics, Tracer: cfg.Tracer}
+	icfg := ingest.Config{Pipeline: p, Routes: cfg.Routes, Notify: cfg.Notify, Metrics: cfg.Metrics, Tracer: cfg.Tracer,
+		Safety: cfg.TenantSafety}
 	if cfg.Store != nil {
 		a.Engine = engine.New(engine.Config{Store: cfg.Store, Audit: a.Audit, Validator: v,
 			MaxBundleEntries: cfg.MaxBundleEntries, Now: cfg.Now, Tracer: cfg.Tracer})

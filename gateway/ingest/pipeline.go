@@ -82,11 +82,21 @@ func (p *Pipeline) ValidateRecord(kind mapping.Kind, doc []byte) error {
 // and maps it (*mapping.RuleError for a broken rule); the schema is not
 // checked again.
 func (p *Pipeline) MapValid(kind mapping.Kind, doc []byte, opts mapping.Options) (*mapping.Result, error) {
+	rec, err := Decode(kind, doc)
+	if err != nil {
+		return nil, err
+	}
+	return mapping.Map(rec, opts)
+}
+
+// Decode decodes a record ValidateRecord accepted; an error is the
+// gateway's (the schema admits only what decodes).
+func Decode(kind mapping.Kind, doc []byte) (mapping.Record, error) {
 	rec, err := mapping.Decode(kind, doc)
 	if err != nil {
 		return nil, fmt.Errorf("decode schema-valid %s record: %w", kind, err)
 	}
-	return mapping.Map(rec, opts)
+	return rec, nil
 }
 
 // Marshal renders every resource a mapping produced as JSON, once, and

@@ -53,6 +53,9 @@ type Config struct {
 	Metrics Metrics
 	// Tracer traces the stages (none by default).
 	Tracer trace.TracerProvider
+	// Safety holds the safety thresholds of the tenants that override the
+	// pipeline's (mapping.Options.Safety; DefaultSafety when unset).
+	Safety map[string]mapping.Safety
 }
 
 // Service ingests native records.
@@ -63,6 +66,7 @@ type Service struct {
 	notify  func()
 	metrics Metrics
 	tracer  trace.Tracer
+	safety  map[string]mapping.Safety
 }
 
 type noMetrics struct{}
@@ -78,7 +82,17 @@ func New(cfg Config) *Service {
 		cfg.Metrics = noMetrics{}
 	}
 	return &Service{engine: cfg.Engine, p: cfg.Pipeline, routes: cfg.Routes, notify: cfg.Notify, metrics: cfg.Metrics,
-		tracer: stage.Tracer(cfg.Tracer)}
+		tracer: stage.Tracer(cfg.Tracer), safety: cfg.Safety}
+}
+
+// Options are the mapping options for a tenant's records: the pipeline's,
+// with the tenant's safety thresholds.
+func (s *Service) Options(tenant string) mapping.Options {
+	opts := s.p.opts
+	if t, ok := s.safety[tenant]; ok {
+		opts.Safety = &t
+	}
+	return opts
 }
 
 // Pipeline returns the service's pipeline.
@@ -103,13 +117,18 @@ func (s *Service) Ingest(ctx context.Context, sc *auditlog.Scope, kind mapping.K
 		return s.p.ValidateRecord(kind, body)
 	}, attrs...)
 	var (
+		rec  mapping.Record
 		res  *mapping.Result
 		raws [][]byte
 	)
+	opts := s.Options(sc.TenantOf())
 	if err == nil {
 		err = stage.Run(ctx, s.tracer, "ingest.map", func(context.Context) error {
 			var err error
-			res, err = s.p.MapValid(kind, body, s.p.opts)
+			if rec, err = Decode(kind, body); err != nil {
+				return err
+			}
+			res, err = mapping.Map(rec, opts)
 			return err
 		}, attrs...)
 	}
@@ -135,7 +154,7 @@ func (s *Service) Ingest(ctx context.Context, sc *auditlog.Scope, kind mapping.K
 	if s.engine == nil {
 		return nil, errNoStore
 	}
-	answer, err := s.store(ctx, sc, kind, body, res, raws, ans)
+	answer, err := s.store(ctx, sc, record{kind: kind, body: body, rec: rec, opts: opts}, res, raws, ans)
 	if err != nil {
 		s.metrics.IngestRecord(ctx, string(kind), "failed")
 		return nil, err
@@ -150,24 +169,24 @@ func (s *Service) Ingest(ctx context.Context, sc *auditlog.Scope, kind mapping.K
 // nothing and gets the first answer again; the same version with other
 // content is a Conflict; a new version of a stored record updates its
 // resources (conditional updates, Observations amended).
-func (s *Service) store(ctx context.Context, sc *auditlog.Scope, kind mapping.Kind, body []byte, first *mapping.Result,
+func (s *Service) store(ctx context.Context, sc *auditlog.Scope, rec record, first *mapping.Result,
 	firstRaws [][]byte, ans engine.Answer) ([]byte, error) {
-	hash, err := contentHash(body)
-	if err != nil {
+	var err error
+	if rec.hash, err = contentHash(rec.body); err != nil {
 		return nil, err
 	}
-	version := first.Source.Version
-	if version == "" {
-		version = first.Source.LastUpdated
+	rec.version = first.Source.Version
+	if rec.version == "" {
+		rec.version = first.Source.LastUpdated
 	}
 	var answer []byte
 	err = stage.Run(ctx, s.tracer, "store.transaction", func(ctx context.Context) error {
 		return s.engine.Write(ctx, sc, func(tx *engine.Tx) (int, error) {
 			var err error
-			answer, err = s.storeTx(ctx, tx, sc, record{kind: kind, body: body, hash: hash, version: version}, first, firstRaws, ans)
+			answer, err = s.storeTx(ctx, tx, sc, rec, first, firstRaws, ans)
 			return fhirwire.StatusOK, err
 		})
-	}, attribute.String("ingest.kind", string(kind)), attribute.Int("fhir.entry_count", len(first.Entries)))
+	}, attribute.String("ingest.kind", string(rec.kind)), attribute.Int("fhir.entry_count", len(first.Entries)))
 	if err != nil {
 		return nil, err
 	}
@@ -179,6 +198,8 @@ func (s *Service) store(ctx context.Context, sc *auditlog.Scope, kind mapping.Ki
 type record struct {
 	kind          mapping.Kind
 	body          []byte
+	rec           mapping.Record  // body decoded
+	opts          mapping.Options // the tenant's mapping options
 	hash, version string
 }
 
@@ -207,20 +228,37 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 	if stored {
 		// A new version: mapped again in update mode, and rendered and
 		// validated again too.
-		opts := s.p.opts
+		opts := rec.opts
 		opts.Update = true
-		if res, err = s.p.MapValid(rec.kind, rec.body, opts); err != nil {
+		if res, err = mapping.Map(rec.rec, opts); err != nil {
 			return nil, err
 		}
 		if raws, err = s.p.Marshal(res); err != nil {
 			return nil, err
 		}
 	}
+	// What is stored: one Patient per person, and the rules across records.
+	id, err := resolveIdentity(st, rec.rec, res)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkStored(st, rec.rec, res, rec.opts, id.patientID); err != nil {
+		return nil, err
+	}
 	entries, err := s.entries(res, raws, tenant)
 	if err != nil {
 		return nil, err
 	}
+	if id.mrnNew {
+		// The MRN was added or changed: a new version of the same Patient.
+		if entries[0], err = s.patientUpdate(res, raws); err != nil {
+			return nil, err
+		}
+	}
 	if err := tx.Run(entries); err != nil {
+		return nil, err
+	}
+	if err := id.claim(st, entries[0].Result().Resource.ID); err != nil {
 		return nil, err
 	}
 	activity := "CREATE"
@@ -250,6 +288,18 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 	}
 	return answer, st.PutLedger(&store.Ledger{Source: src.System, Kind: string(rec.kind), RecordID: src.RecordID,
 		Version: rec.version, ContentHash: rec.hash, Response: answer, Received: tx.Now().UTC()})
+}
+
+// patientUpdate is the record's Patient entry as a conditional update on
+// its clinic identifier, for the gateway's store only: the Bundle the EHRs
+// receive keeps its conditional create (DECISIONS.md 7).
+func (s *Service) patientUpdate(res *mapping.Result, raws [][]byte) (*engine.Entry, error) {
+	pe := res.Entries[0]
+	doc, err := engine.DecodeResource(raws[0])
+	if err != nil {
+		return nil, fmt.Errorf("mapped Patient: %w", err)
+	}
+	return s.engine.NewEntry(0, "PUT", "Patient?identifier="+pe.IdentifierSystem+"|"+pe.IdentifierValue, pe.FullURL, doc, "")
 }
 
 // provenanceID is the id of the Provenance of one record version: the same

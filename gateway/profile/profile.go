@@ -118,6 +118,39 @@ var profileRules = map[string][]profileRule{
 			return "partOf"
 		}},
 	},
+	"kg-medication-request": {subjectRule,
+		{"profile.planned-dose", "a session's plan states its planned dose in dosageInstruction.doseAndRate.doseQuantity", func(d map[string]any) string {
+			dis, _ := d["dosageInstruction"].([]any)
+			for _, di := range dis {
+				dm, _ := di.(map[string]any)
+				drs, _ := dm["doseAndRate"].([]any)
+				for _, dr := range drs {
+					if m, _ := dr.(map[string]any); ucumQuantity(m["doseQuantity"]) {
+						return ""
+					}
+				}
+			}
+			return "dosageInstruction"
+		}},
+	},
+	"kg-safety-flag": {subjectRule, codeTextRule,
+		{"profile.flag-detail", "a safety flag points at the record that raised it (extension flag-detail)", func(d map[string]any) string {
+			exts, _ := d["extension"].([]any)
+			for _, e := range exts {
+				m, _ := e.(map[string]any)
+				if ref, ok := m["valueReference"].(map[string]any); ok && str(m, "url") == mapping.ExtFlagDetail && str(ref, "reference") != "" {
+					return ""
+				}
+			}
+			return "extension"
+		}},
+		{"profile.flag-category", "a safety flag has category safety", func(d map[string]any) string {
+			if hasCategory(d, mapping.SystemFlagCat, "safety") {
+				return ""
+			}
+			return "category"
+		}},
+	},
 	"kg-adverse-event": {subjectRule,
 		{"profile.event-coded", "an adverse event states its event", func(d map[string]any) string {
 			if _, ok := d["event"].(map[string]any); ok {
@@ -157,19 +190,27 @@ var (
 
 func categoryRule(code string) profileRule {
 	return profileRule{"profile.category", "the Observation has category " + code, func(d map[string]any) string {
-		cats, _ := d["category"].([]any)
-		for _, c := range cats {
-			m, _ := c.(map[string]any)
-			codings, _ := m["coding"].([]any)
-			for _, cd := range codings {
-				cm, _ := cd.(map[string]any)
-				if str(cm, "system") == mapping.SystemObsCategory && str(cm, "code") == code {
-					return ""
-				}
-			}
+		if hasCategory(d, mapping.SystemObsCategory, code) {
+			return ""
 		}
 		return "category"
 	}}
+}
+
+// hasCategory reports whether a resource's category has a coding system|code.
+func hasCategory(d map[string]any, system, code string) bool {
+	cats, _ := d["category"].([]any)
+	for _, c := range cats {
+		m, _ := c.(map[string]any)
+		codings, _ := m["coding"].([]any)
+		for _, cd := range codings {
+			cm, _ := cd.(map[string]any)
+			if str(cm, "system") == system && str(cm, "code") == code {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Check applies the gateway profiles a resource claims. expr is the

@@ -177,6 +177,26 @@ func specificDefs(rt string) []def {
 			patientRef("The patient who received the medication", "subject"),
 			ref("subject", "The patient or group who received the medication", groupPatient(), "subject"),
 		}
+	case "MedicationRequest":
+		return []def{
+			token("code", "Return prescriptions of this medication code", p("medicationCodeableConcept", kConcept)),
+			identifier("prescription"),
+			token("intent", "Returns prescriptions with different intents", p("intent", kCode)),
+			patientRef("Returns prescriptions for a specific patient", "subject"),
+			ref("requester", "Returns prescriptions prescribed by this prescriber",
+				[]string{"Device", "Organization", "Patient", "Practitioner", "PractitionerRole", "RelatedPerson"}, "requester"),
+			token("status", "Status of the prescription", p("status", kCode)),
+			ref("subject", "The identity of a patient to list orders for", groupPatient(), "subject"),
+		}
+	case "Flag":
+		return []def{
+			ref("author", "Flag creator", []string{"Device", "Organization", "Patient", "Practitioner", "PractitionerRole"}, "author"),
+			date("date", "Time period when flag is active", p("period", kPeriod)),
+			identifier("flag"),
+			patientRef("The identity of a subject to list flags for", "subject"),
+			ref("subject", "The identity of a subject to list flags for",
+				[]string{"Group", "Location", "Medication", "Organization", "Patient", "PlanDefinition", "Practitioner", "Procedure"}, "subject"),
+		}
 	case "AdverseEvent":
 		// R4 defines no patient parameter for AdverseEvent: use subject.
 		return []def{

@@ -1,0 +1,87 @@
+package main
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/ketamine-gateway/ketamine-gateway/mapping"
+)
+
+// safetyConfig is the safety section of --config (docs/configuration.md):
+// overrides of the mappings' safety thresholds (mapping.DefaultSafety) for
+// every tenant, and per tenant on top of those. A setting left out keeps
+// the value beneath it.
+type safetyConfig struct {
+	safetyOverride
+	Tenants map[string]safetyOverride `json:"tenants"`
+}
+
+// safetyOverride is one set of overrides.
+type safetyOverride struct {
+	PHQ9Item9Min         *int                      `json:"phq9Item9Min"`
+	CSSRSMinRisk         *string                   `json:"cssrsMinRisk"`
+	AdverseEventMinGrade *int                      `json:"adverseEventMinGrade"`
+	Vitals               map[string]limitsOverride `json:"vitals"`
+}
+
+// limitsOverride overrides one measurement's limits (0 turns a limit off).
+type limitsOverride struct {
+	High         *float64 `json:"high"`
+	CriticalHigh *float64 `json:"criticalHigh"`
+	Low          *float64 `json:"low"`
+	CriticalLow  *float64 `json:"criticalLow"`
+}
+
+// apply returns base with the overrides applied, or an error naming the
+// setting that is unknown or makes no sense.
+func (o safetyOverride) apply(base mapping.Safety) (mapping.Safety, error) {
+	s := base
+	set(&s.PHQ9Item9, o.PHQ9Item9Min)
+	set(&s.CSSRSRisk, o.CSSRSMinRisk)
+	set(&s.AdverseEventGrade, o.AdverseEventMinGrade)
+	limits := map[string]*mapping.Limits{"systolic": &s.Systolic, "diastolic": &s.Diastolic, "heartRate": &s.HeartRate,
+		"respiratoryRate": &s.RespiratoryRate, "spo2": &s.SpO2, "temperature": &s.Temperature}
+	for name, lo := range o.Vitals {
+		l, ok := limits[name]
+		if !ok {
+			names := make([]string, 0, len(limits))
+			for n := range limits {
+				names = append(names, n)
+			}
+			slices.Sort(names)
+			return s, fmt.Errorf("vitals.%s: unknown measurement (one of %s)", name, strings.Join(names, ", "))
+		}
+		set(&l.High, lo.High)
+		set(&l.CriticalHigh, lo.CriticalHigh)
+		set(&l.Low, lo.Low)
+		set(&l.CriticalLow, lo.CriticalLow)
+	}
+	return s, s.Validate()
+}
+
+func set[T any](dst *T, v *T) {
+	if v != nil {
+		*dst = *v
+	}
+}
+
+// safety resolves the safety section: the thresholds of every tenant (nil
+// without overrides: the mappings' defaults) and of the tenants that have
+// their own.
+func safety(fc *fileConfig) (*mapping.Safety, map[string]mapping.Safety, error) {
+	if fc.Safety == nil {
+		return nil, nil, nil
+	}
+	all, err := fc.Safety.apply(mapping.DefaultSafety())
+	if err != nil {
+		return nil, nil, fmt.Errorf("--config: safety.%v", err)
+	}
+	tenants := map[string]mapping.Safety{}
+	for name, o := range fc.Safety.Tenants {
+		if tenants[name], err = o.apply(all); err != nil {
+			return nil, nil, fmt.Errorf("--config: safety.tenants.%s.%v", name, err)
+		}
+	}
+	return &all, tenants, nil
+}

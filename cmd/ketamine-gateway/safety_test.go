@@ -1,0 +1,52 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/ketamine-gateway/ketamine-gateway/mapping"
+)
+
+// TestSafetyConfig: the safety section overrides the defaults for every
+// tenant, a tenant's entry on top; a setting left out keeps its value, and
+// nonsense is refused naming the setting.
+func TestSafetyConfig(t *testing.T) {
+	fc, err := readConfig(writeTemp(t, "c.json", `{"safety": {
+		"phq9Item9Min": 2,
+		"vitals": {"systolic": {"criticalHigh": 170}},
+		"tenants": {"harbor-clinic": {"cssrsMinRisk": "moderate", "vitals": {"spo2": {"low": 0, "criticalLow": 88}}}}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, tenants, err := safety(fc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := mapping.DefaultSafety()
+	want.PHQ9Item9, want.Systolic.CriticalHigh = 2, 170
+	if *all != want {
+		t.Errorf("every tenant: %+v, want %+v", *all, want)
+	}
+	want.CSSRSRisk, want.SpO2 = "moderate", mapping.Limits{CriticalLow: 88}
+	if got := tenants["harbor-clinic"]; got != want || len(tenants) != 1 {
+		t.Errorf("harbor-clinic: %+v, want %+v", got, want)
+	}
+	if all, tenants, err := safety(&fileConfig{}); all != nil || tenants != nil || err != nil {
+		t.Errorf("no safety section: %v %v %v, want the defaults", all, tenants, err)
+	}
+	for name, tc := range map[string]struct{ body, want string }{
+		"unknown key":         {`{"safety": {"phq9": 1}}`, "unknown field"},
+		"unknown measurement": {`{"safety": {"vitals": {"pulse": {"high": 100}}}}`, "safety.vitals.pulse"},
+		"item 9 of 4":         {`{"safety": {"phq9Item9Min": 4}}`, "safety.phq9Item9Min"},
+		"risk level":          {`{"safety": {"cssrsMinRisk": "any"}}`, "safety.cssrsMinRisk"},
+		"limits out of order": {`{"safety": {"tenants": {"t": {"vitals": {"heartRate": {"criticalHigh": 100}}}}}}`, "safety.tenants.t.vitals.heartRate"},
+	} {
+		fc, err := readConfig(writeTemp(t, "c.json", tc.body))
+		if err == nil {
+			_, _, err = safety(fc)
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want an error naming %s", name, err, tc.want)
+		}
+	}
+}

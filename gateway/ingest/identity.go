@@ -1,0 +1,116 @@
+package ingest
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+	"github.com/ketamine-gateway/ketamine-gateway/mapping"
+)
+
+// One Patient per person per tenant (docs/mapping.md, "Patient matching"):
+// a record's Patient is the stored Patient with its clinic identifier; a
+// hospital MRN with a system belongs to at most one Patient, which the
+// database enforces with a unique key claimed in the transaction that
+// stores the record, as conditional create does. Nothing ever merges two
+// Patients.
+
+// RuleIdentityConflict is the rule id of a record whose MRN belongs to
+// another Patient.
+const RuleIdentityConflict = "patient.identity-conflict"
+
+// errIdentityConflict refuses a record whose MRN belongs to another
+// Patient, naming both fields and never their values.
+var errIdentityConflict = &outcome.Error{Kind: outcome.Conflict, Issues: []outcome.Issue{
+	{Severity: "error", Code: "conflict", Rule: RuleIdentityConflict, Pointer: "/patient/id", Expression: "patient.id",
+		Message: "this patient id is not the one the gateway holds for this MRN; the gateway never merges patients: send the record with the patient id it knows, or correct the MRN"},
+	{Severity: "error", Code: "conflict", Rule: RuleIdentityConflict, Pointer: "/patient/mrn/value", Expression: "patient.mrn.value",
+		Message: "this MRN (value and system) belongs to another patient of this tenant"},
+}}
+
+// identity is what the store knows of a record's patient.
+type identity struct {
+	// patientID is the stored Patient with the record's clinic identifier
+	// ("" for a new patient).
+	patientID string
+	// mrnKey is the unique key of the record's MRN ("" without an MRN that
+	// has a system).
+	mrnKey string
+	// mrnNew: the stored Patient does not carry the record's MRN (added or
+	// changed): the record's Patient is written as its new version.
+	mrnNew bool
+}
+
+// resolveIdentity finds the record's stored Patient and checks its MRN:
+// errIdentityConflict when another Patient holds it. res.Entries[0] is the
+// record's Patient.
+func resolveIdentity(st store.Tx, rec mapping.Record, res *mapping.Result) (*identity, error) {
+	pe := res.Entries[0]
+	id := &identity{}
+	found, err := searchAll(st, "Patient", "identifier", pe.IdentifierSystem+"|"+pe.IdentifierValue)
+	if err != nil {
+		return nil, err
+	}
+	var stored map[string]any
+	if len(found) > 0 {
+		id.patientID = found[0].ID
+		if stored, err = decode(found[0]); err != nil {
+			return nil, err
+		}
+	}
+	mrn := rec.Env().Patient.MRN
+	if mrn == nil || mrn.System == "" {
+		return id, nil // an MRN without a system never identifies anyone
+	}
+	id.mrnKey = mrnKey(mrn.System, mrn.Value)
+	holders, err := searchAll(st, "Patient", "identifier", mrn.System+"|"+mrn.Value)
+	if err != nil {
+		return nil, err
+	}
+	for _, h := range holders {
+		if h.ID != id.patientID {
+			return nil, errIdentityConflict
+		}
+	}
+	switch typ, owner, err := st.KeyOwner(id.mrnKey); {
+	case err == nil && (typ != "Patient" || owner != id.patientID):
+		return nil, errIdentityConflict
+	case err != nil && !errors.Is(err, store.ErrNotFound):
+		return nil, err
+	}
+	id.mrnNew = stored != nil && !ownResource(stored, map[string]bool{mrn.System + "|" + mrn.Value: true})
+	return id, nil
+}
+
+// claim records the MRN as the Patient's, after the transaction wrote the
+// Patient (patientID). A key held by another Patient is the identity
+// conflict; a claim lost to a writer whose key is not visible (yet) is
+// store.ErrConflict, and the engine runs the transaction again.
+func (id *identity) claim(st store.Tx, patientID string) error {
+	if id.mrnKey == "" {
+		return nil
+	}
+	err := st.ClaimKey(id.mrnKey, "Patient", patientID)
+	if !errors.Is(err, store.ErrConflict) {
+		return err
+	}
+	switch typ, owner, kerr := st.KeyOwner(id.mrnKey); {
+	case kerr == nil && typ == "Patient" && owner == patientID:
+		return nil
+	case kerr == nil:
+		return errIdentityConflict
+	case errors.Is(kerr, store.ErrNotFound):
+		return err
+	default:
+		return kerr
+	}
+}
+
+// mrnKey is the unique key of an MRN: a hash, so the key table holds no
+// MRN (the engine's tenant transaction namespaces it per tenant).
+func mrnKey(system, value string) string {
+	sum := sha256.Sum256([]byte(system + "|" + value))
+	return "Patient|mrn|" + hex.EncodeToString(sum[:])
+}

@@ -1,0 +1,163 @@
+package ingest
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/url"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+	"github.com/ketamine-gateway/ketamine-gateway/mapping"
+)
+
+// The rules across records (docs/mapping.md §9): a record sent on its own
+// that names a session is checked against the stored session, and a session
+// against the records stored for it, with the rules a session document gets
+// (mapping.CheckLinked, mapping.CheckStored). Both run inside the
+// transaction that would store the record, on the tenant's data only.
+
+// checkStored applies the rules across records to rec, mapped as res with
+// opts; patientID is the stored Patient the record's patient resolves to
+// ("" for a new one). A broken rule is a *mapping.RuleError; a withdrawn
+// record is always accepted.
+func checkStored(st store.Tx, rec mapping.Record, res *mapping.Result, opts mapping.Options, patientID string) error {
+	if rec.Env().Source.Status == "entered-in-error" {
+		return nil
+	}
+	if id, ok := mapping.NamedSession(rec, opts); ok {
+		return checkNamedSession(st, rec, id, patientID)
+	}
+	if id, ok := mapping.OwnSession(rec, opts); ok {
+		return checkSessionRecords(st, rec, res, id, patientID)
+	}
+	return nil
+}
+
+// checkNamedSession checks a record against the stored session it names;
+// a session not stored yet has nothing to check (the record's reference
+// by identifier links it when the session arrives).
+func checkNamedSession(st store.Tx, rec mapping.Record, id mapping.SessionID, patientID string) error {
+	procs, err := searchAll(st, "Procedure", "identifier", id.System+"|"+id.Value)
+	if err != nil || len(procs) == 0 {
+		return err
+	}
+	doc, err := decode(procs[0])
+	if err != nil {
+		return err
+	}
+	s := mapping.StoredSession{OtherPatient: !samePatient(doc, patientID)}
+	if status := str(doc, "status"); status != "not-done" && status != "entered-in-error" {
+		period, _ := doc["performedPeriod"].(map[string]any)
+		s.Window, s.HasWindow = mapping.WindowFrom(str(period, "start"), str(period, "end"))
+	}
+	return mapping.CheckLinked(rec, s)
+}
+
+// checkSessionRecords checks a session (an infusion or session record)
+// against the adverse events and Observations stored for it: by reference
+// to its identifier (records sent before or after it on their own) and to
+// its stored Procedure (records of earlier versions of its session
+// document), leaving out the resources this record writes itself.
+func checkSessionRecords(st store.Tx, rec mapping.Record, res *mapping.Result, id mapping.SessionID, patientID string) error {
+	token := id.System + "|" + id.Value
+	queries := [][3]string{
+		{"AdverseEvent", "substance:identifier", token},
+		{"Observation", "part-of:identifier", token},
+	}
+	procs, err := searchAll(st, "Procedure", "identifier", token)
+	if err != nil {
+		return err
+	}
+	if len(procs) > 0 {
+		ref := "Procedure/" + procs[0].ID
+		queries = append(queries, [3]string{"AdverseEvent", "substance", ref}, [3]string{"Observation", "part-of", ref})
+	}
+	own := map[string]bool{}
+	for _, e := range res.Entries {
+		own[e.IdentifierSystem+"|"+e.IdentifierValue] = true
+	}
+	seen := map[string]bool{}
+	var linked []mapping.Linked
+	for _, q := range queries {
+		found, err := searchAll(st, q[0], q[1], q[2])
+		if err != nil {
+			return err
+		}
+		for _, r := range found {
+			if seen[r.Type+"/"+r.ID] {
+				continue
+			}
+			seen[r.Type+"/"+r.ID] = true
+			doc, err := decode(r)
+			if err != nil {
+				return err
+			}
+			if str(doc, "status") == "entered-in-error" || ownResource(doc, own) {
+				continue
+			}
+			l := mapping.LinkedOf(doc)
+			l.OtherPatient = !samePatient(doc, patientID)
+			linked = append(linked, l)
+		}
+	}
+	return mapping.CheckStored(rec, linked)
+}
+
+// searchAll returns every current resource of typ whose param matches
+// value (a token or reference, unescaped), page by page.
+func searchAll(st store.Tx, typ, param, value string) ([]*store.Resource, error) {
+	q, err := search.ParseConditional(typ, param+"="+url.QueryEscape(value))
+	if err != nil {
+		return nil, fmt.Errorf("search %s by %s: %w", typ, param, err)
+	}
+	q.Count = search.MaxCount
+	var out []*store.Resource
+	for {
+		page, err := st.Search(q)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, page.Matches...)
+		if len(page.Matches) < q.Count {
+			return out, nil
+		}
+		q.Offset += len(page.Matches)
+	}
+}
+
+// decode decodes a stored resource's body.
+func decode(r *store.Resource) (map[string]any, error) {
+	var doc map[string]any
+	if err := json.Unmarshal(r.Body, &doc); err != nil {
+		return nil, fmt.Errorf("stored %s/%s: %w", r.Type, r.ID, err)
+	}
+	return doc, nil
+}
+
+// samePatient reports whether a stored resource's subject is the Patient
+// patientID ("" is a Patient not stored yet: never the same).
+func samePatient(doc map[string]any, patientID string) bool {
+	subject, _ := doc["subject"].(map[string]any)
+	return patientID != "" && str(subject, "reference") == "Patient/"+patientID
+}
+
+// ownResource reports whether a stored resource carries one of the
+// identifiers (system|value) of the resources being written.
+func ownResource(doc map[string]any, own map[string]bool) bool {
+	ids, _ := doc["identifier"].([]any)
+	if one, ok := doc["identifier"].(map[string]any); ok { // AdverseEvent.identifier is single
+		ids = []any{one}
+	}
+	for _, i := range ids {
+		m, _ := i.(map[string]any)
+		if own[str(m, "system")+"|"+str(m, "value")] {
+			return true
+		}
+	}
+	return false
+}
+
+func str(m map[string]any, k string) string {
+	s, _ := m[k].(string)
+	return s
+}

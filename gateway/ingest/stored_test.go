@@ -1,0 +1,374 @@
+package ingest_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
+	"github.com/ketamine-gateway/ketamine-gateway/mapping"
+)
+
+// gw is the application over a fresh SQLite store.
+type gw struct {
+	a *app.App
+}
+
+func newGateway(t *testing.T, cfg app.Config) *gw {
+	t.Helper()
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "kg.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Store = st
+	a, err := app.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = a.Close()
+		_ = st.Close()
+	})
+	return &gw{a: a}
+}
+
+// ingest stores a record of kind for tenant.
+func (g *gw) ingest(tenant string, kind mapping.Kind, doc string) error {
+	sc := auditlog.NewScope("ingest", &auth.Principal{ClientID: "test", Tenant: tenant})
+	_, err := g.a.Ingest.Ingest(context.Background(), sc, kind, []byte(doc), false, engine.Answer{})
+	return err
+}
+
+// count counts the tenant's current resources of typ matching params.
+func (g *gw) count(t *testing.T, tenant, typ, params string) int {
+	t.Helper()
+	vals, err := url.ParseQuery(params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := search.Parse(typ, vals, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.Tenant = tenant
+	page, err := g.a.Store.Search(context.Background(), q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return page.Total
+}
+
+// rec builds a record: the envelope (patient id, optional MRN with system)
+// and the kind's own members.
+func rec(recordID, version, patientID, mrn, body string) string {
+	m := ""
+	if mrn != "" {
+		m = `, "mrn": {"value": "` + mrn + `", "system": "https://hospital.example/mrn", "assigner": "Example Hospital"}`
+	}
+	return `{"source": {"system": "serenity-clinic-emr", "recordId": "` + recordID + `", "version": "` + version +
+		`"}, "patient": {"id": "` + patientID + `"` + m + `}, ` + body + `}`
+}
+
+const (
+	phq9Body = `"instrument": "PHQ-9", "takenAt": "2026-03-02T08:45:00-05:00", "total": 6`
+	// infusionBody: 09:00 to 09:40, monitored until 11:00.
+	infusionBody = `"drug": "ketamine-iv", "status": "completed", "doseMgPerKg": 0.5, "bodyWeightKg": 80,
+		"totalDoseMg": 40, "infusionStart": "2026-03-02T09:00:00-05:00", "infusionEnd": "2026-03-02T09:40:00-05:00",
+		"monitoringEnd": "2026-03-02T11:00:00-05:00"`
+)
+
+func aeBody(session, onset string) string {
+	return `"sessionId": "` + session + `", "event": "nausea", "onsetAt": "` + onset +
+		`", "severity": "mild", "serious": false, "outcome": "resolved"`
+}
+
+// wantIssues checks err's kind and that its issues are rule at pointers, in
+// order, quoting no value.
+func wantIssues(t *testing.T, err error, kind outcome.Kind, rule string, pointers ...string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("stored; want %s %s", kind, rule)
+	}
+	k, issues := outcome.From(err)
+	if k != kind || len(issues) != len(pointers) {
+		t.Fatalf("got %s %+v; want %s with %d issues", k, issues, kind, len(pointers))
+	}
+	for i, is := range issues {
+		if is.Rule != rule || is.Pointer != pointers[i] {
+			t.Errorf("issue %d = %s at %s, want %s at %s", i, is.Rule, is.Pointer, rule, pointers[i])
+		}
+		for _, v := range []string{"MRN-", "P-", "2026-", "S-"} {
+			if strings.Contains(is.Message, v) {
+				t.Errorf("issue %d quotes a value: %q", i, is.Message)
+			}
+		}
+	}
+}
+
+// TestIdentityConflict: a new clinic id with another Patient's MRN is
+// refused (409, both pointers) and nothing is stored.
+func TestIdentityConflict(t *testing.T) {
+	g := newGateway(t, app.Config{})
+	if err := g.ingest("", mapping.KindAssessment, rec("A-1", "1", "P-1", "MRN-1", phq9Body)); err != nil {
+		t.Fatal(err)
+	}
+	err := g.ingest("", mapping.KindAssessment, rec("A-2", "1", "P-2", "MRN-1", phq9Body))
+	wantIssues(t, err, outcome.Conflict, ingest.RuleIdentityConflict, "/patient/id", "/patient/mrn/value")
+	if n := g.count(t, "", "Patient", ""); n != 1 {
+		t.Errorf("%d Patients, want 1", n)
+	}
+	if n := g.count(t, "", "Observation", "identifier=https://ketamine-gateway.org/fhir/sid/serenity-clinic-emr/assessment|A-2"); n != 0 {
+		t.Errorf("the refused record's Observation was stored")
+	}
+	// The same clinic id again, or an MRN without a system, or another
+	// tenant: no conflict.
+	for _, tc := range []struct{ tenant, doc string }{
+		{"", rec("A-3", "1", "P-1", "MRN-1", phq9Body)},
+		{"", strings.Replace(rec("A-4", "1", "P-4", "MRN-1", phq9Body), `"system": "https://hospital.example/mrn", `, "", 1)},
+		{"other-clinic", rec("A-5", "1", "P-2", "MRN-1", phq9Body)},
+	} {
+		if err := g.ingest(tc.tenant, mapping.KindAssessment, tc.doc); err != nil {
+			t.Errorf("tenant %q: %v", tc.tenant, err)
+		}
+	}
+	// A known clinic id that comes with another Patient's MRN.
+	if err := g.ingest("", mapping.KindAssessment, rec("A-6", "1", "P-6", "MRN-6", phq9Body)); err != nil {
+		t.Fatal(err)
+	}
+	err = g.ingest("", mapping.KindAssessment, rec("A-7", "1", "P-1", "MRN-6", phq9Body))
+	wantIssues(t, err, outcome.Conflict, ingest.RuleIdentityConflict, "/patient/id", "/patient/mrn/value")
+}
+
+// TestMRNChange: an MRN added or changed for a known clinic id is a new
+// version of the same Patient, and frees the old MRN.
+func TestMRNChange(t *testing.T) {
+	g := newGateway(t, app.Config{})
+	steps := []struct {
+		doc     string
+		version int64
+		mrn     string
+	}{
+		{rec("A-1", "1", "P-1", "", phq9Body), 1, ""},
+		{rec("A-2", "1", "P-1", "MRN-1", phq9Body), 2, "MRN-1"},
+		{rec("A-3", "1", "P-1", "MRN-1", phq9Body), 2, "MRN-1"},
+		{rec("A-4", "1", "P-1", "", phq9Body), 2, "MRN-1"},
+		{rec("A-5", "1", "P-1", "MRN-2", phq9Body), 3, "MRN-2"},
+	}
+	for i, s := range steps {
+		if err := g.ingest("", mapping.KindAssessment, s.doc); err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+		vals, _ := url.ParseQuery("identifier=https://ketamine-gateway.org/fhir/sid/serenity-clinic-emr/patient|P-1")
+		q, _ := search.Parse("Patient", vals, false)
+		page, err := g.a.Store.Search(context.Background(), q)
+		if err != nil || len(page.Matches) != 1 {
+			t.Fatalf("step %d: %v Patients, %v", i, len(page.Matches), err)
+		}
+		p := page.Matches[0]
+		if p.Version != s.version || (s.mrn != "") != strings.Contains(string(p.Body), `"value":"`+s.mrn+`"`) {
+			t.Errorf("step %d: Patient version %d %s; want version %d with MRN %q", i, p.Version, p.Body, s.version, s.mrn)
+		}
+	}
+	if n := g.count(t, "", "Patient", ""); n != 1 {
+		t.Errorf("%d Patients, want 1", n)
+	}
+	// MRN-1 is free again; MRN-2 is P-1's.
+	if err := g.ingest("", mapping.KindAssessment, rec("A-6", "1", "P-2", "MRN-1", phq9Body)); err != nil {
+		t.Errorf("the old MRN for a new clinic id: %v", err)
+	}
+	wantIssues(t, g.ingest("", mapping.KindAssessment, rec("A-7", "1", "P-3", "MRN-2", phq9Body)),
+		outcome.Conflict, ingest.RuleIdentityConflict, "/patient/id", "/patient/mrn/value")
+}
+
+// TestIdentityConcurrent: records with one MRN and different clinic ids
+// sent at once: one Patient, every other record refused.
+func TestIdentityConcurrent(t *testing.T) {
+	g := newGateway(t, app.Config{})
+	const n = 8
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			id := string(rune('A' + i))
+			errs[i] = g.ingest("", mapping.KindAssessment, rec("A-"+id, "1", "P-"+id, "MRN-1", phq9Body))
+		}()
+	}
+	wg.Wait()
+	ok := 0
+	for _, err := range errs {
+		if err == nil {
+			ok++
+			continue
+		}
+		if k, issues := outcome.From(err); k != outcome.Conflict || issues[0].Rule != ingest.RuleIdentityConflict {
+			t.Errorf("got %s %+v, want a conflict", k, issues)
+		}
+	}
+	if ok != 1 || g.count(t, "", "Patient", "") != 1 {
+		t.Errorf("%d stored, %d Patients; want 1 and 1", ok, g.count(t, "", "Patient", ""))
+	}
+}
+
+// TestRulesAgainstStoredSession: a record sent on its own is checked
+// against its stored session, and a session against the records stored
+// before it, in every order.
+func TestRulesAgainstStoredSession(t *testing.T) {
+	t.Run("adverse event after its session", func(t *testing.T) {
+		g := newGateway(t, app.Config{})
+		if err := g.ingest("", mapping.KindInfusion, rec("S-1", "1", "P-1", "", infusionBody)); err != nil {
+			t.Fatal(err)
+		}
+		err := g.ingest("", mapping.KindAdverseEvent, rec("AE-1", "1", "P-1", "", aeBody("S-1", "2026-03-01T18:00:00-05:00")))
+		wantIssues(t, err, outcome.Unprocessable, "session.time-window", "/onsetAt")
+		if n := g.count(t, "", "AdverseEvent", ""); n != 0 {
+			t.Errorf("%d AdverseEvents stored, want 0", n)
+		}
+		if err := g.ingest("", mapping.KindAdverseEvent, rec("AE-1", "2", "P-1", "", aeBody("S-1", "2026-03-02T09:00:00-05:00"))); err != nil {
+			t.Errorf("onset at the start: %v", err)
+		}
+		err = g.ingest("", mapping.KindAdverseEvent, rec("AE-2", "1", "P-2", "", aeBody("S-1", "2026-03-02T09:30:00-05:00")))
+		wantIssues(t, err, outcome.Unprocessable, "session.patient-mismatch", "/sessionId")
+		err = g.ingest("", mapping.KindVitals, rec("V-1", "1", "P-1", "",
+			`"sessionId": "S-1", "timepoint": "post-dose-40min", "measuredAt": "2026-03-02T11:00:01-05:00", "heartRate": 80`))
+		wantIssues(t, err, outcome.Unprocessable, "session.time-window", "/measuredAt")
+		err = g.ingest("", mapping.KindAssessment, rec("A-1", "1", "P-1", "",
+			`"sessionId": "S-1", "instrument": "MOAA-S", "takenAt": "2026-03-02T08:59:00-05:00", "total": 5`))
+		wantIssues(t, err, outcome.Unprocessable, "session.time-window", "/takenAt")
+	})
+	t.Run("adverse event before its session", func(t *testing.T) {
+		g := newGateway(t, app.Config{})
+		if err := g.ingest("", mapping.KindAdverseEvent, rec("AE-1", "1", "P-1", "", aeBody("S-1", "2026-03-02T08:30:00-05:00"))); err != nil {
+			t.Fatalf("an adverse event of a session not stored yet: %v", err)
+		}
+		err := g.ingest("", mapping.KindInfusion, rec("S-1", "1", "P-1", "", infusionBody))
+		wantIssues(t, err, outcome.Unprocessable, "session.time-window", "/infusionStart")
+		if n := g.count(t, "", "Procedure", ""); n != 0 {
+			t.Errorf("%d Procedures stored, want 0", n)
+		}
+		err = g.ingest("", mapping.KindSession, rec("S-1", "1", "P-1", "", `"infusion": {`+infusionBody+`}`))
+		wantIssues(t, err, outcome.Unprocessable, "session.time-window", "/infusion/infusionStart")
+		// The adverse event corrected, the session is accepted and linked.
+		if err := g.ingest("", mapping.KindAdverseEvent, rec("AE-1", "2", "P-1", "", aeBody("S-1", "2026-03-02T09:30:00-05:00"))); err != nil {
+			t.Fatal(err)
+		}
+		if err := g.ingest("", mapping.KindInfusion, rec("S-1", "1", "P-1", "", infusionBody)); err != nil {
+			t.Fatalf("session after a fitting adverse event: %v", err)
+		}
+		// A later session version may not leave it outside its window.
+		later := strings.Replace(infusionBody, "T09:00:00", "T09:45:00", 1)
+		later = strings.Replace(later, "T09:40:00", "T10:25:00", 1)
+		err = g.ingest("", mapping.KindInfusion, rec("S-1", "2", "P-1", "", later))
+		wantIssues(t, err, outcome.Unprocessable, "session.time-window", "/infusionStart")
+	})
+	t.Run("measurement during the session, then a shorter session", func(t *testing.T) {
+		g := newGateway(t, app.Config{})
+		if err := g.ingest("", mapping.KindAssessment, rec("A-1", "1", "P-1", "",
+			`"sessionId": "S-1", "instrument": "MOAA-S", "takenAt": "2026-03-02T10:30:00-05:00", "total": 5`)); err != nil {
+			t.Fatal(err)
+		}
+		short := strings.Replace(infusionBody, "T11:00:00", "T10:00:00", 1)
+		err := g.ingest("", mapping.KindInfusion, rec("S-1", "1", "P-1", "", short))
+		wantIssues(t, err, outcome.Unprocessable, "session.time-window", "/monitoringEnd")
+		if err := g.ingest("", mapping.KindInfusion, rec("S-1", "1", "P-1", "", infusionBody)); err != nil {
+			t.Errorf("session covering the measurement: %v", err)
+		}
+	})
+	t.Run("another patient's record names the session", func(t *testing.T) {
+		g := newGateway(t, app.Config{})
+		if err := g.ingest("", mapping.KindAdverseEvent, rec("AE-1", "1", "P-2", "", aeBody("S-1", "2026-03-02T09:30:00-05:00"))); err != nil {
+			t.Fatal(err)
+		}
+		err := g.ingest("", mapping.KindInfusion, rec("S-1", "1", "P-1", "", infusionBody))
+		wantIssues(t, err, outcome.Unprocessable, "session.patient-mismatch", "/patient/id")
+		// Withdrawn, it no longer names the session.
+		withdrawn := strings.Replace(rec("AE-1", "2", "P-2", "", aeBody("S-1", "2026-03-02T09:30:00-05:00")),
+			`"version": "2"`, `"version": "2", "status": "entered-in-error"`, 1)
+		if err := g.ingest("", mapping.KindAdverseEvent, withdrawn); err != nil {
+			t.Fatal(err)
+		}
+		if err := g.ingest("", mapping.KindInfusion, rec("S-1", "1", "P-1", "", infusionBody)); err != nil {
+			t.Errorf("session after the withdrawal: %v", err)
+		}
+	})
+	t.Run("a session document's own records are not stored records", func(t *testing.T) {
+		g := newGateway(t, app.Config{})
+		session := rec("S-1", "1", "P-1", "", `"infusion": {`+infusionBody+`}, "adverseEvents": [{"recordId": "AE-1",
+			"event": "nausea", "onsetAt": "2026-03-02T09:30:00-05:00", "severity": "mild", "serious": false}]`)
+		if err := g.ingest("", mapping.KindSession, session); err != nil {
+			t.Fatal(err)
+		}
+		// Version 2 moves the adverse event with the session.
+		v2 := strings.ReplaceAll(strings.Replace(session, `"version": "1"`, `"version": "2"`, 1), "2026-03-02T", "2026-03-03T")
+		if err := g.ingest("", mapping.KindSession, v2); err != nil {
+			t.Errorf("session version 2 with its own adverse event moved: %v", err)
+		}
+	})
+}
+
+// TestTenantSafety: a tenant's thresholds apply to its records only.
+func TestTenantSafety(t *testing.T) {
+	strict := mapping.DefaultSafety()
+	strict.HeartRate.CriticalHigh = 100
+	g := newGateway(t, app.Config{TenantSafety: map[string]mapping.Safety{"strict": strict}})
+	vitals := rec("V-1", "1", "P-1", "", `"timepoint": "other", "timepointText": "check",
+		"measuredAt": "2026-03-02T10:00:00-05:00", "heartRate": 105`)
+	for _, tenant := range []string{"", "strict"} {
+		if err := g.ingest(tenant, mapping.KindVitals, vitals); err != nil {
+			t.Fatal(err)
+		}
+	}
+	interp := func(tenant string) string {
+		vals, _ := url.ParseQuery("code=8867-4")
+		q, _ := search.Parse("Observation", vals, false)
+		q.Tenant = tenant
+		page, err := g.a.Store.Search(context.Background(), q)
+		if err != nil || len(page.Matches) != 1 {
+			t.Fatalf("tenant %q: %d heart rates, %v", tenant, len(page.Matches), err)
+		}
+		var o struct {
+			Interpretation []struct{ Coding []struct{ Code string } }
+		}
+		_ = json.Unmarshal(page.Matches[0].Body, &o)
+		if len(o.Interpretation) == 0 {
+			return ""
+		}
+		return o.Interpretation[0].Coding[0].Code
+	}
+	if got := interp(""); got != "" {
+		t.Errorf("default tenant: heart rate 105 is %q, want none", got)
+	}
+	if got := interp("strict"); got != "HH" {
+		t.Errorf("strict tenant: heart rate 105 is %q, want HH", got)
+	}
+}
+
+// TestRuleIDsCatalogued: the ingest's rule ids are in the validation-rule
+// CodeSystem.
+func TestRuleIDsCatalogued(t *testing.T) {
+	for _, id := range []string{ingest.RuleIdentityConflict, "session.time-window", "session.patient-mismatch"} {
+		found := false
+		for _, r := range mapping.Rules() {
+			found = found || r.ID == id
+		}
+		if !found {
+			t.Errorf("rule %s is not in mapping.Rules()", id)
+		}
+	}
+}

@@ -1,0 +1,276 @@
+package mapping
+
+import (
+	"time"
+)
+
+// The session time window: records that belong to a session must fit the
+// time the session covers, whether they travel in its session document or
+// are sent on their own with its sessionId and checked against the stored
+// session (gateway/ingest). One rule, session.time-window:
+//   - an adverse event does not start before the infusion started;
+//   - a measurement taken during the session (vitals at the post-dose-40min
+//     time point, a MOAA/S or CADSS assessment, which rate the drug's acute
+//     sedation and dissociation) lies within the session as its Procedure
+//     charts it: from infusionStart to monitoringEnd, or to infusionEnd when
+//     no monitoring end is recorded.
+// A session that was not done (or has no start) has no window.
+
+// Window is the time a session covers: Procedure.performedPeriod.
+type Window struct {
+	Start time.Time
+	// End is the end of the session; zero when it has none.
+	End time.Time
+}
+
+// WindowFrom is the window of a stored session Procedure's performedPeriod
+// (RFC 3339 start and end; end may be ""). ok is false without a start.
+func WindowFrom(start, end string) (w Window, ok bool) {
+	if w.Start, ok = parseTime(start); !ok {
+		return Window{}, false
+	}
+	w.End, _ = parseTime(end)
+	return w, true
+}
+
+// windowOf is the window of an infusion that was given (ok false when it
+// was not done or has no start).
+func windowOf(in *InfusionBody) (Window, bool) {
+	if in.Status == "not-done" {
+		return Window{}, false
+	}
+	end := in.MonitoringEnd
+	if end == "" {
+		end = in.InfusionEnd
+	}
+	return WindowFrom(in.InfusionStart, end)
+}
+
+// endPointer is the field of an infusion that sets its window's end.
+func endPointer(in *InfusionBody) string {
+	if in.MonitoringEnd != "" {
+		return "/monitoringEnd"
+	}
+	return "/infusionEnd"
+}
+
+// onsetFits reports whether an adverse event starting at t fits w.
+func (w Window) onsetFits(t time.Time) bool { return !t.Before(w.Start) }
+
+// duringFits reports whether a measurement taken at t during the session
+// fits w: not before the start, not after the end.
+func (w Window) duringFits(t time.Time) bool {
+	return !t.Before(w.Start) && (w.End.IsZero() || !t.After(w.End))
+}
+
+// vitalsDuring reports whether a vitals record is taken during the session.
+func vitalsDuring(vs *VitalsBody) bool { return vs.Timepoint == "post-dose-40min" }
+
+// assessmentDuring reports whether an assessment rates the session's acute
+// effects (sedation, dissociation) and so is taken during it.
+func assessmentDuring(a *AssessmentBody) bool {
+	return a.Instrument == "MOAA-S" || a.Instrument == "CADSS"
+}
+
+// checkWindowed checks one record of a session against its window: the
+// adverse event's onset, or the time of a measurement taken during the
+// session. p is the record's pointer ("" standalone, "/adverseEvents/0" in
+// a session document).
+func checkWindowed(rec any, w Window, p string, v *violations) {
+	switch r := rec.(type) {
+	case *AdverseEventBody:
+		if t, ok := parseTime(r.OnsetAt); ok && !w.onsetFits(t) {
+			v.add("session.time-window", p+"/onsetAt", "an adverse event of a session cannot start before the infusion")
+		}
+	case *VitalsBody:
+		if t, ok := parseTime(r.MeasuredAt); ok && vitalsDuring(r) && !w.duringFits(t) {
+			v.add("session.time-window", p+"/measuredAt", "vitals at a time point during the session are measured between the session's start and end")
+		}
+	case *AssessmentBody:
+		if t, ok := parseTime(r.TakenAt); ok && assessmentDuring(r) && !w.duringFits(t) {
+			v.add("session.time-window", p+"/takenAt", "a sedation or dissociation rating of a session is taken between the session's start and end")
+		}
+	}
+}
+
+// StoredSession is a stored session as the rules of a record that names it
+// (sessionId) see it.
+type StoredSession struct {
+	// Window is the session's window; HasWindow is false for a session not
+	// done, withdrawn or without a start.
+	Window    Window
+	HasWindow bool
+	// OtherPatient: the session is about another patient than the record.
+	OtherPatient bool
+}
+
+// CheckLinked checks a standalone assessment, vitals or adverse-event record
+// that names a stored session against it, with the rules a session document
+// gets: session.time-window, and session.patient-mismatch when the session
+// is another patient's. It returns a *RuleError, or nil.
+func CheckLinked(rec Record, s StoredSession) error {
+	var v violations
+	if s.OtherPatient {
+		v.add("session.patient-mismatch", "/sessionId", "the session this record names is about another patient")
+	}
+	if s.HasWindow {
+		switch r := rec.(type) {
+		case *Assessment:
+			checkWindowed(&r.AssessmentBody, s.Window, "", &v)
+		case *Vitals:
+			checkWindowed(&r.VitalsBody, s.Window, "", &v)
+		case *AdverseEvent:
+			checkWindowed(&r.AdverseEventBody, s.Window, "", &v)
+		}
+	}
+	return v.err(rec.Kind())
+}
+
+// Linked is a record stored apart from a session that names it, as the
+// rules of a new version of the session see it.
+type Linked struct {
+	// Onset is an adverse event's onset; During the time of a measurement
+	// taken during the session; zero when the record has no time the rules
+	// check.
+	Onset, During time.Time
+	// OtherPatient: the record is about another patient than the session.
+	OtherPatient bool
+}
+
+// LinkedOf reads, from a stored resource the mappings wrote (decoded JSON),
+// what the session rules check: an AdverseEvent's onset (date), a
+// vital-sign Observation's time at the post-dose-40min time point, a MOAA/S
+// score's or CADSS panel's time. An Observation entered in error counts for
+// nothing.
+func LinkedOf(doc map[string]any) Linked {
+	var l Linked
+	switch doc["resourceType"] {
+	case "AdverseEvent":
+		l.Onset, _ = parseTime(str(doc, "date"))
+	case "Observation":
+		if str(doc, "status") == "entered-in-error" || !storedDuring(doc) {
+			return l
+		}
+		l.During, _ = parseTime(str(doc, "effectiveDateTime"))
+	}
+	return l
+}
+
+// storedDuring reports whether a stored Observation is one the mappings
+// make of a measurement taken during the session.
+func storedDuring(doc map[string]any) bool {
+	during := map[string]bool{}
+	for _, key := range []string{"timepoint.post-dose-40min", "moaas.total", "cadss.panel"} {
+		during[concept(key).System+"|"+concept(key).Code] = true
+	}
+	exts, _ := doc["extension"].([]any)
+	for _, e := range exts {
+		em, _ := e.(map[string]any)
+		if str(em, "url") != extensionURL("monitoring-timepoint") {
+			continue
+		}
+		vc, _ := em["valueCodeableConcept"].(map[string]any)
+		if codedAs(vc, during) {
+			return true
+		}
+	}
+	code, _ := doc["code"].(map[string]any)
+	return codedAs(code, during)
+}
+
+// codedAs reports whether a decoded CodeableConcept has a coding whose
+// system|code is in set.
+func codedAs(concept map[string]any, set map[string]bool) bool {
+	codings, _ := concept["coding"].([]any)
+	for _, c := range codings {
+		cm, _ := c.(map[string]any)
+		if set[str(cm, "system")+"|"+str(cm, "code")] {
+			return true
+		}
+	}
+	return false
+}
+
+func str(m map[string]any, k string) string {
+	s, _ := m[k].(string)
+	return s
+}
+
+// CheckStored checks an infusion or session record against the records
+// stored apart from it that name it: none may fall outside the window the
+// record gives the session (session.time-window, at the infusion field
+// that moves the bound) or be about another patient
+// (session.patient-mismatch). It returns a *RuleError, or nil.
+func CheckStored(rec Record, linked []Linked) error {
+	var in *InfusionBody
+	p := ""
+	switch r := rec.(type) {
+	case *Infusion:
+		in = &r.InfusionBody
+	case *Session:
+		in, p = &r.Infusion, "/infusion"
+	default:
+		return nil
+	}
+	var v violations
+	seen := map[string]bool{}
+	add := func(rule, pointer, msg string) {
+		if !seen[rule+pointer] {
+			seen[rule+pointer] = true
+			v.add(rule, pointer, "%s", msg)
+		}
+	}
+	w, hasWindow := windowOf(in)
+	for _, l := range linked {
+		if l.OtherPatient {
+			add("session.patient-mismatch", "/patient/id", "a record stored for another patient names this session")
+		}
+		if !hasWindow {
+			continue
+		}
+		switch {
+		case !l.Onset.IsZero() && !w.onsetFits(l.Onset):
+			add("session.time-window", p+"/infusionStart", "a stored adverse event that names this session would start before the infusion")
+		case !l.During.IsZero() && l.During.Before(w.Start):
+			add("session.time-window", p+"/infusionStart", "a stored measurement taken during this session would lie before its start")
+		case !l.During.IsZero() && !w.duringFits(l.During):
+			add("session.time-window", p+endPointer(in), "a stored measurement taken during this session would lie after its end")
+		}
+	}
+	return v.err(rec.Kind())
+}
+
+// SessionID is the identifier of a session's Procedure.
+type SessionID struct{ System, Value string }
+
+// NamedSession returns the session a standalone assessment, vitals or
+// adverse-event record names (sessionId); ok is false for other records.
+func NamedSession(rec Record, opts Options) (id SessionID, ok bool) {
+	var named string
+	switch r := rec.(type) {
+	case *Assessment:
+		named = r.SessionID
+	case *Vitals:
+		named = r.SessionID
+	case *AdverseEvent:
+		named = r.SessionID
+	}
+	if named == "" {
+		return SessionID{}, false
+	}
+	return sessionID(rec, opts, named), true
+}
+
+// OwnSession returns the session an infusion or session record is; ok is
+// false for other records.
+func OwnSession(rec Record, opts Options) (id SessionID, ok bool) {
+	switch rec.(type) {
+	case *Infusion, *Session:
+		return sessionID(rec, opts, rec.Env().Source.RecordID), true
+	}
+	return SessionID{}, false
+}
+
+func sessionID(rec Record, opts Options, value string) SessionID {
+	return SessionID{System: identSystem(opts.base(), rec.Env().Source.System, nsSession), Value: value}
+}

@@ -1,0 +1,194 @@
+package mapping_test
+
+import (
+	"encoding/json"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/ketamine-gateway/ketamine-gateway/mapping"
+)
+
+// decodeFile decodes testdata/<base>.input.json, patched, as its kind.
+func decodeFile(t *testing.T, kind mapping.Kind, base string, p patch) mapping.Record {
+	t.Helper()
+	rec, err := mapping.Decode(kind, applyPatch(t, filepath.Join("testdata", base+".input.json"), p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rec
+}
+
+// wantRule checks that err is a *RuleError with exactly rule at pointer,
+// or nil when rule is "".
+func wantRule(t *testing.T, err error, rule, pointer string) {
+	t.Helper()
+	if rule == "" {
+		if err != nil {
+			t.Fatalf("got %v, want no error", describe(err))
+		}
+		return
+	}
+	var re *mapping.RuleError
+	if !errors.As(err, &re) {
+		t.Fatalf("got %v, want *RuleError %s", err, rule)
+	}
+	if len(re.Violations) != 1 || re.Violations[0].Rule != rule || re.Violations[0].Pointer != pointer {
+		t.Fatalf("got %+v, want exactly %s at %s", re.Violations, rule, pointer)
+	}
+}
+
+func at(s string) time.Time {
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		panic(err)
+	}
+	return t
+}
+
+// TestCheckLinked: a record sent on its own is checked against its stored
+// session with the rules a session document gets.
+func TestCheckLinked(t *testing.T) {
+	w, ok := mapping.WindowFrom("2026-03-02T09:00:00-05:00", "2026-03-02T11:00:00-05:00")
+	if !ok {
+		t.Fatal("WindowFrom refused a start")
+	}
+	stored := mapping.StoredSession{Window: w, HasWindow: true}
+	tests := []struct {
+		name    string
+		kind    mapping.Kind
+		base    string
+		patch   patch
+		session mapping.StoredSession
+		rule    string
+		pointer string
+	}{
+		{"ae at the start", mapping.KindAdverseEvent, "adverse-event/nausea", patch{"/onsetAt": "2026-03-02T09:00:00-05:00"}, stored, "", ""},
+		{"ae 15 hours before", mapping.KindAdverseEvent, "adverse-event/nausea", patch{"/onsetAt": "2026-03-01T18:00:00-05:00"}, stored, "session.time-window", "/onsetAt"},
+		{"ae before a session without window", mapping.KindAdverseEvent, "adverse-event/nausea", patch{"/onsetAt": "2026-03-01T18:00:00-05:00"}, mapping.StoredSession{}, "", ""},
+		{"ae of another patient's session", mapping.KindAdverseEvent, "adverse-event/nausea", patch{"/onsetAt": "2026-03-02T09:30:00-05:00"}, mapping.StoredSession{Window: w, HasWindow: true, OtherPatient: true}, "session.patient-mismatch", "/sessionId"},
+		{"post-dose vitals inside", mapping.KindVitals, "vitals/post-40min-bp", patch{"/measuredAt": "2026-03-02T09:40:00-05:00"}, stored, "", ""},
+		{"post-dose vitals after the end", mapping.KindVitals, "vitals/post-40min-bp", patch{"/measuredAt": "2026-03-02T11:00:01-05:00"}, stored, "session.time-window", "/measuredAt"},
+		{"post-dose vitals before the start", mapping.KindVitals, "vitals/post-40min-bp", patch{"/measuredAt": "2026-03-02T08:59:59-05:00"}, stored, "session.time-window", "/measuredAt"},
+		{"pre-dose vitals before the start", mapping.KindVitals, "vitals/post-40min-bp", patch{"/timepoint": "pre-dose", "/measuredAt": "2026-03-02T08:00:00-05:00"}, stored, "", ""},
+		{"moaas after the end", mapping.KindAssessment, "assessment/moaas", patch{"/takenAt": "2026-03-02T11:30:00-05:00"}, stored, "session.time-window", "/takenAt"},
+		{"phq9 before the start", mapping.KindAssessment, "assessment/phq9-complete-with-total", patch{"/takenAt": "2026-03-02T08:00:00-05:00"}, stored, "", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			wantRule(t, mapping.CheckLinked(decodeFile(t, tc.kind, tc.base, tc.patch), tc.session), tc.rule, tc.pointer)
+		})
+	}
+}
+
+// TestCheckStored: a session version may not leave a record stored for it
+// outside its window, nor be named by another patient's record.
+func TestCheckStored(t *testing.T) {
+	tests := []struct {
+		name    string
+		kind    mapping.Kind
+		base    string
+		patch   patch
+		linked  mapping.Linked
+		rule    string
+		pointer string
+	}{
+		{"ae inside", mapping.KindInfusion, "infusion/iv-completed", nil, mapping.Linked{Onset: at("2026-03-02T09:30:00-05:00")}, "", ""},
+		{"ae before the start", mapping.KindInfusion, "infusion/iv-completed", nil, mapping.Linked{Onset: at("2026-03-01T18:00:00-05:00")}, "session.time-window", "/infusionStart"},
+		{"ae before the start, session document", mapping.KindSession, "session/iv-routine", nil, mapping.Linked{Onset: at("2026-03-01T18:00:00-05:00")}, "session.time-window", "/infusion/infusionStart"},
+		{"measurement after the end", mapping.KindInfusion, "infusion/iv-completed", nil, mapping.Linked{During: at("2026-03-02T11:30:00-05:00")}, "session.time-window", "/monitoringEnd"},
+		{"measurement after the infusion end, no monitoring", mapping.KindInfusion, "infusion/iv-completed", patch{"/monitoringEnd": nil}, mapping.Linked{During: at("2026-03-02T09:41:00-05:00")}, "session.time-window", "/infusionEnd"},
+		{"measurement before the start", mapping.KindInfusion, "infusion/iv-completed", nil, mapping.Linked{During: at("2026-03-02T08:59:00-05:00")}, "session.time-window", "/infusionStart"},
+		{"not done: no window", mapping.KindInfusion, "infusion/not-done", nil, mapping.Linked{Onset: at("2020-01-01T00:00:00Z")}, "", ""},
+		{"another patient's record", mapping.KindInfusion, "infusion/iv-completed", nil, mapping.Linked{OtherPatient: true}, "session.patient-mismatch", "/patient/id"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			wantRule(t, mapping.CheckStored(decodeFile(t, tc.kind, tc.base, tc.patch), []mapping.Linked{tc.linked}), tc.rule, tc.pointer)
+		})
+	}
+}
+
+// TestLinkedOf reads back, from the resources the mappings write, what the
+// window rule checks.
+func TestLinkedOf(t *testing.T) {
+	find := func(kind mapping.Kind, base, typ, code string) map[string]any {
+		b, err := json.Marshal(decodeFile(t, kind, base, nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range mapped(t, kind, string(b), mapping.Options{}) {
+			if r["resourceType"] == typ && (code == "" || loinc(r) == code) {
+				return r
+			}
+		}
+		t.Fatalf("%s: no %s %s", base, typ, code)
+		return nil
+	}
+	ae := mapping.LinkedOf(find(mapping.KindAdverseEvent, "adverse-event/nausea", "AdverseEvent", ""))
+	if ae.Onset.IsZero() || !ae.During.IsZero() {
+		t.Errorf("adverse event: %+v, want an onset only", ae)
+	}
+	post := mapping.LinkedOf(find(mapping.KindVitals, "vitals/post-40min-bp", "Observation", "8867-4"))
+	if post.During.IsZero() {
+		t.Errorf("post-dose vitals: %+v, want a time during the session", post)
+	}
+	pre := mapping.LinkedOf(find(mapping.KindVitals, "vitals/pre-dose-full", "Observation", "8867-4"))
+	if !pre.During.IsZero() || !pre.Onset.IsZero() {
+		t.Errorf("pre-dose vitals: %+v, want nothing", pre)
+	}
+	moaas := mapping.LinkedOf(find(mapping.KindAssessment, "assessment/moaas", "Observation", "moaa-s"))
+	if moaas.During.IsZero() {
+		t.Errorf("MOAA/S: %+v, want a time during the session", moaas)
+	}
+	cadss := mapping.LinkedOf(find(mapping.KindAssessment, "assessment/cadss", "Observation", "cadss"))
+	if cadss.During.IsZero() {
+		t.Errorf("CADSS panel: %+v, want a time during the session", cadss)
+	}
+	phq := mapping.LinkedOf(find(mapping.KindAssessment, "assessment/gad7", "Observation", ""))
+	if !phq.During.IsZero() {
+		t.Errorf("GAD-7: %+v, want nothing", phq)
+	}
+	withdrawn := find(mapping.KindVitals, "vitals/post-40min-bp", "Observation", "8867-4")
+	withdrawn["status"] = "entered-in-error"
+	if l := mapping.LinkedOf(withdrawn); !l.During.IsZero() {
+		t.Errorf("withdrawn Observation: %+v, want nothing", l)
+	}
+}
+
+// TestSessionWeight: the dosing weight and a vitals weight of a session
+// are one Observation when they agree within WeightAgreementKg.
+func TestSessionWeight(t *testing.T) {
+	tests := []struct {
+		name   string
+		weight string
+		want   int // body-weight Observations
+	}{
+		{"same kg", `{"value": 80, "unit": "kg"}`, 1},
+		{"0.05 kg more", `{"value": 80.05, "unit": "kg"}`, 1},
+		{"0.06 kg more", `{"value": 80.06, "unit": "kg"}`, 2},
+		{"pounds agreeing", `{"value": 176.4, "unit": "[lb_av]"}`, 1},
+		{"pounds differing", `{"value": 176.5, "unit": "[lb_av]"}`, 2},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var w any
+			_ = json.Unmarshal([]byte(tc.weight), &w)
+			b, _ := json.Marshal(decodeFile(t, mapping.KindSession, "session/iv-routine", patch{"/vitals/0/bodyWeight": w}))
+			n := 0
+			var medRefs []any
+			for _, r := range mapped(t, mapping.KindSession, string(b), mapping.Options{}) {
+				if r["resourceType"] == "Observation" && loinc(r) == "29463-7" {
+					n++
+				}
+				if r["resourceType"] == "MedicationAdministration" {
+					medRefs, _ = r["supportingInformation"].([]any)
+				}
+			}
+			if n != tc.want || len(medRefs) != 1 {
+				t.Errorf("%d body-weight Observations, %d weights referenced by the administration; want %d and 1", n, len(medRefs), tc.want)
+			}
+		})
+	}
+}
