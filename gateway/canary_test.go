@@ -260,7 +260,12 @@ func TestCanaryNoPHI(t *testing.T) {
 	call("GET", "/fhir/Patient/abc", "", nil, 500)
 
 	// Deliveries: every record fails at both EHRs (500: retried; 400: dead).
-	deadline := time.Now().Add(30 * time.Second)
+	// No fixed deadline of its own (a loaded machine under -race is slow):
+	// the test's own timeout, less a margin to report what was missing.
+	deadline := time.Now().Add(5 * time.Minute)
+	if d, ok := t.Deadline(); ok {
+		deadline = d.Add(-10 * time.Second)
+	}
 	for {
 		dead, _ := base.Deliveries(context.Background(), store.DeliveryFilter{Destination: "ehr-400", Status: store.StatusDead, Limit: 1000})
 		retried, _ := base.Deliveries(context.Background(), store.DeliveryFilter{Destination: "ehr-500", Limit: 1000})
