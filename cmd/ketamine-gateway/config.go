@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/console"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/delivery"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
@@ -22,6 +23,9 @@ type fileConfig struct {
 	// issuers); without it the gateway runs in development mode.
 	Auth         *auth.Config        `json:"auth"`
 	Destinations []destinationConfig `json:"destinations"`
+	// Console configures the web console: sign-in for people (OpenID
+	// Connect), their roles, the tracing UI link (docs/configuration.md).
+	Console *console.Settings `json:"console"`
 }
 
 // readConfig reads and strictly decodes the --config file ("" gives an
