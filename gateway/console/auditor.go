@@ -50,6 +50,16 @@ func parseDate(v string) (time.Time, bool) {
 	return time.Time{}, false
 }
 
+// searchDate turns a form date into a FHIR search date: a day as it is
+// (the whole day), a date and time as a UTC instant.
+func searchDate(v string) string {
+	t, _ := parseDate(v)
+	if len(v) == len("2006-01-02") {
+		return v
+	}
+	return t.UTC().Format("2006-01-02T15:04:05Z")
+}
+
 // plainText reports whether a form value is short text without control
 // characters.
 func plainText(v string) bool {
@@ -81,6 +91,9 @@ func (q *auditSearch) validate() []string {
 	}
 	if !okTo {
 		bad = append(bad, "To: a date like 2026-11-25 (or a date and time)")
+	}
+	if len(q.To) == len("2006-01-02") {
+		to = to.Add(24*time.Hour - time.Nanosecond) // a day "to" includes the whole day
 	}
 	if okFrom && okTo && !from.IsZero() && !to.IsZero() && to.Before(from) {
 		bad = append(bad, "To: must not be before From")
@@ -187,10 +200,10 @@ func (c *Console) runSearch(rq *request, q auditSearch, count, offset int) (*sea
 		params.Set("subtype", q.Interaction)
 	}
 	if q.From != "" {
-		params.Add("date", "ge"+q.From)
+		params.Add("date", "ge"+searchDate(q.From))
 	}
 	if q.To != "" {
-		params.Add("date", "le"+q.To)
+		params.Add("date", "le"+searchDate(q.To))
 	}
 	sr, err := c.app.Engine.Search(rq.ctx(), rq.sc, "AuditEvent", params, false)
 	if err != nil {

@@ -3,6 +3,7 @@ package console
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
@@ -14,9 +15,11 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
 )
@@ -219,5 +222,46 @@ func TestNoInlineScriptOrStyle(t *testing.T) {
 		if m := bad.Find(b); m != nil {
 			t.Errorf("%s has inline script or style: %q", f, m)
 		}
+	}
+}
+
+// TestSearchAndExport: a search by patient identifier and a date range
+// with times finds the request that stored the patient's record, and the
+// search exports as CSV and as a searchset Bundle.
+func TestSearchAndExport(t *testing.T) {
+	f := newFixture(t, nil)
+	doc, err := os.ReadFile(filepath.Join("..", "..", "schemas", "examples", "assessment", "phq9-moderate.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := auditlog.NewScope("ingest", f.c.devScope)
+	if _, err := f.app.Ingest.Ingest(context.Background(), sc, "assessment", doc, false, engine.Answer{}); err != nil {
+		t.Fatal(err)
+	}
+	_, page, _ := f.get(t, "/console/audit")
+	token := csrf(t, page)
+	today := f.c.now().UTC()
+	_, _, h := f.post(t, "/console/audit", url.Values{"csrf": {token}, "patient": {"MRN-TEST-000123"},
+		"from": {today.Add(-time.Hour).Format("2006-01-02T15:04")}, "to": {today.Format("2006-01-02")}, "interaction": {"ingest"}})
+	loc := h.Get("Location")
+	code, body, _ := f.get(t, loc)
+	if code != http.StatusOK || !strings.Contains(body, "1 requests") || !strings.Contains(body, "/console/audit/events/") {
+		t.Fatalf("search = %d:\n%.3000s", code, body)
+	}
+	q := strings.TrimPrefix(loc, "/console/audit?q=")
+	code, csvBody, hdr := f.post(t, "/console/audit/export", url.Values{"csrf": {token}, "q": {q}, "format": {"csv"}})
+	if code != http.StatusOK || !strings.HasPrefix(hdr.Get("Content-Type"), "text/csv") ||
+		!strings.HasPrefix(csvBody, "recorded,auditEvent,") || strings.Count(csvBody, "\n") != 2 || !strings.Contains(csvBody, ",ingest,") {
+		t.Errorf("CSV export = %d %q:\n%s", code, hdr.Get("Content-Type"), csvBody)
+	}
+	code, bundle, hdr := f.post(t, "/console/audit/export", url.Values{"csrf": {token}, "q": {q}, "format": {"bundle"}})
+	var b struct {
+		ResourceType, Type string
+		Total              int
+		Entry              []struct{ Resource struct{ ResourceType string } }
+	}
+	if err := json.Unmarshal([]byte(bundle), &b); err != nil || code != http.StatusOK || b.Type != "searchset" || b.Total != 1 ||
+		len(b.Entry) != 1 || b.Entry[0].Resource.ResourceType != "AuditEvent" || !strings.Contains(hdr.Get("Content-Disposition"), "attachment") {
+		t.Errorf("Bundle export = %d %v:\n%.500s", code, err, bundle)
 	}
 }
