@@ -245,7 +245,7 @@ func TestSearchAndExport(t *testing.T) {
 		"from": {today.Add(-time.Hour).Format("2006-01-02T15:04")}, "to": {today.Format("2006-01-02")}, "interaction": {"ingest"}})
 	loc := h.Get("Location")
 	code, body, _ := f.get(t, loc)
-	if code != http.StatusOK || !strings.Contains(body, "1 requests") || !strings.Contains(body, "/console/audit/events/") {
+	if code != http.StatusOK || !strings.Contains(body, "Requests 1 to 1,") || !strings.Contains(body, "/console/audit/events/") {
 		t.Fatalf("search = %d:\n%.3000s", code, body)
 	}
 	q := strings.TrimPrefix(loc, "/console/audit?q=")
