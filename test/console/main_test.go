@@ -215,7 +215,7 @@ func saveScreenshot(t *testing.T, ctx context.Context) {
 	_ = os.MkdirAll(dir, 0o755)
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	png, err := chromedp.Run(sctx, chromedp.FullScreenshot(90))
+	png, err := chromedp.Run(sctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		t.Logf("no screenshot of the failure: %v", err)
 		return
@@ -227,7 +227,7 @@ func saveScreenshot(t *testing.T, ctx context.Context) {
 }
 
 // stepTimeout bounds one step of a browser test (a page load and a wait).
-const stepTimeout = 15 * time.Second
+const stepTimeout = 30 * time.Second
 
 // run runs browser actions and fails the test on an error.
 func run(t *testing.T, ctx context.Context, what string, actions ...chromedp.Action[chromedp.Void]) {

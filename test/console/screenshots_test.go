@@ -1,10 +1,10 @@
 package console
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/chromedp/chromedp"
@@ -72,12 +72,14 @@ func TestScreenshots(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bad := strings.Replace(string(b), `{"number": 3, "score": 1}`, `{"number": 3, "score": 7}`, 1)
-	bad = strings.Replace(bad, `"instrument": "PHQ-9",`, `"instrument": "PHQ-9", "takenBy": "x",`, 1)
+	bad := edit(t, b, func(r map[string]any) {
+		r["items"].([]any)[2].(map[string]any)["score"] = 7
+		r["takenBy"] = "RN-042"
+	})
 	run(t, ctx, "map a record with errors",
 		chromedp.Navigate(g.base+"/console/playground"),
 		chromedp.SetValue(chromedp.CSS("#p-kind"), "assessment"),
-		chromedp.SetValue(chromedp.CSS("#p-record"), bad),
+		chromedp.SetValue(chromedp.CSS("#p-record"), string(bad)),
 		chromedp.Click(chromedp.CSS("form.playground button[type=submit]")),
 		chromedp.WaitVisible(chromedp.CSS("ol.issues")),
 		chromedp.ScrollIntoView(chromedp.CSS("#h-issues")))
@@ -88,13 +90,15 @@ func TestScreenshots(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS("#h-bundle")))
 	shot("playground-bundle")
 
-	newer := strings.Replace(string(b), `{"number": 9, "score": 0}`, `{"number": 9, "score": 1}`, 1)
-	newer = strings.Replace(newer, `"version": "1"`, `"version": "2"`, 1)
+	newer := edit(t, b, func(r map[string]any) {
+		r["source"].(map[string]any)["version"] = "2"
+		r["takenAt"] = "2026-03-10T09:35:00-05:00"
+	})
 	run(t, ctx, "compare two versions",
 		chromedp.Navigate(g.base+"/console/playground/diff"),
 		chromedp.SetValue(chromedp.CSS("#df-kind"), "assessment"),
 		chromedp.SetValue(chromedp.CSS("#df-old"), string(b)),
-		chromedp.SetValue(chromedp.CSS("#df-new"), newer),
+		chromedp.SetValue(chromedp.CSS("#df-new"), string(newer)),
 		chromedp.Click(chromedp.CSS("form.playground button[type=submit]")),
 		chromedp.WaitVisible(chromedp.CSS("section.rdiff")),
 		chromedp.ScrollIntoView(chromedp.CSS("main h2")))
@@ -109,4 +113,19 @@ func TestScreenshots(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "console-sign-in.png"), png, 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// edit changes a JSON record.
+func edit(t *testing.T, doc []byte, fn func(map[string]any)) []byte {
+	t.Helper()
+	var r map[string]any
+	if err := json.Unmarshal(doc, &r); err != nil {
+		t.Fatal(err)
+	}
+	fn(r)
+	out, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
