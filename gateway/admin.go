@@ -154,3 +154,10 @@ func intParam(c echo.Context, name string) (int, error) {
 	}
 	return n, nil
 }
+
+// handleConsole serves the web console (GET and POST /console/...); the
+// console signs people in and audits each page itself.
+func (s *Server) handleConsole(c echo.Context) error {
+	s.cfg.Console.ServeHTTP(c.Response(), c.Request())
+	return nil
+}

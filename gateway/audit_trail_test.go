@@ -16,6 +16,7 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/console"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
 )
@@ -28,7 +29,23 @@ func auditServer(t *testing.T) (*Server, store.Store) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	return testServer(t, app.Config{Store: st, Instance: "test-gw"}, Config{RateLimit: -1}), st
+	a, err := app.New(app.Config{Store: st, Instance: "test-gw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Close() })
+	con, err := console.New(console.Config{App: a})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewServer(Config{App: a, RateLimit: -1, Console: con})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, st
 }
 
 // testServer builds the application and the edge over it.
@@ -83,12 +100,12 @@ func TestEveryRouteAudited(t *testing.T) {
 	routes := map[string]bool{}
 	for _, r := range s.echo.Routes() {
 		key := r.Method + " " + r.Path
-		if strings.HasSuffix(r.Path, "/*") || r.Method == "echo_route_not_found" {
+		if (strings.HasSuffix(r.Path, "/*") && !strings.HasPrefix(r.Path, "/console")) || r.Method == "echo_route_not_found" {
 			continue // echo's not-found routes of a group
 		}
 		routes[key] = true
-		if rt, ok := s.routes[key]; !ok || (rt.interaction == "") != rt.exempt {
-			t.Errorf("route %s has no audit mapping in the route table (an interaction, or exempt)", key)
+		if rt, ok := s.routes[key]; !ok || (!rt.console && (rt.interaction == "") != rt.exempt) || (rt.console && (rt.interaction != "" || rt.exempt)) {
+			t.Errorf("route %s has no audit mapping in the route table (an interaction, exempt, or audited by the console)", key)
 		}
 	}
 	put := `{"resourceType":"Patient","id":"p1","gender":"female"}`
@@ -136,12 +153,19 @@ func TestEveryRouteAudited(t *testing.T) {
 		{"GET /fhir/.well-known/smart-configuration", "GET", "/fhir/.well-known/smart-configuration", "", 404},
 		{"POST /auth/token", "POST", "/auth/token", "", 404},
 		{"PATCH /fhir/:type/:id", "PATCH", "/fhir/Patient/p1", "", 405},
+		// The console audits its pages as the API calls they stand for
+		// (the interaction after the '=' of the target).
+		{"GET /console/*", "GET", "/console/deliveries#=delivery-list", "", 200},
+		{"GET /console/*", "GET", "/console/audit/events/nope#=lineage", "", 404},
+		{"GET /console/*", "GET", "/console/no/such/page#=unknown-endpoint", "", 404},
+		{"POST /console/*", "POST", "/console/playground#=ingest", "kind=session", 403}, // no CSRF token
 	}
 	covered := map[string]bool{}
 	for _, tc := range cases {
-		t.Run(tc.method+" "+tc.target, func(t *testing.T) {
+		target, consoleWant, _ := strings.Cut(tc.target, "#=")
+		t.Run(tc.method+" "+target, func(t *testing.T) {
 			before := len(chain(t, st))
-			rec := send(s, tc.method, tc.target, tc.body)
+			rec := send(s, tc.method, target, tc.body)
 			if rec.Code != tc.status {
 				t.Fatalf("%s %s = %d, want %d: %s", tc.method, tc.target, rec.Code, tc.status, rec.Body)
 			}
@@ -156,6 +180,9 @@ func TestEveryRouteAudited(t *testing.T) {
 			want := "unknown-endpoint"
 			if rt := s.routes[tc.route]; rt != nil {
 				want = rt.interaction
+				if rt.console {
+					want = consoleWant
+				}
 			}
 			if tc.route == "POST /fhir" && strings.Contains(tc.body, `"batch"`) {
 				want = "batch"
@@ -182,11 +209,13 @@ func TestEveryRouteAudited(t *testing.T) {
 		covered[tc.route] = true
 	}
 	for r := range routes {
-		if s.routes[r].interaction != "" && !covered[r] {
+		if (s.routes[r].interaction != "" || s.routes[r].console) && !covered[r] && r != "GET /console" {
 			t.Errorf("route %s is audited but no case here exercises it", r)
 		}
 	}
-	for _, probe := range []string{"/healthz", "/readyz"} {
+	// Probes, and console pages that show no data of the gateway (a
+	// redirect, a static file, an empty form), leave no AuditEvent.
+	for _, probe := range []string{"/healthz", "/readyz", "/console", "/console/static/console.css", "/console/playground"} {
 		before := len(chain(t, st))
 		send(s, "GET", probe, "")
 		if n := len(chain(t, st)) - before; n != 0 {

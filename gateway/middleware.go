@@ -15,6 +15,7 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/console"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/telemetry"
@@ -136,12 +137,13 @@ func (s *Server) auditRequests(next echo.HandlerFunc) echo.HandlerFunc {
 		if !s.app.Audit.Enabled() || (rt != nil && rt.exempt) {
 			return next(c)
 		}
-		sc.Interaction = interaction
-		if c.Response().Header().Get(telemetry.RequestIDHeader) == "" {
-			c.Response().Header().Set(telemetry.RequestIDHeader, store.NewID())
+		s.requestFacts(c, sc)
+		if rt != nil && rt.console {
+			// The console audits each page itself, from these facts.
+			c.SetRequest(c.Request().WithContext(console.WithScope(c.Request().Context(), sc)))
+			return next(c)
 		}
-		sc.Addr, sc.TraceID = c.RealIP(), telemetry.TraceID(c.Request().Context())
-		sc.RequestID = c.Response().Header().Get(telemetry.RequestIDHeader)
+		sc.Interaction = interaction
 		if s.app.Engine != nil {
 			if typ, id, ok := s.app.Engine.Target(c.Param("type"), c.Param("id")); ok {
 				sc.Target = audit.Entity{Type: typ, ID: id}
@@ -175,6 +177,17 @@ func (s *Server) auditRequests(next echo.HandlerFunc) echo.HandlerFunc {
 		buf.flush()
 		return nil
 	}
+}
+
+// requestFacts reads the request's facts into its scope once: the client
+// address, the trace and the request id (minted when the caller sent
+// none).
+func (s *Server) requestFacts(c echo.Context, sc *auditlog.Scope) {
+	if c.Response().Header().Get(telemetry.RequestIDHeader) == "" {
+		c.Response().Header().Set(telemetry.RequestIDHeader, store.NewID())
+	}
+	sc.Addr, sc.TraceID = c.RealIP(), telemetry.TraceID(c.Request().Context())
+	sc.RequestID = c.Response().Header().Get(telemetry.RequestIDHeader)
 }
 
 // bufferedWriter holds a response until its audit record is committed.
@@ -219,7 +232,7 @@ var devPrincipal = &auth.Principal{Scopes: auth.ParseScopes("system/*.cruds " + 
 // a 401 (or 503) answered, and audited, like any error.
 func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if rt := s.routeOf(c); rt != nil && rt.public {
+		if rt := s.routeOf(c); rt != nil && (rt.public || rt.console) {
 			return next(c)
 		}
 		sc := scopeOf(c)

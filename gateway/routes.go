@@ -28,6 +28,11 @@ type route struct {
 	fhir bool
 	// store routes exist only when the gateway has a store.
 	store bool
+	// console routes are the web console's (Config.Console): it signs
+	// people in and audits each page view and action itself, with the
+	// interaction of the API call the page stands for, so the edge neither
+	// authenticates nor audits them (it passes the request's facts on).
+	console bool
 }
 
 // table is the whole HTTP API on one page.
@@ -73,6 +78,11 @@ func (s *Server) table() []route {
 		{method: patch, path: "/fhir/:type/:id", handle: s.handlePatch, interaction: "patch", fhir: true, store: true},
 		{method: get, path: "/fhir/:type/:id/_history", handle: s.handleHistory, interaction: "history-instance", fhir: true, store: true},
 		{method: get, path: "/fhir/:type/:id/_history/:vid", handle: s.handleVRead, interaction: "vread", fhir: true, store: true},
+
+		// The web console for people (docs/console.md), audited by itself.
+		{method: get, path: "/console", handle: s.handleConsole, console: true, store: true},
+		{method: get, path: "/console/*", handle: s.handleConsole, console: true, store: true},
+		{method: post, path: "/console/*", handle: s.handleConsole, console: true, store: true},
 	}
 }
 
@@ -91,7 +101,7 @@ func (s *Server) register() {
 	s.routes = map[string]*route{}
 	for i := range rows {
 		r := &rows[i]
-		if r.store && s.app.Store == nil {
+		if (r.store && s.app.Store == nil) || (r.console && s.cfg.Console == nil) {
 			continue
 		}
 		var mw []echo.MiddlewareFunc

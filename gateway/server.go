@@ -63,6 +63,9 @@ type Config struct {
 	// connection's address is the client's (X-Forwarded-For is ignored).
 	// The address is what the rate limit counts and the audit records.
 	TrustedProxies []*net.IPNet
+	// Console is the web console served under /console (nil: none). It
+	// authenticates people and audits its pages itself.
+	Console http.Handler
 }
 
 // Server serves the gateway's HTTP API.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/console"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/delivery"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
@@ -25,6 +26,9 @@ type fileConfig struct {
 	// Safety overrides the mappings' safety thresholds, for every tenant
 	// and per tenant (safety.go).
 	Safety *safetyConfig `json:"safety"`
+	// Console configures the web console: sign-in for people (OpenID
+	// Connect), their roles, the tracing UI link (docs/configuration.md).
+	Console *console.Settings `json:"console"`
 }
 
 // readConfig reads and strictly decodes the --config file ("" gives an

@@ -18,6 +18,7 @@ import (
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/console"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/delivery"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
@@ -179,6 +180,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	defer application.Close()
 	gcfg.App = application
+	if gcfg.Console, err = webConsole(fc, authn != nil, application, logger, getenv); err != nil {
+		return &exitError{code: exitUsage, msg: err.Error()}
+	}
 	srv, err := gateway.NewServer(gcfg)
 	if err != nil {
 		return err
@@ -241,6 +245,34 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	return nil
+}
+
+// webConsole builds the web console: with an OpenID Connect issuer
+// configured people sign in; without one it runs in development mode, which
+// only a gateway in development mode (no API authentication, loopback) may
+// do; a gateway with API authentication and no issuer serves no console.
+func webConsole(fc *fileConfig, authenticated bool, a *app.App, logger *slog.Logger, getenv func(string) string) (http.Handler, error) {
+	st := fc.Console
+	if st == nil {
+		st = &console.Settings{}
+	}
+	if st.Issuer == "" && authenticated {
+		logger.Info("console: off (API authentication is configured but no console issuer; docs/console.md)")
+		return nil, nil
+	}
+	if st.ClientSecret == "" {
+		st.ClientSecret = getenv("GATEWAY_CONSOLE_CLIENT_SECRET")
+	}
+	c, err := console.New(console.Config{App: a, Settings: st, Logger: logger})
+	if err != nil {
+		return nil, fmt.Errorf("--config: %v", err)
+	}
+	if c.Development() {
+		logger.Warn("console: development mode at /console: no sign-in, every permission")
+	} else {
+		logger.Info("console: at /console, people sign in with OpenID Connect", "issuer", st.Issuer)
+	}
+	return c, nil
 }
 
 // openStore opens the database named by --db: a postgres:// or

@@ -54,6 +54,9 @@ type Config struct {
 	// that override them.
 	Safety       *mapping.Safety
 	TenantSafety map[string]mapping.Safety
+	// BacklogEvery is how often the operator service samples the delivery
+	// backlog for the console's chart (default a minute; negative: never).
+	BacklogEvery time.Duration
 }
 
 // App is the gateway's application.
@@ -66,6 +69,8 @@ type App struct {
 	// IdentifierBase is the deployment's identifier namespace ("" the
 	// default), for lineage queries.
 	IdentifierBase string
+
+	backlogEvery time.Duration
 }
 
 // New assembles the application. It compiles the schemas and the FHIR
@@ -79,7 +84,10 @@ func New(cfg Config) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &App{Store: cfg.Store, IdentifierBase: cfg.IdentifierBase}
+	if cfg.BacklogEvery == 0 {
+		cfg.BacklogEvery = time.Minute
+	}
+	a := &App{Store: cfg.Store, IdentifierBase: cfg.IdentifierBase, backlogEvery: cfg.BacklogEvery}
 	a.Audit = auditlog.New(cfg.Store, auditlog.Config{Observer: cfg.Instance, Now: cfg.Now, Disabled: cfg.NoAudit})
 	icfg := ingest.Config{Pipeline: p, Routes: cfg.Routes, Notify: cfg.Notify, Metrics: cfg.Metrics, Tracer: cfg.Tracer,
 		Safety: cfg.TenantSafety}
@@ -102,9 +110,17 @@ func (a *App) Start(ctx context.Context) error {
 		}
 	}
 	a.Audit.Start()
+	if a.Operator != nil {
+		a.Operator.StartSampling(a.backlogEvery)
+	}
 	return nil
 }
 
-// Close stops the audit log once the records already queued are
-// committed. It does not close the store.
-func (a *App) Close() error { return a.Audit.Close() }
+// Close stops the backlog sampler and the audit log once the records
+// already queued are committed. It does not close the store.
+func (a *App) Close() error {
+	if a.Operator != nil {
+		a.Operator.StopSampling()
+	}
+	return a.Audit.Close()
+}

@@ -104,6 +104,7 @@ var interactions = map[string]kind{
 	"smart-config":     {action: "R", gateway: true, display: "SMART configuration"},
 	"unknown-endpoint": {action: "E", gateway: true, display: "request to no endpoint"},
 	"login":            {action: "E", login: true, display: "Login"},
+	"logout":           {action: "E", login: true, display: "Logout"},
 }
 
 // Interactions lists the interaction codes Event knows, sorted.
@@ -162,6 +163,8 @@ func Event(r Record) map[string]any {
 	}
 	typ, subtype := coding(systemEventType, "rest", "RESTful Operation"), coding(systemInteraction, r.Interaction, k.display)
 	switch {
+	case k.login && r.Interaction == "logout":
+		typ, subtype = coding(systemAgentType, "110114", "User Authentication"), coding(systemAgentType, "110123", "Logout")
 	case k.login:
 		typ, subtype = coding(systemAgentType, "110114", "User Authentication"), coding(systemAgentType, "110122", "Login")
 	case k.gateway:

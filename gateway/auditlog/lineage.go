@@ -170,7 +170,7 @@ func BuildLineage(ctx context.Context, st store.Store, q LineageQuery) (*Lineage
 			return nil, err
 		}
 		for _, ev := range evs {
-			out.Requests = append(out.Requests, viewAuditEvent(ev))
+			out.Requests = append(out.Requests, ViewAuditEvent(ev))
 		}
 	default:
 		for _, rc := range out.Receipts {
@@ -191,7 +191,7 @@ func BuildLineage(ctx context.Context, st store.Store, q LineageQuery) (*Lineage
 			return nil, err
 		}
 		for _, ev := range evs {
-			out.Accesses = append(out.Accesses, viewAuditEvent(ev))
+			out.Accesses = append(out.Accesses, ViewAuditEvent(ev))
 		}
 	}
 	sort.SliceStable(out.Requests, func(i, j int) bool { return out.Requests[i].Recorded < out.Requests[j].Recorded })
@@ -268,7 +268,7 @@ func receipt(ctx context.Context, st store.Store, tenant string, p map[string]an
 		return rc, err
 	}
 	if len(evs) > 0 {
-		v := viewAuditEvent(evs[0])
+		v := ViewAuditEvent(evs[0])
 		rc.Request = &v
 	}
 	if rc.Source == "" {
@@ -299,8 +299,9 @@ func receipt(ctx context.Context, st store.Store, tenant string, p map[string]an
 	return rc, nil
 }
 
-// viewAuditEvent summarises a stored AuditEvent.
-func viewAuditEvent(ev map[string]any) RequestView {
+// ViewAuditEvent summarises a stored AuditEvent (decoded JSON) as the
+// lineage and the console show it.
+func ViewAuditEvent(ev map[string]any) RequestView {
 	id, _ := ev["id"].(string)
 	v := RequestView{AuditEvent: "AuditEvent/" + id, TraceID: extString(ev, audit.ExtTraceID)}
 	v.Recorded, _ = ev["recorded"].(string)

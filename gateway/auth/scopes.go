@@ -10,6 +10,10 @@ const (
 	// ScopeOperator allows the operator API: deliveries admin, audit chain
 	// verification and lineage.
 	ScopeOperator = "gateway/operator"
+	// ScopeAuditor marks a person of the console who follows the audit
+	// trail (AuditEvents, lineage, the audit chain) without acting on
+	// deliveries; the console grants it with system/*.rs (docs/console.md).
+	ScopeAuditor = "gateway/auditor"
 )
 
 // Permission bits of a SMART v2 resource scope, in the spec's order c r u d s.
@@ -42,8 +46,8 @@ type Scopes struct {
 // ParseScopes parses a space-separated scope string. It understands SMART v2
 // system scopes (system/<Type|*>.<non-empty subset of "cruds", in that order>),
 // SMART v1 system scopes (system/<Type|*>.read|write|*, where read means rs,
-// write means cud and * means cruds) and the gateway scopes ScopeIngest and
-// ScopeOperator. Anything else (patient/ and user/ scopes, openid, v2 scopes
+// write means cud and * means cruds) and the gateway scopes ScopeIngest,
+// ScopeOperator and ScopeAuditor. Anything else (patient/ and user/ scopes, openid, v2 scopes
 // with query parameters, typos) is ignored: ParseScopes never fails, and an
 // ignored scope grants nothing. Duplicates are dropped.
 func ParseScopes(s string) Scopes {
@@ -57,7 +61,7 @@ func ParseScopes(s string) Scopes {
 }
 
 func parseScope(s string) (scope, bool) {
-	if s == ScopeIngest || s == ScopeOperator {
+	if s == ScopeIngest || s == ScopeOperator || s == ScopeAuditor {
 		return scope{text: s}, true
 	}
 	rest, ok := strings.CutPrefix(s, "system/")

@@ -71,6 +71,7 @@ type Service struct {
 	store  store.Store
 	notify func()
 	now    func() time.Time
+	hist   history
 }
 
 // New returns the operator service over st; notify (may be nil) wakes the

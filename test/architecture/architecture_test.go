@@ -155,3 +155,36 @@ func TestCLIReachesTheEdgeOnlyInServe(t *testing.T) {
 		t.Fatalf("package %s not loaded", cli)
 	}
 }
+
+// TestConsoleUsesTheApplication: the web console reads and changes nothing
+// around the application: it imports neither echo (checked above) nor a
+// store backend, and calls no method of the store's interfaces (it uses
+// the application's engine, audit log and operator service; its types,
+// such as store.DeliveryFilter, are fine).
+func TestConsoleUsesTheApplication(t *testing.T) {
+	const consolePkg = module + "/gateway/console"
+	found := false
+	for _, p := range load(t, packages.NeedImports|packages.NeedTypes|packages.NeedTypesInfo|packages.NeedSyntax) {
+		if p.PkgPath != consolePkg {
+			continue
+		}
+		found = true
+		for path := range p.Imports {
+			if strings.HasPrefix(path, module+"/gateway/store/") || path == edge {
+				t.Errorf("the console imports %s", path)
+			}
+		}
+		for id, obj := range p.TypesInfo.Uses {
+			fn, ok := obj.(*types.Func)
+			if !ok || fn.Pkg() == nil || fn.Pkg().Path() != module+"/gateway/store" {
+				continue
+			}
+			if sig, _ := fn.Type().(*types.Signature); sig != nil && sig.Recv() != nil {
+				t.Errorf("the console calls store method %s at %s: go through the application", fn.Name(), p.Fset.Position(id.Pos()))
+			}
+		}
+	}
+	if !found {
+		t.Fatalf("package %s not loaded", consolePkg)
+	}
+}

@@ -1,0 +1,323 @@
+package console
+
+import (
+	"bytes"
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
+)
+
+// The auditor's search of AuditEvents. A search by patient identifier must
+// not put the identifier into a URL (browser history, proxies): the form
+// is POSTed, the criteria are kept in the session under an opaque id, and
+// the browser is sent to GET /console/audit?q=<id>&page=<n>, so back,
+// reload and paging work without PHI in any URL.
+
+// auditSearch are the criteria of the AuditEvent search form.
+type auditSearch struct {
+	Patient, Client, Action, Outcome, Interaction, From, To string
+}
+
+// pageSize is the AuditEvents per page; exportLimit bounds an export.
+const (
+	pageSize    = 25
+	exportLimit = 10000
+)
+
+// dateLayouts are what the form's date and datetime-local inputs send.
+var dateLayouts = []string{"2006-01-02", "2006-01-02T15:04", "2006-01-02T15:04:05"}
+
+// parseDate reads a form date ("" zero).
+func parseDate(v string) (time.Time, bool) {
+	if v == "" {
+		return time.Time{}, true
+	}
+	for _, l := range dateLayouts {
+		if t, err := time.Parse(l, v); err == nil {
+			return t, true
+		}
+	}
+	return time.Time{}, false
+}
+
+// searchDate turns a form date into a FHIR search date: a day as it is
+// (the whole day), a date and time as a UTC instant.
+func searchDate(v string) string {
+	t, _ := parseDate(v)
+	if len(v) == len("2006-01-02") {
+		return v
+	}
+	return t.UTC().Format("2006-01-02T15:04:05Z")
+}
+
+// plainText reports whether a form value is short text without control
+// characters.
+func plainText(v string) bool {
+	return len(v) <= 200 && !strings.ContainsFunc(v, unicode.IsControl)
+}
+
+// validate returns a message per malformed field (the field's label, what
+// is wanted; never the value).
+func (q *auditSearch) validate() []string {
+	var bad []string
+	for _, f := range []struct{ label, v string }{{"Patient identifier", q.Patient}, {"Client", q.Client}} {
+		if !plainText(f.v) {
+			bad = append(bad, f.label+": at most 200 characters, without control characters")
+		}
+	}
+	if !slices.Contains([]string{"", "C", "R", "U", "D", "E"}, q.Action) {
+		bad = append(bad, "Action: choose one of the listed actions")
+	}
+	if !slices.Contains([]string{"", "0", "4", "8"}, q.Outcome) {
+		bad = append(bad, "Outcome: choose one of the listed outcomes")
+	}
+	if q.Interaction != "" && !audit.Known(q.Interaction) {
+		bad = append(bad, "Interaction: choose one of the listed interactions")
+	}
+	from, okFrom := parseDate(q.From)
+	to, okTo := parseDate(q.To)
+	if !okFrom {
+		bad = append(bad, "From: a date like 2026-11-25 (or a date and time)")
+	}
+	if !okTo {
+		bad = append(bad, "To: a date like 2026-11-25 (or a date and time)")
+	}
+	if len(q.To) == len("2006-01-02") {
+		to = to.Add(24*time.Hour - time.Nanosecond) // a day "to" includes the whole day
+	}
+	if okFrom && okTo && !from.IsZero() && !to.IsZero() && to.Before(from) {
+		bad = append(bad, "To: must not be before From")
+	}
+	return bad
+}
+
+// searchForm is the search page's data.
+type searchForm struct {
+	Q            auditSearch
+	ID           string
+	Errors       []string
+	Interactions []string
+	Results      *searchResults
+}
+
+// searchResults is one page of matches.
+type searchResults struct {
+	Rows      []auditlog.RequestView
+	Page      int
+	From, To  int
+	More      bool // a next page has matches
+	NoPatient bool
+}
+
+// formSearch reads the search form.
+func formSearch(rq *request) auditSearch {
+	f := rq.r.PostFormValue
+	return auditSearch{Patient: strings.TrimSpace(f("patient")), Client: strings.TrimSpace(f("client")),
+		Action: f("action"), Outcome: f("outcome"), Interaction: f("interaction"), From: f("from"), To: f("to")}
+}
+
+// auditSearchSubmit checks the form and keeps the criteria in the session.
+func (c *Console) auditSearchSubmit(rq *request) error {
+	q := formSearch(rq)
+	if bad := q.validate(); len(bad) > 0 {
+		rq.status = 400
+		rq.sc.Rules = []string{"console-search-invalid"}
+		return rq.render("audit", "Audit trail", searchForm{Q: q, Errors: bad, Interactions: audit.Interactions()})
+	}
+	rq.sc.Interaction = "" // nothing searched yet: the GET it leads to is the search
+	return rq.seeOther(Prefix + "/audit?q=" + rq.sess.saveSearch(q))
+}
+
+// auditSearch shows the form, and with ?q= one page of the saved search.
+func (c *Console) auditSearch(rq *request) error {
+	form := searchForm{Interactions: audit.Interactions()}
+	id := rq.r.URL.Query().Get("q")
+	if id == "" {
+		rq.sc.Interaction = ""
+		return rq.render("audit", "Audit trail", form)
+	}
+	q, ok := rq.sess.search(id)
+	if !ok {
+		rq.sc.Interaction = ""
+		return outcome.New(outcome.NotFound, "not-found", "console-search-unknown",
+			"this search is no longer kept (searches last as long as your session); search again")
+	}
+	page, err := strconv.Atoi(rq.r.URL.Query().Get("page"))
+	if err != nil || page < 1 {
+		page = 1
+	}
+	form.Q, form.ID = q, id
+	res, _, err := c.runSearch(rq, q, pageSize, (page-1)*pageSize)
+	if err != nil {
+		return err
+	}
+	res.Page = page
+	form.Results = res
+	return rq.render("audit", "Audit trail", form)
+}
+
+// runSearch runs one page of q through the engine (the page's scope
+// records what it read) and returns the rows and the raw matches.
+func (c *Console) runSearch(rq *request, q auditSearch, count, offset int) (*searchResults, [][]byte, error) {
+	res := &searchResults{}
+	// Newest first by _lastUpdated, which for an AuditEvent is the instant
+	// it was recorded (the gateway stores it so) and has an index of its
+	// own; one match more than the page tells whether there is a next page,
+	// without counting every match (at 100,000 AuditEvents a count costs
+	// more than the page: docs/BENCHMARKS.md).
+	params := url.Values{"_sort": {"-_lastUpdated"}, "_count": {strconv.Itoa(count + 1)}, "_offset": {strconv.Itoa(offset)},
+		"_total": {"none"}}
+	if q.Patient != "" {
+		pats, err := c.app.Engine.Search(rq.ctx(), rq.sc, "Patient",
+			url.Values{"identifier": {escapeToken(q.Patient)}, "_count": {"100"}, "_total": {"none"}}, false)
+		if err != nil {
+			return nil, nil, err
+		}
+		var refs []string
+		for _, p := range pats.Page.Matches {
+			refs = append(refs, "Patient/"+p.ID)
+		}
+		if len(refs) == 0 {
+			res.NoPatient = true
+			rq.sc.Description = "console AuditEvent search: no patient with that identifier"
+			return res, nil, nil
+		}
+		params.Set("patient", strings.Join(refs, ","))
+	}
+	if q.Client != "" {
+		params.Set("agent:identifier", audit.SystemClient+"|"+escapeToken(q.Client))
+	}
+	if q.Action != "" {
+		params.Set("action", q.Action)
+	}
+	if q.Outcome != "" {
+		params.Set("outcome", q.Outcome)
+	}
+	if q.Interaction != "" {
+		params.Set("subtype", q.Interaction)
+	}
+	if q.From != "" {
+		params.Add("date", "ge"+searchDate(q.From))
+	}
+	if q.To != "" {
+		params.Add("date", "le"+searchDate(q.To))
+	}
+	sr, err := c.app.Engine.Search(rq.ctx(), rq.sc, "AuditEvent", params, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	matches := sr.Page.Matches
+	if len(matches) > count {
+		matches, res.More = matches[:count], true
+	}
+	raws := make([][]byte, 0, len(matches))
+	for _, m := range matches {
+		var doc map[string]any
+		if err := json.Unmarshal(m.Body, &doc); err != nil {
+			return nil, nil, fmt.Errorf("stored AuditEvent %s: %w", m.ID, err)
+		}
+		res.Rows = append(res.Rows, auditlog.ViewAuditEvent(doc))
+		raws = append(raws, m.Body)
+	}
+	res.From, res.To = offset+1, offset+len(res.Rows)
+	rq.sc.Description = fmt.Sprintf("console AuditEvent search: %d matches", len(res.Rows))
+	return res, raws, nil
+}
+
+// escapeToken escapes the characters that separate values in a token
+// search (search.html#escaping).
+func escapeToken(v string) string {
+	r := strings.NewReplacer(`\`, `\\`, `,`, `\,`, `$`, `\$`)
+	return r.Replace(v)
+}
+
+// auditExport answers the saved search as CSV or as a searchset Bundle
+// (at most exportLimit AuditEvents).
+func (c *Console) auditExport(rq *request) error {
+	q, ok := rq.sess.search(rq.r.PostFormValue("q"))
+	if !ok {
+		return outcome.New(outcome.NotFound, "not-found", "console-search-unknown",
+			"this search is no longer kept (searches last as long as your session); search again")
+	}
+	format := rq.r.PostFormValue("format")
+	if format != "csv" && format != "bundle" {
+		return outcome.New(outcome.Invalid, "invalid", "console-export-format", "choose CSV or FHIR Bundle")
+	}
+	var rows []auditlog.RequestView
+	var raws [][]byte
+	for off := 0; off < exportLimit; off += 1000 {
+		res, r, err := c.runSearch(rq, q, 1000, off)
+		if err != nil {
+			return err
+		}
+		rows, raws = append(rows, res.Rows...), append(raws, r...)
+		if !res.More {
+			break
+		}
+	}
+	rq.sc.Description = fmt.Sprintf("console AuditEvent export (%s): %d records", format, len(rows))
+	stamp := c.now().UTC().Format("20060102-150405")
+	if format == "csv" {
+		rq.download = &download{name: "audit-events-" + stamp + ".csv", contentType: "text/csv; charset=utf-8", body: auditCSV(rows)}
+		return nil
+	}
+	body, err := searchsetBundle(raws)
+	if err != nil {
+		return err
+	}
+	rq.download = &download{name: "audit-events-" + stamp + ".json", contentType: "application/fhir+json", body: body}
+	return nil
+}
+
+// searchsetBundle wraps stored AuditEvents in a searchset Bundle.
+func searchsetBundle(raws [][]byte) ([]byte, error) {
+	type entry struct {
+		FullURL  string          `json:"fullUrl"`
+		Resource json.RawMessage `json:"resource"`
+		Search   map[string]any  `json:"search"`
+	}
+	entries := make([]entry, 0, len(raws))
+	for _, r := range raws {
+		var id struct{ ID string }
+		if err := json.Unmarshal(r, &id); err != nil {
+			return nil, err
+		}
+		entries = append(entries, entry{FullURL: "AuditEvent/" + id.ID, Resource: r, Search: map[string]any{"mode": "match"}})
+	}
+	return json.MarshalIndent(map[string]any{"resourceType": "Bundle", "type": "searchset", "total": len(raws), "entry": entries}, "", "  ")
+}
+
+// auditCSV renders rows as CSV; a cell a spreadsheet would take for a
+// formula gets a leading apostrophe.
+func auditCSV(rows []auditlog.RequestView) []byte {
+	var b bytes.Buffer
+	w := csv.NewWriter(&b)
+	_ = w.Write([]string{"recorded", "auditEvent", "interaction", "action", "outcome", "description", "client",
+		"address", "tenant", "traceId", "requestId", "entities"})
+	for _, r := range rows {
+		_ = w.Write(safeCells(r.Recorded, r.AuditEvent, r.Interaction, r.Action, r.Outcome, r.Description, r.Client,
+			r.Address, r.Tenant, r.TraceID, r.RequestID, strings.Join(r.Entities, " ")))
+	}
+	w.Flush()
+	return b.Bytes()
+}
+
+// safeCells neutralises spreadsheet formulas.
+func safeCells(cells ...string) []string {
+	for i, c := range cells {
+		if c != "" && strings.ContainsRune("=+-@\t\r", rune(c[0])) {
+			cells[i] = "'" + c
+		}
+	}
+	return cells
+}

@@ -1,0 +1,267 @@
+package console
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
+)
+
+// fixture is a development-mode console over a fresh SQLite database,
+// with a browser-like client (cookies kept).
+type fixture struct {
+	srv  *httptest.Server
+	c    *Console
+	app  *app.App
+	st   store.Store
+	cl   *http.Client
+	logs *bytes.Buffer
+}
+
+func newFixture(t testing.TB, settings *Settings) *fixture {
+	t.Helper()
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "kg.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	a, err := app.New(app.Config{Store: st, BacklogEvery: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Close() })
+	logs := &bytes.Buffer{}
+	c, err := New(Config{App: a, Settings: settings, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewTLSServer(c) // Secure cookies need https outside loopback names
+	t.Cleanup(srv.Close)
+	jar, _ := cookiejar.New(nil)
+	cl := srv.Client()
+	cl.Jar = jar
+	cl.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &fixture{srv: srv, c: c, app: a, st: st, cl: cl, logs: logs}
+}
+
+// get fetches a console path.
+func (f *fixture) get(t testing.TB, path string) (int, string, http.Header) {
+	t.Helper()
+	resp, err := f.cl.Get(f.srv.URL + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), resp.Header
+}
+
+// post submits a form (csrf is added from the session's last page).
+func (f *fixture) post(t testing.TB, path string, form url.Values) (int, string, http.Header) {
+	t.Helper()
+	resp, err := f.cl.PostForm(f.srv.URL+path, form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), resp.Header
+}
+
+var csrfRE = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+// csrf reads the CSRF token from a page.
+func csrf(t testing.TB, page string) string {
+	t.Helper()
+	m := csrfRE.FindStringSubmatch(page)
+	if m == nil {
+		t.Fatalf("no CSRF token on the page")
+	}
+	return m[1]
+}
+
+// auditCount is the number of AuditEvents in the chain.
+func (f *fixture) auditCount(t testing.TB) int {
+	t.Helper()
+	res, err := auditlog.Verify(context.Background(), f.st, f.c.now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return int(res.Records)
+}
+
+// TestBadInput: malformed search fields, an unknown record or request, a
+// forged form and a stale session each get a readable message on the page
+// (no stack trace, no internal error text), change nothing, and keep the
+// patient identifier out of every address and log.
+func TestBadInput(t *testing.T) {
+	f := newFixture(t, nil)
+	_, page, _ := f.get(t, "/console/audit")
+	token := csrf(t, page)
+	const phi = "MRN-SECRET-4711"
+
+	code, body, _ := f.post(t, "/console/audit", url.Values{"csrf": {token}, "patient": {phi}, "from": {"yesterday"}, "outcome": {"9"}})
+	if code != http.StatusBadRequest || !strings.Contains(body, "From: a date like") || !strings.Contains(body, "Outcome: choose one") {
+		t.Errorf("malformed search = %d, want 400 naming the fields:\n%.2000s", code, body)
+	}
+	if !strings.Contains(body, `value="`+phi+`"`) {
+		t.Errorf("the form does not keep what was typed")
+	}
+
+	code, _, h := f.post(t, "/console/audit", url.Values{"csrf": {token}, "patient": {phi}})
+	loc := h.Get("Location")
+	if code != http.StatusSeeOther || strings.Contains(loc, phi) || !strings.HasPrefix(loc, "/console/audit?q=") {
+		t.Errorf("search = %d to %q, want 303 to an opaque search id", code, loc)
+	}
+	code, body, _ = f.get(t, loc)
+	if code != http.StatusOK || !strings.Contains(body, "No patient has that identifier") {
+		t.Errorf("search for an unknown patient = %d:\n%.2000s", code, body)
+	}
+
+	for _, tc := range []struct {
+		path string
+		code int
+		want string
+	}{
+		{"/console/audit/events/no-such-event", 404, "no such resource"},
+		{"/console/audit?q=forgotten", 404, "no longer kept"},
+		{"/console/records?source=serenity-clinic-emr&record=NOPE-1", 200, "has received no record"},
+		{"/console/records?source=serenity-clinic-emr&record=NOPE-1&kind=pizza", 400, "choose one of the listed kinds"},
+		{"/console/deliveries/12345", 404, "no such delivery"},
+		{"/console/deliveries/abc", 404, "no such delivery"},
+		{"/console/deliveries?status=lost", 400, "choose one of the listed statuses"},
+		{"/console/nowhere", 404, "no such page"},
+	} {
+		code, body, _ := f.get(t, tc.path)
+		if code != tc.code || !strings.Contains(body, tc.want) {
+			t.Errorf("GET %s = %d, want %d with %q:\n%.1500s", tc.path, code, tc.code, tc.want, body)
+		}
+		if strings.Contains(body, "goroutine") || strings.Contains(body, ".go:") {
+			t.Errorf("GET %s shows internal detail", tc.path)
+		}
+	}
+
+	before := f.auditCount(t)
+	code, body, _ = f.post(t, "/console/replay", url.Values{"destination": {"ehr"}, "since": {"2026-01-01T00:00"}, "confirm": {"yes"}})
+	if code != http.StatusForbidden || !strings.Contains(body, "form was refused") {
+		t.Errorf("forged replay = %d:\n%.1500s", code, body)
+	}
+	if after := f.auditCount(t); after != before+1 {
+		t.Errorf("a forged form left %d AuditEvents, want 1 (the refusal)", after-before)
+	}
+	if strings.Contains(f.logs.String(), phi) {
+		t.Errorf("the patient identifier reached the log")
+	}
+}
+
+// TestStaleSession: with sign-in configured, a GET without a session goes
+// to the sign-in page and a POST from an ended session is refused with a
+// readable message.
+func TestStaleSession(t *testing.T) {
+	f := newFixture(t, &Settings{Issuer: "https://login.example.org", ClientID: "kg", RedirectURL: "https://gw.example.org/console/callback"})
+	code, _, h := f.get(t, "/console/audit")
+	if code != http.StatusSeeOther || h.Get("Location") != "/console/login?next=%2Fconsole%2Faudit" {
+		t.Errorf("GET without a session = %d to %q", code, h.Get("Location"))
+	}
+	f.cl.Jar.SetCookies(mustURL(t, f.srv.URL), []*http.Cookie{{Name: sessionCookie, Value: "ended-long-ago"}})
+	code, body, _ := f.post(t, "/console/deliveries/1/retry", url.Values{"csrf": {"x"}})
+	if code != http.StatusUnauthorized || !strings.Contains(body, "your session has ended") || !strings.Contains(body, "Sign in") {
+		t.Errorf("POST with a stale session = %d:\n%.1500s", code, body)
+	}
+	code, body, h = f.get(t, "/console/login?next=https://evil.example/")
+	if code != http.StatusOK || !strings.Contains(body, "/console/login/start?next=%2fconsole%2f") {
+		t.Errorf("sign-in page with a foreign next = %d:\n%.1500s", code, body)
+	}
+	if csp := h.Get("Content-Security-Policy"); csp != ContentSecurityPolicy {
+		t.Errorf("CSP = %q", csp)
+	}
+}
+
+func mustURL(t testing.TB, s string) *url.URL {
+	u, err := url.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+// TestNoInlineScriptOrStyle: the templates hold no script element with
+// content, no event handler attribute and no style attribute or element,
+// so the Content-Security-Policy holds without 'unsafe-inline'.
+func TestNoInlineScriptOrStyle(t *testing.T) {
+	bad := regexp.MustCompile(`(?i)<script[^>]*>[^<]|\son[a-z]+=|\sstyle=|<style`)
+	files, _ := filepath.Glob("templates/*.html")
+	if len(files) == 0 {
+		t.Fatal("no templates")
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m := bad.Find(b); m != nil {
+			t.Errorf("%s has inline script or style: %q", f, m)
+		}
+	}
+}
+
+// TestSearchAndExport: a search by patient identifier and a date range
+// with times finds the request that stored the patient's record, and the
+// search exports as CSV and as a searchset Bundle.
+func TestSearchAndExport(t *testing.T) {
+	f := newFixture(t, nil)
+	doc, err := os.ReadFile(filepath.Join("..", "..", "schemas", "examples", "assessment", "phq9-moderate.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := auditlog.NewScope("ingest", f.c.devScope)
+	if _, err := f.app.Ingest.Ingest(context.Background(), sc, "assessment", doc, false, engine.Answer{}); err != nil {
+		t.Fatal(err)
+	}
+	_, page, _ := f.get(t, "/console/audit")
+	token := csrf(t, page)
+	today := f.c.now().UTC()
+	_, _, h := f.post(t, "/console/audit", url.Values{"csrf": {token}, "patient": {"MRN-TEST-000123"},
+		"from": {today.Add(-time.Hour).Format("2006-01-02T15:04")}, "to": {today.Format("2006-01-02")}, "interaction": {"ingest"}})
+	loc := h.Get("Location")
+	code, body, _ := f.get(t, loc)
+	if code != http.StatusOK || !strings.Contains(body, "Requests 1 to 1,") || !strings.Contains(body, "/console/audit/events/") {
+		t.Fatalf("search = %d:\n%.3000s", code, body)
+	}
+	q := strings.TrimPrefix(loc, "/console/audit?q=")
+	code, csvBody, hdr := f.post(t, "/console/audit/export", url.Values{"csrf": {token}, "q": {q}, "format": {"csv"}})
+	if code != http.StatusOK || !strings.HasPrefix(hdr.Get("Content-Type"), "text/csv") ||
+		!strings.HasPrefix(csvBody, "recorded,auditEvent,") || strings.Count(csvBody, "\n") != 2 || !strings.Contains(csvBody, ",ingest,") {
+		t.Errorf("CSV export = %d %q:\n%s", code, hdr.Get("Content-Type"), csvBody)
+	}
+	code, bundle, hdr := f.post(t, "/console/audit/export", url.Values{"csrf": {token}, "q": {q}, "format": {"bundle"}})
+	var b struct {
+		ResourceType, Type string
+		Total              int
+		Entry              []struct{ Resource struct{ ResourceType string } }
+	}
+	if err := json.Unmarshal([]byte(bundle), &b); err != nil || code != http.StatusOK || b.Type != "searchset" || b.Total != 1 ||
+		len(b.Entry) != 1 || b.Entry[0].Resource.ResourceType != "AuditEvent" || !strings.Contains(hdr.Get("Content-Disposition"), "attachment") {
+		t.Errorf("Bundle export = %d %v:\n%.500s", code, err, bundle)
+	}
+}

@@ -1,0 +1,204 @@
+package console
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/operator"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
+	"github.com/ketamine-gateway/ketamine-gateway/mapping"
+)
+
+// event is one step of a request's story, for the timeline.
+type event struct {
+	At       time.Time
+	Kind     string // request | receipt | attempt
+	Request  *auditlog.RequestView
+	This     bool
+	Receipt  *auditlog.Receipt
+	Delivery *operator.View
+	Attempt  *operator.AttemptView
+}
+
+// requestData is the request page's data.
+type requestData struct {
+	Event    auditlog.RequestView
+	Raw      string
+	Timeline []event
+	Receipts []auditlog.Receipt
+}
+
+// instant parses a stored instant (zero when it is not one).
+func instant(s string) time.Time {
+	t, _ := time.Parse(time.RFC3339Nano, s)
+	return t
+}
+
+// requestPage shows one request: its AuditEvent, its trace, what it wrote
+// (resources with versions, the Provenance) and every delivery attempt with
+// the EHR's answer, as one timeline built from the trace's lineage.
+func (c *Console) requestPage(rq *request) error {
+	id := rq.r.PathValue("id")
+	res, err := c.app.Engine.Read(rq.ctx(), rq.sc, "AuditEvent", id)
+	if err != nil {
+		return err
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(res.Body, &doc); err != nil {
+		return fmt.Errorf("stored AuditEvent %s: %w", id, err)
+	}
+	d := requestData{Event: auditlog.ViewAuditEvent(doc), Raw: pretty(res.Body)}
+	var l *auditlog.Lineage
+	if d.Event.TraceID != "" {
+		l, err = auditlog.BuildLineage(rq.ctx(), c.app.Store, auditlog.LineageQuery{TraceID: d.Event.TraceID,
+			IdentifierBase: c.app.IdentifierBase, Tenant: rq.sc.TenantOf()})
+		if err != nil {
+			return err
+		}
+	}
+	d.Timeline = timeline(l, d.Event)
+	if l != nil {
+		d.Receipts = l.Receipts
+	}
+	rq.sc.Description = fmt.Sprintf("console request page: %d receipts", len(d.Receipts))
+	return rq.render("request", "Request "+id, d)
+}
+
+// timeline orders a lineage's requests, receipts and delivery attempts by
+// time; this is the request the page is about.
+func timeline(l *auditlog.Lineage, this auditlog.RequestView) []event {
+	var out []event
+	seen := map[string]bool{}
+	add := func(r auditlog.RequestView) {
+		if seen[r.AuditEvent] {
+			return
+		}
+		seen[r.AuditEvent] = true
+		out = append(out, event{At: instant(r.Recorded), Kind: "request", Request: &r, This: r.AuditEvent == this.AuditEvent})
+	}
+	add(this)
+	if l != nil {
+		for _, r := range l.Requests {
+			add(r)
+		}
+		for i := range l.Receipts {
+			rc := &l.Receipts[i]
+			out = append(out, event{At: instant(rc.Received), Kind: "receipt", Receipt: rc})
+			for j := range rc.Deliveries {
+				dv := &rc.Deliveries[j]
+				for k := range dv.History {
+					out = append(out, event{At: dv.History[k].At, Kind: "attempt", Delivery: dv, Attempt: &dv.History[k]})
+				}
+			}
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].At.Before(out[j].At) })
+	return out
+}
+
+// recordData is the source record page's data.
+type recordData struct {
+	Source, Record, Kind string
+	Kinds                []string
+	Asked                bool
+	Receipts             []auditlog.Receipt
+	Accesses             []auditlog.RequestView
+}
+
+// recordPage shows a source record: every version received, the resources
+// each produced, their deliveries, and who touched those resources since.
+// Source and record ids name a clinic's record, not a patient, so they may
+// stand in the URL (the gateway logs only route templates anyway).
+func (c *Console) recordPage(rq *request) error {
+	q := rq.r.URL.Query()
+	d := recordData{Source: q.Get("source"), Record: q.Get("record"), Kind: q.Get("kind")}
+	for _, k := range mapping.Kinds() {
+		d.Kinds = append(d.Kinds, string(k))
+	}
+	if d.Source == "" && d.Record == "" {
+		rq.sc.Interaction = ""
+		return rq.render("record", "Source record", d)
+	}
+	d.Asked = true
+	if d.Kind != "" && !ingest.KnownKind(mapping.Kind(d.Kind)) {
+		return outcome.New(outcome.Invalid, "invalid", "lineage-query-invalid", "kind: choose one of the listed kinds")
+	}
+	l, err := auditlog.BuildLineage(rq.ctx(), c.app.Store, auditlog.LineageQuery{Source: d.Source, RecordID: d.Record,
+		Kind: d.Kind, IdentifierBase: c.app.IdentifierBase, Tenant: rq.sc.TenantOf()})
+	if err != nil {
+		return err
+	}
+	d.Receipts = l.Receipts
+	refs := map[string]bool{}
+	var list []string
+	for _, rc := range l.Receipts {
+		for _, r := range append([]string{rc.Provenance}, rc.Resources...) {
+			if i := strings.Index(r, "/_history/"); i > 0 {
+				r = r[:i]
+			}
+			if !refs[r] {
+				refs[r] = true
+				list = append(list, r)
+			}
+		}
+	}
+	if len(list) > 0 {
+		sr, err := c.app.Engine.Search(rq.ctx(), rq.sc, "AuditEvent",
+			url.Values{"entity": {strings.Join(list, ",")}, "_sort": {"-date"}, "_count": {"100"}, "_total": {"none"}}, false)
+		if err != nil {
+			return err
+		}
+		for _, m := range sr.Page.Matches {
+			var doc map[string]any
+			if err := json.Unmarshal(m.Body, &doc); err != nil {
+				return fmt.Errorf("stored AuditEvent %s: %w", m.ID, err)
+			}
+			d.Accesses = append(d.Accesses, auditlog.ViewAuditEvent(doc))
+		}
+	}
+	rq.sc.Description = fmt.Sprintf("console record page: %d receipts, %d accesses", len(d.Receipts), len(d.Accesses))
+	return rq.render("record", "Source record", d)
+}
+
+// chainData is the audit chain page's data.
+type chainData struct {
+	Last *auditlog.AuditVerification
+	By   string
+}
+
+// chainPage shows the last verification of the audit chain this process
+// ran (a verification reads the whole chain, so it is an action, not a
+// page view).
+func (c *Console) chainPage(rq *request) error {
+	c.verifyMu.Lock()
+	d := chainData{Last: c.lastVerify, By: c.lastBy}
+	c.verifyMu.Unlock()
+	return rq.render("chain", "Audit chain", d)
+}
+
+// chainVerify walks the audit chain; like GET /admin/audit/verify it needs
+// an all-tenant person (the chain's length tells of every tenant).
+func (c *Console) chainVerify(rq *request) error {
+	if t := rq.sc.TenantOf(); t != "" && t != "*" {
+		return outcome.New(outcome.Forbidden, "forbidden", "tenant-audit-verify", "verifying the audit chain needs an all-tenant auditor")
+	}
+	res, err := auditlog.Verify(rq.ctx(), c.app.Store, c.now())
+	if err != nil {
+		return err
+	}
+	rq.sc.Description = fmt.Sprintf("audit chain intact=%t, %d records verified", res.Intact, res.Records)
+	who := rq.sess.principal.ClientID
+	if who == "" {
+		who = "development mode"
+	}
+	c.verifyMu.Lock()
+	c.lastVerify, c.lastBy = res, who
+	c.verifyMu.Unlock()
+	return rq.seeOther(Prefix + "/audit/chain")
+}

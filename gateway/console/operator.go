@@ -1,0 +1,200 @@
+package console
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/operator"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+)
+
+// deliveriesPerPage is the length of the deliveries listing.
+const deliveriesPerPage = 50
+
+// statuses are the delivery statuses an operator filters by.
+var statuses = []string{store.StatusPending, store.StatusInFlight, store.StatusDead, store.StatusDone}
+
+// deliveriesData is the deliveries page's data.
+type deliveriesData struct {
+	Ready                bool
+	Backlog              []operator.Backlog
+	Charts               []chart
+	Status, Destination  string
+	Statuses             []string
+	Destinations         []string
+	Rows                 []operator.View
+	Page, Prev, Next     int
+	ReplaySince, Checked string
+}
+
+// deliveries lists deliveries by status and destination, with each
+// destination's backlog (now and over the last hours) and readiness.
+func (c *Console) deliveries(rq *request) error {
+	q := rq.r.URL.Query()
+	d := deliveriesData{Status: q.Get("status"), Destination: q.Get("destination"), Statuses: statuses}
+	if d.Status != "" && !slices.Contains(statuses, d.Status) {
+		return outcome.New(outcome.Invalid, "invalid", "parameter-invalid", "status: choose one of the listed statuses")
+	}
+	if !plainText(d.Destination) {
+		return outcome.New(outcome.Invalid, "invalid", "parameter-invalid", "destination: at most 200 characters")
+	}
+	d.Page, _ = strconv.Atoi(q.Get("page"))
+	d.Page = max(d.Page, 1)
+	ready, err := c.app.Operator.Ready(rq.ctx())
+	if err != nil {
+		return err
+	}
+	now := c.now()
+	d.Ready, d.Backlog, d.Checked = ready.Ready, ready.Backlog, when(now)
+	for _, b := range ready.Backlog {
+		d.Destinations = append(d.Destinations, b.Destination)
+	}
+	hist := c.app.Operator.BacklogHistory()
+	if ready.Ready {
+		hist = append(hist, operator.BacklogSample{At: now, Destinations: ready.Backlog})
+	}
+	d.Charts = backlogCharts(hist, now)
+	rows, err := c.app.Operator.List(rq.ctx(), rq.sc.TenantOf(), store.DeliveryFilter{Status: d.Status,
+		Destination: d.Destination, Limit: deliveriesPerPage + 1, Offset: (d.Page - 1) * deliveriesPerPage})
+	if err != nil {
+		return err
+	}
+	if len(rows) > deliveriesPerPage {
+		rows, d.Next = rows[:deliveriesPerPage], d.Page+1
+	}
+	if d.Page > 1 {
+		d.Prev = d.Page - 1
+	}
+	d.Rows = rows
+	d.ReplaySince = now.Add(-time.Hour).UTC().Format("2006-01-02T15:04")
+	rq.sc.Description = fmt.Sprintf("console deliveries: %d listed", len(rows))
+	return rq.render("deliveries", "Deliveries", d)
+}
+
+// ehrIssue is one issue of an EHR's OperationOutcome, for reading.
+type ehrIssue struct{ Severity, Code, Text string }
+
+// attemptData is an attempt with the EHR's answer decoded.
+type attemptData struct {
+	operator.AttemptView
+	Issues []ehrIssue
+	Answer string
+}
+
+// deliveryData is the delivery page's data.
+type deliveryData struct {
+	D        operator.View
+	Attempts []attemptData
+	Dead     bool
+}
+
+// deliveryID reads the {id} of a delivery path.
+func deliveryID(rq *request) (int64, error) {
+	id, err := strconv.ParseInt(rq.r.PathValue("id"), 10, 64)
+	if err != nil {
+		return 0, outcome.New(outcome.NotFound, "not-found", "delivery-unknown", "no such delivery")
+	}
+	return id, nil
+}
+
+// showDelivery reads one delivery with its attempts.
+func (c *Console) showDelivery(rq *request) (deliveryData, error) {
+	id, err := deliveryID(rq)
+	if err != nil {
+		return deliveryData{}, err
+	}
+	v, err := c.app.Operator.Show(rq.ctx(), rq.sc.TenantOf(), id, false)
+	if err != nil {
+		return deliveryData{}, err
+	}
+	d := deliveryData{D: v, Dead: v.Status == store.StatusDead}
+	for _, a := range v.History {
+		d.Attempts = append(d.Attempts, attemptData{AttemptView: a, Issues: ehrIssues(a.Outcome), Answer: pretty(a.Outcome)})
+	}
+	rq.sc.Description = fmt.Sprintf("console delivery %d: %d attempts", id, len(v.History))
+	return d, nil
+}
+
+// ehrIssues reads the issues of an OperationOutcome an EHR answered.
+func ehrIssues(raw json.RawMessage) []ehrIssue {
+	var oo struct {
+		ResourceType string `json:"resourceType"`
+		Issue        []struct {
+			Severity, Code, Diagnostics string
+			Details                     struct{ Text string }
+		}
+	}
+	if len(raw) == 0 || json.Unmarshal(raw, &oo) != nil || oo.ResourceType != "OperationOutcome" {
+		return nil
+	}
+	var out []ehrIssue
+	for _, is := range oo.Issue {
+		text := is.Details.Text
+		if text == "" {
+			text = is.Diagnostics
+		}
+		out = append(out, ehrIssue{Severity: is.Severity, Code: is.Code, Text: text})
+	}
+	return out
+}
+
+// delivery shows one delivery: every attempt and the EHR's answer.
+func (c *Console) delivery(rq *request) error {
+	d, err := c.showDelivery(rq)
+	if err != nil {
+		return err
+	}
+	return rq.render("delivery", fmt.Sprintf("Delivery %d", d.D.ID), d)
+}
+
+// retryConfirm asks before a dead letter is sent again.
+func (c *Console) retryConfirm(rq *request) error {
+	d, err := c.showDelivery(rq)
+	if err != nil {
+		return err
+	}
+	return rq.render("retry", fmt.Sprintf("Retry delivery %d", d.D.ID), d)
+}
+
+// retry puts a dead letter back in the queue (the form is the
+// confirmation page's).
+func (c *Console) retry(rq *request) error {
+	id, err := deliveryID(rq)
+	if err != nil {
+		return err
+	}
+	if err := c.app.Operator.Retry(rq.ctx(), rq.sc.TenantOf(), id); err != nil {
+		return err
+	}
+	rq.sc.Description = fmt.Sprintf("console retry of delivery %d", id)
+	rq.sess.setFlash(fmt.Sprintf("Delivery %d is queued again; it is sent with the next attempts.", id))
+	return rq.seeOther(fmt.Sprintf("%s/deliveries/%d", Prefix, id))
+}
+
+// replayData is the replay confirmation's data.
+type replayData struct{ Destination, Since string }
+
+// replay enqueues a destination's deliveries since a time again, after a
+// confirmation page.
+func (c *Console) replay(rq *request) error {
+	dest, since := rq.r.PostFormValue("destination"), rq.r.PostFormValue("since")
+	t, ok := parseDate(since)
+	if !plainText(dest) || dest == "" || !ok || t.IsZero() {
+		return outcome.New(outcome.Invalid, "required", "parameter-missing", "a replay needs a destination and a start time")
+	}
+	if rq.r.PostFormValue("confirm") != "yes" {
+		rq.sc.Interaction = "" // only the question: nothing read or changed
+		return rq.render("replay", "Replay deliveries", replayData{Destination: dest, Since: since})
+	}
+	n, err := c.app.Operator.Replay(rq.ctx(), rq.sc.TenantOf(), dest, t)
+	if err != nil {
+		return err
+	}
+	rq.sc.Description = fmt.Sprintf("console replay: %d deliveries", n)
+	rq.sess.setFlash(fmt.Sprintf("%d deliveries to %s are queued again.", n, dest))
+	return rq.seeOther(Prefix + "/deliveries")
+}

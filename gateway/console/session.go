@@ -1,0 +1,232 @@
+package console
+
+import (
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
+)
+
+// Sessions are kept in this process's memory: a restart signs everyone
+// out, and several replicas behind a load balancer need sticky sessions
+// for the console (docs/console.md). The cookie holds only a random id.
+
+// Cookie names. The __Host- prefix makes browsers insist on Secure, Path=/
+// and no Domain.
+const (
+	sessionCookie = "__Host-kg-console"
+	loginCookie   = "__Host-kg-console-login"
+)
+
+// Bounds of the in-memory stores: a flood of sign-in starts or sessions
+// cannot grow memory without limit (the oldest are dropped).
+const (
+	maxSessions      = 10000
+	maxPendingLogins = 1000
+	maxSearches      = 20
+	loginTTL         = 10 * time.Minute
+)
+
+// session is one signed-in person (or the development-mode visitor).
+type session struct {
+	id, csrf  string
+	principal *auth.Principal
+	expires   time.Time
+
+	mu       sync.Mutex
+	searches map[string]auditSearch
+	order    []string
+	flash    string
+}
+
+// pendingLogin is a sign-in on its way through the issuer.
+type pendingLogin struct {
+	verifier, nonce, next string
+	expires               time.Time
+}
+
+type sessions struct {
+	mu      sync.Mutex
+	ttl     time.Duration
+	now     func() time.Time
+	live    map[string]*session
+	pending map[string]*pendingLogin
+}
+
+func newSessions(ttl time.Duration, now func() time.Time) *sessions {
+	return &sessions{ttl: ttl, now: now, live: map[string]*session{}, pending: map[string]*pendingLogin{}}
+}
+
+// token returns 32 random bytes, base64url.
+func token() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails (Go 1.24+)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// setCookie sets one of the console's cookies: HttpOnly, Secure, and
+// SameSite=Strict for the session (SameSite=Lax for the short-lived
+// sign-in state, which must come back on the issuer's redirect).
+func setCookie(w http.ResponseWriter, name, value string, maxAge int) {
+	same := http.SameSiteStrictMode
+	if name == loginCookie {
+		same = http.SameSiteLaxMode
+	}
+	http.SetCookie(w, &http.Cookie{Name: name, Value: value, Path: "/", MaxAge: maxAge,
+		HttpOnly: true, Secure: true, SameSite: same})
+}
+
+// create starts a session for p and sets its cookie.
+func (s *sessions) create(w http.ResponseWriter, name string, p *auth.Principal) *session {
+	now := s.now()
+	sess := &session{id: token(), csrf: token(), principal: p, expires: now.Add(s.ttl), searches: map[string]auditSearch{}}
+	s.mu.Lock()
+	s.prune(now)
+	if len(s.live) >= maxSessions {
+		s.dropOldest()
+	}
+	s.live[sess.id] = sess
+	s.mu.Unlock()
+	setCookie(w, sessionCookie, sess.id, int(s.ttl.Seconds()))
+	return sess
+}
+
+// prune drops expired sessions and sign-ins (s.mu held).
+func (s *sessions) prune(now time.Time) {
+	for id, x := range s.live {
+		if now.After(x.expires) {
+			delete(s.live, id)
+		}
+	}
+	for id, x := range s.pending {
+		if now.After(x.expires) {
+			delete(s.pending, id)
+		}
+	}
+}
+
+// dropOldest makes room for one session (s.mu held).
+func (s *sessions) dropOldest() {
+	var oldest *session
+	for _, x := range s.live {
+		if oldest == nil || x.expires.Before(oldest.expires) {
+			oldest = x
+		}
+	}
+	if oldest != nil {
+		delete(s.live, oldest.id)
+	}
+}
+
+// fromRequest returns the request's live session, or nil.
+func (s *sessions) fromRequest(r *http.Request) *session {
+	c, err := r.Cookie(sessionCookie)
+	if err != nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sess := s.live[c.Value]
+	if sess == nil {
+		return nil
+	}
+	if s.now().After(sess.expires) {
+		delete(s.live, sess.id)
+		return nil
+	}
+	return sess
+}
+
+// end signs a session out.
+func (s *sessions) end(w http.ResponseWriter, sess *session) {
+	s.mu.Lock()
+	delete(s.live, sess.id)
+	s.mu.Unlock()
+	setCookie(w, sessionCookie, "", -1)
+}
+
+// startLogin remembers a sign-in's PKCE verifier, nonce and destination
+// under a new state value, which it returns and sets as a cookie.
+func (s *sessions) startLogin(w http.ResponseWriter, p *pendingLogin) string {
+	state := token()
+	now := s.now()
+	p.expires = now.Add(loginTTL)
+	s.mu.Lock()
+	s.prune(now)
+	if len(s.pending) >= maxPendingLogins {
+		for id := range s.pending { // any one: they are all young
+			delete(s.pending, id)
+			break
+		}
+	}
+	s.pending[state] = p
+	s.mu.Unlock()
+	setCookie(w, loginCookie, state, int(loginTTL.Seconds()))
+	return state
+}
+
+// finishLogin returns (and forgets) the sign-in of state, which must also
+// be the browser's sign-in cookie; nil when they differ or it expired.
+func (s *sessions) finishLogin(w http.ResponseWriter, r *http.Request, state string) *pendingLogin {
+	c, err := r.Cookie(loginCookie)
+	setCookie(w, loginCookie, "", -1)
+	if err != nil || state == "" || subtle.ConstantTimeCompare([]byte(c.Value), []byte(state)) != 1 {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.pending[state]
+	delete(s.pending, state)
+	if p == nil || s.now().After(p.expires) {
+		return nil
+	}
+	return p
+}
+
+// validCSRF compares a form's token with the session's.
+func (sess *session) validCSRF(got string) bool {
+	return got != "" && subtle.ConstantTimeCompare([]byte(got), []byte(sess.csrf)) == 1
+}
+
+// saveSearch keeps criteria under a new opaque id (the URL carries only
+// the id, never a patient identifier).
+func (sess *session) saveSearch(q auditSearch) string {
+	id := token()[:16]
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
+	sess.searches[id] = q
+	sess.order = append(sess.order, id)
+	if len(sess.order) > maxSearches {
+		delete(sess.searches, sess.order[0])
+		sess.order = sess.order[1:]
+	}
+	return id
+}
+
+// search returns saved criteria.
+func (sess *session) search(id string) (auditSearch, bool) {
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
+	q, ok := sess.searches[id]
+	return q, ok
+}
+
+// setFlash keeps a one-time notice for the next page.
+func (sess *session) setFlash(msg string) {
+	sess.mu.Lock()
+	sess.flash = msg
+	sess.mu.Unlock()
+}
+
+// takeFlash returns and clears the notice.
+func (sess *session) takeFlash() string {
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
+	m := sess.flash
+	sess.flash = ""
+	return m
+}

@@ -1,0 +1,189 @@
+package console
+
+import (
+	"encoding/json"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/chromedp/chromedp"
+)
+
+// TestAuditorFollowsRequestToEHRAnswer: an auditor searches the audit
+// trail by a patient's identifier, opens the request that stored the
+// patient's PHQ-9 and follows it to the EHR's answer on one timeline.
+func TestAuditorFollowsRequestToEHRAnswer(t *testing.T) {
+	ctx := browser(t)
+	e := newEHR(t, false)
+	g := start(t, "--ehr-url", e.URL)
+	g.ingest(t, "assessment", "phq9-moderate.json")
+	g.waitDelivery(t, "done")
+
+	run(t, ctx, "open the audit search",
+		chromedp.Navigate(g.base+"/console/audit"),
+		chromedp.WaitVisible(chromedp.CSS("#f-patient")))
+	checkLabels(t, ctx)
+	run(t, ctx, "search by patient identifier",
+		chromedp.SendKeys(chromedp.CSS("#f-patient"), "MRN-TEST-000123"),
+		chromedp.Click(chromedp.CSS("form.search button[type=submit]")),
+		chromedp.WaitVisible(chromedp.CSS("#h-results")))
+	if u := location(t, ctx); strings.Contains(u, "MRN") {
+		t.Errorf("the patient identifier is in the address: %s", u)
+	}
+	rows := text(t, ctx, "table.data tbody")
+	if !strings.Contains(rows, "ingest") {
+		t.Fatalf("the search found no ingest request: %q", rows)
+	}
+	run(t, ctx, "open the ingest request",
+		chromedp.Click(`//tr[contains(., "ingest")]//a[text()="Open"]`),
+		chromedp.WaitVisible(chromedp.CSS("#h-timeline")))
+	tl := text(t, ctx, "ol.timeline")
+	for _, want := range []string{"Received and stored", "Delivery attempt 1 to ehr", "HTTP 200", "(this one)"} {
+		if !strings.Contains(tl, want) {
+			t.Errorf("timeline lacks %q:\n%s", want, tl)
+		}
+	}
+	run(t, ctx, "open the EHR's answer", chromedp.Click(chromedp.CSS("details.answer summary")))
+	answer := text(t, ctx, "details.answer pre")
+	if !strings.Contains(answer, "transaction-response") || !strings.Contains(answer, "201 Created") {
+		t.Errorf("the EHR's answer is not shown: %.200s", answer)
+	}
+	if w := get(t, ctx, "read the receipt", chromedp.TextContent(chromedp.CSS("#h-written + .receipt"))); !strings.Contains(w, "Observation/") {
+		t.Errorf("the resources written are not listed: %q", w)
+	}
+}
+
+// TestOperatorRetriesDeadLetter: an operator finds a dead letter with the
+// EHR's OperationOutcome, is refused a form without its CSRF token, then
+// retries with a confirmation, and the record is delivered.
+func TestOperatorRetriesDeadLetter(t *testing.T) {
+	ctx := browser(t)
+	e := newEHR(t, true)
+	g := start(t, "--ehr-url", e.URL)
+	g.ingest(t, "assessment", "phq9-moderate.json")
+	id := g.waitDelivery(t, "dead")
+
+	run(t, ctx, "list dead letters",
+		chromedp.Navigate(g.base+"/console/deliveries?status=dead"),
+		chromedp.WaitVisible(chromedp.CSS("#h-list")))
+	checkLabels(t, ctx)
+	if s := text(t, ctx, "#h-charts + p + .charts"); !strings.Contains(s, "ehr") {
+		t.Errorf("no backlog chart for the destination: %q", s)
+	}
+	run(t, ctx, "open the dead letter",
+		chromedp.Click(chromedp.CSS("table#deliveries tbody a")),
+		chromedp.WaitVisible(chromedp.CSS("table.ehr-outcome")))
+	if s := text(t, ctx, "table.ehr-outcome"); !strings.Contains(s, rejectText) {
+		t.Errorf("the EHR's OperationOutcome is not shown: %q", s)
+	}
+	run(t, ctx, "ask to retry",
+		chromedp.Click(`//a[contains(., "Retry this delivery")]`),
+		chromedp.WaitVisible(`//button[contains(., "Yes, retry")]`))
+
+	// A form without the CSRF token is refused, and nothing changes.
+	eval[bool](t, ctx, `document.querySelector("main form input[name=csrf]").remove(); true`)
+	run(t, ctx, "submit without the token",
+		chromedp.Click(`//button[contains(., "Yes, retry")]`),
+		chromedp.WaitVisible(chromedp.CSS(".problem")))
+	if s := text(t, ctx, ".problem"); !strings.Contains(s, "403") || !strings.Contains(s, "form was refused") {
+		t.Errorf("a form without its token: %q", s)
+	}
+	g.waitDelivery(t, "dead") // still dead
+
+	e.accept()
+	run(t, ctx, "retry for real",
+		chromedp.Navigate(g.base+"/console/deliveries/"+itoa(id)+"/retry"),
+		chromedp.Click(`//button[contains(., "Yes, retry")]`),
+		chromedp.WaitVisible(chromedp.CSS(".flash")))
+	if s := text(t, ctx, ".flash"); !strings.Contains(s, "queued again") {
+		t.Errorf("after the retry: %q", s)
+	}
+	if done := g.waitDelivery(t, "done"); done != id {
+		t.Errorf("delivered %d, want %d", done, id)
+	}
+}
+
+// TestPlaygroundHighlightsError: a record with an error is mapped in the
+// playground and the error is highlighted at its field, linked to its rule.
+func TestPlaygroundHighlightsError(t *testing.T) {
+	ctx := browser(t)
+	g := start(t)
+	b, err := os.ReadFile(filepath.Join("..", "..", "schemas", "examples", "assessment", "phq9-moderate.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec map[string]any
+	if err := json.Unmarshal(b, &rec); err != nil {
+		t.Fatal(err)
+	}
+	rec["items"].([]any)[2].(map[string]any)["score"] = 7 // PHQ-9 items score 0 to 3
+	bad, _ := json.MarshalIndent(rec, "", "  ")
+
+	run(t, ctx, "open the playground",
+		chromedp.Navigate(g.base+"/console/playground"),
+		chromedp.WaitVisible(chromedp.CSS("#p-record")))
+	checkLabels(t, ctx)
+	run(t, ctx, "map the record",
+		chromedp.SetValue(chromedp.CSS("#p-kind"), "assessment"),
+		chromedp.SetValue(chromedp.CSS("#p-record"), string(bad)),
+		chromedp.Click(chromedp.CSS("form.playground button[type=submit]")),
+		chromedp.WaitVisible(chromedp.CSS("ol.issues")))
+	marked := eval[[]string](t, ctx, `Array.from(document.querySelectorAll("pre.record mark")).map(m => m.id)`)
+	if len(marked) != 1 || marked[0] != "ptr/items/2/score" {
+		t.Errorf("highlighted %v, want [ptr/items/2/score]", marked)
+	}
+	field := text(t, ctx, `mark[id="ptr/items/2/score"]`)
+	if !strings.Contains(field, `"score": 7`) {
+		t.Errorf("the highlight is on %q, want the score of item 3", field)
+	}
+	ruleHref := get(t, ctx, "read the rule link", chromedp.AttributeValue(chromedp.CSS("ol.issues a.rule"), "href")).Value
+	if !strings.HasPrefix(ruleHref, "/console/rules#rule-") {
+		t.Errorf("rule link = %q", ruleHref)
+	}
+	run(t, ctx, "follow the issue to its field",
+		chromedp.Click(chromedp.CSS(`ol.issues a[href="#ptr/items/2/score"]`)))
+	focused := eval[string](t, ctx, `document.activeElement.id`)
+	if focused != "ptr/items/2/score" {
+		t.Errorf("focus after following the issue = %q", focused)
+	}
+}
+
+// freePort returns a loopback address nothing listens on (the console's
+// redirect URL must be known before the gateway starts).
+func freePort(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// oidcGateway starts a gateway whose console signs people in at a stub
+// issuer: alice is an auditor, olga an operator.
+func oidcGateway(t *testing.T, extra ...string) (*gateway, *issuer) {
+	is := newIssuer(t, "kg-console")
+	addr := freePort(t)
+	cfg := map[string]any{"console": map[string]any{
+		"issuer": is.URL, "clientId": "kg-console", "clientSecret": "s3cret", "redirectUrl": "http://" + addr + "/console/callback",
+		"roleClaim": "groups", "auditors": []string{"kg-auditors"}, "operators": []string{"kg-operators"}, "nameClaim": "email",
+		"traceUrl": "https://tracing.example.org/trace/{traceId}",
+	}}
+	b, _ := json.Marshal(cfg)
+	file := filepath.Join(t.TempDir(), "config.json")
+	if err := os.WriteFile(file, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g := start(t, append([]string{"--addr", addr, "--config", file}, extra...)...)
+	return g, is
+}
+
+var (
+	alice = map[string]any{"sub": "u-1", "email": "alice@example.org", "groups": []string{"kg-auditors"}}
+	olga  = map[string]any{"sub": "u-2", "email": "olga@example.org", "groups": []string{"kg-operators"}}
+)
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
