@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
@@ -69,14 +70,15 @@ func resolveIdentity(st store.Tx, rec mapping.Record, res *mapping.Result) (*ide
 	if err != nil {
 		return nil, err
 	}
+	clinicID := pe.IdentifierSystem + "|" + pe.IdentifierValue
 	for _, h := range holders {
 		if h.ID != id.patientID {
-			return nil, errIdentityConflict
+			return nil, conflictOrRace(st, h.ID, clinicID)
 		}
 	}
 	switch typ, owner, err := st.KeyOwner(id.mrnKey); {
 	case err == nil && (typ != "Patient" || owner != id.patientID):
-		return nil, errIdentityConflict
+		return nil, conflictOrRace(st, owner, clinicID)
 	case err != nil && !errors.Is(err, store.ErrNotFound):
 		return nil, err
 	}
@@ -88,7 +90,7 @@ func resolveIdentity(st store.Tx, rec mapping.Record, res *mapping.Result) (*ide
 // Patient (patientID). A key held by another Patient is the identity
 // conflict; a claim lost to a writer whose key is not visible (yet) is
 // store.ErrConflict, and the engine runs the transaction again.
-func (id *identity) claim(st store.Tx, patientID string) error {
+func (id *identity) claim(st store.Tx, patientID, clinicID string) error {
 	if id.mrnKey == "" {
 		return nil
 	}
@@ -100,12 +102,36 @@ func (id *identity) claim(st store.Tx, patientID string) error {
 	case kerr == nil && typ == "Patient" && owner == patientID:
 		return nil
 	case kerr == nil:
-		return errIdentityConflict
+		return conflictOrRace(st, owner, clinicID)
 	case errors.Is(kerr, store.ErrNotFound):
 		return err
 	default:
 		return kerr
 	}
+}
+
+// conflictOrRace tells an identity conflict from a race: the MRN's holder
+// (the Patient holderID) is the record's own patient when it carries the
+// record's clinic identifier (clinicID, system|value), written by a
+// concurrent transaction that committed between this one's reads (PostgreSQL
+// runs at READ COMMITTED). Then the transaction is run again
+// (store.ErrConflict) and sees one consistent state; otherwise the MRN
+// belongs to another person.
+func conflictOrRace(st store.Tx, holderID, clinicID string) error {
+	h, err := st.Read("Patient", holderID)
+	switch {
+	case err == nil:
+		doc, err := decode(h)
+		if err != nil {
+			return err
+		}
+		if ownResource(doc, map[string]bool{clinicID: true}) {
+			return fmt.Errorf("patient identity read while a concurrent write committed: %w", store.ErrConflict)
+		}
+	case !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrGone):
+		return err
+	}
+	return errIdentityConflict
 }
 
 // mrnKey is the unique key of an MRN: a hash, so the key table holds no
