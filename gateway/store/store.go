@@ -1,6 +1,13 @@
 // Package store persists FHIR resources with every version kept and their
-// search index entries, behind a small interface with SQLite and (later)
-// PostgreSQL implementations. Nothing SQL leaves the implementations.
+// search index entries, the transactional outbox of records to deliver,
+// the one-time values of client assertions and the audit hash chain,
+// behind one interface (Store, with Tx for write transactions) that the
+// SQLite and PostgreSQL implementations (gateway/store/sqlite,
+// gateway/store/postgres) implement in full. Nothing SQL leaves the
+// implementations.
+//
+// Outbox, Nonces and OutboxTx are parts of Store and Tx, named so that a
+// consumer can declare the narrow dependency it uses.
 package store
 
 import (
@@ -78,8 +85,8 @@ type Ledger struct {
 	Received time.Time
 }
 
-// Store is the persistence the gateway needs. All methods are safe for
-// concurrent use.
+// Store is the persistence the gateway needs: resources, the audit chain,
+// the outbox and the nonces. All methods are safe for concurrent use.
 type Store interface {
 	// Write runs fn in one atomic, serialisable database transaction: it
 	// commits when fn returns nil and rolls back otherwise (fn's error is
@@ -107,12 +114,18 @@ type Store interface {
 	// stops the walk and is returned unchanged; a database that cannot be
 	// reached is ErrUnavailable.
 	AuditChain(ctx context.Context, fn func(audit.ChainEntry) error) error
-	// Ping checks the database (readiness).
+	// Ping checks the database (readiness): ErrUnavailable when it cannot
+	// be reached.
 	Ping(ctx context.Context) error
+	// Close releases the database; the Store must not be used afterwards.
+	// It is safe to call more than once.
 	Close() error
+
+	Outbox
+	Nonces
 }
 
-// Nonces is implemented by stores that remember one-time values.
+// Nonces is the part of a Store that remembers one-time values.
 type Nonces interface {
 	// UseNonce records key as used until exp and reports whether this was
 	// its first use: true exactly once per key among all callers and
@@ -185,4 +198,6 @@ type Tx interface {
 	// ErrConflict or ErrUnavailable the caller ends the transaction (and
 	// may run it again); on other errors it may go on.
 	Savepoint(fn func() error) error
+
+	OutboxTx
 }
