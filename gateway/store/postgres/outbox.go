@@ -10,7 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
-	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/internal/sqlq"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/internal/sqlstore"
 )
 
 // The outbox (store.OutboxTx on the write transaction, store.Outbox on the
@@ -56,7 +56,7 @@ func (t *tx) Enqueue(items ...*store.OutboxItem) error {
 		if it.NextAttempt.IsZero() {
 			it.NextAttempt = now
 		}
-		if !sqlq.ValidTenant(it.Tenant) {
+		if !sqlstore.ValidTenant(it.Tenant) {
 			return fmt.Errorf("postgres: enqueue: %q is not a tenant", it.Tenant)
 		}
 		if err := lockOutbox(t.ctx, t.q, it.Destination, it.Tenant, it.OrderKey); err != nil {
@@ -188,7 +188,7 @@ func (s *Store) Deliveries(ctx context.Context, f store.DeliveryFilter) ([]*stor
 		add("trace_id =", text(f.TraceID))
 	}
 	if f.Tenant != "" {
-		if !sqlq.ValidTenant(f.Tenant) {
+		if !sqlstore.ValidTenant(f.Tenant) {
 			return nil, nil // no item has it
 		}
 		add("tenant =", f.Tenant)

@@ -12,7 +12,7 @@ import (
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
-	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/internal/sqlq"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/internal/sqlstore"
 )
 
 // resourceCols are the columns scanResource reads, from table alias r.
@@ -95,7 +95,7 @@ func (s *Store) History(ctx context.Context, q store.HistoryQuery) ([]*store.Res
 	}
 	switch {
 	case q.Tenant == search.AllTenants:
-	case !sqlq.ValidTenant(q.Tenant):
+	case !sqlstore.ValidTenant(q.Tenant):
 		where = append(where, "1 = 0") // no version has it
 	default:
 		where = append(where, "r.tenant = "+arg(q.Tenant))
@@ -117,7 +117,7 @@ func (s *Store) History(ctx context.Context, q store.HistoryQuery) ([]*store.Res
 	if q.ID != "" {
 		order = " ORDER BY r.version DESC"
 	}
-	count, offset := sqlq.Page(q.Count, q.Offset)
+	count, offset := sqlstore.Page(q.Count, q.Offset)
 	nargs := len(args)
 	limit := " LIMIT " + arg(count) + " OFFSET " + arg(offset)
 

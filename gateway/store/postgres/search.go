@@ -9,7 +9,7 @@ import (
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
-	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/internal/sqlq"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/internal/sqlstore"
 )
 
 // Search runs q over the current, non-deleted resources of q.Tenant. When
@@ -45,7 +45,7 @@ func runSearch(ctx context.Context, db querier, q *search.Query, withIncludes bo
 	if q == nil {
 		return nil, errors.New("postgres: search: nil query")
 	}
-	b := sqlq.NewBuilder(dialect, q.Type, time.Now())
+	b := sqlstore.NewBuilder(dialect, q.Type, time.Now())
 	if err := b.Where(q); err != nil {
 		return nil, err
 	}
@@ -60,8 +60,8 @@ func runSearch(ctx context.Context, db querier, q *search.Query, withIncludes bo
 		return pg, nil
 	}
 
-	order, oargs := sqlq.OrderBy(q)
-	count, offset := sqlq.Page(q.Count, q.Offset)
+	order, oargs := sqlstore.OrderBy(q)
+	count, offset := sqlstore.Page(q.Count, q.Offset)
 	b.Add(" ORDER BY "+order, oargs...)
 	b.Add(" LIMIT ? OFFSET ?", count, offset)
 	rows, err := db.Query(ctx, `SELECT `+resourceCols+` FROM current c
@@ -133,8 +133,8 @@ func includes(ctx context.Context, db querier, q *search.Query, matches []key) (
 		byType[k.typ] = append(byType[k.typ], k.id)
 	}
 	var found []key
-	tenantCond, tenantArgs := sqlq.TenantCond(q.Tenant)
-	run := func(b *sqlq.Builder) error {
+	tenantCond, tenantArgs := sqlstore.TenantCond(q.Tenant)
+	run := func(b *sqlstore.Builder) error {
 		rows, err := db.Query(ctx, b.SQL(), b.Args()...)
 		if err != nil {
 			return err
@@ -158,7 +158,7 @@ func includes(ctx context.Context, db querier, q *search.Query, matches []key) (
 			if inc.SourceType != "" && inc.SourceType != "*" && inc.SourceType != typ {
 				continue
 			}
-			b := sqlq.NewBuilder(dialect, "", time.Time{})
+			b := sqlstore.NewBuilder(dialect, "", time.Time{})
 			b.Add(`SELECT c.type, c.id, c.version FROM idx_reference x
 				JOIN current c ON c.type = x.ref_type AND c.id = x.ref_id
 				WHERE NOT c.deleted AND x.type = ? AND x.id = ANY(?)`, typ, ids)
@@ -177,7 +177,7 @@ func includes(ctx context.Context, db querier, q *search.Query, matches []key) (
 			if inc.TargetType != "" && inc.TargetType != typ {
 				continue
 			}
-			b := sqlq.NewBuilder(dialect, "", time.Time{})
+			b := sqlstore.NewBuilder(dialect, "", time.Time{})
 			b.Add(`SELECT c.type, c.id, c.version FROM idx_reference x
 				JOIN current c ON c.type = x.type AND c.id = x.id
 				WHERE NOT c.deleted AND x.ref_type = ? AND x.ref_id = ANY(?)`, typ, ids)

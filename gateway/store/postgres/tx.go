@@ -11,7 +11,7 @@ import (
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
-	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/internal/sqlq"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/internal/sqlstore"
 )
 
 // The write statements (pgx prepares and caches them per connection).
@@ -67,7 +67,7 @@ func (t *tx) Put(res *store.Resource, entries []search.Entry) error {
 	if res == nil || res.Type == "" || res.ID == "" {
 		return errors.New("postgres: Put: resource type and id are required")
 	}
-	if !sqlq.ValidTenant(res.Tenant) {
+	if !sqlstore.ValidTenant(res.Tenant) {
 		return fmt.Errorf("postgres: Put %s/%s: %q is not a tenant", res.Type, res.ID, res.Tenant)
 	}
 	var cur int64
@@ -180,7 +180,7 @@ func queueEntries(b *pgx.Batch, typ, id string, entries []search.Entry) error {
 			}
 			col("idx_string").add(p, text(search.Normalize(n)), text(e.Exact))
 		case search.TypeDate:
-			col("idx_date").add(p, sqlq.LowMS(e.Low), sqlq.EntryHighMS(e.High))
+			col("idx_date").add(p, sqlstore.LowMS(e.Low), sqlstore.EntryHighMS(e.High))
 		case search.TypeReference:
 			col("idx_reference").add(p, text(e.RefType), text(e.RefID), text(e.RefURL))
 		case search.TypeNumber, search.TypeQuantity:

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
-	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/internal/sqlq"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/internal/sqlstore"
 )
 
 // The outbox (store.OutboxTx on the write transaction, store.Outbox on the
@@ -28,7 +28,7 @@ const outboxCols = `id, destination, order_key, patient, kind, source, record_id
 func (t *tx) Enqueue(items ...*store.OutboxItem) error {
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	for _, it := range items {
-		if !sqlq.ValidTenant(it.Tenant) {
+		if !sqlstore.ValidTenant(it.Tenant) {
 			return fmt.Errorf("sqlite: enqueue: %q is not a tenant", it.Tenant)
 		}
 		it.Status, it.Created, it.Updated = store.StatusPending, now, now

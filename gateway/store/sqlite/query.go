@@ -5,17 +5,17 @@ import (
 	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
-	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/internal/sqlq"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/internal/sqlstore"
 )
 
-// dialect is SQLite's flavour of the portable search SQL (see sqlq).
-var dialect = &sqlq.Dialect{
+// dialect is SQLite's flavour of the portable search SQL (see sqlstore).
+var dialect = &sqlstore.Dialect{
 	Name:        "sqlite",
 	NotDeleted:  "c.deleted = 0",
 	Placeholder: func(int) string { return "?" },
 }
 
-// builder accumulates the condition of a search (built by sqlq) and its
+// builder accumulates the condition of a search (built by sqlstore) and its
 // arguments.
 type builder struct {
 	sb   strings.Builder
@@ -26,7 +26,7 @@ type builder struct {
 
 // where writes the condition selecting the matches of q over current c.
 func (b *builder) where(q *search.Query) error {
-	w := sqlq.NewBuilder(dialect, b.typ, b.now)
+	w := sqlstore.NewBuilder(dialect, b.typ, b.now)
 	if err := w.Where(q); err != nil {
 		return err
 	}
@@ -35,5 +35,5 @@ func (b *builder) where(q *search.Query) error {
 	return nil
 }
 
-// orderBy is the ORDER BY of q's sort keys (see sqlq.OrderBy).
-func orderBy(q *search.Query) (string, []any) { return sqlq.OrderBy(q) }
+// orderBy is the ORDER BY of q's sort keys (see sqlstore.OrderBy).
+func orderBy(q *search.Query) (string, []any) { return sqlstore.OrderBy(q) }

@@ -10,7 +10,7 @@ import (
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
-	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/internal/sqlq"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/internal/sqlstore"
 )
 
 // querier is what *sql.DB and *sql.Tx have in common.
@@ -88,7 +88,7 @@ func (s *Store) History(ctx context.Context, q store.HistoryQuery) ([]*store.Res
 	var args []any
 	switch {
 	case q.Tenant == search.AllTenants:
-	case !sqlq.ValidTenant(q.Tenant):
+	case !sqlstore.ValidTenant(q.Tenant):
 		where = append(where, "1 = 0") // no version has it
 	default:
 		where = append(where, "r.tenant = ?")
@@ -114,7 +114,7 @@ func (s *Store) History(ctx context.Context, q store.HistoryQuery) ([]*store.Res
 	if q.ID != "" {
 		order = " ORDER BY r.version DESC"
 	}
-	count, offset := sqlq.Page(q.Count, q.Offset)
+	count, offset := sqlstore.Page(q.Count, q.Offset)
 
 	rtx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {

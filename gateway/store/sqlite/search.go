@@ -11,7 +11,7 @@ import (
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
-	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/internal/sqlq"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/internal/sqlstore"
 )
 
 // Search runs q over the current, non-deleted resources of q.Tenant, in
@@ -52,7 +52,7 @@ func runSearch(ctx context.Context, db querier, q *search.Query, withIncludes bo
 	}
 
 	order, oargs := orderBy(q)
-	count, offset := sqlq.Page(q.Count, q.Offset)
+	count, offset := sqlstore.Page(q.Count, q.Offset)
 	qargs := append(append(append([]any{}, args...), oargs...), count, offset)
 	rows, err := db.QueryContext(ctx, `SELECT c.type, c.id, c.version FROM current c WHERE `+where+
 		` ORDER BY `+order+` LIMIT ? OFFSET ?`, qargs...)
@@ -148,7 +148,7 @@ func includes(ctx context.Context, db querier, q *search.Query, matches []key) (
 		byType[k.typ] = append(byType[k.typ], k.id)
 	}
 	var found []key
-	tenantCond, tenantArgs := sqlq.TenantCond(q.Tenant)
+	tenantCond, tenantArgs := sqlstore.TenantCond(q.Tenant)
 	run := func(query string, args []any) error {
 		rows, err := db.QueryContext(ctx, query, args...)
 		if err != nil {

@@ -9,7 +9,7 @@ import (
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
-	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/internal/sqlq"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/internal/sqlstore"
 )
 
 // The write statements, prepared once per Store (see Store.prepare).
@@ -84,7 +84,7 @@ func (t *tx) Put(res *store.Resource, entries []search.Entry) error {
 	if res == nil || res.Type == "" || res.ID == "" {
 		return errors.New("sqlite: Put: resource type and id are required")
 	}
-	if !sqlq.ValidTenant(res.Tenant) {
+	if !sqlstore.ValidTenant(res.Tenant) {
 		return fmt.Errorf("sqlite: Put %s/%s: %q is not a tenant", res.Type, res.ID, res.Tenant)
 	}
 	var cur int64
@@ -151,7 +151,7 @@ func (t *tx) putEntry(typ, id string, e *search.Entry) error {
 		}
 		return t.exec(sqlInsString, typ, id, e.Param, search.Normalize(n), e.Exact)
 	case search.TypeDate:
-		return t.exec(sqlInsDate, typ, id, e.Param, sqlq.LowMS(e.Low), sqlq.EntryHighMS(e.High))
+		return t.exec(sqlInsDate, typ, id, e.Param, sqlstore.LowMS(e.Low), sqlstore.EntryHighMS(e.High))
 	case search.TypeReference:
 		return t.exec(sqlInsRef, typ, id, e.Param, e.RefType, e.RefID, e.RefURL)
 	case search.TypeNumber, search.TypeQuantity:

@@ -1,10 +1,10 @@
-// Package sqlq builds the SQL of a search for both SQL backends (SQLite and
+// Package sqlstore builds the SQL of a search for both SQL backends (SQLite and
 // PostgreSQL). A search.Query becomes the same portable SQL condition over
 // the current table (alias c) and the index tables (alias x) in either
 // database; a Dialect supplies the few differences: the placeholder style,
 // how an argument is made storable, the "not deleted" condition and the
 // prefix of error messages.
-package sqlq
+package sqlstore
 
 import (
 	"strings"
