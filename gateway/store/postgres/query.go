@@ -13,10 +13,5 @@ var dialect = &sqlstore.Dialect{
 	Name:        "postgres",
 	NotDeleted:  "NOT c.deleted",
 	Placeholder: func(n int) string { return "$" + strconv.Itoa(n) },
-	Arg: func(v any) any {
-		if s, ok := v.(string); ok {
-			return text(s)
-		}
-		return v
-	},
+	Text:        text,
 }

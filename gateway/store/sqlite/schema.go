@@ -240,17 +240,21 @@ var schemaVersion = migrations[len(migrations)-1].version
 // migrate brings the database to schemaVersion in one write transaction
 // (BEGIN IMMEDIATE: a second process opening the same file waits for the
 // first and then finds nothing left to do). It retries while the database
-// is busy, up to wait.
-func migrate(ctx context.Context, db *sql.DB, wait time.Duration) error {
-	deadline := time.Now().Add(wait)
+// is busy, for up to wait. now stamps the migrations applied.
+func migrate(ctx context.Context, db *sql.DB, wait time.Duration, now func() time.Time) error {
+	wctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
 	for {
-		err := migrateOnce(ctx, db, schemaVersion)
-		if err == nil || !isBusy(err) || time.Now().After(deadline) {
+		err := migrateOnce(ctx, db, schemaVersion, now)
+		if err == nil || !isBusy(err) {
 			return mapErr(err)
 		}
 		select {
-		case <-ctx.Done():
-			return ctx.Err()
+		case <-wctx.Done():
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return mapErr(err)
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
@@ -258,7 +262,7 @@ func migrate(ctx context.Context, db *sql.DB, wait time.Duration) error {
 
 // migrateOnce migrates the database to version upTo (tests build older
 // schemas with it) in one transaction.
-func migrateOnce(ctx context.Context, db *sql.DB, upTo int) (err error) {
+func migrateOnce(ctx context.Context, db *sql.DB, upTo int, now func() time.Time) (err error) {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -299,7 +303,7 @@ func migrateOnce(ctx context.Context, db *sql.DB, upTo int) (err error) {
 			return fmt.Errorf("migration %d: %w", m.version, err)
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`,
-			m.version, time.Now().UnixMilli()); err != nil {
+			m.version, now().UnixMilli()); err != nil {
 			return fmt.Errorf("migration %d: %w", m.version, err)
 		}
 	}

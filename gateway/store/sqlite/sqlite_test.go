@@ -15,6 +15,7 @@ import (
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/internal/sqlstore"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/storetest"
 )
 
@@ -328,14 +329,14 @@ func TestQueryPlan(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			b := &builder{typ: tc.q.Type, now: time.Now()}
-			if err := b.where(tc.q); err != nil {
+			b := sqlstore.NewBuilder(dialect, tc.q.Type, time.Now())
+			if err := b.Where(tc.q); err != nil {
 				t.Fatal(err)
 			}
-			order, oargs := orderBy(tc.q)
-			got := explain(t, s, `SELECT c.id FROM current c WHERE `+b.sb.String()+` ORDER BY `+order+` LIMIT 50`,
-				append(append([]any{}, b.args...), oargs...)...)
-			count := explain(t, s, `SELECT COUNT(*) FROM current c WHERE `+b.sb.String(), b.args...)
+			order, oargs := sqlstore.OrderBy(tc.q)
+			got := explain(t, s, `SELECT c.id FROM current c WHERE `+b.SQL()+` ORDER BY `+order+` LIMIT 50`,
+				append(append([]any{}, b.Args()...), oargs...)...)
+			count := explain(t, s, `SELECT COUNT(*) FROM current c WHERE `+b.SQL(), b.Args()...)
 			for _, want := range tc.want {
 				if !strings.Contains(got, want) || !strings.Contains(count, want) {
 					t.Errorf("plans lack %q:\n%s\ncount:\n%s", want, got, count)

@@ -20,7 +20,7 @@ func TestMigrateTenants(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := migrateOnce(ctx, db, 3); err != nil {
+	if err := migrateOnce(ctx, db, 3, time.Now); err != nil {
 		t.Fatalf("migrate to 3: %v", err)
 	}
 	for _, stmt := range []string{

@@ -1,9 +1,3 @@
-// Package sqlstore builds the SQL of a search for both SQL backends (SQLite and
-// PostgreSQL). A search.Query becomes the same portable SQL condition over
-// the current table (alias c) and the index tables (alias x) in either
-// database; a Dialect supplies the few differences: the placeholder style,
-// how an argument is made storable, the "not deleted" condition and the
-// prefix of error messages.
 package sqlstore
 
 import (
@@ -13,18 +7,6 @@ import (
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 )
-
-// Dialect is what differs between the backends in the SQL of a search.
-type Dialect struct {
-	// Name prefixes error messages ("sqlite", "postgres").
-	Name string
-	// NotDeleted is the condition that the current row c is not deleted.
-	NotDeleted string
-	// Placeholder is the placeholder of the n-th argument (from 1).
-	Placeholder func(n int) string
-	// Arg, if not nil, makes an argument storable before it is added.
-	Arg func(v any) any
-}
 
 // Builder accumulates a SQL fragment and its arguments. Values only ever
 // travel as arguments; the SQL text is made of constants, table names from
@@ -51,7 +33,7 @@ func (b *Builder) SQL() string { return b.sb.String() }
 func (b *Builder) Args() []any { return b.args }
 
 // Add appends s, each "?" in it replaced by the placeholder of the next of
-// args (made storable by the dialect).
+// args (strings made storable, see Dialect.Text).
 func (b *Builder) Add(s string, args ...any) { b.add(s, args...) }
 
 // Where writes the condition selecting the matches of q over current c,
@@ -98,10 +80,11 @@ func (b *Builder) add(s string, args ...any) {
 	}
 }
 
-// arg adds one argument and returns its placeholder.
+// arg adds one argument (a string made storable, see Dialect.Text) and
+// returns its placeholder.
 func (b *Builder) arg(v any) string {
-	if b.d.Arg != nil {
-		v = b.d.Arg(v)
+	if s, ok := v.(string); ok && b.d.Text != nil {
+		v = b.d.Text(s)
 	}
 	b.args = append(b.args, v)
 	return b.d.Placeholder(len(b.args))
