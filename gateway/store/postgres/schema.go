@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -260,7 +259,7 @@ func (s *Store) migrate(ctx context.Context) error {
 	ptx, err := c.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
 	if err == nil {
 		defer rollback(ctx, ptx)
-		if err = migrateTx(ctx, ptx, schemaVersion); err == nil {
+		if err = migrateTx(ctx, ptx, schemaVersion, s.now); err == nil {
 			err = ptx.Commit(ctx)
 		}
 	}
@@ -271,8 +270,8 @@ func (s *Store) migrate(ctx context.Context) error {
 }
 
 // migrateTx migrates the database to version upTo (tests build older
-// schemas with it) in tx.
-func migrateTx(ctx context.Context, tx pgx.Tx, upTo int) error {
+// schemas with it) in tx; now stamps the migrations applied.
+func migrateTx(ctx context.Context, tx pgx.Tx, upTo int, now func() time.Time) error {
 	if _, err := tx.Exec(ctx, `SET LOCAL statement_timeout = 0`); err != nil {
 		return err
 	}
@@ -302,14 +301,9 @@ func migrateTx(ctx context.Context, tx pgx.Tx, upTo int) error {
 			}
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)`,
-			m.version, time.Now().UnixMilli()); err != nil {
+			m.version, now().UnixMilli()); err != nil {
 			return fmt.Errorf("migration %d: %w", m.version, err)
 		}
 	}
 	return nil
-}
-
-// errNoRows tells whether err is pgx's "no rows in result set".
-func errNoRows(err error) bool {
-	return errors.Is(err, pgx.ErrNoRows)
 }

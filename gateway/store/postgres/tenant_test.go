@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -20,7 +21,7 @@ func TestMigrateTenants(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-		if err := migrateTx(ctx, tx, 3); err != nil {
+		if err := migrateTx(ctx, tx, 3, time.Now); err != nil {
 			return err
 		}
 		for _, stmt := range []string{
