@@ -179,21 +179,26 @@ func (s *Store) bind(q string) string {
 	if b, ok := s.bound.Load(q); ok {
 		return b.(string)
 	}
+	b := bind(s.d, q)
+	s.bound.Store(q, b)
+	return b
+}
+
+// bind is q with each "?" replaced by d's placeholder of its argument.
+func bind(d *Dialect, q string) string {
 	var sb strings.Builder
 	n := 0
-	for rest := q; ; {
-		i := strings.IndexByte(rest, '?')
+	for {
+		i := strings.IndexByte(q, '?')
 		if i < 0 {
-			sb.WriteString(rest)
-			break
+			sb.WriteString(q)
+			return sb.String()
 		}
 		n++
-		sb.WriteString(rest[:i])
-		sb.WriteString(s.d.Placeholder(n))
-		rest = rest[i+1:]
+		sb.WriteString(q[:i])
+		sb.WriteString(d.Placeholder(n))
+		q = q[i+1:]
 	}
-	s.bound.Store(q, sb.String())
-	return sb.String()
 }
 
 // builder is a Builder for a statement that is not a search's.
