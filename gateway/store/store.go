@@ -86,7 +86,9 @@ type Ledger struct {
 }
 
 // Store is the persistence the gateway needs: resources, the audit chain,
-// the outbox and the nonces. All methods are safe for concurrent use.
+// the outbox and the nonces. All methods are safe for concurrent use, and
+// return an error wrapping ErrUnavailable when the database cannot be
+// reached or is overloaded.
 type Store interface {
 	// Write runs fn in one atomic, serialisable database transaction: it
 	// commits when fn returns nil and rolls back otherwise (fn's error is
@@ -96,14 +98,16 @@ type Store interface {
 	// Read returns the current version; ErrNotFound, or ErrGone with the
 	// deletion version's metadata in the returned Resource.
 	Read(ctx context.Context, typ, id string) (*Resource, error)
-	// VRead returns one version (a deletion comes back with Deleted set).
+	// VRead returns one version (a deletion comes back with Deleted set);
+	// ErrNotFound if there is no such version.
 	VRead(ctx context.Context, typ, id string, version int64) (*Resource, error)
 	// History returns versions newest first and the total count, both
-	// restricted to q.Tenant.
+	// restricted to q.Tenant. An ID without a Type is an error.
 	History(ctx context.Context, q HistoryQuery) ([]*Resource, int, error)
 	// Search runs a query over current, non-deleted resources of
 	// q.Tenant (see search.Query.Tenant): the matches, the total and the
-	// included resources.
+	// included resources. A nil query, or one the store cannot run
+	// (chained parameters, unsupported modifiers), is an error.
 	Search(ctx context.Context, q *search.Query) (*Page, error)
 	// AuditChain calls fn for every entry of the audit hash chain in seq
 	// order, from seq 1 (feed them to an audit.Verifier): ID, Seq and Hash
@@ -155,8 +159,8 @@ type Tx interface {
 	// ErrConflict. Index entries replace the resource's previous ones. A
 	// deletion (res.Deleted) removes the index entries. Every Put drops the
 	// conditional keys the resource held (a create re-claims its key after
-	// Put). A zero LastUpdated is set to now; times are truncated to the
-	// millisecond and written back into res. res.Tenant is stored with
+	// Put). A zero LastUpdated is set to now (by the store's clock); times
+	// are truncated to the millisecond and written back into res. res.Tenant is stored with
 	// the version and becomes the resource's tenant for Search; Put does
 	// not compare it with the previous version's (the caller reads first
 	// and refuses to write another tenant's resource). A Tenant that is
@@ -171,7 +175,9 @@ type Tx interface {
 	KeyOwner(key string) (typ, id string, err error)
 	// Ledger returns the ledger entry for a native record version, or ErrNotFound.
 	Ledger(source, kind, recordID, version string) (*Ledger, error)
-	// PutLedger inserts a ledger entry; ErrConflict if it exists.
+	// PutLedger inserts a ledger entry; ErrConflict if it exists. A zero
+	// Received is set to now (by the store's clock), truncated to the
+	// millisecond and written back into l.
 	PutLedger(l *Ledger) error
 	// AppendAudit appends the AuditEvent id to the tamper-evident audit
 	// chain and returns its seq. The caller has already Put version 1 of

@@ -37,30 +37,30 @@ func (b *Builder) Args() []any { return b.args }
 func (b *Builder) Add(s string, args ...any) { b.add(s, args...) }
 
 // Where writes the condition selecting the matches of q over current c,
-// restricted to q.Tenant (see TenantCond).
+// restricted to q.Tenant (see tenantCond).
 func (b *Builder) Where(q *search.Query) error { return b.where(q) }
 
-// TenantCond is the condition (to append with AND) that restricts the
+// tenantCond is the condition (to append with AND) that restricts the
 // current row c to tenant, with its "?" argument: "" is the default
 // tenant, and search.AllTenants restricts nothing (no condition). A tenant
-// no resource can have (see ValidTenant) matches nothing. Every statement
+// no resource can have (see validTenant) matches nothing. Every statement
 // that reads current rows for a search (matches, total, _include,
 // _revinclude) appends it.
-func TenantCond(tenant string) (string, []any) {
+func tenantCond(tenant string) (string, []any) {
 	switch {
 	case tenant == search.AllTenants:
 		return "", nil
-	case !ValidTenant(tenant):
+	case !validTenant(tenant):
 		return " AND 1 = 0", nil
 	}
 	return " AND c.tenant = ?", []any{tenant}
 }
 
-// ValidTenant tells whether a resource or outbox item may belong to
+// validTenant tells whether a resource or outbox item may belong to
 // tenant: any valid UTF-8 without NUL bytes (which PostgreSQL text cannot
 // hold, so that two tenants could not be told apart) other than
 // search.AllTenants.
-func ValidTenant(tenant string) bool {
+func validTenant(tenant string) bool {
 	return tenant != search.AllTenants && utf8.ValidString(tenant) && strings.IndexByte(tenant, 0) < 0
 }
 
@@ -90,13 +90,13 @@ func (b *Builder) arg(v any) string {
 	return b.d.Placeholder(len(b.args))
 }
 
-// Page applies the defaults to a page size and offset.
-func Page(count, offset int) (int, int) {
+// pageBounds applies the defaults to a page size and offset.
+func pageBounds(count, offset int) (int, int) {
 	if count <= 0 {
-		count = DefaultCount
+		count = defaultCount
 	}
 	return count, max(offset, 0)
 }
 
-// DefaultCount is the page size when a query does not give one.
-const DefaultCount = 50
+// defaultCount is the page size when a query does not give one.
+const defaultCount = 50

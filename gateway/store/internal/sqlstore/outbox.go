@@ -39,7 +39,7 @@ func (t *tx) Enqueue(items ...*store.OutboxItem) error {
 	s := t.s
 	now := s.now().UTC().Truncate(time.Millisecond)
 	for _, it := range items {
-		if !ValidTenant(it.Tenant) {
+		if !validTenant(it.Tenant) {
 			return fmt.Errorf("%s: enqueue: %q is not a tenant", s.d.Name, it.Tenant)
 		}
 		it.Status, it.Created, it.Updated = store.StatusPending, now, now
@@ -154,7 +154,7 @@ func (s *Store) Deliveries(ctx context.Context, f store.DeliveryFilter) ([]*stor
 	eq("kind", f.Kind)
 	eq("record_id", f.RecordID)
 	eq("trace_id", f.TraceID)
-	if f.Tenant != "" && !ValidTenant(f.Tenant) {
+	if f.Tenant != "" && !validTenant(f.Tenant) {
 		return nil, nil // no item has it
 	}
 	eq("tenant", f.Tenant)

@@ -110,7 +110,7 @@ func (s *Store) History(ctx context.Context, q store.HistoryQuery) ([]*store.Res
 	}
 	switch {
 	case q.Tenant == search.AllTenants:
-	case !ValidTenant(q.Tenant):
+	case !validTenant(q.Tenant):
 		cond("1 = 0") // no version has it
 	default:
 		cond("r.tenant = ?", q.Tenant)
@@ -129,7 +129,7 @@ func (s *Store) History(ctx context.Context, q store.HistoryQuery) ([]*store.Res
 	if q.ID != "" {
 		order = " ORDER BY r.version DESC"
 	}
-	count, offset := Page(q.Count, q.Offset)
+	count, offset := pageBounds(q.Count, q.Offset)
 	b.Add(order+" LIMIT ? OFFSET ?", count, offset)
 
 	var out []*store.Resource

@@ -64,7 +64,7 @@ func (s *Store) search(ctx context.Context, c Conn, q *search.Query, withInclude
 	}
 
 	order, oargs := OrderBy(q)
-	count, offset := Page(q.Count, q.Offset)
+	count, offset := pageBounds(q.Count, q.Offset)
 	b.Add(" ORDER BY "+order, oargs...)
 	b.Add(" LIMIT ? OFFSET ?", count, offset)
 	var keys []key
@@ -219,7 +219,7 @@ func (s *Store) includes(ctx context.Context, c Conn, q *search.Query, matches [
 		byType[k.typ] = append(byType[k.typ], k.id)
 	}
 	var found []key
-	tenantCond, tenantArgs := TenantCond(q.Tenant)
+	tenantCond, tenantArgs := tenantCond(q.Tenant)
 	run := func(b *Builder) error {
 		rows, err := c.Query(ctx, b.SQL(), b.Args()...)
 		if err != nil {

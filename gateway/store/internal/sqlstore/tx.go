@@ -56,7 +56,7 @@ func (t *tx) Put(res *store.Resource, entries []search.Entry) error {
 	if res == nil || res.Type == "" || res.ID == "" {
 		return fmt.Errorf("%s: Put: resource type and id are required", s.d.Name)
 	}
-	if !ValidTenant(res.Tenant) {
+	if !validTenant(res.Tenant) {
 		return fmt.Errorf("%s: Put %s/%s: %q is not a tenant", s.d.Name, res.Type, res.ID, res.Tenant)
 	}
 	var cur int64
@@ -216,7 +216,7 @@ func (s *Store) entryRow(typ, id string, e *search.Entry) (int, []any, error) {
 		}
 		return idxString, []any{typ, id, p, s.text(search.Normalize(n)), s.text(e.Exact)}, nil
 	case search.TypeDate:
-		return idxDate, []any{typ, id, p, LowMS(e.Low), EntryHighMS(e.High)}, nil
+		return idxDate, []any{typ, id, p, lowMS(e.Low), entryHighMS(e.High)}, nil
 	case search.TypeReference:
 		return idxReference, []any{typ, id, p, s.text(e.RefType), s.text(e.RefID), s.text(e.RefURL)}, nil
 	case search.TypeNumber, search.TypeQuantity:
