@@ -90,10 +90,13 @@ type Ledger struct {
 // return an error wrapping ErrUnavailable when the database cannot be
 // reached or is overloaded.
 type Store interface {
-	// Write runs fn in one atomic, serialisable database transaction: it
-	// commits when fn returns nil and rolls back otherwise (fn's error is
-	// returned unchanged). On ErrConflict from a unique key the caller may
-	// call Write again.
+	// Write runs fn in one atomic database transaction: it commits when
+	// fn returns nil and rolls back otherwise (fn's error is returned
+	// unchanged). Transactions that write the same unique key (a resource
+	// version, a conditional key, a ledger entry) are serialised and the
+	// later one fails with ErrConflict, after which the caller may call
+	// Write again. (SQLite serialises every write transaction; PostgreSQL
+	// runs those without a common key in parallel, at READ COMMITTED.)
 	Write(ctx context.Context, fn func(Tx) error) error
 	// Read returns the current version; ErrNotFound, or ErrGone with the
 	// deletion version's metadata in the returned Resource.

@@ -3,8 +3,10 @@
 // statements and logic are written here once. A backend supplies a DB, its
 // connections and transactions, and a Dialect, the few places where its
 // SQL differs (placeholders, row locks, arrays, error classes); it keeps
-// its connection setup, its schema and what is its own (SQLite's planner
-// statistics, PostgreSQL's ANALYZE after bulk writes).
+// its connection setup, its schema (its migrations, which Migrate runs)
+// and what is its own (SQLite's planner statistics, PostgreSQL's ANALYZE
+// after bulk writes). A backend's Store embeds this package's Store and
+// adds Close.
 //
 // Both schemas have the same tables and columns: resources holds every
 // version; current the latest version of each resource; idx_token,
