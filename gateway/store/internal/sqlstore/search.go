@@ -78,8 +78,11 @@ func (s *Store) search(ctx context.Context, c Conn, q *search.Query, withInclude
 		if err != nil {
 			return nil, fmt.Errorf("%s: search: %w", s.d.Name, s.err(ctx, err))
 		}
-		for _, r := range pg.Matches {
-			keys = append(keys, key{r.Type, r.ID, r.Version})
+		if withIncludes && (len(q.Includes) > 0 || len(q.RevIncludes) > 0) {
+			keys = make([]key, len(pg.Matches))
+			for i, r := range pg.Matches {
+				keys[i] = key{r.Type, r.ID, r.Version}
+			}
 		}
 	} else {
 		rows, err := c.Query(ctx, `SELECT c.type, c.id, c.version FROM current c WHERE `+b.SQL(), b.Args()...)
@@ -156,6 +159,8 @@ func (s *Store) fetch(ctx context.Context, c Conn, keys []key) ([]*store.Resourc
 			query, args = s.bind(sqlFetchArrays), []any{types, ids, versions}
 		} else {
 			b := s.builder()
+			b.args = make([]any, 0, 3*len(part))
+			b.sb.Grow(len(resourceCols) + 50*len(part) + 40)
 			b.Add(`SELECT ` + resourceCols + ` FROM resources r WHERE `)
 			for i, k := range part {
 				if i > 0 {

@@ -80,7 +80,14 @@ func (t *tx) Put(res *store.Resource, entries []search.Entry) error {
 			body = []byte{}
 		}
 	}
-	stmts := make([]Stmt, 0, 4+2*len(s.index)+len(entries))
+	n := 2 // resources, current
+	if cur > 0 {
+		n += len(s.index) + 1 // deletes
+	}
+	if !res.Deleted {
+		n += len(entries) // inserts, or fewer with arrays
+	}
+	stmts := make([]Stmt, 0, n)
 	stmts = append(stmts,
 		Stmt{s.bind(sqlInsResource), []any{res.Type, res.ID, res.Version, lu, res.Deleted, body, res.Tenant}},
 		Stmt{s.bind(sqlUpsertCurrent), []any{res.Type, res.ID, res.Version, lu, res.Deleted, res.Tenant}})
