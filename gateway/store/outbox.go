@@ -82,24 +82,30 @@ type DestinationStats struct {
 	OldestPending time.Time // zero when nothing is pending
 }
 
-// OutboxTx is the outbox part of Tx.
+// OutboxTx is the part of a Tx that writes to the outbox.
 type OutboxTx interface {
-	// Enqueue adds items (ID, Status, Created and NextAttempt are set by
-	// the store).
+	// Enqueue adds items (ID, Status, Created, Updated and a zero
+	// NextAttempt are set by the store, the times to the store's now). An
+	// item whose Tenant is search.AllTenants, not valid UTF-8 or holds a
+	// NUL byte is an error.
 	Enqueue(items ...*OutboxItem) error
 }
 
-// Outbox is the outbox part of Store.
+// Outbox is the part of a Store that delivers the outbox: claims,
+// completions and the operator's listings. Every method returns
+// ErrUnavailable when the database cannot be reached.
 type Outbox interface {
 	// Claim marks up to limit due items of destination in flight until
 	// now+lease and returns them: pending items whose NextAttempt has come
 	// (or in-flight items whose lease expired) that are the earliest
-	// undelivered item of their OrderKey (dead items do not block).
+	// undelivered item of their OrderKey (dead items do not block), in id
+	// order. limit <= 0 means 1.
 	Claim(ctx context.Context, destination string, now time.Time, lease time.Duration, limit int) ([]*OutboxItem, error)
 	// Complete records an attempt and sets the item's status (done,
 	// pending for a retry at nextAttempt, or dead). It returns ErrNotFound
 	// and changes nothing when the item is absent or not in flight (a late
-	// completion never reopens a finished item).
+	// completion never reopens a finished item); a status other than
+	// done, pending or dead is an error.
 	Complete(ctx context.Context, a *Attempt, status string, nextAttempt time.Time) error
 	// Deliveries lists the items f selects, newest first (f.Tenant ""
 	// selects every tenant's).

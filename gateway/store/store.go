@@ -1,6 +1,13 @@
 // Package store persists FHIR resources with every version kept and their
-// search index entries, behind a small interface with SQLite and (later)
-// PostgreSQL implementations. Nothing SQL leaves the implementations.
+// search index entries, the transactional outbox of records to deliver,
+// the one-time values of client assertions and the audit hash chain,
+// behind one interface (Store, with Tx for write transactions) that the
+// SQLite and PostgreSQL implementations (gateway/store/sqlite,
+// gateway/store/postgres) implement in full. Nothing SQL leaves the
+// implementations.
+//
+// Outbox, Nonces and OutboxTx are parts of Store and Tx, named so that a
+// consumer can declare the narrow dependency it uses.
 package store
 
 import (
@@ -78,25 +85,32 @@ type Ledger struct {
 	Received time.Time
 }
 
-// Store is the persistence the gateway needs. All methods are safe for
-// concurrent use.
+// Store is the persistence the gateway needs: resources, the audit chain,
+// the outbox and the nonces. All methods are safe for concurrent use, and
+// return an error wrapping ErrUnavailable when the database cannot be
+// reached or is overloaded.
 type Store interface {
-	// Write runs fn in one atomic, serialisable database transaction: it
-	// commits when fn returns nil and rolls back otherwise (fn's error is
-	// returned unchanged). On ErrConflict from a unique key the caller may
-	// call Write again.
+	// Write runs fn in one atomic database transaction: it commits when
+	// fn returns nil and rolls back otherwise (fn's error is returned
+	// unchanged). Transactions that write the same unique key (a resource
+	// version, a conditional key, a ledger entry) are serialised and the
+	// later one fails with ErrConflict, after which the caller may call
+	// Write again. (SQLite serialises every write transaction; PostgreSQL
+	// runs those without a common key in parallel, at READ COMMITTED.)
 	Write(ctx context.Context, fn func(Tx) error) error
 	// Read returns the current version; ErrNotFound, or ErrGone with the
 	// deletion version's metadata in the returned Resource.
 	Read(ctx context.Context, typ, id string) (*Resource, error)
-	// VRead returns one version (a deletion comes back with Deleted set).
+	// VRead returns one version (a deletion comes back with Deleted set);
+	// ErrNotFound if there is no such version.
 	VRead(ctx context.Context, typ, id string, version int64) (*Resource, error)
 	// History returns versions newest first and the total count, both
-	// restricted to q.Tenant.
+	// restricted to q.Tenant. An ID without a Type is an error.
 	History(ctx context.Context, q HistoryQuery) ([]*Resource, int, error)
 	// Search runs a query over current, non-deleted resources of
 	// q.Tenant (see search.Query.Tenant): the matches, the total and the
-	// included resources.
+	// included resources. A nil query, or one the store cannot run
+	// (chained parameters, unsupported modifiers), is an error.
 	Search(ctx context.Context, q *search.Query) (*Page, error)
 	// AuditChain calls fn for every entry of the audit hash chain in seq
 	// order, from seq 1 (feed them to an audit.Verifier): ID, Seq and Hash
@@ -107,16 +121,18 @@ type Store interface {
 	// stops the walk and is returned unchanged; a database that cannot be
 	// reached is ErrUnavailable.
 	AuditChain(ctx context.Context, fn func(audit.ChainEntry) error) error
-	// Ping checks the database (readiness).
+	// Ping checks the database (readiness): ErrUnavailable when it cannot
+	// be reached.
 	Ping(ctx context.Context) error
+	// Close releases the database; the Store must not be used afterwards.
+	// It is safe to call more than once.
 	Close() error
-	// Outbox holds what is to be delivered to EHRs (outbox.go).
+
 	Outbox
-	// Nonces remembers one-time values (client-assertion jti).
 	Nonces
 }
 
-// Nonces remembers one-time values.
+// Nonces is the part of a Store that remembers one-time values.
 type Nonces interface {
 	// UseNonce records key as used until exp and reports whether this was
 	// its first use: true exactly once per key among all callers and
@@ -146,8 +162,8 @@ type Tx interface {
 	// ErrConflict. Index entries replace the resource's previous ones. A
 	// deletion (res.Deleted) removes the index entries. Every Put drops the
 	// conditional keys the resource held (a create re-claims its key after
-	// Put). A zero LastUpdated is set to now; times are truncated to the
-	// millisecond and written back into res. res.Tenant is stored with
+	// Put). A zero LastUpdated is set to now (by the store's clock); times
+	// are truncated to the millisecond and written back into res. res.Tenant is stored with
 	// the version and becomes the resource's tenant for Search; Put does
 	// not compare it with the previous version's (the caller reads first
 	// and refuses to write another tenant's resource). A Tenant that is
@@ -162,7 +178,9 @@ type Tx interface {
 	KeyOwner(key string) (typ, id string, err error)
 	// Ledger returns the ledger entry for a native record version, or ErrNotFound.
 	Ledger(source, kind, recordID, version string) (*Ledger, error)
-	// PutLedger inserts a ledger entry; ErrConflict if it exists.
+	// PutLedger inserts a ledger entry; ErrConflict if it exists. A zero
+	// Received is set to now (by the store's clock), truncated to the
+	// millisecond and written back into l.
 	PutLedger(l *Ledger) error
 	// AppendAudit appends the AuditEvent id to the tamper-evident audit
 	// chain and returns its seq. The caller has already Put version 1 of
@@ -189,6 +207,6 @@ type Tx interface {
 	// ErrConflict or ErrUnavailable the caller ends the transaction (and
 	// may run it again); on other errors it may go on.
 	Savepoint(fn func() error) error
-	// OutboxTx enqueues deliveries in the transaction that stores their record.
+
 	OutboxTx
 }

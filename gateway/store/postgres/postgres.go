@@ -1,7 +1,11 @@
 // Package postgres is the PostgreSQL implementation of store.Store, on
-// github.com/jackc/pgx/v5 (pgxpool). It mirrors the SQLite backend
-// (gateway/store/sqlite): the same tables, the same search semantics, the
-// same errors; gateway/store/storetest proves that they behave alike.
+// github.com/jackc/pgx/v5 (pgxpool). Its statements and logic are those it
+// shares with the SQLite backend (gateway/store/internal/sqlstore, whose
+// documentation has the tables, the tenants, the outbox, the audit chain,
+// the nonces and the search semantics); this package connects, migrates
+// the schema, supplies PostgreSQL's dialect and keeps the planner
+// statistics fresh. gateway/store/storetest proves that the two backends
+// behave alike.
 //
 // Several gateway processes may share one database. Write transactions run
 // at READ COMMITTED and rely on unique keys for exactly-once results: a
@@ -15,7 +19,9 @@
 // a "search, then write" transaction that claims no key is therefore not
 // serialised against another one (the gateway claims a key for every
 // conditional create; an update of an existing resource is guarded by its
-// next version's key).
+// next version's key). The audit chain head, an outbox item being
+// completed and the outbox's order keys are locked as sqlstore describes
+// (row locks, advisory locks).
 //
 // Errors: unique violations (23505), serialization failures (40001) and
 // deadlocks (40P01) are store.ErrConflict; connection failures (class 08,
@@ -29,13 +35,14 @@
 //
 // Schema: the tables of the SQLite backend with PostgreSQL types: times are
 // BIGINT unix milliseconds (UTC), deleted is BOOLEAN, bodies are BYTEA (the
-// exact bytes come back), text columns use the "C" collation so that
-// comparisons, prefix ranges and ORDER BY are bytewise like SQLite's. Open
-// migrates the schema in one transaction under a transaction-level advisory
-// lock, so processes starting at the same moment on one database migrate it
-// once. PostgreSQL text cannot hold NUL bytes or invalid UTF-8: such
-// characters in index values, query values, keys and ledger fields are
-// stored and compared as U+FFFD.
+// exact bytes come back), nonce keys are BYTEA (any bytes, kept exactly),
+// text columns use the "C" collation so that comparisons, prefix ranges
+// and ORDER BY are bytewise like SQLite's. Open migrates the schema in one
+// transaction under a transaction-level advisory lock, so processes
+// starting at the same moment on one database migrate it once. PostgreSQL
+// text cannot hold NUL bytes or invalid UTF-8: such characters in index
+// values, query values, keys and ledger and outbox fields are stored and
+// compared as U+FFFD.
 //
 // Connection settings come from the URL (every pgx/libpq setting, plus
 // pool_max_conns and the other pool_* settings of pgxpool) and Options.
@@ -43,36 +50,10 @@
 // of milliseconds) and pool_acquire_timeout (a Go duration); Options fields
 // that are set take precedence over the URL.
 //
-// Tenants are kept as in the SQLite backend (a tenant column in resources,
-// current and outbox, the same indexes).
-//
-// The transactional outbox (store.Outbox, store.OutboxTx) is kept as in
-// the SQLite backend; see outbox.go for how claims stay exactly-once and
-// in order across processes.
-//
-// The audit chain (Tx.AppendAudit) is kept as in the SQLite backend, with
-// the last seq and hash in the one row of audit_chain_head. An append
-// locks that row (SELECT ... FOR UPDATE) and updates it, so concurrent
-// appends, from any process, wait for each other: each takes the next seq
-// after the previous one committed (READ COMMITTED re-reads the locked row),
-// and a rolled-back append, or a rolled-back savepoint around it, releases
-// the row unchanged. The lock is held from the append to the end of the
-// transaction, which is why callers append last.
-//
-// Tx.Savepoint uses SAVEPOINT, ROLLBACK TO and RELEASE: a failed statement
-// inside fn (a unique violation, say) aborts only the savepoint.
-//
-// One-time values (store.Nonces) are rows of nonces, keyed by the key's
-// bytes: UseNonce is one INSERT ... ON CONFLICT DO UPDATE ... WHERE the row
-// expired, so concurrent uses of a key, from any process, have one winner;
-// expired rows are purged a batch at a time.
-//
 // Planner statistics: every 1,000 resources it writes, a Store analyses
 // the tables that changed enough since their last analysis, as autovacuum
 // would a minute or so later (see analyze.go): never analysed tables can
 // make a search run into the statement timeout.
-//
-// Search semantics are those documented in package sqlite.
 package postgres
 
 import (
@@ -81,14 +62,13 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/internal/sqlstore"
 )
 
 // Options tune Open; the zero value is valid. A zero field takes the URL's
@@ -109,6 +89,10 @@ type Options struct {
 	// ConnectTimeout bounds establishing one connection. URL:
 	// connect_timeout (seconds). Default 5s.
 	ConnectTimeout time.Duration
+	// Now is the store's clock: the time a Put, PutLedger or Enqueue
+	// stamps when the caller gives none, nonce expiry, date "ap" searches
+	// and the time a migration is recorded. Default time.Now.
+	Now func() time.Time
 }
 
 // Defaults of Options.
@@ -120,18 +104,21 @@ const (
 
 // Store is a store.Store on one PostgreSQL database.
 type Store struct {
+	*sqlstore.Store // everything but Close
+
 	pool           *pgxpool.Pool
 	acquireTimeout time.Duration
-
-	nonceCalls atomic.Uint64 // UseNonce calls, timing the purges
-	analyzer   analyzer      // planner statistics after bulk writes
+	now            func() time.Time
+	analyzer       analyzer // planner statistics after bulk writes
 }
 
 var _ store.Store = (*Store)(nil)
 
 // Open connects to the PostgreSQL database at url (postgres:// or
 // postgresql://, or a key=value connection string), migrates its schema and
-// checks that it answers.
+// checks that it answers. An invalid URL or setting is an error (that
+// never quotes the URL); a server that cannot be reached is
+// store.ErrUnavailable.
 func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	cfg, acquire, err := config(url, opts)
 	if err != nil {
@@ -141,7 +128,12 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", mapErr(ctx, err))
 	}
-	s := &Store{pool: pool, acquireTimeout: acquire}
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	s := &Store{pool: pool, acquireTimeout: acquire, now: now}
+	s.Store = sqlstore.New(conns{s}, dialect, now)
 	s.analyzer.ctx, s.analyzer.stop = context.WithCancel(context.Background())
 	if err := s.migrate(ctx); err != nil {
 		s.Close()
@@ -243,50 +235,6 @@ func (s *Store) acquire(ctx context.Context) (*pgxpool.Conn, error) {
 	return nil, fmt.Errorf("postgres: connect: %w", mapErr(ctx, err))
 }
 
-// Write runs fn in one READ COMMITTED transaction on one pooled connection.
-// fn must not call Write itself and must not use the Tx after returning.
-func (s *Store) Write(ctx context.Context, fn func(store.Tx) error) (err error) {
-	var c *pgxpool.Conn
-	var ptx pgx.Tx
-	for attempt := 0; ; attempt++ {
-		if c, err = s.acquire(ctx); err != nil {
-			return err
-		}
-		ptx, err = c.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted, AccessMode: pgx.ReadWrite})
-		if err == nil {
-			break
-		}
-		c.Release()
-		if attempt > 0 || !lostConn(ctx, err) {
-			return fmt.Errorf("postgres: begin: %w", mapErr(ctx, err))
-		}
-		s.pool.Reset() // the others are likely gone too
-	}
-	defer c.Release()
-	done := false
-	defer func() {
-		if !done {
-			rollback(ctx, ptx) // fn panicked
-		}
-	}()
-	t := &tx{ctx: ctx, q: ptx}
-	if err := fn(t); err != nil {
-		done = true
-		rollback(ctx, ptx)
-		return err
-	}
-	done = true
-	if err := ptx.Commit(ctx); err != nil {
-		if errors.Is(err, pgx.ErrTxCommitRollback) {
-			return errors.New("postgres: commit: the transaction was rolled back after a failed statement")
-		}
-		return fmt.Errorf("postgres: commit: %w", mapErr(ctx, err))
-	}
-	c.Release() // before a check of the statistics takes a connection
-	s.wrote(ctx, t.puts)
-	return nil
-}
-
 // rollback ends ptx, also when ctx is already cancelled (a failed rollback
 // closes the connection, which the pool then replaces).
 func rollback(ctx context.Context, ptx pgx.Tx) {
@@ -327,29 +275,10 @@ func (s *Store) single(ctx context.Context, fn func(q querier) error) error {
 	}
 }
 
-// Ping checks that the database answers a query (readiness).
-func (s *Store) Ping(ctx context.Context) error {
-	err := s.single(ctx, func(q querier) error {
-		var one int
-		if err := q.QueryRow(ctx, `SELECT 1`).Scan(&one); err != nil {
-			return fmt.Errorf("postgres: ping: %w", mapErr(ctx, err))
-		}
-		return nil
-	})
-	return err
-}
-
 // Close closes the pool, waiting for connections in use to be released;
 // it is safe to call more than once.
 func (s *Store) Close() error {
 	s.stopAnalyzer()
 	s.pool.Close()
 	return nil
-}
-
-// querier is what pgx.Tx and *pgxpool.Conn have in common.
-type querier interface {
-	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }

@@ -9,14 +9,12 @@ import (
 	"net/url"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/storetest"
 )
@@ -122,74 +120,31 @@ func TestStore(t *testing.T) {
 // at once: the migration runs once and every store can write.
 func TestConcurrentOpen(t *testing.T) {
 	u := freshDB(t)
-	const n = 4
-	stores := make([]*Store, n)
-	errs := make([]error, n)
-	start := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() {
-			<-start
-			stores[i], errs[i] = Open(context.Background(), u, Options{})
-		})
-	}
-	close(start)
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			t.Fatalf("Open %d: %v", i, err)
-		}
-		defer stores[i].Close()
-	}
-	for i, s := range stores {
-		err := s.Write(context.Background(), func(tx store.Tx) error {
-			return tx.Put(&store.Resource{Type: "Basic", ID: fmt.Sprint(i), Version: 1, Body: []byte(`{}`)}, nil)
-		})
-		if err != nil {
-			t.Fatalf("Write %d: %v", i, err)
-		}
-	}
-	pg, err := stores[0].Search(context.Background(), &search.Query{Type: "Basic", Total: true})
-	if err != nil || pg.Total != n {
-		t.Fatalf("Search: %v %v", pg, err)
-	}
+	stores := storetest.ConcurrentOpen(t, 4, func() (store.Store, error) { return Open(context.Background(), u, Options{}) })
 	var rows int
-	if err := stores[0].pool.QueryRow(context.Background(), `SELECT COUNT(*) FROM schema_migrations`).Scan(&rows); err != nil || rows != len(migrations) {
+	if err := stores[0].(*Store).pool.QueryRow(context.Background(), `SELECT COUNT(*) FROM schema_migrations`).Scan(&rows); err != nil || rows != len(migrations) {
 		t.Fatalf("schema_migrations: %d rows, %v", rows, err)
 	}
 }
 
 func TestReopenKeepsData(t *testing.T) {
-	ctx := context.Background()
 	s, u := openFresh(t, Options{})
-	err := s.Write(ctx, func(tx store.Tx) error {
-		return tx.Put(&store.Resource{Type: "Patient", ID: "a", Version: 1, Body: []byte(`{"x": 1}`)},
-			[]search.Entry{{Param: "identifier", Type: search.TypeToken, System: "urn:x", Code: "1"}})
+	reopened := storetest.Reopen(t, s, func() (store.Store, error) {
+		return Open(context.Background(), u, Options{})
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatalf("second Close: %v", err)
-	}
-	s, err = Open(ctx, u, Options{})
-	if err != nil {
-		t.Fatalf("reopen: %v", err)
-	}
-	defer s.Close()
-	got, err := s.Read(ctx, "Patient", "a")
-	if err != nil || string(got.Body) != `{"x": 1}` {
-		t.Fatalf("Read after reopen: %v %v", got, err)
-	}
-	pg, err := s.Search(ctx, &search.Query{Type: "Patient", Clauses: []search.Clause{{
-		Param: "identifier", Type: search.TypeToken, Values: []search.Value{{System: "urn:x", Code: "1", HasSystem: true}},
-	}}})
-	if err != nil || len(pg.Matches) != 1 {
-		t.Fatalf("Search after reopen: %v %v", pg, err)
-	}
+	reopened.Close()
+}
+
+// TestClock: the store takes its time from Options.Now.
+func TestClock(t *testing.T) {
+	testURL(t)
+	storetest.Clock(t, func(t *testing.T, now func() time.Time) store.Store {
+		s, err := Open(context.Background(), freshDB(t), Options{Now: now})
+		if err != nil {
+			t.Fatalf("Open: %v", err)
+		}
+		return s
+	})
 }
 
 func TestNewerSchemaRefused(t *testing.T) {

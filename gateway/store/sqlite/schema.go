@@ -4,28 +4,21 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"fmt"
 	"strings"
 	"time"
-)
 
-// migration is one schema version: its statements run in order inside the
-// migration transaction.
-type migration struct {
-	version int
-	stmts   []string
-	// stats are sqlite_stat1 rows for the indexes the migration creates
-	// (see plannerStats), written after stmts.
-	stats [][2]string
-}
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/internal/sqlstore"
+)
 
 // migrations are the schema versions, oldest first. Never edit a released
 // migration: append a new one. The SQL is kept portable (no SQLite-only
 // types or syntax) so that the PostgreSQL twin can share the design:
-// times are INTEGER unix milliseconds (UTC), booleans INTEGER 0/1.
-var migrations = []migration{{
-	version: 1,
-	stmts: []string{
+// times are INTEGER unix milliseconds (UTC), booleans INTEGER 0/1. A
+// migration that creates indexes writes their planner statistics after its
+// statements (see plannerStats).
+var migrations = []sqlstore.Migration{{
+	Version: 1,
+	Stmts: []string{
 		// Every version of every resource; body is NULL for a deletion.
 		`CREATE TABLE resources (
 			type TEXT NOT NULL,
@@ -136,9 +129,10 @@ var migrations = []migration{{
 			PRIMARY KEY (source, kind, record_id, version)
 		)`,
 	},
+	After: seedStats,
 }, {
-	version: 2,
-	stmts: []string{
+	Version: 2,
+	Stmts: []string{
 		// The transactional outbox: one row per record and destination.
 		`CREATE TABLE outbox (
 			id INTEGER PRIMARY KEY,
@@ -175,8 +169,8 @@ var migrations = []migration{{
 		)`,
 	},
 }, {
-	version: 3,
-	stmts: []string{
+	Version: 3,
+	Stmts: []string{
 		// The audit hash chain: entry seq links AuditEvent/id (version 1)
 		// to entry seq-1 (see audit.Link).
 		`CREATE TABLE audit_chain (
@@ -197,8 +191,8 @@ var migrations = []migration{{
 		`CREATE INDEX outbox_trace ON outbox (trace_id)`,
 	},
 }, {
-	version: 4,
-	stmts: []string{
+	Version: 4,
+	Stmts: []string{
 		// Tenants: every resource version, current row and outbox item
 		// belongs to one tenant; the rows of before belong to the default
 		// tenant ''. (ADD COLUMN with a constant default rewrites nothing.)
@@ -216,14 +210,14 @@ var migrations = []migration{{
 		`CREATE INDEX outbox_tenant ON outbox (tenant, id)`,
 	},
 	// As plannerStats: some ten tenants of some ten types each.
-	stats: [][2]string{
+	After: putStats([][2]string{
 		{"current", "current_tenant_type_lu 1000000 100000 10000 2 1"},
 		{"resources", "resources_tenant_type_lu 3000000 300000 30000 2"},
 		{"resources", "resources_tenant_lu 3000000 300000 2"},
-	},
+	}),
 }, {
-	version: 5,
-	stmts: []string{
+	Version: 5,
+	Stmts: []string{
 		// One-time values (store.Nonces): the key is used until exp (unix
 		// milliseconds); expired rows are purged in exp order.
 		`CREATE TABLE nonces (
@@ -235,22 +229,26 @@ var migrations = []migration{{
 }}
 
 // schemaVersion is the schema version this package migrates to.
-var schemaVersion = migrations[len(migrations)-1].version
+var schemaVersion = migrations[len(migrations)-1].Version
 
 // migrate brings the database to schemaVersion in one write transaction
 // (BEGIN IMMEDIATE: a second process opening the same file waits for the
 // first and then finds nothing left to do). It retries while the database
-// is busy, up to wait.
-func migrate(ctx context.Context, db *sql.DB, wait time.Duration) error {
-	deadline := time.Now().Add(wait)
+// is busy, for up to wait. now stamps the migrations applied.
+func migrate(ctx context.Context, db *sql.DB, wait time.Duration, now func() time.Time) error {
+	wctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
 	for {
-		err := migrateOnce(ctx, db, schemaVersion)
-		if err == nil || !isBusy(err) || time.Now().After(deadline) {
+		err := migrateOnce(ctx, db, schemaVersion, now)
+		if err == nil || !isBusy(err) {
 			return mapErr(err)
 		}
 		select {
-		case <-ctx.Done():
-			return ctx.Err()
+		case <-wctx.Done():
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return mapErr(err)
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
@@ -258,7 +256,7 @@ func migrate(ctx context.Context, db *sql.DB, wait time.Duration) error {
 
 // migrateOnce migrates the database to version upTo (tests build older
 // schemas with it) in one transaction.
-func migrateOnce(ctx context.Context, db *sql.DB, upTo int) (err error) {
+func migrateOnce(ctx context.Context, db *sql.DB, upTo int, now func() time.Time) (err error) {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -268,40 +266,8 @@ func migrateOnce(ctx context.Context, db *sql.DB, upTo int) (err error) {
 			err = errors.Join(err, ignoreDone(tx.Rollback()))
 		}
 	}()
-	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-		version INTEGER NOT NULL PRIMARY KEY,
-		applied_at INTEGER NOT NULL
-	)`); err != nil {
-		return fmt.Errorf("create schema_migrations: %w", err)
-	}
-	var have int
-	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&have); err != nil {
-		return fmt.Errorf("read schema version: %w", err)
-	}
-	if have > schemaVersion {
-		return fmt.Errorf("database schema version %d is newer than this program's %d", have, schemaVersion)
-	}
-	for _, m := range migrations {
-		if m.version <= have || m.version > upTo {
-			continue
-		}
-		for _, s := range m.stmts {
-			if _, err := tx.ExecContext(ctx, s); err != nil {
-				return fmt.Errorf("migration %d: %w", m.version, err)
-			}
-		}
-		if m.version == 1 {
-			if err := seedStats(ctx, tx); err != nil {
-				return fmt.Errorf("migration %d: %w", m.version, err)
-			}
-		}
-		if err := putStats(ctx, tx, m.stats); err != nil {
-			return fmt.Errorf("migration %d: %w", m.version, err)
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`,
-			m.version, time.Now().UnixMilli()); err != nil {
-			return fmt.Errorf("migration %d: %w", m.version, err)
-		}
+	if err := sqlstore.Migrate(ctx, conn{tx}, dialect, migrations, upTo, now); err != nil {
+		return err
 	}
 	if err := tx.Commit(); err != nil {
 		return err
@@ -346,29 +312,31 @@ var plannerStats = [][2]string{
 }
 
 // seedStats writes plannerStats (SQLite only: ANALYZE creates sqlite_stat1).
-func seedStats(ctx context.Context, tx *sql.Tx) error {
-	if _, err := tx.ExecContext(ctx, `ANALYZE`); err != nil {
+func seedStats(ctx context.Context, c sqlstore.Conn) error {
+	if _, err := c.Exec(ctx, `ANALYZE`); err != nil {
 		return err
 	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM sqlite_stat1`); err != nil {
+	if _, err := c.Exec(ctx, `DELETE FROM sqlite_stat1`); err != nil {
 		return err
 	}
-	return putStats(ctx, tx, plannerStats)
+	return putStats(plannerStats)(ctx, c)
 }
 
 // putStats writes sqlite_stat1 rows ({table, "index stat..."}), replacing
 // those of the same indexes. The table exists from migration 1 on.
-func putStats(ctx context.Context, tx *sql.Tx, rows [][2]string) error {
-	for _, st := range rows {
-		idx, stat, _ := strings.Cut(st[1], " ")
-		if _, err := tx.ExecContext(ctx, `DELETE FROM sqlite_stat1 WHERE tbl = ? AND idx = ?`, st[0], idx); err != nil {
-			return err
+func putStats(rows [][2]string) func(ctx context.Context, c sqlstore.Conn) error {
+	return func(ctx context.Context, c sqlstore.Conn) error {
+		for _, st := range rows {
+			idx, stat, _ := strings.Cut(st[1], " ")
+			if _, err := c.Exec(ctx, `DELETE FROM sqlite_stat1 WHERE tbl = ? AND idx = ?`, st[0], idx); err != nil {
+				return err
+			}
+			if _, err := c.Exec(ctx, `INSERT INTO sqlite_stat1 (tbl, idx, stat) VALUES (?, ?, ?)`, st[0], idx, stat); err != nil {
+				return err
+			}
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO sqlite_stat1 (tbl, idx, stat) VALUES (?, ?, ?)`, st[0], idx, stat); err != nil {
-			return err
-		}
+		return nil
 	}
-	return nil
 }
 
 // ignoreDone drops sql.ErrTxDone (a rollback after a failed commit).

@@ -1,64 +1,30 @@
 // Package sqlite is the SQLite implementation of store.Store, on the pure-Go
-// driver modernc.org/sqlite.
+// driver modernc.org/sqlite. Its statements and logic are those it shares
+// with the PostgreSQL backend (gateway/store/internal/sqlstore, whose
+// documentation has the tables, the tenants, the outbox, the nonces and
+// the search semantics); this package opens and configures the database,
+// migrates its schema and supplies SQLite's dialect.
 //
 // The database runs in WAL mode with synchronous=FULL, so a committed Write
 // survives a crash or kill -9. Writes go through one connection and start
 // with BEGIN IMMEDIATE: writers, in this process or another, are serialised
 // by SQLite's write lock, which makes "search, then create if absent"
-// transactions race-free. Reads (Read, VRead, History, Search) use a
-// separate pool of read-only connections and never wait for writers.
+// transactions race-free and orders the audit chain's appends and the
+// outbox's claims without locks of their own. UseNonce is one statement on
+// the write connection, serialised the same way. Reads (Read, VRead,
+// History, Search, the outbox listings, AuditChain) use a separate pool of
+// read-only connections and never wait for writers. A database locked
+// longer than Options.BusyTimeout (another process writing, a checkpoint)
+// is store.ErrUnavailable; a unique or primary key violation is
+// store.ErrConflict.
 //
-// Schema: resources holds every version; current the latest version of each
-// resource; idx_token, idx_string, idx_date, idx_reference, idx_quantity
-// and idx_uri the search index entries of the current, non-deleted
-// versions; conditional_keys and ledger the conditional-create keys and the
-// ingest ledger; audit_chain the audit hash chain (seq, AuditEvent id,
-// hash) and audit_chain_head its last seq and hash; nonces the one-time
-// values of store.Nonces (key, expiry). Times are stored as
-// INTEGER unix milliseconds (UTC). The schema is versioned in
-// schema_migrations and migrated by Open.
-//
-// Tenants: resources, current and outbox carry a tenant column (rows
+// Schema: times are INTEGER unix milliseconds (UTC), booleans INTEGER 0/1.
+// The schema is versioned in schema_migrations and migrated by Open; rows
 // from before schema version 4 belong to the default tenant, the empty
-// string). A resource is keyed by type and id across tenants, and current
-// holds the tenant of its latest version. A search restricts the current
-// rows to the query's tenant in every statement it runs (matches, total,
-// _include, _revinclude); the index tables carry no tenant, since every
-// index condition is tied to a current row's type and id. History
-// restricts the versions by their own tenant. current_tenant_type_lu,
-// resources_tenant_type_lu and resources_tenant_lu serve a tenant's
-// listings, counts and histories; the tenant-less indexes serve searches
-// of every tenant (search.AllTenants).
-//
-// Tx.AppendAudit needs no lock of its own: the write lock that every write
-// transaction holds from BEGIN IMMEDIATE to its end serialises the appends
-// of all processes. Tx.Savepoint uses SQLite's SAVEPOINT, ROLLBACK TO and
-// RELEASE.
-//
-// Tx.Put sets a zero res.LastUpdated to now and truncates it to the
-// millisecond (in res, so the caller sees what is stored); a new version of
-// an existing resource releases the conditional keys it held (the caller
-// claims them again). PutLedger does the same for a zero Received.
-//
-// Search semantics beyond search.Query's documentation:
-//   - string values are compared in the form search.Normalize gives (the
-//     extractor's rule, so entries and query values cannot drift apart);
-//     Put normalises Entry.Norm and Entry.Text again (it is idempotent).
-//     Token :text matches when the normalised Entry.Text contains the
-//     normalised value.
-//   - date "ap" matches entries overlapping the value's range widened on
-//     both sides by 10% of the distance between now and the value, and at
-//     least one day.
-//   - number/quantity "ap" matches within 10% of the value (at least its
-//     Precision); "sa"/"eb" mean "gt"/"lt".
-//   - a date Entry with a zero High is open-ended (no end); a zero Low has
-//     no start. A search Value with a zero High is an instant (High = Low).
-//   - sorting by a parameter other than _id/_lastUpdated uses the date
-//     index entries of that parameter.
-//   - Include.Iterate is ignored (one level of _include/_revinclude); an
-//     include Param "*" follows every reference parameter.
-//   - chained clauses and unknown modifiers are rejected with an error.
-//   - Count <= 0 means 50, for Search and History alike.
+// string. current_tenant_type_lu, resources_tenant_type_lu and
+// resources_tenant_lu serve a tenant's listings, counts and histories; the
+// tenant-less indexes serve searches of every tenant (search.AllTenants).
+// The planner works from seeded statistics (see plannerStats).
 package sqlite
 
 import (
@@ -70,12 +36,12 @@ import (
 	"runtime"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"modernc.org/sqlite"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/internal/sqlstore"
 )
 
 // Options tune Open; the zero value is valid.
@@ -87,16 +53,20 @@ type Options struct {
 	// MaxReadConns bounds the read connection pool. Default GOMAXPROCS,
 	// at least 2.
 	MaxReadConns int
+	// Now is the store's clock: the time a Put, PutLedger or Enqueue
+	// stamps when the caller gives none, nonce expiry, date "ap" searches
+	// and the time a migration is recorded. Default time.Now.
+	Now func() time.Time
 }
 
 // Store is a store.Store on one SQLite database file.
 type Store struct {
-	w *sql.DB // one connection, write transactions
+	*sqlstore.Store // everything but Close
+
+	w *sql.DB // one connection: write transactions, nonces
 	r *sql.DB // read-only pool
 
 	stmts map[string]*sql.Stmt // prepared on w, used in write transactions
-
-	nonceCalls atomic.Uint64 // UseNonce calls, timing the purges
 
 	closeOnce sync.Once
 	closeErr  error
@@ -106,7 +76,9 @@ var _ store.Store = (*Store)(nil)
 
 // Open opens (creating if needed) the SQLite database at path, a file
 // name (not ":memory:": the read and write pools must share the file), and
-// migrates its schema.
+// migrates its schema. An invalid path is an error; a database locked by
+// another process for longer than twice the busy timeout is
+// store.ErrUnavailable.
 func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if path == "" || strings.ContainsAny(path, "?#") || strings.HasPrefix(path, ":memory:") || strings.HasPrefix(path, "file:") {
 		return nil, fmt.Errorf("sqlite: invalid database path %q", path)
@@ -119,6 +91,10 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if nread <= 0 {
 		nread = max(runtime.GOMAXPROCS(0), 2)
 	}
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
 
 	w, err := sql.Open("sqlite", dsn(path, busy, false))
 	if err != nil {
@@ -128,7 +104,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	w.SetMaxIdleConns(1)
 	w.SetConnMaxLifetime(0)
 	w.SetConnMaxIdleTime(0)
-	if err := migrate(ctx, w, 2*busy); err != nil {
+	if err := migrate(ctx, w, 2*busy, now); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("sqlite: migrate %s: %w", path, err)
 	}
@@ -143,6 +119,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	r.SetConnMaxLifetime(0)
 	r.SetConnMaxIdleTime(0)
 	s := &Store{w: w, r: r, stmts: map[string]*sql.Stmt{}}
+	s.Store = sqlstore.New(&conns{w: w, r: r, stmts: s.stmts}, dialect, now)
 	if err := s.prepare(ctx); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("sqlite: prepare: %w", err)
@@ -170,50 +147,15 @@ func dsn(path string, busy time.Duration, readOnly bool) string {
 	return path + "?" + v.Encode()
 }
 
-// prepare prepares the write statements once on the write connection.
+// prepare prepares the statements Writes run most once on the write
+// connection.
 func (s *Store) prepare(ctx context.Context) error {
-	for _, q := range writeStmts {
+	for _, q := range s.WriteStatements() {
 		st, err := s.w.PrepareContext(ctx, q)
 		if err != nil {
 			return mapErr(err)
 		}
 		s.stmts[q] = st
-	}
-	return nil
-}
-
-// Write runs fn in one BEGIN IMMEDIATE transaction on the write connection.
-// fn must not call Write itself (it would wait for its own connection) and
-// must not use the Tx after returning.
-func (s *Store) Write(ctx context.Context, fn func(store.Tx) error) (err error) {
-	stx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("sqlite: begin: %w", mapErr(err))
-	}
-	t := &tx{ctx: ctx, q: stx, s: s}
-	done := false
-	defer func() {
-		if !done {
-			_ = stx.Rollback() // fn panicked
-		}
-	}()
-	if err := fn(t); err != nil {
-		done = true
-		_ = stx.Rollback()
-		return err
-	}
-	done = true
-	if err := stx.Commit(); err != nil {
-		return fmt.Errorf("sqlite: commit: %w", mapErr(err))
-	}
-	return nil
-}
-
-// Ping checks that the database answers a query.
-func (s *Store) Ping(ctx context.Context) error {
-	var one int
-	if err := s.r.QueryRowContext(ctx, `SELECT 1`).Scan(&one); err != nil {
-		return fmt.Errorf("sqlite: ping: %w", mapErr(err))
 	}
 	return nil
 }

@@ -9,12 +9,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/internal/sqlstore"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/storetest"
 )
 
@@ -36,71 +36,33 @@ func TestStore(t *testing.T) {
 }
 
 func TestReopenKeepsData(t *testing.T) {
-	ctx := context.Background()
 	s, path := openTemp(t, Options{})
-	err := s.Write(ctx, func(tx store.Tx) error {
-		return tx.Put(&store.Resource{Type: "Patient", ID: "a", Version: 1, Body: []byte(`{}`)},
-			[]search.Entry{{Param: "identifier", Type: search.TypeToken, System: "urn:x", Code: "1"}})
+	var reopened *Store
+	storetest.Reopen(t, s, func() (store.Store, error) {
+		var err error
+		reopened, err = Open(context.Background(), path, Options{})
+		return reopened, err
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatalf("second Close: %v", err)
-	}
-	s, err = Open(ctx, path, Options{})
-	if err != nil {
-		t.Fatalf("reopen: %v", err)
-	}
-	defer s.Close()
-	got, err := s.Read(ctx, "Patient", "a")
-	if err != nil || string(got.Body) != `{}` {
-		t.Fatalf("Read after reopen: %v %v", got, err)
-	}
-	pg, err := s.Search(ctx, &search.Query{Type: "Patient", Clauses: []search.Clause{{
-		Param: "identifier", Type: search.TypeToken, Values: []search.Value{{System: "urn:x", Code: "1", HasSystem: true}},
-	}}})
-	if err != nil || len(pg.Matches) != 1 {
-		t.Fatalf("Search after reopen: %v %v", pg, err)
-	}
+	defer reopened.Close()
 	var n int
-	if err := s.r.QueryRow(`SELECT COUNT(*) FROM schema_migrations`).Scan(&n); err != nil || n != schemaVersion {
+	if err := reopened.r.QueryRow(`SELECT COUNT(*) FROM schema_migrations`).Scan(&n); err != nil || n != schemaVersion {
 		t.Fatalf("schema_migrations: %d rows, %v", n, err)
 	}
 }
 
+// TestClock: the store takes its time from Options.Now.
+func TestClock(t *testing.T) {
+	storetest.Clock(t, func(t *testing.T, now func() time.Time) store.Store {
+		s, _ := openTemp(t, Options{Now: now})
+		return s
+	})
+}
+
+// TestConcurrentOpen opens one new file from 4 goroutines (4 stores) at
+// once: the migration runs once and every store can write.
 func TestConcurrentOpen(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "fhir.db")
-	const n = 4
-	stores := make([]*Store, n)
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() { stores[i], errs[i] = Open(context.Background(), path, Options{}) })
-	}
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			t.Fatalf("Open %d: %v", i, err)
-		}
-		defer stores[i].Close()
-	}
-	// Every handle writes and sees the others' writes.
-	for i, s := range stores {
-		err := s.Write(context.Background(), func(tx store.Tx) error {
-			return tx.Put(&store.Resource{Type: "Basic", ID: fmt.Sprint(i), Version: 1, Body: []byte(`{}`)}, nil)
-		})
-		if err != nil {
-			t.Fatalf("Write %d: %v", i, err)
-		}
-	}
-	pg, err := stores[0].Search(context.Background(), &search.Query{Type: "Basic", Total: true})
-	if err != nil || pg.Total != n {
-		t.Fatalf("Search: %v %v", pg, err)
-	}
+	storetest.ConcurrentOpen(t, 4, func() (store.Store, error) { return Open(context.Background(), path, Options{}) })
 }
 
 // TestConcurrentOpenProcesses opens one new file from several processes
@@ -216,83 +178,10 @@ func TestBusyIsUnavailable(t *testing.T) {
 	}
 }
 
-func TestBadQueries(t *testing.T) {
-	s, _ := openTemp(t, Options{})
-	defer s.Close()
-	bad := []search.Clause{
-		{Param: "x", Type: search.TypeToken, Modifier: "in", Values: []search.Value{{Code: "a"}}},
-		{Param: "x", Type: search.TypeString, Modifier: "text", Values: []search.Value{{Str: "a"}}},
-		{Param: "x", Type: search.TypeDate, Modifier: "exact", Values: []search.Value{{}}},
-		{Param: "x", Type: search.TypeToken},
-		{Param: "x", Type: "composite", Values: []search.Value{{Code: "a"}}},
-		{Param: "x", Type: search.TypeReference, Chain: &search.Chain{TargetType: "Patient"}},
-		{Param: "x", Type: search.TypeReference, Modifier: "below", Values: []search.Value{{RefID: "a"}}},
-	}
-	for _, cl := range bad {
-		if _, err := s.Search(context.Background(), &search.Query{Type: "Patient", Clauses: []search.Clause{cl}}); err == nil {
-			t.Errorf("%+v: no error", cl)
-		}
-	}
-	if _, err := s.Search(context.Background(), nil); err == nil {
-		t.Error("nil query: no error")
-	}
-}
-
-func TestWriteDefaults(t *testing.T) {
-	ctx := context.Background()
-	s, _ := openTemp(t, Options{})
-	defer s.Close()
-	r := &store.Resource{Type: "Patient", ID: "a", Version: 1, Body: []byte(`{}`)}
-	l := &store.Ledger{Source: "s", Kind: "k", RecordID: "r", Version: "1"}
-	before := time.Now().Add(-time.Second)
-	err := s.Write(ctx, func(tx store.Tx) error {
-		if err := tx.Put(r, nil); err != nil {
-			return err
-		}
-		return tx.PutLedger(l)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if r.LastUpdated.Before(before) || l.Received.Before(before) {
-		t.Errorf("zero times not set: %v %v", r.LastUpdated, l.Received)
-	}
-	got, err := s.Read(ctx, "Patient", "a")
-	if err != nil || !got.LastUpdated.Equal(r.LastUpdated) {
-		t.Errorf("Read: %v %v, want last updated %v", got, err, r.LastUpdated)
-	}
-}
-
 func benchmarkPut(b *testing.B, perTx int) {
 	s, _ := openTemp(b, Options{})
 	defer s.Close()
-	ctx := context.Background()
-	body := []byte(`{"resourceType":"Observation","id":"x","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"8867-4"}]},"valueQuantity":{"value":72,"unit":"/min"}}`)
-	entries := []search.Entry{
-		{Param: "code", Type: search.TypeToken, System: "http://loinc.org", Code: "8867-4", Text: "heart rate"},
-		{Param: "status", Type: search.TypeToken, Code: "final"},
-		{Param: "subject", Type: search.TypeReference, RefType: "Patient", RefID: "p1"},
-		{Param: "date", Type: search.TypeDate, Low: time.Now(), High: time.Now()},
-		{Param: "value-quantity", Type: search.TypeQuantity, Number: 72, System: "http://unitsofmeasure.org", Code: "/min"},
-	}
-	b.ResetTimer()
-	n := 0
-	for b.Loop() {
-		err := s.Write(ctx, func(tx store.Tx) error {
-			for range perTx {
-				n++
-				r := &store.Resource{Type: "Observation", ID: fmt.Sprint(n), Version: 1, Body: body}
-				if err := tx.Put(r, entries); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "resources/s")
+	storetest.BenchmarkPut(b, s, perTx, 1)
 }
 
 // BenchmarkPut measures durable commits (synchronous=FULL): one resource
@@ -328,14 +217,14 @@ func TestQueryPlan(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			b := &builder{typ: tc.q.Type, now: time.Now()}
-			if err := b.where(tc.q); err != nil {
+			b := sqlstore.NewBuilder(dialect, tc.q.Type, time.Now())
+			if err := b.Where(tc.q); err != nil {
 				t.Fatal(err)
 			}
-			order, oargs := orderBy(tc.q)
-			got := explain(t, s, `SELECT c.id FROM current c WHERE `+b.sb.String()+` ORDER BY `+order+` LIMIT 50`,
-				append(append([]any{}, b.args...), oargs...)...)
-			count := explain(t, s, `SELECT COUNT(*) FROM current c WHERE `+b.sb.String(), b.args...)
+			order, oargs := sqlstore.OrderBy(tc.q)
+			got := explain(t, s, `SELECT c.id FROM current c WHERE `+b.SQL()+` ORDER BY `+order+` LIMIT 50`,
+				append(append([]any{}, b.Args()...), oargs...)...)
+			count := explain(t, s, `SELECT COUNT(*) FROM current c WHERE `+b.SQL(), b.Args()...)
 			for _, want := range tc.want {
 				if !strings.Contains(got, want) || !strings.Contains(count, want) {
 					t.Errorf("plans lack %q:\n%s\ncount:\n%s", want, got, count)
@@ -366,48 +255,6 @@ func explain(t *testing.T, s *Store, query string, args ...any) string {
 		t.Fatal(err)
 	}
 	return strings.Join(plan, "\n")
-}
-
-// TestSystemSearch: a query without a type searches every type.
-func TestSystemSearch(t *testing.T) {
-	ctx := context.Background()
-	s, _ := openTemp(t, Options{})
-	defer s.Close()
-	base := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
-	err := s.Write(ctx, func(tx store.Tx) error {
-		for i, typ := range []string{"Patient", "Observation", "Patient"} {
-			r := &store.Resource{Type: typ, ID: fmt.Sprint("x", i), Version: 1, LastUpdated: base.Add(time.Duration(i) * time.Hour), Body: []byte(`{}`)}
-			entries := []search.Entry{{Param: "_tag", Type: search.TypeToken, System: "urn:t", Code: "a"}}
-			if typ == "Observation" {
-				entries = append(entries, search.Entry{Param: "subject", Type: search.TypeReference, RefType: "Patient", RefID: "x0"})
-			}
-			if err := tx.Put(r, entries); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := &search.Query{Total: true, Clauses: []search.Clause{
-		{Param: "_tag", Type: search.TypeToken, Values: []search.Value{{System: "urn:t", Code: "a", HasSystem: true}}},
-		{Param: "_lastUpdated", Type: search.TypeDate, Values: []search.Value{{Prefix: search.PrefixGe, Low: base.Add(time.Hour)}}},
-	}, Includes: []search.Include{{SourceType: "Observation", Param: "subject"}}}
-	pg, err := s.Search(ctx, q)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for _, r := range pg.Matches {
-		got = append(got, r.Type+"/"+r.ID)
-	}
-	if strings.Join(got, ",") != "Observation/x1,Patient/x2" || pg.Total != 2 {
-		t.Errorf("matches %v total %d", got, pg.Total)
-	}
-	if len(pg.Included) != 1 || pg.Included[0].ID != "x0" {
-		t.Errorf("included %v", pg.Included)
-	}
 }
 
 // TestSearchAfterBulkLoad: the seeded planner statistics (see

@@ -3,6 +3,8 @@ package storetest
 import (
 	"context"
 	"fmt"
+	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -136,4 +138,56 @@ func SearchAfterBulkLoad(t *testing.T, s store.Store, perTx int, tenants ...stri
 			t.Errorf("%s: total %d, want %d", bq.name, pg.Total, bq.total)
 		}
 	}
+}
+
+// BenchmarkPut measures durable commits of new Observations with five
+// index entries, perTx to a transaction, from writers concurrent writers
+// (1: one after the other), and reports resources/s.
+func BenchmarkPut(b *testing.B, s store.Store, perTx, writers int) {
+	ctx := context.Background()
+	body := []byte(`{"resourceType":"Observation","id":"x","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"8867-4"}]},"valueQuantity":{"value":72,"unit":"/min"}}`)
+	now := time.Now()
+	entries := []search.Entry{
+		{Param: "code", Type: search.TypeToken, System: "http://loinc.org", Code: "8867-4", Text: "heart rate"},
+		{Param: "status", Type: search.TypeToken, Code: "final"},
+		{Param: "subject", Type: search.TypeReference, RefType: "Patient", RefID: "p1"},
+		{Param: "date", Type: search.TypeDate, Low: now, High: now},
+		{Param: "value-quantity", Type: search.TypeQuantity, Number: 72, System: "http://unitsofmeasure.org", Code: "/min"},
+	}
+	var ids atomic.Int64
+	put := func() error {
+		return s.Write(ctx, func(tx store.Tx) error {
+			for range perTx {
+				r := &store.Resource{Type: "Observation", ID: fmt.Sprint(ids.Add(1)), Version: 1, Body: body}
+				if err := tx.Put(r, entries); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	b.ResetTimer()
+	var n int64
+	if writers <= 1 {
+		for b.Loop() {
+			if err := put(); err != nil {
+				b.Fatal(err)
+			}
+			n += int64(perTx)
+		}
+	} else {
+		b.SetParallelism(max(1, writers/runtime.GOMAXPROCS(0)))
+		var total atomic.Int64
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if err := put(); err != nil {
+					b.Error(err)
+					return
+				}
+				total.Add(int64(perTx))
+			}
+		})
+		n = total.Load()
+	}
+	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "resources/s")
 }

@@ -12,16 +12,6 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
 
-// noncesOf returns the store's Nonces or skips (a backend without them).
-func noncesOf(t *testing.T, s store.Store) store.Nonces {
-	t.Helper()
-	n, ok := s.(store.Nonces)
-	if !ok {
-		t.Skip("this store keeps no nonces")
-	}
-	return n
-}
-
 // useNonce calls UseNonce and fails the test on error.
 func useNonce(t *testing.T, n store.Nonces, key string, exp time.Time) bool {
 	t.Helper()
@@ -35,7 +25,7 @@ func useNonce(t *testing.T, n store.Nonces, key string, exp time.Time) bool {
 // testNonces: a key's first use, its reuse before and after it expired,
 // distinct keys, and the keys UseNonce refuses.
 func testNonces(t *testing.T, s store.Store) {
-	n := noncesOf(t, s)
+	n := store.Nonces(s)
 	later, past := time.Now().Add(time.Hour), time.Now().Add(-time.Minute)
 	steps := []struct {
 		name string
@@ -104,7 +94,7 @@ func raceNonce(t *testing.T, key string, stores ...store.Nonces) {
 // testNoncesConcurrent: uses of one key racing in one store, on a new key
 // and on an expired one.
 func testNoncesConcurrent(t *testing.T, s store.Store) {
-	n := noncesOf(t, s)
+	n := store.Nonces(s)
 	for round := range 3 {
 		raceNonce(t, fmt.Sprint("new-", round), n)
 		key := fmt.Sprint("expired-", round)
@@ -141,7 +131,7 @@ func RunShared(t *testing.T, open func(t *testing.T) (store.Store, store.Store))
 // testNoncesShared: a key used through one store is used for the other,
 // and racing uses through both have one winner.
 func testNoncesShared(t *testing.T, a, b store.Store) {
-	na, nb := noncesOf(t, a), noncesOf(t, b)
+	na, nb := store.Nonces(a), store.Nonces(b)
 	later := time.Now().Add(time.Hour)
 	if !useNonce(t, na, "k1", later) {
 		t.Error("UseNonce(k1) through a = false, want true")
@@ -158,7 +148,7 @@ func testNoncesShared(t *testing.T, a, b store.Store) {
 // it keeps unexpired ones: rows returns how many nonces s holds. s must be
 // new and empty.
 func NoncePurge(t *testing.T, s store.Store, rows func(t *testing.T) int) {
-	n := noncesOf(t, s)
+	n := store.Nonces(s)
 	later, past := time.Now().Add(time.Hour), time.Now().Add(-time.Minute)
 	const live, expired = 10, 700
 	for i := range live {

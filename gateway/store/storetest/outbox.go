@@ -9,25 +9,9 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
 
-// outboxOf returns the store's outbox or skips (a backend without one).
-func outboxOf(t *testing.T, s store.Store) store.Outbox {
-	t.Helper()
-	ob, ok := s.(store.Outbox)
-	if !ok {
-		t.Skip("this store keeps no outbox")
-	}
-	return ob
-}
-
 func enqueue(t *testing.T, s store.Store, items ...*store.OutboxItem) {
 	t.Helper()
-	err := s.Write(context.Background(), func(tx store.Tx) error {
-		otx, ok := tx.(store.OutboxTx)
-		if !ok {
-			t.Fatal("the store's Tx does not implement store.OutboxTx")
-		}
-		return otx.Enqueue(items...)
-	})
+	err := s.Write(context.Background(), func(tx store.Tx) error { return tx.Enqueue(items...) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +33,7 @@ func itemIDs(items []*store.OutboxItem) []int64 {
 // testOutbox: claim order per key, retries, dead letters not blocking,
 // operator retry and replay, stats.
 func testOutbox(t *testing.T, s store.Store) {
-	ob := outboxOf(t, s)
+	ob := store.Outbox(s)
 	ctx := context.Background()
 	a1, a2, b1, c1 := item("ehr", "A", "pa"), item("ehr", "A", "pa"), item("ehr", "B", "pb"), item("other", "C", "pc")
 	a2.Version = "2"
@@ -124,7 +108,7 @@ func testOutbox(t *testing.T, s store.Store) {
 
 // testOutboxLease: a crashed worker's claim is taken over after the lease.
 func testOutboxLease(t *testing.T, s store.Store) {
-	ob := outboxOf(t, s)
+	ob := store.Outbox(s)
 	ctx := context.Background()
 	x := item("ehr", "X", "px")
 	enqueue(t, s, x)
@@ -155,7 +139,7 @@ func equal(a, b []int64) bool {
 // testDeliveryFilter: each field of store.DeliveryFilter selects on its
 // own and together with the others; Delivery lists attempts in order.
 func testDeliveryFilter(t *testing.T, s store.Store) {
-	ob := outboxOf(t, s)
+	ob := store.Outbox(s)
 	ctx := context.Background()
 	mk := func(dest, source, kind, record, trace string) *store.OutboxItem {
 		it := item(dest, source+"|"+kind+"|"+record, "pat-"+record)

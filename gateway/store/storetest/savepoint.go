@@ -13,8 +13,7 @@ import (
 // entryWrites makes, in tx, one of each kind of write a batch entry can
 // make, all named after n: Patient/<n> with an index entry, the
 // conditional key <n>, a ledger entry for record <n>, an outbox item for
-// record <n> (when the store keeps an outbox) and AuditEvent/audit-<n>
-// appended to the chain.
+// record <n> and AuditEvent/audit-<n> appended to the chain.
 func entryWrites(tx store.Tx, n string) error {
 	if err := tx.Put(res("Patient", n, 1, base), []search.Entry{tok("identifier", "urn:sp", n)}); err != nil {
 		return err
@@ -25,10 +24,8 @@ func entryWrites(tx store.Tx, n string) error {
 	if err := tx.PutLedger(&store.Ledger{Source: "src", Kind: "session", RecordID: n, Version: "1", ContentHash: "h", Received: base}); err != nil {
 		return err
 	}
-	if otx, ok := tx.(store.OutboxTx); ok {
-		if err := otx.Enqueue(item("ehr", n, "p-"+n)); err != nil {
-			return err
-		}
+	if err := tx.Enqueue(item("ehr", n, "p-"+n)); err != nil {
+		return err
 	}
 	_, err := appendAudit(tx, "audit-"+n)
 	return err
@@ -77,11 +74,9 @@ func expectEntry(t *testing.T, s store.Store, tx store.Tx, n string, kept bool) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ob, ok := s.(store.Outbox); ok {
-		items, err := ob.Deliveries(ctx, store.DeliveryFilter{RecordID: n})
-		if err != nil || len(items) != len(keptIDs(kept, n)) {
-			t.Errorf("Deliveries of entry %s: %d items %v, kept %v", n, len(items), err, kept)
-		}
+	items, err := s.Deliveries(ctx, store.DeliveryFilter{RecordID: n})
+	if err != nil || len(items) != len(keptIDs(kept, n)) {
+		t.Errorf("Deliveries of entry %s: %d items %v, kept %v", n, len(items), err, kept)
 	}
 }
 

@@ -1,6 +1,8 @@
 package storetest
 
 import (
+	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -195,4 +197,56 @@ func testSearchMissing(t *testing.T, s store.Store) {
 	expect(t, s, "missing and a value", query("Patient",
 		missing("birthdate", search.TypeDate, true),
 		clause("identifier", search.TypeToken, "", vSys(mrn, ""))), "p5")
+}
+
+// testSystemSearch: a query without a type searches every type, with its
+// total and includes.
+func testSystemSearch(t *testing.T, s store.Store) {
+	load(t, s,
+		doc{"Patient", "x0", []search.Entry{tok("_tag", "urn:t", "a")}},
+		doc{"Observation", "x1", []search.Entry{tok("_tag", "urn:t", "a"), ref("subject", "Patient", "x0")}},
+		doc{"Patient", "x2", []search.Entry{tok("_tag", "urn:t", "a")}},
+	)
+	q := &search.Query{Total: true, Clauses: []search.Clause{
+		clause("_tag", search.TypeToken, "", vSys("urn:t", "a")),
+		clause("_lastUpdated", search.TypeDate, "", search.Value{Prefix: search.PrefixGe, Low: base.Add(time.Hour)}),
+	}, Includes: []search.Include{{SourceType: "Observation", Param: "subject"}}}
+	pg := doSearch(t, s, q)
+	var got []string
+	for _, r := range pg.Matches {
+		got = append(got, r.Type+"/"+r.ID)
+	}
+	if strings.Join(got, ",") != "Observation/x1,Patient/x2" || pg.Total != 2 {
+		t.Errorf("Search = %v (total %d), want Observation/x1,Patient/x2 (total 2)", got, pg.Total)
+	}
+	if len(pg.Included) != 1 || pg.Included[0].ID != "x0" {
+		t.Errorf("Search included %v, want Patient/x0", pg.Included)
+	}
+}
+
+// testBadQueries: clauses the store cannot run, and a nil query, are
+// errors.
+func testBadQueries(t *testing.T, s store.Store) {
+	tests := []struct {
+		name string
+		cl   search.Clause
+	}{
+		{"token:in", clause("x", search.TypeToken, "in", vCode("a"))},
+		{"string:text", clause("x", search.TypeString, "text", vStr("a"))},
+		{"date:exact", clause("x", search.TypeDate, "exact", search.Value{})},
+		{"no values", clause("x", search.TypeToken, "")},
+		{"composite", clause("x", "composite", "", vCode("a"))},
+		{"chain", search.Clause{Param: "x", Type: search.TypeReference, Chain: &search.Chain{TargetType: "Patient"}}},
+		{"reference:below", clause("x", search.TypeReference, "below", vRef("", "a"))},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := s.Search(context.Background(), query("Patient", tc.cl)); err == nil {
+				t.Errorf("Search(%+v) = no error, want one", tc.cl)
+			}
+		})
+	}
+	if _, err := s.Search(context.Background(), nil); err == nil {
+		t.Error("Search(nil) = no error, want one")
+	}
 }

@@ -186,3 +186,26 @@ func testSearchURI(t *testing.T, s store.Store) {
 	expect(t, s, ":below without slash", q("below", "http://acme.org/fhir"), "v1", "v2", "v4")
 	expect(t, s, ":above", q("above", "http://acme.org/fhir/ValueSet/123/_history/5"), "v1", "v4")
 }
+
+// testNormalizedOnPut: entries whose Norm/Text are only lower-cased (or
+// empty, with Exact set) still match accent-insensitive searches: Put
+// normalises them again.
+func testNormalizedOnPut(t *testing.T, s store.Store) {
+	put(t, s, res("Patient", "a", 1, base),
+		search.Entry{Param: "family", Type: search.TypeString, Exact: "Ñandú-Pérez"},
+		search.Entry{Param: "given", Type: search.TypeString, Exact: "Zoë", Norm: "zoë"},
+		search.Entry{Param: "code", Type: search.TypeToken, Code: "x", Text: "crème brûlée"},
+	)
+	tests := []struct {
+		name string
+		cl   search.Clause
+	}{
+		{"family prefix", clause("family", search.TypeString, "", vStr("nandupe"))},
+		{"family:contains", clause("family", search.TypeString, "contains", vStr("PÉREZ"))},
+		{"given", clause("given", search.TypeString, "", vStr("ZOE"))},
+		{"code:text", clause("code", search.TypeToken, "text", vStr("Brulee"))},
+	}
+	for _, tc := range tests {
+		expect(t, s, tc.name, query("Patient", tc.cl), "a")
+	}
+}

@@ -26,8 +26,8 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
 
-// Run runs the tests of one store at a time (RunShared, NoncePurge and
-// SearchAfterBulkLoad are run apart). open must return a new, empty store
+// Run runs the tests of one store at a time (RunShared, NoncePurge, Clock,
+// SearchAfterBulkLoad and the checks of open.go are run apart). open must return a new, empty store
 // each time it is called (one per subtest); Run closes it when the subtest
 // ends.
 func Run(t *testing.T, open func(t *testing.T) store.Store) {
@@ -46,6 +46,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ConcurrentConditionalCreate", testConcurrentConditionalCreate},
 		{"ConcurrentReadWrite", testConcurrentReadWrite},
 		{"IndexReplaced", testIndexReplaced},
+		{"WriteDefaults", testWriteDefaults},
 		{"SearchToken", testSearchToken},
 		{"SearchString", testSearchString},
 		{"SearchDate", testSearchDate},
@@ -56,6 +57,9 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"SearchURI", testSearchURI},
 		{"SearchID", testSearchID},
 		{"SearchMissing", testSearchMissing},
+		{"SystemSearch", testSystemSearch},
+		{"BadQueries", testBadQueries},
+		{"NormalizedOnPut", testNormalizedOnPut},
 		{"Sort", testSort},
 		{"Paging", testPaging},
 		{"Include", testInclude},

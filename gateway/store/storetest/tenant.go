@@ -367,7 +367,7 @@ func testTenantRead(t *testing.T, s store.Store) {
 // Delivery and Replay; DeliveryFilter.Tenant "" lists every tenant;
 // one tenant's items never hold up another's of the same order key.
 func testTenantOutbox(t *testing.T, s store.Store) {
-	ob := outboxOf(t, s)
+	ob := store.Outbox(s)
 	ctx := context.Background()
 	mk := func(tenant, key string) *store.OutboxItem {
 		it := item("ehr", key, "pat")
@@ -445,7 +445,7 @@ func testTenantOutbox(t *testing.T, s store.Store) {
 		t.Errorf("replayed tenants (newest first) = %q, want %q", tenants, want)
 	}
 
-	err = s.Write(ctx, func(tx store.Tx) error { return tx.(store.OutboxTx).Enqueue(mk(search.AllTenants, "X")) })
+	err = s.Write(ctx, func(tx store.Tx) error { return tx.Enqueue(mk(search.AllTenants, "X")) })
 	if err == nil || errors.Is(err, store.ErrConflict) {
 		t.Errorf("Enqueue(tenant %q) = %v, want an error", search.AllTenants, err)
 	}

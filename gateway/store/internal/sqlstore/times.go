@@ -1,4 +1,4 @@
-package sqlq
+package sqlstore
 
 import "time"
 
@@ -9,16 +9,16 @@ const (
 	maxMS = 253402300799999 // 9999-12-31T23:59:59.999Z
 )
 
-// LowMS is the stored form of a range start (zero: no start).
-func LowMS(t time.Time) int64 {
+// lowMS is the stored form of a range start (zero: no start).
+func lowMS(t time.Time) int64 {
 	if t.IsZero() {
 		return minMS
 	}
 	return clampMS(t.UnixMilli())
 }
 
-// EntryHighMS is the stored form of an entry's range end (zero: no end).
-func EntryHighMS(t time.Time) int64 {
+// entryHighMS is the stored form of an entry's range end (zero: no end).
+func entryHighMS(t time.Time) int64 {
 	if t.IsZero() {
 		return maxMS
 	}

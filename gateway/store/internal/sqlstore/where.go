@@ -1,4 +1,4 @@
-package sqlq
+package sqlstore
 
 import (
 	"fmt"
@@ -18,7 +18,7 @@ func (b *Builder) where(q *search.Query) error {
 	if b.typ != "" {
 		b.add(" AND c.type = ?", b.typ)
 	}
-	cond, args := TenantCond(q.Tenant)
+	cond, args := tenantCond(q.Tenant)
 	b.add(cond, args...)
 	for i := range q.Clauses {
 		b.add(" AND ")
@@ -314,7 +314,7 @@ func (b *Builder) refCond(mod string, v *search.Value) {
 // dateCond compares the entry range [lo, hi] (SQL expressions) with the
 // value's range, per search.html#prefix.
 func (b *Builder) dateCond(lo, hi string, v *search.Value) {
-	vl := LowMS(v.Low)
+	vl := lowMS(v.Low)
 	vh := vl
 	if !v.High.IsZero() {
 		vh = clampMS(v.High.UnixMilli())

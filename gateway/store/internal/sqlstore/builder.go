@@ -1,10 +1,4 @@
-// Package sqlq builds the SQL of a search for both SQL backends (SQLite and
-// PostgreSQL). A search.Query becomes the same portable SQL condition over
-// the current table (alias c) and the index tables (alias x) in either
-// database; a Dialect supplies the few differences: the placeholder style,
-// how an argument is made storable, the "not deleted" condition and the
-// prefix of error messages.
-package sqlq
+package sqlstore
 
 import (
 	"strings"
@@ -13,18 +7,6 @@ import (
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 )
-
-// Dialect is what differs between the backends in the SQL of a search.
-type Dialect struct {
-	// Name prefixes error messages ("sqlite", "postgres").
-	Name string
-	// NotDeleted is the condition that the current row c is not deleted.
-	NotDeleted string
-	// Placeholder is the placeholder of the n-th argument (from 1).
-	Placeholder func(n int) string
-	// Arg, if not nil, makes an argument storable before it is added.
-	Arg func(v any) any
-}
 
 // Builder accumulates a SQL fragment and its arguments. Values only ever
 // travel as arguments; the SQL text is made of constants, table names from
@@ -51,34 +33,34 @@ func (b *Builder) SQL() string { return b.sb.String() }
 func (b *Builder) Args() []any { return b.args }
 
 // Add appends s, each "?" in it replaced by the placeholder of the next of
-// args (made storable by the dialect).
+// args (strings made storable, see Dialect.Text).
 func (b *Builder) Add(s string, args ...any) { b.add(s, args...) }
 
 // Where writes the condition selecting the matches of q over current c,
-// restricted to q.Tenant (see TenantCond).
+// restricted to q.Tenant (see tenantCond).
 func (b *Builder) Where(q *search.Query) error { return b.where(q) }
 
-// TenantCond is the condition (to append with AND) that restricts the
+// tenantCond is the condition (to append with AND) that restricts the
 // current row c to tenant, with its "?" argument: "" is the default
 // tenant, and search.AllTenants restricts nothing (no condition). A tenant
-// no resource can have (see ValidTenant) matches nothing. Every statement
+// no resource can have (see validTenant) matches nothing. Every statement
 // that reads current rows for a search (matches, total, _include,
 // _revinclude) appends it.
-func TenantCond(tenant string) (string, []any) {
+func tenantCond(tenant string) (string, []any) {
 	switch {
 	case tenant == search.AllTenants:
 		return "", nil
-	case !ValidTenant(tenant):
+	case !validTenant(tenant):
 		return " AND 1 = 0", nil
 	}
 	return " AND c.tenant = ?", []any{tenant}
 }
 
-// ValidTenant tells whether a resource or outbox item may belong to
+// validTenant tells whether a resource or outbox item may belong to
 // tenant: any valid UTF-8 without NUL bytes (which PostgreSQL text cannot
 // hold, so that two tenants could not be told apart) other than
 // search.AllTenants.
-func ValidTenant(tenant string) bool {
+func validTenant(tenant string) bool {
 	return tenant != search.AllTenants && utf8.ValidString(tenant) && strings.IndexByte(tenant, 0) < 0
 }
 
@@ -98,22 +80,23 @@ func (b *Builder) add(s string, args ...any) {
 	}
 }
 
-// arg adds one argument and returns its placeholder.
+// arg adds one argument (a string made storable, see Dialect.Text) and
+// returns its placeholder.
 func (b *Builder) arg(v any) string {
-	if b.d.Arg != nil {
-		v = b.d.Arg(v)
+	if s, ok := v.(string); ok && b.d.Text != nil {
+		v = b.d.Text(s)
 	}
 	b.args = append(b.args, v)
 	return b.d.Placeholder(len(b.args))
 }
 
-// Page applies the defaults to a page size and offset.
-func Page(count, offset int) (int, int) {
+// pageBounds applies the defaults to a page size and offset.
+func pageBounds(count, offset int) (int, int) {
 	if count <= 0 {
-		count = DefaultCount
+		count = defaultCount
 	}
 	return count, max(offset, 0)
 }
 
-// DefaultCount is the page size when a query does not give one.
-const DefaultCount = 50
+// defaultCount is the page size when a query does not give one.
+const defaultCount = 50

@@ -1,0 +1,60 @@
+package sqlstore
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Migration is one schema version of a backend: its statements run in
+// order inside the migration transaction, then After.
+type Migration struct {
+	Version int
+	Stmts   []string
+	// After, if not nil, runs after Stmts in the same transaction (SQLite
+	// writes its planner statistics there).
+	After func(ctx context.Context, c Conn) error
+}
+
+// Migrate brings the schema to version upTo of migrations (oldest first,
+// the last being the program's version) in c, the migration transaction,
+// which the backend has begun (and serialised against other processes'
+// migrations) and commits. Each migration run is recorded in
+// schema_migrations with its version and now. A database whose schema is
+// newer than the program's is an error.
+func Migrate(ctx context.Context, c Conn, d *Dialect, migrations []Migration, upTo int, now func() time.Time) error {
+	// BIGINT: a PostgreSQL type, an INTEGER to SQLite.
+	if _, err := c.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version INTEGER NOT NULL PRIMARY KEY,
+		applied_at BIGINT NOT NULL
+	)`); err != nil {
+		return fmt.Errorf("create schema_migrations: %w", err)
+	}
+	var have int
+	if err := c.QueryRow(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&have); err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	if latest := migrations[len(migrations)-1].Version; have > latest {
+		return fmt.Errorf("database schema version %d is newer than this program's %d", have, latest)
+	}
+	record := bind(d, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`)
+	for _, m := range migrations {
+		if m.Version <= have || m.Version > upTo {
+			continue
+		}
+		for _, st := range m.Stmts {
+			if _, err := c.Exec(ctx, st); err != nil {
+				return fmt.Errorf("migration %d: %w", m.Version, err)
+			}
+		}
+		if m.After != nil {
+			if err := m.After(ctx, c); err != nil {
+				return fmt.Errorf("migration %d: %w", m.Version, err)
+			}
+		}
+		if _, err := c.Exec(ctx, record, m.Version, now().UnixMilli()); err != nil {
+			return fmt.Errorf("migration %d: %w", m.Version, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,311 @@
+package sqlstore
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+)
+
+// The outbox (store.OutboxTx on the write transaction, store.Outbox on the
+// Store). Claims, completions, retries and replays are write transactions;
+// see the package documentation for how they are serialised.
+
+const outboxCols = `id, destination, order_key, patient, kind, source, record_id, version, trace_id, payload,
+	status, attempts, next_attempt, last_error, created, updated, tenant`
+
+// lockOutbox takes the Dialect.Lock of a destination (and tenant and order
+// key), if the dialect has one. The default tenant's keys are those of
+// before tenants, so that processes of both versions lock alike during an
+// upgrade.
+func (t *tx) lockOutbox(destination, tenant, orderKey string) error {
+	s := t.s
+	if s.d.Lock == "" {
+		return nil
+	}
+	key := s.text(destination) + "\x1f" + s.text(orderKey)
+	if tenant != "" {
+		key += "\x1f" + s.text(tenant)
+	}
+	_, err := t.c.Exec(t.ctx, s.bind(s.d.Lock), key)
+	return err
+}
+
+// Enqueue implements store.OutboxTx.
+func (t *tx) Enqueue(items ...*store.OutboxItem) error {
+	s := t.s
+	now := s.now().UTC().Truncate(time.Millisecond)
+	for _, it := range items {
+		if !validTenant(it.Tenant) {
+			return fmt.Errorf("%s: enqueue: %q is not a tenant", s.d.Name, it.Tenant)
+		}
+		it.Status, it.Created, it.Updated = store.StatusPending, now, now
+		if it.NextAttempt.IsZero() {
+			it.NextAttempt = now
+		}
+		if err := t.lockOutbox(it.Destination, it.Tenant, it.OrderKey); err != nil {
+			return fmt.Errorf("%s: enqueue: %w", s.d.Name, s.err(t.ctx, err))
+		}
+		payload := it.Payload
+		if payload == nil {
+			payload = []byte{} // the column is NOT NULL
+		}
+		err := t.c.QueryRow(t.ctx, s.bind(`INSERT INTO outbox (destination, order_key, patient, kind, source, record_id,
+			version, trace_id, payload, status, next_attempt, created, updated, tenant)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
+			s.text(it.Destination), s.text(it.OrderKey), s.text(it.Patient), s.text(it.Kind), s.text(it.Source),
+			s.text(it.RecordID), s.text(it.Version), s.text(it.TraceID), payload, it.Status, it.NextAttempt.UnixMilli(),
+			now.UnixMilli(), now.UnixMilli(), it.Tenant).
+			Scan(&it.ID)
+		if err != nil {
+			return fmt.Errorf("%s: enqueue: %w", s.d.Name, s.err(t.ctx, err))
+		}
+	}
+	return nil
+}
+
+// Claim implements store.Outbox.
+func (s *Store) Claim(ctx context.Context, destination string, now time.Time, lease time.Duration, limit int) ([]*store.OutboxItem, error) {
+	if limit <= 0 {
+		limit = 1
+	}
+	var out []*store.OutboxItem
+	err := s.write(ctx, func(t *tx) error {
+		if err := t.lockOutbox(destination, "", ""); err != nil {
+			return fmt.Errorf("%s: claim: %w", s.d.Name, s.err(ctx, err))
+		}
+		nowMS := now.UnixMilli()
+		// Expired leases: a crashed worker's claims are due again.
+		if _, err := t.c.Exec(ctx, s.bind(`UPDATE outbox SET status = 'pending'
+			WHERE destination = ? AND status = 'inflight' AND lease_until <= ?`), s.text(destination), nowMS); err != nil {
+			return fmt.Errorf("%s: claim: %w", s.d.Name, s.err(ctx, err))
+		}
+		rows, err := t.c.Query(ctx, s.bind(`UPDATE outbox SET status = 'inflight', lease_until = ?, updated = ?
+			WHERE status = 'pending' AND id IN (SELECT o.id FROM outbox o
+				WHERE o.destination = ? AND o.status = 'pending' AND o.next_attempt <= ?
+				  AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.destination = o.destination AND p.order_key = o.order_key
+				                  AND p.tenant = o.tenant AND p.id < o.id AND p.status IN ('pending', 'inflight'))
+				ORDER BY o.id LIMIT ?)
+			RETURNING `+outboxCols), now.Add(lease).UnixMilli(), nowMS, s.text(destination), nowMS, limit)
+		if err == nil {
+			out, err = scanItems(rows)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: claim: %w", s.d.Name, s.err(ctx, err))
+		}
+		// UPDATE ... RETURNING has no order.
+		slices.SortFunc(out, func(a, b *store.OutboxItem) int { return cmp.Compare(a.ID, b.ID) })
+		return nil
+	})
+	return out, err
+}
+
+// Complete implements store.Outbox.
+func (s *Store) Complete(ctx context.Context, a *store.Attempt, status string, nextAttempt time.Time) error {
+	switch status {
+	case store.StatusDone, store.StatusPending, store.StatusDead:
+	default:
+		return fmt.Errorf("%s: complete: invalid status %q", s.d.Name, status)
+	}
+	return s.write(ctx, func(t *tx) error {
+		var n int
+		err := t.c.QueryRow(ctx, s.bind(`SELECT attempts FROM outbox WHERE id = ? AND status = 'inflight'`+s.forUpdate()), a.ItemID).Scan(&n)
+		if errNoRows(err) {
+			return store.ErrNotFound // absent, or no longer in flight: a late completion changes nothing
+		}
+		if err != nil {
+			return fmt.Errorf("%s: complete: %w", s.d.Name, s.err(ctx, err))
+		}
+		n++
+		a.N = n
+		err = t.c.Batch(ctx, []Stmt{
+			{s.bind(`INSERT INTO delivery_attempts (item_id, n, at, duration_ms, http_status, outcome, trace_id, error)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?)`), []any{a.ItemID, n, a.At.UnixMilli(), a.Duration.Milliseconds(), a.HTTPStatus,
+				a.Outcome, s.text(a.TraceID), s.text(a.Error)}},
+			{s.bind(`UPDATE outbox SET status = ?, attempts = ?, next_attempt = ?, lease_until = 0,
+				last_error = ?, updated = ? WHERE id = ?`), []any{status, n, nextAttempt.UnixMilli(), s.text(a.Error), a.At.UnixMilli(), a.ItemID}},
+		})
+		if err != nil {
+			return fmt.Errorf("%s: complete: %w", s.d.Name, s.err(ctx, err))
+		}
+		return nil
+	})
+}
+
+// Deliveries implements store.Outbox: f.Tenant "" lists every tenant's
+// items.
+func (s *Store) Deliveries(ctx context.Context, f store.DeliveryFilter) ([]*store.OutboxItem, error) {
+	b := s.builder()
+	b.Add(`SELECT ` + outboxCols + ` FROM outbox`)
+	and := " WHERE "
+	eq := func(col, v string) {
+		if v != "" {
+			b.Add(and+col+" = ?", v)
+			and = " AND "
+		}
+	}
+	eq("status", f.Status)
+	eq("destination", f.Destination)
+	eq("patient", f.Patient)
+	eq("source", f.Source)
+	eq("kind", f.Kind)
+	eq("record_id", f.RecordID)
+	eq("trace_id", f.TraceID)
+	if f.Tenant != "" && !validTenant(f.Tenant) {
+		return nil, nil // no item has it
+	}
+	eq("tenant", f.Tenant)
+	if !f.Since.IsZero() {
+		b.Add(and+"created >= ?", f.Since.UnixMilli())
+		and = " AND "
+	}
+	if !f.Until.IsZero() {
+		b.Add(and+"created < ?", f.Until.UnixMilli())
+	}
+	limit := f.Limit
+	if limit <= 0 || limit > 1000 {
+		limit = 100
+	}
+	b.Add(` ORDER BY id DESC LIMIT ? OFFSET ?`, limit, max(f.Offset, 0))
+	var out []*store.OutboxItem
+	err := s.db.Read(ctx, func(c Conn) error {
+		rows, err := c.Query(ctx, b.SQL(), b.Args()...)
+		if err == nil {
+			out, err = scanItems(rows)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: deliveries: %w", s.d.Name, s.err(ctx, err))
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Delivery implements store.Outbox.
+func (s *Store) Delivery(ctx context.Context, id int64) (*store.OutboxItem, []*store.Attempt, error) {
+	var items []*store.OutboxItem
+	var attempts []*store.Attempt
+	err := s.db.Snapshot(ctx, func(c Conn) error {
+		rows, err := c.Query(ctx, s.bind(`SELECT `+outboxCols+` FROM outbox WHERE id = ?`), id)
+		if err == nil {
+			items, err = scanItems(rows)
+		}
+		if err != nil || len(items) == 0 {
+			return err
+		}
+		arows, err := c.Query(ctx, s.bind(`SELECT item_id, n, at, duration_ms, http_status, outcome, trace_id, error
+			FROM delivery_attempts WHERE item_id = ? ORDER BY n`), id)
+		if err != nil {
+			return err
+		}
+		defer arows.Close()
+		attempts = nil // fn may run again
+		for arows.Next() {
+			a := &store.Attempt{}
+			var at, dur int64
+			if err := arows.Scan(&a.ItemID, &a.N, &at, &dur, &a.HTTPStatus, &a.Outcome, &a.TraceID, &a.Error); err != nil {
+				return err
+			}
+			a.At, a.Duration = time.UnixMilli(at).UTC(), time.Duration(dur)*time.Millisecond
+			attempts = append(attempts, a)
+		}
+		return arows.Err()
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: delivery: %w", s.d.Name, s.err(ctx, err))
+	}
+	if len(items) == 0 {
+		return nil, nil, store.ErrNotFound
+	}
+	return items[0], attempts, nil
+}
+
+// Retry implements store.Outbox.
+func (s *Store) Retry(ctx context.Context, id int64, now time.Time) error {
+	return s.write(ctx, func(t *tx) error {
+		n, err := t.c.Exec(ctx, s.bind(`UPDATE outbox SET status = 'pending', next_attempt = ?, updated = ?
+			WHERE id = ? AND status = 'dead'`), now.UnixMilli(), now.UnixMilli(), id)
+		if err != nil {
+			return fmt.Errorf("%s: retry: %w", s.d.Name, s.err(ctx, err))
+		}
+		if n == 0 {
+			return store.ErrNotFound
+		}
+		return nil
+	})
+}
+
+// Replay implements store.Outbox.
+func (s *Store) Replay(ctx context.Context, destination string, since, now time.Time) (int, error) {
+	var n int64
+	err := s.write(ctx, func(t *tx) error {
+		if err := t.lockOutbox(destination, "", ""); err != nil {
+			return fmt.Errorf("%s: replay: %w", s.d.Name, s.err(ctx, err))
+		}
+		ms := now.UnixMilli()
+		var err error
+		n, err = t.c.Exec(ctx, s.bind(`INSERT INTO outbox (destination, order_key, patient, kind, source, record_id,
+			version, trace_id, payload, status, next_attempt, created, updated, tenant)
+			SELECT destination, order_key, patient, kind, source, record_id, version, trace_id, payload, 'pending', ?, ?, ?, tenant
+			FROM outbox WHERE destination = ? AND created >= ? AND status IN ('done', 'dead') ORDER BY id`),
+			ms, ms, ms, s.text(destination), since.UnixMilli())
+		if err != nil {
+			return fmt.Errorf("%s: replay: %w", s.d.Name, s.err(ctx, err))
+		}
+		return nil
+	})
+	return int(n), err
+}
+
+// Stats implements store.Outbox.
+func (s *Store) Stats(ctx context.Context) ([]store.DestinationStats, error) {
+	var out []store.DestinationStats
+	err := s.db.Read(ctx, func(c Conn) error {
+		rows, err := c.Query(ctx, `SELECT destination,
+			COUNT(*) FILTER (WHERE status IN ('pending', 'inflight')),
+			COUNT(*) FILTER (WHERE status = 'dead'),
+			MIN(created) FILTER (WHERE status IN ('pending', 'inflight'))
+			FROM outbox GROUP BY destination ORDER BY destination`)
+		if err != nil {
+			return fmt.Errorf("%s: stats: %w", s.d.Name, s.err(ctx, err))
+		}
+		defer rows.Close()
+		out = nil // fn may run again
+		for rows.Next() {
+			var st store.DestinationStats
+			var oldest *int64
+			if err := rows.Scan(&st.Destination, &st.Pending, &st.Dead, &oldest); err != nil {
+				return fmt.Errorf("%s: stats: %w", s.d.Name, s.err(ctx, err))
+			}
+			if oldest != nil {
+				st.OldestPending = time.UnixMilli(*oldest).UTC()
+			}
+			out = append(out, st)
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("%s: stats: %w", s.d.Name, s.err(ctx, err))
+		}
+		return nil
+	})
+	return out, err
+}
+
+// scanItems reads outbox rows and closes them.
+func scanItems(rows Rows) ([]*store.OutboxItem, error) {
+	defer rows.Close()
+	var out []*store.OutboxItem
+	for rows.Next() {
+		it := &store.OutboxItem{}
+		var next, created, updated int64
+		if err := rows.Scan(&it.ID, &it.Destination, &it.OrderKey, &it.Patient, &it.Kind, &it.Source, &it.RecordID,
+			&it.Version, &it.TraceID, &it.Payload, &it.Status, &it.Attempts, &next, &it.LastError, &created, &updated, &it.Tenant); err != nil {
+			return nil, err
+		}
+		it.NextAttempt, it.Created, it.Updated = time.UnixMilli(next).UTC(), time.UnixMilli(created).UTC(), time.UnixMilli(updated).UTC()
+		out = append(out, it)
+	}
+	return out, rows.Err()
+}

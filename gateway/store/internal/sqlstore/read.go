@@ -1,0 +1,154 @@
+package sqlstore
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+)
+
+// resourceCols are the columns scanResource reads, from table alias r.
+const resourceCols = `r.type, r.id, r.version, r.last_updated, r.deleted, r.body, r.tenant`
+
+// scanResource reads a row of resourceCols. A body comes back as stored
+// (never nil for a version that is not a deletion).
+func scanResource(sc Row) (*store.Resource, error) {
+	var res store.Resource
+	var lu int64
+	var body []byte
+	if err := sc.Scan(&res.Type, &res.ID, &res.Version, &lu, &res.Deleted, &body, &res.Tenant); err != nil {
+		return nil, err
+	}
+	res.LastUpdated = time.UnixMilli(lu).UTC()
+	if !res.Deleted {
+		if body == nil {
+			body = []byte{}
+		}
+		res.Body = body
+	}
+	return &res, nil
+}
+
+// collect reads rows of resourceCols and closes them.
+func collect(rows Rows) ([]*store.Resource, error) {
+	defer rows.Close()
+	var out []*store.Resource
+	for rows.Next() {
+		res, err := scanResource(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, res)
+	}
+	return out, rows.Err()
+}
+
+const sqlReadCurrent = `SELECT ` + resourceCols + ` FROM current c
+	JOIN resources r ON r.type = c.type AND r.id = c.id AND r.version = c.version
+	WHERE c.type = ? AND c.id = ?`
+
+func (s *Store) readCurrent(ctx context.Context, c Conn, typ, id string) (*store.Resource, error) {
+	res, err := scanResource(c.QueryRow(ctx, s.bind(sqlReadCurrent), typ, id))
+	if errNoRows(err) {
+		return nil, fmt.Errorf("%s/%s: %w", typ, id, store.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: read %s/%s: %w", s.d.Name, typ, id, s.err(ctx, err))
+	}
+	if res.Deleted {
+		return res, fmt.Errorf("%s/%s: %w", typ, id, store.ErrGone)
+	}
+	return res, nil
+}
+
+// Read implements store.Store: the current version of typ/id, of
+// whichever tenant; ErrNotFound, or ErrGone with the deletion's metadata.
+func (s *Store) Read(ctx context.Context, typ, id string) (*store.Resource, error) {
+	var res *store.Resource
+	err := s.db.Read(ctx, func(c Conn) error {
+		var err error
+		res, err = s.readCurrent(ctx, c, typ, id)
+		return err
+	})
+	return res, err
+}
+
+// VRead implements store.Store: one version of typ/id, of whichever
+// tenant; ErrNotFound if it does not exist.
+func (s *Store) VRead(ctx context.Context, typ, id string, version int64) (*store.Resource, error) {
+	var res *store.Resource
+	err := s.db.Read(ctx, func(c Conn) error {
+		var err error
+		res, err = scanResource(c.QueryRow(ctx, s.bind(`SELECT `+resourceCols+` FROM resources r
+			WHERE r.type = ? AND r.id = ? AND r.version = ?`), typ, id, version))
+		if errNoRows(err) {
+			return fmt.Errorf("%s/%s/_history/%d: %w", typ, id, version, store.ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: vread %s/%s/%d: %w", s.d.Name, typ, id, version, s.err(ctx, err))
+		}
+		return nil
+	})
+	return res, err
+}
+
+// History implements store.Store: the versions q selects (of q.Tenant),
+// newest first, and their total count, in one snapshot. The history of a
+// resource that never existed is empty (no error); an id without a type
+// is an error.
+func (s *Store) History(ctx context.Context, q store.HistoryQuery) ([]*store.Resource, int, error) {
+	if q.ID != "" && q.Type == "" {
+		return nil, 0, fmt.Errorf("%s: history: an id needs a type", s.d.Name)
+	}
+	b := s.builder()
+	and := " WHERE "
+	cond := func(c string, args ...any) {
+		b.Add(and+c, args...)
+		and = " AND "
+	}
+	switch {
+	case q.Tenant == search.AllTenants:
+	case !validTenant(q.Tenant):
+		cond("1 = 0") // no version has it
+	default:
+		cond("r.tenant = ?", q.Tenant)
+	}
+	if q.Type != "" {
+		cond("r.type = ?", q.Type)
+	}
+	if q.ID != "" {
+		cond("r.id = ?", q.ID)
+	}
+	if !q.Since.IsZero() {
+		cond("r.last_updated >= ?", q.Since.UnixMilli())
+	}
+	where, nargs := b.SQL(), len(b.Args())
+	order := " ORDER BY r.last_updated DESC, r.type, r.id, r.version DESC"
+	if q.ID != "" {
+		order = " ORDER BY r.version DESC"
+	}
+	count, offset := pageBounds(q.Count, q.Offset)
+	b.Add(order+" LIMIT ? OFFSET ?", count, offset)
+
+	var out []*store.Resource
+	var total int
+	err := s.db.Snapshot(ctx, func(c Conn) error {
+		if err := c.QueryRow(ctx, `SELECT COUNT(*) FROM resources r`+where, b.Args()[:nargs]...).Scan(&total); err != nil {
+			return fmt.Errorf("%s: history: %w", s.d.Name, s.err(ctx, err))
+		}
+		rows, err := c.Query(ctx, `SELECT `+resourceCols+` FROM resources r`+b.SQL(), b.Args()...)
+		if err == nil {
+			out, err = collect(rows)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: history: %w", s.d.Name, s.err(ctx, err))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	return out, total, nil
+}

@@ -1,0 +1,295 @@
+package sqlstore
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+)
+
+// Search implements store.Store: q over the current, non-deleted
+// resources of q.Tenant. When the search takes more than one statement
+// that could see different data (a total, includes) they run in one
+// snapshot. A nil query, or one the package cannot run (see the package
+// documentation), is an error.
+func (s *Store) Search(ctx context.Context, q *search.Query) (*store.Page, error) {
+	if q == nil {
+		return nil, fmt.Errorf("%s: search: nil query", s.d.Name)
+	}
+	var pg *store.Page
+	run := func(c Conn) error {
+		var err error
+		pg, err = s.search(ctx, c, q, true)
+		return err
+	}
+	var err error
+	if q.Total || len(q.Includes) > 0 || len(q.RevIncludes) > 0 {
+		err = s.db.Snapshot(ctx, run)
+	} else {
+		// The page's keys and then its resources (see Dialect.JoinMatches)
+		// need no snapshot: a version, once written, never changes.
+		err = s.db.Read(ctx, run)
+	}
+	return pg, err
+}
+
+// key identifies one resource version.
+type key struct {
+	typ, id string
+	version int64
+}
+
+// search runs q with c: the matches, the total if asked for and, if
+// withIncludes, the included resources.
+func (s *Store) search(ctx context.Context, c Conn, q *search.Query, withIncludes bool) (*store.Page, error) {
+	if q == nil {
+		return nil, fmt.Errorf("%s: search: nil query", s.d.Name)
+	}
+	b := NewBuilder(s.d, q.Type, s.now())
+	if err := b.Where(q); err != nil {
+		return nil, err
+	}
+	pg := &store.Page{Total: -1}
+	if q.Total || q.SummaryCount {
+		if err := c.QueryRow(ctx, `SELECT COUNT(*) FROM current c WHERE `+b.SQL(), b.Args()...).Scan(&pg.Total); err != nil {
+			return nil, fmt.Errorf("%s: search count: %w", s.d.Name, s.err(ctx, err))
+		}
+	}
+	if q.SummaryCount {
+		return pg, nil
+	}
+
+	order, oargs := OrderBy(q)
+	count, offset := pageBounds(q.Count, q.Offset)
+	b.Add(" ORDER BY "+order, oargs...)
+	b.Add(" LIMIT ? OFFSET ?", count, offset)
+	var keys []key
+	if s.d.JoinMatches {
+		rows, err := c.Query(ctx, `SELECT `+resourceCols+` FROM current c
+			JOIN resources r ON r.type = c.type AND r.id = c.id AND r.version = c.version
+			WHERE `+b.SQL(), b.Args()...)
+		if err == nil {
+			pg.Matches, err = collect(rows)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: search: %w", s.d.Name, s.err(ctx, err))
+		}
+		if withIncludes && (len(q.Includes) > 0 || len(q.RevIncludes) > 0) {
+			keys = make([]key, len(pg.Matches))
+			for i, r := range pg.Matches {
+				keys[i] = key{r.Type, r.ID, r.Version}
+			}
+		}
+	} else {
+		rows, err := c.Query(ctx, `SELECT c.type, c.id, c.version FROM current c WHERE `+b.SQL(), b.Args()...)
+		if err == nil {
+			keys, err = scanKeys(rows, nil)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: search: %w", s.d.Name, s.err(ctx, err))
+		}
+		if pg.Matches, err = s.fetch(ctx, c, keys); err != nil {
+			return nil, err
+		}
+	}
+	if withIncludes && (len(q.Includes) > 0 || len(q.RevIncludes) > 0) {
+		var err error
+		if pg.Included, err = s.includes(ctx, c, q, keys); err != nil {
+			return nil, err
+		}
+	}
+	return pg, nil
+}
+
+// scanKeys appends rows of (type, id, version) to keys and closes them.
+func scanKeys(rows Rows, keys []key) ([]key, error) {
+	defer rows.Close()
+	for rows.Next() {
+		var k key
+		if err := rows.Scan(&k.typ, &k.id, &k.version); err != nil {
+			return nil, err
+		}
+		keys = append(keys, k)
+	}
+	return keys, rows.Err()
+}
+
+// chunk bounds the values of one statement when each takes a placeholder
+// (see Dialect.Arrays).
+const chunk = 200
+
+// chunks calls fn for consecutive parts of n values: one part with
+// Arrays, else parts of at most chunk values.
+func (s *Store) chunks(n int, fn func(start, end int) error) error {
+	size := chunk
+	if s.d.Arrays {
+		size = max(n, 1)
+	}
+	for start := 0; start < n; start += size {
+		if err := fn(start, min(start+size, n)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+const sqlFetchArrays = `SELECT ` + resourceCols + ` FROM resources r
+	JOIN unnest(?::text[], ?::text[], ?::bigint[]) AS k(type, id, version)
+	ON r.type = k.type AND r.id = k.id AND r.version = k.version`
+
+// fetch loads the given versions, in the order of keys.
+func (s *Store) fetch(ctx context.Context, c Conn, keys []key) ([]*store.Resource, error) {
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	got := make(map[key]*store.Resource, len(keys))
+	err := s.chunks(len(keys), func(start, end int) error {
+		part := keys[start:end]
+		var query string
+		var args []any
+		if s.d.Arrays {
+			types, ids, versions := make([]string, len(part)), make([]string, len(part)), make([]int64, len(part))
+			for i, k := range part {
+				types[i], ids[i], versions[i] = k.typ, k.id, k.version
+			}
+			query, args = s.bind(sqlFetchArrays), []any{types, ids, versions}
+		} else {
+			b := s.builder()
+			b.args = make([]any, 0, 3*len(part))
+			b.sb.Grow(len(resourceCols) + 50*len(part) + 40)
+			b.Add(`SELECT ` + resourceCols + ` FROM resources r WHERE `)
+			for i, k := range part {
+				if i > 0 {
+					b.Add(" OR ")
+				}
+				b.Add("(r.type = ? AND r.id = ? AND r.version = ?)", k.typ, k.id, k.version)
+			}
+			query, args = b.SQL(), b.Args()
+		}
+		rows, err := c.Query(ctx, query, args...)
+		if err != nil {
+			return err
+		}
+		res, err := collect(rows)
+		for _, r := range res {
+			got[key{r.Type, r.ID, r.Version}] = r
+		}
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s: fetch: %w", s.d.Name, s.err(ctx, err))
+	}
+	out := make([]*store.Resource, 0, len(keys))
+	for _, k := range keys {
+		if r := got[k]; r != nil {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+// in writes "col IN (?, ...)", or with Arrays "col = ANY(?)", for vals.
+func (s *Store) in(b *Builder, col string, vals []string) {
+	if s.d.Arrays {
+		b.Add(col+" = ANY(?)", vals)
+		return
+	}
+	b.Add(col + " IN (")
+	for i, v := range vals {
+		if i > 0 {
+			b.Add(", ")
+		}
+		b.Add("?", v)
+	}
+	b.Add(")")
+}
+
+// includes resolves q's _include and _revinclude for the matches: current,
+// non-deleted resources of q.Tenant, each once, none that is a match,
+// ordered by type and id.
+func (s *Store) includes(ctx context.Context, c Conn, q *search.Query, matches []key) ([]*store.Resource, error) {
+	type ref struct{ typ, id string }
+	seen := map[ref]bool{}
+	byType := map[string][]string{} // match ids by type
+	var types []string
+	for _, k := range matches {
+		seen[ref{k.typ, k.id}] = true
+		if byType[k.typ] == nil {
+			types = append(types, k.typ)
+		}
+		byType[k.typ] = append(byType[k.typ], k.id)
+	}
+	var found []key
+	tenantCond, tenantArgs := tenantCond(q.Tenant)
+	run := func(b *Builder) error {
+		rows, err := c.Query(ctx, b.SQL(), b.Args()...)
+		if err != nil {
+			return err
+		}
+		keys, err := scanKeys(rows, nil)
+		for _, k := range keys {
+			if r := (ref{k.typ, k.id}); !seen[r] {
+				seen[r] = true
+				found = append(found, k)
+			}
+		}
+		return err
+	}
+	for _, typ := range types {
+		ids := byType[typ]
+		err := s.chunks(len(ids), func(start, end int) error {
+			for _, inc := range q.Includes {
+				if inc.SourceType != "" && inc.SourceType != "*" && inc.SourceType != typ {
+					continue
+				}
+				b := s.builder()
+				b.Add(`SELECT c.type, c.id, c.version FROM idx_reference x
+					JOIN current c ON c.type = x.ref_type AND c.id = x.ref_id
+					WHERE `+s.d.NotDeleted+` AND x.type = ? AND `, typ)
+				s.in(b, "x.id", ids[start:end])
+				b.Add(tenantCond, tenantArgs...)
+				if inc.Param != "" && inc.Param != "*" {
+					b.Add(" AND x.param = ?", inc.Param)
+				}
+				if inc.TargetType != "" {
+					b.Add(" AND x.ref_type = ?", inc.TargetType)
+				}
+				if err := run(b); err != nil {
+					return fmt.Errorf("%s: _include: %w", s.d.Name, s.err(ctx, err))
+				}
+			}
+			for _, inc := range q.RevIncludes {
+				if inc.TargetType != "" && inc.TargetType != typ {
+					continue
+				}
+				b := s.builder()
+				b.Add(`SELECT c.type, c.id, c.version FROM idx_reference x
+					JOIN current c ON c.type = x.type AND c.id = x.id
+					WHERE `+s.d.NotDeleted+` AND x.ref_type = ? AND `, typ)
+				s.in(b, "x.ref_id", ids[start:end])
+				b.Add(tenantCond, tenantArgs...)
+				if inc.SourceType != "" && inc.SourceType != "*" {
+					b.Add(" AND x.type = ?", inc.SourceType)
+				}
+				if inc.Param != "" && inc.Param != "*" {
+					b.Add(" AND x.param = ?", inc.Param)
+				}
+				if err := run(b); err != nil {
+					return fmt.Errorf("%s: _revinclude: %w", s.d.Name, s.err(ctx, err))
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	slices.SortFunc(found, func(a, b key) int {
+		return cmp.Or(strings.Compare(a.typ, b.typ), strings.Compare(a.id, b.id))
+	})
+	return s.fetch(ctx, c, found)
+}

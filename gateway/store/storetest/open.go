@@ -1,0 +1,113 @@
+package storetest
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+)
+
+// The checks of this file need a backend's help to open (and reopen) its
+// database; a backend's tests call them.
+
+// Reopen writes a resource to s, a new store, closes s twice (the second
+// Close must succeed too), opens the database again with reopen and checks
+// that the resource, its exact body and its index entry are there. It
+// returns the reopened store, which the caller closes.
+func Reopen(t *testing.T, s store.Store, reopen func() (store.Store, error)) store.Store {
+	t.Helper()
+	ctx := context.Background()
+	body := `{"x": 1}`
+	identifier := tok("identifier", "urn:x", "1")
+	put(t, s, &store.Resource{Type: "Patient", ID: "a", Version: 1, Body: []byte(body)}, identifier)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	s, err := reopen()
+	if err != nil {
+		t.Fatalf("reopen: %v", err)
+	}
+	got, err := s.Read(ctx, "Patient", "a")
+	if err != nil || string(got.Body) != body {
+		t.Errorf("Read after reopen = %v, %v; want body %s", got, err, body)
+	}
+	expect(t, s, "search after reopen", query("Patient", clause("identifier", search.TypeToken, "", vSys("urn:x", "1"))), "a")
+	return s
+}
+
+// ConcurrentOpen opens n stores with open, all at once, on one new
+// database (as n processes starting together: their migrations must not
+// collide), writes a resource through each and checks that the first
+// store sees every one. It returns the stores, which are closed when the
+// test ends.
+func ConcurrentOpen(t *testing.T, n int, open func() (store.Store, error)) []store.Store {
+	t.Helper()
+	stores := make([]store.Store, n)
+	errs := make([]error, n)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			stores[i], errs[i] = open()
+		})
+	}
+	close(start)
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("Open %d: %v", i, err)
+		}
+		t.Cleanup(func() { stores[i].Close() })
+	}
+	for i, s := range stores {
+		put(t, s, &store.Resource{Type: "Basic", ID: fmt.Sprint(i), Version: 1, Body: []byte(`{}`)})
+	}
+	pg, err := stores[0].Search(context.Background(), &search.Query{Type: "Basic", Total: true})
+	if err != nil || pg.Total != n {
+		t.Errorf("Search = %v, %v; want %d resources", pg, err, n)
+	}
+	return stores
+}
+
+// SchemaV3Rows are statements that fill a database of schema version 3
+// (before tenants): a Patient with an index entry and an outbox item.
+// They are portable SQL: FALSE is 0 to SQLite.
+var SchemaV3Rows = []string{
+	`INSERT INTO resources (type, id, version, last_updated, deleted, body) VALUES ('Patient', 'p', 1, 0, FALSE, '{}')`,
+	`INSERT INTO current (type, id, version, last_updated, deleted) VALUES ('Patient', 'p', 1, 0, FALSE)`,
+	`INSERT INTO idx_token (type, id, param, system, code, text) VALUES ('Patient', 'p', 'identifier', 'urn:x', '1', '')`,
+	`INSERT INTO outbox (destination, order_key, patient, kind, source, record_id, version, trace_id, payload, status,
+		next_attempt, created, updated) VALUES ('ehr', 'k', 'pat', 'session', 'src', 'r', '1', '', '{}', 'pending', 0, 0, 0)`,
+}
+
+// MigratedTenants checks s, opened on a database of schema version 3 that
+// SchemaV3Rows filled: its resource and outbox item belong to the default
+// tenant.
+func MigratedTenants(t *testing.T, s store.Store) {
+	t.Helper()
+	ctx := context.Background()
+	if r, err := s.Read(ctx, "Patient", "p"); err != nil || r.Tenant != "" {
+		t.Errorf("Read = %+v, %v; want the default tenant's", r, err)
+	}
+	q := &search.Query{Type: "Patient", Total: true, Clauses: []search.Clause{clause("identifier", search.TypeToken, "", vSys("urn:x", "1"))}}
+	for tenant, want := range map[string]int{"": 1, "clinic-a": 0, search.AllTenants: 1} {
+		q.Tenant = tenant
+		if pg, err := s.Search(ctx, q); err != nil || pg.Total != want || len(pg.Matches) != want {
+			t.Errorf("Search(tenant %q) = %v, %v; want %d match", tenant, pg, err, want)
+		}
+	}
+	if _, total, err := s.History(ctx, store.HistoryQuery{}); err != nil || total != 1 {
+		t.Errorf("History(default tenant) total = %d, %v; want 1", total, err)
+	}
+	items, err := s.Deliveries(ctx, store.DeliveryFilter{})
+	if err != nil || len(items) != 1 || items[0].Tenant != "" {
+		t.Errorf("Deliveries = %v, %v; want one item of the default tenant", items, err)
+	}
+}
