@@ -46,19 +46,29 @@ func scopeQuery(q *search.Query, tenant string) {
 	}
 }
 
-// tenantStore is the store as one tenant sees it.
+// reader is what the engine reads outside a transaction.
+type reader interface {
+	Read(ctx context.Context, typ, id string) (*store.Resource, error)
+	VRead(ctx context.Context, typ, id string, version int64) (*store.Resource, error)
+	History(ctx context.Context, q store.HistoryQuery) ([]*store.Resource, int, error)
+	Search(ctx context.Context, q *search.Query) (*store.Page, error)
+}
+
+// tenantStore is the store's reads as one tenant sees them. It is no
+// store.Store: nothing else of the store (the outbox, the nonces) passes
+// through it unconfined.
 type tenantStore struct {
-	store.Store
+	st     reader
 	tenant string
 }
 
-// storeFor is the store confined to tenant.
-func (e *Engine) storeFor(tenant string) store.Store {
-	return tenantStore{Store: e.store, tenant: tenant}
+// storeFor is the store's reads confined to tenant.
+func (e *Engine) storeFor(tenant string) reader {
+	return tenantStore{st: e.store, tenant: tenant}
 }
 
 func (t tenantStore) Read(ctx context.Context, typ, id string) (*store.Resource, error) {
-	r, err := t.Store.Read(ctx, typ, id)
+	r, err := t.st.Read(ctx, typ, id)
 	if r != nil && !visible(t.tenant, typ, r.Tenant) {
 		return nil, errForeign
 	}
@@ -66,7 +76,7 @@ func (t tenantStore) Read(ctx context.Context, typ, id string) (*store.Resource,
 }
 
 func (t tenantStore) VRead(ctx context.Context, typ, id string, version int64) (*store.Resource, error) {
-	r, err := t.Store.VRead(ctx, typ, id, version)
+	r, err := t.st.VRead(ctx, typ, id, version)
 	if r != nil && !visible(t.tenant, typ, r.Tenant) {
 		return nil, errForeign
 	}
@@ -78,12 +88,12 @@ func (t tenantStore) History(ctx context.Context, q store.HistoryQuery) ([]*stor
 	if sharedTypes[q.Type] {
 		q.Tenant = search.AllTenants
 	}
-	return t.Store.History(ctx, q)
+	return t.st.History(ctx, q)
 }
 
 func (t tenantStore) Search(ctx context.Context, q *search.Query) (*store.Page, error) {
 	scopeQuery(q, t.tenant)
-	return t.Store.Search(ctx, q)
+	return t.st.Search(ctx, q)
 }
 
 // tenantTx is a write transaction as one tenant sees it: reads and
