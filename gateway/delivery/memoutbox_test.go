@@ -150,6 +150,27 @@ func (m *memoryOutbox) Claim(ctx context.Context, destination string, now time.T
 	return out, nil
 }
 
+// Renew implements Outbox.
+func (m *memoryOutbox) Renew(ctx context.Context, ids []int64, until time.Time) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for _, id := range ids {
+		mi := m.items[id]
+		if mi == nil || mi.item.Status != store.StatusInFlight {
+			continue
+		}
+		mi.leaseUntil = until
+		mi.gen++
+		m.dest(mi.item.Destination).push(until, mi)
+		n++
+	}
+	return n, nil
+}
+
 // Complete implements Outbox.
 func (m *memoryOutbox) Complete(ctx context.Context, a *store.Attempt, status string, nextAttempt time.Time) error {
 	if err := ctx.Err(); err != nil {

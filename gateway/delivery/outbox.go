@@ -33,6 +33,11 @@ type Outbox interface {
 	// claimable items is correct. Returning no items is not an error.
 	Claim(ctx context.Context, destination string, now time.Time, lease time.Duration, limit int) ([]*store.OutboxItem, error)
 
+	// Renew extends to until the leases of those of ids still in flight
+	// and returns how many: the worker renews the claims of the attempts
+	// it is running, so a short lease finds a crashed worker's claims soon.
+	Renew(ctx context.Context, ids []int64, until time.Time) (int, error)
+
 	// Complete records attempt a of item a.ItemID and moves the item to
 	// status:
 	//

@@ -219,8 +219,8 @@ func TestNewWorkerChecks(t *testing.T) {
 	}
 	slow := d
 	slow.Timeout = 10 * time.Minute
-	if _, err := NewWorker(newMemoryOutbox(), []Destination{slow}, WorkerOptions{}); err == nil || !strings.Contains(err.Error(), "lease") {
-		t.Errorf("timeout beyond the lease: %v", err)
+	if _, err := NewWorker(newMemoryOutbox(), []Destination{slow}, WorkerOptions{}); err == nil || !strings.Contains(err.Error(), "attempt timeout") {
+		t.Errorf("timeout beyond the attempt timeout: %v", err)
 	}
 	bad := d
 	bad.Auth = Auth{Type: AuthSMARTBackend, SMART: SMART{ClientID: "c", Scope: "s", KeyID: "k", PrivateKeyPEM: "nope"}}

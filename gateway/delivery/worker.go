@@ -55,9 +55,14 @@ type WorkerOptions struct {
 	// PollInterval is how often the outbox is polled without Notify
 	// (default 5s).
 	PollInterval time.Duration
-	// Lease is how long a claim lasts (default 5m); an attempt is cut off
-	// after four fifths of it so that it completes within its lease.
+	// Lease is how long a claim lasts unless renewed (default 30s): the
+	// worker renews the claims of its running attempts every third of it,
+	// so a claim of a process that died is claimed again by another within
+	// Lease (plus a poll interval).
 	Lease time.Duration
+	// AttemptTimeout cuts an attempt off (default 4m); a destination's
+	// request timeout must fit in it.
+	AttemptTimeout time.Duration
 	// BackoffBase and BackoffMax bound the exponential backoff: attempt n
 	// waits a uniformly random time in [0, min(Max, Base*2^(n-1))) (full
 	// jitter), at least the answer's Retry-After (defaults 1s and 10m).
@@ -86,7 +91,8 @@ func (o *WorkerOptions) setDefaults() {
 		}
 	}
 	def(&o.PollInterval, 5*time.Second)
-	def(&o.Lease, 5*time.Minute)
+	def(&o.Lease, 30*time.Second)
+	def(&o.AttemptTimeout, 4*time.Minute)
 	def(&o.BackoffBase, time.Second)
 	def(&o.BackoffMax, 10*time.Minute)
 	def(&o.MaxAge, 72*time.Hour)
@@ -127,10 +133,11 @@ type destWorker struct {
 	inflight    atomic.Int64
 
 	mu         sync.Mutex
-	caps       *Capabilities // nil until read
-	capsFailed bool          // the last capability check failed (its recovery is logged)
-	hold       time.Time     // no claims before (destination-wide failure)
-	streak     int           // consecutive destination-wide failures
+	running    map[int64]bool // the items of the attempts in progress (their leases are renewed)
+	caps       *Capabilities  // nil until read
+	capsFailed bool           // the last capability check failed (its recovery is logged)
+	hold       time.Time      // no claims before (destination-wide failure)
+	streak     int            // consecutive destination-wide failures
 }
 
 // NewWorker validates the destinations (unique names), builds their
@@ -141,8 +148,8 @@ func NewWorker(outbox Outbox, dests []Destination, opts WorkerOptions) (*Worker,
 	}
 	opts.setDefaults()
 	switch {
-	case opts.Lease < 0 || opts.PollInterval < 0 || opts.BackoffBase < 0 || opts.BackoffMax < opts.BackoffBase:
-		return nil, errors.New("delivery: lease, poll interval and backoff must be positive, base <= max")
+	case opts.Lease < 0 || opts.AttemptTimeout < 0 || opts.PollInterval < 0 || opts.BackoffBase < 0 || opts.BackoffMax < opts.BackoffBase:
+		return nil, errors.New("delivery: lease, attempt timeout, poll interval and backoff must be positive, base <= max")
 	case opts.MaxAttempts < 1:
 		return nil, errors.New("delivery: max attempts must be at least 1")
 	}
@@ -157,10 +164,10 @@ func NewWorker(outbox Outbox, dests []Destination, opts WorkerOptions) (*Worker,
 		if err != nil {
 			return nil, err
 		}
-		dw := &destWorker{w: w, dest: c.Destination(), client: c, itemTimeout: opts.Lease * 4 / 5,
+		dw := &destWorker{w: w, dest: c.Destination(), client: c, itemTimeout: opts.AttemptTimeout,
 			notify: make(chan struct{}, 1), wake: make(chan struct{}, 1)}
 		if dw.itemTimeout < dw.dest.Timeout {
-			return nil, fmt.Errorf("delivery: destination %q: timeout %v does not fit in the lease %v", d.Name, dw.dest.Timeout, opts.Lease)
+			return nil, fmt.Errorf("delivery: destination %q: timeout %v does not fit in the attempt timeout %v", d.Name, dw.dest.Timeout, opts.AttemptTimeout)
 		}
 		w.dests = append(w.dests, dw)
 	}
@@ -214,6 +221,12 @@ func (w *Worker) Run(ctx context.Context) error {
 
 func (d *destWorker) run(ctx context.Context) {
 	o := &d.w.opts
+	// The leases of running attempts are renewed until the last of them
+	// has finished, also while Run drains (this defer runs last).
+	renewCtx, stopRenewing := context.WithCancel(context.WithoutCancel(ctx))
+	var renewing sync.WaitGroup
+	renewing.Go(func() { d.renewLeases(renewCtx) })
+	defer func() { stopRenewing(); renewing.Wait() }()
 	sendCtx, cancelSends := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelSends()
 	var sends sync.WaitGroup
@@ -249,6 +262,7 @@ func (d *destWorker) run(ctx context.Context) {
 			}
 			for _, it := range items {
 				d.inflight.Add(1)
+				d.setRunning(it.ID, true)
 				sends.Go(func() { d.attempt(sendCtx, it) })
 			}
 		}
@@ -313,6 +327,54 @@ func (d *destWorker) checkCapabilities(ctx context.Context) time.Duration {
 	return o.CapabilityInterval
 }
 
+// setRunning records that the attempt of item id runs (or ended).
+func (d *destWorker) setRunning(id int64, on bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.running == nil {
+		d.running = map[int64]bool{}
+	}
+	if on {
+		d.running[id] = true
+	} else {
+		delete(d.running, id)
+	}
+}
+
+// renewLeases renews the claims of the running attempts every third of
+// the lease until ctx ends.
+func (d *destWorker) renewLeases(ctx context.Context) {
+	o := &d.w.opts
+	for {
+		c, stop := o.Clock.NewTimer(o.Clock.Now().Add(o.Lease / 3))
+		select {
+		case <-ctx.Done():
+			stop()
+			return
+		case <-c:
+		}
+		d.mu.Lock()
+		ids := make([]int64, 0, len(d.running))
+		for id := range d.running {
+			ids = append(ids, id)
+		}
+		d.mu.Unlock()
+		if len(ids) == 0 {
+			continue
+		}
+		n, err := d.w.outbox.Renew(ctx, ids, o.Clock.Now().Add(o.Lease))
+		switch {
+		case err != nil && ctx.Err() == nil:
+			o.Logger.Warn("delivery: renewing leases failed", "destination", d.dest.Name, "items", len(ids), "error", err)
+		case err == nil && n < len(ids):
+			// An attempt outlived its lease (a stall longer than the lease):
+			// another worker may send the item too; the EHR's conditional
+			// requests keep that from duplicating anything.
+			o.Logger.Warn("delivery: a lease ran out during its attempt", "destination", d.dest.Name, "lost", len(ids)-n)
+		}
+	}
+}
+
 // mode is the effective mode: the configured one lowered by the
 // capabilities read, if any.
 func (d *destWorker) mode() Mode {
@@ -340,6 +402,7 @@ func (d *destWorker) attempt(ctx context.Context, it *store.OutboxItem) {
 			o.Logger.Error("delivery: panic while recording an attempt", "destination", d.dest.Name, "item", it.ID,
 				"panic_type", fmt.Sprintf("%T", p), "stack", string(debug.Stack()))
 		}
+		d.setRunning(it.ID, false)
 		d.inflight.Add(-1)
 		signal(d.wake)
 	}()

@@ -3,8 +3,10 @@ package delivery
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -546,4 +548,62 @@ func procedureWrites(ehr *stubEHR, session string) []string {
 		}
 	}
 	return out
+}
+
+// TestLeaseRenewedDuringAttempt: with a lease much shorter than an attempt,
+// the claim is renewed while the attempt runs, so a second worker on the
+// same outbox never claims (and sends) the item again; real clock, SQLite.
+func TestLeaseRenewedDuringAttempt(t *testing.T) {
+	var posts atomic.Int32
+	release := make(chan struct{})
+	ehr := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			http.NotFound(w, r)
+			return
+		}
+		posts.Add(1)
+		<-release // the attempt outlives several leases
+		w.Header().Set("Content-Type", "application/fhir+json")
+		_, _ = io.WriteString(w, `{"resourceType":"Bundle","type":"transaction-response","entry":[{"response":{"status":"201 Created"}}]}`)
+	}))
+	defer ehr.Close()
+	ob := openSQLite(t)
+	it := &store.OutboxItem{Destination: "ehr", OrderKey: "k", Patient: "P", Kind: "session", Source: "clinic", RecordID: "k",
+		Version: "1", Payload: []byte(`{"resourceType":"Bundle","type":"transaction","entry":[{"fullUrl":"urn:uuid:3f1f8a4e-0b7e-4a83-9d0e-5f1b7c2d9e10",` +
+			`"resource":{"resourceType":"Patient"},"request":{"method":"POST","url":"Patient"}}]}`)}
+	if err := ob.Enqueue(it); err != nil {
+		t.Fatal(err)
+	}
+	d := Destination{Name: "ehr", BaseURL: ehr.URL + "/fhir", Timeout: 10 * time.Second, Concurrency: 1, Mode: ModeTransaction}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for range 2 {
+		w, err := NewWorker(ob, []Destination{d}, WorkerOptions{Lease: 300 * time.Millisecond, PollInterval: 20 * time.Millisecond,
+			AttemptTimeout: 10 * time.Second, CapabilityInterval: -1, BacklogInterval: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Go(func() { _ = w.Run(ctx) })
+	}
+	// Let both workers poll through several lease lengths while the one
+	// attempt hangs at the EHR.
+	for deadline := time.Now().Add(5 * time.Second); posts.Load() == 0 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(1500 * time.Millisecond) // five leases
+	close(release)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if got, _, _ := ob.Delivery(context.Background(), it.ID); got != nil && got.Status == store.StatusDone {
+			break
+		}
+	}
+	cancel()
+	wg.Wait()
+	if n := posts.Load(); n != 1 {
+		t.Errorf("the EHR got %d transactions, want 1 (a lease ran out while its attempt ran)", n)
+	}
+	got, attempts, _ := ob.Delivery(context.Background(), it.ID)
+	if got.Status != store.StatusDone || len(attempts) != 1 {
+		t.Errorf("item %s with %d attempts, want done after 1", got.Status, len(attempts))
+	}
 }

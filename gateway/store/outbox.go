@@ -101,6 +101,12 @@ type Outbox interface {
 	// undelivered item of their OrderKey (dead items do not block), in id
 	// order. limit <= 0 means 1.
 	Claim(ctx context.Context, destination string, now time.Time, lease time.Duration, limit int) ([]*OutboxItem, error)
+	// Renew extends the leases of the given items that are still in flight
+	// to until (a worker renews the claims of the attempts it is running,
+	// so that a short lease finds a crashed worker's claims quickly) and
+	// returns how many it extended: an item no longer in flight (completed,
+	// or claimed again after its lease ran out) is left alone.
+	Renew(ctx context.Context, ids []int64, until time.Time) (int, error)
 	// Complete records an attempt and sets the item's status (done,
 	// pending for a retry at nextAttempt, or dead). It returns ErrNotFound
 	// and changes nothing when the item is absent or not in flight (a late

@@ -103,6 +103,32 @@ func (s *Store) Claim(ctx context.Context, destination string, now time.Time, le
 	return out, err
 }
 
+// Renew implements store.Outbox.
+func (s *Store) Renew(ctx context.Context, ids []int64, until time.Time) (int, error) {
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	b := s.builder()
+	b.Add(`UPDATE outbox SET lease_until = ? WHERE status = 'inflight' AND id IN (`, until.UnixMilli())
+	for i, id := range ids {
+		if i > 0 {
+			b.Add(`, `)
+		}
+		b.Add(`?`, id)
+	}
+	b.Add(`)`)
+	var n int64
+	err := s.db.Autocommit(ctx, func(c Conn) error {
+		var err error
+		n, err = c.Exec(ctx, b.SQL(), b.Args()...)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("%s: renew: %w", s.d.Name, s.err(ctx, err))
+	}
+	return int(n), nil
+}
+
 // Complete implements store.Outbox.
 func (s *Store) Complete(ctx context.Context, a *store.Attempt, status string, nextAttempt time.Time) error {
 	switch status {
