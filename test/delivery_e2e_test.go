@@ -53,6 +53,51 @@ func TestDeliveryExactlyOnceAfterKill(t *testing.T) {
 	}
 }
 
+// TestDeliveryClaimRecovery: a gateway is killed in the middle of a
+// delivery attempt (its claim held, the EHR still working on the request);
+// a second gateway on the same database delivers the record once the
+// claim's lease has run out: within the documented 30 s lease plus a 5 s
+// poll interval (docs/operations.md), not minutes.
+func TestDeliveryClaimRecovery(t *testing.T) {
+	ehr := newEHRStub(t)
+	ehr.mu.Lock()
+	ehr.hang = make(chan struct{})
+	ehr.mu.Unlock()
+	db := filepath.Join(t.TempDir(), "deliver.db")
+	g := start(t, "--db", db, "--ehr-url", ehr.URL)
+	body, _ := os.ReadFile("../schemas/examples/session/routine-ketamine-iv-session.json")
+	if status, _, resp := doReq(t, "POST", g.base+"/ingest/session", string(body)); status != 200 {
+		t.Fatalf("ingest = %d %v", status, resp)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		ehr.mu.Lock()
+		hung := ehr.hung
+		ehr.mu.Unlock()
+		if hung > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the gateway never started its attempt")
+		}
+	}
+	_ = g.cmd.Process.Signal(syscall.SIGKILL)
+	_ = g.cmd.Wait()
+	ehr.mu.Lock()
+	close(ehr.hang)
+	ehr.hang = nil
+	ehr.mu.Unlock()
+
+	restarted := time.Now()
+	g2 := start(t, "--db", db, "--ehr-url", ehr.URL)
+	waitDelivered(t, g2, 1)
+	if took := time.Since(restarted); took > 45*time.Second {
+		t.Errorf("the second gateway delivered after %v, want within the 30 s lease and a poll interval", took)
+	}
+	if _, maxCreates, _ := ehr.stats(); maxCreates != 1 {
+		t.Errorf("a resource was created %d times at the EHR, want once", maxCreates)
+	}
+}
+
 // TestDeliveryAnswerLost: the EHR commits, then the connection drops; the
 // re-send creates no duplicate.
 func TestDeliveryAnswerLost(t *testing.T) {

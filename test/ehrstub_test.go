@@ -31,6 +31,11 @@ type ehrStub struct {
 	fail500 int
 	// traceparents are the traceparent headers of the transactions received.
 	traceparents []string
+	// hang, when set, holds every transaction until it is closed (or the
+	// client goes away): a delivery in the middle of its attempt.
+	hang chan struct{}
+	// hung counts the transactions that were held.
+	hung int
 }
 
 func newEHRStub(t *testing.T) *ehrStub {
@@ -55,6 +60,16 @@ func (e *ehrStub) stats() (distinct, maxCreates, posts int) {
 
 func (e *ehrStub) serve(w http.ResponseWriter, r *http.Request) {
 	e.mu.Lock()
+	if hang := e.hang; hang != nil && r.Method == http.MethodPost {
+		e.hung++
+		e.mu.Unlock()
+		select {
+		case <-hang:
+		case <-r.Context().Done():
+			return
+		}
+		e.mu.Lock()
+	}
 	defer e.mu.Unlock()
 	if e.down {
 		http.Error(w, "maintenance", http.StatusServiceUnavailable)
