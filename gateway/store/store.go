@@ -31,6 +31,11 @@ var (
 	ErrConflict = errors.New("conflict")
 	// ErrUnavailable: the database cannot be reached or is overloaded.
 	ErrUnavailable = errors.New("database unavailable")
+	// ErrNoDatabase: opened as an existing database (the read-only
+	// commands do), there is none: no such SQLite file, a database the
+	// gateway never set up, or one whose schema is older than the
+	// program's (serve migrates it).
+	ErrNoDatabase = errors.New("no gateway database there")
 )
 
 // Resource is one version of a resource.

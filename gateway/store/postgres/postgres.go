@@ -93,6 +93,10 @@ type Options struct {
 	// stamps when the caller gives none, nonce expiry, date "ap" searches
 	// and the time a migration is recorded. Default time.Now.
 	Now func() time.Time
+	// Existing opens only a database the gateway set up, at the
+	// program's schema version, migrating nothing (the read-only
+	// commands): otherwise store.ErrNoDatabase.
+	Existing bool
 }
 
 // Defaults of Options.
@@ -135,7 +139,12 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	s := &Store{pool: pool, acquireTimeout: acquire, now: now}
 	s.Store = sqlstore.New(conns{s}, dialect, now)
 	s.analyzer.ctx, s.analyzer.stop = context.WithCancel(context.Background())
-	if err := s.migrate(ctx); err != nil {
+	if opts.Existing {
+		err = s.checkVersion(ctx)
+	} else {
+		err = s.migrate(ctx)
+	}
+	if err != nil {
 		s.Close()
 		return nil, err
 	}

@@ -293,3 +293,34 @@ func TestUnreachableIsUnavailable(t *testing.T) {
 func pgError(code string) error {
 	return fmt.Errorf("wrapped: %w", &pgconn.PgError{Code: code, Message: "test"})
 }
+
+// TestOpenExisting: opened as an existing database (the read-only
+// commands), a database the gateway never set up is store.ErrNoDatabase
+// and gets no tables; one it set up opens.
+func TestOpenExisting(t *testing.T) {
+	u := freshDB(t)
+	ctx := context.Background()
+	if _, err := Open(ctx, u, Options{Existing: true}); !errors.Is(err, store.ErrNoDatabase) {
+		t.Fatalf("Open(never set up) = %v, want ErrNoDatabase", err)
+	}
+	conn, err := pgx.Connect(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	err = conn.QueryRow(ctx, `SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema()`).Scan(&n)
+	conn.Close(ctx)
+	if err != nil || n != 0 {
+		t.Errorf("Open(never set up) left %d tables (%v), want none", n, err)
+	}
+	s, err := Open(ctx, u, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s, err = Open(ctx, u, Options{Existing: true})
+	if err != nil {
+		t.Fatalf("Open(set up) = %v", err)
+	}
+	s.Close()
+}

@@ -264,6 +264,19 @@ func (s *Store) migrate(ctx context.Context) error {
 	return nil
 }
 
+// checkVersion checks the schema version without migrating (Existing).
+func (s *Store) checkVersion(ctx context.Context) error {
+	c, err := s.acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Release()
+	if err := sqlstore.CheckVersion(ctx, conn{c}, schemaVersion); err != nil {
+		return fmt.Errorf("postgres: %w", err)
+	}
+	return nil
+}
+
 // migrateTx migrates the database to version upTo (tests build older
 // schemas with it) in tx; now stamps the migrations applied.
 func migrateTx(ctx context.Context, tx pgx.Tx, upTo int, now func() time.Time) error {

@@ -28,6 +28,7 @@
 package sqlite
 
 import (
+	"os"
 	"context"
 	"database/sql"
 	"errors"
@@ -57,6 +58,11 @@ type Options struct {
 	// stamps when the caller gives none, nonce expiry, date "ap" searches
 	// and the time a migration is recorded. Default time.Now.
 	Now func() time.Time
+	// Existing opens only an existing gateway database at the program's
+	// schema version, creating and migrating nothing (the read-only
+	// commands): a missing file or a database not set up is
+	// store.ErrNoDatabase.
+	Existing bool
 }
 
 // Store is a store.Store on one SQLite database file.
@@ -96,6 +102,11 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		now = time.Now
 	}
 
+	if opts.Existing {
+		if err := checkExisting(ctx, path, busy); err != nil {
+			return nil, fmt.Errorf("sqlite: %s: %w", path, err)
+		}
+	}
 	w, err := sql.Open("sqlite", dsn(path, busy, false))
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
@@ -104,9 +115,11 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	w.SetMaxIdleConns(1)
 	w.SetConnMaxLifetime(0)
 	w.SetConnMaxIdleTime(0)
-	if err := migrate(ctx, w, 2*busy, now); err != nil {
-		w.Close()
-		return nil, fmt.Errorf("sqlite: migrate %s: %w", path, err)
+	if !opts.Existing {
+		if err := migrate(ctx, w, 2*busy, now); err != nil {
+			w.Close()
+			return nil, fmt.Errorf("sqlite: migrate %s: %w", path, err)
+		}
 	}
 
 	r, err := sql.Open("sqlite", dsn(path, busy, true))
@@ -133,6 +146,20 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 
 // dsn is the modernc.org/sqlite data source name: the pragmas are applied
 // on every new connection, busy_timeout first.
+// checkExisting checks, on a read-only connection that changes nothing,
+// that path is a gateway database at this program's schema version.
+func checkExisting(ctx context.Context, path string, busy time.Duration) error {
+	if fi, err := os.Stat(path); err != nil || !fi.Mode().IsRegular() {
+		return fmt.Errorf("no such database file: %w", store.ErrNoDatabase)
+	}
+	db, err := sql.Open("sqlite", dsn(path, busy, true))
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	return sqlstore.CheckVersion(ctx, conn{db}, schemaVersion)
+}
+
 func dsn(path string, busy time.Duration, readOnly bool) string {
 	v := url.Values{}
 	v.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busy.Milliseconds()))

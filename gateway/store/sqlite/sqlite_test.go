@@ -267,3 +267,40 @@ func TestSearchAfterBulkLoad(t *testing.T) {
 	defer s.Close()
 	storetest.SearchAfterBulkLoad(t, s, 500, "clinic-a", "clinic-b", "clinic-c", "clinic-d")
 }
+
+// TestOpenExisting: opened as an existing database (the read-only
+// commands), a missing file, an empty file and a file that is no gateway
+// database are store.ErrNoDatabase and are left as they were; a gateway
+// database opens.
+func TestOpenExisting(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "typo.db")
+	if _, err := Open(ctx, missing, Options{Existing: true}); !errors.Is(err, store.ErrNoDatabase) {
+		t.Errorf("Open(missing) = %v, want ErrNoDatabase", err)
+	}
+	if _, err := os.Stat(missing); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Open(missing) created %s", missing)
+	}
+	empty := filepath.Join(dir, "empty.db")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(ctx, empty, Options{Existing: true}); !errors.Is(err, store.ErrNoDatabase) {
+		t.Errorf("Open(empty) = %v, want ErrNoDatabase", err)
+	}
+	if fi, _ := os.Stat(empty); fi.Size() != 0 {
+		t.Errorf("Open(empty) wrote %d bytes", fi.Size())
+	}
+	good := filepath.Join(dir, "kg.db")
+	st, err := Open(ctx, good, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	st, err = Open(ctx, good, Options{Existing: true})
+	if err != nil {
+		t.Fatalf("Open(existing gateway database) = %v", err)
+	}
+	st.Close()
+}

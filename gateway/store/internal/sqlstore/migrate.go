@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
 
 // Migration is one schema version of a backend: its statements run in
@@ -55,6 +57,27 @@ func Migrate(ctx context.Context, c Conn, d *Dialect, migrations []Migration, up
 		if _, err := c.Exec(ctx, record, m.Version, now().UnixMilli()); err != nil {
 			return fmt.Errorf("migration %d: %w", m.Version, err)
 		}
+	}
+	return nil
+}
+
+// CheckVersion reports, without changing anything, whether c's database
+// is a gateway database at schema version latest: store.ErrNoDatabase
+// (wrapped, with the reason) when it was never set up or is older, an
+// error when it is newer.
+func CheckVersion(ctx context.Context, c Conn, latest int) error {
+	var have int
+	if err := c.QueryRow(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&have); err != nil {
+		return fmt.Errorf("the database was never set up by the gateway: %w", store.ErrNoDatabase)
+	}
+	switch {
+	case have == 0:
+		return fmt.Errorf("the database was never set up by the gateway: %w", store.ErrNoDatabase)
+	case have < latest:
+		return fmt.Errorf("the database's schema is version %d, this program's %d (run serve once to migrate it): %w",
+			have, latest, store.ErrNoDatabase)
+	case have > latest:
+		return fmt.Errorf("database schema version %d is newer than this program's %d", have, latest)
 	}
 	return nil
 }
