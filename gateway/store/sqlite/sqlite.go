@@ -28,12 +28,12 @@
 package sqlite
 
 import (
-	"os"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
