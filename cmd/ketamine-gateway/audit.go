@@ -12,36 +12,37 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 )
 
-const auditUsage = `usage: ketamine-gateway audit verify [--db DB]
+// dbFlag adds --db (GATEWAY_DB) to fs.
+func dbFlag(fs *flag.FlagSet, getenv func(string) string) *string {
+	return fs.String("db", envOr(getenv, "GATEWAY_DB", "ketamine-gateway.db"), "SQLite file or postgres:// URL (GATEWAY_DB)")
+}
 
-Checks the hash chain of the audit trail from the first record to the last
-and prints the result as JSON: exit 0 when intact, exit 1 naming the first
-broken link. Record the printed headSeq and headHash somewhere the database's
-administrators cannot write (a ticket, a WORM bucket): a later verify whose
-chain no longer contains that head proves the tail was cut.`
-
-// auditCommand checks the audit chain of a database.
+// auditCommand checks the audit chain of a database: exit 0 intact, 1
+// broken, 3 could not check.
 func auditCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
+		args = []string{"verify", "-h"}
+	}
 	if len(args) < 1 || args[0] != "verify" {
-		return usageError("%s", auditUsage)
+		return usageError("audit", "the subcommand is verify")
 	}
-	fs := flag.NewFlagSet("audit verify", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	db := fs.String("db", envOr(getenv, "GATEWAY_DB", "ketamine-gateway.db"), "SQLite file or postgres:// URL (GATEWAY_DB)")
-	if err := fs.Parse(args[1:]); err != nil {
-		return &exitError{code: exitUsage}
-	}
-	if fs.NArg() > 0 {
-		return usageError("%s", auditUsage)
-	}
-	st, err := openStore(ctx, *db)
+	fs := newFlags("audit verify")
+	db := dbFlag(fs, getenv)
+	pos, err := parse(fs, "audit verify", args[1:], stdout)
 	if err != nil {
-		return &exitError{code: exitInvalid, msg: err.Error()}
+		return err
+	}
+	if len(pos) > 0 {
+		return usageError("audit verify", "takes no arguments")
+	}
+	st, err := openExisting(ctx, "audit verify", *db)
+	if err != nil {
+		return err
 	}
 	defer st.Close()
 	res, err := auditlog.Verify(ctx, st, time.Now())
 	if err != nil {
-		return &exitError{code: exitInvalid, msg: fmt.Sprintf("audit verify: %v", err)}
+		return &exitError{code: exitUnchecked, msg: fmt.Sprintf("audit verify: could not check: %v", err)}
 	}
 	if err := printJSON(stdout, res); err != nil {
 		return err
@@ -52,46 +53,43 @@ func auditCommand(ctx context.Context, args []string, getenv func(string) string
 	return nil
 }
 
-const lineageUsage = `usage: ketamine-gateway lineage [--db DB] (--source S --record ID [--kind K] | --resource Type/id | --trace TRACEID)
-
-Prints, as JSON, the whole story of a native source record, a FHIR resource or
-a trace: each receipt (time, client, trace id, content hash), the resource
-versions it produced, every delivery attempt with the EHR's answer, and the
-AuditEvents of the requests (docs/audit.md). The output is PHI-bearing only
-as far as ids are.`
-
 // lineageCommand is the CLI twin of GET /admin/lineage.
 func lineageCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("lineage", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	db := fs.String("db", envOr(getenv, "GATEWAY_DB", "ketamine-gateway.db"), "SQLite file or postgres:// URL (GATEWAY_DB)")
-	base := fs.String("identifier-base", envOr(getenv, "GATEWAY_IDENTIFIER_BASE", ""), "the gateway's identifier base, if not the default")
+	fs := newFlags("lineage")
+	db := dbFlag(fs, getenv)
+	base := fs.String("identifier-base", envOr(getenv, "GATEWAY_IDENTIFIER_BASE", ""), "the gateway's identifier base, if not the default (GATEWAY_IDENTIFIER_BASE)")
 	var q auditlog.LineageQuery
 	fs.StringVar(&q.Source, "source", "", "the record's source system")
 	fs.StringVar(&q.RecordID, "record", "", "the record's id in its source system")
 	fs.StringVar(&q.Kind, "kind", "", "the record's kind (optional)")
 	fs.StringVar(&q.Resource, "resource", "", "a FHIR resource, Type/id")
 	fs.StringVar(&q.TraceID, "trace", "", "a trace id (32 hex digits)")
-	if err := fs.Parse(args); err != nil {
-		return &exitError{code: exitUsage}
+	pos, err := parse(fs, "lineage", args, stdout)
+	if err != nil {
+		return err
 	}
-	if fs.NArg() > 0 {
-		return usageError("%s", lineageUsage)
+	if len(pos) > 0 {
+		return usageError("lineage", "takes no arguments (use --source and --record, --resource or --trace)")
+	}
+	if q.Kind != "" {
+		if err := oneOf("lineage", "kind", q.Kind, kindNames()); err != nil {
+			return err
+		}
 	}
 	q.IdentifierBase = *base
 	q.Tenant = search.AllTenants // the database's administrator sees every tenant
-	st, err := openStore(ctx, *db)
+	st, err := openExisting(ctx, "lineage", *db)
 	if err != nil {
-		return &exitError{code: exitInvalid, msg: err.Error()}
+		return err
 	}
 	defer st.Close()
 	l, err := auditlog.BuildLineage(ctx, st, q)
 	if err != nil {
 		kind, issues := outcome.From(err)
 		if kind == outcome.Invalid && len(issues) > 0 {
-			return usageError("lineage: %s\n\n%s", issues[0].Message, lineageUsage)
+			return usageError("lineage", "%s", issues[0].Message)
 		}
-		return &exitError{code: exitInvalid, msg: fmt.Sprintf("lineage: %v", err)}
+		return &exitError{code: exitCode(kind), msg: fmt.Sprintf("lineage: %v", err)}
 	}
 	return printJSON(stdout, l)
 }

@@ -3,10 +3,11 @@ package main
 import (
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"strings"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/conformance"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
@@ -15,12 +16,26 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
 )
 
-// readInput reads FILE, or standard input for "-".
-func readInput(name string, stdin io.Reader) ([]byte, error) {
-	if name == "-" {
-		return io.ReadAll(stdin)
+// readInput reads FILE, or standard input for "-"; a file that cannot be
+// read is a one-line usage error of command name.
+func readInput(name, file string, stdin io.Reader) ([]byte, error) {
+	var (
+		b   []byte
+		err error
+	)
+	if file == "-" {
+		b, err = io.ReadAll(stdin)
+	} else {
+		b, err = os.ReadFile(file)
 	}
-	return os.ReadFile(name)
+	var pe *fs.PathError
+	switch {
+	case errors.As(err, &pe):
+		return nil, usageError(name, "cannot read %s: %v", file, pe.Err)
+	case err != nil:
+		return nil, usageError(name, "cannot read %s: %v", file, err)
+	}
+	return b, nil
 }
 
 // printJSON writes v indented to w.
@@ -33,8 +48,25 @@ func printJSON(w io.Writer, v any) error {
 	return err
 }
 
-// printOutcome prints the OperationOutcome for err on stdout and returns the
-// exit error: 1 for invalid input, the error itself for anything else.
+// exitCode is the exit code of a classified failure (the CLI's twin of the
+// API's status).
+func exitCode(kind outcome.Kind) int {
+	switch kind {
+	case outcome.NotFound, outcome.Gone:
+		return exitNotFound
+	case outcome.Conflict, outcome.PreconditionFailed:
+		return exitConflict
+	case outcome.Unavailable:
+		return exitUnchecked
+	case outcome.Internal:
+		return exitInternal
+	default:
+		return exitInvalid
+	}
+}
+
+// printOutcome prints the OperationOutcome for err on stdout and returns
+// the exit error of its kind; the gateway's own failure stays an error.
 func printOutcome(stdout io.Writer, err error) error {
 	kind, issues := outcome.From(err)
 	if perr := printJSON(stdout, outcome.Resource(issues)); perr != nil {
@@ -43,26 +75,41 @@ func printOutcome(stdout io.Writer, err error) error {
 	if kind == outcome.Internal {
 		return err
 	}
-	return &exitError{code: exitInvalid}
+	return &exitError{code: exitCode(kind)}
+}
+
+// kindNames lists the native record kinds.
+func kindNames() []string {
+	var out []string
+	for _, k := range mapping.Kinds() {
+		out = append(out, string(k))
+	}
+	return out
 }
 
 // mapCommand: map --kind KIND FILE prints the transaction Bundle (exit 0) or
 // the OperationOutcome (exit 1, on stdout).
 func mapCommand(args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("map", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	kind := fs.String("kind", "", "record kind: assessment, vitals, infusion, adverse-event, session")
-	base := fs.String("identifier-base", getenv("GATEWAY_IDENTIFIER_BASE"), "namespace of minted identifier systems")
+	fs := newFlags("map")
+	kind := fs.String("kind", "", "record kind: "+strings.Join(kindNames(), ", "))
+	base := fs.String("identifier-base", getenv("GATEWAY_IDENTIFIER_BASE"), "namespace of minted identifier systems (GATEWAY_IDENTIFIER_BASE)")
 	update := fs.Bool("update", false, "map as a newer version of a record already sent (conditional updates, amended)")
-	if err := fs.Parse(args); err != nil {
-		return &exitError{code: exitUsage}
-	}
-	if *kind == "" || fs.NArg() != 1 {
-		return usageError("usage: ketamine-gateway map --kind KIND FILE")
-	}
-	doc, err := readInput(fs.Arg(0), stdin)
+	pos, err := parse(fs, "map", args, stdout)
 	if err != nil {
-		return &exitError{code: exitUsage, msg: fmt.Sprintf("read %s: %v", fs.Arg(0), errors.Unwrap(err))}
+		return err
+	}
+	switch {
+	case *kind == "":
+		return usageError("map", "--kind is required (%s)", strings.Join(kindNames(), ", "))
+	case len(pos) != 1:
+		return usageError("map", "give one FILE (or - for standard input), not %d", len(pos))
+	}
+	if err := oneOf("map", "kind", *kind, kindNames()); err != nil {
+		return err
+	}
+	doc, err := readInput("map", pos[0], stdin)
+	if err != nil {
+		return err
 	}
 	p, err := ingest.NewPipeline(mapping.Options{IdentifierBase: *base, Update: *update}, nil)
 	if err != nil {
@@ -82,17 +129,17 @@ func mapCommand(args []string, getenv func(string) string, stdin io.Reader, stdo
 // validateCommand: validate FILE checks a FHIR resource or Bundle and prints
 // an OperationOutcome (exit 0 when valid, 1 when not).
 func validateCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	if err := fs.Parse(args); err != nil {
-		return &exitError{code: exitUsage}
-	}
-	if fs.NArg() != 1 {
-		return usageError("usage: ketamine-gateway validate FILE")
-	}
-	doc, err := readInput(fs.Arg(0), stdin)
+	fs := newFlags("validate")
+	pos, err := parse(fs, "validate", args, stdout)
 	if err != nil {
-		return &exitError{code: exitUsage, msg: fmt.Sprintf("read %s: %v", fs.Arg(0), errors.Unwrap(err))}
+		return err
+	}
+	if len(pos) != 1 {
+		return usageError("validate", "give one FILE (or - for standard input), not %d", len(pos))
+	}
+	doc, err := readInput("validate", pos[0], stdin)
+	if err != nil {
+		return err
 	}
 	if err := engine.NewValidator().Document(doc); err != nil {
 		return printOutcome(stdout, err)
@@ -103,16 +150,32 @@ func validateCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) e
 // codeSystemCommand prints one of the gateway's CodeSystems (--id:
 // ketamine-gateway, the default, or validation-rule).
 func codeSystemCommand(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("codesystem", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	id := fs.String("id", "ketamine-gateway", "CodeSystem id")
-	if err := fs.Parse(args); err != nil {
-		return &exitError{code: exitUsage}
+	fs := newFlags("codesystem")
+	id := fs.String("id", "ketamine-gateway", "the CodeSystem's id: "+strings.Join(conformance.CodeSystemIDs(), ", "))
+	pos, err := parse(fs, "codesystem", args, stdout)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usageError("codesystem", "takes no arguments (use --id)")
+	}
+	if err := oneOf("codesystem", "CodeSystem id", *id, conformance.CodeSystemIDs()); err != nil {
+		return err
 	}
 	for _, cs := range conformance.CodeSystems() {
 		if cs.Id != nil && *cs.Id == *id {
 			return printJSON(stdout, cs)
 		}
 	}
-	return usageError("no CodeSystem %q", *id)
+	return nil
+}
+
+// outcomeOf classifies err and returns its issues' messages.
+func outcomeOf(err error) (outcome.Kind, []string) {
+	kind, issues := outcome.From(err)
+	msgs := make([]string, 0, len(issues))
+	for _, i := range issues {
+		msgs = append(msgs, i.Message)
+	}
+	return kind, msgs
 }

@@ -3,129 +3,159 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/operator"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
 
-const deliveriesUsage = `usage: ketamine-gateway deliveries <list|show|retry|replay> [flags]
-
-  list    [--status S] [--destination D] [--patient P] [--since T] [--until T] [--limit N]
-  show    ID [--payload]
-  retry   ID                      put a dead letter back in the queue
-  replay  --destination D --since T   deliver again everything since T
-
-All take --db (GATEWAY_DB). Times are RFC 3339. Output is JSON.`
+var deliverySubcommands = []string{"list", "show", "retry", "replay"}
 
 // deliveriesCommand is the operator CLI over the database's outbox, the
-// equivalent of the /admin/deliveries API.
+// twin of the /admin/deliveries API, with the same outcomes (exit 4 for a
+// delivery that does not exist, 5 for a retry of one that is not a dead
+// letter).
 func deliveriesCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if len(args) < 1 {
-		return usageError("%s", deliveriesUsage)
+	if len(args) < 1 || args[0] == "-h" || args[0] == "--help" || args[0] == "-help" {
+		if len(args) == 1 {
+			printHelp(stdout, newFlags("deliveries"), "deliveries")
+			return errHelp
+		}
+		return usageError("deliveries", "give a subcommand: %s", strings.Join(deliverySubcommands, ", "))
 	}
 	sub, args := args[0], args[1:]
-	fs := flag.NewFlagSet("deliveries "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	db := fs.String("db", envOr(getenv, "GATEWAY_DB", "ketamine-gateway.db"), "SQLite file or postgres:// URL (GATEWAY_DB)")
+	if err := oneOf("deliveries", "subcommand", sub, deliverySubcommands); err != nil {
+		return err
+	}
+	name := "deliveries " + sub
+	fs := newFlags(name)
+	db := dbFlag(fs, getenv)
 	var f store.DeliveryFilter
 	var since, until string
-	fs.StringVar(&f.Status, "status", "", "pending, inflight, done or dead")
+	statuses := []string{store.StatusPending, store.StatusInFlight, store.StatusDone, store.StatusDead}
+	fs.StringVar(&f.Status, "status", "", "one of "+strings.Join(statuses, ", "))
 	fs.StringVar(&f.Destination, "destination", "", "destination name")
 	fs.StringVar(&f.Patient, "patient", "", "patient key (source|clinic patient id)")
-	fs.StringVar(&since, "since", "", "RFC 3339 time")
-	fs.StringVar(&until, "until", "", "RFC 3339 time")
-	fs.IntVar(&f.Limit, "limit", 100, "at most this many")
+	fs.StringVar(&since, "since", "", "from this time: RFC 3339, a date, or a duration before now (24h, 7d)")
+	fs.StringVar(&until, "until", "", "before this time: RFC 3339, a date, or a duration before now")
+	fs.IntVar(&f.Limit, "limit", 100, "at most this many (1 to 1000)")
 	payload := fs.Bool("payload", false, "show the FHIR payload (PHI)")
-	// Flags may follow the positional id.
-	var pos []string
-	for len(args) > 0 {
-		if err := fs.Parse(args); err != nil {
-			return &exitError{code: exitUsage}
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos, args = append(pos, fs.Arg(0)), fs.Args()[1:]
-	}
-	var err error
-	if f.Since, err = parseTimeFlag(since); err != nil {
-		return usageError("--since: %v", err)
-	}
-	if f.Until, err = parseTimeFlag(until); err != nil {
-		return usageError("--until: %v", err)
-	}
-	st, err := openStore(ctx, *db)
+	pos, err := parse(fs, name, args, stdout)
 	if err != nil {
-		return &exitError{code: exitInvalid, msg: err.Error()}
+		return err
 	}
-	defer st.Close()
-	ob := st
+	now := time.Now()
+	if f.Since, err = parseTimeFlag(since, now); err != nil {
+		return usageError(name, "--since: %v", err)
+	}
+	if f.Until, err = parseTimeFlag(until, now); err != nil {
+		return usageError(name, "--until: %v", err)
+	}
+	if f.Status != "" {
+		if err := oneOf(name, "status", f.Status, statuses); err != nil {
+			return err
+		}
+	}
+	if f.Limit < 1 || f.Limit > 1000 {
+		return usageError(name, "--limit must be from 1 to 1000")
+	}
 	id := func() (int64, error) {
 		if len(pos) != 1 {
-			return 0, usageError("%s needs one delivery id", sub)
+			return 0, usageError(name, "give one delivery id")
 		}
 		n, err := strconv.ParseInt(pos[0], 10, 64)
-		if err != nil {
-			return 0, usageError("delivery id must be a number")
+		if err != nil || n < 1 {
+			return 0, usageError(name, "a delivery id is a positive number")
 		}
 		return n, nil
 	}
-	switch sub {
-	case "list":
-		items, err := ob.Deliveries(ctx, f)
-		if err != nil {
+	if (sub == "list" || sub == "replay") && len(pos) > 0 {
+		return usageError(name, "takes no arguments")
+	}
+	if sub == "replay" && (f.Destination == "" || f.Since.IsZero()) {
+		return usageError(name, "needs --destination and --since")
+	}
+	var n int64
+	if sub == "show" || sub == "retry" {
+		if n, err = id(); err != nil {
 			return err
 		}
-		out := make([]operator.View, 0, len(items))
-		for _, it := range items {
-			out = append(out, operator.NewView(it, nil, false))
+	}
+	st, err := openExisting(ctx, name, *db)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	// The database's administrator acts for every tenant.
+	ops := operator.New(st, nil, time.Now)
+	switch sub {
+	case "list":
+		out, err := ops.List(ctx, search.AllTenants, f)
+		if err != nil {
+			return opError(name, err)
 		}
 		return printJSON(stdout, map[string]any{"deliveries": out})
 	case "show":
-		n, err := id()
+		v, err := ops.Show(ctx, search.AllTenants, n, *payload)
 		if err != nil {
-			return err
+			return opError(name, err)
 		}
-		it, attempts, err := ob.Delivery(ctx, n)
-		if errors.Is(err, store.ErrNotFound) {
-			return &exitError{code: exitInvalid, msg: fmt.Sprintf("no delivery %d", n)}
-		} else if err != nil {
-			return err
-		}
-		return printJSON(stdout, operator.NewView(it, attempts, *payload))
+		return printJSON(stdout, v)
 	case "retry":
-		n, err := id()
-		if err != nil {
-			return err
-		}
-		if err := ob.Retry(ctx, n, time.Now()); errors.Is(err, store.ErrNotFound) {
-			return &exitError{code: exitInvalid, msg: fmt.Sprintf("delivery %d is not a dead letter", n)}
-		} else if err != nil {
-			return err
+		if err := ops.Retry(ctx, search.AllTenants, n); err != nil {
+			return opError(name, err)
 		}
 		return printJSON(stdout, map[string]any{"id": n, "status": store.StatusPending})
-	case "replay":
-		if f.Destination == "" || f.Since.IsZero() {
-			return usageError("replay needs --destination and --since")
-		}
-		n, err := ob.Replay(ctx, f.Destination, f.Since, time.Now())
+	default: // replay
+		dests, err := knownDestinations(ctx, st)
 		if err != nil {
-			return err
+			return opError(name, err)
 		}
-		return printJSON(stdout, map[string]any{"destination": f.Destination, "replayed": n})
-	default:
-		return usageError("%s", deliveriesUsage)
+		if !slices.Contains(dests, f.Destination) {
+			if len(dests) == 0 {
+				return usageError(name, "unknown destination %q: this database has delivered to none", f.Destination)
+			}
+			return usageError(name, "unknown destination %q; the database's destinations are %s", f.Destination, strings.Join(dests, ", "))
+		}
+		replayed, err := ops.Replay(ctx, search.AllTenants, f.Destination, f.Since)
+		if err != nil {
+			return opError(name, err)
+		}
+		return printJSON(stdout, map[string]any{"destination": f.Destination, "since": f.Since, "replayed": replayed})
 	}
 }
 
-func parseTimeFlag(v string) (time.Time, error) {
-	if v == "" {
-		return time.Time{}, nil
+// knownDestinations are the destinations the outbox holds items for.
+func knownDestinations(ctx context.Context, st store.Store) ([]string, error) {
+	stats, err := st.Stats(ctx)
+	if err != nil {
+		return nil, err
 	}
-	return time.Parse(time.RFC3339Nano, v)
+	var out []string
+	for _, s := range stats {
+		out = append(out, s.Destination)
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// opError turns an operator failure into the command's exit: the kind's
+// exit code and its message.
+func opError(name string, err error) error {
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return err
+	}
+	kind, issues := outcomeOf(err)
+	msg := err.Error()
+	if len(issues) > 0 {
+		msg = issues[0]
+	}
+	return &exitError{code: exitCode(kind), msg: fmt.Sprintf("%s: %s", name, msg)}
 }

@@ -24,7 +24,8 @@ func main() {
 			}
 			os.Exit(ee.code)
 		}
+		// Not classified: the gateway's own failure.
 		fmt.Fprintln(os.Stderr, "ketamine-gateway:", err)
-		os.Exit(1)
+		os.Exit(exitInternal)
 	}
 }

@@ -2,52 +2,37 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"runtime/debug"
+	"strings"
 
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
 )
 
-// Exit codes.
-const (
-	exitInvalid = 1 // the input is not valid (map, validate) or serving failed
-	exitUsage   = 2 // the command line is wrong
-)
-
-// exitError carries an exit code; msg (may be empty) goes to stderr.
-type exitError struct {
-	code int
-	msg  string
-}
-
-func (e *exitError) Error() string { return e.msg }
-
-func usageError(format string, args ...any) error {
-	return &exitError{code: exitUsage, msg: fmt.Sprintf(format, args...) + "\n" + usage}
-}
-
-const usage = `usage: ketamine-gateway <command> [flags]
-
-commands:
-  serve       run the gateway (--addr, --db; see serve -h)
-  map         map a native record to a FHIR transaction Bundle: map --kind KIND FILE
-  validate    validate a FHIR resource or Bundle: validate FILE
-  deliveries  list, show, retry and replay deliveries to EHRs (deliveries -h)
-  audit       audit verify: check the audit trail's hash chain (exit 1 when broken)
-  lineage     the story of a source record, resource or trace as JSON (lineage -h)
-  codesystem  print the gateway's own CodeSystem resources
-  version     print the version
-
-FILE may be - for standard input.`
-
 // run is the whole program: main only wires the process's environment in.
+// A command's help is no error.
 func run(ctx context.Context, args []string, getenv func(string) string,
 	stdin io.Reader, stdout, stderr io.Writer) error {
+	err := dispatch(ctx, args, getenv, stdin, stdout, stderr)
+	if errors.Is(err, errHelp) {
+		return nil
+	}
+	return err
+}
+
+// dispatch runs the command args[1] names.
+func dispatch(ctx context.Context, args []string, getenv func(string) string,
+	stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) < 2 {
-		return usageError("no command given")
+		return usageError("", "no command given")
 	}
 	cmd, rest := args[1], args[2:]
+	if len(rest) > 0 && (rest[0] == "-h" || rest[0] == "--help" || rest[0] == "-help") && cmd != "deliveries" && cmd != "audit" {
+		// Every command's help, even before its own flags are known.
+		rest = rest[:1]
+	}
 	switch cmd {
 	case "serve":
 		return serve(ctx, rest, getenv, stdout, stderr)
@@ -64,13 +49,25 @@ func run(ctx context.Context, args []string, getenv func(string) string,
 	case "codesystem":
 		return codeSystemCommand(rest, stdout, stderr)
 	case "version":
+		if _, err := parse(newFlags("version"), "version", rest, stdout); err != nil {
+			return err
+		}
 		fmt.Fprintf(stdout, "ketamine-gateway %s, mapping %s\n", version(), mapping.Version)
 		return nil
-	case "help", "-h", "--help":
-		fmt.Fprintln(stdout, usage)
+	case "help", "-h", "--help", "-help":
+		if len(rest) == 1 {
+			if _, ok := lookup(rest[0]); ok {
+				return dispatch(ctx, []string{args[0], rest[0], "-h"}, getenv, stdin, stdout, stderr)
+			}
+		}
+		fmt.Fprintln(stdout, topUsage())
 		return nil
 	default:
-		return usageError("unknown command %q", cmd)
+		names := make([]string, len(commands))
+		for i, c := range commands {
+			names[i] = c.name
+		}
+		return usageError("", "unknown command %q; the commands are %s", cmd, strings.Join(names, ", "))
 	}
 }
 

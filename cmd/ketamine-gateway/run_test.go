@@ -11,9 +11,13 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
 )
 
 // cli runs the program as a user would, through run().
@@ -71,7 +75,6 @@ func TestMapCommandInvalid(t *testing.T) {
 		{"not json", "vitals", "{", "json-syntax"},
 		{"empty", "vitals", "", "json-empty"},
 		{"missing fields", "vitals", `{"source":{}}`, "schema.required"},
-		{"unknown kind", "lab", `{}`, "kind-unknown"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -140,23 +143,133 @@ func TestUsage(t *testing.T) {
 	}
 }
 
-func TestDeliveriesCommand(t *testing.T) {
-	db := filepath.Join(t.TempDir(), "kg.db")
-	out, errOut, code := cli(t, "", "deliveries", "list", "--db", db)
-	if code != 0 || !strings.Contains(out, `"deliveries"`) {
-		t.Fatalf("deliveries list: exit %d %s %s", code, out, errOut)
+// TestHelp: every command has help with its synopsis, a description, every
+// flag and an example, on stdout with exit 0; so has "help COMMAND".
+func TestHelp(t *testing.T) {
+	for _, c := range commands {
+		for _, args := range [][]string{{c.name, "-h"}, {"help", c.name}} {
+			out, errOut, code := cli(t, "", args...)
+			if code != 0 || errOut != "" {
+				t.Errorf("%v: exit %d, stderr %q", args, code, errOut)
+			}
+			for _, want := range []string{"usage: ketamine-gateway " + c.name, upperFirst(c.summary), "example:\n  ketamine-gateway " + c.name} {
+				if !strings.Contains(out, want) {
+					t.Errorf("%v: help lacks %q:\n%s", args, want, out)
+				}
+			}
+		}
 	}
-	if _, _, code := cli(t, "", "deliveries", "show", "42", "--db", db); code != exitInvalid {
-		t.Errorf("show of an unknown delivery: exit %d, want %d", code, exitInvalid)
+	out, _, _ := cli(t, "", "serve", "-h")
+	for _, want := range []string{"--addr", "--db", "--config", "--rate-limit", "(default 127.0.0.1:8080)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("serve -h lacks %q", want)
+		}
 	}
-	if _, _, code := cli(t, "", "deliveries", "retry", "x", "--db", db); code != exitUsage {
-		t.Errorf("retry with a bad id: exit %d, want %d", code, exitUsage)
+	if strings.Contains(out, "(default -1)") {
+		t.Errorf("serve -h shows a sentinel default:\n%s", out)
 	}
-	if _, _, code := cli(t, "", "deliveries", "replay", "--db", db); code != exitUsage {
-		t.Errorf("replay without destination: exit %d, want %d", code, exitUsage)
+	out, _, _ = cli(t, "", "help")
+	for _, c := range commands {
+		if !strings.Contains(out, c.name) {
+			t.Errorf("help lacks %s", c.name)
+		}
 	}
-	if _, _, code := cli(t, "", "deliveries", "frob", "--db", db); code != exitUsage {
-		t.Errorf("unknown subcommand: exit %d, want %d", code, exitUsage)
+}
+
+// TestUsageErrors: a wrong command line is one line on stderr that says
+// what was wrong and points to the command's help, exit 2; unknown values
+// list the valid ones.
+func TestUsageErrors(t *testing.T) {
+	ex := "../../schemas/examples/vitals/pre-dose-baseline.json"
+	tests := []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"map", ex}, []string{"--kind is required", "see 'ketamine-gateway map -h'"}},
+		{[]string{"map", "--kind", "lab", ex}, []string{`unknown kind "lab"`, "assessment, vitals, infusion, adverse-event, session"}},
+		{[]string{"map", "--kidn", "vitals", ex}, []string{"flag provided but not defined: -kidn", "map -h"}},
+		{[]string{"codesystem", "--id", "nope"}, []string{`unknown CodeSystem id "nope"`, "validation-rule"}},
+		{[]string{"deliveries", "frob"}, []string{`unknown subcommand "frob"`, "list, show, retry, replay"}},
+		{[]string{"deliveries", "list", "--status", "lost"}, []string{`unknown status "lost"`, "pending, inflight, done, dead"}},
+		{[]string{"deliveries", "list", "--since", "yesterday"}, []string{`"yesterday" is not a time`, "24h, 7d"}},
+		{[]string{"deliveries", "retry", "x"}, []string{"a delivery id is a positive number"}},
+		{[]string{"lineage", "--kind", "lab", "--source", "s", "--record", "r"}, []string{`unknown kind "lab"`}},
+		{[]string{"frobnicate"}, []string{`unknown command "frobnicate"`, "serve, map"}},
+	}
+	for _, tc := range tests {
+		_, errOut, code := cli(t, "", tc.args...)
+		if code != exitUsage {
+			t.Errorf("%v: exit %d, want %d", tc.args, code, exitUsage)
+		}
+		if n := strings.Count(strings.TrimSpace(errOut), "\n"); n != 0 {
+			t.Errorf("%v: %d lines on stderr, want one: %q", tc.args, n+1, errOut)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(errOut, w) {
+				t.Errorf("%v: stderr %q lacks %q", tc.args, errOut, w)
+			}
+		}
+	}
+}
+
+// TestFlagsAfterArguments: flags may follow the positional arguments.
+func TestFlagsAfterArguments(t *testing.T) {
+	ex := "../../schemas/examples/vitals/pre-dose-baseline.json"
+	if out, errOut, code := cli(t, "", "map", ex, "--kind", "vitals"); code != 0 || !strings.Contains(out, `"transaction"`) {
+		t.Errorf("map FILE --kind: exit %d, %s %s", code, errOut, out)
+	}
+}
+
+// TestReadOnlyCommandsNeedADatabase: the commands that read a database
+// refuse a missing file, an empty file and a database the gateway never
+// set up, with one line naming where they looked and exit 3, and create
+// nothing.
+func TestReadOnlyCommandsNeedADatabase(t *testing.T) {
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "typo.db")
+	empty := filepath.Join(dir, "empty.db")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, db := range []string{missing, empty} {
+		for _, args := range [][]string{
+			{"audit", "verify", "--db", db},
+			{"lineage", "--db", db, "--resource", "Patient/p1"},
+			{"deliveries", "list", "--db", db},
+			{"deliveries", "show", "1", "--db", db},
+		} {
+			out, errOut, code := cli(t, "", args...)
+			if code != exitUnchecked || out != "" || !strings.Contains(errOut, "no gateway database at "+db) {
+				t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit 3 naming the path", args, code, out, errOut)
+			}
+		}
+	}
+	if _, err := os.Stat(missing); !os.IsNotExist(err) {
+		t.Errorf("a read-only command created %s", missing)
+	}
+	if fi, _ := os.Stat(empty); fi.Size() != 0 {
+		t.Errorf("a read-only command wrote into %s", empty)
+	}
+}
+
+func TestParseTimeFlag(t *testing.T) {
+	now := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
+	for in, want := range map[string]time.Time{
+		"2026-12-01T08:00:00Z": time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC),
+		"2026-11-30":           time.Date(2026, 11, 30, 0, 0, 0, 0, time.UTC),
+		"90m":                  now.Add(-90 * time.Minute),
+		"24h":                  now.Add(-24 * time.Hour),
+		"7d":                   now.Add(-7 * 24 * time.Hour),
+		"":                     {},
+	} {
+		if got, err := parseTimeFlag(in, now); err != nil || !got.Equal(want) {
+			t.Errorf("parseTimeFlag(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"yesterday", "-5h", "7days", "d"} {
+		if _, err := parseTimeFlag(bad, now); err == nil {
+			t.Errorf("parseTimeFlag(%q) accepted", bad)
+		}
 	}
 }
 
@@ -273,4 +386,46 @@ func TestServeStartsAndStops(t *testing.T) {
 		t.Fatalf("serve = %v after cancellation, want nil", err)
 	}
 	http.DefaultClient.CloseIdleConnections()
+}
+
+// TestDeliveriesCommand: the operator CLI on a database with one pending
+// delivery answers like the API: 404 is exit 4, 409 exit 5.
+func TestDeliveriesCommand(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "kg.db")
+	st, err := sqlite.Open(context.Background(), db, sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	it := &store.OutboxItem{Destination: "ehr", OrderKey: "k", Patient: "s|p", Kind: "session", Source: "s", RecordID: "r",
+		Version: "1", Payload: []byte(`{}`)}
+	if err := st.Write(context.Background(), func(tx store.Tx) error { return tx.Enqueue(it) }); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	id := strconv.FormatInt(it.ID, 10)
+	tests := []struct {
+		args []string
+		code int
+		out  string // in stdout (exit 0) or stderr
+	}{
+		{[]string{"deliveries", "list", "--db", db}, 0, `"recordId": "r"`},
+		{[]string{"deliveries", "list", "--since", "1h", "--db", db}, 0, `"recordId": "r"`},
+		{[]string{"deliveries", "show", id, "--db", db}, 0, `"status": "pending"`},
+		{[]string{"deliveries", "show", "42", "--db", db}, exitNotFound, "no such delivery"},
+		{[]string{"deliveries", "retry", "42", "--db", db}, exitNotFound, "no such delivery"},
+		{[]string{"deliveries", "retry", id, "--db", db}, exitConflict, "only a dead letter can be retried"},
+		{[]string{"deliveries", "replay", "--destination", "nosuch", "--since", "1h", "--db", db}, exitUsage, `unknown destination "nosuch"; the database's destinations are ehr`},
+		{[]string{"deliveries", "replay", "--destination", "ehr", "--db", db}, exitUsage, "needs --destination and --since"},
+		{[]string{"deliveries", "replay", "--destination", "ehr", "--since", "1h", "--db", db}, 0, `"replayed": `},
+	}
+	for _, tc := range tests {
+		out, errOut, code := cli(t, "", tc.args...)
+		got := out
+		if tc.code != 0 {
+			got = errOut
+		}
+		if code != tc.code || !strings.Contains(got, tc.out) {
+			t.Errorf("%v: exit %d (want %d), stdout %q, stderr %q; want %q", tc.args, code, tc.code, out, errOut, tc.out)
+		}
+	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -42,8 +41,7 @@ type serveConfig struct {
 
 // serve runs the HTTP server until ctx is cancelled, then drains it.
 func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("serve")
 	var cfg serveConfig
 	fs.StringVar(&cfg.addr, "addr", envOr(getenv, "GATEWAY_ADDR", "127.0.0.1:8080"), "listen address (GATEWAY_ADDR)")
 	fs.StringVar(&cfg.db, "db", envOr(getenv, "GATEWAY_DB", "ketamine-gateway.db"), "SQLite file or postgres:// URL (GATEWAY_DB)")
@@ -58,11 +56,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	fs.Float64Var(&cfg.rateLimit, "rate-limit", -1, "requests per second per client address and per client, bursts of twice that; 0 turns it off (default 100 with authentication, off in development mode)")
 	fs.StringVar(&cfg.trustedProxies, "trusted-proxies", getenv("GATEWAY_TRUSTED_PROXIES"), "comma-separated CIDRs of the load balancers in front: the client address is then taken from X-Forwarded-For (GATEWAY_TRUSTED_PROXIES)")
 	fs.StringVar(&cfg.instance, "instance", envOr(getenv, "GATEWAY_INSTANCE", defaultInstance()), "this process's name in audit records (GATEWAY_INSTANCE)")
-	if err := fs.Parse(args); err != nil {
-		return &exitError{code: exitUsage}
+	pos, err := parse(fs, "serve", args, stdout)
+	if err != nil {
+		return err
 	}
-	if fs.NArg() > 0 {
-		return usageError("serve takes no arguments")
+	if len(pos) > 0 {
+		return usageError("serve", "takes no arguments (use flags)")
 	}
 	proxies, err := parseCIDRs(cfg.trustedProxies)
 	if err != nil {
@@ -95,7 +94,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		_ = tel.Shutdown(sctx)
 	}()
 	logger := slog.New(telemetry.LogHandler(slog.NewJSONHandler(stderr, nil)))
-	st, err := openStore(ctx, cfg.db)
+	st, err := openStore(ctx, cfg.db, false)
 	if err != nil {
 		return &exitError{code: exitInvalid, msg: err.Error()}
 	}
@@ -278,19 +277,39 @@ func webConsole(fc *fileConfig, authenticated bool, a *app.App, logger *slog.Log
 // openStore opens the database named by --db: a postgres:// or
 // postgresql:// URL selects PostgreSQL (pool and timeouts from the URL's
 // query, see package postgres), anything else is a SQLite file path (the
-// embedded default).
-func openStore(ctx context.Context, db string) (store.Store, error) {
+// embedded default). existing opens only a database the gateway set up,
+// creating and migrating nothing (store.ErrNoDatabase otherwise).
+func openStore(ctx context.Context, db string, existing bool) (store.Store, error) {
 	if strings.HasPrefix(db, "postgres://") || strings.HasPrefix(db, "postgresql://") {
-		st, err := postgres.Open(ctx, db, postgres.Options{})
+		st, err := postgres.Open(ctx, db, postgres.Options{Existing: existing})
 		if err != nil {
 			// The URL may hold a password: it is not repeated here.
-			return nil, fmt.Errorf("open PostgreSQL database: %w", err)
+			return nil, fmt.Errorf("open PostgreSQL database %s: %w", describeDB(db), err)
 		}
 		return st, nil
 	}
-	st, err := sqlite.Open(ctx, db, sqlite.Options{})
+	st, err := sqlite.Open(ctx, db, sqlite.Options{Existing: existing})
 	if err != nil {
-		return nil, fmt.Errorf("open database %s: %w", db, err)
+		return nil, fmt.Errorf("open database %s: %w", describeDB(db), err)
+	}
+	return st, nil
+}
+
+// openExisting opens the database a read-only command reads: one the
+// gateway set up (serve creates and migrates it). Anything else is exit 3
+// (could not check), naming where it looked; nothing is created.
+func openExisting(ctx context.Context, name, db string) (store.Store, error) {
+	st, err := openStore(ctx, db, true)
+	switch {
+	case errors.Is(err, store.ErrNoDatabase):
+		why := "it was never set up by the gateway, or by an older version (run serve once to migrate it)"
+		if _, serr := os.Stat(db); serr != nil && !strings.Contains(db, "://") {
+			why = "no such file"
+		}
+		return nil, &exitError{code: exitUnchecked, msg: fmt.Sprintf("%s: no gateway database at %s: %s; check --db or GATEWAY_DB (serve creates one)",
+			name, describeDB(db), why)}
+	case err != nil:
+		return nil, &exitError{code: exitUnchecked, msg: fmt.Sprintf("%s: could not open the database: %v", name, err)}
 	}
 	return st, nil
 }

@@ -1,0 +1,230 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Exit codes, the same for every command (README, "Exit status"), and the
+// API status each stands for.
+const (
+	exitOK        = 0 // done; a check's verdict is yes                     (2xx)
+	exitInvalid   = 1 // the verdict is no: invalid input, a broken chain    (400, 422)
+	exitUsage     = 2 // the command line is wrong                          (-)
+	exitUnchecked = 3 // could not check: no database there, unreachable    (503)
+	exitNotFound  = 4 // no such delivery, record or resource               (404)
+	exitConflict  = 5 // the state forbids it: retry of a non-dead letter   (409)
+	exitInternal  = 70 // the gateway failed (EX_SOFTWARE)                   (500)
+)
+
+// exitError carries an exit code; msg (may be empty) goes to stderr.
+type exitError struct {
+	code int
+	msg  string
+}
+
+func (e *exitError) Error() string { return e.msg }
+
+// command is one CLI command as its help shows it.
+type command struct {
+	name     string
+	summary  string // one line
+	usage    string // the synopsis after "ketamine-gateway "
+	detail   string // what it prints and its exit codes (may be empty)
+	examples []string
+}
+
+// commands is the CLI on one page, in the order the help lists them.
+var commands = []command{
+	{name: "serve", summary: "run the gateway's HTTP API (and the console) on a database",
+		usage: "serve [--addr HOST:PORT] [--db FILE_OR_URL] [--config FILE] [flags]",
+		detail: "Listens on --addr (a loopback address unless authentication is configured) and serves until\n" +
+			"interrupted. The database is created and migrated when needed. See docs/configuration.md.",
+		examples: []string{"ketamine-gateway serve --db kg.db", "ketamine-gateway serve --config /etc/ketamine-gateway/config.json --db postgres://kg@db/kg"}},
+	{name: "map", summary: "map a native record to its FHIR transaction Bundle, offline",
+		usage: "map --kind KIND [--update] FILE",
+		detail: "Prints the Bundle (exit 0), or the OperationOutcome naming each rule broken (exit 1), on stdout.\n" +
+			"FILE may be - for standard input.",
+		examples: []string{"ketamine-gateway map --kind session schemas/examples/session/routine-ketamine-iv-session.json"}},
+	{name: "validate", summary: "validate a FHIR R4 resource or Bundle, offline",
+		usage:    "validate FILE",
+		detail:   "Prints an OperationOutcome: exit 0 valid, 1 invalid. FILE may be - for standard input.",
+		examples: []string{"ketamine-gateway validate mapping/testdata/session/iv-routine.golden.json"}},
+	{name: "deliveries", summary: "list, show, retry and replay deliveries to EHRs, on the database",
+		usage: "deliveries list|show|retry|replay [flags] [ID]",
+		detail: "  list    [--status S] [--destination D] [--patient P] [--since T] [--until T] [--limit N]\n" +
+			"  show    ID [--payload]\n" +
+			"  retry   ID                          put a dead letter back in the queue\n" +
+			"  replay  --destination D --since T   deliver again everything since T\n" +
+			"Times are RFC 3339 (2026-12-01T08:00:00Z) or relative to now (90m, 24h, 7d). Output is JSON.",
+		examples: []string{"ketamine-gateway deliveries list --status dead --db kg.db", "ketamine-gateway deliveries replay --destination ehr --since 24h --db kg.db"}},
+	{name: "audit", summary: "check the audit trail's hash chain",
+		usage: "audit verify [--db FILE_OR_URL]",
+		detail: "Prints the result as JSON: exit 0 intact, exit 1 naming the first broken link, exit 3 when the\n" +
+			"chain could not be checked (no database there, or it could not be read). Record the printed headSeq\n" +
+			"and headHash where the database's administrators cannot write: a later verify whose chain no longer\n" +
+			"contains that head proves the tail was cut.",
+		examples: []string{"ketamine-gateway audit verify --db kg.db"}},
+	{name: "lineage", summary: "the story of a source record, resource or trace, as JSON",
+		usage: "lineage [--db FILE_OR_URL] (--source S --record ID [--kind K] | --resource Type/id | --trace TRACEID)",
+		detail: "Each receipt (time, client, trace id, content hash), the resource versions it produced, every\n" +
+			"delivery attempt with the EHR's answer, and the requests' AuditEvents (docs/audit.md).",
+		examples: []string{"ketamine-gateway lineage --db kg.db --source serenity-clinic-emr --record INF-2026-0310-001"}},
+	{name: "codesystem", summary: "print one of the gateway's own CodeSystem resources",
+		usage:    "codesystem [--id ID]",
+		examples: []string{"ketamine-gateway codesystem --id validation-rule"}},
+	{name: "version", summary: "print the build's version and the mapping version", usage: "version",
+		examples: []string{"ketamine-gateway version"}},
+}
+
+// lookup returns the command named name.
+func lookup(name string) (command, bool) {
+	for _, c := range commands {
+		if c.name == name {
+			return c, true
+		}
+	}
+	return command{}, false
+}
+
+// topUsage is the top-level help.
+func topUsage() string {
+	var b strings.Builder
+	b.WriteString("usage: ketamine-gateway <command> [flags]\n\ncommands:\n")
+	for _, c := range commands {
+		fmt.Fprintf(&b, "  %-11s %s\n", c.name, c.summary)
+	}
+	b.WriteString("\nEach command has its own help: ketamine-gateway <command> -h\n")
+	b.WriteString("Exit status: 0 done, 1 the verdict is no, 2 usage, 3 could not check, 4 not found, 5 conflict,\n" +
+		"70 the gateway failed.")
+	return b.String()
+}
+
+// usageError is a one-line complaint about command name's command line,
+// pointing to its help ("" for the top level).
+func usageError(name, format string, args ...any) error {
+	msg := fmt.Sprintf(format, args...)
+	if name == "" {
+		return &exitError{code: exitUsage, msg: msg + "; see 'ketamine-gateway -h'"}
+	}
+	top, _, _ := strings.Cut(name, " ")
+	return &exitError{code: exitUsage, msg: name + ": " + msg + "; see 'ketamine-gateway " + top + " -h'"}
+}
+
+// errHelp is returned by parse after printing a command's help: exit 0.
+var errHelp = errors.New("help printed")
+
+// newFlags returns a flag set for command name whose errors and help parse
+// reports (it prints nothing by itself).
+func newFlags(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	return fs
+}
+
+// parse parses args with fs, flags before, between and after the
+// positional arguments (a "--" ends the flags), and returns the positional
+// arguments. -h prints the help of command name to stdout and returns
+// errHelp; a bad flag is a one-line usage error.
+func parse(fs *flag.FlagSet, name string, args []string, stdout io.Writer) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				printHelp(stdout, fs, name)
+				return nil, errHelp
+			}
+			return nil, usageError(name, "%v", err)
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		if len(args) > 0 && len(rest) < len(args) && args[len(args)-len(rest)-1] == "--" {
+			return append(pos, rest...), nil // everything after "--" is positional
+		}
+		pos, args = append(pos, rest[0]), rest[1:]
+	}
+}
+
+// printHelp writes command name's help: its synopsis, summary and detail,
+// every flag with its default, and examples.
+func printHelp(w io.Writer, fs *flag.FlagSet, name string) {
+	top, _, _ := strings.Cut(name, " ")
+	c, _ := lookup(top)
+	fmt.Fprintf(w, "usage: ketamine-gateway %s\n\n%s.\n", c.usage, upperFirst(c.summary))
+	if c.detail != "" {
+		fmt.Fprintf(w, "\n%s\n", c.detail)
+	}
+	var flags []string
+	fs.VisitAll(func(f *flag.Flag) {
+		arg, usage := flag.UnquoteUsage(f)
+		line := "  --" + f.Name
+		if arg != "" {
+			line += " " + arg
+		}
+		line += "\n        " + usage
+		if def := f.DefValue; def != "" && def != "0" && def != "false" && def != "-1" && !strings.Contains(usage, "default") {
+			line += " (default " + def + ")"
+		}
+		flags = append(flags, line)
+	})
+	if len(flags) > 0 {
+		sort.Strings(flags)
+		fmt.Fprintf(w, "\nflags:\n%s\n", strings.Join(flags, "\n"))
+	}
+	if len(c.examples) > 0 {
+		fmt.Fprintf(w, "\nexample:\n")
+		for _, e := range c.examples {
+			fmt.Fprintf(w, "  %s\n", e)
+		}
+	}
+}
+
+func upperFirst(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+// oneOf checks a flag's value against the valid ones, listing them when it
+// is not one.
+func oneOf(name, flagName, v string, valid []string) error {
+	for _, ok := range valid {
+		if v == ok {
+			return nil
+		}
+	}
+	return usageError(name, "unknown %s %q; valid: %s", flagName, v, strings.Join(valid, ", "))
+}
+
+// parseTimeFlag reads a time flag: RFC 3339 (2026-12-01T08:00:00Z, or a
+// date 2026-12-01 meaning its midnight UTC) or a duration before now (90m,
+// 24h, 7d).
+func parseTimeFlag(v string, now time.Time) (time.Time, error) {
+	if v == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+		return t, nil
+	}
+	if t, err := time.Parse(time.DateOnly, v); err == nil {
+		return t, nil
+	}
+	if d, ok := strings.CutSuffix(v, "d"); ok {
+		if n, err := strconv.Atoi(d); err == nil && n >= 0 {
+			return now.Add(-time.Duration(n) * 24 * time.Hour), nil
+		}
+	} else if d, err := time.ParseDuration(v); err == nil && d >= 0 {
+		return now.Add(-d), nil
+	}
+	return time.Time{}, fmt.Errorf("%q is not a time: use RFC 3339 (2026-12-01T08:00:00Z), a date (2026-12-01) or a duration before now (90m, 24h, 7d)", v)
+}
