@@ -14,12 +14,12 @@ import (
 // Exit codes, the same for every command (README, "Exit status"), and the
 // API status each stands for.
 const (
-	exitOK        = 0 // done; a check's verdict is yes                     (2xx)
-	exitInvalid   = 1 // the verdict is no: invalid input, a broken chain    (400, 422)
-	exitUsage     = 2 // the command line is wrong                          (-)
-	exitUnchecked = 3 // could not check: no database there, unreachable    (503)
-	exitNotFound  = 4 // no such delivery, record or resource               (404)
-	exitConflict  = 5 // the state forbids it: retry of a non-dead letter   (409)
+	exitOK        = 0  // done; a check's verdict is yes                     (2xx)
+	exitInvalid   = 1  // the verdict is no: invalid input, a broken chain    (400, 422)
+	exitUsage     = 2  // the command line is wrong                          (-)
+	exitUnchecked = 3  // could not check: no database there, unreachable    (503)
+	exitNotFound  = 4  // no such delivery, record or resource               (404)
+	exitConflict  = 5  // the state forbids it: retry of a non-dead letter   (409)
 	exitInternal  = 70 // the gateway failed (EX_SOFTWARE)                   (500)
 )
 
