@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -33,9 +34,28 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "build:", err)
 		os.Exit(1)
 	}
+	before := workTreeFiles()
 	code := m.Run()
 	os.RemoveAll(dir)
+	// No test writes into the work tree: every file goes to a temp dir.
+	for _, f := range workTreeFiles() {
+		if !slices.Contains(before, f) {
+			fmt.Fprintf(os.Stderr, "a test wrote %s into the work tree (use t.TempDir)\n", f)
+			code = 1
+		}
+	}
 	os.Exit(code)
+}
+
+// workTreeFiles lists the files in the test directory (the tests' working
+// directory), where a stray database would land.
+func workTreeFiles() []string {
+	ents, _ := os.ReadDir(".")
+	var out []string
+	for _, e := range ents {
+		out = append(out, e.Name())
+	}
+	return out
 }
 
 // gateway is a running `ketamine-gateway serve`.
@@ -162,12 +182,16 @@ func TestServeDryRun(t *testing.T) {
 // TestServeBusyPort: serve fails at once, non-zero, when the port is taken.
 func TestServeBusyPort(t *testing.T) {
 	g := start(t)
-	out, err := exec.Command(binary, "serve", "--addr", strings.TrimPrefix(g.base, "http://")).CombinedOutput()
+	db := filepath.Join(t.TempDir(), "second.db")
+	out, err := exec.Command(binary, "serve", "--addr", strings.TrimPrefix(g.base, "http://"), "--db", db).CombinedOutput()
 	if err == nil {
 		t.Fatalf("second serve on a busy port succeeded: %s", out)
 	}
 	if !strings.Contains(string(out), "listen") {
 		t.Errorf("message does not say why: %s", out)
+	}
+	if _, err := os.Stat(db); !os.IsNotExist(err) {
+		t.Errorf("serve on a busy port created its database: %v", err)
 	}
 }
 

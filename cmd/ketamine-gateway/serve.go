@@ -84,6 +84,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			"register clients in the auth section of --config (docs/security.md), or listen on a loopback address "+
 			"(127.0.0.1, ::1, localhost) for development", cfg.addr)}
 	}
+	// Listen first, so a busy port fails at once, before any database is
+	// opened or created.
+	ln, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		return &exitError{code: exitInvalid, msg: fmt.Sprintf("listen on %s: %v", cfg.addr, err)}
+	}
+	defer ln.Close()
 	tel, err := telemetry.Setup(ctx, getenv, stdout)
 	if err != nil {
 		return &exitError{code: exitUsage, msg: fmt.Sprintf("OpenTelemetry configuration: %v", err)}
@@ -193,11 +200,6 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		go func() { workerDone <- worker.Run(wctx) }()
 	} else {
 		workerDone <- nil
-	}
-	// Listen first, so a busy port fails at once.
-	ln, err := net.Listen("tcp", cfg.addr)
-	if err != nil {
-		return &exitError{code: exitInvalid, msg: fmt.Sprintf("listen on %s: %v", cfg.addr, err)}
 	}
 	hs := &http.Server{
 		Handler:           srv,
