@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io/fs"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -245,4 +246,32 @@ func FuzzIngest(f *testing.F) {
 			t.Fatalf("status %d for a client's input: %s", rec.Code, rec.Body)
 		}
 	})
+}
+
+// TestRequestLogNamesRules: the log line of a rejected request carries the
+// rule ids it broke (fixed strings, never request content), so an
+// operator can triage from the log alone.
+func TestRequestLogNamesRules(t *testing.T) {
+	var logs bytes.Buffer
+	h := newServer(t, app.Config{}, gateway.Config{Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	phq := strings.Replace(string(example(t, "assessment/phq9-moderate.json")), `"PHQ-9"`, `"BDI-II"`, 1)
+	phq = strings.Replace(phq, `"instrument"`, `"SECRET-MARKER": 1, "instrument"`, 1)
+	do(h, "POST", "/ingest/assessment?dryRun=true", "application/json", []byte(phq))
+	do(h, "GET", "/healthz", "", nil)
+	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("%d log lines, want 2: %s", len(lines), logs.String())
+	}
+	var bad, good map[string]any
+	_ = json.Unmarshal([]byte(lines[0]), &bad)
+	_ = json.Unmarshal([]byte(lines[1]), &good)
+	if bad["status"] != 400.0 || bad["rules"] != "schema.additional-property,schema.enum" || bad["route"] != "/ingest/:kind" {
+		t.Errorf("log line of the rejected request = %s", lines[0])
+	}
+	if _, ok := good["rules"]; ok {
+		t.Errorf("a successful request's line names rules: %s", lines[1])
+	}
+	if strings.Contains(logs.String(), "SECRET-MARKER") || strings.Contains(logs.String(), "BDI-II") {
+		t.Errorf("the log quotes request content: %s", logs.String())
+	}
 }

@@ -13,11 +13,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
+	"github.com/ketamine-gateway/ketamine-gateway/mapping"
 )
 
 // cli runs the program as a user would, through run().
@@ -360,9 +362,11 @@ func TestServeStartsAndStops(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	env := map[string]string{"OTEL_SDK_DISABLED": "true"}
+	db := filepath.Join(t.TempDir(), "kg.db")
+	var logs syncBuffer
 	go func() {
-		done <- run(ctx, []string{"ketamine-gateway", "serve", "--addr", addr, "--db", filepath.Join(t.TempDir(), "kg.db"),
-			"--ehr-url", ehr.URL}, func(k string) string { return env[k] }, strings.NewReader(""), io.Discard, io.Discard)
+		done <- run(ctx, []string{"ketamine-gateway", "serve", "--addr", addr, "--db", db,
+			"--ehr-url", ehr.URL}, func(k string) string { return env[k] }, strings.NewReader(""), io.Discard, &logs)
 	}()
 	var up bool
 	for range 200 {
@@ -386,6 +390,40 @@ func TestServeStartsAndStops(t *testing.T) {
 		t.Fatalf("serve = %v after cancellation, want nil", err)
 	}
 	http.DefaultClient.CloseIdleConnections()
+	// The startup line tells an operator what is running where.
+	var start map[string]any
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(line, `"msg":"listening"`) {
+			_ = json.Unmarshal([]byte(line), &start)
+		}
+	}
+	for k, want := range map[string]any{"addr": addr, "database": db, "mapping_version": mapping.Version, "destinations": "ehr",
+		"mode": "development (no authentication, loopback only)"} {
+		if start[k] != want {
+			t.Errorf("startup line %s = %v, want %v (line %v)", k, start[k], want, start)
+		}
+	}
+	if v, _ := start["version"].(string); v == "" {
+		t.Errorf("startup line has no version: %v", start)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader goroutine.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // TestDeliveriesCommand: the operator CLI on a database with one pending

@@ -2,8 +2,10 @@ package delivery
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -606,4 +608,120 @@ func TestLeaseRenewedDuringAttempt(t *testing.T) {
 	if got.Status != store.StatusDone || len(attempts) != 1 {
 		t.Errorf("item %s with %d attempts, want done after 1", got.Status, len(attempts))
 	}
+}
+
+// TestAttemptLogLines: one line per attempt an operator can triage from:
+// "delivery: retry", "delivery: delivered" and "delivery: dead letter",
+// each with duration_ms; a capability check that failed and then worked
+// logs its recovery.
+func TestAttemptLogLines(t *testing.T) {
+	var mu sync.Mutex
+	posts, metas := map[string]int{}, 0
+	ehr := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		w.Header().Set("Content-Type", "application/fhir+json")
+		if r.Method == http.MethodGet {
+			metas++
+			if metas == 1 {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				return
+			}
+			_, _ = io.WriteString(w, `{"resourceType":"CapabilityStatement","fhirVersion":"4.0.1","rest":[{"mode":"server","interaction":[{"code":"transaction"}]}]}`)
+			return
+		}
+		body, _ := io.ReadAll(r.Body)
+		key := "good"
+		if strings.Contains(string(body), "Refused") {
+			key = "bad"
+		}
+		posts[key]++
+		switch {
+		case key == "bad":
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = io.WriteString(w, `{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"invalid"}]}`)
+		case posts[key] == 1:
+			w.WriteHeader(http.StatusInternalServerError)
+		default:
+			_, _ = io.WriteString(w, `{"resourceType":"Bundle","type":"transaction-response","entry":[{"response":{"status":"201 Created"}}]}`)
+		}
+	}))
+	defer ehr.Close()
+	ob := openSQLite(t)
+	payload := func(family string) []byte {
+		return []byte(`{"resourceType":"Bundle","type":"transaction","entry":[{"fullUrl":"urn:uuid:3f1f8a4e-0b7e-4a83-9d0e-5f1b7c2d9e10",` +
+			`"resource":{"resourceType":"Patient","name":[{"family":"` + family + `"}]},"request":{"method":"POST","url":"Patient"}}]}`)
+	}
+	good := &store.OutboxItem{Destination: "ehr", OrderKey: "g", Patient: "P", Kind: "session", Source: "clinic", RecordID: "g", Version: "1", Payload: payload("Kept")}
+	bad := &store.OutboxItem{Destination: "ehr", OrderKey: "b", Patient: "P", Kind: "session", Source: "clinic", RecordID: "b", Version: "1", Payload: payload("Refused")}
+	if err := ob.Enqueue(good, bad); err != nil {
+		t.Fatal(err)
+	}
+	var logs syncLog
+	w, err := NewWorker(ob, []Destination{{Name: "ehr", BaseURL: ehr.URL + "/fhir", Timeout: 5 * time.Second, Concurrency: 2}},
+		WorkerOptions{Logger: slog.New(slog.NewJSONHandler(&logs, nil)), PollInterval: 20 * time.Millisecond,
+			BackoffBase: 10 * time.Millisecond, BackoffMax: 20 * time.Millisecond, CapabilityInterval: 30 * time.Millisecond, BacklogInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = w.Run(ctx); close(done) }()
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		g, _, _ := ob.Delivery(context.Background(), good.ID)
+		b, _, _ := ob.Delivery(context.Background(), bad.ID)
+		out := logs.String()
+		if g.Status == store.StatusDone && b.Status == store.StatusDead && strings.Contains(out, "capability check recovered") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("deliveries %s/%s, logs:\n%s", g.Status, b.Status, out)
+		}
+	}
+	cancel()
+	<-done
+	want := map[string]bool{"delivery: retry": false, "delivery: delivered": false, "delivery: dead letter": false}
+	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("not a JSON log line: %s", line)
+		}
+		msg, _ := m["msg"].(string)
+		if _, ok := want[msg]; !ok {
+			continue
+		}
+		want[msg] = true
+		if _, ok := m["duration_ms"].(float64); !ok || m["destination"] != "ehr" {
+			t.Errorf("%s line lacks duration_ms or destination: %s", msg, line)
+		}
+		if _, ok := m["duration"]; ok {
+			t.Errorf("%s line has a raw duration: %s", msg, line)
+		}
+	}
+	for msg, seen := range want {
+		if !seen {
+			t.Errorf("no %q line in:\n%s", msg, logs.String())
+		}
+	}
+	if strings.Contains(logs.String(), "Kept") || strings.Contains(logs.String(), "Refused") {
+		t.Errorf("the log quotes payload content")
+	}
+}
+
+// syncLog is a bytes.Buffer for concurrent log writers.
+type syncLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncLog) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncLog) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
