@@ -99,6 +99,11 @@ func (c *Console) execute(w io.Writer, rq *request) error {
 // when formats a time (time.Time or an instant string) for people, in UTC.
 func when(v any) string {
 	switch t := v.(type) {
+	case *time.Time:
+		if t == nil {
+			return ""
+		}
+		return when(*t)
 	case time.Time:
 		if t.IsZero() {
 			return ""

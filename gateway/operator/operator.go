@@ -29,7 +29,7 @@ type View struct {
 	Patient     string          `json:"patient"`
 	TraceID     string          `json:"traceId,omitempty"`
 	Attempts    int             `json:"attempts"`
-	NextAttempt time.Time       `json:"nextAttempt"`
+	NextAttempt *time.Time      `json:"nextAttempt,omitempty"` // pending and in-flight deliveries only
 	LastError   string          `json:"lastError,omitempty"`
 	Created     time.Time       `json:"created"`
 	Updated     time.Time       `json:"updated"`
@@ -52,7 +52,11 @@ type AttemptView struct {
 func NewView(it *store.OutboxItem, attempts []*store.Attempt, withPayload bool) View {
 	v := View{ID: it.ID, Destination: it.Destination, Status: it.Status, Kind: it.Kind, Source: it.Source,
 		RecordID: it.RecordID, Version: it.Version, Patient: it.Patient, TraceID: it.TraceID, Attempts: it.Attempts,
-		NextAttempt: it.NextAttempt, LastError: it.LastError, Created: it.Created, Updated: it.Updated}
+		LastError: it.LastError, Created: it.Created, Updated: it.Updated}
+	if (it.Status == store.StatusPending || it.Status == store.StatusInFlight) && !it.NextAttempt.IsZero() {
+		next := it.NextAttempt
+		v.NextAttempt = &next
+	}
 	for _, a := range attempts {
 		av := AttemptView{N: a.N, At: a.At, DurationMS: a.Duration.Milliseconds(), HTTPStatus: a.HTTPStatus, Error: a.Error, TraceID: a.TraceID}
 		if json.Valid(a.Outcome) {
@@ -188,7 +192,7 @@ func (s *Service) Ready(ctx context.Context) (Readiness, error) {
 	if err != nil {
 		return Readiness{}, err
 	}
-	out := Readiness{Ready: true}
+	out := Readiness{Ready: true, Backlog: []Backlog{}}
 	now := s.now()
 	for _, st := range stats {
 		b := Backlog{Destination: st.Destination, Pending: st.Pending, Dead: st.Dead}
