@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -229,7 +228,7 @@ func (s *Server) handleSearch(c echo.Context) error {
 		}
 	}
 	if len(res.Ignored) > 0 {
-		oo, _ := json.Marshal(ignoredOutcome(res.Ignored))
+		oo, _ := fhirwire.Marshal(ignoredOutcome(res.Ignored))
 		b.Entry = append(b.Entry, fhirwire.Entry{Resource: oo, Search: &fhirwire.Search{Mode: fhirwire.ModeOutcome}})
 	}
 	return writeResource(c, http.StatusOK, b)

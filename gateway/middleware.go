@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"mime"
 	"net/http"
@@ -15,6 +14,7 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/console"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
@@ -168,7 +168,7 @@ func (s *Server) auditRequests(next echo.HandlerFunc) echo.HandlerFunc {
 				h.Set("Retry-After", "5")
 				res.Status = http.StatusServiceUnavailable
 				buf.ResponseWriter.WriteHeader(http.StatusServiceUnavailable)
-				body, _ := json.Marshal(outcome.Resource([]outcome.Issue{{Severity: "fatal", Code: "transient", Rule: "audit-unavailable",
+				body, _ := fhirwire.Marshal(outcome.Resource([]outcome.Issue{{Severity: "fatal", Code: "transient", Rule: "audit-unavailable",
 					Message: "the request could not be audited and was not answered; retry later"}}))
 				_, _ = buf.ResponseWriter.Write(body)
 				return nil

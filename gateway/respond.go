@@ -1,13 +1,14 @@
 package gateway
 
 import (
-	"encoding/json"
 	"errors"
 	"io"
 	"mime"
 	"net/http"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
 )
 
 // ContentTypeFHIR is the media type of every FHIR response.
@@ -20,9 +21,9 @@ func writeResource(c echo.Context, status int, v any) error {
 		err error
 	)
 	if c.QueryParam("_pretty") == "true" {
-		b, err = json.MarshalIndent(v, "", "  ")
+		b, err = fhirwire.MarshalIndent(v)
 	} else {
-		b, err = json.Marshal(v)
+		b, err = fhirwire.Marshal(v)
 	}
 	if err != nil {
 		return err

@@ -7,9 +7,11 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
 	"github.com/ketamine-gateway/ketamine-gateway/schemas"
 )
@@ -131,7 +133,8 @@ func describe(err error) string {
 
 // TestTransactionFrom: the single-pass rendering (each resource rendered
 // once by MarshalResource, the Bundle assembled from those bytes) gives the
-// very bytes of json.Marshal of Transaction(), for every golden case.
+// very bytes of fhirwire.Marshal of Transaction(), and each resource is the
+// one json.Marshal renders, resourceType first, for every golden case.
 func TestTransactionFrom(t *testing.T) {
 	for _, tc := range goldenCases(t) {
 		t.Run(tc.name, func(t *testing.T) {
@@ -148,8 +151,13 @@ func TestTransactionFrom(t *testing.T) {
 				if raws[i], err = mapping.MarshalResource(e.Resource); err != nil {
 					t.Fatal(err)
 				}
-				if want, _ := json.Marshal(e.Resource); !bytes.Equal(raws[i], want) {
-					t.Fatalf("MarshalResource(entry %d) differs from json.Marshal", i)
+				var a, b any
+				want, _ := json.Marshal(e.Resource)
+				if json.Unmarshal(raws[i], &a) != nil || json.Unmarshal(want, &b) != nil || !reflect.DeepEqual(a, b) {
+					t.Fatalf("MarshalResource(entry %d) is not the resource json.Marshal renders", i)
+				}
+				if e.Resource != nil && !bytes.HasPrefix(raws[i], []byte(`{"resourceType":`)) {
+					t.Fatalf("MarshalResource(entry %d) does not start with resourceType: %.60s", i, raws[i])
 				}
 			}
 			got, err := res.TransactionFrom(raws)
@@ -160,12 +168,12 @@ func TestTransactionFrom(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want, err := json.Marshal(b)
+			want, err := fhirwire.Marshal(b)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if !bytes.Equal(got, want) {
-				t.Errorf("TransactionFrom differs from json.Marshal(Transaction()):\n%s\n%s", got, want)
+				t.Errorf("TransactionFrom differs from fhirwire.Marshal(Transaction()):\n%s\n%s", got, want)
 			}
 		})
 	}

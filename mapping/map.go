@@ -8,16 +8,17 @@
 package mapping
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 
 	fhir "github.com/samply/golang-fhir-models/fhir-models/fhir"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
 )
 
 // Version is the mapping version recorded with everything the gateway maps.
 // Bump it whenever the output for an unchanged record changes.
-const Version = "2.0.0"
+const Version = "2.0.1"
 
 // Options tune a mapping. The zero value is valid.
 type Options struct {
@@ -140,88 +141,42 @@ func Map(rec Record, opts Options) (*Result, error) {
 	return &Result{Kind: rec.Kind(), Source: rec.Env().Source, Entries: m.entries}, nil
 }
 
-// Transaction renders the result as a FHIR transaction Bundle.
-func (r *Result) Transaction() (fhir.Bundle, error) {
+// Transaction renders the result as a FHIR transaction Bundle in the
+// gateway's wire types, each resource rendered once (MarshalResource).
+func (r *Result) Transaction() (fhirwire.Bundle, error) {
 	raws := make([][]byte, len(r.Entries))
 	for i, e := range r.Entries {
-		raw, err := json.Marshal(e.Resource)
+		raw, err := MarshalResource(e.Resource)
 		if err != nil {
-			return fhir.Bundle{}, fmt.Errorf("marshal %s: %w", e.ResourceType, err)
+			return fhirwire.Bundle{}, fmt.Errorf("marshal %s: %w", e.ResourceType, err)
 		}
 		raws[i] = raw
 	}
 	return r.bundle(raws), nil
 }
 
-// TransactionFrom renders the transaction Bundle as compact JSON from the
-// entries' resources already rendered (raws[i] is Entries[i].Resource as
-// compact JSON, as MarshalResource renders it), without marshalling them
-// again. The bytes are those of json.Marshal of Transaction().
+// TransactionFrom renders the transaction Bundle as compact FHIR JSON from
+// the entries' resources already rendered (raws[i] is Entries[i].Resource
+// as MarshalResource renders it), without rendering them again.
 func (r *Result) TransactionFrom(raws [][]byte) ([]byte, error) {
 	if len(raws) != len(r.Entries) {
 		return nil, fmt.Errorf("transaction of %d entries from %d resources", len(r.Entries), len(raws))
 	}
-	n := 64
-	for i := range raws {
-		n += len(raws[i]) + 256
-	}
-	b := bytes.NewBuffer(make([]byte, 0, n))
-	str := func(s string) error {
-		q, err := json.Marshal(s)
-		b.Write(q)
-		return err
-	}
-	b.WriteString(`{"type":"transaction","entry":[`)
-	for i, e := range r.Entries {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(`{"fullUrl":`)
-		if err := str(e.FullURL); err != nil {
-			return nil, err
-		}
-		if e.Method != fhir.HTTPVerbDELETE && len(raws[i]) > 0 {
-			b.WriteString(`,"resource":`)
-			b.Write(raws[i])
-		}
-		b.WriteString(`,"request":{"method":`)
-		if err := str(e.Method.Code()); err != nil {
-			return nil, err
-		}
-		b.WriteString(`,"url":`)
-		if err := str(e.URL); err != nil {
-			return nil, err
-		}
-		if e.IfNoneExist != "" {
-			b.WriteString(`,"ifNoneExist":`)
-			if err := str(e.IfNoneExist); err != nil {
-				return nil, err
-			}
-		}
-		b.WriteString(`}}`)
-	}
-	b.WriteString(`],"resourceType":"Bundle"}`)
-	return b.Bytes(), nil
+	return fhirwire.Marshal(r.bundle(raws))
 }
 
-// MarshalResource renders a mapped resource as compact JSON: the bytes of
-// json.Marshal, without its second pass over a resource that marshals
-// itself (every samply resource does).
-func MarshalResource(v any) ([]byte, error) {
-	if m, ok := v.(json.Marshaler); ok {
-		return m.MarshalJSON()
-	}
-	return json.Marshal(v)
-}
+// MarshalResource renders a mapped resource as compact FHIR JSON, the way
+// the gateway writes every resource (fhirwire.Marshal: resourceType first,
+// no HTML escaping), in one pass over a resource that marshals itself
+// (every samply resource does).
+func MarshalResource(v any) ([]byte, error) { return fhirwire.Marshal(v) }
 
 // bundle assembles the transaction Bundle.
-func (r *Result) bundle(raws [][]byte) fhir.Bundle {
-	b := fhir.Bundle{Type: fhir.BundleTypeTransaction}
+func (r *Result) bundle(raws [][]byte) fhirwire.Bundle {
+	b := fhirwire.Bundle{ResourceType: "Bundle", Type: fhirwire.TypeTransaction, Entry: make([]fhirwire.Entry, 0, len(r.Entries))}
 	for i, e := range r.Entries {
-		entry := fhir.BundleEntry{
-			FullUrl: ptr(e.FullURL),
-			Request: &fhir.BundleEntryRequest{Method: e.Method, Url: e.URL, IfNoneExist: strp(e.IfNoneExist)},
-		}
+		entry := fhirwire.Entry{FullURL: e.FullURL,
+			Request: &fhirwire.Request{Method: e.Method.Code(), URL: e.URL, IfNoneExist: e.IfNoneExist}}
 		if e.Method != fhir.HTTPVerbDELETE {
 			entry.Resource = raws[i]
 		}
@@ -230,13 +185,13 @@ func (r *Result) bundle(raws [][]byte) fhir.Bundle {
 	return b
 }
 
-// TransactionJSON renders the transaction Bundle as indented JSON.
+// TransactionJSON renders the transaction Bundle as indented FHIR JSON.
 func (r *Result) TransactionJSON() ([]byte, error) {
 	b, err := r.Transaction()
 	if err != nil {
 		return nil, err
 	}
-	return json.MarshalIndent(b, "", "  ")
+	return fhirwire.MarshalIndent(b)
 }
 
 // mapper accumulates the entries of one record.

@@ -119,11 +119,12 @@ func mapCommand(args []string, getenv func(string) string, stdin io.Reader, stdo
 	if err != nil {
 		return printOutcome(stdout, err)
 	}
-	bundle, err := res.Transaction()
+	out, err := res.TransactionJSON()
 	if err != nil {
 		return err
 	}
-	return printJSON(stdout, bundle)
+	_, err = fmt.Fprintf(stdout, "%s\n", out)
+	return err
 }
 
 // validateCommand: validate FILE checks a FHIR resource or Bundle and prints

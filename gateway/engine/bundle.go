@@ -162,14 +162,14 @@ func (e *Engine) Response(typ string, entries []*Entry, errs []error, ans Answer
 		var be fhirwire.Entry
 		if errs != nil && errs[i] != nil {
 			kind, issues := outcome.From(outcome.Unentry(errs[i]))
-			oo, _ := json.Marshal(outcome.Resource(issues))
+			oo, _ := fhirwire.Marshal(outcome.Resource(issues))
 			be.Response = &fhirwire.Response{Status: fhirwire.StatusLine(kind.HTTPStatus()), Outcome: oo}
 			b.Entry = append(b.Entry, be)
 			continue
 		}
 		switch {
 		case en.method == "GET" && en.res == nil:
-			raw, _ := json.Marshal(en.get)
+			raw, _ := fhirwire.Marshal(en.get)
 			be.Resource = raw
 			be.Response = &fhirwire.Response{Status: fhirwire.StatusLine(fhirwire.StatusOK)}
 		case en.res != nil && en.res.Resource != nil && !en.res.Resource.Deleted:

@@ -276,7 +276,7 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 		return nil, err
 	}
 	sc.Description = fmt.Sprintf("%s record: %d entries", rec.kind, len(entries))
-	answer, err := json.Marshal(s.engine.Response(fhirwire.TypeTransactionResponse, entries, nil, ans))
+	answer, err := fhirwire.Marshal(s.engine.Response(fhirwire.TypeTransactionResponse, entries, nil, ans))
 	if err != nil {
 		return nil, err
 	}

@@ -2,11 +2,11 @@ package store
 
 import (
 	"crypto/rand"
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"time"
 
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 )
 
@@ -25,7 +25,7 @@ func NewVersion(typ, id string, v int64, doc map[string]any, now time.Time) (*Re
 	meta["versionId"] = strconv.FormatInt(v, 10)
 	meta["lastUpdated"] = now.UTC().Format("2006-01-02T15:04:05.000Z")
 	doc["meta"] = meta
-	body, err := json.Marshal(doc)
+	body, err := fhirwire.Marshal(doc)
 	if err != nil {
 		return nil, nil, fmt.Errorf("marshal %s: %w", typ, err)
 	}

@@ -1,0 +1,180 @@
+package fhirwire
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+)
+
+// How the gateway writes FHIR JSON, everywhere it writes it (stored
+// resources, responses, mapped resources, Bundles to EHRs): compact,
+// resourceType first (as the spec's examples, HAPI and Medplum write it),
+// the other members of a decoded resource in key order, and no HTML escaping
+// (a URL's & stays &, not \u0026: JSON does not need it and FHIR servers
+// write it plain).
+
+// Marshal renders v as compact FHIR JSON: no HTML escaping, and when v's
+// JSON is an object with a resourceType member, that member first. A
+// map[string]any (a decoded resource) has its other members in key order.
+func Marshal(v any) ([]byte, error) {
+	switch x := v.(type) {
+	case map[string]any:
+		return marshalDoc(x)
+	case json.Marshaler:
+		// Its own JSON (samply's resources), compact and HTML-escaped,
+		// resourceType last: taken as it is, without encoding/json's
+		// second pass over it.
+		raw, err := x.MarshalJSON()
+		if err != nil {
+			return nil, err
+		}
+		return ResourceTypeFirst(UnescapeHTML(raw)), nil
+	}
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	out := bytes.TrimSuffix(b.Bytes(), []byte("\n"))
+	// Types that marshal themselves (samply's resources) escape HTML and
+	// write resourceType last: undo both.
+	return ResourceTypeFirst(UnescapeHTML(out)), nil
+}
+
+// MarshalIndent is Marshal indented by two spaces (for _pretty and the CLI).
+func MarshalIndent(v any) ([]byte, error) {
+	raw, err := Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	var b bytes.Buffer
+	if err := json.Indent(&b, raw, "", "  "); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+// marshalDoc writes a decoded resource: resourceType first, then the other
+// members in key order, values without HTML escaping.
+func marshalDoc(m map[string]any) ([]byte, error) {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		if k != "resourceType" {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	if _, ok := m["resourceType"]; ok {
+		keys = append([]string{"resourceType"}, keys...)
+	}
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	out := make([]byte, 0, 256)
+	out = append(out, '{')
+	for i, k := range keys {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = strconv.AppendQuote(out, k)
+		out = append(out, ':')
+		b.Reset()
+		// Nested maps keep encoding/json's key order; only the top level
+		// needs resourceType first.
+		if err := enc.Encode(m[k]); err != nil {
+			return nil, fmt.Errorf("marshal %s: %w", k, err)
+		}
+		out = append(out, bytes.TrimSuffix(b.Bytes(), []byte("\n"))...)
+	}
+	return append(out, '}'), nil
+}
+
+// UnescapeHTML turns the \u0026, \u003c and \u003e escapes encoding/json
+// writes into &, < and >, leaving every other escape as it is.
+func UnescapeHTML(raw []byte) []byte {
+	if !bytes.Contains(raw, []byte(`\u00`)) {
+		return raw
+	}
+	out := make([]byte, 0, len(raw))
+	for i := 0; i < len(raw); i++ {
+		c := raw[i]
+		if c != '\\' || i+1 >= len(raw) {
+			out = append(out, c)
+			continue
+		}
+		if raw[i+1] == 'u' && i+5 < len(raw) {
+			switch string(raw[i+2 : i+6]) {
+			case "0026":
+				out, i = append(out, '&'), i+5
+				continue
+			case "003c":
+				out, i = append(out, '<'), i+5
+				continue
+			case "003e":
+				out, i = append(out, '>'), i+5
+				continue
+			}
+		}
+		// Any other escape: both bytes as they are (so an escaped
+		// backslash is never taken for the start of an escape).
+		out = append(out, c, raw[i+1])
+		i++
+	}
+	return out
+}
+
+// ResourceTypeFirst moves a compact JSON object's top-level resourceType
+// member to the front (it returns raw unchanged when it is already first,
+// absent, or raw is no object).
+func ResourceTypeFirst(raw []byte) []byte {
+	if len(raw) < 2 || raw[0] != '{' || bytes.HasPrefix(raw, []byte(`{"resourceType":`)) {
+		return raw
+	}
+	// Find the top-level members' boundaries.
+	start, depth, inStr := 1, 0, false
+	for i := 1; i < len(raw)-1; i++ {
+		c := raw[i]
+		switch {
+		case inStr:
+			if c == '\\' {
+				i++
+			} else if c == '"' {
+				inStr = false
+			}
+		case c == '"':
+			inStr = true
+		case c == '{' || c == '[':
+			depth++
+		case c == '}' || c == ']':
+			depth--
+		case c == ',' && depth == 0:
+			if m := raw[start:i]; bytes.HasPrefix(m, []byte(`"resourceType":`)) {
+				return moveFirst(raw, start, i+1)
+			}
+			start = i + 1
+		}
+	}
+	if m := raw[start : len(raw)-1]; bytes.HasPrefix(m, []byte(`"resourceType":`)) && start > 1 {
+		// The last member: drop the comma before it.
+		out := make([]byte, 0, len(raw))
+		out = append(out, '{')
+		out = append(out, m...)
+		out = append(out, ',')
+		out = append(out, raw[1:start-1]...)
+		return append(out, '}')
+	}
+	return raw
+}
+
+// moveFirst moves raw[from:to] (a member and its comma) to the front.
+func moveFirst(raw []byte, from, to int) []byte {
+	out := make([]byte, 0, len(raw))
+	out = append(out, '{')
+	out = append(out, raw[from:to]...)
+	out = append(out, raw[1:from]...)
+	out = append(out, raw[to:]...)
+	return out
+}
