@@ -11,12 +11,20 @@ import (
 )
 
 // Validator checks FHIR resources: R4 structure (types, cardinality,
-// primitives, invariants) and the gateway's own profiles a resource claims.
-// It holds the compiled R4 definitions; build one per process.
-type Validator struct{ r4 *r4.Validator }
+// primitives, invariants) and the profiles a resource claims. It holds the
+// compiled R4 definitions and profiles; build one per process.
+type Validator struct {
+	r4       *r4.Validator
+	profiles *profile.Set
+}
 
-// NewValidator compiles the embedded R4 definitions.
-func NewValidator() *Validator { return &Validator{r4: r4.New(r4.Options{})} }
+// NewValidator compiles the embedded R4 definitions and the profiles.
+func NewValidator() *Validator {
+	return &Validator{r4: r4.New(r4.Options{}), profiles: profile.MustNew()}
+}
+
+// ProfileSet returns the profiles the validator checks.
+func (v *Validator) ProfileSet() *profile.Set { return v.profiles }
 
 // KnownType reports whether typ is a FHIR R4 resource type.
 func (v *Validator) KnownType(typ string) bool { return v.r4.KnownType(typ) }
@@ -61,7 +69,7 @@ func (v *Validator) Structure(body []byte, typ string) error {
 // Profiles checks the gateway profiles doc claims (Unprocessable when one
 // is broken). expr is doc's FHIRPath.
 func (v *Validator) Profiles(doc map[string]any, expr string) error {
-	return profile.Error(profile.Check(doc, expr))
+	return profile.Error(v.profiles.Check(doc, expr))
 }
 
 // Document checks a resource or a Bundle of any type, structurally and
@@ -76,12 +84,12 @@ func (v *Validator) Document(body []byte) error {
 		return &outcome.FHIRInvalid{Result: res}
 	}
 	typ, _ := m["resourceType"].(string)
-	issues := profile.Check(m, typ)
+	issues := v.profiles.Validate(m, typ)
 	if entries, ok := m["entry"].([]any); ok && typ == "Bundle" {
 		for i, e := range entries {
 			em, _ := e.(map[string]any)
 			if r, ok := em["resource"].(map[string]any); ok {
-				issues = append(issues, profile.Check(r, fmt.Sprintf("Bundle.entry[%d].resource", i))...)
+				issues = append(issues, v.profiles.Validate(r, fmt.Sprintf("Bundle.entry[%d].resource", i))...)
 			}
 		}
 	}
