@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/profile"
@@ -84,8 +85,15 @@ func (v *Validator) Document(body []byte) error {
 		return &outcome.FHIRInvalid{Result: res}
 	}
 	typ, _ := m["resourceType"].(string)
-	issues := v.profiles.Validate(m, typ)
-	if entries, ok := m["entry"].([]any); ok && typ == "Bundle" {
+	return profile.Error(v.profileIssues(m, typ))
+}
+
+// profileIssues are doc's issues against the profiles it claims and the
+// requested ones; a Bundle's entries are checked against the profiles
+// they claim.
+func (v *Validator) profileIssues(doc map[string]any, typ string, requested ...string) []outcome.Issue {
+	issues := v.profiles.Validate(doc, typ, requested...)
+	if entries, ok := doc["entry"].([]any); ok && typ == "Bundle" {
 		for i, e := range entries {
 			em, _ := e.(map[string]any)
 			if r, ok := em["resource"].(map[string]any); ok {
@@ -93,19 +101,30 @@ func (v *Validator) Document(body []byte) error {
 			}
 		}
 	}
-	return profile.Error(issues)
+	return issues
 }
 
 // Check is $validate: the issues of body as a resource of typ ("" any
-// type), warnings included; valid is false when one is an error.
-func (v *Validator) Check(body []byte, typ string) (valid bool, issues []outcome.Issue) {
+// type), warnings included: R4 structure, the profiles it claims that the
+// gateway knows, and the requested profiles (each one Resolve accepts).
+// valid is false when an issue is an error.
+func (v *Validator) Check(body []byte, typ string, profiles ...string) (valid bool, issues []outcome.Issue) {
 	var res *r4.Result
 	if typ != "" {
 		res = v.r4.ValidateAs(body, typ)
 	} else {
 		res = v.r4.Validate(body)
 	}
-	return res.Valid(), outcome.FHIRIssues(res)
+	issues = outcome.FHIRIssues(res)
+	if m, err := decodeJSON(body); err == nil {
+		rt, _ := m["resourceType"].(string)
+		if typ != "" {
+			rt = typ
+		}
+		issues = append(issues, v.profileIssues(m, rt, profiles...)...)
+	}
+	valid = !slices.ContainsFunc(issues, func(i outcome.Issue) bool { return i.Severity == "error" || i.Severity == "fatal" })
+	return valid, issues
 }
 
 // Mapped checks a resource the gateway itself produced (raw, of typ). A
