@@ -37,6 +37,7 @@ commands:
   audit       audit verify: check the audit trail's hash chain (exit 1 when broken)
   lineage     the story of a source record, resource or trace as JSON (lineage -h)
   codesystem  print the gateway's own CodeSystem resources
+  ig          ig package -o FILE: the conformance resources as a FHIR NPM package
   version     print the version
 
 FILE may be - for standard input.`
@@ -63,6 +64,8 @@ func run(ctx context.Context, args []string, getenv func(string) string,
 		return lineageCommand(ctx, rest, getenv, stdout, stderr)
 	case "codesystem":
 		return codeSystemCommand(rest, stdout, stderr)
+	case "ig":
+		return igCommand(rest, stdout, stderr)
 	case "version":
 		fmt.Fprintf(stdout, "ketamine-gateway %s, mapping %s\n", version(), mapping.Version)
 		return nil
