@@ -34,6 +34,8 @@ func extensionDefs() []extensionDef {
 			description: "The kind of native clinic record a Provenance entity stands for (assessment, vitals, infusion, adverse-event, session)."},
 		{name: "record-version", title: "Native record version", context: []string{"Provenance.entity"}, valueType: "string",
 			description: "The version of the native clinic record a Provenance entity stands for."},
+		{name: "validation-rule", title: "Validation rule", context: []string{"ElementDefinition"}, valueType: "Coding",
+			description: "On an element of a gateway profile: the rule (a code of the CodeSystem validation-rule, with its text as display) its failures report, in OperationOutcome.issue.details; elements below it report the same rule unless they name their own."},
 	}
 }
 

@@ -230,14 +230,15 @@ func TestValueSetsCoverTheCodeTable(t *testing.T) {
 	}
 }
 
-// TestExtensionURLs: the extensions published are those the output uses.
+// TestExtensionURLs: the extensions published are those the output (and
+// the profiles themselves) use.
 func TestExtensionURLs(t *testing.T) {
 	s, err := New()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"monitoring-timepoint", "ctcae-grade", "seriousness-criterion", "adverse-event-action-taken",
-		"medication-lot-number", "weight-based-dose", "trace-id", "content-hash", "record-kind", "record-version"} {
+		"medication-lot-number", "weight-based-dose", "trace-id", "content-hash", "record-kind", "record-version", "validation-rule"} {
 		if !slices.ContainsFunc(s.Extensions(), func(sd *StructureDefinition) bool { return sd.URL == mapping.Canonical+"/StructureDefinition/"+name }) {
 			t.Errorf("no extension %s", name)
 		}
