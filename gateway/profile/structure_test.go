@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -241,6 +242,35 @@ func TestExtensionURLs(t *testing.T) {
 		"medication-lot-number", "weight-based-dose", "trace-id", "content-hash", "record-kind", "record-version", "validation-rule"} {
 		if !slices.ContainsFunc(s.Extensions(), func(sd *StructureDefinition) bool { return sd.URL == mapping.Canonical+"/StructureDefinition/"+name }) {
 			t.Errorf("no extension %s", name)
+		}
+	}
+}
+
+// TestDocsConformance: docs/conformance.md names every profile, extension,
+// ValueSet and rule the package publishes.
+func TestDocsConformance(t *testing.T) {
+	b, err := os.ReadFile("../../docs/conformance.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(b)
+	s, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, sd := range append(s.Profiles(), s.Extensions()...) {
+		names = append(names, sd.ID)
+	}
+	for _, vs := range s.ValueSets() {
+		names = append(names, vs.ID)
+	}
+	for _, r := range Rules() {
+		names = append(names, r.ID)
+	}
+	for _, n := range names {
+		if !strings.Contains(doc, "`"+n+"`") {
+			t.Errorf("docs/conformance.md does not name `%s`", n)
 		}
 	}
 }
