@@ -3,7 +3,6 @@ package profile
 import (
 	"encoding/json"
 	"fmt"
-	"reflect"
 	"slices"
 	"sort"
 	"strconv"
@@ -433,7 +432,7 @@ func members(parent map[string]any, n *node, at string) []item {
 	sort.Strings(keys)
 	for _, k := range keys {
 		if suffix, ok := strings.CutPrefix(k, n.name); ok && suffix != "" && unicode.IsUpper(rune(suffix[0])) {
-			out = append(out, values(parent[k], choiceType(suffix), at+"."+k)...)
+			out = append(out, values(parent[k], fhirpath.ChoiceType(suffix), at+"."+k)...)
 		}
 	}
 	return out
@@ -452,18 +451,6 @@ func values(v any, typ, path string) []item {
 		return out
 	}
 	return []item{{v: v, t: typ, path: path}}
-}
-
-// choiceType is the FHIR type a choice element's suffix names
-// (DateTime -> dateTime, Quantity -> Quantity).
-func choiceType(suffix string) string {
-	for _, p := range []string{"base64Binary", "boolean", "canonical", "code", "date", "dateTime", "decimal", "id",
-		"instant", "integer", "markdown", "oid", "positiveInt", "string", "time", "unsignedInt", "uri", "url", "uuid"} {
-		if strings.EqualFold(p, suffix) {
-			return p
-		}
-	}
-	return suffix
 }
 
 // navigate returns the values at a dotted path below v (arrays flattened).
@@ -526,7 +513,7 @@ func anyIn(vs *ValueSet, codes [][2]string) bool {
 }
 
 // equal compares two JSON values (numbers by value).
-func equal(a, b any) bool { return reflect.DeepEqual(normalize(a), normalize(b)) }
+func equal(a, b any) bool { return fhirpath.Equal(a, b) }
 
 // matchPattern reports whether v matches pattern p (profiling.html:
 // every member of p is in v; every element of an array in p matches an
@@ -554,30 +541,6 @@ func matchPattern(v, p any) bool {
 		return true
 	}
 	return equal(v, p)
-}
-
-func normalize(v any) any {
-	switch x := v.(type) {
-	case json.Number:
-		f, err := x.Float64()
-		if err != nil {
-			return x.String()
-		}
-		return f
-	case map[string]any:
-		out := make(map[string]any, len(x))
-		for k, e := range x {
-			out[k] = normalize(e)
-		}
-		return out
-	case []any:
-		out := make([]any, len(x))
-		for i, e := range x {
-			out[i] = normalize(e)
-		}
-		return out
-	}
-	return v
 }
 
 func asList(v any) []any {

@@ -277,7 +277,7 @@ func children(it Item, name string) []Item {
 	}
 	for k, v := range m {
 		if suffix, ok := strings.CutPrefix(k, name); ok && suffix != "" && unicode.IsUpper(rune(suffix[0])) {
-			return flatten(v, choiceType(suffix))
+			return flatten(v, ChoiceType(suffix))
 		}
 	}
 	return nil
@@ -299,8 +299,9 @@ func flatten(v any, typ string) []Item {
 var primitives = []string{"base64Binary", "boolean", "canonical", "code", "date", "dateTime", "decimal", "id",
 	"instant", "integer", "markdown", "oid", "positiveInt", "string", "time", "unsignedInt", "uri", "url", "uuid"}
 
-// choiceType is the FHIR type a choice element's suffix names.
-func choiceType(suffix string) string {
+// ChoiceType is the FHIR type a choice element's suffix names
+// (DateTime: dateTime, Quantity: Quantity).
+func ChoiceType(suffix string) string {
 	for _, p := range primitives {
 		if strings.EqualFold(p, suffix) {
 			return p
@@ -377,8 +378,10 @@ func containsItem(c []Item, it Item) bool {
 	return false
 }
 
-// equal is FHIRPath equality of two values: numbers by value, the rest
-// structurally.
+// Equal is FHIRPath equality of two decoded JSON values: numbers by
+// value, the rest structurally.
+func Equal(a, b any) bool { return equal(a, b) }
+
 func equal(a, b any) bool {
 	if x, ok := toFloat(a); ok {
 		y, ok := toFloat(b)
@@ -556,17 +559,26 @@ func fnExists(ev *evaluator, in []Item, args []node, _ []Item) ([]Item, error) {
 	return boolean(len(out) > 0), err
 }
 
+// criterion evaluates a where/all criterion with it as $this: true only
+// for a single true.
+func criterion(ev *evaluator, it Item, arg node) (bool, error) {
+	one := []Item{it}
+	r, err := ev.eval(arg, one, one)
+	if err != nil {
+		return false, err
+	}
+	b, ok, err := toBool(r)
+	return ok && b, err
+}
+
 func fnWhere(ev *evaluator, in []Item, args []node, _ []Item) ([]Item, error) {
 	var out []Item
 	for _, it := range in {
-		one := []Item{it}
-		r, err := ev.eval(args[0], one, one)
+		ok, err := criterion(ev, it, args[0])
 		if err != nil {
 			return nil, err
 		}
-		if b, ok, err := toBool(r); err != nil {
-			return nil, err
-		} else if ok && b {
+		if ok {
 			out = append(out, it)
 		}
 	}
@@ -575,15 +587,9 @@ func fnWhere(ev *evaluator, in []Item, args []node, _ []Item) ([]Item, error) {
 
 func fnAll(ev *evaluator, in []Item, args []node, _ []Item) ([]Item, error) {
 	for _, it := range in {
-		one := []Item{it}
-		r, err := ev.eval(args[0], one, one)
-		if err != nil {
-			return nil, err
-		}
-		if b, ok, err := toBool(r); err != nil {
-			return nil, err
-		} else if !ok || !b {
-			return boolean(false), nil
+		ok, err := criterion(ev, it, args[0])
+		if err != nil || !ok {
+			return boolean(false), err
 		}
 	}
 	return boolean(true), nil
