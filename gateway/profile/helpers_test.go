@@ -19,7 +19,7 @@ type goldenResource struct {
 
 // goldens returns every resource of the golden Bundles in
 // mapping/testdata, decoded with exact numbers.
-func goldens(t *testing.T) []goldenResource {
+func goldens(t testing.TB) []goldenResource {
 	t.Helper()
 	var out []goldenResource
 	err := filepath.WalkDir("../../mapping/testdata", func(path string, d os.DirEntry, err error) error {
@@ -51,7 +51,7 @@ func goldens(t *testing.T) []goldenResource {
 	return out
 }
 
-func decode(t *testing.T, b []byte) map[string]any {
+func decode(t testing.TB, b []byte) map[string]any {
 	t.Helper()
 	d := json.NewDecoder(bytes.NewReader(b))
 	d.UseNumber()
@@ -82,7 +82,7 @@ func claims(doc map[string]any, name string) bool {
 // golden returns a copy of the first golden resource that claims the
 // profile and has code (a LOINC or local code of Observation.code, ""
 // for any).
-func golden(t *testing.T, all []goldenResource, name, code string) map[string]any {
+func golden(t testing.TB, all []goldenResource, name, code string) map[string]any {
 	t.Helper()
 	for _, g := range all {
 		if !claims(g.doc, name) || code != "" && !hasCode(g.doc, code) {
@@ -121,7 +121,7 @@ func at(doc map[string]any, path ...any) map[string]any {
 	return cur.(map[string]any)
 }
 
-func set(t *testing.T) *profile.Set {
+func set(t testing.TB) *profile.Set {
 	t.Helper()
 	s, err := profile.New()
 	if err != nil {

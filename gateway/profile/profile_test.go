@@ -281,3 +281,24 @@ func TestValidateRequestedProfile(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkCheck is the write check of one mapped blood pressure
+// (kg-vital-signs) and its $validate (also R4's vitalsigns and bp).
+func BenchmarkCheck(b *testing.B) {
+	s := set(b)
+	bp := golden(b, goldens(b), "bp", "85354-9")
+	b.Run("write", func(b *testing.B) {
+		for b.Loop() {
+			if len(s.Check(bp, "Observation")) > 0 {
+				b.Fatal("issues")
+			}
+		}
+	})
+	b.Run("validate", func(b *testing.B) {
+		for b.Loop() {
+			if len(s.Validate(bp, "Observation")) > 0 {
+				b.Fatal("issues")
+			}
+		}
+	})
+}
