@@ -314,10 +314,11 @@ func (s *Server) handleHistory(c echo.Context) error {
 }
 
 // handleValidate is POST /fhir/$validate and /fhir/{type}/$validate: it
-// validates a resource and answers an OperationOutcome with 200, whatever
-// the verdict.
+// validates a resource (the body, or a Parameters body's resource; the
+// profile parameter in the query or the Parameters) and answers an
+// OperationOutcome with 200, whatever the verdict.
 func (s *Server) handleValidate(c echo.Context) error {
-	_, issues, err := s.app.Engine.Validate(c.Request().Context(), scopeOf(c), c.Param("type"), s.body(c))
+	_, issues, err := s.app.Engine.Validate(c.Request().Context(), scopeOf(c), c.Param("type"), c.QueryParam("profile"), s.body(c))
 	if err != nil {
 		return err
 	}

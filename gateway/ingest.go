@@ -12,6 +12,7 @@ import (
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/conformance"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/profile"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/telemetry/stage"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
 )
@@ -70,13 +71,23 @@ func boolParam(c echo.Context, name string) (bool, error) {
 	}
 }
 
-// readCodeSystem serves the gateway's own CodeSystems at their canonical
-// ids when it runs without a store (with one, they are stored resources).
-func (s *Server) readCodeSystem(c echo.Context) error {
-	for _, cs := range conformance.CodeSystems() {
-		if cs.Id != nil && *cs.Id == c.Param("id") {
-			return writeResource(c, http.StatusOK, cs)
+// readConformance serves the gateway's own conformance resources (its
+// CodeSystems, ValueSets, StructureDefinitions, SearchParameters,
+// OperationDefinitions, ImplementationGuide) by type and id when it runs
+// without a store (with one, they are stored resources).
+func (s *Server) readConformance(c echo.Context) error {
+	p, err := profile.New()
+	if err != nil {
+		return err
+	}
+	all, err := conformance.All(p)
+	if err != nil {
+		return err
+	}
+	for _, r := range all {
+		if r.ResourceType == c.Param("type") && r.ID == c.Param("id") {
+			return writeResource(c, http.StatusOK, json.RawMessage(r.JSON))
 		}
 	}
-	return errCodeSystemUnkwn
+	return errConformanceUnknown
 }

@@ -87,9 +87,9 @@ func (s *Server) table() []route {
 }
 
 // storeless are the routes a gateway without a store adds: its own
-// CodeSystems (nothing is audited without a store).
+// conformance resources (nothing is audited without a store).
 func (s *Server) storeless() []route {
-	return []route{{method: http.MethodGet, path: "/fhir/CodeSystem/:id", handle: s.readCodeSystem, exempt: true, fhir: true}}
+	return []route{{method: http.MethodGet, path: "/fhir/:type/:id", handle: s.readConformance, exempt: true, fhir: true}}
 }
 
 // register installs the route table on echo.

@@ -79,6 +79,13 @@ var commands = []command{
 	{name: "codesystem", summary: "print one of the gateway's own CodeSystem resources",
 		usage:    "codesystem [--id ID]",
 		examples: []string{"ketamine-gateway codesystem --id validation-rule"}},
+	{name: "ig", summary: "write the gateway's conformance resources as a FHIR NPM package",
+		usage: "ig package -o FILE",
+		detail: "The StructureDefinitions of the kg-* profiles and extensions, the ValueSets and CodeSystems, the\n" +
+			"SearchParameters, the OperationDefinition of $validate and the ImplementationGuide, as a gzipped tarball\n" +
+			"(package/package.json, package/.index.json, one JSON file per resource) for the HL7 validator (-ig FILE)\n" +
+			"or HAPI FHIR (docs/conformance.md). FILE may be - for standard output.",
+		examples: []string{"ketamine-gateway ig package -o ketamine-gateway.fhir.tgz"}},
 	{name: "version", summary: "print the build's version and the mapping version", usage: "version",
 		examples: []string{"ketamine-gateway version"}},
 }

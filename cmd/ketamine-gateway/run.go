@@ -48,6 +48,8 @@ func dispatch(ctx context.Context, args []string, getenv func(string) string,
 		return lineageCommand(ctx, rest, getenv, stdout, stderr)
 	case "codesystem":
 		return codeSystemCommand(rest, stdout, stderr)
+	case "ig":
+		return igCommand(rest, stdout, stderr)
 	case "version":
 		if _, err := parse(newFlags("version"), "version", rest, stdout); err != nil {
 			return err

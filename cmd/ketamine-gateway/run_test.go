@@ -467,3 +467,28 @@ func TestDeliveriesCommand(t *testing.T) {
 		}
 	}
 }
+
+// TestIGPackage: ig package writes the FHIR NPM package, to a file or to
+// standard output, and refuses a command line without -o.
+func TestIGPackage(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "package.tgz")
+	if _, errOut, code := cli(t, "", "ig", "package", "-o", file); code != 0 || !strings.Contains(errOut, "ketamine-gateway.fhir") {
+		t.Fatalf("ig package: exit %d, %s", code, errOut)
+	}
+	written, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _, code := cli(t, "", "ig", "package", "-o", "-")
+	if code != 0 || out != string(written) || len(written) < 10000 || written[0] != 0x1f || written[1] != 0x8b {
+		t.Errorf("ig package -o -: exit %d, %d bytes (file %d bytes), gzip %x", code, len(out), len(written), written[:2])
+	}
+	for _, args := range [][]string{{"ig"}, {"ig", "package"}, {"ig", "list"}, {"ig", "package", "-o", file, "extra"}} {
+		if _, errOut, code := cli(t, "", args...); code != exitUsage || !strings.Contains(errOut, "see 'ketamine-gateway ig -h'") {
+			t.Errorf("run(%v) = exit %d, %s", args, code, errOut)
+		}
+	}
+	if _, _, code := cli(t, "", "ig", "package", "-o", filepath.Join(t.TempDir(), "no", "such", "dir", "p.tgz")); code != exitUsage {
+		t.Errorf("ig package to a missing directory: exit %d", code)
+	}
+}

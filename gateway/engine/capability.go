@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/conformance"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
 	"github.com/ketamine-gateway/ketamine-gateway/schemas/r4"
@@ -74,6 +75,9 @@ func (e *Engine) CapabilityStatement(base string, sec Security) map[string]any {
 			res["searchInclude"] = refParams
 			res["searchRevInclude"] = refParams
 		}
+		if sp := e.v.profiles.SupportedProfiles(typ); len(sp) > 0 {
+			res["supportedProfile"] = sp
+		}
 		resources = append(resources, res)
 	}
 	return map[string]any{
@@ -87,8 +91,9 @@ func (e *Engine) CapabilityStatement(base string, sec Security) map[string]any {
 			"description": "Ketamine-therapy FHIR gateway",
 			"url":         base,
 		},
-		"fhirVersion": "4.0.1",
-		"format":      []string{"application/fhir+json", "json"},
+		"fhirVersion":         "4.0.1",
+		"format":              []string{"application/fhir+json", "json"},
+		"implementationGuide": []string{conformance.GuideURL},
 		"rest": []map[string]any{{
 			"mode": "server",
 			"documentation": "References to resources the gateway does not hold are accepted (referential integrity is off). " +
@@ -104,7 +109,7 @@ func (e *Engine) CapabilityStatement(base string, sec Security) map[string]any {
 			},
 			"operation": []map[string]any{{
 				"name":       "validate",
-				"definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate",
+				"definition": conformance.ValidateURL,
 			}},
 			"security": capabilitySecurity(sec),
 		}},

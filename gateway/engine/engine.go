@@ -86,39 +86,42 @@ func (e *Engine) KnownType(typ string) bool { return e.v.KnownType(typ) }
 // Now is the engine's clock.
 func (e *Engine) Now() time.Time { return e.now() }
 
-// Seed stores the gateway's own conformance resources (its CodeSystems and
-// SearchParameters) so they are readable and searchable like any
+// Seed stores the gateway's own conformance resources (its CodeSystems,
+// ValueSets, StructureDefinitions, SearchParameters, OperationDefinitions
+// and ImplementationGuide) so they are readable and searchable like any
 // resource. A resource is rewritten only when its content changed, so
 // restarts add no versions. Returns store errors.
 func (e *Engine) Seed(ctx context.Context) error {
-	docs, err := conformance.Resources()
+	docs, err := conformance.Resources(e.v.profiles)
 	if err != nil {
 		return err
 	}
-	for _, raw := range docs {
-		doc, err := decodeJSON(raw)
-		if err != nil {
+	decoded := make([]map[string]any, len(docs))
+	for i, raw := range docs {
+		if decoded[i], err = decodeJSON(raw); err != nil {
 			return err
-		}
-		typ, _ := doc["resourceType"].(string)
-		id, _ := doc["id"].(string)
-		err = store.Retry(ctx, e.store, func(tx store.Tx) error {
-			cur, err := tx.Read(typ, id)
-			switch {
-			case err == nil && sameContent(cur.Body, raw):
-				return nil
-			case err == nil, errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrGone):
-			default:
-				return err
-			}
-			_, err = e.update(tx, typ, id, doc, "", e.now())
-			return err
-		})
-		if err != nil {
-			return fmt.Errorf("seed %s/%s: %w", typ, id, err)
 		}
 	}
-	return nil
+	// One transaction: a restart that changes nothing writes nothing, and
+	// replicas starting together see all of a version's resources or none.
+	return store.Retry(ctx, e.store, func(tx store.Tx) error {
+		for i, doc := range decoded {
+			typ, _ := doc["resourceType"].(string)
+			id, _ := doc["id"].(string)
+			cur, err := tx.Read(typ, id)
+			switch {
+			case err == nil && sameContent(cur.Body, docs[i]):
+				continue
+			case err == nil, errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrGone):
+			default:
+				return fmt.Errorf("seed %s/%s: %w", typ, id, err)
+			}
+			if _, err := e.update(tx, typ, id, doc, "", e.now()); err != nil {
+				return fmt.Errorf("seed %s/%s: %w", typ, id, err)
+			}
+		}
+		return nil
+	})
 }
 
 // Write runs fn in a store transaction confined to the request's tenant,

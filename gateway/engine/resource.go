@@ -13,19 +13,29 @@ import (
 )
 
 // clientWritable rejects client writes of the types only the gateway
-// writes: AuditEvents.
+// writes: AuditEvents, and the conformance resources it publishes.
 func clientWritable(typ string) error {
-	if typ == "AuditEvent" {
+	switch {
+	case typ == "AuditEvent":
 		return errAuditReadOnly
+	case publishedTypes[typ]:
+		return outcome.New(outcome.MethodNotAllowed, "forbidden", "conformance-read-only",
+			typ+" resources are the gateway's own conformance resources, published read-only; they cannot be created, changed or deleted")
 	}
 	return nil
 }
+
+// publishedTypes are the types of the conformance resources the gateway
+// publishes (engine.Seed); clients read and search them.
+var publishedTypes = map[string]bool{"CodeSystem": true, "ValueSet": true, "StructureDefinition": true,
+	"SearchParameter": true, "OperationDefinition": true, "ImplementationGuide": true}
 
 var errAuditReadOnly = outcome.New(outcome.MethodNotAllowed, "forbidden", "audit-read-only",
 	"AuditEvents are recorded by the gateway and cannot be created, changed or deleted")
 
 // ClientWritable reports whether clients may create, update and delete
-// resources of typ (AuditEvents are the gateway's own).
+// resources of typ (AuditEvents and the published conformance resources
+// are the gateway's own).
 func ClientWritable(typ string) bool { return clientWritable(typ) == nil }
 
 // put stores version v of typ/id.

@@ -65,6 +65,10 @@ func (e *Engine) Read(ctx context.Context, sc *auditlog.Scope, typ, id string) (
 		return nil, err
 	}
 	r, err := e.storeFor(sc.TenantOf()).Read(ctx, typ, id)
+	if errors.Is(err, store.ErrNotFound) && publishedTypes[typ] {
+		return nil, outcome.New(outcome.NotFound, "not-found", "resource-unknown", "the gateway publishes no "+typ+
+			" with this id; GET /fhir/"+typ+" lists those it publishes, ?url= finds one by its canonical url").At(typ + ".id")
+	}
 	if err != nil {
 		return r, err
 	}
@@ -330,23 +334,6 @@ func (e *Engine) History(ctx context.Context, sc *auditlog.Scope, typ, id string
 	sc.Touch(versions...)
 	sc.Description = fmt.Sprintf("%d versions", len(versions))
 	return &HistoryResult{Query: q, Versions: versions, Total: total}, nil
-}
-
-// Validate is $validate (resource.html#validate): the issues of body as a
-// resource of typ ("" any type) and whether it is valid. An invalid
-// resource is a result, not an error.
-func (e *Engine) Validate(ctx context.Context, sc *auditlog.Scope, typ string, body Body) (bool, []outcome.Issue, error) {
-	if typ != "" {
-		if err := e.checkType(typ); err != nil {
-			return false, nil, err
-		}
-	}
-	raw, err := body()
-	if err != nil {
-		return false, nil, err
-	}
-	valid, issues := e.v.Check(raw, typ)
-	return valid, issues, nil
 }
 
 // IsGone reports a deleted resource (for the version headers of a 410).

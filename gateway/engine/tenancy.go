@@ -18,10 +18,10 @@ import (
 // so no handler can forget it.
 
 // sharedTypes are conformance resources every tenant reads (the gateway's
-// CodeSystems and SearchParameters live in the default tenant).
+// own, publishedTypes, live in the default tenant).
 var sharedTypes = map[string]bool{
 	"CodeSystem": true, "ValueSet": true, "ConceptMap": true, "NamingSystem": true, "SearchParameter": true,
-	"StructureDefinition": true, "CapabilityStatement": true, "OperationDefinition": true,
+	"StructureDefinition": true, "CapabilityStatement": true, "OperationDefinition": true, "ImplementationGuide": true,
 }
 
 // errForeign is a resource of another tenant: not found, to the caller.

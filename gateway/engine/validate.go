@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/profile"
@@ -11,12 +12,20 @@ import (
 )
 
 // Validator checks FHIR resources: R4 structure (types, cardinality,
-// primitives, invariants) and the gateway's own profiles a resource claims.
-// It holds the compiled R4 definitions; build one per process.
-type Validator struct{ r4 *r4.Validator }
+// primitives, invariants) and the profiles a resource claims. It holds the
+// compiled R4 definitions and profiles; build one per process.
+type Validator struct {
+	r4       *r4.Validator
+	profiles *profile.Set
+}
 
-// NewValidator compiles the embedded R4 definitions.
-func NewValidator() *Validator { return &Validator{r4: r4.New(r4.Options{})} }
+// NewValidator compiles the embedded R4 definitions and the profiles.
+func NewValidator() *Validator {
+	return &Validator{r4: r4.New(r4.Options{}), profiles: profile.MustNew()}
+}
+
+// ProfileSet returns the profiles the validator checks.
+func (v *Validator) ProfileSet() *profile.Set { return v.profiles }
 
 // KnownType reports whether typ is a FHIR R4 resource type.
 func (v *Validator) KnownType(typ string) bool { return v.r4.KnownType(typ) }
@@ -61,7 +70,7 @@ func (v *Validator) Structure(body []byte, typ string) error {
 // Profiles checks the gateway profiles doc claims (Unprocessable when one
 // is broken). expr is doc's FHIRPath.
 func (v *Validator) Profiles(doc map[string]any, expr string) error {
-	return profile.Error(profile.Check(doc, expr))
+	return profile.Error(v.profiles.Check(doc, expr))
 }
 
 // Document checks a resource or a Bundle of any type, structurally and
@@ -76,28 +85,46 @@ func (v *Validator) Document(body []byte) error {
 		return &outcome.FHIRInvalid{Result: res}
 	}
 	typ, _ := m["resourceType"].(string)
-	issues := profile.Check(m, typ)
-	if entries, ok := m["entry"].([]any); ok && typ == "Bundle" {
+	return profile.Error(v.profileIssues(m, typ))
+}
+
+// profileIssues are doc's issues against the profiles it claims and the
+// requested ones; a Bundle's entries are checked against the profiles
+// they claim.
+func (v *Validator) profileIssues(doc map[string]any, typ string, requested ...string) []outcome.Issue {
+	issues := v.profiles.Validate(doc, typ, requested...)
+	if entries, ok := doc["entry"].([]any); ok && typ == "Bundle" {
 		for i, e := range entries {
 			em, _ := e.(map[string]any)
 			if r, ok := em["resource"].(map[string]any); ok {
-				issues = append(issues, profile.Check(r, fmt.Sprintf("Bundle.entry[%d].resource", i))...)
+				issues = append(issues, v.profiles.Validate(r, fmt.Sprintf("Bundle.entry[%d].resource", i))...)
 			}
 		}
 	}
-	return profile.Error(issues)
+	return issues
 }
 
 // Check is $validate: the issues of body as a resource of typ ("" any
-// type), warnings included; valid is false when one is an error.
-func (v *Validator) Check(body []byte, typ string) (valid bool, issues []outcome.Issue) {
+// type), warnings included: R4 structure, the profiles it claims that the
+// gateway knows, and the requested profiles (each one Resolve accepts).
+// valid is false when an issue is an error.
+func (v *Validator) Check(body []byte, typ string, profiles ...string) (valid bool, issues []outcome.Issue) {
 	var res *r4.Result
 	if typ != "" {
 		res = v.r4.ValidateAs(body, typ)
 	} else {
 		res = v.r4.Validate(body)
 	}
-	return res.Valid(), outcome.FHIRIssues(res)
+	issues = outcome.FHIRIssues(res)
+	if m, err := decodeJSON(body); err == nil {
+		rt, _ := m["resourceType"].(string)
+		if typ != "" {
+			rt = typ
+		}
+		issues = append(issues, v.profileIssues(m, rt, profiles...)...)
+	}
+	valid = !slices.ContainsFunc(issues, func(i outcome.Issue) bool { return i.Severity == "error" || i.Severity == "fatal" })
+	return valid, issues
 }
 
 // Mapped checks a resource the gateway itself produced (raw, of typ). A

@@ -38,12 +38,12 @@ func TestMarshal(t *testing.T) {
 
 func TestResourceTypeFirst(t *testing.T) {
 	for in, want := range map[string]string{
-		`{"a":1,"resourceType":"X"}`:                         `{"resourceType":"X","a":1}`,
+		`{"a":1,"resourceType":"X"}`:                          `{"resourceType":"X","a":1}`,
 		`{"a":{"resourceType":"Y"},"resourceType":"X","b":2}`: `{"resourceType":"X","a":{"resourceType":"Y"},"b":2}`,
-		`{"a":"\",\"resourceType\":\"Z","resourceType":"X"}`: `{"resourceType":"X","a":"\",\"resourceType\":\"Z"}`,
-		`{"resourceType":"X","a":1}`:                         `{"resourceType":"X","a":1}`,
-		`{"a":[1,{"b":"}"}]}`:                                `{"a":[1,{"b":"}"}]}`,
-		`[1,2]`:                                              `[1,2]`,
+		`{"a":"\",\"resourceType\":\"Z","resourceType":"X"}`:  `{"resourceType":"X","a":"\",\"resourceType\":\"Z"}`,
+		`{"resourceType":"X","a":1}`:                          `{"resourceType":"X","a":1}`,
+		`{"a":[1,{"b":"}"}]}`:                                 `{"a":[1,{"b":"}"}]}`,
+		`[1,2]`:                                               `[1,2]`,
 	} {
 		if got := string(ResourceTypeFirst([]byte(in))); got != want {
 			t.Errorf("ResourceTypeFirst(%s) = %s, want %s", in, got, want)

@@ -231,6 +231,10 @@ func (x *extractor) value(k kind, v any) {
 		if s, ok := v.(string); ok && s != "" {
 			x.add(Entry{Type: TypeReference, RefURL: s})
 		}
+	case kURI:
+		if s, ok := v.(string); ok && s != "" {
+			x.add(Entry{Type: TypeURI, Exact: s})
+		}
 	case kQuantity:
 		if n, ok := number(m["value"]); ok {
 			x.add(Entry{Type: TypeQuantity, Number: n, System: getStr(m, "system"),

@@ -396,3 +396,31 @@ func bundleResourcesRaw(t *testing.T, bundle map[string]any) []map[string]any {
 	}
 	return out
 }
+
+// TestExtractConformance: a conformance resource is found by its canonical
+// url (a uri), version, name and status.
+func TestExtractConformance(t *testing.T) {
+	sd := map[string]any{"resourceType": "StructureDefinition", "url": "https://x.example/StructureDefinition/a",
+		"version": "2.0.0", "name": "KGVitalSigns", "status": "active"}
+	got := map[string]Entry{}
+	for _, e := range Extract("StructureDefinition", sd) {
+		got[e.Param] = e
+	}
+	if e := got["url"]; e.Type != TypeURI || e.Exact != "https://x.example/StructureDefinition/a" {
+		t.Errorf("url entry = %+v", e)
+	}
+	if e := got["version"]; e.Type != TypeToken || e.Code != "2.0.0" {
+		t.Errorf("version entry = %+v", e)
+	}
+	if got["name"].Type != TypeString || got["status"].Code != "active" {
+		t.Errorf("entries = %+v", got)
+	}
+	for _, typ := range []string{"CodeSystem", "ValueSet", "SearchParameter", "OperationDefinition", "ImplementationGuide"} {
+		if p, ok := Lookup(typ, "url"); !ok || p.Type != TypeURI {
+			t.Errorf("Lookup(%s, url) = %+v, %v", typ, p, ok)
+		}
+		if _, ok := Lookup(typ, "patient"); !ok {
+			t.Errorf("Lookup(%s, patient): the compartment parameter is gone", typ)
+		}
+	}
+}

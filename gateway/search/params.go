@@ -25,6 +25,7 @@ const (
 	kCanonical                // canonical -> reference (RefURL)
 	kQuantity                 // Quantity -> quantity
 	kNumber                   // integer, decimal -> number
+	kURI                      // uri, url, canonical as a uri value -> uri
 )
 
 // path is one element path of a parameter and the datatype there.
@@ -244,6 +245,9 @@ func specificDefs(rt string) []def {
 			traceID("AuditEvent", auditTraceIDURL),
 			token("type", "Type/identifier of event", p("type", kCoding)),
 		}
+	case "CodeSystem", "ValueSet", "ConceptMap", "SearchParameter", "StructureDefinition", "CapabilityStatement",
+		"OperationDefinition", "ImplementationGuide":
+		return conformanceDefs(rt)
 	case "Parameters", "":
 		return nil
 	}
@@ -254,6 +258,20 @@ func specificDefs(rt string) []def {
 		name: "patient", typ: TypeReference, targets: []string{"Patient"}, compartment: true,
 		desc: "Any reference to a Patient in the resource (the patient compartment, simplified by the gateway)",
 	}}
+}
+
+// conformanceDefs are the R4 parameters every canonical conformance
+// resource has (url, version, name, status), with which the gateway's own
+// are found, and the patient compartment.
+func conformanceDefs(rt string) []def {
+	return []def{
+		{name: "url", typ: TypeURI, desc: "The uri that identifies the " + rt, paths: []path{p("url", kURI)}},
+		token("version", "The business version of the "+rt, p("version", kCode)),
+		str("name", "Computationally friendly name of the "+rt, p("name", kString)),
+		token("status", "The current status of the "+rt, p("status", kCode)),
+		{name: "patient", typ: TypeReference, targets: []string{"Patient"}, compartment: true,
+			desc: "Any reference to a Patient in the resource (the patient compartment, simplified by the gateway)"},
+	}
 }
 
 // defs returns all parameter definitions of a resource type, sorted by name
