@@ -16,7 +16,8 @@ const auditUsage = `usage: ketamine-gateway audit verify [--db DB]
 
 Checks the hash chain of the audit trail from the first record to the last
 and prints the result as JSON: exit 0 when intact, exit 1 naming the first
-broken link. Record the printed headSeq and headHash somewhere the database's
+broken link, exit 3 when the chain could not be checked at all (the database
+could not be opened or read): that is no verdict, not a broken chain. Record the printed headSeq and headHash somewhere the database's
 administrators cannot write (a ticket, a WORM bucket): a later verify whose
 chain no longer contains that head proves the tail was cut.`
 
@@ -36,12 +37,12 @@ func auditCommand(ctx context.Context, args []string, getenv func(string) string
 	}
 	st, err := openStore(ctx, *db)
 	if err != nil {
-		return &exitError{code: exitInvalid, msg: err.Error()}
+		return &exitError{code: exitUnchecked, msg: fmt.Sprintf("audit verify: could not check: %v", err)}
 	}
 	defer st.Close()
 	res, err := auditlog.Verify(ctx, st, time.Now())
 	if err != nil {
-		return &exitError{code: exitInvalid, msg: fmt.Sprintf("audit verify: %v", err)}
+		return &exitError{code: exitUnchecked, msg: fmt.Sprintf("audit verify: could not check: %v", err)}
 	}
 	if err := printJSON(stdout, res); err != nil {
 		return err

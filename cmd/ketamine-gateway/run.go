@@ -9,10 +9,15 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
 )
 
-// Exit codes.
+// Exit codes, the same for every command (README, "Exit codes"): 0 the
+// command did what was asked and the answer is yes (valid, intact);
+// exitInvalid the answer is no, or serving failed; exitUsage the command
+// line is wrong; exitUnchecked a check could not be made at all, so there
+// is no verdict (the database could not be opened or read).
 const (
-	exitInvalid = 1 // the input is not valid (map, validate) or serving failed
-	exitUsage   = 2 // the command line is wrong
+	exitInvalid   = 1 // the input is not valid (map, validate), the audit chain is broken, or serving failed
+	exitUsage     = 2 // the command line is wrong
+	exitUnchecked = 3 // the check could not be made: no verdict either way
 )
 
 // exitError carries an exit code; msg (may be empty) goes to stderr.
@@ -34,12 +39,13 @@ commands:
   map         map a native record to a FHIR transaction Bundle: map --kind KIND FILE
   validate    validate a FHIR resource or Bundle: validate FILE
   deliveries  list, show, retry and replay deliveries to EHRs (deliveries -h)
-  audit       audit verify: check the audit trail's hash chain (exit 1 when broken)
+  audit       audit verify: check the audit trail's hash chain (exit 1 broken, 3 could not check)
   lineage     the story of a source record, resource or trace as JSON (lineage -h)
   codesystem  print the gateway's own CodeSystem resources
   version     print the version
 
-FILE may be - for standard input.`
+FILE may be - for standard input. Exit status: 0 done (valid, intact), 1 invalid
+or broken, 2 usage, 3 could not check (the database could not be read).`
 
 // run is the whole program: main only wires the process's environment in.
 func run(ctx context.Context, args []string, getenv func(string) string,

@@ -274,3 +274,27 @@ func TestServeStartsAndStops(t *testing.T) {
 	}
 	http.DefaultClient.CloseIdleConnections()
 }
+
+// TestAuditVerifyExitCodes: an intact chain exits 0, a database that cannot
+// be opened exits 3 ("could not check"), never 1 (which says the chain is
+// broken; the end-to-end test tampers with a chain for that).
+func TestAuditVerifyExitCodes(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "kg.db")
+	if out, errOut, code := cli(t, "", "audit", "verify", "--db", db); code != 0 || !strings.Contains(out, `"intact": true`) {
+		t.Fatalf("audit verify on a new database = exit %d, %s %s; want 0 and intact", code, out, errOut)
+	}
+	for name, bad := range map[string]string{
+		"a directory":              t.TempDir(),
+		"a file that is no SQLite": writeTemp(t, "not.db", strings.Repeat("not a database\n", 400)),
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, errOut, code := cli(t, "", "audit", "verify", "--db", bad)
+			if code != exitUnchecked || !strings.Contains(errOut, "could not check") {
+				t.Errorf("audit verify on %s = exit %d (%s), want %d could not check", name, code, errOut, exitUnchecked)
+			}
+		})
+	}
+	if _, _, code := cli(t, "", "audit", "verify", "--nope"); code != exitUsage {
+		t.Errorf("audit verify --nope = exit %d, want %d", code, exitUsage)
+	}
+}
