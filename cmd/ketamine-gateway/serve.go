@@ -198,14 +198,17 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		WriteTimeout:      120 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
-		TLSConfig:         tlsConfig,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		// The edge's listener checks each request's framing (and
+		// terminates TLS, HTTP/1.1 only): see gateway.Listener.
+		ConnContext:  gateway.ConnContext,
+		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
 	}
 	scheme := "http"
 	if tlsConfig != nil {
 		scheme = "https"
-		ln = tls.NewListener(ln, tlsConfig)
 	}
+	ln = gateway.Listener(ln, tlsConfig)
 	names := make([]string, len(dests))
 	for i, d := range dests {
 		names[i] = d.Name

@@ -21,8 +21,9 @@ func clientWritable(typ string) error {
 	return nil
 }
 
-var errAuditReadOnly = outcome.New(outcome.MethodNotAllowed, "forbidden", "audit-read-only",
-	"AuditEvents are recorded by the gateway and cannot be created, changed or deleted")
+var errAuditReadOnly = &outcome.Error{Kind: outcome.MethodNotAllowed, Allow: []string{"GET"}, Issues: []outcome.Issue{{
+	Severity: "error", Code: "forbidden", Rule: "audit-read-only",
+	Message: "AuditEvents are recorded by the gateway and cannot be created, changed or deleted"}}}
 
 // ClientWritable reports whether clients may create, update and delete
 // resources of typ (AuditEvents are the gateway's own).
