@@ -17,12 +17,17 @@ import (
 // rules of Parse, plus search-value-invalid when the query string does not
 // decode or has no criteria left (empty criteria would match everything).
 func ParseConditional(resourceType, query string) (*Query, error) {
+	return Limits{}.ParseConditional(resourceType, query)
+}
+
+// ParseConditional is the package's ParseConditional within l.
+func (l Limits) ParseConditional(resourceType, query string) (*Query, error) {
 	query = strings.TrimPrefix(query, "?")
 	values, err := url.ParseQuery(query)
 	if err != nil {
 		return nil, &Error{Rule: RuleValueInvalid, Message: "the conditional criteria are not a valid query string"}
 	}
-	q, _, perr := parse(resourceType, values, false, true)
+	q, _, perr := parse(resourceType, values, false, true, l)
 	if perr != nil {
 		return nil, perr
 	}
