@@ -28,7 +28,8 @@ func auditServer(t *testing.T) (*Server, store.Store) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	return testServer(t, app.Config{Store: st, Instance: "test-gw"}, Config{RateLimit: -1}), st
+	// One tenant (development mode): clients may choose ids, as serve allows then.
+	return testServer(t, app.Config{Store: st, Instance: "test-gw", UpdateCreate: true}, Config{RateLimit: -1}), st
 }
 
 // testServer builds the application and the edge over it.

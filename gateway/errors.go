@@ -19,16 +19,18 @@ import (
 // The failures only the HTTP edge can find: the request's shape, media
 // types, limits. Everything else comes classified from the application.
 var (
-	errRouteUnknown     = outcome.New(outcome.NotFound, "not-found", "route-unknown", "no such endpoint")
-	errMethod           = outcome.New(outcome.MethodNotAllowed, "not-supported", "method-not-allowed", "this endpoint does not support the method")
-	errBodyTooLarge     = outcome.New(outcome.TooLarge, "too-costly", "body-too-large", "the request body exceeds the size limit")
-	errBodyUnreadable   = outcome.New(outcome.Invalid, "structure", "body-unreadable", "the request body could not be read")
-	errContentType      = outcome.New(outcome.UnsupportedMedia, "not-supported", "content-type-unsupported", "the body must be application/json or application/fhir+json")
-	errFormat           = outcome.New(outcome.NotAcceptable, "not-supported", "format-unsupported", "only JSON is supported (_format=json)")
-	errAccept           = outcome.New(outcome.NotAcceptable, "not-supported", "format-unsupported", "only application/fhir+json is available")
-	errPatch            = outcome.New(outcome.MethodNotAllowed, "not-supported", "patch-unsupported", "PATCH is not supported; send the whole resource with PUT")
-	errAuthNotEnabled   = outcome.New(outcome.NotFound, "not-found", "auth-not-configured", "this gateway runs in development mode without authentication")
-	errCodeSystemUnkwn  = outcome.New(outcome.NotFound, "not-found", "resource-unknown", "no such CodeSystem")
+	errRouteUnknown       = outcome.New(outcome.NotFound, "not-found", "route-unknown", "no such endpoint")
+	errMethod             = outcome.New(outcome.MethodNotAllowed, "not-supported", "method-not-allowed", "this endpoint does not support the method")
+	errBodyTooLarge       = outcome.New(outcome.TooLarge, "too-costly", "body-too-large", "the request body exceeds the size limit")
+	errBodyUnreadable     = outcome.New(outcome.Invalid, "structure", "body-unreadable", "the request body could not be read")
+	errContentType        = outcome.New(outcome.UnsupportedMedia, "not-supported", "content-type-unsupported", "the body must be application/json or application/fhir+json")
+	errFormat             = outcome.New(outcome.NotAcceptable, "not-supported", "format-unsupported", "only JSON is supported (_format=json)")
+	errAccept             = outcome.New(outcome.NotAcceptable, "not-supported", "format-unsupported", "only application/fhir+json is available")
+	errPatch              = outcome.New(outcome.MethodNotAllowed, "not-supported", "patch-unsupported", "PATCH is not supported; send the whole resource with PUT")
+	errAuthNotEnabled     = outcome.New(outcome.NotFound, "not-found", "auth-not-configured", "this gateway runs in development mode without authentication")
+	errCodeSystemUnkwn    = outcome.New(outcome.NotFound, "not-found", "resource-unknown", "no such CodeSystem")
+	errSearchFormTooLarge = outcome.New(outcome.TooLarge, "too-costly", "search-form-too-large",
+		"the search form exceeds 64 KiB; a search is a query string, not a document")
 	errFramingAmbiguous = outcome.New(outcome.Invalid, "structure", "request-framing-ambiguous",
 		"the request has both Content-Length and Transfer-Encoding; send one of them")
 	errAuthorizationRepeated = outcome.New(outcome.Invalid, "security", "authorization-repeated",
@@ -37,6 +39,10 @@ var (
 	errBusy = &outcome.Error{Kind: outcome.Unavailable, RetryAfter: 1, Issues: []outcome.Issue{{Severity: "error", Code: "transient",
 		Rule: "server-busy", Message: "the gateway is at its concurrency limit; retry shortly"}}}
 )
+
+// maxSearchForm bounds the body of POST /fhir/{type}/_search, as
+// MaxHeaderBytes bounds a query string in the URL.
+const maxSearchForm = 64 << 10
 
 // tooManyRequests is a Throttled error with Retry-After.
 func tooManyRequests(wait time.Duration) error {

@@ -19,6 +19,7 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/operator"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
 )
@@ -49,6 +50,14 @@ type Config struct {
 	// NoAudit switches the audit trail off; only the overhead benchmark
 	// sets it.
 	NoAudit bool
+	// SearchLimits, SearchTimeout and SearchesPerClient bound searches
+	// (engine.Config; zero values: the defaults).
+	SearchLimits      search.Limits
+	SearchTimeout     time.Duration
+	SearchesPerClient int
+	// UpdateCreate lets clients create resources with ids they choose
+	// (engine.Config.UpdateCreate); leave it off with several tenants.
+	UpdateCreate bool
 }
 
 // App is the gateway's application.
@@ -79,7 +88,9 @@ func New(cfg Config) (*App, error) {
 	icfg := ingest.Config{Pipeline: p, Routes: cfg.Routes, Notify: cfg.Notify, Metrics: cfg.Metrics, Tracer: cfg.Tracer}
 	if cfg.Store != nil {
 		a.Engine = engine.New(engine.Config{Store: cfg.Store, Audit: a.Audit, Validator: v,
-			MaxBundleEntries: cfg.MaxBundleEntries, Now: cfg.Now, Tracer: cfg.Tracer})
+			MaxBundleEntries: cfg.MaxBundleEntries, Now: cfg.Now, Tracer: cfg.Tracer,
+			SearchLimits: cfg.SearchLimits, SearchTimeout: cfg.SearchTimeout, SearchesPerClient: cfg.SearchesPerClient,
+			UpdateCreate: cfg.UpdateCreate})
 		icfg.Engine = a.Engine
 		a.Operator = operator.New(cfg.Store, cfg.Notify, cfg.Now)
 	}
