@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
 )
 
 // cli runs the program as a user would, through run().
@@ -296,5 +298,43 @@ func TestAuditVerifyExitCodes(t *testing.T) {
 	}
 	if _, _, code := cli(t, "", "audit", "verify", "--nope"); code != exitUsage {
 		t.Errorf("audit verify --nope = exit %d, want %d", code, exitUsage)
+	}
+}
+
+// TestSearchSection: the config file's search section is checked, and
+// clients may choose ids only when one tenant can write.
+func TestSearchSection(t *testing.T) {
+	for name, section := range map[string]string{
+		"timeout at the write timeout": `{"timeout": "120s"}`,
+		"timeout not a duration":       `{"timeout": "soon"}`,
+		"negative limit":               `{"maxRepeats": -1}`,
+		"unknown field":                `{"maxRepetitions": 3}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg := writeTemp(t, "config.json", `{"search": `+section+`}`)
+			_, errOut, code := cli(t, "", "serve", "--addr", "127.0.0.1:0", "--db", filepath.Join(t.TempDir(), "kg.db"), "--config", cfg)
+			if code != exitUsage || !strings.Contains(errOut, "search") && !strings.Contains(errOut, "maxRepetitions") {
+				t.Errorf("serve with search %s = exit %d %q, want %d naming the search section", section, code, errOut, exitUsage)
+			}
+		})
+	}
+	limits, timeout, per, err := searchSettings(&searchConfig{MaxRepeats: 3, Timeout: "2s", ConcurrentPerClient: 7}, writeTimeout)
+	if err != nil || limits.Repeats != 3 || timeout != 2*time.Second || per != 7 {
+		t.Errorf("searchSettings = %+v %v %d %v", limits, timeout, per, err)
+	}
+	client := func(tenant string) auth.Client { return auth.Client{ID: "c-" + tenant, Tenant: tenant} }
+	for name, tc := range map[string]struct {
+		fc   fileConfig
+		safe bool
+	}{
+		"development mode":             {fileConfig{}, true},
+		"one tenant":                   {fileConfig{Auth: &auth.Config{Clients: []auth.Client{client("a"), client("a"), client("*")}}}, true},
+		"two tenants":                  {fileConfig{Auth: &auth.Config{Clients: []auth.Client{client("a"), client("b")}}}, false},
+		"an issuer of any tenant":      {fileConfig{Auth: &auth.Config{Clients: []auth.Client{client("a")}, External: []auth.ExternalIssuer{{Issuer: "x"}}}}, false},
+		"an issuer of the same tenant": {fileConfig{Auth: &auth.Config{Clients: []auth.Client{client("a")}, External: []auth.ExternalIssuer{{Issuer: "x", Tenants: []string{"a"}}}}}, true},
+	} {
+		if got := clientIDsSafe(&tc.fc); got != tc.safe {
+			t.Errorf("clientIDsSafe(%s) = %v, want %v", name, got, tc.safe)
+		}
 	}
 }
