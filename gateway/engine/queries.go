@@ -23,8 +23,10 @@ const (
 	// DefaultSearchTimeout bounds one search or history (below the 120 s
 	// HTTP write timeout and PostgreSQL's 30 s statement timeout).
 	DefaultSearchTimeout = 15 * time.Second
-	// DefaultSearchesPerClient is how many searches one client runs at once.
-	DefaultSearchesPerClient = 4
+	// DefaultSearchesPerClient is how many searches one client runs at once:
+	// below the database pools' smallest default (PostgreSQL's 4, SQLite's
+	// 2 read connections on 2 CPUs), so one client never holds them all.
+	DefaultSearchesPerClient = 2
 	// slotWait is how long a search waits for a free slot of its client.
 	slotWait = 250 * time.Millisecond
 )
