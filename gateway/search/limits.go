@@ -2,6 +2,7 @@ package search
 
 import (
 	"fmt"
+	"maps"
 	"net/url"
 	"slices"
 	"strings"
@@ -78,12 +79,7 @@ func (l Limits) Parse(resourceType string, params url.Values, lenient bool) (*Qu
 // parsing any value.
 func (ps *parser) checkLimits(params url.Values, l Limits) *Error {
 	total, includes := 0, 0
-	keys := make([]string, 0, len(params))
-	for k := range params {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, key := range keys {
+	for _, key := range slices.Sorted(maps.Keys(params)) {
 		vals := params[key]
 		total += len(vals)
 		name, _, _ := strings.Cut(key, ":")

@@ -2,6 +2,7 @@ package search
 
 import (
 	"fmt"
+	"maps"
 	"net/url"
 	"slices"
 	"strconv"
@@ -75,12 +76,7 @@ func parse(rt string, params url.Values, lenient, conditional bool, limits Limit
 	if err := ps.checkLimits(params, limits.withDefaults()); err != nil {
 		return nil, nil, err
 	}
-	keys := make([]string, 0, len(params))
-	for k := range params {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, key := range keys {
+	for _, key := range slices.Sorted(maps.Keys(params)) {
 		nc, ns, ni, nr := len(ps.q.Clauses), len(ps.q.Sort), len(ps.q.Includes), len(ps.q.RevIncludes)
 		err := ps.param(key, params[key])
 		if err == nil {
