@@ -31,10 +31,13 @@ func (s *Server) baseURL(c echo.Context) string {
 	return c.Scheme() + "://" + c.Request().Host + "/fhir"
 }
 
-// answer is how the client wants a write answered.
+// answer is how the client wants a write answered; the resources the
+// answer may carry are the caller's to see (engine.Answer.Scope), also in
+// an ingest's transaction-response.
 func (s *Server) answer(c echo.Context) engine.Answer {
 	prefer := c.Request().Header.Get("Prefer")
-	return engine.Answer{Base: s.baseURL(c), Representation: prefer != "" && preferReturn(prefer) == "representation"}
+	return engine.Answer{Base: s.baseURL(c), Representation: prefer != "" && preferReturn(prefer) == "representation",
+		Scope: scopeOf(c)}
 }
 
 // body reads the request body when the engine asks for it, in the

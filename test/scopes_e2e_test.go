@@ -3,6 +3,7 @@ package test
 import (
 	"fmt"
 	"net/url"
+	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -16,7 +17,8 @@ import (
 
 // scopeClients are the clients of the matrix, all of tenant clinic-a.
 var scopeClients = []securedClient{
-	{id: "seeder", tenant: "clinic-a", scopes: []string{"system/*.cruds"}},
+	{id: "seeder", tenant: "clinic-a", scopes: []string{"system/*.cruds", "gateway/ingest"}},
+	{id: "ingester", tenant: "clinic-a", scopes: []string{"gateway/ingest"}},
 	{id: "obs-reader", tenant: "clinic-a", scopes: []string{"system/Observation.rs"}},
 	{id: "obs-searcher", tenant: "clinic-a", scopes: []string{"system/Observation.s"}},
 	{id: "patient-reader", tenant: "clinic-a", scopes: []string{"system/Patient.rs"}},
@@ -175,7 +177,7 @@ func readable(scopes []string) []string {
 
 func TestScopeMatrix(t *testing.T) {
 	s := startSecuredClients(t, scopeClients, nil, nil, "--rate-limit", "100000")
-	seeder := s.token(t, "seeder", "system/*.cruds")
+	seeder := s.token(t, "seeder", "system/*.cruds gateway/ingest")
 	ids := seedMatrix(t, s.base, seeder)
 
 	for _, c := range scopeClients[1:] {
@@ -222,8 +224,22 @@ func TestScopeMatrix(t *testing.T) {
 	}
 	obs := s.token(t, "obs-reader", "system/Observation.rs")
 	_, _, b := call(t, "GET", s.base+"/fhir/Observation?_include=Observation:subject&_revinclude=Provenance:target", obs, "")
+	var status int
 	if n := withheld(b); n != 2 {
 		t.Errorf("Observation?_include&_revinclude for Observation.rs: withheld outcome says %d, want 2 (the Patient and the Provenance): %v", n, b)
+	}
+	// An ingest that matches a Patient stored before answers without it for
+	// a client that may only ingest (what it wrote itself it gets back).
+	first, _ := os.ReadFile("../schemas/examples/session/esketamine-nasal-session.json")
+	second, _ := os.ReadFile("../schemas/examples/session/minimal-not-done-session.json")
+	if status, _, b := doReq(t, "POST", s.base+"/ingest/session", string(first), "Authorization: Bearer "+seeder); status != 200 {
+		t.Fatalf("ingest as seeder = %d %v", status, b)
+	}
+	ingester := s.token(t, "ingester", "gateway/ingest")
+	status, _, b = doReq(t, "POST", s.base+"/ingest/session", string(second), "Authorization: Bearer "+ingester,
+		"Prefer: return=representation")
+	if got := resourceTypes([]map[string]any{b}); status != 200 || slices.Contains(got, "Patient") || len(got) == 0 {
+		t.Errorf("ingest matching a stored Patient, for an ingest-only client = %d carrying %v, want 200 with its own resources and no Patient", status, got)
 	}
 	creator := s.token(t, "obs-patient-creator", "system/Observation.rs system/Patient.c")
 	status, _, c := doReq(t, "POST", s.base+"/fhir/Patient", `{"resourceType":"Patient","identifier":[{"system":"http://clinic-a.example/mrn","value":"SM-1"}]}`,

@@ -23,7 +23,8 @@ type Answer struct {
 	Representation bool
 	// Scope, when set, is the caller: Response leaves out each resource it
 	// may not be shown (Visible) that the request did not write itself (a
-	// GET entry's, a conditional create's match). Bundle sets it.
+	// GET entry's, a conditional create's match). Bundle sets it; the edge
+	// sets it for every write, so an ingest's answer follows it too.
 	Scope *auditlog.Scope
 }
 
