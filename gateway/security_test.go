@@ -208,9 +208,23 @@ func TestSearchLimits(t *testing.T) {
 	// Limits are configurable.
 	h2, _ := sqliteServer(t, app.Config{SearchLimits: searchLimits(2)})
 	assertOutcome(t, req(h2, "GET", "/fhir/Patient?name=a&name=b&name=c", ""), http.StatusBadRequest, "search-limit-exceeded", "")
+	// A page may carry at most Included included resources.
+	h3, _ := sqliteServer(t, app.Config{SearchLimits: search.Limits{Included: 1}})
+	rec := req(h3, "POST", "/fhir/Patient", patientJSON)
+	pid := decode(t, rec)["id"].(string)
+	for range 2 {
+		obs := `{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/` + pid + `"}}`
+		if rec := req(h3, "POST", "/fhir/Observation", obs); rec.Code != 201 {
+			t.Fatalf("create Observation = %d %s", rec.Code, rec.Body)
+		}
+	}
+	assertOutcome(t, req(h3, "GET", "/fhir/Patient?_revinclude=Observation:subject", ""), http.StatusBadRequest, "search-limit-exceeded", "")
+	if rec := req(h3, "GET", "/fhir/Observation?_include=Observation:subject", ""); rec.Code != 200 {
+		t.Errorf("one included resource = %d %s", rec.Code, rec.Body)
+	}
 	// A search form is bounded like a query string.
 	r := httptestForm("/fhir/Patient/_search", "name="+strings.Repeat("a", 70<<10))
-	rec := httptestDo(h, r)
+	rec = httptestDo(h, r)
 	assertOutcome(t, rec, http.StatusRequestEntityTooLarge, "search-form-too-large", "")
 	// An unknown parameter is refused without being named.
 	rec = req(h, "GET", "/fhir/Patient?Jane+Doe+1980=x", "")

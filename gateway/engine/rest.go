@@ -284,8 +284,8 @@ func (e *Engine) Search(ctx context.Context, sc *auditlog.Scope, typ string, par
 	if err != nil {
 		return nil, err
 	}
-	if max := out.Query.MaxIncluded; max > 0 && len(out.Page.Included) > max {
-		return nil, searchError(search.LimitError(max))
+	if limit := out.Query.MaxIncluded; limit > 0 && len(out.Page.Included) > limit {
+		return nil, searchError(search.LimitError(limit))
 	}
 	var wm, wi int
 	out.Page.Matches, wm = e.Disclose(sc, out.Page.Matches)

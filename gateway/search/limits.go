@@ -117,8 +117,8 @@ func (ps *parser) limitf(key, format string, args ...any) *Error {
 }
 
 // LimitError is the search-limit-exceeded error for a page that would
-// carry more than max included resources.
-func LimitError(max int) *Error {
+// carry more than limit included resources.
+func LimitError(limit int) *Error {
 	return &Error{Rule: RuleLimitExceeded, Message: fmt.Sprintf("the page would include more than %d resources "+
-		"(_include, _revinclude); ask for fewer matches per page with _count, or include less", max)}
+		"(_include, _revinclude); ask for fewer matches per page with _count, or include less", limit)}
 }
