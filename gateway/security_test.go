@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -107,6 +108,19 @@ func TestConditionalByID(t *testing.T) {
 	}
 	if after := count(t, h, "Patient?_count=0"); after != before {
 		t.Errorf("refused writes changed the Patients: %d before, %d after", before, after)
+	}
+	// Two entries of one transaction with the same criteria are one
+	// resource: created by the first, matched by the second.
+	p1 := `{"resourceType":"Patient","identifier":[{"system":"http://x","value":"2"}]}`
+	entry := `{"fullUrl":"urn:uuid:0b8a1c52-7a0c-4d33-9f4e-9d1b2f8f6a1%d","resource":` + p1 +
+		`,"request":{"method":"POST","url":"Patient","ifNoneExist":"identifier=http://x|2"}}`
+	rec = req(h, "POST", "/fhir", `{"resourceType":"Bundle","type":"transaction","entry":[`+
+		fmt.Sprintf(entry, 1)+","+fmt.Sprintf(entry, 2)+`]}`)
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), `"status":"201 Created"`) || !strings.Contains(rec.Body.String(), `"status":"200 OK"`) {
+		t.Errorf("two POSTs with the same criteria = %d %s, want 201 then 200", rec.Code, rec.Body)
+	}
+	if n := count(t, h, "Patient?identifier=http://x|2"); n != 1 {
+		t.Errorf("two POSTs with the same criteria made %d Patients, want 1", n)
 	}
 	// A resource that does match its criteria is created once.
 	matching := `{"resourceType":"Patient","identifier":[{"system":"http://x","value":"1"}]}`

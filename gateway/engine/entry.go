@@ -39,6 +39,7 @@ type Entry struct {
 	criteria *search.Query   // conditional criteria that matched nothing: the new resource must match them
 	chosen   bool            // the id is the client's (URL, body or _id criterion), not the server's
 	pinned   bool            // the id is the one an _id criterion names
+	again    bool            // an earlier entry of the Bundle has the same criteria and decided the id
 	res      *Result
 	found    []*store.Resource // GET search: the matches
 	total    int               // GET search: the total, or -1

@@ -62,7 +62,7 @@ func (e *Engine) runTransaction(tx store.Tx, entries []*Entry, now time.Time) er
 
 	// 1. Decide every entry's target.
 	for _, en := range entries {
-		en.matched, en.key, en.criteria, en.res, en.found, en.total = nil, "", nil, nil, nil, 0
+		en.matched, en.key, en.criteria, en.res, en.found, en.total, en.again = nil, "", nil, nil, nil, 0, false
 		en.chosen, en.pinned = en.method == "PUT" && en.query == "", false // PUT Type/id: the client's id
 		criteria := ""
 		switch {
@@ -145,7 +145,7 @@ func (e *Engine) resolveCriteria(tx store.Tx, en *Entry, criteria string, claime
 	en.id = ""
 	if ref, ok := claimed[key]; ok {
 		// The same criteria earlier in this Bundle: the same resource.
-		en.id = strings.TrimPrefix(ref, en.typ+"/")
+		en.id, en.again = strings.TrimPrefix(ref, en.typ+"/"), true
 		return nil
 	}
 	page, err := tx.Search(q)
@@ -235,6 +235,13 @@ func (e *Engine) execEntry(tx store.Tx, en *Entry, now time.Time) error {
 	case "DELETE":
 		en.res, err = e.remove(tx, en.typ, en.id, now)
 	case "POST":
+		if en.again && en.matched == nil {
+			// An earlier entry with the same criteria made the resource:
+			// this one matches it, as it would in a later request.
+			if r, err := tx.Read(en.typ, en.id); err == nil {
+				en.matched = r
+			}
+		}
 		if en.matched != nil {
 			en.res = &Result{Status: fhirwire.StatusOK, Resource: en.matched}
 			return nil
