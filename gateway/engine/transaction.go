@@ -209,8 +209,12 @@ func pinnedID(q *search.Query) (string, error) {
 }
 
 // matchesCriteria checks that the resource en created is one its criteria
-// select (conditional-criteria-unmatched otherwise).
+// select (conditional-criteria-unmatched otherwise): from its own index
+// entries when that is certain (search.Satisfies), else by a search.
 func matchesCriteria(tx store.Tx, en *Entry) error {
+	if search.Satisfies(en.criteria, search.Extract(en.typ, en.doc)) {
+		return nil
+	}
 	q := *en.criteria
 	q.Clauses = append(slices.Clone(q.Clauses), search.Clause{Param: "_id", Type: search.TypeToken,
 		Values: []search.Value{{Code: en.id}}})
