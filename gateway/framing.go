@@ -105,11 +105,11 @@ type framingConn struct {
 
 	state     int
 	remaining int64
-	head      []byte // the head being collected (held back until complete)
-	line      []byte // a chunk-size or trailer line being collected
-	ready     []byte // watched bytes not yet handed to the reader
-	readErr   error  // an error to return (once) when ready is drained
-	buf       [16 << 10]byte
+	head      []byte        // the head being collected (held back until complete)
+	line      []byte        // a chunk-size or trailer line being collected
+	ready     []byte        // watched bytes not yet handed to the reader
+	readErr   error         // an error to return (once) when ready is drained
+	buf       [4 << 10]byte // as net/http's own read buffer
 }
 
 // CloseWrite half-closes the connection when the one below can, as
