@@ -29,7 +29,8 @@ func auditServer(t *testing.T) (*Server, store.Store) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	a, err := app.New(app.Config{Store: st, Instance: "test-gw"})
+	// One tenant (development mode): clients may choose ids, as serve allows then.
+	a, err := app.New(app.Config{Store: st, Instance: "test-gw", UpdateCreate: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"errors"
 	"mime"
 	"net/http"
 
@@ -29,9 +30,18 @@ func (s *Server) handleToken(c echo.Context) error {
 	// Credentials come in the body only: never from the URL, which
 	// proxies and access logs keep.
 	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if mt != "application/x-www-form-urlencoded" || r.ParseForm() != nil {
+	if mt != "application/x-www-form-urlencoded" {
 		return oauthError(c, &auth.Failure{Status: http.StatusBadRequest, Code: auth.CodeInvalidRequest,
 			Reason: "form-invalid", Description: "the body must be application/x-www-form-urlencoded"})
+	}
+	if err := r.ParseForm(); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return oauthError(c, &auth.Failure{Status: http.StatusBadRequest, Code: auth.CodeInvalidRequest,
+				Reason: "body-too-large", Description: "the token request body exceeds 64 KiB"})
+		}
+		return oauthError(c, &auth.Failure{Status: http.StatusBadRequest, Code: auth.CodeInvalidRequest,
+			Reason: "form-invalid", Description: "the body is not a valid application/x-www-form-urlencoded form"})
 	}
 	resp, fail := s.cfg.Auth.Token(r.Context(), r.PostForm)
 	if fail != nil {

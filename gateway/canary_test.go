@@ -246,7 +246,10 @@ func TestCanaryNoPHI(t *testing.T) {
 	call("GET", "/fhir/Patient?birthdate="+m.next(), "", nil, 400)
 	call("POST", "/fhir/Patient", "application/fhir+json", []byte(fmt.Sprintf(`{"resourceType":"Patient","%s":%q}`, m.next(), m.next())), 400)
 	call("POST", "/fhir/Patient", "application/fhir+json", []byte(fmt.Sprintf(`{"resourceType":"Patient","birthDate":%q}`, m.next())), 400)
-	call("PUT", "/fhir/Patient?identifier="+m.next(), "application/fhir+json", []byte(`{"resourceType":"Patient"}`), 201)
+	ident2 := m.next()
+	call("PUT", "/fhir/Patient?identifier="+ident2, "application/fhir+json",
+		[]byte(fmt.Sprintf(`{"resourceType":"Patient","identifier":[{"value":%q}]}`, ident2)), 201)
+	call("PUT", "/fhir/Patient?identifier="+m.next(), "application/fhir+json", []byte(`{"resourceType":"Patient"}`), 400)
 	call("GET", "/fhir/Patient/"+m.next(), "", nil, 404)
 	call("POST", "/fhir", "application/fhir+json", []byte(fmt.Sprintf(`{"resourceType":"Bundle","type":"transaction","entry":[{"resource":{"resourceType":"Observation","status":"final","code":{"text":%q},"subject":{"reference":"urn:uuid:5b6f0d6e-3c1c-4d0e-9a43-1c2b3d4e5f60"}},"request":{"method":"POST","url":"Observation"}}]}`, m.next())), 400)
 	call("GET", "/admin/lineage?source="+m.next()+"&record="+m.next(), "", nil, 200)

@@ -30,10 +30,20 @@ var (
 	errAuthNotEnabled     = outcome.New(outcome.NotFound, "not-found", "auth-not-configured", "this gateway runs in development mode without authentication")
 	errConformanceUnknown = outcome.New(outcome.NotFound, "not-found", "resource-unknown",
 		"without a database the gateway serves only its own conformance resources, and none with this type and id")
+	errSearchFormTooLarge = outcome.New(outcome.TooLarge, "too-costly", "search-form-too-large",
+		"the search form exceeds 64 KiB; a search is a query string, not a document")
+	errFramingAmbiguous = outcome.New(outcome.Invalid, "structure", "request-framing-ambiguous",
+		"the request has both Content-Length and Transfer-Encoding; send one of them")
+	errAuthorizationRepeated = outcome.New(outcome.Invalid, "security", "authorization-repeated",
+		"the request has more than one Authorization header; send exactly one")
 	// errBusy is the answer when the gateway is at its concurrency bound.
 	errBusy = &outcome.Error{Kind: outcome.Unavailable, RetryAfter: 1, Issues: []outcome.Issue{{Severity: "error", Code: "transient",
 		Rule: "server-busy", Message: "the gateway is at its concurrency limit; retry shortly"}}}
 )
+
+// maxSearchForm bounds the body of POST /fhir/{type}/_search, as
+// MaxHeaderBytes bounds a query string in the URL.
+const maxSearchForm = 64 << 10
 
 // tooManyRequests is a Throttled error with Retry-After.
 func tooManyRequests(wait time.Duration) error {

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -13,6 +14,7 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/telemetry/stage"
 )
@@ -28,10 +30,13 @@ func (s *Server) baseURL(c echo.Context) string {
 	return c.Scheme() + "://" + c.Request().Host + "/fhir"
 }
 
-// answer is how the client wants a write answered.
+// answer is how the client wants a write answered; the resources the
+// answer may carry are the caller's to see (engine.Answer.Scope), also in
+// an ingest's transaction-response.
 func (s *Server) answer(c echo.Context) engine.Answer {
 	prefer := c.Request().Header.Get("Prefer")
-	return engine.Answer{Base: s.baseURL(c), Representation: prefer != "" && preferReturn(prefer) == "representation"}
+	return engine.Answer{Base: s.baseURL(c), Representation: prefer != "" && preferReturn(prefer) == "representation",
+		Scope: scopeOf(c)}
 }
 
 // body reads the request body when the engine asks for it, in the
@@ -150,6 +155,10 @@ func (s *Server) respondWrite(c echo.Context, res *engine.Result) error {
 	r := res.Resource
 	setVersionHeaders(c, r)
 	c.Response().Header().Set("Location", fmt.Sprintf("%s/%s/%s/_history/%d", s.baseURL(c), r.Type, r.ID, r.Version))
+	if res.Withheld {
+		return writeResource(c, res.Status, outcome.Information("an existing resource matched the conditional "+
+			"criteria; the access token's scopes do not allow reading it"))
+	}
 	switch preferReturn(c.Request().Header.Get("Prefer")) {
 	case "minimal":
 		return c.NoContent(res.Status)
@@ -185,8 +194,14 @@ func preferLenient(prefer string) bool {
 // handleSearch is GET /fhir/{type}?params and POST /fhir/{type}/_search.
 func (s *Server) handleSearch(c echo.Context) error {
 	params := c.QueryParams()
-	if c.Request().Method == http.MethodPost {
+	if r := c.Request(); r.Method == http.MethodPost {
+		// A search form is a query string in the body: bounded like one.
+		r.Body = http.MaxBytesReader(c.Response(), r.Body, maxSearchForm)
 		form, err := c.FormParams()
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return errSearchFormTooLarge
+		}
 		if err != nil {
 			return outcome.New(outcome.Invalid, "invalid", "search-form-invalid", "the search form could not be read")
 		}
@@ -227,8 +242,11 @@ func (s *Server) handleSearch(c echo.Context) error {
 				Search: &fhirwire.Search{Mode: fhirwire.ModeInclude}})
 		}
 	}
+	if res.Withheld > 0 {
+		b.Entry = append(b.Entry, engine.WithheldEntry(res.Withheld))
+	}
 	if len(res.Ignored) > 0 {
-		oo, _ := fhirwire.Marshal(ignoredOutcome(res.Ignored))
+		oo, _ := fhirwire.Marshal(ignoredOutcome(typ, res.Ignored))
 		b.Entry = append(b.Entry, fhirwire.Entry{Resource: oo, Search: &fhirwire.Search{Mode: fhirwire.ModeOutcome}})
 	}
 	return writeResource(c, http.StatusOK, b)
@@ -263,12 +281,13 @@ func pageURL(base, typ string, params url.Values, offset, count int) string {
 	return base + "/" + typ + "?" + p.Encode()
 }
 
-// ignoredOutcome reports the parameters a lenient search ignored.
-func ignoredOutcome(names []string) any {
-	issues := make([]outcome.Issue, 0, len(names))
-	for _, n := range names {
-		issues = append(issues, outcome.Issue{Severity: "warning", Code: "not-supported", Rule: "search-param-unknown", Expression: n,
-			Message: "the search parameter is not supported and was ignored"})
+// ignoredOutcome reports the parameters a lenient search of typ ignored,
+// one issue each, naming only those the gateway knows (search.ShownName).
+func ignoredOutcome(typ string, keys []string) any {
+	issues := make([]outcome.Issue, 0, len(keys))
+	for _, k := range keys {
+		issues = append(issues, outcome.Issue{Severity: "warning", Code: "not-supported", Rule: "search-param-unknown",
+			Expression: search.ShownName(typ, k), Message: "a search parameter is not supported and was ignored"})
 	}
 	return outcome.Resource(issues)
 }

@@ -25,7 +25,8 @@ func fhirServer(t *testing.T) http.Handler {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	return newServer(t, app.Config{Store: st}, gateway.Config{})
+	// One tenant (development mode): clients may choose ids, as serve allows then.
+	return newServer(t, app.Config{Store: st, UpdateCreate: true}, gateway.Config{})
 }
 
 // req sends a request with optional headers ("Name: value").

@@ -225,6 +225,25 @@ func (b *bufferedWriter) flush() {
 	_, _ = b.ResponseWriter.Write(b.body.Bytes())
 }
 
+// checkRequest refuses requests whose meaning could differ between the
+// gateway and a proxy in front of it: both Content-Length and
+// Transfer-Encoding (marked by Listener; the connection is closed after
+// the answer, since where the body ends is in doubt), and more than one
+// Authorization header (which one a proxy checked is unknown).
+func (s *Server) checkRequest(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		h := c.Request().Header
+		if _, ok := h[framingHeader]; ok {
+			c.Response().Header().Set("Connection", "close")
+			return errFramingAmbiguous
+		}
+		if len(h.Values("Authorization")) > 1 {
+			return errAuthorizationRepeated
+		}
+		return next(c)
+	}
+}
+
 // devPrincipal is the caller in development mode.
 var devPrincipal = &auth.Principal{Scopes: auth.ParseScopes("system/*.cruds " + auth.ScopeIngest + " " + auth.ScopeOperator)}
 
@@ -232,7 +251,11 @@ var devPrincipal = &auth.Principal{Scopes: auth.ParseScopes("system/*.cruds " + 
 // a 401 (or 503) answered, and audited, like any error.
 func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if rt := s.routeOf(c); rt != nil && (rt.public || rt.console) {
+		rt := s.routeOf(c)
+		if rt == nil || rt.public || rt.console {
+			// Public, or no route: the answer is 404 or 405 (with Allow),
+			// which reveals nothing a caller must authenticate for. The
+			// console signs its people in itself.
 			return next(c)
 		}
 		sc := scopeOf(c)

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"net/http"
+	"slices"
 
 	"github.com/labstack/echo/v4"
 
@@ -119,3 +120,17 @@ func (s *Server) register() {
 // routeOf returns the request's row of the route table (nil for a request
 // no route matched).
 func (s *Server) routeOf(c echo.Context) *route { return s.routes[c.Request().Method+" "+c.Path()] }
+
+// allowed lists the methods the request's route template serves, other
+// than the request's own (for the Allow header of a 405 a handler or the
+// application answered).
+func (s *Server) allowed(c echo.Context) []string {
+	var out []string
+	for _, r := range s.routes {
+		if r.path == c.Path() && r.method != c.Request().Method && !slices.Contains(out, r.method) {
+			out = append(out, r.method)
+		}
+	}
+	slices.Sort(out)
+	return out
+}

@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/labstack/echo/v4"
 
@@ -121,7 +122,8 @@ func NewServer(cfg Config) (*Server, error) {
 	// Requests refused by the concurrency bound or the per-address rate
 	// limit are logged but not audited: a flood must not become a flood of
 	// database writes.
-	e.Use(s.logRequests, s.boundConcurrency, s.limitIP, s.auditRequests, s.recoverPanics, s.routeTemplate, s.authenticate)
+	e.Use(s.logRequests, s.boundConcurrency, s.limitIP, s.auditRequests, s.recoverPanics, s.routeTemplate,
+		s.checkRequest, s.authenticate)
 	s.echo = e
 	s.handler = e
 	if cfg.Telemetry != nil {
@@ -132,7 +134,10 @@ func NewServer(cfg Config) (*Server, error) {
 }
 
 // ServeHTTP implements http.Handler.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	requestTLS(r)
+	s.handler.ServeHTTP(w, r)
+}
 
 // handleError is the one place that turns errors into responses: the
 // status is the error's kind's, the body an OperationOutcome.
@@ -153,6 +158,14 @@ func (s *Server) handleError(err error, c echo.Context) {
 		}
 	}
 	var oe *outcome.Error
+	if kind == outcome.MethodNotAllowed && c.Response().Header().Get("Allow") == "" {
+		// RFC 9110 15.5.6: a 405 says what the target does allow.
+		allow := s.allowed(c)
+		if errors.As(err, &oe) && oe.Allow != nil {
+			allow = oe.Allow
+		}
+		c.Response().Header().Set("Allow", strings.Join(allow, ", "))
+	}
 	switch {
 	case errors.As(err, &oe) && oe.RetryAfter > 0:
 		c.Response().Header().Set("Retry-After", strconv.Itoa(oe.RetryAfter))

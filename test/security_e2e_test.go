@@ -42,12 +42,16 @@ type signingKey struct {
 	kid string
 }
 
-// clients: id -> tenant and scopes.
-var securedClients = []struct {
+// securedClient is a client registered with the gateway: its tenant and
+// scopes, and whether it signs with EC (else RSA).
+type securedClient struct {
 	id, tenant string
 	scopes     []string
 	ec         bool
-}{
+}
+
+// clients: id -> tenant and scopes.
+var securedClients = []securedClient{
 	{"clinic-a", "clinic-a", []string{"gateway/ingest", "system/*.cruds"}, false},
 	{"hospital-b", "hospital-b", []string{"system/*.cruds"}, true},
 	{"reader-a", "clinic-a", []string{"system/Patient.rs"}, false},
@@ -75,6 +79,13 @@ func startSecured(t *testing.T, extra ...string) *secured {
 // startSecuredWith also configures delivery destinations.
 func startSecuredWith(t *testing.T, destinations []map[string]any, extra ...string) *secured {
 	t.Helper()
+	return startSecuredClients(t, securedClients, destinations, nil, extra...)
+}
+
+// startSecuredClients registers clients, destinations and further
+// sections of the --config file (search, ...).
+func startSecuredClients(t *testing.T, registered []securedClient, destinations []map[string]any, sections map[string]any, extra ...string) *secured {
+	t.Helper()
 	addr := freeAddr(t)
 	s := &secured{tokenURL: "http://" + addr + "/auth/token", keys: map[string]signingKey{}}
 	other, err := rsa.GenerateKey(rand.Reader, 2048)
@@ -83,7 +94,7 @@ func startSecuredWith(t *testing.T, destinations []map[string]any, extra ...stri
 	}
 	s.other = other
 	var clients []map[string]any
-	for _, c := range securedClients {
+	for _, c := range registered {
 		var k signingKey
 		if c.ec {
 			ek, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
@@ -113,6 +124,9 @@ func startSecuredWith(t *testing.T, destinations []map[string]any, extra ...stri
 	conf := map[string]any{"auth": map[string]any{"tokenUrl": s.tokenURL, "clients": clients}}
 	if destinations != nil {
 		conf["destinations"] = destinations
+	}
+	for k, v := range sections {
+		conf[k] = v
 	}
 	cfg, _ := json.Marshal(conf)
 	path := filepath.Join(t.TempDir(), "config.json")

@@ -14,6 +14,7 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/console"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/delivery"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
 
@@ -29,6 +30,76 @@ type fileConfig struct {
 	// Console configures the web console: sign-in for people (OpenID
 	// Connect), their roles, the tracing UI link (docs/configuration.md).
 	Console *console.Settings `json:"console"`
+	// Search bounds searches (docs/security.md, "Limits").
+	Search *searchConfig `json:"search"`
+}
+
+// searchConfig is the "search" section of the --config file: the search
+// limits, the search timeout and the searches one client runs at once.
+// Absent or zero fields keep the defaults.
+type searchConfig struct {
+	MaxParams           int    `json:"maxParams"`
+	MaxRepeats          int    `json:"maxRepeats"`
+	MaxValues           int    `json:"maxValues"`
+	MaxChainDepth       int    `json:"maxChainDepth"`
+	MaxIncludes         int    `json:"maxIncludes"`
+	MaxIncluded         int    `json:"maxIncluded"`
+	Timeout             string `json:"timeout"`
+	ConcurrentPerClient int    `json:"concurrentPerClient"`
+}
+
+// searchSettings checks the "search" section: no negative numbers, and a
+// timeout (a Go duration) below the HTTP write timeout, so a search is
+// stopped and answered before the connection is.
+func searchSettings(sc *searchConfig, writeTimeout time.Duration) (search.Limits, time.Duration, int, error) {
+	if sc == nil {
+		return search.Limits{}, 0, 0, nil
+	}
+	for name, v := range map[string]int{"maxParams": sc.MaxParams, "maxRepeats": sc.MaxRepeats, "maxValues": sc.MaxValues,
+		"maxChainDepth": sc.MaxChainDepth, "maxIncludes": sc.MaxIncludes, "maxIncluded": sc.MaxIncluded,
+		"concurrentPerClient": sc.ConcurrentPerClient} {
+		if v < 0 {
+			return search.Limits{}, 0, 0, fmt.Errorf("--config: search.%s must not be negative", name)
+		}
+	}
+	var timeout time.Duration
+	if sc.Timeout != "" {
+		d, err := time.ParseDuration(sc.Timeout)
+		if err != nil || d <= 0 || d >= writeTimeout {
+			return search.Limits{}, 0, 0, fmt.Errorf("--config: search.timeout must be a duration such as \"15s\", "+
+				"above 0 and below the HTTP write timeout (%s)", writeTimeout)
+		}
+		timeout = d
+	}
+	l := search.Limits{Params: sc.MaxParams, Repeats: sc.MaxRepeats, Values: sc.MaxValues, ChainDepth: sc.MaxChainDepth,
+		Includes: sc.MaxIncludes, Included: sc.MaxIncluded}
+	return l, timeout, sc.ConcurrentPerClient, nil
+}
+
+// clientIDsSafe reports whether clients may choose resource ids
+// (update-as-create): only when at most one tenant can write, since ids
+// are one namespace for all tenants and a client-chosen id's answer would
+// tell one tenant whether another holds it. Development mode is one
+// tenant; an external issuer without a tenants list may name any.
+func clientIDsSafe(fc *fileConfig) bool {
+	if !authConfigured(fc) {
+		return true
+	}
+	tenants := map[string]bool{}
+	for _, c := range fc.Auth.Clients {
+		if c.Tenant != search.AllTenants {
+			tenants[c.Tenant] = true
+		}
+	}
+	for _, x := range fc.Auth.External {
+		if len(x.Tenants) == 0 {
+			return false
+		}
+		for _, t := range x.Tenants {
+			tenants[t] = true
+		}
+	}
+	return len(tenants) <= 1
 }
 
 // readConfig reads and strictly decodes the --config file ("" gives an

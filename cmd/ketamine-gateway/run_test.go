@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
@@ -490,5 +491,72 @@ func TestIGPackage(t *testing.T) {
 	}
 	if _, _, code := cli(t, "", "ig", "package", "-o", filepath.Join(t.TempDir(), "no", "such", "dir", "p.tgz")); code != exitUsage {
 		t.Errorf("ig package to a missing directory: exit %d", code)
+	}
+}
+
+// TestAuditVerifyExitCodes: an intact chain exits 0, a database that cannot
+// be opened exits 3 ("could not check"), never 1 (which says the chain is
+// broken; the end-to-end test tampers with a chain for that).
+func TestAuditVerifyExitCodes(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "kg.db")
+	st, err := sqlite.Open(context.Background(), db, sqlite.Options{}) // as serve creates it
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	if out, errOut, code := cli(t, "", "audit", "verify", "--db", db); code != 0 || !strings.Contains(out, `"intact": true`) {
+		t.Fatalf("audit verify on a new database = exit %d, %s %s; want 0 and intact", code, out, errOut)
+	}
+	for name, bad := range map[string]string{
+		"a directory":              t.TempDir(),
+		"a file that is no SQLite": writeTemp(t, "not.db", strings.Repeat("not a database\n", 400)),
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, errOut, code := cli(t, "", "audit", "verify", "--db", bad)
+			if code != exitUnchecked || !strings.Contains(errOut, bad) {
+				t.Errorf("audit verify on %s = exit %d (%s), want %d could not check", name, code, errOut, exitUnchecked)
+			}
+		})
+	}
+	if _, _, code := cli(t, "", "audit", "verify", "--nope"); code != exitUsage {
+		t.Errorf("audit verify --nope = exit %d, want %d", code, exitUsage)
+	}
+}
+
+// TestSearchSection: the config file's search section is checked, and
+// clients may choose ids only when one tenant can write.
+func TestSearchSection(t *testing.T) {
+	for name, section := range map[string]string{
+		"timeout at the write timeout": `{"timeout": "120s"}`,
+		"timeout not a duration":       `{"timeout": "soon"}`,
+		"negative limit":               `{"maxRepeats": -1}`,
+		"unknown field":                `{"maxRepetitions": 3}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg := writeTemp(t, "config.json", `{"search": `+section+`}`)
+			_, errOut, code := cli(t, "", "serve", "--addr", "127.0.0.1:0", "--db", filepath.Join(t.TempDir(), "kg.db"), "--config", cfg)
+			if code != exitUsage || !strings.Contains(errOut, "search") && !strings.Contains(errOut, "maxRepetitions") {
+				t.Errorf("serve with search %s = exit %d %q, want %d naming the search section", section, code, errOut, exitUsage)
+			}
+		})
+	}
+	limits, timeout, per, err := searchSettings(&searchConfig{MaxRepeats: 3, Timeout: "2s", ConcurrentPerClient: 7}, writeTimeout)
+	if err != nil || limits.Repeats != 3 || timeout != 2*time.Second || per != 7 {
+		t.Errorf("searchSettings = %+v %v %d %v", limits, timeout, per, err)
+	}
+	client := func(tenant string) auth.Client { return auth.Client{ID: "c-" + tenant, Tenant: tenant} }
+	for name, tc := range map[string]struct {
+		fc   fileConfig
+		safe bool
+	}{
+		"development mode":             {fileConfig{}, true},
+		"one tenant":                   {fileConfig{Auth: &auth.Config{Clients: []auth.Client{client("a"), client("a"), client("*")}}}, true},
+		"two tenants":                  {fileConfig{Auth: &auth.Config{Clients: []auth.Client{client("a"), client("b")}}}, false},
+		"an issuer of any tenant":      {fileConfig{Auth: &auth.Config{Clients: []auth.Client{client("a")}, External: []auth.ExternalIssuer{{Issuer: "x"}}}}, false},
+		"an issuer of the same tenant": {fileConfig{Auth: &auth.Config{Clients: []auth.Client{client("a")}, External: []auth.ExternalIssuer{{Issuer: "x", Tenants: []string{"a"}}}}}, true},
+	} {
+		if got := clientIDsSafe(&tc.fc); got != tc.safe {
+			t.Errorf("clientIDsSafe(%s) = %v, want %v", name, got, tc.safe)
+		}
 	}
 }

@@ -28,6 +28,10 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
 )
 
+// writeTimeout is the HTTP server's WriteTimeout; the search timeout stays
+// below it.
+const writeTimeout = 120 * time.Second
+
 // serveConfig is what serve reads from flags and the environment.
 type serveConfig struct {
 	addr, db, identifierBase, baseURL string
@@ -79,6 +83,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return &exitError{code: exitUsage, msg: err.Error()}
 	}
+	limits, searchTimeout, perClient, err := searchSettings(fc.Search, writeTimeout)
+	if err != nil {
+		return &exitError{code: exitUsage, msg: err.Error()}
+	}
 	if !authConfigured(fc) && !loopback(cfg.addr) {
 		return &exitError{code: exitUsage, msg: fmt.Sprintf("refusing to serve on %s without authentication: "+
 			"register clients in the auth section of --config (docs/security.md), or listen on a loopback address "+
@@ -121,7 +129,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	defer metrics.Close()
 	acfg := app.Config{Store: st, IdentifierBase: cfg.identifierBase, Instance: cfg.instance,
 		MaxBundleEntries: cfg.maxEntries, Tracer: tel.TracerProvider(), Metrics: metrics,
-		Safety: allSafety, TenantSafety: tenantSafety}
+		Safety: allSafety, TenantSafety: tenantSafety,
+		SearchLimits: limits, SearchTimeout: searchTimeout, SearchesPerClient: perClient,
+		UpdateCreate: clientIDsSafe(fc)}
 	gcfg := gateway.Config{MaxBodyBytes: cfg.maxBody, Logger: logger, BaseURL: cfg.baseURL, Telemetry: tel,
 		Metrics: metrics, Auth: authn, RateLimit: cfg.rateLimit, TrustedProxies: proxies}
 	switch {
@@ -177,6 +187,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			return out
 		})
 	}
+	if !acfg.UpdateCreate {
+		logger.Info("clients cannot choose resource ids (update-as-create is off): several tenants share the id space")
+	}
 	application, err := app.New(acfg)
 	if err != nil {
 		return err
@@ -205,17 +218,20 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Handler:           srv,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
-		WriteTimeout:      120 * time.Second,
+		WriteTimeout:      writeTimeout,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
-		TLSConfig:         tlsConfig,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		// The edge's listener checks each request's framing (and
+		// terminates TLS, HTTP/1.1 only): see gateway.Listener.
+		ConnContext:  gateway.ConnContext,
+		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
 	}
 	scheme := "http"
 	if tlsConfig != nil {
 		scheme = "https"
-		ln = tls.NewListener(ln, tlsConfig)
 	}
+	ln = gateway.Listener(ln, tlsConfig)
 	names := make([]string, len(dests))
 	for i, d := range dests {
 		names[i] = d.Name

@@ -19,6 +19,7 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/operator"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
 )
@@ -57,6 +58,14 @@ type Config struct {
 	// BacklogEvery is how often the operator service samples the delivery
 	// backlog for the console's chart (default a minute; negative: never).
 	BacklogEvery time.Duration
+	// SearchLimits, SearchTimeout and SearchesPerClient bound searches
+	// (engine.Config; zero values: the defaults).
+	SearchLimits      search.Limits
+	SearchTimeout     time.Duration
+	SearchesPerClient int
+	// UpdateCreate lets clients create resources with ids they choose
+	// (engine.Config.UpdateCreate); leave it off with several tenants.
+	UpdateCreate bool
 }
 
 // App is the gateway's application.
@@ -93,7 +102,9 @@ func New(cfg Config) (*App, error) {
 		Safety: cfg.TenantSafety}
 	if cfg.Store != nil {
 		a.Engine = engine.New(engine.Config{Store: cfg.Store, Audit: a.Audit, Validator: v,
-			MaxBundleEntries: cfg.MaxBundleEntries, Now: cfg.Now, Tracer: cfg.Tracer})
+			MaxBundleEntries: cfg.MaxBundleEntries, Now: cfg.Now, Tracer: cfg.Tracer,
+			SearchLimits: cfg.SearchLimits, SearchTimeout: cfg.SearchTimeout, SearchesPerClient: cfg.SearchesPerClient,
+			UpdateCreate: cfg.UpdateCreate})
 		icfg.Engine = a.Engine
 		a.Operator = operator.New(cfg.Store, cfg.Notify, cfg.Now)
 	}

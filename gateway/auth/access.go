@@ -76,10 +76,10 @@ func (s *Server) issue(client *registeredClient, granted Scopes, now time.Time) 
 // own (HS256 with SigningSecret, iss TokenURL, from a client still
 // registered) or one from a configured external issuer (RS256, RS384, ES256
 // or ES384 with a key from that issuer's JWKS URL, aud containing its
-// Audience, a tenant claim). exp is required, nbf honoured, with 30 seconds
-// of clock skew. The principal's scopes are the token's, clipped to what the
-// client or issuer may have; they may be empty, which the caller's Allows
-// checks then refuse.
+// Audience, a tenant claim). exp is required, nbf honoured and an iat in
+// the future refused, with 30 seconds of clock skew. The principal's scopes
+// are the token's, clipped to what the client or issuer may have; they may
+// be empty, which the caller's Allows checks then refuse.
 //
 // On failure it returns a *Failure with Status 401: with an empty Code when
 // the header is empty or not a Bearer credential (RFC 6750 section 3.1), else
@@ -168,7 +168,8 @@ func (s *Server) verifyOwn(tok *jwt.JSONWebToken) (*Principal, *Failure) {
 	}, nil
 }
 
-// checkTimes enforces exp (required) and nbf with clockSkew.
+// checkTimes enforces exp (required), nbf and iat (not in the future) with
+// clockSkew.
 func checkTimes(c jwt.Claims, now time.Time, clientID string) *Failure {
 	if c.Expiry == nil {
 		return invalidToken("exp-missing", "the access token has no expiry", clientID)
@@ -178,6 +179,9 @@ func checkTimes(c jwt.Claims, now time.Time, clientID string) *Failure {
 	}
 	if c.NotBefore != nil && now.Add(clockSkew).Before(c.NotBefore.Time()) {
 		return invalidToken("not-yet-valid", "the access token is not valid yet", clientID)
+	}
+	if c.IssuedAt != nil && now.Add(clockSkew).Before(c.IssuedAt.Time()) {
+		return invalidToken("iat-in-future", "the access token was issued in the future", clientID)
 	}
 	return nil
 }

@@ -69,6 +69,15 @@ func TestAuthenticateRejects(t *testing.T) {
 			wantHeader: `Bearer realm="ketamine-gateway", error="invalid_token", error_description="the access token has expired"`,
 		},
 		{
+			name: "issued in the future",
+			header: func(t *testing.T, s *Server, c *clock) string {
+				tok := issueToken(t, s, c, "system/*.rs")
+				c.Advance(-time.Hour) // the gateway's clock went back: the token's iat is ahead
+				return "Bearer " + tok
+			},
+			wantStatus: 401, wantCode: "invalid_token", wantReason: "iat-in-future",
+		},
+		{
 			name: "tampered payload",
 			header: func(t *testing.T, s *Server, c *clock) string {
 				tok := issueToken(t, s, c, "system/*.rs")

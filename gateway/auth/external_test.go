@@ -201,6 +201,24 @@ func TestAuthenticateExternal(t *testing.T) {
 			wantReason: "not-yet-valid", wantStatus: 401,
 		},
 		{
+			name: "iat ahead",
+			token: func(t *testing.T, fx *externalFixture) string {
+				c := extClaims(fx.c.Now())
+				c["iat"] = fx.c.Now().Add(time.Hour).Unix()
+				return sign(t, jose.RS256, fx.rsa.Key, fx.rsa.KeyID, c, nil)
+			},
+			wantReason: "iat-in-future", wantStatus: 401,
+		},
+		{
+			name: "iat within skew",
+			token: func(t *testing.T, fx *externalFixture) string {
+				c := extClaims(fx.c.Now())
+				c["iat"] = fx.c.Now().Add(10 * time.Second).Unix()
+				return sign(t, jose.RS256, fx.rsa.Key, fx.rsa.KeyID, c, nil)
+			},
+			wantScope: "gateway/ingest system/*.rs",
+		},
+		{
 			name: "nbf within skew",
 			token: func(t *testing.T, fx *externalFixture) string {
 				c := extClaims(fx.c.Now())

@@ -47,8 +47,9 @@ type TokenResponse struct {
 // client_credentials; invalid_client for any problem with the assertion
 // (malformed, alg other than RS384/ES384, missing or unknown kid, jku header,
 // iss != sub, unknown client, bad signature, aud not TokenURL, exp missing,
-// passed or more than 5 minutes ahead, nbf ahead, jti missing or replayed, a
-// client_id parameter that differs from iss); invalid_scope if no scope was
+// passed or more than 5 minutes ahead, nbf or iat ahead beyond the 30 s
+// clock skew, jti missing or replayed, a client_id parameter that differs
+// from iss); invalid_scope if no scope was
 // requested or none of the requested scopes is granted.
 func (s *Server) Token(ctx context.Context, form url.Values) (*TokenResponse, *Failure) {
 	for _, k := range []string{"grant_type", "client_assertion_type", "client_assertion", "scope", "client_id"} {
@@ -185,6 +186,11 @@ func (s *Server) verifyAssertion(ctx context.Context, assertion string) (*regist
 	}
 	if c.NotBefore != nil && now.Add(clockSkew).Before(c.NotBefore.Time()) {
 		return nil, invalidClient("not-yet-valid", "client_assertion is not valid yet", client.id)
+	}
+	if c.IssuedAt != nil && now.Add(clockSkew).Before(c.IssuedAt.Time()) {
+		// Issued in the future: the client's clock is wrong or the assertion
+		// was made ahead of time to be used later; neither is accepted.
+		return nil, invalidClient("iat-in-future", "client_assertion iat is in the future", client.id)
 	}
 	if c.ID == "" || len(c.ID) > maxJTILen {
 		return nil, invalidClient("jti-missing", "client_assertion must have a jti of at most 255 characters", client.id)

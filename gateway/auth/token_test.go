@@ -79,6 +79,16 @@ func TestTokenRejects(t *testing.T) {
 			wantStatus: 401, wantCode: "invalid_client", wantReason: "not-yet-valid", wantClient: "rs-client",
 		},
 		{
+			name:       "iat an hour ahead",
+			form:       withClaims(func(c map[string]any) { c["iat"] = c["exp"].(int64) + 3600 }),
+			wantStatus: 401, wantCode: "invalid_client", wantReason: "iat-in-future", wantClient: "rs-client",
+		},
+		{
+			name:       "iat beyond the skew",
+			form:       withClaims(func(c map[string]any) { c["iat"] = c["exp"].(int64) - 4*60 + 31 }),
+			wantStatus: 401, wantCode: "invalid_client", wantReason: "iat-in-future", wantClient: "rs-client",
+		},
+		{
 			name:       "wrong aud",
 			form:       withClaims(func(c map[string]any) { c["aud"] = "https://other.example/auth/token" }),
 			wantStatus: 401, wantCode: "invalid_client", wantReason: "aud-mismatch", wantClient: "rs-client",

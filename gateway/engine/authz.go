@@ -1,8 +1,14 @@
 package engine
 
 import (
+	"encoding/json"
+	"fmt"
+
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
 
 // allow checks that the caller's scopes grant perm ('c', 'r', 'u', 'd',
@@ -17,4 +23,54 @@ func allow(sc *auditlog.Scope, typ string, perm byte) error {
 		return auth.InsufficientScope(p.ClientID, "system/"+typ+"."+string(perm))
 	}
 	return nil
+}
+
+// Visible reports whether the caller of sc may be shown r: it is the one
+// decision for every resource that leaves the server, whatever the way
+// (read, search match, _include, _revinclude, history, a Bundle's GET entry
+// or a conditional create's match, and later $everything, bulk export and
+// the console). The caller must be authenticated, r must belong to its
+// tenant (or be a shared conformance resource, or the caller an all-tenant
+// client), and its scopes must allow reading (r) or searching (s) r's type:
+// either lets it fetch the resource directly (a search by _id), so either
+// lets it see the resource by any other way. A version the request itself
+// just wrote is the caller's own content and is not passed through here.
+func (e *Engine) Visible(sc *auditlog.Scope, r *store.Resource) bool {
+	p := sc.Principal
+	if p == nil || r == nil {
+		return false
+	}
+	if !visible(p.Tenant, r.Type, r.Tenant) {
+		return false
+	}
+	return p.Scopes.Allows(r.Type, 'r') || p.Scopes.Allows(r.Type, 's')
+}
+
+// Disclose returns the resources of rs the caller may be shown (Visible),
+// in order, and how many it left out. Every list of resources that leaves
+// the server goes through it (or Visible, one at a time).
+func (e *Engine) Disclose(sc *auditlog.Scope, rs []*store.Resource) (shown []*store.Resource, withheld int) {
+	shown = rs[:0:0]
+	for _, r := range rs {
+		if e.Visible(sc, r) {
+			shown = append(shown, r)
+		} else {
+			withheld++
+		}
+	}
+	return shown, withheld
+}
+
+// WithheldEntry is the searchset entry (search.mode outcome) that tells the
+// caller n resources were left out because its scopes do not allow reading
+// them. It says how many, never which: their types and ids are what the
+// caller may not learn.
+func WithheldEntry(n int) fhirwire.Entry {
+	msg := fmt.Sprintf("%d resources were left out: the access token's scopes do not allow reading them", n)
+	if n == 1 {
+		msg = "1 resource was left out: the access token's scopes do not allow reading it"
+	}
+	oo, _ := json.Marshal(outcome.Resource([]outcome.Issue{{Severity: "warning", Code: "suppressed",
+		Rule: "results-withheld", Message: msg}}))
+	return fhirwire.Entry{Resource: oo, Search: &fhirwire.Search{Mode: fhirwire.ModeOutcome}}
 }

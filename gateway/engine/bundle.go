@@ -21,6 +21,11 @@ type Answer struct {
 	// Representation asks for the written resources in a Bundle response
 	// (Prefer: return=representation).
 	Representation bool
+	// Scope, when set, is the caller: Response leaves out each resource it
+	// may not be shown (Visible) that the request did not write itself (a
+	// GET entry's, a conditional create's match). Bundle sets it; the edge
+	// sets it for every write, so an ingest's answer follows it too.
+	Scope *auditlog.Scope
 }
 
 // Bundle processes a transaction or batch Bundle (http.html#transaction):
@@ -101,6 +106,7 @@ func (e *Engine) transaction(ctx context.Context, sc *auditlog.Scope, body []byt
 	if err != nil {
 		return nil, err
 	}
+	ans.Scope = sc
 	b := e.Response(fhirwire.TypeTransactionResponse, entries, nil, ans)
 	return &b, nil
 }
@@ -135,6 +141,7 @@ func (e *Engine) batch(ctx context.Context, sc *auditlog.Scope, body []byte, ent
 	if err != nil {
 		return nil, err
 	}
+	ans.Scope = sc
 	b := e.Response(fhirwire.TypeBatchResponse, entries, errs, ans)
 	return &b, nil
 }
@@ -155,9 +162,11 @@ func (e *Engine) batchEntry(tx *Tx, en *Entry) error {
 // processed entries, one entry per request in Bundle order; errs are a
 // batch's per-entry failures (nil for a transaction). Resources are
 // included for GET entries and with ans.Representation; otherwise only
-// the outcome is.
+// the outcome is. With ans.Scope, a resource the caller may not see is
+// left out (a GET search's searchset says how many, WithheldEntry).
 func (e *Engine) Response(typ string, entries []*Entry, errs []error, ans Answer) fhirwire.Bundle {
 	b := fhirwire.Bundle{ResourceType: "Bundle", ID: store.NewID(), Type: typ, Timestamp: fhirwire.Instant(e.now())}
+	shown := func(r *store.Resource) bool { return ans.Scope == nil || e.Visible(ans.Scope, r) }
 	for i, en := range entries {
 		var be fhirwire.Entry
 		if errs != nil && errs[i] != nil {
@@ -169,7 +178,7 @@ func (e *Engine) Response(typ string, entries []*Entry, errs []error, ans Answer
 		}
 		switch {
 		case en.method == "GET" && en.res == nil:
-			raw, _ := fhirwire.Marshal(en.get)
+			raw, _ := fhirwire.Marshal(e.searchset(en, shown))
 			be.Resource = raw
 			be.Response = &fhirwire.Response{Status: fhirwire.StatusLine(fhirwire.StatusOK)}
 		case en.res != nil && en.res.Resource != nil && !en.res.Resource.Deleted:
@@ -177,13 +186,39 @@ func (e *Engine) Response(typ string, entries []*Entry, errs []error, ans Answer
 			be.FullURL = ans.Base + "/" + r.Type + "/" + r.ID
 			be.Response = &fhirwire.Response{Status: fhirwire.StatusLine(en.res.Status), Etag: fhirwire.ETag(r.Version),
 				LastModified: fhirwire.Instant(r.LastUpdated), Location: fmt.Sprintf("%s/%s/_history/%d", r.Type, r.ID, r.Version)}
-			if ans.Representation || en.method == "GET" {
+			// What the request wrote is the caller's own; what it read or
+			// matched is shown only if the caller may see it.
+			written := en.method != "GET" && en.matched == nil
+			if (ans.Representation || en.method == "GET") && (written || shown(r)) {
 				be.Resource = r.Body
 			}
 		default:
 			be.Response = &fhirwire.Response{Status: fhirwire.StatusLine(fhirwire.StatusNoContent)}
 		}
 		b.Entry = append(b.Entry, be)
+	}
+	return b
+}
+
+// searchset is the answer of a GET entry that searched: the matches shown
+// may see, and an outcome entry counting the others.
+func (e *Engine) searchset(en *Entry, shown func(*store.Resource) bool) fhirwire.Bundle {
+	b := fhirwire.Bundle{ResourceType: "Bundle", Type: fhirwire.TypeSearchset}
+	if en.total >= 0 {
+		total := en.total
+		b.Total = &total
+	}
+	withheld := 0
+	for _, r := range en.found {
+		if !shown(r) {
+			withheld++
+			continue
+		}
+		b.Entry = append(b.Entry, fhirwire.Entry{FullURL: r.Type + "/" + r.ID, Resource: r.Body,
+			Search: &fhirwire.Search{Mode: fhirwire.ModeMatch}})
+	}
+	if withheld > 0 {
+		b.Entry = append(b.Entry, WithheldEntry(withheld))
 	}
 	return b
 }

@@ -63,7 +63,7 @@ func (e *Engine) CapabilityStatement(base string, sec Security) map[string]any {
 			"interaction":       typeInteractions(typ),
 			"versioning":        "versioned-update",
 			"readHistory":       true,
-			"updateCreate":      true,
+			"updateCreate":      e.updateCreate && ClientWritable(typ),
 			"conditionalCreate": true,
 			"conditionalRead":   "not-supported",
 			"conditionalUpdate": true,

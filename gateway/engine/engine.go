@@ -23,6 +23,7 @@ import (
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/conformance"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/telemetry/stage"
 )
@@ -45,17 +46,39 @@ type Config struct {
 	Now func() time.Time
 	// Tracer traces the engine's stages (none by default).
 	Tracer trace.TracerProvider
+	// SearchLimits bound the parameters of a search and the included
+	// resources of a page (search.Limits; zero fields: the defaults).
+	SearchLimits search.Limits
+	// SearchTimeout bounds one search or history (DefaultSearchTimeout).
+	// Keep it below the HTTP server's write timeout.
+	SearchTimeout time.Duration
+	// SearchesPerClient bounds the searches and histories one client runs
+	// at once (DefaultSearchesPerClient); more wait briefly, then get 429.
+	SearchesPerClient int
+	// UpdateCreate lets clients create resources with ids they choose
+	// (update-as-create: PUT Type/id, a conditional update or a conditional
+	// create by _id that matches nothing). Resource ids are one namespace
+	// for all tenants, so with several tenants an id's answer would tell
+	// whether another tenant holds it: leave it off then, and a client's
+	// write to an id its tenant does not hold answers the same 404
+	// id-unavailable whether the id is unused or another tenant's. The
+	// application's own writes (ingest's derived ids) are not affected.
+	UpdateCreate bool
 }
 
 // Engine is the FHIR engine over one store. Its methods are safe for
 // concurrent use.
 type Engine struct {
-	store      store.Store
-	audit      *auditlog.Log
-	v          *Validator
-	maxEntries int
-	now        func() time.Time
-	tracer     trace.Tracer
+	store         store.Store
+	audit         *auditlog.Log
+	v             *Validator
+	maxEntries    int
+	now           func() time.Time
+	tracer        trace.Tracer
+	limits        search.Limits
+	searchTimeout time.Duration
+	searches      *slots
+	updateCreate  bool
 }
 
 // New returns an engine. It does no I/O: Seed stores the gateway's
@@ -73,9 +96,19 @@ func New(cfg Config) *Engine {
 	if cfg.Audit == nil {
 		cfg.Audit = auditlog.New(nil, auditlog.Config{})
 	}
+	if cfg.SearchTimeout <= 0 {
+		cfg.SearchTimeout = DefaultSearchTimeout
+	}
+	if cfg.SearchesPerClient <= 0 {
+		cfg.SearchesPerClient = DefaultSearchesPerClient
+	}
 	return &Engine{store: cfg.Store, audit: cfg.Audit, v: cfg.Validator, maxEntries: cfg.MaxBundleEntries,
-		now: cfg.Now, tracer: stage.Tracer(cfg.Tracer)}
+		now: cfg.Now, tracer: stage.Tracer(cfg.Tracer), limits: cfg.SearchLimits.WithDefaults(),
+		searchTimeout: cfg.SearchTimeout, searches: newSlots(cfg.SearchesPerClient), updateCreate: cfg.UpdateCreate}
 }
+
+// Limits returns the search limits the engine applies (defaults filled in).
+func (e *Engine) Limits() search.Limits { return e.limits }
 
 // Validator returns the engine's validator.
 func (e *Engine) Validator() *Validator { return e.v }
@@ -116,7 +149,7 @@ func (e *Engine) Seed(ctx context.Context) error {
 			default:
 				return fmt.Errorf("seed %s/%s: %w", typ, id, err)
 			}
-			if _, err := e.update(tx, typ, id, doc, "", e.now()); err != nil {
+			if _, err := e.update(tx, typ, id, doc, "", e.now(), true); err != nil {
 				return fmt.Errorf("seed %s/%s: %w", typ, id, err)
 			}
 		}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
 
@@ -27,12 +28,21 @@ type Entry struct {
 	ifNoneExist string
 	ifMatch     string
 	perr        error // the entry could not be parsed
+	// client is set for an entry a client sent (a Bundle entry, a REST
+	// write): the ids it chooses are subject to Config.UpdateCreate. The
+	// application's own entries (NewEntry) are not.
+	client bool
 
 	// Resolved inside the transaction.
-	matched *store.Resource // POST ifNoneExist / PUT criteria matched this
-	key     string          // conditional key to claim on create
-	res     *Result
-	get     any // GET answer: a stored resource or a searchset
+	matched  *store.Resource // POST ifNoneExist / PUT criteria matched this
+	key      string          // conditional key to claim on create
+	criteria *search.Query   // conditional criteria that matched nothing: the new resource must match them
+	chosen   bool            // the id is the client's (URL, body or _id criterion), not the server's
+	pinned   bool            // the id is the one an _id criterion names
+	again    bool            // an earlier entry of the Bundle has the same criteria and decided the id
+	res      *Result
+	found    []*store.Resource // GET search: the matches
+	total    int               // GET search: the total, or -1
 }
 
 // Result is the outcome of one write interaction.
@@ -45,6 +55,9 @@ type Result struct {
 	Resource *store.Resource
 	// Created is true when the interaction made a new resource.
 	Created bool
+	// Withheld is set when Resource is one a conditional create matched
+	// and the caller may not read (Visible): answer without its content.
+	Withheld bool
 }
 
 // Result returns the entry's outcome once its transaction ran (nil for a
@@ -124,7 +137,7 @@ func (e *Engine) parseURL(en *Entry, rawURL string) error {
 // validated without them); otherwise only the gateway profiles are checked
 // (the whole Bundle was validated).
 func (e *Engine) parseEntry(i int, w *fhirwire.Entry, validate bool) *Entry {
-	en := &Entry{index: i, fullURL: w.FullURL}
+	en := &Entry{index: i, fullURL: w.FullURL, client: true}
 	fail := func(rule, msg string) *Entry {
 		en.perr = outcome.New(outcome.Invalid, "invalid", rule, msg)
 		return en

@@ -30,8 +30,9 @@ func clientWritable(typ string) error {
 var publishedTypes = map[string]bool{"CodeSystem": true, "ValueSet": true, "StructureDefinition": true,
 	"SearchParameter": true, "OperationDefinition": true, "ImplementationGuide": true}
 
-var errAuditReadOnly = outcome.New(outcome.MethodNotAllowed, "forbidden", "audit-read-only",
-	"AuditEvents are recorded by the gateway and cannot be created, changed or deleted")
+var errAuditReadOnly = &outcome.Error{Kind: outcome.MethodNotAllowed, Allow: []string{"GET"}, Issues: []outcome.Issue{{
+	Severity: "error", Code: "forbidden", Rule: "audit-read-only",
+	Message: "AuditEvents are recorded by the gateway and cannot be created, changed or deleted"}}}
 
 // ClientWritable reports whether clients may create, update and delete
 // resources of typ (AuditEvents and the published conformance resources
@@ -52,19 +53,26 @@ func (e *Engine) put(tx store.Tx, typ, id string, v int64, doc map[string]any, n
 
 // update writes a new version of typ/id (update-as-create when it does not
 // exist or was deleted). ifMatch is the If-Match value ("" for none): a
-// mismatch is PreconditionFailed.
-func (e *Engine) update(tx store.Tx, typ, id string, doc map[string]any, ifMatch string, now time.Time) (*Result, error) {
+// mismatch is PreconditionFailed. create says whether the caller may
+// create typ/id when its tenant holds no such resource; without it, and
+// for an id another tenant holds, the answer is the same errIDTaken.
+func (e *Engine) update(tx store.Tx, typ, id string, doc map[string]any, ifMatch string, now time.Time, create bool) (*Result, error) {
 	cur, err := tx.Read(typ, id)
 	var next int64 = 1
 	exists := false
 	switch {
 	case errors.Is(err, errForeign):
 		return nil, errIDTaken
+	case (err == nil || errors.Is(err, store.ErrGone)) && !owns(tx, cur):
+		return nil, errIDTaken // a shared conformance resource of another tenant
 	case err == nil:
 		next, exists = cur.Version+1, true
 	case errors.Is(err, store.ErrGone):
 		next = cur.Version + 1
 	case errors.Is(err, store.ErrNotFound):
+		if !create {
+			return nil, errIDTaken
+		}
 	default:
 		return nil, err
 	}
@@ -85,11 +93,42 @@ func (e *Engine) update(tx store.Tx, typ, id string, doc map[string]any, ifMatch
 	return &Result{Status: fhirwire.StatusCreated, Resource: r, Created: true}, nil
 }
 
+// createAt creates typ/id for a conditional create or update whose _id
+// criterion names id and matched nothing: a resource living at id (its
+// other criteria did not match) cannot be replaced by a create, so that is
+// PreconditionFailed; a deleted one of the tenant's is created anew; create
+// is as for update.
+func (e *Engine) createAt(tx store.Tx, typ, id string, doc map[string]any, now time.Time, create bool) (*Result, error) {
+	cur, err := tx.Read(typ, id)
+	switch {
+	case err == nil && owns(tx, cur):
+		return nil, outcome.New(outcome.PreconditionFailed, "conflict", "conditional-id-taken",
+			"the _id criterion names a resource that the other criteria do not match; it cannot be created again")
+	case err == nil, errors.Is(err, errForeign), errors.Is(err, store.ErrGone), errors.Is(err, store.ErrNotFound):
+		return e.update(tx, typ, id, doc, "", now, create)
+	default:
+		return nil, err
+	}
+}
+
+// owns reports whether the tenant of tx may write r (a shared conformance
+// resource is readable by every tenant but written only by its own).
+func owns(tx store.Tx, r *store.Resource) bool {
+	if tt, ok := tx.(tenantTx); ok && r != nil {
+		return r.Tenant == tt.tenant
+	}
+	return true
+}
+
 // remove deletes typ/id (a new, deleted version). Deleting what does not
-// exist or is already deleted succeeds (idempotent, http.html#delete).
+// exist or is already deleted succeeds (idempotent, http.html#delete), and
+// so does deleting what the tenant may read but not write (a shared
+// conformance resource of another tenant), which changes nothing.
 func (e *Engine) remove(tx store.Tx, typ, id string, now time.Time) (*Result, error) {
 	cur, err := tx.Read(typ, id)
 	switch {
+	case err == nil && !owns(tx, cur):
+		return &Result{Status: fhirwire.StatusNoContent}, nil
 	case err == nil:
 	case errors.Is(err, store.ErrGone), errors.Is(err, store.ErrNotFound):
 		return &Result{Status: fhirwire.StatusNoContent}, nil

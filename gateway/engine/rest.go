@@ -72,6 +72,9 @@ func (e *Engine) Read(ctx context.Context, sc *auditlog.Scope, typ, id string) (
 	if err != nil {
 		return r, err
 	}
+	if !e.Visible(sc, r) {
+		return nil, errResourceUnkown
+	}
 	sc.Touch(r)
 	return r, nil
 }
@@ -95,6 +98,9 @@ func (e *Engine) VRead(ctx context.Context, sc *auditlog.Scope, typ, id, vid str
 	}
 	if r.Deleted {
 		return r, outcome.New(outcome.Gone, "deleted", "resource-deleted", "this version is a deletion")
+	}
+	if !e.Visible(sc, r) {
+		return nil, errVersionUnknown
 	}
 	sc.Touch(r)
 	return r, nil
@@ -166,7 +172,11 @@ func (e *Engine) Create(ctx context.Context, sc *auditlog.Scope, typ string, bod
 	if err != nil {
 		return nil, err
 	}
-	return e.writeEntry(ctx, sc, &Entry{method: "POST", typ: typ, doc: doc, ifNoneExist: ifNoneExist}, "create")
+	res, err := e.writeEntry(ctx, sc, &Entry{method: "POST", typ: typ, doc: doc, ifNoneExist: ifNoneExist, client: true}, "create")
+	if err == nil && !res.Created && !e.Visible(sc, res.Resource) {
+		res.Withheld = true // an existing resource matched, which the caller may not read
+	}
+	return res, err
 }
 
 // Update writes a new version of typ/id, or creates it with the client's id
@@ -189,7 +199,7 @@ func (e *Engine) Update(ctx context.Context, sc *auditlog.Scope, typ, id string,
 		return nil, outcome.New(outcome.Invalid, "invalid", "id-mismatch", "the resource id must equal the id in the URL")
 	}
 	return e.writeOne(ctx, sc, typ, "update", func(tx *Tx) (*Result, error) {
-		return e.update(tx.st, typ, id, doc, ifMatch, tx.now)
+		return e.update(tx.st, typ, id, doc, ifMatch, tx.now, e.updateCreate)
 	})
 }
 
@@ -209,7 +219,7 @@ func (e *Engine) ConditionalUpdate(ctx context.Context, sc *auditlog.Scope, typ,
 	if err != nil {
 		return nil, err
 	}
-	return e.writeEntry(ctx, sc, &Entry{method: "PUT", typ: typ, query: query, doc: doc, ifMatch: ifMatch}, "conditional-update")
+	return e.writeEntry(ctx, sc, &Entry{method: "PUT", typ: typ, query: query, doc: doc, ifMatch: ifMatch, client: true}, "conditional-update")
 }
 
 // Delete deletes typ/id (http.html#delete); deleting what does not exist
@@ -239,13 +249,25 @@ func (e *Engine) Delete(ctx context.Context, sc *auditlog.Scope, typ, id string)
 // SearchResult is one page of a search.
 type SearchResult struct {
 	Query *search.Query
-	Page  *store.Page
-	// Ignored are the parameters a lenient search ignored.
+	// Page holds the matches and included resources the caller may be
+	// shown (Visible); Page.Total counts every match.
+	Page *store.Page
+	// Withheld counts the resources of the page left out because the
+	// caller may not see them (see WithheldEntry).
+	Withheld int
+	// Ignored are the parameter keys a lenient search ignored, as sent;
+	// an answer names only those search.ShownName allows.
 	Ignored []string
 }
 
 // Search searches typ (search.html). lenient ignores unknown parameters
-// (Prefer: handling=lenient) and lists them in Ignored.
+// (Prefer: handling=lenient) and lists them in Ignored. The search is
+// parsed within the engine's search.Limits (search-limit-exceeded beyond
+// them), runs in one of the caller's search slots (429
+// search-concurrency-limit when it has none free) and under the search
+// timeout (503 search-too-costly when it takes longer). Every match and
+// included resource passes Visible; the others are left out and counted
+// in Withheld.
 func (e *Engine) Search(ctx context.Context, sc *auditlog.Scope, typ string, params url.Values, lenient bool) (*SearchResult, error) {
 	if err := e.checkType(typ); err != nil {
 		return nil, err
@@ -255,20 +277,28 @@ func (e *Engine) Search(ctx context.Context, sc *auditlog.Scope, typ string, par
 	}
 	out := &SearchResult{}
 	var err error
-	if lenient {
-		out.Query, out.Ignored, err = search.ParseLenient(typ, params)
-	} else {
-		out.Query, err = search.Parse(typ, params, false)
-	}
-	if err != nil {
+	if out.Query, out.Ignored, err = e.limits.Parse(typ, params, lenient); err != nil {
 		return nil, searchError(err)
 	}
-	if out.Page, err = e.storeFor(sc.TenantOf()).Search(ctx, out.Query); err != nil {
+	err = e.query(ctx, sc, func(ctx context.Context) error {
+		var err error
+		out.Page, err = e.storeFor(sc.TenantOf()).Search(ctx, out.Query)
+		return err
+	})
+	if err != nil {
 		return nil, err
 	}
+	if limit := out.Query.MaxIncluded; limit > 0 && len(out.Page.Included) > limit {
+		return nil, searchError(search.LimitError(limit))
+	}
+	var wm, wi int
+	out.Page.Matches, wm = e.Disclose(sc, out.Page.Matches)
+	out.Page.Included, wi = e.Disclose(sc, out.Page.Included)
+	out.Withheld = wm + wi
 	sc.Touch(out.Page.Matches...)
 	sc.Touch(out.Page.Included...)
-	sc.Description = fmt.Sprintf("%s search: %d matches, %d included", typ, len(out.Page.Matches), len(out.Page.Included))
+	sc.Description = fmt.Sprintf("%s search: %d matches, %d included, %d withheld", typ, len(out.Page.Matches),
+		len(out.Page.Included), out.Withheld)
 	return out, nil
 }
 
@@ -324,13 +354,22 @@ func (e *Engine) History(ctx context.Context, sc *auditlog.Scope, typ, id string
 		}
 		q.Since = t
 	}
-	versions, total, err := e.storeFor(sc.TenantOf()).History(ctx, q)
+	var versions []*store.Resource
+	var total int
+	err := e.query(ctx, sc, func(ctx context.Context) error {
+		var err error
+		versions, total, err = e.storeFor(sc.TenantOf()).History(ctx, q)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
 	if q.ID != "" && total == 0 {
 		return nil, errResourceUnkown
 	}
+	// The scope check above covers every version's type; Disclose keeps
+	// the one decision in one place (and the tenant check twice).
+	versions, _ = e.Disclose(sc, versions)
 	sc.Touch(versions...)
 	sc.Description = fmt.Sprintf("%d versions", len(versions))
 	return &HistoryResult{Query: q, Versions: versions, Total: total}, nil

@@ -27,10 +27,13 @@ var sharedTypes = map[string]bool{
 // errForeign is a resource of another tenant: not found, to the caller.
 var errForeign = fmt.Errorf("%w (held by another tenant)", store.ErrNotFound)
 
-// errIDTaken answers a write to an id another tenant holds: not found, as
-// a read would be, and not creatable with that id.
+// errIDTaken answers a write to an id the caller's tenant does not hold:
+// not found, as a read would be, and not creatable with that id. It is the
+// same answer whether another tenant holds the id or nobody does (unless
+// Config.UpdateCreate lets clients choose ids), so it tells nothing about
+// other tenants.
 var errIDTaken = outcome.New(outcome.NotFound, "not-found", "id-unavailable",
-	"no resource with this id can be updated or created by this client; create it without an id (POST)")
+	"no resource with this id can be updated or created by this client; create it with POST and let the server choose its id")
 
 // visible reports whether a resource of tenant owner may be shown to
 // tenant (search.AllTenants sees everything).

@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -61,48 +62,18 @@ func (e *Engine) runTransaction(tx store.Tx, entries []*Entry, now time.Time) er
 
 	// 1. Decide every entry's target.
 	for _, en := range entries {
-		en.matched, en.key, en.res, en.get = nil, "", nil, nil
+		en.matched, en.key, en.criteria, en.res, en.found, en.total, en.again = nil, "", nil, nil, nil, 0, false
+		en.chosen, en.pinned = en.method == "PUT" && en.query == "", false // PUT Type/id: the client's id
 		criteria := ""
 		switch {
 		case en.method == "POST" && en.ifNoneExist != "":
 			criteria = en.ifNoneExist
-		case en.method == "PUT" && en.id == "":
+		case en.method == "PUT" && en.query != "":
 			criteria = en.query
 		}
 		if criteria != "" {
-			q, err := search.ParseConditional(en.typ, criteria)
-			if err != nil {
-				return fail(en, searchError(err))
-			}
-			en.key = search.Key(en.typ, q)
-			if ref, ok := claimed[en.key]; ok {
-				// The same criteria earlier in this Bundle: the same resource.
-				en.id = strings.TrimPrefix(ref, en.typ+"/")
-			} else {
-				page, err := tx.Search(q)
-				if err != nil {
-					return fail(en, err)
-				}
-				switch len(page.Matches) {
-				case 0:
-					if en.method == "PUT" && fhirwire.ValidID(en.bodyID) {
-						en.id = en.bodyID
-					}
-					if en.id == "" {
-						en.id = store.NewID()
-					}
-				case 1:
-					en.matched = page.Matches[0]
-					if en.method == "PUT" && en.bodyID != "" && en.bodyID != en.matched.ID {
-						return fail(en, outcome.New(outcome.Invalid, "invalid", "id-mismatch",
-							"the resource id differs from the id of the resource the criteria select"))
-					}
-					en.id = en.matched.ID
-				default:
-					return fail(en, outcome.New(outcome.PreconditionFailed, "multiple-matches", "conditional-multiple-matches",
-						"the conditional criteria match more than one resource"))
-				}
-				claimed[en.key] = en.typ + "/" + en.id
+			if err := e.resolveCriteria(tx, en, criteria, claimed); err != nil {
+				return fail(en, err)
 			}
 		}
 		if en.method == "POST" && en.id == "" {
@@ -139,6 +110,125 @@ func (e *Engine) runTransaction(tx store.Tx, entries []*Entry, now time.Time) er
 			return fail(en, err)
 		}
 	}
+
+	// 4. A resource made by a conditional create or update must be one its
+	// criteria select: else they would never find it again, a second
+	// identical request would make another, and its conditional key would
+	// block a later create that the criteria rightly find nothing for.
+	for _, en := range entries {
+		if en.criteria == nil || en.res == nil || !en.res.Created {
+			continue
+		}
+		if err := matchesCriteria(tx, en); err != nil {
+			return fail(en, err)
+		}
+	}
+	return nil
+}
+
+// resolveCriteria decides the target of a conditional create or update
+// (en's criteria) inside tx: the one resource they match, or a new one. A
+// new resource takes the id an _id criterion names (so that the criteria
+// find it again), else the id in the body of a conditional update, else a
+// new server id. claimed maps the keys of criteria already decided in this
+// transaction to their Type/id.
+func (e *Engine) resolveCriteria(tx store.Tx, en *Entry, criteria string, claimed map[string]string) error {
+	q, err := e.limits.ParseConditional(en.typ, criteria)
+	if err != nil {
+		return searchError(err)
+	}
+	pinned, err := pinnedID(q)
+	if err != nil {
+		return err
+	}
+	key := search.Key(en.typ, q)
+	en.id = ""
+	if ref, ok := claimed[key]; ok {
+		// The same criteria earlier in this Bundle: the same resource.
+		en.id, en.again = strings.TrimPrefix(ref, en.typ+"/"), true
+		return nil
+	}
+	page, err := tx.Search(q)
+	if err != nil {
+		return err
+	}
+	switch len(page.Matches) {
+	case 0:
+		en.criteria = q
+		switch {
+		case pinned != "":
+			if en.bodyID != "" && en.bodyID != pinned {
+				return outcome.New(outcome.Invalid, "invalid", "id-mismatch",
+					"the resource id differs from the id the _id criterion names")
+			}
+			en.id, en.chosen, en.pinned = pinned, true, true
+		case en.method == "PUT" && fhirwire.ValidID(en.bodyID):
+			en.id, en.chosen = en.bodyID, true
+		default:
+			en.id = store.NewID()
+		}
+		if !en.pinned {
+			// The key makes concurrent identical creates make one resource.
+			// A pinned id needs none: the id itself is unique, and no key an
+			// earlier write left can block it.
+			en.key = key
+		}
+	case 1:
+		en.matched = page.Matches[0]
+		if en.method == "PUT" && en.bodyID != "" && en.bodyID != en.matched.ID {
+			return outcome.New(outcome.Invalid, "invalid", "id-mismatch",
+				"the resource id differs from the id of the resource the criteria select")
+		}
+		en.id, en.chosen = en.matched.ID, false
+	default:
+		return outcome.New(outcome.PreconditionFailed, "multiple-matches", "conditional-multiple-matches",
+			"the conditional criteria match more than one resource")
+	}
+	claimed[key] = en.typ + "/" + en.id
+	return nil
+}
+
+// pinnedID returns the id an _id criterion of q names ("" without one). An
+// _id criterion with several ids cannot name the id of a new resource.
+func pinnedID(q *search.Query) (string, error) {
+	id := ""
+	for _, c := range q.Clauses {
+		if c.Param != "_id" || c.Modifier != "" {
+			continue
+		}
+		if len(c.Values) != 1 || (id != "" && id != c.Values[0].Code) {
+			return "", outcome.New(outcome.Invalid, "invalid", "conditional-id-ambiguous",
+				"conditional criteria with _id must name exactly one id")
+		}
+		id = c.Values[0].Code
+	}
+	if id != "" && !fhirwire.ValidID(id) {
+		return "", outcome.New(outcome.Invalid, "invalid", "search-value-invalid", "the _id criterion is not a valid id")
+	}
+	return id, nil
+}
+
+// matchesCriteria checks that the resource en created is one its criteria
+// select (conditional-criteria-unmatched otherwise): from its own index
+// entries when that is certain (search.Satisfies), else by a search.
+func matchesCriteria(tx store.Tx, en *Entry) error {
+	if search.Satisfies(en.criteria, search.Extract(en.typ, en.doc)) {
+		return nil
+	}
+	q := *en.criteria
+	q.Clauses = append(slices.Clone(q.Clauses), search.Clause{Param: "_id", Type: search.TypeToken,
+		Values: []search.Value{{Code: en.id}}})
+	q.Count, q.Offset, q.Total, q.SummaryCount, q.Sort = 1, 0, false, false, nil
+	q.Includes, q.RevIncludes = nil, nil
+	page, err := tx.Search(&q)
+	if err != nil {
+		return err
+	}
+	if len(page.Matches) == 0 {
+		return outcome.New(outcome.Invalid, "invalid", "conditional-criteria-unmatched",
+			"the resource does not match its own conditional criteria, so they would never find it again; "+
+				"make the resource match them (for example, give it the identifier they name)")
+	}
 	return nil
 }
 
@@ -149,8 +239,22 @@ func (e *Engine) execEntry(tx store.Tx, en *Entry, now time.Time) error {
 	case "DELETE":
 		en.res, err = e.remove(tx, en.typ, en.id, now)
 	case "POST":
+		if en.again && en.matched == nil {
+			// An earlier entry with the same criteria made the resource:
+			// this one matches it, as it would in a later request.
+			if r, err := tx.Read(en.typ, en.id); err == nil {
+				en.matched = r
+			}
+		}
 		if en.matched != nil {
 			en.res = &Result{Status: fhirwire.StatusOK, Resource: en.matched}
+			return nil
+		}
+		if en.pinned {
+			// The id an _id criterion names: created where nothing lives.
+			if en.res, err = e.createAt(tx, en.typ, en.id, en.doc, now, e.mayChoose(en)); err != nil {
+				return err
+			}
 			return nil
 		}
 		var r *store.Resource
@@ -164,50 +268,54 @@ func (e *Engine) execEntry(tx store.Tx, en *Entry, now time.Time) error {
 		}
 		en.res = &Result{Status: fhirwire.StatusCreated, Resource: r, Created: true}
 	case "PUT":
-		en.res, err = e.update(tx, en.typ, en.id, en.doc, en.ifMatch, now)
+		if en.pinned {
+			en.res, err = e.createAt(tx, en.typ, en.id, en.doc, now, e.mayChoose(en))
+			return err
+		}
+		en.res, err = e.update(tx, en.typ, en.id, en.doc, en.ifMatch, now, e.mayChoose(en))
 		if err == nil && en.key != "" && en.res.Created {
 			err = tx.ClaimKey(en.key, en.typ, en.id)
 		}
 	case "GET":
-		en.get, err = e.getEntry(tx, en)
+		err = e.getEntry(tx, en)
 	}
 	return err
 }
 
-// getEntry answers a GET entry: a read, a vread or a search.
-func (e *Engine) getEntry(tx store.Tx, en *Entry) (any, error) {
+// mayChoose reports whether en may create a resource with its id: always
+// when the server chose the id or the application made the entry, else as
+// Config.UpdateCreate says.
+func (e *Engine) mayChoose(en *Entry) bool { return !en.chosen || !en.client || e.updateCreate }
+
+// getEntry answers a GET entry: a read, a vread or a search (its matches
+// and total are kept in the entry; the response shows what the caller may
+// see).
+func (e *Engine) getEntry(tx store.Tx, en *Entry) error {
 	if en.id == "" {
 		vals, err := url.ParseQuery(en.query)
 		if err != nil {
-			return nil, outcome.New(outcome.Invalid, "invalid", "search-value-invalid", "the search query is malformed")
+			return outcome.New(outcome.Invalid, "invalid", "search-value-invalid", "the search query is malformed")
 		}
-		q, err := search.Parse(en.typ, vals, false)
+		q, _, err := e.limits.Parse(en.typ, vals, false)
 		if err != nil {
-			return nil, searchError(err)
+			return searchError(err)
 		}
 		page, err := tx.Search(q)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		b := fhirwire.Bundle{ResourceType: "Bundle", Type: fhirwire.TypeSearchset}
-		if page.Total >= 0 {
-			b.Total = &page.Total
-		}
-		for _, r := range page.Matches {
-			b.Entry = append(b.Entry, fhirwire.Entry{FullURL: r.Type + "/" + r.ID, Resource: r.Body,
-				Search: &fhirwire.Search{Mode: fhirwire.ModeMatch}})
-		}
-		return b, nil
+		en.found, en.total = page.Matches, page.Total
+		return nil
 	}
 	r, err := tx.Read(en.typ, en.id)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if en.vid != 0 && en.vid != r.Version {
-		return nil, outcome.New(outcome.NotFound, "not-found", "version-unknown", "only the current version can be read inside a transaction")
+		return outcome.New(outcome.NotFound, "not-found", "version-unknown", "only the current version can be read inside a transaction")
 	}
 	en.res = &Result{Status: fhirwire.StatusOK, Resource: r}
-	return r, nil
+	return nil
 }
 
 // resolveConditionalRef resolves Type?criteria to the one matching resource.
@@ -215,7 +323,7 @@ func (e *Engine) resolveConditionalRef(tx store.Tx, typ, query string) (string, 
 	if !e.v.KnownType(typ) {
 		return "", outcome.New(outcome.Invalid, "invalid", "reference-format", "a conditional reference must start with a resource type")
 	}
-	q, err := search.ParseConditional(typ, query)
+	q, err := e.limits.ParseConditional(typ, query)
 	if err != nil {
 		return "", searchError(err)
 	}
@@ -261,7 +369,11 @@ func urnReference(node any) bool {
 func searchError(err error) error {
 	var se *search.Error
 	if errors.As(err, &se) {
-		e := outcome.New(outcome.Invalid, "invalid", se.Rule, se.Message)
+		code := "invalid"
+		if se.Rule == search.RuleLimitExceeded {
+			code = "too-costly"
+		}
+		e := outcome.New(outcome.Invalid, code, se.Rule, se.Message)
 		if se.Param != "" {
 			e.Issues[0].Expression = se.Param
 		}

@@ -123,6 +123,10 @@ type Error struct {
 	Issues []Issue
 	// RetryAfter, in seconds, tells the client when to retry (0: no advice).
 	RetryAfter int
+	// Allow lists the methods the target does support, for a
+	// MethodNotAllowed failure whose target allows fewer than its route
+	// (nil: the route's methods).
+	Allow []string
 }
 
 func (e *Error) Error() string {

@@ -17,12 +17,17 @@ import (
 // rules of Parse, plus search-value-invalid when the query string does not
 // decode or has no criteria left (empty criteria would match everything).
 func ParseConditional(resourceType, query string) (*Query, error) {
+	return Limits{}.ParseConditional(resourceType, query)
+}
+
+// ParseConditional is the package's ParseConditional within l.
+func (l Limits) ParseConditional(resourceType, query string) (*Query, error) {
 	query = strings.TrimPrefix(query, "?")
 	values, err := url.ParseQuery(query)
 	if err != nil {
 		return nil, &Error{Rule: RuleValueInvalid, Message: "the conditional criteria are not a valid query string"}
 	}
-	q, _, perr := parse(resourceType, values, false, true)
+	q, _, perr := parse(resourceType, values, false, true, l)
 	if perr != nil {
 		return nil, perr
 	}
@@ -127,4 +132,37 @@ func valueKey(c Clause, v Value) string {
 		return escape(v.RefID)
 	}
 	return escape(v.Str)
+}
+
+// Satisfies reports whether a resource whose index entries are entries is
+// certainly selected by the clauses of q, without asking a store: true only
+// when every clause is a token clause without modifier (identifier, _id,
+// codes) one of whose values equals an entry of that parameter, compared as
+// the stores compare tokens (code alone, |code, system|code, system|).
+// false means "not known here": ask the store. It spares a query for the
+// common conditional create, by identifier, of a resource that carries it.
+func Satisfies(q *Query, entries []Entry) bool {
+	if q == nil || len(q.Clauses) == 0 {
+		return false
+	}
+	for _, c := range q.Clauses {
+		if c.Type != TypeToken || c.Modifier != "" || c.Missing != nil || c.Chain != nil {
+			return false
+		}
+		if !slices.ContainsFunc(entries, func(e Entry) bool {
+			return e.Param == c.Param && e.Type == TypeToken && slices.ContainsFunc(c.Values, func(v Value) bool {
+				switch {
+				case !v.HasSystem:
+					return e.Code == v.Code
+				case v.Code == "":
+					return e.System == v.System
+				default:
+					return e.System == v.System && e.Code == v.Code
+				}
+			})
+		}) {
+			return false
+		}
+	}
+	return true
 }

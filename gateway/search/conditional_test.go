@@ -138,3 +138,36 @@ func TestKey(t *testing.T) {
 		t.Errorf("Key(nil) = %q", got)
 	}
 }
+
+func TestSatisfies(t *testing.T) {
+	doc := map[string]any{"resourceType": "Patient", "id": "p1", "gender": "female",
+		"identifier": []any{map[string]any{"system": "http://x", "value": "1"}, map[string]any{"value": "bare"}}}
+	entries := Extract("Patient", doc)
+	tests := []struct {
+		criteria string
+		want     bool
+	}{
+		{"identifier=http://x|1", true},
+		{"identifier=1", true},
+		{"identifier=|bare", true},
+		{"identifier=http://x|", true},
+		{"identifier=http://x|2,http://x|1", true},
+		{"identifier=http://x|1&_id=p1", true},
+		{"identifier=http://x|1&gender=female", true},
+		{"identifier=http://y|1", false},
+		{"identifier=|1", false},
+		{"identifier=http://x|1&_id=p2", false},
+		{"identifier:not=http://y|1", false}, // a modifier: not known here
+		{"name=a", false},                    // a string: not known here
+		{"_lastUpdated=ge2026", false},
+	}
+	for _, tt := range tests {
+		q, err := ParseConditional("Patient", tt.criteria)
+		if err != nil {
+			t.Fatalf("ParseConditional(%s): %v", tt.criteria, err)
+		}
+		if got := Satisfies(q, entries); got != tt.want {
+			t.Errorf("Satisfies(%s) = %v, want %v", tt.criteria, got, tt.want)
+		}
+	}
+}

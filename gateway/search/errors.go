@@ -23,12 +23,17 @@ const (
 	RuleSortUnsupported = "search-sort-unsupported"
 	// RuleTypeUnknown is a resource type that is not an R4 resource type.
 	RuleTypeUnknown = "search-type-unknown"
+	// RuleLimitExceeded is a search beyond the Limits: too many
+	// parameters, repetitions, values, chain links or includes, or a page
+	// with too many included resources. It suits an issue "too-costly".
+	RuleLimitExceeded = "search-limit-exceeded"
 )
 
 // Error is a client mistake in a search or in conditional criteria. Param
-// names the offending parameter (as given, with its modifier) when there is
-// one; Rule is one of the Rule* ids; Message is safe to show to the client
-// and to log: it never quotes a parameter value, since values may be PHI.
+// names the offending parameter (with its modifier) when there is one and
+// the gateway knows it (ShownName); Rule is one of the Rule* ids; Message is
+// safe to show to the client and to log: it never quotes a parameter value,
+// since values may be PHI, nor a parameter name the gateway does not know.
 type Error struct {
 	Param   string
 	Rule    string

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -18,6 +19,7 @@ func FuzzParse(f *testing.F) {
 		"_sort=-date,_id&_count=0&_offset=10&_summary=count&_total=none", "code:text=x&status:not=a&code:missing=true",
 		"_revinclude:iterate=Provenance:target", "subject.name=x", "_has:Observation:patient:code=1", "%zz", "a=\\",
 		"birthdate=2026-02-29T24:00:00+14:00", "value-quantity=1e-9999|||", "subject=http://x/Patient/1/_history/2",
+		strings.Repeat("name=a&", 300), "_id=" + strings.Repeat(`a\,b,`, 80), "a.b.c.d=1&_include:iterate=Patient:link",
 	} {
 		f.Add("Observation", s)
 		f.Add("Patient", s)

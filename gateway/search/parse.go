@@ -2,6 +2,7 @@ package search
 
 import (
 	"fmt"
+	"maps"
 	"net/url"
 	"slices"
 	"strconv"
@@ -23,8 +24,11 @@ const (
 // rule search-type-unknown, search-param-unknown, search-param-unsupported,
 // search-value-invalid, search-modifier-unsupported,
 // search-chain-unsupported, search-include-unsupported or
-// search-sort-unsupported; in lenient mode only search-value-invalid and
-// search-type-unknown remain errors.
+// search-sort-unsupported, or search-limit-exceeded beyond the default
+// Limits; in lenient mode only search-value-invalid, search-type-unknown and
+// search-limit-exceeded remain errors. An error names (Param) and quotes
+// only parameters and modifiers the gateway knows (ShownName): a name the
+// client made up may be a value, or PHI, put where a name belongs.
 //
 // Control parameters: _count (default 50, above 1000 taken as 1000, 0 means
 // only the total: SummaryCount), _offset (the paging cursor, >= 0), _sort
@@ -42,37 +46,37 @@ const (
 // order of sorted parameter names, then occurrence. Chained parameters
 // (subject.name, subject:Patient.name) are unsupported.
 func Parse(resourceType string, params url.Values, lenient bool) (*Query, error) {
-	q, _, err := parse(resourceType, params, lenient, false)
+	q, _, err := parse(resourceType, params, lenient, false, Limits{})
 	if err != nil {
 		return nil, err
 	}
 	return q, nil
 }
 
-// ParseLenient parses like Parse in lenient mode and also returns the names
-// (keys, with modifiers, sorted) of the parameters it ignored, for the
-// self link / an OperationOutcome warning. Its errors are Parse's.
+// ParseLenient parses like Parse in lenient mode and also returns the keys
+// (with modifiers, sorted, as the client sent them) of the parameters it
+// ignored, for the self link; an OperationOutcome warning names only those
+// ShownName allows. Its errors are Parse's.
 func ParseLenient(resourceType string, params url.Values) (*Query, []string, error) {
-	q, ignored, err := parse(resourceType, params, true, false)
+	q, ignored, err := parse(resourceType, params, true, false, Limits{})
 	if err != nil {
 		return nil, nil, err
 	}
 	return q, ignored, nil
 }
 
-// parse runs a parser; it returns a nil error interface on success.
-func parse(rt string, params url.Values, lenient, conditional bool) (*Query, []string, error) {
+// parse runs a parser within limits; it returns a nil error interface on
+// success.
+func parse(rt string, params url.Values, lenient, conditional bool, limits Limits) (*Query, []string, error) {
 	if !isResourceType(rt) {
 		return nil, nil, &Error{Rule: RuleTypeUnknown, Message: "the resource type is not an R4 resource type"}
 	}
 	ps := &parser{rt: rt, lenient: lenient, conditional: conditional,
 		q: &Query{Type: rt, Count: DefaultCount, Total: true}}
-	keys := make([]string, 0, len(params))
-	for k := range params {
-		keys = append(keys, k)
+	if err := ps.checkLimits(params, limits.withDefaults()); err != nil {
+		return nil, nil, err
 	}
-	slices.Sort(keys)
-	for _, key := range keys {
+	for _, key := range slices.Sorted(maps.Keys(params)) {
 		nc, ns, ni, nr := len(ps.q.Clauses), len(ps.q.Sort), len(ps.q.Includes), len(ps.q.RevIncludes)
 		err := ps.param(key, params[key])
 		if err == nil {
@@ -84,7 +88,7 @@ func parse(rt string, params url.Values, lenient, conditional bool) (*Query, []s
 		// Drop whatever the key added before it failed.
 		ps.q.Clauses, ps.q.Sort = ps.q.Clauses[:nc], ps.q.Sort[:ns]
 		ps.q.Includes, ps.q.RevIncludes = ps.q.Includes[:ni], ps.q.RevIncludes[:nr]
-		ps.ignored = append(ps.ignored, shownName(key))
+		ps.ignored = append(ps.ignored, key)
 	}
 	return ps.q, ps.ignored, nil
 }
@@ -97,34 +101,64 @@ type parser struct {
 	ignored              []string
 }
 
-// errorf builds an *Error. The parameter name comes from the client: a
-// name that does not look like a search parameter (it might be a value,
-// or PHI, put where a name belongs) is neither quoted in the message nor
-// reported as Param.
-func errorf(key, rule, format string, args ...any) *Error {
-	for i, a := range args {
-		if s, ok := a.(string); ok && s != "" && strings.Contains(key, s) && !safeName(s) {
-			args[i] = "(not shown)"
-		}
-	}
-	if !safeName(key) {
-		key = ""
-	}
-	return &Error{Param: key, Rule: rule, Message: fmt.Sprintf(format, args...)}
+// errorf builds an *Error about the parameter key. msg must quote no part
+// of key except through ps.named or ps.shown.
+func (ps *parser) errorf(key, rule, format string, args ...any) *Error {
+	return &Error{Param: ps.shown(key), Rule: rule, Message: fmt.Sprintf(format, args...)}
 }
 
-// safeName reports whether s looks like a search parameter name (with
-// modifier or chain): letters, digits and _ . : - only, at most 64.
-func safeName(s string) bool {
-	if s == "" || len(s) > 64 {
-		return false
+// shown is ShownName for the searched type.
+func (ps *parser) shown(key string) string { return ShownName(ps.rt, key) }
+
+// named is the parameter key for a message: `parameter "name"` when it may
+// be shown, else "this parameter".
+func (ps *parser) named(key string) string {
+	if n := ps.shown(key); n != "" {
+		return fmt.Sprintf("parameter %q", n)
 	}
-	for _, c := range s {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == ':' || c == '-') {
-			return false
-		}
+	return "this parameter"
+}
+
+// ShownName returns what of a parameter key (name[:modifier][.chain]) an
+// answer may repeat: the name if it is a parameter the gateway knows for
+// resourceType (one of its search parameters, a result parameter, a FHIR
+// parameter the gateway does not implement), with the modifier if that is
+// a FHIR modifier or a resource type; "" for a name the client made up.
+func ShownName(resourceType, key string) string {
+	name, mod, hasMod := strings.Cut(key, ":")
+	if i := strings.IndexByte(name, '.'); i >= 0 {
+		name, mod, hasMod = name[:i], "", false // a chain: the first link only
 	}
-	return true
+	if !knownName(resourceType, name) {
+		return ""
+	}
+	if mod, _, _ = strings.Cut(mod, "."); hasMod && knownModifier(mod) {
+		return name + ":" + mod
+	}
+	return name
+}
+
+// knownName reports whether name is a parameter the gateway knows for rt.
+func knownName(rt, name string) bool {
+	if _, ok := Lookup(rt, name); ok {
+		return true
+	}
+	switch name {
+	case "_count", "_offset", "_sort", "_summary", "_total", "_include", "_revinclude", "_format", "_pretty", "_has":
+		return true
+	}
+	return unsupportedParam(name)
+}
+
+// knownModifier reports whether mod is a FHIR search modifier (or a
+// resource type, as a reference's modifier).
+func knownModifier(mod string) bool {
+	switch mod {
+	case "missing", "exact", "contains", "text", "not", "above", "below", "in", "not-in", "of-type",
+		"identifier", "iterate", "recurse", "code-text", "text-advanced":
+		return true
+	}
+	return isResourceType(mod)
 }
 
 // unsupportedParam reports whether name is a FHIR parameter for all
@@ -142,20 +176,20 @@ func unsupportedParam(name string) bool {
 func (ps *parser) param(key string, vals []string) *Error {
 	name, mod, _ := strings.Cut(key, ":")
 	if name == "_has" {
-		return errorf(key, RuleChainUnsupported, "reverse chaining (_has) is not supported")
+		return ps.errorf(key, RuleChainUnsupported, "reverse chaining (_has) is not supported")
 	}
 	if ps.conditional && strings.HasPrefix(name, "_") && name != "_id" && name != "_lastUpdated" {
-		return errorf(key, RuleParamUnsupported, "parameter %q is not allowed in conditional criteria", key)
+		return ps.errorf(key, RuleParamUnsupported, "%s is not allowed in conditional criteria", ps.named(key))
 	}
 	switch name {
 	case "_format", "_pretty":
 		return nil // the HTTP layer's business
 	case "_count", "_offset", "_sort", "_summary", "_total":
 		if mod != "" {
-			return errorf(key, RuleModifierUnsupported, "parameter %q takes no modifier", name)
+			return ps.errorf(key, RuleModifierUnsupported, "%s takes no modifier", ps.named(name))
 		}
 		if len(vals) > 1 {
-			return errorf(key, RuleValueInvalid, "parameter %q is given more than once", key)
+			return ps.errorf(key, RuleValueInvalid, "%s is given more than once", ps.named(key))
 		}
 		v := ""
 		if len(vals) == 1 {
@@ -176,22 +210,26 @@ func (ps *parser) param(key string, vals []string) *Error {
 			}
 		}
 		if ignored {
-			ps.ignored = append(ps.ignored, shownName(key))
+			ps.ignored = append(ps.ignored, key)
 		}
 		return nil
 	}
 	if unsupportedParam(name) {
-		return errorf(key, RuleParamUnsupported, "parameter %q is not supported", name)
+		return ps.errorf(key, RuleParamUnsupported, "%s is not supported", ps.named(name))
 	}
 	if strings.Contains(key, ".") {
-		return errorf(key, RuleChainUnsupported, "chained parameter %q is not supported", key)
+		return ps.errorf(key, RuleChainUnsupported, "chained parameters are not supported")
 	}
 	p, ok := Lookup(ps.rt, name)
 	if !ok {
-		return errorf(key, RuleParamUnknown, "unknown search parameter %q for %s", name, ps.rt)
+		return ps.errorf(key, RuleParamUnknown, "a parameter is not a search parameter of %s", ps.rt)
 	}
 	if mod != "missing" && !modifierAllowed(p, mod) {
-		return errorf(key, RuleModifierUnsupported, "modifier %q is not supported for %s parameter %q", mod, p.Type, name)
+		m := "this modifier"
+		if knownModifier(mod) {
+			m = fmt.Sprintf("modifier %q", mod)
+		}
+		return ps.errorf(key, RuleModifierUnsupported, "%s is not supported for %s parameter %q", m, p.Type, p.Name)
 	}
 	for _, raw := range vals {
 		if raw == "" {
@@ -200,7 +238,7 @@ func (ps *parser) param(key string, vals []string) *Error {
 		c := Clause{Param: p.Name, Type: p.Type, Modifier: mod}
 		if mod == "missing" {
 			if raw != "true" && raw != "false" {
-				return errorf(key, RuleValueInvalid, "the value of %q must be %s", key, valueFormat(p.Type, mod))
+				return ps.errorf(key, RuleValueInvalid, "the value of %s must be %s", ps.named(key), valueFormat(p.Type, mod))
 			}
 			b := raw == "true"
 			c.Missing = &b
@@ -213,7 +251,7 @@ func (ps *parser) param(key string, vals []string) *Error {
 			}
 			v, ok := parseValue(p, mod, piece)
 			if !ok {
-				return errorf(key, RuleValueInvalid, "a value of %q is not a valid %s", key, valueFormat(p.Type, mod))
+				return ps.errorf(key, RuleValueInvalid, "a value of %s is not a valid %s", ps.named(key), valueFormat(p.Type, mod))
 			}
 			c.Values = append(c.Values, v)
 		}
@@ -233,7 +271,7 @@ func (ps *parser) control(key, name, v string) *Error {
 	case "_count":
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 0 {
-			return errorf(key, RuleValueInvalid, "_count must be a non-negative integer")
+			return ps.errorf(key, RuleValueInvalid, "_count must be a non-negative integer")
 		}
 		ps.q.Count = min(n, MaxCount)
 		if n == 0 {
@@ -242,7 +280,7 @@ func (ps *parser) control(key, name, v string) *Error {
 	case "_offset":
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 0 {
-			return errorf(key, RuleValueInvalid, "_offset must be a non-negative integer")
+			return ps.errorf(key, RuleValueInvalid, "_offset must be a non-negative integer")
 		}
 		ps.q.Offset = n
 	case "_summary":
@@ -251,7 +289,7 @@ func (ps *parser) control(key, name, v string) *Error {
 			ps.q.SummaryCount = true
 		case "false":
 		default:
-			return errorf(key, RuleValueInvalid, "_summary supports only count and false")
+			return ps.errorf(key, RuleValueInvalid, "_summary supports only count and false")
 		}
 	case "_total":
 		switch v {
@@ -260,7 +298,7 @@ func (ps *parser) control(key, name, v string) *Error {
 		case "estimate", "accurate":
 			ps.q.Total = true
 		default:
-			return errorf(key, RuleValueInvalid, "_total must be none, estimate or accurate")
+			return ps.errorf(key, RuleValueInvalid, "_total must be none, estimate or accurate")
 		}
 	case "_sort":
 		return ps.sort(key, v)
@@ -274,14 +312,14 @@ func (ps *parser) sort(key, v string) *Error {
 		desc := strings.HasPrefix(item, "-")
 		name := strings.TrimPrefix(item, "-")
 		if name == "" {
-			return errorf(key, RuleValueInvalid, "_sort has an empty item")
+			return ps.errorf(key, RuleValueInvalid, "_sort has an empty item")
 		}
 		p, ok := Lookup(ps.rt, name)
 		if !ok {
-			return errorf(key, RuleParamUnknown, "_sort names a parameter unknown for %s", ps.rt)
+			return ps.errorf(key, RuleParamUnknown, "_sort names a parameter unknown for %s", ps.rt)
 		}
 		if p.Type != TypeDate && name != "_id" {
-			return errorf(key, RuleSortUnsupported, "_sort supports only _id, _lastUpdated and the date parameters of %s", ps.rt)
+			return ps.errorf(key, RuleSortUnsupported, "_sort supports only _id, _lastUpdated and the date parameters of %s", ps.rt)
 		}
 		if slices.ContainsFunc(ps.q.Sort, func(k SortKey) bool { return k.Param == name }) {
 			continue
@@ -295,14 +333,14 @@ func (ps *parser) sort(key, v string) *Error {
 func (ps *parser) include(key, mod string, rev bool, v string) *Error {
 	iterate := mod == "iterate" || mod == "recurse"
 	if mod != "" && !iterate {
-		return errorf(key, RuleModifierUnsupported, "%s supports only the :iterate modifier", key)
+		return ps.errorf(key, RuleModifierUnsupported, "%s supports only the :iterate modifier", ps.named(key))
 	}
 	parts := strings.Split(v, ":")
 	if v == "*" || len(parts) >= 2 && parts[1] == "*" {
-		return errorf(key, RuleIncludeUnsupported, "wildcard %s is not supported", key)
+		return ps.errorf(key, RuleIncludeUnsupported, "a wildcard in %s is not supported", ps.named(key))
 	}
 	if len(parts) < 2 || len(parts) > 3 || !isResourceType(parts[0]) {
-		return errorf(key, RuleValueInvalid, "%s must be SourceType:parameter[:TargetType]", key)
+		return ps.errorf(key, RuleValueInvalid, "the value of %s must be SourceType:parameter[:TargetType]", ps.named(key))
 	}
 	inc := Include{SourceType: parts[0], Param: parts[1], Iterate: iterate}
 	if len(parts) == 3 {
@@ -310,22 +348,22 @@ func (ps *parser) include(key, mod string, rev bool, v string) *Error {
 	}
 	p, ok := Lookup(inc.SourceType, inc.Param)
 	if !ok {
-		return errorf(key, RuleParamUnknown, "%s names a parameter unknown for %s", key, inc.SourceType)
+		return ps.errorf(key, RuleParamUnknown, "%s names a parameter unknown for %s", ps.named(key), inc.SourceType)
 	}
 	if p.Type != TypeReference {
-		return errorf(key, RuleIncludeUnsupported, "%s needs a reference parameter", key)
+		return ps.errorf(key, RuleIncludeUnsupported, "%s needs a reference parameter", ps.named(key))
 	}
 	if inc.TargetType != "" && (!isResourceType(inc.TargetType) ||
 		len(p.Targets) > 0 && !slices.Contains(p.Targets, inc.TargetType)) {
-		return errorf(key, RuleValueInvalid, "%s names a target type the parameter cannot point to", key)
+		return ps.errorf(key, RuleValueInvalid, "%s names a target type the parameter cannot point to", ps.named(key))
 	}
 	if !iterate {
 		switch {
 		case !rev && inc.SourceType != ps.rt:
-			return errorf(key, RuleValueInvalid, "_include must start with the searched type %s (or use :iterate)", ps.rt)
+			return ps.errorf(key, RuleValueInvalid, "_include must start with the searched type %s (or use :iterate)", ps.rt)
 		case rev && (inc.TargetType != "" && inc.TargetType != ps.rt ||
 			len(p.Targets) > 0 && !slices.Contains(p.Targets, ps.rt)):
-			return errorf(key, RuleValueInvalid, "_revinclude names a parameter that cannot point to %s", ps.rt)
+			return ps.errorf(key, RuleValueInvalid, "_revinclude names a parameter that cannot point to %s", ps.rt)
 		}
 	}
 	list := &ps.q.Includes
@@ -336,12 +374,4 @@ func (ps *parser) include(key, mod string, rev bool, v string) *Error {
 		*list = append(*list, inc)
 	}
 	return nil
-}
-
-// shownName is key if it is safe to echo, else a placeholder.
-func shownName(key string) string {
-	if safeName(key) {
-		return key
-	}
-	return "(not shown)"
 }

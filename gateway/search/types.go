@@ -165,6 +165,10 @@ type Query struct {
 	Total       bool
 	Includes    []Include
 	RevIncludes []Include
+	// MaxIncluded bounds the included resources of a page (0: no bound).
+	// A store may stop collecting them after MaxIncluded+1: the engine
+	// refuses a page with more than MaxIncluded (search-limit-exceeded).
+	MaxIncluded int
 	// Tenant restricts the search to one tenant's resources; AllTenants ("*") searches every tenant (operators).
 	// The zero value "" is the default tenant, not every tenant: a query
 	// that forgets to set Tenant sees only the default tenant's resources.

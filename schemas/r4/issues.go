@@ -20,7 +20,7 @@ const (
 // "json-depth", "json-empty", "resource-type-unknown",
 // "resource-type-mismatch", "element-unknown", "element-type",
 // "element-array", "element-required", "choice-multiple", "value-empty",
-// "primitive-format", "binding-required", "reference-format",
+// "primitive-format", "decimal-out-of-range", "binding-required", "reference-format",
 // "xhtml-unsafe", "attachment-size", "too-costly", or the key of a FHIR
 // invariant such as "ext-1", "bdl-7" or "ref-1".
 //
@@ -119,6 +119,7 @@ var ruleCode = map[string]string{
 	"choice-multiple":        "structure",
 	"value-empty":            "value",
 	"primitive-format":       "value",
+	"decimal-out-of-range":   "value",
 	"binding-required":       "code-invalid",
 	"reference-format":       "value",
 	"xhtml-unsafe":           "security",

@@ -1,6 +1,8 @@
 package r4
 
 import (
+	"math"
+	"strconv"
 	"time"
 )
 
@@ -63,6 +65,91 @@ func checkNumber(p prim, raw []byte) bool {
 		return !neg && v >= 1 && v <= 1<<31-1
 	}
 	return false
+}
+
+// Decimals are indexed and compared as IEEE 754 double precision numbers
+// (SQLite REAL, PostgreSQL double precision), so a decimal the gateway
+// stores must survive the round trip through a double, or a search could
+// never find it: its magnitude is 0 or between minDecimal and maxDecimal
+// (away from the edges of the double range, so that search bounds such as
+// ap's 10% stay finite and normal), and its significant digits are those
+// of the double nearest to it (15 always fit; 16 or 17 when the double
+// keeps them; trailing zeros are free).
+const (
+	minDecimal = 1e-300
+	maxDecimal = 1e300
+)
+
+// exactDecimal reports whether the JSON number raw is a decimal the
+// gateway stores and searches exactly (see minDecimal).
+func exactDecimal(raw []byte) bool {
+	digits, exp, ok := decimalDigits(raw)
+	if !ok {
+		return false
+	}
+	if digits == "" {
+		return true // zero, however written
+	}
+	f, err := strconv.ParseFloat(string(raw), 64)
+	if err != nil || math.IsInf(f, 0) || math.Abs(f) < minDecimal || math.Abs(f) > maxDecimal {
+		return false
+	}
+	back, bexp, _ := decimalDigits([]byte(strconv.FormatFloat(math.Abs(f), 'e', -1, 64)))
+	return back == digits && bexp == exp
+}
+
+// decimalDigits returns the significant digits of a JSON number (no
+// leading or trailing zeros; "" for zero) and the power of ten of the
+// last one, ignoring the sign. An exponent of more than 6 digits (leading
+// zeros aside) is not ok: no double is that far out.
+func decimalDigits(raw []byte) (string, int, bool) {
+	i := 0
+	if i < len(raw) && (raw[i] == '-' || raw[i] == '+') {
+		i++
+	}
+	var mant []byte
+	frac := 0
+	seenPoint := false
+	for ; i < len(raw) && raw[i] != 'e' && raw[i] != 'E'; i++ {
+		switch c := raw[i]; {
+		case c == '.':
+			seenPoint = true
+		case c >= '0' && c <= '9':
+			mant = append(mant, c)
+			if seenPoint {
+				frac++
+			}
+		default:
+			return "", 0, false
+		}
+	}
+	exp := 0
+	if i < len(raw) {
+		e := raw[i+1:]
+		if len(e) > 0 && (e[0] == '+' || e[0] == '-') {
+			e = e[1:]
+		}
+		for len(e) > 1 && e[0] == '0' {
+			e = e[1:]
+		}
+		if len(e) == 0 || len(e) > 6 {
+			return "", 0, false
+		}
+		n, err := strconv.Atoi(string(raw[i+1:]))
+		if err != nil {
+			return "", 0, false
+		}
+		exp = n
+	}
+	exp -= frac
+	for len(mant) > 0 && mant[0] == '0' {
+		mant = mant[1:]
+	}
+	for len(mant) > 0 && mant[len(mant)-1] == '0' {
+		mant = mant[:len(mant)-1]
+		exp++
+	}
+	return string(mant), exp, true
 }
 
 // isDecimal reports whether s matches the FHIR decimal (= JSON number)

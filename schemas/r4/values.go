@@ -71,6 +71,11 @@ func (w *walker) resource(def *typeDef, v int32, contained bool) {
 	w.popCtx()
 }
 
+// decimalRangeMessage explains the rule decimal-out-of-range.
+const decimalRangeMessage = "the decimal cannot be stored and searched exactly: the gateway keeps decimals as IEEE 754 " +
+	"double precision numbers, so a decimal must be 0 or between 1e-300 and 1e300 in magnitude and have no more " +
+	"significant digits than a double keeps (15 always fit)"
+
 // primitive validates a primitive value node against its type.
 func (w *walker) primitive(p prim, v int32, vs *valueSet) {
 	n := &w.nodes[v]
@@ -85,9 +90,12 @@ func (w *walker) primitive(p prim, v int32, vs *valueSet) {
 			// The HL7 validator accepts a decimal written as a JSON string
 			// (case cs-order-prop-r4), so this is a warning when the text
 			// is a valid decimal.
-			if isDecimal(w.str(v)) {
+			switch s := w.str(v); {
+			case isDecimal(s) && !exactDecimal(s):
+				w.errorf("decimal-out-of-range", decimalRangeMessage)
+			case isDecimal(s):
 				w.warnf("element-type", "a decimal should be a JSON number, not a string")
-			} else {
+			default:
 				w.errorf("element-type", "expected a JSON number for FHIR type decimal")
 			}
 			return
@@ -98,6 +106,8 @@ func (w *walker) primitive(p prim, v int32, vs *valueSet) {
 		}
 		if !checkNumber(p, w.raw(v)) {
 			w.errorf("primitive-format", "the number is not a valid FHIR "+primName(p))
+		} else if p == pDecimal && !exactDecimal(w.raw(v)) {
+			w.errorf("decimal-out-of-range", decimalRangeMessage)
 		}
 		return
 	}

@@ -5,10 +5,14 @@ import (
 )
 
 // Narrative (xhtml) checks. FHIR narrative is a restricted XHTML <div>
-// (txt-1, txt-2); this gateway does not parse XML but rejects what is
-// unsafe to render: script-capable elements, event-handler attributes and
-// script URLs (rule xhtml-unsafe), and entities that XML does not define
-// (primitive-format).
+// (txt-1, txt-2) that SHALL NOT hold active content; this gateway does not
+// parse XML but rejects what is unsafe to render (rule xhtml-unsafe):
+// script-capable elements, event-handler attributes (on*), javascript: and
+// vbscript: URLs in any attribute, data: URLs in URL attributes (except
+// images in img src: png, gif, jpeg, webp), and style attributes that can
+// load or run something (url(), expression(), @import, CSS escapes and
+// comments that could hide them). Entities that XML does not define are
+// primitive-format.
 
 // unsafeTags are elements that can run code or load active content.
 var unsafeTags = map[string]bool{
@@ -70,10 +74,11 @@ func unsafeMarkup(s []byte) string {
 		if j == i {
 			continue // a stray '<', not a tag
 		}
-		if unsafeTags[string(bytes.ToLower(s[i:j]))] {
+		tag := bytes.ToLower(s[i:j])
+		if unsafeTags[string(tag)] {
 			return "a script-capable element"
 		}
-		end, reason := scanAttributes(s, j)
+		end, reason := scanAttributes(s, j, tag)
 		if reason != "" {
 			return reason
 		}
@@ -86,10 +91,10 @@ func isNameChar(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == ':' || c == '.'
 }
 
-// scanAttributes reads the attributes of a tag starting at s[i] and
-// returns the index of the closing '>' (or len(s)) and the reason the tag
-// is unsafe, if it is.
-func scanAttributes(s []byte, i int) (int, string) {
+// scanAttributes reads the attributes of tag (lower case) starting at s[i]
+// and returns the index of the closing '>' (or len(s)) and the reason the
+// tag is unsafe, if it is.
+func scanAttributes(s []byte, i int, tag []byte) (int, string) {
 	for i < len(s) {
 		c := s[i]
 		switch {
@@ -137,21 +142,44 @@ func scanAttributes(s []byte, i int) (int, string) {
 			}
 			val, j = s[j:k], k
 		}
-		if scriptURL(val) {
-			return j, "a script URL"
+		if reason := unsafeValue(tag, bytes.ToLower(name), val); reason != "" {
+			return j, reason
 		}
 		i = j
 	}
 	return len(s), ""
 }
 
-// scriptURL reports whether an attribute value, once character references,
-// whitespace and control characters are removed, uses a javascript: or
-// vbscript: URL (as browsers would interpret it).
-func scriptURL(v []byte) bool {
-	var buf [64]byte
-	norm := buf[:0]
-	for i := 0; i < len(v) && len(norm) < 16; i++ {
+// urlAttributes are the attributes whose value is a URL a browser may
+// load or navigate to.
+var urlAttributes = map[string]bool{
+	"href": true, "src": true, "cite": true, "longdesc": true, "background": true, "action": true,
+	"formaction": true, "poster": true, "srcset": true, "xlink:href": true, "lowsrc": true, "dynsrc": true,
+	"data": true, "codebase": true, "usemap": true, "profile": true, "manifest": true, "xml:base": true,
+}
+
+// unsafeValue describes what makes the value of attribute name (lower
+// case) of tag unsafe, or returns "".
+func unsafeValue(tag, name, v []byte) string {
+	norm := normalizeValue(v)
+	switch {
+	case bytes.HasPrefix(norm, []byte("javascript:")), bytes.HasPrefix(norm, []byte("vbscript:")):
+		return "a script URL"
+	case string(name) == "style" && unsafeStyle(norm):
+		return "a style that can load or run content"
+	case urlAttributes[string(name)] && bytes.HasPrefix(norm, []byte("data:")) &&
+		!(string(tag) == "img" && string(name) == "src" && dataImage(norm)):
+		return "a data: URL"
+	}
+	return ""
+}
+
+// normalizeValue is an attribute value as a browser would see it for
+// scheme and CSS checks: character references decoded, whitespace and
+// control characters removed, ASCII letters lowered.
+func normalizeValue(v []byte) []byte {
+	norm := make([]byte, 0, len(v))
+	for i := 0; i < len(v); i++ {
 		c := v[i]
 		if c == '&' {
 			if r, n := charRef(v[i:]); n > 0 {
@@ -170,7 +198,32 @@ func scriptURL(v []byte) bool {
 		}
 		norm = append(norm, c)
 	}
-	return bytes.HasPrefix(norm, []byte("javascript:")) || bytes.HasPrefix(norm, []byte("vbscript:"))
+	return norm
+}
+
+// unsafeStyle reports whether a normalised style attribute can load a
+// resource or run code: url(), image-set(), expression() (old IE),
+// @import, behavior/-moz-binding, script URLs, or a CSS escape or comment
+// that could spell any of them in disguise.
+func unsafeStyle(norm []byte) bool {
+	for _, bad := range []string{"url(", "image-set(", "expression(", "@import", "behavior", "binding",
+		"javascript:", "vbscript:", `\`, "/*"} {
+		if bytes.Contains(norm, []byte(bad)) {
+			return true
+		}
+	}
+	return false
+}
+
+// dataImage reports whether a normalised data: URL is a raster image
+// (never SVG, which can carry scripts).
+func dataImage(norm []byte) bool {
+	for _, t := range []string{"data:image/png", "data:image/gif", "data:image/jpeg", "data:image/jpg", "data:image/webp"} {
+		if rest, ok := bytes.CutPrefix(norm, []byte(t)); ok && len(rest) > 0 && (rest[0] == ';' || rest[0] == ',') {
+			return true
+		}
+	}
+	return false
 }
 
 // charRef decodes a character reference at the start of s ("&#106;",

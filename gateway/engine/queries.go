@@ -1,0 +1,126 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
+)
+
+// Searches and histories are the reads whose cost the client chooses. Each
+// runs in one of a few slots per client, so one client cannot take every
+// database connection, and under a deadline below the HTTP server's write
+// timeout, so a costly one is stopped (and says so) instead of holding its
+// connection until the database's own statement timeout.
+
+// Defaults of the query bounds.
+const (
+	// DefaultSearchTimeout bounds one search or history (below the 120 s
+	// HTTP write timeout and PostgreSQL's 30 s statement timeout).
+	DefaultSearchTimeout = 15 * time.Second
+	// DefaultSearchesPerClient is how many searches one client runs at once:
+	// below the database pools' smallest default (PostgreSQL's 4, SQLite's
+	// 2 read connections on 2 CPUs), so one client never holds them all.
+	DefaultSearchesPerClient = 2
+	// slotWait is how long a search waits for a free slot of its client.
+	slotWait = 250 * time.Millisecond
+)
+
+// slots bounds the queries each client runs at once.
+type slots struct {
+	per  int
+	mu   sync.Mutex
+	held map[string]*slot
+}
+
+// slot is one client's semaphore; refs counts its holders and waiters, and
+// the slot is forgotten when none are left.
+type slot struct {
+	ch   chan struct{}
+	refs int
+}
+
+func newSlots(per int) *slots { return &slots{per: per, held: map[string]*slot{}} }
+
+// acquire takes one of key's slots, waiting at most slotWait: release gives
+// it back. Returns a Throttled error when the client has every slot.
+func (s *slots) acquire(ctx context.Context, key string) (release func(), err error) {
+	s.mu.Lock()
+	sl := s.held[key]
+	if sl == nil {
+		sl = &slot{ch: make(chan struct{}, s.per)}
+		s.held[key] = sl
+	}
+	sl.refs++
+	s.mu.Unlock()
+	done := func() {
+		s.mu.Lock()
+		if sl.refs--; sl.refs == 0 {
+			delete(s.held, key)
+		}
+		s.mu.Unlock()
+	}
+	select {
+	case sl.ch <- struct{}{}:
+	default:
+		t := time.NewTimer(slotWait)
+		defer t.Stop()
+		select {
+		case sl.ch <- struct{}{}:
+		case <-t.C:
+			done()
+			return nil, s.busy()
+		case <-ctx.Done():
+			done()
+			return nil, ctx.Err()
+		}
+	}
+	return func() { <-sl.ch; done() }, nil
+}
+
+// busy is the answer to a client that has every slot.
+func (s *slots) busy() error {
+	return &outcome.Error{Kind: outcome.Throttled, RetryAfter: 1, Issues: []outcome.Issue{{Severity: "error", Code: "throttled",
+		Rule: "search-concurrency-limit", Message: "this client already runs " + strconv.Itoa(s.per) +
+			" searches at once; retry when one of them has finished"}}}
+}
+
+// clientKey names the caller for its slots: its tenant and client (an
+// external issuer's clients by issuer too).
+func clientKey(sc *auditlog.Scope) string {
+	if p := sc.Principal; p != nil {
+		return p.Tenant + "\x00" + p.Issuer + "\x00" + p.ClientID
+	}
+	return ""
+}
+
+// query runs fn, a search or history of the caller's, in one of its slots
+// and under the search timeout. A query stopped by that timeout is
+// search-too-costly; fn's other errors are returned unchanged.
+func (e *Engine) query(ctx context.Context, sc *auditlog.Scope, fn func(ctx context.Context) error) error {
+	release, err := e.searches.acquire(ctx, clientKey(sc))
+	if err != nil {
+		return err
+	}
+	defer release()
+	qctx, cancel := context.WithTimeout(ctx, e.searchTimeout)
+	defer cancel()
+	err = fn(qctx)
+	if err != nil && ctx.Err() == nil && errors.Is(qctx.Err(), context.DeadlineExceeded) {
+		return e.tooCostly()
+	}
+	return err
+}
+
+// tooCostly is the answer to a search stopped by the search timeout: the
+// database is not unavailable, this search was too slow.
+func (e *Engine) tooCostly() error {
+	return &outcome.Error{Kind: outcome.Unavailable, RetryAfter: 5, Issues: []outcome.Issue{{Severity: "error", Code: "too-costly",
+		Rule: "search-too-costly", Message: fmt.Sprintf("the search took longer than the %s the gateway allows and was "+
+			"stopped; narrow it (more selective parameters, a smaller _count, _total=none) or retry later", e.searchTimeout)}}}
+}

@@ -1,0 +1,144 @@
+package gateway_test
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway"
+)
+
+// framingServer is the gateway behind its own listener, as serve runs it.
+func framingServer(t *testing.T) string {
+	t.Helper()
+	srv := httptest.NewUnstartedServer(fhirServer(t))
+	srv.Listener = gateway.Listener(srv.Listener, nil)
+	srv.Config.ConnContext = gateway.ConnContext
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return srv.Listener.Addr().String()
+}
+
+// rawExchange writes raw bytes on one connection and reads the responses
+// until the server closes it or want responses arrived.
+func rawExchange(t *testing.T, addr, raw string, want int) (statuses []int, bodies []string, closed bool) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, raw); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	for len(statuses) < want {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			return statuses, bodies, true
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		statuses, bodies = append(statuses, resp.StatusCode), append(bodies, string(b))
+		if resp.Close {
+			// The server said it closes: it must, at once.
+			_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+			_, err := br.ReadByte()
+			return statuses, bodies, err == io.EOF
+		}
+	}
+	return statuses, bodies, false
+}
+
+// TestRequestFraming: a request with both Content-Length and
+// Transfer-Encoding is refused with 400 and the connection closed;
+// requests framed one way or the other, pipelined on one connection, are
+// all served (the listener follows their bodies to find the next head).
+func TestRequestFraming(t *testing.T) {
+	addr := framingServer(t)
+	body := `{"resourceType":"Patient","gender":"male"}`
+	chunked := "POST /fhir/Patient HTTP/1.1\r\nHost: x\r\nContent-Type: application/fhir+json\r\nTransfer-Encoding: chunked\r\n\r\n" +
+		"a\r\n" + body[:10] + "\r\n" + strings.ToUpper("20") + ";ext=1\r\n" + body[10:] + "\r\n0\r\nX-Trailer: y\r\n\r\n"
+	sized := "POST /fhir/Patient HTTP/1.1\r\nHost: x\r\nContent-Type: application/fhir+json\r\nContent-Length: 42\r\n\r\n" + body
+	get := "GET /fhir/Patient?_summary=count HTTP/1.1\r\nHost: x\r\n\r\n"
+	both := "POST /fhir/Patient HTTP/1.1\r\nHost: x\r\nContent-Type: application/fhir+json\r\nContent-Length: 42\r\ntransfer-encoding: chunked\r\n\r\n" +
+		"2a\r\n" + body + "\r\n0\r\n\r\n"
+	if len(body) != 42 {
+		t.Fatalf("body length %d", len(body))
+	}
+
+	t.Run("pipelined, each framed one way", func(t *testing.T) {
+		statuses, bodies, _ := rawExchange(t, addr, chunked+sized+get+chunked+get, 5)
+		want := []int{201, 201, 200, 201, 200}
+		if len(statuses) != len(want) {
+			t.Fatalf("statuses = %v %v, want %v", statuses, bodies, want)
+		}
+		for i := range want {
+			if statuses[i] != want[i] {
+				t.Errorf("response %d = %d %s, want %d", i, statuses[i], bodies[i], want[i])
+			}
+		}
+	})
+	t.Run("both Content-Length and Transfer-Encoding", func(t *testing.T) {
+		statuses, bodies, closed := rawExchange(t, addr, both+get, 2)
+		if len(statuses) != 1 || statuses[0] != 400 || !strings.Contains(bodies[0], "request-framing-ambiguous") || !closed {
+			t.Errorf("got %v %v closed=%v, want one 400 request-framing-ambiguous and the connection closed", statuses, bodies, closed)
+		}
+	})
+	t.Run("after a good request", func(t *testing.T) {
+		statuses, bodies, closed := rawExchange(t, addr, sized+both, 2)
+		if len(statuses) != 2 || statuses[0] != 201 || statuses[1] != 400 || !closed {
+			t.Errorf("got %v %v closed=%v, want 201 then 400 and the connection closed", statuses, bodies, closed)
+		}
+	})
+	t.Run("nothing was written by the refused requests", func(t *testing.T) {
+		statuses, bodies, _ := rawExchange(t, addr, get, 1)
+		if len(statuses) != 1 || !strings.Contains(bodies[0], `"total":4`) {
+			t.Errorf("count = %v %v, want the 4 patients of the served requests", statuses, bodies)
+		}
+	})
+}
+
+// TestAuthorizationRepeated: two Authorization headers are refused before
+// anything else looks at them.
+func TestAuthorizationRepeated(t *testing.T) {
+	h := fhirServer(t)
+	r := httptest.NewRequest("GET", "/fhir/Patient", nil)
+	r.Header.Add("Authorization", "Bearer a")
+	r.Header.Add("Authorization", "Bearer b")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, r)
+	assertOutcome(t, rec, http.StatusBadRequest, "authorization-repeated", "")
+}
+
+// TestMethodNotAllowed: every 405 says in Allow what the target serves.
+func TestMethodNotAllowed(t *testing.T) {
+	h := fhirServer(t)
+	tests := []struct{ method, target, allow string }{
+		{"GET", "/auth/token", "OPTIONS, POST"},
+		{"DELETE", "/fhir/Patient", "OPTIONS, GET, POST, PUT"},
+		{"PATCH", "/fhir/Patient/1", "DELETE, GET, PUT"},
+		{"POST", "/fhir/AuditEvent", "GET"},
+		{"PUT", "/fhir/AuditEvent/1", "GET"},
+		{"DELETE", "/fhir/AuditEvent/1", "GET"},
+		{"PUT", "/healthz", "OPTIONS, GET"},
+		{"DELETE", "/admin/deliveries", "OPTIONS, GET"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.method+" "+tc.target, func(t *testing.T) {
+			rec := req(h, tc.method, tc.target, `{"resourceType":"AuditEvent","id":"1"}`)
+			if rec.Code != http.StatusMethodNotAllowed {
+				t.Fatalf("%s %s = %d %s, want 405", tc.method, tc.target, rec.Code, rec.Body)
+			}
+			if got := rec.Header().Get("Allow"); got != tc.allow {
+				t.Errorf("Allow = %q, want %q", got, tc.allow)
+			}
+		})
+	}
+}

@@ -1,0 +1,124 @@
+package search
+
+import (
+	"fmt"
+	"maps"
+	"net/url"
+	"slices"
+	"strings"
+)
+
+// Limits bound the work one search may ask of the database. Every parse
+// checks them before it looks at any value, so a search beyond them is
+// refused (search-limit-exceeded, a 400) before it costs anything: 300
+// repetitions of name= would otherwise become 300 joined conditions. Zero
+// fields take the defaults; docs/security.md lists them.
+type Limits struct {
+	// Params bounds the parameters of one search, every occurrence
+	// counted (name=a&name=b is two), result parameters and includes too.
+	Params int
+	// Repeats bounds the occurrences of one parameter (date=ge..&date=le..
+	// is two); includes are bounded by Includes instead.
+	Repeats int
+	// Values bounds the comma-separated (ORed) values of one occurrence.
+	Values int
+	// ChainDepth bounds the links of a chained parameter (subject.name is
+	// one). Chains are not supported yet; deeper ones than this are refused
+	// as too costly, the others as unsupported.
+	ChainDepth int
+	// Includes bounds the _include and _revinclude parameters of a search.
+	Includes int
+	// Included bounds the resources _include and _revinclude add to one
+	// page; the engine refuses a page that would carry more (the store
+	// gets it as Query.MaxIncluded).
+	Included int
+}
+
+// The default Limits.
+const (
+	DefaultMaxParams     = 30
+	DefaultMaxRepeats    = 5
+	DefaultMaxValues     = 100
+	DefaultMaxChainDepth = 1
+	DefaultMaxIncludes   = 10
+	DefaultMaxIncluded   = 1000
+)
+
+// withDefaults fills in zero fields.
+func (l Limits) withDefaults() Limits {
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&l.Params, DefaultMaxParams)
+	def(&l.Repeats, DefaultMaxRepeats)
+	def(&l.Values, DefaultMaxValues)
+	def(&l.ChainDepth, DefaultMaxChainDepth)
+	def(&l.Includes, DefaultMaxIncludes)
+	def(&l.Included, DefaultMaxIncluded)
+	return l
+}
+
+// WithDefaults returns l with its zero fields set to the defaults.
+func (l Limits) WithDefaults() Limits { return l.withDefaults() }
+
+// Parse is the package's Parse within l; with lenient it also returns the
+// keys it ignored, like ParseLenient. The query's MaxIncluded is
+// l.Included.
+func (l Limits) Parse(resourceType string, params url.Values, lenient bool) (*Query, []string, error) {
+	q, ignored, err := parse(resourceType, params, lenient, false, l)
+	if err != nil {
+		return nil, nil, err
+	}
+	q.MaxIncluded = l.withDefaults().Included
+	return q, ignored, nil
+}
+
+// checkLimits refuses params beyond l (see Limits), counting without
+// parsing any value.
+func (ps *parser) checkLimits(params url.Values, l Limits) *Error {
+	total, includes := 0, 0
+	for _, key := range slices.Sorted(maps.Keys(params)) {
+		vals := params[key]
+		total += len(vals)
+		name, _, _ := strings.Cut(key, ":")
+		if name == "_include" || name == "_revinclude" {
+			includes += len(vals)
+			continue
+		}
+		if len(vals) > l.Repeats {
+			return ps.limitf(key, "%s is given %d times; at most %d are allowed", ps.named(key), len(vals), l.Repeats)
+		}
+		for _, v := range vals {
+			if n := strings.Count(v, ",") + 1; n > l.Values && len(splitEscaped(v, ',')) > l.Values {
+				return ps.limitf(key, "a value of %s lists more than %d alternatives", ps.named(key), l.Values)
+			}
+		}
+		if depth := strings.Count(key, "."); depth > l.ChainDepth {
+			return ps.limitf(key, "a chained parameter may have at most %d links", l.ChainDepth)
+		}
+	}
+	if total > l.Params {
+		return ps.limitf("", "a search may have at most %d parameters (this one has %d)", l.Params, total)
+	}
+	if includes > l.Includes {
+		return ps.limitf("", "a search may have at most %d _include and _revinclude parameters", l.Includes)
+	}
+	return nil
+}
+
+// limitf builds a search-limit-exceeded error about key ("" for the whole
+// search).
+func (ps *parser) limitf(key, format string, args ...any) *Error {
+	e := ps.errorf(key, RuleLimitExceeded, format, args...)
+	e.Message += "; narrow the search or split it"
+	return e
+}
+
+// LimitError is the search-limit-exceeded error for a page that would
+// carry more than limit included resources.
+func LimitError(limit int) *Error {
+	return &Error{Rule: RuleLimitExceeded, Message: fmt.Sprintf("the page would include more than %d resources "+
+		"(_include, _revinclude); ask for fewer matches per page with _count, or include less", limit)}
+}
