@@ -34,6 +34,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -102,12 +103,18 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		now = time.Now
 	}
 
+	wdsn, rdsn := dsn(path, busy, false), dsn(path, busy, true)
 	if opts.Existing {
-		if err := checkExisting(ctx, path, busy); err != nil {
+		if !writable(path) {
+			// A read-only copy (an auditor's, a backup): read it as it is,
+			// without the WAL's shared memory it could not create.
+			wdsn, rdsn = immutableDSN(path, busy), immutableDSN(path, busy)
+		}
+		if err := checkExisting(ctx, path, rdsn); err != nil {
 			return nil, fmt.Errorf("sqlite: %s: %w", path, err)
 		}
 	}
-	w, err := sql.Open("sqlite", dsn(path, busy, false))
+	w, err := sql.Open("sqlite", wdsn)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
@@ -122,7 +129,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		}
 	}
 
-	r, err := sql.Open("sqlite", dsn(path, busy, true))
+	r, err := sql.Open("sqlite", rdsn)
 	if err != nil {
 		w.Close()
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
@@ -148,16 +155,48 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 // on every new connection, busy_timeout first.
 // checkExisting checks, on a read-only connection that changes nothing,
 // that path is a gateway database at this program's schema version.
-func checkExisting(ctx context.Context, path string, busy time.Duration) error {
+func checkExisting(ctx context.Context, path, dsn string) error {
 	if fi, err := os.Stat(path); err != nil || !fi.Mode().IsRegular() {
 		return fmt.Errorf("no such database file: %w", store.ErrNoDatabase)
 	}
-	db, err := sql.Open("sqlite", dsn(path, busy, true))
+	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
 	return sqlstore.CheckVersion(ctx, conn{db}, schemaVersion)
+}
+
+// writable reports whether this process may write the database file and
+// its directory (where SQLite keeps the WAL and its shared memory).
+func writable(path string) bool {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return false
+	}
+	f.Close()
+	probe, err := os.CreateTemp(filepath.Dir(path), ".kg-probe-*")
+	if err != nil {
+		return false
+	}
+	probe.Close()
+	os.Remove(probe.Name())
+	return true
+}
+
+// immutableDSN opens path read-only as a file that does not change (a
+// copy): no locks, no WAL shared memory, every write refused.
+func immutableDSN(path string, busy time.Duration) string {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		abs = path
+	}
+	v := url.Values{}
+	v.Set("mode", "ro")
+	v.Set("immutable", "1")
+	v.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busy.Milliseconds()))
+	v.Add("_pragma", "query_only(1)")
+	return (&url.URL{Scheme: "file", Path: abs, RawQuery: v.Encode()}).String()
 }
 
 func dsn(path string, busy time.Duration, readOnly bool) string {

@@ -304,3 +304,39 @@ func TestOpenExisting(t *testing.T) {
 	}
 	st.Close()
 }
+
+// TestOpenExistingReadOnlyCopy: a read-only copy of a database (an
+// auditor's, a backup: no write access to the file or its directory) opens
+// as an existing database and reads; writes are refused. Root may write
+// anything, so the test needs another user.
+func TestOpenExistingReadOnlyCopy(t *testing.T) {
+	if os.Geteuid() == 0 {
+		t.Skip("running as root, which may write a read-only file: run the tests as another user to check read-only copies")
+	}
+	ctx := context.Background()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "kg.db")
+	st, err := Open(ctx, path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	if err := os.Chmod(path, 0o444); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o555); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.Chmod(dir, 0o755) })
+	st, err = Open(ctx, path, Options{Existing: true})
+	if err != nil {
+		t.Fatalf("Open(read-only copy) = %v", err)
+	}
+	defer st.Close()
+	if _, _, err := st.History(ctx, store.HistoryQuery{Tenant: search.AllTenants}); err != nil {
+		t.Errorf("History on a read-only copy = %v", err)
+	}
+	if err := st.Write(ctx, func(tx store.Tx) error { return tx.PutLedger(&store.Ledger{Source: "s", Kind: "k", RecordID: "r", Version: "1"}) }); err == nil {
+		t.Error("a write to a read-only copy succeeded")
+	}
+}

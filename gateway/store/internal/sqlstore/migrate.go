@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
@@ -68,7 +69,11 @@ func Migrate(ctx context.Context, c Conn, d *Dialect, migrations []Migration, up
 func CheckVersion(ctx context.Context, c Conn, latest int) error {
 	var have int
 	if err := c.QueryRow(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&have); err != nil {
-		return fmt.Errorf("the database was never set up by the gateway: %w", store.ErrNoDatabase)
+		if msg := err.Error(); strings.Contains(msg, "schema_migrations") &&
+			(strings.Contains(msg, "no such table") || strings.Contains(msg, "does not exist")) {
+			return fmt.Errorf("the database was never set up by the gateway: %w", store.ErrNoDatabase)
+		}
+		return fmt.Errorf("read the schema version: %w", err) // it could not be read at all
 	}
 	switch {
 	case have == 0:
