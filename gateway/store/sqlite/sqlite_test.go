@@ -336,7 +336,9 @@ func TestOpenExistingReadOnlyCopy(t *testing.T) {
 	if _, _, err := st.History(ctx, store.HistoryQuery{Tenant: search.AllTenants}); err != nil {
 		t.Errorf("History on a read-only copy = %v", err)
 	}
-	if err := st.Write(ctx, func(tx store.Tx) error { return tx.PutLedger(&store.Ledger{Source: "s", Kind: "k", RecordID: "r", Version: "1"}) }); err == nil {
+	if err := st.Write(ctx, func(tx store.Tx) error {
+		return tx.PutLedger(&store.Ledger{Source: "s", Kind: "k", RecordID: "r", Version: "1"})
+	}); err == nil {
 		t.Error("a write to a read-only copy succeeded")
 	}
 }
