@@ -30,27 +30,18 @@ func auditServer(t *testing.T) (*Server, store.Store) {
 	}
 	t.Cleanup(func() { st.Close() })
 	// One tenant (development mode): clients may choose ids, as serve allows then.
-	a, err := app.New(app.Config{Store: st, Instance: "test-gw", UpdateCreate: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = a.Close() })
-	con, err := console.New(console.Config{App: a})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := NewServer(Config{App: a, RateLimit: -1, Console: con})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := NewTestServer(t, app.Config{Store: st, Instance: "test-gw", UpdateCreate: true}, Config{RateLimit: -1},
+		func(a *app.App) (*console.Console, error) { return console.New(console.Config{App: a}) })
 	return s, st
 }
 
 // testServer builds the application and the edge over it.
-func testServer(t testing.TB, acfg app.Config, cfg Config) *Server {
+func testServer(t testing.TB, acfg app.Config, cfg Config) *Server { return NewTestServer(t, acfg, cfg, nil) }
+
+// NewTestServer builds the application (started, closed when the test
+// ends) and the edge over it, with the console withConsole builds (nil:
+// none). Tests of package gateway_test use it too.
+func NewTestServer(t testing.TB, acfg app.Config, cfg Config, withConsole func(*app.App) (*console.Console, error)) *Server {
 	t.Helper()
 	a, err := app.New(acfg)
 	if err != nil {
@@ -61,6 +52,11 @@ func testServer(t testing.TB, acfg app.Config, cfg Config) *Server {
 	}
 	t.Cleanup(func() { _ = a.Close() })
 	cfg.App = a
+	if withConsole != nil {
+		if cfg.Console, err = withConsole(a); err != nil {
+			t.Fatal(err)
+		}
+	}
 	s, err := NewServer(cfg)
 	if err != nil {
 		t.Fatal(err)

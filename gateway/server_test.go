@@ -2,7 +2,6 @@ package gateway_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"io/fs"
 	"log/slog"
@@ -39,20 +38,7 @@ func newServer(t testing.TB, acfg app.Config, cfg gateway.Config) *gateway.Serve
 	if cfg.RateLimit == 0 {
 		cfg.RateLimit = -1 // tests send faster than any client should
 	}
-	a, err := app.New(acfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = a.Close() })
-	cfg.App = a
-	s, err := gateway.NewServer(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return gateway.NewTestServer(t, acfg, cfg, nil)
 }
 
 func do(h http.Handler, method, target, contentType string, body []byte) *httptest.ResponseRecorder {

@@ -1,9 +1,7 @@
 package auditlog
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -12,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/operator"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
@@ -362,13 +361,5 @@ func extString(v any, url string) string {
 	return ""
 }
 
-// decodeJSON decodes a stored resource keeping numbers exact.
-func decodeJSON(doc []byte) (map[string]any, error) {
-	d := json.NewDecoder(bytes.NewReader(doc))
-	d.UseNumber()
-	var m map[string]any
-	if err := d.Decode(&m); err != nil {
-		return nil, err
-	}
-	return m, nil
-}
+// decodeJSON decodes a resource keeping numbers exact.
+func decodeJSON(doc []byte) (map[string]any, error) { return fhirwire.Decode(doc) }

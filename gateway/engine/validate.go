@@ -1,11 +1,10 @@
 package engine
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"slices"
 
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/profile"
 	"github.com/ketamine-gateway/ketamine-gateway/schemas/r4"
@@ -142,15 +141,7 @@ func (v *Validator) Mapped(raw []byte, typ string) error {
 }
 
 // decodeJSON decodes a resource keeping numbers exact.
-func decodeJSON(doc []byte) (map[string]any, error) {
-	d := json.NewDecoder(bytes.NewReader(doc))
-	d.UseNumber()
-	var m map[string]any
-	if err := d.Decode(&m); err != nil {
-		return nil, err
-	}
-	return m, nil
-}
+func decodeJSON(doc []byte) (map[string]any, error) { return fhirwire.Decode(doc) }
 
 // DecodeResource decodes a resource the way the engine stores it (numbers
 // kept exact).

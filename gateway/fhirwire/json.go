@@ -178,3 +178,16 @@ func moveFirst(raw []byte, from, to int) []byte {
 	out = append(out, raw[to:]...)
 	return out
 }
+
+// Decode decodes a resource as the gateway works on it: a map, numbers
+// kept exact (json.Number, so a decimal's digits survive to the bytes
+// stored).
+func Decode(raw []byte) (map[string]any, error) {
+	d := json.NewDecoder(bytes.NewReader(raw))
+	d.UseNumber()
+	var m map[string]any
+	if err := d.Decode(&m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
