@@ -36,7 +36,9 @@ func auditServer(t *testing.T) (*Server, store.Store) {
 }
 
 // testServer builds the application and the edge over it.
-func testServer(t testing.TB, acfg app.Config, cfg Config) *Server { return NewTestServer(t, acfg, cfg, nil) }
+func testServer(t testing.TB, acfg app.Config, cfg Config) *Server {
+	return NewTestServer(t, acfg, cfg, nil)
+}
 
 // NewTestServer builds the application (started, closed when the test
 // ends) and the edge over it, with the console withConsole builds (nil:
