@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"html"
 	"io"
 	"log/slog"
 	"net/http"
@@ -263,5 +264,23 @@ func TestSearchAndExport(t *testing.T) {
 	if err := json.Unmarshal([]byte(bundle), &b); err != nil || code != http.StatusOK || b.Type != "searchset" || b.Total != 1 ||
 		len(b.Entry) != 1 || b.Entry[0].Resource.ResourceType != "AuditEvent" || !strings.Contains(hdr.Get("Content-Disposition"), "attachment") {
 		t.Errorf("Bundle export = %d %v:\n%.500s", code, err, bundle)
+	}
+}
+
+// TestConformancePage: the published profiles and value sets are listed
+// with their JSON, and the playground links the profiles a mapped record
+// claims to them.
+func TestConformancePage(t *testing.T) {
+	f := newFixture(t, nil)
+	status, page, _ := f.get(t, "/console/conformance")
+	if status != http.StatusOK || !strings.Contains(page, `id="kg-vital-signs"`) || !strings.Contains(page, "ValueSet") {
+		t.Fatalf("conformance page = %d:\n%.500s", status, page)
+	}
+	_, form, _ := f.get(t, "/console/playground?example=examples/vitals/pre-dose-baseline.json")
+	record := form[strings.Index(form, `name="record"`):]
+	record = html.UnescapeString(record[strings.Index(record, ">")+1 : strings.Index(record, "</textarea>")])
+	status, out, _ := f.post(t, "/console/playground", url.Values{"csrf": {csrf(t, form)}, "kind": {"vitals"}, "record": {record}})
+	if status != http.StatusOK || !strings.Contains(out, `href="/console/conformance#kg-vital-signs"`) {
+		t.Errorf("the playground does not link the kg-vital-signs profile (status %d)", status)
 	}
 }

@@ -52,7 +52,8 @@ func (c *Console) parsePages() (map[string]*template.Template, error) {
 			}
 			return &h[len(h)-1]
 		},
-		"localCS": localCodeSystem,
+		"localCS":   localCodeSystem,
+		"published": conformanceURL,
 	}
 	base, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFiles, "templates/layout.html")
 	if err != nil {

@@ -16,6 +16,7 @@ func (c *Console) routes() {
 	})
 	c.handle("GET "+Prefix+"/{$}", "", anyone, c.home)
 	c.handle("GET "+Prefix+"/rules", "", anyone, c.rules)
+	c.handle("GET "+Prefix+"/conformance", "", anyone, c.conformancePage)
 
 	// Signing in and out.
 	c.handle("GET "+Prefix+"/login", "", public, c.login)
