@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -46,5 +47,69 @@ func TestConditionalTypeForm(t *testing.T) {
 	assertOutcome(t, rec, 400, "search-type-mismatch", "")
 	if n := decode(t, req(h, "GET", "/fhir/Patient?identifier=http://hospital.example/mrn|NEW", ""))["total"].(float64); n != 0 {
 		t.Errorf("a refused Type?criteria wrote %v patients", n)
+	}
+}
+
+// seedChain stores two patients with an Observation each, in one
+// transaction, and returns the first patient's id.
+func seedChain(t *testing.T, h http.Handler) string {
+	t.Helper()
+	p2 := strings.NewReplacer("M1", "M2", "Testpatient", "Otherpatient", "11111111-1111", "33333333-3333").Replace(patEntry)
+	body := txBundle(patEntry, p2,
+		fmt.Sprintf(obsTmpl, "22222222-2222-4222-8222-222222222222", "urn:uuid:11111111-1111-4111-8111-111111111111"),
+		strings.Replace(fmt.Sprintf(obsTmpl, "44444444-4444-4444-8444-444444444444", "urn:uuid:33333333-3333-4111-8111-111111111111"),
+			"8867-4", "8480-6", 1))
+	rec := req(h, "POST", "/fhir", body)
+	if rec.Code != 200 {
+		t.Fatalf("seed = %d %s", rec.Code, rec.Body)
+	}
+	loc := decode(t, rec)["entry"].([]any)[0].(map[string]any)["response"].(map[string]any)["location"].(string)
+	return strings.Split(loc, "/")[1]
+}
+
+// TestChainedSearch: chains and _has through the handler, and the 400s
+// that name the parameter without quoting what the client made up.
+func TestChainedSearch(t *testing.T) {
+	h := fhirServer(t)
+	seedChain(t, h)
+	for _, tc := range []struct {
+		target string
+		total  float64
+	}{
+		{"/fhir/Observation?patient.identifier=http://hospital.example/mrn|M1", 1},
+		{"/fhir/Observation?subject:Patient.identifier=M2", 1},
+		{"/fhir/Observation?subject.name=testpat", 1},
+		{"/fhir/Observation?patient.family=Otherpatient&code=8480-6", 1},
+		{"/fhir/Observation?patient.family=Otherpatient&code=8867-4", 0},
+		{"/fhir/Observation?patient.gender=female", 2},
+		{"/fhir/Patient?_has:Observation:patient:code=8867-4", 1},
+		{"/fhir/Patient?_has:Observation:subject:code=http://loinc.org|8480-6&family=Other", 1},
+		{"/fhir/Patient?_has:Observation:patient:code=nope", 0},
+	} {
+		rec := req(h, "GET", tc.target, "")
+		if rec.Code != 200 {
+			t.Errorf("GET %s = %d %s", tc.target, rec.Code, rec.Body)
+			continue
+		}
+		if got := decode(t, rec)["total"]; got != tc.total {
+			t.Errorf("GET %s total = %v, want %v", tc.target, got, tc.total)
+		}
+	}
+	for _, tc := range []struct{ target, rule, expr string }{
+		{"/fhir/Observation?subject.SECRET7=x", "search-param-unknown", "subject"},
+		{"/fhir/Observation?subject:SECRET7.name=x", "search-chain-unsupported", "subject"},
+		{"/fhir/Observation?subject.organization.name=x", "search-limit-exceeded", "subject"},
+		{"/fhir/Observation?subject._id=x", "search-chain-unsupported", "subject._id"},
+		{"/fhir/Patient?_has:Observation:patient:_has:AuditEvent:entity:type=x", "search-limit-exceeded", "_has:Observation:patient"},
+		{"/fhir/Patient?_has:SECRET7:patient:code=x", "search-chain-unsupported", "_has"},
+	} {
+		rec := req(h, "GET", tc.target, "")
+		assertOutcome(t, rec, 400, tc.rule, "")
+		if strings.Contains(rec.Body.String(), "SECRET7") {
+			t.Errorf("GET %s quotes the made-up name: %s", tc.target, rec.Body)
+		}
+		if !strings.Contains(rec.Body.String(), `"expression":["`+tc.expr+`"]`) {
+			t.Errorf("GET %s does not name %s: %s", tc.target, tc.expr, rec.Body)
+		}
 	}
 }

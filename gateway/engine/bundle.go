@@ -90,7 +90,11 @@ func (e *Engine) transaction(ctx context.Context, sc *auditlog.Scope, body []byt
 	}
 	// One entry the caller may not perform fails the whole transaction.
 	for _, en := range entries {
-		if err := allow(sc, en.typ, en.perm()); err != nil {
+		err := allow(sc, en.typ, en.perm())
+		if err == nil {
+			err = e.allowEntry(sc, en)
+		}
+		if err != nil {
 			return nil, &outcome.EntryError{Index: en.index, Err: err}
 		}
 	}
@@ -118,6 +122,9 @@ func (e *Engine) batch(ctx context.Context, sc *auditlog.Scope, body []byte, ent
 	for _, en := range entries {
 		if en.perr == nil {
 			en.perr = allow(sc, en.typ, en.perm())
+		}
+		if en.perr == nil {
+			en.perr = e.allowEntry(sc, en)
 		}
 	}
 	errs := make([]error, len(entries))

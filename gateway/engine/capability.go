@@ -44,6 +44,10 @@ func (e *Engine) CapabilityStatement(base string, sec Security) map[string]any {
 			if p.Description != "" {
 				sp["documentation"] = p.Description
 			}
+			if p.Type == search.TypeReference {
+				sp["documentation"] = p.Description + ". Chainable one link deep (" + p.Name +
+					"[:Type].parameter, a search parameter of the target type); a target of _has."
+			}
 			switch {
 			case p.Resource == "AdverseEvent" && p.Name == "identifier":
 				sp["definition"] = mapping.Canonical + "/SearchParameter/AdverseEvent-identifier"
@@ -99,7 +103,9 @@ func (e *Engine) CapabilityStatement(base string, sec Security) map[string]any {
 			"documentation": "References to resources the gateway does not hold are accepted (referential integrity is off). " +
 				"Transactions are atomic; batch entries are independent. Search supports _count, _offset paging, _sort on dates, " +
 				"_summary=count, _total, _include and _revinclude on reference parameters, the :missing, :exact, :contains, :not, " +
-				":text and :identifier modifiers and the date/number/quantity prefixes. Resource types without specific search " +
+				":text and :identifier modifiers and the date/number/quantity prefixes. Chained parameters and _has are supported one " +
+				"link deep: param[:Type].parameter when the reference parameter has one target type defining the parameter (else name " +
+				"it with :Type), and _has:Type:reference-parameter:parameter; both need the right to read or search the other type. Resource types without specific search " +
 				"parameters support _id, _lastUpdated and patient (the patient compartment: any reference to a Patient).",
 			"resource":    resources,
 			"interaction": interactions("transaction", "batch", "history-system"),

@@ -168,6 +168,9 @@ func (e *Engine) Create(ctx context.Context, sc *auditlog.Scope, typ string, bod
 	if err := allow(sc, typ, 'c'); err != nil {
 		return nil, err
 	}
+	if err := e.allowCriteria(sc, typ, ifNoneExist, false); err != nil {
+		return nil, err
+	}
 	doc, err := e.readResource(ctx, typ, body)
 	if err != nil {
 		return nil, err
@@ -214,6 +217,9 @@ func (e *Engine) ConditionalUpdate(ctx context.Context, sc *auditlog.Scope, typ,
 	}
 	if query == "" {
 		return nil, outcome.New(outcome.Invalid, "invalid", "conditional-criteria-missing", "PUT on a type needs search criteria (or use PUT /fhir/Type/id)")
+	}
+	if err := e.allowCriteria(sc, typ, query, false); err != nil {
+		return nil, err
 	}
 	doc, err := e.readResource(ctx, typ, body)
 	if err != nil {
@@ -279,6 +285,9 @@ func (e *Engine) Search(ctx context.Context, sc *auditlog.Scope, typ string, par
 	var err error
 	if out.Query, out.Ignored, err = e.limits.Parse(typ, params, lenient); err != nil {
 		return nil, searchError(err)
+	}
+	if err := allowLinked(sc, out.Query); err != nil {
+		return nil, err
 	}
 	err = e.query(ctx, sc, func(ctx context.Context) error {
 		var err error

@@ -79,7 +79,10 @@ func clauseKey(c Clause) string {
 		return name + "=" + strconv.FormatBool(*c.Missing)
 	}
 	if c.Chain != nil {
-		name += "." + c.Chain.TargetType + "(" + clauseKey(c.Chain.Clause) + ")"
+		return name + "." + c.Chain.TargetType + "(" + clauseKey(c.Chain.Clause) + ")"
+	}
+	if c.Has != nil {
+		return "_has:" + c.Has.Type + ":" + c.Has.Param + "(" + clauseKey(c.Has.Clause) + ")"
 	}
 	vals := make([]string, 0, len(c.Values))
 	for _, v := range c.Values {
@@ -155,7 +158,7 @@ func Satisfies(q *Query, entries []Entry) bool {
 		return false
 	}
 	for _, c := range q.Clauses {
-		if c.Type != TypeToken || c.Modifier != "" || c.Missing != nil || c.Chain != nil {
+		if c.Type != TypeToken || c.Modifier != "" || c.Missing != nil || c.Chain != nil || c.Has != nil {
 			return false
 		}
 		if !slices.ContainsFunc(entries, func(e Entry) bool {

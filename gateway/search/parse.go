@@ -125,6 +125,9 @@ func (ps *parser) named(key string) string {
 // parameter the gateway does not implement), with the modifier if that is
 // a FHIR modifier or a resource type; "" for a name the client made up.
 func ShownName(resourceType, key string) string {
+	if strings.HasPrefix(key, "_has:") || strings.Contains(key, ".") {
+		return shownLinked(resourceType, key)
+	}
 	name, mod, hasMod := strings.Cut(key, ":")
 	if i := strings.IndexByte(name, '.'); i >= 0 {
 		name, mod, hasMod = name[:i], "", false // a chain: the first link only
@@ -176,7 +179,7 @@ func unsupportedParam(name string) bool {
 func (ps *parser) param(key string, vals []string) *Error {
 	name, mod, _ := strings.Cut(key, ":")
 	if name == "_has" {
-		return ps.errorf(key, RuleChainUnsupported, "reverse chaining (_has) is not supported")
+		return ps.has(key, vals)
 	}
 	if ps.conditional && strings.HasPrefix(name, "_") && name != "_id" && name != "_lastUpdated" {
 		return ps.errorf(key, RuleParamUnsupported, "%s is not allowed in conditional criteria", ps.named(key))
@@ -218,7 +221,7 @@ func (ps *parser) param(key string, vals []string) *Error {
 		return ps.errorf(key, RuleParamUnsupported, "%s is not supported", ps.named(name))
 	}
 	if strings.Contains(key, ".") {
-		return ps.errorf(key, RuleChainUnsupported, "chained parameters are not supported")
+		return ps.chain(key, vals)
 	}
 	p, ok := Lookup(ps.rt, name)
 	if !ok {

@@ -124,14 +124,24 @@ type Clause struct {
 	Missing *bool
 	Values  []Value
 	// Chain is set for chained reference parameters (subject:Patient.identifier=x):
-	// the chained clause applies to the target type.
+	// the chained clause applies to the target type; Modifier is that type.
 	Chain *Chain
+	// Has is set for a reverse chain (_has:Observation:patient:code=x;
+	// Param is "_has").
+	Has *Has
 }
 
 // Chain is a chained search on the resource a reference points to.
 type Chain struct {
 	TargetType string
 	Clause     Clause
+}
+
+// Has is a reverse chain: the resource is the target of reference
+// parameter Param of a resource of Type that matches Clause.
+type Has struct {
+	Type, Param string
+	Clause      Clause
 }
 
 // SortKey orders results by a parameter (only date parameters and

@@ -58,6 +58,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"SearchID", testSearchID},
 		{"SearchMissing", testSearchMissing},
 		{"SystemSearch", testSystemSearch},
+		{"SearchChain", testSearchChain},
+		{"TenantChain", testTenantChain},
 		{"BadQueries", testBadQueries},
 		{"NormalizedOnPut", testNormalizedOnPut},
 		{"Sort", testSort},

@@ -14,6 +14,7 @@ import (
 // Only c is restricted to q's tenant: the index tables have no tenant,
 // and every subquery on them is tied to c's type and id.
 func (b *Builder) where(q *search.Query) error {
+	b.tenant = q.Tenant
 	b.add(b.d.NotDeleted)
 	if b.typ != "" {
 		b.add(" AND c.type = ?", b.typ)
@@ -49,8 +50,11 @@ func tableFor(t search.Type) (string, error) {
 }
 
 func (b *Builder) clause(cl *search.Clause) error {
-	if cl.Chain != nil {
-		return fmt.Errorf("%s: search %s: chained parameters are not supported", b.d.Name, cl.Param)
+	switch {
+	case cl.Chain != nil:
+		return b.chainClause(cl)
+	case cl.Has != nil:
+		return b.hasClause(cl)
 	}
 	switch cl.Param {
 	case "_id":
