@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -118,7 +119,7 @@ func (s *Server) handleRead(c echo.Context) error {
 		}
 		return err
 	}
-	return s.respondResource(c, http.StatusOK, r)
+	return s.respondRead(c, r)
 }
 
 // handleVRead is GET /fhir/{type}/{id}/_history/{vid}.
@@ -129,6 +130,22 @@ func (s *Server) handleVRead(c echo.Context) error {
 			c.Response().Header().Set("ETag", fhirwire.ETag(r.Version))
 		}
 		return err
+	}
+	return s.respondRead(c, r)
+}
+
+// respondRead answers a read or vread: 304 Not Modified with the version
+// headers and no body when the client's copy is current (If-None-Match,
+// If-Modified-Since: http.html#cread), else the resource.
+func (s *Server) respondRead(c echo.Context, r *store.Resource) error {
+	h := c.Request().Header
+	var since time.Time
+	if v := h.Get("If-Modified-Since"); v != "" {
+		since, _ = http.ParseTime(v) // an unreadable date is ignored (RFC 9110 13.1.3)
+	}
+	if fhirwire.NotModified(h.Get("If-None-Match"), since, r.Version, r.LastUpdated) {
+		setVersionHeaders(c, r)
+		return c.NoContent(http.StatusNotModified)
 	}
 	return s.respondResource(c, http.StatusOK, r)
 }

@@ -113,3 +113,42 @@ func TestChainedSearch(t *testing.T) {
 		}
 	}
 }
+
+// TestConditionalRead: If-None-Match naming the current version and
+// If-Modified-Since at or after the last update answer 304 with the
+// version headers and no body, on read, vread and a Bundle's GET entry.
+func TestConditionalRead(t *testing.T) {
+	h := fhirServer(t)
+	rec := req(h, "POST", "/fhir/Patient", patientJSON)
+	id := decode(t, rec)["id"].(string)
+	lm := rec.Header().Get("Last-Modified")
+	for _, tc := range []struct {
+		name, target, header string
+		want                 int
+	}{
+		{"matching ETag", "/fhir/Patient/" + id, `If-None-Match: W/"1"`, 304},
+		{"ETag of another version", "/fhir/Patient/" + id, `If-None-Match: W/"2"`, 200},
+		{"vread, matching ETag", "/fhir/Patient/" + id + "/_history/1", `If-None-Match: W/"1"`, 304},
+		{"not modified since", "/fhir/Patient/" + id, "If-Modified-Since: " + lm, 304},
+		{"modified since", "/fhir/Patient/" + id, "If-Modified-Since: Mon, 02 Jan 2006 15:04:05 GMT", 200},
+		{"an unreadable date is ignored", "/fhir/Patient/" + id, "If-Modified-Since: yesterday", 200},
+	} {
+		rec := req(h, "GET", tc.target, "", tc.header)
+		if rec.Code != tc.want {
+			t.Errorf("%s: GET = %d, want %d", tc.name, rec.Code, tc.want)
+		}
+		if tc.want == 304 && (rec.Body.Len() != 0 || rec.Header().Get("ETag") != `W/"1"` || rec.Header().Get("Last-Modified") == "") {
+			t.Errorf("%s: 304 with body %q and headers %v", tc.name, rec.Body, rec.Header())
+		}
+	}
+	body := `{"resourceType":"Bundle","type":"batch","entry":[{"request":{"method":"GET","url":"Patient/` + id + `","ifNoneMatch":"W/\"1\""}},` +
+		`{"request":{"method":"GET","url":"Patient/` + id + `","ifNoneMatch":"W/\"9\""}}]}`
+	entries := decode(t, req(h, "POST", "/fhir", body))["entry"].([]any)
+	first, second := entries[0].(map[string]any), entries[1].(map[string]any)
+	if first["response"].(map[string]any)["status"] != "304 Not Modified" || first["resource"] != nil {
+		t.Errorf("batch GET with a matching ifNoneMatch = %v", first)
+	}
+	if second["response"].(map[string]any)["status"] != "200 OK" || second["resource"] == nil {
+		t.Errorf("batch GET with another ifNoneMatch = %v", second)
+	}
+}

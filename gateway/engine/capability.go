@@ -69,7 +69,7 @@ func (e *Engine) CapabilityStatement(base string, sec Security) map[string]any {
 			"readHistory":       true,
 			"updateCreate":      e.updateCreate && ClientWritable(typ),
 			"conditionalCreate": true,
-			"conditionalRead":   "not-supported",
+			"conditionalRead":   "full-support",
 			"conditionalUpdate": true,
 			"conditionalDelete": "not-supported",
 			"referencePolicy":   []string{"literal", "logical"},

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
@@ -27,7 +28,11 @@ type Entry struct {
 	bodyID      string // the resource's id as the client sent it
 	ifNoneExist string
 	ifMatch     string
-	perr        error // the entry could not be parsed
+	// ifNoneMatch and ifModifiedSince make a GET read entry conditional
+	// (304 when the client's copy is current).
+	ifNoneMatch     string
+	ifModifiedSince time.Time
+	perr            error // the entry could not be parsed
 	// client is set for an entry a client sent (a Bundle entry, a REST
 	// write): the ids it chooses are subject to Config.UpdateCreate. The
 	// application's own entries (NewEntry) are not.
@@ -146,6 +151,14 @@ func (e *Engine) parseEntry(i int, w *fhirwire.Entry, validate bool) *Entry {
 		return fail("bundle-entry-request-missing", "a transaction or batch entry needs a request")
 	}
 	en.method, en.ifNoneExist, en.ifMatch = w.Request.Method, w.Request.IfNoneExist, w.Request.IfMatch
+	en.ifNoneMatch = w.Request.IfNoneMatch
+	if v := w.Request.IfModifiedSince; v != "" {
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			return fail("bundle-entry-if-modified-since", "ifModifiedSince must be an instant")
+		}
+		en.ifModifiedSince = t
+	}
 	if err := e.parseURL(en, w.Request.URL); err != nil {
 		en.perr = err
 		return en
