@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"mime"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -150,9 +151,48 @@ func (s *Server) respondRead(c echo.Context, r *store.Resource) error {
 	return s.respondResource(c, http.StatusOK, r)
 }
 
-// handlePatch is PATCH /fhir/{type}/{id}: not supported (405, as the
-// CapabilityStatement says by not listing patch).
-func (s *Server) handlePatch(c echo.Context) error { return errPatch }
+// handlePatch is PATCH /fhir/{type}/{id}: a JSON Patch
+// (application/json-patch+json) or a FHIRPath Patch (a Parameters
+// resource), honouring If-Match.
+func (s *Server) handlePatch(c echo.Context) error {
+	format, body := s.patchBody(c)
+	res, err := s.app.Engine.Patch(c.Request().Context(), scopeOf(c), c.Param("type"), c.Param("id"), format, body,
+		c.Request().Header.Get("If-Match"))
+	if err != nil {
+		return err
+	}
+	return s.respondWrite(c, res)
+}
+
+// handleConditionalPatch is PATCH /fhir/{type}?criteria.
+func (s *Server) handleConditionalPatch(c echo.Context) error {
+	format, body := s.patchBody(c)
+	res, err := s.app.Engine.ConditionalPatch(c.Request().Context(), scopeOf(c), c.Param("type"), c.Request().URL.RawQuery,
+		format, body, c.Request().Header.Get("If-Match"))
+	if err != nil {
+		return err
+	}
+	return s.respondWrite(c, res)
+}
+
+// patchBody reads a PATCH body: application/json-patch+json is a JSON
+// Patch; a FHIR JSON body is a FHIRPath Patch (or a JSON Patch array).
+func (s *Server) patchBody(c echo.Context) (engine.PatchFormat, engine.Body) {
+	r := c.Request()
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if mt != "application/json-patch+json" {
+		return engine.PatchDetect, s.body(c)
+	}
+	return engine.PatchJSON, func() ([]byte, error) {
+		var b []byte
+		err := stage.Run(r.Context(), s.tracer(), "fhir.decode", func(context.Context) error {
+			var err error
+			b, err = readBodyOf(c, s.cfg.MaxBodyBytes, "application/json-patch+json")
+			return err
+		})
+		return b, err
+	}
+}
 
 // setVersionHeaders sets ETag and Last-Modified of a stored version.
 func setVersionHeaders(c echo.Context, r *store.Resource) {

@@ -1,8 +1,10 @@
 package gateway_test
 
 import (
+	"encoding/base64"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 )
@@ -151,4 +153,120 @@ func TestConditionalRead(t *testing.T) {
 	if second["response"].(map[string]any)["status"] != "200 OK" || second["resource"] == nil {
 		t.Errorf("batch GET with another ifNoneMatch = %v", second)
 	}
+}
+
+// TestPatch: JSON Patch and FHIRPath Patch on an instance, If-Match,
+// conditional PATCH and PATCH entries of a transaction; patches touching
+// id or meta, producing an invalid resource or failing a test are 4xx
+// naming the operation, and write nothing.
+func TestPatch(t *testing.T) {
+	h := fhirServer(t)
+	id := decode(t, req(h, "POST", "/fhir/Patient", patientJSON))["id"].(string)
+	jsonPatch := func(target, body string, headers ...string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest("PATCH", target, strings.NewReader(body))
+		r.Header.Set("Content-Type", "application/json-patch+json")
+		for _, hv := range headers {
+			k, v, _ := strings.Cut(hv, ":")
+			r.Header.Set(strings.TrimSpace(k), strings.TrimSpace(v))
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		return rec
+	}
+	rec := jsonPatch("/fhir/Patient/"+id, `[{"op":"test","path":"/gender","value":"female"},{"op":"replace","path":"/birthDate","value":"1981-02-03"},`+
+		`{"op":"add","path":"/name/0/given/-","value":"Beth"},{"op":"copy","from":"/name/0","path":"/name/-"},{"op":"remove","path":"/name/1/given/0"}]`,
+		`If-Match: W/"1"`)
+	if rec.Code != 200 || rec.Header().Get("ETag") != `W/"2"` {
+		t.Fatalf("JSON Patch = %d %s", rec.Code, rec.Body)
+	}
+	p := decode(t, rec)
+	if p["birthDate"] != "1981-02-03" || fmt.Sprint(p["name"]) != "[map[family:Testpatient given:[Ann Beth]] map[family:Testpatient given:[Beth]]]" {
+		t.Errorf("patched = %v", p)
+	}
+	fp := `{"resourceType":"Parameters","parameter":[` +
+		`{"name":"operation","part":[{"name":"type","valueCode":"replace"},{"name":"path","valueString":"Patient.name[1].family"},{"name":"value","valueString":"Other"}]},` +
+		`{"name":"operation","part":[{"name":"type","valueCode":"add"},{"name":"path","valueString":"Patient"},{"name":"name","valueString":"telecom"},` +
+		`{"name":"value","valueContactPoint":{"system":"phone","value":"555-0100"}}]},` +
+		`{"name":"operation","part":[{"name":"type","valueCode":"add"},{"name":"path","valueString":"Patient"},{"name":"name","valueString":"deceased"},{"name":"value","valueBoolean":false}]},` +
+		`{"name":"operation","part":[{"name":"type","valueCode":"insert"},{"name":"path","valueString":"Patient.name[0].given"},{"name":"index","valueInteger":0},{"name":"value","valueString":"Zoe"}]},` +
+		`{"name":"operation","part":[{"name":"type","valueCode":"move"},{"name":"path","valueString":"Patient.name"},{"name":"source","valueInteger":1},{"name":"destination","valueInteger":0}]},` +
+		`{"name":"operation","part":[{"name":"type","valueCode":"delete"},{"name":"path","valueString":"Patient.name.last().given[0]"}]}]}`
+	rec = req(h, "PATCH", "/fhir/Patient/"+id, fp)
+	if rec.Code != 200 {
+		t.Fatalf("FHIRPath Patch = %d %s", rec.Code, rec.Body)
+	}
+	p = decode(t, rec)
+	if fmt.Sprint(p["name"]) != "[map[family:Other given:[Beth]] map[family:Testpatient given:[Ann Beth]]]" ||
+		p["deceasedBoolean"] != false || p["telecom"] == nil {
+		t.Errorf("FHIRPath-patched = %v", p)
+	}
+
+	// Conditional PATCH, by identifier in the Type?criteria form too.
+	rec = jsonPatch("/fhir/Patient?identifier=http://hospital.example/mrn|M1", `[{"op":"replace","path":"/gender","value":"other"}]`)
+	if rec.Code != 200 || decode(t, rec)["gender"] != "other" {
+		t.Errorf("conditional PATCH = %d %s", rec.Code, rec.Body)
+	}
+	assertOutcome(t, jsonPatch("/fhir/Patient?identifier=http://hospital.example/mrn|NONE", `[{"op":"remove","path":"/gender"}]`),
+		404, "conditional-patch-unmatched", "")
+
+	// A PATCH entry of a transaction: a Binary with a JSON Patch, and a
+	// Parameters with a FHIRPath Patch.
+	bin := base64.StdEncoding.EncodeToString([]byte(`[{"op":"replace","path":"/gender","value":"female"}]`))
+	tx := txBundle(`{"resource":{"resourceType":"Binary","contentType":"application/json-patch+json","data":"`+bin+`"},"request":{"method":"PATCH","url":"Patient/`+id+`"}}`,
+		`{"resource":{"resourceType":"Parameters","parameter":[{"name":"operation","part":[{"name":"type","valueCode":"delete"},{"name":"path","valueString":"Patient.telecom"}]}]},"request":{"method":"PATCH","url":"Patient?identifier=http://hospital.example/mrn|M1"}}`)
+	if rec = req(h, "POST", "/fhir", tx); rec.Code != 200 {
+		t.Fatalf("transaction with PATCH entries = %d %s", rec.Code, rec.Body)
+	}
+	cur := decode(t, req(h, "GET", "/fhir/Patient/"+id, ""))
+	if cur["gender"] != "female" || cur["telecom"] != nil || cur["meta"].(map[string]any)["versionId"] != "6" {
+		t.Errorf("after the transaction = %v", cur)
+	}
+
+	// Bad patches: 4xx naming the operation, nothing written.
+	for _, tc := range []struct {
+		name, body, json string
+		status           int
+		rule, expr       string
+	}{
+		{"replace id", "", `[{"op":"replace","path":"/id","value":"x"}]`, 400, "patch-server-owned", "Patch.operation[0].path"},
+		{"add to meta", "", `[{"op":"test","path":"/gender","value":"female"},{"op":"add","path":"/meta/tag","value":[]}]`, 400, "patch-server-owned", "Patch.operation[1].path"},
+		{"move id away", "", `[{"op":"move","from":"/id","path":"/text"}]`, 400, "patch-server-owned", "Patch.operation[0].from"},
+		{"failing test", "", `[{"op":"replace","path":"/gender","value":"male"},{"op":"test","path":"/gender","value":"female"}]`, 400, "patch-test-failed", "Patch.operation[1]"},
+		{"invalid result", "", `[{"op":"replace","path":"/gender","value":"SECRET7"}]`, 400, "", ""},
+		{"unknown element", "", `[{"op":"add","path":"/nope","value":1}]`, 400, "", ""},
+		{"missing member", "", `[{"op":"remove","path":"/address"}]`, 400, "patch-path-unresolved", "Patch.operation[0].path"},
+		{"FHIRPath on meta", `{"resourceType":"Parameters","parameter":[{"name":"operation","part":[{"name":"type","valueCode":"replace"},{"name":"path","valueString":"Patient.meta.versionId"},{"name":"value","valueId":"9"}]}]}`,
+			"", 400, "patch-server-owned", "Parameters.parameter[0]"},
+		{"FHIRPath add id", `{"resourceType":"Parameters","parameter":[{"name":"operation","part":[{"name":"type","valueCode":"replace"},{"name":"path","valueString":"Patient.gender"},{"name":"value","valueCode":"male"}]},{"name":"operation","part":[{"name":"type","valueCode":"add"},{"name":"path","valueString":"Patient"},{"name":"name","valueString":"id"},{"name":"value","valueId":"x"}]}]}`,
+			"", 400, "patch-server-owned", "Parameters.parameter[1]"},
+		{"FHIRPath where()", `{"resourceType":"Parameters","parameter":[{"name":"operation","part":[{"name":"type","valueCode":"delete"},{"name":"path","valueString":"Patient.name.where(family='x')"}]}]}`,
+			"", 400, "patch-path-unsupported", "Parameters.parameter[0]"},
+		{"not a patch", `{"resourceType":"Patient"}`, "", 400, "patch-invalid", ""},
+	} {
+		var rec *httptest.ResponseRecorder
+		if tc.json != "" {
+			rec = jsonPatch("/fhir/Patient/"+id, tc.json)
+		} else {
+			rec = req(h, "PATCH", "/fhir/Patient/"+id, tc.body)
+		}
+		if rec.Code != tc.status {
+			t.Errorf("%s: PATCH = %d, want %d: %s", tc.name, rec.Code, tc.status, rec.Body)
+			continue
+		}
+		if tc.rule != "" {
+			assertOutcome(t, rec, tc.status, tc.rule, "")
+		}
+		if tc.expr != "" && !strings.Contains(rec.Body.String(), `"expression":["`+tc.expr+`"]`) {
+			t.Errorf("%s: the outcome does not name %s: %s", tc.name, tc.expr, rec.Body)
+		}
+		if strings.Contains(rec.Body.String(), "SECRET7") {
+			t.Errorf("%s: the outcome quotes the patch: %s", tc.name, rec.Body)
+		}
+	}
+	if v := decode(t, req(h, "GET", "/fhir/Patient/"+id, ""))["meta"].(map[string]any)["versionId"]; v != "6" {
+		t.Errorf("refused patches wrote: version %v, want 6", v)
+	}
+	assertOutcome(t, jsonPatch("/fhir/Patient/"+id, `[{"op":"remove","path":"/gender"}]`, `If-Match: W/"1"`), 412, "version-mismatch", "")
+	assertOutcome(t, jsonPatch("/fhir/Patient/nope", `[{"op":"remove","path":"/gender"}]`), 404, "resource-unknown", "")
+	assertOutcome(t, jsonPatch("/fhir/AuditEvent/x", `[{"op":"remove","path":"/type"}]`), 405, "audit-read-only", "")
 }

@@ -13,7 +13,7 @@ func typeInteractions(typ string) []map[string]any {
 	if clientWritable(typ) != nil {
 		return interactions("read", "vread", "history-instance", "history-type", "search-type")
 	}
-	return interactions("read", "vread", "update", "delete", "history-instance", "history-type", "create", "search-type")
+	return interactions("read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create", "search-type")
 }
 
 // interactions renders CapabilityStatement interaction codes.
