@@ -137,7 +137,8 @@ func (s *Server) handleVRead(c echo.Context) error {
 
 // respondRead answers a read or vread: 304 Not Modified with the version
 // headers and no body when the client's copy is current (If-None-Match,
-// If-Modified-Since: http.html#cread), else the resource.
+// If-Modified-Since: http.html#cread), else the resource, shaped by
+// _summary or _elements.
 func (s *Server) respondRead(c echo.Context, r *store.Resource) error {
 	h := c.Request().Header
 	var since time.Time
@@ -147,6 +148,10 @@ func (s *Server) respondRead(c echo.Context, r *store.Resource) error {
 	if fhirwire.NotModified(h.Get("If-None-Match"), since, r.Version, r.LastUpdated) {
 		setVersionHeaders(c, r)
 		return c.NoContent(http.StatusNotModified)
+	}
+	r, err := s.app.Engine.Subset(r, c.QueryParams())
+	if err != nil {
+		return err
 	}
 	return s.respondResource(c, http.StatusOK, r)
 }

@@ -270,3 +270,51 @@ func TestPatch(t *testing.T) {
 	assertOutcome(t, jsonPatch("/fhir/Patient/nope", `[{"op":"remove","path":"/gender"}]`), 404, "resource-unknown", "")
 	assertOutcome(t, jsonPatch("/fhir/AuditEvent/x", `[{"op":"remove","path":"/type"}]`), 405, "audit-read-only", "")
 }
+
+// TestSummaryElements: _summary and _elements on read and search, tagged
+// SUBSETTED; included resources stay whole.
+func TestSummaryElements(t *testing.T) {
+	h := fhirServer(t)
+	pid := seedChain(t, h)
+	tagged := func(r map[string]any) bool { return strings.Contains(fmt.Sprint(r["meta"]), "SUBSETTED") }
+	p := decode(t, req(h, "GET", "/fhir/Patient/"+pid+"?_elements=name", ""))
+	if p["name"] == nil || p["gender"] != nil || p["birthDate"] != nil || p["id"] != pid || !tagged(p) {
+		t.Errorf("_elements=name = %v", p)
+	}
+	p = decode(t, req(h, "GET", "/fhir/Patient/"+pid+"?_summary=true", ""))
+	if p["name"] == nil || p["gender"] == nil || !tagged(p) {
+		t.Errorf("_summary=true of a Patient = %v", p)
+	}
+	p = decode(t, req(h, "GET", "/fhir/Patient/"+pid+"?_summary=false", ""))
+	if tagged(p) {
+		t.Errorf("_summary=false is tagged SUBSETTED: %v", p)
+	}
+	b := decode(t, req(h, "GET", "/fhir/Observation?_summary=true&_include=Observation:subject", ""))
+	for _, e := range b["entry"].([]any) {
+		r := e.(map[string]any)["resource"].(map[string]any)
+		switch r["resourceType"] {
+		case "Observation":
+			// status, code, subject, effective and value are summary elements.
+			if r["status"] == nil || r["valueQuantity"] == nil || r["effectiveDateTime"] == nil || !tagged(r) {
+				t.Errorf("_summary=true match = %v", r)
+			}
+		case "Patient":
+			if tagged(r) {
+				t.Errorf("an included resource was subsetted: %v", r)
+			}
+		}
+	}
+	b = decode(t, req(h, "GET", "/fhir/Observation?_summary=text", ""))
+	r := b["entry"].([]any)[0].(map[string]any)["resource"].(map[string]any)
+	if r["status"] == nil || r["code"] == nil || r["subject"] != nil || r["valueQuantity"] != nil {
+		t.Errorf("_summary=text match = %v (want the mandatory status and code only)", r)
+	}
+	b = decode(t, req(h, "GET", "/fhir/Observation?_elements=Observation.value,subject", ""))
+	r = b["entry"].([]any)[0].(map[string]any)["resource"].(map[string]any)
+	if r["valueQuantity"] == nil || r["subject"] == nil || r["effectiveDateTime"] != nil || r["status"] == nil {
+		t.Errorf("_elements=value,subject match = %v", r)
+	}
+	assertOutcome(t, req(h, "GET", "/fhir/Patient/"+pid+"?_elements=SECRET7", ""), 400, "search-value-invalid", "")
+	assertOutcome(t, req(h, "GET", "/fhir/Observation?_elements=nope", ""), 400, "search-value-invalid", "")
+	assertOutcome(t, req(h, "GET", "/fhir/Patient/"+pid+"?_summary=count", ""), 400, "search-value-invalid", "")
+}

@@ -147,7 +147,7 @@ func knownName(rt, name string) bool {
 		return true
 	}
 	switch name {
-	case "_count", "_offset", "_sort", "_summary", "_total", "_include", "_revinclude", "_format", "_pretty", "_has":
+	case "_count", "_offset", "_sort", "_summary", "_total", "_include", "_revinclude", "_format", "_pretty", "_has", "_elements":
 		return true
 	}
 	return unsupportedParam(name)
@@ -168,7 +168,7 @@ func knownModifier(mod string) bool {
 // resources, or a special one, that the gateway does not implement.
 func unsupportedParam(name string) bool {
 	switch name {
-	case "_contained", "_containedType", "_content", "_elements", "_filter", "_list",
+	case "_contained", "_containedType", "_content", "_filter", "_list",
 		"_profile", "_query", "_security", "_source", "_tag", "_text", "_type":
 		return true
 	}
@@ -187,7 +187,7 @@ func (ps *parser) param(key string, vals []string) *Error {
 	switch name {
 	case "_format", "_pretty":
 		return nil // the HTTP layer's business
-	case "_count", "_offset", "_sort", "_summary", "_total":
+	case "_count", "_offset", "_sort", "_summary", "_total", "_elements":
 		if mod != "" {
 			return ps.errorf(key, RuleModifierUnsupported, "%s takes no modifier", ps.named(name))
 		}
@@ -290,9 +290,28 @@ func (ps *parser) control(key, name, v string) *Error {
 		switch v {
 		case "count":
 			ps.q.SummaryCount = true
+		case "true", "text", "data":
+			ps.q.Summary = v
 		case "false":
 		default:
-			return ps.errorf(key, RuleValueInvalid, "_summary supports only count and false")
+			return ps.errorf(key, RuleValueInvalid, "_summary must be true, text, data, count or false")
+		}
+		if ps.q.Summary != "" && ps.q.Elements != nil {
+			return ps.errorf(key, RuleValueInvalid, "give _summary or _elements, not both")
+		}
+	case "_elements":
+		for _, el := range strings.Split(v, ",") {
+			el = strings.TrimSpace(el)
+			if t, rest, ok := strings.Cut(el, "."); ok && t == ps.rt {
+				el = rest
+			}
+			if el == "" || !isElementName(el) {
+				return ps.errorf(key, RuleValueInvalid, "_elements lists top-level element names of %s (name, or %s.name)", ps.rt, ps.rt)
+			}
+			ps.q.Elements = append(ps.q.Elements, el)
+		}
+		if ps.q.Summary != "" {
+			return ps.errorf(key, RuleValueInvalid, "give _summary or _elements, not both")
 		}
 	case "_total":
 		switch v {
@@ -307,6 +326,39 @@ func (ps *parser) control(key, name, v string) *Error {
 		return ps.sort(key, v)
 	}
 	return nil
+}
+
+// isElementName reports whether s is an element name (letters and digits,
+// starting with a letter).
+func isElementName(s string) bool {
+	for i, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || i > 0 && r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// ParseSubset reads the _summary (true, text, data or false) and _elements
+// parameters of a read of resourceType; other parameters are ignored.
+// Returns an *Error (search-value-invalid) for a bad value.
+func ParseSubset(resourceType string, params url.Values) (summary string, elements []string, err error) {
+	ps := &parser{rt: resourceType, q: &Query{Type: resourceType}}
+	for _, key := range []string{"_elements", "_summary"} {
+		vals := params[key]
+		if len(vals) > 1 {
+			return "", nil, ps.errorf(key, RuleValueInvalid, "%s is given more than once", ps.named(key))
+		}
+		if len(vals) == 1 {
+			if perr := ps.control(key, key, vals[0]); perr != nil {
+				return "", nil, perr
+			}
+		}
+	}
+	if ps.q.SummaryCount {
+		return "", nil, ps.errorf("_summary", RuleValueInvalid, "_summary=count is for searches; a read takes true, text, data or false")
+	}
+	return ps.q.Summary, ps.q.Elements, nil
 }
 
 // sort parses _sort.

@@ -183,13 +183,16 @@ func TestParseErrors(t *testing.T) {
 		{"Patient", "_has:Observation:patient:date=" + secret, RuleValueInvalid, "_has:Observation:patient:date"},
 		{"Patient", "foo=" + secret, RuleParamUnknown, ""},
 		{"Patient", "_tag=" + secret, RuleParamUnsupported, "_tag"},
-		{"Patient", "_elements=id", RuleParamUnsupported, "_elements"},
+		{"Patient", "_elements=name.family", RuleValueInvalid, "_elements"},
+		{"Patient", "_elements=Observation.status", RuleValueInvalid, "_elements"},
+		{"Patient", "_elements=name&_summary=true", RuleValueInvalid, "_summary"},
+		{"Patient", "_elements:x=name", RuleModifierUnsupported, "_elements"},
 		{"Patient", "_count=" + secret, RuleValueInvalid, "_count"},
 		{"Patient", "_count=-1", RuleValueInvalid, "_count"},
 		{"Patient", "_count=1&_count=2", RuleValueInvalid, "_count"},
 		{"Patient", "_count:x=1", RuleModifierUnsupported, "_count"},
 		{"Patient", "_offset=-5", RuleValueInvalid, "_offset"},
-		{"Patient", "_summary=true", RuleValueInvalid, "_summary"},
+		{"Patient", "_summary=" + secret, RuleValueInvalid, "_summary"},
 		{"Patient", "_total=" + secret, RuleValueInvalid, "_total"},
 		{"Observation", "_sort=code", RuleSortUnsupported, "_sort"},
 		{"Observation", "_sort=nope", RuleParamUnknown, "_sort"},
@@ -285,7 +288,7 @@ func TestParseLenient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"_elements", "_has:Observation:patient:code", "_include", "_sort", "code:exact", "foo"}
+	want := []string{"_has:Observation:patient:code", "_include", "_sort", "code:exact", "foo"}
 	if !slices.Equal(ignored, want) {
 		t.Errorf("ignored = %v, want %v", ignored, want)
 	}

@@ -1,5 +1,7 @@
 package r4
 
+import "strings"
+
 // Element describes one element of an R4 type as its JSON carries it, for
 // code that edits resources (FHIRPath Patch, _elements).
 type Element struct {
@@ -62,4 +64,16 @@ func element(e *elemDef) Element {
 		out.Types = append(out.Types, a.typeName)
 	}
 	return out
+}
+
+// SummaryElements returns the element paths of resourceType that the R4
+// definitions mark isSummary (what _summary=true keeps): names below the
+// resource, dotted below backbone elements ("component.code"), a choice
+// element by its base name ("value"). Nil for an unknown type.
+func SummaryElements(resourceType string) []string {
+	s, ok := summaryElements[resourceType]
+	if !ok {
+		return nil
+	}
+	return strings.Fields(s)
 }

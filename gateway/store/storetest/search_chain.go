@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
@@ -77,4 +78,38 @@ func testTenantChain(t *testing.T, s store.Store) {
 	expect(t, s, "_has does not see clinic-b's observations", inTenant(tenantA, query("Patient", has("Observation", "subject", code),
 		id("pa1"))), "pa1")
 	expect(t, s, "_has in clinic-b", inTenant(tenantB, query("Patient", has("Observation", "subject", clause("code", search.TypeToken, "", vCode("c2"))))), "pb1")
+}
+
+// testSearchCompartment: a search of every type restricted to a patient's
+// compartment ($everything): the Patient, the resources referencing it
+// through their compartment parameter, within Types.
+func testSearchCompartment(t *testing.T, s store.Store) {
+	patients(t, s)
+	load(t, s,
+		doc{"Observation", "o1", []search.Entry{ref("subject", "Patient", "p1"), ref("patient", "Patient", "p1")}},
+		doc{"Observation", "o2", []search.Entry{ref("subject", "Patient", "p2"), ref("patient", "Patient", "p2")}},
+		doc{"AdverseEvent", "a1", []search.Entry{ref("subject", "Patient", "p1")}},
+		doc{"Encounter", "e1", []search.Entry{ref("patient", "Patient", "p1")}},
+		doc{"Immunization", "i1", []search.Entry{ref("patient", "Patient", "p1")}},
+		// A reference by a parameter that is not the compartment's.
+		doc{"Observation", "o3", []search.Entry{ref("has-member", "Patient", "p1")}},
+		doc{"Practitioner", "dr1", []search.Entry{ref("patient", "Patient", "p1")}},
+	)
+	every := func(types ...string) *search.Query {
+		return &search.Query{Types: types, Compartment: &search.Compartment{PatientID: "p1"}, Count: 50}
+	}
+	want := []string{"a1", "e1", "i1", "o1", "p1"}
+	pg := doSearch(t, s, every())
+	if got := sorted(ids(pg.Matches)); strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("compartment of p1 = %v, want %v", got, want)
+	}
+	pg = doSearch(t, s, every("Observation", "Patient"))
+	if got := sorted(ids(pg.Matches)); strings.Join(got, ",") != "o1,p1" {
+		t.Errorf("compartment of p1 among Observation, Patient = %v, want o1, p1", got)
+	}
+	q := every("Encounter")
+	q.Total = true
+	if pg = doSearch(t, s, q); pg.Total != 1 || len(pg.Matches) != 1 {
+		t.Errorf("compartment of p1 among Encounter: total %d, %d matches; want 1", pg.Total, len(pg.Matches))
+	}
 }

@@ -60,6 +60,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"SystemSearch", testSystemSearch},
 		{"SearchChain", testSearchChain},
 		{"TenantChain", testTenantChain},
+		{"SearchCompartment", testSearchCompartment},
 		{"BadQueries", testBadQueries},
 		{"NormalizedOnPut", testNormalizedOnPut},
 		{"Sort", testSort},

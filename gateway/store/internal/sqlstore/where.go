@@ -21,6 +21,12 @@ func (b *Builder) where(q *search.Query) error {
 	}
 	cond, args := tenantCond(q.Tenant)
 	b.add(cond, args...)
+	if b.typ == "" && len(q.Types) > 0 {
+		b.typesCond(q.Types)
+	}
+	if q.Compartment != nil {
+		b.compartmentCond(q.Compartment, q.Types)
+	}
 	for i := range q.Clauses {
 		b.add(" AND ")
 		if err := b.clause(&q.Clauses[i]); err != nil {
