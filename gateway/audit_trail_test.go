@@ -158,6 +158,10 @@ func TestEveryRouteAudited(t *testing.T) {
 		{"PATCH /fhir/:type/:id", "PATCH", "/fhir/Patient/p1", fpGender, 200},
 		{"PATCH /fhir/:type/:id", "PATCH", "/fhir/Patient/p1", `[{"op":"remove","path":"/id"}]`, 400},
 		{"PATCH /fhir/:type", "PATCH", "/fhir/Patient?_id=p1", fpGender, 200},
+		{"GET /fhir/:type/:id/:compartment", "GET", "/fhir/Patient/p1/Observation?code=x", "", 200},
+		{"GET /fhir/:type/:id/:compartment", "GET", "/fhir/Patient/p1/Practitioner", "", 400},
+		{"GET /fhir/:type/:id/$everything", "GET", "/fhir/Patient/p1/$everything?_count=2", "", 200},
+		{"GET /fhir/:type/:id/$everything", "GET", "/fhir/Patient/nope/$everything", "", 404},
 		// The console audits its pages as the API calls they stand for
 		// (the interaction after the '=' of the target).
 		{"GET /console/*", "GET", "/console/deliveries#=delivery-list", "", 200},

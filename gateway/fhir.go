@@ -276,6 +276,38 @@ func (s *Server) handleSearch(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	return s.writeSearchset(c, typ, typ, params, res)
+}
+
+// handleCompartment is GET /fhir/Patient/{id}/{type}: a search of type
+// within the patient's compartment.
+func (s *Server) handleCompartment(c echo.Context) error {
+	params := c.QueryParams()
+	comp, id, typ := c.Param("type"), c.Param("id"), c.Param("compartment")
+	res, err := s.app.Engine.SearchCompartment(c.Request().Context(), scopeOf(c), comp, id, typ, params,
+		preferLenient(c.Request().Header.Get("Prefer")))
+	if err != nil {
+		return err
+	}
+	return s.writeSearchset(c, typ, comp+"/"+id+"/"+typ, params, res)
+}
+
+// handleEverything is GET /fhir/Patient/{id}/$everything.
+func (s *Server) handleEverything(c echo.Context) error {
+	if c.Param("type") != "Patient" {
+		return outcome.New(outcome.NotFound, "not-supported", "operation-unknown", "$everything is an operation on a Patient")
+	}
+	params := c.QueryParams()
+	res, err := s.app.Engine.Everything(c.Request().Context(), scopeOf(c), c.Param("id"), params)
+	if err != nil {
+		return err
+	}
+	return s.writeSearchset(c, "Patient", "Patient/"+c.Param("id")+"/$everything", params, res)
+}
+
+// writeSearchset answers a search of typ (at path below the FHIR base,
+// for the paging links) with its searchset Bundle.
+func (s *Server) writeSearchset(c echo.Context, typ, path string, params url.Values, res *engine.SearchResult) error {
 	q, page := res.Query, res.Page
 	base := s.baseURL(c)
 	b := fhirwire.Bundle{ResourceType: "Bundle", ID: store.NewID(), Type: fhirwire.TypeSearchset,
@@ -286,14 +318,15 @@ func (s *Server) handleSearch(c echo.Context) error {
 		}
 	}
 	self := selfParams(params, res.Ignored)
-	b.Link = append(b.Link, fhirwire.Link{Relation: "self", URL: pageURL(base, typ, self, q.Offset, q.Count)})
+	b.Link = append(b.Link, fhirwire.Link{Relation: "self", URL: pageURL(base, path, self, q.Offset, q.Count)})
 	if !q.SummaryCount {
 		if q.Offset > 0 {
 			prev := max(q.Offset-q.Count, 0)
-			b.Link = append(b.Link, fhirwire.Link{Relation: "previous", URL: pageURL(base, typ, self, prev, q.Count)})
+			b.Link = append(b.Link, fhirwire.Link{Relation: "previous", URL: pageURL(base, path, self, prev, q.Count)})
 		}
-		if len(page.Matches) == q.Count && (page.Total < 0 || q.Offset+q.Count < page.Total) {
-			b.Link = append(b.Link, fhirwire.Link{Relation: "next", URL: pageURL(base, typ, self, q.Offset+q.Count, q.Count)})
+		if len(page.Matches) == q.Count && (page.Total < 0 || q.Offset+q.Count < page.Total) ||
+			res.Withheld > 0 && q.Offset+q.Count < page.Total {
+			b.Link = append(b.Link, fhirwire.Link{Relation: "next", URL: pageURL(base, path, self, q.Offset+q.Count, q.Count)})
 		}
 		for _, r := range page.Matches {
 			b.Entry = append(b.Entry, fhirwire.Entry{FullURL: base + "/" + r.Type + "/" + r.ID, Resource: r.Body,
@@ -330,8 +363,8 @@ func selfParams(params url.Values, ignored []string) url.Values {
 	return out
 }
 
-// pageURL is a search URL for one page.
-func pageURL(base, typ string, params url.Values, offset, count int) string {
+// pageURL is a search URL for one page of the search at path below base.
+func pageURL(base, path string, params url.Values, offset, count int) string {
 	p := url.Values{}
 	for k, vs := range params {
 		p[k] = vs
@@ -340,7 +373,7 @@ func pageURL(base, typ string, params url.Values, offset, count int) string {
 	if offset > 0 {
 		p.Set("_offset", strconv.Itoa(offset))
 	}
-	return base + "/" + typ + "?" + p.Encode()
+	return base + "/" + path + "?" + p.Encode()
 }
 
 // ignoredOutcome reports the parameters a lenient search of typ ignored,

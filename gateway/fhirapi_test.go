@@ -318,3 +318,63 @@ func TestSummaryElements(t *testing.T) {
 	assertOutcome(t, req(h, "GET", "/fhir/Observation?_elements=nope", ""), 400, "search-value-invalid", "")
 	assertOutcome(t, req(h, "GET", "/fhir/Patient/"+pid+"?_summary=count", ""), 400, "search-value-invalid", "")
 }
+
+// TestCompartmentAndEverything: Patient/{id}/{type} searches one patient's
+// resources; $everything pages through the patient and its compartment,
+// with _type and _since; the routes of _history still answer.
+func TestCompartmentAndEverything(t *testing.T) {
+	h := fhirServer(t)
+	pid := seedChain(t, h)
+	b := decode(t, req(h, "GET", "/fhir/Patient/"+pid+"/Observation?code=8867-4", ""))
+	if b["total"] != 1.0 || !strings.Contains(b["link"].([]any)[0].(map[string]any)["url"].(string), "/fhir/Patient/"+pid+"/Observation?") {
+		t.Errorf("compartment search = %v", b)
+	}
+	if n := decode(t, req(h, "GET", "/fhir/Patient/"+pid+"/Observation?code=8480-6", ""))["total"]; n != 0.0 {
+		t.Errorf("another patient's Observation in the compartment search: total %v", n)
+	}
+	if n := decode(t, req(h, "GET", "/fhir/Patient/"+pid+"/Patient", ""))["total"]; n != 1.0 {
+		t.Errorf("Patient/id/Patient total = %v, want 1", n)
+	}
+	assertOutcome(t, req(h, "GET", "/fhir/Patient/"+pid+"/Practitioner", ""), 400, "compartment-type-unsupported", "")
+	assertOutcome(t, req(h, "GET", "/fhir/Encounter/"+pid+"/Observation", ""), 404, "compartment-unknown", "")
+	if rec := req(h, "GET", "/fhir/Patient/"+pid+"/_history", ""); rec.Code != 200 {
+		t.Errorf("instance history beside the compartment route = %d", rec.Code)
+	}
+
+	// The Patient, its Observation, and the Provenance and AuditEvents
+	// naming it (both in R4's patient compartment).
+	b = decode(t, req(h, "GET", "/fhir/Patient/"+pid+"/$everything", ""))
+	types := map[string]int{}
+	for _, e := range b["entry"].([]any) {
+		types[e.(map[string]any)["resource"].(map[string]any)["resourceType"].(string)]++
+	}
+	if types["Patient"] != 1 || types["Observation"] != 1 || types["Provenance"] != 1 || types["AuditEvent"] == 0 {
+		t.Fatalf("$everything carried %v", types)
+	}
+	if n := decode(t, req(h, "GET", "/fhir/Patient/"+pid+"/$everything?_type=Patient,Observation", ""))["total"]; n != 2.0 {
+		t.Fatalf("$everything?_type=Patient,Observation total = %v, want 2", n)
+	}
+	b = decode(t, req(h, "GET", "/fhir/Patient/"+pid+"/$everything?_count=1&_type=Patient,Observation", ""))
+	var next string
+	for _, l := range b["link"].([]any) {
+		if l.(map[string]any)["relation"] == "next" {
+			next = l.(map[string]any)["url"].(string)
+		}
+	}
+	if len(b["entry"].([]any)) != 1 || !strings.Contains(next, "/fhir/Patient/"+pid+"/$everything?") {
+		t.Fatalf("$everything?_count=1 = %v", b)
+	}
+	_, rest, _ := strings.Cut(next, "/fhir/")
+	if b2 := decode(t, req(h, "GET", "/fhir/"+rest, "")); len(b2["entry"].([]any)) != 1 {
+		t.Errorf("the next page = %v", b2)
+	}
+	if n := decode(t, req(h, "GET", "/fhir/Patient/"+pid+"/$everything?_type=Observation", ""))["total"]; n != 1.0 {
+		t.Errorf("$everything?_type=Observation total = %v, want 1", n)
+	}
+	if n := decode(t, req(h, "GET", "/fhir/Patient/"+pid+"/$everything?_since=2999-01-01T00:00:00Z", ""))["total"]; n != 0.0 {
+		t.Errorf("$everything?_since=future total = %v, want 0", n)
+	}
+	assertOutcome(t, req(h, "GET", "/fhir/Patient/"+pid+"/$everything?_type=Practitioner", ""), 400, "search-value-invalid", "")
+	assertOutcome(t, req(h, "GET", "/fhir/Patient/"+pid+"/$everything?start=2020", ""), 400, "search-param-unsupported", "")
+	assertOutcome(t, req(h, "GET", "/fhir/Patient/nope/$everything", ""), 404, "resource-unknown", "")
+}

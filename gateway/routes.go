@@ -79,6 +79,8 @@ func (s *Server) table() []route {
 		{method: del, path: "/fhir/:type/:id", handle: s.handleDelete, interaction: "delete", fhir: true, store: true},
 		{method: patch, path: "/fhir/:type/:id", handle: s.handlePatch, interaction: "patch", fhir: true, store: true},
 		{method: get, path: "/fhir/:type/:id/_history", handle: s.handleHistory, interaction: "history-instance", fhir: true, store: true},
+		{method: get, path: "/fhir/:type/:id/$everything", handle: s.handleEverything, interaction: "operation", fhir: true, store: true},
+		{method: get, path: "/fhir/:type/:id/:compartment", handle: s.handleCompartment, interaction: "search-compartment", fhir: true, store: true},
 		{method: get, path: "/fhir/:type/:id/_history/:vid", handle: s.handleVRead, interaction: "vread", fhir: true, store: true},
 
 		// The web console for people (docs/console.md), audited by itself.

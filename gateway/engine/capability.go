@@ -82,6 +82,12 @@ func (e *Engine) CapabilityStatement(base string, sec Security) map[string]any {
 		if sp := e.v.profiles.SupportedProfiles(typ); len(sp) > 0 {
 			res["supportedProfile"] = sp
 		}
+		if typ == "Patient" {
+			res["operation"] = []map[string]any{{"name": "everything",
+				"definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
+				"documentation": "The Patient and its compartment's resources the caller may see; _since, _type, _count and " +
+					"paging (_offset). Resources the compartment's resources reference are not added."}}
+		}
 		resources = append(resources, res)
 	}
 	return map[string]any{
@@ -109,6 +115,8 @@ func (e *Engine) CapabilityStatement(base string, sec Security) map[string]any {
 				"parameters support _id, _lastUpdated and patient (the patient compartment: any reference to a Patient).",
 			"resource":    resources,
 			"interaction": interactions("transaction", "batch", "history-system"),
+			// GET /fhir/Patient/{id}/{type}: the patient compartment.
+			"compartment": []string{"http://hl7.org/fhir/CompartmentDefinition/patient"},
 			"searchParam": []map[string]any{
 				{"name": "_id", "type": "token"},
 				{"name": "_lastUpdated", "type": "date"},
