@@ -23,7 +23,8 @@ const (
 // use ParseLenient to learn which. Returns an *Error for a client mistake:
 // rule search-type-unknown, search-param-unknown, search-param-unsupported,
 // search-value-invalid, search-modifier-unsupported,
-// search-chain-unsupported, search-include-unsupported or
+// search-chain-unsupported (a chain or _has the gateway cannot run),
+// search-include-unsupported or
 // search-sort-unsupported, or search-limit-exceeded beyond the default
 // Limits; in lenient mode only search-value-invalid, search-type-unknown and
 // search-limit-exceeded remain errors. An error names (Param) and quotes
@@ -33,18 +34,20 @@ const (
 // Control parameters: _count (default 50, above 1000 taken as 1000, 0 means
 // only the total: SummaryCount), _offset (the paging cursor, >= 0), _sort
 // (comma list of _id, _lastUpdated and date parameters, "-" = descending),
-// _summary (count or false), _total (none | estimate | accurate; the total
+// _summary (true, text, data, count or false: Query.Summary), _elements (top-level
+// element names: Query.Elements), _total (none | estimate | accurate; the total
 // is counted unless none), _include and _revinclude (Type:param[:Target],
 // :iterate tolerated), _format and _pretty (ignored here); each at most
-// once, except the includes. _elements and the other FHIR parameters the
-// gateway lacks (_tag, _profile, _text, _has, ...) are unsupported.
+// once, except the includes. The other FHIR parameters the gateway lacks
+// (_tag, _profile, _text, ...) are unsupported.
 //
 // Search parameters: each occurrence is a Clause (occurrences are ANDed);
 // its value splits into ORed Values at unescaped commas, and token and
 // quantity values into parts at unescaped "|"; \, \| \$ \\ are unescaped.
 // An empty value is ignored, as search.html says. Clauses come in the
-// order of sorted parameter names, then occurrence. Chained parameters
-// (subject.name, subject:Patient.name) are unsupported.
+// order of sorted parameter names, then occurrence. A chained parameter
+// (subject.name, subject:Patient.name) or _has is one Clause per occurrence
+// with Chain or Has set (see chain.go).
 func Parse(resourceType string, params url.Values, lenient bool) (*Query, error) {
 	q, _, err := parse(resourceType, params, lenient, false, Limits{})
 	if err != nil {
