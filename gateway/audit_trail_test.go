@@ -108,6 +108,8 @@ func TestEveryRouteAudited(t *testing.T) {
 		}
 	}
 	put := `{"resourceType":"Patient","id":"p1","gender":"female"}`
+	fpGender := `{"resourceType":"Parameters","parameter":[{"name":"operation","part":[{"name":"type","valueCode":"replace"},` +
+		`{"name":"path","valueString":"Patient.gender"},{"name":"value","valueCode":"male"}]}]}`
 	session := `{"resourceType":"Bundle","type":"batch","entry":[{"request":{"method":"GET","url":"Patient/p1"}}]}`
 	cases := []struct {
 		route          string // the table key
@@ -151,7 +153,13 @@ func TestEveryRouteAudited(t *testing.T) {
 		{"GET /.well-known/smart-configuration", "GET", "/.well-known/smart-configuration", "", 404},
 		{"GET /fhir/.well-known/smart-configuration", "GET", "/fhir/.well-known/smart-configuration", "", 404},
 		{"POST /auth/token", "POST", "/auth/token", "", 404},
-		{"PATCH /fhir/:type/:id", "PATCH", "/fhir/Patient/p1", "", 405},
+		{"PATCH /fhir/:type/:id", "PATCH", "/fhir/Patient/p1", fpGender, 200},
+		{"PATCH /fhir/:type/:id", "PATCH", "/fhir/Patient/p1", `[{"op":"remove","path":"/id"}]`, 400},
+		{"PATCH /fhir/:type", "PATCH", "/fhir/Patient?_id=p1", fpGender, 200},
+		{"GET /fhir/:type/:id/:compartment", "GET", "/fhir/Patient/p1/Observation?code=x", "", 200},
+		{"GET /fhir/:type/:id/:compartment", "GET", "/fhir/Patient/p1/Practitioner", "", 400},
+		{"GET /fhir/:type/:id/$everything", "GET", "/fhir/Patient/p1/$everything?_count=2", "", 200},
+		{"GET /fhir/:type/:id/$everything", "GET", "/fhir/Patient/nope/$everything", "", 404},
 		// The console audits its pages as the API calls they stand for
 		// (the interaction after the '=' of the target).
 		{"GET /console/*", "GET", "/console/deliveries#=delivery-list", "", 200},

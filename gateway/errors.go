@@ -26,7 +26,6 @@ var (
 	errContentType        = outcome.New(outcome.UnsupportedMedia, "not-supported", "content-type-unsupported", "the body must be application/json or application/fhir+json")
 	errFormat             = outcome.New(outcome.NotAcceptable, "not-supported", "format-unsupported", "only JSON is supported (_format=json)")
 	errAccept             = outcome.New(outcome.NotAcceptable, "not-supported", "format-unsupported", "only application/fhir+json is available")
-	errPatch              = outcome.New(outcome.MethodNotAllowed, "not-supported", "patch-unsupported", "PATCH is not supported; send the whole resource with PUT")
 	errAuthNotEnabled     = outcome.New(outcome.NotFound, "not-found", "auth-not-configured", "this gateway runs in development mode without authentication")
 	errConformanceUnknown = outcome.New(outcome.NotFound, "not-found", "resource-unknown",
 		"without a database the gateway serves only its own conformance resources, and none with this type and id")

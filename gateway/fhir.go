@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"mime"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -118,7 +120,7 @@ func (s *Server) handleRead(c echo.Context) error {
 		}
 		return err
 	}
-	return s.respondResource(c, http.StatusOK, r)
+	return s.respondRead(c, r)
 }
 
 // handleVRead is GET /fhir/{type}/{id}/_history/{vid}.
@@ -130,12 +132,72 @@ func (s *Server) handleVRead(c echo.Context) error {
 		}
 		return err
 	}
+	return s.respondRead(c, r)
+}
+
+// respondRead answers a read or vread: 304 Not Modified with the version
+// headers and no body when the client's copy is current (If-None-Match,
+// If-Modified-Since: http.html#cread), else the resource, shaped by
+// _summary or _elements.
+func (s *Server) respondRead(c echo.Context, r *store.Resource) error {
+	h := c.Request().Header
+	var since time.Time
+	if v := h.Get("If-Modified-Since"); v != "" {
+		since, _ = http.ParseTime(v) // an unreadable date is ignored (RFC 9110 13.1.3)
+	}
+	if fhirwire.NotModified(h.Get("If-None-Match"), since, r.Version, r.LastUpdated) {
+		setVersionHeaders(c, r)
+		return c.NoContent(http.StatusNotModified)
+	}
+	r, err := s.app.Engine.Subset(r, c.QueryParams())
+	if err != nil {
+		return err
+	}
 	return s.respondResource(c, http.StatusOK, r)
 }
 
-// handlePatch is PATCH /fhir/{type}/{id}: not supported (405, as the
-// CapabilityStatement says by not listing patch).
-func (s *Server) handlePatch(c echo.Context) error { return errPatch }
+// handlePatch is PATCH /fhir/{type}/{id}: a JSON Patch
+// (application/json-patch+json) or a FHIRPath Patch (a Parameters
+// resource), honouring If-Match.
+func (s *Server) handlePatch(c echo.Context) error {
+	format, body := s.patchBody(c)
+	res, err := s.app.Engine.Patch(c.Request().Context(), scopeOf(c), c.Param("type"), c.Param("id"), format, body,
+		c.Request().Header.Get("If-Match"))
+	if err != nil {
+		return err
+	}
+	return s.respondWrite(c, res)
+}
+
+// handleConditionalPatch is PATCH /fhir/{type}?criteria.
+func (s *Server) handleConditionalPatch(c echo.Context) error {
+	format, body := s.patchBody(c)
+	res, err := s.app.Engine.ConditionalPatch(c.Request().Context(), scopeOf(c), c.Param("type"), c.Request().URL.RawQuery,
+		format, body, c.Request().Header.Get("If-Match"))
+	if err != nil {
+		return err
+	}
+	return s.respondWrite(c, res)
+}
+
+// patchBody reads a PATCH body: application/json-patch+json is a JSON
+// Patch; a FHIR JSON body is a FHIRPath Patch (or a JSON Patch array).
+func (s *Server) patchBody(c echo.Context) (engine.PatchFormat, engine.Body) {
+	r := c.Request()
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if mt != "application/json-patch+json" {
+		return engine.PatchDetect, s.body(c)
+	}
+	return engine.PatchJSON, func() ([]byte, error) {
+		var b []byte
+		err := stage.Run(r.Context(), s.tracer(), "fhir.decode", func(context.Context) error {
+			var err error
+			b, err = readBodyOf(c, s.cfg.MaxBodyBytes, "application/json-patch+json")
+			return err
+		})
+		return b, err
+	}
+}
 
 // setVersionHeaders sets ETag and Last-Modified of a stored version.
 func setVersionHeaders(c echo.Context, r *store.Resource) {
@@ -214,6 +276,38 @@ func (s *Server) handleSearch(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	return s.writeSearchset(c, typ, typ, params, res)
+}
+
+// handleCompartment is GET /fhir/Patient/{id}/{type}: a search of type
+// within the patient's compartment.
+func (s *Server) handleCompartment(c echo.Context) error {
+	params := c.QueryParams()
+	comp, id, typ := c.Param("type"), c.Param("id"), c.Param("compartment")
+	res, err := s.app.Engine.SearchCompartment(c.Request().Context(), scopeOf(c), comp, id, typ, params,
+		preferLenient(c.Request().Header.Get("Prefer")))
+	if err != nil {
+		return err
+	}
+	return s.writeSearchset(c, typ, comp+"/"+id+"/"+typ, params, res)
+}
+
+// handleEverything is GET /fhir/Patient/{id}/$everything.
+func (s *Server) handleEverything(c echo.Context) error {
+	if c.Param("type") != "Patient" {
+		return outcome.New(outcome.NotFound, "not-supported", "operation-unknown", "$everything is an operation on a Patient")
+	}
+	params := c.QueryParams()
+	res, err := s.app.Engine.Everything(c.Request().Context(), scopeOf(c), c.Param("id"), params)
+	if err != nil {
+		return err
+	}
+	return s.writeSearchset(c, "Patient", "Patient/"+c.Param("id")+"/$everything", params, res)
+}
+
+// writeSearchset answers a search of typ (at path below the FHIR base,
+// for the paging links) with its searchset Bundle.
+func (s *Server) writeSearchset(c echo.Context, typ, path string, params url.Values, res *engine.SearchResult) error {
 	q, page := res.Query, res.Page
 	base := s.baseURL(c)
 	b := fhirwire.Bundle{ResourceType: "Bundle", ID: store.NewID(), Type: fhirwire.TypeSearchset,
@@ -224,14 +318,15 @@ func (s *Server) handleSearch(c echo.Context) error {
 		}
 	}
 	self := selfParams(params, res.Ignored)
-	b.Link = append(b.Link, fhirwire.Link{Relation: "self", URL: pageURL(base, typ, self, q.Offset, q.Count)})
+	b.Link = append(b.Link, fhirwire.Link{Relation: "self", URL: pageURL(base, path, self, q.Offset, q.Count)})
 	if !q.SummaryCount {
 		if q.Offset > 0 {
 			prev := max(q.Offset-q.Count, 0)
-			b.Link = append(b.Link, fhirwire.Link{Relation: "previous", URL: pageURL(base, typ, self, prev, q.Count)})
+			b.Link = append(b.Link, fhirwire.Link{Relation: "previous", URL: pageURL(base, path, self, prev, q.Count)})
 		}
-		if len(page.Matches) == q.Count && (page.Total < 0 || q.Offset+q.Count < page.Total) {
-			b.Link = append(b.Link, fhirwire.Link{Relation: "next", URL: pageURL(base, typ, self, q.Offset+q.Count, q.Count)})
+		if len(page.Matches) == q.Count && (page.Total < 0 || q.Offset+q.Count < page.Total) ||
+			res.Withheld > 0 && q.Offset+q.Count < page.Total {
+			b.Link = append(b.Link, fhirwire.Link{Relation: "next", URL: pageURL(base, path, self, q.Offset+q.Count, q.Count)})
 		}
 		for _, r := range page.Matches {
 			b.Entry = append(b.Entry, fhirwire.Entry{FullURL: base + "/" + r.Type + "/" + r.ID, Resource: r.Body,
@@ -268,8 +363,8 @@ func selfParams(params url.Values, ignored []string) url.Values {
 	return out
 }
 
-// pageURL is a search URL for one page.
-func pageURL(base, typ string, params url.Values, offset, count int) string {
+// pageURL is a search URL for one page of the search at path below base.
+func pageURL(base, path string, params url.Values, offset, count int) string {
 	p := url.Values{}
 	for k, vs := range params {
 		p[k] = vs
@@ -278,7 +373,7 @@ func pageURL(base, typ string, params url.Values, offset, count int) string {
 	if offset > 0 {
 		p.Set("_offset", strconv.Itoa(offset))
 	}
-	return base + "/" + typ + "?" + p.Encode()
+	return base + "/" + path + "?" + p.Encode()
 }
 
 // ignoredOutcome reports the parameters a lenient search of typ ignored,

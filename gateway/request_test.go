@@ -122,8 +122,8 @@ func TestMethodNotAllowed(t *testing.T) {
 	h := fhirServer(t)
 	tests := []struct{ method, target, allow string }{
 		{"GET", "/auth/token", "OPTIONS, POST"},
-		{"DELETE", "/fhir/Patient", "OPTIONS, GET, POST, PUT"},
-		{"PATCH", "/fhir/Patient/1", "DELETE, GET, PUT"},
+		{"DELETE", "/fhir/Patient", "OPTIONS, GET, PATCH, POST, PUT"},
+		{"PATCH", "/fhir/AuditEvent/1", "GET"},
 		{"POST", "/fhir/AuditEvent", "GET"},
 		{"PUT", "/fhir/AuditEvent/1", "GET"},
 		{"DELETE", "/fhir/AuditEvent/1", "GET"},

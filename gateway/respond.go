@@ -5,6 +5,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"slices"
 
 	"github.com/labstack/echo/v4"
 
@@ -35,9 +36,14 @@ func writeResource(c echo.Context, status int, v any) error {
 // other media types with 415 and oversize bodies with 413 before reading
 // them whole where Content-Length tells.
 func readBody(c echo.Context, limit int64) ([]byte, error) {
+	return readBodyOf(c, limit, "application/json", "application/fhir+json", "application/json+fhir")
+}
+
+// readBodyOf is readBody for a body of one of the media types.
+func readBodyOf(c echo.Context, limit int64, types ...string) ([]byte, error) {
 	r := c.Request()
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if err != nil || (mt != "application/json" && mt != "application/fhir+json" && mt != "application/json+fhir") {
+	if err != nil || !slices.Contains(types, mt) {
 		return nil, errContentType
 	}
 	if r.ContentLength > limit {

@@ -71,6 +71,7 @@ func (s *Server) table() []route {
 		{method: post, path: "/fhir/:type/_search", handle: s.handleSearch, interaction: "search-type", fhir: true, store: true},
 		{method: post, path: "/fhir/:type", handle: s.handleCreate, interaction: "create", fhir: true, store: true},
 		{method: put, path: "/fhir/:type", handle: s.handleConditionalUpdate, interaction: "update", fhir: true, store: true},
+		{method: patch, path: "/fhir/:type", handle: s.handleConditionalPatch, interaction: "patch", fhir: true, store: true},
 		{method: post, path: "/fhir/:type/$validate", handle: s.handleValidate, interaction: "operation", fhir: true, store: true},
 		{method: get, path: "/fhir/:type/_history", handle: s.handleHistory, interaction: "history-type", fhir: true, store: true},
 		{method: get, path: "/fhir/:type/:id", handle: s.handleRead, interaction: "read", fhir: true, store: true},
@@ -78,6 +79,8 @@ func (s *Server) table() []route {
 		{method: del, path: "/fhir/:type/:id", handle: s.handleDelete, interaction: "delete", fhir: true, store: true},
 		{method: patch, path: "/fhir/:type/:id", handle: s.handlePatch, interaction: "patch", fhir: true, store: true},
 		{method: get, path: "/fhir/:type/:id/_history", handle: s.handleHistory, interaction: "history-instance", fhir: true, store: true},
+		{method: get, path: "/fhir/:type/:id/$everything", handle: s.handleEverything, interaction: "operation", fhir: true, store: true},
+		{method: get, path: "/fhir/:type/:id/:compartment", handle: s.handleCompartment, interaction: "search-compartment", fhir: true, store: true},
 		{method: get, path: "/fhir/:type/:id/_history/:vid", handle: s.handleVRead, interaction: "vread", fhir: true, store: true},
 
 		// The web console for people (docs/console.md), audited by itself.

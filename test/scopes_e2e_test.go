@@ -83,6 +83,10 @@ var disclosureWays = []disclosureWay{
 		}
 		return out
 	}},
+	{"$everything", func(t *testing.T, base, token string, ids seeded) []map[string]any {
+		return append(get(t, base+"/fhir/Patient/"+ids["Patient"]+"/$everything?_count=1000", token),
+			get(t, base+"/fhir/Patient/"+ids["Patient"]+"/Observation", token)...)
+	}},
 	{"batch entry", func(t *testing.T, base, token string, ids seeded) []map[string]any {
 		var entries []string
 		for typ, id := range ids {
@@ -211,6 +215,7 @@ func TestScopeMatrix(t *testing.T) {
 		"search":               {"AuditEvent", "Encounter", "Observation", "Patient", "Provenance"},
 		"revinclude":           {"AuditEvent", "Encounter", "Observation", "Patient", "Provenance"},
 		"history":              {"Encounter", "Observation", "Patient", "Provenance"},
+		"$everything":          {"AuditEvent", "Encounter", "Observation", "Patient"},
 		"batch entry":          {"AuditEvent", "Encounter", "Observation", "Patient", "Provenance"},
 		"transaction response": {"AuditEvent", "Encounter", "Observation", "Patient", "Provenance"},
 	} {

@@ -91,8 +91,8 @@ func TestWeakSpots(t *testing.T) {
 	t.Run("wrong methods", func(t *testing.T) {
 		for _, tc := range []struct{ method, path, allow string }{
 			{"GET", "/auth/token", "OPTIONS, POST"},
-			{"DELETE", "/fhir/Patient", "OPTIONS, GET, POST, PUT"},
-			{"PATCH", "/fhir/Patient/x", "DELETE, GET, PUT"},
+			{"DELETE", "/fhir/Patient", "OPTIONS, GET, PATCH, POST, PUT"},
+			{"PATCH", "/fhir/AuditEvent/x", "GET"},
 			{"POST", "/fhir/AuditEvent", "GET"},
 		} {
 			status, h, _ := call(t, tc.method, s.base+tc.path, clinic, `{"resourceType":"AuditEvent"}`)

@@ -90,7 +90,11 @@ func (e *Engine) transaction(ctx context.Context, sc *auditlog.Scope, body []byt
 	}
 	// One entry the caller may not perform fails the whole transaction.
 	for _, en := range entries {
-		if err := allow(sc, en.typ, en.perm()); err != nil {
+		err := allow(sc, en.typ, en.perm())
+		if err == nil {
+			err = e.allowEntry(sc, en)
+		}
+		if err != nil {
 			return nil, &outcome.EntryError{Index: en.index, Err: err}
 		}
 	}
@@ -118,6 +122,9 @@ func (e *Engine) batch(ctx context.Context, sc *auditlog.Scope, body []byte, ent
 	for _, en := range entries {
 		if en.perr == nil {
 			en.perr = allow(sc, en.typ, en.perm())
+		}
+		if en.perr == nil {
+			en.perr = e.allowEntry(sc, en)
 		}
 	}
 	errs := make([]error, len(entries))
@@ -189,6 +196,10 @@ func (e *Engine) Response(typ string, entries []*Entry, errs []error, ans Answer
 			// What the request wrote is the caller's own; what it read or
 			// matched is shown only if the caller may see it.
 			written := en.method != "GET" && en.matched == nil
+			if en.method == "GET" && shown(r) && fhirwire.NotModified(en.ifNoneMatch, en.ifModifiedSince, r.Version, r.LastUpdated) {
+				be.Response.Status = fhirwire.StatusLine(fhirwire.StatusNotModified)
+				break
+			}
 			if (ans.Representation || en.method == "GET") && (written || shown(r)) {
 				be.Resource = r.Body
 			}

@@ -13,7 +13,7 @@ func typeInteractions(typ string) []map[string]any {
 	if clientWritable(typ) != nil {
 		return interactions("read", "vread", "history-instance", "history-type", "search-type")
 	}
-	return interactions("read", "vread", "update", "delete", "history-instance", "history-type", "create", "search-type")
+	return interactions("read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create", "search-type")
 }
 
 // interactions renders CapabilityStatement interaction codes.
@@ -44,6 +44,10 @@ func (e *Engine) CapabilityStatement(base string, sec Security) map[string]any {
 			if p.Description != "" {
 				sp["documentation"] = p.Description
 			}
+			if p.Type == search.TypeReference {
+				sp["documentation"] = p.Description + ". Chainable one link deep (" + p.Name +
+					"[:Type].parameter, a search parameter of the target type); a target of _has."
+			}
 			switch {
 			case p.Resource == "AdverseEvent" && p.Name == "identifier":
 				sp["definition"] = mapping.Canonical + "/SearchParameter/AdverseEvent-identifier"
@@ -65,7 +69,7 @@ func (e *Engine) CapabilityStatement(base string, sec Security) map[string]any {
 			"readHistory":       true,
 			"updateCreate":      e.updateCreate && ClientWritable(typ),
 			"conditionalCreate": true,
-			"conditionalRead":   "not-supported",
+			"conditionalRead":   "full-support",
 			"conditionalUpdate": true,
 			"conditionalDelete": "not-supported",
 			"referencePolicy":   []string{"literal", "logical"},
@@ -77,6 +81,12 @@ func (e *Engine) CapabilityStatement(base string, sec Security) map[string]any {
 		}
 		if sp := e.v.profiles.SupportedProfiles(typ); len(sp) > 0 {
 			res["supportedProfile"] = sp
+		}
+		if typ == "Patient" {
+			res["operation"] = []map[string]any{{"name": "everything",
+				"definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
+				"documentation": "The Patient and its compartment's resources the caller may see; _since, _type, _count and " +
+					"paging (_offset). Resources the compartment's resources reference are not added."}}
 		}
 		resources = append(resources, res)
 	}
@@ -99,10 +109,14 @@ func (e *Engine) CapabilityStatement(base string, sec Security) map[string]any {
 			"documentation": "References to resources the gateway does not hold are accepted (referential integrity is off). " +
 				"Transactions are atomic; batch entries are independent. Search supports _count, _offset paging, _sort on dates, " +
 				"_summary=count, _total, _include and _revinclude on reference parameters, the :missing, :exact, :contains, :not, " +
-				":text and :identifier modifiers and the date/number/quantity prefixes. Resource types without specific search " +
+				":text and :identifier modifiers and the date/number/quantity prefixes. Chained parameters and _has are supported one " +
+				"link deep: param[:Type].parameter when the reference parameter has one target type defining the parameter (else name " +
+				"it with :Type), and _has:Type:reference-parameter:parameter; both need the right to read or search the other type. Resource types without specific search " +
 				"parameters support _id, _lastUpdated and patient (the patient compartment: any reference to a Patient).",
 			"resource":    resources,
 			"interaction": interactions("transaction", "batch", "history-system"),
+			// GET /fhir/Patient/{id}/{type}: the patient compartment.
+			"compartment": []string{"http://hl7.org/fhir/CompartmentDefinition/patient"},
 			"searchParam": []map[string]any{
 				{"name": "_id", "type": "token"},
 				{"name": "_lastUpdated", "type": "date"},

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
@@ -27,7 +28,12 @@ type Entry struct {
 	bodyID      string // the resource's id as the client sent it
 	ifNoneExist string
 	ifMatch     string
-	perr        error // the entry could not be parsed
+	// ifNoneMatch and ifModifiedSince make a GET read entry conditional
+	// (304 when the client's copy is current).
+	ifNoneMatch     string
+	ifModifiedSince time.Time
+	perr            error   // the entry could not be parsed
+	patch           patcher // a PATCH entry's patch
 	// client is set for an entry a client sent (a Bundle entry, a REST
 	// write): the ids it chooses are subject to Config.UpdateCreate. The
 	// application's own entries (NewEntry) are not.
@@ -106,7 +112,7 @@ func (e *Engine) parseURL(en *Entry, rawURL string) error {
 	if en.id != "" && !fhirwire.ValidID(en.id) {
 		return fail("bundle-entry-url-invalid", "the id in the request url is not a valid FHIR id")
 	}
-	if en.method == "POST" || en.method == "PUT" || en.method == "DELETE" {
+	if en.method == "POST" || en.method == "PUT" || en.method == "PATCH" || en.method == "DELETE" {
 		if err := clientWritable(en.typ); err != nil {
 			return err
 		}
@@ -120,6 +126,10 @@ func (e *Engine) parseURL(en *Entry, rawURL string) error {
 		if en.id == "" && query == "" {
 			return fail("bundle-entry-url-invalid", "a PUT entry's url is Type/id or Type?criteria")
 		}
+	case "PATCH":
+		if en.id == "" && query == "" {
+			return fail("bundle-entry-url-invalid", "a PATCH entry's url is Type/id or Type?criteria")
+		}
 	case "DELETE":
 		if en.id == "" {
 			return fail("bundle-entry-method-unsupported", "conditional delete is not supported; delete by Type/id")
@@ -127,7 +137,7 @@ func (e *Engine) parseURL(en *Entry, rawURL string) error {
 	case "GET", "HEAD":
 		en.method = "GET"
 	default:
-		return fail("bundle-entry-method-unsupported", "entry methods are GET, POST, PUT and DELETE")
+		return fail("bundle-entry-method-unsupported", "entry methods are GET, POST, PUT, PATCH and DELETE")
 	}
 	return nil
 }
@@ -146,9 +156,20 @@ func (e *Engine) parseEntry(i int, w *fhirwire.Entry, validate bool) *Entry {
 		return fail("bundle-entry-request-missing", "a transaction or batch entry needs a request")
 	}
 	en.method, en.ifNoneExist, en.ifMatch = w.Request.Method, w.Request.IfNoneExist, w.Request.IfMatch
+	en.ifNoneMatch = w.Request.IfNoneMatch
+	if v := w.Request.IfModifiedSince; v != "" {
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			return fail("bundle-entry-if-modified-since", "ifModifiedSince must be an instant")
+		}
+		en.ifModifiedSince = t
+	}
 	if err := e.parseURL(en, w.Request.URL); err != nil {
 		en.perr = err
 		return en
+	}
+	if en.method == "PATCH" {
+		return e.parsePatchEntry(en, w, i, validate)
 	}
 	if en.method != "POST" && en.method != "PUT" {
 		return en
@@ -187,12 +208,40 @@ func (e *Engine) parseEntry(i int, w *fhirwire.Entry, validate bool) *Entry {
 	return en
 }
 
+// parsePatchEntry reads a PATCH entry's resource: its patch (entryPatch).
+func (e *Engine) parsePatchEntry(en *Entry, w *fhirwire.Entry, i int, validate bool) *Entry {
+	expr := fmt.Sprintf("Bundle.entry[%d].resource", i)
+	if len(w.Resource) == 0 {
+		en.perr = outcome.New(outcome.Invalid, "invalid", "bundle-entry-resource-missing",
+			"a PATCH entry needs a resource: a Binary with a JSON Patch or a Parameters with a FHIRPath Patch").At(expr)
+		return en
+	}
+	doc, err := decodeJSON(w.Resource)
+	if err != nil {
+		en.perr = outcome.New(outcome.Invalid, "structure", "json-syntax", "the entry's resource is not valid JSON").At(expr)
+		return en
+	}
+	if validate {
+		rt, _ := doc["resourceType"].(string)
+		if rt == "Binary" || rt == "Parameters" {
+			if err := e.v.Structure(w.Resource, rt); err != nil {
+				en.perr = err
+				return en
+			}
+		}
+	}
+	if en.patch, err = e.entryPatch(doc); err != nil {
+		en.perr = err
+	}
+	return en
+}
+
 // perm is the scope permission an entry needs.
 func (en *Entry) perm() byte {
 	switch en.method {
 	case "POST":
 		return 'c'
-	case "PUT":
+	case "PUT", "PATCH":
 		return 'u'
 	case "DELETE":
 		return 'd'

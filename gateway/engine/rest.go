@@ -168,6 +168,9 @@ func (e *Engine) Create(ctx context.Context, sc *auditlog.Scope, typ string, bod
 	if err := allow(sc, typ, 'c'); err != nil {
 		return nil, err
 	}
+	if err := e.allowCriteria(sc, typ, ifNoneExist, false); err != nil {
+		return nil, err
+	}
 	doc, err := e.readResource(ctx, typ, body)
 	if err != nil {
 		return nil, err
@@ -214,6 +217,9 @@ func (e *Engine) ConditionalUpdate(ctx context.Context, sc *auditlog.Scope, typ,
 	}
 	if query == "" {
 		return nil, outcome.New(outcome.Invalid, "invalid", "conditional-criteria-missing", "PUT on a type needs search criteria (or use PUT /fhir/Type/id)")
+	}
+	if err := e.allowCriteria(sc, typ, query, false); err != nil {
+		return nil, err
 	}
 	doc, err := e.readResource(ctx, typ, body)
 	if err != nil {
@@ -272,6 +278,12 @@ func (e *Engine) Search(ctx context.Context, sc *auditlog.Scope, typ string, par
 	if err := e.checkType(typ); err != nil {
 		return nil, err
 	}
+	return e.search(ctx, sc, typ, params, lenient, nil)
+}
+
+// search runs a search of typ with params and the clauses extra (a
+// compartment's) added.
+func (e *Engine) search(ctx context.Context, sc *auditlog.Scope, typ string, params url.Values, lenient bool, extra []search.Clause) (*SearchResult, error) {
 	if err := allow(sc, typ, 's'); err != nil {
 		return nil, err
 	}
@@ -280,6 +292,13 @@ func (e *Engine) Search(ctx context.Context, sc *auditlog.Scope, typ string, par
 	if out.Query, out.Ignored, err = e.limits.Parse(typ, params, lenient); err != nil {
 		return nil, searchError(err)
 	}
+	if err := allowLinked(sc, out.Query); err != nil {
+		return nil, err
+	}
+	if err := e.checkSubset(typ, out.Query); err != nil {
+		return nil, err
+	}
+	out.Query.Clauses = append(out.Query.Clauses, extra...)
 	err = e.query(ctx, sc, func(ctx context.Context) error {
 		var err error
 		out.Page, err = e.storeFor(sc.TenantOf()).Search(ctx, out.Query)
@@ -299,6 +318,7 @@ func (e *Engine) Search(ctx context.Context, sc *auditlog.Scope, typ string, par
 	sc.Touch(out.Page.Included...)
 	sc.Description = fmt.Sprintf("%s search: %d matches, %d included, %d withheld", typ, len(out.Page.Matches),
 		len(out.Page.Included), out.Withheld)
+	out.Page.Matches = e.subsetAll(out.Query, out.Page.Matches)
 	return out, nil
 }
 

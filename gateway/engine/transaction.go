@@ -76,6 +76,11 @@ func (e *Engine) runTransaction(tx store.Tx, entries []*Entry, now time.Time) er
 				return fail(en, err)
 			}
 		}
+		if en.method == "PATCH" && en.query != "" {
+			if err := e.resolvePatchTarget(tx, en); err != nil {
+				return fail(en, err)
+			}
+		}
 		if en.method == "POST" && en.id == "" {
 			en.id = store.NewID()
 		}
@@ -106,7 +111,7 @@ func (e *Engine) runTransaction(tx store.Tx, entries []*Entry, now time.Time) er
 		return fhirwire.MethodRank(order[i].method) < fhirwire.MethodRank(order[j].method)
 	})
 	for _, en := range order {
-		if err := e.execEntry(tx, en, now); err != nil {
+		if err := e.execEntry(tx, en, &rw, now); err != nil {
 			return fail(en, err)
 		}
 	}
@@ -233,9 +238,11 @@ func matchesCriteria(tx store.Tx, en *Entry) error {
 }
 
 // execEntry performs one resolved entry.
-func (e *Engine) execEntry(tx store.Tx, en *Entry, now time.Time) error {
+func (e *Engine) execEntry(tx store.Tx, en *Entry, rw *fhirwire.Rewriter, now time.Time) error {
 	var err error
 	switch en.method {
+	case "PATCH":
+		en.res, err = e.patchEntry(tx, en, rw, now)
 	case "DELETE":
 		en.res, err = e.remove(tx, en.typ, en.id, now)
 	case "POST":

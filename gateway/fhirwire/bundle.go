@@ -92,6 +92,8 @@ const (
 	StatusOK        = 200
 	StatusCreated   = 201
 	StatusNoContent = 204
+	// StatusNotModified answers a conditional read whose copy is current.
+	StatusNotModified = 304
 )
 
 var statusTexts = map[int]string{

@@ -8,9 +8,11 @@ import (
 )
 
 // ParseConditional parses the criteria of a conditional interaction of
-// resourceType: If-None-Exist, conditional update and delete, and
+// resourceType: If-None-Exist, conditional update, patch and delete, and
 // conditional references ("Patient?identifier=http://x|123" minus the
-// "Patient?"; a leading "?" is tolerated). query is a raw, still
+// "Patient?"; a leading "?" is tolerated, and so is the "Type?" form
+// itself, as HAPI and HL7's Bundle-xds example write it, when Type is
+// resourceType: search-type-mismatch otherwise). query is a raw, still
 // percent-encoded query string. Parsing is strict, and result and other
 // control parameters (_count, _sort, _include, ...) are refused; only
 // search parameters, _id and _lastUpdated remain. Returns an *Error: the
@@ -22,6 +24,13 @@ func ParseConditional(resourceType, query string) (*Query, error) {
 
 // ParseConditional is the package's ParseConditional within l.
 func (l Limits) ParseConditional(resourceType, query string) (*Query, error) {
+	if typ, rest, ok := strings.Cut(query, "?"); ok && typ != "" && !strings.ContainsAny(typ, "=&") {
+		if typ != resourceType {
+			return nil, &Error{Rule: RuleTypeMismatch, Message: "the conditional criteria name a resource type other than " +
+				resourceType + "; write them as " + resourceType + "?criteria or as the criteria alone"}
+		}
+		query = rest
+	}
 	query = strings.TrimPrefix(query, "?")
 	values, err := url.ParseQuery(query)
 	if err != nil {
@@ -70,7 +79,10 @@ func clauseKey(c Clause) string {
 		return name + "=" + strconv.FormatBool(*c.Missing)
 	}
 	if c.Chain != nil {
-		name += "." + c.Chain.TargetType + "(" + clauseKey(c.Chain.Clause) + ")"
+		return name + "." + c.Chain.TargetType + "(" + clauseKey(c.Chain.Clause) + ")"
+	}
+	if c.Has != nil {
+		return "_has:" + c.Has.Type + ":" + c.Has.Param + "(" + clauseKey(c.Has.Clause) + ")"
 	}
 	vals := make([]string, 0, len(c.Values))
 	for _, v := range c.Values {
@@ -146,7 +158,7 @@ func Satisfies(q *Query, entries []Entry) bool {
 		return false
 	}
 	for _, c := range q.Clauses {
-		if c.Type != TypeToken || c.Modifier != "" || c.Missing != nil || c.Chain != nil {
+		if c.Type != TypeToken || c.Modifier != "" || c.Missing != nil || c.Chain != nil || c.Has != nil {
 			return false
 		}
 		if !slices.ContainsFunc(entries, func(e Entry) bool {

@@ -21,6 +21,11 @@ func TestParseConditional(t *testing.T) {
 			Values: []Value{{System: "https://ketamine-gateway.org/fhir/sid/x", Code: "a|b", HasSystem: true}}}}},
 		{"Patient", `identifier=http://x|a%5C%7Cb`, []Clause{{Param: "identifier", Type: TypeToken,
 			Values: []Value{{System: "http://x", Code: "a|b", HasSystem: true}}}}},
+		// Issue 13 item 7: the Type?criteria form, as HAPI accepts it.
+		{"Patient", "Patient?identifier=http://x|123", []Clause{{Param: "identifier", Type: TypeToken,
+			Values: []Value{{System: "http://x", Code: "123", HasSystem: true}}}}},
+		{"Patient", "identifier=http://x|a?b", []Clause{{Param: "identifier", Type: TypeToken,
+			Values: []Value{{System: "http://x", Code: "a?b", HasSystem: true}}}}},
 		{"Observation", "_id=o1&subject=Patient/p1", []Clause{
 			{Param: "_id", Type: TypeToken, Values: []Value{{Code: "o1"}}},
 			{Param: "subject", Type: TypeReference, Values: []Value{{RefType: "Patient", RefID: "p1"}}}}},
@@ -52,7 +57,8 @@ func TestParseConditionalErrors(t *testing.T) {
 		{"identifier=x&foo=SECRET7", RuleParamUnknown},
 		{"name.family=SECRET7", RuleChainUnsupported},
 		{"identifier=a|b|SECRET7", RuleValueInvalid},
-		{"_has:Observation:patient:code=SECRET7", RuleChainUnsupported},
+		{"Observation?identifier=x", RuleTypeMismatch},
+		{"SECRET7?identifier=x", RuleTypeMismatch},
 	}
 	for _, tt := range tests {
 		t.Run(tt.query, func(t *testing.T) {

@@ -23,6 +23,9 @@ const (
 	RuleSortUnsupported = "search-sort-unsupported"
 	// RuleTypeUnknown is a resource type that is not an R4 resource type.
 	RuleTypeUnknown = "search-type-unknown"
+	// RuleTypeMismatch is conditional criteria in the Type?criteria form
+	// whose Type is not the type of the interaction.
+	RuleTypeMismatch = "search-type-mismatch"
 	// RuleLimitExceeded is a search beyond the Limits: too many
 	// parameters, repetitions, values, chain links or includes, or a page
 	// with too many included resources. It suits an issue "too-costly".

@@ -23,8 +23,9 @@ type Limits struct {
 	// Values bounds the comma-separated (ORed) values of one occurrence.
 	Values int
 	// ChainDepth bounds the links of a chained parameter (subject.name is
-	// one). Chains are not supported yet; deeper ones than this are refused
-	// as too costly, the others as unsupported.
+	// one) or reverse chain (_has:Observation:patient:code is one). The
+	// gateway runs chains of one link; deeper ones than this are refused as
+	// too costly, deeper ones within it as unsupported.
 	ChainDepth int
 	// Includes bounds the _include and _revinclude parameters of a search.
 	Includes int
@@ -95,7 +96,7 @@ func (ps *parser) checkLimits(params url.Values, l Limits) *Error {
 				return ps.limitf(key, "a value of %s lists more than %d alternatives", ps.named(key), l.Values)
 			}
 		}
-		if depth := strings.Count(key, "."); depth > l.ChainDepth {
+		if depth := strings.Count(key, ".") + strings.Count(key, "_has:"); depth > l.ChainDepth {
 			return ps.limitf(key, "a chained parameter may have at most %d links", l.ChainDepth)
 		}
 	}

@@ -45,6 +45,8 @@ func TestLimits(t *testing.T) {
 		{name: "10 includes", rt: "Observation", query: repeat("_include", "Observation:subject", 5) + "&" +
 			repeat("_revinclude", "Provenance:target", 5), ok: true},
 		{name: "chain of two links", rt: "Observation", query: "subject.organization.name=x", param: "subject"},
+		{name: "_has of two links", rt: "Patient", query: "_has:Observation:patient:_has:AuditEvent:entity:type=x", param: "_has:Observation:patient"},
+		{name: "_has and a chain", rt: "Patient", query: "_has:Observation:patient:subject.name=x", param: "_has:Observation:patient"},
 		{name: "custom repeats", rt: "Patient", query: repeat("name", "a", 3), limits: Limits{Repeats: 2}, param: "name"},
 		{name: "custom values", rt: "Patient", query: "name=a,b,c", limits: Limits{Values: 2}, param: "name"},
 		{name: "custom params", rt: "Patient", query: "name=a&family=b&_count=1", limits: Limits{Params: 2}},

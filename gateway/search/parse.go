@@ -23,7 +23,8 @@ const (
 // use ParseLenient to learn which. Returns an *Error for a client mistake:
 // rule search-type-unknown, search-param-unknown, search-param-unsupported,
 // search-value-invalid, search-modifier-unsupported,
-// search-chain-unsupported, search-include-unsupported or
+// search-chain-unsupported (a chain or _has the gateway cannot run),
+// search-include-unsupported or
 // search-sort-unsupported, or search-limit-exceeded beyond the default
 // Limits; in lenient mode only search-value-invalid, search-type-unknown and
 // search-limit-exceeded remain errors. An error names (Param) and quotes
@@ -33,18 +34,20 @@ const (
 // Control parameters: _count (default 50, above 1000 taken as 1000, 0 means
 // only the total: SummaryCount), _offset (the paging cursor, >= 0), _sort
 // (comma list of _id, _lastUpdated and date parameters, "-" = descending),
-// _summary (count or false), _total (none | estimate | accurate; the total
+// _summary (true, text, data, count or false: Query.Summary), _elements (top-level
+// element names: Query.Elements), _total (none | estimate | accurate; the total
 // is counted unless none), _include and _revinclude (Type:param[:Target],
 // :iterate tolerated), _format and _pretty (ignored here); each at most
-// once, except the includes. _elements and the other FHIR parameters the
-// gateway lacks (_tag, _profile, _text, _has, ...) are unsupported.
+// once, except the includes. The other FHIR parameters the gateway lacks
+// (_tag, _profile, _text, ...) are unsupported.
 //
 // Search parameters: each occurrence is a Clause (occurrences are ANDed);
 // its value splits into ORed Values at unescaped commas, and token and
 // quantity values into parts at unescaped "|"; \, \| \$ \\ are unescaped.
 // An empty value is ignored, as search.html says. Clauses come in the
-// order of sorted parameter names, then occurrence. Chained parameters
-// (subject.name, subject:Patient.name) are unsupported.
+// order of sorted parameter names, then occurrence. A chained parameter
+// (subject.name, subject:Patient.name) or _has is one Clause per occurrence
+// with Chain or Has set (see chain.go).
 func Parse(resourceType string, params url.Values, lenient bool) (*Query, error) {
 	q, _, err := parse(resourceType, params, lenient, false, Limits{})
 	if err != nil {
@@ -125,6 +128,9 @@ func (ps *parser) named(key string) string {
 // parameter the gateway does not implement), with the modifier if that is
 // a FHIR modifier or a resource type; "" for a name the client made up.
 func ShownName(resourceType, key string) string {
+	if strings.HasPrefix(key, "_has:") || strings.Contains(key, ".") {
+		return shownLinked(resourceType, key)
+	}
 	name, mod, hasMod := strings.Cut(key, ":")
 	if i := strings.IndexByte(name, '.'); i >= 0 {
 		name, mod, hasMod = name[:i], "", false // a chain: the first link only
@@ -144,7 +150,7 @@ func knownName(rt, name string) bool {
 		return true
 	}
 	switch name {
-	case "_count", "_offset", "_sort", "_summary", "_total", "_include", "_revinclude", "_format", "_pretty", "_has":
+	case "_count", "_offset", "_sort", "_summary", "_total", "_include", "_revinclude", "_format", "_pretty", "_has", "_elements":
 		return true
 	}
 	return unsupportedParam(name)
@@ -165,7 +171,7 @@ func knownModifier(mod string) bool {
 // resources, or a special one, that the gateway does not implement.
 func unsupportedParam(name string) bool {
 	switch name {
-	case "_contained", "_containedType", "_content", "_elements", "_filter", "_list",
+	case "_contained", "_containedType", "_content", "_filter", "_list",
 		"_profile", "_query", "_security", "_source", "_tag", "_text", "_type":
 		return true
 	}
@@ -176,7 +182,7 @@ func unsupportedParam(name string) bool {
 func (ps *parser) param(key string, vals []string) *Error {
 	name, mod, _ := strings.Cut(key, ":")
 	if name == "_has" {
-		return ps.errorf(key, RuleChainUnsupported, "reverse chaining (_has) is not supported")
+		return ps.has(key, vals)
 	}
 	if ps.conditional && strings.HasPrefix(name, "_") && name != "_id" && name != "_lastUpdated" {
 		return ps.errorf(key, RuleParamUnsupported, "%s is not allowed in conditional criteria", ps.named(key))
@@ -184,7 +190,7 @@ func (ps *parser) param(key string, vals []string) *Error {
 	switch name {
 	case "_format", "_pretty":
 		return nil // the HTTP layer's business
-	case "_count", "_offset", "_sort", "_summary", "_total":
+	case "_count", "_offset", "_sort", "_summary", "_total", "_elements":
 		if mod != "" {
 			return ps.errorf(key, RuleModifierUnsupported, "%s takes no modifier", ps.named(name))
 		}
@@ -218,7 +224,7 @@ func (ps *parser) param(key string, vals []string) *Error {
 		return ps.errorf(key, RuleParamUnsupported, "%s is not supported", ps.named(name))
 	}
 	if strings.Contains(key, ".") {
-		return ps.errorf(key, RuleChainUnsupported, "chained parameters are not supported")
+		return ps.chain(key, vals)
 	}
 	p, ok := Lookup(ps.rt, name)
 	if !ok {
@@ -287,9 +293,28 @@ func (ps *parser) control(key, name, v string) *Error {
 		switch v {
 		case "count":
 			ps.q.SummaryCount = true
+		case "true", "text", "data":
+			ps.q.Summary = v
 		case "false":
 		default:
-			return ps.errorf(key, RuleValueInvalid, "_summary supports only count and false")
+			return ps.errorf(key, RuleValueInvalid, "_summary must be true, text, data, count or false")
+		}
+		if ps.q.Summary != "" && ps.q.Elements != nil {
+			return ps.errorf(key, RuleValueInvalid, "give _summary or _elements, not both")
+		}
+	case "_elements":
+		for _, el := range strings.Split(v, ",") {
+			el = strings.TrimSpace(el)
+			if t, rest, ok := strings.Cut(el, "."); ok && t == ps.rt {
+				el = rest
+			}
+			if el == "" || !isElementName(el) {
+				return ps.errorf(key, RuleValueInvalid, "_elements lists top-level element names of %s (name, or %s.name)", ps.rt, ps.rt)
+			}
+			ps.q.Elements = append(ps.q.Elements, el)
+		}
+		if ps.q.Summary != "" {
+			return ps.errorf(key, RuleValueInvalid, "give _summary or _elements, not both")
 		}
 	case "_total":
 		switch v {
@@ -304,6 +329,39 @@ func (ps *parser) control(key, name, v string) *Error {
 		return ps.sort(key, v)
 	}
 	return nil
+}
+
+// isElementName reports whether s is an element name (letters and digits,
+// starting with a letter).
+func isElementName(s string) bool {
+	for i, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || i > 0 && r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// ParseSubset reads the _summary (true, text, data or false) and _elements
+// parameters of a read of resourceType; other parameters are ignored.
+// Returns an *Error (search-value-invalid) for a bad value.
+func ParseSubset(resourceType string, params url.Values) (summary string, elements []string, err error) {
+	ps := &parser{rt: resourceType, q: &Query{Type: resourceType}}
+	for _, key := range []string{"_elements", "_summary"} {
+		vals := params[key]
+		if len(vals) > 1 {
+			return "", nil, ps.errorf(key, RuleValueInvalid, "%s is given more than once", ps.named(key))
+		}
+		if len(vals) == 1 {
+			if perr := ps.control(key, key, vals[0]); perr != nil {
+				return "", nil, perr
+			}
+		}
+	}
+	if ps.q.SummaryCount {
+		return "", nil, ps.errorf("_summary", RuleValueInvalid, "_summary=count is for searches; a read takes true, text, data or false")
+	}
+	return ps.q.Summary, ps.q.Elements, nil
 }
 
 // sort parses _sort.

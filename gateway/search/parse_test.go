@@ -93,6 +93,28 @@ func TestParseClauses(t *testing.T) {
 			Values: []Value{{System: "http://mrn", Code: "4|2", HasSystem: true}}}}},
 		{"Immunization", "patient=Patient/p1", []Clause{{Param: "patient", Type: TypeReference, Values: []Value{{RefType: "Patient", RefID: "p1"}}}}},
 		{"AdverseEvent", "subject:missing=true", []Clause{{Param: "subject", Type: TypeReference, Modifier: "missing", Missing: boolp(true)}}},
+		// chains and _has (issue 13)
+		{"Observation", "patient.identifier=http://mrn|123", []Clause{{Param: "patient", Type: TypeReference, Modifier: "Patient",
+			Chain: &Chain{TargetType: "Patient", Clause: Clause{Param: "identifier", Type: TypeToken,
+				Values: []Value{{System: "http://mrn", Code: "123", HasSystem: true}}}}}}},
+		{"Observation", "subject:Patient.identifier=123", []Clause{{Param: "subject", Type: TypeReference, Modifier: "Patient",
+			Chain: &Chain{TargetType: "Patient", Clause: Clause{Param: "identifier", Type: TypeToken, Values: []Value{{Code: "123"}}}}}}},
+		{"Observation", "subject.name=ann&subject.name=lee", []Clause{
+			{Param: "subject", Type: TypeReference, Modifier: "Patient",
+				Chain: &Chain{TargetType: "Patient", Clause: Clause{Param: "name", Type: TypeString, Values: []Value{{Str: "ann"}}}}},
+			{Param: "subject", Type: TypeReference, Modifier: "Patient",
+				Chain: &Chain{TargetType: "Patient", Clause: Clause{Param: "name", Type: TypeString, Values: []Value{{Str: "lee"}}}}}}},
+		{"Encounter", "patient.family:exact=Lee,Li", []Clause{{Param: "patient", Type: TypeReference, Modifier: "Patient",
+			Chain: &Chain{TargetType: "Patient", Clause: Clause{Param: "family", Type: TypeString, Modifier: "exact",
+				Values: []Value{{Str: "Lee"}, {Str: "Li"}}}}}}},
+		{"Provenance", "target:Patient._id=p1", []Clause{{Param: "target", Type: TypeReference, Modifier: "Patient",
+			Chain: &Chain{TargetType: "Patient", Clause: Clause{Param: "_id", Type: TypeToken, Values: []Value{{Code: "p1"}}}}}}},
+		{"Patient", "_has:Observation:patient:code=http://loinc.org|8867-4", []Clause{{Param: "_has", Type: TypeReference,
+			Has: &Has{Type: "Observation", Param: "patient", Clause: Clause{Param: "code", Type: TypeToken,
+				Values: []Value{{System: "http://loinc.org", Code: "8867-4", HasSystem: true}}}}}}},
+		{"Patient", "_has:AdverseEvent:subject:severity:not=mild", []Clause{{Param: "_has", Type: TypeReference,
+			Has: &Has{Type: "AdverseEvent", Param: "subject", Clause: Clause{Param: "severity", Type: TypeToken, Modifier: "not",
+				Values: []Value{{Code: "mild"}}}}}}},
 		// clause order: sorted parameter names
 		{"Observation", "status=final&code=x&category=y", []Clause{
 			{Param: "category", Type: TypeToken, Values: []Value{{Code: "y"}}},
@@ -139,18 +161,38 @@ func TestParseErrors(t *testing.T) {
 		{"Observation", "patient=Group/" + secret, RuleValueInvalid, "patient"},
 		{"Observation", "subject:Practitioner=" + secret, RuleModifierUnsupported, "subject:Practitioner"},
 		{"Observation", "subject:above=" + secret, RuleModifierUnsupported, "subject:above"},
-		{"Observation", "subject.name=" + secret, RuleChainUnsupported, "subject"},
-		{"Observation", "subject:Patient.name=" + secret, RuleChainUnsupported, "subject:Patient"},
-		{"Patient", "_has:Observation:patient:code=" + secret, RuleChainUnsupported, "_has"},
+		// Chains and _has (issue 13): unknown targets, deeper chains, bad values.
+		{"Observation", "subject." + secret + "=x", RuleParamUnknown, "subject"},
+		{"Observation", "subject:" + secret + ".name=x", RuleChainUnsupported, "subject"},
+		{"Observation", "subject:Practitioner.name=x", RuleChainUnsupported, "subject:Practitioner"},
+		{"Observation", "subject:Device.name=x", RuleParamUnknown, "subject:Device"},
+		{"Observation", "subject._id=x", RuleChainUnsupported, "subject._id"},
+		{"Observation", "subject:Patient._count=1", RuleParamUnknown, "subject:Patient"},
+		{"Observation", "code.name=x", RuleChainUnsupported, "code"},
+		{"Observation", secret + ".name=x", RuleParamUnknown, ""},
+		{"Provenance", "target.name=x", RuleChainUnsupported, "target"},
+		{"Observation", "subject:Patient.birthdate=" + secret, RuleValueInvalid, "subject:Patient.birthdate"},
+		{"Observation", "patient.name:text=" + secret, RuleModifierUnsupported, "patient.name:text"},
+		{"Patient", "_has:Observation:patient:code:exact=" + secret, RuleModifierUnsupported, "_has:Observation:patient:code:exact"},
+		{"Patient", "_has:Observation:patient:" + secret + "=x", RuleParamUnknown, "_has:Observation:patient"},
+		{"Patient", "_has:Observation:" + secret + ":code=x", RuleParamUnknown, "_has:Observation"},
+		{"Patient", "_has:" + secret + ":patient:code=x", RuleChainUnsupported, "_has"},
+		{"Patient", "_has:Observation:code:code=x", RuleParamUnknown, "_has:Observation"},
+		{"Patient", "_has:Observation:has-member:code=x", RuleChainUnsupported, "_has:Observation:has-member:code"},
+		{"Patient", "_has:Observation:patient=x", RuleValueInvalid, "_has"},
+		{"Patient", "_has:Observation:patient:date=" + secret, RuleValueInvalid, "_has:Observation:patient:date"},
 		{"Patient", "foo=" + secret, RuleParamUnknown, ""},
 		{"Patient", "_tag=" + secret, RuleParamUnsupported, "_tag"},
-		{"Patient", "_elements=id", RuleParamUnsupported, "_elements"},
+		{"Patient", "_elements=name.family", RuleValueInvalid, "_elements"},
+		{"Patient", "_elements=Observation.status", RuleValueInvalid, "_elements"},
+		{"Patient", "_elements=name&_summary=true", RuleValueInvalid, "_summary"},
+		{"Patient", "_elements:x=name", RuleModifierUnsupported, "_elements"},
 		{"Patient", "_count=" + secret, RuleValueInvalid, "_count"},
 		{"Patient", "_count=-1", RuleValueInvalid, "_count"},
 		{"Patient", "_count=1&_count=2", RuleValueInvalid, "_count"},
 		{"Patient", "_count:x=1", RuleModifierUnsupported, "_count"},
 		{"Patient", "_offset=-5", RuleValueInvalid, "_offset"},
-		{"Patient", "_summary=true", RuleValueInvalid, "_summary"},
+		{"Patient", "_summary=" + secret, RuleValueInvalid, "_summary"},
 		{"Patient", "_total=" + secret, RuleValueInvalid, "_total"},
 		{"Observation", "_sort=code", RuleSortUnsupported, "_sort"},
 		{"Observation", "_sort=nope", RuleParamUnknown, "_sort"},
@@ -246,12 +288,12 @@ func TestParseLenient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"_elements", "_has:Observation:patient:code", "_include", "_sort", "code:exact", "foo", "subject.name"}
+	want := []string{"_has:Observation:patient:code", "_include", "_sort", "code:exact", "foo"}
 	if !slices.Equal(ignored, want) {
 		t.Errorf("ignored = %v, want %v", ignored, want)
 	}
-	if len(q.Clauses) != 2 || q.Clauses[0].Param != "code" || q.Clauses[1].Param != "status" {
-		t.Errorf("clauses = %+v, want code and status", q.Clauses)
+	if len(q.Clauses) != 3 || q.Clauses[0].Param != "code" || q.Clauses[1].Param != "status" || q.Clauses[2].Chain == nil {
+		t.Errorf("clauses = %+v, want code, status and the chain subject.name", q.Clauses)
 	}
 	if q.Sort != nil {
 		t.Errorf("ignored _sort left traces: %+v", q.Sort)

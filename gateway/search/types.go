@@ -124,14 +124,24 @@ type Clause struct {
 	Missing *bool
 	Values  []Value
 	// Chain is set for chained reference parameters (subject:Patient.identifier=x):
-	// the chained clause applies to the target type.
+	// the chained clause applies to the target type; Modifier is that type.
 	Chain *Chain
+	// Has is set for a reverse chain (_has:Observation:patient:code=x;
+	// Param is "_has").
+	Has *Has
 }
 
 // Chain is a chained search on the resource a reference points to.
 type Chain struct {
 	TargetType string
 	Clause     Clause
+}
+
+// Has is a reverse chain: the resource is the target of reference
+// parameter Param of a resource of Type that matches Clause.
+type Has struct {
+	Type, Param string
+	Clause      Clause
 }
 
 // SortKey orders results by a parameter (only date parameters and
@@ -169,6 +179,16 @@ type Query struct {
 	// A store may stop collecting them after MaxIncluded+1: the engine
 	// refuses a page with more than MaxIncluded (search-limit-exceeded).
 	MaxIncluded int
+	// Types restricts a search of every type (Type "") to these types.
+	Types []string
+	// Compartment, if set, restricts the search to a patient's compartment
+	// (see Compartment): $everything.
+	Compartment *Compartment
+	// Summary is _summary=true, text or data ("" for the whole resources);
+	// Elements the element names of _elements. The engine applies both
+	// to what it returns; the store ignores them.
+	Summary  string
+	Elements []string
 	// Tenant restricts the search to one tenant's resources; AllTenants ("*") searches every tenant (operators).
 	// The zero value "" is the default tenant, not every tenant: a query
 	// that forgets to set Tenant sees only the default tenant's resources.

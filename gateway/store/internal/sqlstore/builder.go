@@ -18,6 +18,9 @@ type Builder struct {
 	args []any
 	typ  string    // the query's resource type ("" for every type)
 	now  time.Time // for date "ap"
+	// tenant is the query's tenant (Where sets it), to which the far ends
+	// of chains and _has are confined too.
+	tenant string
 }
 
 // NewBuilder returns an empty builder for d, for a query over resources of

@@ -14,12 +14,19 @@ import (
 // Only c is restricted to q's tenant: the index tables have no tenant,
 // and every subquery on them is tied to c's type and id.
 func (b *Builder) where(q *search.Query) error {
+	b.tenant = q.Tenant
 	b.add(b.d.NotDeleted)
 	if b.typ != "" {
 		b.add(" AND c.type = ?", b.typ)
 	}
 	cond, args := tenantCond(q.Tenant)
 	b.add(cond, args...)
+	if b.typ == "" && len(q.Types) > 0 {
+		b.typesCond(q.Types)
+	}
+	if q.Compartment != nil {
+		b.compartmentCond(q.Compartment, q.Types)
+	}
 	for i := range q.Clauses {
 		b.add(" AND ")
 		if err := b.clause(&q.Clauses[i]); err != nil {
@@ -49,8 +56,11 @@ func tableFor(t search.Type) (string, error) {
 }
 
 func (b *Builder) clause(cl *search.Clause) error {
-	if cl.Chain != nil {
-		return fmt.Errorf("%s: search %s: chained parameters are not supported", b.d.Name, cl.Param)
+	switch {
+	case cl.Chain != nil:
+		return b.chainClause(cl)
+	case cl.Has != nil:
+		return b.hasClause(cl)
 	}
 	switch cl.Param {
 	case "_id":

@@ -1,0 +1,139 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+)
+
+// The patient compartment (compartmentdefinition-patient.html): a search
+// of one type confined to one patient (GET /fhir/Patient/{id}/{type}) and
+// $everything (GET /fhir/Patient/{id}/$everything). Membership is the
+// type's search.PatientCompartment parameter; every resource returned
+// passes Visible.
+
+var errCompartmentUnknown = outcome.New(outcome.NotFound, "not-supported", "compartment-unknown",
+	"the gateway supports the Patient compartment only (/fhir/Patient/{id}/{type})")
+
+// SearchCompartment searches typ within the compartment of Patient id
+// (compartment must be "Patient"): the search typ?params with the
+// patient's compartment parameter added. A type outside the patient
+// compartment is Invalid; the rest is Search's contract.
+func (e *Engine) SearchCompartment(ctx context.Context, sc *auditlog.Scope, compartment, id, typ string, params url.Values, lenient bool) (*SearchResult, error) {
+	if compartment != "Patient" {
+		return nil, errCompartmentUnknown
+	}
+	if err := e.checkInstance(compartment, id); err != nil {
+		return nil, err
+	}
+	if err := e.checkType(typ); err != nil {
+		return nil, err
+	}
+	param, ok := search.PatientCompartment(typ)
+	if !ok {
+		return nil, outcome.New(outcome.Invalid, "not-supported", "compartment-type-unsupported",
+			typ+" is not in the Patient compartment")
+	}
+	c := search.Clause{Param: param, Type: search.TypeReference, Values: []search.Value{{RefType: "Patient", RefID: id}}}
+	if param == "_id" {
+		c = search.Clause{Param: "_id", Type: search.TypeToken, Values: []search.Value{{Code: id}}}
+	}
+	return e.search(ctx, sc, typ, params, lenient, []search.Clause{c})
+}
+
+// Everything is Patient/id/$everything (patient-operation-everything.html):
+// the Patient and the resources of its compartment the caller may see,
+// one page of them (newest last), with the parameters _count (default 50,
+// at most 1000), _offset (the paging cursor), _since (an instant: only
+// resources updated since) and _type (a comma list of compartment types).
+// Without _type the types are those the caller's scopes let it read or
+// search; a _type the scopes do not allow is Forbidden. The caller needs
+// to read the Patient; an unknown Patient is NotFound, a deleted one Gone.
+func (e *Engine) Everything(ctx context.Context, sc *auditlog.Scope, id string, params url.Values) (*SearchResult, error) {
+	if err := e.checkInstance("Patient", id); err != nil {
+		return nil, err
+	}
+	if err := allow(sc, "Patient", 'r'); err != nil {
+		return nil, err
+	}
+	q := &search.Query{Count: search.DefaultCount, Total: true, Compartment: &search.Compartment{PatientID: id}}
+	bad := func(param, msg string) error {
+		return outcome.New(outcome.Invalid, "invalid", search.RuleValueInvalid, msg).At(param)
+	}
+	for key, vals := range params {
+		if len(vals) > 1 {
+			return nil, bad(key, "a parameter of $everything is given more than once")
+		}
+		v := vals[0]
+		switch key {
+		case "_count", "_offset":
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 || key == "_count" && n == 0 {
+				return nil, bad(key, key+" must be a positive integer")
+			}
+			if key == "_count" {
+				q.Count = min(n, search.MaxCount)
+			} else {
+				q.Offset = n
+			}
+		case "_since":
+			t, err := time.Parse(time.RFC3339Nano, v)
+			if err != nil {
+				return nil, bad(key, "_since must be an instant")
+			}
+			q.Clauses = append(q.Clauses, search.Clause{Param: "_lastUpdated", Type: search.TypeDate,
+				Values: []search.Value{{Prefix: search.PrefixGe, Low: t.UTC(), High: t.UTC()}}})
+		case "_type":
+			for _, t := range strings.Split(v, ",") {
+				if _, ok := search.PatientCompartment(t); !ok {
+					return nil, bad(key, "_type lists a type that is not in the Patient compartment")
+				}
+				if err := allowSee(sc, t); err != nil {
+					return nil, err
+				}
+				if !slices.Contains(q.Types, t) {
+					q.Types = append(q.Types, t)
+				}
+			}
+		case "_format", "_pretty":
+		default:
+			return nil, outcome.New(outcome.Invalid, "not-supported", search.RuleParamUnsupported,
+				"$everything takes _count, _offset, _since and _type").At(search.ShownName("Patient", key))
+		}
+	}
+	if q.Types == nil {
+		for _, t := range search.PatientCompartmentTypes() {
+			if allowSee(sc, t) == nil {
+				q.Types = append(q.Types, t)
+			}
+		}
+	}
+	patient, err := e.storeFor(sc.TenantOf()).Read(ctx, "Patient", id)
+	if err != nil {
+		return nil, err
+	}
+	if !e.Visible(sc, patient) {
+		return nil, errResourceUnkown
+	}
+	out := &SearchResult{Query: q}
+	err = e.query(ctx, sc, func(ctx context.Context) error {
+		var err error
+		out.Page, err = e.storeFor(sc.TenantOf()).Search(ctx, q)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	out.Page.Matches, out.Withheld = e.Disclose(sc, out.Page.Matches)
+	sc.Touch(out.Page.Matches...)
+	sc.Description = fmt.Sprintf("Patient $everything: %d resources, %d withheld", len(out.Page.Matches), out.Withheld)
+	return out, nil
+}

@@ -1,0 +1,195 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+)
+
+// PATCH (http.html#patch): a JSON Patch or a FHIRPath Patch applied to the
+// current version inside the write transaction, the result validated like
+// any write (R4 structure and the profiles it claims) and stored as a new
+// version. A patch never creates a resource, and never changes id, meta or
+// resourceType.
+
+// PatchFormat says how a PATCH body is written.
+type PatchFormat int
+
+const (
+	// PatchDetect reads a JSON array as a JSON Patch and a Parameters
+	// resource as a FHIRPath Patch (application/fhir+json or
+	// application/json bodies).
+	PatchDetect PatchFormat = iota
+	// PatchJSON is a JSON Patch (application/json-patch+json).
+	PatchJSON
+)
+
+// patcher is a parsed patch.
+type patcher interface {
+	// apply changes doc, a resource of typ, and returns the result; its
+	// errors are Invalid and name the operation.
+	apply(typ string, doc map[string]any, v *Validator) (map[string]any, error)
+}
+
+// decodePatch parses a PATCH body.
+func (e *Engine) decodePatch(raw []byte, format PatchFormat) (patcher, error) {
+	if format == PatchJSON || bytes.HasPrefix(bytes.TrimSpace(raw), []byte("[")) {
+		return parseJSONPatch(raw)
+	}
+	doc, err := decodeJSON(raw)
+	if err != nil {
+		return nil, outcome.New(outcome.Invalid, "structure", "json-syntax", "the patch is not valid JSON")
+	}
+	if rt, _ := doc["resourceType"].(string); rt != "Parameters" {
+		return nil, outcome.New(outcome.Invalid, "invalid", "patch-invalid",
+			"a PATCH body is a JSON Patch (application/json-patch+json) or a FHIRPath Patch (a Parameters resource)")
+	}
+	if err := e.v.Structure(raw, "Parameters"); err != nil {
+		return nil, err
+	}
+	return parseFHIRPathPatch(doc)
+}
+
+// Patch applies a patch to typ/id (http.html#patch). ifMatch ("" for
+// none) must name the current version. Returns NotFound for a resource
+// the caller's tenant does not hold, Gone for a deleted one, Invalid for a
+// patch that does not apply or touches id or meta (naming the operation)
+// or whose result is not a valid resource, Unprocessable when the result
+// breaks a profile it claims.
+func (e *Engine) Patch(ctx context.Context, sc *auditlog.Scope, typ, id string, format PatchFormat, body Body, ifMatch string) (*Result, error) {
+	if err := e.checkInstance(typ, id); err != nil {
+		return nil, err
+	}
+	return e.patch(ctx, sc, &Entry{method: "PATCH", typ: typ, id: id, ifMatch: ifMatch, client: true}, format, body)
+}
+
+// ConditionalPatch patches the one resource of typ that query selects:
+// none is NotFound, several PreconditionFailed (http.html#patch).
+func (e *Engine) ConditionalPatch(ctx context.Context, sc *auditlog.Scope, typ, query string, format PatchFormat, body Body, ifMatch string) (*Result, error) {
+	if err := e.checkType(typ); err != nil {
+		return nil, err
+	}
+	if query == "" {
+		return nil, outcome.New(outcome.Invalid, "invalid", "conditional-criteria-missing", "PATCH on a type needs search criteria (or use PATCH /fhir/Type/id)")
+	}
+	if err := e.allowCriteria(sc, typ, query, false); err != nil {
+		return nil, err
+	}
+	return e.patch(ctx, sc, &Entry{method: "PATCH", typ: typ, query: query, ifMatch: ifMatch, client: true}, format, body)
+}
+
+// patch runs a PATCH entry as a one-entry transaction.
+func (e *Engine) patch(ctx context.Context, sc *auditlog.Scope, en *Entry, format PatchFormat, body Body) (*Result, error) {
+	if err := clientWritable(en.typ); err != nil {
+		return nil, err
+	}
+	if err := allow(sc, en.typ, 'u'); err != nil {
+		return nil, err
+	}
+	raw, err := body()
+	if err != nil {
+		return nil, err
+	}
+	if en.patch, err = e.decodePatch(raw, format); err != nil {
+		return nil, err
+	}
+	return e.writeOne(ctx, sc, en.typ, "patch", func(tx *Tx) (*Result, error) {
+		if err := e.runTransaction(tx.st, []*Entry{en}, tx.now); err != nil {
+			return nil, outcome.Unentry(err)
+		}
+		return en.res, nil
+	})
+}
+
+// entryPatch reads the resource of a PATCH entry: a Binary carrying a JSON
+// Patch (contentType application/json-patch+json, the patch in data), or a
+// Parameters resource (a FHIRPath Patch), as transaction.html#patch says.
+func (e *Engine) entryPatch(doc map[string]any) (patcher, error) {
+	switch doc["resourceType"] {
+	case "Binary":
+		if ct, _ := doc["contentType"].(string); ct != "application/json-patch+json" {
+			return nil, outcome.New(outcome.Invalid, "invalid", "patch-invalid",
+				"a PATCH entry's Binary has contentType application/json-patch+json").At("Binary.contentType")
+		}
+		data, _ := doc["data"].(string)
+		raw, err := base64.StdEncoding.DecodeString(data)
+		if err != nil || data == "" {
+			return nil, outcome.New(outcome.Invalid, "invalid", "patch-invalid", "the Binary's data is not a base64 JSON Patch").At("Binary.data")
+		}
+		return parseJSONPatch(raw)
+	case "Parameters":
+		return parseFHIRPathPatch(doc)
+	}
+	return nil, outcome.New(outcome.Invalid, "invalid", "patch-invalid",
+		"a PATCH entry's resource is a Binary (JSON Patch) or a Parameters resource (FHIRPath Patch)")
+}
+
+// resolvePatchTarget finds the one resource a conditional PATCH's criteria
+// select.
+func (e *Engine) resolvePatchTarget(tx store.Tx, en *Entry) error {
+	q, err := e.limits.ParseConditional(en.typ, en.query)
+	if err != nil {
+		return searchError(err)
+	}
+	page, err := tx.Search(q)
+	if err != nil {
+		return err
+	}
+	switch len(page.Matches) {
+	case 0:
+		return outcome.New(outcome.NotFound, "not-found", "conditional-patch-unmatched", "the conditional criteria match no resource to patch")
+	case 1:
+		en.id = page.Matches[0].ID
+		return nil
+	}
+	return outcome.New(outcome.PreconditionFailed, "multiple-matches", "conditional-multiple-matches",
+		"the conditional criteria match more than one resource")
+}
+
+// patchEntry applies a PATCH entry inside tx: the current version, the
+// patch, references rewritten (rw), the result validated and stored.
+func (e *Engine) patchEntry(tx store.Tx, en *Entry, rw *fhirwire.Rewriter, now time.Time) (*Result, error) {
+	cur, err := tx.Read(en.typ, en.id)
+	switch {
+	case errors.Is(err, store.ErrGone):
+		return nil, outcome.New(outcome.Gone, "deleted", "resource-deleted", "the resource has been deleted; a patch cannot bring it back")
+	case err != nil:
+		return nil, err
+	case !owns(tx, cur):
+		return nil, errIDTaken
+	}
+	if en.ifMatch != "" {
+		if want, ok := fhirwire.ParseETag(en.ifMatch); !ok || cur.Version != want {
+			return nil, outcome.New(outcome.PreconditionFailed, "conflict", "version-mismatch", "If-Match does not name the current version")
+		}
+	}
+	doc, err := decodeJSON(cur.Body)
+	if err != nil {
+		return nil, fmt.Errorf("patch %s/%s: stored body: %w", en.typ, en.id, err)
+	}
+	if doc, err = en.patch.apply(en.typ, doc, e.v); err != nil {
+		return nil, err
+	}
+	if rw != nil {
+		if err := rw.Rewrite(doc); err != nil {
+			return nil, err
+		}
+	}
+	raw, err := fhirwire.Marshal(doc)
+	if err != nil {
+		return nil, fmt.Errorf("patch %s/%s: %w", en.typ, en.id, err)
+	}
+	if doc, err = e.v.Resource(raw, en.typ, ""); err != nil {
+		return nil, err
+	}
+	en.doc = doc
+	return e.update(tx, en.typ, en.id, doc, en.ifMatch, now, false)
+}

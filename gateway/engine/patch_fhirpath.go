@@ -1,0 +1,474 @@
+package engine
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"unicode"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
+)
+
+// FHIRPath Patch (fhirpatch.html): a Parameters resource whose operation
+// parameters add, insert, delete, replace or move. The paths the gateway
+// resolves are the simple ones integrations write: the resource type, then
+// element names, each optionally indexed ([n], 0-based) or followed by
+// .first() / .last() (Patient.name[0].given, Observation.component.last().code).
+// Functions such as where() are refused (patch-path-unsupported), and so is
+// any operation on id, meta or resourceType.
+
+// fpOp is one FHIRPath Patch operation.
+type fpOp struct {
+	index                     int // the parameter's index in the Parameters
+	typ, path, name           string
+	value                     any    // the JSON value of value[x] or of the value part
+	vtype                     string // the type of value[x] ("Quantity"), "" for an anonymous value
+	hasValue                  bool
+	at, source, destination   int
+	hasAt, hasSource, hasDest bool
+}
+
+// fhirpathPatch is a parsed FHIRPath Patch.
+type fhirpathPatch []fpOp
+
+// fpError is an Invalid error about operation parameter i.
+func fpError(i int, rule, msg string) error {
+	return outcome.New(outcome.Invalid, "invalid", rule, fmt.Sprintf("FHIRPath Patch operation %d: %s", i, msg)).
+		At(fmt.Sprintf("Parameters.parameter[%d]", i))
+}
+
+// parseFHIRPathPatch reads a Parameters resource (already valid R4).
+func parseFHIRPathPatch(doc map[string]any) (fhirpathPatch, error) {
+	if rt, _ := doc["resourceType"].(string); rt != "Parameters" {
+		return nil, outcome.New(outcome.Invalid, "invalid", "patch-invalid",
+			"a FHIRPath Patch is a Parameters resource; a JSON Patch is sent as application/json-patch+json")
+	}
+	params, _ := doc["parameter"].([]any)
+	var out fhirpathPatch
+	for i, p := range params {
+		pm, _ := p.(map[string]any)
+		if pm["name"] != "operation" {
+			return nil, fpError(i, "patch-invalid", "every parameter of a FHIRPath Patch is an operation")
+		}
+		op := fpOp{index: i}
+		parts, _ := pm["part"].([]any)
+		for _, part := range parts {
+			pp, _ := part.(map[string]any)
+			name, _ := pp["name"].(string)
+			switch name {
+			case "type":
+				op.typ, _ = pp["valueCode"].(string)
+			case "path":
+				op.path, _ = pp["valueString"].(string)
+			case "name":
+				op.name, _ = pp["valueString"].(string)
+			case "value":
+				v, ok := partValue(pp)
+				if !ok {
+					return nil, fpError(i, "patch-invalid", "the value part has no value")
+				}
+				op.value, op.vtype, op.hasValue = v, valueType(pp), true
+			case "index", "source", "destination":
+				n, ok := intValue(pp)
+				if !ok {
+					return nil, fpError(i, "patch-invalid", "index, source and destination are non-negative integers")
+				}
+				switch name {
+				case "index":
+					op.at, op.hasAt = n, true
+				case "source":
+					op.source, op.hasSource = n, true
+				default:
+					op.destination, op.hasDest = n, true
+				}
+			default:
+				return nil, fpError(i, "patch-invalid", "an operation's parts are type, path, name, value, index, source and destination")
+			}
+		}
+		if err := op.check(); err != nil {
+			return nil, err
+		}
+		out = append(out, op)
+	}
+	if len(out) == 0 {
+		return nil, outcome.New(outcome.Invalid, "invalid", "patch-empty", "the FHIRPath Patch has no operations")
+	}
+	return out, nil
+}
+
+// check checks an operation has the parts its type needs.
+func (op *fpOp) check() error {
+	i := op.index
+	if op.path == "" {
+		return fpError(i, "patch-invalid", "the operation needs a path")
+	}
+	need := func(ok bool, what string) error {
+		if !ok {
+			return fpError(i, "patch-invalid", "a "+op.typ+" operation needs "+what)
+		}
+		return nil
+	}
+	switch op.typ {
+	case "add":
+		if err := need(op.name != "" && op.hasValue, "name and value"); err != nil {
+			return err
+		}
+	case "insert":
+		if err := need(op.hasValue && op.hasAt, "value and index"); err != nil {
+			return err
+		}
+	case "replace":
+		if err := need(op.hasValue, "a value"); err != nil {
+			return err
+		}
+	case "move":
+		if err := need(op.hasSource && op.hasDest, "source and destination"); err != nil {
+			return err
+		}
+	case "delete":
+	default:
+		return fpError(i, "patch-invalid", "type must be add, insert, delete, replace or move")
+	}
+	return nil
+}
+
+// partValue is the JSON value of a part: its value[x], or an object built
+// from its parts (an anonymous type, such as a backbone element).
+func partValue(pp map[string]any) (any, bool) {
+	for k, v := range pp {
+		if strings.HasPrefix(k, "value") && len(k) > 5 && unicode.IsUpper(rune(k[5])) {
+			return v, true
+		}
+	}
+	parts, ok := pp["part"].([]any)
+	if !ok {
+		return nil, false
+	}
+	obj := map[string]any{}
+	for _, p := range parts {
+		sub, _ := p.(map[string]any)
+		name, _ := sub["name"].(string)
+		v, ok := partValue(sub)
+		if name == "" || !ok {
+			return nil, false
+		}
+		obj[name] = v
+	}
+	return obj, true
+}
+
+// intValue reads valueInteger.
+func intValue(pp map[string]any) (int, bool) {
+	n, ok := pp["valueInteger"].(json.Number)
+	if !ok {
+		return 0, false
+	}
+	i, err := strconv.Atoi(string(n))
+	return i, err == nil && i >= 0
+}
+
+// valueType is the FHIR type of a value part ("Quantity" for
+// valueQuantity), "" for an anonymous one.
+func valueType(pp map[string]any) string {
+	for k := range pp {
+		if strings.HasPrefix(k, "value") && len(k) > 5 && unicode.IsUpper(rune(k[5])) {
+			return k[5:]
+		}
+	}
+	return ""
+}
+
+// step is one element name of a path, with an optional index (-1: none;
+// -2: last()).
+type step struct {
+	name string
+	at   int
+}
+
+// parsePath reads a path the gateway resolves: Type then element steps.
+func parsePath(typ, path string) ([]step, bool) {
+	segs := strings.Split(path, ".")
+	if segs[0] != typ {
+		return nil, false
+	}
+	var out []step
+	for _, s := range segs[1:] {
+		switch s {
+		case "first()":
+			if len(out) == 0 || out[len(out)-1].at != -1 {
+				return nil, false
+			}
+			out[len(out)-1].at = 0
+			continue
+		case "last()":
+			if len(out) == 0 || out[len(out)-1].at != -1 {
+				return nil, false
+			}
+			out[len(out)-1].at = -2
+			continue
+		}
+		st := step{name: s, at: -1}
+		if i := strings.IndexByte(s, '['); i >= 0 {
+			if !strings.HasSuffix(s, "]") {
+				return nil, false
+			}
+			n, err := strconv.Atoi(s[i+1 : len(s)-1])
+			if err != nil || n < 0 {
+				return nil, false
+			}
+			st = step{name: s[:i], at: n}
+		}
+		if st.name == "" || !isName(st.name) {
+			return nil, false
+		}
+		out = append(out, st)
+	}
+	return out, true
+}
+
+func isName(s string) bool {
+	for i, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || i > 0 && r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// node is where a node of the resource lives: container[key], or item i of
+// the array container[key].
+type node struct {
+	container map[string]any
+	key       string
+	item      int // -1: the member itself
+}
+
+func (s node) get() any {
+	if s.item < 0 {
+		return s.container[s.key]
+	}
+	return s.container[s.key].([]any)[s.item]
+}
+
+// resolve evaluates steps from doc: the slots of the nodes the path selects.
+func resolve(doc map[string]any, steps []step) []node {
+	objs := []map[string]any{doc}
+	var slots []node
+	for n, st := range steps {
+		slots = slots[:0:0]
+		for _, m := range objs {
+			key := memberKey(m, st.name)
+			switch v := m[key].(type) {
+			case nil:
+			case []any:
+				for i := range v {
+					slots = append(slots, node{m, key, i})
+				}
+			default:
+				slots = append(slots, node{m, key, -1})
+			}
+		}
+		switch {
+		case st.at == -2 && len(slots) > 0:
+			slots = slots[len(slots)-1:]
+		case st.at >= 0 && st.at < len(slots):
+			slots = slots[st.at : st.at+1]
+		case st.at != -1:
+			slots = nil
+		}
+		if n == len(steps)-1 {
+			break
+		}
+		objs = objs[:0:0]
+		for _, s := range slots {
+			if m, ok := s.get().(map[string]any); ok {
+				objs = append(objs, m)
+			}
+		}
+	}
+	return slots
+}
+
+// memberKey is the JSON key of element name in m: name itself, or the
+// typed key of a choice element (valueQuantity for value).
+func memberKey(m map[string]any, name string) string {
+	if _, ok := m[name]; ok {
+		return name
+	}
+	for k := range m {
+		if len(k) > len(name) && strings.HasPrefix(k, name) && unicode.IsUpper(rune(k[len(name)])) {
+			return k
+		}
+	}
+	return name
+}
+
+// apply applies the patch to doc, a resource of typ; el tells the shape of
+// an element (the R4 definitions).
+func (p fhirpathPatch) apply(typ string, doc map[string]any, v *Validator) (map[string]any, error) {
+	for _, op := range p {
+		steps, ok := parsePath(typ, op.path)
+		if !ok {
+			return nil, fpError(op.index, "patch-path-unsupported", "the path must be "+typ+" followed by element names, "+
+				"each optionally indexed [n] or followed by first() or last(); other FHIRPath is not supported")
+		}
+		if (len(steps) > 0 && (steps[0].name == "id" || steps[0].name == "meta" || steps[0].name == "resourceType")) ||
+			(len(steps) == 0 && (op.name == "id" || op.name == "meta" || op.name == "resourceType")) ||
+			(len(steps) == 0 && op.typ != "add") {
+			return nil, fpError(op.index, "patch-server-owned", "the patch may not change id, meta or resourceType (the server owns them), nor the whole resource")
+		}
+		if err := op.run(typ, doc, steps, v); err != nil {
+			return nil, err
+		}
+	}
+	return doc, nil
+}
+
+// names are the element names of steps.
+func names(steps []step) []string {
+	out := make([]string, len(steps))
+	for i, s := range steps {
+		out[i] = s.name
+	}
+	return out
+}
+
+// run applies one operation.
+func (op *fpOp) run(typ string, doc map[string]any, steps []step, v *Validator) error {
+	fail := func(rule, msg string) error { return fpError(op.index, rule, msg) }
+	switch op.typ {
+	case "add":
+		var target map[string]any
+		if len(steps) == 0 {
+			target = doc
+		} else {
+			slots := resolve(doc, steps)
+			if len(slots) != 1 {
+				return fail("patch-path-unresolved", fmt.Sprintf("add needs a path to exactly one element (it selects %d)", len(slots)))
+			}
+			m, ok := slots[0].get().(map[string]any)
+			if !ok {
+				return fail("patch-path-unresolved", "add needs a path to an element that has elements")
+			}
+			target = m
+		}
+		el, ok := v.r4.Element(typ, append(names(steps), op.name)...)
+		if !ok {
+			return fail("patch-name-unknown", "name is not an element at the path")
+		}
+		key := op.name
+		if el.Choice {
+			vt := op.valueType()
+			if vt == "" {
+				return fail("patch-invalid", "a choice element is added with a typed value (valueQuantity, valueString, ...)")
+			}
+			key = op.name + vt
+			for k := range target {
+				if k != key && memberKey(map[string]any{k: nil}, op.name) == k {
+					return fail("patch-add-exists", "the element already has a value; use replace")
+				}
+			}
+		}
+		switch cur, exists := target[key]; {
+		case el.Multi && exists:
+			arr, _ := cur.([]any)
+			target[key] = append(arr, op.value)
+		case el.Multi:
+			target[key] = []any{op.value}
+		case exists:
+			return fail("patch-add-exists", "the element already has a value; use replace")
+		default:
+			target[key] = op.value
+		}
+	case "insert", "move":
+		parent, key, arr, err := op.list(doc, steps)
+		if err != nil {
+			return err
+		}
+		if op.typ == "insert" {
+			if op.at > len(arr) {
+				return fail("patch-index-invalid", "index is beyond the end of the list")
+			}
+			arr = append(arr[:op.at:op.at], append([]any{op.value}, arr[op.at:]...)...)
+		} else {
+			if op.source >= len(arr) || op.destination >= len(arr) {
+				return fail("patch-index-invalid", "source and destination must be positions in the list")
+			}
+			item := arr[op.source]
+			arr = append(arr[:op.source:op.source], arr[op.source+1:]...)
+			arr = append(arr[:op.destination:op.destination], append([]any{item}, arr[op.destination:]...)...)
+		}
+		parent[key] = arr
+	case "delete", "replace":
+		slots := resolve(doc, steps)
+		switch {
+		case len(slots) == 0 && op.typ == "delete":
+			return nil // nothing there: nothing to delete
+		case len(slots) != 1:
+			return fail("patch-path-unresolved", fmt.Sprintf("%s needs a path to exactly one element (it selects %d)", op.typ, len(slots)))
+		}
+		s := slots[0]
+		if op.typ == "replace" {
+			if s.item >= 0 {
+				s.container[s.key].([]any)[s.item] = op.value
+			} else {
+				if vt := op.valueType(); vt != "" && s.key != steps[len(steps)-1].name {
+					// A choice element takes the type of its new value.
+					delete(s.container, s.key)
+					s.key = steps[len(steps)-1].name + vt
+				}
+				s.container[s.key] = op.value
+			}
+			return nil
+		}
+		if s.item < 0 {
+			delete(s.container, s.key)
+			return nil
+		}
+		arr := s.container[s.key].([]any)
+		arr = append(arr[:s.item:s.item], arr[s.item+1:]...)
+		if len(arr) == 0 {
+			delete(s.container, s.key)
+		} else {
+			s.container[s.key] = arr
+		}
+	}
+	return nil
+}
+
+// list resolves the path of an insert or move to the list it names: the
+// one element holding it and its key.
+func (op *fpOp) list(doc map[string]any, steps []step) (map[string]any, string, []any, error) {
+	fail := func(msg string) (map[string]any, string, []any, error) {
+		return nil, "", nil, fpError(op.index, "patch-path-unresolved", msg)
+	}
+	last := steps[len(steps)-1]
+	if last.at != -1 {
+		return fail(op.typ + " needs a path to a list, not to an item of it")
+	}
+	parent := doc
+	if len(steps) > 1 {
+		slots := resolve(doc, steps[:len(steps)-1])
+		if len(slots) != 1 {
+			return fail(op.typ + " needs a path to one list")
+		}
+		m, ok := slots[0].get().(map[string]any)
+		if !ok {
+			return fail(op.typ + " needs a path to a list")
+		}
+		parent = m
+	}
+	cur, exists := parent[last.name]
+	arr, ok := cur.([]any)
+	if exists && !ok {
+		return fail(op.typ + " needs a path to a list")
+	}
+	if !exists && op.typ == "move" {
+		return fail("move needs a path to a list that has items")
+	}
+	return parent, last.name, arr, nil
+}
+
+// valueType is the FHIR type of the operation's value ("" if anonymous).
+func (op *fpOp) valueType() string { return op.vtype }

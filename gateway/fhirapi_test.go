@@ -1,0 +1,380 @@
+package gateway_test
+
+import (
+	"encoding/base64"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+// The FHIR API features of issue 13 items 5-7, through the real handler.
+
+// TestConditionalTypeForm: ifNoneExist, If-None-Exist and conditional
+// update criteria are accepted as Type?criteria when Type is the entry's
+// type (HL7's Bundle-xds writes them so); another type is 400 naming the
+// entry, and nothing is written.
+func TestConditionalTypeForm(t *testing.T) {
+	h := fhirServer(t)
+	entry := strings.Replace(patEntry, `"ifNoneExist":"identifier=`, `"ifNoneExist":"Patient?identifier=`, 1)
+	if rec := req(h, "POST", "/fhir", txBundle(entry)); rec.Code != 200 {
+		t.Fatalf("transaction with ifNoneExist Patient?identifier= = %d %s", rec.Code, rec.Body)
+	}
+	rec := req(h, "POST", "/fhir", txBundle(entry))
+	st := decode(t, rec)["entry"].([]any)[0].(map[string]any)["response"].(map[string]any)["status"]
+	if st != "200 OK" {
+		t.Errorf("the same Type?criteria again = %v, want 200 OK (matched)", st)
+	}
+	rec = req(h, "POST", "/fhir/Patient", patientJSON, "If-None-Exist: Patient?identifier=http://hospital.example/mrn|M1")
+	if rec.Code != http.StatusOK {
+		t.Errorf("If-None-Exist: Patient?identifier= = %d, want 200 (matched)", rec.Code)
+	}
+	rec = req(h, "PUT", "/fhir/Patient?identifier=http://hospital.example/mrn|M1", strings.Replace(patientJSON, "Ann", "Anne", 1))
+	if rec.Code != http.StatusOK {
+		t.Errorf("conditional update = %d %s", rec.Code, rec.Body)
+	}
+
+	// Another type: 400 naming the entry, nothing written.
+	other := strings.Replace(patEntry, `"ifNoneExist":"identifier=http://hospital.example/mrn|M1`,
+		`"ifNoneExist":"Observation?identifier=http://hospital.example/mrn|NEW`, 1)
+	other = strings.Replace(other, `"value":"M1"`, `"value":"NEW"`, 1)
+	other = strings.Replace(other, "urn:uuid:11111111-1111-4111-8111-111111111111", "urn:uuid:55555555-5555-4555-8555-555555555555", 1)
+	rec = req(h, "POST", "/fhir", txBundle(patEntry, other))
+	assertOutcome(t, rec, 400, "search-type-mismatch", "")
+	if !strings.Contains(rec.Body.String(), "Bundle entry 1") {
+		t.Errorf("the outcome does not name the entry: %s", rec.Body)
+	}
+	rec = req(h, "POST", "/fhir/Patient", patientJSON, "If-None-Exist: Observation?identifier=http://hospital.example/mrn|M1")
+	assertOutcome(t, rec, 400, "search-type-mismatch", "")
+	if n := decode(t, req(h, "GET", "/fhir/Patient?identifier=http://hospital.example/mrn|NEW", ""))["total"].(float64); n != 0 {
+		t.Errorf("a refused Type?criteria wrote %v patients", n)
+	}
+}
+
+// seedChain stores two patients with an Observation each, in one
+// transaction, and returns the first patient's id.
+func seedChain(t *testing.T, h http.Handler) string {
+	t.Helper()
+	p2 := strings.NewReplacer("M1", "M2", "Testpatient", "Otherpatient", "11111111-1111", "33333333-3333").Replace(patEntry)
+	body := txBundle(patEntry, p2,
+		fmt.Sprintf(obsTmpl, "22222222-2222-4222-8222-222222222222", "urn:uuid:11111111-1111-4111-8111-111111111111"),
+		strings.Replace(fmt.Sprintf(obsTmpl, "44444444-4444-4444-8444-444444444444", "urn:uuid:33333333-3333-4111-8111-111111111111"),
+			"8867-4", "8480-6", 1))
+	rec := req(h, "POST", "/fhir", body)
+	if rec.Code != 200 {
+		t.Fatalf("seed = %d %s", rec.Code, rec.Body)
+	}
+	loc := decode(t, rec)["entry"].([]any)[0].(map[string]any)["response"].(map[string]any)["location"].(string)
+	return strings.Split(loc, "/")[1]
+}
+
+// TestChainedSearch: chains and _has through the handler, and the 400s
+// that name the parameter without quoting what the client made up.
+func TestChainedSearch(t *testing.T) {
+	h := fhirServer(t)
+	seedChain(t, h)
+	for _, tc := range []struct {
+		target string
+		total  float64
+	}{
+		{"/fhir/Observation?patient.identifier=http://hospital.example/mrn|M1", 1},
+		{"/fhir/Observation?subject:Patient.identifier=M2", 1},
+		{"/fhir/Observation?subject.name=testpat", 1},
+		{"/fhir/Observation?patient.family=Otherpatient&code=8480-6", 1},
+		{"/fhir/Observation?patient.family=Otherpatient&code=8867-4", 0},
+		{"/fhir/Observation?patient.gender=female", 2},
+		{"/fhir/Patient?_has:Observation:patient:code=8867-4", 1},
+		{"/fhir/Patient?_has:Observation:subject:code=http://loinc.org|8480-6&family=Other", 1},
+		{"/fhir/Patient?_has:Observation:patient:code=nope", 0},
+	} {
+		rec := req(h, "GET", tc.target, "")
+		if rec.Code != 200 {
+			t.Errorf("GET %s = %d %s", tc.target, rec.Code, rec.Body)
+			continue
+		}
+		if got := decode(t, rec)["total"]; got != tc.total {
+			t.Errorf("GET %s total = %v, want %v", tc.target, got, tc.total)
+		}
+	}
+	for _, tc := range []struct{ target, rule, expr string }{
+		{"/fhir/Observation?subject.SECRET7=x", "search-param-unknown", "subject"},
+		{"/fhir/Observation?subject:SECRET7.name=x", "search-chain-unsupported", "subject"},
+		{"/fhir/Observation?subject.organization.name=x", "search-limit-exceeded", "subject"},
+		{"/fhir/Observation?subject._id=x", "search-chain-unsupported", "subject._id"},
+		{"/fhir/Patient?_has:Observation:patient:_has:AuditEvent:entity:type=x", "search-limit-exceeded", "_has:Observation:patient"},
+		{"/fhir/Patient?_has:SECRET7:patient:code=x", "search-chain-unsupported", "_has"},
+	} {
+		rec := req(h, "GET", tc.target, "")
+		assertOutcome(t, rec, 400, tc.rule, "")
+		if strings.Contains(rec.Body.String(), "SECRET7") {
+			t.Errorf("GET %s quotes the made-up name: %s", tc.target, rec.Body)
+		}
+		if !strings.Contains(rec.Body.String(), `"expression":["`+tc.expr+`"]`) {
+			t.Errorf("GET %s does not name %s: %s", tc.target, tc.expr, rec.Body)
+		}
+	}
+}
+
+// TestConditionalRead: If-None-Match naming the current version and
+// If-Modified-Since at or after the last update answer 304 with the
+// version headers and no body, on read, vread and a Bundle's GET entry.
+func TestConditionalRead(t *testing.T) {
+	h := fhirServer(t)
+	rec := req(h, "POST", "/fhir/Patient", patientJSON)
+	id := decode(t, rec)["id"].(string)
+	lm := rec.Header().Get("Last-Modified")
+	for _, tc := range []struct {
+		name, target, header string
+		want                 int
+	}{
+		{"matching ETag", "/fhir/Patient/" + id, `If-None-Match: W/"1"`, 304},
+		{"ETag of another version", "/fhir/Patient/" + id, `If-None-Match: W/"2"`, 200},
+		{"vread, matching ETag", "/fhir/Patient/" + id + "/_history/1", `If-None-Match: W/"1"`, 304},
+		{"not modified since", "/fhir/Patient/" + id, "If-Modified-Since: " + lm, 304},
+		{"modified since", "/fhir/Patient/" + id, "If-Modified-Since: Mon, 02 Jan 2006 15:04:05 GMT", 200},
+		{"an unreadable date is ignored", "/fhir/Patient/" + id, "If-Modified-Since: yesterday", 200},
+	} {
+		rec := req(h, "GET", tc.target, "", tc.header)
+		if rec.Code != tc.want {
+			t.Errorf("%s: GET = %d, want %d", tc.name, rec.Code, tc.want)
+		}
+		if tc.want == 304 && (rec.Body.Len() != 0 || rec.Header().Get("ETag") != `W/"1"` || rec.Header().Get("Last-Modified") == "") {
+			t.Errorf("%s: 304 with body %q and headers %v", tc.name, rec.Body, rec.Header())
+		}
+	}
+	body := `{"resourceType":"Bundle","type":"batch","entry":[{"request":{"method":"GET","url":"Patient/` + id + `","ifNoneMatch":"W/\"1\""}},` +
+		`{"request":{"method":"GET","url":"Patient/` + id + `","ifNoneMatch":"W/\"9\""}}]}`
+	entries := decode(t, req(h, "POST", "/fhir", body))["entry"].([]any)
+	first, second := entries[0].(map[string]any), entries[1].(map[string]any)
+	if first["response"].(map[string]any)["status"] != "304 Not Modified" || first["resource"] != nil {
+		t.Errorf("batch GET with a matching ifNoneMatch = %v", first)
+	}
+	if second["response"].(map[string]any)["status"] != "200 OK" || second["resource"] == nil {
+		t.Errorf("batch GET with another ifNoneMatch = %v", second)
+	}
+}
+
+// TestPatch: JSON Patch and FHIRPath Patch on an instance, If-Match,
+// conditional PATCH and PATCH entries of a transaction; patches touching
+// id or meta, producing an invalid resource or failing a test are 4xx
+// naming the operation, and write nothing.
+func TestPatch(t *testing.T) {
+	h := fhirServer(t)
+	id := decode(t, req(h, "POST", "/fhir/Patient", patientJSON))["id"].(string)
+	jsonPatch := func(target, body string, headers ...string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest("PATCH", target, strings.NewReader(body))
+		r.Header.Set("Content-Type", "application/json-patch+json")
+		for _, hv := range headers {
+			k, v, _ := strings.Cut(hv, ":")
+			r.Header.Set(strings.TrimSpace(k), strings.TrimSpace(v))
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		return rec
+	}
+	rec := jsonPatch("/fhir/Patient/"+id, `[{"op":"test","path":"/gender","value":"female"},{"op":"replace","path":"/birthDate","value":"1981-02-03"},`+
+		`{"op":"add","path":"/name/0/given/-","value":"Beth"},{"op":"copy","from":"/name/0","path":"/name/-"},{"op":"remove","path":"/name/1/given/0"}]`,
+		`If-Match: W/"1"`)
+	if rec.Code != 200 || rec.Header().Get("ETag") != `W/"2"` {
+		t.Fatalf("JSON Patch = %d %s", rec.Code, rec.Body)
+	}
+	p := decode(t, rec)
+	if p["birthDate"] != "1981-02-03" || fmt.Sprint(p["name"]) != "[map[family:Testpatient given:[Ann Beth]] map[family:Testpatient given:[Beth]]]" {
+		t.Errorf("patched = %v", p)
+	}
+	fp := `{"resourceType":"Parameters","parameter":[` +
+		`{"name":"operation","part":[{"name":"type","valueCode":"replace"},{"name":"path","valueString":"Patient.name[1].family"},{"name":"value","valueString":"Other"}]},` +
+		`{"name":"operation","part":[{"name":"type","valueCode":"add"},{"name":"path","valueString":"Patient"},{"name":"name","valueString":"telecom"},` +
+		`{"name":"value","valueContactPoint":{"system":"phone","value":"555-0100"}}]},` +
+		`{"name":"operation","part":[{"name":"type","valueCode":"add"},{"name":"path","valueString":"Patient"},{"name":"name","valueString":"deceased"},{"name":"value","valueBoolean":false}]},` +
+		`{"name":"operation","part":[{"name":"type","valueCode":"insert"},{"name":"path","valueString":"Patient.name[0].given"},{"name":"index","valueInteger":0},{"name":"value","valueString":"Zoe"}]},` +
+		`{"name":"operation","part":[{"name":"type","valueCode":"move"},{"name":"path","valueString":"Patient.name"},{"name":"source","valueInteger":1},{"name":"destination","valueInteger":0}]},` +
+		`{"name":"operation","part":[{"name":"type","valueCode":"delete"},{"name":"path","valueString":"Patient.name.last().given[0]"}]}]}`
+	rec = req(h, "PATCH", "/fhir/Patient/"+id, fp)
+	if rec.Code != 200 {
+		t.Fatalf("FHIRPath Patch = %d %s", rec.Code, rec.Body)
+	}
+	p = decode(t, rec)
+	if fmt.Sprint(p["name"]) != "[map[family:Other given:[Beth]] map[family:Testpatient given:[Ann Beth]]]" ||
+		p["deceasedBoolean"] != false || p["telecom"] == nil {
+		t.Errorf("FHIRPath-patched = %v", p)
+	}
+
+	// Conditional PATCH, by identifier in the Type?criteria form too.
+	rec = jsonPatch("/fhir/Patient?identifier=http://hospital.example/mrn|M1", `[{"op":"replace","path":"/gender","value":"other"}]`)
+	if rec.Code != 200 || decode(t, rec)["gender"] != "other" {
+		t.Errorf("conditional PATCH = %d %s", rec.Code, rec.Body)
+	}
+	assertOutcome(t, jsonPatch("/fhir/Patient?identifier=http://hospital.example/mrn|NONE", `[{"op":"remove","path":"/gender"}]`),
+		404, "conditional-patch-unmatched", "")
+
+	// A PATCH entry of a transaction: a Binary with a JSON Patch, and a
+	// Parameters with a FHIRPath Patch.
+	bin := base64.StdEncoding.EncodeToString([]byte(`[{"op":"replace","path":"/gender","value":"female"}]`))
+	tx := txBundle(`{"resource":{"resourceType":"Binary","contentType":"application/json-patch+json","data":"`+bin+`"},"request":{"method":"PATCH","url":"Patient/`+id+`"}}`,
+		`{"resource":{"resourceType":"Parameters","parameter":[{"name":"operation","part":[{"name":"type","valueCode":"delete"},{"name":"path","valueString":"Patient.telecom"}]}]},"request":{"method":"PATCH","url":"Patient?identifier=http://hospital.example/mrn|M1"}}`)
+	if rec = req(h, "POST", "/fhir", tx); rec.Code != 200 {
+		t.Fatalf("transaction with PATCH entries = %d %s", rec.Code, rec.Body)
+	}
+	cur := decode(t, req(h, "GET", "/fhir/Patient/"+id, ""))
+	if cur["gender"] != "female" || cur["telecom"] != nil || cur["meta"].(map[string]any)["versionId"] != "6" {
+		t.Errorf("after the transaction = %v", cur)
+	}
+
+	// Bad patches: 4xx naming the operation, nothing written.
+	for _, tc := range []struct {
+		name, body, json string
+		status           int
+		rule, expr       string
+	}{
+		{"replace id", "", `[{"op":"replace","path":"/id","value":"x"}]`, 400, "patch-server-owned", "Patch.operation[0].path"},
+		{"add to meta", "", `[{"op":"test","path":"/gender","value":"female"},{"op":"add","path":"/meta/tag","value":[]}]`, 400, "patch-server-owned", "Patch.operation[1].path"},
+		{"move id away", "", `[{"op":"move","from":"/id","path":"/text"}]`, 400, "patch-server-owned", "Patch.operation[0].from"},
+		{"failing test", "", `[{"op":"replace","path":"/gender","value":"male"},{"op":"test","path":"/gender","value":"female"}]`, 400, "patch-test-failed", "Patch.operation[1]"},
+		{"invalid result", "", `[{"op":"replace","path":"/gender","value":"SECRET7"}]`, 400, "", ""},
+		{"unknown element", "", `[{"op":"add","path":"/nope","value":1}]`, 400, "", ""},
+		{"missing member", "", `[{"op":"remove","path":"/address"}]`, 400, "patch-path-unresolved", "Patch.operation[0].path"},
+		{"FHIRPath on meta", `{"resourceType":"Parameters","parameter":[{"name":"operation","part":[{"name":"type","valueCode":"replace"},{"name":"path","valueString":"Patient.meta.versionId"},{"name":"value","valueId":"9"}]}]}`,
+			"", 400, "patch-server-owned", "Parameters.parameter[0]"},
+		{"FHIRPath add id", `{"resourceType":"Parameters","parameter":[{"name":"operation","part":[{"name":"type","valueCode":"replace"},{"name":"path","valueString":"Patient.gender"},{"name":"value","valueCode":"male"}]},{"name":"operation","part":[{"name":"type","valueCode":"add"},{"name":"path","valueString":"Patient"},{"name":"name","valueString":"id"},{"name":"value","valueId":"x"}]}]}`,
+			"", 400, "patch-server-owned", "Parameters.parameter[1]"},
+		{"FHIRPath where()", `{"resourceType":"Parameters","parameter":[{"name":"operation","part":[{"name":"type","valueCode":"delete"},{"name":"path","valueString":"Patient.name.where(family='x')"}]}]}`,
+			"", 400, "patch-path-unsupported", "Parameters.parameter[0]"},
+		{"not a patch", `{"resourceType":"Patient"}`, "", 400, "patch-invalid", ""},
+	} {
+		var rec *httptest.ResponseRecorder
+		if tc.json != "" {
+			rec = jsonPatch("/fhir/Patient/"+id, tc.json)
+		} else {
+			rec = req(h, "PATCH", "/fhir/Patient/"+id, tc.body)
+		}
+		if rec.Code != tc.status {
+			t.Errorf("%s: PATCH = %d, want %d: %s", tc.name, rec.Code, tc.status, rec.Body)
+			continue
+		}
+		if tc.rule != "" {
+			assertOutcome(t, rec, tc.status, tc.rule, "")
+		}
+		if tc.expr != "" && !strings.Contains(rec.Body.String(), `"expression":["`+tc.expr+`"]`) {
+			t.Errorf("%s: the outcome does not name %s: %s", tc.name, tc.expr, rec.Body)
+		}
+		if strings.Contains(rec.Body.String(), "SECRET7") {
+			t.Errorf("%s: the outcome quotes the patch: %s", tc.name, rec.Body)
+		}
+	}
+	if v := decode(t, req(h, "GET", "/fhir/Patient/"+id, ""))["meta"].(map[string]any)["versionId"]; v != "6" {
+		t.Errorf("refused patches wrote: version %v, want 6", v)
+	}
+	assertOutcome(t, jsonPatch("/fhir/Patient/"+id, `[{"op":"remove","path":"/gender"}]`, `If-Match: W/"1"`), 412, "version-mismatch", "")
+	assertOutcome(t, jsonPatch("/fhir/Patient/nope", `[{"op":"remove","path":"/gender"}]`), 404, "resource-unknown", "")
+	assertOutcome(t, jsonPatch("/fhir/AuditEvent/x", `[{"op":"remove","path":"/type"}]`), 405, "audit-read-only", "")
+}
+
+// TestSummaryElements: _summary and _elements on read and search, tagged
+// SUBSETTED; included resources stay whole.
+func TestSummaryElements(t *testing.T) {
+	h := fhirServer(t)
+	pid := seedChain(t, h)
+	tagged := func(r map[string]any) bool { return strings.Contains(fmt.Sprint(r["meta"]), "SUBSETTED") }
+	p := decode(t, req(h, "GET", "/fhir/Patient/"+pid+"?_elements=name", ""))
+	if p["name"] == nil || p["gender"] != nil || p["birthDate"] != nil || p["id"] != pid || !tagged(p) {
+		t.Errorf("_elements=name = %v", p)
+	}
+	p = decode(t, req(h, "GET", "/fhir/Patient/"+pid+"?_summary=true", ""))
+	if p["name"] == nil || p["gender"] == nil || !tagged(p) {
+		t.Errorf("_summary=true of a Patient = %v", p)
+	}
+	p = decode(t, req(h, "GET", "/fhir/Patient/"+pid+"?_summary=false", ""))
+	if tagged(p) {
+		t.Errorf("_summary=false is tagged SUBSETTED: %v", p)
+	}
+	b := decode(t, req(h, "GET", "/fhir/Observation?_summary=true&_include=Observation:subject", ""))
+	for _, e := range b["entry"].([]any) {
+		r := e.(map[string]any)["resource"].(map[string]any)
+		switch r["resourceType"] {
+		case "Observation":
+			// status, code, subject, effective and value are summary elements.
+			if r["status"] == nil || r["valueQuantity"] == nil || r["effectiveDateTime"] == nil || !tagged(r) {
+				t.Errorf("_summary=true match = %v", r)
+			}
+		case "Patient":
+			if tagged(r) {
+				t.Errorf("an included resource was subsetted: %v", r)
+			}
+		}
+	}
+	b = decode(t, req(h, "GET", "/fhir/Observation?_summary=text", ""))
+	r := b["entry"].([]any)[0].(map[string]any)["resource"].(map[string]any)
+	if r["status"] == nil || r["code"] == nil || r["subject"] != nil || r["valueQuantity"] != nil {
+		t.Errorf("_summary=text match = %v (want the mandatory status and code only)", r)
+	}
+	b = decode(t, req(h, "GET", "/fhir/Observation?_elements=Observation.value,subject", ""))
+	r = b["entry"].([]any)[0].(map[string]any)["resource"].(map[string]any)
+	if r["valueQuantity"] == nil || r["subject"] == nil || r["effectiveDateTime"] != nil || r["status"] == nil {
+		t.Errorf("_elements=value,subject match = %v", r)
+	}
+	assertOutcome(t, req(h, "GET", "/fhir/Patient/"+pid+"?_elements=SECRET7", ""), 400, "search-value-invalid", "")
+	assertOutcome(t, req(h, "GET", "/fhir/Observation?_elements=nope", ""), 400, "search-value-invalid", "")
+	assertOutcome(t, req(h, "GET", "/fhir/Patient/"+pid+"?_summary=count", ""), 400, "search-value-invalid", "")
+}
+
+// TestCompartmentAndEverything: Patient/{id}/{type} searches one patient's
+// resources; $everything pages through the patient and its compartment,
+// with _type and _since; the routes of _history still answer.
+func TestCompartmentAndEverything(t *testing.T) {
+	h := fhirServer(t)
+	pid := seedChain(t, h)
+	b := decode(t, req(h, "GET", "/fhir/Patient/"+pid+"/Observation?code=8867-4", ""))
+	if b["total"] != 1.0 || !strings.Contains(b["link"].([]any)[0].(map[string]any)["url"].(string), "/fhir/Patient/"+pid+"/Observation?") {
+		t.Errorf("compartment search = %v", b)
+	}
+	if n := decode(t, req(h, "GET", "/fhir/Patient/"+pid+"/Observation?code=8480-6", ""))["total"]; n != 0.0 {
+		t.Errorf("another patient's Observation in the compartment search: total %v", n)
+	}
+	if n := decode(t, req(h, "GET", "/fhir/Patient/"+pid+"/Patient", ""))["total"]; n != 1.0 {
+		t.Errorf("Patient/id/Patient total = %v, want 1", n)
+	}
+	assertOutcome(t, req(h, "GET", "/fhir/Patient/"+pid+"/Practitioner", ""), 400, "compartment-type-unsupported", "")
+	assertOutcome(t, req(h, "GET", "/fhir/Encounter/"+pid+"/Observation", ""), 404, "compartment-unknown", "")
+	if rec := req(h, "GET", "/fhir/Patient/"+pid+"/_history", ""); rec.Code != 200 {
+		t.Errorf("instance history beside the compartment route = %d", rec.Code)
+	}
+
+	// The Patient, its Observation, and the Provenance and AuditEvents
+	// naming it (both in R4's patient compartment).
+	b = decode(t, req(h, "GET", "/fhir/Patient/"+pid+"/$everything", ""))
+	types := map[string]int{}
+	for _, e := range b["entry"].([]any) {
+		types[e.(map[string]any)["resource"].(map[string]any)["resourceType"].(string)]++
+	}
+	if types["Patient"] != 1 || types["Observation"] != 1 || types["Provenance"] != 1 || types["AuditEvent"] == 0 {
+		t.Fatalf("$everything carried %v", types)
+	}
+	if n := decode(t, req(h, "GET", "/fhir/Patient/"+pid+"/$everything?_type=Patient,Observation", ""))["total"]; n != 2.0 {
+		t.Fatalf("$everything?_type=Patient,Observation total = %v, want 2", n)
+	}
+	b = decode(t, req(h, "GET", "/fhir/Patient/"+pid+"/$everything?_count=1&_type=Patient,Observation", ""))
+	var next string
+	for _, l := range b["link"].([]any) {
+		if l.(map[string]any)["relation"] == "next" {
+			next = l.(map[string]any)["url"].(string)
+		}
+	}
+	if len(b["entry"].([]any)) != 1 || !strings.Contains(next, "/fhir/Patient/"+pid+"/$everything?") {
+		t.Fatalf("$everything?_count=1 = %v", b)
+	}
+	_, rest, _ := strings.Cut(next, "/fhir/")
+	if b2 := decode(t, req(h, "GET", "/fhir/"+rest, "")); len(b2["entry"].([]any)) != 1 {
+		t.Errorf("the next page = %v", b2)
+	}
+	if n := decode(t, req(h, "GET", "/fhir/Patient/"+pid+"/$everything?_type=Observation", ""))["total"]; n != 1.0 {
+		t.Errorf("$everything?_type=Observation total = %v, want 1", n)
+	}
+	if n := decode(t, req(h, "GET", "/fhir/Patient/"+pid+"/$everything?_since=2999-01-01T00:00:00Z", ""))["total"]; n != 0.0 {
+		t.Errorf("$everything?_since=future total = %v, want 0", n)
+	}
+	assertOutcome(t, req(h, "GET", "/fhir/Patient/"+pid+"/$everything?_type=Practitioner", ""), 400, "search-value-invalid", "")
+	assertOutcome(t, req(h, "GET", "/fhir/Patient/"+pid+"/$everything?start=2020", ""), 400, "search-param-unsupported", "")
+	assertOutcome(t, req(h, "GET", "/fhir/Patient/nope/$everything", ""), 404, "resource-unknown", "")
+}

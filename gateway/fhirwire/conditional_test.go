@@ -1,0 +1,35 @@
+package fhirwire
+
+import (
+	"testing"
+	"time"
+)
+
+func TestNotModified(t *testing.T) {
+	lu := time.Date(2026, 3, 2, 10, 0, 0, 500e6, time.UTC)
+	tests := []struct {
+		name        string
+		ifNoneMatch string
+		since       time.Time
+		want        bool
+	}{
+		{"no validators", "", time.Time{}, false},
+		{"weak tag of the version", `W/"3"`, time.Time{}, true},
+		{"strong form of the tag", `"3"`, time.Time{}, true},
+		{"another version", `W/"2"`, time.Time{}, false},
+		{"one of a list", `W/"1", W/"3"`, time.Time{}, true},
+		{"any", `*`, time.Time{}, true},
+		{"a bare number is no entity tag", `3`, time.Time{}, false},
+		{"modified since", "", lu.Add(-time.Second), false},
+		{"not modified since (same second)", "", lu.Truncate(time.Second), true},
+		{"not modified since (later)", "", lu.Add(time.Hour), true},
+		{"If-None-Match wins over If-Modified-Since", `W/"2"`, lu.Add(time.Hour), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := NotModified(tt.ifNoneMatch, tt.since, 3, lu); got != tt.want {
+				t.Errorf("NotModified(%q, %v, 3, %v) = %v, want %v", tt.ifNoneMatch, tt.since, lu, got, tt.want)
+			}
+		})
+	}
+}

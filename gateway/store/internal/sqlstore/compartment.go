@@ -1,0 +1,66 @@
+package sqlstore
+
+import (
+	"slices"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+)
+
+// typesCond restricts a search of every type to q.Types.
+func (b *Builder) typesCond(types []string) {
+	b.add(" AND c.type IN (")
+	for i, t := range types {
+		if i > 0 {
+			b.add(", ")
+		}
+		b.add("?", t)
+	}
+	b.add(")")
+}
+
+// compartmentCond restricts the search to a patient's compartment (see
+// search.Compartment) among types (every compartment type when empty):
+// the Patient itself, and the resources whose compartment parameter
+// references it, found through the reference index by (type, param,
+// ref_id) on SQLite and (ref_type, ref_id) on PostgreSQL.
+func (b *Builder) compartmentCond(cp *search.Compartment, types []string) {
+	if len(types) == 0 {
+		types = search.PatientCompartmentTypes()
+	}
+	byParam := map[string][]string{}
+	var params []string
+	for _, t := range types {
+		p, ok := search.PatientCompartment(t)
+		if !ok || p == "_id" {
+			continue
+		}
+		if byParam[p] == nil {
+			params = append(params, p)
+		}
+		byParam[p] = append(byParam[p], t)
+	}
+	slices.Sort(params)
+	b.add(" AND (")
+	if slices.Contains(types, "Patient") {
+		b.add("(c.type = 'Patient' AND c.id = ?) OR ", cp.PatientID)
+	}
+	b.add("(c.type, c.id) IN (SELECT x.type, x.id FROM idx_reference x WHERE x.ref_type = 'Patient' AND x.ref_id = ? AND (",
+		cp.PatientID)
+	if len(params) == 0 {
+		b.add("1 = 0")
+	}
+	for i, p := range params {
+		if i > 0 {
+			b.add(" OR ")
+		}
+		b.add("(x.param = ? AND x.type IN (", p)
+		for j, t := range byParam[p] {
+			if j > 0 {
+				b.add(", ")
+			}
+			b.add("?", t)
+		}
+		b.add("))")
+	}
+	b.add(")))")
+}

@@ -1,0 +1,79 @@
+package r4
+
+import "strings"
+
+// Element describes one element of an R4 type as its JSON carries it, for
+// code that edits resources (FHIRPath Patch, _elements).
+type Element struct {
+	// Name is the JSON name; for a choice element (value[x]) the base
+	// name ("value"), whose JSON keys are Name plus a type ("valueQuantity").
+	Name string
+	// Multi is set when the JSON value is an array (max > 1).
+	Multi bool
+	// Choice marks a value[x] element.
+	Choice bool
+	// Required is set for an element with min >= 1.
+	Required bool
+	// Types are the FHIR type codes allowed ("Quantity", "string",
+	// "Observation.component" for a backbone element).
+	Types []string
+}
+
+// Element returns the element of resourceType reached by the element
+// names path ("name", "given"; a choice element only as the last name),
+// and whether there is one.
+func (v *Validator) Element(resourceType string, path ...string) (Element, bool) {
+	td := v.s.resources[resourceType]
+	if td == nil || len(path) == 0 {
+		return Element{}, false
+	}
+	for i, name := range path {
+		idx, ok := td.byName[name]
+		if !ok {
+			return Element{}, false
+		}
+		e := &td.elems[idx]
+		if i == len(path)-1 {
+			return element(e), true
+		}
+		if e.choice || len(e.alts) != 1 || e.alts[0].def == nil {
+			return Element{}, false
+		}
+		td = e.alts[0].def
+	}
+	return Element{}, false
+}
+
+// Elements returns the elements of resourceType in definition order (nil
+// for an unknown type).
+func (v *Validator) Elements(resourceType string) []Element {
+	td := v.s.resources[resourceType]
+	if td == nil {
+		return nil
+	}
+	out := make([]Element, len(td.elems))
+	for i := range td.elems {
+		out[i] = element(&td.elems[i])
+	}
+	return out
+}
+
+func element(e *elemDef) Element {
+	out := Element{Name: e.name, Multi: e.multi, Choice: e.choice, Required: e.min > 0}
+	for _, a := range e.alts {
+		out.Types = append(out.Types, a.typeName)
+	}
+	return out
+}
+
+// SummaryElements returns the element paths of resourceType that the R4
+// definitions mark isSummary (what _summary=true keeps): names below the
+// resource, dotted below backbone elements ("component.code"), a choice
+// element by its base name ("value"). Nil for an unknown type.
+func SummaryElements(resourceType string) []string {
+	s, ok := summaryElements[resourceType]
+	if !ok {
+		return nil
+	}
+	return strings.Fields(s)
+}
