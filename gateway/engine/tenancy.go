@@ -153,8 +153,12 @@ func (t tenantTx) Ledger(source, kind, recordID, version string) (*store.Ledger,
 
 func (t tenantTx) PutLedger(l *store.Ledger) error {
 	cp := *l
-	cp.Source = t.ns(l.Source)
+	cp.Source, cp.Tenant = t.ns(l.Source), t.tenant
 	return t.Tx.PutLedger(&cp)
+}
+
+func (t tenantTx) SetLedgerMapping(source, kind, recordID, version, mappingVersion string) error {
+	return t.Tx.SetLedgerMapping(t.ns(source), kind, recordID, version, mappingVersion)
 }
 
 // Enqueue stamps outbox items with the tenant.

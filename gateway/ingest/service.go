@@ -287,7 +287,8 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 		return nil, err
 	}
 	return answer, st.PutLedger(&store.Ledger{Source: src.System, Kind: string(rec.kind), RecordID: src.RecordID,
-		Version: rec.version, ContentHash: rec.hash, Response: answer, Received: tx.Now().UTC()})
+		Version: rec.version, ContentHash: rec.hash, Response: answer, Received: tx.Now().UTC(),
+		MappingVersion: mapping.Version, Input: rec.body})
 }
 
 // patientUpdate is the record's Patient entry as a conditional update on
