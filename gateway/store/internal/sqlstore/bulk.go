@@ -25,9 +25,9 @@ func (s *Store) Export(ctx context.Context, q store.ExportQuery) ([]*store.Resou
 		limit = 1000
 	}
 	b := NewBuilder(s.d, q.Type, s.now())
-	b.Add(`SELECT ` + resourceCols + ` FROM current c
+	b.Add(`SELECT `+resourceCols+` FROM current c
 		JOIN resources r ON r.type = c.type AND r.id = c.id AND r.version = c.version
-		WHERE ` + s.d.NotDeleted + ` AND c.type = ?`, q.Type)
+		WHERE `+s.d.NotDeleted+` AND c.type = ?`, q.Type)
 	cond, args := tenantCond(q.Tenant)
 	b.Add(cond, args...)
 	if q.After != "" {
