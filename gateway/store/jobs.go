@@ -110,10 +110,9 @@ type Jobs interface {
 	// (claimable at once, from its checkpoint; result, error and expires
 	// ignored). ErrNotFound when it no longer runs under claim.
 	FinishJob(ctx context.Context, id, claim, status string, result []byte, errText string, expires time.Time) error
-	// CancelJob cancels a job that has not ended (uploading, queued or
-	// running; a runner sees it at its next SaveJob), deletes its files
-	// and lets it expire at expires. ErrNotFound if there is no such job
-	// or it has ended.
+	// CancelJob cancels a job, whatever its status (a runner sees it at
+	// its next SaveJob), deletes its files and lets it expire at expires.
+	// ErrNotFound if there is no such job or it is cancelled already.
 	CancelJob(ctx context.Context, id string, expires time.Time) error
 	// JobFile calls fn with each part of one file of a job, in order,
 	// reading a few parts at a time (fn's error stops it and is returned

@@ -96,7 +96,6 @@ func testJobs(t *testing.T, s store.Store) {
 		t.Errorf("Job after finish = %+v, %v", cur, err)
 	}
 	isErr(t, "SaveJob after finish", s.SaveJob(ctx, "j1", "c1", exp, store.JobProgress{}), store.ErrNotFound)
-	isErr(t, "CancelJob after finish", s.CancelJob(ctx, "j1", exp), store.ErrNotFound)
 	_, err = s.Job(ctx, "nope")
 	isErr(t, "Job(nope)", err, store.ErrNotFound)
 
@@ -126,6 +125,25 @@ func testJobs(t *testing.T, s store.Store) {
 	if f := jobFile(t, s, "j1", 1); f != "" {
 		t.Errorf("file after purge = %q", f)
 	}
+
+	// A finished job is cancelled (deleted by its client) with its files.
+	newJob(t, s, "j4", "export", "")
+	if _, err := s.ClaimJob(ctx, []string{"export"}, "c4", now, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SaveJob(ctx, "j4", "c4", now.Add(time.Minute), store.JobProgress{Parts: []store.JobPart{{File: 1, Data: []byte("z")}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.FinishJob(ctx, "j4", "c4", store.JobDone, []byte("{}"), "", exp); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CancelJob(ctx, "j4", now); err != nil {
+		t.Fatalf("CancelJob of a finished job: %v", err)
+	}
+	if f := jobFile(t, s, "j4", 1); f != "" {
+		t.Errorf("file of a cancelled finished job = %q", f)
+	}
+	isErr(t, "CancelJob again", s.CancelJob(ctx, "j4", now), store.ErrNotFound)
 }
 
 // testJobLease: a running job whose lease ran out is claimed again from

@@ -263,7 +263,7 @@ func (s *Store) CancelJob(ctx context.Context, id string, expires time.Time) err
 	now := s.now().UnixMilli()
 	return s.write(ctx, func(t *tx) error {
 		n, err := t.c.Exec(ctx, s.bind(`UPDATE jobs SET status = 'cancelled', claim = '', lease_until = 0, updated = ?,
-			finished = ?, expires = ? WHERE id = ? AND status IN ('uploading', 'queued', 'running')`),
+			finished = ?, expires = ? WHERE id = ? AND status <> 'cancelled'`),
 			now, now, millis(expires), id)
 		if err != nil {
 			return fmt.Errorf("%s: cancel job: %w", s.d.Name, s.err(ctx, err))
