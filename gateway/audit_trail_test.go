@@ -153,6 +153,14 @@ func TestEveryRouteAudited(t *testing.T) {
 		{"GET /fhir/.well-known/smart-configuration", "GET", "/fhir/.well-known/smart-configuration", "", 404},
 		{"POST /auth/token", "POST", "/auth/token", "", 404},
 		{"PATCH /fhir/:type/:id", "PATCH", "/fhir/Patient/p1", "", 405},
+		// Bulk data and jobs (bulk_test.go has their successes).
+		{"GET /fhir/$export", "GET", "/fhir/$export", "", 400}, // no Prefer: respond-async
+		{"GET /fhir/Patient/$export", "GET", "/fhir/Patient/$export", "", 400},
+		{"GET /fhir/Group/:id/$export", "GET", "/fhir/Group/g1/$export", "", 400},
+		{"POST /ingest/:kind/$import", "POST", "/ingest/session/$import", `{}`, 415},
+		{"GET /jobs/:id", "GET", "/jobs/nope", "", 404},
+		{"DELETE /jobs/:id", "DELETE", "/jobs/nope", "", 404},
+		{"GET /jobs/:id/files/:n", "GET", "/jobs/nope/files/1", "", 404},
 		// The console audits its pages as the API calls they stand for
 		// (the interaction after the '=' of the target).
 		{"GET /console/*", "GET", "/console/deliveries#=delivery-list", "", 200},

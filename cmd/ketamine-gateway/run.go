@@ -11,8 +11,9 @@ import (
 
 // Exit codes.
 const (
-	exitInvalid = 1 // the input is not valid (map, validate) or serving failed
-	exitUsage   = 2 // the command line is wrong
+	exitInvalid   = 1 // the input is not valid (map, validate, records rejected) or serving failed
+	exitUsage     = 2 // the command line is wrong
+	exitUnchecked = 3 // the work could not be done or checked: the database could not be opened or failed
 )
 
 // exitError carries an exit code; msg (may be empty) goes to stderr.
@@ -36,6 +37,7 @@ commands:
   deliveries  list, show, retry and replay deliveries to EHRs (deliveries -h)
   audit       audit verify: check the audit trail's hash chain (exit 1 when broken)
   lineage     the story of a source record, resource or trace as JSON (lineage -h)
+  import      load native records in bulk, with progress and a report: import --kind KIND FILE|DIR|- (import -h)
   codesystem  print the gateway's own CodeSystem resources
   version     print the version
 
@@ -61,6 +63,8 @@ func run(ctx context.Context, args []string, getenv func(string) string,
 		return auditCommand(ctx, rest, getenv, stdout, stderr)
 	case "lineage":
 		return lineageCommand(ctx, rest, getenv, stdout, stderr)
+	case "import":
+		return importCommand(ctx, rest, getenv, stdin, stdout, stderr)
 	case "codesystem":
 		return codeSystemCommand(rest, stdout, stderr)
 	case "version":

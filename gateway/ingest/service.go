@@ -98,6 +98,15 @@ func (s *Service) Options(tenant string) mapping.Options {
 // Pipeline returns the service's pipeline.
 func (s *Service) Pipeline() *Pipeline { return s.p }
 
+// WithoutDelivery returns the service as it is, but enqueueing nothing for
+// the delivery destinations (a bulk import of history the EHRs already
+// hold).
+func (s *Service) WithoutDelivery() *Service {
+	cp := *s
+	cp.routes = nil
+	return &cp
+}
+
 // errNoStore answers a store request to a gateway without a store.
 var errNoStore = outcome.New(outcome.NotImplemented, "not-supported", "storage-unavailable",
 	"this gateway runs without a store; use dryRun=true to validate and map")

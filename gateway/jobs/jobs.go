@@ -48,8 +48,8 @@ type Handler func(ctx context.Context, run *Run) (result []byte, err error)
 type Config struct {
 	// Store keeps the jobs (required).
 	Store Store
-	// Handlers run the jobs of each kind; a Service claims only kinds it
-	// has a handler for.
+	// Handlers run the jobs of each kind (more can be registered with
+	// Handle); a Service claims only kinds it has a handler for.
 	Handlers map[string]Handler
 	// Lease is how long a claim lasts unless renewed (default 30 s): a
 	// running job's lease is renewed every third of it, so the job of a
@@ -114,6 +114,20 @@ func New(cfg Config) *Service {
 	return s
 }
 
+// Handle registers the handler of a kind of job; the runner claims jobs
+// of the kinds registered before Start.
+func (s *Service) Handle(kind string, h Handler) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cfg.Handlers == nil {
+		s.cfg.Handlers = map[string]Handler{}
+	}
+	if _, ok := s.cfg.Handlers[kind]; !ok {
+		s.kinds = append(s.kinds, kind)
+	}
+	s.cfg.Handlers[kind] = h
+}
+
 // Retention is how long finished jobs are kept.
 func (s *Service) Retention() time.Duration { return s.cfg.Retention }
 
@@ -153,9 +167,10 @@ func (s *Service) Upload(ctx context.Context, id string, parts []store.JobPart) 
 	return s.st.PutJobParts(ctx, id, parts)
 }
 
-// Queue makes an uploaded job claimable and wakes the runner.
-func (s *Service) Queue(ctx context.Context, id string) error {
-	if err := s.st.QueueJob(ctx, id); err != nil {
+// Queue makes an uploaded job claimable, with total the work the upload
+// holds (-1 unknown), and wakes the runner.
+func (s *Service) Queue(ctx context.Context, id string, total int64) error {
+	if err := s.st.QueueJob(ctx, id, total); err != nil {
 		return err
 	}
 	s.Notify()

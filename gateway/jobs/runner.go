@@ -50,6 +50,12 @@ func (r *Run) Save(ctx context.Context, checkpoint []byte, parts []store.JobPart
 	return err
 }
 
+// File calls fn with the parts of file n of the run's own job, in order
+// (an import reads its uploaded input this way).
+func (r *Run) File(ctx context.Context, n int, fn func([]byte) error) error {
+	return r.s.st.JobFile(ctx, r.Job.ID, n, fn)
+}
+
 // Start starts the runner: it claims jobs of the kinds it has handlers
 // for and runs up to Workers of them at once, and purges expired jobs.
 // Close stops it.
@@ -188,7 +194,9 @@ func (s *Service) handle(ctx context.Context, r *Run) (result []byte, err error)
 			result, err = nil, fmt.Errorf("%s job handler panicked", r.Job.Kind)
 		}
 	}()
+	s.mu.Lock()
 	h := s.cfg.Handlers[r.Job.Kind]
+	s.mu.Unlock()
 	return h(ctx, r)
 }
 

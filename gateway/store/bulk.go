@@ -17,8 +17,7 @@ type ExportQuery struct {
 	// Tenant restricts the resources to one tenant's, as in search.Query
 	// ("" the default tenant, search.AllTenants every tenant's).
 	Tenant string
-	// Since, when not zero, keeps the resources last updated at or after
-	// it.
+	// Since, when not zero, keeps the resources last updated after it.
 	Since time.Time
 	// After is the id the page starts after ("" from the first).
 	After string

@@ -91,9 +91,10 @@ type Jobs interface {
 	// PutJobParts adds parts to a job that is uploading; ErrNotFound if
 	// it is not (ErrConflict for a part that exists).
 	PutJobParts(ctx context.Context, id string, parts []JobPart) error
-	// QueueJob makes an uploading job queued (claimable) and clears its
-	// Expires; ErrNotFound if it is not uploading.
-	QueueJob(ctx context.Context, id string) error
+	// QueueJob makes an uploading job queued (claimable), sets its Total
+	// (what the upload told) and clears its Expires; ErrNotFound if it is
+	// not uploading.
+	QueueJob(ctx context.Context, id string, total int64) error
 	// ClaimJob claims the oldest claimable job of one of kinds (queued,
 	// or running with its lease run out): it becomes running under claim
 	// until now+lease, Attempts + 1, and is returned. It returns nil and

@@ -34,7 +34,7 @@ func (s *Store) Export(ctx context.Context, q store.ExportQuery) ([]*store.Resou
 		b.Add(` AND c.id > ?`, q.After)
 	}
 	if !q.Since.IsZero() {
-		b.Add(` AND c.last_updated >= ?`, q.Since.UnixMilli())
+		b.Add(` AND c.last_updated > ?`, q.Since.UnixMilli())
 	}
 	if len(q.Filters) > 0 {
 		b.Add(` AND (`)

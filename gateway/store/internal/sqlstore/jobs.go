@@ -151,9 +151,9 @@ func (t *tx) insertParts(id string, parts []store.JobPart) error {
 }
 
 // QueueJob implements store.Jobs.
-func (s *Store) QueueJob(ctx context.Context, id string) error {
-	return s.jobUpdate(ctx, "queue job", `UPDATE jobs SET status = 'queued', expires = 0, updated = ?
-		WHERE id = ? AND status = 'uploading'`, s.now().UnixMilli(), id)
+func (s *Store) QueueJob(ctx context.Context, id string, total int64) error {
+	return s.jobUpdate(ctx, "queue job", `UPDATE jobs SET status = 'queued', expires = 0, progress_total = ?, updated = ?
+		WHERE id = ? AND status = 'uploading'`, total, s.now().UnixMilli(), id)
 }
 
 // jobUpdate runs one UPDATE of a job in a write transaction: ErrNotFound

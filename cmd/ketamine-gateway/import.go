@@ -1,0 +1,234 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/user"
+	"strings"
+	"time"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/bulk"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+	"github.com/ketamine-gateway/ketamine-gateway/mapping"
+)
+
+const importUsage = `usage: ketamine-gateway import --kind KIND [--db DB] [--tenant T] [--deliver] [--config FILE]
+                               [--report FILE] [--workers N] FILE|DIR|-
+
+Loads native records of one kind into the database through the same checks
+as POST /ingest/{kind} (schemas, clinical rules, the ledger, Provenance, an
+AuditEvent per record): FILE holds one record per line (NDJSON), DIR a record
+per *.json file (in name order), - reads NDJSON from standard input.
+
+Progress goes to standard error (a bar on a terminal, a line every 5 s
+otherwise); at the end a summary goes to standard output, and every rejected
+record is listed in the report (NDJSON: its line or file, HTTP status, rule
+ids and pointers, never a value). Running it again after an interruption
+continues where it stopped: records already stored are recognised by the
+ledger and change nothing.
+
+  --deliver   also enqueue the stored records for the delivery destinations
+              of --config (by default history is loaded without sending it)
+
+Exit status: 0 every record stored, 1 some rejected (see the report),
+2 usage, 3 the database could not be opened or failed.
+
+Example:
+  ketamine-gateway import --kind session --db kg.db --tenant clinic-a sessions.ndjson`
+
+// importCommand is the CLI bulk import (docs/bulk.md).
+func importCommand(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("import", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprintln(stderr, importUsage) }
+	kind := fs.String("kind", "", "record kind: "+kindList())
+	db := fs.String("db", envOr(getenv, "GATEWAY_DB", "ketamine-gateway.db"), "SQLite file or postgres:// URL (GATEWAY_DB)")
+	tenant := fs.String("tenant", "", "the tenant (clinic) the records belong to (default: the default tenant)")
+	deliver := fs.Bool("deliver", false, "enqueue the stored records for the destinations of --config")
+	configFile := fs.String("config", getenv("GATEWAY_CONFIG"), "configuration file: safety thresholds, destinations (GATEWAY_CONFIG)")
+	base := fs.String("identifier-base", getenv("GATEWAY_IDENTIFIER_BASE"), "namespace of minted identifier systems (GATEWAY_IDENTIFIER_BASE)")
+	reportFile := fs.String("report", "import-rejected.ndjson", "where the rejected records are listed")
+	workers := fs.Int("workers", 4, "records ingested at once")
+	if err := fs.Parse(args); err != nil {
+		return &exitError{code: exitUsage}
+	}
+	if fs.NArg() != 1 {
+		return usageError("%s", importUsage)
+	}
+	if !knownKind(*kind) {
+		return &exitError{code: exitUsage, msg: fmt.Sprintf("--kind %q: the kinds are %s", *kind, kindList())}
+	}
+	if *tenant == "*" {
+		return &exitError{code: exitUsage, msg: "--tenant: records belong to one tenant, not every tenant (*)"}
+	}
+	fc, err := readConfig(*configFile)
+	if err != nil {
+		return &exitError{code: exitUsage, msg: err.Error()}
+	}
+	allSafety, tenantSafety, err := safety(fc)
+	if err != nil {
+		return &exitError{code: exitUsage, msg: err.Error()}
+	}
+	acfg := app.Config{IdentifierBase: *base, Instance: envOr(getenv, "GATEWAY_INSTANCE", defaultInstance()),
+		Safety: allSafety, TenantSafety: tenantSafety, NoJobRunner: true, BacklogEvery: -1}
+	if *deliver {
+		dests, err := destinations(fc, getenv("GATEWAY_EHR_URL"), getenv)
+		if err != nil {
+			return &exitError{code: exitUsage, msg: err.Error()}
+		}
+		if len(dests) == 0 {
+			return &exitError{code: exitUsage, msg: "--deliver needs delivery destinations: --config FILE (or GATEWAY_EHR_URL)"}
+		}
+		acfg.Routes = routes(dests)
+	}
+	src, total, closeSrc, err := importSource(fs.Arg(0), stdin)
+	if err != nil {
+		return &exitError{code: exitUsage, msg: err.Error()}
+	}
+	defer closeSrc()
+
+	st, err := openStore(ctx, *db)
+	if err != nil {
+		return &exitError{code: exitUnchecked, msg: err.Error()}
+	}
+	defer st.Close()
+	acfg.Store = st
+	a, err := app.New(acfg)
+	if err != nil {
+		return err
+	}
+	if err := a.Start(ctx); err != nil {
+		return &exitError{code: exitUnchecked, msg: err.Error()}
+	}
+	defer a.Close()
+
+	report, err := os.Create(*reportFile)
+	if err != nil {
+		return &exitError{code: exitUsage, msg: fmt.Sprintf("--report: %v", err)}
+	}
+	defer report.Close()
+	rw := bufio.NewWriter(report)
+
+	runID := "import-" + store.NewID()[:12]
+	sc := auditlog.NewScope("ingest", &auth.Principal{ClientID: cliClient("import"), Tenant: *tenant,
+		Scopes: auth.ParseScopes(auth.ScopeIngest)})
+	bar := newProgress(stderr, "import", "records", "rejected", total)
+	start := time.Now()
+	counts, err := a.Bulk.Import(ctx, sc, src, bulk.ImportOptions{
+		Kind: mapping.Kind(*kind), Deliver: *deliver, RunID: runID, Workers: *workers,
+		Done: func(c bulk.ImportCounts) { bar.set(c.Records, c.Rejected) },
+		Rejected: func(r bulk.Rejection) error {
+			b, err := json.Marshal(r)
+			if err != nil {
+				return err
+			}
+			_, err = rw.Write(append(b, '\n'))
+			return err
+		},
+	})
+	bar.finish()
+	if ferr := rw.Flush(); ferr != nil && err == nil {
+		err = ferr
+	}
+	elapsed := time.Since(start)
+	fmt.Fprintf(stdout, "import %s (%s records, tenant %q): %d read, %d stored, %d rejected in %s (%.0f records/s)\n",
+		runID, *kind, *tenant, counts.Records, counts.Stored, counts.Rejected, elapsed.Round(time.Millisecond),
+		float64(counts.Records)/max(elapsed.Seconds(), 1e-9))
+	if counts.Rejected > 0 {
+		fmt.Fprintf(stdout, "rejected records are listed in %s\n", *reportFile)
+	}
+	if err != nil {
+		msg := fmt.Sprintf("import stopped after %d records: %v; run it again to continue (records already stored change nothing)",
+			counts.Records, describe(err))
+		if errors.Is(err, context.Canceled) {
+			return &exitError{code: exitUnchecked, msg: "import interrupted after " + fmt.Sprint(counts.Records) + " records; run it again to continue"}
+		}
+		return &exitError{code: exitUnchecked, msg: msg}
+	}
+	if counts.Rejected > 0 {
+		return &exitError{code: exitInvalid}
+	}
+	return nil
+}
+
+// importSource opens FILE (NDJSON), DIR or - (standard input), with the
+// number of records when it can be known cheaply (-1 otherwise).
+func importSource(name string, stdin io.Reader) (bulk.Source, int64, func(), error) {
+	const maxRecord = 16 << 20
+	if name == "-" {
+		return bulk.NDJSON(stdin, maxRecord), -1, func() {}, nil
+	}
+	fi, err := os.Stat(name)
+	if err != nil {
+		return nil, 0, nil, fmt.Errorf("read %s: %v", name, errors.Unwrap(err))
+	}
+	if fi.IsDir() {
+		src, n, err := bulk.Dir(name, maxRecord)
+		if err != nil {
+			return nil, 0, nil, fmt.Errorf("read %s: %v", name, err)
+		}
+		return src, n, func() {}, nil
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, 0, nil, fmt.Errorf("read %s: %v", name, errors.Unwrap(err))
+	}
+	total, err := bulk.CountLines(f)
+	if err == nil {
+		_, err = f.Seek(0, io.SeekStart)
+	}
+	if err != nil {
+		f.Close()
+		return nil, 0, nil, fmt.Errorf("read %s: %v", name, err)
+	}
+	return bulk.NDJSON(f, maxRecord), total, func() { f.Close() }, nil
+}
+
+// knownKind reports whether kind is a native record kind.
+func knownKind(kind string) bool {
+	for _, k := range mapping.Kinds() {
+		if string(k) == kind {
+			return true
+		}
+	}
+	return false
+}
+
+// kindList names the record kinds.
+func kindList() string {
+	var ks []string
+	for _, k := range mapping.Kinds() {
+		ks = append(ks, string(k))
+	}
+	return strings.Join(ks, ", ")
+}
+
+// cliClient names the person running a command in audit records:
+// "cli-<command>:<OS user>".
+func cliClient(command string) string {
+	name := "unknown"
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		name = u.Username
+	}
+	return "cli-" + command + ":" + name
+}
+
+// describe is an error for a person: its kind's message for a classified
+// one, the error's text otherwise (a CLI's own errors name no PHI).
+func describe(err error) string {
+	kind, issues := outcome.From(err)
+	if kind != outcome.Internal && len(issues) > 0 {
+		return issues[0].Message
+	}
+	return err.Error()
+}
