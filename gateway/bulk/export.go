@@ -272,14 +272,24 @@ func parseFilter(typ, query string) (*search.Query, error) {
 }
 
 // inCompartment reports whether typ belongs to a Patient or Group export:
-// the Patient, and every type with the patient search parameter (a
-// reference to a Patient).
+// the Patient, and every type with a search parameter for its Patient
+// (compartmentParam).
 func inCompartment(typ string) bool {
-	if typ == "Patient" {
-		return true
+	return typ == "Patient" || compartmentParam(typ) != ""
+}
+
+// compartmentParam is the reference search parameter that ties a resource
+// of typ to its Patient: patient (for most types the gateway's "any
+// reference to a Patient"), else subject when it may name a Patient
+// (AdverseEvent); "" when there is none.
+func compartmentParam(typ string) string {
+	if _, ok := search.Lookup(typ, "patient"); ok {
+		return "patient"
 	}
-	_, ok := search.Lookup(typ, "patient")
-	return ok
+	if p, ok := search.Lookup(typ, "subject"); ok && slices.Contains(p.Targets, "Patient") {
+		return "subject"
+	}
+	return ""
 }
 
 // allowedType reports whether the caller's scopes let it read typ.

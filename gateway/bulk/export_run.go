@@ -145,13 +145,13 @@ func (x *exporter) filters(typ string) ([]*search.Query, error) {
 	case LevelPatient:
 		if typ != "Patient" {
 			f := false
-			base = &search.Query{Clauses: []search.Clause{{Param: "patient", Type: search.TypeReference, Modifier: "missing", Missing: &f}}}
+			base = &search.Query{Clauses: []search.Clause{{Param: compartmentParam(typ), Type: search.TypeReference, Modifier: "missing", Missing: &f}}}
 		}
 	case LevelGroup:
 		if len(x.req.Members) == 0 {
 			return []*search.Query{}, nil
 		}
-		cl := search.Clause{Param: "patient", Type: search.TypeReference}
+		cl := search.Clause{Param: compartmentParam(typ), Type: search.TypeReference}
 		if typ == "Patient" {
 			cl = search.Clause{Param: "_id", Type: search.TypeToken}
 		}

@@ -26,8 +26,8 @@ const (
 type Job struct {
 	ID   string
 	Kind string // "export", "import", "replay", ...
-	// Tenant and Owner are the tenant and the client that asked for the
-	// job: only they may see it.
+	// Tenant and Owner are the tenant (search.AllTenants for an all-tenant
+	// client) and the client that asked for the job: only they may see it.
 	Tenant, Owner string
 	Status        string
 	// Request is the job's parameters (JSON, the job kind's own).

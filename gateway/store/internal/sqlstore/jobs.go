@@ -33,7 +33,9 @@ func (s *Store) CreateJob(ctx context.Context, j *store.Job) error {
 	default:
 		return fmt.Errorf("%s: create job: status %q", s.d.Name, j.Status)
 	}
-	if !validTenant(j.Tenant) {
+	// A job's tenant is its owner's: search.AllTenants for an all-tenant
+	// client.
+	if j.Tenant != search.AllTenants && !validTenant(j.Tenant) {
 		return fmt.Errorf("%s: create job: %q is not a tenant", s.d.Name, j.Tenant)
 	}
 	now := s.now().UTC().Truncate(time.Millisecond)
@@ -84,6 +86,8 @@ func (s *Store) ListJobs(ctx context.Context, f store.JobFilter) ([]*store.Job, 
 	default:
 		b.Add(` AND tenant = ?`, f.Tenant)
 	}
+	// (An all-tenant client's own jobs have the tenant search.AllTenants:
+	// list them with Tenant AllTenants and Owner.)
 	if f.Kind != "" {
 		b.Add(` AND kind = ?`, f.Kind)
 	}
