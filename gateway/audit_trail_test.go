@@ -161,6 +161,7 @@ func TestEveryRouteAudited(t *testing.T) {
 		{"GET /jobs/:id", "GET", "/jobs/nope", "", 404},
 		{"DELETE /jobs/:id", "DELETE", "/jobs/nope", "", 404},
 		{"GET /jobs/:id/files/:n", "GET", "/jobs/nope/files/1", "", 404},
+		{"POST /admin/replay", "POST", "/admin/replay?kind=nonsense", "", 400},
 		// The console audits its pages as the API calls they stand for
 		// (the interaction after the '=' of the target).
 		{"GET /console/*", "GET", "/console/deliveries#=delivery-list", "", 200},

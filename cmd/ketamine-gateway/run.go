@@ -38,6 +38,7 @@ commands:
   audit       audit verify: check the audit trail's hash chain (exit 1 when broken)
   lineage     the story of a source record, resource or trace as JSON (lineage -h)
   import      load native records in bulk, with progress and a report: import --kind KIND FILE|DIR|- (import -h)
+  replay      what this mapping changes in the stored records; --apply sends the corrections (replay -h)
   codesystem  print the gateway's own CodeSystem resources
   version     print the version
 
@@ -65,6 +66,8 @@ func run(ctx context.Context, args []string, getenv func(string) string,
 		return lineageCommand(ctx, rest, getenv, stdout, stderr)
 	case "import":
 		return importCommand(ctx, rest, getenv, stdin, stdout, stderr)
+	case "replay":
+		return replayCommand(ctx, rest, getenv, stdout, stderr)
 	case "codesystem":
 		return codeSystemCommand(rest, stdout, stderr)
 	case "version":

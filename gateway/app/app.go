@@ -23,6 +23,7 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/jobs"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/operator"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/replay"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
 )
@@ -79,10 +80,12 @@ type App struct {
 	Ingest   *ingest.Service
 	Audit    *auditlog.Log
 	Operator *operator.Service
-	// Jobs runs the durable jobs; Bulk exports and imports in bulk (nil
+	// Jobs runs the durable jobs; Bulk exports and imports in bulk;
+	// Replay replays the current mapping over the stored records (nil
 	// without a store).
-	Jobs *jobs.Service
-	Bulk *bulk.Service
+	Jobs   *jobs.Service
+	Bulk   *bulk.Service
+	Replay *replay.Service
 	// IdentifierBase is the deployment's identifier namespace ("" the
 	// default), for lineage queries.
 	IdentifierBase string
@@ -121,6 +124,12 @@ func New(cfg Config) (*App, error) {
 		jcfg.Store, jcfg.Now, jcfg.Logger = cfg.Store, cfg.Now, cfg.Logger
 		a.Jobs = jobs.New(jcfg)
 		a.Bulk = bulk.New(bulk.Config{Store: cfg.Store, Engine: a.Engine, Ingest: a.Ingest, Jobs: a.Jobs, Now: cfg.Now})
+		dests := make([]string, len(cfg.Routes))
+		for i, r := range cfg.Routes {
+			dests[i] = r.Name
+		}
+		a.Replay = replay.New(replay.Config{Store: cfg.Store, Engine: a.Engine, Ingest: a.Ingest, Jobs: a.Jobs,
+			IdentifierBase: cfg.IdentifierBase, Destinations: dests, Notify: cfg.Notify, Now: cfg.Now})
 	}
 	return a, nil
 }

@@ -114,11 +114,15 @@ func txFor(tx store.Tx, tenant string) store.Tx {
 
 // ns namespaces a key by the tenant (the default tenant keeps the bare
 // key, so databases from before tenants keep working).
-func (t tenantTx) ns(key string) string {
-	if t.tenant == "" {
+func (t tenantTx) ns(key string) string { return Namespaced(t.tenant, key) }
+
+// Namespaced is a conditional key or ledger source of tenant as stored:
+// the default tenant's bare, another's prefixed "tenant:<tenant>|".
+func Namespaced(tenant, key string) string {
+	if tenant == "" {
 		return key
 	}
-	return "tenant:" + t.tenant + "|" + key
+	return "tenant:" + tenant + "|" + key
 }
 
 func (t tenantTx) Read(typ, id string) (*store.Resource, error) {

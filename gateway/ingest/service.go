@@ -412,6 +412,10 @@ func (s *Service) entries(res *mapping.Result, raws [][]byte, tenant string) ([]
 	return out, nil
 }
 
+// ResourceID is the id, in tenant's namespace, of a resource the mappings
+// give the deterministic id id (as ingest stores it).
+func ResourceID(tenant, id string) string { return tenantID(tenant, id) }
+
 // tenantID is the id, in tenant's namespace, of a resource the mappings
 // give a deterministic id: tenants sending the same record ids never
 // collide (the default tenant keeps the mapping's id). The EHR still gets

@@ -63,4 +63,6 @@ type Bulk interface {
 	// LedgerEntries returns one page of the ledger entries q selects, in
 	// key order, with their inputs.
 	LedgerEntries(ctx context.Context, q LedgerQuery) ([]*Ledger, error)
+	// LedgerTenants returns the tenants of the ledger's entries, sorted.
+	LedgerTenants(ctx context.Context) ([]string, error)
 }

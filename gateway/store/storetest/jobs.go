@@ -418,4 +418,7 @@ func testLedgerEntries(t *testing.T, s store.Store) {
 	}
 	err = s.Write(ctx, func(tx store.Tx) error { return tx.SetLedgerMapping("src", "session", "none", "1", "2.1.0") })
 	isErr(t, "SetLedgerMapping of no entry", err, store.ErrNotFound)
+	if tenants, err := s.LedgerTenants(ctx); err != nil || !slices.Equal(tenants, []string{"", "clinic-a"}) {
+		t.Errorf("LedgerTenants = %q, %v", tenants, err)
+	}
 }

@@ -173,6 +173,28 @@ func (s *Store) LedgerEntries(ctx context.Context, q store.LedgerQuery) ([]*stor
 	return out, err
 }
 
+// LedgerTenants implements store.Bulk.
+func (s *Store) LedgerTenants(ctx context.Context) ([]string, error) {
+	var out []string
+	err := s.db.Read(ctx, func(c Conn) error {
+		rows, err := c.Query(ctx, `SELECT DISTINCT tenant FROM ledger ORDER BY tenant`)
+		if err != nil {
+			return fmt.Errorf("%s: ledger tenants: %w", s.d.Name, s.err(ctx, err))
+		}
+		defer rows.Close()
+		out = out[:0]
+		for rows.Next() {
+			var t string
+			if err := rows.Scan(&t); err != nil {
+				return fmt.Errorf("%s: ledger tenants: %w", s.d.Name, s.err(ctx, err))
+			}
+			out = append(out, t)
+		}
+		return rows.Err()
+	})
+	return out, err
+}
+
 // SetLedgerMapping implements store.Tx.
 func (t *tx) SetLedgerMapping(source, kind, recordID, version, mappingVersion string) error {
 	s := t.s
