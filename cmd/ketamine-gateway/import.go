@@ -13,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/bulk"
@@ -71,46 +70,23 @@ func importCommand(ctx context.Context, args []string, getenv func(string) strin
 	if *tenant == "*" {
 		return &exitError{code: exitUsage, msg: "--tenant: records belong to one tenant, not every tenant (*)"}
 	}
-	fc, err := readConfig(*configFile)
+	acfg, ndests, err := cliAppConfig(*configFile, *base, *deliver, getenv)
 	if err != nil {
-		return &exitError{code: exitUsage, msg: err.Error()}
+		return err
 	}
-	allSafety, tenantSafety, err := safety(fc)
-	if err != nil {
-		return &exitError{code: exitUsage, msg: err.Error()}
-	}
-	acfg := app.Config{IdentifierBase: *base, Instance: envOr(getenv, "GATEWAY_INSTANCE", defaultInstance()),
-		Safety: allSafety, TenantSafety: tenantSafety, NoJobRunner: true, BacklogEvery: -1}
-	if *deliver {
-		dests, err := destinations(fc, getenv("GATEWAY_EHR_URL"), getenv)
-		if err != nil {
-			return &exitError{code: exitUsage, msg: err.Error()}
-		}
-		if len(dests) == 0 {
-			return &exitError{code: exitUsage, msg: "--deliver needs delivery destinations: --config FILE (or GATEWAY_EHR_URL)"}
-		}
-		acfg.Routes = routes(dests)
+	if *deliver && ndests == 0 {
+		return &exitError{code: exitUsage, msg: "--deliver needs delivery destinations: --config FILE (or GATEWAY_EHR_URL)"}
 	}
 	src, total, closeSrc, err := importSource(fs.Arg(0), stdin)
 	if err != nil {
 		return &exitError{code: exitUsage, msg: err.Error()}
 	}
 	defer closeSrc()
-
-	st, err := openStore(ctx, *db)
-	if err != nil {
-		return &exitError{code: exitUnchecked, msg: err.Error()}
-	}
-	defer st.Close()
-	acfg.Store = st
-	a, err := app.New(acfg)
+	a, closeApp, err := openApp(ctx, acfg, *db)
 	if err != nil {
 		return err
 	}
-	if err := a.Start(ctx); err != nil {
-		return &exitError{code: exitUnchecked, msg: err.Error()}
-	}
-	defer a.Close()
+	defer closeApp()
 
 	report, err := os.Create(*reportFile)
 	if err != nil {

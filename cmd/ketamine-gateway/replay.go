@@ -12,7 +12,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
@@ -82,40 +81,18 @@ func replayCommand(ctx context.Context, args []string, getenv func(string) strin
 		}
 		opts.Since = t
 	}
-	fc, err := readConfig(*configFile)
-	if err != nil {
-		return &exitError{code: exitUsage, msg: err.Error()}
-	}
-	allSafety, tenantSafety, err := safety(fc)
-	if err != nil {
-		return &exitError{code: exitUsage, msg: err.Error()}
-	}
-	acfg := app.Config{IdentifierBase: *base, Instance: envOr(getenv, "GATEWAY_INSTANCE", defaultInstance()),
-		Safety: allSafety, TenantSafety: tenantSafety, NoJobRunner: true, BacklogEvery: -1}
-	if *apply {
-		dests, err := destinations(fc, getenv("GATEWAY_EHR_URL"), getenv)
-		if err != nil {
-			return &exitError{code: exitUsage, msg: err.Error()}
-		}
-		acfg.Routes = routes(dests)
-		if len(dests) == 0 {
-			fmt.Fprintln(stderr, "replay: no delivery destinations configured (--config): corrections are stored, none is enqueued")
-		}
-	}
-	st, err := openStore(ctx, *db)
-	if err != nil {
-		return &exitError{code: exitUnchecked, msg: err.Error()}
-	}
-	defer st.Close()
-	acfg.Store = st
-	a, err := app.New(acfg)
+	acfg, ndests, err := cliAppConfig(*configFile, *base, *apply, getenv)
 	if err != nil {
 		return err
 	}
-	if err := a.Start(ctx); err != nil {
-		return &exitError{code: exitUnchecked, msg: err.Error()}
+	if *apply && ndests == 0 {
+		fmt.Fprintln(stderr, "replay: no delivery destinations configured (--config): corrections are stored, none is enqueued")
 	}
-	defer a.Close()
+	a, closeApp, err := openApp(ctx, acfg, *db)
+	if err != nil {
+		return err
+	}
+	defer closeApp()
 
 	if err := a.Replay.Check(ctx, opts); err != nil {
 		kind, issues := outcome.From(err)

@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sync"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/internal/ordered"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
 )
@@ -81,104 +81,42 @@ func (s *Service) Import(ctx context.Context, sc *auditlog.Scope, src Source, op
 	if !opts.Deliver {
 		svc = svc.WithoutDelivery()
 	}
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-
-	type item struct {
-		seq int64
-		rec Record
-		err error
-	}
 	workers := s.cfg.ImportWorkers
 	if opts.Workers > 0 {
 		workers = opts.Workers
 	}
-	todo := make(chan item, workers)
-	results := make(chan item, 2*workers)
-	var wg sync.WaitGroup
-	var readErr error
-	wg.Go(func() { // the reader
-		defer close(todo)
-		var seq, skipped int64
-		for {
+	type result struct {
+		rec Record
+		err error
+	}
+	err := ordered.Run(ctx, workers, func(yield func(Record) bool) error {
+		for skipped := int64(0); ; {
 			rec, err := src.Next()
-			if err == io.EOF {
-				return
-			}
-			if err != nil {
-				readErr = fmt.Errorf("read import input: %w", err)
-				cancel(readErr)
-				return
-			}
-			if skipped < opts.Skip {
+			switch {
+			case err == io.EOF:
+				return nil
+			case err != nil:
+				return fmt.Errorf("read import input: %w", err)
+			case skipped < opts.Skip:
 				skipped++
-				continue
-			}
-			select {
-			case todo <- item{seq: seq, rec: rec}:
-				seq++
-			case <-ctx.Done():
-				return
+			case !yield(rec):
+				return nil
 			}
 		}
+	}, func(ctx context.Context, rec Record) result {
+		if rec.Err != nil {
+			return result{rec: rec, err: rec.Err}
+		}
+		rsc := auditlog.NewScope("ingest", sc.Principal)
+		rsc.Addr, rsc.TraceID = sc.Addr, sc.TraceID
+		rsc.RequestID = fmt.Sprintf("%s:%s", opts.RunID, where(rec))
+		_, err := svc.Ingest(ctx, rsc, opts.Kind, rec.Body, false, engine.Answer{})
+		rec.Body = nil
+		return result{rec: rec, err: err}
+	}, func(r result) error {
+		return s.account(&counts, r.rec, r.err, opts)
 	})
-	var ingesters sync.WaitGroup
-	for range workers {
-		ingesters.Go(func() {
-			for it := range todo {
-				if it.rec.Err == nil {
-					rsc := auditlog.NewScope("ingest", sc.Principal)
-					rsc.Addr, rsc.TraceID = sc.Addr, sc.TraceID
-					rsc.RequestID = fmt.Sprintf("%s:%s", opts.RunID, where(it.rec))
-					_, it.err = svc.Ingest(ctx, rsc, opts.Kind, it.rec.Body, false, engine.Answer{})
-				} else {
-					it.err = it.rec.Err
-				}
-				it.rec.Body = nil
-				select {
-				case results <- it:
-				case <-ctx.Done():
-					return
-				}
-			}
-		})
-	}
-	go func() { ingesters.Wait(); close(results) }()
-
-	// Report in input order: results come back in any order, at most a
-	// few ahead of the next one due.
-	pending := map[int64]item{}
-	var next int64
-	var stop error
-	for it := range results {
-		if stop != nil {
-			continue // drain
-		}
-		pending[it.seq] = it
-		for {
-			cur, ok := pending[next]
-			if !ok {
-				break
-			}
-			delete(pending, next)
-			next++
-			if err := s.account(&counts, cur.rec, cur.err, opts); err != nil {
-				stop = err
-				cancel(err)
-				break
-			}
-		}
-	}
-	wg.Wait()
-	switch {
-	case stop != nil:
-		return counts, stop
-	case readErr != nil:
-		return counts, readErr
-	case ctx.Err() != nil:
-		return counts, context.Cause(ctx)
-	}
-	return counts, nil
+	return counts, err
 }
 
 // account counts one record's outcome and reports a rejection; it returns

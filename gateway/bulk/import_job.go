@@ -33,10 +33,10 @@ type importRequest struct {
 }
 
 // importCheckpoint is where an import got to: its counts (Records done,
-// in input order) and the next part of its report.
+// in input order) and its report.
 type importCheckpoint struct {
-	Counts     ImportCounts `json:"counts"`
-	ReportPart int          `json:"reportPart"`
+	Counts ImportCounts   `json:"counts"`
+	Report jobs.FileParts `json:"report"`
 }
 
 // ImportResult is a finished import job's result.
@@ -84,6 +84,16 @@ func (s *Service) SubmitImport(ctx context.Context, sc *auditlog.Scope, kind map
 	}
 	sc.Description = fmt.Sprintf("bulk import of %d %s records queued: job %s", lines, kind, j.ID)
 	return j, nil
+}
+
+// writeLine appends v as a JSON line to a report.
+func writeLine(f *jobs.FileParts, v any) error {
+	line, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(append(line, '\n'))
+	return err
 }
 
 // upload stores body as file 0 of job id in parts, and counts its records.
@@ -137,7 +147,7 @@ func (s *Service) runImport(ctx context.Context, run *jobs.Run) ([]byte, error) 
 	if err := json.Unmarshal(run.Job.Request, &req); err != nil {
 		return nil, fmt.Errorf("import request: %w", err)
 	}
-	var cp importCheckpoint
+	cp := importCheckpoint{Report: jobs.FileParts{File: importReport}}
 	if run.Job.Checkpoint != nil {
 		if err := json.Unmarshal(run.Job.Checkpoint, &cp); err != nil {
 			return nil, fmt.Errorf("import checkpoint: %w", err)
@@ -158,40 +168,24 @@ func (s *Service) runImport(ctx context.Context, run *jobs.Run) ([]byte, error) 
 	}()
 	defer func() { pr.Close(); <-feed }()
 
-	var report []byte
 	base := cp.Counts
 	save := func() error {
-		var parts []store.JobPart
-		if len(report) > 0 {
-			parts = []store.JobPart{{File: importReport, Part: cp.ReportPart, Data: report}}
-			cp.ReportPart++
-		}
+		parts := cp.Report.Take()
 		raw, err := json.Marshal(cp)
 		if err != nil {
 			return err
 		}
-		if err := run.Save(ctx, raw, parts); err != nil {
-			return err
-		}
-		report = report[:0]
-		return nil
+		return run.Save(ctx, raw, parts)
 	}
 	var since int64
 	var saveErr error
 	_, err := s.Import(ctx, sc, NDJSON(pr, s.cfg.MaxRecordBytes), ImportOptions{
 		Kind: req.Kind, Deliver: req.Deliver, Skip: base.Records, RunID: run.Job.ID,
-		Rejected: func(r Rejection) error {
-			line, err := json.Marshal(r)
-			if err != nil {
-				return err
-			}
-			report = append(append(report, line...), '\n')
-			return nil
-		},
+		Rejected: func(r Rejection) error { return writeLine(&cp.Report, r) },
 		Done: func(c ImportCounts) {
 			cp.Counts = ImportCounts{Records: base.Records + c.Records, Stored: base.Stored + c.Stored, Rejected: base.Rejected + c.Rejected}
 			run.Progress(cp.Counts.Records, total)
-			if since++; since >= 200 || len(report) >= s.cfg.PartBytes {
+			if since++; since >= 200 || cp.Report.Len() >= s.cfg.PartBytes {
 				since = 0
 				if err := save(); err != nil {
 					saveErr = err // lost, or the database failed: the import stops

@@ -40,9 +40,9 @@ type jobOptions struct {
 
 // jobCheckpoint is where a replay job got to.
 type jobCheckpoint struct {
-	Summary    Summary         `json:"summary"`
-	After      store.LedgerKey `json:"after"`
-	ReportPart int             `json:"reportPart"`
+	Summary Summary         `json:"summary"`
+	After   store.LedgerKey `json:"after"`
+	Report  jobs.FileParts  `json:"report"`
 }
 
 // JobResult is a finished replay job's result.
@@ -98,7 +98,8 @@ func (s *Service) runJob(ctx context.Context, run *jobs.Run) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	cp := jobCheckpoint{Summary: Summary{MappingVersion: s.cfg.MappingVersion, Applied: opts.Apply}}
+	cp := jobCheckpoint{Summary: Summary{MappingVersion: s.cfg.MappingVersion, Applied: opts.Apply},
+		Report: jobs.FileParts{File: replayReport}}
 	if run.Job.Checkpoint != nil {
 		if err := json.Unmarshal(run.Job.Checkpoint, &cp); err != nil {
 			return nil, fmt.Errorf("replay checkpoint: %w", err)
@@ -108,27 +109,18 @@ func (s *Service) runJob(ctx context.Context, run *jobs.Run) ([]byte, error) {
 	sc := auditlog.NewScope("mapping-replay", &auth.Principal{ClientID: run.Job.Owner, Tenant: run.Job.Tenant,
 		Scopes: auth.ParseScopes(req.Scopes)})
 	sc.Addr, sc.RequestID = req.Addr, run.Job.ID
-	var report []byte
 	var since int
 	var saveErr error
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	save := func(sum *Summary) error {
 		cp.Summary, cp.After = *sum, sum.last
-		var parts []store.JobPart
-		if len(report) > 0 {
-			parts = []store.JobPart{{File: replayReport, Part: cp.ReportPart, Data: report}}
-			cp.ReportPart++
-		}
+		parts := cp.Report.Take()
 		raw, err := json.Marshal(cp)
 		if err != nil {
 			return err
 		}
-		if err := run.Save(ctx, raw, parts); err != nil {
-			return err
-		}
-		report = report[:0]
-		return nil
+		return run.Save(ctx, raw, parts)
 	}
 	var sum *Summary
 	start := cp.Summary
@@ -137,11 +129,11 @@ func (s *Service) runJob(ctx context.Context, run *jobs.Run) ([]byte, error) {
 		if err != nil {
 			return err
 		}
-		report = append(append(report, line...), '\n')
-		return nil
+		_, err = cp.Report.Write(append(line, '\n'))
+		return err
 	}, func(done int) {
 		run.Progress(int64(done), -1)
-		if since++; since >= 100 || len(report) >= 1<<20 {
+		if since++; since >= 100 || cp.Report.Len() >= 1<<20 {
 			since = 0
 			if err := save(&start); err != nil {
 				saveErr = err

@@ -26,12 +26,12 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/internal/ordered"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/jobs"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
@@ -284,97 +284,39 @@ func (s *Service) run(ctx context.Context, sc *auditlog.Scope, opts Options, sum
 	for _, g := range sum.Groups {
 		groups[g.Change] = g.Records
 	}
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-
 	type item struct {
-		seq  int
 		l    *store.Ledger
 		last store.LedgerKey // the record's last ledger row
 		res  RecordResult
 		err  error
 	}
-	todo := make(chan item, s.cfg.Workers)
-	done := make(chan item, 2*s.cfg.Workers)
-	var readErr error
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		defer close(todo)
-		readErr = s.walk(ctx, opts, func(seq int, l *store.Ledger, last store.LedgerKey) bool {
-			select {
-			case todo <- item{seq: seq, l: l, last: last}:
-				return true
-			case <-ctx.Done():
-				return false
-			}
+	err := ordered.Run(ctx, s.cfg.Workers, func(yield func(item) bool) error {
+		return s.walk(ctx, opts, func(l *store.Ledger, last store.LedgerKey) bool {
+			return yield(item{l: l, last: last})
 		})
-		if readErr != nil {
-			cancel(readErr)
+	}, func(ctx context.Context, it item) item {
+		it.res, it.err = s.record(ctx, sc, it.l, opts)
+		it.l = nil
+		return it
+	}, func(it item) error {
+		if it.err != nil {
+			return it.err
 		}
+		sum.count(it.res, groups)
+		sum.last = it.last
+		if emit != nil {
+			if err := emit(it.res); err != nil {
+				return err
+			}
+		}
+		if progress != nil {
+			sum.Groups = sortGroups(groups) // a checkpoint may save the summary
+			progress(sum.Records)
+		}
+		return nil
 	})
-	var workers sync.WaitGroup
-	for range s.cfg.Workers {
-		workers.Go(func() {
-			for it := range todo {
-				it.res, it.err = s.record(ctx, sc, it.l, opts)
-				it.l = nil
-				select {
-				case done <- it:
-				case <-ctx.Done():
-					return
-				}
-			}
-		})
-	}
-	go func() { workers.Wait(); close(done) }()
-
-	pending := map[int]item{}
-	next := 0
-	var stop error
-	for it := range done {
-		if stop != nil {
-			continue
-		}
-		pending[it.seq] = it
-		for {
-			cur, ok := pending[next]
-			if !ok {
-				break
-			}
-			delete(pending, next)
-			next++
-			if cur.err != nil {
-				stop = cur.err
-				cancel(stop)
-				break
-			}
-			sum.count(cur.res, groups)
-			sum.last = cur.last
-			sum.Groups = nil
-			if emit != nil {
-				if err := emit(cur.res); err != nil {
-					stop = err
-					cancel(stop)
-					break
-				}
-			}
-			if progress != nil {
-				sum.Groups = sortGroups(groups) // a checkpoint may save the summary
-				progress(sum.Records)
-			}
-		}
-	}
-	wg.Wait()
 	sum.Groups = sortGroups(groups)
-	switch {
-	case stop != nil:
-		return sum, stop
-	case readErr != nil:
-		return sum, readErr
-	case ctx.Err() != nil:
-		return sum, context.Cause(ctx)
-	}
-	return sum, nil
+	return sum, err
 }
 
 // count adds one record's result to the summary.
@@ -436,11 +378,11 @@ func sortGroups(groups map[string]int) []Group {
 }
 
 // walk pages through the ledger and calls fn with the latest version of
-// each record opts selects, numbered from 0, until fn returns false.
-func (s *Service) walk(ctx context.Context, opts Options, fn func(seq int, l *store.Ledger, last store.LedgerKey) bool) error {
+// each record opts selects (and the key of the record's last row), until
+// fn returns false.
+func (s *Service) walk(ctx context.Context, opts Options, fn func(l *store.Ledger, last store.LedgerKey) bool) error {
 	q := store.LedgerQuery{Tenant: opts.Tenant, Kind: string(opts.Kind), Since: opts.Since, Limit: 500, After: opts.after}
 	var group []*store.Ledger // the versions of one record
-	seq := 0
 	flush := func() bool {
 		if len(group) == 0 {
 			return true
@@ -457,9 +399,7 @@ func (s *Service) walk(ctx context.Context, opts Options, fn func(seq int, l *st
 		if opts.Source != "" && recordSource(latest) != opts.Source {
 			return true
 		}
-		ok := fn(seq, latest, last)
-		seq++
-		return ok
+		return fn(latest, last)
 	}
 	for {
 		page, err := s.cfg.Store.LedgerEntries(ctx, q)
