@@ -1,14 +1,18 @@
 package replay
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
@@ -104,48 +108,54 @@ func (s *Service) remap(ctx context.Context, l *store.Ledger, values bool) (m *r
 		return nil, err, nil
 	}
 	m = &remapped{l: l, res: res, raws: raws}
-	if err := s.match(ctx, m, values); err != nil {
+	if err := s.match(ctx, m, values, true); err != nil {
 		return nil, nil, err
 	}
 	return m, nil, nil
 }
 
-// match finds the stored resource of each mapped entry (by identifier,
-// among those the record's last version wrote or matched, else by a
-// search of its tenant), rewrites the mapped resources' references to the
-// stored ids, and compares.
-func (s *Service) match(ctx context.Context, m *remapped, values bool) error {
+// match finds the stored resource of each mapped entry, rewrites the
+// mapped resources' references to the stored ids, and compares. A mapped
+// entry is matched by its identifier with the resource at its own place
+// in the record's last answer (with fast, the usual case, checked without
+// decoding and confirmed when the resources differ), else with any
+// resource of that answer, else by a search of the tenant.
+func (s *Service) match(ctx context.Context, m *remapped, values, fast bool) error {
 	var resp fhirwire.Bundle
 	_ = json.Unmarshal(m.l.Response, &resp) // an answer without entries matches nothing
-	var refs []string
-	for _, e := range resp.Entry {
+	refs := make([]string, len(resp.Entry))
+	for i, e := range resp.Entry {
 		if e.Response == nil {
 			continue
 		}
 		parts := strings.Split(e.Response.Location, "/")
 		if len(parts) >= 2 {
-			refs = append(refs, parts[0]+"/"+parts[1])
+			refs[i] = parts[0] + "/" + parts[1]
 		}
 	}
 	stored, err := s.cfg.Store.ReadCurrent(ctx, refs)
 	if err != nil {
 		return err
 	}
-	byIdent := map[string]*store.Resource{}
-	docs := map[*store.Resource]map[string]any{}
+	byRef := map[string]*store.Resource{}
 	for _, r := range stored {
-		if r.Tenant != m.l.Tenant {
-			continue
-		}
-		var doc map[string]any
-		if err := json.Unmarshal(r.Body, &doc); err != nil {
-			return fmt.Errorf("stored %s/%s: %w", r.Type, r.ID, err)
-		}
-		docs[r] = doc
-		for _, k := range identifiers(doc) {
-			byIdent[r.Type+"|"+k] = r
+		if r.Tenant == m.l.Tenant {
+			byRef[r.Type+"/"+r.ID] = r
 		}
 	}
+	docs := map[*store.Resource]map[string]any{} // the stored resources decoded
+	storedDoc := func(r *store.Resource) (map[string]any, error) {
+		if d, ok := docs[r]; ok {
+			return d, nil
+		}
+		d, err := engine.DecodeResource(r.Body)
+		if err != nil {
+			return nil, fmt.Errorf("stored %s/%s: %w", r.Type, r.ID, err)
+		}
+		docs[r] = d
+		return d, nil
+	}
+	var byIdent map[string]*store.Resource // built when the fast match fails
 	ids := map[string]string{}
 	used := map[*store.Resource]bool{}
 	for i, e := range m.res.Entries {
@@ -154,19 +164,31 @@ func (s *Service) match(ctx context.Context, m *remapped, values bool) error {
 		}
 		mt := &match{i: i}
 		key := e.IdentifierSystem + "|" + e.IdentifierValue
-		mt.stored = byIdent[e.ResourceType+"|"+key]
+		if fast && i < len(refs) {
+			if r := byRef[refs[i]]; r != nil && r.Type == e.ResourceType && carries(r.Body, e.IdentifierSystem, e.IdentifierValue) {
+				mt.stored = r
+			}
+		}
+		if mt.stored == nil {
+			if byIdent == nil {
+				byIdent = map[string]*store.Resource{}
+				for _, r := range byRef {
+					d, err := storedDoc(r)
+					if err != nil {
+						return err
+					}
+					for _, k := range identifiers(d) {
+						byIdent[r.Type+"|"+k] = r
+					}
+				}
+			}
+			mt.stored = byIdent[e.ResourceType+"|"+key]
+		}
 		if mt.stored == nil && e.IdentifierValue != "" {
-			// Not among the record's last answer: a resource the mapping
-			// now makes, which may be stored (by another record) already.
+			// Not in the record's last answer: a resource the mapping now
+			// makes, which may be stored (by another record) already.
 			if mt.stored, err = s.find(ctx, m.l.Tenant, e.ResourceType, key); err != nil {
 				return err
-			}
-			if mt.stored != nil {
-				var doc map[string]any
-				if err := json.Unmarshal(mt.stored.Body, &doc); err != nil {
-					return fmt.Errorf("stored %s/%s: %w", mt.stored.Type, mt.stored.ID, err)
-				}
-				docs[mt.stored] = doc
 			}
 		}
 		if mt.stored != nil {
@@ -177,17 +199,28 @@ func (s *Service) match(ctx context.Context, m *remapped, values bool) error {
 	}
 	rw := fhirwire.Rewriter{IDs: ids}
 	for _, mt := range m.entries {
-		doc, err := decode(m.raws[mt.i])
+		doc, err := engine.DecodeResource(m.raws[mt.i])
 		if err != nil {
-			return err
+			return fmt.Errorf("mapped resource: %w", err)
 		}
 		if err := rw.Rewrite(doc); err != nil {
 			return err
 		}
 		mt.doc = doc
-		if mt.stored != nil {
-			mt.changes = diff(mt.stored.Type, docs[mt.stored], doc, values)
+		if mt.stored == nil || same(mt.stored, doc) {
+			continue
 		}
+		sd, err := storedDoc(mt.stored)
+		if err != nil {
+			return err
+		}
+		e := m.res.Entries[mt.i]
+		if fast && e.IdentifierValue != "" && !slices.Contains(identifiers(sd), e.IdentifierSystem+"|"+e.IdentifierValue) {
+			// The quick match was wrong after all: match again, exactly.
+			m.entries, m.removed = nil, nil
+			return s.match(ctx, m, values, false)
+		}
+		mt.changes = diff(mt.stored.Type, sd, doc, values)
 	}
 	for _, r := range stored {
 		if r.Tenant == m.l.Tenant && !used[r] {
@@ -195,6 +228,46 @@ func (s *Service) match(ctx context.Context, m *remapped, values bool) error {
 		}
 	}
 	return nil
+}
+
+// carries reports whether a stored body holds the identifier system and
+// value (a quick check, confirmed by a decode when the resources differ).
+func carries(body []byte, system, value string) bool {
+	sys, _ := json.Marshal(system)
+	val, _ := json.Marshal(value)
+	return bytes.Contains(body, append([]byte(`"value":`), val...)) && bytes.Contains(body, append([]byte(`"system":`), sys...))
+}
+
+// same reports whether doc, a mapped resource with its references
+// resolved, is exactly the stored resource r: doc with r's id and version
+// metadata (and, for an Observation, a status a new version or a
+// correction gave it) renders as r's stored bytes. Most resources of a
+// replay are unchanged; this spares decoding them.
+func same(r *store.Resource, doc map[string]any) bool {
+	c := maps.Clone(doc)
+	c["id"] = r.ID
+	meta, _ := c["meta"].(map[string]any)
+	meta = maps.Clone(meta)
+	if meta == nil {
+		meta = map[string]any{}
+	}
+	meta["versionId"] = strconv.FormatInt(r.Version, 10)
+	meta["lastUpdated"] = r.LastUpdated.UTC().Format("2006-01-02T15:04:05.000Z")
+	c["meta"] = meta
+	statuses := []any{c["status"]}
+	if r.Type == "Observation" && c["status"] == "final" {
+		statuses = append(statuses, "amended", "corrected")
+	}
+	for _, st := range statuses {
+		if st != nil {
+			c["status"] = st
+		}
+		b, err := json.Marshal(c)
+		if err == nil && bytes.Equal(b, r.Body) {
+			return true
+		}
+	}
+	return false
 }
 
 // find returns the current resource of typ with identifier key

@@ -68,30 +68,39 @@ func (s *Store) Export(ctx context.Context, q store.ExportQuery) ([]*store.Resou
 	return out, err
 }
 
-// ReadCurrent implements store.Bulk.
+// ReadCurrent implements store.Bulk: one statement per chunk of refs,
+// the ids of each type in one IN list.
 func (s *Store) ReadCurrent(ctx context.Context, refs []string) ([]*store.Resource, error) {
 	var out []*store.Resource
 	err := s.db.Read(ctx, func(c Conn) error {
 		out = out[:0]
 		return s.chunksOf(len(refs), func(start, end int) error {
-			b := s.builder()
-			b.Add(`SELECT ` + resourceCols + ` FROM current c
-				JOIN resources r ON r.type = c.type AND r.id = c.id AND r.version = c.version
-				WHERE ` + s.d.NotDeleted + ` AND (`)
-			n := 0
+			byType := map[string][]string{}
+			var types []string
 			for _, ref := range refs[start:end] {
 				typ, id, ok := strings.Cut(ref, "/")
 				if !ok || typ == "" || id == "" {
 					continue
 				}
-				if n > 0 {
+				if byType[typ] == nil {
+					types = append(types, typ)
+				}
+				byType[typ] = append(byType[typ], id)
+			}
+			if len(types) == 0 {
+				return nil
+			}
+			b := s.builder()
+			b.Add(`SELECT ` + resourceCols + ` FROM current c
+				JOIN resources r ON r.type = c.type AND r.id = c.id AND r.version = c.version
+				WHERE ` + s.d.NotDeleted + ` AND (`)
+			for i, typ := range types {
+				if i > 0 {
 					b.Add(` OR `)
 				}
-				b.Add(`(c.type = ? AND c.id = ?)`, typ, id)
-				n++
-			}
-			if n == 0 {
-				return nil
+				b.Add(`(c.type = ? AND `, typ)
+				s.in(b, "c.id", byType[typ])
+				b.Add(`)`)
 			}
 			b.Add(`)`)
 			rows, err := c.Query(ctx, b.SQL(), b.Args()...)
@@ -110,10 +119,10 @@ func (s *Store) ReadCurrent(ctx context.Context, refs []string) ([]*store.Resour
 }
 
 // chunksOf calls fn over [0, n) in chunks of the size a statement's
-// arguments allow (two per item).
+// arguments allow.
 func (s *Store) chunksOf(n int, fn func(start, end int) error) error {
-	for start := 0; start < n; start += chunk / 2 {
-		if err := fn(start, min(start+chunk/2, n)); err != nil {
+	for start := 0; start < n; start += chunk {
+		if err := fn(start, min(start+chunk, n)); err != nil {
 			return err
 		}
 	}
