@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -60,17 +59,17 @@ func BenchmarkExportRSS(b *testing.B) {
 		}
 	}
 	for b.Loop() {
-		g := startBench(b, path)
+		g := start(b, "--db", path)
 		base := vmHWM(b, g.cmd.Process.Pid)
 		t0 := time.Now()
-		status, h, body := rawReqB(b, "GET", g.base+"/fhir/$export?_type=Observation", "Prefer: respond-async")
+		status, h, body := rawReq(b, "GET", g.base+"/fhir/$export?_type=Observation", "", "Prefer: respond-async")
 		if status != http.StatusAccepted {
 			b.Fatalf("kick-off = %d %s", status, body)
 		}
 		loc := h.Get("Content-Location")
 		var m manifest
 		for {
-			status, _, body = rawReqB(b, "GET", loc)
+			status, _, body = rawReq(b, "GET", loc, "")
 			if status == http.StatusOK {
 				if err := json.Unmarshal(body, &m); err != nil {
 					b.Fatal(err)
@@ -109,66 +108,6 @@ func BenchmarkExportRSS(b *testing.B) {
 		b.ReportMetric(float64(peak)/(1<<20), "peak-MiB")
 		b.ReportMetric(float64(base)/(1<<20), "started-MiB")
 		b.ReportMetric(float64(peak)/float64(base), "peak/started")
-		g.stopB(b)
+		g.stop(b)
 	}
-}
-
-// startBench starts the binary on db for a benchmark.
-func startBench(b *testing.B, db string) *gateway {
-	b.Helper()
-	cmd := exec.Command(binary, "serve", "--addr", "127.0.0.1:0", "--db", db)
-	g := &gateway{cmd: cmd}
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			var l struct{ Msg, Addr string }
-			if json.Unmarshal(sc.Bytes(), &l) == nil && l.Msg == "listening" {
-				addr <- l.Addr
-			}
-		}
-	}()
-	select {
-	case a := <-addr:
-		g.base = "http://" + a
-	case <-time.After(time.Minute):
-		_ = cmd.Process.Kill()
-		b.Fatal("the gateway did not start")
-	}
-	return g
-}
-
-// stopB stops a benchmark's gateway.
-func (g *gateway) stopB(b *testing.B) {
-	_ = g.cmd.Process.Signal(os.Interrupt)
-	if err := g.cmd.Wait(); err != nil {
-		b.Errorf("gateway exit: %v", err)
-	}
-}
-
-// rawReqB is rawReq for a benchmark.
-func rawReqB(b *testing.B, method, url string, headers ...string) (int, http.Header, []byte) {
-	b.Helper()
-	req, err := http.NewRequest(method, url, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	for _, h := range headers {
-		k, v, _ := strings.Cut(h, ":")
-		req.Header.Set(strings.TrimSpace(k), strings.TrimSpace(v))
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, resp.Header, body
 }

@@ -68,7 +68,7 @@ func pollJob(t *testing.T, url string, deadline time.Duration, headers ...string
 }
 
 // rawReq sends a request and returns the status, headers and raw body.
-func rawReq(t *testing.T, method, url, body string, headers ...string) (int, http.Header, []byte) {
+func rawReq(t testing.TB, method, url, body string, headers ...string) (int, http.Header, []byte) {
 	t.Helper()
 	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	if err != nil {

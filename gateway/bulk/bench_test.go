@@ -43,33 +43,18 @@ func benchStore(b *testing.B) store.Store {
 			b.Fatal(err)
 		}
 		defer st.Close()
-		lu := time.Now().Add(-time.Hour)
-		for start := 0; start < benchResources; start += 5000 {
-			err := st.Write(ctx, func(tx store.Tx) error {
-				for i := start; i < start+5000; i++ {
-					var doc map[string]any
-					_ = json.Unmarshal(fmt.Appendf(nil, `{"resourceType":"Observation","status":"final",
-						"category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"vital-signs"}]}],
-						"code":{"coding":[{"system":"http://loinc.org","code":"8867-4","display":"Heart rate"}],"text":"Heart rate"},
-						"subject":{"reference":"Patient/p%d"},"effectiveDateTime":"2026-01-%02dT10:00:00Z",
-						"identifier":[{"system":"https://bench.example/obs","value":"o%d"}],
-						"valueQuantity":{"value":%d,"unit":"beats/minute","system":"http://unitsofmeasure.org","code":"/min"},
-						"note":[{"text":"a benchmark resource with a line of text so that it has a realistic size of some seven hundred bytes"}]}`,
-						i%1000, i%28+1, i, 50+i%70), &doc)
-					r, entries, err := store.NewVersion("Observation", fmt.Sprintf("o%07d", i), 1, doc, lu)
-					if err != nil {
-						return err
-					}
-					if err := tx.Put(r, entries); err != nil {
-						return err
-					}
-				}
-				return nil
-			})
-			if err != nil {
-				b.Fatal(err)
-			}
-		}
+		seed(b, st, "Observation", benchResources, func(i int) map[string]any {
+			var doc map[string]any
+			_ = json.Unmarshal(fmt.Appendf(nil, `{"resourceType":"Observation","status":"final",
+				"category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"vital-signs"}]}],
+				"code":{"coding":[{"system":"http://loinc.org","code":"8867-4","display":"Heart rate"}],"text":"Heart rate"},
+				"subject":{"reference":"Patient/p%d"},"effectiveDateTime":"2026-01-%02dT10:00:00Z",
+				"identifier":[{"system":"https://bench.example/obs","value":"o%d"}],
+				"valueQuantity":{"value":%d,"unit":"beats/minute","system":"http://unitsofmeasure.org","code":"/min"},
+				"note":[{"text":"a benchmark resource with a line of text so that it has a realistic size of some seven hundred bytes"}]}`,
+				i%1000, i%28+1, i, 50+i%70), &doc)
+			return doc
+		})
 	})
 	st, err := sqlite.Open(ctx, benchDB, sqlite.Options{})
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -169,22 +170,7 @@ func TestExportResumes(t *testing.T) {
 	}
 	defer st.Close()
 	const n = 500
-	err = st.Write(ctx, func(tx store.Tx) error {
-		for i := range n {
-			r, entries, err := store.NewVersion("Patient", "p"+strings.Repeat("0", 4-len(itoa(i)))+itoa(i), 1,
-				map[string]any{"gender": "other"}, time.Now().Add(-time.Hour))
-			if err != nil {
-				return err
-			}
-			if err := tx.Put(r, entries); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	seed(t, st, "Patient", n, func(int) map[string]any { return map[string]any{"gender": "other"} })
 	sc := auditlog.NewScope("bulk-export", &auth.Principal{ClientID: "c", Scopes: auth.ParseScopes("system/*.rs")})
 	start := func() *app.App {
 		a, err := app.New(app.Config{Store: st, BacklogEvery: -1, Jobs: jobs.Config{Poll: 5 * time.Millisecond}})
@@ -256,6 +242,30 @@ func TestExportResumes(t *testing.T) {
 	}
 	if len(seen) != n || cur.Attempts != 2 {
 		t.Errorf("%d Patients exported after %d claims, want %d after 2", len(seen), cur.Attempts, n)
+	}
+}
+
+// seed stores n resources of typ (ids typ-0000000 on, bodies from doc) in
+// transactions of 5,000, last updated an hour ago.
+func seed(t testing.TB, st store.Store, typ string, n int, doc func(i int) map[string]any) {
+	t.Helper()
+	lu := time.Now().Add(-time.Hour)
+	for start := 0; start < n; start += 5000 {
+		err := st.Write(context.Background(), func(tx store.Tx) error {
+			for i := start; i < min(start+5000, n); i++ {
+				r, entries, err := store.NewVersion(typ, fmt.Sprintf("%s-%07d", strings.ToLower(typ), i), 1, doc(i), lu)
+				if err != nil {
+					return err
+				}
+				if err := tx.Put(r, entries); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("seed: %v", err)
+		}
 	}
 }
 
