@@ -140,7 +140,7 @@ func (s *Service) exportRequest(ctx context.Context, sc *auditlog.Scope, p Expor
 		case "_outputFormat", "_type", "_since", "_typeFilter", "_format", "_pretty":
 		default:
 			if !lenient(p.Prefer) {
-				return nil, kickoffError("export-parameter-unsupported", "the parameter "+strconvQuote(name)+
+				return nil, kickoffError("export-parameter-unsupported", "the parameter "+quoted(name)+
 					" is not supported by this server's $export (send Prefer: handling=lenient to have it ignored)")
 			}
 		}
@@ -170,9 +170,9 @@ func (s *Service) exportRequest(ctx context.Context, sc *auditlog.Scope, p Expor
 			case typ == "":
 				continue
 			case !s.cfg.Engine.KnownType(typ) || typ == "Parameters":
-				return nil, kickoffError("export-type-unknown", "_type names "+strconvQuote(typ)+", which is not a FHIR R4 resource type")
+				return nil, kickoffError("export-type-unknown", "_type names "+quoted(typ)+", which is not a FHIR R4 resource type")
 			case compartment && !inCompartment(typ):
-				return nil, kickoffError("export-type-not-in-compartment", "_type names "+strconvQuote(typ)+
+				return nil, kickoffError("export-type-not-in-compartment", "_type names "+quoted(typ)+
 					", which has no reference to a Patient: a Patient or Group export has only Patients and the resources about them")
 			}
 			if !allowedType(sc, typ) {
@@ -219,7 +219,7 @@ func (r *exportRequest) typeFilters(values []string) error {
 				return kickoffError("export-typefilter-invalid", "each _typeFilter is a resource type, '?' and search parameters")
 			}
 			if !slices.Contains(r.Types, typ) {
-				return kickoffError("export-typefilter-invalid", "a _typeFilter names "+strconvQuote(typ)+", which is not exported (see _type)")
+				return kickoffError("export-typefilter-invalid", "a _typeFilter names "+quoted(typ)+", which is not exported (see _type)")
 			}
 			if _, err := parseFilter(typ, query); err != nil {
 				return err
@@ -298,9 +298,9 @@ func allowedType(sc *auditlog.Scope, typ string) bool {
 	return p != nil && (p.Scopes.Allows(typ, 'r') || p.Scopes.Allows(typ, 's'))
 }
 
-// strconvQuote quotes a client's parameter name or type for a message:
+// quoted quotes a client's parameter name or type for a message:
 // short, printable, so that nothing else of the request is repeated.
-func strconvQuote(s string) string {
+func quoted(s string) string {
 	if len(s) > 64 {
 		s = s[:64] + "..."
 	}
