@@ -160,6 +160,15 @@ func TestEveryRouteAudited(t *testing.T) {
 		{"GET /fhir/:type/:id/:compartment", "GET", "/fhir/Patient/p1/Practitioner", "", 400},
 		{"GET /fhir/:type/:id/$everything", "GET", "/fhir/Patient/p1/$everything?_count=2", "", 200},
 		{"GET /fhir/:type/:id/$everything", "GET", "/fhir/Patient/nope/$everything", "", 404},
+		// Bulk data and jobs (bulk_test.go has their successes).
+		{"GET /fhir/$export", "GET", "/fhir/$export", "", 400}, // no Prefer: respond-async
+		{"GET /fhir/Patient/$export", "GET", "/fhir/Patient/$export", "", 400},
+		{"GET /fhir/Group/:id/$export", "GET", "/fhir/Group/g1/$export", "", 400},
+		{"POST /ingest/:kind/$import", "POST", "/ingest/session/$import", `{}`, 415},
+		{"GET /jobs/:id", "GET", "/jobs/nope", "", 404},
+		{"DELETE /jobs/:id", "DELETE", "/jobs/nope", "", 404},
+		{"GET /jobs/:id/files/:n", "GET", "/jobs/nope/files/1", "", 404},
+		{"POST /admin/replay", "POST", "/admin/replay?kind=nonsense", "", 400},
 		// The console audits its pages as the API calls they stand for
 		// (the interaction after the '=' of the target).
 		{"GET /console/*", "GET", "/console/deliveries#=delivery-list", "", 200},

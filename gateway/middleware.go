@@ -149,6 +149,19 @@ func (s *Server) auditRequests(next echo.HandlerFunc) echo.HandlerFunc {
 				sc.Target = audit.Entity{Type: typ, ID: id}
 			}
 		}
+		if rt != nil && rt.stream {
+			// The handler commits the AuditEvent before it streams (auditNow);
+			// a failure before that is audited here.
+			if err := next(c); err != nil {
+				c.Error(err)
+			}
+			if !sc.Committed() {
+				if err := s.app.Audit.Append(sc, c.Response().Status); err != nil {
+					s.log.Error("audit write failed", "route", c.Path(), "method", c.Request().Method, "status", c.Response().Status)
+				}
+			}
+			return nil
+		}
 		res := c.Response()
 		buf := &bufferedWriter{ResponseWriter: res.Writer}
 		res.Writer = buf
@@ -177,6 +190,21 @@ func (s *Server) auditRequests(next echo.HandlerFunc) echo.HandlerFunc {
 		buf.flush()
 		return nil
 	}
+}
+
+// auditNow commits the request's AuditEvent, with status, before a
+// streaming handler (a route with stream) writes its answer: the answer
+// must not leave unaudited, and is not held back whole.
+func (s *Server) auditNow(c echo.Context, status int) error {
+	sc := scopeOf(c)
+	if !s.app.Audit.Enabled() || sc.Interaction == "" || sc.Committed() {
+		return nil
+	}
+	if err := s.app.Audit.Append(sc, status); err != nil {
+		return errAuditUnavailable
+	}
+	sc.MarkCommitted()
+	return nil
 }
 
 // requestFacts reads the request's facts into its scope once: the client

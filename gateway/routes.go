@@ -7,6 +7,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/bulk"
 )
 
 // route is one row of the route table: every fact about a route in one
@@ -34,6 +35,10 @@ type route struct {
 	// interaction of the API call the page stands for, so the edge neither
 	// authenticates nor audits them (it passes the request's facts on).
 	console bool
+	// stream routes send large bodies as they are read: the edge does not
+	// hold their response until the AuditEvent commits; the handler
+	// commits it (auditNow) before it writes anything.
+	stream bool
 }
 
 // table is the whole HTTP API on one page.
@@ -51,12 +56,22 @@ func (s *Server) table() []route {
 
 		// Native records: validate, map and store.
 		{method: post, path: "/ingest/:kind", handle: s.ingest, interaction: "ingest", scope: auth.ScopeIngest, fhir: true},
+		{method: post, path: "/ingest/:kind/$import", handle: s.handleImport, interaction: "bulk-import", scope: auth.ScopeIngest, store: true},
+
+		// Background jobs (bulk export and import, replay; docs/bulk.md):
+		// status, cancel or delete, files. Only the client that started a
+		// job sees it.
+		{method: get, path: "/jobs/:id", handle: s.handleJob, interaction: "job-status", store: true},
+		{method: del, path: "/jobs/:id", handle: s.handleCancelJob, interaction: "job-cancel", store: true},
+		{method: get, path: "/jobs/:id/files/:n", handle: s.handleJobFile, interaction: "job-download", store: true, stream: true},
 
 		// The operator API (docs/operations.md).
 		{method: get, path: "/admin/deliveries", handle: s.handleListDeliveries, interaction: "delivery-list", scope: auth.ScopeOperator, store: true},
 		{method: get, path: "/admin/deliveries/:id", handle: s.handleShowDelivery, interaction: "delivery-read", scope: auth.ScopeOperator, store: true},
 		{method: post, path: "/admin/deliveries/:id/retry", handle: s.handleRetryDelivery, interaction: "delivery-retry", scope: auth.ScopeOperator, store: true},
 		{method: post, path: "/admin/deliveries/replay", handle: s.handleReplay, interaction: "delivery-replay", scope: auth.ScopeOperator, store: true},
+		// Mapping replay as a job (docs/mapping.md).
+		{method: post, path: "/admin/replay", handle: s.handleReplayJob, interaction: "mapping-replay", scope: auth.ScopeOperator, store: true},
 		// The auditor's API (docs/audit.md).
 		{method: get, path: "/admin/lineage", handle: s.handleLineage, interaction: "lineage", scope: auth.ScopeOperator, store: true},
 		{method: get, path: "/admin/audit/verify", handle: s.handleVerifyAudit, interaction: "audit-verify", scope: auth.ScopeOperator, store: true},
@@ -67,6 +82,10 @@ func (s *Server) table() []route {
 		{method: post, path: "/fhir/", handle: s.handleBundle, interaction: "transaction", fhir: true, store: true},
 		{method: get, path: "/fhir/_history", handle: s.handleHistory, interaction: "history-system", fhir: true, store: true},
 		{method: post, path: "/fhir/$validate", handle: s.handleValidate, interaction: "operation", fhir: true, store: true},
+		// FHIR Bulk Data export (docs/bulk.md); the status is a job's.
+		{method: get, path: "/fhir/$export", handle: s.handleExport(bulk.LevelSystem), interaction: "bulk-export", fhir: true, store: true},
+		{method: get, path: "/fhir/Patient/$export", handle: s.handleExport(bulk.LevelPatient), interaction: "bulk-export", fhir: true, store: true},
+		{method: get, path: "/fhir/Group/:id/$export", handle: s.handleExport(bulk.LevelGroup), interaction: "bulk-export", fhir: true, store: true},
 		{method: get, path: "/fhir/:type", handle: s.handleSearch, interaction: "search-type", fhir: true, store: true},
 		{method: post, path: "/fhir/:type/_search", handle: s.handleSearch, interaction: "search-type", fhir: true, store: true},
 		{method: post, path: "/fhir/:type", handle: s.handleCreate, interaction: "create", fhir: true, store: true},

@@ -34,6 +34,9 @@ type Config struct {
 	App *app.App
 	// MaxBodyBytes limits request bodies (413 beyond it).
 	MaxBodyBytes int64
+	// MaxImportBytes limits the body of an asynchronous import
+	// (DefaultMaxImportBytes by default).
+	MaxImportBytes int64
 	// Logger receives one line per request and internal errors; never PHI.
 	Logger *slog.Logger
 	// BaseURL is the public FHIR base (e.g. https://gw.example.org/fhir);
@@ -85,6 +88,9 @@ type Server struct {
 func NewServer(cfg Config) (*Server, error) {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.MaxImportBytes <= 0 {
+		cfg.MaxImportBytes = DefaultMaxImportBytes
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

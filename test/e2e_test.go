@@ -66,7 +66,7 @@ type gateway struct {
 }
 
 // start runs serve on a free loopback port and waits for /healthz.
-func start(t *testing.T, args ...string) *gateway {
+func start(t testing.TB, args ...string) *gateway {
 	t.Helper()
 	g := startNoWait(t, args...)
 	for i := 0; ; i++ {
@@ -85,7 +85,7 @@ func start(t *testing.T, args ...string) *gateway {
 }
 
 // startNoWait runs serve and returns once it reported its address.
-func startNoWait(t *testing.T, args ...string) *gateway {
+func startNoWait(t testing.TB, args ...string) *gateway {
 	t.Helper()
 	cmd := exec.Command(binary, append([]string{"serve", "--addr", "127.0.0.1:0", "--db", filepath.Join(t.TempDir(), "kg.db")}, args...)...)
 	stderr, err := cmd.StderrPipe()
@@ -120,7 +120,7 @@ func startNoWait(t *testing.T, args ...string) *gateway {
 }
 
 // stop sends SIGINT and expects a clean exit.
-func (g *gateway) stop(t *testing.T) {
+func (g *gateway) stop(t testing.TB) {
 	if g.cmd.ProcessState != nil {
 		return
 	}

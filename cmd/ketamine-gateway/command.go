@@ -76,6 +76,32 @@ var commands = []command{
 		detail: "Each receipt (time, client, trace id, content hash), the resource versions it produced, every\n" +
 			"delivery attempt with the EHR's answer, and the requests' AuditEvents (docs/audit.md).",
 		examples: []string{"ketamine-gateway lineage --db kg.db --source serenity-clinic-emr --record INF-2026-0310-001"}},
+	{name: "import", summary: "load a clinic's history of native records, with progress and a report",
+		usage: "import --kind KIND [--db FILE_OR_URL] [--tenant T] [--deliver [--config FILE]] [--report FILE] [--workers N] FILE|DIR|-",
+		detail: "Loads native records of one kind through the same checks as POST /ingest/{kind} (schemas, clinical\n" +
+			"rules, the ledger, Provenance, an AuditEvent per record): FILE holds one record per line (NDJSON), DIR a\n" +
+			"record per *.json file (in name order), - reads NDJSON from standard input. Progress goes to standard\n" +
+			"error; a summary to standard output; every rejected record is listed in the report (NDJSON: its line or\n" +
+			"file, HTTP status, rule ids and pointers, never a value). Run it again after an interruption: records\n" +
+			"already stored are recognised by the ledger and change nothing. History is not sent to EHRs unless\n" +
+			"--deliver (then to the destinations of --config). The database is created when needed.\n" +
+			"Exit status: 0 every record stored, 1 some rejected (see the report), 2 usage, 3 the database could not\n" +
+			"be opened or failed. See docs/bulk.md.",
+		examples: []string{"ketamine-gateway import --kind session --db kg.db --tenant clinic-a sessions.ndjson"}},
+	{name: "replay", summary: "what this binary's mapping changes in the stored records; --apply writes and sends the corrections",
+		usage: "replay [--db FILE_OR_URL] [--kind K] [--since T] [--tenant T] [--source S] [--apply [--reason TEXT] [--config FILE]] [--show-values] [--json]",
+		detail: "Maps every stored native record (the latest version of each) again with this binary's mapping, without\n" +
+			"writing, and reports per record: unchanged, changed (the element paths added, removed and changed; values\n" +
+			"only with --show-values, which prints PHI), refused now (rule ids and pointers), diverged (differences left\n" +
+			"alone) or no input (stored before inputs were kept). A summary groups the records by change; a table, or\n" +
+			"JSON with --json; progress on standard error. --apply writes the changed resources as new versions\n" +
+			"(Observations corrected) with a Provenance naming both mapping versions and --reason, and enqueues a\n" +
+			"correction for each destination of --config that had the record; a second run changes nothing.\n" +
+			"Exit status: 0 nothing (left) to change, also when no record matches; 1 records would change (dry run) or\n" +
+			"are refused, diverged or in conflict; 2 usage, an unknown kind or tenant; 3 no database there, or it\n" +
+			"failed. See docs/mapping.md §10.",
+		examples: []string{"ketamine-gateway replay --db kg.db --kind session --since 2026-01-01T00:00:00Z",
+			`ketamine-gateway replay --db kg.db --kind session --apply --reason "display of LOINC 8867-4 fixed" --config gw.json`}},
 	{name: "codesystem", summary: "print one of the gateway's own CodeSystem resources",
 		usage:    "codesystem [--id ID]",
 		examples: []string{"ketamine-gateway codesystem --id validation-rule"}},

@@ -46,6 +46,10 @@ func dispatch(ctx context.Context, args []string, getenv func(string) string,
 		return auditCommand(ctx, rest, getenv, stdout, stderr)
 	case "lineage":
 		return lineageCommand(ctx, rest, getenv, stdout, stderr)
+	case "import":
+		return importCommand(ctx, rest, getenv, stdin, stdout, stderr)
+	case "replay":
+		return replayCommand(ctx, rest, getenv, stdout, stderr)
 	case "codesystem":
 		return codeSystemCommand(rest, stdout, stderr)
 	case "ig":

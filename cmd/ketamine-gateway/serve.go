@@ -21,6 +21,7 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/delivery"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/jobs"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/postgres"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
@@ -41,6 +42,9 @@ type serveConfig struct {
 	maxBody                           int64
 	maxEntries                        int
 	rateLimit                         float64
+	maxImport                         int64
+	jobWorkers                        int
+	jobRetention, jobLease            time.Duration
 }
 
 // serve runs the HTTP server until ctx is cancelled, then drains it.
@@ -60,6 +64,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	fs.Float64Var(&cfg.rateLimit, "rate-limit", -1, "requests per second per client address and per client, bursts of twice that; 0 turns it off (default 100 with authentication, off in development mode)")
 	fs.StringVar(&cfg.trustedProxies, "trusted-proxies", getenv("GATEWAY_TRUSTED_PROXIES"), "comma-separated CIDRs of the load balancers in front: the client address is then taken from X-Forwarded-For (GATEWAY_TRUSTED_PROXIES)")
 	fs.StringVar(&cfg.instance, "instance", envOr(getenv, "GATEWAY_INSTANCE", defaultInstance()), "this process's name in audit records (GATEWAY_INSTANCE)")
+	fs.Int64Var(&cfg.maxImport, "max-import", gateway.DefaultMaxImportBytes, "body limit of POST /ingest/{kind}/$import in bytes")
+	fs.IntVar(&cfg.jobWorkers, "job-workers", 1, "background jobs (exports, imports, replays) this process runs at once")
+	fs.DurationVar(&cfg.jobRetention, "job-retention", envDuration(getenv, "GATEWAY_JOB_RETENTION", 24*time.Hour),
+		"how long finished jobs and their files (exports, reports) are kept (GATEWAY_JOB_RETENTION)")
+	fs.DurationVar(&cfg.jobLease, "job-lease", 30*time.Second,
+		"a running job's claim, renewed every third of it: the job of a process that died resumes elsewhere after this long")
 	pos, err := parse(fs, "serve", args, stdout)
 	if err != nil {
 		return err
@@ -131,9 +141,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		MaxBundleEntries: cfg.maxEntries, Tracer: tel.TracerProvider(), Metrics: metrics,
 		Safety: allSafety, TenantSafety: tenantSafety,
 		SearchLimits: limits, SearchTimeout: searchTimeout, SearchesPerClient: perClient,
-		UpdateCreate: clientIDsSafe(fc)}
+		UpdateCreate: clientIDsSafe(fc), Logger: logger,
+		Jobs: jobs.Config{Workers: cfg.jobWorkers, Retention: cfg.jobRetention, Lease: cfg.jobLease}}
 	gcfg := gateway.Config{MaxBodyBytes: cfg.maxBody, Logger: logger, BaseURL: cfg.baseURL, Telemetry: tel,
-		Metrics: metrics, Auth: authn, RateLimit: cfg.rateLimit, TrustedProxies: proxies}
+		Metrics: metrics, Auth: authn, RateLimit: cfg.rateLimit, TrustedProxies: proxies, MaxImportBytes: cfg.maxImport}
 	switch {
 	case cfg.rateLimit < 0 && authn != nil:
 		gcfg.RateLimit = 100
@@ -351,6 +362,15 @@ func describeDB(db string) string {
 		return abs
 	}
 	return db
+}
+
+// envDuration reads a duration from the environment (def when unset or
+// not a duration; the flag's own parsing reports a bad flag value).
+func envDuration(getenv func(string) string, key string, def time.Duration) time.Duration {
+	if d, err := time.ParseDuration(getenv(key)); err == nil && d > 0 {
+		return d
+	}
+	return def
 }
 
 func envOr(getenv func(string) string, key, def string) string {

@@ -4,21 +4,26 @@
 // replay) uses the same App, so they all follow the same rules.
 //
 // New does no I/O and starts nothing; Start stores the conformance
-// resources and starts the audit log's group committer; Close stops it.
+// resources and starts the audit log's group committer and the job
+// runner; Close stops them.
 // The store is the caller's: App never closes it.
 package app
 
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/bulk"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/jobs"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/operator"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/replay"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
@@ -66,6 +71,15 @@ type Config struct {
 	// UpdateCreate lets clients create resources with ids they choose
 	// (engine.Config.UpdateCreate); leave it off with several tenants.
 	UpdateCreate bool
+	// Jobs configures the durable jobs (bulk export, import, replay): how
+	// many one process runs at once, how long finished ones are kept, the
+	// lease. Its Store, Handlers, Now and Logger are the App's.
+	Jobs jobs.Config
+	// Logger gets the background jobs' PHI-free events (none by default).
+	Logger *slog.Logger
+	// NoJobRunner keeps Start from running jobs (a CLI command shares the
+	// database with servers, which run them).
+	NoJobRunner bool
 }
 
 // App is the gateway's application.
@@ -75,11 +89,18 @@ type App struct {
 	Ingest   *ingest.Service
 	Audit    *auditlog.Log
 	Operator *operator.Service
+	// Jobs runs the durable jobs; Bulk exports and imports in bulk;
+	// Replay replays the current mapping over the stored records (nil
+	// without a store).
+	Jobs   *jobs.Service
+	Bulk   *bulk.Service
+	Replay *replay.Service
 	// IdentifierBase is the deployment's identifier namespace ("" the
 	// default), for lineage queries.
 	IdentifierBase string
 
 	backlogEvery time.Duration
+	runJobs      bool
 }
 
 // New assembles the application. It compiles the schemas and the FHIR
@@ -96,7 +117,7 @@ func New(cfg Config) (*App, error) {
 	if cfg.BacklogEvery == 0 {
 		cfg.BacklogEvery = time.Minute
 	}
-	a := &App{Store: cfg.Store, IdentifierBase: cfg.IdentifierBase, backlogEvery: cfg.BacklogEvery}
+	a := &App{Store: cfg.Store, IdentifierBase: cfg.IdentifierBase, backlogEvery: cfg.BacklogEvery, runJobs: !cfg.NoJobRunner}
 	a.Audit = auditlog.New(cfg.Store, auditlog.Config{Observer: cfg.Instance, Now: cfg.Now, Disabled: cfg.NoAudit})
 	icfg := ingest.Config{Pipeline: p, Routes: cfg.Routes, Notify: cfg.Notify, Metrics: cfg.Metrics, Tracer: cfg.Tracer,
 		Safety: cfg.TenantSafety}
@@ -109,6 +130,18 @@ func New(cfg Config) (*App, error) {
 		a.Operator = operator.New(cfg.Store, cfg.Notify, cfg.Now)
 	}
 	a.Ingest = ingest.New(icfg)
+	if cfg.Store != nil {
+		jcfg := cfg.Jobs
+		jcfg.Store, jcfg.Now, jcfg.Logger = cfg.Store, cfg.Now, cfg.Logger
+		a.Jobs = jobs.New(jcfg)
+		a.Bulk = bulk.New(bulk.Config{Store: cfg.Store, Engine: a.Engine, Ingest: a.Ingest, Jobs: a.Jobs, Now: cfg.Now})
+		dests := make([]string, len(cfg.Routes))
+		for i, r := range cfg.Routes {
+			dests[i] = r.Name
+		}
+		a.Replay = replay.New(replay.Config{Store: cfg.Store, Engine: a.Engine, Ingest: a.Ingest, Jobs: a.Jobs,
+			IdentifierBase: cfg.IdentifierBase, Destinations: dests, Notify: cfg.Notify, Now: cfg.Now})
+	}
 	return a, nil
 }
 
@@ -124,12 +157,19 @@ func (a *App) Start(ctx context.Context) error {
 	if a.Operator != nil {
 		a.Operator.StartSampling(a.backlogEvery)
 	}
+	if a.Jobs != nil && a.runJobs {
+		a.Jobs.Start()
+	}
 	return nil
 }
 
-// Close stops the backlog sampler and the audit log once the records
-// already queued are committed. It does not close the store.
+// Close stops the job runner (its running jobs are released, to resume
+// from their checkpoints), the backlog sampler and the audit log once the
+// records already queued are committed. It does not close the store.
 func (a *App) Close() error {
+	if a.Jobs != nil {
+		a.Jobs.Close()
+	}
 	if a.Operator != nil {
 		a.Operator.StopSampling()
 	}

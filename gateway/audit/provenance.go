@@ -55,6 +55,11 @@ type Provenance struct {
 	// ContentHash is the hex SHA-256 of the source content.
 	ContentHash string
 	TraceID     string
+	// PreviousMappingVersion is, for resources a mapping replay corrected,
+	// the mapping version that assembled the versions they replace (an
+	// entity with role revision); Reason why they were corrected.
+	PreviousMappingVersion string
+	Reason                 string
 }
 
 // ProvenanceResource renders p as a Provenance resource (JSON-ready).
@@ -111,13 +116,22 @@ func ProvenanceResource(p Provenance) map[string]any {
 	if exts != nil {
 		entity["extension"] = exts
 	}
+	entities := []any{entity}
+	if p.PreviousMappingVersion != "" {
+		entities = append(entities, map[string]any{"role": "revision", "what": map[string]any{
+			"identifier": map[string]any{"system": SystemMappingVersion, "value": p.PreviousMappingVersion},
+			"display":    "ketamine-gateway mapping " + p.PreviousMappingVersion}})
+	}
 	doc := map[string]any{
 		"resourceType": "Provenance",
 		"target":       targets,
 		"recorded":     p.Recorded.UTC().Format("2006-01-02T15:04:05.000Z"),
 		"activity":     cc(systemDataOp, p.Activity, activityDisplay[p.Activity]),
 		"agent":        agents,
-		"entity":       []any{entity},
+		"entity":       entities,
+	}
+	if p.Reason != "" {
+		doc["reason"] = []any{map[string]any{"text": p.Reason}}
 	}
 	if p.ID != "" {
 		doc["id"] = p.ID

@@ -39,6 +39,9 @@ func (c *Console) routes() {
 	c.handle("GET "+Prefix+"/deliveries/{id}/retry", "delivery-read", operatorRole, c.retryConfirm)
 	c.handle("POST "+Prefix+"/deliveries/{id}/retry", "delivery-retry", operatorRole, c.retry)
 	c.handle("POST "+Prefix+"/replay", "delivery-replay", operatorRole, c.replay)
+	c.handle("GET "+Prefix+"/replays", "job-status", operatorRole, c.replays)
+	c.handle("POST "+Prefix+"/replays", "mapping-replay", operatorRole, c.replayStart)
+	c.handle("GET "+Prefix+"/replays/{id}", "job-status", operatorRole, c.replayJob)
 
 	// The mapping developer's pages (no store: dry runs, audited like
 	// POST /ingest/{kind}?dryRun=true).

@@ -117,11 +117,15 @@ func txFor(tx store.Tx, tenant string) store.Tx {
 
 // ns namespaces a key by the tenant (the default tenant keeps the bare
 // key, so databases from before tenants keep working).
-func (t tenantTx) ns(key string) string {
-	if t.tenant == "" {
+func (t tenantTx) ns(key string) string { return Namespaced(t.tenant, key) }
+
+// Namespaced is a conditional key or ledger source of tenant as stored:
+// the default tenant's bare, another's prefixed "tenant:<tenant>|".
+func Namespaced(tenant, key string) string {
+	if tenant == "" {
 		return key
 	}
-	return "tenant:" + t.tenant + "|" + key
+	return "tenant:" + tenant + "|" + key
 }
 
 func (t tenantTx) Read(typ, id string) (*store.Resource, error) {
@@ -156,8 +160,12 @@ func (t tenantTx) Ledger(source, kind, recordID, version string) (*store.Ledger,
 
 func (t tenantTx) PutLedger(l *store.Ledger) error {
 	cp := *l
-	cp.Source = t.ns(l.Source)
+	cp.Source, cp.Tenant = t.ns(l.Source), t.tenant
 	return t.Tx.PutLedger(&cp)
+}
+
+func (t tenantTx) SetLedgerMapping(source, kind, recordID, version, mappingVersion string) error {
+	return t.Tx.SetLedgerMapping(t.ns(source), kind, recordID, version, mappingVersion)
 }
 
 // Enqueue stamps outbox items with the tenant.

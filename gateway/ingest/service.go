@@ -98,6 +98,15 @@ func (s *Service) Options(tenant string) mapping.Options {
 // Pipeline returns the service's pipeline.
 func (s *Service) Pipeline() *Pipeline { return s.p }
 
+// WithoutDelivery returns the service as it is, but enqueueing nothing for
+// the delivery destinations (a bulk import of history the EHRs already
+// hold).
+func (s *Service) WithoutDelivery() *Service {
+	cp := *s
+	cp.routes = nil
+	return &cp
+}
+
 // errNoStore answers a store request to a gateway without a store.
 var errNoStore = outcome.New(outcome.NotImplemented, "not-supported", "storage-unavailable",
 	"this gateway runs without a store; use dryRun=true to validate and map")
@@ -287,7 +296,8 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 		return nil, err
 	}
 	return answer, st.PutLedger(&store.Ledger{Source: src.System, Kind: string(rec.kind), RecordID: src.RecordID,
-		Version: rec.version, ContentHash: rec.hash, Response: answer, Received: tx.Now().UTC()})
+		Version: rec.version, ContentHash: rec.hash, Response: answer, Received: tx.Now().UTC(),
+		MappingVersion: mapping.Version, Input: rec.body})
 }
 
 // patientUpdate is the record's Patient entry as a conditional update on
@@ -401,6 +411,10 @@ func (s *Service) entries(res *mapping.Result, raws [][]byte, tenant string) ([]
 	}
 	return out, nil
 }
+
+// ResourceID is the id, in tenant's namespace, of a resource the mappings
+// give the deterministic id id (as ingest stores it).
+func ResourceID(tenant, id string) string { return tenantID(tenant, id) }
 
 // tenantID is the id, in tenant's namespace, of a resource the mappings
 // give a deterministic id: tenants sending the same record ids never

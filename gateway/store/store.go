@@ -1,13 +1,13 @@
 // Package store persists FHIR resources with every version kept and their
 // search index entries, the transactional outbox of records to deliver,
-// the one-time values of client assertions and the audit hash chain,
-// behind one interface (Store, with Tx for write transactions) that the
-// SQLite and PostgreSQL implementations (gateway/store/sqlite,
-// gateway/store/postgres) implement in full. Nothing SQL leaves the
-// implementations.
+// the one-time values of client assertions, the audit hash chain and
+// durable background jobs with their files, behind one interface (Store,
+// with Tx for write transactions) that the SQLite and PostgreSQL
+// implementations (gateway/store/sqlite, gateway/store/postgres) implement
+// in full. Nothing SQL leaves the implementations.
 //
-// Outbox, Nonces and OutboxTx are parts of Store and Tx, named so that a
-// consumer can declare the narrow dependency it uses.
+// Outbox, Nonces, Jobs, Bulk and OutboxTx are parts of Store and Tx, named
+// so that a consumer can declare the narrow dependency it uses.
 package store
 
 import (
@@ -88,6 +88,13 @@ type Ledger struct {
 	// returned again for a repeated record.
 	Response []byte
 	Received time.Time
+	// Tenant is the tenant whose record it is (Source is namespaced by it,
+	// see the engine); Input the validated record as received and
+	// MappingVersion the mapping version that produced its resources (a
+	// replay that corrected them moves it on: Tx.SetLedgerMapping). Entries
+	// written before schema version 6 have neither.
+	Tenant, MappingVersion string
+	Input                  []byte
 }
 
 // Store is the persistence the gateway needs: resources, the audit chain,
@@ -135,6 +142,8 @@ type Store interface {
 
 	Outbox
 	Nonces
+	Jobs
+	Bulk
 }
 
 // Nonces is the part of a Store that remembers one-time values.
@@ -187,6 +196,10 @@ type Tx interface {
 	// Received is set to now (by the store's clock), truncated to the
 	// millisecond and written back into l.
 	PutLedger(l *Ledger) error
+	// SetLedgerMapping records that the resources of a ledger entry are
+	// now those of mappingVersion (a replay corrected them); ErrNotFound
+	// if there is no such entry.
+	SetLedgerMapping(source, kind, recordID, version, mappingVersion string) error
 	// AppendAudit appends the AuditEvent id to the tamper-evident audit
 	// chain and returns its seq. The caller has already Put version 1 of
 	// AuditEvent/id with Body == body in this transaction. The entry's hash

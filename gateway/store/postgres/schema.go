@@ -231,6 +231,51 @@ var migrations = []sqlstore.Migration{{
 		)`,
 		`CREATE INDEX nonces_exp ON nonces (exp)`,
 	},
+}, {
+	Version: 6,
+	Stmts: []string{
+		// The ledger keeps each record's validated input, the mapping
+		// version that produced its resources and its tenant (replay:
+		// docs/mapping.md). Entries of before have no input; their tenant
+		// is read from the namespace of their source ("tenant:T|...").
+		`ALTER TABLE ledger ADD COLUMN tenant TEXT COLLATE "C" NOT NULL DEFAULT ''`,
+		`ALTER TABLE ledger ADD COLUMN mapping_version TEXT COLLATE "C" NOT NULL DEFAULT ''`,
+		`ALTER TABLE ledger ADD COLUMN input BYTEA`,
+		`UPDATE ledger SET tenant = substr(source, 8, strpos(source, '|') - 8) WHERE source LIKE 'tenant:%|%'`,
+		`CREATE INDEX ledger_tenant ON ledger (tenant, source, kind, record_id, version)`,
+		// Durable jobs (bulk export, import, replay) and the parts of
+		// their files (store.Jobs).
+		`CREATE TABLE jobs (
+			id TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+			kind TEXT COLLATE "C" NOT NULL,
+			tenant TEXT COLLATE "C" NOT NULL,
+			owner TEXT COLLATE "C" NOT NULL,
+			status TEXT COLLATE "C" NOT NULL,
+			request BYTEA NOT NULL,
+			progress_done BIGINT NOT NULL,
+			progress_total BIGINT NOT NULL,
+			checkpoint BYTEA,
+			result BYTEA,
+			error TEXT COLLATE "C" NOT NULL,
+			attempts INTEGER NOT NULL,
+			claim TEXT COLLATE "C" NOT NULL,
+			lease_until BIGINT NOT NULL,
+			created BIGINT NOT NULL,
+			updated BIGINT NOT NULL,
+			finished BIGINT NOT NULL,
+			expires BIGINT NOT NULL
+		)`,
+		`CREATE INDEX jobs_claim ON jobs (status, kind, created)`,
+		`CREATE INDEX jobs_expires ON jobs (expires)`,
+		`CREATE INDEX jobs_tenant ON jobs (tenant, created)`,
+		`CREATE TABLE job_parts (
+			job_id TEXT COLLATE "C" NOT NULL,
+			file INTEGER NOT NULL,
+			part INTEGER NOT NULL,
+			data BYTEA NOT NULL,
+			PRIMARY KEY (job_id, file, part)
+		)`,
+	},
 }}
 
 // schemaVersion is the schema version this package migrates to.

@@ -226,6 +226,54 @@ var migrations = []sqlstore.Migration{{
 		)`,
 		`CREATE INDEX nonces_exp ON nonces (exp)`,
 	},
+}, {
+	Version: 6,
+	Stmts: []string{
+		// The ledger keeps each record's validated input, the mapping
+		// version that produced its resources and its tenant (replay:
+		// docs/mapping.md). Entries of before have no input; their tenant
+		// is read from the namespace of their source ("tenant:T|...").
+		`ALTER TABLE ledger ADD COLUMN tenant TEXT NOT NULL DEFAULT ''`,
+		`ALTER TABLE ledger ADD COLUMN mapping_version TEXT NOT NULL DEFAULT ''`,
+		`ALTER TABLE ledger ADD COLUMN input BLOB`,
+		`UPDATE ledger SET tenant = substr(source, 8, instr(source, '|') - 8) WHERE source LIKE 'tenant:%|%'`,
+		`CREATE INDEX ledger_tenant ON ledger (tenant, source, kind, record_id, version)`,
+		// Durable jobs (bulk export, import, replay) and the parts of
+		// their files (store.Jobs).
+		`CREATE TABLE jobs (
+			id TEXT NOT NULL PRIMARY KEY,
+			kind TEXT NOT NULL,
+			tenant TEXT NOT NULL,
+			owner TEXT NOT NULL,
+			status TEXT NOT NULL,
+			request BLOB NOT NULL,
+			progress_done INTEGER NOT NULL,
+			progress_total INTEGER NOT NULL,
+			checkpoint BLOB,
+			result BLOB,
+			error TEXT NOT NULL,
+			attempts INTEGER NOT NULL,
+			claim TEXT NOT NULL,
+			lease_until INTEGER NOT NULL,
+			created INTEGER NOT NULL,
+			updated INTEGER NOT NULL,
+			finished INTEGER NOT NULL,
+			expires INTEGER NOT NULL
+		)`,
+		`CREATE INDEX jobs_claim ON jobs (status, kind, created)`,
+		`CREATE INDEX jobs_expires ON jobs (expires)`,
+		`CREATE INDEX jobs_tenant ON jobs (tenant, created)`,
+		`CREATE TABLE job_parts (
+			job_id TEXT NOT NULL,
+			file INTEGER NOT NULL,
+			part INTEGER NOT NULL,
+			data BLOB NOT NULL,
+			PRIMARY KEY (job_id, file, part)
+		)`,
+	},
+	After: putStats([][2]string{
+		{"ledger", "ledger_tenant 1000000 100000 10000 1000 2 1"},
+	}),
 }}
 
 // schemaVersion is the schema version this package migrates to.

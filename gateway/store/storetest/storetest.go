@@ -82,6 +82,11 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"TenantOutbox", testTenantOutbox},
 		{"Nonces", testNonces},
 		{"NoncesConcurrent", testNoncesConcurrent},
+		{"Jobs", testJobs},
+		{"JobLease", testJobLease},
+		{"JobClaimConcurrent", testJobClaimConcurrent},
+		{"Export", testExport},
+		{"LedgerEntries", testLedgerEntries},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

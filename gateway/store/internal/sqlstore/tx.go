@@ -183,9 +183,10 @@ func (t *tx) PutLedger(l *store.Ledger) error {
 		l.Received = s.now()
 	}
 	l.Received = l.Received.UTC().Truncate(time.Millisecond)
-	_, err := t.c.Exec(t.ctx, s.bind(`INSERT INTO ledger (source, kind, record_id, version, content_hash, response, received)
-		VALUES (?, ?, ?, ?, ?, ?, ?)`), s.text(l.Source), s.text(l.Kind), s.text(l.RecordID), s.text(l.Version),
-		s.text(l.ContentHash), l.Response, l.Received.UnixMilli())
+	_, err := t.c.Exec(t.ctx, s.bind(`INSERT INTO ledger (source, kind, record_id, version, content_hash, response, received,
+		tenant, mapping_version, input) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`), s.text(l.Source), s.text(l.Kind),
+		s.text(l.RecordID), s.text(l.Version), s.text(l.ContentHash), l.Response, l.Received.UnixMilli(),
+		s.text(l.Tenant), s.text(l.MappingVersion), l.Input)
 	if err != nil {
 		return fmt.Errorf("%s: PutLedger: %w", s.d.Name, s.err(t.ctx, err))
 	}

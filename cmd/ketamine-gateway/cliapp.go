@@ -1,0 +1,63 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+)
+
+// cliAppConfig is the application a command that writes through it (import,
+// replay) works with: the safety thresholds of the configuration file and,
+// when withDestinations, its delivery destinations (the command enqueues;
+// a server on the same database delivers), and no job runner (servers run
+// jobs). It returns how many destinations there are; a configuration that
+// does not read is a usage error.
+func cliAppConfig(configFile, identifierBase string, withDestinations bool, getenv func(string) string) (app.Config, int, error) {
+	fc, err := readConfig(configFile)
+	if err != nil {
+		return app.Config{}, 0, &exitError{code: exitUsage, msg: err.Error()}
+	}
+	allSafety, tenantSafety, err := safety(fc)
+	if err != nil {
+		return app.Config{}, 0, &exitError{code: exitUsage, msg: err.Error()}
+	}
+	acfg := app.Config{IdentifierBase: identifierBase, Instance: envOr(getenv, "GATEWAY_INSTANCE", defaultInstance()),
+		Safety: allSafety, TenantSafety: tenantSafety, NoJobRunner: true, BacklogEvery: -1}
+	if !withDestinations {
+		return acfg, 0, nil
+	}
+	dests, err := destinations(fc, getenv("GATEWAY_EHR_URL"), getenv)
+	if err != nil {
+		return app.Config{}, 0, &exitError{code: exitUsage, msg: err.Error()}
+	}
+	acfg.Routes = routes(dests)
+	return acfg, len(dests), nil
+}
+
+// openApp opens the database db for command name and starts the
+// application of acfg on it; close stops both. existing opens only a
+// database the gateway set up (openExisting); otherwise one is created and
+// migrated as serve does. A database that cannot be opened exits 3.
+func openApp(ctx context.Context, acfg app.Config, name, db string, existing bool) (a *app.App, close func(), err error) {
+	var st store.Store
+	if existing {
+		st, err = openExisting(ctx, name, db)
+	} else if st, err = openStore(ctx, db, false); err != nil {
+		err = &exitError{code: exitUnchecked, msg: fmt.Sprintf("%s: %v", name, err)}
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	acfg.Store = st
+	if a, err = app.New(acfg); err != nil {
+		st.Close()
+		return nil, nil, err
+	}
+	if err := a.Start(ctx); err != nil {
+		st.Close()
+		return nil, nil, &exitError{code: exitUnchecked, msg: err.Error()}
+	}
+	return a, func() { a.Close(); st.Close() }, nil
+}

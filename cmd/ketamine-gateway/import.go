@@ -1,0 +1,197 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/user"
+	"strings"
+	"time"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/bulk"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+	"github.com/ketamine-gateway/ketamine-gateway/mapping"
+)
+
+// importCommand is the CLI bulk import (docs/bulk.md).
+func importCommand(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := newFlags("import")
+	kind := fs.String("kind", "", "record kind: "+kindList())
+	db := dbFlag(fs, getenv)
+	tenant := fs.String("tenant", "", "the tenant (clinic) the records belong to (default: the default tenant)")
+	deliver := fs.Bool("deliver", false, "enqueue the stored records for the destinations of --config")
+	configFile := fs.String("config", getenv("GATEWAY_CONFIG"), "configuration file: safety thresholds, destinations (GATEWAY_CONFIG)")
+	base := fs.String("identifier-base", getenv("GATEWAY_IDENTIFIER_BASE"), "namespace of minted identifier systems (GATEWAY_IDENTIFIER_BASE)")
+	reportFile := fs.String("report", "import-rejected.ndjson", "where the rejected records are listed")
+	workers := fs.Int("workers", 4, "records ingested at once")
+	pos, err := parse(fs, "import", args, stdout)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usageError("import", "give one FILE, DIR or - (standard input)")
+	}
+	if !knownKind(*kind) {
+		return usageError("import", "--kind %q: the kinds are %s", *kind, kindList())
+	}
+	if *tenant == "*" {
+		return usageError("import", "--tenant: records belong to one tenant, not every tenant (*)")
+	}
+	acfg, ndests, err := cliAppConfig(*configFile, *base, *deliver, getenv)
+	if err != nil {
+		return err
+	}
+	if *deliver && ndests == 0 {
+		return usageError("import", "--deliver needs delivery destinations: --config FILE (or GATEWAY_EHR_URL)")
+	}
+	src, total, closeSrc, err := importSource(pos[0], stdin)
+	if err != nil {
+		return usageError("import", "%v", err)
+	}
+	defer closeSrc()
+	a, closeApp, err := openApp(ctx, acfg, "import", *db, false)
+	if err != nil {
+		return err
+	}
+	defer closeApp()
+
+	// The report is created at the first rejected record (an import
+	// without one leaves no file); a report that cannot be written stops
+	// the import (exit 3), the records before it stored.
+	var (
+		report *os.File
+		rw     *bufio.Writer
+	)
+	defer func() {
+		if report != nil {
+			report.Close()
+		}
+	}()
+	runID := "import-" + store.NewID()[:12]
+	sc := auditlog.NewScope("ingest", &auth.Principal{ClientID: cliClient("import"), Tenant: *tenant,
+		Scopes: auth.ParseScopes(auth.ScopeIngest)})
+	bar := newProgress(stderr, "import", "records", "rejected", total)
+	start := time.Now()
+	counts, err := a.Bulk.Import(ctx, sc, src, bulk.ImportOptions{
+		Kind: mapping.Kind(*kind), Deliver: *deliver, RunID: runID, Workers: *workers,
+		Done: func(c bulk.ImportCounts) { bar.set(c.Records, c.Rejected) },
+		Rejected: func(r bulk.Rejection) error {
+			b, err := json.Marshal(r)
+			if err != nil {
+				return err
+			}
+			if rw == nil {
+				if report, err = os.Create(*reportFile); err != nil {
+					return fmt.Errorf("--report: %w", err)
+				}
+				rw = bufio.NewWriter(report)
+			}
+			_, err = rw.Write(append(b, '\n'))
+			return err
+		},
+	})
+	bar.finish()
+	if rw != nil {
+		if ferr := rw.Flush(); ferr != nil && err == nil {
+			err = ferr
+		}
+	}
+	elapsed := time.Since(start)
+	fmt.Fprintf(stdout, "import %s (%s records, tenant %q): %d read, %d stored, %d rejected in %s (%.0f records/s)\n",
+		runID, *kind, *tenant, counts.Records, counts.Stored, counts.Rejected, elapsed.Round(time.Millisecond),
+		float64(counts.Records)/max(elapsed.Seconds(), 1e-9))
+	if counts.Rejected > 0 {
+		fmt.Fprintf(stdout, "rejected records are listed in %s\n", *reportFile)
+	}
+	if err != nil {
+		msg := fmt.Sprintf("import stopped after %d records: %v; run it again to continue (records already stored change nothing)",
+			counts.Records, describe(err))
+		if errors.Is(err, context.Canceled) {
+			return &exitError{code: exitUnchecked, msg: "import interrupted after " + fmt.Sprint(counts.Records) + " records; run it again to continue"}
+		}
+		return &exitError{code: exitUnchecked, msg: msg}
+	}
+	if counts.Rejected > 0 {
+		return &exitError{code: exitInvalid}
+	}
+	return nil
+}
+
+// importSource opens FILE (NDJSON), DIR or - (standard input), with the
+// number of records when it can be known cheaply (-1 otherwise).
+func importSource(name string, stdin io.Reader) (bulk.Source, int64, func(), error) {
+	const maxRecord = 16 << 20
+	if name == "-" {
+		return bulk.NDJSON(stdin, maxRecord), -1, func() {}, nil
+	}
+	fi, err := os.Stat(name)
+	if err != nil {
+		return nil, 0, nil, fmt.Errorf("read %s: %v", name, errors.Unwrap(err))
+	}
+	if fi.IsDir() {
+		src, n, err := bulk.Dir(name, maxRecord)
+		if err != nil {
+			return nil, 0, nil, fmt.Errorf("read %s: %v", name, err)
+		}
+		return src, n, func() {}, nil
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, 0, nil, fmt.Errorf("read %s: %v", name, errors.Unwrap(err))
+	}
+	total, err := bulk.CountLines(f)
+	if err == nil {
+		_, err = f.Seek(0, io.SeekStart)
+	}
+	if err != nil {
+		f.Close()
+		return nil, 0, nil, fmt.Errorf("read %s: %v", name, err)
+	}
+	return bulk.NDJSON(f, maxRecord), total, func() { f.Close() }, nil
+}
+
+// knownKind reports whether kind is a native record kind.
+func knownKind(kind string) bool {
+	for _, k := range mapping.Kinds() {
+		if string(k) == kind {
+			return true
+		}
+	}
+	return false
+}
+
+// kindList names the record kinds.
+func kindList() string {
+	var ks []string
+	for _, k := range mapping.Kinds() {
+		ks = append(ks, string(k))
+	}
+	return strings.Join(ks, ", ")
+}
+
+// cliClient names the person running a command in audit records:
+// "cli-<command>:<OS user>".
+func cliClient(command string) string {
+	name := "unknown"
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		name = u.Username
+	}
+	return "cli-" + command + ":" + name
+}
+
+// describe is an error for a person: its kind's message for a classified
+// one, the error's text otherwise (a CLI's own errors name no PHI).
+func describe(err error) string {
+	kind, issues := outcome.From(err)
+	if kind != outcome.Internal && len(issues) > 0 {
+		return issues[0].Message
+	}
+	return err.Error()
+}

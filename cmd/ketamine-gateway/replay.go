@@ -1,0 +1,241 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/replay"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+	"github.com/ketamine-gateway/ketamine-gateway/mapping"
+)
+
+// replayCommand is the CLI mapping replay (docs/mapping.md).
+func replayCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := newFlags("replay")
+	db := dbFlag(fs, getenv)
+	kind := fs.String("kind", "", "record kind (default: every kind): "+kindList())
+	since := fs.String("since", "", "only records received since this RFC 3339 time")
+	tenant := fs.String("tenant", "*", "only this tenant's records (default: every tenant's; \"\" is the default tenant)")
+	source := fs.String("source", "", "only records of this clinic system")
+	apply := fs.Bool("apply", false, "write the changes and enqueue the corrections")
+	reason := fs.String("reason", "", "why the changes are applied (recorded in the Provenance)")
+	showValues := fs.Bool("show-values", false, "print the old and new values (PHI)")
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	configFile := fs.String("config", getenv("GATEWAY_CONFIG"), "configuration file: safety thresholds, destinations (GATEWAY_CONFIG)")
+	base := fs.String("identifier-base", getenv("GATEWAY_IDENTIFIER_BASE"), "namespace of minted identifier systems (GATEWAY_IDENTIFIER_BASE)")
+	pos, err := parse(fs, "replay", args, stdout)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usageError("replay", "takes no arguments (use flags)")
+	}
+	if *kind != "" && !knownKind(*kind) {
+		return usageError("replay", "--kind %q: the kinds are %s", *kind, kindList())
+	}
+	opts := replay.Options{Kind: mapping.Kind(*kind), Tenant: *tenant, Source: *source, Apply: *apply, Reason: *reason,
+		ShowValues: *showValues}
+	if *since != "" {
+		t, err := time.Parse(time.RFC3339Nano, *since)
+		if err != nil {
+			return usageError("replay", "--since must be an RFC 3339 time, such as 2026-01-01T00:00:00Z")
+		}
+		opts.Since = t
+	}
+	acfg, ndests, err := cliAppConfig(*configFile, *base, *apply, getenv)
+	if err != nil {
+		return err
+	}
+	if *apply && ndests == 0 {
+		fmt.Fprintln(stderr, "replay: no delivery destinations configured (--config): corrections are stored, none is enqueued")
+	}
+	a, closeApp, err := openApp(ctx, acfg, "replay", *db, true)
+	if err != nil {
+		return err
+	}
+	defer closeApp()
+
+	if err := a.Replay.Check(ctx, opts); err != nil {
+		kind, issues := outcome.From(err)
+		if kind == outcome.Invalid && len(issues) > 0 {
+			return usageError("replay", "%s", issues[0].Message)
+		}
+		return &exitError{code: exitUnchecked, msg: fmt.Sprintf("replay: %v", err)}
+	}
+	sc := auditlog.NewScope("mapping-replay", &auth.Principal{ClientID: cliClient("replay"), Tenant: search.AllTenants,
+		Scopes: auth.ParseScopes("system/*.cruds " + auth.ScopeOperator)})
+	sc.RequestID = "replay-" + time.Now().UTC().Format("20060102T150405Z")
+	out := bufio.NewWriter(stdout)
+	defer out.Flush()
+	rep := newReplayReport(out, *asJSON)
+	bar := newProgress(stderr, "replay", "records", "changed", -1)
+	changed := 0
+	sum, err := a.Replay.Run(ctx, sc, opts, func(r replay.RecordResult) error {
+		if r.Status == replay.StatusChanged {
+			changed++
+		}
+		return rep.record(r)
+	}, func(done int) { bar.set(int64(done), int64(changed)) })
+	bar.finish()
+	if sum != nil {
+		if werr := rep.summary(sum, opts); werr != nil && err == nil {
+			err = werr
+		}
+	}
+	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			return &exitError{code: exitUnchecked, msg: "replay interrupted; run it again to continue"}
+		}
+		return &exitError{code: exitUnchecked, msg: fmt.Sprintf("replay stopped: %v; run it again to continue", describe(err))}
+	}
+	pending := sum.Refused + sum.Diverged + sum.Conflicts
+	if !opts.Apply {
+		pending += sum.Changed
+	}
+	if pending > 0 {
+		return &exitError{code: exitInvalid}
+	}
+	return nil
+}
+
+// replayReport prints a replay's report: a table, or JSON
+// ({"records": [...], "summary": {...}}, the records as they come).
+type replayReport struct {
+	w    *bufio.Writer
+	json bool
+	n    int // records printed
+}
+
+func newReplayReport(w *bufio.Writer, asJSON bool) *replayReport {
+	return &replayReport{w: w, json: asJSON}
+}
+
+// record prints one record: every record as JSON, those not unchanged in
+// the table.
+func (p *replayReport) record(r replay.RecordResult) error {
+	if p.json {
+		b, err := json.Marshal(r)
+		if err != nil {
+			return err
+		}
+		sep := ",\n  "
+		if p.n == 0 {
+			sep = "{\"records\": [\n  "
+		}
+		p.n++
+		_, err = fmt.Fprintf(p.w, "%s%s", sep, b)
+		return err
+	}
+	if r.Status == replay.StatusUnchanged {
+		return nil
+	}
+	p.n++
+	name := fmt.Sprintf("%s %s %s version %s", r.Source, r.Kind, r.RecordID, r.Version)
+	if r.Tenant != "" {
+		name = "[" + r.Tenant + "] " + name
+	}
+	status := r.Status
+	if r.Applied {
+		status += ", written"
+	}
+	if r.Deliveries > 0 {
+		status += fmt.Sprintf(", %d corrections enqueued", r.Deliveries)
+	}
+	fmt.Fprintf(p.w, "%s: %s\n", name, status)
+	for _, i := range r.Issues {
+		fmt.Fprintf(p.w, "    %s at %s\n", i.Rule, orRoot(i.Pointer))
+	}
+	for _, d := range r.Resources {
+		if d.Change != replay.OpChanged {
+			fmt.Fprintf(p.w, "    %s %s%s\n", d.Resource, d.Change, skippedNote(d))
+			continue
+		}
+		fmt.Fprintf(p.w, "    %s%s\n", d.Resource, skippedNote(d))
+		for _, c := range d.Changes {
+			line := c.Path + " " + c.Op
+			if c.Old != nil || c.New != nil {
+				line += fmt.Sprintf(": %s -> %s", valueText(c.Old), valueText(c.New))
+			}
+			fmt.Fprintf(p.w, "        %s\n", line)
+		}
+	}
+	return nil
+}
+
+func orRoot(pointer string) string {
+	if pointer == "" {
+		return "the record"
+	}
+	return pointer
+}
+
+func skippedNote(d replay.ResourceDiff) string {
+	if d.Skipped != "" {
+		return " (left as it is: " + d.Skipped + ")"
+	}
+	return ""
+}
+
+func valueText(v any) string {
+	if v == nil {
+		return "(none)"
+	}
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+// summary prints the summary (and closes the JSON document).
+func (p *replayReport) summary(s *replay.Summary, opts replay.Options) error {
+	if p.json {
+		b, err := json.MarshalIndent(s, "  ", "  ")
+		if err != nil {
+			return err
+		}
+		if p.n == 0 {
+			fmt.Fprint(p.w, "{\"records\": [")
+		} else {
+			fmt.Fprint(p.w, "\n")
+		}
+		_, err = fmt.Fprintf(p.w, "],\n  \"summary\": %s\n}\n", b)
+		return err
+	}
+	if p.n > 0 {
+		fmt.Fprintln(p.w)
+	}
+	tw := tabwriter.NewWriter(p.w, 0, 4, 2, ' ', 0)
+	defer tw.Flush()
+	if s.Records == 0 {
+		fmt.Fprintf(tw, "No stored record matches the filter: nothing to replay (mapping %s).\n", s.MappingVersion)
+		return nil
+	}
+	verb := "would change"
+	if opts.Apply {
+		verb = "changed (written)"
+	}
+	fmt.Fprintf(tw, "Mapping %s over %d records: %d unchanged, %d %s, %d refused now, %d diverged, %d without a stored input",
+		s.MappingVersion, s.Records, s.Unchanged, s.Changed, verb, s.Refused, s.Diverged, s.NoInput)
+	if s.Conflicts > 0 {
+		fmt.Fprintf(tw, ", %d changed concurrently (run again)", s.Conflicts)
+	}
+	if opts.Apply {
+		fmt.Fprintf(tw, "; %d corrections enqueued", s.Deliveries)
+	}
+	fmt.Fprintln(tw, ".")
+	if len(s.Groups) > 0 {
+		fmt.Fprintln(tw, "\nCHANGE\tRECORDS")
+		for _, g := range s.Groups {
+			fmt.Fprintf(tw, "%s\t%d\n", strings.TrimSpace(g.Change), g.Records)
+		}
+	}
+	return nil
+}

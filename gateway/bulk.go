@@ -1,0 +1,223 @@
+package gateway
+
+import (
+	"encoding/json"
+	"fmt"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/bulk"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+	"github.com/ketamine-gateway/ketamine-gateway/mapping"
+)
+
+// Bulk data (docs/bulk.md): the $export kick-offs, the asynchronous
+// import, and the jobs they start (status, cancel, files).
+
+// DefaultMaxImportBytes is the default limit of an asynchronous import's
+// body.
+const DefaultMaxImportBytes = 1 << 30
+
+var (
+	errAuditUnavailable = &outcome.Error{Kind: outcome.Unavailable, RetryAfter: 5, Issues: []outcome.Issue{{Severity: "fatal",
+		Code: "transient", Rule: "audit-unavailable", Message: "the request could not be audited and was not answered; retry later"}}}
+	errNDJSONType = outcome.New(outcome.UnsupportedMedia, "not-supported", "content-type-unsupported",
+		"the body must be NDJSON: application/fhir+ndjson, application/ndjson or application/x-ndjson")
+	errJobFileUnknown = outcome.New(outcome.NotFound, "not-found", "job-file-unknown", "the job has no such file")
+)
+
+// rootURL is where the gateway is reached: the FHIR base without /fhir.
+func (s *Server) rootURL(c echo.Context) string {
+	return strings.TrimSuffix(s.baseURL(c), "/fhir")
+}
+
+// handleExport is GET [base]/$export, [base]/Patient/$export and
+// [base]/Group/{id}/$export: 202 with the job's status URL.
+func (s *Server) handleExport(level string) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		root := s.rootURL(c)
+		j, err := s.app.Bulk.Export(c.Request().Context(), scopeOf(c), bulk.ExportParams{
+			Level: level, Group: c.Param("id"), Query: c.QueryParams(), Prefer: c.Request().Header.Get("Prefer"),
+			Request: root + c.Request().URL.RequestURI(), Base: root,
+		})
+		if err != nil {
+			return err
+		}
+		c.Response().Header().Set("Content-Location", root+"/jobs/"+j.ID)
+		return writeResource(c, http.StatusAccepted, outcome.Information("the export has started; its status is at Content-Location"))
+	}
+}
+
+// handleImport is POST /ingest/{kind}/$import: the NDJSON body is stored
+// as a job's input; 202 with the job's status URL.
+func (s *Server) handleImport(c echo.Context) error {
+	kind := mapping.Kind(c.Param("kind"))
+	if !ingest.KnownKind(kind) {
+		return ingest.ErrKindUnknown
+	}
+	deliver, err := boolParam(c, "deliver")
+	if err != nil {
+		return err
+	}
+	mt, _, err := mime.ParseMediaType(c.Request().Header.Get("Content-Type"))
+	if err != nil || (mt != "application/fhir+ndjson" && mt != "application/ndjson" && mt != "application/x-ndjson") {
+		return errNDJSONType
+	}
+	limit := s.cfg.MaxImportBytes
+	if c.Request().ContentLength > limit {
+		return errBodyTooLarge
+	}
+	root := s.rootURL(c)
+	j, err := s.app.Bulk.SubmitImport(c.Request().Context(), scopeOf(c), kind, deliver, c.Request().Body, limit, root)
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set("Content-Location", root+"/jobs/"+j.ID)
+	return writeResource(c, http.StatusAccepted, outcome.Information("the import has started; its status is at Content-Location"))
+}
+
+// jobView is a job's status document (for jobs other than exports once
+// done, and for every job while it runs).
+type jobView struct {
+	ID       string          `json:"id"`
+	Kind     string          `json:"kind"`
+	Status   string          `json:"status"`
+	Done     int64           `json:"done"`
+	Total    *int64          `json:"total,omitempty"`
+	Created  time.Time       `json:"created"`
+	Updated  time.Time       `json:"updated"`
+	Finished *time.Time      `json:"finished,omitempty"`
+	Expires  *time.Time      `json:"expires,omitempty"`
+	Result   json.RawMessage `json:"result,omitempty"`
+}
+
+func newJobView(j *store.Job) jobView {
+	v := jobView{ID: j.ID, Kind: j.Kind, Status: j.Status, Done: j.Done, Created: j.Created, Updated: j.Updated}
+	if j.Total >= 0 {
+		v.Total = &j.Total
+	}
+	if !j.Finished.IsZero() {
+		v.Finished = &j.Finished
+	}
+	if !j.Expires.IsZero() && j.Status != store.JobUploading {
+		v.Expires = &j.Expires
+	}
+	if j.Status == store.JobDone && len(j.Result) > 0 {
+		v.Result = j.Result
+	}
+	return v
+}
+
+// progress is a job's X-Progress: its state and counts, no content.
+func progress(j *store.Job) string {
+	what := map[string]string{bulk.KindExport: "resources exported", bulk.KindImport: "records imported"}[j.Kind]
+	if what == "" {
+		what = "records done"
+	}
+	if j.Total >= 0 {
+		pct := 0
+		if j.Total > 0 {
+			pct = int(100 * j.Done / j.Total)
+		}
+		return fmt.Sprintf("%s: %d of %d %s (%d%%)", j.Status, j.Done, j.Total, what, pct)
+	}
+	return fmt.Sprintf("%s: %d %s", j.Status, j.Done, what)
+}
+
+// handleJob is GET /jobs/{id}: 202 with X-Progress and Retry-After while
+// the job runs; 200 with its result when done (an export's manifest, as
+// the Bulk Data specification has it); 500 with an OperationOutcome when
+// it failed; 404 for a job that is not the caller's, cancelled or expired.
+func (s *Server) handleJob(c echo.Context) error {
+	sc := scopeOf(c)
+	j, err := s.app.Jobs.Job(c.Request().Context(), sc, c.Param("id"))
+	if err != nil {
+		return err
+	}
+	sc.Description = fmt.Sprintf("%s job %s: %s", j.Kind, j.ID, j.Status)
+	h := c.Response().Header()
+	switch j.Status {
+	case store.JobDone:
+		h.Set("Expires", j.Expires.UTC().Format(http.TimeFormat))
+		if j.Kind == bulk.KindExport {
+			return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, j.Result)
+		}
+		return c.JSON(http.StatusOK, newJobView(j))
+	case store.JobFailed:
+		return &outcome.Error{Kind: outcome.Internal, Issues: []outcome.Issue{{Severity: "error", Code: "processing",
+			Rule: "job-failed", Message: "the job failed: " + j.Error}}}
+	}
+	h.Set("X-Progress", progress(j))
+	h.Set("Retry-After", "2")
+	return c.JSON(http.StatusAccepted, newJobView(j))
+}
+
+// handleCancelJob is DELETE /jobs/{id}: a running job is cancelled, a
+// finished one deleted, with its files; 202.
+func (s *Server) handleCancelJob(c echo.Context) error {
+	sc := scopeOf(c)
+	if err := s.app.Jobs.Cancel(c.Request().Context(), sc, c.Param("id")); err != nil {
+		return err
+	}
+	sc.Description = "job " + c.Param("id") + " cancelled, its files deleted"
+	return writeResource(c, http.StatusAccepted, outcome.Information("the job is cancelled and its files are deleted"))
+}
+
+// handleJobFile is GET /jobs/{id}/files/{n}: one NDJSON file of the
+// caller's job, streamed from the database part by part once the
+// download's AuditEvent is committed.
+func (s *Server) handleJobFile(c echo.Context) error {
+	sc := scopeOf(c)
+	n, err := strconv.Atoi(c.Param("n"))
+	if err != nil || n < 1 {
+		return errJobFileUnknown
+	}
+	ctx := c.Request().Context()
+	j, err := s.app.Jobs.Job(ctx, sc, c.Param("id"))
+	if err != nil {
+		return err
+	}
+	if j.Status != store.JobDone {
+		return outcome.New(outcome.Conflict, "conflict", "job-not-done", "the job's files are served once it is done")
+	}
+	ctype := "application/x-ndjson"
+	if j.Kind == bulk.KindExport {
+		ctype = "application/fhir+ndjson"
+	}
+	sc.Description = fmt.Sprintf("%s job %s: file %d", j.Kind, j.ID, n)
+	rc := http.NewResponseController(c.Response())
+	started := false
+	err = s.app.Jobs.File(ctx, sc, j.ID, n, func(part []byte) error {
+		if !started {
+			if err := s.auditNow(c, http.StatusOK); err != nil {
+				return err
+			}
+			c.Response().Header().Set(echo.HeaderContentType, ctype)
+			c.Response().WriteHeader(http.StatusOK)
+			started = true
+		}
+		// A large file may take longer than the server's write timeout:
+		// each part gets its own.
+		_ = rc.SetWriteDeadline(time.Now().Add(time.Minute))
+		_, err := c.Response().Write(part)
+		return err
+	})
+	switch {
+	case err != nil && !started:
+		return err
+	case err != nil:
+		// The body is cut short; the client sees a truncated transfer.
+		s.log.Warn("job file download interrupted", "route", c.Path(), "error_class", fmt.Sprintf("%T", err))
+		return nil
+	case !started:
+		return errJobFileUnknown
+	}
+	return nil
+}

@@ -1,0 +1,275 @@
+package bulk_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/bulk"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/jobs"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// records reads a Source whole.
+func records(t *testing.T, src bulk.Source) []bulk.Record {
+	t.Helper()
+	var out []bulk.Record
+	for {
+		r, err := src.Next()
+		if err == io.EOF {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, r)
+	}
+}
+
+// TestNDJSON: records by line, numbered as lines (blank lines skipped
+// but counted), the last without a newline, CRLF, and a line beyond the
+// limit rejected on its own while the next is read.
+func TestNDJSON(t *testing.T) {
+	in := "{\"a\":1}\n\n{\"a\":2}\r\n" + `{"long":"` + strings.Repeat("x", 200) + `"}` + "\n{\"a\":3}"
+	got := records(t, bulk.NDJSON(strings.NewReader(in), 100))
+	want := []struct {
+		line int64
+		body string
+		err  bool
+	}{{1, `{"a":1}`, false}, {3, `{"a":2}`, false}, {4, "", true}, {5, `{"a":3}`, false}}
+	if len(got) != len(want) {
+		t.Fatalf("got %d records, want %d: %+v", len(got), len(want), got)
+	}
+	for i, w := range want {
+		if got[i].Line != w.line || string(got[i].Body) != w.body || (got[i].Err != nil) != w.err {
+			t.Errorf("record %d = line %d %q err %v, want line %d %q err %v", i, got[i].Line, got[i].Body, got[i].Err, w.line, w.body, w.err)
+		}
+	}
+	n, err := bulk.CountLines(strings.NewReader(in))
+	if err != nil || n != 4 {
+		t.Errorf("CountLines = %d, %v; want 4", n, err)
+	}
+	dir := t.TempDir()
+	for name, body := range map[string]string{"b.json": `{"b":1}`, "a.json": `{"a":1}`, "notes.txt": "x", "c.JSON": `{"c":1}`} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	src, total, err := bulk.Dir(dir, 100)
+	if err != nil || total != 3 {
+		t.Fatalf("Dir = %d, %v", total, err)
+	}
+	var names []string
+	for _, r := range records(t, src) {
+		names = append(names, r.File)
+	}
+	if strings.Join(names, ",") != "a.json,b.json,c.JSON" {
+		t.Errorf("Dir files = %v", names)
+	}
+}
+
+// newApp is an application over a new SQLite database, running jobs with
+// small file parts and a fast poll.
+func newApp(t *testing.T, partBytes int) (*app.App, store.Store) {
+	t.Helper()
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "bulk.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	a, err := app.New(app.Config{Store: st, BacklogEvery: -1, Jobs: jobs.Config{Poll: 5 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The application's bulk service, with small parts.
+	a.Bulk = bulk.New(bulk.Config{Store: st, Engine: a.Engine, Ingest: a.Ingest, Jobs: a.Jobs, PartBytes: partBytes, FileResources: 40})
+	if err := a.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	return a, st
+}
+
+// TestImportReportOrder: records ingested several at once are reported in
+// input order; rejected ones name their line and rules, and the others
+// are stored.
+func TestImportReportOrder(t *testing.T) {
+	a, _ := newApp(t, 1<<20)
+	raw, err := os.ReadFile("../../schemas/examples/assessment/phq9-total-only.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tmpl map[string]any
+	_ = json.Unmarshal(raw, &tmpl)
+	var lines []string
+	for i := range 60 {
+		tmpl["source"].(map[string]any)["recordId"] = "r" + string(rune('A'+i%26)) + string(rune('a'+i/26))
+		tmpl["patient"].(map[string]any)["id"] = "p" + string(rune('A'+i%26)) + string(rune('a'+i/26))
+		b, _ := json.Marshal(tmpl)
+		switch i {
+		case 7:
+			lines = append(lines, "not json")
+		case 33:
+			lines = append(lines, `{"resourceType":"Patient"}`)
+		default:
+			lines = append(lines, string(b))
+		}
+	}
+	sc := auditlog.NewScope("ingest", &auth.Principal{ClientID: "c", Scopes: auth.ParseScopes(auth.ScopeIngest)})
+	var done []int64
+	var rejected []int64
+	counts, err := a.Bulk.Import(context.Background(), sc, bulk.NDJSON(strings.NewReader(strings.Join(lines, "\n")), 1<<20),
+		bulk.ImportOptions{Kind: "assessment", RunID: "t", Workers: 4,
+			Done:     func(c bulk.ImportCounts) { done = append(done, c.Records) },
+			Rejected: func(r bulk.Rejection) error { rejected = append(rejected, r.Line); return nil }})
+	if err != nil || counts.Records != 60 || counts.Stored != 58 || counts.Rejected != 2 {
+		t.Fatalf("Import = %+v, %v", counts, err)
+	}
+	if len(rejected) != 2 || rejected[0] != 8 || rejected[1] != 34 {
+		t.Errorf("rejected lines %v, want 8 and 34", rejected)
+	}
+	for i, n := range done {
+		if n != int64(i+1) {
+			t.Fatalf("progress %v is not in input order", done)
+		}
+	}
+	stop := errors.New("stop")
+	_, err = a.Bulk.Import(context.Background(), sc, bulk.NDJSON(strings.NewReader(strings.Join(lines, "\n")), 1<<20),
+		bulk.ImportOptions{Kind: "assessment", RunID: "t2", Rejected: func(bulk.Rejection) error { return stop }})
+	if !errors.Is(err, stop) {
+		t.Errorf("Import with a failing report = %v", err)
+	}
+}
+
+// TestExportResumes: an export whose runner closes in the middle (its job
+// released) is finished by the next runner from the checkpoint: files of
+// at most FileResources resources, every resource once.
+func TestExportResumes(t *testing.T) {
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "export.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	const n = 500
+	seed(t, st, "Patient", n, func(int) map[string]any { return map[string]any{"gender": "other"} })
+	sc := auditlog.NewScope("bulk-export", &auth.Principal{ClientID: "c", Scopes: auth.ParseScopes("system/*.rs")})
+	start := func() *app.App {
+		a, err := app.New(app.Config{Store: st, BacklogEvery: -1, Jobs: jobs.Config{Poll: 5 * time.Millisecond}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.Bulk = bulk.New(bulk.Config{Store: st, Engine: a.Engine, Ingest: a.Ingest, Jobs: a.Jobs, PartBytes: 300, FileResources: 40})
+		if err := a.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	a := start()
+	j, err := a.Bulk.Export(ctx, sc, bulk.ExportParams{Level: bulk.LevelSystem, Prefer: "respond-async", Base: "https://gw",
+		Query: map[string][]string{"_type": {"Patient"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		cur, err := a.Jobs.Job(ctx, sc, j.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cur.Done >= 100 {
+			break
+		}
+		if cur.Status == store.JobDone {
+			t.Fatal("the export finished before the runner closed")
+		}
+		time.Sleep(time.Millisecond) // watching a background job
+	}
+	a.Close()
+	a = start()
+	defer a.Close()
+	var cur *store.Job
+	for {
+		if cur, err = a.Jobs.Job(ctx, sc, j.ID); err != nil {
+			t.Fatal(err)
+		}
+		if cur.Status == store.JobDone {
+			break
+		}
+		time.Sleep(2 * time.Millisecond) // waiting for the resumed job
+	}
+	var m bulk.Manifest
+	if err := json.Unmarshal(cur.Result, &m); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for i, f := range m.Output {
+		var buf bytes.Buffer
+		if err := a.Jobs.File(ctx, sc, j.ID, i+1, func(p []byte) error { buf.Write(p); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		lines := 0
+		sc := bufio.NewScanner(&buf)
+		for sc.Scan() {
+			var r struct{ ID string }
+			_ = json.Unmarshal(sc.Bytes(), &r)
+			if seen[r.ID] {
+				t.Errorf("%s exported twice", r.ID)
+			}
+			seen[r.ID] = true
+			lines++
+		}
+		if lines != f.Count || f.Count > 40 || f.URL != "https://gw/jobs/"+j.ID+"/files/"+itoa(i+1) {
+			t.Errorf("file %d: %d lines, manifest %+v", i+1, lines, f)
+		}
+	}
+	if len(seen) != n || cur.Attempts != 2 {
+		t.Errorf("%d Patients exported after %d claims, want %d after 2", len(seen), cur.Attempts, n)
+	}
+}
+
+// seed stores n resources of typ (ids typ-0000000 on, bodies from doc) in
+// transactions of 5,000, last updated an hour ago.
+func seed(t testing.TB, st store.Store, typ string, n int, doc func(i int) map[string]any) {
+	t.Helper()
+	lu := time.Now().Add(-time.Hour)
+	for start := 0; start < n; start += 5000 {
+		err := st.Write(context.Background(), func(tx store.Tx) error {
+			for i := start; i < min(start+5000, n); i++ {
+				r, entries, err := store.NewVersion(typ, fmt.Sprintf("%s-%07d", strings.ToLower(typ), i), 1, doc(i), lu)
+				if err != nil {
+					return err
+				}
+				if err := tx.Put(r, entries); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("seed: %v", err)
+		}
+	}
+}
+
+func itoa(i int) string {
+	b, _ := json.Marshal(i)
+	return string(b)
+}

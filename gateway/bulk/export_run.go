@@ -1,0 +1,282 @@
+package bulk
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/jobs"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+)
+
+// exportPage is how many resources one store read returns.
+const exportPage = 1000
+
+// exportCheckpoint is where an export got to: everything before it is in
+// the job's committed file parts. The parts and the checkpoint are saved
+// together, so a resumed export starts exactly after the last resource
+// saved.
+type exportCheckpoint struct {
+	Type  int    `json:"type"`  // index in the request's Types
+	After string `json:"after"` // the last id of that type saved
+	// File is the number of the open file (0: none), Part its next part
+	// and Count its resources; NextFile the number of the next file.
+	File, Part, Count, NextFile int
+	// Files are the closed files.
+	Files []outputFile `json:"files"`
+	Done  int64        `json:"done"`
+}
+
+// outputFile is one NDJSON file of an export.
+type outputFile struct {
+	Type  string `json:"type"`
+	N     int    `json:"n"`
+	Count int    `json:"count"`
+}
+
+// Manifest is the Bulk Data complete-status body.
+type Manifest struct {
+	TransactionTime     string         `json:"transactionTime"`
+	Request             string         `json:"request"`
+	RequiresAccessToken bool           `json:"requiresAccessToken"`
+	Output              []ManifestFile `json:"output"`
+	Error               []ManifestFile `json:"error"`
+}
+
+// ManifestFile is one file of a Manifest.
+type ManifestFile struct {
+	Type  string `json:"type"`
+	URL   string `json:"url"`
+	Count int    `json:"count,omitempty"`
+}
+
+// exporter is one run of an export job.
+type exporter struct {
+	s   *Service
+	run *jobs.Run
+	req *exportRequest
+	sc  *auditlog.Scope
+	cp  exportCheckpoint
+	buf []byte
+}
+
+// runExport is the export jobs' handler.
+func (s *Service) runExport(ctx context.Context, run *jobs.Run) ([]byte, error) {
+	var req exportRequest
+	if err := json.Unmarshal(run.Job.Request, &req); err != nil {
+		return nil, fmt.Errorf("export request: %w", err)
+	}
+	x := &exporter{s: s, run: run, req: &req, sc: jobScope(run.Job, "", req.Scopes), cp: exportCheckpoint{NextFile: 1}}
+	if run.Job.Checkpoint != nil {
+		if err := json.Unmarshal(run.Job.Checkpoint, &x.cp); err != nil {
+			return nil, fmt.Errorf("export checkpoint: %w", err)
+		}
+	}
+	for ; x.cp.Type < len(req.Types); x.cp.Type++ {
+		if err := x.exportType(ctx, req.Types[x.cp.Type]); err != nil {
+			return nil, err
+		}
+		if err := x.closeFile(ctx, true); err != nil {
+			return nil, err
+		}
+		x.cp.After = ""
+	}
+	m := Manifest{TransactionTime: req.TransactionTime.Format("2006-01-02T15:04:05.000Z"), Request: req.Request,
+		RequiresAccessToken: true, Output: []ManifestFile{}, Error: []ManifestFile{}}
+	for _, f := range x.cp.Files {
+		m.Output = append(m.Output, ManifestFile{Type: f.Type, URL: FileURL(req.Base, run.Job.ID, f.N), Count: f.Count})
+	}
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false) // the request URL keeps its '&'
+	if err := enc.Encode(m); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSpace(b.Bytes()), nil
+}
+
+// FileURL is where file n of job id is downloaded.
+func FileURL(base, id string, n int) string { return fmt.Sprintf("%s/jobs/%s/files/%d", base, id, n) }
+
+// exportType writes the resources of one type, from the checkpoint.
+func (x *exporter) exportType(ctx context.Context, typ string) error {
+	q := store.ExportQuery{Type: typ, Tenant: x.sc.TenantOf(), Since: x.req.Since, After: x.cp.After, Limit: exportPage}
+	filters, err := x.filters(typ)
+	if err != nil {
+		return err
+	}
+	q.Filters = filters
+	if filters != nil && len(filters) == 0 {
+		return nil // a Group without members: nothing of the compartment
+	}
+	for {
+		page, err := x.s.cfg.Store.Export(ctx, q)
+		if err != nil {
+			return err
+		}
+		for _, r := range page {
+			q.After = r.ID
+			if r, err = x.asOf(ctx, r); err != nil {
+				return err
+			}
+			if r == nil || !x.s.cfg.Visible(x.sc, r) {
+				continue
+			}
+			if err := x.write(ctx, r, q.After); err != nil {
+				return err
+			}
+		}
+		if len(page) < q.Limit {
+			return nil
+		}
+	}
+}
+
+// filters are the conditions of typ's resources: the Group's or the
+// Patient compartment's, each combined with the type's _typeFilters (nil:
+// every resource of the type; empty: none).
+func (x *exporter) filters(typ string) ([]*search.Query, error) {
+	var base *search.Query
+	switch x.req.Level {
+	case LevelPatient:
+		if typ != "Patient" {
+			f := false
+			base = &search.Query{Clauses: []search.Clause{{Param: compartmentParam(typ), Type: search.TypeReference, Modifier: "missing", Missing: &f}}}
+		}
+	case LevelGroup:
+		if len(x.req.Members) == 0 {
+			return []*search.Query{}, nil
+		}
+		cl := search.Clause{Param: compartmentParam(typ), Type: search.TypeReference}
+		if typ == "Patient" {
+			cl = search.Clause{Param: "_id", Type: search.TypeToken}
+		}
+		for _, id := range x.req.Members {
+			if typ == "Patient" {
+				cl.Values = append(cl.Values, search.Value{Code: id})
+			} else {
+				cl.Values = append(cl.Values, search.Value{RefType: "Patient", RefID: id})
+			}
+		}
+		base = &search.Query{Clauses: []search.Clause{cl}}
+	}
+	tf := x.req.TypeFilters[typ]
+	if len(tf) == 0 {
+		if base == nil {
+			return nil, nil
+		}
+		return []*search.Query{base}, nil
+	}
+	out := make([]*search.Query, 0, len(tf))
+	for _, f := range tf {
+		q, err := parseFilter(typ, f)
+		if err != nil {
+			return nil, err
+		}
+		if base != nil {
+			q.Clauses = append(q.Clauses, base.Clauses...)
+		}
+		out = append(out, q)
+	}
+	return out, nil
+}
+
+// asOf returns r as it was at the export's transaction time: a resource
+// changed since is exported in its version of then (nil if it was created
+// later or deleted then).
+func (x *exporter) asOf(ctx context.Context, r *store.Resource) (*store.Resource, error) {
+	tt := x.req.TransactionTime
+	if !r.LastUpdated.After(tt) {
+		return r, nil
+	}
+	for v := r.Version - 1; v >= 1; v-- {
+		old, err := x.s.cfg.Store.VRead(ctx, r.Type, r.ID, v)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if !old.LastUpdated.After(tt) {
+			if old.Deleted || !x.req.Since.IsZero() && !old.LastUpdated.After(x.req.Since) {
+				return nil, nil
+			}
+			return old, nil
+		}
+	}
+	return nil, nil
+}
+
+// write adds one resource to the open file (opening one if needed) and
+// saves the file's buffered part, with the checkpoint, when it is full or
+// the file is.
+func (x *exporter) write(ctx context.Context, r *store.Resource, after string) error {
+	if x.cp.File == 0 {
+		x.cp.File, x.cp.Part, x.cp.Count = x.cp.NextFile, 0, 0
+		x.cp.NextFile++
+	}
+	x.buf = append(x.buf, r.Body...)
+	x.buf = append(x.buf, '\n')
+	x.cp.Count++
+	x.cp.Done++
+	x.cp.After = after
+	x.run.Progress(x.cp.Done, -1)
+	switch {
+	case x.cp.Count >= x.s.cfg.FileResources:
+		return x.closeFile(ctx, false)
+	case len(x.buf) >= x.s.cfg.PartBytes:
+		return x.flush(ctx)
+	}
+	return nil
+}
+
+// flush saves the buffered part of the open file with the checkpoint.
+func (x *exporter) flush(ctx context.Context) error {
+	var parts []store.JobPart
+	if len(x.buf) > 0 {
+		parts = []store.JobPart{{File: x.cp.File, Part: x.cp.Part, Data: x.buf}}
+		x.cp.Part++
+	}
+	cp, err := json.Marshal(x.cp)
+	if err != nil {
+		return err
+	}
+	if err := x.run.Save(ctx, cp, parts); err != nil {
+		return err
+	}
+	x.buf = x.buf[:0]
+	return nil
+}
+
+// closeFile saves the open file's last part and closes it: it becomes one
+// of the manifest's files. typeDone tells that the type is finished (the
+// checkpoint moves to the next type).
+func (x *exporter) closeFile(ctx context.Context, typeDone bool) error {
+	if x.cp.File != 0 {
+		x.cp.Files = append(x.cp.Files, outputFile{Type: x.req.Types[x.cp.Type], N: x.cp.File, Count: x.cp.Count})
+		var parts []store.JobPart
+		if len(x.buf) > 0 {
+			parts = []store.JobPart{{File: x.cp.File, Part: x.cp.Part, Data: x.buf}}
+		}
+		x.cp.File, x.cp.Part, x.cp.Count = 0, 0, 0
+		cp := x.cp
+		if typeDone {
+			cp.Type, cp.After = cp.Type+1, ""
+		}
+		raw, err := json.Marshal(cp)
+		if err != nil {
+			return err
+		}
+		if err := x.run.Save(ctx, raw, parts); err != nil {
+			return err
+		}
+		x.buf = x.buf[:0]
+	}
+	// A type that wrote nothing saves nothing: a resumed export reads it
+	// again and finds nothing again.
+	return nil
+}

@@ -1,0 +1,163 @@
+package bulk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/internal/ordered"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
+	"github.com/ketamine-gateway/ketamine-gateway/mapping"
+)
+
+// ImportOptions configure one import.
+type ImportOptions struct {
+	Kind mapping.Kind
+	// Deliver enqueues the stored records for the delivery destinations,
+	// as the API does; without it an import loads history the EHRs are
+	// not sent.
+	Deliver bool
+	// Skip passes over the first Skip records (a resumed job did them).
+	Skip int64
+	// RunID names the import in its AuditEvents' request ids
+	// ("<RunID>:<line or file>").
+	RunID string
+	// Workers is how many records are ingested at once (0: the
+	// service's ImportWorkers).
+	Workers int
+	// Done is called, from one goroutine and in input order, after each
+	// record with the counts so far, and Rejected with each rejected
+	// record before that; an error of Rejected stops the import.
+	Done     func(ImportCounts)
+	Rejected func(Rejection) error
+}
+
+// ImportCounts counts an import's records.
+type ImportCounts struct {
+	// Records were read; Stored passed every check and are stored (or
+	// were already: a record version sent again changes nothing);
+	// Rejected broke a rule and changed nothing.
+	Records, Stored, Rejected int64
+}
+
+// Rejection is one rejected record of an import report: where it is and
+// which rules it broke where, never a value of it.
+type Rejection struct {
+	Line   int64            `json:"line,omitempty"`
+	File   string           `json:"file,omitempty"`
+	Status int              `json:"status"`
+	Issues []RejectionIssue `json:"issues"`
+}
+
+// RejectionIssue is one broken rule of a Rejection.
+type RejectionIssue struct {
+	Rule       string `json:"rule"`
+	Pointer    string `json:"pointer,omitempty"`
+	Expression string `json:"expression,omitempty"`
+}
+
+// ErrKindUnknown is an import of a kind that does not exist.
+var ErrKindUnknown = ingest.ErrKindUnknown
+
+// Import ingests src's records of one kind as sc's caller, each through the
+// ingest service exactly as the API would (schema, rules, mapping, ledger,
+// Provenance and an AuditEvent per record, in one transaction per record),
+// several at once, and reports them in input order. A record that breaks a
+// rule is rejected and changes nothing; the rest go on. It returns the
+// counts when src is exhausted, or with the error that stopped it: the
+// database unavailable (nothing after the records counted is stored, and a
+// run again continues: records already stored are recognised by the
+// ledger), ctx ended, src failed or Rejected refused.
+func (s *Service) Import(ctx context.Context, sc *auditlog.Scope, src Source, opts ImportOptions) (ImportCounts, error) {
+	var counts ImportCounts
+	if !ingest.KnownKind(opts.Kind) {
+		return counts, ErrKindUnknown
+	}
+	svc := s.cfg.Ingest
+	if !opts.Deliver {
+		svc = svc.WithoutDelivery()
+	}
+	workers := s.cfg.ImportWorkers
+	if opts.Workers > 0 {
+		workers = opts.Workers
+	}
+	type result struct {
+		rec Record
+		err error
+	}
+	err := ordered.Run(ctx, workers, func(yield func(Record) bool) error {
+		for skipped := int64(0); ; {
+			rec, err := src.Next()
+			switch {
+			case err == io.EOF:
+				return nil
+			case err != nil:
+				return fmt.Errorf("read import input: %w", err)
+			case skipped < opts.Skip:
+				skipped++
+			case !yield(rec):
+				return nil
+			}
+		}
+	}, func(ctx context.Context, rec Record) result {
+		if rec.Err != nil {
+			return result{rec: rec, err: rec.Err}
+		}
+		rsc := auditlog.NewScope("ingest", sc.Principal)
+		rsc.Addr, rsc.TraceID = sc.Addr, sc.TraceID
+		rsc.RequestID = fmt.Sprintf("%s:%s", opts.RunID, where(rec))
+		_, err := svc.Ingest(ctx, rsc, opts.Kind, rec.Body, false, engine.Answer{})
+		rec.Body = nil
+		return result{rec: rec, err: err}
+	}, func(r result) error {
+		return s.account(&counts, r.rec, r.err, opts)
+	})
+	return counts, err
+}
+
+// account counts one record's outcome and reports a rejection; it returns
+// the error that must stop the import.
+func (s *Service) account(counts *ImportCounts, rec Record, err error, opts ImportOptions) error {
+	var kind outcome.Kind
+	var issues []outcome.Issue
+	if err != nil {
+		kind, issues = outcome.From(err)
+		if kind == outcome.Unavailable || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return err // the record is not done: a run again does it
+		}
+	}
+	counts.Records++
+	if err == nil {
+		counts.Stored++
+		if opts.Done != nil {
+			opts.Done(*counts)
+		}
+		return nil
+	}
+	counts.Rejected++
+	rj := Rejection{Line: rec.Line, File: rec.File, Status: kind.HTTPStatus(), Issues: make([]RejectionIssue, 0, len(issues))}
+	for _, i := range issues {
+		rj.Issues = append(rj.Issues, RejectionIssue{Rule: i.Rule, Pointer: i.Pointer, Expression: i.Expression})
+	}
+	if opts.Rejected != nil {
+		if err := opts.Rejected(rj); err != nil {
+			return err
+		}
+	}
+	if opts.Done != nil {
+		opts.Done(*counts)
+	}
+	return nil
+}
+
+// where names a record in a request id: its line or file.
+func where(r Record) string {
+	if r.File != "" {
+		return r.File
+	}
+	return fmt.Sprint(r.Line)
+}

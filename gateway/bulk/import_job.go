@@ -1,0 +1,211 @@
+package bulk
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/jobs"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+	"github.com/ketamine-gateway/ketamine-gateway/mapping"
+)
+
+// An asynchronous import (POST /ingest/{kind}/$import) is a job whose
+// input, the NDJSON body, is file 0 of the job; its report of rejected
+// records (NDJSON, one Rejection a line) is file 1.
+const (
+	importInput  = 0
+	importReport = 1
+)
+
+// importRequest is what an import job was asked.
+type importRequest struct {
+	Kind    mapping.Kind `json:"kind"`
+	Deliver bool         `json:"deliver"`
+	Scopes  string       `json:"scopes"`
+	Base    string       `json:"base"`
+	Addr    string       `json:"addr,omitempty"`
+}
+
+// importCheckpoint is where an import got to: its counts (Records done,
+// in input order) and its report.
+type importCheckpoint struct {
+	Counts ImportCounts   `json:"counts"`
+	Report jobs.FileParts `json:"report"`
+}
+
+// ImportResult is a finished import job's result.
+type ImportResult struct {
+	Kind     mapping.Kind `json:"kind"`
+	Records  int64        `json:"records"`
+	Stored   int64        `json:"stored"`
+	Rejected int64        `json:"rejected"`
+	// Report is the URL of the report of rejected records (none when no
+	// record was rejected).
+	Report string `json:"report,omitempty"`
+}
+
+var errImportEmpty = outcome.New(outcome.Invalid, "invalid", "import-empty", "the body holds no records: send one native record per line (NDJSON)")
+
+// SubmitImport stores body, NDJSON native records of kind (at most limit
+// bytes), as the input of an import job for sc's caller and queues it;
+// base is where the gateway is reached, for the report's URL. A body
+// beyond limit is TooLarge, an empty one Invalid, and the job is
+// cancelled then; a read error of body is returned as it is.
+func (s *Service) SubmitImport(ctx context.Context, sc *auditlog.Scope, kind mapping.Kind, deliver bool, body io.Reader, limit int64, base string) (*store.Job, error) {
+	if !ingest.KnownKind(kind) {
+		return nil, ErrKindUnknown
+	}
+	req, err := json.Marshal(importRequest{Kind: kind, Deliver: deliver, Scopes: sc.Principal.Scopes.String(), Base: base, Addr: sc.Addr})
+	if err != nil {
+		return nil, err
+	}
+	j, err := s.cfg.Jobs.Submit(ctx, sc, KindImport, req, true)
+	if err != nil {
+		return nil, err
+	}
+	lines, err := s.upload(ctx, j.ID, body, limit)
+	if err == nil && lines == 0 {
+		err = errImportEmpty
+	}
+	if err != nil {
+		if cerr := s.cfg.Jobs.Cancel(context.WithoutCancel(ctx), sc, j.ID); cerr != nil && !errors.Is(cerr, jobs.ErrUnknown) {
+			err = errors.Join(err, cerr)
+		}
+		return nil, err
+	}
+	if err := s.cfg.Jobs.Queue(ctx, j.ID, lines); err != nil {
+		return nil, err
+	}
+	sc.Description = fmt.Sprintf("bulk import of %d %s records queued: job %s", lines, kind, j.ID)
+	return j, nil
+}
+
+// writeLine appends v as a JSON line to a report.
+func writeLine(f *jobs.FileParts, v any) error {
+	line, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(append(line, '\n'))
+	return err
+}
+
+// upload stores body as file 0 of job id in parts, and counts its records.
+func (s *Service) upload(ctx context.Context, id string, body io.Reader, limit int64) (int64, error) {
+	var total, lines int64
+	blank := true
+	part := 0
+	buf := make([]byte, s.cfg.PartBytes)
+	for {
+		n, err := io.ReadFull(body, buf)
+		if n > 0 {
+			total += int64(n)
+			if total > limit {
+				return 0, outcome.New(outcome.TooLarge, "too-costly", "import-too-large",
+					fmt.Sprintf("the import is larger than %d bytes; split it, or use the import command", limit))
+			}
+			for _, b := range buf[:n] {
+				switch b {
+				case '\n':
+					if !blank {
+						lines++
+					}
+					blank = true
+				case ' ', '\t', '\r':
+				default:
+					blank = false
+				}
+			}
+			if perr := s.cfg.Jobs.Upload(ctx, id, []store.JobPart{{File: importInput, Part: part, Data: buf[:n]}}); perr != nil {
+				return 0, perr
+			}
+			part++
+		}
+		if err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF) {
+			if !blank {
+				lines++
+			}
+			return lines, nil
+		}
+		if err != nil {
+			return 0, err
+		}
+	}
+}
+
+// runImport is the import jobs' handler: it ingests the uploaded records
+// from where the checkpoint says, saving the counts and the report every
+// few hundred records.
+func (s *Service) runImport(ctx context.Context, run *jobs.Run) ([]byte, error) {
+	var req importRequest
+	if err := json.Unmarshal(run.Job.Request, &req); err != nil {
+		return nil, fmt.Errorf("import request: %w", err)
+	}
+	cp := importCheckpoint{Report: jobs.FileParts{File: importReport}}
+	if run.Job.Checkpoint != nil {
+		if err := json.Unmarshal(run.Job.Checkpoint, &cp); err != nil {
+			return nil, fmt.Errorf("import checkpoint: %w", err)
+		}
+	}
+	total := run.Job.Total
+	sc := jobScope(run.Job, "ingest", req.Scopes)
+	sc.Addr = req.Addr
+
+	pr, pw := io.Pipe()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	feed := make(chan struct{})
+	go func() {
+		defer close(feed)
+		err := run.File(ctx, importInput, func(p []byte) error { _, err := pw.Write(p); return err })
+		pw.CloseWithError(err) // nil: EOF
+	}()
+	defer func() { pr.Close(); <-feed }()
+
+	base := cp.Counts
+	save := func() error {
+		parts := cp.Report.Take()
+		raw, err := json.Marshal(cp)
+		if err != nil {
+			return err
+		}
+		return run.Save(ctx, raw, parts)
+	}
+	var since int64
+	var saveErr error
+	_, err := s.Import(ctx, sc, NDJSON(pr, s.cfg.MaxRecordBytes), ImportOptions{
+		Kind: req.Kind, Deliver: req.Deliver, Skip: base.Records, RunID: run.Job.ID,
+		Rejected: func(r Rejection) error { return writeLine(&cp.Report, r) },
+		Done: func(c ImportCounts) {
+			cp.Counts = ImportCounts{Records: base.Records + c.Records, Stored: base.Stored + c.Stored, Rejected: base.Rejected + c.Rejected}
+			run.Progress(cp.Counts.Records, total)
+			if since++; since >= 200 || cp.Report.Len() >= s.cfg.PartBytes {
+				since = 0
+				if err := save(); err != nil {
+					saveErr = err // lost, or the database failed: the import stops
+					cancel()
+				}
+			}
+		},
+	})
+	if saveErr != nil {
+		return nil, saveErr
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := save(); err != nil {
+		return nil, err
+	}
+	res := ImportResult{Kind: req.Kind, Records: cp.Counts.Records, Stored: cp.Counts.Stored, Rejected: cp.Counts.Rejected}
+	if res.Rejected > 0 {
+		res.Report = FileURL(req.Base, run.Job.ID, importReport)
+	}
+	return json.Marshal(res)
+}

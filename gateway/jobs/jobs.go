@@ -1,0 +1,238 @@
+// Package jobs is the gateway's one facility for durable background work:
+// bulk exports, asynchronous imports and mapping replays are jobs kept in
+// the database (store.Jobs), claimed by one process at a time under a
+// lease it renews while it runs, with their progress, a checkpoint to
+// resume from, their result and their files (written in parts beside the
+// job, so every replica can serve them), cancelled by their owner and
+// purged once expired.
+//
+// A Service submits jobs for a caller and shows, cancels and reads them for
+// that caller only; its runner (Start, Close) claims jobs of the kinds it
+// has a Handler for and runs them. A runner that dies leaves its job to be
+// claimed again, by any process, when the lease runs out; a runner that is
+// closed releases its jobs at once. Either way the job resumes from its last
+// checkpoint: what a handler saves with Run.Save (its checkpoint and the
+// file parts written since the last one) is committed atomically, so a
+// resumed job never sees a part without its checkpoint nor a checkpoint
+// without its parts. A runner that lost its job (cancelled, or claimed by
+// another after a stall longer than the lease) is refused every write from
+// then on (ErrLost) and stops.
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+)
+
+// Store is the part of the store the jobs use.
+type Store = store.Jobs
+
+// Handler runs one job of its kind: it resumes from run.Job.Checkpoint
+// when that is set, saves its progress and files with run.Save, and
+// returns the job's result (JSON). It must stop when ctx ends (the job was
+// cancelled, lost, or the process is stopping): its error then does not
+// matter. An error that wraps store.ErrUnavailable lets the job be tried
+// again later; any other fails it, with the error's outcome message as the
+// reason (never its text).
+type Handler func(ctx context.Context, run *Run) (result []byte, err error)
+
+// Config configures a Service. Zero values select the defaults.
+type Config struct {
+	// Store keeps the jobs (required).
+	Store Store
+	// Handlers run the jobs of each kind (more can be registered with
+	// Handle); a Service claims only kinds it has a handler for.
+	Handlers map[string]Handler
+	// Lease is how long a claim lasts unless renewed (default 30 s): a
+	// running job's lease is renewed every third of it, so the job of a
+	// process that died is claimed again within Lease (plus Poll).
+	Lease time.Duration
+	// Poll is how often the runner looks for jobs without Notify
+	// (default 1 s).
+	Poll time.Duration
+	// Workers is how many jobs one process runs at once (default 1).
+	Workers int
+	// Retention is how long a finished job, its result and its files are
+	// kept (default 24 h); then they are purged.
+	Retention time.Duration
+	// MaxAttempts fails a job after that many claims (default 5): a job
+	// that kills its process every time is not tried for ever.
+	MaxAttempts int
+	// Now is the clock (time.Now by default).
+	Now func() time.Time
+	// Logger gets PHI-free events (default: discarded).
+	Logger *slog.Logger
+}
+
+// Service submits, shows, cancels and runs jobs.
+type Service struct {
+	st    Store
+	cfg   Config
+	kinds []string
+
+	mu      sync.Mutex
+	stop    context.CancelFunc // nil when not running
+	done    chan struct{}
+	wake    chan struct{}
+	running sync.WaitGroup
+}
+
+// New returns a Service. It does no I/O and starts nothing: see Start.
+func New(cfg Config) *Service {
+	def := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&cfg.Lease, 30*time.Second)
+	def(&cfg.Poll, time.Second)
+	def(&cfg.Retention, 24*time.Hour)
+	if cfg.Workers <= 0 {
+		cfg.Workers = 1
+	}
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = 5
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Service{st: cfg.Store, cfg: cfg, wake: make(chan struct{}, 1)}
+	for k := range cfg.Handlers {
+		s.kinds = append(s.kinds, k)
+	}
+	return s
+}
+
+// Handle registers the handler of a kind of job; the runner claims jobs
+// of the kinds registered before Start.
+func (s *Service) Handle(kind string, h Handler) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cfg.Handlers == nil {
+		s.cfg.Handlers = map[string]Handler{}
+	}
+	if _, ok := s.cfg.Handlers[kind]; !ok {
+		s.kinds = append(s.kinds, kind)
+	}
+	s.cfg.Handlers[kind] = h
+}
+
+// Retention is how long finished jobs are kept.
+func (s *Service) Retention() time.Duration { return s.cfg.Retention }
+
+// Errors of the caller-facing methods.
+var (
+	// ErrUnknown: no job of that id for this caller (it never existed,
+	// is another client's or tenant's, was cancelled, or expired).
+	ErrUnknown = outcome.New(outcome.NotFound, "not-found", "job-unknown",
+		"no such job for this client: it never existed, was cancelled or has expired")
+	// ErrLost is returned by Run.Save once the job is no longer this
+	// runner's (cancelled, or claimed by another process).
+	ErrLost = errors.New("the job is no longer this runner's")
+	// errShutdown ends the jobs of a runner that is closing.
+	errShutdown = errors.New("the runner is closing")
+)
+
+// Submit creates a job of kind for the caller of sc with request (JSON):
+// queued, or JobUploading when its input follows (Upload, then Queue).
+// Returns store errors.
+func (s *Service) Submit(ctx context.Context, sc *auditlog.Scope, kind string, request []byte, uploading bool) (*store.Job, error) {
+	j := &store.Job{ID: store.NewID(), Kind: kind, Tenant: sc.TenantOf(), Owner: sc.ClientID, Request: request, Total: -1}
+	if uploading {
+		// An upload abandoned half way is purged after the retention.
+		j.Status, j.Expires = store.JobUploading, s.cfg.Now().Add(s.cfg.Retention)
+	}
+	if err := s.st.CreateJob(ctx, j); err != nil {
+		return nil, fmt.Errorf("submit %s job: %w", kind, err)
+	}
+	if !uploading {
+		s.Notify()
+	}
+	return j, nil
+}
+
+// Upload adds parts of an uploading job's input; Queue makes it claimable.
+func (s *Service) Upload(ctx context.Context, id string, parts []store.JobPart) error {
+	return s.st.PutJobParts(ctx, id, parts)
+}
+
+// Queue makes an uploaded job claimable, with total the work the upload
+// holds (-1 unknown), and wakes the runner.
+func (s *Service) Queue(ctx context.Context, id string, total int64) error {
+	if err := s.st.QueueJob(ctx, id, total); err != nil {
+		return err
+	}
+	s.Notify()
+	return nil
+}
+
+// Job returns the caller's job: ErrUnknown for a job that is not the
+// caller's (another client or tenant), was cancelled or has expired (even
+// if not purged yet).
+func (s *Service) Job(ctx context.Context, sc *auditlog.Scope, id string) (*store.Job, error) {
+	j, err := s.st.Job(ctx, id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil, ErrUnknown
+	case err != nil:
+		return nil, err
+	case j.Tenant != sc.TenantOf() || j.Owner != sc.ClientID || j.Status == store.JobCancelled:
+		return nil, ErrUnknown
+	case !j.Expires.IsZero() && !s.cfg.Now().Before(j.Expires):
+		return nil, ErrUnknown
+	}
+	return j, nil
+}
+
+// Cancel cancels the caller's job, running or ended (a client deletes a
+// finished export this way, as the Bulk Data specification has it), and
+// deletes its files: ErrUnknown as for Job. A runner of the job stops at
+// its next save.
+func (s *Service) Cancel(ctx context.Context, sc *auditlog.Scope, id string) error {
+	j, err := s.Job(ctx, sc, id)
+	if err != nil {
+		return err
+	}
+	// The cancelled job's row stays for a lease (its runner finds it
+	// cancelled), answering ErrUnknown like a purged one.
+	err = s.st.CancelJob(ctx, j.ID, s.cfg.Now().Add(s.cfg.Lease))
+	if errors.Is(err, store.ErrNotFound) {
+		return ErrUnknown
+	}
+	return err
+}
+
+// File calls fn with the parts of file n of the caller's job, in order:
+// ErrUnknown as for Job.
+func (s *Service) File(ctx context.Context, sc *auditlog.Scope, id string, n int, fn func([]byte) error) error {
+	if _, err := s.Job(ctx, sc, id); err != nil {
+		return err
+	}
+	return s.st.JobFile(ctx, id, n, fn)
+}
+
+// List returns the jobs of a tenant (search.AllTenants: every tenant's),
+// of kind when set, newest first, without their results.
+func (s *Service) List(ctx context.Context, f store.JobFilter) ([]*store.Job, error) {
+	return s.st.ListJobs(ctx, f)
+}
+
+// Notify wakes the runner to claim at once (after a job was queued). It
+// never blocks.
+func (s *Service) Notify() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}

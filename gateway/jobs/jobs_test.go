@@ -1,0 +1,270 @@
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func openStore(t *testing.T) store.Store {
+	t.Helper()
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "jobs.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+func caller(client, tenant string) *auditlog.Scope {
+	return auditlog.NewScope("", &auth.Principal{ClientID: client, Tenant: tenant})
+}
+
+// wait polls the job until cond holds (a job runs in the background; the
+// test waits for its state, never for a time).
+func wait(t *testing.T, s *Service, sc *auditlog.Scope, id string, cond func(*store.Job) bool) *store.Job {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		j, err := s.Job(context.Background(), sc, id)
+		if err == nil && cond(j) {
+			return j
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job %s: condition not reached (last %+v, %v)", id, j, err)
+		}
+		time.Sleep(5 * time.Millisecond) // polling a background job, not timing the test
+	}
+}
+
+// counter is a handler that counts to its request's n, saving a part and
+// a checkpoint per step, from where its checkpoint says.
+func counter(started *atomic.Int32, gate chan struct{}) Handler {
+	return func(ctx context.Context, run *Run) ([]byte, error) {
+		started.Add(1)
+		var req struct{ N int }
+		if err := json.Unmarshal(run.Job.Request, &req); err != nil {
+			return nil, err
+		}
+		i := 0
+		if run.Job.Checkpoint != nil {
+			if err := json.Unmarshal(run.Job.Checkpoint, &i); err != nil {
+				return nil, err
+			}
+		}
+		for ; i < req.N; i++ {
+			if gate != nil {
+				select {
+				case <-gate:
+				case <-ctx.Done():
+					return nil, ctx.Err()
+				}
+			}
+			run.Progress(int64(i+1), int64(req.N))
+			cp, _ := json.Marshal(i + 1)
+			if err := run.Save(ctx, cp, []store.JobPart{{File: 1, Part: i, Data: []byte{byte('a' + i)}}}); err != nil {
+				return nil, err
+			}
+		}
+		return json.Marshal(map[string]int{"counted": req.N})
+	}
+}
+
+func file(t *testing.T, s *Service, sc *auditlog.Scope, id string, n int) string {
+	t.Helper()
+	var out []byte
+	if err := s.File(context.Background(), sc, id, n, func(p []byte) error { out = append(out, p...); return nil }); err != nil {
+		t.Fatalf("File: %v", err)
+	}
+	return string(out)
+}
+
+func TestRunsOnceForItsOwner(t *testing.T) {
+	st := openStore(t)
+	var started atomic.Int32
+	s := New(Config{Store: st, Handlers: map[string]Handler{"count": counter(&started, nil)}, Poll: 10 * time.Millisecond})
+	s.Start()
+	defer s.Close()
+	ctx := context.Background()
+	alice := caller("alice", "clinic-a")
+	j, err := s.Submit(ctx, alice, "count", []byte(`{"N":5}`), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := wait(t, s, alice, j.ID, func(j *store.Job) bool { return j.Status == store.JobDone })
+	if string(done.Result) != `{"counted":5}` || done.Done != 5 || done.Total != 5 || done.Expires.IsZero() {
+		t.Errorf("done job = %+v", done)
+	}
+	if f := file(t, s, alice, j.ID, 1); f != "abcde" {
+		t.Errorf("file = %q, want abcde", f)
+	}
+	if started.Load() != 1 {
+		t.Errorf("handler started %d times", started.Load())
+	}
+	for name, sc := range map[string]*auditlog.Scope{
+		"another client": caller("bob", "clinic-a"), "another tenant": caller("alice", "clinic-b"),
+	} {
+		if _, err := s.Job(ctx, sc, j.ID); !errors.Is(err, ErrUnknown) {
+			t.Errorf("%s: Job = %v, want ErrUnknown", name, err)
+		}
+		if err := s.File(ctx, sc, j.ID, 1, func([]byte) error { return nil }); !errors.Is(err, ErrUnknown) {
+			t.Errorf("%s: File = %v, want ErrUnknown", name, err)
+		}
+		if err := s.Cancel(ctx, sc, j.ID); !errors.Is(err, ErrUnknown) {
+			t.Errorf("%s: Cancel = %v, want ErrUnknown", name, err)
+		}
+	}
+	// The owner deletes the finished job: gone, files too.
+	if err := s.Cancel(ctx, alice, j.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Job(ctx, alice, j.ID); !errors.Is(err, ErrUnknown) {
+		t.Errorf("Job after delete = %v, want ErrUnknown", err)
+	}
+}
+
+func TestCancelStopsTheHandler(t *testing.T) {
+	st := openStore(t)
+	var started atomic.Int32
+	gate := make(chan struct{})
+	s := New(Config{Store: st, Handlers: map[string]Handler{"count": counter(&started, gate)}, Poll: 10 * time.Millisecond})
+	s.Start()
+	defer s.Close()
+	ctx := context.Background()
+	sc := caller("alice", "")
+	j, _ := s.Submit(ctx, sc, "count", []byte(`{"N":1000}`), false)
+	gate <- struct{}{}
+	gate <- struct{}{}
+	wait(t, s, sc, j.ID, func(j *store.Job) bool { return j.Done >= 1 })
+	if err := s.Cancel(ctx, sc, j.ID); err != nil {
+		t.Fatal(err)
+	}
+	// One more step: its save is refused and the handler stops.
+	select {
+	case gate <- struct{}{}:
+	case <-time.After(10 * time.Second):
+	}
+	raw, err := st.Job(ctx, j.ID)
+	if err != nil || raw.Status != store.JobCancelled || raw.Done > 3 {
+		t.Errorf("after cancel: %+v, %v", raw, err)
+	}
+	n := 0
+	if err := st.JobFile(ctx, j.ID, 1, func([]byte) error { n++; return nil }); err != nil || n != 0 {
+		t.Errorf("files survive the cancel: %d parts, %v", n, err)
+	}
+	if _, err := s.Job(ctx, sc, j.ID); !errors.Is(err, ErrUnknown) {
+		t.Errorf("Job after cancel = %v, want ErrUnknown", err)
+	}
+}
+
+// TestCloseReleasesAndResumes: a runner that closes releases its job; the
+// next one resumes it from the checkpoint (nothing done twice).
+func TestCloseReleasesAndResumes(t *testing.T) {
+	st := openStore(t)
+	var started atomic.Int32
+	gate := make(chan struct{})
+	a := New(Config{Store: st, Handlers: map[string]Handler{"count": counter(&started, gate)}, Poll: 10 * time.Millisecond})
+	a.Start()
+	ctx := context.Background()
+	sc := caller("alice", "")
+	j, _ := a.Submit(ctx, sc, "count", []byte(`{"N":6}`), false)
+	for range 3 {
+		gate <- struct{}{}
+	}
+	wait(t, a, sc, j.ID, func(j *store.Job) bool { return j.Done == 3 })
+	a.Close()
+	if raw, _ := st.Job(ctx, j.ID); raw.Status != store.JobQueued || raw.Claim != "" {
+		t.Errorf("after Close: %+v, want queued", raw)
+	}
+	b := New(Config{Store: st, Handlers: map[string]Handler{"count": counter(&started, nil)}, Poll: 10 * time.Millisecond})
+	b.Start()
+	defer b.Close()
+	done := wait(t, b, sc, j.ID, func(j *store.Job) bool { return j.Status == store.JobDone })
+	if f := file(t, b, sc, j.ID, 1); f != "abcdef" || done.Attempts != 2 || started.Load() != 2 {
+		t.Errorf("resumed job: file %q, attempts %d, started %d", f, done.Attempts, started.Load())
+	}
+}
+
+// TestLostLease: a runner stalled past its lease loses the job to another
+// process; its next save is refused and it stops; the job completes once.
+func TestLostLease(t *testing.T) {
+	st := openStore(t)
+	var clock atomic.Int64
+	clock.Store(time.Now().UnixMilli())
+	now := func() time.Time { return time.UnixMilli(clock.Load()) }
+	gate := make(chan struct{})
+	var startedA, startedB atomic.Int32
+	a := New(Config{Store: st, Handlers: map[string]Handler{"count": counter(&startedA, gate)}, Poll: 10 * time.Millisecond,
+		Lease: time.Hour, Now: now})
+	a.Start()
+	defer a.Close()
+	ctx := context.Background()
+	sc := caller("alice", "")
+	j, _ := a.Submit(ctx, sc, "count", []byte(`{"N":4}`), false)
+	gate <- struct{}{}
+	wait(t, a, sc, j.ID, func(j *store.Job) bool { return j.Done == 1 })
+	clock.Add((2 * time.Hour).Milliseconds()) // a's lease has run out
+	b := New(Config{Store: st, Handlers: map[string]Handler{"count": counter(&startedB, nil)}, Poll: 10 * time.Millisecond,
+		Lease: time.Hour, Now: now})
+	b.Start()
+	defer b.Close()
+	done := wait(t, b, sc, j.ID, func(j *store.Job) bool { return j.Status == store.JobDone })
+	select {
+	case gate <- struct{}{}: // a wakes, its save is refused
+	case <-time.After(10 * time.Second):
+		t.Fatal("runner a stopped waiting")
+	}
+	if f := file(t, b, sc, j.ID, 1); f != "abcd" || done.Attempts != 2 {
+		t.Errorf("file %q attempts %d; want abcd after 2 claims", f, done.Attempts)
+	}
+}
+
+func TestFailures(t *testing.T) {
+	st := openStore(t)
+	var calls atomic.Int32
+	s := New(Config{Store: st, Poll: 10 * time.Millisecond, MaxAttempts: 3, Handlers: map[string]Handler{
+		"bad": func(context.Context, *Run) ([]byte, error) {
+			return nil, outcome.New(outcome.Invalid, "invalid", "x-rule", "the request names no such thing")
+		},
+		"panics": func(context.Context, *Run) ([]byte, error) { panic("boom") },
+		"flaky": func(context.Context, *Run) ([]byte, error) {
+			calls.Add(1)
+			return nil, store.ErrUnavailable
+		},
+	}})
+	s.Start()
+	defer s.Close()
+	ctx := context.Background()
+	sc := caller("c", "")
+	for kind, want := range map[string]string{
+		"bad":    "the request names no such thing",
+		"panics": "the job failed; the failure has been logged",
+		"flaky":  "the database is unavailable; retry later",
+	} {
+		j, err := s.Submit(ctx, sc, kind, []byte(`{}`), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := wait(t, s, sc, j.ID, func(j *store.Job) bool { return j.Status == store.JobFailed })
+		if got.Error != want {
+			t.Errorf("%s: error %q, want %q", kind, got.Error, want)
+		}
+	}
+	if calls.Load() != 3 {
+		t.Errorf("a job failing with the database unavailable ran %d times, want 3 (MaxAttempts)", calls.Load())
+	}
+}

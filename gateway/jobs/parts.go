@@ -1,0 +1,36 @@
+package jobs
+
+import "github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+
+// FileParts is one file a job writes as it goes (a report, an export
+// file): Write buffers its bytes, Take hands them over as the file's next
+// part for Run.Save, with the checkpoint that says how far the job got.
+// Keep it in the checkpoint (its File and Next are exported), so that a
+// resumed job goes on with the next part.
+type FileParts struct {
+	File int `json:"file"`
+	Next int `json:"next"` // the number of the next part
+	buf  []byte
+}
+
+// Write buffers p; it never fails.
+func (f *FileParts) Write(p []byte) (int, error) {
+	f.buf = append(f.buf, p...)
+	return len(p), nil
+}
+
+// Len is how many bytes are buffered.
+func (f *FileParts) Len() int { return len(f.buf) }
+
+// Take returns the buffered bytes as the file's next part (none when
+// nothing is buffered), counts it in Next and empties the buffer. The
+// part's bytes are the buffer's own until the next Write: save them first.
+func (f *FileParts) Take() []store.JobPart {
+	if len(f.buf) == 0 {
+		return nil
+	}
+	p := []store.JobPart{{File: f.File, Part: f.Next, Data: f.buf}}
+	f.Next++
+	f.buf = f.buf[:0]
+	return p
+}

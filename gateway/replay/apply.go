@@ -1,0 +1,286 @@
+package replay
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	fhir "github.com/samply/golang-fhir-models/fhir-models/fhir"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+	"github.com/ketamine-gateway/ketamine-gateway/mapping"
+)
+
+// errMoved aborts a record's apply whose stored resources changed between
+// the comparison and the write (a concurrent ingest): the record is
+// reported as a conflict, to replay again. It does not wrap
+// store.ErrConflict: the engine must not retry the transaction, whose
+// comparison is stale.
+var errMoved = errors.New("a compared resource changed before the replay wrote it")
+
+// apply writes the record's applicable changes in one transaction: new
+// versions of the changed resources (an Observation's status corrected)
+// and the resources the mapping adds, a Provenance naming both mapping
+// versions and the reason, the ledger entry's new mapping version, the
+// record's AuditEvent, and a correction for each configured destination
+// that had the record. It sets r's Applied, Written and Deliveries, or
+// r.Status to StatusConflict.
+func (s *Service) apply(ctx context.Context, sc *auditlog.Scope, m *remapped, opts Options, r *RecordResult) error {
+	l := m.l
+	src := recordSource(l)
+	dests, err := s.destinations(ctx, l, src)
+	if err != nil {
+		return err
+	}
+	var payload []byte
+	if len(dests) > 0 {
+		if payload, err = s.payload(m); err != nil {
+			return err
+		}
+	}
+	var p *auth.Principal
+	if sc.Principal != nil {
+		cp := *sc.Principal
+		p = &cp
+	} else {
+		p = &auth.Principal{}
+	}
+	p.Tenant = l.Tenant // the write is the record's tenant's
+	rsc := auditlog.NewScope("mapping-replay", p)
+	rsc.ClientID, rsc.Addr, rsc.TraceID, rsc.RequestID = sc.ClientID, sc.Addr, sc.TraceID, sc.RequestID
+	var entries []*engine.Entry
+	var writes []*match
+	err = s.cfg.Engine.Write(ctx, rsc, func(tx *engine.Tx) (int, error) {
+		st := tx.Store()
+		entries, writes = entries[:0], writes[:0]
+		for _, mt := range m.entries {
+			e := m.res.Entries[mt.i]
+			doc := corrected(e.ResourceType, clone(mt.doc))
+			var url string
+			switch {
+			case mt.stored == nil && e.Method == fhir.HTTPVerbPUT && !strings.Contains(e.URL, "?"):
+				// A deterministic id, in the tenant's namespace (as ingest).
+				typ, id, _ := strings.Cut(e.URL, "/")
+				id = ingest.ResourceID(l.Tenant, id)
+				url, doc["id"] = typ+"/"+id, id
+			case mt.stored == nil:
+				url = e.ResourceType + "?identifier=" + e.IdentifierSystem + "|" + e.IdentifierValue
+				delete(doc, "id")
+			case len(mt.changes) > 0 && mt.skipped == "":
+				cur, err := st.Read(mt.stored.Type, mt.stored.ID)
+				if err != nil || cur.Version != mt.stored.Version {
+					return 0, errMoved
+				}
+				url, doc["id"] = mt.stored.Type+"/"+mt.stored.ID, mt.stored.ID
+			default:
+				continue
+			}
+			en, err := s.cfg.Engine.NewEntry(len(entries), "PUT", url, e.FullURL, doc, "")
+			if err != nil {
+				return 0, fmt.Errorf("replayed entry %d: %w", mt.i, err)
+			}
+			if err := s.cfg.Engine.Validator().Profiles(doc, fmt.Sprintf("Bundle.entry[%d].resource", mt.i)); err != nil {
+				return 0, fmt.Errorf("replayed entry %d: %w", mt.i, err)
+			}
+			entries = append(entries, en)
+			writes = append(writes, mt)
+		}
+		if err := tx.Run(entries); err != nil {
+			return 0, err
+		}
+		reason := opts.Reason
+		if reason == "" {
+			reason = "mapping " + s.cfg.MappingVersion + " replayed over the stored record"
+		}
+		err := tx.Provenance(audit.Provenance{
+			Activity: "UPDATE", Source: src, MappingVersion: s.cfg.MappingVersion, PreviousMappingVersion: l.MappingVersion,
+			Reason:     reason,
+			WhatSystem: mapping.RecordSystem(s.cfg.IdentifierBase, src, mapping.Kind(l.Kind)), WhatValue: l.RecordID,
+			WhatDisplay: fmt.Sprintf("%s record version %s, replayed with mapping %s", l.Kind, l.Version, s.cfg.MappingVersion),
+			ContentHash: l.ContentHash, RecordKind: l.Kind, RecordVersion: l.Version,
+		}, engine.Written(entries, nil))
+		if err != nil {
+			return 0, err
+		}
+		if err := st.SetLedgerMapping(src, l.Kind, l.RecordID, l.Version, s.cfg.MappingVersion); err != nil {
+			return 0, err
+		}
+		if len(dests) > 0 {
+			if err := st.Enqueue(s.items(m, src, dests, payload, rsc.TraceID)...); err != nil {
+				return 0, err
+			}
+		}
+		rsc.Description = fmt.Sprintf("%s record replayed with mapping %s: %d resources written, %d corrections enqueued",
+			l.Kind, s.cfg.MappingVersion, len(entries), len(dests))
+		return fhirwire.StatusOK, nil
+	})
+	if errors.Is(err, errMoved) {
+		r.Status = StatusConflict
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	r.Applied, r.Deliveries = true, len(dests)
+	// Each diff names the version written for it.
+	k := 0
+	for j := range r.Resources {
+		d := &r.Resources[j]
+		if d.Skipped != "" || k >= len(entries) {
+			continue
+		}
+		if res := entries[k].Result(); res != nil && res.Resource != nil {
+			w := res.Resource
+			d.Written = fmt.Sprintf("%s/%s/_history/%d", w.Type, w.ID, w.Version)
+		}
+		k++
+	}
+	if len(dests) > 0 {
+		s.cfg.Notify()
+	}
+	return nil
+}
+
+// destinations are the configured destinations that had the record (any
+// delivery of it, whatever its status: a correction follows the original
+// in the destination's order), sorted.
+func (s *Service) destinations(ctx context.Context, l *store.Ledger, src string) ([]string, error) {
+	if len(s.cfg.Destinations) == 0 {
+		return nil, nil
+	}
+	items, err := s.cfg.Store.Deliveries(ctx, store.DeliveryFilter{Source: src, Kind: l.Kind, RecordID: l.RecordID,
+		Tenant: l.Tenant, Limit: 1000})
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, it := range items {
+		if it.Tenant == l.Tenant && slices.Contains(s.cfg.Destinations, it.Destination) && !slices.Contains(out, it.Destination) {
+			out = append(out, it.Destination)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// items are the outbox items of a record's correction.
+func (s *Service) items(m *remapped, src string, dests []string, payload []byte, traceID string) []*store.OutboxItem {
+	patient := ""
+	if len(m.res.Entries) > 0 && m.res.Entries[0].ResourceType == "Patient" {
+		patient = m.res.Entries[0].IdentifierValue
+	}
+	out := make([]*store.OutboxItem, len(dests))
+	for i, d := range dests {
+		out[i] = &store.OutboxItem{Destination: d, OrderKey: src + "|" + m.l.Kind + "|" + m.l.RecordID,
+			Patient: src + "|" + patient, Kind: m.l.Kind, Source: src, RecordID: m.l.RecordID, Version: m.l.Version,
+			Payload: payload, TraceID: traceID}
+	}
+	return out
+}
+
+// payload is the transaction Bundle a destination receives for the
+// correction: each changed resource as a conditional update on its
+// identifier (an Observation corrected), each added one the same way, the
+// Patient as the conditional create it always is (DECISIONS.md 7: a
+// hospital's Patient is matched, never overwritten), and the unchanged
+// resources those reference as conditional creates, which match what the
+// destination holds and change nothing, so that every reference resolves.
+func (s *Service) payload(m *remapped) ([]byte, error) {
+	byURL := map[string]int{}
+	for i, e := range m.res.Entries {
+		byURL[e.FullURL] = i
+	}
+	want := map[int]bool{}
+	send := map[int]bool{} // written: changed or added
+	for _, mt := range m.entries {
+		if mt.stored == nil || len(mt.changes) > 0 && mt.skipped == "" {
+			want[mt.i], send[mt.i] = true, true
+		}
+	}
+	// The references of what is sent, transitively.
+	for changed := true; changed; {
+		changed = false
+		for i := range want {
+			for u, j := range byURL {
+				if !want[j] && strings.Contains(string(m.raws[i]), `"`+u+`"`) {
+					want[j], changed = true, true
+				}
+			}
+		}
+	}
+	if len(m.res.Entries) > 0 && m.res.Entries[0].ResourceType == "Patient" {
+		want[0] = true
+	}
+	sub := &mapping.Result{Kind: m.res.Kind, Source: m.res.Source}
+	var raws [][]byte
+	for i, e := range m.res.Entries {
+		if !want[i] {
+			continue
+		}
+		raw := m.raws[i]
+		switch {
+		case e.ResourceType == "Patient" || !send[i]:
+			// As mapped: a conditional create (or, for a deterministic id, a
+			// PUT of the same content).
+		case e.Method == fhir.HTTPVerbPUT && !strings.Contains(e.URL, "?"):
+			raw = remarshal(raw, e.ResourceType)
+		default:
+			e.Method, e.URL, e.IfNoneExist = fhir.HTTPVerbPUT, e.ResourceType+"?identifier="+e.IdentifierSystem+"|"+e.IdentifierValue, ""
+			raw = remarshal(raw, e.ResourceType)
+		}
+		sub.Entries = append(sub.Entries, e)
+		raws = append(raws, raw)
+	}
+	return sub.TransactionFrom(raws)
+}
+
+// remarshal is a rendered resource with an Observation's status corrected.
+func remarshal(raw []byte, typ string) []byte {
+	if typ != "Observation" {
+		return raw
+	}
+	doc, err := decode(raw)
+	if err != nil {
+		return raw
+	}
+	out, err := json.Marshal(corrected(typ, doc))
+	if err != nil {
+		return raw
+	}
+	return out
+}
+
+// corrected sets an Observation's status to corrected (a new version of
+// what was final, made by a corrected mapping); other resources keep
+// theirs.
+func corrected(typ string, doc map[string]any) map[string]any {
+	if typ == "Observation" {
+		switch doc["status"] {
+		case "final", "amended", "corrected":
+			doc["status"] = "corrected"
+		}
+	}
+	return doc
+}
+
+// clone copies a decoded resource deeply enough to change it.
+func clone(doc map[string]any) map[string]any {
+	raw, err := json.Marshal(doc)
+	if err != nil {
+		return doc
+	}
+	var out map[string]any
+	if json.Unmarshal(raw, &out) != nil {
+		return doc
+	}
+	return out
+}

@@ -1,0 +1,167 @@
+package replay
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/jobs"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+	"github.com/ketamine-gateway/ketamine-gateway/mapping"
+)
+
+// A replay asked over HTTP (POST /admin/replay) is a job: its result is
+// the Summary with the URL of its report, file 1 of the job (NDJSON, one
+// RecordResult a line, in ledger order).
+const replayReport = 1
+
+// jobRequest is what a replay job was asked.
+type jobRequest struct {
+	Options jobOptions `json:"options"`
+	Scopes  string     `json:"scopes"`
+	Base    string     `json:"base"`
+	Addr    string     `json:"addr,omitempty"`
+}
+
+// jobOptions are Options as a job keeps them.
+type jobOptions struct {
+	Kind       string `json:"kind,omitempty"`
+	Source     string `json:"source,omitempty"`
+	Tenant     string `json:"tenant"`
+	Since      string `json:"since,omitempty"`
+	Apply      bool   `json:"apply,omitempty"`
+	Reason     string `json:"reason,omitempty"`
+	ShowValues bool   `json:"showValues,omitempty"`
+}
+
+// jobCheckpoint is where a replay job got to.
+type jobCheckpoint struct {
+	Summary Summary         `json:"summary"`
+	After   store.LedgerKey `json:"after"`
+	Report  jobs.FileParts  `json:"report"`
+}
+
+// JobResult is a finished replay job's result.
+type JobResult struct {
+	Summary
+	// Report is the URL of the per-record report (NDJSON).
+	Report string `json:"report"`
+}
+
+// Submit checks a replay's options and submits it as a job of sc's caller
+// (an operator): a tenant-bound operator replays its tenant's records
+// only, whatever opts.Tenant says. base is where the gateway is reached,
+// for the report's URL.
+func (s *Service) Submit(ctx context.Context, sc *auditlog.Scope, opts Options, base string) (*store.Job, error) {
+	if t := sc.TenantOf(); t != search.AllTenants {
+		opts.Tenant = t
+	}
+	if err := s.Check(ctx, opts); err != nil {
+		return nil, err
+	}
+	jo := jobOptions{Kind: string(opts.Kind), Source: opts.Source, Tenant: opts.Tenant, Apply: opts.Apply, Reason: opts.Reason,
+		ShowValues: opts.ShowValues}
+	if !opts.Since.IsZero() {
+		jo.Since = opts.Since.UTC().Format("2006-01-02T15:04:05.000Z07:00")
+	}
+	scopes := ""
+	if sc.Principal != nil {
+		scopes = sc.Principal.Scopes.String()
+	}
+	raw, err := json.Marshal(jobRequest{Options: jo, Scopes: scopes, Base: base, Addr: sc.Addr})
+	if err != nil {
+		return nil, err
+	}
+	j, err := s.cfg.Jobs.Submit(ctx, sc, KindReplay, raw, false)
+	if err != nil {
+		return nil, err
+	}
+	what := "dry run"
+	if opts.Apply {
+		what = "apply"
+	}
+	sc.Description = fmt.Sprintf("mapping replay (%s) queued: job %s", what, j.ID)
+	return j, nil
+}
+
+// runJob is the replay jobs' handler.
+func (s *Service) runJob(ctx context.Context, run *jobs.Run) ([]byte, error) {
+	var req jobRequest
+	if err := json.Unmarshal(run.Job.Request, &req); err != nil {
+		return nil, fmt.Errorf("replay request: %w", err)
+	}
+	opts, err := req.Options.options()
+	if err != nil {
+		return nil, err
+	}
+	cp := jobCheckpoint{Summary: Summary{MappingVersion: s.cfg.MappingVersion, Applied: opts.Apply},
+		Report: jobs.FileParts{File: replayReport}}
+	if run.Job.Checkpoint != nil {
+		if err := json.Unmarshal(run.Job.Checkpoint, &cp); err != nil {
+			return nil, fmt.Errorf("replay checkpoint: %w", err)
+		}
+	}
+	opts.after = cp.After
+	sc := auditlog.NewScope("mapping-replay", &auth.Principal{ClientID: run.Job.Owner, Tenant: run.Job.Tenant,
+		Scopes: auth.ParseScopes(req.Scopes)})
+	sc.Addr, sc.RequestID = req.Addr, run.Job.ID
+	var since int
+	var saveErr error
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	save := func(sum *Summary) error {
+		cp.Summary, cp.After = *sum, sum.last
+		parts := cp.Report.Take()
+		raw, err := json.Marshal(cp)
+		if err != nil {
+			return err
+		}
+		return run.Save(ctx, raw, parts)
+	}
+	var sum *Summary
+	start := cp.Summary
+	sum, err = s.run(ctx, sc, opts, &start, func(r RecordResult) error {
+		line, err := json.Marshal(r)
+		if err != nil {
+			return err
+		}
+		_, err = cp.Report.Write(append(line, '\n'))
+		return err
+	}, func(done int) {
+		run.Progress(int64(done), -1)
+		if since++; since >= 100 || cp.Report.Len() >= 1<<20 {
+			since = 0
+			if err := save(&start); err != nil {
+				saveErr = err
+				cancel()
+			}
+		}
+	})
+	if saveErr != nil {
+		return nil, saveErr
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := save(sum); err != nil {
+		return nil, err
+	}
+	return json.Marshal(JobResult{Summary: *sum, Report: fmt.Sprintf("%s/jobs/%s/files/%d", req.Base, run.Job.ID, replayReport)})
+}
+
+// options turns a job's options back into Options.
+func (o jobOptions) options() (Options, error) {
+	opts := Options{Kind: mapping.Kind(o.Kind), Source: o.Source, Tenant: o.Tenant, Apply: o.Apply, Reason: o.Reason, ShowValues: o.ShowValues}
+	if o.Since != "" {
+		t, err := time.Parse(time.RFC3339Nano, o.Since)
+		if err != nil {
+			return opts, fmt.Errorf("replay since: %w", err)
+		}
+		opts.Since = t
+	}
+	return opts, nil
+}

@@ -1,0 +1,413 @@
+package replay
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+	"github.com/ketamine-gateway/ketamine-gateway/mapping"
+)
+
+// KindReplay is the job kind of a replay asked over HTTP.
+const KindReplay = "replay"
+
+// remapped is a stored record mapped again and matched with what is
+// stored.
+type remapped struct {
+	l       *store.Ledger
+	res     *mapping.Result
+	raws    [][]byte
+	entries []*match
+	removed []*store.Resource
+}
+
+// match is one resource the mapping makes now and what is stored of it.
+type match struct {
+	i      int            // in res.Entries
+	doc    map[string]any // the mapped resource, references rewritten to the stored ids
+	stored *store.Resource
+	// changes are the differences (nil: unchanged, or added when stored
+	// is nil); skipped why they are left as they are.
+	changes []PathChange
+	skipped string
+}
+
+// skippedOther is why a difference in a resource another source changed
+// since is left as it is.
+const skippedOther = "the resource was changed since by another source (a client's write or another record); it is left as it is"
+
+// record replays one ledger entry: the latest version of a record.
+func (s *Service) record(ctx context.Context, sc *auditlog.Scope, l *store.Ledger, opts Options) (RecordResult, error) {
+	r := RecordResult{Tenant: l.Tenant, Source: recordSource(l), Kind: l.Kind, RecordID: l.RecordID, Version: l.Version,
+		MappingVersion: l.MappingVersion}
+	if len(l.Input) == 0 {
+		r.Status = StatusNoInput
+		return r, nil
+	}
+	m, refused, err := s.remap(ctx, l, opts.ShowValues)
+	if err != nil {
+		return r, err
+	}
+	if refused != nil {
+		r.Status = StatusRefused
+		_, issues := outcome.From(refused)
+		for _, i := range issues {
+			r.Issues = append(r.Issues, Issue{Rule: i.Rule, Pointer: i.Pointer})
+		}
+		return r, nil
+	}
+	if m.differs() {
+		if err := s.guard(ctx, m); err != nil {
+			return r, err
+		}
+	}
+	r.Resources = m.diffs()
+	r.Status = m.status()
+	if opts.Apply && r.Status == StatusChanged {
+		if err := s.apply(ctx, sc, m, opts, &r); err != nil {
+			return r, err
+		}
+	}
+	return r, nil
+}
+
+// remap maps the record's stored input again and matches each resource
+// with the stored one. refused is the classified error of a record the
+// schema or the rules refuse now; err a store error.
+func (s *Service) remap(ctx context.Context, l *store.Ledger, values bool) (m *remapped, refused, err error) {
+	kind := mapping.Kind(l.Kind)
+	p := s.cfg.Ingest.Pipeline()
+	if err := p.ValidateRecord(kind, l.Input); err != nil {
+		return nil, err, nil
+	}
+	rec, err := ingest.Decode(kind, l.Input)
+	if err != nil {
+		return nil, err, nil
+	}
+	mopts := s.cfg.Ingest.Options(l.Tenant)
+	mopts.Update = false
+	res, err := s.cfg.Map(rec, mopts)
+	if err != nil {
+		return nil, err, nil
+	}
+	raws, err := p.Marshal(res)
+	if err != nil {
+		return nil, err, nil
+	}
+	m = &remapped{l: l, res: res, raws: raws}
+	if err := s.match(ctx, m, values, true); err != nil {
+		return nil, nil, err
+	}
+	return m, nil, nil
+}
+
+// match finds the stored resource of each mapped entry, rewrites the
+// mapped resources' references to the stored ids, and compares. A mapped
+// entry is matched by its identifier with the resource at its own place
+// in the record's last answer (with fast, the usual case, checked without
+// decoding and confirmed when the resources differ), else with any
+// resource of that answer, else by a search of the tenant.
+func (s *Service) match(ctx context.Context, m *remapped, values, fast bool) error {
+	var resp fhirwire.Bundle
+	_ = json.Unmarshal(m.l.Response, &resp) // an answer without entries matches nothing
+	refs := make([]string, len(resp.Entry))
+	for i, e := range resp.Entry {
+		if e.Response == nil {
+			continue
+		}
+		parts := strings.Split(e.Response.Location, "/")
+		if len(parts) >= 2 {
+			refs[i] = parts[0] + "/" + parts[1]
+		}
+	}
+	stored, err := s.cfg.Store.ReadCurrent(ctx, refs)
+	if err != nil {
+		return err
+	}
+	byRef := map[string]*store.Resource{}
+	for _, r := range stored {
+		if r.Tenant == m.l.Tenant {
+			byRef[r.Type+"/"+r.ID] = r
+		}
+	}
+	docs := map[*store.Resource]map[string]any{} // the stored resources decoded
+	storedDoc := func(r *store.Resource) (map[string]any, error) {
+		if d, ok := docs[r]; ok {
+			return d, nil
+		}
+		d, err := engine.DecodeResource(r.Body)
+		if err != nil {
+			return nil, fmt.Errorf("stored %s/%s: %w", r.Type, r.ID, err)
+		}
+		docs[r] = d
+		return d, nil
+	}
+	var byIdent map[string]*store.Resource // built when the fast match fails
+	ids := map[string]string{}
+	used := map[*store.Resource]bool{}
+	for i, e := range m.res.Entries {
+		if m.raws[i] == nil {
+			continue
+		}
+		mt := &match{i: i}
+		key := e.IdentifierSystem + "|" + e.IdentifierValue
+		if fast && i < len(refs) {
+			if r := byRef[refs[i]]; r != nil && r.Type == e.ResourceType && carries(r.Body, e.IdentifierSystem, e.IdentifierValue) {
+				mt.stored = r
+			}
+		}
+		if mt.stored == nil {
+			if byIdent == nil {
+				byIdent = map[string]*store.Resource{}
+				for _, r := range byRef {
+					d, err := storedDoc(r)
+					if err != nil {
+						return err
+					}
+					for _, k := range identifiers(d) {
+						byIdent[r.Type+"|"+k] = r
+					}
+				}
+			}
+			mt.stored = byIdent[e.ResourceType+"|"+key]
+		}
+		if mt.stored == nil && e.IdentifierValue != "" {
+			// Not in the record's last answer: a resource the mapping now
+			// makes, which may be stored (by another record) already.
+			if mt.stored, err = s.find(ctx, m.l.Tenant, e.ResourceType, key); err != nil {
+				return err
+			}
+		}
+		if mt.stored != nil {
+			used[mt.stored] = true
+			ids[e.FullURL] = mt.stored.Type + "/" + mt.stored.ID
+		}
+		m.entries = append(m.entries, mt)
+	}
+	rw := fhirwire.Rewriter{IDs: ids}
+	for _, mt := range m.entries {
+		doc, err := engine.DecodeResource(m.raws[mt.i])
+		if err != nil {
+			return fmt.Errorf("mapped resource: %w", err)
+		}
+		if err := rw.Rewrite(doc); err != nil {
+			return err
+		}
+		mt.doc = doc
+		if mt.stored == nil || same(mt.stored, doc) {
+			continue
+		}
+		sd, err := storedDoc(mt.stored)
+		if err != nil {
+			return err
+		}
+		e := m.res.Entries[mt.i]
+		if fast && e.IdentifierValue != "" && !slices.Contains(identifiers(sd), e.IdentifierSystem+"|"+e.IdentifierValue) {
+			// The quick match was wrong after all: match again, exactly.
+			m.entries, m.removed = nil, nil
+			return s.match(ctx, m, values, false)
+		}
+		mt.changes = diff(mt.stored.Type, sd, doc, values)
+	}
+	for _, r := range stored {
+		if r.Tenant == m.l.Tenant && !used[r] {
+			m.removed = append(m.removed, r)
+		}
+	}
+	return nil
+}
+
+// carries reports whether a stored body holds the identifier system and
+// value (a quick check, confirmed by a decode when the resources differ).
+func carries(body []byte, system, value string) bool {
+	sys, _ := json.Marshal(system)
+	val, _ := json.Marshal(value)
+	return bytes.Contains(body, append([]byte(`"value":`), val...)) && bytes.Contains(body, append([]byte(`"system":`), sys...))
+}
+
+// same reports whether doc, a mapped resource with its references
+// resolved, is exactly the stored resource r: doc with r's id and version
+// metadata (and, for an Observation, a status a new version or a
+// correction gave it) renders as r's stored bytes. Most resources of a
+// replay are unchanged; this spares decoding them.
+func same(r *store.Resource, doc map[string]any) bool {
+	c := maps.Clone(doc)
+	c["id"] = r.ID
+	meta, _ := c["meta"].(map[string]any)
+	meta = maps.Clone(meta)
+	if meta == nil {
+		meta = map[string]any{}
+	}
+	meta["versionId"] = strconv.FormatInt(r.Version, 10)
+	meta["lastUpdated"] = r.LastUpdated.UTC().Format("2006-01-02T15:04:05.000Z")
+	c["meta"] = meta
+	statuses := []any{c["status"]}
+	if r.Type == "Observation" && c["status"] == "final" {
+		statuses = append(statuses, "amended", "corrected")
+	}
+	for _, st := range statuses {
+		if st != nil {
+			c["status"] = st
+		}
+		b, err := json.Marshal(c)
+		if err == nil && bytes.Equal(b, r.Body) {
+			return true
+		}
+	}
+	return false
+}
+
+// find returns the current resource of typ with identifier key
+// ("system|value") in tenant, or nil.
+func (s *Service) find(ctx context.Context, tenant, typ, key string) (*store.Resource, error) {
+	q, err := search.ParseConditional(typ, "identifier="+key)
+	if err != nil {
+		return nil, nil // an identifier no search can name: nothing stored by it
+	}
+	q.Tenant = tenant
+	page, err := s.cfg.Store.Search(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	if len(page.Matches) != 1 {
+		return nil, nil
+	}
+	return page.Matches[0], nil
+}
+
+// guard marks the differing resources that another source wrote since the
+// record did: their current version is not one a Provenance of this record
+// (its ingest, or a replay of it) lists.
+func (s *Service) guard(ctx context.Context, m *remapped) error {
+	src := recordSource(m.l)
+	sys := mapping.RecordSystem(s.cfg.IdentifierBase, src, mapping.Kind(m.l.Kind))
+	q, err := search.Parse("Provenance", url.Values{"entity:identifier": {sys + "|" + m.l.RecordID}, "_count": {"1000"}}, false)
+	if err != nil {
+		return nil // a record id no search can name: no guard
+	}
+	q.Tenant = m.l.Tenant
+	page, err := s.cfg.Store.Search(ctx, q)
+	if err != nil {
+		return err
+	}
+	if len(page.Matches) == 0 {
+		return nil // the audit trail was off: nothing tells another writer apart
+	}
+	own := map[string]int64{}
+	for _, p := range page.Matches {
+		var prov struct {
+			Target []struct {
+				Reference string `json:"reference"`
+			} `json:"target"`
+		}
+		if err := json.Unmarshal(p.Body, &prov); err != nil {
+			continue
+		}
+		for _, t := range prov.Target {
+			ref, v, ok := strings.Cut(t.Reference, "/_history/")
+			n, err := strconv.ParseInt(v, 10, 64)
+			if ok && err == nil && n > own[ref] {
+				own[ref] = n
+			}
+		}
+	}
+	for _, mt := range m.entries {
+		if mt.stored != nil && len(mt.changes) > 0 && own[mt.stored.Type+"/"+mt.stored.ID] != mt.stored.Version {
+			mt.skipped = skippedOther
+		}
+	}
+	return nil
+}
+
+// differs reports whether anything the mapping makes differs from what is
+// stored.
+func (m *remapped) differs() bool {
+	for _, mt := range m.entries {
+		if mt.stored == nil || len(mt.changes) > 0 {
+			return true
+		}
+	}
+	return len(m.removed) > 0
+}
+
+// diffs lists the differences, resource by resource.
+func (m *remapped) diffs() []ResourceDiff {
+	var out []ResourceDiff
+	for _, mt := range m.entries {
+		switch {
+		case mt.stored == nil:
+			out = append(out, ResourceDiff{Resource: m.res.Entries[mt.i].ResourceType, Change: OpAdded})
+		case len(mt.changes) > 0:
+			out = append(out, ResourceDiff{Resource: mt.stored.Type + "/" + mt.stored.ID, Change: OpChanged,
+				Changes: mt.changes, Skipped: mt.skipped})
+		}
+	}
+	for _, r := range m.removed {
+		out = append(out, ResourceDiff{Resource: r.Type + "/" + r.ID, Change: OpRemoved,
+			Skipped: "the mapping no longer makes this resource; a replay does not delete it"})
+	}
+	return out
+}
+
+// status is the record's status from its differences.
+func (m *remapped) status() string {
+	any, applicable := false, false
+	for _, d := range m.diffs() {
+		any = true
+		if d.Skipped == "" {
+			applicable = true
+		}
+	}
+	switch {
+	case applicable:
+		return StatusChanged
+	case any:
+		return StatusDiverged
+	}
+	return StatusUnchanged
+}
+
+// identifiers are a resource's identifiers as "system|value" (R4 has
+// identifier as a list, and as one object on a few types).
+func identifiers(doc map[string]any) []string {
+	var out []string
+	add := func(v any) {
+		id, _ := v.(map[string]any)
+		sys, _ := id["system"].(string)
+		val, _ := id["value"].(string)
+		if val != "" {
+			out = append(out, sys+"|"+val)
+		}
+	}
+	switch v := doc["identifier"].(type) {
+	case []any:
+		for _, x := range v {
+			add(x)
+		}
+	case map[string]any:
+		add(v)
+	}
+	return out
+}
+
+// decode decodes a rendered resource.
+func decode(raw []byte) (map[string]any, error) {
+	var doc map[string]any
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		return nil, fmt.Errorf("mapped resource: %w", err)
+	}
+	return doc, nil
+}

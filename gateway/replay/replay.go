@@ -1,0 +1,433 @@
+// Package replay shows what the current mapping would change in the
+// records already stored, and sends the corrections. Every native record
+// the gateway stored keeps its validated input and the mapping version
+// that produced its resources (the ledger); a replay maps each stored
+// input again with the current mapping, without writing, and compares the
+// result, resource by resource and element by element, with what is
+// stored: unchanged, changed (the element paths added, removed and
+// changed; values only on request) or now refused (the rules broken). With
+// Apply it writes the changed resources as new versions (an Observation
+// becomes corrected), with a Provenance naming both mapping versions and
+// the reason, and enqueues the corrections for the destinations that
+// received the record before. A second apply finds nothing to change; an
+// apply interrupted midway applies, when run again, what it had not.
+//
+// The comparison is fair to what happened since: a stored resource that a
+// later write of another source (a client's update, another record of the
+// patient) changed is not the record's any more, and is reported and left
+// as it is. Each record is applied in a transaction of its own that checks
+// the versions it compared are still current, so a replay running beside
+// live ingest never overwrites what arrived meanwhile.
+package replay
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/internal/ordered"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/jobs"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+	"github.com/ketamine-gateway/ketamine-gateway/mapping"
+)
+
+// Store is what a replay reads and enqueues through, beyond the engine.
+type Store interface {
+	store.Bulk
+	Search(ctx context.Context, q *search.Query) (*store.Page, error)
+	Deliveries(ctx context.Context, f store.DeliveryFilter) ([]*store.OutboxItem, error)
+}
+
+// MapFunc maps a decoded record (mapping.Map; a test build swaps in one
+// with a detail changed).
+type MapFunc func(rec mapping.Record, opts mapping.Options) (*mapping.Result, error)
+
+// Config configures a Service. Zero values select the defaults.
+type Config struct {
+	// Store, Engine and Ingest are the application's (required).
+	Store  Store
+	Engine *engine.Engine
+	Ingest *ingest.Service
+	// Jobs runs replays asked over HTTP; New registers their handler.
+	Jobs *jobs.Service
+	// Map is the mapping replayed (mapping.Map) and MappingVersion its
+	// version (mapping.Version).
+	Map            MapFunc
+	MappingVersion string
+	// IdentifierBase is the deployment's identifier namespace ("" the
+	// default), which names records in Provenance.
+	IdentifierBase string
+	// Destinations are the delivery destinations configured now: an
+	// apply enqueues a correction for those of them that had the record.
+	Destinations []string
+	// Notify wakes the delivery worker after corrections were enqueued.
+	Notify func()
+	// Workers is how many records are compared at once (default 4).
+	Workers int
+	// Now is the clock (time.Now by default).
+	Now func() time.Time
+}
+
+// Service replays stored records.
+type Service struct {
+	cfg Config
+}
+
+// New returns the replay service and registers its job handler with
+// cfg.Jobs. It does no I/O.
+func New(cfg Config) *Service {
+	if cfg.Map == nil {
+		cfg.Map = mapping.Map
+	}
+	if cfg.MappingVersion == "" {
+		cfg.MappingVersion = mapping.Version
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 4
+	}
+	if cfg.Notify == nil {
+		cfg.Notify = func() {}
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	s := &Service{cfg: cfg}
+	if cfg.Jobs != nil {
+		cfg.Jobs.Handle(KindReplay, s.runJob)
+	}
+	return s
+}
+
+// MappingVersion is the version the service replays.
+func (s *Service) MappingVersion() string { return s.cfg.MappingVersion }
+
+// Options select the records of a replay and what it does.
+type Options struct {
+	// Kind, Source (a clinic system) and Tenant select records ("" every
+	// kind and source; Tenant search.AllTenants every tenant); Since keeps
+	// those received since then.
+	Kind   mapping.Kind
+	Source string
+	Tenant string
+	Since  time.Time
+	// Apply writes the changes; Reason says why (in the Provenance).
+	Apply  bool
+	Reason string
+	// ShowValues puts the old and new values in the diffs (PHI).
+	ShowValues bool
+
+	// after resumes a replay after a record (a job's checkpoint).
+	after store.LedgerKey
+}
+
+// Record statuses.
+const (
+	StatusUnchanged = "unchanged" // the mapping makes what is stored
+	StatusChanged   = "changed"   // the mapping makes something else (Apply: written)
+	StatusRefused   = "refused"   // the record breaks a rule now; left as it is
+	StatusDiverged  = "diverged"  // only resources another source changed since differ; left as they are
+	StatusNoInput   = "no-input"  // stored before inputs were kept: nothing to replay
+	StatusConflict  = "conflict"  // (Apply) changed by a concurrent write while replayed; run again
+)
+
+// RecordResult is what a replay found for one stored record.
+type RecordResult struct {
+	Tenant   string `json:"tenant,omitempty"`
+	Source   string `json:"source"`
+	Kind     string `json:"kind"`
+	RecordID string `json:"recordId"`
+	Version  string `json:"version"`
+	// MappingVersion is the mapping version that produced the stored
+	// resources ("" for a record stored before versions were kept).
+	MappingVersion string         `json:"mappingVersion,omitempty"`
+	Status         string         `json:"status"`
+	Resources      []ResourceDiff `json:"resources,omitempty"`
+	// Issues are the rules a refused record breaks now.
+	Issues []Issue `json:"issues,omitempty"`
+	// Applied is true when the changes were written; Deliveries counts
+	// the corrections enqueued.
+	Applied    bool `json:"applied,omitempty"`
+	Deliveries int  `json:"deliveries,omitempty"`
+}
+
+// ResourceDiff is one resource of a record that the mapping now makes
+// differently.
+type ResourceDiff struct {
+	// Resource is the stored resource ("Observation/<id>"), or the type
+	// alone for a resource the mapping adds.
+	Resource string `json:"resource"`
+	// Change is "changed", "added" (the mapping makes a resource that is
+	// not stored) or "removed" (the record's stored resource is no longer
+	// made; a replay leaves it).
+	Change  string       `json:"change"`
+	Changes []PathChange `json:"changes,omitempty"`
+	// Skipped says why the difference is left as it is.
+	Skipped string `json:"skipped,omitempty"`
+	// Written is the version an apply wrote.
+	Written string `json:"written,omitempty"`
+}
+
+// Issue is one rule a refused record breaks: its id and where, never a
+// value.
+type Issue struct {
+	Rule    string `json:"rule"`
+	Pointer string `json:"pointer,omitempty"`
+}
+
+// Summary counts a replay's records by status and groups the changes.
+type Summary struct {
+	MappingVersion string `json:"mappingVersion"`
+	Applied        bool   `json:"apply"`
+	Records        int    `json:"records"`
+	Unchanged      int    `json:"unchanged"`
+	Changed        int    `json:"changed"`
+	Refused        int    `json:"refused"`
+	Diverged       int    `json:"diverged"`
+	NoInput        int    `json:"noInput"`
+	Conflicts      int    `json:"conflicts"`
+	Deliveries     int    `json:"deliveries"`
+	// Groups count the records of each change ("Observation.code.coding.
+	// display changed"), most records first.
+	Groups []Group `json:"groups"`
+
+	last store.LedgerKey // the last record counted
+}
+
+// Group is one kind of change and how many records have it.
+type Group struct {
+	Change  string `json:"change"`
+	Records int    `json:"records"`
+}
+
+// Errors of a replay's request.
+var (
+	errKindUnknown = outcome.New(outcome.Invalid, "invalid", "replay-kind-unknown",
+		"unknown record kind; the kinds are assessment, vitals, infusion, adverse-event and session")
+)
+
+// tenantUnknown names the valid tenants of a replay.
+func tenantUnknown(valid []string) error {
+	names := make([]string, len(valid))
+	for i, t := range valid {
+		names[i] = fmt.Sprintf("%q", t)
+	}
+	msg := "no record of this tenant is stored"
+	if len(names) > 0 {
+		msg += "; the tenants with records are " + joinAnd(names)
+	}
+	return outcome.New(outcome.Invalid, "invalid", "replay-tenant-unknown", msg)
+}
+
+func joinAnd(s []string) string {
+	switch len(s) {
+	case 0:
+		return ""
+	case 1:
+		return s[0]
+	}
+	out := ""
+	for i, x := range s {
+		switch {
+		case i == 0:
+		case i == len(s)-1:
+			out += " and "
+		default:
+			out += ", "
+		}
+		out += x
+	}
+	return out
+}
+
+// Check checks a replay's options: a kind that does not exist, or a
+// tenant of which no record is stored, is an Invalid error naming the
+// valid values.
+func (s *Service) Check(ctx context.Context, opts Options) error {
+	if opts.Kind != "" && !ingest.KnownKind(opts.Kind) {
+		return errKindUnknown
+	}
+	if opts.Tenant != search.AllTenants {
+		tenants, err := s.cfg.Store.LedgerTenants(ctx)
+		if err != nil {
+			return err
+		}
+		if !slices.Contains(tenants, opts.Tenant) {
+			return tenantUnknown(tenants)
+		}
+	}
+	return nil
+}
+
+// Run replays the stored records opts selects, as sc's caller (its tenant
+// confines them unless it acts for every tenant), calls emit with each
+// record's result in ledger order and progress with the records done, and
+// returns the summary. It stops at the first store error (ErrUnavailable),
+// or when ctx ends or emit fails, with the summary so far.
+func (s *Service) Run(ctx context.Context, sc *auditlog.Scope, opts Options, emit func(RecordResult) error, progress func(done int)) (*Summary, error) {
+	if err := s.Check(ctx, opts); err != nil {
+		return nil, err
+	}
+	return s.run(ctx, sc, opts, &Summary{MappingVersion: s.cfg.MappingVersion, Applied: opts.Apply}, emit, progress)
+}
+
+// run is Run from where sum (and opts.after) say it got to.
+func (s *Service) run(ctx context.Context, sc *auditlog.Scope, opts Options, sum *Summary, emit func(RecordResult) error, progress func(done int)) (*Summary, error) {
+	groups := map[string]int{}
+	for _, g := range sum.Groups {
+		groups[g.Change] = g.Records
+	}
+	type item struct {
+		l    *store.Ledger
+		last store.LedgerKey // the record's last ledger row
+		res  RecordResult
+		err  error
+	}
+	err := ordered.Run(ctx, s.cfg.Workers, func(yield func(item) bool) error {
+		return s.walk(ctx, opts, func(l *store.Ledger, last store.LedgerKey) bool {
+			return yield(item{l: l, last: last})
+		})
+	}, func(ctx context.Context, it item) item {
+		it.res, it.err = s.record(ctx, sc, it.l, opts)
+		it.l = nil
+		return it
+	}, func(it item) error {
+		if it.err != nil {
+			return it.err
+		}
+		sum.count(it.res, groups)
+		sum.last = it.last
+		if emit != nil {
+			if err := emit(it.res); err != nil {
+				return err
+			}
+		}
+		if progress != nil {
+			sum.Groups = sortGroups(groups) // a checkpoint may save the summary
+			progress(sum.Records)
+		}
+		return nil
+	})
+	sum.Groups = sortGroups(groups)
+	return sum, err
+}
+
+// count adds one record's result to the summary.
+func (sum *Summary) count(r RecordResult, groups map[string]int) {
+	sum.Records++
+	switch r.Status {
+	case StatusUnchanged:
+		sum.Unchanged++
+	case StatusChanged:
+		sum.Changed++
+	case StatusRefused:
+		sum.Refused++
+	case StatusDiverged:
+		sum.Diverged++
+	case StatusNoInput:
+		sum.NoInput++
+	case StatusConflict:
+		sum.Conflicts++
+	}
+	sum.Deliveries += r.Deliveries
+	if r.Status != StatusChanged {
+		return
+	}
+	seen := map[string]bool{}
+	for _, d := range r.Resources {
+		if d.Skipped != "" {
+			continue
+		}
+		typ, _, _ := strings.Cut(d.Resource, "/")
+		keys := []string{typ + " " + d.Change}
+		if d.Change == OpChanged {
+			keys = keys[:0]
+			for _, c := range d.Changes {
+				keys = append(keys, groupKey(c))
+			}
+		}
+		for _, k := range keys {
+			if !seen[k] {
+				seen[k] = true
+				groups[k]++
+			}
+		}
+	}
+}
+
+// sortGroups lists the groups, most records first.
+func sortGroups(groups map[string]int) []Group {
+	out := make([]Group, 0, len(groups))
+	for k, n := range groups {
+		out = append(out, Group{Change: k, Records: n})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Records != out[j].Records {
+			return out[i].Records > out[j].Records
+		}
+		return out[i].Change < out[j].Change
+	})
+	return out
+}
+
+// walk pages through the ledger and calls fn with the latest version of
+// each record opts selects (and the key of the record's last row), until
+// fn returns false.
+func (s *Service) walk(ctx context.Context, opts Options, fn func(l *store.Ledger, last store.LedgerKey) bool) error {
+	q := store.LedgerQuery{Tenant: opts.Tenant, Kind: string(opts.Kind), Since: opts.Since, Limit: 500, After: opts.after}
+	var group []*store.Ledger // the versions of one record
+	flush := func() bool {
+		if len(group) == 0 {
+			return true
+		}
+		latest := group[0]
+		for _, l := range group[1:] {
+			if l.Received.After(latest.Received) || l.Received.Equal(latest.Received) && l.Version > latest.Version {
+				latest = l
+			}
+		}
+		end := group[len(group)-1]
+		last := store.LedgerKey{Source: end.Source, Kind: end.Kind, RecordID: end.RecordID, Version: end.Version}
+		group = group[:0]
+		if opts.Source != "" && recordSource(latest) != opts.Source {
+			return true
+		}
+		return fn(latest, last)
+	}
+	for {
+		page, err := s.cfg.Store.LedgerEntries(ctx, q)
+		if err != nil {
+			return err
+		}
+		for _, l := range page {
+			if len(group) > 0 {
+				g := group[0]
+				if g.Source != l.Source || g.Kind != l.Kind || g.RecordID != l.RecordID {
+					if !flush() {
+						return nil
+					}
+				}
+			}
+			group = append(group, l)
+		}
+		if len(page) < q.Limit {
+			flush()
+			return nil
+		}
+		last := page[len(page)-1]
+		q.After = store.LedgerKey{Source: last.Source, Kind: last.Kind, RecordID: last.RecordID, Version: last.Version}
+	}
+}
+
+// recordSource is a ledger entry's clinic system: its source without the
+// tenant's namespace.
+func recordSource(l *store.Ledger) string {
+	return strings.TrimPrefix(l.Source, engine.Namespaced(l.Tenant, ""))
+}

@@ -1,0 +1,631 @@
+package replay_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"go.uber.org/goleak"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/replay"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
+	"github.com/ketamine-gateway/ketamine-gateway/mapping"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// fixture is an application over a SQLite database with one delivery
+// destination ("ehr") that accepts everything, and records stored through
+// ingest.
+type fixture struct {
+	st store.Store
+	a  *app.App
+}
+
+func newFixture(t testing.TB) *fixture {
+	t.Helper()
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "replay.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	a, err := app.New(app.Config{Store: st, NoJobRunner: true, BacklogEvery: -1,
+		Routes: []ingest.Route{{Name: "ehr", Accepts: func(string, string) bool { return true }}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	return &fixture{st: st, a: a}
+}
+
+// record is a stored record of the fixture.
+type record struct{ tenant, kind, id string }
+
+// example is an example record file made the n-th of its own: every
+// recordId, the patient's id and MRN suffixed.
+func example(t testing.TB, path string, n int) ([]byte, string) {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join("..", "..", "schemas", "examples", path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	suffix := fmt.Sprintf("-n%05d", n)
+	var renumber func(v any)
+	renumber = func(v any) {
+		switch x := v.(type) {
+		case map[string]any:
+			for k, y := range x {
+				if s, ok := y.(string); ok && k == "recordId" {
+					x[k] = s + suffix
+					continue
+				}
+				renumber(y)
+			}
+		case []any:
+			for _, y := range x {
+				renumber(y)
+			}
+		}
+	}
+	renumber(doc)
+	p := doc["patient"].(map[string]any)
+	p["id"] = p["id"].(string) + suffix
+	if mrn, ok := p["mrn"].(map[string]any); ok {
+		mrn["value"] = mrn["value"].(string) + suffix
+	}
+	out, _ := json.Marshal(doc)
+	return out, doc["source"].(map[string]any)["recordId"].(string)
+}
+
+// ingest stores a record of tenant through the ingest service.
+func (f *fixture) ingest(t testing.TB, tenant, kind string, body []byte) {
+	t.Helper()
+	sc := auditlog.NewScope("ingest", &auth.Principal{ClientID: "clinic", Tenant: tenant,
+		Scopes: auth.ParseScopes("gateway/ingest system/*.cruds")})
+	if _, err := f.a.Ingest.Ingest(context.Background(), sc, mapping.Kind(kind), body, false, engine.Answer{}); err != nil {
+		t.Fatalf("ingest %s: %v", kind, err)
+	}
+}
+
+// load stores 3 sessions and 2 vitals records (with heart rates) of
+// clinic-a and 3 PHQ-9 assessments (without) of the default tenant.
+func (f *fixture) load(t testing.TB) []record {
+	t.Helper()
+	var out []record
+	add := func(tenant, kind, path string, n int) {
+		body, id := example(t, path, n)
+		f.ingest(t, tenant, kind, body)
+		out = append(out, record{tenant, kind, id})
+	}
+	for i := range 3 {
+		add("clinic-a", "session", "session/routine-ketamine-iv-session.json", i)
+	}
+	// Numbered apart from the sessions, whose vitals and assessments have
+	// the same record ids as these examples.
+	for i := range 2 {
+		add("clinic-a", "vitals", "vitals/pre-dose-baseline.json", 10+i)
+	}
+	for i := range 3 {
+		add("", "assessment", "assessment/phq9-moderate.json", 20+i)
+	}
+	return out
+}
+
+// alter is a mapping with one detail changed: fn edits each resource as
+// JSON after mapping.Map.
+func alter(fn func(typ string, doc map[string]any)) replay.MapFunc {
+	return func(rec mapping.Record, opts mapping.Options) (*mapping.Result, error) {
+		res, err := mapping.Map(rec, opts)
+		if err != nil {
+			return nil, err
+		}
+		for i, e := range res.Entries {
+			raw, err := mapping.MarshalResource(e.Resource)
+			if err != nil {
+				return nil, err
+			}
+			var doc map[string]any
+			if err := json.Unmarshal(raw, &doc); err != nil {
+				return nil, err
+			}
+			fn(e.ResourceType, doc)
+			out, _ := json.Marshal(doc)
+			res.Entries[i].Resource = json.RawMessage(out)
+		}
+		return res, nil
+	}
+}
+
+// codings returns the codings of a CodeableConcept member.
+func codings(doc map[string]any, member string) []any {
+	cc, _ := doc[member].(map[string]any)
+	c, _ := cc["coding"].([]any)
+	return c
+}
+
+// Test mappings: one detail changed each.
+var (
+	heartRateDisplay = alter(func(typ string, doc map[string]any) {
+		if typ != "Observation" {
+			return
+		}
+		for _, c := range codings(doc, "code") {
+			if m := c.(map[string]any); m["code"] == "8867-4" {
+				m["display"] = "Heart rate (beats per minute)"
+			}
+		}
+	})
+	doseUnit = alter(func(typ string, doc map[string]any) {
+		if typ != "MedicationAdministration" {
+			return
+		}
+		if d, ok := doc["dosage"].(map[string]any); ok {
+			if q, ok := d["dose"].(map[string]any); ok {
+				q["unit"] = "milligram"
+			}
+		}
+	})
+	addedPHQCode = alter(func(typ string, doc map[string]any) {
+		if typ != "Observation" {
+			return
+		}
+		cc, _ := doc["code"].(map[string]any)
+		for _, c := range codings(doc, "code") {
+			if c.(map[string]any)["code"] == "44261-6" {
+				cc["coding"] = append(cc["coding"].([]any), map[string]any{"system": "http://snomed.info/sct", "code": "720433000"})
+				return
+			}
+		}
+	})
+)
+
+// operator is an all-tenant operator's scope.
+func operator() *auditlog.Scope {
+	return auditlog.NewScope("mapping-replay", &auth.Principal{ClientID: "ops", Tenant: search.AllTenants,
+		Scopes: auth.ParseScopes("system/*.cruds gateway/operator")})
+}
+
+func (f *fixture) service(m replay.MapFunc) *replay.Service {
+	return replay.New(replay.Config{Store: f.st, Engine: f.a.Engine, Ingest: f.a.Ingest, Map: m, MappingVersion: "2.0.0-test",
+		Destinations: []string{"ehr"}})
+}
+
+// run replays and returns the summary and each record's result by id.
+func run(t testing.TB, s *replay.Service, opts replay.Options) (*replay.Summary, map[string]replay.RecordResult) {
+	t.Helper()
+	got := map[string]replay.RecordResult{}
+	sum, err := s.Run(context.Background(), operator(), opts, func(r replay.RecordResult) error {
+		got[r.RecordID] = r
+		return nil
+	}, nil)
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	return sum, got
+}
+
+func TestUnchangedMapping(t *testing.T) {
+	f := newFixture(t)
+	recs := f.load(t)
+	sum, got := run(t, f.service(nil), replay.Options{Tenant: search.AllTenants})
+	if sum.Records != len(recs) || sum.Unchanged != len(recs) {
+		t.Errorf("summary = %+v, want %d records unchanged", sum, len(recs))
+	}
+	for id, r := range got {
+		if r.Status != replay.StatusUnchanged || r.MappingVersion != mapping.Version {
+			t.Errorf("%s: %+v", id, r)
+		}
+	}
+}
+
+// TestOneDetailChanged: each test mapping changes exactly the records it
+// concerns, at the right paths; the others are unchanged.
+func TestOneDetailChanged(t *testing.T) {
+	f := newFixture(t)
+	recs := f.load(t)
+	cases := []struct {
+		name    string
+		m       replay.MapFunc
+		kinds   []string // the kinds of the records it changes
+		typ     string
+		path    string // a changed path of each changed record
+		group   string
+		changed int
+	}{
+		{"display", heartRateDisplay, []string{"session", "vitals"}, "Observation", "Observation.code.coding[0].display",
+			"Observation.code.coding.display changed", 5},
+		{"unit", doseUnit, []string{"session"}, "MedicationAdministration", "MedicationAdministration.dosage.dose.unit",
+			"MedicationAdministration.dosage.dose.unit changed", 3},
+		// A session document holds a PHQ-9 too.
+		{"added code", addedPHQCode, []string{"session", "assessment"}, "Observation", "Observation.code.coding[1]",
+			"Observation.code.coding added", 6},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			sum, got := run(t, f.service(tc.m), replay.Options{Tenant: search.AllTenants})
+			if sum.Changed != tc.changed || sum.Unchanged != len(recs)-tc.changed || sum.Refused+sum.Diverged+sum.NoInput != 0 {
+				t.Errorf("summary = %+v", sum)
+			}
+			if len(sum.Groups) == 0 || sum.Groups[0].Change != tc.group || sum.Groups[0].Records != tc.changed {
+				t.Errorf("groups = %+v, want %q first with %d records", sum.Groups, tc.group, tc.changed)
+			}
+			for _, rec := range recs {
+				r := got[rec.id]
+				want := replay.StatusUnchanged
+				if slices.Contains(tc.kinds, rec.kind) {
+					want = replay.StatusChanged
+				}
+				if r.Status != want {
+					t.Errorf("%s %s: %s, want %s", rec.kind, rec.id, r.Status, want)
+					continue
+				}
+				if want == replay.StatusUnchanged {
+					continue
+				}
+				found := false
+				for _, d := range r.Resources {
+					if !strings.HasPrefix(d.Resource, tc.typ+"/") || d.Change != replay.OpChanged {
+						t.Errorf("%s: unexpected diff %+v", rec.id, d)
+					}
+					for _, c := range d.Changes {
+						if c.Path == tc.path {
+							found = true
+						} else {
+							t.Errorf("%s: unexpected change %+v", rec.id, c)
+						}
+						if c.Old != nil || c.New != nil {
+							t.Errorf("%s: values shown without ShowValues: %+v", rec.id, c)
+						}
+					}
+				}
+				if !found {
+					t.Errorf("%s: no change at %s in %+v", rec.id, tc.path, r.Resources)
+				}
+			}
+		})
+	}
+	// Values on request.
+	_, got := run(t, f.service(heartRateDisplay), replay.Options{Tenant: search.AllTenants, ShowValues: true})
+	c := got[recs[0].id].Resources[0].Changes[0]
+	if c.Old != "Heart rate" || c.New != "Heart rate (beats per minute)" {
+		t.Errorf("with values: %+v", c)
+	}
+}
+
+// versions returns the current version of every resource of a type of
+// tenant, by id.
+func (f *fixture) versions(t testing.TB, tenant, typ string) map[string]*store.Resource {
+	t.Helper()
+	out := map[string]*store.Resource{}
+	after := ""
+	for {
+		page, err := f.st.Export(context.Background(), store.ExportQuery{Type: typ, Tenant: tenant, After: after, Limit: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range page {
+			out[r.ID] = r
+		}
+		if len(page) < 1000 {
+			return out
+		}
+		after = page[len(page)-1].ID
+	}
+}
+
+// TestApply: apply writes new versions (Observations corrected), a
+// Provenance with both mapping versions and the reason, the ledger's new
+// mapping version, and deliveries to the destination that had the old
+// versions; a second apply changes nothing.
+func TestApply(t *testing.T) {
+	f := newFixture(t)
+	recs := f.load(t)
+	ctx := context.Background()
+	before := f.versions(t, "clinic-a", "Observation")
+	items, _ := f.st.Deliveries(ctx, store.DeliveryFilter{Limit: 1000})
+	s := f.service(heartRateDisplay)
+	sum, got := run(t, s, replay.Options{Tenant: search.AllTenants, Apply: true, Reason: "heart rate display fixed"})
+	if sum.Changed != 5 || sum.Deliveries != 5 {
+		t.Fatalf("apply summary = %+v", sum)
+	}
+	after := f.versions(t, "clinic-a", "Observation")
+	corrected := 0
+	for id, r := range after {
+		var doc map[string]any
+		_ = json.Unmarshal(r.Body, &doc)
+		isHR := false
+		for _, c := range codings(doc, "code") {
+			isHR = isHR || c.(map[string]any)["code"] == "8867-4"
+		}
+		switch {
+		case isHR && (r.Version != before[id].Version+1 || doc["status"] != "corrected"):
+			t.Errorf("heart rate Observation %s: v%d status %v, want v%d corrected", id, r.Version, doc["status"], before[id].Version+1)
+		case isHR:
+			corrected++
+		case r.Version != before[id].Version:
+			t.Errorf("Observation %s was written (v%d), though unchanged", id, r.Version)
+		}
+	}
+	if corrected == 0 {
+		t.Fatal("no heart rate Observation corrected")
+	}
+	for _, rec := range recs[:5] {
+		r := got[rec.id]
+		if !r.Applied || r.Deliveries != 1 || r.Resources[0].Written == "" {
+			t.Errorf("%s: %+v", rec.id, r)
+		}
+	}
+	// The Provenance of the correction.
+	q, _ := search.Parse("Provenance", map[string][]string{"entity:identifier": {"https://ketamine-gateway.org/fhir/sid/serenity-clinic-emr/session-record|" + recs[0].id}}, false)
+	q.Tenant = "clinic-a"
+	page, err := f.st.Search(ctx, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var replayProv map[string]any
+	for _, p := range page.Matches {
+		if strings.Contains(string(p.Body), "2.0.0-test") {
+			_ = json.Unmarshal(p.Body, &replayProv)
+		}
+	}
+	if replayProv == nil {
+		t.Fatalf("no Provenance of the replay among %d", len(page.Matches))
+	}
+	raw, _ := json.Marshal(replayProv)
+	for _, want := range []string{`"code":"UPDATE"`, `"value":"2.0.0-test"`, `"role":"revision"`, `"value":"` + mapping.Version + `"`, "heart rate display fixed"} {
+		if !strings.Contains(string(raw), want) {
+			t.Errorf("replay Provenance lacks %s: %s", want, raw)
+		}
+	}
+	// The deliveries: one more per changed record, to the destination that
+	// had it, with the corrected Observations as conditional updates.
+	itemsAfter, _ := f.st.Deliveries(ctx, store.DeliveryFilter{Limit: 1000})
+	if len(itemsAfter) != len(items)+5 {
+		t.Errorf("%d outbox items after apply, want %d", len(itemsAfter), len(items)+5)
+	}
+	newest := itemsAfter[0]
+	if newest.Destination != "ehr" || !strings.Contains(string(newest.Payload), `"status":"corrected"`) ||
+		!strings.Contains(string(newest.Payload), `"method":"PUT","url":"Observation?identifier=`) {
+		t.Errorf("correction payload = %.600s", newest.Payload)
+	}
+	entries := ledger(t, f)
+	for _, rec := range recs {
+		want := mapping.Version
+		if rec.kind != "assessment" {
+			want = "2.0.0-test"
+		}
+		if entries[rec.id] != want {
+			t.Errorf("%s: ledger mapping version %q, want %q", rec.id, entries[rec.id], want)
+		}
+	}
+
+	// A second apply changes nothing.
+	sum, _ = run(t, s, replay.Options{Tenant: search.AllTenants, Apply: true})
+	if sum.Changed != 0 || sum.Unchanged != len(recs) {
+		t.Errorf("second apply summary = %+v", sum)
+	}
+	again := f.versions(t, "clinic-a", "Observation")
+	for id, r := range again {
+		if r.Version != after[id].Version {
+			t.Errorf("second apply wrote %s", id)
+		}
+	}
+	if items2, _ := f.st.Deliveries(ctx, store.DeliveryFilter{Limit: 1000}); len(items2) != len(itemsAfter) {
+		t.Errorf("second apply enqueued %d items", len(items2)-len(itemsAfter))
+	}
+}
+
+// ledger maps record ids to their ledger mapping versions.
+func ledger(t testing.TB, f *fixture) map[string]string {
+	t.Helper()
+	page, err := f.st.LedgerEntries(context.Background(), store.LedgerQuery{Tenant: search.AllTenants, Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, l := range page {
+		out[l.RecordID] = l.MappingVersion
+	}
+	return out
+}
+
+// TestRefusedAndDiverged: a record the new rules refuse is reported with
+// the rule and left untouched; a resource a client changed since is
+// reported and left as it is; a record stored without its input says so.
+func TestRefusedAndDiverged(t *testing.T) {
+	f := newFixture(t)
+	recs := f.load(t)
+	ctx := context.Background()
+	refuse := recs[3].id // a vitals record
+	m := func(rec mapping.Record, opts mapping.Options) (*mapping.Result, error) {
+		if rec.Env().Source.RecordID == refuse {
+			return nil, &mapping.RuleError{Kind: rec.Kind(), Violations: []mapping.Violation{{Rule: "vitals.test-rule",
+				Pointer: "/heartRate", Message: "a rule of the test mapping"}}}
+		}
+		return heartRateDisplay(rec, opts)
+	}
+	// A client corrects one heart rate Observation of the first session
+	// itself.
+	_, dry := run(t, f.service(heartRateDisplay), replay.Options{Tenant: search.AllTenants})
+	_, hrID, _ := strings.Cut(dry[recs[0].id].Resources[0].Resource, "/")
+	hr := f.versions(t, "clinic-a", "Observation")[hrID]
+	if hr == nil {
+		t.Fatal("no heart rate Observation of the first session")
+	}
+	sc := auditlog.NewScope("update", &auth.Principal{ClientID: "clinic", Tenant: "clinic-a", Scopes: auth.ParseScopes("system/*.cruds")})
+	body := strings.Replace(string(hr.Body), `"status":"final"`, `"status":"amended"`, 1)
+	if _, err := f.a.Engine.Update(ctx, sc, "Observation", hr.ID, func() ([]byte, error) { return []byte(body), nil }, ""); err != nil {
+		t.Fatal(err)
+	}
+	// A record stored before inputs were kept.
+	err := f.st.Write(ctx, func(tx store.Tx) error {
+		return tx.PutLedger(&store.Ledger{Source: "old-emr", Kind: "vitals", RecordID: "old-1", Version: "1", ContentHash: "x"})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := f.versions(t, "clinic-a", "Observation")
+	sum, got := run(t, f.service(m), replay.Options{Tenant: search.AllTenants, Apply: true})
+	if r := got[refuse]; r.Status != replay.StatusRefused || len(r.Issues) != 1 || r.Issues[0].Rule != "vitals.test-rule" ||
+		r.Issues[0].Pointer != "/heartRate" || r.Applied {
+		t.Errorf("refused record: %+v", r)
+	}
+	if r := got["old-1"]; r.Status != replay.StatusNoInput {
+		t.Errorf("record without input: %+v", r)
+	}
+	first := got[recs[0].id]
+	skipped := 0
+	for _, d := range first.Resources {
+		if d.Resource == "Observation/"+hr.ID {
+			if d.Skipped == "" || d.Written != "" {
+				t.Errorf("the client's Observation: %+v", d)
+			}
+			skipped++
+		}
+	}
+	if skipped != 1 || first.Status != replay.StatusChanged || !first.Applied {
+		t.Errorf("first session: %+v", first)
+	}
+	after := f.versions(t, "clinic-a", "Observation")
+	if after[hr.ID].Version != before[hr.ID].Version {
+		t.Errorf("the client's Observation was overwritten")
+	}
+	for id, r := range after {
+		if strings.Contains(string(r.Body), refuse) && r.Version != before[id].Version {
+			t.Errorf("an Observation of the refused record was written: %s", id)
+		}
+	}
+	if sum.Refused != 1 || sum.NoInput != 1 || sum.Changed != 4 {
+		t.Errorf("summary = %+v", sum)
+	}
+}
+
+// TestFilters: kind, tenant, source and since select records; a filter
+// that matches nothing gives zero counts; an unknown kind or tenant is an
+// error naming the valid ones.
+func TestFilters(t *testing.T) {
+	f := newFixture(t)
+	f.load(t)
+	s := f.service(nil)
+	for _, tc := range []struct {
+		opts replay.Options
+		n    int
+	}{
+		{replay.Options{Tenant: search.AllTenants, Kind: "session"}, 3},
+		{replay.Options{Tenant: "clinic-a"}, 5},
+		{replay.Options{Tenant: ""}, 3},
+		{replay.Options{Tenant: search.AllTenants, Source: "serenity-clinic-emr"}, 8},
+		{replay.Options{Tenant: search.AllTenants, Source: "nope"}, 0},
+		{replay.Options{Tenant: "clinic-a", Kind: "assessment"}, 0},
+	} {
+		sum, _ := run(t, s, tc.opts)
+		if sum.Records != tc.n {
+			t.Errorf("%+v: %d records, want %d", tc.opts, sum.Records, tc.n)
+		}
+	}
+	_, err := s.Run(context.Background(), operator(), replay.Options{Tenant: "clinic-z"}, nil, nil)
+	if err == nil || !strings.Contains(fmt.Sprint(err), "replay-tenant-unknown") {
+		t.Errorf("unknown tenant: %v", err)
+	}
+	_, err = s.Run(context.Background(), operator(), replay.Options{Tenant: search.AllTenants, Kind: "nope"}, nil, nil)
+	if err == nil || !strings.Contains(fmt.Sprint(err), "replay-kind-unknown") {
+		t.Errorf("unknown kind: %v", err)
+	}
+}
+
+// TestApplyInterrupted: an apply stopped after two records, then run
+// again, corrects each record once.
+func TestApplyInterrupted(t *testing.T) {
+	f := newFixture(t)
+	f.load(t)
+	s := f.service(heartRateDisplay)
+	stop := errors.New("stop")
+	n := 0
+	_, err := s.Run(context.Background(), operator(), replay.Options{Tenant: search.AllTenants, Apply: true}, func(r replay.RecordResult) error {
+		if r.Applied {
+			n++
+		}
+		if n == 2 {
+			return stop
+		}
+		return nil
+	}, nil)
+	if !errors.Is(err, stop) {
+		t.Fatalf("first run: %v", err)
+	}
+	// Records the first run's workers had already applied when it stopped
+	// are done too.
+	if sum, _ := run(t, s, replay.Options{Tenant: search.AllTenants, Apply: true}); sum.Changed > 5-n {
+		t.Errorf("second run changed %d records after %d were applied; want at most %d", sum.Changed, n, 5-n)
+	}
+	if sum, _ := run(t, s, replay.Options{Tenant: search.AllTenants}); sum.Changed != 0 {
+		t.Errorf("after the second run %d records still change", sum.Changed)
+	}
+	for id, r := range f.versions(t, "clinic-a", "Observation") {
+		if strings.Contains(string(r.Body), "8867-4") && r.Version != 2 {
+			t.Errorf("heart rate Observation %s at version %d, want 2 (corrected once)", id, r.Version)
+		}
+	}
+}
+
+// TestReplayBesideIngest: an apply runs while new records are ingested;
+// neither blocks the other and every ingested record is stored.
+func TestReplayBesideIngest(t *testing.T) {
+	f := newFixture(t)
+	f.load(t)
+	s := f.service(heartRateDisplay)
+	var wg sync.WaitGroup
+	const n = 20
+	errs := make(chan error, n)
+	wg.Go(func() {
+		for i := range n {
+			body, _ := example(t, "vitals/post-dose-40min.json", 100+i)
+			sc := auditlog.NewScope("ingest", &auth.Principal{ClientID: "clinic", Tenant: "clinic-a",
+				Scopes: auth.ParseScopes("gateway/ingest")})
+			if _, err := f.a.Ingest.Ingest(context.Background(), sc, "vitals", body, false, engine.Answer{}); err != nil {
+				errs <- err
+			}
+		}
+	})
+	sum, err := s.Run(context.Background(), operator(), replay.Options{Tenant: search.AllTenants, Apply: true}, nil, nil)
+	wg.Wait()
+	close(errs)
+	if err != nil {
+		t.Fatalf("replay beside ingest: %v", err)
+	}
+	for err := range errs {
+		t.Errorf("ingest beside replay: %v", err)
+	}
+	if got := len(ledger(t, f)); got != 8+n {
+		t.Errorf("%d ledger entries, want %d", got, 8+n)
+	}
+	// Whatever the replay saw is consistent: a second apply finishes the
+	// records ingested after the first had passed them, and then nothing
+	// is left.
+	run(t, s, replay.Options{Tenant: search.AllTenants, Apply: true})
+	if sum2, _ := run(t, s, replay.Options{Tenant: search.AllTenants}); sum2.Changed != 0 || sum2.Conflicts != 0 {
+		t.Errorf("after two applies: %+v (first: %+v)", sum2, sum)
+	}
+}

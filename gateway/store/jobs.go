@@ -1,0 +1,125 @@
+package store
+
+import (
+	"context"
+	"time"
+)
+
+// Job statuses. A job is created uploading (its input still arriving,
+// not claimable) or queued; a runner claims it (running, under a lease it
+// renews); it ends done, failed or cancelled. A running job whose lease ran
+// out (its process died) is claimable again, from its last checkpoint.
+const (
+	JobUploading = "uploading"
+	JobQueued    = "queued"
+	JobRunning   = "running"
+	JobDone      = "done"
+	JobFailed    = "failed"
+	JobCancelled = "cancelled"
+)
+
+// Job is one durable background job (a bulk export, an import, a replay):
+// its request, its progress, where it got to and what it produced. The
+// files it writes (exports, reports; an import's uploaded input) are kept
+// beside it as numbered parts (JobPart), so that every process sharing the
+// database can serve them.
+type Job struct {
+	ID   string
+	Kind string // "export", "import", "replay", ...
+	// Tenant and Owner are the tenant (search.AllTenants for an all-tenant
+	// client) and the client that asked for the job: only they may see it.
+	Tenant, Owner string
+	Status        string
+	// Request is the job's parameters (JSON, the job kind's own).
+	Request []byte
+	// Done and Total count the job's work (Total -1 while unknown).
+	Done, Total int64
+	// Checkpoint is where a job resumes after its runner died (the job
+	// kind's own; nil at first).
+	Checkpoint []byte
+	// Result is what a done job answers (JSON); Error why a failed one
+	// failed (PHI-free).
+	Result []byte
+	Error  string
+	// Attempts counts the claims; Claim is the token of the current one
+	// ("" when no runner holds the job), LeaseUntil when it runs out.
+	Attempts   int
+	Claim      string
+	LeaseUntil time.Time
+	// Created, Updated and Finished (zero until it ends) are set by the
+	// store; after Expires (zero: never) the job and its files are purged.
+	Created, Updated, Finished, Expires time.Time
+}
+
+// JobPart is one piece of one file of a job: the parts of a file, in Part
+// order from 0, are its bytes.
+type JobPart struct {
+	File, Part int
+	Data       []byte
+}
+
+// JobProgress is what a runner records of a claimed job at once: its
+// counts, its new checkpoint (nil keeps the old one) and the file parts
+// written since the last one.
+type JobProgress struct {
+	Done, Total int64
+	Checkpoint  []byte
+	Parts       []JobPart
+}
+
+// JobFilter selects jobs for a listing, newest first. Kind and Owner
+// filter when set; Tenant always does ("" is the default tenant,
+// search.AllTenants every tenant's). Limit <= 0 or above 1000 means 100.
+type JobFilter struct {
+	Kind, Tenant, Owner string
+	Limit               int
+}
+
+// Jobs is the part of a Store that keeps durable jobs and their files.
+// Every method returns ErrUnavailable when the database cannot be reached.
+type Jobs interface {
+	// CreateJob inserts j (ID, Kind, Tenant, Owner, Request, Total and
+	// Expires from j; Status JobUploading or JobQueued, JobQueued when
+	// empty); Created and Updated are set to now, and written back into
+	// j. ErrConflict if the id exists.
+	CreateJob(ctx context.Context, j *Job) error
+	// Job returns a job; ErrNotFound if there is none (or it was purged).
+	Job(ctx context.Context, id string) (*Job, error)
+	// ListJobs lists the jobs f selects, newest first, without their
+	// checkpoints and results.
+	ListJobs(ctx context.Context, f JobFilter) ([]*Job, error)
+	// PutJobParts adds parts to a job that is uploading; ErrNotFound if
+	// it is not (ErrConflict for a part that exists).
+	PutJobParts(ctx context.Context, id string, parts []JobPart) error
+	// QueueJob makes an uploading job queued (claimable), sets its Total
+	// (what the upload told) and clears its Expires; ErrNotFound if it is
+	// not uploading.
+	QueueJob(ctx context.Context, id string, total int64) error
+	// ClaimJob claims the oldest claimable job of one of kinds (queued,
+	// or running with its lease run out): it becomes running under claim
+	// until now+lease, Attempts + 1, and is returned. It returns nil and
+	// no error when there is none. Concurrent claims, from any process,
+	// never return the same job while its lease runs.
+	ClaimJob(ctx context.Context, kinds []string, claim string, now time.Time, lease time.Duration) (*Job, error)
+	// SaveJob records p for a job running under claim and extends its
+	// lease to until, all in one transaction; ErrNotFound, with nothing
+	// written, when the job no longer runs under claim (cancelled,
+	// finished, or claimed again after the lease ran out).
+	SaveJob(ctx context.Context, id, claim string, until time.Time, p JobProgress) error
+	// FinishJob ends a job running under claim: JobDone or JobFailed with
+	// its result or error and when it expires, or JobQueued to release it
+	// (claimable at once, from its checkpoint; result, error and expires
+	// ignored). ErrNotFound when it no longer runs under claim.
+	FinishJob(ctx context.Context, id, claim, status string, result []byte, errText string, expires time.Time) error
+	// CancelJob cancels a job, whatever its status (a runner sees it at
+	// its next SaveJob), deletes its files and lets it expire at expires.
+	// ErrNotFound if there is no such job or it is cancelled already.
+	CancelJob(ctx context.Context, id string, expires time.Time) error
+	// JobFile calls fn with each part of one file of a job, in order,
+	// reading a few parts at a time (fn's error stops it and is returned
+	// unchanged). A file without parts calls fn never.
+	JobFile(ctx context.Context, id string, file int, fn func(data []byte) error) error
+	// PurgeJobs deletes up to limit jobs whose Expires is set and has
+	// passed by now, with their files, and returns how many it deleted.
+	PurgeJobs(ctx context.Context, now time.Time, limit int) (int, error)
+}
