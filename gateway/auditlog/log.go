@@ -178,7 +178,7 @@ func (l *Log) appendTx(tx store.Tx, tenant string, rec audit.Record) error {
 	if err := tx.Put(res, entries); err != nil {
 		return fmt.Errorf("store AuditEvent %s: %w", rec.ID, err)
 	}
-	if _, err := tx.AppendAudit(rec.ID, res.Body); err != nil {
+	if err := tx.AppendAudit(rec.ID, res.Body); err != nil {
 		return fmt.Errorf("chain AuditEvent %s: %w", rec.ID, err)
 	}
 	return nil

@@ -266,7 +266,7 @@ func migrateOnce(ctx context.Context, db *sql.DB, upTo int, now func() time.Time
 			err = errors.Join(err, ignoreDone(tx.Rollback()))
 		}
 	}()
-	if err := sqlstore.Migrate(ctx, conn{tx}, dialect, migrations, upTo, now); err != nil {
+	if err := sqlstore.Migrate(ctx, conn{q: tx}, dialect, migrations, upTo, now); err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {
