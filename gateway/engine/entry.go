@@ -29,10 +29,11 @@ type Entry struct {
 	perr        error // the entry could not be parsed
 
 	// Resolved inside the transaction.
-	matched *store.Resource // POST ifNoneExist / PUT criteria matched this
-	key     string          // conditional key to claim on create
-	res     *Result
-	get     any // GET answer: a stored resource or a searchset
+	matched  *store.Resource // POST ifNoneExist / PUT criteria matched this
+	key      string          // conditional key to claim on create
+	res      *Result
+	get      any       // GET answer: a stored resource or a searchset
+	rendered *rendered // version 1 of a POST, made ahead (render)
 }
 
 // Result is the outcome of one write interaction.
@@ -125,23 +126,11 @@ func (e *Engine) parseURL(en *Entry, rawURL string) error {
 // (the whole Bundle was validated).
 func (e *Engine) parseEntry(i int, w *fhirwire.Entry, validate bool) *Entry {
 	en := &Entry{index: i, fullURL: w.FullURL}
-	fail := func(rule, msg string) *Entry {
-		en.perr = outcome.New(outcome.Invalid, "invalid", rule, msg)
-		return en
-	}
-	if w.Request == nil {
-		return fail("bundle-entry-request-missing", "a transaction or batch entry needs a request")
-	}
-	en.method, en.ifNoneExist, en.ifMatch = w.Request.Method, w.Request.IfNoneExist, w.Request.IfMatch
-	if err := e.parseURL(en, w.Request.URL); err != nil {
-		en.perr = err
-		return en
-	}
-	if en.method != "POST" && en.method != "PUT" {
+	if !e.entryRequest(en, w.Request) {
 		return en
 	}
 	if len(w.Resource) == 0 {
-		return fail("bundle-entry-resource-missing", "a POST or PUT entry needs a resource")
+		return en.fail("bundle-entry-resource-missing", "a POST or PUT entry needs a resource")
 	}
 	expr := fmt.Sprintf("Bundle.entry[%d].resource", i)
 	var doc map[string]any
@@ -154,23 +143,79 @@ func (e *Engine) parseEntry(i int, w *fhirwire.Entry, validate bool) *Entry {
 	} else {
 		var err error
 		if doc, err = decodeJSON(w.Resource); err != nil {
-			return fail("json-syntax", "the entry's resource is not valid JSON")
+			return en.fail("json-syntax", "the entry's resource is not valid JSON")
 		}
 		if err := e.v.Profiles(doc, expr); err != nil {
 			en.perr = err
 			return en
 		}
 	}
+	return en.resource(doc)
+}
+
+// decodedEntry reads entry i of a Bundle that was validated whole and
+// decoded (m is the entry object): the resource is checked against the
+// gateway profiles it claims and used as decoded. Problems are kept in
+// perr.
+func (e *Engine) decodedEntry(i int, m map[string]any) *Entry {
+	en := &Entry{index: i}
+	en.fullURL, _ = m["fullUrl"].(string)
+	var req *fhirwire.Request
+	if r, ok := m["request"].(map[string]any); ok {
+		req = &fhirwire.Request{}
+		req.Method, _ = r["method"].(string)
+		req.URL, _ = r["url"].(string)
+		req.IfNoneExist, _ = r["ifNoneExist"].(string)
+		req.IfMatch, _ = r["ifMatch"].(string)
+	}
+	if !e.entryRequest(en, req) {
+		return en
+	}
+	doc, _ := m["resource"].(map[string]any)
+	if doc == nil {
+		return en.fail("bundle-entry-resource-missing", "a POST or PUT entry needs a resource")
+	}
+	if err := e.v.Profiles(doc, fmt.Sprintf("Bundle.entry[%d].resource", i)); err != nil {
+		en.perr = err
+		return en
+	}
+	return en.resource(doc)
+}
+
+// entryRequest reads an entry's request into en; it reports whether the
+// entry also needs its resource read (a valid POST or PUT).
+func (e *Engine) entryRequest(en *Entry, req *fhirwire.Request) bool {
+	if req == nil {
+		en.fail("bundle-entry-request-missing", "a transaction or batch entry needs a request")
+		return false
+	}
+	en.method, en.ifNoneExist, en.ifMatch = req.Method, req.IfNoneExist, req.IfMatch
+	if err := e.parseURL(en, req.URL); err != nil {
+		en.perr = err
+		return false
+	}
+	return en.method == "POST" || en.method == "PUT"
+}
+
+// resource checks an entry's decoded resource against its request and
+// keeps it.
+func (en *Entry) resource(doc map[string]any) *Entry {
 	if rt, _ := doc["resourceType"].(string); rt != en.typ {
-		return fail("resource-type-mismatch", "the resource type differs from the type in the request url")
+		return en.fail("resource-type-mismatch", "the resource type differs from the type in the request url")
 	}
 	if en.id != "" {
 		if bid, _ := doc["id"].(string); bid != en.id {
-			return fail("id-mismatch", "the resource id must equal the id in the request url")
+			return en.fail("id-mismatch", "the resource id must equal the id in the request url")
 		}
 	}
 	en.doc = doc
 	en.bodyID, _ = doc["id"].(string)
+	return en
+}
+
+// fail keeps an Invalid problem of the entry.
+func (en *Entry) fail(rule, msg string) *Entry {
+	en.perr = outcome.New(outcome.Invalid, "invalid", rule, msg)
 	return en
 }
 
