@@ -22,6 +22,7 @@ type conns struct {
 	ws  *stmtCache // prepared on wc
 	r   *sql.DB
 	rs  *stmtCache // prepared on r (per pooled connection, by database/sql)
+	cp  checkpointer
 }
 
 // Begin starts a write transaction on the write connection, waiting for a
@@ -68,9 +69,65 @@ func (c *conns) Autocommit(ctx context.Context, fn func(sqlstore.Conn) error) er
 	return fn(conn{q: c.wc, stmts: c.ws})
 }
 
-// Committed does nothing: SQLite's planner statistics are seeded (see
-// plannerStats).
-func (c *conns) Committed(context.Context, int) {}
+// Committed has the WAL checkpointed (see checkpointer); SQLite's planner
+// statistics are seeded (see plannerStats).
+func (c *conns) Committed(context.Context, int) { c.cp.kick() }
+
+// checkpointer copies the WAL's committed pages into the database file
+// after commits, on a connection of its own, instead of the write
+// connection doing it inside the commit of the transaction that crossed
+// the WAL's size threshold (SQLite's automatic checkpoint, switched off on
+// the write connection): the writes that group-commit do not wait for
+// the copy and its fsync. A checkpoint is PASSIVE (it never waits for or
+// blocks readers and writers); one runs at a time, and commits during it
+// ask for one more. It runs in a goroutine that ends when no checkpoint
+// is asked for, so an idle Store runs none; close waits for it.
+type checkpointer struct {
+	db *sql.DB // one connection
+
+	mu      sync.Mutex
+	running bool
+	again   bool
+	closed  bool
+	wg      sync.WaitGroup
+}
+
+// kick asks for a checkpoint.
+func (c *checkpointer) kick() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case c.closed || c.db == nil:
+	case c.running:
+		c.again = true
+	default:
+		c.running = true
+		c.wg.Go(c.run)
+	}
+}
+
+func (c *checkpointer) run() {
+	for {
+		// A failure (a busy database) leaves the pages to the next one.
+		_, _ = c.db.Exec(`PRAGMA wal_checkpoint(PASSIVE)`)
+		c.mu.Lock()
+		if !c.again || c.closed {
+			c.running = false
+			c.mu.Unlock()
+			return
+		}
+		c.again = false
+		c.mu.Unlock()
+	}
+}
+
+// close waits for a checkpoint in progress and takes no more.
+func (c *checkpointer) close() {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	c.wg.Wait()
+}
 
 // querier is what *sql.DB, *sql.Conn and *sql.Tx have in common.
 type querier interface {

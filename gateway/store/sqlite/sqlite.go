@@ -135,7 +135,16 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		w.Close()
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, mapErr(err))
 	}
-	c := &conns{wc: wc, r: r}
+	cp, err := sql.Open("sqlite", dsnCheckpoint(path, busy))
+	if err != nil {
+		wc.Close()
+		r.Close()
+		w.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	cp.SetMaxOpenConns(1)
+	cp.SetMaxIdleConns(1)
+	c := &conns{wc: wc, r: r, cp: checkpointer{db: cp}}
 	c.ws = newStmtCache(wc.PrepareContext, true)
 	c.rs = newStmtCache(r.PrepareContext, false)
 	s := &Store{w: w, r: r, c: c}
@@ -170,8 +179,20 @@ func dsn(path string, busy time.Duration, readOnly bool) string {
 		// statements keep the pages they change in a journal of their own:
 		// in memory, not in a temporary file written page by page.
 		v.Add("_pragma", "temp_store(MEMORY)")
+		// The checkpointer's connection copies the WAL into the database,
+		// not a commit (see checkpointer).
+		v.Add("_pragma", "wal_autocheckpoint(0)")
 		v.Set("_txlock", "immediate")
 	}
+	return path + "?" + v.Encode()
+}
+
+// dsnCheckpoint is the data source name of the checkpointer's connection:
+// it writes only the database file, from the WAL.
+func dsnCheckpoint(path string, busy time.Duration) string {
+	v := url.Values{}
+	v.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busy.Milliseconds()))
+	v.Add("_pragma", "synchronous(FULL)")
 	return path + "?" + v.Encode()
 }
 
@@ -193,9 +214,10 @@ func (s *Store) prepare(ctx context.Context) error {
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		s.CloseWrites()
+		s.c.cp.close()
 		s.c.ws.close()
 		s.c.rs.close()
-		s.closeErr = errors.Join(s.c.wc.Close(), s.r.Close(), s.w.Close())
+		s.closeErr = errors.Join(s.c.wc.Close(), s.r.Close(), s.w.Close(), s.c.cp.db.Close())
 	})
 	return s.closeErr
 }
