@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/internal/sqlstore"
 )
@@ -74,51 +75,50 @@ func (c *conns) Autocommit(ctx context.Context, fn func(sqlstore.Conn) error) er
 func (c *conns) Committed(context.Context, int) { c.cp.kick() }
 
 // checkpointer copies the WAL's committed pages into the database file
-// after commits, on a connection of its own, instead of the write
-// connection doing it inside the commit of the transaction that crossed
-// the WAL's size threshold (SQLite's automatic checkpoint, switched off on
-// the write connection): the writes that group-commit do not wait for
-// the copy and its fsync. A checkpoint is PASSIVE (it never waits for or
-// blocks readers and writers); one runs at a time, and commits during it
-// ask for one more. It runs in a goroutine that ends when no checkpoint
-// is asked for, so an idle Store runs none; close waits for it.
+// after commits, at most every checkpointEvery, on a connection of its
+// own, instead of the write connection doing it inside the commit of the
+// transaction that crossed the WAL's size threshold (SQLite's automatic
+// checkpoint, switched off on the write connection): the writes that
+// group-commit do not wait for the copy and its fsync, and a page changed
+// by many commits in between is copied once. A checkpoint is PASSIVE (it
+// never waits for or blocks readers and writers); one runs at a time. It
+// runs in a goroutine that ends when no checkpoint is due, so an idle
+// Store runs none; close waits for it.
 type checkpointer struct {
 	db *sql.DB // one connection
 
 	mu      sync.Mutex
 	running bool
-	again   bool
+	last    time.Time // the last checkpoint's start
 	closed  bool
 	wg      sync.WaitGroup
 }
 
-// kick asks for a checkpoint.
+// checkpointEvery spaces checkpoints: the WAL then holds what some
+// hundred milliseconds of commits wrote, a few MiB at most at the write
+// rates the gateway reaches, and a reader finds a page in it rather than
+// in the database file no slower.
+const checkpointEvery = 250 * time.Millisecond
+
+// kick asks for a checkpoint after a commit: one starts unless one runs
+// or the last started less than checkpointEvery ago (a later commit will
+// ask again).
 func (c *checkpointer) kick() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	switch {
-	case c.closed || c.db == nil:
-	case c.running:
-		c.again = true
-	default:
-		c.running = true
-		c.wg.Go(c.run)
+	if c.closed || c.db == nil || c.running || time.Since(c.last) < checkpointEvery {
+		return
 	}
+	c.running, c.last = true, time.Now()
+	c.wg.Go(c.run)
 }
 
 func (c *checkpointer) run() {
-	for {
-		// A failure (a busy database) leaves the pages to the next one.
-		_, _ = c.db.Exec(`PRAGMA wal_checkpoint(PASSIVE)`)
-		c.mu.Lock()
-		if !c.again || c.closed {
-			c.running = false
-			c.mu.Unlock()
-			return
-		}
-		c.again = false
-		c.mu.Unlock()
-	}
+	// A failure (a busy database) leaves the pages to the next one.
+	_, _ = c.db.Exec(`PRAGMA wal_checkpoint(PASSIVE)`)
+	c.mu.Lock()
+	c.running = false
+	c.mu.Unlock()
 }
 
 // close waits for a checkpoint in progress and takes no more.
