@@ -24,7 +24,8 @@ func groupBundle(i, n int) string {
 
 // TestKillDuringGroupCommit: kill -9 while many clients' transactions are
 // being committed together loses none that was answered 200 and leaves
-// none in part, and the audit chain still verifies. Sixteen clients post
+// none in part, the audit chain still verifies, and every AuditEvent is
+// indexed (those the kills left unindexed by the next search). Sixteen clients post
 // Bundles of 20 Observations; the gateway is killed once 40 answers have
 // come back (so batches are in flight, whatever the machine's speed),
 // three times over on one database.
@@ -90,6 +91,14 @@ func TestKillDuringGroupCommit(t *testing.T) {
 		case acked[i] && total == 0:
 			t.Errorf("Bundle %d was answered 200 but is not stored", i)
 		}
+	}
+	// Every AuditEvent is found by a search on an indexed parameter: those
+	// whose index rows the kills kept from being written too (the search
+	// before counting all of them adds one).
+	_, _, byDate := doReq(t, "GET", g.base+"/fhir/AuditEvent?date=ge2000-01-01&_summary=count", "")
+	_, _, all := doReq(t, "GET", g.base+"/fhir/AuditEvent?_summary=count", "")
+	if indexed, stored := byDate["total"], all["total"]; indexed == nil || stored == nil || indexed.(float64)+1 != stored.(float64) {
+		t.Errorf("after the kills: %v AuditEvents found by date, %v stored (one more: the search's own)", indexed, stored)
 	}
 	g.stop(t)
 	out, err := exec.Command(binary, "audit", "verify", "--db", db).CombinedOutput()

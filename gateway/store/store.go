@@ -198,7 +198,14 @@ type Tx interface {
 	PutLedger(l *Ledger) error
 	// AppendAudit appends the AuditEvent id to the tamper-evident audit
 	// chain when the transaction commits. The caller has already Put
-	// version 1 of AuditEvent/id with Body == body in this transaction.
+	// version 1 of AuditEvent/id with Body == body and no index entries in
+	// this transaction: entries are its index entries, which the store
+	// writes after the commit, in the background, many AuditEvents at a
+	// time (if the process stops first, the store extracts them again
+	// from the stored body); Store.Search indexes every AuditEvent
+	// committed before it starts before it runs a query that can return
+	// them (of type AuditEvent or "", or with an AuditEvent _revinclude),
+	// so no search misses one. Tx.Search does not wait.
 	// The entry's hash is audit.Link(the previous entry's hash, body) (""
 	// before the first entry) and its seq the previous seq + 1, from 1; a
 	// transaction's entries take consecutive seqs in the order of its
@@ -210,8 +217,8 @@ type Tx interface {
 	// ErrConflict at once if id was appended in this transaction already;
 	// an id already in the chain makes the commit fail with ErrConflict.
 	// A commit that waited for the chain head longer than the statement
-	// timeout fails with ErrUnavailable.
-	AppendAudit(id string, body []byte) error
+	// timeout fails with ErrUnavailable. Invalid entries are an error.
+	AppendAudit(id string, body []byte, entries []search.Entry) error
 	// Savepoint runs fn, which uses this Tx as usual, in a nested savepoint
 	// (Savepoints nest). When fn returns nil its writes are kept. When fn
 	// returns an error, every write fn made (resources, index entries,

@@ -19,7 +19,7 @@ func appendAudit(tx store.Tx, id string) error {
 	if err := tx.Put(&store.Resource{Type: "AuditEvent", ID: id, Version: 1, Body: body}, nil); err != nil {
 		return err
 	}
-	return tx.AppendAudit(id, body)
+	return tx.AppendAudit(id, body, nil)
 }
 
 // chainIDs walks the chain through a verifier and returns its ids.

@@ -71,7 +71,7 @@ func appendAudit(t *testing.T, s *Store, id string) {
 		if err := tx.Put(&store.Resource{Type: "AuditEvent", ID: id, Version: 1, Body: body}, nil); err != nil {
 			return err
 		}
-		return tx.AppendAudit(id, body)
+		return tx.AppendAudit(id, body, nil)
 	})
 	if err != nil {
 		t.Fatalf("append %s: %v", id, err)

@@ -25,7 +25,7 @@ func appendAudit(tx store.Tx, id string) error {
 	if err := tx.Put(&store.Resource{Type: "AuditEvent", ID: id, Version: 1, Body: body}, nil); err != nil {
 		return err
 	}
-	return tx.AppendAudit(id, body)
+	return tx.AppendAudit(id, body, nil)
 }
 
 // writeAudit appends ids to the chain in one transaction.
@@ -119,14 +119,14 @@ func testAuditChain(t *testing.T, s store.Store) {
 	}
 
 	err = s.Write(ctx, func(tx store.Tx) error {
-		return tx.AppendAudit("a3", auditBody("a3"))
+		return tx.AppendAudit("a3", auditBody("a3"), nil)
 	})
 	isErr(t, "AppendAudit of an id already in the chain", err, store.ErrConflict)
 	err = s.Write(ctx, func(tx store.Tx) error {
 		if err := appendAudit(tx, "a6"); err != nil {
 			return err
 		}
-		return tx.AppendAudit("a6", auditBody("a6"))
+		return tx.AppendAudit("a6", auditBody("a6"), nil)
 	})
 	isErr(t, "AppendAudit of an id twice in one transaction", err, store.ErrConflict)
 	expectChain(t, s, "a1", "a2", "a3", "a4", "a5")

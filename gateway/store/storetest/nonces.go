@@ -112,6 +112,7 @@ func RunShared(t *testing.T, open func(t *testing.T) (store.Store, store.Store))
 		fn   func(t *testing.T, a, b store.Store)
 	}{
 		{"NoncesShared", testNoncesShared},
+		{"AuditIndexShared", testAuditIndexShared},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

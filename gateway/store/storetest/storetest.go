@@ -71,6 +71,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"AuditChainPaging", testAuditChainPaging},
 		{"AuditChainRollback", testAuditChainRollback},
 		{"AuditChainConcurrent", testAuditChainConcurrent},
+		{"AuditIndex", testAuditIndex},
 		{"Savepoint", testSavepoint},
 		{"GroupCommit", testGroupCommit},
 		{"GroupCommitSeesEarlier", testGroupCommitSeesEarlier},

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
 
@@ -14,16 +15,18 @@ import (
 const auditPage = 1000
 
 // chainAppend is an audit chain entry waiting for its transaction's
-// commit.
+// commit, with the AuditEvent's index entries (for the indexer).
 type chainAppend struct {
-	id   string
-	body []byte
+	id      string
+	body    []byte
+	entries []search.Entry
 }
 
 // AppendAudit implements store.Tx: the entry is kept until the
-// transaction commits (see appendChain). An id appended twice in the
-// transaction is store.ErrConflict at once.
-func (t *tx) AppendAudit(id string, body []byte) error {
+// transaction commits (see appendChain), its index entries until the
+// indexer writes them (see auditindex.go). An id appended twice in the
+// transaction is store.ErrConflict at once; invalid entries are an error.
+func (t *tx) AppendAudit(id string, body []byte, entries []search.Entry) error {
 	s := t.s
 	if id == "" {
 		return fmt.Errorf("%s: AppendAudit: id is required", s.d.Name)
@@ -33,7 +36,11 @@ func (t *tx) AppendAudit(id string, body []byte) error {
 			return fmt.Errorf("%w: AuditEvent %s is appended twice", store.ErrConflict, id)
 		}
 	}
-	t.audits = append(t.audits, chainAppend{id, body})
+	var rows [numIndexTables][][]any
+	if err := s.entryRows(&rows, entries); err != nil {
+		return fmt.Errorf("%s: AppendAudit %s: %w", s.d.Name, id, err)
+	}
+	t.audits = append(t.audits, chainAppend{id, body, entries})
 	return nil
 }
 
@@ -102,7 +109,6 @@ func (t *tx) appendChain() error {
 	if err := t.c.Batch(t.ctx, stmts); err != nil {
 		return fmt.Errorf("%s: AppendAudit: %w", s.d.Name, s.err(t.ctx, err))
 	}
-	t.audits = nil
 	return nil
 }
 

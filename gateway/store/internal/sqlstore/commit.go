@@ -284,6 +284,9 @@ func (c *committer) run(batch []*request) {
 		c.retry(ok, true, err)
 		return
 	}
+	if err == nil {
+		s.audited(t.audits)
+	}
 	for _, r := range ok {
 		answer(r, err)
 	}
@@ -331,6 +334,7 @@ func (s *Store) runAlone(r *request) (res result) {
 	err = t.finish()
 	done = true
 	if err == nil {
+		s.audited(t.audits)
 		s.db.Committed(r.ctx, t.puts)
 	}
 	return result{err: err}

@@ -107,6 +107,7 @@ type Store struct {
 	d   *Dialect
 	now func() time.Time
 	w   *committer
+	ix  auditIndexer
 
 	index   []indexSQL    // the statements of each of indexTables
 	bound   sync.Map      // statement with "?" -> in the dialect's placeholders
@@ -202,10 +203,14 @@ func (s *Store) QueuedWrites() int { return s.w.queued() }
 // writes one transaction takes at most.
 func (s *Store) GroupCommit() (lanes, maxBatch int) { return s.w.lanes, s.w.maxBatch }
 
-// CloseWrites stops taking write requests (they fail with
-// store.ErrUnavailable) and waits for those queued to be answered. A
-// backend's Close calls it before closing its connections.
-func (s *Store) CloseWrites() { s.w.close() }
+// CloseWrites waits for a background indexing pass of the audit chain,
+// stops taking write requests (they fail with store.ErrUnavailable) and
+// waits for those queued to be answered. A backend's Close calls it before
+// closing its connections.
+func (s *Store) CloseWrites() {
+	s.closeIndexer()
+	s.w.close()
+}
 
 // Ping implements store.Store: the database answers a query.
 func (s *Store) Ping(ctx context.Context) error {
