@@ -168,17 +168,18 @@ func (l *Log) run(ch chan *appendReq, stopped chan struct{}) {
 }
 
 // appendTx stores rec as an AuditEvent of tenant and appends it to the hash
-// chain, inside tx.
+// chain, inside tx; the store writes its search index entries after the
+// commit (store.Tx.AppendAudit).
 func (l *Log) appendTx(tx store.Tx, tenant string, rec audit.Record) error {
 	res, entries, err := store.NewVersion("AuditEvent", rec.ID, 1, audit.Event(rec), rec.Recorded)
 	if err != nil {
 		return err
 	}
 	res.Tenant = tenant
-	if err := tx.Put(res, entries); err != nil {
+	if err := tx.Put(res, nil); err != nil {
 		return fmt.Errorf("store AuditEvent %s: %w", rec.ID, err)
 	}
-	if _, err := tx.AppendAudit(rec.ID, res.Body); err != nil {
+	if err := tx.AppendAudit(rec.ID, res.Body, entries); err != nil {
 		return fmt.Errorf("chain AuditEvent %s: %w", rec.ID, err)
 	}
 	return nil

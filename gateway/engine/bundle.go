@@ -38,18 +38,26 @@ type Answer struct {
 // response. sc.Interaction becomes "batch" for a batch.
 func (e *Engine) Bundle(ctx context.Context, sc *auditlog.Scope, body []byte, ans Answer) (*fhirwire.Bundle, error) {
 	var wb *fhirwire.Bundle
+	var decoded []any // the entries of a Bundle validated whole
 	err := e.stage(ctx, "fhir.validate", func(context.Context) error {
+		// Most Bundles are valid: one parse validates the whole Bundle
+		// and decodes it.
+		doc, verr := e.v.Decoded(body, "Bundle")
+		if verr == nil {
+			wb = wireOf(doc)
+			decoded, _ = doc["entry"].([]any)
+			return nil
+		}
 		b, err := decodeWire(body)
 		if err != nil || b.ResourceType != "Bundle" || b.Type != fhirwire.TypeBatch {
-			// A transaction fails as a whole, so the whole Bundle is validated
-			// at once; the validator also names any syntax problem precisely.
-			if verr := e.v.Structure(body, "Bundle"); verr != nil {
-				return verr
-			}
-			if err != nil {
-				return outcome.New(outcome.Invalid, "structure", "json-syntax", "the Bundle is not valid JSON")
-			}
-		} else if err := e.validateBatchShell(body); err != nil {
+			// A transaction fails as a whole, so the whole Bundle is
+			// validated at once; the validator also names any syntax
+			// problem precisely.
+			return verr
+		}
+		// A batch whose entries are not all valid: one bad entry fails
+		// only itself.
+		if err := e.validateBatchShell(body); err != nil {
 			return err
 		}
 		wb = b
@@ -68,7 +76,12 @@ func (e *Engine) Bundle(ctx context.Context, sc *auditlog.Scope, body []byte, an
 	}
 	entries := make([]*Entry, len(wb.Entry))
 	for i := range wb.Entry {
-		entries[i] = e.parseEntry(i, &wb.Entry[i], batch)
+		if decoded != nil {
+			m, _ := decoded[i].(map[string]any)
+			entries[i] = e.decodedEntry(i, m)
+		} else {
+			entries[i] = e.parseEntry(i, &wb.Entry[i], batch)
+		}
 	}
 	switch wb.Type {
 	case fhirwire.TypeTransaction:
@@ -230,6 +243,22 @@ func (e *Engine) searchset(en *Entry, shown func(*store.Resource) bool) fhirwire
 	}
 	if withheld > 0 {
 		b.Entry = append(b.Entry, WithheldEntry(withheld))
+	}
+	return b
+}
+
+// wireOf is the typed view of a decoded Bundle the engine needs: its
+// type and its entries' fullUrl (the entries themselves stay decoded).
+func wireOf(doc map[string]any) *fhirwire.Bundle {
+	b := &fhirwire.Bundle{}
+	b.ResourceType, _ = doc["resourceType"].(string)
+	b.Type, _ = doc["type"].(string)
+	entries, _ := doc["entry"].([]any)
+	b.Entry = make([]fhirwire.Entry, len(entries))
+	for i, en := range entries {
+		if m, ok := en.(map[string]any); ok {
+			b.Entry[i].FullURL, _ = m["fullUrl"].(string)
+		}
 	}
 	return b
 }

@@ -49,6 +49,7 @@ type Entry struct {
 	res      *Result
 	found    []*store.Resource // GET search: the matches
 	total    int               // GET search: the total, or -1
+	rendered *rendered         // version 1 of a POST, made ahead (render)
 }
 
 // Result is the outcome of one write interaction.
@@ -148,36 +149,30 @@ func (e *Engine) parseURL(en *Entry, rawURL string) error {
 // (the whole Bundle was validated).
 func (e *Engine) parseEntry(i int, w *fhirwire.Entry, validate bool) *Entry {
 	en := &Entry{index: i, fullURL: w.FullURL, client: true}
-	fail := func(rule, msg string) *Entry {
-		en.perr = outcome.New(outcome.Invalid, "invalid", rule, msg)
+	if !e.entryRequest(en, w.Request) {
 		return en
-	}
-	if w.Request == nil {
-		return fail("bundle-entry-request-missing", "a transaction or batch entry needs a request")
-	}
-	en.method, en.ifNoneExist, en.ifMatch = w.Request.Method, w.Request.IfNoneExist, w.Request.IfMatch
-	en.ifNoneMatch = w.Request.IfNoneMatch
-	if v := w.Request.IfModifiedSince; v != "" {
-		t, err := time.Parse(time.RFC3339Nano, v)
-		if err != nil {
-			return fail("bundle-entry-if-modified-since", "ifModifiedSince must be an instant")
-		}
-		en.ifModifiedSince = t
-	}
-	if err := e.parseURL(en, w.Request.URL); err != nil {
-		en.perr = err
-		return en
-	}
-	if en.method == "PATCH" {
-		return e.parsePatchEntry(en, w, i, validate)
-	}
-	if en.method != "POST" && en.method != "PUT" {
-		return en
-	}
-	if len(w.Resource) == 0 {
-		return fail("bundle-entry-resource-missing", "a POST or PUT entry needs a resource")
 	}
 	expr := fmt.Sprintf("Bundle.entry[%d].resource", i)
+	if len(w.Resource) == 0 {
+		return en.missingResource(expr)
+	}
+	if en.method == "PATCH" {
+		doc, err := decodeJSON(w.Resource)
+		if err != nil {
+			en.perr = outcome.New(outcome.Invalid, "structure", "json-syntax", "the entry's resource is not valid JSON").At(expr)
+			return en
+		}
+		if validate {
+			rt, _ := doc["resourceType"].(string)
+			if rt == "Binary" || rt == "Parameters" {
+				if err := e.v.Structure(w.Resource, rt); err != nil {
+					en.perr = err
+					return en
+				}
+			}
+		}
+		return e.readPatch(en, doc)
+	}
 	var doc map[string]any
 	if validate {
 		var err error
@@ -188,19 +183,105 @@ func (e *Engine) parseEntry(i int, w *fhirwire.Entry, validate bool) *Entry {
 	} else {
 		var err error
 		if doc, err = decodeJSON(w.Resource); err != nil {
-			return fail("json-syntax", "the entry's resource is not valid JSON")
+			return en.fail("json-syntax", "the entry's resource is not valid JSON")
 		}
 		if err := e.v.Profiles(doc, expr); err != nil {
 			en.perr = err
 			return en
 		}
 	}
+	return en.resource(doc)
+}
+
+// decodedEntry reads entry i of a Bundle that was validated whole and
+// decoded (m is the entry object): the resource is checked against the
+// gateway profiles it claims and used as decoded. Problems are kept in
+// perr.
+func (e *Engine) decodedEntry(i int, m map[string]any) *Entry {
+	en := &Entry{index: i, client: true}
+	en.fullURL, _ = m["fullUrl"].(string)
+	var req *fhirwire.Request
+	if r, ok := m["request"].(map[string]any); ok {
+		req = &fhirwire.Request{}
+		req.Method, _ = r["method"].(string)
+		req.URL, _ = r["url"].(string)
+		req.IfNoneExist, _ = r["ifNoneExist"].(string)
+		req.IfMatch, _ = r["ifMatch"].(string)
+		req.IfNoneMatch, _ = r["ifNoneMatch"].(string)
+		req.IfModifiedSince, _ = r["ifModifiedSince"].(string)
+	}
+	if !e.entryRequest(en, req) {
+		return en
+	}
+	expr := fmt.Sprintf("Bundle.entry[%d].resource", i)
+	doc, _ := m["resource"].(map[string]any)
+	if doc == nil {
+		return en.missingResource(expr)
+	}
+	if en.method == "PATCH" {
+		return e.readPatch(en, doc)
+	}
+	if err := e.v.Profiles(doc, expr); err != nil {
+		en.perr = err
+		return en
+	}
+	return en.resource(doc)
+}
+
+// entryRequest reads an entry's request into en; it reports whether the
+// entry also needs its resource read (a valid POST, PUT or PATCH).
+func (e *Engine) entryRequest(en *Entry, req *fhirwire.Request) bool {
+	if req == nil {
+		en.fail("bundle-entry-request-missing", "a transaction or batch entry needs a request")
+		return false
+	}
+	en.method, en.ifNoneExist, en.ifMatch = req.Method, req.IfNoneExist, req.IfMatch
+	en.ifNoneMatch = req.IfNoneMatch
+	if v := req.IfModifiedSince; v != "" {
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			en.fail("bundle-entry-if-modified-since", "ifModifiedSince must be an instant")
+			return false
+		}
+		en.ifModifiedSince = t
+	}
+	if err := e.parseURL(en, req.URL); err != nil {
+		en.perr = err
+		return false
+	}
+	return en.method == "POST" || en.method == "PUT" || en.method == "PATCH"
+}
+
+// missingResource keeps the problem of a POST, PUT or PATCH entry without
+// a resource.
+func (en *Entry) missingResource(expr string) *Entry {
+	if en.method == "PATCH" {
+		en.perr = outcome.New(outcome.Invalid, "invalid", "bundle-entry-resource-missing",
+			"a PATCH entry needs a resource: a Binary with a JSON Patch or a Parameters with a FHIRPath Patch").At(expr)
+		return en
+	}
+	return en.fail("bundle-entry-resource-missing", "a POST or PUT entry needs a resource")
+}
+
+// readPatch reads a PATCH entry's decoded resource: its patch
+// (entryPatch).
+func (e *Engine) readPatch(en *Entry, doc map[string]any) *Entry {
+	var err error
+	if en.patch, err = e.entryPatch(doc); err != nil {
+		en.perr = err
+	}
+	return en
+}
+
+// resource checks an entry's decoded resource against its request and
+// keeps it.
+func (en *Entry) resource(doc map[string]any) *Entry {
 	if rt, _ := doc["resourceType"].(string); rt != en.typ {
-		return fail("resource-type-mismatch", "the resource type differs from the type in the request url")
+		return en.fail("resource-type-mismatch", "the resource type differs from the type in the request url")
 	}
 	if en.id != "" {
 		if bid, _ := doc["id"].(string); bid != en.id {
-			return fail("id-mismatch", "the resource id must equal the id in the request url")
+			return en.fail("id-mismatch", "the resource id must equal the id in the request url")
 		}
 	}
 	en.doc = doc
@@ -208,31 +289,9 @@ func (e *Engine) parseEntry(i int, w *fhirwire.Entry, validate bool) *Entry {
 	return en
 }
 
-// parsePatchEntry reads a PATCH entry's resource: its patch (entryPatch).
-func (e *Engine) parsePatchEntry(en *Entry, w *fhirwire.Entry, i int, validate bool) *Entry {
-	expr := fmt.Sprintf("Bundle.entry[%d].resource", i)
-	if len(w.Resource) == 0 {
-		en.perr = outcome.New(outcome.Invalid, "invalid", "bundle-entry-resource-missing",
-			"a PATCH entry needs a resource: a Binary with a JSON Patch or a Parameters with a FHIRPath Patch").At(expr)
-		return en
-	}
-	doc, err := decodeJSON(w.Resource)
-	if err != nil {
-		en.perr = outcome.New(outcome.Invalid, "structure", "json-syntax", "the entry's resource is not valid JSON").At(expr)
-		return en
-	}
-	if validate {
-		rt, _ := doc["resourceType"].(string)
-		if rt == "Binary" || rt == "Parameters" {
-			if err := e.v.Structure(w.Resource, rt); err != nil {
-				en.perr = err
-				return en
-			}
-		}
-	}
-	if en.patch, err = e.entryPatch(doc); err != nil {
-		en.perr = err
-	}
+// fail keeps an Invalid problem of the entry.
+func (en *Entry) fail(rule, msg string) *Entry {
+	en.perr = outcome.New(outcome.Invalid, "invalid", rule, msg)
 	return en
 }
 

@@ -5,10 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
 
@@ -49,6 +53,69 @@ func (e *Engine) put(tx store.Tx, typ, id string, v int64, doc map[string]any, n
 		return nil, fmt.Errorf("put %s/%s v%d: %w", typ, id, v, err)
 	}
 	return r, nil
+}
+
+// putRendered stores version 1 of a POST entry: the version render
+// prepared, or one made now.
+func (e *Engine) putRendered(tx store.Tx, en *Entry, now time.Time) (*store.Resource, error) {
+	v := en.rendered
+	en.rendered = nil
+	if v == nil {
+		return e.put(tx, en.typ, en.id, 1, en.doc, now)
+	}
+	if v.err != nil {
+		return nil, v.err
+	}
+	if err := tx.Put(v.res, v.entries); err != nil {
+		return nil, fmt.Errorf("put %s/%s v1: %w", en.typ, en.id, err)
+	}
+	return v.res, nil
+}
+
+// rendered is a version NewVersion made ahead of its Put.
+type rendered struct {
+	res     *store.Resource
+	entries []search.Entry
+	err     error
+}
+
+// renderPerWorker is how many resources a rendering goroutine takes on at
+// least: below twice that, a transaction renders its resources as it puts
+// them.
+const renderPerWorker = 32
+
+// render makes, in parallel, version 1 of the resources the POST entries
+// create (their ids decided and their references rewritten), so that a
+// large transaction's marshalling and index extraction use every core and
+// not only the one that holds the database transaction.
+func render(entries []*Entry, now time.Time) {
+	var todo []*Entry
+	for _, en := range entries {
+		en.rendered = nil
+		if en.method == "POST" && en.matched == nil && !en.pinned && !en.again && en.doc != nil {
+			todo = append(todo, en)
+		}
+	}
+	workers := min(runtime.GOMAXPROCS(0), len(todo)/renderPerWorker)
+	if workers < 2 {
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(todo) {
+					return
+				}
+				en := todo[i]
+				r, ix, err := store.NewVersion(en.typ, en.id, 1, en.doc, now)
+				en.rendered = &rendered{r, ix, err}
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // update writes a new version of typ/id (update-as-create when it does not

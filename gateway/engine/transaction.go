@@ -105,7 +105,10 @@ func (e *Engine) runTransaction(tx store.Tx, entries []*Entry, now time.Time) er
 		}
 	}
 
-	// 3. Execute in the spec's order; ties keep Bundle order.
+	// 3. Render the resources the POSTs create on every core (marshalling
+	// and index extraction need no database), then execute in the spec's
+	// order; ties keep Bundle order.
+	render(entries, now)
 	order := append([]*Entry(nil), entries...)
 	sort.SliceStable(order, func(i, j int) bool {
 		return fhirwire.MethodRank(order[i].method) < fhirwire.MethodRank(order[j].method)
@@ -265,7 +268,7 @@ func (e *Engine) execEntry(tx store.Tx, en *Entry, rw *fhirwire.Rewriter, now ti
 			return nil
 		}
 		var r *store.Resource
-		if r, err = e.put(tx, en.typ, en.id, 1, en.doc, now); err != nil {
+		if r, err = e.putRendered(tx, en, now); err != nil {
 			return err
 		}
 		if en.key != "" {

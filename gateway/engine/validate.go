@@ -30,11 +30,12 @@ func (v *Validator) ProfileSet() *profile.Set { return v.profiles }
 func (v *Validator) KnownType(typ string) bool { return v.r4.KnownType(typ) }
 
 // Resource checks body as a resource of typ and returns it decoded (numbers
-// kept exact). expr roots the issues' expressions inside a Bundle ("" for a
-// resource on its own). An Invalid error names every structural problem; an
-// Unprocessable one a broken profile rule.
+// kept exact), from the one parse that validated it. expr roots the
+// issues' expressions inside a Bundle ("" for a resource on its own). An
+// Invalid error names every structural problem; an Unprocessable one a
+// broken profile rule.
 func (v *Validator) Resource(body []byte, typ, expr string) (map[string]any, error) {
-	res := v.r4.ValidateAs(body, typ)
+	res, decoded := v.r4.ValidateDecoded(body, typ)
 	if !res.Valid() {
 		issues := outcome.FHIRIssues(res)
 		if expr != "" {
@@ -44,9 +45,9 @@ func (v *Validator) Resource(body []byte, typ, expr string) (map[string]any, err
 		}
 		return nil, &outcome.Error{Kind: outcome.Invalid, Issues: issues}
 	}
-	m, err := decodeJSON(body)
-	if err != nil {
-		return nil, outcome.New(outcome.Invalid, "structure", "json-syntax", "the resource is not valid JSON")
+	m, ok := decoded.(map[string]any)
+	if !ok {
+		return nil, outcome.New(outcome.Invalid, "structure", "json-syntax", "the resource is not a JSON object")
 	}
 	if expr == "" {
 		expr = typ
@@ -54,6 +55,18 @@ func (v *Validator) Resource(body []byte, typ, expr string) (map[string]any, err
 	if err := v.Profiles(m, expr); err != nil {
 		return nil, err
 	}
+	return m, nil
+}
+
+// Decoded checks body as a resource of typ against the R4 structure only
+// and returns it decoded (numbers kept exact) from the same parse; Invalid
+// naming every problem.
+func (v *Validator) Decoded(body []byte, typ string) (map[string]any, error) {
+	res, decoded := v.r4.ValidateDecoded(body, typ)
+	if !res.Valid() {
+		return nil, &outcome.Error{Kind: outcome.Invalid, Issues: outcome.FHIRIssues(res)}
+	}
+	m, _ := decoded.(map[string]any)
 	return m, nil
 }
 
@@ -126,18 +139,21 @@ func (v *Validator) Check(body []byte, typ string, profiles ...string) (valid bo
 	return valid, issues
 }
 
-// Mapped checks a resource the gateway itself produced (raw, of typ). A
-// failure is the gateway's bug, not the client's: the error is Internal
-// and names the first rule broken, never a value.
-func (v *Validator) Mapped(raw []byte, typ string) error {
-	if r := v.r4.ValidateAs(raw, typ); !r.Valid() {
+// Mapped checks a resource the gateway itself produced (raw, of typ) and
+// returns it decoded (numbers kept exact) from the same parse. A failure
+// is the gateway's bug, not the client's: the error is Internal and names
+// the first rule broken, never a value.
+func (v *Validator) Mapped(raw []byte, typ string) (map[string]any, error) {
+	r, decoded := v.r4.ValidateDecoded(raw, typ)
+	if !r.Valid() {
 		rule := ""
 		if is := outcome.FHIRIssues(r); len(is) > 0 {
 			rule = is[0].Rule
 		}
-		return fmt.Errorf("mapped %s breaks FHIR rule %q", typ, rule)
+		return nil, fmt.Errorf("mapped %s breaks FHIR rule %q", typ, rule)
 	}
-	return nil
+	m, _ := decoded.(map[string]any)
+	return m, nil
 }
 
 // decodeJSON decodes a resource keeping numbers exact.

@@ -3,9 +3,6 @@ package fhirwire
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
-	"slices"
-	"strconv"
 )
 
 // How the gateway writes FHIR JSON, everywhere it writes it (stored
@@ -55,41 +52,6 @@ func MarshalIndent(v any) ([]byte, error) {
 		return nil, err
 	}
 	return b.Bytes(), nil
-}
-
-// marshalDoc writes a decoded resource: resourceType first, then the other
-// members in key order, values without HTML escaping.
-func marshalDoc(m map[string]any) ([]byte, error) {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		if k != "resourceType" {
-			keys = append(keys, k)
-		}
-	}
-	slices.Sort(keys)
-	if _, ok := m["resourceType"]; ok {
-		keys = append([]string{"resourceType"}, keys...)
-	}
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	out := make([]byte, 0, 256)
-	out = append(out, '{')
-	for i, k := range keys {
-		if i > 0 {
-			out = append(out, ',')
-		}
-		out = strconv.AppendQuote(out, k)
-		out = append(out, ':')
-		b.Reset()
-		// Nested maps keep encoding/json's key order; only the top level
-		// needs resourceType first.
-		if err := enc.Encode(m[k]); err != nil {
-			return nil, fmt.Errorf("marshal %s: %w", k, err)
-		}
-		out = append(out, bytes.TrimSuffix(b.Bytes(), []byte("\n"))...)
-	}
-	return append(out, '}'), nil
 }
 
 // UnescapeHTML turns the \u0026, \u003c and \u003e escapes encoding/json

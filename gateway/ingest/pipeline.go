@@ -104,21 +104,30 @@ func Decode(kind mapping.Kind, doc []byte) (mapping.Record, error) {
 // without a resource) are the bytes stored and delivered. A failure is the
 // gateway's bug, not the client's (an Internal error; nothing is stored).
 func (p *Pipeline) Marshal(res *mapping.Result) ([][]byte, error) {
+	raws, _, err := p.MarshalDecoded(res)
+	return raws, err
+}
+
+// MarshalDecoded is Marshal that also returns each rendered resource
+// decoded (nil where raws is nil), from the parse that checked it.
+func (p *Pipeline) MarshalDecoded(res *mapping.Result) ([][]byte, []map[string]any, error) {
 	raws := make([][]byte, len(res.Entries))
+	docs := make([]map[string]any, len(res.Entries))
 	for i, e := range res.Entries {
 		if e.Resource == nil {
 			continue
 		}
 		raw, err := mapping.MarshalResource(e.Resource)
 		if err != nil {
-			return nil, fmt.Errorf("marshal mapped entry %d: %w", i, err)
+			return nil, nil, fmt.Errorf("marshal mapped entry %d: %w", i, err)
 		}
-		if err := p.v.Mapped(raw, e.ResourceType); err != nil {
-			return nil, fmt.Errorf("mapped entry %d: %w", i, err)
+		doc, err := p.v.Mapped(raw, e.ResourceType)
+		if err != nil {
+			return nil, nil, fmt.Errorf("mapped entry %d: %w", i, err)
 		}
-		raws[i] = raw
+		raws[i], docs[i] = raw, doc
 	}
-	return raws, nil
+	return raws, docs, nil
 }
 
 // Transaction renders a mapped record as its FHIR transaction Bundle from

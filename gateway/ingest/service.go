@@ -129,6 +129,7 @@ func (s *Service) Ingest(ctx context.Context, sc *auditlog.Scope, kind mapping.K
 		rec  mapping.Record
 		res  *mapping.Result
 		raws [][]byte
+		docs []map[string]any
 	)
 	opts := s.Options(sc.TenantOf())
 	if err == nil {
@@ -144,7 +145,7 @@ func (s *Service) Ingest(ctx context.Context, sc *auditlog.Scope, kind mapping.K
 	if err == nil {
 		err = stage.Run(ctx, s.tracer, "fhir.validate", func(context.Context) error {
 			var err error
-			raws, err = s.p.Marshal(res)
+			raws, docs, err = s.p.MarshalDecoded(res)
 			return err
 		}, append(attrs, attribute.Int("fhir.entry_count", len(res.Entries)))...)
 	}
@@ -163,7 +164,7 @@ func (s *Service) Ingest(ctx context.Context, sc *auditlog.Scope, kind mapping.K
 	if s.engine == nil {
 		return nil, errNoStore
 	}
-	answer, err := s.store(ctx, sc, record{kind: kind, body: body, rec: rec, opts: opts}, res, raws, ans)
+	answer, err := s.store(ctx, sc, record{kind: kind, body: body, rec: rec, opts: opts}, res, raws, docs, ans)
 	if err != nil {
 		s.metrics.IngestRecord(ctx, string(kind), "failed")
 		return nil, err
@@ -178,8 +179,13 @@ func (s *Service) Ingest(ctx context.Context, sc *auditlog.Scope, kind mapping.K
 // nothing and gets the first answer again; the same version with other
 // content is a Conflict; a new version of a stored record updates its
 // resources (conditional updates, Observations amended).
+//
+// firstDocs are first's rendered resources decoded (Pipeline.MarshalDecoded):
+// the first attempt of the transaction works on them, so that the write
+// lane does not decode what the pipeline decoded already; an attempt after
+// it decodes firstRaws again (an attempt changes the documents it writes).
 func (s *Service) store(ctx context.Context, sc *auditlog.Scope, rec record, first *mapping.Result,
-	firstRaws [][]byte, ans engine.Answer) ([]byte, error) {
+	firstRaws [][]byte, firstDocs []map[string]any, ans engine.Answer) ([]byte, error) {
 	var err error
 	if rec.hash, err = contentHash(rec.body); err != nil {
 		return nil, err
@@ -191,8 +197,10 @@ func (s *Service) store(ctx context.Context, sc *auditlog.Scope, rec record, fir
 	var answer []byte
 	err = stage.Run(ctx, s.tracer, "store.transaction", func(ctx context.Context) error {
 		return s.engine.Write(ctx, sc, func(tx *engine.Tx) (int, error) {
+			docs := firstDocs
+			firstDocs = nil
 			var err error
-			answer, err = s.storeTx(ctx, tx, sc, rec, first, firstRaws, ans)
+			answer, err = s.storeTx(ctx, tx, sc, rec, first, firstRaws, docs, ans)
 			return fhirwire.StatusOK, err
 		})
 	}, attribute.String("ingest.kind", string(rec.kind)), attribute.Int("fhir.entry_count", len(first.Entries)))
@@ -213,9 +221,10 @@ type record struct {
 }
 
 // storeTx is store's database transaction; it returns the answer.
-// firstRaws are first's rendered resources (Pipeline.Marshal).
+// firstRaws are first's rendered resources (Pipeline.Marshal), firstDocs
+// them decoded or nil (then decoded here).
 func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope, rec record, first *mapping.Result,
-	firstRaws [][]byte, ans engine.Answer) ([]byte, error) {
+	firstRaws [][]byte, firstDocs []map[string]any, ans engine.Answer) ([]byte, error) {
 	src, st := first.Source, tx.Store()
 	l, err := st.Ledger(src.System, string(rec.kind), src.RecordID, rec.version)
 	switch {
@@ -228,7 +237,7 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 	case !errors.Is(err, store.ErrNotFound):
 		return nil, err
 	}
-	res, raws := first, firstRaws
+	res, raws, docs := first, firstRaws, firstDocs
 	tenant := sc.TenantOf()
 	stored, err := recordStored(st, tenant, first)
 	if err != nil {
@@ -245,6 +254,7 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 		if raws, err = s.p.Marshal(res); err != nil {
 			return nil, err
 		}
+		docs = nil
 	}
 	// What is stored: one Patient per person, and the rules across records.
 	id, err := resolveIdentity(st, rec.rec, res)
@@ -254,7 +264,7 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 	if err := checkStored(st, rec.rec, res, rec.opts, id.patientID); err != nil {
 		return nil, err
 	}
-	entries, err := s.entries(res, raws, tenant)
+	entries, err := s.entries(res, raws, docs, tenant)
 	if err != nil {
 		return nil, err
 	}
@@ -383,17 +393,22 @@ func recordStored(tx store.Tx, tenant string, res *mapping.Result) (bool, error)
 }
 
 // entries turns mapped entries into engine entries: typed, straight from
-// the rendered resources, with no Bundle to parse.
-func (s *Service) entries(res *mapping.Result, raws [][]byte, tenant string) ([]*engine.Entry, error) {
+// the rendered resources (docs, or raws decoded when docs is nil), with
+// no Bundle to parse.
+func (s *Service) entries(res *mapping.Result, raws [][]byte, docs []map[string]any, tenant string) ([]*engine.Entry, error) {
 	out := make([]*engine.Entry, len(res.Entries))
 	for i, e := range res.Entries {
 		url := e.URL
 		var doc map[string]any
-		if raw := raws[i]; raw != nil {
+		if docs != nil {
+			doc = docs[i]
+		} else if raw := raws[i]; raw != nil {
 			var err error
 			if doc, err = engine.DecodeResource(raw); err != nil {
 				return nil, fmt.Errorf("mapped entry %d: %w", i, err)
 			}
+		}
+		if doc != nil {
 			// A deterministic id (PUT Type/id) is the tenant's own.
 			if typ, id, ok := strings.Cut(e.URL, "/"); ok && tenant != "" && e.Method.Code() == "PUT" && !strings.Contains(id, "?") {
 				url = typ + "/" + tenantID(tenant, id)

@@ -219,6 +219,8 @@ func From(err error) (Kind, []Issue) {
 		return Gone, []Issue{{Severity: "error", Code: "deleted", Rule: "resource-deleted", Message: "the resource has been deleted"}}
 	case errors.Is(err, store.ErrConflict):
 		return Conflict, []Issue{{Severity: "error", Code: "conflict", Rule: "write-conflict", Message: "a concurrent write conflicted with this one; retry"}}
+	case errors.Is(err, store.ErrBusy):
+		return Unavailable, []Issue{{Severity: "error", Code: "transient", Rule: "store-busy", Message: "too many writes are waiting for the database; retry later"}}
 	case errors.Is(err, store.ErrUnavailable):
 		return Unavailable, []Issue{{Severity: "error", Code: "transient", Rule: "store-unavailable", Message: "the database is unavailable; retry later"}}
 	case errors.As(err, &ve):

@@ -15,7 +15,9 @@ import (
 // resourceType: search-type-mismatch otherwise). query is a raw, still
 // percent-encoded query string. Parsing is strict, and result and other
 // control parameters (_count, _sort, _include, ...) are refused; only
-// search parameters, _id and _lastUpdated remain. Returns an *Error: the
+// search parameters, _id and _lastUpdated remain. The query asks for two
+// matches at most and no total (a caller that pages sets Count itself).
+// Returns an *Error: the
 // rules of Parse, plus search-value-invalid when the query string does not
 // decode or has no criteria left (empty criteria would match everything).
 func ParseConditional(resourceType, query string) (*Query, error) {
@@ -43,6 +45,9 @@ func (l Limits) ParseConditional(resourceType, query string) (*Query, error) {
 	if len(q.Clauses) == 0 {
 		return nil, &Error{Rule: RuleValueInvalid, Message: "the conditional criteria are empty"}
 	}
+	// A conditional interaction tells no match, one and several apart:
+	// two matches are enough, and nothing is counted.
+	q.Count, q.Total = 2, false
 	return q, nil
 }
 

@@ -13,6 +13,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
@@ -36,6 +37,9 @@ var (
 	// gateway never set up, or one whose schema is older than the
 	// program's (serve migrates it).
 	ErrNoDatabase = errors.New("no gateway database there")
+	// ErrBusy: too many writes are waiting already (the store's write
+	// queue is full); it wraps ErrUnavailable. Retry in a moment.
+	ErrBusy = fmt.Errorf("%w: too many writes waiting", ErrUnavailable)
 )
 
 // Resource is one version of a resource.
@@ -102,13 +106,23 @@ type Ledger struct {
 // return an error wrapping ErrUnavailable when the database cannot be
 // reached or is overloaded.
 type Store interface {
-	// Write runs fn in one atomic database transaction: it commits when
-	// fn returns nil and rolls back otherwise (fn's error is returned
-	// unchanged). Transactions that write the same unique key (a resource
-	// version, a conditional key, a ledger entry) are serialised and the
-	// later one fails with ErrConflict, after which the caller may call
-	// Write again. (SQLite serialises every write transaction; PostgreSQL
-	// runs those without a common key in parallel, at READ COMMITTED.)
+	// Write runs fn atomically in a database transaction: fn's writes
+	// commit when it returns nil and are rolled back otherwise (fn's error
+	// is returned unchanged). Write returns only once fn's writes are
+	// durably committed (or failed). Concurrent Writes may share one
+	// database transaction and its commit (group commit): each fn then
+	// runs in a savepoint of its own, sees the writes of those that ran
+	// before it in the transaction, and its failure undoes its own writes
+	// only; none of them is answered before the shared commit. Waiting
+	// Writes are served oldest first. fn may therefore run more than once
+	// (when the shared transaction is lost under another Write) and must,
+	// as for Retry, set its results afresh on each run. Transactions that
+	// write the same unique key (a resource version, a conditional key, a
+	// ledger entry) are serialised and the later one fails with
+	// ErrConflict, after which the caller may call Write again. (SQLite
+	// serialises every write transaction; PostgreSQL runs those without a
+	// common key in parallel, at READ COMMITTED.) When too many Writes are
+	// waiting already, Write fails at once with ErrBusy.
 	Write(ctx context.Context, fn func(Tx) error) error
 	// Read returns the current version; ErrNotFound, or ErrGone with the
 	// deletion version's metadata in the returned Resource.
@@ -201,18 +215,28 @@ type Tx interface {
 	// if there is no such entry.
 	SetLedgerMapping(source, kind, recordID, version, mappingVersion string) error
 	// AppendAudit appends the AuditEvent id to the tamper-evident audit
-	// chain and returns its seq. The caller has already Put version 1 of
-	// AuditEvent/id with Body == body in this transaction. The entry's hash
-	// is audit.Link(the previous entry's hash, body) ("" before the first
-	// entry) and its seq the previous seq + 1, from 1. Appends are
-	// serialised across transactions and processes sharing the database,
-	// so the chain never forks, and a transaction that rolls back leaves no
-	// gap. The chain head stays locked from the append until the
-	// transaction ends, so append last. Returns ErrConflict if id is
-	// already in the chain (or, when the caller did not append last, on a
-	// deadlock with a concurrent transaction: retry it), ErrUnavailable if
-	// the chain head stayed locked longer than the statement timeout.
-	AppendAudit(id string, body []byte) (seq int64, err error)
+	// chain when the transaction commits. The caller has already Put
+	// version 1 of AuditEvent/id with Body == body and no index entries in
+	// this transaction: entries are its index entries, which the store
+	// writes after the commit, in the background, many AuditEvents at a
+	// time (if the process stops first, the store extracts them again
+	// from the stored body); Store.Search indexes every AuditEvent
+	// committed before it starts before it runs a query that can return
+	// them (of type AuditEvent or "", or with an AuditEvent _revinclude),
+	// so no search misses one. Tx.Search does not wait.
+	// The entry's hash is audit.Link(the previous entry's hash, body) (""
+	// before the first entry) and its seq the previous seq + 1, from 1; a
+	// transaction's entries take consecutive seqs in the order of its
+	// calls, after the entries of every transaction that committed before
+	// it. Appends are serialised across transactions and processes sharing
+	// the database, so the chain never forks, and a transaction (or a
+	// savepoint) that rolls back leaves no entry and no gap. The chain
+	// head is locked only while the transaction commits. Returns
+	// ErrConflict at once if id was appended in this transaction already;
+	// an id already in the chain makes the commit fail with ErrConflict.
+	// A commit that waited for the chain head longer than the statement
+	// timeout fails with ErrUnavailable. Invalid entries are an error.
+	AppendAudit(id string, body []byte, entries []search.Entry) error
 	// Savepoint runs fn, which uses this Tx as usual, in a nested savepoint
 	// (Savepoints nest). When fn returns nil its writes are kept. When fn
 	// returns an error, every write fn made (resources, index entries,

@@ -2,19 +2,20 @@ package store
 
 import (
 	"crypto/rand"
+	"encoding/hex"
 	"fmt"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
 	"strconv"
 	"time"
 
-	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 )
 
 // NewVersion turns a decoded resource into version v of typ/id, ready for
 // Tx.Put: it sets resourceType, id, meta.versionId and meta.lastUpdated in
-// doc (values a client sent are replaced), marshals doc once and extracts
-// its search index entries from the decoded form. It fails only if doc
-// cannot be marshalled.
+// doc (values a client sent are replaced), marshals doc once (as
+// fhirwire.Marshal would: resourceType first) and extracts its search index entries from the
+// decoded form. It fails only if doc cannot be marshalled.
 func NewVersion(typ, id string, v int64, doc map[string]any, now time.Time) (*Resource, []search.Entry, error) {
 	doc["resourceType"] = typ
 	doc["id"] = id
@@ -33,9 +34,21 @@ func NewVersion(typ, id string, v int64, doc map[string]any, now time.Time) (*Re
 		search.Extract(typ, doc), nil
 }
 
-// NewID returns a server-assigned resource id: 32 random hex digits.
+// NewID returns a server-assigned resource id: 32 hex digits, the first
+// 12 the current time in unix milliseconds and the other 20 random (80
+// bits). Ids made later sort after ids made earlier (as UUIDv7's do), so
+// the rows of new resources go to the end of the stores' (type, id)
+// indexes, a few pages per transaction, instead of to a random page of
+// each index for every resource: a transaction then writes, and its
+// commit syncs, far fewer pages. An id is still unguessable; it tells when
+// the resource was created, as its meta.lastUpdated does.
 func NewID() string {
 	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return fmt.Sprintf("%x", b)
+	ms := uint64(time.Now().UnixMilli())
+	for i := 5; i >= 0; i-- {
+		b[i] = byte(ms)
+		ms >>= 8
+	}
+	_, _ = rand.Read(b[6:])
+	return hex.EncodeToString(b[:])
 }

@@ -90,7 +90,11 @@ func newIssue(sev Severity, rule, expr, msg string) Issue {
 }
 
 // run validates doc; want is the expected resource type or "".
-func (v *Validator) run(doc []byte, want string) *Result {
+func (v *Validator) run(doc []byte, want string) *Result { return v.runThen(doc, want, nil) }
+
+// runThen is run that, when the document is valid, calls then with the
+// walker before it goes back to the pool (its tape still that of doc).
+func (v *Validator) runThen(doc []byte, want string, then func(w *walker)) *Result {
 	res := &Result{}
 	if len(doc) > maxDocSize {
 		res.Issues = append(res.Issues, newIssue(SeverityError, "too-costly", "", "the document is too large to validate"))
@@ -112,6 +116,9 @@ func (v *Validator) run(doc []byte, want string) *Result {
 	w.start(doc)
 	w.document(want, res)
 	res.Issues = w.finish()
+	if then != nil && res.Valid() {
+		then(w)
+	}
 	return res
 }
 

@@ -60,6 +60,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -97,6 +98,17 @@ type Options struct {
 	// program's schema version, migrating nothing (the read-only
 	// commands): otherwise store.ErrNoDatabase.
 	Existing bool
+	// WriteLanes is how many batches of concurrent writes run at once,
+	// each in its own transaction on its own connection (group commit,
+	// see sqlstore). URL: write_lanes. Default DefaultWriteLanes.
+	WriteLanes int
+	// MaxBatch bounds the concurrent writes that share one transaction
+	// and commit. URL: write_batch. Default sqlstore.DefaultMaxBatch (64).
+	MaxBatch int
+	// MaxQueue is how many writes may wait for a lane; one more fails at
+	// once with store.ErrBusy (503 with Retry-After at the edge). URL:
+	// write_queue. Default sqlstore.DefaultMaxQueue (1,024).
+	MaxQueue int
 }
 
 // Defaults of Options.
@@ -104,6 +116,7 @@ const (
 	DefaultStatementTimeout = 30 * time.Second
 	DefaultAcquireTimeout   = 10 * time.Second
 	DefaultConnectTimeout   = 5 * time.Second
+	DefaultWriteLanes       = 2
 )
 
 // Store is a store.Store on one PostgreSQL database.
@@ -124,7 +137,7 @@ var _ store.Store = (*Store)(nil)
 // never quotes the URL); a server that cannot be reached is
 // store.ErrUnavailable.
 func Open(ctx context.Context, url string, opts Options) (*Store, error) {
-	cfg, acquire, err := config(url, opts)
+	cfg, acquire, wcfg, err := config(url, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -137,7 +150,8 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		now = time.Now
 	}
 	s := &Store{pool: pool, acquireTimeout: acquire, now: now}
-	s.Store = sqlstore.New(conns{s}, dialect, now)
+	wcfg.Now = now
+	s.Store = sqlstore.New(conns{s}, dialect, wcfg)
 	s.analyzer.ctx, s.analyzer.stop = context.WithCancel(context.Background())
 	if opts.Existing {
 		err = s.checkVersion(ctx)
@@ -156,27 +170,51 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 }
 
 // config parses url and applies opts: the pool configuration (with the
-// statement timeout set on every new connection) and the acquire timeout.
-func config(url string, opts Options) (*pgxpool.Config, time.Duration, error) {
+// statement timeout set on every new connection), the acquire timeout and
+// the group commit's configuration. Without a pool size in opts or the
+// URL, the pool has DefaultMaxConns connections.
+func config(url string, opts Options) (*pgxpool.Config, time.Duration, sqlstore.Config, error) {
+	var wcfg sqlstore.Config
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		// pgconn's parse errors may quote the URL: never echo a password.
-		return nil, 0, errors.New("postgres: invalid database URL")
+		return nil, 0, wcfg, errors.New("postgres: invalid database URL")
 	}
 	params := cfg.ConnConfig.RuntimeParams
 	stmt := DefaultStatementTimeout
 	if v, ok := params["statement_timeout"]; ok {
 		delete(params, "statement_timeout")
 		if stmt, err = parseTimeout(v); err != nil {
-			return nil, 0, fmt.Errorf("postgres: statement_timeout %q: %w", v, err)
+			return nil, 0, wcfg, fmt.Errorf("postgres: statement_timeout %q: %w", v, err)
 		}
 	}
 	acquire := DefaultAcquireTimeout
 	if v, ok := params["pool_acquire_timeout"]; ok {
 		delete(params, "pool_acquire_timeout")
 		if acquire, err = time.ParseDuration(v); err != nil || acquire <= 0 {
-			return nil, 0, fmt.Errorf("postgres: pool_acquire_timeout %q: want a positive duration such as 10s", v)
+			return nil, 0, wcfg, fmt.Errorf("postgres: pool_acquire_timeout %q: want a positive duration such as 10s", v)
 		}
+	}
+	wcfg.Lanes = DefaultWriteLanes
+	for _, p := range []struct {
+		name string
+		dst  *int
+		opt  int
+	}{{"write_lanes", &wcfg.Lanes, opts.WriteLanes}, {"write_batch", &wcfg.MaxBatch, opts.MaxBatch}, {"write_queue", &wcfg.MaxQueue, opts.MaxQueue}} {
+		if v, ok := params[p.name]; ok {
+			delete(params, p.name)
+			n, err := strconv.Atoi(v)
+			if err != nil || n <= 0 {
+				return nil, 0, wcfg, fmt.Errorf("postgres: %s %q: want a positive number", p.name, v)
+			}
+			*p.dst = n
+		}
+		if p.opt > 0 {
+			*p.dst = p.opt
+		}
+	}
+	if !strings.Contains(url, "pool_max_conns") {
+		cfg.MaxConns = DefaultMaxConns(wcfg.Lanes)
 	}
 	switch {
 	case opts.StatementTimeout > 0:
@@ -200,7 +238,15 @@ func config(url string, opts Options) (*pgxpool.Config, time.Duration, error) {
 		_, err := c.Exec(ctx, `SELECT set_config('statement_timeout', $1, false)`, ms)
 		return err
 	}
-	return cfg, acquire, nil
+	return cfg, acquire, wcfg, nil
+}
+
+// DefaultMaxConns is the pool size when neither Options.MaxConns nor the
+// URL's pool_max_conns sets one: four connections per CPU the process may
+// use (reads wait on the database far more than they compute), at least
+// 8, plus one per write lane.
+func DefaultMaxConns(lanes int) int32 {
+	return int32(max(4*runtime.GOMAXPROCS(0), 8) + lanes)
 }
 
 // parseTimeout reads a statement_timeout value: a number of milliseconds
@@ -284,9 +330,11 @@ func (s *Store) single(ctx context.Context, fn func(q querier) error) error {
 	}
 }
 
-// Close closes the pool, waiting for connections in use to be released;
-// it is safe to call more than once.
+// Close stops taking writes, waits for those queued, and closes the pool,
+// waiting for connections in use to be released; it is safe to call more
+// than once.
 func (s *Store) Close() error {
+	s.CloseWrites()
 	s.stopAnalyzer()
 	s.pool.Close()
 	return nil

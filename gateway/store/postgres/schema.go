@@ -276,6 +276,34 @@ var migrations = []sqlstore.Migration{{
 			PRIMARY KEY (job_id, file, part)
 		)`,
 	},
+}, {
+	Version: 7,
+	Stmts: []string{
+		// AuditEvents are indexed after their commit (sqlstore's audit
+		// indexer): every chain entry up to seq has its index rows. Those
+		// of before were indexed when written.
+		`CREATE TABLE audit_index_head (
+			one INTEGER NOT NULL PRIMARY KEY CHECK (one = 1),
+			seq BIGINT NOT NULL
+		)`,
+		`INSERT INTO audit_index_head (one, seq) SELECT 1, seq FROM audit_chain_head`,
+		// Only tokens with a system serve a search by system alone, and
+		// only absolute references one by URL.
+		`DROP INDEX idx_token_system`,
+		`CREATE INDEX idx_token_system ON idx_token (type, param, system) WHERE system <> ''`,
+		`DROP INDEX idx_reference_url`,
+		`CREATE INDEX idx_reference_url ON idx_reference (type, param, ref_url) WHERE ref_url <> ''`,
+		// Reverse lookups are scoped by the source type too, so that the
+		// references of one type (say the AuditEvents naming a patient,
+		// thousands of them) never lie in the range another type's search
+		// or count reads.
+		`DROP INDEX idx_reference_rev`,
+		`CREATE INDEX idx_reference_rev ON idx_reference (ref_type, ref_id, type)`,
+		// Readiness counts the open items without reading the delivered
+		// ones; an operator lists a patient's deliveries.
+		`CREATE INDEX outbox_open ON outbox (status, destination, created) WHERE status <> 'done'`,
+		`CREATE INDEX outbox_patient ON outbox (patient, id)`,
+	},
 }}
 
 // schemaVersion is the schema version this package migrates to.

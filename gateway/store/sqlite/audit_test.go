@@ -9,6 +9,7 @@ import (
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/internal/sqlstore"
 )
 
 // TestAuditChainTamper changes the stored chain behind the store's back:
@@ -22,7 +23,7 @@ func TestAuditChainTamper(t *testing.T) {
 	}{
 		{"body byte changed", func(t *testing.T, s *Store) {
 			var body []byte
-			if err := s.w.QueryRow(`SELECT body FROM resources WHERE type = 'AuditEvent' AND id = 'ae3' AND version = 1`).Scan(&body); err != nil {
+			if err := s.r.QueryRow(`SELECT body FROM resources WHERE type = 'AuditEvent' AND id = 'ae3' AND version = 1`).Scan(&body); err != nil {
 				t.Fatal(err)
 			}
 			body[len(body)/2] ^= 0x01
@@ -70,8 +71,7 @@ func appendAudit(t *testing.T, s *Store, id string) {
 		if err := tx.Put(&store.Resource{Type: "AuditEvent", ID: id, Version: 1, Body: body}, nil); err != nil {
 			return err
 		}
-		_, err := tx.AppendAudit(id, body)
-		return err
+		return tx.AppendAudit(id, body, nil)
 	})
 	if err != nil {
 		t.Fatalf("append %s: %v", id, err)
@@ -80,7 +80,10 @@ func appendAudit(t *testing.T, s *Store, id string) {
 
 func execSQL(t *testing.T, s *Store, q string, args ...any) {
 	t.Helper()
-	if _, err := s.w.Exec(q, args...); err != nil {
+	if err := s.c.Autocommit(context.Background(), func(c sqlstore.Conn) error {
+		_, err := c.Exec(context.Background(), q, args...)
+		return err
+	}); err != nil {
 		t.Fatalf("%s: %v", q, err)
 	}
 }

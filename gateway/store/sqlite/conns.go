@@ -4,31 +4,51 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strings"
+	"sync"
+	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/internal/sqlstore"
 )
 
-// conns are a Store's two pools as sqlstore uses them (sqlstore.DB):
+// conns are a Store's connections as sqlstore uses them (sqlstore.DB):
 // write transactions and nonces on the one write connection, reads on the
-// read-only pool.
+// read-only pool. The write connection is held for the Store's life (a
+// sql.Conn), so that statements prepared on it stay prepared across
+// transactions; wmu gives it to one transaction or autocommit call at a
+// time.
 type conns struct {
-	w, r  *sql.DB
-	stmts map[string]*sql.Stmt // prepared on w, used in write transactions
+	wmu sync.Mutex
+	wc  *sql.Conn
+	ws  *stmtCache // prepared on wc
+	r   *sql.DB
+	rs  *stmtCache // prepared on r (per pooled connection, by database/sql)
+	cp  checkpointer
 }
 
-// Begin starts a BEGIN IMMEDIATE transaction (see dsn) on the write
-// connection, waiting for a Write in progress.
+// Begin starts a write transaction on the write connection, waiting for a
+// transaction or autocommit call in progress. The transaction is run with
+// plain BEGIN IMMEDIATE, COMMIT and ROLLBACK statements rather than a
+// sql.Tx, so that the connection's prepared statements run in it as they
+// are (database/sql prepares a connection's statement again for each
+// sql.Tx). Its statements run under ctx without its cancellation: SQLite
+// rolls a transaction back when a statement in it is interrupted, and
+// the statements that followed would then commit one by one. A lock held
+// by another process is waited for at most the busy timeout.
 func (c *conns) Begin(ctx context.Context) (sqlstore.Tx, error) {
-	stx, err := c.w.BeginTx(ctx, nil)
-	if err != nil {
+	c.wmu.Lock()
+	ctx = context.WithoutCancel(ctx)
+	t := &tx{c: c, ctx: ctx}
+	if _, err := t.Exec(ctx, `BEGIN IMMEDIATE`); err != nil {
+		c.wmu.Unlock()
 		return nil, fmt.Errorf("sqlite: begin: %w", mapErr(err))
 	}
-	return &tx{conn: conn{stx}, stx: stx, stmts: c.stmts}, nil
+	return t, nil
 }
 
 // Read runs fn on the read-only pool.
 func (c *conns) Read(ctx context.Context, fn func(sqlstore.Conn) error) error {
-	return fn(conn{c.r})
+	return fn(conn{q: c.r, stmts: c.rs})
 }
 
 // Snapshot runs fn in a read transaction of the read-only pool.
@@ -38,32 +58,112 @@ func (c *conns) Snapshot(ctx context.Context, fn func(sqlstore.Conn) error) erro
 		return fmt.Errorf("sqlite: begin read: %w", mapErr(err))
 	}
 	defer rtx.Rollback()
-	return fn(conn{rtx})
+	return fn(conn{q: rtx, stmts: c.rs, tx: rtx})
 }
 
 // Autocommit runs fn on the write connection, outside a transaction: each
-// statement takes the write lock (waiting for a Write in progress, in this
-// process or another) and commits.
+// statement takes the write lock (waiting for a writer in another
+// process) and commits.
 func (c *conns) Autocommit(ctx context.Context, fn func(sqlstore.Conn) error) error {
-	return fn(conn{c.w})
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return fn(conn{q: c.wc, stmts: c.ws})
 }
 
-// Committed does nothing: SQLite's planner statistics are seeded (see
-// plannerStats).
-func (c *conns) Committed(context.Context, int) {}
+// Committed has the WAL checkpointed (see checkpointer); SQLite's planner
+// statistics are seeded (see plannerStats).
+func (c *conns) Committed(context.Context, int) { c.cp.kick() }
 
-// querier is what *sql.DB and *sql.Tx have in common.
+// checkpointer copies the WAL's committed pages into the database file
+// after commits, at most every checkpointEvery, on a connection of its
+// own, instead of the write connection doing it inside the commit of the
+// transaction that crossed the WAL's size threshold (SQLite's automatic
+// checkpoint, switched off on the write connection): the writes that
+// group-commit do not wait for the copy and its fsync, and a page changed
+// by many commits in between is copied once. A checkpoint is PASSIVE (it
+// never waits for or blocks readers and writers); one runs at a time. It
+// runs in a goroutine that ends when no checkpoint is due, so an idle
+// Store runs none; close waits for it.
+type checkpointer struct {
+	db *sql.DB // one connection
+
+	mu      sync.Mutex
+	running bool
+	last    time.Time // the last checkpoint's start
+	closed  bool
+	wg      sync.WaitGroup
+}
+
+// checkpointEvery spaces checkpoints: the WAL then holds what some
+// hundred milliseconds of commits wrote, a few MiB at most at the write
+// rates the gateway reaches, and a reader finds a page in it rather than
+// in the database file no slower.
+const checkpointEvery = 250 * time.Millisecond
+
+// kick asks for a checkpoint after a commit: one starts unless one runs
+// or the last started less than checkpointEvery ago (a later commit will
+// ask again).
+func (c *checkpointer) kick() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || c.db == nil || c.running || time.Since(c.last) < checkpointEvery {
+		return
+	}
+	c.running, c.last = true, time.Now()
+	c.wg.Go(c.run)
+}
+
+func (c *checkpointer) run() {
+	// A failure (a busy database) leaves the pages to the next one.
+	_, _ = c.db.Exec(`PRAGMA wal_checkpoint(PASSIVE)`)
+	c.mu.Lock()
+	c.running = false
+	c.mu.Unlock()
+}
+
+// close waits for a checkpoint in progress and takes no more.
+func (c *checkpointer) close() {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	c.wg.Wait()
+}
+
+// querier is what *sql.DB, *sql.Conn and *sql.Tx have in common.
 type querier interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
-// conn is a sqlstore.Conn on a pool or a transaction.
-type conn struct{ q querier }
+// conn is a sqlstore.Conn on a pool, a connection or a transaction; its
+// statements run prepared from stmts (tx, when not nil, is the read
+// transaction they run in: a statement prepared on the pool is made the
+// transaction's).
+type conn struct {
+	q     querier
+	stmts *stmtCache
+	tx    *sql.Tx
+}
+
+// stmt is the prepared statement of query, or nil when it is not to be
+// prepared.
+func (c conn) stmt(ctx context.Context, query string) *sql.Stmt {
+	st := c.stmts.get(ctx, query)
+	if st != nil && c.tx != nil {
+		return c.tx.StmtContext(ctx, st)
+	}
+	return st
+}
 
 func (c conn) Exec(ctx context.Context, query string, args ...any) (int64, error) {
-	res, err := c.q.ExecContext(ctx, query, args...)
+	var res sql.Result
+	var err error
+	if st := c.stmt(ctx, query); st != nil {
+		res, err = st.ExecContext(ctx, args...)
+	} else {
+		res, err = c.q.ExecContext(ctx, query, args...)
+	}
 	if err != nil {
 		return 0, err
 	}
@@ -71,7 +171,13 @@ func (c conn) Exec(ctx context.Context, query string, args ...any) (int64, error
 }
 
 func (c conn) Query(ctx context.Context, query string, args ...any) (sqlstore.Rows, error) {
-	r, err := c.q.QueryContext(ctx, query, args...)
+	var r *sql.Rows
+	var err error
+	if st := c.stmt(ctx, query); st != nil {
+		r, err = st.QueryContext(ctx, args...)
+	} else {
+		r, err = c.q.QueryContext(ctx, query, args...)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -79,6 +185,9 @@ func (c conn) Query(ctx context.Context, query string, args ...any) (sqlstore.Ro
 }
 
 func (c conn) QueryRow(ctx context.Context, query string, args ...any) sqlstore.Row {
+	if st := c.stmt(ctx, query); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
 	return c.q.QueryRowContext(ctx, query, args...)
 }
 
@@ -88,44 +197,128 @@ type rows struct{ *sql.Rows }
 
 func (r rows) Close() { _ = r.Rows.Close() }
 
-// tx is a write transaction as sqlstore.Tx: the statements of
-// Store.WriteStatements run prepared.
+// tx is a write transaction as sqlstore.Tx, on the write connection
+// (see Begin); it gives the connection back when it ends.
 type tx struct {
-	conn
-	stx   *sql.Tx
-	stmts map[string]*sql.Stmt
+	c   *conns
+	ctx context.Context // Begin's, without cancellation
 }
 
-func (t *tx) Exec(ctx context.Context, query string, args ...any) (int64, error) {
-	st := t.stmts[query]
-	if st == nil {
-		return t.conn.Exec(ctx, query, args...)
-	}
-	res, err := t.stx.StmtContext(ctx, st).ExecContext(ctx, args...)
-	if err != nil {
-		return 0, err
-	}
-	return res.RowsAffected()
+func (t *tx) conn() conn { return conn{q: t.c.wc, stmts: t.c.ws} }
+
+func (t *tx) Exec(_ context.Context, query string, args ...any) (int64, error) {
+	return t.conn().Exec(t.ctx, query, args...)
 }
 
-func (t *tx) QueryRow(ctx context.Context, query string, args ...any) sqlstore.Row {
-	if st := t.stmts[query]; st != nil {
-		return t.stx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
-	}
-	return t.conn.QueryRow(ctx, query, args...)
+func (t *tx) Query(_ context.Context, query string, args ...any) (sqlstore.Rows, error) {
+	return t.conn().Query(t.ctx, query, args...)
+}
+
+func (t *tx) QueryRow(_ context.Context, query string, args ...any) sqlstore.Row {
+	return t.conn().QueryRow(t.ctx, query, args...)
 }
 
 // Batch runs the statements one by one (SQLite runs in process: there are
 // no round trips to save).
-func (t *tx) Batch(ctx context.Context, stmts []sqlstore.Stmt) error {
+func (t *tx) Batch(_ context.Context, stmts []sqlstore.Stmt) error {
+	c := t.conn()
 	for _, st := range stmts {
-		if _, err := t.Exec(ctx, st.SQL, st.Args...); err != nil {
+		if _, err := c.Exec(t.ctx, st.SQL, st.Args...); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (t *tx) Commit(context.Context) error { return t.stx.Commit() }
+// Commit commits; when COMMIT fails (the database stayed locked by a
+// reader of another process, an I/O error), the transaction is rolled
+// back, so the connection is never left inside it.
+func (t *tx) Commit(context.Context) error {
+	defer t.c.wmu.Unlock()
+	if _, err := t.conn().Exec(t.ctx, `COMMIT`); err != nil {
+		_, _ = t.conn().Exec(t.ctx, `ROLLBACK`)
+		return err
+	}
+	return nil
+}
 
-func (t *tx) Rollback(context.Context) { _ = t.stx.Rollback() }
+func (t *tx) Rollback(context.Context) {
+	defer t.c.wmu.Unlock()
+	_, _ = t.conn().Exec(t.ctx, `ROLLBACK`)
+}
+
+// stmtCache keeps prepared statements by their text: those a Store
+// prepares at Open for good and, if it prepares on demand, up to
+// maxDynamic others (searches, mostly the few shapes of conditional
+// lookups), dropped all at once when more come. Only a cache whose
+// statements run one at a time (the write connection's) prepares on
+// demand: a dropped statement is closed at once. A statement of several
+// (";") is never prepared (SQLite would prepare only its first).
+type stmtCache struct {
+	prep     func(ctx context.Context, query string) (*sql.Stmt, error)
+	onDemand bool
+
+	mu      sync.Mutex
+	fixed   map[string]*sql.Stmt
+	dynamic map[string]*sql.Stmt
+}
+
+// maxDynamic bounds the statements a stmtCache prepares on demand.
+const maxDynamic = 256
+
+func newStmtCache(prep func(ctx context.Context, query string) (*sql.Stmt, error), onDemand bool) *stmtCache {
+	return &stmtCache{prep: prep, onDemand: onDemand, fixed: map[string]*sql.Stmt{}, dynamic: map[string]*sql.Stmt{}}
+}
+
+// prepare prepares queries for good.
+func (c *stmtCache) prepare(ctx context.Context, queries []string) error {
+	for _, q := range queries {
+		st, err := c.prep(ctx, q)
+		if err != nil {
+			return err
+		}
+		c.fixed[q] = st
+	}
+	return nil
+}
+
+// get returns the prepared statement of query, preparing it if need be;
+// nil when it is not to be prepared or cannot be (the caller then runs
+// the text, which reports the error).
+func (c *stmtCache) get(ctx context.Context, query string) *sql.Stmt {
+	if c == nil || strings.Contains(query, ";") {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st := c.fixed[query]; st != nil {
+		return st
+	}
+	if st := c.dynamic[query]; st != nil || !c.onDemand {
+		return st
+	}
+	st, err := c.prep(ctx, query)
+	if err != nil {
+		return nil
+	}
+	if len(c.dynamic) >= maxDynamic {
+		for q, old := range c.dynamic {
+			_ = old.Close()
+			delete(c.dynamic, q)
+		}
+	}
+	c.dynamic[query] = st
+	return st
+}
+
+// close closes every statement.
+func (c *stmtCache) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, m := range []map[string]*sql.Stmt{c.fixed, c.dynamic} {
+		for q, st := range m {
+			_ = st.Close()
+			delete(m, q)
+		}
+	}
+}

@@ -6,12 +6,17 @@
 // migrates its schema and supplies SQLite's dialect.
 //
 // The database runs in WAL mode with synchronous=FULL, so a committed Write
-// survives a crash or kill -9. Writes go through one connection and start
-// with BEGIN IMMEDIATE: writers, in this process or another, are serialised
-// by SQLite's write lock, which makes "search, then create if absent"
+// survives a crash or kill -9. Writes go through one connection, held for
+// the Store's life with its statements prepared once, and start with BEGIN
+// IMMEDIATE: writers, in this process or another, are serialised by
+// SQLite's write lock, which makes "search, then create if absent"
 // transactions race-free and orders the audit chain's appends and the
-// outbox's claims without locks of their own. UseNonce is one statement on
-// the write connection, serialised the same way. Reads (Read, VRead,
+// outbox's claims without locks of their own. Concurrent Writes of this
+// process share a transaction and its commit (group commit, one lane: see
+// sqlstore), each in a savepoint; savepoint and statement journals are
+// kept in memory, and the write connection's page cache is large enough
+// for a batch's pages. UseNonce is one statement on the write connection,
+// serialised the same way. Reads (Read, VRead,
 // History, Search, the outbox listings, AuditChain) use a separate pool of
 // read-only connections and never wait for writers. A database locked
 // longer than Options.BusyTimeout (another process writing, a checkpoint)
@@ -64,16 +69,22 @@ type Options struct {
 	// commands): a missing file or a database not set up is
 	// store.ErrNoDatabase.
 	Existing bool
+	// MaxBatch bounds the concurrent writes that share one transaction
+	// and commit (group commit). Default sqlstore.DefaultMaxBatch (64).
+	MaxBatch int
+	// MaxQueue is how many writes may wait for the write connection; one
+	// more fails at once with store.ErrBusy (503 with Retry-After at the
+	// edge). Default sqlstore.DefaultMaxQueue (1,024).
+	MaxQueue int
 }
 
 // Store is a store.Store on one SQLite database file.
 type Store struct {
 	*sqlstore.Store // everything but Close
 
-	w *sql.DB // one connection: write transactions, nonces
+	w *sql.DB // one connection, held by conns: write transactions, nonces
 	r *sql.DB // read-only pool
-
-	stmts map[string]*sql.Stmt // prepared on w, used in write transactions
+	c *conns
 
 	closeOnce sync.Once
 	closeErr  error
@@ -138,8 +149,26 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	r.SetMaxIdleConns(nread)
 	r.SetConnMaxLifetime(0)
 	r.SetConnMaxIdleTime(0)
-	s := &Store{w: w, r: r, stmts: map[string]*sql.Stmt{}}
-	s.Store = sqlstore.New(&conns{w: w, r: r, stmts: s.stmts}, dialect, now)
+	wc, err := w.Conn(ctx)
+	if err != nil {
+		r.Close()
+		w.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, mapErr(err))
+	}
+	cp, err := sql.Open("sqlite", dsnCheckpoint(path, busy))
+	if err != nil {
+		wc.Close()
+		r.Close()
+		w.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	cp.SetMaxOpenConns(1)
+	cp.SetMaxIdleConns(1)
+	c := &conns{wc: wc, r: r, cp: checkpointer{db: cp}}
+	c.ws = newStmtCache(wc.PrepareContext, true)
+	c.rs = newStmtCache(r.PrepareContext, false)
+	s := &Store{w: w, r: r, c: c}
+	s.Store = sqlstore.New(c, dialect, sqlstore.Config{Now: now, MaxBatch: opts.MaxBatch, MaxQueue: opts.MaxQueue})
 	if err := s.prepare(ctx); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("sqlite: prepare: %w", err)
@@ -164,7 +193,7 @@ func checkExisting(ctx context.Context, path, dsn string) error {
 		return err
 	}
 	defer db.Close()
-	return sqlstore.CheckVersion(ctx, conn{db}, schemaVersion)
+	return sqlstore.CheckVersion(ctx, conn{q: db}, schemaVersion)
 }
 
 // writable reports whether this process may write the database file and
@@ -208,31 +237,53 @@ func dsn(path string, busy time.Duration, readOnly bool) string {
 		v.Add("_pragma", "query_only(1)")
 	} else {
 		v.Add("_pragma", "journal_mode(WAL)")
+		// A group-committed transaction dirties many pages: with the
+		// default cache (2 MiB) they spill to the WAL before the commit
+		// and are written again by it.
+		v.Add("_pragma", fmt.Sprintf("cache_size(%d)", -writeCacheKiB))
+		// Savepoints (one per request of a group commit) and multi-row
+		// statements keep the pages they change in a journal of their own:
+		// in memory, not in a temporary file written page by page.
+		v.Add("_pragma", "temp_store(MEMORY)")
+		// The checkpointer's connection copies the WAL into the database,
+		// not a commit (see checkpointer).
+		v.Add("_pragma", "wal_autocheckpoint(0)")
 		v.Set("_txlock", "immediate")
 	}
 	return path + "?" + v.Encode()
 }
 
-// prepare prepares the statements Writes run most once on the write
-// connection.
-func (s *Store) prepare(ctx context.Context) error {
-	for _, q := range s.WriteStatements() {
-		st, err := s.w.PrepareContext(ctx, q)
-		if err != nil {
-			return mapErr(err)
-		}
-		s.stmts[q] = st
-	}
-	return nil
+// dsnCheckpoint is the data source name of the checkpointer's connection:
+// it writes only the database file, from the WAL.
+func dsnCheckpoint(path string, busy time.Duration) string {
+	v := url.Values{}
+	v.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busy.Milliseconds()))
+	v.Add("_pragma", "synchronous(FULL)")
+	return path + "?" + v.Encode()
 }
 
-// Close closes both connection pools; it is safe to call more than once.
+// writeCacheKiB is the page cache of the write connection.
+const writeCacheKiB = 32 << 10
+
+// prepare prepares the statements writes run most once on the write
+// connection, and those of reads by id on the read pool.
+func (s *Store) prepare(ctx context.Context) error {
+	if err := s.c.ws.prepare(ctx, append(s.WriteStatements(), `BEGIN IMMEDIATE`, `COMMIT`, `ROLLBACK`,
+		`SAVEPOINT kg_req`, `RELEASE SAVEPOINT kg_req`)); err != nil {
+		return mapErr(err)
+	}
+	return mapErr(s.c.rs.prepare(ctx, s.ReadStatements()))
+}
+
+// Close stops taking writes, waits for those queued, and closes both
+// connection pools; it is safe to call more than once.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
-		for _, st := range s.stmts {
-			st.Close()
-		}
-		s.closeErr = errors.Join(s.r.Close(), s.w.Close())
+		s.CloseWrites()
+		s.c.cp.close()
+		s.c.ws.close()
+		s.c.rs.close()
+		s.closeErr = errors.Join(s.c.wc.Close(), s.r.Close(), s.w.Close(), s.c.cp.db.Close())
 	})
 	return s.closeErr
 }

@@ -2,7 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"os"
@@ -117,12 +116,14 @@ func TestHelperProcess(t *testing.T) {
 func TestPragmas(t *testing.T) {
 	s, _ := openTemp(t, Options{BusyTimeout: 1234 * time.Millisecond})
 	defer s.Close()
-	for _, db := range []*sql.DB{s.w, s.r} {
+	s.c.wmu.Lock() // the write connection is the Store's
+	defer s.c.wmu.Unlock()
+	for _, db := range []querier{s.c.wc, s.r} {
 		for pragma, want := range map[string]string{
 			"journal_mode": "wal", "synchronous": "2", "foreign_keys": "1", "busy_timeout": "1234",
 		} {
 			var got string
-			if err := db.QueryRow("PRAGMA " + pragma).Scan(&got); err != nil || got != want {
+			if err := db.QueryRowContext(context.Background(), "PRAGMA "+pragma).Scan(&got); err != nil || got != want {
 				t.Errorf("PRAGMA %s = %q (%v), want %q", pragma, got, err, want)
 			}
 		}
@@ -131,7 +132,10 @@ func TestPragmas(t *testing.T) {
 
 func TestNewerSchemaRefused(t *testing.T) {
 	s, path := openTemp(t, Options{})
-	if _, err := s.w.Exec(`INSERT INTO schema_migrations (version, applied_at) VALUES (?, 0)`, schemaVersion+1); err != nil {
+	if err := s.c.Autocommit(context.Background(), func(c sqlstore.Conn) error {
+		_, err := c.Exec(context.Background(), `INSERT INTO schema_migrations (version, applied_at) VALUES (?, 0)`, schemaVersion+1)
+		return err
+	}); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()

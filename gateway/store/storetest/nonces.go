@@ -113,6 +113,7 @@ func RunShared(t *testing.T, open func(t *testing.T) (store.Store, store.Store))
 	}{
 		{"NoncesShared", testNoncesShared},
 		{"JobsShared", testJobsShared},
+		{"AuditIndexShared", testAuditIndexShared},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

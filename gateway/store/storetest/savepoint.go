@@ -27,8 +27,7 @@ func entryWrites(tx store.Tx, n string) error {
 	if err := tx.Enqueue(item("ehr", n, "p-"+n)); err != nil {
 		return err
 	}
-	_, err := appendAudit(tx, "audit-"+n)
-	return err
+	return appendAudit(tx, "audit-"+n)
 }
 
 // expectEntry checks, inside a transaction and after it, that the writes

@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
 
 // auditPage is how many chain entries AuditChain reads per query: the
@@ -12,30 +14,102 @@ import (
 // entries.
 const auditPage = 1000
 
-// AppendAudit implements store.Tx: it reads the chain head (locking its
-// row until the transaction ends, with Dialect.RowLocks; see the package
-// documentation), then inserts the entry and moves the head, in one round
-// trip.
-func (t *tx) AppendAudit(id string, body []byte) (int64, error) {
+// chainAppend is an audit chain entry waiting for its transaction's
+// commit, with the AuditEvent's index entries (for the indexer).
+type chainAppend struct {
+	id      string
+	body    []byte
+	entries []search.Entry
+}
+
+// AppendAudit implements store.Tx: the entry is kept until the
+// transaction commits (see appendChain), its index entries until the
+// indexer writes them (see auditindex.go). An id appended twice in the
+// transaction is store.ErrConflict at once; invalid entries are an error.
+func (t *tx) AppendAudit(id string, body []byte, entries []search.Entry) error {
 	s := t.s
 	if id == "" {
-		return 0, fmt.Errorf("%s: AppendAudit: id is required", s.d.Name)
+		return fmt.Errorf("%s: AppendAudit: id is required", s.d.Name)
+	}
+	for _, a := range t.audits {
+		if a.id == id {
+			return fmt.Errorf("%w: AuditEvent %s is appended twice", store.ErrConflict, id)
+		}
+	}
+	var rows [numIndexTables][][]any
+	if err := s.entryRows(&rows, entries); err != nil {
+		return fmt.Errorf("%s: AppendAudit %s: %w", s.d.Name, id, err)
+	}
+	t.audits = append(t.audits, chainAppend{id, body, entries})
+	return nil
+}
+
+// The statements of appendChain.
+const (
+	sqlChainHead       = `SELECT seq, hash FROM audit_chain_head WHERE one = 1`
+	sqlChainHeadUpdate = `UPDATE audit_chain_head SET seq = ?, hash = ? WHERE one = 1`
+)
+
+// chainTable is audit_chain as a flush inserts into it.
+var chainTable = &indexTable{name: "audit_chain", cols: []column{{"seq", "bigint"}, {"id", "text"}, {"hash", "text"}}, full: true}
+
+// appendChain appends the transaction's audit entries to the chain, just
+// before it commits: it checks that no id is in the chain already
+// (store.ErrConflict), reads the chain head (locking its row until the
+// commit, with Dialect.RowLocks: concurrent transactions append one after
+// the other, each after the previous one committed), then inserts the
+// entries with their seqs and hashes and moves the head, in one batch.
+// The head is thus held only for the commit, however long the
+// transaction ran before.
+func (t *tx) appendChain() error {
+	if len(t.audits) == 0 {
+		return nil
+	}
+	s := t.s
+	ids := make([]string, len(t.audits))
+	for i, a := range t.audits {
+		ids[i] = s.text(a.id)
+	}
+	taken := ""
+	err := s.chunks(len(ids), func(start, end int) error {
+		b := s.builder()
+		b.Add(`SELECT id FROM audit_chain WHERE `)
+		s.in(b, "id", ids[start:end])
+		b.Add(` LIMIT 1`)
+		err := t.c.QueryRow(t.ctx, b.SQL(), b.Args()...).Scan(&taken)
+		if errNoRows(err) {
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("%s: AppendAudit: %w", s.d.Name, s.err(t.ctx, err))
+	}
+	if taken != "" {
+		return fmt.Errorf("%w: AuditEvent %s is in the audit chain already", store.ErrConflict, taken)
 	}
 	var last int64
 	var prev string
-	err := t.c.QueryRow(t.ctx, `SELECT seq, hash FROM audit_chain_head WHERE one = 1`+s.forUpdate()).Scan(&last, &prev)
-	if err != nil {
-		return 0, fmt.Errorf("%s: AppendAudit %s: read the chain head: %w", s.d.Name, id, s.err(t.ctx, err))
+	if err := t.c.QueryRow(t.ctx, s.bind(sqlChainHead+s.forUpdate())).Scan(&last, &prev); err != nil {
+		return fmt.Errorf("%s: AppendAudit: read the chain head: %w", s.d.Name, s.err(t.ctx, err))
 	}
-	seq, hash := last+1, audit.Link(prev, body)
-	err = t.c.Batch(t.ctx, []Stmt{
-		{s.bind(`INSERT INTO audit_chain (seq, id, hash) VALUES (?, ?, ?)`), []any{seq, id, hash}},
-		{s.bind(`UPDATE audit_chain_head SET seq = ?, hash = ? WHERE one = 1`), []any{seq, hash}},
+	type link struct {
+		seq  int64
+		hash string
+	}
+	links := make([]link, len(t.audits))
+	for i, a := range t.audits {
+		prev = audit.Link(prev, a.body)
+		links[i] = link{last + int64(i) + 1, prev}
+	}
+	stmts := s.rowStmts(nil, chainTable, len(links), func(i int, row []any) []any {
+		return append(row, links[i].seq, ids[i], links[i].hash)
 	})
-	if err != nil {
-		return 0, fmt.Errorf("%s: AppendAudit %s: %w", s.d.Name, id, s.err(t.ctx, err))
+	stmts = append(stmts, Stmt{s.bind(sqlChainHeadUpdate), []any{last + int64(len(links)), prev}})
+	if err := t.c.Batch(t.ctx, stmts); err != nil {
+		return fmt.Errorf("%s: AppendAudit: %w", s.d.Name, s.err(t.ctx, err))
 	}
-	return seq, nil
+	return nil
 }
 
 // AuditChain implements store.Store, reading the chain in pages of

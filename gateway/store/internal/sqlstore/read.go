@@ -49,6 +49,8 @@ const sqlReadCurrent = `SELECT ` + resourceCols + ` FROM current c
 	JOIN resources r ON r.type = c.type AND r.id = c.id AND r.version = c.version
 	WHERE c.type = ? AND c.id = ?`
 
+const sqlVRead = `SELECT ` + resourceCols + ` FROM resources r WHERE r.type = ? AND r.id = ? AND r.version = ?`
+
 func (s *Store) readCurrent(ctx context.Context, c Conn, typ, id string) (*store.Resource, error) {
 	res, err := scanResource(c.QueryRow(ctx, s.bind(sqlReadCurrent), typ, id))
 	if errNoRows(err) {
@@ -81,8 +83,7 @@ func (s *Store) VRead(ctx context.Context, typ, id string, version int64) (*stor
 	var res *store.Resource
 	err := s.db.Read(ctx, func(c Conn) error {
 		var err error
-		res, err = scanResource(c.QueryRow(ctx, s.bind(`SELECT `+resourceCols+` FROM resources r
-			WHERE r.type = ? AND r.id = ? AND r.version = ?`), typ, id, version))
+		res, err = scanResource(c.QueryRow(ctx, s.bind(sqlVRead), typ, id, version))
 		if errNoRows(err) {
 			return fmt.Errorf("%s/%s/_history/%d: %w", typ, id, version, store.ErrNotFound)
 		}

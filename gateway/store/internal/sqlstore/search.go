@@ -20,6 +20,11 @@ func (s *Store) Search(ctx context.Context, q *search.Query) (*store.Page, error
 	if q == nil {
 		return nil, fmt.Errorf("%s: search: nil query", s.d.Name)
 	}
+	if auditsSearched(q) {
+		if err := s.catchUpAudits(ctx); err != nil {
+			return nil, err
+		}
+	}
 	var pg *store.Page
 	run := func(c Conn) error {
 		var err error

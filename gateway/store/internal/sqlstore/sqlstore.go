@@ -30,29 +30,38 @@
 // millisecond (in res, so the caller sees what is stored); a new version
 // of an existing resource releases the conditional keys it held (the
 // caller claims them again). PutLedger does the same for a zero Received,
-// Enqueue for the items' times. "Now" is the Store's clock (New's now), as
+// Enqueue for the items' times. "Now" is the Store's clock (Config.Now), as
 // it is for nonce expiry and date "ap" searches. A version is the primary
 // key of resources, a conditional key that of conditional_keys, a native
 // record version that of ledger: two writers racing for one of them are
 // serialised by the database, and the second fails with store.ErrConflict.
 // ClaimKey never fails a statement (INSERT ... ON CONFLICT DO NOTHING),
-// so the transaction stays usable after its ErrConflict.
+// so the transaction stays usable after its ErrConflict. Put buffers what
+// it writes and a flush sends it many rows to a statement (buffer.go);
+// the index entries of _id and _lastUpdated are not stored, as every
+// search and sort on them reads the current row. The audit chain entries
+// of a transaction are appended when it commits (AppendAudit).
+//
+// Group commit: every write transaction is a request in one queue,
+// served oldest first; concurrent requests share a database transaction
+// and its commit, each in a savepoint of its own (commit.go).
 //
 // Serialisation: without Dialect.RowLocks every write transaction holds
 // the database's write lock from its start, so writers never overlap.
-// With RowLocks, writers run in parallel and take locks where they must
-// not: AppendAudit locks the chain head row (SELECT ... FOR UPDATE) until
-// the transaction ends, so each append takes the next seq after the
-// previous one committed, and a rolled-back append, or a rolled-back
-// savepoint around it, releases the row unchanged; Complete locks the
-// item's row, so a late completion racing a new claim after the lease
-// expired is applied once; Enqueue takes the Dialect.Lock of each item's
-// destination and order key before inserting it, so the items of one
-// source record get their ids in commit order (an amendment committed
-// after its original never gets the smaller id), and Claim and Replay
-// take the lock of the destination, so concurrent claims of one
-// destination run one after the other and never hand out an item twice.
-// Tx.Savepoint uses SAVEPOINT, ROLLBACK TO and RELEASE.
+// With RowLocks, writers (the lanes of several processes, and of one
+// process when Config.Lanes > 1) run in parallel and take locks where
+// they must not: the chain append at commit locks the chain head row
+// (SELECT ... FOR UPDATE) until the transaction ends, so each
+// transaction's entries take the seqs after those of the previous one
+// that committed; Complete locks the item's row, so a late completion
+// racing a new claim after the lease expired is applied once; Enqueue
+// takes the Dialect.Lock of each item's destination and order key before
+// inserting it, so the items of one source record get their ids in commit
+// order (an amendment committed after its original never gets the smaller
+// id), and Claim and Replay take the lock of the destination, so
+// concurrent claims of one destination run one after the other and never
+// hand out an item twice. Tx.Savepoint uses SAVEPOINT, ROLLBACK TO and
+// RELEASE.
 //
 // Nonces: UseNonce is one INSERT ... ON CONFLICT DO UPDATE ... WHERE the
 // row expired, a statement of its own, so concurrent uses of a key, from
@@ -92,72 +101,115 @@ import (
 )
 
 // Store is a store.Store on a backend's DB in its Dialect. A backend
-// embeds it and adds Close.
+// embeds it and adds Close, which calls CloseWrites first.
 type Store struct {
 	db  DB
 	d   *Dialect
 	now func() time.Time
+	w   *committer
+	ix  auditIndexer
 
-	index []indexSQL    // the statements of each of indexTables
-	bound sync.Map      // statement with "?" -> in the dialect's placeholders
-	qmark bool          // the dialect's placeholder is "?"
-	nonce atomic.Uint64 // UseNonce calls, timing the purges
+	index   []indexSQL    // the statements of each of indexTables
+	bound   sync.Map      // statement with "?" -> in the dialect's placeholders
+	inserts sync.Map      // insertKey -> a flush's insert statement
+	qmark   bool          // the dialect's placeholder is "?"
+	nonce   atomic.Uint64 // UseNonce calls, timing the purges
 }
 
-// New returns the Store of db in dialect d, whose clock is now (nil:
-// time.Now). It does no I/O.
-func New(db DB, d *Dialect, now func() time.Time) *Store {
-	if now == nil {
-		now = time.Now
+// Config configures a Store; the zero value is valid.
+type Config struct {
+	// Now is the store's clock (nil: time.Now).
+	Now func() time.Time
+	// Lanes is how many batches of write transactions run at once, each
+	// in a transaction of its own (see commit.go). Default 1: a backend
+	// whose writers are serialised by the database anyway (SQLite) gains
+	// nothing from more.
+	Lanes int
+	// MaxBatch bounds the write requests that share one transaction
+	// (DefaultMaxBatch).
+	MaxBatch int
+	// MaxQueue is how many write requests may wait for a lane before a
+	// Write fails with store.ErrBusy (DefaultMaxQueue).
+	MaxQueue int
+}
+
+// New returns the Store of db in dialect d. It does no I/O; the lanes of
+// its group commit start with the first write.
+func New(db DB, d *Dialect, cfg Config) *Store {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
-	s := &Store{db: db, d: d, now: now, qmark: d.Placeholder(1) == "?"}
+	s := &Store{db: db, d: d, now: cfg.Now, qmark: d.Placeholder(1) == "?"}
 	for _, t := range indexTables {
-		s.index = append(s.index, indexSQL{ins: s.bind(t.insert(d.Arrays)), del: s.bind(t.delete())})
+		s.index = append(s.index, indexSQL{del: s.bind(t.delete())})
 	}
+	s.w = newCommitter(s, cfg)
 	return s
 }
 
-// WriteStatements are the statements a Write runs most (those of Put), for
-// a backend that prepares statements once (SQLite).
+// WriteStatements are the statements a write transaction runs most, for a
+// backend that prepares statements once (SQLite).
 func (s *Store) WriteStatements() []string {
-	stmts := []string{s.bind(sqlCurVersion), s.bind(sqlInsResource), s.bind(sqlUpsertCurrent), s.bind(sqlDelKeys)}
+	stmts := []string{s.bind(sqlCurVersion), s.bind(sqlDelKeys), s.bind(sqlReadCurrent), s.bind(sqlClaimKey),
+		s.bind(sqlKeyOwner), s.bind(sqlLedger), s.bind(sqlPutLedger), s.bind(sqlChainHead), s.bind(sqlChainHeadUpdate)}
 	for _, x := range s.index {
-		stmts = append(stmts, x.ins, x.del)
+		stmts = append(stmts, x.del)
+	}
+	if !s.d.Arrays {
+		for _, t := range append([]*indexTable{resourcesTable, currentTable, chainTable}, tablePointers()...) {
+			for n := maxRows; n >= 1; n /= 4 {
+				stmts = append(stmts, s.valuesInsert(t, n))
+			}
+		}
 	}
 	return stmts
 }
 
+// ReadStatements are the statements of reads by id, for a backend that
+// prepares statements once (SQLite).
+func (s *Store) ReadStatements() []string {
+	return []string{s.bind(sqlReadCurrent), s.bind(sqlVRead)}
+}
+
+// tablePointers are pointers to indexTables' elements.
+func tablePointers() []*indexTable {
+	out := make([]*indexTable, len(indexTables))
+	for i := range indexTables {
+		out[i] = &indexTables[i]
+	}
+	return out
+}
+
 // Write implements store.Store: fn runs in one transaction of the DB,
 // which commits when fn returns nil and rolls back otherwise (fn's error
-// is returned unchanged, as is an error of Begin). fn must not call Write
-// itself and must not use the Tx after returning.
+// is returned unchanged, as is an error of Begin); concurrent Writes share
+// transactions and commits (see commit.go) but never each other's
+// outcome. fn must not call Write itself and must not use the Tx after
+// returning; it may run more than once (see commit.go), like a function
+// given to store.Retry.
 func (s *Store) Write(ctx context.Context, fn func(store.Tx) error) error {
 	return s.write(ctx, func(t *tx) error { return fn(t) })
 }
 
 func (s *Store) write(ctx context.Context, fn func(*tx) error) error {
-	c, err := s.db.Begin(ctx)
-	if err != nil {
-		return err
-	}
-	t := &tx{ctx: ctx, c: c, s: s}
-	done := false
-	defer func() {
-		if !done {
-			c.Rollback(ctx) // fn panicked
-		}
-	}()
-	if err := fn(t); err != nil {
-		done = true
-		c.Rollback(ctx)
-		return err
-	}
-	done = true
-	if err := c.Commit(ctx); err != nil {
-		return fmt.Errorf("%s: commit: %w", s.d.Name, s.err(ctx, err))
-	}
-	s.db.Committed(ctx, t.puts)
-	return nil
+	return s.w.do(ctx, fn)
+}
+
+// QueuedWrites is how many write requests wait for a lane (a gauge for
+// operators; see Config.MaxQueue).
+func (s *Store) QueuedWrites() int { return s.w.queued() }
+
+// GroupCommit tells how many lanes serve the write queue and how many
+// writes one transaction takes at most.
+func (s *Store) GroupCommit() (lanes, maxBatch int) { return s.w.lanes, s.w.maxBatch }
+
+// CloseWrites waits for a background indexing pass of the audit chain,
+// stops taking write requests (they fail with store.ErrUnavailable) and
+// waits for those queued to be answered. A backend's Close calls it before
+// closing its connections.
+func (s *Store) CloseWrites() {
+	s.closeIndexer()
+	s.w.close()
 }
 
 // Ping implements store.Store: the database answers a query.

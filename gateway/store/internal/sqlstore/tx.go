@@ -10,46 +10,59 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
 
-// tx is a store.Tx on a write transaction of the DB. It caches nothing
-// from the database, so a savepoint rollback leaves nothing stale.
+// tx is a store.Tx on a write transaction of the DB. It buffers what
+// Put writes (see putBuffer) and the audit chain entries AppendAudit
+// appends (see appendChain); otherwise it caches nothing from the
+// database, so a savepoint rollback leaves nothing stale.
 type tx struct {
-	ctx   context.Context
-	c     Tx
-	s     *Store
-	depth int // of nested Savepoints, naming them
-	puts  int // resource versions written (see DB.Committed)
+	ctx    context.Context
+	c      Tx
+	s      *Store
+	depth  int // of nested Savepoints, naming them
+	puts   int // resource versions written (see DB.Committed)
+	buf    putBuffer
+	audits []chainAppend // appended when the transaction commits
 }
 
 var _ store.Tx = (*tx)(nil)
 
-// Read implements store.Tx.
+// Read implements store.Tx: a version Put in this transaction and not yet
+// flushed is answered from the buffer; any other resource's current row
+// is the database's (the buffer does not change it).
 func (t *tx) Read(typ, id string) (*store.Resource, error) {
+	if v := t.buf.latest[resKey{typ, id}]; v != nil {
+		r := v.resource()
+		if r.Deleted {
+			return r, fmt.Errorf("%s/%s: %w", typ, id, store.ErrGone)
+		}
+		return r, nil
+	}
 	return t.s.readCurrent(t.ctx, t.c, typ, id)
 }
 
-// Search implements store.Tx: the matches and the total, no includes.
+// Search implements store.Tx: the matches and the total, no includes,
+// after the buffered writes are flushed.
 func (t *tx) Search(q *search.Query) (*store.Page, error) {
+	if err := t.flush(); err != nil {
+		return nil, err
+	}
 	return t.s.search(t.ctx, t.c, q, false)
 }
 
-// The statements of Put (see Store.WriteStatements).
-const (
-	sqlCurVersion    = `SELECT version FROM current WHERE type = ? AND id = ?`
-	sqlInsResource   = `INSERT INTO resources (type, id, version, last_updated, deleted, body, tenant) VALUES (?, ?, ?, ?, ?, ?, ?)`
-	sqlUpsertCurrent = `INSERT INTO current (type, id, version, last_updated, deleted, tenant) VALUES (?, ?, ?, ?, ?, ?)
-		ON CONFLICT (type, id) DO UPDATE SET version = excluded.version, last_updated = excluded.last_updated,
-		deleted = excluded.deleted, tenant = excluded.tenant`
-	sqlDelKeys = `DELETE FROM conditional_keys WHERE type = ? AND id = ?`
-)
+// sqlCurVersion is the one statement of Put that reaches the database.
+const sqlCurVersion = `SELECT version FROM current WHERE type = ? AND id = ?`
 
-// Put implements store.Tx in at most two round trips: the check of the
-// current version (skipped for version 1: versions are contiguous from 1,
-// so a resource that exists already has a version 1 and the insert below
-// fails on the primary key), then one batch of statements. A concurrent
-// writer of the same version (where writers run in parallel) makes the
-// resources insert wait for it, then fail on the primary key. Either way
-// the error is store.ErrConflict. Invalid entries are an error before
-// anything is written.
+// Put implements store.Tx. It checks the version (against a version of
+// the resource buffered in this transaction, else against the database's
+// current row, which it reads unless the version is 1: versions are
+// contiguous from 1, so a resource that exists already has a version 1,
+// and inserting another fails on the primary key) and then buffers the
+// version, its current row and its index rows; they are written, many
+// resources to a statement, when the buffer is flushed (see putBuffer).
+// A version 1 of a resource already stored is therefore reported as
+// store.ErrConflict by the flush, that is by a later call of the
+// transaction or by its commit; every other conflict, and invalid
+// entries, are reported by Put itself, before anything is buffered.
 func (t *tx) Put(res *store.Resource, entries []search.Entry) error {
 	s := t.s
 	if res == nil || res.Type == "" || res.ID == "" {
@@ -58,21 +71,31 @@ func (t *tx) Put(res *store.Resource, entries []search.Entry) error {
 	if !validTenant(res.Tenant) {
 		return fmt.Errorf("%s: Put %s/%s: %q is not a tenant", s.d.Name, res.Type, res.ID, res.Tenant)
 	}
+	k := resKey{res.Type, res.ID}
+	prev := t.buf.latest[k]
 	var cur int64
-	if res.Version != 1 {
+	switch {
+	case prev != nil:
+		cur = prev.version
+	case res.Version != 1:
 		err := t.c.QueryRow(t.ctx, s.bind(sqlCurVersion), res.Type, res.ID).Scan(&cur)
 		if err != nil && !errNoRows(err) {
 			return fmt.Errorf("%s: Put: %w", s.d.Name, s.err(t.ctx, err))
 		}
-		if res.Version != cur+1 {
-			return fmt.Errorf("%w: %s/%s version %d, current version is %d", store.ErrConflict, res.Type, res.ID, res.Version, cur)
+	}
+	if res.Version != cur+1 {
+		return fmt.Errorf("%w: %s/%s version %d, current version is %d", store.ErrConflict, res.Type, res.ID, res.Version, cur)
+	}
+	var rows [numIndexTables][][]any
+	if !res.Deleted {
+		if err := s.entryRows(&rows, entries); err != nil {
+			return fmt.Errorf("%s: Put %s/%s: %w", s.d.Name, res.Type, res.ID, err)
 		}
 	}
 	if res.LastUpdated.IsZero() {
 		res.LastUpdated = s.now()
 	}
 	res.LastUpdated = res.LastUpdated.UTC().Truncate(time.Millisecond)
-	lu := res.LastUpdated.UnixMilli()
 	var body []byte // NULL for a deletion
 	if !res.Deleted {
 		body = res.Body
@@ -80,39 +103,55 @@ func (t *tx) Put(res *store.Resource, entries []search.Entry) error {
 			body = []byte{}
 		}
 	}
-	n := 2 // resources, current
-	if cur > 0 {
-		n += len(s.index) + 1 // deletes
-	}
-	if !res.Deleted {
-		n += len(entries) // inserts, or fewer with arrays
-	}
-	stmts := make([]Stmt, 0, n)
-	stmts = append(stmts,
-		Stmt{s.bind(sqlInsResource), []any{res.Type, res.ID, res.Version, lu, res.Deleted, body, res.Tenant}},
-		Stmt{s.bind(sqlUpsertCurrent), []any{res.Type, res.ID, res.Version, lu, res.Deleted, res.Tenant}})
-	if cur > 0 {
-		for _, x := range s.index {
-			stmts = append(stmts, Stmt{x.del, []any{res.Type, res.ID}})
-		}
-		stmts = append(stmts, Stmt{s.bind(sqlDelKeys), []any{res.Type, res.ID}})
-	}
-	if !res.Deleted {
-		var err error
-		if stmts, err = s.entryStmts(stmts, res.Type, res.ID, entries); err != nil {
-			return fmt.Errorf("%s: Put %s/%s: %w", s.d.Name, res.Type, res.ID, err)
-		}
-	}
-	if err := t.c.Batch(t.ctx, stmts); err != nil {
-		err = s.err(t.ctx, err)
-		if res.Version == 1 && errors.Is(err, store.ErrConflict) {
-			return fmt.Errorf("%s: Put %s/%s version 1: the resource exists: %w", s.d.Name, res.Type, res.ID, err)
-		}
-		return fmt.Errorf("%s: Put %s/%s: %w", s.d.Name, res.Type, res.ID, err)
-	}
+	t.buf.add(k, &bufVersion{version: res.Version, lu: res.LastUpdated.UnixMilli(), deleted: res.Deleted,
+		body: body, tenant: res.Tenant, rows: rows}, prev == nil && cur > 0)
 	t.puts++
 	return nil
 }
+
+// flush writes the buffered versions (see putBuffer.stmts) and empties
+// the buffer, also when the statements fail.
+func (t *tx) flush() error {
+	if t.buf.empty() {
+		return nil
+	}
+	s := t.s
+	stmts := t.buf.stmts(s)
+	t.buf.reset()
+	if err := t.c.Batch(t.ctx, stmts); err != nil {
+		err = s.err(t.ctx, err)
+		if errors.Is(err, store.ErrConflict) {
+			return fmt.Errorf("%s: Put: a version written in this transaction exists already: %w", s.d.Name, err)
+		}
+		return fmt.Errorf("%s: Put: %w", s.d.Name, err)
+	}
+	return nil
+}
+
+// discard drops the buffered writes and the chain appends after the
+// first n (a savepoint's, rolled back).
+func (t *tx) discard(n int) {
+	t.buf.reset()
+	t.audits = t.audits[:n]
+}
+
+// flushKeys flushes the buffer when it holds the deletion of a resource's
+// conditional keys, which a key statement must see.
+func (t *tx) flushKeys() error {
+	if len(t.buf.dels) == 0 {
+		return nil
+	}
+	return t.flush()
+}
+
+// The statements of the conditional keys and the ledger.
+const (
+	sqlClaimKey  = `INSERT INTO conditional_keys (key, type, id) VALUES (?, ?, ?) ON CONFLICT (key) DO NOTHING`
+	sqlKeyOwner  = `SELECT type, id FROM conditional_keys WHERE key = ?`
+	sqlLedger    = `SELECT content_hash, response, received FROM ledger WHERE source = ? AND kind = ? AND record_id = ? AND version = ?`
+	sqlPutLedger = `INSERT INTO ledger (source, kind, record_id, version, content_hash, response, received,
+		tenant, mapping_version, input) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+)
 
 // ClaimKey implements store.Tx: it inserts the key unless it exists (where
 // writers run in parallel, ON CONFLICT DO NOTHING waits for a concurrent
@@ -121,9 +160,11 @@ func (t *tx) Put(res *store.Resource, entries []search.Entry) error {
 // may go on using it after an ErrConflict.
 func (t *tx) ClaimKey(key, typ, id string) error {
 	s := t.s
+	if err := t.flushKeys(); err != nil {
+		return err
+	}
 	key = s.text(key)
-	n, err := t.c.Exec(t.ctx, s.bind(`INSERT INTO conditional_keys (key, type, id) VALUES (?, ?, ?)
-		ON CONFLICT (key) DO NOTHING`), key, typ, id)
+	n, err := t.c.Exec(t.ctx, s.bind(sqlClaimKey), key, typ, id)
 	if err != nil {
 		return fmt.Errorf("%s: ClaimKey: %w", s.d.Name, s.err(t.ctx, err))
 	}
@@ -146,7 +187,10 @@ func (t *tx) ClaimKey(key, typ, id string) error {
 // KeyOwner implements store.Tx.
 func (t *tx) KeyOwner(key string) (typ, id string, err error) {
 	s := t.s
-	err = t.c.QueryRow(t.ctx, s.bind(`SELECT type, id FROM conditional_keys WHERE key = ?`), s.text(key)).Scan(&typ, &id)
+	if err := t.flushKeys(); err != nil {
+		return "", "", err
+	}
+	err = t.c.QueryRow(t.ctx, s.bind(sqlKeyOwner), s.text(key)).Scan(&typ, &id)
 	if errNoRows(err) {
 		return "", "", fmt.Errorf("conditional key %q: %w", key, store.ErrNotFound)
 	}
@@ -161,8 +205,7 @@ func (t *tx) Ledger(source, kind, recordID, version string) (*store.Ledger, erro
 	s := t.s
 	l := &store.Ledger{Source: source, Kind: kind, RecordID: recordID, Version: version}
 	var received int64
-	err := t.c.QueryRow(t.ctx, s.bind(`SELECT content_hash, response, received FROM ledger
-		WHERE source = ? AND kind = ? AND record_id = ? AND version = ?`),
+	err := t.c.QueryRow(t.ctx, s.bind(sqlLedger),
 		s.text(source), s.text(kind), s.text(recordID), s.text(version)).
 		Scan(&l.ContentHash, &l.Response, &received)
 	if errNoRows(err) {
@@ -183,51 +226,59 @@ func (t *tx) PutLedger(l *store.Ledger) error {
 		l.Received = s.now()
 	}
 	l.Received = l.Received.UTC().Truncate(time.Millisecond)
-	_, err := t.c.Exec(t.ctx, s.bind(`INSERT INTO ledger (source, kind, record_id, version, content_hash, response, received,
-		tenant, mapping_version, input) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`), s.text(l.Source), s.text(l.Kind),
-		s.text(l.RecordID), s.text(l.Version), s.text(l.ContentHash), l.Response, l.Received.UnixMilli(),
-		s.text(l.Tenant), s.text(l.MappingVersion), l.Input)
+	_, err := t.c.Exec(t.ctx, s.bind(sqlPutLedger), s.text(l.Source), s.text(l.Kind), s.text(l.RecordID), s.text(l.Version),
+		s.text(l.ContentHash), l.Response, l.Received.UnixMilli(), s.text(l.Tenant), s.text(l.MappingVersion), l.Input)
 	if err != nil {
 		return fmt.Errorf("%s: PutLedger: %w", s.d.Name, s.err(t.ctx, err))
 	}
 	return nil
 }
 
-// Savepoint implements store.Tx. ROLLBACK TO undoes fn's writes, releases
-// the row locks fn took (the audit chain head's among them) and ends the
-// aborted state a failed statement leaves (PostgreSQL); it fails only
-// when the transaction is lost (the connection broke, ctx ended, or the
-// database rolled the whole transaction back, as SQLite does after a disk
-// full or I/O error).
+// Savepoint implements store.Tx. The buffered writes are flushed before
+// the savepoint, so that it holds exactly fn's, and fn's are flushed
+// before it is released (their errors are fn's) or dropped when it is
+// rolled back, with fn's chain appends. ROLLBACK TO undoes fn's writes,
+// releases the row locks fn took and ends the aborted state a failed
+// statement leaves (PostgreSQL); it fails only when the transaction is
+// lost (the connection broke, ctx ended, or the database rolled the whole
+// transaction back, as SQLite does after a disk full or I/O error).
 func (t *tx) Savepoint(fn func() error) error {
 	s := t.s
+	if err := t.flush(); err != nil {
+		return lostErr(err)
+	}
 	t.depth++
 	defer func() { t.depth-- }()
 	name := fmt.Sprintf("kg_sp%d", t.depth)
 	if _, err := t.c.Exec(t.ctx, `SAVEPOINT `+name); err != nil {
-		return fmt.Errorf("%s: savepoint: %w", s.d.Name, lost(s.err(t.ctx, err)))
+		return fmt.Errorf("%s: savepoint: %w", s.d.Name, lostErr(s.err(t.ctx, err)))
 	}
+	audits := len(t.audits)
 	ferr := fn()
 	if ferr == nil {
+		ferr = t.flush()
+	}
+	if ferr == nil {
 		if _, err := t.c.Exec(t.ctx, `RELEASE SAVEPOINT `+name); err != nil {
-			return fmt.Errorf("%s: release savepoint: %w", s.d.Name, lost(s.err(t.ctx, err)))
+			return fmt.Errorf("%s: release savepoint: %w", s.d.Name, lostErr(s.err(t.ctx, err)))
 		}
 		return nil
 	}
+	t.discard(audits)
 	// One statement, one round trip (pgx sends a statement without
 	// arguments as a simple query, which may hold several).
 	if _, err := t.c.Exec(t.ctx, `ROLLBACK TO SAVEPOINT `+name+`; RELEASE SAVEPOINT `+name); err != nil {
 		if errors.Is(ferr, store.ErrConflict) || errors.Is(ferr, store.ErrUnavailable) {
 			return ferr
 		}
-		return fmt.Errorf("%s: rollback to savepoint (after %v): %w", s.d.Name, ferr, lost(s.err(t.ctx, err)))
+		return fmt.Errorf("%s: rollback to savepoint (after %v): %w", s.d.Name, ferr, lostErr(s.err(t.ctx, err)))
 	}
 	return ferr
 }
 
-// lost makes err, which ended the transaction, wrap store.ErrConflict or
-// store.ErrUnavailable, so that the caller ends the transaction.
-func lost(err error) error {
+// lostErr makes err, which ended the transaction, wrap store.ErrConflict
+// or store.ErrUnavailable, so that the caller ends the transaction.
+func lostErr(err error) error {
 	if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrUnavailable) {
 		return err
 	}

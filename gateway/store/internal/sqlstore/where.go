@@ -244,6 +244,10 @@ func (b *Builder) tokenCond(v *search.Value) {
 	switch {
 	case !v.HasSystem:
 		b.add("x.code = ?", v.Code)
+	case v.Code == "" && v.System != "":
+		// The term that idx_token_system's WHERE names: the planner
+		// uses that partial index.
+		b.add("x.system = ? AND x.system <> ''", v.System)
 	case v.Code == "":
 		b.add("x.system = ?", v.System)
 	default:
@@ -309,7 +313,8 @@ func (b *Builder) uriCond(mod string, v *search.Value) {
 // literal reference; a type modifier restricts the target type.
 func (b *Builder) refCond(mod string, v *search.Value) {
 	if v.RefURL != "" && v.RefID == "" {
-		b.add("x.ref_url = ?", v.RefURL)
+		// The term that idx_reference_url's WHERE names (see tokenCond).
+		b.add("x.ref_url = ? AND x.ref_url <> ''", v.RefURL)
 		return
 	}
 	b.add("x.ref_id = ?", v.RefID)

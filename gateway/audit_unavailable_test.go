@@ -1,0 +1,105 @@
+package gateway_test
+
+import (
+	"context"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
+)
+
+// failingWrites is a store whose writes fail with ErrUnavailable while
+// fail is set (a database that stopped taking writes); reads go on.
+type failingWrites struct {
+	store.Store
+	fail atomic.Bool
+}
+
+func (f *failingWrites) Write(ctx context.Context, fn func(store.Tx) error) error {
+	if f.fail.Load() {
+		return store.ErrUnavailable
+	}
+	return f.Store.Write(ctx, fn)
+}
+
+// TestReadNotAnsweredUnaudited: a read or search whose AuditEvent cannot
+// be written is not answered: the client gets 503 with Retry-After and an
+// OperationOutcome, never the resource.
+func TestReadNotAnsweredUnaudited(t *testing.T) {
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "kg.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	fw := &failingWrites{Store: st}
+	s := newServer(t, app.Config{Store: fw}, gateway.Config{})
+	rec := do(s, http.MethodPost, "/fhir/Patient", gateway.ContentTypeFHIR,
+		[]byte(`{"resourceType":"Patient","name":[{"family":"Unaudited"}]}`))
+	if rec.Code != http.StatusCreated {
+		t.Fatalf("create = %d %s", rec.Code, rec.Body)
+	}
+	id := strings.TrimPrefix(strings.Split(rec.Header().Get("Location"), "/_history")[0], "Patient/")
+	id = id[strings.LastIndex(id, "/")+1:]
+	if rec := do(s, http.MethodGet, "/fhir/Patient/"+id, "", nil); rec.Code != http.StatusOK {
+		t.Fatalf("read while audits are written = %d", rec.Code)
+	}
+	fw.fail.Store(true)
+	for _, path := range []string{"/fhir/Patient/" + id, "/fhir/Patient?name=unaudited", "/fhir/Patient/" + id + "/_history"} {
+		rec := do(s, http.MethodGet, path, "", nil)
+		body := rec.Body.String()
+		if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" ||
+			!strings.Contains(body, "audit-unavailable") || !strings.Contains(body, "OperationOutcome") {
+			t.Errorf("GET %s without audit = %d (Retry-After %q) %s, want 503 audit-unavailable", path, rec.Code, rec.Header().Get("Retry-After"), body)
+		}
+		if strings.Contains(body, "Unaudited") || strings.Contains(body, id) || rec.Header().Get("ETag") != "" {
+			t.Errorf("GET %s without audit leaked the resource: %s", path, body)
+		}
+	}
+}
+
+// TestWriteBackPressure: a write that finds the store's write queue full
+// is answered at once with 503, Retry-After and an OperationOutcome, and
+// nothing of it is stored.
+func TestWriteBackPressure(t *testing.T) {
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "kg.db"), sqlite.Options{MaxQueue: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	s := newServer(t, app.Config{Store: st}, gateway.Config{})
+	// Hold the write connection, and fill the queue behind it.
+	release, running := make(chan struct{}), make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		_ = st.Write(context.Background(), func(store.Tx) error {
+			close(running)
+			<-release
+			return nil
+		})
+	})
+	<-running
+	wg.Go(func() { _ = st.Write(context.Background(), func(store.Tx) error { return nil }) })
+	for st.QueuedWrites() < 1 {
+		time.Sleep(time.Millisecond) // polling the queue, not timing anything
+	}
+	rec := do(s, http.MethodPost, "/fhir/Patient", gateway.ContentTypeFHIR,
+		[]byte(`{"resourceType":"Patient","name":[{"family":"Pressed"}]}`))
+	close(release)
+	wg.Wait()
+	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" ||
+		!strings.Contains(rec.Body.String(), "OperationOutcome") {
+		t.Errorf("create with a full write queue = %d (Retry-After %q) %s, want 503 with Retry-After and an OperationOutcome",
+			rec.Code, rec.Header().Get("Retry-After"), rec.Body)
+	}
+	if rec := do(s, http.MethodGet, "/fhir/Patient?name=pressed&_summary=count", "", nil); !strings.Contains(rec.Body.String(), `"total":0`) {
+		t.Errorf("after the refused create: %s, want no Patient", rec.Body)
+	}
+}

@@ -1,0 +1,278 @@
+package sqlstore
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+)
+
+// Audit indexing.
+//
+// An AuditEvent's search index rows are not written in the transaction
+// that appends it to the chain (AppendAudit): that transaction writes the
+// AuditEvent's version and its chain entry, durably, before the request
+// is answered. The rows are written afterwards, many AuditEvents to a
+// transaction, in chain order: the audit chain is the durable queue, and
+// audit_index_head.seq the point up to which its entries are indexed (an
+// audited read then writes a few pages to the WAL instead of one for each
+// of its dozen index rows' ranges). After a commit that appended entries,
+// a goroutine of the Store indexes what is pending, up to indexChunk
+// entries per transaction, each moving audit_index_head in the same
+// transaction as the rows it adds; the entries the committing process
+// extracted travel to it in memory, others (another process's, or a
+// crashed one's) are extracted again from the stored bodies. A search
+// that can return AuditEvents first indexes everything the chain holds at
+// its start (catchUpAudits), so no search misses a committed AuditEvent.
+//
+// A crash after a commit and before its AuditEvents are indexed leaves
+// them in the chain and unindexed: the next AuditEvent search, or the
+// next commit that appends, indexes them. A crash inside an indexing
+// transaction leaves nothing of it. Two processes indexing at once both
+// move audit_index_head from the same seq: the second one's update finds
+// it moved, and its transaction is rolled back.
+
+// indexChunk bounds the chain entries one indexing transaction indexes.
+const indexChunk = 1000
+
+// maxIndexCache bounds the AuditEvents whose extracted entries wait in
+// memory for the indexer (beyond, they are extracted again from their
+// bodies).
+const maxIndexCache = 50000
+
+// auditIndexer is a Store's indexing of the audit chain.
+type auditIndexer struct {
+	mu      sync.Mutex // guards the fields below
+	running bool
+	again   bool
+	closed  bool
+	cache   map[string][]search.Entry // by AuditEvent id
+	wg      sync.WaitGroup
+
+	one sync.Mutex // one indexing pass of this process at a time
+}
+
+// errIndexRaced rolls back an indexing transaction whose start another
+// process indexed first.
+var errIndexRaced = errors.New("audit index moved concurrently")
+
+// audited hands the AuditEvents a commit appended to the indexer and has
+// them indexed in the background.
+func (s *Store) audited(appended []chainAppend) {
+	if len(appended) == 0 {
+		return
+	}
+	x := &s.ix
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.closed {
+		return
+	}
+	if x.cache == nil {
+		x.cache = map[string][]search.Entry{}
+	}
+	for _, a := range appended {
+		if len(x.cache) < maxIndexCache && a.entries != nil {
+			x.cache[a.id] = a.entries
+		}
+	}
+	if x.running {
+		x.again = true
+		return
+	}
+	x.running = true
+	x.wg.Go(s.indexLoop)
+}
+
+// indexLoop indexes until nothing is pending (or the Store closes).
+func (s *Store) indexLoop() {
+	x := &s.ix
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		for {
+			n, err := s.indexAudits(ctx)
+			if err != nil || n == 0 {
+				break // a failure is retried by the next commit or search
+			}
+		}
+		cancel()
+		x.mu.Lock()
+		if !x.again || x.closed {
+			x.running = false
+			x.mu.Unlock()
+			return
+		}
+		x.again = false
+		x.mu.Unlock()
+	}
+}
+
+// closeIndexer waits for a background pass to end and starts no more.
+func (s *Store) closeIndexer() {
+	x := &s.ix
+	x.mu.Lock()
+	x.closed = true
+	x.mu.Unlock()
+	x.wg.Wait()
+}
+
+// sqlIndexHeads reads the chain head and the index head.
+const sqlIndexHeads = `SELECT (SELECT seq FROM audit_chain_head WHERE one = 1), (SELECT seq FROM audit_index_head WHERE one = 1)`
+
+// catchUpAudits indexes the chain up to its head as it is now: a search
+// that may return AuditEvents calls it first.
+func (s *Store) catchUpAudits(ctx context.Context) error {
+	for {
+		var head, indexed int64
+		err := s.db.Read(ctx, func(c Conn) error {
+			return c.QueryRow(ctx, sqlIndexHeads).Scan(&head, &indexed)
+		})
+		if err != nil {
+			return fmt.Errorf("%s: audit index: %w", s.d.Name, s.err(ctx, err))
+		}
+		if indexed >= head {
+			return nil
+		}
+		if _, err := s.indexAudits(ctx); err != nil {
+			return err
+		}
+	}
+}
+
+// pendingAudit is a chain entry to index.
+type pendingAudit struct {
+	seq  int64
+	id   string
+	body []byte
+}
+
+// indexAudits indexes up to indexChunk chain entries after the index head
+// in one write transaction; it returns how many (0: none pending).
+func (s *Store) indexAudits(ctx context.Context) (int, error) {
+	x := &s.ix
+	x.one.Lock()
+	defer x.one.Unlock()
+	var from int64
+	var pending []pendingAudit
+	err := s.db.Read(ctx, func(c Conn) error {
+		pending = pending[:0]
+		if err := c.QueryRow(ctx, `SELECT seq FROM audit_index_head WHERE one = 1`).Scan(&from); err != nil {
+			return err
+		}
+		rows, err := c.Query(ctx, s.bind(`SELECT c.seq, c.id, r.body FROM audit_chain c
+			LEFT JOIN resources r ON r.type = 'AuditEvent' AND r.id = c.id AND r.version = 1
+			WHERE c.seq > ? ORDER BY c.seq LIMIT ?`), from, indexChunk)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var p pendingAudit
+			if err := rows.Scan(&p.seq, &p.id, &p.body); err != nil {
+				return err
+			}
+			pending = append(pending, p)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return 0, fmt.Errorf("%s: audit index: %w", s.d.Name, s.err(ctx, err))
+	}
+	if len(pending) == 0 {
+		return 0, nil
+	}
+	// The rows of each AuditEvent: from the committing process, or
+	// extracted from the stored body (none for a missing body).
+	type indexed struct {
+		id   string
+		rows [numIndexTables][][]any
+	}
+	all := make([]indexed, len(pending))
+	x.mu.Lock()
+	cached := make([][]search.Entry, len(pending))
+	for i, p := range pending {
+		cached[i] = x.cache[p.id]
+	}
+	x.mu.Unlock()
+	for i, p := range pending {
+		entries := cached[i]
+		if entries == nil && p.body != nil {
+			entries = extractAudit(p.body)
+		}
+		all[i].id = p.id
+		if err := s.entryRows(&all[i].rows, entries); err != nil {
+			return 0, fmt.Errorf("%s: audit index: AuditEvent %s: %w", s.d.Name, p.id, err)
+		}
+	}
+	to := pending[len(pending)-1].seq
+	err = s.write(ctx, func(t *tx) error {
+		n, err := t.c.Exec(t.ctx, s.bind(`UPDATE audit_index_head SET seq = ? WHERE one = 1 AND seq = ?`), to, from)
+		if err != nil {
+			return err
+		}
+		if n != 1 {
+			return errIndexRaced
+		}
+		var stmts []Stmt
+		for tbl := range indexTables {
+			type ref struct {
+				id  string
+				row []any
+			}
+			var rows []ref
+			for _, a := range all {
+				for _, r := range a.rows[tbl] {
+					rows = append(rows, ref{a.id, r})
+				}
+			}
+			stmts = s.rowStmts(stmts, &indexTables[tbl], len(rows), func(i int, row []any) []any {
+				return append(append(row, "AuditEvent", rows[i].id), rows[i].row...)
+			})
+		}
+		return t.c.Batch(t.ctx, stmts)
+	})
+	if errors.Is(err, errIndexRaced) {
+		return len(pending), nil // another process indexed them: go on from where it got
+	}
+	if err != nil {
+		return 0, fmt.Errorf("%s: audit index: %w", s.d.Name, s.err(ctx, err))
+	}
+	x.mu.Lock()
+	for _, p := range pending {
+		delete(x.cache, p.id)
+	}
+	x.mu.Unlock()
+	return len(pending), nil
+}
+
+// extractAudit is the index entries of a stored AuditEvent body (none if
+// it does not decode).
+func extractAudit(body []byte) []search.Entry {
+	d := json.NewDecoder(bytes.NewReader(body))
+	d.UseNumber()
+	var doc map[string]any
+	if d.Decode(&doc) != nil {
+		return nil
+	}
+	return search.Extract("AuditEvent", doc)
+}
+
+// auditsSearched tells whether a search reads AuditEvents' index rows (as
+// matches, or as _revinclude sources): it then waits for the audit index.
+// (An _include of an AuditEvent follows the matches' own rows.)
+func auditsSearched(q *search.Query) bool {
+	if q.Type == "" || q.Type == "AuditEvent" {
+		return true
+	}
+	for _, inc := range q.RevIncludes {
+		if inc.SourceType == "AuditEvent" || inc.SourceType == "*" || inc.SourceType == "" {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,253 @@
+package sqlstore
+
+import (
+	"strings"
+	"time"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+)
+
+// putBuffer holds the versions Put wrote and the transaction has not yet
+// sent to the database, so that they go many to a statement: with
+// Dialect.Arrays one statement per table (unnest), otherwise multi-row
+// VALUES statements of at most maxRows rows. The buffer is flushed before
+// any statement that could see what it holds: a search, a conditional key
+// statement after the deletion of a resource's keys, a savepoint, the
+// commit. Tx.Read answers a buffered resource from the buffer.
+//
+// A flush runs, in order: for every buffered resource that was stored
+// before (an update or a deletion), the deletion of its index rows and
+// conditional keys; the inserts of every buffered version; the upsert of
+// the current row of each resource's latest buffered version; and the
+// index rows of those latest versions that are not deletions. (A resource
+// written twice in one buffer keeps only its latest index rows.)
+type putBuffer struct {
+	versions []*bufVersion          // every buffered version, in Put order
+	latest   map[resKey]*bufVersion // each resource's latest buffered version
+	dels     []resKey               // resources stored before: their rows go first
+}
+
+// resKey names a resource.
+type resKey struct{ typ, id string }
+
+// bufVersion is one buffered version.
+type bufVersion struct {
+	key     resKey
+	version int64
+	lu      int64 // unix milliseconds
+	deleted bool
+	body    []byte // nil for a deletion
+	tenant  string
+	rows    [numIndexTables][][]any // index rows by table, without type and id
+}
+
+// resource is v as Tx.Read returns it.
+func (v *bufVersion) resource() *store.Resource {
+	r := &store.Resource{Type: v.key.typ, ID: v.key.id, Version: v.version, LastUpdated: time.UnixMilli(v.lu).UTC(),
+		Deleted: v.deleted, Tenant: v.tenant}
+	if !v.deleted {
+		r.Body = v.body
+	}
+	return r
+}
+
+// add buffers v of k; stored tells that the database holds an earlier
+// version of k (whose index rows and keys the flush deletes).
+func (b *putBuffer) add(k resKey, v *bufVersion, stored bool) {
+	v.key = k
+	if b.latest == nil {
+		b.latest = map[resKey]*bufVersion{}
+	}
+	b.versions = append(b.versions, v)
+	b.latest[k] = v
+	if stored {
+		b.dels = append(b.dels, k)
+	}
+}
+
+func (b *putBuffer) empty() bool { return len(b.versions) == 0 }
+
+func (b *putBuffer) reset() {
+	b.versions, b.dels = nil, nil
+	clear(b.latest)
+}
+
+// maxRows bounds the rows of one multi-row VALUES statement (SQLite):
+// few distinct statements to prepare, far below the limit on host
+// parameters.
+const maxRows = 64
+
+// stmts are the statements of a flush (see putBuffer).
+func (b *putBuffer) stmts(s *Store) []Stmt {
+	var stmts []Stmt
+	for _, k := range b.dels {
+		for _, x := range s.index {
+			stmts = append(stmts, Stmt{x.del, []any{k.typ, k.id}})
+		}
+		stmts = append(stmts, Stmt{s.bind(sqlDelKeys), []any{k.typ, k.id}})
+	}
+	// Current rows and index rows: the latest buffered version of each
+	// resource, in the order of their first Put.
+	var cur []*bufVersion
+	for _, v := range b.versions {
+		if b.latest[v.key] == v {
+			cur = append(cur, v)
+		}
+	}
+	stmts = s.rowStmts(stmts, resourcesTable, len(b.versions), func(i int, row []any) []any {
+		v := b.versions[i]
+		return append(row, v.key.typ, v.key.id, v.version, v.lu, v.deleted, v.body, v.tenant)
+	})
+	stmts = s.rowStmts(stmts, currentTable, len(cur), func(i int, row []any) []any {
+		v := cur[i]
+		return append(row, v.key.typ, v.key.id, v.version, v.lu, v.deleted, v.tenant)
+	})
+	for tbl := range indexTables {
+		type ref struct {
+			v   *bufVersion
+			row []any
+		}
+		var rows []ref
+		for _, v := range cur {
+			for _, r := range v.rows[tbl] {
+				rows = append(rows, ref{v, r})
+			}
+		}
+		stmts = s.rowStmts(stmts, &indexTables[tbl], len(rows), func(i int, row []any) []any {
+			return append(append(row, rows[i].v.key.typ, rows[i].v.key.id), rows[i].row...)
+		})
+	}
+	return stmts
+}
+
+// sqlDelKeys deletes a resource's conditional keys.
+const sqlDelKeys = `DELETE FROM conditional_keys WHERE type = ? AND id = ?`
+
+// The tables a flush inserts into besides the index tables. Their
+// columns are listed in the order rowStmts' row functions append them.
+var (
+	resourcesTable = &indexTable{name: "resources", cols: []column{{"type", "text"}, {"id", "text"},
+		{"version", "bigint"}, {"last_updated", "bigint"}, {"deleted", "boolean"}, {"body", "bytea"}, {"tenant", "text"}}, full: true}
+	currentTable = &indexTable{name: "current", cols: []column{{"type", "text"}, {"id", "text"},
+		{"version", "bigint"}, {"last_updated", "bigint"}, {"deleted", "boolean"}, {"tenant", "text"}}, full: true,
+		suffix: ` ON CONFLICT (type, id) DO UPDATE SET version = excluded.version, last_updated = excluded.last_updated,
+		deleted = excluded.deleted, tenant = excluded.tenant`}
+)
+
+// rowStmts appends the statements inserting n rows into t (row(i, dst)
+// appends row i's values, every column of t, to dst): with arrays one
+// statement of column arrays, otherwise VALUES statements of up to maxRows
+// rows, the largest first.
+func (s *Store) rowStmts(stmts []Stmt, t *indexTable, n int, row func(i int, dst []any) []any) []Stmt {
+	if n == 0 {
+		return stmts
+	}
+	cols := t.allCols()
+	if s.d.Arrays {
+		vals := make([]any, 0, len(cols))
+		for i := 0; i < n; i++ {
+			vals = row(i, vals[:0])
+			if i == 0 {
+				stmts = append(stmts, Stmt{s.arraysInsert(t), newColumnArrays(cols, n)})
+			}
+			appendColumns(stmts[len(stmts)-1].Args, vals)
+		}
+		return stmts
+	}
+	for i := 0; i < n; {
+		size := maxRows
+		for size > n-i {
+			size /= 4
+		}
+		size = max(size, 1)
+		args := make([]any, 0, size*len(cols))
+		for j := 0; j < size; j++ {
+			args = row(i+j, args)
+		}
+		stmts = append(stmts, Stmt{s.valuesInsert(t, size), args})
+		i += size
+	}
+	return stmts
+}
+
+// valuesInsert is the statement inserting n rows into t with VALUES.
+func (s *Store) valuesInsert(t *indexTable, n int) string {
+	key := insertKey{t.name, n}
+	if q, ok := s.inserts.Load(key); ok {
+		return q.(string)
+	}
+	cols := t.allCols()
+	names := make([]string, len(cols))
+	for i, c := range cols {
+		names[i] = c.name
+	}
+	one := "(" + strings.TrimSuffix(strings.Repeat("?, ", len(cols)), ", ") + ")"
+	q := `INSERT INTO ` + t.name + ` (` + strings.Join(names, ", ") + `) VALUES ` +
+		strings.TrimSuffix(strings.Repeat(one+", ", n), ", ") + t.suffix
+	q = s.bind(q)
+	s.inserts.Store(key, q)
+	return q
+}
+
+// arraysInsert is the statement inserting rows into t from one array
+// argument per column (Dialect.Arrays).
+func (s *Store) arraysInsert(t *indexTable) string {
+	key := insertKey{t.name, -1}
+	if q, ok := s.inserts.Load(key); ok {
+		return q.(string)
+	}
+	cols := t.allCols()
+	names, vals := make([]string, len(cols)), make([]string, len(cols))
+	for i, c := range cols {
+		names[i], vals[i] = c.name, "?::"+c.array+"[]"
+	}
+	q := s.bind(`INSERT INTO ` + t.name + ` (` + strings.Join(names, ", ") + `) SELECT * FROM unnest(` +
+		strings.Join(vals, ", ") + `)` + t.suffix)
+	s.inserts.Store(key, q)
+	return q
+}
+
+// insertKey names a generated insert statement: a table and its number
+// of rows (-1: column arrays).
+type insertKey struct {
+	table string
+	rows  int
+}
+
+// newColumnArrays are empty column arrays for n rows of cols.
+func newColumnArrays(cols []column, n int) []any {
+	args := make([]any, len(cols))
+	for j, c := range cols {
+		switch c.array {
+		case "bigint":
+			args[j] = make([]int64, 0, n)
+		case "float8":
+			args[j] = make([]float64, 0, n)
+		case "boolean":
+			args[j] = make([]bool, 0, n)
+		case "bytea":
+			args[j] = make([][]byte, 0, n)
+		default:
+			args[j] = make([]string, 0, n)
+		}
+	}
+	return args
+}
+
+// appendColumns appends one row's values to the column arrays args.
+func appendColumns(args []any, vals []any) {
+	for j, v := range vals {
+		switch a := args[j].(type) {
+		case []int64:
+			args[j] = append(a, v.(int64))
+		case []float64:
+			args[j] = append(a, v.(float64))
+		case []bool:
+			args[j] = append(a, v.(bool))
+		case [][]byte:
+			args[j] = append(a, v.([]byte))
+		case []string:
+			args[j] = append(a, v.(string))
+		}
+	}
+}

@@ -1,0 +1,267 @@
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+)
+
+// GroupCommitter is the part of a Store whose write queue a test can
+// watch (the backends' group commit; see store.Store.Write). The group
+// commit tests need it to know that writes are queued, not to time them.
+type GroupCommitter interface {
+	// QueuedWrites is how many writes wait for a lane.
+	QueuedWrites() int
+	// GroupCommit tells how many lanes serve the queue and how many writes
+	// one transaction takes at most.
+	GroupCommit() (lanes, maxBatch int)
+}
+
+// waitQueued waits until s has at least n writes waiting (the test fails
+// if that takes a minute: a write that never reaches the queue).
+func waitQueued(t *testing.T, s GroupCommitter, n int) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for s.QueuedWrites() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d writes queued after a minute, want %d", s.QueuedWrites(), n)
+		}
+		time.Sleep(time.Millisecond) // polling the queue, not timing anything
+	}
+}
+
+// blockLanes starts one write per lane that each block until release is
+// closed, and waits until all of them run (none is queued any more and a
+// write queued after them waits): the writes queued next wait for them and
+// then go, in batches, through the lanes.
+func blockLanes(t *testing.T, s store.Store, g GroupCommitter, release <-chan struct{}) *sync.WaitGroup {
+	t.Helper()
+	lanes, _ := g.GroupCommit()
+	var wg sync.WaitGroup
+	running := make(chan struct{})
+	for i := range lanes {
+		// One at a time, so that each lane takes one.
+		wg.Go(func() {
+			err := s.Write(context.Background(), func(tx store.Tx) error {
+				running <- struct{}{}
+				<-release
+				return tx.Put(res("Basic", fmt.Sprintf("blocker-%d", i), 1, base), nil)
+			})
+			if err != nil {
+				t.Errorf("blocking write %d: %v", i, err)
+			}
+		})
+		<-running
+	}
+	return &wg
+}
+
+// testGroupCommit: many writes queued at once share transactions; the one
+// whose fn fails and the one whose fn panics leave nothing (resource,
+// index entry, conditional key, ledger entry, outbox item, chain entry),
+// and are answered with their own error and panic; every other write is
+// committed whole, and the audit chain verifies.
+func testGroupCommit(t *testing.T, s store.Store) {
+	g, ok := s.(GroupCommitter)
+	if !ok {
+		t.Skip("the store has no group commit")
+	}
+	const n = 24
+	const failing, panicking = 7, 13
+	boom := errors.New("boom")
+	release := make(chan struct{})
+	blockers := blockLanes(t, s, g, release)
+	errs := make([]error, n)
+	panics := make([]any, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			defer func() { panics[i] = recover() }()
+			errs[i] = s.Write(context.Background(), func(tx store.Tx) error {
+				if err := entryWrites(tx, fmt.Sprint("g", i)); err != nil {
+					return err
+				}
+				switch i {
+				case failing:
+					return boom
+				case panicking:
+					panic("fn panicked")
+				}
+				return nil
+			})
+		})
+	}
+	waitQueued(t, g, n)
+	close(release)
+	wg.Wait()
+	blockers.Wait()
+	for i := range n {
+		switch i {
+		case failing:
+			if errs[i] != boom || panics[i] != nil {
+				t.Errorf("failing write: %v, panic %v; want its own error", errs[i], panics[i])
+			}
+		case panicking:
+			if panics[i] != "fn panicked" {
+				t.Errorf("panicking write: %v, panic %v; want its panic passed on", errs[i], panics[i])
+			}
+		default:
+			if errs[i] != nil || panics[i] != nil {
+				t.Errorf("write %d: %v, panic %v; want committed", i, errs[i], panics[i])
+			}
+		}
+	}
+	var ids []string
+	for i := range n {
+		expectEntry(t, s, nil, fmt.Sprint("g", i), i != failing && i != panicking)
+		if i != failing && i != panicking {
+			ids = append(ids, fmt.Sprint("audit-g", i))
+		}
+	}
+	entries, err := verifyChain(t, s)
+	if err != nil {
+		t.Errorf("chain does not verify: %v", err)
+	}
+	var got []string
+	for _, e := range entries {
+		got = append(got, e.ID)
+	}
+	slices.Sort(got)
+	slices.Sort(ids)
+	if !slices.Equal(got, ids) {
+		t.Errorf("chain holds %v, want %v", got, ids)
+	}
+}
+
+// testGroupCommitSeesEarlier: a write sees what the writes before it in
+// its shared transaction wrote, and a conditional create decided there
+// is made once: writes queued together that each create Patient "same"
+// unless it exists make one resource, and all succeed.
+func testGroupCommitSeesEarlier(t *testing.T, s store.Store) {
+	g, ok := s.(GroupCommitter)
+	if !ok {
+		t.Skip("the store has no group commit")
+	}
+	const n = 16
+	release := make(chan struct{})
+	blockers := blockLanes(t, s, g, release)
+	created := make([]bool, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	q := query("Patient", clause("identifier", search.TypeToken, "", vSys("urn:same", "1")))
+	for i := range n {
+		wg.Go(func() {
+			for attempt := 0; attempt < store.MaxWriteAttempts; attempt++ {
+				errs[i] = s.Write(context.Background(), func(tx store.Tx) error {
+					created[i] = false
+					pg, err := tx.Search(q)
+					if err != nil || len(pg.Matches) > 0 {
+						return err
+					}
+					id := fmt.Sprint("same-", i)
+					if err := tx.Put(res("Patient", id, 1, base), []search.Entry{tok("identifier", "urn:same", "1")}); err != nil {
+						return err
+					}
+					created[i] = true
+					return tx.ClaimKey("Patient?identifier=urn:same|1", "Patient", id)
+				})
+				if !errors.Is(errs[i], store.ErrConflict) {
+					break
+				}
+			}
+		})
+	}
+	waitQueued(t, g, n)
+	close(release)
+	wg.Wait()
+	blockers.Wait()
+	made := 0
+	for i := range n {
+		if errs[i] != nil {
+			t.Errorf("write %d: %v", i, errs[i])
+		}
+		if created[i] {
+			made++
+		}
+	}
+	pg, err := s.Search(context.Background(), q)
+	if err != nil || len(pg.Matches) != 1 || made != 1 {
+		t.Errorf("%d creates reported, %d stored (%v); want exactly one", made, len(pg.Matches), err)
+	}
+}
+
+// testGroupCommitFair: writes are served in the order they were queued.
+// With the lanes held, writes are queued one at a time, then the lanes
+// are let go. Each lane takes the oldest waiting writes as a batch (the
+// writes that share a Tx), so every batch holds consecutive queue
+// positions and runs them in order; with one lane the batches run one
+// after the other, so every write runs in queue order. (With several
+// lanes, a write waits behind at most the writes its own batch runs
+// before it and those the other lanes run meanwhile.)
+func testGroupCommitFair(t *testing.T, s store.Store) {
+	g, ok := s.(GroupCommitter)
+	if !ok {
+		t.Skip("the store has no group commit")
+	}
+	lanes, maxBatch := g.GroupCommit()
+	n := 3*lanes*maxBatch + 5
+	release := make(chan struct{})
+	blockers := blockLanes(t, s, g, release)
+	type run struct {
+		pos int
+		tx  store.Tx
+	}
+	var mu sync.Mutex
+	var order []run // in the order the fns ran
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			err := s.Write(context.Background(), func(tx store.Tx) error {
+				mu.Lock()
+				order = append(order, run{i, tx})
+				mu.Unlock()
+				return tx.Put(res("Basic", fmt.Sprint("fair-", i), 1, base), nil)
+			})
+			if err != nil {
+				t.Errorf("write %d: %v", i, err)
+			}
+		})
+		waitQueued(t, g, i+1) // write i is queued before write i+1 starts
+	}
+	close(release)
+	wg.Wait()
+	blockers.Wait()
+	if len(order) != n {
+		t.Fatalf("%d fns ran for %d writes", len(order), n)
+	}
+	batches := map[store.Tx][]int{} // queue positions, in run order
+	for _, r := range order {
+		batches[r.tx] = append(batches[r.tx], r.pos)
+	}
+	for _, b := range batches {
+		if len(b) > maxBatch {
+			t.Errorf("a batch ran %d writes, more than %d", len(b), maxBatch)
+		}
+		for k := 1; k < len(b); k++ {
+			if b[k] != b[k-1]+1 {
+				t.Errorf("a batch ran queue positions %v: not the consecutive oldest, in order", b)
+				break
+			}
+		}
+	}
+	if lanes == 1 {
+		for k, r := range order {
+			if r.pos != k {
+				t.Errorf("with one lane, write %d ran as the %d-th", r.pos, k)
+				break
+			}
+		}
+	}
+}

@@ -1,0 +1,75 @@
+package r4
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+)
+
+// decodeStd decodes b as encoding/json does with UseNumber.
+func decodeStd(b []byte) (any, error) {
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.UseNumber()
+	var v any
+	err := d.Decode(&v)
+	return v, err
+}
+
+// TestValidateDecoded: a valid document comes back decoded as
+// encoding/json decodes it; an invalid one comes back without.
+func TestValidateDecoded(t *testing.T) {
+	v := New(Options{})
+	docs := [][]byte{
+		[]byte(`{"resourceType":"Patient","id":"p1","active":true,"name":[{"family":"M\u00fcller \"q\" \ud83d\ude00","given":["A\\B"]}],"multipleBirthInteger":2}`),
+		[]byte(`{"resourceType":"Observation","status":"final","code":{"text":"x"},"valueQuantity":{"value":1.50,"unit":"mg"},"note":[{"text":"tab\there"}]}`),
+	}
+	files, _ := filepath.Glob(filepath.Join("..", "..", "..", "shared", "testdata", "synthea", "*.json"))
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		docs = append(docs, b)
+	}
+	for i, doc := range docs {
+		want, err := decodeStd(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		typ := want.(map[string]any)["resourceType"].(string)
+		res, got := v.ValidateDecoded(doc, typ)
+		if !res.Valid() {
+			t.Errorf("doc %d: invalid: %v", i, res.Issues)
+			continue
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("doc %d: ValidateDecoded differs from encoding/json", i)
+		}
+	}
+	if res, got := v.ValidateDecoded([]byte(`{"resourceType":"Patient","active":"yes"}`), "Patient"); res.Valid() || got != nil {
+		t.Errorf("invalid Patient: valid %v, decoded %v; want invalid and nil", res.Valid(), got)
+	}
+}
+
+// FuzzValidateDecoded: whenever a document is valid, its decoded form is
+// encoding/json's.
+func FuzzValidateDecoded(f *testing.F) {
+	f.Add([]byte(`{"resourceType":"Basic","code":{"text":"\u00e9\n"},"extension":[{"url":"u","valueDecimal":1e2}]}`))
+	f.Add([]byte(`{"resourceType":"Patient","name":[{"given":["a","b"]}],"active":false}`))
+	v := New(Options{})
+	f.Fuzz(func(t *testing.T, doc []byte) {
+		for _, typ := range []string{"Basic", "Patient"} {
+			res, got := v.ValidateDecoded(doc, typ)
+			if !res.Valid() {
+				continue
+			}
+			want, err := decodeStd(doc)
+			if err != nil || !reflect.DeepEqual(got, want) {
+				t.Errorf("ValidateDecoded(%s) = %v; encoding/json %v, %v", doc, got, want, err)
+			}
+		}
+	})
+}
