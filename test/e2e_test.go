@@ -3,9 +3,7 @@
 package test
 
 import (
-	"bufio"
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,29 +12,24 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ketamine-gateway/ketamine-gateway/test/internal/gwproc"
 )
 
 var binary string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "kg-e2e")
+	bin, cleanup, err := gwproc.Build("..")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	binary = filepath.Join(dir, "ketamine-gateway")
-	build := exec.Command("go", "build", "-o", binary, "../cmd/ketamine-gateway")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build:", err)
-		os.Exit(1)
-	}
+	binary = bin
 	before := workTreeFiles()
 	code := m.Run()
-	os.RemoveAll(dir)
+	cleanup()
 	// No test writes into the work tree: every file goes to a temp dir.
 	for _, f := range workTreeFiles() {
 		if !slices.Contains(before, f) {
@@ -60,72 +53,44 @@ func workTreeFiles() []string {
 
 // gateway is a running `ketamine-gateway serve`.
 type gateway struct {
+	*gwproc.Proc
 	cmd  *exec.Cmd
 	base string
-	logs *bytes.Buffer
+	logs *gwproc.Logs
 }
+
+// newGateway wraps a prepared process.
+func newGateway(p *gwproc.Proc) *gateway { return &gateway{Proc: p, cmd: p.Cmd, logs: p.Logs} }
 
 // start runs serve on a free loopback port and waits for /healthz.
 func start(t testing.TB, args ...string) *gateway {
 	t.Helper()
 	g := startNoWait(t, args...)
-	for i := 0; ; i++ {
-		resp, err := http.Get(g.base + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return g
-			}
-		}
-		if i > 500 {
-			t.Fatal("gateway never became healthy")
-		}
-		time.Sleep(10 * time.Millisecond) // polling a starting process, not timing a test
+	if err := g.WaitHealthy(5 * time.Second); err != nil {
+		t.Fatal(err)
 	}
+	return g
 }
 
 // startNoWait runs serve and returns once it reported its address.
 func startNoWait(t testing.TB, args ...string) *gateway {
 	t.Helper()
-	cmd := exec.Command(binary, append([]string{"serve", "--addr", "127.0.0.1:0", "--db", filepath.Join(t.TempDir(), "kg.db")}, args...)...)
-	stderr, err := cmd.StderrPipe()
+	p, err := gwproc.Launch(binary, append([]string{"serve", "--addr", "127.0.0.1:0", "--db", filepath.Join(t.TempDir(), "kg.db")}, args...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
+	g := newGateway(p)
+	if err := p.WaitAddr(30 * time.Second); err != nil {
 		t.Fatal(err)
 	}
-	g := &gateway{cmd: cmd, logs: &bytes.Buffer{}}
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			line := sc.Bytes()
-			g.logs.Write(append(append([]byte(nil), line...), '\n'))
-			var l struct{ Msg, Addr string }
-			if json.Unmarshal(line, &l) == nil && l.Msg == "listening" {
-				addr <- l.Addr
-			}
-		}
-	}()
-	select {
-	case a := <-addr:
-		g.base = "http://" + a
-	case <-time.After(30 * time.Second):
-		_ = cmd.Process.Kill()
-		t.Fatal("gateway did not report its address")
-	}
+	g.base = p.Base
 	t.Cleanup(func() { g.stop(t) })
 	return g
 }
 
 // stop sends SIGINT and expects a clean exit.
 func (g *gateway) stop(t testing.TB) {
-	if g.cmd.ProcessState != nil {
-		return
-	}
-	_ = g.cmd.Process.Signal(syscall.SIGINT)
-	if err := g.cmd.Wait(); err != nil {
+	if err := g.Stop(); err != nil {
 		t.Errorf("gateway exit after SIGINT: %v", err)
 	}
 }

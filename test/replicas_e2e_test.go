@@ -1,7 +1,6 @@
 package test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -12,7 +11,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,6 +19,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/ketamine-gateway/ketamine-gateway/test/internal/gwproc"
 )
 
 // freshPostgres creates an empty database on GATEWAY_TEST_POSTGRES_URL's
@@ -76,32 +75,16 @@ func freshPostgres(t *testing.T) string {
 func startReplicas(t *testing.T, n int, db string, extra ...string) []*gateway {
 	t.Helper()
 	gs := make([]*gateway, n)
-	addrs := make([]chan string, n)
 	for i := range n {
 		// Load tests send far more than one client should: no rate limit.
-		cmd := exec.Command(binary, append([]string{"serve", "--addr", "127.0.0.1:0", "--db", db, "--rate-limit", "0"}, extra...)...)
-		stderr, err := cmd.StderrPipe()
+		p, err := gwproc.Prepare(binary, append([]string{"serve", "--addr", "127.0.0.1:0", "--db", db, "--rate-limit", "0"}, extra...)...)
 		if err != nil {
 			t.Fatal(err)
 		}
-		g := &gateway{cmd: cmd, logs: &bytes.Buffer{}}
-		gs[i], addrs[i] = g, make(chan string, 1)
-		var mu sync.Mutex
-		go func() {
-			sc := bufio.NewScanner(stderr)
-			for sc.Scan() {
-				mu.Lock()
-				g.logs.Write(append(append([]byte(nil), sc.Bytes()...), '\n'))
-				mu.Unlock()
-				var l struct{ Msg, Addr string }
-				if json.Unmarshal(sc.Bytes(), &l) == nil && l.Msg == "listening" {
-					addrs[i] <- l.Addr
-				}
-			}
-		}()
+		gs[i] = newGateway(p)
 	}
 	for _, g := range gs {
-		if err := g.cmd.Start(); err != nil {
+		if err := g.Start(); err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { g.stop(t) })
@@ -110,25 +93,12 @@ func startReplicas(t *testing.T, n int, db string, extra ...string) []*gateway {
 	// used holds a gateway's graceful shutdown for 5s.
 	t.Cleanup(http.DefaultClient.CloseIdleConnections)
 	for i, g := range gs {
-		select {
-		case a := <-addrs[i]:
-			g.base = "http://" + a
-		case <-time.After(60 * time.Second):
-			t.Fatalf("replica %d did not report its address", i)
+		if err := g.WaitAddr(60 * time.Second); err != nil {
+			t.Fatalf("replica %d: %v", i, err)
 		}
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			resp, err := http.Get(g.base + "/healthz")
-			if err == nil {
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
-					break
-				}
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("replica %d never became healthy", i)
-			}
-			time.Sleep(20 * time.Millisecond) // polling a starting process
+		g.base = g.Base
+		if err := g.WaitHealthy(30 * time.Second); err != nil {
+			t.Fatalf("replica %d: %v", i, err)
 		}
 	}
 	return gs

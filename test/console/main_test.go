@@ -5,96 +5,60 @@
 package console
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/ketamine-gateway/ketamine-gateway/test/internal/gwproc"
 )
 
 var binary string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "kg-console")
+	bin, cleanup, err := gwproc.Build("../..")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	binary = filepath.Join(dir, "ketamine-gateway")
-	build := exec.Command("go", "build", "-o", binary, "../../cmd/ketamine-gateway")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build:", err)
-		os.Exit(1)
-	}
+	binary = bin
 	code := m.Run()
-	os.RemoveAll(dir)
+	cleanup()
 	os.Exit(code)
 }
 
 // gateway is a running `ketamine-gateway serve`.
 type gateway struct {
-	cmd  *exec.Cmd
+	*gwproc.Proc
 	base string
-	mu   sync.Mutex
-	logs bytes.Buffer
 }
 
 // start runs serve on a free loopback port (with extra args) and returns
 // once it listens.
 func start(t *testing.T, args ...string) *gateway {
 	t.Helper()
-	cmd := exec.Command(binary, append([]string{"serve", "--addr", "127.0.0.1:0", "--db", filepath.Join(t.TempDir(), "kg.db")}, args...)...)
-	stderr, err := cmd.StderrPipe()
+	p, err := gwproc.Launch(binary, append([]string{"serve", "--addr", "127.0.0.1:0", "--db", filepath.Join(t.TempDir(), "kg.db")}, args...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
+	if err := p.WaitAddr(30 * time.Second); err != nil {
 		t.Fatal(err)
 	}
-	g := &gateway{cmd: cmd}
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			line := sc.Bytes()
-			g.mu.Lock()
-			g.logs.Write(append(append([]byte(nil), line...), '\n'))
-			g.mu.Unlock()
-			var l struct{ Msg, Addr string }
-			if json.Unmarshal(line, &l) == nil && l.Msg == "listening" {
-				addr <- l.Addr
-			}
-		}
-	}()
-	select {
-	case a := <-addr:
-		g.base = "http://" + a
-	case <-time.After(30 * time.Second):
-		_ = cmd.Process.Kill()
-		t.Fatal("gateway did not report its address")
-	}
+	g := &gateway{Proc: p, base: p.Base}
 	t.Cleanup(func() {
-		_ = g.cmd.Process.Signal(syscall.SIGINT)
-		if err := g.cmd.Wait(); err != nil {
+		if err := g.Stop(); err != nil {
 			t.Errorf("gateway exit after SIGINT: %v", err)
 		}
 		if t.Failed() {
-			g.mu.Lock()
-			t.Logf("gateway logs:\n%s", g.logs.String())
-			g.mu.Unlock()
+			t.Logf("gateway logs:\n%s", g.Logs.String())
 		}
 	})
 	return g
@@ -189,8 +153,11 @@ func browser(t *testing.T) context.Context {
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancelCtx := chromedp.NewContext(actx)
 	ctx, cancelTimeout := context.WithTimeout(ctx, 2*time.Minute)
+	started := false
 	t.Cleanup(func() {
-		if t.Failed() {
+		// A screenshot needs the browser: on a context whose start
+		// failed, chromedp would try to start it again (and panic).
+		if t.Failed() && started {
 			saveScreenshot(t, ctx)
 		}
 		cancelTimeout()
@@ -200,6 +167,7 @@ func browser(t *testing.T) context.Context {
 	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
 		t.Fatalf("start Chromium: %v", err)
 	}
+	started = true
 	return ctx
 }
 
