@@ -68,7 +68,9 @@ func replayWhat(j *store.Job) string {
 	if req.Options.Kind != "" {
 		what += ", " + req.Options.Kind + " records"
 	}
-	if req.Options.Tenant != search.AllTenants {
+	// "" is the default tenant: a single-tenant gateway's only one, shown
+	// without a name like its records.
+	if req.Options.Tenant != search.AllTenants && req.Options.Tenant != "" {
 		what += fmt.Sprintf(", tenant %q", req.Options.Tenant)
 	}
 	if req.Options.Since != "" {

@@ -1,0 +1,198 @@
+package console
+
+import (
+	"context"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// phiValues are the patient's identifying values in the example records
+// the replay tests ingest: no replay page may show one.
+var phiValues = []string{"MRN-TEST-000123", "PT-000123", "Testpatient", "Alex", "1985-04-12"}
+
+// summaryJS reads the replay report's summary table as a person sees it:
+// each row's heading and number.
+const summaryJS = `Object.fromEntries(Array.from(document.querySelectorAll("section[aria-labelledby=h-summary] table tbody tr"))
+  .map(r => [r.querySelector("th").innerText.trim(), r.querySelector("td").innerText.trim()]))`
+
+// replayJobPath is the address of a replay's page.
+var replayJobPath = regexp.MustCompile(`^/console/replays/[^/]+$`)
+
+// TestOperatorDryRunsMappingReplay: an operator starts dry runs of the
+// mapping replay from the console, follows each to its report and reads
+// the counts: with the mapping the records were stored with, every record
+// a filter selects is unchanged, and a filter that selects nothing reports
+// zero records. No page shows the patient's identifying values.
+func TestOperatorDryRunsMappingReplay(t *testing.T) {
+	ctx := browser(t)
+	g := start(t)
+	// Three records of one patient, none inside another (the session
+	// holds its own PHQ-9, MOAA-S and CADSS).
+	g.ingest(t, "assessment", "gad7-mild.json")
+	g.ingest(t, "assessment", "cssrs-screener-negative.json")
+	g.ingest(t, "session", "routine-ketamine-iv-session.json")
+
+	for _, tc := range []struct {
+		name, kind, since string
+		what              string // the report's description of the request
+		records           string
+	}{
+		{name: "every kind", what: "dry run", records: "3"},
+		{name: "assessments", kind: "assessment", what: "dry run, assessment records", records: "2"},
+		{name: "a kind without records", kind: "vitals", what: "dry run, vitals records", records: "0"},
+		{name: "since a later time", since: "2099-01-01T00:00", what: "dry run, since 2099-01-01T00:00:00.000Z", records: "0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			run(t, ctx, "open the replay page",
+				chromedp.Navigate(g.base+"/console/replays"),
+				chromedp.WaitVisible(chromedp.CSS("#r-kind")))
+			checkLabels(t, ctx)
+			noPHI(t, ctx)
+			run(t, ctx, "start a dry run",
+				chromedp.SetValue(chromedp.CSS("#r-kind"), tc.kind),
+				chromedp.SetValue(chromedp.CSS("#r-since"), tc.since),
+				chromedp.Click(chromedp.CSS("form.search button[type=submit]")),
+				chromedp.WaitVisible(`//p[contains(@class, "flash")][contains(., "The replay has started")]`))
+			u, err := url.Parse(location(t, ctx))
+			if err != nil || !replayJobPath.MatchString(u.Path) || u.RawQuery != "" {
+				t.Fatalf("after starting the replay the browser is at %s, want its page /console/replays/{id}", location(t, ctx))
+			}
+			waitReplayDone(t, ctx)
+
+			if s := text(t, ctx, "main > h1 + p"); !strings.Contains(s, "Replay started") || !strings.Contains(s, tc.what+". Status: done") {
+				t.Errorf("the replay's description = %q, want %q and done", s, tc.what)
+			}
+			if h := text(t, ctx, "#h-summary"); !strings.HasPrefix(h, "Summary (mapping ") {
+				t.Errorf("summary heading = %q", h)
+			}
+			got := eval[map[string]string](t, ctx, summaryJS)
+			want := map[string]string{
+				"Records":                     tc.records,
+				"Unchanged":                   tc.records,
+				"Would change":                "0",
+				"Refused by the rules now":    "0",
+				"Diverged (left as they are)": "0",
+				"Stored without their input":  "0",
+			}
+			for k, v := range want {
+				if got[k] != v {
+					t.Errorf("summary %q = %q, want %q (the summary reads %v)", k, got[k], v, got)
+				}
+			}
+			if len(got) != len(want) {
+				t.Errorf("a dry run's summary reads %v, want the rows %v", got, want)
+			}
+			if eval[bool](t, ctx, `document.querySelector("#replay-records, #h-records") !== null`) {
+				t.Errorf("records that are not unchanged are listed: %q", text(t, ctx, "#replay-records"))
+			}
+			checkLabels(t, ctx)
+			noPHI(t, ctx)
+
+			// The list of the person's replays has it, done.
+			id := u.Path[len("/console/replays/"):]
+			run(t, ctx, "back to the list",
+				chromedp.Navigate(g.base+"/console/replays"),
+				chromedp.WaitVisible(chromedp.CSS("#h-jobs")))
+			row := text(t, ctx, `main table.data tbody tr:has(a[href="/console/replays/`+id+`"])`)
+			if !strings.Contains(row, tc.what) || !strings.Contains(row, "done") {
+				t.Errorf("the replay's row in the list = %q, want %q and done", row, tc.what)
+			}
+		})
+	}
+}
+
+// TestMappingReplayRefusesInvalidForm: a replay form with a kind the
+// gateway does not have, or a start that is not a time (sent by a page
+// altered in the browser), is answered with an error page that says what
+// is wrong, not a server error, and starts nothing.
+func TestMappingReplayRefusesInvalidForm(t *testing.T) {
+	ctx := browser(t)
+	g := start(t)
+	g.ingest(t, "assessment", "phq9-moderate.json")
+
+	for _, tc := range []struct {
+		name  string
+		alter string // JavaScript that fills the form with the invalid value
+		want  string
+	}{
+		{
+			name: "unknown kind",
+			alter: `const k = document.querySelector("#r-kind");
+k.add(new Option("lab-result", "lab-result")); k.value = "lab-result"; true`,
+			want: "unknown record kind; the kinds are assessment, vitals, infusion, adverse-event and session",
+		},
+		{
+			name: "since not a time",
+			alter: `const s = document.querySelector("#r-since");
+s.type = "text"; s.value = "last tuesday"; true`,
+			want: "since: a date and time",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			run(t, ctx, "open the replay page",
+				chromedp.Navigate(g.base+"/console/replays"),
+				chromedp.WaitVisible(chromedp.CSS("#r-kind")))
+			eval[bool](t, ctx, tc.alter)
+			run(t, ctx, "send the form",
+				chromedp.Click(chromedp.CSS("form.search button[type=submit]")),
+				chromedp.WaitVisible(chromedp.CSS(".problem")))
+			if s := text(t, ctx, ".problem .status"); s != "400" {
+				t.Errorf("error status = %q, want 400", s)
+			}
+			if s := text(t, ctx, ".problem ul"); !strings.Contains(s, tc.want) {
+				t.Errorf("the error says %q, want %q", s, tc.want)
+			}
+			if h := text(t, ctx, "main h1"); h != "Not done" {
+				t.Errorf("heading = %q, want Not done", h)
+			}
+			if u, err := url.Parse(location(t, ctx)); err != nil || u.Path != "/console/replays" {
+				t.Errorf("after the refused form the browser is at %s", location(t, ctx))
+			}
+			noPHI(t, ctx)
+			run(t, ctx, "back to the list",
+				chromedp.Navigate(g.base+"/console/replays"),
+				chromedp.WaitVisible(chromedp.CSS("#h-jobs")))
+			if s := text(t, ctx, "section[aria-labelledby=h-jobs] [role=status]"); !strings.Contains(s, "You have started no replay") {
+				t.Errorf("after a refused form the list reads %q, want no replay", s)
+			}
+		})
+	}
+}
+
+// waitReplayDone reloads a replay's page, as its text asks a person to,
+// until the replay is done; a failed replay fails the test.
+func waitReplayDone(t *testing.T, ctx context.Context) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		switch s := text(t, ctx, "main > h1 + p span.status"); s {
+		case "done":
+			return
+		case "queued", "running":
+		default:
+			t.Fatalf("the replay is %s: %q", s, text(t, ctx, "main"))
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the replay is not done after a minute: %q", text(t, ctx, "main > h1 + p"))
+		}
+		time.Sleep(100 * time.Millisecond) // polling a background job, not timing the test
+		run(t, ctx, "reload the replay", chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS("main > h1 + p span.status")))
+	}
+}
+
+// noPHI fails the test if the page shows one of the patient's identifying
+// values.
+func noPHI(t *testing.T, ctx context.Context) {
+	t.Helper()
+	page := eval[string](t, ctx, `document.body.innerText`)
+	for _, v := range phiValues {
+		if strings.Contains(page, v) {
+			t.Errorf("%s shows the patient's %q", location(t, ctx), v)
+		}
+	}
+}
