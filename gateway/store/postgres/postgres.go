@@ -235,7 +235,13 @@ func config(url string, opts Options) (*pgxpool.Config, time.Duration, sqlstore.
 	}
 	ms := strconv.FormatInt(stmt.Milliseconds(), 10)
 	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
-		_, err := c.Exec(ctx, `SELECT set_config('statement_timeout', $1, false)`, ms)
+		// Every statement is planned for its values (plan_cache_mode): a
+		// search's or count's best plan depends on how common the value
+		// is (a patient with thousands of reference rows against one with
+		// ten), and the generic plan PostgreSQL switches a cached
+		// statement to after five runs reads the common value's range
+		// for every value (issue 19: 57.7 ms against 2.1 ms).
+		_, err := c.Exec(ctx, `SELECT set_config('statement_timeout', $1, false), set_config('plan_cache_mode', 'force_custom_plan', false)`, ms)
 		return err
 	}
 	return cfg, acquire, wcfg, nil

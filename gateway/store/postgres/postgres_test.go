@@ -164,7 +164,8 @@ func TestNewerSchemaRefused(t *testing.T) {
 }
 
 // TestConnectionSettings: the statement timeout reaches every connection;
-// Options win over the URL.
+// Options win over the URL. Every connection plans statements for their
+// values (plan_cache_mode force_custom_plan).
 func TestConnectionSettings(t *testing.T) {
 	u := freshDB(t)
 	for _, tc := range []struct {
@@ -187,12 +188,15 @@ func TestConnectionSettings(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: Open: %v", tc.query, err)
 		}
-		var got string
+		var got, plans string
 		err = s.single(context.Background(), func(q querier) error {
-			return q.QueryRow(context.Background(), `SHOW statement_timeout`).Scan(&got)
+			return q.QueryRow(context.Background(), `SELECT current_setting('statement_timeout'), current_setting('plan_cache_mode')`).Scan(&got, &plans)
 		})
 		if err != nil || got != tc.want {
 			t.Errorf("%q %+v: statement_timeout %q (%v), want %q", tc.query, tc.opts, got, err, tc.want)
+		}
+		if plans != "force_custom_plan" {
+			t.Errorf("%q: plan_cache_mode %q, want force_custom_plan", tc.query, plans)
 		}
 		if strings.Contains(tc.query, "pool_max_conns=3") && s.pool.Config().MaxConns != 3 {
 			t.Errorf("pool_max_conns: %d", s.pool.Config().MaxConns)
