@@ -62,3 +62,41 @@ func BenchmarkNativeBaseline(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkNativeOutputBaseline is the transaction Bundle the pipeline
+// renders for the same document (about 39 times its size) through a bare
+// encoding/json decode and encode: the floor for producing that output.
+func BenchmarkNativeOutputBaseline(b *testing.B) {
+	doc, err := fs.ReadFile(schemas.Examples(), benchSession)
+	if err != nil {
+		b.Fatal(err)
+	}
+	p, err := ingest.NewPipeline(mapping.Options{}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	res, err := p.Map(mapping.KindSession, doc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	raws, err := p.Marshal(res)
+	if err != nil {
+		b.Fatal(err)
+	}
+	out, err := ingest.Transaction(res, raws)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(doc)))
+	b.ReportMetric(float64(len(out)), "output-bytes")
+	b.ReportAllocs()
+	for b.Loop() {
+		var v any
+		if err := json.Unmarshal(out, &v); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := json.Marshal(v); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
