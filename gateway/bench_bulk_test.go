@@ -2,7 +2,6 @@ package gateway_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"io/fs"
@@ -35,35 +34,10 @@ func benchRecords(b *testing.B, kind, example, tag string, n int) []string {
 	}
 	out := make([]string, n)
 	for i := range n {
-		var doc map[string]any
-		if err := json.Unmarshal(raw, &doc); err != nil {
+		body, err := schemas.Renumbered(raw, fmt.Sprintf("-%s%06d", tag, i))
+		if err != nil {
 			b.Fatal(err)
 		}
-		suffix := fmt.Sprintf("-%s%06d", tag, i)
-		var renumber func(v any)
-		renumber = func(v any) {
-			switch x := v.(type) {
-			case map[string]any:
-				for k, y := range x {
-					if s, ok := y.(string); ok && k == "recordId" {
-						x[k] = s + suffix
-						continue
-					}
-					renumber(y)
-				}
-			case []any:
-				for _, y := range x {
-					renumber(y)
-				}
-			}
-		}
-		renumber(doc)
-		p := doc["patient"].(map[string]any)
-		p["id"] = p["id"].(string) + suffix
-		if mrn, ok := p["mrn"].(map[string]any); ok {
-			mrn["value"] = mrn["value"].(string) + suffix
-		}
-		body, _ := json.Marshal(doc)
 		out[i] = string(body)
 	}
 	return out

@@ -284,3 +284,43 @@ type embeddedFactory struct{ files map[string][]byte }
 func (f embeddedFactory) New(source string) gojsonschema.JSONLoader {
 	return embeddedLoader{url: source, files: f.files}
 }
+
+// Renumbered returns the record doc (JSON) made a record of its own for
+// load tests, benchmarks and bulk imports: every recordId in it and the
+// patient's id and MRN value with suffix appended. The record is otherwise
+// unchanged (it stays valid when doc is).
+func Renumbered(doc []byte, suffix string) ([]byte, error) {
+	var v map[string]any
+	if err := json.Unmarshal(doc, &v); err != nil {
+		return nil, err
+	}
+	var walk func(any)
+	walk = func(x any) {
+		switch n := x.(type) {
+		case map[string]any:
+			for k, y := range n {
+				if s, ok := y.(string); ok && k == "recordId" {
+					n[k] = s + suffix
+					continue
+				}
+				walk(y)
+			}
+		case []any:
+			for _, y := range n {
+				walk(y)
+			}
+		}
+	}
+	walk(v)
+	if p, ok := v["patient"].(map[string]any); ok {
+		if id, ok := p["id"].(string); ok {
+			p["id"] = id + suffix
+		}
+		if m, ok := p["mrn"].(map[string]any); ok {
+			if s, ok := m["value"].(string); ok {
+				m["value"] = s + suffix
+			}
+		}
+	}
+	return json.Marshal(v)
+}

@@ -650,3 +650,48 @@ func TestDocsExamples(t *testing.T) {
 		}
 	}
 }
+
+// TestRenumbered: every example made a record of its own stays valid, and
+// every recordId, the patient's id and MRN carry the suffix.
+func TestRenumbered(t *testing.T) {
+	set, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kind := range Kinds() {
+		ents, err := fs.ReadDir(Examples(), "examples/"+kind)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range ents {
+			raw, err := fs.ReadFile(Examples(), "examples/"+kind+"/"+e.Name())
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := Renumbered(raw, "-x7")
+			if err != nil {
+				t.Fatalf("%s: %v", e.Name(), err)
+			}
+			if err := set.Validate(kind, out); err != nil {
+				t.Errorf("%s renumbered is invalid: %v", e.Name(), err)
+			}
+			before, after := strings.Count(string(raw), `"recordId"`), strings.Count(string(out), `-x7"`)
+			var doc struct {
+				Patient struct {
+					ID  string
+					MRN *struct{ Value string }
+				}
+			}
+			if err := json.Unmarshal(out, &doc); err != nil {
+				t.Fatal(err)
+			}
+			want := before + 1 // every recordId and the patient's id
+			if doc.Patient.MRN != nil {
+				want++
+			}
+			if after != want || !strings.HasSuffix(doc.Patient.ID, "-x7") {
+				t.Errorf("%s: %d values suffixed, want %d (patient %q)", e.Name(), after, want, doc.Patient.ID)
+			}
+		}
+	}
+}

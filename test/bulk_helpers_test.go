@@ -18,6 +18,7 @@ import (
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
+	"github.com/ketamine-gateway/ketamine-gateway/schemas"
 )
 
 // Helpers of the bulk data tests: kick-offs, polling, downloads, generated
@@ -159,19 +160,7 @@ func nativeRecords(t *testing.T, ex string, n int, prefix string, bad ...int) []
 	}
 	out := make([]string, n)
 	for i := range n {
-		var doc map[string]any
-		if err := json.Unmarshal(raw, &doc); err != nil {
-			t.Fatal(err)
-		}
-		suffix := fmt.Sprintf("-%s%06d", prefix, i)
-		renumber(doc, suffix)
-		if p, ok := doc["patient"].(map[string]any); ok {
-			p["id"] = p["id"].(string) + suffix
-			if m, ok := p["mrn"].(map[string]any); ok {
-				m["value"] = m["value"].(string) + suffix
-			}
-		}
-		b, err := json.Marshal(doc)
+		b, err := schemas.Renumbered(raw, fmt.Sprintf("-%s%06d", prefix, i))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -186,24 +175,6 @@ func nativeRecords(t *testing.T, ex string, n int, prefix string, bad ...int) []
 		out[i] = s
 	}
 	return out
-}
-
-// renumber suffixes every recordId in v.
-func renumber(v any, suffix string) {
-	switch n := v.(type) {
-	case map[string]any:
-		for k, x := range n {
-			if s, ok := x.(string); ok && k == "recordId" {
-				n[k] = s + suffix
-				continue
-			}
-			renumber(x, suffix)
-		}
-	case []any:
-		for _, x := range n {
-			renumber(x, suffix)
-		}
-	}
 }
 
 // cli runs the binary with args (stdin when not ""), and returns its exit

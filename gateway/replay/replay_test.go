@@ -24,6 +24,7 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
+	"github.com/ketamine-gateway/ketamine-gateway/schemas"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -67,36 +68,17 @@ func example(t testing.TB, path string, n int) ([]byte, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var doc map[string]any
-	if err := json.Unmarshal(raw, &doc); err != nil {
+	out, err := schemas.Renumbered(raw, fmt.Sprintf("-n%05d", n))
+	if err != nil {
 		t.Fatal(err)
 	}
-	suffix := fmt.Sprintf("-n%05d", n)
-	var renumber func(v any)
-	renumber = func(v any) {
-		switch x := v.(type) {
-		case map[string]any:
-			for k, y := range x {
-				if s, ok := y.(string); ok && k == "recordId" {
-					x[k] = s + suffix
-					continue
-				}
-				renumber(y)
-			}
-		case []any:
-			for _, y := range x {
-				renumber(y)
-			}
-		}
+	var doc struct {
+		Source struct{ RecordID string }
 	}
-	renumber(doc)
-	p := doc["patient"].(map[string]any)
-	p["id"] = p["id"].(string) + suffix
-	if mrn, ok := p["mrn"].(map[string]any); ok {
-		mrn["value"] = mrn["value"].(string) + suffix
+	if err := json.Unmarshal(out, &doc); err != nil {
+		t.Fatal(err)
 	}
-	out, _ := json.Marshal(doc)
-	return out, doc["source"].(map[string]any)["recordId"].(string)
+	return out, doc.Source.RecordID
 }
 
 // ingest stores a record of tenant through the ingest service.
