@@ -185,8 +185,12 @@ func (s *Server) handleConditionalPatch(c echo.Context) error {
 func (s *Server) patchBody(c echo.Context) (engine.PatchFormat, engine.Body) {
 	r := c.Request()
 	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if mt != "application/json-patch+json" {
+	switch mt {
+	case "application/json-patch+json":
+	case "application/fhir+json", "application/json", "application/json+fhir":
 		return engine.PatchDetect, s.body(c)
+	default:
+		return engine.PatchDetect, func() ([]byte, error) { return nil, errPatchContentType }
 	}
 	return engine.PatchJSON, func() ([]byte, error) {
 		var b []byte

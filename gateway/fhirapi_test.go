@@ -209,6 +209,16 @@ func TestPatch(t *testing.T) {
 	assertOutcome(t, jsonPatch("/fhir/Patient?identifier=http://hospital.example/mrn|NONE", `[{"op":"remove","path":"/gender"}]`),
 		404, "conditional-patch-unmatched", "")
 
+	// A PATCH body of another media type: 415 naming the two it may be.
+	r := httptest.NewRequest("PATCH", "/fhir/Patient/"+id, strings.NewReader(`[{"op":"remove","path":"/gender"}]`))
+	r.Header.Set("Content-Type", "text/plain")
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, r)
+	assertOutcome(t, rec, 415, "content-type-unsupported", "")
+	if !strings.Contains(rec.Body.String(), "application/json-patch+json") {
+		t.Errorf("PATCH as text/plain: %s; want the JSON Patch media type named", rec.Body)
+	}
+
 	// A PATCH entry of a transaction: a Binary with a JSON Patch, and a
 	// Parameters with a FHIRPath Patch.
 	bin := base64.StdEncoding.EncodeToString([]byte(`[{"op":"replace","path":"/gender","value":"female"}]`))
