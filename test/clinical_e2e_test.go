@@ -52,16 +52,6 @@ func ingestRecord(t *testing.T, base, kind, body string) (int, map[string]any) {
 	return status, m
 }
 
-// fhirTotal counts the resources a FHIR search finds.
-func fhirTotal(t *testing.T, base, typ, query string) int {
-	t.Helper()
-	status, _, m := doReq(t, "GET", base+"/fhir/"+typ+"?_summary=count&"+query, "")
-	if status != 200 {
-		t.Fatalf("search %s?%s = %d %v", typ, query, status, m)
-	}
-	return int(m["total"].(float64))
-}
-
 // issue is one OperationOutcome issue as the tests read it.
 type issue struct{ rule, location, message string }
 
@@ -112,7 +102,7 @@ func wantRefused(t *testing.T, status int, oo map[string]any, wantStatus int, ru
 func TestRecordOrderE2E(t *testing.T) {
 	g := start(t)
 	linked := func(session string) int {
-		return fhirTotal(t, g.base, "AdverseEvent", "substance:identifier="+url.QueryEscape(sessionSystem+"|"+session))
+		return countOn(t, g, "AdverseEvent?substance:identifier="+url.QueryEscape(sessionSystem+"|"+session))
 	}
 	ok := func(kind, body string) {
 		t.Helper()
@@ -137,7 +127,7 @@ func TestRecordOrderE2E(t *testing.T) {
 
 	// Without a session: accepted, linked to none.
 	ok("adverse-event", native("AE-3", "1", "P-3", "", e2eAdverseEvent("", "2026-03-02T09:30:00-05:00")))
-	if n := fhirTotal(t, g.base, "AdverseEvent", ""); n != 3 {
+	if n := countOn(t, g, "AdverseEvent"); n != 3 {
 		t.Errorf("%d adverse events stored, want 3", n)
 	}
 
@@ -154,15 +144,15 @@ func TestRecordOrderE2E(t *testing.T) {
 	foreign := native("AE-6", "1", "P-6", "", e2eAdverseEvent("S-2", "2026-03-02T09:30:00-05:00"))
 	status, oo = ingestRecord(t, g.base, "adverse-event", foreign)
 	wantRefused(t, status, oo, 422, "session.patient-mismatch", foreign, "/sessionId")
-	if n := fhirTotal(t, g.base, "AdverseEvent", ""); n != 4 {
+	if n := countOn(t, g, "AdverseEvent"); n != 4 {
 		t.Errorf("%d adverse events stored after the refusals, want 4", n)
 	}
-	if n := fhirTotal(t, g.base, "Procedure", "identifier="+url.QueryEscape(sessionSystem+"|S-5")); n != 0 {
+	if n := countOn(t, g, "Procedure?identifier="+url.QueryEscape(sessionSystem+"|S-5")); n != 0 {
 		t.Errorf("the refused session was stored")
 	}
 
 	// The serious-or-severe adverse event is searchable as such.
-	if n := fhirTotal(t, g.base, "AdverseEvent", "severity=severe"); n != 4 {
+	if n := countOn(t, g, "AdverseEvent?severity=severe"); n != 4 {
 		t.Errorf("%d severe adverse events found, want 4", n)
 	}
 }
@@ -195,7 +185,7 @@ func TestBadClinicalInputE2E(t *testing.T) {
 			wantRefused(t, status, oo, tc.status, tc.rule, tc.record, tc.location)
 		})
 	}
-	if n := fhirTotal(t, g.base, "Procedure", ""); n != 0 {
+	if n := countOn(t, g, "Procedure"); n != 0 {
 		t.Errorf("%d Procedures stored, want 0", n)
 	}
 	// The stopped session with the dose it gave is charted as given.
@@ -207,7 +197,7 @@ func TestBadClinicalInputE2E(t *testing.T) {
 	if dose := dosage["dose"].(map[string]any)["value"].(float64); dose != 25 || dosage["text"] != "Ketamine IV 25 mg over 22 min" {
 		t.Errorf("MedicationAdministration.dosage = %v, want 25 mg given over 22 min", dosage)
 	}
-	if n := fhirTotal(t, g.base, "MedicationRequest", "status=stopped"); n != 1 {
+	if n := countOn(t, g, "MedicationRequest?status=stopped"); n != 1 {
 		t.Errorf("%d stopped plans, want the session's MedicationRequest", n)
 	}
 
@@ -218,7 +208,7 @@ func TestBadClinicalInputE2E(t *testing.T) {
 	second := native("A-21", "1", "P-21", "MRN-20", e2eAssessment)
 	status, oo := ingestRecord(t, g.base, "assessment", second)
 	wantRefused(t, status, oo, 409, "patient.identity-conflict", second, "/patient/id", "/patient/mrn/value")
-	if n := fhirTotal(t, g.base, "Patient", "identifier="+url.QueryEscape("https://hospital.example/mrn|MRN-20")); n != 1 {
+	if n := countOn(t, g, "Patient?identifier="+url.QueryEscape("https://hospital.example/mrn|MRN-20")); n != 1 {
 		t.Errorf("%d Patients with the MRN, want 1", n)
 	}
 }
@@ -230,27 +220,27 @@ func TestBadClinicalInputE2E(t *testing.T) {
 func TestIdentityConcurrentE2E(t *testing.T) {
 	t.Run("sqlite", func(t *testing.T) {
 		g := start(t)
-		identityRace(t, g.base, g.base)
+		identityRace(t, g, g)
 	})
 	t.Run("postgres-replicas", func(t *testing.T) {
 		gs := startReplicas(t, 2, freshPostgres(t))
-		identityRace(t, gs[0].base, gs[1].base)
+		identityRace(t, gs[0], gs[1])
 	})
 }
 
 // identityRace posts pairs of records with one MRN and two clinic ids, one
-// to each base, at the same moment, round after round.
-func identityRace(t *testing.T, a, b string) {
+// to each gateway, at the same moment, round after round.
+func identityRace(t *testing.T, a, b *gateway) {
 	t.Helper()
 	for round := range 5 {
 		mrn := fmt.Sprintf("MRN-RACE-%d", round)
 		var wg sync.WaitGroup
 		statuses := make([]int, 2)
-		for i, base := range []string{a, b} {
+		for i, g := range []*gateway{a, b} {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				statuses[i], _ = ingestRecord(t, base, "assessment",
+				statuses[i], _ = ingestRecord(t, g.base, "assessment",
 					native(fmt.Sprintf("A-%d-%d", round, i), "1", fmt.Sprintf("P-%d-%d", round, i), mrn, e2eAssessment))
 			}()
 		}
@@ -258,7 +248,7 @@ func identityRace(t *testing.T, a, b string) {
 		if !(statuses[0] == 200 && statuses[1] == 409 || statuses[0] == 409 && statuses[1] == 200) {
 			t.Errorf("round %d: statuses %v, want one 200 and one 409", round, statuses)
 		}
-		if n := fhirTotal(t, a, "Patient", "identifier="+url.QueryEscape("https://hospital.example/mrn|"+mrn)); n != 1 {
+		if n := countOn(t, a, "Patient?identifier="+url.QueryEscape("https://hospital.example/mrn|"+mrn)); n != 1 {
 			t.Errorf("round %d: %d Patients with the MRN, want 1", round, n)
 		}
 	}
