@@ -35,7 +35,7 @@ func TestConformanceE2E(t *testing.T) {
 		if !ok || name == "package.json" || name == ".index.json" {
 			continue
 		}
-		code, got := getBody(t, g.base+"/fhir/"+typ+"/"+id)
+		code, _, got := rawReq(t, "GET", g.base+"/fhir/"+typ+"/"+id, "")
 		if code != http.StatusOK || !sameResource(t, body, got) {
 			t.Errorf("GET /fhir/%s/%s = %d; differs from the package's %s", typ, id, code, name)
 		}
@@ -80,17 +80,6 @@ func TestConformanceE2E(t *testing.T) {
 	if code != http.StatusBadRequest || !bytes.Contains(out, []byte("profile.unknown")) {
 		t.Errorf("$validate with an unknown profile = %d %s", code, out)
 	}
-}
-
-func getBody(t *testing.T, u string) (int, []byte) {
-	t.Helper()
-	resp, err := http.Get(u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, b
 }
 
 // sameResource compares two resources, ignoring meta (the server adds
