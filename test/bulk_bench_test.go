@@ -60,7 +60,7 @@ func BenchmarkExportRSS(b *testing.B) {
 	}
 	for b.Loop() {
 		g := start(b, "--db", path)
-		base := vmHWM(b, g.cmd.Process.Pid)
+		base := vmHWM(b, g.Cmd.Process.Pid)
 		t0 := time.Now()
 		status, h, body := rawReq(b, "GET", g.base+"/fhir/$export?_type=Observation", "", "Prefer: respond-async")
 		if status != http.StatusAccepted {
@@ -82,7 +82,7 @@ func BenchmarkExportRSS(b *testing.B) {
 			time.Sleep(200 * time.Millisecond) // polling, as a client does
 		}
 		exportTime := time.Since(t0)
-		exportPeak := vmHWM(b, g.cmd.Process.Pid)
+		exportPeak := vmHWM(b, g.Cmd.Process.Pid)
 		var bytes int64
 		count := 0
 		for _, f := range m.Output {
@@ -101,7 +101,7 @@ func BenchmarkExportRSS(b *testing.B) {
 		if count != n {
 			b.Fatalf("exported %d resources, want %d", count, n)
 		}
-		peak := vmHWM(b, g.cmd.Process.Pid)
+		peak := vmHWM(b, g.Cmd.Process.Pid)
 		b.ReportMetric(float64(bytes)/1e9, "GB")
 		b.ReportMetric(float64(n)/exportTime.Seconds(), "res/s")
 		b.ReportMetric(float64(exportPeak)/(1<<20), "export-peak-MiB")

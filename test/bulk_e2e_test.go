@@ -262,8 +262,8 @@ func TestBulkExportCancel(t *testing.T) {
 		time.Sleep(100 * time.Millisecond) // watching for late writes
 	}
 	g.stop(t)
-	if !strings.Contains(g.logs.String(), "the job was cancelled or taken over") {
-		t.Errorf("the runner did not report stopping:\n%s", g.logs)
+	if !strings.Contains(g.Logs.String(), "the job was cancelled or taken over") {
+		t.Errorf("the runner did not report stopping:\n%s", g.Logs)
 	}
 }
 
@@ -277,10 +277,10 @@ func TestBulkExportRestart(t *testing.T) {
 	g := start(t, "--db", db, "--job-lease", "2s")
 	loc := kickoff(t, g.base+"/fhir/$export?_type=Observation")
 	waitProgress(t, loc)
-	if err := g.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+	if err := g.Cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	_ = g.cmd.Wait()
+	_ = g.Cmd.Wait()
 	g2 := start(t, "--db", db, "--job-lease", "2s")
 	loc = strings.Replace(loc, g.base, g2.base, 1)
 	status, body := pollJob(t, loc, 3*time.Minute)
@@ -305,8 +305,8 @@ func TestBulkExportRestart(t *testing.T) {
 		t.Errorf("%d Observations exported after the restart, want %d", len(seen), n)
 	}
 	g2.stop(t)
-	if !strings.Contains(g2.logs.String(), `"attempt":2`) {
-		t.Errorf("the second gateway did not resume the job (attempt 2):\n%s", g2.logs)
+	if !strings.Contains(g2.Logs.String(), `"attempt":2`) {
+		t.Errorf("the second gateway did not resume the job (attempt 2):\n%s", g2.Logs)
 	}
 }
 

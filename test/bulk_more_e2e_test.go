@@ -86,7 +86,7 @@ func TestBulkExportReplicasOnce(t *testing.T) {
 	for id, attempts := range ids {
 		started := 0
 		for _, g := range gs {
-			started += strings.Count(g.logs.String(), `"msg":"jobs: started","job":"`+id+`"`)
+			started += strings.Count(g.Logs.String(), `"msg":"jobs: started","job":"`+id+`"`)
 		}
 		if attempts != 1 || started != 1 {
 			t.Errorf("job %s: %d claims, started %d times; want once", id, attempts, started)

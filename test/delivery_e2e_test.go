@@ -41,8 +41,8 @@ func TestDeliveryExactlyOnceAfterKill(t *testing.T) {
 			t.Fatalf("ingest %s = %d %v", ex, status, resp)
 		}
 	}
-	_ = g.cmd.Process.Signal(syscall.SIGKILL)
-	_ = g.cmd.Wait()
+	_ = g.Cmd.Process.Signal(syscall.SIGKILL)
+	_ = g.Cmd.Wait()
 
 	ehr.setDown(false)
 	g2 := start(t, "--db", db, "--ehr-url", ehr.URL)
@@ -80,8 +80,8 @@ func TestDeliveryClaimRecovery(t *testing.T) {
 			t.Fatal("the gateway never started its attempt")
 		}
 	}
-	_ = g.cmd.Process.Signal(syscall.SIGKILL)
-	_ = g.cmd.Wait()
+	_ = g.Cmd.Process.Signal(syscall.SIGKILL)
+	_ = g.Cmd.Wait()
 	ehr.mu.Lock()
 	close(ehr.hang)
 	ehr.hang = nil

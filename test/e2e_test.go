@@ -53,14 +53,12 @@ func workTreeFiles() []string {
 
 // gateway is a running `ketamine-gateway serve`.
 type gateway struct {
-	*gwproc.Proc
-	cmd  *exec.Cmd
-	base string
-	logs *gwproc.Logs
+	*gwproc.Proc // its Cmd and Logs
+	base         string
 }
 
 // newGateway wraps a prepared process.
-func newGateway(p *gwproc.Proc) *gateway { return &gateway{Proc: p, cmd: p.Cmd, logs: p.Logs} }
+func newGateway(p *gwproc.Proc) *gateway { return &gateway{Proc: p} }
 
 // start runs serve on a free loopback port and waits for /healthz.
 func start(t testing.TB, args ...string) *gateway {
@@ -134,11 +132,11 @@ func TestServeDryRun(t *testing.T) {
 	}
 	// The request log names routes, never record content.
 	g.stop(t)
-	if !strings.Contains(g.logs.String(), `"route":"/ingest/:kind"`) {
-		t.Errorf("request log lacks the route template:\n%s", g.logs)
+	if !strings.Contains(g.Logs.String(), `"route":"/ingest/:kind"`) {
+		t.Errorf("request log lacks the route template:\n%s", g.Logs)
 	}
 	for _, marker := range []string{"Testpatient", "serenity-clinic-emr"} {
-		if strings.Contains(g.logs.String(), marker) {
+		if strings.Contains(g.Logs.String(), marker) {
 			t.Errorf("log contains record content %q", marker)
 		}
 	}

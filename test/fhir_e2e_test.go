@@ -152,8 +152,8 @@ func TestKillDuringTransaction(t *testing.T) {
 			}
 		}()
 		time.Sleep(time.Duration(frac * float64(took))) // chooses the kill moment; nothing is asserted on timing
-		_ = g.cmd.Process.Signal(syscall.SIGKILL)
-		_ = g.cmd.Wait()
+		_ = g.Cmd.Process.Signal(syscall.SIGKILL)
+		_ = g.Cmd.Wait()
 		<-done
 		g2 := startDB(t, db)
 		_, _, all := doReq(t, "GET", g2.base+"/fhir/Basic?_summary=count", "")

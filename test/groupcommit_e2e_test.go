@@ -63,7 +63,7 @@ func TestKillDuringGroupCommit(t *testing.T) {
 					mu.Unlock()
 					if n >= killAfter {
 						once.Do(func() {
-							_ = g.cmd.Process.Signal(syscall.SIGKILL)
+							_ = g.Cmd.Process.Signal(syscall.SIGKILL)
 							close(killed)
 						})
 						return
@@ -72,7 +72,7 @@ func TestKillDuringGroupCommit(t *testing.T) {
 			})
 		}
 		<-killed
-		_ = g.cmd.Wait()
+		_ = g.Cmd.Wait()
 		wg.Wait()
 		t.Logf("round %d: %d Bundles posted so far, %d answered 200", round, next, len(acked))
 	}

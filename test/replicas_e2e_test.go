@@ -300,8 +300,8 @@ func TestReplicaKilled(t *testing.T) {
 			}
 			killed.Store(true)
 			atKill = nacks.Load()
-			_ = gs[0].cmd.Process.Signal(syscall.SIGKILL)
-			_ = gs[0].cmd.Wait()
+			_ = gs[0].Cmd.Process.Signal(syscall.SIGKILL)
+			_ = gs[0].Cmd.Wait()
 		}
 		jobs <- i
 	}

@@ -92,7 +92,7 @@ func startTLS(t *testing.T, pool *x509.CertPool, args ...string) string {
 			}
 		}
 		if i > 500 {
-			t.Fatalf("gateway never became healthy over TLS: %v\n%s", err, gw.logs)
+			t.Fatalf("gateway never became healthy over TLS: %v\n%s", err, gw.Logs)
 		}
 		time.Sleep(10 * time.Millisecond) // polling a starting process
 	}
