@@ -302,8 +302,7 @@ func checkServe(t *testing.T, ex docExample, cmd string) {
 			flags = append(flags, strings.Trim(a, `'"`))
 		}
 	}
-	g := start(t, flags...)
-	_ = g
+	start(t, flags...)
 }
 
 // checkShown checks that the answer has the top-level keys the document's
