@@ -342,13 +342,8 @@ func (m *mapper) plan(in *InfusionBody, id ident, medication []string, route, me
 		status = "entered-in-error"
 	}
 	d := fhir.Dosage{Route: ptr(cc("", route))}
-	text := medText + " " + routeText
-	if in.DoseMgPerKg != nil && in.BodyWeightKg != nil && in.TotalDoseMg != nil {
-		text = fmt.Sprintf("%s %g mg/kg x %g kg = %g mg", text, *in.DoseMgPerKg, *in.BodyWeightKg, *in.TotalDoseMg)
-		d.Extension = []fhir.Extension{weightBasedDose(*in.DoseMgPerKg)}
-	} else if in.TotalDoseMg != nil {
-		text = fmt.Sprintf("%s %g mg", text, *in.TotalDoseMg)
-	}
+	var text string
+	text, d.Extension = plannedDose(in, medText+" "+routeText)
 	var dr fhir.DosageDoseAndRate
 	if in.TotalDoseMg != nil {
 		dr.DoseQuantity = quantity(*in.TotalDoseMg, "mg", "mg")
@@ -396,12 +391,7 @@ func (m *mapper) dosage(in *InfusionBody, route, routeText, medText string) *fhi
 		if r := in.Rate; r != nil {
 			d.RateRatio = rateRatio(r.Amount, r.AmountUnit, r.Duration, r.DurationUnit)
 		}
-		if in.DoseMgPerKg != nil && in.BodyWeightKg != nil && in.TotalDoseMg != nil {
-			text = fmt.Sprintf("%s %g mg/kg x %g kg = %g mg", text, *in.DoseMgPerKg, *in.BodyWeightKg, *in.TotalDoseMg)
-			d.Extension = []fhir.Extension{weightBasedDose(*in.DoseMgPerKg)}
-		} else if in.TotalDoseMg != nil {
-			text = fmt.Sprintf("%s %g mg", text, *in.TotalDoseMg)
-		}
+		text, d.Extension = plannedDose(in, text)
 	case a.doseMg != nil:
 		text = fmt.Sprintf("%s %g mg", text, *a.doseMg)
 		if in.Drug == "ketamine-iv" && a.minutes > 0 {
@@ -413,6 +403,20 @@ func (m *mapper) dosage(in *InfusionBody, route, routeText, medText string) *fhi
 	}
 	d.Text = ptr(text)
 	return d
+}
+
+// plannedDose appends the planned dose to text: "mg/kg x kg = mg" with
+// the weight-based-dose extension for weight-based dosing, else the planned
+// total in mg.
+func plannedDose(in *InfusionBody, text string) (string, []fhir.Extension) {
+	switch {
+	case in.DoseMgPerKg != nil && in.BodyWeightKg != nil && in.TotalDoseMg != nil:
+		return fmt.Sprintf("%s %g mg/kg x %g kg = %g mg", text, *in.DoseMgPerKg, *in.BodyWeightKg, *in.TotalDoseMg),
+			[]fhir.Extension{weightBasedDose(*in.DoseMgPerKg)}
+	case in.TotalDoseMg != nil:
+		return fmt.Sprintf("%s %g mg", text, *in.TotalDoseMg), nil
+	}
+	return text, nil
 }
 
 // rateRatio is an amount per duration in UCUM units (unit = code).
