@@ -197,7 +197,8 @@ func TestScopeMatrix(t *testing.T) {
 				}
 				if c.tenant != "clinic-a" {
 					for _, r := range resources(answers) {
-						site, _ := r["source"].(map[string]any)["site"].(string)
+						src, _ := r["source"].(map[string]any)
+						site, _ := src["site"].(string)
 						if id, _ := r["id"].(string); ids[r["resourceType"].(string)] == id || site == "clinic-a" {
 							t.Errorf("another tenant saw clinic-a's %s/%s", r["resourceType"], id)
 						}
