@@ -161,7 +161,7 @@ func TestPatchE2E(t *testing.T) {
 	for _, tc := range []struct{ body, ct, rule, expr string }{
 		{`[{"op":"replace","path":"/id","value":"x"}]`, "application/json-patch+json", "patch-server-owned", "Patch.operation[0].path"},
 		{`[{"op":"add","path":"/active","value":true},{"op":"remove","path":"/meta"}]`, "application/json-patch+json", "patch-server-owned", "Patch.operation[1].path"},
-		{`[{"op":"replace","path":"/gender","value":"SECRET7"}]`, "application/json-patch+json", "", ""},
+		{`[{"op":"replace","path":"/gender","value":"SECRET7"}]`, "application/json-patch+json", "binding-required", "Patient.gender"},
 		{`{"resourceType":"Parameters","parameter":[{"name":"operation","part":[{"name":"type","valueCode":"delete"},{"name":"path","valueString":"Patient.meta"}]}]}`,
 			"application/fhir+json", "patch-server-owned", "Parameters.parameter[0]"},
 	} {
