@@ -235,16 +235,21 @@ func identityRace(t *testing.T, a, b *gateway) {
 	for round := range 5 {
 		mrn := fmt.Sprintf("MRN-RACE-%d", round)
 		var wg sync.WaitGroup
-		statuses := make([]int, 2)
+		statuses, errs := make([]int, 2), make([]error, 2)
 		for i, g := range []*gateway{a, b} {
 			wg.Add(1)
-			go func() {
+			go func() { // tryReq, not ingestRecord: t.Fatal belongs to the test's goroutine
 				defer wg.Done()
-				statuses[i], _ = ingestRecord(t, g.base, "assessment",
+				statuses[i], _, _, errs[i] = tryReq("POST", g.base+"/ingest/assessment",
 					native(fmt.Sprintf("A-%d-%d", round, i), "1", fmt.Sprintf("P-%d-%d", round, i), mrn, e2eAssessment))
 			}()
 		}
 		wg.Wait()
+		for _, err := range errs {
+			if err != nil {
+				t.Fatalf("round %d: %v", round, err)
+			}
+		}
 		if !(statuses[0] == 200 && statuses[1] == 409 || statuses[0] == 409 && statuses[1] == 200) {
 			t.Errorf("round %d: statuses %v, want one 200 and one 409", round, statuses)
 		}
