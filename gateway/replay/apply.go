@@ -248,7 +248,7 @@ func remarshal(raw []byte, typ string) []byte {
 	if typ != "Observation" {
 		return raw
 	}
-	doc, err := decode(raw)
+	doc, err := fhirwire.Decode(raw)
 	if err != nil {
 		return raw
 	}
@@ -272,14 +272,15 @@ func corrected(typ string, doc map[string]any) map[string]any {
 	return doc
 }
 
-// clone copies a decoded resource deeply enough to change it.
+// clone copies a decoded resource deeply enough to change it, numbers
+// kept exact (fhirwire.Decode): a decimal's digits are written as mapped.
 func clone(doc map[string]any) map[string]any {
 	raw, err := json.Marshal(doc)
 	if err != nil {
 		return doc
 	}
-	var out map[string]any
-	if json.Unmarshal(raw, &out) != nil {
+	out, err := fhirwire.Decode(raw)
+	if err != nil {
 		return doc
 	}
 	return out

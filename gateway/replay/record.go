@@ -402,12 +402,3 @@ func identifiers(doc map[string]any) []string {
 	}
 	return out
 }
-
-// decode decodes a rendered resource.
-func decode(raw []byte) (map[string]any, error) {
-	var doc map[string]any
-	if err := json.Unmarshal(raw, &doc); err != nil {
-		return nil, fmt.Errorf("mapped resource: %w", err)
-	}
-	return doc, nil
-}
