@@ -70,7 +70,7 @@ func (s *Service) runExport(ctx context.Context, run *jobs.Run) ([]byte, error) 
 	if err := json.Unmarshal(run.Job.Request, &req); err != nil {
 		return nil, fmt.Errorf("export request: %w", err)
 	}
-	x := &exporter{s: s, run: run, req: &req, sc: jobScope(run.Job, "", req.Scopes), cp: exportCheckpoint{NextFile: 1}}
+	x := &exporter{s: s, run: run, req: &req, sc: jobs.Scope(run.Job, "", req.Scopes), cp: exportCheckpoint{NextFile: 1}}
 	if run.Job.Checkpoint != nil {
 		if err := json.Unmarshal(run.Job.Checkpoint, &x.cp); err != nil {
 			return nil, fmt.Errorf("export checkpoint: %w", err)
@@ -88,7 +88,7 @@ func (s *Service) runExport(ctx context.Context, run *jobs.Run) ([]byte, error) 
 	m := Manifest{TransactionTime: req.TransactionTime.Format("2006-01-02T15:04:05.000Z"), Request: req.Request,
 		RequiresAccessToken: true, Output: []ManifestFile{}, Error: []ManifestFile{}}
 	for _, f := range x.cp.Files {
-		m.Output = append(m.Output, ManifestFile{Type: f.Type, URL: FileURL(req.Base, run.Job.ID, f.N), Count: f.Count})
+		m.Output = append(m.Output, ManifestFile{Type: f.Type, URL: jobs.FileURL(req.Base, run.Job.ID, f.N), Count: f.Count})
 	}
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
@@ -98,9 +98,6 @@ func (s *Service) runExport(ctx context.Context, run *jobs.Run) ([]byte, error) 
 	}
 	return bytes.TrimSpace(b.Bytes()), nil
 }
-
-// FileURL is where file n of job id is downloaded.
-func FileURL(base, id string, n int) string { return fmt.Sprintf("%s/jobs/%s/files/%d", base, id, n) }
 
 // exportType writes the resources of one type, from the checkpoint.
 func (x *exporter) exportType(ctx context.Context, typ string) error {

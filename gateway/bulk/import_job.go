@@ -154,7 +154,7 @@ func (s *Service) runImport(ctx context.Context, run *jobs.Run) ([]byte, error) 
 		}
 	}
 	total := run.Job.Total
-	sc := jobScope(run.Job, "ingest", req.Scopes)
+	sc := jobs.Scope(run.Job, "ingest", req.Scopes)
 	sc.Addr = req.Addr
 
 	pr, pw := io.Pipe()
@@ -205,7 +205,7 @@ func (s *Service) runImport(ctx context.Context, run *jobs.Run) ([]byte, error) 
 	}
 	res := ImportResult{Kind: req.Kind, Records: cp.Counts.Records, Stored: cp.Counts.Stored, Rejected: cp.Counts.Rejected}
 	if res.Rejected > 0 {
-		res.Report = FileURL(req.Base, run.Job.ID, importReport)
+		res.Report = jobs.FileURL(req.Base, run.Job.ID, importReport)
 	}
 	return json.Marshal(res)
 }

@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
@@ -126,6 +127,19 @@ func (s *Service) Handle(kind string, h Handler) {
 		s.kinds = append(s.kinds, kind)
 	}
 	s.cfg.Handlers[kind] = h
+}
+
+// FileURL is where file n of job id is downloaded from a gateway reached
+// at base ("https://gw").
+func FileURL(base, id string, n int) string { return fmt.Sprintf("%s/jobs/%s/files/%d", base, id, n) }
+
+// Scope is the scope a job acts with: its owner's, as the owner was when
+// it asked (tenant and scopes, recorded with the request), with the job's
+// id as the request id.
+func Scope(j *store.Job, interaction, scopes string) *auditlog.Scope {
+	sc := auditlog.NewScope(interaction, &auth.Principal{ClientID: j.Owner, Tenant: j.Tenant, Scopes: auth.ParseScopes(scopes)})
+	sc.RequestID = j.ID
+	return sc
 }
 
 // Retention is how long finished jobs are kept.

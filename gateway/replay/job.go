@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
-	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/jobs"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
@@ -106,9 +105,8 @@ func (s *Service) runJob(ctx context.Context, run *jobs.Run) ([]byte, error) {
 		}
 	}
 	opts.after = cp.After
-	sc := auditlog.NewScope("mapping-replay", &auth.Principal{ClientID: run.Job.Owner, Tenant: run.Job.Tenant,
-		Scopes: auth.ParseScopes(req.Scopes)})
-	sc.Addr, sc.RequestID = req.Addr, run.Job.ID
+	sc := jobs.Scope(run.Job, "mapping-replay", req.Scopes)
+	sc.Addr = req.Addr
 	var since int
 	var saveErr error
 	ctx, cancel := context.WithCancel(ctx)
@@ -150,7 +148,7 @@ func (s *Service) runJob(ctx context.Context, run *jobs.Run) ([]byte, error) {
 	if err := save(sum); err != nil {
 		return nil, err
 	}
-	return json.Marshal(JobResult{Summary: *sum, Report: fmt.Sprintf("%s/jobs/%s/files/%d", req.Base, run.Job.ID, replayReport)})
+	return json.Marshal(JobResult{Summary: *sum, Report: jobs.FileURL(req.Base, run.Job.ID, replayReport)})
 }
 
 // options turns a job's options back into Options.
