@@ -98,8 +98,8 @@ func writeLine(f *jobs.FileParts, v any) error {
 
 // upload stores body as file 0 of job id in parts, and counts its records.
 func (s *Service) upload(ctx context.Context, id string, body io.Reader, limit int64) (int64, error) {
-	var total, lines int64
-	blank := true
+	var total int64
+	var lines lineCounter
 	part := 0
 	buf := make([]byte, s.cfg.PartBytes)
 	for {
@@ -110,28 +110,14 @@ func (s *Service) upload(ctx context.Context, id string, body io.Reader, limit i
 				return 0, outcome.New(outcome.TooLarge, "too-costly", "import-too-large",
 					fmt.Sprintf("the import is larger than %d bytes; split it, or use the import command", limit))
 			}
-			for _, b := range buf[:n] {
-				switch b {
-				case '\n':
-					if !blank {
-						lines++
-					}
-					blank = true
-				case ' ', '\t', '\r':
-				default:
-					blank = false
-				}
-			}
+			lines.Write(buf[:n])
 			if perr := s.cfg.Jobs.Upload(ctx, id, []store.JobPart{{File: importInput, Part: part, Data: buf[:n]}}); perr != nil {
 				return 0, perr
 			}
 			part++
 		}
 		if err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF) {
-			if !blank {
-				lines++
-			}
-			return lines, nil
+			return lines.Lines(), nil
 		}
 		if err != nil {
 			return 0, err
