@@ -120,5 +120,5 @@ func Visible(sc *auditlog.Scope, r *store.Resource) bool {
 	if p.Tenant != search.AllTenants && r.Tenant != p.Tenant {
 		return false
 	}
-	return p.Scopes.Allows(r.Type, 'r') || p.Scopes.Allows(r.Type, 's')
+	return allowedType(sc, r.Type)
 }
