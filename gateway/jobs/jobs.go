@@ -75,9 +75,8 @@ type Config struct {
 
 // Service submits, shows, cancels and runs jobs.
 type Service struct {
-	st    Store
-	cfg   Config
-	kinds []string
+	st  Store
+	cfg Config
 
 	mu      sync.Mutex
 	stop    context.CancelFunc // nil when not running
@@ -108,11 +107,7 @@ func New(cfg Config) *Service {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Service{st: cfg.Store, cfg: cfg, wake: make(chan struct{}, 1)}
-	for k := range cfg.Handlers {
-		s.kinds = append(s.kinds, k)
-	}
-	return s
+	return &Service{st: cfg.Store, cfg: cfg, wake: make(chan struct{}, 1)}
 }
 
 // Handle registers the handler of a kind of job; the runner claims jobs
@@ -122,9 +117,6 @@ func (s *Service) Handle(kind string, h Handler) {
 	defer s.mu.Unlock()
 	if s.cfg.Handlers == nil {
 		s.cfg.Handlers = map[string]Handler{}
-	}
-	if _, ok := s.cfg.Handlers[kind]; !ok {
-		s.kinds = append(s.kinds, kind)
 	}
 	s.cfg.Handlers[kind] = h
 }
