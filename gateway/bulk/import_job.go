@@ -86,16 +86,6 @@ func (s *Service) SubmitImport(ctx context.Context, sc *auditlog.Scope, kind map
 	return j, nil
 }
 
-// writeLine appends v as a JSON line to a report.
-func writeLine(f *jobs.FileParts, v any) error {
-	line, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(append(line, '\n'))
-	return err
-}
-
 // upload stores body as file 0 of job id in parts, and counts its records.
 func (s *Service) upload(ctx context.Context, id string, body io.Reader, limit int64) (int64, error) {
 	var total int64
@@ -167,7 +157,7 @@ func (s *Service) runImport(ctx context.Context, run *jobs.Run) ([]byte, error) 
 	var saveErr error
 	_, err := s.Import(ctx, sc, NDJSON(pr, s.cfg.MaxRecordBytes), ImportOptions{
 		Kind: req.Kind, Deliver: req.Deliver, Skip: base.Records, RunID: run.Job.ID,
-		Rejected: func(r Rejection) error { return writeLine(&cp.Report, r) },
+		Rejected: func(r Rejection) error { return cp.Report.WriteLine(r) },
 		Done: func(c ImportCounts) {
 			cp.Counts = ImportCounts{Records: base.Records + c.Records, Stored: base.Stored + c.Stored, Rejected: base.Rejected + c.Rejected}
 			run.Progress(cp.Counts.Records, total)

@@ -123,12 +123,7 @@ func (s *Service) runJob(ctx context.Context, run *jobs.Run) ([]byte, error) {
 	var sum *Summary
 	start := cp.Summary
 	sum, err = s.run(ctx, sc, opts, &start, func(r RecordResult) error {
-		line, err := json.Marshal(r)
-		if err != nil {
-			return err
-		}
-		_, err = cp.Report.Write(append(line, '\n'))
-		return err
+		return cp.Report.WriteLine(r)
 	}, func(done int) {
 		run.Progress(int64(done), -1)
 		if since++; since >= 100 || cp.Report.Len() >= 1<<20 {
