@@ -112,6 +112,7 @@ func (s *Service) runJob(ctx context.Context, run *jobs.Run) ([]byte, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	save := func(sum *Summary) error {
+		sum.sortGroups()
 		cp.Summary, cp.After = *sum, sum.last
 		parts := cp.Report.Take()
 		raw, err := json.Marshal(cp)
