@@ -345,20 +345,28 @@ func (s *Service) enqueue(tx store.Tx, tenant string, kind mapping.Kind, res *ma
 				return err
 			}
 		}
-		patient := ""
-		if len(res.Entries) > 0 && res.Entries[0].ResourceType == "Patient" {
-			patient = res.Entries[0].IdentifierValue
-		}
-		items = append(items, &store.OutboxItem{
-			Destination: r.Name, OrderKey: res.Source.System + "|" + string(kind) + "|" + res.Source.RecordID,
-			Patient: res.Source.System + "|" + patient, Kind: string(kind), Source: res.Source.System,
-			RecordID: res.Source.RecordID, Version: version, Payload: payload, TraceID: traceID,
-		})
+		items = append(items, OutboxItem(r.Name, kind, res, version, payload, traceID))
 	}
 	if len(items) == 0 {
 		return nil
 	}
 	return tx.Enqueue(items...)
+}
+
+// OutboxItem is the outbox item that delivers payload, the transaction
+// Bundle of version of a record mapped as res, to dest: ordered after the
+// record's earlier deliveries (OrderKey) and with its patient's (Patient).
+// A replay's correction is enqueued the same way.
+func OutboxItem(dest string, kind mapping.Kind, res *mapping.Result, version string, payload []byte, traceID string) *store.OutboxItem {
+	patient := ""
+	if len(res.Entries) > 0 && res.Entries[0].ResourceType == "Patient" {
+		patient = res.Entries[0].IdentifierValue
+	}
+	return &store.OutboxItem{
+		Destination: dest, OrderKey: res.Source.System + "|" + string(kind) + "|" + res.Source.RecordID,
+		Patient: res.Source.System + "|" + patient, Kind: string(kind), Source: res.Source.System,
+		RecordID: res.Source.RecordID, Version: version, Payload: payload, TraceID: traceID,
+	}
 }
 
 // recordStored reports whether the record's main resource (the first
