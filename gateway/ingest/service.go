@@ -264,15 +264,10 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 	if err := checkStored(st, rec.rec, res, rec.opts, id.patientID); err != nil {
 		return nil, err
 	}
-	entries, err := s.entries(res, raws, docs, tenant)
+	// The MRN added or changed makes a new version of the same Patient.
+	entries, err := s.entries(res, raws, docs, tenant, id.mrnNew)
 	if err != nil {
 		return nil, err
-	}
-	if id.mrnNew {
-		// The MRN was added or changed: a new version of the same Patient.
-		if entries[0], err = s.patientUpdate(res, raws); err != nil {
-			return nil, err
-		}
 	}
 	if err := tx.Run(entries); err != nil {
 		return nil, err
@@ -308,18 +303,6 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 	return answer, st.PutLedger(&store.Ledger{Source: src.System, Kind: string(rec.kind), RecordID: src.RecordID,
 		Version: rec.version, ContentHash: rec.hash, Response: answer, Received: tx.Now().UTC(),
 		MappingVersion: mapping.Version, Input: rec.body})
-}
-
-// patientUpdate is the record's Patient entry as a conditional update on
-// its clinic identifier, for the gateway's store only: the Bundle the EHRs
-// receive keeps its conditional create (DECISIONS.md 7).
-func (s *Service) patientUpdate(res *mapping.Result, raws [][]byte) (*engine.Entry, error) {
-	pe := res.Entries[0]
-	doc, err := engine.DecodeResource(raws[0])
-	if err != nil {
-		return nil, fmt.Errorf("mapped Patient: %w", err)
-	}
-	return s.engine.NewEntry(0, "PUT", "Patient?identifier="+pe.IdentifierSystem+"|"+pe.IdentifierValue, pe.FullURL, doc, "")
 }
 
 // provenanceID is the id of the Provenance of one record version: the same
@@ -402,11 +385,17 @@ func recordStored(tx store.Tx, tenant string, res *mapping.Result) (bool, error)
 
 // entries turns mapped entries into engine entries: typed, straight from
 // the rendered resources (docs, or raws decoded when docs is nil), with
-// no Bundle to parse.
-func (s *Service) entries(res *mapping.Result, raws [][]byte, docs []map[string]any, tenant string) ([]*engine.Entry, error) {
+// no Bundle to parse. With patientUpdate the record's Patient (entry 0) is
+// a conditional update on its clinic identifier, for the gateway's store
+// only: the Bundle the EHRs receive keeps its conditional create
+// (DECISIONS.md 7).
+func (s *Service) entries(res *mapping.Result, raws [][]byte, docs []map[string]any, tenant string, patientUpdate bool) ([]*engine.Entry, error) {
 	out := make([]*engine.Entry, len(res.Entries))
 	for i, e := range res.Entries {
-		url := e.URL
+		url, method, ifNoneExist := e.URL, e.Method.Code(), e.IfNoneExist
+		if i == 0 && patientUpdate {
+			url, method, ifNoneExist = "Patient?identifier="+e.IdentifierSystem+"|"+e.IdentifierValue, "PUT", ""
+		}
 		var doc map[string]any
 		if docs != nil {
 			doc = docs[i]
@@ -423,7 +412,7 @@ func (s *Service) entries(res *mapping.Result, raws [][]byte, docs []map[string]
 				doc["id"] = tenantID(tenant, id)
 			}
 		}
-		en, err := s.engine.NewEntry(i, e.Method.Code(), url, e.FullURL, doc, e.IfNoneExist)
+		en, err := s.engine.NewEntry(i, method, url, e.FullURL, doc, ifNoneExist)
 		if err != nil {
 			return nil, fmt.Errorf("mapped entry %d: %w", i, err)
 		}
