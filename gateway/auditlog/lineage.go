@@ -212,7 +212,7 @@ func searchAll(ctx context.Context, st store.Store, tenant, typ string, params u
 	}
 	out := make([]map[string]any, 0, len(page.Matches))
 	for _, r := range page.Matches {
-		doc, err := decodeJSON(r.Body)
+		doc, err := fhirwire.Decode(r.Body)
 		if err != nil {
 			return nil, fmt.Errorf("stored %s/%s: %w", r.Type, r.ID, err)
 		}
@@ -360,6 +360,3 @@ func extString(v any, url string) string {
 	}
 	return ""
 }
-
-// decodeJSON decodes a resource keeping numbers exact.
-func decodeJSON(doc []byte) (map[string]any, error) { return fhirwire.Decode(doc) }

@@ -3,6 +3,8 @@ package auditlog
 import (
 	"slices"
 	"testing"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
 )
 
 func TestPatientsIn(t *testing.T) {
@@ -22,7 +24,7 @@ func TestPatientsIn(t *testing.T) {
 		if got := PatientsIn(tc.typ, "p0", []byte(tc.body)); !slices.Equal(got, tc.want) {
 			t.Errorf("PatientsIn(%s, %s) = %v, want %v", tc.typ, tc.body, got, tc.want)
 		}
-		doc, _ := decodeJSON([]byte(tc.body))
+		doc, _ := fhirwire.Decode([]byte(tc.body))
 		if got := PatientsOf(tc.typ, "p0", doc); !slices.Equal(got, tc.want) {
 			t.Errorf("PatientsOf(%s, %s) = %v, want %v", tc.typ, tc.body, got, tc.want)
 		}

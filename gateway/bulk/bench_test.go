@@ -110,21 +110,8 @@ func BenchmarkExport(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		for {
-			cur, err := a.Jobs.Job(ctx, sc, j.ID)
-			if err != nil {
-				b.Fatal(err)
-			}
-			if cur.Status == "done" {
-				if cur.Done != benchResources {
-					b.Fatalf("exported %d resources", cur.Done)
-				}
-				break
-			}
-			if cur.Status == "failed" {
-				b.Fatalf("export failed: %s", cur.Error)
-			}
-			time.Sleep(2 * time.Millisecond)
+		if cur := waitJob(b, a, sc, j.ID, func(j *store.Job) bool { return j.Status == store.JobDone }); cur.Done != benchResources {
+			b.Fatalf("exported %d resources", cur.Done)
 		}
 		exportTime += time.Since(t0)
 		if err := a.Jobs.Cancel(ctx, sc, j.ID); err != nil { // its files go

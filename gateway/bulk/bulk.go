@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
-	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/jobs"
@@ -121,13 +120,5 @@ func Visible(sc *auditlog.Scope, r *store.Resource) bool {
 	if p.Tenant != search.AllTenants && r.Tenant != p.Tenant {
 		return false
 	}
-	return p.Scopes.Allows(r.Type, 'r') || p.Scopes.Allows(r.Type, 's')
-}
-
-// jobScope is the scope a job acts with: its owner's, as the owner was
-// when it asked (tenant and scopes are recorded with the request).
-func jobScope(j *store.Job, interaction, scopes string) *auditlog.Scope {
-	sc := auditlog.NewScope(interaction, &auth.Principal{ClientID: j.Owner, Tenant: j.Tenant, Scopes: auth.ParseScopes(scopes)})
-	sc.RequestID = j.ID
-	return sc
+	return allowedType(sc, r.Type)
 }

@@ -189,32 +189,13 @@ func TestExportResumes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for {
-		cur, err := a.Jobs.Job(ctx, sc, j.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if cur.Done >= 100 {
-			break
-		}
-		if cur.Status == store.JobDone {
-			t.Fatal("the export finished before the runner closed")
-		}
-		time.Sleep(time.Millisecond) // watching a background job
+	if cur := waitJob(t, a, sc, j.ID, func(j *store.Job) bool { return j.Done >= 100 }); cur.Status == store.JobDone {
+		t.Fatal("the export finished before the runner closed")
 	}
 	a.Close()
 	a = start()
 	defer a.Close()
-	var cur *store.Job
-	for {
-		if cur, err = a.Jobs.Job(ctx, sc, j.ID); err != nil {
-			t.Fatal(err)
-		}
-		if cur.Status == store.JobDone {
-			break
-		}
-		time.Sleep(2 * time.Millisecond) // waiting for the resumed job
-	}
+	cur := waitJob(t, a, sc, j.ID, func(j *store.Job) bool { return j.Status == store.JobDone })
 	var m bulk.Manifest
 	if err := json.Unmarshal(cur.Result, &m); err != nil {
 		t.Fatal(err)
@@ -242,6 +223,26 @@ func TestExportResumes(t *testing.T) {
 	}
 	if len(seen) != n || cur.Attempts != 2 {
 		t.Errorf("%d Patients exported after %d claims, want %d after 2", len(seen), cur.Attempts, n)
+	}
+}
+
+// waitJob polls job id until cond holds (a job runs in the background:
+// the test waits for its state, never for a time); a job that failed
+// fails the test.
+func waitJob(tb testing.TB, a *app.App, sc *auditlog.Scope, id string, cond func(*store.Job) bool) *store.Job {
+	tb.Helper()
+	for {
+		cur, err := a.Jobs.Job(context.Background(), sc, id)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if cond(cur) {
+			return cur
+		}
+		if cur.Status == store.JobFailed {
+			tb.Fatalf("job %s failed: %s", id, cur.Error)
+		}
+		time.Sleep(time.Millisecond) // polling a background job, not timing the test
 	}
 }
 

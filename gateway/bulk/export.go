@@ -64,7 +64,7 @@ var (
 	errNotAsync = kickoffError("export-prefer-respond-async",
 		"a bulk export runs asynchronously: send the header Prefer: respond-async")
 	errTooMany = &outcome.Error{Kind: outcome.Throttled, RetryAfter: 60, Issues: []outcome.Issue{{Severity: "error",
-		Code: "throttled", Rule: "export-too-many", Message: "this client has 3 exports queued or running; wait for one to finish or cancel one"}}}
+		Code: "throttled", Rule: "export-too-many", Message: fmt.Sprintf("this client has %d exports queued or running; wait for one to finish or cancel one", maxActiveExports)}}}
 )
 
 // maxActiveExports bounds the exports one client has queued or running.
@@ -79,7 +79,7 @@ func (s *Service) Export(ctx context.Context, sc *auditlog.Scope, p ExportParams
 	if sc.Principal == nil {
 		return nil, &auth.Failure{Status: 401, Reason: "unauthenticated", Description: "authentication required"}
 	}
-	if !preferAsync(p.Prefer) {
+	if !prefers(p.Prefer, "respond-async") {
 		return nil, errNotAsync
 	}
 	req, err := s.exportRequest(ctx, sc, p)
@@ -111,20 +111,11 @@ func (s *Service) Export(ctx context.Context, sc *auditlog.Scope, p ExportParams
 	return j, nil
 }
 
-// preferAsync reports whether a Prefer header asks for respond-async.
-func preferAsync(prefer string) bool {
+// prefers reports whether a Prefer header holds the preference pref
+// ("respond-async", "handling=lenient"), in any case, spaces ignored.
+func prefers(prefer, pref string) bool {
 	for _, part := range strings.Split(prefer, ",") {
-		if strings.EqualFold(strings.TrimSpace(part), "respond-async") {
-			return true
-		}
-	}
-	return false
-}
-
-// lenient reports whether a Prefer header asks for handling=lenient.
-func lenient(prefer string) bool {
-	for _, part := range strings.Split(prefer, ",") {
-		if strings.EqualFold(strings.ReplaceAll(strings.TrimSpace(part), " ", ""), "handling=lenient") {
+		if strings.EqualFold(strings.ReplaceAll(strings.TrimSpace(part), " ", ""), pref) {
 			return true
 		}
 	}
@@ -139,7 +130,7 @@ func (s *Service) exportRequest(ctx context.Context, sc *auditlog.Scope, p Expor
 		switch name {
 		case "_outputFormat", "_type", "_since", "_typeFilter", "_format", "_pretty":
 		default:
-			if !lenient(p.Prefer) {
+			if !prefers(p.Prefer, "handling=lenient") {
 				return nil, kickoffError("export-parameter-unsupported", "the parameter "+quoted(name)+
 					" is not supported by this server's $export (send Prefer: handling=lenient to have it ignored)")
 			}

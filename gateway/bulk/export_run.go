@@ -70,7 +70,7 @@ func (s *Service) runExport(ctx context.Context, run *jobs.Run) ([]byte, error) 
 	if err := json.Unmarshal(run.Job.Request, &req); err != nil {
 		return nil, fmt.Errorf("export request: %w", err)
 	}
-	x := &exporter{s: s, run: run, req: &req, sc: jobScope(run.Job, "", req.Scopes), cp: exportCheckpoint{NextFile: 1}}
+	x := &exporter{s: s, run: run, req: &req, sc: jobs.Scope(run.Job, "", req.Scopes), cp: exportCheckpoint{NextFile: 1}}
 	if run.Job.Checkpoint != nil {
 		if err := json.Unmarshal(run.Job.Checkpoint, &x.cp); err != nil {
 			return nil, fmt.Errorf("export checkpoint: %w", err)
@@ -88,7 +88,7 @@ func (s *Service) runExport(ctx context.Context, run *jobs.Run) ([]byte, error) 
 	m := Manifest{TransactionTime: req.TransactionTime.Format("2006-01-02T15:04:05.000Z"), Request: req.Request,
 		RequiresAccessToken: true, Output: []ManifestFile{}, Error: []ManifestFile{}}
 	for _, f := range x.cp.Files {
-		m.Output = append(m.Output, ManifestFile{Type: f.Type, URL: FileURL(req.Base, run.Job.ID, f.N), Count: f.Count})
+		m.Output = append(m.Output, ManifestFile{Type: f.Type, URL: jobs.FileURL(req.Base, run.Job.ID, f.N), Count: f.Count})
 	}
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
@@ -98,9 +98,6 @@ func (s *Service) runExport(ctx context.Context, run *jobs.Run) ([]byte, error) 
 	}
 	return bytes.TrimSpace(b.Bytes()), nil
 }
-
-// FileURL is where file n of job id is downloaded.
-func FileURL(base, id string, n int) string { return fmt.Sprintf("%s/jobs/%s/files/%d", base, id, n) }
 
 // exportType writes the resources of one type, from the checkpoint.
 func (x *exporter) exportType(ctx context.Context, typ string) error {
@@ -236,47 +233,49 @@ func (x *exporter) write(ctx context.Context, r *store.Resource, after string) e
 
 // flush saves the buffered part of the open file with the checkpoint.
 func (x *exporter) flush(ctx context.Context) error {
-	var parts []store.JobPart
-	if len(x.buf) > 0 {
-		parts = []store.JobPart{{File: x.cp.File, Part: x.cp.Part, Data: x.buf}}
-		x.cp.Part++
-	}
-	cp, err := json.Marshal(x.cp)
-	if err != nil {
-		return err
-	}
-	if err := x.run.Save(ctx, cp, parts); err != nil {
-		return err
-	}
-	x.buf = x.buf[:0]
-	return nil
+	parts := x.takePart()
+	return x.save(ctx, x.cp, parts)
 }
 
 // closeFile saves the open file's last part and closes it: it becomes one
 // of the manifest's files. typeDone tells that the type is finished (the
 // checkpoint moves to the next type).
 func (x *exporter) closeFile(ctx context.Context, typeDone bool) error {
-	if x.cp.File != 0 {
-		x.cp.Files = append(x.cp.Files, outputFile{Type: x.req.Types[x.cp.Type], N: x.cp.File, Count: x.cp.Count})
-		var parts []store.JobPart
-		if len(x.buf) > 0 {
-			parts = []store.JobPart{{File: x.cp.File, Part: x.cp.Part, Data: x.buf}}
-		}
-		x.cp.File, x.cp.Part, x.cp.Count = 0, 0, 0
-		cp := x.cp
-		if typeDone {
-			cp.Type, cp.After = cp.Type+1, ""
-		}
-		raw, err := json.Marshal(cp)
-		if err != nil {
-			return err
-		}
-		if err := x.run.Save(ctx, raw, parts); err != nil {
-			return err
-		}
-		x.buf = x.buf[:0]
+	if x.cp.File == 0 {
+		// A type that wrote nothing saves nothing: a resumed export reads
+		// it again and finds nothing again.
+		return nil
 	}
-	// A type that wrote nothing saves nothing: a resumed export reads it
-	// again and finds nothing again.
+	x.cp.Files = append(x.cp.Files, outputFile{Type: x.req.Types[x.cp.Type], N: x.cp.File, Count: x.cp.Count})
+	parts := x.takePart()
+	x.cp.File, x.cp.Part, x.cp.Count = 0, 0, 0
+	cp := x.cp
+	if typeDone {
+		cp.Type, cp.After = cp.Type+1, ""
+	}
+	return x.save(ctx, cp, parts)
+}
+
+// takePart returns the open file's buffered bytes as its next part (none
+// when nothing is buffered).
+func (x *exporter) takePart() []store.JobPart {
+	if len(x.buf) == 0 {
+		return nil
+	}
+	p := []store.JobPart{{File: x.cp.File, Part: x.cp.Part, Data: x.buf}}
+	x.cp.Part++
+	return p
+}
+
+// save commits cp with parts and empties the buffer they were taken from.
+func (x *exporter) save(ctx context.Context, cp exportCheckpoint, parts []store.JobPart) error {
+	raw, err := json.Marshal(cp)
+	if err != nil {
+		return err
+	}
+	if err := x.run.Save(ctx, raw, parts); err != nil {
+		return err
+	}
+	x.buf = x.buf[:0]
 	return nil
 }

@@ -86,20 +86,10 @@ func (s *Service) SubmitImport(ctx context.Context, sc *auditlog.Scope, kind map
 	return j, nil
 }
 
-// writeLine appends v as a JSON line to a report.
-func writeLine(f *jobs.FileParts, v any) error {
-	line, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(append(line, '\n'))
-	return err
-}
-
 // upload stores body as file 0 of job id in parts, and counts its records.
 func (s *Service) upload(ctx context.Context, id string, body io.Reader, limit int64) (int64, error) {
-	var total, lines int64
-	blank := true
+	var total int64
+	var lines lineCounter
 	part := 0
 	buf := make([]byte, s.cfg.PartBytes)
 	for {
@@ -110,28 +100,14 @@ func (s *Service) upload(ctx context.Context, id string, body io.Reader, limit i
 				return 0, outcome.New(outcome.TooLarge, "too-costly", "import-too-large",
 					fmt.Sprintf("the import is larger than %d bytes; split it, or use the import command", limit))
 			}
-			for _, b := range buf[:n] {
-				switch b {
-				case '\n':
-					if !blank {
-						lines++
-					}
-					blank = true
-				case ' ', '\t', '\r':
-				default:
-					blank = false
-				}
-			}
+			lines.Write(buf[:n])
 			if perr := s.cfg.Jobs.Upload(ctx, id, []store.JobPart{{File: importInput, Part: part, Data: buf[:n]}}); perr != nil {
 				return 0, perr
 			}
 			part++
 		}
 		if err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF) {
-			if !blank {
-				lines++
-			}
-			return lines, nil
+			return lines.Lines(), nil
 		}
 		if err != nil {
 			return 0, err
@@ -154,7 +130,7 @@ func (s *Service) runImport(ctx context.Context, run *jobs.Run) ([]byte, error) 
 		}
 	}
 	total := run.Job.Total
-	sc := jobScope(run.Job, "ingest", req.Scopes)
+	sc := jobs.Scope(run.Job, "ingest", req.Scopes)
 	sc.Addr = req.Addr
 
 	pr, pw := io.Pipe()
@@ -181,7 +157,7 @@ func (s *Service) runImport(ctx context.Context, run *jobs.Run) ([]byte, error) 
 	var saveErr error
 	_, err := s.Import(ctx, sc, NDJSON(pr, s.cfg.MaxRecordBytes), ImportOptions{
 		Kind: req.Kind, Deliver: req.Deliver, Skip: base.Records, RunID: run.Job.ID,
-		Rejected: func(r Rejection) error { return writeLine(&cp.Report, r) },
+		Rejected: func(r Rejection) error { return cp.Report.WriteLine(r) },
 		Done: func(c ImportCounts) {
 			cp.Counts = ImportCounts{Records: base.Records + c.Records, Stored: base.Stored + c.Stored, Rejected: base.Rejected + c.Rejected}
 			run.Progress(cp.Counts.Records, total)
@@ -205,7 +181,7 @@ func (s *Service) runImport(ctx context.Context, run *jobs.Run) ([]byte, error) 
 	}
 	res := ImportResult{Kind: req.Kind, Records: cp.Counts.Records, Stored: cp.Counts.Stored, Rejected: cp.Counts.Rejected}
 	if res.Rejected > 0 {
-		res.Report = FileURL(req.Base, run.Job.ID, importReport)
+		res.Report = jobs.FileURL(req.Base, run.Job.ID, importReport)
 	}
 	return json.Marshal(res)
 }

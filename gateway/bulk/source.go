@@ -95,31 +95,40 @@ func (n *ndjson) Next() (Record, error) {
 // CountLines counts the records of NDJSON input (its non-blank lines),
 // for a progress total.
 func CountLines(r io.Reader) (int64, error) {
-	br := bufio.NewReaderSize(r, 64<<10)
-	var n int64
-	blank := true
-	for {
-		b, err := br.ReadByte()
-		if err == io.EOF {
-			if !blank {
-				n++
-			}
-			return n, nil
-		}
-		if err != nil {
-			return n, err
-		}
+	var c lineCounter
+	_, err := io.Copy(&c, r)
+	return c.Lines(), err
+}
+
+// lineCounter counts the non-blank lines of NDJSON written to it.
+type lineCounter struct {
+	n        int64
+	nonBlank bool // the current line has a non-blank byte
+}
+
+// Write counts p's lines; it never fails.
+func (c *lineCounter) Write(p []byte) (int, error) {
+	for _, b := range p {
 		switch b {
 		case '\n':
-			if !blank {
-				n++
+			if c.nonBlank {
+				c.n++
 			}
-			blank = true
+			c.nonBlank = false
 		case ' ', '\t', '\r':
 		default:
-			blank = false
+			c.nonBlank = true
 		}
 	}
+	return len(p), nil
+}
+
+// Lines is the count so far, a last line without its newline included.
+func (c *lineCounter) Lines() int64 {
+	if c.nonBlank {
+		return c.n + 1
+	}
+	return c.n
 }
 
 // Dir reads the *.json files of a directory, in name order, one record

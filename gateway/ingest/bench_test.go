@@ -12,44 +12,64 @@ import (
 
 var benchSession = "examples/session/routine-ketamine-iv-session.json"
 
+// benchSessionDoc reads the benchmarks' session document.
+func benchSessionDoc(b *testing.B) []byte {
+	b.Helper()
+	doc, err := fs.ReadFile(schemas.Examples(), benchSession)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return doc
+}
+
+// benchPipeline is the benchmarks' session document and a pipeline with
+// the default options.
+func benchPipeline(b *testing.B) ([]byte, *ingest.Pipeline) {
+	b.Helper()
+	p, err := ingest.NewPipeline(mapping.Options{}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return benchSessionDoc(b), p
+}
+
+// benchTransaction runs doc, a session document, through p as ingest
+// does and returns its transaction Bundle.
+func benchTransaction(b *testing.B, p *ingest.Pipeline, doc []byte) []byte {
+	b.Helper()
+	res, err := p.Map(mapping.KindSession, doc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	raws, err := p.Marshal(res)
+	if err != nil {
+		b.Fatal(err)
+	}
+	out, err := ingest.Transaction(res, raws)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return out
+}
+
 // BenchmarkNativePipeline measures the whole in-process native path for
 // one session document, as ingest runs it: strict JSON scan, schema
 // validation, clinical rules, mapping, rendering every resource once and
 // validating it against the R4 definitions, and the transaction Bundle
 // built from those bytes.
 func BenchmarkNativePipeline(b *testing.B) {
-	doc, err := fs.ReadFile(schemas.Examples(), benchSession)
-	if err != nil {
-		b.Fatal(err)
-	}
-	p, err := ingest.NewPipeline(mapping.Options{}, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
+	doc, p := benchPipeline(b)
 	b.SetBytes(int64(len(doc)))
 	b.ReportAllocs()
 	for b.Loop() {
-		res, err := p.Map(mapping.KindSession, doc)
-		if err != nil {
-			b.Fatal(err)
-		}
-		raws, err := p.Marshal(res)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if _, err := ingest.Transaction(res, raws); err != nil {
-			b.Fatal(err)
-		}
+		benchTransaction(b, p, doc)
 	}
 }
 
 // BenchmarkNativeBaseline is the same document through a bare
 // encoding/json decode and encode: the floor the pipeline is compared with.
 func BenchmarkNativeBaseline(b *testing.B) {
-	doc, err := fs.ReadFile(schemas.Examples(), benchSession)
-	if err != nil {
-		b.Fatal(err)
-	}
+	doc := benchSessionDoc(b)
 	b.SetBytes(int64(len(doc)))
 	b.ReportAllocs()
 	for b.Loop() {
@@ -67,26 +87,8 @@ func BenchmarkNativeBaseline(b *testing.B) {
 // renders for the same document (about 39 times its size) through a bare
 // encoding/json decode and encode: the floor for producing that output.
 func BenchmarkNativeOutputBaseline(b *testing.B) {
-	doc, err := fs.ReadFile(schemas.Examples(), benchSession)
-	if err != nil {
-		b.Fatal(err)
-	}
-	p, err := ingest.NewPipeline(mapping.Options{}, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	res, err := p.Map(mapping.KindSession, doc)
-	if err != nil {
-		b.Fatal(err)
-	}
-	raws, err := p.Marshal(res)
-	if err != nil {
-		b.Fatal(err)
-	}
-	out, err := ingest.Transaction(res, raws)
-	if err != nil {
-		b.Fatal(err)
-	}
+	doc, p := benchPipeline(b)
+	out := benchTransaction(b, p, doc)
 	b.SetBytes(int64(len(doc)))
 	b.ReportMetric(float64(len(out)), "output-bytes")
 	b.ReportAllocs()

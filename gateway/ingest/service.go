@@ -264,15 +264,10 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 	if err := checkStored(st, rec.rec, res, rec.opts, id.patientID); err != nil {
 		return nil, err
 	}
-	entries, err := s.entries(res, raws, docs, tenant)
+	// The MRN added or changed makes a new version of the same Patient.
+	entries, err := s.entries(res, raws, docs, tenant, id.mrnNew)
 	if err != nil {
 		return nil, err
-	}
-	if id.mrnNew {
-		// The MRN was added or changed: a new version of the same Patient.
-		if entries[0], err = s.patientUpdate(res, raws); err != nil {
-			return nil, err
-		}
 	}
 	if err := tx.Run(entries); err != nil {
 		return nil, err
@@ -310,18 +305,6 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 		MappingVersion: mapping.Version, Input: rec.body})
 }
 
-// patientUpdate is the record's Patient entry as a conditional update on
-// its clinic identifier, for the gateway's store only: the Bundle the EHRs
-// receive keeps its conditional create (DECISIONS.md 7).
-func (s *Service) patientUpdate(res *mapping.Result, raws [][]byte) (*engine.Entry, error) {
-	pe := res.Entries[0]
-	doc, err := engine.DecodeResource(raws[0])
-	if err != nil {
-		return nil, fmt.Errorf("mapped Patient: %w", err)
-	}
-	return s.engine.NewEntry(0, "PUT", "Patient?identifier="+pe.IdentifierSystem+"|"+pe.IdentifierValue, pe.FullURL, doc, "")
-}
-
 // provenanceID is the id of the Provenance of one record version: the same
 // version always has the same one.
 func provenanceID(tenant, source, kind, recordID, version string) string {
@@ -345,20 +328,28 @@ func (s *Service) enqueue(tx store.Tx, tenant string, kind mapping.Kind, res *ma
 				return err
 			}
 		}
-		patient := ""
-		if len(res.Entries) > 0 && res.Entries[0].ResourceType == "Patient" {
-			patient = res.Entries[0].IdentifierValue
-		}
-		items = append(items, &store.OutboxItem{
-			Destination: r.Name, OrderKey: res.Source.System + "|" + string(kind) + "|" + res.Source.RecordID,
-			Patient: res.Source.System + "|" + patient, Kind: string(kind), Source: res.Source.System,
-			RecordID: res.Source.RecordID, Version: version, Payload: payload, TraceID: traceID,
-		})
+		items = append(items, OutboxItem(r.Name, kind, res, version, payload, traceID))
 	}
 	if len(items) == 0 {
 		return nil
 	}
 	return tx.Enqueue(items...)
+}
+
+// OutboxItem is the outbox item that delivers payload, the transaction
+// Bundle of version of a record mapped as res, to dest: ordered after the
+// record's earlier deliveries (OrderKey) and with its patient's (Patient).
+// A replay's correction is enqueued the same way.
+func OutboxItem(dest string, kind mapping.Kind, res *mapping.Result, version string, payload []byte, traceID string) *store.OutboxItem {
+	patient := ""
+	if len(res.Entries) > 0 && res.Entries[0].ResourceType == "Patient" {
+		patient = res.Entries[0].IdentifierValue
+	}
+	return &store.OutboxItem{
+		Destination: dest, OrderKey: res.Source.System + "|" + string(kind) + "|" + res.Source.RecordID,
+		Patient: res.Source.System + "|" + patient, Kind: string(kind), Source: res.Source.System,
+		RecordID: res.Source.RecordID, Version: version, Payload: payload, TraceID: traceID,
+	}
 }
 
 // recordStored reports whether the record's main resource (the first
@@ -394,11 +385,17 @@ func recordStored(tx store.Tx, tenant string, res *mapping.Result) (bool, error)
 
 // entries turns mapped entries into engine entries: typed, straight from
 // the rendered resources (docs, or raws decoded when docs is nil), with
-// no Bundle to parse.
-func (s *Service) entries(res *mapping.Result, raws [][]byte, docs []map[string]any, tenant string) ([]*engine.Entry, error) {
+// no Bundle to parse. With patientUpdate the record's Patient (entry 0) is
+// a conditional update on its clinic identifier, for the gateway's store
+// only: the Bundle the EHRs receive keeps its conditional create
+// (DECISIONS.md 7).
+func (s *Service) entries(res *mapping.Result, raws [][]byte, docs []map[string]any, tenant string, patientUpdate bool) ([]*engine.Entry, error) {
 	out := make([]*engine.Entry, len(res.Entries))
 	for i, e := range res.Entries {
-		url := e.URL
+		url, method, ifNoneExist := e.URL, e.Method.Code(), e.IfNoneExist
+		if i == 0 && patientUpdate {
+			url, method, ifNoneExist = "Patient?identifier="+e.IdentifierSystem+"|"+e.IdentifierValue, "PUT", ""
+		}
 		var doc map[string]any
 		if docs != nil {
 			doc = docs[i]
@@ -415,7 +412,7 @@ func (s *Service) entries(res *mapping.Result, raws [][]byte, docs []map[string]
 				doc["id"] = tenantID(tenant, id)
 			}
 		}
-		en, err := s.engine.NewEntry(i, e.Method.Code(), url, e.FullURL, doc, e.IfNoneExist)
+		en, err := s.engine.NewEntry(i, method, url, e.FullURL, doc, ifNoneExist)
 		if err != nil {
 			return nil, fmt.Errorf("mapped entry %d: %w", i, err)
 		}

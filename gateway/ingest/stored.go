@@ -1,10 +1,10 @@
 package ingest
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/url"
 
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
@@ -125,10 +125,10 @@ func searchAll(st store.Tx, typ, param, value string) ([]*store.Resource, error)
 	}
 }
 
-// decode decodes a stored resource's body.
+// decode decodes a stored resource's body (engine.DecodeResource).
 func decode(r *store.Resource) (map[string]any, error) {
-	var doc map[string]any
-	if err := json.Unmarshal(r.Body, &doc); err != nil {
+	doc, err := engine.DecodeResource(r.Body)
+	if err != nil {
 		return nil, fmt.Errorf("stored %s/%s: %w", r.Type, r.ID, err)
 	}
 	return doc, nil

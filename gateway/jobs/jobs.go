@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
@@ -74,9 +75,8 @@ type Config struct {
 
 // Service submits, shows, cancels and runs jobs.
 type Service struct {
-	st    Store
-	cfg   Config
-	kinds []string
+	st  Store
+	cfg Config
 
 	mu      sync.Mutex
 	stop    context.CancelFunc // nil when not running
@@ -107,11 +107,7 @@ func New(cfg Config) *Service {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Service{st: cfg.Store, cfg: cfg, wake: make(chan struct{}, 1)}
-	for k := range cfg.Handlers {
-		s.kinds = append(s.kinds, k)
-	}
-	return s
+	return &Service{st: cfg.Store, cfg: cfg, wake: make(chan struct{}, 1)}
 }
 
 // Handle registers the handler of a kind of job; the runner claims jobs
@@ -122,10 +118,20 @@ func (s *Service) Handle(kind string, h Handler) {
 	if s.cfg.Handlers == nil {
 		s.cfg.Handlers = map[string]Handler{}
 	}
-	if _, ok := s.cfg.Handlers[kind]; !ok {
-		s.kinds = append(s.kinds, kind)
-	}
 	s.cfg.Handlers[kind] = h
+}
+
+// FileURL is where file n of job id is downloaded from a gateway reached
+// at base ("https://gw").
+func FileURL(base, id string, n int) string { return fmt.Sprintf("%s/jobs/%s/files/%d", base, id, n) }
+
+// Scope is the scope a job acts with: its owner's, as the owner was when
+// it asked (tenant and scopes, recorded with the request), with the job's
+// id as the request id.
+func Scope(j *store.Job, interaction, scopes string) *auditlog.Scope {
+	sc := auditlog.NewScope(interaction, &auth.Principal{ClientID: j.Owner, Tenant: j.Tenant, Scopes: auth.ParseScopes(scopes)})
+	sc.RequestID = j.ID
+	return sc
 }
 
 // Retention is how long finished jobs are kept.

@@ -141,7 +141,14 @@ func TestCancelStopsTheHandler(t *testing.T) {
 	st := openStore(t)
 	var started atomic.Int32
 	gate := make(chan struct{})
-	s := New(Config{Store: st, Handlers: map[string]Handler{"count": counter(&started, gate)}, Poll: 10 * time.Millisecond})
+	count := counter(&started, gate)
+	returned := make(chan error, 1)
+	s := New(Config{Store: st, Poll: 10 * time.Millisecond, Handlers: map[string]Handler{
+		"count": func(ctx context.Context, run *Run) ([]byte, error) {
+			res, err := count(ctx, run)
+			returned <- err
+			return res, err
+		}}})
 	s.Start()
 	defer s.Close()
 	ctx := context.Background()
@@ -157,6 +164,15 @@ func TestCancelStopsTheHandler(t *testing.T) {
 	select {
 	case gate <- struct{}{}:
 	case <-time.After(10 * time.Second):
+		t.Fatal("the handler stopped waiting for its next step")
+	}
+	select {
+	case err := <-returned:
+		if !errors.Is(err, ErrLost) {
+			t.Errorf("the handler of the cancelled job returned %v, want ErrLost", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the handler of the cancelled job did not stop")
 	}
 	raw, err := st.Job(ctx, j.ID)
 	if err != nil || raw.Status != store.JobCancelled || raw.Done > 3 {

@@ -1,10 +1,14 @@
 package jobs
 
-import "github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+import (
+	"encoding/json"
 
-// FileParts is one file a job writes as it goes (a report, an export
-// file): Write buffers its bytes, Take hands them over as the file's next
-// part for Run.Save, with the checkpoint that says how far the job got.
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+)
+
+// FileParts is one file a job writes as it goes (a report): WriteLine
+// buffers its lines, Take hands them over as the file's next part for
+// Run.Save, with the checkpoint that says how far the job got.
 // Keep it in the checkpoint (its File and Next are exported), so that a
 // resumed job goes on with the next part.
 type FileParts struct {
@@ -13,10 +17,14 @@ type FileParts struct {
 	buf  []byte
 }
 
-// Write buffers p; it never fails.
-func (f *FileParts) Write(p []byte) (int, error) {
-	f.buf = append(f.buf, p...)
-	return len(p), nil
+// WriteLine buffers v as one JSON line (an NDJSON report's record).
+func (f *FileParts) WriteLine(v any) error {
+	line, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	f.buf = append(append(f.buf, line...), '\n')
+	return nil
 }
 
 // Len is how many bytes are buffered.
@@ -24,7 +32,8 @@ func (f *FileParts) Len() int { return len(f.buf) }
 
 // Take returns the buffered bytes as the file's next part (none when
 // nothing is buffered), counts it in Next and empties the buffer. The
-// part's bytes are the buffer's own until the next Write: save them first.
+// part's bytes are the buffer's own until the next WriteLine: save them
+// first.
 func (f *FileParts) Take() []store.JobPart {
 	if len(f.buf) == 0 {
 		return nil

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -62,12 +64,12 @@ func (r *Run) File(ctx context.Context, n int, fn func([]byte) error) error {
 func (s *Service) Start() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.stop != nil || len(s.kinds) == 0 || s.st == nil {
+	if s.stop != nil || len(s.cfg.Handlers) == 0 || s.st == nil {
 		return
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	s.stop, s.done = stop, make(chan struct{})
-	go s.loop(ctx, s.done)
+	go s.loop(ctx, s.done, slices.Sorted(maps.Keys(s.cfg.Handlers)))
 }
 
 // Close stops claiming, ends the running jobs' handlers and releases their
@@ -89,8 +91,9 @@ func (s *Service) Close() error {
 // purgeEvery is how often a runner purges expired jobs.
 const purgeEvery = time.Minute
 
-// loop claims and starts jobs until ctx ends, then waits for them.
-func (s *Service) loop(ctx context.Context, done chan struct{}) {
+// loop claims and starts jobs of kinds until ctx ends, then waits for
+// them.
+func (s *Service) loop(ctx context.Context, done chan struct{}, kinds []string) {
 	defer close(done)
 	defer s.running.Wait()
 	slots := make(chan struct{}, s.cfg.Workers)
@@ -109,7 +112,7 @@ func (s *Service) loop(ctx context.Context, done chan struct{}) {
 		claimed := false
 		select {
 		case slots <- struct{}{}:
-			j, err := s.st.ClaimJob(ctx, s.kinds, store.NewID(), now, s.cfg.Lease)
+			j, err := s.st.ClaimJob(ctx, kinds, store.NewID(), now, s.cfg.Lease)
 			if err != nil && ctx.Err() == nil {
 				s.cfg.Logger.Error("jobs: claim failed", "error", err)
 			}

@@ -115,7 +115,7 @@ func (s *Service) apply(ctx context.Context, sc *auditlog.Scope, m *remapped, op
 			return 0, err
 		}
 		if len(dests) > 0 {
-			if err := st.Enqueue(s.items(m, src, dests, payload, rsc.TraceID)...); err != nil {
+			if err := st.Enqueue(s.items(m, dests, payload, rsc.TraceID)...); err != nil {
 				return 0, err
 			}
 		}
@@ -172,17 +172,13 @@ func (s *Service) destinations(ctx context.Context, l *store.Ledger, src string)
 	return out, nil
 }
 
-// items are the outbox items of a record's correction.
-func (s *Service) items(m *remapped, src string, dests []string, payload []byte, traceID string) []*store.OutboxItem {
-	patient := ""
-	if len(m.res.Entries) > 0 && m.res.Entries[0].ResourceType == "Patient" {
-		patient = m.res.Entries[0].IdentifierValue
-	}
+// items are the outbox items of a record's correction: the record's own
+// (ingest.OutboxItem), so that the correction follows the original in
+// each destination's order.
+func (s *Service) items(m *remapped, dests []string, payload []byte, traceID string) []*store.OutboxItem {
 	out := make([]*store.OutboxItem, len(dests))
 	for i, d := range dests {
-		out[i] = &store.OutboxItem{Destination: d, OrderKey: src + "|" + m.l.Kind + "|" + m.l.RecordID,
-			Patient: src + "|" + patient, Kind: m.l.Kind, Source: src, RecordID: m.l.RecordID, Version: m.l.Version,
-			Payload: payload, TraceID: traceID}
+		out[i] = ingest.OutboxItem(d, mapping.Kind(m.l.Kind), m.res, m.l.Version, payload, traceID)
 	}
 	return out
 }
@@ -248,7 +244,7 @@ func remarshal(raw []byte, typ string) []byte {
 	if typ != "Observation" {
 		return raw
 	}
-	doc, err := decode(raw)
+	doc, err := fhirwire.Decode(raw)
 	if err != nil {
 		return raw
 	}
@@ -272,14 +268,15 @@ func corrected(typ string, doc map[string]any) map[string]any {
 	return doc
 }
 
-// clone copies a decoded resource deeply enough to change it.
+// clone copies a decoded resource deeply enough to change it, numbers
+// kept exact (fhirwire.Decode): a decimal's digits are written as mapped.
 func clone(doc map[string]any) map[string]any {
 	raw, err := json.Marshal(doc)
 	if err != nil {
 		return doc
 	}
-	var out map[string]any
-	if json.Unmarshal(raw, &out) != nil {
+	out, err := fhirwire.Decode(raw)
+	if err != nil {
 		return doc
 	}
 	return out

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
-	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/jobs"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
@@ -106,14 +105,14 @@ func (s *Service) runJob(ctx context.Context, run *jobs.Run) ([]byte, error) {
 		}
 	}
 	opts.after = cp.After
-	sc := auditlog.NewScope("mapping-replay", &auth.Principal{ClientID: run.Job.Owner, Tenant: run.Job.Tenant,
-		Scopes: auth.ParseScopes(req.Scopes)})
-	sc.Addr, sc.RequestID = req.Addr, run.Job.ID
+	sc := jobs.Scope(run.Job, "mapping-replay", req.Scopes)
+	sc.Addr = req.Addr
 	var since int
 	var saveErr error
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	save := func(sum *Summary) error {
+		sum.sortGroups()
 		cp.Summary, cp.After = *sum, sum.last
 		parts := cp.Report.Take()
 		raw, err := json.Marshal(cp)
@@ -125,12 +124,7 @@ func (s *Service) runJob(ctx context.Context, run *jobs.Run) ([]byte, error) {
 	var sum *Summary
 	start := cp.Summary
 	sum, err = s.run(ctx, sc, opts, &start, func(r RecordResult) error {
-		line, err := json.Marshal(r)
-		if err != nil {
-			return err
-		}
-		_, err = cp.Report.Write(append(line, '\n'))
-		return err
+		return cp.Report.WriteLine(r)
 	}, func(done int) {
 		run.Progress(int64(done), -1)
 		if since++; since >= 100 || cp.Report.Len() >= 1<<20 {
@@ -150,7 +144,7 @@ func (s *Service) runJob(ctx context.Context, run *jobs.Run) ([]byte, error) {
 	if err := save(sum); err != nil {
 		return nil, err
 	}
-	return json.Marshal(JobResult{Summary: *sum, Report: fmt.Sprintf("%s/jobs/%s/files/%d", req.Base, run.Job.ID, replayReport)})
+	return json.Marshal(JobResult{Summary: *sum, Report: jobs.FileURL(req.Base, run.Job.ID, replayReport)})
 }
 
 // options turns a job's options back into Options.

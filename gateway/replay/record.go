@@ -75,7 +75,7 @@ func (s *Service) record(ctx context.Context, sc *auditlog.Scope, l *store.Ledge
 		}
 	}
 	r.Resources = m.diffs()
-	r.Status = m.status()
+	r.Status = status(r.Resources)
 	if opts.Apply && r.Status == StatusChanged {
 		if err := s.apply(ctx, sc, m, opts, &r); err != nil {
 			return r, err
@@ -362,10 +362,10 @@ func (m *remapped) diffs() []ResourceDiff {
 	return out
 }
 
-// status is the record's status from its differences.
-func (m *remapped) status() string {
+// status is a record's status from its differences (remapped.diffs).
+func status(diffs []ResourceDiff) string {
 	any, applicable := false, false
-	for _, d := range m.diffs() {
+	for _, d := range diffs {
 		any = true
 		if d.Skipped == "" {
 			applicable = true
@@ -401,13 +401,4 @@ func identifiers(doc map[string]any) []string {
 		add(v)
 	}
 	return out
-}
-
-// decode decodes a rendered resource.
-func decode(raw []byte) (map[string]any, error) {
-	var doc map[string]any
-	if err := json.Unmarshal(raw, &doc); err != nil {
-		return nil, fmt.Errorf("mapped resource: %w", err)
-	}
-	return doc, nil
 }

@@ -198,7 +198,8 @@ type Summary struct {
 	// display changed"), most records first.
 	Groups []Group `json:"groups"`
 
-	last store.LedgerKey // the last record counted
+	last   store.LedgerKey // the last record counted
+	groups map[string]int  // Groups while counting (sortGroups lists them)
 }
 
 // Group is one kind of change and how many records have it.
@@ -280,9 +281,9 @@ func (s *Service) Run(ctx context.Context, sc *auditlog.Scope, opts Options, emi
 
 // run is Run from where sum (and opts.after) say it got to.
 func (s *Service) run(ctx context.Context, sc *auditlog.Scope, opts Options, sum *Summary, emit func(RecordResult) error, progress func(done int)) (*Summary, error) {
-	groups := map[string]int{}
+	sum.groups = map[string]int{}
 	for _, g := range sum.Groups {
-		groups[g.Change] = g.Records
+		sum.groups[g.Change] = g.Records
 	}
 	type item struct {
 		l    *store.Ledger
@@ -302,7 +303,7 @@ func (s *Service) run(ctx context.Context, sc *auditlog.Scope, opts Options, sum
 		if it.err != nil {
 			return it.err
 		}
-		sum.count(it.res, groups)
+		sum.count(it.res)
 		sum.last = it.last
 		if emit != nil {
 			if err := emit(it.res); err != nil {
@@ -310,17 +311,16 @@ func (s *Service) run(ctx context.Context, sc *auditlog.Scope, opts Options, sum
 			}
 		}
 		if progress != nil {
-			sum.Groups = sortGroups(groups) // a checkpoint may save the summary
 			progress(sum.Records)
 		}
 		return nil
 	})
-	sum.Groups = sortGroups(groups)
+	sum.sortGroups()
 	return sum, err
 }
 
 // count adds one record's result to the summary.
-func (sum *Summary) count(r RecordResult, groups map[string]int) {
+func (sum *Summary) count(r RecordResult) {
 	sum.Records++
 	switch r.Status {
 	case StatusUnchanged:
@@ -356,16 +356,16 @@ func (sum *Summary) count(r RecordResult, groups map[string]int) {
 		for _, k := range keys {
 			if !seen[k] {
 				seen[k] = true
-				groups[k]++
+				sum.groups[k]++
 			}
 		}
 	}
 }
 
-// sortGroups lists the groups, most records first.
-func sortGroups(groups map[string]int) []Group {
-	out := make([]Group, 0, len(groups))
-	for k, n := range groups {
+// sortGroups lists the groups counted in Groups, most records first.
+func (sum *Summary) sortGroups() {
+	out := make([]Group, 0, len(sum.groups))
+	for k, n := range sum.groups {
 		out = append(out, Group{Change: k, Records: n})
 	}
 	sort.Slice(out, func(i, j int) bool {
@@ -374,7 +374,7 @@ func sortGroups(groups map[string]int) []Group {
 		}
 		return out[i].Change < out[j].Change
 	})
-	return out
+	sum.Groups = out
 }
 
 // walk pages through the ledger and calls fn with the latest version of

@@ -392,6 +392,20 @@ func TestApply(t *testing.T) {
 		!strings.Contains(string(newest.Payload), `"method":"PUT","url":"Observation?identifier=`) {
 		t.Errorf("correction payload = %.600s", newest.Payload)
 	}
+	// It follows the record's original delivery in the destination's order.
+	original := false
+	for _, it := range items {
+		if it.Destination == newest.Destination && it.RecordID == newest.RecordID {
+			original = true
+			if it.OrderKey != newest.OrderKey || it.Patient != newest.Patient || it.Source != newest.Source {
+				t.Errorf("correction ordered as %q (patient %q, source %q), the original as %q (%q, %q)",
+					newest.OrderKey, newest.Patient, newest.Source, it.OrderKey, it.Patient, it.Source)
+			}
+		}
+	}
+	if !original {
+		t.Errorf("no original delivery of record %s", newest.RecordID)
+	}
 	entries := ledger(t, f)
 	for _, rec := range recs {
 		want := mapping.Version
