@@ -6,6 +6,7 @@ import (
 	"mime"
 	"net/http"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"time"
 
@@ -178,11 +179,10 @@ func (s *Server) auditRequests(next echo.HandlerFunc) echo.HandlerFunc {
 					h.Del(k)
 				}
 				h.Set("Content-Type", ContentTypeFHIR)
-				h.Set("Retry-After", "5")
+				h.Set("Retry-After", strconv.Itoa(errAuditUnavailable.RetryAfter))
 				res.Status = http.StatusServiceUnavailable
 				buf.ResponseWriter.WriteHeader(http.StatusServiceUnavailable)
-				body, _ := fhirwire.Marshal(outcome.Resource([]outcome.Issue{{Severity: "fatal", Code: "transient", Rule: "audit-unavailable",
-					Message: "the request could not be audited and was not answered; retry later"}}))
+				body, _ := fhirwire.Marshal(outcome.Resource(errAuditUnavailable.Issues))
 				_, _ = buf.ResponseWriter.Write(body)
 				return nil
 			}
