@@ -150,19 +150,6 @@ func (s *Server) auditRequests(next echo.HandlerFunc) echo.HandlerFunc {
 				sc.Target = audit.Entity{Type: typ, ID: id}
 			}
 		}
-		if rt != nil && rt.stream {
-			// The handler commits the AuditEvent before it streams (auditNow);
-			// a failure before that is audited here.
-			if err := next(c); err != nil {
-				c.Error(err)
-			}
-			if !sc.Committed() {
-				if err := s.app.Audit.Append(sc, c.Response().Status); err != nil {
-					s.log.Error("audit write failed", "route", c.Path(), "method", c.Request().Method, "status", c.Response().Status)
-				}
-			}
-			return nil
-		}
 		res := c.Response()
 		buf := &bufferedWriter{ResponseWriter: res.Writer}
 		res.Writer = buf
@@ -193,17 +180,21 @@ func (s *Server) auditRequests(next echo.HandlerFunc) echo.HandlerFunc {
 }
 
 // auditNow commits the request's AuditEvent, with status, before a
-// streaming handler (a route with stream) writes its answer: the answer
-// must not leave unaudited, and is not held back whole.
+// streaming handler writes its answer, and lets the answer bypass
+// auditRequests' buffer: it must not leave unaudited, and is not held back
+// whole. An answer the handler gives instead (an error before it streams)
+// is buffered and audited like any other.
 func (s *Server) auditNow(c echo.Context, status int) error {
 	sc := scopeOf(c)
-	if !s.app.Audit.Enabled() || sc.Interaction == "" || sc.Committed() {
-		return nil
+	if s.app.Audit.Enabled() && sc.Interaction != "" && !sc.Committed() {
+		if err := s.app.Audit.Append(sc, status); err != nil {
+			return errAuditUnavailable
+		}
+		sc.MarkCommitted()
 	}
-	if err := s.app.Audit.Append(sc, status); err != nil {
-		return errAuditUnavailable
+	if b, ok := c.Response().Writer.(*bufferedWriter); ok {
+		c.Response().Writer = b.ResponseWriter
 	}
-	sc.MarkCommitted()
 	return nil
 }
 
