@@ -2,7 +2,9 @@ package gateway_test
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
 )
@@ -112,5 +115,82 @@ func TestWriteBackPressure(t *testing.T) {
 	}
 	if rec := do(s, http.MethodGet, "/fhir/Patient?name=pressed&_summary=count", "", nil); !strings.Contains(rec.Body.String(), `"total":0`) {
 		t.Errorf("after the refused create: %s, want no Patient", rec.Body)
+	}
+}
+
+// TestJobFileNotAnsweredUnaudited: a job file download streams its body
+// once its AuditEvent is committed; an answer it gives instead (a refusal
+// before streaming) is held like any other until audited, so it is not
+// given when the audit cannot be written.
+func TestJobFileNotAnsweredUnaudited(t *testing.T) {
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "kg.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	fw := &failingWrites{Store: st}
+	s := newServer(t, app.Config{Store: fw}, gateway.Config{})
+	if rec := do(s, http.MethodPost, "/fhir/Patient", gateway.ContentTypeFHIR,
+		[]byte(`{"resourceType":"Patient","name":[{"family":"Exported"}]}`)); rec.Code != http.StatusCreated {
+		t.Fatalf("create = %d %s", rec.Code, rec.Body)
+	}
+	kick := httptest.NewRequest(http.MethodGet, "/fhir/$export", nil)
+	kick.Header.Set("Prefer", "respond-async")
+	rec := httptest.NewRecorder()
+	s.ServeHTTP(rec, kick)
+	status := rec.Header().Get("Content-Location")
+	if rec.Code != http.StatusAccepted || status == "" {
+		t.Fatalf("export kick-off = %d %s", rec.Code, rec.Body)
+	}
+	status = status[strings.Index(status, "/jobs/"):]
+	var manifest struct {
+		Output []struct{ Type, URL string }
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		rec := do(s, http.MethodGet, status, "", nil)
+		if rec.Code == http.StatusOK {
+			if err := json.Unmarshal(rec.Body.Bytes(), &manifest); err != nil || len(manifest.Output) == 0 {
+				t.Fatalf("manifest %s: %v", rec.Body, err)
+			}
+			break
+		}
+		if rec.Code != http.StatusAccepted || time.Now().After(deadline) {
+			t.Fatalf("export status = %d %s", rec.Code, rec.Body)
+		}
+		time.Sleep(10 * time.Millisecond) // polling a background job, not timing anything
+	}
+	file := ""
+	for _, o := range manifest.Output {
+		if o.Type == "Patient" {
+			file = o.URL[strings.Index(o.URL, "/jobs/"):]
+		}
+	}
+	if file == "" {
+		t.Fatalf("the manifest lists no Patient file: %+v", manifest)
+	}
+	audits := func() int {
+		t.Helper()
+		n := 0
+		if err := st.AuditChain(context.Background(), func(audit.ChainEntry) error { n++; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	before := audits()
+	rec = do(s, http.MethodGet, file, "", nil)
+	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "Exported") {
+		t.Fatalf("GET %s = %d %.300s", file, rec.Code, rec.Body)
+	}
+	if n := audits() - before; n != 1 {
+		t.Errorf("the download left %d AuditEvents, want 1", n)
+	}
+
+	fw.fail.Store(true)
+	for _, path := range []string{file, status + "/files/99", "/jobs/nope/files/1"} {
+		rec := do(s, http.MethodGet, path, "", nil)
+		if body := rec.Body.String(); rec.Code != http.StatusServiceUnavailable || !strings.Contains(body, "audit-unavailable") ||
+			strings.Contains(body, "Exported") {
+			t.Errorf("GET %s without audit = %d %.300s, want 503 audit-unavailable", path, rec.Code, body)
+		}
 	}
 }

@@ -26,8 +26,6 @@ import (
 const DefaultMaxImportBytes = 1 << 30
 
 var (
-	errAuditUnavailable = &outcome.Error{Kind: outcome.Unavailable, RetryAfter: 5, Issues: []outcome.Issue{{Severity: "fatal",
-		Code: "transient", Rule: "audit-unavailable", Message: "the request could not be audited and was not answered; retry later"}}}
 	errNDJSONType = outcome.New(outcome.UnsupportedMedia, "not-supported", "content-type-unsupported",
 		"the body must be NDJSON: application/fhir+ndjson, application/ndjson or application/x-ndjson")
 	errJobFileUnknown = outcome.New(outcome.NotFound, "not-found", "job-file-unknown", "the job has no such file")

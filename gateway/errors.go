@@ -37,6 +37,10 @@ var (
 		"the request has both Content-Length and Transfer-Encoding; send one of them")
 	errAuthorizationRepeated = outcome.New(outcome.Invalid, "security", "authorization-repeated",
 		"the request has more than one Authorization header; send exactly one")
+	// errAuditUnavailable replaces an answer whose AuditEvent could not be
+	// written (auditRequests, auditNow).
+	errAuditUnavailable = &outcome.Error{Kind: outcome.Unavailable, RetryAfter: 5, Issues: []outcome.Issue{{Severity: "fatal",
+		Code: "transient", Rule: "audit-unavailable", Message: "the request could not be audited and was not answered; retry later"}}}
 	// errBusy is the answer when the gateway is at its concurrency bound.
 	errBusy = &outcome.Error{Kind: outcome.Unavailable, RetryAfter: 1, Issues: []outcome.Issue{{Severity: "error", Code: "transient",
 		Rule: "server-busy", Message: "the gateway is at its concurrency limit; retry shortly"}}}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"sync"
 
 	"github.com/labstack/echo/v4"
 	"go.opentelemetry.io/otel/attribute"
@@ -76,11 +77,7 @@ func boolParam(c echo.Context, name string) (bool, error) {
 // OperationDefinitions, ImplementationGuide) by type and id when it runs
 // without a store (with one, they are stored resources).
 func (s *Server) readConformance(c echo.Context) error {
-	p, err := profile.New()
-	if err != nil {
-		return err
-	}
-	all, err := conformance.All(p)
+	all, err := ownConformance()
 	if err != nil {
 		return err
 	}
@@ -91,3 +88,14 @@ func (s *Server) readConformance(c echo.Context) error {
 	}
 	return errConformanceUnknown
 }
+
+// ownConformance renders the gateway's conformance resources once per
+// process: they are fixed, and rendering them all (the
+// ImplementationGuide included) is not work for every read.
+var ownConformance = sync.OnceValues(func() ([]conformance.Resource, error) {
+	p, err := profile.New()
+	if err != nil {
+		return nil, err
+	}
+	return conformance.All(p)
+})

@@ -6,6 +6,7 @@ import (
 	"mime"
 	"net/http"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"time"
 
@@ -149,19 +150,6 @@ func (s *Server) auditRequests(next echo.HandlerFunc) echo.HandlerFunc {
 				sc.Target = audit.Entity{Type: typ, ID: id}
 			}
 		}
-		if rt != nil && rt.stream {
-			// The handler commits the AuditEvent before it streams (auditNow);
-			// a failure before that is audited here.
-			if err := next(c); err != nil {
-				c.Error(err)
-			}
-			if !sc.Committed() {
-				if err := s.app.Audit.Append(sc, c.Response().Status); err != nil {
-					s.log.Error("audit write failed", "route", c.Path(), "method", c.Request().Method, "status", c.Response().Status)
-				}
-			}
-			return nil
-		}
 		res := c.Response()
 		buf := &bufferedWriter{ResponseWriter: res.Writer}
 		res.Writer = buf
@@ -178,11 +166,10 @@ func (s *Server) auditRequests(next echo.HandlerFunc) echo.HandlerFunc {
 					h.Del(k)
 				}
 				h.Set("Content-Type", ContentTypeFHIR)
-				h.Set("Retry-After", "5")
+				h.Set("Retry-After", strconv.Itoa(errAuditUnavailable.RetryAfter))
 				res.Status = http.StatusServiceUnavailable
 				buf.ResponseWriter.WriteHeader(http.StatusServiceUnavailable)
-				body, _ := fhirwire.Marshal(outcome.Resource([]outcome.Issue{{Severity: "fatal", Code: "transient", Rule: "audit-unavailable",
-					Message: "the request could not be audited and was not answered; retry later"}}))
+				body, _ := fhirwire.Marshal(outcome.Resource(errAuditUnavailable.Issues))
 				_, _ = buf.ResponseWriter.Write(body)
 				return nil
 			}
@@ -193,17 +180,21 @@ func (s *Server) auditRequests(next echo.HandlerFunc) echo.HandlerFunc {
 }
 
 // auditNow commits the request's AuditEvent, with status, before a
-// streaming handler (a route with stream) writes its answer: the answer
-// must not leave unaudited, and is not held back whole.
+// streaming handler writes its answer, and lets the answer bypass
+// auditRequests' buffer: it must not leave unaudited, and is not held back
+// whole. An answer the handler gives instead (an error before it streams)
+// is buffered and audited like any other.
 func (s *Server) auditNow(c echo.Context, status int) error {
 	sc := scopeOf(c)
-	if !s.app.Audit.Enabled() || sc.Interaction == "" || sc.Committed() {
-		return nil
+	if s.app.Audit.Enabled() && sc.Interaction != "" && !sc.Committed() {
+		if err := s.app.Audit.Append(sc, status); err != nil {
+			return errAuditUnavailable
+		}
+		sc.MarkCommitted()
 	}
-	if err := s.app.Audit.Append(sc, status); err != nil {
-		return errAuditUnavailable
+	if b, ok := c.Response().Writer.(*bufferedWriter); ok {
+		c.Response().Writer = b.ResponseWriter
 	}
-	sc.MarkCommitted()
 	return nil
 }
 

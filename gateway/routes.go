@@ -35,10 +35,6 @@ type route struct {
 	// interaction of the API call the page stands for, so the edge neither
 	// authenticates nor audits them (it passes the request's facts on).
 	console bool
-	// stream routes send large bodies as they are read: the edge does not
-	// hold their response until the AuditEvent commits; the handler
-	// commits it (auditNow) before it writes anything.
-	stream bool
 }
 
 // table is the whole HTTP API on one page.
@@ -63,7 +59,7 @@ func (s *Server) table() []route {
 		// job sees it.
 		{method: get, path: "/jobs/:id", handle: s.handleJob, interaction: "job-status", store: true},
 		{method: del, path: "/jobs/:id", handle: s.handleCancelJob, interaction: "job-cancel", store: true},
-		{method: get, path: "/jobs/:id/files/:n", handle: s.handleJobFile, interaction: "job-download", store: true, stream: true},
+		{method: get, path: "/jobs/:id/files/:n", handle: s.handleJobFile, interaction: "job-download", store: true},
 
 		// The operator API (docs/operations.md).
 		{method: get, path: "/admin/deliveries", handle: s.handleListDeliveries, interaction: "delivery-list", scope: auth.ScopeOperator, store: true},

@@ -2,11 +2,20 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
+
+// appConfigFlags defines the flags cliAppConfig reads, the same for every
+// command that writes through the application (import, replay).
+func appConfigFlags(fs *flag.FlagSet, getenv func(string) string) (configFile, identifierBase *string) {
+	configFile = fs.String("config", getenv("GATEWAY_CONFIG"), "configuration file: safety thresholds, destinations (GATEWAY_CONFIG)")
+	identifierBase = fs.String("identifier-base", getenv("GATEWAY_IDENTIFIER_BASE"), "namespace of minted identifier systems (GATEWAY_IDENTIFIER_BASE)")
+	return configFile, identifierBase
+}
 
 // cliAppConfig is the application a command that writes through it (import,
 // replay) works with: the safety thresholds of the configuration file and,

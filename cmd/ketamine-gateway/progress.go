@@ -25,7 +25,6 @@ type progress struct {
 	every    time.Duration
 	mu       sync.Mutex
 	done, x  int64
-	last     time.Time
 	drawn    bool
 	stopOnce sync.Once
 	stop     chan struct{}

@@ -31,8 +31,7 @@ func replayCommand(ctx context.Context, args []string, getenv func(string) strin
 	reason := fs.String("reason", "", "why the changes are applied (recorded in the Provenance)")
 	showValues := fs.Bool("show-values", false, "print the old and new values (PHI)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
-	configFile := fs.String("config", getenv("GATEWAY_CONFIG"), "configuration file: safety thresholds, destinations (GATEWAY_CONFIG)")
-	base := fs.String("identifier-base", getenv("GATEWAY_IDENTIFIER_BASE"), "namespace of minted identifier systems (GATEWAY_IDENTIFIER_BASE)")
+	configFile, base := appConfigFlags(fs, getenv)
 	pos, err := parse(fs, "replay", args, stdout)
 	if err != nil {
 		return err

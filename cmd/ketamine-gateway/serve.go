@@ -177,6 +177,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 				return tel.StartDeliveryAttempt(ctx, dest, it.TraceID, it.Attempts+1)
 			},
 			WrapTransport: func(rt http.RoundTripper) http.RoundTripper { return telemetry.ClientTransport(rt, tel) },
+			// The backlog gauges read the store themselves (RegisterBacklog):
+			// the worker need not query the outbox's stats for OnBacklog.
+			BacklogInterval: -1,
 		})
 		if err != nil {
 			return &exitError{code: exitUsage, msg: fmt.Sprintf("delivery: %v", err)}

@@ -177,11 +177,18 @@ func checkTimes(c jwt.Claims, now time.Time, clientID string) *Failure {
 	if !now.Before(c.Expiry.Time().Add(clockSkew)) {
 		return invalidToken("expired", "the access token has expired", clientID)
 	}
-	if c.NotBefore != nil && now.Add(clockSkew).Before(c.NotBefore.Time()) {
+	if ahead(c.NotBefore, now) {
 		return invalidToken("not-yet-valid", "the access token is not valid yet", clientID)
 	}
-	if c.IssuedAt != nil && now.Add(clockSkew).Before(c.IssuedAt.Time()) {
+	if ahead(c.IssuedAt, now) {
 		return invalidToken("iat-in-future", "the access token was issued in the future", clientID)
 	}
 	return nil
+}
+
+// ahead reports whether t (nbf or iat; nil when absent) is later than now
+// by more than clockSkew: an access token or client assertion not usable
+// yet.
+func ahead(t *jwt.NumericDate, now time.Time) bool {
+	return t != nil && now.Add(clockSkew).Before(t.Time())
 }

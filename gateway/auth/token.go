@@ -184,10 +184,10 @@ func (s *Server) verifyAssertion(ctx context.Context, assertion string) (*regist
 	if exp.After(now.Add(maxAssertionLifetime + clockSkew)) {
 		return nil, invalidClient("exp-too-far", "client_assertion exp must be at most 5 minutes ahead", client.id)
 	}
-	if c.NotBefore != nil && now.Add(clockSkew).Before(c.NotBefore.Time()) {
+	if ahead(c.NotBefore, now) {
 		return nil, invalidClient("not-yet-valid", "client_assertion is not valid yet", client.id)
 	}
-	if c.IssuedAt != nil && now.Add(clockSkew).Before(c.IssuedAt.Time()) {
+	if ahead(c.IssuedAt, now) {
 		// Issued in the future: the client's clock is wrong or the assertion
 		// was made ahead of time to be used later; neither is accepted.
 		return nil, invalidClient("iat-in-future", "client_assertion iat is in the future", client.id)

@@ -19,22 +19,16 @@ type published struct {
 // gateway publishes (docs/conformance.md), each with its JSON, so the
 // playground can link the profiles and systems a mapped Bundle uses.
 func (c *Console) conformancePage(rq *request) error {
-	docs, err := conformance.Resources(c.app.Engine.Validator().ProfileSet())
+	all, err := conformance.All(c.app.Engine.Validator().ProfileSet())
 	if err != nil {
 		return err
 	}
 	var out []published
-	for _, raw := range docs {
-		var r struct {
-			ResourceType, ID, URL, Title, Name, Description string
-		}
-		if err := json.Unmarshal(raw, &r); err != nil {
-			return err
-		}
+	for _, r := range all {
 		if r.ResourceType != "StructureDefinition" && r.ResourceType != "ValueSet" {
 			continue
 		}
-		pretty, err := fhirwire.MarshalIndent(json.RawMessage(raw))
+		pretty, err := fhirwire.MarshalIndent(json.RawMessage(r.JSON))
 		if err != nil {
 			return err
 		}

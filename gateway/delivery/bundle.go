@@ -34,9 +34,6 @@ func parsePayload(payload []byte) (*fhirwire.Bundle, error) {
 	return &b, nil
 }
 
-// statusCode is the leading code of a Bundle entry status ("201 Created").
-func statusCode(s string) int { return fhirwire.StatusCode(s) }
-
 // readResponseBundle checks that body is a Bundle of type want with n
 // entries, each with a status. The error is the PHI-free reason.
 func readResponseBundle(body []byte, want string, n int) (*fhirwire.Bundle, error) {
@@ -62,7 +59,7 @@ func readResponseBundle(body []byte, want string, n int) (*fhirwire.Bundle, erro
 		return nil, fmt.Errorf("%s has %d entries for %d requests", want, len(b.Entry), n)
 	}
 	for i, e := range b.Entry {
-		if e.Response == nil || statusCode(e.Response.Status) == 0 {
+		if e.Response == nil || fhirwire.StatusCode(e.Response.Status) == 0 {
 			return nil, fmt.Errorf("%s entry %d has no valid status", want, i)
 		}
 	}
@@ -149,9 +146,6 @@ func resourceRef(body []byte, typ string) (string, bool) {
 	return typ + "/" + r.ID, true
 }
 
-// methodRank is the FHIR transaction processing order.
-func methodRank(m string) int { return fhirwire.MethodRank(m) }
-
 // step is one entry of a plan.
 type step struct {
 	index    int // in the payload
@@ -206,7 +200,9 @@ func newPlan(b *fhirwire.Bundle) (*plan, error) {
 		if len(wave) == 0 {
 			return nil, errors.New("payload entries reference each other in a cycle: only a transaction can deliver them")
 		}
-		slices.SortStableFunc(wave, func(a, b *step) int { return methodRank(a.entry.Request.Method) - methodRank(b.entry.Request.Method) })
+		slices.SortStableFunc(wave, func(a, b *step) int {
+			return fhirwire.MethodRank(a.entry.Request.Method) - fhirwire.MethodRank(b.entry.Request.Method)
+		})
 		for _, s := range wave {
 			done[s] = true
 		}

@@ -210,6 +210,16 @@ func (h *harness) retryUntilFinal(id int64) []event {
 	}
 }
 
+// sendOne enqueues payload for destination "ehr" (order key k1), runs the
+// worker and returns the item's id and its attempts until it is done or
+// dead (retryUntilFinal).
+func (h *harness) sendOne(payload []byte) (int64, []event) {
+	h.t.Helper()
+	id := h.enqueue("ehr", "k1", payload)
+	h.run()
+	return id, h.retryUntilFinal(id)
+}
+
 // uuidFor is a deterministic urn:uuid for a name.
 func uuidFor(name string) string {
 	h := sha256.Sum256([]byte(name))

@@ -4,11 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
 	"net/http"
 	"regexp"
 	"strconv"
 	"time"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
 )
 
 // Outcomes of an attempt (Result.Outcome, Observer.OnAttempt).
@@ -158,7 +159,7 @@ func (c *Client) sendTransaction(ctx context.Context, payload []byte, n int) Res
 		return Result{Outcome: OutcomeRetry, HTTPStatus: resp.status, Body: resp.body, Error: err.Error()}
 	}
 	for i, e := range rb.Entry {
-		if code := statusCode(e.Response.Status); !is2xx(code) {
+		if code := fhirwire.StatusCode(e.Response.Status); !is2xx(code) {
 			return Result{Outcome: OutcomeRetry, HTTPStatus: resp.status, Body: resp.body,
 				Error: fmt.Sprintf("transaction-response entry %d has status %d", i, code)}
 		}
@@ -220,7 +221,7 @@ func (c *Client) sendBatch(ctx context.Context, p *plan, chunk []*step) Result {
 	}
 	var retry *Result
 	for i, e := range rb.Entry {
-		s, code := chunk[i], statusCode(e.Response.Status)
+		s, code := chunk[i], fhirwire.StatusCode(e.Response.Status)
 		s.entry.Response = e.Response
 		if entryOK(s, code) {
 			continue

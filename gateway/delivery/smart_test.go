@@ -265,9 +265,7 @@ func TestSMARTTokenErrorsAreRetriedWithoutSecrets(t *testing.T) {
 	d.Auth = Auth{Type: AuthSMARTBackend, SMART: SMART{TokenURL: ts.url(), ClientID: "gateway-client",
 		Scope: "system/*.write", PrivateKeyPEM: keyPEM, KeyID: "key-1"}}
 	h := newHarness(t, []Destination{d}, func(o *WorkerOptions) { o.MaxAttempts = 2 })
-	id := h.enqueue("ehr", "k1", sessionBundle("P-1", "S-1", "completed", false))
-	h.run()
-	evs := h.retryUntilFinal(id)
+	_, evs := h.sendOne(sessionBundle("P-1", "S-1", "completed", false))
 	wantAttempt(t, evs[0], 1, store.StatusPending, 0, "auth: token endpoint answered http 400 (invalid_client)")
 	wantAttempt(t, evs[1], 2, store.StatusDead, 0, "auth: token endpoint")
 	for _, ev := range evs {

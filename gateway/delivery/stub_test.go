@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
 )
 
 // stubEHR is a scripted FHIR R4 server: conditional create and update by
@@ -203,7 +205,7 @@ func (s *stubEHR) bundle(body []byte) (int, any) {
 			order[i] = i
 		}
 		slices.SortStableFunc(order, func(x, y int) int {
-			return methodRank(b.Entry[x].Request.Method) - methodRank(b.Entry[y].Request.Method)
+			return fhirwire.MethodRank(b.Entry[x].Request.Method) - fhirwire.MethodRank(b.Entry[y].Request.Method)
 		})
 		for _, i := range order {
 			e := b.Entry[i]

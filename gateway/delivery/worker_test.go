@@ -45,9 +45,7 @@ func TestServerErrorsThenSuccess(t *testing.T) {
 			return false
 		}
 		h := newHarnessOn(t, ob, []Destination{testDest("ehr", ehr.base())}, nil)
-		id := h.enqueue("ehr", "k1", sessionBundle("P-1", "S-1", "completed", false))
-		h.run()
-		evs := h.retryUntilFinal(id)
+		id, evs := h.sendOne(sessionBundle("P-1", "S-1", "completed", false))
 		if len(evs) != 3 {
 			t.Fatalf("%d attempts, want 3", len(evs))
 		}
@@ -138,9 +136,7 @@ func TestTimeout(t *testing.T) {
 	d := testDest("ehr", ehr.base())
 	d.Timeout = 100 * time.Millisecond
 	h := newHarness(t, []Destination{d}, nil)
-	id := h.enqueue("ehr", "k1", sessionBundle("P-1", "S-1", "completed", false))
-	h.run()
-	evs := h.retryUntilFinal(id)
+	_, evs := h.sendOne(sessionBundle("P-1", "S-1", "completed", false))
 	wantAttempt(t, evs[0], 1, store.StatusPending, 0, "timeout")
 	wantAttempt(t, evs[1], 2, store.StatusDone, 200, "")
 }
@@ -157,9 +153,7 @@ func TestConnectionRefused(t *testing.T) {
 			d := testDest("ehr", "http://"+addr+"/fhir")
 			d.Mode = mode
 			h := newHarness(t, []Destination{d}, func(o *WorkerOptions) { o.MaxAttempts = 2 })
-			id := h.enqueue("ehr", "k1", sessionBundle("P-1", "S-1", "completed", true))
-			h.run()
-			evs := h.retryUntilFinal(id)
+			_, evs := h.sendOne(sessionBundle("P-1", "S-1", "completed", true))
 			wantAttempt(t, evs[0], 1, store.StatusPending, 0, "connection refused")
 			wantAttempt(t, evs[1], 2, store.StatusDead, 0, "connection refused (gave up after 2 attempts)")
 			for _, ev := range evs {
@@ -179,9 +173,7 @@ func TestBadRequestIsDead(t *testing.T) {
 			return true
 		}
 		h := newHarnessOn(t, ob, []Destination{testDest("ehr", ehr.base())}, nil)
-		id := h.enqueue("ehr", "k1", sessionBundle("P-1", "S-1", "completed", false))
-		h.run()
-		evs := h.retryUntilFinal(id)
+		_, evs := h.sendOne(sessionBundle("P-1", "S-1", "completed", false))
 		if len(evs) != 1 {
 			t.Fatalf("%d attempts, want 1", len(evs))
 		}
@@ -252,9 +244,7 @@ func TestMalformedSuccessIsRetriedThenDead(t *testing.T) {
 				return true
 			}
 			h := newHarness(t, []Destination{testDest("ehr", ehr.base())}, nil)
-			id := h.enqueue("ehr", "k1", sessionBundle("P-1", "S-1", "completed", false))
-			h.run()
-			evs := h.retryUntilFinal(id)
+			_, evs := h.sendOne(sessionBundle("P-1", "S-1", "completed", false))
 			if len(evs) != 4 {
 				t.Fatalf("%d attempts, want MaxAttempts 4", len(evs))
 			}
@@ -370,9 +360,7 @@ func TestLostResponseCreatesNoDuplicate(t *testing.T) {
 			d := testDest("ehr", ehr.base())
 			d.Mode = mode
 			h := newHarness(t, []Destination{d}, nil)
-			id := h.enqueue("ehr", "k1", sessionBundle("P-1", "S-1", "completed", false))
-			h.run()
-			evs := h.retryUntilFinal(id)
+			_, evs := h.sendOne(sessionBundle("P-1", "S-1", "completed", false))
 			if len(evs) != 2 {
 				t.Fatalf("%d attempts, want 2", len(evs))
 			}
@@ -410,9 +398,7 @@ func TestPanicIsRecoveredAndRetried(t *testing.T) {
 			})
 		}
 	})
-	id := h.enqueue("ehr", "k1", sessionBundle("P-1", "S-1", "completed", false))
-	h.run()
-	evs := h.retryUntilFinal(id)
+	_, evs := h.sendOne(sessionBundle("P-1", "S-1", "completed", false))
 	wantAttempt(t, evs[0], 1, store.StatusPending, 0, "internal error (panic)")
 	wantAttempt(t, evs[1], 2, store.StatusDone, 200, "")
 }
