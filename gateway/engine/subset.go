@@ -29,10 +29,11 @@ import (
 var subsettedTag = map[string]any{"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
 	"code": "SUBSETTED", "display": "subsetted"}
 
-// checkSubset checks that the _elements of q name elements of typ.
-func (e *Engine) checkSubset(typ string, q *search.Query) error {
-	for _, name := range q.Elements {
-		if !slices.ContainsFunc(e.v.r4.Elements(typ), func(el r4.Element) bool { return el.Name == name }) {
+// checkSubset checks that elements (the _elements) name elements of typ.
+func (e *Engine) checkSubset(typ string, elements []string) error {
+	els := e.v.r4.Elements(typ)
+	for _, name := range elements {
+		if !slices.ContainsFunc(els, func(el r4.Element) bool { return el.Name == name }) {
 			return outcome.New(outcome.Invalid, "invalid", search.RuleValueInvalid,
 				"_elements names an element that "+typ+" does not have").At("_elements")
 		}
@@ -61,7 +62,7 @@ func (e *Engine) Subset(r *store.Resource, params url.Values) (*store.Resource, 
 	if err != nil {
 		return nil, searchError(err)
 	}
-	if err := e.checkSubset(r.Type, &search.Query{Elements: elements}); err != nil {
+	if err := e.checkSubset(r.Type, elements); err != nil {
 		return nil, err
 	}
 	if summary == "" && elements == nil {
@@ -77,7 +78,7 @@ func (e *Engine) subset(r *store.Resource, summary string, elements []string) *s
 		return r
 	}
 	els := e.v.r4.Elements(r.Type)
-	keep := func(name string) bool { return name == "resourceType" || name == "id" || name == "meta" }
+	var keep func(name string) bool
 	switch summary {
 	case "data":
 		keep = func(name string) bool { return name != "text" }
