@@ -4,7 +4,6 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-	"unicode"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
@@ -124,7 +123,7 @@ func elementOf(els []r4.Element, key string) string {
 		if el.Name == key {
 			return key
 		}
-		if el.Choice && len(key) > len(el.Name) && strings.HasPrefix(key, el.Name) && unicode.IsUpper(rune(key[len(el.Name)])) {
+		if _, ok := choiceSuffix(key, el.Name); el.Choice && ok {
 			return el.Name
 		}
 	}
