@@ -30,9 +30,8 @@ var subsettedTag = map[string]any{"system": "http://terminology.hl7.org/CodeSyst
 
 // checkSubset checks that elements (the _elements) name elements of typ.
 func (e *Engine) checkSubset(typ string, elements []string) error {
-	els := e.v.r4.Elements(typ)
 	for _, name := range elements {
-		if !slices.ContainsFunc(els, func(el r4.Element) bool { return el.Name == name }) {
+		if _, ok := e.v.r4.Element(typ, name); !ok {
 			return outcome.New(outcome.Invalid, "invalid", search.RuleValueInvalid,
 				"_elements names an element that "+typ+" does not have").At("_elements")
 		}
