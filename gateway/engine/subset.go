@@ -153,8 +153,9 @@ func filterSummary(obj map[string]any, prefix string, paths []string, els []r4.E
 			continue // a data type, or a backbone element kept whole
 		}
 		var sub []r4.Element
-		if el, ok := v.Element(typ, strings.Split(path, ".")...); ok && len(el.Types) == 1 && strings.Contains(el.Types[0], ".") {
-			sub = backboneElements(v, typ, strings.Split(path, "."))
+		steps := strings.Split(path, ".")
+		if el, ok := v.Element(typ, steps...); ok && len(el.Types) == 1 && strings.Contains(el.Types[0], ".") {
+			sub = backboneElements(v, typ, steps, paths)
 		}
 		items := []any{val}
 		if arr, ok := val.([]any); ok {
@@ -169,16 +170,18 @@ func filterSummary(obj map[string]any, prefix string, paths []string, els []r4.E
 }
 
 // backboneElements are the elements of the backbone element at path of
-// typ, looked up one by one (r4 knows them by path).
-func backboneElements(v *r4.Validator, typ string, path []string) []r4.Element {
+// typ that summary (typ's SummaryElements) lists, and its id and
+// extensions, looked up one by one (r4 knows them by path).
+func backboneElements(v *r4.Validator, typ string, path, summary []string) []r4.Element {
 	var out []r4.Element
 	for _, name := range []string{"id", "extension", "modifierExtension"} {
 		if el, ok := v.Element(typ, append(slices.Clone(path), name)...); ok {
 			out = append(out, el)
 		}
 	}
-	for _, p := range r4.SummaryElements(typ) {
-		rest, ok := strings.CutPrefix(p, strings.Join(path, ".")+".")
+	prefix := strings.Join(path, ".") + "."
+	for _, p := range summary {
+		rest, ok := strings.CutPrefix(p, prefix)
 		if !ok || strings.Contains(rest, ".") {
 			continue
 		}
