@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"encoding/json"
 	"fmt"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
@@ -70,7 +69,7 @@ func WithheldEntry(n int) fhirwire.Entry {
 	if n == 1 {
 		msg = "1 resource was left out: the access token's scopes do not allow reading it"
 	}
-	oo, _ := json.Marshal(outcome.Resource([]outcome.Issue{{Severity: "warning", Code: "suppressed",
+	oo, _ := fhirwire.Marshal(outcome.Resource([]outcome.Issue{{Severity: "warning", Code: "suppressed",
 		Rule: "results-withheld", Message: msg}}))
 	return fhirwire.Entry{Resource: oo, Search: &fhirwire.Search{Mode: fhirwire.ModeOutcome}}
 }

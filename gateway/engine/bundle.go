@@ -37,14 +37,15 @@ type Answer struct {
 // *outcome.EntryError); a batch answers each entry's outcome in its
 // response. sc.Interaction becomes "batch" for a batch.
 func (e *Engine) Bundle(ctx context.Context, sc *auditlog.Scope, body []byte, ans Answer) (*fhirwire.Bundle, error) {
-	var wb *fhirwire.Bundle
-	var decoded []any // the entries of a Bundle validated whole
+	var typ string
+	var decoded []any         // the entries of a Bundle validated whole
+	var wire []fhirwire.Entry // or those of a batch validated entry by entry
 	err := e.stage(ctx, "fhir.validate", func(context.Context) error {
 		// Most Bundles are valid: one parse validates the whole Bundle
 		// and decodes it.
 		doc, verr := e.v.Decoded(body, "Bundle")
 		if verr == nil {
-			wb = wireOf(doc)
+			typ, _ = doc["type"].(string)
 			decoded, _ = doc["entry"].([]any)
 			return nil
 		}
@@ -60,30 +61,30 @@ func (e *Engine) Bundle(ctx context.Context, sc *auditlog.Scope, body []byte, an
 		if err := e.validateBatchShell(body); err != nil {
 			return err
 		}
-		wb = b
+		typ, wire = b.Type, b.Entry
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	batch := wb.Type == fhirwire.TypeBatch
+	batch := typ == fhirwire.TypeBatch
 	if batch {
 		sc.Interaction = "batch"
 	}
-	if len(wb.Entry) > e.maxEntries {
+	// One of decoded and wire holds the entries.
+	if len(decoded)+len(wire) > e.maxEntries {
 		return nil, outcome.New(outcome.Invalid, "too-costly", "bundle-too-many-entries",
 			fmt.Sprintf("a Bundle may have at most %d entries", e.maxEntries))
 	}
-	entries := make([]*Entry, len(wb.Entry))
-	for i := range wb.Entry {
-		if decoded != nil {
-			m, _ := decoded[i].(map[string]any)
-			entries[i] = e.decodedEntry(i, m)
-		} else {
-			entries[i] = e.parseEntry(i, &wb.Entry[i], batch)
-		}
+	entries := make([]*Entry, 0, len(decoded)+len(wire))
+	for i, d := range decoded {
+		m, _ := d.(map[string]any)
+		entries = append(entries, e.decodedEntry(i, m))
 	}
-	switch wb.Type {
+	for i := range wire {
+		entries = append(entries, e.parseEntry(i, &wire[i], batch))
+	}
+	switch typ {
 	case fhirwire.TypeTransaction:
 		return e.transaction(ctx, sc, body, entries, ans)
 	case fhirwire.TypeBatch:
@@ -243,22 +244,6 @@ func (e *Engine) searchset(en *Entry, shown func(*store.Resource) bool) fhirwire
 	}
 	if withheld > 0 {
 		b.Entry = append(b.Entry, WithheldEntry(withheld))
-	}
-	return b
-}
-
-// wireOf is the typed view of a decoded Bundle the engine needs: its
-// type and its entries' fullUrl (the entries themselves stay decoded).
-func wireOf(doc map[string]any) *fhirwire.Bundle {
-	b := &fhirwire.Bundle{}
-	b.ResourceType, _ = doc["resourceType"].(string)
-	b.Type, _ = doc["type"].(string)
-	entries, _ := doc["entry"].([]any)
-	b.Entry = make([]fhirwire.Entry, len(entries))
-	for i, en := range entries {
-		if m, ok := en.(map[string]any); ok {
-			b.Entry[i].FullURL, _ = m["fullUrl"].(string)
-		}
 	}
 	return b
 }

@@ -44,6 +44,13 @@ func (e *Engine) decodePatch(raw []byte, format PatchFormat) (patcher, error) {
 	if format == PatchJSON || bytes.HasPrefix(bytes.TrimSpace(raw), []byte("[")) {
 		return parseJSONPatch(raw)
 	}
+	// Most bodies are valid Parameters: one parse validates and decodes.
+	doc, verr := e.v.Decoded(raw, "Parameters")
+	if verr == nil {
+		return parseFHIRPathPatch(doc)
+	}
+	// Otherwise say what is wrong: not JSON, not a Parameters, or a
+	// Parameters the R4 structure rejects.
 	doc, err := decodeJSON(raw)
 	if err != nil {
 		return nil, outcome.New(outcome.Invalid, "structure", "json-syntax", "the patch is not valid JSON")
@@ -52,10 +59,7 @@ func (e *Engine) decodePatch(raw []byte, format PatchFormat) (patcher, error) {
 		return nil, outcome.New(outcome.Invalid, "invalid", "patch-invalid",
 			"a PATCH body is a JSON Patch (application/json-patch+json) or a FHIRPath Patch (a Parameters resource)")
 	}
-	if err := e.v.Structure(raw, "Parameters"); err != nil {
-		return nil, err
-	}
-	return parseFHIRPathPatch(doc)
+	return nil, verr
 }
 
 // Patch applies a patch to typ/id (http.html#patch). ifMatch ("" for

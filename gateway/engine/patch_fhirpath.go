@@ -64,11 +64,11 @@ func parseFHIRPathPatch(doc map[string]any) (fhirpathPatch, error) {
 			case "name":
 				op.name, _ = pp["valueString"].(string)
 			case "value":
-				v, ok := partValue(pp)
+				v, vtype, ok := partValue(pp)
 				if !ok {
 					return nil, fpError(i, "patch-invalid", "the value part has no value")
 				}
-				op.value, op.vtype, op.hasValue = v, valueType(pp), true
+				op.value, op.vtype, op.hasValue = v, vtype, true
 			case "index", "source", "destination":
 				n, ok := intValue(pp)
 				if !ok {
@@ -133,29 +133,30 @@ func (op *fpOp) check() error {
 	return nil
 }
 
-// partValue is the JSON value of a part: its value[x], or an object built
-// from its parts (an anonymous type, such as a backbone element).
-func partValue(pp map[string]any) (any, bool) {
+// partValue is the JSON value of a part and its FHIR type: its value[x]
+// ("Quantity" for valueQuantity), or an object built from its parts (an
+// anonymous type, such as a backbone element: type "").
+func partValue(pp map[string]any) (any, string, bool) {
 	for k, v := range pp {
-		if strings.HasPrefix(k, "value") && len(k) > 5 && unicode.IsUpper(rune(k[5])) {
-			return v, true
+		if suffix, ok := choiceSuffix(k, "value"); ok {
+			return v, suffix, true
 		}
 	}
 	parts, ok := pp["part"].([]any)
 	if !ok {
-		return nil, false
+		return nil, "", false
 	}
 	obj := map[string]any{}
 	for _, p := range parts {
 		sub, _ := p.(map[string]any)
 		name, _ := sub["name"].(string)
-		v, ok := partValue(sub)
+		v, _, ok := partValue(sub)
 		if name == "" || !ok {
-			return nil, false
+			return nil, "", false
 		}
 		obj[name] = v
 	}
-	return obj, true
+	return obj, "", true
 }
 
 // intValue reads valueInteger.
@@ -166,17 +167,6 @@ func intValue(pp map[string]any) (int, bool) {
 	}
 	i, err := strconv.Atoi(string(n))
 	return i, err == nil && i >= 0
-}
-
-// valueType is the FHIR type of a value part ("Quantity" for
-// valueQuantity), "" for an anonymous one.
-func valueType(pp map[string]any) string {
-	for k := range pp {
-		if strings.HasPrefix(k, "value") && len(k) > 5 && unicode.IsUpper(rune(k[5])) {
-			return k[5:]
-		}
-	}
-	return ""
 }
 
 // step is one element name of a path, with an optional index (-1: none;
@@ -297,11 +287,18 @@ func memberKey(m map[string]any, name string) string {
 		return name
 	}
 	for k := range m {
-		if len(k) > len(name) && strings.HasPrefix(k, name) && unicode.IsUpper(rune(k[len(name)])) {
+		if _, ok := choiceSuffix(k, name); ok {
 			return k
 		}
 	}
 	return name
+}
+
+// choiceSuffix reports whether key is a typed key of the choice element
+// name (valueQuantity of value) and returns the type's part ("Quantity").
+func choiceSuffix(key, name string) (string, bool) {
+	suffix, ok := strings.CutPrefix(key, name)
+	return suffix, ok && suffix != "" && unicode.IsUpper(rune(suffix[0]))
 }
 
 // apply applies the patch to doc, a resource of typ; el tells the shape of
@@ -359,7 +356,7 @@ func (op *fpOp) run(typ string, doc map[string]any, steps []step, v *Validator) 
 		}
 		key := op.name
 		if el.Choice {
-			vt := op.valueType()
+			vt := op.vtype
 			if vt == "" {
 				return fail("patch-invalid", "a choice element is added with a typed value (valueQuantity, valueString, ...)")
 			}
@@ -413,7 +410,7 @@ func (op *fpOp) run(typ string, doc map[string]any, steps []step, v *Validator) 
 			if s.item >= 0 {
 				s.container[s.key].([]any)[s.item] = op.value
 			} else {
-				if vt := op.valueType(); vt != "" && s.key != steps[len(steps)-1].name {
+				if vt := op.vtype; vt != "" && s.key != steps[len(steps)-1].name {
 					// A choice element takes the type of its new value.
 					delete(s.container, s.key)
 					s.key = steps[len(steps)-1].name + vt
@@ -469,6 +466,3 @@ func (op *fpOp) list(doc map[string]any, steps []step) (map[string]any, string, 
 	}
 	return parent, last.name, arr, nil
 }
-
-// valueType is the FHIR type of the operation's value ("" if anonymous).
-func (op *fpOp) valueType() string { return op.vtype }

@@ -16,7 +16,12 @@ func TestPublishedTypes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if len(all) == 0 {
+		t.Fatal("conformance.All published nothing")
+	}
+	seen := map[string]bool{}
 	for _, r := range all {
+		seen[r.ResourceType] = true
 		if !publishedTypes[r.ResourceType] || !sharedTypes[r.ResourceType] || clientWritable(r.ResourceType) == nil {
 			t.Errorf("%s: published %v, shared %v, writable %v", r.ResourceType, publishedTypes[r.ResourceType],
 				sharedTypes[r.ResourceType], clientWritable(r.ResourceType) == nil)
@@ -26,6 +31,12 @@ func TestPublishedTypes(t *testing.T) {
 		}
 		if _, ok := search.Lookup(r.ResourceType, "url"); !ok {
 			t.Errorf("%s cannot be searched by url", r.ResourceType)
+		}
+	}
+	// And the other way: publishedTypes names only types published.
+	for typ := range publishedTypes {
+		if !seen[typ] {
+			t.Errorf("publishedTypes has %s, of which the gateway publishes nothing", typ)
 		}
 	}
 }

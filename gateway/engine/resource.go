@@ -46,11 +46,16 @@ func ClientWritable(typ string) bool { return clientWritable(typ) == nil }
 // put stores version v of typ/id.
 func (e *Engine) put(tx store.Tx, typ, id string, v int64, doc map[string]any, now time.Time) (*store.Resource, error) {
 	r, entries, err := store.NewVersion(typ, id, v, doc, now)
+	return putVersion(tx, r, entries, err)
+}
+
+// putVersion stores r, a version NewVersion made (err its error).
+func putVersion(tx store.Tx, r *store.Resource, entries []search.Entry, err error) (*store.Resource, error) {
 	if err != nil {
 		return nil, err
 	}
 	if err := tx.Put(r, entries); err != nil {
-		return nil, fmt.Errorf("put %s/%s v%d: %w", typ, id, v, err)
+		return nil, fmt.Errorf("put %s/%s v%d: %w", r.Type, r.ID, r.Version, err)
 	}
 	return r, nil
 }
@@ -63,13 +68,7 @@ func (e *Engine) putRendered(tx store.Tx, en *Entry, now time.Time) (*store.Reso
 	if v == nil {
 		return e.put(tx, en.typ, en.id, 1, en.doc, now)
 	}
-	if v.err != nil {
-		return nil, v.err
-	}
-	if err := tx.Put(v.res, v.entries); err != nil {
-		return nil, fmt.Errorf("put %s/%s v1: %w", en.typ, en.id, err)
-	}
-	return v.res, nil
+	return putVersion(tx, v.res, v.entries, v.err)
 }
 
 // rendered is a version NewVersion made ahead of its Put.

@@ -295,7 +295,7 @@ func (e *Engine) search(ctx context.Context, sc *auditlog.Scope, typ string, par
 	if err := allowLinked(sc, out.Query); err != nil {
 		return nil, err
 	}
-	if err := e.checkSubset(typ, out.Query); err != nil {
+	if err := e.checkSubset(typ, out.Query.Elements); err != nil {
 		return nil, err
 	}
 	out.Query.Clauses = append(out.Query.Clauses, extra...)

@@ -4,7 +4,6 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-	"unicode"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
@@ -29,10 +28,10 @@ import (
 var subsettedTag = map[string]any{"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
 	"code": "SUBSETTED", "display": "subsetted"}
 
-// checkSubset checks that the _elements of q name elements of typ.
-func (e *Engine) checkSubset(typ string, q *search.Query) error {
-	for _, name := range q.Elements {
-		if !slices.ContainsFunc(e.v.r4.Elements(typ), func(el r4.Element) bool { return el.Name == name }) {
+// checkSubset checks that elements (the _elements) name elements of typ.
+func (e *Engine) checkSubset(typ string, elements []string) error {
+	for _, name := range elements {
+		if _, ok := e.v.r4.Element(typ, name); !ok {
 			return outcome.New(outcome.Invalid, "invalid", search.RuleValueInvalid,
 				"_elements names an element that "+typ+" does not have").At("_elements")
 		}
@@ -61,7 +60,7 @@ func (e *Engine) Subset(r *store.Resource, params url.Values) (*store.Resource, 
 	if err != nil {
 		return nil, searchError(err)
 	}
-	if err := e.checkSubset(r.Type, &search.Query{Elements: elements}); err != nil {
+	if err := e.checkSubset(r.Type, elements); err != nil {
 		return nil, err
 	}
 	if summary == "" && elements == nil {
@@ -77,7 +76,7 @@ func (e *Engine) subset(r *store.Resource, summary string, elements []string) *s
 		return r
 	}
 	els := e.v.r4.Elements(r.Type)
-	keep := func(name string) bool { return name == "resourceType" || name == "id" || name == "meta" }
+	var keep func(name string) bool
 	switch summary {
 	case "data":
 		keep = func(name string) bool { return name != "text" }
@@ -123,7 +122,7 @@ func elementOf(els []r4.Element, key string) string {
 		if el.Name == key {
 			return key
 		}
-		if el.Choice && len(key) > len(el.Name) && strings.HasPrefix(key, el.Name) && unicode.IsUpper(rune(key[len(el.Name)])) {
+		if _, ok := choiceSuffix(key, el.Name); el.Choice && ok {
 			return el.Name
 		}
 	}
@@ -154,8 +153,9 @@ func filterSummary(obj map[string]any, prefix string, paths []string, els []r4.E
 			continue // a data type, or a backbone element kept whole
 		}
 		var sub []r4.Element
-		if el, ok := v.Element(typ, strings.Split(path, ".")...); ok && len(el.Types) == 1 && strings.Contains(el.Types[0], ".") {
-			sub = backboneElements(v, typ, strings.Split(path, "."))
+		steps := strings.Split(path, ".")
+		if el, ok := v.Element(typ, steps...); ok && len(el.Types) == 1 && strings.Contains(el.Types[0], ".") {
+			sub = backboneElements(v, typ, steps, paths)
 		}
 		items := []any{val}
 		if arr, ok := val.([]any); ok {
@@ -170,16 +170,18 @@ func filterSummary(obj map[string]any, prefix string, paths []string, els []r4.E
 }
 
 // backboneElements are the elements of the backbone element at path of
-// typ, looked up one by one (r4 knows them by path).
-func backboneElements(v *r4.Validator, typ string, path []string) []r4.Element {
+// typ that summary (typ's SummaryElements) lists, and its id and
+// extensions, looked up one by one (r4 knows them by path).
+func backboneElements(v *r4.Validator, typ string, path, summary []string) []r4.Element {
 	var out []r4.Element
 	for _, name := range []string{"id", "extension", "modifierExtension"} {
 		if el, ok := v.Element(typ, append(slices.Clone(path), name)...); ok {
 			out = append(out, el)
 		}
 	}
-	for _, p := range r4.SummaryElements(typ) {
-		rest, ok := strings.CutPrefix(p, strings.Join(path, ".")+".")
+	prefix := strings.Join(path, ".") + "."
+	for _, p := range summary {
+		rest, ok := strings.CutPrefix(p, prefix)
 		if !ok || strings.Contains(rest, ".") {
 			continue
 		}

@@ -35,19 +35,9 @@ func (v *Validator) KnownType(typ string) bool { return v.r4.KnownType(typ) }
 // Invalid error names every structural problem; an Unprocessable one a
 // broken profile rule.
 func (v *Validator) Resource(body []byte, typ, expr string) (map[string]any, error) {
-	res, decoded := v.r4.ValidateDecoded(body, typ)
-	if !res.Valid() {
-		issues := outcome.FHIRIssues(res)
-		if expr != "" {
-			for i := range issues {
-				issues[i].Expression = outcome.PrefixExpr(expr, issues[i].Expression)
-			}
-		}
-		return nil, &outcome.Error{Kind: outcome.Invalid, Issues: issues}
-	}
-	m, ok := decoded.(map[string]any)
-	if !ok {
-		return nil, outcome.New(outcome.Invalid, "structure", "json-syntax", "the resource is not a JSON object")
+	m, err := v.decoded(body, typ, expr)
+	if err != nil {
+		return nil, err
 	}
 	if expr == "" {
 		expr = typ
@@ -62,11 +52,26 @@ func (v *Validator) Resource(body []byte, typ, expr string) (map[string]any, err
 // and returns it decoded (numbers kept exact) from the same parse; Invalid
 // naming every problem.
 func (v *Validator) Decoded(body []byte, typ string) (map[string]any, error) {
+	return v.decoded(body, typ, "")
+}
+
+// decoded is Decoded with the issues' expressions rooted at expr ("" for
+// a resource on its own).
+func (v *Validator) decoded(body []byte, typ, expr string) (map[string]any, error) {
 	res, decoded := v.r4.ValidateDecoded(body, typ)
 	if !res.Valid() {
-		return nil, &outcome.Error{Kind: outcome.Invalid, Issues: outcome.FHIRIssues(res)}
+		issues := outcome.FHIRIssues(res)
+		if expr != "" {
+			for i := range issues {
+				issues[i].Expression = outcome.PrefixExpr(expr, issues[i].Expression)
+			}
+		}
+		return nil, &outcome.Error{Kind: outcome.Invalid, Issues: issues}
 	}
-	m, _ := decoded.(map[string]any)
+	m, ok := decoded.(map[string]any)
+	if !ok {
+		return nil, outcome.New(outcome.Invalid, "structure", "json-syntax", "the resource is not a JSON object")
+	}
 	return m, nil
 }
 

@@ -85,16 +85,6 @@ func Parse(src string) (*Expr, error) {
 	return &Expr{src: src, root: n}, nil
 }
 
-// MustParse is Parse for expressions known at compile time; it panics on
-// an error.
-func MustParse(src string) *Expr {
-	e, err := Parse(src)
-	if err != nil {
-		panic(err)
-	}
-	return e
-}
-
 type tokKind int
 
 const (
