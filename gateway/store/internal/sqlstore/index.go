@@ -51,11 +51,6 @@ var indexTables = [numIndexTables]indexTable{
 	idxURI:       {name: "idx_uri", cols: []column{{"param", "text"}, {"uri", "text"}}},
 }
 
-// indexSQL are the statements of one index table.
-type indexSQL struct {
-	del string // delete a resource's rows
-}
-
 // delete is the statement deleting a resource's rows of t.
 func (t *indexTable) delete() string {
 	return `DELETE FROM ` + t.name + ` WHERE type = ? AND id = ?`
