@@ -396,11 +396,8 @@ func (t *tx) request(fn func(*tx) error) (res result, lost error) {
 	t.discard(audits)
 	if _, err := t.c.Exec(t.ctx, `ROLLBACK TO SAVEPOINT `+sp+`; RELEASE SAVEPOINT `+sp); err != nil {
 		err = fmt.Errorf("%s: rollback to savepoint: %w", s.d.Name, lostErr(s.err(t.ctx, err)))
-		if !res.panics && (errors.Is(res.err, store.ErrConflict) || errors.Is(res.err, store.ErrUnavailable)) {
-			return res, err
-		}
-		if !res.panics {
-			res.err = err
+		if !res.panics && !errors.Is(res.err, store.ErrConflict) && !errors.Is(res.err, store.ErrUnavailable) {
+			res.err = err // fn's own error says nothing of the lost transaction
 		}
 		return res, err
 	}
