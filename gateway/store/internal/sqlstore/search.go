@@ -203,14 +203,8 @@ func (s *Store) in(b *Builder, col string, vals []string) {
 		b.Add(col+" = ANY(?)", vals)
 		return
 	}
-	b.Add(col + " IN (")
-	for i, v := range vals {
-		if i > 0 {
-			b.Add(", ")
-		}
-		b.Add("?", v)
-	}
-	b.Add(")")
+	b.Add(col + " IN ")
+	b.inList(vals)
 }
 
 // includes resolves q's _include and _revinclude for the matches: current,
