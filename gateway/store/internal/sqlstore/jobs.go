@@ -185,14 +185,9 @@ func (s *Store) ClaimJob(ctx context.Context, kinds []string, claim string, now 
 	}
 	nowMS := now.UnixMilli()
 	b := s.builder()
-	b.Add(`SELECT id FROM jobs WHERE (status = 'queued' OR (status = 'running' AND lease_until <= ?)) AND kind IN (`, nowMS)
-	for i, k := range kinds {
-		if i > 0 {
-			b.Add(`, `)
-		}
-		b.Add(`?`, k)
-	}
-	b.Add(`) ORDER BY created, id LIMIT 1`)
+	b.Add(`SELECT id FROM jobs WHERE (status = 'queued' OR (status = 'running' AND lease_until <= ?)) AND kind IN `, nowMS)
+	b.inList(kinds)
+	b.Add(` ORDER BY created, id LIMIT 1`)
 	sel := b.SQL()
 	if s.d.RowLocks {
 		sel += " FOR UPDATE SKIP LOCKED"
