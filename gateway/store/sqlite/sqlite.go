@@ -268,8 +268,7 @@ const writeCacheKiB = 32 << 10
 // prepare prepares the statements writes run most once on the write
 // connection, and those of reads by id on the read pool.
 func (s *Store) prepare(ctx context.Context) error {
-	if err := s.c.ws.prepare(ctx, append(s.WriteStatements(), `BEGIN IMMEDIATE`, `COMMIT`, `ROLLBACK`,
-		`SAVEPOINT kg_req`, `RELEASE SAVEPOINT kg_req`)); err != nil {
+	if err := s.c.ws.prepare(ctx, append(s.WriteStatements(), `BEGIN IMMEDIATE`, `COMMIT`, `ROLLBACK`)); err != nil {
 		return mapErr(err)
 	}
 	return mapErr(s.c.rs.prepare(ctx, s.ReadStatements()))

@@ -367,12 +367,15 @@ func (t *tx) finish() error {
 	return nil
 }
 
+// requestSavepoint names the savepoint of each request of a batch.
+const requestSavepoint = "kg_req"
+
 // request runs fn as one request of a batch, in a savepoint. res is fn's
 // answer (nil error: its writes are kept, to commit with the batch);
 // lost, when not nil, says that the transaction did not survive the
 // failure (res then holds the answer for this request).
 func (t *tx) request(fn func(*tx) error) (res result, lost error) {
-	const sp = "kg_req"
+	const sp = requestSavepoint
 	s := t.s
 	if err := t.flush(); err != nil {
 		return result{err: err}, lostErr(err)

@@ -151,7 +151,8 @@ func New(db DB, d *Dialect, cfg Config) *Store {
 // backend that prepares statements once (SQLite).
 func (s *Store) WriteStatements() []string {
 	stmts := []string{s.bind(sqlCurVersion), s.bind(sqlDelKeys), s.bind(sqlReadCurrent), s.bind(sqlClaimKey),
-		s.bind(sqlKeyOwner), s.bind(sqlLedger), s.bind(sqlPutLedger), s.bind(sqlChainHead), s.bind(sqlChainHeadUpdate)}
+		s.bind(sqlKeyOwner), s.bind(sqlLedger), s.bind(sqlPutLedger), s.bind(sqlChainHead), s.bind(sqlChainHeadUpdate),
+		`SAVEPOINT ` + requestSavepoint, `RELEASE SAVEPOINT ` + requestSavepoint}
 	stmts = append(stmts, s.indexDel...)
 	if !s.d.Arrays {
 		for _, t := range append([]*indexTable{resourcesTable, currentTable, chainTable}, tablePointers()...) {
