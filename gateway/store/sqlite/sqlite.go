@@ -180,8 +180,6 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	return s, nil
 }
 
-// dsn is the modernc.org/sqlite data source name: the pragmas are applied
-// on every new connection, busy_timeout first.
 // checkExisting checks, on a read-only connection that changes nothing,
 // that path is a gateway database at this program's schema version.
 func checkExisting(ctx context.Context, path, dsn string) error {
@@ -228,6 +226,8 @@ func immutableDSN(path string, busy time.Duration) string {
 	return (&url.URL{Scheme: "file", Path: abs, RawQuery: v.Encode()}).String()
 }
 
+// dsn is the modernc.org/sqlite data source name: the pragmas are applied
+// on every new connection, busy_timeout first.
 func dsn(path string, busy time.Duration, readOnly bool) string {
 	v := url.Values{}
 	v.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busy.Milliseconds()))
