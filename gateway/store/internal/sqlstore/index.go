@@ -41,6 +41,10 @@ const (
 	numIndexTables
 )
 
+// indexRows are a resource's index rows by table, without type and id
+// (see entryRows).
+type indexRows = [numIndexTables][][]any
+
 // indexTables are the search index tables, all keyed by (type, id).
 var indexTables = [numIndexTables]indexTable{
 	idxToken:     {name: "idx_token", cols: []column{{"param", "text"}, {"system", "text"}, {"code", "text"}, {"text", "text"}}},
