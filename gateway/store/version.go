@@ -4,18 +4,19 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
 	"strconv"
 	"time"
 
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 )
 
 // NewVersion turns a decoded resource into version v of typ/id, ready for
 // Tx.Put: it sets resourceType, id, meta.versionId and meta.lastUpdated in
-// doc (values a client sent are replaced), marshals doc once (as
-// fhirwire.Marshal would: resourceType first) and extracts its search index entries from the
-// decoded form. It fails only if doc cannot be marshalled.
+// doc (values a client sent are replaced), marshals doc once (with
+// fhirwire.Marshal: resourceType first) and extracts its search index
+// entries from the decoded form. It fails only if doc cannot be
+// marshalled.
 func NewVersion(typ, id string, v int64, doc map[string]any, now time.Time) (*Resource, []search.Entry, error) {
 	doc["resourceType"] = typ
 	doc["id"] = id

@@ -24,14 +24,12 @@ func TestChainPlanAfterLoad(t *testing.T) {
 	}
 	storetest.ChainSearches(t, s, "clinic-a")
 	for _, cq := range storetest.ChainQueries("clinic-a") {
-		b := sqlstore.NewBuilder(dialect, cq.Query.Type, time.Now())
-		if err := b.Where(cq.Query); err != nil {
+		pageStmt, countStmt, err := sqlstore.SearchStatements(dialect, cq.Query, time.Now())
+		if err != nil {
 			t.Fatal(err)
 		}
-		order, oargs := sqlstore.OrderBy(cq.Query)
-		page := pgExplain(t, s, `SELECT c.id FROM current c WHERE `+b.SQL()+` ORDER BY `+order+` LIMIT 50`,
-			append(append([]any{}, b.Args()...), oargs...)...)
-		count := pgExplain(t, s, `SELECT COUNT(*) FROM current c WHERE `+b.SQL(), b.Args()...)
+		page := pgExplain(t, s, pageStmt.SQL, pageStmt.Args...)
+		count := pgExplain(t, s, countStmt.SQL, countStmt.Args...)
 		for _, plan := range []string{page, count} {
 			if !strings.Contains(plan, "idx_reference_") || strings.Contains(plan, "Seq Scan") {
 				t.Errorf("%s: the plan scans a table or misses the reference index:\n%s", cq.Name, plan)

@@ -180,8 +180,6 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	return s, nil
 }
 
-// dsn is the modernc.org/sqlite data source name: the pragmas are applied
-// on every new connection, busy_timeout first.
 // checkExisting checks, on a read-only connection that changes nothing,
 // that path is a gateway database at this program's schema version.
 func checkExisting(ctx context.Context, path, dsn string) error {
@@ -228,6 +226,8 @@ func immutableDSN(path string, busy time.Duration) string {
 	return (&url.URL{Scheme: "file", Path: abs, RawQuery: v.Encode()}).String()
 }
 
+// dsn is the modernc.org/sqlite data source name: the pragmas are applied
+// on every new connection, busy_timeout first.
 func dsn(path string, busy time.Duration, readOnly bool) string {
 	v := url.Values{}
 	v.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busy.Milliseconds()))
@@ -268,8 +268,7 @@ const writeCacheKiB = 32 << 10
 // prepare prepares the statements writes run most once on the write
 // connection, and those of reads by id on the read pool.
 func (s *Store) prepare(ctx context.Context) error {
-	if err := s.c.ws.prepare(ctx, append(s.WriteStatements(), `BEGIN IMMEDIATE`, `COMMIT`, `ROLLBACK`,
-		`SAVEPOINT kg_req`, `RELEASE SAVEPOINT kg_req`)); err != nil {
+	if err := s.c.ws.prepare(ctx, append(s.WriteStatements(), `BEGIN IMMEDIATE`, `COMMIT`, `ROLLBACK`)); err != nil {
 		return mapErr(err)
 	}
 	return mapErr(s.c.rs.prepare(ctx, s.ReadStatements()))

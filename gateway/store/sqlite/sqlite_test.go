@@ -239,14 +239,12 @@ func TestQueryPlan(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			b := sqlstore.NewBuilder(dialect, tc.q.Type, time.Now())
-			if err := b.Where(tc.q); err != nil {
+			pageStmt, countStmt, err := sqlstore.SearchStatements(dialect, tc.q, time.Now())
+			if err != nil {
 				t.Fatal(err)
 			}
-			order, oargs := sqlstore.OrderBy(tc.q)
-			got := explain(t, s, `SELECT c.id FROM current c WHERE `+b.SQL()+` ORDER BY `+order+` LIMIT 50`,
-				append(append([]any{}, b.Args()...), oargs...)...)
-			count := explain(t, s, `SELECT COUNT(*) FROM current c WHERE `+b.SQL(), b.Args()...)
+			got := explain(t, s, pageStmt.SQL, pageStmt.Args...)
+			count := explain(t, s, countStmt.SQL, countStmt.Args...)
 			for _, want := range tc.want {
 				if !strings.Contains(got, want) || !strings.Contains(count, want) {
 					t.Errorf("plans lack %q:\n%s\ncount:\n%s", want, got, count)
@@ -383,14 +381,12 @@ func TestChainPlanAfterLoad(t *testing.T) {
 	storetest.LoadChainPatients(t, s, "clinic-a")
 	storetest.ChainSearches(t, s, "clinic-a")
 	for _, cq := range storetest.ChainQueries("clinic-a") {
-		b := sqlstore.NewBuilder(dialect, cq.Query.Type, time.Now())
-		if err := b.Where(cq.Query); err != nil {
+		pageStmt, countStmt, err := sqlstore.SearchStatements(dialect, cq.Query, time.Now())
+		if err != nil {
 			t.Fatal(err)
 		}
-		order, oargs := sqlstore.OrderBy(cq.Query)
-		page := explain(t, s, `SELECT c.id FROM current c WHERE `+b.SQL()+` ORDER BY `+order+` LIMIT 50`,
-			append(append([]any{}, b.Args()...), oargs...)...)
-		count := explain(t, s, `SELECT COUNT(*) FROM current c WHERE `+b.SQL(), b.Args()...)
+		page := explain(t, s, pageStmt.SQL, pageStmt.Args...)
+		count := explain(t, s, countStmt.SQL, countStmt.Args...)
 		for _, plan := range []string{page, count} {
 			if !strings.Contains(plan, "USING INDEX idx_reference_") {
 				t.Errorf("%s: the plan does not use the reference index:\n%s", cq.Name, plan)

@@ -15,11 +15,13 @@ import (
 const auditPage = 1000
 
 // chainAppend is an audit chain entry waiting for its transaction's
-// commit, with the AuditEvent's index entries (for the indexer).
+// commit, with the AuditEvent's index rows (for the indexer; nil when
+// AppendAudit was given no entries, so that the indexer extracts them
+// from the body).
 type chainAppend struct {
-	id      string
-	body    []byte
-	entries []search.Entry
+	id   string
+	body []byte
+	rows *indexRows
 }
 
 // AppendAudit implements store.Tx: the entry is kept until the
@@ -36,11 +38,14 @@ func (t *tx) AppendAudit(id string, body []byte, entries []search.Entry) error {
 			return fmt.Errorf("%w: AuditEvent %s is appended twice", store.ErrConflict, id)
 		}
 	}
-	var rows [numIndexTables][][]any
-	if err := s.entryRows(&rows, entries); err != nil {
-		return fmt.Errorf("%s: AppendAudit %s: %w", s.d.Name, id, err)
+	var rows *indexRows
+	if entries != nil {
+		rows = new(indexRows)
+		if err := s.entryRows(rows, entries); err != nil {
+			return fmt.Errorf("%s: AppendAudit %s: %w", s.d.Name, id, err)
+		}
 	}
-	t.audits = append(t.audits, chainAppend{id, body, entries})
+	t.audits = append(t.audits, chainAppend{id, body, rows})
 	return nil
 }
 

@@ -24,8 +24,8 @@ import (
 // of its dozen index rows' ranges). After a commit that appended entries,
 // a goroutine of the Store indexes what is pending, up to indexChunk
 // entries per transaction, each moving audit_index_head in the same
-// transaction as the rows it adds; the entries the committing process
-// extracted travel to it in memory, others (another process's, or a
+// transaction as the rows it adds; the index rows AppendAudit made of the
+// entries the committing process extracted travel to it in memory, others (another process's, or a
 // crashed one's) are extracted again from the stored bodies. A search
 // that can return AuditEvents first indexes everything the chain holds at
 // its start (catchUpAudits), so no search misses a committed AuditEvent.
@@ -40,9 +40,8 @@ import (
 // indexChunk bounds the chain entries one indexing transaction indexes.
 const indexChunk = 1000
 
-// maxIndexCache bounds the AuditEvents whose extracted entries wait in
-// memory for the indexer (beyond, they are extracted again from their
-// bodies).
+// maxIndexCache bounds the AuditEvents whose index rows wait in memory
+// for the indexer (beyond, they are extracted again from their bodies).
 const maxIndexCache = 50000
 
 // auditIndexer is a Store's indexing of the audit chain.
@@ -51,7 +50,7 @@ type auditIndexer struct {
 	running bool
 	again   bool
 	closed  bool
-	cache   map[string][]search.Entry // by AuditEvent id
+	cache   map[string]*indexRows // by AuditEvent id
 	wg      sync.WaitGroup
 
 	one sync.Mutex // one indexing pass of this process at a time
@@ -74,11 +73,11 @@ func (s *Store) audited(appended []chainAppend) {
 		return
 	}
 	if x.cache == nil {
-		x.cache = map[string][]search.Entry{}
+		x.cache = map[string]*indexRows{}
 	}
 	for _, a := range appended {
-		if len(x.cache) < maxIndexCache && a.entries != nil {
-			x.cache[a.id] = a.entries
+		if len(x.cache) < maxIndexCache && a.rows != nil {
+			x.cache[a.id] = a.rows
 		}
 	}
 	if x.running {
@@ -190,22 +189,23 @@ func (s *Store) indexAudits(ctx context.Context) (int, error) {
 	// extracted from the stored body (none for a missing body).
 	type indexed struct {
 		id   string
-		rows [numIndexTables][][]any
+		rows *indexRows
 	}
 	all := make([]indexed, len(pending))
 	x.mu.Lock()
-	cached := make([][]search.Entry, len(pending))
 	for i, p := range pending {
-		cached[i] = x.cache[p.id]
+		all[i] = indexed{p.id, x.cache[p.id]}
 	}
 	x.mu.Unlock()
 	for i, p := range pending {
-		entries := cached[i]
-		if entries == nil && p.body != nil {
-			entries = extractAudit(p.body)
+		if all[i].rows != nil {
+			continue // made by AppendAudit
 		}
-		all[i].id = p.id
-		if err := s.entryRows(&all[i].rows, entries); err != nil {
+		all[i].rows = new(indexRows)
+		if p.body == nil {
+			continue
+		}
+		if err := s.entryRows(all[i].rows, extractAudit(p.body)); err != nil {
 			return 0, fmt.Errorf("%s: audit index: AuditEvent %s: %w", s.d.Name, p.id, err)
 		}
 	}

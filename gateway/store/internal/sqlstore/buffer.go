@@ -81,8 +81,8 @@ const maxRows = 64
 func (b *putBuffer) stmts(s *Store) []Stmt {
 	var stmts []Stmt
 	for _, k := range b.dels {
-		for _, x := range s.index {
-			stmts = append(stmts, Stmt{x.del, []any{k.typ, k.id}})
+		for _, del := range s.indexDel {
+			stmts = append(stmts, Stmt{del, []any{k.typ, k.id}})
 		}
 		stmts = append(stmts, Stmt{s.bind(sqlDelKeys), []any{k.typ, k.id}})
 	}

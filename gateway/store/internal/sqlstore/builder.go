@@ -93,6 +93,18 @@ func (b *Builder) arg(v any) string {
 	return b.d.Placeholder(len(b.args))
 }
 
+// inList writes "(?, ...)": one placeholder for each of vals.
+func (b *Builder) inList(vals []string) {
+	b.add("(")
+	for i, v := range vals {
+		if i > 0 {
+			b.add(", ")
+		}
+		b.add("?", v)
+	}
+	b.add(")")
+}
+
 // pageBounds applies the defaults to a page size and offset.
 func pageBounds(count, offset int) (int, int) {
 	if count <= 0 {

@@ -367,12 +367,15 @@ func (t *tx) finish() error {
 	return nil
 }
 
+// requestSavepoint names the savepoint of each request of a batch.
+const requestSavepoint = "kg_req"
+
 // request runs fn as one request of a batch, in a savepoint. res is fn's
 // answer (nil error: its writes are kept, to commit with the batch);
 // lost, when not nil, says that the transaction did not survive the
 // failure (res then holds the answer for this request).
 func (t *tx) request(fn func(*tx) error) (res result, lost error) {
-	const sp = "kg_req"
+	const sp = requestSavepoint
 	s := t.s
 	if err := t.flush(); err != nil {
 		return result{err: err}, lostErr(err)
@@ -396,11 +399,8 @@ func (t *tx) request(fn func(*tx) error) (res result, lost error) {
 	t.discard(audits)
 	if _, err := t.c.Exec(t.ctx, `ROLLBACK TO SAVEPOINT `+sp+`; RELEASE SAVEPOINT `+sp); err != nil {
 		err = fmt.Errorf("%s: rollback to savepoint: %w", s.d.Name, lostErr(s.err(t.ctx, err)))
-		if !res.panics && (errors.Is(res.err, store.ErrConflict) || errors.Is(res.err, store.ErrUnavailable)) {
-			return res, err
-		}
-		if !res.panics {
-			res.err = err
+		if !res.panics && !errors.Is(res.err, store.ErrConflict) && !errors.Is(res.err, store.ErrUnavailable) {
+			res.err = err // fn's own error says nothing of the lost transaction
 		}
 		return res, err
 	}

@@ -8,14 +8,8 @@ import (
 
 // typesCond restricts a search of every type to q.Types.
 func (b *Builder) typesCond(types []string) {
-	b.add(" AND c.type IN (")
-	for i, t := range types {
-		if i > 0 {
-			b.add(", ")
-		}
-		b.add("?", t)
-	}
-	b.add(")")
+	b.add(" AND c.type IN ")
+	b.inList(types)
 }
 
 // compartmentCond restricts the search to a patient's compartment (see
@@ -53,14 +47,9 @@ func (b *Builder) compartmentCond(cp *search.Compartment, types []string) {
 		if i > 0 {
 			b.add(" OR ")
 		}
-		b.add("(x.param = ? AND x.type IN (", p)
-		for j, t := range byParam[p] {
-			if j > 0 {
-				b.add(", ")
-			}
-			b.add("?", t)
-		}
-		b.add("))")
+		b.add("(x.param = ? AND x.type IN ", p)
+		b.inList(byParam[p])
+		b.add(")")
 	}
 	b.add(")))")
 }

@@ -41,6 +41,10 @@ const (
 	numIndexTables
 )
 
+// indexRows are a resource's index rows by table, without type and id
+// (see entryRows).
+type indexRows = [numIndexTables][][]any
+
 // indexTables are the search index tables, all keyed by (type, id).
 var indexTables = [numIndexTables]indexTable{
 	idxToken:     {name: "idx_token", cols: []column{{"param", "text"}, {"system", "text"}, {"code", "text"}, {"text", "text"}}},
@@ -49,11 +53,6 @@ var indexTables = [numIndexTables]indexTable{
 	idxReference: {name: "idx_reference", cols: []column{{"param", "text"}, {"ref_type", "text"}, {"ref_id", "text"}, {"ref_url", "text"}}},
 	idxQuantity:  {name: "idx_quantity", cols: []column{{"param", "text"}, {"number", "float8"}, {"system", "text"}, {"code", "text"}, {"unit", "text"}}},
 	idxURI:       {name: "idx_uri", cols: []column{{"param", "text"}, {"uri", "text"}}},
-}
-
-// indexSQL are the statements of one index table.
-type indexSQL struct {
-	del string // delete a resource's rows
 }
 
 // delete is the statement deleting a resource's rows of t.

@@ -45,13 +45,13 @@ func (s *Store) CreateJob(ctx context.Context, j *store.Job) error {
 		req = []byte{}
 	}
 	return s.write(ctx, func(t *tx) error {
-		_, err := t.c.Exec(ctx, s.bind(`INSERT INTO jobs (id, kind, tenant, owner, status, request, progress_done,
+		_, err := t.c.Exec(t.ctx, s.bind(`INSERT INTO jobs (id, kind, tenant, owner, status, request, progress_done,
 			progress_total, error, attempts, claim, lease_until, created, updated, finished, expires)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, '', 0, '', 0, ?, ?, 0, ?)`),
 			j.ID, s.text(j.Kind), j.Tenant, s.text(j.Owner), j.Status, req, j.Done, j.Total,
 			now.UnixMilli(), now.UnixMilli(), millis(j.Expires))
 		if err != nil {
-			return fmt.Errorf("%s: create job: %w", s.d.Name, s.err(ctx, err))
+			return fmt.Errorf("%s: create job: %w", s.d.Name, s.err(t.ctx, err))
 		}
 		return nil
 	})
@@ -123,12 +123,12 @@ func (s *Store) ListJobs(ctx context.Context, f store.JobFilter) ([]*store.Job, 
 func (s *Store) PutJobParts(ctx context.Context, id string, parts []store.JobPart) error {
 	return s.write(ctx, func(t *tx) error {
 		var status string
-		err := t.c.QueryRow(ctx, s.bind(`SELECT status FROM jobs WHERE id = ?`+s.forUpdate()), id).Scan(&status)
+		err := t.c.QueryRow(t.ctx, s.bind(`SELECT status FROM jobs WHERE id = ?`+s.forUpdate()), id).Scan(&status)
 		if errNoRows(err) || err == nil && status != store.JobUploading {
 			return fmt.Errorf("job %s is not uploading: %w", id, store.ErrNotFound)
 		}
 		if err != nil {
-			return fmt.Errorf("%s: put job parts: %w", s.d.Name, s.err(ctx, err))
+			return fmt.Errorf("%s: put job parts: %w", s.d.Name, s.err(t.ctx, err))
 		}
 		return t.insertParts(id, parts)
 	})
@@ -164,9 +164,9 @@ func (s *Store) QueueJob(ctx context.Context, id string, total int64) error {
 // when it changes no row.
 func (s *Store) jobUpdate(ctx context.Context, op, q string, args ...any) error {
 	return s.write(ctx, func(t *tx) error {
-		n, err := t.c.Exec(ctx, s.bind(q), args...)
+		n, err := t.c.Exec(t.ctx, s.bind(q), args...)
 		if err != nil {
-			return fmt.Errorf("%s: %s: %w", s.d.Name, op, s.err(ctx, err))
+			return fmt.Errorf("%s: %s: %w", s.d.Name, op, s.err(t.ctx, err))
 		}
 		if n == 0 {
 			return fmt.Errorf("%s: %w", op, store.ErrNotFound)
@@ -185,14 +185,9 @@ func (s *Store) ClaimJob(ctx context.Context, kinds []string, claim string, now 
 	}
 	nowMS := now.UnixMilli()
 	b := s.builder()
-	b.Add(`SELECT id FROM jobs WHERE (status = 'queued' OR (status = 'running' AND lease_until <= ?)) AND kind IN (`, nowMS)
-	for i, k := range kinds {
-		if i > 0 {
-			b.Add(`, `)
-		}
-		b.Add(`?`, k)
-	}
-	b.Add(`) ORDER BY created, id LIMIT 1`)
+	b.Add(`SELECT id FROM jobs WHERE (status = 'queued' OR (status = 'running' AND lease_until <= ?)) AND kind IN `, nowMS)
+	b.inList(kinds)
+	b.Add(` ORDER BY created, id LIMIT 1`)
 	sel := b.SQL()
 	if s.d.RowLocks {
 		sel += " FOR UPDATE SKIP LOCKED"
@@ -200,14 +195,14 @@ func (s *Store) ClaimJob(ctx context.Context, kinds []string, claim string, now 
 	var j *store.Job
 	err := s.write(ctx, func(t *tx) error {
 		var id string
-		err := t.c.QueryRow(ctx, sel, b.Args()...).Scan(&id)
+		err := t.c.QueryRow(t.ctx, sel, b.Args()...).Scan(&id)
 		if errNoRows(err) {
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("%s: claim job: %w", s.d.Name, s.err(ctx, err))
+			return fmt.Errorf("%s: claim job: %w", s.d.Name, s.err(t.ctx, err))
 		}
-		j, err = scanJob(t.c.QueryRow(ctx, s.bind(`UPDATE jobs SET status = 'running', claim = ?, lease_until = ?,
+		j, err = scanJob(t.c.QueryRow(t.ctx, s.bind(`UPDATE jobs SET status = 'running', claim = ?, lease_until = ?,
 			attempts = attempts + 1, updated = ?
 			WHERE id = ? AND (status = 'queued' OR (status = 'running' AND lease_until <= ?))
 			RETURNING `+jobCols), claim, now.Add(lease).UnixMilli(), nowMS, id, nowMS))
@@ -216,7 +211,7 @@ func (s *Store) ClaimJob(ctx context.Context, kinds []string, claim string, now 
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("%s: claim job: %w", s.d.Name, s.err(ctx, err))
+			return fmt.Errorf("%s: claim job: %w", s.d.Name, s.err(t.ctx, err))
 		}
 		return nil
 	})
@@ -233,9 +228,9 @@ func (s *Store) SaveJob(ctx context.Context, id, claim string, until time.Time, 
 			args = append(args, p.Checkpoint)
 		}
 		q += ` WHERE id = ? AND claim = ? AND status = 'running'`
-		n, err := t.c.Exec(ctx, s.bind(q), append(args, id, claim)...)
+		n, err := t.c.Exec(t.ctx, s.bind(q), append(args, id, claim)...)
 		if err != nil {
-			return fmt.Errorf("%s: save job: %w", s.d.Name, s.err(ctx, err))
+			return fmt.Errorf("%s: save job: %w", s.d.Name, s.err(t.ctx, err))
 		}
 		if n == 0 {
 			return fmt.Errorf("job %s is no longer this runner's: %w", id, store.ErrNotFound)
@@ -266,17 +261,17 @@ func (s *Store) FinishJob(ctx context.Context, id, claim, status string, result 
 func (s *Store) CancelJob(ctx context.Context, id string, expires time.Time) error {
 	now := s.now().UnixMilli()
 	return s.write(ctx, func(t *tx) error {
-		n, err := t.c.Exec(ctx, s.bind(`UPDATE jobs SET status = 'cancelled', claim = '', lease_until = 0, updated = ?,
+		n, err := t.c.Exec(t.ctx, s.bind(`UPDATE jobs SET status = 'cancelled', claim = '', lease_until = 0, updated = ?,
 			finished = ?, expires = ? WHERE id = ? AND status <> 'cancelled'`),
 			now, now, millis(expires), id)
 		if err != nil {
-			return fmt.Errorf("%s: cancel job: %w", s.d.Name, s.err(ctx, err))
+			return fmt.Errorf("%s: cancel job: %w", s.d.Name, s.err(t.ctx, err))
 		}
 		if n == 0 {
 			return fmt.Errorf("cancel job %s: %w", id, store.ErrNotFound)
 		}
-		if _, err := t.c.Exec(ctx, s.bind(`DELETE FROM job_parts WHERE job_id = ?`), id); err != nil {
-			return fmt.Errorf("%s: cancel job: %w", s.d.Name, s.err(ctx, err))
+		if _, err := t.c.Exec(t.ctx, s.bind(`DELETE FROM job_parts WHERE job_id = ?`), id); err != nil {
+			return fmt.Errorf("%s: cancel job: %w", s.d.Name, s.err(t.ctx, err))
 		}
 		return nil
 	})
@@ -336,27 +331,27 @@ func (s *Store) PurgeJobs(ctx context.Context, now time.Time, limit int) (int, e
 	}
 	var n int
 	err := s.write(ctx, func(t *tx) error {
-		rows, err := t.c.Query(ctx, s.bind(sel), now.UnixMilli(), limit)
+		rows, err := t.c.Query(t.ctx, s.bind(sel), now.UnixMilli(), limit)
 		if err != nil {
-			return fmt.Errorf("%s: purge jobs: %w", s.d.Name, s.err(ctx, err))
+			return fmt.Errorf("%s: purge jobs: %w", s.d.Name, s.err(t.ctx, err))
 		}
 		var ids []string
 		for rows.Next() {
 			var id string
 			if err := rows.Scan(&id); err != nil {
 				rows.Close()
-				return fmt.Errorf("%s: purge jobs: %w", s.d.Name, s.err(ctx, err))
+				return fmt.Errorf("%s: purge jobs: %w", s.d.Name, s.err(t.ctx, err))
 			}
 			ids = append(ids, id)
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
-			return fmt.Errorf("%s: purge jobs: %w", s.d.Name, s.err(ctx, err))
+			return fmt.Errorf("%s: purge jobs: %w", s.d.Name, s.err(t.ctx, err))
 		}
 		for _, id := range ids {
 			for _, q := range []string{`DELETE FROM job_parts WHERE job_id = ?`, `DELETE FROM jobs WHERE id = ?`} {
-				if _, err := t.c.Exec(ctx, s.bind(q), id); err != nil {
-					return fmt.Errorf("%s: purge jobs: %w", s.d.Name, s.err(ctx, err))
+				if _, err := t.c.Exec(t.ctx, s.bind(q), id); err != nil {
+					return fmt.Errorf("%s: purge jobs: %w", s.d.Name, s.err(t.ctx, err))
 				}
 			}
 		}

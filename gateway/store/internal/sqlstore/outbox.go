@@ -75,15 +75,15 @@ func (s *Store) Claim(ctx context.Context, destination string, now time.Time, le
 	var out []*store.OutboxItem
 	err := s.write(ctx, func(t *tx) error {
 		if err := t.lockOutbox(destination, "", ""); err != nil {
-			return fmt.Errorf("%s: claim: %w", s.d.Name, s.err(ctx, err))
+			return fmt.Errorf("%s: claim: %w", s.d.Name, s.err(t.ctx, err))
 		}
 		nowMS := now.UnixMilli()
 		// Expired leases: a crashed worker's claims are due again.
-		if _, err := t.c.Exec(ctx, s.bind(`UPDATE outbox SET status = 'pending'
+		if _, err := t.c.Exec(t.ctx, s.bind(`UPDATE outbox SET status = 'pending'
 			WHERE destination = ? AND status = 'inflight' AND lease_until <= ?`), s.text(destination), nowMS); err != nil {
-			return fmt.Errorf("%s: claim: %w", s.d.Name, s.err(ctx, err))
+			return fmt.Errorf("%s: claim: %w", s.d.Name, s.err(t.ctx, err))
 		}
-		rows, err := t.c.Query(ctx, s.bind(`UPDATE outbox SET status = 'inflight', lease_until = ?, updated = ?
+		rows, err := t.c.Query(t.ctx, s.bind(`UPDATE outbox SET status = 'inflight', lease_until = ?, updated = ?
 			WHERE status = 'pending' AND id IN (SELECT o.id FROM outbox o
 				WHERE o.destination = ? AND o.status = 'pending' AND o.next_attempt <= ?
 				  AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.destination = o.destination AND p.order_key = o.order_key
@@ -94,7 +94,7 @@ func (s *Store) Claim(ctx context.Context, destination string, now time.Time, le
 			out, err = scanItems(rows)
 		}
 		if err != nil {
-			return fmt.Errorf("%s: claim: %w", s.d.Name, s.err(ctx, err))
+			return fmt.Errorf("%s: claim: %w", s.d.Name, s.err(t.ctx, err))
 		}
 		// UPDATE ... RETURNING has no order.
 		slices.SortFunc(out, func(a, b *store.OutboxItem) int { return cmp.Compare(a.ID, b.ID) })
@@ -138,16 +138,16 @@ func (s *Store) Complete(ctx context.Context, a *store.Attempt, status string, n
 	}
 	return s.write(ctx, func(t *tx) error {
 		var n int
-		err := t.c.QueryRow(ctx, s.bind(`SELECT attempts FROM outbox WHERE id = ? AND status = 'inflight'`+s.forUpdate()), a.ItemID).Scan(&n)
+		err := t.c.QueryRow(t.ctx, s.bind(`SELECT attempts FROM outbox WHERE id = ? AND status = 'inflight'`+s.forUpdate()), a.ItemID).Scan(&n)
 		if errNoRows(err) {
 			return store.ErrNotFound // absent, or no longer in flight: a late completion changes nothing
 		}
 		if err != nil {
-			return fmt.Errorf("%s: complete: %w", s.d.Name, s.err(ctx, err))
+			return fmt.Errorf("%s: complete: %w", s.d.Name, s.err(t.ctx, err))
 		}
 		n++
 		a.N = n
-		err = t.c.Batch(ctx, []Stmt{
+		err = t.c.Batch(t.ctx, []Stmt{
 			{s.bind(`INSERT INTO delivery_attempts (item_id, n, at, duration_ms, http_status, outcome, trace_id, error)
 				VALUES (?, ?, ?, ?, ?, ?, ?, ?)`), []any{a.ItemID, n, a.At.UnixMilli(), a.Duration.Milliseconds(), a.HTTPStatus,
 				a.Outcome, s.text(a.TraceID), s.text(a.Error)}},
@@ -155,7 +155,7 @@ func (s *Store) Complete(ctx context.Context, a *store.Attempt, status string, n
 				last_error = ?, updated = ? WHERE id = ?`), []any{status, n, nextAttempt.UnixMilli(), s.text(a.Error), a.At.UnixMilli(), a.ItemID}},
 		})
 		if err != nil {
-			return fmt.Errorf("%s: complete: %w", s.d.Name, s.err(ctx, err))
+			return fmt.Errorf("%s: complete: %w", s.d.Name, s.err(t.ctx, err))
 		}
 		return nil
 	})
@@ -252,10 +252,10 @@ func (s *Store) Delivery(ctx context.Context, id int64) (*store.OutboxItem, []*s
 // Retry implements store.Outbox.
 func (s *Store) Retry(ctx context.Context, id int64, now time.Time) error {
 	return s.write(ctx, func(t *tx) error {
-		n, err := t.c.Exec(ctx, s.bind(`UPDATE outbox SET status = 'pending', next_attempt = ?, updated = ?
+		n, err := t.c.Exec(t.ctx, s.bind(`UPDATE outbox SET status = 'pending', next_attempt = ?, updated = ?
 			WHERE id = ? AND status = 'dead'`), now.UnixMilli(), now.UnixMilli(), id)
 		if err != nil {
-			return fmt.Errorf("%s: retry: %w", s.d.Name, s.err(ctx, err))
+			return fmt.Errorf("%s: retry: %w", s.d.Name, s.err(t.ctx, err))
 		}
 		if n == 0 {
 			return store.ErrNotFound
@@ -269,17 +269,17 @@ func (s *Store) Replay(ctx context.Context, destination string, since, now time.
 	var n int64
 	err := s.write(ctx, func(t *tx) error {
 		if err := t.lockOutbox(destination, "", ""); err != nil {
-			return fmt.Errorf("%s: replay: %w", s.d.Name, s.err(ctx, err))
+			return fmt.Errorf("%s: replay: %w", s.d.Name, s.err(t.ctx, err))
 		}
 		ms := now.UnixMilli()
 		var err error
-		n, err = t.c.Exec(ctx, s.bind(`INSERT INTO outbox (destination, order_key, patient, kind, source, record_id,
+		n, err = t.c.Exec(t.ctx, s.bind(`INSERT INTO outbox (destination, order_key, patient, kind, source, record_id,
 			version, trace_id, payload, status, next_attempt, created, updated, tenant)
 			SELECT destination, order_key, patient, kind, source, record_id, version, trace_id, payload, 'pending', ?, ?, ?, tenant
 			FROM outbox WHERE destination = ? AND created >= ? AND status IN ('done', 'dead') ORDER BY id`),
 			ms, ms, ms, s.text(destination), since.UnixMilli())
 		if err != nil {
-			return fmt.Errorf("%s: replay: %w", s.d.Name, s.err(ctx, err))
+			return fmt.Errorf("%s: replay: %w", s.d.Name, s.err(t.ctx, err))
 		}
 		return nil
 	})

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
@@ -54,13 +55,13 @@ func (s *Store) search(ctx context.Context, c Conn, q *search.Query, withInclude
 	if q == nil {
 		return nil, fmt.Errorf("%s: search: nil query", s.d.Name)
 	}
-	b := NewBuilder(s.d, q.Type, s.now())
-	if err := b.Where(q); err != nil {
+	page, count, err := SearchStatements(s.d, q, s.now())
+	if err != nil {
 		return nil, err
 	}
 	pg := &store.Page{Total: -1}
 	if q.Total || q.SummaryCount {
-		if err := c.QueryRow(ctx, `SELECT COUNT(*) FROM current c WHERE `+b.SQL(), b.Args()...).Scan(&pg.Total); err != nil {
+		if err := c.QueryRow(ctx, count.SQL, count.Args...).Scan(&pg.Total); err != nil {
 			return nil, fmt.Errorf("%s: search count: %w", s.d.Name, s.err(ctx, err))
 		}
 	}
@@ -68,15 +69,9 @@ func (s *Store) search(ctx context.Context, c Conn, q *search.Query, withInclude
 		return pg, nil
 	}
 
-	order, oargs := OrderBy(q)
-	count, offset := pageBounds(q.Count, q.Offset)
-	b.Add(" ORDER BY "+order, oargs...)
-	b.Add(" LIMIT ? OFFSET ?", count, offset)
 	var keys []key
 	if s.d.JoinMatches {
-		rows, err := c.Query(ctx, `SELECT `+resourceCols+` FROM current c
-			JOIN resources r ON r.type = c.type AND r.id = c.id AND r.version = c.version
-			WHERE `+b.SQL(), b.Args()...)
+		rows, err := c.Query(ctx, page.SQL, page.Args...)
 		if err == nil {
 			pg.Matches, err = collect(rows)
 		}
@@ -90,7 +85,7 @@ func (s *Store) search(ctx context.Context, c Conn, q *search.Query, withInclude
 			}
 		}
 	} else {
-		rows, err := c.Query(ctx, `SELECT c.type, c.id, c.version FROM current c WHERE `+b.SQL(), b.Args()...)
+		rows, err := c.Query(ctx, page.SQL, page.Args...)
 		if err == nil {
 			keys, err = scanKeys(rows, nil)
 		}
@@ -108,6 +103,32 @@ func (s *Store) search(ctx context.Context, c Conn, q *search.Query, withInclude
 		}
 	}
 	return pg, nil
+}
+
+// SearchStatements are the statements a search of q runs in dialect d at
+// now: page selects its page of matches (with Dialect.JoinMatches their
+// resources, otherwise their keys: type, id, version) and count counts
+// every match. The backends' tests explain their plans.
+func SearchStatements(d *Dialect, q *search.Query, now time.Time) (page, count Stmt, err error) {
+	b := NewBuilder(d, q.Type, now)
+	if err := b.Where(q); err != nil {
+		return Stmt{}, Stmt{}, err
+	}
+	where := b.SQL()
+	count = Stmt{`SELECT COUNT(*) FROM current c WHERE ` + where, slices.Clip(b.Args())}
+	order, oargs := OrderBy(q)
+	n, offset := pageBounds(q.Count, q.Offset)
+	b.Add(" ORDER BY "+order, oargs...)
+	b.Add(" LIMIT ? OFFSET ?", n, offset)
+	if d.JoinMatches {
+		page.SQL = `SELECT ` + resourceCols + ` FROM current c
+			JOIN resources r ON r.type = c.type AND r.id = c.id AND r.version = c.version
+			WHERE ` + b.SQL()
+	} else {
+		page.SQL = `SELECT c.type, c.id, c.version FROM current c WHERE ` + b.SQL()
+	}
+	page.Args = b.Args()
+	return page, count, nil
 }
 
 // scanKeys appends rows of (type, id, version) to keys and closes them.
@@ -203,14 +224,8 @@ func (s *Store) in(b *Builder, col string, vals []string) {
 		b.Add(col+" = ANY(?)", vals)
 		return
 	}
-	b.Add(col + " IN (")
-	for i, v := range vals {
-		if i > 0 {
-			b.Add(", ")
-		}
-		b.Add("?", v)
-	}
-	b.Add(")")
+	b.Add(col + " IN ")
+	b.inList(vals)
 }
 
 // includes resolves q's _include and _revinclude for the matches: current,

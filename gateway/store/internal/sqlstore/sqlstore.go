@@ -109,11 +109,11 @@ type Store struct {
 	w   *committer
 	ix  auditIndexer
 
-	index   []indexSQL    // the statements of each of indexTables
-	bound   sync.Map      // statement with "?" -> in the dialect's placeholders
-	inserts sync.Map      // insertKey -> a flush's insert statement
-	qmark   bool          // the dialect's placeholder is "?"
-	nonce   atomic.Uint64 // UseNonce calls, timing the purges
+	indexDel []string      // each of indexTables' delete statement (bound)
+	bound    sync.Map      // statement with "?" -> in the dialect's placeholders
+	inserts  sync.Map      // insertKey -> a flush's insert statement
+	qmark    bool          // the dialect's placeholder is "?"
+	nonce    atomic.Uint64 // UseNonce calls, timing the purges
 }
 
 // Config configures a Store; the zero value is valid.
@@ -141,7 +141,7 @@ func New(db DB, d *Dialect, cfg Config) *Store {
 	}
 	s := &Store{db: db, d: d, now: cfg.Now, qmark: d.Placeholder(1) == "?"}
 	for _, t := range indexTables {
-		s.index = append(s.index, indexSQL{del: s.bind(t.delete())})
+		s.indexDel = append(s.indexDel, s.bind(t.delete()))
 	}
 	s.w = newCommitter(s, cfg)
 	return s
@@ -151,10 +151,9 @@ func New(db DB, d *Dialect, cfg Config) *Store {
 // backend that prepares statements once (SQLite).
 func (s *Store) WriteStatements() []string {
 	stmts := []string{s.bind(sqlCurVersion), s.bind(sqlDelKeys), s.bind(sqlReadCurrent), s.bind(sqlClaimKey),
-		s.bind(sqlKeyOwner), s.bind(sqlLedger), s.bind(sqlPutLedger), s.bind(sqlChainHead), s.bind(sqlChainHeadUpdate)}
-	for _, x := range s.index {
-		stmts = append(stmts, x.del)
-	}
+		s.bind(sqlKeyOwner), s.bind(sqlLedger), s.bind(sqlPutLedger), s.bind(sqlChainHead), s.bind(sqlChainHeadUpdate),
+		`SAVEPOINT ` + requestSavepoint, `RELEASE SAVEPOINT ` + requestSavepoint}
+	stmts = append(stmts, s.indexDel...)
 	if !s.d.Arrays {
 		for _, t := range append([]*indexTable{resourcesTable, currentTable, chainTable}, tablePointers()...) {
 			for n := maxRows; n >= 1; n /= 4 {

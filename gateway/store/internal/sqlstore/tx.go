@@ -176,15 +176,19 @@ func (t *tx) ClaimKey(key, typ, id string) error {
 	case err == nil && ot == typ && oid == id:
 		return nil // already ours
 	case err == nil:
-		return fmt.Errorf("%w: conditional key %q is held by %s/%s", store.ErrConflict, key, ot, oid)
+		return fmt.Errorf("%w: the conditional key is held by %s/%s", store.ErrConflict, ot, oid)
 	case errors.Is(err, store.ErrNotFound):
 		// Deleted by a concurrent transaction after our insert found it.
-		return fmt.Errorf("%w: conditional key %q changed hands concurrently", store.ErrConflict, key)
+		return fmt.Errorf("%w: the conditional key changed hands concurrently", store.ErrConflict)
 	}
 	return err
 }
 
 // KeyOwner implements store.Tx.
+//
+// A conditional key is search criteria (an identifier's system and value,
+// a name): patient data, which the errors of ClaimKey and KeyOwner leave
+// out.
 func (t *tx) KeyOwner(key string) (typ, id string, err error) {
 	s := t.s
 	if err := t.flushKeys(); err != nil {
@@ -192,7 +196,7 @@ func (t *tx) KeyOwner(key string) (typ, id string, err error) {
 	}
 	err = t.c.QueryRow(t.ctx, s.bind(sqlKeyOwner), s.text(key)).Scan(&typ, &id)
 	if errNoRows(err) {
-		return "", "", fmt.Errorf("conditional key %q: %w", key, store.ErrNotFound)
+		return "", "", fmt.Errorf("conditional key: %w", store.ErrNotFound)
 	}
 	if err != nil {
 		return "", "", fmt.Errorf("%s: KeyOwner: %w", s.d.Name, s.err(t.ctx, err))
