@@ -111,11 +111,12 @@ type Store interface {
 	// is returned unchanged). Write returns only once fn's writes are
 	// durably committed (or failed). Concurrent Writes may share one
 	// database transaction and its commit (group commit): each fn then
-	// runs in a savepoint of its own, sees the writes of those that ran
-	// before it in the transaction, and its failure undoes its own writes
-	// only; none of them is answered before the shared commit. Waiting
-	// Writes are served oldest first. fn may therefore run more than once
-	// (when the shared transaction is lost under another Write) and must,
+	// sees the writes of those that ran before it in the transaction, and
+	// its failure undoes its own writes only (the others run again, each
+	// in a savepoint); none of them is answered before the shared commit.
+	// Waiting Writes are served oldest first. fn may therefore run more
+	// than once (when another Write of its batch fails, or the shared
+	// transaction is lost under another Write) and must,
 	// as for Retry, set its results afresh on each run. Transactions that
 	// write the same unique key (a resource version, a conditional key, a
 	// ledger entry) are serialised and the later one fails with

@@ -15,9 +15,11 @@ import (
 // retries and replays) is a request in one queue, served oldest first by
 // Config.Lanes lanes. A lane takes the oldest waiting requests, up to
 // Config.MaxBatch, and runs them one after the other in one database
-// transaction, each in a savepoint of its own: a request whose fn fails
-// is rolled back to its savepoint and answered with its error at once,
-// and the others go on. Then the lane flushes what the transaction
+// transaction, with no savepoint between them (runTogether). When one of
+// them fails, that transaction is rolled back unanswered and the batch
+// runs again with each request in a savepoint of its own (runEach): a
+// request whose fn fails is rolled back to its savepoint and answered
+// with its error at once, and the others go on. Then the lane flushes what the transaction
 // buffered (see tx), appends the audit chain entries of every request
 // (see AppendAudit), commits once, and only then answers the requests
 // that succeeded, all with the commit's result. So each request is still
@@ -237,13 +239,76 @@ func (c *committer) requeue(rs []*request, solo bool) {
 // answer sends r its result.
 func answer(r *request, err error) { r.done <- result{err: err} }
 
-// run runs one batch.
+// run runs one batch: first all its requests together (runTogether),
+// and only when one of them fails, again with a savepoint each (runEach).
 func (c *committer) run(batch []*request) {
 	if len(batch) == 1 {
 		r := batch[0]
 		r.done <- c.s.runAlone(r)
 		return
 	}
+	if c.runTogether(batch) {
+		return
+	}
+	c.runEach(batch)
+}
+
+// runTogether runs the requests of batch one after the other in one
+// transaction with no savepoint between them, their buffered writes
+// flushed together (multi-row statements across requests), and commits
+// once. A savepoint costs every page a request changes a copy into the
+// database's statement journal (SQLite) or a subtransaction (PostgreSQL):
+// for writes of many rows, as much as the writes themselves. When every
+// request succeeds, as almost all do, none is needed. When one fails (its
+// fn returns an error or panics, or the flush of the buffered writes
+// fails), the transaction is rolled back with nothing answered and
+// runTogether reports false: the caller runs the batch again with a
+// savepoint per request, so that every answer, the failing request's
+// included, comes from that one run. A failure therefore costs one
+// wasted run of the batch up to it, never more; and a request's fn runs
+// twice then (which every fn allows, see maxRequeues).
+//
+// Requests whose context ended before the batch started are left to
+// runEach unless the batch commits here; then they are answered with
+// their context's error, as runEach would.
+func (c *committer) runTogether(batch []*request) bool {
+	s := c.s
+	ctx := context.Background()
+	t, err := s.begin(ctx)
+	if err != nil {
+		return false // runEach begins again, and answers the error
+	}
+	var ok, gone []*request
+	for _, r := range batch {
+		if r.ctx.Err() != nil {
+			gone = append(gone, r)
+			continue
+		}
+		if res := t.call(r.fn); res.err != nil || res.panics {
+			t.c.Rollback(ctx)
+			return false
+		}
+		ok = append(ok, r)
+	}
+	if len(ok) == 0 {
+		t.c.Rollback(ctx)
+		return false
+	}
+	if err := t.flush(); err != nil {
+		t.c.Rollback(ctx)
+		return false
+	}
+	for _, r := range gone {
+		answer(r, r.ctx.Err())
+	}
+	c.commit(t, ok)
+	return true
+}
+
+// runEach runs batch with a savepoint per request: a request whose fn
+// fails is rolled back to its savepoint and answered at once, and the
+// others go on.
+func (c *committer) runEach(batch []*request) {
 	s := c.s
 	ctx := context.Background()
 	t, err := s.begin(ctx)
@@ -277,7 +342,14 @@ func (c *committer) run(batch []*request) {
 		t.c.Rollback(ctx)
 		return
 	}
-	err = t.finish()
+	c.commit(t, ok)
+}
+
+// commit finishes t, the transaction of the requests ok, and answers them.
+func (c *committer) commit(t *tx, ok []*request) {
+	s := c.s
+	ctx := context.Background()
+	err := t.finish()
 	if errors.Is(err, store.ErrConflict) && len(ok) > 1 {
 		// The chain append found an id taken: run each alone, so that the
 		// request that appended it fails by itself.
