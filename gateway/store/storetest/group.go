@@ -197,6 +197,66 @@ func testGroupCommitSeesEarlier(t *testing.T, s store.Store) {
 	}
 }
 
+// testGroupCommitFlushConflict: writes queued together that each create
+// the same resource (version 1 of Basic/dup, buffered by Put and found
+// taken only when the batch's writes reach the database) and writes of
+// their own in between: exactly one of the creates commits, every other
+// is answered ErrConflict and leaves nothing, and the other writes all
+// commit.
+func testGroupCommitFlushConflict(t *testing.T, s store.Store) {
+	g, ok := s.(GroupCommitter)
+	if !ok {
+		t.Skip("the store has no group commit")
+	}
+	const n = 12
+	release := make(chan struct{})
+	blockers := blockLanes(t, s, g, release)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			errs[i] = s.Write(context.Background(), func(tx store.Tx) error {
+				if i%2 == 1 {
+					return entryWrites(tx, fmt.Sprint("fc", i))
+				}
+				body := []byte(fmt.Sprintf(`{"resourceType":"Basic","id":"dup","n":%d}`, i))
+				r := res("Basic", "dup", 1, base)
+				r.Body = body
+				return tx.Put(r, []search.Entry{tok("code", "urn:dup", fmt.Sprint(i))})
+			})
+		})
+	}
+	waitQueued(t, g, n)
+	close(release)
+	wg.Wait()
+	blockers.Wait()
+	made := 0
+	for i := range n {
+		switch {
+		case i%2 == 1:
+			if errs[i] != nil {
+				t.Errorf("write %d: %v; want committed", i, errs[i])
+			}
+			expectEntry(t, s, nil, fmt.Sprint("fc", i), true)
+		case errs[i] == nil:
+			made++
+		case !errors.Is(errs[i], store.ErrConflict):
+			t.Errorf("create %d: %v; want ErrConflict or success", i, errs[i])
+		}
+	}
+	if made != 1 {
+		t.Errorf("%d creates of Basic/dup succeeded, want exactly one", made)
+	}
+	r, err := s.Read(context.Background(), "Basic", "dup")
+	if err != nil || r.Version != 1 {
+		t.Fatalf("Basic/dup: %v %v", r, err)
+	}
+	pg, err := s.Search(context.Background(), query("Basic", clause("code", search.TypeToken, "", vSys("urn:dup", ""))))
+	if err != nil || len(pg.Matches) != 1 {
+		t.Errorf("index holds %d entries for Basic/dup (%v), want 1 (the committed create's)", len(pg.Matches), err)
+	}
+}
+
 // testGroupCommitFair: writes are served in the order they were queued.
 // With the lanes held, writes are queued one at a time, then the lanes
 // are let go. Each lane takes the oldest waiting writes as a batch (the

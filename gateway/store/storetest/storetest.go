@@ -78,6 +78,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Savepoint", testSavepoint},
 		{"GroupCommit", testGroupCommit},
 		{"GroupCommitSeesEarlier", testGroupCommitSeesEarlier},
+		{"GroupCommitFlushConflict", testGroupCommitFlushConflict},
 		{"GroupCommitFair", testGroupCommitFair},
 		{"TenantSearch", testTenantSearch},
 		{"TenantInclude", testTenantInclude},
