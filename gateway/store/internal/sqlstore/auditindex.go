@@ -22,7 +22,7 @@ import (
 // audit_index_head.seq the point up to which its entries are indexed (an
 // audited read then writes a few pages to the WAL instead of one for each
 // of its dozen index rows' ranges). After a commit that appended entries,
-// a goroutine of the Store indexes what is pending, up to indexChunk
+// a goroutine of the Store waits indexDelay and indexes what is pending, up to indexChunk
 // entries per transaction, each moving audit_index_head in the same
 // transaction as the rows it adds; the index rows AppendAudit made of the
 // entries the committing process extracted travel to it in memory, others (another process's, or a
@@ -53,7 +53,8 @@ type auditIndexer struct {
 	cache   map[string]*indexRows // by AuditEvent id
 	wg      sync.WaitGroup
 
-	one sync.Mutex // one indexing pass of this process at a time
+	one     sync.Mutex    // one indexing pass of this process at a time
+	closing chan struct{} // closed by closeIndexer: no more waiting
 }
 
 // errIndexRaced rolls back an indexing transaction whose start another
@@ -74,6 +75,7 @@ func (s *Store) audited(appended []chainAppend) {
 	}
 	if x.cache == nil {
 		x.cache = map[string]*indexRows{}
+		x.closing = make(chan struct{})
 	}
 	for _, a := range appended {
 		if len(x.cache) < maxIndexCache && a.rows != nil {
@@ -88,10 +90,23 @@ func (s *Store) audited(appended []chainAppend) {
 	x.wg.Go(s.indexLoop)
 }
 
-// indexLoop indexes until nothing is pending (or the Store closes).
+// indexDelay is how long the indexer lets AuditEvents gather after a
+// commit appended some before it indexes them: at hundreds of audited
+// requests a second, a few hundred go to one indexing transaction, whose
+// commit then writes each index's last pages once for all of them,
+// instead of a transaction (and its fsync) for every few. Searches do not
+// wait for it (catchUpAudits).
+const indexDelay = 200 * time.Millisecond
+
+// indexLoop indexes, indexDelay after it was started, until nothing is
+// pending (or the Store closes).
 func (s *Store) indexLoop() {
 	x := &s.ix
 	for {
+		select {
+		case <-time.After(indexDelay):
+		case <-x.closing:
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		for {
 			n, err := s.indexAudits(ctx)
@@ -116,6 +131,9 @@ func (s *Store) closeIndexer() {
 	x := &s.ix
 	x.mu.Lock()
 	x.closed = true
+	if x.closing != nil {
+		close(x.closing)
+	}
 	x.mu.Unlock()
 	x.wg.Wait()
 }
