@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
 
@@ -47,9 +48,44 @@ type Log struct {
 }
 
 type appendReq struct {
-	tenant string
-	rec    audit.Record
-	done   chan error
+	ev   event
+	done chan error
+}
+
+// event is an AuditEvent ready to store: its version and its index
+// entries, made by the caller before the store's write transaction, so
+// that the transaction (which every write of the store waits for) holds
+// only the writes.
+type event struct {
+	res     *store.Resource
+	entries []search.Entry
+	err     error // from making it: returned by put
+}
+
+// newEvent makes rec's AuditEvent of tenant.
+func newEvent(tenant string, rec audit.Record) event {
+	res, entries, err := store.NewVersion("AuditEvent", rec.ID, 1, audit.Event(rec), rec.Recorded)
+	if err != nil {
+		return event{err: err}
+	}
+	res.Tenant = tenant
+	return event{res: res, entries: entries}
+}
+
+// put stores ev and appends it to the hash chain, inside tx; the store
+// writes its search index entries after the commit (store.Tx.AppendAudit).
+// It may run again for the same ev (a retried transaction).
+func (ev event) put(tx store.Tx) error {
+	if ev.err != nil {
+		return ev.err
+	}
+	if err := tx.Put(ev.res, nil); err != nil {
+		return fmt.Errorf("store AuditEvent %s: %w", ev.res.ID, err)
+	}
+	if err := tx.AppendAudit(ev.res.ID, ev.res.Body, ev.entries); err != nil {
+		return fmt.Errorf("chain AuditEvent %s: %w", ev.res.ID, err)
+	}
+	return nil
 }
 
 // maxBatch bounds one group commit.
@@ -104,7 +140,7 @@ func (l *Log) Append(sc *Scope, status int) error {
 	if l.disabled || sc.Interaction == "" {
 		return nil
 	}
-	r := &appendReq{tenant: sc.auditTenant(), rec: l.record(sc, status), done: make(chan error, 1)}
+	r := &appendReq{ev: newEvent(sc.auditTenant(), l.record(sc, status)), done: make(chan error, 1)}
 	l.mu.Lock()
 	if l.ch == nil {
 		l.mu.Unlock()
@@ -124,7 +160,7 @@ func (l *Log) AppendTx(tx store.Tx, sc *Scope, status int) error {
 	if l.disabled || sc.Interaction == "" {
 		return nil
 	}
-	return l.appendTx(tx, sc.auditTenant(), l.record(sc, status))
+	return newEvent(sc.auditTenant(), l.record(sc, status)).put(tx)
 }
 
 // run commits whatever is queued, as one transaction, until ch is closed.
@@ -147,7 +183,7 @@ func (l *Log) run(ch chan *appendReq, stopped chan struct{}) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		err := store.Retry(ctx, l.store, func(tx store.Tx) error {
 			for _, r := range batch {
-				if err := l.appendTx(tx, r.tenant, r.rec); err != nil {
+				if err := r.ev.put(tx); err != nil {
 					return err
 				}
 			}
@@ -156,7 +192,7 @@ func (l *Log) run(ch chan *appendReq, stopped chan struct{}) {
 		if err != nil && len(batch) > 1 {
 			// Find out whose record failed: each alone.
 			for _, r := range batch {
-				r.done <- store.Retry(ctx, l.store, func(tx store.Tx) error { return l.appendTx(tx, r.tenant, r.rec) })
+				r.done <- store.Retry(ctx, l.store, r.ev.put)
 			}
 		} else {
 			for _, r := range batch {
@@ -165,24 +201,6 @@ func (l *Log) run(ch chan *appendReq, stopped chan struct{}) {
 		}
 		cancel()
 	}
-}
-
-// appendTx stores rec as an AuditEvent of tenant and appends it to the hash
-// chain, inside tx; the store writes its search index entries after the
-// commit (store.Tx.AppendAudit).
-func (l *Log) appendTx(tx store.Tx, tenant string, rec audit.Record) error {
-	res, entries, err := store.NewVersion("AuditEvent", rec.ID, 1, audit.Event(rec), rec.Recorded)
-	if err != nil {
-		return err
-	}
-	res.Tenant = tenant
-	if err := tx.Put(res, nil); err != nil {
-		return fmt.Errorf("store AuditEvent %s: %w", rec.ID, err)
-	}
-	if err := tx.AppendAudit(rec.ID, res.Body, entries); err != nil {
-		return fmt.Errorf("chain AuditEvent %s: %w", rec.ID, err)
-	}
-	return nil
 }
 
 // record builds sc's AuditEvent record.
