@@ -50,6 +50,7 @@ type Entry struct {
 	found    []*store.Resource // GET search: the matches
 	total    int               // GET search: the total, or -1
 	rendered *rendered         // version 1 of a POST, made ahead (render)
+	indexed  []search.Entry    // the index entries of the version a POST stored
 }
 
 // Result is the outcome of one write interaction.

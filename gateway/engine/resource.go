@@ -66,8 +66,10 @@ func (e *Engine) putRendered(tx store.Tx, en *Entry, now time.Time) (*store.Reso
 	v := en.rendered
 	en.rendered = nil
 	if v == nil {
-		return e.put(tx, en.typ, en.id, 1, en.doc, now)
+		r, entries, err := store.NewVersion(en.typ, en.id, 1, en.doc, now)
+		v = &rendered{r, entries, err}
 	}
+	en.indexed = v.entries
 	return putVersion(tx, v.res, v.entries, v.err)
 }
 

@@ -63,6 +63,7 @@ func (e *Engine) runTransaction(tx store.Tx, entries []*Entry, now time.Time) er
 	// 1. Decide every entry's target.
 	for _, en := range entries {
 		en.matched, en.key, en.criteria, en.res, en.found, en.total, en.again = nil, "", nil, nil, nil, 0, false
+		en.indexed = nil
 		en.chosen, en.pinned = en.method == "PUT" && en.query == "", false // PUT Type/id: the client's id
 		criteria := ""
 		switch {
@@ -220,7 +221,11 @@ func pinnedID(q *search.Query) (string, error) {
 // select (conditional-criteria-unmatched otherwise): from its own index
 // entries when that is certain (search.Satisfies), else by a search.
 func matchesCriteria(tx store.Tx, en *Entry) error {
-	if search.Satisfies(en.criteria, search.Extract(en.typ, en.doc)) {
+	rows := en.indexed // what the store indexed; else extracted now
+	if rows == nil {
+		rows = search.Extract(en.typ, en.doc)
+	}
+	if search.Satisfies(en.criteria, rows) {
 		return nil
 	}
 	q := *en.criteria
