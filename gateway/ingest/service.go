@@ -194,13 +194,17 @@ func (s *Service) store(ctx context.Context, sc *auditlog.Scope, rec record, fir
 	if rec.version == "" {
 		rec.version = first.Source.LastUpdated
 	}
+	// The profile check of the rendered resources needs no database: it
+	// runs here, not in the transaction every writer waits for, and
+	// storeTx reports its result where it would have run it.
+	checked := s.checkProfiles(first, firstDocs, sc.TenantOf())
 	var answer []byte
 	err = stage.Run(ctx, s.tracer, "store.transaction", func(ctx context.Context) error {
 		return s.engine.Write(ctx, sc, func(tx *engine.Tx) (int, error) {
-			docs := firstDocs
-			firstDocs = nil
+			docs, pre := firstDocs, checked
+			firstDocs, checked = nil, nil // a second run decodes firstRaws afresh (the first rewrote docs)
 			var err error
-			answer, err = s.storeTx(ctx, tx, sc, rec, first, firstRaws, docs, ans)
+			answer, err = s.storeTx(ctx, tx, sc, rec, first, firstRaws, docs, pre, ans)
 			return fhirwire.StatusOK, err
 		})
 	}, attribute.String("ingest.kind", string(rec.kind)), attribute.Int("fhir.entry_count", len(first.Entries)))
@@ -222,9 +226,10 @@ type record struct {
 
 // storeTx is store's database transaction; it returns the answer.
 // firstRaws are first's rendered resources (Pipeline.Marshal), firstDocs
-// them decoded or nil (then decoded here).
+// them decoded or nil (then decoded here), and checked the profile check
+// of firstDocs (checkProfiles) or nil (then checked here).
 func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope, rec record, first *mapping.Result,
-	firstRaws [][]byte, firstDocs []map[string]any, ans engine.Answer) ([]byte, error) {
+	firstRaws [][]byte, firstDocs []map[string]any, checked []error, ans engine.Answer) ([]byte, error) {
 	src, st := first.Source, tx.Store()
 	l, err := st.Ledger(src.System, string(rec.kind), src.RecordID, rec.version)
 	switch {
@@ -254,7 +259,7 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 		if raws, err = s.p.Marshal(res); err != nil {
 			return nil, err
 		}
-		docs = nil
+		docs, checked = nil, nil
 	}
 	// What is stored: one Patient per person, and the rules across records.
 	id, err := resolveIdentity(st, rec.rec, res)
@@ -265,7 +270,7 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 		return nil, err
 	}
 	// The MRN added or changed makes a new version of the same Patient.
-	entries, err := s.entries(res, raws, docs, tenant, id.mrnNew)
+	entries, err := s.entries(res, raws, docs, checked, tenant, id.mrnNew)
 	if err != nil {
 		return nil, err
 	}
@@ -389,7 +394,7 @@ func recordStored(tx store.Tx, tenant string, res *mapping.Result) (bool, error)
 // a conditional update on its clinic identifier, for the gateway's store
 // only: the Bundle the EHRs receive keeps its conditional create
 // (DECISIONS.md 7).
-func (s *Service) entries(res *mapping.Result, raws [][]byte, docs []map[string]any, tenant string, patientUpdate bool) ([]*engine.Entry, error) {
+func (s *Service) entries(res *mapping.Result, raws [][]byte, docs []map[string]any, checked []error, tenant string, patientUpdate bool) ([]*engine.Entry, error) {
 	out := make([]*engine.Entry, len(res.Entries))
 	for i, e := range res.Entries {
 		url, method, ifNoneExist := e.URL, e.Method.Code(), e.IfNoneExist
@@ -406,22 +411,56 @@ func (s *Service) entries(res *mapping.Result, raws [][]byte, docs []map[string]
 			}
 		}
 		if doc != nil {
-			// A deterministic id (PUT Type/id) is the tenant's own.
-			if typ, id, ok := strings.Cut(e.URL, "/"); ok && tenant != "" && e.Method.Code() == "PUT" && !strings.Contains(id, "?") {
-				url = typ + "/" + tenantID(tenant, id)
-				doc["id"] = tenantID(tenant, id)
+			if own := ownURL(e, tenant, doc); own != "" {
+				url = own
 			}
 		}
 		en, err := s.engine.NewEntry(i, method, url, e.FullURL, doc, ifNoneExist)
 		if err != nil {
 			return nil, fmt.Errorf("mapped entry %d: %w", i, err)
 		}
-		if err := s.engine.Validator().Profiles(doc, fmt.Sprintf("Bundle.entry[%d].resource", i)); doc != nil && err != nil {
-			return nil, fmt.Errorf("mapped entry %d: %w", i, err)
+		var perr error
+		if checked != nil {
+			perr = checked[i]
+		} else if doc != nil {
+			perr = s.engine.Validator().Profiles(doc, fmt.Sprintf("Bundle.entry[%d].resource", i))
+		}
+		if perr != nil {
+			return nil, fmt.Errorf("mapped entry %d: %w", i, perr)
 		}
 		out[i] = en
 	}
 	return out, nil
+}
+
+// ownURL gives doc, the resource of e, its deterministic id (PUT Type/id)
+// in tenant's namespace and returns the entry's URL with it; "" when e has
+// no such id or tenant is the default one (the mapping's id stays).
+func ownURL(e mapping.Entry, tenant string, doc map[string]any) string {
+	typ, id, ok := strings.Cut(e.URL, "/")
+	if !ok || tenant == "" || e.Method.Code() != "PUT" || strings.Contains(id, "?") {
+		return ""
+	}
+	doc["id"] = tenantID(tenant, id)
+	return typ + "/" + tenantID(tenant, id)
+}
+
+// checkProfiles checks docs, res's rendered resources, against the
+// profiles they claim, as entries would (each with its tenant's id): the
+// error of each, nil for none; nil when docs is nil.
+func (s *Service) checkProfiles(res *mapping.Result, docs []map[string]any, tenant string) []error {
+	if docs == nil {
+		return nil
+	}
+	out := make([]error, len(docs))
+	for i, doc := range docs {
+		if doc == nil {
+			continue
+		}
+		ownURL(res.Entries[i], tenant, doc)
+		out[i] = s.engine.Validator().Profiles(doc, fmt.Sprintf("Bundle.entry[%d].resource", i))
+	}
+	return out
 }
 
 // ResourceID is the id, in tenant's namespace, of a resource the mappings
