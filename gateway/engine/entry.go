@@ -51,6 +51,7 @@ type Entry struct {
 	total    int               // GET search: the total, or -1
 	rendered *rendered         // version 1 of a POST, made ahead (render)
 	indexed  []search.Entry    // the index entries of the version a POST stored
+	rewrites fhirwire.Changes  // what the last run rewrote in doc (restored before a run)
 }
 
 // Result is the outcome of one write interaction.

@@ -60,7 +60,14 @@ func (e *Engine) runTransaction(tx store.Tx, entries []*Entry, now time.Time) er
 	claimed := map[string]string{} // conditional key -> Type/id decided in this transaction
 	fail := func(en *Entry, err error) error { return &outcome.EntryError{Index: en.index, Err: err} }
 
-	// 1. Decide every entry's target.
+	// 1. Decide every entry's target. A run after a failed one (the store
+	// runs a transaction again after a conflict, or after another write
+	// of its batch failed) starts from the documents as they came: the
+	// references the earlier run rewrote are put back, since this run may
+	// decide other ids.
+	for _, en := range entries {
+		en.rewrites.Restore()
+	}
 	for _, en := range entries {
 		en.matched, en.key, en.criteria, en.res, en.found, en.total, en.again = nil, "", nil, nil, nil, 0, false
 		en.indexed = nil
@@ -101,10 +108,12 @@ func (e *Engine) runTransaction(tx store.Tx, entries []*Entry, now time.Time) er
 		if en.doc == nil {
 			continue
 		}
+		rw.Changes = &en.rewrites
 		if err := rw.Rewrite(en.doc); err != nil {
 			return fail(en, err)
 		}
 	}
+	rw.Changes = nil
 
 	// 3. Render the resources the POSTs create on every core (marshalling
 	// and index extraction need no database), then execute in the spec's

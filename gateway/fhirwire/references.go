@@ -17,6 +17,46 @@ type Rewriter struct {
 	// Unresolved, when set, is returned for a Reference.reference that is
 	// a urn: naming no entry of IDs; nil leaves such references alone.
 	Unresolved error
+	// Changes, when set, records every string Rewrite replaces, so that
+	// Changes.Restore can put the document back as it was.
+	Changes *Changes
+}
+
+// Changes records the strings a Rewriter replaced in a document.
+type Changes struct{ list []change }
+
+// change is one replaced string: m[k] or a[i] held old.
+type change struct {
+	m   map[string]any
+	k   string
+	a   []any
+	i   int
+	old string
+}
+
+// Restore puts back every string recorded, latest first, and forgets them:
+// the document is again as it was before the Rewrites that recorded them.
+func (c *Changes) Restore() {
+	for i := len(c.list) - 1; i >= 0; i-- {
+		ch := c.list[i]
+		if ch.m != nil {
+			ch.m[ch.k] = ch.old
+		} else {
+			ch.a[ch.i] = ch.old
+		}
+	}
+	c.list = c.list[:0]
+}
+
+// set replaces m[k], which holds old, with to.
+func (rw Rewriter) set(m map[string]any, k, old, to string) {
+	if to == old {
+		return
+	}
+	if rw.Changes != nil {
+		rw.Changes.list = append(rw.Changes.list, change{m: m, k: k, old: old})
+	}
+	m[k] = to
 }
 
 // Rewrite rewrites doc, a resource decoded by encoding/json, in place: every
@@ -40,19 +80,22 @@ func (rw Rewriter) Rewrite(doc any) error {
 				if err != nil {
 					return err
 				}
-				n[k] = to
+				rw.set(n, k, s, to)
 			case k == "div":
-				n[k] = rw.narrative(s)
+				rw.set(n, k, s, rw.narrative(s))
 			default:
 				if to, ok := rw.IDs[s]; ok {
-					n[k] = to
+					rw.set(n, k, s, to)
 				}
 			}
 		}
 	case []any:
 		for i, v := range n {
 			if s, ok := v.(string); ok {
-				if to, ok := rw.IDs[s]; ok {
+				if to, ok := rw.IDs[s]; ok && to != s {
+					if rw.Changes != nil {
+						rw.Changes.list = append(rw.Changes.list, change{a: n, i: i, old: s})
+					}
 					n[i] = to
 				}
 				continue

@@ -47,6 +47,21 @@ func TestRewriter(t *testing.T) {
 			if tc.err != nil {
 				return
 			}
+			// With Changes, the same rewrite, and Restore puts the input back.
+			var again, orig any
+			_ = json.Unmarshal([]byte(tc.in), &again)
+			_ = json.Unmarshal([]byte(tc.in), &orig)
+			var ch Changes
+			logged := rw
+			logged.Changes = &ch
+			if err := logged.Rewrite(again); err != nil || !reflect.DeepEqual(again, doc) {
+				t.Fatalf("Rewrite with Changes = %v, %v; want the same as without", again, err)
+			}
+			ch.Restore()
+			if !reflect.DeepEqual(again, orig) {
+				got, _ := json.Marshal(again)
+				t.Errorf("Restore after Rewrite(%s) = %s, want the input", tc.in, got)
+			}
 			var want any
 			_ = json.Unmarshal([]byte(tc.want), &want)
 			if !reflect.DeepEqual(doc, want) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
@@ -100,6 +101,8 @@ type committer struct {
 	running int        // lanes
 	closed  bool
 	wg      sync.WaitGroup
+
+	eachFor atomic.Int32 // batches still to run with a savepoint each (see eachAfterFailure)
 }
 
 func newCommitter(s *Store, cfg Config) *committer {
@@ -247,11 +250,23 @@ func (c *committer) run(batch []*request) {
 		r.done <- c.s.runAlone(r)
 		return
 	}
+	if c.eachFor.Load() > 0 {
+		c.eachFor.Add(-1)
+		c.runEach(batch)
+		return
+	}
 	if c.runTogether(batch) {
 		return
 	}
+	c.eachFor.Store(eachAfterFailure)
 	c.runEach(batch)
 }
+
+// eachAfterFailure is how many batches run with a savepoint per request
+// straight away after a batch whose run together failed: where requests
+// keep failing (a client sending stale versions at load), the wasted
+// first runs are bounded to one batch in eachAfterFailure+1.
+const eachAfterFailure = 8
 
 // runTogether runs the requests of batch one after the other in one
 // transaction with no savepoint between them, their buffered writes
@@ -264,9 +279,10 @@ func (c *committer) run(batch []*request) {
 // fails), the transaction is rolled back with nothing answered and
 // runTogether reports false: the caller runs the batch again with a
 // savepoint per request, so that every answer, the failing request's
-// included, comes from that one run. A failure therefore costs one
-// wasted run of the batch up to it, never more; and a request's fn runs
-// twice then (which every fn allows, see maxRequeues).
+// included, comes from that one run, on the same database state as the
+// first. A failure therefore costs one wasted run of the batch up to it,
+// and the next eachAfterFailure batches run with savepoints at once; a
+// request's fn runs twice then (which every fn allows, see maxRequeues).
 //
 // Requests whose context ended before the batch started are left to
 // runEach unless the batch commits here; then they are answered with
