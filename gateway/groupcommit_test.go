@@ -33,15 +33,7 @@ func TestGroupCommittedTransactions(t *testing.T) {
 	}
 	t.Cleanup(func() { st.Close() })
 	s := newServer(t, app.Config{Store: st}, gateway.Config{RateLimit: -1, MaxInFlight: 1024})
-	do := func(method, target, body string) *httptest.ResponseRecorder {
-		r := httptest.NewRequest(method, target, strings.NewReader(body))
-		if body != "" {
-			r.Header.Set("Content-Type", "application/fhir+json")
-		}
-		rec := httptest.NewRecorder()
-		s.ServeHTTP(rec, r)
-		return rec
-	}
+	do := func(method, target, body string) *httptest.ResponseRecorder { return req(s, method, target, body) }
 	rec := do(http.MethodPost, "/fhir/Patient", `{"resourceType":"Patient"}`)
 	if rec.Code != http.StatusCreated {
 		t.Fatalf("POST Patient = %d %s", rec.Code, rec.Body)
