@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -37,11 +36,7 @@ func (f *failingWrites) Write(ctx context.Context, fn func(store.Tx) error) erro
 // be written is not answered: the client gets 503 with Retry-After and an
 // OperationOutcome, never the resource.
 func TestReadNotAnsweredUnaudited(t *testing.T) {
-	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "kg.db"), sqlite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := tempSQLite(t, sqlite.Options{})
 	fw := &failingWrites{Store: st}
 	s := newServer(t, app.Config{Store: fw}, gateway.Config{})
 	rec := do(s, http.MethodPost, "/fhir/Patient", gateway.ContentTypeFHIR,
@@ -72,11 +67,7 @@ func TestReadNotAnsweredUnaudited(t *testing.T) {
 // is answered at once with 503, Retry-After and an OperationOutcome, and
 // nothing of it is stored.
 func TestWriteBackPressure(t *testing.T) {
-	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "kg.db"), sqlite.Options{MaxQueue: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := tempSQLite(t, sqlite.Options{MaxQueue: 1})
 	s := newServer(t, app.Config{Store: st}, gateway.Config{})
 	// Hold the write connection, and fill the queue behind it.
 	release, running := make(chan struct{}), make(chan struct{})
@@ -123,11 +114,7 @@ func TestWriteBackPressure(t *testing.T) {
 // before streaming) is held like any other until audited, so it is not
 // given when the audit cannot be written.
 func TestJobFileNotAnsweredUnaudited(t *testing.T) {
-	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "kg.db"), sqlite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := tempSQLite(t, sqlite.Options{})
 	fw := &failingWrites{Store: st}
 	s := newServer(t, app.Config{Store: fw}, gateway.Config{})
 	if rec := do(s, http.MethodPost, "/fhir/Patient", gateway.ContentTypeFHIR,

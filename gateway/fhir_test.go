@@ -17,14 +17,22 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/schemas/r4"
 )
 
-// fhirServer is the gateway on a fresh SQLite database.
-func fhirServer(t *testing.T) http.Handler {
+// tempSQLite is a fresh SQLite store in t's temporary directory, closed
+// when t ends.
+func tempSQLite(t testing.TB, opts sqlite.Options) *sqlite.Store {
 	t.Helper()
-	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "kg.db"), sqlite.Options{})
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "kg.db"), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+// fhirServer is the gateway on a fresh SQLite database.
+func fhirServer(t *testing.T) http.Handler {
+	t.Helper()
+	st := tempSQLite(t, sqlite.Options{})
 	// One tenant (development mode): clients may choose ids, as serve allows then.
 	return newServer(t, app.Config{Store: st, UpdateCreate: true}, gateway.Config{})
 }

@@ -1,21 +1,17 @@
 package gateway_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
-	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/storetest"
 )
 
 // TestGroupCommittedTransactions queues transaction Bundles behind held
@@ -27,75 +23,39 @@ import (
 // (references rewritten in the first run must name the resources of the
 // run that committed); every Bundle that failed left nothing.
 func TestGroupCommittedTransactions(t *testing.T) {
-	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "gc.db"), sqlite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := tempSQLite(t, sqlite.Options{})
 	s := newServer(t, app.Config{Store: st}, gateway.Config{RateLimit: -1, MaxInFlight: 1024})
 	do := func(method, target, body string) *httptest.ResponseRecorder { return req(s, method, target, body) }
 	rec := do(http.MethodPost, "/fhir/Patient", `{"resourceType":"Patient"}`)
 	if rec.Code != http.StatusCreated {
 		t.Fatalf("POST Patient = %d %s", rec.Code, rec.Body)
 	}
-	heldID := strings.TrimPrefix(rec.Header().Get("Location"), "http://example.com/fhir/Patient/")
-	heldID, _, _ = strings.Cut(strings.TrimPrefix(heldID, "/fhir/Patient/"), "/")
+	_, heldID, _ := strings.Cut(rec.Header().Get("Location"), "Patient/")
+	heldID, _, _ = strings.Cut(heldID, "/")
 	if heldID == "" {
 		t.Fatalf("POST Patient: no id in Location %q", rec.Header().Get("Location"))
-	}
-
-	// Hold every lane with a write that waits for release.
-	lanes, _ := st.GroupCommit()
-	release := make(chan struct{})
-	var held sync.WaitGroup
-	for range lanes {
-		running := make(chan struct{})
-		held.Go(func() {
-			err := st.Write(context.Background(), func(store.Tx) error {
-				close(running)
-				<-release
-				return nil
-			})
-			if err != nil {
-				t.Errorf("holding write: %v", err)
-			}
-		})
-		<-running
 	}
 
 	const n = 12
 	failing := func(i int) bool { return i%4 == 1 }
 	codes := make([]int, n)
 	bodies := make([]string, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() {
-			extra := ""
-			if failing(i) {
-				extra = fmt.Sprintf(`,{"resource":{"resourceType":"Patient","id":%q,"active":true},
+	storetest.QueuedTogether(t, st, n, func(i int) {
+		extra := ""
+		if failing(i) {
+			extra = fmt.Sprintf(`,{"resource":{"resourceType":"Patient","id":%q,"active":true},
 					"request":{"method":"PUT","url":"Patient/%s","ifMatch":"W/\"99\""}}`, heldID, heldID)
-			}
-			bundle := fmt.Sprintf(`{"resourceType":"Bundle","type":"transaction","entry":[
+		}
+		bundle := fmt.Sprintf(`{"resourceType":"Bundle","type":"transaction","entry":[
 				{"fullUrl":"urn:uuid:9c1d5b52-0000-4000-8000-%012d","resource":{"resourceType":"Patient",
 					"identifier":[{"system":"urn:gc","value":"p%d"}]},
 					"request":{"method":"POST","url":"Patient","ifNoneExist":"identifier=urn:gc|p%d"}},
 				{"resource":{"resourceType":"Observation","status":"final","code":{"text":"gc"},
 					"subject":{"reference":"urn:uuid:9c1d5b52-0000-4000-8000-%012d"}},
 					"request":{"method":"POST","url":"Observation"}}%s]}`, i, i, i, i, extra)
-			rec := do(http.MethodPost, "/fhir", bundle)
-			codes[i], bodies[i] = rec.Code, rec.Body.String()
-		})
-	}
-	deadline := time.Now().Add(time.Minute)
-	for st.QueuedWrites() < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d writes queued after a minute, want %d", st.QueuedWrites(), n)
-		}
-		time.Sleep(time.Millisecond) // polling the queue, not timing anything
-	}
-	close(release)
-	wg.Wait()
-	held.Wait()
+		rec := do(http.MethodPost, "/fhir", bundle)
+		codes[i], bodies[i] = rec.Code, rec.Body.String()
+	})
 
 	for i := range n {
 		patients := do(http.MethodGet, fmt.Sprintf("/fhir/Patient?identifier=urn:gc|p%d", i), "")

@@ -63,45 +63,54 @@ func blockLanes(t *testing.T, s store.Store, g GroupCommitter, release <-chan st
 	return &wg
 }
 
+// QueuedTogether runs write(0) ... write(n-1), each on a goroutine of its
+// own, queued behind writes that hold every lane, and lets them go once
+// all n wait: they then share transactions. It returns when all are done;
+// the test is skipped for a store without group commit.
+func QueuedTogether(t *testing.T, s store.Store, n int, write func(i int)) {
+	t.Helper()
+	g, ok := s.(GroupCommitter)
+	if !ok {
+		t.Skip("the store has no group commit")
+	}
+	release := make(chan struct{})
+	blockers := blockLanes(t, s, g, release)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { write(i) })
+	}
+	waitQueued(t, g, n)
+	close(release)
+	wg.Wait()
+	blockers.Wait()
+}
+
 // testGroupCommit: many writes queued at once share transactions; the one
 // whose fn fails and the one whose fn panics leave nothing (resource,
 // index entry, conditional key, ledger entry, outbox item, chain entry),
 // and are answered with their own error and panic; every other write is
 // committed whole, and the audit chain verifies.
 func testGroupCommit(t *testing.T, s store.Store) {
-	g, ok := s.(GroupCommitter)
-	if !ok {
-		t.Skip("the store has no group commit")
-	}
 	const n = 24
 	const failing, panicking = 7, 13
 	boom := errors.New("boom")
-	release := make(chan struct{})
-	blockers := blockLanes(t, s, g, release)
 	errs := make([]error, n)
 	panics := make([]any, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() {
-			defer func() { panics[i] = recover() }()
-			errs[i] = s.Write(context.Background(), func(tx store.Tx) error {
-				if err := entryWrites(tx, fmt.Sprint("g", i)); err != nil {
-					return err
-				}
-				switch i {
-				case failing:
-					return boom
-				case panicking:
-					panic("fn panicked")
-				}
-				return nil
-			})
+	QueuedTogether(t, s, n, func(i int) {
+		defer func() { panics[i] = recover() }()
+		errs[i] = s.Write(context.Background(), func(tx store.Tx) error {
+			if err := entryWrites(tx, fmt.Sprint("g", i)); err != nil {
+				return err
+			}
+			switch i {
+			case failing:
+				return boom
+			case panicking:
+				panic("fn panicked")
+			}
+			return nil
 		})
-	}
-	waitQueued(t, g, n)
-	close(release)
-	wg.Wait()
-	blockers.Wait()
+	})
 	for i := range n {
 		switch i {
 		case failing:
@@ -145,43 +154,30 @@ func testGroupCommit(t *testing.T, s store.Store) {
 // is made once: writes queued together that each create Patient "same"
 // unless it exists make one resource, and all succeed.
 func testGroupCommitSeesEarlier(t *testing.T, s store.Store) {
-	g, ok := s.(GroupCommitter)
-	if !ok {
-		t.Skip("the store has no group commit")
-	}
 	const n = 16
-	release := make(chan struct{})
-	blockers := blockLanes(t, s, g, release)
 	created := make([]bool, n)
 	errs := make([]error, n)
-	var wg sync.WaitGroup
 	q := query("Patient", clause("identifier", search.TypeToken, "", vSys("urn:same", "1")))
-	for i := range n {
-		wg.Go(func() {
-			for attempt := 0; attempt < store.MaxWriteAttempts; attempt++ {
-				errs[i] = s.Write(context.Background(), func(tx store.Tx) error {
-					created[i] = false
-					pg, err := tx.Search(q)
-					if err != nil || len(pg.Matches) > 0 {
-						return err
-					}
-					id := fmt.Sprint("same-", i)
-					if err := tx.Put(res("Patient", id, 1, base), []search.Entry{tok("identifier", "urn:same", "1")}); err != nil {
-						return err
-					}
-					created[i] = true
-					return tx.ClaimKey("Patient?identifier=urn:same|1", "Patient", id)
-				})
-				if !errors.Is(errs[i], store.ErrConflict) {
-					break
+	QueuedTogether(t, s, n, func(i int) {
+		for attempt := 0; attempt < store.MaxWriteAttempts; attempt++ {
+			errs[i] = s.Write(context.Background(), func(tx store.Tx) error {
+				created[i] = false
+				pg, err := tx.Search(q)
+				if err != nil || len(pg.Matches) > 0 {
+					return err
 				}
+				id := fmt.Sprint("same-", i)
+				if err := tx.Put(res("Patient", id, 1, base), []search.Entry{tok("identifier", "urn:same", "1")}); err != nil {
+					return err
+				}
+				created[i] = true
+				return tx.ClaimKey("Patient?identifier=urn:same|1", "Patient", id)
+			})
+			if !errors.Is(errs[i], store.ErrConflict) {
+				break
 			}
-		})
-	}
-	waitQueued(t, g, n)
-	close(release)
-	wg.Wait()
-	blockers.Wait()
+		}
+	})
 	made := 0
 	for i := range n {
 		if errs[i] != nil {
@@ -204,32 +200,18 @@ func testGroupCommitSeesEarlier(t *testing.T, s store.Store) {
 // is answered ErrConflict and leaves nothing, and the other writes all
 // commit.
 func testGroupCommitFlushConflict(t *testing.T, s store.Store) {
-	g, ok := s.(GroupCommitter)
-	if !ok {
-		t.Skip("the store has no group commit")
-	}
 	const n = 12
-	release := make(chan struct{})
-	blockers := blockLanes(t, s, g, release)
 	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() {
-			errs[i] = s.Write(context.Background(), func(tx store.Tx) error {
-				if i%2 == 1 {
-					return entryWrites(tx, fmt.Sprint("fc", i))
-				}
-				body := []byte(fmt.Sprintf(`{"resourceType":"Basic","id":"dup","n":%d}`, i))
-				r := res("Basic", "dup", 1, base)
-				r.Body = body
-				return tx.Put(r, []search.Entry{tok("code", "urn:dup", fmt.Sprint(i))})
-			})
+	QueuedTogether(t, s, n, func(i int) {
+		errs[i] = s.Write(context.Background(), func(tx store.Tx) error {
+			if i%2 == 1 {
+				return entryWrites(tx, fmt.Sprint("fc", i))
+			}
+			r := res("Basic", "dup", 1, base)
+			r.Body = []byte(fmt.Sprintf(`{"resourceType":"Basic","id":"dup","n":%d}`, i))
+			return tx.Put(r, []search.Entry{tok("code", "urn:dup", fmt.Sprint(i))})
 		})
-	}
-	waitQueued(t, g, n)
-	close(release)
-	wg.Wait()
-	blockers.Wait()
+	})
 	made := 0
 	for i := range n {
 		switch {
