@@ -48,15 +48,28 @@ func (c *Changes) Restore() {
 	c.list = c.list[:0]
 }
 
-// set replaces m[k], which holds old, with to.
+// set replaces m[k], which holds old, with to (recorded in Changes).
 func (rw Rewriter) set(m map[string]any, k, old, to string) {
 	if to == old {
 		return
 	}
-	if rw.Changes != nil {
-		rw.Changes.list = append(rw.Changes.list, change{m: m, k: k, old: old})
-	}
+	rw.record(change{m: m, k: k, old: old})
 	m[k] = to
+}
+
+// setAt replaces a[i], which holds old, with to (recorded in Changes).
+func (rw Rewriter) setAt(a []any, i int, old, to string) {
+	if to == old {
+		return
+	}
+	rw.record(change{a: a, i: i, old: old})
+	a[i] = to
+}
+
+func (rw Rewriter) record(c change) {
+	if rw.Changes != nil {
+		rw.Changes.list = append(rw.Changes.list, c)
+	}
 }
 
 // Rewrite rewrites doc, a resource decoded by encoding/json, in place: every
@@ -92,11 +105,8 @@ func (rw Rewriter) Rewrite(doc any) error {
 	case []any:
 		for i, v := range n {
 			if s, ok := v.(string); ok {
-				if to, ok := rw.IDs[s]; ok && to != s {
-					if rw.Changes != nil {
-						rw.Changes.list = append(rw.Changes.list, change{a: n, i: i, old: s})
-					}
-					n[i] = to
+				if to, ok := rw.IDs[s]; ok {
+					rw.setAt(n, i, s, to)
 				}
 				continue
 			}

@@ -422,8 +422,8 @@ func (s *Service) entries(res *mapping.Result, raws [][]byte, docs []map[string]
 		var perr error
 		if checked != nil {
 			perr = checked[i]
-		} else if doc != nil {
-			perr = s.engine.Validator().Profiles(doc, fmt.Sprintf("Bundle.entry[%d].resource", i))
+		} else {
+			perr = s.checkProfile(i, doc)
 		}
 		if perr != nil {
 			return nil, fmt.Errorf("mapped entry %d: %w", i, perr)
@@ -454,13 +454,21 @@ func (s *Service) checkProfiles(res *mapping.Result, docs []map[string]any, tena
 	}
 	out := make([]error, len(docs))
 	for i, doc := range docs {
-		if doc == nil {
-			continue
+		if doc != nil {
+			ownURL(res.Entries[i], tenant, doc)
 		}
-		ownURL(res.Entries[i], tenant, doc)
-		out[i] = s.engine.Validator().Profiles(doc, fmt.Sprintf("Bundle.entry[%d].resource", i))
+		out[i] = s.checkProfile(i, doc)
 	}
 	return out
+}
+
+// checkProfile checks doc, the resource of entry i, against the profiles
+// it claims (nil for a nil doc).
+func (s *Service) checkProfile(i int, doc map[string]any) error {
+	if doc == nil {
+		return nil
+	}
+	return s.engine.Validator().Profiles(doc, fmt.Sprintf("Bundle.entry[%d].resource", i))
 }
 
 // ResourceID is the id, in tenant's namespace, of a resource the mappings
