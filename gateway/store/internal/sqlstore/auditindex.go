@@ -181,21 +181,26 @@ func (s *Store) indexAudits(ctx context.Context) (int, error) {
 		if err := c.QueryRow(ctx, `SELECT seq FROM audit_index_head WHERE one = 1`).Scan(&from); err != nil {
 			return err
 		}
-		rows, err := c.Query(ctx, s.bind(`SELECT c.seq, c.id, r.body FROM audit_chain c
-			LEFT JOIN resources r ON r.type = 'AuditEvent' AND r.id = c.id AND r.version = 1
-			WHERE c.seq > ? ORDER BY c.seq LIMIT ?`), from, indexChunk)
+		rows, err := c.Query(ctx, s.bind(`SELECT seq, id FROM audit_chain WHERE seq > ? ORDER BY seq LIMIT ?`), from, indexChunk)
 		if err != nil {
 			return err
 		}
-		defer rows.Close()
 		for rows.Next() {
 			var p pendingAudit
-			if err := rows.Scan(&p.seq, &p.id, &p.body); err != nil {
+			if err := rows.Scan(&p.seq, &p.id); err != nil {
+				rows.Close()
 				return err
 			}
 			pending = append(pending, p)
 		}
-		return rows.Err()
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		// The bodies of those whose rows are not in memory (another
+		// process's, a crashed one's, or beyond maxIndexCache): an
+		// AuditEvent is never changed, so a later read sees the same.
+		return s.auditBodies(ctx, c, pending)
 	})
 	if err != nil {
 		return 0, fmt.Errorf("%s: audit index: %w", s.d.Name, s.err(ctx, err))
@@ -266,6 +271,43 @@ func (s *Store) indexAudits(ctx context.Context) (int, error) {
 	}
 	x.mu.Unlock()
 	return len(pending), nil
+}
+
+// auditBodies reads the stored bodies of the pending AuditEvents whose
+// index rows the indexer does not hold in memory.
+func (s *Store) auditBodies(ctx context.Context, c Conn, pending []pendingAudit) error {
+	at := map[string]int{}
+	s.ix.mu.Lock()
+	for i, p := range pending {
+		if s.ix.cache[p.id] == nil {
+			at[p.id] = i
+		}
+	}
+	s.ix.mu.Unlock()
+	if len(at) == 0 {
+		return nil
+	}
+	ids := make([]string, 0, len(at))
+	for id := range at {
+		ids = append(ids, id)
+	}
+	b := s.builder()
+	b.Add(`SELECT id, body FROM resources WHERE type = 'AuditEvent' AND version = 1 AND `)
+	s.in(b, "id", ids)
+	rows, err := c.Query(ctx, b.SQL(), b.Args()...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		var body []byte
+		if err := rows.Scan(&id, &body); err != nil {
+			return err
+		}
+		pending[at[id]].body = body
+	}
+	return rows.Err()
 }
 
 // extractAudit is the index entries of a stored AuditEvent body (none if
