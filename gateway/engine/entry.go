@@ -49,8 +49,7 @@ type Entry struct {
 	res      *Result
 	found    []*store.Resource // GET search: the matches
 	total    int               // GET search: the total, or -1
-	rendered *rendered         // version 1 of a POST, made ahead (render)
-	indexed  []search.Entry    // the index entries of the version a POST stored
+	rendered *rendered         // version 1 of a POST, made ahead (render) or when stored
 	rewrites fhirwire.Changes  // what the last run rewrote in doc (restored before a run)
 }
 

@@ -64,12 +64,11 @@ func putVersion(tx store.Tx, r *store.Resource, entries []search.Entry, err erro
 // prepared, or one made now.
 func (e *Engine) putRendered(tx store.Tx, en *Entry, now time.Time) (*store.Resource, error) {
 	v := en.rendered
-	en.rendered = nil
 	if v == nil {
 		r, entries, err := store.NewVersion(en.typ, en.id, 1, en.doc, now)
 		v = &rendered{r, entries, err}
+		en.rendered = v // matchesCriteria reads its index entries
 	}
-	en.indexed = v.entries
 	return putVersion(tx, v.res, v.entries, v.err)
 }
 

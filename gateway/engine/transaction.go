@@ -70,7 +70,6 @@ func (e *Engine) runTransaction(tx store.Tx, entries []*Entry, now time.Time) er
 	}
 	for _, en := range entries {
 		en.matched, en.key, en.criteria, en.res, en.found, en.total, en.again = nil, "", nil, nil, nil, 0, false
-		en.indexed = nil
 		en.chosen, en.pinned = en.method == "PUT" && en.query == "", false // PUT Type/id: the client's id
 		criteria := ""
 		switch {
@@ -230,8 +229,10 @@ func pinnedID(q *search.Query) (string, error) {
 // select (conditional-criteria-unmatched otherwise): from its own index
 // entries when that is certain (search.Satisfies), else by a search.
 func matchesCriteria(tx store.Tx, en *Entry) error {
-	rows := en.indexed // what the store indexed; else extracted now
-	if rows == nil {
+	var rows []search.Entry // what the store indexed; else extracted now
+	if en.rendered != nil && en.rendered.err == nil {
+		rows = en.rendered.entries
+	} else {
 		rows = search.Extract(en.typ, en.doc)
 	}
 	if search.Satisfies(en.criteria, rows) {
