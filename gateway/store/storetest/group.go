@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -74,13 +75,15 @@ func QueuedTogether(t *testing.T, s store.Store, n int, write func(i int)) {
 		t.Skip("the store has no group commit")
 	}
 	release := make(chan struct{})
+	letGo := sync.OnceFunc(func() { close(release) })
+	defer letGo() // also when waitQueued fails the test: the lanes must end
 	blockers := blockLanes(t, s, g, release)
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() { write(i) })
 	}
 	waitQueued(t, g, n)
-	close(release)
+	letGo()
 	wg.Wait()
 	blockers.Wait()
 }
@@ -212,7 +215,8 @@ func testGroupCommitFlushConflict(t *testing.T, s store.Store) {
 			return tx.Put(r, []search.Entry{tok("code", "urn:dup", fmt.Sprint(i))})
 		})
 	})
-	made := 0
+	winner := -1
+	var chain []string
 	for i := range n {
 		switch {
 		case i%2 == 1:
@@ -220,22 +224,41 @@ func testGroupCommitFlushConflict(t *testing.T, s store.Store) {
 				t.Errorf("write %d: %v; want committed", i, errs[i])
 			}
 			expectEntry(t, s, nil, fmt.Sprint("fc", i), true)
+			chain = append(chain, fmt.Sprint("audit-fc", i))
 		case errs[i] == nil:
-			made++
+			if winner >= 0 {
+				t.Errorf("creates %d and %d of Basic/dup both succeeded, want exactly one", winner, i)
+			}
+			winner = i
 		case !errors.Is(errs[i], store.ErrConflict):
 			t.Errorf("create %d: %v; want ErrConflict or success", i, errs[i])
 		}
 	}
-	if made != 1 {
-		t.Errorf("%d creates of Basic/dup succeeded, want exactly one", made)
+	if winner < 0 {
+		t.Fatal("no create of Basic/dup succeeded, want exactly one")
 	}
 	r, err := s.Read(context.Background(), "Basic", "dup")
-	if err != nil || r.Version != 1 {
-		t.Fatalf("Basic/dup: %v %v", r, err)
+	if err != nil || r.Version != 1 || !strings.Contains(string(r.Body), fmt.Sprintf(`"n":%d}`, winner)) {
+		t.Fatalf("Basic/dup: %v %v; want version 1 of create %d", r, err, winner)
 	}
-	pg, err := s.Search(context.Background(), query("Basic", clause("code", search.TypeToken, "", vSys("urn:dup", ""))))
-	if err != nil || len(pg.Matches) != 1 {
-		t.Errorf("index holds %d entries for Basic/dup (%v), want 1 (the committed create's)", len(pg.Matches), err)
+	// Only the committed create's index entry: each create's own code
+	// finds Basic/dup for the winner and nothing for the others.
+	for i := 0; i < n; i += 2 {
+		expect(t, s, fmt.Sprint("code of create ", i),
+			query("Basic", clause("code", search.TypeToken, "", vSys("urn:dup", fmt.Sprint(i)))), keptIDs(i == winner, "dup")...)
+	}
+	entries, err := verifyChain(t, s)
+	if err != nil {
+		t.Errorf("chain does not verify: %v", err)
+	}
+	var got []string
+	for _, e := range entries {
+		got = append(got, e.ID)
+	}
+	slices.Sort(got)
+	slices.Sort(chain)
+	if !slices.Equal(got, chain) {
+		t.Errorf("chain holds %v, want %v", got, chain)
 	}
 }
 
