@@ -227,11 +227,12 @@ func TestExportResumes(t *testing.T) {
 }
 
 // waitJob polls job id until cond holds (a job runs in the background:
-// the test waits for its state, never for a time); a job that failed
+// the test waits for its state, never for a time); a job that failed or
+// was cancelled, or a condition not reached in a minute (a job stuck),
 // fails the test.
 func waitJob(tb testing.TB, a *app.App, sc *auditlog.Scope, id string, cond func(*store.Job) bool) *store.Job {
 	tb.Helper()
-	for {
+	for deadline := time.Now().Add(time.Minute); ; {
 		cur, err := a.Jobs.Job(context.Background(), sc, id)
 		if err != nil {
 			tb.Fatal(err)
@@ -239,8 +240,13 @@ func waitJob(tb testing.TB, a *app.App, sc *auditlog.Scope, id string, cond func
 		if cond(cur) {
 			return cur
 		}
-		if cur.Status == store.JobFailed {
+		switch {
+		case cur.Status == store.JobFailed:
 			tb.Fatalf("job %s failed: %s", id, cur.Error)
+		case cur.Status == store.JobCancelled:
+			tb.Fatalf("job %s was cancelled", id)
+		case time.Now().After(deadline):
+			tb.Fatalf("job %s: condition not reached in a minute (status %s)", id, cur.Status)
 		}
 		time.Sleep(time.Millisecond) // polling a background job, not timing the test
 	}

@@ -143,7 +143,9 @@ func TestCancelStopsTheHandler(t *testing.T) {
 	gate := make(chan struct{})
 	count := counter(&started, gate)
 	returned := make(chan error, 1)
-	s := New(Config{Store: st, Poll: 10 * time.Millisecond, Handlers: map[string]Handler{
+	// A long lease: only the handler's own Save may see the cancellation,
+	// not a lease renewal that happens to fall in between.
+	s := New(Config{Store: st, Poll: 10 * time.Millisecond, Lease: time.Hour, Handlers: map[string]Handler{
 		"count": func(ctx context.Context, run *Run) ([]byte, error) {
 			res, err := count(ctx, run)
 			returned <- err
