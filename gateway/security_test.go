@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -21,11 +20,7 @@ import (
 // may also reach directly.
 func sqliteServer(t testing.TB, acfg app.Config) (http.Handler, store.Store) {
 	t.Helper()
-	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "kg.db"), sqlite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := tempSQLite(t, sqlite.Options{})
 	acfg.Store = st
 	return newServer(t, acfg, gateway.Config{}), st
 }

@@ -1,12 +1,10 @@
 package gateway_test
 
 import (
-	"context"
 	"fmt"
 	"io/fs"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -22,11 +20,7 @@ import (
 // the stages, and carry no marker and no attribute outside the allow-list.
 func TestSpans(t *testing.T) {
 	tel, spans, _ := telemetry.NewForTest()
-	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "kg.db"), sqlite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := tempSQLite(t, sqlite.Options{})
 	h := newServer(t, app.Config{Store: st, Tracer: tel.TracerProvider()}, gateway.Config{Telemetry: tel})
 	doc, err := fs.ReadFile(schemas.Examples(), "examples/session/routine-ketamine-iv-session.json")
 	if err != nil {
