@@ -79,7 +79,7 @@ func (t *tx) appendChain() error {
 	err := s.chunks(len(ids), func(start, end int) error {
 		b := s.builder()
 		b.Add(`SELECT id FROM audit_chain WHERE `)
-		s.in(b, "id", ids[start:end])
+		b.in("id", ids[start:end])
 		b.Add(` LIMIT 1`)
 		err := t.c.QueryRow(t.ctx, b.SQL(), b.Args()...).Scan(&taken)
 		if errNoRows(err) {

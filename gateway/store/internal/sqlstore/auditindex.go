@@ -293,7 +293,7 @@ func (s *Store) auditBodies(ctx context.Context, c Conn, pending []pendingAudit)
 	}
 	b := s.builder()
 	b.Add(`SELECT id, body FROM resources WHERE type = 'AuditEvent' AND version = 1 AND `)
-	s.in(b, "id", ids)
+	b.in("id", ids)
 	rows, err := c.Query(ctx, b.SQL(), b.Args()...)
 	if err != nil {
 		return err

@@ -93,9 +93,14 @@ func (b *Builder) arg(v any) string {
 	return b.d.Placeholder(len(b.args))
 }
 
-// inList writes "(?, ...)": one placeholder for each of vals.
-func (b *Builder) inList(vals []string) {
-	b.add("(")
+// in writes "col IN (?, ...)", one placeholder for each of vals, or with
+// Dialect.Arrays "col = ANY(?)" (one statement text for any number).
+func (b *Builder) in(col string, vals []string) {
+	if b.d.Arrays {
+		b.add(col+" = ANY(?)", vals)
+		return
+	}
+	b.add(col + " IN (")
 	for i, v := range vals {
 		if i > 0 {
 			b.add(", ")

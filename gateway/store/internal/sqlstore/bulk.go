@@ -99,7 +99,7 @@ func (s *Store) ReadCurrent(ctx context.Context, refs []string) ([]*store.Resour
 					b.Add(` OR `)
 				}
 				b.Add(`(c.type = ? AND `, typ)
-				s.in(b, "c.id", byType[typ])
+				b.in("c.id", byType[typ])
 				b.Add(`)`)
 			}
 			b.Add(`)`)

@@ -8,8 +8,8 @@ import (
 
 // typesCond restricts a search of every type to q.Types.
 func (b *Builder) typesCond(types []string) {
-	b.add(" AND c.type IN ")
-	b.inList(types)
+	b.add(" AND ")
+	b.in("c.type", types)
 }
 
 // compartmentCond restricts the search to a patient's compartment (see
@@ -47,8 +47,8 @@ func (b *Builder) compartmentCond(cp *search.Compartment, types []string) {
 		if i > 0 {
 			b.add(" OR ")
 		}
-		b.add("(x.param = ? AND x.type IN ", p)
-		b.inList(byParam[p])
+		b.add("(x.param = ? AND ", p)
+		b.in("x.type", byParam[p])
 		b.add(")")
 	}
 	b.add(")))")

@@ -185,8 +185,8 @@ func (s *Store) ClaimJob(ctx context.Context, kinds []string, claim string, now 
 	}
 	nowMS := now.UnixMilli()
 	b := s.builder()
-	b.Add(`SELECT id FROM jobs WHERE (status = 'queued' OR (status = 'running' AND lease_until <= ?)) AND kind IN `, nowMS)
-	b.inList(kinds)
+	b.Add(`SELECT id FROM jobs WHERE (status = 'queued' OR (status = 'running' AND lease_until <= ?)) AND `, nowMS)
+	b.in("kind", kinds)
 	b.Add(` ORDER BY created, id LIMIT 1`)
 	sel := b.SQL()
 	if s.d.RowLocks {

@@ -218,16 +218,6 @@ func (s *Store) fetch(ctx context.Context, c Conn, keys []key) ([]*store.Resourc
 	return out, nil
 }
 
-// in writes "col IN (?, ...)", or with Arrays "col = ANY(?)", for vals.
-func (s *Store) in(b *Builder, col string, vals []string) {
-	if s.d.Arrays {
-		b.Add(col+" = ANY(?)", vals)
-		return
-	}
-	b.Add(col + " IN ")
-	b.inList(vals)
-}
-
 // includes resolves q's _include and _revinclude for the matches: current,
 // non-deleted resources of q.Tenant, each once, none that is a match,
 // ordered by type and id.
@@ -270,7 +260,7 @@ func (s *Store) includes(ctx context.Context, c Conn, q *search.Query, matches [
 				b.Add(`SELECT c.type, c.id, c.version FROM idx_reference x
 					JOIN current c ON c.type = x.ref_type AND c.id = x.ref_id
 					WHERE `+s.d.NotDeleted+` AND x.type = ? AND `, typ)
-				s.in(b, "x.id", ids[start:end])
+				b.in("x.id", ids[start:end])
 				b.Add(tenantCond, tenantArgs...)
 				if inc.Param != "" && inc.Param != "*" {
 					b.Add(" AND x.param = ?", inc.Param)
@@ -290,7 +280,7 @@ func (s *Store) includes(ctx context.Context, c Conn, q *search.Query, matches [
 				b.Add(`SELECT c.type, c.id, c.version FROM idx_reference x
 					JOIN current c ON c.type = x.type AND c.id = x.id
 					WHERE `+s.d.NotDeleted+` AND x.ref_type = ? AND `, typ)
-				s.in(b, "x.ref_id", ids[start:end])
+				b.in("x.ref_id", ids[start:end])
 				b.Add(tenantCond, tenantArgs...)
 				if inc.SourceType != "" && inc.SourceType != "*" {
 					b.Add(" AND x.type = ?", inc.SourceType)
