@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
+
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -135,7 +137,7 @@ func (p jsonPatch) apply(_ string, doc map[string]any, _ *Validator) (map[string
 				root, v, err = removeAt(root, from)
 			} else {
 				v, err = getAt(root, from)
-				v = deepCopy(v)
+				v = fhirwire.Copy(v)
 			}
 			if err == nil {
 				root, err = setAt(root, path, v, true)
@@ -283,25 +285,6 @@ func removeAt(root any, path []string) (any, any, error) {
 		return root, v, err
 	}
 	return nil, nil, fmt.Errorf("the path goes below a primitive value")
-}
-
-// deepCopy copies decoded JSON.
-func deepCopy(v any) any {
-	switch x := v.(type) {
-	case map[string]any:
-		m := make(map[string]any, len(x))
-		for k, e := range x {
-			m[k] = deepCopy(e)
-		}
-		return m
-	case []any:
-		a := make([]any, len(x))
-		for i, e := range x {
-			a[i] = deepCopy(e)
-		}
-		return a
-	}
-	return v
 }
 
 // jsonEqual compares decoded JSON values as RFC 6902 test does: numbers

@@ -153,3 +153,23 @@ func Decode(raw []byte) (map[string]any, error) {
 	}
 	return m, nil
 }
+
+// Copy copies decoded JSON (objects, arrays and the values in them; a
+// json.Number stays the same number), deeply enough to change the copy.
+func Copy(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		m := make(map[string]any, len(x))
+		for k, e := range x {
+			m[k] = Copy(e)
+		}
+		return m
+	case []any:
+		a := make([]any, len(x))
+		for i, e := range x {
+			a[i] = Copy(e)
+		}
+		return a
+	}
+	return v
+}

@@ -64,7 +64,7 @@ func (s *Service) apply(ctx context.Context, sc *auditlog.Scope, m *remapped, op
 		entries, writes = entries[:0], writes[:0]
 		for _, mt := range m.entries {
 			e := m.res.Entries[mt.i]
-			doc := corrected(e.ResourceType, clone(mt.doc))
+			doc := corrected(e.ResourceType, fhirwire.Copy(mt.doc).(map[string]any))
 			var url string
 			switch {
 			case mt.stored == nil && e.Method == fhir.HTTPVerbPUT && !strings.Contains(e.URL, "?"):
@@ -268,16 +268,3 @@ func corrected(typ string, doc map[string]any) map[string]any {
 	return doc
 }
 
-// clone copies a decoded resource deeply enough to change it, numbers
-// kept exact (fhirwire.Decode): a decimal's digits are written as mapped.
-func clone(doc map[string]any) map[string]any {
-	raw, err := json.Marshal(doc)
-	if err != nil {
-		return doc
-	}
-	out, err := fhirwire.Decode(raw)
-	if err != nil {
-		return doc
-	}
-	return out
-}
