@@ -267,4 +267,3 @@ func corrected(typ string, doc map[string]any) map[string]any {
 	}
 	return doc
 }
-
