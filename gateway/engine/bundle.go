@@ -82,7 +82,7 @@ func (e *Engine) Bundle(ctx context.Context, sc *auditlog.Scope, body []byte, an
 		entries = append(entries, e.decodedEntry(i, m))
 	}
 	for i := range wire {
-		entries = append(entries, e.parseEntry(i, &wire[i], batch))
+		entries = append(entries, e.parseEntry(i, &wire[i]))
 	}
 	switch typ {
 	case fhirwire.TypeTransaction:

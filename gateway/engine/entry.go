@@ -144,11 +144,10 @@ func (e *Engine) parseURL(en *Entry, rawURL string) error {
 	return nil
 }
 
-// parseEntry reads Bundle entry i; problems are kept in perr. validate asks
-// it to validate the resource on its own (batch entries, whose Bundle is
-// validated without them); otherwise only the gateway profiles are checked
-// (the whole Bundle was validated).
-func (e *Engine) parseEntry(i int, w *fhirwire.Entry, validate bool) *Entry {
+// parseEntry reads entry i of a batch Bundle that was validated without
+// its entries (one bad entry fails only itself): the resource is validated
+// on its own. Problems are kept in perr.
+func (e *Engine) parseEntry(i int, w *fhirwire.Entry) *Entry {
 	en := &Entry{index: i, fullURL: w.FullURL, client: true}
 	if !e.entryRequest(en, w.Request) {
 		return en
@@ -163,33 +162,19 @@ func (e *Engine) parseEntry(i int, w *fhirwire.Entry, validate bool) *Entry {
 			en.perr = outcome.New(outcome.Invalid, "structure", "json-syntax", "the entry's resource is not valid JSON").At(expr)
 			return en
 		}
-		if validate {
-			rt, _ := doc["resourceType"].(string)
-			if rt == "Binary" || rt == "Parameters" {
-				if err := e.v.Structure(w.Resource, rt); err != nil {
-					en.perr = err
-					return en
-				}
+		rt, _ := doc["resourceType"].(string)
+		if rt == "Binary" || rt == "Parameters" {
+			if err := e.v.Structure(w.Resource, rt); err != nil {
+				en.perr = err
+				return en
 			}
 		}
 		return e.readPatch(en, doc)
 	}
-	var doc map[string]any
-	if validate {
-		var err error
-		if doc, err = e.v.Resource(w.Resource, en.typ, expr); err != nil {
-			en.perr = err
-			return en
-		}
-	} else {
-		var err error
-		if doc, err = decodeJSON(w.Resource); err != nil {
-			return en.fail("json-syntax", "the entry's resource is not valid JSON")
-		}
-		if err := e.v.Profiles(doc, expr); err != nil {
-			en.perr = err
-			return en
-		}
+	doc, err := e.v.Resource(w.Resource, en.typ, expr)
+	if err != nil {
+		en.perr = err
+		return en
 	}
 	return en.resource(doc)
 }
