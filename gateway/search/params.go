@@ -3,6 +3,7 @@ package search
 import (
 	"slices"
 	"strings"
+	"sync"
 )
 
 // kind is the FHIR datatype found at a parameter path; it decides how the
@@ -277,13 +278,23 @@ func conformanceDefs(rt string) []def {
 // defs returns all parameter definitions of a resource type, sorted by name
 // (nil for a type that is not an R4 resource type).
 func defs(rt string) []def {
+	if ds, ok := defsOf.Load(rt); ok {
+		return ds.([]def)
+	}
 	if !isResourceType(rt) {
 		return nil
 	}
 	all := append(commonDefs(), specificDefs(rt)...)
 	slices.SortFunc(all, func(a, b def) int { return strings.Compare(a.name, b.name) })
+	all = slices.Clip(all)
+	defsOf.Store(rt, all)
 	return all
 }
+
+// defsOf holds defs' answer for each R4 resource type asked for (at most
+// every type's): every resource written and every search clause asks, and
+// building them is a tenth of an AuditEvent's cost. Callers only read it.
+var defsOf sync.Map // resource type -> []def
 
 // param turns a definition of resource type rt into the exported Param.
 func (d def) param(rt string) Param {
