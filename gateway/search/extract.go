@@ -51,9 +51,10 @@ func Extract(resourceType string, resource map[string]any) []Entry {
 	if ds == nil || resource == nil {
 		return nil
 	}
-	x := &extractor{seen: make(map[Entry]bool)}
+	x := &extractor{}
 	for _, d := range ds {
-		x.d = d
+		x.d, x.start = d, len(x.out)
+		clear(x.seen)
 		if d.compartment {
 			x.walk(resource, 0)
 			continue
@@ -108,17 +109,41 @@ func appendFlat(out []any, v any) []any {
 
 // extractor collects the entries of one resource.
 type extractor struct {
-	d    def
-	out  []Entry
-	seen map[Entry]bool
+	d     def
+	out   []Entry
+	start int            // where d's entries begin in out
+	seen  map[Entry]bool // d's entries, once it has more than fewEntries
 }
 
+// fewEntries is how many entries of one parameter add compares a new one
+// with one by one; beyond, it keeps them in a map (an Entry is large to
+// hash, and most parameters have one or two entries).
+const fewEntries = 16
+
+// add appends e as an entry of the current parameter unless it has it.
 func (x *extractor) add(e Entry) {
 	e.Param = x.d.name
-	if x.seen[e] {
-		return
+	cur := x.out[x.start:]
+	if len(cur) < fewEntries {
+		for i := range cur {
+			if cur[i] == e {
+				return
+			}
+		}
+	} else {
+		if len(x.seen) == 0 {
+			if x.seen == nil {
+				x.seen = make(map[Entry]bool, 2*fewEntries)
+			}
+			for _, c := range cur {
+				x.seen[c] = true
+			}
+		}
+		if x.seen[e] {
+			return
+		}
+		x.seen[e] = true
 	}
-	x.seen[e] = true
 	x.out = append(x.out, e)
 }
 

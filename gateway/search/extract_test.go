@@ -424,3 +424,32 @@ func TestExtractConformance(t *testing.T) {
 		}
 	}
 }
+
+// TestExtractDedupesMany: a parameter with more entries than add compares
+// one by one (fewEntries) still gets each distinct entry once, in order.
+func TestExtractDedupesMany(t *testing.T) {
+	for _, n := range []int{1, fewEntries - 1, fewEntries, fewEntries + 1, 3 * fewEntries} {
+		var codings []any
+		for i := range n {
+			c := map[string]any{"system": "http://s", "code": string(rune('A'+i%26)) + string(rune('a'+i/26))}
+			codings = append(codings, c, c) // each twice
+		}
+		codings = append(codings, codings[0])
+		doc := map[string]any{"resourceType": "Observation", "code": map[string]any{"coding": codings}}
+		var got []string
+		for _, e := range Extract("Observation", doc) {
+			if e.Param == "code" {
+				got = append(got, e.Code)
+			}
+		}
+		if len(got) != n {
+			t.Errorf("%d distinct codings, each twice: %d code entries, want %d", n, len(got), n)
+		}
+		for i := 0; i < len(got) && i < n; i++ {
+			if want := string(rune('A'+i%26)) + string(rune('a'+i/26)); got[i] != want {
+				t.Errorf("%d codings: entry %d = %s, want %s", n, i, got[i], want)
+				break
+			}
+		}
+	}
+}
