@@ -46,12 +46,14 @@ func blockLanes(t *testing.T, s store.Store, g GroupCommitter, release <-chan st
 	t.Helper()
 	lanes, _ := g.GroupCommit()
 	var wg sync.WaitGroup
-	running := make(chan struct{})
 	for i := range lanes {
 		// One at a time, so that each lane takes one.
+		running, done := make(chan struct{}), make(chan struct{})
+		signal := sync.OnceFunc(func() { close(running) }) // a rerun of fn signals nothing
 		wg.Go(func() {
+			defer close(done)
 			err := s.Write(context.Background(), func(tx store.Tx) error {
-				running <- struct{}{}
+				signal()
 				<-release
 				return tx.Put(res("Basic", fmt.Sprintf("blocker-%d", i), 1, base), nil)
 			})
@@ -59,7 +61,11 @@ func blockLanes(t *testing.T, s store.Store, g GroupCommitter, release <-chan st
 				t.Errorf("blocking write %d: %v", i, err)
 			}
 		})
-		<-running
+		select {
+		case <-running:
+		case <-done: // the write failed before it ran: the test fails, and waits for nothing
+			return &wg
+		}
 	}
 	return &wg
 }
