@@ -293,7 +293,8 @@ func defs(rt string) []def {
 
 // defsOf holds defs' answer for each R4 resource type asked for (at most
 // every type's): every resource written and every search clause asks, and
-// building them is a tenth of an AuditEvent's cost. Callers only read it.
+// building them was a third of an AuditEvent's extraction. Callers only
+// read it.
 var defsOf sync.Map // resource type -> []def
 
 // param turns a definition of resource type rt into the exported Param.
