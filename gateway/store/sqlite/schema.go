@@ -304,6 +304,17 @@ var migrations = []sqlstore.Migration{{
 		{"outbox", "outbox_open 10000 3000 1000 2"},
 		{"outbox", "outbox_patient 1000000 10 1"},
 	}),
+}, {
+	Version: 8,
+	Stmts: []string{
+		// Nearly every token has a system, so idx_token_system held a
+		// second entry for nearly every token row, one more B-tree insert
+		// each, for the rare search by system alone (system|), which
+		// reads the (type, param) range of idx_token_code instead
+		// (issue 19: 8% more session records a second at 32 clients).
+		`DROP INDEX idx_token_system`,
+		`DELETE FROM sqlite_stat1 WHERE idx = 'idx_token_system'`,
+	},
 }}
 
 // schemaVersion is the schema version this package migrates to.

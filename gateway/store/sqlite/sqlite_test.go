@@ -210,6 +210,9 @@ func TestQueryPlan(t *testing.T) {
 	}{
 		{"identifier", &search.Query{Type: "Patient", Clauses: identifier},
 			[]string{"USING INDEX sqlite_autoindex_current_1 (type=? AND id=?)", "USING INDEX idx_token_code"}},
+		{"identifier by system alone", &search.Query{Type: "Patient", Clauses: []search.Clause{{Param: "identifier",
+			Type: search.TypeToken, Values: []search.Value{{System: "urn:x", HasSystem: true}}}}},
+			[]string{"USING INDEX sqlite_autoindex_current_1 (type=? AND id=?)", "USING INDEX idx_token_code (type=? AND param=?)"}},
 		{"identifier in a tenant", &search.Query{Type: "Patient", Clauses: identifier, Tenant: "clinic-a"},
 			[]string{"USING INDEX sqlite_autoindex_current_1 (type=? AND id=?)", "USING INDEX idx_token_code"}},
 		{"listing of a tenant", &search.Query{Type: "Patient", Tenant: "clinic-a"},

@@ -244,10 +244,6 @@ func (b *Builder) tokenCond(v *search.Value) {
 	switch {
 	case !v.HasSystem:
 		b.add("x.code = ?", v.Code)
-	case v.Code == "" && v.System != "":
-		// The term that idx_token_system's WHERE names: the planner
-		// uses that partial index.
-		b.add("x.system = ? AND x.system <> ''", v.System)
 	case v.Code == "":
 		b.add("x.system = ?", v.System)
 	default:
