@@ -158,7 +158,9 @@ func TestCancelStopsTheHandler(t *testing.T) {
 	j, _ := s.Submit(ctx, sc, "count", []byte(`{"N":1000}`), false)
 	gate <- struct{}{}
 	gate <- struct{}{}
-	wait(t, s, sc, j.ID, func(j *store.Job) bool { return j.Done >= 1 })
+	// Both steps saved: a cancellation before the second step's save
+	// would stop the handler there, and it would never take the next.
+	wait(t, s, sc, j.ID, func(j *store.Job) bool { return j.Done >= 2 })
 	if err := s.Cancel(ctx, sc, j.ID); err != nil {
 		t.Fatal(err)
 	}
