@@ -1,8 +1,6 @@
 package engine
 
 import (
-	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
-
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -10,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 )
 
