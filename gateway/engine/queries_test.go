@@ -68,10 +68,10 @@ func TestSearchTimeout(t *testing.T) {
 		t.Fatalf("Search past the timeout = %v, want Unavailable search-too-costly", err)
 	}
 	// The caller's cancellation, with a search timeout it cannot race.
-	patient := New(Config{Store: st, Validator: queryValidator(), SearchTimeout: time.Hour})
+	unhurried := New(Config{Store: st, Validator: queryValidator(), SearchTimeout: time.Hour})
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(10*time.Millisecond, cancel)
-	_, err = patient.Search(ctx, scopeOf("a"), "Patient", slow, false)
+	_, err = unhurried.Search(ctx, scopeOf("a"), "Patient", slow, false)
 	if !errors.Is(err, context.Canceled) || rule(err) == "search-too-costly" {
 		t.Errorf("Search abandoned by the caller = %v, want its cancellation", err)
 	}
