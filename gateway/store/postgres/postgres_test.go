@@ -163,6 +163,27 @@ func TestNewerSchemaRefused(t *testing.T) {
 	}
 }
 
+// TestNoForeignKeysOnResources: schema 9 dropped the foreign keys of
+// current and of the index tables (each cost a trigger query and a row
+// lock per inserted row); CheckIntegrity, run after every test of the
+// shared suite, checks what they guarded.
+func TestNoForeignKeysOnResources(t *testing.T) {
+	s, _ := openFresh(t, Options{})
+	rows, err := s.pool.Query(context.Background(), `SELECT conrelid::regclass::text || ' ' || conname FROM pg_constraint
+		WHERE contype = 'f' AND connamespace = current_schema()::regnamespace
+		AND conrelid::regclass::text IN ('current', 'idx_token', 'idx_string', 'idx_date', 'idx_reference', 'idx_quantity', 'idx_uri')`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) > 0 {
+		t.Errorf("foreign keys left: %v", keys)
+	}
+}
+
 // TestConnectionSettings: the statement timeout reaches every connection;
 // Options win over the URL. Every connection plans statements for their
 // values (plan_cache_mode force_custom_plan).

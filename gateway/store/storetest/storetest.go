@@ -102,7 +102,28 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 				}
 			})
 			tc.fn(t, s)
+			checkIntegrity(t, s)
 		})
+	}
+}
+
+// integrityChecker is a store that can check the invariants tying its
+// tables together (the SQL stores: sqlstore.Store.CheckIntegrity).
+type integrityChecker interface {
+	CheckIntegrity(ctx context.Context) error
+}
+
+// checkIntegrity checks, after a test that passed, that the store's tables
+// still hold together: no index row of a resource that is not current or
+// is deleted, no current row without its version.
+func checkIntegrity(t *testing.T, s store.Store) {
+	t.Helper()
+	c, ok := s.(integrityChecker)
+	if !ok || t.Failed() {
+		return
+	}
+	if err := c.CheckIntegrity(context.Background()); err != nil {
+		t.Errorf("after the test: %v", err)
 	}
 }
 
