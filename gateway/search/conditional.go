@@ -46,8 +46,8 @@ func (l Limits) ParseConditional(resourceType, query string) (*Query, error) {
 		return nil, &Error{Rule: RuleValueInvalid, Message: "the conditional criteria are empty"}
 	}
 	// A conditional interaction tells no match, one and several apart:
-	// two matches are enough, and nothing is counted.
-	q.Count, q.Total = 2, false
+	// two matches are enough, in any order, and nothing is counted.
+	q.Count, q.Total, q.Unordered = 2, false, true
 	return q, nil
 }
 

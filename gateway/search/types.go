@@ -168,6 +168,11 @@ type Query struct {
 	Sort    []SortKey
 	// Count is the page size (default 50, max 1000); Offset the first match.
 	Count, Offset int
+	// Unordered says that the caller takes the matches in any order (a
+	// conditional interaction tells none, one and several apart): without
+	// Sort, a store may return them unordered, which costs less to plan
+	// and to run.
+	Unordered bool
 	// SummaryCount is _summary=count: only the total is wanted.
 	SummaryCount bool
 	// Total says whether to count all matches (_total=none|estimate|accurate;

@@ -126,7 +126,8 @@ type Store struct {
 	pool           *pgxpool.Pool
 	acquireTimeout time.Duration
 	now            func() time.Time
-	analyzer       analyzer // planner statistics after bulk writes
+	analyzer       analyzer        // planner statistics after bulk writes
+	generic        map[string]bool // see conn.args; read-only after Open
 }
 
 var _ store.Store = (*Store)(nil)
@@ -152,6 +153,10 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	s := &Store{pool: pool, acquireTimeout: acquire, now: now}
 	wcfg.Now = now
 	s.Store = sqlstore.New(conns{s}, dialect, wcfg)
+	s.generic = map[string]bool{}
+	for _, q := range append(s.WriteStatements(), s.ReadStatements()...) {
+		s.generic[q] = true
+	}
 	s.analyzer.ctx, s.analyzer.stop = context.WithCancel(context.Background())
 	if opts.Existing {
 		err = s.checkVersion(ctx)
@@ -235,13 +240,9 @@ func config(url string, opts Options) (*pgxpool.Config, time.Duration, sqlstore.
 	}
 	ms := strconv.FormatInt(stmt.Milliseconds(), 10)
 	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
-		// Every statement is planned for its values (plan_cache_mode): a
-		// search's or count's best plan depends on how common the value
-		// is (a patient with thousands of reference rows against one with
-		// ten), and the generic plan PostgreSQL switches a cached
-		// statement to after five runs reads the common value's range
-		// for every value (issue 19: 57.7 ms against 2.1 ms).
-		_, err := c.Exec(ctx, `SELECT set_config('statement_timeout', $1, false), set_config('plan_cache_mode', 'force_custom_plan', false)`, ms)
+		// plan_cache_mode stays auto: the statements that must be planned
+		// for their values run as unnamed statements (see conn.args).
+		_, err := c.Exec(ctx, `SELECT set_config('statement_timeout', $1, false)`, ms)
 		return err
 	}
 	return cfg, acquire, wcfg, nil

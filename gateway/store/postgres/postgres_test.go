@@ -15,7 +15,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/internal/sqlstore"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/storetest"
 )
 
@@ -185,8 +187,7 @@ func TestNoForeignKeysOnResources(t *testing.T) {
 }
 
 // TestConnectionSettings: the statement timeout reaches every connection;
-// Options win over the URL. Every connection plans statements for their
-// values (plan_cache_mode force_custom_plan).
+// Options win over the URL. plan_cache_mode stays auto (see TestPlans).
 func TestConnectionSettings(t *testing.T) {
 	u := freshDB(t)
 	for _, tc := range []struct {
@@ -216,13 +217,81 @@ func TestConnectionSettings(t *testing.T) {
 		if err != nil || got != tc.want {
 			t.Errorf("%q %+v: statement_timeout %q (%v), want %q", tc.query, tc.opts, got, err, tc.want)
 		}
-		if plans != "force_custom_plan" {
-			t.Errorf("%q: plan_cache_mode %q, want force_custom_plan", tc.query, plans)
+		if plans != "auto" {
+			t.Errorf("%q: plan_cache_mode %q, want auto", tc.query, plans)
 		}
 		if strings.Contains(tc.query, "pool_max_conns=3") && s.pool.Config().MaxConns != 3 {
 			t.Errorf("pool_max_conns: %d", s.pool.Config().MaxConns)
 		}
 		s.Close()
+	}
+}
+
+// TestPlans: a search runs as an unnamed statement, planned for its values
+// at every run, however often it runs; a conditional lookup and a read by
+// id run as prepared statements, which PostgreSQL switches to their
+// generic plans after five runs and then no longer plans (see conn.args).
+func TestPlans(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openFresh(t, Options{})
+	statement := func(q *search.Query, err error) sqlstore.Stmt {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		page, _, err := sqlstore.SearchStatements(dialect, q, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return page
+	}
+	find := statement(search.Parse("Observation", url.Values{"subject": {"Patient/p1"}, "code": {"http://loinc.org|8867-4"}}, false))
+	lookup := statement(search.ParseConditional("Observation", "identifier=urn:x|1"))
+	read := sqlstore.Stmt{SQL: s.ReadStatements()[0], Args: []any{"Observation", "o1"}}
+	err := s.single(ctx, func(qr querier) error {
+		c := conn{qr, s.generic}
+		for range 8 {
+			for _, st := range []sqlstore.Stmt{find, lookup, read} {
+				rows, err := c.Query(ctx, st.SQL, st.Args...)
+				if err != nil {
+					return err
+				}
+				rows.Close()
+			}
+		}
+		rows, err := qr.Query(ctx, `SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements`)
+		if err != nil {
+			return err
+		}
+		type prepared struct {
+			Statement                 string
+			GenericPlans, CustomPlans int64
+		}
+		all, err := pgx.CollectRows(rows, pgx.RowToStructByPos[prepared])
+		if err != nil {
+			return err
+		}
+		seen := map[string]bool{}
+		for _, p := range all {
+			seen[p.Statement] = true
+			switch p.Statement {
+			case find.SQL:
+				t.Errorf("the search ran as a prepared statement: %d generic, %d custom plans", p.GenericPlans, p.CustomPlans)
+			case lookup.SQL, read.SQL:
+				if p.GenericPlans < 3 {
+					t.Errorf("%.60s...: %d generic plans in 8 runs, want at least 3 (%d custom)", p.Statement, p.GenericPlans, p.CustomPlans)
+				}
+			}
+		}
+		for _, st := range []sqlstore.Stmt{lookup, read} {
+			if !seen[st.SQL] {
+				t.Errorf("not a prepared statement of the connection: %.60s...", st.SQL)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 

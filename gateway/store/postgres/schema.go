@@ -375,7 +375,7 @@ func (s *Store) checkVersion(ctx context.Context) error {
 		return err
 	}
 	defer c.Release()
-	if err := sqlstore.CheckVersion(ctx, conn{c}, schemaVersion); err != nil {
+	if err := sqlstore.CheckVersion(ctx, conn{q: c}, schemaVersion); err != nil {
 		return fmt.Errorf("postgres: %w", err)
 	}
 	return nil
@@ -390,5 +390,5 @@ func migrateTx(ctx context.Context, tx pgx.Tx, upTo int, now func() time.Time) e
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, migrationLock); err != nil {
 		return fmt.Errorf("migration lock: %w", err)
 	}
-	return sqlstore.Migrate(ctx, conn{tx}, dialect, migrations, upTo, now)
+	return sqlstore.Migrate(ctx, conn{q: tx}, dialect, migrations, upTo, now)
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -70,7 +71,7 @@ func (s *Store) search(ctx context.Context, c Conn, q *search.Query, withInclude
 	}
 
 	var keys []key
-	if s.d.JoinMatches {
+	if joinMatches(s.d, q) {
 		rows, err := c.Query(ctx, page.SQL, page.Args...)
 		if err == nil {
 			pg.Matches, err = collect(rows)
@@ -116,20 +117,53 @@ func SearchStatements(d *Dialect, q *search.Query, now time.Time) (page, count S
 	}
 	where := b.SQL()
 	count = Stmt{`SELECT COUNT(*) FROM current c WHERE ` + where, slices.Clip(b.Args())}
-	order, oargs := OrderBy(q)
 	n, offset := pageBounds(q.Count, q.Offset)
-	b.Add(" ORDER BY "+order, oargs...)
-	b.Add(" LIMIT ? OFFSET ?", n, offset)
-	if d.JoinMatches {
+	switch {
+	case !unordered(q):
+		order, oargs := OrderBy(q)
+		b.Add(" ORDER BY "+order, oargs...)
+		b.Add(" LIMIT ? OFFSET ?", n, offset)
+	case offset == 0:
+		// The page bounds written out: a generic plan takes a LIMIT or
+		// OFFSET argument for a tenth of the rows, and PostgreSQL would
+		// keep planning the statement anew (see PlanOnce).
+		b.Add(" LIMIT " + strconv.Itoa(n))
+	default:
+		b.Add(" LIMIT "+strconv.Itoa(n)+" OFFSET ?", offset)
+	}
+	switch {
+	case joinMatches(d, q):
 		page.SQL = `SELECT ` + resourceCols + ` FROM current c
 			JOIN resources r ON r.type = c.type AND r.id = c.id AND r.version = c.version
 			WHERE ` + b.SQL()
-	} else {
+	case unordered(q):
+		page.SQL = PlanOnce + `SELECT c.type, c.id, c.version FROM current c WHERE ` + b.SQL()
+	default:
 		page.SQL = `SELECT c.type, c.id, c.version FROM current c WHERE ` + b.SQL()
 	}
 	page.Args = b.Args()
 	return page, count, nil
 }
+
+// PlanOnce begins a statement whose plan does not depend on its values, so
+// that a backend may plan it once for all of them (PostgreSQL: a generic
+// plan): an unordered search's page, which stops at its few matches
+// (search.Query.Unordered: a conditional lookup; from the index of its
+// condition whatever the value, and planning it cost ten times running it).
+// A backend that plans every statement once (SQLite) reads it as the
+// comment it is.
+const PlanOnce = "/* plan once */ "
+
+// unordered reports whether the matches of q may come in any order: the
+// caller said so, and named no sort.
+func unordered(q *search.Query) bool { return q.Unordered && len(q.Sort) == 0 }
+
+// joinMatches reports whether the page statement of q reads the matches'
+// resources (Dialect.JoinMatches), or only their keys. An unordered search
+// (a conditional lookup, which finds nothing most of the time) selects
+// keys: its plan is then that of the conditions alone, with no join to
+// weigh, and PostgreSQL plans it at every run (see the postgres package).
+func joinMatches(d *Dialect, q *search.Query) bool { return d.JoinMatches && !unordered(q) }
 
 // scanKeys appends rows of (type, id, version) to keys and closes them.
 func scanKeys(rows Rows, keys []key) ([]key, error) {

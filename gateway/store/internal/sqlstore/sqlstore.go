@@ -148,7 +148,8 @@ func New(db DB, d *Dialect, cfg Config) *Store {
 }
 
 // WriteStatements are the statements a write transaction runs most, for a
-// backend that prepares statements once (SQLite).
+// backend that prepares statements once (SQLite) or lets them run on a
+// generic plan (PostgreSQL: they look rows up by key).
 func (s *Store) WriteStatements() []string {
 	stmts := []string{s.bind(sqlCurVersion), s.bind(sqlDelKeys), s.bind(sqlReadCurrent), s.bind(sqlClaimKey),
 		s.bind(sqlKeyOwner), s.bind(sqlLedger), s.bind(sqlPutLedger), s.bind(sqlChainHead), s.bind(sqlChainHeadUpdate),
@@ -165,7 +166,8 @@ func (s *Store) WriteStatements() []string {
 }
 
 // ReadStatements are the statements of reads by id, for a backend that
-// prepares statements once (SQLite).
+// prepares statements once (SQLite) or lets them run on a generic plan
+// (PostgreSQL).
 func (s *Store) ReadStatements() []string {
 	return []string{s.bind(sqlReadCurrent), s.bind(sqlVRead)}
 }
