@@ -232,6 +232,48 @@ func TestTransaction(t *testing.T) {
 	}
 }
 
+// TestLargeTransaction: a transaction of hundreds of creates (rendered on
+// other goroutines while the first ones are stored, and written to the
+// database a few hundred at a time) stores every one with its reference
+// rewritten; the same transaction whose last entry fails once all the
+// creates are written leaves none of them.
+func TestLargeTransaction(t *testing.T) {
+	h := fhirServer(t)
+	const n = 600
+	bundle := func(tail ...string) string {
+		entries := []string{patEntry}
+		for i := range n {
+			entries = append(entries, fmt.Sprintf(obsTmpl, fmt.Sprintf("22222222-2222-4222-8222-%012d", i), "urn:uuid:11111111-1111-4111-8111-111111111111"))
+		}
+		return txBundle(append(entries, tail...)...)
+	}
+	failing := `{"resource":{"resourceType":"Patient","id":"not-there","gender":"female"},"request":{"method":"PUT","url":"Patient/not-there","ifMatch":"W/\"3\""}}`
+	assertOutcome(t, req(h, "POST", "/fhir", bundle(failing)), 412, "version-mismatch", "")
+	if got := decode(t, req(h, "GET", "/fhir/Observation?code=http://loinc.org|8867-4&_summary=count", ""))["total"]; got != 0.0 {
+		t.Fatalf("the failed transaction left %v Observations", got)
+	}
+	rec := req(h, "POST", "/fhir", bundle())
+	if rec.Code != 200 {
+		t.Fatalf("transaction = %d %.500s", rec.Code, rec.Body)
+	}
+	entries := decode(t, rec)["entry"].([]any)
+	pid := strings.Split(entries[0].(map[string]any)["response"].(map[string]any)["location"].(string), "/")[1]
+	ids := map[string]bool{}
+	for _, e := range entries[1:] {
+		resp := e.(map[string]any)["response"].(map[string]any)
+		if resp["status"] != "201 Created" {
+			t.Fatalf("entry status %v", resp["status"])
+		}
+		ids[strings.Split(resp["location"].(string), "/")[1]] = true
+	}
+	if len(ids) != n {
+		t.Errorf("%d distinct Observation ids, want %d", len(ids), n)
+	}
+	if got := decode(t, req(h, "GET", "/fhir/Observation?subject=Patient/"+pid+"&_summary=count", ""))["total"]; got != float64(n) {
+		t.Errorf("Observations of the patient: %v, want %d", got, n)
+	}
+}
+
 func TestBatch(t *testing.T) {
 	h := fhirServer(t)
 	body := `{"resourceType":"Bundle","type":"batch","entry":[` + `{"resource":` + patientJSON + `,"request":{"method":"POST","url":"Patient"}},` +
