@@ -240,9 +240,11 @@ func config(url string, opts Options) (*pgxpool.Config, time.Duration, sqlstore.
 	}
 	ms := strconv.FormatInt(stmt.Milliseconds(), 10)
 	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
-		// plan_cache_mode stays auto: the statements that must be planned
-		// for their values run as unnamed statements (see conn.args).
-		_, err := c.Exec(ctx, `SELECT set_config('statement_timeout', $1, false)`, ms)
+		// plan_cache_mode auto, whatever the server's or role's default:
+		// the statements that must be planned for their values run as
+		// unnamed statements, the others as prepared statements that may
+		// switch to their generic plan (see conn.args).
+		_, err := c.Exec(ctx, `SELECT set_config('statement_timeout', $1, false), set_config('plan_cache_mode', 'auto', false)`, ms)
 		return err
 	}
 	return cfg, acquire, wcfg, nil

@@ -187,7 +187,8 @@ func TestNoForeignKeysOnResources(t *testing.T) {
 }
 
 // TestConnectionSettings: the statement timeout reaches every connection;
-// Options win over the URL. plan_cache_mode stays auto (see TestPlans).
+// Options win over the URL. plan_cache_mode is auto, whatever the URL or
+// the server says (see TestPlans).
 func TestConnectionSettings(t *testing.T) {
 	u := freshDB(t)
 	for _, tc := range []struct {
@@ -201,6 +202,7 @@ func TestConnectionSettings(t *testing.T) {
 		{"statement_timeout=5s", Options{StatementTimeout: 7 * time.Second}, "7s"},
 		{"statement_timeout=0", Options{}, "0"},
 		{"", Options{StatementTimeout: -1}, "0"},
+		{"plan_cache_mode=force_generic_plan", Options{}, "30s"}, // a server or role default is overridden
 	} {
 		uu := u
 		if tc.query != "" {
