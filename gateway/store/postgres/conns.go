@@ -87,8 +87,8 @@ type conn struct {
 // Plans.
 //
 // A statement the store builds for a query (a search and its count, an
-// include, a chain, a conditional lookup, a listing) is planned for its
-// values every time it runs: its best plan depends on how common the
+// include, a chain, a listing) is planned for its values every time it
+// runs: its best plan depends on how common the
 // values are (a patient with thousands of reference rows against one with
 // ten), and the generic plan PostgreSQL switches a prepared statement to
 // after five runs reads the common value's range for every value (issue

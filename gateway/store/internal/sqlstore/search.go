@@ -162,7 +162,7 @@ func unordered(q *search.Query) bool { return q.Unordered && len(q.Sort) == 0 }
 // resources (Dialect.JoinMatches), or only their keys. An unordered search
 // (a conditional lookup, which finds nothing most of the time) selects
 // keys: its plan is then that of the conditions alone, with no join to
-// weigh, and PostgreSQL plans it at every run (see the postgres package).
+// weigh (and PostgreSQL plans it once: see PlanOnce).
 func joinMatches(d *Dialect, q *search.Query) bool { return d.JoinMatches && !unordered(q) }
 
 // scanKeys appends rows of (type, id, version) to keys and closes them.
