@@ -233,10 +233,9 @@ func TestTransaction(t *testing.T) {
 }
 
 // TestLargeTransaction: a transaction of hundreds of creates (rendered on
-// other goroutines while the first ones are stored, and written to the
-// database a few hundred at a time) stores every one with its reference
-// rewritten; the same transaction whose last entry fails once all the
-// creates are written leaves none of them.
+// several goroutines) stores every one with its reference rewritten; the
+// same transaction failing at its last entry, after a search entry had the
+// creates written to the database, leaves none of them.
 func TestLargeTransaction(t *testing.T) {
 	h := fhirServer(t)
 	const n = 600
@@ -247,8 +246,11 @@ func TestLargeTransaction(t *testing.T) {
 		}
 		return txBundle(append(entries, tail...)...)
 	}
-	failing := `{"resource":{"resourceType":"Patient","id":"not-there","gender":"female"},"request":{"method":"PUT","url":"Patient/not-there","ifMatch":"W/\"3\""}}`
-	assertOutcome(t, req(h, "POST", "/fhir", bundle(failing)), 412, "version-mismatch", "")
+	// GETs run last, in Bundle order: the search sees the creates (the
+	// store writes them to the database first), the read fails.
+	search := `{"request":{"method":"GET","url":"Observation?code=http://loinc.org|8867-4"}}`
+	failing := `{"request":{"method":"GET","url":"Patient/not-there"}}`
+	assertOutcome(t, req(h, "POST", "/fhir", bundle(search, failing)), 404, "resource-unknown", "")
 	if got := decode(t, req(h, "GET", "/fhir/Observation?code=http://loinc.org|8867-4&_summary=count", ""))["total"]; got != 0.0 {
 		t.Fatalf("the failed transaction left %v Observations", got)
 	}
