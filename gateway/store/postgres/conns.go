@@ -88,11 +88,11 @@ type conn struct {
 //
 // A statement the store builds for a query (a search and its count, an
 // include, a chain, a listing) is planned for its values every time it
-// runs: its best plan depends on how common the
-// values are (a patient with thousands of reference rows against one with
-// ten), and the generic plan PostgreSQL switches a prepared statement to
-// after five runs reads the common value's range for every value (issue
-// 19: a count at 57.7 ms against 2.1 ms). It runs as pgx's unnamed
+// runs: its best plan depends on how common the values are (a patient
+// with thousands of reference rows against one with ten), and the generic
+// plan PostgreSQL switches a prepared statement to after five runs reads
+// the common value's range for every value (issue 19: a count at 57.7 ms
+// against 2.1 ms). It runs as pgx's unnamed
 // statement (QueryExecModeCacheDescribe), which PostgreSQL plans anew at
 // each run. The store's fixed statements by key (sqlstore's
 // WriteStatements and ReadStatements: a read by id, a version check, a

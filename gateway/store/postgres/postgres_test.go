@@ -250,8 +250,7 @@ func TestPlans(t *testing.T) {
 	find := statement(search.Parse("Observation", url.Values{"subject": {"Patient/p1"}, "code": {"http://loinc.org|8867-4"}}, false))
 	lookup := statement(search.ParseConditional("Observation", "identifier=urn:x|1"))
 	read := sqlstore.Stmt{SQL: s.ReadStatements()[0], Args: []any{"Observation", "o1"}}
-	err := s.single(ctx, func(qr querier) error {
-		c := conn{qr, s.generic}
+	err := conns{s}.Read(ctx, func(c sqlstore.Conn) error { // one connection, as every read gets it
 		for range 8 {
 			for _, st := range []sqlstore.Stmt{find, lookup, read} {
 				rows, err := c.Query(ctx, st.SQL, st.Args...)
@@ -261,7 +260,7 @@ func TestPlans(t *testing.T) {
 				rows.Close()
 			}
 		}
-		rows, err := qr.Query(ctx, `SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements`)
+		rows, err := c.Query(ctx, `SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements`)
 		if err != nil {
 			return err
 		}
@@ -269,8 +268,17 @@ func TestPlans(t *testing.T) {
 			Statement                 string
 			GenericPlans, CustomPlans int64
 		}
-		all, err := pgx.CollectRows(rows, pgx.RowToStructByPos[prepared])
-		if err != nil {
+		var all []prepared
+		for rows.Next() {
+			var p prepared
+			if err := rows.Scan(&p.Statement, &p.GenericPlans, &p.CustomPlans); err != nil {
+				rows.Close()
+				return err
+			}
+			all = append(all, p)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
 			return err
 		}
 		seen := map[string]bool{}

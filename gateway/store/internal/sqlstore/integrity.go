@@ -30,23 +30,13 @@ func (s *Store) CheckIntegrity(ctx context.Context) error {
 	}
 	return s.db.Read(ctx, func(c Conn) error {
 		for _, ch := range checks {
-			rows, err := c.Query(ctx, ch.query+` LIMIT 1`)
-			if err != nil {
-				return fmt.Errorf("%s: integrity: %w", s.d.Name, err)
-			}
 			var typ, id string
-			found := rows.Next()
-			if found {
-				err = rows.Scan(&typ, &id)
-			}
-			rows.Close()
-			if err == nil {
-				err = rows.Err()
-			}
+			err := c.QueryRow(ctx, ch.query+` LIMIT 1`).Scan(&typ, &id)
 			switch {
+			case errNoRows(err):
 			case err != nil:
 				return fmt.Errorf("%s: integrity: %w", s.d.Name, err)
-			case found:
+			default:
 				return fmt.Errorf("%s: integrity: %s: %s/%s", s.d.Name, ch.what, typ, id)
 			}
 		}

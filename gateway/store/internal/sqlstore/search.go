@@ -118,28 +118,25 @@ func SearchStatements(d *Dialect, q *search.Query, now time.Time) (page, count S
 	where := b.SQL()
 	count = Stmt{`SELECT COUNT(*) FROM current c WHERE ` + where, slices.Clip(b.Args())}
 	n, offset := pageBounds(q.Count, q.Offset)
-	switch {
-	case !unordered(q):
-		order, oargs := OrderBy(q)
-		b.Add(" ORDER BY "+order, oargs...)
-		b.Add(" LIMIT ? OFFSET ?", n, offset)
-	case offset == 0:
+	if unordered(q) {
 		// The page bounds written out: a generic plan takes a LIMIT or
 		// OFFSET argument for a tenth of the rows, and PostgreSQL would
 		// keep planning the statement anew (see PlanOnce).
-		b.Add(" LIMIT " + strconv.Itoa(n))
-	default:
-		b.Add(" LIMIT "+strconv.Itoa(n)+" OFFSET ?", offset)
+		b.Add(" LIMIT " + strconv.Itoa(n) + " OFFSET " + strconv.Itoa(offset))
+	} else {
+		order, oargs := OrderBy(q)
+		b.Add(" ORDER BY "+order, oargs...)
+		b.Add(" LIMIT ? OFFSET ?", n, offset)
 	}
-	switch {
-	case joinMatches(d, q):
+	if joinMatches(d, q) {
 		page.SQL = `SELECT ` + resourceCols + ` FROM current c
 			JOIN resources r ON r.type = c.type AND r.id = c.id AND r.version = c.version
 			WHERE ` + b.SQL()
-	case unordered(q):
-		page.SQL = PlanOnce + `SELECT c.type, c.id, c.version FROM current c WHERE ` + b.SQL()
-	default:
+	} else {
 		page.SQL = `SELECT c.type, c.id, c.version FROM current c WHERE ` + b.SQL()
+	}
+	if unordered(q) {
+		page.SQL = PlanOnce + page.SQL
 	}
 	page.Args = b.Args()
 	return page, count, nil
