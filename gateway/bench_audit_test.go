@@ -48,11 +48,20 @@ func ingestSession(b *testing.B, s *Server, doc []byte, i int) {
 	}
 }
 
-// putPatient stores Patient/p1 for the read benchmarks.
-func putPatient(s *Server) {
-	r := httptest.NewRequest(http.MethodPut, "/fhir/Patient/p1", strings.NewReader(`{"resourceType":"Patient","id":"p1"}`))
+// postPatient stores a Patient for the read benchmarks and returns the
+// path that reads it.
+func postPatient(b *testing.B, s *Server) string {
+	b.Helper()
+	r := httptest.NewRequest(http.MethodPost, "/fhir/Patient", strings.NewReader(`{"resourceType":"Patient","gender":"female"}`))
 	r.Header.Set("Content-Type", "application/fhir+json")
-	s.ServeHTTP(httptest.NewRecorder(), r)
+	rec := httptest.NewRecorder()
+	s.ServeHTTP(rec, r)
+	loc, _, _ := strings.Cut(rec.Header().Get("Location"), "/_history/")
+	i := strings.Index(loc, "/fhir/Patient/")
+	if rec.Code != http.StatusCreated || i < 0 {
+		b.Fatalf("POST Patient = %d %.300s (Location %q)", rec.Code, rec.Body, loc)
+	}
+	return loc[i:]
 }
 
 // BenchmarkIngestAudit stores native session records with tracing and the
@@ -78,10 +87,10 @@ func BenchmarkIngestAudit(b *testing.B) {
 		})
 		b.Run("read-"+tc.name, func(b *testing.B) {
 			s := benchServer(b, tc.audit, tc.tracing)
-			putPatient(s)
+			path := postPatient(b, s)
 			for b.Loop() {
 				rec := httptest.NewRecorder()
-				s.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/fhir/Patient/p1", nil))
+				s.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
 				if rec.Code != http.StatusOK {
 					b.Fatalf("read = %d", rec.Code)
 				}
@@ -96,12 +105,12 @@ func BenchmarkReadAuditParallel(b *testing.B) {
 	for _, on := range []bool{false, true} {
 		b.Run(map[bool]string{false: "off", true: "on"}[on], func(b *testing.B) {
 			s := benchServer(b, on, false)
-			putPatient(s)
+			path := postPatient(b, s)
 			b.SetParallelism(16)
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
 					rec := httptest.NewRecorder()
-					s.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/fhir/Patient/p1", nil))
+					s.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
 					if rec.Code != http.StatusOK {
 						b.Errorf("read = %d", rec.Code)
 						return
