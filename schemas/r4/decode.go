@@ -1,6 +1,10 @@
 package r4
 
-import "encoding/json"
+import (
+	"encoding/json"
+	"runtime"
+	"sync"
+)
 
 // ValidateDecoded is ValidateAs that also returns the document decoded
 // when it is valid (nil otherwise), as a json.Decoder with UseNumber
@@ -15,11 +19,57 @@ func (v *Validator) ValidateDecoded(doc []byte, resourceType string) (*Result, a
 		return v.ValidateAs(doc, resourceType), nil
 	}
 	var out any
-	res := v.runThen(doc, resourceType, func(w *walker) { out = w.decode(0) })
+	res := v.runThen(doc, resourceType, func(w *walker) { out = w.decodeDocument() })
 	if !res.Valid() {
 		return res, nil
 	}
 	return res, out
+}
+
+// parallelEntries is the number of Bundle entries from which a document's
+// entries are decoded on several goroutines, while the client waits: on
+// two cores BenchmarkValidateDecoded (the nine Synthea Bundles) took
+// 135-145 ms against 143-168 ms decoding on one goroutine, interleaved in
+// one run. Below, the goroutines would cost more than they save.
+const parallelEntries = 64
+
+// decodeDocument decodes the whole document: a Bundle of many entries
+// with its entries split among GOMAXPROCS goroutines, anything else as
+// decode(0) does.
+func (w *walker) decodeDocument() any {
+	procs := runtime.GOMAXPROCS(0)
+	entry := w.member(0, "entry")
+	if procs < 2 || entry < 0 || w.nodes[entry].kind != kArray || w.nodes[entry].count < parallelEntries {
+		return w.decode(0)
+	}
+	root := &w.nodes[0]
+	m := make(map[string]any, root.count)
+	for j := int32(1); j < root.next; j = w.nodes[j+1].next {
+		if j+1 != entry {
+			m[w.strCopy(j)] = w.decode(j + 1)
+		}
+	}
+	var items []int32
+	for j := entry + 1; j < w.nodes[entry].next; j = w.nodes[j].next {
+		items = append(items, j)
+	}
+	out := make([]any, len(items))
+	var wg sync.WaitGroup
+	per := (len(items) + procs - 1) / procs
+	for from := 0; from < len(items); from += per {
+		to := min(from+per, len(items))
+		// Each goroutine has its own walker view: decode's scratch
+		// buffer (w.buf, for escaped strings) is not shared.
+		d := &walker{doc: w.doc, nodes: w.nodes}
+		wg.Go(func() {
+			for k := from; k < to; k++ {
+				out[k] = d.decode(items[k])
+			}
+		})
+	}
+	wg.Wait()
+	m["entry"] = out
+	return m
 }
 
 // decode converts the subtree of node i.

@@ -3,6 +3,7 @@ package r4
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -26,6 +27,19 @@ func TestValidateDecoded(t *testing.T) {
 		[]byte(`{"resourceType":"Patient","id":"p1","active":true,"name":[{"family":"M\u00fcller \"q\" \ud83d\ude00","given":["A\\B"]}],"multipleBirthInteger":2}`),
 		[]byte(`{"resourceType":"Observation","status":"final","code":{"text":"x"},"valueQuantity":{"value":1.50,"unit":"mg"},"note":[{"text":"tab\there"}]}`),
 	}
+	// A Bundle of more than parallelEntries entries, decoded on several
+	// goroutines, with escapes in every entry (each goroutine's scratch).
+	var bundle bytes.Buffer
+	bundle.WriteString(`{"resourceType":"Bundle","type":"collection","id":"b\u0031","entry":[`)
+	for i := range 3 * parallelEntries {
+		if i > 0 {
+			bundle.WriteString(",")
+		}
+		fmt.Fprintf(&bundle, `{"fullUrl":"urn:uuid:00000000-0000-0000-0000-%012d","resource":{"resourceType":"Patient","id":"p%d",`+
+			`"name":[{"family":"M\u00fcller-%d \"q\"","given":["A\\B","\ud83d\ude00"]}],"multipleBirthInteger":%d}}`, i, i, i, i)
+	}
+	bundle.WriteString(`],"timestamp":"2026-03-02T09:00:00Z"}`)
+	docs = append(docs, bundle.Bytes())
 	files, _ := filepath.Glob(filepath.Join("..", "..", "..", "shared", "testdata", "synthea", "*.json"))
 	for _, f := range files {
 		b, err := os.ReadFile(f)
