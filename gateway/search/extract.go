@@ -51,7 +51,9 @@ func Extract(resourceType string, resource map[string]any) []Entry {
 	if ds == nil || resource == nil {
 		return nil
 	}
-	x := &extractor{}
+	// Most resources have a few to a dozen entries: room for eight saves
+	// the slice's first regrowths (an Entry is some 250 bytes).
+	x := &extractor{out: make([]Entry, 0, 8)}
 	for _, d := range ds {
 		x.d, x.start = d, len(x.out)
 		clear(x.seen)
@@ -71,6 +73,9 @@ func Extract(resourceType string, resource map[string]any) []Entry {
 				}
 			}
 		}
+	}
+	if len(x.out) == 0 {
+		return nil // as before the room was made
 	}
 	return x.out
 }

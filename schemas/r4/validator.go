@@ -1,6 +1,7 @@
 package r4
 
 import (
+	"runtime"
 	"slices"
 	"strconv"
 	"sync"
@@ -24,7 +25,8 @@ const (
 type Validator struct {
 	s        *schema
 	maxDepth int
-	pool     sync.Pool // *walker
+	pool     sync.Pool    // *walker
+	kept     chan *walker // walkers the garbage collector does not take (see put)
 }
 
 // New returns a Validator. It loads the embedded definitions on first use
@@ -40,7 +42,7 @@ func New(opts Options) *Validator {
 		d = DefaultMaxDepth
 	}
 	d = min(d, MaxAllowedDepth)
-	v := &Validator{s: s, maxDepth: d}
+	v := &Validator{s: s, maxDepth: d, kept: make(chan *walker, runtime.GOMAXPROCS(0))}
 	v.pool.New = func() any { return &walker{s: s} }
 	return v
 }
@@ -104,7 +106,12 @@ func (v *Validator) runThen(doc []byte, want string, then func(w *walker)) *Resu
 		res.Issues = append(res.Issues, newIssue(SeverityError, "json-empty", "", "the document is empty"))
 		return res
 	}
-	w := v.pool.Get().(*walker)
+	var w *walker
+	select {
+	case w = <-v.kept:
+	default:
+		w = v.pool.Get().(*walker)
+	}
 	defer v.put(w)
 	w.p.maxDepth = v.maxDepth
 	if !w.p.parse(doc) {
@@ -122,7 +129,12 @@ func (v *Validator) runThen(doc []byte, want string, then func(w *walker)) *Resu
 	return res
 }
 
-// put returns a walker to the pool unless it grew unusually large.
+// put returns a walker for reuse, without its tape if that grew unusually
+// large. Up to GOMAXPROCS walkers with tapes of moderate size are kept
+// for good: a sync.Pool is emptied by every other garbage collection, and
+// a Bundle of a few hundred resources then grew a new tape of some 100,000
+// nodes by doubling each time (7% of what storing Synthea Bundles
+// allocated).
 func (v *Validator) put(w *walker) {
 	w.doc = nil
 	w.issues = nil
@@ -130,8 +142,19 @@ func (v *Validator) put(w *walker) {
 		w.p.nodes = nil
 	}
 	w.p.data = nil
+	if cap(w.p.nodes) <= maxKeptNodes {
+		select {
+		case v.kept <- w:
+			return
+		default:
+		}
+	}
 	v.pool.Put(w)
 }
+
+// maxKeptNodes bounds the tape of a walker kept for good (24 bytes a
+// node: 6 MiB).
+const maxKeptNodes = 1 << 18
 
 func isBlank(doc []byte) bool {
 	for _, c := range doc {
