@@ -42,17 +42,7 @@ func TestSynthea(t *testing.T) {
 // BenchmarkValidate measures validation of the Synthea bundles; compare it
 // with BenchmarkDecodeEncode (target: at most twice its time).
 func BenchmarkValidate(b *testing.B) {
-	docs, total := loadSynthea(b)
-	v := testValidator()
-	b.SetBytes(total)
-	b.ReportAllocs()
-	for b.Loop() {
-		for _, d := range docs {
-			if r := v.Validate(d); !r.Valid() {
-				b.Fatal("unexpected validation errors")
-			}
-		}
-	}
+	benchSynthea(b, func(v *Validator, d []byte) bool { return v.Validate(d).Valid() })
 }
 
 // BenchmarkValidateDecoded measures validation with the decoded form, as
@@ -60,13 +50,21 @@ func BenchmarkValidate(b *testing.B) {
 // several goroutines (decodeDocument), so the time per op falls with
 // -cpu while the CPU spent stays about the same.
 func BenchmarkValidateDecoded(b *testing.B) {
+	benchSynthea(b, func(v *Validator, d []byte) bool {
+		r, out := v.ValidateDecoded(d, "Bundle")
+		return r.Valid() && out != nil
+	})
+}
+
+// benchSynthea runs check over the Synthea bundles, which must all pass.
+func benchSynthea(b *testing.B, check func(v *Validator, d []byte) bool) {
 	docs, total := loadSynthea(b)
 	v := testValidator()
 	b.SetBytes(total)
 	b.ReportAllocs()
 	for b.Loop() {
 		for _, d := range docs {
-			if r, out := v.ValidateDecoded(d, "Bundle"); !r.Valid() || out == nil {
+			if !check(v, d) {
 				b.Fatal("unexpected validation errors")
 			}
 		}
