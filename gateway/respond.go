@@ -49,7 +49,7 @@ func readBodyOf(c echo.Context, limit int64, types ...string) ([]byte, error) {
 	if r.ContentLength > limit {
 		return nil, errBodyTooLarge
 	}
-	b, err := readAll(http.MaxBytesReader(c.Response(), r.Body, limit), r.ContentLength)
+	b, err := io.ReadAll(http.MaxBytesReader(c.Response(), r.Body, limit))
 	var mbe *http.MaxBytesError
 	switch {
 	case errors.As(err, &mbe):
@@ -58,29 +58,4 @@ func readBodyOf(c echo.Context, limit int64, types ...string) ([]byte, error) {
 		return nil, errBodyUnreadable
 	}
 	return b, nil
-}
-
-// readAll is io.ReadAll into a buffer of the size the request declared
-// (n, -1 when unknown), so that a body of a few MiB is read into one
-// allocation instead of a chain of growing copies (a Synthea Bundle's
-// read allocated 1.75 times its size). A body longer than n is still read
-// whole; net/http ends a body at its Content-Length.
-func readAll(r io.Reader, n int64) ([]byte, error) {
-	if n <= 0 {
-		return io.ReadAll(r)
-	}
-	b := make([]byte, 0, n+1) // +1: the read that finds the end needs room
-	for {
-		m, err := r.Read(b[len(b):cap(b)])
-		b = b[:len(b)+m]
-		if err == io.EOF {
-			return b, nil
-		}
-		if err != nil {
-			return b, err
-		}
-		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)] // grow (a body longer than declared)
-		}
-	}
 }
