@@ -55,6 +55,8 @@ func (w *walker) decodeDocument() any {
 	}
 	out := make([]any, len(items))
 	var wg sync.WaitGroup
+	var once sync.Once
+	var panicked any
 	per := (len(items) + procs - 1) / procs
 	for from := 0; from < len(items); from += per {
 		to := min(from+per, len(items))
@@ -62,12 +64,22 @@ func (w *walker) decodeDocument() any {
 		// buffer (w.buf, for escaped strings) is not shared.
 		d := &walker{doc: w.doc, nodes: w.nodes}
 		wg.Go(func() {
+			// A panic goes back to the caller's goroutine, where the
+			// request's recovery answers it, instead of ending the process.
+			defer func() {
+				if p := recover(); p != nil {
+					once.Do(func() { panicked = p })
+				}
+			}()
 			for k := from; k < to; k++ {
 				out[k] = d.decode(items[k])
 			}
 		})
 	}
 	wg.Wait()
+	if panicked != nil {
+		panic(panicked)
+	}
 	m["entry"] = out
 	return m
 }

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"testing"
 )
 
@@ -86,4 +88,43 @@ func FuzzValidateDecoded(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestDecodeDocumentPanics: a panic while decoding entries on other
+// goroutines reaches the caller's goroutine (where a request's recovery
+// answers it) instead of ending the process.
+func TestDecodeDocumentPanics(t *testing.T) {
+	var b bytes.Buffer
+	b.WriteString(`{"resourceType":"Bundle","type":"collection","entry":[`)
+	for i := range 2 * parallelEntries {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		fmt.Fprintf(&b, `{"resource":{"resourceType":"Basic","id":"b%d"}}`, i)
+	}
+	b.WriteString(`]}`)
+	doc := b.Bytes()
+	if runtime.GOMAXPROCS(0) < 2 { // decode on goroutines, as on any server
+		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
+	}
+	w := &walker{}
+	w.p.maxDepth = DefaultMaxDepth
+	if !w.p.parse(doc) {
+		t.Fatalf("parse: %+v", w.p.err)
+	}
+	w.start(doc)
+	// Break the last string of the tape (inside the last entry): decoding it
+	// slices past the document's capacity.
+	for i := len(w.nodes) - 1; i >= 0; i-- {
+		if w.nodes[i].kind == kString {
+			w.nodes[i].end = math.MaxInt32
+			break
+		}
+	}
+	defer func() {
+		if recover() == nil {
+			t.Error("decodeDocument did not panic in the caller's goroutine")
+		}
+	}()
+	w.decodeDocument()
 }

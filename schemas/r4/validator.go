@@ -142,6 +142,9 @@ func (v *Validator) put(w *walker) {
 		w.p.nodes = nil
 	}
 	w.p.data = nil
+	if cap(w.buf) > maxKeptBuf {
+		w.buf = nil // a long escaped string's scratch
+	}
 	if cap(w.p.nodes) <= maxKeptNodes {
 		select {
 		case v.kept <- w:
@@ -153,8 +156,11 @@ func (v *Validator) put(w *walker) {
 }
 
 // maxKeptNodes bounds the tape of a walker kept for good (24 bytes a
-// node: 6 MiB).
-const maxKeptNodes = 1 << 18
+// node: 6 MiB), maxKeptBuf the scratch buffer of any walker put back.
+const (
+	maxKeptNodes = 1 << 18
+	maxKeptBuf   = 64 << 10
+)
 
 func isBlank(doc []byte) bool {
 	for _, c := range doc {
