@@ -42,13 +42,7 @@ func (w *walker) decodeDocument() any {
 	if procs < 2 || entry < 0 || w.nodes[entry].kind != kArray || w.nodes[entry].count < parallelEntries {
 		return w.decode(0)
 	}
-	root := &w.nodes[0]
-	m := make(map[string]any, root.count)
-	for j := int32(1); j < root.next; j = w.nodes[j+1].next {
-		if j+1 != entry {
-			m[w.strCopy(j)] = w.decode(j + 1)
-		}
-	}
+	m := w.decodeObject(0, entry)
 	var items []int32
 	for j := entry + 1; j < w.nodes[entry].next; j = w.nodes[j].next {
 		items = append(items, j)
@@ -105,11 +99,20 @@ func (w *walker) decode(i int32) any {
 		}
 		return a
 	case kObject:
-		m := make(map[string]any, n.count)
-		for j := i + 1; j < n.next; j = w.nodes[j+1].next {
-			m[w.strCopy(j)] = w.decode(j + 1)
-		}
-		return m
+		return w.decodeObject(i, -1)
 	}
 	return nil
+}
+
+// decodeObject converts object node i, leaving out the member whose value is
+// node except (-1: none).
+func (w *walker) decodeObject(i, except int32) map[string]any {
+	n := &w.nodes[i]
+	m := make(map[string]any, n.count)
+	for j := i + 1; j < n.next; j = w.nodes[j+1].next {
+		if j+1 != except {
+			m[w.strCopy(j)] = w.decode(j + 1)
+		}
+	}
+	return m
 }

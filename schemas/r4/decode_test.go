@@ -128,3 +128,38 @@ func TestDecodeDocumentPanics(t *testing.T) {
 	}()
 	w.decodeDocument()
 }
+
+// TestKeptWalkerHoldsNoDocument: a walker kept for reuse keeps nothing of
+// the document it validated (escaped strings, contained ids, references).
+func TestKeptWalkerHoldsNoDocument(t *testing.T) {
+	v := New(Options{})
+	doc := []byte(`{"resourceType":"Patient","name":[{"family":"M\u00fcller-Secret"}],` +
+		`"contained":[{"resourceType":"Practitioner","id":"secret-id"}],"generalPractitioner":[{"reference":"#secret-id"}]}`)
+	if res, out := v.ValidateDecoded(doc, "Patient"); !res.Valid() || out == nil {
+		t.Fatalf("invalid: %v", res.Issues)
+	}
+	var w *walker
+	select {
+	case w = <-v.kept:
+	default:
+		t.Fatal("the walker was not kept")
+	}
+	if bytes.Contains(w.buf[:cap(w.buf)], []byte("Secret")) {
+		t.Error("the scratch buffer still holds an unescaped string of the document")
+	}
+	if len(w.ctxPool) == 0 {
+		t.Fatal("no reference context was used: the test does not exercise them")
+	}
+	for _, c := range w.ctxPool {
+		for _, x := range c.contained[:cap(c.contained)] {
+			if x != (containedRes{}) {
+				t.Errorf("a contained resource is kept: %+v", x)
+			}
+		}
+		for _, r := range c.refs[:cap(c.refs)] {
+			if r != (localRef{}) {
+				t.Errorf("a reference is kept: %+v", r)
+			}
+		}
+	}
+}

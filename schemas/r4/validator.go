@@ -142,8 +142,16 @@ func (v *Validator) put(w *walker) {
 		w.p.nodes = nil
 	}
 	w.p.data = nil
+	// Nothing of the document stays with the walker, which may be kept
+	// for good: the unescaped strings' scratch and the references and
+	// contained ids of its resources are cleared (a long scratch dropped).
 	if cap(w.buf) > maxKeptBuf {
-		w.buf = nil // a long escaped string's scratch
+		w.buf = nil
+	}
+	clear(w.buf[:cap(w.buf)])
+	for _, c := range w.ctxPool {
+		clear(c.contained[:cap(c.contained)])
+		clear(c.refs[:cap(c.refs)])
 	}
 	if cap(w.p.nodes) <= maxKeptNodes {
 		select {
