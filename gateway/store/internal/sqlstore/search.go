@@ -117,27 +117,25 @@ func SearchStatements(d *Dialect, q *search.Query, now time.Time) (page, count S
 	}
 	where := b.SQL()
 	count = Stmt{`SELECT COUNT(*) FROM current c WHERE ` + where, slices.Clip(b.Args())}
+	sel := `SELECT c.type, c.id, c.version FROM current c WHERE `
+	if joinMatches(d, q) {
+		sel = `SELECT ` + resourceCols + ` FROM current c
+			JOIN resources r ON r.type = c.type AND r.id = c.id AND r.version = c.version
+			WHERE `
+	}
 	n, offset := pageBounds(q.Count, q.Offset)
 	if unordered(q) {
 		// The page bounds written out: a generic plan takes a LIMIT or
 		// OFFSET argument for a tenth of the rows, and PostgreSQL would
 		// keep planning the statement anew (see PlanOnce).
 		b.Add(" LIMIT " + strconv.Itoa(n) + " OFFSET " + strconv.Itoa(offset))
+		sel = PlanOnce + sel
 	} else {
 		order, oargs := OrderBy(q)
 		b.Add(" ORDER BY "+order, oargs...)
 		b.Add(" LIMIT ? OFFSET ?", n, offset)
 	}
-	if joinMatches(d, q) {
-		page.SQL = `SELECT ` + resourceCols + ` FROM current c
-			JOIN resources r ON r.type = c.type AND r.id = c.id AND r.version = c.version
-			WHERE ` + b.SQL()
-	} else {
-		page.SQL = `SELECT c.type, c.id, c.version FROM current c WHERE ` + b.SQL()
-	}
-	if unordered(q) {
-		page.SQL = PlanOnce + page.SQL
-	}
+	page.SQL = sel + b.SQL()
 	page.Args = b.Args()
 	return page, count, nil
 }
