@@ -4,10 +4,13 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/internal/sqlstore"
 )
 
 // richAudit is the body of AuditEvent id about Patient/patient, from
@@ -62,6 +65,57 @@ func testAuditIndex(t *testing.T, s store.Store) {
 	q.RevIncludes = []search.Include{{SourceType: "AuditEvent", Param: "entity"}}
 	if got := sorted(ids(doSearch(t, s, q).Included)); fmt.Sprint(got) != fmt.Sprint(sorted(want)) {
 		t.Errorf("Patient with its AuditEvents: included %v, want %v", got, sorted(want))
+	}
+}
+
+// testAuditIndexBatched: AuditEvents appended steadily, a few to a
+// transaction, are indexed many to a transaction: after a pass that did
+// not index a full chunk, the indexer waits sqlstore.AuditIndexDelay
+// before the next one, so that it never runs more than one pass per
+// delay (it ran one for every few AuditEvents, issue 19). Then every one
+// of them is found.
+func testAuditIndexBatched(t *testing.T, s store.Store) {
+	ix, ok := s.(interface{ AuditIndexPasses() int64 })
+	if !ok {
+		t.Skip("the store does not index AuditEvents after their commit")
+	}
+	ctx := context.Background()
+	put(t, s, res("Patient", "p1", 1, base))
+	// Four writers append for three delays (at least 20 each).
+	const writers = 4
+	start := time.Now()
+	var wg sync.WaitGroup
+	var appended atomic.Int64
+	errs := make(chan error, writers)
+	for w := range writers {
+		wg.Go(func() {
+			for i := 0; i < 20 || time.Since(start) < 3*sqlstore.AuditIndexDelay; i++ {
+				id := fmt.Sprintf("b%d-%d", w, i)
+				err := s.Write(ctx, func(tx store.Tx) error {
+					return appendIndexed(tx, id, richAudit(id, "p1"), []search.Entry{ref("entity", "Patient", "p1")})
+				})
+				if err != nil {
+					errs <- err
+					return
+				}
+				appended.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	passes, took := ix.AuditIndexPasses(), time.Since(start)
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	// A pass starts at most once per delay after the first append.
+	if most := int64(took/sqlstore.AuditIndexDelay) + 1; passes > most {
+		t.Errorf("%d indexing passes in %v of appends, want at most %d (one per %v)", passes, took.Round(time.Millisecond), most, sqlstore.AuditIndexDelay)
+	}
+	q := query("AuditEvent", clause("entity", search.TypeReference, "", vRef("Patient", "p1")))
+	q.Count, q.Total = 1000, true
+	if pg, n := doSearch(t, s, q), int(appended.Load()); pg.Total != n || len(pg.Matches) != min(n, 1000) {
+		t.Errorf("found %d AuditEvents of the patient (total %d), want %d", len(pg.Matches), pg.Total, n)
 	}
 }
 

@@ -75,6 +75,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"AuditChainRollback", testAuditChainRollback},
 		{"AuditChainConcurrent", testAuditChainConcurrent},
 		{"AuditIndex", testAuditIndex},
+		{"AuditIndexBatched", testAuditIndexBatched},
 		{"Savepoint", testSavepoint},
 		{"GroupCommit", testGroupCommit},
 		{"GroupCommitSeesEarlier", testGroupCommitSeesEarlier},

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
@@ -22,7 +23,7 @@ import (
 // audit_index_head.seq the point up to which its entries are indexed (an
 // audited read then writes a few pages to the WAL instead of one for each
 // of its dozen index rows' ranges). After a commit that appended entries,
-// a goroutine of the Store waits indexDelay and indexes what is pending, up to indexChunk
+// a goroutine of the Store waits AuditIndexDelay and indexes what is pending, up to indexChunk
 // entries per transaction, each moving audit_index_head in the same
 // transaction as the rows it adds; the index rows AppendAudit made of the
 // entries the committing process extracted travel to it in memory, others (another process's, or a
@@ -55,7 +56,13 @@ type auditIndexer struct {
 
 	one     sync.Mutex    // one indexing pass of this process at a time
 	closing chan struct{} // closed by closeIndexer: no more waiting
+
+	passes atomic.Int64 // indexing transactions committed (AuditIndexPasses)
 }
+
+// AuditIndexPasses is how many indexing transactions of the audit chain
+// this Store committed (for tests and diagnostics).
+func (s *Store) AuditIndexPasses() int64 { return s.ix.passes.Load() }
 
 // errIndexRaced rolls back an indexing transaction whose start another
 // process indexed first.
@@ -90,27 +97,33 @@ func (s *Store) audited(appended []chainAppend) {
 	x.wg.Go(s.indexLoop)
 }
 
-// indexDelay is how long the indexer lets AuditEvents gather after a
+// AuditIndexDelay is how long the indexer lets AuditEvents gather after a
 // commit appended some before it indexes them: at hundreds of audited
 // requests a second, a few hundred go to one indexing transaction, whose
 // commit then writes each index's last pages once for all of them,
 // instead of a transaction (and its fsync) for every few. Searches do not
 // wait for it (catchUpAudits).
-const indexDelay = 200 * time.Millisecond
+const AuditIndexDelay = 200 * time.Millisecond
 
-// indexLoop indexes, indexDelay after it was started, until nothing is
+// indexLoop indexes, AuditIndexDelay after it was started, until nothing is
 // pending (or the Store closes).
 func (s *Store) indexLoop() {
 	x := &s.ix
 	for {
 		select {
-		case <-time.After(indexDelay):
+		case <-time.After(AuditIndexDelay):
 		case <-x.closing:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		// Go on at once only after a full chunk: entries appended while
+		// a pass ran wait AuditIndexDelay and go to one transaction together.
+		// (Going on while anything was pending ran a pass for every few
+		// dozen AuditEvents, each with its own commit, back to back with
+		// the appends for the one write connection: issue 19, reads at
+		// 32 clients 1,491-1,919 a second against 1,820-2,081 without.)
 		for {
 			n, err := s.indexAudits(ctx)
-			if err != nil || n == 0 {
+			if err != nil || n < indexChunk {
 				break // a failure is retried by the next commit or search
 			}
 		}
@@ -265,6 +278,7 @@ func (s *Store) indexAudits(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("%s: audit index: %w", s.d.Name, s.err(ctx, err))
 	}
+	x.passes.Add(1)
 	x.mu.Lock()
 	for _, p := range pending {
 		delete(x.cache, p.id)
