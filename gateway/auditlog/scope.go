@@ -10,9 +10,12 @@
 package auditlog
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
@@ -147,6 +150,9 @@ func PatientsIn(typ, id string, body []byte) []string {
 	if typ == "Patient" {
 		return []string{"Patient/" + id}
 	}
+	if subject, patient, ok := topRefs(body); ok {
+		return patientRefs(subject, patient)
+	}
 	var refs struct {
 		Subject, Patient struct {
 			Reference string `json:"reference"`
@@ -154,6 +160,167 @@ func PatientsIn(typ, id string, body []byte) []string {
 	}
 	_ = json.Unmarshal(body, &refs) // a member of another shape is just not a patient
 	return patientRefs(refs.Subject.Reference, refs.Patient.Reference)
+}
+
+// topRefs reads, from body, a stored resource (valid JSON), the
+// references of its members subject and patient as json.Unmarshal into
+// PatientsIn's struct would, without decoding the rest: a search reads it
+// for every match, and encoding/json checked and scanned the whole body
+// into reflection for two members (29 µs an audited read, issue 19). ok
+// is false for anything it leaves to json.Unmarshal: a body that is not
+// an object, escapes in a key or in a reference, a key that matches
+// subject, patient or reference only without regard to case, a reference
+// that is not valid UTF-8.
+func topRefs(body []byte) (subject, patient string, ok bool) {
+	sc := jsonScan{b: body}
+	err := sc.object(func(key []byte) error {
+		var dst *string
+		switch {
+		case string(key) == "subject":
+			dst = &subject
+		case string(key) == "patient":
+			dst = &patient
+		case bytes.EqualFold(key, []byte("subject")) || bytes.EqualFold(key, []byte("patient")):
+			return errScan
+		default:
+			return sc.skip()
+		}
+		if sc.peek() != '{' {
+			return sc.skip() // not a Reference: json.Unmarshal leaves the field too
+		}
+		return sc.object(func(key []byte) error {
+			switch {
+			case string(key) == "reference":
+				if sc.peek() != '"' {
+					return sc.skip()
+				}
+				v, err := sc.str()
+				if err != nil || bytes.IndexByte(v, '\\') >= 0 || !utf8.Valid(v) {
+					return errScan
+				}
+				*dst = string(v)
+				return nil
+			case bytes.EqualFold(key, []byte("reference")):
+				return errScan
+			}
+			return sc.skip()
+		})
+	})
+	return subject, patient, err == nil
+}
+
+// errScan stops a jsonScan: the input is left to encoding/json.
+var errScan = errors.New("not scanned")
+
+// jsonScan walks a JSON text that is known to be valid, skipping what it
+// does not need; anything unexpected is errScan.
+type jsonScan struct {
+	b []byte
+	i int
+}
+
+// peek skips white space and returns the next byte (0 at the end).
+func (s *jsonScan) peek() byte {
+	for s.i < len(s.b) {
+		switch c := s.b[s.i]; c {
+		case ' ', '\t', '\n', '\r':
+			s.i++
+		default:
+			return c
+		}
+	}
+	return 0
+}
+
+// str reads a string and returns its raw content, escapes included.
+func (s *jsonScan) str() ([]byte, error) {
+	if s.peek() != '"' {
+		return nil, errScan
+	}
+	start := s.i + 1
+	for i := start; i < len(s.b); i++ {
+		switch s.b[i] {
+		case '\\':
+			i++
+		case '"':
+			s.i = i + 1
+			return s.b[start:i], nil
+		}
+	}
+	return nil, errScan
+}
+
+// object reads an object, calling member with each key, positioned at
+// the key's value, which member must read.
+func (s *jsonScan) object(member func(key []byte) error) error {
+	if s.peek() != '{' {
+		return errScan
+	}
+	s.i++
+	if s.peek() == '}' {
+		s.i++
+		return nil
+	}
+	for {
+		key, err := s.str()
+		if err != nil || bytes.IndexByte(key, '\\') >= 0 {
+			return errScan
+		}
+		if s.peek() != ':' {
+			return errScan
+		}
+		s.i++
+		if err := member(key); err != nil {
+			return err
+		}
+		switch s.peek() {
+		case ',':
+			s.i++
+		case '}':
+			s.i++
+			return nil
+		default:
+			return errScan
+		}
+	}
+}
+
+// skip skips one value.
+func (s *jsonScan) skip() error {
+	switch s.peek() {
+	case '"':
+		_, err := s.str()
+		return err
+	case '{', '[':
+		depth := 0
+		for ; s.i < len(s.b); s.i++ {
+			switch s.b[s.i] {
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					s.i++
+					return nil
+				}
+			case '"':
+				if _, err := s.str(); err != nil {
+					return err
+				}
+				s.i-- // at the closing quote: the loop steps past it
+			}
+		}
+		return errScan
+	case 0:
+		return errScan
+	}
+	for ; s.i < len(s.b); s.i++ { // a number, true, false or null
+		switch s.b[s.i] {
+		case ',', '}', ']', ' ', '\t', '\n', '\r':
+			return nil
+		}
+	}
+	return nil
 }
 
 // PatientsOf is PatientsIn for a decoded resource.

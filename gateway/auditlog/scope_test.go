@@ -1,6 +1,7 @@
 package auditlog
 
 import (
+	"encoding/json"
 	"slices"
 	"testing"
 
@@ -27,6 +28,89 @@ func TestPatientsIn(t *testing.T) {
 		doc, _ := fhirwire.Decode([]byte(tc.body))
 		if got := PatientsOf(tc.typ, "p0", doc); !slices.Equal(got, tc.want) {
 			t.Errorf("PatientsOf(%s, %s) = %v, want %v", tc.typ, tc.body, got, tc.want)
+		}
+	}
+}
+
+// slowRefs is what PatientsIn read before topRefs: json.Unmarshal into
+// the two members.
+func slowRefs(body []byte) (subject, patient string) {
+	var refs struct {
+		Subject, Patient struct {
+			Reference string `json:"reference"`
+		}
+	}
+	_ = json.Unmarshal(body, &refs)
+	return refs.Subject.Reference, refs.Patient.Reference
+}
+
+// TestTopRefs: topRefs reads what json.Unmarshal reads, or leaves the
+// body to it (ok false).
+func TestTopRefs(t *testing.T) {
+	tests := []struct {
+		body string
+		ok   bool
+	}{
+		{`{}`, true},
+		{` { "subject" : { "reference" : "Patient/a" } , "patient":{"reference":"Patient/b"} } `, true},
+		{`{"status":"final","code":{"coding":[{"system":"x","code":"}{\"]"}]},"subject":{"display":"x","reference":"Patient/a"}}`, true},
+		{`{"valueString":"\"subject\":{\"reference\":\"Patient/z\"}","subject":{"reference":"Patient/a"}}`, true},
+		{`{"subject":{"reference":"Patient/a"},"subject":{"display":"second"}}`, true},
+		{`{"subject":{"reference":"Patient/a"},"subject":{"reference":"Patient/b"}}`, true},
+		{`{"subject":{"reference":"Patient/a","reference":7}}`, true},
+		{`{"subject":"Patient/a","patient":null,"n":-1.5e3,"t":true,"f":false,"a":[[],{},[1,{"b":[null]}]]}`, true},
+		{`{"subject":{"identifier":{"reference":"Patient/deep"}}}`, true},
+		{`{"subject":[{"reference":"Patient/a"}]}`, true},
+		{`{"Subject":{"reference":"Patient/a"}}`, false},
+		{`{"subject":{"REFERENCE":"Patient/a"}}`, false},
+		{`{"ſubject":{"reference":"Patient/a"}}`, false},
+		{`{"subject":{"reference":"Patient\/a"}}`, false},
+		{`{"sub\u006aect":{"reference":"Patient/a"}}`, false},
+		{"{\"subject\":{\"reference\":\"Patient/\xff\"}}", false},
+		{`[{"subject":{"reference":"Patient/a"}}]`, false},
+		{`"subject"`, false},
+	}
+	for _, tc := range tests {
+		s, p, ok := topRefs([]byte(tc.body))
+		if ok != tc.ok {
+			t.Errorf("topRefs(%s): ok %v, want %v", tc.body, ok, tc.ok)
+		}
+		ws, wp := slowRefs([]byte(tc.body))
+		if ok && (s != ws || p != wp) {
+			t.Errorf("topRefs(%s) = %q, %q; json.Unmarshal reads %q, %q", tc.body, s, p, ws, wp)
+		}
+	}
+}
+
+// FuzzTopRefs: on any valid JSON, topRefs either leaves the body to
+// json.Unmarshal or reads the same references.
+func FuzzTopRefs(f *testing.F) {
+	for _, s := range []string{`{"subject":{"reference":"Patient/a"}}`, `{"patient":{"display":"x","reference":"Patient/b"},"a":[1,"}"]}`,
+		`{"subject":{"reference":"P"},"subject":{"reference":1}}`, `{"x":{"y":[{"z":"\"{"}]},"patient":{}}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		if !json.Valid(body) {
+			return // PatientsIn reads stored resources only
+		}
+		s, p, ok := topRefs(body)
+		if !ok {
+			return
+		}
+		if ws, wp := slowRefs(body); s != ws || p != wp {
+			t.Errorf("topRefs(%s) = %q, %q; json.Unmarshal reads %q, %q", body, s, p, ws, wp)
+		}
+	})
+}
+
+// BenchmarkPatientsIn: the patients of a stored Observation, as every
+// audited read and every search match asks.
+func BenchmarkPatientsIn(b *testing.B) {
+	body := []byte(`{"resourceType":"Observation","category":[{"coding":[{"code":"vital-signs","display":"vital-signs","system":"http://terminology.hl7.org/CodeSystem/observation-category"}]}],"code":{"coding":[{"code":"85354-9","display":"Blood pressure panel with all children optional","system":"http://loinc.org"}],"text":"Blood pressure panel with all children optional"},"component":[{"code":{"coding":[{"code":"8462-4","display":"Diastolic Blood Pressure","system":"http://loinc.org"}],"text":"Diastolic Blood Pressure"},"valueQuantity":{"code":"mm[Hg]","system":"http://unitsofmeasure.org","unit":"mm[Hg]","value":82}},{"code":{"coding":[{"code":"8480-6","display":"Systolic Blood Pressure","system":"http://loinc.org"}],"text":"Systolic Blood Pressure"},"valueQuantity":{"code":"mm[Hg]","system":"http://unitsofmeasure.org","unit":"mm[Hg]","value":128}}],"effectiveDateTime":"2019-02-24T05:17:21-05:00","encounter":{"reference":"Encounter/01a2391b121d21b35422765afca11c19"},"id":"01a2391b121d21b35422765afca11c20","issued":"2019-02-24T05:17:21.913-05:00","meta":{"lastUpdated":"2026-12-02T23:33:25.345Z","versionId":"1"},"status":"final","subject":{"reference":"Patient/01a2391b121d21b35422765afca11c18"}}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if len(PatientsIn("Observation", "o", body)) != 1 {
+			b.Fatal("no patient")
 		}
 	}
 }
