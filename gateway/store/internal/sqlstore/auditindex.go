@@ -105,8 +105,9 @@ func (s *Store) audited(appended []chainAppend) {
 // wait for it (catchUpAudits).
 const AuditIndexDelay = 200 * time.Millisecond
 
-// indexLoop indexes, AuditIndexDelay after it was started, until nothing is
-// pending (or the Store closes).
+// indexLoop indexes what is pending AuditIndexDelay after it was started
+// (or the Store closes), and again AuditIndexDelay after each pass during
+// which more was appended, until a pass finds nothing new was.
 func (s *Store) indexLoop() {
 	x := &s.ix
 	for {
@@ -116,11 +117,12 @@ func (s *Store) indexLoop() {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		// Go on at once only after a full chunk: entries appended while
-		// a pass ran wait AuditIndexDelay and go to one transaction together.
-		// (Going on while anything was pending ran a pass for every few
-		// dozen AuditEvents, each with its own commit, back to back with
-		// the appends for the one write connection: issue 19, reads at
-		// 32 clients 1,491-1,919 a second against 1,820-2,081 without.)
+		// a pass ran wait AuditIndexDelay and go to one transaction
+		// together. Going on while anything at all was pending ran a pass
+		// for every few dozen AuditEvents, each with its own commit, back
+		// to back with the appends, on SQLite's one write connection
+		// (issue 19: reads at 32 clients 1,491-1,919 a second that way,
+		// 1,820-2,081 this way).
 		for {
 			n, err := s.indexAudits(ctx)
 			if err != nil || n < indexChunk {
