@@ -105,9 +105,10 @@ func (s *Store) audited(appended []chainAppend) {
 // wait for it (catchUpAudits).
 const AuditIndexDelay = 200 * time.Millisecond
 
-// indexLoop indexes what is pending AuditIndexDelay after it was started
-// (or the Store closes), and again AuditIndexDelay after each pass during
-// which more was appended, until a pass finds nothing new was.
+// indexLoop indexes what is pending AuditIndexDelay after it was started,
+// and again AuditIndexDelay after each pass during which more was
+// appended; it ends after a pass during which nothing was, or once the
+// Store closes (which ends the wait at once).
 func (s *Store) indexLoop() {
 	x := &s.ix
 	for {
