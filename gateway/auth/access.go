@@ -92,6 +92,9 @@ func (s *Server) Authenticate(ctx context.Context, authorizationHeader string) (
 	if f != nil {
 		return nil, f
 	}
+	if !compactJWS(token) {
+		return nil, invalidToken("malformed", "the access token is malformed", "")
+	}
 	tok, err := jwt.ParseSigned(token, apiAlgs)
 	if err != nil {
 		var alg *jose.ErrUnexpectedSignatureAlgorithm
