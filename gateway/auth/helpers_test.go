@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"net/url"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -177,4 +178,20 @@ func tokenForm(assertion, scope string) url.Values {
 
 func rsAssertion(t testing.TB, now time.Time) string {
 	return sign(t, jose.RS384, rsaKey(), "rs-1", claims("rs-client", now), nil)
+}
+
+// nonCanonical returns jws with the last character of its part i (0 the
+// header, 1 the payload, 2 the signature) changed in its unused trailing
+// bits only: lenient base64 decodes both to the same bytes. ok is false
+// when that part's length leaves no unused bits.
+func nonCanonical(jws string, i int) (string, bool) {
+	parts := strings.Split(jws, ".")
+	p := parts[i]
+	if len(p)%4 != 2 && len(p)%4 != 3 {
+		return "", false
+	}
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	v := strings.IndexByte(alphabet, p[len(p)-1])
+	parts[i] = p[:len(p)-1] + string(alphabet[v|1])
+	return strings.Join(parts, "."), true
 }

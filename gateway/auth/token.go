@@ -207,20 +207,57 @@ func (s *Server) verifyAssertion(ctx context.Context, assertion string) (*regist
 }
 
 // compactJWS reports whether s has the shape of a JWS in compact
-// serialization (RFC 7515 section 7.1): three base64url parts without
-// padding, joined by dots. Go's base64 decoding skips CR and LF, so
-// without this check a signed assertion with line breaks inserted still
-// verified: another string for the same token (found by FuzzToken).
+// serialization (RFC 7515 section 7.1): three parts joined by dots, each
+// canonical base64url without padding. Go's base64 decoding, which go-jose
+// uses, skips CR and LF and ignores the unused bits of a part's last
+// character, so without this check the same signed token could be sent
+// as other strings and still verify (both found by FuzzToken).
 func compactJWS(s string) bool {
-	dots := 0
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c == '.':
+	dots, start := 0, 0
+	for i := 0; i <= len(s); i++ {
+		if i == len(s) || s[i] == '.' {
+			if !canonicalTail(s[start:i]) {
+				return false
+			}
 			dots++
-		case 'A' <= c && c <= 'Z', 'a' <= c && c <= 'z', '0' <= c && c <= '9', c == '-', c == '_':
-		default:
+			start = i + 1
+			continue
+		}
+		if b64urlValue(s[i]) < 0 {
 			return false
 		}
 	}
-	return dots == 2
+	return dots == 3
+}
+
+// canonicalTail reports whether the unpadded base64url part p has a
+// length that encodes whole bytes and zero unused bits in its last
+// character, the one encoding RFC 4648 section 3.5 allows.
+func canonicalTail(p string) bool {
+	switch len(p) % 4 {
+	case 1:
+		return false
+	case 2: // one byte: 2 bits used, 4 unused
+		return b64urlValue(p[len(p)-1])&0x0f == 0
+	case 3: // two bytes: 4 bits used, 2 unused
+		return b64urlValue(p[len(p)-1])&0x03 == 0
+	}
+	return true
+}
+
+// b64urlValue is the 6-bit value of the base64url character c, or -1.
+func b64urlValue(c byte) int {
+	switch {
+	case 'A' <= c && c <= 'Z':
+		return int(c - 'A')
+	case 'a' <= c && c <= 'z':
+		return int(c-'a') + 26
+	case '0' <= c && c <= '9':
+		return int(c-'0') + 52
+	case c == '-':
+		return 62
+	case c == '_':
+		return 63
+	}
+	return -1
 }

@@ -430,3 +430,36 @@ func TestTokenTTL(t *testing.T) {
 		t.Errorf("ExpiresIn = %d, want 120", resp.ExpiresIn)
 	}
 }
+
+// TestNonCanonicalBase64 checks that a token is refused when a part's last
+// character carries non-zero unused bits. Go's base64 (as go-jose uses it)
+// ignores those bits, so the same signed token could otherwise be sent as
+// up to 16 other strings (found by FuzzToken).
+func TestNonCanonicalBase64(t *testing.T) {
+	for _, kind := range []string{"client assertion", "access token"} {
+		for i, part := range []string{"header", "payload", "signature"} {
+			t.Run(kind+"/"+part, func(t *testing.T) {
+				s, c := newTestServer(t)
+				var jws string
+				if kind == "client assertion" {
+					jws = rsAssertion(t, c.Now())
+				} else {
+					jws = issueToken(t, s, c, "system/*.rs")
+				}
+				bad, ok := nonCanonical(jws, i)
+				if !ok {
+					t.Skipf("the %s's %s has no unused bits (%d characters)", kind, part, len(strings.Split(jws, ".")[i]))
+				}
+				var f *Failure
+				if kind == "client assertion" {
+					_, f = s.Token(context.Background(), tokenForm(bad, "system/*.rs"))
+				} else {
+					_, f = s.Authenticate(context.Background(), "Bearer "+bad)
+				}
+				if f == nil || f.Reason != "malformed" {
+					t.Fatalf("non-canonical %s accepted or refused for another reason: %+v", part, f)
+				}
+			})
+		}
+	}
+}
