@@ -145,7 +145,9 @@ func outcome(status int) string {
 
 // Event renders the record as an AuditEvent resource (JSON-ready: only
 // strings, bools, []any and map[string]any). An unknown interaction is
-// recorded as "operation".
+// recorded as "operation". It is the readable definition of the AuditEvent
+// the gateway stores; Render, which the audit log uses, writes the same
+// bytes and index entries directly, and the tests hold it to Event.
 func Event(r Record) map[string]any {
 	k, ok := interactions[r.Interaction]
 	if !ok {

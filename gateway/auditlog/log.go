@@ -59,26 +59,20 @@ type appendReq struct {
 type event struct {
 	res     *store.Resource
 	entries []search.Entry
-	err     error // from making it: returned by put
 }
 
-// newEvent makes rec's AuditEvent of tenant.
+// newEvent makes rec's AuditEvent of tenant: what store.NewVersion makes
+// of audit.Event(rec), written directly (audit.Render).
 func newEvent(tenant string, rec audit.Record) event {
-	res, entries, err := store.NewVersion("AuditEvent", rec.ID, 1, audit.Event(rec), rec.Recorded)
-	if err != nil {
-		return event{err: err}
-	}
-	res.Tenant = tenant
-	return event{res: res, entries: entries}
+	body, entries := audit.Render(rec)
+	return event{res: &store.Resource{Type: "AuditEvent", ID: rec.ID, Version: 1,
+		LastUpdated: rec.Recorded.UTC().Truncate(time.Millisecond), Body: body, Tenant: tenant}, entries: entries}
 }
 
 // put stores ev and appends it to the hash chain, inside tx; the store
 // writes its search index entries after the commit (store.Tx.AppendAudit).
 // It may run again for the same ev (a retried transaction).
 func (ev event) put(tx store.Tx) error {
-	if ev.err != nil {
-		return ev.err
-	}
 	if err := tx.Put(ev.res, nil); err != nil {
 		return fmt.Errorf("store AuditEvent %s: %w", ev.res.ID, err)
 	}

@@ -207,3 +207,8 @@ func validNumber(s string) bool {
 	}
 	return s == ""
 }
+
+// AppendString appends s as a JSON string the way Marshal writes a string
+// inside a resource (<, > and & not escaped, invalid UTF-8 replaced), for
+// encoders that write a resource's bytes directly.
+func AppendString(dst []byte, s string) []byte { return appendString(dst, s, false) }

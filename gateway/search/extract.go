@@ -457,3 +457,16 @@ func getStrs(m map[string]any, key string) []string {
 	}
 	return out
 }
+
+// ReferenceEntry is the entry Extract makes of the literal reference s
+// (not empty, not local), without its Param: the type and id of a
+// "Type/id[/_history/n]" reference, else its URL. ok is false when
+// ofType is not empty and the reference is not known to be of that type
+// (a parameter whose targets are ofType alone, such as patient).
+func ReferenceEntry(s, ofType string) (e Entry, ok bool) {
+	rt, id, url := parseReference(s)
+	if ofType != "" && rt != ofType {
+		return Entry{}, false
+	}
+	return Entry{Type: TypeReference, RefType: rt, RefID: id, RefURL: url}, true
+}
