@@ -94,3 +94,27 @@ func FuzzRender(f *testing.F) {
 		checkRender(t, r)
 	})
 }
+
+// BenchmarkRender: an audited read's AuditEvent, written directly and
+// through the document (store.NewVersion of Event).
+func BenchmarkRender(b *testing.B) {
+	r := audit.Record{ID: "0193a5b2c3d4e5f6a7b8c9d0e1f2a3b4", Recorded: time.Now(), Interaction: "read", Status: 200,
+		ClientID: "ehr-client-1", ClientAddr: "10.1.2.3", Observer: "ketamine-gateway", Tenant: "clinic-a",
+		Patients:  []string{"Patient/0193a5b2c3d4e5f6a7b8c9d0e1f2a3b5"},
+		Entities:  []audit.Entity{{Type: "Observation", ID: "0193a5b2c3d4e5f6a7b8c9d0e1f2a3b6", Version: 1}},
+		RequestID: "0193a5b2c3d4e5f6a7b8c9d0e1f2a3b7", TraceID: "4bf92f3577b34da6a3ce929d0e0e4736"}
+	b.Run("direct", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			audit.Render(r)
+		}
+	})
+	b.Run("document", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, _, err := store.NewVersion("AuditEvent", r.ID, 1, audit.Event(r), r.Recorded); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
