@@ -348,11 +348,21 @@ func (x *extractor) walk(v any, depth int) {
 		} else if _, ok := t["type"].(string); ok && getMap(t, "identifier") != nil {
 			x.reference(t)
 		}
-		keys := make([]string, 0, len(t))
-		for k := range t {
-			keys = append(keys, k)
+		// Only objects and arrays can hold a reference: the other
+		// members are not visited, and the members' order matters only
+		// when more than one can (most objects, such as a Coding or a
+		// Quantity, have none).
+		var buf [8]string
+		keys := buf[:0]
+		for k, v := range t {
+			switch v.(type) {
+			case map[string]any, []any:
+				keys = append(keys, k)
+			}
 		}
-		slices.Sort(keys)
+		if len(keys) > 1 {
+			slices.Sort(keys)
+		}
 		for _, k := range keys {
 			x.walk(t[k], depth+1)
 		}

@@ -2,6 +2,8 @@ package search
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"testing"
 )
 
@@ -21,4 +23,42 @@ func BenchmarkExtractAuditEvent(b *testing.B) {
 			b.Fatal("no entries")
 		}
 	}
+}
+
+// BenchmarkExtractSynthea: the index entries of every resource of the
+// Synthea Bundles in ../shared/testdata (skipped without them).
+func BenchmarkExtractSynthea(b *testing.B) {
+	dir := sharedDir()
+	if dir == "" {
+		b.Skip("../shared/testdata not present")
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "synthea", "*.json"))
+	if len(files) == 0 {
+		b.Skip("../shared/testdata/synthea not present")
+	}
+	var docs []map[string]any
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var bundle struct {
+			Entry []struct{ Resource map[string]any }
+		}
+		if err := json.Unmarshal(raw, &bundle); err != nil {
+			b.Fatal(err)
+		}
+		for _, e := range bundle.Entry {
+			docs = append(docs, e.Resource)
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		for _, d := range docs {
+			rt, _ := d["resourceType"].(string)
+			Extract(rt, d)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(docs)), "ns/resource")
 }
