@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
+	"strconv"
 	"time"
 )
 
@@ -149,10 +150,9 @@ func outcome(status int) string {
 // the gateway stores; Render, which the audit log uses, writes the same
 // bytes and index entries directly, and the tests hold it to Event.
 func Event(r Record) map[string]any {
-	k, ok := interactions[r.Interaction]
-	if !ok {
-		r.Interaction, k = "operation", interactions["operation"]
-	}
+	var k kind
+	var typ, subtype [3]string
+	r.Interaction, k, typ, subtype = classify(r.Interaction)
 	client := map[string]any{
 		"type":      cc(systemAgentType, "110153", "Source Role ID"),
 		"requestor": true,
@@ -170,19 +170,7 @@ func Event(r Record) map[string]any {
 		"who":       map[string]any{"display": r.Observer},
 		"requestor": false,
 	}
-	typ, subtype := coding(systemEventType, "rest", "RESTful Operation"), coding(systemInteraction, r.Interaction, k.display)
-	switch {
-	case k.login && r.Interaction == "logout":
-		typ, subtype = coding(systemAgentType, "110114", "User Authentication"), coding(systemAgentType, "110123", "Logout")
-	case k.login:
-		typ, subtype = coding(systemAgentType, "110114", "User Authentication"), coding(systemAgentType, "110122", "Login")
-	case k.gateway:
-		subtype = coding(SystemGatewayInteraction, r.Interaction, k.display)
-	}
-	desc := fmt.Sprintf("HTTP %d %s", r.Status, http.StatusText(r.Status))
-	if r.Description != "" {
-		desc += ": " + r.Description
-	}
+	desc := outcomeDesc(r.Status, r.Description)
 	source := map[string]any{
 		"observer": map[string]any{"display": r.Observer},
 		"type":     []any{coding(systemSourceType, "4", "Application Server")},
@@ -192,8 +180,8 @@ func Event(r Record) map[string]any {
 	}
 	ev := map[string]any{
 		"resourceType": "AuditEvent",
-		"type":         typ,
-		"subtype":      []any{subtype},
+		"type":         coding(typ[0], typ[1], typ[2]),
+		"subtype":      []any{coding(subtype[0], subtype[1], subtype[2])},
 		"action":       k.action,
 		"recorded":     r.Recorded.UTC().Format("2006-01-02T15:04:05.000Z"),
 		"outcome":      outcome(r.Status),
@@ -216,12 +204,8 @@ func Event(r Record) map[string]any {
 		})
 	}
 	for _, e := range r.Entities {
-		ref := e.Type + "/" + e.ID
-		if e.Version > 0 {
-			ref = fmt.Sprintf("%s/_history/%d", ref, e.Version)
-		}
 		entities = append(entities, map[string]any{
-			"what": map[string]any{"reference": ref},
+			"what": map[string]any{"reference": e.reference()},
 			"type": coding(systemEntityType, "2", "System Object"),
 			"role": coding(systemObjectRole, "4", "Domain Resource"),
 		})
@@ -237,6 +221,44 @@ func Event(r Record) map[string]any {
 		ev["entity"] = entities
 	}
 	return ev
+}
+
+// classify returns the interaction as recorded (an unknown one as
+// "operation"), its kind, and the AuditEvent's type and subtype codings
+// (system, code, display).
+func classify(interaction string) (string, kind, [3]string, [3]string) {
+	k, ok := interactions[interaction]
+	if !ok {
+		interaction, k = "operation", interactions["operation"]
+	}
+	typ, subtype := [3]string{systemEventType, "rest", "RESTful Operation"}, [3]string{systemInteraction, interaction, k.display}
+	switch {
+	case k.login && interaction == "logout":
+		typ, subtype = [3]string{systemAgentType, "110114", "User Authentication"}, [3]string{systemAgentType, "110123", "Logout"}
+	case k.login:
+		typ, subtype = [3]string{systemAgentType, "110114", "User Authentication"}, [3]string{systemAgentType, "110122", "Login"}
+	case k.gateway:
+		subtype = [3]string{SystemGatewayInteraction, interaction, k.display}
+	}
+	return interaction, k, typ, subtype
+}
+
+// outcomeDesc is AuditEvent.outcomeDesc: the HTTP status and the record's
+// PHI-free description.
+func outcomeDesc(status int, description string) string {
+	desc := "HTTP " + strconv.Itoa(status) + " " + http.StatusText(status)
+	if description != "" {
+		desc += ": " + description
+	}
+	return desc
+}
+
+// reference is the entity's literal reference, with its version when known.
+func (e Entity) reference() string {
+	if e.Version > 0 {
+		return e.Type + "/" + e.ID + "/_history/" + strconv.FormatInt(e.Version, 10)
+	}
+	return e.Type + "/" + e.ID
 }
 
 func coding(system, code, display string) map[string]any {

@@ -1,9 +1,6 @@
 package audit
 
 import (
-	"net/http"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
@@ -19,30 +16,15 @@ import (
 // some 40 µs of an audited read's CPU; Render writes both directly, in a
 // few. TestRenderMatchesEvent and FuzzRender hold it to Event.
 func Render(r Record) (body []byte, entries []search.Entry) {
-	k, ok := interactions[r.Interaction]
-	if !ok {
-		r.Interaction, k = "operation", interactions["operation"]
-	}
-	typ := [3]string{systemEventType, "rest", "RESTful Operation"}
-	subtype := [3]string{systemInteraction, r.Interaction, k.display}
-	switch {
-	case k.login && r.Interaction == "logout":
-		typ, subtype = [3]string{systemAgentType, "110114", "User Authentication"}, [3]string{systemAgentType, "110123", "Logout"}
-	case k.login:
-		typ, subtype = [3]string{systemAgentType, "110114", "User Authentication"}, [3]string{systemAgentType, "110122", "Login"}
-	case k.gateway:
-		subtype = [3]string{SystemGatewayInteraction, r.Interaction, k.display}
-	}
+	var k kind
+	var typ, subtype [3]string
+	r.Interaction, k, typ, subtype = classify(r.Interaction)
 	at := r.Recorded.UTC()
 	instant := at.Format("2006-01-02T15:04:05.000Z")
 	refs := make([]string, 0, len(r.Patients)+len(r.Entities))
 	refs = append(refs, r.Patients...)
 	for _, e := range r.Entities {
-		ref := e.Type + "/" + e.ID
-		if e.Version > 0 {
-			ref += "/_history/" + strconv.FormatInt(e.Version, 10)
-		}
-		refs = append(refs, ref)
+		refs = append(refs, e.reference())
 	}
 
 	b := make([]byte, 0, 1280)
@@ -120,11 +102,7 @@ func Render(r Record) (body []byte, entries []search.Entry) {
 	b = append(b, `,"versionId":"1"},"outcome":`...)
 	b = fhirwire.AppendString(b, outcome(r.Status))
 	b = append(b, `,"outcomeDesc":`...)
-	desc := "HTTP " + strconv.Itoa(r.Status) + " " + http.StatusText(r.Status)
-	if r.Description != "" {
-		desc += ": " + r.Description
-	}
-	b = fhirwire.AppendString(b, desc)
+	b = fhirwire.AppendString(b, outcomeDesc(r.Status, r.Description))
 	b = append(b, `,"recorded":`...)
 	b = fhirwire.AppendString(b, instant)
 	b = append(b, `,"source":{"observer":{"display":`...)
@@ -164,7 +142,7 @@ func Render(r Record) (body []byte, entries []search.Entry) {
 	}
 	x.param("entity")
 	for _, ref := range refs {
-		if e, ok := literal(ref, ""); ok {
+		if e, ok := search.ReferenceEntry(ref, ""); ok {
 			x.add(e)
 		}
 	}
@@ -174,7 +152,7 @@ func Render(r Record) (body []byte, entries []search.Entry) {
 	x.param("outcome").token("", outcome(r.Status), "")
 	x.param("patient")
 	for _, ref := range refs {
-		if e, ok := literal(ref, "Patient"); ok {
+		if e, ok := search.ReferenceEntry(ref, "Patient"); ok {
 			x.add(e)
 		}
 	}
@@ -194,15 +172,6 @@ func appendCoding(b []byte, system, code, display string) []byte {
 	b = append(b, `,"system":`...)
 	b = fhirwire.AppendString(b, system)
 	return append(b, '}')
-}
-
-// literal is the entry of the literal reference ref, as Extract makes it
-// (none for an empty or local one; ofType as search.ReferenceEntry's).
-func literal(ref, ofType string) (search.Entry, bool) {
-	if ref == "" || strings.HasPrefix(ref, "#") {
-		return search.Entry{}, false
-	}
-	return search.ReferenceEntry(ref, ofType)
 }
 
 // entryList collects index entries parameter by parameter.

@@ -213,13 +213,13 @@ func (s *Server) verifyAssertion(ctx context.Context, assertion string) (*regist
 // character, so without this check the same signed token could be sent
 // as other strings and still verify (both found by FuzzToken).
 func compactJWS(s string) bool {
-	dots, start := 0, 0
+	parts, start := 0, 0
 	for i := 0; i <= len(s); i++ {
 		if i == len(s) || s[i] == '.' {
 			if !canonicalTail(s[start:i]) {
 				return false
 			}
-			dots++
+			parts++
 			start = i + 1
 			continue
 		}
@@ -227,7 +227,7 @@ func compactJWS(s string) bool {
 			return false
 		}
 	}
-	return dots == 3
+	return parts == 3
 }
 
 // canonicalTail reports whether the unpadded base64url part p has a

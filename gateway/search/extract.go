@@ -305,19 +305,15 @@ func (x *extractor) concept(m map[string]any) {
 // reference indexes a Reference: its literal reference and its identifier.
 func (x *extractor) reference(m map[string]any) {
 	typ := typeName(getStr(m, "type"))
-	var e *Entry
-	if r := getStr(m, "reference"); r != "" && !strings.HasPrefix(r, "#") {
-		rt, id, url := parseReference(r)
-		if rt != "" {
-			typ = rt
-		}
-		e = &Entry{Type: TypeReference, RefType: rt, RefID: id, RefURL: url}
+	e, literal := literalEntry(getStr(m, "reference"))
+	if e.RefType != "" {
+		typ = e.RefType
 	}
 	if !x.accepts(typ) {
 		return
 	}
-	if e != nil {
-		x.add(*e)
+	if literal {
+		x.add(e)
 	}
 	if idm := getMap(m, "identifier"); idm != nil {
 		if sys, val := getStr(idm, "system"), getStr(idm, "value"); sys != "" || val != "" {
@@ -468,15 +464,26 @@ func getStrs(m map[string]any, key string) []string {
 	return out
 }
 
-// ReferenceEntry is the entry Extract makes of the literal reference s
-// (not empty, not local), without its Param: the type and id of a
-// "Type/id[/_history/n]" reference, else its URL. ok is false when
-// ofType is not empty and the reference is not known to be of that type
-// (a parameter whose targets are ofType alone, such as patient).
+// ReferenceEntry is the entry Extract makes of the literal reference s,
+// without its Param: the type and id of a "Type/id[/_history/n]"
+// reference, else its URL. ok is false for an empty or local ("#")
+// reference, which Extract does not index, and when ofType is not empty
+// and the reference is not known to be of that type (a parameter whose
+// targets are ofType alone, such as patient).
 func ReferenceEntry(s, ofType string) (e Entry, ok bool) {
-	rt, id, url := parseReference(s)
-	if ofType != "" && rt != ofType {
+	e, ok = literalEntry(s)
+	if !ok || ofType != "" && e.RefType != ofType {
 		return Entry{}, false
 	}
+	return e, true
+}
+
+// literalEntry is the entry of the literal reference s; ok is false for
+// an empty or local one.
+func literalEntry(s string) (Entry, bool) {
+	if s == "" || strings.HasPrefix(s, "#") {
+		return Entry{}, false
+	}
+	rt, id, url := parseReference(s)
 	return Entry{Type: TypeReference, RefType: rt, RefID: id, RefURL: url}, true
 }
