@@ -140,7 +140,8 @@ func (t *Telemetry) setupTraces(ctx context.Context, e env, res *resource.Resour
 	if err != nil {
 		return err
 	}
-	opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res), sdktrace.WithSampler(smp)}
+	opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res), sdktrace.WithSampler(smp),
+		sdktrace.WithIDGenerator(timeOrderedIDs{})}
 	var built []sdktrace.SpanExporter
 	for _, name := range names {
 		var (

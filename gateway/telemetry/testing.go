@@ -23,6 +23,7 @@ func NewForTest() (*Telemetry, *tracetest.InMemoryExporter, *sdkmetric.ManualRea
 	tp := sdktrace.NewTracerProvider(
 		sdktrace.WithResource(res),
 		sdktrace.WithSampler(sdktrace.AlwaysSample()),
+		sdktrace.WithIDGenerator(timeOrderedIDs{}),
 		sdktrace.WithSpanProcessor(FilterSpanProcessor(sdktrace.NewSimpleSpanProcessor(spans))),
 	)
 	mp := newMeterProvider(res, reader)
