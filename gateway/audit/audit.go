@@ -150,9 +150,7 @@ func outcome(status int) string {
 // the gateway stores; Render, which the audit log uses, writes the same
 // bytes and index entries directly, and the tests hold it to Event.
 func Event(r Record) map[string]any {
-	var k kind
-	var typ, subtype [3]string
-	r.Interaction, k, typ, subtype = classify(r.Interaction)
+	k, typ, subtype := classify(r.Interaction)
 	client := map[string]any{
 		"type":      cc(systemAgentType, "110153", "Source Role ID"),
 		"requestor": true,
@@ -223,10 +221,10 @@ func Event(r Record) map[string]any {
 	return ev
 }
 
-// classify returns the interaction as recorded (an unknown one as
-// "operation"), its kind, and the AuditEvent's type and subtype codings
-// (system, code, display).
-func classify(interaction string) (string, kind, [3]string, [3]string) {
+// classify returns the interaction's kind (an unknown one is recorded as
+// "operation") and the AuditEvent's type and subtype codings (system,
+// code, display).
+func classify(interaction string) (kind, [3]string, [3]string) {
 	k, ok := interactions[interaction]
 	if !ok {
 		interaction, k = "operation", interactions["operation"]
@@ -240,7 +238,7 @@ func classify(interaction string) (string, kind, [3]string, [3]string) {
 	case k.gateway:
 		subtype = [3]string{SystemGatewayInteraction, interaction, k.display}
 	}
-	return interaction, k, typ, subtype
+	return k, typ, subtype
 }
 
 // outcomeDesc is AuditEvent.outcomeDesc: the HTTP status and the record's

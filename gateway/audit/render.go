@@ -16,9 +16,7 @@ import (
 // some 40 µs of an audited read's CPU; Render writes both directly, in a
 // few. TestRenderMatchesEvent and FuzzRender hold it to Event.
 func Render(r Record) (body []byte, entries []search.Entry) {
-	var k kind
-	var typ, subtype [3]string
-	r.Interaction, k, typ, subtype = classify(r.Interaction)
+	k, typ, subtype := classify(r.Interaction)
 	at := r.Recorded.UTC()
 	instant := at.Format("2006-01-02T15:04:05.000Z")
 	refs := make([]string, 0, len(r.Patients)+len(r.Entities))
@@ -140,9 +138,13 @@ func Render(r Record) (body []byte, entries []search.Entry) {
 	if dated {
 		x.param("date").add(search.Entry{Type: search.TypeDate, Low: ms, High: ms})
 	}
+	// entity: every literal reference; patient: those known to be of
+	// Patients.
+	var literal []search.Entry
 	x.param("entity")
 	for _, ref := range refs {
-		if e, ok := search.ReferenceEntry(ref, ""); ok {
+		if e, ok := search.ReferenceEntry(ref); ok {
+			literal = append(literal, e)
 			x.add(e)
 		}
 	}
@@ -151,8 +153,8 @@ func Render(r Record) (body []byte, entries []search.Entry) {
 	}
 	x.param("outcome").token("", outcome(r.Status), "")
 	x.param("patient")
-	for _, ref := range refs {
-		if e, ok := search.ReferenceEntry(ref, "Patient"); ok {
+	for _, e := range literal {
+		if e.RefType == "Patient" {
 			x.add(e)
 		}
 	}

@@ -305,7 +305,7 @@ func (x *extractor) concept(m map[string]any) {
 // reference indexes a Reference: its literal reference and its identifier.
 func (x *extractor) reference(m map[string]any) {
 	typ := typeName(getStr(m, "type"))
-	e, literal := literalEntry(getStr(m, "reference"))
+	e, literal := ReferenceEntry(getStr(m, "reference"))
 	if e.RefType != "" {
 		typ = e.RefType
 	}
@@ -467,20 +467,8 @@ func getStrs(m map[string]any, key string) []string {
 // ReferenceEntry is the entry Extract makes of the literal reference s,
 // without its Param: the type and id of a "Type/id[/_history/n]"
 // reference, else its URL. ok is false for an empty or local ("#")
-// reference, which Extract does not index, and when ofType is not empty
-// and the reference is not known to be of that type (a parameter whose
-// targets are ofType alone, such as patient).
-func ReferenceEntry(s, ofType string) (e Entry, ok bool) {
-	e, ok = literalEntry(s)
-	if !ok || ofType != "" && e.RefType != ofType {
-		return Entry{}, false
-	}
-	return e, true
-}
-
-// literalEntry is the entry of the literal reference s; ok is false for
-// an empty or local one.
-func literalEntry(s string) (Entry, bool) {
+// reference, which Extract does not index.
+func ReferenceEntry(s string) (e Entry, ok bool) {
 	if s == "" || strings.HasPrefix(s, "#") {
 		return Entry{}, false
 	}
