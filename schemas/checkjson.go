@@ -41,7 +41,9 @@ const maxNumberLen = 100
 //     is that of the first element too deep); checking stops there, so
 //     arbitrarily deep documents cost O(maxDepth) memory and no recursion;
 //   - json-number: a number that is not representable as a finite 64-bit
-//     float (or has more than 100 characters).
+//     float (or has more than 100 characters);
+//   - json-control-character: a string value holds a control character
+//     (U+0000-U+001F) other than tab, line feed and carriage return.
 //
 // maxDepth <= 0 means no depth limit. CheckJSON returns nil for a
 // well-formed object. Issues are in document order; Validate sorts them.
@@ -163,9 +165,26 @@ func checkJSON(doc []byte, maxDepth, maxValues int) []Issue {
 					append(path[:len(path):len(path)], childElem(top)),
 					"number out of range: numbers must be representable as 64-bit floating point values"))
 			}
+			if str, ok := t.(string); ok && hasControl(str) {
+				issues = append(issues, newIssue(RuleJSONControlCharacter, CodeValue,
+					append(path[:len(path):len(path)], childElem(top)),
+					"control character: text may hold no character below U+0020 except tab, line feed and carriage return (FHIR strings cannot carry them)"))
+			}
 			valueDone(top)
 		}
 	}
+}
+
+// hasControl reports a C0 control character other than tab, line feed and
+// carriage return: what FHIR's string type ([ \r\n\t\S]+) cannot carry.
+// Every string of a native record ends up in a FHIR string, code or uri.
+func hasControl(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 && c != '\t' && c != '\n' && c != '\r' {
+			return true
+		}
+	}
+	return false
 }
 
 // frame is an open object or array in checkJSON.

@@ -30,16 +30,21 @@ type patternInfo struct {
 }
 
 const (
-	instantWhat = "an RFC 3339 date-time with seconds and a time zone (YYYY-MM-DDThh:mm:ss followed by Z or an offset ±hh:mm)"
-	dateWhat    = "a calendar date YYYY-MM-DD"
+	instantWhat = "an RFC 3339 date-time with seconds and a time zone (YYYY-MM-DDThh:mm:ss followed by Z or an offset ±hh:mm between -14:00 and +14:00), in the years 0001-9999"
+	dateWhat    = "a calendar date YYYY-MM-DD in the years 0001-9999"
+
+	// year is 0001-9999, the years a FHIR date can hold.
+	year = `(000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})`
 )
 
 var patterns = map[string]patternInfo{
 	`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`: {RulePattern, "an identifier of 1-64 characters (letters, digits, '.', '_', '-'), starting with a letter or digit"},
 	`^[a-z0-9][a-z0-9-]{0,62}$`:         {RulePattern, "a system name of 1-63 characters (lowercase letters, digits, '-'), starting with a letter or digit"},
 	`^[A-Za-z0-9._-]{1,64}$`:            {RulePattern, "a version label of 1-64 characters (letters, digits, '.', '_', '-')"},
-	`^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})$`: {RuleFormat, instantWhat},
-	`^[0-9]{4}-[0-9]{2}-[0-9]{2}$`: {RuleFormat, dateWhat},
+	`^` + year + `-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-](0[0-9]|1[0-3]):[0-5][0-9]|[+-]14:00)$`: {RuleFormat, instantWhat},
+	`^` + year + `-[0-9]{2}-[0-9]{2}$`:                                        {RuleFormat, dateWhat},
+	`^urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`: {RuleFormat, "a urn:uuid: URI with a lowercase UUID (urn:uuid:xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)"},
+	`^urn:oid:[0-2](\.(0|[1-9][0-9]*))+$`:                                     {RuleFormat, "a urn:oid: URI with an OID (digits separated by dots, such as urn:oid:2.16.840.1.113883)"},
 }
 
 var formats = map[string]string{

@@ -11,6 +11,7 @@ import (
 //
 // Rule is a stable rule id: "json-syntax", "json-duplicate-key", "json-depth",
 // "json-empty", "json-not-object", "json-number", "json-too-large",
+// "json-control-character",
 // "kind-unknown", or
 // "schema.<keyword>" (see the Rule* constants).
 //
@@ -41,14 +42,15 @@ type Issue struct {
 // Rule ids reported by this package. The list is part of the gateway's
 // public contract (docs/records.md); ids are never renamed.
 const (
-	RuleJSONSyntax       = "json-syntax"        // not well-formed JSON, or not UTF-8
-	RuleJSONDuplicateKey = "json-duplicate-key" // a key appears twice in one object
-	RuleJSONDepth        = "json-depth"         // nesting deeper than MaxDepth
-	RuleJSONEmpty        = "json-empty"         // empty or whitespace-only body
-	RuleJSONNotObject    = "json-not-object"    // top-level value is not an object
-	RuleJSONNumber       = "json-number"        // number not representable as a finite 64-bit float
-	RuleJSONTooLarge     = "json-too-large"     // more than MaxValues values
-	RuleKindUnknown      = "kind-unknown"       // no schema for the requested kind
+	RuleJSONSyntax           = "json-syntax"            // not well-formed JSON, or not UTF-8
+	RuleJSONDuplicateKey     = "json-duplicate-key"     // a key appears twice in one object
+	RuleJSONDepth            = "json-depth"             // nesting deeper than MaxDepth
+	RuleJSONEmpty            = "json-empty"             // empty or whitespace-only body
+	RuleJSONNotObject        = "json-not-object"        // top-level value is not an object
+	RuleJSONNumber           = "json-number"            // number not representable as a finite 64-bit float
+	RuleJSONTooLarge         = "json-too-large"         // more than MaxValues values
+	RuleJSONControlCharacter = "json-control-character" // a string holds a C0 control character other than tab, LF, CR
+	RuleKindUnknown          = "kind-unknown"           // no schema for the requested kind
 
 	RuleRequired           = "schema.required"            // a required property is missing
 	RuleAdditionalProperty = "schema.additional-property" // a property the schema does not define

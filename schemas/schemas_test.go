@@ -164,6 +164,15 @@ func invalidCases(t testing.TB) []invalidCase {
 		{name: "date-time without seconds", kind: "assessment", doc: mutate(t, "assessment", "phq9-moderate.json", put("/takenAt", "2026-03-10T09:05-05:00")), rule: RuleFormat, pointer: "/takenAt"},
 		{name: "date-only instant", kind: "adverse-event", doc: mutate(t, "adverse-event", "nausea-mild.json", put("/onsetAt", "2026-03-10")), rule: RuleFormat, pointer: "/onsetAt"},
 		{name: "impossible date-time", kind: "adverse-event", doc: mutate(t, "adverse-event", "nausea-mild.json", put("/onsetAt", "2026-02-30T09:55:00Z")), rule: RuleFormat, pointer: "/onsetAt"},
+		{name: "year 0000", kind: "adverse-event", doc: mutate(t, "adverse-event", "nausea-mild.json", put("/onsetAt", "0000-03-10T09:55:00Z")), rule: RuleFormat, pointer: "/onsetAt"},
+		{name: "offset past +14:00", kind: "adverse-event", doc: mutate(t, "adverse-event", "nausea-mild.json", put("/onsetAt", "2026-03-10T09:55:00+14:01")), rule: RuleFormat, pointer: "/onsetAt"},
+		{name: "offset past -14:00", kind: "vitals", doc: mutate(t, "vitals", "pre-dose-baseline.json", put("/measuredAt", "2026-03-10T09:55:00-23:00")), rule: RuleFormat, pointer: "/measuredAt"},
+		{name: "offset minutes past 59", kind: "vitals", doc: mutate(t, "vitals", "pre-dose-baseline.json", put("/measuredAt", "2026-03-10T09:55:00+05:60")), rule: RuleFormat, pointer: "/measuredAt"},
+		{name: "birth date in year 0000", kind: "vitals", doc: mutate(t, "vitals", "pre-dose-baseline.json", put("/patient/birthDate", "0000-02-03")), rule: RuleFormat, pointer: "/patient/birthDate"},
+		{name: "mrn system a malformed urn:uuid", kind: "vitals", doc: mutate(t, "vitals", "pre-dose-baseline.json", put("/patient/mrn/system", "urn:uuid:0F8FAD5B-D9CB-469F-A165-70867728950E")), rule: RuleFormat, pointer: "/patient/mrn/system"},
+		{name: "mrn system a malformed urn:oid", kind: "vitals", doc: mutate(t, "vitals", "pre-dose-baseline.json", put("/patient/mrn/system", "urn:oid:2.16.840.01")), rule: RuleFormat, pointer: "/patient/mrn/system"},
+		{name: "control character in a name", kind: "vitals", doc: mutate(t, "vitals", "pre-dose-baseline.json", put("/patient/name/family", "Test\u0000patient")), rule: RuleJSONControlCharacter, pointer: "/patient/name/family"},
+		{name: "control character in an array item", kind: "vitals", doc: mutate(t, "vitals", "pre-dose-baseline.json", put("/patient/name/given/0", "\u001b[31m")), rule: RuleJSONControlCharacter, pointer: "/patient/name/given/0"},
 		{name: "lowercase z", kind: "adverse-event", doc: mutate(t, "adverse-event", "nausea-mild.json", put("/onsetAt", "2026-03-10T09:55:00z")), rule: RuleFormat, pointer: "/onsetAt"},
 
 		// Assessment.
@@ -389,6 +398,8 @@ func TestCheckJSON(t *testing.T) {
 		{`{"n": 1` + strings.Repeat("0", 100) + `}`, 4, []string{RuleJSONNumber}, []string{"/n"}},
 		{`{"a": "\u00e9\ud83d\ude00"}`, 4, nil, nil},
 		{"{\"a\": \"\x01\"}", 4, []string{RuleJSONSyntax}, []string{""}},
+		{`{"a": "x\u0001y", "b": ["\t\r\n", "\u001f"], "c": {"d": "\u0000"}, "e\u0001": 1}`, 4, []string{RuleJSONControlCharacter, RuleJSONControlCharacter, RuleJSONControlCharacter}, []string{"/a", "/b/1", "/c/d"}},
+		{`{"a": "\u007f\u0080\u2028 tab\tend"}`, 4, nil, nil},
 		{`null`, 4, []string{RuleJSONNotObject}, []string{""}},
 		{`12`, 4, []string{RuleJSONNotObject}, []string{""}},
 		{`nul`, 4, []string{RuleJSONSyntax}, []string{""}},
@@ -643,7 +654,7 @@ func TestDocsExamples(t *testing.T) {
 		}
 	}
 	// Every rule id the package can produce is documented.
-	for _, r := range []string{RuleJSONSyntax, RuleJSONDuplicateKey, RuleJSONDepth, RuleJSONEmpty, RuleJSONNotObject, RuleJSONNumber, RuleJSONTooLarge, RuleKindUnknown,
+	for _, r := range []string{RuleJSONSyntax, RuleJSONDuplicateKey, RuleJSONDepth, RuleJSONEmpty, RuleJSONNotObject, RuleJSONNumber, RuleJSONTooLarge, RuleJSONControlCharacter, RuleKindUnknown,
 		RuleRequired, RuleAdditionalProperty, RuleFalse, RuleType, RuleEnum, RuleFormat, RulePattern, RuleRange, RuleLength, RuleItemsCount, RuleUniqueItems} {
 		if !strings.Contains(string(b), "`"+r+"`") {
 			t.Errorf("docs/records.md does not document rule %s", r)
