@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/ketamine-gateway/ketamine-gateway/schemas/r4"
 )
 
 // MaxDepth is the nesting depth Validate allows, counting the top-level
@@ -165,7 +167,7 @@ func checkJSON(doc []byte, maxDepth, maxValues int) []Issue {
 					append(path[:len(path):len(path)], childElem(top)),
 					"number out of range: numbers must be representable as 64-bit floating point values"))
 			}
-			if str, ok := t.(string); ok && hasControl(str) {
+			if str, ok := t.(string); ok && !r4.NoControl(str) {
 				issues = append(issues, newIssue(RuleJSONControlCharacter, CodeValue,
 					append(path[:len(path):len(path)], childElem(top)),
 					"control character: text may hold no character below U+0020 except tab, line feed and carriage return (FHIR strings cannot carry them)"))
@@ -173,18 +175,6 @@ func checkJSON(doc []byte, maxDepth, maxValues int) []Issue {
 			valueDone(top)
 		}
 	}
-}
-
-// hasControl reports a C0 control character other than tab, line feed and
-// carriage return: what FHIR's string type ([ \r\n\t\S]+) cannot carry.
-// Every string of a native record ends up in a FHIR string, code or uri.
-func hasControl(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 && c != '\t' && c != '\n' && c != '\r' {
-			return true
-		}
-	}
-	return false
 }
 
 // frame is an open object or array in checkJSON.

@@ -165,7 +165,7 @@ func isDecimal(s []byte) bool {
 func checkString(p prim, s []byte) bool {
 	switch p {
 	case pString, pMarkdown:
-		return len(s) <= maxStringBytes && noControl(s)
+		return len(s) <= maxStringBytes && NoControl(s)
 	case pCode:
 		return len(s) <= maxStringBytes && isCode(s)
 	case pID:
@@ -192,11 +192,13 @@ func checkString(p prim, s []byte) bool {
 	return true
 }
 
-// noControl rejects C0 control characters other than tab, CR and LF (the
-// FHIR string regex [ \r\n\t\S]+, as the HL7 validator applies it).
-func noControl(s []byte) bool {
-	for _, c := range s {
-		if c < 0x20 && c != '\t' && c != '\r' && c != '\n' {
+// NoControl reports that s holds no C0 control character other than tab,
+// CR and LF: the FHIR string regex [ \r\n\t\S]+, as the HL7 validator
+// applies it. The native records' schemas apply it to every string (every
+// one ends up in a FHIR string, code or uri).
+func NoControl[T string | []byte](s T) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 && c != '\t' && c != '\r' && c != '\n' {
 			return false
 		}
 	}
@@ -219,7 +221,7 @@ func isCode(s []byte) bool {
 			return false
 		}
 	}
-	return noControl(s)
+	return NoControl(s)
 }
 
 // isID implements [A-Za-z0-9\-\.]{1,64}.
@@ -247,7 +249,7 @@ func noSpace(s []byte) bool {
 			return false
 		}
 	}
-	return noControl(s)
+	return NoControl(s)
 }
 
 // urnOK checks the two URN forms FHIR gives a syntax for: a uri starting

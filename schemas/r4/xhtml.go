@@ -33,7 +33,7 @@ func (w *walker) xhtml(s []byte) {
 		w.errorf("primitive-format", "the narrative must be a single XHTML div element")
 		return
 	}
-	if !noControl(s) {
+	if !NoControl(s) {
 		w.errorf("primitive-format", "the narrative contains control characters")
 		return
 	}
