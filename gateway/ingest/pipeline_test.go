@@ -58,14 +58,15 @@ func TestSchemaAdmitsOnlyValidFHIR(t *testing.T) {
 		if err := json.Unmarshal(orig, &doc); err != nil {
 			return err
 		}
-		for _, ptr := range scalars(doc, "") {
+		for _, l := range scalars(doc, nil) {
+			ptr := "/" + strings.Join(l.path, "/")
 			for _, val := range edgeValues {
-				if !fits(at(doc, strings.Split(ptr, "/")[1:]), val) {
+				if !fits(l.value, val) {
 					continue
 				}
 				var mut any
 				_ = json.Unmarshal(orig, &mut)
-				body, _ := json.Marshal(replace(mut, strings.Split(ptr, "/")[1:], val))
+				body, _ := json.Marshal(replace(mut, l.path, val))
 				cases++
 				if err := p.ValidateRecord(kind, body); err != nil {
 					var ve *schemas.ValidationError
@@ -111,41 +112,32 @@ func TestSchemaAdmitsOnlyValidFHIR(t *testing.T) {
 	t.Logf("%d mutated records, %d mapped", cases, mapped)
 }
 
-// scalars lists the JSON pointers of doc's strings, numbers and booleans
-// (in an array, those of its first item).
-func scalars(doc any, ptr string) []string {
+// leaf is a scalar of a document and where it is (its JSON pointer's
+// tokens, array indexes in decimal).
+type leaf struct {
+	path  []string
+	value any
+}
+
+// scalars lists doc's strings, numbers and booleans (in an array, those of
+// its first item: the others have its shape).
+func scalars(doc any, path []string) []leaf {
 	switch x := doc.(type) {
 	case map[string]any:
-		var out []string
+		var out []leaf
 		for k, c := range x {
-			out = append(out, scalars(c, ptr+"/"+k)...)
+			out = append(out, scalars(c, append(path[:len(path):len(path)], k))...)
 		}
 		return out
 	case []any:
 		if len(x) > 0 {
-			// The other items have the first one's shape.
-			return scalars(x[0], ptr+"/0")
+			return scalars(x[0], append(path[:len(path):len(path)], "0"))
 		}
 		return nil
 	case nil:
 		return nil
 	}
-	return []string{ptr}
-}
-
-// at is the value at the pointer parts of doc.
-func at(doc any, parts []string) any {
-	for _, part := range parts {
-		switch x := doc.(type) {
-		case map[string]any:
-			doc = x[part]
-		case []any:
-			var i int
-			_, _ = fmt.Sscan(part, &i)
-			doc = x[i]
-		}
-	}
-	return doc
+	return []leaf{{path, doc}}
 }
 
 // fits reports whether val is worth putting in place of orig: a value of
@@ -163,8 +155,7 @@ func fits(orig, val any) bool {
 // dateLike matches dates and date-times.
 var dateLike = regexp.MustCompile(`^[0-9]{4}-[0-9]{2}-[0-9]{2}`)
 
-// replace sets the value at the pointer parts of doc (as scalars names
-// it) to val.
+// replace sets the value at path (as scalars names it) in doc to val.
 func replace(doc any, parts []string, val any) any {
 	if len(parts) == 0 {
 		return val
