@@ -109,11 +109,28 @@ func testTxReadsOwnWrites(t *testing.T, s store.Store) {
 		if len(pg.Matches) != 1 || pg.Total != 1 {
 			return fmt.Errorf("Search after Put: %d matches, total %d", len(pg.Matches), pg.Total)
 		}
-		return nil
+		// The search wrote a to the database: a's next version updates
+		// the current row written in this transaction, beside the first
+		// version of another resource.
+		if err := tx.Put(res("Patient", "a", 2, base), []search.Entry{tok("identifier", "urn:x", "8")}); err != nil {
+			return fmt.Errorf("Put after Search: %w", err)
+		}
+		return tx.Put(res("Patient", "b", 1, base), []search.Entry{tok("identifier", "urn:x", "7")})
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	for id, v := range map[string]int64{"a": 2, "b": 1} {
+		if got, err := s.Read(ctx, "Patient", id); err != nil || got.Version != v {
+			t.Errorf("Read Patient/%s after the commit: %v %v, want version %d", id, got, err, v)
+		}
+	}
+	hist, _, err := s.History(ctx, store.HistoryQuery{Type: "Patient", ID: "a"})
+	if err != nil || !slices.Equal(versions(hist), []int64{2, 1}) {
+		t.Errorf("History of Patient/a: %v %v, want versions [2 1]", versions(hist), err)
+	}
+	expect(t, s, "identifier of the first version", query("Patient", clause("identifier", search.TypeToken, "", vSys("urn:x", "7"))), "b")
+	expect(t, s, "identifier of the second version", query("Patient", clause("identifier", search.TypeToken, "", vSys("urn:x", "8"))), "a")
 }
 
 func testDelete(t *testing.T, s store.Store) {

@@ -156,7 +156,7 @@ func (s *Store) WriteStatements() []string {
 		`SAVEPOINT ` + requestSavepoint, `RELEASE SAVEPOINT ` + requestSavepoint}
 	stmts = append(stmts, s.indexDel...)
 	if !s.d.Arrays {
-		for _, t := range append([]*indexTable{resourcesTable, currentTable, chainTable}, tablePointers()...) {
+		for _, t := range append([]*indexTable{resourcesTable, newCurrentTable, currentTable, chainTable}, tablePointers()...) {
 			for n := maxRows; n >= 1; n /= 4 {
 				stmts = append(stmts, s.valuesInsert(t, n))
 			}
