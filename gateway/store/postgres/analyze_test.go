@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/storetest"
 )
 
@@ -31,5 +33,51 @@ func TestSearchAfterBulkLoad(t *testing.T) {
 			}
 			storetest.SearchAfterBulkLoad(t, s, perTx, "clinic-a", "clinic-b", "clinic-c", "clinic-d")
 		})
+	}
+}
+
+// TestAnalyzeAsTablesGrow writes 1,900 resources into a fresh database, ten
+// to a transaction as an ingest of native records does, with autovacuum
+// off for the tables, and checks that the store analysed the tables more
+// than once on the way (it checks at 100, 300, 900 and 1,900 resources
+// written, and analyses the small tables whose file more than doubled),
+// not only once 1,000 were written (as it did before: once at most). A
+// conditional lookup planned on the tables of the first records scans them
+// until an analysis has it planned again (see analyzeFirst).
+func TestAnalyzeAsTablesGrow(t *testing.T) {
+	testURL(t)
+	s, _ := openFresh(t, Options{})
+	ctx := context.Background()
+	for _, tbl := range analyzeTables {
+		if _, err := s.pool.Exec(ctx, `ALTER TABLE `+tbl+` SET (autovacuum_enabled = off)`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 190 {
+		err := s.Write(ctx, func(tx store.Tx) error {
+			for j := range 10 {
+				id := fmt.Sprintf("p%d-%d", i, j)
+				r := &store.Resource{Type: "Procedure", ID: id, Version: 1, Body: []byte(`{"resourceType":"Procedure"}`)}
+				e := search.Entry{Param: "identifier", Type: search.TypeToken, System: "urn:x", Code: id}
+				if err := tx.Put(r, []search.Entry{e}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.analyzer.wg.Wait() // the background check, if one runs
+	for _, tbl := range []string{"current", "idx_token", "resources"} {
+		var n int64
+		err := s.pool.QueryRow(ctx, `SELECT analyze_count FROM pg_stat_user_tables WHERE relid = to_regclass($1)`, tbl).Scan(&n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n < 2 {
+			t.Errorf("%s analysed %d times while it grew from nothing to 1,900 resources' rows, want at least 2", tbl, n)
+		}
 	}
 }

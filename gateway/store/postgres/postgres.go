@@ -50,10 +50,12 @@
 // of milliseconds) and pool_acquire_timeout (a Go duration); Options fields
 // that are set take precedence over the URL.
 //
-// Planner statistics: every 1,000 resources it writes, a Store analyses
-// the tables that changed enough since their last analysis, as autovacuum
-// would a minute or so later (see analyze.go): never analysed tables can
-// make a search run into the statement timeout.
+// Planner statistics: every 1,000 resources it writes (and after 100, 300
+// and 900), a Store analyses the tables that changed enough since their
+// last analysis, as autovacuum would a minute or so later, and the small
+// tables whose file more than doubled (see analyze.go): never analysed
+// tables can make a search run into the statement timeout, and plans made
+// on a new database's first pages scan them.
 package postgres
 
 import (
