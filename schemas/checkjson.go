@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -42,8 +41,10 @@ const maxNumberLen = 100
 //   - json-depth: arrays and objects nest deeper than maxDepth (the pointer
 //     is that of the first element too deep); checking stops there, so
 //     arbitrarily deep documents cost O(maxDepth) memory and no recursion;
-//   - json-number: a number that is not representable as a finite 64-bit
-//     float (or has more than 100 characters);
+//   - json-number: a number that a FHIR decimal stored by the gateway could
+//     not hold exactly (r4.ExactDecimal: not 0 and outside 1e-300 to 1e300
+//     in magnitude, or with more significant digits than a 64-bit float
+//     keeps), or a literal of more than 100 characters;
 //   - json-control-character: a string value holds a control character
 //     (U+0000-U+001F) other than tab, line feed and carriage return.
 //
@@ -165,7 +166,8 @@ func checkJSON(doc []byte, maxDepth, maxValues int) []Issue {
 			if n, ok := t.(json.Number); ok && !numberInRange(string(n)) {
 				issues = append(issues, newIssue(RuleJSONNumber, CodeValue,
 					append(path[:len(path):len(path)], childElem(top)),
-					"number out of range: numbers must be representable as 64-bit floating point values"))
+					"number out of range: a number must be 0 or between 1e-300 and 1e300 in magnitude and have no more significant "+
+						"digits than a 64-bit floating point value keeps (15 always fit), as the FHIR decimals it becomes must"))
 			}
 			if str, ok := t.(string); ok && !r4.NoControl(str) {
 				issues = append(issues, newIssue(RuleJSONControlCharacter, CodeValue,
@@ -273,21 +275,9 @@ func invalidUTF8Offset(doc []byte) int {
 	return -1
 }
 
-// numberInRange reports whether a JSON number literal is a finite float64
-// that did not underflow to zero, and is not absurdly long.
+// numberInRange reports whether a JSON number literal is one a FHIR decimal
+// stored by the gateway holds exactly (r4.ExactDecimal), and is not
+// absurdly long.
 func numberInRange(s string) bool {
-	if len(s) > maxNumberLen {
-		return false
-	}
-	f, err := strconv.ParseFloat(s, 64)
-	if err != nil || math.IsInf(f, 0) {
-		return false
-	}
-	if f == 0 {
-		mantissa, _, _ := strings.Cut(strings.ToLower(s), "e")
-		if strings.ContainsAny(mantissa, "123456789") {
-			return false // underflow
-		}
-	}
-	return true
+	return len(s) <= maxNumberLen && r4.ExactDecimal([]byte(s))
 }

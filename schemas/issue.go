@@ -47,7 +47,7 @@ const (
 	RuleJSONDepth            = "json-depth"             // nesting deeper than MaxDepth
 	RuleJSONEmpty            = "json-empty"             // empty or whitespace-only body
 	RuleJSONNotObject        = "json-not-object"        // top-level value is not an object
-	RuleJSONNumber           = "json-number"            // number not representable as a finite 64-bit float
+	RuleJSONNumber           = "json-number"            // number a stored FHIR decimal cannot hold exactly (r4.ExactDecimal)
 	RuleJSONTooLarge         = "json-too-large"         // more than MaxValues values
 	RuleJSONControlCharacter = "json-control-character" // a string holds a C0 control character other than tab, LF, CR
 	RuleKindUnknown          = "kind-unknown"           // no schema for the requested kind

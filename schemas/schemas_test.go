@@ -392,8 +392,14 @@ func TestCheckJSON(t *testing.T) {
 		{`{"a": 1, "b": 2, "a": 3, "b": 4}`, 4, []string{RuleJSONDuplicateKey, RuleJSONDuplicateKey}, []string{"/a", "/b"}},
 		{`{"x": [{"k": 1}, {"k": 2, "k": 3}]}`, 4, []string{RuleJSONDuplicateKey}, []string{"/x/1/k"}},
 		{`{"a": 1, "a": 2, "b": }`, 4, []string{RuleJSONDuplicateKey, RuleJSONSyntax}, []string{"/a", ""}},
-		{`{"n": [1e308, -1e308, 5e-324, 0e-999, 0.0]}`, 4, nil, nil},
+		{`{"n": [1e300, -1e300, 1e-300, 0e-999, 0.0, -0, 0.30000000000000004, 76.5000, 1.5E2]}`, 4, nil, nil},
 		{`{"n": [1, 1e309]}`, 4, []string{RuleJSONNumber}, []string{"/n/1"}},
+		// Numbers become FHIR decimals, which the gateway keeps as doubles:
+		// beyond 1e-300 to 1e300, or with digits a double drops, they could
+		// not be stored exactly (the R4 validator's decimal-out-of-range).
+		{`{"n": [1e308, 1e301, 5e-324, -1e-301, 0.1000000000000000000001, 9007199254740993]}`, 4,
+			[]string{RuleJSONNumber, RuleJSONNumber, RuleJSONNumber, RuleJSONNumber, RuleJSONNumber, RuleJSONNumber},
+			[]string{"/n/0", "/n/1", "/n/2", "/n/3", "/n/4", "/n/5"}},
 		{`{"n": 1e-400}`, 4, []string{RuleJSONNumber}, []string{"/n"}},
 		{`{"n": 1` + strings.Repeat("0", 100) + `}`, 4, []string{RuleJSONNumber}, []string{"/n"}},
 		{`{"a": "\u00e9\ud83d\ude00"}`, 4, nil, nil},

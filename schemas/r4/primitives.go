@@ -80,9 +80,11 @@ const (
 	maxDecimal = 1e300
 )
 
-// exactDecimal reports whether the JSON number raw is a decimal the
-// gateway stores and searches exactly (see minDecimal).
-func exactDecimal(raw []byte) bool {
+// ExactDecimal reports whether the JSON number raw is a decimal the
+// gateway stores and searches exactly (see minDecimal). Native records
+// obey the same rule (schemas.CheckJSON, json-number), since their numbers
+// become FHIR decimals.
+func ExactDecimal(raw []byte) bool {
 	digits, exp, ok := decimalDigits(raw)
 	if !ok {
 		return false

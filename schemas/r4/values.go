@@ -91,7 +91,7 @@ func (w *walker) primitive(p prim, v int32, vs *valueSet) {
 			// (case cs-order-prop-r4), so this is a warning when the text
 			// is a valid decimal.
 			switch s := w.str(v); {
-			case isDecimal(s) && !exactDecimal(s):
+			case isDecimal(s) && !ExactDecimal(s):
 				w.errorf("decimal-out-of-range", decimalRangeMessage)
 			case isDecimal(s):
 				w.warnf("element-type", "a decimal should be a JSON number, not a string")
@@ -106,7 +106,7 @@ func (w *walker) primitive(p prim, v int32, vs *valueSet) {
 		}
 		if !checkNumber(p, w.raw(v)) {
 			w.errorf("primitive-format", "the number is not a valid FHIR "+primName(p))
-		} else if p == pDecimal && !exactDecimal(w.raw(v)) {
+		} else if p == pDecimal && !ExactDecimal(w.raw(v)) {
 			w.errorf("decimal-out-of-range", decimalRangeMessage)
 		}
 		return
