@@ -55,7 +55,15 @@ func TestStartClose(t *testing.T) {
 	if err := a.Audit.Append(sc, 200); !errors.Is(err, auditlog.ErrClosed) {
 		t.Errorf("Append after Close = %v, want ErrClosed", err)
 	}
-	if err := goleak.Find(before); err != nil {
+	// The store's own background work (the audit indexer's pass, 200 ms
+	// after the Appends, and the write lane it runs on) is the store's:
+	// it ends with the store, which the deferred VerifyNone checks after
+	// st.Close. Under load it may still run here (a flaky failure in CI).
+	storeOwn := []goleak.Option{before,
+		goleak.IgnoreAnyFunction("github.com/ketamine-gateway/ketamine-gateway/gateway/store/internal/sqlstore.(*Store).indexLoop"),
+		goleak.IgnoreAnyFunction("github.com/ketamine-gateway/ketamine-gateway/gateway/store/internal/sqlstore.(*committer).lane"),
+	}
+	if err := goleak.Find(storeOwn...); err != nil {
 		t.Errorf("goroutines outlive Close: %v", err)
 	}
 }
