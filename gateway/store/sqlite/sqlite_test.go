@@ -217,8 +217,10 @@ func TestQueryPlan(t *testing.T) {
 			[]string{"USING INDEX sqlite_autoindex_current_1 (type=? AND id=?)", "USING INDEX idx_token_code"}},
 		{"listing of a tenant", &search.Query{Type: "Patient", Tenant: "clinic-a"},
 			[]string{"USING INDEX current_tenant_type_lu (tenant=? AND type=?)"}},
+		// The tenant indexes hold only named tenants' rows (schema 9):
+		// the default tenant's listing reads the tenant-less one.
 		{"listing of the default tenant", &search.Query{Type: "Patient"},
-			[]string{"USING INDEX current_tenant_type_lu (tenant=? AND type=?)"}},
+			[]string{"USING INDEX current_type_lu (type=?)"}},
 		{"listing of every tenant", &search.Query{Type: "Patient", Tenant: search.AllTenants},
 			[]string{"USING INDEX current_type_lu (type=?)"}},
 		// Issue 13: a chain drives from the target's index entries through
@@ -261,6 +263,46 @@ func TestQueryPlan(t *testing.T) {
 						t.Errorf("a step scans the resources: %q in\n%s", step, plan)
 					}
 				}
+			}
+		})
+	}
+}
+
+// TestHistoryPlan: a named tenant's history reads its tenant index (a
+// partial index since schema 9, usable only because the statement says
+// the tenant is not the default one), the default tenant's and every
+// tenant's the tenant-less one; a type's history sorts only the versions
+// of one instant (by type and id), never all of them.
+func TestHistoryPlan(t *testing.T) {
+	s, _ := openTemp(t, Options{})
+	defer s.Close()
+	tests := []struct {
+		name string
+		q    store.HistoryQuery
+		want string
+	}{
+		{"type, a tenant", store.HistoryQuery{Tenant: "clinic-a", Type: "Patient"}, "INDEX resources_tenant_type_lu (tenant=? AND type=?)"},
+		{"system, a tenant", store.HistoryQuery{Tenant: "clinic-a"}, "INDEX resources_tenant_"},
+		{"type, the default tenant", store.HistoryQuery{Type: "Patient"}, "INDEX resources_type_lu (type=?)"},
+		{"type, every tenant", store.HistoryQuery{Tenant: search.AllTenants, Type: "Patient"}, "INDEX resources_type_lu (type=?)"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.q.Count = 10
+			countStmt, pageStmt, err := sqlstore.HistoryStatements(dialect, tc.q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			page := explain(t, s, pageStmt.SQL, pageStmt.Args...)
+			if !strings.Contains(page, tc.want) {
+				t.Errorf("page plan lacks %q:\n%s", tc.want, page)
+			}
+			if tc.q.Type != "" && strings.Contains(page, "USE TEMP B-TREE FOR ORDER BY") {
+				t.Errorf("page plan sorts all the versions:\n%s", page)
+			}
+			// The count reads only the index.
+			if count := explain(t, s, countStmt.SQL, countStmt.Args...); !strings.Contains(count, "COVERING "+tc.want) {
+				t.Errorf("count plan lacks %q:\n%s", "COVERING "+tc.want, count)
 			}
 		})
 	}

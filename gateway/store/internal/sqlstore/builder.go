@@ -56,7 +56,20 @@ func tenantCond(tenant string) (string, []any) {
 	case !validTenant(tenant):
 		return " AND 1 = 0", nil
 	}
-	return " AND c.tenant = ?", []any{tenant}
+	return " AND " + tenantIs("c", tenant), []any{tenant}
+}
+
+// tenantIs is the condition that the row of alias belongs to tenant (a
+// valid one), with one "?" for it. For a named tenant it also says, as a
+// literal, that the tenant is not the default one: SQLite's tenant indexes
+// hold only named tenants' rows (partial indexes, schema 9), and a planner
+// uses a partial index only for a statement whose own text implies its
+// condition, which a "?" does not.
+func tenantIs(alias, tenant string) string {
+	if tenant == "" {
+		return alias + ".tenant = ?"
+	}
+	return alias + ".tenant = ? AND " + alias + ".tenant <> ''"
 }
 
 // validTenant tells whether a resource or outbox item may belong to

@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -100,10 +101,38 @@ func (s *Store) VRead(ctx context.Context, typ, id string, version int64) (*stor
 // resource that never existed is empty (no error); an id without a type
 // is an error.
 func (s *Store) History(ctx context.Context, q store.HistoryQuery) ([]*store.Resource, int, error) {
-	if q.ID != "" && q.Type == "" {
-		return nil, 0, fmt.Errorf("%s: history: an id needs a type", s.d.Name)
+	countStmt, pageStmt, err := HistoryStatements(s.d, q)
+	if err != nil {
+		return nil, 0, fmt.Errorf("%s: history: %w", s.d.Name, err)
 	}
-	b := s.builder()
+	var out []*store.Resource
+	var total int
+	err = s.db.Snapshot(ctx, func(c Conn) error {
+		if err := c.QueryRow(ctx, countStmt.SQL, countStmt.Args...).Scan(&total); err != nil {
+			return fmt.Errorf("%s: history: %w", s.d.Name, s.err(ctx, err))
+		}
+		rows, err := c.Query(ctx, pageStmt.SQL, pageStmt.Args...)
+		if err == nil {
+			out, err = collect(rows)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: history: %w", s.d.Name, s.err(ctx, err))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	return out, total, nil
+}
+
+// HistoryStatements are the statements of History for q: the count of the
+// versions it selects, and its page of them.
+func HistoryStatements(d *Dialect, q store.HistoryQuery) (Stmt, Stmt, error) {
+	if q.ID != "" && q.Type == "" {
+		return Stmt{}, Stmt{}, errors.New("an id needs a type")
+	}
+	b := NewBuilder(d, "", time.Time{})
 	and := " WHERE "
 	cond := func(c string, args ...any) {
 		b.Add(and+c, args...)
@@ -114,7 +143,7 @@ func (s *Store) History(ctx context.Context, q store.HistoryQuery) ([]*store.Res
 	case !validTenant(q.Tenant):
 		cond("1 = 0") // no version has it
 	default:
-		cond("r.tenant = ?", q.Tenant)
+		cond(tenantIs("r", q.Tenant), q.Tenant)
 	}
 	if q.Type != "" {
 		cond("r.type = ?", q.Type)
@@ -132,24 +161,6 @@ func (s *Store) History(ctx context.Context, q store.HistoryQuery) ([]*store.Res
 	}
 	count, offset := pageBounds(q.Count, q.Offset)
 	b.Add(order+" LIMIT ? OFFSET ?", count, offset)
-
-	var out []*store.Resource
-	var total int
-	err := s.db.Snapshot(ctx, func(c Conn) error {
-		if err := c.QueryRow(ctx, `SELECT COUNT(*) FROM resources r`+where, b.Args()[:nargs]...).Scan(&total); err != nil {
-			return fmt.Errorf("%s: history: %w", s.d.Name, s.err(ctx, err))
-		}
-		rows, err := c.Query(ctx, `SELECT `+resourceCols+` FROM resources r`+b.SQL(), b.Args()...)
-		if err == nil {
-			out, err = collect(rows)
-		}
-		if err != nil {
-			return fmt.Errorf("%s: history: %w", s.d.Name, s.err(ctx, err))
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, 0, err
-	}
-	return out, total, nil
+	return Stmt{`SELECT COUNT(*) FROM resources r` + where, b.Args()[:nargs]},
+		Stmt{`SELECT ` + resourceCols + ` FROM resources r` + b.SQL(), b.Args()}, nil
 }
