@@ -43,33 +43,27 @@ func (b *Builder) Add(s string, args ...any) { b.add(s, args...) }
 // restricted to q.Tenant (see tenantCond).
 func (b *Builder) Where(q *search.Query) error { return b.where(q) }
 
-// tenantCond is the condition (to append with AND) that restricts the
-// current row c to tenant, with its "?" argument: "" is the default
-// tenant, and search.AllTenants restricts nothing (no condition). A tenant
-// no resource can have (see validTenant) matches nothing. Every statement
-// that reads current rows for a search (matches, total, _include,
-// _revinclude) appends it.
-func tenantCond(tenant string) (string, []any) {
+// tenantCond is the condition (to append with AND) that restricts the row
+// of alias (current c, or a version r) to tenant, with its "?" argument:
+// "" is the default tenant, and search.AllTenants restricts nothing (no
+// condition). A tenant no resource can have (see validTenant) matches
+// nothing. Every statement that reads current rows for a search (matches,
+// total, _include, _revinclude) or versions for a history appends it.
+//
+// For a named tenant it also says, as a literal, that the tenant is not
+// the default one: SQLite's tenant indexes hold only named tenants' rows
+// (partial indexes, schema 9), and a planner uses a partial index only for
+// a statement whose own text implies its condition, which a "?" does not.
+func tenantCond(alias, tenant string) (string, []any) {
 	switch {
 	case tenant == search.AllTenants:
 		return "", nil
 	case !validTenant(tenant):
 		return " AND 1 = 0", nil
+	case tenant == "":
+		return " AND " + alias + ".tenant = ?", []any{tenant}
 	}
-	return " AND " + tenantIs("c", tenant), []any{tenant}
-}
-
-// tenantIs is the condition that the row of alias belongs to tenant (a
-// valid one), with one "?" for it. For a named tenant it also says, as a
-// literal, that the tenant is not the default one: SQLite's tenant indexes
-// hold only named tenants' rows (partial indexes, schema 9), and a planner
-// uses a partial index only for a statement whose own text implies its
-// condition, which a "?" does not.
-func tenantIs(alias, tenant string) string {
-	if tenant == "" {
-		return alias + ".tenant = ?"
-	}
-	return alias + ".tenant = ? AND " + alias + ".tenant <> ''"
+	return " AND " + alias + ".tenant = ? AND " + alias + ".tenant <> ''", []any{tenant}
 }
 
 // validTenant tells whether a resource or outbox item may belong to

@@ -28,7 +28,7 @@ func (s *Store) Export(ctx context.Context, q store.ExportQuery) ([]*store.Resou
 	b.Add(`SELECT `+resourceCols+` FROM current c
 		JOIN resources r ON r.type = c.type AND r.id = c.id AND r.version = c.version
 		WHERE `+s.d.NotDeleted+` AND c.type = ?`, q.Type)
-	cond, args := tenantCond(q.Tenant)
+	cond, args := tenantCond("c", q.Tenant)
 	b.Add(cond, args...)
 	if q.After != "" {
 		b.Add(` AND c.id > ?`, q.After)

@@ -59,7 +59,7 @@ func (b *Builder) farEnd(typ string, cl *search.Clause) error {
 		return fmt.Errorf("a chain of more than one link")
 	}
 	b.add("SELECT c.id FROM current c WHERE "+b.d.NotDeleted+" AND c.type = ?", typ)
-	cond, args := tenantCond(b.tenant)
+	cond, args := tenantCond("c", b.tenant)
 	b.add(cond, args...)
 	b.add(" AND ")
 	outer := b.typ

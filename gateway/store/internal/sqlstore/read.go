@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
 
@@ -133,26 +132,16 @@ func HistoryStatements(d *Dialect, q store.HistoryQuery) (Stmt, Stmt, error) {
 		return Stmt{}, Stmt{}, errors.New("an id needs a type")
 	}
 	b := NewBuilder(d, "", time.Time{})
-	and := " WHERE "
-	cond := func(c string, args ...any) {
-		b.Add(and+c, args...)
-		and = " AND "
-	}
-	switch {
-	case q.Tenant == search.AllTenants:
-	case !validTenant(q.Tenant):
-		cond("1 = 0") // no version has it
-	default:
-		cond(tenantIs("r", q.Tenant), q.Tenant)
-	}
+	tenant, args := tenantCond("r", q.Tenant)
+	b.Add(" WHERE 1 = 1"+tenant, args...)
 	if q.Type != "" {
-		cond("r.type = ?", q.Type)
+		b.Add(" AND r.type = ?", q.Type)
 	}
 	if q.ID != "" {
-		cond("r.id = ?", q.ID)
+		b.Add(" AND r.id = ?", q.ID)
 	}
 	if !q.Since.IsZero() {
-		cond("r.last_updated >= ?", q.Since.UnixMilli())
+		b.Add(" AND r.last_updated >= ?", q.Since.UnixMilli())
 	}
 	where, nargs := b.SQL(), len(b.Args())
 	order := " ORDER BY r.last_updated DESC, r.type, r.id, r.version DESC"

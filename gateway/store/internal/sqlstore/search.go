@@ -263,7 +263,7 @@ func (s *Store) includes(ctx context.Context, c Conn, q *search.Query, matches [
 		byType[k.typ] = append(byType[k.typ], k.id)
 	}
 	var found []key
-	tenantCond, tenantArgs := tenantCond(q.Tenant)
+	tenantCond, tenantArgs := tenantCond("c", q.Tenant)
 	run := func(b *Builder) error {
 		rows, err := c.Query(ctx, b.SQL(), b.Args()...)
 		if err != nil {

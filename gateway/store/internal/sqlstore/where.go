@@ -19,7 +19,7 @@ func (b *Builder) where(q *search.Query) error {
 	if b.typ != "" {
 		b.add(" AND c.type = ?", b.typ)
 	}
-	cond, args := tenantCond(q.Tenant)
+	cond, args := tenantCond("c", q.Tenant)
 	b.add(cond, args...)
 	if b.typ == "" && len(q.Types) > 0 {
 		b.typesCond(q.Types)
