@@ -167,7 +167,7 @@ func checkJSON(doc []byte, maxDepth, maxValues int) []Issue {
 				issues = append(issues, newIssue(RuleJSONNumber, CodeValue,
 					append(path[:len(path):len(path)], childElem(top)),
 					"number out of range: a number must be 0 or between 1e-300 and 1e300 in magnitude and have no more significant "+
-						"digits than a 64-bit floating point value keeps (15 always fit), as the FHIR decimals it becomes must"))
+						"digits than a 64-bit floating point value keeps (15 always fit), like the FHIR decimal it becomes"))
 			}
 			if str, ok := t.(string); ok && !r4.NoControl(str) {
 				issues = append(issues, newIssue(RuleJSONControlCharacter, CodeValue,
@@ -279,5 +279,5 @@ func invalidUTF8Offset(doc []byte) int {
 // stored by the gateway holds exactly (r4.ExactDecimal), and is not
 // absurdly long.
 func numberInRange(s string) bool {
-	return len(s) <= maxNumberLen && r4.ExactDecimal([]byte(s))
+	return len(s) <= maxNumberLen && r4.ExactDecimal(s)
 }

@@ -84,7 +84,7 @@ const (
 // gateway stores and searches exactly (see minDecimal). Native records
 // obey the same rule (schemas.CheckJSON, json-number), since their numbers
 // become FHIR decimals.
-func ExactDecimal(raw []byte) bool {
+func ExactDecimal[T string | []byte](raw T) bool {
 	digits, exp, ok := decimalDigits(raw)
 	if !ok {
 		return false
@@ -96,7 +96,7 @@ func ExactDecimal(raw []byte) bool {
 	if err != nil || math.IsInf(f, 0) || math.Abs(f) < minDecimal || math.Abs(f) > maxDecimal {
 		return false
 	}
-	back, bexp, _ := decimalDigits([]byte(strconv.FormatFloat(math.Abs(f), 'e', -1, 64)))
+	back, bexp, _ := decimalDigits(strconv.FormatFloat(math.Abs(f), 'e', -1, 64))
 	return back == digits && bexp == exp
 }
 
@@ -104,7 +104,7 @@ func ExactDecimal(raw []byte) bool {
 // leading or trailing zeros; "" for zero) and the power of ten of the
 // last one, ignoring the sign. An exponent of more than 6 digits (leading
 // zeros aside) is not ok: no double is that far out.
-func decimalDigits(raw []byte) (string, int, bool) {
+func decimalDigits[T string | []byte](raw T) (string, int, bool) {
 	i := 0
 	if i < len(raw) && (raw[i] == '-' || raw[i] == '+') {
 		i++
