@@ -14,6 +14,8 @@ import (
 	"testing"
 
 	_ "modernc.org/sqlite"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
 
 // TestAuditTrailE2E follows one native record the way an auditor would,
@@ -144,7 +146,21 @@ func TestAuditTrailE2E(t *testing.T) {
 		`SELECT seq, id FROM audit_chain ORDER BY seq LIMIT 1 OFFSET 2`).Scan(&seq, &id); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := sdb.Exec(`UPDATE resources SET body = replace(body, '"outcome":"0"', '"outcome":"4"') WHERE type = 'AuditEvent' AND id = ?`, id); err != nil {
+	// The AuditEvent is stored packed (store.PackBody): the tamperer
+	// unpacks it, changes its outcome and packs it again.
+	var stored []byte
+	if err := sdb.QueryRow(`SELECT body FROM resources WHERE type = 'AuditEvent' AND id = ?`, id).Scan(&stored); err != nil {
+		t.Fatal(err)
+	}
+	body, err = store.UnpackBody(stored)
+	if err != nil || bytes.Equal(body, stored) {
+		t.Fatalf("the stored AuditEvent is not packed (%v): %.40q", err, stored)
+	}
+	changed := bytes.Replace(body, []byte(`"outcome":"0"`), []byte(`"outcome":"4"`), 1)
+	if bytes.Equal(changed, body) {
+		t.Fatalf("AuditEvent %s has no outcome 0 to change", id)
+	}
+	if _, err := sdb.Exec(`UPDATE resources SET body = ? WHERE type = 'AuditEvent' AND id = ?`, store.PackBody("AuditEvent", changed), id); err != nil {
 		t.Fatal(err)
 	}
 	sdb.Close()

@@ -62,11 +62,14 @@ type event struct {
 }
 
 // newEvent makes rec's AuditEvent of tenant: what store.NewVersion makes
-// of audit.Event(rec), written directly (audit.Render).
+// of audit.Event(rec), written directly (audit.Render), and packed for
+// the store (store.Resource.Pack) here, before the write transaction.
 func newEvent(tenant string, rec audit.Record) event {
 	body, entries := audit.Render(rec)
-	return event{res: &store.Resource{Type: "AuditEvent", ID: rec.ID, Version: 1,
-		LastUpdated: rec.Recorded.UTC().Truncate(time.Millisecond), Body: body, Tenant: tenant}, entries: entries}
+	res := &store.Resource{Type: "AuditEvent", ID: rec.ID, Version: 1,
+		LastUpdated: rec.Recorded.UTC().Truncate(time.Millisecond), Body: body, Tenant: tenant}
+	res.Pack()
+	return event{res: res, entries: entries}
 }
 
 // put stores ev and appends it to the hash chain, inside tx; the store

@@ -59,6 +59,8 @@ type Resource struct {
 	// Body is the resource JSON as stored (id and meta already set by the
 	// caller); nil for a deletion.
 	Body []byte
+
+	packed []byte // Body packed by Pack (see PackBody)
 }
 
 // Page is one page of search results.

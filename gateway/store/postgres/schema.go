@@ -335,6 +335,13 @@ var migrations = []sqlstore.Migration{{
 		`ALTER TABLE idx_quantity DROP CONSTRAINT IF EXISTS idx_quantity_type_id_fkey`,
 		`ALTER TABLE idx_uri DROP CONSTRAINT IF EXISTS idx_uri_type_id_fkey`,
 	},
+}, {
+	Version: 10,
+	// No statement: from this version the store packs AuditEvent bodies
+	// (store.PackBody). Bodies written before read as they are; an older
+	// program, which would hand packed bodies to clients as they are,
+	// refuses the database (its schema is newer).
+	Stmts: []string{},
 }}
 
 // schemaVersion is the schema version this package migrates to.

@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -28,6 +29,9 @@ func TestAuditChainTamper(t *testing.T) {
 			}
 			body[len(body)/2] ^= 0x01
 			execSQL(t, s, `UPDATE resources SET body = ? WHERE type = 'AuditEvent' AND id = 'ae3' AND version = 1`, body)
+		}, 3, "changed"},
+		{"packed body that does not unpack", func(t *testing.T, s *Store) {
+			execSQL(t, s, `UPDATE resources SET body = ? WHERE type = 'AuditEvent' AND id = 'ae3' AND version = 1`, []byte{0x01, 0xff, 0xff})
 		}, 3, "changed"},
 		{"body deleted", func(t *testing.T, s *Store) {
 			execSQL(t, s, `DELETE FROM current WHERE type = 'AuditEvent' AND id = 'ae4'`)
@@ -61,6 +65,34 @@ func TestAuditChainTamper(t *testing.T) {
 				t.Errorf("verify = %v, want a broken link at %d (%s)", err, tc.wantSeq, tc.wantReason)
 			}
 		})
+	}
+}
+
+// TestAuditEventsStoredPacked: an AuditEvent's body is stored packed
+// (store.PackBody) and read as its JSON; one stored as JSON, as before
+// schema 10, reads as it is and its chain entry still verifies.
+func TestAuditEventsStoredPacked(t *testing.T) {
+	s, _ := openTemp(t, Options{})
+	defer s.Close()
+	appendAudit(t, s, "ae1")
+	appendAudit(t, s, "ae2")
+	want := fmt.Appendf(nil, `{"resourceType":"AuditEvent","id":%q}`, "ae1")
+	var stored []byte
+	if err := s.r.QueryRow(`SELECT body FROM resources WHERE type = 'AuditEvent' AND id = 'ae1'`).Scan(&stored); err != nil {
+		t.Fatal(err)
+	}
+	if len(stored) == 0 || stored[0] == '{' {
+		t.Fatalf("stored body = %q, want it packed", stored)
+	}
+	execSQL(t, s, `UPDATE resources SET body = ? WHERE type = 'AuditEvent' AND id = 'ae1'`, want)
+	for _, id := range []string{"ae1", "ae2"} {
+		res, err := s.Read(context.Background(), "AuditEvent", id)
+		if err != nil || !bytes.Equal(res.Body, fmt.Appendf(nil, `{"resourceType":"AuditEvent","id":%q}`, id)) {
+			t.Errorf("Read %s = %v, %v; want its JSON", id, res, err)
+		}
+	}
+	if err := verify(t, s); err != nil {
+		t.Errorf("verify with one body stored as JSON: %v", err)
 	}
 }
 

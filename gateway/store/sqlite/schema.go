@@ -344,6 +344,13 @@ var migrations = []sqlstore.Migration{{
 		{"resources", "resources_type_lu 3000000 300000 2 2"},
 		{"resources", "resources_lu 3000000 2 2"},
 	}, tenantStats...)),
+}, {
+	Version: 10,
+	// No statement: from this version the store packs AuditEvent bodies
+	// (store.PackBody). Bodies written before read as they are; an older
+	// program, which would hand packed bodies to clients as they are,
+	// refuses the database (its schema is newer).
+	Stmts: []string{},
 }}
 
 // tenantStats are the tenant indexes' planner statistics, as plannerStats:

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
 
@@ -130,6 +131,63 @@ func testAuditChain(t *testing.T, s store.Store) {
 	})
 	isErr(t, "AppendAudit of an id twice in one transaction", err, store.ErrConflict)
 	expectChain(t, s, "a1", "a2", "a3", "a4", "a5")
+}
+
+// testAuditEventBodies: AuditEvents are stored packed (store.PackBody),
+// whether the caller packed them (store.Resource.Pack) or not; every way
+// of reading one (Read, VRead, History, Search, Tx.Read, the chain) gives
+// back its JSON.
+func testAuditEventBodies(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	err := s.Write(ctx, func(tx store.Tx) error {
+		for _, id := range []string{"p1", "p2"} {
+			res := &store.Resource{Type: "AuditEvent", ID: id, Version: 1, Body: auditBody(id)}
+			if id == "p1" {
+				res.Pack()
+			}
+			if err := tx.Put(res, nil); err != nil {
+				return err
+			}
+			if err := tx.AppendAudit(id, auditBody(id), nil); err != nil {
+				return err
+			}
+			got, err := tx.Read("AuditEvent", id)
+			if err != nil || !bytes.Equal(got.Body, auditBody(id)) {
+				t.Errorf("Tx.Read of AuditEvent %s in its transaction = %v, %v", id, got, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	expectChain(t, s, "p1", "p2")
+	check := func(how string, res *store.Resource, err error) {
+		t.Helper()
+		if err != nil || res == nil || !bytes.Equal(res.Body, auditBody(res.ID)) {
+			t.Errorf("%s = %v, %v; want the AuditEvent's JSON", how, res, err)
+		}
+	}
+	for _, id := range []string{"p1", "p2"} {
+		res, err := s.Read(ctx, "AuditEvent", id)
+		check("Read", res, err)
+		res, err = s.VRead(ctx, "AuditEvent", id, 1)
+		check("VRead", res, err)
+	}
+	hist, _, err := s.History(ctx, store.HistoryQuery{Type: "AuditEvent", Count: 10})
+	if len(hist) != 2 {
+		t.Errorf("History = %d versions, %v; want 2", len(hist), err)
+	}
+	for _, res := range hist {
+		check("History", res, err)
+	}
+	pg, err := s.Search(ctx, &search.Query{Type: "AuditEvent", Count: 10, Total: true})
+	if err != nil || len(pg.Matches) != 2 {
+		t.Fatalf("Search = %v, %v; want 2 matches", pg, err)
+	}
+	for _, res := range pg.Matches {
+		check("Search", res, nil)
+	}
 }
 
 // testAuditChainPaging: a chain longer than one page of AuditChain's

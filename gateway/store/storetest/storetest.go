@@ -71,6 +71,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"OutboxLease", testOutboxLease},
 		{"DeliveryFilter", testDeliveryFilter},
 		{"AuditChain", testAuditChain},
+		{"AuditEventBodies", testAuditEventBodies},
 		{"AuditChainPaging", testAuditChainPaging},
 		{"AuditChainRollback", testAuditChainRollback},
 		{"AuditChainConcurrent", testAuditChainConcurrent},

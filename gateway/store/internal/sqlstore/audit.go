@@ -158,6 +158,11 @@ func (s *Store) auditPage(ctx context.Context, c Conn, after int64) ([]audit.Cha
 		if err := rows.Scan(&e.Seq, &e.ID, &e.Hash, &e.Body); err != nil { // NULL: nil Body
 			return nil, err
 		}
+		// A body that does not unpack was changed: the entry keeps the
+		// stored bytes, which the chain's hash does not match.
+		if body, err := store.UnpackBody(e.Body); err == nil {
+			e.Body = body
+		}
 		page = append(page, e)
 	}
 	return page, rows.Err()

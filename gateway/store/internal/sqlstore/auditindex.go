@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
 
 // Audit indexing.
@@ -321,6 +322,11 @@ func (s *Store) auditBodies(ctx context.Context, c Conn, pending []pendingAudit)
 		var body []byte
 		if err := rows.Scan(&id, &body); err != nil {
 			return err
+		}
+		// One that does not unpack (changed since: the chain's
+		// verification reports it) has no index entries (extractAudit).
+		if unpacked, err := store.UnpackBody(body); err == nil {
+			body = unpacked
 		}
 		pending[at[id]].body = body
 	}

@@ -38,6 +38,7 @@ type bufVersion struct {
 	lu      int64 // unix milliseconds
 	deleted bool
 	body    []byte // nil for a deletion
+	packed  []byte // body as stored (store.PackBody)
 	tenant  string
 	rows    [numIndexTables][][]any // index rows by table, without type and id
 	stored  bool                    // the database held k before this buffer
@@ -103,7 +104,7 @@ func (b *putBuffer) stmts(s *Store) []Stmt {
 	}
 	stmts = s.rowStmts(stmts, resourcesTable, len(b.versions), func(i int, row []any) []any {
 		v := b.versions[i]
-		return append(row, v.key.typ, v.key.id, v.version, v.lu, v.deleted, v.body, v.tenant)
+		return append(row, v.key.typ, v.key.id, v.version, v.lu, v.deleted, v.packed, v.tenant)
 	})
 	// A resource the database did not hold before has no current row:
 	// its first buffered version is a version 1, whose insert above fails

@@ -12,8 +12,8 @@ import (
 // resourceCols are the columns scanResource reads, from table alias r.
 const resourceCols = `r.type, r.id, r.version, r.last_updated, r.deleted, r.body, r.tenant`
 
-// scanResource reads a row of resourceCols. A body comes back as stored
-// (never nil for a version that is not a deletion).
+// scanResource reads a row of resourceCols. A body comes back unpacked
+// (store.UnpackBody; never nil for a version that is not a deletion).
 func scanResource(sc Row) (*store.Resource, error) {
 	var res store.Resource
 	var lu int64
@@ -23,6 +23,10 @@ func scanResource(sc Row) (*store.Resource, error) {
 	}
 	res.LastUpdated = time.UnixMilli(lu).UTC()
 	if !res.Deleted {
+		body, err := store.UnpackBody(body)
+		if err != nil {
+			return nil, fmt.Errorf("%s/%s version %d: %w", res.Type, res.ID, res.Version, err)
+		}
 		if body == nil {
 			body = []byte{}
 		}

@@ -96,15 +96,15 @@ func (t *tx) Put(res *store.Resource, entries []search.Entry) error {
 		res.LastUpdated = s.now()
 	}
 	res.LastUpdated = res.LastUpdated.UTC().Truncate(time.Millisecond)
-	var body []byte // NULL for a deletion
+	var body, packed []byte // NULL for a deletion
 	if !res.Deleted {
-		body = res.Body
+		body, packed = res.Body, res.Packed()
 		if body == nil {
-			body = []byte{}
+			body, packed = []byte{}, []byte{}
 		}
 	}
 	t.buf.add(k, &bufVersion{version: res.Version, lu: res.LastUpdated.UnixMilli(), deleted: res.Deleted,
-		body: body, tenant: res.Tenant, rows: rows}, prev == nil && cur > 0)
+		body: body, packed: packed, tenant: res.Tenant, rows: rows}, prev == nil && cur > 0)
 	t.puts++
 	return nil
 }
