@@ -342,6 +342,29 @@ var migrations = []sqlstore.Migration{{
 	// program, which would hand packed bodies to clients as they are,
 	// refuses the database (its schema is newer).
 	Stmts: []string{},
+}, {
+	Version: 11,
+	Stmts: []string{
+		// As SQLite's schema 9: the tenant indexes hold only the rows of
+		// named tenants. Those of the default tenant '' (every row of a
+		// single-tenant gateway) were the tenant-less indexes' entries a
+		// second time: three index inserts more for every resource
+		// version, and for the AuditEvent of every read. The default
+		// tenant's listings and history use the tenant-less indexes,
+		// filtering on the tenant, which those of history now hold; a
+		// named tenant's statements say "tenant <> ''" so that the planner
+		// can use these (see sqlstore's tenantCond).
+		`DROP INDEX current_tenant_type_lu`,
+		`CREATE INDEX current_tenant_type_lu ON current (tenant, type, last_updated, id) WHERE tenant <> ''`,
+		`DROP INDEX resources_tenant_type_lu`,
+		`CREATE INDEX resources_tenant_type_lu ON resources (tenant, type, last_updated) WHERE tenant <> ''`,
+		`DROP INDEX resources_tenant_lu`,
+		`CREATE INDEX resources_tenant_lu ON resources (tenant, last_updated) WHERE tenant <> ''`,
+		`DROP INDEX resources_type_lu`,
+		`CREATE INDEX resources_type_lu ON resources (type, last_updated, tenant)`,
+		`DROP INDEX resources_lu`,
+		`CREATE INDEX resources_lu ON resources (last_updated, tenant)`,
+	},
 }}
 
 // schemaVersion is the schema version this package migrates to.
