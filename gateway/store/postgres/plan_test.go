@@ -20,8 +20,8 @@ import (
 // small table's plan still shows which index the planner can use. (On
 // the schema before 11 the default tenant's plans read the tenant
 // indexes: the test fails there. PostgreSQL plans these statements for
-// their values, so it proves "tenant = 'clinic-a'" excludes '' without
-// the statements' "tenant <> ''", which SQLite needs.)
+// their values, so it proves that a named tenant is not the default one
+// without the statements saying so, which SQLite needs: see tenantCond.)
 func TestTenantIndexPlans(t *testing.T) {
 	testURL(t)
 	s, _ := openFresh(t, Options{})
