@@ -112,6 +112,8 @@ func TestTenantIndexPlans(t *testing.T) {
 		{"system history of a tenant", store.HistoryQuery{Tenant: "clinic-a"}, "resources_tenant_"},
 		{"type history of the default tenant", store.HistoryQuery{Type: "Patient"}, "resources_type_lu"},
 		{"type history of every tenant", store.HistoryQuery{Type: "Patient", Tenant: search.AllTenants}, "resources_type_lu"},
+		{"system history of the default tenant", store.HistoryQuery{}, "resources_lu"},
+		{"system history of every tenant", store.HistoryQuery{Tenant: search.AllTenants}, "resources_lu"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.q.Count = 10

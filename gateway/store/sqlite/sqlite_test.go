@@ -271,8 +271,10 @@ func TestQueryPlan(t *testing.T) {
 // TestHistoryPlan: a named tenant's history reads its tenant index (a
 // partial index since schema 9, usable only because the statement says
 // the tenant is not the default one), the default tenant's and every
-// tenant's the tenant-less one; a type's history sorts only the versions
-// of one instant (by type and id), never all of them.
+// tenant's the tenant-less one; a type's history, and the system's,
+// sorts only the versions of one instant (by type and id), never all of
+// them (the system's did, for every page, before HistoryStatements bound
+// last_updated: 41-53 ms a page over 33,000 versions, 5 ms after).
 func TestHistoryPlan(t *testing.T) {
 	s, _ := openTemp(t, Options{})
 	defer s.Close()
@@ -285,6 +287,9 @@ func TestHistoryPlan(t *testing.T) {
 		{"system, a tenant", store.HistoryQuery{Tenant: "clinic-a"}, "INDEX resources_tenant_"},
 		{"type, the default tenant", store.HistoryQuery{Type: "Patient"}, "INDEX resources_type_lu (type=?)"},
 		{"type, every tenant", store.HistoryQuery{Tenant: search.AllTenants, Type: "Patient"}, "INDEX resources_type_lu (type=?)"},
+		{"system, the default tenant", store.HistoryQuery{}, "INDEX resources_lu"},
+		{"system, every tenant", store.HistoryQuery{Tenant: search.AllTenants}, "INDEX resources_lu"},
+		{"system since, the default tenant", store.HistoryQuery{Since: time.UnixMilli(1e12)}, "INDEX resources_lu"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -297,7 +302,7 @@ func TestHistoryPlan(t *testing.T) {
 			if !strings.Contains(page, tc.want) {
 				t.Errorf("page plan lacks %q:\n%s", tc.want, page)
 			}
-			if tc.q.Type != "" && strings.Contains(page, "USE TEMP B-TREE FOR ORDER BY") {
+			if strings.Contains(page, "USE TEMP B-TREE FOR ORDER BY") {
 				t.Errorf("page plan sorts all the versions:\n%s", page)
 			}
 			// The count reads only the index.
