@@ -41,7 +41,26 @@ func TestChainPlanAfterLoad(t *testing.T) {
 // pgExplain returns PostgreSQL's plan of query.
 func pgExplain(t *testing.T, s *Store, query string, args ...any) string {
 	t.Helper()
-	rows, err := s.pool.Query(context.Background(), `EXPLAIN `+query, args...)
+	return pgExplainWith(t, s, "", "", query, args...)
+}
+
+// pgExplainWith returns PostgreSQL's plan of query on a connection with
+// setting set to value (if setting is not empty), reset after.
+func pgExplainWith(t *testing.T, s *Store, setting, value, query string, args ...any) string {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	if setting != "" {
+		if _, err := conn.Exec(ctx, `SELECT set_config($1, $2, false)`, setting, value); err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Exec(ctx, `RESET `+setting) //nolint:errcheck // the connection goes back to the pool either way
+	}
+	rows, err := conn.Query(ctx, `EXPLAIN `+query, args...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -51,32 +51,7 @@ func TestTenantIndexPlans(t *testing.T) {
 	}
 	explain := func(t *testing.T, st sqlstore.Stmt) string {
 		t.Helper()
-		conn, err := s.pool.Acquire(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Release()
-		if _, err := conn.Exec(ctx, `SET enable_seqscan = off`); err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Exec(ctx, `RESET enable_seqscan`) //nolint:errcheck // the connection goes back either way
-		rows, err := conn.Query(ctx, `EXPLAIN `+st.SQL, st.Args...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer rows.Close()
-		var plan []string
-		for rows.Next() {
-			var line string
-			if err := rows.Scan(&line); err != nil {
-				t.Fatal(err)
-			}
-			plan = append(plan, line)
-		}
-		if err := rows.Err(); err != nil {
-			t.Fatal(err)
-		}
-		return strings.Join(plan, "\n")
+		return pgExplainWith(t, s, "enable_seqscan", "off", st.SQL, st.Args...)
 	}
 	for _, tc := range []struct {
 		name string
