@@ -56,8 +56,9 @@ type Resource struct {
 	// compares Tenant (Search and History filter by tenant: see
 	// search.Query.Tenant and HistoryQuery.Tenant).
 	Tenant string
-	// Body is the resource JSON as stored (id and meta already set by the
-	// caller); nil for a deletion.
+	// Body is the resource JSON (id and meta already set by the caller);
+	// nil for a deletion. The stores keep some bodies packed (PackBody)
+	// and give them back as JSON.
 	Body []byte
 
 	packed []byte // Body packed by Pack (see PackBody)
