@@ -34,9 +34,9 @@ import (
 const packedAuditV1 = 0x01
 
 // packLevel is the deflate level of PackBody: levels 2 to 9 pack a read's
-// AuditEvent to the same size within a few bytes; level 1 ignores the
-// dictionary.
-const packLevel = 4
+// AuditEvent to the same size within a few bytes, 2 and 3 fastest (16 µs
+// against 19 at 4 and above); level 1 ignores the dictionary.
+const packLevel = 3
 
 // auditDictV1 is the dictionary of packedAuditV1: what AuditEvents say
 // most, the most common last (deflate codes nearer matches shorter).
@@ -94,15 +94,24 @@ func UnpackBody(stored []byte) ([]byte, error) {
 	} else if err := r.(flate.Resetter).Reset(src, []byte(auditDictV1)); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrCorruptBody, err)
 	}
-	// A packed AuditEvent is some ten times smaller than its JSON.
-	out := bytes.NewBuffer(make([]byte, 0, 12*len(stored)))
-	_, err := io.Copy(out, r)
-	if err != nil {
-		// The reader keeps its error: do not pool it.
-		return nil, fmt.Errorf("%w: %v", ErrCorruptBody, err)
+	// A packed AuditEvent is some fourteen times smaller than its JSON.
+	out := make([]byte, 0, 16*len(stored))
+	for {
+		if len(out) == cap(out) {
+			out = append(out, 0)[:len(out)]
+		}
+		n, err := r.Read(out[len(out):cap(out)])
+		out = out[:len(out)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			// The reader keeps its error: do not pool it.
+			return nil, fmt.Errorf("%w: %v", ErrCorruptBody, err)
+		}
 	}
 	unpackers.Put(r)
-	return out.Bytes(), nil
+	return out, nil
 }
 
 // Pack packs r's body (PackBody) now, for Packed: a caller that packs

@@ -136,3 +136,23 @@ func FuzzUnpackBody(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkPackBody and BenchmarkUnpackBody: a read's AuditEvent, packed
+// in the request's goroutine and unpacked by every read of it.
+func BenchmarkPackBody(b *testing.B) {
+	body := readTestdata(b, "auditevent-read.json")
+	b.ReportAllocs()
+	for b.Loop() {
+		PackBody("AuditEvent", body)
+	}
+}
+
+func BenchmarkUnpackBody(b *testing.B) {
+	stored := PackBody("AuditEvent", readTestdata(b, "auditevent-read.json"))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := UnpackBody(stored); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
