@@ -90,7 +90,7 @@ func fromEchoError(he *echo.HTTPError) error {
 func errorClass(err error) string {
 	var parts []string
 	for _, sentinel := range []error{store.ErrUnavailable, store.ErrConflict, store.ErrNotFound, store.ErrGone,
-		context.Canceled, context.DeadlineExceeded} {
+		store.ErrCorruptBody, context.Canceled, context.DeadlineExceeded} {
 		if errors.Is(err, sentinel) {
 			parts = append(parts, sentinel.Error())
 		}
