@@ -374,12 +374,13 @@ func (c *committer) commit(t *tx, ok []*request) {
 	}
 	if err == nil {
 		s.audited(t.audits)
+		// Before the answers, as runAlone: a backend may do its
+		// after-commit work before the Write returns (PostgreSQL analyses
+		// after a bulk write, so that the searches after it plan well).
+		s.db.Committed(ctx, t.puts)
 	}
 	for _, r := range ok {
 		answer(r, err)
-	}
-	if err == nil {
-		s.db.Committed(ctx, t.puts)
 	}
 }
 
