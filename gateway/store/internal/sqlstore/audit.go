@@ -143,6 +143,18 @@ func (s *Store) AuditChain(ctx context.Context, fn func(audit.ChainEntry) error)
 	}
 }
 
+// auditJSON is the JSON of a stored AuditEvent body (store.UnpackBody),
+// or the stored bytes themselves when they do not unpack: such a body was
+// changed behind the store's back, the chain's hash does not match it
+// (the verifier reports its record), and it decodes to no index entries
+// (extractAudit). Reads of it fail instead (scanResource).
+func auditJSON(stored []byte) []byte {
+	if body, err := store.UnpackBody(stored); err == nil {
+		return body
+	}
+	return stored
+}
+
 // auditPage reads the chain entries after seq after, with their bodies.
 func (s *Store) auditPage(ctx context.Context, c Conn, after int64) ([]audit.ChainEntry, error) {
 	rows, err := c.Query(ctx, s.bind(`SELECT c.seq, c.id, c.hash, r.body FROM audit_chain c
@@ -158,11 +170,7 @@ func (s *Store) auditPage(ctx context.Context, c Conn, after int64) ([]audit.Cha
 		if err := rows.Scan(&e.Seq, &e.ID, &e.Hash, &e.Body); err != nil { // NULL: nil Body
 			return nil, err
 		}
-		// A body that does not unpack was changed: the entry keeps the
-		// stored bytes, which the chain's hash does not match.
-		if body, err := store.UnpackBody(e.Body); err == nil {
-			e.Body = body
-		}
+		e.Body = auditJSON(e.Body)
 		page = append(page, e)
 	}
 	return page, rows.Err()

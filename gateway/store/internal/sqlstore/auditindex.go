@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
-	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
 
 // Audit indexing.
@@ -323,12 +322,7 @@ func (s *Store) auditBodies(ctx context.Context, c Conn, pending []pendingAudit)
 		if err := rows.Scan(&id, &body); err != nil {
 			return err
 		}
-		// One that does not unpack (changed since: the chain's
-		// verification reports it) has no index entries (extractAudit).
-		if unpacked, err := store.UnpackBody(body); err == nil {
-			body = unpacked
-		}
-		pending[at[id]].body = body
+		pending[at[id]].body = auditJSON(body)
 	}
 	return rows.Err()
 }
