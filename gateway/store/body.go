@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"sync"
+
+	kflate "github.com/klauspost/compress/flate"
 )
 
 // Stored bodies.
@@ -33,9 +35,14 @@ import (
 // packedAuditV1 tags a body deflated against auditDictV1.
 const packedAuditV1 = 0x01
 
-// packLevel is the deflate level of PackBody: levels 2 to 9 pack a read's
-// AuditEvent to the same size within a few bytes, 2 and 3 fastest (16 µs
-// against 19 at 4 and above); level 1 ignores the dictionary.
+// packLevel is the deflate level of PackBody. PackBody deflates with
+// github.com/klauspost/compress/flate and UnpackBody inflates with the
+// standard library's: both are RFC 1951 deflate, so any inflater reads
+// what either writes (the round-trip tests and FuzzUnpackBody check
+// exactly that pair). Packing a read's AuditEvent took 17 µs with the
+// standard library's writer at level 3, which clears its 640 KB of hash
+// tables at every Reset; klauspost's level 3 takes 9.3 µs for 155 bytes
+// against 151 (issue 19: 10% less CPU per audited read at 32 clients).
 const packLevel = 3
 
 // auditDictV1 is the dictionary of packedAuditV1: what AuditEvents say
@@ -52,7 +59,7 @@ var (
 	dictV1 = []byte(auditDictV1)
 
 	packers = sync.Pool{New: func() any {
-		w, err := flate.NewWriterDict(nil, packLevel, dictV1)
+		w, err := kflate.NewWriterDict(nil, packLevel, dictV1)
 		if err != nil {
 			panic(err) // only for an invalid level
 		}
@@ -62,7 +69,7 @@ var (
 )
 
 type packer struct {
-	w   *flate.Writer
+	w   *kflate.Writer
 	buf bytes.Buffer
 }
 
