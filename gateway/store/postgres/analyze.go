@@ -38,8 +38,12 @@ import (
 // session records (issue 19).
 // A Write that put analyzeEvery resources or more (a bulk load, likely
 // followed by searches) checks before it returns; otherwise the check runs
-// in the background, one at a time per Store. Failures are ignored:
-// autovacuum remains.
+// in the background, one at a time per Store. A check that fails (no
+// connection in time, a statement that failed) gives its count back, so
+// that the next Write checks again rather than after the next
+// analyzeEvery resources; a retry that fails too does not (an ANALYZE
+// that runs into the statement timeout is not run at every Write).
+// Autovacuum remains in any case.
 
 // analyzeEvery is how many resources a Store writes between checks.
 const analyzeEvery = 1000
@@ -95,9 +99,12 @@ type analyzer struct {
 	written atomic.Int64 // resources written since the last check
 	before  atomic.Int64 // resources written before the last check
 	running atomic.Bool  // a check is running
-	ctx     context.Context
-	stop    context.CancelFunc
-	wg      sync.WaitGroup // the background check
+	retry   atomic.Bool  // the last check failed and gave its count back
+	// checksFailed counts the checks that failed (for tests).
+	checksFailed atomic.Int64
+	ctx          context.Context
+	stop         context.CancelFunc
+	wg           sync.WaitGroup // the background check
 }
 
 // wrote counts the n resources a committed Write put, and checks the
@@ -109,41 +116,51 @@ func (s *Store) wrote(ctx context.Context, n int) {
 	if n == 0 || a.written.Add(int64(n)) < every || !a.running.CompareAndSwap(false, true) {
 		return
 	}
-	a.before.Add(a.written.Swap(0))
-	if n >= analyzeEvery {
+	since := a.written.Swap(0)
+	a.before.Add(since)
+	check := func(ctx context.Context) {
 		defer a.running.Store(false)
-		s.analyzeStale(ctx)
+		if s.analyzeStale(ctx) == nil {
+			a.retry.Store(false)
+			return
+		}
+		a.checksFailed.Add(1)
+		if !a.retry.Swap(true) { // not a retry that failed again
+			a.before.Add(-since)
+			a.written.Add(since) // the next Write checks again
+		}
+	}
+	if n >= analyzeEvery {
+		check(ctx)
 		return
 	}
-	a.wg.Go(func() {
-		defer a.running.Store(false)
-		s.analyzeStale(a.ctx)
-	})
+	a.wg.Go(func() { check(a.ctx) })
 }
 
 // analyzeStale analyses the tables sqlStale selects.
-func (s *Store) analyzeStale(ctx context.Context) {
+func (s *Store) analyzeStale(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, analyzeTimeout)
 	defer cancel()
 	c, err := s.acquire(ctx)
 	if err != nil {
-		return
+		return err
 	}
 	defer c.Release()
 	rows, err := c.Query(ctx, sqlStale, analyzeTables, smallPages)
 	if err != nil {
-		return
+		return err
 	}
 	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil || len(names) == 0 {
-		return
+		return err
 	}
 	for i, n := range names {
 		names[i] = pgx.Identifier{n}.Sanitize()
 	}
 	// SKIP_LOCKED: a table another process or autovacuum is analysing
 	// now needs no second analysis.
-	_, _ = c.Exec(ctx, `ANALYZE (SKIP_LOCKED) `+strings.Join(names, ", "))
+	_, err = c.Exec(ctx, `ANALYZE (SKIP_LOCKED) `+strings.Join(names, ", "))
+	return err
 }
 
 // stopAnalyzer ends a background check and waits for it.
