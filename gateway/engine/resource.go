@@ -81,8 +81,12 @@ type rendered struct {
 
 // renderPerWorker is how many resources a rendering goroutine takes on at
 // least: below twice that, a transaction renders its resources as it puts
-// them.
-const renderPerWorker = 32
+// them. A session record's 56 entries are rendered by two goroutines at
+// 16 (by the one holding the transaction at 32): on SQLite's single write
+// lane, where a transaction's time is every other writer's wait, that
+// took session records at 32 clients from 83-91 a second to 89-102
+// (issue 19, five interleaved pairs).
+const renderPerWorker = 16
 
 // render makes, in parallel, version 1 of the resources the POST entries
 // create (their ids decided and their references rewritten), so that a
