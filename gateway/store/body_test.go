@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -37,6 +38,7 @@ func TestPackBody(t *testing.T) {
 		{"a search's AuditEvent", "AuditEvent", readTestdata(t, "auditevent-search.json"), true, true},
 		{"a rejected ingest's AuditEvent", "AuditEvent", readTestdata(t, "auditevent-rejected.json"), true, false},
 		{"an AuditEvent unlike the dictionary", "AuditEvent", []byte(`{"resourceType":"AuditEvent","id":"x","recorded":"2020-01-01T00:00:00Z","purposeOfEvent":[{"text":"ünïcode ✓"}]}`), true, false},
+		{"an AuditEvent larger than deflate's window", "AuditEvent", bigAuditEvent(), true, false},
 		{"an Observation", "Observation", []byte(`{"resourceType":"Observation","id":"o","status":"final"}`), false, false},
 		{"an empty AuditEvent body", "AuditEvent", []byte{}, false, false},
 		{"no body", "AuditEvent", nil, false, false},
@@ -59,6 +61,22 @@ func TestPackBody(t *testing.T) {
 			t.Logf("%d bytes stored as %d", len(tc.body), len(stored))
 		})
 	}
+}
+
+// bigAuditEvent is an AuditEvent of some 300 KB, beyond deflate's 32 KB
+// window (and the dictionary's reach), with matches both near and far and
+// bytes that do not repeat.
+func bigAuditEvent() []byte {
+	var b bytes.Buffer
+	b.WriteString(`{"resourceType":"AuditEvent","entity":[`)
+	for i := range 4000 {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"what":{"reference":"Observation/%x"},"description":"%d"}`, uint64(i)*0x9e3779b97f4a7c15, i*i)
+	}
+	b.WriteString(`]}`)
+	return b.Bytes()
 }
 
 // TestUnpackBodyCorrupt: a packed body cut short or with a tag and no
