@@ -231,7 +231,15 @@ func immutableDSN(path string, busy time.Duration) string {
 func dsn(path string, busy time.Duration, readOnly bool) string {
 	v := url.Values{}
 	v.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busy.Milliseconds()))
-	v.Add("_pragma", "foreign_keys(1)")
+	// Foreign keys are not enforced, as on PostgreSQL since its schema 9:
+	// the store writes an index row only with its resource's current row,
+	// in the same transaction, and never deletes a current row, a version
+	// or an outbox item (CheckIntegrity checks that after every test of
+	// the shared suite, on both stores). Enforced, every index row looked
+	// its current row up on the single write lane: session records at 32
+	// clients 90 a second against 97, audited reads 3,800 against 4,000
+	// (issue 19, interleaved pairs).
+	v.Add("_pragma", "foreign_keys(0)")
 	v.Add("_pragma", "synchronous(FULL)")
 	if readOnly {
 		v.Add("_pragma", "query_only(1)")

@@ -120,7 +120,7 @@ func TestPragmas(t *testing.T) {
 	defer s.c.wmu.Unlock()
 	for _, db := range []querier{s.c.wc, s.r} {
 		for pragma, want := range map[string]string{
-			"journal_mode": "wal", "synchronous": "2", "foreign_keys": "1", "busy_timeout": "1234",
+			"journal_mode": "wal", "synchronous": "2", "foreign_keys": "0", "busy_timeout": "1234",
 		} {
 			var got string
 			if err := db.QueryRowContext(context.Background(), "PRAGMA "+pragma).Scan(&got); err != nil || got != want {
@@ -447,5 +447,42 @@ func TestChainPlanAfterLoad(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestCheckIntegrityFinds: with foreign keys not enforced (see dsn), the
+// shared suite's CheckIntegrity is what keeps the tables tied together in
+// the tests; it finds each kind of row that breaks them.
+func TestCheckIntegrityFinds(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name, stmt, want string
+	}{
+		{"current row without its version",
+			`INSERT INTO current (type, id, version, last_updated) VALUES ('Patient', 'p-orphan', 1, 0)`,
+			"a current row without its version: Patient/p-orphan"},
+		{"index row without its resource",
+			`INSERT INTO idx_token (type, id, param, system, code, text) VALUES ('Observation', 'o-orphan', 'code', 's', 'c', '')`,
+			"a row of idx_token without a current, non-deleted resource: Observation/o-orphan"},
+		{"delivery attempt without its outbox item",
+			`INSERT INTO delivery_attempts (item_id, n, at, duration_ms, http_status, trace_id, error) VALUES (42, 1, 0, 0, 0, '', '')`,
+			"a delivery attempt without its outbox item: 42/1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, _ := openTemp(t, Options{})
+			defer s.Close()
+			if err := s.CheckIntegrity(ctx); err != nil {
+				t.Fatalf("a new database: %v", err)
+			}
+			s.c.wmu.Lock()
+			_, err := s.c.wc.ExecContext(ctx, tc.stmt)
+			s.c.wmu.Unlock()
+			if err != nil {
+				t.Fatalf("%s: %v", tc.stmt, err)
+			}
+			if err := s.CheckIntegrity(ctx); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("CheckIntegrity = %v, want %q", err, tc.want)
+			}
+		})
 	}
 }

@@ -6,14 +6,16 @@ import (
 )
 
 // CheckIntegrity checks the invariants that tie the tables together and
-// that no foreign key enforces on PostgreSQL (schema 9 dropped them: each
+// that no foreign key enforces (PostgreSQL's schema 9 dropped them: each
 // was a trigger running a query, and locking the referenced row, for every
-// inserted row): every current row names a stored version of its own
-// resource, and every index row belongs to a current, non-deleted
-// resource. It reads the whole database: the backends' tests run it after
-// every test of the shared suite, on SQLite as on PostgreSQL (SQLite's
-// foreign keys catch only the first kind). The error names the first
-// offending row's table and resource (test data, no PHI).
+// inserted row; SQLite's write connection does not enforce them, each was
+// a lookup for every inserted row on its single write lane): every
+// current row names a stored version of its own resource, every index row
+// belongs to a current, non-deleted resource, and every delivery attempt
+// to an outbox item. It reads the whole database: the backends' tests run
+// it after every test of the shared suite, on SQLite as on PostgreSQL. The
+// error names the first offending row's table and key (test data, no
+// PHI).
 func (s *Store) CheckIntegrity(ctx context.Context) error {
 	checks := []struct{ what, query string }{{
 		"a current row without its version",
@@ -28,6 +30,11 @@ func (s *Store) CheckIntegrity(ctx context.Context) error {
 				WHERE NOT EXISTS (SELECT 1 FROM current c WHERE c.type = x.type AND c.id = x.id AND ` + s.d.NotDeleted + `)`,
 		})
 	}
+	checks = append(checks, struct{ what, query string }{
+		"a delivery attempt without its outbox item",
+		`SELECT CAST(a.item_id AS TEXT), CAST(a.n AS TEXT) FROM delivery_attempts a
+			WHERE NOT EXISTS (SELECT 1 FROM outbox o WHERE o.id = a.item_id)`,
+	})
 	return s.db.Read(ctx, func(c Conn) error {
 		for _, ch := range checks {
 			var typ, id string
