@@ -100,11 +100,9 @@ type analyzer struct {
 	before  atomic.Int64 // resources written before the last check
 	running atomic.Bool  // a check is running
 	retry   atomic.Bool  // the last check failed and gave its count back
-	// checksFailed counts the checks that failed (for tests).
-	checksFailed atomic.Int64
-	ctx          context.Context
-	stop         context.CancelFunc
-	wg           sync.WaitGroup // the background check
+	ctx     context.Context
+	stop    context.CancelFunc
+	wg      sync.WaitGroup // the background check
 }
 
 // wrote counts the n resources a committed Write put, and checks the
@@ -124,7 +122,6 @@ func (s *Store) wrote(ctx context.Context, n int) {
 			a.retry.Store(false)
 			return
 		}
-		a.checksFailed.Add(1)
 		if !a.retry.Swap(true) { // not a retry that failed again
 			a.before.Add(-since)
 			a.written.Add(since) // the next Write checks again
