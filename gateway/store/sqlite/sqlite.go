@@ -257,6 +257,12 @@ func dsn(path string, busy time.Duration, readOnly bool) string {
 		// not a commit (see checkpointer).
 		v.Add("_pragma", "wal_autocheckpoint(0)")
 		v.Set("_txlock", "immediate")
+		// Its WAL writes gathered into a few large ones (see walVFS):
+		// safe because it syncs at every commit (synchronous FULL above).
+		// Should SQLite refuse the VFS, its own writes them one by one.
+		if registerWALVFS() == nil {
+			v.Set("vfs", walVFSName)
+		}
 	}
 	return path + "?" + v.Encode()
 }
