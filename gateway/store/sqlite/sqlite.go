@@ -164,7 +164,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	}
 	cp.SetMaxOpenConns(1)
 	cp.SetMaxIdleConns(1)
-	c := &conns{wc: wc, r: r, cp: checkpointer{db: cp}}
+	c := &conns{wc: wc, r: r, cp: checkpointer{db: cp, wal: path + "-wal"}}
 	c.ws = newStmtCache(wc.PrepareContext, true)
 	c.rs = newStmtCache(r.PrepareContext, false)
 	s := &Store{w: w, r: r, c: c}
@@ -256,6 +256,8 @@ func dsn(path string, busy time.Duration, readOnly bool) string {
 		// The checkpointer's connection copies the WAL into the database,
 		// not a commit (see checkpointer).
 		v.Add("_pragma", "wal_autocheckpoint(0)")
+		// The WAL file cut back when it starts over (see walRestartBytes).
+		v.Add("_pragma", fmt.Sprintf("journal_size_limit(%d)", walRestartBytes))
 		v.Set("_txlock", "immediate")
 		// Its WAL writes gathered into a few large ones (see walVFS):
 		// safe because it syncs at every commit (synchronous FULL above).

@@ -128,6 +128,10 @@ func TestPragmas(t *testing.T) {
 			}
 		}
 	}
+	var limit int64
+	if err := s.c.wc.QueryRowContext(context.Background(), "PRAGMA journal_size_limit").Scan(&limit); err != nil || limit != walRestartBytes {
+		t.Errorf("the write connection's journal_size_limit = %d (%v), want %d", limit, err, walRestartBytes)
+	}
 }
 
 func TestNewerSchemaRefused(t *testing.T) {

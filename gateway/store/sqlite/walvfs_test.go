@@ -17,6 +17,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
 
 // rawDSN opens path in WAL mode, syncing at every commit, through the WAL
@@ -336,4 +338,97 @@ func verifyTx(wtx *sql.Tx, tx int) error {
 		}
 	}
 	return rows.Err()
+}
+
+// TestWALStartsOver: under writes without a pause (four writers, so that
+// the write lane begins each transaction as the last commits) and reads
+// beside them, the WAL starts over (its file cut back) once it has passed
+// walRestartBytes, instead of growing by everything written: SQLite alone
+// starts it over only when a transaction begins after a checkpoint copied
+// all of it, which such a lane never leaves time for.
+func TestWALStartsOver(t *testing.T) {
+	defer func(n int64) { walRestartBytes = n }(walRestartBytes)
+	walRestartBytes = 256 << 10
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "r.db")
+	s, err := Open(ctx, path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	const total = 16 << 20 // bytes of bodies written
+	body := []byte(`{"resourceType":"Basic","text":"` + strings.Repeat("x", 2000) + `"}`)
+	var written, next atomic.Int64
+	var mu sync.Mutex
+	var largest, last int64
+	shrank := 0
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for written.Load() < total {
+				err := s.Write(ctx, func(tx store.Tx) error {
+					for range 32 {
+						id := fmt.Sprintf("b%d", next.Add(1))
+						if err := tx.Put(&store.Resource{Type: "Basic", ID: id, Version: 1, Body: body}, nil); err != nil {
+							return err
+						}
+					}
+					return nil
+				})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				written.Add(32 * int64(len(body)))
+				if fi, err := os.Stat(path + "-wal"); err == nil {
+					mu.Lock()
+					largest = max(largest, fi.Size())
+					if fi.Size() < last {
+						shrank++
+					}
+					last = fi.Size()
+					mu.Unlock()
+				}
+				if _, err := s.Read(ctx, "Basic", "b1"); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	t.Logf("%d MiB written; the WAL was cut back %d times, %d KiB at most", written.Load()>>20, shrank, largest>>10)
+	if shrank == 0 {
+		t.Errorf("the WAL grew to %d KiB and never started over", largest>>10)
+	}
+}
+
+// TestWALRestartBacksOff: a restart that readers held up is not asked
+// for again during restartBackoff (the write lane would otherwise wait
+// restartWait before every transaction of a long export), and is after.
+func TestWALRestartBacksOff(t *testing.T) {
+	defer func(n int64) { walRestartBytes = n }(walRestartBytes)
+	walRestartBytes = 0 // any WAL is past it
+	s, _ := openTemp(t, Options{})
+	defer s.Close()
+	if err := s.Write(context.Background(), func(tx store.Tx) error {
+		return tx.Put(&store.Resource{Type: "Basic", ID: "a", Version: 1, Body: []byte(`{}`)}, nil)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	cp := &s.c.cp
+	cp.wg.Wait()
+	cp.restart.Store(false)
+	cp.backoff()
+	cp.run()
+	if cp.restart.Load() {
+		t.Fatal("a restart was asked for during the backoff")
+	}
+	cp.mu.Lock()
+	cp.restartAfter = time.Now().Add(-time.Millisecond)
+	cp.mu.Unlock()
+	cp.run()
+	if !cp.restart.Load() {
+		t.Fatal("no restart asked for after the backoff, with the WAL past its bound")
+	}
 }
