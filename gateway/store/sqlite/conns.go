@@ -68,9 +68,9 @@ func (c *conns) restartWAL(ctx context.Context) {
 		return
 	}
 	var blocked, frames, copied int
-	_ = c.wc.QueryRowContext(ctx, `PRAGMA wal_checkpoint(RESTART)`).Scan(&blocked, &frames, &copied)
+	err := c.wc.QueryRowContext(ctx, `PRAGMA wal_checkpoint(RESTART)`).Scan(&blocked, &frames, &copied)
 	_, _ = c.wc.ExecContext(ctx, `PRAGMA busy_timeout = `+busy)
-	if blocked != 0 {
+	if err != nil || blocked != 0 {
 		c.cp.backoff()
 	}
 }

@@ -44,7 +44,7 @@ import (
 // it would have at the write.
 //
 // The files other than WAL files (the database, journals) are opened by
-// the unix VFS itself and never see this code.
+// the unix VFS and keep its methods: nothing of theirs is gathered.
 
 // walVFSName is the VFS the store's connections name in their data
 // source name (see dsn).
@@ -63,7 +63,6 @@ var walVFS struct {
 
 	unix   uintptr // SQLite's default (unix) VFS
 	subSz  uintptr // its file size: our handle follows it
-	vfs    uintptr // ours
 	orig   sqlite3.Tsqlite3_io_methods
 	origAt uintptr // the unix WAL file's methods, as copied into orig
 
@@ -111,16 +110,16 @@ func registerWAL() error {
 	v.FszOsFile = int32(walVFS.subSz + unsafe.Sizeof(uintptr(0)))
 	walVFS.files = map[uintptr]*walBuf{}
 	*(*func(*libc.TLS, uintptr, uintptr, uintptr, int32, uintptr) int32)(unsafe.Pointer(&v.FxOpen)) = walOpen
-	// The VFS methods that take the VFS get SQLite's own. (Go functions
-	// stored in C memory: top-level ones, never closures, which the
-	// collector could free.)
+	// The VFS methods that use the VFS they are given get SQLite's own;
+	// the others (randomness, sleep, time, errors, system calls) ignore
+	// it. (Go functions stored in C memory: top-level ones, never
+	// closures, which the collector could free.)
 	*(*func(*libc.TLS, uintptr, uintptr, int32) int32)(unsafe.Pointer(&v.FxDelete)) = walDelete
 	*(*func(*libc.TLS, uintptr, uintptr, int32, uintptr) int32)(unsafe.Pointer(&v.FxAccess)) = walAccess
 	*(*func(*libc.TLS, uintptr, uintptr, int32, uintptr) int32)(unsafe.Pointer(&v.FxFullPathname)) = walFullPathname
 	if rc := sqlite3.Xsqlite3_vfs_register(tls, p, 0); rc != sqlite3.SQLITE_OK {
 		return errors.New("sqlite: registering the WAL VFS failed")
 	}
-	walVFS.vfs = p
 	return nil
 }
 
