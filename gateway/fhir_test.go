@@ -7,12 +7,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
 	"github.com/ketamine-gateway/ketamine-gateway/schemas/r4"
 )
@@ -393,5 +395,76 @@ func TestConditionalMultipleMatches(t *testing.T) {
 	}
 	if b := decode(t, req(h, "GET", `/fhir/Patient?identifier=http://hospital.example/mrn|A\|B`, "")); b["total"].(float64) != 1 {
 		t.Errorf("escaped | search found %v", b["total"])
+	}
+}
+
+// TestTransactionConditionalLookups: the conditional entries of a
+// transaction are looked up together (store.Tx.SearchEach), and each is
+// decided as if searched in its turn: a match, a create, the same criteria
+// twice deciding one resource, and, when several entries fail, the error
+// of the first of them in the Bundle.
+func TestTransactionConditionalLookups(t *testing.T) {
+	h := fhirServer(t)
+	patient := func(mrn string) string { return strings.Replace(patientJSON, `"M1"`, `"`+mrn+`"`, 1) }
+	for _, mrn := range []string{"M1", "M1", "M3"} {
+		if rec := req(h, "POST", "/fhir/Patient", patient(mrn)); rec.Code != 201 {
+			t.Fatal(rec.Body)
+		}
+	}
+	m3 := decode(t, req(h, "GET", "/fhir/Patient?identifier=http://hospital.example/mrn|M3", ""))
+	m3ID := m3["entry"].([]any)[0].(map[string]any)["resource"].(map[string]any)["id"].(string)
+	post := func(mrn, criteria string) string {
+		return `{"resource":` + patient(mrn) + `,"request":{"method":"POST","url":"Patient","ifNoneExist":"` + criteria + `"}}`
+	}
+	put := func(mrn, criteria string) string {
+		return `{"resource":` + patient(mrn) + `,"request":{"method":"PUT","url":"Patient?` + criteria + `"}}`
+	}
+	rec := req(h, "POST", "/fhir", txBundle(
+		post("M3", "identifier=http://hospital.example/mrn|M3"),
+		post("M5", "identifier=http://hospital.example/mrn|M5"),
+		put("M4", "identifier=http://hospital.example/mrn|M4"),
+		post("M5", "identifier=http://hospital.example/mrn|M5"),
+	))
+	if rec.Code != 200 {
+		t.Fatalf("transaction = %d %s", rec.Code, rec.Body)
+	}
+	var got []string
+	for _, e := range decode(t, rec)["entry"].([]any) {
+		r := e.(map[string]any)["response"].(map[string]any)
+		got = append(got, r["status"].(string)+" "+strings.Join(strings.Split(r["location"].(string), "/")[:2], "/"))
+	}
+	m5 := decode(t, req(h, "GET", "/fhir/Patient?identifier=http://hospital.example/mrn|M5", ""))
+	m4 := decode(t, req(h, "GET", "/fhir/Patient?identifier=http://hospital.example/mrn|M4", ""))
+	if m5["total"].(float64) != 1 || m4["total"].(float64) != 1 {
+		t.Fatalf("stored: M5 %v, M4 %v patients; want 1 each", m5["total"], m4["total"])
+	}
+	m5ID := m5["entry"].([]any)[0].(map[string]any)["resource"].(map[string]any)["id"].(string)
+	m4ID := m4["entry"].([]any)[0].(map[string]any)["resource"].(map[string]any)["id"].(string)
+	want := []string{"200 OK Patient/" + m3ID, "201 Created Patient/" + m5ID, "201 Created Patient/" + m4ID, "200 OK Patient/" + m5ID}
+	if !slices.Equal(got, want) {
+		t.Errorf("responses:\n got %q\nwant %q", got, want)
+	}
+
+	// Two failing entries: the first in the Bundle is the one reported.
+	for _, c := range []struct {
+		name, rule string
+		status     int
+		entries    []string
+	}{
+		{"multiple matches before invalid criteria", "conditional-multiple-matches", http.StatusPreconditionFailed,
+			[]string{post("M6", "identifier=http://hospital.example/mrn|M6"), post("M1", "identifier=http://hospital.example/mrn|M1"), post("M7", "nosuchparam=1")}},
+		{"invalid criteria before multiple matches", search.RuleParamUnknown, http.StatusBadRequest,
+			[]string{post("M6", "identifier=http://hospital.example/mrn|M6"), post("M7", "nosuchparam=1"), post("M1", "identifier=http://hospital.example/mrn|M1")}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			rec := req(h, "POST", "/fhir", txBundle(c.entries...))
+			assertOutcome(t, rec, c.status, c.rule, "")
+			if !strings.Contains(rec.Body.String(), "Bundle.entry[1]") {
+				t.Errorf("outcome does not name Bundle.entry[1]: %s", rec.Body)
+			}
+			if n := decode(t, req(h, "GET", "/fhir/Patient?identifier=http://hospital.example/mrn|M6", ""))["total"].(float64); n != 0 {
+				t.Errorf("the failed transaction stored %v patients", n)
+			}
+		})
 	}
 }

@@ -141,6 +141,13 @@ func (t tenantTx) Search(q *search.Query) (*store.Page, error) {
 	return t.Tx.Search(q)
 }
 
+func (t tenantTx) SearchEach(qs []*search.Query) ([]*store.Page, int, error) {
+	for _, q := range qs {
+		scopeQuery(q, t.tenant)
+	}
+	return t.Tx.SearchEach(qs)
+}
+
 func (t tenantTx) Put(res *store.Resource, entries []search.Entry) error {
 	if t.tenant == search.AllTenants {
 		return outcome.New(outcome.Forbidden, "forbidden", "tenant-required",

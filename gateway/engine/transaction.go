@@ -2,6 +2,7 @@ package engine
 
 import (
 	"errors"
+	"fmt"
 	"net/url"
 	"slices"
 	"sort"
@@ -68,18 +69,12 @@ func (e *Engine) runTransaction(tx store.Tx, entries []*Entry, now time.Time) er
 	for _, en := range entries {
 		en.rewrites.Restore()
 	}
-	for _, en := range entries {
+	looks := e.lookUp(tx, entries)
+	for i, en := range entries {
 		en.matched, en.key, en.criteria, en.res, en.found, en.total, en.again = nil, "", nil, nil, nil, 0, false
 		en.chosen, en.pinned = en.method == "PUT" && en.query == "", false // PUT Type/id: the client's id
-		criteria := ""
-		switch {
-		case en.method == "POST" && en.ifNoneExist != "":
-			criteria = en.ifNoneExist
-		case en.method == "PUT" && en.query != "":
-			criteria = en.query
-		}
-		if criteria != "" {
-			if err := e.resolveCriteria(tx, en, criteria, claimed); err != nil {
+		if looks[i] != nil {
+			if err := resolveCriteria(en, looks[i], claimed); err != nil {
 				return fail(en, err)
 			}
 		}
@@ -143,31 +138,94 @@ func (e *Engine) runTransaction(tx store.Tx, entries []*Entry, now time.Time) er
 	return nil
 }
 
+// criteria are the conditional criteria of en: those of a conditional
+// create (If-None-Exist) or update, or "".
+func criteria(en *Entry) string {
+	switch {
+	case en.method == "POST" && en.ifNoneExist != "":
+		return en.ifNoneExist
+	case en.method == "PUT" && en.query != "":
+		return en.query
+	}
+	return ""
+}
+
+// lookup is what the store found for an entry's conditional criteria.
+type lookup struct {
+	q      *search.Query
+	pinned string      // the id an _id criterion names
+	key    string      // the criteria's conditional key
+	page   *store.Page // the matches; nil when an earlier entry has the same key
+	err    error       // the criteria are invalid, or their search failed
+}
+
+// lookUp parses the conditional criteria of entries and searches them in
+// one call (store.Tx.SearchEach: one round trip where the store can, where
+// one search each took one each, 56 for a session record), skipping those
+// an earlier entry has: the lookup of each entry with criteria, by the
+// index of entries (nil for the others). Nothing is written before the
+// targets are decided, so each search finds what it would have found in
+// its turn. An entry whose criteria are invalid or whose search failed
+// holds the error, and the entries after it are not searched (they are
+// never reached).
+func (e *Engine) lookUp(tx store.Tx, entries []*Entry) []*lookup {
+	looks := make([]*lookup, len(entries))
+	var qs []*search.Query
+	var searched []*lookup
+	seen := map[string]bool{}
+	for i, en := range entries {
+		c := criteria(en)
+		if c == "" {
+			continue
+		}
+		l := &lookup{}
+		looks[i] = l
+		if l.q, l.err = e.limits.ParseConditional(en.typ, c); l.err != nil {
+			l.err = searchError(l.err)
+			break
+		}
+		if l.pinned, l.err = pinnedID(l.q); l.err != nil {
+			break
+		}
+		l.key = search.Key(en.typ, l.q)
+		if !seen[l.key] {
+			seen[l.key] = true
+			qs, searched = append(qs, l.q), append(searched, l)
+		}
+	}
+	if len(qs) == 0 {
+		return looks
+	}
+	pages, j, err := tx.SearchEach(qs)
+	if err != nil {
+		searched[j].err = err
+		return looks
+	}
+	for j, l := range searched {
+		l.page = pages[j]
+	}
+	return looks
+}
+
 // resolveCriteria decides the target of a conditional create or update
-// (en's criteria) inside tx: the one resource they match, or a new one. A
-// new resource takes the id an _id criterion names (so that the criteria
-// find it again), else the id in the body of a conditional update, else a
-// new server id. claimed maps the keys of criteria already decided in this
-// transaction to their Type/id.
-func (e *Engine) resolveCriteria(tx store.Tx, en *Entry, criteria string, claimed map[string]string) error {
-	q, err := e.limits.ParseConditional(en.typ, criteria)
-	if err != nil {
-		return searchError(err)
+// from the lookup of its criteria (l): the one resource they match, or a
+// new one. A new resource takes the id an _id criterion names (so that the
+// criteria find it again), else the id in the body of a conditional
+// update, else a new server id. claimed maps the keys of criteria already
+// decided in this transaction to their Type/id.
+func resolveCriteria(en *Entry, l *lookup, claimed map[string]string) error {
+	if l.err != nil {
+		return l.err
 	}
-	pinned, err := pinnedID(q)
-	if err != nil {
-		return err
-	}
-	key := search.Key(en.typ, q)
+	q, pinned, key, page := l.q, l.pinned, l.key, l.page
 	en.id = ""
 	if ref, ok := claimed[key]; ok {
 		// The same criteria earlier in this Bundle: the same resource.
 		en.id, en.again = strings.TrimPrefix(ref, en.typ+"/"), true
 		return nil
 	}
-	page, err := tx.Search(q)
-	if err != nil {
-		return err
+	if page == nil { // not searched: lookUp skips only keys an earlier entry claims
+		return fmt.Errorf("engine: the criteria of entry %d were not searched", en.index)
 	}
 	switch len(page.Matches) {
 	case 0:

@@ -87,27 +87,17 @@ func resolveIdentity(st store.Tx, rec mapping.Record, res *mapping.Result) (*ide
 }
 
 // claim records the MRN as the Patient's, after the transaction wrote the
-// Patient (patientID). A key held by another Patient is the identity
-// conflict; a claim lost to a writer whose key is not visible (yet) is
-// store.ErrConflict, and the engine runs the transaction again.
-func (id *identity) claim(st store.Tx, patientID, clinicID string) error {
+// Patient (patientID). The store reports a key held by another Patient
+// (one whose write committed after resolveIdentity looked) as
+// store.ErrConflict when the transaction flushes its writes, at the latest
+// when it commits; the engine then runs the transaction again, and
+// resolveIdentity finds the holder: the identity conflict, or the race
+// with a write of the record's own patient.
+func (id *identity) claim(st store.Tx, patientID string) error {
 	if id.mrnKey == "" {
 		return nil
 	}
-	err := st.ClaimKey(id.mrnKey, "Patient", patientID)
-	if !errors.Is(err, store.ErrConflict) {
-		return err
-	}
-	switch typ, owner, kerr := st.KeyOwner(id.mrnKey); {
-	case kerr == nil && typ == "Patient" && owner == patientID:
-		return nil
-	case kerr == nil:
-		return conflictOrRace(st, owner, clinicID)
-	case errors.Is(kerr, store.ErrNotFound):
-		return err
-	default:
-		return kerr
-	}
+	return st.ClaimKey(id.mrnKey, "Patient", patientID)
 }
 
 // conflictOrRace tells an identity conflict from a race: the MRN's holder

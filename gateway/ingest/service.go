@@ -277,7 +277,7 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 	if err := tx.Run(entries); err != nil {
 		return nil, err
 	}
-	if err := id.claim(st, entries[0].Result().Resource.ID, res.Entries[0].IdentifierSystem+"|"+res.Entries[0].IdentifierValue); err != nil {
+	if err := id.claim(st, entries[0].Result().Resource.ID); err != nil {
 		return nil, err
 	}
 	activity := "CREATE"

@@ -189,6 +189,11 @@ type Tx interface {
 	// create/update/delete and conditional references), restricted to
 	// q.Tenant like it; only Matches and Total are filled.
 	Search(q *search.Query) (*Page, error)
+	// SearchEach is Search for each of qs (the criteria of a Bundle's
+	// conditional entries), in one round trip where the store can: the
+	// pages in the order of qs, or the error of the first query that
+	// failed, with its index.
+	SearchEach(qs []*search.Query) ([]*Page, int, error)
 	// Put writes a new version of res.Type/res.ID: res.Version must be the
 	// current version + 1 (1 for a new resource) or the write fails with
 	// ErrConflict. Index entries replace the resource's previous ones. A

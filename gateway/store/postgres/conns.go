@@ -145,7 +145,40 @@ func (t *tx) Batch(ctx context.Context, stmts []sqlstore.Stmt) error {
 	for _, st := range stmts {
 		b.Queue(st.SQL, st.Args...)
 	}
-	return t.ptx.SendBatch(ctx, b).Close()
+	br := t.ptx.SendBatch(ctx, b)
+	for _, st := range stmts {
+		tag, err := br.Exec()
+		if err != nil {
+			_ = br.Close()
+			return err
+		}
+		if st.Affected != nil {
+			*st.Affected += tag.RowsAffected()
+		}
+	}
+	return br.Close()
+}
+
+// QueryBatch sends the queries in one round trip. They run as prepared
+// statements (pgx's default for a batch): the conditional lookups it
+// serves are sqlstore.PlanOnce.
+func (t *tx) QueryBatch(ctx context.Context, stmts []sqlstore.Stmt, fn func(i int, rows sqlstore.Rows) error) (int, error) {
+	b := &pgx.Batch{}
+	for _, st := range stmts {
+		b.Queue(st.SQL, st.Args...)
+	}
+	br := t.ptx.SendBatch(ctx, b)
+	for i := range stmts {
+		rows, err := br.Query()
+		if err == nil {
+			err = fn(i, rows)
+		}
+		if err != nil {
+			_ = br.Close()
+			return i, err
+		}
+	}
+	return 0, br.Close()
 }
 
 func (t *tx) Commit(ctx context.Context) error {

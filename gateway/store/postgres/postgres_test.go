@@ -325,6 +325,9 @@ func TestStatementTimeoutIsUnavailable(t *testing.T) {
 			if err := tx.ClaimKey("k", "Patient", "a"); err != nil {
 				return err
 			}
+			if _, _, err := tx.KeyOwner("k"); err != nil { // flushes the claim: the key is held
+				return err
+			}
 			close(holding)
 			<-release
 			return nil

@@ -288,11 +288,30 @@ func (t *tx) QueryRow(_ context.Context, query string, args ...any) sqlstore.Row
 func (t *tx) Batch(_ context.Context, stmts []sqlstore.Stmt) error {
 	c := t.conn()
 	for _, st := range stmts {
-		if _, err := c.Exec(t.ctx, st.SQL, st.Args...); err != nil {
+		n, err := c.Exec(t.ctx, st.SQL, st.Args...)
+		if err != nil {
 			return err
+		}
+		if st.Affected != nil {
+			*st.Affected += n
 		}
 	}
 	return nil
+}
+
+// QueryBatch runs the queries one by one.
+func (t *tx) QueryBatch(_ context.Context, stmts []sqlstore.Stmt, fn func(i int, rows sqlstore.Rows) error) (int, error) {
+	c := t.conn()
+	for i, st := range stmts {
+		rows, err := c.Query(t.ctx, st.SQL, st.Args...)
+		if err == nil {
+			err = fn(i, rows)
+		}
+		if err != nil {
+			return i, err
+		}
+	}
+	return 0, nil
 }
 
 // Commit commits; when COMMIT fails (the database stayed locked by a

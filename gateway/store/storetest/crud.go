@@ -87,6 +87,69 @@ func testVersionConflict(t *testing.T, s store.Store) {
 	}
 }
 
+// testSearchEach: Tx.SearchEach answers each query as Search would, in
+// order (the lookups among them go together in one round trip on
+// PostgreSQL), sees the transaction's buffered writes, and names the
+// first query that fails.
+func testSearchEach(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	err := s.Write(ctx, func(tx store.Tx) error {
+		for id, v := range map[string]string{"a": "1", "b": "2", "c": "2"} {
+			if err := tx.Put(res("Patient", id, 1, base), []search.Entry{tok("identifier", "urn:x", v)}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lookup := func(criteria string) *search.Query {
+		q, err := search.ParseConditional("Patient", criteria)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return q
+	}
+	ids := func(pg *store.Page) []string {
+		var out []string
+		for _, r := range pg.Matches {
+			out = append(out, r.ID)
+		}
+		slices.Sort(out)
+		return out
+	}
+	err = s.Write(ctx, func(tx store.Tx) error {
+		if err := tx.Put(res("Patient", "d", 1, base), []search.Entry{tok("identifier", "urn:x", "3")}); err != nil {
+			return err
+		}
+		ordered := query("Patient", clause("identifier", search.TypeToken, "", vSys("urn:x", "2")))
+		ordered.Total = true
+		pages, _, err := tx.SearchEach([]*search.Query{lookup("identifier=urn:x|1"), lookup("identifier=urn:x|9"),
+			ordered, lookup("identifier=urn:x|2"), lookup("identifier=urn:x|3")})
+		if err != nil {
+			return err
+		}
+		want := [][]string{{"a"}, nil, {"b", "c"}, {"b", "c"}, {"d"}}
+		for i, pg := range pages {
+			if got := ids(pg); !slices.Equal(got, want[i]) {
+				t.Errorf("SearchEach page %d: %v, want %v", i, got, want[i])
+			}
+		}
+		if pages[2].Total != 2 {
+			t.Errorf("SearchEach page 2: total %d, want 2", pages[2].Total)
+		}
+		_, i, err := tx.SearchEach([]*search.Query{lookup("identifier=urn:x|1"), lookup("identifier=urn:x|2"), nil, lookup("identifier=urn:x|3")})
+		if err == nil || i != 2 {
+			t.Errorf("SearchEach with a nil third query: index %d, error %v; want index 2 and an error", i, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 func testTxReadsOwnWrites(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	err := s.Write(ctx, func(tx store.Tx) error {
@@ -273,6 +336,64 @@ func testClaimKey(t *testing.T, s store.Store) {
 	})
 	if err != nil {
 		t.Fatalf("ClaimKey after release: %v", err)
+	}
+
+	// Claims are buffered with the writes (sqlstore): the transaction's
+	// own reads of the keys see them, a key claimed twice for one resource
+	// is that resource's, twice for two resources a conflict, and a claim
+	// before a Put of a new version of its resource is dropped with the
+	// resource's other keys.
+	err = write(func(tx store.Tx) error {
+		for _, k := range []string{"k2", "k3", "k2"} {
+			if err := tx.ClaimKey(k, "Patient", "a"); err != nil {
+				return err
+			}
+		}
+		typ, id, err := tx.KeyOwner("k3")
+		if err != nil || typ != "Patient" || id != "a" {
+			return fmt.Errorf("KeyOwner of a key claimed in the transaction: %s/%s %v", typ, id, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("claims in one transaction: %v", err)
+	}
+	isErr(t, "one key claimed for two resources", write(func(tx store.Tx) error {
+		if err := tx.ClaimKey("k4", "Patient", "a"); err != nil {
+			return err
+		}
+		return tx.ClaimKey("k4", "Patient", "b")
+	}), store.ErrConflict)
+	isErr(t, "a held key claimed with other claims", write(func(tx store.Tx) error {
+		if err := tx.ClaimKey("k5", "Patient", "b"); err != nil {
+			return err
+		}
+		return tx.ClaimKey("k2", "Patient", "b")
+	}), store.ErrConflict)
+	err = write(func(tx store.Tx) error {
+		for _, k := range []string{"k4", "k5"} {
+			if _, _, err := tx.KeyOwner(k); !errors.Is(err, store.ErrNotFound) {
+				return fmt.Errorf("KeyOwner of %s, claimed by a transaction that failed: %v", k, err)
+			}
+		}
+		if err := tx.ClaimKey("k6", "Patient", "b"); err != nil {
+			return err
+		}
+		b2 := res("Patient", "b", 2, base)
+		return tx.Put(b2, nil)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = write(func(tx store.Tx) error {
+		_, _, err := tx.KeyOwner("k6")
+		if !errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("KeyOwner of a key claimed before a new version of its resource: %v", err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Error(err)
 	}
 }
 

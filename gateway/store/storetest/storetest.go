@@ -38,6 +38,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"CreateReadVRead", testCreateRead},
 		{"VersionConflict", testVersionConflict},
 		{"TxReadsOwnWrites", testTxReadsOwnWrites},
+		{"SearchEach", testSearchEach},
 		{"Delete", testDelete},
 		{"Rollback", testRollback},
 		{"ClaimKey", testClaimKey},

@@ -110,7 +110,7 @@ func (t *tx) appendChain() error {
 	stmts := s.rowStmts(nil, chainTable, len(links), func(i int, row []any) []any {
 		return append(row, links[i].seq, ids[i], links[i].hash)
 	})
-	stmts = append(stmts, Stmt{s.bind(sqlChainHeadUpdate), []any{last + int64(len(links)), prev}})
+	stmts = append(stmts, Stmt{SQL: s.bind(sqlChainHeadUpdate), Args: []any{last + int64(len(links)), prev}})
 	if err := t.c.Batch(t.ctx, stmts); err != nil {
 		return fmt.Errorf("%s: AppendAudit: %w", s.d.Name, s.err(t.ctx, err))
 	}

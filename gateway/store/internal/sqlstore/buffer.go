@@ -1,6 +1,7 @@
 package sqlstore
 
 import (
+	"slices"
 	"strings"
 	"time"
 
@@ -22,10 +23,18 @@ import (
 // resource new to the database, an upsert for one stored before); and
 // the index rows of those latest versions that are not deletions. (A
 // resource written twice in one buffer keeps only its latest index rows.)
+// Last, the conditional keys ClaimKey claimed (see tx.ClaimKey).
 type putBuffer struct {
 	versions []*bufVersion          // every buffered version, in Put order
 	latest   map[resKey]*bufVersion // each resource's latest buffered version
 	dels     []resKey               // resources stored before: their rows go first
+	claims   []claim                // conditional keys to claim, in ClaimKey order
+}
+
+// claim is a conditional key claimed for a resource.
+type claim struct {
+	key string
+	res resKey
 }
 
 // resKey names a resource.
@@ -69,14 +78,19 @@ func (b *putBuffer) add(k resKey, v *bufVersion, stored bool) {
 		b.dels = append(b.dels, k)
 	}
 	v.stored = stored
+	if stored {
+		// The flush deletes k's keys before it inserts the claims: a key
+		// claimed for k before this Put is dropped, as Put drops k's keys.
+		b.claims = slices.DeleteFunc(b.claims, func(c claim) bool { return c.res == k })
+	}
 	b.versions = append(b.versions, v)
 	b.latest[k] = v
 }
 
-func (b *putBuffer) empty() bool { return len(b.versions) == 0 }
+func (b *putBuffer) empty() bool { return len(b.versions) == 0 && len(b.claims) == 0 }
 
 func (b *putBuffer) reset() {
-	b.versions, b.dels = nil, nil
+	b.versions, b.dels, b.claims = nil, nil, nil
 	clear(b.latest)
 }
 
@@ -85,14 +99,15 @@ func (b *putBuffer) reset() {
 // parameters.
 const maxRows = 64
 
-// stmts are the statements of a flush (see putBuffer).
-func (b *putBuffer) stmts(s *Store) []Stmt {
+// stmts are the statements of a flush (see putBuffer); the rows the
+// claims inserted are added to *claimed.
+func (b *putBuffer) stmts(s *Store, claimed *int64) []Stmt {
 	var stmts []Stmt
 	for _, k := range b.dels {
 		for _, del := range s.indexDel {
-			stmts = append(stmts, Stmt{del, []any{k.typ, k.id}})
+			stmts = append(stmts, Stmt{SQL: del, Args: []any{k.typ, k.id}})
 		}
-		stmts = append(stmts, Stmt{s.bind(sqlDelKeys), []any{k.typ, k.id}})
+		stmts = append(stmts, Stmt{SQL: s.bind(sqlDelKeys), Args: []any{k.typ, k.id}})
 	}
 	// Current rows and index rows: the latest buffered version of each
 	// resource, in the order of their first Put.
@@ -142,6 +157,17 @@ func (b *putBuffer) stmts(s *Store) []Stmt {
 			return append(append(row, rows[i].v.key.typ, rows[i].v.key.id), rows[i].row...)
 		})
 	}
+	// The claims in the order of their keys: concurrent transactions
+	// (PostgreSQL) that claim some of the same keys wait for one another
+	// in one order, never in a cycle.
+	claims := slices.SortedStableFunc(slices.Values(b.claims), func(a, b claim) int { return strings.Compare(a.key, b.key) })
+	first := len(stmts)
+	stmts = s.rowStmts(stmts, claimsTable, len(claims), func(i int, row []any) []any {
+		return append(row, claims[i].key, claims[i].res.typ, claims[i].res.id)
+	})
+	for i := first; i < len(stmts); i++ {
+		stmts[i].Affected = claimed
+	}
 	return stmts
 }
 
@@ -156,6 +182,11 @@ var (
 	currentTable = &indexTable{name: "current", cols: newCurrentTable.cols, full: true,
 		suffix: ` ON CONFLICT (type, id) DO UPDATE SET version = excluded.version, last_updated = excluded.last_updated,
 		deleted = excluded.deleted, tenant = excluded.tenant`}
+	// claimsTable inserts conditional keys unless they exist (ON
+	// CONFLICT DO NOTHING: where writers run in parallel, it waits for a
+	// concurrent inserter of the same key to commit or roll back).
+	claimsTable = &indexTable{name: "conditional_keys", cols: []column{{"key", "text"}, {"type", "text"}, {"id", "text"}},
+		full: true, suffix: ` ON CONFLICT (key) DO NOTHING`}
 	// newCurrentTable inserts the current rows of resources new to the
 	// database.
 	newCurrentTable = &indexTable{name: "current", cols: []column{{"type", "text"}, {"id", "text"},
@@ -176,7 +207,7 @@ func (s *Store) rowStmts(stmts []Stmt, t *indexTable, n int, row func(i int, dst
 		for i := 0; i < n; i++ {
 			vals = row(i, vals[:0])
 			if i == 0 {
-				stmts = append(stmts, Stmt{s.arraysInsert(t), newColumnArrays(cols, n)})
+				stmts = append(stmts, Stmt{SQL: s.arraysInsert(t), Args: newColumnArrays(cols, n)})
 			}
 			appendColumns(stmts[len(stmts)-1].Args, vals)
 		}
@@ -192,7 +223,7 @@ func (s *Store) rowStmts(stmts []Stmt, t *indexTable, n int, row func(i int, dst
 		for j := 0; j < size; j++ {
 			args = row(i+j, args)
 		}
-		stmts = append(stmts, Stmt{s.valuesInsert(t, size), args})
+		stmts = append(stmts, Stmt{SQL: s.valuesInsert(t, size), Args: args})
 		i += size
 	}
 	return stmts

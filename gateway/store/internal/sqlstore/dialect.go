@@ -111,6 +111,11 @@ type Tx interface {
 	// driver can, and returns the first error (the statements after it
 	// may or may not have run).
 	Batch(ctx context.Context, stmts []Stmt) error
+	// QueryBatch runs the queries in order, in one round trip where the
+	// driver can, and calls fn with the rows of each (fn closes them); it
+	// returns the first error, of a query or of fn, and the index of the
+	// query it came from (the queries after it may or may not have run).
+	QueryBatch(ctx context.Context, stmts []Stmt, fn func(i int, rows Rows) error) (int, error)
 	// Commit commits. The Tx is done afterwards, also after an error.
 	Commit(ctx context.Context) error
 	// Rollback ends the transaction without its writes, also when ctx has
@@ -122,6 +127,9 @@ type Tx interface {
 type Stmt struct {
 	SQL  string
 	Args []any
+	// Affected, when not nil, is increased by the rows the statement
+	// changed (Tx.Batch).
+	Affected *int64
 }
 
 // errNoRows tells whether err is a Row's "no rows" (pgx.ErrNoRows is

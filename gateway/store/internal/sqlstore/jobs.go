@@ -146,7 +146,7 @@ func (t *tx) insertParts(id string, parts []store.JobPart) error {
 		if data == nil {
 			data = []byte{}
 		}
-		stmts[i] = Stmt{s.bind(`INSERT INTO job_parts (job_id, file, part, data) VALUES (?, ?, ?, ?)`), []any{id, p.File, p.Part, data}}
+		stmts[i] = Stmt{SQL: s.bind(`INSERT INTO job_parts (job_id, file, part, data) VALUES (?, ?, ?, ?)`), Args: []any{id, p.File, p.Part, data}}
 	}
 	if err := t.c.Batch(t.ctx, stmts); err != nil {
 		return fmt.Errorf("%s: job parts: %w", s.d.Name, s.err(t.ctx, err))

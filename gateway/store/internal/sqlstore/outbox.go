@@ -148,11 +148,11 @@ func (s *Store) Complete(ctx context.Context, a *store.Attempt, status string, n
 		n++
 		a.N = n
 		err = t.c.Batch(t.ctx, []Stmt{
-			{s.bind(`INSERT INTO delivery_attempts (item_id, n, at, duration_ms, http_status, outcome, trace_id, error)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?)`), []any{a.ItemID, n, a.At.UnixMilli(), a.Duration.Milliseconds(), a.HTTPStatus,
+			{SQL: s.bind(`INSERT INTO delivery_attempts (item_id, n, at, duration_ms, http_status, outcome, trace_id, error)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?)`), Args: []any{a.ItemID, n, a.At.UnixMilli(), a.Duration.Milliseconds(), a.HTTPStatus,
 				a.Outcome, s.text(a.TraceID), s.text(a.Error)}},
-			{s.bind(`UPDATE outbox SET status = ?, attempts = ?, next_attempt = ?, lease_until = 0,
-				last_error = ?, updated = ? WHERE id = ?`), []any{status, n, nextAttempt.UnixMilli(), s.text(a.Error), a.At.UnixMilli(), a.ItemID}},
+			{SQL: s.bind(`UPDATE outbox SET status = ?, attempts = ?, next_attempt = ?, lease_until = 0,
+				last_error = ?, updated = ? WHERE id = ?`), Args: []any{status, n, nextAttempt.UnixMilli(), s.text(a.Error), a.At.UnixMilli(), a.ItemID}},
 		})
 		if err != nil {
 			return fmt.Errorf("%s: complete: %w", s.d.Name, s.err(t.ctx, err))

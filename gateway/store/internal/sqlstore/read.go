@@ -163,6 +163,6 @@ func HistoryStatements(d *Dialect, q store.HistoryQuery) (Stmt, Stmt, error) {
 	}
 	count, offset := pageBounds(q.Count, q.Offset)
 	b.Add(order+" LIMIT ? OFFSET ?", count, offset)
-	return Stmt{`SELECT COUNT(*) FROM resources r` + where, b.Args()[:nargs]},
-		Stmt{`SELECT ` + resourceCols + ` FROM resources r` + b.SQL(), b.Args()}, nil
+	return Stmt{SQL: `SELECT COUNT(*) FROM resources r` + where, Args: b.Args()[:nargs]},
+		Stmt{SQL: `SELECT ` + resourceCols + ` FROM resources r` + b.SQL(), Args: b.Args()}, nil
 }

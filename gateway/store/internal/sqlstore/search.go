@@ -106,6 +106,76 @@ func (s *Store) search(ctx context.Context, c Conn, q *search.Query, withInclude
 	return pg, nil
 }
 
+// searchEach runs the searches qs with c, in order, as search without
+// includes does, and returns their pages in the order of qs, or the first
+// error with the index of its query (the queries after it do not run).
+// Consecutive lookups (an unordered search with no total: a conditional
+// entry's criteria, which find nothing most of the time) go together:
+// their statements in one Tx.QueryBatch, then the resources they found in
+// one fetch. A session record's transaction has 56 of them, each a round
+// trip to PostgreSQL when run alone (issue 19).
+func (s *Store) searchEach(ctx context.Context, c Tx, qs []*search.Query) ([]*store.Page, int, error) {
+	pages := make([]*store.Page, len(qs))
+	var stmts []Stmt
+	var group []int // the index in qs of each of stmts
+	lookups := func() (int, error) {
+		if len(stmts) == 0 {
+			return 0, nil
+		}
+		keys := make([][]key, len(stmts))
+		if j, err := c.QueryBatch(ctx, stmts, func(j int, rows Rows) (err error) {
+			keys[j], err = scanKeys(rows, nil)
+			return err
+		}); err != nil {
+			return group[j], fmt.Errorf("%s: search: %w", s.d.Name, s.err(ctx, err))
+		}
+		found, err := s.fetch(ctx, c, slices.Concat(keys...))
+		if err != nil {
+			return group[0], err
+		}
+		byKey := make(map[key]*store.Resource, len(found))
+		for _, r := range found {
+			byKey[key{r.Type, r.ID, r.Version}] = r
+		}
+		for j, i := range group {
+			pg := &store.Page{Total: -1}
+			for _, k := range keys[j] {
+				if r := byKey[k]; r != nil {
+					pg.Matches = append(pg.Matches, r)
+				}
+			}
+			pages[i] = pg
+		}
+		stmts, group = stmts[:0], group[:0]
+		return 0, nil
+	}
+	for i, q := range qs {
+		if q != nil && unordered(q) && !q.Total && !q.SummaryCount {
+			page, _, err := SearchStatements(s.d, q, s.now())
+			if err == nil {
+				stmts, group = append(stmts, page), append(group, i)
+				continue
+			}
+			if j, err := lookups(); err != nil {
+				return nil, j, err
+			}
+			return nil, i, err
+		}
+		if j, err := lookups(); err != nil {
+			return nil, j, err
+		}
+		pg, err := s.search(ctx, c, q, false)
+		if err != nil {
+			return nil, i, err
+		}
+		pages[i] = pg
+	}
+	if j, err := lookups(); err != nil {
+		return nil, j, err
+	}
+	return pages, 0, nil
+}
+
 // SearchStatements are the statements a search of q runs in dialect d at
 // now: page selects its page of matches (with Dialect.JoinMatches their
 // resources, otherwise their keys: type, id, version) and count counts
@@ -116,7 +186,7 @@ func SearchStatements(d *Dialect, q *search.Query, now time.Time) (page, count S
 		return Stmt{}, Stmt{}, err
 	}
 	where := b.SQL()
-	count = Stmt{`SELECT COUNT(*) FROM current c WHERE ` + where, slices.Clip(b.Args())}
+	count = Stmt{SQL: `SELECT COUNT(*) FROM current c WHERE ` + where, Args: slices.Clip(b.Args())}
 	sel := `SELECT c.type, c.id, c.version FROM current c WHERE `
 	if joinMatches(d, q) {
 		sel = `SELECT ` + resourceCols + ` FROM current c

@@ -151,12 +151,12 @@ func New(db DB, d *Dialect, cfg Config) *Store {
 // backend that prepares statements once (SQLite) or lets them run on a
 // generic plan (PostgreSQL: they look rows up by key).
 func (s *Store) WriteStatements() []string {
-	stmts := []string{s.bind(sqlCurVersion), s.bind(sqlDelKeys), s.bind(sqlReadCurrent), s.bind(sqlClaimKey),
+	stmts := []string{s.bind(sqlCurVersion), s.bind(sqlDelKeys), s.bind(sqlReadCurrent),
 		s.bind(sqlKeyOwner), s.bind(sqlLedger), s.bind(sqlPutLedger), s.bind(sqlChainHead), s.bind(sqlChainHeadUpdate),
 		`SAVEPOINT ` + requestSavepoint, `RELEASE SAVEPOINT ` + requestSavepoint}
 	stmts = append(stmts, s.indexDel...)
 	if !s.d.Arrays {
-		for _, t := range append([]*indexTable{resourcesTable, newCurrentTable, currentTable, chainTable}, tablePointers()...) {
+		for _, t := range append([]*indexTable{resourcesTable, newCurrentTable, currentTable, chainTable, claimsTable}, tablePointers()...) {
 			for n := maxRows; n >= 1; n /= 4 {
 				stmts = append(stmts, s.valuesInsert(t, n))
 			}

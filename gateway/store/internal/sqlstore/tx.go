@@ -49,6 +49,15 @@ func (t *tx) Search(q *search.Query) (*store.Page, error) {
 	return t.s.search(t.ctx, t.c, q, false)
 }
 
+// SearchEach implements store.Tx, after the buffered writes are flushed
+// (see Store.searchEach).
+func (t *tx) SearchEach(qs []*search.Query) ([]*store.Page, int, error) {
+	if err := t.flush(); err != nil {
+		return nil, 0, err
+	}
+	return t.s.searchEach(t.ctx, t.c, qs)
+}
+
 // sqlCurVersion is the one statement of Put that reaches the database.
 const sqlCurVersion = `SELECT version FROM current WHERE type = ? AND id = ?`
 
@@ -109,14 +118,17 @@ func (t *tx) Put(res *store.Resource, entries []search.Entry) error {
 	return nil
 }
 
-// flush writes the buffered versions (see putBuffer.stmts) and empties
-// the buffer, also when the statements fail.
+// flush writes the buffered versions and claims (see putBuffer.stmts) and
+// empties the buffer, also when the statements fail. A claim of a key
+// that another resource holds is store.ErrConflict.
 func (t *tx) flush() error {
 	if t.buf.empty() {
 		return nil
 	}
 	s := t.s
-	stmts := t.buf.stmts(s)
+	var claimed int64
+	stmts := t.buf.stmts(s, &claimed)
+	claims := t.buf.claims
 	t.buf.reset()
 	if err := t.c.Batch(t.ctx, stmts); err != nil {
 		err = s.err(t.ctx, err)
@@ -124,6 +136,34 @@ func (t *tx) flush() error {
 			return fmt.Errorf("%s: Put: a version written in this transaction exists already: %w", s.d.Name, err)
 		}
 		return fmt.Errorf("%s: Put: %w", s.d.Name, err)
+	}
+	if claimed < int64(len(claims)) {
+		return t.checkClaims(claims)
+	}
+	return nil
+}
+
+// checkClaims checks, after a flush whose claims did not all insert their
+// key, that each key is held by the resource that claimed it (claimed
+// twice in the transaction, or earlier). A key held by another resource is
+// store.ErrConflict, and so is one gone (deleted by a concurrent
+// transaction after the insert found it).
+//
+// A conditional key is search criteria (an identifier's system and value,
+// a name): patient data, which the errors leave out.
+func (t *tx) checkClaims(claims []claim) error {
+	s := t.s
+	for _, c := range claims {
+		var typ, id string
+		err := t.c.QueryRow(t.ctx, s.bind(sqlKeyOwner), c.key).Scan(&typ, &id)
+		switch {
+		case errNoRows(err):
+			return fmt.Errorf("%w: a conditional key changed hands concurrently", store.ErrConflict)
+		case err != nil:
+			return fmt.Errorf("%s: ClaimKey: %w", s.d.Name, s.err(t.ctx, err))
+		case typ != c.res.typ || id != c.res.id:
+			return fmt.Errorf("%w: a conditional key of %s/%s is held by %s/%s", store.ErrConflict, c.res.typ, c.res.id, typ, id)
+		}
 	}
 	return nil
 }
@@ -136,9 +176,9 @@ func (t *tx) discard(n int) {
 }
 
 // flushKeys flushes the buffer when it holds the deletion of a resource's
-// conditional keys, which a key statement must see.
+// conditional keys or a claim, which a key statement must see.
 func (t *tx) flushKeys() error {
-	if len(t.buf.dels) == 0 {
+	if len(t.buf.dels) == 0 && len(t.buf.claims) == 0 {
 		return nil
 	}
 	return t.flush()
@@ -146,42 +186,28 @@ func (t *tx) flushKeys() error {
 
 // The statements of the conditional keys and the ledger.
 const (
-	sqlClaimKey  = `INSERT INTO conditional_keys (key, type, id) VALUES (?, ?, ?) ON CONFLICT (key) DO NOTHING`
 	sqlKeyOwner  = `SELECT type, id FROM conditional_keys WHERE key = ?`
 	sqlLedger    = `SELECT content_hash, response, received FROM ledger WHERE source = ? AND kind = ? AND record_id = ? AND version = ?`
 	sqlPutLedger = `INSERT INTO ledger (source, kind, record_id, version, content_hash, response, received,
 		tenant, mapping_version, input) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 )
 
-// ClaimKey implements store.Tx: it inserts the key unless it exists (where
-// writers run in parallel, ON CONFLICT DO NOTHING waits for a concurrent
-// inserter of the same key to commit or roll back), then, if it existed,
-// checks its owner. Nothing fails inside the transaction, so the caller
-// may go on using it after an ErrConflict.
+// ClaimKey implements store.Tx. The claim is buffered with the writes
+// (see putBuffer): the flush inserts every claimed key unless it exists,
+// in one statement (where writers run in parallel, ON CONFLICT DO NOTHING
+// waits for a concurrent inserter of the same key to commit or roll back),
+// and then, if some existed, checks their owners. So a key held by another
+// resource is reported as store.ErrConflict by a later call of the
+// transaction that flushes (KeyOwner, Search, a savepoint's end) or by its
+// commit, as a version 1 of a resource that exists is by Put. Nothing
+// fails inside the transaction, so the caller may go on using it after
+// that ErrConflict.
 func (t *tx) ClaimKey(key, typ, id string) error {
-	s := t.s
-	if err := t.flushKeys(); err != nil {
-		return err
+	if typ == "" || id == "" {
+		return fmt.Errorf("%s: ClaimKey: resource type and id are required", t.s.d.Name)
 	}
-	key = s.text(key)
-	n, err := t.c.Exec(t.ctx, s.bind(sqlClaimKey), key, typ, id)
-	if err != nil {
-		return fmt.Errorf("%s: ClaimKey: %w", s.d.Name, s.err(t.ctx, err))
-	}
-	if n == 1 {
-		return nil
-	}
-	ot, oid, err := t.KeyOwner(key)
-	switch {
-	case err == nil && ot == typ && oid == id:
-		return nil // already ours
-	case err == nil:
-		return fmt.Errorf("%w: the conditional key is held by %s/%s", store.ErrConflict, ot, oid)
-	case errors.Is(err, store.ErrNotFound):
-		// Deleted by a concurrent transaction after our insert found it.
-		return fmt.Errorf("%w: the conditional key changed hands concurrently", store.ErrConflict)
-	}
-	return err
+	t.buf.claims = append(t.buf.claims, claim{t.s.text(key), resKey{typ, id}})
+	return nil
 }
 
 // KeyOwner implements store.Tx.
