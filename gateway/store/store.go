@@ -207,9 +207,12 @@ type Tx interface {
 	// search.AllTenants, not valid UTF-8 or holds a NUL byte is an error.
 	Put(res *Resource, entries []search.Entry) error
 	// ClaimKey records that the conditional key (e.g. "Patient|identifier=
-	// sys|val", normalised by the caller) belongs to typ/id. It returns
-	// ErrConflict if another resource holds the key, which makes concurrent
-	// identical conditional creates create exactly one resource.
+	// sys|val", normalised by the caller) belongs to typ/id. A key another
+	// resource holds is ErrConflict, which makes concurrent identical
+	// conditional creates create exactly one resource; the store may report
+	// it from a later call of the transaction or from its commit (claims are
+	// written with the transaction's other rows), as it may a version 1 of
+	// a resource that exists.
 	ClaimKey(key, typ, id string) error
 	// KeyOwner returns the id holding a conditional key, or ErrNotFound.
 	KeyOwner(key string) (typ, id string, err error)

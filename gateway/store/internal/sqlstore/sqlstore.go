@@ -35,8 +35,8 @@
 // key of resources, a conditional key that of conditional_keys, a native
 // record version that of ledger: two writers racing for one of them are
 // serialised by the database, and the second fails with store.ErrConflict.
-// ClaimKey never fails a statement (INSERT ... ON CONFLICT DO NOTHING),
-// so the transaction stays usable after its ErrConflict. Put buffers what
+// ClaimKey never fails a statement (INSERT ... ON CONFLICT DO NOTHING, in
+// the flush), so the transaction stays usable after its ErrConflict. Put buffers what
 // it writes and a flush sends it many rows to a statement (buffer.go);
 // the index entries of _id and _lastUpdated are not stored, as every
 // search and sort on them reads the current row. The audit chain entries
