@@ -160,10 +160,10 @@ type lookup struct {
 }
 
 // lookUp parses the conditional criteria of entries and searches them in
-// one call (store.Tx.SearchEach: one round trip where the store can, where
-// one search each took one each, 56 for a session record), skipping those
-// an earlier entry has: the lookup of each entry with criteria, by the
-// index of entries (nil for the others). Nothing is written before the
+// one call, skipping criteria an earlier entry has (store.Tx.SearchEach:
+// one round trip to PostgreSQL for all of them, where a search each took
+// one each, 56 for a session record). It returns the lookup of each entry
+// with criteria, by the index of entries (nil for the others). Nothing is written before the
 // targets are decided, so each search finds what it would have found in
 // its turn. An entry whose criteria are invalid or whose search failed
 // holds the error, and the entries after it are not searched (they are
