@@ -141,7 +141,7 @@ func (t tenantTx) Search(q *search.Query) (*store.Page, error) {
 	return t.Tx.Search(q)
 }
 
-func (t tenantTx) SearchEach(qs []*search.Query) ([]*store.Page, int, error) {
+func (t tenantTx) SearchEach(qs []*search.Query) ([]*store.Page, error) {
 	for _, q := range qs {
 		scopeQuery(q, t.tenant)
 	}

@@ -163,11 +163,11 @@ type lookup struct {
 // one call, skipping criteria an earlier entry has (store.Tx.SearchEach:
 // one round trip to PostgreSQL for all of them, where a search each took
 // one each, 56 for a session record). It returns the lookup of each entry
-// with criteria, by the index of entries (nil for the others). Nothing is written before the
-// targets are decided, so each search finds what it would have found in
-// its turn. An entry whose criteria are invalid or whose search failed
-// holds the error, and the entries after it are not searched (they are
-// never reached).
+// with criteria, by the index of entries (nil for the others). Nothing is
+// written before the targets are decided, so each search finds what it
+// would have found in its turn. An entry whose criteria are invalid holds the error, and the
+// entries after it are not searched (they are never reached); so does the
+// first entry whose criteria the store did not answer.
 func (e *Engine) lookUp(tx store.Tx, entries []*Entry) []*lookup {
 	looks := make([]*lookup, len(entries))
 	var qs []*search.Query
@@ -196,13 +196,14 @@ func (e *Engine) lookUp(tx store.Tx, entries []*Entry) []*lookup {
 	if len(qs) == 0 {
 		return looks
 	}
-	pages, j, err := tx.SearchEach(qs)
-	if err != nil {
-		searched[j].err = err
-		return looks
-	}
+	pages, err := tx.SearchEach(qs)
 	for j, l := range searched {
-		l.page = pages[j]
+		if l.page = pages[j]; l.page == nil {
+			// The first entry whose criteria were not answered reports
+			// the failure; the entries after it are never reached.
+			l.err = err
+			break
+		}
 	}
 	return looks
 }
@@ -224,7 +225,7 @@ func resolveCriteria(en *Entry, l *lookup, claimed map[string]string) error {
 		en.id, en.again = strings.TrimPrefix(ref, en.typ+"/"), true
 		return nil
 	}
-	if page == nil { // not searched: lookUp skips only keys an earlier entry claims
+	if page == nil { // not searched: lookUp skips only the keys of earlier entries, which claimed them
 		return fmt.Errorf("engine: the criteria of entry %d were not searched", en.index)
 	}
 	switch len(page.Matches) {

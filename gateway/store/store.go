@@ -191,9 +191,11 @@ type Tx interface {
 	Search(q *search.Query) (*Page, error)
 	// SearchEach is Search for each of qs (the criteria of a Bundle's
 	// conditional entries), in one round trip where the store can: the
-	// pages in the order of qs, or the error of the first query that
-	// failed, with its index.
-	SearchEach(qs []*search.Query) ([]*Page, int, error)
+	// pages in the order of qs. On an error, the pages (always len(qs))
+	// hold those of the queries answered before it and nil for the
+	// others; the first nil one is the query that failed, or that shared
+	// its round trip with the one that failed.
+	SearchEach(qs []*search.Query) ([]*Page, error)
 	// Put writes a new version of res.Type/res.ID: res.Version must be the
 	// current version + 1 (1 for a new resource) or the write fails with
 	// ErrConflict. Index entries replace the resource's previous ones. A

@@ -162,7 +162,7 @@ func (t *tx) Batch(ctx context.Context, stmts []sqlstore.Stmt) error {
 // QueryBatch sends the queries in one round trip. They run as prepared
 // statements (pgx's default for a batch): the conditional lookups it
 // serves are sqlstore.PlanOnce.
-func (t *tx) QueryBatch(ctx context.Context, stmts []sqlstore.Stmt, fn func(i int, rows sqlstore.Rows) error) (int, error) {
+func (t *tx) QueryBatch(ctx context.Context, stmts []sqlstore.Stmt, fn func(i int, rows sqlstore.Rows) error) error {
 	b := &pgx.Batch{}
 	for _, st := range stmts {
 		b.Queue(st.SQL, st.Args...)
@@ -175,10 +175,10 @@ func (t *tx) QueryBatch(ctx context.Context, stmts []sqlstore.Stmt, fn func(i in
 		}
 		if err != nil {
 			_ = br.Close()
-			return i, err
+			return err
 		}
 	}
-	return 0, br.Close()
+	return br.Close()
 }
 
 func (t *tx) Commit(ctx context.Context) error {

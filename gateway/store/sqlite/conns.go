@@ -300,7 +300,7 @@ func (t *tx) Batch(_ context.Context, stmts []sqlstore.Stmt) error {
 }
 
 // QueryBatch runs the queries one by one.
-func (t *tx) QueryBatch(_ context.Context, stmts []sqlstore.Stmt, fn func(i int, rows sqlstore.Rows) error) (int, error) {
+func (t *tx) QueryBatch(_ context.Context, stmts []sqlstore.Stmt, fn func(i int, rows sqlstore.Rows) error) error {
 	c := t.conn()
 	for i, st := range stmts {
 		rows, err := c.Query(t.ctx, st.SQL, st.Args...)
@@ -308,10 +308,10 @@ func (t *tx) QueryBatch(_ context.Context, stmts []sqlstore.Stmt, fn func(i int,
 			err = fn(i, rows)
 		}
 		if err != nil {
-			return i, err
+			return err
 		}
 	}
-	return 0, nil
+	return nil
 }
 
 // Commit commits; when COMMIT fails (the database stayed locked by a

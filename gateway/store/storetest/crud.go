@@ -89,8 +89,8 @@ func testVersionConflict(t *testing.T, s store.Store) {
 
 // testSearchEach: Tx.SearchEach answers each query as Search would, in
 // order (the lookups among them go together in one round trip on
-// PostgreSQL), sees the transaction's buffered writes, and names the
-// first query that fails.
+// PostgreSQL), sees the transaction's buffered writes, and stops at the
+// first query that fails, with the pages of those before it.
 func testSearchEach(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	err := s.Write(ctx, func(tx store.Tx) error {
@@ -125,7 +125,7 @@ func testSearchEach(t *testing.T, s store.Store) {
 		}
 		ordered := query("Patient", clause("identifier", search.TypeToken, "", vSys("urn:x", "2")))
 		ordered.Total = true
-		pages, _, err := tx.SearchEach([]*search.Query{lookup("identifier=urn:x|1"), lookup("identifier=urn:x|9"),
+		pages, err := tx.SearchEach([]*search.Query{lookup("identifier=urn:x|1"), lookup("identifier=urn:x|9"),
 			ordered, lookup("identifier=urn:x|2"), lookup("identifier=urn:x|3")})
 		if err != nil {
 			return err
@@ -139,9 +139,20 @@ func testSearchEach(t *testing.T, s store.Store) {
 		if pages[2].Total != 2 {
 			t.Errorf("SearchEach page 2: total %d, want 2", pages[2].Total)
 		}
-		_, i, err := tx.SearchEach([]*search.Query{lookup("identifier=urn:x|1"), lookup("identifier=urn:x|2"), nil, lookup("identifier=urn:x|3")})
-		if err == nil || i != 2 {
-			t.Errorf("SearchEach with a nil third query: index %d, error %v; want index 2 and an error", i, err)
+		// A failing query: the pages of those before it, nil from it on.
+		pages, err = tx.SearchEach([]*search.Query{lookup("identifier=urn:x|1"), lookup("identifier=urn:x|2"), nil, lookup("identifier=urn:x|3")})
+		if err == nil || len(pages) != 4 {
+			t.Fatalf("SearchEach with a nil third query: %d pages, error %v; want 4 pages and an error", len(pages), err)
+		}
+		for i, want := range [][]string{{"a"}, {"b", "c"}} {
+			if pages[i] == nil {
+				t.Errorf("SearchEach with a nil third query: page %d missing", i)
+			} else if got := ids(pages[i]); !slices.Equal(got, want) {
+				t.Errorf("SearchEach with a nil third query: page %d %v, want %v", i, got, want)
+			}
+		}
+		if pages[2] != nil || pages[3] != nil {
+			t.Errorf("SearchEach with a nil third query: pages 2 and 3 %v, %v; want none", pages[2], pages[3])
 		}
 		return nil
 	})

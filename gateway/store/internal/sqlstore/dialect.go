@@ -113,9 +113,8 @@ type Tx interface {
 	Batch(ctx context.Context, stmts []Stmt) error
 	// QueryBatch runs the queries in order, in one round trip where the
 	// driver can, and calls fn with the rows of each (fn closes them); it
-	// returns the first error, of a query or of fn, and the index of the
-	// query it came from (the queries after it may or may not have run).
-	QueryBatch(ctx context.Context, stmts []Stmt, fn func(i int, rows Rows) error) (int, error)
+	// returns the first error, of a query or of fn.
+	QueryBatch(ctx context.Context, stmts []Stmt, fn func(i int, rows Rows) error) error
 	// Commit commits. The Tx is done afterwards, also after an error.
 	Commit(ctx context.Context) error
 	// Rollback ends the transaction without its writes, also when ctx has

@@ -107,31 +107,34 @@ func (s *Store) search(ctx context.Context, c Conn, q *search.Query, withInclude
 }
 
 // searchEach runs the searches qs with c, in order, as search without
-// includes does, and returns their pages in the order of qs, or the first
-// error with the index of its query (the queries after it do not run).
-// Consecutive lookups (an unordered search with no total: a conditional
-// entry's criteria, which find nothing most of the time) go together:
-// their statements in one Tx.QueryBatch, then the resources they found in
-// one fetch. A session record's transaction has 56 of them, each a round
-// trip to PostgreSQL when run alone (issue 19).
-func (s *Store) searchEach(ctx context.Context, c Tx, qs []*search.Query) ([]*store.Page, int, error) {
+// includes does, and returns their pages in the order of qs. It stops at
+// the first error and returns it with the pages of the queries answered
+// before it (nil for the others: the first of them is the one that
+// failed, or shared a failed batch). Consecutive lookups (an unordered
+// search with no total: a conditional entry's criteria, which find nothing
+// most of the time) go together: their statements in one Tx.QueryBatch,
+// then the resources they found in one fetch. A session record's
+// transaction has 56 of them, each a round trip to PostgreSQL when run
+// alone (issue 19).
+func (s *Store) searchEach(ctx context.Context, c Tx, qs []*search.Query) ([]*store.Page, error) {
 	pages := make([]*store.Page, len(qs))
 	var stmts []Stmt
 	var group []int // the index in qs of each of stmts
-	lookups := func() (int, error) {
+	lookups := func() error {
 		if len(stmts) == 0 {
-			return 0, nil
+			return nil
 		}
 		keys := make([][]key, len(stmts))
-		if j, err := c.QueryBatch(ctx, stmts, func(j int, rows Rows) (err error) {
+		err := c.QueryBatch(ctx, stmts, func(j int, rows Rows) (err error) {
 			keys[j], err = scanKeys(rows, nil)
 			return err
-		}); err != nil {
-			return group[j], fmt.Errorf("%s: search: %w", s.d.Name, s.err(ctx, err))
+		})
+		if err != nil {
+			return fmt.Errorf("%s: search: %w", s.d.Name, s.err(ctx, err))
 		}
 		found, err := s.fetch(ctx, c, slices.Concat(keys...))
 		if err != nil {
-			return group[0], err
+			return err
 		}
 		byKey := make(map[key]*store.Resource, len(found))
 		for _, r := range found {
@@ -147,33 +150,30 @@ func (s *Store) searchEach(ctx context.Context, c Tx, qs []*search.Query) ([]*st
 			pages[i] = pg
 		}
 		stmts, group = stmts[:0], group[:0]
-		return 0, nil
+		return nil
 	}
 	for i, q := range qs {
 		if q != nil && unordered(q) && !q.Total && !q.SummaryCount {
-			page, _, err := SearchStatements(s.d, q, s.now())
-			if err == nil {
+			page, _, berr := SearchStatements(s.d, q, s.now())
+			if berr == nil {
 				stmts, group = append(stmts, page), append(group, i)
 				continue
 			}
-			if j, err := lookups(); err != nil {
-				return nil, j, err
+			if err := lookups(); err != nil {
+				return pages, err
 			}
-			return nil, i, err
+			return pages, berr
 		}
-		if j, err := lookups(); err != nil {
-			return nil, j, err
+		if err := lookups(); err != nil {
+			return pages, err
 		}
 		pg, err := s.search(ctx, c, q, false)
 		if err != nil {
-			return nil, i, err
+			return pages, err
 		}
 		pages[i] = pg
 	}
-	if j, err := lookups(); err != nil {
-		return nil, j, err
-	}
-	return pages, 0, nil
+	return pages, lookups()
 }
 
 // SearchStatements are the statements a search of q runs in dialect d at

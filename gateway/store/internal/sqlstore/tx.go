@@ -51,9 +51,9 @@ func (t *tx) Search(q *search.Query) (*store.Page, error) {
 
 // SearchEach implements store.Tx, after the buffered writes are flushed
 // (see Store.searchEach).
-func (t *tx) SearchEach(qs []*search.Query) ([]*store.Page, int, error) {
+func (t *tx) SearchEach(qs []*search.Query) ([]*store.Page, error) {
 	if err := t.flush(); err != nil {
-		return nil, 0, err
+		return make([]*store.Page, len(qs)), err
 	}
 	return t.s.searchEach(t.ctx, t.c, qs)
 }
