@@ -138,9 +138,9 @@ func (e *Engine) runTransaction(tx store.Tx, entries []*Entry, now time.Time) er
 	return nil
 }
 
-// criteria are the conditional criteria of en: those of a conditional
-// create (If-None-Exist) or update, or "".
-func criteria(en *Entry) string {
+// criteriaOf returns the conditional criteria of en: those of a
+// conditional create (If-None-Exist) or update, or "".
+func criteriaOf(en *Entry) string {
 	switch {
 	case en.method == "POST" && en.ifNoneExist != "":
 		return en.ifNoneExist
@@ -174,7 +174,7 @@ func (e *Engine) lookUp(tx store.Tx, entries []*Entry) []*lookup {
 	var searched []*lookup
 	seen := map[string]bool{}
 	for i, en := range entries {
-		c := criteria(en)
+		c := criteriaOf(en)
 		if c == "" {
 			continue
 		}

@@ -141,11 +141,7 @@ type tx struct {
 
 // Batch sends the statements in one round trip.
 func (t *tx) Batch(ctx context.Context, stmts []sqlstore.Stmt) error {
-	b := &pgx.Batch{}
-	for _, st := range stmts {
-		b.Queue(st.SQL, st.Args...)
-	}
-	br := t.ptx.SendBatch(ctx, b)
+	br := t.send(ctx, stmts)
 	for _, st := range stmts {
 		tag, err := br.Exec()
 		if err != nil {
@@ -163,11 +159,7 @@ func (t *tx) Batch(ctx context.Context, stmts []sqlstore.Stmt) error {
 // statements (pgx's default for a batch): the conditional lookups it
 // serves are sqlstore.PlanOnce.
 func (t *tx) QueryBatch(ctx context.Context, stmts []sqlstore.Stmt, fn func(i int, rows sqlstore.Rows) error) error {
-	b := &pgx.Batch{}
-	for _, st := range stmts {
-		b.Queue(st.SQL, st.Args...)
-	}
-	br := t.ptx.SendBatch(ctx, b)
+	br := t.send(ctx, stmts)
 	for i := range stmts {
 		rows, err := br.Query()
 		if err == nil {
@@ -179,6 +171,16 @@ func (t *tx) QueryBatch(ctx context.Context, stmts []sqlstore.Stmt, fn func(i in
 		}
 	}
 	return br.Close()
+}
+
+// send sends stmts as one pgx batch; the caller reads the results in
+// order and closes them.
+func (t *tx) send(ctx context.Context, stmts []sqlstore.Stmt) pgx.BatchResults {
+	b := &pgx.Batch{}
+	for _, st := range stmts {
+		b.Queue(st.SQL, st.Args...)
+	}
+	return t.ptx.SendBatch(ctx, b)
 }
 
 func (t *tx) Commit(ctx context.Context) error {

@@ -152,15 +152,13 @@ func (t *tx) flush() error {
 // A conditional key is search criteria (an identifier's system and value,
 // a name): patient data, which the errors leave out.
 func (t *tx) checkClaims(claims []claim) error {
-	s := t.s
 	for _, c := range claims {
-		var typ, id string
-		err := t.c.QueryRow(t.ctx, s.bind(sqlKeyOwner), c.key).Scan(&typ, &id)
+		typ, id, err := t.KeyOwner(c.key) // the buffer is empty: it reads the database
 		switch {
-		case errNoRows(err):
+		case errors.Is(err, store.ErrNotFound):
 			return fmt.Errorf("%w: a conditional key changed hands concurrently", store.ErrConflict)
 		case err != nil:
-			return fmt.Errorf("%s: ClaimKey: %w", s.d.Name, s.err(t.ctx, err))
+			return err
 		case typ != c.res.typ || id != c.res.id:
 			return fmt.Errorf("%w: a conditional key of %s/%s is held by %s/%s", store.ErrConflict, c.res.typ, c.res.id, typ, id)
 		}
