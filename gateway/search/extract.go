@@ -43,6 +43,10 @@ const maxWalkDepth = 1000
 //     Reference.type) is known and not among the parameter's Targets is
 //     skipped; for the patient parameters the type must be known to be
 //     Patient, so a bare urn:uuid without Reference.type is not a patient.
+//     RefType is that type, from Reference.type when the literal reference
+//     names none. A patient parameter that ReferenceRows keeps as another
+//     parameter's rows gets no entry for a literal reference (its
+//     Reference.identifier still gives one).
 //   - quantity: Quantity value with System/Code = unit system/code, Unit.
 //   - the generic patient parameter (see Lookup) walks the whole resource for
 //     Reference objects pointing to a Patient.
@@ -312,8 +316,13 @@ func (x *extractor) reference(m map[string]any) {
 	if !x.accepts(typ) {
 		return
 	}
-	if literal {
-		x.add(e)
+	if e.RefType == "" {
+		// "urn:uuid:…" or a URL without a type in it: Reference.type
+		// types it, as for accepts.
+		e.RefType = typ
+	}
+	if literal && x.d.rowsOf == "" {
+		x.add(e) // else the reference is rowsOf's row of type Patient
 	}
 	if idm := getMap(m, "identifier"); idm != nil {
 		if sys, val := getStr(idm, "system"), getStr(idm, "value"); sys != "" || val != "" {

@@ -22,6 +22,21 @@ func wantEntries(t *testing.T, got []Entry, want ...Entry) {
 	}
 }
 
+// wantStored is wantEntries for the entries a store finds for each
+// parameter of rt (storedAs): a patient reference kept as the subject's
+// row of type Patient is wanted there, and not a second time.
+func wantStored(t *testing.T, rt string, got []Entry, want ...Entry) {
+	t.Helper()
+	for _, w := range want {
+		if es := storedAs(rt, got, w.Param); !hasEntry(es, w) {
+			t.Errorf("missing entry %+v\n  in %+v", w, es)
+		}
+		if p, _ := ReferenceRows(rt, w.Param); p != w.Param && w.Type == TypeReference && hasEntry(got, w) {
+			t.Errorf("entry %+v is also its own row, besides %s's", w, p)
+		}
+	}
+}
+
 func TestExtractPatient(t *testing.T) {
 	got := extractJSON(t, "Patient", `{
 		"resourceType": "Patient", "id": "p1",
@@ -83,7 +98,7 @@ func TestExtractObservation(t *testing.T) {
 		"hasMember": [{"reference": "https://ehr.example/fhir/Observation/o2/_history/1"}, {"reference": "#contained"}],
 		"derivedFrom": [{"reference": "urn:uuid:2163dcc8-2b43-5a20-8bd6-035b1c857e96"}, {"reference": "Practitioner/9"}]
 	}`)
-	wantEntries(t, got,
+	wantStored(t, "Observation", got,
 		Entry{Param: "status", Type: TypeToken, Code: "final"},
 		Entry{Param: "category", Type: TypeToken, Text: "vital signs"},
 		Entry{Param: "category", Type: TypeToken, System: "http://c", Code: "vs", Text: "vs display"},
@@ -129,9 +144,11 @@ func TestExtractReferenceTargets(t *testing.T) {
 		{"group", `{"reference": "Group/g"}`, []Entry{{RefType: "Group", RefID: "g"}}, nil},
 		{"urn without type", `{"reference": "urn:uuid:x"}`, []Entry{{RefURL: "urn:uuid:x"}}, nil},
 		{"urn typed patient", `{"reference": "urn:uuid:x", "type": "Patient"}`,
-			[]Entry{{RefURL: "urn:uuid:x"}}, []Entry{{RefURL: "urn:uuid:x"}}},
+			[]Entry{{RefType: "Patient", RefURL: "urn:uuid:x"}}, []Entry{{RefType: "Patient", RefURL: "urn:uuid:x"}}},
 		{"canonical type url", `{"reference": "urn:uuid:x", "type": "http://hl7.org/fhir/StructureDefinition/Patient"}`,
-			[]Entry{{RefURL: "urn:uuid:x"}}, []Entry{{RefURL: "urn:uuid:x"}}},
+			[]Entry{{RefType: "Patient", RefURL: "urn:uuid:x"}}, []Entry{{RefType: "Patient", RefURL: "urn:uuid:x"}}},
+		{"urn typed group", `{"reference": "urn:uuid:x", "type": "Group"}`,
+			[]Entry{{RefType: "Group", RefURL: "urn:uuid:x"}}, nil},
 		{"absolute patient", `{"reference": "http://other/fhir/Patient/7"}`,
 			[]Entry{{RefType: "Patient", RefID: "7", RefURL: "http://other/fhir/Patient/7"}},
 			[]Entry{{RefType: "Patient", RefID: "7", RefURL: "http://other/fhir/Patient/7"}}},
@@ -149,7 +166,7 @@ func TestExtractReferenceTargets(t *testing.T) {
 			got := extractJSON(t, "Condition", `{"resourceType": "Condition", "subject": `+tt.subject+`}`)
 			check := func(param string, want []Entry) {
 				t.Helper()
-				es := entriesOf(got, param)
+				es := storedAs("Condition", got, param)
 				if len(es) != len(want) {
 					t.Fatalf("%s entries = %+v, want %+v", param, es, want)
 				}
@@ -183,7 +200,7 @@ func TestExtractCompartment(t *testing.T) {
 	want := []Entry{
 		{Param: "patient", Type: TypeReference, RefType: "Patient", RefID: "p2", RefURL: "https://ehr/fhir/Patient/p2"},
 		{Param: "patient", Type: TypeReference, RefType: "Patient", RefID: "p3"},
-		{Param: "patient", Type: TypeReference, RefURL: "urn:uuid:u1"},
+		{Param: "patient", Type: TypeReference, RefType: "Patient", RefURL: "urn:uuid:u1"},
 		{Param: "patient", Type: TypeReference, RefType: "Patient", RefID: "p1"},
 		{Param: "patient", Type: TypeToken, System: "http://mrn", Code: "9"},
 	}
@@ -267,7 +284,7 @@ func TestExtractGoldenInfusion(t *testing.T) {
 	proc := firstOfType(t, rs, "Procedure")
 	procID := proc["id"].(string)
 	got := Extract("Procedure", proc)
-	wantEntries(t, got,
+	wantStored(t, "Procedure", got,
 		Entry{Param: "code", Type: TypeToken, System: "http://snomed.info/sct", Code: "14152002", Text: "ketamine intravenous infusion"},
 		Entry{Param: "code", Type: TypeToken, Text: "intravenous infusion"},
 		Entry{Param: "date", Type: TypeDate, Low: utc(2026, 3, 2, 14, 0, 0, 0), High: utc(2026, 3, 2, 16, 0, 0, 999)},
@@ -277,7 +294,7 @@ func TestExtractGoldenInfusion(t *testing.T) {
 		Entry{Param: "subject", Type: TypeReference, RefType: "Patient", RefID: pid},
 	)
 	got = Extract("MedicationAdministration", firstOfType(t, rs, "MedicationAdministration"))
-	wantEntries(t, got,
+	wantStored(t, "MedicationAdministration", got,
 		Entry{Param: "code", Type: TypeToken, System: "http://www.nlm.nih.gov/research/umls/rxnorm", Code: "6130", Text: "ketamine"},
 		Entry{Param: "code", Type: TypeToken, System: "http://snomed.info/sct", Code: "373464007", Text: "ketamine"},
 		Entry{Param: "effective-time", Type: TypeDate, Low: utc(2026, 3, 2, 14, 0, 0, 0), High: utc(2026, 3, 2, 14, 40, 0, 999)},
@@ -334,7 +351,7 @@ func TestExtractAllGoldens(t *testing.T) {
 			if len(entriesOf(es, "_id")) != 1 {
 				t.Errorf("%s %s: no _id entry", f, rt)
 			}
-			if p, ok := Lookup(rt, "patient"); ok && p.Paths != nil && len(entriesOf(es, "patient")) == 0 {
+			if p, ok := Lookup(rt, "patient"); ok && p.Paths != nil && len(storedAs(rt, es, "patient")) == 0 {
 				t.Errorf("%s %s: no patient entry", f, rt)
 			}
 		}
@@ -364,7 +381,7 @@ func TestExtractSynthea(t *testing.T) {
 			_ = Extract(rt, r)
 			es := Extract(rt, resolved[i])
 			if rt == "Observation" || rt == "Condition" || rt == "Encounter" || rt == "Procedure" || rt == "Immunization" {
-				if len(entriesOf(es, "patient")) == 0 {
+				if len(storedAs(rt, es, "patient")) == 0 {
 					t.Errorf("%s: %s %v has no patient entry", filepath.Base(f), rt, r["id"])
 				}
 			}
@@ -381,7 +398,7 @@ func TestExtractSynthea(t *testing.T) {
 		Entry{Param: "identifier", Type: TypeToken, System: "http://hl7.org/fhir/sid/us-ssn", Code: "999-67-3021", Text: "social security number"},
 		Entry{Param: "identifier", Type: TypeToken, System: "https://github.com/synthetichealth/synthea", Code: "d21c38f7-9fc7-4729-b414-3e0fe5ce3d8b"})
 	obs := Extract("Observation", firstOfType(t, rs, "Observation"))
-	wantEntries(t, obs,
+	wantStored(t, "Observation", obs,
 		Entry{Param: "code", Type: TypeToken, System: "http://loinc.org", Code: "8302-2", Text: "body height"},
 		Entry{Param: "patient", Type: TypeReference, RefType: "Patient", RefID: "1d3b3586-5268-4ce8-b1eb-9fc7cc0947a4"},
 		Entry{Param: "value-quantity", Type: TypeQuantity, Number: 181.76153240895297, System: "http://unitsofmeasure.org", Code: "cm", Unit: "cm"},

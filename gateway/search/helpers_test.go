@@ -131,6 +131,22 @@ func hasEntry(es []Entry, e Entry) bool {
 }
 
 // entriesOf returns the entries of one parameter.
+// storedAs returns the entries a store finds for param of resource type
+// rt: param's own, and the rows of the parameter ReferenceRows keeps its
+// references as, of the type it names (with Param param).
+func storedAs(rt string, es []Entry, param string) []Entry {
+	out := entriesOf(es, param)
+	if p, refType := ReferenceRows(rt, param); p != param {
+		for _, e := range entriesOf(es, p) {
+			if e.Type == TypeReference && e.RefType == refType {
+				e.Param = param
+				out = append(out, e)
+			}
+		}
+	}
+	return out
+}
+
 func entriesOf(es []Entry, param string) []Entry {
 	var out []Entry
 	for _, e := range es {

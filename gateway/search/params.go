@@ -51,6 +51,12 @@ type def struct {
 	// ext indexes the valueString of the resource's extensions with this
 	// url as a token code (the gateway's trace-id parameters).
 	ext string
+	// rowsOf, set by defs, names the reference parameter of the same
+	// resource type whose index rows hold this patient parameter's literal
+	// references: one with the same paths that accepts Patients (an
+	// Observation's patient is its subject where that is a Patient). Those
+	// references are not indexed twice (see ReferenceRows).
+	rowsOf string
 }
 
 // The URLs of the SearchParameter resources the gateway defines itself.
@@ -287,9 +293,84 @@ func defs(rt string) []def {
 	all := append(commonDefs(), specificDefs(rt)...)
 	slices.SortFunc(all, func(a, b def) int { return strings.Compare(a.name, b.name) })
 	all = slices.Clip(all)
+	for i := range all {
+		all[i].rowsOf = rowsOf(all, all[i])
+	}
 	defsOf.Store(rt, all)
 	return all
 }
+
+// rowsOf returns the parameter among all whose reference rows hold those of
+// the patient parameter d ("" if none does, or d is no patient parameter):
+// a reference parameter with d's paths, no restriction of its own, that
+// accepts Patients. Its rows of type Patient are then exactly d's literal
+// references (see extractor.accepts).
+func rowsOf(all []def, d def) string {
+	if !d.patientOnly {
+		return ""
+	}
+	for _, o := range all {
+		if o.typ == TypeReference && !o.patientOnly && !o.compartment && o.ext == "" && slices.Equal(o.paths, d.paths) &&
+			(len(o.targets) == 0 || slices.Contains(o.targets, "Patient")) {
+			return o.name
+		}
+	}
+	return ""
+}
+
+// ReferenceRows returns where the stores keep the literal references of
+// the reference parameter name of resourceType: the parameter their index
+// rows carry, and the type those rows must reference ("" for any). For
+// most parameters that is (name, ""). A patient parameter with the same
+// paths as another reference parameter that accepts Patients is that
+// parameter's rows of type Patient: an Observation's patient is
+// ("subject", "Patient"), since its subject rows of type Patient are
+// exactly its patient references, and Extract leaves them out of patient
+// (a session record's Observations were a twelfth of its index rows each
+// a second time). Its Reference.identifier entries stay under its own name
+// (a token entry carries no type).
+func ReferenceRows(resourceType, name string) (param, refType string) {
+	for _, d := range defs(resourceType) {
+		if d.name == name && d.rowsOf != "" {
+			return d.rowsOf, "Patient"
+		}
+	}
+	return name, ""
+}
+
+// RowAlias is a set of resource types whose parameter of one name is kept
+// as the rows of Param of type RefType (see ReferenceRows).
+type RowAlias struct {
+	Types   []string
+	Param   string
+	RefType string
+}
+
+// ReferenceRowAliases returns, for the reference parameter name of every
+// resource type, the types where ReferenceRows gives another parameter,
+// grouped by what it gives, for a search over several types.
+func ReferenceRowAliases(name string) []RowAlias {
+	if v, ok := aliasesOf.Load(name); ok {
+		return v.([]RowAlias)
+	}
+	var out []RowAlias
+	for _, t := range r4Types {
+		p, rt := ReferenceRows(t, name)
+		if p == name {
+			continue
+		}
+		i := slices.IndexFunc(out, func(a RowAlias) bool { return a.Param == p && a.RefType == rt })
+		if i < 0 {
+			out = append(out, RowAlias{Param: p, RefType: rt})
+			i = len(out) - 1
+		}
+		out[i].Types = append(out[i].Types, t)
+	}
+	aliasesOf.Store(name, out)
+	return out
+}
+
+var aliasesOf sync.Map // parameter name -> []RowAlias
 
 // defsOf holds defs' answer for each R4 resource type asked for (at most
 // every type's): every resource written and every search clause asks, and

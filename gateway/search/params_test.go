@@ -216,3 +216,52 @@ func TestGatewaySearchParameters(t *testing.T) {
 		}
 	}
 }
+
+// TestReferenceRows: a patient parameter with the paths of a reference
+// parameter that accepts Patients is kept as that one's rows of type
+// Patient; any other parameter as its own.
+func TestReferenceRows(t *testing.T) {
+	tests := []struct{ rt, name, param, refType string }{
+		{"Observation", "patient", "subject", "Patient"},
+		{"Encounter", "patient", "subject", "Patient"},
+		{"Condition", "patient", "subject", "Patient"},
+		{"Procedure", "patient", "subject", "Patient"},
+		{"MedicationAdministration", "patient", "subject", "Patient"},
+		{"MedicationRequest", "patient", "subject", "Patient"},
+		{"Provenance", "patient", "target", "Patient"},
+		{"Observation", "subject", "subject", ""},
+		{"Observation", "has-member", "has-member", ""},
+		{"AuditEvent", "patient", "patient", ""}, // agent.who and entity.what: no other parameter has both
+		{"AdverseEvent", "subject", "subject", ""},
+		{"Claim", "patient", "patient", ""},        // the generic compartment parameter
+		{"Immunization", "patient", "patient", ""}, // no subject
+		{"NotAType", "patient", "patient", ""},
+	}
+	for _, tt := range tests {
+		p, rt := ReferenceRows(tt.rt, tt.name)
+		if p != tt.param || rt != tt.refType {
+			t.Errorf("ReferenceRows(%s, %s) = %q, %q; want %q, %q", tt.rt, tt.name, p, rt, tt.param, tt.refType)
+		}
+	}
+	al := ReferenceRowAliases("patient")
+	var n int
+	for _, a := range al {
+		for _, typ := range a.Types {
+			n++
+			if p, rt := ReferenceRows(typ, "patient"); p != a.Param || rt != a.RefType || p == "patient" {
+				t.Errorf("ReferenceRowAliases: %s is kept as %s/%s, ReferenceRows says %s/%s", typ, a.Param, a.RefType, p, rt)
+			}
+		}
+	}
+	for _, typ := range r4Types {
+		if p, _ := ReferenceRows(typ, "patient"); p != "patient" {
+			n--
+		}
+	}
+	if n != 0 || len(al) == 0 {
+		t.Errorf("ReferenceRowAliases(patient) = %+v: not every type ReferenceRows aliases, once", al)
+	}
+	if al := ReferenceRowAliases("subject"); len(al) != 0 {
+		t.Errorf("ReferenceRowAliases(subject) = %+v, want none", al)
+	}
+}

@@ -56,3 +56,34 @@ func TestMigrateTenants(t *testing.T) {
 	}
 	storetest.MigratedTenants(t, s)
 }
+
+// TestMigratePatientRows: as SQLite's, from schema version 11.
+func TestMigratePatientRows(t *testing.T) {
+	ctx := context.Background()
+	u := freshDB(t)
+	conn, err := pgx.Connect(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		if err := migrateTx(ctx, tx, 11, time.Now); err != nil {
+			return err
+		}
+		for _, stmt := range storetest.SchemaBeforePatientRows {
+			if _, err := tx.Exec(ctx, stmt); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	conn.Close(ctx)
+	if err != nil {
+		t.Fatalf("build a version 11 database: %v", err)
+	}
+	s, err := Open(ctx, u, Options{})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	defer s.Close()
+	storetest.MigratedPatientRows(t, s)
+}

@@ -45,3 +45,32 @@ func TestMigrateTenants(t *testing.T) {
 	}
 	storetest.MigratedTenants(t, s)
 }
+
+// TestMigratePatientRows: a database of schema version 10 has its subject
+// rows typed Patient by Reference.type only marked so on Open, so that a
+// search by patient, which now reads them, still finds them.
+func TestMigratePatientRows(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "v10.db")
+	db, err := sql.Open("sqlite", dsn(path, 5*time.Second, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := migrateOnce(ctx, db, 10, time.Now); err != nil {
+		t.Fatalf("migrate to 10: %v", err)
+	}
+	for _, stmt := range storetest.SchemaBeforePatientRows {
+		if _, err := db.ExecContext(ctx, stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(ctx, path, Options{})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	defer s.Close()
+	storetest.MigratedPatientRows(t, s)
+}

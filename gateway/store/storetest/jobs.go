@@ -281,7 +281,7 @@ func testExport(t *testing.T, s store.Store) {
 			if i%3 == 0 {
 				code = "b"
 			}
-			if err := tx.Put(r, []search.Entry{tok("code", "urn:c", code), ref("patient", "Patient", fmt.Sprintf("p%d", i%2))}); err != nil {
+			if err := tx.Put(r, []search.Entry{tok("code", "urn:c", code), ref("subject", "Patient", fmt.Sprintf("p%d", i%2))}); err != nil {
 				return err
 			}
 		}

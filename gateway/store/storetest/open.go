@@ -111,3 +111,42 @@ func MigratedTenants(t *testing.T, s store.Store) {
 		t.Errorf("Deliveries = %v, %v; want one item of the default tenant", items, err)
 	}
 }
+
+// SchemaBeforePatientRows are statements that fill a database of the schema
+// before patient references were kept as their subject's rows (SQLite's
+// 10, PostgreSQL's 11): two Observations referencing a Patient by
+// "urn:uuid:" with Reference.type only, as Extract then indexed them (no
+// type on the subject row, the patient row beside it), and one
+// referencing something untyped.
+var SchemaBeforePatientRows = []string{
+	`INSERT INTO resources (type, id, version, last_updated, deleted, body) VALUES ('Observation', 'o1', 1, 0, FALSE, '{}')`,
+	`INSERT INTO current (type, id, version, last_updated, deleted) VALUES ('Observation', 'o1', 1, 0, FALSE)`,
+	`INSERT INTO idx_reference (type, id, param, ref_type, ref_id, ref_url) VALUES ('Observation', 'o1', 'subject', '', '', 'urn:uuid:x')`,
+	`INSERT INTO idx_reference (type, id, param, ref_type, ref_id, ref_url) VALUES ('Observation', 'o1', 'patient', '', '', 'urn:uuid:x')`,
+	`INSERT INTO resources (type, id, version, last_updated, deleted, body) VALUES ('Observation', 'o2', 1, 0, FALSE, '{}')`,
+	`INSERT INTO current (type, id, version, last_updated, deleted) VALUES ('Observation', 'o2', 1, 0, FALSE)`,
+	`INSERT INTO idx_reference (type, id, param, ref_type, ref_id, ref_url) VALUES ('Observation', 'o2', 'subject', '', '', 'urn:uuid:y')`,
+}
+
+// MigratedPatientRows checks s, opened on a database that
+// SchemaBeforePatientRows filled: a search by patient still finds the
+// Observation whose subject only Reference.type said was a Patient, now
+// through its subject row, and not the other.
+func MigratedPatientRows(t *testing.T, s store.Store) {
+	t.Helper()
+	ctx := context.Background()
+	for url, want := range map[string]int{"urn:uuid:x": 1, "urn:uuid:y": 0} {
+		for _, mod := range []string{"", "Patient"} {
+			q := &search.Query{Type: "Observation", Total: true,
+				Clauses: []search.Clause{clause("patient", search.TypeReference, mod, search.Value{RefURL: url})}}
+			if pg, err := s.Search(ctx, q); err != nil || pg.Total != want {
+				t.Errorf("patient:%s=%s: %+v, %v; want %d match", mod, url, pg, err, want)
+			}
+		}
+		q := &search.Query{Type: "Observation", Total: true,
+			Clauses: []search.Clause{clause("subject", search.TypeReference, "", search.Value{RefURL: url})}}
+		if pg, err := s.Search(ctx, q); err != nil || pg.Total != 1 {
+			t.Errorf("subject=%s: %+v, %v; want 1 match", url, pg, err)
+		}
+	}
+}

@@ -62,6 +62,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"SearchChain", testSearchChain},
 		{"TenantChain", testTenantChain},
 		{"SearchCompartment", testSearchCompartment},
+		{"SearchPatientRows", testSearchPatientRows},
 		{"BadQueries", testBadQueries},
 		{"NormalizedOnPut", testNormalizedOnPut},
 		{"Sort", testSort},

@@ -15,7 +15,7 @@ import (
 // same SQL as for a plain search of that type.
 //
 //	patient.identifier=s|v:  c.id IN (SELECT x.id FROM idx_reference x
-//	    WHERE x.type = 'Observation' AND x.param = 'patient' AND x.ref_type = 'Patient'
+//	    WHERE x.type = 'Observation' AND x.param = 'subject' AND x.ref_type = 'Patient' (see refRows)
 //	    AND x.ref_id IN (SELECT c.id FROM current c WHERE <not deleted> AND c.type = 'Patient'
 //	        AND c.tenant = ? AND c.id IN (SELECT x.id FROM idx_token x WHERE ...)))
 //
@@ -43,7 +43,9 @@ func (b *Builder) hasClause(cl *search.Clause) error {
 	} else {
 		b.add("(c.type, c.id) IN (SELECT x.ref_type, x.ref_id FROM idx_reference x WHERE 1 = 1")
 	}
-	b.add(" AND x.type = ? AND x.param = ? AND x.id IN (", h.Type, h.Param)
+	b.add(" AND x.type = ?", h.Type)
+	b.refRows(h.Type, h.Param)
+	b.add(" AND x.id IN (")
 	if err := b.farEnd(h.Type, &h.Clause); err != nil {
 		return fmt.Errorf("%s: search _has:%s:%s: %w", b.d.Name, h.Type, h.Param, err)
 	}

@@ -28,6 +28,9 @@ func (b *Builder) compartmentCond(cp *search.Compartment, types []string) {
 		if !ok || p == "_id" {
 			continue
 		}
+		// The rows of type Patient of the parameter that keeps p's
+		// (search.ReferenceRows): all this condition reads.
+		p, _ = search.ReferenceRows(t, p)
 		if byParam[p] == nil {
 			params = append(params, p)
 		}

@@ -362,7 +362,7 @@ func (s *Store) includes(ctx context.Context, c Conn, q *search.Query, matches [
 				b.in("x.id", ids[start:end])
 				b.Add(tenantCond, tenantArgs...)
 				if inc.Param != "" && inc.Param != "*" {
-					b.Add(" AND x.param = ?", inc.Param)
+					b.refRows(typ, inc.Param)
 				}
 				if inc.TargetType != "" {
 					b.Add(" AND x.ref_type = ?", inc.TargetType)
@@ -381,11 +381,13 @@ func (s *Store) includes(ctx context.Context, c Conn, q *search.Query, matches [
 					WHERE `+s.d.NotDeleted+` AND x.ref_type = ? AND `, typ)
 				b.in("x.ref_id", ids[start:end])
 				b.Add(tenantCond, tenantArgs...)
+				source := ""
 				if inc.SourceType != "" && inc.SourceType != "*" {
-					b.Add(" AND x.type = ?", inc.SourceType)
+					source = inc.SourceType
+					b.Add(" AND x.type = ?", source)
 				}
 				if inc.Param != "" && inc.Param != "*" {
-					b.Add(" AND x.param = ?", inc.Param)
+					b.refRows(source, inc.Param)
 				}
 				if err := run(b); err != nil {
 					return fmt.Errorf("%s: _revinclude: %w", s.d.Name, s.err(ctx, err))

@@ -144,11 +144,53 @@ func (b *Builder) memberOpen(not bool, tbl, param string) {
 	if not {
 		neg = "NOT "
 	}
+	if tbl == "idx_reference" {
+		if b.typ != "" {
+			b.add("c.id "+neg+"IN (SELECT x.id FROM idx_reference x WHERE x.type = ?", b.typ)
+		} else {
+			b.add("(c.type, c.id) " + neg + "IN (SELECT x.type, x.id FROM idx_reference x WHERE 1 = 1")
+		}
+		b.refRows(b.typ, param)
+		return
+	}
 	if b.typ != "" {
 		b.add("c.id "+neg+"IN (SELECT x.id FROM "+tbl+" x WHERE x.type = ? AND x.param = ?", b.typ, param)
 	} else {
 		b.add("(c.type, c.id) "+neg+"IN (SELECT x.type, x.id FROM "+tbl+" x WHERE x.param = ?", param)
 	}
+}
+
+// refRows writes " AND <condition>" selecting, among reference rows x, those
+// of the parameter param of resource type typ ("" when x.type is not
+// fixed): x.param = param, or for a patient parameter kept as another
+// parameter's rows (search.ReferenceRows: an Observation's patient is its
+// subject of type Patient) that parameter's rows of that type. Rows of
+// the patient parameter itself from before it was kept so (the gateway's
+// schema 10 and older) are never read.
+func (b *Builder) refRows(typ, param string) {
+	if typ != "" {
+		p, refType := search.ReferenceRows(typ, param)
+		b.add(" AND x.param = ?", p)
+		if refType != "" {
+			b.add(" AND x.ref_type = ?", refType)
+		}
+		return
+	}
+	aliases := search.ReferenceRowAliases(param)
+	if len(aliases) == 0 {
+		b.add(" AND x.param = ?", param)
+		return
+	}
+	// Over every type: param's own rows, and the other parameter's rows of
+	// the types that keep it so (where param's own rows are old ones,
+	// the same references).
+	b.add(" AND (x.param = ?", param)
+	for _, a := range aliases {
+		b.add(" OR (x.param = ? AND x.ref_type = ? AND ", a.Param, a.RefType)
+		b.in("x.type", a.Types)
+		b.add(")")
+	}
+	b.add(")")
 }
 
 // missing writes :missing=true (no entry of the param) or false (some).
