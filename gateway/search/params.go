@@ -326,9 +326,9 @@ func rowsOf(all []def, d def) string {
 // parameter's rows of type Patient: an Observation's patient is
 // ("subject", "Patient"), since its subject rows of type Patient are
 // exactly its patient references, and Extract leaves them out of patient
-// (a session record's Observations were a twelfth of its index rows each
-// a second time). Its Reference.identifier entries stay under its own name
-// (a token entry carries no type).
+// (they were 9% of a session record's index rows, each a second time). Its
+// Reference.identifier entries stay under its own name (a token entry
+// carries no type).
 func ReferenceRows(resourceType, name string) (param, refType string) {
 	for _, d := range defs(resourceType) {
 		if d.name == name && d.rowsOf != "" {
