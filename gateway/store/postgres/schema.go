@@ -368,12 +368,8 @@ var migrations = []sqlstore.Migration{{
 }, {
 	Version: 12,
 	Stmts: []string{
-		// As SQLite's schema 11: references typed only by Reference.type
-		// get that type where a patient row of the same URL says Patient.
-		`UPDATE idx_reference SET ref_type = 'Patient'
-			WHERE ref_type = '' AND ref_url <> '' AND EXISTS (SELECT 1 FROM idx_reference p
-				WHERE p.type = idx_reference.type AND p.id = idx_reference.id AND p.param = 'patient'
-				AND p.ref_type = '' AND p.ref_url = idx_reference.ref_url)`,
+		// As SQLite's schema 11.
+		sqlstore.TypePatientReferences,
 	},
 }}
 

@@ -14,32 +14,7 @@ import (
 // Open; its resources and outbox items belong to the default tenant.
 func TestMigrateTenants(t *testing.T) {
 	ctx := context.Background()
-	u := freshDB(t)
-	conn, err := pgx.Connect(ctx, u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-		if err := migrateTx(ctx, tx, 3, time.Now); err != nil {
-			return err
-		}
-		for _, stmt := range storetest.SchemaV3Rows {
-			if _, err := tx.Exec(ctx, stmt); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	conn.Close(ctx)
-	if err != nil {
-		t.Fatalf("build a version 3 database: %v", err)
-	}
-
-	s, err := Open(ctx, u, Options{})
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	defer s.Close()
+	s := openMigrated(t, 3, storetest.SchemaV3Rows)
 	var n int
 	if err := s.pool.QueryRow(ctx, `SELECT COUNT(*) FROM schema_migrations`).Scan(&n); err != nil || n != len(migrations) {
 		t.Fatalf("schema_migrations: %d rows, %v; want %d", n, err, len(migrations))
@@ -59,6 +34,13 @@ func TestMigrateTenants(t *testing.T) {
 
 // TestMigratePatientRows: as SQLite's, from schema version 11.
 func TestMigratePatientRows(t *testing.T) {
+	storetest.MigratedPatientRows(t, openMigrated(t, 11, storetest.SchemaBeforePatientRows))
+}
+
+// openMigrated opens a fresh database built at schema version and filled
+// by rows, which Open migrates to the latest.
+func openMigrated(t *testing.T, version int, rows []string) *Store {
+	t.Helper()
 	ctx := context.Background()
 	u := freshDB(t)
 	conn, err := pgx.Connect(ctx, u)
@@ -66,10 +48,10 @@ func TestMigratePatientRows(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-		if err := migrateTx(ctx, tx, 11, time.Now); err != nil {
+		if err := migrateTx(ctx, tx, version, time.Now); err != nil {
 			return err
 		}
-		for _, stmt := range storetest.SchemaBeforePatientRows {
+		for _, stmt := range rows {
 			if _, err := tx.Exec(ctx, stmt); err != nil {
 				return err
 			}
@@ -78,12 +60,12 @@ func TestMigratePatientRows(t *testing.T) {
 	})
 	conn.Close(ctx)
 	if err != nil {
-		t.Fatalf("build a version 11 database: %v", err)
+		t.Fatalf("build a version %d database: %v", version, err)
 	}
 	s, err := Open(ctx, u, Options{})
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
-	defer s.Close()
-	storetest.MigratedPatientRows(t, s)
+	t.Cleanup(func() { s.Close() })
+	return s
 }

@@ -354,21 +354,9 @@ var migrations = []sqlstore.Migration{{
 }, {
 	Version: 11,
 	Stmts: []string{
-		// The literal references of a patient parameter are no longer
-		// indexed a second time where another parameter's rows of type
-		// Patient are the same (search.ReferenceRows: an Observation's
-		// patient is its subject of type Patient; issue 19). Rows of a
-		// reference typed only by Reference.type ("urn:uuid:…" with type
-		// Patient) now carry that type; those written before get it here
-		// where the patient parameter's row of the same resource and URL
-		// says it is a Patient's, so that a search by patient still finds
-		// them. The patient rows written before stay until their resource
-		// changes (no search reads them): deleting them here would hold
-		// the first start of a large database for minutes.
-		`UPDATE idx_reference SET ref_type = 'Patient'
-			WHERE ref_type = '' AND ref_url <> '' AND EXISTS (SELECT 1 FROM idx_reference p
-				WHERE p.type = idx_reference.type AND p.id = idx_reference.id AND p.param = 'patient'
-				AND p.ref_type = '' AND p.ref_url = idx_reference.ref_url)`,
+		// References typed by Reference.type only get that type where
+		// a patient row says Patient (see the statement).
+		sqlstore.TypePatientReferences,
 	},
 }}
 

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -13,29 +14,7 @@ import (
 // TestMigrateTenants: a database of schema version 3 gains tenants on
 // Open; its resources and outbox items belong to the default tenant.
 func TestMigrateTenants(t *testing.T) {
-	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "v3.db")
-	db, err := sql.Open("sqlite", dsn(path, 5*time.Second, false))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := migrateOnce(ctx, db, 3, time.Now); err != nil {
-		t.Fatalf("migrate to 3: %v", err)
-	}
-	for _, stmt := range storetest.SchemaV3Rows {
-		if _, err := db.ExecContext(ctx, stmt); err != nil {
-			t.Fatalf("%s: %v", stmt, err)
-		}
-	}
-	if err := db.Close(); err != nil {
-		t.Fatal(err)
-	}
-
-	s, err := Open(ctx, path, Options{})
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	defer s.Close()
+	s := openMigrated(t, 3, storetest.SchemaV3Rows)
 	var n int
 	if err := s.r.QueryRow(`SELECT COUNT(*) FROM schema_migrations`).Scan(&n); err != nil || n != schemaVersion {
 		t.Fatalf("schema_migrations: %d rows, %v; want %d", n, err, schemaVersion)
@@ -46,20 +25,20 @@ func TestMigrateTenants(t *testing.T) {
 	storetest.MigratedTenants(t, s)
 }
 
-// TestMigratePatientRows: a database of schema version 10 has its subject
-// rows typed Patient by Reference.type only marked so on Open, so that a
-// search by patient, which now reads them, still finds them.
-func TestMigratePatientRows(t *testing.T) {
+// openMigrated opens a database built at schema version and filled by
+// rows, which Open migrates to schemaVersion.
+func openMigrated(t *testing.T, version int, rows []string) *Store {
+	t.Helper()
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "v10.db")
+	path := filepath.Join(t.TempDir(), fmt.Sprintf("v%d.db", version))
 	db, err := sql.Open("sqlite", dsn(path, 5*time.Second, false))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := migrateOnce(ctx, db, 10, time.Now); err != nil {
-		t.Fatalf("migrate to 10: %v", err)
+	if err := migrateOnce(ctx, db, version, time.Now); err != nil {
+		t.Fatalf("migrate to %d: %v", version, err)
 	}
-	for _, stmt := range storetest.SchemaBeforePatientRows {
+	for _, stmt := range rows {
 		if _, err := db.ExecContext(ctx, stmt); err != nil {
 			t.Fatalf("%s: %v", stmt, err)
 		}
@@ -71,6 +50,13 @@ func TestMigratePatientRows(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
-	defer s.Close()
-	storetest.MigratedPatientRows(t, s)
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// TestMigratePatientRows: a database of schema version 10 has its subject
+// rows typed Patient by Reference.type only marked so on Open, so that a
+// search by patient, which now reads them, still finds them.
+func TestMigratePatientRows(t *testing.T) {
+	storetest.MigratedPatientRows(t, openMigrated(t, 10, storetest.SchemaBeforePatientRows))
 }

@@ -19,6 +19,20 @@ type Migration struct {
 	After func(ctx context.Context, c Conn) error
 }
 
+// TypePatientReferences is both stores' migration to the patient references
+// kept once (search.ReferenceRows: an Observation's patient is its subject
+// of type Patient; issue 19): the rows of a reference typed only by
+// Reference.type ("urn:uuid:…" with type Patient), which now carry that
+// type, get it where the patient parameter's row of the same resource and
+// URL says it is a Patient's, so that a search by patient, which reads the
+// subject's rows of type Patient, still finds them. The patient rows
+// written before stay until their resource changes (no search reads them):
+// deleting them would hold the first start of a large database for minutes.
+const TypePatientReferences = `UPDATE idx_reference SET ref_type = 'Patient'
+	WHERE ref_type = '' AND ref_url <> '' AND EXISTS (SELECT 1 FROM idx_reference p
+		WHERE p.type = idx_reference.type AND p.id = idx_reference.id AND p.param = 'patient'
+		AND p.ref_type = '' AND p.ref_url = idx_reference.ref_url)`
+
 // Migrate brings the schema to version upTo of migrations (oldest first,
 // the last being the program's version) in c, the migration transaction,
 // which the backend has begun (and serialised against other processes'
