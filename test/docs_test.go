@@ -206,6 +206,7 @@ func TestDocExamples(t *testing.T) {
 				args = append(args, "--ehr-url", ehr.base+"/fhir")
 			}
 			g := start(t, args...)
+			work := mirrorRepo(t)
 			for _, ex := range examples {
 				if ex.skip != "" {
 					t.Logf("%s:%d not run: %s", ex.file, ex.line, ex.skip)
@@ -216,7 +217,7 @@ func TestDocExamples(t *testing.T) {
 						checkServe(t, ex, cmd)
 						continue
 					}
-					runDocCommand(t, ex, k, cmd, g, ehr, db)
+					runDocCommand(t, ex, k, cmd, work, g, ehr, db)
 					t.Logf("%s:%d ran: %.100s", filepath.Base(ex.file), ex.line, cmd)
 					ran++
 				}
@@ -228,8 +229,33 @@ func TestDocExamples(t *testing.T) {
 	}
 }
 
-// runDocCommand runs one documented command and checks its outcome.
-func runDocCommand(t *testing.T, ex docExample, k int, cmd string, g, ehr *gateway, db string) {
+// mirrorRepo returns a new directory holding a symbolic link to every
+// top-level entry of the repository: the documented commands run there, so
+// that the paths they name (schemas/examples/...) resolve while the files
+// they write (an IG package, a replay report) land in the test's temporary
+// directory, not in the working tree.
+func mirrorRepo(t *testing.T) string {
+	t.Helper()
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	work := t.TempDir()
+	for _, e := range entries {
+		if err := os.Symlink(filepath.Join(root, e.Name()), filepath.Join(work, e.Name())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return work
+}
+
+// runDocCommand runs one documented command in the directory work (see
+// mirrorRepo) and checks its outcome.
+func runDocCommand(t *testing.T, ex docExample, k int, cmd, work string, g, ehr *gateway, db string) {
 	t.Helper()
 	where := fmt.Sprintf("%s:%d: %s", ex.file, ex.line, cmd)
 	cmd = strings.Replace(cmd, "go run ./cmd/ketamine-gateway", binary, 1)
@@ -248,7 +274,7 @@ func runDocCommand(t *testing.T, ex docExample, k int, cmd string, g, ehr *gatew
 		cmd += ` -w '\n__status=%{http_code}\n'`
 	}
 	c := exec.Command("bash", "-c", cmd)
-	c.Dir = ".."
+	c.Dir = work
 	c.Env = append(os.Environ(), "GATEWAY_DB="+db)
 	var out bytes.Buffer
 	c.Stdout, c.Stderr = &out, &out
