@@ -316,11 +316,7 @@ func (x *extractor) reference(m map[string]any) {
 	if !x.accepts(typ) {
 		return
 	}
-	if e.RefType == "" {
-		// "urn:uuid:…" or a URL without a type in it: Reference.type
-		// types it, as for accepts.
-		e.RefType = typ
-	}
+	e.RefType = typ // Reference.type types a literal that names none ("urn:uuid:…")
 	if literal && x.d.rowsOf == "" {
 		x.add(e) // else the reference is rowsOf's row of type Patient
 	}

@@ -154,15 +154,11 @@ func (s *Store) searchEach(ctx context.Context, c Tx, qs []*search.Query) ([]*st
 	}
 	for i, q := range qs {
 		if q != nil && unordered(q) && !q.Total && !q.SummaryCount {
-			page, _, berr := SearchStatements(s.d, q, s.now())
-			if berr == nil {
+			// (Statements that cannot be built: search below says why.)
+			if page, _, err := SearchStatements(s.d, q, s.now()); err == nil {
 				stmts, group = append(stmts, page), append(group, i)
 				continue
 			}
-			if err := lookups(); err != nil {
-				return pages, err
-			}
-			return pages, berr
 		}
 		if err := lookups(); err != nil {
 			return pages, err

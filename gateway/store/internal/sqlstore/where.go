@@ -144,19 +144,15 @@ func (b *Builder) memberOpen(not bool, tbl, param string) {
 	if not {
 		neg = "NOT "
 	}
-	if tbl == "idx_reference" {
-		if b.typ != "" {
-			b.add("c.id "+neg+"IN (SELECT x.id FROM idx_reference x WHERE x.type = ?", b.typ)
-		} else {
-			b.add("(c.type, c.id) " + neg + "IN (SELECT x.type, x.id FROM idx_reference x WHERE 1 = 1")
-		}
-		b.refRows(b.typ, param)
-		return
-	}
 	if b.typ != "" {
-		b.add("c.id "+neg+"IN (SELECT x.id FROM "+tbl+" x WHERE x.type = ? AND x.param = ?", b.typ, param)
+		b.add("c.id "+neg+"IN (SELECT x.id FROM "+tbl+" x WHERE x.type = ?", b.typ)
 	} else {
-		b.add("(c.type, c.id) "+neg+"IN (SELECT x.type, x.id FROM "+tbl+" x WHERE x.param = ?", param)
+		b.add("(c.type, c.id) " + neg + "IN (SELECT x.type, x.id FROM " + tbl + " x WHERE 1 = 1")
+	}
+	if tbl == "idx_reference" {
+		b.refRows(b.typ, param)
+	} else {
+		b.add(" AND x.param = ?", param)
 	}
 }
 
