@@ -140,11 +140,16 @@ func testSearchReference(t *testing.T, s store.Store) {
 		doc{"Observation", "o1", []search.Entry{ref("subject", "Patient", "p1")}},
 		doc{"Observation", "o2", []search.Entry{ref("subject", "Patient", "p2")}},
 		doc{"Observation", "o3", []search.Entry{
-			refURL("subject", "http://other.org/fhir/Patient/9"),
+			// As Extract keeps an absolute URL ending in Type/id.
+			{Param: "subject", Type: search.TypeReference, RefType: "Patient", RefID: "9", RefURL: "http://other.org/fhir/Patient/9"},
 			tok("subject", mrn, "123"),
 		}},
 		doc{"Observation", "o4", []search.Entry{ref("subject", "Group", "p1")}},
 		doc{"Observation", "o5", nil},
+		// A urn whose type only Reference.type says.
+		doc{"Observation", "o6", []search.Entry{{Param: "subject", Type: search.TypeReference, RefType: "Group", RefURL: "urn:uuid:g1"}}},
+		// A URL of no known type.
+		doc{"Observation", "o7", []search.Entry{refURL("subject", "urn:uuid:u1")}},
 	)
 	sub := func(mod string, v ...search.Value) *search.Query {
 		return query("Observation", clause("subject", search.TypeReference, mod, v...))
@@ -154,13 +159,21 @@ func testSearchReference(t *testing.T, s store.Store) {
 	expect(t, s, "type modifier", sub("Group", vRef("", "p1")), "o4")
 	expect(t, s, "type modifier Patient", sub("Patient", vRef("", "p1")), "o1")
 	expect(t, s, "values ORed", sub("", vRef("Patient", "p1"), vRef("Patient", "p2")), "o1", "o2")
-	expect(t, s, "absolute URL", sub("", search.Value{RefURL: "http://other.org/fhir/Patient/9"}), "o3")
+	url := func(u string) search.Value { return search.Value{RefURL: u} }
+	expect(t, s, "absolute URL", sub("", url("http://other.org/fhir/Patient/9")), "o3")
+	expect(t, s, "absolute URL, its type modifier", sub("Patient", url("http://other.org/fhir/Patient/9")), "o3")
+	expect(t, s, "absolute URL, another type modifier", sub("Group", url("http://other.org/fhir/Patient/9")))
+	expect(t, s, "urn", sub("", url("urn:uuid:g1")), "o6")
+	expect(t, s, "urn, its Reference.type modifier", sub("Group", url("urn:uuid:g1")), "o6")
+	expect(t, s, "urn, another type modifier", sub("Patient", url("urn:uuid:g1")))
+	expect(t, s, "urn of no known type", sub("", url("urn:uuid:u1")), "o7")
+	expect(t, s, "urn of no known type, a type modifier", sub("Patient", url("urn:uuid:u1")))
 	expect(t, s, "no match", sub("", vRef("Patient", "p9")))
 	expect(t, s, ":identifier system|value", sub("identifier", vSys(mrn, "123")), "o3")
 	expect(t, s, ":identifier value", sub("identifier", vCode("123")), "o3")
 	expect(t, s, ":identifier other system", sub("identifier", vSys("urn:x", "123")))
 	expect(t, s, ":missing=true", query("Observation", missing("subject", search.TypeReference, true)), "o5")
-	expect(t, s, ":missing=false", query("Observation", missing("subject", search.TypeReference, false)), "o1", "o2", "o3", "o4")
+	expect(t, s, ":missing=false", query("Observation", missing("subject", search.TypeReference, false)), "o1", "o2", "o3", "o4", "o6", "o7")
 }
 
 func testSearchID(t *testing.T, s store.Store) {

@@ -344,14 +344,16 @@ func (b *Builder) uriCond(mod string, v *search.Value) {
 }
 
 // refCond: a URL matches ref_url; type/id or a bare id (any type) match the
-// literal reference; a type modifier restricts the target type.
+// literal reference; a type modifier restricts the target type, a URL's
+// too (the type its /Type/id tail or Reference.type gave the row: a URL of
+// no known type is of no type the modifier names).
 func (b *Builder) refCond(mod string, v *search.Value) {
 	if v.RefURL != "" && v.RefID == "" {
 		// The term that idx_reference_url's WHERE names (see tokenCond).
 		b.add("x.ref_url = ? AND x.ref_url <> ''", v.RefURL)
-		return
+	} else {
+		b.add("x.ref_id = ?", v.RefID)
 	}
-	b.add("x.ref_id = ?", v.RefID)
 	if v.RefType != "" {
 		b.add(" AND x.ref_type = ?", v.RefType)
 	}
