@@ -433,3 +433,53 @@ func TestOpenExisting(t *testing.T) {
 	}
 	s.Close()
 }
+
+// TestLZ4Compression: schema 13 has the server compress a resource's body
+// (and the ledger's, outbox's and bulk export's large values) with lz4
+// where it can; a large body is stored so and reads back the same.
+func TestLZ4Compression(t *testing.T) {
+	s, _ := openFresh(t, Options{})
+	ctx := context.Background()
+	var lz4 bool
+	if err := s.pool.QueryRow(ctx, `SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'`).Scan(&lz4); err != nil {
+		t.Skipf("this server has no TOAST compression methods (PostgreSQL 13?): schema 13 leaves pglz: %v", err)
+	}
+	if !lz4 {
+		t.Skip("this server was built without lz4: schema 13 leaves pglz")
+	}
+	rows, err := s.pool.Query(ctx, `SELECT attrelid::regclass::text || '.' || attname || '=' || attcompression::text FROM pg_attribute
+		WHERE (attrelid = 'resources'::regclass AND attname = 'body') OR (attrelid = 'ledger'::regclass AND attname IN ('input', 'response'))
+		OR (attrelid = 'outbox'::regclass AND attname = 'payload') OR (attrelid = 'job_parts'::regclass AND attname = 'data')
+		ORDER BY 1`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"job_parts.data=l", "ledger.input=l", "ledger.response=l", "outbox.payload=l", "resources.body=l"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("column compression: %v, want %v", got, want)
+	}
+
+	// A body well over the 2 KB at which PostgreSQL compresses a row.
+	body := []byte(`{"resourceType":"Basic","id":"big","text":{"div":"` + strings.Repeat("ketamine session note ", 500) + `"}}`)
+	err = s.Write(ctx, func(tx store.Tx) error {
+		return tx.Put(&store.Resource{Type: "Basic", ID: "big", Version: 1, Body: body}, nil)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var method string
+	if err := s.pool.QueryRow(ctx, `SELECT pg_column_compression(body) FROM resources WHERE type = 'Basic' AND id = 'big'`).Scan(&method); err != nil {
+		t.Fatal(err)
+	}
+	if method != "lz4" {
+		t.Errorf("the body is stored compressed with %q, want lz4", method)
+	}
+	r, err := s.Read(ctx, "Basic", "big")
+	if err != nil || string(r.Body) != string(body) {
+		t.Fatalf("read back: %v (%d bytes, want %d)", err, len(r.Body), len(body))
+	}
+}

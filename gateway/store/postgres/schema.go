@@ -371,7 +371,36 @@ var migrations = []sqlstore.Migration{{
 		// As SQLite's schema 11.
 		sqlstore.TypePatientReferences,
 	},
+}, {
+	Version: 13,
+	Stmts: []string{
+		// Large values compressed with lz4 rather than pglz (where the
+		// server has lz4: PostgreSQL 14 and newer, built with it; otherwise
+		// nothing changes). Values stored before keep pglz and read as
+		// before.
+		lz4Columns,
+	},
 }}
+
+// lz4Columns sets the TOAST compression of the columns that hold large
+// values (a resource's body, a ledger entry's input and response, an
+// outbox item's payload, a bulk export part) to lz4, unless the server
+// cannot (PostgreSQL 13 has no SET COMPRESSION: a syntax error; a server
+// built without lz4: feature not supported). EXECUTE defers the parsing to
+// the block, whose handler takes either error. PostgreSQL compresses a
+// row's large values with pglz by default, at some 20 MB/s: loading the
+// nine Synthea Bundles, the flush of a transaction's rows took 15% less
+// time with lz4 (issue 19).
+const lz4Columns = `DO $$
+BEGIN
+	EXECUTE 'ALTER TABLE resources ALTER COLUMN body SET COMPRESSION lz4';
+	EXECUTE 'ALTER TABLE ledger ALTER COLUMN input SET COMPRESSION lz4, ALTER COLUMN response SET COMPRESSION lz4';
+	EXECUTE 'ALTER TABLE outbox ALTER COLUMN payload SET COMPRESSION lz4';
+	EXECUTE 'ALTER TABLE job_parts ALTER COLUMN data SET COMPRESSION lz4';
+EXCEPTION WHEN syntax_error OR feature_not_supported THEN
+	NULL;
+END
+$$`
 
 // schemaVersion is the schema version this package migrates to.
 var schemaVersion = migrations[len(migrations)-1].Version
