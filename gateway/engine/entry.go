@@ -50,6 +50,7 @@ type Entry struct {
 	found    []*store.Resource // GET search: the matches
 	total    int               // GET search: the total, or -1
 	rendered *rendered         // version 1 of a POST, made ahead (render) or when stored
+	ready    chan struct{}     // closed when render made rendered; nil when render does not make it
 	rewrites fhirwire.Changes  // what the last run rewrote in doc (restored before a run)
 }
 

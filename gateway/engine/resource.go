@@ -63,6 +63,9 @@ func putVersion(tx store.Tx, r *store.Resource, entries []search.Entry, err erro
 // putRendered stores version 1 of a POST entry: the version render
 // prepared, or one made now.
 func (e *Engine) putRendered(tx store.Tx, en *Entry, now time.Time) (*store.Resource, error) {
+	if en.ready != nil {
+		<-en.ready
+	}
 	v := en.rendered
 	if v == nil {
 		r, entries, err := store.NewVersion(en.typ, en.id, 1, en.doc, now)
@@ -88,27 +91,37 @@ type rendered struct {
 // (issue 19, five interleaved pairs).
 const renderPerWorker = 16
 
-// render makes, in parallel, version 1 of the resources the POST entries
-// create (their ids decided and their references rewritten), so that a
-// large transaction's marshalling and index extraction use every core and
-// not only the one that holds the database transaction.
-func render(entries []*Entry, now time.Time) {
+// render starts making, in parallel, version 1 of the resources the POST
+// entries create (their ids decided and their references rewritten), so
+// that a large transaction's marshalling and index extraction use every
+// core and not only the one that holds the database transaction. It
+// returns at once: the transaction puts each resource as soon as it is
+// made (putRendered waits for it), in Bundle order, as the goroutines take
+// them, so that the store may already be writing the first while the
+// others are made (see sqlstore's flushing ahead). stop stops the
+// goroutines and waits for them; the transaction calls it before it
+// returns.
+func render(entries []*Entry, now time.Time) (stop func()) {
 	var todo []*Entry
 	for _, en := range entries {
-		en.rendered = nil
+		en.rendered, en.ready = nil, nil
 		if en.method == "POST" && en.matched == nil && !en.pinned && !en.again && en.doc != nil {
 			todo = append(todo, en)
 		}
 	}
 	workers := min(runtime.GOMAXPROCS(0), len(todo)/renderPerWorker)
 	if workers < 2 {
-		return
+		return func() {}
+	}
+	for _, en := range todo {
+		en.ready = make(chan struct{})
 	}
 	var next atomic.Int64
+	var stopped atomic.Bool
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Go(func() {
-			for {
+			for !stopped.Load() {
 				i := int(next.Add(1)) - 1
 				if i >= len(todo) {
 					return
@@ -116,10 +129,14 @@ func render(entries []*Entry, now time.Time) {
 				en := todo[i]
 				r, ix, err := store.NewVersion(en.typ, en.id, 1, en.doc, now)
 				en.rendered = &rendered{r, ix, err}
+				close(en.ready)
 			}
 		})
 	}
-	wg.Wait()
+	return func() {
+		stopped.Store(true)
+		wg.Wait()
+	}
 }
 
 // update writes a new version of typ/id (update-as-create when it does not

@@ -20,6 +20,7 @@ var dialect = &sqlstore.Dialect{
 	// The key's first part keeps these apart from the migration lock.
 	Lock:        `SELECT pg_advisory_xact_lock(hashtext('kg-outbox'), hashtext(?))`,
 	Arrays:      true,
+	FlushAhead:  true,
 	JoinMatches: true,
 	NonceKey:    func(key string) any { return []byte(key) },
 	Err:         mapErr,

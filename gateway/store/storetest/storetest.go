@@ -39,6 +39,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"VersionConflict", testVersionConflict},
 		{"TxReadsOwnWrites", testTxReadsOwnWrites},
 		{"SearchEach", testSearchEach},
+		{"LargeTransaction", testLargeTransaction},
 		{"Delete", testDelete},
 		{"Rollback", testRollback},
 		{"ClaimKey", testClaimKey},

@@ -435,6 +435,9 @@ func (s *Store) begin(ctx context.Context) (*tx, error) {
 	if err != nil {
 		return nil, err
 	}
+	if s.d.FlushAhead {
+		c = &aheadTx{Tx: c}
+	}
 	return &tx{ctx: ctx, c: c, s: s}, nil
 }
 

@@ -47,6 +47,12 @@ type Dialect struct {
 	// and the resources read by key in a second statement (SQLite, which
 	// would join, and read, every match's body before sorting).
 	JoinMatches bool
+	// FlushAhead tells that a write transaction sends its buffered rows
+	// ahead of the commit once they are many (see tx's flushing ahead):
+	// where the database works in another process, on another core, while
+	// the gateway goes on (PostgreSQL). SQLite's inserts run in the
+	// gateway's own process, on its cores.
+	FlushAhead bool
 	// NonceKey, if not nil, is the argument a nonce key is bound as:
 	// []byte for a BYTEA column (PostgreSQL, where text would fold
 	// distinct keys into one, see Text). Otherwise the key string.
