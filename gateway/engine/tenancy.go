@@ -119,6 +119,9 @@ func txFor(tx store.Tx, tenant string) store.Tx {
 // key, so databases from before tenants keep working).
 func (t tenantTx) ns(key string) string { return Namespaced(t.tenant, key) }
 
+// WritesAhead implements store.WritesAhead: the store's transaction's.
+func (t tenantTx) WritesAhead() bool { return store.TxWritesAhead(t.Tx) }
+
 // Namespaced is a conditional key or ledger source of tenant as stored:
 // the default tenant's bare, another's prefixed "tenant:<tenant>|".
 func Namespaced(tenant, key string) string {

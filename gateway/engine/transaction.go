@@ -110,9 +110,10 @@ func (e *Engine) runTransaction(tx store.Tx, entries []*Entry, now time.Time) er
 	rw.Changes = nil
 
 	// 3. Render the resources the POSTs create on every core (marshalling
-	// and index extraction need no database) and execute, in the spec's
-	// order, as they come; ties keep Bundle order.
-	defer render(entries, now)()
+	// and index extraction need no database), and execute in the spec's
+	// order (where the store writes ahead, as they come); ties keep Bundle
+	// order.
+	defer render(entries, now, store.TxWritesAhead(tx))()
 	order := append([]*Entry(nil), entries...)
 	sort.SliceStable(order, func(i, j int) bool {
 		return fhirwire.MethodRank(order[i].method) < fhirwire.MethodRank(order[j].method)

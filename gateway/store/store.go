@@ -181,6 +181,21 @@ type Nonces interface {
 // client id and a jti take some 300).
 const MaxNonceKey = 1024
 
+// WritesAhead is implemented by a Tx that sends what Put buffers to the
+// database while the transaction goes on, not only at its next search,
+// savepoint or commit (PostgreSQL's: the database inserts in another
+// process meanwhile). A caller with many resources to make then puts each
+// as soon as it is made.
+type WritesAhead interface {
+	WritesAhead() bool
+}
+
+// TxWritesAhead reports whether tx writes ahead (see WritesAhead).
+func TxWritesAhead(tx Tx) bool {
+	w, ok := tx.(WritesAhead)
+	return ok && w.WritesAhead()
+}
+
 // Tx is a write transaction. Reads inside it see its own writes.
 type Tx interface {
 	// Read is Store.Read inside the transaction.

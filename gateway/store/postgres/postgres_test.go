@@ -483,3 +483,17 @@ func TestLZ4Compression(t *testing.T) {
 		t.Fatalf("read back: %v (%d bytes, want %d)", err, len(r.Body), len(body))
 	}
 }
+
+// TestWritesAhead: a PostgreSQL write transaction sends its rows ahead
+// (store.WritesAhead), so that a large one's resources are put as they are
+// made (engine's render).
+func TestWritesAhead(t *testing.T) {
+	s, _ := openFresh(t, Options{})
+	var ahead bool
+	if err := s.Write(context.Background(), func(tx store.Tx) error { ahead = store.TxWritesAhead(tx); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if !ahead {
+		t.Error("a write transaction does not write ahead")
+	}
+}

@@ -490,3 +490,18 @@ func TestCheckIntegrityFinds(t *testing.T) {
 		})
 	}
 }
+
+// TestNoWritesAhead: a SQLite write transaction writes its rows at its
+// next search, savepoint or commit only (its inserts run on the gateway's
+// own cores: sending them ahead gained nothing), so a large one's resources
+// are all made before they are put (engine's render).
+func TestNoWritesAhead(t *testing.T) {
+	s, _ := openTemp(t, Options{})
+	ahead := true
+	if err := s.Write(context.Background(), func(tx store.Tx) error { ahead = store.TxWritesAhead(tx); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if ahead {
+		t.Error("a write transaction writes ahead")
+	}
+}
