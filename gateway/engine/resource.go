@@ -106,9 +106,9 @@ const renderChunk = 16
 // inserting the first while the others are made. Otherwise render returns
 // when all are made: on SQLite, whose inserts run on the gateway's own
 // cores, putting them as they came was slower on Synthea in 9 of 12
-// interleaved pairs (by 6% on average; issue 19). stop
-// stops the goroutines and waits for them; the transaction calls it
-// before it returns.
+// interleaved pairs (by 6% on average; issue 19). stop stops the
+// goroutines and waits for them; the transaction calls it before it
+// returns.
 func render(entries []*Entry, now time.Time, stream bool) (stop func()) {
 	var todo []*Entry
 	for _, en := range entries {
@@ -125,13 +125,11 @@ func render(entries []*Entry, now time.Time, stream bool) (stop func()) {
 	// hand each chunk over once: the transaction, which puts faster than
 	// they make, waits once a chunk, not once a resource. Otherwise one at
 	// a time, which shares them out most evenly.
-	size := 1
+	size, chunks := 1, len(todo)
 	var ready []chan struct{}
 	if stream {
 		size = renderChunk
-	}
-	chunks := (len(todo) + size - 1) / size
-	if stream {
+		chunks = (len(todo) + size - 1) / size
 		ready = make([]chan struct{}, chunks)
 		for c := range ready {
 			ready[c] = make(chan struct{})
