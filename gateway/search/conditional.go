@@ -73,18 +73,11 @@ func Key(resourceType string, q *Query) string {
 	return resourceType + "?" + strings.Join(clauses, "&")
 }
 
-// hasURL reports whether a reference value is a URL (RefURL and no
-// RefID).
-func hasURL(vs []Value) bool {
-	return slices.ContainsFunc(vs, func(v Value) bool { return v.RefURL != "" && v.RefID == "" })
-}
-
 // clauseKey renders one clause canonically.
 func clauseKey(c Clause) string {
 	name := c.Param
-	// A :Type modifier of a reference is already in the values' RefType,
-	// but not in a URL's.
-	if c.Modifier != "" && !(c.Type == TypeReference && isResourceType(c.Modifier) && !hasURL(c.Values)) {
+	// A :Type modifier of a reference is already in the values' RefType.
+	if c.Modifier != "" && !(c.Type == TypeReference && isResourceType(c.Modifier)) {
 		name += ":" + c.Modifier
 	}
 	if c.Missing != nil {
@@ -148,6 +141,8 @@ func valueKey(c Clause, v Value) string {
 		switch {
 		case c.Modifier == "identifier":
 			return tok()
+		case v.RefURL != "" && v.RefType != "":
+			return escape(v.RefType) + "|" + escape(v.RefURL) // an unescaped | is no URL's
 		case v.RefURL != "":
 			return escape(v.RefURL)
 		case v.RefType != "":

@@ -96,7 +96,7 @@ func TestKey(t *testing.T) {
 		{"Patient", "family=M%C3%BCller&identifier=|x", "Patient?family=muller&identifier=|x"},
 		{"Patient", "birthdate=2026", "Patient?birthdate=eq2026-01-01T00:00:00.000Z/2026-12-31T23:59:59.999Z"},
 		{"Observation", "subject:Patient=1", "Observation?subject=Patient/1"},
-		{"Observation", "subject:Patient=urn:uuid:1", "Observation?subject:Patient=urn:uuid:1"},
+		{"Observation", "subject:Patient=urn:uuid:1", "Observation?subject=Patient|urn:uuid:1"},
 		{"Observation", "value-quantity=5.4|http://u|mg", "Observation?value-quantity=eq5.4~0.05|http://u|mg"},
 		{"Observation", "code:missing=true", "Observation?code:missing=true"},
 	}
@@ -135,7 +135,7 @@ func TestKey(t *testing.T) {
 		{"Observation", "value-quantity=5.4", "value-quantity=5.40"},
 		{"Observation", "subject=1", "subject=Patient/1"},
 		{"Patient", "identifier=x", "_id=x"},
-		// A URL's :Type is not in its value: it stays in the key.
+		// A URL's :Type is in its value's key.
 		{"Observation", "subject:Patient=urn:uuid:1", "subject:Group=urn:uuid:1"},
 		{"Observation", "subject:Patient=urn:uuid:1", "subject=urn:uuid:1"},
 	}

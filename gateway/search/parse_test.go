@@ -88,6 +88,8 @@ func TestParseClauses(t *testing.T) {
 		{"Observation", "subject=https://ehr.example/fhir/Patient/1", []Clause{{Param: "subject", Type: TypeReference,
 			Values: []Value{{RefURL: "https://ehr.example/fhir/Patient/1"}}}}},
 		{"Provenance", "target=urn:uuid:abc", []Clause{{Param: "target", Type: TypeReference, Values: []Value{{RefURL: "urn:uuid:abc"}}}}},
+		{"Observation", "subject:Group=urn:uuid:abc", []Clause{{Param: "subject", Type: TypeReference, Modifier: "Group",
+			Values: []Value{{RefType: "Group", RefURL: "urn:uuid:abc"}}}}},
 		{"Provenance", "target=Basic/b1", []Clause{{Param: "target", Type: TypeReference, Values: []Value{{RefType: "Basic", RefID: "b1"}}}}},
 		{"Observation", `subject:identifier=http://mrn|4\|2`, []Clause{{Param: "subject", Type: TypeReference, Modifier: "identifier",
 			Values: []Value{{System: "http://mrn", Code: "4|2", HasSystem: true}}}}},

@@ -104,7 +104,8 @@ type Value struct {
 	// date: the range of the value given, as in Entry.Low/High.
 	Low, High time.Time
 
-	// reference: Type may be empty for a bare id; or URL for an absolute one.
+	// reference: Type may be empty for a bare id; or URL for an absolute one
+	// (or a urn), with Type the :Type modifier's, if any.
 	RefType, RefID, RefURL string
 
 	// number / quantity.

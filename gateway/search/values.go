@@ -167,15 +167,16 @@ func parseQuantity(raw string) (Value, bool) {
 
 // parseReferenceValue parses a reference search value: Type/id (a
 // version-specific Type/id/_history/n counts as Type/id), a bare id, or an
-// absolute URL / urn. typeMod is the :Type modifier, if any. A bare id gets
-// the type of the modifier, or the parameter's only target type.
+// absolute URL / urn. typeMod is the :Type modifier, if any: every value
+// carries it as its RefType. A bare id gets the type of the modifier, or
+// the parameter's only target type.
 func parseReferenceValue(raw string, p Param, typeMod string) (Value, bool) {
 	s := unescape(raw)
 	if s == "" {
 		return Value{}, false
 	}
 	if strings.HasPrefix(s, "urn:") || strings.Contains(s, "://") {
-		return Value{RefURL: s}, true
+		return Value{RefURL: s, RefType: typeMod}, true // a URL names no type the modifier could be checked against
 	}
 	if strings.Contains(s, "/") {
 		rt, id, url := parseReference(s)

@@ -166,6 +166,9 @@ func testSearchReference(t *testing.T, s store.Store) {
 	expect(t, s, "urn", sub("", url("urn:uuid:g1")), "o6")
 	expect(t, s, "urn, its Reference.type modifier", sub("Group", url("urn:uuid:g1")), "o6")
 	expect(t, s, "urn, another type modifier", sub("Patient", url("urn:uuid:g1")))
+	// As the parser gives a URL with a :Type modifier: the type in the value too.
+	expect(t, s, "urn, its type as parsed", sub("Group", search.Value{RefType: "Group", RefURL: "urn:uuid:g1"}), "o6")
+	expect(t, s, "urn, another type as parsed", sub("Patient", search.Value{RefType: "Patient", RefURL: "urn:uuid:g1"}))
 	expect(t, s, "urn of no known type", sub("", url("urn:uuid:u1")), "o7")
 	expect(t, s, "urn of no known type, a type modifier", sub("Patient", url("urn:uuid:u1")))
 	expect(t, s, "no match", sub("", vRef("Patient", "p9")))

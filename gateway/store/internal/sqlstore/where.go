@@ -344,9 +344,9 @@ func (b *Builder) uriCond(mod string, v *search.Value) {
 }
 
 // refCond: a URL matches ref_url; type/id or a bare id (any type) match the
-// literal reference; a type modifier restricts the target type, a URL's
-// too (the type its /Type/id tail or Reference.type gave the row: a URL of
-// no known type is of no type the modifier names).
+// literal reference; the value's type (a URL's is its :Type modifier's)
+// and a type modifier restrict the target type: the type the row's
+// literal or Reference.type gave it (a URL of no known type has none).
 func (b *Builder) refCond(mod string, v *search.Value) {
 	if v.RefURL != "" && v.RefID == "" {
 		// The term that idx_reference_url's WHERE names (see tokenCond).
@@ -357,7 +357,7 @@ func (b *Builder) refCond(mod string, v *search.Value) {
 	if v.RefType != "" {
 		b.add(" AND x.ref_type = ?", v.RefType)
 	}
-	if mod != "" {
+	if mod != "" && mod != v.RefType { // a parsed value carries its modifier
 		b.add(" AND x.ref_type = ?", mod)
 	}
 }
