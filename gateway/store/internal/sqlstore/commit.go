@@ -436,7 +436,7 @@ func (s *Store) begin(ctx context.Context) (*tx, error) {
 		return nil, err
 	}
 	if s.d.FlushAhead {
-		c = &aheadTx{Tx: c}
+		c = &aheadTx{tx: c}
 	}
 	return &tx{ctx: ctx, c: c, s: s}, nil
 }

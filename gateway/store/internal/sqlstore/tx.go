@@ -201,12 +201,16 @@ func (t *tx) flushAhead() {
 }
 
 // aheadTx is a write transaction that may have a flush in flight (see
-// flushing ahead): each of its uses waits for that flush first.
+// flushing ahead): each of its uses waits for that flush first. It wraps
+// the transaction in a field, not by embedding: a method Tx gains must be
+// written here, or it would not wait.
 type aheadTx struct {
-	Tx
+	tx   Tx
 	done chan struct{} // closed when the flush in flight ended; nil when none was sent since the last wait
 	err  error         // that flush's error, until a use reports it
 }
+
+var _ Tx = (*aheadTx)(nil)
 
 // idle reports, without waiting, whether another flush may be sent: none
 // is in flight, and the last one's error (if any) has been reported.
@@ -229,7 +233,7 @@ func (a *aheadTx) send(ctx context.Context, stmts []Stmt, fail func(error) error
 	a.done = done
 	go func() {
 		defer close(done)
-		if err := a.Tx.Batch(ctx, stmts); err != nil {
+		if err := a.tx.Batch(ctx, stmts); err != nil {
 			a.err = fail(err)
 		}
 	}()
@@ -251,50 +255,50 @@ func (a *aheadTx) Exec(ctx context.Context, query string, args ...any) (int64, e
 	if err := a.settle(); err != nil {
 		return 0, err
 	}
-	return a.Tx.Exec(ctx, query, args...)
+	return a.tx.Exec(ctx, query, args...)
 }
 
 func (a *aheadTx) Query(ctx context.Context, query string, args ...any) (Rows, error) {
 	if err := a.settle(); err != nil {
 		return nil, err
 	}
-	return a.Tx.Query(ctx, query, args...)
+	return a.tx.Query(ctx, query, args...)
 }
 
 func (a *aheadTx) QueryRow(ctx context.Context, query string, args ...any) Row {
 	if err := a.settle(); err != nil {
 		return errRow{err}
 	}
-	return a.Tx.QueryRow(ctx, query, args...)
+	return a.tx.QueryRow(ctx, query, args...)
 }
 
 func (a *aheadTx) Batch(ctx context.Context, stmts []Stmt) error {
 	if err := a.settle(); err != nil {
 		return err
 	}
-	return a.Tx.Batch(ctx, stmts)
+	return a.tx.Batch(ctx, stmts)
 }
 
 func (a *aheadTx) QueryBatch(ctx context.Context, stmts []Stmt, fn func(i int, rows Rows) error) error {
 	if err := a.settle(); err != nil {
 		return err
 	}
-	return a.Tx.QueryBatch(ctx, stmts, fn)
+	return a.tx.QueryBatch(ctx, stmts, fn)
 }
 
 // Commit commits, unless the flush in flight failed: then it rolls back
 // and returns that flush's error.
 func (a *aheadTx) Commit(ctx context.Context) error {
 	if err := a.settle(); err != nil {
-		a.Tx.Rollback(ctx)
+		a.tx.Rollback(ctx)
 		return err
 	}
-	return a.Tx.Commit(ctx)
+	return a.tx.Commit(ctx)
 }
 
 func (a *aheadTx) Rollback(ctx context.Context) {
 	_ = a.settle() // the transaction ends without what it wrote
-	a.Tx.Rollback(ctx)
+	a.tx.Rollback(ctx)
 }
 
 // errRow is a Row whose Scan returns err.
