@@ -130,7 +130,6 @@ func hasEntry(es []Entry, e Entry) bool {
 	return false
 }
 
-// entriesOf returns the entries of one parameter.
 // storedAs returns the entries a store finds for param of resource type
 // rt: param's own, and the rows of the parameter ReferenceRows keeps its
 // references as, of the type it names (with Param param).
@@ -147,6 +146,7 @@ func storedAs(rt string, es []Entry, param string) []Entry {
 	return out
 }
 
+// entriesOf returns the entries of one parameter.
 func entriesOf(es []Entry, param string) []Entry {
 	var out []Entry
 	for _, e := range es {
