@@ -162,6 +162,55 @@ type Store interface {
 	Nonces
 	Jobs
 	Bulk
+	Reindexer
+}
+
+// Reindexer is the part of a Store that rebuilds search index rows from
+// the stored bodies, for a database whose rows an older build extracted
+// (the reindex command).
+type Reindexer interface {
+	// Reindex compares the index rows of up to q.Count current resources
+	// (deletions have none) after q.After, in (type, id) order, with those
+	// this build extracts from their bodies (search.Extract), and, unless
+	// q.DryRun, rewrites the rows of each resource that differs, in one
+	// write transaction. Conditional create keys are left as they are
+	// (they come from requests, not bodies), and so are AuditEvents not
+	// indexed yet (the audit indexer extracts them with this build). A
+	// resource written meanwhile is left to its writer, which indexed it
+	// with its own build. Repeating a call is harmless: a second pass over
+	// the same resources changes nothing.
+	Reindex(ctx context.Context, q ReindexQuery) (ReindexBatch, error)
+}
+
+// ResourceKey names a resource.
+type ResourceKey struct{ Type, ID string }
+
+// ReindexQuery selects the resources of one Reindex call.
+type ReindexQuery struct {
+	// Type restricts the call to one resource type ("" every type).
+	Type string
+	// After is the last resource of the previous call (zero: start from
+	// the first).
+	After ResourceKey
+	// Count bounds the resources checked (<= 0: DefaultReindexCount).
+	Count int
+	// DryRun compares and reports only.
+	DryRun bool
+}
+
+// DefaultReindexCount is how many resources a Reindex call checks unless
+// told otherwise.
+const DefaultReindexCount = 500
+
+// ReindexBatch is what one Reindex call did.
+type ReindexBatch struct {
+	// Checked counts the current resources compared; Changed those whose
+	// rows differed (and were rewritten, unless a dry run).
+	Checked, Changed int
+	// Last is the last resource checked: the next call's After.
+	Last ResourceKey
+	// Done: no resource is left after Last.
+	Done bool
 }
 
 // Nonces is the part of a Store that remembers one-time values.

@@ -97,6 +97,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"JobClaimConcurrent", testJobClaimConcurrent},
 		{"Export", testExport},
 		{"LedgerEntries", testLedgerEntries},
+		{"Reindex", testReindex},
+		{"ReindexConcurrent", testReindexConcurrent},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

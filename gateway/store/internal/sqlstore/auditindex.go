@@ -1,15 +1,14 @@
 package sqlstore
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 )
 
@@ -330,10 +329,8 @@ func (s *Store) auditBodies(ctx context.Context, c Conn, pending []pendingAudit)
 // extractAudit is the index entries of a stored AuditEvent body (none if
 // it does not decode).
 func extractAudit(body []byte) []search.Entry {
-	d := json.NewDecoder(bytes.NewReader(body))
-	d.UseNumber()
-	var doc map[string]any
-	if d.Decode(&doc) != nil {
+	doc, err := fhirwire.Decode(body)
+	if err != nil {
 		return nil
 	}
 	return search.Extract("AuditEvent", doc)

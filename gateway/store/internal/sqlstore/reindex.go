@@ -1,0 +1,369 @@
+package sqlstore
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+)
+
+// Reindexing (store.Reindexer).
+//
+// A batch reads the current versions of the next resources in (type, id)
+// order with their bodies, extracts their index rows as Put would, reads
+// the rows the database holds for them, and compares the two as multisets
+// (the order of rows means nothing). Only the resources that differ are
+// written: their rows deleted and inserted again, as a flush does for an
+// update. A database indexed by this build is therefore only read.
+//
+// Concurrent writers: on SQLite every write transaction holds the
+// database's write lock, so nothing changes under a batch. Where writers
+// run in parallel (Dialect.RowLocks), the batch locks the current rows of
+// the resources it is about to rewrite and keeps only those still at the
+// version it compared: a resource updated since was indexed by its writer,
+// and a writer updating it now waits for the batch to commit, then
+// replaces its rows.
+
+// Reindex implements store.Reindexer.
+func (s *Store) Reindex(ctx context.Context, q store.ReindexQuery) (store.ReindexBatch, error) {
+	if q.Count <= 0 {
+		q.Count = store.DefaultReindexCount
+	}
+	var out store.ReindexBatch
+	var err error
+	if q.DryRun {
+		err = s.db.Snapshot(ctx, func(c Conn) error {
+			var diff []reindexed
+			out, diff, err = s.compareIndex(ctx, c, q)
+			out.Changed = len(diff)
+			return err
+		})
+	} else {
+		err = s.write(ctx, func(t *tx) error {
+			// The rows other writes of this transaction buffered.
+			if err := t.flush(); err != nil {
+				return err
+			}
+			b, diff, err := s.compareIndex(t.ctx, t.c, q)
+			if err != nil {
+				return err
+			}
+			if diff, err = s.stillCurrent(t.ctx, t.c, diff); err != nil {
+				return err
+			}
+			if err := t.c.Batch(t.ctx, s.rewriteStmts(diff)); err != nil {
+				return err
+			}
+			b.Changed = len(diff)
+			out = b
+			return nil
+		})
+	}
+	if err != nil {
+		return store.ReindexBatch{}, fmt.Errorf("%s: reindex: %w", s.d.Name, s.err(ctx, err))
+	}
+	return out, nil
+}
+
+// reindexed is a resource whose index rows differ from its body's.
+type reindexed struct {
+	key     resKey
+	version int64
+	rows    indexRows
+}
+
+// compareIndex reads the batch q selects and returns it with the
+// resources whose stored index rows differ from their bodies'.
+func (s *Store) compareIndex(ctx context.Context, c Conn, q store.ReindexQuery) (store.ReindexBatch, []reindexed, error) {
+	var out store.ReindexBatch
+	b := s.builder()
+	b.Add(`SELECT c.type, c.id, c.version, r.body FROM current c
+		JOIN resources r ON r.type = c.type AND r.id = c.id AND r.version = c.version
+		WHERE ` + s.d.NotDeleted)
+	if q.Type != "" {
+		b.Add(` AND c.type = ?`, q.Type)
+	}
+	if q.After != (store.ResourceKey{}) {
+		b.Add(` AND (c.type, c.id) > (?, ?)`, q.After.Type, q.After.ID)
+	}
+	b.Add(` ORDER BY c.type, c.id LIMIT ?`, q.Count)
+	rows, err := c.Query(ctx, b.SQL(), b.Args()...)
+	if err != nil {
+		return out, nil, err
+	}
+	var batch []reindexed
+	for rows.Next() {
+		var r reindexed
+		var body []byte
+		if err := rows.Scan(&r.key.typ, &r.key.id, &r.version, &body); err != nil {
+			rows.Close()
+			return out, nil, err
+		}
+		if err := s.bodyRows(&r.rows, r.key, body); err != nil {
+			rows.Close()
+			return out, nil, err
+		}
+		batch = append(batch, r)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return out, nil, err
+	}
+	out.Checked, out.Done = len(batch), len(batch) < q.Count
+	if len(batch) == 0 {
+		return out, nil, nil
+	}
+	out.Last = store.ResourceKey{Type: batch[len(batch)-1].key.typ, ID: batch[len(batch)-1].key.id}
+	if batch, err = s.indexedAudits(ctx, c, batch); err != nil {
+		return out, nil, err
+	}
+	stored, err := s.storedRows(ctx, c, batch)
+	if err != nil {
+		return out, nil, err
+	}
+	var diff []reindexed
+	for _, r := range batch {
+		for tbl := range indexTables {
+			if !sameRows(r.rows[tbl], stored[r.key][tbl]) {
+				diff = append(diff, r)
+				break
+			}
+		}
+	}
+	return out, diff, nil
+}
+
+// bodyRows sets rows to the index rows of a stored body of k, as Put
+// stores them.
+func (s *Store) bodyRows(rows *indexRows, k resKey, stored []byte) error {
+	body, err := store.UnpackBody(stored)
+	if err != nil {
+		return fmt.Errorf("%s/%s: %w", k.typ, k.id, err)
+	}
+	doc, err := fhirwire.Decode(body)
+	if err != nil {
+		return fmt.Errorf("%s/%s: the stored body does not decode", k.typ, k.id)
+	}
+	if err := s.entryRows(rows, search.Extract(k.typ, doc)); err != nil {
+		return fmt.Errorf("%s/%s: %w", k.typ, k.id, err)
+	}
+	return nil
+}
+
+// indexedAudits leaves out of batch the AuditEvents the audit indexer has
+// not reached yet: it will write their rows (see auditindex.go), and rows
+// written here too would be there twice.
+func (s *Store) indexedAudits(ctx context.Context, c Conn, batch []reindexed) ([]reindexed, error) {
+	var ids []string
+	for _, r := range batch {
+		if r.key.typ == "AuditEvent" {
+			ids = append(ids, r.key.id)
+		}
+	}
+	if len(ids) == 0 {
+		return batch, nil
+	}
+	b := s.builder()
+	b.Add(`SELECT a.id FROM audit_chain a JOIN audit_index_head h ON h.one = 1 WHERE a.seq > h.seq AND a.`)
+	b.in("id", ids)
+	rows, err := c.Query(ctx, b.SQL(), b.Args()...)
+	if err != nil {
+		return nil, err
+	}
+	pending := map[string]bool{}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		pending[id] = true
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(batch, func(r reindexed) bool { return r.key.typ == "AuditEvent" && pending[r.key.id] }), nil
+}
+
+// storedRows reads the index rows the database holds for the resources of
+// batch, a query per table and type.
+func (s *Store) storedRows(ctx context.Context, c Conn, batch []reindexed) (map[resKey]*indexRows, error) {
+	out := make(map[resKey]*indexRows, len(batch))
+	byType := map[string][]string{}
+	var types []string
+	for _, r := range batch {
+		out[r.key] = new(indexRows)
+		if byType[r.key.typ] == nil {
+			types = append(types, r.key.typ)
+		}
+		byType[r.key.typ] = append(byType[r.key.typ], r.key.id)
+	}
+	for tbl := range indexTables {
+		t := &indexTables[tbl]
+		names := make([]string, len(t.cols))
+		for i, col := range t.cols {
+			names[i] = col.name
+		}
+		for _, typ := range types {
+			b := s.builder()
+			b.Add(`SELECT id, `+strings.Join(names, ", ")+` FROM `+t.name+` WHERE type = ? AND `, typ)
+			b.in("id", byType[typ])
+			rows, err := c.Query(ctx, b.SQL(), b.Args()...)
+			if err != nil {
+				return nil, err
+			}
+			for rows.Next() {
+				var id string
+				dst, vals := scanDests(t.cols)
+				if err := rows.Scan(append([]any{&id}, dst...)...); err != nil {
+					rows.Close()
+					return nil, err
+				}
+				ir := out[resKey{typ, id}]
+				ir[tbl] = append(ir[tbl], vals())
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return out, nil
+}
+
+// scanDests are scan destinations for a row of cols and a function giving
+// the values scanned, typed as entryRow types them.
+func scanDests(cols []column) ([]any, func() []any) {
+	dst := make([]any, len(cols))
+	for i, col := range cols {
+		switch col.array {
+		case "bigint":
+			dst[i] = new(int64)
+		case "float8":
+			dst[i] = new(float64)
+		default:
+			dst[i] = new(string)
+		}
+	}
+	return dst, func() []any {
+		vals := make([]any, len(dst))
+		for i, d := range dst {
+			switch p := d.(type) {
+			case *int64:
+				vals[i] = *p
+			case *float64:
+				vals[i] = *p
+			case *string:
+				vals[i] = *p
+			}
+		}
+		return vals
+	}
+}
+
+// sameRows tells whether a and b hold the same rows, in any order.
+func sameRows(a, b [][]any) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	ka, kb := rowKeys(a), rowKeys(b)
+	return slices.Equal(ka, kb)
+}
+
+// rowKeys are rows as sorted strings that tell them apart.
+func rowKeys(rows [][]any) []string {
+	keys := make([]string, len(rows))
+	for i, row := range rows {
+		var sb strings.Builder
+		for _, v := range row {
+			switch x := v.(type) {
+			case string:
+				sb.WriteString("s" + strconv.Itoa(len(x)) + ":" + x)
+			case int64:
+				sb.WriteString("i" + strconv.FormatInt(x, 10) + ";")
+			case float64:
+				sb.WriteString("f" + strconv.FormatFloat(x, 'g', -1, 64) + ";")
+			default:
+				fmt.Fprintf(&sb, "?%v;", x)
+			}
+		}
+		keys[i] = sb.String()
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// stillCurrent keeps, where writers run in parallel, the resources of
+// diff whose current version is still the one compared, and locks their
+// current rows until the transaction ends (see above).
+func (s *Store) stillCurrent(ctx context.Context, c Conn, diff []reindexed) ([]reindexed, error) {
+	if !s.d.RowLocks || len(diff) == 0 {
+		return diff, nil
+	}
+	now := map[resKey]int64{}
+	byType := map[string][]string{}
+	var types []string
+	for _, r := range diff {
+		if byType[r.key.typ] == nil {
+			types = append(types, r.key.typ)
+		}
+		byType[r.key.typ] = append(byType[r.key.typ], r.key.id)
+	}
+	for _, typ := range types {
+		b := s.builder()
+		b.Add(`SELECT id, version FROM current WHERE type = ? AND `, typ)
+		b.in("id", byType[typ])
+		b.Add(` ORDER BY id` + s.forUpdate())
+		rows, err := c.Query(ctx, b.SQL(), b.Args()...)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var id string
+			var v int64
+			if err := rows.Scan(&id, &v); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			now[resKey{typ, id}] = v
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return slices.DeleteFunc(diff, func(r reindexed) bool { return now[r.key] != r.version }), nil
+}
+
+// rewriteStmts replace the index rows of the resources of diff with
+// theirs.
+func (s *Store) rewriteStmts(diff []reindexed) []Stmt {
+	var stmts []Stmt
+	for _, r := range diff {
+		for _, del := range s.indexDel {
+			stmts = append(stmts, Stmt{SQL: del, Args: []any{r.key.typ, r.key.id}})
+		}
+	}
+	for tbl := range indexTables {
+		type ref struct {
+			key resKey
+			row []any
+		}
+		var rows []ref
+		for _, r := range diff {
+			for _, row := range r.rows[tbl] {
+				rows = append(rows, ref{r.key, row})
+			}
+		}
+		stmts = s.rowStmts(stmts, &indexTables[tbl], len(rows), func(i int, row []any) []any {
+			return append(append(row, rows[i].key.typ, rows[i].key.id), rows[i].row...)
+		})
+	}
+	return stmts
+}

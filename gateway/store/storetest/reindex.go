@@ -1,0 +1,223 @@
+package storetest
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+)
+
+// reindexBodies are resources whose bodies give index rows of every
+// table: tokens, strings, dates, references, quantities and uris.
+var reindexBodies = map[string]string{
+	"Patient/rx-p1": `{"resourceType":"Patient","id":"rx-p1","identifier":[{"system":"urn:mrn","value":"M-1"}],` +
+		`"name":[{"family":"Reindexer","given":["Ada"]}],"birthDate":"1980-05-01"}`,
+	"Observation/rx-o1": `{"resourceType":"Observation","id":"rx-o1","status":"final",` +
+		`"code":{"coding":[{"system":"http://loinc.org","code":"44249-1"}]},"subject":{"reference":"Patient/rx-p1"},` +
+		`"effectiveDateTime":"2026-01-02","valueQuantity":{"value":12,"unit":"score","system":"http://unitsofmeasure.org","code":"{score}"}}`,
+	"Observation/rx-o2": `{"resourceType":"Observation","id":"rx-o2","status":"amended",` +
+		`"code":{"coding":[{"system":"http://loinc.org","code":"8867-4"}]},"subject":{"reference":"Patient/rx-p1"}}`,
+	"ValueSet/rx-vs": `{"resourceType":"ValueSet","id":"rx-vs","url":"https://example.org/ValueSet/rx","status":"active"}`,
+}
+
+// reindexPut puts version v of key (Type/id) with its reindexBodies body
+// and the given entries (which need not be the body's).
+func reindexPut(t *testing.T, s store.Store, key string, v int64, tenant string, entries ...search.Entry) {
+	t.Helper()
+	typ, id, _ := strings.Cut(key, "/")
+	r := res(typ, id, v, base)
+	r.Body, r.Tenant = []byte(reindexBodies[key]), tenant
+	put(t, s, r, entries...)
+}
+
+// extracted are the index entries of a reindexBodies body.
+func extracted(t *testing.T, key string) []search.Entry {
+	t.Helper()
+	doc, err := fhirwire.Decode([]byte(reindexBodies[key]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	typ, _, _ := strings.Cut(key, "/")
+	return search.Extract(typ, doc)
+}
+
+// reindexAll runs Reindex over q's resources, count at a time, to the
+// end, and returns the totals and how many calls it took.
+func reindexAll(t *testing.T, s store.Store, q store.ReindexQuery) (checked, changed, calls int) {
+	t.Helper()
+	for {
+		b, err := s.Reindex(context.Background(), q)
+		if err != nil {
+			t.Fatalf("Reindex after %+v: %v", q.After, err)
+		}
+		checked, changed, calls = checked+b.Checked, changed+b.Changed, calls+1
+		if b.Done {
+			return checked, changed, calls
+		}
+		if b.Last == q.After {
+			t.Fatalf("Reindex did not move on from %+v", q.After)
+		}
+		q.After = b.Last
+		if calls > 100 {
+			t.Fatal("Reindex never done")
+		}
+	}
+}
+
+// testReindex: resources stored with index rows that are not their
+// bodies' (none, fewer, other) are found by a dry run, which writes
+// nothing, and rewritten by Reindex, a few at a time, after which every
+// search finds them by their bodies' values; resources whose rows are
+// their bodies' are left alone, deletions are not checked, and a second
+// pass changes nothing (nor does one after AuditEvents were appended:
+// their rows are never written twice). Type restricts a pass.
+func testReindex(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	reindexPut(t, s, "Patient/rx-p1", 1, "")                                                     // no rows
+	reindexPut(t, s, "Observation/rx-o1", 1, "clinic-a", tok("code", "http://loinc.org", "0-0")) // other rows
+	reindexPut(t, s, "Observation/rx-o2", 1, "", extracted(t, "Observation/rx-o2")...)           // its own rows
+	reindexPut(t, s, "ValueSet/rx-vs", 1, "", extracted(t, "ValueSet/rx-vs")[:1]...)             // fewer rows
+	put(t, s, res("Basic", "rx-gone", 1, base), tok("code", "urn:x", "gone"))
+	put(t, s, deletion("Basic", "rx-gone", 2, base))
+	err := s.Write(ctx, func(tx store.Tx) error {
+		body := richAudit("rx-audit", "rx-p1")
+		doc, _ := fhirwire.Decode(body)
+		return appendIndexed(tx, "rx-audit", body, search.Extract("AuditEvent", doc))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	byCode := query("Observation", clause("code", search.TypeToken, "", vSys("http://loinc.org", "44249-1")))
+	byCode.Tenant = search.AllTenants
+	byName := query("Patient", clause("family", search.TypeString, "", vStr("reindexer")))
+	expect(t, s, "before: Observation by code", byCode)
+	expect(t, s, "before: Patient by family", byName)
+
+	checked, changed, _ := reindexAll(t, s, store.ReindexQuery{DryRun: true})
+	// Patient, two Observations, the ValueSet and the AuditEvent (unless
+	// not indexed yet: then it is left out of the comparison).
+	if checked != 5 || changed != 3 {
+		t.Errorf("dry run: checked %d, changed %d; want 5 and 3", checked, changed)
+	}
+	expect(t, s, "after the dry run: Observation by code", byCode)
+
+	checked, changed, calls := reindexAll(t, s, store.ReindexQuery{Count: 2})
+	if checked != 5 || changed != 3 || calls != 3 {
+		t.Errorf("reindex: checked %d, changed %d in %d calls; want 5, 3 in 3", checked, changed, calls)
+	}
+	expect(t, s, "Observation by code", byCode, "rx-o1")
+	expect(t, s, "Observation by the code its rows had", query("Observation", clause("code", search.TypeToken, "", vSys("http://loinc.org", "0-0"))))
+	expect(t, s, "Patient by family", byName, "rx-p1")
+	expect(t, s, "Patient by identifier", query("Patient", clause("identifier", search.TypeToken, "", vSys("urn:mrn", "M-1"))), "rx-p1")
+	expect(t, s, "Patient by birthdate", query("Patient", clause("birthdate", search.TypeDate, "", vDate(search.PrefixEq, day(1980, 5, 1)))), "rx-p1")
+	subject := query("Observation", clause("subject", search.TypeReference, "", vRef("Patient", "rx-p1")))
+	subject.Tenant = search.AllTenants
+	expect(t, s, "Observation by subject", subject, "rx-o1", "rx-o2")
+	valued := query("Observation", clause("value-quantity", search.TypeQuantity, "", vQty(search.PrefixGt, 10, 0, "", "")))
+	valued.Tenant = search.AllTenants
+	expect(t, s, "Observation by value", valued, "rx-o1")
+	expect(t, s, "ValueSet by url", query("ValueSet", clause("url", search.TypeURI, "", vStr("https://example.org/ValueSet/rx"))), "rx-vs")
+	expect(t, s, "ValueSet by status", query("ValueSet", clause("status", search.TypeToken, "", vCode("active"))), "rx-vs")
+	expect(t, s, "AuditEvent by entity", query("AuditEvent", clause("entity", search.TypeReference, "", vRef("Patient", "rx-p1"))), "rx-audit")
+
+	// More AuditEvents, appended without rows in memory: whether the
+	// indexer or the pass gets to each first, each has its body's rows
+	// once.
+	err = s.Write(ctx, func(tx store.Tx) error {
+		for i := range 3 {
+			id := fmt.Sprint("rx-audit-", i)
+			if err := appendIndexed(tx, id, richAudit(id, "rx-p1"), nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reindexAll(t, s, store.ReindexQuery{})
+	expect(t, s, "AuditEvents by entity", query("AuditEvent", clause("entity", search.TypeReference, "", vRef("Patient", "rx-p1"))),
+		"rx-audit", "rx-audit-0", "rx-audit-1", "rx-audit-2")
+	if checked, changed, _ := reindexAll(t, s, store.ReindexQuery{}); checked != 8 || changed != 0 {
+		t.Errorf("second pass: checked %d, changed %d; want 8 and 0", checked, changed)
+	}
+
+	// A pass over one type.
+	reindexPut(t, s, "Patient/rx-p1", 2, "")
+	reindexPut(t, s, "Observation/rx-o2", 2, "")
+	if checked, changed, _ := reindexAll(t, s, store.ReindexQuery{Type: "Patient"}); checked != 1 || changed != 1 {
+		t.Errorf("pass over Patients: checked %d, changed %d; want 1 and 1", checked, changed)
+	}
+	expect(t, s, "Patient by family, version 2", byName, "rx-p1")
+	expect(t, s, "Observation by code, version 2 not reindexed", query("Observation", clause("code", search.TypeToken, "", vSys("http://loinc.org", "8867-4"))))
+}
+
+// testReindexConcurrent: Reindex passes running while writers update the
+// resources they rewrite leave every resource with its current body's rows
+// (a pass never writes the rows of a body it read before an update over
+// them): a dry run afterwards finds nothing to change, and each resource
+// is found by its last code only.
+func testReindexConcurrent(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	const resources, updates = 4, 40
+	body := func(id string, v int) (*store.Resource, []search.Entry) {
+		b := fmt.Sprintf(`{"resourceType":"Observation","id":%q,"status":"final","code":{"coding":[{"system":"urn:rx","code":"c-%d"}]}}`, id, v)
+		doc, err := fhirwire.Decode([]byte(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &store.Resource{Type: "Observation", ID: id, Version: int64(v), LastUpdated: base, Body: []byte(b)}, search.Extract("Observation", doc)
+	}
+	for i := range resources {
+		r, _ := body(fmt.Sprint("rc-", i), 1)
+		put(t, s, r) // no rows: the first pass rewrites them
+	}
+	done := make(chan struct{})
+	errs := make(chan error, resources+1)
+	go func() { // passes until the writers are done
+		for {
+			select {
+			case <-done:
+				errs <- nil
+				return
+			default:
+			}
+			if _, err := s.Reindex(ctx, store.ReindexQuery{Type: "Observation", Count: 2}); err != nil {
+				errs <- err
+				return
+			}
+		}
+	}()
+	var writers sync.WaitGroup
+	for i := range resources {
+		writers.Go(func() {
+			id := fmt.Sprint("rc-", i)
+			for v := 2; v <= updates; v++ {
+				r, e := body(id, v)
+				if err := s.Write(ctx, func(tx store.Tx) error { return tx.Put(r, e) }); err != nil {
+					errs <- fmt.Errorf("update %s to version %d: %w", id, v, err)
+					return
+				}
+			}
+		})
+	}
+	writers.Wait()
+	close(done)
+	if err := <-errs; err != nil {
+		t.Fatal(err)
+	}
+	if checked, changed, _ := reindexAll(t, s, store.ReindexQuery{DryRun: true}); checked != resources || changed != 0 {
+		t.Errorf("dry run after: checked %d, changed %d; want %d and 0", checked, changed, resources)
+	}
+	var want []string
+	for i := range resources {
+		want = append(want, fmt.Sprint("rc-", i))
+	}
+	expect(t, s, "by the last code", query("Observation", clause("code", search.TypeToken, "", vSys("urn:rx", fmt.Sprint("c-", updates)))), want...)
+	expect(t, s, "by an earlier code", query("Observation", clause("code", search.TypeToken, "", vSys("urn:rx", "c-2"))))
+}
