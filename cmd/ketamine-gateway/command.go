@@ -102,6 +102,16 @@ var commands = []command{
 			"failed. See docs/mapping.md §10.",
 		examples: []string{"ketamine-gateway replay --db kg.db --kind session --since 2026-01-01T00:00:00Z",
 			`ketamine-gateway replay --db kg.db --kind session --apply --reason "display of LOINC 8867-4 fixed" --config gw.json`}},
+	{name: "reindex", summary: "rebuild the search index from the stored resources, after an upgrade that changed it",
+		usage: "reindex [--db FILE_OR_URL] [--type TYPE] [--dry-run] [--batch N]",
+		detail: "Extracts the search index entries of every current resource from its stored body, as this build does on\n" +
+			"write, and rewrites the rows of those whose stored rows differ (rows written by an older build, or by a\n" +
+			"migration that could not extract them), a batch per write transaction; the others are only read. Safe\n" +
+			"while a gateway serves the same database: a resource written meanwhile keeps its writer's rows. Progress\n" +
+			"on standard error; the counts as JSON on standard output. docs/deployment.md says which upgrades need it.\n" +
+			"Exit status: 0 done (with --dry-run: nothing to change), 1 --dry-run found rows to change, 2 usage, 3 no\n" +
+			"database there, it could not be reached, or interrupted (run it again), 70 a stored body does not decode.",
+		examples: []string{"ketamine-gateway reindex --db kg.db --dry-run", "ketamine-gateway reindex --db postgres://kg@db/kg --type Observation"}},
 	{name: "codesystem", summary: "print one of the gateway's own CodeSystem resources",
 		usage:    "codesystem [--id ID]",
 		examples: []string{"ketamine-gateway codesystem --id validation-rule"}},

@@ -50,6 +50,8 @@ func dispatch(ctx context.Context, args []string, getenv func(string) string,
 		return importCommand(ctx, rest, getenv, stdin, stdout, stderr)
 	case "replay":
 		return replayCommand(ctx, rest, getenv, stdout, stderr)
+	case "reindex":
+		return reindexCommand(ctx, rest, getenv, stdout, stderr)
 	case "codesystem":
 		return codeSystemCommand(rest, stdout, stderr)
 	case "ig":

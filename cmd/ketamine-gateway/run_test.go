@@ -198,6 +198,9 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"deliveries", "retry", "x"}, []string{"a delivery id is a positive number"}},
 		{[]string{"lineage", "--kind", "lab", "--source", "s", "--record", "r"}, []string{`unknown kind "lab"`}},
 		{[]string{"frobnicate"}, []string{`unknown command "frobnicate"`, "serve, map"}},
+		{[]string{"reindex", "--type", "Observations"}, []string{`--type "Observations" is not a FHIR R4 resource type`, "reindex -h"}},
+		{[]string{"reindex", "--batch", "0"}, []string{"--batch must be between 1 and 10000"}},
+		{[]string{"reindex", "Observation"}, []string{"takes no arguments"}},
 	}
 	for _, tc := range tests {
 		_, errOut, code := cli(t, "", tc.args...)
@@ -240,6 +243,8 @@ func TestReadOnlyCommandsNeedADatabase(t *testing.T) {
 			{"lineage", "--db", db, "--resource", "Patient/p1"},
 			{"deliveries", "list", "--db", db},
 			{"deliveries", "show", "1", "--db", db},
+			{"reindex", "--db", db},
+			{"reindex", "--db", db, "--dry-run"},
 		} {
 			out, errOut, code := cli(t, "", args...)
 			if code != exitUnchecked || out != "" || !strings.Contains(errOut, "no gateway database at "+db) {

@@ -1,0 +1,104 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
+)
+
+// TestReindexCommand: on a database whose index rows are not this build's
+// (stored without them, as by a build that did not index those
+// parameters), reindex --dry-run counts the resources to change and exits
+// 1 without writing; reindex rewrites them, a batch at a time, after
+// which searches find them and a dry run finds nothing to change (exit
+// 0). --type restricts both.
+func TestReindexCommand(t *testing.T) {
+	ctx := context.Background()
+	db := filepath.Join(t.TempDir(), "kg.db")
+	st, err := sqlite.Open(ctx, db, sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	err = st.Write(ctx, func(tx store.Tx) error {
+		for i, id := range []string{"o1", "o2", "o3", "o4", "o5"} {
+			body := `{"resourceType":"Observation","id":"` + id + `","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"44249-1"}]}}`
+			if err := tx.Put(&store.Resource{Type: "Observation", ID: id, Version: 1, LastUpdated: now, Body: []byte(body)}, nil); err != nil {
+				return err
+			}
+			if i < 2 {
+				body := `{"resourceType":"Patient","id":"p` + id + `","gender":"female"}`
+				if err := tx.Put(&store.Resource{Type: "Patient", ID: "p" + id, Version: 1, LastUpdated: now, Body: []byte(body)}, nil); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	st.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := func(typ, param, value string) int {
+		t.Helper()
+		st, err := sqlite.Open(ctx, db, sqlite.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		q, err := search.ParseConditional(typ, param+"="+value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q.Count = 100 // a conditional query stops at two matches
+		pg, err := st.Search(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(pg.Matches)
+	}
+	report := func(args ...string) (reindexReport, string, int) {
+		t.Helper()
+		out, errOut, code := cli(t, "", append([]string{"reindex", "--db", db}, args...)...)
+		var r reindexReport
+		if code <= exitInvalid {
+			if err := json.Unmarshal([]byte(out), &r); err != nil {
+				t.Fatalf("reindex %v printed %q: %v", args, out, err)
+			}
+		}
+		return r, errOut, code
+	}
+
+	r, errOut, code := report("--dry-run")
+	if code != exitInvalid || r.Checked != 7 || r.Changed != 7 || !r.Done || !r.DryRun || !strings.Contains(errOut, "7 of 7 resources") {
+		t.Fatalf("dry run: exit %d, %+v, stderr %q; want exit 1, 7 of 7 to change", code, r, errOut)
+	}
+	if n := found("Observation", "code", "44249-1"); n != 0 {
+		t.Fatalf("after the dry run, %d Observations found by code; want none (it writes nothing)", n)
+	}
+	if r, _, code := report("--type", "Patient", "--dry-run"); code != exitInvalid || r.Checked != 2 || r.Changed != 2 || r.Type != "Patient" {
+		t.Errorf("dry run of Patients: exit %d, %+v; want 2 of 2", code, r)
+	}
+	if r, errOut, code := report("--type", "Patient"); code != 0 || r.Checked != 2 || r.Changed != 2 {
+		t.Errorf("reindex of Patients: exit %d, %+v, %s; want 2 of 2", code, r, errOut)
+	}
+	if n := found("Patient", "gender", "female"); n != 2 {
+		t.Errorf("%d Patients found by gender, want 2", n)
+	}
+	if r, errOut, code := report("--batch", "2"); code != 0 || r.Checked != 7 || r.Changed != 5 || !r.Done {
+		t.Errorf("reindex: exit %d, %+v, stderr %q; want 5 of 7 changed", code, r, errOut)
+	}
+	if n := found("Observation", "code", "44249-1"); n != 5 {
+		t.Errorf("%d Observations found by code, want 5", n)
+	}
+	if r, errOut, code := report("--dry-run"); code != 0 || r.Checked != 7 || r.Changed != 0 {
+		t.Errorf("dry run after: exit %d, %+v, %s; want 0 of 7", code, r, errOut)
+	}
+}
