@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -18,7 +19,8 @@ import (
 // parameters), reindex --dry-run counts the resources to change and exits
 // 1 without writing; reindex rewrites them, a batch at a time, after
 // which searches find them and a dry run finds nothing to change (exit
-// 0). --type restricts both.
+// 0). --type restricts both. serve says to reindex while an older build's
+// rows are there, and no longer after.
 func TestReindexCommand(t *testing.T) {
 	ctx := context.Background()
 	db := filepath.Join(t.TempDir(), "kg.db")
@@ -30,7 +32,12 @@ func TestReindexCommand(t *testing.T) {
 	err = st.Write(ctx, func(tx store.Tx) error {
 		for i, id := range []string{"o1", "o2", "o3", "o4", "o5"} {
 			body := `{"resourceType":"Observation","id":"` + id + `","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"44249-1"}]}}`
-			if err := tx.Put(&store.Resource{Type: "Observation", ID: id, Version: 1, LastUpdated: now, Body: []byte(body)}, nil); err != nil {
+			// o1 with the patient row an older build wrote.
+			var old []search.Entry
+			if id == "o1" {
+				old = []search.Entry{{Param: "patient", Type: search.TypeReference, RefType: "Patient", RefID: "po1"}}
+			}
+			if err := tx.Put(&store.Resource{Type: "Observation", ID: id, Version: 1, LastUpdated: now, Body: []byte(body)}, old); err != nil {
 				return err
 			}
 			if i < 2 {
@@ -76,9 +83,16 @@ func TestReindexCommand(t *testing.T) {
 		return r, errOut, code
 	}
 
+	const warning = "the search index holds rows an older build wrote"
+	if _, logs := serveUntilUp(t, db); !strings.Contains(logs, warning) || !strings.Contains(logs, "run 'ketamine-gateway reindex'") {
+		t.Errorf("serve on a database with an older build's rows did not say to reindex:\n%s", logs)
+	}
+
 	r, errOut, code := report("--dry-run")
-	if code != exitInvalid || r.Checked != 7 || r.Changed != 7 || !r.Done || !r.DryRun || !strings.Contains(errOut, "7 of 7 resources") {
-		t.Fatalf("dry run: exit %d, %+v, stderr %q; want exit 1, 7 of 7 to change", code, r, errOut)
+	// serve published its conformance resources, with their own rows.
+	all := r.Checked
+	if code != exitInvalid || all < 7 || r.Changed != 7 || !r.Done || !r.DryRun || !strings.Contains(errOut, fmt.Sprintf("7 of %d resources", all)) {
+		t.Fatalf("dry run: exit %d, %+v, stderr %q; want exit 1, 7 to change", code, r, errOut)
 	}
 	if n := found("Observation", "code", "44249-1"); n != 0 {
 		t.Fatalf("after the dry run, %d Observations found by code; want none (it writes nothing)", n)
@@ -92,13 +106,16 @@ func TestReindexCommand(t *testing.T) {
 	if n := found("Patient", "gender", "female"); n != 2 {
 		t.Errorf("%d Patients found by gender, want 2", n)
 	}
-	if r, errOut, code := report("--batch", "2"); code != 0 || r.Checked != 7 || r.Changed != 5 || !r.Done {
-		t.Errorf("reindex: exit %d, %+v, stderr %q; want 5 of 7 changed", code, r, errOut)
+	if r, errOut, code := report("--batch", "2"); code != 0 || r.Checked != all || r.Changed != 5 || !r.Done {
+		t.Errorf("reindex: exit %d, %+v, stderr %q; want 5 of %d changed", code, r, errOut, all)
 	}
 	if n := found("Observation", "code", "44249-1"); n != 5 {
 		t.Errorf("%d Observations found by code, want 5", n)
 	}
-	if r, errOut, code := report("--dry-run"); code != 0 || r.Checked != 7 || r.Changed != 0 {
-		t.Errorf("dry run after: exit %d, %+v, %s; want 0 of 7", code, r, errOut)
+	if r, errOut, code := report("--dry-run"); code != 0 || r.Checked != all || r.Changed != 0 {
+		t.Errorf("dry run after: exit %d, %+v, %s; want 0 of %d", code, r, errOut, all)
+	}
+	if _, logs := serveUntilUp(t, db); strings.Contains(logs, warning) {
+		t.Errorf("serve after reindex still says to reindex:\n%s", logs)
 	}
 }

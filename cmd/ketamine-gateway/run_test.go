@@ -357,48 +357,13 @@ func TestParseCIDRs(t *testing.T) {
 // left behind (the application's audit log, the delivery worker, the HTTP
 // server).
 func TestServeStartsAndStops(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
 	ehr := httptest.NewServer(http.NotFoundHandler())
 	defer ehr.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	env := map[string]string{"OTEL_SDK_DISABLED": "true"}
 	db := filepath.Join(t.TempDir(), "kg.db")
-	var logs syncBuffer
-	go func() {
-		done <- run(ctx, []string{"ketamine-gateway", "serve", "--addr", addr, "--db", db,
-			"--ehr-url", ehr.URL}, func(k string) string { return env[k] }, strings.NewReader(""), io.Discard, &logs)
-	}()
-	var up bool
-	for range 200 {
-		resp, err := http.Get("http://" + addr + "/fhir/metadata")
-		if err == nil {
-			resp.Body.Close()
-			up = resp.StatusCode == http.StatusOK
-			break
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("serve returned early: %v", err)
-		case <-time.After(25 * time.Millisecond):
-		}
-	}
-	if !up {
-		t.Fatal("serve did not answer /fhir/metadata")
-	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("serve = %v after cancellation, want nil", err)
-	}
-	http.DefaultClient.CloseIdleConnections()
+	addr, logs := serveUntilUp(t, db, "--ehr-url", ehr.URL)
 	// The startup line tells an operator what is running where.
 	var start map[string]any
-	for _, line := range strings.Split(logs.String(), "\n") {
+	for _, line := range strings.Split(logs, "\n") {
 		if strings.Contains(line, `"msg":"listening"`) {
 			_ = json.Unmarshal([]byte(line), &start)
 		}
@@ -412,6 +377,52 @@ func TestServeStartsAndStops(t *testing.T) {
 	if v, _ := start["version"].(string); v == "" {
 		t.Errorf("startup line has no version: %v", start)
 	}
+}
+
+// serveUntilUp runs serve on db (and args) on a free loopback port until
+// it answers /fhir/metadata, then stops it, and returns its address and
+// what it logged.
+func serveUntilUp(t *testing.T, db string, args ...string) (addr, logs string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr = ln.Addr().String()
+	ln.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	env := map[string]string{"OTEL_SDK_DISABLED": "true"}
+	var out syncBuffer
+	go func() {
+		done <- run(ctx, append([]string{"ketamine-gateway", "serve", "--addr", addr, "--db", db}, args...),
+			func(k string) string { return env[k] }, strings.NewReader(""), io.Discard, &out)
+	}()
+	var up bool
+	for range 200 {
+		resp, err := http.Get("http://" + addr + "/fhir/metadata")
+		if err == nil {
+			resp.Body.Close()
+			up = resp.StatusCode == http.StatusOK
+			break
+		}
+		select {
+		case err := <-done:
+			cancel()
+			t.Fatalf("serve returned early: %v", err)
+		case <-time.After(25 * time.Millisecond):
+		}
+	}
+	cancel()
+	err = <-done
+	if !up {
+		t.Fatal("serve did not answer /fhir/metadata")
+	}
+	if err != nil {
+		t.Fatalf("serve = %v after cancellation, want nil", err)
+	}
+	http.DefaultClient.CloseIdleConnections()
+	return addr, out.String()
 }
 
 // syncBuffer is a bytes.Buffer safe for a writer and a reader goroutine.

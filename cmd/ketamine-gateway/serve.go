@@ -124,6 +124,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return &exitError{code: exitInvalid, msg: err.Error()}
 	}
 	defer st.Close()
+	if stale, err := st.StaleIndex(ctx); err != nil {
+		logger.Warn("could not check the search index for an older build's rows", "error", err.Error())
+	} else if stale {
+		logger.Warn("the search index holds rows an older build wrote (an upgrade from before schema 11 of SQLite, " +
+			"12 of PostgreSQL): they cost space, and a :Type search on a URL may miss resources written before it; " +
+			"run 'ketamine-gateway reindex' on this database, beside the running gateway (docs/deployment.md, " +
+			"\"Rebuilding the search index\")")
+	}
 	authn, err := authServer(fc, getenv, st)
 	if err != nil {
 		return &exitError{code: exitUsage, msg: err.Error()}

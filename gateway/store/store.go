@@ -180,6 +180,11 @@ type Reindexer interface {
 	// with its own build. Repeating a call is harmless: a second pass over
 	// the same resources changes nothing.
 	Reindex(ctx context.Context, q ReindexQuery) (ReindexBatch, error)
+	// StaleIndex reports whether the index holds rows of a parameter
+	// this build no longer writes (search.ReferenceRows: an older build's
+	// patient rows): a sign that an upgrade left rows Reindex would
+	// rewrite. It reads a few index entries, not the resources.
+	StaleIndex(ctx context.Context) (bool, error)
 }
 
 // ResourceKey names a resource.

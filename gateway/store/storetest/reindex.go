@@ -78,10 +78,12 @@ func reindexAll(t *testing.T, s store.Store, q store.ReindexQuery) (checked, cha
 // their rows are never written twice). Type restricts a pass.
 func testReindex(t *testing.T, s store.Store) {
 	ctx := context.Background()
-	reindexPut(t, s, "Patient/rx-p1", 1, "")                                                     // no rows
-	reindexPut(t, s, "Observation/rx-o1", 1, "clinic-a", tok("code", "http://loinc.org", "0-0")) // other rows
-	reindexPut(t, s, "Observation/rx-o2", 1, "", extracted(t, "Observation/rx-o2")...)           // its own rows
-	reindexPut(t, s, "ValueSet/rx-vs", 1, "", extracted(t, "ValueSet/rx-vs")[:1]...)             // fewer rows
+	staleIndex(t, s, "a new store", false)
+	reindexPut(t, s, "Patient/rx-p1", 1, "") // no rows
+	// Other rows, among them the patient row an older build wrote.
+	reindexPut(t, s, "Observation/rx-o1", 1, "clinic-a", tok("code", "http://loinc.org", "0-0"), ref("patient", "Patient", "rx-p1"))
+	reindexPut(t, s, "Observation/rx-o2", 1, "", extracted(t, "Observation/rx-o2")...) // its own rows
+	reindexPut(t, s, "ValueSet/rx-vs", 1, "", extracted(t, "ValueSet/rx-vs")[:1]...)   // fewer rows
 	put(t, s, res("Basic", "rx-gone", 1, base), tok("code", "urn:x", "gone"))
 	put(t, s, deletion("Basic", "rx-gone", 2, base))
 	err := s.Write(ctx, func(tx store.Tx) error {
@@ -105,12 +107,14 @@ func testReindex(t *testing.T, s store.Store) {
 		t.Errorf("dry run: checked %d, changed %d; want 5 and 3", checked, changed)
 	}
 	expect(t, s, "after the dry run: Observation by code", byCode)
+	staleIndex(t, s, "an older build's patient row", true)
 
 	checked, changed, calls := reindexAll(t, s, store.ReindexQuery{Count: 2})
 	if checked != 5 || changed != 3 || calls != 3 {
 		t.Errorf("reindex: checked %d, changed %d in %d calls; want 5, 3 in 3", checked, changed, calls)
 	}
 	expect(t, s, "Observation by code", byCode, "rx-o1")
+	staleIndex(t, s, "after the pass", false)
 	expect(t, s, "Observation by the code its rows had", query("Observation", clause("code", search.TypeToken, "", vSys("http://loinc.org", "0-0"))))
 	expect(t, s, "Patient by family", byName, "rx-p1")
 	expect(t, s, "Patient by identifier", query("Patient", clause("identifier", search.TypeToken, "", vSys("urn:mrn", "M-1"))), "rx-p1")
@@ -155,6 +159,14 @@ func testReindex(t *testing.T, s store.Store) {
 	}
 	expect(t, s, "Patient by family, version 2", byName, "rx-p1")
 	expect(t, s, "Observation by code, version 2 not reindexed", query("Observation", clause("code", search.TypeToken, "", vSys("http://loinc.org", "8867-4"))))
+}
+
+// staleIndex checks Reindexer.StaleIndex.
+func staleIndex(t *testing.T, s store.Store, when string, want bool) {
+	t.Helper()
+	if got, err := s.StaleIndex(context.Background()); err != nil || got != want {
+		t.Errorf("StaleIndex %s = %v, %v; want %v", when, got, err, want)
+	}
 }
 
 // testReindexConcurrent: Reindex passes running while writers update the

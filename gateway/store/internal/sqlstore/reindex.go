@@ -367,3 +367,33 @@ func (s *Store) rewriteStmts(diff []reindexed) []Stmt {
 	}
 	return stmts
 }
+
+// StaleIndex implements store.Reindexer: a reference row of a parameter
+// that search.ReferenceRows keeps as another's (patient, since SQLite's
+// schema 11 and PostgreSQL's 12), a lookup in idx_reference_target per
+// group of types.
+func (s *Store) StaleIndex(ctx context.Context) (bool, error) {
+	stale := false
+	err := s.db.Read(ctx, func(c Conn) error {
+		for _, a := range search.ReferenceRowAliases("patient") {
+			b := s.builder()
+			b.Add(`SELECT 1 FROM idx_reference WHERE param = 'patient' AND `)
+			b.in("type", a.Types)
+			b.Add(` LIMIT 1`)
+			var one int
+			err := c.QueryRow(ctx, b.SQL(), b.Args()...).Scan(&one)
+			switch {
+			case err == nil:
+				stale = true
+				return nil
+			case !errNoRows(err):
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("%s: stale index check: %w", s.d.Name, s.err(ctx, err))
+	}
+	return stale, nil
+}
