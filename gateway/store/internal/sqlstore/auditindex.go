@@ -256,22 +256,9 @@ func (s *Store) indexAudits(ctx context.Context) (int, error) {
 		if n != 1 {
 			return errIndexRaced
 		}
-		var stmts []Stmt
-		for tbl := range indexTables {
-			type ref struct {
-				id  string
-				row []any
-			}
-			var rows []ref
-			for _, a := range all {
-				for _, r := range a.rows[tbl] {
-					rows = append(rows, ref{a.id, r})
-				}
-			}
-			stmts = s.rowStmts(stmts, &indexTables[tbl], len(rows), func(i int, row []any) []any {
-				return append(append(row, "AuditEvent", rows[i].id), rows[i].row...)
-			})
-		}
+		stmts := s.indexRowStmts(nil, len(all), func(i int) (resKey, *indexRows) {
+			return resKey{"AuditEvent", all[i].id}, all[i].rows
+		})
 		return t.c.Batch(t.ctx, stmts)
 	})
 	if errors.Is(err, errIndexRaced) {

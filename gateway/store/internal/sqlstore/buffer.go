@@ -142,21 +142,7 @@ func (b *putBuffer) stmts(s *Store, claimed *int64) []Stmt {
 	}
 	stmts = s.rowStmts(stmts, newCurrentTable, len(fresh), currentRow(fresh))
 	stmts = s.rowStmts(stmts, currentTable, len(again), currentRow(again))
-	for tbl := range indexTables {
-		type ref struct {
-			v   *bufVersion
-			row []any
-		}
-		var rows []ref
-		for _, v := range cur {
-			for _, r := range v.rows[tbl] {
-				rows = append(rows, ref{v, r})
-			}
-		}
-		stmts = s.rowStmts(stmts, &indexTables[tbl], len(rows), func(i int, row []any) []any {
-			return append(append(row, rows[i].v.key.typ, rows[i].v.key.id), rows[i].row...)
-		})
-	}
+	stmts = s.indexRowStmts(stmts, len(cur), func(i int) (resKey, *indexRows) { return cur[i].key, &cur[i].rows })
 	// The claims in the order of their keys: concurrent transactions
 	// (PostgreSQL) that claim some of the same keys wait for one another
 	// in one order, never in a cycle.
@@ -167,6 +153,28 @@ func (b *putBuffer) stmts(s *Store, claimed *int64) []Stmt {
 	})
 	for i := first; i < len(stmts); i++ {
 		stmts[i].Affected = claimed
+	}
+	return stmts
+}
+
+// indexRowStmts appends the statements inserting the index rows of n
+// resources, a statement per table: res(i) is resource i and its rows.
+func (s *Store) indexRowStmts(stmts []Stmt, n int, res func(i int) (resKey, *indexRows)) []Stmt {
+	for tbl := range indexTables {
+		type ref struct {
+			key resKey
+			row []any
+		}
+		var rows []ref
+		for i := range n {
+			k, r := res(i)
+			for _, row := range r[tbl] {
+				rows = append(rows, ref{k, row})
+			}
+		}
+		stmts = s.rowStmts(stmts, &indexTables[tbl], len(rows), func(i int, row []any) []any {
+			return append(append(row, rows[i].key.typ, rows[i].key.id), rows[i].row...)
+		})
 	}
 	return stmts
 }

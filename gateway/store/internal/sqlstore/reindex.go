@@ -195,15 +195,10 @@ func (s *Store) indexedAudits(ctx context.Context, c Conn, batch []reindexed) ([
 // batch, a query per table and type.
 func (s *Store) storedRows(ctx context.Context, c Conn, batch []reindexed) (map[resKey]*indexRows, error) {
 	out := make(map[resKey]*indexRows, len(batch))
-	byType := map[string][]string{}
-	var types []string
 	for _, r := range batch {
 		out[r.key] = new(indexRows)
-		if byType[r.key.typ] == nil {
-			types = append(types, r.key.typ)
-		}
-		byType[r.key.typ] = append(byType[r.key.typ], r.key.id)
 	}
+	types, byType := groupByType(batch)
 	for tbl := range indexTables {
 		t := &indexTables[tbl]
 		names := make([]string, len(t.cols))
@@ -235,6 +230,19 @@ func (s *Store) storedRows(ctx context.Context, c Conn, batch []reindexed) (map[
 		}
 	}
 	return out, nil
+}
+
+// groupByType is the types of rs, in order of appearance, and the ids of
+// each.
+func groupByType(rs []reindexed) (types []string, ids map[string][]string) {
+	ids = map[string][]string{}
+	for _, r := range rs {
+		if ids[r.key.typ] == nil {
+			types = append(types, r.key.typ)
+		}
+		ids[r.key.typ] = append(ids[r.key.typ], r.key.id)
+	}
+	return types, ids
 }
 
 // scanDests are scan destinations for a row of cols and a function giving
@@ -307,14 +315,7 @@ func (s *Store) stillCurrent(ctx context.Context, c Conn, diff []reindexed) ([]r
 		return diff, nil
 	}
 	now := map[resKey]int64{}
-	byType := map[string][]string{}
-	var types []string
-	for _, r := range diff {
-		if byType[r.key.typ] == nil {
-			types = append(types, r.key.typ)
-		}
-		byType[r.key.typ] = append(byType[r.key.typ], r.key.id)
-	}
+	types, byType := groupByType(diff)
 	for _, typ := range types {
 		b := s.builder()
 		b.Add(`SELECT id, version FROM current WHERE type = ? AND `, typ)
@@ -350,22 +351,7 @@ func (s *Store) rewriteStmts(diff []reindexed) []Stmt {
 			stmts = append(stmts, Stmt{SQL: del, Args: []any{r.key.typ, r.key.id}})
 		}
 	}
-	for tbl := range indexTables {
-		type ref struct {
-			key resKey
-			row []any
-		}
-		var rows []ref
-		for _, r := range diff {
-			for _, row := range r.rows[tbl] {
-				rows = append(rows, ref{r.key, row})
-			}
-		}
-		stmts = s.rowStmts(stmts, &indexTables[tbl], len(rows), func(i int, row []any) []any {
-			return append(append(row, rows[i].key.typ, rows[i].key.id), rows[i].row...)
-		})
-	}
-	return stmts
+	return s.indexRowStmts(stmts, len(diff), func(i int) (resKey, *indexRows) { return diff[i].key, &diff[i].rows })
 }
 
 // StaleIndex implements store.Reindexer: a reference row of a parameter
