@@ -108,9 +108,10 @@ var commands = []command{
 			"write, and rewrites the rows of those whose stored rows differ (rows written by an older build, or by a\n" +
 			"migration that could not extract them), a batch per write transaction; the others are only read. Safe\n" +
 			"while a gateway serves the same database: a resource written meanwhile keeps its writer's rows. Progress\n" +
-			"on standard error; the counts as JSON on standard output. docs/deployment.md says which upgrades need it.\n" +
-			"Exit status: 0 done (with --dry-run: nothing to change), 1 --dry-run found rows to change, 2 usage, 3 no\n" +
-			"database there, it could not be reached, or interrupted (run it again), 70 a stored body does not decode.",
+			"on standard error; the counts (by type) as JSON on standard output. docs/deployment.md says which upgrades\n" +
+			"need it. A resource whose stored body cannot be read is left as it is and named in \"unreadable\".\n" +
+			"Exit status: 0 done (with --dry-run: nothing to change), 1 --dry-run found rows to change, or a stored body\n" +
+			"could not be read, 2 usage, 3 no database there, it could not be reached, or interrupted (run it again).",
 		examples: []string{"ketamine-gateway reindex --db kg.db --dry-run", "ketamine-gateway reindex --db postgres://kg@db/kg --type Observation"}},
 	{name: "codesystem", summary: "print one of the gateway's own CodeSystem resources",
 		usage:    "codesystem [--id ID]",

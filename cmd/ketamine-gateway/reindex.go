@@ -14,13 +14,22 @@ import (
 
 // reindexReport is what reindex prints on stdout.
 type reindexReport struct {
-	Type    string  `json:"type,omitempty"`
-	DryRun  bool    `json:"dryRun"`
-	Checked int     `json:"checked"`
-	Changed int     `json:"changed"`
-	Done    bool    `json:"done"`
-	Seconds float64 `json:"seconds"`
+	Type    string `json:"type,omitempty"`
+	DryRun  bool   `json:"dryRun"`
+	Checked int    `json:"checked"`
+	Changed int    `json:"changed"`
+	// ChangedTypes counts Changed by resource type.
+	ChangedTypes map[string]int `json:"changedTypes,omitempty"`
+	// Unreadable names the resources whose stored body could not be read
+	// (their rows are left as they are), the first maxUnreadable of them.
+	Unreadable      []string `json:"unreadable,omitempty"`
+	UnreadableCount int      `json:"unreadableCount,omitempty"`
+	Done            bool     `json:"done"`
+	Seconds         float64  `json:"seconds"`
 }
+
+// maxUnreadable bounds the resources the report names as unreadable.
+const maxUnreadable = 100
 
 // reindexCommand rebuilds the search index rows of the stored resources
 // from their bodies (store.Reindexer), a batch per write transaction, with
@@ -78,6 +87,18 @@ func reindexCommand(ctx context.Context, args []string, getenv func(string) stri
 		}
 		rep.Checked += b.Checked
 		rep.Changed += b.Changed
+		for typ, n := range b.ChangedTypes {
+			if rep.ChangedTypes == nil {
+				rep.ChangedTypes = map[string]int{}
+			}
+			rep.ChangedTypes[typ] += n
+		}
+		for _, k := range b.Unreadable {
+			if len(rep.Unreadable) < maxUnreadable {
+				rep.Unreadable = append(rep.Unreadable, k.Type+"/"+k.ID)
+			}
+			rep.UnreadableCount++
+		}
 		rep.Done = b.Done
 		q.After = b.Last
 		bar.set(int64(rep.Checked), int64(rep.Changed))
@@ -86,6 +107,13 @@ func reindexCommand(ctx context.Context, args []string, getenv func(string) stri
 	rep.Seconds = time.Since(start).Round(time.Millisecond).Seconds()
 	if err := printJSON(stdout, rep); err != nil {
 		return err
+	}
+	if rep.UnreadableCount > 0 {
+		what := fmt.Sprintf("the stored bodies of %d resources", rep.UnreadableCount)
+		if rep.UnreadableCount == 1 {
+			what = "the stored body of 1 resource"
+		}
+		return &exitError{code: exitInvalid, msg: "reindex: " + what + " could not be read (\"unreadable\" names them); their index rows were left as they were"}
 	}
 	if *dryRun && rep.Changed > 0 {
 		return &exitError{code: exitInvalid, msg: fmt.Sprintf("reindex: the index rows of %d of %d resources are not this build's; run reindex without --dry-run", rep.Changed, rep.Checked)}

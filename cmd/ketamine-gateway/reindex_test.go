@@ -94,6 +94,9 @@ func TestReindexCommand(t *testing.T) {
 	if code != exitInvalid || all < 7 || r.Changed != 7 || !r.Done || !r.DryRun || !strings.Contains(errOut, fmt.Sprintf("7 of %d resources", all)) {
 		t.Fatalf("dry run: exit %d, %+v, stderr %q; want exit 1, 7 to change", code, r, errOut)
 	}
+	if fmt.Sprint(r.ChangedTypes) != "map[Observation:5 Patient:2]" {
+		t.Errorf("dry run: changed types %v, want 5 Observations and 2 Patients", r.ChangedTypes)
+	}
 	if n := found("Observation", "code", "44249-1"); n != 0 {
 		t.Fatalf("after the dry run, %d Observations found by code; want none (it writes nothing)", n)
 	}
@@ -117,5 +120,22 @@ func TestReindexCommand(t *testing.T) {
 	}
 	if _, logs := serveUntilUp(t, db); strings.Contains(logs, warning) {
 		t.Errorf("serve after reindex still says to reindex:\n%s", logs)
+	}
+	// A damaged body: named, left as it is, exit 1; the pass goes on.
+	st, err = sqlite.Open(ctx, db, sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = st.Write(ctx, func(tx store.Tx) error {
+		return tx.Put(&store.Resource{Type: "Basic", ID: "damaged", Version: 1, LastUpdated: now, Body: []byte(`{"resourceType":`)}, nil)
+	})
+	st.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, errOut, code = report()
+	if code != exitInvalid || r.Checked <= all || r.UnreadableCount != 1 || fmt.Sprint(r.Unreadable) != "[Basic/damaged]" || !r.Done ||
+		!strings.Contains(errOut, "the stored body of 1 resource could not be read") {
+		t.Errorf("reindex over a damaged body: exit %d, %+v, stderr %q; want exit 1 naming Basic/damaged", code, r, errOut)
 	}
 }

@@ -209,9 +209,14 @@ const DefaultReindexCount = 500
 
 // ReindexBatch is what one Reindex call did.
 type ReindexBatch struct {
-	// Checked counts the current resources compared; Changed those whose
-	// rows differed (and were rewritten, unless a dry run).
+	// Checked counts the current resources read; Changed those whose
+	// rows differed (and were rewritten, unless a dry run), also by
+	// resource type (ChangedTypes; nil when none).
 	Checked, Changed int
+	ChangedTypes     map[string]int
+	// Unreadable are the resources whose stored body does not unpack or
+	// decode (a damaged row): left as they are, counted in Checked.
+	Unreadable []ResourceKey
 	// Last is the last resource checked: the next call's After.
 	Last ResourceKey
 	// Done: no resource is left after Last.

@@ -159,6 +159,23 @@ func testReindex(t *testing.T, s store.Store) {
 	}
 	expect(t, s, "Patient by family, version 2", byName, "rx-p1")
 	expect(t, s, "Observation by code, version 2 not reindexed", query("Observation", clause("code", search.TypeToken, "", vSys("http://loinc.org", "8867-4"))))
+
+	// A body that does not decode is named and left; the others of its
+	// batch are rewritten, and counted by type.
+	bad := res("Basic", "rx-bad", 1, base)
+	bad.Body = []byte(`{"resourceType":"Basic","id":`)
+	put(t, s, bad, tok("code", "urn:x", "kept"))
+	reindexPut(t, s, "Patient/rx-p1", 3, "")
+	b, err := s.Reindex(ctx, store.ReindexQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := store.ReindexBatch{Checked: 9, Changed: 2, ChangedTypes: map[string]int{"Observation": 1, "Patient": 1},
+		Unreadable: []store.ResourceKey{{Type: "Basic", ID: "rx-bad"}}, Last: store.ResourceKey{Type: "ValueSet", ID: "rx-vs"}, Done: true}
+	if fmt.Sprint(b) != fmt.Sprint(want) {
+		t.Errorf("pass over an unreadable body: %+v, want %+v", b, want)
+	}
+	expect(t, s, "the unreadable one by its rows", query("Basic", clause("code", search.TypeToken, "", vSys("urn:x", "kept"))), "rx-bad")
 }
 
 // staleIndex checks Reindexer.StaleIndex.

@@ -40,7 +40,7 @@ func (s *Store) Reindex(ctx context.Context, q store.ReindexQuery) (store.Reinde
 		err = s.db.Snapshot(ctx, func(c Conn) error {
 			var diff []reindexed
 			out, diff, err = s.compareIndex(ctx, c, q)
-			out.Changed = len(diff)
+			out.Changed, out.ChangedTypes = changedTypes(diff)
 			return err
 		})
 	} else {
@@ -59,7 +59,7 @@ func (s *Store) Reindex(ctx context.Context, q store.ReindexQuery) (store.Reinde
 			if err := t.c.Batch(t.ctx, s.rewriteStmts(diff)); err != nil {
 				return err
 			}
-			b.Changed = len(diff)
+			b.Changed, b.ChangedTypes = changedTypes(diff)
 			out = b
 			return nil
 		})
@@ -68,6 +68,18 @@ func (s *Store) Reindex(ctx context.Context, q store.ReindexQuery) (store.Reinde
 		return store.ReindexBatch{}, fmt.Errorf("%s: reindex: %w", s.d.Name, s.err(ctx, err))
 	}
 	return out, nil
+}
+
+// changedTypes counts the resources of diff, in all and by type.
+func changedTypes(diff []reindexed) (int, map[string]int) {
+	if len(diff) == 0 {
+		return 0, nil
+	}
+	by := map[string]int{}
+	for _, r := range diff {
+		by[r.key.typ]++
+	}
+	return len(diff), by
 }
 
 // reindexed is a resource whose index rows differ from its body's.
@@ -104,9 +116,13 @@ func (s *Store) compareIndex(ctx context.Context, c Conn, q store.ReindexQuery) 
 			rows.Close()
 			return out, nil, err
 		}
-		if err := s.bodyRows(&r.rows, r.key, body); err != nil {
-			rows.Close()
-			return out, nil, err
+		out.Checked++
+		out.Last = store.ResourceKey{Type: r.key.typ, ID: r.key.id}
+		if s.bodyRows(&r.rows, r.key, body) != nil {
+			// A body that does not unpack or decode (a damaged row) is
+			// left as it is, and named: the pass goes on.
+			out.Unreadable = append(out.Unreadable, out.Last)
+			continue
 		}
 		batch = append(batch, r)
 	}
@@ -114,11 +130,10 @@ func (s *Store) compareIndex(ctx context.Context, c Conn, q store.ReindexQuery) 
 	if err := rows.Err(); err != nil {
 		return out, nil, err
 	}
-	out.Checked, out.Done = len(batch), len(batch) < q.Count
+	out.Done = out.Checked < q.Count
 	if len(batch) == 0 {
 		return out, nil, nil
 	}
-	out.Last = store.ResourceKey{Type: batch[len(batch)-1].key.typ, ID: batch[len(batch)-1].key.id}
 	if batch, err = s.indexedAudits(ctx, c, batch); err != nil {
 		return out, nil, err
 	}
@@ -139,20 +154,17 @@ func (s *Store) compareIndex(ctx context.Context, c Conn, q store.ReindexQuery) 
 }
 
 // bodyRows sets rows to the index rows of a stored body of k, as Put
-// stores them.
+// stores them; an error if the body does not unpack or decode.
 func (s *Store) bodyRows(rows *indexRows, k resKey, stored []byte) error {
 	body, err := store.UnpackBody(stored)
 	if err != nil {
-		return fmt.Errorf("%s/%s: %w", k.typ, k.id, err)
+		return err
 	}
 	doc, err := fhirwire.Decode(body)
 	if err != nil {
-		return fmt.Errorf("%s/%s: the stored body does not decode", k.typ, k.id)
+		return err
 	}
-	if err := s.entryRows(rows, search.Extract(k.typ, doc)); err != nil {
-		return fmt.Errorf("%s/%s: %w", k.typ, k.id, err)
-	}
-	return nil
+	return s.entryRows(rows, search.Extract(k.typ, doc))
 }
 
 // indexedAudits leaves out of batch the AuditEvents the audit indexer has
