@@ -99,6 +99,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"LedgerEntries", testLedgerEntries},
 		{"Reindex", testReindex},
 		{"ReindexConcurrent", testReindexConcurrent},
+		{"ReindexRace", testReindexRace},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

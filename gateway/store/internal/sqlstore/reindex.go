@@ -14,59 +14,62 @@ import (
 
 // Reindexing (store.Reindexer).
 //
-// A batch reads the current versions of the next resources in (type, id)
-// order with their bodies, extracts their index rows as Put would, reads
-// the rows the database holds for them, and compares the two as multisets
-// (the order of rows means nothing). Only the resources that differ are
-// written: their rows deleted and inserted again, as a flush does for an
-// update. A database indexed by this build is therefore only read.
+// A batch reads, in one read snapshot, the current versions of the next
+// resources in (type, id) order with their bodies, extracts their index
+// rows as Put would, reads the rows the database holds for them, and
+// compares the two as multisets (the order of rows means nothing). Only
+// the resources that differ are written, in a write transaction: their
+// rows deleted and inserted again, as a flush does for an update. A
+// database indexed by this build is therefore only read, and its writers
+// never wait for a pass.
 //
-// Concurrent writers: on SQLite every write transaction holds the
-// database's write lock, so nothing changes under a batch. Where writers
-// run in parallel (Dialect.RowLocks), the batch locks the current rows of
-// the resources it is about to rewrite and keeps only those still at the
-// version it compared: a resource updated since was indexed by its writer,
-// and a writer updating it now waits for the batch to commit, then
+// Concurrent writers: the write transaction reads the current version of
+// each resource it is about to rewrite and leaves out those no longer at
+// the version compared: a resource updated since the snapshot was indexed
+// by its writer. On SQLite the transaction holds the database's write
+// lock, so nothing changes after that read; where writers run in parallel
+// (Dialect.RowLocks) the read locks the current rows (FOR UPDATE), and a
+// writer updating one of them waits for the batch to commit, then
 // replaces its rows.
 
-// Reindex implements store.Reindexer.
+// Reindex implements store.Reindexer: the comparison runs in a read
+// snapshot, so that a pass over an index that is this build's takes no
+// write lock; only the resources that differ are written, in one write
+// transaction, those still at the version compared.
 func (s *Store) Reindex(ctx context.Context, q store.ReindexQuery) (store.ReindexBatch, error) {
 	if q.Count <= 0 {
 		q.Count = store.DefaultReindexCount
 	}
 	var out store.ReindexBatch
-	var err error
-	if q.DryRun {
-		err = s.db.Snapshot(ctx, func(c Conn) error {
-			var diff []reindexed
-			out, diff, err = s.compareIndex(ctx, c, q)
-			out.Changed, out.ChangedTypes = changedTypes(diff)
-			return err
-		})
-	} else {
+	var diff []reindexed
+	err := s.db.Snapshot(ctx, func(c Conn) error {
+		var err error
+		out, diff, err = s.compareIndex(ctx, c, q)
+		return err
+	})
+	if err == nil && !q.DryRun && len(diff) > 0 {
+		var rewritten []reindexed
 		err = s.write(ctx, func(t *tx) error {
 			// The rows other writes of this transaction buffered.
 			if err := t.flush(); err != nil {
 				return err
 			}
-			b, diff, err := s.compareIndex(t.ctx, t.c, q)
+			kept, err := s.stillCurrent(t.ctx, t.c, diff)
 			if err != nil {
 				return err
 			}
-			if diff, err = s.stillCurrent(t.ctx, t.c, diff); err != nil {
+			if err := t.c.Batch(t.ctx, s.rewriteStmts(kept)); err != nil {
 				return err
 			}
-			if err := t.c.Batch(t.ctx, s.rewriteStmts(diff)); err != nil {
-				return err
-			}
-			b.Changed, b.ChangedTypes = changedTypes(diff)
-			out = b
+			rewritten = kept
 			return nil
 		})
+		diff = rewritten
 	}
 	if err != nil {
 		return store.ReindexBatch{}, fmt.Errorf("%s: reindex: %w", s.d.Name, s.err(ctx, err))
 	}
+	out.Changed, out.ChangedTypes = changedTypes(diff)
 	return out, nil
 }
 
@@ -319,13 +322,12 @@ func rowKeys(rows [][]any) []string {
 	return keys
 }
 
-// stillCurrent keeps, where writers run in parallel, the resources of
-// diff whose current version is still the one compared, and locks their
-// current rows until the transaction ends (see above).
+// stillCurrent returns the resources of diff whose current version is
+// still the one compared (a resource written since was indexed by its
+// writer) and, where writers run in parallel, locks their current rows
+// until the transaction ends (see above). diff is left as it is: the
+// transaction may run again.
 func (s *Store) stillCurrent(ctx context.Context, c Conn, diff []reindexed) ([]reindexed, error) {
-	if !s.d.RowLocks || len(diff) == 0 {
-		return diff, nil
-	}
 	now := map[resKey]int64{}
 	types, byType := groupByType(diff)
 	for _, typ := range types {
@@ -351,7 +353,13 @@ func (s *Store) stillCurrent(ctx context.Context, c Conn, diff []reindexed) ([]r
 			return nil, err
 		}
 	}
-	return slices.DeleteFunc(diff, func(r reindexed) bool { return now[r.key] != r.version }), nil
+	var kept []reindexed
+	for _, r := range diff {
+		if now[r.key] == r.version {
+			kept = append(kept, r)
+		}
+	}
+	return kept, nil
 }
 
 // rewriteStmts replace the index rows of the resources of diff with
