@@ -26,6 +26,11 @@ type reindexReport struct {
 	UnreadableCount int      `json:"unreadableCount,omitempty"`
 	Done            bool     `json:"done"`
 	Seconds         float64  `json:"seconds"`
+	// IndexVersion is the version the database records for its index
+	// rows after the command (a complete pass records this build's,
+	// BuildIndexVersion).
+	IndexVersion      int `json:"indexVersion"`
+	BuildIndexVersion int `json:"buildIndexVersion"`
 }
 
 // maxUnreadable bounds the resources the report names as unreadable.
@@ -105,6 +110,17 @@ func reindexCommand(ctx context.Context, args []string, getenv func(string) stri
 	}
 	bar.finish()
 	rep.Seconds = time.Since(start).Round(time.Millisecond).Seconds()
+	// Every current resource's rows are now this build's, unless the
+	// pass was partial or left some unread.
+	if !*dryRun && *typ == "" && rep.UnreadableCount == 0 {
+		if err := st.MarkIndexed(ctx, search.IndexVersion); err != nil {
+			return &exitError{code: exitUnchecked, msg: fmt.Sprintf("reindex: every resource was checked (%d changed), but the index version could not be recorded: %v; run it again", rep.Changed, err)}
+		}
+	}
+	rep.BuildIndexVersion = search.IndexVersion
+	if v, err := st.IndexVersion(ctx); err == nil {
+		rep.IndexVersion = v
+	}
 	if err := printJSON(stdout, rep); err != nil {
 		return err
 	}

@@ -19,8 +19,10 @@ import (
 // parameters), reindex --dry-run counts the resources to change and exits
 // 1 without writing; reindex rewrites them, a batch at a time, after
 // which searches find them and a dry run finds nothing to change (exit
-// 0). --type restricts both. serve says to reindex while an older build's
-// rows are there, and no longer after.
+// 0). --type restricts both. serve says to reindex while the database
+// records an older index version, and no longer after a complete pass,
+// which records this build's (a partial one, or one that could not read a
+// body, does not).
 func TestReindexCommand(t *testing.T) {
 	ctx := context.Background()
 	db := filepath.Join(t.TempDir(), "kg.db")
@@ -49,6 +51,9 @@ func TestReindexCommand(t *testing.T) {
 		}
 		return nil
 	})
+	if err == nil { // as a database an older build indexed records it
+		err = st.MarkIndexed(ctx, 1)
+	}
 	st.Close()
 	if err != nil {
 		t.Fatal(err)
@@ -94,6 +99,9 @@ func TestReindexCommand(t *testing.T) {
 	if code != exitInvalid || all < 7 || r.Changed != 7 || !r.Done || !r.DryRun || !strings.Contains(errOut, fmt.Sprintf("7 of %d resources", all)) {
 		t.Fatalf("dry run: exit %d, %+v, stderr %q; want exit 1, 7 to change", code, r, errOut)
 	}
+	if r.IndexVersion != 1 || r.BuildIndexVersion != search.IndexVersion {
+		t.Errorf("dry run: index version %d, build's %d; want 1 and %d", r.IndexVersion, r.BuildIndexVersion, search.IndexVersion)
+	}
 	if fmt.Sprint(r.ChangedTypes) != "map[Observation:5 Patient:2]" {
 		t.Errorf("dry run: changed types %v, want 5 Observations and 2 Patients", r.ChangedTypes)
 	}
@@ -103,14 +111,14 @@ func TestReindexCommand(t *testing.T) {
 	if r, _, code := report("--type", "Patient", "--dry-run"); code != exitInvalid || r.Checked != 2 || r.Changed != 2 || r.Type != "Patient" {
 		t.Errorf("dry run of Patients: exit %d, %+v; want 2 of 2", code, r)
 	}
-	if r, errOut, code := report("--type", "Patient"); code != 0 || r.Checked != 2 || r.Changed != 2 {
-		t.Errorf("reindex of Patients: exit %d, %+v, %s; want 2 of 2", code, r, errOut)
+	if r, errOut, code := report("--type", "Patient"); code != 0 || r.Checked != 2 || r.Changed != 2 || r.IndexVersion != 1 {
+		t.Errorf("reindex of Patients: exit %d, %+v, %s; want 2 of 2, the index version left at 1", code, r, errOut)
 	}
 	if n := found("Patient", "gender", "female"); n != 2 {
 		t.Errorf("%d Patients found by gender, want 2", n)
 	}
-	if r, errOut, code := report("--batch", "2"); code != 0 || r.Checked != all || r.Changed != 5 || !r.Done {
-		t.Errorf("reindex: exit %d, %+v, stderr %q; want 5 of %d changed", code, r, errOut, all)
+	if r, errOut, code := report("--batch", "2"); code != 0 || r.Checked != all || r.Changed != 5 || !r.Done || r.IndexVersion != search.IndexVersion {
+		t.Errorf("reindex: exit %d, %+v, stderr %q; want 5 of %d changed, this build's index version", code, r, errOut, all)
 	}
 	if n := found("Observation", "code", "44249-1"); n != 5 {
 		t.Errorf("%d Observations found by code, want 5", n)
@@ -129,13 +137,16 @@ func TestReindexCommand(t *testing.T) {
 	err = st.Write(ctx, func(tx store.Tx) error {
 		return tx.Put(&store.Resource{Type: "Basic", ID: "damaged", Version: 1, LastUpdated: now, Body: []byte(`{"resourceType":`)}, nil)
 	})
+	if err == nil {
+		err = st.MarkIndexed(ctx, 1)
+	}
 	st.Close()
 	if err != nil {
 		t.Fatal(err)
 	}
 	r, errOut, code = report()
-	if code != exitInvalid || r.Checked <= all || r.UnreadableCount != 1 || fmt.Sprint(r.Unreadable) != "[Basic/damaged]" || !r.Done ||
+	if code != exitInvalid || r.Checked <= all || r.UnreadableCount != 1 || r.IndexVersion != 1 || fmt.Sprint(r.Unreadable) != "[Basic/damaged]" || !r.Done ||
 		!strings.Contains(errOut, "the stored body of 1 resource could not be read") {
-		t.Errorf("reindex over a damaged body: exit %d, %+v, stderr %q; want exit 1 naming Basic/damaged", code, r, errOut)
+		t.Errorf("reindex over a damaged body: exit %d, %+v, stderr %q; want exit 1 naming Basic/damaged, the index version left at 1", code, r, errOut)
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/jobs"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/postgres"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
@@ -124,13 +125,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return &exitError{code: exitInvalid, msg: err.Error()}
 	}
 	defer st.Close()
-	if stale, err := st.StaleIndex(ctx); err != nil {
-		logger.Warn("could not check the search index for an older build's rows", "error", err.Error())
-	} else if stale {
-		logger.Warn("the search index holds rows an older build wrote (an upgrade from before schema 11 of SQLite, " +
-			"12 of PostgreSQL): they cost space, and a :Type search on a URL may miss resources written before it; " +
-			"run 'ketamine-gateway reindex' on this database, beside the running gateway (docs/deployment.md, " +
-			"\"Rebuilding the search index\")")
+	if v, err := st.IndexVersion(ctx); err != nil {
+		logger.Warn("could not read the search index's version", "error", err.Error())
+	} else if v < search.IndexVersion {
+		logger.Warn("the search index holds rows an older build wrote: some searches may miss resources written before "+
+			"the upgrade; run 'ketamine-gateway reindex' on this database, beside the running gateway, once every "+
+			"replica runs this version (docs/deployment.md, \"Rebuilding the search index\")",
+			"index_version", v, "build_index_version", search.IndexVersion)
 	}
 	authn, err := authServer(fc, getenv, st)
 	if err != nil {

@@ -13,6 +13,20 @@ import (
 // a tree, but a caller-built map could be cyclic.
 const maxWalkDepth = 1000
 
+// IndexVersion is the version of what Extract makes of a resource, as the
+// stores keep it. Raise it with any change that makes the rows of
+// resources written before differ from what Extract makes of them now (a
+// parameter added or indexed differently, rows no longer written): the
+// stores record the version their rows were written with, serve warns
+// while it is older than this, and the reindex command rewrites the rows
+// and records this one.
+//
+//	1  the builds before SQLite's schema 11 and PostgreSQL's 12
+//	2  an Observation's (and six other types') patient kept as its
+//	   subject's rows of type Patient, a Provenance's as its target's;
+//	   references typed by Reference.type
+const IndexVersion = 2
+
 // Extract returns the de-duplicated index entries of a resource of
 // resourceType for every parameter Params lists, in parameter-name order. The
 // resource is a decoded JSON object (json.Decoder.UseNumber: numbers are

@@ -180,11 +180,14 @@ type Reindexer interface {
 	// with its own build. Repeating a call is harmless: a second pass over
 	// the same resources changes nothing.
 	Reindex(ctx context.Context, q ReindexQuery) (ReindexBatch, error)
-	// StaleIndex reports whether the index holds rows of a parameter
-	// this build no longer writes (search.ReferenceRows: an older build's
-	// patient rows): a sign that an upgrade left rows Reindex would
-	// rewrite. It reads a few index entries, not the resources.
-	StaleIndex(ctx context.Context) (bool, error)
+	// IndexVersion is the search.IndexVersion that wrote the index rows,
+	// as the database records it: that of the build that created it (1 or
+	// 2 for a database created before the record), or the one MarkIndexed
+	// last recorded; search.IndexVersion for a database without resources.
+	IndexVersion(ctx context.Context) (int, error)
+	// MarkIndexed records that version wrote every current resource's
+	// index rows: a complete Reindex pass of that build made them so.
+	MarkIndexed(ctx context.Context, version int) error
 }
 
 // ResourceKey names a resource.

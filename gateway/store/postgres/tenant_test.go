@@ -37,6 +37,13 @@ func TestMigratePatientRows(t *testing.T) {
 	storetest.MigratedPatientRows(t, openMigrated(t, 11, storetest.SchemaBeforePatientRows))
 }
 
+// TestMigrateIndexVersion: the index version recorded for a database of
+// each kind (see storetest.MigratedIndexVersions).
+func TestMigrateIndexVersion(t *testing.T) {
+	storetest.MigratedIndexVersions(t, openMigrated(t, 11, storetest.SchemaBeforePatientRows),
+		openMigrated(t, 13, storetest.SchemaAfterPatientRows), openMigrated(t, 13, nil))
+}
+
 // openMigrated opens a fresh database built at schema version and filled
 // by rows, which Open migrates to the latest.
 func openMigrated(t *testing.T, version int, rows []string) *Store {

@@ -358,6 +358,11 @@ var migrations = []sqlstore.Migration{{
 		// a patient row says Patient (see the statement).
 		sqlstore.TypePatientReferences,
 	},
+}, {
+	Version: 12,
+	// The index version the rows were written with (see the statements).
+	Stmts: sqlstore.IndexState,
+	After: sqlstore.StampNewIndex,
 }}
 
 // tenantStats are the tenant indexes' planner statistics, as plannerStats:

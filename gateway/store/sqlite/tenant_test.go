@@ -60,3 +60,10 @@ func openMigrated(t *testing.T, version int, rows []string) *Store {
 func TestMigratePatientRows(t *testing.T) {
 	storetest.MigratedPatientRows(t, openMigrated(t, 10, storetest.SchemaBeforePatientRows))
 }
+
+// TestMigrateIndexVersion: the index version recorded for a database of
+// each kind (see storetest.MigratedIndexVersions).
+func TestMigrateIndexVersion(t *testing.T) {
+	storetest.MigratedIndexVersions(t, openMigrated(t, 10, storetest.SchemaBeforePatientRows),
+		openMigrated(t, 11, storetest.SchemaAfterPatientRows), openMigrated(t, 11, nil))
+}

@@ -128,6 +128,26 @@ var SchemaBeforePatientRows = []string{
 	`INSERT INTO idx_reference (type, id, param, ref_type, ref_id, ref_url) VALUES ('Observation', 'o2', 'subject', '', '', 'urn:uuid:y')`,
 }
 
+// SchemaAfterPatientRows fills a database of the schema after the patient
+// rows were kept once (SQLite's 11, PostgreSQL's 13) and before the index
+// version was recorded: an Observation with its subject row only.
+var SchemaAfterPatientRows = SchemaBeforePatientRows[4:]
+
+// MigratedIndexVersions checks the index version that the migration
+// recording it gives existing databases: 1 to one holding the patient rows
+// of the builds before they were kept once (before, opened on a database
+// SchemaBeforePatientRows filled), 2 to one holding resources without them
+// (after, SchemaAfterPatientRows), and this build's to one without
+// resources (empty).
+func MigratedIndexVersions(t *testing.T, before, after, empty store.Store) {
+	t.Helper()
+	IndexVersion(t, before, "migrated with an older build's patient rows", 1)
+	IndexVersion(t, after, "migrated with resources and no patient rows", 2)
+	IndexVersion(t, empty, "migrated without resources", search.IndexVersion)
+	put(t, empty, res("Basic", "b1", 1, base))
+	IndexVersion(t, empty, "migrated without resources, then written", search.IndexVersion)
+}
+
 // MigratedPatientRows checks s, opened on a database that
 // SchemaBeforePatientRows filled: a search by patient still finds the
 // Observation whose subject only Reference.type said was a Patient, now

@@ -374,32 +374,57 @@ func (s *Store) rewriteStmts(diff []reindexed) []Stmt {
 	return s.indexRowStmts(stmts, len(diff), func(i int) (resKey, *indexRows) { return diff[i].key, &diff[i].rows })
 }
 
-// StaleIndex implements store.Reindexer: a reference row of a parameter
-// that search.ReferenceRows keeps as another's (patient, since SQLite's
-// schema 11 and PostgreSQL's 12), a lookup in idx_reference_target per
-// group of types.
-func (s *Store) StaleIndex(ctx context.Context) (bool, error) {
-	stale := false
+// IndexState is both stores' migration to the recorded index version
+// (SQLite's schema 12, PostgreSQL's 14): index_state holds the
+// search.IndexVersion that wrote every current resource's index rows, as
+// far as the gateway knows. A database with rows of the builds before the
+// patient rows were kept once (SQLite's schema 11, PostgreSQL's 12) is
+// recognised by a patient row of a type that now keeps its patients as
+// another parameter's (search.ReferenceRowAliases: the types are listed
+// here as they were, the statement never changes): version 1; any other,
+// 2. StampNewIndex then gives a database without resources the version of
+// the build creating it.
+var IndexState = []string{
+	`CREATE TABLE index_state (
+		one INTEGER NOT NULL PRIMARY KEY CHECK (one = 1),
+		version INTEGER NOT NULL
+	)`,
+	`INSERT INTO index_state (one, version) SELECT 1, CASE WHEN EXISTS (SELECT 1 FROM idx_reference
+		WHERE param = 'patient' AND type IN ('Condition', 'Encounter', 'Flag', 'MedicationAdministration',
+			'MedicationRequest', 'Observation', 'Procedure', 'Provenance')) THEN 1 ELSE 2 END`,
+}
+
+// StampNewIndex is IndexState's Migration.After: a database without
+// resources is indexed as this build indexes (a new database, created by
+// it).
+func StampNewIndex(ctx context.Context, c Conn) error {
+	_, err := c.Exec(ctx, `UPDATE index_state SET version = `+strconv.Itoa(search.IndexVersion)+
+		` WHERE NOT EXISTS (SELECT 1 FROM current)`)
+	return err
+}
+
+// IndexVersion implements store.Reindexer: the recorded version, or this
+// build's for a database without resources (whose index is anyone's).
+func (s *Store) IndexVersion(ctx context.Context) (int, error) {
+	var v int
 	err := s.db.Read(ctx, func(c Conn) error {
-		for _, a := range search.ReferenceRowAliases("patient") {
-			b := s.builder()
-			b.Add(`SELECT 1 FROM idx_reference WHERE param = 'patient' AND `)
-			b.in("type", a.Types)
-			b.Add(` LIMIT 1`)
-			var one int
-			err := c.QueryRow(ctx, b.SQL(), b.Args()...).Scan(&one)
-			switch {
-			case err == nil:
-				stale = true
-				return nil
-			case !errNoRows(err):
-				return err
-			}
-		}
-		return nil
+		return c.QueryRow(ctx, s.bind(`SELECT CASE WHEN EXISTS (SELECT 1 FROM current) THEN version ELSE ? END
+			FROM index_state WHERE one = 1`), search.IndexVersion).Scan(&v)
 	})
 	if err != nil {
-		return false, fmt.Errorf("%s: stale index check: %w", s.d.Name, s.err(ctx, err))
+		return 0, fmt.Errorf("%s: index version: %w", s.d.Name, s.err(ctx, err))
 	}
-	return stale, nil
+	return v, nil
+}
+
+// MarkIndexed implements store.Reindexer.
+func (s *Store) MarkIndexed(ctx context.Context, version int) error {
+	err := s.write(ctx, func(t *tx) error {
+		_, err := t.c.Exec(t.ctx, s.bind(`UPDATE index_state SET version = ? WHERE one = 1`), version)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("%s: mark indexed: %w", s.d.Name, s.err(ctx, err))
+	}
+	return nil
 }
