@@ -169,16 +169,16 @@ type Store interface {
 // the stored bodies, for a database whose rows an older build extracted
 // (the reindex command).
 type Reindexer interface {
-	// Reindex compares the index rows of up to q.Count current resources
-	// (deletions have none) after q.After, in (type, id) order, with those
-	// this build extracts from their bodies (search.Extract), and, unless
-	// q.DryRun, rewrites the rows of each resource that differs, in one
-	// write transaction. Conditional create keys are left as they are
-	// (they come from requests, not bodies), and so are AuditEvents not
-	// indexed yet (the audit indexer extracts them with this build). A
-	// resource written meanwhile is left to its writer, which indexed it
-	// with its own build. Repeating a call is harmless: a second pass over
-	// the same resources changes nothing.
+	// Reindex compares, in a read snapshot, the index rows of up to
+	// q.Count current resources (deletions have none) after q.After, in
+	// (type, id) order, with those this build extracts from their bodies
+	// (search.Extract), and, unless q.DryRun, rewrites the rows of each
+	// resource that differs, in one write transaction, which leaves out
+	// the resources written since the snapshot (their writer indexed
+	// them). Conditional create keys are left as they are (they come from
+	// requests, not bodies), and so are AuditEvents not indexed yet (the
+	// audit indexer extracts them with this build). Repeating a call is
+	// harmless: a second pass over the same resources changes nothing.
 	Reindex(ctx context.Context, q ReindexQuery) (ReindexBatch, error)
 	// IndexVersion is the search.IndexVersion that wrote the index rows,
 	// as the database records it: that of the build that created it (1 or
