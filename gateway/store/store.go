@@ -197,6 +197,9 @@ type ResourceKey struct{ Type, ID string }
 type ReindexQuery struct {
 	// Type restricts the call to one resource type ("" every type).
 	Type string
+	// Tenant restricts it to one tenant's resources, as search.Query's
+	// does ("" the default tenant; search.AllTenants every tenant's).
+	Tenant string
 	// After is the last resource of the previous call (zero: start from
 	// the first).
 	After ResourceKey

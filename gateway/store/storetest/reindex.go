@@ -101,7 +101,7 @@ func testReindex(t *testing.T, s store.Store) {
 	expect(t, s, "before: Observation by code", byCode)
 	expect(t, s, "before: Patient by family", byName)
 
-	checked, changed, _ := reindexAll(t, s, store.ReindexQuery{DryRun: true})
+	checked, changed, _ := reindexAll(t, s, store.ReindexQuery{Tenant: search.AllTenants, DryRun: true})
 	// Patient, two Observations, the ValueSet and the AuditEvent (unless
 	// not indexed yet: then it is left out of the comparison).
 	if checked != 5 || changed != 3 {
@@ -117,7 +117,14 @@ func testReindex(t *testing.T, s store.Store) {
 	}
 	IndexVersion(t, s, "marked 1", 1)
 
-	checked, changed, calls := reindexAll(t, s, store.ReindexQuery{Count: 2})
+	// One tenant's resources only: clinic-a's Observation.
+	if checked, changed, _ := reindexAll(t, s, store.ReindexQuery{Tenant: "clinic-a", DryRun: true}); checked != 1 || changed != 1 {
+		t.Errorf("dry run of clinic-a's: checked %d, changed %d; want 1 and 1", checked, changed)
+	}
+	if checked, _, _ := reindexAll(t, s, store.ReindexQuery{DryRun: true}); checked != 4 {
+		t.Errorf("dry run of the default tenant's: checked %d; want 4", checked)
+	}
+	checked, changed, calls := reindexAll(t, s, store.ReindexQuery{Tenant: search.AllTenants, Count: 2})
 	if checked != 5 || changed != 3 || calls != 3 {
 		t.Errorf("reindex: checked %d, changed %d in %d calls; want 5, 3 in 3", checked, changed, calls)
 	}
@@ -156,17 +163,17 @@ func testReindex(t *testing.T, s store.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reindexAll(t, s, store.ReindexQuery{})
+	reindexAll(t, s, store.ReindexQuery{Tenant: search.AllTenants})
 	expect(t, s, "AuditEvents by entity", query("AuditEvent", clause("entity", search.TypeReference, "", vRef("Patient", "rx-p1"))),
 		"rx-audit", "rx-audit-0", "rx-audit-1", "rx-audit-2")
-	if checked, changed, _ := reindexAll(t, s, store.ReindexQuery{}); checked != 8 || changed != 0 {
+	if checked, changed, _ := reindexAll(t, s, store.ReindexQuery{Tenant: search.AllTenants}); checked != 8 || changed != 0 {
 		t.Errorf("second pass: checked %d, changed %d; want 8 and 0", checked, changed)
 	}
 
 	// A pass over one type.
 	reindexPut(t, s, "Patient/rx-p1", 2, "")
 	reindexPut(t, s, "Observation/rx-o2", 2, "")
-	if checked, changed, _ := reindexAll(t, s, store.ReindexQuery{Type: "Patient"}); checked != 1 || changed != 1 {
+	if checked, changed, _ := reindexAll(t, s, store.ReindexQuery{Tenant: search.AllTenants, Type: "Patient"}); checked != 1 || changed != 1 {
 		t.Errorf("pass over Patients: checked %d, changed %d; want 1 and 1", checked, changed)
 	}
 	expect(t, s, "Patient by family, version 2", byName, "rx-p1")
@@ -178,7 +185,7 @@ func testReindex(t *testing.T, s store.Store) {
 	bad.Body = []byte(`{"resourceType":"Basic","id":`)
 	put(t, s, bad, tok("code", "urn:x", "kept"))
 	reindexPut(t, s, "Patient/rx-p1", 3, "")
-	b, err := s.Reindex(ctx, store.ReindexQuery{})
+	b, err := s.Reindex(ctx, store.ReindexQuery{Tenant: search.AllTenants})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -229,7 +236,7 @@ func testReindexConcurrent(t *testing.T, s store.Store) {
 				return
 			default:
 			}
-			if _, err := s.Reindex(ctx, store.ReindexQuery{Type: "Observation", Count: 2}); err != nil {
+			if _, err := s.Reindex(ctx, store.ReindexQuery{Tenant: search.AllTenants, Type: "Observation", Count: 2}); err != nil {
 				errs <- err
 				return
 			}
@@ -253,7 +260,7 @@ func testReindexConcurrent(t *testing.T, s store.Store) {
 	if err := <-errs; err != nil {
 		t.Fatal(err)
 	}
-	if checked, changed, _ := reindexAll(t, s, store.ReindexQuery{DryRun: true}); checked != resources || changed != 0 {
+	if checked, changed, _ := reindexAll(t, s, store.ReindexQuery{Tenant: search.AllTenants, DryRun: true}); checked != resources || changed != 0 {
 		t.Errorf("dry run after: checked %d, changed %d; want %d and 0", checked, changed, resources)
 	}
 	var want []string
@@ -311,7 +318,7 @@ func testReindexRace(t *testing.T, s store.Store) {
 	}
 	passed := make(chan result, 1)
 	go func() {
-		b, err := s.Reindex(ctx, store.ReindexQuery{Type: "Observation"})
+		b, err := s.Reindex(ctx, store.ReindexQuery{Tenant: search.AllTenants, Type: "Observation"})
 		passed <- result{b, err}
 	}()
 	for start := time.Now(); gc.QueuedWrites() == 0; time.Sleep(time.Millisecond) {
@@ -328,7 +335,7 @@ func testReindexRace(t *testing.T, s store.Store) {
 	if p.err != nil || p.b.Checked != 1 || p.b.Changed != 0 {
 		t.Errorf("the pass: %+v, %v; want 1 checked, none changed (left to its writer)", p.b, p.err)
 	}
-	if checked, changed, _ := reindexAll(t, s, store.ReindexQuery{DryRun: true}); checked != 1 || changed != 0 {
+	if checked, changed, _ := reindexAll(t, s, store.ReindexQuery{Tenant: search.AllTenants, DryRun: true}); checked != 1 || changed != 0 {
 		t.Errorf("dry run after: checked %d, changed %d; want 1 and 0", checked, changed)
 	}
 	expect(t, s, "by the code of version 2", query("Observation", clause("code", search.TypeToken, "", vSys("urn:rx", "v2"))), "rr")

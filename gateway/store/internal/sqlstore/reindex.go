@@ -103,6 +103,8 @@ func (s *Store) compareIndex(ctx context.Context, c Conn, q store.ReindexQuery) 
 	if q.Type != "" {
 		b.Add(` AND c.type = ?`, q.Type)
 	}
+	cond, args := tenantCond("c", q.Tenant)
+	b.Add(cond, args...)
 	if q.After != (store.ResourceKey{}) {
 		b.Add(` AND (c.type, c.id) > (?, ?)`, q.After.Type, q.After.ID)
 	}
