@@ -169,6 +169,8 @@ func TestEveryRouteAudited(t *testing.T) {
 		{"DELETE /jobs/:id", "DELETE", "/jobs/nope", "", 404},
 		{"GET /jobs/:id/files/:n", "GET", "/jobs/nope/files/1", "", 404},
 		{"POST /admin/replay", "POST", "/admin/replay?kind=nonsense", "", 400},
+		{"POST /admin/reindex", "POST", "/admin/reindex?type=Observations", "", 400},
+		{"POST /admin/reindex", "POST", "/admin/reindex?dryRun=true", "", 202},
 		// The console audits its pages as the API calls they stand for
 		// (the interaction after the '=' of the target).
 		{"GET /console/*", "GET", "/console/deliveries#=delivery-list", "", 200},

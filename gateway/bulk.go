@@ -14,6 +14,7 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/bulk"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/reindex"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
 )
@@ -115,7 +116,8 @@ func newJobView(j *store.Job) jobView {
 
 // progress is a job's X-Progress: its state and counts, no content.
 func progress(j *store.Job) string {
-	what := map[string]string{bulk.KindExport: "resources exported", bulk.KindImport: "records imported"}[j.Kind]
+	what := map[string]string{bulk.KindExport: "resources exported", bulk.KindImport: "records imported",
+		reindex.KindReindex: "resources checked"}[j.Kind]
 	if what == "" {
 		what = "records done"
 	}

@@ -68,6 +68,8 @@ func (s *Server) table() []route {
 		{method: post, path: "/admin/deliveries/replay", handle: s.handleReplay, interaction: "delivery-replay", scope: auth.ScopeOperator, store: true},
 		// Mapping replay as a job (docs/mapping.md).
 		{method: post, path: "/admin/replay", handle: s.handleReplayJob, interaction: "mapping-replay", scope: auth.ScopeOperator, store: true},
+		// The search index rebuilt as a job (docs/deployment.md).
+		{method: post, path: "/admin/reindex", handle: s.handleReindexJob, interaction: "reindex", scope: auth.ScopeOperator, store: true},
 		// The auditor's API (docs/audit.md).
 		{method: get, path: "/admin/lineage", handle: s.handleLineage, interaction: "lineage", scope: auth.ScopeOperator, store: true},
 		{method: get, path: "/admin/audit/verify", handle: s.handleVerifyAudit, interaction: "audit-verify", scope: auth.ScopeOperator, store: true},

@@ -103,13 +103,15 @@ var commands = []command{
 		examples: []string{"ketamine-gateway replay --db kg.db --kind session --since 2026-01-01T00:00:00Z",
 			`ketamine-gateway replay --db kg.db --kind session --apply --reason "display of LOINC 8867-4 fixed" --config gw.json`}},
 	{name: "reindex", summary: "rebuild the search index from the stored resources, after an upgrade that changed it",
-		usage: "reindex [--db FILE_OR_URL] [--type TYPE] [--dry-run] [--batch N]",
+		usage: "reindex [--db FILE_OR_URL] [--type TYPE] [--tenant T] [--dry-run] [--batch N]",
 		detail: "Extracts the search index entries of every current resource from its stored body, as this build does on\n" +
 			"write, and rewrites the rows of those whose stored rows differ (rows written by an older build, or by a\n" +
 			"migration that could not extract them), a batch per write transaction; the others are only read. Safe\n" +
 			"while a gateway serves the same database: a resource written meanwhile keeps its writer's rows. Progress\n" +
 			"on standard error; the counts (by type) as JSON on standard output. docs/deployment.md says which upgrades\n" +
-			"need it. A resource whose stored body cannot be read is left as it is and named in \"unreadable\".\n" +
+			"need it. A resource whose stored body cannot be read is left as it is and named in \"unreadable\". A pass\n" +
+			"over every type of every tenant records this build's index version (serve warns while it is older).\n" +
+			"POST /admin/reindex runs the same pass as a job.\n" +
 			"Exit status: 0 done (with --dry-run: nothing to change), 1 --dry-run found rows to change, or a stored body\n" +
 			"could not be read, 2 usage, 3 no database there, it could not be reached, or interrupted (run it again).",
 		examples: []string{"ketamine-gateway reindex --db kg.db --dry-run", "ketamine-gateway reindex --db postgres://kg@db/kg --type Observation"}},

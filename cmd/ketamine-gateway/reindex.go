@@ -7,34 +7,11 @@ import (
 	"io"
 	"time"
 
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/reindex"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
-	"github.com/ketamine-gateway/ketamine-gateway/schemas/r4"
 )
-
-// reindexReport is what reindex prints on stdout.
-type reindexReport struct {
-	Type    string `json:"type,omitempty"`
-	DryRun  bool   `json:"dryRun"`
-	Checked int    `json:"checked"`
-	Changed int    `json:"changed"`
-	// ChangedTypes counts Changed by resource type.
-	ChangedTypes map[string]int `json:"changedTypes,omitempty"`
-	// Unreadable names the resources whose stored body could not be read
-	// (their rows are left as they are), the first maxUnreadable of them.
-	Unreadable      []string `json:"unreadable,omitempty"`
-	UnreadableCount int      `json:"unreadableCount,omitempty"`
-	Done            bool     `json:"done"`
-	Seconds         float64  `json:"seconds"`
-	// IndexVersion is the version the database records for its index
-	// rows after the command (a complete pass records this build's,
-	// BuildIndexVersion).
-	IndexVersion      int `json:"indexVersion"`
-	BuildIndexVersion int `json:"buildIndexVersion"`
-}
-
-// maxUnreadable bounds the resources the report names as unreadable.
-const maxUnreadable = 100
 
 // reindexCommand rebuilds the search index rows of the stored resources
 // from their bodies (store.Reindexer), a batch per write transaction, with
@@ -44,8 +21,9 @@ func reindexCommand(ctx context.Context, args []string, getenv func(string) stri
 	fs := newFlags("reindex")
 	db := dbFlag(fs, getenv)
 	typ := fs.String("type", "", "only resources of this type (default: every type)")
+	tenant := fs.String("tenant", search.AllTenants, "only this tenant's resources (default: every tenant's; \"\" is the default tenant)")
 	dryRun := fs.Bool("dry-run", false, "compare only: count the resources whose index rows differ, write nothing")
-	batch := fs.Int("batch", store.DefaultReindexCount, "resources per transaction")
+	batch := fs.Int("batch", store.DefaultReindexCount, "resources per transaction (at most 10000)")
 	pos, err := parse(fs, "reindex", args, stdout)
 	if err != nil {
 		return err
@@ -53,11 +31,14 @@ func reindexCommand(ctx context.Context, args []string, getenv func(string) stri
 	if len(pos) > 0 {
 		return usageError("reindex", "takes no arguments (use flags)")
 	}
-	if *typ != "" && !r4.IsResourceType(*typ) {
-		return usageError("reindex", "--type %q is not a FHIR R4 resource type", *typ)
+	opts := reindex.Options{Type: *typ, Tenant: *tenant, DryRun: *dryRun, Batch: *batch}
+	if *batch < 1 {
+		opts.Batch = -1 // 0 is the default for the API; here it is out of range
 	}
-	if *batch < 1 || *batch > 10000 {
-		return usageError("reindex", "--batch must be between 1 and 10000")
+	if err := opts.Check(); err != nil {
+		// The message begins with the option's name.
+		_, issues := outcome.From(err)
+		return usageError("reindex", "--%s", issues[0].Message)
 	}
 	st, err := openExisting(ctx, "reindex", *db)
 	if err != nil {
@@ -66,61 +47,32 @@ func reindexCommand(ctx context.Context, args []string, getenv func(string) stri
 	defer st.Close()
 
 	total := int64(-1)
-	if pg, err := st.Search(ctx, &search.Query{Type: *typ, Tenant: search.AllTenants, Total: true, Count: 1}); err == nil && pg.Total >= 0 {
+	if pg, err := st.Search(ctx, &search.Query{Type: *typ, Tenant: *tenant, Total: true, Count: 1}); err == nil && pg.Total >= 0 {
 		total = int64(pg.Total)
 	}
-	rep := reindexReport{Type: *typ, DryRun: *dryRun}
+	var rep reindex.Report
 	extra := "changed"
 	if *dryRun {
 		extra = "to change"
 	}
 	bar := newProgress(stderr, "reindex", "resources", extra, total)
 	start := time.Now()
-	q := store.ReindexQuery{Type: *typ, Count: *batch, DryRun: *dryRun}
-	for !rep.Done {
-		b, err := st.Reindex(ctx, q)
-		if err != nil {
-			bar.finish()
-			if ctx.Err() != nil {
-				return &exitError{code: exitUnchecked, msg: fmt.Sprintf("reindex: interrupted after %d resources (%d changed); run it again to finish: resources already done only cost a read", rep.Checked, rep.Changed)}
-			}
-			code := exitInternal
-			if errors.Is(err, store.ErrUnavailable) {
-				code = exitUnchecked
-			}
-			return &exitError{code: code, msg: fmt.Sprintf("reindex: after %d resources (%d changed): %v", rep.Checked, rep.Changed, err)}
-		}
-		rep.Checked += b.Checked
-		rep.Changed += b.Changed
-		for typ, n := range b.ChangedTypes {
-			if rep.ChangedTypes == nil {
-				rep.ChangedTypes = map[string]int{}
-			}
-			rep.ChangedTypes[typ] += n
-		}
-		for _, k := range b.Unreadable {
-			if len(rep.Unreadable) < maxUnreadable {
-				rep.Unreadable = append(rep.Unreadable, k.Type+"/"+k.ID)
-			}
-			rep.UnreadableCount++
-		}
-		rep.Done = b.Done
-		q.After = b.Last
-		bar.set(int64(rep.Checked), int64(rep.Changed))
-	}
+	err = reindex.Pass(ctx, st, opts, &rep, func(r *reindex.Report) error {
+		bar.set(int64(r.Checked), int64(r.Changed))
+		return nil
+	})
 	bar.finish()
-	rep.Seconds = time.Since(start).Round(time.Millisecond).Seconds()
-	// Every current resource's rows are now this build's, unless the
-	// pass was partial or left some unread.
-	if !*dryRun && *typ == "" && rep.UnreadableCount == 0 {
-		if err := st.MarkIndexed(ctx, search.IndexVersion); err != nil {
-			return &exitError{code: exitUnchecked, msg: fmt.Sprintf("reindex: every resource was checked (%d changed), but the index version could not be recorded: %v; run it again", rep.Changed, err)}
+	if err != nil {
+		if ctx.Err() != nil {
+			return &exitError{code: exitUnchecked, msg: fmt.Sprintf("reindex: interrupted after %d resources (%d changed); run it again to finish: resources already done only cost a read", rep.Checked, rep.Changed)}
 		}
+		code := exitInternal
+		if errors.Is(err, store.ErrUnavailable) {
+			code = exitUnchecked
+		}
+		return &exitError{code: code, msg: fmt.Sprintf("reindex: after %d resources (%d changed): %v", rep.Checked, rep.Changed, err)}
 	}
-	rep.BuildIndexVersion = search.IndexVersion
-	if v, err := st.IndexVersion(ctx); err == nil {
-		rep.IndexVersion = v
-	}
+	rep.Seconds = time.Since(start).Round(time.Millisecond).Seconds()
 	if err := printJSON(stdout, rep); err != nil {
 		return err
 	}

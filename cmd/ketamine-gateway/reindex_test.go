@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/reindex"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
@@ -76,10 +77,10 @@ func TestReindexCommand(t *testing.T) {
 		}
 		return len(pg.Matches)
 	}
-	report := func(args ...string) (reindexReport, string, int) {
+	report := func(args ...string) (reindex.Report, string, int) {
 		t.Helper()
 		out, errOut, code := cli(t, "", append([]string{"reindex", "--db", db}, args...)...)
-		var r reindexReport
+		var r reindex.Report
 		if code <= exitInvalid {
 			if err := json.Unmarshal([]byte(out), &r); err != nil {
 				t.Fatalf("reindex %v printed %q: %v", args, out, err)

@@ -23,6 +23,7 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/jobs"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/operator"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/reindex"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/replay"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
@@ -95,6 +96,8 @@ type App struct {
 	Jobs   *jobs.Service
 	Bulk   *bulk.Service
 	Replay *replay.Service
+	// Reindex rebuilds the search index as a job (nil without a store).
+	Reindex *reindex.Service
 	// IdentifierBase is the deployment's identifier namespace ("" the
 	// default), for lineage queries.
 	IdentifierBase string
@@ -141,6 +144,7 @@ func New(cfg Config) (*App, error) {
 		}
 		a.Replay = replay.New(replay.Config{Store: cfg.Store, Engine: a.Engine, Ingest: a.Ingest, Jobs: a.Jobs,
 			IdentifierBase: cfg.IdentifierBase, Destinations: dests, Notify: cfg.Notify, Now: cfg.Now})
+		a.Reindex = reindex.New(reindex.Config{Store: cfg.Store, Jobs: a.Jobs})
 	}
 	return a, nil
 }

@@ -107,6 +107,7 @@ var interactions = map[string]kind{
 	"bulk-export":      {action: "E", gateway: true, display: "bulk data export kick-off"},
 	"bulk-import":      {action: "C", gateway: true, display: "bulk import of native records"},
 	"mapping-replay":   {action: "E", gateway: true, display: "mapping replay"},
+	"reindex":          {action: "E", gateway: true, display: "rebuild the search index"},
 	"job-status":       {action: "R", gateway: true, display: "status of a background job"},
 	"job-cancel":       {action: "D", gateway: true, display: "cancel or delete a background job"},
 	"job-download":     {action: "R", gateway: true, display: "download a file of a background job"},

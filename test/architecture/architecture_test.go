@@ -27,7 +27,7 @@ const (
 // net/http server types: the application, and everything it is built on.
 var below = []string{
 	"gateway/app", "gateway/engine", "gateway/ingest", "gateway/auditlog", "gateway/operator",
-	"gateway/jobs", "gateway/bulk", "gateway/replay",
+	"gateway/jobs", "gateway/bulk", "gateway/replay", "gateway/reindex",
 	"gateway/outcome", "gateway/fhirwire", "gateway/profile", "gateway/conformance",
 	"gateway/store", "gateway/search", "gateway/audit", "gateway/telemetry/stage",
 	"mapping", "schemas",
@@ -37,7 +37,7 @@ var below = []string{
 // in them is about HTTP.
 var noNetHTTP = []string{
 	"gateway/app", "gateway/engine", "gateway/ingest", "gateway/auditlog", "gateway/operator",
-	"gateway/jobs", "gateway/bulk", "gateway/replay",
+	"gateway/jobs", "gateway/bulk", "gateway/replay", "gateway/reindex",
 	"gateway/outcome", "gateway/fhirwire", "gateway/profile", "gateway/conformance",
 	"gateway/store", "gateway/search", "mapping", "schemas",
 }
