@@ -316,11 +316,18 @@ func (s *Store) auditBodies(ctx context.Context, c Conn, pending []pendingAudit)
 // extractAudit is the index entries of a stored AuditEvent body (none if
 // it does not decode).
 func extractAudit(body []byte) []search.Entry {
+	entries, _ := extractJSON("AuditEvent", body)
+	return entries
+}
+
+// extractJSON is the index entries of a resource of typ whose JSON is
+// body, decoded as the engine decodes what it stores (fhirwire.Decode).
+func extractJSON(typ string, body []byte) ([]search.Entry, error) {
 	doc, err := fhirwire.Decode(body)
 	if err != nil {
-		return nil
+		return nil, err
 	}
-	return search.Extract("AuditEvent", doc)
+	return search.Extract(typ, doc), nil
 }
 
 // auditsSearched tells whether a search reads AuditEvents' index rows (as

@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
@@ -165,11 +164,11 @@ func (s *Store) bodyRows(rows *indexRows, k resKey, stored []byte) error {
 	if err != nil {
 		return err
 	}
-	doc, err := fhirwire.Decode(body)
+	entries, err := extractJSON(k.typ, body)
 	if err != nil {
 		return err
 	}
-	return s.entryRows(rows, search.Extract(k.typ, doc))
+	return s.entryRows(rows, entries)
 }
 
 // indexedAudits leaves out of batch the AuditEvents the audit indexer has
