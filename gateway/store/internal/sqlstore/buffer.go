@@ -104,9 +104,7 @@ const maxRows = 64
 func (b *putBuffer) stmts(s *Store, claimed *int64) []Stmt {
 	var stmts []Stmt
 	for _, k := range b.dels {
-		for _, del := range s.indexDel {
-			stmts = append(stmts, Stmt{SQL: del, Args: []any{k.typ, k.id}})
-		}
+		stmts = s.indexDelStmts(stmts, k)
 		stmts = append(stmts, Stmt{SQL: s.bind(sqlDelKeys), Args: []any{k.typ, k.id}})
 	}
 	// Current rows and index rows: the latest buffered version of each
@@ -153,6 +151,14 @@ func (b *putBuffer) stmts(s *Store, claimed *int64) []Stmt {
 	})
 	for i := first; i < len(stmts); i++ {
 		stmts[i].Affected = claimed
+	}
+	return stmts
+}
+
+// indexDelStmts appends the statements deleting k's index rows.
+func (s *Store) indexDelStmts(stmts []Stmt, k resKey) []Stmt {
+	for _, del := range s.indexDel {
+		stmts = append(stmts, Stmt{SQL: del, Args: []any{k.typ, k.id}})
 	}
 	return stmts
 }

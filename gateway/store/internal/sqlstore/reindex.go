@@ -368,9 +368,7 @@ func (s *Store) stillCurrent(ctx context.Context, c Conn, diff []reindexed) ([]r
 func (s *Store) rewriteStmts(diff []reindexed) []Stmt {
 	var stmts []Stmt
 	for _, r := range diff {
-		for _, del := range s.indexDel {
-			stmts = append(stmts, Stmt{SQL: del, Args: []any{r.key.typ, r.key.id}})
-		}
+		stmts = s.indexDelStmts(stmts, r.key)
 	}
 	return s.indexRowStmts(stmts, len(diff), func(i int) (resKey, *indexRows) { return diff[i].key, &diff[i].rows })
 }
