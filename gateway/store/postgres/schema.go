@@ -384,7 +384,6 @@ var migrations = []sqlstore.Migration{{
 	Version: 14,
 	// As SQLite's schema 12: the index version the rows were written with.
 	Stmts: sqlstore.IndexState,
-	After: sqlstore.StampNewIndex,
 }}
 
 // lz4Columns sets the TOAST compression of the columns that hold large

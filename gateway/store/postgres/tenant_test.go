@@ -41,7 +41,7 @@ func TestMigratePatientRows(t *testing.T) {
 // each kind (see storetest.MigratedIndexVersions).
 func TestMigrateIndexVersion(t *testing.T) {
 	storetest.MigratedIndexVersions(t, openMigrated(t, 11, storetest.SchemaBeforePatientRows),
-		openMigrated(t, 13, storetest.SchemaAfterPatientRows), openMigrated(t, 13, nil))
+		openMigrated(t, 13, storetest.SchemaAfterPatientRows))
 }
 
 // openMigrated opens a fresh database built at schema version and filled

@@ -362,7 +362,6 @@ var migrations = []sqlstore.Migration{{
 	Version: 12,
 	// The index version the rows were written with (see the statements).
 	Stmts: sqlstore.IndexState,
-	After: sqlstore.StampNewIndex,
 }}
 
 // tenantStats are the tenant indexes' planner statistics, as plannerStats:

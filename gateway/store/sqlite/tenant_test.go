@@ -65,5 +65,5 @@ func TestMigratePatientRows(t *testing.T) {
 // each kind (see storetest.MigratedIndexVersions).
 func TestMigrateIndexVersion(t *testing.T) {
 	storetest.MigratedIndexVersions(t, openMigrated(t, 10, storetest.SchemaBeforePatientRows),
-		openMigrated(t, 11, storetest.SchemaAfterPatientRows), openMigrated(t, 11, nil))
+		openMigrated(t, 11, storetest.SchemaAfterPatientRows))
 }

@@ -376,30 +376,22 @@ func (s *Store) rewriteStmts(diff []reindexed) []Stmt {
 // IndexState is both stores' migration to the recorded index version
 // (SQLite's schema 12, PostgreSQL's 14): index_state holds the
 // search.IndexVersion that wrote every current resource's index rows, as
-// far as the gateway knows. A database with rows of the builds before the
-// patient rows were kept once (SQLite's schema 11, PostgreSQL's 12) is
+// far as the gateway knows. A database without resources (a new one) gets
+// the version of the build creating it. One with rows of the builds before
+// the patient rows were kept once (SQLite's schema 11, PostgreSQL's 12) is
 // recognised by a patient row of a type that now keeps its patients as
 // another parameter's (search.ReferenceRowAliases: the types are listed
-// here as they were, the statement never changes): version 1; any other,
-// 2. StampNewIndex then gives a database without resources the version of
-// the build creating it.
+// here as they were, and stay so): version 1; any other, 2.
 var IndexState = []string{
 	`CREATE TABLE index_state (
 		one INTEGER NOT NULL PRIMARY KEY CHECK (one = 1),
 		version INTEGER NOT NULL
 	)`,
-	`INSERT INTO index_state (one, version) SELECT 1, CASE WHEN EXISTS (SELECT 1 FROM idx_reference
-		WHERE param = 'patient' AND type IN ('Condition', 'Encounter', 'Flag', 'MedicationAdministration',
-			'MedicationRequest', 'Observation', 'Procedure', 'Provenance')) THEN 1 ELSE 2 END`,
-}
-
-// StampNewIndex is IndexState's Migration.After: a database without
-// resources is indexed as this build indexes (a new database, created by
-// it).
-func StampNewIndex(ctx context.Context, c Conn) error {
-	_, err := c.Exec(ctx, `UPDATE index_state SET version = `+strconv.Itoa(search.IndexVersion)+
-		` WHERE NOT EXISTS (SELECT 1 FROM current)`)
-	return err
+	`INSERT INTO index_state (one, version) SELECT 1, CASE
+		WHEN NOT EXISTS (SELECT 1 FROM current) THEN ` + strconv.Itoa(search.IndexVersion) + `
+		WHEN EXISTS (SELECT 1 FROM idx_reference WHERE param = 'patient' AND type IN ('Condition', 'Encounter', 'Flag',
+			'MedicationAdministration', 'MedicationRequest', 'Observation', 'Procedure', 'Provenance')) THEN 1
+		ELSE 2 END`,
 }
 
 // IndexVersion implements store.Reindexer: the recorded version, or this
