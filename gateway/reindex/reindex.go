@@ -100,10 +100,9 @@ func (r *Report) add(b store.ReindexBatch) {
 // resource), counting into rep, and calls batch after each batch (a nil
 // batch is skipped; its error ends the pass). When the pass is complete
 // (every type of every tenant, not a dry run, every body read) it records
-// this build's
-// index version (store.Reindexer.MarkIndexed). rep.IndexVersion is then
-// the database's version, BuildIndexVersion this build's. Errors are the
-// store's (or batch's), with the counts so far in rep.
+// this build's index version (store.Reindexer.MarkIndexed). rep.IndexVersion
+// is then the database's version, BuildIndexVersion this build's. Errors
+// are the store's (or batch's), with the counts so far in rep.
 func Pass(ctx context.Context, st store.Reindexer, opts Options, rep *Report, batch func(*Report) error) error {
 	rep.Type, rep.DryRun, rep.BuildIndexVersion = opts.Type, opts.DryRun, search.IndexVersion
 	q := store.ReindexQuery{Type: opts.Type, Tenant: opts.Tenant, Count: opts.Batch, DryRun: opts.DryRun, After: rep.After}
