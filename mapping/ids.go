@@ -3,6 +3,7 @@ package mapping
 import (
 	"crypto/sha1"
 	"fmt"
+	"net/url"
 	"strings"
 )
 
@@ -63,4 +64,23 @@ func RecordSystem(base, source string, kind Kind) string {
 		base = DefaultIdentifierBase
 	}
 	return identSystem(base, source, string(kind)+"-record")
+}
+
+// CheckIdentifierBase reports why base cannot be an identifier base (nil
+// when it can, "" included: the default): the identifier systems minted
+// from it must be absolute http(s) URLs, without query or fragment, and
+// with nothing a URL would need escaped (they are compared as text and
+// written into search criteria as they are).
+func CheckIdentifierBase(base string) error {
+	if base == "" {
+		return nil
+	}
+	u, err := url.Parse(base)
+	switch {
+	case err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "":
+		return fmt.Errorf("the identifier base must be an absolute http or https URL, such as %s", DefaultIdentifierBase)
+	case u.RawQuery != "" || u.Fragment != "" || strings.ContainsAny(base, "?#|, $\\\"<>{}`^"):
+		return fmt.Errorf("the identifier base must be a plain URL: no query, fragment, spaces or any of |,$\\\"<>{}`^")
+	}
+	return nil
 }

@@ -83,6 +83,9 @@ func lineageCommand(ctx context.Context, args []string, getenv func(string) stri
 		return err
 	}
 	defer st.Close()
+	if q.IdentifierBase, err = identifierBase(ctx, "lineage", st, q.IdentifierBase); err != nil {
+		return err
+	}
 	l, err := auditlog.BuildLineage(ctx, st, q)
 	if err != nil {
 		kind, issues := outcome.From(err)

@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
 
@@ -60,6 +62,10 @@ func openApp(ctx context.Context, acfg app.Config, name, db string, existing boo
 		return nil, nil, err
 	}
 	acfg.Store = st
+	if acfg.IdentifierBase, err = identifierBase(ctx, name, st, acfg.IdentifierBase); err != nil {
+		st.Close()
+		return nil, nil, err
+	}
 	if a, err = app.New(acfg); err != nil {
 		st.Close()
 		return nil, nil, err
@@ -69,4 +75,21 @@ func openApp(ctx context.Context, acfg app.Config, name, db string, existing boo
 		return nil, nil, &exitError{code: exitUnchecked, msg: err.Error()}
 	}
 	return a, func() { a.Close(); st.Close() }, nil
+}
+
+// identifierBase is the identifier base command name maps st's records
+// with (ingest.ResolveIdentifierBase): configured, or the database's own
+// when configured is unset. A configured base other than the database's,
+// or one that is no URL, is a usage error; a database that cannot be read exits 3.
+func identifierBase(ctx context.Context, name string, st store.Store, configured string) (string, error) {
+	base, err := ingest.ResolveIdentifierBase(ctx, st, configured)
+	var mismatch *ingest.BaseMismatchError
+	var invalid *ingest.BaseInvalidError
+	switch {
+	case errors.As(err, &mismatch), errors.As(err, &invalid):
+		return "", &exitError{code: exitUsage, msg: fmt.Sprintf("%s: %v", name, err)}
+	case err != nil:
+		return "", &exitError{code: exitUnchecked, msg: fmt.Sprintf("%s: %v", name, err)}
+	}
+	return base, nil
 }

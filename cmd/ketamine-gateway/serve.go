@@ -133,6 +133,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			"replica runs this version (docs/deployment.md, \"Rebuilding the search index\")",
 			"index_version", v, "build_index_version", search.IndexVersion)
 	}
+	configuredBase := cfg.identifierBase
+	if cfg.identifierBase, err = identifierBase(ctx, "serve", st, cfg.identifierBase); err != nil {
+		return err
+	}
+	if configuredBase == "" && cfg.identifierBase != "" {
+		logger.Info("identifier base: the database's, which its records were mapped with", "identifier_base", cfg.identifierBase)
+	}
 	authn, err := authServer(fc, getenv, st)
 	if err != nil {
 		return &exitError{code: exitUsage, msg: err.Error()}

@@ -1,0 +1,66 @@
+package ingest_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
+	"github.com/ketamine-gateway/ketamine-gateway/mapping"
+)
+
+// TestResolveIdentifierBase: a database remembers the identifier base its
+// records were mapped with (their Provenance names it), for every tenant,
+// and a program configured with another is refused (issue: a replay
+// without the serving gateway's --identifier-base added every patient and
+// resource a second time).
+func TestResolveIdentifierBase(t *testing.T) {
+	ctx := context.Background()
+	const custom = "https://hospital.example/sid"
+	for _, tc := range []struct {
+		name, base, tenant string // what the records were stored with; "" base: none stored
+		configured         string
+		want               string
+		wantStored         string
+		mismatch           bool
+	}{
+		{name: "empty database, unset", want: "", wantStored: ""},
+		{name: "empty database, set", configured: custom, want: custom},
+		{name: "default base, unset", base: "-", want: "", wantStored: mapping.DefaultIdentifierBase},
+		{name: "default base, set to it", base: "-", configured: mapping.DefaultIdentifierBase + "/", want: mapping.DefaultIdentifierBase + "/", wantStored: mapping.DefaultIdentifierBase},
+		{name: "default base, set to another", base: "-", configured: custom, mismatch: true, wantStored: mapping.DefaultIdentifierBase},
+		{name: "custom base, unset: the database's", base: custom, want: custom, wantStored: custom},
+		{name: "custom base of a tenant, unset", base: custom, tenant: "clinic-a", want: custom, wantStored: custom},
+		{name: "custom base, set to it with a slash", base: custom, configured: custom + "/", want: custom + "/", wantStored: custom},
+		{name: "custom base, set to the default", base: custom, configured: mapping.DefaultIdentifierBase, mismatch: true, wantStored: custom},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := app.Config{}
+			if tc.base != "-" {
+				cfg.IdentifierBase = tc.base
+			}
+			g := newGateway(t, cfg)
+			if tc.base != "" {
+				if err := g.ingest(tc.tenant, mapping.KindAssessment, rec("A1", "1", "P1", "", phq9Body)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			stored, err := ingest.StoredIdentifierBase(ctx, g.a.Store)
+			if err != nil || stored != tc.wantStored {
+				t.Errorf("StoredIdentifierBase = %q, %v; want %q", stored, err, tc.wantStored)
+			}
+			got, err := ingest.ResolveIdentifierBase(ctx, g.a.Store, tc.configured)
+			var mm *ingest.BaseMismatchError
+			if tc.mismatch {
+				if !errors.As(err, &mm) || mm.Stored != tc.wantStored {
+					t.Fatalf("ResolveIdentifierBase = %q, %v; want a mismatch naming %s", got, err, tc.wantStored)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Errorf("ResolveIdentifierBase = %q, %v; want %q", got, err, tc.want)
+			}
+		})
+	}
+}
