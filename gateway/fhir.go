@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"mime"
 	"net/http"
 	"net/url"
@@ -260,27 +261,50 @@ func preferLenient(prefer string) bool {
 // handleSearch is GET /fhir/{type}?params and POST /fhir/{type}/_search.
 func (s *Server) handleSearch(c echo.Context) error {
 	params := c.QueryParams()
-	if r := c.Request(); r.Method == http.MethodPost {
-		// A search form is a query string in the body: bounded like one.
-		r.Body = http.MaxBytesReader(c.Response(), r.Body, maxSearchForm)
-		form, err := c.FormParams()
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return errSearchFormTooLarge
-		}
+	typ := c.Param("type")
+	if c.Request().Method == http.MethodPost {
+		form, err := searchForm(c, typ)
 		if err != nil {
-			return outcome.New(outcome.Invalid, "invalid", "search-form-invalid", "the search form could not be read")
+			return err
 		}
 		for k, vs := range form {
 			params[k] = append(params[k], vs...)
 		}
 	}
-	typ := c.Param("type")
 	res, err := s.app.Engine.Search(c.Request().Context(), scopeOf(c), typ, params, preferLenient(c.Request().Header.Get("Prefer")))
 	if err != nil {
 		return err
 	}
 	return s.writeSearchset(c, typ, typ, params, res)
+}
+
+// searchForm reads the body of POST /fhir/{type}/_search: an
+// application/x-www-form-urlencoded query string (search.html#search), at
+// most maxSearchForm bytes, decoded by the rule of a URL's query. Any other
+// media type is 415, never ignored (that would answer the search without its
+// criteria); an empty body without a Content-Type is no parameters, the
+// search being then in the URL alone.
+func searchForm(c echo.Context, typ string) (url.Values, error) {
+	r := c.Request()
+	ct := r.Header.Get("Content-Type")
+	mt, _, err := mime.ParseMediaType(ct)
+	if ct != "" && (err != nil || mt != "application/x-www-form-urlencoded") {
+		return nil, errSearchFormType
+	}
+	if r.ContentLength > maxSearchForm {
+		return nil, errSearchFormTooLarge
+	}
+	b, err := io.ReadAll(http.MaxBytesReader(c.Response(), r.Body, maxSearchForm))
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		return nil, errSearchFormTooLarge
+	case err != nil:
+		return nil, errBodyUnreadable
+	case ct == "" && len(b) > 0:
+		return nil, errSearchFormType
+	}
+	return engine.ParseQuery(typ, string(b))
 }
 
 // handleCompartment is GET /fhir/Patient/{id}/{type}: a search of type

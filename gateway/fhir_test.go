@@ -468,3 +468,98 @@ func TestTransactionConditionalLookups(t *testing.T) {
 		})
 	}
 }
+
+// TestMalformedQueries: a query string (URL, search form, Bundle entry,
+// conditional criteria) whose percent-encoding is malformed or whose bytes
+// are not UTF-8 is a 400 naming the parameter at every entry point, never
+// a search with the parameter dropped or read as empty; a search form must
+// be a form.
+func TestMalformedQueries(t *testing.T) {
+	h := fhirServer(t)
+	pid := decode(t, req(h, "POST", "/fhir/Patient", patientJSON))["id"].(string)
+	if rec := req(h, "POST", "/fhir/Patient", strings.Replace(patientJSON, `"M1"`, `"M2"`, 1)); rec.Code != 201 {
+		t.Fatal(rec.Body)
+	}
+	const form = "application/x-www-form-urlencoded"
+	tests := []struct {
+		name, method, target, contentType, body string
+		headers                                 []string
+		status                                  int
+		rule, expression                        string
+	}{
+		{"lone percent", "GET", "/fhir/Patient?_id=" + pid + "%", "", "", nil, 400, "search-value-invalid", "_id"},
+		{"bad escape", "GET", "/fhir/Patient?family=%ZZ", "", "", nil, 400, "search-value-invalid", "family"},
+		{"bad escape among good", "GET", "/fhir/Patient?gender=female&identifier=http://hospital.example/mrn|M%2", "", "", nil, 400, "search-value-invalid", "identifier"},
+		{"not UTF-8", "GET", "/fhir/Patient?family=%FF", "", "", nil, 400, "search-value-invalid", "family"},
+		{"not UTF-8 pair", "GET", "/fhir/Patient?family=%C3%28", "", "", nil, 400, "search-value-invalid", "family"},
+		{"semicolon", "GET", "/fhir/Patient?family=Test;x", "", "", nil, 400, "search-value-invalid", "family"},
+		{"bad name", "GET", "/fhir/Patient?fam%ZZily=x", "", "", nil, 400, "search-value-invalid", ""},
+		{"lenient still refuses", "GET", "/fhir/Patient?family=%ZZ", "", "", []string{"Prefer: handling=lenient"}, 400, "search-value-invalid", "family"},
+		{"compartment", "GET", "/fhir/Patient/" + pid + "/Observation?code=8302-2%G1", "", "", nil, 400, "search-value-invalid", "code"},
+		{"everything", "GET", "/fhir/Patient/" + pid + "/$everything?_type=Condition%", "", "", nil, 400, "search-value-invalid", "_type"},
+		{"history", "GET", "/fhir/Patient/_history?_since=%FF", "", "", nil, 400, "search-value-invalid", "_since"},
+		{"read", "GET", "/fhir/Patient/" + pid + "?_elements=%ZZ", "", "", nil, 400, "search-value-invalid", "_elements"},
+		{"form bad escape", "POST", "/fhir/Patient/_search", form, "family=%ZZ", nil, 400, "search-value-invalid", "family"},
+		{"form not UTF-8", "POST", "/fhir/Patient/_search", form, "family=%FF", nil, 400, "search-value-invalid", "family"},
+		{"form in URL bad", "POST", "/fhir/Patient/_search?family=%ZZ", form, "gender=female", nil, 400, "search-value-invalid", "family"},
+		{"form as JSON", "POST", "/fhir/Patient/_search", "application/json", `{"identifier":"http://hospital.example/mrn|M1"}`, nil, 415, "content-type-unsupported", ""},
+		{"form as text", "POST", "/fhir/Patient/_search", "text/plain", "identifier=http://hospital.example/mrn|M1", nil, 415, "content-type-unsupported", ""},
+		{"form as Parameters", "POST", "/fhir/Patient/_search", "application/fhir+json", `{"resourceType":"Parameters"}`, nil, 415, "content-type-unsupported", ""},
+		{"form without a type", "POST", "/fhir/Patient/_search", "", "identifier=http://hospital.example/mrn|M1", nil, 415, "content-type-unsupported", ""},
+		{"If-None-Exist not UTF-8", "POST", "/fhir/Patient", "application/fhir+json", patientJSON, []string{"If-None-Exist: family=%FF"}, 400, "search-value-invalid", "family"},
+		{"conditional update bad escape", "PUT", "/fhir/Patient?identifier=%ZZ", "application/fhir+json", patientJSON, nil, 400, "search-value-invalid", "identifier"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest(tc.method, tc.target, strings.NewReader(tc.body))
+			if tc.contentType != "" {
+				r.Header.Set("Content-Type", tc.contentType)
+			}
+			for _, hv := range tc.headers {
+				k, v, _ := strings.Cut(hv, ":")
+				r.Header.Set(k, strings.TrimSpace(v))
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, r)
+			assertOutcome(t, rec, tc.status, tc.rule, "")
+			var oo outcome
+			_ = json.Unmarshal(rec.Body.Bytes(), &oo)
+			if got := oo.Issue[0].Expression; tc.expression != "" && (len(got) != 1 || got[0] != tc.expression) {
+				t.Errorf("expression = %v, want [%s]", got, tc.expression)
+			}
+		})
+	}
+	// A Bundle entry's search by the same rule.
+	batch := `{"resourceType":"Bundle","type":"batch","entry":[{"request":{"method":"GET","url":"Patient?family=%FF"}}]}`
+	b := decode(t, req(h, "POST", "/fhir", batch))
+	if got := fmt.Sprint(b["entry"].([]any)[0].(map[string]any)["response"].(map[string]any)["status"]); !strings.HasPrefix(got, "400") {
+		t.Errorf("batch GET with %%FF = %s, want 400", got)
+	}
+	// The well-formed searches still work: a form, an empty body without
+	// a Content-Type (the parameters in the URL), an escaped % and ;.
+	for _, tc := range []struct{ target, contentType, body string }{
+		{"/fhir/Patient/_search", form, "identifier=http%3A%2F%2Fhospital.example%2Fmrn|M1"},
+		{"/fhir/Patient/_search?identifier=http://hospital.example/mrn|M1", "", ""},
+		{"/fhir/Patient?identifier=http://hospital.example/mrn|M1&family:exact=Testpat%25&family:missing=false", "", ""},
+	} {
+		r := httptest.NewRequest("POST", tc.target, strings.NewReader(tc.body))
+		if strings.Contains(tc.target, "?identifier") && !strings.Contains(tc.target, "_search") {
+			r.Method = "GET"
+		}
+		if tc.contentType != "" {
+			r.Header.Set("Content-Type", tc.contentType)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		if rec.Code != 200 {
+			t.Fatalf("%s %s = %d %s", r.Method, tc.target, rec.Code, rec.Body)
+		}
+		want := 1.0
+		if strings.Contains(tc.target, "%25") {
+			want = 0 // no family starts with "Testpat%"
+		}
+		if got := decode(t, rec)["total"]; got != want {
+			t.Errorf("%s %s: total = %v, want %v", r.Method, tc.target, got, want)
+		}
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/console"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
@@ -71,9 +72,20 @@ func (s *Server) recoverPanics(next echo.HandlerFunc) echo.HandlerFunc {
 }
 
 // fhirFormat enforces FHIR content negotiation: JSON only. An explicit
-// _format or Accept that excludes JSON gets 406.
+// _format or Accept that excludes JSON gets 406. Before that, a FHIR
+// request's query string must decode (engine.ParseQuery): echo would drop
+// a malformed parameter silently.
 func (s *Server) fhirFormat(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
+		if r := c.Request(); strings.HasPrefix(c.Path(), "/fhir") && r.URL.RawQuery != "" {
+			typ := c.Param("type")
+			if comp := c.Param("compartment"); comp != "" {
+				typ = comp
+			}
+			if _, err := engine.ParseQuery(typ, r.URL.RawQuery); err != nil {
+				return err
+			}
+		}
 		if f := c.QueryParam("_format"); f != "" && !jsonFormat(f) {
 			return errFormat
 		}

@@ -266,6 +266,19 @@ type SearchResult struct {
 	Ignored []string
 }
 
+// ParseQuery decodes the raw query string of a request on typ (the
+// resource type searched or operated on; "" for the system level) by
+// search.ParseQuery, the rule every entry point applies. Returns an Invalid
+// error (search-value-invalid, naming the parameter when the gateway knows
+// it) if a name or value is not percent-encoded UTF-8.
+func ParseQuery(typ, raw string) (url.Values, error) {
+	vals, err := search.ParseQuery(typ, raw)
+	if err != nil {
+		return nil, searchError(err)
+	}
+	return vals, nil
+}
+
 // Search searches typ (search.html). lenient ignores unknown parameters
 // (Prefer: handling=lenient) and lists them in Ignored. The search is
 // parsed within the engine's search.Limits (search-limit-exceeded beyond

@@ -150,7 +150,8 @@ func knownName(rt, name string) bool {
 		return true
 	}
 	switch name {
-	case "_count", "_offset", "_sort", "_summary", "_total", "_include", "_revinclude", "_format", "_pretty", "_has", "_elements":
+	case "_count", "_offset", "_sort", "_summary", "_total", "_include", "_revinclude", "_format", "_pretty", "_has", "_elements",
+		"_since", "_at":
 		return true
 	}
 	return unsupportedParam(name)
