@@ -563,3 +563,30 @@ func TestMalformedQueries(t *testing.T) {
 		}
 	}
 }
+
+// TestFormatOverridesAccept: _format=json wins over an Accept header
+// without JSON (http.html#mime); without _format such an Accept is 406.
+func TestFormatOverridesAccept(t *testing.T) {
+	h := fhirServer(t)
+	pid := decode(t, req(h, "POST", "/fhir/Patient", patientJSON))["id"].(string)
+	tests := []struct {
+		query, accept string
+		status        int
+	}{
+		{"?_format=json", "text/html", 200},
+		{"?_format=application/fhir%2Bjson", "application/fhir+xml", 200},
+		{"?_format=application/fhir+json", "application/fhir+xml", 200}, // the + read as a space
+		{"?_format=application/fhir%2Bjson%3BfhirVersion=4.0", "application/xml", 200},
+		{"", "text/html", 406},
+		{"?_format=xml", "application/fhir+json", 406},
+		{"", "application/fhir+json", 200},
+	}
+	for _, tc := range tests {
+		t.Run(tc.query+" "+tc.accept, func(t *testing.T) {
+			rec := req(h, "GET", "/fhir/Patient/"+pid+tc.query, "", "Accept: "+tc.accept)
+			if rec.Code != tc.status {
+				t.Errorf("GET ?%s with Accept %s = %d %s, want %d", tc.query, tc.accept, rec.Code, rec.Body, tc.status)
+			}
+		})
+	}
+}

@@ -86,18 +86,27 @@ func (s *Server) fhirFormat(next echo.HandlerFunc) echo.HandlerFunc {
 				return err
 			}
 		}
-		if f := c.QueryParam("_format"); f != "" && !jsonFormat(f) {
-			return errFormat
-		}
-		if a := c.Request().Header.Get("Accept"); a != "" && !acceptsJSON(a) {
+		// _format overrides Accept (http.html#mime: for a client that
+		// cannot set the header, such as a browser).
+		if f := c.QueryParam("_format"); f != "" {
+			if !jsonFormat(f) {
+				return errFormat
+			}
+		} else if a := c.Request().Header.Get("Accept"); a != "" && !acceptsJSON(a) {
 			return errAccept
 		}
 		return next(c)
 	}
 }
 
+// jsonFormat reports whether a _format value asks for JSON: json, or a
+// JSON media type with or without parameters ("application/fhir+json;
+// fhirVersion=4.0"), also with its "+" left unencoded and so read as a
+// space.
 func jsonFormat(f string) bool {
-	switch strings.ToLower(strings.TrimSpace(f)) {
+	mt, _, _ := strings.Cut(f, ";")
+	mt = strings.ReplaceAll(strings.ToLower(strings.TrimSpace(mt)), " ", "+")
+	switch mt {
 	case "json", "application/json", "application/fhir+json", "application/json+fhir":
 		return true
 	}
