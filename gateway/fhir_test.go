@@ -144,6 +144,9 @@ func TestBadWrites(t *testing.T) {
 		{"missing required", "POST", "/fhir/Observation", `{"resourceType":"Observation","code":{"text":"x"}}`, 400, "element-required"},
 		{"unknown type", "POST", "/fhir/Nonsense", patientJSON, 404, "resource-type-unknown"},
 		{"deep nesting", "POST", "/fhir/Patient", strings.Repeat(`{"a":`, 5000) + "1" + strings.Repeat("}", 5000), 400, "json-depth"},
+		{"PUT id with _", "PUT", "/fhir/Patient/bad_id", `{"resourceType":"Patient","id":"bad_id"}`, 400, "id-invalid"},
+		{"PUT id of 65", "PUT", "/fhir/Patient/" + strings.Repeat("a", 65), `{"resourceType":"Patient","id":"` + strings.Repeat("a", 65) + `"}`, 400, "id-invalid"},
+		{"DELETE id with _", "DELETE", "/fhir/Patient/has_underscore", "", 400, "id-invalid"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -49,6 +49,21 @@ func (e *Engine) checkInstance(typ, id string) error {
 	return nil
 }
 
+// checkWriteID checks a type and the id of a PUT or DELETE, whose
+// resource may not exist: an id that is not a FHIR id is Invalid (the
+// client must change it), not NotFound (which would say it only needs
+// creating).
+func (e *Engine) checkWriteID(typ, id string) error {
+	if err := e.checkType(typ); err != nil {
+		return err
+	}
+	if !fhirwire.ValidID(id) {
+		return outcome.New(outcome.Invalid, "value", "id-invalid", "the id in the URL is not a FHIR id: "+
+			"1 to 64 characters A-Z, a-z, 0-9, - and . (datatypes.html#id)").At(typ + ".id")
+	}
+	return nil
+}
+
 // Target returns the instance typ/id names when both are valid, for the
 // audit record of a failed interaction (ok false otherwise).
 func (e *Engine) Target(typ, id string) (string, string, bool) {
@@ -184,8 +199,9 @@ func (e *Engine) Create(ctx context.Context, sc *auditlog.Scope, typ string, bod
 
 // Update writes a new version of typ/id, or creates it with the client's id
 // (http.html#update). ifMatch ("" for none) must name the current version.
+// An id that is not a FHIR id is Invalid.
 func (e *Engine) Update(ctx context.Context, sc *auditlog.Scope, typ, id string, body Body, ifMatch string) (*Result, error) {
-	if err := e.checkInstance(typ, id); err != nil {
+	if err := e.checkWriteID(typ, id); err != nil {
 		return nil, err
 	}
 	if err := clientWritable(typ); err != nil {
@@ -229,9 +245,10 @@ func (e *Engine) ConditionalUpdate(ctx context.Context, sc *auditlog.Scope, typ,
 }
 
 // Delete deletes typ/id (http.html#delete); deleting what does not exist
-// succeeds with no resource in the result.
+// succeeds with no resource in the result; an id that is not a FHIR id is
+// Invalid.
 func (e *Engine) Delete(ctx context.Context, sc *auditlog.Scope, typ, id string) (*Result, error) {
-	if err := e.checkInstance(typ, id); err != nil {
+	if err := e.checkWriteID(typ, id); err != nil {
 		return nil, err
 	}
 	if err := clientWritable(typ); err != nil {
