@@ -100,6 +100,11 @@ func TestCRUD(t *testing.T) {
 	if rec = req(h, "GET", "/fhir/Patient/"+id+"/_history/1", ""); rec.Code != 200 || !strings.Contains(rec.Body.String(), `"Ann"`) {
 		t.Errorf("vread v1 = %d %s", rec.Code, rec.Body)
 	}
+	// A version the resource does not have is version-unknown, an unknown
+	// resource resource-unknown: the client tells its two mistakes apart.
+	assertOutcome(t, req(h, "GET", "/fhir/Patient/"+id+"/_history/99", ""), 404, "version-unknown", "")
+	assertOutcome(t, req(h, "GET", "/fhir/Patient/"+id+"/_history/abc", ""), 404, "version-unknown", "")
+	assertOutcome(t, req(h, "GET", "/fhir/Patient/nope/_history/1", ""), 404, "resource-unknown", "")
 	if rec = req(h, "PUT", "/fhir/Patient/other-id", upd); rec.Code != 400 {
 		t.Errorf("PUT with an id differing from the URL = %d, want 400", rec.Code)
 	}
@@ -114,6 +119,7 @@ func TestCRUD(t *testing.T) {
 	if rec = req(h, "GET", "/fhir/Patient/"+id, ""); rec.Code != http.StatusGone {
 		t.Errorf("read after delete = %d, want 410", rec.Code)
 	}
+	assertOutcome(t, req(h, "GET", "/fhir/Patient/"+id+"/_history/99", ""), 404, "version-unknown", "")
 	rec = req(h, "GET", "/fhir/Patient/"+id+"/_history", "")
 	if b := decode(t, rec); rec.Code != 200 || b["type"] != "history" || b["total"].(float64) != 3 {
 		t.Errorf("history = %d %s", rec.Code, rec.Body)

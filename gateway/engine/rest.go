@@ -95,7 +95,9 @@ func (e *Engine) Read(ctx context.Context, sc *auditlog.Scope, typ, id string) (
 }
 
 // VRead returns version vid of typ/id. A version that is a deletion is
-// Gone, with that version in the returned resource.
+// Gone, with that version in the returned resource. A version the resource
+// does not have is NotFound version-unknown; an unknown resource is
+// resource-unknown.
 func (e *Engine) VRead(ctx context.Context, sc *auditlog.Scope, typ, id, vid string) (*store.Resource, error) {
 	if err := e.checkInstance(typ, id); err != nil {
 		return nil, err
@@ -107,7 +109,16 @@ func (e *Engine) VRead(ctx context.Context, sc *auditlog.Scope, typ, id, vid str
 	if err != nil || v < 1 {
 		return nil, errVersionUnknown
 	}
-	r, err := e.storeFor(sc.TenantOf()).VRead(ctx, typ, id, v)
+	st := e.storeFor(sc.TenantOf())
+	r, err := st.VRead(ctx, typ, id, v)
+	if errors.Is(err, store.ErrNotFound) {
+		// No such version: of a resource the caller could read (or a
+		// deleted one, which read reports too) it is version-unknown, so
+		// a client tells a wrong version from a wrong id.
+		if cur, rerr := st.Read(ctx, typ, id); rerr == nil && e.Visible(sc, cur) || errors.Is(rerr, store.ErrGone) {
+			return nil, errVersionUnknown
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
