@@ -105,6 +105,20 @@ func TestCRUD(t *testing.T) {
 	assertOutcome(t, req(h, "GET", "/fhir/Patient/"+id+"/_history/99", ""), 404, "version-unknown", "")
 	assertOutcome(t, req(h, "GET", "/fhir/Patient/"+id+"/_history/abc", ""), 404, "version-unknown", "")
 	assertOutcome(t, req(h, "GET", "/fhir/Patient/nope/_history/1", ""), 404, "resource-unknown", "")
+	// If-Match: * holds for a resource that exists (RFC 9110 13.1.1), and
+	// fails for one that does not.
+	star := strings.Replace(upd, `"Anne"`, `"Anna"`, 1)
+	if rec = req(h, "PUT", "/fhir/Patient/"+id, star, "If-Match: *"); rec.Code != 200 || rec.Header().Get("ETag") != `W/"3"` {
+		t.Errorf("update with If-Match: * = %d %s, want 200 version 3", rec.Code, rec.Body)
+	}
+	if rec = req(h, "PATCH", "/fhir/Patient/"+id, `[{"op":"replace","path":"/gender","value":"female"}]`,
+		"Content-Type: application/json-patch+json", "If-Match: *"); rec.Code != 200 {
+		t.Errorf("patch with If-Match: * = %d %s, want 200", rec.Code, rec.Body)
+	}
+	absent := strings.Replace(patientJSON, `"resourceType":"Patient"`, `"resourceType":"Patient","id":"star-absent"`, 1)
+	if rec = req(h, "PUT", "/fhir/Patient/star-absent", absent, "If-Match: *"); rec.Code != http.StatusPreconditionFailed {
+		t.Errorf("update-as-create with If-Match: * = %d, want 412", rec.Code)
+	}
 	if rec = req(h, "PUT", "/fhir/Patient/other-id", upd); rec.Code != 400 {
 		t.Errorf("PUT with an id differing from the URL = %d, want 400", rec.Code)
 	}
@@ -121,7 +135,7 @@ func TestCRUD(t *testing.T) {
 	}
 	assertOutcome(t, req(h, "GET", "/fhir/Patient/"+id+"/_history/99", ""), 404, "version-unknown", "")
 	rec = req(h, "GET", "/fhir/Patient/"+id+"/_history", "")
-	if b := decode(t, rec); rec.Code != 200 || b["type"] != "history" || b["total"].(float64) != 3 {
+	if b := decode(t, rec); rec.Code != 200 || b["type"] != "history" || b["total"].(float64) != 5 {
 		t.Errorf("history = %d %s", rec.Code, rec.Body)
 	}
 	if rec = req(h, "GET", "/fhir/Patient/nope", ""); rec.Code != 404 {

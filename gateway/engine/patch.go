@@ -171,7 +171,7 @@ func (e *Engine) patchEntry(tx store.Tx, en *Entry, rw *fhirwire.Rewriter, now t
 		return nil, errIDTaken
 	}
 	if en.ifMatch != "" {
-		if want, ok := fhirwire.ParseETag(en.ifMatch); !ok || cur.Version != want {
+		if !fhirwire.IfMatch(en.ifMatch, cur.Version, true) {
 			return nil, outcome.New(outcome.PreconditionFailed, "conflict", "version-mismatch", "If-Match does not name the current version")
 		}
 	}

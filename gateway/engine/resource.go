@@ -194,8 +194,11 @@ func (e *Engine) update(tx store.Tx, typ, id string, doc map[string]any, ifMatch
 		return nil, err
 	}
 	if ifMatch != "" {
-		want, ok := fhirwire.ParseETag(ifMatch)
-		if !ok || !exists || cur.Version != want {
+		var version int64
+		if exists {
+			version = cur.Version
+		}
+		if !fhirwire.IfMatch(ifMatch, version, exists) {
 			return nil, outcome.New(outcome.PreconditionFailed, "conflict", "version-mismatch",
 				"If-Match does not name the current version")
 		}
