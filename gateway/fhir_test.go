@@ -317,6 +317,21 @@ func TestBatch(t *testing.T) {
 	if len(got) != 3 || got[0] != "201 Created" || !strings.HasPrefix(got[2], "404") {
 		t.Errorf("batch statuses = %v", got)
 	}
+	// A batch entry's issues name the element as a transaction's do: in
+	// FHIRPath, the nested resource's type with ofType.
+	bad := `{"resource":{"resourceType":"Observation","status":"bogus","code":{"text":"x"}},"request":{"method":"POST","url":"Observation"}}`
+	const want = "Bundle.entry[0].resource.ofType(Observation).status"
+	b := decode(t, req(h, "POST", "/fhir", `{"resourceType":"Bundle","type":"batch","entry":[`+bad+`]}`))
+	oo := b["entry"].([]any)[0].(map[string]any)["response"].(map[string]any)["outcome"].(map[string]any)
+	if got := oo["issue"].([]any)[0].(map[string]any)["expression"]; fmt.Sprint(got) != "["+want+"]" {
+		t.Errorf("batch entry issue expression = %v, want [%s]", got, want)
+	}
+	rec = req(h, "POST", "/fhir", txBundle(bad))
+	var tx outcome
+	_ = json.Unmarshal(rec.Body.Bytes(), &tx)
+	if len(tx.Issue) == 0 || fmt.Sprint(tx.Issue[0].Expression) != "["+want+"]" {
+		t.Errorf("transaction entry issue = %s, want expression [%s]", rec.Body, want)
+	}
 }
 
 func TestSearchPaging(t *testing.T) {
