@@ -417,7 +417,9 @@ func ignoredOutcome(typ string, keys []string) any {
 
 // handleHistory serves instance, type and system history.
 func (s *Server) handleHistory(c echo.Context) error {
-	res, err := s.app.Engine.History(c.Request().Context(), scopeOf(c), c.Param("type"), c.Param("id"), c.QueryParams())
+	params := c.QueryParams()
+	res, err := s.app.Engine.History(c.Request().Context(), scopeOf(c), c.Param("type"), c.Param("id"), params,
+		preferLenient(c.Request().Header.Get("Prefer")))
 	if err != nil {
 		return err
 	}
@@ -426,7 +428,19 @@ func (s *Server) handleHistory(c echo.Context) error {
 	b := fhirwire.Bundle{ResourceType: "Bundle", ID: store.NewID(), Type: fhirwire.TypeHistory, Total: &total,
 		Meta: &fhirwire.Meta{LastUpdated: fhirwire.Instant(s.app.Engine.Now())}}
 	path := c.Request().URL.Path
-	b.Link = append(b.Link, fhirwire.Link{Relation: "self", URL: c.Scheme() + "://" + c.Request().Host + path + "?" + c.Request().URL.RawQuery})
+	// The self link shows the parameters used: not those a lenient
+	// history ignored (a history Bundle has no outcome entry in R4).
+	self := c.Request().URL.RawQuery
+	if len(res.Ignored) > 0 {
+		p := selfParams(params, res.Ignored)
+		for _, k := range []string{"_count", "_offset"} {
+			if params.Has(k) {
+				p[k] = params[k]
+			}
+		}
+		self = p.Encode()
+	}
+	b.Link = append(b.Link, fhirwire.Link{Relation: "self", URL: c.Scheme() + "://" + c.Request().Host + path + "?" + self})
 	if q.Offset+len(res.Versions) < total && q.Count > 0 {
 		p := url.Values{"_count": {strconv.Itoa(q.Count)}, "_offset": {strconv.Itoa(q.Offset + q.Count)}}
 		if v := c.QueryParam("_since"); v != "" {

@@ -628,3 +628,75 @@ func TestFormatOverridesAccept(t *testing.T) {
 		})
 	}
 }
+
+// TestHistoryParams: history reads _count, _offset and _since by the rules
+// of search, and refuses what it does not support (R4's _at and _list,
+// anything else) as search does, or ignores it under
+// Prefer: handling=lenient, leaving it out of the self link.
+func TestHistoryParams(t *testing.T) {
+	h := fhirServer(t)
+	id := decode(t, req(h, "POST", "/fhir/Patient", patientJSON))["id"].(string)
+	upd := strings.Replace(patientJSON, `"resourceType":"Patient"`, `"resourceType":"Patient","id":"`+id+`"`, 1)
+	for range 2 {
+		if rec := req(h, "PUT", "/fhir/Patient/"+id, upd); rec.Code != 200 {
+			t.Fatal(rec.Body)
+		}
+	}
+	inst := "/fhir/Patient/" + id + "/_history"
+	tests := []struct {
+		name, target, prefer string
+		status               int
+		rule, expression     string
+		total, entries       int
+	}{
+		{"plain", inst, "", 200, "", "", 3, 3},
+		{"_count=0 is the total only", inst + "?_count=0", "", 200, "", "", 3, 0},
+		{"_count above the maximum is the maximum", inst + "?_count=5000", "", 200, "", "", 3, 3},
+		{"_count=1", inst + "?_count=1", "", 200, "", "", 3, 1},
+		{"_count=0 of the type", "/fhir/Patient/_history?_count=0", "", 200, "", "", 3, 0},
+		{"_count=0 of the system", "/fhir/_history?_count=0", "", 200, "", "", -1, 0},
+		{"_count not a number", inst + "?_count=x", "", 400, "search-value-invalid", "_count", 0, 0},
+		{"_count twice", inst + "?_count=1&_count=2", "", 400, "search-value-invalid", "_count", 0, 0},
+		{"_since not an instant", inst + "?_since=2020", "", 400, "search-value-invalid", "_since", 0, 0},
+		{"_at", inst + "?_at=2000-01-01T00:00:00Z", "", 400, "search-param-unsupported", "_at", 0, 0},
+		{"_list", "/fhir/Patient/_history?_list=x", "", 400, "search-param-unsupported", "_list", 0, 0},
+		{"unknown", inst + "?foo=SECRET7", "", 400, "search-param-unknown", "", 0, 0},
+		{"unknown, system", "/fhir/_history?foo=bar", "", 400, "search-param-unknown", "", 0, 0},
+		{"lenient _at", inst + "?_at=2000-01-01T00:00:00Z&_count=2", "handling=lenient", 200, "", "", 3, 2},
+		{"lenient unknown", inst + "?foo=SECRET7", "handling=lenient", 200, "", "", 3, 3},
+		{"_format", inst + "?_format=json", "", 200, "", "", 3, 3},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var headers []string
+			if tc.prefer != "" {
+				headers = append(headers, "Prefer: "+tc.prefer)
+			}
+			rec := req(h, "GET", tc.target, "", headers...)
+			if tc.status != 200 {
+				assertOutcome(t, rec, tc.status, tc.rule, "")
+				var oo outcome
+				_ = json.Unmarshal(rec.Body.Bytes(), &oo)
+				if got := oo.Issue[0].Expression; tc.expression != "" && fmt.Sprint(got) != "["+tc.expression+"]" {
+					t.Errorf("expression = %v, want [%s]", got, tc.expression)
+				}
+				if strings.Contains(rec.Body.String(), "SECRET7") {
+					t.Errorf("the outcome quotes the request: %s", rec.Body)
+				}
+				return
+			}
+			if rec.Code != 200 {
+				t.Fatalf("GET %s = %d %s", tc.target, rec.Code, rec.Body)
+			}
+			b := decode(t, rec)
+			entries, _ := b["entry"].([]any)
+			if tc.total >= 0 && b["total"] != float64(tc.total) || len(entries) != tc.entries {
+				t.Errorf("GET %s: total %v, %d entries; want %d, %d", tc.target, b["total"], len(entries), tc.total, tc.entries)
+			}
+			self := b["link"].([]any)[0].(map[string]any)["url"].(string)
+			if strings.Contains(self, "_at") || strings.Contains(self, "SECRET7") {
+				t.Errorf("self link %s shows a parameter that was ignored", self)
+			}
+		})
+	}
+}

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -368,12 +371,15 @@ type HistoryResult struct {
 	Query    store.HistoryQuery
 	Versions []*store.Resource
 	Total    int
+	// Ignored are the parameter keys a lenient history ignored, as sent.
+	Ignored []string
 }
 
 // History returns versions of the system (typ and id ""), a type (id "")
 // or an instance, newest first (http.html#history), paged by _count and
-// _offset and bounded by _since in params.
-func (e *Engine) History(ctx context.Context, sc *auditlog.Scope, typ, id string, params url.Values) (*HistoryResult, error) {
+// _offset and bounded by _since in params (historyParams: other parameters
+// are Invalid, or with lenient ignored and listed in the result).
+func (e *Engine) History(ctx context.Context, sc *auditlog.Scope, typ, id string, params url.Values, lenient bool) (*HistoryResult, error) {
 	q := store.HistoryQuery{Count: 50}
 	if typ != "" {
 		if err := e.checkType(typ); err != nil {
@@ -394,30 +400,17 @@ func (e *Engine) History(ctx context.Context, sc *auditlog.Scope, typ, id string
 	if err := allow(sc, scopeType, 'r'); err != nil {
 		return nil, err
 	}
-	if v := params.Get("_count"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 || n > 1000 {
-			return nil, outcome.New(outcome.Invalid, "invalid", "search-value-invalid", "_count must be an integer from 0 to 1000")
-		}
-		q.Count = n
+	ignored, err := historyParams(&q, typ, params, lenient)
+	if err != nil {
+		return nil, err
 	}
-	if v := params.Get("_offset"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 {
-			return nil, outcome.New(outcome.Invalid, "invalid", "search-value-invalid", "_offset must be a non-negative integer")
-		}
-		q.Offset = n
-	}
-	if v := params.Get("_since"); v != "" {
-		t, err := time.Parse(time.RFC3339Nano, v)
-		if err != nil {
-			return nil, outcome.New(outcome.Invalid, "invalid", "search-value-invalid", "_since must be an instant")
-		}
-		q.Since = t
+	countOnly := q.Count == 0
+	if countOnly {
+		q.Count = 1 // the store pages at least one; none is answered
 	}
 	var versions []*store.Resource
 	var total int
-	err := e.query(ctx, sc, func(ctx context.Context) error {
+	err = e.query(ctx, sc, func(ctx context.Context) error {
 		var err error
 		versions, total, err = e.storeFor(sc.TenantOf()).History(ctx, q)
 		return err
@@ -430,10 +423,73 @@ func (e *Engine) History(ctx context.Context, sc *auditlog.Scope, typ, id string
 	}
 	// The scope check above covers every version's type; Disclose keeps
 	// the one decision in one place (and the tenant check twice).
+	if countOnly {
+		versions, q.Count = nil, 0
+	}
 	versions, _ = e.Disclose(sc, versions)
 	sc.Touch(versions...)
 	sc.Description = fmt.Sprintf("%d versions", len(versions))
-	return &HistoryResult{Query: q, Versions: versions, Total: total}, nil
+	return &HistoryResult{Query: q, Versions: versions, Total: total, Ignored: ignored}, nil
+}
+
+// historyParams reads the parameters of a history of typ ("" for the
+// system) into q, by the rules of search where they overlap: _count (0:
+// the total only; above search.MaxCount taken as it), _offset, _since (an
+// instant), each at most once; _format and _pretty are the edge's. R4's
+// _at and _list, and any other parameter, are not supported: an error
+// (search-param-unsupported, search-param-unknown), or with lenient
+// ignored and returned, as a lenient search does.
+func historyParams(q *store.HistoryQuery, typ string, params url.Values, lenient bool) ([]string, error) {
+	bad := func(key, msg string) error {
+		return outcome.New(outcome.Invalid, "invalid", search.RuleValueInvalid, msg).At(key)
+	}
+	var ignored []string
+	for _, key := range slices.Sorted(maps.Keys(params)) {
+		vals := params[key]
+		switch key {
+		case "_count", "_offset", "_since":
+			if len(vals) > 1 {
+				return nil, bad(key, key+" is given more than once")
+			}
+		}
+		v := vals[0]
+		switch key {
+		case "_count":
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
+				return nil, bad(key, "_count must be a non-negative integer")
+			}
+			q.Count = min(n, search.MaxCount)
+		case "_offset":
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
+				return nil, bad(key, "_offset must be a non-negative integer")
+			}
+			q.Offset = n
+		case "_since":
+			t, err := time.Parse(time.RFC3339Nano, v)
+			if err != nil {
+				return nil, bad(key, "_since must be an instant")
+			}
+			q.Since = t
+		case "_format", "_pretty":
+		default:
+			if lenient {
+				ignored = append(ignored, key)
+				continue
+			}
+			name, _, _ := strings.Cut(key, ":")
+			if name == "_at" || name == "_list" {
+				return nil, outcome.New(outcome.Invalid, "not-supported", search.RuleParamUnsupported,
+					"history supports _count, _offset and _since, not "+name+"; send Prefer: handling=lenient to "+
+						"have it ignored").At(name)
+			}
+			return nil, outcome.New(outcome.Invalid, "not-supported", search.RuleParamUnknown,
+				"history supports _count, _offset and _since only; send Prefer: handling=lenient to have other "+
+					"parameters ignored").At(search.ShownName(typ, key))
+		}
+	}
+	return ignored, nil
 }
 
 // IsGone reports a deleted resource (for the version headers of a 410).
