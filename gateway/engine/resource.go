@@ -34,7 +34,7 @@ func clientWritable(typ string) error {
 var publishedTypes = map[string]bool{"CodeSystem": true, "ValueSet": true, "StructureDefinition": true,
 	"SearchParameter": true, "OperationDefinition": true, "ImplementationGuide": true}
 
-var errAuditReadOnly = &outcome.Error{Kind: outcome.MethodNotAllowed, Allow: []string{"GET"}, Issues: []outcome.Issue{{
+var errAuditReadOnly = &outcome.Error{Kind: outcome.MethodNotAllowed, Allow: []string{"GET", "HEAD"}, Issues: []outcome.Issue{{
 	Severity: "error", Code: "forbidden", Rule: "audit-read-only",
 	Message: "AuditEvents are recorded by the gateway and cannot be created, changed or deleted"}}}
 
