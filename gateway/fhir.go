@@ -186,18 +186,15 @@ func (s *Server) handleConditionalPatch(c echo.Context) error {
 func (s *Server) patchBody(c echo.Context) (engine.PatchFormat, engine.Body) {
 	r := c.Request()
 	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	switch mt {
-	case "application/json-patch+json":
-	case "application/fhir+json", "application/json", "application/json+fhir":
-		return engine.PatchDetect, s.body(c)
-	default:
+	format, ok := engine.PatchFormatOf(mt)
+	if !ok {
 		return engine.PatchDetect, func() ([]byte, error) { return nil, errPatchContentType }
 	}
-	return engine.PatchJSON, func() ([]byte, error) {
+	return format, func() ([]byte, error) {
 		var b []byte
 		err := stage.Run(r.Context(), s.tracer(), "fhir.decode", func(context.Context) error {
 			var err error
-			b, err = readBodyOf(c, s.cfg.MaxBodyBytes, "application/json-patch+json")
+			b, err = readBodyOf(c, s.cfg.MaxBodyBytes, mt)
 			return err
 		})
 		return b, err

@@ -381,6 +381,43 @@ func TestMetadata(t *testing.T) {
 	if res := r4.New(r4.Options{}).Validate(rec.Body.Bytes()); !res.Valid() {
 		t.Errorf("the CapabilityStatement is not valid R4: %+v", res.Issues)
 	}
+	// searchInclude and searchRevInclude are given on the type searched,
+	// and the server accepts every value advertised.
+	var cs struct {
+		PatchFormat []string
+		Rest        []struct {
+			Resource []struct {
+				Type                            string
+				SearchInclude, SearchRevInclude []string
+			}
+		}
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &cs); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(cs.PatchFormat, "application/json-patch+json") || !slices.Contains(cs.PatchFormat, "application/fhir+json") {
+		t.Errorf("patchFormat = %v", cs.PatchFormat)
+	}
+	for _, r := range cs.Rest[0].Resource {
+		switch r.Type {
+		case "Patient", "Encounter", "Claim":
+		default:
+			continue
+		}
+		if r.Type == "Patient" && (!slices.Contains(r.SearchRevInclude, "Observation:subject") || !slices.Contains(r.SearchRevInclude, "Claim:patient")) {
+			t.Errorf("Patient searchRevInclude = %v, want Observation:subject and Claim:patient among them", r.SearchRevInclude)
+		}
+		for _, v := range r.SearchRevInclude {
+			if rec := req(h, "GET", "/fhir/"+r.Type+"?_revinclude="+v+"&_count=1", ""); rec.Code != 200 {
+				t.Errorf("%s?_revinclude=%s (advertised) = %d %s", r.Type, v, rec.Code, rec.Body)
+			}
+		}
+		for _, v := range r.SearchInclude {
+			if rec := req(h, "GET", "/fhir/"+r.Type+"?_include="+v+"&_count=1", ""); rec.Code != 200 {
+				t.Errorf("%s?_include=%s (advertised) = %d %s", r.Type, v, rec.Code, rec.Body)
+			}
+		}
+	}
 	// The gateway's own CodeSystem is a stored resource.
 	if rec := req(h, "GET", "/fhir/CodeSystem/ketamine-gateway", ""); rec.Code != 200 {
 		t.Errorf("CodeSystem read = %d", rec.Code)
