@@ -160,6 +160,17 @@ func TestEveryRouteAudited(t *testing.T) {
 		{"GET /fhir/:type/:id/:compartment", "GET", "/fhir/Patient/p1/Practitioner", "", 400},
 		{"GET /fhir/:type/:id/$everything", "GET", "/fhir/Patient/p1/$everything?_count=2", "", 200},
 		{"GET /fhir/:type/:id/$everything", "GET", "/fhir/Patient/nope/$everything", "", 404},
+		// HEAD is audited as the GET it stands for.
+		{"HEAD /fhir/:type/:id", "HEAD", "/fhir/Patient/p1", "", 200},
+		{"HEAD /fhir/:type/:id", "HEAD", "/fhir/Patient/nope", "", 404},
+		{"HEAD /fhir/:type/:id/_history/:vid", "HEAD", "/fhir/Patient/p1/_history/1", "", 200},
+		{"HEAD /fhir/:type/:id/_history", "HEAD", "/fhir/Patient/p1/_history", "", 200},
+		{"HEAD /fhir/:type/_history", "HEAD", "/fhir/Patient/_history", "", 200},
+		{"HEAD /fhir/_history", "HEAD", "/fhir/_history?_count=2", "", 200},
+		{"HEAD /fhir/:type", "HEAD", "/fhir/Observation?subject=Patient/p1", "", 200},
+		{"HEAD /fhir/metadata", "HEAD", "/fhir/metadata", "", 200},
+		{"HEAD /fhir/:type/:id/:compartment", "HEAD", "/fhir/Patient/p1/Observation?code=x", "", 200},
+		{"HEAD /fhir/:type/:id/$everything", "HEAD", "/fhir/Patient/p1/$everything?_count=2", "", 200},
 		// Bulk data and jobs (bulk_test.go has their successes).
 		{"GET /fhir/$export", "GET", "/fhir/$export", "", 400}, // no Prefer: respond-async
 		{"GET /fhir/Patient/$export", "GET", "/fhir/Patient/$export", "", 400},

@@ -31,6 +31,9 @@ var (
 	errAuthNotEnabled     = outcome.New(outcome.NotFound, "not-found", "auth-not-configured", "this gateway runs in development mode without authentication")
 	errConformanceUnknown = outcome.New(outcome.NotFound, "not-found", "resource-unknown",
 		"without a database the gateway serves only its own conformance resources, and none with this type and id")
+	errSearchFormType = outcome.New(outcome.UnsupportedMedia, "not-supported", "content-type-unsupported",
+		"a POST search's body must be application/x-www-form-urlencoded (name=value&...), or empty with the "+
+			"parameters in the URL")
 	errSearchFormTooLarge = outcome.New(outcome.TooLarge, "too-costly", "search-form-too-large",
 		"the search form exceeds 64 KiB; a search is a query string, not a document")
 	errFramingAmbiguous = outcome.New(outcome.Invalid, "structure", "request-framing-ambiguous",

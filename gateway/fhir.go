@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"mime"
 	"net/http"
 	"net/url"
@@ -185,18 +186,15 @@ func (s *Server) handleConditionalPatch(c echo.Context) error {
 func (s *Server) patchBody(c echo.Context) (engine.PatchFormat, engine.Body) {
 	r := c.Request()
 	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	switch mt {
-	case "application/json-patch+json":
-	case "application/fhir+json", "application/json", "application/json+fhir":
-		return engine.PatchDetect, s.body(c)
-	default:
+	format, ok := engine.PatchFormatOf(mt)
+	if !ok {
 		return engine.PatchDetect, func() ([]byte, error) { return nil, errPatchContentType }
 	}
-	return engine.PatchJSON, func() ([]byte, error) {
+	return format, func() ([]byte, error) {
 		var b []byte
 		err := stage.Run(r.Context(), s.tracer(), "fhir.decode", func(context.Context) error {
 			var err error
-			b, err = readBodyOf(c, s.cfg.MaxBodyBytes, "application/json-patch+json")
+			b, err = readBodyOf(c, s.cfg.MaxBodyBytes, mt)
 			return err
 		})
 		return b, err
@@ -260,27 +258,50 @@ func preferLenient(prefer string) bool {
 // handleSearch is GET /fhir/{type}?params and POST /fhir/{type}/_search.
 func (s *Server) handleSearch(c echo.Context) error {
 	params := c.QueryParams()
-	if r := c.Request(); r.Method == http.MethodPost {
-		// A search form is a query string in the body: bounded like one.
-		r.Body = http.MaxBytesReader(c.Response(), r.Body, maxSearchForm)
-		form, err := c.FormParams()
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return errSearchFormTooLarge
-		}
+	typ := c.Param("type")
+	if c.Request().Method == http.MethodPost {
+		form, err := searchForm(c, typ)
 		if err != nil {
-			return outcome.New(outcome.Invalid, "invalid", "search-form-invalid", "the search form could not be read")
+			return err
 		}
 		for k, vs := range form {
 			params[k] = append(params[k], vs...)
 		}
 	}
-	typ := c.Param("type")
 	res, err := s.app.Engine.Search(c.Request().Context(), scopeOf(c), typ, params, preferLenient(c.Request().Header.Get("Prefer")))
 	if err != nil {
 		return err
 	}
 	return s.writeSearchset(c, typ, typ, params, res)
+}
+
+// searchForm reads the body of POST /fhir/{type}/_search: an
+// application/x-www-form-urlencoded query string (search.html#search), at
+// most maxSearchForm bytes, decoded by the rule of a URL's query. Any other
+// media type is 415, never ignored (that would answer the search without its
+// criteria); an empty body without a Content-Type is no parameters, the
+// search being then in the URL alone.
+func searchForm(c echo.Context, typ string) (url.Values, error) {
+	r := c.Request()
+	ct := r.Header.Get("Content-Type")
+	mt, _, err := mime.ParseMediaType(ct)
+	if ct != "" && (err != nil || mt != "application/x-www-form-urlencoded") {
+		return nil, errSearchFormType
+	}
+	if r.ContentLength > maxSearchForm {
+		return nil, errSearchFormTooLarge
+	}
+	b, err := io.ReadAll(http.MaxBytesReader(c.Response(), r.Body, maxSearchForm))
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		return nil, errSearchFormTooLarge
+	case err != nil:
+		return nil, errBodyUnreadable
+	case ct == "" && len(b) > 0:
+		return nil, errSearchFormType
+	}
+	return engine.ParseQuery(typ, string(b))
 }
 
 // handleCompartment is GET /fhir/Patient/{id}/{type}: a search of type
@@ -393,7 +414,9 @@ func ignoredOutcome(typ string, keys []string) any {
 
 // handleHistory serves instance, type and system history.
 func (s *Server) handleHistory(c echo.Context) error {
-	res, err := s.app.Engine.History(c.Request().Context(), scopeOf(c), c.Param("type"), c.Param("id"), c.QueryParams())
+	params := c.QueryParams()
+	res, err := s.app.Engine.History(c.Request().Context(), scopeOf(c), c.Param("type"), c.Param("id"), params,
+		preferLenient(c.Request().Header.Get("Prefer")))
 	if err != nil {
 		return err
 	}
@@ -402,7 +425,19 @@ func (s *Server) handleHistory(c echo.Context) error {
 	b := fhirwire.Bundle{ResourceType: "Bundle", ID: store.NewID(), Type: fhirwire.TypeHistory, Total: &total,
 		Meta: &fhirwire.Meta{LastUpdated: fhirwire.Instant(s.app.Engine.Now())}}
 	path := c.Request().URL.Path
-	b.Link = append(b.Link, fhirwire.Link{Relation: "self", URL: c.Scheme() + "://" + c.Request().Host + path + "?" + c.Request().URL.RawQuery})
+	// The self link shows the parameters used: not those a lenient
+	// history ignored (a history Bundle has no outcome entry in R4).
+	self := c.Request().URL.RawQuery
+	if len(res.Ignored) > 0 {
+		p := selfParams(params, res.Ignored)
+		for _, k := range []string{"_count", "_offset"} {
+			if params.Has(k) {
+				p[k] = params[k]
+			}
+		}
+		self = p.Encode()
+	}
+	b.Link = append(b.Link, fhirwire.Link{Relation: "self", URL: c.Scheme() + "://" + c.Request().Host + path + "?" + self})
 	if q.Offset+len(res.Versions) < total && q.Count > 0 {
 		p := url.Values{"_count": {strconv.Itoa(q.Count)}, "_offset": {strconv.Itoa(q.Offset + q.Count)}}
 		if v := c.QueryParam("_since"); v != "" {

@@ -100,6 +100,25 @@ func TestCRUD(t *testing.T) {
 	if rec = req(h, "GET", "/fhir/Patient/"+id+"/_history/1", ""); rec.Code != 200 || !strings.Contains(rec.Body.String(), `"Ann"`) {
 		t.Errorf("vread v1 = %d %s", rec.Code, rec.Body)
 	}
+	// A version the resource does not have is version-unknown, an unknown
+	// resource resource-unknown: the client tells its two mistakes apart.
+	assertOutcome(t, req(h, "GET", "/fhir/Patient/"+id+"/_history/99", ""), 404, "version-unknown", "")
+	assertOutcome(t, req(h, "GET", "/fhir/Patient/"+id+"/_history/abc", ""), 404, "version-unknown", "")
+	assertOutcome(t, req(h, "GET", "/fhir/Patient/nope/_history/1", ""), 404, "resource-unknown", "")
+	// If-Match: * holds for a resource that exists (RFC 9110 13.1.1), and
+	// fails for one that does not.
+	star := strings.Replace(upd, `"Anne"`, `"Anna"`, 1)
+	if rec = req(h, "PUT", "/fhir/Patient/"+id, star, "If-Match: *"); rec.Code != 200 || rec.Header().Get("ETag") != `W/"3"` {
+		t.Errorf("update with If-Match: * = %d %s, want 200 version 3", rec.Code, rec.Body)
+	}
+	if rec = req(h, "PATCH", "/fhir/Patient/"+id, `[{"op":"replace","path":"/gender","value":"female"}]`,
+		"Content-Type: application/json-patch+json", "If-Match: *"); rec.Code != 200 {
+		t.Errorf("patch with If-Match: * = %d %s, want 200", rec.Code, rec.Body)
+	}
+	absent := strings.Replace(patientJSON, `"resourceType":"Patient"`, `"resourceType":"Patient","id":"star-absent"`, 1)
+	if rec = req(h, "PUT", "/fhir/Patient/star-absent", absent, "If-Match: *"); rec.Code != http.StatusPreconditionFailed {
+		t.Errorf("update-as-create with If-Match: * = %d, want 412", rec.Code)
+	}
 	if rec = req(h, "PUT", "/fhir/Patient/other-id", upd); rec.Code != 400 {
 		t.Errorf("PUT with an id differing from the URL = %d, want 400", rec.Code)
 	}
@@ -114,8 +133,9 @@ func TestCRUD(t *testing.T) {
 	if rec = req(h, "GET", "/fhir/Patient/"+id, ""); rec.Code != http.StatusGone {
 		t.Errorf("read after delete = %d, want 410", rec.Code)
 	}
+	assertOutcome(t, req(h, "GET", "/fhir/Patient/"+id+"/_history/99", ""), 404, "version-unknown", "")
 	rec = req(h, "GET", "/fhir/Patient/"+id+"/_history", "")
-	if b := decode(t, rec); rec.Code != 200 || b["type"] != "history" || b["total"].(float64) != 3 {
+	if b := decode(t, rec); rec.Code != 200 || b["type"] != "history" || b["total"].(float64) != 5 {
 		t.Errorf("history = %d %s", rec.Code, rec.Body)
 	}
 	if rec = req(h, "GET", "/fhir/Patient/nope", ""); rec.Code != 404 {
@@ -144,6 +164,9 @@ func TestBadWrites(t *testing.T) {
 		{"missing required", "POST", "/fhir/Observation", `{"resourceType":"Observation","code":{"text":"x"}}`, 400, "element-required"},
 		{"unknown type", "POST", "/fhir/Nonsense", patientJSON, 404, "resource-type-unknown"},
 		{"deep nesting", "POST", "/fhir/Patient", strings.Repeat(`{"a":`, 5000) + "1" + strings.Repeat("}", 5000), 400, "json-depth"},
+		{"PUT id with _", "PUT", "/fhir/Patient/bad_id", `{"resourceType":"Patient","id":"bad_id"}`, 400, "id-invalid"},
+		{"PUT id of 65", "PUT", "/fhir/Patient/" + strings.Repeat("a", 65), `{"resourceType":"Patient","id":"` + strings.Repeat("a", 65) + `"}`, 400, "id-invalid"},
+		{"DELETE id with _", "DELETE", "/fhir/Patient/has_underscore", "", 400, "id-invalid"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -294,6 +317,21 @@ func TestBatch(t *testing.T) {
 	if len(got) != 3 || got[0] != "201 Created" || !strings.HasPrefix(got[2], "404") {
 		t.Errorf("batch statuses = %v", got)
 	}
+	// A batch entry's issues name the element as a transaction's do: in
+	// FHIRPath, the nested resource's type with ofType.
+	bad := `{"resource":{"resourceType":"Observation","status":"bogus","code":{"text":"x"}},"request":{"method":"POST","url":"Observation"}}`
+	const want = "Bundle.entry[0].resource.ofType(Observation).status"
+	b := decode(t, req(h, "POST", "/fhir", `{"resourceType":"Bundle","type":"batch","entry":[`+bad+`]}`))
+	oo := b["entry"].([]any)[0].(map[string]any)["response"].(map[string]any)["outcome"].(map[string]any)
+	if got := oo["issue"].([]any)[0].(map[string]any)["expression"]; fmt.Sprint(got) != "["+want+"]" {
+		t.Errorf("batch entry issue expression = %v, want [%s]", got, want)
+	}
+	rec = req(h, "POST", "/fhir", txBundle(bad))
+	var tx outcome
+	_ = json.Unmarshal(rec.Body.Bytes(), &tx)
+	if len(tx.Issue) == 0 || fmt.Sprint(tx.Issue[0].Expression) != "["+want+"]" {
+		t.Errorf("transaction entry issue = %s, want expression [%s]", rec.Body, want)
+	}
 }
 
 func TestSearchPaging(t *testing.T) {
@@ -342,6 +380,43 @@ func TestMetadata(t *testing.T) {
 	}
 	if res := r4.New(r4.Options{}).Validate(rec.Body.Bytes()); !res.Valid() {
 		t.Errorf("the CapabilityStatement is not valid R4: %+v", res.Issues)
+	}
+	// searchInclude and searchRevInclude are given on the type searched,
+	// and the server accepts every value advertised.
+	var cs struct {
+		PatchFormat []string
+		Rest        []struct {
+			Resource []struct {
+				Type                            string
+				SearchInclude, SearchRevInclude []string
+			}
+		}
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &cs); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(cs.PatchFormat, "application/json-patch+json") || !slices.Contains(cs.PatchFormat, "application/fhir+json") {
+		t.Errorf("patchFormat = %v", cs.PatchFormat)
+	}
+	for _, r := range cs.Rest[0].Resource {
+		switch r.Type {
+		case "Patient", "Encounter", "Claim":
+		default:
+			continue
+		}
+		if r.Type == "Patient" && (!slices.Contains(r.SearchRevInclude, "Observation:subject") || !slices.Contains(r.SearchRevInclude, "Claim:patient")) {
+			t.Errorf("Patient searchRevInclude = %v, want Observation:subject and Claim:patient among them", r.SearchRevInclude)
+		}
+		for _, v := range r.SearchRevInclude {
+			if rec := req(h, "GET", "/fhir/"+r.Type+"?_revinclude="+v+"&_count=1", ""); rec.Code != 200 {
+				t.Errorf("%s?_revinclude=%s (advertised) = %d %s", r.Type, v, rec.Code, rec.Body)
+			}
+		}
+		for _, v := range r.SearchInclude {
+			if rec := req(h, "GET", "/fhir/"+r.Type+"?_include="+v+"&_count=1", ""); rec.Code != 200 {
+				t.Errorf("%s?_include=%s (advertised) = %d %s", r.Type, v, rec.Code, rec.Body)
+			}
+		}
 	}
 	// The gateway's own CodeSystem is a stored resource.
 	if rec := req(h, "GET", "/fhir/CodeSystem/ketamine-gateway", ""); rec.Code != 200 {
@@ -464,6 +539,200 @@ func TestTransactionConditionalLookups(t *testing.T) {
 			}
 			if n := decode(t, req(h, "GET", "/fhir/Patient?identifier=http://hospital.example/mrn|M6", ""))["total"].(float64); n != 0 {
 				t.Errorf("the failed transaction stored %v patients", n)
+			}
+		})
+	}
+}
+
+// TestMalformedQueries: a query string (URL, search form, Bundle entry,
+// conditional criteria) whose percent-encoding is malformed or whose bytes
+// are not UTF-8 is a 400 naming the parameter at every entry point, never
+// a search with the parameter dropped or read as empty; a search form must
+// be a form.
+func TestMalformedQueries(t *testing.T) {
+	h := fhirServer(t)
+	pid := decode(t, req(h, "POST", "/fhir/Patient", patientJSON))["id"].(string)
+	if rec := req(h, "POST", "/fhir/Patient", strings.Replace(patientJSON, `"M1"`, `"M2"`, 1)); rec.Code != 201 {
+		t.Fatal(rec.Body)
+	}
+	const form = "application/x-www-form-urlencoded"
+	tests := []struct {
+		name, method, target, contentType, body string
+		headers                                 []string
+		status                                  int
+		rule, expression                        string
+	}{
+		{"lone percent", "GET", "/fhir/Patient?_id=" + pid + "%", "", "", nil, 400, "search-value-invalid", "_id"},
+		{"bad escape", "GET", "/fhir/Patient?family=%ZZ", "", "", nil, 400, "search-value-invalid", "family"},
+		{"bad escape among good", "GET", "/fhir/Patient?gender=female&identifier=http://hospital.example/mrn|M%2", "", "", nil, 400, "search-value-invalid", "identifier"},
+		{"not UTF-8", "GET", "/fhir/Patient?family=%FF", "", "", nil, 400, "search-value-invalid", "family"},
+		{"not UTF-8 pair", "GET", "/fhir/Patient?family=%C3%28", "", "", nil, 400, "search-value-invalid", "family"},
+		{"semicolon", "GET", "/fhir/Patient?family=Test;x", "", "", nil, 400, "search-value-invalid", "family"},
+		{"bad name", "GET", "/fhir/Patient?fam%ZZily=x", "", "", nil, 400, "search-value-invalid", ""},
+		{"lenient still refuses", "GET", "/fhir/Patient?family=%ZZ", "", "", []string{"Prefer: handling=lenient"}, 400, "search-value-invalid", "family"},
+		{"compartment", "GET", "/fhir/Patient/" + pid + "/Observation?code=8302-2%G1", "", "", nil, 400, "search-value-invalid", "code"},
+		{"everything", "GET", "/fhir/Patient/" + pid + "/$everything?_type=Condition%", "", "", nil, 400, "search-value-invalid", "_type"},
+		{"history", "GET", "/fhir/Patient/_history?_since=%FF", "", "", nil, 400, "search-value-invalid", "_since"},
+		{"read", "GET", "/fhir/Patient/" + pid + "?_elements=%ZZ", "", "", nil, 400, "search-value-invalid", "_elements"},
+		{"form bad escape", "POST", "/fhir/Patient/_search", form, "family=%ZZ", nil, 400, "search-value-invalid", "family"},
+		{"form not UTF-8", "POST", "/fhir/Patient/_search", form, "family=%FF", nil, 400, "search-value-invalid", "family"},
+		{"form in URL bad", "POST", "/fhir/Patient/_search?family=%ZZ", form, "gender=female", nil, 400, "search-value-invalid", "family"},
+		{"form as JSON", "POST", "/fhir/Patient/_search", "application/json", `{"identifier":"http://hospital.example/mrn|M1"}`, nil, 415, "content-type-unsupported", ""},
+		{"form as text", "POST", "/fhir/Patient/_search", "text/plain", "identifier=http://hospital.example/mrn|M1", nil, 415, "content-type-unsupported", ""},
+		{"form as Parameters", "POST", "/fhir/Patient/_search", "application/fhir+json", `{"resourceType":"Parameters"}`, nil, 415, "content-type-unsupported", ""},
+		{"form without a type", "POST", "/fhir/Patient/_search", "", "identifier=http://hospital.example/mrn|M1", nil, 415, "content-type-unsupported", ""},
+		{"If-None-Exist not UTF-8", "POST", "/fhir/Patient", "application/fhir+json", patientJSON, []string{"If-None-Exist: family=%FF"}, 400, "search-value-invalid", "family"},
+		{"conditional update bad escape", "PUT", "/fhir/Patient?identifier=%ZZ", "application/fhir+json", patientJSON, nil, 400, "search-value-invalid", "identifier"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest(tc.method, tc.target, strings.NewReader(tc.body))
+			if tc.contentType != "" {
+				r.Header.Set("Content-Type", tc.contentType)
+			}
+			for _, hv := range tc.headers {
+				k, v, _ := strings.Cut(hv, ":")
+				r.Header.Set(k, strings.TrimSpace(v))
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, r)
+			assertOutcome(t, rec, tc.status, tc.rule, "")
+			var oo outcome
+			_ = json.Unmarshal(rec.Body.Bytes(), &oo)
+			if got := oo.Issue[0].Expression; tc.expression != "" && (len(got) != 1 || got[0] != tc.expression) {
+				t.Errorf("expression = %v, want [%s]", got, tc.expression)
+			}
+		})
+	}
+	// A Bundle entry's search by the same rule.
+	batch := `{"resourceType":"Bundle","type":"batch","entry":[{"request":{"method":"GET","url":"Patient?family=%FF"}}]}`
+	b := decode(t, req(h, "POST", "/fhir", batch))
+	if got := fmt.Sprint(b["entry"].([]any)[0].(map[string]any)["response"].(map[string]any)["status"]); !strings.HasPrefix(got, "400") {
+		t.Errorf("batch GET with %%FF = %s, want 400", got)
+	}
+	// The well-formed searches still work: a form, an empty body without
+	// a Content-Type (the parameters in the URL), an escaped % and ;.
+	for _, tc := range []struct{ target, contentType, body string }{
+		{"/fhir/Patient/_search", form, "identifier=http%3A%2F%2Fhospital.example%2Fmrn|M1"},
+		{"/fhir/Patient/_search?identifier=http://hospital.example/mrn|M1", "", ""},
+		{"/fhir/Patient?identifier=http://hospital.example/mrn|M1&family:exact=Testpat%25&family:missing=false", "", ""},
+	} {
+		r := httptest.NewRequest("POST", tc.target, strings.NewReader(tc.body))
+		if strings.Contains(tc.target, "?identifier") && !strings.Contains(tc.target, "_search") {
+			r.Method = "GET"
+		}
+		if tc.contentType != "" {
+			r.Header.Set("Content-Type", tc.contentType)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, r)
+		if rec.Code != 200 {
+			t.Fatalf("%s %s = %d %s", r.Method, tc.target, rec.Code, rec.Body)
+		}
+		want := 1.0
+		if strings.Contains(tc.target, "%25") {
+			want = 0 // no family starts with "Testpat%"
+		}
+		if got := decode(t, rec)["total"]; got != want {
+			t.Errorf("%s %s: total = %v, want %v", r.Method, tc.target, got, want)
+		}
+	}
+}
+
+// TestFormatOverridesAccept: _format=json wins over an Accept header
+// without JSON (http.html#mime); without _format such an Accept is 406.
+func TestFormatOverridesAccept(t *testing.T) {
+	h := fhirServer(t)
+	pid := decode(t, req(h, "POST", "/fhir/Patient", patientJSON))["id"].(string)
+	tests := []struct {
+		query, accept string
+		status        int
+	}{
+		{"?_format=json", "text/html", 200},
+		{"?_format=application/fhir%2Bjson", "application/fhir+xml", 200},
+		{"?_format=application/fhir+json", "application/fhir+xml", 200}, // the + read as a space
+		{"?_format=application/fhir%2Bjson%3BfhirVersion=4.0", "application/xml", 200},
+		{"", "text/html", 406},
+		{"?_format=xml", "application/fhir+json", 406},
+		{"", "application/fhir+json", 200},
+	}
+	for _, tc := range tests {
+		t.Run(tc.query+" "+tc.accept, func(t *testing.T) {
+			rec := req(h, "GET", "/fhir/Patient/"+pid+tc.query, "", "Accept: "+tc.accept)
+			if rec.Code != tc.status {
+				t.Errorf("GET ?%s with Accept %s = %d %s, want %d", tc.query, tc.accept, rec.Code, rec.Body, tc.status)
+			}
+		})
+	}
+}
+
+// TestHistoryParams: history reads _count, _offset and _since by the rules
+// of search, and refuses what it does not support (R4's _at and _list,
+// anything else) as search does, or ignores it under
+// Prefer: handling=lenient, leaving it out of the self link.
+func TestHistoryParams(t *testing.T) {
+	h := fhirServer(t)
+	id := decode(t, req(h, "POST", "/fhir/Patient", patientJSON))["id"].(string)
+	upd := strings.Replace(patientJSON, `"resourceType":"Patient"`, `"resourceType":"Patient","id":"`+id+`"`, 1)
+	for range 2 {
+		if rec := req(h, "PUT", "/fhir/Patient/"+id, upd); rec.Code != 200 {
+			t.Fatal(rec.Body)
+		}
+	}
+	inst := "/fhir/Patient/" + id + "/_history"
+	tests := []struct {
+		name, target, prefer string
+		status               int
+		rule, expression     string
+		total, entries       int
+	}{
+		{"plain", inst, "", 200, "", "", 3, 3},
+		{"_count=0 is the total only", inst + "?_count=0", "", 200, "", "", 3, 0},
+		{"_count above the maximum is the maximum", inst + "?_count=5000", "", 200, "", "", 3, 3},
+		{"_count=1", inst + "?_count=1", "", 200, "", "", 3, 1},
+		{"_count=0 of the type", "/fhir/Patient/_history?_count=0", "", 200, "", "", 3, 0},
+		{"_count=0 of the system", "/fhir/_history?_count=0", "", 200, "", "", -1, 0},
+		{"_count not a number", inst + "?_count=x", "", 400, "search-value-invalid", "_count", 0, 0},
+		{"_count twice", inst + "?_count=1&_count=2", "", 400, "search-value-invalid", "_count", 0, 0},
+		{"_since not an instant", inst + "?_since=2020", "", 400, "search-value-invalid", "_since", 0, 0},
+		{"_at", inst + "?_at=2000-01-01T00:00:00Z", "", 400, "search-param-unsupported", "_at", 0, 0},
+		{"_list", "/fhir/Patient/_history?_list=x", "", 400, "search-param-unsupported", "_list", 0, 0},
+		{"unknown", inst + "?foo=SECRET7", "", 400, "search-param-unknown", "", 0, 0},
+		{"unknown, system", "/fhir/_history?foo=bar", "", 400, "search-param-unknown", "", 0, 0},
+		{"lenient _at", inst + "?_at=2000-01-01T00:00:00Z&_count=2", "handling=lenient", 200, "", "", 3, 2},
+		{"lenient unknown", inst + "?foo=SECRET7", "handling=lenient", 200, "", "", 3, 3},
+		{"_format", inst + "?_format=json", "", 200, "", "", 3, 3},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var headers []string
+			if tc.prefer != "" {
+				headers = append(headers, "Prefer: "+tc.prefer)
+			}
+			rec := req(h, "GET", tc.target, "", headers...)
+			if tc.status != 200 {
+				assertOutcome(t, rec, tc.status, tc.rule, "")
+				var oo outcome
+				_ = json.Unmarshal(rec.Body.Bytes(), &oo)
+				if got := oo.Issue[0].Expression; tc.expression != "" && fmt.Sprint(got) != "["+tc.expression+"]" {
+					t.Errorf("expression = %v, want [%s]", got, tc.expression)
+				}
+				if strings.Contains(rec.Body.String(), "SECRET7") {
+					t.Errorf("the outcome quotes the request: %s", rec.Body)
+				}
+				return
+			}
+			if rec.Code != 200 {
+				t.Fatalf("GET %s = %d %s", tc.target, rec.Code, rec.Body)
+			}
+			b := decode(t, rec)
+			entries, _ := b["entry"].([]any)
+			if tc.total >= 0 && b["total"] != float64(tc.total) || len(entries) != tc.entries {
+				t.Errorf("GET %s: total %v, %d entries; want %d, %d", tc.target, b["total"], len(entries), tc.total, tc.entries)
+			}
+			self := b["link"].([]any)[0].(map[string]any)["url"].(string)
+			if strings.Contains(self, "_at") || strings.Contains(self, "SECRET7") {
+				t.Errorf("self link %s shows a parameter that was ignored", self)
 			}
 		})
 	}

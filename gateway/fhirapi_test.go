@@ -361,6 +361,15 @@ func TestCompartmentAndEverything(t *testing.T) {
 	if types["Patient"] != 1 || types["Observation"] != 1 || types["Provenance"] != 1 || types["AuditEvent"] == 0 {
 		t.Fatalf("$everything carried %v", types)
 	}
+	// The Patient comes first, whatever _type and _since say (clients take
+	// it from entry[0]).
+	first := func(b map[string]any) string {
+		r := b["entry"].([]any)[0].(map[string]any)["resource"].(map[string]any)
+		return r["resourceType"].(string) + "/" + r["id"].(string)
+	}
+	if got := first(b); got != "Patient/"+pid {
+		t.Errorf("$everything entry[0] = %s, want Patient/%s", got, pid)
+	}
 	if n := decode(t, req(h, "GET", "/fhir/Patient/"+pid+"/$everything?_type=Patient,Observation", ""))["total"]; n != 2.0 {
 		t.Fatalf("$everything?_type=Patient,Observation total = %v, want 2", n)
 	}
@@ -374,15 +383,26 @@ func TestCompartmentAndEverything(t *testing.T) {
 	if len(b["entry"].([]any)) != 1 || !strings.Contains(next, "/fhir/Patient/"+pid+"/$everything?") {
 		t.Fatalf("$everything?_count=1 = %v", b)
 	}
+	if got := first(b); got != "Patient/"+pid {
+		t.Errorf("$everything?_count=1 entry[0] = %s, want the Patient", got)
+	}
 	_, rest, _ := strings.Cut(next, "/fhir/")
-	if b2 := decode(t, req(h, "GET", "/fhir/"+rest, "")); len(b2["entry"].([]any)) != 1 {
-		t.Errorf("the next page = %v", b2)
+	if b2 := decode(t, req(h, "GET", "/fhir/"+rest, "")); len(b2["entry"].([]any)) != 1 || !strings.HasPrefix(first(b2), "Observation/") {
+		t.Errorf("the next page = %v, want the Observation", b2)
 	}
-	if n := decode(t, req(h, "GET", "/fhir/Patient/"+pid+"/$everything?_type=Observation", ""))["total"]; n != 1.0 {
-		t.Errorf("$everything?_type=Observation total = %v, want 1", n)
-	}
-	if n := decode(t, req(h, "GET", "/fhir/Patient/"+pid+"/$everything?_since=2999-01-01T00:00:00Z", ""))["total"]; n != 0.0 {
-		t.Errorf("$everything?_since=future total = %v, want 0", n)
+	for _, tc := range []struct {
+		query string
+		total float64
+	}{
+		{"_type=Observation", 2},
+		{"_type=Patient", 1},
+		{"_since=2999-01-01T00:00:00Z", 1},
+		{"_type=Observation&_count=1", 2},
+	} {
+		b := decode(t, req(h, "GET", "/fhir/Patient/"+pid+"/$everything?"+tc.query, ""))
+		if b["total"] != tc.total || first(b) != "Patient/"+pid {
+			t.Errorf("$everything?%s: total %v, entry[0] %s; want total %v, the Patient first", tc.query, b["total"], first(b), tc.total)
+		}
 	}
 	assertOutcome(t, req(h, "GET", "/fhir/Patient/"+pid+"/$everything?_type=Practitioner", ""), 400, "search-value-invalid", "")
 	assertOutcome(t, req(h, "GET", "/fhir/Patient/"+pid+"/$everything?start=2020", ""), 400, "search-param-unsupported", "")

@@ -16,6 +16,7 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/console"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
@@ -71,21 +72,41 @@ func (s *Server) recoverPanics(next echo.HandlerFunc) echo.HandlerFunc {
 }
 
 // fhirFormat enforces FHIR content negotiation: JSON only. An explicit
-// _format or Accept that excludes JSON gets 406.
+// _format or Accept that excludes JSON gets 406. Before that, a FHIR
+// request's query string must decode (engine.ParseQuery): echo would drop
+// a malformed parameter silently.
 func (s *Server) fhirFormat(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if f := c.QueryParam("_format"); f != "" && !jsonFormat(f) {
-			return errFormat
+		if r := c.Request(); strings.HasPrefix(c.Path(), "/fhir") && r.URL.RawQuery != "" {
+			typ := c.Param("type")
+			if comp := c.Param("compartment"); comp != "" {
+				typ = comp
+			}
+			if _, err := engine.ParseQuery(typ, r.URL.RawQuery); err != nil {
+				return err
+			}
 		}
-		if a := c.Request().Header.Get("Accept"); a != "" && !acceptsJSON(a) {
+		// _format overrides Accept (http.html#mime: for a client that
+		// cannot set the header, such as a browser).
+		if f := c.QueryParam("_format"); f != "" {
+			if !jsonFormat(f) {
+				return errFormat
+			}
+		} else if a := c.Request().Header.Get("Accept"); a != "" && !acceptsJSON(a) {
 			return errAccept
 		}
 		return next(c)
 	}
 }
 
+// jsonFormat reports whether a _format value asks for JSON: json, or a
+// JSON media type with or without parameters ("application/fhir+json;
+// fhirVersion=4.0"), also with its "+" left unencoded and so read as a
+// space.
 func jsonFormat(f string) bool {
-	switch strings.ToLower(strings.TrimSpace(f)) {
+	mt, _, _ := strings.Cut(f, ";")
+	mt = strings.ReplaceAll(strings.ToLower(strings.TrimSpace(mt)), " ", "+")
+	switch mt {
 	case "json", "application/json", "application/fhir+json", "application/json+fhir":
 		return true
 	}

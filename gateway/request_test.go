@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"bufio"
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
@@ -122,11 +123,11 @@ func TestMethodNotAllowed(t *testing.T) {
 	h := fhirServer(t)
 	tests := []struct{ method, target, allow string }{
 		{"GET", "/auth/token", "OPTIONS, POST"},
-		{"DELETE", "/fhir/Patient", "OPTIONS, GET, PATCH, POST, PUT"},
-		{"PATCH", "/fhir/AuditEvent/1", "GET"},
-		{"POST", "/fhir/AuditEvent", "GET"},
-		{"PUT", "/fhir/AuditEvent/1", "GET"},
-		{"DELETE", "/fhir/AuditEvent/1", "GET"},
+		{"DELETE", "/fhir/Patient", "OPTIONS, GET, HEAD, PATCH, POST, PUT"},
+		{"PATCH", "/fhir/AuditEvent/1", "GET, HEAD"},
+		{"POST", "/fhir/AuditEvent", "GET, HEAD"},
+		{"PUT", "/fhir/AuditEvent/1", "GET, HEAD"},
+		{"DELETE", "/fhir/AuditEvent/1", "GET, HEAD"},
 		{"PUT", "/healthz", "OPTIONS, GET"},
 		{"DELETE", "/admin/deliveries", "OPTIONS, GET"},
 	}
@@ -140,5 +141,79 @@ func TestMethodNotAllowed(t *testing.T) {
 				t.Errorf("Allow = %q, want %q", got, tc.allow)
 			}
 		})
+	}
+}
+
+// TestHead: the FHIR reads, searches, histories and the CapabilityStatement
+// answer HEAD as GET without a body (RFC 9110 9.3.2): the status, ETag,
+// Last-Modified and Content-Type a client checks cheaply.
+func TestHead(t *testing.T) {
+	srv := httptest.NewServer(fhirServer(t))
+	t.Cleanup(srv.Close)
+	send := func(method, path, body string) *http.Response {
+		t.Helper()
+		r, _ := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
+		if body != "" {
+			r.Header.Set("Content-Type", "application/fhir+json")
+		}
+		res, err := http.DefaultTransport.RoundTrip(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { res.Body.Close() })
+		return res
+	}
+	res := send("POST", "/fhir/Patient", patientJSON)
+	var p struct{ ID string }
+	if err := json.NewDecoder(res.Body).Decode(&p); err != nil || res.StatusCode != 201 {
+		t.Fatalf("create = %d %v", res.StatusCode, err)
+	}
+	tests := []struct {
+		path   string
+		status int
+		etag   bool
+	}{
+		{"/fhir/Patient/" + p.ID, 200, true},
+		{"/fhir/Patient/" + p.ID + "/_history/1", 200, true},
+		{"/fhir/Patient/nope", 404, false},
+		{"/fhir/Patient?gender=female", 200, false},
+		{"/fhir/Patient?shoe-size=42", 400, false},
+		{"/fhir/Patient/" + p.ID + "/_history", 200, false},
+		{"/fhir/_history", 200, false},
+		{"/fhir/metadata", 200, false},
+		{"/fhir/Patient/" + p.ID + "/$everything", 200, false},
+		{"/fhir/Patient/" + p.ID + "/Observation", 200, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.path, func(t *testing.T) {
+			get, head := send("GET", tc.path, ""), send("HEAD", tc.path, "")
+			if head.StatusCode != tc.status || get.StatusCode != tc.status {
+				t.Fatalf("HEAD %s = %d, GET = %d; want %d", tc.path, head.StatusCode, get.StatusCode, tc.status)
+			}
+			if b, _ := io.ReadAll(head.Body); len(b) != 0 {
+				t.Errorf("HEAD %s has a body: %q", tc.path, b)
+			}
+			if got := head.Header.Get("Content-Type"); got != get.Header.Get("Content-Type") || got == "" {
+				t.Errorf("HEAD %s Content-Type = %q, GET's %q", tc.path, got, get.Header.Get("Content-Type"))
+			}
+			if tc.etag && (head.Header.Get("ETag") != get.Header.Get("ETag") || head.Header.Get("Last-Modified") == "") {
+				t.Errorf("HEAD %s ETag %q Last-Modified %q, GET's ETag %q", tc.path, head.Header.Get("ETag"),
+					head.Header.Get("Last-Modified"), get.Header.Get("ETag"))
+			}
+		})
+	}
+	// A GET with side effects does not answer HEAD: a bulk export's
+	// kick-off (echo routes the HEAD to no handler of it: 404 or 405).
+	for _, path := range []string{"/fhir/$export", "/fhir/Patient/$export"} {
+		r, _ := http.NewRequest("HEAD", srv.URL+path, nil)
+		r.Header.Set("Prefer", "respond-async")
+		res, err := http.DefaultTransport.RoundTrip(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusNotFound && res.StatusCode != http.StatusMethodNotAllowed {
+			t.Errorf("HEAD %s = %d, want 404 or 405", path, res.StatusCode)
+		}
 	}
 }

@@ -28,6 +28,10 @@ type route struct {
 	public bool
 	// fhir routes negotiate FHIR JSON (_format, Accept).
 	fhir bool
+	// head GET routes also answer HEAD (RFC 9110 9.3.2): the GET's
+	// status and headers without its body, audited as the GET. Only for
+	// GETs without side effects (not a bulk export's kick-off).
+	head bool
 	// store routes exist only when the gateway has a store.
 	store bool
 	// console routes are the web console's (Config.Console): it signs
@@ -75,30 +79,30 @@ func (s *Server) table() []route {
 		{method: get, path: "/admin/audit/verify", handle: s.handleVerifyAudit, interaction: "audit-verify", scope: auth.ScopeOperator, store: true},
 
 		// The FHIR R4 RESTful API (http.html).
-		{method: get, path: "/fhir/metadata", handle: s.handleMetadata, interaction: "capabilities", public: true, fhir: true, store: true},
+		{method: get, path: "/fhir/metadata", handle: s.handleMetadata, interaction: "capabilities", public: true, fhir: true, head: true, store: true},
 		{method: post, path: "/fhir", handle: s.handleBundle, interaction: "transaction", fhir: true, store: true}, // or batch, as the engine finds
 		{method: post, path: "/fhir/", handle: s.handleBundle, interaction: "transaction", fhir: true, store: true},
-		{method: get, path: "/fhir/_history", handle: s.handleHistory, interaction: "history-system", fhir: true, store: true},
+		{method: get, path: "/fhir/_history", handle: s.handleHistory, interaction: "history-system", fhir: true, head: true, store: true},
 		{method: post, path: "/fhir/$validate", handle: s.handleValidate, interaction: "operation", fhir: true, store: true},
 		// FHIR Bulk Data export (docs/bulk.md); the status is a job's.
 		{method: get, path: "/fhir/$export", handle: s.handleExport(bulk.LevelSystem), interaction: "bulk-export", fhir: true, store: true},
 		{method: get, path: "/fhir/Patient/$export", handle: s.handleExport(bulk.LevelPatient), interaction: "bulk-export", fhir: true, store: true},
 		{method: get, path: "/fhir/Group/:id/$export", handle: s.handleExport(bulk.LevelGroup), interaction: "bulk-export", fhir: true, store: true},
-		{method: get, path: "/fhir/:type", handle: s.handleSearch, interaction: "search-type", fhir: true, store: true},
+		{method: get, path: "/fhir/:type", handle: s.handleSearch, interaction: "search-type", fhir: true, head: true, store: true},
 		{method: post, path: "/fhir/:type/_search", handle: s.handleSearch, interaction: "search-type", fhir: true, store: true},
 		{method: post, path: "/fhir/:type", handle: s.handleCreate, interaction: "create", fhir: true, store: true},
 		{method: put, path: "/fhir/:type", handle: s.handleConditionalUpdate, interaction: "update", fhir: true, store: true},
 		{method: patch, path: "/fhir/:type", handle: s.handleConditionalPatch, interaction: "patch", fhir: true, store: true},
 		{method: post, path: "/fhir/:type/$validate", handle: s.handleValidate, interaction: "operation", fhir: true, store: true},
-		{method: get, path: "/fhir/:type/_history", handle: s.handleHistory, interaction: "history-type", fhir: true, store: true},
-		{method: get, path: "/fhir/:type/:id", handle: s.handleRead, interaction: "read", fhir: true, store: true},
+		{method: get, path: "/fhir/:type/_history", handle: s.handleHistory, interaction: "history-type", fhir: true, head: true, store: true},
+		{method: get, path: "/fhir/:type/:id", handle: s.handleRead, interaction: "read", fhir: true, head: true, store: true},
 		{method: put, path: "/fhir/:type/:id", handle: s.handleUpdate, interaction: "update", fhir: true, store: true},
 		{method: del, path: "/fhir/:type/:id", handle: s.handleDelete, interaction: "delete", fhir: true, store: true},
 		{method: patch, path: "/fhir/:type/:id", handle: s.handlePatch, interaction: "patch", fhir: true, store: true},
-		{method: get, path: "/fhir/:type/:id/_history", handle: s.handleHistory, interaction: "history-instance", fhir: true, store: true},
-		{method: get, path: "/fhir/:type/:id/$everything", handle: s.handleEverything, interaction: "operation", fhir: true, store: true},
-		{method: get, path: "/fhir/:type/:id/:compartment", handle: s.handleCompartment, interaction: "search-compartment", fhir: true, store: true},
-		{method: get, path: "/fhir/:type/:id/_history/:vid", handle: s.handleVRead, interaction: "vread", fhir: true, store: true},
+		{method: get, path: "/fhir/:type/:id/_history", handle: s.handleHistory, interaction: "history-instance", fhir: true, head: true, store: true},
+		{method: get, path: "/fhir/:type/:id/$everything", handle: s.handleEverything, interaction: "operation", fhir: true, head: true, store: true},
+		{method: get, path: "/fhir/:type/:id/:compartment", handle: s.handleCompartment, interaction: "search-compartment", fhir: true, head: true, store: true},
+		{method: get, path: "/fhir/:type/:id/_history/:vid", handle: s.handleVRead, interaction: "vread", fhir: true, head: true, store: true},
 
 		// The web console for people (docs/console.md), audited by itself.
 		{method: get, path: "/console", handle: s.handleConsole, console: true, store: true},
@@ -110,7 +114,7 @@ func (s *Server) table() []route {
 // storeless are the routes a gateway without a store adds: its own
 // conformance resources (nothing is audited without a store).
 func (s *Server) storeless() []route {
-	return []route{{method: http.MethodGet, path: "/fhir/:type/:id", handle: s.readConformance, exempt: true, fhir: true}}
+	return []route{{method: http.MethodGet, path: "/fhir/:type/:id", handle: s.readConformance, exempt: true, fhir: true, head: true}}
 }
 
 // register installs the route table on echo.
@@ -134,6 +138,12 @@ func (s *Server) register() {
 		}
 		s.echo.Add(r.method, r.path, r.handle, mw...)
 		s.routes[r.method+" "+r.path] = r
+		if r.head {
+			h := *r
+			h.method = http.MethodHead
+			s.echo.Add(h.method, h.path, h.handle, mw...)
+			s.routes[h.method+" "+h.path] = &h
+		}
 	}
 }
 

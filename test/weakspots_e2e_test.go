@@ -91,9 +91,9 @@ func TestWeakSpots(t *testing.T) {
 	t.Run("wrong methods", func(t *testing.T) {
 		for _, tc := range []struct{ method, path, allow string }{
 			{"GET", "/auth/token", "OPTIONS, POST"},
-			{"DELETE", "/fhir/Patient", "OPTIONS, GET, PATCH, POST, PUT"},
-			{"PATCH", "/fhir/AuditEvent/x", "GET"},
-			{"POST", "/fhir/AuditEvent", "GET"},
+			{"DELETE", "/fhir/Patient", "OPTIONS, GET, HEAD, PATCH, POST, PUT"},
+			{"PATCH", "/fhir/AuditEvent/x", "GET, HEAD"},
+			{"POST", "/fhir/AuditEvent", "GET, HEAD"},
 		} {
 			status, h, _ := call(t, tc.method, s.base+tc.path, clinic, `{"resourceType":"AuditEvent"}`)
 			if status != 405 || h.Get("Allow") != tc.allow {

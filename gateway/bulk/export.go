@@ -238,9 +238,10 @@ func splitFilters(v string) []string {
 
 // parseFilter parses one _typeFilter query on typ.
 func parseFilter(typ, query string) (*search.Query, error) {
-	vals, err := url.ParseQuery(query)
+	vals, err := search.ParseQuery(typ, query)
 	if err != nil {
-		return nil, kickoffError("export-typefilter-invalid", "a _typeFilter's search parameters are not a valid query string")
+		return nil, kickoffError("export-typefilter-invalid", "a _typeFilter's search parameters are not a valid query string "+
+			"(percent-encoded UTF-8)")
 	}
 	q, err := search.Parse(typ, vals, false)
 	if err != nil {

@@ -56,12 +56,6 @@ func (e *Engine) CapabilityStatement(base string, sec Security) map[string]any {
 			}
 			params = append(params, sp)
 		}
-		var refParams []string
-		for _, p := range search.Params(typ) {
-			if p.Type == search.TypeReference {
-				refParams = append(refParams, typ+":"+p.Name)
-			}
-		}
 		res := map[string]any{
 			"type":              typ,
 			"interaction":       typeInteractions(typ),
@@ -75,9 +69,12 @@ func (e *Engine) CapabilityStatement(base string, sec Security) map[string]any {
 			"referencePolicy":   []string{"literal", "logical"},
 			"searchParam":       params,
 		}
-		if len(refParams) > 0 {
-			res["searchInclude"] = refParams
-			res["searchRevInclude"] = refParams
+		// The values the search parser accepts, from its own tables.
+		if inc := search.Includes(typ); len(inc) > 0 {
+			res["searchInclude"] = inc
+		}
+		if rev := search.RevIncludes(typ); len(rev) > 0 {
+			res["searchRevInclude"] = rev
 		}
 		if sp := e.v.profiles.SupportedProfiles(typ); len(sp) > 0 {
 			res["supportedProfile"] = sp
@@ -103,6 +100,7 @@ func (e *Engine) CapabilityStatement(base string, sec Security) map[string]any {
 		},
 		"fhirVersion":         "4.0.1",
 		"format":              []string{"application/fhir+json", "json"},
+		"patchFormat":         PatchFormats(),
 		"implementationGuide": []string{conformance.GuideURL},
 		"rest": []map[string]any{{
 			"mode": "server",

@@ -12,6 +12,7 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
 
 // The patient compartment (compartmentdefinition-patient.html): a search
@@ -50,8 +51,8 @@ func (e *Engine) SearchCompartment(ctx context.Context, sc *auditlog.Scope, comp
 }
 
 // Everything is Patient/id/$everything (patient-operation-everything.html):
-// the Patient and the resources of its compartment the caller may see,
-// one page of them (newest last), with the parameters _count (default 50,
+// the Patient, first, and the resources of its compartment the caller may
+// see, one page of them (newest last), with the parameters _count (default 50,
 // at most 1000), _offset (the paging cursor), _since (an instant: only
 // resources updated since) and _type (a comma list of compartment types).
 // Without _type the types are those the caller's scopes let it read or
@@ -123,16 +124,35 @@ func (e *Engine) Everything(ctx context.Context, sc *auditlog.Scope, id string, 
 	if !e.Visible(sc, patient) {
 		return nil, errResourceUnkown
 	}
-	out := &SearchResult{Query: q}
-	err = e.query(ctx, sc, func(ctx context.Context) error {
-		var err error
-		out.Page, err = e.storeFor(sc.TenantOf()).Search(ctx, q)
-		return err
-	})
-	if err != nil {
-		return nil, err
+	// The Patient is always the first entry of the first page, whatever
+	// _type and _since say (clients take it from entry[0]); the other
+	// resources follow, so the store pages them one place later.
+	rest := *q
+	rest.Types = slices.DeleteFunc(slices.Clone(q.Types), func(t string) bool { return t == "Patient" })
+	if q.Offset == 0 {
+		rest.Count = q.Count - 1
+	} else {
+		rest.Offset = q.Offset - 1
+	}
+	out := &SearchResult{Query: q, Page: &store.Page{}}
+	if len(rest.Types) > 0 {
+		want := rest.Count
+		rest.Count = max(rest.Count, 1) // a store query of 0 would only count
+		err = e.query(ctx, sc, func(ctx context.Context) error {
+			var err error
+			out.Page, err = e.storeFor(sc.TenantOf()).Search(ctx, &rest)
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		out.Page.Matches = out.Page.Matches[:min(len(out.Page.Matches), want)]
 	}
 	out.Page.Matches, out.Withheld = e.Disclose(sc, out.Page.Matches)
+	out.Page.Total++
+	if q.Offset == 0 {
+		out.Page.Matches = append([]*store.Resource{patient}, out.Page.Matches...)
+	}
 	sc.Touch(out.Page.Matches...)
 	sc.Description = fmt.Sprintf("Patient $everything: %d resources, %d withheld", len(out.Page.Matches), out.Withheld)
 	return out, nil

@@ -1,8 +1,6 @@
 package engine
 
 import (
-	"net/url"
-
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
@@ -62,7 +60,7 @@ func (e *Engine) allowCriteria(sc *auditlog.Scope, typ, criteria string, searchQ
 	}
 	var q *search.Query
 	if searchQuery {
-		vals, err := url.ParseQuery(criteria)
+		vals, err := search.ParseQuery(typ, criteria)
 		if err != nil {
 			return nil
 		}

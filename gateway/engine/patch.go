@@ -6,6 +6,8 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
@@ -31,6 +33,28 @@ const (
 	// PatchJSON is a JSON Patch (application/json-patch+json).
 	PatchJSON
 )
+
+// patchMediaTypes are the media types of a PATCH body and how each is
+// read: the edge chooses by them, the CapabilityStatement lists them
+// (patchFormat).
+var patchMediaTypes = map[string]PatchFormat{
+	"application/json-patch+json": PatchJSON,
+	"application/fhir+json":       PatchDetect,
+	"application/json":            PatchDetect,
+	"application/json+fhir":       PatchDetect,
+}
+
+// PatchFormatOf returns how a PATCH body of mediaType (without parameters)
+// is read; ok is false for a media type the gateway does not read.
+func PatchFormatOf(mediaType string) (f PatchFormat, ok bool) {
+	f, ok = patchMediaTypes[mediaType]
+	return f, ok
+}
+
+// PatchFormats returns the media types of a PATCH body, sorted.
+func PatchFormats() []string {
+	return slices.Sorted(maps.Keys(patchMediaTypes))
+}
 
 // patcher is a parsed patch.
 type patcher interface {
@@ -171,7 +195,7 @@ func (e *Engine) patchEntry(tx store.Tx, en *Entry, rw *fhirwire.Rewriter, now t
 		return nil, errIDTaken
 	}
 	if en.ifMatch != "" {
-		if want, ok := fhirwire.ParseETag(en.ifMatch); !ok || cur.Version != want {
+		if !fhirwire.IfMatch(en.ifMatch, cur.Version, true) {
 			return nil, outcome.New(outcome.PreconditionFailed, "conflict", "version-mismatch", "If-Match does not name the current version")
 		}
 	}

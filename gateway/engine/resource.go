@@ -34,7 +34,7 @@ func clientWritable(typ string) error {
 var publishedTypes = map[string]bool{"CodeSystem": true, "ValueSet": true, "StructureDefinition": true,
 	"SearchParameter": true, "OperationDefinition": true, "ImplementationGuide": true}
 
-var errAuditReadOnly = &outcome.Error{Kind: outcome.MethodNotAllowed, Allow: []string{"GET"}, Issues: []outcome.Issue{{
+var errAuditReadOnly = &outcome.Error{Kind: outcome.MethodNotAllowed, Allow: []string{"GET", "HEAD"}, Issues: []outcome.Issue{{
 	Severity: "error", Code: "forbidden", Rule: "audit-read-only",
 	Message: "AuditEvents are recorded by the gateway and cannot be created, changed or deleted"}}}
 
@@ -194,8 +194,11 @@ func (e *Engine) update(tx store.Tx, typ, id string, doc map[string]any, ifMatch
 		return nil, err
 	}
 	if ifMatch != "" {
-		want, ok := fhirwire.ParseETag(ifMatch)
-		if !ok || !exists || cur.Version != want {
+		var version int64
+		if exists {
+			version = cur.Version
+		}
+		if !fhirwire.IfMatch(ifMatch, version, exists) {
 			return nil, outcome.New(outcome.PreconditionFailed, "conflict", "version-mismatch",
 				"If-Match does not name the current version")
 		}

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -49,6 +52,21 @@ func (e *Engine) checkInstance(typ, id string) error {
 	return nil
 }
 
+// checkWriteID checks a type and the id of a PUT or DELETE, whose
+// resource may not exist: an id that is not a FHIR id is Invalid (the
+// client must change it), not NotFound (which would say it only needs
+// creating).
+func (e *Engine) checkWriteID(typ, id string) error {
+	if err := e.checkType(typ); err != nil {
+		return err
+	}
+	if !fhirwire.ValidID(id) {
+		return outcome.New(outcome.Invalid, "value", "id-invalid", "the id in the URL is not a FHIR id: "+
+			"1 to 64 characters A-Z, a-z, 0-9, - and . (datatypes.html#id)").At(typ + ".id")
+	}
+	return nil
+}
+
 // Target returns the instance typ/id names when both are valid, for the
 // audit record of a failed interaction (ok false otherwise).
 func (e *Engine) Target(typ, id string) (string, string, bool) {
@@ -80,7 +98,9 @@ func (e *Engine) Read(ctx context.Context, sc *auditlog.Scope, typ, id string) (
 }
 
 // VRead returns version vid of typ/id. A version that is a deletion is
-// Gone, with that version in the returned resource.
+// Gone, with that version in the returned resource. A version the resource
+// does not have is NotFound version-unknown; an unknown resource is
+// resource-unknown.
 func (e *Engine) VRead(ctx context.Context, sc *auditlog.Scope, typ, id, vid string) (*store.Resource, error) {
 	if err := e.checkInstance(typ, id); err != nil {
 		return nil, err
@@ -92,7 +112,16 @@ func (e *Engine) VRead(ctx context.Context, sc *auditlog.Scope, typ, id, vid str
 	if err != nil || v < 1 {
 		return nil, errVersionUnknown
 	}
-	r, err := e.storeFor(sc.TenantOf()).VRead(ctx, typ, id, v)
+	st := e.storeFor(sc.TenantOf())
+	r, err := st.VRead(ctx, typ, id, v)
+	if errors.Is(err, store.ErrNotFound) {
+		// No such version: of a resource the caller could read (or a
+		// deleted one, which read reports too) it is version-unknown, so
+		// a client tells a wrong version from a wrong id.
+		if cur, rerr := st.Read(ctx, typ, id); rerr == nil && e.Visible(sc, cur) || errors.Is(rerr, store.ErrGone) {
+			return nil, errVersionUnknown
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -184,8 +213,9 @@ func (e *Engine) Create(ctx context.Context, sc *auditlog.Scope, typ string, bod
 
 // Update writes a new version of typ/id, or creates it with the client's id
 // (http.html#update). ifMatch ("" for none) must name the current version.
+// An id that is not a FHIR id is Invalid.
 func (e *Engine) Update(ctx context.Context, sc *auditlog.Scope, typ, id string, body Body, ifMatch string) (*Result, error) {
-	if err := e.checkInstance(typ, id); err != nil {
+	if err := e.checkWriteID(typ, id); err != nil {
 		return nil, err
 	}
 	if err := clientWritable(typ); err != nil {
@@ -229,9 +259,10 @@ func (e *Engine) ConditionalUpdate(ctx context.Context, sc *auditlog.Scope, typ,
 }
 
 // Delete deletes typ/id (http.html#delete); deleting what does not exist
-// succeeds with no resource in the result.
+// succeeds with no resource in the result; an id that is not a FHIR id is
+// Invalid.
 func (e *Engine) Delete(ctx context.Context, sc *auditlog.Scope, typ, id string) (*Result, error) {
-	if err := e.checkInstance(typ, id); err != nil {
+	if err := e.checkWriteID(typ, id); err != nil {
 		return nil, err
 	}
 	if err := clientWritable(typ); err != nil {
@@ -264,6 +295,19 @@ type SearchResult struct {
 	// Ignored are the parameter keys a lenient search ignored, as sent;
 	// an answer names only those search.ShownName allows.
 	Ignored []string
+}
+
+// ParseQuery decodes the raw query string of a request on typ (the
+// resource type searched or operated on; "" for the system level) by
+// search.ParseQuery, the rule every entry point applies. Returns an Invalid
+// error (search-value-invalid, naming the parameter when the gateway knows
+// it) if a name or value is not percent-encoded UTF-8.
+func ParseQuery(typ, raw string) (url.Values, error) {
+	vals, err := search.ParseQuery(typ, raw)
+	if err != nil {
+		return nil, searchError(err)
+	}
+	return vals, nil
 }
 
 // Search searches typ (search.html). lenient ignores unknown parameters
@@ -327,12 +371,15 @@ type HistoryResult struct {
 	Query    store.HistoryQuery
 	Versions []*store.Resource
 	Total    int
+	// Ignored are the parameter keys a lenient history ignored, as sent.
+	Ignored []string
 }
 
 // History returns versions of the system (typ and id ""), a type (id "")
 // or an instance, newest first (http.html#history), paged by _count and
-// _offset and bounded by _since in params.
-func (e *Engine) History(ctx context.Context, sc *auditlog.Scope, typ, id string, params url.Values) (*HistoryResult, error) {
+// _offset and bounded by _since in params (historyParams: other parameters
+// are Invalid, or with lenient ignored and listed in the result).
+func (e *Engine) History(ctx context.Context, sc *auditlog.Scope, typ, id string, params url.Values, lenient bool) (*HistoryResult, error) {
 	q := store.HistoryQuery{Count: 50}
 	if typ != "" {
 		if err := e.checkType(typ); err != nil {
@@ -353,30 +400,17 @@ func (e *Engine) History(ctx context.Context, sc *auditlog.Scope, typ, id string
 	if err := allow(sc, scopeType, 'r'); err != nil {
 		return nil, err
 	}
-	if v := params.Get("_count"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 || n > 1000 {
-			return nil, outcome.New(outcome.Invalid, "invalid", "search-value-invalid", "_count must be an integer from 0 to 1000")
-		}
-		q.Count = n
+	ignored, err := historyParams(&q, typ, params, lenient)
+	if err != nil {
+		return nil, err
 	}
-	if v := params.Get("_offset"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 {
-			return nil, outcome.New(outcome.Invalid, "invalid", "search-value-invalid", "_offset must be a non-negative integer")
-		}
-		q.Offset = n
-	}
-	if v := params.Get("_since"); v != "" {
-		t, err := time.Parse(time.RFC3339Nano, v)
-		if err != nil {
-			return nil, outcome.New(outcome.Invalid, "invalid", "search-value-invalid", "_since must be an instant")
-		}
-		q.Since = t
+	countOnly := q.Count == 0
+	if countOnly {
+		q.Count = 1 // the store pages at least one; none is answered
 	}
 	var versions []*store.Resource
 	var total int
-	err := e.query(ctx, sc, func(ctx context.Context) error {
+	err = e.query(ctx, sc, func(ctx context.Context) error {
 		var err error
 		versions, total, err = e.storeFor(sc.TenantOf()).History(ctx, q)
 		return err
@@ -389,10 +423,73 @@ func (e *Engine) History(ctx context.Context, sc *auditlog.Scope, typ, id string
 	}
 	// The scope check above covers every version's type; Disclose keeps
 	// the one decision in one place (and the tenant check twice).
+	if countOnly {
+		versions, q.Count = nil, 0
+	}
 	versions, _ = e.Disclose(sc, versions)
 	sc.Touch(versions...)
 	sc.Description = fmt.Sprintf("%d versions", len(versions))
-	return &HistoryResult{Query: q, Versions: versions, Total: total}, nil
+	return &HistoryResult{Query: q, Versions: versions, Total: total, Ignored: ignored}, nil
+}
+
+// historyParams reads the parameters of a history of typ ("" for the
+// system) into q, by the rules of search where they overlap: _count (0:
+// the total only; above search.MaxCount taken as it), _offset, _since (an
+// instant), each at most once; _format and _pretty are the edge's. R4's
+// _at and _list, and any other parameter, are not supported: an error
+// (search-param-unsupported, search-param-unknown), or with lenient
+// ignored and returned, as a lenient search does.
+func historyParams(q *store.HistoryQuery, typ string, params url.Values, lenient bool) ([]string, error) {
+	bad := func(key, msg string) error {
+		return outcome.New(outcome.Invalid, "invalid", search.RuleValueInvalid, msg).At(key)
+	}
+	var ignored []string
+	for _, key := range slices.Sorted(maps.Keys(params)) {
+		vals := params[key]
+		switch key {
+		case "_count", "_offset", "_since":
+			if len(vals) > 1 {
+				return nil, bad(key, key+" is given more than once")
+			}
+		}
+		v := vals[0]
+		switch key {
+		case "_count":
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
+				return nil, bad(key, "_count must be a non-negative integer")
+			}
+			q.Count = min(n, search.MaxCount)
+		case "_offset":
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
+				return nil, bad(key, "_offset must be a non-negative integer")
+			}
+			q.Offset = n
+		case "_since":
+			t, err := time.Parse(time.RFC3339Nano, v)
+			if err != nil {
+				return nil, bad(key, "_since must be an instant")
+			}
+			q.Since = t
+		case "_format", "_pretty":
+		default:
+			if lenient {
+				ignored = append(ignored, key)
+				continue
+			}
+			name, _, _ := strings.Cut(key, ":")
+			if name == "_at" || name == "_list" {
+				return nil, outcome.New(outcome.Invalid, "not-supported", search.RuleParamUnsupported,
+					"history supports _count, _offset and _since, not "+name+"; send Prefer: handling=lenient to "+
+						"have it ignored").At(name)
+			}
+			return nil, outcome.New(outcome.Invalid, "not-supported", search.RuleParamUnknown,
+				"history supports _count, _offset and _since only; send Prefer: handling=lenient to have other "+
+					"parameters ignored").At(search.ShownName(typ, key))
+		}
+	}
+	return ignored, nil
 }
 
 // IsGone reports a deleted resource (for the version headers of a 410).

@@ -3,7 +3,6 @@ package engine
 import (
 	"errors"
 	"fmt"
-	"net/url"
 	"slices"
 	"sort"
 	"strings"
@@ -377,9 +376,9 @@ func (e *Engine) mayChoose(en *Entry) bool { return !en.chosen || !en.client || 
 // see).
 func (e *Engine) getEntry(tx store.Tx, en *Entry) error {
 	if en.id == "" {
-		vals, err := url.ParseQuery(en.query)
+		vals, err := search.ParseQuery(en.typ, en.query)
 		if err != nil {
-			return outcome.New(outcome.Invalid, "invalid", "search-value-invalid", "the search query is malformed")
+			return searchError(err)
 		}
 		q, _, err := e.limits.Parse(en.typ, vals, false)
 		if err != nil {

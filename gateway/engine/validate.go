@@ -3,6 +3,7 @@ package engine
 import (
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
@@ -63,7 +64,7 @@ func (v *Validator) decoded(body []byte, typ, expr string) (map[string]any, erro
 		issues := outcome.FHIRIssues(res)
 		if expr != "" {
 			for i := range issues {
-				issues[i].Expression = outcome.PrefixExpr(expr, issues[i].Expression)
+				issues[i].Expression = nestedExpr(expr, res.ResourceType, issues[i].Expression)
 			}
 		}
 		return nil, &outcome.Error{Kind: outcome.Invalid, Issues: issues}
@@ -73,6 +74,18 @@ func (v *Validator) decoded(body []byte, typ, expr string) (map[string]any, erro
 		return nil, outcome.New(outcome.Invalid, "structure", "json-syntax", "the resource is not a JSON object")
 	}
 	return m, nil
+}
+
+// nestedExpr re-roots the FHIRPath of an issue of a resource of typ,
+// validated on its own ("Observation.status"), at the element expr that
+// holds it ("Bundle.entry[0].resource"), naming the type with ofType as
+// the validator does for a resource it finds nested
+// ("Bundle.entry[0].resource.ofType(Observation).status").
+func nestedExpr(expr, typ, issue string) string {
+	if rest, ok := strings.CutPrefix(issue, typ); ok && typ != "" && (rest == "" || rest[0] == '.' || rest[0] == '[') {
+		return expr + ".ofType(" + typ + ")" + rest
+	}
+	return outcome.PrefixExpr(expr, issue)
 }
 
 // Structure checks body as a resource of typ against the R4 structure

@@ -31,3 +31,26 @@ func NotModified(ifNoneMatch string, since time.Time, version int64, lastUpdated
 	}
 	return !lastUpdated.Truncate(time.Second).After(since)
 }
+
+// IfMatch reports whether an If-Match precondition holds for a resource
+// whose current version is version (exists false when there is none: never
+// created, or deleted). ifMatch is the header's (or a Bundle entry's
+// ifMatch) value, not empty: "*" holds when a current version exists (RFC
+// 9110 13.1.1); otherwise a comma-separated list of entity tags, one of
+// which must name the current version (W/"3" and "3" alike, as the
+// gateway's ETags are weak).
+func IfMatch(ifMatch string, version int64, exists bool) bool {
+	if !exists {
+		return false
+	}
+	for _, tag := range strings.Split(ifMatch, ",") {
+		tag = strings.TrimSpace(tag)
+		if tag == "*" {
+			return true
+		}
+		if v, ok := ParseETag(tag); ok && v == version {
+			return true
+		}
+	}
+	return false
+}

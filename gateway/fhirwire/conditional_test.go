@@ -33,3 +33,27 @@ func TestNotModified(t *testing.T) {
 		})
 	}
 }
+
+func TestIfMatch(t *testing.T) {
+	tests := []struct {
+		name, ifMatch string
+		exists        bool
+		want          bool
+	}{
+		{"weak tag of the version", `W/"3"`, true, true},
+		{"strong form of the tag", `"3"`, true, true},
+		{"another version", `W/"2"`, true, false},
+		{"one of a list", `W/"1", W/"3"`, true, true},
+		{"any, existing", `*`, true, true},
+		{"any, none current", `*`, false, false},
+		{"a tag, none current", `W/"3"`, false, false},
+		{"not a tag", `W/"x"`, true, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := IfMatch(tt.ifMatch, 3, tt.exists); got != tt.want {
+				t.Errorf("IfMatch(%q, 3, %v) = %v, want %v", tt.ifMatch, tt.exists, got, tt.want)
+			}
+		})
+	}
+}

@@ -1,7 +1,6 @@
 package search
 
 import (
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -34,9 +33,9 @@ func (l Limits) ParseConditional(resourceType, query string) (*Query, error) {
 		query = rest
 	}
 	query = strings.TrimPrefix(query, "?")
-	values, err := url.ParseQuery(query)
+	values, err := ParseQuery(resourceType, query)
 	if err != nil {
-		return nil, &Error{Rule: RuleValueInvalid, Message: "the conditional criteria are not a valid query string"}
+		return nil, err
 	}
 	q, _, perr := parse(resourceType, values, false, true, l)
 	if perr != nil {

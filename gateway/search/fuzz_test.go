@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -17,7 +18,7 @@ func FuzzParse(f *testing.F) {
 		"identifier=http://x|123", `identifier=sys|a\|b,c\,d`, "date=ge2026-03&date=le2027",
 		"value-quantity=ap5.4|http://unitsofmeasure.org|mg", "subject:Patient=1&_include=Observation:subject:Patient",
 		"_sort=-date,_id&_count=0&_offset=10&_summary=count&_total=none", "code:text=x&status:not=a&code:missing=true",
-		"_revinclude:iterate=Provenance:target", "subject.name=x", "_has:Observation:patient:code=1", "%zz", "a=\\",
+		"_revinclude:iterate=Provenance:target", "subject.name=x", "_has:Observation:patient:code=1", "%zz", "a=\\", "family=%FF", "x=%C3%28&y=1", "a=b%",
 		"birthdate=2026-02-29T24:00:00+14:00", "value-quantity=1e-9999|||", "subject=http://x/Patient/1/_history/2",
 		strings.Repeat("name=a&", 300), "_id=" + strings.Repeat(`a\,b,`, 80), "a.b.c.d=1&_include:iterate=Patient:link",
 	} {
@@ -38,9 +39,15 @@ func FuzzParse(f *testing.F) {
 		if err == nil {
 			_ = Key(rt, q)
 		}
-		values, perr := url.ParseQuery(raw)
+		values, perr := ParseQuery(rt, raw)
+		check(perr)
 		if perr != nil {
 			return
+		}
+		// What ParseQuery accepts, url.ParseQuery reads the same (it
+		// accepts more: bytes that are not UTF-8).
+		if std, err := url.ParseQuery(raw); err != nil || !reflect.DeepEqual(std, values) {
+			t.Fatalf("ParseQuery(%q) = %v, url.ParseQuery = %v, %v", raw, values, std, err)
 		}
 		q, err = Parse(rt, values, false)
 		check(err)

@@ -150,7 +150,8 @@ func knownName(rt, name string) bool {
 		return true
 	}
 	switch name {
-	case "_count", "_offset", "_sort", "_summary", "_total", "_include", "_revinclude", "_format", "_pretty", "_has", "_elements":
+	case "_count", "_offset", "_sort", "_summary", "_total", "_include", "_revinclude", "_format", "_pretty", "_has", "_elements",
+		"_since", "_at":
 		return true
 	}
 	return unsupportedParam(name)
@@ -419,8 +420,7 @@ func (ps *parser) include(key, mod string, rev bool, v string) *Error {
 		switch {
 		case !rev && inc.SourceType != ps.rt:
 			return ps.errorf(key, RuleValueInvalid, "_include must start with the searched type %s (or use :iterate)", ps.rt)
-		case rev && (inc.TargetType != "" && inc.TargetType != ps.rt ||
-			len(p.Targets) > 0 && !slices.Contains(p.Targets, ps.rt)):
+		case rev && (inc.TargetType != "" && inc.TargetType != ps.rt || !pointsTo(p, ps.rt)):
 			return ps.errorf(key, RuleValueInvalid, "_revinclude names a parameter that cannot point to %s", ps.rt)
 		}
 	}
