@@ -468,3 +468,114 @@ func TestTransactionConditionalLookups(t *testing.T) {
 		})
 	}
 }
+
+// TestTransactionConditionalReferences: a conditional reference is resolved
+// against the state the transaction leaves (http.html#trules step 5): the
+// stored resources it does not delete or rewrite, and the resources it
+// writes, whether by a conditional create of the same (or equivalent)
+// criteria or by any entry whose resource the criteria select. Exactly one
+// match is the target; none and several fail the transaction whole.
+func TestTransactionConditionalReferences(t *testing.T) {
+	h := fhirServer(t)
+	pat := func(fields string) string { return `{"resourceType":"Patient",` + fields + `}` }
+	ident := func(v string) string { return `"identifier":[{"system":"http://ex.org/mrn","value":"` + v + `"}]` }
+	post := func(full, res, ifNoneExist string) string {
+		e := `{"resource":` + res + `,"request":{"method":"POST","url":"Patient"`
+		if ifNoneExist != "" {
+			e += `,"ifNoneExist":"` + ifNoneExist + `"`
+		}
+		e += `}}`
+		if full != "" {
+			e = `{"fullUrl":"` + full + `",` + e[1:]
+		}
+		return e
+	}
+	obs := func(ref string) string {
+		return `{"resource":{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"` + ref +
+			`"}},"request":{"method":"POST","url":"Observation"}}`
+	}
+	store := func(res string) string {
+		rec := req(h, "POST", "/fhir/Patient", res)
+		if rec.Code != 201 {
+			t.Fatalf("create = %d %s", rec.Code, rec.Body)
+		}
+		return decode(t, rec)["id"].(string)
+	}
+	kept := store(pat(ident("KEEP")))
+	store(pat(ident("TWICE")))
+	gone := store(pat(ident("GONE")))
+	renamed := store(pat(ident("OLD")))
+	for _, c := range []struct {
+		name    string
+		entries []string
+		// want is the subject the Observation gets: the resource of entry
+		// #n, or Patient/ and a stored id; or the rule of the failure.
+		want string
+	}{
+		{"created by ifNoneExist with the same criteria",
+			[]string{post("urn:uuid:11111111-1111-4111-8111-111111111111", pat(ident("TX-1")), "identifier=http://ex.org/mrn|TX-1"),
+				obs("Patient?identifier=http://ex.org/mrn|TX-1")}, "#0"},
+		{"created by ifNoneExist in the Type?criteria form, referenced percent-encoded",
+			[]string{post("", pat(ident("TX-2")), "Patient?identifier=http://ex.org/mrn|TX-2"),
+				obs("Patient?identifier=http%3A%2F%2Fex.org%2Fmrn%7CTX-2")}, "#0"},
+		{"reference before the entry that creates it",
+			[]string{obs("Patient?identifier=http://ex.org/mrn|TX-3"), post("", pat(ident("TX-3")), "identifier=http://ex.org/mrn|TX-3")}, "#1"},
+		{"created by a plain POST the token criteria select",
+			[]string{post("", pat(ident("TX-4")), ""), obs("Patient?identifier=http://ex.org/mrn|TX-4")}, "#0"},
+		{"created by a plain POST string criteria select (confirmed after the writes)",
+			[]string{post("", pat(`"name":[{"family":"Quillfeather"}]`), ""), obs("Patient?family=quillfeather")}, "#0"},
+		{"stored and not touched",
+			[]string{post("", pat(ident("TX-5")), ""), obs("Patient?identifier=http://ex.org/mrn|KEEP")}, kept},
+		{"matched by a conditional create",
+			[]string{post("", pat(ident("KEEP")), "identifier=http://ex.org/mrn|KEEP"), obs("Patient?identifier=http://ex.org/mrn|KEEP")}, kept},
+		{"stored and created again: several",
+			[]string{post("", pat(ident("TWICE")), ""), obs("Patient?identifier=http://ex.org/mrn|TWICE")}, "conditional-multiple-matches"},
+		{"two plain POSTs the criteria select: several",
+			[]string{post("", pat(ident("TX-6")), ""), post("", pat(ident("TX-6")), ""), obs("Patient?identifier=http://ex.org/mrn|TX-6")},
+			"conditional-multiple-matches"},
+		{"deleted by the transaction: none",
+			[]string{`{"request":{"method":"DELETE","url":"Patient/` + gone + `"}}`, obs("Patient?identifier=http://ex.org/mrn|GONE")},
+			"conditional-reference-unresolved"},
+		{"rewritten by the transaction: its new content counts",
+			[]string{`{"resource":{"resourceType":"Patient","id":"` + renamed + `",` + ident("NEW") + `},"request":{"method":"PUT","url":"Patient/` + renamed + `"}}`,
+				obs("Patient?identifier=http://ex.org/mrn|NEW")}, renamed},
+		{"rewritten by the transaction: its old content no longer counts",
+			[]string{`{"resource":{"resourceType":"Patient","id":"` + renamed + `",` + ident("NEWER") + `},"request":{"method":"PUT","url":"Patient/` + renamed + `"}}`,
+				obs("Patient?identifier=http://ex.org/mrn|NEW")}, "conditional-reference-unresolved"},
+		{"written, but the string criteria do not select it (found out after the writes)",
+			[]string{post("", pat(`"name":[{"family":"Otherwise"}]`), ""), obs("Patient?family=Nobodyhere")}, "conditional-reference-unresolved"},
+		{"nothing anywhere",
+			[]string{obs("Patient?identifier=http://ex.org/mrn|NOWHERE")}, "conditional-reference-unresolved"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			rec := req(h, "POST", "/fhir", txBundle(c.entries...))
+			if strings.HasPrefix(c.want, "conditional-") {
+				assertOutcome(t, rec, map[bool]int{true: 412, false: 400}[c.want == "conditional-multiple-matches"], c.want, "")
+				return
+			}
+			if rec.Code != 200 {
+				t.Fatalf("transaction = %d %s", rec.Code, rec.Body)
+			}
+			entries := decode(t, rec)["entry"].([]any)
+			loc := func(i int) string {
+				return strings.Join(strings.Split(entries[i].(map[string]any)["response"].(map[string]any)["location"].(string), "/")[:2], "/")
+			}
+			want := "Patient/" + c.want
+			if n, ok := strings.CutPrefix(c.want, "#"); ok {
+				want = loc(int(n[0] - '0'))
+			}
+			obsIdx := len(c.entries) - 1
+			if strings.Contains(c.entries[0], `"Observation"`) {
+				obsIdx = 0
+			}
+			got := decode(t, req(h, "GET", "/fhir/"+loc(obsIdx), ""))["subject"].(map[string]any)["reference"]
+			if got != want {
+				t.Errorf("subject = %v, want %v", got, want)
+			}
+		})
+	}
+	// A failed transaction wrote nothing.
+	if n := decode(t, req(h, "GET", "/fhir/Patient?identifier=http://ex.org/mrn|TX-6", ""))["total"].(float64); n != 0 {
+		t.Errorf("the failed transaction stored %v patients", n)
+	}
+}

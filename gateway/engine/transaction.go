@@ -91,10 +91,12 @@ func (e *Engine) runTransaction(tx store.Tx, entries []*Entry, now time.Time) er
 		}
 	}
 
-	// 2. Rewrite references (one rule for the whole gateway: fhirwire).
+	// 2. Rewrite references (one rule for the whole gateway: fhirwire);
+	// conditional references as the transaction will leave the store.
+	refs := &condRefs{e: e, tx: tx, entries: entries, memo: map[string]*condRef{}}
 	rw := fhirwire.Rewriter{
 		IDs:         ids,
-		Conditional: func(typ, query string) (string, error) { return e.resolveConditionalRef(tx, typ, query) },
+		Conditional: refs.resolve,
 		Unresolved: outcome.New(outcome.Invalid, "not-found", "reference-unresolved",
 			"a reference names a urn that is not the fullUrl of any entry of the Bundle"),
 	}
@@ -102,7 +104,7 @@ func (e *Engine) runTransaction(tx store.Tx, entries []*Entry, now time.Time) er
 		if en.doc == nil {
 			continue
 		}
-		rw.Changes = &en.rewrites
+		rw.Changes, refs.cur = &en.rewrites, en
 		if err := rw.Rewrite(en.doc); err != nil {
 			return fail(en, err)
 		}
@@ -119,6 +121,7 @@ func (e *Engine) runTransaction(tx store.Tx, entries []*Entry, now time.Time) er
 		return fhirwire.MethodRank(order[i].method) < fhirwire.MethodRank(order[j].method)
 	})
 	for _, en := range order {
+		refs.cur = en // a patch's references are rewritten as it runs
 		if err := e.execEntry(tx, en, &rw, now); err != nil {
 			return fail(en, err)
 		}
@@ -136,7 +139,10 @@ func (e *Engine) runTransaction(tx store.Tx, entries []*Entry, now time.Time) er
 			return fail(en, err)
 		}
 	}
-	return nil
+
+	// 5. The conditional references whose match depended on what the
+	// transaction wrote find exactly the resource they were resolved to.
+	return refs.verify()
 }
 
 // criteriaOf returns the conditional criteria of en: those of a
@@ -401,29 +407,6 @@ func (e *Engine) getEntry(tx store.Tx, en *Entry) error {
 	}
 	en.res = &Result{Status: fhirwire.StatusOK, Resource: r}
 	return nil
-}
-
-// resolveConditionalRef resolves Type?criteria to the one matching resource.
-func (e *Engine) resolveConditionalRef(tx store.Tx, typ, query string) (string, error) {
-	if !e.v.KnownType(typ) {
-		return "", outcome.New(outcome.Invalid, "invalid", "reference-format", "a conditional reference must start with a resource type")
-	}
-	q, err := e.limits.ParseConditional(typ, query)
-	if err != nil {
-		return "", searchError(err)
-	}
-	page, err := tx.Search(q)
-	if err != nil {
-		return "", err
-	}
-	switch len(page.Matches) {
-	case 1:
-		return typ + "/" + page.Matches[0].ID, nil
-	case 0:
-		return "", outcome.New(outcome.Invalid, "not-found", "conditional-reference-unresolved", "a conditional reference matches no resource")
-	default:
-		return "", outcome.New(outcome.PreconditionFailed, "multiple-matches", "conditional-multiple-matches", "a conditional reference matches more than one resource")
-	}
 }
 
 // urnReference reports whether a document references a urn: (an entry of

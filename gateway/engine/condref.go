@@ -1,0 +1,204 @@
+package engine
+
+import (
+	"strings"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+)
+
+// condRefs resolves the conditional references (Type?criteria) of one run
+// of a transaction. http.html#trules resolves them last (step 5), after the
+// DELETE, POST, PUT and PATCH entries: a reference's criteria find the
+// stored resources the transaction leaves as they are, and the resources it
+// writes, so a reference by the criteria of a Patient the same Bundle
+// creates finds that Patient. Exactly one match is the target; none and
+// several fail the transaction, as they fail for stored resources.
+//
+// The references are rewritten before anything is written (the resources
+// are stored once, with their references), so the state after the writes
+// is worked out beforehand: the stored matches, less the resources the
+// transaction deletes or writes again, plus each resource the transaction
+// writes that the criteria certainly select (the conditional create or
+// update of equivalent criteria made it, or its own index entries satisfy
+// token criteria: search.Satisfies). Where that cannot be told without the
+// store (other kinds of criteria over a resource the transaction writes, a
+// patch's result), the reference takes the one candidate there is and verify
+// searches the criteria again once everything is written: unless they then
+// find exactly that resource, the transaction fails.
+type condRefs struct {
+	e       *Engine
+	tx      store.Tx
+	entries []*Entry
+	cur     *Entry              // the entry whose references are being rewritten
+	memo    map[string]*condRef // by the criteria's key
+	order   []*condRef          // to verify, in the order first met
+}
+
+// condRef is one conditional reference's resolution.
+type condRef struct {
+	q      *search.Query
+	en     *Entry // the first entry that holds it
+	ref    string // "Type/id"
+	err    error
+	verify bool // the match must be confirmed by a search after the writes
+}
+
+// resolve resolves Type?criteria to "Type/id" (the fhirwire.Rewriter's
+// Conditional); the same criteria resolve once per run.
+func (c *condRefs) resolve(typ, query string) (string, error) {
+	if !c.e.v.KnownType(typ) {
+		return "", outcome.New(outcome.Invalid, "invalid", "reference-format", "a conditional reference must start with a resource type")
+	}
+	q, err := c.e.limits.ParseConditional(typ, query)
+	if err != nil {
+		return "", searchError(err)
+	}
+	key := search.Key(typ, q)
+	if r, ok := c.memo[key]; ok {
+		return r.ref, r.err
+	}
+	r := &condRef{q: q, en: c.cur}
+	c.memo[key] = r
+	r.ref, r.verify, r.err = c.decide(typ, key, q)
+	if r.verify {
+		c.order = append(c.order, r)
+	}
+	return r.ref, r.err
+}
+
+// match says whether criteria select a resource a transaction writes.
+type match uint8
+
+const (
+	matchNo match = iota
+	matchYes
+	matchUnknown // only a search after the writes can tell
+)
+
+// decide resolves the criteria q (key: search.Key) of type typ against the
+// state the transaction leaves (see condRefs).
+func (c *condRefs) decide(typ, key string, q *search.Query) (ref string, verify bool, err error) {
+	// What the transaction does to resources of typ: its DELETE, PUT and
+	// PATCH targets' stored content no longer counts; the resources it
+	// creates or writes are judged as written.
+	replaced := map[string]bool{}
+	var writes []*Entry
+	for _, en := range c.entries {
+		if en.typ != typ || en.id == "" {
+			continue
+		}
+		switch en.method {
+		case "DELETE":
+			replaced[en.id] = true
+		case "PUT", "PATCH":
+			replaced[en.id] = true
+			writes = append(writes, en)
+		case "POST":
+			if en.matched == nil && !en.again { // a POST that matched writes nothing
+				writes = append(writes, en)
+			}
+		}
+	}
+	sq := *q
+	sq.Count = q.Count + len(replaced) // enough to see two that stay
+	page, err := c.tx.Search(&sq)
+	if err != nil {
+		return "", false, err
+	}
+	var ids, maybe []string
+	for _, m := range page.Matches {
+		if !replaced[m.ID] {
+			ids = append(ids, m.ID)
+		}
+	}
+	for _, en := range writes {
+		switch writtenMatch(en, key, q) {
+		case matchYes:
+			ids = append(ids, en.id)
+		case matchUnknown:
+			maybe = append(maybe, en.id)
+		}
+	}
+	switch {
+	case len(ids) > 1:
+		return "", false, errCondRefMultiple
+	case len(ids) == 1:
+		return typ + "/" + ids[0], len(maybe) > 0, nil
+	case len(maybe) > 0:
+		return typ + "/" + maybe[0], true, nil
+	}
+	return "", false, errCondRefNone
+}
+
+// writtenMatch says whether the criteria q (key: search.Key) select the
+// resource en writes.
+func writtenMatch(en *Entry, key string, q *search.Query) match {
+	if en.method == "PATCH" || en.doc == nil {
+		return matchUnknown // the patched content exists only once the patch ran
+	}
+	if en.criteria != nil && search.Key(en.typ, en.criteria) == key {
+		// Made by a conditional create or update of the same criteria,
+		// which runTransaction checks it matches.
+		return matchYes
+	}
+	if search.Satisfies(q, search.Extract(en.typ, en.doc)) {
+		return matchYes
+	}
+	if decidable(q) {
+		return matchNo
+	}
+	return matchUnknown
+}
+
+// decidable reports whether search.Satisfies decides q both ways: every
+// clause is a plain token clause on an element of the resource (not _id,
+// _tag and the like, which the server sets or the store answers).
+func decidable(q *search.Query) bool {
+	for _, cl := range q.Clauses {
+		if cl.Type != search.TypeToken || cl.Modifier != "" || cl.Missing != nil || cl.Chain != nil || cl.Has != nil ||
+			strings.HasPrefix(cl.Param, "_") {
+			return false
+		}
+	}
+	return len(q.Clauses) > 0
+}
+
+// verify searches, after the transaction's writes, the criteria of the
+// references whose match decide could not be sure of: each must find
+// exactly the resource it was resolved to.
+func (c *condRefs) verify() error {
+	for _, r := range c.order {
+		if r.err != nil {
+			continue
+		}
+		page, err := c.tx.Search(r.q)
+		if err != nil {
+			return err
+		}
+		var err2 error
+		switch {
+		case len(page.Matches) == 0:
+			err2 = errCondRefNone
+		case len(page.Matches) > 1:
+			err2 = errCondRefMultiple
+		case r.q.Type+"/"+page.Matches[0].ID != r.ref:
+			err2 = outcome.New(outcome.Invalid, "invalid", "conditional-reference-undecided",
+				"a conditional reference's criteria select a resource this transaction writes in a way the gateway "+
+					"can tell only after writing, and it is another resource than the one the reference was resolved to; "+
+					"reference that resource by its fullUrl instead")
+		}
+		if err2 != nil {
+			return &outcome.EntryError{Index: r.en.index, Err: err2}
+		}
+	}
+	return nil
+}
+
+var (
+	errCondRefNone = outcome.New(outcome.Invalid, "not-found", "conditional-reference-unresolved",
+		"a conditional reference matches no resource, stored or written by this transaction")
+	errCondRefMultiple = outcome.New(outcome.PreconditionFailed, "multiple-matches", "conditional-multiple-matches",
+		"a conditional reference matches more than one resource, stored or written by this transaction")
+)
