@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -577,5 +578,82 @@ func TestTransactionConditionalReferences(t *testing.T) {
 	// A failed transaction wrote nothing.
 	if n := decode(t, req(h, "GET", "/fhir/Patient?identifier=http://ex.org/mrn|TX-6", ""))["total"].(float64); n != 0 {
 		t.Errorf("the failed transaction stored %v patients", n)
+	}
+}
+
+// TestTransactionIdentityOverlap: two entries of a transaction that change
+// the same resource (conditional ones as resolved) fail it whole with a 400
+// naming both (http.html#trules); conditional creates that resolve to one
+// resource and GETs do not count. A batch's entries stay independent.
+func TestTransactionIdentityOverlap(t *testing.T) {
+	h := fhirServer(t)
+	rec := req(h, "PUT", "/fhir/Patient/ov-1", `{"resourceType":"Patient","id":"ov-1",`+`"identifier":[{"system":"http://ex.org/mrn","value":"OV-1"}]}`)
+	if rec.Code != 201 {
+		t.Fatalf("create = %d %s", rec.Code, rec.Body)
+	}
+	put := func(id, family string) string {
+		return `{"resource":{"resourceType":"Patient","id":"` + id + `","name":[{"family":"` + family + `"}]},"request":{"method":"PUT","url":"Patient/` + id + `"}}`
+	}
+	condPut := func(mrn, family string) string {
+		return `{"resource":{"resourceType":"Patient","identifier":[{"system":"http://ex.org/mrn","value":"` + mrn + `"}],"name":[{"family":"` + family +
+			`"}]},"request":{"method":"PUT","url":"Patient?identifier=http://ex.org/mrn|` + mrn + `"}}`
+	}
+	condPost := func(mrn string) string {
+		return `{"resource":{"resourceType":"Patient","identifier":[{"system":"http://ex.org/mrn","value":"` + mrn +
+			`"}]},"request":{"method":"POST","url":"Patient","ifNoneExist":"identifier=http://ex.org/mrn|` + mrn + `"}}`
+	}
+	del := func(id string) string { return `{"request":{"method":"DELETE","url":"Patient/` + id + `"}}` }
+	get := func(id string) string { return `{"request":{"method":"GET","url":"Patient/` + id + `"}}` }
+	patch := func(id string) string {
+		p := base64.StdEncoding.EncodeToString([]byte(`[{"op":"add","path":"/gender","value":"other"}]`))
+		return `{"resource":{"resourceType":"Binary","contentType":"application/json-patch+json","data":"` + p +
+			`"},"request":{"method":"PATCH","url":"Patient/` + id + `"}}`
+	}
+	for _, c := range []struct {
+		name    string
+		entries []string
+		fail    bool
+	}{
+		{"two PUTs of one id", []string{put("ov-2", "One"), put("ov-2", "Two")}, true},
+		{"PUT and DELETE of one id", []string{put("ov-1", "One"), del("ov-1")}, true},
+		{"two DELETEs of one id", []string{del("ov-1"), del("ov-1")}, true},
+		{"PATCH and PUT of one id", []string{patch("ov-1"), put("ov-1", "Two")}, true},
+		{"two conditional PUTs selecting one resource", []string{condPut("OV-1", "One"), condPut("OV-1", "Two")}, true},
+		{"two conditional PUTs creating one resource", []string{condPut("OV-3", "One"), condPut("OV-3", "Two")}, true},
+		{"conditional PUT and PUT of the resource it selects", []string{condPut("OV-1", "One"), put("ov-1", "Two")}, true},
+		{"conditional create matched, and a DELETE of it", []string{condPost("OV-1"), del("ov-1")}, true},
+		{"conditional create, and a conditional PUT of the same criteria", []string{condPost("OV-4"), condPut("OV-4", "Two")}, true},
+		{"two conditional creates of the same criteria", []string{condPost("OV-5"), condPost("OV-5")}, false},
+		{"two conditional creates matching one stored resource", []string{condPost("OV-1"), condPost("OV-1")}, false},
+		{"GET and PUT of one id", []string{get("ov-1"), put("ov-1", "Three")}, false},
+		{"PUTs of different ids", []string{put("ov-6", "One"), put("ov-7", "Two")}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			before := decode(t, req(h, "GET", "/fhir/Patient/_history?_count=0", ""))["total"]
+			rec := req(h, "POST", "/fhir", txBundle(c.entries...))
+			if !c.fail {
+				if rec.Code != 200 {
+					t.Fatalf("transaction = %d %s", rec.Code, rec.Body)
+				}
+				return
+			}
+			assertOutcome(t, rec, 400, "bundle-entry-identity-overlap", "")
+			body := rec.Body.String()
+			if !strings.Contains(body, "Bundle.entry[1].request") || !strings.Contains(body, "entry 0") {
+				t.Errorf("the outcome does not name both entries: %s", body)
+			}
+			if after := decode(t, req(h, "GET", "/fhir/Patient/_history?_count=0", ""))["total"]; after != before {
+				t.Errorf("the failed transaction wrote: %v versions before, %v after", before, after)
+			}
+		})
+	}
+	// A batch runs each entry on its own: both PUTs of one id succeed.
+	rec = req(h, "POST", "/fhir", strings.Replace(txBundle(put("ov-8", "One"), put("ov-8", "Two")), `"transaction"`, `"batch"`, 1))
+	var got []string
+	for _, e := range decode(t, rec)["entry"].([]any) {
+		got = append(got, e.(map[string]any)["response"].(map[string]any)["status"].(string))
+	}
+	if want := []string{"201 Created", "200 OK"}; !slices.Equal(got, want) {
+		t.Errorf("batch statuses = %q, want %q", got, want)
 	}
 }

@@ -91,6 +91,11 @@ func (e *Engine) runTransaction(tx store.Tx, entries []*Entry, now time.Time) er
 		}
 	}
 
+	// A resource is changed once in a transaction (http.html#trules).
+	if err := overlap(entries); err != nil {
+		return err
+	}
+
 	// 2. Rewrite references (one rule for the whole gateway: fhirwire);
 	// conditional references as the transaction will leave the store.
 	refs := &condRefs{e: e, tx: tx, entries: entries, memo: map[string]*condRef{}}
@@ -143,6 +148,42 @@ func (e *Engine) runTransaction(tx store.Tx, entries []*Entry, now time.Time) er
 	// 5. The conditional references whose match depended on what the
 	// transaction wrote find exactly the resource they were resolved to.
 	return refs.verify()
+}
+
+// overlap fails a transaction two of whose entries change the same
+// resource (http.html#trules: "If any resource identities (including
+// resolved identities from conditional update/delete) overlap in steps 1-3,
+// then the transaction SHALL fail"): a DELETE, PUT or PATCH with any other
+// entry of the same Type/id, and two POSTs that would both create it. A
+// POST whose conditional create matched (a stored resource, or the one an
+// earlier entry with the same criteria creates) changes nothing: it may
+// share its resource with other such POSTs and with the POST that creates
+// it. GET entries change nothing. The ids are the resolved ones, so
+// conditional updates and patches that select one resource overlap too.
+func overlap(entries []*Entry) error {
+	type use struct {
+		en      *Entry
+		changes bool // DELETE, PUT, PATCH
+		creates bool // a POST that creates the resource
+	}
+	seen := map[string][]use{}
+	for _, en := range entries {
+		if en.method == "GET" || en.id == "" {
+			continue
+		}
+		u := use{en: en, changes: en.method != "POST", creates: en.method == "POST" && en.matched == nil && !en.again}
+		k := en.typ + "/" + en.id
+		for _, p := range seen[k] {
+			if u.changes || p.changes || (u.creates && p.creates) {
+				return &outcome.EntryError{Index: en.index, Err: outcome.New(outcome.Invalid, "invalid", "bundle-entry-identity-overlap",
+					fmt.Sprintf("this entry and entry %d change the same resource (after resolving conditional "+
+						"updates and patches), and a transaction may change a resource only once (http.html#trules); "+
+						"merge them into one entry, or send them in separate transactions", p.en.index)).At("request")}
+			}
+		}
+		seen[k] = append(seen[k], u)
+	}
+	return nil
 }
 
 // criteriaOf returns the conditional criteria of en: those of a
