@@ -34,6 +34,8 @@ type condRefs struct {
 	cur     *Entry              // the entry whose references are being rewritten
 	memo    map[string]*condRef // by the criteria's key
 	order   []*condRef          // to verify, in the order first met
+	byType  map[string]*typeWrites
+	rows    map[*Entry][]search.Entry // the index entries of written resources, extracted once
 }
 
 // condRef is one conditional reference's resolution.
@@ -80,27 +82,8 @@ const (
 // decide resolves the criteria q (key: search.Key) of type typ against the
 // state the transaction leaves (see condRefs).
 func (c *condRefs) decide(typ, key string, q *search.Query) (ref string, verify bool, err error) {
-	// What the transaction does to resources of typ: its DELETE, PUT and
-	// PATCH targets' stored content no longer counts; the resources it
-	// creates or writes are judged as written.
-	replaced := map[string]bool{}
-	var writes []*Entry
-	for _, en := range c.entries {
-		if en.typ != typ || en.id == "" {
-			continue
-		}
-		switch en.method {
-		case "DELETE":
-			replaced[en.id] = true
-		case "PUT", "PATCH":
-			replaced[en.id] = true
-			writes = append(writes, en)
-		case "POST":
-			if en.matched == nil && !en.again { // a POST that matched writes nothing
-				writes = append(writes, en)
-			}
-		}
-	}
+	w := c.writesOf(typ)
+	replaced, writes := w.replaced, w.writes
 	sq := *q
 	sq.Count = q.Count + len(replaced) // enough to see two that stay
 	page, err := c.tx.Search(&sq)
@@ -114,7 +97,7 @@ func (c *condRefs) decide(typ, key string, q *search.Query) (ref string, verify 
 		}
 	}
 	for _, en := range writes {
-		switch writtenMatch(en, key, q) {
+		switch c.writtenMatch(en, key, q) {
 		case matchYes:
 			ids = append(ids, en.id)
 		case matchUnknown:
@@ -132,9 +115,45 @@ func (c *condRefs) decide(typ, key string, q *search.Query) (ref string, verify 
 	return "", false, errCondRefNone
 }
 
+// typeWrites is what a transaction does to the resources of one type.
+type typeWrites struct {
+	replaced map[string]bool // ids whose stored content no longer counts: DELETE, PUT, PATCH targets
+	writes   []*Entry        // the entries that write a resource (judged as written)
+}
+
+// writesOf returns what the transaction does to resources of typ (worked
+// out once per type and run).
+func (c *condRefs) writesOf(typ string) *typeWrites {
+	if w, ok := c.byType[typ]; ok {
+		return w
+	}
+	w := &typeWrites{replaced: map[string]bool{}}
+	for _, en := range c.entries {
+		if en.typ != typ || en.id == "" {
+			continue
+		}
+		switch en.method {
+		case "DELETE":
+			w.replaced[en.id] = true
+		case "PUT", "PATCH":
+			w.replaced[en.id] = true
+			w.writes = append(w.writes, en)
+		case "POST":
+			if en.matched == nil && !en.again { // a POST that matched writes nothing
+				w.writes = append(w.writes, en)
+			}
+		}
+	}
+	if c.byType == nil {
+		c.byType = map[string]*typeWrites{}
+	}
+	c.byType[typ] = w
+	return w
+}
+
 // writtenMatch says whether the criteria q (key: search.Key) select the
 // resource en writes.
-func writtenMatch(en *Entry, key string, q *search.Query) match {
+func (c *condRefs) writtenMatch(en *Entry, key string, q *search.Query) match {
 	if en.method == "PATCH" || en.doc == nil {
 		return matchUnknown // the patched content exists only once the patch ran
 	}
@@ -143,7 +162,15 @@ func writtenMatch(en *Entry, key string, q *search.Query) match {
 		// which runTransaction checks it matches.
 		return matchYes
 	}
-	if search.Satisfies(q, search.Extract(en.typ, en.doc)) {
+	rows, ok := c.rows[en]
+	if !ok {
+		rows = search.Extract(en.typ, en.doc)
+		if c.rows == nil {
+			c.rows = map[*Entry][]search.Entry{}
+		}
+		c.rows[en] = rows
+	}
+	if search.Satisfies(q, rows) {
 		return matchYes
 	}
 	if decidable(q) {
