@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 )
@@ -113,6 +114,65 @@ func TestChainedSearch(t *testing.T) {
 		if !strings.Contains(rec.Body.String(), `"expression":["`+tc.expr+`"]`) {
 			t.Errorf("GET %s does not name %s: %s", tc.target, tc.expr, rec.Body)
 		}
+	}
+}
+
+// TestOwnBaseURLs: the server's own absolute URLs (the fullUrls it
+// answers with, on the base the request was served at) name the same
+// resources as relative references: in a reference search, a chained one,
+// a Bundle's GET entry, and as the base of conditional criteria
+// ([base]/Type?criteria). Another server's URL is not this server's
+// resource; as conditional criteria it is refused, saying why.
+func TestOwnBaseURLs(t *testing.T) {
+	h := fhirServer(t)
+	seedChain(t, h)
+	found := decode(t, req(h, "GET", "/fhir/Patient?identifier=http://hospital.example/mrn|M1", ""))
+	full := found["entry"].([]any)[0].(map[string]any)["fullUrl"].(string) // http://example.com/fhir/Patient/<id>
+	id := full[strings.LastIndexByte(full, '/')+1:]
+	other := "http://other.example/fhir/Patient/" + id
+	q := url.QueryEscape
+	for _, tc := range []struct {
+		target string
+		total  float64
+	}{
+		{"/fhir/Observation?subject=Patient/" + id, 1},
+		{"/fhir/Observation?subject=" + q(full), 1},
+		{"/fhir/Observation?patient=" + q(full+"/_history/1"), 1},
+		{"/fhir/Observation?subject:Patient=" + q(full), 1},
+		{"/fhir/Observation?subject=" + q(other), 0},
+		{"/fhir/Patient?_has:Observation:subject:subject=" + q(full), 1},
+	} {
+		rec := req(h, "GET", tc.target, "")
+		if rec.Code != 200 {
+			t.Errorf("GET %s = %d %s", tc.target, rec.Code, rec.Body)
+			continue
+		}
+		if got := decode(t, rec)["total"]; got != tc.total {
+			t.Errorf("GET %s total = %v, want %v", tc.target, got, tc.total)
+		}
+	}
+	rec := req(h, "POST", "/fhir", txBundle(`{"request":{"method":"GET","url":"Observation?subject=`+q(full)+`"}}`))
+	if rec.Code != 200 {
+		t.Fatalf("transaction = %d %s", rec.Code, rec.Body)
+	}
+	if got := decode(t, rec)["entry"].([]any)[0].(map[string]any)["resource"].(map[string]any)["total"]; got != 1.0 {
+		t.Errorf("GET entry with the own absolute URL: total %v, want 1", got)
+	}
+
+	// If-None-Exist (and conditional criteria in general) on the own base.
+	base := strings.TrimSuffix(full, "/Patient/"+id)
+	rec = req(h, "POST", "/fhir/Patient", patientJSON, "If-None-Exist: "+base+"/Patient?identifier=http://hospital.example/mrn|M1")
+	if rec.Code != 200 || decode(t, rec)["id"] != id {
+		t.Errorf("If-None-Exist on the own base = %d %s, want 200 with Patient/%s", rec.Code, rec.Body, id)
+	}
+	rec = req(h, "POST", "/fhir", txBundle(`{"resource":`+patientJSON+`,"request":{"method":"POST","url":"Patient","ifNoneExist":"`+base+`/Patient?identifier=http://hospital.example/mrn|M1"}}`))
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), `"200 OK"`) {
+		t.Errorf("ifNoneExist on the own base = %d %s", rec.Code, rec.Body)
+	}
+	rec = req(h, "POST", "/fhir/Patient", patientJSON, "If-None-Exist: http://other.example/fhir/Patient?identifier=http://hospital.example/mrn|M1")
+	assertOutcome(t, rec, 400, "search-value-invalid", "")
+	if !strings.Contains(rec.Body.String(), "absolute URL") {
+		t.Errorf("If-None-Exist on another base: %s; want the absolute URL named as the problem", rec.Body)
 	}
 }
 

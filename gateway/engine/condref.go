@@ -30,6 +30,7 @@ import (
 type condRefs struct {
 	e       *Engine
 	tx      store.Tx
+	lim     search.Limits // the criteria are parsed within them, on the request's base
 	entries []*Entry
 	cur     *Entry              // the entry whose references are being rewritten
 	memo    map[string]*condRef // by the criteria's key
@@ -53,7 +54,7 @@ func (c *condRefs) resolve(typ, query string) (string, error) {
 	if !c.e.v.KnownType(typ) {
 		return "", outcome.New(outcome.Invalid, "invalid", "reference-format", "a conditional reference must start with a resource type")
 	}
-	q, err := c.e.limits.ParseConditional(typ, query)
+	q, err := c.lim.ParseConditional(typ, query)
 	if err != nil {
 		return "", searchError(err)
 	}

@@ -38,7 +38,7 @@ func (t *Tx) Now() time.Time { return t.now }
 // runTransaction), and records the resources they touched in the request's
 // audit scope. Any failure is an *outcome.EntryError naming the entry.
 func (t *Tx) Run(entries []*Entry) error {
-	if err := t.e.runTransaction(t.st, entries, t.now); err != nil {
+	if err := t.e.runTransaction(t.st, t.e.limitsFor(t.sc), entries, t.now); err != nil {
 		return err
 	}
 	touchEntries(t.sc, entries, nil)
@@ -56,7 +56,7 @@ func (t *Tx) Provenance(p audit.Provenance, targets []*store.Resource) error {
 // Bundle entries and conditional references, then executes DELETE, POST,
 // PUT, GET in that order (http.html#trules). Any failure aborts it with an
 // *outcome.EntryError.
-func (e *Engine) runTransaction(tx store.Tx, entries []*Entry, now time.Time) error {
+func (e *Engine) runTransaction(tx store.Tx, lim search.Limits, entries []*Entry, now time.Time) error {
 	ids := map[string]string{}     // fullUrl -> Type/id
 	claimed := map[string]string{} // conditional key -> Type/id decided in this transaction
 	fail := func(en *Entry, err error) error { return &outcome.EntryError{Index: en.index, Err: err} }
@@ -69,7 +69,7 @@ func (e *Engine) runTransaction(tx store.Tx, entries []*Entry, now time.Time) er
 	for _, en := range entries {
 		en.rewrites.Restore()
 	}
-	looks := e.lookUp(tx, entries)
+	looks := e.lookUp(tx, lim, entries)
 	for i, en := range entries {
 		en.matched, en.key, en.criteria, en.res, en.found, en.total, en.again = nil, "", nil, nil, nil, 0, false
 		en.chosen, en.pinned = en.method == "PUT" && en.query == "", false // PUT Type/id: the client's id
@@ -79,7 +79,7 @@ func (e *Engine) runTransaction(tx store.Tx, entries []*Entry, now time.Time) er
 			}
 		}
 		if en.method == "PATCH" && en.query != "" {
-			if err := e.resolvePatchTarget(tx, en); err != nil {
+			if err := e.resolvePatchTarget(tx, lim, en); err != nil {
 				return fail(en, err)
 			}
 		}
@@ -98,7 +98,7 @@ func (e *Engine) runTransaction(tx store.Tx, entries []*Entry, now time.Time) er
 
 	// 2. Rewrite references (one rule for the whole gateway: fhirwire);
 	// conditional references as the transaction will leave the store.
-	refs := &condRefs{e: e, tx: tx, entries: entries, memo: map[string]*condRef{}}
+	refs := &condRefs{e: e, tx: tx, lim: lim, entries: entries, memo: map[string]*condRef{}}
 	rw := fhirwire.Rewriter{
 		IDs:         ids,
 		Conditional: refs.resolve,
@@ -127,7 +127,7 @@ func (e *Engine) runTransaction(tx store.Tx, entries []*Entry, now time.Time) er
 	})
 	for _, en := range order {
 		refs.cur = en // a patch's references are rewritten as it runs
-		if err := e.execEntry(tx, en, &rw, now); err != nil {
+		if err := e.execEntry(tx, lim, en, &rw, now); err != nil {
 			return fail(en, err)
 		}
 	}
@@ -216,7 +216,7 @@ type lookup struct {
 // would have found in its turn. An entry whose criteria are invalid holds the error, and the
 // entries after it are not searched (they are never reached); so does the
 // first entry whose criteria the store did not answer.
-func (e *Engine) lookUp(tx store.Tx, entries []*Entry) []*lookup {
+func (e *Engine) lookUp(tx store.Tx, lim search.Limits, entries []*Entry) []*lookup {
 	looks := make([]*lookup, len(entries))
 	var qs []*search.Query
 	var searched []*lookup
@@ -228,7 +228,7 @@ func (e *Engine) lookUp(tx store.Tx, entries []*Entry) []*lookup {
 		}
 		l := &lookup{}
 		looks[i] = l
-		if l.q, l.err = e.limits.ParseConditional(en.typ, c); l.err != nil {
+		if l.q, l.err = lim.ParseConditional(en.typ, c); l.err != nil {
 			l.err = searchError(l.err)
 			break
 		}
@@ -363,7 +363,7 @@ func matchesCriteria(tx store.Tx, en *Entry) error {
 }
 
 // execEntry performs one resolved entry.
-func (e *Engine) execEntry(tx store.Tx, en *Entry, rw *fhirwire.Rewriter, now time.Time) error {
+func (e *Engine) execEntry(tx store.Tx, lim search.Limits, en *Entry, rw *fhirwire.Rewriter, now time.Time) error {
 	var err error
 	switch en.method {
 	case "PATCH":
@@ -409,7 +409,7 @@ func (e *Engine) execEntry(tx store.Tx, en *Entry, rw *fhirwire.Rewriter, now ti
 			err = tx.ClaimKey(en.key, en.typ, en.id)
 		}
 	case "GET":
-		err = e.getEntry(tx, en)
+		err = e.getEntry(tx, lim, en)
 	}
 	return err
 }
@@ -422,13 +422,13 @@ func (e *Engine) mayChoose(en *Entry) bool { return !en.chosen || !en.client || 
 // getEntry answers a GET entry: a read, a vread or a search (its matches
 // and total are kept in the entry; the response shows what the caller may
 // see).
-func (e *Engine) getEntry(tx store.Tx, en *Entry) error {
+func (e *Engine) getEntry(tx store.Tx, lim search.Limits, en *Entry) error {
 	if en.id == "" {
 		vals, err := url.ParseQuery(en.query)
 		if err != nil {
 			return outcome.New(outcome.Invalid, "invalid", "search-value-invalid", "the search query is malformed")
 		}
-		q, _, err := e.limits.Parse(en.typ, vals, false)
+		q, _, err := lim.Parse(en.typ, vals, false)
 		if err != nil {
 			return searchError(err)
 		}

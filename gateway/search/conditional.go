@@ -12,7 +12,9 @@ import (
 // conditional references ("Patient?identifier=http://x|123" minus the
 // "Patient?"; a leading "?" is tolerated, and so is the "Type?" form
 // itself, as HAPI and HL7's Bundle-xds example write it, when Type is
-// resourceType: search-type-mismatch otherwise). query is a raw, still
+// resourceType: search-type-mismatch otherwise; and [l.Base]/Type?criteria,
+// this server's own absolute URL of that search, while any other absolute
+// URL is search-value-invalid). query is a raw, still
 // percent-encoded query string. Parsing is strict, and result and other
 // control parameters (_count, _sort, _include, ...) are refused; only
 // search parameters, _id and _lastUpdated remain. The query asks for two
@@ -26,7 +28,13 @@ func ParseConditional(resourceType, query string) (*Query, error) {
 
 // ParseConditional is the package's ParseConditional within l.
 func (l Limits) ParseConditional(resourceType, query string) (*Query, error) {
+	query = LocalReference(l.Base, query)
 	if typ, rest, ok := strings.Cut(query, "?"); ok && typ != "" && !strings.ContainsAny(typ, "=&") {
+		if strings.Contains(typ, "/") {
+			return nil, &Error{Rule: RuleValueInvalid, Message: "the conditional criteria are an absolute URL, and only " +
+				"this server's own FHIR base is accepted there ([base]/" + resourceType + "?criteria); write them as " +
+				resourceType + "?criteria or as the criteria alone"}
+		}
 		if typ != resourceType {
 			return nil, &Error{Rule: RuleTypeMismatch, Message: "the conditional criteria name a resource type other than " +
 				resourceType + "; write them as " + resourceType + "?criteria or as the criteria alone"}

@@ -26,13 +26,19 @@ func TestParseConditional(t *testing.T) {
 			Values: []Value{{System: "http://x", Code: "123", HasSystem: true}}}}},
 		{"Patient", "identifier=http://x|a?b", []Clause{{Param: "identifier", Type: TypeToken,
 			Values: []Value{{System: "http://x", Code: "a?b", HasSystem: true}}}}},
+		// #18: the server's own absolute URL of the search.
+		{"Patient", "http://gw.example/fhir/Patient?identifier=http://x|123", []Clause{{Param: "identifier", Type: TypeToken,
+			Values: []Value{{System: "http://x", Code: "123", HasSystem: true}}}}},
+		{"Observation", "_id=o1&subject=http://gw.example/fhir/Patient/p1", []Clause{
+			{Param: "_id", Type: TypeToken, Values: []Value{{Code: "o1"}}},
+			{Param: "subject", Type: TypeReference, Values: []Value{{RefType: "Patient", RefID: "p1"}}}}},
 		{"Observation", "_id=o1&subject=Patient/p1", []Clause{
 			{Param: "_id", Type: TypeToken, Values: []Value{{Code: "o1"}}},
 			{Param: "subject", Type: TypeReference, Values: []Value{{RefType: "Patient", RefID: "p1"}}}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.query, func(t *testing.T) {
-			q, err := ParseConditional(tt.rt, tt.query)
+			q, err := Limits{Base: testBase}.ParseConditional(tt.rt, tt.query)
 			if err != nil {
 				t.Fatalf("ParseConditional(%s, %q): %v", tt.rt, tt.query, err)
 			}
@@ -59,10 +65,14 @@ func TestParseConditionalErrors(t *testing.T) {
 		{"identifier=a|b|SECRET7", RuleValueInvalid},
 		{"Observation?identifier=x", RuleTypeMismatch},
 		{"SECRET7?identifier=x", RuleTypeMismatch},
+		{"http://gw.example/fhir/Observation?identifier=x", RuleTypeMismatch},
+		{"http://SECRET7/fhir/Patient?identifier=x", RuleValueInvalid},
+		{"http://gw.example/fhir2/Patient?identifier=x", RuleValueInvalid},
+		{"http://gw.example/fhir/SECRET7/Patient?identifier=x", RuleValueInvalid},
 	}
 	for _, tt := range tests {
 		t.Run(tt.query, func(t *testing.T) {
-			q, err := ParseConditional("Patient", tt.query)
+			q, err := Limits{Base: testBase}.ParseConditional("Patient", tt.query)
 			var se *Error
 			if !errors.As(err, &se) || q != nil {
 				t.Fatalf("ParseConditional(%q) = %+v, %v; want *Error %s", tt.query, q, err, tt.rule)
