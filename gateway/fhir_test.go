@@ -506,6 +506,16 @@ func TestTransactionConditionalReferences(t *testing.T) {
 	store(pat(ident("TWICE")))
 	gone := store(pat(ident("GONE")))
 	renamed := store(pat(ident("OLD")))
+	rec := req(h, "POST", "/fhir/Observation", `{"resourceType":"Observation","status":"final","code":{"text":"x"}}`)
+	if rec.Code != 201 {
+		t.Fatalf("create = %d %s", rec.Code, rec.Body)
+	}
+	patched := decode(t, rec)["id"].(string)
+	patchSubject := func(ref string) string {
+		p := base64.StdEncoding.EncodeToString([]byte(`[{"op":"add","path":"/subject","value":{"reference":"` + ref + `"}}]`))
+		return `{"resource":{"resourceType":"Binary","contentType":"application/json-patch+json","data":"` + p +
+			`"},"request":{"method":"PATCH","url":"Observation/` + patched + `"}}`
+	}
 	for _, c := range []struct {
 		name    string
 		entries []string
@@ -545,6 +555,8 @@ func TestTransactionConditionalReferences(t *testing.T) {
 				obs("Patient?identifier=http://ex.org/mrn|NEW")}, "conditional-reference-unresolved"},
 		{"written, but the string criteria do not select it (found out after the writes)",
 			[]string{post("", pat(`"name":[{"family":"Otherwise"}]`), ""), obs("Patient?family=Nobodyhere")}, "conditional-reference-unresolved"},
+		{"added by a patch, created by a plain POST",
+			[]string{post("", pat(ident("TX-7")), ""), patchSubject("Patient?identifier=http://ex.org/mrn|TX-7")}, "#0"},
 		{"nothing anywhere",
 			[]string{obs("Patient?identifier=http://ex.org/mrn|NOWHERE")}, "conditional-reference-unresolved"},
 	} {

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"slices"
 	"strings"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
@@ -91,18 +92,25 @@ func (c *condRefs) decide(typ, key string, q *search.Query) (ref string, verify 
 	if err != nil {
 		return "", false, err
 	}
+	// A set: a patch's reference is resolved as it runs, when the
+	// resources the POSTs created are stored already.
 	var ids, maybe []string
+	add := func(list *[]string, id string) {
+		if !slices.Contains(ids, id) && !slices.Contains(*list, id) {
+			*list = append(*list, id)
+		}
+	}
 	for _, m := range page.Matches {
 		if !replaced[m.ID] {
-			ids = append(ids, m.ID)
+			add(&ids, m.ID)
 		}
 	}
 	for _, en := range writes {
 		switch c.writtenMatch(en, key, q) {
 		case matchYes:
-			ids = append(ids, en.id)
+			add(&ids, en.id)
 		case matchUnknown:
-			maybe = append(maybe, en.id)
+			add(&maybe, en.id)
 		}
 	}
 	switch {
