@@ -2,7 +2,6 @@ package engine
 
 import (
 	"slices"
-	"strings"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
@@ -22,12 +21,13 @@ import (
 // is worked out beforehand: the stored matches, less the resources the
 // transaction deletes or writes again, plus each resource the transaction
 // writes that the criteria certainly select (the conditional create or
-// update of equivalent criteria made it, or its own index entries satisfy
-// token criteria: search.Satisfies). Where that cannot be told without the
-// store (other kinds of criteria over a resource the transaction writes, a
-// patch's result), the reference takes the one candidate there is and verify
-// searches the criteria again once everything is written: unless they then
-// find exactly that resource, the transaction fails.
+// update of equivalent criteria made it, or its own index entries are
+// selected by criteria of _id, token and string clauses: search.Selects).
+// Where that cannot be told without the store (other kinds of criteria
+// over a resource the transaction writes, a patch's result), the reference
+// takes a candidate and verify searches the criteria again once everything
+// is written: unless they then find exactly that resource, the transaction
+// fails.
 type condRefs struct {
 	e       *Engine
 	tx      store.Tx
@@ -179,26 +179,13 @@ func (c *condRefs) writtenMatch(en *Entry, key string, q *search.Query) match {
 		}
 		c.rows[en] = rows
 	}
-	if search.Satisfies(q, rows) {
+	switch selected, known := search.Selects(q, en.id, rows); {
+	case !known:
+		return matchUnknown
+	case selected:
 		return matchYes
 	}
-	if decidable(q) {
-		return matchNo
-	}
-	return matchUnknown
-}
-
-// decidable reports whether search.Satisfies decides q both ways: every
-// clause is a plain token clause on an element of the resource (not _id,
-// _tag and the like, which the server sets or the store answers).
-func decidable(q *search.Query) bool {
-	for _, cl := range q.Clauses {
-		if cl.Type != search.TypeToken || cl.Modifier != "" || cl.Missing != nil || cl.Chain != nil || cl.Has != nil ||
-			strings.HasPrefix(cl.Param, "_") {
-			return false
-		}
-	}
-	return len(q.Clauses) > 0
+	return matchNo
 }
 
 // verify searches, after the transaction's writes, the criteria of the

@@ -191,3 +191,45 @@ func TestSatisfies(t *testing.T) {
 		}
 	}
 }
+
+func TestSelects(t *testing.T) {
+	doc := map[string]any{"resourceType": "Patient", "gender": "female", "birthDate": "1980-02-03",
+		"identifier": []any{map[string]any{"system": "http://x", "value": "1"}},
+		"name":       []any{map[string]any{"family": "Müller-Lüdenscheidt", "given": []any{"Ann"}}}}
+	entries := Extract("Patient", doc)
+	const yes, no, unknown = "yes", "no", "unknown"
+	tests := []struct{ criteria, want string }{
+		{"identifier=http://x|1", yes},
+		{"identifier=http://x|2", no},
+		{"_id=p1", yes},
+		{"_id=p2,p1", yes},
+		{"_id=p2", no},
+		{"family=muller", yes},
+		{"family=MÜLLER-L", yes},
+		{"family=ludenscheidt", no},
+		{"family:contains=ludensch", yes},
+		{"family:exact=Müller-Lüdenscheidt", yes},
+		{"family:exact=muller-ludenscheidt", no},
+		{"name=ann&gender=female", yes},
+		{"name=ann&gender=male", no},
+		{"birthdate=1980", unknown},
+		{"birthdate=1980&gender=male", no}, // a failing clause decides
+		{"birthdate=1980&gender=female", unknown},
+		{"identifier:not=http://x|2", unknown},
+		{"family:missing=false", unknown},
+		{"_lastUpdated=ge2026", unknown},
+	}
+	for _, tt := range tests {
+		q, err := ParseConditional("Patient", tt.criteria)
+		if err != nil {
+			t.Fatalf("ParseConditional(%s): %v", tt.criteria, err)
+		}
+		got := unknown
+		if sel, known := Selects(q, "p1", entries); known {
+			got = map[bool]string{true: yes, false: no}[sel]
+		}
+		if got != tt.want {
+			t.Errorf("Selects(%s) = %s, want %s", tt.criteria, got, tt.want)
+		}
+	}
+}
