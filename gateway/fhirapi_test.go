@@ -169,6 +169,16 @@ func TestOwnBaseURLs(t *testing.T) {
 	if rec.Code != 200 || !strings.Contains(rec.Body.String(), `"200 OK"`) {
 		t.Errorf("ifNoneExist on the own base = %d %s", rec.Code, rec.Body)
 	}
+	// A conditional reference on the own base is resolved like Patient?criteria.
+	rec = req(h, "POST", "/fhir", txBundle(`{"resource":{"resourceType":"Observation","status":"final","code":{"text":"x"},`+
+		`"subject":{"reference":"`+base+`/Patient?identifier=http://hospital.example/mrn|M1"}},"request":{"method":"POST","url":"Observation"}}`))
+	if rec.Code != 200 {
+		t.Fatalf("transaction = %d %s", rec.Code, rec.Body)
+	}
+	loc := decode(t, rec)["entry"].([]any)[0].(map[string]any)["response"].(map[string]any)["location"].(string)
+	if got := decode(t, req(h, "GET", "/fhir/"+strings.Join(strings.Split(loc, "/")[:2], "/"), ""))["subject"]; got.(map[string]any)["reference"] != "Patient/"+id {
+		t.Errorf("conditional reference on the own base: subject %v, want Patient/%s", got, id)
+	}
 	rec = req(h, "POST", "/fhir/Patient", patientJSON, "If-None-Exist: http://other.example/fhir/Patient?identifier=http://hospital.example/mrn|M1")
 	assertOutcome(t, rec, 400, "search-value-invalid", "")
 	if !strings.Contains(rec.Body.String(), "absolute URL") {

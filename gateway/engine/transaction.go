@@ -102,6 +102,7 @@ func (e *Engine) runTransaction(tx store.Tx, lim search.Limits, entries []*Entry
 	rw := fhirwire.Rewriter{
 		IDs:         ids,
 		Conditional: refs.resolve,
+		Local:       func(ref string) string { return search.LocalReference(lim.Base, ref) },
 		Unresolved: outcome.New(outcome.Invalid, "not-found", "reference-unresolved",
 			"a reference names a urn that is not the fullUrl of any entry of the Bundle"),
 	}
