@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -735,5 +736,218 @@ func TestHistoryParams(t *testing.T) {
 				t.Errorf("self link %s shows a parameter that was ignored", self)
 			}
 		})
+	}
+}
+
+// TestTransactionConditionalReferences: a conditional reference is resolved
+// against the state the transaction leaves (http.html#trules step 5): the
+// stored resources it does not delete or rewrite, and the resources it
+// writes, whether by a conditional create of the same (or equivalent)
+// criteria or by any entry whose resource the criteria select. Exactly one
+// match is the target; none and several fail the transaction whole.
+func TestTransactionConditionalReferences(t *testing.T) {
+	h := fhirServer(t)
+	pat := func(fields string) string { return `{"resourceType":"Patient",` + fields + `}` }
+	ident := func(v string) string { return `"identifier":[{"system":"http://ex.org/mrn","value":"` + v + `"}]` }
+	post := func(full, res, ifNoneExist string) string {
+		e := `{"resource":` + res + `,"request":{"method":"POST","url":"Patient"`
+		if ifNoneExist != "" {
+			e += `,"ifNoneExist":"` + ifNoneExist + `"`
+		}
+		e += `}}`
+		if full != "" {
+			e = `{"fullUrl":"` + full + `",` + e[1:]
+		}
+		return e
+	}
+	obs := func(ref string) string {
+		return `{"resource":{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"` + ref +
+			`"}},"request":{"method":"POST","url":"Observation"}}`
+	}
+	store := func(res string) string {
+		rec := req(h, "POST", "/fhir/Patient", res)
+		if rec.Code != 201 {
+			t.Fatalf("create = %d %s", rec.Code, rec.Body)
+		}
+		return decode(t, rec)["id"].(string)
+	}
+	kept := store(pat(ident("KEEP")))
+	store(pat(ident("TWICE")))
+	gone := store(pat(ident("GONE")))
+	renamed := store(pat(ident("OLD")))
+	rec := req(h, "POST", "/fhir/Observation", `{"resourceType":"Observation","status":"final","code":{"text":"x"}}`)
+	if rec.Code != 201 {
+		t.Fatalf("create = %d %s", rec.Code, rec.Body)
+	}
+	patched := decode(t, rec)["id"].(string)
+	patchSubject := func(ref string) string {
+		p := base64.StdEncoding.EncodeToString([]byte(`[{"op":"add","path":"/subject","value":{"reference":"` + ref + `"}}]`))
+		return `{"resource":{"resourceType":"Binary","contentType":"application/json-patch+json","data":"` + p +
+			`"},"request":{"method":"PATCH","url":"Observation/` + patched + `"}}`
+	}
+	for _, c := range []struct {
+		name    string
+		entries []string
+		// want is the subject the Observation gets: the resource of entry
+		// #n, or Patient/ and a stored id; or the rule of the failure.
+		want string
+	}{
+		{"created by ifNoneExist with the same criteria",
+			[]string{post("urn:uuid:11111111-1111-4111-8111-111111111111", pat(ident("TX-1")), "identifier=http://ex.org/mrn|TX-1"),
+				obs("Patient?identifier=http://ex.org/mrn|TX-1")}, "#0"},
+		{"created by ifNoneExist in the Type?criteria form, referenced percent-encoded",
+			[]string{post("", pat(ident("TX-2")), "Patient?identifier=http://ex.org/mrn|TX-2"),
+				obs("Patient?identifier=http%3A%2F%2Fex.org%2Fmrn%7CTX-2")}, "#0"},
+		{"reference before the entry that creates it",
+			[]string{obs("Patient?identifier=http://ex.org/mrn|TX-3"), post("", pat(ident("TX-3")), "identifier=http://ex.org/mrn|TX-3")}, "#1"},
+		{"created by a plain POST the token criteria select",
+			[]string{post("", pat(ident("TX-4")), ""), obs("Patient?identifier=http://ex.org/mrn|TX-4")}, "#0"},
+		{"created by a plain POST string criteria select",
+			[]string{post("", pat(`"name":[{"family":"Quillfeather"}]`), ""), obs("Patient?family=quillfeather")}, "#0"},
+		{"two created, string criteria select one",
+			[]string{post("", pat(`"name":[{"family":"Alphafeather"}]`), ""), post("", pat(`"name":[{"family":"Betafeather"}]`), ""),
+				obs("Patient?family:exact=Betafeather&_id:not=x")}, "#1"},
+		{"created by a plain POST date criteria select (confirmed after the writes)",
+			[]string{post("", pat(`"birthDate":"1911-11-11"`), ""), obs("Patient?birthdate=1911-11-11")}, "#0"},
+		{"stored and not touched",
+			[]string{post("", pat(ident("TX-5")), ""), obs("Patient?identifier=http://ex.org/mrn|KEEP")}, kept},
+		{"matched by a conditional create",
+			[]string{post("", pat(ident("KEEP")), "identifier=http://ex.org/mrn|KEEP"), obs("Patient?identifier=http://ex.org/mrn|KEEP")}, kept},
+		{"stored and created again: several",
+			[]string{post("", pat(ident("TWICE")), ""), obs("Patient?identifier=http://ex.org/mrn|TWICE")}, "conditional-multiple-matches"},
+		{"two plain POSTs the criteria select: several",
+			[]string{post("", pat(ident("TX-6")), ""), post("", pat(ident("TX-6")), ""), obs("Patient?identifier=http://ex.org/mrn|TX-6")},
+			"conditional-multiple-matches"},
+		{"deleted by the transaction: none",
+			[]string{`{"request":{"method":"DELETE","url":"Patient/` + gone + `"}}`, obs("Patient?identifier=http://ex.org/mrn|GONE")},
+			"conditional-reference-unresolved"},
+		{"rewritten by the transaction: its new content counts",
+			[]string{`{"resource":{"resourceType":"Patient","id":"` + renamed + `",` + ident("NEW") + `},"request":{"method":"PUT","url":"Patient/` + renamed + `"}}`,
+				obs("Patient?identifier=http://ex.org/mrn|NEW")}, renamed},
+		{"rewritten by the transaction: its old content no longer counts",
+			[]string{`{"resource":{"resourceType":"Patient","id":"` + renamed + `",` + ident("NEWER") + `},"request":{"method":"PUT","url":"Patient/` + renamed + `"}}`,
+				obs("Patient?identifier=http://ex.org/mrn|NEW")}, "conditional-reference-unresolved"},
+		{"written, but the string criteria do not select it",
+			[]string{post("", pat(`"name":[{"family":"Otherwise"}]`), ""), obs("Patient?family=Nobodyhere")}, "conditional-reference-unresolved"},
+		{"written, but the date criteria do not select it (found out after the writes)",
+			[]string{post("", pat(`"birthDate":"1912-12-12"`), ""), obs("Patient?birthdate=1913")}, "conditional-reference-unresolved"},
+		{"two written, the date criteria select both (found out after the writes)",
+			[]string{post("", pat(`"birthDate":"1914-01-01"`), ""), post("", pat(`"birthDate":"1914-02-02"`), ""), obs("Patient?birthdate=1914")},
+			"conditional-multiple-matches"},
+		{"two written, the date criteria select the other one (found out after the writes)",
+			[]string{post("", pat(`"birthDate":"1915-01-01"`), ""), post("", pat(`"birthDate":"1916-01-01"`), ""), obs("Patient?birthdate=1916")},
+			"conditional-reference-undecided"},
+		{"added by a patch, created by a plain POST",
+			[]string{post("", pat(ident("TX-7")), ""), patchSubject("Patient?identifier=http://ex.org/mrn|TX-7")}, "#0"},
+		{"nothing anywhere",
+			[]string{obs("Patient?identifier=http://ex.org/mrn|NOWHERE")}, "conditional-reference-unresolved"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			rec := req(h, "POST", "/fhir", txBundle(c.entries...))
+			if strings.HasPrefix(c.want, "conditional-") {
+				assertOutcome(t, rec, map[bool]int{true: 412, false: 400}[c.want == "conditional-multiple-matches"], c.want, "")
+				return
+			}
+			if rec.Code != 200 {
+				t.Fatalf("transaction = %d %s", rec.Code, rec.Body)
+			}
+			entries := decode(t, rec)["entry"].([]any)
+			loc := func(i int) string {
+				return strings.Join(strings.Split(entries[i].(map[string]any)["response"].(map[string]any)["location"].(string), "/")[:2], "/")
+			}
+			want := "Patient/" + c.want
+			if n, ok := strings.CutPrefix(c.want, "#"); ok {
+				want = loc(int(n[0] - '0'))
+			}
+			obsIdx := len(c.entries) - 1
+			if strings.Contains(c.entries[0], `"Observation"`) {
+				obsIdx = 0
+			}
+			got := decode(t, req(h, "GET", "/fhir/"+loc(obsIdx), ""))["subject"].(map[string]any)["reference"]
+			if got != want {
+				t.Errorf("subject = %v, want %v", got, want)
+			}
+		})
+	}
+	// A failed transaction wrote nothing.
+	if n := decode(t, req(h, "GET", "/fhir/Patient?identifier=http://ex.org/mrn|TX-6", ""))["total"].(float64); n != 0 {
+		t.Errorf("the failed transaction stored %v patients", n)
+	}
+}
+
+// TestTransactionIdentityOverlap: two entries of a transaction that change
+// the same resource (conditional ones as resolved) fail it whole with a 400
+// naming both (http.html#trules); conditional creates that resolve to one
+// resource and GETs do not count. A batch's entries stay independent.
+func TestTransactionIdentityOverlap(t *testing.T) {
+	h := fhirServer(t)
+	rec := req(h, "PUT", "/fhir/Patient/ov-1", `{"resourceType":"Patient","id":"ov-1",`+`"identifier":[{"system":"http://ex.org/mrn","value":"OV-1"}]}`)
+	if rec.Code != 201 {
+		t.Fatalf("create = %d %s", rec.Code, rec.Body)
+	}
+	put := func(id, family string) string {
+		return `{"resource":{"resourceType":"Patient","id":"` + id + `","name":[{"family":"` + family + `"}]},"request":{"method":"PUT","url":"Patient/` + id + `"}}`
+	}
+	condPut := func(mrn, family string) string {
+		return `{"resource":{"resourceType":"Patient","identifier":[{"system":"http://ex.org/mrn","value":"` + mrn + `"}],"name":[{"family":"` + family +
+			`"}]},"request":{"method":"PUT","url":"Patient?identifier=http://ex.org/mrn|` + mrn + `"}}`
+	}
+	condPost := func(mrn string) string {
+		return `{"resource":{"resourceType":"Patient","identifier":[{"system":"http://ex.org/mrn","value":"` + mrn +
+			`"}]},"request":{"method":"POST","url":"Patient","ifNoneExist":"identifier=http://ex.org/mrn|` + mrn + `"}}`
+	}
+	del := func(id string) string { return `{"request":{"method":"DELETE","url":"Patient/` + id + `"}}` }
+	get := func(id string) string { return `{"request":{"method":"GET","url":"Patient/` + id + `"}}` }
+	patch := func(id string) string {
+		p := base64.StdEncoding.EncodeToString([]byte(`[{"op":"add","path":"/gender","value":"other"}]`))
+		return `{"resource":{"resourceType":"Binary","contentType":"application/json-patch+json","data":"` + p +
+			`"},"request":{"method":"PATCH","url":"Patient/` + id + `"}}`
+	}
+	for _, c := range []struct {
+		name    string
+		entries []string
+		fail    bool
+	}{
+		{"two PUTs of one id", []string{put("ov-2", "One"), put("ov-2", "Two")}, true},
+		{"PUT and DELETE of one id", []string{put("ov-1", "One"), del("ov-1")}, true},
+		{"two DELETEs of one id", []string{del("ov-1"), del("ov-1")}, true},
+		{"PATCH and PUT of one id", []string{patch("ov-1"), put("ov-1", "Two")}, true},
+		{"two conditional PUTs selecting one resource", []string{condPut("OV-1", "One"), condPut("OV-1", "Two")}, true},
+		{"two conditional PUTs creating one resource", []string{condPut("OV-3", "One"), condPut("OV-3", "Two")}, true},
+		{"conditional PUT and PUT of the resource it selects", []string{condPut("OV-1", "One"), put("ov-1", "Two")}, true},
+		{"conditional create matched, and a DELETE of it", []string{condPost("OV-1"), del("ov-1")}, true},
+		{"conditional create, and a conditional PUT of the same criteria", []string{condPost("OV-4"), condPut("OV-4", "Two")}, true},
+		{"two conditional creates of the same criteria", []string{condPost("OV-5"), condPost("OV-5")}, false},
+		{"two conditional creates matching one stored resource", []string{condPost("OV-1"), condPost("OV-1")}, false},
+		{"GET and PUT of one id", []string{get("ov-1"), put("ov-1", "Three")}, false},
+		{"PUTs of different ids", []string{put("ov-6", "One"), put("ov-7", "Two")}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			before := decode(t, req(h, "GET", "/fhir/Patient/_history?_count=0", ""))["total"]
+			rec := req(h, "POST", "/fhir", txBundle(c.entries...))
+			if !c.fail {
+				if rec.Code != 200 {
+					t.Fatalf("transaction = %d %s", rec.Code, rec.Body)
+				}
+				return
+			}
+			assertOutcome(t, rec, 400, "bundle-entry-identity-overlap", "")
+			body := rec.Body.String()
+			if !strings.Contains(body, "Bundle.entry[1].request") || !strings.Contains(body, "entry 0") {
+				t.Errorf("the outcome does not name both entries: %s", body)
+			}
+			if after := decode(t, req(h, "GET", "/fhir/Patient/_history?_count=0", ""))["total"]; after != before {
+				t.Errorf("the failed transaction wrote: %v versions before, %v after", before, after)
+			}
+		})
+	}
+	// A batch runs each entry on its own: both PUTs of one id succeed.
+	rec = req(h, "POST", "/fhir", strings.Replace(txBundle(put("ov-8", "One"), put("ov-8", "Two")), `"transaction"`, `"batch"`, 1))
+	var got []string
+	for _, e := range decode(t, rec)["entry"].([]any) {
+		got = append(got, e.(map[string]any)["response"].(map[string]any)["status"].(string))
+	}
+	if want := []string{"201 Created", "200 OK"}; !slices.Equal(got, want) {
+		t.Errorf("batch statuses = %q, want %q", got, want)
 	}
 }

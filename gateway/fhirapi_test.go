@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 )
@@ -116,6 +117,75 @@ func TestChainedSearch(t *testing.T) {
 	}
 }
 
+// TestOwnBaseURLs: the server's own absolute URLs (the fullUrls it
+// answers with, on the base the request was served at) name the same
+// resources as relative references: in a reference search, a chained one,
+// a Bundle's GET entry, and as the base of conditional criteria
+// ([base]/Type?criteria). Another server's URL is not this server's
+// resource; as conditional criteria it is refused, saying why.
+func TestOwnBaseURLs(t *testing.T) {
+	h := fhirServer(t)
+	seedChain(t, h)
+	found := decode(t, req(h, "GET", "/fhir/Patient?identifier=http://hospital.example/mrn|M1", ""))
+	full := found["entry"].([]any)[0].(map[string]any)["fullUrl"].(string) // http://example.com/fhir/Patient/<id>
+	id := full[strings.LastIndexByte(full, '/')+1:]
+	other := "http://other.example/fhir/Patient/" + id
+	q := url.QueryEscape
+	for _, tc := range []struct {
+		target string
+		total  float64
+	}{
+		{"/fhir/Observation?subject=Patient/" + id, 1},
+		{"/fhir/Observation?subject=" + q(full), 1},
+		{"/fhir/Observation?patient=" + q(full+"/_history/1"), 1},
+		{"/fhir/Observation?subject:Patient=" + q(full), 1},
+		{"/fhir/Observation?subject=" + q(other), 0},
+		{"/fhir/Patient?_has:Observation:subject:subject=" + q(full), 1},
+	} {
+		rec := req(h, "GET", tc.target, "")
+		if rec.Code != 200 {
+			t.Errorf("GET %s = %d %s", tc.target, rec.Code, rec.Body)
+			continue
+		}
+		if got := decode(t, rec)["total"]; got != tc.total {
+			t.Errorf("GET %s total = %v, want %v", tc.target, got, tc.total)
+		}
+	}
+	rec := req(h, "POST", "/fhir", txBundle(`{"request":{"method":"GET","url":"Observation?subject=`+q(full)+`"}}`))
+	if rec.Code != 200 {
+		t.Fatalf("transaction = %d %s", rec.Code, rec.Body)
+	}
+	if got := decode(t, rec)["entry"].([]any)[0].(map[string]any)["resource"].(map[string]any)["total"]; got != 1.0 {
+		t.Errorf("GET entry with the own absolute URL: total %v, want 1", got)
+	}
+
+	// If-None-Exist (and conditional criteria in general) on the own base.
+	base := strings.TrimSuffix(full, "/Patient/"+id)
+	rec = req(h, "POST", "/fhir/Patient", patientJSON, "If-None-Exist: "+base+"/Patient?identifier=http://hospital.example/mrn|M1")
+	if rec.Code != 200 || decode(t, rec)["id"] != id {
+		t.Errorf("If-None-Exist on the own base = %d %s, want 200 with Patient/%s", rec.Code, rec.Body, id)
+	}
+	rec = req(h, "POST", "/fhir", txBundle(`{"resource":`+patientJSON+`,"request":{"method":"POST","url":"Patient","ifNoneExist":"`+base+`/Patient?identifier=http://hospital.example/mrn|M1"}}`))
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), `"200 OK"`) {
+		t.Errorf("ifNoneExist on the own base = %d %s", rec.Code, rec.Body)
+	}
+	// A conditional reference on the own base is resolved like Patient?criteria.
+	rec = req(h, "POST", "/fhir", txBundle(`{"resource":{"resourceType":"Observation","status":"final","code":{"text":"x"},`+
+		`"subject":{"reference":"`+base+`/Patient?identifier=http://hospital.example/mrn|M1"}},"request":{"method":"POST","url":"Observation"}}`))
+	if rec.Code != 200 {
+		t.Fatalf("transaction = %d %s", rec.Code, rec.Body)
+	}
+	loc := decode(t, rec)["entry"].([]any)[0].(map[string]any)["response"].(map[string]any)["location"].(string)
+	if got := decode(t, req(h, "GET", "/fhir/"+strings.Join(strings.Split(loc, "/")[:2], "/"), ""))["subject"]; got.(map[string]any)["reference"] != "Patient/"+id {
+		t.Errorf("conditional reference on the own base: subject %v, want Patient/%s", got, id)
+	}
+	rec = req(h, "POST", "/fhir/Patient", patientJSON, "If-None-Exist: http://other.example/fhir/Patient?identifier=http://hospital.example/mrn|M1")
+	assertOutcome(t, rec, 400, "search-value-invalid", "")
+	if !strings.Contains(rec.Body.String(), "absolute URL") {
+		t.Errorf("If-None-Exist on another base: %s; want the absolute URL named as the problem", rec.Body)
+	}
+}
+
 // TestConditionalRead: If-None-Match naming the current version and
 // If-Modified-Since at or after the last update answer 304 with the
 // version headers and no body, on read, vread and a Bundle's GET entry.
@@ -220,12 +290,16 @@ func TestPatch(t *testing.T) {
 	}
 
 	// A PATCH entry of a transaction: a Binary with a JSON Patch, and a
-	// Parameters with a FHIRPath Patch.
+	// Parameters with a FHIRPath Patch (in two transactions: one may
+	// change a resource only once).
 	bin := base64.StdEncoding.EncodeToString([]byte(`[{"op":"replace","path":"/gender","value":"female"}]`))
-	tx := txBundle(`{"resource":{"resourceType":"Binary","contentType":"application/json-patch+json","data":"`+bin+`"},"request":{"method":"PATCH","url":"Patient/`+id+`"}}`,
-		`{"resource":{"resourceType":"Parameters","parameter":[{"name":"operation","part":[{"name":"type","valueCode":"delete"},{"name":"path","valueString":"Patient.telecom"}]}]},"request":{"method":"PATCH","url":"Patient?identifier=http://hospital.example/mrn|M1"}}`)
-	if rec = req(h, "POST", "/fhir", tx); rec.Code != 200 {
-		t.Fatalf("transaction with PATCH entries = %d %s", rec.Code, rec.Body)
+	for _, tx := range []string{
+		txBundle(`{"resource":{"resourceType":"Binary","contentType":"application/json-patch+json","data":"` + bin + `"},"request":{"method":"PATCH","url":"Patient/` + id + `"}}`),
+		txBundle(`{"resource":{"resourceType":"Parameters","parameter":[{"name":"operation","part":[{"name":"type","valueCode":"delete"},{"name":"path","valueString":"Patient.telecom"}]}]},"request":{"method":"PATCH","url":"Patient?identifier=http://hospital.example/mrn|M1"}}`),
+	} {
+		if rec = req(h, "POST", "/fhir", tx); rec.Code != 200 {
+			t.Fatalf("transaction with a PATCH entry = %d %s", rec.Code, rec.Body)
+		}
 	}
 	cur := decode(t, req(h, "GET", "/fhir/Patient/"+id, ""))
 	if cur["gender"] != "female" || cur["telecom"] != nil || cur["meta"].(map[string]any)["versionId"] != "6" {

@@ -156,6 +156,7 @@ func (s *Server) auditRequests(next echo.HandlerFunc) echo.HandlerFunc {
 			interaction = rt.interaction
 		}
 		sc := scopeOf(c)
+		sc.Base = s.baseURL(c)
 		if !s.app.Audit.Enabled() || (rt != nil && rt.exempt) {
 			return next(c)
 		}

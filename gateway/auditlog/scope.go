@@ -40,6 +40,11 @@ type Scope struct {
 	// Addr is the client's network address; RequestID and TraceID tie the
 	// record to the response and the trace.
 	Addr, RequestID, TraceID string
+	// Base is the FHIR base URL the request was served at (the configured
+	// public base, else the one the client used; "" outside HTTP): the
+	// base of the fullUrls the answer carries. A reference search value or
+	// conditional criteria below it name this server's resources.
+	Base string
 	// Target is the instance a failed interaction named (zero: none).
 	Target audit.Entity
 	// Description says, in fixed words and counts, what was done.

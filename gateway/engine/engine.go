@@ -110,6 +110,16 @@ func New(cfg Config) *Engine {
 // Limits returns the search limits the engine applies (defaults filled in).
 func (e *Engine) Limits() search.Limits { return e.limits }
 
+// limitsFor returns the search limits for a request of sc: the engine's,
+// on the FHIR base the request was served at (search.Limits.Base).
+func (e *Engine) limitsFor(sc *auditlog.Scope) search.Limits {
+	l := e.limits
+	if sc != nil {
+		l.Base = sc.Base
+	}
+	return l
+}
+
 // Validator returns the engine's validator.
 func (e *Engine) Validator() *Validator { return e.v }
 

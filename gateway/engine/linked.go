@@ -64,9 +64,9 @@ func (e *Engine) allowCriteria(sc *auditlog.Scope, typ, criteria string, searchQ
 		if err != nil {
 			return nil
 		}
-		q, _, _ = e.limits.Parse(typ, vals, false)
+		q, _, _ = e.limitsFor(sc).Parse(typ, vals, false)
 	} else {
-		q, _ = e.limits.ParseConditional(typ, criteria)
+		q, _ = e.limitsFor(sc).ParseConditional(typ, criteria)
 	}
 	return allowLinked(sc, q)
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
 
@@ -130,7 +131,7 @@ func (e *Engine) patch(ctx context.Context, sc *auditlog.Scope, en *Entry, forma
 		return nil, err
 	}
 	return e.writeOne(ctx, sc, en.typ, "patch", func(tx *Tx) (*Result, error) {
-		if err := e.runTransaction(tx.st, []*Entry{en}, tx.now); err != nil {
+		if err := e.runTransaction(tx.st, e.limitsFor(tx.sc), []*Entry{en}, tx.now); err != nil {
 			return nil, outcome.Unentry(err)
 		}
 		return en.res, nil
@@ -162,8 +163,8 @@ func (e *Engine) entryPatch(doc map[string]any) (patcher, error) {
 
 // resolvePatchTarget finds the one resource a conditional PATCH's criteria
 // select.
-func (e *Engine) resolvePatchTarget(tx store.Tx, en *Entry) error {
-	q, err := e.limits.ParseConditional(en.typ, en.query)
+func (e *Engine) resolvePatchTarget(tx store.Tx, lim search.Limits, en *Entry) error {
+	q, err := lim.ParseConditional(en.typ, en.query)
 	if err != nil {
 		return searchError(err)
 	}

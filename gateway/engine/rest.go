@@ -180,7 +180,7 @@ func (e *Engine) writeOne(ctx context.Context, sc *auditlog.Scope, typ, interact
 func (e *Engine) writeEntry(ctx context.Context, sc *auditlog.Scope, en *Entry, interaction string) (*Result, error) {
 	en.bodyID, _ = en.doc["id"].(string)
 	return e.writeOne(ctx, sc, en.typ, interaction, func(tx *Tx) (*Result, error) {
-		if err := e.runTransaction(tx.st, []*Entry{en}, tx.now); err != nil {
+		if err := e.runTransaction(tx.st, e.limitsFor(tx.sc), []*Entry{en}, tx.now); err != nil {
 			return nil, outcome.Unentry(err)
 		}
 		return en.res, nil
@@ -333,7 +333,7 @@ func (e *Engine) search(ctx context.Context, sc *auditlog.Scope, typ string, par
 	}
 	out := &SearchResult{}
 	var err error
-	if out.Query, out.Ignored, err = e.limits.Parse(typ, params, lenient); err != nil {
+	if out.Query, out.Ignored, err = e.limitsFor(sc).Parse(typ, params, lenient); err != nil {
 		return nil, searchError(err)
 	}
 	if err := allowLinked(sc, out.Query); err != nil {

@@ -37,7 +37,7 @@ func (t *Tx) Now() time.Time { return t.now }
 // runTransaction), and records the resources they touched in the request's
 // audit scope. Any failure is an *outcome.EntryError naming the entry.
 func (t *Tx) Run(entries []*Entry) error {
-	if err := t.e.runTransaction(t.st, entries, t.now); err != nil {
+	if err := t.e.runTransaction(t.st, t.e.limitsFor(t.sc), entries, t.now); err != nil {
 		return err
 	}
 	touchEntries(t.sc, entries, nil)
@@ -55,7 +55,7 @@ func (t *Tx) Provenance(p audit.Provenance, targets []*store.Resource) error {
 // Bundle entries and conditional references, then executes DELETE, POST,
 // PUT, GET in that order (http.html#trules). Any failure aborts it with an
 // *outcome.EntryError.
-func (e *Engine) runTransaction(tx store.Tx, entries []*Entry, now time.Time) error {
+func (e *Engine) runTransaction(tx store.Tx, lim search.Limits, entries []*Entry, now time.Time) error {
 	ids := map[string]string{}     // fullUrl -> Type/id
 	claimed := map[string]string{} // conditional key -> Type/id decided in this transaction
 	fail := func(en *Entry, err error) error { return &outcome.EntryError{Index: en.index, Err: err} }
@@ -68,7 +68,7 @@ func (e *Engine) runTransaction(tx store.Tx, entries []*Entry, now time.Time) er
 	for _, en := range entries {
 		en.rewrites.Restore()
 	}
-	looks := e.lookUp(tx, entries)
+	looks := e.lookUp(tx, lim, entries)
 	for i, en := range entries {
 		en.matched, en.key, en.criteria, en.res, en.found, en.total, en.again = nil, "", nil, nil, nil, 0, false
 		en.chosen, en.pinned = en.method == "PUT" && en.query == "", false // PUT Type/id: the client's id
@@ -78,7 +78,7 @@ func (e *Engine) runTransaction(tx store.Tx, entries []*Entry, now time.Time) er
 			}
 		}
 		if en.method == "PATCH" && en.query != "" {
-			if err := e.resolvePatchTarget(tx, en); err != nil {
+			if err := e.resolvePatchTarget(tx, lim, en); err != nil {
 				return fail(en, err)
 			}
 		}
@@ -90,10 +90,18 @@ func (e *Engine) runTransaction(tx store.Tx, entries []*Entry, now time.Time) er
 		}
 	}
 
-	// 2. Rewrite references (one rule for the whole gateway: fhirwire).
+	// A resource is changed once in a transaction (http.html#trules).
+	if err := overlap(entries); err != nil {
+		return err
+	}
+
+	// 2. Rewrite references (one rule for the whole gateway: fhirwire);
+	// conditional references as the transaction will leave the store.
+	refs := &condRefs{e: e, tx: tx, lim: lim, entries: entries, memo: map[string]*condRef{}}
 	rw := fhirwire.Rewriter{
 		IDs:         ids,
-		Conditional: func(typ, query string) (string, error) { return e.resolveConditionalRef(tx, typ, query) },
+		Conditional: refs.resolve,
+		Local:       func(ref string) string { return search.LocalReference(lim.Base, ref) },
 		Unresolved: outcome.New(outcome.Invalid, "not-found", "reference-unresolved",
 			"a reference names a urn that is not the fullUrl of any entry of the Bundle"),
 	}
@@ -101,7 +109,7 @@ func (e *Engine) runTransaction(tx store.Tx, entries []*Entry, now time.Time) er
 		if en.doc == nil {
 			continue
 		}
-		rw.Changes = &en.rewrites
+		rw.Changes, refs.cur = &en.rewrites, en
 		if err := rw.Rewrite(en.doc); err != nil {
 			return fail(en, err)
 		}
@@ -118,7 +126,8 @@ func (e *Engine) runTransaction(tx store.Tx, entries []*Entry, now time.Time) er
 		return fhirwire.MethodRank(order[i].method) < fhirwire.MethodRank(order[j].method)
 	})
 	for _, en := range order {
-		if err := e.execEntry(tx, en, &rw, now); err != nil {
+		refs.cur = en // a patch's references are rewritten as it runs
+		if err := e.execEntry(tx, lim, en, &rw, now); err != nil {
 			return fail(en, err)
 		}
 	}
@@ -134,6 +143,45 @@ func (e *Engine) runTransaction(tx store.Tx, entries []*Entry, now time.Time) er
 		if err := matchesCriteria(tx, en); err != nil {
 			return fail(en, err)
 		}
+	}
+
+	// 5. The conditional references whose match depended on what the
+	// transaction wrote find exactly the resource they were resolved to.
+	return refs.verify()
+}
+
+// overlap fails a transaction two of whose entries change the same
+// resource (http.html#trules: "If any resource identities (including
+// resolved identities from conditional update/delete) overlap in steps 1-3,
+// then the transaction SHALL fail"): a DELETE, PUT or PATCH with any other
+// entry of the same Type/id, and two POSTs that would both create it. A
+// POST whose conditional create matched (a stored resource, or the one an
+// earlier entry with the same criteria creates) changes nothing: it may
+// share its resource with other such POSTs and with the POST that creates
+// it. GET entries change nothing. The ids are the resolved ones, so
+// conditional updates and patches that select one resource overlap too.
+func overlap(entries []*Entry) error {
+	type use struct {
+		en      *Entry
+		changes bool // DELETE, PUT, PATCH
+		creates bool // a POST that creates the resource
+	}
+	seen := map[string][]use{}
+	for _, en := range entries {
+		if en.method == "GET" || en.id == "" {
+			continue
+		}
+		u := use{en: en, changes: en.method != "POST", creates: en.method == "POST" && en.matched == nil && !en.again}
+		k := en.typ + "/" + en.id
+		for _, p := range seen[k] {
+			if u.changes || p.changes || (u.creates && p.creates) {
+				return &outcome.EntryError{Index: en.index, Err: outcome.New(outcome.Invalid, "invalid", "bundle-entry-identity-overlap",
+					fmt.Sprintf("this entry and entry %d change the same resource (after resolving conditional "+
+						"updates and patches), and a transaction may change a resource only once (http.html#trules); "+
+						"merge them into one entry, or send them in separate transactions", p.en.index)).At("request")}
+			}
+		}
+		seen[k] = append(seen[k], u)
 	}
 	return nil
 }
@@ -168,7 +216,7 @@ type lookup struct {
 // would have found in its turn. An entry whose criteria are invalid holds the error, and the
 // entries after it are not searched (they are never reached); so does the
 // first entry whose criteria the store did not answer.
-func (e *Engine) lookUp(tx store.Tx, entries []*Entry) []*lookup {
+func (e *Engine) lookUp(tx store.Tx, lim search.Limits, entries []*Entry) []*lookup {
 	looks := make([]*lookup, len(entries))
 	var qs []*search.Query
 	var searched []*lookup
@@ -180,7 +228,7 @@ func (e *Engine) lookUp(tx store.Tx, entries []*Entry) []*lookup {
 		}
 		l := &lookup{}
 		looks[i] = l
-		if l.q, l.err = e.limits.ParseConditional(en.typ, c); l.err != nil {
+		if l.q, l.err = lim.ParseConditional(en.typ, c); l.err != nil {
 			l.err = searchError(l.err)
 			break
 		}
@@ -315,7 +363,7 @@ func matchesCriteria(tx store.Tx, en *Entry) error {
 }
 
 // execEntry performs one resolved entry.
-func (e *Engine) execEntry(tx store.Tx, en *Entry, rw *fhirwire.Rewriter, now time.Time) error {
+func (e *Engine) execEntry(tx store.Tx, lim search.Limits, en *Entry, rw *fhirwire.Rewriter, now time.Time) error {
 	var err error
 	switch en.method {
 	case "PATCH":
@@ -361,7 +409,7 @@ func (e *Engine) execEntry(tx store.Tx, en *Entry, rw *fhirwire.Rewriter, now ti
 			err = tx.ClaimKey(en.key, en.typ, en.id)
 		}
 	case "GET":
-		err = e.getEntry(tx, en)
+		err = e.getEntry(tx, lim, en)
 	}
 	return err
 }
@@ -374,13 +422,13 @@ func (e *Engine) mayChoose(en *Entry) bool { return !en.chosen || !en.client || 
 // getEntry answers a GET entry: a read, a vread or a search (its matches
 // and total are kept in the entry; the response shows what the caller may
 // see).
-func (e *Engine) getEntry(tx store.Tx, en *Entry) error {
+func (e *Engine) getEntry(tx store.Tx, lim search.Limits, en *Entry) error {
 	if en.id == "" {
 		vals, err := search.ParseQuery(en.typ, en.query)
 		if err != nil {
 			return searchError(err)
 		}
-		q, _, err := e.limits.Parse(en.typ, vals, false)
+		q, _, err := lim.Parse(en.typ, vals, false)
 		if err != nil {
 			return searchError(err)
 		}
@@ -400,29 +448,6 @@ func (e *Engine) getEntry(tx store.Tx, en *Entry) error {
 	}
 	en.res = &Result{Status: fhirwire.StatusOK, Resource: r}
 	return nil
-}
-
-// resolveConditionalRef resolves Type?criteria to the one matching resource.
-func (e *Engine) resolveConditionalRef(tx store.Tx, typ, query string) (string, error) {
-	if !e.v.KnownType(typ) {
-		return "", outcome.New(outcome.Invalid, "invalid", "reference-format", "a conditional reference must start with a resource type")
-	}
-	q, err := e.limits.ParseConditional(typ, query)
-	if err != nil {
-		return "", searchError(err)
-	}
-	page, err := tx.Search(q)
-	if err != nil {
-		return "", err
-	}
-	switch len(page.Matches) {
-	case 1:
-		return typ + "/" + page.Matches[0].ID, nil
-	case 0:
-		return "", outcome.New(outcome.Invalid, "not-found", "conditional-reference-unresolved", "a conditional reference matches no resource")
-	default:
-		return "", outcome.New(outcome.PreconditionFailed, "multiple-matches", "conditional-multiple-matches", "a conditional reference matches more than one resource")
-	}
 }
 
 // urnReference reports whether a document references a urn: (an entry of

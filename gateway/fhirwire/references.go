@@ -14,6 +14,11 @@ type Rewriter struct {
 	// Conditional resolves a conditional reference (Type?criteria in
 	// Reference.reference) to "Type/id"; nil leaves such references alone.
 	Conditional func(typ, query string) (string, error)
+	// Local, when set, returns a reference relative to the server's own
+	// base when it is an absolute URL below it (and the reference as it is
+	// otherwise): a conditional reference written [base]/Type?criteria is
+	// then resolved as Type?criteria.
+	Local func(ref string) string
 	// Unresolved, when set, is returned for a Reference.reference that is
 	// a urn: naming no entry of IDs; nil leaves such references alone.
 	Unresolved error
@@ -127,7 +132,11 @@ func (rw Rewriter) reference(ref string) (string, error) {
 		return "", rw.Unresolved
 	}
 	if rw.Conditional != nil {
-		if typ, query, cond := strings.Cut(ref, "?"); cond && typ != "" && !strings.Contains(typ, "/") {
+		local := ref
+		if rw.Local != nil {
+			local = rw.Local(ref)
+		}
+		if typ, query, cond := strings.Cut(local, "?"); cond && typ != "" && !strings.Contains(typ, "/") {
 			return rw.Conditional(typ, query)
 		}
 	}

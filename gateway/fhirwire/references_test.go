@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -18,6 +19,7 @@ func TestRewriter(t *testing.T) {
 			return "", errors.New("no match")
 		},
 		Unresolved: errUnresolved,
+		Local:      func(ref string) string { return strings.TrimPrefix(ref, "http://own/fhir/") },
 	}
 	tests := []struct {
 		name, in, want string
@@ -28,6 +30,10 @@ func TestRewriter(t *testing.T) {
 		{"uri element", `{"focus":[{"reference":"Patient/7"}],"instantiatesUri":["urn:uuid:a"],"source":"urn:uuid:a"}`,
 			`{"focus":[{"reference":"Patient/7"}],"instantiatesUri":["Patient/1"],"source":"Patient/1"}`, nil},
 		{"conditional", `{"subject":{"reference":"Patient?identifier=s|v"}}`, `{"subject":{"reference":"Patient/c1"}}`, nil},
+		{"conditional on the own base", `{"subject":{"reference":"http://own/fhir/Patient?identifier=s|v"}}`, `{"subject":{"reference":"Patient/c1"}}`, nil},
+		{"conditional on another base stays", `{"subject":{"reference":"http://other/fhir/Patient?identifier=s|v"}}`,
+			`{"subject":{"reference":"http://other/fhir/Patient?identifier=s|v"}}`, nil},
+		{"literal on the own base stays", `{"subject":{"reference":"http://own/fhir/Patient/3"}}`, `{"subject":{"reference":"http://own/fhir/Patient/3"}}`, nil},
 		{"narrative", `{"text":{"div":"<div><a href=\"urn:uuid:a\">p</a><img src=\"urn:uuid:b\"/></div>"}}`,
 			`{"text":{"div":"<div><a href=\"Patient/1\">p</a><img src=\"urn:uuid:b\"/></div>"}}`, nil},
 		{"unknown urn", `{"subject":{"reference":"urn:uuid:zz"}}`, "", errUnresolved},

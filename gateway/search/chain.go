@@ -90,7 +90,7 @@ func chainable(rt, name string) bool {
 // resource type rt, the far end of a chain or _has of ps's parameter
 // outer: one clause per occurrence. Its errors name outer.
 func (ps *parser) linked(outer, rt, key string, vals []string) ([]Clause, *Error) {
-	sub := &parser{rt: rt, conditional: ps.conditional, q: &Query{Type: rt}}
+	sub := &parser{rt: rt, conditional: ps.conditional, base: ps.base, q: &Query{Type: rt}}
 	if err := sub.param(key, vals); err != nil {
 		err.Param = ps.shown(outer)
 		return nil, err

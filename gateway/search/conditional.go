@@ -11,7 +11,9 @@ import (
 // conditional references ("Patient?identifier=http://x|123" minus the
 // "Patient?"; a leading "?" is tolerated, and so is the "Type?" form
 // itself, as HAPI and HL7's Bundle-xds example write it, when Type is
-// resourceType: search-type-mismatch otherwise). query is a raw, still
+// resourceType: search-type-mismatch otherwise; and [l.Base]/Type?criteria,
+// this server's own absolute URL of that search, while any other absolute
+// URL is search-value-invalid). query is a raw, still
 // percent-encoded query string. Parsing is strict, and result and other
 // control parameters (_count, _sort, _include, ...) are refused; only
 // search parameters, _id and _lastUpdated remain. The query asks for two
@@ -25,7 +27,13 @@ func ParseConditional(resourceType, query string) (*Query, error) {
 
 // ParseConditional is the package's ParseConditional within l.
 func (l Limits) ParseConditional(resourceType, query string) (*Query, error) {
+	query = LocalReference(l.Base, query)
 	if typ, rest, ok := strings.Cut(query, "?"); ok && typ != "" && !strings.ContainsAny(typ, "=&") {
+		if strings.Contains(typ, "/") {
+			return nil, &Error{Rule: RuleValueInvalid, Message: "the conditional criteria are an absolute URL, and only " +
+				"this server's own FHIR base is accepted there ([base]/" + resourceType + "?criteria); write them as " +
+				resourceType + "?criteria or as the criteria alone"}
+		}
 		if typ != resourceType {
 			return nil, &Error{Rule: RuleTypeMismatch, Message: "the conditional criteria name a resource type other than " +
 				resourceType + "; write them as " + resourceType + "?criteria or as the criteria alone"}
@@ -183,4 +191,76 @@ func Satisfies(q *Query, entries []Entry) bool {
 		}
 	}
 	return true
+}
+
+// Selects reports whether the clauses of q select the resource typ/id
+// whose index entries are entries, without asking a store, where that can
+// be told here: known is false when some clause is of a kind only the
+// store decides (dates, numbers, quantities, references, uris, chains,
+// _has, :missing, :not, :text, and the parameters the server sets, such
+// as _lastUpdated and _tag). It decides _id, token clauses without
+// modifier (as Satisfies) and string clauses (default starts-with and
+// :contains on the normalised value, :exact on the original), compared as
+// the stores compare them. A clause that certainly fails decides the
+// query (selected false, known true) whatever the others are.
+func Selects(q *Query, id string, entries []Entry) (selected, known bool) {
+	if q == nil || len(q.Clauses) == 0 {
+		return false, false
+	}
+	known = true
+	for _, c := range q.Clauses {
+		ok, k := selectsClause(c, id, entries)
+		if k && !ok {
+			return false, true
+		}
+		known = known && k
+	}
+	return known, known
+}
+
+// selectsClause is Selects for one clause (its values ORed).
+func selectsClause(c Clause, id string, entries []Entry) (ok, known bool) {
+	if c.Missing != nil || c.Chain != nil || c.Has != nil {
+		return false, false
+	}
+	if c.Param == "_id" && c.Type == TypeToken && c.Modifier == "" {
+		if slices.ContainsFunc(c.Values, func(v Value) bool { return v.HasSystem }) {
+			return false, false
+		}
+		return slices.ContainsFunc(c.Values, func(v Value) bool { return v.Code == id }), true
+	}
+	if strings.HasPrefix(c.Param, "_") {
+		return false, false
+	}
+	var match func(e Entry, v Value) bool
+	switch {
+	case c.Type == TypeToken && c.Modifier == "":
+		match = func(e Entry, v Value) bool {
+			switch {
+			case !v.HasSystem:
+				return e.Code == v.Code
+			case v.Code == "":
+				return e.System == v.System
+			default:
+				return e.System == v.System && e.Code == v.Code
+			}
+		}
+	case c.Type == TypeString && c.Modifier == "":
+		match = func(e Entry, v Value) bool { return strings.HasPrefix(e.Norm, Normalize(v.Str)) }
+	case c.Type == TypeString && c.Modifier == "contains":
+		match = func(e Entry, v Value) bool { return strings.Contains(e.Norm, Normalize(v.Str)) }
+	case c.Type == TypeString && c.Modifier == "exact":
+		match = func(e Entry, v Value) bool { return e.Exact == v.Str }
+	default:
+		return false, false
+	}
+	for _, e := range entries {
+		if e.Param != c.Param || e.Type != c.Type {
+			continue
+		}
+		if slices.ContainsFunc(c.Values, func(v Value) bool { return match(e, v) }) {
+			return true, true
+		}
+	}
+	return false, true
 }

@@ -26,13 +26,19 @@ func TestParseConditional(t *testing.T) {
 			Values: []Value{{System: "http://x", Code: "123", HasSystem: true}}}}},
 		{"Patient", "identifier=http://x|a?b", []Clause{{Param: "identifier", Type: TypeToken,
 			Values: []Value{{System: "http://x", Code: "a?b", HasSystem: true}}}}},
+		// #18: the server's own absolute URL of the search.
+		{"Patient", "http://gw.example/fhir/Patient?identifier=http://x|123", []Clause{{Param: "identifier", Type: TypeToken,
+			Values: []Value{{System: "http://x", Code: "123", HasSystem: true}}}}},
+		{"Observation", "_id=o1&subject=http://gw.example/fhir/Patient/p1", []Clause{
+			{Param: "_id", Type: TypeToken, Values: []Value{{Code: "o1"}}},
+			{Param: "subject", Type: TypeReference, Values: []Value{{RefType: "Patient", RefID: "p1"}}}}},
 		{"Observation", "_id=o1&subject=Patient/p1", []Clause{
 			{Param: "_id", Type: TypeToken, Values: []Value{{Code: "o1"}}},
 			{Param: "subject", Type: TypeReference, Values: []Value{{RefType: "Patient", RefID: "p1"}}}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.query, func(t *testing.T) {
-			q, err := ParseConditional(tt.rt, tt.query)
+			q, err := Limits{Base: testBase}.ParseConditional(tt.rt, tt.query)
 			if err != nil {
 				t.Fatalf("ParseConditional(%s, %q): %v", tt.rt, tt.query, err)
 			}
@@ -63,10 +69,14 @@ func TestParseConditionalErrors(t *testing.T) {
 		{"identifier=a|b|SECRET7", RuleValueInvalid},
 		{"Observation?identifier=x", RuleTypeMismatch},
 		{"SECRET7?identifier=x", RuleTypeMismatch},
+		{"http://gw.example/fhir/Observation?identifier=x", RuleTypeMismatch},
+		{"http://SECRET7/fhir/Patient?identifier=x", RuleValueInvalid},
+		{"http://gw.example/fhir2/Patient?identifier=x", RuleValueInvalid},
+		{"http://gw.example/fhir/SECRET7/Patient?identifier=x", RuleValueInvalid},
 	}
 	for _, tt := range tests {
 		t.Run(tt.query, func(t *testing.T) {
-			q, err := ParseConditional("Patient", tt.query)
+			q, err := Limits{Base: testBase}.ParseConditional("Patient", tt.query)
 			var se *Error
 			if !errors.As(err, &se) || q != nil {
 				t.Fatalf("ParseConditional(%q) = %+v, %v; want *Error %s", tt.query, q, err, tt.rule)
@@ -182,6 +192,48 @@ func TestSatisfies(t *testing.T) {
 		}
 		if got := Satisfies(q, entries); got != tt.want {
 			t.Errorf("Satisfies(%s) = %v, want %v", tt.criteria, got, tt.want)
+		}
+	}
+}
+
+func TestSelects(t *testing.T) {
+	doc := map[string]any{"resourceType": "Patient", "gender": "female", "birthDate": "1980-02-03",
+		"identifier": []any{map[string]any{"system": "http://x", "value": "1"}},
+		"name":       []any{map[string]any{"family": "Müller-Lüdenscheidt", "given": []any{"Ann"}}}}
+	entries := Extract("Patient", doc)
+	const yes, no, unknown = "yes", "no", "unknown"
+	tests := []struct{ criteria, want string }{
+		{"identifier=http://x|1", yes},
+		{"identifier=http://x|2", no},
+		{"_id=p1", yes},
+		{"_id=p2,p1", yes},
+		{"_id=p2", no},
+		{"family=muller", yes},
+		{"family=MÜLLER-L", yes},
+		{"family=ludenscheidt", no},
+		{"family:contains=ludensch", yes},
+		{"family:exact=Müller-Lüdenscheidt", yes},
+		{"family:exact=muller-ludenscheidt", no},
+		{"name=ann&gender=female", yes},
+		{"name=ann&gender=male", no},
+		{"birthdate=1980", unknown},
+		{"birthdate=1980&gender=male", no}, // a failing clause decides
+		{"birthdate=1980&gender=female", unknown},
+		{"identifier:not=http://x|2", unknown},
+		{"family:missing=false", unknown},
+		{"_lastUpdated=ge2026", unknown},
+	}
+	for _, tt := range tests {
+		q, err := ParseConditional("Patient", tt.criteria)
+		if err != nil {
+			t.Fatalf("ParseConditional(%s): %v", tt.criteria, err)
+		}
+		got := unknown
+		if sel, known := Selects(q, "p1", entries); known {
+			got = map[bool]string{true: yes, false: no}[sel]
+		}
+		if got != tt.want {
+			t.Errorf("Selects(%s) = %s, want %s", tt.criteria, got, tt.want)
 		}
 	}
 }

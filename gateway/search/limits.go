@@ -33,6 +33,14 @@ type Limits struct {
 	// page; the engine refuses a page that would carry more (the store
 	// gets it as Query.MaxIncluded).
 	Included int
+
+	// Base is not a bound: it is the server's own FHIR base URL, the one
+	// its fullUrls are made of (no trailing slash; "" when unknown). A
+	// reference value that is an absolute URL below it, and conditional
+	// criteria written [Base]/Type?criteria, are read as the relative form
+	// they name (LocalReference), as the stored references they are to
+	// match are relative (search.html#reference).
+	Base string
 }
 
 // The default Limits.

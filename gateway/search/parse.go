@@ -74,7 +74,7 @@ func parse(rt string, params url.Values, lenient, conditional bool, limits Limit
 	if !isResourceType(rt) {
 		return nil, nil, &Error{Rule: RuleTypeUnknown, Message: "the resource type is not an R4 resource type"}
 	}
-	ps := &parser{rt: rt, lenient: lenient, conditional: conditional,
+	ps := &parser{rt: rt, lenient: lenient, conditional: conditional, base: limits.Base,
 		q: &Query{Type: rt, Count: DefaultCount, Total: true}}
 	if err := ps.checkLimits(params, limits.withDefaults()); err != nil {
 		return nil, nil, err
@@ -100,6 +100,7 @@ func parse(rt string, params url.Values, lenient, conditional bool, limits Limit
 type parser struct {
 	rt                   string
 	lenient, conditional bool
+	base                 string // Limits.Base
 	q                    *Query
 	ignored              []string
 }
@@ -256,7 +257,7 @@ func (ps *parser) param(key string, vals []string) *Error {
 			if piece == "" {
 				continue
 			}
-			v, ok := parseValue(p, mod, piece)
+			v, ok := parseValue(p, mod, piece, ps.base)
 			if !ok {
 				return ps.errorf(key, RuleValueInvalid, "a value of %s is not a valid %s", ps.named(key), valueFormat(p.Type, mod))
 			}

@@ -21,6 +21,29 @@ func mustQuery(t *testing.T, raw string) url.Values {
 
 func boolp(b bool) *bool { return &b }
 
+// testBase is the server's own FHIR base in the parse tests.
+const testBase = "http://gw.example/fhir"
+
+func TestLocalReference(t *testing.T) {
+	for _, tt := range []struct{ base, ref, want string }{
+		{testBase, "http://gw.example/fhir/Patient/p1", "Patient/p1"},
+		{testBase, "https://gw.example/fhir/Patient/p1", "https://gw.example/fhir/Patient/p1"},
+		{testBase, "HTTP://GW.Example/fhir/Patient/p1", "Patient/p1"},
+		{testBase, "http://gw.example/FHIR/Patient/p1", "http://gw.example/FHIR/Patient/p1"},
+		{testBase, "http://gw.example/fhir/Patient?identifier=x|1", "Patient?identifier=x|1"},
+		{testBase, "http://gw.example/fhirx/Patient/p1", "http://gw.example/fhirx/Patient/p1"},
+		{testBase, "http://gw.example/fhir", "http://gw.example/fhir"},
+		{testBase, "http://other.example/fhir/Patient/p1", "http://other.example/fhir/Patient/p1"},
+		{testBase, "Patient/p1", "Patient/p1"},
+		{"http://gw.example", "http://gw.example/Patient/p1", "Patient/p1"},
+		{"", "http://gw.example/fhir/Patient/p1", "http://gw.example/fhir/Patient/p1"},
+	} {
+		if got := LocalReference(tt.base, tt.ref); got != tt.want {
+			t.Errorf("LocalReference(%q, %q) = %q, want %q", tt.base, tt.ref, got, tt.want)
+		}
+	}
+}
+
 func TestParseClauses(t *testing.T) {
 	year := Value{Prefix: PrefixEq, Low: utc(2026, 1, 1, 0, 0, 0, 0), High: utc(2026, 12, 31, 23, 59, 59, 999)}
 	tests := []struct {
@@ -95,6 +118,21 @@ func TestParseClauses(t *testing.T) {
 			Values: []Value{{System: "http://mrn", Code: "4|2", HasSystem: true}}}}},
 		{"Immunization", "patient=Patient/p1", []Clause{{Param: "patient", Type: TypeReference, Values: []Value{{RefType: "Patient", RefID: "p1"}}}}},
 		{"AdverseEvent", "subject:missing=true", []Clause{{Param: "subject", Type: TypeReference, Modifier: "missing", Missing: boolp(true)}}},
+		// an absolute URL on the server's own base (testBase) is the relative
+		// reference it names; another server's URL stays a URL
+		{"Observation", "subject=http://gw.example/fhir/Patient/p1", []Clause{{Param: "subject", Type: TypeReference,
+			Values: []Value{{RefType: "Patient", RefID: "p1"}}}}},
+		{"Observation", "subject=HTTP://GW.example/fhir/Patient/p1/_history/2,http://gw.example/fhir/Group/g1", []Clause{{Param: "subject", Type: TypeReference,
+			Values: []Value{{RefType: "Patient", RefID: "p1"}, {RefType: "Group", RefID: "g1"}}}}},
+		{"Observation", "subject:Patient=http://gw.example/fhir/Patient/p1", []Clause{{Param: "subject", Type: TypeReference, Modifier: "Patient",
+			Values: []Value{{RefType: "Patient", RefID: "p1"}}}}},
+		{"Observation", "subject=http://other.example/fhir/Patient/p1", []Clause{{Param: "subject", Type: TypeReference,
+			Values: []Value{{RefURL: "http://other.example/fhir/Patient/p1"}}}}},
+		{"Observation", "subject=http://gw.example/fhir2/Patient/p1", []Clause{{Param: "subject", Type: TypeReference,
+			Values: []Value{{RefURL: "http://gw.example/fhir2/Patient/p1"}}}}},
+		{"Observation", "has-member:Observation.subject=http://gw.example/fhir/Patient/p1", []Clause{{Param: "has-member", Type: TypeReference,
+			Modifier: "Observation", Chain: &Chain{TargetType: "Observation", Clause: Clause{Param: "subject", Type: TypeReference,
+				Values: []Value{{RefType: "Patient", RefID: "p1"}}}}}}},
 		// chains and _has (issue 13)
 		{"Observation", "patient.identifier=http://mrn|123", []Clause{{Param: "patient", Type: TypeReference, Modifier: "Patient",
 			Chain: &Chain{TargetType: "Patient", Clause: Clause{Param: "identifier", Type: TypeToken,
@@ -125,7 +163,7 @@ func TestParseClauses(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.rt+"?"+tt.query, func(t *testing.T) {
-			q, err := Parse(tt.rt, mustQuery(t, tt.query), false)
+			q, _, err := Limits{Base: testBase}.Parse(tt.rt, mustQuery(t, tt.query), false)
 			if err != nil {
 				t.Fatalf("Parse(%s?%s): %v", tt.rt, tt.query, err)
 			}
@@ -349,11 +387,11 @@ func TestParseDecimal(t *testing.T) {
 		})
 	}
 	// A number parameter parses the same way (no R4 number parameter is indexed yet).
-	v, ok := parseValue(Param{Name: "n", Type: TypeNumber}, "", "le2.50")
+	v, ok := parseValue(Param{Name: "n", Type: TypeNumber}, "", "le2.50", "")
 	if !ok || v.Prefix != PrefixLe || v.Number != 2.5 || !approx(v.Precision, 0.005) {
 		t.Errorf("parseValue(number, le2.50) = %+v, %v", v, ok)
 	}
-	if v, ok := parseValue(Param{Name: "u", Type: TypeURI}, "below", `http://x\,y`); !ok || v.Str != "http://x,y" {
+	if v, ok := parseValue(Param{Name: "u", Type: TypeURI}, "below", `http://x\,y`, ""); !ok || v.Str != "http://x,y" {
 		t.Errorf("parseValue(uri) = %+v, %v", v, ok)
 	}
 }

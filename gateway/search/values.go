@@ -167,11 +167,12 @@ func parseQuantity(raw string) (Value, bool) {
 
 // parseReferenceValue parses a reference search value: Type/id (a
 // version-specific Type/id/_history/n counts as Type/id), a bare id, or an
-// absolute URL / urn. typeMod is the :Type modifier, if any: every value
+// absolute URL / urn; an absolute URL below base (the server's own FHIR
+// base) is read as the Type/id it names. typeMod is the :Type modifier, if any: every value
 // carries it as its RefType. A bare id gets the type of the modifier, or
 // the parameter's only target type.
-func parseReferenceValue(raw string, p Param, typeMod string) (Value, bool) {
-	s := unescape(raw)
+func parseReferenceValue(raw string, p Param, typeMod, base string) (Value, bool) {
+	s := LocalReference(base, unescape(raw))
 	if s == "" {
 		return Value{}, false
 	}
@@ -219,7 +220,7 @@ func modifierAllowed(p Param, mod string) bool {
 }
 
 // parseValue parses one (OR) value of a clause of p with modifier mod.
-func parseValue(p Param, mod, raw string) (Value, bool) {
+func parseValue(p Param, mod, raw, base string) (Value, bool) {
 	switch p.Type {
 	case TypeToken:
 		if mod == "text" {
@@ -244,7 +245,7 @@ func parseValue(p Param, mod, raw string) (Value, bool) {
 		if mod == "identifier" {
 			return parseToken(raw)
 		}
-		return parseReferenceValue(raw, p, mod) // mod is "" or a resource type
+		return parseReferenceValue(raw, p, mod, base) // mod is "" or a resource type
 	}
 	return Value{}, false
 }
@@ -267,4 +268,36 @@ func valueFormat(t Type, mod string) string {
 		return "reference (Type/id, id or absolute URL, of an allowed target type)"
 	}
 	return "non-empty " + string(t)
+}
+
+// LocalReference returns ref relative to base, the server's own FHIR base
+// URL (no trailing slash), when ref is an absolute URL below it:
+// "[base]/Patient/1" is "Patient/1", "[base]/Patient?identifier=x" is
+// "Patient?identifier=x". Any other ref, and every ref when base is "",
+// is returned as it is. The scheme and host compare without regard to
+// case (RFC 3986 §6.2.2.1), the path exactly.
+func LocalReference(base, ref string) string {
+	if base == "" || len(ref) <= len(base) || ref[len(base)] != '/' {
+		return ref
+	}
+	head, path := splitAuthority(ref[:len(base)])
+	bhead, bpath := splitAuthority(base)
+	if path != bpath || !strings.EqualFold(head, bhead) {
+		return ref
+	}
+	return ref[len(base)+1:]
+}
+
+// splitAuthority splits an absolute URL into its scheme and authority
+// ("http://host:port") and the rest.
+func splitAuthority(u string) (head, path string) {
+	i := strings.Index(u, "://")
+	if i < 0 {
+		return "", u
+	}
+	j := strings.IndexByte(u[i+3:], '/')
+	if j < 0 {
+		return u, ""
+	}
+	return u[:i+3+j], u[i+3+j:]
 }

@@ -1,0 +1,227 @@
+package engine
+
+import (
+	"slices"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+)
+
+// condRefs resolves the conditional references (Type?criteria) of one run
+// of a transaction. http.html#trules resolves them last (step 5), after the
+// DELETE, POST, PUT and PATCH entries: a reference's criteria find the
+// stored resources the transaction leaves as they are, and the resources it
+// writes, so a reference by the criteria of a Patient the same Bundle
+// creates finds that Patient. Exactly one match is the target; none and
+// several fail the transaction, as they fail for stored resources.
+//
+// The references are rewritten before anything is written (the resources
+// are stored once, with their references), so the state after the writes
+// is worked out beforehand: the stored matches, less the resources the
+// transaction deletes or writes again, plus each resource the transaction
+// writes that the criteria certainly select (the conditional create or
+// update of equivalent criteria made it, or its own index entries are
+// selected by criteria of _id, token and string clauses: search.Selects).
+// Where that cannot be told without the store (other kinds of criteria
+// over a resource the transaction writes, a patch's result), the reference
+// takes a candidate and verify searches the criteria again once everything
+// is written: unless they then find exactly that resource, the transaction
+// fails.
+type condRefs struct {
+	e       *Engine
+	tx      store.Tx
+	lim     search.Limits // the criteria are parsed within them, on the request's base
+	entries []*Entry
+	cur     *Entry              // the entry whose references are being rewritten
+	memo    map[string]*condRef // by the criteria's key
+	order   []*condRef          // to verify, in the order first met
+	byType  map[string]*typeWrites
+	rows    map[*Entry][]search.Entry // the index entries of written resources, extracted once
+}
+
+// condRef is one conditional reference's resolution.
+type condRef struct {
+	q      *search.Query
+	en     *Entry // the first entry that holds it
+	ref    string // "Type/id"
+	err    error
+	verify bool // the match must be confirmed by a search after the writes
+}
+
+// resolve resolves Type?criteria to "Type/id" (the fhirwire.Rewriter's
+// Conditional); the same criteria resolve once per run.
+func (c *condRefs) resolve(typ, query string) (string, error) {
+	if !c.e.v.KnownType(typ) {
+		return "", outcome.New(outcome.Invalid, "invalid", "reference-format", "a conditional reference must start with a resource type")
+	}
+	q, err := c.lim.ParseConditional(typ, query)
+	if err != nil {
+		return "", searchError(err)
+	}
+	key := search.Key(typ, q)
+	if r, ok := c.memo[key]; ok {
+		return r.ref, r.err
+	}
+	r := &condRef{q: q, en: c.cur}
+	c.memo[key] = r
+	r.ref, r.verify, r.err = c.decide(typ, key, q)
+	if r.verify {
+		c.order = append(c.order, r)
+	}
+	return r.ref, r.err
+}
+
+// match says whether criteria select a resource a transaction writes.
+type match uint8
+
+const (
+	matchNo match = iota
+	matchYes
+	matchUnknown // only a search after the writes can tell
+)
+
+// decide resolves the criteria q (key: search.Key) of type typ against the
+// state the transaction leaves (see condRefs).
+func (c *condRefs) decide(typ, key string, q *search.Query) (ref string, verify bool, err error) {
+	w := c.writesOf(typ)
+	replaced, writes := w.replaced, w.writes
+	sq := *q
+	sq.Count = q.Count + len(replaced) // enough to see two that stay
+	page, err := c.tx.Search(&sq)
+	if err != nil {
+		return "", false, err
+	}
+	// A set: a patch's reference is resolved as it runs, when the
+	// resources the POSTs created are stored already.
+	var ids, maybe []string
+	add := func(list *[]string, id string) {
+		if !slices.Contains(ids, id) && !slices.Contains(*list, id) {
+			*list = append(*list, id)
+		}
+	}
+	for _, m := range page.Matches {
+		if !replaced[m.ID] {
+			add(&ids, m.ID)
+		}
+	}
+	for _, en := range writes {
+		switch c.writtenMatch(en, key, q) {
+		case matchYes:
+			add(&ids, en.id)
+		case matchUnknown:
+			add(&maybe, en.id)
+		}
+	}
+	switch {
+	case len(ids) > 1:
+		return "", false, errCondRefMultiple
+	case len(ids) == 1:
+		return typ + "/" + ids[0], len(maybe) > 0, nil
+	case len(maybe) > 0:
+		return typ + "/" + maybe[0], true, nil
+	}
+	return "", false, errCondRefNone
+}
+
+// typeWrites is what a transaction does to the resources of one type.
+type typeWrites struct {
+	replaced map[string]bool // ids whose stored content no longer counts: DELETE, PUT, PATCH targets
+	writes   []*Entry        // the entries that write a resource (judged as written)
+}
+
+// writesOf returns what the transaction does to resources of typ (worked
+// out once per type and run).
+func (c *condRefs) writesOf(typ string) *typeWrites {
+	if w, ok := c.byType[typ]; ok {
+		return w
+	}
+	w := &typeWrites{replaced: map[string]bool{}}
+	for _, en := range c.entries {
+		if en.typ != typ || en.id == "" {
+			continue
+		}
+		switch en.method {
+		case "DELETE":
+			w.replaced[en.id] = true
+		case "PUT", "PATCH":
+			w.replaced[en.id] = true
+			w.writes = append(w.writes, en)
+		case "POST":
+			if en.matched == nil && !en.again { // a POST that matched writes nothing
+				w.writes = append(w.writes, en)
+			}
+		}
+	}
+	if c.byType == nil {
+		c.byType = map[string]*typeWrites{}
+	}
+	c.byType[typ] = w
+	return w
+}
+
+// writtenMatch says whether the criteria q (key: search.Key) select the
+// resource en writes.
+func (c *condRefs) writtenMatch(en *Entry, key string, q *search.Query) match {
+	if en.method == "PATCH" || en.doc == nil {
+		return matchUnknown // the patched content exists only once the patch ran
+	}
+	if en.criteria != nil && search.Key(en.typ, en.criteria) == key {
+		// Made by a conditional create or update of the same criteria,
+		// which runTransaction checks it matches.
+		return matchYes
+	}
+	rows, ok := c.rows[en]
+	if !ok {
+		rows = search.Extract(en.typ, en.doc)
+		if c.rows == nil {
+			c.rows = map[*Entry][]search.Entry{}
+		}
+		c.rows[en] = rows
+	}
+	switch selected, known := search.Selects(q, en.id, rows); {
+	case !known:
+		return matchUnknown
+	case selected:
+		return matchYes
+	}
+	return matchNo
+}
+
+// verify searches, after the transaction's writes, the criteria of the
+// references whose match decide could not be sure of: each must find
+// exactly the resource it was resolved to.
+func (c *condRefs) verify() error {
+	for _, r := range c.order {
+		if r.err != nil {
+			continue
+		}
+		page, err := c.tx.Search(r.q)
+		if err != nil {
+			return err
+		}
+		var err2 error
+		switch {
+		case len(page.Matches) == 0:
+			err2 = errCondRefNone
+		case len(page.Matches) > 1:
+			err2 = errCondRefMultiple
+		case r.q.Type+"/"+page.Matches[0].ID != r.ref:
+			err2 = outcome.New(outcome.Invalid, "invalid", "conditional-reference-undecided",
+				"a conditional reference's criteria select a resource this transaction writes in a way the gateway "+
+					"can tell only after writing, and it is another resource than the one the reference was resolved to; "+
+					"reference that resource by its fullUrl instead")
+		}
+		if err2 != nil {
+			return &outcome.EntryError{Index: r.en.index, Err: err2}
+		}
+	}
+	return nil
+}
+
+var (
+	errCondRefNone = outcome.New(outcome.Invalid, "not-found", "conditional-reference-unresolved",
+		"a conditional reference matches no resource, stored or written by this transaction")
+	errCondRefMultiple = outcome.New(outcome.PreconditionFailed, "multiple-matches", "conditional-multiple-matches",
+		"a conditional reference matches more than one resource, stored or written by this transaction")
+)
