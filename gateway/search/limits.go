@@ -33,6 +33,10 @@ type Limits struct {
 	// page; the engine refuses a page that would carry more (the store
 	// gets it as Query.MaxIncluded).
 	Included int
+	// IncludeRounds bounds the further rounds of _include:iterate and
+	// _revinclude:iterate (each applied again to what the round before
+	// included); the engine stops there and says so in the searchset.
+	IncludeRounds int
 }
 
 // The default Limits.
@@ -43,6 +47,7 @@ const (
 	DefaultMaxChainDepth = 1
 	DefaultMaxIncludes   = 10
 	DefaultMaxIncluded   = 1000
+	DefaultIncludeRounds = 10
 )
 
 // withDefaults fills in zero fields.
@@ -58,6 +63,7 @@ func (l Limits) withDefaults() Limits {
 	def(&l.ChainDepth, DefaultMaxChainDepth)
 	def(&l.Includes, DefaultMaxIncludes)
 	def(&l.Included, DefaultMaxIncluded)
+	def(&l.IncludeRounds, DefaultIncludeRounds)
 	return l
 }
 
