@@ -365,6 +365,10 @@ func (s *Server) writeSearchset(c echo.Context, typ, path string, params url.Val
 	if res.Withheld > 0 {
 		b.Entry = append(b.Entry, engine.WithheldEntry(res.Withheld))
 	}
+	if len(res.Warnings) > 0 {
+		oo, _ := fhirwire.Marshal(outcome.Resource(res.Warnings))
+		b.Entry = append(b.Entry, fhirwire.Entry{Resource: oo, Search: &fhirwire.Search{Mode: fhirwire.ModeOutcome}})
+	}
 	if len(res.Ignored) > 0 {
 		oo, _ := fhirwire.Marshal(ignoredOutcome(typ, res.Ignored))
 		b.Entry = append(b.Entry, fhirwire.Entry{Resource: oo, Search: &fhirwire.Search{Mode: fhirwire.ModeOutcome}})

@@ -244,6 +244,33 @@ func TestTransaction(t *testing.T) {
 		t.Errorf("repeated conditional create status = %v", st)
 	}
 
+	// Only links are rewritten to the new ids (http.html#trules): data of
+	// type string (a result, a text, business identifiers) stays as sent.
+	rec = req(h, "POST", "/fhir", txBundle(
+		`{"fullUrl":"urn:uuid:55555555-5555-4555-8555-555555555555","resource":{"resourceType":"DocumentReference","status":"current","masterIdentifier":{"system":"urn:ietf:rfc:3986","value":"urn:uuid:55555555-5555-4555-8555-555555555555"},"content":[{"attachment":{"contentType":"text/plain","url":"urn:uuid:55555555-5555-4555-8555-555555555555"}}]},"request":{"method":"POST","url":"DocumentReference"}}`,
+		`{"resource":{"resourceType":"Observation","status":"final","code":{"text":"urn:uuid:55555555-5555-4555-8555-555555555555"},"valueString":"urn:uuid:55555555-5555-4555-8555-555555555555","identifier":[{"system":"http://ex/other","value":"urn:uuid:55555555-5555-4555-8555-555555555555"}],"derivedFrom":[{"reference":"urn:uuid:55555555-5555-4555-8555-555555555555"}]},"request":{"method":"POST","url":"Observation"}}`),
+		"Prefer: return=representation")
+	if rec.Code != 200 {
+		t.Fatalf("transaction = %d %s", rec.Code, rec.Body)
+	}
+	ents := decode(t, rec)["entry"].([]any)
+	doc := ents[0].(map[string]any)["resource"].(map[string]any)
+	ob := ents[1].(map[string]any)["resource"].(map[string]any)
+	self := "DocumentReference/" + doc["id"].(string)
+	urn := "urn:uuid:55555555-5555-4555-8555-555555555555"
+	for _, c := range []struct{ name, got, want string }{
+		{"DocumentReference.masterIdentifier.value", doc["masterIdentifier"].(map[string]any)["value"].(string), urn},
+		{"DocumentReference.content.attachment.url (url)", doc["content"].([]any)[0].(map[string]any)["attachment"].(map[string]any)["url"].(string), self},
+		{"Observation.code.text", ob["code"].(map[string]any)["text"].(string), urn},
+		{"Observation.valueString", ob["valueString"].(string), urn},
+		{"Observation.identifier.value", ob["identifier"].([]any)[0].(map[string]any)["value"].(string), urn},
+		{"Observation.derivedFrom.reference", ob["derivedFrom"].([]any)[0].(map[string]any)["reference"].(string), self},
+	} {
+		if c.got != c.want {
+			t.Errorf("after the transaction %s = %q, want %q", c.name, c.got, c.want)
+		}
+	}
+
 	// A transaction whose last entry is invalid leaves no trace.
 	bad := txBundle(
 		`{"fullUrl":"urn:uuid:33333333-3333-4333-8333-333333333333","resource":{"resourceType":"Patient","identifier":[{"system":"x:y","value":"NEW"}]},"request":{"method":"POST","url":"Patient"}}`,

@@ -75,6 +75,12 @@ var disclosureWays = []disclosureWay{
 		return append(get(t, base+"/fhir/Observation?_revinclude=Provenance:target&_revinclude=AuditEvent:entity", token),
 			get(t, base+"/fhir/Patient?_revinclude=Observation:subject&_revinclude=Encounter:subject", token)...)
 	}},
+	{"include:iterate", func(t *testing.T, base, token string, ids seeded) []map[string]any {
+		// Provenance -> Observation -> Patient and back: every round is
+		// checked, and starts only from what the caller was shown.
+		return append(get(t, base+"/fhir/Provenance?_include:iterate=Provenance:target&_include:iterate=Observation:subject", token),
+			get(t, base+"/fhir/Patient?_revinclude:iterate=Observation:subject&_revinclude:iterate=Provenance:target&_revinclude:iterate=Encounter:subject", token)...)
+	}},
 	{"history", func(t *testing.T, base, token string, ids seeded) (out []map[string]any) {
 		out = get(t, base+"/fhir/_history?_count=1000", token)
 		for typ, id := range ids {
@@ -215,6 +221,7 @@ func TestScopeMatrix(t *testing.T) {
 		"include":              {"Encounter", "Observation", "Patient"},
 		"search":               {"AuditEvent", "Encounter", "Observation", "Patient", "Provenance"},
 		"revinclude":           {"AuditEvent", "Encounter", "Observation", "Patient", "Provenance"},
+		"include:iterate":      {"Encounter", "Observation", "Patient", "Provenance"},
 		"history":              {"Encounter", "Observation", "Patient", "Provenance"},
 		"$everything":          {"AuditEvent", "Encounter", "Observation", "Patient"},
 		"batch entry":          {"AuditEvent", "Encounter", "Observation", "Patient", "Provenance"},

@@ -44,6 +44,7 @@ type searchConfig struct {
 	MaxChainDepth       int    `json:"maxChainDepth"`
 	MaxIncludes         int    `json:"maxIncludes"`
 	MaxIncluded         int    `json:"maxIncluded"`
+	IncludeRounds       int    `json:"includeRounds"`
 	Timeout             string `json:"timeout"`
 	ConcurrentPerClient int    `json:"concurrentPerClient"`
 }
@@ -57,7 +58,7 @@ func searchSettings(sc *searchConfig, writeTimeout time.Duration) (search.Limits
 	}
 	for name, v := range map[string]int{"maxParams": sc.MaxParams, "maxRepeats": sc.MaxRepeats, "maxValues": sc.MaxValues,
 		"maxChainDepth": sc.MaxChainDepth, "maxIncludes": sc.MaxIncludes, "maxIncluded": sc.MaxIncluded,
-		"concurrentPerClient": sc.ConcurrentPerClient} {
+		"includeRounds": sc.IncludeRounds, "concurrentPerClient": sc.ConcurrentPerClient} {
 		if v < 0 {
 			return search.Limits{}, 0, 0, fmt.Errorf("--config: search.%s must not be negative", name)
 		}
@@ -72,7 +73,7 @@ func searchSettings(sc *searchConfig, writeTimeout time.Duration) (search.Limits
 		timeout = d
 	}
 	l := search.Limits{Params: sc.MaxParams, Repeats: sc.MaxRepeats, Values: sc.MaxValues, ChainDepth: sc.MaxChainDepth,
-		Includes: sc.MaxIncludes, Included: sc.MaxIncluded}
+		Includes: sc.MaxIncludes, Included: sc.MaxIncluded, IncludeRounds: sc.IncludeRounds}
 	return l, timeout, sc.ConcurrentPerClient, nil
 }
 

@@ -229,8 +229,9 @@ func (p *plan) resource(s *step) (json.RawMessage, error) {
 			ids[full] = t.resolved
 		}
 	}
-	// The one reference rule of the gateway: every string equal to a
-	// resolved fullUrl, and narrative links to it.
+	// The one reference rule of the gateway: every link (a reference, an
+	// element of type uri, url, canonical, oid or uuid, a narrative link)
+	// equal to a resolved fullUrl.
 	if err := (fhirwire.Rewriter{IDs: ids}).Rewrite(v); err != nil {
 		return nil, fmt.Errorf("payload entry %d: %w", s.index, err)
 	}

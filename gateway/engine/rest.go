@@ -295,6 +295,9 @@ type SearchResult struct {
 	// Ignored are the parameter keys a lenient search ignored, as sent;
 	// an answer names only those search.ShownName allows.
 	Ignored []string
+	// Warnings are issues the answer reports in an outcome entry: the
+	// rounds of _include:iterate stopped at their bound.
+	Warnings []outcome.Issue
 }
 
 // ParseQuery decodes the raw query string of a request on typ (the
@@ -344,20 +347,19 @@ func (e *Engine) search(ctx context.Context, sc *auditlog.Scope, typ string, par
 	}
 	out.Query.Clauses = append(out.Query.Clauses, extra...)
 	err = e.query(ctx, sc, func(ctx context.Context) error {
+		st := e.storeFor(sc.TenantOf())
 		var err error
-		out.Page, err = e.storeFor(sc.TenantOf()).Search(ctx, out.Query)
-		return err
+		if out.Page, err = st.Search(ctx, out.Query); err != nil {
+			return err
+		}
+		return e.include(ctx, sc, st, out)
 	})
 	if err != nil {
 		return nil, err
 	}
-	if limit := out.Query.MaxIncluded; limit > 0 && len(out.Page.Included) > limit {
-		return nil, searchError(search.LimitError(limit))
-	}
-	var wm, wi int
+	var wm int
 	out.Page.Matches, wm = e.Disclose(sc, out.Page.Matches)
-	out.Page.Included, wi = e.Disclose(sc, out.Page.Included)
-	out.Withheld = wm + wi
+	out.Withheld += wm
 	sc.Touch(out.Page.Matches...)
 	sc.Touch(out.Page.Included...)
 	sc.Description = fmt.Sprintf("%s search: %d matches, %d included, %d withheld", typ, len(out.Page.Matches),

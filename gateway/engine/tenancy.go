@@ -55,6 +55,7 @@ type reader interface {
 	VRead(ctx context.Context, typ, id string, version int64) (*store.Resource, error)
 	History(ctx context.Context, q store.HistoryQuery) ([]*store.Resource, int, error)
 	Search(ctx context.Context, q *search.Query) (*store.Page, error)
+	Include(ctx context.Context, q *search.Query, from []*store.Resource) ([]*store.Resource, error)
 }
 
 // tenantStore is the store's reads as one tenant sees them. It is no
@@ -97,6 +98,11 @@ func (t tenantStore) History(ctx context.Context, q store.HistoryQuery) ([]*stor
 func (t tenantStore) Search(ctx context.Context, q *search.Query) (*store.Page, error) {
 	scopeQuery(q, t.tenant)
 	return t.st.Search(ctx, q)
+}
+
+func (t tenantStore) Include(ctx context.Context, q *search.Query, from []*store.Resource) ([]*store.Resource, error) {
+	scopeQuery(q, t.tenant)
+	return t.st.Include(ctx, q, from)
 }
 
 // tenantTx is a write transaction as one tenant sees it: reads and

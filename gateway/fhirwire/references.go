@@ -1,12 +1,20 @@
 package fhirwire
 
-import "strings"
+import (
+	"strings"
 
-// Rewriter rewrites the references inside one Bundle entry's resource to the
+	"github.com/ketamine-gateway/ketamine-gateway/schemas/r4"
+)
+
+// Rewriter rewrites the links inside one Bundle entry's resource to the
 // identities the other entries were given (bundle.html#references,
-// http.html#trules: "all references to the fullUrl ... whether they are found
-// in resource references, elements of type uri, url, oid, uuid, and <a href>
-// and <img src> in the narrative").
+// http.html#trules: "Servers SHALL replace all matching links in the
+// bundle, whether they are found in the resource ids, resource references,
+// elements of type uri, url, oid, uuid, and <a href="" & <img src="" in the
+// narrative"). It knows each element's type from the R4 definitions
+// (schemas/r4): a string, markdown, code or id element (Identifier.value,
+// CodeableConcept.text, valueString) is data, never a link, and is left as
+// it is whatever it holds. canonical, a uri, is rewritten with uri.
 type Rewriter struct {
 	// IDs maps entry fullUrls to the identity each was given ("Type/id" at
 	// the gateway, the EHR's Location in delivery).
@@ -77,51 +85,98 @@ func (rw Rewriter) record(c change) {
 	}
 }
 
-// Rewrite rewrites doc, a resource decoded by encoding/json, in place: every
-// string equal to a fullUrl in IDs, every Reference.reference per Conditional
-// and Unresolved, and the href and src attributes of the narrative. The
-// first error of Conditional (or Unresolved) stops it.
+// Rewrite rewrites doc, a resource decoded by encoding/json, in place,
+// contained and nested resources (Bundle.entry.resource,
+// Parameters.parameter.resource) included: every element of type uri, url,
+// canonical, oid or uuid equal to a fullUrl in IDs (an extension's valueUri
+// and a choice element's too), every Reference.reference per IDs,
+// Conditional and Unresolved, and the href and src attributes of the
+// narrative (xhtml) that name a fullUrl. Elements R4 does not define, and
+// a document whose resourceType is not an R4 resource type, are left
+// alone. The first error of Conditional (or Unresolved) stops it.
 func (rw Rewriter) Rewrite(doc any) error {
-	switch n := doc.(type) {
-	case map[string]any:
-		for k, v := range n {
-			s, ok := v.(string)
-			if !ok {
-				if err := rw.Rewrite(v); err != nil {
-					return err
-				}
-				continue
-			}
-			switch {
-			case k == "reference":
-				to, err := rw.reference(s)
-				if err != nil {
-					return err
-				}
-				rw.set(n, k, s, to)
-			case k == "div":
-				rw.set(n, k, s, rw.narrative(s))
-			default:
-				if to, ok := rw.IDs[s]; ok {
-					rw.set(n, k, s, to)
-				}
-			}
+	if m, ok := doc.(map[string]any); ok {
+		return rw.resource(m)
+	}
+	return nil
+}
+
+// resource rewrites a resource's object.
+func (rw Rewriter) resource(m map[string]any) error {
+	rt, _ := m["resourceType"].(string)
+	return rw.object(m, r4.ResourceNode(rt))
+}
+
+// object rewrites the members of an object that n defines.
+func (rw Rewriter) object(m map[string]any, n r4.Node) error {
+	for k, v := range m {
+		typ, child, ok := n.Member(k)
+		if !ok {
+			continue // resourceType, or not an element of n
 		}
-	case []any:
-		for i, v := range n {
-			if s, ok := v.(string); ok {
-				if to, ok := rw.IDs[s]; ok {
-					rw.setAt(n, i, s, to)
-				}
-				continue
+		ref := k == "reference" && n.Type() == "Reference"
+		switch v := v.(type) {
+		case string:
+			to, err := rw.str(v, typ, ref)
+			if err != nil {
+				return err
 			}
-			if err := rw.Rewrite(v); err != nil {
+			rw.set(m, k, v, to)
+		case []any:
+			for i, item := range v {
+				if s, ok := item.(string); ok {
+					to, err := rw.str(s, typ, ref)
+					if err != nil {
+						return err
+					}
+					rw.setAt(v, i, s, to)
+					continue
+				}
+				if err := rw.nested(item, typ, child); err != nil {
+					return err
+				}
+			}
+		default:
+			if err := rw.nested(v, typ, child); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
 }
+
+// nested rewrites the object v of an element of type typ (a resource's
+// for typ Resource); anything else is left alone.
+func (rw Rewriter) nested(v any, typ string, n r4.Node) error {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil
+	}
+	if typ == "Resource" {
+		return rw.resource(m)
+	}
+	return rw.object(m, n)
+}
+
+// str returns what the string s of an element of type typ becomes; ref
+// marks a Reference.reference.
+func (rw Rewriter) str(s, typ string, ref bool) (string, error) {
+	switch {
+	case ref:
+		return rw.reference(s)
+	case typ == "xhtml":
+		return rw.narrative(s), nil
+	case linkType[typ]:
+		if to, ok := rw.IDs[s]; ok {
+			return to, nil
+		}
+	}
+	return s, nil
+}
+
+// linkType are the primitive types whose values are links (http.html#trules:
+// uri, url, oid, uuid; canonical is a uri).
+var linkType = map[string]bool{"uri": true, "url": true, "canonical": true, "oid": true, "uuid": true}
 
 // reference rewrites one Reference.reference.
 func (rw Rewriter) reference(ref string) (string, error) {

@@ -21,24 +21,60 @@ func TestRewriter(t *testing.T) {
 		Unresolved: errUnresolved,
 		Local:      func(ref string) string { return strings.TrimPrefix(ref, "http://own/fhir/") },
 	}
+	// Each case's input is a resource; only the elements whose R4 type is
+	// a link (Reference.reference; uri, url, canonical, oid, uuid; the
+	// narrative's href and src) change (http.html#trules).
 	tests := []struct {
 		name, in, want string
 		err            error
 	}{
-		{"reference", `{"subject":{"reference":"urn:uuid:a"}}`, `{"subject":{"reference":"Patient/1"}}`, nil},
-		{"absolute fullUrl", `{"hasMember":[{"reference":"http://x/Obs/2"}]}`, `{"hasMember":[{"reference":"Observation/9"}]}`, nil},
-		{"uri element", `{"focus":[{"reference":"Patient/7"}],"instantiatesUri":["urn:uuid:a"],"source":"urn:uuid:a"}`,
-			`{"focus":[{"reference":"Patient/7"}],"instantiatesUri":["Patient/1"],"source":"Patient/1"}`, nil},
-		{"conditional", `{"subject":{"reference":"Patient?identifier=s|v"}}`, `{"subject":{"reference":"Patient/c1"}}`, nil},
-		{"conditional on the own base", `{"subject":{"reference":"http://own/fhir/Patient?identifier=s|v"}}`, `{"subject":{"reference":"Patient/c1"}}`, nil},
-		{"conditional on another base stays", `{"subject":{"reference":"http://other/fhir/Patient?identifier=s|v"}}`,
-			`{"subject":{"reference":"http://other/fhir/Patient?identifier=s|v"}}`, nil},
-		{"literal on the own base stays", `{"subject":{"reference":"http://own/fhir/Patient/3"}}`, `{"subject":{"reference":"http://own/fhir/Patient/3"}}`, nil},
-		{"narrative", `{"text":{"div":"<div><a href=\"urn:uuid:a\">p</a><img src=\"urn:uuid:b\"/></div>"}}`,
-			`{"text":{"div":"<div><a href=\"Patient/1\">p</a><img src=\"urn:uuid:b\"/></div>"}}`, nil},
-		{"unknown urn", `{"subject":{"reference":"urn:uuid:zz"}}`, "", errUnresolved},
-		{"other strings stay", `{"status":"final","code":{"text":"urn:uuid:a is a fullUrl"}}`,
-			`{"status":"final","code":{"text":"urn:uuid:a is a fullUrl"}}`, nil},
+		{"reference", `{"resourceType":"Observation","subject":{"reference":"urn:uuid:a"}}`,
+			`{"resourceType":"Observation","subject":{"reference":"Patient/1"}}`, nil},
+		{"absolute fullUrl", `{"resourceType":"Observation","hasMember":[{"reference":"http://x/Obs/2"}]}`,
+			`{"resourceType":"Observation","hasMember":[{"reference":"Observation/9"}]}`, nil},
+		{"uri element", `{"resourceType":"ServiceRequest","subject":{"reference":"Patient/7"},"instantiatesUri":["urn:uuid:a"],"identifier":[{"system":"urn:uuid:a","value":"v"}]}`,
+			`{"resourceType":"ServiceRequest","subject":{"reference":"Patient/7"},"instantiatesUri":["Patient/1"],"identifier":[{"system":"Patient/1","value":"v"}]}`, nil},
+		{"url element", `{"resourceType":"DocumentReference","content":[{"attachment":{"url":"urn:uuid:a"}}]}`,
+			`{"resourceType":"DocumentReference","content":[{"attachment":{"url":"Patient/1"}}]}`, nil},
+		{"canonical element", `{"resourceType":"QuestionnaireResponse","questionnaire":"urn:uuid:a"}`,
+			`{"resourceType":"QuestionnaireResponse","questionnaire":"Patient/1"}`, nil},
+		{"oid and uuid choices", `{"resourceType":"Patient","extension":[{"url":"http://x/e","valueOid":"urn:uuid:a"},{"url":"http://x/f","valueUuid":"urn:uuid:a"}]}`,
+			`{"resourceType":"Patient","extension":[{"url":"http://x/e","valueOid":"Patient/1"},{"url":"http://x/f","valueUuid":"Patient/1"}]}`, nil},
+		{"extension values", `{"resourceType":"Observation","extension":[{"url":"http://x/e","valueUri":"urn:uuid:a"},{"url":"http://x/f","valueUrl":"urn:uuid:a"},{"url":"http://x/g","valueReference":{"reference":"urn:uuid:a"}},{"url":"http://x/h","valueString":"urn:uuid:a"}],"modifierExtension":[{"url":"http://x/m","valueUri":"urn:uuid:a"}]}`,
+			`{"resourceType":"Observation","extension":[{"url":"http://x/e","valueUri":"Patient/1"},{"url":"http://x/f","valueUrl":"Patient/1"},{"url":"http://x/g","valueReference":{"reference":"Patient/1"}},{"url":"http://x/h","valueString":"urn:uuid:a"}],"modifierExtension":[{"url":"http://x/m","valueUri":"Patient/1"}]}`, nil},
+		{"primitive extension", `{"resourceType":"Observation","status":"final","_status":{"extension":[{"url":"http://x/e","valueUri":"urn:uuid:a"},{"url":"http://x/f","valueCode":"urn:uuid:a"}]}}`,
+			`{"resourceType":"Observation","status":"final","_status":{"extension":[{"url":"http://x/e","valueUri":"Patient/1"},{"url":"http://x/f","valueCode":"urn:uuid:a"}]}}`, nil},
+		{"choice value[x]", `{"resourceType":"Observation","valueString":"urn:uuid:a","component":[{"code":{"text":"c"},"valueString":"urn:uuid:a"}]}`,
+			`{"resourceType":"Observation","valueString":"urn:uuid:a","component":[{"code":{"text":"c"},"valueString":"urn:uuid:a"}]}`, nil},
+		{"conditional", `{"resourceType":"Observation","subject":{"reference":"Patient?identifier=s|v"}}`,
+			`{"resourceType":"Observation","subject":{"reference":"Patient/c1"}}`, nil},
+		{"narrative", `{"resourceType":"Observation","text":{"div":"<div><a href=\"urn:uuid:a\">p</a><img src=\"urn:uuid:b\"/></div>"}}`,
+			`{"resourceType":"Observation","text":{"div":"<div><a href=\"Patient/1\">p</a><img src=\"urn:uuid:b\"/></div>"}}`, nil},
+		{"unknown urn", `{"resourceType":"Observation","subject":{"reference":"urn:uuid:zz"}}`, "", errUnresolved},
+		{"unknown urn in a contained resource", `{"resourceType":"Observation","contained":[{"resourceType":"Patient","id":"p","generalPractitioner":[{"reference":"urn:uuid:zz"}]}]}`, "", errUnresolved},
+		{"strings, markdown and codes stay",
+			`{"resourceType":"Observation","status":"final","code":{"text":"urn:uuid:a","coding":[{"code":"urn:uuid:a","display":"urn:uuid:a"}]},"identifier":[{"system":"http://x/id","value":"urn:uuid:a"}],"note":[{"text":"urn:uuid:a"}],"valueString":"urn:uuid:a"}`,
+			`{"resourceType":"Observation","status":"final","code":{"text":"urn:uuid:a","coding":[{"code":"urn:uuid:a","display":"urn:uuid:a"}]},"identifier":[{"system":"http://x/id","value":"urn:uuid:a"}],"note":[{"text":"urn:uuid:a"}],"valueString":"urn:uuid:a"}`, nil},
+		{"masterIdentifier stays", `{"resourceType":"DocumentReference","masterIdentifier":{"system":"urn:ietf:rfc:3986","value":"urn:uuid:a"},"subject":{"reference":"urn:uuid:a"}}`,
+			`{"resourceType":"DocumentReference","masterIdentifier":{"system":"urn:ietf:rfc:3986","value":"urn:uuid:a"},"subject":{"reference":"Patient/1"}}`, nil},
+		{"a Reference's display stays", `{"resourceType":"Observation","subject":{"reference":"urn:uuid:a","display":"urn:uuid:a"}}`,
+			`{"resourceType":"Observation","subject":{"reference":"Patient/1","display":"urn:uuid:a"}}`, nil},
+		{"contained resource", `{"resourceType":"Observation","contained":[{"resourceType":"Patient","id":"p","generalPractitioner":[{"reference":"urn:uuid:a"}],"identifier":[{"value":"urn:uuid:a"}]}],"subject":{"reference":"#p"}}`,
+			`{"resourceType":"Observation","contained":[{"resourceType":"Patient","id":"p","generalPractitioner":[{"reference":"Patient/1"}],"identifier":[{"value":"urn:uuid:a"}]}],"subject":{"reference":"#p"}}`, nil},
+		{"Bundle entries", `{"resourceType":"Bundle","type":"collection","entry":[{"fullUrl":"urn:uuid:a","resource":{"resourceType":"Observation","subject":{"reference":"urn:uuid:a"},"valueString":"urn:uuid:a"}}]}`,
+			`{"resourceType":"Bundle","type":"collection","entry":[{"fullUrl":"Patient/1","resource":{"resourceType":"Observation","subject":{"reference":"Patient/1"},"valueString":"urn:uuid:a"}}]}`, nil},
+		{"Parameters", `{"resourceType":"Parameters","parameter":[{"name":"a","valueUri":"urn:uuid:a"},{"name":"b","valueString":"urn:uuid:a"},{"name":"c","part":[{"name":"d","valueCanonical":"urn:uuid:a"},{"name":"e","valueId":"urn:uuid:a"}]},{"name":"f","resource":{"resourceType":"Observation","subject":{"reference":"urn:uuid:a"}}}]}`,
+			`{"resourceType":"Parameters","parameter":[{"name":"a","valueUri":"Patient/1"},{"name":"b","valueString":"urn:uuid:a"},{"name":"c","part":[{"name":"d","valueCanonical":"Patient/1"},{"name":"e","valueId":"urn:uuid:a"}]},{"name":"f","resource":{"resourceType":"Observation","subject":{"reference":"Patient/1"}}}]}`, nil},
+		{"elements R4 does not define stay", `{"resourceType":"Observation","source":"urn:uuid:a","nope":{"reference":"urn:uuid:a"}}`,
+			`{"resourceType":"Observation","source":"urn:uuid:a","nope":{"reference":"urn:uuid:a"}}`, nil},
+		{"not a resource type", `{"resourceType":"Nope","subject":{"reference":"urn:uuid:zz"},"url":"urn:uuid:a"}`,
+			`{"resourceType":"Nope","subject":{"reference":"urn:uuid:zz"},"url":"urn:uuid:a"}`, nil},
+		{"conditional on the own base", `{"resourceType":"Observation","subject":{"reference":"http://own/fhir/Patient?identifier=s|v"}}`,
+			`{"resourceType":"Observation","subject":{"reference":"Patient/c1"}}`, nil},
+		{"conditional on another base stays", `{"resourceType":"Observation","subject":{"reference":"http://other/fhir/Patient?identifier=s|v"}}`,
+			`{"resourceType":"Observation","subject":{"reference":"http://other/fhir/Patient?identifier=s|v"}}`, nil},
+		{"literal on the own base stays", `{"resourceType":"Observation","subject":{"reference":"http://own/fhir/Patient/3"}}`,
+			`{"resourceType":"Observation","subject":{"reference":"http://own/fhir/Patient/3"}}`, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -78,12 +114,12 @@ func TestRewriter(t *testing.T) {
 	}
 	// Without Conditional and Unresolved (delivery), such references stay.
 	var doc any
-	_ = json.Unmarshal([]byte(`{"a":{"reference":"urn:uuid:zz"},"b":{"reference":"Patient?identifier=s|v"}}`), &doc)
+	_ = json.Unmarshal([]byte(`{"resourceType":"Observation","subject":{"reference":"urn:uuid:zz"},"focus":[{"reference":"Patient?identifier=s|v"}]}`), &doc)
 	if err := (Rewriter{IDs: rw.IDs}).Rewrite(doc); err != nil {
 		t.Fatal(err)
 	}
 	got, _ := json.Marshal(doc)
-	if string(got) != `{"a":{"reference":"urn:uuid:zz"},"b":{"reference":"Patient?identifier=s|v"}}` {
+	if string(got) != `{"focus":[{"reference":"Patient?identifier=s|v"}],"resourceType":"Observation","subject":{"reference":"urn:uuid:zz"}}` {
 		t.Errorf("a lenient Rewriter changed %s", got)
 	}
 }

@@ -41,6 +41,11 @@ type Limits struct {
 	// they name (LocalReference), as the stored references they are to
 	// match are relative (search.html#reference).
 	Base string
+
+	// IncludeRounds bounds the further rounds of _include:iterate and
+	// _revinclude:iterate (each applied again to what the round before
+	// included); the engine stops there and says so in the searchset.
+	IncludeRounds int
 }
 
 // The default Limits.
@@ -51,6 +56,7 @@ const (
 	DefaultMaxChainDepth = 1
 	DefaultMaxIncludes   = 10
 	DefaultMaxIncluded   = 1000
+	DefaultIncludeRounds = 10
 )
 
 // withDefaults fills in zero fields.
@@ -66,6 +72,7 @@ func (l Limits) withDefaults() Limits {
 	def(&l.ChainDepth, DefaultMaxChainDepth)
 	def(&l.Includes, DefaultMaxIncludes)
 	def(&l.Included, DefaultMaxIncluded)
+	def(&l.IncludeRounds, DefaultIncludeRounds)
 	return l
 }
 

@@ -154,7 +154,10 @@ type SortKey struct {
 
 // Include is an _include or _revinclude: resources of SourceType whose
 // reference Param points to the matches (revinclude) or that the matches
-// point to (include). TargetType optionally narrows the target.
+// point to (include). TargetType optionally narrows the target. Iterate
+// marks :iterate (or :recurse): a store applies it to the matches like the
+// others, and the engine then again, round by round, to what was included
+// (store.Store.Include).
 type Include struct {
 	SourceType string
 	Param      string

@@ -142,6 +142,12 @@ type Store interface {
 	// included resources. A nil query, or one the store cannot run
 	// (chained parameters, unsupported modifiers), is an error.
 	Search(ctx context.Context, q *search.Query) (*Page, error)
+	// Include returns what q's _include and _revinclude reach from the
+	// resources from, as Search finds them from its matches (the engine's
+	// further rounds of _include:iterate): current, non-deleted resources
+	// of q.Tenant, each once, none of from, ordered by type and id, in one
+	// snapshot. q's other parts are ignored; nil for no from or includes.
+	Include(ctx context.Context, q *search.Query, from []*Resource) ([]*Resource, error)
 	// AuditChain calls fn for every entry of the audit hash chain in seq
 	// order, from seq 1 (feed them to an audit.Verifier): ID, Seq and Hash
 	// as appended, Body the stored body of version 1 of AuditEvent/ID (nil

@@ -77,3 +77,53 @@ func SummaryElements(resourceType string) []string {
 	}
 	return strings.Fields(s)
 }
+
+// Node is the R4 definition of one JSON object of a decoded resource: a
+// resource, a complex data type, a backbone element, or the "_name"
+// sibling of a primitive (its id and extensions). It lets code that works
+// on decoded JSON (the rewriting of a Bundle's links) know each member's
+// FHIR type. The zero Node is the definition of nothing: it has no members.
+type Node struct{ td *typeDef }
+
+// ResourceNode returns the Node of a resourceType's JSON object, the zero
+// Node for a name that is not an R4 resource type. It loads the embedded
+// definitions on first use, as New does (and panics as New does).
+func ResourceNode(resourceType string) Node {
+	s, err := loadSchema()
+	if err != nil {
+		panic("r4: embedded FHIR definitions are corrupt: " + err.Error())
+	}
+	return Node{s.resources[resourceType]}
+}
+
+// Type returns the FHIR type code of n ("Observation", "Reference",
+// "Observation.component", "Element" for a primitive's sibling), "" for
+// the zero Node.
+func (n Node) Type() string {
+	if n.td == nil {
+		return ""
+	}
+	return n.td.name
+}
+
+// Member returns the FHIR type code of the JSON property key of an object
+// n describes ("uri", "string", "Reference", "Resource" for a nested
+// resource, whose own Node is that of its resourceType) and, for a complex
+// or backbone type or a primitive's "_name" sibling, the Node of its
+// object(s). A choice element's key names its type ("valueUri": "uri").
+// ok is false for a key R4 does not define there.
+func (n Node) Member(key string) (typ string, child Node, ok bool) {
+	if n.td == nil {
+		return "", Node{}, false
+	}
+	ref, ok := n.td.keys[key]
+	if !ok {
+		return "", Node{}, false
+	}
+	a := &n.td.elems[ref.elem].alts[ref.alt]
+	if ref.ext {
+		s, _ := loadSchema() // loaded: n came from it
+		return s.element.name, Node{s.element}, true
+	}
+	return a.typeName, Node{a.def}, true
+}

@@ -37,3 +37,41 @@ func TestElement(t *testing.T) {
 		t.Errorf("required elements of Observation = %v, want status, code", names)
 	}
 }
+
+func TestNodeMember(t *testing.T) {
+	tests := []struct {
+		path     []string // resource type, then JSON keys
+		typ, obj string   // the last key's type code, and its object's type
+		ok       bool
+	}{
+		{[]string{"Observation", "valueString"}, "string", "", true},
+		{[]string{"Observation", "extension", "valueReference"}, "Reference", "Reference", true},
+		{[]string{"Observation", "valueReference"}, "", "", false},
+		{[]string{"Observation", "subject", "reference"}, "string", "", true},
+		{[]string{"Observation", "identifier", "value"}, "string", "", true},
+		{[]string{"Observation", "identifier", "system"}, "uri", "", true},
+		{[]string{"Observation", "code", "text"}, "string", "", true},
+		{[]string{"Observation", "text", "div"}, "xhtml", "", true},
+		{[]string{"Observation", "component", "valueQuantity", "unit"}, "string", "", true},
+		{[]string{"Observation", "extension", "valueUrl"}, "url", "", true},
+		{[]string{"Observation", "_status"}, "Element", "Element", true},
+		{[]string{"Observation", "_status", "extension", "valueUuid"}, "uuid", "", true},
+		{[]string{"Observation", "contained"}, "Resource", "", true},
+		{[]string{"Bundle", "entry", "resource"}, "Resource", "", true},
+		{[]string{"Questionnaire", "derivedFrom"}, "canonical", "", true},
+		{[]string{"Observation", "value"}, "", "", false},
+		{[]string{"Observation", "nope"}, "", "", false},
+		{[]string{"Nope", "id"}, "", "", false},
+	}
+	for _, tt := range tests {
+		n := ResourceNode(tt.path[0])
+		var typ string
+		ok := true
+		for _, k := range tt.path[1:] {
+			typ, n, ok = n.Member(k)
+		}
+		if typ != tt.typ || n.Type() != tt.obj || ok != tt.ok {
+			t.Errorf("Member along %v = %q, node %q, %v; want %q, node %q, %v", tt.path, typ, n.Type(), ok, tt.typ, tt.obj, tt.ok)
+		}
+	}
+}

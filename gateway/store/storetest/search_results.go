@@ -1,8 +1,11 @@
 package storetest
 
 import (
+	"cmp"
+	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -162,6 +165,28 @@ func expectIncluded(t *testing.T, s store.Store, name string, q *search.Query, w
 	}
 }
 
+// expectIncludedFrom checks Store.Include of q from the resources from.
+func expectIncludedFrom(t *testing.T, s store.Store, name string, q *search.Query, from []*store.Resource, want ...string) {
+	t.Helper()
+	got, err := s.Include(context.Background(), q, from)
+	if err != nil {
+		t.Fatalf("%s: Include: %v", name, err)
+	}
+	if ids := included(&store.Page{Included: got}); !slices.Equal(ids, sorted(want)) {
+		t.Errorf("%s: Include = %v, want %v", name, ids, sorted(want))
+	}
+	if !slices.IsSortedFunc(got, func(a, b *store.Resource) int {
+		return cmp.Or(strings.Compare(a.Type, b.Type), strings.Compare(a.ID, b.ID))
+	}) {
+		t.Errorf("%s: Include is not ordered by type and id", name)
+	}
+	for _, r := range got {
+		if r.Deleted || r.Body == nil || r.Version != 1 {
+			t.Errorf("%s: included %s/%s v%d deleted=%v is not a current resource", name, r.Type, r.ID, r.Version, r.Deleted)
+		}
+	}
+}
+
 func testInclude(t *testing.T, s store.Store) {
 	linked(t, s)
 	obs := func(inc ...search.Include) *search.Query {
@@ -182,6 +207,16 @@ func testInclude(t *testing.T, s store.Store) {
 	pq := query("Patient", clause("_id", search.TypeToken, "", vCode("p1"), vCode("p2")))
 	pq.Includes = []search.Include{{SourceType: "Patient", Param: "link"}, {SourceType: "Patient", Param: "general-practitioner"}}
 	expectIncluded(t, s, "a match is not included again", pq, "Practitioner/dr1")
+
+	// Include finds from any resources what Search finds from its matches
+	// (the engine's further rounds of _include:iterate), none of them.
+	subject := search.Include{SourceType: "Observation", Param: "subject"}
+	expectIncludedFrom(t, s, "Include from the matches", obs(subject), doSearch(t, s, obs()).Matches, "Patient/p1", "Patient/p2")
+	expectIncludedFrom(t, s, "Include from nothing", obs(subject), nil)
+	expectIncludedFrom(t, s, "Include, none of from", pq, doSearch(t, s, pq).Matches, "Practitioner/dr1")
+	rev := query("Patient")
+	rev.RevIncludes = []search.Include{subject}
+	expectIncludedFrom(t, s, "Include of a revinclude", rev, doSearch(t, s, pq).Matches, "Observation/o1", "Observation/o2", "Observation/o3")
 
 	// Included resources are in the page only: paging the matches pages them.
 	paged := obs(search.Include{SourceType: "Observation", Param: "subject"})

@@ -196,6 +196,10 @@ func testTenantInclude(t *testing.T, s store.Store) {
 	expectIncluded(t, s, "_include all tenants", obs(search.AllTenants, subject, performer),
 		"Patient/pa1", "Patient/pb1", "Practitioner/dra")
 	expectIncluded(t, s, "_include every param clinic-b", obs(tenantB, search.Include{SourceType: "Observation", Param: "*"}), "Patient/pb1")
+	everyone := doSearch(t, s, obs(search.AllTenants)).Matches
+	expectIncludedFrom(t, s, "Include clinic-b", obs(tenantB, subject, performer), everyone, "Patient/pb1")
+	expectIncludedFrom(t, s, "Include all tenants", obs(search.AllTenants, subject, performer), everyone,
+		"Patient/pa1", "Patient/pb1", "Practitioner/dra")
 
 	pat := func(tenant string, ids ...string) *search.Query {
 		var vs []search.Value

@@ -44,6 +44,35 @@ func (s *Store) Search(ctx context.Context, q *search.Query) (*store.Page, error
 	return pg, err
 }
 
+// Include implements store.Store: q's includes from the resources from,
+// in one snapshot.
+func (s *Store) Include(ctx context.Context, q *search.Query, from []*store.Resource) ([]*store.Resource, error) {
+	if q == nil {
+		return nil, fmt.Errorf("%s: include: nil query", s.d.Name)
+	}
+	if len(from) == 0 || len(q.Includes) == 0 && len(q.RevIncludes) == 0 {
+		return nil, nil
+	}
+	keys := make([]key, len(from))
+	audits := auditsSearched(q)
+	for i, r := range from {
+		keys[i] = key{r.Type, r.ID, r.Version}
+		audits = audits || r.Type == "AuditEvent" // its own index rows are followed
+	}
+	if audits {
+		if err := s.catchUpAudits(ctx); err != nil {
+			return nil, err
+		}
+	}
+	var out []*store.Resource
+	err := s.db.Snapshot(ctx, func(c Conn) error {
+		var err error
+		out, err = s.includes(ctx, c, q, keys)
+		return err
+	})
+	return out, err
+}
+
 // key identifies one resource version.
 type key struct {
 	typ, id string

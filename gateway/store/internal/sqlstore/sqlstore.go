@@ -83,8 +83,10 @@
 //     no start. A search Value with a zero High is an instant (High = Low).
 //   - sorting by a parameter other than _id/_lastUpdated uses the date
 //     index entries of that parameter.
-//   - Include.Iterate is ignored (one level of _include/_revinclude); an
-//     include Param "*" follows every reference parameter.
+//   - Include.Iterate is ignored by Search (one level of _include and
+//     _revinclude, from the matches): the engine runs the further rounds
+//     with Include; an include Param "*" follows every reference
+//     parameter.
 //   - chained clauses and unknown modifiers are rejected with an error.
 //   - Count <= 0 means 50, for Search and History alike.
 package sqlstore
