@@ -186,6 +186,74 @@ func TestOwnBaseURLs(t *testing.T) {
 	}
 }
 
+// TestOtherServersReferences: a reference to another server's resource
+// is not one to this server's resource of the same type and id: it is found
+// by its URL only, never in the local resource's compartment, chains,
+// _has, includes or searches by Type/id (another hospital's Patient/77 is
+// not this one's). A reference written on the gateway's own base is stored
+// relative and is the local resource's.
+func TestOtherServersReferences(t *testing.T) {
+	h := fhirServer(t)
+	if rec := req(h, "PUT", "/fhir/Patient/p77", `{"resourceType":"Patient","id":"p77"}`); rec.Code != 201 {
+		t.Fatalf("PUT Patient/p77 = %d %s", rec.Code, rec.Body)
+	}
+	const foreign = "https://hospital-b.example.org/fhir/Patient/p77"
+	obs := func(ref, code string) string {
+		return `{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"` + code +
+			`"}]},"subject":{"reference":"` + ref + `"}}`
+	}
+	foreignID := decode(t, req(h, "POST", "/fhir/Observation", obs(foreign, "1-1")))["id"].(string)
+	rec := req(h, "POST", "/fhir/Observation", obs("http://example.com/fhir/Patient/p77", "2-2"))
+	own := decode(t, rec)
+	if got := own["subject"].(map[string]any)["reference"]; got != "Patient/p77" {
+		t.Errorf("a reference on the own base is stored as %v, want Patient/p77", got)
+	}
+	q := url.QueryEscape
+	for _, tc := range []struct {
+		target string
+		want   []string // Observation codes, or the Patient for _has
+	}{
+		{"/fhir/Observation?subject=Patient/p77", []string{"2-2"}},
+		{"/fhir/Observation?subject=p77", []string{"2-2"}},
+		{"/fhir/Observation?patient=Patient/p77", []string{"2-2"}},
+		{"/fhir/Observation?subject=" + q(foreign), []string{"1-1"}},
+		{"/fhir/Observation?subject:Patient=" + q(foreign), []string{"1-1"}},
+		{"/fhir/Patient/p77/Observation", []string{"2-2"}},
+		{"/fhir/Observation?subject.identifier=x", nil},
+		{"/fhir/Observation?subject:Patient._id=p77", []string{"2-2"}},
+		{"/fhir/Patient?_has:Observation:subject:code=1-1", nil},
+		{"/fhir/Patient?_has:Observation:subject:code=2-2", []string{"p77"}},
+	} {
+		rec := req(h, "GET", tc.target, "")
+		if rec.Code != 200 {
+			t.Errorf("GET %s = %d %s", tc.target, rec.Code, rec.Body)
+			continue
+		}
+		var got []string
+		for _, e := range entriesOf(decode(t, rec)) {
+			r := e["resource"].(map[string]any)
+			if r["resourceType"] == "Patient" {
+				got = append(got, r["id"].(string))
+			} else {
+				got = append(got, r["code"].(map[string]any)["coding"].([]any)[0].(map[string]any)["code"].(string))
+			}
+		}
+		if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+			t.Errorf("GET %s = %v, want %v", tc.target, got, tc.want)
+		}
+	}
+	// _include of the foreign reference includes nothing; $everything of
+	// the local Patient does not hold the foreign Observation.
+	page := decode(t, req(h, "GET", "/fhir/Observation?_id="+foreignID+"&_include=Observation:subject", ""))
+	if n := len(entriesOf(page)); n != 1 {
+		t.Errorf("_include of another server's Patient: %d entries, want the Observation only", n)
+	}
+	everything := req(h, "GET", "/fhir/Patient/p77/$everything", "").Body.String()
+	if strings.Contains(everything, foreignID) {
+		t.Errorf("$everything of Patient/p77 holds the Observation of another server's Patient/p77")
+	}
+}
+
 // TestConditionalRead: If-None-Match naming the current version and
 // If-Modified-Since at or after the last update answer 304 with the
 // version headers and no body, on read, vread and a Bundle's GET entry.
@@ -481,4 +549,14 @@ func TestCompartmentAndEverything(t *testing.T) {
 	assertOutcome(t, req(h, "GET", "/fhir/Patient/"+pid+"/$everything?_type=Practitioner", ""), 400, "search-value-invalid", "")
 	assertOutcome(t, req(h, "GET", "/fhir/Patient/"+pid+"/$everything?start=2020", ""), 400, "search-param-unsupported", "")
 	assertOutcome(t, req(h, "GET", "/fhir/Patient/nope/$everything", ""), 404, "resource-unknown", "")
+}
+
+// entriesOf is a Bundle's entries.
+func entriesOf(b map[string]any) []map[string]any {
+	var out []map[string]any
+	es, _ := b["entry"].([]any)
+	for _, e := range es {
+		out = append(out, e.(map[string]any))
+	}
+	return out
 }

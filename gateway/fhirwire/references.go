@@ -24,8 +24,10 @@ type Rewriter struct {
 	Conditional func(typ, query string) (string, error)
 	// Local, when set, returns a reference relative to the server's own
 	// base when it is an absolute URL below it (and the reference as it is
-	// otherwise): a conditional reference written [base]/Type?criteria is
-	// then resolved as Type?criteria.
+	// otherwise): a literal reference written [base]/Type/id becomes
+	// Type/id (the search index takes an absolute URL for another
+	// server's), and a conditional one written [base]/Type?criteria is
+	// resolved as Type?criteria.
 	Local func(ref string) string
 	// Unresolved, when set, is returned for a Reference.reference that is
 	// a urn: naming no entry of IDs; nil leaves such references alone.
@@ -186,16 +188,17 @@ func (rw Rewriter) reference(ref string) (string, error) {
 	if rw.Unresolved != nil && (strings.HasPrefix(ref, "urn:uuid:") || strings.HasPrefix(ref, "urn:oid:")) {
 		return "", rw.Unresolved
 	}
-	if rw.Conditional != nil {
-		local := ref
-		if rw.Local != nil {
-			local = rw.Local(ref)
-		}
-		if typ, query, cond := strings.Cut(local, "?"); cond && typ != "" && !strings.Contains(typ, "/") {
+	local := ref
+	if rw.Local != nil {
+		local = rw.Local(ref)
+	}
+	if typ, query, cond := strings.Cut(local, "?"); cond && typ != "" && !strings.Contains(typ, "/") {
+		if rw.Conditional != nil {
 			return rw.Conditional(typ, query)
 		}
+		return ref, nil
 	}
-	return ref, nil
+	return local, nil
 }
 
 // narrative rewrites href="..." and src="..." attributes of an XHTML div

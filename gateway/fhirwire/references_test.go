@@ -73,8 +73,10 @@ func TestRewriter(t *testing.T) {
 			`{"resourceType":"Observation","subject":{"reference":"Patient/c1"}}`, nil},
 		{"conditional on another base stays", `{"resourceType":"Observation","subject":{"reference":"http://other/fhir/Patient?identifier=s|v"}}`,
 			`{"resourceType":"Observation","subject":{"reference":"http://other/fhir/Patient?identifier=s|v"}}`, nil},
-		{"literal on the own base stays", `{"resourceType":"Observation","subject":{"reference":"http://own/fhir/Patient/3"}}`,
-			`{"resourceType":"Observation","subject":{"reference":"http://own/fhir/Patient/3"}}`, nil},
+		{"literal on the own base is made relative", `{"resourceType":"Observation","subject":{"reference":"http://own/fhir/Patient/3"},"hasMember":[{"reference":"http://own/fhir/Observation/4/_history/2"}]}`,
+			`{"resourceType":"Observation","subject":{"reference":"Patient/3"},"hasMember":[{"reference":"Observation/4/_history/2"}]}`, nil},
+		{"literal on another base stays", `{"resourceType":"Observation","subject":{"reference":"http://other/fhir/Patient/3"}}`,
+			`{"resourceType":"Observation","subject":{"reference":"http://other/fhir/Patient/3"}}`, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -25,7 +25,10 @@ const maxWalkDepth = 1000
 //	2  an Observation's (and six other types') patient kept as its
 //	   subject's rows of type Patient, a Provenance's as its target's;
 //	   references typed by Reference.type
-const IndexVersion = 2
+//	3  an absolute URL reference names no local resource: its row has the
+//	   URL and the type its /Type/id tail gives, no id (an Observation of
+//	   another server's Patient/77 was this server's Patient/77's)
+const IndexVersion = 3
 
 // Extract returns the de-duplicated index entries of a resource of
 // resourceType for every parameter Params lists, in parameter-name order. The
@@ -49,9 +52,11 @@ const IndexVersion = 2
 //     of the value's precision; a value without zone is taken as UTC.
 //   - reference: "Type/id" (and "Type/id/_history/n") sets RefType/RefID;
 //     an absolute URL or urn sets RefURL, and an absolute URL ending in
-//     /Type/id (optionally /_history/n) also sets RefType/RefID from that
-//     tail (the caller rewrites this server's own base URLs to relative ones
-//     before storing); "#contained" references are skipped. Reference.
+//     /Type/id (optionally /_history/n) also sets RefType from that tail,
+//     never RefID: it names a resource of another server, whose ids are not
+//     this one's (the engine rewrites references on this server's own base
+//     to relative ones before storing, fhirwire.Rewriter.Local);
+//     "#contained" references are skipped. Reference.
 //     identifier adds a token entry under the same parameter name (for
 //     :identifier). A reference whose type (from the reference, else from
 //     Reference.type) is known and not among the parameter's Targets is
@@ -410,6 +415,9 @@ func parseReference(s string) (rt, id, url string) {
 		return "", "", s
 	}
 	if isResourceType(segs[n-2]) && validID(segs[n-1]) {
+		if absolute {
+			return segs[n-2], "", url // another server's: no local id
+		}
 		return segs[n-2], segs[n-1], url
 	}
 	return "", "", s

@@ -112,7 +112,7 @@ func TestExtractObservation(t *testing.T) {
 		Entry{Param: "date", Type: TypeDate, Low: utc(2026, 3, 2, 0, 0, 0, 0), High: utc(2026, 3, 2, 23, 59, 59, 999)},
 		Entry{Param: "value-quantity", Type: TypeQuantity, Number: 128.5, System: "http://unitsofmeasure.org", Code: "mm[Hg]", Unit: "mmHg"},
 		Entry{Param: "part-of", Type: TypeToken, System: "http://s", Code: "S-1"},
-		Entry{Param: "has-member", Type: TypeReference, RefType: "Observation", RefID: "o2",
+		Entry{Param: "has-member", Type: TypeReference, RefType: "Observation", RefID: "",
 			RefURL: "https://ehr.example/fhir/Observation/o2/_history/1"},
 		Entry{Param: "derived-from", Type: TypeReference, RefURL: "urn:uuid:2163dcc8-2b43-5a20-8bd6-035b1c857e96"},
 	)
@@ -149,9 +149,9 @@ func TestExtractReferenceTargets(t *testing.T) {
 			[]Entry{{RefType: "Patient", RefURL: "urn:uuid:x"}}, []Entry{{RefType: "Patient", RefURL: "urn:uuid:x"}}},
 		{"urn typed group", `{"reference": "urn:uuid:x", "type": "Group"}`,
 			[]Entry{{RefType: "Group", RefURL: "urn:uuid:x"}}, nil},
-		{"absolute patient", `{"reference": "http://other/fhir/Patient/7"}`,
-			[]Entry{{RefType: "Patient", RefID: "7", RefURL: "http://other/fhir/Patient/7"}},
-			[]Entry{{RefType: "Patient", RefID: "7", RefURL: "http://other/fhir/Patient/7"}}},
+		{"absolute patient (another server's: no local id)", `{"reference": "http://other/fhir/Patient/7"}`,
+			[]Entry{{RefType: "Patient", RefURL: "http://other/fhir/Patient/7"}},
+			[]Entry{{RefType: "Patient", RefURL: "http://other/fhir/Patient/7"}}},
 		{"identifier only", `{"type": "Patient", "identifier": {"system": "http://mrn", "value": "42"}}`,
 			[]Entry{{Type: TypeToken, System: "http://mrn", Code: "42"}}, []Entry{{Type: TypeToken, System: "http://mrn", Code: "42"}}},
 		{"identifier untyped", `{"identifier": {"system": "http://mrn", "value": "42"}}`,
@@ -198,7 +198,7 @@ func TestExtractCompartment(t *testing.T) {
 		"contained": [{"resourceType": "Coverage", "beneficiary": {"reference": "Patient/p3"}}]
 	}`)
 	want := []Entry{
-		{Param: "patient", Type: TypeReference, RefType: "Patient", RefID: "p2", RefURL: "https://ehr/fhir/Patient/p2"},
+		{Param: "patient", Type: TypeReference, RefType: "Patient", RefURL: "https://ehr/fhir/Patient/p2"},
 		{Param: "patient", Type: TypeReference, RefType: "Patient", RefID: "p3"},
 		{Param: "patient", Type: TypeReference, RefType: "Patient", RefURL: "urn:uuid:u1"},
 		{Param: "patient", Type: TypeReference, RefType: "Patient", RefID: "p1"},
