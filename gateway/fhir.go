@@ -102,7 +102,7 @@ func (s *Server) handleConditionalUpdate(c echo.Context) error {
 
 // handleDelete is DELETE /fhir/{type}/{id}.
 func (s *Server) handleDelete(c echo.Context) error {
-	res, err := s.app.Engine.Delete(c.Request().Context(), scopeOf(c), c.Param("type"), c.Param("id"))
+	res, err := s.app.Engine.Delete(c.Request().Context(), scopeOf(c), c.Param("type"), c.Param("id"), c.Request().Header.Get("If-Match"))
 	if err != nil {
 		return err
 	}

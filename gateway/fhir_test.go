@@ -128,6 +128,18 @@ func TestCRUD(t *testing.T) {
 	if rec = req(h, "PUT", "/fhir/Patient/client-chosen-1", ci); rec.Code != http.StatusCreated {
 		t.Errorf("update-as-create = %d %s", rec.Code, rec.Body)
 	}
+	// A delete with If-Match naming an older version fails and deletes
+	// nothing; with the current one (or *) it deletes (http.html#concurrency).
+	assertOutcome(t, req(h, "DELETE", "/fhir/Patient/"+id, "", `If-Match: W/"3"`), 412, "version-mismatch", "")
+	if rec = req(h, "GET", "/fhir/Patient/"+id, ""); rec.Code != 200 {
+		t.Errorf("read after a refused delete = %d, want 200", rec.Code)
+	}
+	assertOutcome(t, req(h, "POST", "/fhir", txBundle(`{"request":{"method":"DELETE","url":"Patient/`+id+`","ifMatch":"W/\"1\""}}`)),
+		412, "version-mismatch", "")
+	assertOutcome(t, req(h, "DELETE", "/fhir/Patient/star-absent", "", "If-Match: *"), 412, "version-mismatch", "")
+	if rec = req(h, "DELETE", "/fhir/Patient/"+id, "", `If-Match: W/"4"`); rec.Code != http.StatusNoContent {
+		t.Errorf("delete with the current If-Match = %d %s", rec.Code, rec.Body)
+	}
 	if rec = req(h, "DELETE", "/fhir/Patient/"+id, ""); rec.Code != http.StatusNoContent {
 		t.Errorf("delete = %d", rec.Code)
 	}

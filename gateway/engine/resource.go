@@ -199,8 +199,7 @@ func (e *Engine) update(tx store.Tx, typ, id string, doc map[string]any, ifMatch
 			version = cur.Version
 		}
 		if !fhirwire.IfMatch(ifMatch, version, exists) {
-			return nil, outcome.New(outcome.PreconditionFailed, "conflict", "version-mismatch",
-				"If-Match does not name the current version")
+			return nil, errVersionMismatch
 		}
 	}
 	r, err := e.put(tx, typ, id, next, doc, now)
@@ -244,16 +243,23 @@ func owns(tx store.Tx, r *store.Resource) bool {
 // exist or is already deleted succeeds (idempotent, http.html#delete), and
 // so does deleting what the tenant may read but not write (a shared
 // conformance resource of another tenant), which changes nothing.
-func (e *Engine) remove(tx store.Tx, typ, id string, now time.Time) (*Result, error) {
+func (e *Engine) remove(tx store.Tx, typ, id, ifMatch string, now time.Time) (*Result, error) {
 	cur, err := tx.Read(typ, id)
-	switch {
-	case err == nil && !owns(tx, cur):
-		return &Result{Status: fhirwire.StatusNoContent}, nil
-	case err == nil:
-	case errors.Is(err, store.ErrGone), errors.Is(err, store.ErrNotFound):
-		return &Result{Status: fhirwire.StatusNoContent}, nil
-	default:
+	exists := err == nil && owns(tx, cur)
+	if err != nil && !errors.Is(err, store.ErrGone) && !errors.Is(err, store.ErrNotFound) {
 		return nil, err
+	}
+	if ifMatch != "" {
+		var version int64
+		if exists {
+			version = cur.Version
+		}
+		if !fhirwire.IfMatch(ifMatch, version, exists) {
+			return nil, errVersionMismatch
+		}
+	}
+	if !exists {
+		return &Result{Status: fhirwire.StatusNoContent}, nil
 	}
 	del := &store.Resource{Type: typ, ID: id, Version: cur.Version + 1, LastUpdated: now.UTC().Truncate(time.Millisecond), Deleted: true}
 	if err := tx.Put(del, nil); err != nil {
@@ -261,6 +267,11 @@ func (e *Engine) remove(tx store.Tx, typ, id string, now time.Time) (*Result, er
 	}
 	return &Result{Status: fhirwire.StatusNoContent, Resource: del}, nil
 }
+
+// errVersionMismatch answers an If-Match (a header, or a Bundle entry's
+// ifMatch) that does not name the current version (http.html#concurrency).
+var errVersionMismatch = outcome.New(outcome.PreconditionFailed, "conflict", "version-mismatch",
+	"If-Match does not name the current version")
 
 // sameContent compares two resources ignoring meta.
 func sameContent(a, b []byte) bool {

@@ -260,8 +260,10 @@ func (e *Engine) ConditionalUpdate(ctx context.Context, sc *auditlog.Scope, typ,
 
 // Delete deletes typ/id (http.html#delete); deleting what does not exist
 // succeeds with no resource in the result; an id that is not a FHIR id is
-// Invalid.
-func (e *Engine) Delete(ctx context.Context, sc *auditlog.Scope, typ, id string) (*Result, error) {
+// Invalid. An ifMatch (If-Match) must name the current version
+// (http.html#concurrency): PreconditionFailed otherwise, and for a
+// resource that does not exist (or is deleted).
+func (e *Engine) Delete(ctx context.Context, sc *auditlog.Scope, typ, id, ifMatch string) (*Result, error) {
 	if err := e.checkWriteID(typ, id); err != nil {
 		return nil, err
 	}
@@ -274,7 +276,7 @@ func (e *Engine) Delete(ctx context.Context, sc *auditlog.Scope, typ, id string)
 	var res *Result
 	err := e.Write(ctx, sc, func(tx *Tx) (int, error) {
 		var err error
-		if res, err = e.remove(tx.st, typ, id, tx.now); err != nil {
+		if res, err = e.remove(tx.st, typ, id, ifMatch, tx.now); err != nil {
 			return 0, err
 		}
 		sc.Touch(res.Resource)

@@ -369,7 +369,7 @@ func (e *Engine) execEntry(tx store.Tx, lim search.Limits, en *Entry, rw *fhirwi
 	case "PATCH":
 		en.res, err = e.patchEntry(tx, en, rw, now)
 	case "DELETE":
-		en.res, err = e.remove(tx, en.typ, en.id, now)
+		en.res, err = e.remove(tx, en.typ, en.id, en.ifMatch, now)
 	case "POST":
 		if en.again && en.matched == nil {
 			// An earlier entry with the same criteria made the resource:
