@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -54,15 +55,24 @@ func TestIdentifierBaseFromTheDatabase(t *testing.T) {
 			t.Errorf("%v: exit %d, want %d with %q\nstdout: %s\nstderr: %s", tc.args, code, tc.code, tc.want, out, errs)
 		}
 	}
-	// serve refuses to start (a serve that started would run until the
-	// context ends, and fail the test then).
+	if code, msg := serveRefused(t, "--addr", "127.0.0.1:0", "--db", db, "--identifier-base", other); code != exitUsage || !strings.Contains(msg, "not "+other) {
+		t.Errorf("serve with another identifier base: exit %d %s; want %d naming the database's base", code, msg, exitUsage)
+	}
+}
+
+// serveRefused runs serve with args, expecting it to refuse to start: it
+// returns the exit code and message. A serve that started runs until a
+// minute is up, then counts as exit 0.
+func serveRefused(t *testing.T, args ...string) (code int, msg string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var out, errs bytes.Buffer
-	err = run(ctx, []string{"ketamine-gateway", "serve", "--addr", "127.0.0.1:0", "--db", db, "--identifier-base", other},
-		func(string) string { return "" }, strings.NewReader(""), &out, &errs)
+	err := run(ctx, append([]string{"ketamine-gateway", "serve"}, args...), func(string) string { return "" },
+		strings.NewReader(""), &out, &errs)
 	var ee *exitError
-	if !errors.As(err, &ee) || ee.code != exitUsage || !strings.Contains(ee.msg, "not "+other) {
-		t.Errorf("serve with another identifier base = %v; want exit %d naming the database's base\n%s", err, exitUsage, errs.String())
+	if errors.As(err, &ee) {
+		return ee.code, ee.msg
 	}
+	return 0, fmt.Sprint(err)
 }

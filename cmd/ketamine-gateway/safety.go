@@ -85,3 +85,66 @@ func safety(fc *fileConfig) (*mapping.Safety, map[string]mapping.Safety, error) 
 	}
 	return &all, tenants, nil
 }
+
+// unknownSafetyTenants returns, sorted, the tenants of the safety
+// section's per-tenant overrides that no record can be written for: no
+// registered client belongs to them, no external issuer names them (one
+// that names none may name any tenant: then none is unknown), and the
+// database holds no record of theirs (stored). Their thresholds would
+// never apply: most likely a misspelt tenant, whose clinic then keeps the
+// thresholds beneath.
+func unknownSafetyTenants(fc *fileConfig, stored []string) []string {
+	if fc.Safety == nil || len(fc.Safety.Tenants) == 0 {
+		return nil
+	}
+	known := map[string]bool{}
+	for _, t := range stored {
+		known[t] = true
+	}
+	if fc.Auth != nil {
+		for _, c := range fc.Auth.Clients {
+			known[c.Tenant] = true
+		}
+		for _, x := range fc.Auth.External {
+			if len(x.Tenants) == 0 {
+				return nil
+			}
+			for _, t := range x.Tenants {
+				known[t] = true
+			}
+		}
+	}
+	var unknown []string
+	for name := range fc.Safety.Tenants {
+		if !known[name] {
+			unknown = append(unknown, name)
+		}
+	}
+	slices.Sort(unknown)
+	return unknown
+}
+
+// knownTenants lists, for a message, the tenants the clients of fc and
+// the records stored belong to ("" is the default tenant).
+func knownTenants(fc *fileConfig, stored []string) string {
+	set := map[string]bool{}
+	for _, t := range stored {
+		set[t] = true
+	}
+	if fc.Auth != nil {
+		for _, c := range fc.Auth.Clients {
+			set[c.Tenant] = true
+		}
+	}
+	delete(set, "")
+	delete(set, "*")
+	names := make([]string, 0, len(set))
+	for t := range set {
+		names = append(names, t)
+	}
+	slices.Sort(names)
+	if len(names) == 0 {
+		return "none but the default tenant"
+	}
+	return strings.Join(names, ", ")
+}

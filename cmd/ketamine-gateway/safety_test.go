@@ -1,9 +1,12 @@
 package main
 
 import (
+	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
 )
 
@@ -48,5 +51,39 @@ func TestSafetyConfig(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want an error naming %s", name, err, tc.want)
 		}
+	}
+}
+
+// TestUnknownSafetyTenants: a per-tenant override that no client, external
+// issuer or stored record makes a tenant of is refused (a misspelt tenant
+// kept the real clinic at the thresholds beneath), unless an external
+// issuer may name any tenant.
+func TestUnknownSafetyTenants(t *testing.T) {
+	override := &safetyConfig{Tenants: map[string]safetyOverride{"serenity-clinc": {}, "harbor-clinic": {}}}
+	for _, tc := range []struct {
+		name   string
+		auth   *auth.Config
+		stored []string
+		want   string
+	}{
+		{"development mode, nothing stored", nil, nil, "[harbor-clinic serenity-clinc]"},
+		{"a stored tenant", nil, []string{"harbor-clinic"}, "[serenity-clinc]"},
+		{"a client's tenant", &auth.Config{Clients: []auth.Client{{ID: "c", Tenant: "serenity-clinc"}}}, []string{"harbor-clinic"}, "[]"},
+		{"an issuer's tenants", &auth.Config{External: []auth.ExternalIssuer{{Tenants: []string{"harbor-clinic"}}}}, nil, "[serenity-clinc]"},
+		{"an issuer of any tenant", &auth.Config{External: []auth.ExternalIssuer{{}}}, nil, "[]"},
+	} {
+		got := unknownSafetyTenants(&fileConfig{Auth: tc.auth, Safety: override}, tc.stored)
+		if fmt.Sprint(got) != tc.want {
+			t.Errorf("%s: %v, want %s", tc.name, got, tc.want)
+		}
+	}
+	if got := unknownSafetyTenants(&fileConfig{Safety: &safetyConfig{}}, nil); got != nil {
+		t.Errorf("no per-tenant override: %v", got)
+	}
+	// serve refuses to start, naming the tenant and the ones there are.
+	cfg := writeTemp(t, "c.json", `{"safety": {"tenants": {"nosuch-clinic": {"cssrsMinRisk": "moderate"}}}}`)
+	code, errs := serveRefused(t, "--addr", "127.0.0.1:0", "--db", filepath.Join(t.TempDir(), "kg.db"), "--config", cfg)
+	if code != exitUsage || !strings.Contains(errs, "safety.tenants.nosuch-clinic") || !strings.Contains(errs, "none but the default tenant") {
+		t.Errorf("serve with a safety override for an unknown tenant: exit %d %s", code, errs)
 	}
 }
