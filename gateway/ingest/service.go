@@ -237,9 +237,11 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 		sc.Description = fmt.Sprintf("%s record version already received: nothing written", rec.kind)
 		return l.Response, nil
 	case err == nil:
-		return nil, outcome.New(outcome.Conflict, "conflict", "record-version-reused",
-			"this source record version was already received with different content; send a new version")
+		return nil, errVersionReused(first.Source.Version == "")
 	case !errors.Is(err, store.ErrNotFound):
+		return nil, err
+	}
+	if err := checkNotStale(st, rec); err != nil {
 		return nil, err
 	}
 	res, raws, docs := first, firstRaws, firstDocs
@@ -274,7 +276,10 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 	if err != nil {
 		return nil, err
 	}
-	if err := tx.Run(entries); err != nil {
+	err = tx.RunChecked(entries, func(current []*store.Resource) error {
+		return checkSamePatient(res, current, id.patientID)
+	})
+	if err != nil {
 		return nil, err
 	}
 	if err := id.claim(st, entries[0].Result().Resource.ID); err != nil {
