@@ -174,7 +174,8 @@ func checkSamePatient(res *mapping.Result, current []*store.Resource, patientID 
 		} else {
 			issues = append(issues, outcome.Issue{Severity: "error", Code: "conflict", Rule: RulePatientChanged,
 				Pointer: rec + "/recordId", Expression: nestedExpression(rec) + ".recordId",
-				Message: "this nested record's id is stored for another patient: give it the record id of this patient's record"})
+				Message: "this nested record's id is that of a record stored for another patient: if it is that " +
+					"record, it belongs to that patient's session; otherwise give it a record id of its own"})
 		}
 	}
 	if len(issues) == 0 && !own {
