@@ -289,7 +289,10 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 		return nil, false, err
 	}
 	err = tx.RunChecked(entries, func(current []*store.Resource) error {
-		return checkSamePatient(res, current, id.patientID)
+		if err := checkSamePatient(res, current, id.patientID); err != nil {
+			return err
+		}
+		return checkNestedNotStale(st, rec, res, current)
 	})
 	if err != nil {
 		return nil, false, err

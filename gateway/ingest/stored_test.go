@@ -432,6 +432,7 @@ func TestRecordVersionStale(t *testing.T) {
 		reused = ingest.RuleVersionReused
 	)
 	otherTotal := strings.Replace(phq9Body, `"total": 6`, `"total": 7`, 1)
+	nesting := `"infusion": {` + infusionBody + `}, "assessments": [{"recordId": "A-9", ` + phq9Body + `}]`
 	steps := []struct {
 		name             string
 		doc              func() (mapping.Kind, string)
@@ -452,6 +453,13 @@ func TestRecordVersionStale(t *testing.T) {
 		{"infusion version 2", at(mapping.KindInfusion, "S-1", "2", "2026-03-10T12:00:00Z", infusionBody), "", ""},
 		{"its session document, earlier", at(mapping.KindSession, "S-1", "1", "2026-03-10T10:00:00Z", `"infusion": {`+infusionBody+`}`), stale, "/source/lastUpdated"},
 		{"its session document, later", at(mapping.KindSession, "S-1", "3", "2026-03-10T13:00:00Z", `"infusion": {`+infusionBody+`}`), "", ""},
+		// A record nested in a session is the same record sent on its own.
+		{"a session nesting A-9", at(mapping.KindSession, "S-2", "1", "2026-03-10T12:00:00Z", nesting), "", ""},
+		{"A-9 on its own, earlier", at(A, "A-9", "1", "2026-03-10T10:00:00Z", phq9Body), stale, "/source/lastUpdated"},
+		{"A-9 on its own, later", at(A, "A-9", "2", "2026-03-10T13:00:00Z", phq9Body), "", ""},
+		{"the session again, earlier than A-9", at(mapping.KindSession, "S-2", "2", "2026-03-10T12:30:00Z", nesting), stale, "/source/lastUpdated"},
+		{"the session again, later", at(mapping.KindSession, "S-2", "3", "2026-03-10T14:00:00Z", nesting), "", ""},
+		{"A-9 on its own, earlier than the session", at(A, "A-9", "3", "2026-03-10T13:30:00Z", phq9Body), stale, "/source/lastUpdated"},
 	}
 	g := newGateway(t, app.Config{})
 	for _, s := range steps {
