@@ -61,6 +61,13 @@ func (s *Server) handleImport(c echo.Context) error {
 	if !ingest.KnownKind(kind) {
 		return ingest.ErrKindUnknown
 	}
+	if err := queryParams(c, "deliver", "_pretty"); err != nil {
+		if _, dry := c.QueryParams()["dryRun"]; dry {
+			return outcome.New(outcome.Invalid, "not-supported", "parameter-unknown", "an import has no dry run: "+
+				"check the records first with POST /ingest/{kind}?dryRun=true, one record per request; nothing was done")
+		}
+		return err
+	}
 	deliver, err := boolParam(c, "deliver")
 	if err != nil {
 		return err
@@ -71,7 +78,7 @@ func (s *Server) handleImport(c echo.Context) error {
 	}
 	limit := s.cfg.MaxImportBytes
 	if c.Request().ContentLength > limit {
-		return errBodyTooLarge
+		return bodyTooLarge(limit, "--max-import", "split the NDJSON file and import the parts one after the other")
 	}
 	root := s.rootURL(c)
 	j, err := s.app.Bulk.SubmitImport(c.Request().Context(), scopeOf(c), kind, deliver, c.Request().Body, limit, root)

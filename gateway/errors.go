@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -61,6 +63,62 @@ func tooManyRequests(wait time.Duration) error {
 }
 
 // paramInvalid is an Invalid error for a query parameter the edge parses.
+// bodyTooLargeHint says what to do with a JSON body over --max-body.
+const bodyTooLargeHint = "a native record is far smaller (at most 10,000 JSON values): send one record per request, " +
+	"and many records as NDJSON to POST /ingest/{kind}/$import or with the import command; split a larger FHIR Bundle"
+
+// bodyTooLarge refuses a body over limit bytes (413), saying the limit,
+// the serve flag that sets it and what to do (hint).
+func bodyTooLarge(limit int64, flag, hint string) error {
+	size := fmt.Sprintf("%d bytes", limit)
+	switch {
+	case limit >= 1<<30 && limit%(1<<30) == 0:
+		size = fmt.Sprintf("%d GiB", limit>>30)
+	case limit >= 1<<20 && limit%(1<<20) == 0:
+		size = fmt.Sprintf("%d MiB", limit>>20)
+	case limit >= 1<<10 && limit%(1<<10) == 0:
+		size = fmt.Sprintf("%d KiB", limit>>10)
+	}
+	return outcome.New(outcome.TooLarge, "too-costly", "body-too-large",
+		fmt.Sprintf("the request body is larger than this gateway's limit of %s (serve %s): %s", size, flag, hint))
+}
+
+// paramUnknown refuses a query parameter an endpoint does not take
+// (known are those it takes): named when it is one of them spelt otherwise
+// (dryrun, dry_run), else not repeated, as a made-up name never is
+// (docs/security.md).
+func paramUnknown(name string, known []string) error {
+	fold := func(s string) string { return strings.ToLower(strings.NewReplacer("_", "", "-", "").Replace(s)) }
+	msg := fmt.Sprintf("a query parameter this endpoint does not take was sent, and nothing was done; it takes %s",
+		strings.Join(known, ", "))
+	for _, k := range known {
+		if fold(k) == fold(name) {
+			msg = fmt.Sprintf("a query parameter is spelt %s (names are case-sensitive), and nothing was done", k)
+		}
+	}
+	return outcome.New(outcome.Invalid, "not-supported", "parameter-unknown", msg)
+}
+
+// queryParams refuses any query parameter but known (paramUnknown), and
+// one of them given twice: a misspelt or repeated dryRun must never store
+// a record.
+func queryParams(c echo.Context, known ...string) error {
+	q := c.QueryParams()
+	names := slices.Sorted(maps.Keys(q))
+	for _, name := range names {
+		if !slices.Contains(known, name) {
+			return paramUnknown(name, known)
+		}
+	}
+	for _, name := range names {
+		if len(q[name]) > 1 {
+			return outcome.New(outcome.Invalid, "invalid", "parameter-invalid",
+				name+" is given more than once; give it once").At(name)
+		}
+	}
+	return nil
+}
+
 func paramInvalid(msg string) error {
 	return outcome.New(outcome.Invalid, "invalid", "parameter-invalid", msg)
 }

@@ -33,6 +33,9 @@ func (s *Server) ingest(c echo.Context) error {
 	if !ingest.KnownKind(kind) {
 		return ingest.ErrKindUnknown
 	}
+	if err := queryParams(c, "dryRun", "_format", "_pretty"); err != nil {
+		return err
+	}
 	dryRun, err := boolParam(c, "dryRun")
 	if err != nil {
 		return err
@@ -60,12 +63,16 @@ func (s *Server) ingest(c echo.Context) error {
 	return c.Blob(http.StatusOK, ContentTypeFHIR, out)
 }
 
-// boolParam reads an optional true/false query parameter.
+// boolParam reads an optional true/false query parameter (given without
+// a value, it is neither).
 func boolParam(c echo.Context, name string) (bool, error) {
-	switch c.QueryParam(name) {
-	case "", "false":
+	vals, given := c.QueryParams()[name]
+	switch {
+	case !given:
 		return false, nil
-	case "true":
+	case vals[0] == "false":
+		return false, nil
+	case vals[0] == "true":
 		return true, nil
 	default:
 		return false, paramInvalid(name + " must be true or false")

@@ -47,13 +47,13 @@ func readBodyOf(c echo.Context, limit int64, types ...string) ([]byte, error) {
 		return nil, errContentType
 	}
 	if r.ContentLength > limit {
-		return nil, errBodyTooLarge
+		return nil, bodyTooLarge(limit, "--max-body", bodyTooLargeHint)
 	}
 	b, err := io.ReadAll(http.MaxBytesReader(c.Response(), r.Body, limit))
 	var mbe *http.MaxBytesError
 	switch {
 	case errors.As(err, &mbe):
-		return nil, errBodyTooLarge
+		return nil, bodyTooLarge(limit, "--max-body", bodyTooLargeHint)
 	case err != nil:
 		return nil, errBodyUnreadable
 	}

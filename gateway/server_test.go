@@ -132,6 +132,12 @@ func TestIngestBadInput(t *testing.T) {
 		{"wrong media type", "POST", "/ingest/assessment?dryRun=true", "text/plain", phq, 415, "content-type-unsupported", ""},
 		{"unknown kind", "POST", "/ingest/lab-result?dryRun=true", "application/json", phq, 404, "kind-unknown", ""},
 		{"bad dryRun", "POST", "/ingest/assessment?dryRun=yes", "application/json", phq, 400, "parameter-invalid", ""},
+		{"dryRun without a value", "POST", "/ingest/assessment?dryRun", "application/json", phq, 400, "parameter-invalid", ""},
+		{"dryRun in lower case", "POST", "/ingest/assessment?dryrun=true", "application/json", phq, 400, "parameter-unknown", ""},
+		{"dry_run", "POST", "/ingest/assessment?dry_run=true", "application/json", phq, 400, "parameter-unknown", ""},
+		{"a made-up parameter", "POST", "/ingest/assessment?dryRun=true&SECRET-MARKER=1", "application/json", phq, 400, "parameter-unknown", ""},
+		{"dryRun twice", "POST", "/ingest/assessment?dryRun=false&dryRun=true", "application/json", phq, 400, "parameter-invalid", ""},
+		{"_pretty twice", "POST", "/ingest/assessment?dryRun=true&_pretty=true&_pretty=false", "application/json", phq, 400, "parameter-invalid", ""},
 		{"xml requested", "POST", "/ingest/assessment?dryRun=true&_format=xml", "application/json", phq, 406, "format-unsupported", ""},
 		{"storage not yet available", "POST", "/ingest/assessment", "application/json", phq, 501, "storage-unavailable", ""},
 		{"wrong method", "GET", "/ingest/assessment", "", "", 405, "method-not-allowed", ""},
@@ -147,6 +153,35 @@ func TestIngestBadInput(t *testing.T) {
 				t.Errorf("response quotes record content: %s", rec.Body)
 			}
 		})
+	}
+	// What to do is said: the known spelling of a misspelt parameter, the
+	// body limit and how to stay under it.
+	for target, want := range map[string]string{
+		"/ingest/assessment?dry_run=true": "spelt dryRun",
+		"/ingest/assessment?x=1":          "it takes dryRun, _format, _pretty",
+		"/ingest/assessment?dryRun=true&_pretty=true&pad=" + strings.Repeat("x", 10): "it takes dryRun",
+	} {
+		if rec := do(h, "POST", target, "application/json", []byte(phq)); !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("POST %s = %s, want it to say %q", target, rec.Body, want)
+		}
+	}
+	rec := do(h, "POST", "/ingest/assessment?dryRun=true", "application/json", []byte(phq+strings.Repeat(" ", 1<<20)))
+	if body := rec.Body.String(); !strings.Contains(body, "limit of 1 MiB (serve --max-body)") || !strings.Contains(body, "one record per request") {
+		t.Errorf("413 = %s, want the limit and what to do", body)
+	}
+	// The asynchronous import: no dry run, no unknown parameter, nothing
+	// started.
+	hs, _ := sqliteServer(t, app.Config{})
+	for target, want := range map[string]string{
+		"/ingest/assessment/$import?dryRun=true":                "POST /ingest/{kind}?dryRun=true",
+		"/ingest/assessment/$import?delivr=true":                "it takes deliver, _pretty",
+		"/ingest/assessment/$import?deliver=false&deliver=true": "more than once",
+	} {
+		rec := do(hs, "POST", target, "application/fhir+ndjson", []byte(phq))
+		assertOutcome(t, rec, http.StatusBadRequest, map[bool]string{true: "parameter-invalid", false: "parameter-unknown"}[strings.Contains(want, "more")], "")
+		if !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("POST %s = %s, want it to say %q", target, rec.Body, want)
+		}
 	}
 }
 

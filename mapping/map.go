@@ -109,6 +109,10 @@ type Entry struct {
 	Method      fhir.HTTPVerb
 	URL         string
 	IfNoneExist string
+	// Record is the JSON pointer of the nested record of a session that
+	// produced the resource ("/vitals/2"); "" for the record itself (and a
+	// session's infusion). Not part of the Bundle.
+	Record string
 }
 
 // Result is the mapped form of one record.

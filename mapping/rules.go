@@ -29,7 +29,8 @@ type Rule struct{ ID, Description string }
 // Rules lists every clinical rule, for documentation and for the gateway's
 // validation-rule CodeSystem: those Check enforces on a record, and those
 // the ingest checks against stored records (CheckLinked, CheckStored and
-// the one Patient per person, patient.identity-conflict).
+// the one Patient per person, patient.identity-conflict, and a record's
+// versions, record-patient-changed and record-version-stale).
 func Rules() []Rule {
 	return []Rule{
 		{"source.version-missing", "A record carries source.version or source.lastUpdated."},
@@ -64,6 +65,8 @@ func Rules() []Rule {
 		{"session.time-window", "A session's records fit its time: adverse events do not start before the infusion; vitals at the post-dose-40min time point and MOAA/S and CADSS assessments are taken between infusionStart and the session's end (monitoringEnd, else infusionEnd). Checked within a session document, for a record sent on its own against its stored session, and for a new session version against the records stored for it."},
 		{"session.duplicate-record-id", "Record ids are unique per kind within a session."},
 		{"session.patient-mismatch", "A record that names a stored session (sessionId) is about the session's patient; a session version is not named by another patient's stored records."},
+		{"record-patient-changed", "A stored record stays about its patient: a new version of a record (same source system, kind and record id, also one nested in a session) about another patient, or a session nesting a record id stored for another patient, is refused (HTTP 409); withdraw the wrong record and send it under a new record id."},
+		{"record-version-stale", "A new version of a stored record is not older than the newest version stored: its source.lastUpdated is not earlier than that version's (HTTP 409)."},
 		{"patient.identity-conflict", "One Patient per person per tenant: a hospital MRN (same system) belongs to one clinic patient id; a record whose new clinic patient id comes with another Patient's MRN is refused (HTTP 409), never merged."},
 	}
 }

@@ -61,14 +61,21 @@ func (m *mapper) session(s *Session) {
 		extra.weight = &w
 	}
 	m.infusion(&s.Infusion, id, extra)
+	nested := func(p string, i int, mapRecord func()) {
+		from := len(m.entries)
+		mapRecord()
+		for j := from; j < len(m.entries); j++ {
+			m.entries[j].Record = fmt.Sprintf("/%s/%d", p, i)
+		}
+	}
 	for i := range s.Vitals {
-		m.vitals(&s.Vitals[i], s.Vitals[i].RecordID, id)
+		nested("vitals", i, func() { m.vitals(&s.Vitals[i], s.Vitals[i].RecordID, id) })
 	}
 	for i := range s.Assessments {
-		m.assessment(&s.Assessments[i], s.Assessments[i].RecordID, id)
+		nested("assessments", i, func() { m.assessment(&s.Assessments[i], s.Assessments[i].RecordID, id) })
 	}
 	for i := range s.AdverseEvents {
-		m.adverseEvent(&s.AdverseEvents[i], s.AdverseEvents[i].RecordID, &id)
+		nested("adverseEvents", i, func() { m.adverseEvent(&s.AdverseEvents[i], s.AdverseEvents[i].RecordID, &id) })
 	}
 }
 

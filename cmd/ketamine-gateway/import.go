@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -55,6 +56,9 @@ func importCommand(ctx context.Context, args []string, getenv func(string) strin
 		return usageError("import", "%v", err)
 	}
 	defer closeSrc()
+	if err := checkReport(*reportFile); err != nil {
+		return usageError("import", "%v", err)
+	}
 	a, closeApp, err := openApp(ctx, acfg, "import", *db, false)
 	if err != nil {
 		return err
@@ -62,11 +66,13 @@ func importCommand(ctx context.Context, args []string, getenv func(string) strin
 	defer closeApp()
 
 	// The report is created at the first rejected record (an import
-	// without one leaves no file); a report that cannot be written stops
-	// the import (exit 3), the records before it stored.
+	// without one leaves no file; checkReport made sure it can be); a
+	// report that cannot be written all the same (a full disk) stops the
+	// import (exit 3), the records before it stored.
 	var (
-		report *os.File
-		rw     *bufio.Writer
+		report  *os.File
+		rw      *bufio.Writer
+		written bool // every rejected record is in the report
 	)
 	defer func() {
 		if report != nil {
@@ -98,16 +104,32 @@ func importCommand(ctx context.Context, args []string, getenv func(string) strin
 	})
 	bar.finish()
 	if rw != nil {
-		if ferr := rw.Flush(); ferr != nil && err == nil {
-			err = ferr
+		ferr := rw.Flush()
+		if ferr == nil {
+			ferr = report.Close()
 		}
+		report = nil
+		if ferr != nil && err == nil {
+			err = fmt.Errorf("--report: %w", ferr)
+		}
+		written = ferr == nil
 	}
 	elapsed := time.Since(start)
-	fmt.Fprintf(stdout, "import %s (%s records, tenant %q): %d read, %d stored, %d rejected in %s (%.0f records/s)\n",
-		runID, *kind, *tenant, counts.Records, counts.Stored, counts.Rejected, elapsed.Round(time.Millisecond),
+	already := ""
+	if counts.AlreadyStored > 0 {
+		already = fmt.Sprintf(", %d already stored (unchanged)", counts.AlreadyStored)
+	}
+	fmt.Fprintf(stdout, "import %s (%s records, tenant %q): %d read, %d stored%s, %d rejected in %s (%.0f records/s)\n",
+		runID, *kind, *tenant, counts.Records, counts.Stored, already, counts.Rejected, elapsed.Round(time.Millisecond),
 		float64(counts.Records)/max(elapsed.Seconds(), 1e-9))
-	if counts.Rejected > 0 {
+	switch {
+	case counts.Rejected > 0 && written:
 		fmt.Fprintf(stdout, "rejected records are listed in %s\n", *reportFile)
+	case counts.Rejected > 0:
+		fmt.Fprintf(stdout, "the rejected records could not be listed in %s\n", *reportFile)
+	}
+	if counts.AlreadyStored > 0 && *deliver {
+		fmt.Fprintf(stdout, "records already stored were not enqueued again; to send them to the destinations, use 'ketamine-gateway deliveries replay'\n")
 	}
 	if err != nil {
 		msg := fmt.Sprintf("import stopped after %d records: %v; run it again to continue (records already stored change nothing)",
@@ -123,12 +145,44 @@ func importCommand(ctx context.Context, args []string, getenv func(string) strin
 	return nil
 }
 
+// checkReport checks, before any record is ingested, that the report
+// can be written at path: a file that can be created there (removed again:
+// an import without rejected records leaves none) or an existing file that
+// can be written (kept as it is until a record is rejected).
+func checkReport(path string) error {
+	if fi, err := os.Stat(path); err == nil {
+		if fi.IsDir() {
+			return fmt.Errorf("--report %s is a directory; give a file name", path)
+		}
+		f, err := os.OpenFile(path, os.O_WRONLY, 0)
+		if err != nil {
+			return fmt.Errorf("--report %s cannot be written: %v", path, errors.Unwrap(err))
+		}
+		return f.Close()
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o666)
+	if err != nil {
+		return fmt.Errorf("--report %s cannot be created: %v", path, errors.Unwrap(err))
+	}
+	f.Close()
+	return os.Remove(path)
+}
+
+// maxRecord is the longest record line (or file) an import reads.
+const maxRecord = 16 << 20
+
 // importSource opens FILE (NDJSON), DIR or - (standard input), with the
-// number of records when it can be known cheaply (-1 otherwise).
+// number of records when it can be known cheaply (-1 otherwise). A file
+// that is not NDJSON but one JSON document over several lines (the shape
+// of the example records) is refused with what to do, as is standard
+// input whose first line is "{" or "[" alone.
 func importSource(name string, stdin io.Reader) (bulk.Source, int64, func(), error) {
-	const maxRecord = 16 << 20
 	if name == "-" {
-		return bulk.NDJSON(stdin, maxRecord), -1, func() {}, nil
+		in := bufio.NewReaderSize(stdin, 64<<10)
+		if what := firstLineShape(in); what != "" {
+			return nil, 0, nil, notNDJSON("standard input", what)
+		}
+		return bulk.NDJSON(in, maxRecord), -1, func() {}, nil
 	}
 	fi, err := os.Stat(name)
 	if err != nil {
@@ -145,6 +199,14 @@ func importSource(name string, stdin io.Reader) (bulk.Source, int64, func(), err
 	if err != nil {
 		return nil, 0, nil, fmt.Errorf("read %s: %v", name, errors.Unwrap(err))
 	}
+	what, err := documentShape(f)
+	if err == nil && what != "" {
+		err = notNDJSON(name, what)
+	}
+	if err != nil {
+		f.Close()
+		return nil, 0, nil, err
+	}
 	total, err := bulk.CountLines(f)
 	if err == nil {
 		_, err = f.Seek(0, io.SeekStart)
@@ -154,6 +216,53 @@ func importSource(name string, stdin io.Reader) (bulk.Source, int64, func(), err
 		return nil, 0, nil, fmt.Errorf("read %s: %v", name, err)
 	}
 	return bulk.NDJSON(f, maxRecord), total, func() { f.Close() }, nil
+}
+
+// firstLineShape is "object" or "array" when r's first line is "{" or "["
+// alone (the start of a pretty-printed JSON document, never an NDJSON
+// record), else "". It only peeks at r.
+func firstLineShape(r *bufio.Reader) string {
+	head, _ := r.Peek(64)
+	line, _, _ := strings.Cut(string(head), "\n")
+	switch strings.TrimSpace(line) {
+	case "{":
+		return "object"
+	case "[":
+		return "array"
+	}
+	return ""
+}
+
+// documentShape is firstLineShape for a file, and also "object" or "array"
+// when the file's first JSON value spans several lines (one pretty-printed
+// record or array); f is read from its start and left there.
+func documentShape(f *os.File) (string, error) {
+	what := firstLineShape(bufio.NewReaderSize(f, 64))
+	if what == "" {
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return "", fmt.Errorf("read %s: %v", f.Name(), err)
+		}
+		var first json.RawMessage
+		if json.NewDecoder(io.LimitReader(f, maxRecord)).Decode(&first) == nil && bytes.ContainsRune(first, '\n') {
+			what = map[byte]string{'{': "object", '[': "array"}[first[0]]
+		}
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return "", fmt.Errorf("read %s: %v", f.Name(), err)
+	}
+	return what, nil
+}
+
+// notNDJSON refuses an input (name) that holds one JSON document (what:
+// "object" or "array") rather than one record per line, saying what to do.
+func notNDJSON(name, what string) error {
+	if what == "array" {
+		return fmt.Errorf("%s looks like one JSON array, not NDJSON (one record per line): "+
+			"put one record per line, e.g. jq -c '.[]' FILE > records.ndjson", name)
+	}
+	return fmt.Errorf("%s looks like one JSON document spread over several lines, not NDJSON (one record per line): "+
+		"give the directory that holds it (one record per .json file), or compact it to one line, e.g. "+
+		"jq -c . FILE > records.ndjson", name)
 }
 
 // knownKind reports whether kind is a native record kind.

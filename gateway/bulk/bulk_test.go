@@ -151,6 +151,13 @@ func TestImportReportOrder(t *testing.T) {
 			t.Fatalf("progress %v is not in input order", done)
 		}
 	}
+	// Again: the stored records are counted as stored before, not as
+	// stored.
+	counts, err = a.Bulk.Import(context.Background(), sc, bulk.NDJSON(strings.NewReader(strings.Join(lines, "\n")), 1<<20),
+		bulk.ImportOptions{Kind: "assessment", RunID: "t1", Workers: 4})
+	if err != nil || counts.Records != 60 || counts.Stored != 0 || counts.AlreadyStored != 58 || counts.Rejected != 2 {
+		t.Fatalf("Import again = %+v, %v; want 58 already stored", counts, err)
+	}
 	stop := errors.New("stop")
 	_, err = a.Bulk.Import(context.Background(), sc, bulk.NDJSON(strings.NewReader(strings.Join(lines, "\n")), 1<<20),
 		bulk.ImportOptions{Kind: "assessment", RunID: "t2", Rejected: func(bulk.Rejection) error { return stop }})

@@ -7,7 +7,6 @@ import (
 	"io"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
-	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/internal/ordered"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
@@ -38,10 +37,10 @@ type ImportOptions struct {
 
 // ImportCounts counts an import's records.
 type ImportCounts struct {
-	// Records were read; Stored passed every check and are stored (or
-	// were already: a record version sent again changes nothing);
-	// Rejected broke a rule and changed nothing.
-	Records, Stored, Rejected int64
+	// Records were read; Stored passed every check and were stored;
+	// AlreadyStored were stored before (a record version sent again:
+	// nothing written); Rejected broke a rule and changed nothing.
+	Records, Stored, AlreadyStored, Rejected int64
 }
 
 // Rejection is one rejected record of an import report: where it is and
@@ -86,8 +85,9 @@ func (s *Service) Import(ctx context.Context, sc *auditlog.Scope, src Source, op
 		workers = opts.Workers
 	}
 	type result struct {
-		rec Record
-		err error
+		rec   Record
+		again bool
+		err   error
 	}
 	err := ordered.Run(ctx, workers, func(yield func(Record) bool) error {
 		for skipped := int64(0); ; {
@@ -110,18 +110,18 @@ func (s *Service) Import(ctx context.Context, sc *auditlog.Scope, src Source, op
 		rsc := auditlog.NewScope("ingest", sc.Principal)
 		rsc.Addr, rsc.TraceID = sc.Addr, sc.TraceID
 		rsc.RequestID = fmt.Sprintf("%s:%s", opts.RunID, where(rec))
-		_, err := svc.Ingest(ctx, rsc, opts.Kind, rec.Body, false, engine.Answer{})
+		again, err := svc.Import(ctx, rsc, opts.Kind, rec.Body)
 		rec.Body = nil
-		return result{rec: rec, err: err}
+		return result{rec: rec, again: again, err: err}
 	}, func(r result) error {
-		return s.account(&counts, r.rec, r.err, opts)
+		return s.account(&counts, r.rec, r.again, r.err, opts)
 	})
 	return counts, err
 }
 
-// account counts one record's outcome and reports a rejection; it returns
+// account counts one record's outcome (again: a version stored before) and reports a rejection; it returns
 // the error that must stop the import.
-func (s *Service) account(counts *ImportCounts, rec Record, err error, opts ImportOptions) error {
+func (s *Service) account(counts *ImportCounts, rec Record, again bool, err error, opts ImportOptions) error {
 	var kind outcome.Kind
 	var issues []outcome.Issue
 	if err != nil {
@@ -132,7 +132,11 @@ func (s *Service) account(counts *ImportCounts, rec Record, err error, opts Impo
 	}
 	counts.Records++
 	if err == nil {
-		counts.Stored++
+		if again {
+			counts.AlreadyStored++
+		} else {
+			counts.Stored++
+		}
 		if opts.Done != nil {
 			opts.Done(*counts)
 		}

@@ -41,10 +41,13 @@ type importCheckpoint struct {
 
 // ImportResult is a finished import job's result.
 type ImportResult struct {
-	Kind     mapping.Kind `json:"kind"`
-	Records  int64        `json:"records"`
-	Stored   int64        `json:"stored"`
-	Rejected int64        `json:"rejected"`
+	Kind    mapping.Kind `json:"kind"`
+	Records int64        `json:"records"`
+	Stored  int64        `json:"stored"`
+	// AlreadyStored were stored before (the same record version again:
+	// nothing written).
+	AlreadyStored int64 `json:"alreadyStored"`
+	Rejected      int64 `json:"rejected"`
 	// Report is the URL of the report of rejected records (none when no
 	// record was rejected).
 	Report string `json:"report,omitempty"`
@@ -159,7 +162,8 @@ func (s *Service) runImport(ctx context.Context, run *jobs.Run) ([]byte, error) 
 		Kind: req.Kind, Deliver: req.Deliver, Skip: base.Records, RunID: run.Job.ID,
 		Rejected: func(r Rejection) error { return cp.Report.WriteLine(r) },
 		Done: func(c ImportCounts) {
-			cp.Counts = ImportCounts{Records: base.Records + c.Records, Stored: base.Stored + c.Stored, Rejected: base.Rejected + c.Rejected}
+			cp.Counts = ImportCounts{Records: base.Records + c.Records, Stored: base.Stored + c.Stored,
+				AlreadyStored: base.AlreadyStored + c.AlreadyStored, Rejected: base.Rejected + c.Rejected}
 			run.Progress(cp.Counts.Records, total)
 			if since++; since >= 200 || cp.Report.Len() >= s.cfg.PartBytes {
 				since = 0
@@ -179,7 +183,8 @@ func (s *Service) runImport(ctx context.Context, run *jobs.Run) ([]byte, error) 
 	if err := save(); err != nil {
 		return nil, err
 	}
-	res := ImportResult{Kind: req.Kind, Records: cp.Counts.Records, Stored: cp.Counts.Stored, Rejected: cp.Counts.Rejected}
+	res := ImportResult{Kind: req.Kind, Records: cp.Counts.Records, Stored: cp.Counts.Stored,
+		AlreadyStored: cp.Counts.AlreadyStored, Rejected: cp.Counts.Rejected}
 	if res.Rejected > 0 {
 		res.Report = jobs.FileURL(req.Base, run.Job.ID, importReport)
 	}

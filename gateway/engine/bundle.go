@@ -176,7 +176,7 @@ func (e *Engine) batchEntry(tx *Tx, en *Entry) error {
 		return outcome.New(outcome.Invalid, "invalid", "batch-interdependent",
 			"batch entries may not reference each other by urn; use a transaction")
 	}
-	return tx.st.Savepoint(func() error { return e.runTransaction(tx.st, e.limitsFor(tx.sc), []*Entry{en}, tx.now) })
+	return tx.st.Savepoint(func() error { return e.runTransaction(tx.st, e.limitsFor(tx.sc), []*Entry{en}, tx.now, nil) })
 }
 
 // Response builds the transaction-response or batch-response (typ) of

@@ -180,7 +180,7 @@ func (e *Engine) writeOne(ctx context.Context, sc *auditlog.Scope, typ, interact
 func (e *Engine) writeEntry(ctx context.Context, sc *auditlog.Scope, en *Entry, interaction string) (*Result, error) {
 	en.bodyID, _ = en.doc["id"].(string)
 	return e.writeOne(ctx, sc, en.typ, interaction, func(tx *Tx) (*Result, error) {
-		if err := e.runTransaction(tx.st, e.limitsFor(tx.sc), []*Entry{en}, tx.now); err != nil {
+		if err := e.runTransaction(tx.st, e.limitsFor(tx.sc), []*Entry{en}, tx.now, nil); err != nil {
 			return nil, outcome.Unentry(err)
 		}
 		return en.res, nil

@@ -174,6 +174,10 @@ func (t tenantTx) Ledger(source, kind, recordID, version string) (*store.Ledger,
 	return t.Tx.Ledger(t.ns(source), kind, recordID, version)
 }
 
+func (t tenantTx) LedgerVersions(source, kind, recordID string) ([]*store.Ledger, error) {
+	return t.Tx.LedgerVersions(t.ns(source), kind, recordID)
+}
+
 func (t tenantTx) PutLedger(l *store.Ledger) error {
 	cp := *l
 	cp.Source, cp.Tenant = t.ns(l.Source), t.tenant

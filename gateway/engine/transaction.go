@@ -36,8 +36,15 @@ func (t *Tx) Now() time.Time { return t.now }
 // Run processes entries atomically, as a transaction Bundle's (see
 // runTransaction), and records the resources they touched in the request's
 // audit scope. Any failure is an *outcome.EntryError naming the entry.
-func (t *Tx) Run(entries []*Entry) error {
-	if err := t.e.runTransaction(t.st, t.e.limitsFor(t.sc), entries, t.now); err != nil {
+func (t *Tx) Run(entries []*Entry) error { return t.RunChecked(entries, nil) }
+
+// RunChecked is Run with check called once every entry's target is
+// decided and before anything is written: current[i] is the stored
+// resource entry i matches or would replace or delete (nil when it makes a
+// new one). An error of check aborts the transaction and is returned as it
+// is (the application's rules about what it may overwrite).
+func (t *Tx) RunChecked(entries []*Entry, check func(current []*store.Resource) error) error {
+	if err := t.e.runTransaction(t.st, t.e.limitsFor(t.sc), entries, t.now, check); err != nil {
 		return err
 	}
 	touchEntries(t.sc, entries, nil)
@@ -55,7 +62,7 @@ func (t *Tx) Provenance(p audit.Provenance, targets []*store.Resource) error {
 // Bundle entries and conditional references, then executes DELETE, POST,
 // PUT, GET in that order (http.html#trules). Any failure aborts it with an
 // *outcome.EntryError.
-func (e *Engine) runTransaction(tx store.Tx, lim search.Limits, entries []*Entry, now time.Time) error {
+func (e *Engine) runTransaction(tx store.Tx, lim search.Limits, entries []*Entry, now time.Time, check func([]*store.Resource) error) error {
 	ids := map[string]string{}     // fullUrl -> Type/id
 	claimed := map[string]string{} // conditional key -> Type/id decided in this transaction
 	fail := func(en *Entry, err error) error { return &outcome.EntryError{Index: en.index, Err: err} }
@@ -93,6 +100,16 @@ func (e *Engine) runTransaction(tx store.Tx, lim search.Limits, entries []*Entry
 	// A resource is changed once in a transaction (http.html#trules).
 	if err := overlap(entries); err != nil {
 		return err
+	}
+
+	if check != nil {
+		current, err := currentTargets(tx, entries)
+		if err != nil {
+			return err
+		}
+		if err := check(current); err != nil {
+			return err
+		}
 	}
 
 	// 2. Rewrite references (one rule for the whole gateway: fhirwire);
@@ -184,6 +201,28 @@ func overlap(entries []*Entry) error {
 		seen[k] = append(seen[k], u)
 	}
 	return nil
+}
+
+// currentTargets returns, for each entry whose target is decided, the
+// stored resource it matches (conditional create or update) or would
+// replace or delete (PUT or DELETE Type/id); nil for the others.
+func currentTargets(tx store.Tx, entries []*Entry) ([]*store.Resource, error) {
+	current := make([]*store.Resource, len(entries))
+	for i, en := range entries {
+		switch {
+		case en.matched != nil:
+			current[i] = en.matched
+		case (en.method == "PUT" || en.method == "DELETE") && en.query == "" && !en.pinned && en.id != "":
+			r, err := tx.Read(en.typ, en.id)
+			switch {
+			case err == nil:
+				current[i] = r
+			case !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrGone):
+				return nil, err
+			}
+		}
+	}
+	return current, nil
 }
 
 // criteriaOf returns the conditional criteria of en: those of a

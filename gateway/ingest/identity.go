@@ -3,8 +3,10 @@ package ingest
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
@@ -129,4 +131,82 @@ func conflictOrRace(st store.Tx, holderID, clinicID string) error {
 func mrnKey(system, value string) string {
 	sum := sha256.Sum256([]byte(system + "|" + value))
 	return "Patient|mrn|" + hex.EncodeToString(sum[:])
+}
+
+// RulePatientChanged is the rule id of a record whose resources are
+// stored for another patient: a new version of a stored record, or a
+// session's nested record whose id another patient's record has.
+const RulePatientChanged = "record-patient-changed"
+
+// patientChanged is the message of a RulePatientChanged issue: what to do.
+const patientChanged = "this record (the same source system, kind and record id) is stored for another patient, and a " +
+	"new version may not change the patient it is about: if the stored record is about the wrong patient, withdraw it " +
+	"(send it for the patient it was stored for, with a new version and source.status entered-in-error) and send the " +
+	"record again under a new record id; otherwise correct patient.id"
+
+// checkSamePatient refuses a record whose resources, as stored (current,
+// by entry of res: engine.Tx.RunChecked), are about another Patient than
+// patientID, the record's resolved Patient ("" for a new one): the same
+// person is the same stored Patient, as the clinic id and the MRN resolve
+// it (resolveIdentity). Nothing ever moves a record to another chart.
+func checkSamePatient(res *mapping.Result, current []*store.Resource, patientID string) error {
+	var issues []outcome.Issue // the nested records'
+	own := false               // the record's own resources
+	seen := map[string]bool{}
+	for i, r := range current {
+		if r == nil || i >= len(res.Entries) || res.Entries[i].ResourceType == "Patient" {
+			continue
+		}
+		rec := res.Entries[i].Record
+		if seen[rec] {
+			continue
+		}
+		subject, err := subjectOf(r)
+		if err != nil {
+			return err
+		}
+		if subject == "" || subject == "Patient/"+patientID && patientID != "" {
+			continue
+		}
+		seen[rec] = true
+		if rec == "" {
+			own = true
+		} else {
+			issues = append(issues, outcome.Issue{Severity: "error", Code: "conflict", Rule: RulePatientChanged,
+				Pointer: rec + "/recordId", Expression: nestedExpression(rec) + ".recordId",
+				Message: "this nested record's id is that of a record stored for another patient: if it is that " +
+					"record, it belongs to that patient's session; otherwise give it a record id of its own"})
+		}
+	}
+	if len(issues) == 0 && !own {
+		return nil
+	}
+	msg := patientChanged
+	if !own {
+		msg = "records nested in this session (the issues after this one) are stored for another patient: a record " +
+			"stays about its patient; correct patient.id, or give the nested records their own record ids"
+	}
+	issues = append([]outcome.Issue{{Severity: "error", Code: "conflict", Rule: RulePatientChanged,
+		Pointer: "/patient/id", Expression: "patient.id", Message: msg}}, issues...)
+	return &outcome.Error{Kind: outcome.Conflict, Issues: issues}
+}
+
+// subjectOf returns a stored resource's subject reference ("" for none).
+func subjectOf(r *store.Resource) (string, error) {
+	var doc struct {
+		Subject struct {
+			Reference string `json:"reference"`
+		} `json:"subject"`
+	}
+	if err := json.Unmarshal(r.Body, &doc); err != nil {
+		return "", fmt.Errorf("stored %s/%s: %w", r.Type, r.ID, err)
+	}
+	return doc.Subject.Reference, nil
+}
+
+// nestedExpression is the FHIRPath-like path of a nested record's pointer
+// ("/vitals/2" -> "vitals[2]").
+func nestedExpression(pointer string) string {
+	name, i, _ := strings.Cut(strings.TrimPrefix(pointer, "/"), "/")
+	return name + "[" + i + "]"
 }

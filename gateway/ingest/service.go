@@ -118,8 +118,22 @@ var errNoStore = outcome.New(outcome.NotImplemented, "not-supported", "storage-u
 // client wants written resources answered. Client mistakes are classified
 // errors (package outcome); nothing is stored then.
 func (s *Service) Ingest(ctx context.Context, sc *auditlog.Scope, kind mapping.Kind, body []byte, dryRun bool, ans engine.Answer) ([]byte, error) {
+	out, _, err := s.ingest(ctx, sc, kind, body, dryRun, ans)
+	return out, err
+}
+
+// Import stores one native record of a bulk import as Ingest does (no dry
+// run, no answer); again reports a record version received before, which
+// wrote nothing.
+func (s *Service) Import(ctx context.Context, sc *auditlog.Scope, kind mapping.Kind, body []byte) (again bool, err error) {
+	_, again, err = s.ingest(ctx, sc, kind, body, false, engine.Answer{})
+	return again, err
+}
+
+// ingest is Ingest, also reporting whether the version was received before.
+func (s *Service) ingest(ctx context.Context, sc *auditlog.Scope, kind mapping.Kind, body []byte, dryRun bool, ans engine.Answer) ([]byte, bool, error) {
 	if !KnownKind(kind) {
-		return nil, ErrKindUnknown
+		return nil, false, ErrKindUnknown
 	}
 	attrs := []attribute.KeyValue{attribute.String("ingest.kind", string(kind)), attribute.String("mapping.version", mapping.Version)}
 	err := stage.Run(ctx, s.tracer, "ingest.schema", func(context.Context) error {
@@ -151,26 +165,26 @@ func (s *Service) Ingest(ctx context.Context, sc *auditlog.Scope, kind mapping.K
 	}
 	if err != nil {
 		s.metrics.IngestRecord(ctx, string(kind), "rejected")
-		return nil, err
+		return nil, false, err
 	}
 	if dryRun {
 		out, err := Transaction(res, raws)
 		if err != nil {
-			return nil, fmt.Errorf("render %s bundle: %w", kind, err)
+			return nil, false, fmt.Errorf("render %s bundle: %w", kind, err)
 		}
 		sc.Description = fmt.Sprintf("%s record dry run: nothing stored", kind)
-		return out, nil
+		return out, false, nil
 	}
 	if s.engine == nil {
-		return nil, errNoStore
+		return nil, false, errNoStore
 	}
-	answer, err := s.store(ctx, sc, record{kind: kind, body: body, rec: rec, opts: opts}, res, raws, docs, ans)
+	answer, again, err := s.store(ctx, sc, record{kind: kind, body: body, rec: rec, opts: opts}, res, raws, docs, ans)
 	if err != nil {
 		s.metrics.IngestRecord(ctx, string(kind), "failed")
-		return nil, err
+		return nil, false, err
 	}
 	s.metrics.IngestRecord(ctx, string(kind), "stored")
-	return answer, nil
+	return answer, again, nil
 }
 
 // store stores a mapped record in one transaction together with its
@@ -185,10 +199,9 @@ func (s *Service) Ingest(ctx context.Context, sc *auditlog.Scope, kind mapping.K
 // lane does not decode what the pipeline decoded already; an attempt after
 // it decodes firstRaws again (an attempt changes the documents it writes).
 func (s *Service) store(ctx context.Context, sc *auditlog.Scope, rec record, first *mapping.Result,
-	firstRaws [][]byte, firstDocs []map[string]any, ans engine.Answer) ([]byte, error) {
-	var err error
+	firstRaws [][]byte, firstDocs []map[string]any, ans engine.Answer) (answer []byte, again bool, err error) {
 	if rec.hash, err = contentHash(rec.body); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	rec.version = first.Source.Version
 	if rec.version == "" {
@@ -198,21 +211,20 @@ func (s *Service) store(ctx context.Context, sc *auditlog.Scope, rec record, fir
 	// runs here, not in the transaction every writer waits for, and
 	// storeTx reports its result where it would have run it.
 	checked := s.checkProfiles(first, firstDocs, sc.TenantOf())
-	var answer []byte
 	err = stage.Run(ctx, s.tracer, "store.transaction", func(ctx context.Context) error {
 		return s.engine.Write(ctx, sc, func(tx *engine.Tx) (int, error) {
 			docs, pre := firstDocs, checked
 			firstDocs, checked = nil, nil // a second run decodes firstRaws afresh (the first rewrote docs)
 			var err error
-			answer, err = s.storeTx(ctx, tx, sc, rec, first, firstRaws, docs, pre, ans)
+			answer, again, err = s.storeTx(ctx, tx, sc, rec, first, firstRaws, docs, pre, ans)
 			return fhirwire.StatusOK, err
 		})
 	}, attribute.String("ingest.kind", string(rec.kind)), attribute.Int("fhir.entry_count", len(first.Entries)))
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	s.notify()
-	return answer, nil
+	return answer, again, nil
 }
 
 // record is one native record version being stored.
@@ -229,24 +241,26 @@ type record struct {
 // them decoded or nil (then decoded here), and checked the profile check
 // of firstDocs (checkProfiles) or nil (then checked here).
 func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope, rec record, first *mapping.Result,
-	firstRaws [][]byte, firstDocs []map[string]any, checked []error, ans engine.Answer) ([]byte, error) {
+	firstRaws [][]byte, firstDocs []map[string]any, checked []error, ans engine.Answer) ([]byte, bool, error) {
 	src, st := first.Source, tx.Store()
 	l, err := st.Ledger(src.System, string(rec.kind), src.RecordID, rec.version)
 	switch {
 	case err == nil && l.ContentHash == rec.hash:
 		sc.Description = fmt.Sprintf("%s record version already received: nothing written", rec.kind)
-		return l.Response, nil
+		return l.Response, true, nil
 	case err == nil:
-		return nil, outcome.New(outcome.Conflict, "conflict", "record-version-reused",
-			"this source record version was already received with different content; send a new version")
+		return nil, false, errVersionReused(first.Source.Version == "")
 	case !errors.Is(err, store.ErrNotFound):
-		return nil, err
+		return nil, false, err
+	}
+	if err := checkNotStale(st, rec); err != nil {
+		return nil, false, err
 	}
 	res, raws, docs := first, firstRaws, firstDocs
 	tenant := sc.TenantOf()
 	stored, err := recordStored(st, tenant, first)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if stored {
 		// A new version: mapped again in update mode, and rendered and
@@ -254,31 +268,37 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 		opts := rec.opts
 		opts.Update = true
 		if res, err = mapping.Map(rec.rec, opts); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		if raws, err = s.p.Marshal(res); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		docs, checked = nil, nil
 	}
 	// What is stored: one Patient per person, and the rules across records.
 	id, err := resolveIdentity(st, rec.rec, res)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if err := checkStored(st, rec.rec, res, rec.opts, id.patientID); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	// The MRN added or changed makes a new version of the same Patient.
 	entries, err := s.entries(res, raws, docs, checked, tenant, id.mrnNew)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	if err := tx.Run(entries); err != nil {
-		return nil, err
+	err = tx.RunChecked(entries, func(current []*store.Resource) error {
+		if err := checkSamePatient(res, current, id.patientID); err != nil {
+			return err
+		}
+		return checkNestedNotStale(st, rec, res, current)
+	})
+	if err != nil {
+		return nil, false, err
 	}
 	if err := id.claim(st, entries[0].Result().Resource.ID); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	activity := "CREATE"
 	if stored {
@@ -292,20 +312,20 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 		RecordKind: string(rec.kind), RecordVersion: rec.version,
 	}, engine.Written(entries, nil))
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	sc.Description = fmt.Sprintf("%s record: %d entries", rec.kind, len(entries))
 	answer, err := fhirwire.Marshal(s.engine.Response(fhirwire.TypeTransactionResponse, entries, nil, ans))
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	err = stage.Run(ctx, s.tracer, "outbox.enqueue", func(context.Context) error {
 		return s.enqueue(st, tenant, rec.kind, res, raws, rec.version, sc.TraceID)
 	}, attribute.String("ingest.kind", string(rec.kind)))
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	return answer, st.PutLedger(&store.Ledger{Source: src.System, Kind: string(rec.kind), RecordID: src.RecordID,
+	return answer, false, st.PutLedger(&store.Ledger{Source: src.System, Kind: string(rec.kind), RecordID: src.RecordID,
 		Version: rec.version, ContentHash: rec.hash, Response: answer, Received: tx.Now().UTC(),
 		MappingVersion: mapping.Version, Input: rec.body})
 }

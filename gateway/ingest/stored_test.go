@@ -322,6 +322,168 @@ func TestRulesAgainstStoredSession(t *testing.T) {
 	})
 }
 
+// TestRecordPatientChanged: a stored record stays about its patient, in
+// every shape it can arrive in (docs/records.md, record identity).
+func TestRecordPatientChanged(t *testing.T) {
+	const vitalsBody = `"timepoint": "other", "timepointText": "check", "measuredAt": "2026-03-02T10:00:00-05:00", "heartRate": 80`
+	session := func(id, version, patient string) string {
+		return rec(id, version, patient, "", `"infusion": {`+infusionBody+`}, "vitals": [{"recordId": "V-0", `+vitalsBody+
+			`}, {"recordId": "V-9", `+vitalsBody+`}], "assessments": [{"recordId": "A-9", `+phq9Body+`}]`)
+	}
+	withdrawn := func(doc string) string {
+		return strings.Replace(doc, `"version": "`, `"status": "entered-in-error", "version": "`, 1)
+	}
+	for _, tc := range []struct {
+		name     string
+		stored   []string // kind|document, stored first
+		kind     mapping.Kind
+		doc      string
+		pointers []string
+	}{
+		{"standalone record, another patient", []string{"assessment|" + rec("A-1", "1", "P-1", "", phq9Body)},
+			mapping.KindAssessment, rec("A-1", "2", "P-2", "", phq9Body), []string{"/patient/id"}},
+		{"withdrawn for another patient", []string{"assessment|" + rec("A-1", "1", "P-1", "", phq9Body)},
+			mapping.KindAssessment, withdrawn(rec("A-1", "2", "P-2", "", phq9Body)), []string{"/patient/id"}},
+		{"another patient with the first one's MRN is still the identity conflict",
+			[]string{"assessment|" + rec("A-1", "1", "P-1", "MRN-1", phq9Body)},
+			mapping.KindAssessment, rec("A-1", "2", "P-2", "MRN-1", phq9Body), nil},
+		{"a session's nested record sent on its own for another patient", []string{"session|" + session("S-1", "1", "P-1")},
+			mapping.KindAssessment, rec("A-9", "2", "P-2", "", phq9Body), []string{"/patient/id"}},
+		{"a session nesting another patient's record", []string{"vitals|" + rec("V-9", "1", "P-2", "", vitalsBody)},
+			mapping.KindSession, session("S-1", "1", "P-1"), []string{"/patient/id", "/vitals/1/recordId"}},
+		{"a session version for another patient", []string{"session|" + session("S-1", "1", "P-1")},
+			mapping.KindSession, session("S-1", "2", "P-2"), []string{"/patient/id", "/vitals/0/recordId", "/vitals/1/recordId", "/assessments/0/recordId"}},
+		{"an adverse event for another patient", []string{"adverse-event|" + rec("AE-1", "1", "P-1", "", aeBody("S-1", "2026-03-02T09:30:00-05:00"))},
+			mapping.KindAdverseEvent, rec("AE-1", "2", "P-2", "", aeBody("S-1", "2026-03-02T09:30:00-05:00")), []string{"/patient/id"}},
+		{"a withdrawn adverse event for another patient", []string{"adverse-event|" + rec("AE-1", "1", "P-1", "", aeBody("S-1", "2026-03-02T09:30:00-05:00"))},
+			mapping.KindAdverseEvent, withdrawn(rec("AE-1", "2", "P-2", "", aeBody("S-1", "2026-03-02T09:30:00-05:00"))), []string{"/patient/id"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := newGateway(t, app.Config{})
+			for _, s := range tc.stored {
+				kind, doc, _ := strings.Cut(s, "|")
+				if err := g.ingest("", mapping.Kind(kind), doc); err != nil {
+					t.Fatal(err)
+				}
+			}
+			patients, observations := g.count(t, "", "Patient", ""), g.count(t, "", "Observation", "")
+			err := g.ingest("", tc.kind, tc.doc)
+			if tc.pointers == nil {
+				wantIssues(t, err, outcome.Conflict, ingest.RuleIdentityConflict, "/patient/id", "/patient/mrn/value")
+			} else {
+				wantIssues(t, err, outcome.Conflict, ingest.RulePatientChanged, tc.pointers...)
+			}
+			if n := g.count(t, "", "Patient", ""); n != patients {
+				t.Errorf("%d Patients after the refusal, want %d", n, patients)
+			}
+			if n := g.count(t, "", "Observation", ""); n != observations {
+				t.Errorf("%d Observations after the refusal, want %d", n, observations)
+			}
+			if n := g.count(t, "", "Observation", "_lastUpdated=gt2000-01-01&status=amended,entered-in-error"); n != 0 {
+				t.Errorf("%d Observations changed by the refused record", n)
+			}
+		})
+	}
+	// The same patient: new versions, withdrawals and a session nesting
+	// the patient's own standalone record are accepted.
+	g := newGateway(t, app.Config{})
+	for i, s := range []struct {
+		kind mapping.Kind
+		doc  string
+	}{
+		{mapping.KindAssessment, rec("A-1", "1", "P-1", "MRN-1", phq9Body)},
+		{mapping.KindAssessment, rec("A-1", "2", "P-1", "", phq9Body)},
+		{mapping.KindVitals, rec("V-9", "1", "P-1", "", vitalsBody)},
+		{mapping.KindSession, session("S-1", "1", "P-1")},
+		{mapping.KindAssessment, rec("A-9", "2", "P-1", "", phq9Body)},
+		{mapping.KindAssessment, withdrawn(rec("A-1", "3", "P-1", "", phq9Body))},
+	} {
+		if err := g.ingest("", s.kind, s.doc); err != nil {
+			t.Errorf("step %d: %v", i, err)
+		}
+	}
+}
+
+// TestRecordVersionStale: a version older than a stored one (its
+// source.lastUpdated earlier) is refused, whatever its version label; the
+// same version again is still the idempotent re-send.
+func TestRecordVersionStale(t *testing.T) {
+	at := func(kind mapping.Kind, recordID, version, lastUpdated, body string) func() (mapping.Kind, string) {
+		return func() (mapping.Kind, string) {
+			doc := rec(recordID, version, "P-1", "", body)
+			if lastUpdated != "" {
+				doc = strings.Replace(doc, `"version": "`+version+`"`, `"version": "`+version+`", "lastUpdated": "`+lastUpdated+`"`, 1)
+			}
+			if version == "" {
+				doc = strings.Replace(doc, `"version": "", `, "", 1)
+			}
+			return kind, doc
+		}
+	}
+	withdrawn := func(f func() (mapping.Kind, string)) func() (mapping.Kind, string) {
+		return func() (mapping.Kind, string) {
+			k, doc := f()
+			return k, strings.Replace(doc, `"version": "`, `"status": "entered-in-error", "version": "`, 1)
+		}
+	}
+	const A = mapping.KindAssessment
+	const (
+		stale  = ingest.RuleVersionStale
+		reused = ingest.RuleVersionReused
+	)
+	otherTotal := strings.Replace(phq9Body, `"total": 6`, `"total": 7`, 1)
+	nesting := `"infusion": {` + infusionBody + `}, "assessments": [{"recordId": "A-9", ` + phq9Body + `}]`
+	steps := []struct {
+		name             string
+		doc              func() (mapping.Kind, string)
+		refused, pointer string // rule and pointer; "" stored
+	}{
+		{"version 5", at(A, "A-1", "5", "2026-03-10T12:00:00Z", phq9Body), "", ""},
+		{"version 4, earlier", at(A, "A-1", "4", "2026-03-10T10:00:00Z", phq9Body), stale, "/source/lastUpdated"},
+		{"version 1 withdrawing it, earlier", withdrawn(at(A, "A-1", "1", "2026-03-10T10:00:00Z", phq9Body)), stale, "/source/lastUpdated"},
+		{"version 5 again", at(A, "A-1", "5", "2026-03-10T12:00:00Z", phq9Body), "", ""},
+		{"version 5 with other content", at(A, "A-1", "5", "2026-03-10T12:00:00Z", otherTotal), reused, "/source/version"},
+		{"version 6, as late as 5", at(A, "A-1", "6", "2026-03-10T12:00:00Z", phq9Body), "", ""},
+		{"version 7, later in another zone", at(A, "A-1", "7", "2026-03-10T07:30:00-05:00", phq9Body), "", ""},
+		{"version 4 again, earlier than 7", at(A, "A-1", "4", "2026-03-10T12:15:00Z", phq9Body), stale, "/source/lastUpdated"},
+		{"a version without lastUpdated", at(A, "A-1", "8", "", phq9Body), "", ""},
+		{"a version without a label, earlier", at(A, "A-1", "", "2026-03-10T11:00:00Z", phq9Body), stale, "/source/lastUpdated"},
+		{"a version without a label", at(A, "A-1", "", "2026-03-10T14:00:00Z", phq9Body), "", ""},
+		{"it again with other content", at(A, "A-1", "", "2026-03-10T14:00:00Z", otherTotal), reused, "/source/lastUpdated"},
+		{"infusion version 2", at(mapping.KindInfusion, "S-1", "2", "2026-03-10T12:00:00Z", infusionBody), "", ""},
+		{"its session document, earlier", at(mapping.KindSession, "S-1", "1", "2026-03-10T10:00:00Z", `"infusion": {`+infusionBody+`}`), stale, "/source/lastUpdated"},
+		{"its session document, later", at(mapping.KindSession, "S-1", "3", "2026-03-10T13:00:00Z", `"infusion": {`+infusionBody+`}`), "", ""},
+		// A record nested in a session is the same record sent on its own.
+		{"a session nesting A-9", at(mapping.KindSession, "S-2", "1", "2026-03-10T12:00:00Z", nesting), "", ""},
+		{"A-9 on its own, earlier", at(A, "A-9", "1", "2026-03-10T10:00:00Z", phq9Body), stale, "/source/lastUpdated"},
+		{"A-9 on its own, later", at(A, "A-9", "2", "2026-03-10T13:00:00Z", phq9Body), "", ""},
+		{"the session again, earlier than A-9", at(mapping.KindSession, "S-2", "2", "2026-03-10T12:30:00Z", nesting), stale, "/source/lastUpdated"},
+		{"the session again, later", at(mapping.KindSession, "S-2", "3", "2026-03-10T14:00:00Z", nesting), "", ""},
+		{"A-9 on its own, earlier than the session", at(A, "A-9", "3", "2026-03-10T13:30:00Z", phq9Body), stale, "/source/lastUpdated"},
+	}
+	g := newGateway(t, app.Config{})
+	for _, s := range steps {
+		kind, doc := s.doc()
+		amended := g.count(t, "", "Observation", "status=amended,entered-in-error")
+		err := g.ingest("", kind, doc)
+		if s.refused == "" {
+			if err != nil {
+				t.Errorf("%s: %v", s.name, err)
+			}
+			continue
+		}
+		wantIssues(t, err, outcome.Conflict, s.refused, s.pointer)
+		if n := g.count(t, "", "Observation", "status=amended,entered-in-error"); n != amended {
+			t.Errorf("%s: %d Observations amended after the refusal, want %d", s.name, n, amended)
+		}
+	}
+	// Nothing the refused versions said was applied: the record was never
+	// withdrawn.
+	if n := g.count(t, "", "Observation", "status=entered-in-error"); n != 0 {
+		t.Errorf("%d Observations withdrawn by a stale version", n)
+	}
+}
+
 // TestTenantSafety: a tenant's thresholds apply to its records only.
 func TestTenantSafety(t *testing.T) {
 	strict := mapping.DefaultSafety()
@@ -362,7 +524,7 @@ func TestTenantSafety(t *testing.T) {
 // TestRuleIDsCatalogued: the ingest's rule ids are in the validation-rule
 // CodeSystem.
 func TestRuleIDsCatalogued(t *testing.T) {
-	for _, id := range []string{ingest.RuleIdentityConflict, "session.time-window", "session.patient-mismatch"} {
+	for _, id := range []string{ingest.RuleIdentityConflict, ingest.RulePatientChanged, ingest.RuleVersionStale, "session.time-window", "session.patient-mismatch"} {
 		found := false
 		for _, r := range mapping.Rules() {
 			found = found || r.ID == id

@@ -306,6 +306,10 @@ type Tx interface {
 	KeyOwner(key string) (typ, id string, err error)
 	// Ledger returns the ledger entry for a native record version, or ErrNotFound.
 	Ledger(source, kind, recordID, version string) (*Ledger, error)
+	// LedgerVersions returns every ledger entry of a native record (every
+	// version received), oldest first, without their Response; none is
+	// no error.
+	LedgerVersions(source, kind, recordID string) ([]*Ledger, error)
 	// PutLedger inserts a ledger entry; ErrConflict if it exists. A zero
 	// Received is set to now (by the store's clock), truncated to the
 	// millisecond and written back into l.

@@ -434,6 +434,17 @@ func testLedger(t *testing.T, s store.Store) {
 		}
 		_, err = tx.Ledger("lab", "result", "r1", "5")
 		isErr(t, "Ledger missing", err, store.ErrNotFound)
+		all, err := tx.LedgerVersions("lab", "result", "r1")
+		if err != nil {
+			return err
+		}
+		if len(all) != 2 || all[0].Version != "3" || all[1].Version != "4" || all[0].ContentHash != l.ContentHash ||
+			!all[0].Received.Equal(l.Received) {
+			t.Errorf("LedgerVersions: got %d entries %+v, want versions 3 and 4", len(all), all)
+		}
+		if none, err := tx.LedgerVersions("lab", "result", "r2"); err != nil || len(none) != 0 {
+			t.Errorf("LedgerVersions of an unknown record = %v, %v; want none", none, err)
+		}
 		return nil
 	})
 	if err != nil {

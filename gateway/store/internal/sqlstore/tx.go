@@ -347,8 +347,10 @@ func (t *tx) flushKeys() error {
 
 // The statements of the conditional keys and the ledger.
 const (
-	sqlKeyOwner  = `SELECT type, id FROM conditional_keys WHERE key = ?`
-	sqlLedger    = `SELECT content_hash, response, received FROM ledger WHERE source = ? AND kind = ? AND record_id = ? AND version = ?`
+	sqlKeyOwner       = `SELECT type, id FROM conditional_keys WHERE key = ?`
+	sqlLedger         = `SELECT content_hash, response, received FROM ledger WHERE source = ? AND kind = ? AND record_id = ? AND version = ?`
+	sqlLedgerVersions = `SELECT version, content_hash, received, input FROM ledger
+		WHERE source = ? AND kind = ? AND record_id = ? ORDER BY received, version`
 	sqlPutLedger = `INSERT INTO ledger (source, kind, record_id, version, content_hash, response, received,
 		tenant, mapping_version, input) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 )
@@ -407,6 +409,30 @@ func (t *tx) Ledger(source, kind, recordID, version string) (*store.Ledger, erro
 	}
 	l.Received = time.UnixMilli(received).UTC()
 	return l, nil
+}
+
+// LedgerVersions implements store.Tx.
+func (t *tx) LedgerVersions(source, kind, recordID string) ([]*store.Ledger, error) {
+	s := t.s
+	rows, err := t.c.Query(t.ctx, s.bind(sqlLedgerVersions), s.text(source), s.text(kind), s.text(recordID))
+	if err != nil {
+		return nil, fmt.Errorf("%s: LedgerVersions: %w", s.d.Name, s.err(t.ctx, err))
+	}
+	defer rows.Close()
+	var out []*store.Ledger
+	for rows.Next() {
+		l := &store.Ledger{Source: source, Kind: kind, RecordID: recordID}
+		var received int64
+		if err := rows.Scan(&l.Version, &l.ContentHash, &received, &l.Input); err != nil {
+			return nil, fmt.Errorf("%s: LedgerVersions: %w", s.d.Name, s.err(t.ctx, err))
+		}
+		l.Received = time.UnixMilli(received).UTC()
+		out = append(out, l)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("%s: LedgerVersions: %w", s.d.Name, s.err(t.ctx, err))
+	}
+	return out, nil
 }
 
 // PutLedger implements store.Tx: a zero l.Received is set to now, and it

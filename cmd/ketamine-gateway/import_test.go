@@ -1,0 +1,68 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestImportCommand: what import checks before any record is ingested
+// (the report's path, input that is one JSON document rather than NDJSON),
+// and a summary that tells stored records from records stored before.
+func TestImportCommand(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "kg.db")
+	example := "../../schemas/examples/vitals/discharge.json"
+	raw, err := os.ReadFile(example)
+	if err != nil {
+		t.Fatal(err)
+	}
+	compact := strings.Join(strings.Fields(string(raw)), " ") // one line: the example has no multi-space strings
+	ndjson := writeTemp(t, "v.ndjson", compact+"\n")
+	pretty := writeTemp(t, "p.json", "\n  "+string(raw)) // not "{" alone on line 1: found by parsing
+	array := writeTemp(t, "a.json", "[\n"+compact+"\n]\n")
+	report := filepath.Join(dir, "r.ndjson")
+	for _, tc := range []struct {
+		name, stdin string
+		args        []string
+		code        int
+		out, errOut []string // what stdout and stderr say
+	}{
+		{"report in a directory that does not exist", "", []string{"--report", filepath.Join(dir, "nodir", "r.ndjson"), ndjson}, 2,
+			nil, []string{"--report " + filepath.Join(dir, "nodir", "r.ndjson") + " cannot be created"}},
+		{"report is a directory", "", []string{"--report", dir, ndjson}, 2, nil, []string{"--report " + dir + " is a directory"}},
+		{"one pretty-printed example", "", []string{example}, 2, nil, []string{"looks like one JSON document", "jq -c . FILE"}},
+		{"one pretty-printed record, found by parsing", "", []string{pretty}, 2, nil, []string{"looks like one JSON document"}},
+		{"a JSON array", "", []string{array}, 2, nil, []string{"looks like one JSON array", "jq -c '.[]'"}},
+		{"a pretty-printed record on standard input", string(raw), []string{"-"}, 2, nil, []string{"standard input looks like one JSON document"}},
+		{"NDJSON", "", []string{ndjson}, 0, []string{"1 read, 1 stored, 0 rejected"}, nil},
+		{"NDJSON again", "", []string{ndjson}, 0, []string{"1 read, 0 stored, 1 already stored (unchanged), 0 rejected"}, nil},
+		{"NDJSON on standard input, again", compact + "\n", []string{"-"}, 0, []string{"1 read, 0 stored, 1 already stored (unchanged)"}, nil},
+		{"a rejected record", "{}\n", []string{"-"}, 1, []string{"0 stored, 1 rejected", "rejected records are listed in " + report}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"import", "--kind", "vitals", "--db", db, "--report", report}, tc.args...)
+			out, errOut, code := cli(t, tc.stdin, args...)
+			if code != tc.code {
+				t.Fatalf("exit %d, want %d; stdout %s; stderr %s", code, tc.code, out, errOut)
+			}
+			for _, want := range tc.out {
+				if !strings.Contains(out, want) {
+					t.Errorf("stdout %q does not say %q", out, want)
+				}
+			}
+			for _, want := range tc.errOut {
+				if !strings.Contains(errOut, want) {
+					t.Errorf("stderr %q does not say %q", errOut, want)
+				}
+			}
+			if tc.code == 2 && out != "" {
+				t.Errorf("refused before any record, but stdout says %q", out)
+			}
+		})
+	}
+	if _, err := os.Stat(filepath.Join(dir, "nodir")); err == nil {
+		t.Error("the refused report's directory was created")
+	}
+}

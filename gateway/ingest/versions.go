@@ -1,0 +1,266 @@
+package ingest
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+	"github.com/ketamine-gateway/ketamine-gateway/mapping"
+)
+
+// A record's versions (docs/records.md, record identity): the same version
+// again is idempotent (the ledger answers it), the same version with other
+// content is record-version-reused, and a new version updates the record
+// unless the clinic says it is older than one already stored: its
+// source.lastUpdated earlier than a stored version's. An integration engine
+// that retries or reorders messages then cannot roll the record back (or
+// withdraw it) with a version it sent before.
+
+// RuleVersionStale is the rule id of a new record version older than a
+// stored one.
+const RuleVersionStale = "record-version-stale"
+
+// errVersionStale refuses a version older than one stored, naming its
+// source.lastUpdated and never its value.
+var errVersionStale = &outcome.Error{Kind: outcome.Conflict, Issues: []outcome.Issue{{
+	Severity: "error", Code: "conflict", Rule: RuleVersionStale, Pointer: "/source/lastUpdated", Expression: "source.lastUpdated",
+	Message: "a newer version of this record is already stored (its source.lastUpdated is later than this one's), so this " +
+		"older version is not applied; if it is a late retry, nothing needs to be done, else send the record as it is " +
+		"now with a new version and a later source.lastUpdated"}}}
+
+// RuleVersionReused is the rule id of a record version received before
+// with other content.
+const RuleVersionReused = "record-version-reused"
+
+// errVersionReused refuses a version received before with other content,
+// naming the element that tells versions apart: source.version, or
+// source.lastUpdated for a record without a version label (byLastUpdated).
+func errVersionReused(byLastUpdated bool) error {
+	pointer, expr := "/source/version", "source.version"
+	if byLastUpdated {
+		pointer, expr = "/source/lastUpdated", "source.lastUpdated"
+	}
+	return &outcome.Error{Kind: outcome.Conflict, Issues: []outcome.Issue{{
+		Severity: "error", Code: "conflict", Rule: RuleVersionReused, Pointer: pointer, Expression: expr,
+		Message: "this version of the record was already received with different content; a version is never " +
+			"changed: send the changed record as a new version (a new source.version and a later source.lastUpdated)"}}}
+}
+
+// sameRecordKinds are the kinds whose records of one record id are one
+// record: an infusion and the session document of that infusion write the
+// same resources.
+var sameRecordKinds = map[mapping.Kind][]mapping.Kind{
+	mapping.KindInfusion: {mapping.KindInfusion, mapping.KindSession},
+	mapping.KindSession:  {mapping.KindSession, mapping.KindInfusion},
+}
+
+// checkNotStale refuses rec, a version not received before, when its
+// source.lastUpdated is earlier than a stored version's (errVersionStale).
+// Versions are compared only when both carry source.lastUpdated; a new
+// version label with the same lastUpdated is a new version.
+func checkNotStale(st store.Tx, rec record) error {
+	src := rec.rec.Env().Source
+	at, ok := instant(src.LastUpdated)
+	if !ok {
+		return nil
+	}
+	kinds := sameRecordKinds[rec.kind]
+	if kinds == nil {
+		kinds = []mapping.Kind{rec.kind}
+	}
+	for _, kind := range kinds {
+		versions, err := st.LedgerVersions(src.System, string(kind), src.RecordID)
+		if err != nil {
+			return err
+		}
+		for _, l := range versions {
+			var in struct {
+				Source struct {
+					LastUpdated string `json:"lastUpdated"`
+				} `json:"source"`
+			}
+			if len(l.Input) == 0 || json.Unmarshal(l.Input, &in) != nil {
+				continue // written before the ledger kept inputs
+			}
+			if stored, ok := instant(in.Source.LastUpdated); ok && at.Before(stored) {
+				return errVersionStale
+			}
+		}
+	}
+	return nil
+}
+
+// storedInput is what the version checks read of a stored record version:
+// its lastUpdated and, for a session, the ids of its nested records.
+type storedInput struct {
+	Source struct {
+		LastUpdated string `json:"lastUpdated"`
+	} `json:"source"`
+	Vitals        []struct{ RecordID string } `json:"vitals"`
+	Assessments   []struct{ RecordID string } `json:"assessments"`
+	AdverseEvents []struct{ RecordID string } `json:"adverseEvents"`
+}
+
+// nests reports whether a stored session version nests the record of
+// kind with id recordID.
+func (in *storedInput) nests(kind mapping.Kind, recordID string) bool {
+	list := map[mapping.Kind][]struct{ RecordID string }{mapping.KindVitals: in.Vitals,
+		mapping.KindAssessment: in.Assessments, mapping.KindAdverseEvent: in.AdverseEvents}[kind]
+	for _, r := range list {
+		if r.RecordID == recordID {
+			return true
+		}
+	}
+	return false
+}
+
+// newerStored reports whether a stored version of (source, kind, recordID)
+// that passes keep (nil: every one) has a source.lastUpdated later than
+// at.
+func newerStored(st store.Tx, source string, kind mapping.Kind, recordID string, at time.Time, keep func(*storedInput) bool) (bool, error) {
+	versions, err := st.LedgerVersions(source, string(kind), recordID)
+	if err != nil {
+		return false, err
+	}
+	for _, l := range versions {
+		var in storedInput
+		if len(l.Input) == 0 || json.Unmarshal(l.Input, &in) != nil {
+			continue // written before the ledger kept inputs
+		}
+		if stored, ok := instant(in.Source.LastUpdated); ok && at.Before(stored) && (keep == nil || keep(&in)) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// checkNestedNotStale applies checkNotStale across a session and the
+// records it nests, which keep their identity (docs/records.md): a session
+// version is refused when a record it nests has a later version stored on
+// its own, and a record sent on its own when the stored session version
+// that nests it is later. current are the stored targets of res's entries
+// (engine.Tx.RunChecked).
+func checkNestedNotStale(st store.Tx, rec record, res *mapping.Result, current []*store.Resource) error {
+	src := rec.rec.Env().Source
+	at, ok := instant(src.LastUpdated)
+	if !ok {
+		return nil
+	}
+	if s, ok := rec.rec.(*mapping.Session); ok {
+		nested := []struct {
+			kind mapping.Kind
+			ids  []string
+		}{{mapping.KindVitals, nil}, {mapping.KindAssessment, nil}, {mapping.KindAdverseEvent, nil}}
+		for _, v := range s.Vitals {
+			nested[0].ids = append(nested[0].ids, v.RecordID)
+		}
+		for _, a := range s.Assessments {
+			nested[1].ids = append(nested[1].ids, a.RecordID)
+		}
+		for _, ae := range s.AdverseEvents {
+			nested[2].ids = append(nested[2].ids, ae.RecordID)
+		}
+		for _, n := range nested {
+			for _, id := range n.ids {
+				if newer, err := newerStored(st, src.System, n.kind, id, at, nil); err != nil || newer {
+					return cmpErr(err, newer)
+				}
+			}
+		}
+		return nil
+	}
+	// A record on its own: the session (its stored Procedure) that its
+	// stored resources are part of, when a session document wrote them.
+	for i, r := range current {
+		if r == nil || i >= len(res.Entries) || res.Entries[i].ResourceType == "Patient" || res.Entries[i].Record != "" {
+			continue
+		}
+		proc, err := sessionProcedure(r)
+		if err != nil || proc == "" {
+			return err
+		}
+		p, err := st.Read("Procedure", proc)
+		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrGone) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		sid, err := sessionID(p)
+		if err != nil || sid == "" {
+			return err
+		}
+		newer, err := newerStored(st, src.System, mapping.KindSession, sid, at, func(in *storedInput) bool {
+			return in.nests(rec.kind, src.RecordID)
+		})
+		return cmpErr(err, newer)
+	}
+	return nil
+}
+
+// cmpErr is err, else errVersionStale when newer.
+func cmpErr(err error, newer bool) error {
+	if err == nil && newer {
+		return errVersionStale
+	}
+	return err
+}
+
+// sessionProcedure returns the id of the Procedure a stored Observation
+// is part of, or a stored AdverseEvent names as suspect entity, by literal
+// reference (as a session document's resources are written); "" for none.
+func sessionProcedure(r *store.Resource) (string, error) {
+	var doc struct {
+		PartOf        []struct{ Reference string } `json:"partOf"`
+		SuspectEntity []struct {
+			Instance struct{ Reference string } `json:"instance"`
+		} `json:"suspectEntity"`
+	}
+	if err := json.Unmarshal(r.Body, &doc); err != nil {
+		return "", fmt.Errorf("stored %s/%s: %w", r.Type, r.ID, err)
+	}
+	refs := make([]string, 0, len(doc.PartOf)+len(doc.SuspectEntity))
+	for _, p := range doc.PartOf {
+		refs = append(refs, p.Reference)
+	}
+	for _, s := range doc.SuspectEntity {
+		refs = append(refs, s.Instance.Reference)
+	}
+	for _, ref := range refs {
+		if id, ok := strings.CutPrefix(ref, "Procedure/"); ok {
+			return id, nil
+		}
+	}
+	return "", nil
+}
+
+// sessionID returns a stored session Procedure's record id (its
+// infusion-session identifier's value).
+func sessionID(p *store.Resource) (string, error) {
+	var doc struct {
+		Identifier []struct{ System, Value string } `json:"identifier"`
+	}
+	if err := json.Unmarshal(p.Body, &doc); err != nil {
+		return "", fmt.Errorf("stored %s/%s: %w", p.Type, p.ID, err)
+	}
+	for _, id := range doc.Identifier {
+		if strings.HasSuffix(id.System, "/infusion-session") {
+			return id.Value, nil
+		}
+	}
+	return "", nil
+}
+
+// instant parses a record's instant (schema format: seconds and time
+// zone); ok is false for none.
+func instant(s string) (time.Time, bool) {
+	if s == "" {
+		return time.Time{}, false
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	return t, err == nil
+}
