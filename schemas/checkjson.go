@@ -70,6 +70,11 @@ func checkJSON(doc []byte, maxDepth, maxValues int) []Issue {
 		return []Issue{newIssue(RuleJSONSyntax, CodeStructure, nil,
 			fmt.Sprintf("invalid JSON: the document is not valid UTF-8 (at byte offset %d)", off))}
 	}
+	if off := loneSurrogateOffset(doc); off >= 0 {
+		return []Issue{newIssue(RuleJSONSyntax, CodeStructure, nil,
+			fmt.Sprintf("invalid JSON: a \\u escape of half a UTF-16 surrogate pair, which no UTF-8 text can hold "+
+				"(at byte offset %d); send the character itself, or both halves of its pair", off))}
+	}
 
 	var (
 		stack  []*frame
@@ -261,6 +266,66 @@ func isBlank(doc []byte) bool {
 
 // invalidUTF8Offset returns the offset of the first byte that is not part of
 // a valid UTF-8 sequence, or -1.
+// loneSurrogateOffset is the byte offset of the first \u escape in a
+// string of doc that is half of a UTF-16 surrogate pair without the other
+// half, or -1. Go's decoder would read it as U+FFFD, so the record stored
+// would not be the one sent; the FHIR reader (r4) refuses it too.
+func loneSurrogateOffset(doc []byte) int {
+	if !bytes.Contains(doc, []byte(`\u`)) {
+		return -1
+	}
+	inString := false
+	for i := 0; i < len(doc); i++ {
+		switch c := doc[i]; {
+		case c == '"':
+			inString = !inString
+		case c == '\\' && inString && i+1 < len(doc):
+			if doc[i+1] != 'u' {
+				i++ // any other escape is two bytes
+				continue
+			}
+			r, ok := hex4(doc[i+2:])
+			switch {
+			case !ok:
+				return -1 // not an escape at all: the syntax check names it
+			case r >= 0xD800 && r < 0xDC00:
+				if i+11 < len(doc) && doc[i+6] == '\\' && doc[i+7] == 'u' {
+					if lo, ok := hex4(doc[i+8:]); ok && lo >= 0xDC00 && lo <= 0xDFFF {
+						i += 11
+						continue
+					}
+				}
+				return i
+			case r >= 0xDC00 && r <= 0xDFFF:
+				return i
+			}
+			i += 5
+		}
+	}
+	return -1
+}
+
+// hex4 decodes the four hex digits at the start of b.
+func hex4(b []byte) (rune, bool) {
+	if len(b) < 4 {
+		return 0, false
+	}
+	var r rune
+	for _, c := range b[:4] {
+		switch {
+		case c >= '0' && c <= '9':
+			r = r<<4 | rune(c-'0')
+		case c >= 'a' && c <= 'f':
+			r = r<<4 | rune(c-'a'+10)
+		case c >= 'A' && c <= 'F':
+			r = r<<4 | rune(c-'A'+10)
+		default:
+			return 0, false
+		}
+	}
+	return r, true
+}
+
 func invalidUTF8Offset(doc []byte) int {
 	if utf8.Valid(doc) {
 		return -1

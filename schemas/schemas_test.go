@@ -394,6 +394,14 @@ func TestCheckJSON(t *testing.T) {
 		{`{"a": 1, "a": 2, "b": }`, 4, []string{RuleJSONDuplicateKey, RuleJSONSyntax}, []string{"/a", ""}},
 		{`{"n": [1e300, -1e300, 1e-300, 0e-999, 0.0, -0, 0.30000000000000004, 76.5000, 1.5E2]}`, 4, nil, nil},
 		{`{"n": [1, 1e309]}`, 4, []string{RuleJSONNumber}, []string{"/n/1"}},
+		// A \u escape of half a surrogate pair would decode as U+FFFD: the
+		// record stored would not be the one sent.
+		{`{"a": "A\ud800B"}`, 4, []string{RuleJSONSyntax}, []string{""}},
+		{`{"a": "A\udfffB"}`, 4, []string{RuleJSONSyntax}, []string{""}},
+		{`{"a\ud800": 1}`, 4, []string{RuleJSONSyntax}, []string{""}},
+		{`{"a": "\ud800\u0041"}`, 4, []string{RuleJSONSyntax}, []string{""}},
+		{`{"a": "\ud83d\ude00 \u00e9 \\ud800 \"\ud800"}`, 4, []string{RuleJSONSyntax}, []string{""}},
+		{`{"a": "\ud83d\ude00 \u00e9 \\ud800 \"", "b": "\\\\u"}`, 4, nil, nil},
 		// Numbers become FHIR decimals, which the gateway keeps as doubles:
 		// beyond 1e-300 to 1e300, or with digits a double drops, they could
 		// not be stored exactly (the R4 validator's decimal-out-of-range).
