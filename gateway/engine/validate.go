@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"fmt"
 	"slices"
 	"strings"
@@ -175,7 +176,11 @@ func (v *Validator) Mapped(raw []byte, typ string) (map[string]any, error) {
 }
 
 // decodeJSON decodes a resource keeping numbers exact.
-func decodeJSON(doc []byte) (map[string]any, error) { return fhirwire.Decode(doc) }
+func decodeJSON(doc []byte) (map[string]any, error) {
+	// The R4 reader ignores a UTF-8 byte order mark (RFC 8259 §8.1), and
+	// so does the decoding of what it found valid.
+	return fhirwire.Decode(bytes.TrimPrefix(doc, []byte("\xEF\xBB\xBF")))
+}
 
 // DecodeResource decodes a resource the way the engine stores it (numbers
 // kept exact).

@@ -34,3 +34,22 @@ func TestGoldenBundlesValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestByteOrderMark: a document that starts with a UTF-8 byte order mark
+// is read as the R4 reader reads it (RFC 8259 §8.1: ignored), and its
+// problems are named: validate answered an OperationOutcome without an
+// issue, and exit 1, for a valid resource with a BOM.
+func TestByteOrderMark(t *testing.T) {
+	v := engine.NewValidator()
+	const bom = "\xEF\xBB\xBF"
+	if err := v.Document([]byte(bom + `{"resourceType":"Patient","gender":"female"}`)); err != nil {
+		t.Errorf("a valid Patient with a byte order mark: %v", err)
+	}
+	err := v.Document([]byte(bom + `{"resourceType":"Patient","gender":"nope"}`))
+	if _, issues := outcome.From(err); len(issues) == 0 {
+		t.Errorf("an invalid Patient with a byte order mark: %v, want its issues", err)
+	}
+	if m, err := engine.DecodeResource([]byte(bom + `{"resourceType":"Patient"}`)); err != nil || m["resourceType"] != "Patient" {
+		t.Errorf("DecodeResource with a byte order mark = %v, %v", m, err)
+	}
+}
