@@ -186,6 +186,26 @@ func TestOwnBaseURLs(t *testing.T) {
 	}
 }
 
+// TestEscapedOperation: an operation's "$" sent escaped (%24, as clients
+// that escape every reserved character send it) names the operation;
+// "%2524" is a literal "%24": an id.
+func TestEscapedOperation(t *testing.T) {
+	h := fhirServer(t)
+	for _, tc := range []struct {
+		target string
+		want   int
+	}{
+		{"/fhir/Patient/%24validate", 200},
+		{"/fhir/%24validate", 200},
+		{"/fhir/Patient/$validate", 200},
+		{"/fhir/Patient/%2524validate", 405}, // an id, which takes no POST
+	} {
+		if rec := req(h, "POST", tc.target, patientJSON); rec.Code != tc.want {
+			t.Errorf("POST %s = %d %s, want %d", tc.target, rec.Code, rec.Body, tc.want)
+		}
+	}
+}
+
 // TestOtherServersReferences: a reference to another server's resource
 // is not one to this server's resource of the same type and id: it is found
 // by its URL only, never in the local resource's compartment, chains,

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -142,7 +143,22 @@ func NewServer(cfg Config) (*Server, error) {
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	requestTLS(r)
+	operationPath(r.URL)
 	s.handler.ServeHTTP(w, r)
+}
+
+// operationPath reads a path's "%24" as the "$" of an operation
+// (/fhir/Patient/%24export): clients that escape every reserved character
+// send it so, and the router matches the escaped path as it came. No FHIR
+// type, id or version holds a "$", so nothing else changes meaning.
+func operationPath(u *url.URL) {
+	if u.RawPath == "" || !strings.Contains(u.RawPath, "%24") {
+		return
+	}
+	u.RawPath = strings.ReplaceAll(u.RawPath, "%24", "$")
+	if u.RawPath == u.Path {
+		u.RawPath = ""
+	}
 }
 
 // handleError is the one place that turns errors into responses: the
