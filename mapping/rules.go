@@ -67,6 +67,7 @@ func Rules() []Rule {
 		{"session.patient-mismatch", "A record that names a stored session (sessionId) is about the session's patient; a session version is not named by another patient's stored records."},
 		{"record-patient-changed", "A stored record stays about its patient: a new version of a record (same source system, kind and record id, also one nested in a session) about another patient, or a session nesting a record id stored for another patient, is refused (HTTP 409); withdraw the wrong record and send it under a new record id."},
 		{"record-version-stale", "A new version of a stored record is not older than the newest version stored: its source.lastUpdated is not earlier than that version's (HTTP 409)."},
+		{"record-version-reused", "A version label (source.version, else source.lastUpdated) names one content: a label received before with other content is refused (HTTP 409); send the change as a new version."},
 		{"patient.identity-conflict", "One Patient per person per tenant: a hospital MRN (same system) belongs to one clinic patient id; a record whose new clinic patient id comes with another Patient's MRN is refused (HTTP 409), never merged."},
 	}
 }

@@ -66,6 +66,38 @@ const (
 	RuleUniqueItems        = "schema.unique-items"        // array item repeats an earlier one
 )
 
+// RuleInfo describes one rule id of this package.
+type RuleInfo struct{ ID, Description string }
+
+// Rules lists the rule ids this package reports, with what each checks,
+// for the gateway's catalogue of rules (the validation-rule CodeSystem,
+// the console's rules page): every id above, once (the test checks).
+func Rules() []RuleInfo {
+	return []RuleInfo{
+		{RuleJSONEmpty, "A record is a non-empty JSON document."},
+		{RuleJSONSyntax, "A record is well-formed JSON in UTF-8: no byte order mark, no \\u escape of half a UTF-16 surrogate pair, nothing after the top-level object."},
+		{RuleJSONNotObject, "A record is a JSON object."},
+		{RuleJSONDuplicateKey, "No key appears twice in one object."},
+		{RuleJSONDepth, "Objects and arrays nest no deeper than a record ever needs."},
+		{RuleJSONNumber, "A number is one a FHIR decimal stored by the gateway holds exactly (0, or 1e-300 to 1e300 in magnitude, at most the digits of a 64-bit float) and at most 100 characters long."},
+		{RuleJSONTooLarge, "A record has no more JSON values than any valid record comes close to."},
+		{RuleJSONControlCharacter, "A string holds no control character (U+0000-U+001F) other than tab, line feed and carriage return: FHIR strings cannot carry them."},
+		{RuleKindUnknown, "The record kind is one the gateway maps (assessment, vitals, infusion, adverse-event, session)."},
+		{RuleRequired, "A property the record's schema requires is present."},
+		{RuleAdditionalProperty, "Every property is one the record's schema defines."},
+		{RuleFalse, "A property the schema knows is not used where it is not allowed."},
+		{RuleType, "A value has the JSON type its schema gives."},
+		{RuleEnum, "A coded value is one of the schema's codes."},
+		{RuleConst, "A value is the constant its schema requires."},
+		{RuleFormat, "A date-time, date or URI is valid (a date-time with its time zone)."},
+		{RulePattern, "An identifier matches its schema's pattern."},
+		{RuleRange, "A number lies within its schema's minimum and maximum."},
+		{RuleLength, "A string is neither shorter nor longer than its schema allows."},
+		{RuleItemsCount, "An array has neither fewer nor more items than its schema allows."},
+		{RuleUniqueItems, "No array item repeats an earlier one where the schema requires unique items."},
+	}
+}
+
 // FHIR issue-type codes used in Issue.Code.
 const (
 	CodeStructure   = "structure"

@@ -18,6 +18,7 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/profile"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
+	"github.com/ketamine-gateway/ketamine-gateway/schemas"
 )
 
 // CodeSystems returns the gateway's own CodeSystems: the local concepts of
@@ -32,9 +33,12 @@ func CodeSystems() []fhir.CodeSystem {
 		Status:        fhir.PublicationStatusActive,
 		Experimental:  ptr(false),
 		Publisher:     ptr(profile.Publisher),
-		Description:   ptr("The rule ids the gateway reports in OperationOutcome.issue.details.coding. Clinical rules of native records and the rules of the gateway's profiles (profile.*) are listed here; schema rules are named schema.<keyword>, JSON rules json-<problem>, FHIR structure rules by their validator rule id or FHIR invariant key."),
+		Description:   ptr("The rule ids the gateway reports in OperationOutcome.issue.details.coding. The JSON (json-*) and schema (schema.*) rules of native records, their clinical rules and the rules of the gateway's profiles (profile.*) are listed here; FHIR structure rules are named by their validator rule id or FHIR invariant key, and the rules of requests themselves (parameters, media types, sizes) are in docs/records.md and docs/fhir.md."),
 		CaseSensitive: ptr(true),
 		Content:       fhir.CodeSystemContentModeFragment,
+	}
+	for _, r := range schemas.Rules() {
+		rules.Concept = append(rules.Concept, fhir.CodeSystemConcept{Code: r.ID, Definition: ptr(r.Description)})
 	}
 	for _, r := range mapping.Rules() {
 		rules.Concept = append(rules.Concept, fhir.CodeSystemConcept{Code: r.ID, Definition: ptr(r.Description)})
