@@ -21,11 +21,14 @@ import (
 // The failures only the HTTP edge can find: the request's shape, media
 // types, limits. Everything else comes classified from the application.
 var (
-	errRouteUnknown     = outcome.New(outcome.NotFound, "not-found", "route-unknown", "no such endpoint")
-	errMethod           = outcome.New(outcome.MethodNotAllowed, "not-supported", "method-not-allowed", "this endpoint does not support the method")
-	errBodyTooLarge     = outcome.New(outcome.TooLarge, "too-costly", "body-too-large", "the request body exceeds the size limit")
-	errBodyUnreadable   = outcome.New(outcome.Invalid, "structure", "body-unreadable", "the request body could not be read")
-	errContentType      = outcome.New(outcome.UnsupportedMedia, "not-supported", "content-type-unsupported", "the body must be application/json or application/fhir+json")
+	errRouteUnknown    = outcome.New(outcome.NotFound, "not-found", "route-unknown", "no such endpoint")
+	errMethod          = outcome.New(outcome.MethodNotAllowed, "not-supported", "method-not-allowed", "this endpoint does not support the method")
+	errBodyTooLarge    = outcome.New(outcome.TooLarge, "too-costly", "body-too-large", "the request body exceeds the size limit")
+	errBodyUnreadable  = outcome.New(outcome.Invalid, "structure", "body-unreadable", "the request body could not be read")
+	errContentType     = outcome.New(outcome.UnsupportedMedia, "not-supported", "content-type-unsupported", "the body must be application/json or application/fhir+json")
+	errCharset         = outcome.New(outcome.UnsupportedMedia, "not-supported", "content-type-unsupported", "the body must be UTF-8 (charset=utf-8, or no charset): JSON is UTF-8")
+	errContentEncoding = outcome.New(outcome.UnsupportedMedia, "not-supported", "content-encoding-unsupported",
+		"the gateway reads request bodies without a Content-Encoding (gzip and the others are not supported): send the body as it is")
 	errPatchContentType = outcome.New(outcome.UnsupportedMedia, "not-supported", "content-type-unsupported",
 		"a PATCH body must be application/json-patch+json (a JSON Patch) or application/fhir+json (a FHIRPath Patch: a Parameters resource)")
 	errFormat             = outcome.New(outcome.NotAcceptable, "not-supported", "format-unsupported", "only JSON is supported (_format=json)")

@@ -618,6 +618,10 @@ func TestMalformedQueries(t *testing.T) {
 		{"form not UTF-8", "POST", "/fhir/Patient/_search", form, "family=%FF", nil, 400, "search-value-invalid", "family"},
 		{"form in URL bad", "POST", "/fhir/Patient/_search?family=%ZZ", form, "gender=female", nil, 400, "search-value-invalid", "family"},
 		{"form as JSON", "POST", "/fhir/Patient/_search", "application/json", `{"identifier":"http://hospital.example/mrn|M1"}`, nil, 415, "content-type-unsupported", ""},
+		// A body is read as it is sent: not compressed, in UTF-8.
+		{"gzip body", "POST", "/fhir/Patient", "application/fhir+json", patientJSON, []string{"Content-Encoding: gzip"}, 415, "content-encoding-unsupported", ""},
+		{"gzip native record", "POST", "/ingest/vitals?dryRun=true", "application/json", `{}`, []string{"Content-Encoding: identity, gzip"}, 415, "content-encoding-unsupported", ""},
+		{"latin1 body", "POST", "/fhir/Patient", "application/fhir+json; charset=latin1", patientJSON, nil, 415, "content-type-unsupported", ""},
 		{"form as text", "POST", "/fhir/Patient/_search", "text/plain", "identifier=http://hospital.example/mrn|M1", nil, 415, "content-type-unsupported", ""},
 		{"form as Parameters", "POST", "/fhir/Patient/_search", "application/fhir+json", `{"resourceType":"Parameters"}`, nil, 415, "content-type-unsupported", ""},
 		{"form without a type", "POST", "/fhir/Patient/_search", "", "identifier=http://hospital.example/mrn|M1", nil, 415, "content-type-unsupported", ""},
@@ -676,6 +680,15 @@ func TestMalformedQueries(t *testing.T) {
 		if got := decode(t, rec)["total"]; got != want {
 			t.Errorf("%s %s: total = %v, want %v", r.Method, tc.target, got, want)
 		}
+	}
+	// A body in UTF-8, said or not, with no coding or identity, is read.
+	r := httptest.NewRequest("POST", "/fhir/Patient", strings.NewReader(patientJSON))
+	r.Header.Set("Content-Type", "application/fhir+json; charset=UTF-8")
+	r.Header.Set("Content-Encoding", "identity")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, r)
+	if rec.Code != 201 {
+		t.Errorf("a UTF-8 body with Content-Encoding: identity = %d %s", rec.Code, rec.Body)
 	}
 }
 

@@ -270,7 +270,9 @@ func (b *bufferedWriter) flush() {
 // gateway and a proxy in front of it: both Content-Length and
 // Transfer-Encoding (marked by Listener; the connection is closed after
 // the answer, since where the body ends is in doubt), and more than one
-// Authorization header (which one a proxy checked is unknown).
+// Authorization header (which one a proxy checked is unknown); and bodies
+// with a Content-Encoding, which would otherwise be read as they are
+// (a gzip body was a JSON syntax error).
 func (s *Server) checkRequest(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		h := c.Request().Header
@@ -280,6 +282,15 @@ func (s *Server) checkRequest(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		if len(h.Values("Authorization")) > 1 {
 			return errAuthorizationRepeated
+		}
+		for _, ce := range h.Values("Content-Encoding") {
+			for _, coding := range strings.Split(ce, ",") {
+				if coding = strings.TrimSpace(coding); coding != "" && !strings.EqualFold(coding, "identity") {
+					// RFC 9110 15.5.16: 415, saying which codings it takes.
+					c.Response().Header().Set("Accept-Encoding", "identity")
+					return errContentEncoding
+				}
+			}
 		}
 		return next(c)
 	}

@@ -6,6 +6,7 @@ import (
 	"mime"
 	"net/http"
 	"slices"
+	"strings"
 
 	"github.com/labstack/echo/v4"
 
@@ -42,9 +43,12 @@ func readBody(c echo.Context, limit int64) ([]byte, error) {
 // readBodyOf is readBody for a body of one of the media types.
 func readBodyOf(c echo.Context, limit int64, types ...string) ([]byte, error) {
 	r := c.Request()
-	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || !slices.Contains(types, mt) {
 		return nil, errContentType
+	}
+	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "utf8") {
+		return nil, errCharset // JSON is UTF-8 (RFC 8259 §8.1)
 	}
 	if r.ContentLength > limit {
 		return nil, bodyTooLarge(limit, "--max-body", bodyTooLargeHint)
