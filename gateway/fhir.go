@@ -37,9 +37,8 @@ func (s *Server) baseURL(c echo.Context) string {
 // answer may carry are the caller's to see (engine.Answer.Scope), also in
 // an ingest's transaction-response.
 func (s *Server) answer(c echo.Context) engine.Answer {
-	prefer := c.Request().Header.Get("Prefer")
-	return engine.Answer{Base: s.baseURL(c), Representation: prefer != "" && preferReturn(prefer) == "representation",
-		Scope: scopeOf(c)}
+	ret, asked := preference(preferHeader(c), "return")
+	return engine.Answer{Base: s.baseURL(c), Representation: asked && ret == "representation", Scope: scopeOf(c)}
 }
 
 // body reads the request body when the engine asks for it, in the
@@ -223,7 +222,7 @@ func (s *Server) respondWrite(c echo.Context, res *engine.Result) error {
 		return writeResource(c, res.Status, outcome.Information("an existing resource matched the conditional "+
 			"criteria; the access token's scopes do not allow reading it"))
 	}
-	switch preferReturn(c.Request().Header.Get("Prefer")) {
+	switch preferReturn(preferHeader(c)) {
 	case "minimal":
 		return c.NoContent(res.Status)
 	case "OperationOutcome":
@@ -236,23 +235,36 @@ func (s *Server) respondWrite(c echo.Context, res *engine.Result) error {
 
 // preferReturn reads the return= preference (http.html#ops).
 func preferReturn(prefer string) string {
-	for _, p := range strings.Split(prefer, ",") {
-		p = strings.TrimSpace(p)
-		if v, ok := strings.CutPrefix(p, "return="); ok {
-			return strings.Trim(v, `"`)
-		}
+	if v, ok := preference(prefer, "return"); ok {
+		return v
 	}
 	return "representation"
 }
 
 // preferLenient reports Prefer: handling=lenient.
 func preferLenient(prefer string) bool {
+	v, _ := preference(prefer, "handling")
+	return v == "lenient"
+}
+
+// preferHeader is every Prefer header of the request, as one list.
+func preferHeader(c echo.Context) string {
+	return strings.Join(c.Request().Header.Values("Prefer"), ",")
+}
+
+// preference is the value of the preference name in a Prefer header (RFC
+// 7240 §2: comma-separated "token [= word]", the token case-insensitive,
+// whitespace allowed around "=", the word possibly quoted, parameters
+// after ";" ignored); the first one given wins.
+func preference(prefer, name string) (string, bool) {
 	for _, p := range strings.Split(prefer, ",") {
-		if strings.TrimSpace(p) == "handling=lenient" {
-			return true
+		p, _, _ = strings.Cut(p, ";")
+		k, v, _ := strings.Cut(p, "=")
+		if strings.EqualFold(strings.TrimSpace(k), name) {
+			return strings.Trim(strings.TrimSpace(v), `"`), true
 		}
 	}
-	return false
+	return "", false
 }
 
 // handleSearch is GET /fhir/{type}?params and POST /fhir/{type}/_search.
@@ -268,7 +280,7 @@ func (s *Server) handleSearch(c echo.Context) error {
 			params[k] = append(params[k], vs...)
 		}
 	}
-	res, err := s.app.Engine.Search(c.Request().Context(), scopeOf(c), typ, params, preferLenient(c.Request().Header.Get("Prefer")))
+	res, err := s.app.Engine.Search(c.Request().Context(), scopeOf(c), typ, params, preferLenient(preferHeader(c)))
 	if err != nil {
 		return err
 	}
@@ -310,7 +322,7 @@ func (s *Server) handleCompartment(c echo.Context) error {
 	params := c.QueryParams()
 	comp, id, typ := c.Param("type"), c.Param("id"), c.Param("compartment")
 	res, err := s.app.Engine.SearchCompartment(c.Request().Context(), scopeOf(c), comp, id, typ, params,
-		preferLenient(c.Request().Header.Get("Prefer")))
+		preferLenient(preferHeader(c)))
 	if err != nil {
 		return err
 	}
@@ -420,7 +432,7 @@ func ignoredOutcome(typ string, keys []string) any {
 func (s *Server) handleHistory(c echo.Context) error {
 	params := c.QueryParams()
 	res, err := s.app.Engine.History(c.Request().Context(), scopeOf(c), c.Param("type"), c.Param("id"), params,
-		preferLenient(c.Request().Header.Get("Prefer")))
+		preferLenient(preferHeader(c)))
 	if err != nil {
 		return err
 	}

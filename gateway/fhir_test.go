@@ -154,8 +154,10 @@ func TestCRUD(t *testing.T) {
 	if rec = req(h, "GET", "/fhir/Patient/nope", ""); rec.Code != 404 {
 		t.Errorf("read unknown = %d", rec.Code)
 	}
-	if rec = req(h, "POST", "/fhir/Patient", patientJSON, "Prefer: return=minimal"); rec.Code != 201 || rec.Body.Len() != 0 {
-		t.Errorf("Prefer minimal = %d body %q", rec.Code, rec.Body)
+	for _, prefer := range []string{"Prefer: return=minimal", "Prefer: return = minimal", `Prefer: handling=strict, RETURN="minimal"`, "Prefer: return=minimal; x=y"} {
+		if rec = req(h, "POST", "/fhir/Patient", patientJSON, prefer); rec.Code != 201 || rec.Body.Len() != 0 {
+			t.Errorf("%s = %d body %q", prefer, rec.Code, rec.Body)
+		}
 	}
 	if rec = req(h, "POST", "/fhir/Patient", patientJSON, "Prefer: return=OperationOutcome"); decode(t, rec)["resourceType"] != "OperationOutcome" {
 		t.Errorf("Prefer OperationOutcome = %s", rec.Body)
