@@ -68,6 +68,7 @@ func Rules() []Rule {
 		{"record-patient-changed", "A stored record stays about its patient: a new version of a record (same source system, kind and record id, also one nested in a session) about another patient, or a session nesting a record id stored for another patient, is refused (HTTP 409); withdraw the wrong record and send it under a new record id."},
 		{"record-version-stale", "A new version of a stored record is not older than the newest version stored: its source.lastUpdated is not earlier than that version's (HTTP 409)."},
 		{"record-version-reused", "A version label (source.version, else source.lastUpdated) names one content: a label received before with other content is refused (HTTP 409); send the change as a new version."},
+		{"patient.identity-ambiguous", "A record's clinic patient id names one stored Patient: when Patients written through the FHIR API in the gateway's identifier namespace carry it too, the record is refused (HTTP 409) until the gateway's administrator removes or corrects the extra one."},
 		{"patient.identity-conflict", "One Patient per person per tenant: a hospital MRN (same system) belongs to one clinic patient id; a record whose new clinic patient id comes with another Patient's MRN is refused (HTTP 409), never merged."},
 	}
 }

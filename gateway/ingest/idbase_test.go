@@ -6,7 +6,10 @@ import (
 	"testing"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
 )
 
@@ -62,5 +65,28 @@ func TestResolveIdentifierBase(t *testing.T) {
 				t.Errorf("ResolveIdentifierBase = %q, %v; want %q", got, err, tc.want)
 			}
 		})
+	}
+}
+
+// TestIdentityAmbiguous: a record whose clinic patient id two stored
+// Patients carry (written through the FHIR API in the gateway's own
+// identifier namespace) is refused 409 at /patient/id, naming what to do,
+// instead of an engine 412 about "Bundle entry 0" of a Bundle the clinic
+// never sent; nothing is stored.
+func TestIdentityAmbiguous(t *testing.T) {
+	ctx := context.Background()
+	g := newGateway(t, app.Config{})
+	sc := auditlog.NewScope("create", &auth.Principal{ClientID: "test", Scopes: auth.ParseScopes("system/Patient.c")})
+	patient := `{"resourceType":"Patient","identifier":[{"system":"` + mapping.DefaultIdentifierBase +
+		`/serenity-clinic-emr/patient","value":"DUP-PT"}]}`
+	for range 2 {
+		if _, err := g.a.Engine.Create(ctx, sc, "Patient", func() ([]byte, error) { return []byte(patient), nil }, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := g.ingest("", mapping.KindAssessment, rec("A-DUP", "1", "DUP-PT", "", phq9Body))
+	wantIssues(t, err, outcome.Conflict, ingest.RuleIdentityAmbiguous, "/patient/id")
+	if n := g.count(t, "", "Observation", ""); n != 0 {
+		t.Errorf("%d Observations stored", n)
 	}
 }

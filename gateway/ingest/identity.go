@@ -33,6 +33,20 @@ var errIdentityConflict = &outcome.Error{Kind: outcome.Conflict, Issues: []outco
 		Message: "this MRN (value and system) belongs to another patient of this tenant"},
 }}
 
+// RuleIdentityAmbiguous is the rule id of a record whose clinic patient
+// id more than one stored Patient carries.
+const RuleIdentityAmbiguous = "patient.identity-ambiguous"
+
+// errIdentityAmbiguous refuses a record whose clinic patient id more than
+// one stored Patient carries: Patients written through the FHIR API in
+// the gateway's own identifier namespace. The clinic cannot resolve it.
+var errIdentityAmbiguous = &outcome.Error{Kind: outcome.Conflict, Issues: []outcome.Issue{
+	{Severity: "error", Code: "conflict", Rule: RuleIdentityAmbiguous, Pointer: "/patient/id", Expression: "patient.id",
+		Message: "more than one Patient stored at the gateway carries this patient id (written through its FHIR API), so the " +
+			"record's patient is not known: the record is not stored; the gateway's administrator must remove or correct " +
+			"the extra Patient, then send the record again"},
+}}
+
 // identity is what the store knows of a record's patient.
 type identity struct {
 	// patientID is the stored Patient with the record's clinic identifier
@@ -57,6 +71,9 @@ func resolveIdentity(st store.Tx, rec mapping.Record, res *mapping.Result) (*ide
 		return nil, err
 	}
 	var stored map[string]any
+	if len(found) > 1 {
+		return nil, errIdentityAmbiguous
+	}
 	if len(found) > 0 {
 		id.patientID = found[0].ID
 		if stored, err = decode(found[0]); err != nil {
