@@ -284,13 +284,13 @@ func loneSurrogateOffset(doc []byte) int {
 				i++ // any other escape is two bytes
 				continue
 			}
-			r, ok := hex4(doc[i+2:])
+			r, ok := r4.Hex4(doc[i+2:])
 			switch {
 			case !ok:
 				return -1 // not an escape at all: the syntax check names it
 			case r >= 0xD800 && r < 0xDC00:
 				if i+11 < len(doc) && doc[i+6] == '\\' && doc[i+7] == 'u' {
-					if lo, ok := hex4(doc[i+8:]); ok && lo >= 0xDC00 && lo <= 0xDFFF {
+					if lo, ok := r4.Hex4(doc[i+8:]); ok && lo >= 0xDC00 && lo <= 0xDFFF {
 						i += 11
 						continue
 					}
@@ -303,27 +303,6 @@ func loneSurrogateOffset(doc []byte) int {
 		}
 	}
 	return -1
-}
-
-// hex4 decodes the four hex digits at the start of b.
-func hex4(b []byte) (rune, bool) {
-	if len(b) < 4 {
-		return 0, false
-	}
-	var r rune
-	for _, c := range b[:4] {
-		switch {
-		case c >= '0' && c <= '9':
-			r = r<<4 | rune(c-'0')
-		case c >= 'a' && c <= 'f':
-			r = r<<4 | rune(c-'a'+10)
-		case c >= 'A' && c <= 'F':
-			r = r<<4 | rune(c-'A'+10)
-		default:
-			return 0, false
-		}
-	}
-	return r, true
 }
 
 func invalidUTF8Offset(doc []byte) int {

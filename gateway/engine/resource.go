@@ -193,14 +193,8 @@ func (e *Engine) update(tx store.Tx, typ, id string, doc map[string]any, ifMatch
 	default:
 		return nil, err
 	}
-	if ifMatch != "" {
-		var version int64
-		if exists {
-			version = cur.Version
-		}
-		if !fhirwire.IfMatch(ifMatch, version, exists) {
-			return nil, errVersionMismatch
-		}
+	if err := checkIfMatch(ifMatch, cur, exists); err != nil {
+		return nil, err
 	}
 	r, err := e.put(tx, typ, id, next, doc, now)
 	if err != nil {
@@ -249,14 +243,8 @@ func (e *Engine) remove(tx store.Tx, typ, id, ifMatch string, now time.Time) (*R
 	if err != nil && !errors.Is(err, store.ErrGone) && !errors.Is(err, store.ErrNotFound) {
 		return nil, err
 	}
-	if ifMatch != "" {
-		var version int64
-		if exists {
-			version = cur.Version
-		}
-		if !fhirwire.IfMatch(ifMatch, version, exists) {
-			return nil, errVersionMismatch
-		}
+	if err := checkIfMatch(ifMatch, cur, exists); err != nil {
+		return nil, err
 	}
 	if !exists {
 		return &Result{Status: fhirwire.StatusNoContent}, nil
@@ -272,6 +260,23 @@ func (e *Engine) remove(tx store.Tx, typ, id, ifMatch string, now time.Time) (*R
 // ifMatch) that does not name the current version (http.html#concurrency).
 var errVersionMismatch = outcome.New(outcome.PreconditionFailed, "conflict", "version-mismatch",
 	"If-Match does not name the current version")
+
+// checkIfMatch checks an If-Match (a header, or a Bundle entry's ifMatch;
+// "" none) against the current version cur of a resource that exists or
+// not: errVersionMismatch unless it names that version.
+func checkIfMatch(ifMatch string, cur *store.Resource, exists bool) error {
+	if ifMatch == "" {
+		return nil
+	}
+	var version int64
+	if exists {
+		version = cur.Version
+	}
+	if !fhirwire.IfMatch(ifMatch, version, exists) {
+		return errVersionMismatch
+	}
+	return nil
+}
 
 // sameContent compares two resources ignoring meta.
 func sameContent(a, b []byte) bool {

@@ -243,7 +243,7 @@ func escapeLen(b []byte) (int, bool) {
 	case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
 		return 2, true
 	case 'u':
-		r, ok := hex4(b[2:])
+		r, ok := Hex4(b[2:])
 		if !ok {
 			return 0, false
 		}
@@ -252,7 +252,7 @@ func escapeLen(b []byte) (int, bool) {
 			if len(b) < 12 || b[6] != '\\' || b[7] != 'u' {
 				return 0, false
 			}
-			lo, ok := hex4(b[8:])
+			lo, ok := Hex4(b[8:])
 			if !ok || lo < 0xDC00 || lo > 0xDFFF {
 				return 0, false
 			}
@@ -265,8 +265,8 @@ func escapeLen(b []byte) (int, bool) {
 	return 0, false
 }
 
-// hex4 decodes four hex digits.
-func hex4(b []byte) (rune, bool) {
+// Hex4 decodes the four hex digits at the start of b (of a \u escape).
+func Hex4(b []byte) (rune, bool) {
 	if len(b) < 4 {
 		return 0, false
 	}
@@ -446,9 +446,9 @@ func unescape(dst, s []byte) []byte {
 		case 't':
 			dst = append(dst, '\t')
 		case 'u':
-			r, _ := hex4(s[i+2:])
+			r, _ := Hex4(s[i+2:])
 			if r >= 0xD800 && r < 0xDC00 {
-				lo, _ := hex4(s[i+8:])
+				lo, _ := Hex4(s[i+8:])
 				r = 0x10000 + (r-0xD800)<<10 + (lo - 0xDC00)
 				i += 6
 			}
