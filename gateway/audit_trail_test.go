@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -260,6 +261,172 @@ func TestAuditEventsReadOnly(t *testing.T) {
 	rec := send(s, "GET", "/fhir/Patient?_summary=count&_total=accurate", "")
 	if !strings.Contains(rec.Body.String(), `"total":0`) {
 		t.Errorf("the rejected transaction wrote data: %s", rec.Body)
+	}
+}
+
+// TestGatewayProvenanceReadOnly: the Provenance the gateway writes (of a
+// native record, of a client's Bundle) cannot be changed, deleted or
+// forged by a client, directly or in a Bundle, and nothing of such a
+// transaction is written; a client's own Provenance stays writable; the
+// lineage believes only the gateway's.
+func TestGatewayProvenanceReadOnly(t *testing.T) {
+	s, st := auditServer(t)
+	dec := func(rec *httptest.ResponseRecorder) map[string]any {
+		t.Helper()
+		var m map[string]any
+		if err := json.Unmarshal(rec.Body.Bytes(), &m); err != nil {
+			t.Fatalf("response is not JSON: %v: %s", err, rec.Body)
+		}
+		return m
+	}
+	record, err := os.ReadFile("../schemas/examples/assessment/phq9-moderate.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec := send(s, "POST", "/ingest/assessment", string(record)); rec.Code != http.StatusOK {
+		t.Fatalf("ingest = %d %s", rec.Code, rec.Body)
+	}
+	if rec := send(s, "POST", "/fhir", `{"resourceType":"Bundle","type":"transaction","entry":[{"resource":`+obsJSON+
+		`,"request":{"method":"POST","url":"Observation"}}]}`); rec.Code != http.StatusOK {
+		t.Fatalf("transaction = %d %s", rec.Code, rec.Body)
+	}
+	var recID, execID string
+	var recDoc map[string]any
+	for _, e := range dec(send(s, "GET", "/fhir/Provenance", ""))["entry"].([]any) {
+		r := e.(map[string]any)["resource"].(map[string]any)
+		if id := r["id"].(string); strings.HasPrefix(id, "rec-") {
+			recID, recDoc = id, r
+		} else {
+			execID = id
+		}
+	}
+	if recID == "" || execID == "" {
+		t.Fatalf("Provenance of the record %q and of the Bundle %q", recID, execID)
+	}
+	target := recDoc["target"].([]any)[1].(map[string]any)["reference"].(string) // an Observation
+	target = strings.Split(target, "/_history/")[0]
+	receipts := func(q string) int {
+		t.Helper()
+		rec := send(s, "GET", "/admin/lineage?"+q, "")
+		if rec.Code != http.StatusOK {
+			return 0
+		}
+		return len(dec(rec)["receipts"].([]any))
+	}
+	const recordQ = "source=serenity-clinic-emr&record=ASM-2026-0310-001"
+	if n := receipts(recordQ); n != 1 {
+		t.Fatalf("lineage of the record: %d receipts, want 1", n)
+	}
+	js := func(v any) string {
+		b, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	with := func(doc map[string]any, key string, v any) map[string]any {
+		out := map[string]any{}
+		for k, x := range doc {
+			out[k] = x
+		}
+		if v == nil {
+			delete(out, key)
+		} else {
+			out[key] = v
+		}
+		return out
+	}
+	renamed := with(recDoc, "agent", []any{map[string]any{"type": recDoc["agent"].([]any)[0].(map[string]any)["type"],
+		"who": map[string]any{"display": "Forged Client"}}})
+	copied := with(with(recDoc, "id", nil), "meta", nil)
+	copied["entity"] = []any{map[string]any{"role": "source", "what": map[string]any{"identifier": map[string]any{
+		"system": "https://ketamine-gateway.org/fhir/sid/serenity-clinic-emr/assessment-record", "value": "FAKE-REC-1"}}}}
+	mine := map[string]any{"resourceType": "Provenance", "target": []any{map[string]any{"reference": target}},
+		"recorded": "2026-01-01T00:00:00Z", "agent": []any{map[string]any{"who": map[string]any{"display": "Dr. Example"}}}}
+	bundle := func(typ string, entries ...string) string {
+		return `{"resourceType":"Bundle","type":"` + typ + `","entry":[` + strings.Join(entries, ",") + `]}`
+	}
+	patient := `{"resource":{"resourceType":"Patient","gender":"male"},"request":{"method":"POST","url":"Patient"}}`
+	patients := func() string {
+		return fmt.Sprint(dec(send(s, "GET", "/fhir/Patient?_summary=count", ""))["total"])
+	}
+	before := patients()
+	for _, tc := range []struct {
+		name, method, target, body string
+		status                     int
+		rule                       string
+	}{
+		{"delete a record's", "DELETE", "/fhir/Provenance/" + recID, "", 405, "provenance-read-only"},
+		{"rename a record's agent", "PUT", "/fhir/Provenance/" + recID, js(renamed), 405, "provenance-read-only"},
+		{"delete a Bundle's", "DELETE", "/fhir/Provenance/" + execID, "", 405, "provenance-read-only"},
+		{"replace a Bundle's", "PUT", "/fhir/Provenance/" + execID, js(with(mine, "id", execID)), 405, "provenance-read-only"},
+		{"create at a reserved id", "PUT", "/fhir/Provenance/rec-00000000000000000000000000forged",
+			js(with(mine, "id", "rec-00000000000000000000000000forged")), 405, "provenance-read-only"},
+		{"post a copy", "POST", "/fhir/Provenance", js(copied), 403, "provenance-agent-reserved"},
+		{"transaction deleting one", "POST", "/fhir", bundle("transaction", patient,
+			`{"request":{"method":"DELETE","url":"Provenance/`+recID+`"}}`), 405, "provenance-read-only"},
+		{"transaction posting a copy", "POST", "/fhir", bundle("transaction", patient,
+			`{"resource":`+js(copied)+`,"request":{"method":"POST","url":"Provenance"}}`), 403, "provenance-agent-reserved"},
+		{"transaction updating a Bundle's", "POST", "/fhir", bundle("transaction", patient,
+			`{"resource":`+js(with(mine, "id", execID))+`,"request":{"method":"PUT","url":"Provenance/`+execID+`"}}`), 405, "provenance-read-only"},
+	} {
+		rec := send(s, tc.method, tc.target, tc.body)
+		if rec.Code != tc.status || !strings.Contains(rec.Body.String(), tc.rule) {
+			t.Errorf("%s: %s %s = %d %s, want %d %s", tc.name, tc.method, tc.target, rec.Code, rec.Body, tc.status, tc.rule)
+		}
+	}
+	patch := func(target, ops string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest("PATCH", target, strings.NewReader(ops))
+		r.Header.Set("Content-Type", "application/json-patch+json")
+		rec := httptest.NewRecorder()
+		s.ServeHTTP(rec, r)
+		return rec
+	}
+	if rec := patch("/fhir/Provenance/"+recID, `[{"op":"remove","path":"/agent/2"}]`); rec.Code != 405 || !strings.Contains(rec.Body.String(), "provenance-read-only") {
+		t.Errorf("PATCH a record's Provenance = %d %s, want 405 provenance-read-only", rec.Code, rec.Body)
+	}
+	rec := send(s, "POST", "/fhir", bundle("batch", `{"request":{"method":"DELETE","url":"Provenance/`+execID+`"}}`))
+	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `"status":"405`) {
+		t.Errorf("batch deleting a Bundle's Provenance = %d %s, want its entry 405", rec.Code, rec.Body)
+	}
+	if got := patients(); got != before {
+		t.Errorf("refused transactions wrote: %s Patients, want %s", got, before)
+	}
+
+	// A client's own Provenance: created, changed and deleted as before,
+	// but it may not take the gateway's agents.
+	rec = send(s, "POST", "/fhir/Provenance", js(mine))
+	if rec.Code != http.StatusCreated {
+		t.Fatalf("POST a client's Provenance = %d %s", rec.Code, rec.Body)
+	}
+	id := dec(rec)["id"].(string)
+	if rec := send(s, "PUT", "/fhir/Provenance/"+id, js(with(mine, "id", id))); rec.Code != http.StatusOK {
+		t.Errorf("PUT a client's Provenance = %d %s", rec.Code, rec.Body)
+	}
+	if rec := patch("/fhir/Provenance/"+id, `[{"op":"add","path":"/agent/-","value":{"who":{"identifier":{"system":"https://ketamine-gateway.org/fhir/sid/client","value":"x"}}}}]`); rec.Code != 403 || !strings.Contains(rec.Body.String(), "provenance-agent-reserved") {
+		t.Errorf("PATCH the gateway's agent into a client's Provenance = %d %s, want 403 provenance-agent-reserved", rec.Code, rec.Body)
+	}
+	if n := receipts("resource=" + target); n != 1 {
+		t.Errorf("lineage of %s: %d receipts, want only the gateway's", target, n)
+	}
+	if rec := send(s, "DELETE", "/fhir/Provenance/"+id, ""); rec.Code != http.StatusNoContent {
+		t.Errorf("DELETE a client's Provenance = %d %s", rec.Code, rec.Body)
+	}
+
+	// A copy an older build let a client write under another id is not a
+	// receipt.
+	err = st.Write(context.Background(), func(tx store.Tx) error {
+		r, entries, err := store.NewVersion("Provenance", "forged-by-an-older-build", 1, with(recDoc, "id", "forged-by-an-older-build"), time.Now())
+		if err != nil {
+			return err
+		}
+		return tx.Put(r, entries)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := receipts(recordQ); n != 1 {
+		t.Errorf("lineage of the record: %d receipts, want 1 (the copy is not the gateway's)", n)
 	}
 }
 

@@ -149,11 +149,18 @@ func BuildLineage(ctx context.Context, st store.Store, q LineageQuery) (*Lineage
 		provQuery = url.Values{"entity:identifier": {strings.Join(ids, ",")}}
 	}
 	out := &Lineage{Query: q, Receipts: []Receipt{}, Requests: []RequestView{}}
-	provs, err := searchAll(ctx, st, q.Tenant, "Provenance", provQuery, maxLineageReceipts)
+	provs, err := searchStored(ctx, st, q.Tenant, "Provenance", provQuery, maxLineageReceipts)
 	if err != nil {
 		return nil, err
 	}
-	for _, p := range provs {
+	for _, r := range provs {
+		p, err := fhirwire.Decode(r.Body)
+		if err != nil {
+			return nil, fmt.Errorf("stored %s/%s: %w", r.Type, r.ID, err)
+		}
+		if !gatewayWrote(r, p) {
+			continue // a client's Provenance: not a receipt of the gateway's
+		}
 		rc, err := receipt(ctx, st, q.Tenant, p)
 		if err != nil {
 			return nil, err
@@ -197,9 +204,55 @@ func BuildLineage(ctx context.Context, st store.Store, q LineageQuery) (*Lineage
 	return out, nil
 }
 
+// gatewayWrote reports whether the Provenance r (decoded: p) is one the
+// gateway wrote: it names the gateway's agents (clients may not write
+// such a Provenance: the engine refuses it), and a native record's (not a
+// replay's, which names the mapping version it revises) has the id the
+// gateway derives from the tenant and the record version, so that a copy
+// written under another id by an older build is not believed either.
+func gatewayWrote(r *store.Resource, p map[string]any) bool {
+	if !audit.IsGatewayProvenance(p) {
+		return false
+	}
+	es := list(p["entity"])
+	if len(es) == 0 || len(es) > 1 {
+		return true // a Bundle's (no record), or a replay's (a revision entity too)
+	}
+	kind, version := extString(es[0], audit.ExtRecordKind), extString(es[0], audit.ExtRecordVersion)
+	if kind == "" && version == "" {
+		return true
+	}
+	var source string
+	for _, a := range list(p["agent"]) {
+		if sys, _ := dig(a, "who", "identifier", "system").(string); sys == audit.SystemSource {
+			source, _ = dig(a, "who", "identifier", "value").(string)
+		}
+	}
+	record, _ := dig(es[0], "what", "identifier", "value").(string)
+	return r.ID == audit.RecordProvenanceID(r.Tenant, source, kind, record, version)
+}
+
 // searchAll runs a search in tenant and returns at most limit matching
 // bodies.
 func searchAll(ctx context.Context, st store.Store, tenant, typ string, params url.Values, limit int) ([]map[string]any, error) {
+	matches, err := searchStored(ctx, st, tenant, typ, params, limit)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]map[string]any, 0, len(matches))
+	for _, r := range matches {
+		doc, err := fhirwire.Decode(r.Body)
+		if err != nil {
+			return nil, fmt.Errorf("stored %s/%s: %w", r.Type, r.ID, err)
+		}
+		out = append(out, doc)
+	}
+	return out, nil
+}
+
+// searchStored runs a search in tenant and returns at most limit matching
+// resources.
+func searchStored(ctx context.Context, st store.Store, tenant, typ string, params url.Values, limit int) ([]*store.Resource, error) {
 	params.Set("_count", fmt.Sprint(limit))
 	q, err := search.Parse(typ, params, false)
 	if err != nil {
@@ -210,15 +263,7 @@ func searchAll(ctx context.Context, st store.Store, tenant, typ string, params u
 	if err != nil {
 		return nil, err
 	}
-	out := make([]map[string]any, 0, len(page.Matches))
-	for _, r := range page.Matches {
-		doc, err := fhirwire.Decode(r.Body)
-		if err != nil {
-			return nil, fmt.Errorf("stored %s/%s: %w", r.Type, r.ID, err)
-		}
-		out = append(out, doc)
-	}
-	return out, nil
+	return page.Matches, nil
 }
 
 // receipt reads a Provenance the gateway wrote, with its request and
