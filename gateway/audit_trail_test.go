@@ -430,6 +430,56 @@ func TestGatewayProvenanceReadOnly(t *testing.T) {
 	}
 }
 
+// TestLineageQueries: a malformed lineage query is 400 lineage-query-invalid
+// saying what a valid one is; one about nothing the gateway holds is 404
+// lineage-not-found; never a 500.
+func TestLineageQueries(t *testing.T) {
+	s, _ := auditServer(t)
+	record, err := os.ReadFile("../schemas/examples/assessment/phq9-moderate.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec := send(s, "POST", "/ingest/assessment", string(record)); rec.Code != http.StatusOK {
+		t.Fatalf("ingest = %d %s", rec.Code, rec.Body)
+	}
+	rec := send(s, "POST", "/fhir/Patient", `{"resourceType":"Patient","gender":"male"}`)
+	if rec.Code != http.StatusCreated {
+		t.Fatalf("create = %d %s", rec.Code, rec.Body)
+	}
+	var created map[string]any
+	if err := json.Unmarshal(rec.Body.Bytes(), &created); err != nil {
+		t.Fatal(err)
+	}
+	pid := created["id"].(string)
+	if rec := send(s, "DELETE", "/fhir/Patient/"+pid, ""); rec.Code != http.StatusNoContent {
+		t.Fatalf("delete = %d %s", rec.Code, rec.Body)
+	}
+	for _, tc := range []struct {
+		query  string
+		status int
+		want   string // a rule id, or in the answer
+	}{
+		{"source=serenity-clinic-emr&record=ASM-2026-0310-001", 200, `"receipts":[{`},
+		{"source=serenity-clinic-emr&record=ASM-2026-0310-001&kind=assessment", 200, `"receipts":[{`},
+		{"resource=Patient/" + pid, 200, `"receipts":[]`}, // deleted, but it was stored
+		{"resource=Nope/1", 400, "lineage-query-invalid"},
+		{"resource=observation/1", 400, "lineage-query-invalid"},
+		{"resource=Observation", 400, "lineage-query-invalid"},
+		{"source=serenity-clinic-emr&record=ASM-2026-0310-001&kind=pizza", 400, "lineage-query-invalid"},
+		{"kind=session&trace=4bf92f3577b34da6a3ce929d0e0e4736", 400, "lineage-query-invalid"},
+		{"source=serenity-clinic-emr&record=NOPE-1", 404, "lineage-not-found"},
+		{"source=serenity-clinic-emr&record=ASM-2026-0310-001&kind=session", 404, "lineage-not-found"},
+		{"source=other-emr&record=ASM-2026-0310-001", 404, "lineage-not-found"},
+		{"resource=Observation/nope", 404, "lineage-not-found"},
+		{"trace=4bf92f3577b34da6a3ce929d0e0e4736", 404, "lineage-not-found"},
+	} {
+		rec := send(s, "GET", "/admin/lineage?"+tc.query, "")
+		if rec.Code != tc.status || !strings.Contains(rec.Body.String(), tc.want) {
+			t.Errorf("lineage?%s = %d %s, want %d %s", tc.query, rec.Code, rec.Body, tc.status, tc.want)
+		}
+	}
+}
+
 // TestConcurrencyBound: with every slot taken a request waits briefly,
 // then gets 503 with Retry-After; once a slot frees, requests are served.
 func TestConcurrencyBound(t *testing.T) {

@@ -196,7 +196,9 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"deliveries", "list", "--status", "lost"}, []string{`unknown status "lost"`, "pending, inflight, done, dead"}},
 		{[]string{"deliveries", "list", "--since", "yesterday"}, []string{`"yesterday" is not a time`, "24h, 7d"}},
 		{[]string{"deliveries", "retry", "x"}, []string{"a delivery id is a positive number"}},
-		{[]string{"lineage", "--kind", "lab", "--source", "s", "--record", "r"}, []string{`unknown kind "lab"`}},
+		{[]string{"lineage", "--kind", "lab", "--source", "s", "--record", "r"}, []string{"unknown kind; valid: assessment, vitals"}},
+		{[]string{"lineage", "--resource", "Nope/1"}, []string{"Type/id with a FHIR R4 resource type", "such as Observation/"}},
+		{[]string{"lineage", "--resource", "Observation/1", "--kind", "session"}, []string{"give exactly one of"}},
 		{[]string{"frobnicate"}, []string{`unknown command "frobnicate"`, "serve, map"}},
 		{[]string{"reindex", "--type", "Observations"}, []string{`--type "Observations" is not a FHIR R4 resource type`, "reindex -h"}},
 		{[]string{"reindex", "--batch", "0"}, []string{"--batch must be between 1 and 10000"}},
@@ -481,6 +483,49 @@ func TestDeliveriesCommand(t *testing.T) {
 		}
 		if code != tc.code || !strings.Contains(got, tc.out) {
 			t.Errorf("%v: exit %d (want %d), stdout %q, stderr %q; want %q", tc.args, code, tc.code, out, errOut, tc.out)
+		}
+	}
+}
+
+// TestLineageCommand: lineage of what the database holds is exit 0, of a
+// record, resource or trace it does not hold exit 4 (the API's 404).
+func TestLineageCommand(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "kg.db")
+	st, err := sqlite.Open(context.Background(), db, sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = st.Write(context.Background(), func(tx store.Tx) error {
+		r, entries, err := store.NewVersion("Patient", "p1", 1, map[string]any{"resourceType": "Patient"}, time.Now())
+		if err != nil {
+			return err
+		}
+		return tx.Put(r, entries)
+	})
+	st.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		args []string
+		code int
+		out  string // in stdout (exit 0) or stderr
+	}{
+		{[]string{"--resource", "Patient/p1"}, 0, `"receipts": []`},
+		{[]string{"--resource", "Patient/nope"}, exitNotFound, "lineage: no version of this resource is stored"},
+		{[]string{"--resource", "Observation/p1"}, exitNotFound, "no version of this resource"},
+		{[]string{"--source", "a", "--record", "b"}, exitNotFound, "lineage: the gateway has stored no version of this record"},
+		{[]string{"--source", "a", "--record", "b", "--kind", "session"}, exitNotFound, "no version of this record"},
+		{[]string{"--trace", "4bf92f3577b34da6a3ce929d0e0e4736"}, exitNotFound, "no receipt and no request of this trace"},
+	}
+	for _, tc := range tests {
+		out, errOut, code := cli(t, "", append([]string{"lineage", "--db", db}, tc.args...)...)
+		got := out
+		if tc.code != 0 {
+			got = errOut
+		}
+		if code != tc.code || !strings.Contains(got, tc.out) {
+			t.Errorf("lineage %v: exit %d (want %d), stdout %q, stderr %q; want %q", tc.args, code, tc.code, out, errOut, tc.out)
 		}
 	}
 }
