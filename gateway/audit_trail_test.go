@@ -18,6 +18,7 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/console"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
 )
@@ -476,6 +477,55 @@ func TestLineageQueries(t *testing.T) {
 		rec := send(s, "GET", "/admin/lineage?"+tc.query, "")
 		if rec.Code != tc.status || !strings.Contains(rec.Body.String(), tc.want) {
 			t.Errorf("lineage?%s = %d %s, want %d %s", tc.query, rec.Code, rec.Body, tc.status, tc.want)
+		}
+	}
+}
+
+// TestOperatorParameters: the operator API refuses what the CLI refuses,
+// with the same rules (a status or destination that names nothing, a count
+// out of range, a tenant the caller does not act for), and a parameter it
+// does not take, naming it: never an empty answer that looks like "no
+// dead letters" or "nothing to replay".
+func TestOperatorParameters(t *testing.T) {
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "kg.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	s := testServer(t, app.Config{Store: st, Routes: []ingest.Route{{Name: "ehr", Accepts: func(string, string) bool { return true }}}},
+		Config{RateLimit: -1})
+	const since = "since=2026-12-01T00:00:00Z"
+	for _, tc := range []struct {
+		method, target string
+		status         int
+		want           string // a rule id or a part of the message
+	}{
+		{"GET", "/admin/deliveries", 200, `"deliveries":[]`},
+		{"GET", "/admin/deliveries?status=dead&destination=ehr&limit=51&offset=0&_pretty=true", 200, `"deliveries"`},
+		{"GET", "/admin/deliveries?status=&destination=&patient=&since=&until=&limit=&offset=", 200, `"deliveries"`},
+		{"GET", "/admin/deliveries?status=bogus", 400, "status must be one of pending, inflight, done, dead"},
+		{"GET", "/admin/deliveries?destination=nope", 400, "destination names no destination; the destinations are ehr"},
+		{"GET", "/admin/deliveries?limit=0", 400, "limit must be from 1 to 1000"},
+		{"GET", "/admin/deliveries?limit=5000", 400, "limit must be from 1 to 1000"},
+		{"GET", "/admin/deliveries?limit=ten", 400, "parameter-invalid"},
+		{"GET", "/admin/deliveries?statsu=dead", 400, `unknown parameter \"statsu\"; this endpoint takes status, destination`},
+		{"GET", "/admin/deliveries/1?payload=true&x=1", 400, `unknown parameter \"x\"`},
+		{"POST", "/admin/deliveries/replay?destination=nope&" + since, 400, "destination names no destination"},
+		{"POST", "/admin/deliveries/replay?destination=ehr&" + since, 200, `"replayed":0`},
+		{"POST", "/admin/deliveries/replay?destination=ehr&" + since + "&dryRun=true", 400, `unknown parameter \"dryRun\"`},
+		{"POST", "/admin/replay?tenant=nosuch", 400, "replay-tenant-unknown"},
+		{"POST", "/admin/replay?kind=session&aply=true", 400, `unknown parameter \"aply\"`},
+		{"POST", "/admin/reindex?batch=0&dryRun=true", 400, "batch must be between 1 and 10000"},
+		{"POST", "/admin/reindex?batch=-3&dryRun=true", 400, "batch must be between 1 and 10000"},
+		{"POST", "/admin/reindex?dryrun=true", 400, `unknown parameter \"dryrun\"`},
+		{"POST", "/admin/reindex?batch=5&dryRun=true", 202, ""},
+		{"GET", "/admin/lineage?resource=Patient/p1&recrod=x", 400, `unknown parameter \"recrod\"`},
+		{"GET", "/admin/audit/verify?full=true", 400, `unknown parameter \"full\"; this endpoint takes none`},
+		{"GET", "/admin/audit/verify", 200, `"intact":true`},
+	} {
+		rec := send(s, tc.method, tc.target, "")
+		if rec.Code != tc.status || !strings.Contains(rec.Body.String(), tc.want) {
+			t.Errorf("%s %s = %d %s, want %d %s", tc.method, tc.target, rec.Code, rec.Body, tc.status, tc.want)
 		}
 	}
 }

@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/operator"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
@@ -38,13 +38,12 @@ func deliveriesCommand(ctx context.Context, args []string, getenv func(string) s
 	db := dbFlag(fs, getenv)
 	var f store.DeliveryFilter
 	var since, until string
-	statuses := []string{store.StatusPending, store.StatusInFlight, store.StatusDone, store.StatusDead}
-	fs.StringVar(&f.Status, "status", "", "one of "+strings.Join(statuses, ", "))
+	fs.StringVar(&f.Status, "status", "", "one of "+strings.Join(operator.Statuses, ", "))
 	fs.StringVar(&f.Destination, "destination", "", "destination name")
 	fs.StringVar(&f.Patient, "patient", "", "patient key (source|clinic patient id)")
 	fs.StringVar(&since, "since", "", "from this time: RFC 3339, a date, or a duration before now (24h, 7d)")
 	fs.StringVar(&until, "until", "", "before this time: RFC 3339, a date, or a duration before now")
-	fs.IntVar(&f.Limit, "limit", 100, "at most this many (1 to 1000)")
+	fs.IntVar(&f.Limit, "limit", operator.DefaultLimit, fmt.Sprintf("at most this many (1 to %d)", operator.MaxLimit))
 	payload := fs.Bool("payload", false, "show the FHIR payload (PHI)")
 	pos, err := parse(fs, name, args, stdout)
 	if err != nil {
@@ -57,13 +56,11 @@ func deliveriesCommand(ctx context.Context, args []string, getenv func(string) s
 	if f.Until, err = parseTimeFlag(until, now); err != nil {
 		return usageError(name, "--until: %v", err)
 	}
-	if f.Status != "" {
-		if err := oneOf(name, "status", f.Status, statuses); err != nil {
-			return err
-		}
+	if f.Limit < 1 {
+		f.Limit = -1 // 0 is the default for the API; here it is out of range
 	}
-	if f.Limit < 1 || f.Limit > 1000 {
-		return usageError(name, "--limit must be from 1 to 1000")
+	if err := operator.CheckValues(f); err != nil {
+		return opError(name, err)
 	}
 	id := func() (int64, error) {
 		if len(pos) != 1 {
@@ -93,7 +90,10 @@ func deliveriesCommand(ctx context.Context, args []string, getenv func(string) s
 	}
 	defer st.Close()
 	// The database's administrator acts for every tenant.
-	ops := operator.New(st, nil, time.Now)
+	ops := operator.New(st, nil, nil, time.Now)
+	if err := ops.CheckFilter(ctx, f); err != nil {
+		return opError(name, err)
+	}
 	switch sub {
 	case "list":
 		out, err := ops.List(ctx, search.AllTenants, f)
@@ -113,36 +113,12 @@ func deliveriesCommand(ctx context.Context, args []string, getenv func(string) s
 		}
 		return printJSON(stdout, map[string]any{"id": n, "status": store.StatusPending})
 	default: // replay
-		dests, err := knownDestinations(ctx, st)
-		if err != nil {
-			return opError(name, err)
-		}
-		if !slices.Contains(dests, f.Destination) {
-			if len(dests) == 0 {
-				return usageError(name, "unknown destination %q: this database has delivered to none", f.Destination)
-			}
-			return usageError(name, "unknown destination %q; the database's destinations are %s", f.Destination, strings.Join(dests, ", "))
-		}
 		replayed, err := ops.Replay(ctx, search.AllTenants, f.Destination, f.Since)
 		if err != nil {
 			return opError(name, err)
 		}
 		return printJSON(stdout, map[string]any{"destination": f.Destination, "since": f.Since, "replayed": replayed})
 	}
-}
-
-// knownDestinations are the destinations the outbox holds items for.
-func knownDestinations(ctx context.Context, st store.Store) ([]string, error) {
-	stats, err := st.Stats(ctx)
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	for _, s := range stats {
-		out = append(out, s.Destination)
-	}
-	slices.Sort(out)
-	return out, nil
 }
 
 // opError turns an operator failure into the command's exit: the kind's
@@ -156,6 +132,11 @@ func opError(name string, err error) error {
 	msg := err.Error()
 	if len(issues) > 0 {
 		msg = issues[0]
+	}
+	if _, is := outcome.From(err); kind == outcome.Invalid && len(is) > 0 && is[0].Rule == "parameter-invalid" {
+		// A parameter the operator service refused (its message starts
+		// with the parameter's name, the flag's): the command line is wrong.
+		return usageError(name, "--%s", msg)
 	}
 	return &exitError{code: exitCode(kind), msg: fmt.Sprintf("%s: %s", name, msg)}
 }
