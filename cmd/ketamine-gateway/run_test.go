@@ -196,6 +196,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"deliveries", "list", "--status", "lost"}, []string{"--status must be one of pending, inflight, done, dead"}},
 		{[]string{"deliveries", "list", "--limit", "0"}, []string{"--limit must be from 1 to 1000"}},
 		{[]string{"deliveries", "list", "--since", "yesterday"}, []string{`"yesterday" is not a time`, "24h, 7d"}},
+		{[]string{"replay", "--since", "yesterday"}, []string{`--since: "yesterday" is not a time`, "24h, 7d"}},
 		{[]string{"deliveries", "retry", "x"}, []string{"a delivery id is a positive number"}},
 		{[]string{"lineage", "--kind", "lab", "--source", "s", "--record", "r"}, []string{"unknown kind; valid: assessment, vitals"}},
 		{[]string{"lineage", "--resource", "Nope/1"}, []string{"Type/id with a FHIR R4 resource type", "such as Observation/"}},
@@ -529,6 +530,21 @@ func TestLineageCommand(t *testing.T) {
 		}
 		if code != tc.code || !strings.Contains(got, tc.out) {
 			t.Errorf("lineage %v: exit %d (want %d), stdout %q, stderr %q; want %q", tc.args, code, tc.code, out, errOut, tc.out)
+		}
+	}
+}
+
+// TestReplaySince: replay's --since takes every form of a time flag.
+func TestReplaySince(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "kg.db")
+	st, err := sqlite.Open(context.Background(), db, sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	for _, since := range []string{"2026-12-01T08:00:00Z", "2026-12-01", "24h", "7d", "90m"} {
+		if out, errOut, code := cli(t, "", "replay", "--db", db, "--since", since); code != 0 || !strings.Contains(out, "nothing to replay") {
+			t.Errorf("replay --since %s: exit %d, %s %s", since, code, out, errOut)
 		}
 	}
 }
