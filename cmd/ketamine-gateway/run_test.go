@@ -341,6 +341,38 @@ func TestServeRefusesOpenWithoutAuth(t *testing.T) {
 	}
 }
 
+// TestServeExitCodes: a listen address serve cannot have is exit 2 (its
+// configuration) saying what is wrong with it, a database it cannot open
+// exit 3, as the README's table says; never 1 ("the verdict is no").
+func TestServeExitCodes(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	dir := t.TempDir()
+	db := filepath.Join(dir, "kg.db")
+	for _, tc := range []struct {
+		addr, db string
+		code     int
+		want     string
+	}{
+		{"nonsense", db, exitUsage, `--addr "nonsense" is malformed: give host:port`},
+		{"127.0.0.1:99999", db, exitUsage, `--addr "127.0.0.1:99999" has an invalid port`},
+		{"127.0.0.1:http", db, exitUsage, "has an invalid port"},
+		{busy.Addr().String(), db, exitUsage, "the address is in use"},
+		{"127.0.0.1:0", filepath.Join(dir, "no", "such", "dir", "kg.db"), exitUnchecked, "could not open or create the database"},
+	} {
+		_, stderr, code := cli(t, "", "serve", "--addr", tc.addr, "--db", tc.db)
+		if code != tc.code || !strings.Contains(stderr, tc.want) {
+			t.Errorf("serve --addr %s --db %s: exit %d, stderr %q; want %d %q", tc.addr, tc.db, code, stderr, tc.code, tc.want)
+		}
+	}
+	if _, err := os.Stat(db); !os.IsNotExist(err) {
+		t.Errorf("a serve that could not listen created its database: %v", err)
+	}
+}
+
 func TestParseCIDRs(t *testing.T) {
 	got, err := parseCIDRs(" 10.0.0.0/8, 192.0.2.7 ,::1")
 	if err != nil || len(got) != 3 || got[0].String() != "10.0.0.0/8" || got[1].String() != "192.0.2.7/32" || got[2].String() != "::1/128" {
