@@ -14,7 +14,7 @@ import (
 
 // dbFlag adds --db (GATEWAY_DB) to fs.
 func dbFlag(fs *flag.FlagSet, getenv func(string) string) *string {
-	return fs.String("db", envOr(getenv, "GATEWAY_DB", "ketamine-gateway.db"), "SQLite file or postgres:// URL (GATEWAY_DB)")
+	return fs.String("db", envOr(getenv, "GATEWAY_DB", "ketamine-gateway.db"), "the gateway's database: a SQLite `FILE` or a postgres:// URL (GATEWAY_DB)")
 }
 
 // auditCommand checks the audit chain of a database: exit 0 intact, 1

@@ -177,6 +177,22 @@ func TestHelp(t *testing.T) {
 			t.Errorf("help lacks %s", c.name)
 		}
 	}
+	// A command's flags as its synopsis writes them, and every one described.
+	for cmd, wants := range map[string][]string{
+		"ig":         {"-o FILE\n", "the package FILE to write"},
+		"deliveries": {"--db FILE", "GATEWAY_DB", "(default ketamine-gateway.db)", "--status", "--destination", "--patient", "--since", "--until", "--limit", "--payload"},
+		"lineage":    {"--db FILE", "--source", "--record", "--kind", "--resource", "--trace"},
+	} {
+		out, _, _ := cli(t, "", cmd, "-h")
+		for _, want := range wants {
+			if !strings.Contains(out, want) {
+				t.Errorf("%s -h lacks %q:\n%s", cmd, want, out)
+			}
+		}
+		if strings.Contains(out, "--o ") {
+			t.Errorf("%s -h writes a one-letter flag with two dashes:\n%s", cmd, out)
+		}
+	}
 }
 
 // TestUsageErrors: a wrong command line is one line on stderr that says
@@ -202,6 +218,11 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"lineage", "--resource", "Nope/1"}, []string{"Type/id with a FHIR R4 resource type", "such as Observation/"}},
 		{[]string{"lineage", "--resource", "Observation/1", "--kind", "session"}, []string{"give exactly one of"}},
 		{[]string{"frobnicate"}, []string{`unknown command "frobnicate"`, "serve, map"}},
+		{[]string{"help", "nosuch"}, []string{`unknown command "nosuch"`, "serve, map"}},
+		{[]string{"help", "map", "serve"}, []string{"give one command"}},
+		{[]string{"version", "extra"}, []string{"version: takes no arguments"}},
+		{[]string{"import", "--kind", "vitals", "--workers", "0", "x.ndjson"}, []string{"--workers must be from 1 to 64"}},
+		{[]string{"import", "--kind", "vitals", "--workers", "-3", "x.ndjson"}, []string{"--workers must be from 1 to 64"}},
 		{[]string{"reindex", "--type", "Observations"}, []string{`--type "Observations" is not a FHIR R4 resource type`, "reindex -h"}},
 		{[]string{"reindex", "--batch", "0"}, []string{"--batch must be between 1 and 10000"}},
 		{[]string{"reindex", "Observation"}, []string{"takes no arguments"}},
