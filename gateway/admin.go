@@ -3,7 +3,10 @@ package gateway
 import (
 	"fmt"
 	"net/http"
+	"regexp"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -28,7 +31,7 @@ func (s *Server) handleListDeliveries(c echo.Context) error {
 	if f.Until, err = timeParam(c, "until"); err != nil {
 		return err
 	}
-	if f.Limit, err = intParam(c, "limit"); err != nil {
+	if f.Limit, err = countParam(c, "limit"); err != nil {
 		return err
 	}
 	if f.Offset, err = intParam(c, "offset"); err != nil {
@@ -141,6 +144,54 @@ func timeParam(c echo.Context, name string) (time.Time, error) {
 		return time.Time{}, paramInvalid(name + " must be an RFC 3339 time")
 	}
 	return t, nil
+}
+
+// countParam reads a count parameter whose range the application checks
+// (a limit, a batch size): 0 when it is absent (the default), -1 for a
+// value below 1, which the application refuses naming the range.
+func countParam(c echo.Context, name string) (int, error) {
+	v := c.QueryParam(name)
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return 0, paramInvalid(name + " must be a whole number")
+	}
+	if n < 1 {
+		return -1, nil
+	}
+	return n, nil
+}
+
+// onlyParams refuses a request with a query parameter the route does not
+// take (a misspelt one would otherwise be ignored), naming it. The
+// response-format parameters are taken everywhere.
+func onlyParams(names []string) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			for name := range c.QueryParams() {
+				if !slices.Contains(names, name) && name != "_pretty" && name != "pretty" && name != "_format" {
+					if !paramName.MatchString(name) {
+						name = "(not a parameter name)"
+					}
+					return paramInvalid(fmt.Sprintf("unknown parameter %q; this endpoint takes %s", name, paramList(names)))
+				}
+			}
+			return next(c)
+		}
+	}
+}
+
+// paramName is what an error may quote of a parameter's name.
+var paramName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.:-]{0,39}$`)
+
+// paramList names a route's parameters for an error.
+func paramList(names []string) string {
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, ", ")
 }
 
 func intParam(c echo.Context, name string) (int, error) {

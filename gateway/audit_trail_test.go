@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/console"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
 )
@@ -271,6 +273,271 @@ func TestAuditEventsReadOnly(t *testing.T) {
 	rec := send(s, "GET", "/fhir/Patient?_summary=count&_total=accurate", "")
 	if !strings.Contains(rec.Body.String(), `"total":0`) {
 		t.Errorf("the rejected transaction wrote data: %s", rec.Body)
+	}
+}
+
+// TestGatewayProvenanceReadOnly: the Provenance the gateway writes (of a
+// native record, of a client's Bundle) cannot be changed, deleted or
+// forged by a client, directly or in a Bundle, and nothing of such a
+// transaction is written; a client's own Provenance stays writable; the
+// lineage believes only the gateway's.
+func TestGatewayProvenanceReadOnly(t *testing.T) {
+	s, st := auditServer(t)
+	dec := func(rec *httptest.ResponseRecorder) map[string]any {
+		t.Helper()
+		var m map[string]any
+		if err := json.Unmarshal(rec.Body.Bytes(), &m); err != nil {
+			t.Fatalf("response is not JSON: %v: %s", err, rec.Body)
+		}
+		return m
+	}
+	record, err := os.ReadFile("../schemas/examples/assessment/phq9-moderate.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec := send(s, "POST", "/ingest/assessment", string(record)); rec.Code != http.StatusOK {
+		t.Fatalf("ingest = %d %s", rec.Code, rec.Body)
+	}
+	if rec := send(s, "POST", "/fhir", `{"resourceType":"Bundle","type":"transaction","entry":[{"resource":`+obsJSON+
+		`,"request":{"method":"POST","url":"Observation"}}]}`); rec.Code != http.StatusOK {
+		t.Fatalf("transaction = %d %s", rec.Code, rec.Body)
+	}
+	var recID, execID string
+	var recDoc map[string]any
+	for _, e := range dec(send(s, "GET", "/fhir/Provenance", ""))["entry"].([]any) {
+		r := e.(map[string]any)["resource"].(map[string]any)
+		if id := r["id"].(string); strings.HasPrefix(id, "rec-") {
+			recID, recDoc = id, r
+		} else {
+			execID = id
+		}
+	}
+	if recID == "" || execID == "" {
+		t.Fatalf("Provenance of the record %q and of the Bundle %q", recID, execID)
+	}
+	target := recDoc["target"].([]any)[1].(map[string]any)["reference"].(string) // an Observation
+	target = strings.Split(target, "/_history/")[0]
+	receipts := func(q string) int {
+		t.Helper()
+		rec := send(s, "GET", "/admin/lineage?"+q, "")
+		if rec.Code != http.StatusOK {
+			return 0
+		}
+		return len(dec(rec)["receipts"].([]any))
+	}
+	const recordQ = "source=serenity-clinic-emr&record=ASM-2026-0310-001"
+	if n := receipts(recordQ); n != 1 {
+		t.Fatalf("lineage of the record: %d receipts, want 1", n)
+	}
+	js := func(v any) string {
+		b, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	with := func(doc map[string]any, key string, v any) map[string]any {
+		out := map[string]any{}
+		for k, x := range doc {
+			out[k] = x
+		}
+		if v == nil {
+			delete(out, key)
+		} else {
+			out[key] = v
+		}
+		return out
+	}
+	renamed := with(recDoc, "agent", []any{map[string]any{"type": recDoc["agent"].([]any)[0].(map[string]any)["type"],
+		"who": map[string]any{"display": "Forged Client"}}})
+	copied := with(with(recDoc, "id", nil), "meta", nil)
+	copied["entity"] = []any{map[string]any{"role": "source", "what": map[string]any{"identifier": map[string]any{
+		"system": "https://ketamine-gateway.org/fhir/sid/serenity-clinic-emr/assessment-record", "value": "FAKE-REC-1"}}}}
+	mine := map[string]any{"resourceType": "Provenance", "target": []any{map[string]any{"reference": target}},
+		"recorded": "2026-01-01T00:00:00Z", "agent": []any{map[string]any{"who": map[string]any{"display": "Dr. Example"}}}}
+	bundle := func(typ string, entries ...string) string {
+		return `{"resourceType":"Bundle","type":"` + typ + `","entry":[` + strings.Join(entries, ",") + `]}`
+	}
+	patient := `{"resource":{"resourceType":"Patient","gender":"male"},"request":{"method":"POST","url":"Patient"}}`
+	patients := func() string {
+		return fmt.Sprint(dec(send(s, "GET", "/fhir/Patient?_summary=count", ""))["total"])
+	}
+	before := patients()
+	for _, tc := range []struct {
+		name, method, target, body string
+		status                     int
+		rule                       string
+	}{
+		{"delete a record's", "DELETE", "/fhir/Provenance/" + recID, "", 405, "provenance-read-only"},
+		{"rename a record's agent", "PUT", "/fhir/Provenance/" + recID, js(renamed), 405, "provenance-read-only"},
+		{"delete a Bundle's", "DELETE", "/fhir/Provenance/" + execID, "", 405, "provenance-read-only"},
+		{"replace a Bundle's", "PUT", "/fhir/Provenance/" + execID, js(with(mine, "id", execID)), 405, "provenance-read-only"},
+		{"create at a reserved id", "PUT", "/fhir/Provenance/rec-00000000000000000000000000forged",
+			js(with(mine, "id", "rec-00000000000000000000000000forged")), 405, "provenance-read-only"},
+		{"post a copy", "POST", "/fhir/Provenance", js(copied), 403, "provenance-agent-reserved"},
+		{"transaction deleting one", "POST", "/fhir", bundle("transaction", patient,
+			`{"request":{"method":"DELETE","url":"Provenance/`+recID+`"}}`), 405, "provenance-read-only"},
+		{"transaction posting a copy", "POST", "/fhir", bundle("transaction", patient,
+			`{"resource":`+js(copied)+`,"request":{"method":"POST","url":"Provenance"}}`), 403, "provenance-agent-reserved"},
+		{"transaction updating a Bundle's", "POST", "/fhir", bundle("transaction", patient,
+			`{"resource":`+js(with(mine, "id", execID))+`,"request":{"method":"PUT","url":"Provenance/`+execID+`"}}`), 405, "provenance-read-only"},
+	} {
+		rec := send(s, tc.method, tc.target, tc.body)
+		if rec.Code != tc.status || !strings.Contains(rec.Body.String(), tc.rule) {
+			t.Errorf("%s: %s %s = %d %s, want %d %s", tc.name, tc.method, tc.target, rec.Code, rec.Body, tc.status, tc.rule)
+		}
+	}
+	patch := func(target, ops string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest("PATCH", target, strings.NewReader(ops))
+		r.Header.Set("Content-Type", "application/json-patch+json")
+		rec := httptest.NewRecorder()
+		s.ServeHTTP(rec, r)
+		return rec
+	}
+	if rec := patch("/fhir/Provenance/"+recID, `[{"op":"remove","path":"/agent/2"}]`); rec.Code != 405 || !strings.Contains(rec.Body.String(), "provenance-read-only") {
+		t.Errorf("PATCH a record's Provenance = %d %s, want 405 provenance-read-only", rec.Code, rec.Body)
+	}
+	rec := send(s, "POST", "/fhir", bundle("batch", `{"request":{"method":"DELETE","url":"Provenance/`+execID+`"}}`))
+	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `"status":"405`) {
+		t.Errorf("batch deleting a Bundle's Provenance = %d %s, want its entry 405", rec.Code, rec.Body)
+	}
+	if got := patients(); got != before {
+		t.Errorf("refused transactions wrote: %s Patients, want %s", got, before)
+	}
+
+	// A client's own Provenance: created, changed and deleted as before,
+	// but it may not take the gateway's agents.
+	rec = send(s, "POST", "/fhir/Provenance", js(mine))
+	if rec.Code != http.StatusCreated {
+		t.Fatalf("POST a client's Provenance = %d %s", rec.Code, rec.Body)
+	}
+	id := dec(rec)["id"].(string)
+	if rec := send(s, "PUT", "/fhir/Provenance/"+id, js(with(mine, "id", id))); rec.Code != http.StatusOK {
+		t.Errorf("PUT a client's Provenance = %d %s", rec.Code, rec.Body)
+	}
+	if rec := patch("/fhir/Provenance/"+id, `[{"op":"add","path":"/agent/-","value":{"who":{"identifier":{"system":"https://ketamine-gateway.org/fhir/sid/client","value":"x"}}}}]`); rec.Code != 403 || !strings.Contains(rec.Body.String(), "provenance-agent-reserved") {
+		t.Errorf("PATCH the gateway's agent into a client's Provenance = %d %s, want 403 provenance-agent-reserved", rec.Code, rec.Body)
+	}
+	if n := receipts("resource=" + target); n != 1 {
+		t.Errorf("lineage of %s: %d receipts, want only the gateway's", target, n)
+	}
+	if rec := send(s, "DELETE", "/fhir/Provenance/"+id, ""); rec.Code != http.StatusNoContent {
+		t.Errorf("DELETE a client's Provenance = %d %s", rec.Code, rec.Body)
+	}
+
+	// A copy an older build let a client write under another id is not a
+	// receipt.
+	err = st.Write(context.Background(), func(tx store.Tx) error {
+		r, entries, err := store.NewVersion("Provenance", "forged-by-an-older-build", 1, with(recDoc, "id", "forged-by-an-older-build"), time.Now())
+		if err != nil {
+			return err
+		}
+		return tx.Put(r, entries)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := receipts(recordQ); n != 1 {
+		t.Errorf("lineage of the record: %d receipts, want 1 (the copy is not the gateway's)", n)
+	}
+}
+
+// TestLineageQueries: a malformed lineage query is 400 lineage-query-invalid
+// saying what a valid one is; one about nothing the gateway holds is 404
+// lineage-not-found; never a 500.
+func TestLineageQueries(t *testing.T) {
+	s, _ := auditServer(t)
+	record, err := os.ReadFile("../schemas/examples/assessment/phq9-moderate.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec := send(s, "POST", "/ingest/assessment", string(record)); rec.Code != http.StatusOK {
+		t.Fatalf("ingest = %d %s", rec.Code, rec.Body)
+	}
+	rec := send(s, "POST", "/fhir/Patient", `{"resourceType":"Patient","gender":"male"}`)
+	if rec.Code != http.StatusCreated {
+		t.Fatalf("create = %d %s", rec.Code, rec.Body)
+	}
+	var created map[string]any
+	if err := json.Unmarshal(rec.Body.Bytes(), &created); err != nil {
+		t.Fatal(err)
+	}
+	pid := created["id"].(string)
+	if rec := send(s, "DELETE", "/fhir/Patient/"+pid, ""); rec.Code != http.StatusNoContent {
+		t.Fatalf("delete = %d %s", rec.Code, rec.Body)
+	}
+	for _, tc := range []struct {
+		query  string
+		status int
+		want   string // a rule id, or in the answer
+	}{
+		{"source=serenity-clinic-emr&record=ASM-2026-0310-001", 200, `"receipts":[{`},
+		{"source=serenity-clinic-emr&record=ASM-2026-0310-001&kind=assessment", 200, `"receipts":[{`},
+		{"resource=Patient/" + pid, 200, `"receipts":[]`}, // deleted, but it was stored
+		{"resource=Nope/1", 400, "lineage-query-invalid"},
+		{"resource=observation/1", 400, "lineage-query-invalid"},
+		{"resource=Observation", 400, "lineage-query-invalid"},
+		{"source=serenity-clinic-emr&record=ASM-2026-0310-001&kind=pizza", 400, "lineage-query-invalid"},
+		{"kind=session&trace=4bf92f3577b34da6a3ce929d0e0e4736", 400, "lineage-query-invalid"},
+		{"source=serenity-clinic-emr&record=NOPE-1", 404, "lineage-not-found"},
+		{"source=serenity-clinic-emr&record=ASM-2026-0310-001&kind=session", 404, "lineage-not-found"},
+		{"source=other-emr&record=ASM-2026-0310-001", 404, "lineage-not-found"},
+		{"resource=Observation/nope", 404, "lineage-not-found"},
+		{"trace=4bf92f3577b34da6a3ce929d0e0e4736", 404, "lineage-not-found"},
+	} {
+		rec := send(s, "GET", "/admin/lineage?"+tc.query, "")
+		if rec.Code != tc.status || !strings.Contains(rec.Body.String(), tc.want) {
+			t.Errorf("lineage?%s = %d %s, want %d %s", tc.query, rec.Code, rec.Body, tc.status, tc.want)
+		}
+	}
+}
+
+// TestOperatorParameters: the operator API refuses what the CLI refuses,
+// with the same rules (a status or destination that names nothing, a count
+// out of range, a tenant the caller does not act for), and a parameter it
+// does not take, naming it: never an empty answer that looks like "no
+// dead letters" or "nothing to replay".
+func TestOperatorParameters(t *testing.T) {
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "kg.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	s := testServer(t, app.Config{Store: st, Routes: []ingest.Route{{Name: "ehr", Accepts: func(string, string) bool { return true }}}},
+		Config{RateLimit: -1})
+	const since = "since=2026-12-01T00:00:00Z"
+	for _, tc := range []struct {
+		method, target string
+		status         int
+		want           string // a rule id or a part of the message
+	}{
+		{"GET", "/admin/deliveries", 200, `"deliveries":[]`},
+		{"GET", "/admin/deliveries?status=dead&destination=ehr&limit=51&offset=0&_pretty=true", 200, `"deliveries"`},
+		{"GET", "/admin/deliveries?status=&destination=&patient=&since=&until=&limit=&offset=", 200, `"deliveries"`},
+		{"GET", "/admin/deliveries?status=bogus", 400, "status must be one of pending, inflight, done, dead"},
+		{"GET", "/admin/deliveries?destination=nope", 400, "destination names no destination; the destinations are ehr"},
+		{"GET", "/admin/deliveries?limit=0", 400, "limit must be from 1 to 1000"},
+		{"GET", "/admin/deliveries?limit=5000", 400, "limit must be from 1 to 1000"},
+		{"GET", "/admin/deliveries?limit=ten", 400, "parameter-invalid"},
+		{"GET", "/admin/deliveries?statsu=dead", 400, `unknown parameter \"statsu\"; this endpoint takes status, destination`},
+		{"GET", "/admin/deliveries/1?payload=true&x=1", 400, `unknown parameter \"x\"`},
+		{"POST", "/admin/deliveries/replay?destination=nope&" + since, 400, "destination names no destination"},
+		{"POST", "/admin/deliveries/replay?destination=ehr&" + since, 200, `"replayed":0`},
+		{"POST", "/admin/deliveries/replay?destination=ehr&" + since + "&dryRun=true", 400, `unknown parameter \"dryRun\"`},
+		{"POST", "/admin/replay?tenant=nosuch", 400, "replay-tenant-unknown"},
+		{"POST", "/admin/replay?kind=session&aply=true", 400, `unknown parameter \"aply\"`},
+		{"POST", "/admin/reindex?batch=0&dryRun=true", 400, "batch must be between 1 and 10000"},
+		{"POST", "/admin/reindex?batch=-3&dryRun=true", 400, "batch must be between 1 and 10000"},
+		{"POST", "/admin/reindex?dryrun=true", 400, `unknown parameter \"dryrun\"`},
+		{"POST", "/admin/reindex?batch=5&dryRun=true", 202, ""},
+		{"GET", "/admin/lineage?resource=Patient/p1&recrod=x", 400, `unknown parameter \"recrod\"`},
+		{"GET", "/admin/audit/verify?full=true", 400, `unknown parameter \"full\"; this endpoint takes none`},
+		{"GET", "/admin/audit/verify", 200, `"intact":true`},
+	} {
+		rec := send(s, tc.method, tc.target, "")
+		if rec.Code != tc.status || !strings.Contains(rec.Body.String(), tc.want) {
+			t.Errorf("%s %s = %d %s, want %d %s", tc.method, tc.target, rec.Code, rec.Body, tc.status, tc.want)
+		}
 	}
 }
 

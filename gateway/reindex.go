@@ -19,7 +19,7 @@ func (s *Server) handleReindexJob(c echo.Context) error {
 	if opts.DryRun, err = boolParam(c, "dryRun"); err != nil {
 		return err
 	}
-	if opts.Batch, err = intParam(c, "batch"); err != nil {
+	if opts.Batch, err = countParam(c, "batch"); err != nil {
 		return err
 	}
 	j, err := s.app.Reindex.Submit(c.Request().Context(), scopeOf(c), opts)

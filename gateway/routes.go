@@ -39,6 +39,10 @@ type route struct {
 	// interaction of the API call the page stands for, so the edge neither
 	// authenticates nor audits them (it passes the request's facts on).
 	console bool
+	// params, when not nil, are the only query parameters the route takes
+	// (besides _pretty, pretty and _format): any other is 400
+	// parameter-invalid naming it (the operator and auditor's API).
+	params []string
 }
 
 // table is the whole HTTP API on one page.
@@ -66,17 +70,25 @@ func (s *Server) table() []route {
 		{method: get, path: "/jobs/:id/files/:n", handle: s.handleJobFile, interaction: "job-download", store: true},
 
 		// The operator API (docs/operations.md).
-		{method: get, path: "/admin/deliveries", handle: s.handleListDeliveries, interaction: "delivery-list", scope: auth.ScopeOperator, store: true},
-		{method: get, path: "/admin/deliveries/:id", handle: s.handleShowDelivery, interaction: "delivery-read", scope: auth.ScopeOperator, store: true},
-		{method: post, path: "/admin/deliveries/:id/retry", handle: s.handleRetryDelivery, interaction: "delivery-retry", scope: auth.ScopeOperator, store: true},
-		{method: post, path: "/admin/deliveries/replay", handle: s.handleReplay, interaction: "delivery-replay", scope: auth.ScopeOperator, store: true},
+		{method: get, path: "/admin/deliveries", handle: s.handleListDeliveries, interaction: "delivery-list", scope: auth.ScopeOperator, store: true,
+			params: []string{"status", "destination", "patient", "since", "until", "limit", "offset"}},
+		{method: get, path: "/admin/deliveries/:id", handle: s.handleShowDelivery, interaction: "delivery-read", scope: auth.ScopeOperator, store: true,
+			params: []string{"payload"}},
+		{method: post, path: "/admin/deliveries/:id/retry", handle: s.handleRetryDelivery, interaction: "delivery-retry", scope: auth.ScopeOperator, store: true,
+			params: []string{}},
+		{method: post, path: "/admin/deliveries/replay", handle: s.handleReplay, interaction: "delivery-replay", scope: auth.ScopeOperator, store: true,
+			params: []string{"destination", "since"}},
 		// Mapping replay as a job (docs/mapping.md).
-		{method: post, path: "/admin/replay", handle: s.handleReplayJob, interaction: "mapping-replay", scope: auth.ScopeOperator, store: true},
+		{method: post, path: "/admin/replay", handle: s.handleReplayJob, interaction: "mapping-replay", scope: auth.ScopeOperator, store: true,
+			params: []string{"kind", "since", "tenant", "source", "apply", "reason", "showValues"}},
 		// The search index rebuilt as a job (docs/deployment.md).
-		{method: post, path: "/admin/reindex", handle: s.handleReindexJob, interaction: "reindex", scope: auth.ScopeOperator, store: true},
+		{method: post, path: "/admin/reindex", handle: s.handleReindexJob, interaction: "reindex", scope: auth.ScopeOperator, store: true,
+			params: []string{"type", "dryRun", "batch"}},
 		// The auditor's API (docs/audit.md).
-		{method: get, path: "/admin/lineage", handle: s.handleLineage, interaction: "lineage", scope: auth.ScopeOperator, store: true},
-		{method: get, path: "/admin/audit/verify", handle: s.handleVerifyAudit, interaction: "audit-verify", scope: auth.ScopeOperator, store: true},
+		{method: get, path: "/admin/lineage", handle: s.handleLineage, interaction: "lineage", scope: auth.ScopeOperator, store: true,
+			params: []string{"source", "record", "kind", "resource", "trace"}},
+		{method: get, path: "/admin/audit/verify", handle: s.handleVerifyAudit, interaction: "audit-verify", scope: auth.ScopeOperator, store: true,
+			params: []string{}},
 
 		// The FHIR R4 RESTful API (http.html).
 		{method: get, path: "/fhir/metadata", handle: s.handleMetadata, interaction: "capabilities", public: true, fhir: true, head: true, store: true},
@@ -135,6 +147,9 @@ func (s *Server) register() {
 		}
 		if r.scope != "" {
 			mw = append(mw, requireScope(r.scope))
+		}
+		if r.params != nil {
+			mw = append(mw, onlyParams(r.params))
 		}
 		s.echo.Add(r.method, r.path, r.handle, mw...)
 		s.routes[r.method+" "+r.path] = r

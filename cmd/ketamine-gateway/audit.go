@@ -14,7 +14,7 @@ import (
 
 // dbFlag adds --db (GATEWAY_DB) to fs.
 func dbFlag(fs *flag.FlagSet, getenv func(string) string) *string {
-	return fs.String("db", envOr(getenv, "GATEWAY_DB", "ketamine-gateway.db"), "SQLite file or postgres:// URL (GATEWAY_DB)")
+	return fs.String("db", envOr(getenv, "GATEWAY_DB", "ketamine-gateway.db"), "the gateway's database: a SQLite `FILE` or a postgres:// URL (GATEWAY_DB)")
 }
 
 // auditCommand checks the audit chain of a database: exit 0 intact, 1
@@ -71,13 +71,12 @@ func lineageCommand(ctx context.Context, args []string, getenv func(string) stri
 	if len(pos) > 0 {
 		return usageError("lineage", "takes no arguments (use --source and --record, --resource or --trace)")
 	}
-	if q.Kind != "" {
-		if err := oneOf("lineage", "kind", q.Kind, kindNames()); err != nil {
-			return err
-		}
-	}
 	q.IdentifierBase = *base
 	q.Tenant = search.AllTenants // the database's administrator sees every tenant
+	if err := q.Check(); err != nil {
+		_, issues := outcome.From(err)
+		return usageError("lineage", "%s", issues[0].Message)
+	}
 	st, err := openExisting(ctx, "lineage", *db)
 	if err != nil {
 		return err
@@ -89,8 +88,8 @@ func lineageCommand(ctx context.Context, args []string, getenv func(string) stri
 	l, err := auditlog.BuildLineage(ctx, st, q)
 	if err != nil {
 		kind, issues := outcome.From(err)
-		if kind == outcome.Invalid && len(issues) > 0 {
-			return usageError("lineage", "%s", issues[0].Message)
+		if kind != outcome.Internal && len(issues) > 0 {
+			return &exitError{code: exitCode(kind), msg: "lineage: " + issues[0].Message}
 		}
 		return &exitError{code: exitCode(kind), msg: fmt.Sprintf("lineage: %v", err)}
 	}

@@ -213,6 +213,9 @@ func printHelp(w io.Writer, fs *flag.FlagSet, name string) {
 	fs.VisitAll(func(f *flag.Flag) {
 		arg, usage := flag.UnquoteUsage(f)
 		line := "  --" + f.Name
+		if len(f.Name) == 1 {
+			line = "  -" + f.Name // a one-letter flag, as its usage writes it (ig package -o FILE)
+		}
 		if arg != "" {
 			line += " " + arg
 		}

@@ -3,14 +3,15 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/operator"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
@@ -24,7 +25,8 @@ var deliverySubcommands = []string{"list", "show", "retry", "replay"}
 func deliveriesCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) < 1 || args[0] == "-h" || args[0] == "--help" || args[0] == "-help" {
 		if len(args) == 1 {
-			printHelp(stdout, newFlags("deliveries"), "deliveries")
+			fs, _ := deliveryFlags("deliveries", getenv)
+			printHelp(stdout, fs, "deliveries")
 			return errHelp
 		}
 		return usageError("deliveries", "give a subcommand: %s", strings.Join(deliverySubcommands, ", "))
@@ -34,36 +36,25 @@ func deliveriesCommand(ctx context.Context, args []string, getenv func(string) s
 		return err
 	}
 	name := "deliveries " + sub
-	fs := newFlags(name)
-	db := dbFlag(fs, getenv)
-	var f store.DeliveryFilter
-	var since, until string
-	statuses := []string{store.StatusPending, store.StatusInFlight, store.StatusDone, store.StatusDead}
-	fs.StringVar(&f.Status, "status", "", "one of "+strings.Join(statuses, ", "))
-	fs.StringVar(&f.Destination, "destination", "", "destination name")
-	fs.StringVar(&f.Patient, "patient", "", "patient key (source|clinic patient id)")
-	fs.StringVar(&since, "since", "", "from this time: RFC 3339, a date, or a duration before now (24h, 7d)")
-	fs.StringVar(&until, "until", "", "before this time: RFC 3339, a date, or a duration before now")
-	fs.IntVar(&f.Limit, "limit", 100, "at most this many (1 to 1000)")
-	payload := fs.Bool("payload", false, "show the FHIR payload (PHI)")
+	fs, d := deliveryFlags(name, getenv)
+	db, f, payload := d.db, &d.filter, d.payload
+	since, until := &d.since, &d.until
 	pos, err := parse(fs, name, args, stdout)
 	if err != nil {
 		return err
 	}
 	now := time.Now()
-	if f.Since, err = parseTimeFlag(since, now); err != nil {
+	if f.Since, err = parseTimeFlag(*since, now); err != nil {
 		return usageError(name, "--since: %v", err)
 	}
-	if f.Until, err = parseTimeFlag(until, now); err != nil {
+	if f.Until, err = parseTimeFlag(*until, now); err != nil {
 		return usageError(name, "--until: %v", err)
 	}
-	if f.Status != "" {
-		if err := oneOf(name, "status", f.Status, statuses); err != nil {
-			return err
-		}
+	if f.Limit < 1 {
+		f.Limit = -1 // 0 is the default for the API; here it is out of range
 	}
-	if f.Limit < 1 || f.Limit > 1000 {
-		return usageError(name, "--limit must be from 1 to 1000")
+	if err := operator.CheckValues(*f); err != nil {
+		return opError(name, err)
 	}
 	id := func() (int64, error) {
 		if len(pos) != 1 {
@@ -93,10 +84,13 @@ func deliveriesCommand(ctx context.Context, args []string, getenv func(string) s
 	}
 	defer st.Close()
 	// The database's administrator acts for every tenant.
-	ops := operator.New(st, nil, time.Now)
+	ops := operator.New(st, nil, nil, time.Now)
+	if err := ops.CheckFilter(ctx, *f); err != nil {
+		return opError(name, err)
+	}
 	switch sub {
 	case "list":
-		out, err := ops.List(ctx, search.AllTenants, f)
+		out, err := ops.List(ctx, search.AllTenants, *f)
 		if err != nil {
 			return opError(name, err)
 		}
@@ -113,16 +107,6 @@ func deliveriesCommand(ctx context.Context, args []string, getenv func(string) s
 		}
 		return printJSON(stdout, map[string]any{"id": n, "status": store.StatusPending})
 	default: // replay
-		dests, err := knownDestinations(ctx, st)
-		if err != nil {
-			return opError(name, err)
-		}
-		if !slices.Contains(dests, f.Destination) {
-			if len(dests) == 0 {
-				return usageError(name, "unknown destination %q: this database has delivered to none", f.Destination)
-			}
-			return usageError(name, "unknown destination %q; the database's destinations are %s", f.Destination, strings.Join(dests, ", "))
-		}
 		replayed, err := ops.Replay(ctx, search.AllTenants, f.Destination, f.Since)
 		if err != nil {
 			return opError(name, err)
@@ -131,18 +115,27 @@ func deliveriesCommand(ctx context.Context, args []string, getenv func(string) s
 	}
 }
 
-// knownDestinations are the destinations the outbox holds items for.
-func knownDestinations(ctx context.Context, st store.Store) ([]string, error) {
-	stats, err := st.Stats(ctx)
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	for _, s := range stats {
-		out = append(out, s.Destination)
-	}
-	slices.Sort(out)
-	return out, nil
+// deliveryArgs are the flags of the deliveries subcommands.
+type deliveryArgs struct {
+	db           *string
+	filter       store.DeliveryFilter
+	since, until string
+	payload      *bool
+}
+
+// deliveryFlags are the flags of the deliveries subcommands (one set: a
+// subcommand ignores those it does not use), for parsing and for help.
+func deliveryFlags(name string, getenv func(string) string) (*flag.FlagSet, *deliveryArgs) {
+	fs := newFlags(name)
+	d := &deliveryArgs{db: dbFlag(fs, getenv)}
+	fs.StringVar(&d.filter.Status, "status", "", "list: one of "+strings.Join(operator.Statuses, ", "))
+	fs.StringVar(&d.filter.Destination, "destination", "", "list, replay: a destination's name (configured, or delivered to)")
+	fs.StringVar(&d.filter.Patient, "patient", "", "list: patient key (source|clinic patient id)")
+	fs.StringVar(&d.since, "since", "", "list, replay: from this time: RFC 3339, a date, or a duration before now (24h, 7d)")
+	fs.StringVar(&d.until, "until", "", "list: before this time: RFC 3339, a date, or a duration before now")
+	fs.IntVar(&d.filter.Limit, "limit", operator.DefaultLimit, fmt.Sprintf("list: at most this many (1 to %d)", operator.MaxLimit))
+	d.payload = fs.Bool("payload", false, "show: include the FHIR payload (PHI)")
+	return fs, d
 }
 
 // opError turns an operator failure into the command's exit: the kind's
@@ -156,6 +149,11 @@ func opError(name string, err error) error {
 	msg := err.Error()
 	if len(issues) > 0 {
 		msg = issues[0]
+	}
+	if _, is := outcome.From(err); kind == outcome.Invalid && len(is) > 0 && is[0].Rule == "parameter-invalid" {
+		// A parameter the operator service refused (its message starts
+		// with the parameter's name, the flag's): the command line is wrong.
+		return usageError(name, "--%s", msg)
 	}
 	return &exitError{code: exitCode(kind), msg: fmt.Sprintf("%s: %s", name, msg)}
 }

@@ -21,7 +21,7 @@ func igCommand(args []string, stdout, stderr io.Writer) error {
 		return usageError("ig", "the subcommand is package")
 	}
 	fs := newFlags("ig package")
-	out := fs.String("o", "", "the package file to write (- for standard output)")
+	out := fs.String("o", "", "the package `FILE` to write (- for standard output)")
 	pos, err := parse(fs, "ig package", args[1:], stdout)
 	if err != nil {
 		return err

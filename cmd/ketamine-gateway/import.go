@@ -21,6 +21,9 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
 )
 
+// maxImportWorkers bounds import --workers.
+const maxImportWorkers = 64
+
 // importCommand is the CLI bulk import (docs/bulk.md).
 func importCommand(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := newFlags("import")
@@ -30,7 +33,7 @@ func importCommand(ctx context.Context, args []string, getenv func(string) strin
 	deliver := fs.Bool("deliver", false, "enqueue the stored records for the destinations of --config")
 	configFile, base := appConfigFlags(fs, getenv)
 	reportFile := fs.String("report", "import-rejected.ndjson", "where the rejected records are listed")
-	workers := fs.Int("workers", 4, "records ingested at once")
+	workers := fs.Int("workers", 4, fmt.Sprintf("records ingested at once (1 to %d)", maxImportWorkers))
 	pos, err := parse(fs, "import", args, stdout)
 	if err != nil {
 		return err
@@ -43,6 +46,9 @@ func importCommand(ctx context.Context, args []string, getenv func(string) strin
 	}
 	if *tenant == "*" {
 		return usageError("import", "--tenant: records belong to one tenant, not every tenant (*)")
+	}
+	if *workers < 1 || *workers > maxImportWorkers {
+		return usageError("import", "--workers must be from 1 to %d", maxImportWorkers)
 	}
 	acfg, ndests, err := cliAppConfig(*configFile, *base, *deliver, getenv)
 	if err != nil {

@@ -24,7 +24,7 @@ func replayCommand(ctx context.Context, args []string, getenv func(string) strin
 	fs := newFlags("replay")
 	db := dbFlag(fs, getenv)
 	kind := fs.String("kind", "", "record kind (default: every kind): "+kindList())
-	since := fs.String("since", "", "only records received since this RFC 3339 time")
+	since := fs.String("since", "", "only records received since this time: RFC 3339, a date, or a duration before now (24h, 7d)")
 	tenant := fs.String("tenant", "*", "only this tenant's records (default: every tenant's; \"\" is the default tenant)")
 	source := fs.String("source", "", "only records of this clinic system")
 	apply := fs.Bool("apply", false, "write the changes and enqueue the corrections")
@@ -44,12 +44,8 @@ func replayCommand(ctx context.Context, args []string, getenv func(string) strin
 	}
 	opts := replay.Options{Kind: mapping.Kind(*kind), Tenant: *tenant, Source: *source, Apply: *apply, Reason: *reason,
 		ShowValues: *showValues}
-	if *since != "" {
-		t, err := time.Parse(time.RFC3339Nano, *since)
-		if err != nil {
-			return usageError("replay", "--since must be an RFC 3339 time, such as 2026-01-01T00:00:00Z")
-		}
-		opts.Since = t
+	if opts.Since, err = parseTimeFlag(*since, time.Now()); err != nil {
+		return usageError("replay", "--since: %v", err)
 	}
 	acfg, ndests, err := cliAppConfig(*configFile, *base, *apply, getenv)
 	if err != nil {

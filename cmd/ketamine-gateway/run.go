@@ -57,26 +57,39 @@ func dispatch(ctx context.Context, args []string, getenv func(string) string,
 	case "ig":
 		return igCommand(rest, stdout, stderr)
 	case "version":
-		if _, err := parse(newFlags("version"), "version", rest, stdout); err != nil {
+		pos, err := parse(newFlags("version"), "version", rest, stdout)
+		if err != nil {
 			return err
+		}
+		if len(pos) > 0 {
+			return usageError("version", "takes no arguments")
 		}
 		fmt.Fprintf(stdout, "ketamine-gateway %s, mapping %s\n", version(), mapping.Version)
 		return nil
 	case "help", "-h", "--help", "-help":
-		if len(rest) == 1 {
-			if _, ok := lookup(rest[0]); ok {
-				return dispatch(ctx, []string{args[0], rest[0], "-h"}, getenv, stdin, stdout, stderr)
-			}
+		switch {
+		case len(rest) == 0:
+			fmt.Fprintln(stdout, topUsage())
+			return nil
+		case len(rest) > 1:
+			return usageError("help", "give one command (help COMMAND)")
 		}
-		fmt.Fprintln(stdout, topUsage())
-		return nil
+		if _, ok := lookup(rest[0]); !ok {
+			return unknownCommand(rest[0])
+		}
+		return dispatch(ctx, []string{args[0], rest[0], "-h"}, getenv, stdin, stdout, stderr)
 	default:
-		names := make([]string, len(commands))
-		for i, c := range commands {
-			names[i] = c.name
-		}
-		return usageError("", "unknown command %q; the commands are %s", cmd, strings.Join(names, ", "))
+		return unknownCommand(cmd)
 	}
+}
+
+// unknownCommand is the usage error of a command name that names none.
+func unknownCommand(name string) error {
+	names := make([]string, len(commands))
+	for i, c := range commands {
+		names[i] = c.name
+	}
+	return usageError("", "unknown command %q; the commands are %s", name, strings.Join(names, ", "))
 }
 
 // version reports what the binary was built from: the module version the

@@ -177,6 +177,22 @@ func TestHelp(t *testing.T) {
 			t.Errorf("help lacks %s", c.name)
 		}
 	}
+	// A command's flags as its synopsis writes them, and every one described.
+	for cmd, wants := range map[string][]string{
+		"ig":         {"-o FILE\n", "the package FILE to write"},
+		"deliveries": {"--db FILE", "GATEWAY_DB", "(default ketamine-gateway.db)", "--status", "--destination", "--patient", "--since", "--until", "--limit", "--payload"},
+		"lineage":    {"--db FILE", "--source", "--record", "--kind", "--resource", "--trace"},
+	} {
+		out, _, _ := cli(t, "", cmd, "-h")
+		for _, want := range wants {
+			if !strings.Contains(out, want) {
+				t.Errorf("%s -h lacks %q:\n%s", cmd, want, out)
+			}
+		}
+		if strings.Contains(out, "--o ") {
+			t.Errorf("%s -h writes a one-letter flag with two dashes:\n%s", cmd, out)
+		}
+	}
 }
 
 // TestUsageErrors: a wrong command line is one line on stderr that says
@@ -193,11 +209,20 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"map", "--kidn", "vitals", ex}, []string{"flag provided but not defined: -kidn", "map -h"}},
 		{[]string{"codesystem", "--id", "nope"}, []string{`unknown CodeSystem id "nope"`, "validation-rule"}},
 		{[]string{"deliveries", "frob"}, []string{`unknown subcommand "frob"`, "list, show, retry, replay"}},
-		{[]string{"deliveries", "list", "--status", "lost"}, []string{`unknown status "lost"`, "pending, inflight, done, dead"}},
+		{[]string{"deliveries", "list", "--status", "lost"}, []string{"--status must be one of pending, inflight, done, dead"}},
+		{[]string{"deliveries", "list", "--limit", "0"}, []string{"--limit must be from 1 to 1000"}},
 		{[]string{"deliveries", "list", "--since", "yesterday"}, []string{`"yesterday" is not a time`, "24h, 7d"}},
+		{[]string{"replay", "--since", "yesterday"}, []string{`--since: "yesterday" is not a time`, "24h, 7d"}},
 		{[]string{"deliveries", "retry", "x"}, []string{"a delivery id is a positive number"}},
-		{[]string{"lineage", "--kind", "lab", "--source", "s", "--record", "r"}, []string{`unknown kind "lab"`}},
+		{[]string{"lineage", "--kind", "lab", "--source", "s", "--record", "r"}, []string{"unknown kind; valid: assessment, vitals"}},
+		{[]string{"lineage", "--resource", "Nope/1"}, []string{"Type/id with a FHIR R4 resource type", "such as Observation/"}},
+		{[]string{"lineage", "--resource", "Observation/1", "--kind", "session"}, []string{"give exactly one of"}},
 		{[]string{"frobnicate"}, []string{`unknown command "frobnicate"`, "serve, map"}},
+		{[]string{"help", "nosuch"}, []string{`unknown command "nosuch"`, "serve, map"}},
+		{[]string{"help", "map", "serve"}, []string{"give one command"}},
+		{[]string{"version", "extra"}, []string{"version: takes no arguments"}},
+		{[]string{"import", "--kind", "vitals", "--workers", "0", "x.ndjson"}, []string{"--workers must be from 1 to 64"}},
+		{[]string{"import", "--kind", "vitals", "--workers", "-3", "x.ndjson"}, []string{"--workers must be from 1 to 64"}},
 		{[]string{"reindex", "--type", "Observations"}, []string{`--type "Observations" is not a FHIR R4 resource type`, "reindex -h"}},
 		{[]string{"reindex", "--batch", "0"}, []string{"--batch must be between 1 and 10000"}},
 		{[]string{"reindex", "Observation"}, []string{"takes no arguments"}},
@@ -337,6 +362,38 @@ func TestServeRefusesOpenWithoutAuth(t *testing.T) {
 	}
 }
 
+// TestServeExitCodes: a listen address serve cannot have is exit 2 (its
+// configuration) saying what is wrong with it, a database it cannot open
+// exit 3, as the README's table says; never 1 ("the verdict is no").
+func TestServeExitCodes(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	dir := t.TempDir()
+	db := filepath.Join(dir, "kg.db")
+	for _, tc := range []struct {
+		addr, db string
+		code     int
+		want     string
+	}{
+		{"nonsense", db, exitUsage, `--addr "nonsense" is malformed: give host:port`},
+		{"127.0.0.1:99999", db, exitUsage, `--addr "127.0.0.1:99999" has an invalid port`},
+		{"127.0.0.1:http", db, exitUsage, "has an invalid port"},
+		{busy.Addr().String(), db, exitUsage, "the address is in use"},
+		{"127.0.0.1:0", filepath.Join(dir, "no", "such", "dir", "kg.db"), exitUnchecked, "could not open or create the database"},
+	} {
+		_, stderr, code := cli(t, "", "serve", "--addr", tc.addr, "--db", tc.db)
+		if code != tc.code || !strings.Contains(stderr, tc.want) {
+			t.Errorf("serve --addr %s --db %s: exit %d, stderr %q; want %d %q", tc.addr, tc.db, code, stderr, tc.code, tc.want)
+		}
+	}
+	if _, err := os.Stat(db); !os.IsNotExist(err) {
+		t.Errorf("a serve that could not listen created its database: %v", err)
+	}
+}
+
 func TestParseCIDRs(t *testing.T) {
 	got, err := parseCIDRs(" 10.0.0.0/8, 192.0.2.7 ,::1")
 	if err != nil || len(got) != 3 || got[0].String() != "10.0.0.0/8" || got[1].String() != "192.0.2.7/32" || got[2].String() != "::1/128" {
@@ -469,7 +526,9 @@ func TestDeliveriesCommand(t *testing.T) {
 		{[]string{"deliveries", "show", "42", "--db", db}, exitNotFound, "no such delivery"},
 		{[]string{"deliveries", "retry", "42", "--db", db}, exitNotFound, "no such delivery"},
 		{[]string{"deliveries", "retry", id, "--db", db}, exitConflict, "only a dead letter can be retried"},
-		{[]string{"deliveries", "replay", "--destination", "nosuch", "--since", "1h", "--db", db}, exitUsage, `unknown destination "nosuch"; the database's destinations are ehr`},
+		{[]string{"deliveries", "replay", "--destination", "nosuch", "--since", "1h", "--db", db}, exitUsage, "--destination names no destination; the destinations are ehr"},
+		{[]string{"deliveries", "list", "--destination", "nosuch", "--db", db}, exitUsage, "--destination names no destination; the destinations are ehr"},
+		{[]string{"deliveries", "list", "--destination", "ehr", "--db", db}, 0, `"recordId": "r"`},
 		{[]string{"deliveries", "replay", "--destination", "ehr", "--db", db}, exitUsage, "needs --destination and --since"},
 		{[]string{"deliveries", "replay", "--destination", "ehr", "--since", "1h", "--db", db}, 0, `"replayed": `},
 	}
@@ -481,6 +540,64 @@ func TestDeliveriesCommand(t *testing.T) {
 		}
 		if code != tc.code || !strings.Contains(got, tc.out) {
 			t.Errorf("%v: exit %d (want %d), stdout %q, stderr %q; want %q", tc.args, code, tc.code, out, errOut, tc.out)
+		}
+	}
+}
+
+// TestLineageCommand: lineage of what the database holds is exit 0, of a
+// record, resource or trace it does not hold exit 4 (the API's 404).
+func TestLineageCommand(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "kg.db")
+	st, err := sqlite.Open(context.Background(), db, sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = st.Write(context.Background(), func(tx store.Tx) error {
+		r, entries, err := store.NewVersion("Patient", "p1", 1, map[string]any{"resourceType": "Patient"}, time.Now())
+		if err != nil {
+			return err
+		}
+		return tx.Put(r, entries)
+	})
+	st.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		args []string
+		code int
+		out  string // in stdout (exit 0) or stderr
+	}{
+		{[]string{"--resource", "Patient/p1"}, 0, `"receipts": []`},
+		{[]string{"--resource", "Patient/nope"}, exitNotFound, "lineage: no version of this resource is stored"},
+		{[]string{"--resource", "Observation/p1"}, exitNotFound, "no version of this resource"},
+		{[]string{"--source", "a", "--record", "b"}, exitNotFound, "lineage: the gateway has stored no version of this record"},
+		{[]string{"--source", "a", "--record", "b", "--kind", "session"}, exitNotFound, "no version of this record"},
+		{[]string{"--trace", "4bf92f3577b34da6a3ce929d0e0e4736"}, exitNotFound, "no receipt and no request of this trace"},
+	}
+	for _, tc := range tests {
+		out, errOut, code := cli(t, "", append([]string{"lineage", "--db", db}, tc.args...)...)
+		got := out
+		if tc.code != 0 {
+			got = errOut
+		}
+		if code != tc.code || !strings.Contains(got, tc.out) {
+			t.Errorf("lineage %v: exit %d (want %d), stdout %q, stderr %q; want %q", tc.args, code, tc.code, out, errOut, tc.out)
+		}
+	}
+}
+
+// TestReplaySince: replay's --since takes every form of a time flag.
+func TestReplaySince(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "kg.db")
+	st, err := sqlite.Open(context.Background(), db, sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	for _, since := range []string{"2026-12-01T08:00:00Z", "2026-12-01", "24h", "7d", "90m"} {
+		if out, errOut, code := cli(t, "", "replay", "--db", db, "--since", since); code != 0 || !strings.Contains(out, "nothing to replay") {
+			t.Errorf("replay --since %s: exit %d, %s %s", since, code, out, errOut)
 		}
 	}
 }

@@ -12,7 +12,9 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway"
@@ -22,6 +24,7 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/jobs"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/postgres"
@@ -98,6 +101,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return &exitError{code: exitUsage, msg: err.Error()}
 	}
+	if err := checkAddr(cfg.addr); err != nil {
+		return usageError("serve", "%v", err)
+	}
 	if !authConfigured(fc) && !loopback(cfg.addr) {
 		return &exitError{code: exitUsage, msg: fmt.Sprintf("refusing to serve on %s without authentication: "+
 			"register clients in the auth section of --config (docs/security.md), or listen on a loopback address "+
@@ -107,7 +113,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	// opened or created.
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
-		return &exitError{code: exitInvalid, msg: fmt.Sprintf("listen on %s: %v", cfg.addr, err)}
+		return listenError(cfg.addr, err)
 	}
 	defer ln.Close()
 	tel, err := telemetry.Setup(ctx, getenv, stdout)
@@ -122,7 +128,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	logger := slog.New(telemetry.LogHandler(slog.NewJSONHandler(stderr, nil)))
 	st, err := openStore(ctx, cfg.db, false)
 	if err != nil {
-		return &exitError{code: exitInvalid, msg: err.Error()}
+		return &exitError{code: exitUnchecked, msg: fmt.Sprintf("serve: could not open or create the database: %v; check --db or GATEWAY_DB", err)}
 	}
 	defer st.Close()
 	if v, err := st.IndexVersion(ctx); err != nil {
@@ -234,7 +240,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	if err := application.Start(ctx); err != nil {
-		return &exitError{code: exitInvalid, msg: err.Error()}
+		kind, _ := outcome.From(err)
+		return &exitError{code: exitCode(kind), msg: fmt.Sprintf("serve: start: %v", err)}
 	}
 	defer application.Close()
 	gcfg.App = application
@@ -431,6 +438,41 @@ func serverTLS(certFile, keyFile string) (*tls.Config, error) {
 		return nil, fmt.Errorf("--tls-cert/--tls-key: %v", err)
 	}
 	return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}, nil
+}
+
+// checkAddr checks a listen address's form: host:port (the host may be
+// empty: every interface), the port a number from 0 to 65535.
+func checkAddr(addr string) error {
+	const form = "give host:port, such as 127.0.0.1:8080 (the port a number from 0 to 65535; :8080 listens on every interface)"
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("--addr %q is malformed: %s", addr, form)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("--addr %q has an invalid port: %s", addr, form)
+	}
+	return nil
+}
+
+// listenError is the exit of a listen address serve cannot have (in use,
+// not an address of this host, a port it may not bind): its configuration
+// names an address it cannot serve on, exit 2.
+func listenError(addr string, err error) error {
+	why := "choose another --addr"
+	switch {
+	case errors.Is(err, syscall.EADDRINUSE):
+		why = "the address is in use (another process listens there): stop it or choose another --addr"
+	case errors.Is(err, syscall.EADDRNOTAVAIL):
+		why = "the host is not an address of this machine: choose another --addr"
+	case errors.Is(err, syscall.EACCES):
+		why = "this user may not listen on that port (below 1024 needs privileges): choose another --addr"
+	}
+	detail := err
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Err != nil {
+		detail = oe.Err
+	}
+	return &exitError{code: exitUsage, msg: fmt.Sprintf("serve: cannot listen on %s: %s (%v)", addr, why, detail)}
 }
 
 // loopback reports whether a listen address is on the loopback interface

@@ -130,7 +130,11 @@ func New(cfg Config) (*App, error) {
 			SearchLimits: cfg.SearchLimits, SearchTimeout: cfg.SearchTimeout, SearchesPerClient: cfg.SearchesPerClient,
 			UpdateCreate: cfg.UpdateCreate})
 		icfg.Engine = a.Engine
-		a.Operator = operator.New(cfg.Store, cfg.Notify, cfg.Now)
+		dests := make([]string, len(cfg.Routes))
+		for i, r := range cfg.Routes {
+			dests[i] = r.Name
+		}
+		a.Operator = operator.New(cfg.Store, dests, cfg.Notify, cfg.Now)
 	}
 	a.Ingest = ingest.New(icfg)
 	if cfg.Store != nil {

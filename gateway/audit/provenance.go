@@ -1,7 +1,10 @@
 package audit
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -22,6 +25,54 @@ const (
 	ExtRecordKind    = "https://ketamine-gateway.org/fhir/StructureDefinition/record-kind"
 	ExtRecordVersion = "https://ketamine-gateway.org/fhir/StructureDefinition/record-version"
 )
+
+// anonymousEnterer names the enterer of a gateway Provenance when the
+// client was anonymous (development mode).
+const anonymousEnterer = "anonymous client (development mode)"
+
+// The gateway's own Provenance (of a native record, a mapping replay or a
+// client's Bundle) is recognised by its agents: every one has an enterer
+// naming the client in SystemClient (or anonymousEnterer), a record's also
+// the source system (SystemSource) and the mapping version
+// (SystemMappingVersion). Clients may not write a Provenance that names
+// such an agent, nor one at an id the gateway reserves for a record's
+// Provenance (RecordProvenanceID), nor change or delete one of the
+// gateway's (the engine refuses them); the lineage believes only these.
+
+// recordProvenancePrefix starts the id of every record's Provenance.
+const recordProvenancePrefix = "rec-"
+
+// RecordProvenanceID is the id of the Provenance of one version of a
+// native record of tenant: the same version always has the same one.
+func RecordProvenanceID(tenant, source, kind, recordID, version string) string {
+	sum := sha256.Sum256([]byte(tenant + "|" + source + "|" + kind + "|" + recordID + "|" + version))
+	return recordProvenancePrefix + hex.EncodeToString(sum[:16])
+}
+
+// ReservedProvenanceID reports whether id has the form of the ids the
+// gateway gives the Provenance of native records ("rec-…").
+func ReservedProvenanceID(id string) bool { return strings.HasPrefix(id, recordProvenancePrefix) }
+
+// IsGatewayProvenance reports whether doc, a decoded Provenance, names one
+// of the gateway's own agents: an agent identified in SystemClient,
+// SystemSource or SystemMappingVersion, or the anonymous enterer of the
+// development mode.
+func IsGatewayProvenance(doc map[string]any) bool {
+	agents, _ := doc["agent"].([]any)
+	for _, a := range agents {
+		agent, _ := a.(map[string]any)
+		who, _ := agent["who"].(map[string]any)
+		ident, _ := who["identifier"].(map[string]any)
+		switch sys, _ := ident["system"].(string); sys {
+		case SystemClient, SystemSource, SystemMappingVersion:
+			return true
+		}
+		if d, _ := who["display"].(string); d == anonymousEnterer {
+			return true
+		}
+	}
+	return false
+}
 
 // activityDisplay are the v3-DataOperation displays.
 var activityDisplay = map[string]string{"CREATE": "create", "UPDATE": "revise", "DELETE": "delete", "EXECUTE": "execute"}
@@ -87,7 +138,7 @@ func ProvenanceResource(p Provenance) map[string]any {
 				"display": "ketamine-gateway mapping " + p.MappingVersion},
 		})
 	}
-	client := map[string]any{"display": "anonymous client (development mode)"}
+	client := map[string]any{"display": anonymousEnterer}
 	if p.ClientID != "" {
 		client = map[string]any{"identifier": map[string]any{"system": SystemClient, "value": p.ClientID}}
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -106,35 +107,71 @@ func lineageQueryError(msg string) error {
 	return outcome.New(outcome.Invalid, "invalid", "lineage-query-invalid", msg)
 }
 
-// BuildLineage answers q from st. Returns an Invalid *outcome.Error for a
-// malformed query and store errors (ErrUnavailable) unchanged. A query that matches
-// nothing gives empty lists, not an error.
-func BuildLineage(ctx context.Context, st store.Store, q LineageQuery) (*Lineage, error) {
+// Check returns the Invalid *outcome.Error (lineage-query-invalid) of a
+// malformed query, which names what a valid one is, or nil: the one check
+// of the API and the CLI, which needs no database.
+func (q LineageQuery) Check() error {
 	n := 0
-	for _, set := range []bool{q.RecordID != "" || q.Source != "", q.Resource != "", q.TraceID != ""} {
+	for _, set := range []bool{q.RecordID != "" || q.Source != "" || q.Kind != "", q.Resource != "", q.TraceID != ""} {
 		if set {
 			n++
 		}
 	}
 	if n != 1 {
-		return nil, lineageQueryError("give exactly one of: source and record, resource (Type/id), trace (a trace id)")
+		return lineageQueryError("give exactly one of: source and record (and optionally kind), resource (Type/id), trace (a trace id)")
+	}
+	switch {
+	case q.TraceID != "":
+		if !traceIDPattern.MatchString(q.TraceID) {
+			return lineageQueryError("trace must be 32 lowercase hex digits")
+		}
+	case q.Resource != "":
+		typ, _, _ := strings.Cut(q.Resource, "/")
+		if !resourcePattern.MatchString(q.Resource) || !search.IsResourceType(typ) {
+			return lineageQueryError("resource must be Type/id with a FHIR R4 resource type and a resource id, such as Observation/6231b0218d2d43adb0a6f46054209d61")
+		}
+	default:
+		if q.Source == "" || q.RecordID == "" || strings.ContainsAny(q.Source+q.RecordID+q.Kind, "|,$\\") {
+			return lineageQueryError("a record is named by source and record (and optionally kind)")
+		}
+		if q.Kind != "" && !slices.Contains(mapping.Kinds(), mapping.Kind(q.Kind)) {
+			return lineageQueryError("unknown kind; valid: " + kindList())
+		}
+	}
+	return nil
+}
+
+// lineageNotFound is the 404 of a lineage query about nothing the gateway
+// holds.
+func lineageNotFound(msg string) error {
+	return outcome.New(outcome.NotFound, "not-found", "lineage-not-found", msg)
+}
+
+// BuildLineage answers q from st. Returns an Invalid *outcome.Error
+// (lineage-query-invalid) for a malformed query, a NotFound one
+// (lineage-not-found) for a record of which the gateway holds no receipt
+// (no version of it was stored, in q.Tenant), a resource that exists in no
+// version (in q.Tenant), or a trace with neither a receipt nor a request,
+// and store errors (ErrUnavailable) unchanged.
+func BuildLineage(ctx context.Context, st store.Store, q LineageQuery) (*Lineage, error) {
+	if err := q.Check(); err != nil {
+		return nil, err
 	}
 	var provQuery url.Values
 	switch {
 	case q.TraceID != "":
-		if !traceIDPattern.MatchString(q.TraceID) {
-			return nil, lineageQueryError("trace must be 32 lowercase hex digits")
-		}
 		provQuery = url.Values{"trace-id": {q.TraceID}}
 	case q.Resource != "":
-		if !resourcePattern.MatchString(q.Resource) {
-			return nil, lineageQueryError("resource must be Type/id")
+		typ, id, _ := strings.Cut(q.Resource, "/")
+		_, n, err := st.History(ctx, store.HistoryQuery{Type: typ, ID: id, Count: 1, Tenant: q.Tenant})
+		if err != nil {
+			return nil, err
+		}
+		if n == 0 {
+			return nil, lineageNotFound("no version of this resource is stored (check the type and id: ids are case-sensitive)")
 		}
 		provQuery = url.Values{"target": {q.Resource}}
 	default:
-		if q.Source == "" || q.RecordID == "" || strings.ContainsAny(q.Source+q.RecordID+q.Kind, "|,$\\") {
-			return nil, lineageQueryError("a record is named by source and record (and optionally kind)")
-		}
 		kinds := []string{q.Kind}
 		if q.Kind == "" {
 			kinds = kinds[:0]
@@ -149,11 +186,18 @@ func BuildLineage(ctx context.Context, st store.Store, q LineageQuery) (*Lineage
 		provQuery = url.Values{"entity:identifier": {strings.Join(ids, ",")}}
 	}
 	out := &Lineage{Query: q, Receipts: []Receipt{}, Requests: []RequestView{}}
-	provs, err := searchAll(ctx, st, q.Tenant, "Provenance", provQuery, maxLineageReceipts)
+	provs, err := searchStored(ctx, st, q.Tenant, "Provenance", provQuery, maxLineageReceipts)
 	if err != nil {
 		return nil, err
 	}
-	for _, p := range provs {
+	for _, r := range provs {
+		p, err := fhirwire.Decode(r.Body)
+		if err != nil {
+			return nil, fmt.Errorf("stored %s/%s: %w", r.Type, r.ID, err)
+		}
+		if !gatewayWrote(r, p) {
+			continue // a client's Provenance: not a receipt of the gateway's
+		}
 		rc, err := receipt(ctx, st, q.Tenant, p)
 		if err != nil {
 			return nil, err
@@ -194,12 +238,73 @@ func BuildLineage(ctx context.Context, st store.Store, q LineageQuery) (*Lineage
 		}
 	}
 	sort.SliceStable(out.Requests, func(i, j int) bool { return out.Requests[i].Recorded < out.Requests[j].Recorded })
+	switch {
+	case q.TraceID != "" && len(out.Receipts) == 0 && len(out.Requests) == 0:
+		return nil, lineageNotFound("the gateway holds no receipt and no request of this trace")
+	case q.RecordID != "" && len(out.Receipts) == 0:
+		return nil, lineageNotFound("the gateway has stored no version of this record (check the source system, the record id and the kind)")
+	}
 	return out, nil
+}
+
+// kindList names the native record kinds, comma-separated.
+func kindList() string {
+	var ks []string
+	for _, k := range mapping.Kinds() {
+		ks = append(ks, string(k))
+	}
+	return strings.Join(ks, ", ")
+}
+
+// gatewayWrote reports whether the Provenance r (decoded: p) is one the
+// gateway wrote: it names the gateway's agents (clients may not write
+// such a Provenance: the engine refuses it), and a native record's (not a
+// replay's, which names the mapping version it revises) has the id the
+// gateway derives from the tenant and the record version, so that a copy
+// written under another id by an older build is not believed either.
+func gatewayWrote(r *store.Resource, p map[string]any) bool {
+	if !audit.IsGatewayProvenance(p) {
+		return false
+	}
+	es := list(p["entity"])
+	if len(es) == 0 || len(es) > 1 {
+		return true // a Bundle's (no record), or a replay's (a revision entity too)
+	}
+	kind, version := extString(es[0], audit.ExtRecordKind), extString(es[0], audit.ExtRecordVersion)
+	if kind == "" && version == "" {
+		return true
+	}
+	var source string
+	for _, a := range list(p["agent"]) {
+		if sys, _ := dig(a, "who", "identifier", "system").(string); sys == audit.SystemSource {
+			source, _ = dig(a, "who", "identifier", "value").(string)
+		}
+	}
+	record, _ := dig(es[0], "what", "identifier", "value").(string)
+	return r.ID == audit.RecordProvenanceID(r.Tenant, source, kind, record, version)
 }
 
 // searchAll runs a search in tenant and returns at most limit matching
 // bodies.
 func searchAll(ctx context.Context, st store.Store, tenant, typ string, params url.Values, limit int) ([]map[string]any, error) {
+	matches, err := searchStored(ctx, st, tenant, typ, params, limit)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]map[string]any, 0, len(matches))
+	for _, r := range matches {
+		doc, err := fhirwire.Decode(r.Body)
+		if err != nil {
+			return nil, fmt.Errorf("stored %s/%s: %w", r.Type, r.ID, err)
+		}
+		out = append(out, doc)
+	}
+	return out, nil
+}
+
+// searchStored runs a search in tenant and returns at most limit matching
+// resources.
+func searchStored(ctx context.Context, st store.Store, tenant, typ string, params url.Values, limit int) ([]*store.Resource, error) {
 	params.Set("_count", fmt.Sprint(limit))
 	q, err := search.Parse(typ, params, false)
 	if err != nil {
@@ -210,15 +315,7 @@ func searchAll(ctx context.Context, st store.Store, tenant, typ string, params u
 	if err != nil {
 		return nil, err
 	}
-	out := make([]map[string]any, 0, len(page.Matches))
-	for _, r := range page.Matches {
-		doc, err := fhirwire.Decode(r.Body)
-		if err != nil {
-			return nil, fmt.Errorf("stored %s/%s: %w", r.Type, r.ID, err)
-		}
-		out = append(out, doc)
-	}
-	return out, nil
+	return page.Matches, nil
 }
 
 // receipt reads a Provenance the gateway wrote, with its request and

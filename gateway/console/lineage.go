@@ -58,7 +58,7 @@ func (c *Console) requestPage(rq *request) error {
 	if d.Event.TraceID != "" {
 		l, err = auditlog.BuildLineage(rq.ctx(), c.app.Store, auditlog.LineageQuery{TraceID: d.Event.TraceID,
 			IdentifierBase: c.app.IdentifierBase, Tenant: rq.sc.TenantOf()})
-		if err != nil {
+		if kind, _ := outcome.From(err); err != nil && kind != outcome.NotFound {
 			return err
 		}
 	}
@@ -131,6 +131,9 @@ func (c *Console) recordPage(rq *request) error {
 	}
 	l, err := auditlog.BuildLineage(rq.ctx(), c.app.Store, auditlog.LineageQuery{Source: d.Source, RecordID: d.Record,
 		Kind: d.Kind, IdentifierBase: c.app.IdentifierBase, Tenant: rq.sc.TenantOf()})
+	if kind, _ := outcome.From(err); kind == outcome.NotFound {
+		l, err = &auditlog.Lineage{}, nil // the page says the gateway has received no such record
+	}
 	if err != nil {
 		return err
 	}

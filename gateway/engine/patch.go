@@ -117,7 +117,7 @@ func (e *Engine) ConditionalPatch(ctx context.Context, sc *auditlog.Scope, typ, 
 
 // patch runs a PATCH entry as a one-entry transaction.
 func (e *Engine) patch(ctx context.Context, sc *auditlog.Scope, en *Entry, format PatchFormat, body Body) (*Result, error) {
-	if err := clientWritable(en.typ); err != nil {
+	if err := clientWritableAt(en.typ, en.id); err != nil {
 		return nil, err
 	}
 	if err := allow(sc, en.typ, 'u'); err != nil {
@@ -218,6 +218,11 @@ func (e *Engine) patchEntry(tx store.Tx, en *Entry, rw *fhirwire.Rewriter, now t
 	}
 	if doc, err = e.v.Resource(raw, en.typ, ""); err != nil {
 		return nil, err
+	}
+	if en.client && en.typ == "Provenance" {
+		if err := provenanceWrite(tx, "", doc); err != nil {
+			return nil, err
+		}
 	}
 	en.doc = doc
 	return e.update(tx, en.typ, en.id, doc, en.ifMatch, now, false)

@@ -218,7 +218,7 @@ func (e *Engine) Update(ctx context.Context, sc *auditlog.Scope, typ, id string,
 	if err := e.checkWriteID(typ, id); err != nil {
 		return nil, err
 	}
-	if err := clientWritable(typ); err != nil {
+	if err := clientWritableAt(typ, id); err != nil {
 		return nil, err
 	}
 	if err := allow(sc, typ, 'u'); err != nil {
@@ -232,6 +232,11 @@ func (e *Engine) Update(ctx context.Context, sc *auditlog.Scope, typ, id string,
 		return nil, outcome.New(outcome.Invalid, "invalid", "id-mismatch", "the resource id must equal the id in the URL")
 	}
 	return e.writeOne(ctx, sc, typ, "update", func(tx *Tx) (*Result, error) {
+		if typ == "Provenance" {
+			if err := provenanceWrite(tx.st, id, doc); err != nil {
+				return nil, err
+			}
+		}
 		return e.update(tx.st, typ, id, doc, ifMatch, tx.now, e.updateCreate)
 	})
 }
@@ -267,7 +272,7 @@ func (e *Engine) Delete(ctx context.Context, sc *auditlog.Scope, typ, id, ifMatc
 	if err := e.checkWriteID(typ, id); err != nil {
 		return nil, err
 	}
-	if err := clientWritable(typ); err != nil {
+	if err := clientWritableAt(typ, id); err != nil {
 		return nil, err
 	}
 	if err := allow(sc, typ, 'd'); err != nil {
@@ -275,6 +280,11 @@ func (e *Engine) Delete(ctx context.Context, sc *auditlog.Scope, typ, id, ifMatc
 	}
 	var res *Result
 	err := e.Write(ctx, sc, func(tx *Tx) (int, error) {
+		if typ == "Provenance" {
+			if err := provenanceWrite(tx.st, id, nil); err != nil {
+				return 0, err
+			}
+		}
 		var err error
 		if res, err = e.remove(tx.st, typ, id, ifMatch, tx.now); err != nil {
 			return 0, err

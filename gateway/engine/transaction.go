@@ -403,6 +403,11 @@ func matchesCriteria(tx store.Tx, en *Entry) error {
 
 // execEntry performs one resolved entry.
 func (e *Engine) execEntry(tx store.Tx, lim search.Limits, en *Entry, rw *fhirwire.Rewriter, now time.Time) error {
+	if en.client && en.typ == "Provenance" {
+		if err := clientProvenance(tx, en); err != nil {
+			return err
+		}
+	}
 	var err error
 	switch en.method {
 	case "PATCH":
@@ -451,6 +456,25 @@ func (e *Engine) execEntry(tx store.Tx, lim search.Limits, en *Entry, rw *fhirwi
 		err = e.getEntry(tx, lim, en)
 	}
 	return err
+}
+
+// clientProvenance checks a client's Provenance entry before it runs
+// (provenanceWrite): a POST that matched nothing creates doc at an id of
+// the server's choosing; a PUT, PATCH or DELETE writes at its id (a PATCH's
+// result is checked again once applied: patchEntry).
+func clientProvenance(tx store.Tx, en *Entry) error {
+	switch {
+	case en.method == "POST" && en.matched == nil && !en.again:
+		if en.pinned {
+			return provenanceWrite(tx, en.id, en.doc)
+		}
+		return provenanceWrite(tx, "", en.doc)
+	case en.method == "PUT":
+		return provenanceWrite(tx, en.id, en.doc)
+	case en.method == "PATCH", en.method == "DELETE":
+		return provenanceWrite(tx, en.id, nil)
+	}
+	return nil
 }
 
 // mayChoose reports whether en may create a resource with its id: always

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
@@ -39,7 +40,7 @@ func StoredIdentifierBase(ctx context.Context, st store.Store) (string, error) {
 	if l.Tenant != "" {
 		source = strings.TrimPrefix(source, "tenant:"+l.Tenant+"|")
 	}
-	r, err := st.Read(ctx, "Provenance", provenanceID(l.Tenant, source, l.Kind, l.RecordID, l.Version))
+	r, err := st.Read(ctx, "Provenance", audit.RecordProvenanceID(l.Tenant, source, l.Kind, l.RecordID, l.Version))
 	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrGone) || (err == nil && r.Deleted) {
 		return "", nil
 	}

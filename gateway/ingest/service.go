@@ -305,7 +305,7 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 		activity = "UPDATE"
 	}
 	err = tx.Provenance(audit.Provenance{
-		ID:       provenanceID(tenant, src.System, string(rec.kind), src.RecordID, rec.version),
+		ID:       audit.RecordProvenanceID(tenant, src.System, string(rec.kind), src.RecordID, rec.version),
 		Activity: activity, Source: src.System, MappingVersion: mapping.Version,
 		WhatSystem: mapping.RecordSystem(s.p.opts.IdentifierBase, src.System, rec.kind), WhatValue: src.RecordID,
 		WhatDisplay: fmt.Sprintf("%s record version %s", rec.kind, rec.version), ContentHash: rec.hash,
@@ -328,13 +328,6 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 	return answer, false, st.PutLedger(&store.Ledger{Source: src.System, Kind: string(rec.kind), RecordID: src.RecordID,
 		Version: rec.version, ContentHash: rec.hash, Response: answer, Received: tx.Now().UTC(),
 		MappingVersion: mapping.Version, Input: rec.body})
-}
-
-// provenanceID is the id of the Provenance of one record version: the same
-// version always has the same one.
-func provenanceID(tenant, source, kind, recordID, version string) string {
-	sum := sha256.Sum256([]byte(tenant + "|" + source + "|" + kind + "|" + recordID + "|" + version))
-	return "rec-" + hex.EncodeToString(sum[:16])
 }
 
 // enqueue puts the mapped record in the outbox of every route that accepts

@@ -72,22 +72,25 @@ func NewView(it *store.OutboxItem, attempts []*store.Attempt, withPayload bool) 
 
 // Service answers the operator's questions from one store.
 type Service struct {
-	store  store.Store
-	notify func()
-	now    func() time.Time
-	hist   history
+	store        store.Store
+	destinations []string
+	notify       func()
+	now          func() time.Time
+	hist         history
 }
 
-// New returns the operator service over st; notify (may be nil) wakes the
-// delivery worker after a retry or replay.
-func New(st store.Store, notify func(), now func() time.Time) *Service {
+// New returns the operator service over st; destinations are the names of
+// the delivery destinations configured (none for a command on the
+// database: then those the outbox holds deliveries to); notify (may be
+// nil) wakes the delivery worker after a retry or replay.
+func New(st store.Store, destinations []string, notify func(), now func() time.Time) *Service {
 	if now == nil {
 		now = time.Now
 	}
 	if notify == nil {
 		notify = func() {}
 	}
-	return &Service{store: st, notify: notify, now: now}
+	return &Service{store: st, destinations: destinations, notify: notify, now: now}
 }
 
 // errUnknown answers a delivery the caller cannot see.
@@ -107,7 +110,11 @@ func visible(tenant, owner string) bool { return tenant == search.AllTenants || 
 
 // List returns the deliveries f selects, newest first, confined to tenant
 // (the caller's: "" the default tenant, search.AllTenants every tenant).
+// A parameter that names nothing is Invalid (CheckFilter).
 func (s *Service) List(ctx context.Context, tenant string, f store.DeliveryFilter) ([]View, error) {
+	if err := s.CheckFilter(ctx, f); err != nil {
+		return nil, err
+	}
 	f.Tenant = filterTenant(tenant)
 	items, err := s.store.Deliveries(ctx, f)
 	if err != nil {
@@ -157,6 +164,9 @@ func (s *Service) Replay(ctx context.Context, tenant, dest string, since time.Ti
 	}
 	if tenant != "" && tenant != search.AllTenants {
 		return 0, outcome.New(outcome.Forbidden, "forbidden", "tenant-replay", "a replay re-sends every tenant's records; it needs an all-tenant operator")
+	}
+	if err := s.checkDestination(ctx, dest); err != nil {
+		return 0, err
 	}
 	n, err := s.store.Replay(ctx, dest, since, s.now())
 	if err != nil {

@@ -57,6 +57,9 @@ type JobResult struct {
 // for the report's URL.
 func (s *Service) Submit(ctx context.Context, sc *auditlog.Scope, opts Options, base string) (*store.Job, error) {
 	if t := sc.TenantOf(); t != search.AllTenants {
+		if opts.Tenant != search.AllTenants && opts.Tenant != t {
+			return nil, errTenantOther
+		}
 		opts.Tenant = t
 	}
 	if err := s.Check(ctx, opts); err != nil {

@@ -211,7 +211,11 @@ type Group struct {
 // Errors of a replay's request.
 var (
 	errKindUnknown = outcome.New(outcome.Invalid, "invalid", "replay-kind-unknown",
-		"unknown record kind; the kinds are assessment, vitals, infusion, adverse-event and session")
+		"kind: unknown record kind; the kinds are assessment, vitals, infusion, adverse-event and session")
+	// errTenantOther refuses a tenant named by a caller that acts for
+	// another (one) tenant, whose replay covers its own records only.
+	errTenantOther = outcome.New(outcome.Invalid, "invalid", "replay-tenant-unknown",
+		"tenant: this client replays its own tenant's records only; leave tenant out")
 )
 
 // tenantUnknown names the valid tenants of a replay.
@@ -220,7 +224,7 @@ func tenantUnknown(valid []string) error {
 	for i, t := range valid {
 		names[i] = fmt.Sprintf("%q", t)
 	}
-	msg := "no record of this tenant is stored"
+	msg := "tenant: no record of this tenant is stored"
 	if len(names) > 0 {
 		msg += "; the tenants with records are " + joinAnd(names)
 	}

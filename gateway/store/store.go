@@ -157,6 +157,10 @@ type Store interface {
 	// stops the walk and is returned unchanged; a database that cannot be
 	// reached is ErrUnavailable.
 	AuditChain(ctx context.Context, fn func(audit.ChainEntry) error) error
+	// AuditChainHead returns the chain head the store keeps (the seq and
+	// hash of the last entry appended; 0 and "" before the first):
+	// ErrNotFound when that record of it is missing.
+	AuditChainHead(ctx context.Context) (seq int64, hash string, err error)
 	// Ping checks the database (readiness): ErrUnavailable when it cannot
 	// be reached.
 	Ping(ctx context.Context) error

@@ -97,6 +97,9 @@ func expectChain(t *testing.T, s store.Store, ids ...string) {
 func testAuditChain(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	expectChain(t, s) // empty
+	if seq, hash, err := s.AuditChainHead(ctx); seq != 0 || hash != "" || err != nil {
+		t.Errorf("AuditChainHead of an empty chain = %d, %q, %v; want 0, \"\"", seq, hash, err)
+	}
 	writeAudit(t, s, "a1")
 	expectChain(t, s, "a1")
 	writeAudit(t, s, "a2", "a3", "a4")
@@ -107,6 +110,9 @@ func testAuditChain(t *testing.T, s store.Store) {
 	entries, _ := verifyChain(t, s)
 	if len(entries) == 5 && entries[0].Hash != audit.Link("", auditBody("a1")) {
 		t.Errorf("first Hash = %s, want audit.Link(\"\", body)", entries[0].Hash)
+	}
+	if seq, hash, err := s.AuditChainHead(ctx); len(entries) == 5 && (seq != 5 || hash != entries[4].Hash || err != nil) {
+		t.Errorf("AuditChainHead = %d, %q, %v; want the last entry's seq 5 and hash %q", seq, hash, err, entries[4].Hash)
 	}
 
 	stop := errors.New("stop")

@@ -143,6 +143,20 @@ func (s *Store) AuditChain(ctx context.Context, fn func(audit.ChainEntry) error)
 	}
 }
 
+// AuditChainHead implements store.Store.
+func (s *Store) AuditChainHead(ctx context.Context) (seq int64, hash string, err error) {
+	err = s.db.Read(ctx, func(c Conn) error {
+		return c.QueryRow(ctx, s.bind(sqlChainHead)).Scan(&seq, &hash)
+	})
+	switch {
+	case errNoRows(err):
+		return 0, "", fmt.Errorf("%s: audit chain head: %w", s.d.Name, store.ErrNotFound)
+	case err != nil:
+		return 0, "", fmt.Errorf("%s: audit chain head: %w", s.d.Name, s.err(ctx, err))
+	}
+	return seq, hash, nil
+}
+
 // auditJSON is the JSON of a stored AuditEvent body (store.UnpackBody),
 // or the stored bytes themselves when they do not unpack: such a body was
 // changed behind the store's back, the chain's hash does not match it

@@ -1,0 +1,68 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+)
+
+// The gateway's own Provenance (of every native record stored, mapping
+// replay and client Bundle: audit.IsGatewayProvenance) is an audit record,
+// and the lineage is built from it: clients read it but do not write it.
+// Other Provenance (Synthea's, an EHR's) stays an ordinary resource.
+
+var errProvenanceReadOnly = &outcome.Error{Kind: outcome.MethodNotAllowed, Allow: []string{"GET"}, Issues: []outcome.Issue{{
+	Severity: "error", Code: "forbidden", Rule: "provenance-read-only",
+	Message: "this Provenance is the gateway's own audit record (ids rec-… are reserved for it): it cannot be changed or deleted, " +
+		"nor created by a client; write your own Provenance with another id"}}}
+
+var errProvenanceAgent = &outcome.Error{Kind: outcome.Forbidden, Issues: []outcome.Issue{{
+	Severity: "error", Code: "forbidden", Rule: "provenance-agent-reserved",
+	Message: "a client's Provenance may not name the gateway's own agents (an agent identified in the systems " +
+		"…/sid/client, …/sid/source-system or …/sid/mapping-version, or the anonymous development-mode client): " +
+		"those are the gateway's audit records; name your own agents",
+	Expression: "Provenance.agent"}}}
+
+// clientWritableAt is clientWritable for a write at typ/id ("" for none
+// yet): an id reserved for the gateway's Provenance is refused before the
+// body is read.
+func clientWritableAt(typ, id string) error {
+	if typ == "Provenance" && audit.ReservedProvenanceID(id) {
+		return errProvenanceReadOnly
+	}
+	return clientWritable(typ)
+}
+
+// provenanceWrite checks a client's write of a Provenance: at id (""
+// for a create at an id the server chooses), with the new content doc
+// (nil for a delete). Writing at a reserved id, or over a Provenance the
+// gateway wrote, is errProvenanceReadOnly; content naming the gateway's
+// agents errProvenanceAgent.
+func provenanceWrite(tx store.Tx, id string, doc map[string]any) error {
+	if id != "" {
+		if audit.ReservedProvenanceID(id) {
+			return errProvenanceReadOnly
+		}
+		cur, err := tx.Read("Provenance", id)
+		switch {
+		case err == nil:
+			stored, err := decodeJSON(cur.Body)
+			if err != nil {
+				return fmt.Errorf("stored Provenance/%s: %w", id, err)
+			}
+			if audit.IsGatewayProvenance(stored) {
+				return errProvenanceReadOnly
+			}
+		case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrGone):
+		default:
+			return err
+		}
+	}
+	if doc != nil && audit.IsGatewayProvenance(doc) {
+		return errProvenanceAgent
+	}
+	return nil
+}

@@ -1,0 +1,94 @@
+package operator
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+)
+
+// The operator's parameters are checked here, once for the API, the CLI
+// and the console: a value that names nothing (a misspelt status or
+// destination) is refused, not answered with an empty list that looks like
+// "no dead letters" or "nothing to replay".
+
+// Statuses are the delivery statuses, in the order a delivery goes through
+// them.
+var Statuses = []string{store.StatusPending, store.StatusInFlight, store.StatusDone, store.StatusDead}
+
+// MaxLimit bounds the deliveries one list returns; DefaultLimit is the
+// number without a limit.
+const (
+	MaxLimit     = 1000
+	DefaultLimit = 100
+)
+
+// ParamInvalid is the Invalid error (rule parameter-invalid) of an
+// operator parameter: msg starts with the parameter's name and says what
+// a valid value is, never quoting the value given.
+func ParamInvalid(msg string) error {
+	return outcome.New(outcome.Invalid, "invalid", "parameter-invalid", msg)
+}
+
+// Destinations returns the names of the delivery destinations an operator
+// may name, sorted: those configured and those the outbox holds deliveries
+// to (a destination since removed from the configuration).
+func (s *Service) Destinations(ctx context.Context) ([]string, error) {
+	out := slices.Clone(s.destinations)
+	stats, err := s.store.Stats(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, st := range stats {
+		out = append(out, st.Destination)
+	}
+	slices.Sort(out)
+	return slices.Compact(out), nil
+}
+
+// checkDestination refuses a destination that names none of Destinations.
+func (s *Service) checkDestination(ctx context.Context, dest string) error {
+	dests, err := s.Destinations(ctx)
+	if err != nil {
+		return err
+	}
+	switch {
+	case slices.Contains(dests, dest):
+		return nil
+	case len(dests) == 0:
+		return ParamInvalid("destination names no destination: none is configured and nothing was delivered")
+	}
+	return ParamInvalid("destination names no destination; the destinations are " + strings.Join(dests, ", "))
+}
+
+// CheckFilter returns the ParamInvalid error of the first parameter of f
+// that is out of range or names nothing: CheckValues, then a destination
+// not in Destinations.
+func (s *Service) CheckFilter(ctx context.Context, f store.DeliveryFilter) error {
+	if err := CheckValues(f); err != nil {
+		return err
+	}
+	if f.Destination != "" {
+		return s.checkDestination(ctx, f.Destination)
+	}
+	return nil
+}
+
+// CheckValues is the part of CheckFilter that needs no database: a status
+// not in Statuses, a limit not from 1 to MaxLimit (0 is DefaultLimit), a
+// negative offset.
+func CheckValues(f store.DeliveryFilter) error {
+	if f.Status != "" && !slices.Contains(Statuses, f.Status) {
+		return ParamInvalid("status must be one of " + strings.Join(Statuses, ", "))
+	}
+	if f.Limit < 0 || f.Limit > MaxLimit {
+		return ParamInvalid(fmt.Sprintf("limit must be from 1 to %d", MaxLimit))
+	}
+	if f.Offset < 0 {
+		return ParamInvalid("offset must be 0 or more")
+	}
+	return nil
+}
