@@ -1,13 +1,21 @@
 package gateway_test
 
 import (
+	"context"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
 )
 
 // The FHIR API features of issue 13 items 5-7, through the real handler.
@@ -183,6 +191,34 @@ func TestOwnBaseURLs(t *testing.T) {
 	assertOutcome(t, rec, 400, "search-value-invalid", "")
 	if !strings.Contains(rec.Body.String(), "absolute URL") {
 		t.Errorf("If-None-Exist on another base: %s; want the absolute URL named as the problem", rec.Body)
+	}
+}
+
+// TestAuditChainFromTheAPI: an auditor can check the hash chain with the
+// AuditEvents the API answers, as docs/audit.md says: hash(n) =
+// SHA-256(hex hash(n-1) || 0x00 || GET /fhir/AuditEvent/{id}'s body), from
+// the empty string.
+func TestAuditChainFromTheAPI(t *testing.T) {
+	st := tempSQLite(t, sqlite.Options{})
+	h := newServer(t, app.Config{Store: st}, gateway.Config{})
+	for range 3 {
+		req(h, "POST", "/fhir/Patient", patientJSON)
+	}
+	prev, n := "", 0
+	err := st.AuditChain(context.Background(), func(e audit.ChainEntry) error {
+		rec := req(h, "GET", "/fhir/AuditEvent/"+e.ID, "")
+		if rec.Code != 200 {
+			t.Fatalf("GET AuditEvent/%s = %d", e.ID, rec.Code)
+		}
+		sum := sha256.Sum256(append(append([]byte(prev), 0), rec.Body.Bytes()...))
+		if got := hex.EncodeToString(sum[:]); got != e.Hash {
+			t.Errorf("record %d: SHA-256 of the API's body = %s, the chain holds %s", e.Seq, got, e.Hash)
+		}
+		prev, n = e.Hash, n+1
+		return nil
+	})
+	if err != nil || n < 3 {
+		t.Fatalf("chain: %d records, %v", n, err)
 	}
 }
 
