@@ -213,6 +213,14 @@ func checkIssueList(t testing.TB, issues []Issue) {
 	if len(issues) > MaxIssues {
 		t.Errorf("%d issues, more than MaxIssues", len(issues))
 	}
+	for i, is := range issues {
+		if is.Rule == RuleIssuesCut && i != len(issues)-1 {
+			t.Errorf("issue %d of %d says issues were cut: only the last may", i, len(issues))
+		}
+	}
+	if n := len(issues); issues[n-1].Rule == RuleIssuesCut {
+		issues = issues[:n-1] // the notice comes after the sorted issues
+	}
 	if !sort.SliceIsSorted(issues, func(i, j int) bool {
 		if c := comparePointers(issues[i].Pointer, issues[j].Pointer); c != 0 {
 			return c < 0

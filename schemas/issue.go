@@ -51,6 +51,7 @@ const (
 	RuleJSONTooLarge         = "json-too-large"         // more than MaxValues values
 	RuleJSONControlCharacter = "json-control-character" // a string holds a C0 control character other than tab, LF, CR
 	RuleKindUnknown          = "kind-unknown"           // no schema for the requested kind
+	RuleIssuesCut            = "issues-cut"             // more issues than a response lists: the last says how many more
 
 	RuleRequired           = "schema.required"            // a required property is missing
 	RuleAdditionalProperty = "schema.additional-property" // a property the schema does not define
@@ -83,6 +84,7 @@ func Rules() []RuleInfo {
 		{RuleJSONTooLarge, "A record has no more JSON values than any valid record comes close to."},
 		{RuleJSONControlCharacter, "A string holds no control character (U+0000-U+001F) other than tab, line feed and carriage return: FHIR strings cannot carry them."},
 		{RuleKindUnknown, "The record kind is one the gateway maps (assessment, vitals, infusion, adverse-event, session)."},
+		{RuleIssuesCut, "Not a rule of the record: the last issue of a response that found more than it lists (at most 50), saying how many more there are."},
 		{RuleRequired, "A property the record's schema requires is present."},
 		{RuleAdditionalProperty, "Every property is one the record's schema defines."},
 		{RuleFalse, "A property the schema knows is not used where it is not allowed."},
@@ -210,7 +212,8 @@ func newIssue(rule, code string, path []pathElem, msg string) Issue {
 
 // normalize sorts issues by pointer (array indices numerically), then rule,
 // then message; drops exact duplicates of (pointer, rule); and caps the list
-// at MaxIssues.
+// at MaxIssues, the last of which then says how many more there were
+// (RuleIssuesCut).
 func normalize(issues []Issue) []Issue {
 	sort.SliceStable(issues, func(i, j int) bool {
 		if c := comparePointers(issues[i].Pointer, issues[j].Pointer); c != 0 {
@@ -229,7 +232,10 @@ func normalize(issues []Issue) []Issue {
 		out = append(out, is)
 	}
 	if len(out) > MaxIssues {
-		out = out[:MaxIssues]
+		cut := len(out) - (MaxIssues - 1)
+		out = append(out[:MaxIssues-1], newIssue(RuleIssuesCut, CodeTooCostly, nil,
+			fmt.Sprintf("%d more issues were found and are not listed (a response lists at most %d): fix these and "+
+				"send the record again to see the rest", cut, MaxIssues)))
 	}
 	return out
 }

@@ -329,8 +329,12 @@ func TestManyIssues(t *testing.T) {
 			t.Errorf("issue %d at %q, want %q", i, issues[i].Pointer, p)
 		}
 	}
-	if last := issues[len(issues)-1].Pointer; last != "/vitals/24/recordId" {
-		t.Errorf("last issue at %q, want /vitals/24/recordId (numeric order)", last)
+	if last := issues[len(issues)-2].Pointer; last != "/vitals/24/measuredAt" {
+		t.Errorf("last issue listed at %q, want /vitals/24/measuredAt (numeric order)", last)
+	}
+	// The last says how many more there are (100 found, 49 listed).
+	if cut := issues[len(issues)-1]; cut.Rule != RuleIssuesCut || !strings.Contains(cut.Message, "51 more issues") {
+		t.Errorf("last issue %+v, want %s saying 51 more", cut, RuleIssuesCut)
 	}
 }
 
