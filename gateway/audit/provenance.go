@@ -111,6 +111,17 @@ type Provenance struct {
 	// entity with role revision); Reason why they were corrected.
 	PreviousMappingVersion string
 	Reason                 string
+	// Nested are the records a session record nests, which keep their own
+	// identity (docs/records.md): each is an entity with role source after
+	// the session's, so that the lineage of a nested record finds the
+	// session that brought it.
+	Nested []NestedRecord
+}
+
+// NestedRecord is a record nested in a session: its identifier (as
+// WhatSystem, WhatValue) and kind.
+type NestedRecord struct {
+	System, Value, Kind string
 }
 
 // ProvenanceResource renders p as a Provenance resource (JSON-ready).
@@ -168,6 +179,12 @@ func ProvenanceResource(p Provenance) map[string]any {
 		entity["extension"] = exts
 	}
 	entities := []any{entity}
+	for _, n := range p.Nested {
+		entities = append(entities, map[string]any{"role": "source", "what": map[string]any{
+			"identifier": map[string]any{"system": n.System, "value": n.Value},
+			"display":    n.Kind + " record nested in the session"},
+			"extension": []any{map[string]any{"url": ExtRecordKind, "valueString": n.Kind}}})
+	}
 	if p.PreviousMappingVersion != "" {
 		entities = append(entities, map[string]any{"role": "revision", "what": map[string]any{
 			"identifier": map[string]any{"system": SystemMappingVersion, "value": p.PreviousMappingVersion},

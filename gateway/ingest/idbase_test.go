@@ -2,7 +2,9 @@ package ingest_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"os"
 	"testing"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
@@ -88,5 +90,39 @@ func TestIdentityAmbiguous(t *testing.T) {
 	wantIssues(t, err, outcome.Conflict, ingest.RuleIdentityAmbiguous, "/patient/id")
 	if n := g.count(t, "", "Observation", ""); n != 0 {
 		t.Errorf("%d Observations stored", n)
+	}
+}
+
+// TestNestedRecordLineage: a record nested in a session keeps its own
+// identity, and its lineage begins with the session that brought it (the
+// session's Provenance names its nested records); a later version sent on
+// its own follows. Before, the story began with an UPDATE.
+func TestNestedRecordLineage(t *testing.T) {
+	ctx := context.Background()
+	g := newGateway(t, app.Config{})
+	doc, err := os.ReadFile("../../schemas/examples/session/routine-ketamine-iv-session.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.ingest("", mapping.KindSession, string(doc)); err != nil {
+		t.Fatal(err)
+	}
+	var sess struct {
+		Source      struct{ RecordID string } `json:"source"`
+		Assessments []struct {
+			RecordID string `json:"recordId"`
+		} `json:"assessments"`
+	}
+	if err := json.Unmarshal(doc, &sess); err != nil || len(sess.Assessments) == 0 {
+		t.Fatalf("the example session: %v", err)
+	}
+	l, err := auditlog.BuildLineage(ctx, g.a.Store, auditlog.LineageQuery{Source: "serenity-clinic-emr",
+		RecordID: sess.Assessments[0].RecordID, Kind: string(mapping.KindAssessment)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(l.Receipts) != 1 || l.Receipts[0].Activity != "CREATE" || l.Receipts[0].Kind != string(mapping.KindSession) ||
+		l.Receipts[0].RecordID != sess.Source.RecordID {
+		t.Errorf("lineage of a nested assessment: %+v, want the session's CREATE", l.Receipts)
 	}
 }

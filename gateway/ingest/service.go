@@ -310,6 +310,7 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 		WhatSystem: mapping.RecordSystem(s.p.opts.IdentifierBase, src.System, rec.kind), WhatValue: src.RecordID,
 		WhatDisplay: fmt.Sprintf("%s record version %s", rec.kind, rec.version), ContentHash: rec.hash,
 		RecordKind: string(rec.kind), RecordVersion: rec.version,
+		Nested: nestedRecords(s.p.opts.IdentifierBase, src.System, rec.rec),
 	}, engine.Written(entries, nil))
 	if err != nil {
 		return nil, false, err
@@ -328,6 +329,29 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 	return answer, false, st.PutLedger(&store.Ledger{Source: src.System, Kind: string(rec.kind), RecordID: src.RecordID,
 		Version: rec.version, ContentHash: rec.hash, Response: answer, Received: tx.Now().UTC(),
 		MappingVersion: mapping.Version, Input: rec.body})
+}
+
+// nestedRecords are the records a session nests, as its Provenance names
+// them (audit.Provenance.Nested); none for another record.
+func nestedRecords(base, source string, r mapping.Record) []audit.NestedRecord {
+	sess, ok := r.(*mapping.Session)
+	if !ok {
+		return nil
+	}
+	var out []audit.NestedRecord
+	add := func(kind mapping.Kind, id string) {
+		out = append(out, audit.NestedRecord{System: mapping.RecordSystem(base, source, kind), Value: id, Kind: string(kind)})
+	}
+	for _, v := range sess.Vitals {
+		add(mapping.KindVitals, v.RecordID)
+	}
+	for _, a := range sess.Assessments {
+		add(mapping.KindAssessment, a.RecordID)
+	}
+	for _, ae := range sess.AdverseEvents {
+		add(mapping.KindAdverseEvent, ae.RecordID)
+	}
+	return out
 }
 
 // enqueue puts the mapped record in the outbox of every route that accepts
