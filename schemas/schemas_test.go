@@ -171,6 +171,7 @@ func invalidCases(t testing.TB) []invalidCase {
 		{name: "birth date in year 0000", kind: "vitals", doc: mutate(t, "vitals", "pre-dose-baseline.json", put("/patient/birthDate", "0000-02-03")), rule: RuleFormat, pointer: "/patient/birthDate"},
 		{name: "mrn system a malformed urn:uuid", kind: "vitals", doc: mutate(t, "vitals", "pre-dose-baseline.json", put("/patient/mrn/system", "urn:uuid:0F8FAD5B-D9CB-469F-A165-70867728950E")), rule: RuleFormat, pointer: "/patient/mrn/system"},
 		{name: "mrn system a malformed urn:oid", kind: "vitals", doc: mutate(t, "vitals", "pre-dose-baseline.json", put("/patient/mrn/system", "urn:oid:2.16.840.01")), rule: RuleFormat, pointer: "/patient/mrn/system"},
+		{name: "identifier system with a space", kind: "vitals", doc: mutate(t, "vitals", "pre-dose-baseline.json", put("/patient/mrn/system", "https://hospital.example/fhir/ rn")), rule: RuleFormat, pointer: "/patient/mrn/system"},
 		{name: "control character in a name", kind: "vitals", doc: mutate(t, "vitals", "pre-dose-baseline.json", put("/patient/name/family", "Test\u0000patient")), rule: RuleJSONControlCharacter, pointer: "/patient/name/family"},
 		{name: "control character in an array item", kind: "vitals", doc: mutate(t, "vitals", "pre-dose-baseline.json", put("/patient/name/given/0", "\u001b[31m")), rule: RuleJSONControlCharacter, pointer: "/patient/name/given/0"},
 		{name: "lowercase z", kind: "adverse-event", doc: mutate(t, "adverse-event", "nausea-mild.json", put("/onsetAt", "2026-03-10T09:55:00z")), rule: RuleFormat, pointer: "/onsetAt"},
