@@ -177,14 +177,7 @@ func Satisfies(q *Query, entries []Entry) bool {
 		}
 		if !slices.ContainsFunc(entries, func(e Entry) bool {
 			return e.Param == c.Param && e.Type == TypeToken && slices.ContainsFunc(c.Values, func(v Value) bool {
-				switch {
-				case !v.HasSystem:
-					return e.Code == v.Code
-				case v.Code == "":
-					return e.System == v.System
-				default:
-					return e.System == v.System && e.Code == v.Code
-				}
+				return tokenMatches(e, v)
 			})
 		}) {
 			return false
@@ -235,16 +228,7 @@ func selectsClause(c Clause, id string, entries []Entry) (ok, known bool) {
 	var match func(e Entry, v Value) bool
 	switch {
 	case c.Type == TypeToken && c.Modifier == "":
-		match = func(e Entry, v Value) bool {
-			switch {
-			case !v.HasSystem:
-				return e.Code == v.Code
-			case v.Code == "":
-				return e.System == v.System
-			default:
-				return e.System == v.System && e.Code == v.Code
-			}
-		}
+		match = tokenMatches
 	case c.Type == TypeString && c.Modifier == "":
 		match = func(e Entry, v Value) bool { return strings.HasPrefix(e.Norm, Normalize(v.Str)) }
 	case c.Type == TypeString && c.Modifier == "contains":
@@ -263,4 +247,18 @@ func selectsClause(c Clause, id string, entries []Entry) (ok, known bool) {
 		}
 	}
 	return false, true
+}
+
+// tokenMatches reports whether a token entry holds a token value without
+// modifier: code alone, system| alone, or system|code (compared as the
+// stores compare them).
+func tokenMatches(e Entry, v Value) bool {
+	switch {
+	case !v.HasSystem:
+		return e.Code == v.Code
+	case v.Code == "":
+		return e.System == v.System
+	default:
+		return e.System == v.System && e.Code == v.Code
+	}
 }
