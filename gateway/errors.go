@@ -21,7 +21,10 @@ import (
 // The failures only the HTTP edge can find: the request's shape, media
 // types, limits. Everything else comes classified from the application.
 var (
-	errRouteUnknown    = outcome.New(outcome.NotFound, "not-found", "route-unknown", "no such endpoint")
+	errRouteUnknown     = outcome.New(outcome.NotFound, "not-found", "route-unknown", "no such endpoint")
+	errOperationUnknown = outcome.New(outcome.NotFound, "not-supported", "operation-unknown",
+		"the gateway has no such operation here; its operations are $validate (POST /fhir, /fhir/{type}), "+
+			"$everything (GET /fhir/Patient/{id}) and $export (GET /fhir, /fhir/Patient, /fhir/Group/{id})")
 	errMethod          = outcome.New(outcome.MethodNotAllowed, "not-supported", "method-not-allowed", "this endpoint does not support the method")
 	errBodyTooLarge    = outcome.New(outcome.TooLarge, "too-costly", "body-too-large", "the request body exceeds the size limit")
 	errBodyUnreadable  = outcome.New(outcome.Invalid, "structure", "body-unreadable", "the request body could not be read")

@@ -242,6 +242,29 @@ func TestEscapedOperation(t *testing.T) {
 	}
 }
 
+// TestUnknownOperation: an operation the gateway does not have is 404
+// operation-unknown naming the ones it has (never the name sent), not "no
+// such resource" or "not a resource type"; the capability statement takes
+// GET (and HEAD) only.
+func TestUnknownOperation(t *testing.T) {
+	h := fhirServer(t)
+	for _, target := range []string{"/fhir/$nope", "/fhir/Patient/$nope", "/fhir/Patient/p1/$nope", "/fhir/Patient/%24nope"} {
+		rec := req(h, "GET", target, "")
+		assertOutcome(t, rec, 404, "operation-unknown", "")
+		if strings.Contains(rec.Body.String(), "nope") {
+			t.Errorf("GET %s repeats the name sent: %s", target, rec.Body)
+		}
+	}
+	rec := req(h, "POST", "/fhir/metadata", patientJSON)
+	assertOutcome(t, rec, 405, "method-not-allowed", "")
+	if got := rec.Header().Get("Allow"); got != "GET, HEAD" {
+		t.Errorf("POST /fhir/metadata: Allow %q, want GET, HEAD", got)
+	}
+	if rec := req(h, "GET", "/fhir/metadata", ""); rec.Code != 200 {
+		t.Errorf("GET /fhir/metadata = %d", rec.Code)
+	}
+}
+
 // TestOtherServersReferences: a reference to another server's resource
 // is not one to this server's resource of the same type and id: it is found
 // by its URL only, never in the local resource's compartment, chains,

@@ -77,6 +77,9 @@ func (s *Server) recoverPanics(next echo.HandlerFunc) echo.HandlerFunc {
 // a malformed parameter silently.
 func (s *Server) fhirFormat(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
+		if err := operationOrMetadata(c); err != nil {
+			return err
+		}
 		if r := c.Request(); strings.HasPrefix(c.Path(), "/fhir") && r.URL.RawQuery != "" {
 			typ := c.Param("type")
 			if comp := c.Param("compartment"); comp != "" {
@@ -97,6 +100,25 @@ func (s *Server) fhirFormat(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		return next(c)
 	}
+}
+
+// operationOrMetadata refuses what a route's parameters took for a type,
+// an id or a compartment but is an operation ("$name") the gateway does
+// not have there, or the capability statement ("metadata") asked with
+// another method than GET: a 404 naming the operations there are (never
+// the name sent), or a 405 with Allow, instead of "no such resource" or
+// "not a FHIR R4 resource type".
+func operationOrMetadata(c echo.Context) error {
+	for _, name := range []string{"type", "id", "compartment"} {
+		if strings.HasPrefix(c.Param(name), "$") {
+			return errOperationUnknown
+		}
+	}
+	if c.Param("type") == "metadata" {
+		return &outcome.Error{Kind: outcome.MethodNotAllowed, Allow: []string{http.MethodGet, http.MethodHead},
+			Issues: errMethod.Issues}
+	}
+	return nil
 }
 
 // jsonFormat reports whether a _format value asks for JSON: json, or a
