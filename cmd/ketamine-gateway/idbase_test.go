@@ -2,15 +2,10 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
-	"time"
 )
 
 // TestIdentifierBaseFromTheDatabase: the commands that map or look up a
@@ -46,33 +41,8 @@ func TestIdentifierBaseFromTheDatabase(t *testing.T) {
 		{[]string{"replay", "--db", db, "--identifier-base", "not a url"}, exitUsage, "must be an absolute http or https URL"},
 		{[]string{"map", "--kind", "vitals", "--identifier-base", "https://x.example/sid?q=1", records}, exitUsage, "no query"},
 	} {
-		out, errs, code := cli(t, "", tc.args...)
-		got := out
-		if tc.code != 0 {
-			got = errs
-		}
-		if code != tc.code || !strings.Contains(got, tc.want) {
-			t.Errorf("%v: exit %d, want %d with %q\nstdout: %s\nstderr: %s", tc.args, code, tc.code, tc.want, out, errs)
-		}
+		wantCLI(t, tc.args, tc.code, tc.want)
 	}
-	if code, msg := serveRefused(t, "--addr", "127.0.0.1:0", "--db", db, "--identifier-base", other); code != exitUsage || !strings.Contains(msg, "not "+other) {
-		t.Errorf("serve with another identifier base: exit %d %s; want %d naming the database's base", code, msg, exitUsage)
-	}
-}
-
-// serveRefused runs serve with args, expecting it to refuse to start: it
-// returns the exit code and message. A serve that started runs until a
-// minute is up, then counts as exit 0.
-func serveRefused(t *testing.T, args ...string) (code int, msg string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	var out, errs bytes.Buffer
-	err := run(ctx, append([]string{"ketamine-gateway", "serve"}, args...), func(string) string { return "" },
-		strings.NewReader(""), &out, &errs)
-	var ee *exitError
-	if errors.As(err, &ee) {
-		return ee.code, ee.msg
-	}
-	return 0, fmt.Sprint(err)
+	// serve refuses to start (one that started runs until cli stops it).
+	wantCLI(t, []string{"serve", "--addr", "127.0.0.1:0", "--db", db, "--identifier-base", other}, exitUsage, "not "+other)
 }

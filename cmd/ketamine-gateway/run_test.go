@@ -23,12 +23,16 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
 )
 
-// cli runs the program as a user would, through run().
+// cli runs the program as a user would, through run(). A command still
+// running after a minute (a serve that should have refused to start) is
+// stopped, and counts as exit 0.
 func cli(t *testing.T, stdin string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	var out, errb bytes.Buffer
 	getenv := func(string) string { return "" }
-	err := run(context.Background(), append([]string{"ketamine-gateway"}, args...), getenv, strings.NewReader(stdin), &out, &errb)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err := run(ctx, append([]string{"ketamine-gateway"}, args...), getenv, strings.NewReader(stdin), &out, &errb)
 	var ee *exitError
 	switch {
 	case err == nil:
@@ -40,6 +44,20 @@ func cli(t *testing.T, stdin string, args ...string) (stdout, stderr string, cod
 		t.Fatalf("run(%v) = unexpected error %v", args, err)
 	}
 	return out.String(), errb.String(), code
+}
+
+// wantCLI runs the program with args and checks its exit code and that
+// stdout (exit 0) or stderr (any other) holds want.
+func wantCLI(t *testing.T, args []string, code int, want string) {
+	t.Helper()
+	out, errOut, got := cli(t, "", args...)
+	text := out
+	if got != 0 {
+		text = errOut
+	}
+	if got != code || !strings.Contains(text, want) {
+		t.Errorf("%v: exit %d (want %d), stdout %q, stderr %q; want %q", args, got, code, out, errOut, want)
+	}
 }
 
 func writeTemp(t *testing.T, name, content string) string {
@@ -533,14 +551,7 @@ func TestDeliveriesCommand(t *testing.T) {
 		{[]string{"deliveries", "replay", "--destination", "ehr", "--since", "1h", "--db", db}, 0, `"replayed": `},
 	}
 	for _, tc := range tests {
-		out, errOut, code := cli(t, "", tc.args...)
-		got := out
-		if tc.code != 0 {
-			got = errOut
-		}
-		if code != tc.code || !strings.Contains(got, tc.out) {
-			t.Errorf("%v: exit %d (want %d), stdout %q, stderr %q; want %q", tc.args, code, tc.code, out, errOut, tc.out)
-		}
+		wantCLI(t, tc.args, tc.code, tc.out)
 	}
 }
 
@@ -576,14 +587,7 @@ func TestLineageCommand(t *testing.T) {
 		{[]string{"--trace", "4bf92f3577b34da6a3ce929d0e0e4736"}, exitNotFound, "no receipt and no request of this trace"},
 	}
 	for _, tc := range tests {
-		out, errOut, code := cli(t, "", append([]string{"lineage", "--db", db}, tc.args...)...)
-		got := out
-		if tc.code != 0 {
-			got = errOut
-		}
-		if code != tc.code || !strings.Contains(got, tc.out) {
-			t.Errorf("lineage %v: exit %d (want %d), stdout %q, stderr %q; want %q", tc.args, code, tc.code, out, errOut, tc.out)
-		}
+		wantCLI(t, append([]string{"lineage", "--db", db}, tc.args...), tc.code, tc.out)
 	}
 }
 
