@@ -229,6 +229,14 @@ func txBundle(entries ...string) string {
 	return `{"resourceType":"Bundle","type":"transaction","entry":[` + strings.Join(entries, ",") + `]}`
 }
 
+// jsonPatchEntry is a transaction's PATCH entry of url: a Binary holding
+// the JSON Patch ops.
+func jsonPatchEntry(url, ops string) string {
+	data := base64.StdEncoding.EncodeToString([]byte(ops))
+	return `{"resource":{"resourceType":"Binary","contentType":"application/json-patch+json","data":"` + data +
+		`"},"request":{"method":"PATCH","url":"` + url + `"}}`
+}
+
 const obsTmpl = `{"fullUrl":"urn:uuid:%s","resource":{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"8867-4"}]},"subject":{"reference":"%s"},"effectiveDateTime":"2026-03-02T09:00:00Z","valueQuantity":{"value":72,"unit":"/min","system":"http://unitsofmeasure.org","code":"/min"}},"request":{"method":"POST","url":"Observation"}}`
 
 const patEntry = `{"fullUrl":"urn:uuid:11111111-1111-4111-8111-111111111111","resource":` + patientJSON + `,"request":{"method":"POST","url":"Patient","ifNoneExist":"identifier=http://hospital.example/mrn|M1"}}`
@@ -835,9 +843,7 @@ func TestTransactionConditionalReferences(t *testing.T) {
 	}
 	patched := decode(t, rec)["id"].(string)
 	patchSubject := func(ref string) string {
-		p := base64.StdEncoding.EncodeToString([]byte(`[{"op":"add","path":"/subject","value":{"reference":"` + ref + `"}}]`))
-		return `{"resource":{"resourceType":"Binary","contentType":"application/json-patch+json","data":"` + p +
-			`"},"request":{"method":"PATCH","url":"Observation/` + patched + `"}}`
+		return jsonPatchEntry("Observation/"+patched, `[{"op":"add","path":"/subject","value":{"reference":"`+ref+`"}}]`)
 	}
 	for _, c := range []struct {
 		name    string
@@ -953,9 +959,7 @@ func TestTransactionIdentityOverlap(t *testing.T) {
 	del := func(id string) string { return `{"request":{"method":"DELETE","url":"Patient/` + id + `"}}` }
 	get := func(id string) string { return `{"request":{"method":"GET","url":"Patient/` + id + `"}}` }
 	patch := func(id string) string {
-		p := base64.StdEncoding.EncodeToString([]byte(`[{"op":"add","path":"/gender","value":"other"}]`))
-		return `{"resource":{"resourceType":"Binary","contentType":"application/json-patch+json","data":"` + p +
-			`"},"request":{"method":"PATCH","url":"Patient/` + id + `"}}`
+		return jsonPatchEntry("Patient/"+id, `[{"op":"add","path":"/gender","value":"other"}]`)
 	}
 	for _, c := range []struct {
 		name    string

@@ -3,7 +3,6 @@ package gateway_test
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"net/http"
@@ -97,14 +96,7 @@ func TestChainedSearch(t *testing.T) {
 		{"/fhir/Patient?_has:Observation:subject:code=http://loinc.org|8480-6&family=Other", 1},
 		{"/fhir/Patient?_has:Observation:patient:code=nope", 0},
 	} {
-		rec := req(h, "GET", tc.target, "")
-		if rec.Code != 200 {
-			t.Errorf("GET %s = %d %s", tc.target, rec.Code, rec.Body)
-			continue
-		}
-		if got := decode(t, rec)["total"]; got != tc.total {
-			t.Errorf("GET %s total = %v, want %v", tc.target, got, tc.total)
-		}
+		wantTotal(t, h, tc.target, tc.total)
 	}
 	for _, tc := range []struct{ target, rule, expr string }{
 		{"/fhir/Observation?subject.SECRET7=x", "search-param-unknown", "subject"},
@@ -150,14 +142,7 @@ func TestOwnBaseURLs(t *testing.T) {
 		{"/fhir/Observation?subject=" + q(other), 0},
 		{"/fhir/Patient?_has:Observation:subject:subject=" + q(full), 1},
 	} {
-		rec := req(h, "GET", tc.target, "")
-		if rec.Code != 200 {
-			t.Errorf("GET %s = %d %s", tc.target, rec.Code, rec.Body)
-			continue
-		}
-		if got := decode(t, rec)["total"]; got != tc.total {
-			t.Errorf("GET %s total = %v, want %v", tc.target, got, tc.total)
-		}
+		wantTotal(t, h, tc.target, tc.total)
 	}
 	rec := req(h, "POST", "/fhir", txBundle(`{"request":{"method":"GET","url":"Observation?subject=`+q(full)+`"}}`))
 	if rec.Code != 200 {
@@ -439,9 +424,8 @@ func TestPatch(t *testing.T) {
 	// A PATCH entry of a transaction: a Binary with a JSON Patch, and a
 	// Parameters with a FHIRPath Patch (in two transactions: one may
 	// change a resource only once).
-	bin := base64.StdEncoding.EncodeToString([]byte(`[{"op":"replace","path":"/gender","value":"female"}]`))
 	for _, tx := range []string{
-		txBundle(`{"resource":{"resourceType":"Binary","contentType":"application/json-patch+json","data":"` + bin + `"},"request":{"method":"PATCH","url":"Patient/` + id + `"}}`),
+		txBundle(jsonPatchEntry("Patient/"+id, `[{"op":"replace","path":"/gender","value":"female"}]`)),
 		txBundle(`{"resource":{"resourceType":"Parameters","parameter":[{"name":"operation","part":[{"name":"type","valueCode":"delete"},{"name":"path","valueString":"Patient.telecom"}]}]},"request":{"method":"PATCH","url":"Patient?identifier=http://hospital.example/mrn|M1"}}`),
 	} {
 		if rec = req(h, "POST", "/fhir", tx); rec.Code != 200 {
@@ -638,4 +622,17 @@ func entriesOf(b map[string]any) []map[string]any {
 		out = append(out, e.(map[string]any))
 	}
 	return out
+}
+
+// wantTotal checks that a search answers 200 with total.
+func wantTotal(t *testing.T, h http.Handler, target string, total float64) {
+	t.Helper()
+	rec := req(h, "GET", target, "")
+	if rec.Code != 200 {
+		t.Errorf("GET %s = %d %s", target, rec.Code, rec.Body)
+		return
+	}
+	if got := decode(t, rec)["total"]; got != total {
+		t.Errorf("GET %s total = %v, want %v", target, got, total)
+	}
 }
