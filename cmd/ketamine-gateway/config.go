@@ -86,21 +86,30 @@ func clientIDsSafe(fc *fileConfig) bool {
 	if !authConfigured(fc) {
 		return true
 	}
-	tenants := map[string]bool{}
+	tenants, any := authTenants(fc)
+	return !any && len(tenants) <= 1
+}
+
+// authTenants are the tenants the registered clients and external issuers
+// of fc act for (every tenant, search.AllTenants, left out); any: an
+// external issuer without a tenants list, whose tokens may name any tenant.
+func authTenants(fc *fileConfig) (tenants map[string]bool, any bool) {
+	tenants = map[string]bool{}
+	if fc.Auth == nil {
+		return tenants, false
+	}
 	for _, c := range fc.Auth.Clients {
 		if c.Tenant != search.AllTenants {
 			tenants[c.Tenant] = true
 		}
 	}
 	for _, x := range fc.Auth.External {
-		if len(x.Tenants) == 0 {
-			return false
-		}
+		any = any || len(x.Tenants) == 0
 		for _, t := range x.Tenants {
 			tenants[t] = true
 		}
 	}
-	return len(tenants) <= 1
+	return tenants, any
 }
 
 // readConfig reads and strictly decodes the --config file ("" gives an

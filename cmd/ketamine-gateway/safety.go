@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -92,59 +93,28 @@ func safety(fc *fileConfig) (*mapping.Safety, map[string]mapping.Safety, error) 
 // that names none may name any tenant: then none is unknown), and the
 // database holds no record of theirs (stored). Their thresholds would
 // never apply: most likely a misspelt tenant, whose clinic then keeps the
-// thresholds beneath.
-func unknownSafetyTenants(fc *fileConfig, stored []string) []string {
+// thresholds beneath. known lists, for the message, the tenants there are.
+func unknownSafetyTenants(fc *fileConfig, stored []string) (unknown []string, known string) {
 	if fc.Safety == nil || len(fc.Safety.Tenants) == 0 {
-		return nil
+		return nil, ""
 	}
-	known := map[string]bool{}
+	tenants, any := authTenants(fc)
+	if any {
+		return nil, ""
+	}
 	for _, t := range stored {
-		known[t] = true
+		tenants[t] = true
 	}
-	if fc.Auth != nil {
-		for _, c := range fc.Auth.Clients {
-			known[c.Tenant] = true
-		}
-		for _, x := range fc.Auth.External {
-			if len(x.Tenants) == 0 {
-				return nil
-			}
-			for _, t := range x.Tenants {
-				known[t] = true
-			}
-		}
-	}
-	var unknown []string
 	for name := range fc.Safety.Tenants {
-		if !known[name] {
+		if !tenants[name] {
 			unknown = append(unknown, name)
 		}
 	}
 	slices.Sort(unknown)
-	return unknown
-}
-
-// knownTenants lists, for a message, the tenants the clients of fc and
-// the records stored belong to ("" is the default tenant).
-func knownTenants(fc *fileConfig, stored []string) string {
-	set := map[string]bool{}
-	for _, t := range stored {
-		set[t] = true
-	}
-	if fc.Auth != nil {
-		for _, c := range fc.Auth.Clients {
-			set[c.Tenant] = true
-		}
-	}
-	delete(set, "")
-	delete(set, "*")
-	names := make([]string, 0, len(set))
-	for t := range set {
-		names = append(names, t)
-	}
-	slices.Sort(names)
+	delete(tenants, "")
+	names := slices.Sorted(maps.Keys(tenants))
 	if len(names) == 0 {
-		return "none but the default tenant"
+		return unknown, "none but the default tenant"
 	}
-	return strings.Join(names, ", ")
+	return unknown, strings.Join(names, ", ")
 }

@@ -72,12 +72,12 @@ func TestUnknownSafetyTenants(t *testing.T) {
 		{"an issuer's tenants", &auth.Config{External: []auth.ExternalIssuer{{Tenants: []string{"harbor-clinic"}}}}, nil, "[serenity-clinc]"},
 		{"an issuer of any tenant", &auth.Config{External: []auth.ExternalIssuer{{}}}, nil, "[]"},
 	} {
-		got := unknownSafetyTenants(&fileConfig{Auth: tc.auth, Safety: override}, tc.stored)
+		got, _ := unknownSafetyTenants(&fileConfig{Auth: tc.auth, Safety: override}, tc.stored)
 		if fmt.Sprint(got) != tc.want {
 			t.Errorf("%s: %v, want %s", tc.name, got, tc.want)
 		}
 	}
-	if got := unknownSafetyTenants(&fileConfig{Safety: &safetyConfig{}}, nil); got != nil {
+	if got, _ := unknownSafetyTenants(&fileConfig{Safety: &safetyConfig{}}, nil); got != nil {
 		t.Errorf("no per-tenant override: %v", got)
 	}
 	// serve refuses to start, naming the tenant and the ones there are.

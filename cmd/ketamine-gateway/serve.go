@@ -150,10 +150,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return &exitError{code: exitUnchecked, msg: fmt.Sprintf("serve: %v", err)}
 	}
-	if unknown := unknownSafetyTenants(fc, stored); len(unknown) > 0 {
+	if unknown, known := unknownSafetyTenants(fc, stored); len(unknown) > 0 {
 		return &exitError{code: exitUsage, msg: fmt.Sprintf("--config: safety.tenants.%s: no client belongs to this tenant, "+
 			"no external issuer names it and no record of it is stored, so its thresholds would never apply "+
-			"(a misspelt tenant?); the tenants are: %s", unknown[0], knownTenants(fc, stored))}
+			"(a misspelt tenant?); the tenants are: %s", unknown[0], known)}
 	}
 	authn, err := authServer(fc, getenv, st)
 	if err != nil {
