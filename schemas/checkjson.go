@@ -264,8 +264,6 @@ func isBlank(doc []byte) bool {
 	return true
 }
 
-// invalidUTF8Offset returns the offset of the first byte that is not part of
-// a valid UTF-8 sequence, or -1.
 // loneSurrogateOffset is the byte offset of the first \u escape in a
 // string of doc that is half of a UTF-16 surrogate pair without the other
 // half, or -1. Go's decoder would read it as U+FFFD, so the record stored
@@ -305,6 +303,8 @@ func loneSurrogateOffset(doc []byte) int {
 	return -1
 }
 
+// invalidUTF8Offset returns the offset of the first byte that is not part of
+// a valid UTF-8 sequence, or -1.
 func invalidUTF8Offset(doc []byte) int {
 	if utf8.Valid(doc) {
 		return -1

@@ -122,6 +122,10 @@ func New(cfg Config) (*App, error) {
 	}
 	a := &App{Store: cfg.Store, IdentifierBase: cfg.IdentifierBase, backlogEvery: cfg.BacklogEvery, runJobs: !cfg.NoJobRunner}
 	a.Audit = auditlog.New(cfg.Store, auditlog.Config{Observer: cfg.Instance, Now: cfg.Now, Disabled: cfg.NoAudit})
+	dests := make([]string, len(cfg.Routes)) // the destinations' names
+	for i, r := range cfg.Routes {
+		dests[i] = r.Name
+	}
 	icfg := ingest.Config{Pipeline: p, Routes: cfg.Routes, Notify: cfg.Notify, Metrics: cfg.Metrics, Tracer: cfg.Tracer,
 		Safety: cfg.TenantSafety}
 	if cfg.Store != nil {
@@ -130,10 +134,6 @@ func New(cfg Config) (*App, error) {
 			SearchLimits: cfg.SearchLimits, SearchTimeout: cfg.SearchTimeout, SearchesPerClient: cfg.SearchesPerClient,
 			UpdateCreate: cfg.UpdateCreate})
 		icfg.Engine = a.Engine
-		dests := make([]string, len(cfg.Routes))
-		for i, r := range cfg.Routes {
-			dests[i] = r.Name
-		}
 		a.Operator = operator.New(cfg.Store, dests, cfg.Notify, cfg.Now)
 	}
 	a.Ingest = ingest.New(icfg)
@@ -142,10 +142,6 @@ func New(cfg Config) (*App, error) {
 		jcfg.Store, jcfg.Now, jcfg.Logger = cfg.Store, cfg.Now, cfg.Logger
 		a.Jobs = jobs.New(jcfg)
 		a.Bulk = bulk.New(bulk.Config{Store: cfg.Store, Engine: a.Engine, Ingest: a.Ingest, Jobs: a.Jobs, Now: cfg.Now})
-		dests := make([]string, len(cfg.Routes))
-		for i, r := range cfg.Routes {
-			dests[i] = r.Name
-		}
 		a.Replay = replay.New(replay.Config{Store: cfg.Store, Engine: a.Engine, Ingest: a.Ingest, Jobs: a.Jobs,
 			IdentifierBase: cfg.IdentifierBase, Destinations: dests, Notify: cfg.Notify, Now: cfg.Now})
 		a.Reindex = reindex.New(reindex.Config{Store: cfg.Store, Jobs: a.Jobs})

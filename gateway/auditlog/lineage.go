@@ -17,6 +17,7 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
+	"github.com/ketamine-gateway/ketamine-gateway/schemas/r4"
 )
 
 // Lineage answers an auditor's question "what happened to this?" as one
@@ -127,7 +128,7 @@ func (q LineageQuery) Check() error {
 		}
 	case q.Resource != "":
 		typ, _, _ := strings.Cut(q.Resource, "/")
-		if !resourcePattern.MatchString(q.Resource) || !search.IsResourceType(typ) {
+		if !resourcePattern.MatchString(q.Resource) || !r4.IsResourceType(typ) {
 			return lineageQueryError("resource must be Type/id with a FHIR R4 resource type and a resource id, such as Observation/6231b0218d2d43adb0a6f46054209d61")
 		}
 	default:

@@ -195,10 +195,8 @@ func (e *Engine) patchEntry(tx store.Tx, en *Entry, rw *fhirwire.Rewriter, now t
 	case !owns(tx, cur):
 		return nil, errIDTaken
 	}
-	if en.ifMatch != "" {
-		if !fhirwire.IfMatch(en.ifMatch, cur.Version, true) {
-			return nil, outcome.New(outcome.PreconditionFailed, "conflict", "version-mismatch", "If-Match does not name the current version")
-		}
+	if err := checkIfMatch(en.ifMatch, cur, true); err != nil {
+		return nil, err
 	}
 	doc, err := decodeJSON(cur.Body)
 	if err != nil {

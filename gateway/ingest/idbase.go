@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
@@ -36,10 +37,7 @@ func StoredIdentifierBase(ctx context.Context, st store.Store) (string, error) {
 		return "", err
 	}
 	l := ls[0]
-	source := l.Source
-	if l.Tenant != "" {
-		source = strings.TrimPrefix(source, "tenant:"+l.Tenant+"|")
-	}
+	source := strings.TrimPrefix(l.Source, engine.Namespaced(l.Tenant, ""))
 	r, err := st.Read(ctx, "Provenance", audit.RecordProvenanceID(l.Tenant, source, l.Kind, l.RecordID, l.Version))
 	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrGone) || (err == nil && r.Deleted) {
 		return "", nil

@@ -73,22 +73,8 @@ func checkNotStale(st store.Tx, rec record) error {
 		kinds = []mapping.Kind{rec.kind}
 	}
 	for _, kind := range kinds {
-		versions, err := st.LedgerVersions(src.System, string(kind), src.RecordID)
-		if err != nil {
-			return err
-		}
-		for _, l := range versions {
-			var in struct {
-				Source struct {
-					LastUpdated string `json:"lastUpdated"`
-				} `json:"source"`
-			}
-			if len(l.Input) == 0 || json.Unmarshal(l.Input, &in) != nil {
-				continue // written before the ledger kept inputs
-			}
-			if stored, ok := instant(in.Source.LastUpdated); ok && at.Before(stored) {
-				return errVersionStale
-			}
+		if newer, err := newerStored(st, src.System, kind, src.RecordID, at, nil); err != nil || newer {
+			return cmpErr(err, newer)
 		}
 	}
 	return nil

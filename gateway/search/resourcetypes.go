@@ -8,7 +8,3 @@ var r4Types = r4.ResourceTypes()
 
 // isResourceType reports whether name is an R4 resource type.
 func isResourceType(name string) bool { return r4.IsResourceType(name) }
-
-// IsResourceType reports whether name is an R4 resource type
-// ("Observation"; not "observation", not "Nope").
-func IsResourceType(name string) bool { return isResourceType(name) }

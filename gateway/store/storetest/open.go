@@ -138,7 +138,7 @@ var SchemaAfterPatientRows = SchemaBeforePatientRows[4:]
 // patient rows of the builds before they were kept once (before, opened on
 // a database SchemaBeforePatientRows filled), 2 to one without them
 // (after, SchemaAfterPatientRows). (A database without resources gets this
-// build's, which is 2 too while search.IndexVersion is.)
+// build's, search.IndexVersion.)
 func MigratedIndexVersions(t *testing.T, before, after store.Store) {
 	t.Helper()
 	IndexVersion(t, before, "migrated with an older build's patient rows", 1)
