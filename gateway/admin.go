@@ -3,10 +3,8 @@ package gateway
 import (
 	"fmt"
 	"net/http"
-	"regexp"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -165,33 +163,19 @@ func countParam(c echo.Context, name string) (int, error) {
 }
 
 // onlyParams refuses a request with a query parameter the route does not
-// take (a misspelt one would otherwise be ignored), naming it. The
-// response-format parameters are taken everywhere.
+// take (a misspelt one would otherwise be ignored), or one given twice, by
+// the rule of every endpoint (queryParams: a made-up name is not repeated).
+// The response-format parameters are taken everywhere.
 func onlyParams(names []string) echo.MiddlewareFunc {
+	known := append(slices.Clip(names), "_pretty", "pretty", "_format")
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
-			for name := range c.QueryParams() {
-				if !slices.Contains(names, name) && name != "_pretty" && name != "pretty" && name != "_format" {
-					if !paramName.MatchString(name) {
-						name = "(not a parameter name)"
-					}
-					return paramInvalid(fmt.Sprintf("unknown parameter %q; this endpoint takes %s", name, paramList(names)))
-				}
+			if err := queryParams(c, known...); err != nil {
+				return err
 			}
 			return next(c)
 		}
 	}
-}
-
-// paramName is what an error may quote of a parameter's name.
-var paramName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.:-]{0,39}$`)
-
-// paramList names a route's parameters for an error.
-func paramList(names []string) string {
-	if len(names) == 0 {
-		return "none"
-	}
-	return strings.Join(names, ", ")
 }
 
 func intParam(c echo.Context, name string) (int, error) {
