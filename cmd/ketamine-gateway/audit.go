@@ -87,11 +87,8 @@ func lineageCommand(ctx context.Context, args []string, getenv func(string) stri
 	}
 	l, err := auditlog.BuildLineage(ctx, st, q)
 	if err != nil {
-		kind, issues := outcome.From(err)
-		if kind != outcome.Internal && len(issues) > 0 {
-			return &exitError{code: exitCode(kind), msg: "lineage: " + issues[0].Message}
-		}
-		return &exitError{code: exitCode(kind), msg: fmt.Sprintf("lineage: %v", err)}
+		kind, _ := outcome.From(err)
+		return &exitError{code: exitCode(kind), msg: "lineage: " + describe(err)}
 	}
 	return printJSON(stdout, l)
 }

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"maps"
 	"slices"
 	"strings"
 
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
 )
 
@@ -117,4 +119,24 @@ func unknownSafetyTenants(fc *fileConfig, stored []string) (unknown []string, kn
 		return unknown, "none but the default tenant"
 	}
 	return unknown, strings.Join(names, ", ")
+}
+
+// checkSafetyTenants refuses (exit 2) a configuration whose safety section
+// has an override for a tenant no record can be written for
+// (unknownSafetyTenants); the database's tenants are read only when there
+// is such an override.
+func checkSafetyTenants(ctx context.Context, fc *fileConfig, st store.Store) error {
+	if fc.Safety == nil || len(fc.Safety.Tenants) == 0 {
+		return nil
+	}
+	stored, err := st.LedgerTenants(ctx)
+	if err != nil {
+		return &exitError{code: exitUnchecked, msg: fmt.Sprintf("serve: %v", err)}
+	}
+	if unknown, known := unknownSafetyTenants(fc, stored); len(unknown) > 0 {
+		return &exitError{code: exitUsage, msg: fmt.Sprintf("--config: safety.tenants.%s: no client belongs to this tenant, "+
+			"no external issuer names it and no record of it is stored, so its thresholds would never apply "+
+			"(a misspelt tenant?); the tenants are: %s", unknown[0], known)}
+	}
+	return nil
 }

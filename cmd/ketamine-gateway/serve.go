@@ -146,14 +146,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if configuredBase == "" && cfg.identifierBase != "" {
 		logger.Info("identifier base: the database's, which its records were mapped with", "identifier_base", cfg.identifierBase)
 	}
-	stored, err := st.LedgerTenants(ctx)
-	if err != nil {
-		return &exitError{code: exitUnchecked, msg: fmt.Sprintf("serve: %v", err)}
-	}
-	if unknown, known := unknownSafetyTenants(fc, stored); len(unknown) > 0 {
-		return &exitError{code: exitUsage, msg: fmt.Sprintf("--config: safety.tenants.%s: no client belongs to this tenant, "+
-			"no external issuer names it and no record of it is stored, so its thresholds would never apply "+
-			"(a misspelt tenant?); the tenants are: %s", unknown[0], known)}
+	if err := checkSafetyTenants(ctx, fc, st); err != nil {
+		return err
 	}
 	authn, err := authServer(fc, getenv, st)
 	if err != nil {
