@@ -258,7 +258,7 @@ func TestUnknownOperation(t *testing.T) {
 // relative and is the local resource's.
 func TestOtherServersReferences(t *testing.T) {
 	h := fhirServer(t)
-	if rec := req(h, "PUT", "/fhir/Patient/p77", `{"resourceType":"Patient","id":"p77"}`); rec.Code != 201 {
+	if rec := req(h, "PUT", "/fhir/Patient/p77", `{"resourceType":"Patient","id":"p77","identifier":[{"system":"http://ex/mrn","value":"x"}]}`); rec.Code != 201 {
 		t.Fatalf("PUT Patient/p77 = %d %s", rec.Code, rec.Body)
 	}
 	const foreign = "https://hospital-b.example.org/fhir/Patient/p77"
@@ -283,7 +283,7 @@ func TestOtherServersReferences(t *testing.T) {
 		{"/fhir/Observation?subject=" + q(foreign), []string{"1-1"}},
 		{"/fhir/Observation?subject:Patient=" + q(foreign), []string{"1-1"}},
 		{"/fhir/Patient/p77/Observation", []string{"2-2"}},
-		{"/fhir/Observation?subject.identifier=x", nil},
+		{"/fhir/Observation?subject.identifier=x", []string{"2-2"}},
 		{"/fhir/Observation?subject:Patient._id=p77", []string{"2-2"}},
 		{"/fhir/Patient?_has:Observation:subject:code=1-1", nil},
 		{"/fhir/Patient?_has:Observation:subject:code=2-2", []string{"p77"}},
@@ -312,8 +312,11 @@ func TestOtherServersReferences(t *testing.T) {
 	if n := len(entriesOf(page)); n != 1 {
 		t.Errorf("_include of another server's Patient: %d entries, want the Observation only", n)
 	}
-	everything := req(h, "GET", "/fhir/Patient/p77/$everything", "").Body.String()
-	if strings.Contains(everything, foreignID) {
+	everything := req(h, "GET", "/fhir/Patient/p77/$everything", "")
+	if everything.Code != 200 {
+		t.Fatalf("$everything of Patient/p77 = %d %s", everything.Code, everything.Body)
+	}
+	if strings.Contains(everything.Body.String(), foreignID) {
 		t.Errorf("$everything of Patient/p77 holds the Observation of another server's Patient/p77")
 	}
 }

@@ -13,20 +13,9 @@ import (
 // refuse another (replay without the serving gateway's --identifier-base
 // added every patient and resource a second time; lineage found nothing).
 func TestIdentifierBaseFromTheDatabase(t *testing.T) {
-	raw, err := os.ReadFile("../../schemas/examples/vitals/pre-dose-baseline.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var line bytes.Buffer
-	if err := json.Compact(&line, raw); err != nil {
-		t.Fatal(err)
-	}
 	db := filepath.Join(t.TempDir(), "kg.db")
-	records := writeTemp(t, "vitals.ndjson", line.String()+"\n")
 	const base, other = "https://hospital.example/sid", "https://other.example/sid"
-	if out, errs, code := cli(t, "", "import", "--kind", "vitals", "--db", db, "--identifier-base", base, records); code != 0 {
-		t.Fatalf("import: exit %d\n%s\n%s", code, out, errs)
-	}
+	records := importExample(t, db, "vitals/pre-dose-baseline.json", "--identifier-base", base)
 	for _, tc := range []struct {
 		args []string
 		code int
@@ -45,4 +34,25 @@ func TestIdentifierBaseFromTheDatabase(t *testing.T) {
 	}
 	// serve refuses to start (one that started runs until cli stops it).
 	wantCLI(t, []string{"serve", "--addr", "127.0.0.1:0", "--db", db, "--identifier-base", other}, exitUsage, "not "+other)
+}
+
+// importExample imports one example record (schemas/examples/<path>, of the
+// kind its directory names) into db with the extra import flags, and
+// returns the NDJSON file it imported.
+func importExample(t *testing.T, db, path string, flags ...string) string {
+	t.Helper()
+	raw, err := os.ReadFile("../../schemas/examples/" + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var line bytes.Buffer
+	if err := json.Compact(&line, raw); err != nil {
+		t.Fatal(err)
+	}
+	records := writeTemp(t, "records.ndjson", line.String()+"\n")
+	args := append([]string{"import", "--kind", filepath.Dir(path), "--db", db}, flags...)
+	if out, errs, code := cli(t, "", append(args, records)...); code != 0 {
+		t.Fatalf("import %s: exit %d\n%s\n%s", path, code, out, errs)
+	}
+	return records
 }

@@ -591,17 +591,19 @@ func TestLineageCommand(t *testing.T) {
 	}
 }
 
-// TestReplaySince: replay's --since takes every form of a time flag.
+// TestReplaySince: replay's --since takes every form of a time flag, and
+// selects by it: a record received now is replayed since a past time, not
+// since a future one.
 func TestReplaySince(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "kg.db")
-	st, err := sqlite.Open(context.Background(), db, sqlite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	st.Close()
-	for _, since := range []string{"2026-12-01T08:00:00Z", "2026-12-01", "24h", "7d", "90m"} {
-		if out, errOut, code := cli(t, "", "replay", "--db", db, "--since", since); code != 0 || !strings.Contains(out, "nothing to replay") {
-			t.Errorf("replay --since %s: exit %d, %s %s", since, code, out, errOut)
+	importExample(t, db, "vitals/pre-dose-baseline.json")
+	for since, want := range map[string]string{
+		"2000-01-01T08:00:00Z": "over 1 records", "2000-01-01": "over 1 records", "24h": "over 1 records",
+		"7d": "over 1 records", "90m": "over 1 records",
+		"2999-01-01T08:00:00Z": "nothing to replay", "2999-01-01": "nothing to replay",
+	} {
+		if out, errOut, code := cli(t, "", "replay", "--db", db, "--since", since); code != 0 || !strings.Contains(out, want) {
+			t.Errorf("replay --since %s: exit %d, %s %s; want %q", since, code, out, errOut, want)
 		}
 	}
 }
