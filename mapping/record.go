@@ -226,3 +226,26 @@ type Session struct {
 	Assessments   []AssessmentBody   `json:"assessments,omitempty"`
 	AdverseEvents []AdverseEventBody `json:"adverseEvents,omitempty"`
 }
+
+// NestedRecord names a record a session nests: its kind and record id
+// (it keeps its identity: docs/records.md).
+type NestedRecord struct {
+	Kind     Kind
+	RecordID string
+}
+
+// Nested lists the records s nests, vitals, then assessments, then
+// adverse events, each in document order.
+func (s *Session) Nested() []NestedRecord {
+	out := make([]NestedRecord, 0, len(s.Vitals)+len(s.Assessments)+len(s.AdverseEvents))
+	for _, v := range s.Vitals {
+		out = append(out, NestedRecord{KindVitals, v.RecordID})
+	}
+	for _, a := range s.Assessments {
+		out = append(out, NestedRecord{KindAssessment, a.RecordID})
+	}
+	for _, ae := range s.AdverseEvents {
+		out = append(out, NestedRecord{KindAdverseEvent, ae.RecordID})
+	}
+	return out
+}

@@ -339,17 +339,8 @@ func nestedRecords(base, source string, r mapping.Record) []audit.NestedRecord {
 		return nil
 	}
 	var out []audit.NestedRecord
-	add := func(kind mapping.Kind, id string) {
-		out = append(out, audit.NestedRecord{System: mapping.RecordSystem(base, source, kind), Value: id, Kind: string(kind)})
-	}
-	for _, v := range sess.Vitals {
-		add(mapping.KindVitals, v.RecordID)
-	}
-	for _, a := range sess.Assessments {
-		add(mapping.KindAssessment, a.RecordID)
-	}
-	for _, ae := range sess.AdverseEvents {
-		add(mapping.KindAdverseEvent, ae.RecordID)
+	for _, n := range sess.Nested() {
+		out = append(out, audit.NestedRecord{System: mapping.RecordSystem(base, source, n.Kind), Value: n.RecordID, Kind: string(n.Kind)})
 	}
 	return out
 }

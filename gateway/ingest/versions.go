@@ -137,24 +137,9 @@ func checkNestedNotStale(st store.Tx, rec record, res *mapping.Result, current [
 		return nil
 	}
 	if s, ok := rec.rec.(*mapping.Session); ok {
-		nested := []struct {
-			kind mapping.Kind
-			ids  []string
-		}{{mapping.KindVitals, nil}, {mapping.KindAssessment, nil}, {mapping.KindAdverseEvent, nil}}
-		for _, v := range s.Vitals {
-			nested[0].ids = append(nested[0].ids, v.RecordID)
-		}
-		for _, a := range s.Assessments {
-			nested[1].ids = append(nested[1].ids, a.RecordID)
-		}
-		for _, ae := range s.AdverseEvents {
-			nested[2].ids = append(nested[2].ids, ae.RecordID)
-		}
-		for _, n := range nested {
-			for _, id := range n.ids {
-				if newer, err := newerStored(st, src.System, n.kind, id, at, nil); err != nil || newer {
-					return cmpErr(err, newer)
-				}
+		for _, n := range s.Nested() {
+			if newer, err := newerStored(st, src.System, n.Kind, n.RecordID, at, nil); err != nil || newer {
+				return cmpErr(err, newer)
 			}
 		}
 		return nil
