@@ -436,6 +436,24 @@ func TestPatch(t *testing.T) {
 			t.Fatalf("transaction with a PATCH entry = %d %s", rec.Code, rec.Body)
 		}
 	}
+	// A PATCH entry's Binary of another contentType, or no resource: the
+	// answer says what the entry has and needs, at the entry's resource,
+	// in a transaction and in a batch alike.
+	wrongType := `{"resource":{"resourceType":"Binary","contentType":"text/plain","data":"W10="},"request":{"method":"PATCH","url":"Patient/` + id + `"}}`
+	for _, tc := range []struct{ name, entry, expr, says string }{
+		{"Binary of another contentType", wrongType, "Bundle.entry[0].resource.ofType(Binary).contentType",
+			"has contentType text/plain; a JSON Patch in a Binary needs contentType application/json-patch+json"},
+		{"no resource", `{"request":{"method":"PATCH","url":"Patient/` + id + `"}}`, "Bundle.entry[0].resource", "needs a resource"},
+	} {
+		rec = req(h, "POST", "/fhir", txBundle(tc.entry))
+		if rec.Code != 400 || !strings.Contains(rec.Body.String(), `"expression":["`+tc.expr+`"]`) || !strings.Contains(rec.Body.String(), tc.says) {
+			t.Errorf("transaction, %s = %d %s; want 400 at %s saying %q", tc.name, rec.Code, rec.Body, tc.expr, tc.says)
+		}
+		rec = req(h, "POST", "/fhir", `{"resourceType":"Bundle","type":"batch","entry":[`+tc.entry+`]}`)
+		if rec.Code != 200 || !strings.Contains(rec.Body.String(), `"expression":["`+tc.expr+`"]`) || !strings.Contains(rec.Body.String(), tc.says) {
+			t.Errorf("batch, %s = %d %s; want an entry outcome at %s saying %q", tc.name, rec.Code, rec.Body, tc.expr, tc.says)
+		}
+	}
 	cur := decode(t, req(h, "GET", "/fhir/Patient/"+id, ""))
 	if cur["gender"] != "female" || cur["telecom"] != nil || cur["meta"].(map[string]any)["versionId"] != "6" {
 		t.Errorf("after the transaction = %v", cur)

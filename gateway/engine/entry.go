@@ -170,7 +170,7 @@ func (e *Engine) parseEntry(i int, w *fhirwire.Entry) *Entry {
 				return en
 			}
 		}
-		return e.readPatch(en, doc)
+		return e.readPatch(en, doc, expr)
 	}
 	doc, err := e.v.Resource(w.Resource, en.typ, expr)
 	if err != nil {
@@ -206,7 +206,7 @@ func (e *Engine) decodedEntry(i int, m map[string]any) *Entry {
 		return en.missingResource(expr)
 	}
 	if en.method == "PATCH" {
-		return e.readPatch(en, doc)
+		return e.readPatch(en, doc, expr)
 	}
 	if err := e.v.Profiles(doc, expr); err != nil {
 		en.perr = err
@@ -250,11 +250,11 @@ func (en *Entry) missingResource(expr string) *Entry {
 	return en.fail("bundle-entry-resource-missing", "a POST or PUT entry needs a resource")
 }
 
-// readPatch reads a PATCH entry's decoded resource: its patch
+// readPatch reads a PATCH entry's decoded resource, at expr: its patch
 // (entryPatch).
-func (e *Engine) readPatch(en *Entry, doc map[string]any) *Entry {
+func (e *Engine) readPatch(en *Entry, doc map[string]any, expr string) *Entry {
 	var err error
-	if en.patch, err = e.entryPatch(doc); err != nil {
+	if en.patch, err = e.entryPatch(doc, expr); err != nil {
 		en.perr = err
 	}
 	return en

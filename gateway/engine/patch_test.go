@@ -311,3 +311,60 @@ func renderOps(b *strings.Builder, p []pathOp) {
 		}
 	}
 }
+
+// TestEntryPatch: a PATCH entry's Binary must carry a JSON Patch
+// (contentType application/json-patch+json, parameters allowed); a refusal
+// says what the entry has and what it needs, at the entry's element.
+func TestEntryPatch(t *testing.T) {
+	data := `"W3sib3AiOiJyZW1vdmUiLCJwYXRoIjoiL2dlbmRlciJ9XQ=="` // [{"op":"remove","path":"/gender"}]
+	for _, tc := range []struct {
+		name, resource string
+		expr           string
+		says           []string
+	}{
+		{name: "json patch", resource: `{"resourceType":"Binary","contentType":"application/json-patch+json","data":` + data + `}`},
+		{name: "json patch with a charset", resource: `{"resourceType":"Binary","contentType":"application/json-patch+json; charset=utf-8","data":` + data + `}`},
+		{name: "fhirpath patch", resource: `{"resourceType":"Parameters","parameter":[` + fpOperation("delete", "Patient.gender") + `]}`},
+		{name: "another media type", resource: `{"resourceType":"Binary","contentType":"text/plain","data":` + data + `}`,
+			expr: "Bundle.entry[3].resource.ofType(Binary).contentType",
+			says: []string{"has contentType text/plain", "needs contentType application/json-patch+json"}},
+		{name: "a media type's parameters are not quoted", resource: `{"resourceType":"Binary","contentType":"application/json; x=SECRET7","data":` + data + `}`,
+			expr: "Bundle.entry[3].resource.ofType(Binary).contentType",
+			says: []string{"has contentType application/json;", "needs contentType application/json-patch+json"}},
+		{name: "not a media type", resource: `{"resourceType":"Binary","contentType":"SECRET7","data":` + data + `}`,
+			expr: "Bundle.entry[3].resource.ofType(Binary).contentType",
+			says: []string{"has a contentType that is not a media type", "needs contentType application/json-patch+json"}},
+		{name: "no data", resource: `{"resourceType":"Binary","contentType":"application/json-patch+json"}`,
+			expr: "Bundle.entry[3].resource.ofType(Binary).data", says: []string{"has no data", "base64"}},
+		{name: "data not base64", resource: `{"resourceType":"Binary","contentType":"application/json-patch+json","data":"SECRET7!"}`,
+			expr: "Bundle.entry[3].resource.ofType(Binary).data", says: []string{"has data that is not base64"}},
+		{name: "another resource", resource: `{"resourceType":"Patient"}`,
+			expr: "Bundle.entry[3].resource", says: []string{"a Binary (JSON Patch) or a Parameters resource (FHIRPath Patch)"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			doc, err := decodeJSON([]byte(tc.resource))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = (&Engine{}).entryPatch(doc, "Bundle.entry[3].resource")
+			if tc.expr == "" {
+				if err != nil {
+					t.Fatalf("entryPatch = %v", err)
+				}
+				return
+			}
+			_, issues := outcome.From(err)
+			if len(issues) != 1 || issues[0].Rule != "patch-invalid" || issues[0].Expression != tc.expr {
+				t.Fatalf("entryPatch = %+v, want patch-invalid at %s", issues, tc.expr)
+			}
+			for _, s := range tc.says {
+				if !strings.Contains(issues[0].Message, s) {
+					t.Errorf("message %q does not say %q", issues[0].Message, s)
+				}
+			}
+			if strings.Contains(strings.ToLower(issues[0].Message), "secret7") {
+				t.Errorf("message quotes the resource: %s", issues[0].Message)
+			}
+		})
+	}
+}
