@@ -444,6 +444,9 @@ func TestPatch(t *testing.T) {
 		{"Binary of another contentType", wrongType, "Bundle.entry[0].resource.ofType(Binary).contentType",
 			"has contentType text/plain; a JSON Patch in a Binary needs contentType application/json-patch+json"},
 		{"no resource", `{"request":{"method":"PATCH","url":"Patient/` + id + `"}}`, "Bundle.entry[0].resource", "needs a resource"},
+		{"FHIRPath Patch selecting several", `{"resource":{"resourceType":"Parameters","parameter":[{"name":"operation","part":[{"name":"type","valueCode":"delete"},` +
+			`{"name":"path","valueString":"Patient.name.given"}]}]},"request":{"method":"PATCH","url":"Patient/` + id + `"}}`,
+			"Bundle.entry[0].resource.ofType(Parameters).parameter[0].part[1]", "the path selects 3"},
 	} {
 		rec = req(h, "POST", "/fhir", txBundle(tc.entry))
 		if rec.Code != 400 || !strings.Contains(rec.Body.String(), `"expression":["`+tc.expr+`"]`) || !strings.Contains(rec.Body.String(), tc.says) {

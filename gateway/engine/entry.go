@@ -34,6 +34,10 @@ type Entry struct {
 	ifModifiedSince time.Time
 	perr            error   // the entry could not be parsed
 	patch           patcher // a PATCH entry's patch
+	// resourceExpr is the FHIRPath of a Bundle entry's resource
+	// ("Bundle.entry[2].resource"), "" for a REST interaction: where the
+	// problems of a FHIRPath Patch in the entry are.
+	resourceExpr string
 	// client is set for an entry a client sent (a Bundle entry, a REST
 	// write): the ids it chooses are subject to Config.UpdateCreate. The
 	// application's own entries (NewEntry) are not.
@@ -254,6 +258,7 @@ func (en *Entry) missingResource(expr string) *Entry {
 // (entryPatch).
 func (e *Engine) readPatch(en *Entry, doc map[string]any, expr string) *Entry {
 	var err error
+	en.resourceExpr = expr
 	if en.patch, err = e.entryPatch(doc, expr); err != nil {
 		en.perr = err
 	}

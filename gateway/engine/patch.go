@@ -229,6 +229,10 @@ func (e *Engine) patchEntry(tx store.Tx, en *Entry, rw *fhirwire.Rewriter, now t
 		return nil, fmt.Errorf("patch %s/%s: stored body: %w", en.typ, en.id, err)
 	}
 	if doc, err = en.patch.apply(en.typ, doc, e.v); err != nil {
+		if _, ok := en.patch.(fhirpathPatch); ok && en.resourceExpr != "" {
+			// Parameters.parameter[0] is the entry's resource's.
+			err = nestedAt(err, en.resourceExpr, "Parameters")
+		}
 		return nil, err
 	}
 	if rw != nil {
@@ -250,4 +254,20 @@ func (e *Engine) patchEntry(tx store.Tx, en *Entry, rw *fhirwire.Rewriter, now t
 	}
 	en.doc = doc
 	return e.update(tx, en.typ, en.id, doc, en.ifMatch, now, false)
+}
+
+// nestedAt re-roots the expressions of err's issues, found in a resource
+// of typ validated on its own, at the element expr that holds it
+// (nestedExpr); other errors are returned as they are.
+func nestedAt(err error, expr, typ string) error {
+	var oe *outcome.Error
+	if !errors.As(err, &oe) {
+		return err
+	}
+	c := *oe
+	c.Issues = slices.Clone(oe.Issues)
+	for i := range c.Issues {
+		c.Issues[i].Expression = nestedExpr(expr, typ, c.Issues[i].Expression)
+	}
+	return &c
 }
