@@ -25,7 +25,22 @@ var (
 	errOperationUnknown = outcome.New(outcome.NotFound, "not-supported", "operation-unknown",
 		"the gateway has no such operation here; its operations are $validate (POST /fhir, /fhir/{type}), "+
 			"$everything (GET /fhir/Patient/{id}) and $export (GET /fhir, /fhir/Patient, /fhir/Group/{id})")
-	errMethod          = outcome.New(outcome.MethodNotAllowed, "not-supported", "method-not-allowed", "this endpoint does not support the method")
+	errMethod = outcome.New(outcome.MethodNotAllowed, "not-supported", "method-not-allowed", "this endpoint does not support the method")
+	// errSearchMethod answers GET (or PUT, DELETE...) /fhir/{type}/_search.
+	errSearchMethod = &outcome.Error{Kind: outcome.MethodNotAllowed, Allow: []string{http.MethodPost}, Issues: []outcome.Issue{{
+		Severity: "error", Code: "not-supported", Rule: "method-not-allowed",
+		Message: "_search takes POST (search.html): send the parameters as an application/x-www-form-urlencoded body " +
+			"(or in the URL), or search with GET /fhir/{type}?parameters"}}}
+	// errSystemSearchMethod answers GET /fhir?parameters: only a Bundle is
+	// posted there.
+	errSystemSearchMethod = &outcome.Error{Kind: outcome.MethodNotAllowed, Allow: []string{http.MethodPost}, Issues: []outcome.Issue{{
+		Severity: "error", Code: "not-supported", Rule: "method-not-allowed",
+		Message: "/fhir takes POST with a transaction or batch Bundle; the gateway does not search all types at once " +
+			"(GET /fhir?parameters): search one type with GET /fhir/{type}?parameters or POST /fhir/{type}/_search"}}}
+	// errSystemSearch answers /fhir/_search.
+	errSystemSearch = outcome.New(outcome.NotFound, "not-supported", "search-system-unsupported",
+		"the gateway does not search all types at once (/fhir/_search): search one type with GET /fhir/{type}?parameters "+
+			"or POST /fhir/{type}/_search")
 	errBodyTooLarge    = outcome.New(outcome.TooLarge, "too-costly", "body-too-large", "the request body exceeds the size limit")
 	errBodyUnreadable  = outcome.New(outcome.Invalid, "structure", "body-unreadable", "the request body could not be read")
 	errContentType     = outcome.New(outcome.UnsupportedMedia, "not-supported", "content-type-unsupported", "the body must be application/json or application/fhir+json")
@@ -129,12 +144,15 @@ func paramInvalid(msg string) error {
 	return outcome.New(outcome.Invalid, "invalid", "parameter-invalid", msg)
 }
 
-// fromEchoError converts echo's routing errors.
-func fromEchoError(he *echo.HTTPError) error {
+// fromEchoError converts echo's routing errors of request r.
+func fromEchoError(he *echo.HTTPError, r *http.Request) error {
 	switch he.Code {
 	case http.StatusNotFound:
 		return errRouteUnknown
 	case http.StatusMethodNotAllowed:
+		if p := strings.TrimSuffix(r.URL.Path, "/"); p == "/fhir" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+			return errSystemSearchMethod
+		}
 		return errMethod
 	case http.StatusRequestEntityTooLarge:
 		return errBodyTooLarge

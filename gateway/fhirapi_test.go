@@ -395,14 +395,15 @@ func TestPatch(t *testing.T) {
 		`{"name":"operation","part":[{"name":"type","valueCode":"add"},{"name":"path","valueString":"Patient"},{"name":"name","valueString":"deceased"},{"name":"value","valueBoolean":false}]},` +
 		`{"name":"operation","part":[{"name":"type","valueCode":"insert"},{"name":"path","valueString":"Patient.name[0].given"},{"name":"index","valueInteger":0},{"name":"value","valueString":"Zoe"}]},` +
 		`{"name":"operation","part":[{"name":"type","valueCode":"move"},{"name":"path","valueString":"Patient.name"},{"name":"source","valueInteger":1},{"name":"destination","valueInteger":0}]},` +
-		`{"name":"operation","part":[{"name":"type","valueCode":"delete"},{"name":"path","valueString":"Patient.name.last().given[0]"}]}]}`
+		`{"name":"operation","part":[{"name":"type","valueCode":"delete"},{"name":"path","valueString":"Patient.name.last().given[0]"}]},` +
+		`{"name":"operation","part":[{"name":"type","valueCode":"replace"},{"name":"path","valueString":"Patient.telecom.where(system = 'phone').value"},{"name":"value","valueString":"555-0199"}]}]}`
 	rec = req(h, "PATCH", "/fhir/Patient/"+id, fp)
 	if rec.Code != 200 {
 		t.Fatalf("FHIRPath Patch = %d %s", rec.Code, rec.Body)
 	}
 	p = decode(t, rec)
 	if fmt.Sprint(p["name"]) != "[map[family:Other given:[Beth]] map[family:Testpatient given:[Ann Beth]]]" ||
-		p["deceasedBoolean"] != false || p["telecom"] == nil {
+		p["deceasedBoolean"] != false || fmt.Sprint(p["telecom"]) != "[map[system:phone value:555-0199]]" {
 		t.Errorf("FHIRPath-patched = %v", p)
 	}
 
@@ -435,6 +436,27 @@ func TestPatch(t *testing.T) {
 			t.Fatalf("transaction with a PATCH entry = %d %s", rec.Code, rec.Body)
 		}
 	}
+	// A PATCH entry's Binary of another contentType, or no resource: the
+	// answer says what the entry has and needs, at the entry's resource,
+	// in a transaction and in a batch alike.
+	wrongType := `{"resource":{"resourceType":"Binary","contentType":"text/plain","data":"W10="},"request":{"method":"PATCH","url":"Patient/` + id + `"}}`
+	for _, tc := range []struct{ name, entry, expr, says string }{
+		{"Binary of another contentType", wrongType, "Bundle.entry[0].resource.ofType(Binary).contentType",
+			"has contentType text/plain; a JSON Patch in a Binary needs contentType application/json-patch+json"},
+		{"no resource", `{"request":{"method":"PATCH","url":"Patient/` + id + `"}}`, "Bundle.entry[0].resource", "needs a resource"},
+		{"FHIRPath Patch selecting several", `{"resource":{"resourceType":"Parameters","parameter":[{"name":"operation","part":[{"name":"type","valueCode":"delete"},` +
+			`{"name":"path","valueString":"Patient.name.given"}]}]},"request":{"method":"PATCH","url":"Patient/` + id + `"}}`,
+			"Bundle.entry[0].resource.ofType(Parameters).parameter[0].part[1]", "the path selects 3"},
+	} {
+		rec = req(h, "POST", "/fhir", txBundle(tc.entry))
+		if rec.Code != 400 || !strings.Contains(rec.Body.String(), `"expression":["`+tc.expr+`"]`) || !strings.Contains(rec.Body.String(), tc.says) {
+			t.Errorf("transaction, %s = %d %s; want 400 at %s saying %q", tc.name, rec.Code, rec.Body, tc.expr, tc.says)
+		}
+		rec = req(h, "POST", "/fhir", `{"resourceType":"Bundle","type":"batch","entry":[`+tc.entry+`]}`)
+		if rec.Code != 200 || !strings.Contains(rec.Body.String(), `"expression":["`+tc.expr+`"]`) || !strings.Contains(rec.Body.String(), tc.says) {
+			t.Errorf("batch, %s = %d %s; want an entry outcome at %s saying %q", tc.name, rec.Code, rec.Body, tc.expr, tc.says)
+		}
+	}
 	cur := decode(t, req(h, "GET", "/fhir/Patient/"+id, ""))
 	if cur["gender"] != "female" || cur["telecom"] != nil || cur["meta"].(map[string]any)["versionId"] != "6" {
 		t.Errorf("after the transaction = %v", cur)
@@ -457,8 +479,12 @@ func TestPatch(t *testing.T) {
 			"", 400, "patch-server-owned", "Parameters.parameter[0]"},
 		{"FHIRPath add id", `{"resourceType":"Parameters","parameter":[{"name":"operation","part":[{"name":"type","valueCode":"replace"},{"name":"path","valueString":"Patient.gender"},{"name":"value","valueCode":"male"}]},{"name":"operation","part":[{"name":"type","valueCode":"add"},{"name":"path","valueString":"Patient"},{"name":"name","valueString":"id"},{"name":"value","valueId":"x"}]}]}`,
 			"", 400, "patch-server-owned", "Parameters.parameter[1]"},
-		{"FHIRPath where()", `{"resourceType":"Parameters","parameter":[{"name":"operation","part":[{"name":"type","valueCode":"delete"},{"name":"path","valueString":"Patient.name.where(family='x')"}]}]}`,
-			"", 400, "patch-path-unsupported", "Parameters.parameter[0]"},
+		{"FHIRPath function outside the subset", `{"resourceType":"Parameters","parameter":[{"name":"operation","part":[{"name":"type","valueCode":"delete"},{"name":"path","valueString":"Patient.name.where(family.startsWith('x'))"}]}]}`,
+			"", 400, "patch-path-unsupported", "Parameters.parameter[0].part[1]"},
+		{"FHIRPath delete of several", `{"resourceType":"Parameters","parameter":[{"name":"operation","part":[{"name":"type","valueCode":"delete"},{"name":"path","valueString":"Patient.name.given"}]}]}`,
+			"", 400, "patch-path-multiple", "Parameters.parameter[0].part[1]"},
+		{"FHIRPath replace of several", `{"resourceType":"Parameters","parameter":[{"name":"operation","part":[{"name":"type","valueCode":"replace"},{"name":"path","valueString":"Patient.name.where(given.last() = 'Beth').family"},{"name":"value","valueString":"SECRET7"}]}]}`,
+			"", 400, "patch-path-multiple", "Parameters.parameter[0].part[1]"},
 		{"not a patch", `{"resourceType":"Patient"}`, "", 400, "patch-invalid", ""},
 	} {
 		var rec *httptest.ResponseRecorder

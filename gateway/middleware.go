@@ -104,19 +104,25 @@ func (s *Server) fhirFormat(next echo.HandlerFunc) echo.HandlerFunc {
 
 // operationOrMetadata refuses what a route's parameters took for a type,
 // an id or a compartment but is an operation ("$name") the gateway does
-// not have there, or the capability statement ("metadata") asked with
-// another method than GET: a 404 naming the operations there are (never
-// the name sent), or a 405 with Allow, instead of "no such resource" or
-// "not a FHIR R4 resource type".
+// not have there, the capability statement ("metadata") asked with
+// another method than GET, a type's _search asked with another method
+// than POST, or a search of all types (/fhir/_search): a 404 naming the
+// operations there are (never the name sent), or a 405 with Allow, instead
+// of "no such resource" or "not a FHIR R4 resource type".
 func operationOrMetadata(c echo.Context) error {
 	for _, name := range []string{"type", "id", "compartment"} {
 		if strings.HasPrefix(c.Param(name), "$") {
 			return errOperationUnknown
 		}
 	}
-	if c.Param("type") == "metadata" {
+	switch {
+	case c.Param("type") == "metadata":
 		return &outcome.Error{Kind: outcome.MethodNotAllowed, Allow: []string{http.MethodGet, http.MethodHead},
 			Issues: errMethod.Issues}
+	case c.Param("type") == "_search":
+		return errSystemSearch
+	case c.Param("id") == "_search" && c.Path() == "/fhir/:type/:id":
+		return errSearchMethod
 	}
 	return nil
 }

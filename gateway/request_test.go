@@ -118,18 +118,26 @@ func TestAuthorizationRepeated(t *testing.T) {
 	assertOutcome(t, rec, http.StatusBadRequest, "authorization-repeated", "")
 }
 
-// TestMethodNotAllowed: every 405 says in Allow what the target serves.
+// TestMethodNotAllowed: every 405 says in Allow what the target serves,
+// and a search asked the wrong way (GET of a type's _search, GET /fhir?…)
+// says how to ask it.
 func TestMethodNotAllowed(t *testing.T) {
 	h := fhirServer(t)
-	tests := []struct{ method, target, allow string }{
-		{"GET", "/auth/token", "OPTIONS, POST"},
-		{"DELETE", "/fhir/Patient", "OPTIONS, GET, HEAD, PATCH, POST, PUT"},
-		{"PATCH", "/fhir/AuditEvent/1", "GET, HEAD"},
-		{"POST", "/fhir/AuditEvent", "GET, HEAD"},
-		{"PUT", "/fhir/AuditEvent/1", "GET, HEAD"},
-		{"DELETE", "/fhir/AuditEvent/1", "GET, HEAD"},
-		{"PUT", "/healthz", "OPTIONS, GET"},
-		{"DELETE", "/admin/deliveries", "OPTIONS, GET"},
+	tests := []struct{ method, target, allow, says string }{
+		{"GET", "/fhir/Observation/_search?code=http://loinc.org|8867-4", "POST", "_search takes POST"},
+		{"HEAD", "/fhir/Observation/_search", "POST", ""},
+		{"DELETE", "/fhir/Patient/_search", "POST", "GET /fhir/{type}?parameters"},
+		{"GET", "/fhir?_id=x", "OPTIONS, POST", "does not search all types at once (GET /fhir?parameters)"},
+		{"GET", "/fhir/?_id=x", "OPTIONS, POST", "search one type with GET /fhir/{type}?parameters"},
+		{"PUT", "/fhir", "OPTIONS, POST", "this endpoint does not support the method"},
+		{"GET", "/auth/token", "OPTIONS, POST", ""},
+		{"DELETE", "/fhir/Patient", "OPTIONS, GET, HEAD, PATCH, POST, PUT", ""},
+		{"PATCH", "/fhir/AuditEvent/1", "GET, HEAD", ""},
+		{"POST", "/fhir/AuditEvent", "GET, HEAD", ""},
+		{"PUT", "/fhir/AuditEvent/1", "GET, HEAD", ""},
+		{"DELETE", "/fhir/AuditEvent/1", "GET, HEAD", ""},
+		{"PUT", "/healthz", "OPTIONS, GET", ""},
+		{"DELETE", "/admin/deliveries", "OPTIONS, GET", ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.method+" "+tc.target, func(t *testing.T) {
@@ -140,7 +148,18 @@ func TestMethodNotAllowed(t *testing.T) {
 			if got := rec.Header().Get("Allow"); got != tc.allow {
 				t.Errorf("Allow = %q, want %q", got, tc.allow)
 			}
+			if tc.says != "" {
+				assertOutcome(t, rec, http.StatusMethodNotAllowed, "method-not-allowed", "")
+				if !strings.Contains(rec.Body.String(), tc.says) {
+					t.Errorf("%s %s = %s; want it to say %q", tc.method, tc.target, rec.Body, tc.says)
+				}
+			}
 		})
+	}
+	// /fhir/_search would search all types: not "not a resource type".
+	for _, method := range []string{"GET", "POST"} {
+		rec := req(h, method, "/fhir/_search?_id=x", "")
+		assertOutcome(t, rec, http.StatusNotFound, "search-system-unsupported", "")
 	}
 }
 

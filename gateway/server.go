@@ -169,7 +169,7 @@ func (s *Server) handleError(err error, c echo.Context) {
 	}
 	var he *echo.HTTPError
 	if errors.As(err, &he) {
-		err = fromEchoError(he)
+		err = fromEchoError(he, c.Request())
 	}
 	kind, issues := outcome.From(err)
 	status := kind.HTTPStatus()

@@ -34,6 +34,10 @@ type Entry struct {
 	ifModifiedSince time.Time
 	perr            error   // the entry could not be parsed
 	patch           patcher // a PATCH entry's patch
+	// resourceExpr is the FHIRPath of a Bundle entry's resource
+	// ("Bundle.entry[2].resource"), "" for a REST interaction: where the
+	// problems of a FHIRPath Patch in the entry are.
+	resourceExpr string
 	// client is set for an entry a client sent (a Bundle entry, a REST
 	// write): the ids it chooses are subject to Config.UpdateCreate. The
 	// application's own entries (NewEntry) are not.
@@ -170,7 +174,7 @@ func (e *Engine) parseEntry(i int, w *fhirwire.Entry) *Entry {
 				return en
 			}
 		}
-		return e.readPatch(en, doc)
+		return e.readPatch(en, doc, expr)
 	}
 	doc, err := e.v.Resource(w.Resource, en.typ, expr)
 	if err != nil {
@@ -206,7 +210,7 @@ func (e *Engine) decodedEntry(i int, m map[string]any) *Entry {
 		return en.missingResource(expr)
 	}
 	if en.method == "PATCH" {
-		return e.readPatch(en, doc)
+		return e.readPatch(en, doc, expr)
 	}
 	if err := e.v.Profiles(doc, expr); err != nil {
 		en.perr = err
@@ -250,11 +254,12 @@ func (en *Entry) missingResource(expr string) *Entry {
 	return en.fail("bundle-entry-resource-missing", "a POST or PUT entry needs a resource")
 }
 
-// readPatch reads a PATCH entry's decoded resource: its patch
+// readPatch reads a PATCH entry's decoded resource, at expr: its patch
 // (entryPatch).
-func (e *Engine) readPatch(en *Entry, doc map[string]any) *Entry {
+func (e *Engine) readPatch(en *Entry, doc map[string]any, expr string) *Entry {
 	var err error
-	if en.patch, err = e.entryPatch(doc); err != nil {
+	en.resourceExpr = expr
+	if en.patch, err = e.entryPatch(doc, expr); err != nil {
 		en.perr = err
 	}
 	return en

@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"mime"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
@@ -139,26 +141,50 @@ func (e *Engine) patch(ctx context.Context, sc *auditlog.Scope, en *Entry, forma
 }
 
 // entryPatch reads the resource of a PATCH entry: a Binary carrying a JSON
-// Patch (contentType application/json-patch+json, the patch in data), or a
-// Parameters resource (a FHIRPath Patch), as transaction.html#patch says.
-func (e *Engine) entryPatch(doc map[string]any) (patcher, error) {
+// Patch (contentType application/json-patch+json, parameters such as a
+// charset allowed; the patch in data), or a Parameters resource (a FHIRPath
+// Patch), as transaction.html#patch says. expr is the FHIRPath of the
+// entry's resource ("Bundle.entry[2].resource"), which errors name.
+func (e *Engine) entryPatch(doc map[string]any, expr string) (patcher, error) {
 	switch doc["resourceType"] {
 	case "Binary":
-		if ct, _ := doc["contentType"].(string); ct != "application/json-patch+json" {
+		ct, _ := doc["contentType"].(string)
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json-patch+json" {
 			return nil, outcome.New(outcome.Invalid, "invalid", "patch-invalid",
-				"a PATCH entry's Binary has contentType application/json-patch+json").At("Binary.contentType")
+				"the PATCH entry's Binary has "+describeMediaType(ct)+"; a JSON Patch in a Binary needs contentType "+
+					"application/json-patch+json (a FHIRPath Patch is sent as a Parameters resource)").At(expr + ".ofType(Binary).contentType")
 		}
 		data, _ := doc["data"].(string)
 		raw, err := base64.StdEncoding.DecodeString(data)
 		if err != nil || data == "" {
-			return nil, outcome.New(outcome.Invalid, "invalid", "patch-invalid", "the Binary's data is not a base64 JSON Patch").At("Binary.data")
+			found := "data that is not base64"
+			if data == "" {
+				found = "no data"
+			}
+			return nil, outcome.New(outcome.Invalid, "invalid", "patch-invalid",
+				"the PATCH entry's Binary has "+found+"; it needs the JSON Patch in data, base64-encoded").
+				At(expr + ".ofType(Binary).data")
 		}
 		return parseJSONPatch(raw)
 	case "Parameters":
 		return parseFHIRPathPatch(doc)
 	}
 	return nil, outcome.New(outcome.Invalid, "invalid", "patch-invalid",
-		"a PATCH entry's resource is a Binary (JSON Patch) or a Parameters resource (FHIRPath Patch)")
+		"a PATCH entry's resource is a Binary (JSON Patch) or a Parameters resource (FHIRPath Patch)").At(expr)
+}
+
+// describeMediaType names the contentType a client sent, for an error: the
+// media type when it is one (without its parameters: a media type is no
+// record's value), else only that it is none.
+func describeMediaType(ct string) string {
+	mt, _, err := mime.ParseMediaType(ct)
+	switch {
+	case ct == "":
+		return "no contentType"
+	case err != nil || len(mt) > 100 || strings.Count(mt, "/") != 1 || strings.HasPrefix(mt, "/") || strings.HasSuffix(mt, "/"):
+		return "a contentType that is not a media type (type/subtype)"
+	}
+	return "contentType " + mt
 }
 
 // resolvePatchTarget finds the one resource a conditional PATCH's criteria
@@ -203,6 +229,10 @@ func (e *Engine) patchEntry(tx store.Tx, en *Entry, rw *fhirwire.Rewriter, now t
 		return nil, fmt.Errorf("patch %s/%s: stored body: %w", en.typ, en.id, err)
 	}
 	if doc, err = en.patch.apply(en.typ, doc, e.v); err != nil {
+		if _, ok := en.patch.(fhirpathPatch); ok && en.resourceExpr != "" {
+			// Parameters.parameter[0] is the entry's resource's.
+			err = nestedAt(err, en.resourceExpr, "Parameters")
+		}
 		return nil, err
 	}
 	if rw != nil {
@@ -224,4 +254,20 @@ func (e *Engine) patchEntry(tx store.Tx, en *Entry, rw *fhirwire.Rewriter, now t
 	}
 	en.doc = doc
 	return e.update(tx, en.typ, en.id, doc, en.ifMatch, now, false)
+}
+
+// nestedAt re-roots the expressions of err's issues, found in a resource
+// of typ validated on its own, at the element expr that holds it
+// (nestedExpr); other errors are returned as they are.
+func nestedAt(err error, expr, typ string) error {
+	var oe *outcome.Error
+	if !errors.As(err, &oe) {
+		return err
+	}
+	c := *oe
+	c.Issues = slices.Clone(oe.Issues)
+	for i := range c.Issues {
+		c.Issues[i].Expression = nestedExpr(expr, typ, c.Issues[i].Expression)
+	}
+	return &c
 }

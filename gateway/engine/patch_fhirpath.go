@@ -2,6 +2,7 @@ package engine
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -12,15 +13,18 @@ import (
 
 // FHIRPath Patch (fhirpatch.html): a Parameters resource whose operation
 // parameters add, insert, delete, replace or move. The paths the gateway
-// resolves are the simple ones integrations write: the resource type, then
-// element names, each optionally indexed ([n], 0-based) or followed by
-// .first() / .last() (Patient.name[0].given, Observation.component.last().code).
-// Functions such as where() are refused (patch-path-unsupported), and so is
-// any operation on id, meta or resourceType.
+// resolves select elements by position and by value (patch_path.go:
+// Patient.name[0].given, Patient.identifier.where(system='...').value);
+// other FHIRPath is refused (patch-path-unsupported), and so is any
+// operation on id, meta or resourceType. An operation that needs one
+// element (add, replace, delete; the list of insert and move) and whose
+// path selects several is refused (patch-path-multiple): fhirpatch.html
+// deletes and replaces a single element.
 
 // fpOp is one FHIRPath Patch operation.
 type fpOp struct {
 	index                     int // the parameter's index in the Parameters
+	pathPart                  int // the index of the path part in it
 	typ, path, name           string
 	value                     any    // the JSON value of value[x] or of the value part
 	vtype                     string // the type of value[x] ("Quantity"), "" for an anonymous value
@@ -38,6 +42,24 @@ func fpError(i int, rule, msg string) error {
 		At(fmt.Sprintf("Parameters.parameter[%d]", i))
 }
 
+// pathError is an Invalid error about the path of op: the expression
+// names its path part.
+func (op *fpOp) pathError(rule, msg string) error {
+	return outcome.New(outcome.Invalid, "invalid", rule, fmt.Sprintf("FHIRPath Patch operation %d: %s", op.index, msg)).
+		At(fmt.Sprintf("Parameters.parameter[%d].part[%d]", op.index, op.pathPart))
+}
+
+// selects is the error for a path that selects n elements (n != 1) where
+// the operation needs one: patch-path-unresolved for none,
+// patch-path-multiple for several.
+func (op *fpOp) selects(n int, what string) error {
+	if n == 0 {
+		return op.pathError("patch-path-unresolved", fmt.Sprintf("%s needs a path to %s; the path selects none", op.typ, what))
+	}
+	return op.pathError("patch-path-multiple", fmt.Sprintf("%s needs a path to %s; the path selects %d: narrow it with "+
+		"where(...), [n], first() or last()", op.typ, what, n))
+}
+
 // parseFHIRPathPatch reads a Parameters resource (already valid R4).
 func parseFHIRPathPatch(doc map[string]any) (fhirpathPatch, error) {
 	if rt, _ := doc["resourceType"].(string); rt != "Parameters" {
@@ -53,7 +75,7 @@ func parseFHIRPathPatch(doc map[string]any) (fhirpathPatch, error) {
 		}
 		op := fpOp{index: i}
 		parts, _ := pm["part"].([]any)
-		for _, part := range parts {
+		for j, part := range parts {
 			pp, _ := part.(map[string]any)
 			name, _ := pp["name"].(string)
 			switch name {
@@ -61,6 +83,7 @@ func parseFHIRPathPatch(doc map[string]any) (fhirpathPatch, error) {
 				op.typ, _ = pp["valueCode"].(string)
 			case "path":
 				op.path, _ = pp["valueString"].(string)
+				op.pathPart = j
 			case "name":
 				op.name, _ = pp["valueString"].(string)
 			case "value":
@@ -169,63 +192,6 @@ func intValue(pp map[string]any) (int, bool) {
 	return i, err == nil && i >= 0
 }
 
-// step is one element name of a path, with an optional index (-1: none;
-// -2: last()).
-type step struct {
-	name string
-	at   int
-}
-
-// parsePath reads a path the gateway resolves: Type then element steps.
-func parsePath(typ, path string) ([]step, bool) {
-	segs := strings.Split(path, ".")
-	if segs[0] != typ {
-		return nil, false
-	}
-	var out []step
-	for _, s := range segs[1:] {
-		switch s {
-		case "first()":
-			if len(out) == 0 || out[len(out)-1].at != -1 {
-				return nil, false
-			}
-			out[len(out)-1].at = 0
-			continue
-		case "last()":
-			if len(out) == 0 || out[len(out)-1].at != -1 {
-				return nil, false
-			}
-			out[len(out)-1].at = -2
-			continue
-		}
-		st := step{name: s, at: -1}
-		if i := strings.IndexByte(s, '['); i >= 0 {
-			if !strings.HasSuffix(s, "]") {
-				return nil, false
-			}
-			n, err := strconv.Atoi(s[i+1 : len(s)-1])
-			if err != nil || n < 0 {
-				return nil, false
-			}
-			st = step{name: s[:i], at: n}
-		}
-		if st.name == "" || !isName(st.name) {
-			return nil, false
-		}
-		out = append(out, st)
-	}
-	return out, true
-}
-
-func isName(s string) bool {
-	for i, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || i > 0 && r >= '0' && r <= '9') {
-			return false
-		}
-	}
-	return true
-}
-
 // node is where a node of the resource lives: container[key], or item i of
 // the array container[key].
 type node struct {
@@ -239,45 +205,6 @@ func (s node) get() any {
 		return s.container[s.key]
 	}
 	return s.container[s.key].([]any)[s.item]
-}
-
-// resolve evaluates steps from doc: the slots of the nodes the path selects.
-func resolve(doc map[string]any, steps []step) []node {
-	objs := []map[string]any{doc}
-	var slots []node
-	for n, st := range steps {
-		slots = slots[:0:0]
-		for _, m := range objs {
-			key := memberKey(m, st.name)
-			switch v := m[key].(type) {
-			case nil:
-			case []any:
-				for i := range v {
-					slots = append(slots, node{m, key, i})
-				}
-			default:
-				slots = append(slots, node{m, key, -1})
-			}
-		}
-		switch {
-		case st.at == -2 && len(slots) > 0:
-			slots = slots[len(slots)-1:]
-		case st.at >= 0 && st.at < len(slots):
-			slots = slots[st.at : st.at+1]
-		case st.at != -1:
-			slots = nil
-		}
-		if n == len(steps)-1 {
-			break
-		}
-		objs = objs[:0:0]
-		for _, s := range slots {
-			if m, ok := s.get().(map[string]any); ok {
-				objs = append(objs, m)
-			}
-		}
-	}
-	return slots
 }
 
 // memberKey is the JSON key of element name in m: name itself, or the
@@ -301,56 +228,51 @@ func choiceSuffix(key, name string) (string, bool) {
 	return suffix, ok && suffix != "" && unicode.IsUpper(rune(suffix[0]))
 }
 
-// apply applies the patch to doc, a resource of typ; el tells the shape of
+// apply applies the patch to doc, a resource of typ; v tells the shape of
 // an element (the R4 definitions).
 func (p fhirpathPatch) apply(typ string, doc map[string]any, v *Validator) (map[string]any, error) {
 	for _, op := range p {
-		steps, ok := parsePath(typ, op.path)
-		if !ok {
-			return nil, fpError(op.index, "patch-path-unsupported", "the path must be "+typ+" followed by element names, "+
-				"each optionally indexed [n] or followed by first() or last(); other FHIRPath is not supported")
+		path, err := parsePatchPath(typ, op.path)
+		if err != nil {
+			var pe *pathError
+			if !errors.As(err, &pe) {
+				return nil, err
+			}
+			return nil, op.pathError("patch-path-unsupported", "the path is outside the FHIRPath the gateway resolves ("+
+				pe.Error()+"): "+strings.Replace(patchPathSubset, "the resource type", typ, 1))
 		}
-		if (len(steps) > 0 && (steps[0].name == "id" || steps[0].name == "meta" || steps[0].name == "resourceType")) ||
-			(len(steps) == 0 && (op.name == "id" || op.name == "meta" || op.name == "resourceType")) ||
-			(len(steps) == 0 && op.typ != "add") {
+		if (len(path) > 0 && (path[0].name == "id" || path[0].name == "meta" || path[0].name == "resourceType")) ||
+			(len(path) == 0 && (op.name == "id" || op.name == "meta" || op.name == "resourceType")) ||
+			(len(path) == 0 && op.typ != "add") {
 			return nil, fpError(op.index, "patch-server-owned", "the patch may not change id, meta or resourceType (the server owns them), nor the whole resource")
 		}
-		if err := op.run(typ, doc, steps, v); err != nil {
+		if err := op.run(typ, doc, path, v); err != nil {
 			return nil, err
 		}
 	}
 	return doc, nil
 }
 
-// names are the element names of steps.
-func names(steps []step) []string {
-	out := make([]string, len(steps))
-	for i, s := range steps {
-		out[i] = s.name
-	}
-	return out
-}
-
 // run applies one operation.
-func (op *fpOp) run(typ string, doc map[string]any, steps []step, v *Validator) error {
+func (op *fpOp) run(typ string, doc map[string]any, path patchPath, v *Validator) error {
 	fail := func(rule, msg string) error { return fpError(op.index, rule, msg) }
 	switch op.typ {
 	case "add":
 		var target map[string]any
-		if len(steps) == 0 {
+		if len(path) == 0 {
 			target = doc
 		} else {
-			slots := resolve(doc, steps)
+			slots := resolvePath(doc, path)
 			if len(slots) != 1 {
-				return fail("patch-path-unresolved", fmt.Sprintf("add needs a path to exactly one element (it selects %d)", len(slots)))
+				return op.selects(len(slots), "one element")
 			}
 			m, ok := slots[0].get().(map[string]any)
 			if !ok {
-				return fail("patch-path-unresolved", "add needs a path to an element that has elements")
+				return op.pathError("patch-path-unresolved", "add needs a path to an element that has elements")
 			}
 			target = m
 		}
-		el, ok := v.r4.Element(typ, append(names(steps), op.name)...)
+		el, ok := v.r4.Element(typ, append(path.members(), op.name)...)
 		if !ok {
 			return fail("patch-name-unknown", "name is not an element at the path")
 		}
@@ -379,7 +301,7 @@ func (op *fpOp) run(typ string, doc map[string]any, steps []step, v *Validator) 
 			target[key] = op.value
 		}
 	case "insert", "move":
-		parent, key, arr, err := op.list(doc, steps)
+		parent, key, arr, err := op.list(doc, path)
 		if err != nil {
 			return err
 		}
@@ -398,22 +320,23 @@ func (op *fpOp) run(typ string, doc map[string]any, steps []step, v *Validator) 
 		}
 		parent[key] = arr
 	case "delete", "replace":
-		slots := resolve(doc, steps)
+		slots := resolvePath(doc, path)
 		switch {
 		case len(slots) == 0 && op.typ == "delete":
 			return nil // nothing there: nothing to delete
 		case len(slots) != 1:
-			return fail("patch-path-unresolved", fmt.Sprintf("%s needs a path to exactly one element (it selects %d)", op.typ, len(slots)))
+			return op.selects(len(slots), "exactly one element")
 		}
 		s := slots[0]
 		if op.typ == "replace" {
 			if s.item >= 0 {
 				s.container[s.key].([]any)[s.item] = op.value
 			} else {
-				if vt := op.vtype; vt != "" && s.key != steps[len(steps)-1].name {
+				members := path.members()
+				if last := members[len(members)-1]; op.vtype != "" && s.key != last {
 					// A choice element takes the type of its new value.
 					delete(s.container, s.key)
-					s.key = steps[len(steps)-1].name + vt
+					s.key = last + op.vtype
 				}
 				s.container[s.key] = op.value
 			}
@@ -436,19 +359,19 @@ func (op *fpOp) run(typ string, doc map[string]any, steps []step, v *Validator) 
 
 // list resolves the path of an insert or move to the list it names: the
 // one element holding it and its key.
-func (op *fpOp) list(doc map[string]any, steps []step) (map[string]any, string, []any, error) {
+func (op *fpOp) list(doc map[string]any, path patchPath) (map[string]any, string, []any, error) {
 	fail := func(msg string) (map[string]any, string, []any, error) {
-		return nil, "", nil, fpError(op.index, "patch-path-unresolved", msg)
+		return nil, "", nil, op.pathError("patch-path-unresolved", msg)
 	}
-	last := steps[len(steps)-1]
-	if last.at != -1 {
-		return fail(op.typ + " needs a path to a list, not to an item of it")
+	last := path[len(path)-1]
+	if last.kind != opMember {
+		return fail(op.typ + " needs a path to a list, not to items of it")
 	}
 	parent := doc
-	if len(steps) > 1 {
-		slots := resolve(doc, steps[:len(steps)-1])
+	if len(path) > 1 {
+		slots := resolvePath(doc, path[:len(path)-1])
 		if len(slots) != 1 {
-			return fail(op.typ + " needs a path to one list")
+			return nil, "", nil, op.selects(len(slots), "one list (the element holding it)")
 		}
 		m, ok := slots[0].get().(map[string]any)
 		if !ok {

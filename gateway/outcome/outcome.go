@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 
 	fhir "github.com/samply/golang-fhir-models/fhir-models/fhir"
 
@@ -204,8 +205,12 @@ func From(err error) (Kind, []Issue) {
 		kind, issues := From(ee.Err)
 		// A copy: issues may be those of a shared *Error value.
 		issues = slices.Clone(issues)
+		entry := fmt.Sprintf("Bundle.entry[%d]", ee.Index)
 		for i := range issues {
-			issues[i].Expression = PrefixExpr(fmt.Sprintf("Bundle.entry[%d]", ee.Index), issues[i].Expression)
+			// An expression that already names the entry is kept as it is.
+			if rest, ok := strings.CutPrefix(issues[i].Expression, entry); !ok || rest != "" && rest[0] != '.' {
+				issues[i].Expression = PrefixExpr(entry, issues[i].Expression)
+			}
 			issues[i].Message = fmt.Sprintf("Bundle entry %d: %s", ee.Index, issues[i].Message)
 		}
 		return kind, issues

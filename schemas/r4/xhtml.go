@@ -12,7 +12,8 @@ import (
 // images in img src: png, gif, jpeg, webp), and style attributes that can
 // load or run something (url(), expression(), @import, CSS escapes and
 // comments that could hide them). Entities that XML does not define are
-// primitive-format.
+// primitive-format, and so is a div that does not declare the XHTML
+// namespace (xmlns="http://www.w3.org/1999/xhtml").
 
 // unsafeTags are elements that can run code or load active content.
 var unsafeTags = map[string]bool{
@@ -22,16 +23,26 @@ var unsafeTags = map[string]bool{
 	"meta": true, "style": true, "svg": true, "math": true,
 }
 
+// xhtmlNamespace is the namespace the narrative's div declares (R4
+// narrative.html, json.html: xmlns="http://www.w3.org/1999/xhtml").
+const xhtmlNamespace = "http://www.w3.org/1999/xhtml"
+
 // xhtml validates a Narrative.div value.
 func (w *walker) xhtml(s []byte) {
 	t := bytes.TrimLeft(s, " \t\r\n")
-	if !hasPrefixFold(t, "<div") || len(t) < 5 || !(isSpace(t[4]) || t[4] == '>' || t[4] == '/') {
+	if !bytes.HasPrefix(t, []byte("<div")) || len(t) < 5 || !(isSpace(t[4]) || t[4] == '>' || t[4] == '/') {
 		w.errorf("primitive-format", "the narrative must be a single XHTML div element")
 		return
 	}
-	if e := bytes.TrimRight(t, " \t\r\n"); !hasSuffixFold(e, "</div>") && !bytes.HasSuffix(e, []byte("/>")) {
+	if e := bytes.TrimRight(t, " \t\r\n"); !bytes.HasSuffix(e, []byte("</div>")) && !bytes.HasSuffix(e, []byte("/>")) {
 		w.errorf("primitive-format", "the narrative must be a single XHTML div element")
 		return
+	}
+	if !declaresXHTML(t[4:]) {
+		// Reported beside what follows: a div without its namespace may
+		// also be unsafe, and the client should hear both.
+		w.errorf("primitive-format", `the narrative's div must be in the XHTML namespace: write <div xmlns="`+xhtmlNamespace+
+			`"> (R4 narrative.html, txt-1)`)
 	}
 	if !NoControl(s) {
 		w.errorf("primitive-format", "the narrative contains control characters")
@@ -46,8 +57,49 @@ func (w *walker) xhtml(s []byte) {
 	}
 }
 
-func hasSuffixFold(s []byte, suffix string) bool {
-	return len(s) >= len(suffix) && bytes.EqualFold(s[len(s)-len(suffix):], []byte(suffix))
+// declaresXHTML reports whether the attributes of the root div (s starts
+// after "<div") declare the XHTML namespace as the default one:
+// xmlns="http://www.w3.org/1999/xhtml" (either quote, spaces around =).
+func declaresXHTML(s []byte) bool {
+	for i := 0; i < len(s); {
+		switch c := s[i]; {
+		case c == '>' || c == '/' && i+1 < len(s) && s[i+1] == '>':
+			return false
+		case isSpace(c):
+			i++
+			continue
+		}
+		j := i
+		for j < len(s) && !isSpace(s[j]) && s[j] != '=' && s[j] != '>' && s[j] != '/' {
+			j++
+		}
+		name := s[i:j]
+		if j == i {
+			return false // a stray character: not a well-formed start tag
+		}
+		for j < len(s) && isSpace(s[j]) {
+			j++
+		}
+		if j >= len(s) || s[j] != '=' {
+			return false // XML attributes have values
+		}
+		j++
+		for j < len(s) && isSpace(s[j]) {
+			j++
+		}
+		if j >= len(s) || (s[j] != '"' && s[j] != '\'') {
+			return false
+		}
+		end := bytes.IndexByte(s[j+1:], s[j])
+		if end < 0 {
+			return false
+		}
+		if string(name) == "xmlns" {
+			return string(s[j+1:j+1+end]) == xhtmlNamespace
+		}
+		i = j + 2 + end
+	}
+	return false
 }
 
 // unsafeMarkup scans the tags of s and describes the first unsafe construct
