@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -798,6 +799,127 @@ func TestHistoryParams(t *testing.T) {
 				t.Errorf("self link %s shows a parameter that was ignored", self)
 			}
 		})
+	}
+}
+
+// TestHistoryRequest: each history entry says how its version was made
+// (Bundle.entry.request: "for history, it shows how the entry was processed
+// to create the version"): the method and url of the interaction and the
+// status it answered, whether it came alone, in a transaction or batch, or
+// from a native ingest; not a guess from the version number.
+func TestHistoryRequest(t *testing.T) {
+	h := fhirServer(t)
+	pat := func(id string) string {
+		return strings.Replace(patientJSON, `"resourceType":"Patient"`, `"resourceType":"Patient","id":"`+id+`"`, 1)
+	}
+	entry := func(method, url, resource string) string {
+		if resource == "" {
+			return `{"request":{"method":"` + method + `","url":"` + url + `"}}`
+		}
+		return `{"resource":` + resource + `,"request":{"method":"` + method + `","url":"` + url + `"}}`
+	}
+	batch := func(entries ...string) string {
+		return strings.Replace(txBundle(entries...), `"transaction"`, `"batch"`, 1)
+	}
+	created := decode(t, req(h, "POST", "/fhir/Patient", patientJSON))["id"].(string)
+	patch := `[{"op":"replace","path":"/gender","value":"male"}]`
+	tests := []struct {
+		name             string
+		method, target   string // the write ("POST /fhir" for a Bundle)
+		body             string
+		headers          []string
+		id               string // whose history's newest entry is checked
+		wantMethod       string
+		wantURL          string
+		wantStatus       string
+		wantResource     bool
+		wantCode         int // of the write
+		historyHasNoBody bool
+	}{
+		{name: "create", id: created, wantMethod: "POST", wantURL: "Patient", wantStatus: "201", wantResource: true},
+		{name: "update-as-create", method: "PUT", target: "/fhir/Patient/h-put", body: pat("h-put"), id: "h-put",
+			wantMethod: "PUT", wantURL: "Patient/h-put", wantStatus: "201", wantResource: true, wantCode: 201},
+		{name: "update", method: "PUT", target: "/fhir/Patient/h-put", body: pat("h-put"), id: "h-put",
+			wantMethod: "PUT", wantURL: "Patient/h-put", wantStatus: "200", wantResource: true, wantCode: 200},
+		{name: "patch", method: "PATCH", target: "/fhir/Patient/h-put", body: patch, headers: []string{"Content-Type: application/json-patch+json"},
+			id: "h-put", wantMethod: "PATCH", wantURL: "Patient/h-put", wantStatus: "200", wantResource: true, wantCode: 200},
+		{name: "delete", method: "DELETE", target: "/fhir/Patient/h-put", id: "h-put",
+			wantMethod: "DELETE", wantURL: "Patient/h-put", wantStatus: "204", wantCode: 204},
+		{name: "update after a delete creates", method: "PUT", target: "/fhir/Patient/h-put", body: pat("h-put"), id: "h-put",
+			wantMethod: "PUT", wantURL: "Patient/h-put", wantStatus: "201", wantResource: true, wantCode: 201},
+		{name: "conditional update that creates", method: "PUT", target: "/fhir/Patient?_id=h-cu", body: pat("h-cu"), id: "h-cu",
+			wantMethod: "PUT", wantURL: "Patient/h-cu", wantStatus: "201", wantResource: true, wantCode: 201},
+		{name: "conditional update", method: "PUT", target: "/fhir/Patient?_id=h-cu", body: pat("h-cu"), id: "h-cu",
+			wantMethod: "PUT", wantURL: "Patient/h-cu", wantStatus: "200", wantResource: true, wantCode: 200},
+		{name: "conditional create naming the id", method: "POST", target: "/fhir/Patient", body: patientJSON,
+			headers: []string{"If-None-Exist: _id=h-ine"}, id: "h-ine",
+			wantMethod: "POST", wantURL: "Patient", wantStatus: "201", wantResource: true, wantCode: 201},
+		{name: "transaction PUT", method: "POST", target: "/fhir", body: txBundle(entry("PUT", "Patient/h-tx", pat("h-tx"))),
+			id: "h-tx", wantMethod: "PUT", wantURL: "Patient/h-tx", wantStatus: "201", wantResource: true, wantCode: 200},
+		{name: "transaction PATCH", method: "POST", target: "/fhir", body: txBundle(jsonPatchEntry("Patient/h-tx", patch)),
+			id: "h-tx", wantMethod: "PATCH", wantURL: "Patient/h-tx", wantStatus: "200", wantResource: true, wantCode: 200},
+		{name: "batch PUT", method: "POST", target: "/fhir", body: batch(entry("PUT", "Patient/h-tx", pat("h-tx"))),
+			id: "h-tx", wantMethod: "PUT", wantURL: "Patient/h-tx", wantStatus: "200", wantResource: true, wantCode: 200},
+		{name: "batch DELETE", method: "POST", target: "/fhir", body: batch(entry("DELETE", "Patient/h-tx", "")),
+			id: "h-tx", wantMethod: "DELETE", wantURL: "Patient/h-tx", wantStatus: "204", wantCode: 200},
+		{name: "transaction POST naming the id by If-None-Exist", method: "POST", target: "/fhir",
+			body: txBundle(`{"resource":` + patientJSON + `,"request":{"method":"POST","url":"Patient","ifNoneExist":"_id=h-tx"}}`),
+			id:   "h-tx", wantMethod: "POST", wantURL: "Patient", wantStatus: "201", wantResource: true, wantCode: 200},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.method != "" {
+				if rec := req(h, tc.method, tc.target, tc.body, tc.headers...); rec.Code != tc.wantCode {
+					t.Fatalf("%s %s = %d %s, want %d", tc.method, tc.target, rec.Code, rec.Body, tc.wantCode)
+				}
+			}
+			rec := req(h, "GET", "/fhir/Patient/"+tc.id+"/_history?_count=1", "")
+			b := decode(t, rec)
+			entries, _ := b["entry"].([]any)
+			if rec.Code != 200 || len(entries) != 1 {
+				t.Fatalf("history = %d %s", rec.Code, rec.Body)
+			}
+			e := entries[0].(map[string]any)
+			rq, _ := e["request"].(map[string]any)
+			rs, _ := e["response"].(map[string]any)
+			if rq["method"] != tc.wantMethod || rq["url"] != tc.wantURL || rs["status"] != tc.wantStatus {
+				t.Errorf("history entry request %v, response status %v; want %s %s, %s", rq, rs["status"], tc.wantMethod, tc.wantURL, tc.wantStatus)
+			}
+			if _, has := e["resource"]; has != tc.wantResource {
+				t.Errorf("history entry has a resource: %v, want %v", has, tc.wantResource)
+			}
+		})
+	}
+	// A native record's resources: each version the ingest wrote shows the
+	// status its entry answered, and the method of that entry.
+	rec, err := os.ReadFile("../schemas/examples/session/routine-ketamine-iv-session.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := req(h, "POST", "/ingest/session", string(rec))
+	if r.Code != 200 && r.Code != 201 {
+		t.Fatalf("ingest = %d %s", r.Code, r.Body)
+	}
+	dry := decode(t, req(h, "POST", "/ingest/session?dryRun=true", string(rec)))["entry"].([]any)
+	checked := 0
+	for i, x := range decode(t, r)["entry"].([]any) {
+		rs := x.(map[string]any)["response"].(map[string]any)
+		loc, _ := rs["location"].(string)
+		inst, _, ok := strings.Cut(loc, "/_history/")
+		if !ok {
+			continue
+		}
+		hist := decode(t, req(h, "GET", "/fhir/"+inst+"/_history?_count=1", ""))["entry"].([]any)[0].(map[string]any)
+		method := dry[i].(map[string]any)["request"].(map[string]any)["method"]
+		got := hist["request"].(map[string]any)["method"]
+		status := hist["response"].(map[string]any)["status"].(string)
+		if got != method || !strings.HasPrefix(rs["status"].(string), status) {
+			t.Errorf("ingest entry %d (%s): history says %v %s, the ingest answered %s for a %v", i, inst, got, status, rs["status"], method)
+		}
+		checked++
+	}
+	if checked < 5 {
+		t.Errorf("the ingest's answer located %d versions, want its resources'", checked)
 	}
 }
 

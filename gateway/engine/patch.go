@@ -223,5 +223,5 @@ func (e *Engine) patchEntry(tx store.Tx, en *Entry, rw *fhirwire.Rewriter, now t
 		}
 	}
 	en.doc = doc
-	return e.update(tx, en.typ, en.id, doc, en.ifMatch, now, false)
+	return e.update(tx, en.typ, en.id, doc, en.ifMatch, now, false, "PATCH")
 }

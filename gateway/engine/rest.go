@@ -237,7 +237,7 @@ func (e *Engine) Update(ctx context.Context, sc *auditlog.Scope, typ, id string,
 				return nil, err
 			}
 		}
-		return e.update(tx.st, typ, id, doc, ifMatch, tx.now, e.updateCreate)
+		return e.update(tx.st, typ, id, doc, ifMatch, tx.now, e.updateCreate, "PUT")
 	})
 }
 

@@ -428,7 +428,7 @@ func (e *Engine) execEntry(tx store.Tx, lim search.Limits, en *Entry, rw *fhirwi
 		}
 		if en.pinned {
 			// The id an _id criterion names: created where nothing lives.
-			if en.res, err = e.createAt(tx, en.typ, en.id, en.doc, now, e.mayChoose(en)); err != nil {
+			if en.res, err = e.createAt(tx, en.typ, en.id, en.doc, now, e.mayChoose(en), "POST"); err != nil {
 				return err
 			}
 			return nil
@@ -445,10 +445,10 @@ func (e *Engine) execEntry(tx store.Tx, lim search.Limits, en *Entry, rw *fhirwi
 		en.res = &Result{Status: fhirwire.StatusCreated, Resource: r, Created: true}
 	case "PUT":
 		if en.pinned {
-			en.res, err = e.createAt(tx, en.typ, en.id, en.doc, now, e.mayChoose(en))
+			en.res, err = e.createAt(tx, en.typ, en.id, en.doc, now, e.mayChoose(en), "PUT")
 			return err
 		}
-		en.res, err = e.update(tx, en.typ, en.id, en.doc, en.ifMatch, now, e.mayChoose(en))
+		en.res, err = e.update(tx, en.typ, en.id, en.doc, en.ifMatch, now, e.mayChoose(en), "PUT")
 		if err == nil && en.key != "" && en.res.Created {
 			err = tx.ClaimKey(en.key, en.typ, en.id)
 		}

@@ -56,6 +56,15 @@ type Resource struct {
 	// compares Tenant (Search and History filter by tenant: see
 	// search.Query.Tenant and HistoryQuery.Tenant).
 	Tenant string
+	// Method is the HTTP method of the interaction that wrote the version
+	// (POST, PUT, PATCH or DELETE, also for a Bundle entry, an ingest or
+	// a replay) and Status the status it answered for it (201 when it
+	// created the resource, 200, 204): a history shows how each version
+	// was made (Bundle.entry.request and response). "" and 0 for a
+	// version whose writer did not say, and for every version stored
+	// before the stores kept them (SQLite schema 13, PostgreSQL 15).
+	Method string
+	Status int
 	// Body is the resource JSON (id and meta already set by the caller);
 	// nil for a deletion. The stores keep some bodies packed (PackBody)
 	// and give them back as JSON.

@@ -11,7 +11,7 @@ import (
 )
 
 // resourceCols are the columns scanResource reads, from table alias r.
-const resourceCols = `r.type, r.id, r.version, r.last_updated, r.deleted, r.body, r.tenant`
+const resourceCols = `r.type, r.id, r.version, r.last_updated, r.deleted, r.body, r.tenant, r.method, r.status`
 
 // scanResource reads a row of resourceCols. A body comes back unpacked
 // (store.UnpackBody; never nil for a version that is not a deletion).
@@ -19,7 +19,7 @@ func scanResource(sc Row) (*store.Resource, error) {
 	var res store.Resource
 	var lu int64
 	var body []byte
-	if err := sc.Scan(&res.Type, &res.ID, &res.Version, &lu, &res.Deleted, &body, &res.Tenant); err != nil {
+	if err := sc.Scan(&res.Type, &res.ID, &res.Version, &lu, &res.Deleted, &body, &res.Tenant, &res.Method, &res.Status); err != nil {
 		return nil, err
 	}
 	res.LastUpdated = time.UnixMilli(lu).UTC()

@@ -113,7 +113,7 @@ func (t *tx) Put(res *store.Resource, entries []search.Entry) error {
 		}
 	}
 	t.buf.add(k, &bufVersion{version: res.Version, lu: res.LastUpdated.UnixMilli(), deleted: res.Deleted,
-		body: body, packed: packed, tenant: res.Tenant, rows: rows}, prev == nil && cur > 0)
+		body: body, packed: packed, tenant: res.Tenant, method: res.Method, status: int64(res.Status), rows: rows}, prev == nil && cur > 0)
 	t.puts++
 	t.flushAhead()
 	return nil
