@@ -35,8 +35,8 @@ func (s *Server) baseURL(c echo.Context) string {
 // answer may carry are the caller's to see (engine.Answer.Scope), also in
 // an ingest's transaction-response.
 func (s *Server) answer(c echo.Context) engine.Answer {
-	ret, asked := preference(preferHeader(c), "return")
-	return engine.Answer{Base: s.baseURL(c), Representation: asked && ret == "representation", Scope: scopeOf(c)}
+	ret, _ := preference(preferHeader(c), "return")
+	return engine.Answer{Base: s.baseURL(c), Return: ret, Scope: scopeOf(c)}
 }
 
 // body reads the request body when the engine asks for it, in the
@@ -221,11 +221,10 @@ func (s *Server) respondWrite(c echo.Context, res *engine.Result) error {
 			"criteria; the access token's scopes do not allow reading it"))
 	}
 	switch preferReturn(preferHeader(c)) {
-	case "minimal":
+	case engine.ReturnMinimal:
 		return c.NoContent(res.Status)
-	case "OperationOutcome":
-		msg := fmt.Sprintf("%s/%s version %d", r.Type, r.ID, r.Version)
-		return writeResource(c, res.Status, outcome.Information(msg))
+	case engine.ReturnOutcome:
+		return writeResource(c, res.Status, engine.WriteOutcome(c.Request().Method, res, true))
 	default:
 		return c.Blob(res.Status, ContentTypeFHIR, r.Body)
 	}

@@ -385,6 +385,106 @@ func TestBatch(t *testing.T) {
 	}
 }
 
+// TestBundlePrefer: Prefer: return= shapes the entries of a
+// transaction-response and a batch-response (http.html#ops): with
+// representation the resources written, with OperationOutcome an outcome
+// per write entry saying what it did (entry.response.outcome) and no
+// resource, with minimal or none neither. A GET entry always carries what
+// it read.
+func TestBundlePrefer(t *testing.T) {
+	h := fhirServer(t)
+	pat := func(id string) string {
+		return strings.Replace(patientJSON, `"resourceType":"Patient"`, `"resourceType":"Patient","id":"`+id+`"`, 1)
+	}
+	if rec := req(h, "PUT", "/fhir/Patient/pr-upd", pat("pr-upd")); rec.Code != 201 {
+		t.Fatal(rec.Body)
+	}
+	ine := `{"resource":{"resourceType":"Patient","id":"pr-upd"},"request":{"method":"POST","url":"Patient","ifNoneExist":"_id=pr-upd"}}`
+	entries := []string{
+		`{"resource":` + patientJSON + `,"request":{"method":"POST","url":"Patient"}}`,
+		`{"resource":` + pat("pr-new") + `,"request":{"method":"PUT","url":"Patient/pr-new"}}`,
+		`{"resource":` + pat("pr-upd") + `,"request":{"method":"PUT","url":"Patient/pr-upd"}}`,
+		jsonPatchEntry("Patient/pr-patch", `[{"op":"replace","path":"/gender","value":"male"}]`),
+		`{"request":{"method":"DELETE","url":"Patient/pr-del"}}`,
+		`{"request":{"method":"DELETE","url":"Patient/pr-never"}}`,
+		`{"request":{"method":"GET","url":"Patient/pr-patch"}}`,
+	}
+	// What each entry's outcome says it did (with OperationOutcome).
+	did := []string{"created Patient/", "created Patient/pr-new version 1", "updated Patient/pr-upd version 2",
+		"patched Patient/pr-patch version 2", "deleted Patient/pr-del", "nothing was deleted", ""}
+	tests := []struct {
+		name, bundle, prefer string
+		resources            bool // write entries carry their resource
+		outcomes             bool // write entries carry an outcome
+	}{
+		{"transaction, no preference", "transaction", "", false, false},
+		{"transaction, minimal", "transaction", "return=minimal", false, false},
+		{"transaction, representation", "transaction", "return=representation", true, false},
+		{"transaction, OperationOutcome", "transaction", "return=OperationOutcome", false, true},
+		{"batch, OperationOutcome", "batch", "return=OperationOutcome", false, true},
+		{"batch, representation", "batch", "return=representation", true, false},
+		{"batch, minimal", "batch", "return = minimal", false, false},
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			// Fresh targets for each run: ids suffixed by the case.
+			sfx := fmt.Sprint("-", i)
+			for _, id := range []string{"pr-upd", "pr-del", "pr-patch"} {
+				if rec := req(h, "PUT", "/fhir/Patient/"+id+sfx, pat(id+sfx)); rec.Code != 201 {
+					t.Fatal(rec.Body)
+				}
+			}
+			var es []string
+			for _, e := range entries {
+				es = append(es, strings.NewReplacer("pr-upd", "pr-upd"+sfx, "pr-del", "pr-del"+sfx, "pr-patch", "pr-patch"+sfx,
+					"pr-new", "pr-new"+sfx, "pr-never", "pr-never"+sfx).Replace(e))
+			}
+			body := strings.Replace(txBundle(es...), `"transaction"`, `"`+tc.bundle+`"`, 1)
+			var headers []string
+			if tc.prefer != "" {
+				headers = append(headers, "Prefer: "+tc.prefer)
+			}
+			rec := req(h, "POST", "/fhir", body, headers...)
+			if rec.Code != 200 {
+				t.Fatalf("%s = %d %s", tc.bundle, rec.Code, rec.Body)
+			}
+			got := decode(t, rec)["entry"].([]any)
+			for j, x := range got {
+				e := x.(map[string]any)
+				rs := e["response"].(map[string]any)
+				_, hasRes := e["resource"]
+				oo, hasOO := rs["outcome"].(map[string]any)
+				if j == len(got)-1 { // the GET
+					if !hasRes || hasOO {
+						t.Errorf("GET entry: resource %v, outcome %v; want the resource only", hasRes, hasOO)
+					}
+					continue
+				}
+				wantRes := tc.resources && j <= 3 // not the deletions
+				if hasRes != wantRes || hasOO != tc.outcomes {
+					t.Errorf("entry %d (%s): resource %v, outcome %v; want %v, %v", j, rs["status"], hasRes, hasOO, wantRes, tc.outcomes)
+				}
+				if hasOO {
+					iss := oo["issue"].([]any)[0].(map[string]any)
+					text := iss["details"].(map[string]any)["text"].(string)
+					want := strings.NewReplacer("pr-upd", "pr-upd"+sfx, "pr-del", "pr-del"+sfx, "pr-patch", "pr-patch"+sfx,
+						"pr-new", "pr-new"+sfx).Replace(did[j])
+					if iss["severity"] != "information" || !strings.HasPrefix(text, want) {
+						t.Errorf("entry %d outcome = %v %q, want information %q", j, iss["severity"], text, want)
+					}
+				}
+			}
+		})
+	}
+	// A conditional create that matched says so.
+	rec := req(h, "POST", "/fhir", txBundle(ine), "Prefer: return=OperationOutcome")
+	e := decode(t, rec)["entry"].([]any)[0].(map[string]any)
+	oo, _ := e["response"].(map[string]any)["outcome"].(map[string]any)
+	if oo == nil || !strings.Contains(fmt.Sprint(oo), "matched the conditional criteria") {
+		t.Errorf("matched conditional create: %s", rec.Body)
+	}
+}
+
 func TestSearchPaging(t *testing.T) {
 	h := fhirServer(t)
 	for i := range 7 {

@@ -18,9 +18,13 @@ import (
 type Answer struct {
 	// Base is the FHIR base URL the client used, for fullUrl and Location.
 	Base string
-	// Representation asks for the written resources in a Bundle response
-	// (Prefer: return=representation).
-	Representation bool
+	// Return is the client's return preference (Prefer: return=,
+	// http.html#ops) for the entries that write: ReturnRepresentation
+	// includes the resources written in a Bundle response,
+	// ReturnOutcome an OperationOutcome per entry (entry.response.outcome:
+	// what the entry did) instead; ReturnMinimal, "" (none sent) and any
+	// other value neither. A GET entry always carries what it read.
+	Return string
 	// Scope, when set, is the caller: Response leaves out each resource it
 	// may not be shown (Visible) that the request did not write itself (a
 	// GET entry's, a conditional create's match). Bundle sets it; the edge
@@ -179,12 +183,20 @@ func (e *Engine) batchEntry(tx *Tx, en *Entry) error {
 	return tx.st.Savepoint(func() error { return e.runTransaction(tx.st, e.limitsFor(tx.sc), []*Entry{en}, tx.now, nil) })
 }
 
+// The values of Answer.Return (Prefer: return=).
+const (
+	ReturnMinimal        = "minimal"
+	ReturnRepresentation = "representation"
+	ReturnOutcome        = "OperationOutcome"
+)
+
 // Response builds the transaction-response or batch-response (typ) of
 // processed entries, one entry per request in Bundle order; errs are a
 // batch's per-entry failures (nil for a transaction). Resources are
-// included for GET entries and with ans.Representation; otherwise only
-// the outcome is. With ans.Scope, a resource the caller may not see is
-// left out (a GET search's searchset says how many, WithheldEntry).
+// included for GET entries, and for the others with ans.Return
+// ReturnRepresentation; with ReturnOutcome a write entry carries
+// WriteOutcome instead. With ans.Scope, a resource the caller may not see
+// is left out (a GET search's searchset says how many, WithheldEntry).
 func (e *Engine) Response(typ string, entries []*Entry, errs []error, ans Answer) fhirwire.Bundle {
 	b := fhirwire.Bundle{ResourceType: "Bundle", ID: store.NewID(), Type: typ, Timestamp: fhirwire.Instant(e.now())}
 	shown := func(r *store.Resource) bool { return ans.Scope == nil || e.Visible(ans.Scope, r) }
@@ -214,11 +226,17 @@ func (e *Engine) Response(typ string, entries []*Entry, errs []error, ans Answer
 				be.Response.Status = fhirwire.StatusLine(fhirwire.StatusNotModified)
 				break
 			}
-			if (ans.Representation || en.method == "GET") && (written || shown(r)) {
+			if (ans.Return == ReturnRepresentation || en.method == "GET") && (written || shown(r)) {
 				be.Resource = r.Body
+			}
+			if ans.Return == ReturnOutcome && en.method != "GET" {
+				be.Response.Outcome, _ = fhirwire.Marshal(WriteOutcome(en.method, en.res, written || shown(r)))
 			}
 		default:
 			be.Response = &fhirwire.Response{Status: fhirwire.StatusLine(fhirwire.StatusNoContent)}
+			if ans.Return == ReturnOutcome {
+				be.Response.Outcome, _ = fhirwire.Marshal(WriteOutcome(en.method, en.res, true))
+			}
 		}
 		b.Entry = append(b.Entry, be)
 	}
@@ -268,4 +286,35 @@ func (e *Engine) validateBatchShell(body []byte) error {
 		return err
 	}
 	return e.v.Structure(shell, "Bundle")
+}
+
+// WriteOutcome is the OperationOutcome that answers a write of method
+// (POST, PUT, PATCH, DELETE) with result res when the client asked for one
+// (Prefer: return=OperationOutcome, http.html#ops): one information issue
+// saying what was done to which resource and version. shown is false for
+// a resource a conditional create matched that the caller may not read:
+// the outcome then does not name it.
+func WriteOutcome(method string, res *Result, shown bool) any {
+	if res == nil || res.Resource == nil {
+		return outcome.Information("nothing was deleted: the resource does not exist or was deleted already")
+	}
+	r := res.Resource
+	switch {
+	case !shown:
+		return outcome.Information("an existing resource matched the conditional criteria; nothing was created, and " +
+			"the access token's scopes do not allow reading it")
+	}
+	what := fmt.Sprintf("%s/%s version %d", r.Type, r.ID, r.Version)
+	switch {
+	case r.Deleted:
+		return outcome.Information("deleted " + r.Type + "/" + r.ID + "; version " + fmt.Sprint(r.Version) + " records the deletion")
+	case res.Created:
+		return outcome.Information("created " + what)
+	case method == "POST":
+		return outcome.Information("an existing resource matched the conditional criteria, " + what + "; nothing was created")
+	case method == "PATCH":
+		return outcome.Information("patched " + what)
+	default:
+		return outcome.Information("updated " + what)
+	}
 }
