@@ -36,7 +36,12 @@ func (s *Server) baseURL(c echo.Context) string {
 // an ingest's transaction-response.
 func (s *Server) answer(c echo.Context) engine.Answer {
 	ret, _ := preference(preferHeader(c), "return")
-	return engine.Answer{Base: s.baseURL(c), Return: ret, Scope: scopeOf(c)}
+	return engine.Answer{Base: s.baseURL(c), Return: ret, Security: s.security(), Scope: scopeOf(c)}
+}
+
+// security is what the CapabilityStatement says of security.
+func (s *Server) security() engine.Security {
+	return engine.Security{Enabled: s.cfg.Auth != nil, TokenURL: s.cfg.AuthTokenURL}
 }
 
 // body reads the request body when the engine asks for it, in the
@@ -374,6 +379,5 @@ func (s *Server) handleValidate(c echo.Context) error {
 // handleMetadata is GET /fhir/metadata: a CapabilityStatement that says
 // exactly what is implemented.
 func (s *Server) handleMetadata(c echo.Context) error {
-	sec := engine.Security{Enabled: s.cfg.Auth != nil, TokenURL: s.cfg.AuthTokenURL}
-	return writeResource(c, http.StatusOK, s.app.Engine.CapabilityStatement(s.baseURL(c), sec))
+	return writeResource(c, http.StatusOK, s.app.Engine.CapabilityStatement(s.baseURL(c), s.security()))
 }

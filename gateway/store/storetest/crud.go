@@ -195,6 +195,19 @@ func testTxReadsOwnWrites(t *testing.T, s store.Store) {
 		if err := tx.Put(res("Patient", "a", 2, base), []search.Entry{tok("identifier", "urn:x", "8")}); err != nil {
 			return fmt.Errorf("Put after Search: %w", err)
 		}
+		// VRead and History see the versions Put (buffered or flushed).
+		for v := int64(1); v <= 2; v++ {
+			if got, err := tx.VRead("Patient", "a", v); err != nil || got.Version != v {
+				return fmt.Errorf("VRead %d in the transaction: %v %v", v, got, err)
+			}
+		}
+		if _, err := tx.VRead("Patient", "a", 3); !errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("VRead of a version not written: %v", err)
+		}
+		if vs, total, err := tx.History(store.HistoryQuery{Type: "Patient", ID: "a"}); err != nil || total != 2 ||
+			len(vs) != 2 || vs[0].Version != 2 || vs[0].Method != "" || vs[1].Method != "POST" {
+			return fmt.Errorf("History in the transaction: %d versions, total %d, %v", len(vs), total, err)
+		}
 		return tx.Put(res("Patient", "b", 1, base), []search.Entry{tok("identifier", "urn:x", "7")})
 	})
 	if err != nil {
