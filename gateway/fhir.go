@@ -8,7 +8,6 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
@@ -17,7 +16,6 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
-	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/telemetry/stage"
 )
@@ -37,8 +35,13 @@ func (s *Server) baseURL(c echo.Context) string {
 // answer may carry are the caller's to see (engine.Answer.Scope), also in
 // an ingest's transaction-response.
 func (s *Server) answer(c echo.Context) engine.Answer {
-	ret, asked := preference(preferHeader(c), "return")
-	return engine.Answer{Base: s.baseURL(c), Representation: asked && ret == "representation", Scope: scopeOf(c)}
+	ret, _ := preference(preferHeader(c), "return")
+	return engine.Answer{Base: s.baseURL(c), Return: ret, Security: s.security(), Scope: scopeOf(c)}
+}
+
+// security is what the CapabilityStatement says of security.
+func (s *Server) security() engine.Security {
+	return engine.Security{Enabled: s.cfg.Auth != nil, TokenURL: s.cfg.AuthTokenURL}
 }
 
 // body reads the request body when the engine asks for it, in the
@@ -223,11 +226,10 @@ func (s *Server) respondWrite(c echo.Context, res *engine.Result) error {
 			"criteria; the access token's scopes do not allow reading it"))
 	}
 	switch preferReturn(preferHeader(c)) {
-	case "minimal":
+	case engine.ReturnMinimal:
 		return c.NoContent(res.Status)
-	case "OperationOutcome":
-		msg := fmt.Sprintf("%s/%s version %d", r.Type, r.ID, r.Version)
-		return writeResource(c, res.Status, outcome.Information(msg))
+	case engine.ReturnOutcome:
+		return writeResource(c, res.Status, engine.WriteOutcome(c.Request().Method, res, true))
 	default:
 		return c.Blob(res.Status, ContentTypeFHIR, r.Body)
 	}
@@ -345,87 +347,7 @@ func (s *Server) handleEverything(c echo.Context) error {
 // writeSearchset answers a search of typ (at path below the FHIR base,
 // for the paging links) with its searchset Bundle.
 func (s *Server) writeSearchset(c echo.Context, typ, path string, params url.Values, res *engine.SearchResult) error {
-	q, page := res.Query, res.Page
-	base := s.baseURL(c)
-	b := fhirwire.Bundle{ResourceType: "Bundle", ID: store.NewID(), Type: fhirwire.TypeSearchset,
-		Meta: &fhirwire.Meta{LastUpdated: fhirwire.Instant(s.app.Engine.Now())}}
-	if q.Total || q.SummaryCount {
-		if page.Total >= 0 {
-			b.Total = &page.Total
-		}
-	}
-	self := selfParams(params, res.Ignored)
-	b.Link = append(b.Link, fhirwire.Link{Relation: "self", URL: pageURL(base, path, self, q.Offset, q.Count)})
-	if !q.SummaryCount {
-		if q.Offset > 0 {
-			prev := max(q.Offset-q.Count, 0)
-			b.Link = append(b.Link, fhirwire.Link{Relation: "previous", URL: pageURL(base, path, self, prev, q.Count)})
-		}
-		if len(page.Matches) == q.Count && (page.Total < 0 || q.Offset+q.Count < page.Total) ||
-			res.Withheld > 0 && q.Offset+q.Count < page.Total {
-			b.Link = append(b.Link, fhirwire.Link{Relation: "next", URL: pageURL(base, path, self, q.Offset+q.Count, q.Count)})
-		}
-		for _, r := range page.Matches {
-			b.Entry = append(b.Entry, fhirwire.Entry{FullURL: base + "/" + r.Type + "/" + r.ID, Resource: r.Body,
-				Search: &fhirwire.Search{Mode: fhirwire.ModeMatch}})
-		}
-		for _, r := range page.Included {
-			b.Entry = append(b.Entry, fhirwire.Entry{FullURL: base + "/" + r.Type + "/" + r.ID, Resource: r.Body,
-				Search: &fhirwire.Search{Mode: fhirwire.ModeInclude}})
-		}
-	}
-	if res.Withheld > 0 {
-		b.Entry = append(b.Entry, engine.WithheldEntry(res.Withheld))
-	}
-	if len(res.Warnings) > 0 {
-		oo, _ := fhirwire.Marshal(outcome.Resource(res.Warnings))
-		b.Entry = append(b.Entry, fhirwire.Entry{Resource: oo, Search: &fhirwire.Search{Mode: fhirwire.ModeOutcome}})
-	}
-	if len(res.Ignored) > 0 {
-		oo, _ := fhirwire.Marshal(ignoredOutcome(typ, res.Ignored))
-		b.Entry = append(b.Entry, fhirwire.Entry{Resource: oo, Search: &fhirwire.Search{Mode: fhirwire.ModeOutcome}})
-	}
-	return writeResource(c, http.StatusOK, b)
-}
-
-// selfParams are the request's parameters without paging ones and without
-// those a lenient search ignored.
-func selfParams(params url.Values, ignored []string) url.Values {
-	out := url.Values{}
-	skip := map[string]bool{"_offset": true, "_count": true, "_format": true, "_pretty": true}
-	for _, n := range ignored {
-		skip[n] = true
-	}
-	for k, vs := range params {
-		if !skip[k] {
-			out[k] = vs
-		}
-	}
-	return out
-}
-
-// pageURL is a search URL for one page of the search at path below base.
-func pageURL(base, path string, params url.Values, offset, count int) string {
-	p := url.Values{}
-	for k, vs := range params {
-		p[k] = vs
-	}
-	p.Set("_count", strconv.Itoa(count))
-	if offset > 0 {
-		p.Set("_offset", strconv.Itoa(offset))
-	}
-	return base + "/" + path + "?" + p.Encode()
-}
-
-// ignoredOutcome reports the parameters a lenient search of typ ignored,
-// one issue each, naming only those the gateway knows (search.ShownName).
-func ignoredOutcome(typ string, keys []string) any {
-	issues := make([]outcome.Issue, 0, len(keys))
-	for _, k := range keys {
-		issues = append(issues, outcome.Issue{Severity: "warning", Code: "not-supported", Rule: "search-param-unknown",
-			Expression: search.ShownName(typ, k), Message: "a search parameter is not supported and was ignored"})
-	}
-	return outcome.Resource(issues)
+	return writeResource(c, http.StatusOK, s.app.Engine.Searchset(s.baseURL(c), typ, path, params, res))
 }
 
 // handleHistory serves instance, type and system history.
@@ -436,50 +358,7 @@ func (s *Server) handleHistory(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	q, total := res.Query, res.Total
-	base := s.baseURL(c)
-	b := fhirwire.Bundle{ResourceType: "Bundle", ID: store.NewID(), Type: fhirwire.TypeHistory, Total: &total,
-		Meta: &fhirwire.Meta{LastUpdated: fhirwire.Instant(s.app.Engine.Now())}}
-	path := c.Request().URL.Path
-	// The self link shows the parameters used: not those a lenient
-	// history ignored (a history Bundle has no outcome entry in R4).
-	self := c.Request().URL.RawQuery
-	if len(res.Ignored) > 0 {
-		p := selfParams(params, res.Ignored)
-		for _, k := range []string{"_count", "_offset"} {
-			if params.Has(k) {
-				p[k] = params[k]
-			}
-		}
-		self = p.Encode()
-	}
-	b.Link = append(b.Link, fhirwire.Link{Relation: "self", URL: c.Scheme() + "://" + c.Request().Host + path + "?" + self})
-	if q.Offset+len(res.Versions) < total && q.Count > 0 {
-		p := url.Values{"_count": {strconv.Itoa(q.Count)}, "_offset": {strconv.Itoa(q.Offset + q.Count)}}
-		if v := c.QueryParam("_since"); v != "" {
-			p.Set("_since", v)
-		}
-		b.Link = append(b.Link, fhirwire.Link{Relation: "next", URL: c.Scheme() + "://" + c.Request().Host + path + "?" + p.Encode()})
-	}
-	for _, r := range res.Versions {
-		e := fhirwire.Entry{FullURL: base + "/" + r.Type + "/" + r.ID}
-		tag, mod := fhirwire.ETag(r.Version), fhirwire.Instant(r.LastUpdated)
-		switch {
-		case r.Deleted:
-			e.Request = &fhirwire.Request{Method: "DELETE", URL: r.Type + "/" + r.ID}
-			e.Response = &fhirwire.Response{Status: "204", Etag: tag, LastModified: mod}
-		case r.Version == 1:
-			e.Resource = r.Body
-			e.Request = &fhirwire.Request{Method: "POST", URL: r.Type}
-			e.Response = &fhirwire.Response{Status: "201", Etag: tag, LastModified: mod}
-		default:
-			e.Resource = r.Body
-			e.Request = &fhirwire.Request{Method: "PUT", URL: r.Type + "/" + r.ID}
-			e.Response = &fhirwire.Response{Status: "200", Etag: tag, LastModified: mod}
-		}
-		b.Entry = append(b.Entry, e)
-	}
-	return writeResource(c, http.StatusOK, b)
+	return writeResource(c, http.StatusOK, s.app.Engine.HistoryBundle(s.baseURL(c), params, c.Request().URL.RawQuery, res))
 }
 
 // handleValidate is POST /fhir/$validate and /fhir/{type}/$validate: it
@@ -500,6 +379,5 @@ func (s *Server) handleValidate(c echo.Context) error {
 // handleMetadata is GET /fhir/metadata: a CapabilityStatement that says
 // exactly what is implemented.
 func (s *Server) handleMetadata(c echo.Context) error {
-	sec := engine.Security{Enabled: s.cfg.Auth != nil, TokenURL: s.cfg.AuthTokenURL}
-	return writeResource(c, http.StatusOK, s.app.Engine.CapabilityStatement(s.baseURL(c), sec))
+	return writeResource(c, http.StatusOK, s.app.Engine.CapabilityStatement(s.baseURL(c), s.security()))
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -381,6 +382,106 @@ func TestBatch(t *testing.T) {
 	_ = json.Unmarshal(rec.Body.Bytes(), &tx)
 	if len(tx.Issue) == 0 || fmt.Sprint(tx.Issue[0].Expression) != "["+want+"]" {
 		t.Errorf("transaction entry issue = %s, want expression [%s]", rec.Body, want)
+	}
+}
+
+// TestBundlePrefer: Prefer: return= shapes the entries of a
+// transaction-response and a batch-response (http.html#ops): with
+// representation the resources written, with OperationOutcome an outcome
+// per write entry saying what it did (entry.response.outcome) and no
+// resource, with minimal or none neither. A GET entry always carries what
+// it read.
+func TestBundlePrefer(t *testing.T) {
+	h := fhirServer(t)
+	pat := func(id string) string {
+		return strings.Replace(patientJSON, `"resourceType":"Patient"`, `"resourceType":"Patient","id":"`+id+`"`, 1)
+	}
+	if rec := req(h, "PUT", "/fhir/Patient/pr-upd", pat("pr-upd")); rec.Code != 201 {
+		t.Fatal(rec.Body)
+	}
+	ine := `{"resource":{"resourceType":"Patient","id":"pr-upd"},"request":{"method":"POST","url":"Patient","ifNoneExist":"_id=pr-upd"}}`
+	entries := []string{
+		`{"resource":` + patientJSON + `,"request":{"method":"POST","url":"Patient"}}`,
+		`{"resource":` + pat("pr-new") + `,"request":{"method":"PUT","url":"Patient/pr-new"}}`,
+		`{"resource":` + pat("pr-upd") + `,"request":{"method":"PUT","url":"Patient/pr-upd"}}`,
+		jsonPatchEntry("Patient/pr-patch", `[{"op":"replace","path":"/gender","value":"male"}]`),
+		`{"request":{"method":"DELETE","url":"Patient/pr-del"}}`,
+		`{"request":{"method":"DELETE","url":"Patient/pr-never"}}`,
+		`{"request":{"method":"GET","url":"Patient/pr-patch"}}`,
+	}
+	// What each entry's outcome says it did (with OperationOutcome).
+	did := []string{"created Patient/", "created Patient/pr-new version 1", "updated Patient/pr-upd version 2",
+		"patched Patient/pr-patch version 2", "deleted Patient/pr-del", "nothing was deleted", ""}
+	tests := []struct {
+		name, bundle, prefer string
+		resources            bool // write entries carry their resource
+		outcomes             bool // write entries carry an outcome
+	}{
+		{"transaction, no preference", "transaction", "", false, false},
+		{"transaction, minimal", "transaction", "return=minimal", false, false},
+		{"transaction, representation", "transaction", "return=representation", true, false},
+		{"transaction, OperationOutcome", "transaction", "return=OperationOutcome", false, true},
+		{"batch, OperationOutcome", "batch", "return=OperationOutcome", false, true},
+		{"batch, representation", "batch", "return=representation", true, false},
+		{"batch, minimal", "batch", "return = minimal", false, false},
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			// Fresh targets for each run: ids suffixed by the case.
+			sfx := fmt.Sprint("-", i)
+			for _, id := range []string{"pr-upd", "pr-del", "pr-patch"} {
+				if rec := req(h, "PUT", "/fhir/Patient/"+id+sfx, pat(id+sfx)); rec.Code != 201 {
+					t.Fatal(rec.Body)
+				}
+			}
+			var es []string
+			for _, e := range entries {
+				es = append(es, strings.NewReplacer("pr-upd", "pr-upd"+sfx, "pr-del", "pr-del"+sfx, "pr-patch", "pr-patch"+sfx,
+					"pr-new", "pr-new"+sfx, "pr-never", "pr-never"+sfx).Replace(e))
+			}
+			body := strings.Replace(txBundle(es...), `"transaction"`, `"`+tc.bundle+`"`, 1)
+			var headers []string
+			if tc.prefer != "" {
+				headers = append(headers, "Prefer: "+tc.prefer)
+			}
+			rec := req(h, "POST", "/fhir", body, headers...)
+			if rec.Code != 200 {
+				t.Fatalf("%s = %d %s", tc.bundle, rec.Code, rec.Body)
+			}
+			got := decode(t, rec)["entry"].([]any)
+			for j, x := range got {
+				e := x.(map[string]any)
+				rs := e["response"].(map[string]any)
+				_, hasRes := e["resource"]
+				oo, hasOO := rs["outcome"].(map[string]any)
+				if j == len(got)-1 { // the GET
+					if !hasRes || hasOO {
+						t.Errorf("GET entry: resource %v, outcome %v; want the resource only", hasRes, hasOO)
+					}
+					continue
+				}
+				wantRes := tc.resources && j <= 3 // not the deletions
+				if hasRes != wantRes || hasOO != tc.outcomes {
+					t.Errorf("entry %d (%s): resource %v, outcome %v; want %v, %v", j, rs["status"], hasRes, hasOO, wantRes, tc.outcomes)
+				}
+				if hasOO {
+					iss := oo["issue"].([]any)[0].(map[string]any)
+					text := iss["details"].(map[string]any)["text"].(string)
+					want := strings.NewReplacer("pr-upd", "pr-upd"+sfx, "pr-del", "pr-del"+sfx, "pr-patch", "pr-patch"+sfx,
+						"pr-new", "pr-new"+sfx).Replace(did[j])
+					if iss["severity"] != "information" || !strings.HasPrefix(text, want) {
+						t.Errorf("entry %d outcome = %v %q, want information %q", j, iss["severity"], text, want)
+					}
+				}
+			}
+		})
+	}
+	// A conditional create that matched says so.
+	rec := req(h, "POST", "/fhir", txBundle(ine), "Prefer: return=OperationOutcome")
+	e := decode(t, rec)["entry"].([]any)[0].(map[string]any)
+	oo, _ := e["response"].(map[string]any)["outcome"].(map[string]any)
+	if oo == nil || !strings.Contains(fmt.Sprint(oo), "matched the conditional criteria") {
+		t.Errorf("matched conditional create: %s", rec.Body)
 	}
 }
 
@@ -798,6 +899,132 @@ func TestHistoryParams(t *testing.T) {
 				t.Errorf("self link %s shows a parameter that was ignored", self)
 			}
 		})
+	}
+}
+
+// TestHistoryRequest: each history entry says how its version was made
+// (Bundle.entry.request: "for history, it shows how the entry was processed
+// to create the version"): the method and url of the interaction and the
+// status it answered, whether it came alone, in a transaction or batch, or
+// from a native ingest; not a guess from the version number.
+func TestHistoryRequest(t *testing.T) {
+	h := fhirServer(t)
+	pat := func(id string) string {
+		return strings.Replace(patientJSON, `"resourceType":"Patient"`, `"resourceType":"Patient","id":"`+id+`"`, 1)
+	}
+	entry := func(method, url, resource string) string {
+		if resource == "" {
+			return `{"request":{"method":"` + method + `","url":"` + url + `"}}`
+		}
+		return `{"resource":` + resource + `,"request":{"method":"` + method + `","url":"` + url + `"}}`
+	}
+	batch := func(entries ...string) string {
+		return strings.Replace(txBundle(entries...), `"transaction"`, `"batch"`, 1)
+	}
+	created := decode(t, req(h, "POST", "/fhir/Patient", patientJSON))["id"].(string)
+	patch := `[{"op":"replace","path":"/gender","value":"male"}]`
+	tests := []struct {
+		name             string
+		method, target   string // the write ("POST /fhir" for a Bundle)
+		body             string
+		headers          []string
+		id               string // whose history's newest entry is checked
+		wantMethod       string
+		wantURL          string
+		wantStatus       string
+		wantResource     bool
+		wantCode         int // of the write
+		historyHasNoBody bool
+	}{
+		{name: "create", id: created, wantMethod: "POST", wantURL: "Patient", wantStatus: "201", wantResource: true},
+		{name: "update-as-create", method: "PUT", target: "/fhir/Patient/h-put", body: pat("h-put"), id: "h-put",
+			wantMethod: "PUT", wantURL: "Patient/h-put", wantStatus: "201", wantResource: true, wantCode: 201},
+		{name: "update", method: "PUT", target: "/fhir/Patient/h-put", body: pat("h-put"), id: "h-put",
+			wantMethod: "PUT", wantURL: "Patient/h-put", wantStatus: "200", wantResource: true, wantCode: 200},
+		{name: "patch", method: "PATCH", target: "/fhir/Patient/h-put", body: patch, headers: []string{"Content-Type: application/json-patch+json"},
+			id: "h-put", wantMethod: "PATCH", wantURL: "Patient/h-put", wantStatus: "200", wantResource: true, wantCode: 200},
+		{name: "delete", method: "DELETE", target: "/fhir/Patient/h-put", id: "h-put",
+			wantMethod: "DELETE", wantURL: "Patient/h-put", wantStatus: "204", wantCode: 204},
+		{name: "update after a delete creates", method: "PUT", target: "/fhir/Patient/h-put", body: pat("h-put"), id: "h-put",
+			wantMethod: "PUT", wantURL: "Patient/h-put", wantStatus: "201", wantResource: true, wantCode: 201},
+		{name: "delete again", method: "DELETE", target: "/fhir/Patient/h-put", id: "h-put",
+			wantMethod: "DELETE", wantURL: "Patient/h-put", wantStatus: "204", wantCode: 204},
+		{name: "conditional create naming a deleted id brings it back", method: "POST", target: "/fhir/Patient", body: patientJSON,
+			headers: []string{"If-None-Exist: _id=h-put"}, id: "h-put",
+			wantMethod: "POST", wantURL: "Patient", wantStatus: "201", wantResource: true, wantCode: 201},
+		{name: "conditional update that creates", method: "PUT", target: "/fhir/Patient?_id=h-cu", body: pat("h-cu"), id: "h-cu",
+			wantMethod: "PUT", wantURL: "Patient/h-cu", wantStatus: "201", wantResource: true, wantCode: 201},
+		{name: "conditional update", method: "PUT", target: "/fhir/Patient?_id=h-cu", body: pat("h-cu"), id: "h-cu",
+			wantMethod: "PUT", wantURL: "Patient/h-cu", wantStatus: "200", wantResource: true, wantCode: 200},
+		{name: "conditional create naming the id", method: "POST", target: "/fhir/Patient", body: patientJSON,
+			headers: []string{"If-None-Exist: _id=h-ine"}, id: "h-ine",
+			wantMethod: "POST", wantURL: "Patient", wantStatus: "201", wantResource: true, wantCode: 201},
+		{name: "transaction PUT", method: "POST", target: "/fhir", body: txBundle(entry("PUT", "Patient/h-tx", pat("h-tx"))),
+			id: "h-tx", wantMethod: "PUT", wantURL: "Patient/h-tx", wantStatus: "201", wantResource: true, wantCode: 200},
+		{name: "transaction PATCH", method: "POST", target: "/fhir", body: txBundle(jsonPatchEntry("Patient/h-tx", patch)),
+			id: "h-tx", wantMethod: "PATCH", wantURL: "Patient/h-tx", wantStatus: "200", wantResource: true, wantCode: 200},
+		{name: "batch PUT", method: "POST", target: "/fhir", body: batch(entry("PUT", "Patient/h-tx", pat("h-tx"))),
+			id: "h-tx", wantMethod: "PUT", wantURL: "Patient/h-tx", wantStatus: "200", wantResource: true, wantCode: 200},
+		{name: "batch DELETE", method: "POST", target: "/fhir", body: batch(entry("DELETE", "Patient/h-tx", "")),
+			id: "h-tx", wantMethod: "DELETE", wantURL: "Patient/h-tx", wantStatus: "204", wantCode: 200},
+		{name: "transaction POST naming the id by If-None-Exist", method: "POST", target: "/fhir",
+			body: txBundle(`{"resource":` + patientJSON + `,"request":{"method":"POST","url":"Patient","ifNoneExist":"_id=h-tx"}}`),
+			id:   "h-tx", wantMethod: "POST", wantURL: "Patient", wantStatus: "201", wantResource: true, wantCode: 200},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.method != "" {
+				if rec := req(h, tc.method, tc.target, tc.body, tc.headers...); rec.Code != tc.wantCode {
+					t.Fatalf("%s %s = %d %s, want %d", tc.method, tc.target, rec.Code, rec.Body, tc.wantCode)
+				}
+			}
+			rec := req(h, "GET", "/fhir/Patient/"+tc.id+"/_history?_count=1", "")
+			b := decode(t, rec)
+			entries, _ := b["entry"].([]any)
+			if rec.Code != 200 || len(entries) != 1 {
+				t.Fatalf("history = %d %s", rec.Code, rec.Body)
+			}
+			e := entries[0].(map[string]any)
+			rq, _ := e["request"].(map[string]any)
+			rs, _ := e["response"].(map[string]any)
+			if rq["method"] != tc.wantMethod || rq["url"] != tc.wantURL || rs["status"] != tc.wantStatus {
+				t.Errorf("history entry request %v, response status %v; want %s %s, %s", rq, rs["status"], tc.wantMethod, tc.wantURL, tc.wantStatus)
+			}
+			if _, has := e["resource"]; has != tc.wantResource {
+				t.Errorf("history entry has a resource: %v, want %v", has, tc.wantResource)
+			}
+		})
+	}
+	// A native record's resources: each version the ingest wrote shows the
+	// status its entry answered, and the method of that entry.
+	rec, err := os.ReadFile("../schemas/examples/session/routine-ketamine-iv-session.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := req(h, "POST", "/ingest/session", string(rec))
+	if r.Code != 200 && r.Code != 201 {
+		t.Fatalf("ingest = %d %s", r.Code, r.Body)
+	}
+	dry := decode(t, req(h, "POST", "/ingest/session?dryRun=true", string(rec)))["entry"].([]any)
+	checked := 0
+	for i, x := range decode(t, r)["entry"].([]any) {
+		rs := x.(map[string]any)["response"].(map[string]any)
+		loc, _ := rs["location"].(string)
+		inst, _, ok := strings.Cut(loc, "/_history/")
+		if !ok {
+			continue
+		}
+		hist := decode(t, req(h, "GET", "/fhir/"+inst+"/_history?_count=1", ""))["entry"].([]any)[0].(map[string]any)
+		method := dry[i].(map[string]any)["request"].(map[string]any)["method"]
+		got := hist["request"].(map[string]any)["method"]
+		status := hist["response"].(map[string]any)["status"].(string)
+		if got != method || !strings.HasPrefix(rs["status"].(string), status) {
+			t.Errorf("ingest entry %d (%s): history says %v %s, the ingest answered %s for a %v", i, inst, got, status, rs["status"], method)
+		}
+		checked++
+	}
+	if checked < 5 {
+		t.Errorf("the ingest's answer located %d versions, want its resources'", checked)
 	}
 }
 

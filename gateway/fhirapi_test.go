@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -357,6 +358,142 @@ func TestConditionalRead(t *testing.T) {
 	}
 	if second["response"].(map[string]any)["status"] != "200 OK" || second["resource"] == nil {
 		t.Errorf("batch GET with another ifNoneMatch = %v", second)
+	}
+}
+
+// TestBundleGetEntries: a batch or transaction GET (or HEAD) entry may ask
+// for what a client can GET at the top level (instance, type and system
+// history, a vread of any version, a compartment search, $everything,
+// metadata, an absolute URL on the server's base), and is answered what
+// the top-level GET answers; any other url is a 400 of that entry.
+func TestBundleGetEntries(t *testing.T) {
+	h := fhirServer(t)
+	pat := strings.Replace(patientJSON, `"resourceType":"Patient"`, `"resourceType":"Patient","id":"bg-p"`, 1)
+	for range 2 {
+		if rec := req(h, "PUT", "/fhir/Patient/bg-p", pat); rec.Code/100 != 2 {
+			t.Fatal(rec.Body)
+		}
+	}
+	obs := `{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/bg-p"}}`
+	if rec := req(h, "POST", "/fhir/Observation", obs); rec.Code != 201 {
+		t.Fatal(rec.Body)
+	}
+	// The top-level answer and the entry's, without what differs by
+	// construction (the Bundle's id and the time it was made).
+	norm := func(v any) string {
+		m, _ := v.(map[string]any)
+		delete(m, "id")
+		delete(m, "meta")
+		delete(m, "date")
+		b, _ := json.Marshal(m)
+		return string(b)
+	}
+	const base = "http://example.com/fhir"
+	tests := []struct {
+		name, method, url string
+		top               string // the top-level GET whose answer the entry's resource equals ("": url)
+		status            string // of the entry
+		rule              string // of a failed entry
+		loose             bool   // the top-level answer differs by the AuditEvents recorded in between: the type only
+		head              bool   // no resource, as a top-level HEAD
+	}{
+		{name: "instance history", url: "Patient/bg-p/_history"},
+		{name: "instance history, HEAD", method: "HEAD", url: "Patient/bg-p/_history", head: true},
+		{name: "type history", url: "Patient/_history?_count=1"},
+		{name: "system history", url: "_history?_count=2", loose: true},
+		{name: "vread of an older version", url: "Patient/bg-p/_history/1"},
+		{name: "read with _elements", url: "Patient/bg-p?_elements=gender"},
+		{name: "compartment search", url: "Patient/bg-p/Observation?status=final"},
+		{name: "$everything", url: "Patient/bg-p/$everything?_type=Patient,Observation"},
+		{name: "metadata", url: "metadata"},
+		{name: "search with _include", url: "Observation?subject=Patient/bg-p&_include=Observation:subject"},
+		{name: "absolute URL on the base", url: base + "/Patient/bg-p/_history", top: "Patient/bg-p/_history"},
+		{name: "absolute URL on another server", url: "http://other.example/fhir/Patient/bg-p", status: "400", rule: "bundle-entry-url-invalid"},
+		{name: "unknown operation", url: "Patient/bg-p/$foo", status: "400", rule: "bundle-entry-url-invalid"},
+		{name: "too long", url: "Patient/bg-p/_history/1/x", status: "400", rule: "bundle-entry-url-invalid"},
+		{name: "not a type", url: "Nothing/x/_history", status: "400", rule: "bundle-entry-url-invalid"},
+		{name: "history of nothing", url: "Patient/nope/_history", status: "404", rule: "resource-unknown"},
+		{name: "version the resource does not have", url: "Patient/bg-p/_history/9", status: "404", rule: "version-unknown"},
+		{name: "history parameter unsupported", url: "Patient/bg-p/_history?_at=2020-01-01", status: "400", rule: "search-param-unsupported"},
+		{name: "compartment of another type", url: "Observation/x/Patient", status: "404", rule: "compartment-unknown"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			method := tc.method
+			if method == "" {
+				method = "GET"
+			}
+			body := `{"resourceType":"Bundle","type":"batch","entry":[{"request":{"method":"` + method + `","url":"` + tc.url + `"}}]}`
+			rec := req(h, "POST", "/fhir", body)
+			if rec.Code != 200 {
+				t.Fatalf("batch = %d %s", rec.Code, rec.Body)
+			}
+			e := decode(t, rec)["entry"].([]any)[0].(map[string]any)
+			rs := e["response"].(map[string]any)
+			status, _ := rs["status"].(string)
+			if tc.status != "" {
+				oo, _ := rs["outcome"].(map[string]any)
+				if !strings.HasPrefix(status, tc.status) || !strings.Contains(fmt.Sprint(oo), tc.rule) {
+					t.Errorf("entry = %s %v, want %s %s", status, oo, tc.status, tc.rule)
+				}
+				return
+			}
+			top := tc.top
+			if top == "" {
+				top = tc.url
+			}
+			want := req(h, "GET", "/fhir/"+top, "")
+			if want.Code != 200 || !strings.HasPrefix(status, "200") {
+				t.Fatalf("entry %s, top-level GET %d %s", status, want.Code, want.Body)
+			}
+			if tc.head {
+				if e["resource"] != nil {
+					t.Errorf("HEAD entry carries a resource")
+				}
+				return
+			}
+			if got := e["resource"].(map[string]any); tc.loose {
+				if w := decode(t, want); got["type"] != w["type"] || len(got["entry"].([]any)) != len(w["entry"].([]any)) {
+					t.Errorf("entry resource %v, want a %v Bundle of as many entries", got["type"], w["type"])
+				}
+				return
+			}
+			if got, w := norm(e["resource"]), norm(decode(t, want)); got != w {
+				t.Errorf("entry resource\n%s\nwant the top-level answer\n%s", got, w)
+			}
+		})
+	}
+	// A search of AuditEvents finds those recorded just before, as a
+	// top-level search does (they are indexed after their commit).
+	count := func() float64 {
+		body := `{"resourceType":"Bundle","type":"batch","entry":[{"request":{"method":"GET","url":"AuditEvent?patient=Patient/bg-p&_summary=count"}}]}`
+		e := decode(t, req(h, "POST", "/fhir", body))["entry"].([]any)[0].(map[string]any)
+		n, _ := e["resource"].(map[string]any)["total"].(float64)
+		return n
+	}
+	n0 := count()
+	req(h, "GET", "/fhir/Patient/bg-p", "")
+	if n1 := count(); n1 <= n0 {
+		t.Errorf("AuditEvents of the patient found by a batch GET: %v after a read, %v before", n1, n0)
+	}
+	// In a transaction the GETs run last, inside it: they see what it wrote.
+	tpat := strings.ReplaceAll(pat, "bg-p", "bg-t")
+	tx := txBundle(`{"request":{"method":"GET","url":"Patient/bg-t/_history"}}`,
+		`{"resource":`+tpat+`,"request":{"method":"PUT","url":"Patient/bg-t"}}`)
+	rec := req(h, "POST", "/fhir", tx)
+	if rec.Code != 200 {
+		t.Fatalf("transaction = %d %s", rec.Code, rec.Body)
+	}
+	hist := decode(t, rec)["entry"].([]any)[0].(map[string]any)["resource"].(map[string]any)
+	if hist["total"] != float64(1) || !strings.Contains(fmt.Sprint(hist["entry"]), "method:PUT") {
+		t.Errorf("the transaction's history entry = %v, want the version it wrote", hist)
+	}
+	// A GET that fails fails the transaction whole: nothing is written.
+	tx = txBundle(`{"resource":`+strings.ReplaceAll(pat, "bg-p", "bg-u")+`,"request":{"method":"PUT","url":"Patient/bg-u"}}`,
+		`{"request":{"method":"GET","url":"Patient/nope/_history"}}`)
+	assertOutcome(t, req(h, "POST", "/fhir", tx), 404, "resource-unknown", "")
+	if rec := req(h, "GET", "/fhir/Patient/bg-u", ""); rec.Code != 404 {
+		t.Errorf("after a failed transaction, its PUT's resource = %d, want 404", rec.Code)
 	}
 }
 

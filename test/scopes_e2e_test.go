@@ -106,6 +106,21 @@ var disclosureWays = []disclosureWay{
 		}
 		return []map[string]any{b}
 	}},
+	{"batch history and compartment entries", func(t *testing.T, base, token string, ids seeded) []map[string]any {
+		entries := []string{`{"request":{"method":"GET","url":"_history?_count=1000"}}`,
+			`{"request":{"method":"GET","url":"Patient/` + ids["Patient"] + `/$everything?_count=1000"}}`,
+			`{"request":{"method":"GET","url":"Patient/` + ids["Patient"] + `/Observation"}}`}
+		for typ, id := range ids {
+			entries = append(entries, fmt.Sprintf(`{"request":{"method":"GET","url":"%s/_history"}}`, typ),
+				fmt.Sprintf(`{"request":{"method":"GET","url":"%s/%s/_history"}}`, typ, id),
+				fmt.Sprintf(`{"request":{"method":"GET","url":"%s/%s/_history/1"}}`, typ, id))
+		}
+		status, _, b := call(t, "POST", base+"/fhir", token, `{"resourceType":"Bundle","type":"batch","entry":[`+strings.Join(entries, ",")+`]}`)
+		if status != 200 {
+			t.Errorf("batch = %d %v", status, b)
+		}
+		return []map[string]any{b}
+	}},
 	{"transaction response", func(t *testing.T, base, token string, ids seeded) (out []map[string]any) {
 		for typ, id := range ids {
 			status, _, b := call(t, "POST", base+"/fhir", token, fmt.Sprintf(`{"resourceType":"Bundle","type":"transaction","entry":[`+
@@ -218,14 +233,15 @@ func TestScopeMatrix(t *testing.T) {
 	// to a client allowed to see them, and say so to one that is not.
 	all := s.token(t, "all-reader", "system/*.rs")
 	for way, want := range map[string][]string{
-		"include":              {"Encounter", "Observation", "Patient"},
-		"search":               {"AuditEvent", "Encounter", "Observation", "Patient", "Provenance"},
-		"revinclude":           {"AuditEvent", "Encounter", "Observation", "Patient", "Provenance"},
-		"include:iterate":      {"Encounter", "Observation", "Patient", "Provenance"},
-		"history":              {"Encounter", "Observation", "Patient", "Provenance"},
-		"$everything":          {"AuditEvent", "Encounter", "Observation", "Patient"},
-		"batch entry":          {"AuditEvent", "Encounter", "Observation", "Patient", "Provenance"},
-		"transaction response": {"AuditEvent", "Encounter", "Observation", "Patient", "Provenance"},
+		"include":                               {"Encounter", "Observation", "Patient"},
+		"search":                                {"AuditEvent", "Encounter", "Observation", "Patient", "Provenance"},
+		"revinclude":                            {"AuditEvent", "Encounter", "Observation", "Patient", "Provenance"},
+		"include:iterate":                       {"Encounter", "Observation", "Patient", "Provenance"},
+		"history":                               {"Encounter", "Observation", "Patient", "Provenance"},
+		"$everything":                           {"AuditEvent", "Encounter", "Observation", "Patient"},
+		"batch entry":                           {"AuditEvent", "Encounter", "Observation", "Patient", "Provenance"},
+		"batch history and compartment entries": {"AuditEvent", "Encounter", "Observation", "Patient", "Provenance"},
+		"transaction response":                  {"AuditEvent", "Encounter", "Observation", "Patient", "Provenance"},
 	} {
 		i := slices.IndexFunc(disclosureWays, func(w disclosureWay) bool { return w.name == way })
 		got := resourceTypes(disclosureWays[i].fetch(t, s.base, all, ids))

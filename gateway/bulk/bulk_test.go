@@ -112,7 +112,7 @@ func newApp(t *testing.T, partBytes int) (*app.App, store.Store) {
 // input order; rejected ones name their line and rules, and the others
 // are stored.
 func TestImportReportOrder(t *testing.T) {
-	a, _ := newApp(t, 1<<20)
+	a, st := newApp(t, 1<<20)
 	raw, err := os.ReadFile("../../schemas/examples/assessment/phq9-total-only.json")
 	if err != nil {
 		t.Fatal(err)
@@ -149,6 +149,22 @@ func TestImportReportOrder(t *testing.T) {
 	for i, n := range done {
 		if n != int64(i+1) {
 			t.Fatalf("progress %v is not in input order", done)
+		}
+	}
+	// Each version keeps how the import's transaction made it (a history
+	// shows it): a create is POST 201 (its conditional create matched
+	// nothing), a conditional update PUT.
+	for _, typ := range []string{"Patient", "Observation"} {
+		vs, _, err := st.History(context.Background(), store.HistoryQuery{Type: typ, Count: 1000})
+		if err != nil || len(vs) == 0 {
+			t.Fatalf("History(%s) = %d, %v", typ, len(vs), err)
+		}
+		for _, v := range vs {
+			if v.Method == "POST" && v.Status == 201 || v.Method == "PUT" && (v.Status == 200 || v.Status == 201) {
+				continue
+			}
+			t.Errorf("%s/%s v%d made by %q %d", typ, v.ID, v.Version, v.Method, v.Status)
+			break
 		}
 	}
 	// Again: the stored records are counted as stored before, not as

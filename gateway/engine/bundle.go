@@ -18,9 +18,16 @@ import (
 type Answer struct {
 	// Base is the FHIR base URL the client used, for fullUrl and Location.
 	Base string
-	// Representation asks for the written resources in a Bundle response
-	// (Prefer: return=representation).
-	Representation bool
+	// Return is the client's return preference (Prefer: return=,
+	// http.html#ops) for the entries that write: ReturnRepresentation
+	// includes the resources written in a Bundle response,
+	// ReturnOutcome an OperationOutcome per entry (entry.response.outcome:
+	// what the entry did) instead; ReturnMinimal, "" (none sent) and any
+	// other value neither. A GET entry always carries what it read.
+	Return string
+	// Security is what a GET metadata entry's CapabilityStatement says
+	// of security.
+	Security Security
 	// Scope, when set, is the caller: Response leaves out each resource it
 	// may not be shown (Visible) that the request did not write itself (a
 	// GET entry's, a conditional create's match). Bundle sets it; the edge
@@ -76,13 +83,15 @@ func (e *Engine) Bundle(ctx context.Context, sc *auditlog.Scope, body []byte, an
 		return nil, outcome.New(outcome.Invalid, "too-costly", "bundle-too-many-entries",
 			fmt.Sprintf("a Bundle may have at most %d entries", e.maxEntries))
 	}
+	// An entry's url may be absolute on the server's own base.
+	bases := []string{ans.Base, sc.Base}
 	entries := make([]*Entry, 0, len(decoded)+len(wire))
 	for i, d := range decoded {
 		m, _ := d.(map[string]any)
-		entries = append(entries, e.decodedEntry(i, m))
+		entries = append(entries, e.decodedEntry(i, m, bases))
 	}
 	for i := range wire {
-		entries = append(entries, e.parseEntry(i, &wire[i]))
+		entries = append(entries, e.parseEntry(i, &wire[i], bases))
 	}
 	switch typ {
 	case fhirwire.TypeTransaction:
@@ -104,13 +113,16 @@ func (e *Engine) transaction(ctx context.Context, sc *auditlog.Scope, body []byt
 	}
 	// One entry the caller may not perform fails the whole transaction.
 	for _, en := range entries {
-		err := allow(sc, en.typ, en.perm())
+		err := allowNeed(sc, en)
 		if err == nil {
 			err = e.allowEntry(sc, en)
 		}
 		if err != nil {
 			return nil, &outcome.EntryError{Index: en.index, Err: err}
 		}
+	}
+	if err := e.indexAuditsFor(ctx, entries); err != nil {
+		return nil, err
 	}
 	err := e.stage(ctx, "store.transaction", func(ctx context.Context) error {
 		return e.Write(ctx, sc, func(tx *Tx) (int, error) {
@@ -135,11 +147,14 @@ func (e *Engine) transaction(ctx context.Context, sc *auditlog.Scope, body []byt
 func (e *Engine) batch(ctx context.Context, sc *auditlog.Scope, body []byte, entries []*Entry, ans Answer) (*fhirwire.Bundle, error) {
 	for _, en := range entries {
 		if en.perr == nil {
-			en.perr = allow(sc, en.typ, en.perm())
+			en.perr = allowNeed(sc, en)
 		}
 		if en.perr == nil {
 			en.perr = e.allowEntry(sc, en)
 		}
+	}
+	if err := e.indexAuditsFor(ctx, entries); err != nil {
+		return nil, err
 	}
 	errs := make([]error, len(entries))
 	err := e.stage(ctx, "store.transaction", func(ctx context.Context) error {
@@ -176,15 +191,23 @@ func (e *Engine) batchEntry(tx *Tx, en *Entry) error {
 		return outcome.New(outcome.Invalid, "invalid", "batch-interdependent",
 			"batch entries may not reference each other by urn; use a transaction")
 	}
-	return tx.st.Savepoint(func() error { return e.runTransaction(tx.st, e.limitsFor(tx.sc), []*Entry{en}, tx.now, nil) })
+	return tx.st.Savepoint(func() error { return e.runTransaction(tx.st, tx.sc, []*Entry{en}, tx.now, nil) })
 }
+
+// The values of Answer.Return (Prefer: return=).
+const (
+	ReturnMinimal        = "minimal"
+	ReturnRepresentation = "representation"
+	ReturnOutcome        = "OperationOutcome"
+)
 
 // Response builds the transaction-response or batch-response (typ) of
 // processed entries, one entry per request in Bundle order; errs are a
 // batch's per-entry failures (nil for a transaction). Resources are
-// included for GET entries and with ans.Representation; otherwise only
-// the outcome is. With ans.Scope, a resource the caller may not see is
-// left out (a GET search's searchset says how many, WithheldEntry).
+// included for GET entries, and for the others with ans.Return
+// ReturnRepresentation; with ReturnOutcome a write entry carries
+// WriteOutcome instead. With ans.Scope, a resource the caller may not see
+// is left out (a GET search's searchset says how many, WithheldEntry).
 func (e *Engine) Response(typ string, entries []*Entry, errs []error, ans Answer) fhirwire.Bundle {
 	b := fhirwire.Bundle{ResourceType: "Bundle", ID: store.NewID(), Type: typ, Timestamp: fhirwire.Instant(e.now())}
 	shown := func(r *store.Resource) bool { return ans.Scope == nil || e.Visible(ans.Scope, r) }
@@ -199,7 +222,7 @@ func (e *Engine) Response(typ string, entries []*Entry, errs []error, ans Answer
 		}
 		switch {
 		case en.method == "GET" && en.res == nil:
-			raw, _ := fhirwire.Marshal(e.searchset(en, shown))
+			raw, _ := fhirwire.Marshal(e.getAnswer(en, ans))
 			be.Resource = raw
 			be.Response = &fhirwire.Response{Status: fhirwire.StatusLine(fhirwire.StatusOK)}
 		case en.res != nil && en.res.Resource != nil && !en.res.Resource.Deleted:
@@ -214,36 +237,22 @@ func (e *Engine) Response(typ string, entries []*Entry, errs []error, ans Answer
 				be.Response.Status = fhirwire.StatusLine(fhirwire.StatusNotModified)
 				break
 			}
-			if (ans.Representation || en.method == "GET") && (written || shown(r)) {
+			if (ans.Return == ReturnRepresentation || en.method == "GET") && (written || shown(r)) {
 				be.Resource = r.Body
+			}
+			if ans.Return == ReturnOutcome && en.method != "GET" {
+				be.Response.Outcome, _ = fhirwire.Marshal(WriteOutcome(en.method, en.res, written || shown(r)))
 			}
 		default:
 			be.Response = &fhirwire.Response{Status: fhirwire.StatusLine(fhirwire.StatusNoContent)}
+			if ans.Return == ReturnOutcome {
+				be.Response.Outcome, _ = fhirwire.Marshal(WriteOutcome(en.method, en.res, true))
+			}
+		}
+		if en.head {
+			be.Resource = nil // HEAD answers as GET, without the body (RFC 9110 9.3.2)
 		}
 		b.Entry = append(b.Entry, be)
-	}
-	return b
-}
-
-// searchset is the answer of a GET entry that searched: the matches shown
-// may see, and an outcome entry counting the others.
-func (e *Engine) searchset(en *Entry, shown func(*store.Resource) bool) fhirwire.Bundle {
-	b := fhirwire.Bundle{ResourceType: "Bundle", Type: fhirwire.TypeSearchset}
-	if en.total >= 0 {
-		total := en.total
-		b.Total = &total
-	}
-	withheld := 0
-	for _, r := range en.found {
-		if !shown(r) {
-			withheld++
-			continue
-		}
-		b.Entry = append(b.Entry, fhirwire.Entry{FullURL: r.Type + "/" + r.ID, Resource: r.Body,
-			Search: &fhirwire.Search{Mode: fhirwire.ModeMatch}})
-	}
-	if withheld > 0 {
-		b.Entry = append(b.Entry, WithheldEntry(withheld))
 	}
 	return b
 }
@@ -268,4 +277,35 @@ func (e *Engine) validateBatchShell(body []byte) error {
 		return err
 	}
 	return e.v.Structure(shell, "Bundle")
+}
+
+// WriteOutcome is the OperationOutcome that answers a write of method
+// (POST, PUT, PATCH, DELETE) with result res when the client asked for one
+// (Prefer: return=OperationOutcome, http.html#ops): one information issue
+// saying what was done to which resource and version. shown is false for
+// a resource a conditional create matched that the caller may not read:
+// the outcome then does not name it.
+func WriteOutcome(method string, res *Result, shown bool) any {
+	if res == nil || res.Resource == nil {
+		return outcome.Information("nothing was deleted: the resource does not exist or was deleted already")
+	}
+	r := res.Resource
+	switch {
+	case !shown:
+		return outcome.Information("an existing resource matched the conditional criteria; nothing was created, and " +
+			"the access token's scopes do not allow reading it")
+	}
+	what := fmt.Sprintf("%s/%s version %d", r.Type, r.ID, r.Version)
+	switch {
+	case r.Deleted:
+		return outcome.Information("deleted " + r.Type + "/" + r.ID + "; version " + fmt.Sprint(r.Version) + " records the deletion")
+	case res.Created:
+		return outcome.Information("created " + what)
+	case method == "POST":
+		return outcome.Information("an existing resource matched the conditional criteria, " + what + "; nothing was created")
+	case method == "PATCH":
+		return outcome.Information("patched " + what)
+	default:
+		return outcome.Information("updated " + what)
+	}
 }

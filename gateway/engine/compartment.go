@@ -29,6 +29,11 @@ var errCompartmentUnknown = outcome.New(outcome.NotFound, "not-supported", "comp
 // patient's compartment parameter added. A type outside the patient
 // compartment is Invalid; the rest is Search's contract.
 func (e *Engine) SearchCompartment(ctx context.Context, sc *auditlog.Scope, compartment, id, typ string, params url.Values, lenient bool) (*SearchResult, error) {
+	return e.searchCompartment(ctx, sc, reads{}, compartment, id, typ, params, lenient)
+}
+
+// searchCompartment is SearchCompartment with what in reads from.
+func (e *Engine) searchCompartment(ctx context.Context, sc *auditlog.Scope, in reads, compartment, id, typ string, params url.Values, lenient bool) (*SearchResult, error) {
 	if compartment != "Patient" {
 		return nil, errCompartmentUnknown
 	}
@@ -47,7 +52,7 @@ func (e *Engine) SearchCompartment(ctx context.Context, sc *auditlog.Scope, comp
 	if param == "_id" {
 		c = search.Clause{Param: "_id", Type: search.TypeToken, Values: []search.Value{{Code: id}}}
 	}
-	return e.search(ctx, sc, typ, params, lenient, []search.Clause{c})
+	return e.search(ctx, sc, in, typ, params, lenient, []search.Clause{c})
 }
 
 // Everything is Patient/id/$everything (patient-operation-everything.html):
@@ -59,6 +64,11 @@ func (e *Engine) SearchCompartment(ctx context.Context, sc *auditlog.Scope, comp
 // search; a _type the scopes do not allow is Forbidden. The caller needs
 // to read the Patient; an unknown Patient is NotFound, a deleted one Gone.
 func (e *Engine) Everything(ctx context.Context, sc *auditlog.Scope, id string, params url.Values) (*SearchResult, error) {
+	return e.everything(ctx, sc, reads{}, id, params)
+}
+
+// everything is Everything with what in reads from.
+func (e *Engine) everything(ctx context.Context, sc *auditlog.Scope, in reads, id string, params url.Values) (*SearchResult, error) {
 	if err := e.checkInstance("Patient", id); err != nil {
 		return nil, err
 	}
@@ -117,7 +127,7 @@ func (e *Engine) Everything(ctx context.Context, sc *auditlog.Scope, id string, 
 			}
 		}
 	}
-	patient, err := e.storeFor(sc.TenantOf()).Read(ctx, "Patient", id)
+	patient, err := e.reader(sc, in).Read(ctx, "Patient", id)
 	if err != nil {
 		return nil, err
 	}
@@ -138,9 +148,9 @@ func (e *Engine) Everything(ctx context.Context, sc *auditlog.Scope, id string, 
 	if len(rest.Types) > 0 {
 		want := rest.Count
 		rest.Count = max(rest.Count, 1) // a store query of 0 would only count
-		err = e.query(ctx, sc, func(ctx context.Context) error {
+		err = e.queryIn(ctx, sc, in, func(ctx context.Context, st reader) error {
 			var err error
-			out.Page, err = e.storeFor(sc.TenantOf()).Search(ctx, &rest)
+			out.Page, err = st.Search(ctx, &rest)
 			return err
 		})
 		if err != nil {

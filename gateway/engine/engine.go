@@ -159,7 +159,7 @@ func (e *Engine) Seed(ctx context.Context) error {
 			default:
 				return fmt.Errorf("seed %s/%s: %w", typ, id, err)
 			}
-			if _, err := e.update(tx, typ, id, doc, "", e.now(), true); err != nil {
+			if _, err := e.update(tx, typ, id, doc, "", e.now(), true, "PUT"); err != nil {
 				return fmt.Errorf("seed %s/%s: %w", typ, id, err)
 			}
 		}

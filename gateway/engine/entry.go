@@ -3,10 +3,11 @@ package engine
 import (
 	"encoding/json"
 	"fmt"
-	"strconv"
+	"net/url"
 	"strings"
 	"time"
 
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
@@ -23,6 +24,9 @@ type Entry struct {
 	typ, id     string // target type and id
 	query       string // conditional PUT criteria, GET search
 	vid         int64  // GET Type/id/_history/vid
+	get         getKind
+	head        bool   // a HEAD: answered as the GET, without the resource
+	compType    string // a compartment search's type: GET Patient/id/compType?query
 	fullURL     string
 	doc         map[string]any
 	bodyID      string // the resource's id as the client sent it
@@ -51,11 +55,12 @@ type Entry struct {
 	pinned   bool            // the id is the one an _id criterion names
 	again    bool            // an earlier entry of the Bundle has the same criteria and decided the id
 	res      *Result
-	found    []*store.Resource // GET search: the matches
-	total    int               // GET search: the total, or -1
-	rendered *rendered         // version 1 of a POST, made ahead (render) or when stored
-	ready    chan struct{}     // closed when render made rendered; nil when render does not make it
-	rewrites fhirwire.Changes  // what the last run rewrote in doc (restored before a run)
+	params   url.Values       // a GET's parameters
+	searched *SearchResult    // a GET search's, compartment search's or $everything's answer
+	hist     *HistoryResult   // a GET history's answer
+	rendered *rendered        // version 1 of a POST, made ahead (render) or when stored
+	ready    chan struct{}    // closed when render made rendered; nil when render does not make it
+	rewrites fhirwire.Changes // what the last run rewrote in doc (restored before a run)
 }
 
 // Result is the outcome of one write interaction.
@@ -94,27 +99,33 @@ func (e *Engine) NewEntry(index int, method, url, fullURL string, doc map[string
 }
 
 // parseURL reads an entry's request url and checks it against the method.
+// A GET (or HEAD) may ask for what a client can GET at the top level
+// (parseGet).
 func (e *Engine) parseURL(en *Entry, rawURL string) error {
 	fail := func(rule, msg string) error { return outcome.New(outcome.Invalid, "invalid", rule, msg) }
 	u := strings.TrimPrefix(rawURL, "/")
 	path, query, _ := strings.Cut(u, "?")
 	parts := strings.Split(path, "/")
 	en.typ, en.query = parts[0], query
-	if !e.v.KnownType(en.typ) {
-		return fail("bundle-entry-url-invalid", "the request url must start with a FHIR R4 resource type")
-	}
-	switch {
-	case len(parts) == 2 && query == "":
-		en.id = parts[1]
-	case len(parts) == 4 && parts[2] == "_history" && query == "" && en.method == "GET":
-		en.id = parts[1]
-		v, err := strconv.ParseInt(parts[3], 10, 64)
-		if err != nil || v < 1 {
-			return fail("bundle-entry-url-invalid", "the version in the request url is not a number")
+	if en.method == "GET" || en.method == "HEAD" {
+		en.method, en.head = "GET", en.method == "HEAD"
+		if err := e.parseGet(en, parts); err != nil {
+			return err
 		}
-		en.vid = v
-	case len(parts) != 1:
-		return fail("bundle-entry-url-invalid", "the request url is not Type, Type/id or Type?criteria")
+	} else {
+		if !e.v.KnownType(en.typ) {
+			if strings.Contains(parts[0], ":") {
+				return fail("bundle-entry-url-invalid", "the request url is an absolute URL that is not on this server's "+
+					"FHIR base; send it relative to the base (Type, Type/id, Type?criteria)")
+			}
+			return fail("bundle-entry-url-invalid", "the request url must start with a FHIR R4 resource type")
+		}
+		switch {
+		case len(parts) == 2 && query == "":
+			en.id = parts[1]
+		case len(parts) != 1:
+			return fail("bundle-entry-url-invalid", "the request url of a "+en.method+" entry is Type, Type/id or Type?criteria")
+		}
 	}
 	if en.id != "" && !fhirwire.ValidID(en.id) {
 		return fail("bundle-entry-url-invalid", "the id in the request url is not a valid FHIR id")
@@ -141,8 +152,7 @@ func (e *Engine) parseURL(en *Entry, rawURL string) error {
 		if en.id == "" {
 			return fail("bundle-entry-method-unsupported", "conditional delete is not supported; delete by Type/id")
 		}
-	case "GET", "HEAD":
-		en.method = "GET"
+	case "GET":
 	default:
 		return fail("bundle-entry-method-unsupported", "entry methods are GET, POST, PUT, PATCH and DELETE")
 	}
@@ -152,9 +162,9 @@ func (e *Engine) parseURL(en *Entry, rawURL string) error {
 // parseEntry reads entry i of a batch Bundle that was validated without
 // its entries (one bad entry fails only itself): the resource is validated
 // on its own. Problems are kept in perr.
-func (e *Engine) parseEntry(i int, w *fhirwire.Entry) *Entry {
+func (e *Engine) parseEntry(i int, w *fhirwire.Entry, bases []string) *Entry {
 	en := &Entry{index: i, fullURL: w.FullURL, client: true}
-	if !e.entryRequest(en, w.Request) {
+	if !e.entryRequest(en, w.Request, bases) {
 		return en
 	}
 	expr := fmt.Sprintf("Bundle.entry[%d].resource", i)
@@ -188,7 +198,7 @@ func (e *Engine) parseEntry(i int, w *fhirwire.Entry) *Entry {
 // decoded (m is the entry object): the resource is checked against the
 // gateway profiles it claims and used as decoded. Problems are kept in
 // perr.
-func (e *Engine) decodedEntry(i int, m map[string]any) *Entry {
+func (e *Engine) decodedEntry(i int, m map[string]any, bases []string) *Entry {
 	en := &Entry{index: i, client: true}
 	en.fullURL, _ = m["fullUrl"].(string)
 	var req *fhirwire.Request
@@ -201,7 +211,7 @@ func (e *Engine) decodedEntry(i int, m map[string]any) *Entry {
 		req.IfNoneMatch, _ = r["ifNoneMatch"].(string)
 		req.IfModifiedSince, _ = r["ifModifiedSince"].(string)
 	}
-	if !e.entryRequest(en, req) {
+	if !e.entryRequest(en, req, bases) {
 		return en
 	}
 	expr := fmt.Sprintf("Bundle.entry[%d].resource", i)
@@ -221,7 +231,7 @@ func (e *Engine) decodedEntry(i int, m map[string]any) *Entry {
 
 // entryRequest reads an entry's request into en; it reports whether the
 // entry also needs its resource read (a valid POST, PUT or PATCH).
-func (e *Engine) entryRequest(en *Entry, req *fhirwire.Request) bool {
+func (e *Engine) entryRequest(en *Entry, req *fhirwire.Request, bases []string) bool {
 	if req == nil {
 		en.fail("bundle-entry-request-missing", "a transaction or batch entry needs a request")
 		return false
@@ -236,11 +246,27 @@ func (e *Engine) entryRequest(en *Entry, req *fhirwire.Request) bool {
 		}
 		en.ifModifiedSince = t
 	}
-	if err := e.parseURL(en, req.URL); err != nil {
+	if err := e.parseURL(en, relativeURL(req.URL, bases)); err != nil {
 		en.perr = err
 		return false
 	}
 	return en.method == "POST" || en.method == "PUT" || en.method == "PATCH"
+}
+
+// relativeURL is an entry's request url relative to the server's FHIR
+// base: an absolute URL on one of bases (the base the client used, the
+// configured one) loses it; any other url is returned as it is.
+func relativeURL(u string, bases []string) string {
+	for _, b := range bases {
+		b = strings.TrimRight(b, "/")
+		if b == "" {
+			continue
+		}
+		if rest, ok := strings.CutPrefix(u, b); ok && (rest == "" || rest[0] == '/' || rest[0] == '?') {
+			return strings.TrimPrefix(rest, "/")
+		}
+	}
+	return u
 }
 
 // missingResource keeps the problem of a POST, PUT or PATCH entry without
@@ -287,20 +313,42 @@ func (en *Entry) fail(rule, msg string) *Entry {
 	return en
 }
 
-// perm is the scope permission an entry needs.
-func (en *Entry) perm() byte {
+// need is the scope permission an entry needs and the type it needs it on
+// ("*": the whole system); perm 0 when it needs none (metadata).
+func (en *Entry) need() (typ string, perm byte) {
 	switch en.method {
 	case "POST":
-		return 'c'
+		return en.typ, 'c'
 	case "PUT", "PATCH":
-		return 'u'
+		return en.typ, 'u'
 	case "DELETE":
-		return 'd'
+		return en.typ, 'd'
 	}
-	if en.id == "" {
-		return 's'
+	switch en.get {
+	case getMetadata:
+		return "", 0
+	case getHistory:
+		if en.typ == "" {
+			return "*", 'r'
+		}
+		return en.typ, 'r'
+	case getEverything:
+		return "Patient", 'r'
+	case getCompartment:
+		return en.compType, 's'
+	case getSearch:
+		return en.typ, 's'
 	}
-	return 'r'
+	return en.typ, 'r'
+}
+
+// allowNeed checks that the caller may do what en needs (need).
+func allowNeed(sc *auditlog.Scope, en *Entry) error {
+	typ, perm := en.need()
+	if perm == 0 {
+		return nil
+	}
+	return allow(sc, typ, perm)
 }
 
 // Written returns the resource versions processed entries wrote (errs,

@@ -76,5 +76,13 @@ func (e *Engine) allowEntry(sc *auditlog.Scope, en *Entry) error {
 	if err := e.allowCriteria(sc, en.typ, en.ifNoneExist, false); err != nil {
 		return err
 	}
-	return e.allowCriteria(sc, en.typ, en.query, en.method == "GET")
+	switch {
+	case en.method != "GET":
+		return e.allowCriteria(sc, en.typ, en.query, false)
+	case en.get == getSearch:
+		return e.allowCriteria(sc, en.typ, en.query, true)
+	case en.get == getCompartment:
+		return e.allowCriteria(sc, en.compType, en.query, true)
+	}
+	return nil
 }

@@ -133,7 +133,7 @@ func (e *Engine) patch(ctx context.Context, sc *auditlog.Scope, en *Entry, forma
 		return nil, err
 	}
 	return e.writeOne(ctx, sc, en.typ, "patch", func(tx *Tx) (*Result, error) {
-		if err := e.runTransaction(tx.st, e.limitsFor(tx.sc), []*Entry{en}, tx.now, nil); err != nil {
+		if err := e.runTransaction(tx.st, tx.sc, []*Entry{en}, tx.now, nil); err != nil {
 			return nil, outcome.Unentry(err)
 		}
 		return en.res, nil
@@ -253,7 +253,7 @@ func (e *Engine) patchEntry(tx store.Tx, en *Entry, rw *fhirwire.Rewriter, now t
 		}
 	}
 	en.doc = doc
-	return e.update(tx, en.typ, en.id, doc, en.ifMatch, now, false)
+	return e.update(tx, en.typ, en.id, doc, en.ifMatch, now, false, "PATCH")
 }
 
 // nestedAt re-roots the expressions of err's issues, found in a resource

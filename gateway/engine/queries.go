@@ -10,6 +10,7 @@ import (
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
 
 // Searches and histories are the reads whose cost the client chooses. Each
@@ -97,6 +98,31 @@ func clientKey(sc *auditlog.Scope) string {
 		return p.Tenant + "\x00" + p.Issuer + "\x00" + p.ClientID
 	}
 	return ""
+}
+
+// reads is where a read interaction runs: with no tx, on the store's read
+// side confined to the caller's tenant, a search or history in one of the
+// caller's slots and under the search timeout (query); with tx, a write
+// transaction confined to the tenant (a Bundle's GET entry: it sees what
+// the entries before it wrote, and runs in the transaction's time).
+type reads struct{ tx store.Tx }
+
+// reader is what in reads from, for the caller of sc.
+func (e *Engine) reader(sc *auditlog.Scope, in reads) reader {
+	if in.tx != nil {
+		return txReader{in.tx}
+	}
+	return e.storeFor(sc.TenantOf())
+}
+
+// queryIn runs fn, a search or history of the caller's, with what in reads
+// from: in a slot and under the timeout (query) outside a transaction.
+func (e *Engine) queryIn(ctx context.Context, sc *auditlog.Scope, in reads, fn func(ctx context.Context, st reader) error) error {
+	st := e.reader(sc, in)
+	if in.tx != nil {
+		return fn(ctx, st)
+	}
+	return e.query(ctx, sc, func(ctx context.Context) error { return fn(ctx, st) })
 }
 
 // query runs fn, a search or history of the caller's, in one of its slots

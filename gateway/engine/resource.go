@@ -43,17 +43,20 @@ var errAuditReadOnly = &outcome.Error{Kind: outcome.MethodNotAllowed, Allow: []s
 // are the gateway's own).
 func ClientWritable(typ string) bool { return clientWritable(typ) == nil }
 
-// put stores version v of typ/id.
-func (e *Engine) put(tx store.Tx, typ, id string, v int64, doc map[string]any, now time.Time) (*store.Resource, error) {
+// put stores version v of typ/id, made by an interaction of method that
+// answers status (store.Resource.Method and Status: a history shows them).
+func (e *Engine) put(tx store.Tx, typ, id string, v int64, doc map[string]any, now time.Time, method string, status int) (*store.Resource, error) {
 	r, entries, err := store.NewVersion(typ, id, v, doc, now)
-	return putVersion(tx, r, entries, err)
+	return putVersion(tx, r, entries, err, method, status)
 }
 
-// putVersion stores r, a version NewVersion made (err its error).
-func putVersion(tx store.Tx, r *store.Resource, entries []search.Entry, err error) (*store.Resource, error) {
+// putVersion stores r, a version NewVersion made (err its error), as made
+// by an interaction of method that answers status.
+func putVersion(tx store.Tx, r *store.Resource, entries []search.Entry, err error, method string, status int) (*store.Resource, error) {
 	if err != nil {
 		return nil, err
 	}
+	r.Method, r.Status = method, status
 	if err := tx.Put(r, entries); err != nil {
 		return nil, fmt.Errorf("put %s/%s v%d: %w", r.Type, r.ID, r.Version, err)
 	}
@@ -72,7 +75,7 @@ func (e *Engine) putRendered(tx store.Tx, en *Entry, now time.Time) (*store.Reso
 		v = &rendered{r, entries, err}
 		en.rendered = v // matchesCriteria reads its index entries
 	}
-	return putVersion(tx, v.res, v.entries, v.err)
+	return putVersion(tx, v.res, v.entries, v.err, "POST", fhirwire.StatusCreated)
 }
 
 // rendered is a version NewVersion made ahead of its Put.
@@ -169,11 +172,12 @@ func render(entries []*Entry, now time.Time, stream bool) (stop func()) {
 }
 
 // update writes a new version of typ/id (update-as-create when it does not
-// exist or was deleted). ifMatch is the If-Match value ("" for none): a
+// exist or was deleted) for an interaction of method (PUT, PATCH, or POST
+// for a conditional create whose _id criterion names the id). ifMatch is the If-Match value ("" for none): a
 // mismatch is PreconditionFailed. create says whether the caller may
 // create typ/id when its tenant holds no such resource; without it, and
 // for an id another tenant holds, the answer is the same errIDTaken.
-func (e *Engine) update(tx store.Tx, typ, id string, doc map[string]any, ifMatch string, now time.Time, create bool) (*Result, error) {
+func (e *Engine) update(tx store.Tx, typ, id string, doc map[string]any, ifMatch string, now time.Time, create bool, method string) (*Result, error) {
 	cur, err := tx.Read(typ, id)
 	var next int64 = 1
 	exists := false
@@ -196,7 +200,11 @@ func (e *Engine) update(tx store.Tx, typ, id string, doc map[string]any, ifMatch
 	if err := checkIfMatch(ifMatch, cur, exists); err != nil {
 		return nil, err
 	}
-	r, err := e.put(tx, typ, id, next, doc, now)
+	status := fhirwire.StatusCreated
+	if exists {
+		status = fhirwire.StatusOK
+	}
+	r, err := e.put(tx, typ, id, next, doc, now, method, status)
 	if err != nil {
 		return nil, err
 	}
@@ -210,15 +218,15 @@ func (e *Engine) update(tx store.Tx, typ, id string, doc map[string]any, ifMatch
 // criterion names id and matched nothing: a resource living at id (its
 // other criteria did not match) cannot be replaced by a create, so that is
 // PreconditionFailed; a deleted one of the tenant's is created anew; create
-// is as for update.
-func (e *Engine) createAt(tx store.Tx, typ, id string, doc map[string]any, now time.Time, create bool) (*Result, error) {
+// and method are as for update.
+func (e *Engine) createAt(tx store.Tx, typ, id string, doc map[string]any, now time.Time, create bool, method string) (*Result, error) {
 	cur, err := tx.Read(typ, id)
 	switch {
 	case err == nil && owns(tx, cur):
 		return nil, outcome.New(outcome.PreconditionFailed, "conflict", "conditional-id-taken",
 			"the _id criterion names a resource that the other criteria do not match; it cannot be created again")
 	case err == nil, errors.Is(err, errForeign), errors.Is(err, store.ErrGone), errors.Is(err, store.ErrNotFound):
-		return e.update(tx, typ, id, doc, "", now, create)
+		return e.update(tx, typ, id, doc, "", now, create, method)
 	default:
 		return nil, err
 	}
@@ -249,7 +257,8 @@ func (e *Engine) remove(tx store.Tx, typ, id, ifMatch string, now time.Time) (*R
 	if !exists {
 		return &Result{Status: fhirwire.StatusNoContent}, nil
 	}
-	del := &store.Resource{Type: typ, ID: id, Version: cur.Version + 1, LastUpdated: now.UTC().Truncate(time.Millisecond), Deleted: true}
+	del := &store.Resource{Type: typ, ID: id, Version: cur.Version + 1, LastUpdated: now.UTC().Truncate(time.Millisecond), Deleted: true,
+		Method: "DELETE", Status: fhirwire.StatusNoContent}
 	if err := tx.Put(del, nil); err != nil {
 		return nil, fmt.Errorf("delete %s/%s: %w", typ, id, err)
 	}

@@ -76,13 +76,18 @@ func (e *Engine) Target(typ, id string) (string, string, bool) {
 // Read returns the current version of typ/id. A deleted resource is
 // ErrGone with the deletion's version in the returned resource.
 func (e *Engine) Read(ctx context.Context, sc *auditlog.Scope, typ, id string) (*store.Resource, error) {
+	return e.read(ctx, sc, reads{}, typ, id)
+}
+
+// read is Read with what in reads from.
+func (e *Engine) read(ctx context.Context, sc *auditlog.Scope, in reads, typ, id string) (*store.Resource, error) {
 	if err := e.checkInstance(typ, id); err != nil {
 		return nil, err
 	}
 	if err := allow(sc, typ, 'r'); err != nil {
 		return nil, err
 	}
-	r, err := e.storeFor(sc.TenantOf()).Read(ctx, typ, id)
+	r, err := e.reader(sc, in).Read(ctx, typ, id)
 	if errors.Is(err, store.ErrNotFound) && publishedTypes[typ] {
 		return nil, outcome.New(outcome.NotFound, "not-found", "resource-unknown", "the gateway publishes no "+typ+
 			" with this id; GET /fhir/"+typ+" lists those it publishes, ?url= finds one by its canonical url").At(typ + ".id")
@@ -102,6 +107,11 @@ func (e *Engine) Read(ctx context.Context, sc *auditlog.Scope, typ, id string) (
 // does not have is NotFound version-unknown; an unknown resource is
 // resource-unknown.
 func (e *Engine) VRead(ctx context.Context, sc *auditlog.Scope, typ, id, vid string) (*store.Resource, error) {
+	return e.vread(ctx, sc, reads{}, typ, id, vid)
+}
+
+// vread is VRead with what in reads from.
+func (e *Engine) vread(ctx context.Context, sc *auditlog.Scope, in reads, typ, id, vid string) (*store.Resource, error) {
 	if err := e.checkInstance(typ, id); err != nil {
 		return nil, err
 	}
@@ -112,7 +122,7 @@ func (e *Engine) VRead(ctx context.Context, sc *auditlog.Scope, typ, id, vid str
 	if err != nil || v < 1 {
 		return nil, errVersionUnknown
 	}
-	st := e.storeFor(sc.TenantOf())
+	st := e.reader(sc, in)
 	r, err := st.VRead(ctx, typ, id, v)
 	if errors.Is(err, store.ErrNotFound) {
 		// No such version: of a resource the caller could read (or a
@@ -180,7 +190,7 @@ func (e *Engine) writeOne(ctx context.Context, sc *auditlog.Scope, typ, interact
 func (e *Engine) writeEntry(ctx context.Context, sc *auditlog.Scope, en *Entry, interaction string) (*Result, error) {
 	en.bodyID, _ = en.doc["id"].(string)
 	return e.writeOne(ctx, sc, en.typ, interaction, func(tx *Tx) (*Result, error) {
-		if err := e.runTransaction(tx.st, e.limitsFor(tx.sc), []*Entry{en}, tx.now, nil); err != nil {
+		if err := e.runTransaction(tx.st, tx.sc, []*Entry{en}, tx.now, nil); err != nil {
 			return nil, outcome.Unentry(err)
 		}
 		return en.res, nil
@@ -237,7 +247,7 @@ func (e *Engine) Update(ctx context.Context, sc *auditlog.Scope, typ, id string,
 				return nil, err
 			}
 		}
-		return e.update(tx.st, typ, id, doc, ifMatch, tx.now, e.updateCreate)
+		return e.update(tx.st, typ, id, doc, ifMatch, tx.now, e.updateCreate, "PUT")
 	})
 }
 
@@ -337,12 +347,12 @@ func (e *Engine) Search(ctx context.Context, sc *auditlog.Scope, typ string, par
 	if err := e.checkType(typ); err != nil {
 		return nil, err
 	}
-	return e.search(ctx, sc, typ, params, lenient, nil)
+	return e.search(ctx, sc, reads{}, typ, params, lenient, nil)
 }
 
 // search runs a search of typ with params and the clauses extra (a
-// compartment's) added.
-func (e *Engine) search(ctx context.Context, sc *auditlog.Scope, typ string, params url.Values, lenient bool, extra []search.Clause) (*SearchResult, error) {
+// compartment's) added, with what in reads from.
+func (e *Engine) search(ctx context.Context, sc *auditlog.Scope, in reads, typ string, params url.Values, lenient bool, extra []search.Clause) (*SearchResult, error) {
 	if err := allow(sc, typ, 's'); err != nil {
 		return nil, err
 	}
@@ -358,8 +368,7 @@ func (e *Engine) search(ctx context.Context, sc *auditlog.Scope, typ string, par
 		return nil, err
 	}
 	out.Query.Clauses = append(out.Query.Clauses, extra...)
-	err = e.query(ctx, sc, func(ctx context.Context) error {
-		st := e.storeFor(sc.TenantOf())
+	err = e.queryIn(ctx, sc, in, func(ctx context.Context, st reader) error {
 		var err error
 		if out.Page, err = st.Search(ctx, out.Query); err != nil {
 			return err
@@ -394,6 +403,11 @@ type HistoryResult struct {
 // _offset and bounded by _since in params (historyParams: other parameters
 // are Invalid, or with lenient ignored and listed in the result).
 func (e *Engine) History(ctx context.Context, sc *auditlog.Scope, typ, id string, params url.Values, lenient bool) (*HistoryResult, error) {
+	return e.history(ctx, sc, reads{}, typ, id, params, lenient)
+}
+
+// history is History with what in reads from.
+func (e *Engine) history(ctx context.Context, sc *auditlog.Scope, in reads, typ, id string, params url.Values, lenient bool) (*HistoryResult, error) {
 	q := store.HistoryQuery{Count: 50}
 	if typ != "" {
 		if err := e.checkType(typ); err != nil {
@@ -424,9 +438,9 @@ func (e *Engine) History(ctx context.Context, sc *auditlog.Scope, typ, id string
 	}
 	var versions []*store.Resource
 	var total int
-	err = e.query(ctx, sc, func(ctx context.Context) error {
+	err = e.queryIn(ctx, sc, in, func(ctx context.Context, st reader) error {
 		var err error
-		versions, total, err = e.storeFor(sc.TenantOf()).History(ctx, q)
+		versions, total, err = st.History(ctx, q)
 		return err
 	})
 	if err != nil {

@@ -105,6 +105,32 @@ func (t tenantStore) Include(ctx context.Context, q *search.Query, from []*store
 	return t.st.Include(ctx, q, from)
 }
 
+// txReader is a write transaction's reads as the engine's reader: a
+// Bundle's GET entries run the read interactions' code inside the
+// transaction, seeing what the entries before them wrote. The
+// transaction has its own context.
+type txReader struct{ tx store.Tx }
+
+func (r txReader) Read(_ context.Context, typ, id string) (*store.Resource, error) {
+	return r.tx.Read(typ, id)
+}
+
+func (r txReader) VRead(_ context.Context, typ, id string, version int64) (*store.Resource, error) {
+	return r.tx.VRead(typ, id, version)
+}
+
+func (r txReader) History(_ context.Context, q store.HistoryQuery) ([]*store.Resource, int, error) {
+	return r.tx.History(q)
+}
+
+func (r txReader) Search(_ context.Context, q *search.Query) (*store.Page, error) {
+	return r.tx.Search(q)
+}
+
+func (r txReader) Include(_ context.Context, q *search.Query, from []*store.Resource) ([]*store.Resource, error) {
+	return r.tx.Include(q, from)
+}
+
 // tenantTx is a write transaction as one tenant sees it: reads and
 // searches confined, writes stamped with the tenant, conditional keys and
 // ledger entries namespaced by it.
@@ -145,9 +171,30 @@ func (t tenantTx) Read(typ, id string) (*store.Resource, error) {
 	return r, err
 }
 
+func (t tenantTx) VRead(typ, id string, version int64) (*store.Resource, error) {
+	r, err := t.Tx.VRead(typ, id, version)
+	if r != nil && !visible(t.tenant, typ, r.Tenant) {
+		return nil, errForeign
+	}
+	return r, err
+}
+
+func (t tenantTx) History(q store.HistoryQuery) ([]*store.Resource, int, error) {
+	q.Tenant = t.tenant
+	if sharedTypes[q.Type] {
+		q.Tenant = search.AllTenants
+	}
+	return t.Tx.History(q)
+}
+
 func (t tenantTx) Search(q *search.Query) (*store.Page, error) {
 	scopeQuery(q, t.tenant)
 	return t.Tx.Search(q)
+}
+
+func (t tenantTx) Include(q *search.Query, from []*store.Resource) ([]*store.Resource, error) {
+	scopeQuery(q, t.tenant)
+	return t.Tx.Include(q, from)
 }
 
 func (t tenantTx) SearchEach(qs []*search.Query) ([]*store.Page, error) {

@@ -44,7 +44,7 @@ func (t *Tx) Run(entries []*Entry) error { return t.RunChecked(entries, nil) }
 // new one). An error of check aborts the transaction and is returned as it
 // is (the application's rules about what it may overwrite).
 func (t *Tx) RunChecked(entries []*Entry, check func(current []*store.Resource) error) error {
-	if err := t.e.runTransaction(t.st, t.e.limitsFor(t.sc), entries, t.now, check); err != nil {
+	if err := t.e.runTransaction(t.st, t.sc, entries, t.now, check); err != nil {
 		return err
 	}
 	touchEntries(t.sc, entries, nil)
@@ -57,12 +57,13 @@ func (t *Tx) Provenance(p audit.Provenance, targets []*store.Resource) error {
 	return t.e.audit.WriteProvenance(t.st, t.sc, p, targets, t.now)
 }
 
-// runTransaction processes entries atomically inside tx: it resolves
-// conditional creates and updates, assigns ids, rewrites references to
-// Bundle entries and conditional references, then executes DELETE, POST,
-// PUT, GET in that order (http.html#trules). Any failure aborts it with an
-// *outcome.EntryError.
-func (e *Engine) runTransaction(tx store.Tx, lim search.Limits, entries []*Entry, now time.Time, check func([]*store.Resource) error) error {
+// runTransaction processes entries atomically inside tx for the caller of
+// sc: it resolves conditional creates and updates, assigns ids, rewrites
+// references to Bundle entries and conditional references, then executes
+// DELETE, POST, PUT, GET in that order (http.html#trules). Any failure
+// aborts it with an *outcome.EntryError.
+func (e *Engine) runTransaction(tx store.Tx, sc *auditlog.Scope, entries []*Entry, now time.Time, check func([]*store.Resource) error) error {
+	lim := e.limitsFor(sc)
 	ids := map[string]string{}     // fullUrl -> Type/id
 	claimed := map[string]string{} // conditional key -> Type/id decided in this transaction
 	fail := func(en *Entry, err error) error { return &outcome.EntryError{Index: en.index, Err: err} }
@@ -77,7 +78,8 @@ func (e *Engine) runTransaction(tx store.Tx, lim search.Limits, entries []*Entry
 	}
 	looks := e.lookUp(tx, lim, entries)
 	for i, en := range entries {
-		en.matched, en.key, en.criteria, en.res, en.found, en.total, en.again = nil, "", nil, nil, nil, 0, false
+		en.matched, en.key, en.criteria, en.res, en.again = nil, "", nil, nil, false
+		en.params, en.searched, en.hist = nil, nil, nil
 		en.chosen, en.pinned = en.method == "PUT" && en.query == "", false // PUT Type/id: the client's id
 		if looks[i] != nil {
 			if err := resolveCriteria(en, looks[i], claimed); err != nil {
@@ -144,7 +146,7 @@ func (e *Engine) runTransaction(tx store.Tx, lim search.Limits, entries []*Entry
 	})
 	for _, en := range order {
 		refs.cur = en // a patch's references are rewritten as it runs
-		if err := e.execEntry(tx, lim, en, &rw, now); err != nil {
+		if err := e.execEntry(tx, sc, en, &rw, now); err != nil {
 			return fail(en, err)
 		}
 	}
@@ -401,8 +403,8 @@ func matchesCriteria(tx store.Tx, en *Entry) error {
 	return nil
 }
 
-// execEntry performs one resolved entry.
-func (e *Engine) execEntry(tx store.Tx, lim search.Limits, en *Entry, rw *fhirwire.Rewriter, now time.Time) error {
+// execEntry performs one resolved entry for the caller of sc.
+func (e *Engine) execEntry(tx store.Tx, sc *auditlog.Scope, en *Entry, rw *fhirwire.Rewriter, now time.Time) error {
 	if en.client && en.typ == "Provenance" {
 		if err := clientProvenance(tx, en); err != nil {
 			return err
@@ -428,7 +430,7 @@ func (e *Engine) execEntry(tx store.Tx, lim search.Limits, en *Entry, rw *fhirwi
 		}
 		if en.pinned {
 			// The id an _id criterion names: created where nothing lives.
-			if en.res, err = e.createAt(tx, en.typ, en.id, en.doc, now, e.mayChoose(en)); err != nil {
+			if en.res, err = e.createAt(tx, en.typ, en.id, en.doc, now, e.mayChoose(en), "POST"); err != nil {
 				return err
 			}
 			return nil
@@ -445,15 +447,15 @@ func (e *Engine) execEntry(tx store.Tx, lim search.Limits, en *Entry, rw *fhirwi
 		en.res = &Result{Status: fhirwire.StatusCreated, Resource: r, Created: true}
 	case "PUT":
 		if en.pinned {
-			en.res, err = e.createAt(tx, en.typ, en.id, en.doc, now, e.mayChoose(en))
+			en.res, err = e.createAt(tx, en.typ, en.id, en.doc, now, e.mayChoose(en), "PUT")
 			return err
 		}
-		en.res, err = e.update(tx, en.typ, en.id, en.doc, en.ifMatch, now, e.mayChoose(en))
+		en.res, err = e.update(tx, en.typ, en.id, en.doc, en.ifMatch, now, e.mayChoose(en), "PUT")
 		if err == nil && en.key != "" && en.res.Created {
 			err = tx.ClaimKey(en.key, en.typ, en.id)
 		}
 	case "GET":
-		err = e.getEntry(tx, lim, en)
+		err = e.getEntry(tx, sc, en)
 	}
 	return err
 }
@@ -481,37 +483,6 @@ func clientProvenance(tx store.Tx, en *Entry) error {
 // when the server chose the id or the application made the entry, else as
 // Config.UpdateCreate says.
 func (e *Engine) mayChoose(en *Entry) bool { return !en.chosen || !en.client || e.updateCreate }
-
-// getEntry answers a GET entry: a read, a vread or a search (its matches
-// and total are kept in the entry; the response shows what the caller may
-// see).
-func (e *Engine) getEntry(tx store.Tx, lim search.Limits, en *Entry) error {
-	if en.id == "" {
-		vals, err := search.ParseQuery(en.typ, en.query)
-		if err != nil {
-			return searchError(err)
-		}
-		q, _, err := lim.Parse(en.typ, vals, false)
-		if err != nil {
-			return searchError(err)
-		}
-		page, err := tx.Search(q)
-		if err != nil {
-			return err
-		}
-		en.found, en.total = page.Matches, page.Total
-		return nil
-	}
-	r, err := tx.Read(en.typ, en.id)
-	if err != nil {
-		return err
-	}
-	if en.vid != 0 && en.vid != r.Version {
-		return outcome.New(outcome.NotFound, "not-found", "version-unknown", "only the current version can be read inside a transaction")
-	}
-	en.res = &Result{Status: fhirwire.StatusOK, Resource: r}
-	return nil
-}
 
 // urnReference reports whether a document references a urn: (an entry of
 // the same Bundle).
@@ -554,14 +525,16 @@ func searchError(err error) error {
 	return err
 }
 
-// touchEntries records processed entries in the audit scope.
+// touchEntries records processed entries in the audit scope (a GET
+// entry's resources were recorded by the read interaction that answered
+// it).
 func touchEntries(sc *auditlog.Scope, entries []*Entry, errs []error) {
 	for i, en := range entries {
-		if errs != nil && errs[i] != nil || en.res == nil {
+		if errs != nil && errs[i] != nil || en.res == nil || en.method == "GET" {
 			continue
 		}
 		var doc map[string]any
-		if en.method != "GET" && en.matched == nil {
+		if en.matched == nil {
 			doc = en.doc // the document just stored: no need to decode it again
 		}
 		sc.TouchDoc(en.res.Resource, doc)

@@ -344,6 +344,9 @@ func TestApply(t *testing.T) {
 		switch {
 		case isHR && (r.Version != before[id].Version+1 || doc["status"] != "corrected"):
 			t.Errorf("heart rate Observation %s: v%d status %v, want v%d corrected", id, r.Version, doc["status"], before[id].Version+1)
+		case isHR && (r.Method != "PUT" || r.Status != 200):
+			// history shows a correction as the update it is
+			t.Errorf("heart rate Observation %s: v%d made by %q %d, want PUT 200", id, r.Version, r.Method, r.Status)
 		case isHR:
 			corrected++
 		case r.Version != before[id].Version:

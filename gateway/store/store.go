@@ -56,6 +56,15 @@ type Resource struct {
 	// compares Tenant (Search and History filter by tenant: see
 	// search.Query.Tenant and HistoryQuery.Tenant).
 	Tenant string
+	// Method is the HTTP method of the interaction that wrote the version
+	// (POST, PUT, PATCH or DELETE, also for a Bundle entry, an ingest or
+	// a replay) and Status the status it answered for it (201 when it
+	// created the resource, 200, 204): a history shows how each version
+	// was made (Bundle.entry.request and response). "" and 0 for a
+	// version whose writer did not say, and for every version stored
+	// before the stores kept them (SQLite schema 13, PostgreSQL 15).
+	Method string
+	Status int
 	// Body is the resource JSON (id and meta already set by the caller);
 	// nil for a deletion. The stores keep some bodies packed (PackBody)
 	// and give them back as JSON.
@@ -148,6 +157,11 @@ type Store interface {
 	// of q.Tenant, each once, none of from, ordered by type and id, in one
 	// snapshot. q's other parts are ignored; nil for no from or includes.
 	Include(ctx context.Context, q *search.Query, from []*Resource) ([]*Resource, error)
+	// IndexAudits indexes every AuditEvent committed before the call, as
+	// Search does before a query that can return them: for a caller about
+	// to search AuditEvents inside a write transaction (Tx.Search does not
+	// wait for them).
+	IndexAudits(ctx context.Context) error
 	// AuditChain calls fn for every entry of the audit hash chain in seq
 	// order, from seq 1 (feed them to an audit.Verifier): ID, Seq and Hash
 	// as appended, Body the stored body of version 1 of AuditEvent/ID (nil
@@ -275,10 +289,19 @@ func TxWritesAhead(tx Tx) bool {
 type Tx interface {
 	// Read is Store.Read inside the transaction.
 	Read(typ, id string) (*Resource, error)
-	// Search is Store.Search inside the transaction (used for conditional
-	// create/update/delete and conditional references), restricted to
-	// q.Tenant like it; only Matches and Total are filled.
+	// VRead is Store.VRead inside the transaction.
+	VRead(typ, id string, version int64) (*Resource, error)
+	// History is Store.History inside the transaction (a Bundle's GET
+	// entry of a history).
+	History(q HistoryQuery) ([]*Resource, int, error)
+	// Search is Store.Search inside the transaction (conditional
+	// create/update/delete, conditional references, a Bundle's GET
+	// entries), restricted to q.Tenant like it. Unlike Store.Search it
+	// does not wait for the AuditEvents committed before it to be indexed.
 	Search(q *search.Query) (*Page, error)
+	// Include is Store.Include inside the transaction (and, as Search, it
+	// does not wait for AuditEvents to be indexed).
+	Include(q *search.Query, from []*Resource) ([]*Resource, error)
 	// SearchEach is Search for each of qs (the criteria of a Bundle's
 	// conditional entries), in one round trip where the store can: the
 	// pages in the order of qs. On an error, the pages (always len(qs))

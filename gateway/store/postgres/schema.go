@@ -384,6 +384,16 @@ var migrations = []sqlstore.Migration{{
 	Version: 14,
 	// As SQLite's schema 12: the index version the rows were written with.
 	Stmts: sqlstore.IndexState,
+}, {
+	Version: 15,
+	Stmts: []string{
+		// As SQLite's schema 13: how each version was made (the method of
+		// the interaction that wrote it and the status it answered); ''
+		// and 0 for the versions of before. ADD COLUMN with a constant
+		// default rewrites nothing.
+		`ALTER TABLE resources ADD COLUMN method TEXT COLLATE "C" NOT NULL DEFAULT ''`,
+		`ALTER TABLE resources ADD COLUMN status INTEGER NOT NULL DEFAULT 0`,
+	},
 }}
 
 // lz4Columns sets the TOAST compression of the columns that hold large

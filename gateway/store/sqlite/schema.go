@@ -362,6 +362,17 @@ var migrations = []sqlstore.Migration{{
 	Version: 12,
 	// The index version the rows were written with (see the statements).
 	Stmts: sqlstore.IndexState,
+}, {
+	Version: 13,
+	Stmts: []string{
+		// How each version was made: the method of the interaction that
+		// wrote it and the status it answered (a history's entry.request
+		// and entry.response). Versions of before have '' and 0, and a
+		// history shows them as it did (version 1 a POST, the others a
+		// PUT). (ADD COLUMN with a constant default rewrites nothing.)
+		`ALTER TABLE resources ADD COLUMN method TEXT NOT NULL DEFAULT ''`,
+		`ALTER TABLE resources ADD COLUMN status INTEGER NOT NULL DEFAULT 0`,
+	},
 }}
 
 // tenantStats are the tenant indexes' planner statistics, as plannerStats:

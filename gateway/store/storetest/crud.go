@@ -22,10 +22,11 @@ func sameResource(t *testing.T, name string, got, want *store.Resource) {
 		return
 	}
 	if got.Type != want.Type || got.ID != want.ID || got.Version != want.Version || got.Tenant != want.Tenant ||
-		!got.LastUpdated.Equal(want.LastUpdated) || got.Deleted != want.Deleted || !bytes.Equal(got.Body, want.Body) {
-		t.Errorf("%s: got %s/%s v%d tenant %q %v deleted=%v %q, want %s/%s v%d tenant %q %v deleted=%v %q", name,
-			got.Type, got.ID, got.Version, got.Tenant, got.LastUpdated, got.Deleted, got.Body,
-			want.Type, want.ID, want.Version, want.Tenant, want.LastUpdated, want.Deleted, want.Body)
+		!got.LastUpdated.Equal(want.LastUpdated) || got.Deleted != want.Deleted || !bytes.Equal(got.Body, want.Body) ||
+		got.Method != want.Method || got.Status != want.Status {
+		t.Errorf("%s: got %s/%s v%d tenant %q %v deleted=%v %s %d %q, want %s/%s v%d tenant %q %v deleted=%v %s %d %q", name,
+			got.Type, got.ID, got.Version, got.Tenant, got.LastUpdated, got.Deleted, got.Method, got.Status, got.Body,
+			want.Type, want.ID, want.Version, want.Tenant, want.LastUpdated, want.Deleted, want.Method, want.Status, want.Body)
 	}
 	if got.LastUpdated.Location() != time.UTC {
 		t.Errorf("%s: LastUpdated %v is not UTC", name, got.LastUpdated)
@@ -37,7 +38,9 @@ func testCreateRead(t *testing.T, s store.Store) {
 	if err := s.Ping(ctx); err != nil {
 		t.Fatalf("Ping: %v", err)
 	}
+	// Method and Status (how the version was made) come back as Put.
 	v1 := res("Patient", "a", 1, base.Add(1234*time.Millisecond))
+	v1.Method, v1.Status = "PUT", 201
 	put(t, s, v1, tok("identifier", "urn:x", "1"))
 	got, err := s.Read(ctx, "Patient", "a")
 	if err != nil {
@@ -46,6 +49,7 @@ func testCreateRead(t *testing.T, s store.Store) {
 	sameResource(t, "Read v1", got, v1)
 
 	v2 := res("Patient", "a", 2, base.Add(time.Hour))
+	v2.Method, v2.Status = "PATCH", 200
 	put(t, s, v2)
 	got, err = s.Read(ctx, "Patient", "a")
 	if err != nil {
@@ -167,11 +171,13 @@ func testTxReadsOwnWrites(t *testing.T, s store.Store) {
 		if _, err := tx.Read("Patient", "a"); !errors.Is(err, store.ErrNotFound) {
 			return fmt.Errorf("Read before Put: %v", err)
 		}
-		if err := tx.Put(res("Patient", "a", 1, base), []search.Entry{tok("identifier", "urn:x", "7")}); err != nil {
+		a1 := res("Patient", "a", 1, base)
+		a1.Method, a1.Status = "POST", 201
+		if err := tx.Put(a1, []search.Entry{tok("identifier", "urn:x", "7")}); err != nil {
 			return err
 		}
 		got, err := tx.Read("Patient", "a")
-		if err != nil || got.Version != 1 {
+		if err != nil || got.Version != 1 || got.Method != "POST" || got.Status != 201 {
 			return fmt.Errorf("Read after Put: %v %v", got, err)
 		}
 		q := query("Patient", clause("identifier", search.TypeToken, "", vSys("urn:x", "7")))
@@ -188,6 +194,19 @@ func testTxReadsOwnWrites(t *testing.T, s store.Store) {
 		// version of another resource.
 		if err := tx.Put(res("Patient", "a", 2, base), []search.Entry{tok("identifier", "urn:x", "8")}); err != nil {
 			return fmt.Errorf("Put after Search: %w", err)
+		}
+		// VRead and History see the versions Put (buffered or flushed).
+		for v := int64(1); v <= 2; v++ {
+			if got, err := tx.VRead("Patient", "a", v); err != nil || got.Version != v {
+				return fmt.Errorf("VRead %d in the transaction: %v %v", v, got, err)
+			}
+		}
+		if _, err := tx.VRead("Patient", "a", 3); !errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("VRead of a version not written: %v", err)
+		}
+		if vs, total, err := tx.History(store.HistoryQuery{Type: "Patient", ID: "a"}); err != nil || total != 2 ||
+			len(vs) != 2 || vs[0].Version != 2 || vs[0].Method != "" || vs[1].Method != "POST" {
+			return fmt.Errorf("History in the transaction: %d versions, total %d, %v", len(vs), total, err)
 		}
 		return tx.Put(res("Patient", "b", 1, base), []search.Entry{tok("identifier", "urn:x", "7")})
 	})

@@ -156,6 +156,9 @@ func (s *Store) closeIndexer() {
 // sqlIndexHeads reads the chain head and the index head.
 const sqlIndexHeads = `SELECT (SELECT seq FROM audit_chain_head WHERE one = 1), (SELECT seq FROM audit_index_head WHERE one = 1)`
 
+// IndexAudits implements store.Store (catchUpAudits).
+func (s *Store) IndexAudits(ctx context.Context) error { return s.catchUpAudits(ctx) }
+
 // catchUpAudits indexes the chain up to its head as it is now: a search
 // that may return AuditEvents calls it first.
 func (s *Store) catchUpAudits(ctx context.Context) error {

@@ -49,6 +49,8 @@ type bufVersion struct {
 	body    []byte // nil for a deletion
 	packed  []byte // body as stored (store.PackBody)
 	tenant  string
+	method  string // how the version was made (store.Resource.Method)
+	status  int64
 	rows    [numIndexTables][][]any // index rows by table, without type and id
 	stored  bool                    // the database held k before this buffer
 }
@@ -56,7 +58,7 @@ type bufVersion struct {
 // resource is v as Tx.Read returns it.
 func (v *bufVersion) resource() *store.Resource {
 	r := &store.Resource{Type: v.key.typ, ID: v.key.id, Version: v.version, LastUpdated: time.UnixMilli(v.lu).UTC(),
-		Deleted: v.deleted, Tenant: v.tenant}
+		Deleted: v.deleted, Tenant: v.tenant, Method: v.method, Status: int(v.status)}
 	if !v.deleted {
 		r.Body = v.body
 	}
@@ -117,7 +119,7 @@ func (b *putBuffer) stmts(s *Store, claimed *int64) []Stmt {
 	}
 	stmts = s.rowStmts(stmts, resourcesTable, len(b.versions), func(i int, row []any) []any {
 		v := b.versions[i]
-		return append(row, v.key.typ, v.key.id, v.version, v.lu, v.deleted, v.packed, v.tenant)
+		return append(row, v.key.typ, v.key.id, v.version, v.lu, v.deleted, v.packed, v.tenant, v.method, v.status)
 	})
 	// A resource the database did not hold before has no current row:
 	// its first buffered version is a version 1, whose insert above fails
@@ -192,7 +194,8 @@ const sqlDelKeys = `DELETE FROM conditional_keys WHERE type = ? AND id = ?`
 // columns are listed in the order rowStmts' row functions append them.
 var (
 	resourcesTable = &indexTable{name: "resources", cols: []column{{"type", "text"}, {"id", "text"},
-		{"version", "bigint"}, {"last_updated", "bigint"}, {"deleted", "boolean"}, {"body", "bytea"}, {"tenant", "text"}}, full: true}
+		{"version", "bigint"}, {"last_updated", "bigint"}, {"deleted", "boolean"}, {"body", "bytea"}, {"tenant", "text"},
+		{"method", "text"}, {"status", "bigint"}}, full: true}
 	currentTable = &indexTable{name: "current", cols: newCurrentTable.cols, full: true,
 		suffix: ` ON CONFLICT (type, id) DO UPDATE SET version = excluded.version, last_updated = excluded.last_updated,
 		deleted = excluded.deleted, tenant = excluded.tenant`}

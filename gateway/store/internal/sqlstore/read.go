@@ -11,7 +11,7 @@ import (
 )
 
 // resourceCols are the columns scanResource reads, from table alias r.
-const resourceCols = `r.type, r.id, r.version, r.last_updated, r.deleted, r.body, r.tenant`
+const resourceCols = `r.type, r.id, r.version, r.last_updated, r.deleted, r.body, r.tenant, r.method, r.status`
 
 // scanResource reads a row of resourceCols. A body comes back unpacked
 // (store.UnpackBody; never nil for a version that is not a deletion).
@@ -19,7 +19,7 @@ func scanResource(sc Row) (*store.Resource, error) {
 	var res store.Resource
 	var lu int64
 	var body []byte
-	if err := sc.Scan(&res.Type, &res.ID, &res.Version, &lu, &res.Deleted, &body, &res.Tenant); err != nil {
+	if err := sc.Scan(&res.Type, &res.ID, &res.Version, &lu, &res.Deleted, &body, &res.Tenant, &res.Method, &res.Status); err != nil {
 		return nil, err
 	}
 	res.LastUpdated = time.UnixMilli(lu).UTC()
@@ -88,16 +88,22 @@ func (s *Store) VRead(ctx context.Context, typ, id string, version int64) (*stor
 	var res *store.Resource
 	err := s.db.Read(ctx, func(c Conn) error {
 		var err error
-		res, err = scanResource(c.QueryRow(ctx, s.bind(sqlVRead), typ, id, version))
-		if errNoRows(err) {
-			return fmt.Errorf("%s/%s/_history/%d: %w", typ, id, version, store.ErrNotFound)
-		}
-		if err != nil {
-			return fmt.Errorf("%s: vread %s/%s/%d: %w", s.d.Name, typ, id, version, s.err(ctx, err))
-		}
-		return nil
+		res, err = s.vread(ctx, c, typ, id, version)
+		return err
 	})
 	return res, err
+}
+
+// vread reads one version with c.
+func (s *Store) vread(ctx context.Context, c Conn, typ, id string, version int64) (*store.Resource, error) {
+	res, err := scanResource(c.QueryRow(ctx, s.bind(sqlVRead), typ, id, version))
+	if errNoRows(err) {
+		return nil, fmt.Errorf("%s/%s/_history/%d: %w", typ, id, version, store.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: vread %s/%s/%d: %w", s.d.Name, typ, id, version, s.err(ctx, err))
+	}
+	return res, nil
 }
 
 // History implements store.Store: the versions q selects (of q.Tenant),
@@ -105,27 +111,36 @@ func (s *Store) VRead(ctx context.Context, typ, id string, version int64) (*stor
 // resource that never existed is empty (no error); an id without a type
 // is an error.
 func (s *Store) History(ctx context.Context, q store.HistoryQuery) ([]*store.Resource, int, error) {
+	var out []*store.Resource
+	var total int
+	err := s.db.Snapshot(ctx, func(c Conn) error {
+		var err error
+		out, total, err = s.history(ctx, c, q)
+		return err
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	return out, total, nil
+}
+
+// history reads the versions q selects and their count with c.
+func (s *Store) history(ctx context.Context, c Conn, q store.HistoryQuery) ([]*store.Resource, int, error) {
 	countStmt, pageStmt, err := HistoryStatements(s.d, q)
 	if err != nil {
 		return nil, 0, fmt.Errorf("%s: history: %w", s.d.Name, err)
 	}
-	var out []*store.Resource
 	var total int
-	err = s.db.Snapshot(ctx, func(c Conn) error {
-		if err := c.QueryRow(ctx, countStmt.SQL, countStmt.Args...).Scan(&total); err != nil {
-			return fmt.Errorf("%s: history: %w", s.d.Name, s.err(ctx, err))
-		}
-		rows, err := c.Query(ctx, pageStmt.SQL, pageStmt.Args...)
-		if err == nil {
-			out, err = collect(rows)
-		}
-		if err != nil {
-			return fmt.Errorf("%s: history: %w", s.d.Name, s.err(ctx, err))
-		}
-		return nil
-	})
+	if err := c.QueryRow(ctx, countStmt.SQL, countStmt.Args...).Scan(&total); err != nil {
+		return nil, 0, fmt.Errorf("%s: history: %w", s.d.Name, s.err(ctx, err))
+	}
+	rows, err := c.Query(ctx, pageStmt.SQL, pageStmt.Args...)
+	var out []*store.Resource
+	if err == nil {
+		out, err = collect(rows)
+	}
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, fmt.Errorf("%s: history: %w", s.d.Name, s.err(ctx, err))
 	}
 	return out, total, nil
 }

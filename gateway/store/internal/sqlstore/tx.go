@@ -40,13 +40,52 @@ func (t *tx) Read(typ, id string) (*store.Resource, error) {
 	return t.s.readCurrent(t.ctx, t.c, typ, id)
 }
 
-// Search implements store.Tx: the matches and the total, no includes,
-// after the buffered writes are flushed.
+// VRead implements store.Tx: a version Put in this transaction and not
+// yet flushed is answered from the buffer (the latest; an earlier one
+// after a flush), any other from the database.
+func (t *tx) VRead(typ, id string, version int64) (*store.Resource, error) {
+	if v := t.buf.latest[resKey{typ, id}]; v != nil && v.version == version {
+		return v.resource(), nil
+	}
+	if err := t.flush(); err != nil {
+		return nil, err
+	}
+	return t.s.vread(t.ctx, t.c, typ, id, version)
+}
+
+// History implements store.Tx, after the buffered writes are flushed.
+func (t *tx) History(q store.HistoryQuery) ([]*store.Resource, int, error) {
+	if err := t.flush(); err != nil {
+		return nil, 0, err
+	}
+	return t.s.history(t.ctx, t.c, q)
+}
+
+// Search implements store.Tx: the matches, the total and the included
+// resources, after the buffered writes are flushed.
 func (t *tx) Search(q *search.Query) (*store.Page, error) {
 	if err := t.flush(); err != nil {
 		return nil, err
 	}
-	return t.s.search(t.ctx, t.c, q, false)
+	return t.s.search(t.ctx, t.c, q, true)
+}
+
+// Include implements store.Tx, after the buffered writes are flushed.
+func (t *tx) Include(q *search.Query, from []*store.Resource) ([]*store.Resource, error) {
+	if q == nil {
+		return nil, fmt.Errorf("%s: include: nil query", t.s.d.Name)
+	}
+	if len(from) == 0 || len(q.Includes) == 0 && len(q.RevIncludes) == 0 {
+		return nil, nil
+	}
+	if err := t.flush(); err != nil {
+		return nil, err
+	}
+	keys := make([]key, len(from))
+	for i, r := range from {
+		keys[i] = key{r.Type, r.ID, r.Version}
+	}
+	return t.s.includes(t.ctx, t.c, q, keys)
 }
 
 // SearchEach implements store.Tx, after the buffered writes are flushed
@@ -113,7 +152,7 @@ func (t *tx) Put(res *store.Resource, entries []search.Entry) error {
 		}
 	}
 	t.buf.add(k, &bufVersion{version: res.Version, lu: res.LastUpdated.UnixMilli(), deleted: res.Deleted,
-		body: body, packed: packed, tenant: res.Tenant, rows: rows}, prev == nil && cur > 0)
+		body: body, packed: packed, tenant: res.Tenant, method: res.Method, status: int64(res.Status), rows: rows}, prev == nil && cur > 0)
 	t.puts++
 	t.flushAhead()
 	return nil

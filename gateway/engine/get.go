@@ -1,0 +1,173 @@
+package engine
+
+import (
+	"context"
+	"strconv"
+	"strings"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+)
+
+// A Bundle's GET (and HEAD) entries may ask for what a client can GET at
+// the top level (bundle.html: an entry's request.url is "relative to the
+// root"), and each is answered by the code of that interaction, run inside
+// the Bundle's database transaction (reads): a read or vread, a search, a
+// compartment search, $everything, an instance, type or system history,
+// or the CapabilityStatement. Their answer is the entry's resource, as at
+// the top level: the resource, a searchset or a history Bundle.
+
+// getKind is what a GET entry asks for.
+type getKind int
+
+const (
+	getRead        getKind = iota // Type/id
+	getVRead                      // Type/id/_history/vid
+	getSearch                     // Type, Type?criteria
+	getCompartment                // Patient/id/Type?criteria
+	getEverything                 // Patient/id/$everything
+	getHistory                    // Type/id/_history, Type/_history, _history
+	getMetadata                   // metadata
+)
+
+// errGetURL answers a GET entry's url the gateway cannot answer.
+var errGetURL = outcome.New(outcome.Invalid, "invalid", "bundle-entry-url-invalid",
+	"a GET entry's url is one a client can GET from the FHIR base: Type, Type?criteria, Type/id, Type/id/_history, "+
+		"Type/id/_history/vid, Type/_history, _history, Patient/id/Type?criteria, Patient/id/$everything or metadata, "+
+		"relative to the base (or an absolute URL on it)")
+
+// parseGet reads the path of a GET entry's url (split at "/"; its query
+// is in en.query).
+func (e *Engine) parseGet(en *Entry, parts []string) error {
+	switch {
+	case len(parts) == 1 && parts[0] == "metadata":
+		en.typ, en.get = "", getMetadata
+		return nil
+	case len(parts) == 1 && parts[0] == "_history":
+		en.typ, en.get = "", getHistory
+		return nil
+	case strings.Contains(parts[0], ":"):
+		return outcome.New(outcome.Invalid, "invalid", "bundle-entry-url-invalid", "the request url is an absolute "+
+			"URL that is not on this server's FHIR base; send it relative to the base")
+	case !e.v.KnownType(parts[0]):
+		return errGetURL
+	}
+	op := func(s string) bool { return strings.HasPrefix(s, "$") }
+	switch len(parts) {
+	case 1:
+		en.get = getSearch
+	case 2:
+		switch {
+		case parts[1] == "_history":
+			en.get = getHistory
+		case op(parts[1]):
+			return errGetURL
+		default:
+			en.id, en.get = parts[1], getRead
+		}
+	case 3:
+		en.id = parts[1]
+		switch {
+		case parts[2] == "_history":
+			en.get = getHistory
+		case parts[2] == "$everything":
+			en.get = getEverything
+		case e.v.KnownType(parts[2]):
+			en.compType, en.get = parts[2], getCompartment
+		default:
+			return errGetURL
+		}
+	case 4:
+		if parts[2] != "_history" {
+			return errGetURL
+		}
+		en.id, en.get = parts[1], getVRead
+		v, err := strconv.ParseInt(parts[3], 10, 64)
+		if err != nil || v < 1 {
+			return outcome.New(outcome.Invalid, "invalid", "bundle-entry-url-invalid", "the version in the request url is not a number")
+		}
+		en.vid = v
+	default:
+		return errGetURL
+	}
+	return nil
+}
+
+// getEntry answers a GET entry inside tx with the code of the interaction
+// it asks for (reads{tx}): the resource read is kept in en.res, a search's
+// or history's answer in en.searched or en.hist, to be shaped into the
+// entry's resource by Response.
+func (e *Engine) getEntry(tx store.Tx, sc *auditlog.Scope, en *Entry) error {
+	// The transaction's reads have its own context.
+	ctx, in := context.Background(), reads{tx: tx}
+	var err error
+	if en.params, err = ParseQuery(en.queryType(), en.query); err != nil {
+		return err
+	}
+	switch en.get {
+	case getRead, getVRead:
+		var r = new(Result)
+		if en.get == getRead {
+			r.Resource, err = e.read(ctx, sc, in, en.typ, en.id)
+		} else {
+			r.Resource, err = e.vread(ctx, sc, in, en.typ, en.id, strconv.FormatInt(en.vid, 10))
+		}
+		if err != nil {
+			return err
+		}
+		if r.Resource, err = e.Subset(r.Resource, en.params); err != nil {
+			return err
+		}
+		r.Status, en.res = fhirwire.StatusOK, r
+	case getSearch:
+		en.searched, err = e.search(ctx, sc, in, en.typ, en.params, false, nil)
+	case getCompartment:
+		en.searched, err = e.searchCompartment(ctx, sc, in, en.typ, en.id, en.compType, en.params, false)
+	case getEverything:
+		en.searched, err = e.everything(ctx, sc, in, en.id, en.params)
+	case getHistory:
+		en.hist, err = e.history(ctx, sc, in, en.typ, en.id, en.params, false)
+	}
+	return err
+}
+
+// queryType is the type a GET entry's parameters are read for ("" for
+// the system: metadata, the system's history).
+func (en *Entry) queryType() string {
+	if en.get == getCompartment {
+		return en.compType
+	}
+	return en.typ
+}
+
+// getAnswer is the resource answering a GET entry that read no single
+// resource: the searchset, history Bundle or CapabilityStatement the
+// top-level interaction answers, with links below ans.Base.
+func (e *Engine) getAnswer(en *Entry, ans Answer) any {
+	switch en.get {
+	case getMetadata:
+		return e.CapabilityStatement(ans.Base, ans.Security)
+	case getHistory:
+		return e.HistoryBundle(ans.Base, en.params, en.query, en.hist)
+	case getCompartment:
+		return e.Searchset(ans.Base, en.compType, "Patient/"+en.id+"/"+en.compType, en.params, en.searched)
+	case getEverything:
+		return e.Searchset(ans.Base, "Patient", "Patient/"+en.id+"/$everything", en.params, en.searched)
+	default:
+		return e.Searchset(ans.Base, en.typ, en.typ, en.params, en.searched)
+	}
+}
+
+// indexAuditsFor makes the AuditEvents committed before a Bundle's GET
+// searches findable by them inside its transaction, as they are by a
+// top-level search (store.Tx.Search does not wait for their index).
+func (e *Engine) indexAuditsFor(ctx context.Context, entries []*Entry) error {
+	for _, en := range entries {
+		if en.method == "GET" && en.perr == nil && (en.get == getSearch || en.get == getCompartment || en.get == getEverything) {
+			return e.store.IndexAudits(ctx)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,178 @@
+package engine
+
+import (
+	"net/url"
+	"strconv"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+)
+
+// The Bundles that answer a search and a history, the same at the top
+// level (the edge encodes them) and for a Bundle's GET entry.
+
+// Searchset is the searchset Bundle answering res, a search of typ at path
+// below the FHIR base (for the paging links: "Observation",
+// "Patient/x/Observation", "Patient/x/$everything") with params as sent.
+func (e *Engine) Searchset(base, typ, path string, params url.Values, res *SearchResult) fhirwire.Bundle {
+	q, page := res.Query, res.Page
+	b := fhirwire.Bundle{ResourceType: "Bundle", ID: store.NewID(), Type: fhirwire.TypeSearchset,
+		Meta: &fhirwire.Meta{LastUpdated: fhirwire.Instant(e.now())}}
+	if q.Total || q.SummaryCount {
+		if page.Total >= 0 {
+			b.Total = &page.Total
+		}
+	}
+	self := selfParams(params, res.Ignored)
+	b.Link = append(b.Link, fhirwire.Link{Relation: "self", URL: pageURL(base, path, self, q.Offset, q.Count)})
+	if !q.SummaryCount {
+		if q.Offset > 0 {
+			prev := max(q.Offset-q.Count, 0)
+			b.Link = append(b.Link, fhirwire.Link{Relation: "previous", URL: pageURL(base, path, self, prev, q.Count)})
+		}
+		if len(page.Matches) == q.Count && (page.Total < 0 || q.Offset+q.Count < page.Total) ||
+			res.Withheld > 0 && q.Offset+q.Count < page.Total {
+			b.Link = append(b.Link, fhirwire.Link{Relation: "next", URL: pageURL(base, path, self, q.Offset+q.Count, q.Count)})
+		}
+		for _, r := range page.Matches {
+			b.Entry = append(b.Entry, fhirwire.Entry{FullURL: base + "/" + r.Type + "/" + r.ID, Resource: r.Body,
+				Search: &fhirwire.Search{Mode: fhirwire.ModeMatch}})
+		}
+		for _, r := range page.Included {
+			b.Entry = append(b.Entry, fhirwire.Entry{FullURL: base + "/" + r.Type + "/" + r.ID, Resource: r.Body,
+				Search: &fhirwire.Search{Mode: fhirwire.ModeInclude}})
+		}
+	}
+	if res.Withheld > 0 {
+		b.Entry = append(b.Entry, WithheldEntry(res.Withheld))
+	}
+	if len(res.Warnings) > 0 {
+		oo, _ := fhirwire.Marshal(outcome.Resource(res.Warnings))
+		b.Entry = append(b.Entry, fhirwire.Entry{Resource: oo, Search: &fhirwire.Search{Mode: fhirwire.ModeOutcome}})
+	}
+	if len(res.Ignored) > 0 {
+		oo, _ := fhirwire.Marshal(ignoredOutcome(typ, res.Ignored))
+		b.Entry = append(b.Entry, fhirwire.Entry{Resource: oo, Search: &fhirwire.Search{Mode: fhirwire.ModeOutcome}})
+	}
+	return b
+}
+
+// selfParams are the request's parameters without paging ones and without
+// those a lenient search ignored.
+func selfParams(params url.Values, ignored []string) url.Values {
+	out := url.Values{}
+	skip := map[string]bool{"_offset": true, "_count": true, "_format": true, "_pretty": true}
+	for _, n := range ignored {
+		skip[n] = true
+	}
+	for k, vs := range params {
+		if !skip[k] {
+			out[k] = vs
+		}
+	}
+	return out
+}
+
+// pageURL is a search URL for one page of the search at path below base.
+func pageURL(base, path string, params url.Values, offset, count int) string {
+	p := url.Values{}
+	for k, vs := range params {
+		p[k] = vs
+	}
+	p.Set("_count", strconv.Itoa(count))
+	if offset > 0 {
+		p.Set("_offset", strconv.Itoa(offset))
+	}
+	return base + "/" + path + "?" + p.Encode()
+}
+
+// ignoredOutcome reports the parameters a lenient search of typ ignored,
+// one issue each, naming only those the gateway knows (search.ShownName).
+func ignoredOutcome(typ string, keys []string) any {
+	issues := make([]outcome.Issue, 0, len(keys))
+	for _, k := range keys {
+		issues = append(issues, outcome.Issue{Severity: "warning", Code: "not-supported", Rule: "search-param-unknown",
+			Expression: search.ShownName(typ, k), Message: "a search parameter is not supported and was ignored"})
+	}
+	return outcome.Resource(issues)
+}
+
+// HistoryBundle is the history Bundle answering res (http.html#history)
+// below base; params and rawQuery are the request's parameters, decoded
+// and as sent (the self link shows them). Each entry's request and
+// response say how its version was made (historyEntry).
+func (e *Engine) HistoryBundle(base string, params url.Values, rawQuery string, res *HistoryResult) fhirwire.Bundle {
+	q, total := res.Query, res.Total
+	b := fhirwire.Bundle{ResourceType: "Bundle", ID: store.NewID(), Type: fhirwire.TypeHistory, Total: &total,
+		Meta: &fhirwire.Meta{LastUpdated: fhirwire.Instant(e.now())}}
+	path := base + "/_history"
+	switch {
+	case q.ID != "":
+		path = base + "/" + q.Type + "/" + q.ID + "/_history"
+	case q.Type != "":
+		path = base + "/" + q.Type + "/_history"
+	}
+	// The self link shows the parameters used: not those a lenient
+	// history ignored (a history Bundle has no outcome entry in R4).
+	self := rawQuery
+	if len(res.Ignored) > 0 {
+		p := selfParams(params, res.Ignored)
+		for _, k := range []string{"_count", "_offset"} {
+			if params.Has(k) {
+				p[k] = params[k]
+			}
+		}
+		self = p.Encode()
+	}
+	b.Link = append(b.Link, fhirwire.Link{Relation: "self", URL: path + "?" + self})
+	if q.Offset+len(res.Versions) < total && q.Count > 0 {
+		p := url.Values{"_count": {strconv.Itoa(q.Count)}, "_offset": {strconv.Itoa(q.Offset + q.Count)}}
+		if v := params.Get("_since"); v != "" {
+			p.Set("_since", v)
+		}
+		b.Link = append(b.Link, fhirwire.Link{Relation: "next", URL: path + "?" + p.Encode()})
+	}
+	for _, r := range res.Versions {
+		b.Entry = append(b.Entry, historyEntry(base, r))
+	}
+	return b
+}
+
+// historyEntry is the history entry of version r: its resource (none for a
+// deletion), and the request and response of the interaction that made it
+// (Bundle.entry.request: "for history, it shows how the entry was
+// processed to create the version"), as the store kept them: POST Type
+// (201), PUT Type/id (201 when it created the resource, else 200), PATCH
+// Type/id (200), DELETE Type/id (204), whether the interaction came alone,
+// in a Bundle, from an ingest or a replay. A conditional update is shown
+// as the PUT of the resource it wrote, a PATCH as a PATCH (the entry holds
+// the version it made, not the patch). A version stored before the stores
+// kept this is shown as before: a deletion DELETE, version 1 POST, the
+// others PUT.
+func historyEntry(base string, r *store.Resource) fhirwire.Entry {
+	method, status := r.Method, r.Status
+	if method == "" || status == 0 {
+		switch {
+		case r.Deleted:
+			method, status = "DELETE", fhirwire.StatusNoContent
+		case r.Version == 1:
+			method, status = "POST", fhirwire.StatusCreated
+		default:
+			method, status = "PUT", fhirwire.StatusOK
+		}
+	}
+	e := fhirwire.Entry{FullURL: base + "/" + r.Type + "/" + r.ID}
+	if !r.Deleted {
+		e.Resource = r.Body
+	}
+	u := r.Type + "/" + r.ID
+	if method == "POST" {
+		u = r.Type
+	}
+	e.Request = &fhirwire.Request{Method: method, URL: u}
+	e.Response = &fhirwire.Response{Status: strconv.Itoa(status), Etag: fhirwire.ETag(r.Version),
+		LastModified: fhirwire.Instant(r.LastUpdated)}
+	return e
+}
