@@ -169,7 +169,8 @@ type ResourceDiff struct {
 	// made; a replay leaves it).
 	Change  string       `json:"change"`
 	Changes []PathChange `json:"changes,omitempty"`
-	// Skipped says why the difference is left as it is.
+	// Skipped says why the difference is left as it is (the reason only:
+	// the reports print "left as it is: " before it).
 	Skipped string `json:"skipped,omitempty"`
 	// Written is the version an apply wrote.
 	Written string `json:"written,omitempty"`

@@ -498,6 +498,11 @@ func TestRefusedAndDiverged(t *testing.T) {
 			if d.Skipped == "" || d.Written != "" {
 				t.Errorf("the client's Observation: %+v", d)
 			}
+			// Skipped is the reason; the reports say "left as it is"
+			// before it (the CLI's text, the console's page).
+			if strings.Contains(d.Skipped, "left as it is") {
+				t.Errorf("Skipped = %q repeats what the reports say before it", d.Skipped)
+			}
 			skipped++
 		}
 	}
