@@ -113,7 +113,8 @@ var commands = []command{
 			"over every type of every tenant records this build's index version (serve warns while it is older).\n" +
 			"POST /admin/reindex runs the same pass as a job.\n" +
 			"Exit status: 0 done (with --dry-run: nothing to change), 1 --dry-run found rows to change, or a stored body\n" +
-			"could not be read, 2 usage, 3 no database there, it could not be reached, or interrupted (run it again).",
+			"could not be read, 2 usage (also a --tenant that holds no resource), 3 no database there, it could not be\n" +
+			"reached, or interrupted (run it again).",
 		examples: []string{"ketamine-gateway reindex --db kg.db --dry-run", "ketamine-gateway reindex --db postgres://kg@db/kg --type Observation"}},
 	{name: "codesystem", summary: "print one of the gateway's own CodeSystem resources",
 		usage:    "codesystem [--id ID]",

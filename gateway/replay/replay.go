@@ -22,7 +22,6 @@ package replay
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"sort"
 	"strings"
@@ -223,7 +222,7 @@ var (
 func tenantUnknown(valid []string) error {
 	names := make([]string, len(valid))
 	for i, t := range valid {
-		names[i] = fmt.Sprintf("%q", t)
+		names[i] = search.TenantName(t)
 	}
 	msg := "tenant: no record of this tenant is stored"
 	if len(names) > 0 {
