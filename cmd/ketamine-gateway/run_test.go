@@ -181,7 +181,10 @@ func TestHelp(t *testing.T) {
 		}
 	}
 	out, _, _ := cli(t, "", "serve", "-h")
-	for _, want := range []string{"--addr", "--db", "--config", "--rate-limit", "(default 127.0.0.1:8080)"} {
+	// --config names everything the file configures, authentication first
+	// (docs/security.md: "register clients in the auth section").
+	for _, want := range []string{"--addr", "--db", "--config", "auth.clients", "delivery destinations", "search limits",
+		"safety thresholds", "console's sign-in", "--rate-limit", "(default 127.0.0.1:8080)"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("serve -h lacks %q", want)
 		}
