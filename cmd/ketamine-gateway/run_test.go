@@ -543,6 +543,8 @@ func TestDeliveriesCommand(t *testing.T) {
 	}{
 		{[]string{"deliveries", "list", "--db", db}, 0, `"recordId": "r"`},
 		{[]string{"deliveries", "list", "--since", "1h", "--db", db}, 0, `"recordId": "r"`},
+		{[]string{"deliveries", "list", "--since", "2026-12-31", "--until", "2026-12-01", "--db", db}, exitUsage, "--until must be later than since"},
+		{[]string{"deliveries", "list", "--since", "1h", "--until", "2h", "--db", db}, exitUsage, "--until must be later than since"},
 		{[]string{"deliveries", "show", id, "--db", db}, 0, `"status": "pending"`},
 		{[]string{"deliveries", "show", "42", "--db", db}, exitNotFound, "no such delivery"},
 		{[]string{"deliveries", "retry", "42", "--db", db}, exitNotFound, "no such delivery"},
