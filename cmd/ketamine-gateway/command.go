@@ -86,7 +86,7 @@ var commands = []command{
 			"already stored are recognised by the ledger and change nothing. History is not sent to EHRs unless\n" +
 			"--deliver (then to the destinations of --config). The database is created when needed.\n" +
 			"Exit status: 0 every record stored, 1 some rejected (see the report), 2 usage, 3 the database could not\n" +
-			"be opened or failed. See docs/bulk.md.",
+			"be opened or failed, or the import was interrupted (run it again to continue). See docs/bulk.md.",
 		examples: []string{"ketamine-gateway import --kind session --db kg.db --tenant clinic-a sessions.ndjson"}},
 	{name: "replay", summary: "what this binary's mapping changes in the stored records; --apply writes and sends the corrections",
 		usage: "replay [--db FILE_OR_URL] [--kind K] [--since T] [--tenant T] [--source S] [--apply [--reason TEXT] [--config FILE]] [--show-values] [--json]",

@@ -203,6 +203,9 @@ func TestHelp(t *testing.T) {
 		"ig":         {"-o FILE\n", "the package FILE to write"},
 		"deliveries": {"--db FILE", "GATEWAY_DB", "(default ketamine-gateway.db)", "--status", "--destination", "--patient", "--since", "--until", "--limit", "--payload"},
 		"lineage":    {"--db FILE", "--source", "--record", "--kind", "--resource", "--trace"},
+		// Every exit status it uses, interruption's too (bulk.md, README).
+		"import":  {"3 the database could not\nbe opened or failed, or the import was interrupted"},
+		"reindex": {"or interrupted (run it again)"},
 	} {
 		out, _, _ := cli(t, "", cmd, "-h")
 		for _, want := range wants {
