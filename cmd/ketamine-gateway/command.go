@@ -80,11 +80,12 @@ var commands = []command{
 		usage: "import --kind KIND [--db FILE_OR_URL] [--tenant T] [--deliver [--config FILE]] [--report FILE] [--workers N] FILE|DIR|-",
 		detail: "Loads native records of one kind through the same checks as POST /ingest/{kind} (schemas, clinical\n" +
 			"rules, the ledger, Provenance, an AuditEvent per record): FILE holds one record per line (NDJSON), DIR a\n" +
-			"record per *.json file (in name order), - reads NDJSON from standard input. Progress goes to standard\n" +
-			"error; a summary to standard output; every rejected record is listed in the report (NDJSON: its line or\n" +
-			"file, HTTP status, rule ids and pointers, never a value). Run it again after an interruption: records\n" +
-			"already stored are recognised by the ledger and change nothing. History is not sent to EHRs unless\n" +
-			"--deliver (then to the destinations of --config). The database is created when needed.\n" +
+			"record per *.json file (in name order), - reads NDJSON from standard input (as it comes, as FILE a named\n" +
+			"pipe or <(...) is read). Progress goes to standard error; a summary to standard output; every rejected\n" +
+			"record is listed in the report (NDJSON: its line or file, HTTP status, rule ids and pointers, never a\n" +
+			"value). Run it again after an interruption: records already stored are recognised by the ledger and\n" +
+			"change nothing. History is not sent to EHRs unless --deliver (then to the destinations of --config).\n" +
+			"The database is created when needed.\n" +
 			"Exit status: 0 every record stored, 1 some rejected (see the report), 2 usage, 3 the database could not\n" +
 			"be opened or failed, or the import was interrupted (run it again to continue). See docs/bulk.md.",
 		examples: []string{"ketamine-gateway import --kind session --db kg.db --tenant clinic-a sessions.ndjson"}},
