@@ -301,6 +301,16 @@ func TestReadOnlyCommandsNeedADatabase(t *testing.T) {
 			}
 		}
 	}
+	// An unreachable PostgreSQL server: exit 3 naming its host and
+	// database, never the password (nor the user: docs/deployment.md).
+	pg := "postgres://kguser:secret@127.0.0.1:1/kgdb?connect_timeout=2"
+	for _, args := range [][]string{{"audit", "verify", "--db", pg}, {"lineage", "--db", pg, "--resource", "Patient/p1"}} {
+		_, errOut, code := cli(t, "", args...)
+		if code != exitUnchecked || !strings.Contains(errOut, "postgres://127.0.0.1:1/kgdb") || !strings.Contains(errOut, `database "kgdb"`) ||
+			strings.Contains(errOut, "secret") || strings.Contains(errOut, "kguser") {
+			t.Errorf("%v: exit %d, stderr %q; want exit 3 naming host and database only", args[:2], code, errOut)
+		}
+	}
 	if _, err := os.Stat(missing); !os.IsNotExist(err) {
 		t.Errorf("a read-only command created %s", missing)
 	}

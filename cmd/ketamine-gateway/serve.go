@@ -373,19 +373,17 @@ func openExisting(ctx context.Context, name, db string) (store.Store, error) {
 }
 
 // describeDB names a database for the log: the absolute path of a SQLite
-// file, or a PostgreSQL URL's host, port, database and user (never its
-// password or parameters).
+// file, or a PostgreSQL URL's host, port and database (never its password,
+// user or parameters).
 func describeDB(db string) string {
 	if strings.HasPrefix(db, "postgres://") || strings.HasPrefix(db, "postgresql://") {
 		u, err := url.Parse(db)
 		if err != nil {
 			return "postgres (unparsable URL)"
 		}
-		out := "postgres://"
-		if u.User != nil {
-			out += u.User.Username() + "@"
-		}
-		return out + u.Host + u.Path
+		// The host and the database only: never the password, nor the
+		// user or the query (docs/deployment.md).
+		return "postgres://" + u.Host + u.Path
 	}
 	if abs, err := filepath.Abs(db); err == nil {
 		return abs
