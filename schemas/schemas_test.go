@@ -133,7 +133,7 @@ func invalidCases(t testing.TB) []invalidCase {
 		{name: "top-level array", kind: "vitals", doc: []byte("[" + string(vitals) + "]"), rule: RuleJSONNotObject},
 		{name: "top-level string", kind: "vitals", doc: []byte(`"Testpatient"`), rule: RuleJSONNotObject},
 		{name: "trailing data", kind: "vitals", doc: []byte(string(vitals) + `{"recordId": "VIT-9"}`), rule: RuleJSONSyntax},
-		{name: "invalid UTF-8", kind: "vitals", doc: []byte(strings.Replace(string(vitals), "Testpatient", "Test\xffpatient", 1)), rule: RuleJSONSyntax},
+		{name: "invalid UTF-8", kind: "vitals", doc: []byte(strings.Replace(string(vitals), "Testpatient", "Test\xffpatient", 1)), rule: RuleJSONSyntax, pointer: "/patient/name"},
 		{name: "byte order mark", kind: "vitals", doc: append([]byte("\xEF\xBB\xBF"), vitals...), rule: RuleJSONSyntax},
 		{name: "100,000-deep nesting", kind: "assessment", doc: deep, rule: RuleJSONDepth, pointer: deepPtr},
 		{name: "number out of float range", kind: "vitals", doc: []byte(strings.Replace(string(vitals), `"heartRate": 76`, `"heartRate": 76e400`, 1)), rule: RuleJSONNumber, pointer: "/heartRate"},
@@ -407,6 +407,15 @@ func TestCheckJSON(t *testing.T) {
 		{`{"a": "\ud800\u0041"}`, 4, []string{RuleJSONSyntax}, []string{""}},
 		{`{"a": "\ud83d\ude00 \u00e9 \\ud800 \"\ud800"}`, 4, []string{RuleJSONSyntax}, []string{""}},
 		{`{"a": "\ud83d\ude00 \u00e9 \\ud800 \"", "b": "\\\\u"}`, 4, nil, nil},
+		// Like the other json-syntax issues, invalid UTF-8 and a lone
+		// surrogate are located at the innermost open object or array.
+		{`{"x": {"y": ["\ud800"]}}`, 4, []string{RuleJSONSyntax}, []string{"/x/y"}},
+		{"{\"p\": {\"n\": {\"f\": \"Zq\xff\"}}}", 4, []string{RuleJSONSyntax}, []string{"/p/n"}},
+		{"{\"p\": [1, {\"k\xff\": 1}]}", 4, []string{RuleJSONSyntax}, []string{"/p/1"}},
+		{"{\"p\": [1, \xff]}", 4, []string{RuleJSONSyntax}, []string{"/p"}},
+		{"{\"p\": {\"q\": 1}, \"r\": \"\xff\"}", 4, []string{RuleJSONSyntax}, []string{""}},
+		{"{\"a\": {\"b\": {\"c\": {\"d\": \"\xff\"}}}}", 3, []string{RuleJSONSyntax}, []string{"/a/b"}},
+		{"[\"\xff\"]", 4, []string{RuleJSONSyntax}, []string{""}},
 		// Numbers become FHIR decimals, which the gateway keeps as doubles:
 		// beyond 1e-300 to 1e300, or with digits a double drops, they could
 		// not be stored exactly (the R4 validator's decimal-out-of-range).
