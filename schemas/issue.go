@@ -1,8 +1,8 @@
 package schemas
 
 import (
-	"slices"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
