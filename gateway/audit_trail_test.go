@@ -519,6 +519,7 @@ func TestOperatorParameters(t *testing.T) {
 		{"GET", "/admin/deliveries?limit=0", 400, "limit must be from 1 to 1000"},
 		{"GET", "/admin/deliveries?limit=5000", 400, "limit must be from 1 to 1000"},
 		{"GET", "/admin/deliveries?limit=ten", 400, "parameter-invalid"},
+		{"GET", "/admin/deliveries?since=2026-12-31T00:00:00Z&until=2026-12-01T00:00:00Z", 400, "until must be later than since"},
 		{"GET", "/admin/deliveries?statsu=dead", 400, `parameter-unknown`},
 		{"GET", "/admin/deliveries/1?payload=true&x=1", 400, "does not take was sent, and nothing was done; it takes payload, _pretty"},
 		{"POST", "/admin/deliveries/replay?destination=nope&" + since, 400, "destination names no destination"},

@@ -67,11 +67,11 @@ func checkJSON(doc []byte, maxDepth, maxValues int) []Issue {
 			"invalid JSON: the document starts with a byte order mark (at byte offset 0)")}
 	}
 	if off := invalidUTF8Offset(doc); off >= 0 {
-		return []Issue{newIssue(RuleJSONSyntax, CodeStructure, nil,
+		return []Issue{newIssue(RuleJSONSyntax, CodeStructure, openPath(doc, int64(off), maxDepth),
 			fmt.Sprintf("invalid JSON: the document is not valid UTF-8 (at byte offset %d)", off))}
 	}
 	if off := loneSurrogateOffset(doc); off >= 0 {
-		return []Issue{newIssue(RuleJSONSyntax, CodeStructure, nil,
+		return []Issue{newIssue(RuleJSONSyntax, CodeStructure, openPath(doc, int64(off), maxDepth),
 			fmt.Sprintf("invalid JSON: a \\u escape of half a UTF-16 surrogate pair, which no UTF-8 text can hold "+
 				"(at byte offset %d); send the character itself, or both halves of its pair", off))}
 	}
@@ -83,19 +83,6 @@ func checkJSON(doc []byte, maxDepth, maxValues int) []Issue {
 		done   bool // the top-level value is complete
 		values int  // values seen so far
 	)
-	valueDone := func(f *frame) {
-		if f.isObject {
-			f.expectKey = true
-		} else {
-			f.index++
-		}
-	}
-	childElem := func(f *frame) pathElem {
-		if f.isObject {
-			return keyElem(f.key)
-		}
-		return indexElem(f.index)
-	}
 
 	dec := json.NewDecoder(bytes.NewReader(doc))
 	dec.UseNumber()
@@ -137,7 +124,7 @@ func checkJSON(doc []byte, maxDepth, maxValues int) []Issue {
 		case json.Delim:
 			switch t {
 			case '{', '[':
-				path = append(path, childElem(top))
+				path = append(path, top.child())
 				if maxDepth > 0 && len(stack)+1 > maxDepth {
 					return append(issues, depthIssue(path, maxDepth))
 				}
@@ -149,7 +136,7 @@ func checkJSON(doc []byte, maxDepth, maxValues int) []Issue {
 					continue
 				}
 				path = path[:len(path)-1]
-				valueDone(stack[len(stack)-1])
+				stack[len(stack)-1].valueDone()
 			}
 		default:
 			if top.isObject && top.expectKey {
@@ -170,17 +157,89 @@ func checkJSON(doc []byte, maxDepth, maxValues int) []Issue {
 			}
 			if n, ok := t.(json.Number); ok && !numberInRange(string(n)) {
 				issues = append(issues, newIssue(RuleJSONNumber, CodeValue,
-					append(path[:len(path):len(path)], childElem(top)),
+					append(path[:len(path):len(path)], top.child()),
 					"number out of range: a number must be 0 or between 1e-300 and 1e300 in magnitude and have no more significant "+
 						"digits than a 64-bit floating point value keeps (15 always fit), like the FHIR decimal it becomes"))
 			}
 			if str, ok := t.(string); ok && !r4.NoControl(str) {
 				issues = append(issues, newIssue(RuleJSONControlCharacter, CodeValue,
-					append(path[:len(path):len(path)], childElem(top)),
+					append(path[:len(path):len(path)], top.child()),
 					"control character: text may hold no character below U+0020 except tab, line feed and carriage return (FHIR strings cannot carry them)"))
 			}
-			valueDone(top)
+			top.valueDone()
 		}
+	}
+}
+
+// openPath is the location of the innermost object or array open at byte
+// offset off of doc, as the other json-syntax issues name it: the
+// container of the token that holds off (nil: the top-level object, or
+// before it). encoding/json reads invalid UTF-8 inside a string (as
+// U+FFFD) and stops with a syntax error at it elsewhere, so the tokens up
+// to off are those of a well-formed document. It follows at most
+// maxDepth levels (<= 0: any), as checkJSON does.
+func openPath(doc []byte, off int64, maxDepth int) []pathElem {
+	var (
+		stack []*frame
+		path  []pathElem
+	)
+	dec := json.NewDecoder(bytes.NewReader(doc))
+	dec.UseNumber()
+	for {
+		tok, err := dec.Token()
+		if err != nil || dec.InputOffset() > off {
+			return path
+		}
+		if len(stack) == 0 {
+			if d, ok := tok.(json.Delim); !ok || d != '{' {
+				return nil // not a record: no location
+			}
+			stack = append(stack, &frame{isObject: true, expectKey: true})
+			continue
+		}
+		top := stack[len(stack)-1]
+		switch t := tok.(type) {
+		case json.Delim:
+			switch t {
+			case '{', '[':
+				if maxDepth > 0 && len(stack)+1 > maxDepth {
+					return path
+				}
+				path = append(path, top.child())
+				stack = append(stack, &frame{isObject: t == '{', expectKey: t == '{'})
+			case '}', ']':
+				stack = stack[:len(stack)-1]
+				if len(stack) == 0 {
+					return path
+				}
+				path = path[:len(path)-1]
+				stack[len(stack)-1].valueDone()
+			}
+		default:
+			if top.isObject && top.expectKey {
+				top.key, _ = t.(string)
+				top.expectKey = false
+				continue
+			}
+			top.valueDone()
+		}
+	}
+}
+
+// child is the location element of f's next value.
+func (f *frame) child() pathElem {
+	if f.isObject {
+		return keyElem(f.key)
+	}
+	return indexElem(f.index)
+}
+
+// valueDone moves f past a value.
+func (f *frame) valueDone() {
+	if f.isObject {
+		f.expectKey = true
+	} else {
+		f.index++
 	}
 }
 

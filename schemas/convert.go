@@ -118,15 +118,15 @@ func convertError(e gojsonschema.ResultError) Issue {
 		return newIssue(RuleRequired, CodeRequired, path, msg)
 
 	case "additional_property_not_allowed":
-		prop := detailString(d, "property")
 		where := "at the top level of the record"
 		if len(path) > 0 {
 			where = "in " + label
 		}
-		// The property name comes from the document: it is in Pointer and
-		// Expression, not in the message.
-		return newIssue(RuleAdditionalProperty, CodeStructure, append(path, keyElem(prop)),
-			"property not allowed "+where+": the schema of this record kind does not define it")
+		// The property name is the sender's text and may be data: the
+		// issue is located at the object that holds it, and never names it
+		// (Set.shield adds the properties the object may have).
+		return newIssue(RuleAdditionalProperty, CodeStructure, path,
+			"a property not allowed "+where+": the schema of this record kind does not define it (its name is not repeated: a name may be data)")
 
 	case "false":
 		name := ""

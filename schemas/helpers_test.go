@@ -320,8 +320,14 @@ func assertNoCodes(t *testing.T, issues []Issue) {
 		if is.Rule == RuleKindUnknown {
 			continue // the document is not read; the message lists the kinds
 		}
+		msg := is.Message
+		if is.Rule == RuleAdditionalProperty {
+			// The property names listed are no codes (administeredDoseMg
+			// holds "min").
+			msg, _, _ = strings.Cut(msg, "; the properties ")
+		}
 		for _, c := range codes {
-			if len(c) >= 3 && strings.Contains(is.Message, c) {
+			if len(c) >= 3 && strings.Contains(msg, c) {
 				t.Errorf("message of %s at %q contains the code %q: %s", is.Rule, is.Pointer, c, is.Message)
 			}
 		}

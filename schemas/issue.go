@@ -2,6 +2,7 @@ package schemas
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -37,6 +38,8 @@ type Issue struct {
 	Pointer    string
 	Expression string
 	Message    string
+
+	path []pathElem // the location Pointer and Expression render
 }
 
 // Rule ids reported by this package. The list is part of the gateway's
@@ -207,7 +210,8 @@ func isIdentifier(s string) bool {
 }
 
 func newIssue(rule, code string, path []pathElem, msg string) Issue {
-	return Issue{Rule: rule, Code: code, Pointer: pointer(path), Expression: expression(path), Message: msg}
+	return Issue{Rule: rule, Code: code, Pointer: pointer(path), Expression: expression(path), Message: msg,
+		path: slices.Clone(path)}
 }
 
 // normalize sorts issues by pointer (array indices numerically), then rule,

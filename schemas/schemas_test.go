@@ -133,7 +133,7 @@ func invalidCases(t testing.TB) []invalidCase {
 		{name: "top-level array", kind: "vitals", doc: []byte("[" + string(vitals) + "]"), rule: RuleJSONNotObject},
 		{name: "top-level string", kind: "vitals", doc: []byte(`"Testpatient"`), rule: RuleJSONNotObject},
 		{name: "trailing data", kind: "vitals", doc: []byte(string(vitals) + `{"recordId": "VIT-9"}`), rule: RuleJSONSyntax},
-		{name: "invalid UTF-8", kind: "vitals", doc: []byte(strings.Replace(string(vitals), "Testpatient", "Test\xffpatient", 1)), rule: RuleJSONSyntax},
+		{name: "invalid UTF-8", kind: "vitals", doc: []byte(strings.Replace(string(vitals), "Testpatient", "Test\xffpatient", 1)), rule: RuleJSONSyntax, pointer: "/patient/name"},
 		{name: "byte order mark", kind: "vitals", doc: append([]byte("\xEF\xBB\xBF"), vitals...), rule: RuleJSONSyntax},
 		{name: "100,000-deep nesting", kind: "assessment", doc: deep, rule: RuleJSONDepth, pointer: deepPtr},
 		{name: "number out of float range", kind: "vitals", doc: []byte(strings.Replace(string(vitals), `"heartRate": 76`, `"heartRate": 76e400`, 1)), rule: RuleJSONNumber, pointer: "/heartRate"},
@@ -143,9 +143,9 @@ func invalidCases(t testing.TB) []invalidCase {
 		// Envelope.
 		{name: "wrong type", kind: "vitals", doc: mutate(t, "vitals", "pre-dose-baseline.json", put("/heartRate", "76")), rule: RuleType, pointer: "/heartRate"},
 		{name: "wrong type object", kind: "vitals", doc: mutate(t, "vitals", "pre-dose-baseline.json", put("/patient", "PT-000123")), rule: RuleType, pointer: "/patient"},
-		{name: "unknown property top level", kind: "vitals", doc: mutate(t, "vitals", "pre-dose-baseline.json", put("/comment", "patient anxious")), rule: RuleAdditionalProperty, pointer: "/comment"},
-		{name: "unknown property nested", kind: "assessment", doc: mutate(t, "assessment", "gad7-mild.json", put("/patient/nickname", "Lexi")), rule: RuleAdditionalProperty, pointer: "/patient/nickname"},
-		{name: "unknown property with odd name", kind: "vitals", doc: mutate(t, "vitals", "pre-dose-baseline.json", put("/patient/a~0b~1c", true)), rule: RuleAdditionalProperty, pointer: "/patient/a~0b~1c"},
+		{name: "unknown property top level", kind: "vitals", doc: mutate(t, "vitals", "pre-dose-baseline.json", put("/comment", "patient anxious")), rule: RuleAdditionalProperty, pointer: ""},
+		{name: "unknown property nested", kind: "assessment", doc: mutate(t, "assessment", "gad7-mild.json", put("/patient/nickname", "Lexi")), rule: RuleAdditionalProperty, pointer: "/patient"},
+		{name: "unknown property with odd name", kind: "vitals", doc: mutate(t, "vitals", "pre-dose-baseline.json", put("/patient/a~0b~1c", true)), rule: RuleAdditionalProperty, pointer: "/patient"},
 		{name: "missing required nested", kind: "vitals", doc: mutate(t, "vitals", "pre-dose-baseline.json", del("/patient/id")), rule: RuleRequired, pointer: "/patient/id"},
 		{name: "missing source", kind: "infusion", doc: mutate(t, "infusion", "ketamine-iv-completed-0.5mgkg.json", del("/source")), rule: RuleRequired, pointer: "/source"},
 		{name: "missing mrn assigner", kind: "vitals", doc: mutate(t, "vitals", "pre-dose-baseline.json", del("/patient/mrn/assigner")), rule: RuleRequired, pointer: "/patient/mrn/assigner"},
@@ -228,11 +228,11 @@ func invalidCases(t testing.TB) []invalidCase {
 		{name: "nested score on C-SSRS", kind: "session", doc: mutate(t, "session", "esketamine-nasal-session.json", put("/assessments/0/items/1/score", 0)), rule: RuleFalse, pointer: "/assessments/0/items/1/score"},
 		{name: "nested difficulty on CADSS", kind: "session", doc: mutate(t, "session", "routine-ketamine-iv-session.json", put("/assessments/2/difficulty", "very-difficult")), rule: RuleFalse, pointer: "/assessments/2/difficulty"},
 		{name: "nested eventText missing", kind: "session", doc: mutate(t, "session", "routine-ketamine-iv-session.json", put("/adverseEvents/0/event", "other")), rule: RuleRequired, pointer: "/adverseEvents/0/eventText"},
-		{name: "nested unknown property", kind: "session", doc: mutate(t, "session", "stopped-early-serious-adverse-event-session.json", put("/adverseEvents/0/grade", 3)), rule: RuleAdditionalProperty, pointer: "/adverseEvents/0/grade"},
+		{name: "nested unknown property", kind: "session", doc: mutate(t, "session", "stopped-early-serious-adverse-event-session.json", put("/adverseEvents/0/grade", 3)), rule: RuleAdditionalProperty, pointer: "/adverseEvents/0"},
 		{name: "session infusion statusReason missing", kind: "session", doc: mutate(t, "session", "stopped-early-serious-adverse-event-session.json", del("/infusion/statusReason")), rule: RuleRequired, pointer: "/infusion/statusReason"},
 		{name: "nested vitals not an object", kind: "session", doc: mutate(t, "session", "routine-ketamine-iv-session.json", put("/vitals/2", "BP 124/80")), rule: RuleType, pointer: "/vitals/2"},
 		{name: "too many nested vitals", kind: "session", doc: mutate(t, "session", "routine-ketamine-iv-session.json", put("/vitals", manyVitals)), rule: RuleItemsCount, pointer: "/vitals"},
-		{name: "session-only property on infusion", kind: "infusion", doc: mutate(t, "infusion", "ketamine-iv-completed-0.5mgkg.json", put("/vitals", []any{})), rule: RuleAdditionalProperty, pointer: "/vitals"},
+		{name: "session-only property on infusion", kind: "infusion", doc: mutate(t, "infusion", "ketamine-iv-completed-0.5mgkg.json", put("/vitals", []any{})), rule: RuleAdditionalProperty, pointer: ""},
 	}
 }
 
@@ -407,6 +407,15 @@ func TestCheckJSON(t *testing.T) {
 		{`{"a": "\ud800\u0041"}`, 4, []string{RuleJSONSyntax}, []string{""}},
 		{`{"a": "\ud83d\ude00 \u00e9 \\ud800 \"\ud800"}`, 4, []string{RuleJSONSyntax}, []string{""}},
 		{`{"a": "\ud83d\ude00 \u00e9 \\ud800 \"", "b": "\\\\u"}`, 4, nil, nil},
+		// Like the other json-syntax issues, invalid UTF-8 and a lone
+		// surrogate are located at the innermost open object or array.
+		{`{"x": {"y": ["\ud800"]}}`, 4, []string{RuleJSONSyntax}, []string{"/x/y"}},
+		{"{\"p\": {\"n\": {\"f\": \"Zq\xff\"}}}", 4, []string{RuleJSONSyntax}, []string{"/p/n"}},
+		{"{\"p\": [1, {\"k\xff\": 1}]}", 4, []string{RuleJSONSyntax}, []string{"/p/1"}},
+		{"{\"p\": [1, \xff]}", 4, []string{RuleJSONSyntax}, []string{"/p"}},
+		{"{\"p\": {\"q\": 1}, \"r\": \"\xff\"}", 4, []string{RuleJSONSyntax}, []string{""}},
+		{"{\"a\": {\"b\": {\"c\": {\"d\": \"\xff\"}}}}", 3, []string{RuleJSONSyntax}, []string{"/a/b"}},
+		{"[\"\xff\"]", 4, []string{RuleJSONSyntax}, []string{""}},
 		// Numbers become FHIR decimals, which the gateway keeps as doubles:
 		// beyond 1e-300 to 1e300, or with digits a double drops, they could
 		// not be stored exactly (the R4 validator's decimal-out-of-range).
@@ -723,5 +732,58 @@ func TestRenumbered(t *testing.T) {
 				t.Errorf("%s: %d values suffixed, want %d (patient %q)", e.Name(), after, want, doc.Patient.ID)
 			}
 		}
+	}
+}
+
+// TestUnknownNamesNotRepeated: a property name the schema does not define
+// is the sender's text and may be data (an MRN or a name used as a key):
+// no issue repeats it, in its pointer, expression or message. The issue
+// is located at the object that holds it, whose allowed properties an
+// unknown property's message lists, so that the stray key can be found.
+func TestUnknownNamesNotRepeated(t *testing.T) {
+	s := set(t)
+	vitals := string(example(t, "vitals", "pre-dose-baseline.json"))
+	insert := func(after, member string) []byte {
+		if !strings.Contains(vitals, after) {
+			t.Fatalf("the example lacks %s", after)
+		}
+		return []byte(strings.Replace(vitals, after, after+" "+member+",", 1))
+	}
+	for _, tc := range []struct {
+		name    string
+		doc     []byte
+		rule    string
+		pointer string
+		lists   string // in the message: the properties of the object
+		hidden  string // the name never repeated
+	}{
+		{"at the top level", insert(`{`, `"Zqcanary": 1`), RuleAdditionalProperty, "", "the properties the record may have are bloodPressure,", "Zqcanary"},
+		{"nested", insert(`"patient": {`, `"Zqcanary": 1`), RuleAdditionalProperty, "/patient", "the properties patient may have are birthDate, gender, id, mrn, name", "Zqcanary"},
+		{"an MRN as a key", insert(`"patient": {`, `"4711235": {"name": "x"}`), RuleAdditionalProperty, "/patient", "birthDate, gender, id, mrn, name", "4711235"},
+		{"odd characters", insert(`"patient": {`, `"Zq\"we<ird>key": 1`), RuleAdditionalProperty, "/patient", "birthDate, gender, id, mrn, name", "we<ird>"},
+		// Issues of the JSON stage under an unknown name: located at its
+		// object too.
+		{"a control character under it", insert(`"patient": {`, `"Zqcanary": {"a": "x\u0001"}`), RuleJSONControlCharacter, "/patient", "", "Zqcanary"},
+		{"a duplicate of it", insert(`"patient": {`, `"Zqcanary": 1, "Zqcanary": 2`), RuleJSONDuplicateKey, "/patient", "", "Zqcanary"},
+		{"invalid UTF-8 under it", insert(`"patient": {`, "\"Zqcanary\": [\"\xff\"]"), RuleJSONSyntax, "/patient", "", "Zqcanary"},
+		{"an out-of-range number under it", insert(`"bloodPressure": {`, `"Zqcanary": 1e999`), RuleJSONNumber, "/bloodPressure", "", "Zqcanary"},
+		// A defined name is repeated: it is the schema's, not the sender's.
+		{"a defined name twice", insert(`"bloodPressure": {`, `"systolic": 1`), RuleJSONDuplicateKey, "/bloodPressure/systolic", "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var ve *ValidationError
+			if !errors.As(s.Validate("vitals", tc.doc), &ve) {
+				t.Fatalf("Validate accepted it")
+			}
+			first := ve.Issues[0]
+			if first.Rule != tc.rule || first.Pointer != tc.pointer || !strings.Contains(first.Message, tc.lists) {
+				t.Errorf("first issue %s at %q: %s; want %s at %q listing %q", first.Rule, first.Pointer, first.Message, tc.rule, tc.pointer, tc.lists)
+			}
+			for _, is := range ve.Issues {
+				if tc.hidden != "" && strings.Contains(is.Pointer+is.Expression+is.Message, tc.hidden) {
+					t.Errorf("the issue repeats the name: %+v", is)
+				}
+			}
+		})
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -421,6 +422,10 @@ func TestBulkImportInterrupted(t *testing.T) {
 		err := cmd.Wait()
 		if err == nil {
 			t.Fatalf("the import finished before it was interrupted: seed more records")
+		}
+		// Interrupted, it exits 3 as documented (bulk.md, README).
+		if ee := (*exec.ExitError)(nil); sig == os.Interrupt && (!errors.As(err, &ee) || ee.ExitCode() != 3) {
+			t.Errorf("an import interrupted by SIGINT: %v, want exit 3", err)
 		}
 	}
 	code, stdout, stderr := cli(t, "", "import", "--kind", "vitals", "--db", db, "--report", filepath.Join(dir, "r.ndjson"), in)

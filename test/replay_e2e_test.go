@@ -61,7 +61,7 @@ func TestReplayCLIAndJob(t *testing.T) {
 		want string
 	}{
 		{[]string{"--kind", "nonsense"}, 2, "the kinds are assessment, vitals, infusion, adverse-event, session"},
-		{[]string{"--tenant", "clinic-z"}, 2, `the tenants with records are "" and "clinic-a"`},
+		{[]string{"--tenant", "clinic-z"}, 2, `the tenants with records are the default tenant ("") and "clinic-a"`},
 		{[]string{"--since", "yesterday"}, 2, "RFC 3339"},
 	} {
 		code, _, errs := cli(t, "", append([]string{"replay", "--db", db}, tc.args...)...)

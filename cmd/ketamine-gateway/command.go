@@ -80,13 +80,14 @@ var commands = []command{
 		usage: "import --kind KIND [--db FILE_OR_URL] [--tenant T] [--deliver [--config FILE]] [--report FILE] [--workers N] FILE|DIR|-",
 		detail: "Loads native records of one kind through the same checks as POST /ingest/{kind} (schemas, clinical\n" +
 			"rules, the ledger, Provenance, an AuditEvent per record): FILE holds one record per line (NDJSON), DIR a\n" +
-			"record per *.json file (in name order), - reads NDJSON from standard input. Progress goes to standard\n" +
-			"error; a summary to standard output; every rejected record is listed in the report (NDJSON: its line or\n" +
-			"file, HTTP status, rule ids and pointers, never a value). Run it again after an interruption: records\n" +
-			"already stored are recognised by the ledger and change nothing. History is not sent to EHRs unless\n" +
-			"--deliver (then to the destinations of --config). The database is created when needed.\n" +
+			"record per *.json file (in name order), - reads NDJSON from standard input (as it comes, as FILE a named\n" +
+			"pipe or <(...) is read). Progress goes to standard error; a summary to standard output; every rejected\n" +
+			"record is listed in the report (NDJSON: its line or file, HTTP status, rule ids and pointers, never a\n" +
+			"value). Run it again after an interruption: records already stored are recognised by the ledger and\n" +
+			"change nothing. History is not sent to EHRs unless --deliver (then to the destinations of --config).\n" +
+			"The database is created when needed.\n" +
 			"Exit status: 0 every record stored, 1 some rejected (see the report), 2 usage, 3 the database could not\n" +
-			"be opened or failed. See docs/bulk.md.",
+			"be opened or failed, or the import was interrupted (run it again to continue). See docs/bulk.md.",
 		examples: []string{"ketamine-gateway import --kind session --db kg.db --tenant clinic-a sessions.ndjson"}},
 	{name: "replay", summary: "what this binary's mapping changes in the stored records; --apply writes and sends the corrections",
 		usage: "replay [--db FILE_OR_URL] [--kind K] [--since T] [--tenant T] [--source S] [--apply [--reason TEXT] [--config FILE]] [--show-values] [--json]",
@@ -113,7 +114,8 @@ var commands = []command{
 			"over every type of every tenant records this build's index version (serve warns while it is older).\n" +
 			"POST /admin/reindex runs the same pass as a job.\n" +
 			"Exit status: 0 done (with --dry-run: nothing to change), 1 --dry-run found rows to change, or a stored body\n" +
-			"could not be read, 2 usage, 3 no database there, it could not be reached, or interrupted (run it again).",
+			"could not be read, 2 usage (also a --tenant that holds no resource), 3 no database there, it could not be\n" +
+			"reached, or interrupted (run it again).",
 		examples: []string{"ketamine-gateway reindex --db kg.db --dry-run", "ketamine-gateway reindex --db postgres://kg@db/kg --type Observation"}},
 	{name: "codesystem", summary: "print one of the gateway's own CodeSystem resources",
 		usage:    "codesystem [--id ID]",

@@ -180,15 +180,14 @@ const maxRecord = 16 << 20
 // importSource opens FILE (NDJSON), DIR or - (standard input), with the
 // number of records when it can be known cheaply (-1 otherwise). A file
 // that is not NDJSON but one JSON document over several lines (the shape
-// of the example records) is refused with what to do, as is standard
-// input whose first line is "{" or "[" alone.
+// of the example records) is refused with what to do, as is a stream
+// (standard input, a named pipe, a process substitution <(...)) whose
+// first line is "{" or "[" alone. A stream is read once, as it comes:
+// it cannot be counted first nor read again.
 func importSource(name string, stdin io.Reader) (bulk.Source, int64, func(), error) {
 	if name == "-" {
-		in := bufio.NewReaderSize(stdin, 64<<10)
-		if what := firstLineShape(in); what != "" {
-			return nil, 0, nil, notNDJSON("standard input", what)
-		}
-		return bulk.NDJSON(in, maxRecord), -1, func() {}, nil
+		src, err := streamSource("standard input", stdin)
+		return src, -1, func() {}, err
 	}
 	fi, err := os.Stat(name)
 	if err != nil {
@@ -204,6 +203,15 @@ func importSource(name string, stdin io.Reader) (bulk.Source, int64, func(), err
 	f, err := os.Open(name)
 	if err != nil {
 		return nil, 0, nil, fmt.Errorf("read %s: %v", name, errors.Unwrap(err))
+	}
+	if !fi.Mode().IsRegular() {
+		// A named pipe, a character device, a socket: no seeking.
+		src, err := streamSource(name, f)
+		if err != nil {
+			f.Close()
+			return nil, 0, nil, err
+		}
+		return src, -1, func() { f.Close() }, nil
 	}
 	what, err := documentShape(f)
 	if err == nil && what != "" {
@@ -222,6 +230,15 @@ func importSource(name string, stdin io.Reader) (bulk.Source, int64, func(), err
 		return nil, 0, nil, fmt.Errorf("read %s: %v", name, err)
 	}
 	return bulk.NDJSON(f, maxRecord), total, func() { f.Close() }, nil
+}
+
+// streamSource reads NDJSON from r, a stream named name, once.
+func streamSource(name string, r io.Reader) (bulk.Source, error) {
+	in := bufio.NewReaderSize(r, 64<<10)
+	if what := firstLineShape(in); what != "" {
+		return nil, notNDJSON(name, what)
+	}
+	return bulk.NDJSON(in, maxRecord), nil
 }
 
 // firstLineShape is "object" or "array" when r's first line is "{" or "["

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -25,24 +26,32 @@ func TestImportCommand(t *testing.T) {
 	report := filepath.Join(dir, "r.ndjson")
 	for _, tc := range []struct {
 		name, stdin string
+		fifo        string // written to a named pipe given as the last argument
 		args        []string
 		code        int
 		out, errOut []string // what stdout and stderr say
 	}{
-		{"report in a directory that does not exist", "", []string{"--report", filepath.Join(dir, "nodir", "r.ndjson"), ndjson}, 2,
+		{"report in a directory that does not exist", "", "", []string{"--report", filepath.Join(dir, "nodir", "r.ndjson"), ndjson}, 2,
 			nil, []string{"--report " + filepath.Join(dir, "nodir", "r.ndjson") + " cannot be created"}},
-		{"report is a directory", "", []string{"--report", dir, ndjson}, 2, nil, []string{"--report " + dir + " is a directory"}},
-		{"one pretty-printed example", "", []string{example}, 2, nil, []string{"looks like one JSON document", "jq -c . FILE"}},
-		{"one pretty-printed record, found by parsing", "", []string{pretty}, 2, nil, []string{"looks like one JSON document"}},
-		{"a JSON array", "", []string{array}, 2, nil, []string{"looks like one JSON array", "jq -c '.[]'"}},
-		{"a pretty-printed record on standard input", string(raw), []string{"-"}, 2, nil, []string{"standard input looks like one JSON document"}},
-		{"NDJSON", "", []string{ndjson}, 0, []string{"1 read, 1 stored, 0 rejected"}, nil},
-		{"NDJSON again", "", []string{ndjson}, 0, []string{"1 read, 0 stored, 1 already stored (unchanged), 0 rejected"}, nil},
-		{"NDJSON on standard input, again", compact + "\n", []string{"-"}, 0, []string{"1 read, 0 stored, 1 already stored (unchanged)"}, nil},
-		{"a rejected record", "{}\n", []string{"-"}, 1, []string{"0 stored, 1 rejected", "rejected records are listed in " + report}, nil},
+		{"report is a directory", "", "", []string{"--report", dir, ndjson}, 2, nil, []string{"--report " + dir + " is a directory"}},
+		{"one pretty-printed example", "", "", []string{example}, 2, nil, []string{"looks like one JSON document", "jq -c . FILE"}},
+		{"one pretty-printed record, found by parsing", "", "", []string{pretty}, 2, nil, []string{"looks like one JSON document"}},
+		{"a JSON array", "", "", []string{array}, 2, nil, []string{"looks like one JSON array", "jq -c '.[]'"}},
+		{"a pretty-printed record on standard input", string(raw), "", []string{"-"}, 2, nil, []string{"standard input looks like one JSON document"}},
+		{"NDJSON", "", "", []string{ndjson}, 0, []string{"1 read, 1 stored, 0 rejected"}, nil},
+		{"NDJSON again", "", "", []string{ndjson}, 0, []string{"1 read, 0 stored, 1 already stored (unchanged), 0 rejected"}, nil},
+		{"NDJSON on standard input, again", compact + "\n", "", []string{"-"}, 0, []string{"1 read, 0 stored, 1 already stored (unchanged)"}, nil},
+		{"a rejected record", "{}\n", "", []string{"-"}, 1, []string{"0 stored, 1 rejected", "rejected records are listed in " + report}, nil},
+		// A named pipe (or a process substitution, <(...)) streams as
+		// standard input does: no seek.
+		{"NDJSON from a named pipe", "", compact + "\n", nil, 0, []string{"1 read, 0 stored, 1 already stored (unchanged)"}, nil},
+		{"a pretty-printed record from a named pipe", "", string(raw), nil, 2, nil, []string{"fifo looks like one JSON document"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append([]string{"import", "--kind", "vitals", "--db", db, "--report", report}, tc.args...)
+			if tc.fifo != "" {
+				args = append(args, namedPipe(t, tc.fifo))
+			}
 			out, errOut, code := cli(t, tc.stdin, args...)
 			if code != tc.code {
 				t.Fatalf("exit %d, want %d; stdout %s; stderr %s", code, tc.code, out, errOut)
@@ -65,4 +74,33 @@ func TestImportCommand(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "nodir")); err == nil {
 		t.Error("the refused report's directory was created")
 	}
+}
+
+// namedPipe is the path of a named pipe that content is written to once a
+// reader opens it; the writer ends with the test, read or not.
+func namedPipe(t *testing.T, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "fifo")
+	if err := syscall.Mkfifo(p, 0o600); err != nil {
+		t.Skipf("no named pipes here: %v", err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f, err := os.OpenFile(p, os.O_WRONLY, 0)
+		if err != nil {
+			return
+		}
+		_, _ = f.WriteString(content)
+		f.Close()
+	}()
+	t.Cleanup(func() {
+		// A reader that never came: open it (without blocking) so that
+		// the writer's open returns.
+		if r, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0); err == nil {
+			defer r.Close()
+		}
+		<-done
+	})
+	return p
 }

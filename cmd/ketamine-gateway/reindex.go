@@ -45,6 +45,12 @@ func reindexCommand(ctx context.Context, args []string, getenv func(string) stri
 		return err
 	}
 	defer st.Close()
+	if err := reindex.CheckTenant(ctx, st, *tenant); err != nil {
+		if k, issues := outcome.From(err); k == outcome.Invalid {
+			return usageError("reindex", "--%s", issues[0].Message)
+		}
+		return &exitError{code: exitUnchecked, msg: fmt.Sprintf("reindex: %v", err)}
+	}
 
 	total := int64(-1)
 	if pg, err := st.Search(ctx, &search.Query{Type: *typ, Tenant: *tenant, Total: true, Count: 1}); err == nil && pg.Total >= 0 {

@@ -112,6 +112,15 @@ func TestReindexCommand(t *testing.T) {
 	if r, _, code := report("--type", "Patient", "--dry-run"); code != exitInvalid || r.Checked != 2 || r.Changed != 2 || r.Type != "Patient" {
 		t.Errorf("dry run of Patients: exit %d, %+v; want 2 of 2", code, r)
 	}
+	// A tenant that holds no resource is a usage error naming those that
+	// do (a misspelt name would check nothing, exit 0).
+	if _, errOut, code := report("--tenant", "nosuch", "--dry-run"); code != exitUsage ||
+		!strings.Contains(errOut, `--tenant: no resource of this tenant is stored; the tenants with resources are the default tenant ("")`) {
+		t.Errorf("reindex --tenant nosuch: exit %d, %q; want exit 2 naming the default tenant", code, errOut)
+	}
+	if r, errOut, code := report("--tenant", "", "--type", "Patient", "--dry-run"); code != exitInvalid || r.Changed != 2 {
+		t.Errorf("dry run of the default tenant's Patients: exit %d, %+v, %s; want 2 to change", code, r, errOut)
+	}
 	if r, errOut, code := report("--type", "Patient"); code != 0 || r.Checked != 2 || r.Changed != 2 || r.IndexVersion != 1 {
 		t.Errorf("reindex of Patients: exit %d, %+v, %s; want 2 of 2, the index version left at 1", code, r, errOut)
 	}

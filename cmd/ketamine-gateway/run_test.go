@@ -181,7 +181,10 @@ func TestHelp(t *testing.T) {
 		}
 	}
 	out, _, _ := cli(t, "", "serve", "-h")
-	for _, want := range []string{"--addr", "--db", "--config", "--rate-limit", "(default 127.0.0.1:8080)"} {
+	// --config names everything the file configures, authentication first
+	// (docs/security.md: "register clients in the auth section").
+	for _, want := range []string{"--addr", "--db", "--config", "auth.clients", "delivery destinations", "search limits",
+		"safety thresholds", "console's sign-in", "--rate-limit", "(default 127.0.0.1:8080)"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("serve -h lacks %q", want)
 		}
@@ -200,6 +203,9 @@ func TestHelp(t *testing.T) {
 		"ig":         {"-o FILE\n", "the package FILE to write"},
 		"deliveries": {"--db FILE", "GATEWAY_DB", "(default ketamine-gateway.db)", "--status", "--destination", "--patient", "--since", "--until", "--limit", "--payload"},
 		"lineage":    {"--db FILE", "--source", "--record", "--kind", "--resource", "--trace"},
+		// Every exit status it uses, interruption's too (bulk.md, README).
+		"import":  {"3 the database could not\nbe opened or failed, or the import was interrupted"},
+		"reindex": {"or interrupted (run it again)"},
 	} {
 		out, _, _ := cli(t, "", cmd, "-h")
 		for _, want := range wants {
@@ -293,6 +299,16 @@ func TestReadOnlyCommandsNeedADatabase(t *testing.T) {
 			if code != exitUnchecked || out != "" || !strings.Contains(errOut, "no gateway database at "+db) {
 				t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit 3 naming the path", args, code, out, errOut)
 			}
+		}
+	}
+	// An unreachable PostgreSQL server: exit 3 naming its host and
+	// database, never the password (nor the user: docs/deployment.md).
+	pg := "postgres://kguser:secret@127.0.0.1:1/kgdb?connect_timeout=2"
+	for _, args := range [][]string{{"audit", "verify", "--db", pg}, {"lineage", "--db", pg, "--resource", "Patient/p1"}} {
+		_, errOut, code := cli(t, "", args...)
+		if code != exitUnchecked || !strings.Contains(errOut, "postgres://127.0.0.1:1/kgdb") || !strings.Contains(errOut, `database "kgdb"`) ||
+			strings.Contains(errOut, "secret") || strings.Contains(errOut, "kguser") {
+			t.Errorf("%v: exit %d, stderr %q; want exit 3 naming host and database only", args[:2], code, errOut)
 		}
 	}
 	if _, err := os.Stat(missing); !os.IsNotExist(err) {
@@ -540,6 +556,8 @@ func TestDeliveriesCommand(t *testing.T) {
 	}{
 		{[]string{"deliveries", "list", "--db", db}, 0, `"recordId": "r"`},
 		{[]string{"deliveries", "list", "--since", "1h", "--db", db}, 0, `"recordId": "r"`},
+		{[]string{"deliveries", "list", "--since", "2026-12-31", "--until", "2026-12-01", "--db", db}, exitUsage, "--until must be later than since"},
+		{[]string{"deliveries", "list", "--since", "1h", "--until", "2h", "--db", db}, exitUsage, "--until must be later than since"},
 		{[]string{"deliveries", "show", id, "--db", db}, 0, `"status": "pending"`},
 		{[]string{"deliveries", "show", "42", "--db", db}, exitNotFound, "no such delivery"},
 		{[]string{"deliveries", "retry", "42", "--db", db}, exitNotFound, "no such delivery"},

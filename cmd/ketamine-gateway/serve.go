@@ -60,7 +60,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	fs.StringVar(&cfg.identifierBase, "identifier-base", getenv("GATEWAY_IDENTIFIER_BASE"), "namespace of minted identifier systems (GATEWAY_IDENTIFIER_BASE)")
 	fs.Int64Var(&cfg.maxBody, "max-body", gateway.DefaultMaxBodyBytes, "request body limit in bytes")
 	fs.IntVar(&cfg.maxEntries, "max-entries", engine.DefaultMaxBundleEntries, "Bundle entry limit")
-	fs.StringVar(&cfg.configFile, "config", getenv("GATEWAY_CONFIG"), "configuration file: delivery destinations (GATEWAY_CONFIG; docs/configuration.md)")
+	fs.StringVar(&cfg.configFile, "config", getenv("GATEWAY_CONFIG"), "configuration file: authentication (auth.clients, tenants), delivery destinations, search limits, safety thresholds, the console's sign-in (GATEWAY_CONFIG; docs/configuration.md)")
 	fs.StringVar(&cfg.ehrURL, "ehr-url", getenv("GATEWAY_EHR_URL"), "deliver every stored record to this FHIR base (GATEWAY_EHR_URL)")
 	fs.StringVar(&cfg.baseURL, "base-url", getenv("GATEWAY_BASE_URL"), "public FHIR base URL (GATEWAY_BASE_URL); default: from each request")
 	fs.StringVar(&cfg.tlsCert, "tls-cert", getenv("GATEWAY_TLS_CERT"), "PEM certificate chain: serve HTTPS (TLS 1.2 or later) (GATEWAY_TLS_CERT)")
@@ -373,19 +373,17 @@ func openExisting(ctx context.Context, name, db string) (store.Store, error) {
 }
 
 // describeDB names a database for the log: the absolute path of a SQLite
-// file, or a PostgreSQL URL's host, port, database and user (never its
-// password or parameters).
+// file, or a PostgreSQL URL's host, port and database (never its password,
+// user or parameters).
 func describeDB(db string) string {
 	if strings.HasPrefix(db, "postgres://") || strings.HasPrefix(db, "postgresql://") {
 		u, err := url.Parse(db)
 		if err != nil {
 			return "postgres (unparsable URL)"
 		}
-		out := "postgres://"
-		if u.User != nil {
-			out += u.User.Username() + "@"
-		}
-		return out + u.Host + u.Path
+		// The host and the database only: never the password, nor the
+		// user or the query (docs/deployment.md).
+		return "postgres://" + u.Host + u.Path
 	}
 	if abs, err := filepath.Abs(db); err == nil {
 		return abs

@@ -159,7 +159,7 @@ func Event(r Record) map[string]any {
 	if r.ClientID != "" {
 		client["who"] = map[string]any{"identifier": map[string]any{"system": SystemClient, "value": r.ClientID}}
 	} else {
-		client["who"] = map[string]any{"display": "anonymous (development mode)"}
+		client["who"] = map[string]any{"display": AnonymousClient}
 	}
 	if r.ClientAddr != "" {
 		client["network"] = map[string]any{"address": r.ClientAddr, "type": "2"}

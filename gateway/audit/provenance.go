@@ -26,13 +26,16 @@ const (
 	ExtRecordVersion = "https://ketamine-gateway.org/fhir/StructureDefinition/record-version"
 )
 
-// anonymousEnterer names the enterer of a gateway Provenance when the
-// client was anonymous (development mode).
-const anonymousEnterer = "anonymous client (development mode)"
+// AnonymousClient names the client of development mode, which
+// authenticates none, wherever the gateway records a client: the
+// AuditEvent's requesting agent, the enterer of a gateway Provenance and
+// the lineage. One name, so an auditor searching for it finds every
+// record.
+const AnonymousClient = "anonymous client (development mode)"
 
 // The gateway's own Provenance (of a native record, a mapping replay or a
 // client's Bundle) is recognised by its agents: every one has an enterer
-// naming the client in SystemClient (or anonymousEnterer), a record's also
+// naming the client in SystemClient (or AnonymousClient), a record's also
 // the source system (SystemSource) and the mapping version
 // (SystemMappingVersion). Clients may not write a Provenance that names
 // such an agent, nor one at an id the gateway reserves for a record's
@@ -67,7 +70,7 @@ func IsGatewayProvenance(doc map[string]any) bool {
 		case SystemClient, SystemSource, SystemMappingVersion:
 			return true
 		}
-		if d, _ := who["display"].(string); d == anonymousEnterer {
+		if d, _ := who["display"].(string); d == AnonymousClient {
 			return true
 		}
 	}
@@ -149,7 +152,7 @@ func ProvenanceResource(p Provenance) map[string]any {
 				"display": "ketamine-gateway mapping " + p.MappingVersion},
 		})
 	}
-	client := map[string]any{"display": anonymousEnterer}
+	client := map[string]any{"display": AnonymousClient}
 	if p.ClientID != "" {
 		client = map[string]any{"identifier": map[string]any{"system": SystemClient, "value": p.ClientID}}
 	}

@@ -44,7 +44,9 @@ func Render(r Record) (body []byte, entries []search.Entry) {
 		b = fhirwire.AppendString(b, r.ClientID)
 		b = append(b, `}}`...)
 	} else {
-		b = append(b, `{"display":"anonymous (development mode)"}`...)
+		b = append(b, `{"display":`...)
+		b = fhirwire.AppendString(b, AnonymousClient)
+		b = append(b, '}')
 	}
 	b = append(b, `},{"requestor":false,"type":{"coding":[`...)
 	b = appendCoding(b, systemAgentType, "110152", "Destination Role ID")

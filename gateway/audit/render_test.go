@@ -2,6 +2,7 @@ package audit_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"reflect"
 	"testing"
@@ -117,4 +118,48 @@ func BenchmarkRender(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestAnonymousClientNamedOnce: development mode's client has one name in
+// the AuditEvent (the requesting agent) and in the Provenance (the
+// enterer), so a search for one finds both.
+func TestAnonymousClientNamedOnce(t *testing.T) {
+	body, _ := audit.Render(audit.Record{Interaction: "ingest", Status: 200, Observer: "gw"})
+	var ev struct {
+		Agent []struct {
+			Requestor bool
+			Who       struct{ Display string }
+		}
+	}
+	if err := json.Unmarshal(body, &ev); err != nil {
+		t.Fatal(err)
+	}
+	var requestor string
+	for _, a := range ev.Agent {
+		if a.Requestor {
+			requestor = a.Who.Display
+		}
+	}
+	pb, err := json.Marshal(audit.ProvenanceResource(audit.Provenance{Activity: "CREATE", WhatDisplay: "x"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var prov struct {
+		Agent []struct {
+			Type struct{ Coding []struct{ Code string } }
+			Who  struct{ Display string }
+		}
+	}
+	if err := json.Unmarshal(pb, &prov); err != nil {
+		t.Fatal(err)
+	}
+	var enterer string
+	for _, a := range prov.Agent {
+		if len(a.Type.Coding) > 0 && a.Type.Coding[0].Code == "enterer" {
+			enterer = a.Who.Display
+		}
+	}
+	if requestor != audit.AnonymousClient || enterer != audit.AnonymousClient {
+		t.Errorf("anonymous client: AuditEvent says %q, Provenance %q; want both %q", requestor, enterer, audit.AnonymousClient)
+	}
 }

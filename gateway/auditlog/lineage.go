@@ -347,7 +347,7 @@ func receipt(ctx context.Context, st store.Store, tenant string, p map[string]an
 		}
 	}
 	if rc.Client == "" {
-		rc.Client = "anonymous (development mode)"
+		rc.Client = audit.AnonymousClient
 	}
 	if es := list(p["entity"]); len(es) > 0 {
 		e := es[0]

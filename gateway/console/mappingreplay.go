@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/replay"
@@ -26,6 +28,44 @@ type replaysData struct {
 	Version string
 	Kinds   []mapping.Kind
 	Jobs    []replayRow
+	// Form is what the person sent, shown again with Errors (by field:
+	// kind, since, reason) when it was refused.
+	Form   replayForm
+	Errors map[string]string
+}
+
+// replayForm is the new replay form's fields as sent.
+type replayForm struct {
+	Kind, Since, Reason string
+	Apply               bool
+}
+
+// check returns a message per malformed field (the field's label and what
+// is wanted, never the value), and the start time.
+func (f replayForm) check() (map[string]string, time.Time) {
+	bad := map[string]string{}
+	if f.Kind != "" && !slices.Contains(mapping.Kinds(), mapping.Kind(f.Kind)) {
+		bad["kind"] = "Kind: choose one of the listed kinds"
+	}
+	since, ok := parseDate(f.Since)
+	if !ok {
+		bad["since"] = "Received since: a date and time like 2026-11-25T08:00 (UTC), or nothing for every record"
+	}
+	if !plainText(f.Reason) {
+		bad["reason"] = "Reason: at most 200 characters, without control characters"
+	}
+	return bad, since
+}
+
+// ErrorList is Errors in the form's order, for the summary above it.
+func (d replaysData) ErrorList() []string {
+	var out []string
+	for _, k := range []string{"kind", "since", "reason"} {
+		if m, ok := d.Errors[k]; ok {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // replayRow is one replay job in the list.
@@ -36,11 +76,16 @@ type replayRow struct {
 
 // replays lists the person's replays and offers a new one.
 func (c *Console) replays(rq *request) error {
+	return c.replaysPage(rq, replaysData{})
+}
+
+// replaysPage renders the replay page with d's form and errors.
+func (c *Console) replaysPage(rq *request, d replaysData) error {
 	jobs, err := c.app.Jobs.List(rq.ctx(), store.JobFilter{Kind: replay.KindReplay, Tenant: rq.sc.TenantOf(), Owner: rq.sc.ClientID, Limit: 50})
 	if err != nil {
 		return err
 	}
-	d := replaysData{Version: c.app.Replay.MappingVersion(), Kinds: mapping.Kinds()}
+	d.Version, d.Kinds = c.app.Replay.MappingVersion(), mapping.Kinds()
 	for _, j := range jobs {
 		if j.Status == store.JobCancelled {
 			continue
@@ -82,15 +127,19 @@ func replayWhat(j *store.Job) string {
 // replayStart starts a replay; an apply asks for a confirmation first.
 func (c *Console) replayStart(rq *request) error {
 	f := rq.r.PostForm
+	form := replayForm{Kind: f.Get("kind"), Since: f.Get("since"), Reason: f.Get("reason"), Apply: f.Get("apply") == "yes"}
+	bad, since := form.check()
+	if len(bad) > 0 {
+		// The form again, with what was typed and each error at its
+		// field; nothing started.
+		rq.status = 400
+		rq.sc.Rules = []string{"console-replay-invalid"}
+		return c.replaysPage(rq, replaysData{Form: form, Errors: bad})
+	}
 	// Every tenant the person may see (Submit confines a tenant's person
 	// to its tenant).
-	opts := replay.Options{Kind: mapping.Kind(f.Get("kind")), Tenant: search.AllTenants, Apply: f.Get("apply") == "yes",
-		Reason: f.Get("reason")}
-	since, ok := parseDate(f.Get("since"))
-	if !ok || !plainText(opts.Reason) {
-		return outcome.New(outcome.Invalid, "invalid", "parameter-invalid", "since: a date and time; reason: at most 200 characters")
-	}
-	opts.Since = since
+	opts := replay.Options{Kind: mapping.Kind(form.Kind), Tenant: search.AllTenants, Apply: form.Apply,
+		Reason: form.Reason, Since: since}
 	if opts.Apply && f.Get("confirm") != "yes" {
 		rq.sc.Interaction = "" // only the question: nothing read or changed
 		return rq.render("replay-confirm", "Apply the mapping replay", map[string]any{"Form": f, "Version": c.app.Replay.MappingVersion()})

@@ -32,6 +32,46 @@ func TestReplayPages(t *testing.T) {
 		t.Fatalf("replays page = %d", status)
 	}
 	token := csrf(t, page)
+	// A malformed field: the form again (400) with the values as typed
+	// and the error at that field only; nothing started.
+	for _, tc := range []struct {
+		name   string
+		form   url.Values
+		field  string // the field in error
+		typed  []string
+		others []string // fields not in error
+	}{
+		{"since a word", url.Values{"kind": {"session"}, "since": {"yesterday"}, "reason": {"ok"}}, "r-since",
+			[]string{`value="yesterday"`, `value="ok"`, `<option selected>session</option>`}, []string{"r-reason-error", "r-kind-error"}},
+		{"since not a date", url.Values{"since": {"2026-99-99"}, "apply": {"yes"}}, "r-since",
+			[]string{`value="2026-99-99"`, `value="yes" checked`}, []string{"r-reason-error", "r-kind-error"}},
+		{"reason with a control character", url.Values{"since": {"2026-11-25T08:00"}, "reason": {"a\x07b"}}, "r-reason",
+			[]string{`value="2026-11-25T08:00"`}, []string{"r-since-error", "r-kind-error"}},
+		{"unknown kind", url.Values{"kind": {"lab"}}, "r-kind", nil, []string{"r-since-error", "r-reason-error"}},
+	} {
+		tc.form.Set("csrf", token)
+		status, page, _ := f.post(t, "/console/replays", tc.form)
+		if status != http.StatusBadRequest || !strings.Contains(page, `id="form-errors"`) {
+			t.Errorf("%s: %d, want 400 and the form again:\n%s", tc.name, status, page)
+			continue
+		}
+		if !strings.Contains(page, `id="`+tc.field+`-error"`) || !strings.Contains(page, `aria-describedby="`+tc.field+`-error"`) {
+			t.Errorf("%s: no error at %s:\n%s", tc.name, tc.field, page)
+		}
+		for _, want := range tc.typed {
+			if !strings.Contains(page, want) {
+				t.Errorf("%s: the form does not show %s again", tc.name, want)
+			}
+		}
+		for _, other := range tc.others {
+			if strings.Contains(page, other) {
+				t.Errorf("%s: an error at %s, which was fine", tc.name, other)
+			}
+		}
+		if strings.Contains(page, "Not done") || !strings.Contains(page, "You have started no replay") {
+			t.Errorf("%s: not the replay page, or a replay started:\n%s", tc.name, page)
+		}
+	}
 	status, page, _ = f.post(t, "/console/replays", url.Values{"csrf": {token}, "kind": {"session"}, "apply": {"yes"}})
 	if status != http.StatusOK || !strings.Contains(page, "Yes, apply") {
 		t.Fatalf("apply without confirmation = %d, want the question", status)

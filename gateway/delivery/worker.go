@@ -442,7 +442,11 @@ func (d *destWorker) attempt(ctx context.Context, it *store.OutboxItem) {
 	attrs := []any{"destination", d.dest.Name, "item", it.ID, "attempt", a.N, "outcome", outcome, "mode", res.Mode,
 		"http_status", a.HTTPStatus, "duration_ms", float64(a.Duration.Microseconds()) / 1000, "trace_id", a.TraceID}
 	if status != store.StatusDone {
-		attrs = append(attrs, "error", a.Error, "next_attempt", next)
+		attrs = append(attrs, "error", a.Error)
+	}
+	if status == store.StatusPending {
+		// A dead letter has no next attempt (next is the zero time).
+		attrs = append(attrs, "next_attempt", next)
 	}
 	o.Logger.Log(ctx, level, msg, attrs...)
 	if err != nil {

@@ -598,7 +598,8 @@ func TestLeaseRenewedDuringAttempt(t *testing.T) {
 
 // TestAttemptLogLines: one line per attempt an operator can triage from:
 // "delivery: retry", "delivery: delivered" and "delivery: dead letter",
-// each with duration_ms; a capability check that failed and then worked
+// each with duration_ms, a retry with its next attempt (a dead letter has
+// none); a capability check that failed and then worked
 // logs its recovery.
 func TestAttemptLogLines(t *testing.T) {
 	var mu sync.Mutex
@@ -682,6 +683,10 @@ func TestAttemptLogLines(t *testing.T) {
 		}
 		if _, ok := m["duration"]; ok {
 			t.Errorf("%s line has a raw duration: %s", msg, line)
+		}
+		// Only a retry has a next attempt; a dead letter has none.
+		if _, ok := m["next_attempt"]; ok != (msg == "delivery: retry") {
+			t.Errorf("%s line: next_attempt present %v: %s", msg, ok, line)
 		}
 	}
 	for msg, seen := range want {

@@ -83,7 +83,7 @@ func (s *Service) CheckFilter(ctx context.Context, f store.DeliveryFilter) error
 
 // CheckValues is the part of CheckFilter that needs no database: a status
 // not in Statuses, a limit not from 1 to MaxLimit (0 is DefaultLimit), a
-// negative offset.
+// negative offset, an until not later than since.
 func CheckValues(f store.DeliveryFilter) error {
 	if f.Status != "" && !slices.Contains(Statuses, f.Status) {
 		return ParamInvalid("status must be one of " + strings.Join(Statuses, ", "))
@@ -93,6 +93,11 @@ func CheckValues(f store.DeliveryFilter) error {
 	}
 	if f.Offset < 0 {
 		return ParamInvalid("offset must be 0 or more")
+	}
+	if !f.Since.IsZero() && !f.Until.IsZero() && !f.Until.After(f.Since) {
+		// An inverted (or empty) range matches nothing: most likely the
+		// two were swapped.
+		return ParamInvalid("until must be later than since (since is the start of the range, until its end)")
 	}
 	return nil
 }

@@ -8,6 +8,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/jobs"
@@ -46,6 +48,31 @@ func (o Options) Check() error {
 			fmt.Sprintf("batch must be between 1 and %d", MaxBatch))
 	}
 	return nil
+}
+
+// CheckTenant refuses a tenant (not search.AllTenants) that holds no
+// resource, with an Invalid outcome naming the tenants that hold some: a
+// pass over it would check nothing, most likely for a misspelt name.
+func CheckTenant(ctx context.Context, st store.Reindexer, tenant string) error {
+	if tenant == search.AllTenants {
+		return nil
+	}
+	tenants, err := st.Tenants(ctx)
+	if err != nil {
+		return err
+	}
+	if slices.Contains(tenants, tenant) {
+		return nil
+	}
+	names := make([]string, len(tenants))
+	for i, t := range tenants {
+		names[i] = search.TenantName(t)
+	}
+	msg := "tenant: no resource of this tenant is stored"
+	if len(names) > 0 {
+		msg += "; the tenants with resources are " + strings.Join(names, ", ")
+	}
+	return outcome.New(outcome.Invalid, "value", "reindex-tenant-unknown", msg)
 }
 
 // maxUnreadable bounds the resources a report names as unreadable.

@@ -46,8 +46,8 @@ type match struct {
 }
 
 // skippedOther is why a difference in a resource another source changed
-// since is left as it is.
-const skippedOther = "the resource was changed since by another source (a client's write or another record); it is left as it is"
+// since is left as it is (what the reports say before it).
+const skippedOther = "the resource was changed since by another source (a client's write or another record)"
 
 // record replays one ledger entry: the latest version of a record.
 func (s *Service) record(ctx context.Context, sc *auditlog.Scope, l *store.Ledger, opts Options) (RecordResult, error) {

@@ -22,7 +22,6 @@ package replay
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"sort"
 	"strings"
@@ -169,7 +168,8 @@ type ResourceDiff struct {
 	// made; a replay leaves it).
 	Change  string       `json:"change"`
 	Changes []PathChange `json:"changes,omitempty"`
-	// Skipped says why the difference is left as it is.
+	// Skipped says why the difference is left as it is (the reason only:
+	// the reports print "left as it is: " before it).
 	Skipped string `json:"skipped,omitempty"`
 	// Written is the version an apply wrote.
 	Written string `json:"written,omitempty"`
@@ -222,7 +222,7 @@ var (
 func tenantUnknown(valid []string) error {
 	names := make([]string, len(valid))
 	for i, t := range valid {
-		names[i] = fmt.Sprintf("%q", t)
+		names[i] = search.TenantName(t)
 	}
 	msg := "tenant: no record of this tenant is stored"
 	if len(names) > 0 {

@@ -19,6 +19,7 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/replay"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
@@ -501,6 +502,11 @@ func TestRefusedAndDiverged(t *testing.T) {
 			if d.Skipped == "" || d.Written != "" {
 				t.Errorf("the client's Observation: %+v", d)
 			}
+			// Skipped is the reason; the reports say "left as it is"
+			// before it (the CLI's text, the console's page).
+			if strings.Contains(d.Skipped, "left as it is") {
+				t.Errorf("Skipped = %q repeats what the reports say before it", d.Skipped)
+			}
 			skipped++
 		}
 	}
@@ -545,8 +551,9 @@ func TestFilters(t *testing.T) {
 		}
 	}
 	_, err := s.Run(context.Background(), operator(), replay.Options{Tenant: "clinic-z"}, nil, nil)
-	if err == nil || !strings.Contains(fmt.Sprint(err), "replay-tenant-unknown") {
-		t.Errorf("unknown tenant: %v", err)
+	_, issues := outcome.From(err)
+	if err == nil || !strings.Contains(fmt.Sprint(err), "replay-tenant-unknown") || len(issues) == 0 || !strings.Contains(issues[0].Message, `the default tenant ("")`) {
+		t.Errorf("unknown tenant: %v %+v; want the default tenant named as such", err, issues)
 	}
 	_, err = s.Run(context.Background(), operator(), replay.Options{Tenant: search.AllTenants, Kind: "nope"}, nil, nil)
 	if err == nil || !strings.Contains(fmt.Sprint(err), "replay-kind-unknown") {

@@ -4,7 +4,10 @@
 // language; this package knows nothing of it.
 package search
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // Type is a search parameter type (search.html#ptypes).
 type Type string
@@ -210,3 +213,12 @@ type Query struct {
 // the resources of every tenant. Only operators may use it; no resource
 // belongs to a tenant of this name.
 const AllTenants = "*"
+
+// TenantName names tenant t in a message: quoted, and the default tenant
+// as `the default tenant ("")`, which a bare "" does not say.
+func TenantName(t string) string {
+	if t == "" {
+		return `the default tenant ("")`
+	}
+	return fmt.Sprintf("%q", t)
+}

@@ -212,6 +212,9 @@ type Reindexer interface {
 	// MarkIndexed records that version wrote every current resource's
 	// index rows: a complete Reindex pass of that build made them so.
 	MarkIndexed(ctx context.Context, version int) error
+	// Tenants returns the tenants that hold resources (not deleted), sorted
+	// ("" the default tenant).
+	Tenants(ctx context.Context) ([]string, error)
 }
 
 // ResourceKey names a resource.

@@ -107,9 +107,10 @@ func TestOperatorDryRunsMappingReplay(t *testing.T) {
 }
 
 // TestMappingReplayRefusesInvalidForm: a replay form with a kind the
-// gateway does not have, or a start that is not a time (sent by a page
-// altered in the browser), is answered with an error page that says what
-// is wrong, not a server error, and starts nothing.
+// gateway does not have, a start that is not a time or a reason with a
+// control character (sent by a page altered in the browser) is shown
+// again (400) with what the person typed and the error at that field, the
+// others not blamed; it starts nothing.
 func TestMappingReplayRefusesInvalidForm(t *testing.T) {
 	ctx := browser(t)
 	g := start(t)
@@ -118,19 +119,33 @@ func TestMappingReplayRefusesInvalidForm(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		alter string // JavaScript that fills the form with the invalid value
+		field string // the field in error
 		want  string
+		kept  map[string]string // field -> the value shown again
 	}{
 		{
 			name: "unknown kind",
 			alter: `const k = document.querySelector("#r-kind");
-k.add(new Option("lab-result", "lab-result")); k.value = "lab-result"; true`,
-			want: "unknown record kind; the kinds are assessment, vitals, infusion, adverse-event and session",
+k.add(new Option("lab-result", "lab-result")); k.value = "lab-result";
+document.querySelector("#r-reason").value = "a fine reason"; true`,
+			field: "#r-kind", want: "Kind: choose one of the listed kinds",
+			kept: map[string]string{"#r-reason": "a fine reason"},
 		},
 		{
 			name: "since not a time",
 			alter: `const s = document.querySelector("#r-since");
-s.type = "text"; s.value = "last tuesday"; true`,
-			want: "since: a date and time",
+s.type = "text"; s.value = "last tuesday";
+document.querySelector("#r-kind").value = "assessment";
+document.querySelector("#r-reason").value = "ok"; true`,
+			field: "#r-since", want: "Received since: a date and time",
+			kept: map[string]string{"#r-since": "last tuesday", "#r-kind": "assessment", "#r-reason": "ok"},
+		},
+		{
+			name: "reason with a control character",
+			alter: `document.querySelector("#r-since").value = "2026-11-25T08:00";
+document.querySelector("#r-reason").value = "bell\u0007"; true`,
+			field: "#r-reason", want: "Reason: at most 200 characters, without control characters",
+			kept: map[string]string{"#r-since": "2026-11-25T08:00"},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -140,23 +155,34 @@ s.type = "text"; s.value = "last tuesday"; true`,
 			eval[bool](t, ctx, tc.alter)
 			run(t, ctx, "send the form",
 				chromedp.Click(chromedp.CSS("form.search button[type=submit]")),
-				chromedp.WaitVisible(chromedp.CSS(".problem")))
-			if s := text(t, ctx, ".problem .status"); s != "400" {
-				t.Errorf("error status = %q, want 400", s)
+				chromedp.WaitVisible(chromedp.CSS("#form-errors")))
+			if h := text(t, ctx, "main h1"); h != "Mapping replay" {
+				t.Errorf("heading = %q, want the replay page again", h)
 			}
-			if s := text(t, ctx, ".problem ul"); !strings.Contains(s, tc.want) {
-				t.Errorf("the error says %q, want %q", s, tc.want)
+			if s := text(t, ctx, "#form-errors"); !strings.Contains(s, tc.want) {
+				t.Errorf("the errors say %q, want %q", s, tc.want)
 			}
-			if h := text(t, ctx, "main h1"); h != "Not done" {
-				t.Errorf("heading = %q, want Not done", h)
+			// The error is at its field: the field is marked invalid and
+			// described by the message, which a screen reader reads out.
+			described := eval[string](t, ctx, `(() => { const f = document.querySelector("`+tc.field+`");
+  if (f.getAttribute("aria-invalid") !== "true") return "";
+  const e = document.getElementById(f.getAttribute("aria-describedby")); return e ? e.innerText : ""; })()`)
+			if !strings.Contains(described, tc.want) {
+				t.Errorf("%s is described by %q, want it marked invalid with %q", tc.field, described, tc.want)
+			}
+			if n := eval[int](t, ctx, `document.querySelectorAll("form.search [aria-invalid=true]").length`); n != 1 {
+				t.Errorf("%d fields are marked invalid, want only %s", n, tc.field)
+			}
+			for field, want := range tc.kept {
+				if got := eval[string](t, ctx, `document.querySelector("`+field+`").value`); got != want {
+					t.Errorf("%s shows %q again, want %q as typed", field, got, want)
+				}
 			}
 			if u, err := url.Parse(location(t, ctx)); err != nil || u.Path != "/console/replays" {
 				t.Errorf("after the refused form the browser is at %s", location(t, ctx))
 			}
+			checkLabels(t, ctx)
 			noPHI(t, ctx)
-			run(t, ctx, "back to the list",
-				chromedp.Navigate(g.base+"/console/replays"),
-				chromedp.WaitVisible(chromedp.CSS("#h-jobs")))
 			if s := text(t, ctx, "section[aria-labelledby=h-jobs] [role=status]"); !strings.Contains(s, "You have started no replay") {
 				t.Errorf("after a refused form the list reads %q, want no replay", s)
 			}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strconv"
 	"strings"
 	"syscall"
 	"unicode/utf8"
@@ -37,6 +38,10 @@ func mapErr(ctx context.Context, err error) error {
 		}
 		return err
 	}
+	var ce *pgconn.ConnectError
+	if errors.As(err, &ce) {
+		err = &connectError{ce}
+	}
 	if ctx.Err() != nil {
 		return err
 	}
@@ -45,6 +50,22 @@ func mapErr(ctx context.Context, err error) error {
 	}
 	return err
 }
+
+// connectError is a pgconn.ConnectError told without the user name its
+// own text starts with ("failed to connect to `user=... database=...`"):
+// errors and logs name the server's host and the database only
+// (docs/deployment.md), never a password (pgconn never prints one).
+type connectError struct{ ce *pgconn.ConnectError }
+
+func (e *connectError) Error() string {
+	msg := "failed to connect to database " + strconv.Quote(e.ce.Config.Database)
+	if inner := errors.Unwrap(e.ce); inner != nil {
+		msg += ": " + inner.Error() // host:port (host name): what failed
+	}
+	return msg
+}
+
+func (e *connectError) Unwrap() error { return e.ce }
 
 // isConflictCode: unique_violation, serialization_failure, deadlock_detected.
 func isConflictCode(code string) bool {

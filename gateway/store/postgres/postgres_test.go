@@ -386,12 +386,18 @@ func TestAcquireTimeoutIsUnavailable(t *testing.T) {
 
 // TestUnreachableIsUnavailable: Open on a port nothing listens on.
 func TestUnreachableIsUnavailable(t *testing.T) {
-	_, err := Open(context.Background(), "postgres://kg:secret@127.0.0.1:1/kg?connect_timeout=2", Options{})
+	_, err := Open(context.Background(), "postgres://kguser:secret@127.0.0.1:1/kgdb?connect_timeout=2", Options{})
 	if !errors.Is(err, store.ErrUnavailable) {
 		t.Errorf("Open of an unreachable server: %v, want ErrUnavailable", err)
 	}
-	if err != nil && strings.Contains(err.Error(), "secret") {
-		t.Errorf("error shows the password: %v", err)
+	// The host and the database, never the password (nor the user).
+	if err != nil && (strings.Contains(err.Error(), "secret") || strings.Contains(err.Error(), "kguser") ||
+		!strings.Contains(err.Error(), `database "kgdb"`) || !strings.Contains(err.Error(), "127.0.0.1:1")) {
+		t.Errorf("error: %v; want the host and the database only", err)
+	}
+	var ce *pgconn.ConnectError
+	if !errors.As(err, &ce) {
+		t.Errorf("error %v does not unwrap to pgconn's ConnectError", err)
 	}
 	if _, err := Open(context.Background(), "postgres://kg:secret@127.0.0.1:5432/kg?statement_timeout=soon", Options{}); err == nil ||
 		strings.Contains(err.Error(), "secret") {

@@ -3,6 +3,7 @@ package storetest
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -117,6 +118,9 @@ func testReindex(t *testing.T, s store.Store) {
 	// not their bodies', to stand for rows an older build wrote).
 	IndexVersion(t, s, "with resources, marked 1", 1)
 
+	if tenants, err := s.Tenants(ctx); err != nil || !slices.Equal(tenants, []string{"", "clinic-a"}) {
+		t.Errorf("Tenants = %q, %v; want \"\" and clinic-a", tenants, err)
+	}
 	// One tenant's resources only: clinic-a's Observation.
 	if checked, changed, _ := reindexAll(t, s, store.ReindexQuery{Tenant: "clinic-a", DryRun: true}); checked != 1 || changed != 1 {
 		t.Errorf("dry run of clinic-a's: checked %d, changed %d; want 1 and 1", checked, changed)

@@ -419,3 +419,28 @@ func (s *Store) MarkIndexed(ctx context.Context, version int) error {
 	}
 	return nil
 }
+
+// Tenants implements store.Reindexer.
+func (s *Store) Tenants(ctx context.Context) ([]string, error) {
+	var out []string
+	err := s.db.Read(ctx, func(c Conn) error {
+		rows, err := c.Query(ctx, `SELECT DISTINCT tenant FROM current WHERE deleted = 0 ORDER BY tenant`)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		out = out[:0]
+		for rows.Next() {
+			var t string
+			if err := rows.Scan(&t); err != nil {
+				return err
+			}
+			out = append(out, t)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s: resource tenants: %w", s.d.Name, s.err(ctx, err))
+	}
+	return out, nil
+}
