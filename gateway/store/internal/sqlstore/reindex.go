@@ -424,7 +424,7 @@ func (s *Store) MarkIndexed(ctx context.Context, version int) error {
 func (s *Store) Tenants(ctx context.Context) ([]string, error) {
 	var out []string
 	err := s.db.Read(ctx, func(c Conn) error {
-		rows, err := c.Query(ctx, `SELECT DISTINCT tenant FROM current WHERE deleted = 0 ORDER BY tenant`)
+		rows, err := c.Query(ctx, `SELECT DISTINCT c.tenant FROM current c WHERE `+s.d.NotDeleted+` ORDER BY c.tenant`)
 		if err != nil {
 			return err
 		}
