@@ -127,3 +127,38 @@ func (n Node) Member(key string) (typ string, child Node, ok bool) {
 	}
 	return a.typeName, Node{a.def}, true
 }
+
+// CodeSystem returns the code system that defines code in the required
+// binding of the element at the JSON property key of an object n
+// describes, as the R4 definitions expand its value set: the system a
+// code element ("gender" of a Patient, "status" of an Observation)
+// implies for its value, which carries none. "" when the element has no
+// required binding with an expansion (a string, an extensible binding, a
+// value set the definitions do not expand), or when code is in none of
+// the expansion's systems or in more than one.
+func (n Node) CodeSystem(key, code string) string {
+	if n.td == nil {
+		return ""
+	}
+	ref, ok := n.td.keys[key]
+	if !ok || ref.ext {
+		return ""
+	}
+	vs := n.td.elems[ref.elem].vs
+	if vs == nil {
+		return ""
+	}
+	if _, ok := vs.codes[code]; !ok {
+		return ""
+	}
+	found := ""
+	for sys, codes := range vs.bySystem {
+		if _, ok := codes[code]; ok {
+			if found != "" {
+				return ""
+			}
+			found = sys
+		}
+	}
+	return found
+}

@@ -384,6 +384,11 @@ var migrations = []sqlstore.Migration{{
 	Version: 14,
 	// As SQLite's schema 12: the index version the rows were written with.
 	Stmts: sqlstore.IndexState,
+}, {
+	Version: 15,
+	// As SQLite's schema 13: a quantity's comparator (a constant default:
+	// the table is not rewritten).
+	Stmts: []string{sqlstore.QuantityComparator},
 }}
 
 // lz4Columns sets the TOAST compression of the columns that hold large

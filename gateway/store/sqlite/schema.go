@@ -362,6 +362,12 @@ var migrations = []sqlstore.Migration{{
 	Version: 12,
 	// The index version the rows were written with (see the statements).
 	Stmts: sqlstore.IndexState,
+}, {
+	Version: 13,
+	// A quantity's comparator: "<5" is the range (-inf, 5) that search
+	// prefixes compare with (search.IndexVersion 4). The rows written
+	// before have none until reindex rewrites those that have one.
+	Stmts: []string{sqlstore.QuantityComparator},
 }}
 
 // tenantStats are the tenant indexes' planner statistics, as plannerStats:
