@@ -439,6 +439,16 @@ func (d def) param(rt string) Param {
 		out.Paths = append(out.Paths, "extension('"+d.ext+"').value")
 	}
 	out.Targets = slices.Clone(d.targets)
+	for _, x := range d.paths {
+		if x.k == kCode {
+			for _, sys := range x.codes.CodeSystems(x.key) {
+				if !slices.Contains(out.Systems, sys) {
+					out.Systems = append(out.Systems, sys)
+				}
+			}
+		}
+	}
+	slices.Sort(out.Systems)
 	return out
 }
 

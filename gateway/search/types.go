@@ -32,6 +32,10 @@ type Param struct {
 	// Targets are the resource types a reference parameter may point to
 	// (empty: any).
 	Targets []string
+	// Systems are, sorted, the code systems a token parameter's code
+	// elements are indexed with: those their R4 required bindings imply
+	// (see CodeSystem); empty for other parameters.
+	Systems []string
 	// Description for the CapabilityStatement.
 	Description string
 }

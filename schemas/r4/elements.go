@@ -1,6 +1,9 @@
 package r4
 
-import "strings"
+import (
+	"slices"
+	"strings"
+)
 
 // Element describes one element of an R4 type as its JSON carries it, for
 // code that edits resources (FHIRPath Patch, _elements).
@@ -126,6 +129,25 @@ func (n Node) Member(key string) (typ string, child Node, ok bool) {
 		return s.element.name, Node{s.element}, true
 	}
 	return a.typeName, Node{a.def}, true
+}
+
+// CodeSystems returns, sorted, the code systems of the expansion of the
+// required binding of the element at the JSON property key of an object n
+// describes: those CodeSystem can return for it (nil when it has none).
+func (n Node) CodeSystems(key string) []string {
+	if n.td == nil {
+		return nil
+	}
+	ref, ok := n.td.keys[key]
+	if !ok || ref.ext || n.td.elems[ref.elem].vs == nil {
+		return nil
+	}
+	var out []string
+	for sys := range n.td.elems[ref.elem].vs.bySystem {
+		out = append(out, sys)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // CodeSystem returns the code system that defines code in the required

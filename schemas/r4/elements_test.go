@@ -108,6 +108,19 @@ func TestNodeCodeSystem(t *testing.T) {
 			t.Errorf("CodeSystem along %v of %q = %q, want %q", tt.path, tt.code, got, tt.want)
 		}
 	}
+	for _, tt := range []struct {
+		rt, key string
+		want    []string
+	}{
+		{"Patient", "gender", []string{"http://hl7.org/fhir/administrative-gender"}},
+		{"Observation", "status", []string{"http://hl7.org/fhir/observation-status"}},
+		{"Patient", "id", nil},
+		{"Patient", "_gender", nil},
+	} {
+		if got := ResourceNode(tt.rt).CodeSystems(tt.key); !slices.Equal(got, tt.want) {
+			t.Errorf("CodeSystems of %s.%s = %q, want %q", tt.rt, tt.key, got, tt.want)
+		}
+	}
 	if got := (Node{}).CodeSystem("gender", "female"); got != "" {
 		t.Errorf("the zero Node's CodeSystem = %q, want none", got)
 	}

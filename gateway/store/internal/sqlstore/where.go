@@ -420,25 +420,32 @@ func approxMS(now time.Time, vl, vh int64) int64 {
 func (b *Builder) quantityCond(v *search.Value) {
 	n, p := v.Number, math.Abs(v.Precision)
 	lo, hi := n-p, n+p
+	// below and from split the numbers at the end of the value's range:
+	// "< n+p", or, when the precision is finer than a float64 can tell
+	// at n (0.30000000000000004), "<= n".
+	below, from := "x.number < ?", "x.number >= ?"
+	if hi <= n {
+		below, from, hi = "x.number <= ?", "x.number > ?", n
+	}
 	const (
-		point = "x.comparator = ''"
-		below = "x.comparator IN ('<', '<=')" // open below: (-inf, number) or (-inf, number]
-		above = "x.comparator IN ('>', '>=')"
+		point     = "x.comparator = ''"
+		openBelow = "x.comparator IN ('<', '<=')" // (-inf, number) or (-inf, number]
+		openAbove = "x.comparator IN ('>', '>=')"
 	)
 	b.add("(")
 	switch v.Prefix {
 	case search.PrefixNe:
-		b.add("x.comparator <> '' OR x.number < ? OR x.number >= ?", lo, hi)
+		b.add("x.comparator <> '' OR x.number < ? OR "+from, lo, hi)
 	case search.PrefixGt:
-		b.add("x.number > ? OR "+above, n)
+		b.add("x.number > ? OR "+openAbove, n)
 	case search.PrefixLt:
-		b.add("x.number < ? OR "+below, n)
+		b.add("x.number < ? OR "+openBelow, n)
 	case search.PrefixGe:
-		b.add("("+point+" AND x.number >= ?) OR x.number > ? OR "+above, lo, n)
+		b.add("("+point+" AND x.number >= ?) OR x.number > ? OR "+openAbove, lo, n)
 	case search.PrefixLe:
-		b.add("("+point+" AND x.number < ?) OR x.number < ? OR "+below, hi, n)
+		b.add("("+point+" AND "+below+") OR x.number < ? OR "+openBelow, hi, n)
 	case search.PrefixSa:
-		b.add("x.comparator IN ('', '>', '>=') AND x.number >= ?", hi)
+		b.add("x.comparator IN ('', '>', '>=') AND "+from, hi)
 	case search.PrefixEb:
 		b.add("(x.comparator IN ('', '<=') AND x.number < ?) OR (x.comparator = '<' AND x.number <= ?)", lo, lo)
 	case search.PrefixAp:
@@ -447,7 +454,7 @@ func (b *Builder) quantityCond(v *search.Value) {
 		b.add(" OR (x.comparator = '<' AND x.number > ?) OR (x.comparator = '<=' AND x.number >= ?)", n-d, n-d)
 		b.add(" OR (x.comparator = '>' AND x.number < ?) OR (x.comparator = '>=' AND x.number <= ?)", n+d, n+d)
 	default: // eq: a range open at one end is in no value's range
-		b.add(point+" AND x.number >= ? AND x.number < ?", lo, hi)
+		b.add(point+" AND x.number >= ? AND "+below, lo, hi)
 	}
 	b.add(")")
 	switch {
