@@ -156,6 +156,26 @@ func TestConformanceResourcesServed(t *testing.T) {
 	if !params["url"] || !params["version"] {
 		t.Errorf("StructureDefinition searchParam = %v", params)
 	}
+	// The documentation of the parameters whose values the codes' implied
+	// systems and the values' ranges make match.
+	doc := func(typ, name string) string {
+		for _, p := range asList(byType[typ]["searchParam"]) {
+			if m := p.(map[string]any); m["name"] == name {
+				s, _ := m["documentation"].(string)
+				return s
+			}
+		}
+		return ""
+	}
+	for _, tc := range []struct{ typ, name, says string }{
+		{"Patient", "gender", "(http://hl7.org/fhir/administrative-gender): system|code, system| and code find them"},
+		{"Observation", "status", "http://hl7.org/fhir/observation-status"},
+		{"Observation", "value-quantity", "comparator makes a range"},
+	} {
+		if d := doc(tc.typ, tc.name); !strings.Contains(d, tc.says) {
+			t.Errorf("%s %s documentation = %q, want it to say %q", tc.typ, tc.name, d, tc.says)
+		}
+	}
 }
 
 func asList(v any) []any {

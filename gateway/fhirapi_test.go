@@ -780,6 +780,58 @@ func TestCompartmentAndEverything(t *testing.T) {
 	assertOutcome(t, req(h, "GET", "/fhir/Patient/nope/$everything", ""), 404, "resource-unknown", "")
 }
 
+// TestSearchValueRanges: a code element is found by the code system its
+// R4 binding implies (system|code, system|, code) and not as a code
+// without system (|code); a Quantity with a comparator is the range it
+// states ("<5 mg" is below 5); ge and le take in the precision eq does.
+func TestSearchValueRanges(t *testing.T) {
+	h := fhirServer(t)
+	if rec := req(h, "POST", "/fhir/Patient", patientJSON); rec.Code != 201 {
+		t.Fatalf("create Patient = %d %s", rec.Code, rec.Body)
+	}
+	obs := func(id, quantity string) {
+		t.Helper()
+		body := `{"resourceType":"Observation","status":"final","identifier":[{"system":"http://ex/q","value":"` + id + `"}],` +
+			`"code":{"text":"x"},"valueQuantity":` + quantity + `}`
+		if rec := req(h, "POST", "/fhir/Observation", body); rec.Code != 201 {
+			t.Fatalf("create Observation %s = %d %s", id, rec.Code, rec.Body)
+		}
+	}
+	obs("lt5", `{"value":5,"comparator":"<","unit":"mg","system":"http://unitsofmeasure.org","code":"mg"}`)
+	for _, v := range []string{"99.95", "100", "100.5"} {
+		obs(v, `{"value":`+v+`,"unit":"kg","system":"http://unitsofmeasure.org","code":"kg"}`)
+	}
+	const gender = "http://hl7.org/fhir/administrative-gender"
+	q := url.QueryEscape
+	for _, tc := range []struct {
+		target string
+		total  float64
+	}{
+		{"/fhir/Patient?gender=female", 1},
+		{"/fhir/Patient?gender=" + q(gender+"|female"), 1},
+		{"/fhir/Patient?gender=" + q(gender+"|"), 1},
+		{"/fhir/Patient?gender=" + q(gender+"|male"), 0},
+		{"/fhir/Patient?gender=" + q("|female"), 0}, // the code has a system: the binding's
+		{"/fhir/Patient?gender:not=" + q(gender+"|male"), 1},
+		{"/fhir/Observation?status=" + q("http://hl7.org/fhir/observation-status|final"), 4},
+		{"/fhir/Observation?identifier=" + q("http://ex/q|lt5") + "&value-quantity=lt5", 1},
+		{"/fhir/Observation?identifier=" + q("http://ex/q|lt5") + "&value-quantity=le4", 1},
+		{"/fhir/Observation?identifier=" + q("http://ex/q|lt5") + "&value-quantity=" + q("lt4|http://unitsofmeasure.org|mg"), 1},
+		{"/fhir/Observation?identifier=" + q("http://ex/q|lt5") + "&value-quantity=5", 0},
+		{"/fhir/Observation?identifier=" + q("http://ex/q|lt5") + "&value-quantity=gt5", 0},
+		{"/fhir/Observation?identifier=" + q("http://ex/q|lt5") + "&value-quantity=ge5.0", 0},
+		{"/fhir/Observation?identifier=" + q("http://ex/q|lt5") + "&value-quantity=sa4", 0},
+		{"/fhir/Observation?value-quantity=" + q("100||kg"), 2},   // 99.95, 100
+		{"/fhir/Observation?value-quantity=" + q("ge100||kg"), 3}, // 99.95 too
+		{"/fhir/Observation?value-quantity=" + q("le100||kg"), 2}, // not 100.5
+		{"/fhir/Observation?value-quantity=" + q("gt100||kg"), 1},
+		{"/fhir/Observation?value-quantity=" + q("sa100||kg"), 1},
+		{"/fhir/Observation?value-quantity=" + q("eb100.00||kg"), 1},
+	} {
+		wantTotal(t, h, tc.target, tc.total)
+	}
+}
+
 // entriesOf is a Bundle's entries.
 func entriesOf(b map[string]any) []map[string]any {
 	var out []map[string]any

@@ -130,7 +130,7 @@ func Render(r Record) (body []byte, entries []search.Entry) {
 	if dated {
 		x.param("_lastUpdated").add(search.Entry{Type: search.TypeDate, Low: ms, High: ms})
 	}
-	x.param("action").token("", k.action, "")
+	x.param("action").token(search.CodeSystem("AuditEvent", "action", k.action), k.action, "")
 	if r.ClientAddr != "" {
 		x.param("address").add(search.Entry{Type: search.TypeString, Norm: search.Normalize(r.ClientAddr), Exact: r.ClientAddr})
 	}
@@ -153,7 +153,8 @@ func Render(r Record) (body []byte, entries []search.Entry) {
 	if r.RequestID != "" {
 		x.token(SystemRequestID, r.RequestID, "")
 	}
-	x.param("outcome").token("", outcome(r.Status), "")
+	oc := outcome(r.Status)
+	x.param("outcome").token(search.CodeSystem("AuditEvent", "outcome", oc), oc, "")
 	x.param("patient")
 	for _, e := range literal {
 		if e.RefType == "Patient" {

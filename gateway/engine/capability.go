@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"strings"
+
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/conformance"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
@@ -44,9 +46,17 @@ func (e *Engine) CapabilityStatement(base string, sec Security) map[string]any {
 			if p.Description != "" {
 				sp["documentation"] = p.Description
 			}
-			if p.Type == search.TypeReference {
+			switch {
+			case p.Type == search.TypeReference:
 				sp["documentation"] = p.Description + ". Chainable one link deep (" + p.Name +
 					"[:Type].parameter, a search parameter of the target type); a target of _has."
+			case len(p.Systems) > 0:
+				sp["documentation"] = p.Description + ". The codes carry the system their R4 binding implies (" +
+					strings.Join(p.Systems, ", ") + "): system|code, system| and code find them, |code does not."
+			case p.Type == search.TypeQuantity || p.Type == search.TypeNumber:
+				sp["documentation"] = p.Description + ". Prefixes compare ranges (search.html#prefix): the search " +
+					"value's implicit precision (100 is [99.5, 100.5)) with the stored value, which a Quantity's " +
+					"comparator makes a range (<5 is below 5)."
 			}
 			switch {
 			case p.Resource == "AdverseEvent" && p.Name == "identifier":

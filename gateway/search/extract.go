@@ -28,7 +28,10 @@ const maxWalkDepth = 1000
 //	3  an absolute URL reference names no local resource: its row has the
 //	   URL and the type its /Type/id tail gives, no id (an Observation of
 //	   another server's Patient/77 was this server's Patient/77's)
-const IndexVersion = 3
+//	4  a code element's token carries the code system its R4 required
+//	   binding implies (Patient.gender: administrative-gender); a
+//	   Quantity's row its comparator ("<5" is the range below 5)
+const IndexVersion = 4
 
 // Extract returns the de-duplicated index entries of a resource of
 // resourceType for every parameter Params lists, in parameter-name order. The
@@ -42,8 +45,10 @@ const IndexVersion = 3
 //     code; Text = display), CodeableConcept (one entry per coding, Text = its
 //     text or else the coding's display; a display that differs from the text
 //     adds a text-only entry; a concept with only text gives one text-only
-//     entry: System and Code empty), code/boolean/id (Code only), ContactPoint
-//     (value). Text is Normalize()d, so token :text values must be too.
+//     entry: System and Code empty), code (Code, and as System the code
+//     system the element's R4 required binding implies for it, if any: see
+//     CodeSystem), boolean/id/string (Code only), ContactPoint (value).
+//     Text is Normalize()d, so token :text values must be too.
 //   - string: Norm = Normalize(value), Exact = value; a HumanName gives one
 //     entry per family, given, prefix, suffix and text; an Address per line,
 //     city, district, state, postalCode, country and text.
@@ -66,7 +71,8 @@ const IndexVersion = 3
 //     names none. A patient parameter that ReferenceRows keeps as another
 //     parameter's rows gets no entry for a literal reference (its
 //     Reference.identifier still gives one).
-//   - quantity: Quantity value with System/Code = unit system/code, Unit.
+//   - quantity: Quantity value with System/Code = unit system/code, Unit,
+//     and Comparator (one of R4's four, else none).
 //   - the generic patient parameter (see Lookup) walks the whole resource for
 //     Reference objects pointing to a Patient.
 func Extract(resourceType string, resource map[string]any) []Entry {
@@ -86,13 +92,13 @@ func Extract(resourceType string, resource map[string]any) []Entry {
 		}
 		for _, pp := range d.paths {
 			for _, v := range follow(resource, pp.p) {
-				x.value(pp.k, v)
+				x.value(pp, v)
 			}
 		}
 		if d.ext != "" {
 			for _, e := range follow(resource, "extension") {
 				if m, ok := e.(map[string]any); ok && m["url"] == d.ext {
-					x.value(kCode, m["valueString"])
+					x.value(path{k: kCode}, m["valueString"])
 				}
 			}
 		}
@@ -224,10 +230,10 @@ func (x *extractor) period(m map[string]any) {
 	x.add(Entry{Type: TypeDate, Low: lo, High: hi})
 }
 
-// value indexes one element of datatype k.
-func (x *extractor) value(k kind, v any) {
+// value indexes one element at pp.
+func (x *extractor) value(pp path, v any) {
 	m, _ := v.(map[string]any)
-	switch k {
+	switch pp.k {
 	case kIdentifier:
 		if sys, val := getStr(m, "system"), getStr(m, "value"); sys != "" || val != "" {
 			x.token(sys, val, Normalize(getStr(getMap(m, "type"), "text")))
@@ -241,7 +247,7 @@ func (x *extractor) value(k kind, v any) {
 	case kCode:
 		switch t := v.(type) {
 		case string:
-			x.token("", t, "")
+			x.token(pp.codes.CodeSystem(pp.key, t), t, "")
 		case bool:
 			x.token("", strconv.FormatBool(t), "")
 		}
@@ -290,8 +296,12 @@ func (x *extractor) value(k kind, v any) {
 		}
 	case kQuantity:
 		if n, ok := number(m["value"]); ok {
-			x.add(Entry{Type: TypeQuantity, Number: n, System: getStr(m, "system"),
-				Code: getStr(m, "code"), Unit: getStr(m, "unit")})
+			e := Entry{Type: TypeQuantity, Number: n, System: getStr(m, "system"),
+				Code: getStr(m, "code"), Unit: getStr(m, "unit")}
+			if c := getStr(m, "comparator"); IsComparator(c) {
+				e.Comparator = c
+			}
+			x.add(e)
 		}
 	case kNumber:
 		if n, ok := number(v); ok {

@@ -1,6 +1,7 @@
 package search
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"testing"
@@ -64,7 +65,7 @@ func TestExtractPatient(t *testing.T) {
 		Entry{Param: "name", Type: TypeString, Norm: "jose", Exact: "José"},
 		Entry{Param: "name", Type: TypeString, Norm: "dr", Exact: "Dr."},
 		Entry{Param: "name", Type: TypeString, Norm: "dr jose muller", Exact: "Dr. José Müller"},
-		Entry{Param: "gender", Type: TypeToken, Code: "female"},
+		Entry{Param: "gender", Type: TypeToken, System: "http://hl7.org/fhir/administrative-gender", Code: "female"},
 		Entry{Param: "birthdate", Type: TypeDate, Low: utc(1980, 5, 1, 0, 0, 0, 0), High: utc(1980, 5, 31, 23, 59, 59, 999)},
 	)
 	if n := len(entriesOf(got, "identifier")); n != 2 {
@@ -99,7 +100,7 @@ func TestExtractObservation(t *testing.T) {
 		"derivedFrom": [{"reference": "urn:uuid:2163dcc8-2b43-5a20-8bd6-035b1c857e96"}, {"reference": "Practitioner/9"}]
 	}`)
 	wantStored(t, "Observation", got,
-		Entry{Param: "status", Type: TypeToken, Code: "final"},
+		Entry{Param: "status", Type: TypeToken, System: "http://hl7.org/fhir/observation-status", Code: "final"},
 		Entry{Param: "category", Type: TypeToken, Text: "vital signs"},
 		Entry{Param: "category", Type: TypeToken, System: "http://c", Code: "vs", Text: "vs display"},
 		Entry{Param: "code", Type: TypeToken, System: "http://loinc.org", Code: "85354-9", Text: "bp"},
@@ -275,7 +276,7 @@ func TestExtractGoldenAdverseEvent(t *testing.T) {
 			Code: "hk-patient-0789", Text: "patient internal identifier"},
 		Entry{Param: "family", Type: TypeString, Norm: "sample", Exact: "Sample"},
 		Entry{Param: "name", Type: TypeString, Norm: "riley", Exact: "Riley"},
-		Entry{Param: "gender", Type: TypeToken, Code: "other"})
+		Entry{Param: "gender", Type: TypeToken, System: "http://hl7.org/fhir/administrative-gender", Code: "other"})
 }
 
 func TestExtractGoldenInfusion(t *testing.T) {
@@ -288,7 +289,7 @@ func TestExtractGoldenInfusion(t *testing.T) {
 		Entry{Param: "code", Type: TypeToken, System: "http://snomed.info/sct", Code: "14152002", Text: "ketamine intravenous infusion"},
 		Entry{Param: "code", Type: TypeToken, Text: "intravenous infusion"},
 		Entry{Param: "date", Type: TypeDate, Low: utc(2026, 3, 2, 14, 0, 0, 0), High: utc(2026, 3, 2, 16, 0, 0, 999)},
-		Entry{Param: "status", Type: TypeToken, Code: "completed"},
+		Entry{Param: "status", Type: TypeToken, System: "http://hl7.org/fhir/event-status", Code: "completed"},
 		Entry{Param: "identifier", Type: TypeToken, System: "https://ketamine-gateway.org/fhir/sid/serenity-clinic-emr/infusion-session", Code: "S-2026-0001"},
 		Entry{Param: "patient", Type: TypeReference, RefType: "Patient", RefID: pid},
 		Entry{Param: "subject", Type: TypeReference, RefType: "Patient", RefID: pid},
@@ -467,6 +468,74 @@ func TestExtractDedupesMany(t *testing.T) {
 				t.Errorf("%d codings: entry %d = %s, want %s", n, i, got[i], want)
 				break
 			}
+		}
+	}
+}
+
+// TestExtractCodeSystems: a code element is indexed with the code system
+// its R4 required binding implies, in the one entry its code has; a code
+// no such system defines (a string, an extension, a code outside the
+// value set) has none.
+func TestExtractCodeSystems(t *testing.T) {
+	tests := []struct {
+		rt, param string
+		doc       map[string]any
+		system    string
+		code      string
+	}{
+		{"Patient", "gender", map[string]any{"gender": "female"}, "http://hl7.org/fhir/administrative-gender", "female"},
+		{"Patient", "gender", map[string]any{"gender": "unknown"}, "http://hl7.org/fhir/administrative-gender", "unknown"},
+		{"Patient", "gender", map[string]any{"gender": "f"}, "", "f"}, // not R4's: no system
+		{"Observation", "status", map[string]any{"status": "final"}, "http://hl7.org/fhir/observation-status", "final"},
+		{"Procedure", "status", map[string]any{"status": "completed"}, "http://hl7.org/fhir/event-status", "completed"},
+		{"MedicationRequest", "intent", map[string]any{"intent": "order"},
+			"http://hl7.org/fhir/CodeSystem/medicationrequest-intent", "order"},
+		{"MedicationRequest", "status", map[string]any{"status": "active"},
+			"http://hl7.org/fhir/CodeSystem/medicationrequest-status", "active"},
+		{"AuditEvent", "action", map[string]any{"action": "R"}, "http://hl7.org/fhir/audit-event-action", "R"},
+		{"AuditEvent", "outcome", map[string]any{"outcome": "4"}, "http://hl7.org/fhir/audit-event-outcome", "4"},
+		{"AuditEvent", "site", map[string]any{"source": map[string]any{"site": "clinic-a"}}, "", "clinic-a"}, // a string
+		{"ValueSet", "status", map[string]any{"status": "active"}, "http://hl7.org/fhir/publication-status", "active"},
+		{"ValueSet", "version", map[string]any{"version": "1.0.0"}, "", "1.0.0"}, // a string
+		{"Patient", "_id", map[string]any{"id": "p1"}, "", "p1"},                 // an id
+		{"AuditEvent", "trace-id", map[string]any{"extension": []any{map[string]any{"url": TraceIDExtension,
+			"valueString": "0af7651916cd43dd8448eb211c80319c"}}}, "", "0af7651916cd43dd8448eb211c80319c"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.rt+"."+tt.param+"="+tt.code, func(t *testing.T) {
+			tt.doc["resourceType"] = tt.rt
+			got := entriesOf(Extract(tt.rt, tt.doc), tt.param)
+			want := Entry{Param: tt.param, Type: TypeToken, System: tt.system, Code: tt.code}
+			if len(got) != 1 || got[0] != want {
+				t.Errorf("Extract(%s) %s entries = %+v, want only %+v", tt.rt, tt.param, got, want)
+			}
+			if got := CodeSystem(tt.rt, tt.param, tt.code); got != tt.system {
+				t.Errorf("CodeSystem(%s, %s, %s) = %q, want %q", tt.rt, tt.param, tt.code, got, tt.system)
+			}
+		})
+	}
+}
+
+// TestExtractQuantityComparator: a Quantity's comparator goes with its
+// value into the one entry (the value is then a range open at one end);
+// anything but R4's four comparators is no comparator.
+func TestExtractQuantityComparator(t *testing.T) {
+	for _, tt := range []struct {
+		comparator any
+		want       string
+	}{
+		{nil, ""}, {"<", "<"}, {"<=", "<="}, {">=", ">="}, {">", ">"}, {"=", ""}, {"lt", ""}, {true, ""},
+	} {
+		q := map[string]any{"value": json.Number("5"), "unit": "mg", "system": "http://unitsofmeasure.org", "code": "mg"}
+		if tt.comparator != nil {
+			q["comparator"] = tt.comparator
+		}
+		doc := map[string]any{"resourceType": "Observation", "valueQuantity": q}
+		got := entriesOf(Extract("Observation", doc), "value-quantity")
+		want := Entry{Param: "value-quantity", Type: TypeQuantity, Number: 5, System: "http://unitsofmeasure.org",
+			Code: "mg", Unit: "mg", Comparator: tt.want}
+		if len(got) != 1 || got[0] != want {
+			t.Errorf("Extract(comparator %v) value-quantity = %+v, want only %+v", tt.comparator, got, want)
 		}
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
+
+	"github.com/ketamine-gateway/ketamine-gateway/schemas/r4"
 )
 
 // kind is the FHIR datatype found at a parameter path; it decides how the
@@ -33,6 +35,12 @@ const (
 type path struct {
 	p string
 	k kind
+	// codes, for a code element (kCode), is the R4 definition of the
+	// object holding it and key its JSON name: the code system its
+	// required binding implies (r4.Node.CodeSystem) is the system of its
+	// entries. Set by defs.
+	codes r4.Node
+	key   string
 }
 
 // def is the gateway's definition of one search parameter.
@@ -76,7 +84,7 @@ func traceID(what, url string) def {
 		desc: "The OpenTelemetry trace id (32 hex digits) of the request that recorded the " + what + " (gateway-defined: " + url + ")"}
 }
 
-func p(s string, k kind) path { return path{s, k} }
+func p(s string, k kind) path { return path{p: s, k: k} }
 
 func token(name, desc string, paths ...path) def {
 	return def{name: name, typ: TypeToken, desc: desc, paths: paths}
@@ -93,7 +101,7 @@ func date(name, desc string, paths ...path) def {
 func ref(name, desc string, targets []string, paths ...string) def {
 	d := def{name: name, typ: TypeReference, desc: desc, targets: targets}
 	for _, s := range paths {
-		d.paths = append(d.paths, path{s, kReference})
+		d.paths = append(d.paths, path{p: s, k: kReference})
 	}
 	return d
 }
@@ -295,9 +303,48 @@ func defs(rt string) []def {
 	all = slices.Clip(all)
 	for i := range all {
 		all[i].rowsOf = rowsOf(all, all[i])
+		all[i].paths = boundCodes(rt, all[i].paths)
 	}
 	defsOf.Store(rt, all)
 	return all
+}
+
+// boundCodes returns paths, of a parameter of resource type rt, with the
+// R4 definition of each code element's object and key set (see path).
+func boundCodes(rt string, paths []path) []path {
+	for i, pp := range paths {
+		if pp.k != kCode {
+			continue
+		}
+		n := r4.ResourceNode(rt)
+		steps := strings.Split(pp.p, ".")
+		for _, step := range steps[:len(steps)-1] {
+			_, n, _ = n.Member(step)
+		}
+		paths[i].codes, paths[i].key = n, steps[len(steps)-1]
+	}
+	return paths
+}
+
+// CodeSystem returns the system Extract gives code as the value of a code
+// element of the token parameter name of resourceType: the code system
+// the element's R4 required binding implies ("female" of Patient's gender:
+// http://hl7.org/fhir/administrative-gender), "" where there is none (a
+// string or id element, a code outside the binding's value set, a
+// parameter of no code element). For those who make entries without
+// Extract (audit.Render), which must agree with it.
+func CodeSystem(resourceType, name, code string) string {
+	for _, d := range defs(resourceType) {
+		if d.name != name {
+			continue
+		}
+		for _, pp := range d.paths {
+			if pp.k == kCode {
+				return pp.codes.CodeSystem(pp.key, code)
+			}
+		}
+	}
+	return ""
 }
 
 // rowsOf returns the parameter among all whose reference rows hold those of
@@ -392,6 +439,16 @@ func (d def) param(rt string) Param {
 		out.Paths = append(out.Paths, "extension('"+d.ext+"').value")
 	}
 	out.Targets = slices.Clone(d.targets)
+	for _, x := range d.paths {
+		if x.k == kCode {
+			for _, sys := range x.codes.CodeSystems(x.key) {
+				if !slices.Contains(out.Systems, sys) {
+					out.Systems = append(out.Systems, sys)
+				}
+			}
+		}
+	}
+	slices.Sort(out.Systems)
 	return out
 }
 

@@ -18,7 +18,8 @@ func TestLookup(t *testing.T) {
 		{"Patient", "name", Param{Resource: "Patient", Name: "name", Type: TypeString, Paths: []string{"name"}}, true},
 		{"Patient", "family", Param{Resource: "Patient", Name: "family", Type: TypeString, Paths: []string{"name.family"}}, true},
 		{"Patient", "birthdate", Param{Resource: "Patient", Name: "birthdate", Type: TypeDate, Paths: []string{"birthDate"}}, true},
-		{"Patient", "gender", Param{Resource: "Patient", Name: "gender", Type: TypeToken, Paths: []string{"gender"}}, true},
+		{"Patient", "gender", Param{Resource: "Patient", Name: "gender", Type: TypeToken, Paths: []string{"gender"},
+			Systems: []string{"http://hl7.org/fhir/administrative-gender"}}, true},
 		{"Patient", "patient", Param{}, false},
 		{"Observation", "date", Param{Resource: "Observation", Name: "date", Type: TypeDate,
 			Paths: []string{"effectiveDateTime", "effectivePeriod", "effectiveTiming", "effectiveInstant"}}, true},
@@ -47,7 +48,9 @@ func TestLookup(t *testing.T) {
 		{"Provenance", "target", Param{Resource: "Provenance", Name: "target", Type: TypeReference, Paths: []string{"target"}}, true},
 		{"AuditEvent", "patient", Param{Resource: "AuditEvent", Name: "patient", Type: TypeReference,
 			Paths: []string{"agent.who", "entity.what"}, Targets: []string{"Patient"}}, true},
-		{"AuditEvent", "outcome", Param{Resource: "AuditEvent", Name: "outcome", Type: TypeToken, Paths: []string{"outcome"}}, true},
+		{"AuditEvent", "outcome", Param{Resource: "AuditEvent", Name: "outcome", Type: TypeToken, Paths: []string{"outcome"},
+			Systems: []string{"http://hl7.org/fhir/audit-event-outcome"}}, true},
+		{"AuditEvent", "site", Param{Resource: "AuditEvent", Name: "site", Type: TypeToken, Paths: []string{"source.site"}}, true},
 		{"Immunization", "patient", Param{Resource: "Immunization", Name: "patient", Type: TypeReference,
 			Targets: []string{"Patient"}}, true},
 		{"Immunization", "vaccine-code", Param{}, false},
@@ -70,7 +73,8 @@ func TestLookup(t *testing.T) {
 			}
 			got.Description = ""
 			if got.Resource != tt.want.Resource || got.Name != tt.want.Name || got.Type != tt.want.Type ||
-				!slices.Equal(got.Paths, tt.want.Paths) || !slices.Equal(got.Targets, tt.want.Targets) {
+				!slices.Equal(got.Paths, tt.want.Paths) || !slices.Equal(got.Targets, tt.want.Targets) ||
+				!slices.Equal(got.Systems, tt.want.Systems) {
 				t.Errorf("Lookup(%q, %q) = %+v, want %+v", tt.rt, tt.name, got, tt.want)
 			}
 		})

@@ -35,6 +35,10 @@ type Param struct {
 	// Targets are the resource types a reference parameter may point to
 	// (empty: any).
 	Targets []string
+	// Systems are, sorted, the code systems a token parameter's code
+	// elements are indexed with: those their R4 required bindings imply
+	// (see CodeSystem); empty for other parameters.
+	Systems []string
 	// Description for the CapabilityStatement.
 	Description string
 }
@@ -69,10 +73,19 @@ type Entry struct {
 	RefType, RefID, RefURL string
 
 	// number and quantity: Number is the value; for quantity System and Code
-	// are the unit system/code (Unit the human unit).
-	Number float64
-	Unit   string
+	// are the unit system/code (Unit the human unit), and Comparator the
+	// Quantity.comparator ("<", "<=", ">=", ">"; "" for none): the value
+	// is then the range (-inf, Number), (-inf, Number], [Number, +inf) or
+	// (Number, +inf) that search prefixes compare with (search.html#prefix),
+	// not the point Number.
+	Number     float64
+	Unit       string
+	Comparator string
 }
+
+// IsComparator reports whether c is a value of Quantity.comparator (R4
+// quantity-comparator: <, <=, >=, >), an Entry.Comparator besides "".
+func IsComparator(c string) bool { return c == "<" || c == "<=" || c == ">=" || c == ">" }
 
 // Prefix is a comparison prefix of number, date and quantity values.
 type Prefix string

@@ -1,6 +1,9 @@
 package r4
 
-import "strings"
+import (
+	"slices"
+	"strings"
+)
 
 // Element describes one element of an R4 type as its JSON carries it, for
 // code that edits resources (FHIRPath Patch, _elements).
@@ -126,4 +129,58 @@ func (n Node) Member(key string) (typ string, child Node, ok bool) {
 		return s.element.name, Node{s.element}, true
 	}
 	return a.typeName, Node{a.def}, true
+}
+
+// CodeSystems returns, sorted, the code systems of the expansion of the
+// required binding of the element at the JSON property key of an object n
+// describes: those CodeSystem can return for it (nil when it has none).
+func (n Node) CodeSystems(key string) []string {
+	if n.td == nil {
+		return nil
+	}
+	ref, ok := n.td.keys[key]
+	if !ok || ref.ext || n.td.elems[ref.elem].vs == nil {
+		return nil
+	}
+	var out []string
+	for sys := range n.td.elems[ref.elem].vs.bySystem {
+		out = append(out, sys)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// CodeSystem returns the code system that defines code in the required
+// binding of the element at the JSON property key of an object n
+// describes, as the R4 definitions expand its value set: the system a
+// code element ("gender" of a Patient, "status" of an Observation)
+// implies for its value, which carries none. "" when the element has no
+// required binding with an expansion (a string, an extensible binding, a
+// value set the definitions do not expand), or when code is in none of
+// the expansion's systems or in more than one.
+func (n Node) CodeSystem(key, code string) string {
+	if n.td == nil {
+		return ""
+	}
+	ref, ok := n.td.keys[key]
+	if !ok || ref.ext {
+		return ""
+	}
+	vs := n.td.elems[ref.elem].vs
+	if vs == nil {
+		return ""
+	}
+	if _, ok := vs.codes[code]; !ok {
+		return ""
+	}
+	found := ""
+	for sys, codes := range vs.bySystem {
+		if _, ok := codes[code]; ok {
+			if found != "" {
+				return ""
+			}
+			found = sys
+		}
+	}
+	return found
 }

@@ -75,3 +75,53 @@ func TestNodeMember(t *testing.T) {
 		}
 	}
 }
+
+func TestNodeCodeSystem(t *testing.T) {
+	tests := []struct {
+		path []string // resource type, then JSON keys; the last one's code
+		code string
+		want string
+	}{
+		{[]string{"Patient", "gender"}, "female", "http://hl7.org/fhir/administrative-gender"},
+		{[]string{"Observation", "status"}, "final", "http://hl7.org/fhir/observation-status"},
+		{[]string{"Procedure", "status"}, "completed", "http://hl7.org/fhir/event-status"},
+		{[]string{"MedicationRequest", "intent"}, "order", "http://hl7.org/fhir/CodeSystem/medicationrequest-intent"},
+		{[]string{"MedicationRequest", "status"}, "active", "http://hl7.org/fhir/CodeSystem/medicationrequest-status"},
+		{[]string{"AuditEvent", "action"}, "R", "http://hl7.org/fhir/audit-event-action"},
+		{[]string{"AuditEvent", "outcome"}, "0", "http://hl7.org/fhir/audit-event-outcome"},
+		{[]string{"ValueSet", "status"}, "active", "http://hl7.org/fhir/publication-status"},
+		{[]string{"Observation", "valueQuantity", "comparator"}, "<", "http://hl7.org/fhir/quantity-comparator"},
+		{[]string{"Patient", "gender"}, "nope", ""},          // not in the value set
+		{[]string{"Patient", "id"}, "female", ""},            // no binding
+		{[]string{"AuditEvent", "source", "site"}, "x", ""},  // a string
+		{[]string{"Patient", "_gender"}, "female", ""},       // the primitive's sibling
+		{[]string{"Patient", "nope"}, "female", ""},          // no such element
+		{[]string{"Observation", "code", "coding"}, "x", ""}, // a Coding, not a code
+	}
+	for _, tt := range tests {
+		n := ResourceNode(tt.path[0])
+		keys := tt.path[1:]
+		for _, k := range keys[:len(keys)-1] {
+			_, n, _ = n.Member(k)
+		}
+		if got := n.CodeSystem(keys[len(keys)-1], tt.code); got != tt.want {
+			t.Errorf("CodeSystem along %v of %q = %q, want %q", tt.path, tt.code, got, tt.want)
+		}
+	}
+	for _, tt := range []struct {
+		rt, key string
+		want    []string
+	}{
+		{"Patient", "gender", []string{"http://hl7.org/fhir/administrative-gender"}},
+		{"Observation", "status", []string{"http://hl7.org/fhir/observation-status"}},
+		{"Patient", "id", nil},
+		{"Patient", "_gender", nil},
+	} {
+		if got := ResourceNode(tt.rt).CodeSystems(tt.key); !slices.Equal(got, tt.want) {
+			t.Errorf("CodeSystems of %s.%s = %q, want %q", tt.rt, tt.key, got, tt.want)
+		}
+	}
+	if got := (Node{}).CodeSystem("gender", "female"); got != "" {
+		t.Errorf("the zero Node's CodeSystem = %q, want none", got)
+	}
+}

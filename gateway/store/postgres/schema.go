@@ -394,6 +394,11 @@ var migrations = []sqlstore.Migration{{
 		`ALTER TABLE resources ADD COLUMN method TEXT COLLATE "C" NOT NULL DEFAULT ''`,
 		`ALTER TABLE resources ADD COLUMN status INTEGER NOT NULL DEFAULT 0`,
 	},
+}, {
+	Version: 16,
+	// As SQLite's schema 14: a quantity's comparator (a constant default:
+	// the table is not rewritten).
+	Stmts: []string{sqlstore.QuantityComparator},
 }}
 
 // lz4Columns sets the TOAST compression of the columns that hold large

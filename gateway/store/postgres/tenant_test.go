@@ -37,6 +37,13 @@ func TestMigratePatientRows(t *testing.T) {
 	storetest.MigratedPatientRows(t, openMigrated(t, 11, storetest.SchemaBeforePatientRows))
 }
 
+// TestMigrateComparator: a database of schema version 15 gets the
+// quantity rows' comparator, empty in the rows written before, which
+// reindex then rewrites (see storetest.MigratedComparator).
+func TestMigrateComparator(t *testing.T) {
+	storetest.MigratedComparator(t, openMigrated(t, 15, storetest.SchemaBeforeComparator))
+}
+
 // TestMigrateIndexVersion: the index version recorded for a database of
 // each kind (see storetest.MigratedIndexVersions).
 func TestMigrateIndexVersion(t *testing.T) {

@@ -373,6 +373,12 @@ var migrations = []sqlstore.Migration{{
 		`ALTER TABLE resources ADD COLUMN method TEXT NOT NULL DEFAULT ''`,
 		`ALTER TABLE resources ADD COLUMN status INTEGER NOT NULL DEFAULT 0`,
 	},
+}, {
+	Version: 14,
+	// A quantity's comparator: "<5" is the range (-inf, 5) that search
+	// prefixes compare with (search.IndexVersion 4). The rows written
+	// before have none until reindex rewrites those that have one.
+	Stmts: []string{sqlstore.QuantityComparator},
 }}
 
 // tenantStats are the tenant indexes' planner statistics, as plannerStats:

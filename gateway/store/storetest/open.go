@@ -167,3 +167,50 @@ func MigratedPatientRows(t *testing.T, s store.Store) {
 		}
 	}
 }
+
+// SchemaBeforeComparator fills a database of the schema before quantity
+// rows had a comparator (SQLite's 12, PostgreSQL's 14): an Observation of
+// "<5 mg", its row the point 5 as the builds before index version 4 wrote
+// it.
+var SchemaBeforeComparator = []string{
+	`INSERT INTO resources (type, id, version, last_updated, deleted, body) VALUES ('Observation', 'q1', 1, 0, FALSE,
+		'{"resourceType":"Observation","id":"q1","status":"final","code":{"text":"x"},"valueQuantity":{"value":5,"comparator":"<","unit":"mg","system":"http://unitsofmeasure.org","code":"mg"}}')`,
+	`INSERT INTO current (type, id, version, last_updated, deleted) VALUES ('Observation', 'q1', 1, 0, FALSE)`,
+	`INSERT INTO idx_quantity (type, id, param, number, system, code, unit) VALUES ('Observation', 'q1', 'value-quantity', 5,
+		'http://unitsofmeasure.org', 'mg', 'mg')`,
+}
+
+// MigratedComparator checks s, opened on a database SchemaBeforeComparator
+// filled: the row written before reads as the point 5 (no comparator), as
+// the build that wrote it searched it, until a reindex pass gives it its
+// comparator: then lt5 finds the Observation and 5 does not. The pass
+// also gives its status the code system its binding implies.
+func MigratedComparator(t *testing.T, s store.Store) {
+	t.Helper()
+	ctx := context.Background()
+	q := func(name string, prefix search.Prefix, want int) {
+		t.Helper()
+		v := search.Value{Prefix: prefix, Number: 5, Precision: 0.5}
+		pg, err := s.Search(ctx, &search.Query{Type: "Observation", Total: true,
+			Clauses: []search.Clause{clause("value-quantity", search.TypeQuantity, "", v)}})
+		if err != nil || pg.Total != want {
+			t.Errorf("%s: value-quantity=%s5: %+v, %v; want %d match", name, prefix, pg, err, want)
+		}
+	}
+	q("migrated", search.PrefixEq, 1)
+	q("migrated", search.PrefixLt, 0)
+	r, ok := s.(store.Reindexer)
+	if !ok {
+		t.Fatal("the store is no Reindexer")
+	}
+	if b, err := r.Reindex(ctx, store.ReindexQuery{Tenant: search.AllTenants}); err != nil || b.Changed != 1 {
+		t.Fatalf("Reindex = %+v, %v; want the Observation changed", b, err)
+	}
+	q("reindexed", search.PrefixEq, 0)
+	q("reindexed", search.PrefixLt, 1)
+	status := search.Value{System: "http://hl7.org/fhir/observation-status", Code: "final", HasSystem: true}
+	if pg, err := s.Search(ctx, &search.Query{Type: "Observation", Total: true,
+		Clauses: []search.Clause{clause("status", search.TypeToken, "", status)}}); err != nil || pg.Total != 1 {
+		t.Errorf("reindexed: status=observation-status|final: %+v, %v; want 1 match", pg, err)
+	}
+}

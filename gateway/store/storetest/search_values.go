@@ -147,6 +147,57 @@ func testSearchQuantity(t *testing.T, s store.Store) {
 	expect(t, s, "missing", query("Observation", missing("value-quantity", search.TypeQuantity, true)), "o4")
 }
 
+// testSearchQuantityRanges: every prefix compares the range of the
+// entry, a point or, with a comparator, a range open at one end ("<100"
+// is (-inf, 100)), with the value 100, whose range is [99.5, 100.5)
+// (search.html#prefix and #number): eq and ne that range, gt and lt
+// 100 itself, ge and le both, sa and eb what lies wholly beyond the
+// range, ap 10% of 100 around it.
+func testSearchQuantityRanges(t *testing.T, s store.Store) {
+	at := func(id string, n float64, comparator string) doc {
+		e := qty("value-quantity", n, ucum, "kg", "kg")
+		e.Comparator = comparator
+		return doc{"Observation", id, []search.Entry{e}}
+	}
+	load(t, s,
+		at("p1", 99.4, ""), at("p2", 99.5, ""), at("p3", 99.95, ""), at("p4", 100, ""),
+		at("p5", 100.4, ""), at("p6", 100.5, ""), at("p7", 101, ""), at("p8", 150, ""),
+		at("b1", 100, "<"), at("b2", 99.5, "<="), at("b3", 99.5, "<"), at("b4", 80, "<"),
+		at("a1", 100, ">"), at("a2", 100.5, ">="), at("a4", 100.4, ">="), at("a5", 120, ">="),
+	)
+	tests := []struct {
+		prefix search.Prefix
+		want   []string
+	}{
+		{search.PrefixEq, []string{"p2", "p3", "p4", "p5"}},
+		{search.PrefixNe, []string{"p1", "p6", "p7", "p8", "b1", "b2", "b3", "b4", "a1", "a2", "a4", "a5"}},
+		{search.PrefixGt, []string{"p5", "p6", "p7", "p8", "a1", "a2", "a4", "a5"}},
+		{search.PrefixLt, []string{"p1", "p2", "p3", "b1", "b2", "b3", "b4"}},
+		{search.PrefixGe, []string{"p2", "p3", "p4", "p5", "p6", "p7", "p8", "a1", "a2", "a4", "a5"}},
+		{search.PrefixLe, []string{"p1", "p2", "p3", "p4", "p5", "b1", "b2", "b3", "b4"}},
+		{search.PrefixSa, []string{"p6", "p7", "p8", "a2", "a5"}},
+		{search.PrefixEb, []string{"p1", "b3", "b4"}},
+		{search.PrefixAp, []string{"p1", "p2", "p3", "p4", "p5", "p6", "p7", "b1", "b2", "b3", "a1", "a2", "a4"}},
+	}
+	for _, tt := range tests {
+		for _, code := range []string{"", "kg"} {
+			expect(t, s, string(tt.prefix)+"100 "+code,
+				query("Observation", clause("value-quantity", search.TypeQuantity, "", vQty(tt.prefix, 100, 0.5, "", code))), tt.want...)
+		}
+	}
+	// "<100": the real value is below 100, so it may be below 99 or above 99.9.
+	q := func(p search.Prefix, n, precision float64) *search.Query {
+		return query("Observation", clause("value-quantity", search.TypeQuantity, "", vQty(p, n, precision, ucum, "kg")),
+			clause("_id", search.TypeToken, "", vCode("b1")))
+	}
+	expect(t, s, "<100 lt99", q(search.PrefixLt, 99, 0.5), "b1")
+	expect(t, s, "<100 le99", q(search.PrefixLe, 99, 0.5), "b1")
+	expect(t, s, "<100 gt99.9", q(search.PrefixGt, 99.9, 0.05), "b1")
+	expect(t, s, "<100 gt100", q(search.PrefixGt, 100, 0.5))
+	expect(t, s, "<100 ge100.5", q(search.PrefixGe, 100.5, 0.05))
+	expect(t, s, "<100 eq99", q(search.PrefixEq, 99, 0.5))
+}
+
 func testSearchNumber(t *testing.T, s store.Store) {
 	load(t, s,
 		doc{"RiskAssessment", "r1", []search.Entry{num("probability", 0.24)}},
@@ -164,6 +215,11 @@ func testSearchNumber(t *testing.T, s store.Store) {
 	expect(t, s, "ge", q(vNum(search.PrefixGe, 0.3, 0.05)), "r2", "r3", "r4")
 	expect(t, s, "lt", q(vNum(search.PrefixLt, 0.3, 0.05)), "r1")
 	expect(t, s, "le", q(vNum(search.PrefixLe, 0.3, 0.05)), "r1", "r2")
+	expect(t, s, "ge within the precision", q(vNum(search.PrefixGe, 100, 0.5)), "r3", "r4")
+	expect(t, s, "le within the precision", q(vNum(search.PrefixLe, 0.2, 0.05)), "r1")
+	expect(t, s, "eq's range ends before n+precision", q(vNum(search.PrefixEq, 99, 0.5)))
+	expect(t, s, "sa beyond the precision", q(vNum(search.PrefixSa, 100, 0.5)))
+	expect(t, s, "gt n itself", q(vNum(search.PrefixGt, 99.5, 0.05)), "r3", "r4")
 	expect(t, s, "ne", q(vNum(search.PrefixNe, 100, 0.5)), "r1", "r2")
 	expect(t, s, "ap", q(vNum(search.PrefixAp, 100, 0.5)), "r3", "r4")
 	expect(t, s, "values ORed", q(vNum("", 0.24, 0.005), vNum("", 0.3, 0.05)), "r1", "r2")

@@ -55,6 +55,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"SearchLastUpdated", testSearchLastUpdated},
 		{"SearchReference", testSearchReference},
 		{"SearchQuantity", testSearchQuantity},
+		{"SearchQuantityRanges", testSearchQuantityRanges},
 		{"SearchNumber", testSearchNumber},
 		{"SearchURI", testSearchURI},
 		{"SearchID", testSearchID},

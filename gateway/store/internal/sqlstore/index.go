@@ -51,7 +51,7 @@ var indexTables = [numIndexTables]indexTable{
 	idxString:    {name: "idx_string", cols: []column{{"param", "text"}, {"norm", "text"}, {"exact", "text"}}},
 	idxDate:      {name: "idx_date", cols: []column{{"param", "text"}, {"low", "bigint"}, {"high", "bigint"}}},
 	idxReference: {name: "idx_reference", cols: []column{{"param", "text"}, {"ref_type", "text"}, {"ref_id", "text"}, {"ref_url", "text"}}},
-	idxQuantity:  {name: "idx_quantity", cols: []column{{"param", "text"}, {"number", "float8"}, {"system", "text"}, {"code", "text"}, {"unit", "text"}}},
+	idxQuantity:  {name: "idx_quantity", cols: []column{{"param", "text"}, {"number", "float8"}, {"system", "text"}, {"code", "text"}, {"unit", "text"}, {"comparator", "text"}}},
 	idxURI:       {name: "idx_uri", cols: []column{{"param", "text"}, {"uri", "text"}}},
 }
 
@@ -103,7 +103,10 @@ func (s *Store) entryRow(e *search.Entry) (int, []any, error) {
 	case search.TypeReference:
 		return idxReference, []any{p, s.text(e.RefType), s.text(e.RefID), s.text(e.RefURL)}, nil
 	case search.TypeNumber, search.TypeQuantity:
-		return idxQuantity, []any{p, e.Number, s.text(e.System), s.text(e.Code), s.text(e.Unit)}, nil
+		if e.Comparator != "" && !search.IsComparator(e.Comparator) {
+			return 0, nil, fmt.Errorf("comparator %q is not <, <=, >= or >", e.Comparator)
+		}
+		return idxQuantity, []any{p, e.Number, s.text(e.System), s.text(e.Code), s.text(e.Unit), s.text(e.Comparator)}, nil
 	case search.TypeURI:
 		return idxURI, []any{p, s.text(entryURI(e))}, nil
 	}

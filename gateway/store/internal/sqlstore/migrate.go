@@ -33,6 +33,14 @@ const TypePatientReferences = `UPDATE idx_reference SET ref_type = 'Patient'
 		WHERE p.type = idx_reference.type AND p.id = idx_reference.id AND p.param = 'patient'
 		AND p.ref_type = '' AND p.ref_url = idx_reference.ref_url)`
 
+// QuantityComparator is both stores' migration adding idx_quantity's
+// comparator column (SQLite's schema 14, PostgreSQL's 16): a Quantity's
+// comparator ("<", "<=", ">=", ">"; empty for none, as every row written
+// before has), with which its value is a range open at one end
+// (search.Entry.Comparator). Adding a column with a constant default
+// rewrites no row in either database.
+const QuantityComparator = `ALTER TABLE idx_quantity ADD COLUMN comparator TEXT NOT NULL DEFAULT ''`
+
 // Migrate brings the schema to version upTo of migrations (oldest first,
 // the last being the program's version) in c, the migration transaction,
 // which the backend has begun (and serialised against other processes'

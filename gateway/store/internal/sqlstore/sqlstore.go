@@ -77,8 +77,11 @@
 //   - date "ap" matches entries overlapping the value's range widened on
 //     both sides by 10% of the distance between now and the value, and at
 //     least one day.
-//   - number/quantity "ap" matches within 10% of the value (at least its
-//     Precision); "sa"/"eb" mean "gt"/"lt".
+//   - number/quantity values are ranges: the search value's is [Number -
+//     Precision, Number + Precision), an entry's its Number, or with a
+//     Comparator the range open at one end it states; the prefixes compare
+//     them as quantityCond says. "ap" meets the value ± 10% (at least its
+//     Precision).
 //   - a date Entry with a zero High is open-ended (no end); a zero Low has
 //     no start. A search Value with a zero High is an instant (High = Low).
 //   - sorting by a parameter other than _id/_lastUpdated uses the date

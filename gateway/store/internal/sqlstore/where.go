@@ -407,27 +407,56 @@ func approxMS(now time.Time, vl, vh int64) int64 {
 	return max(dist/10, int64(24*time.Hour/time.Millisecond))
 }
 
-// quantityCond compares x.number with the value and, for a quantity, the
-// unit: system|code, or ||code matching the code or the human unit.
+// quantityCond compares the range of the entry (x.number, and the
+// x.comparator of a Quantity: "<5" is (-inf, 5), ">=5" [5, +inf); without
+// one, the point x.number) with the value, per search.html#prefix: the
+// value's range is [n-p, n+p), p its Precision; eq matches an entry inside
+// it, ne any other; gt and lt an entry reaching above or below n itself
+// (search.html#number: "greater than exactly 100"); ge and le what gt or
+// lt match and what eq matches; sa and eb an entry wholly above or below
+// the value's range; ap an entry that meets [n-d, n+d], d 10% of n and at
+// least p. And, for a quantity, the unit: system|code, or ||code matching
+// the code or the human unit.
 func (b *Builder) quantityCond(v *search.Value) {
 	n, p := v.Number, math.Abs(v.Precision)
+	lo, hi := n-p, n+p
+	// below and from split the numbers at the end of the value's range:
+	// "< n+p", or, when the precision is finer than a float64 can tell
+	// at n (0.30000000000000004), "<= n".
+	below, from := "x.number < ?", "x.number >= ?"
+	if hi <= n {
+		below, from, hi = "x.number <= ?", "x.number > ?", n
+	}
+	const (
+		point     = "x.comparator = ''"
+		openBelow = "x.comparator IN ('<', '<=')" // (-inf, number) or (-inf, number]
+		openAbove = "x.comparator IN ('>', '>=')"
+	)
+	b.add("(")
 	switch v.Prefix {
 	case search.PrefixNe:
-		b.add("(x.number < ? OR x.number > ?)", n-p, n+p)
-	case search.PrefixGt, search.PrefixSa:
-		b.add("x.number > ?", n)
-	case search.PrefixLt, search.PrefixEb:
-		b.add("x.number < ?", n)
+		b.add("x.comparator <> '' OR x.number < ? OR "+from, lo, hi)
+	case search.PrefixGt:
+		b.add("x.number > ? OR "+openAbove, n)
+	case search.PrefixLt:
+		b.add("x.number < ? OR "+openBelow, n)
 	case search.PrefixGe:
-		b.add("x.number >= ?", n)
+		b.add("("+point+" AND x.number >= ?) OR x.number > ? OR "+openAbove, lo, n)
 	case search.PrefixLe:
-		b.add("x.number <= ?", n)
+		b.add("("+point+" AND "+below+") OR x.number < ? OR "+openBelow, hi, n)
+	case search.PrefixSa:
+		b.add("x.comparator IN ('', '>', '>=') AND "+from, hi)
+	case search.PrefixEb:
+		b.add("(x.comparator IN ('', '<=') AND x.number < ?) OR (x.comparator = '<' AND x.number <= ?)", lo, lo)
 	case search.PrefixAp:
 		d := max(math.Abs(n)*0.1, p)
-		b.add("x.number >= ? AND x.number <= ?", n-d, n+d)
-	default: // eq
-		b.add("x.number >= ? AND x.number <= ?", n-p, n+p)
+		b.add("("+point+" AND x.number >= ? AND x.number <= ?)", n-d, n+d)
+		b.add(" OR (x.comparator = '<' AND x.number > ?) OR (x.comparator = '<=' AND x.number >= ?)", n-d, n-d)
+		b.add(" OR (x.comparator = '>' AND x.number < ?) OR (x.comparator = '>=' AND x.number <= ?)", n+d, n+d)
+	default: // eq: a range open at one end is in no value's range
+		b.add(point+" AND x.number >= ? AND "+below, lo, hi)
 	}
+	b.add(")")
 	switch {
 	case v.Code != "" && v.System != "":
 		b.add(" AND x.system = ? AND x.code = ?", v.System, v.Code)
