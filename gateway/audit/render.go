@@ -27,7 +27,8 @@ func Render(r Record) (body []byte, entries []search.Entry) {
 
 	b := make([]byte, 0, 1280)
 	b = append(b, `{"resourceType":"AuditEvent","action":`...)
-	b = fhirwire.AppendString(b, k.action)
+	action := r.action(k)
+	b = fhirwire.AppendString(b, action)
 	b = append(b, `,"agent":[{`...)
 	if r.ClientAddr != "" {
 		b = append(b, `"network":{"address":`...)
@@ -51,7 +52,8 @@ func Render(r Record) (body []byte, entries []search.Entry) {
 	b = append(b, `]},"who":{"display":`...)
 	b = fhirwire.AppendString(b, r.Observer)
 	b = append(b, `}}]`...)
-	if len(refs) > 0 || r.RequestID != "" {
+	idents := r.identified()
+	if len(refs) > 0 || len(idents) > 0 {
 		b = append(b, `,"entity":[`...)
 		for i, ref := range refs {
 			if i > 0 {
@@ -72,16 +74,18 @@ func Render(r Record) (body []byte, entries []search.Entry) {
 			b = fhirwire.AppendString(b, ref)
 			b = append(b, `}}`...)
 		}
-		if r.RequestID != "" {
-			if len(refs) > 0 {
+		for i, id := range idents {
+			if i > 0 || len(refs) > 0 {
 				b = append(b, ',')
 			}
-			b = append(b, `{"description":"the request","type":`...)
+			b = append(b, `{"description":`...)
+			b = fhirwire.AppendString(b, id.Description)
+			b = append(b, `,"type":`...)
 			b = appendCoding(b, systemEntityType, "2", "System Object")
 			b = append(b, `,"what":{"identifier":{"system":`...)
-			b = fhirwire.AppendString(b, SystemRequestID)
+			b = fhirwire.AppendString(b, id.System)
 			b = append(b, `,"value":`...)
-			b = fhirwire.AppendString(b, r.RequestID)
+			b = fhirwire.AppendString(b, id.Value)
 			b = append(b, `}}}`...)
 		}
 		b = append(b, ']')
@@ -128,7 +132,7 @@ func Render(r Record) (body []byte, entries []search.Entry) {
 	if dated {
 		x.param("_lastUpdated").add(search.Entry{Type: search.TypeDate, Low: ms, High: ms})
 	}
-	x.param("action").token("", k.action, "")
+	x.param("action").token("", action, "")
 	if r.ClientAddr != "" {
 		x.param("address").add(search.Entry{Type: search.TypeString, Norm: search.Normalize(r.ClientAddr), Exact: r.ClientAddr})
 	}
@@ -148,8 +152,8 @@ func Render(r Record) (body []byte, entries []search.Entry) {
 			x.add(e)
 		}
 	}
-	if r.RequestID != "" {
-		x.token(SystemRequestID, r.RequestID, "")
+	for _, id := range idents {
+		x.token(id.System, id.Value, "")
 	}
 	x.param("outcome").token("", outcome(r.Status), "")
 	x.param("patient")
