@@ -185,20 +185,40 @@ type entryList struct {
 	out   []search.Entry
 	name  string
 	start int // where the current parameter's entries begin
+	// set indexes the current parameter's entries once they are many (an
+	// AuditEvent naming a thousand patients).
+	set map[search.Entry]bool
 }
 
 // param starts the entries of parameter name.
 func (x *entryList) param(name string) *entryList {
-	x.name, x.start = name, len(x.out)
+	x.name, x.start, x.set = name, len(x.out), nil
 	return x
 }
 
 // add appends e to the current parameter's entries unless they have it.
 func (x *entryList) add(e search.Entry) {
 	e.Param = x.name
-	for _, c := range x.out[x.start:] {
-		if c == e {
+	switch cur := x.out[x.start:]; {
+	case x.set != nil:
+		if x.set[e] {
 			return
+		}
+		x.set[e] = true
+	case len(cur) >= 16:
+		x.set = make(map[search.Entry]bool, 2*len(cur))
+		for _, c := range cur {
+			x.set[c] = true
+		}
+		if x.set[e] {
+			return
+		}
+		x.set[e] = true
+	default:
+		for _, c := range cur {
+			if c == e {
+				return
+			}
 		}
 	}
 	x.out = append(x.out, e)

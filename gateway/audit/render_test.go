@@ -76,6 +76,12 @@ func TestRenderMatchesEvent(t *testing.T) {
 			r.Identified = []audit.Identified{{System: "s", Value: "v<&>", Description: "the source record"}}
 		}),
 		"an action of its own": with(func(r *audit.Record) { r.Interaction, r.Action = "ingest", "U" }),
+		"many patients, some twice": with(func(r *audit.Record) {
+			r.Patients = nil
+			for i := range 100 {
+				r.Patients = append(r.Patients, fmt.Sprintf("Patient/p%d", i%70))
+			}
+		}),
 	}
 	for _, i := range audit.Interactions() {
 		tests["interaction "+i] = with(func(r *audit.Record) { r.Interaction = i })

@@ -60,9 +60,12 @@ type Scope struct {
 	action     string
 	// covered are the versions a Provenance of this request lists: the
 	// AuditEvent names that Provenance instead of each of them.
-	covered   map[audit.Entity]bool
-	patients  []string
-	committed bool
+	covered  map[audit.Entity]bool
+	patients []string
+	// patientSet indexes patients once they are many (a downloaded
+	// export file names thousands).
+	patientSet map[string]bool
+	committed  bool
 }
 
 // NewScope returns the scope of a request by p (nil: not yet
@@ -131,12 +134,25 @@ func (sc *Scope) cover(targets []audit.Entity) {
 	}
 }
 
-// patient records patients the request concerned.
+// patient records patients the request concerned, once each.
 func (sc *Scope) patient(refs ...string) {
 	for _, p := range refs {
-		if !slices.Contains(sc.patients, p) {
-			sc.patients = append(sc.patients, p)
+		switch {
+		case sc.patientSet != nil:
+			if sc.patientSet[p] {
+				continue
+			}
+			sc.patientSet[p] = true
+		case slices.Contains(sc.patients, p):
+			continue
+		case len(sc.patients) >= 32:
+			sc.patientSet = make(map[string]bool, 2*len(sc.patients))
+			for _, q := range sc.patients {
+				sc.patientSet[q] = true
+			}
+			sc.patientSet[p] = true
 		}
+		sc.patients = append(sc.patients, p)
 	}
 }
 
@@ -172,7 +188,7 @@ func (sc *Scope) Identified() []audit.Identified { return sc.identified }
 
 // Reset forgets what a rolled-back transaction attempt recorded.
 func (sc *Scope) Reset() {
-	sc.entities, sc.patients, sc.covered, sc.identified, sc.action = nil, nil, nil, nil, ""
+	sc.entities, sc.patients, sc.patientSet, sc.covered, sc.identified, sc.action = nil, nil, nil, nil, nil, ""
 }
 
 // Committed reports whether the request's AuditEvent was committed with
