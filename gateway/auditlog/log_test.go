@@ -97,3 +97,23 @@ func TestManyPatients(t *testing.T) {
 		})
 	}
 }
+
+// TestFailureDescription: a client's mistake (4xx) was rejected, the
+// gateway's own failure (5xx) failed; rule ids only, at most five named.
+func TestFailureDescription(t *testing.T) {
+	for _, tc := range []struct {
+		status int
+		rules  []string
+		want   string
+	}{
+		{200, nil, ""},
+		{422, []string{"assessment.total-mismatch"}, "rejected: assessment.total-mismatch"},
+		{409, []string{"a", "b", "c", "d", "e", "f", "g"}, "rejected: a, b, c, d, e and 2 more"},
+		{500, []string{"internal"}, "failed: internal"},
+		{503, []string{"audit-unavailable"}, "failed: audit-unavailable"},
+	} {
+		if got := failureDescription(tc.status, tc.rules); got != tc.want {
+			t.Errorf("failureDescription(%d, %v) = %q, want %q", tc.status, tc.rules, got, tc.want)
+		}
+	}
+}
