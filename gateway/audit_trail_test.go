@@ -466,6 +466,11 @@ func TestLineageQueries(t *testing.T) {
 	if rec := send(s, "DELETE", "/fhir/Patient/"+pid, ""); rec.Code != http.StatusNoContent {
 		t.Fatalf("delete = %d %s", rec.Code, rec.Body)
 	}
+	// A console page that looked for a record never received does not
+	// make it one with a story.
+	if rec := send(s, "GET", "/console/records?source=serenity-clinic-emr&record=NOPE-1", ""); rec.Code != http.StatusOK {
+		t.Fatalf("console record page = %d", rec.Code)
+	}
 	for _, tc := range []struct {
 		query  string
 		status int
@@ -764,6 +769,9 @@ func TestAuditNamesPatientAndRecord(t *testing.T) {
 				(tc.named != "" && !slices.Contains(got.Named, tc.named)) {
 				t.Errorf("AuditEvent action %s, patients %v, named %v, %q; want %s, %s, %q, %q", got.Action, got.Patients, got.Named, got.Desc,
 					tc.action, patient, tc.named, tc.rule)
+			}
+			if tc.named != "" && strings.HasPrefix(tc.target, "/admin/lineage") && len(got.Named) != 1 {
+				t.Errorf("the lineage names %v, want only the record as it was sent (%s)", got.Named, tc.named)
 			}
 		})
 	}

@@ -65,22 +65,21 @@ func (l *Lineage) Audit(sc *Scope) {
 	if q.RecordID == "" {
 		return
 	}
-	named := false
-	for _, rc := range l.Receipts {
-		if rc.RecordID == q.RecordID && rc.Kind != "" && (q.Kind == "" || rc.Kind == q.Kind) {
-			sc.NameRecord(mapping.RecordSystem(q.IdentifierBase, q.Source, mapping.Kind(rc.Kind)), q.RecordID)
-			named = true
+	// The record by the identifiers its receipts and requests name it by
+	// (the kind it was sent as); a record nothing named, by those asked.
+	ids := l.records
+	if len(ids) == 0 {
+		kinds := mapping.Kinds()
+		if q.Kind != "" {
+			kinds = []mapping.Kind{mapping.Kind(q.Kind)}
+		}
+		for _, k := range kinds {
+			ids = append(ids, mapping.RecordSystem(q.IdentifierBase, q.Source, k)+"|"+q.RecordID)
 		}
 	}
-	if named {
-		return
-	}
-	kinds := mapping.Kinds()
-	if q.Kind != "" {
-		kinds = []mapping.Kind{mapping.Kind(q.Kind)}
-	}
-	for _, k := range kinds {
-		sc.NameRecord(mapping.RecordSystem(q.IdentifierBase, q.Source, k), q.RecordID)
+	for _, id := range ids {
+		sys, val, _ := strings.Cut(id, "|")
+		sc.NameRecord(sys, val)
 	}
 }
 

@@ -56,8 +56,11 @@ type Lineage struct {
 	// (resource queries; at most maxAccesses).
 	Accesses []RequestView `json:"accesses,omitempty"`
 
-	// patients are those of the resource queried (resource queries).
+	// patients are those of the resource queried (resource queries);
+	// records the record query's identifiers (system|value) a receipt or
+	// a request named.
 	patients []string
+	records  []string
 }
 
 // Receipt is one native record version or Bundle the gateway received.
@@ -213,6 +216,7 @@ func BuildLineage(ctx context.Context, st store.Store, q LineageQuery) (*Lineage
 		if !gatewayWrote(r, p) {
 			continue // a client's Provenance: not a receipt of the gateway's
 		}
+		out.nameRecords(recordIDs, p)
 		rc, err := receipt(ctx, st, q.Tenant, p)
 		if err != nil {
 			return nil, err
@@ -247,6 +251,7 @@ func BuildLineage(ctx context.Context, st store.Store, q LineageQuery) (*Lineage
 				return nil, err
 			}
 			for _, ev := range evs {
+				out.nameRecords(recordIDs, ev)
 				if v := ViewAuditEvent(ev); !seen[v.AuditEvent] {
 					out.Requests = append(out.Requests, v)
 				}
@@ -272,10 +277,23 @@ func BuildLineage(ctx context.Context, st store.Store, q LineageQuery) (*Lineage
 	switch {
 	case q.TraceID != "" && len(out.Receipts) == 0 && len(out.Requests) == 0:
 		return nil, lineageNotFound("the gateway holds no receipt and no request of this trace")
-	case q.RecordID != "" && len(out.Receipts) == 0 && len(out.Requests) == 0:
+	case q.RecordID != "" && len(out.Receipts) == 0 && !slices.ContainsFunc(out.Requests, func(r RequestView) bool { return r.Interaction != "lineage" }):
+		// (Earlier lineage reads of a record never received are no story.)
 		return nil, lineageNotFound("the gateway has stored no version of this record and no request named it (check the source system, the record id and the kind)")
 	}
 	return out, nil
+}
+
+// nameRecords adds to l.records those of ids (system|value) that doc, a
+// Provenance or an AuditEvent, names in an entity's identifier.
+func (l *Lineage) nameRecords(ids []string, doc map[string]any) {
+	for _, e := range list(doc["entity"]) {
+		sys, _ := dig(e, "what", "identifier", "system").(string)
+		val, _ := dig(e, "what", "identifier", "value").(string)
+		if id := sys + "|" + val; slices.Contains(ids, id) && !slices.Contains(l.records, id) {
+			l.records = append(l.records, id)
+		}
+	}
 }
 
 // kindList names the native record kinds, comma-separated.
