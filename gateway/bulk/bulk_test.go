@@ -207,6 +207,12 @@ func TestExportResumes(t *testing.T) {
 	defer st.Close()
 	const n = 500
 	seed(t, st, "Patient", n, func(int) map[string]any { return map[string]any{"gender": "other"} })
+	// Observations of a patient each ten in a row: most of a file's parts
+	// name no patient first.
+	seed(t, st, "Observation", n, func(i int) map[string]any {
+		return map[string]any{"status": "final", "code": map[string]any{"text": "x"},
+			"subject": map[string]any{"reference": fmt.Sprintf("Patient/patient-%07d", i/10)}}
+	})
 	sc := auditlog.NewScope("bulk-export", &auth.Principal{ClientID: "c", Scopes: auth.ParseScopes("system/*.rs")})
 	start := func() *app.App {
 		a, err := app.New(app.Config{Store: st, BacklogEvery: -1, Jobs: jobs.Config{Poll: 5 * time.Millisecond}})
@@ -221,7 +227,7 @@ func TestExportResumes(t *testing.T) {
 	}
 	a := start()
 	j, err := a.Bulk.Export(ctx, sc, bulk.ExportParams{Level: bulk.LevelSystem, Prefer: "respond-async", Base: "https://gw",
-		Query: map[string][]string{"_type": {"Patient"}}})
+		Query: map[string][]string{"_type": {"Patient,Observation"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -249,13 +255,23 @@ func TestExportResumes(t *testing.T) {
 		lines := 0
 		sc := bufio.NewScanner(&buf)
 		for sc.Scan() {
-			var r struct{ ID string }
-			_ = json.Unmarshal(sc.Bytes(), &r)
-			if seen[r.ID] {
-				t.Errorf("%s exported twice", r.ID)
+			var r struct {
+				ResourceType, ID string
+				Subject          struct{ Reference string }
 			}
-			seen[r.ID] = true
-			inFile = append(inFile, "Patient/"+r.ID)
+			_ = json.Unmarshal(sc.Bytes(), &r)
+			key := r.ResourceType + "/" + r.ID
+			if seen[key] {
+				t.Errorf("%s exported twice", key)
+			}
+			seen[key] = true
+			p := "Patient/" + r.ID
+			if r.ResourceType != "Patient" {
+				p = r.Subject.Reference
+			}
+			if !slices.Contains(inFile, p) {
+				inFile = append(inFile, p)
+			}
 			lines++
 		}
 		if named := slices.Sorted(slices.Values(dl.Patients())); !slices.Equal(named, inFile) {
@@ -265,8 +281,8 @@ func TestExportResumes(t *testing.T) {
 			t.Errorf("file %d: %d lines, manifest %+v", i+1, lines, f)
 		}
 	}
-	if len(seen) != n || cur.Attempts != 2 {
-		t.Errorf("%d Patients exported after %d claims, want %d after 2", len(seen), cur.Attempts, n)
+	if len(seen) != 2*n || cur.Attempts != 2 {
+		t.Errorf("%d Patients and Observations exported after %d claims, want %d after 2", len(seen), cur.Attempts, 2*n)
 	}
 }
 

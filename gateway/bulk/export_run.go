@@ -26,6 +26,10 @@ type exportCheckpoint struct {
 	// File is the number of the open file (0: none), Part its next part
 	// and Count its resources; NextFile the number of the next file.
 	File, Part, Count, NextFile int
+	// PatientsPart is the next part of the open file's companion file
+	// (jobs.PatientsFile), which has a part only where the file's part
+	// names a patient first.
+	PatientsPart int `json:"patientsPart,omitempty"`
 	// Files are the closed files.
 	Files []outputFile `json:"files"`
 	Done  int64        `json:"done"`
@@ -218,7 +222,7 @@ func (x *exporter) asOf(ctx context.Context, r *store.Resource) (*store.Resource
 func (x *exporter) write(ctx context.Context, r *store.Resource, after string) error {
 	if x.cp.File == 0 || x.seen == nil {
 		if x.cp.File == 0 {
-			x.cp.File, x.cp.Part, x.cp.Count = x.cp.NextFile, 0, 0
+			x.cp.File, x.cp.Part, x.cp.Count, x.cp.PatientsPart = x.cp.NextFile, 0, 0, 0
 			x.cp.NextFile++
 		}
 		// (A file resumed after its runner died may name a patient of its
@@ -263,7 +267,7 @@ func (x *exporter) closeFile(ctx context.Context, typeDone bool) error {
 	}
 	x.cp.Files = append(x.cp.Files, outputFile{Type: x.req.Types[x.cp.Type], N: x.cp.File, Count: x.cp.Count})
 	parts := x.takePart()
-	x.cp.File, x.cp.Part, x.cp.Count = 0, 0, 0
+	x.cp.File, x.cp.Part, x.cp.Count, x.cp.PatientsPart = 0, 0, 0, 0
 	x.seen = nil
 	cp := x.cp
 	if typeDone {
@@ -281,7 +285,8 @@ func (x *exporter) takePart() []store.JobPart {
 	}
 	p := []store.JobPart{{File: x.cp.File, Part: x.cp.Part, Data: x.buf}}
 	if len(x.patients) > 0 {
-		p = append(p, store.JobPart{File: jobs.PatientsFile(x.cp.File), Part: x.cp.Part, Data: x.patients})
+		p = append(p, store.JobPart{File: jobs.PatientsFile(x.cp.File), Part: x.cp.PatientsPart, Data: x.patients})
+		x.cp.PatientsPart++
 	}
 	x.cp.Part++
 	return p
