@@ -793,4 +793,21 @@ func TestAuditNamesPatientAndRecord(t *testing.T) {
 			t.Errorf("the record's lineage lacks the request %q: %q", want, descs)
 		}
 	}
+
+	// The lineage of a record a session nests names it as it was sent
+	// (its kind's identifier), not as every kind it might have been.
+	s2, st2 := auditServer(t)
+	session, err := os.ReadFile("../schemas/examples/session/routine-ketamine-iv-session.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec := send(s2, "POST", "/ingest/session", string(session)); rec.Code != http.StatusOK {
+		t.Fatalf("ingest session = %d %s", rec.Code, rec.Body)
+	}
+	if rec := send(s2, "GET", "/admin/lineage?source=serenity-clinic-emr&record=ASM-2026-0310-001", ""); rec.Code != http.StatusOK {
+		t.Fatalf("lineage of the nested record = %d %s", rec.Code, rec.Body)
+	}
+	if got := lastAudit(t, st2); !slices.Equal(got.Named, []string{record}) || len(got.Patients) != 1 {
+		t.Errorf("the nested record's lineage names %v and patients %v, want only %s and the session's patient", got.Named, got.Patients, record)
+	}
 }
