@@ -57,8 +57,16 @@ func (s *Server) handleShowDelivery(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	v, err := s.app.Operator.Show(c.Request().Context(), scopeOf(c).TenantOf(), id, c.QueryParam("payload") == "true")
+	payload, err := boolParam(c, "payload")
 	if err != nil {
+		return err
+	}
+	sc := scopeOf(c)
+	v, err := s.app.Operator.Show(c.Request().Context(), sc.TenantOf(), id, payload)
+	if err != nil {
+		return err
+	}
+	if err := auditlog.NameDelivery(c.Request().Context(), s.app.Store, sc, s.app.IdentifierBase, v, payload); err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, v)
@@ -113,7 +121,8 @@ func (s *Server) handleLineage(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	sc.Description = fmt.Sprintf("lineage: %d receipts", len(l.Receipts))
+	l.Audit(sc)
+	sc.Description = l.Describe("lineage")
 	return c.JSON(http.StatusOK, l)
 }
 

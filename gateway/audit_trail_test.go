@@ -466,6 +466,11 @@ func TestLineageQueries(t *testing.T) {
 	if rec := send(s, "DELETE", "/fhir/Patient/"+pid, ""); rec.Code != http.StatusNoContent {
 		t.Fatalf("delete = %d %s", rec.Code, rec.Body)
 	}
+	// A console page that looked for a record never received does not
+	// make it one with a story.
+	if rec := send(s, "GET", "/console/records?source=serenity-clinic-emr&record=NOPE-1", ""); rec.Code != http.StatusOK {
+		t.Fatalf("console record page = %d", rec.Code)
+	}
 	for _, tc := range []struct {
 		query  string
 		status int
@@ -522,6 +527,8 @@ func TestOperatorParameters(t *testing.T) {
 		{"GET", "/admin/deliveries?since=2026-12-31T00:00:00Z&until=2026-12-01T00:00:00Z", 400, "until must be later than since"},
 		{"GET", "/admin/deliveries?statsu=dead", 400, `parameter-unknown`},
 		{"GET", "/admin/deliveries/1?payload=true&x=1", 400, "does not take was sent, and nothing was done; it takes payload, _pretty"},
+		{"GET", "/admin/deliveries/1?payload=yes", 400, "payload must be true or false"},
+		{"GET", "/admin/deliveries/1?payload=", 400, "payload must be true or false"},
 		{"POST", "/admin/deliveries/replay?destination=nope&" + since, 400, "destination names no destination"},
 		{"POST", "/admin/deliveries/replay?destination=ehr&" + since, 200, `"replayed":0`},
 		{"POST", "/admin/deliveries/replay?destination=ehr&" + since + "&dryRun=true", 400, "parameter-unknown"},
@@ -544,6 +551,33 @@ func TestOperatorParameters(t *testing.T) {
 	// A made-up parameter name may be record content: never repeated.
 	if rec := send(s, "GET", "/admin/deliveries?ZqSecretName7=1", ""); rec.Code != 400 || strings.Contains(rec.Body.String(), "ZqSecretName7") {
 		t.Errorf("an unknown operator parameter = %d %s; want 400 without its name", rec.Code, rec.Body)
+	}
+
+	// A delivery read names the delivery, the record and its patient, and
+	// says whether the payload (the patient's data) was disclosed.
+	raw, err := os.ReadFile("../schemas/examples/assessment/phq9-moderate.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec := send(s, "POST", "/ingest/assessment", string(raw)); rec.Code != http.StatusOK {
+		t.Fatalf("ingest = %d %s", rec.Code, rec.Body)
+	}
+	ingested := lastAudit(t, st)
+	for _, tc := range []struct{ query, want string }{
+		{"?payload=true", "delivery 1: 0 attempts; "},
+		{"?payload=true", "payload (the FHIR Bundle) disclosed"},
+		{"?payload=false", "payload not disclosed"},
+		{"", "payload not disclosed"},
+	} {
+		if rec := send(s, "GET", "/admin/deliveries/1"+tc.query, ""); rec.Code != http.StatusOK {
+			t.Fatalf("delivery read = %d %s", rec.Code, rec.Body)
+		}
+		got := lastAudit(t, st)
+		if !strings.Contains(got.Desc, tc.want) || !slices.Equal(got.Patients, ingested.Patients) || len(got.Patients) != 1 ||
+			!slices.Contains(got.Named, audit.SystemDelivery+"|1") ||
+			!slices.Contains(got.Named, "https://ketamine-gateway.org/fhir/sid/serenity-clinic-emr/assessment-record|ASM-2026-0310-001") {
+			t.Errorf("delivery read%s: AuditEvent %+v; want %q, the patient %v, the delivery and the record named", tc.query, got, tc.want, ingested.Patients)
+		}
 	}
 }
 
@@ -625,5 +659,156 @@ func TestClientAddress(t *testing.T) {
 	}
 	if !slices.Contains(codes, http.StatusTooManyRequests) {
 		t.Errorf("one client flooding through the proxy: %v, want a 429", codes)
+	}
+}
+
+// auditOf decodes the newest AuditEvent: its action, description, the
+// patients (role Patient) and what it names by identifier (system|value).
+type auditOf struct {
+	Action, Desc, Subtype string
+	Patients, Refs        []string
+	Named                 []string
+}
+
+func lastAudit(t *testing.T, st store.Store) auditOf {
+	t.Helper()
+	entries := chain(t, st)
+	var ev struct {
+		Action      string `json:"action"`
+		OutcomeDesc string `json:"outcomeDesc"`
+		Subtype     []struct{ Code string }
+		Entity      []struct {
+			Role struct{ Code string } `json:"role"`
+			What struct {
+				Reference  string                         `json:"reference"`
+				Identifier struct{ System, Value string } `json:"identifier"`
+			} `json:"what"`
+		} `json:"entity"`
+	}
+	if err := json.Unmarshal(entries[len(entries)-1].Body, &ev); err != nil {
+		t.Fatal(err)
+	}
+	out := auditOf{Action: ev.Action, Desc: ev.OutcomeDesc, Subtype: ev.Subtype[0].Code}
+	for _, e := range ev.Entity {
+		switch {
+		case e.Role.Code == "1":
+			out.Patients = append(out.Patients, e.What.Reference)
+		case e.What.Reference != "":
+			out.Refs = append(out.Refs, e.What.Reference)
+		case e.What.Identifier.System != audit.SystemRequestID:
+			out.Named = append(out.Named, e.What.Identifier.System+"|"+e.What.Identifier.Value)
+		}
+	}
+	return out
+}
+
+// TestAuditNamesPatientAndRecord: every request about a stored record
+// names, in its AuditEvent, the record (by the identifier its Provenance
+// names it by) and the stored patient it concerns, with the action it
+// stands for, so that AuditEvent?patient= and the record's lineage find
+// it: a version re-sent (R), refused (U: the record is stored) for each
+// reason, a dry run (E), a new version (U); and so do a lineage and a
+// delivery read, which disclose the patient's data.
+func TestAuditNamesPatientAndRecord(t *testing.T) {
+	s, st := auditServer(t)
+	raw, err := os.ReadFile("../schemas/examples/assessment/phq9-moderate.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	orig := string(raw)
+	edit := func(pairs ...string) string { return strings.NewReplacer(pairs...).Replace(orig) }
+	if rec := send(s, "POST", "/ingest/assessment", orig); rec.Code != http.StatusOK {
+		t.Fatalf("ingest = %d %s", rec.Code, rec.Body)
+	}
+	var found struct {
+		Entry []struct{ Resource struct{ ID string } }
+	}
+	if err := json.Unmarshal(send(s, "GET", "/fhir/Patient", "").Body.Bytes(), &found); err != nil || len(found.Entry) != 1 {
+		t.Fatalf("the stored Patient: %v %+v", err, found)
+	}
+	patient := "Patient/" + found.Entry[0].Resource.ID
+	record := "https://ketamine-gateway.org/fhir/sid/serenity-clinic-emr/assessment-record|ASM-2026-0310-001"
+	noMRN := edit(`"mrn": {
+      "value": "MRN-TEST-000123",
+      "system": "https://serenity-test-hospital.example/fhir/mrn",
+      "assigner": "Serenity Test Hospital"
+    },`, "", `"PT-000123"`, `"PT-000555"`, `"version": "1"`, `"version": "3"`, "09:08:12", "10:08:12")
+	if noMRN == orig {
+		t.Fatal("the example changed: the edit to remove its MRN does nothing")
+	}
+	for _, tc := range []struct {
+		name, target, body string
+		status             int
+		action             string
+		named              string // a record named
+		rule               string // in the description
+	}{
+		{"re-sent", "/ingest/assessment", orig, 200, "R", record, "already received"},
+		{"version reused", "/ingest/assessment", edit("somewhat-difficult", "very-difficult"), 409, "U", record, ingest.RuleVersionReused},
+		{"version stale", "/ingest/assessment", edit(`"version": "1"`, `"version": "0"`, "2026-03-10T09:08:12", "2026-03-09T09:08:12"), 409, "U", record, ingest.RuleVersionStale},
+		{"MRN of another patient", "/ingest/assessment", edit("ASM-2026-0310-001", "ASM-2026-0310-002", `"PT-000123"`, `"PT-000999"`), 409, "C",
+			strings.Replace(record, "-001", "-002", 1), ingest.RuleIdentityConflict},
+		{"stored for another patient", "/ingest/assessment", noMRN, 409, "U", record, ingest.RulePatientChanged},
+		{"dry run (reads nothing stored: names no patient)", "/ingest/assessment?dryRun=true", orig, 200, "E", record, "dry run"},
+		{"new version", "/ingest/assessment", edit(`"version": "1"`, `"version": "2"`, "09:08:12", "09:18:12"), 200, "U", record, "entries"},
+		{"lineage of the record", "/admin/lineage?source=serenity-clinic-emr&record=ASM-2026-0310-001", "", 200, "R", record, "lineage: 2 receipts"},
+		{"lineage of a resource", "", "", 200, "R", "", "lineage: 1 receipt, 1 request"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.target == "" {
+				tc.target = "/admin/lineage?resource=" + patient
+			}
+			method := "POST"
+			if tc.body == "" {
+				method = "GET"
+			}
+			if rec := send(s, method, tc.target, tc.body); rec.Code != tc.status {
+				t.Fatalf("%s = %d %s, want %d", tc.target, rec.Code, rec.Body, tc.status)
+			}
+			got := lastAudit(t, st)
+			if got.Action != tc.action || slices.Contains(got.Patients, patient) == strings.HasPrefix(tc.name, "dry run") || !strings.Contains(got.Desc, tc.rule) ||
+				(tc.named != "" && !slices.Contains(got.Named, tc.named)) {
+				t.Errorf("AuditEvent action %s, patients %v, named %v, %q; want %s, %s, %q, %q", got.Action, got.Patients, got.Named, got.Desc,
+					tc.action, patient, tc.named, tc.rule)
+			}
+			if tc.named != "" && strings.HasPrefix(tc.target, "/admin/lineage") && len(got.Named) != 1 {
+				t.Errorf("the lineage names %v, want only the record as it was sent (%s)", got.Named, tc.named)
+			}
+		})
+	}
+	// The patient's audit trail finds every one of them; the record's
+	// lineage lists the refused and re-sent versions too.
+	var bundle struct{ Total int }
+	_ = json.Unmarshal(send(s, "GET", "/fhir/AuditEvent?patient="+patient+"&_summary=count", "").Body.Bytes(), &bundle)
+	if bundle.Total != 10 { // the first ingest, the eight above but the dry run, and the Patient search
+		t.Errorf("AuditEvent?patient=%s: %d, want 10", patient, bundle.Total)
+	}
+	var l auditlog.Lineage
+	_ = json.Unmarshal(send(s, "GET", "/admin/lineage?source=serenity-clinic-emr&record=ASM-2026-0310-001", "").Body.Bytes(), &l)
+	var descs []string
+	for _, r := range l.Requests {
+		descs = append(descs, r.Description)
+	}
+	for _, want := range []string{"already received", ingest.RuleVersionReused, ingest.RuleVersionStale, ingest.RulePatientChanged, "dry run", "lineage: 2 receipts"} {
+		if !slices.ContainsFunc(descs, func(d string) bool { return strings.Contains(d, want) }) {
+			t.Errorf("the record's lineage lacks the request %q: %q", want, descs)
+		}
+	}
+
+	// The lineage of a record a session nests names it as it was sent
+	// (its kind's identifier), not as every kind it might have been.
+	s2, st2 := auditServer(t)
+	session, err := os.ReadFile("../schemas/examples/session/routine-ketamine-iv-session.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec := send(s2, "POST", "/ingest/session", string(session)); rec.Code != http.StatusOK {
+		t.Fatalf("ingest session = %d %s", rec.Code, rec.Body)
+	}
+	if rec := send(s2, "GET", "/admin/lineage?source=serenity-clinic-emr&record=ASM-2026-0310-001", ""); rec.Code != http.StatusOK {
+		t.Fatalf("lineage of the nested record = %d %s", rec.Code, rec.Body)
+	}
+	if got := lastAudit(t, st2); !slices.Equal(got.Named, []string{record}) || len(got.Patients) != 1 {
+		t.Errorf("the nested record's lineage names %v and patients %v, want only %s and the session's patient", got.Named, got.Patients, record)
 	}
 }

@@ -126,10 +126,13 @@ func TestJobFileNotAnsweredUnaudited(t *testing.T) {
 	st := tempSQLite(t, sqlite.Options{})
 	fw := &failingWrites{Store: st}
 	s := newServer(t, app.Config{Store: fw}, gateway.Config{})
-	if rec := do(s, http.MethodPost, "/fhir/Patient", gateway.ContentTypeFHIR,
-		[]byte(`{"resourceType":"Patient","name":[{"family":"Exported"}]}`)); rec.Code != http.StatusCreated {
-		t.Fatalf("create = %d %s", rec.Code, rec.Body)
+	created := do(s, http.MethodPost, "/fhir/Patient", gateway.ContentTypeFHIR,
+		[]byte(`{"resourceType":"Patient","name":[{"family":"Exported"}]}`))
+	if created.Code != http.StatusCreated {
+		t.Fatalf("create = %d %s", created.Code, created.Body)
 	}
+	var patient struct{ ID string }
+	_ = json.Unmarshal(created.Body.Bytes(), &patient)
 	kick := httptest.NewRequest(http.MethodGet, "/fhir/$export", nil)
 	kick.Header.Set("Prefer", "respond-async")
 	rec := httptest.NewRecorder()
@@ -179,6 +182,13 @@ func TestJobFileNotAnsweredUnaudited(t *testing.T) {
 	}
 	if n := audits() - before; n != 1 {
 		t.Errorf("the download left %d AuditEvents, want 1", n)
+	}
+	// It names the patient whose data the file holds.
+	var last []byte
+	_ = st.AuditChain(context.Background(), func(e audit.ChainEntry) error { last = e.Body; return nil })
+	if want := `"role":{"code":"1","display":"Patient"`; !strings.Contains(string(last), want) ||
+		!strings.Contains(string(last), `"reference":"Patient/`+patient.ID+`"`) {
+		t.Errorf("the download's AuditEvent does not name Patient/%s: %s", patient.ID, last)
 	}
 
 	fw.fail.Store(true)

@@ -27,12 +27,25 @@ const (
 	ExtTraceID = "https://ketamine-gateway.org/fhir/StructureDefinition/trace-id"
 	// SystemRequestID names X-Request-Id values in entity.what.identifier.
 	SystemRequestID = "https://ketamine-gateway.org/fhir/sid/request-id"
+	// SystemDelivery names deliveries to EHRs (the operator API's ids) in
+	// entity.what.identifier.
+	SystemDelivery = "https://ketamine-gateway.org/fhir/sid/delivery"
 )
 
 // Entity is one resource a request touched.
 type Entity struct {
 	Type, ID string
 	Version  int64 // 0 when unknown (a search match, a failed write)
+}
+
+// Identified is something a request concerned that is no resource of
+// this server, named by an identifier: a native source record (the system
+// and value its Provenance names it by), a delivery, a background job.
+type Identified struct {
+	System, Value string
+	// Description says what it is in fixed words ("the source record"),
+	// never content.
+	Description string
 }
 
 // Record describes one request. Description must be PHI-free: it is built
@@ -53,8 +66,15 @@ type Record struct {
 	Tenant      string
 	// Patients are "Patient/id" references of the patients the request
 	// concerned.
-	Patients    []string
-	Entities    []Entity
+	Patients []string
+	Entities []Entity
+	// Identified are the things the request concerned that are named by
+	// identifier (entities after Entities, before the request's).
+	Identified []Identified
+	// Action is AuditEvent.action when it is not the interaction's own
+	// (an ingest's: C a new record, U a new version, R a version re-sent,
+	// E a dry run); "" for the interaction's.
+	Action      string
 	RequestID   string
 	TraceID     string
 	Description string
@@ -181,7 +201,7 @@ func Event(r Record) map[string]any {
 		"resourceType": "AuditEvent",
 		"type":         coding(typ[0], typ[1], typ[2]),
 		"subtype":      []any{coding(subtype[0], subtype[1], subtype[2])},
-		"action":       k.action,
+		"action":       r.action(k),
 		"recorded":     r.Recorded.UTC().Format("2006-01-02T15:04:05.000Z"),
 		"outcome":      outcome(r.Status),
 		"outcomeDesc":  desc,
@@ -209,17 +229,35 @@ func Event(r Record) map[string]any {
 			"role": coding(systemObjectRole, "4", "Domain Resource"),
 		})
 	}
-	if r.RequestID != "" {
+	for _, id := range r.identified() {
 		entities = append(entities, map[string]any{
-			"what":        map[string]any{"identifier": map[string]any{"system": SystemRequestID, "value": r.RequestID}},
+			"what":        map[string]any{"identifier": map[string]any{"system": id.System, "value": id.Value}},
 			"type":        coding(systemEntityType, "2", "System Object"),
-			"description": "the request",
+			"description": id.Description,
 		})
 	}
 	if len(entities) > 0 {
 		ev["entity"] = entities
 	}
 	return ev
+}
+
+// action is the record's AuditEvent.action: Action when set, else the
+// interaction's (k).
+func (r Record) action(k kind) string {
+	if r.Action != "" {
+		return r.Action
+	}
+	return k.action
+}
+
+// identified are the entities named by identifier: Identified, then the
+// request.
+func (r Record) identified() []Identified {
+	if r.RequestID == "" {
+		return r.Identified
+	}
+	return append(r.Identified[:len(r.Identified):len(r.Identified)], Identified{System: SystemRequestID, Value: r.RequestID, Description: "the request"})
 }
 
 // classify returns the interaction's kind (an unknown one is recorded as

@@ -20,6 +20,9 @@ func TestEventShape(t *testing.T) {
 		{"search", Record{Interaction: "search-type", Status: 200}, "E", "0"},
 		{"update failed", Record{Interaction: "update", Status: 500}, "U", "8"},
 		{"unknown interaction", Record{Interaction: "frob", Status: 401}, "E", "4"},
+		{"ingest", Record{Interaction: "ingest", Status: 200}, "C", "0"},
+		{"ingest of a new version", Record{Interaction: "ingest", Action: "U", Status: 200}, "U", "0"},
+		{"ingest dry run", Record{Interaction: "ingest", Action: "E", Status: 200}, "E", "0"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

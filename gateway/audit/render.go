@@ -27,7 +27,8 @@ func Render(r Record) (body []byte, entries []search.Entry) {
 
 	b := make([]byte, 0, 1280)
 	b = append(b, `{"resourceType":"AuditEvent","action":`...)
-	b = fhirwire.AppendString(b, k.action)
+	action := r.action(k)
+	b = fhirwire.AppendString(b, action)
 	b = append(b, `,"agent":[{`...)
 	if r.ClientAddr != "" {
 		b = append(b, `"network":{"address":`...)
@@ -53,7 +54,8 @@ func Render(r Record) (body []byte, entries []search.Entry) {
 	b = append(b, `]},"who":{"display":`...)
 	b = fhirwire.AppendString(b, r.Observer)
 	b = append(b, `}}]`...)
-	if len(refs) > 0 || r.RequestID != "" {
+	idents := r.identified()
+	if len(refs) > 0 || len(idents) > 0 {
 		b = append(b, `,"entity":[`...)
 		for i, ref := range refs {
 			if i > 0 {
@@ -74,16 +76,18 @@ func Render(r Record) (body []byte, entries []search.Entry) {
 			b = fhirwire.AppendString(b, ref)
 			b = append(b, `}}`...)
 		}
-		if r.RequestID != "" {
-			if len(refs) > 0 {
+		for i, id := range idents {
+			if i > 0 || len(refs) > 0 {
 				b = append(b, ',')
 			}
-			b = append(b, `{"description":"the request","type":`...)
+			b = append(b, `{"description":`...)
+			b = fhirwire.AppendString(b, id.Description)
+			b = append(b, `,"type":`...)
 			b = appendCoding(b, systemEntityType, "2", "System Object")
 			b = append(b, `,"what":{"identifier":{"system":`...)
-			b = fhirwire.AppendString(b, SystemRequestID)
+			b = fhirwire.AppendString(b, id.System)
 			b = append(b, `,"value":`...)
-			b = fhirwire.AppendString(b, r.RequestID)
+			b = fhirwire.AppendString(b, id.Value)
 			b = append(b, `}}}`...)
 		}
 		b = append(b, ']')
@@ -130,7 +134,7 @@ func Render(r Record) (body []byte, entries []search.Entry) {
 	if dated {
 		x.param("_lastUpdated").add(search.Entry{Type: search.TypeDate, Low: ms, High: ms})
 	}
-	x.param("action").token(search.CodeSystem("AuditEvent", "action", k.action), k.action, "")
+	x.param("action").token(search.CodeSystem("AuditEvent", "action", action), action, "")
 	if r.ClientAddr != "" {
 		x.param("address").add(search.Entry{Type: search.TypeString, Norm: search.Normalize(r.ClientAddr), Exact: r.ClientAddr})
 	}
@@ -150,8 +154,8 @@ func Render(r Record) (body []byte, entries []search.Entry) {
 			x.add(e)
 		}
 	}
-	if r.RequestID != "" {
-		x.token(SystemRequestID, r.RequestID, "")
+	for _, id := range idents {
+		x.token(id.System, id.Value, "")
 	}
 	oc := outcome(r.Status)
 	x.param("outcome").token(search.CodeSystem("AuditEvent", "outcome", oc), oc, "")
@@ -184,20 +188,40 @@ type entryList struct {
 	out   []search.Entry
 	name  string
 	start int // where the current parameter's entries begin
+	// set indexes the current parameter's entries once they are many (an
+	// AuditEvent naming a thousand patients).
+	set map[search.Entry]bool
 }
 
 // param starts the entries of parameter name.
 func (x *entryList) param(name string) *entryList {
-	x.name, x.start = name, len(x.out)
+	x.name, x.start, x.set = name, len(x.out), nil
 	return x
 }
 
 // add appends e to the current parameter's entries unless they have it.
 func (x *entryList) add(e search.Entry) {
 	e.Param = x.name
-	for _, c := range x.out[x.start:] {
-		if c == e {
+	switch cur := x.out[x.start:]; {
+	case x.set != nil:
+		if x.set[e] {
 			return
+		}
+		x.set[e] = true
+	case len(cur) >= 16:
+		x.set = make(map[search.Entry]bool, 2*len(cur))
+		for _, c := range cur {
+			x.set[c] = true
+		}
+		if x.set[e] {
+			return
+		}
+		x.set[e] = true
+	default:
+		for _, c := range cur {
+			if c == e {
+				return
+			}
 		}
 	}
 	x.out = append(x.out, e)

@@ -68,6 +68,21 @@ func TestRenderMatchesEvent(t *testing.T) {
 		"characters to escape":        with(func(r *audit.Record) { r.ClientID, r.Tenant = "a<b>&\"c\"\\\n\t\x01", "Zürich – Ålesund" }),
 		"invalid UTF-8":               with(func(r *audit.Record) { r.ClientAddr, r.Observer = "1.2.3.4\xff", "gw\xc3" }),
 		"an address that folds empty": with(func(r *audit.Record) { r.ClientAddr = "::" }),
+		"a record and a delivery named": with(func(r *audit.Record) {
+			r.Identified = []audit.Identified{{System: "https://x.example/sid/emr/session-record", Value: "INF-1", Description: "the source record"},
+				{System: "https://ketamine-gateway.org/fhir/sid/delivery", Value: "7", Description: "the delivery"}}
+		}),
+		"named, no resources and no request": with(func(r *audit.Record) {
+			r.Patients, r.Entities, r.RequestID = nil, nil, ""
+			r.Identified = []audit.Identified{{System: "s", Value: "v<&>", Description: "the source record"}}
+		}),
+		"an action of its own": with(func(r *audit.Record) { r.Interaction, r.Action = "ingest", "U" }),
+		"many patients, some twice": with(func(r *audit.Record) {
+			r.Patients = nil
+			for i := range 100 {
+				r.Patients = append(r.Patients, fmt.Sprintf("Patient/p%d", i%70))
+			}
+		}),
 	}
 	for _, i := range audit.Interactions() {
 		tests["interaction "+i] = with(func(r *audit.Record) { r.Interaction = i })
@@ -91,6 +106,12 @@ func FuzzRender(f *testing.F) {
 		}
 		if etype != "" || eid != "" {
 			r.Entities = []audit.Entity{{Type: etype, ID: eid, Version: version}}
+		}
+		if trace != "" {
+			r.Identified = []audit.Identified{{System: tenant, Value: trace, Description: desc}}
+		}
+		if version%5 == 0 {
+			r.Action = etype
 		}
 		checkRender(t, r)
 	})

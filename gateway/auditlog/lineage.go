@@ -55,6 +55,12 @@ type Lineage struct {
 	// Accesses are the newest requests that touched the resource
 	// (resource queries; at most maxAccesses).
 	Accesses []RequestView `json:"accesses,omitempty"`
+
+	// patients are those of the resource queried (resource queries);
+	// records the record query's identifiers (system|value) a receipt or
+	// a request named.
+	patients []string
+	records  []string
 }
 
 // Receipt is one native record version or Bundle the gateway received.
@@ -90,6 +96,9 @@ type RequestView struct {
 	RequestID   string   `json:"requestId,omitempty"`
 	TraceID     string   `json:"traceId,omitempty"`
 	Entities    []string `json:"entities,omitempty"`
+
+	// patients are the entities of role Patient.
+	patients []string
 }
 
 // Limits of one lineage answer.
@@ -158,18 +167,27 @@ func BuildLineage(ctx context.Context, st store.Store, q LineageQuery) (*Lineage
 	if err := q.Check(); err != nil {
 		return nil, err
 	}
-	var provQuery url.Values
+	var (
+		provQuery        url.Values
+		recordIDs        []string // a record query's identifiers, system|value
+		resourcePatients []string
+	)
 	switch {
 	case q.TraceID != "":
 		provQuery = url.Values{"trace-id": {q.TraceID}}
 	case q.Resource != "":
 		typ, id, _ := strings.Cut(q.Resource, "/")
-		_, n, err := st.History(ctx, store.HistoryQuery{Type: typ, ID: id, Count: 1, Tenant: q.Tenant})
+		versions, n, err := st.History(ctx, store.HistoryQuery{Type: typ, ID: id, Count: 1, Tenant: q.Tenant})
 		if err != nil {
 			return nil, err
 		}
 		if n == 0 {
 			return nil, lineageNotFound("no version of this resource is stored (check the type and id: ids are case-sensitive)")
+		}
+		for _, v := range versions {
+			if !v.Deleted {
+				resourcePatients = PatientsIn(v.Type, v.ID, v.Body)
+			}
 		}
 		provQuery = url.Values{"target": {q.Resource}}
 	default:
@@ -180,13 +198,12 @@ func BuildLineage(ctx context.Context, st store.Store, q LineageQuery) (*Lineage
 				kinds = append(kinds, string(k))
 			}
 		}
-		var ids []string
 		for _, k := range kinds {
-			ids = append(ids, mapping.RecordSystem(q.IdentifierBase, q.Source, mapping.Kind(k))+"|"+q.RecordID)
+			recordIDs = append(recordIDs, mapping.RecordSystem(q.IdentifierBase, q.Source, mapping.Kind(k))+"|"+q.RecordID)
 		}
-		provQuery = url.Values{"entity:identifier": {strings.Join(ids, ",")}}
+		provQuery = url.Values{"entity:identifier": {strings.Join(recordIDs, ",")}}
 	}
-	out := &Lineage{Query: q, Receipts: []Receipt{}, Requests: []RequestView{}}
+	out := &Lineage{Query: q, Receipts: []Receipt{}, Requests: []RequestView{}, patients: resourcePatients}
 	provs, err := searchStored(ctx, st, q.Tenant, "Provenance", provQuery, maxLineageReceipts)
 	if err != nil {
 		return nil, err
@@ -199,6 +216,7 @@ func BuildLineage(ctx context.Context, st store.Store, q LineageQuery) (*Lineage
 		if !gatewayWrote(r, p) {
 			continue // a client's Provenance: not a receipt of the gateway's
 		}
+		out.nameRecords(recordIDs, p)
 		rc, err := receipt(ctx, st, q.Tenant, p)
 		if err != nil {
 			return nil, err
@@ -217,9 +235,26 @@ func BuildLineage(ctx context.Context, st store.Store, q LineageQuery) (*Lineage
 			out.Requests = append(out.Requests, ViewAuditEvent(ev))
 		}
 	default:
+		seen := map[string]bool{}
 		for _, rc := range out.Receipts {
 			if rc.Request != nil {
 				out.Requests = append(out.Requests, *rc.Request)
+				seen[rc.Request.AuditEvent] = true
+			}
+		}
+		if recordIDs != nil {
+			// Every other request that named the record: the versions
+			// re-sent or refused, dry runs, deliveries and lineages read.
+			evs, err := searchAll(ctx, st, q.Tenant, "AuditEvent", url.Values{"entity:identifier": {strings.Join(recordIDs, ",")},
+				"_sort": {"-date"}}, maxAccesses)
+			if err != nil {
+				return nil, err
+			}
+			for _, ev := range evs {
+				out.nameRecords(recordIDs, ev)
+				if v := ViewAuditEvent(ev); !seen[v.AuditEvent] {
+					out.Requests = append(out.Requests, v)
+				}
 			}
 		}
 	}
@@ -242,10 +277,23 @@ func BuildLineage(ctx context.Context, st store.Store, q LineageQuery) (*Lineage
 	switch {
 	case q.TraceID != "" && len(out.Receipts) == 0 && len(out.Requests) == 0:
 		return nil, lineageNotFound("the gateway holds no receipt and no request of this trace")
-	case q.RecordID != "" && len(out.Receipts) == 0:
-		return nil, lineageNotFound("the gateway has stored no version of this record (check the source system, the record id and the kind)")
+	case q.RecordID != "" && len(out.Receipts) == 0 && !slices.ContainsFunc(out.Requests, func(r RequestView) bool { return r.Interaction != "lineage" }):
+		// (Earlier lineage reads of a record never received are no story.)
+		return nil, lineageNotFound("the gateway has stored no version of this record and no request named it (check the source system, the record id and the kind)")
 	}
 	return out, nil
+}
+
+// nameRecords adds to l.records those of ids (system|value) that doc, a
+// Provenance or an AuditEvent, names in an entity's identifier.
+func (l *Lineage) nameRecords(ids []string, doc map[string]any) {
+	for _, e := range list(doc["entity"]) {
+		sys, _ := dig(e, "what", "identifier", "system").(string)
+		val, _ := dig(e, "what", "identifier", "value").(string)
+		if id := sys + "|" + val; slices.Contains(ids, id) && !slices.Contains(l.records, id) {
+			l.records = append(l.records, id)
+		}
+	}
 }
 
 // kindList names the native record kinds, comma-separated.
@@ -360,7 +408,9 @@ func receipt(ctx context.Context, st store.Store, tenant string, p map[string]an
 	if rc.Source == "" {
 		rc.RecordID = "" // a Bundle's identifier is not a record id
 	}
-	evs, err := searchAll(ctx, st, tenant, "AuditEvent", url.Values{"entity": {"Provenance/" + id}}, 1)
+	// The request that wrote it is the first to name it (lineage reads
+	// and deliveries read name it later).
+	evs, err := searchAll(ctx, st, tenant, "AuditEvent", url.Values{"entity": {"Provenance/" + id}, "_sort": {"date"}}, 1)
 	if err != nil {
 		return rc, err
 	}
@@ -396,6 +446,9 @@ func receipt(ctx context.Context, st store.Store, tenant string, p map[string]an
 	return rc, nil
 }
 
+// Patients are the AuditEvent's entities of role Patient.
+func (v RequestView) Patients() []string { return v.patients }
+
 // ViewAuditEvent summarises a stored AuditEvent (decoded JSON) as the
 // lineage and the console show it.
 func ViewAuditEvent(ev map[string]any) RequestView {
@@ -423,6 +476,9 @@ func ViewAuditEvent(ev map[string]any) RequestView {
 	for _, e := range list(ev["entity"]) {
 		if ref, ok := dig(e, "what", "reference").(string); ok {
 			v.Entities = append(v.Entities, ref)
+			if role, _ := dig(e, "role", "code").(string); role == "1" {
+				v.patients = append(v.patients, ref)
+			}
 		} else if sys, _ := dig(e, "what", "identifier", "system").(string); sys == audit.SystemRequestID {
 			v.RequestID, _ = dig(e, "what", "identifier", "value").(string)
 		}

@@ -48,7 +48,7 @@ type Log struct {
 }
 
 type appendReq struct {
-	ev   event
+	evs  []event
 	done chan error
 }
 
@@ -70,6 +70,26 @@ func newEvent(tenant string, rec audit.Record) event {
 		LastUpdated: rec.Recorded.UTC().Truncate(time.Millisecond), Body: body, Tenant: tenant}
 	res.Pack()
 	return event{res: res, entries: entries}
+}
+
+// newEvents makes the AuditEvents of recs (one, unless the request named
+// more patients than one may hold: patientsPerEvent).
+func newEvents(tenant string, recs []audit.Record) []event {
+	out := make([]event, len(recs))
+	for i, rec := range recs {
+		out[i] = newEvent(tenant, rec)
+	}
+	return out
+}
+
+// putAll puts each of evs (put).
+func putAll(tx store.Tx, evs []event) error {
+	for _, ev := range evs {
+		if err := ev.put(tx); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // put stores ev and appends it to the hash chain, inside tx; the store
@@ -137,7 +157,7 @@ func (l *Log) Append(sc *Scope, status int) error {
 	if l.disabled || sc.Interaction == "" {
 		return nil
 	}
-	r := &appendReq{ev: newEvent(sc.auditTenant(), l.record(sc, status)), done: make(chan error, 1)}
+	r := &appendReq{evs: newEvents(sc.auditTenant(), l.records(sc, status)), done: make(chan error, 1)}
 	l.mu.Lock()
 	if l.ch == nil {
 		l.mu.Unlock()
@@ -157,7 +177,7 @@ func (l *Log) AppendTx(tx store.Tx, sc *Scope, status int) error {
 	if l.disabled || sc.Interaction == "" {
 		return nil
 	}
-	return newEvent(sc.auditTenant(), l.record(sc, status)).put(tx)
+	return putAll(tx, newEvents(sc.auditTenant(), l.records(sc, status)))
 }
 
 // run commits whatever is queued, as one transaction, until ch is closed.
@@ -180,7 +200,7 @@ func (l *Log) run(ch chan *appendReq, stopped chan struct{}) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		err := store.Retry(ctx, l.store, func(tx store.Tx) error {
 			for _, r := range batch {
-				if err := r.ev.put(tx); err != nil {
+				if err := putAll(tx, r.evs); err != nil {
 					return err
 				}
 			}
@@ -189,7 +209,7 @@ func (l *Log) run(ch chan *appendReq, stopped chan struct{}) {
 		if err != nil && len(batch) > 1 {
 			// Find out whose record failed: each alone.
 			for _, r := range batch {
-				r.done <- store.Retry(ctx, l.store, r.ev.put)
+				r.done <- store.Retry(ctx, l.store, func(tx store.Tx) error { return putAll(tx, r.evs) })
 			}
 		} else {
 			for _, r := range batch {
@@ -198,6 +218,41 @@ func (l *Log) run(ch chan *appendReq, stopped chan struct{}) {
 		}
 		cancel()
 	}
+}
+
+// patientsPerEvent bounds the patients one AuditEvent names: a request
+// that concerned more (the download of a bulk export file) leaves further
+// AuditEvents of the same request, each naming the next patients, so that
+// every patient is named and no record grows without bound.
+const patientsPerEvent = 1000
+
+// records builds sc's AuditEvents: one, or one per patientsPerEvent
+// patients, the first naming everything else too, each saying which part
+// it is.
+func (l *Log) records(sc *Scope, status int) []audit.Record {
+	first := l.record(sc, status)
+	if len(first.Patients) <= patientsPerEvent {
+		return []audit.Record{first}
+	}
+	all, desc := first.Patients, first.Description
+	parts := (len(all) + patientsPerEvent - 1) / patientsPerEvent
+	out := make([]audit.Record, 0, parts)
+	for i := 0; i < parts; i++ {
+		lo, hi := i*patientsPerEvent, min((i+1)*patientsPerEvent, len(all))
+		r := first
+		if i > 0 {
+			r = audit.Record{ID: store.NewID(), Recorded: first.Recorded, Interaction: first.Interaction, Status: status,
+				ClientID: first.ClientID, ClientAddr: first.ClientAddr, Observer: first.Observer, Tenant: first.Tenant,
+				Action: first.Action, RequestID: first.RequestID, TraceID: first.TraceID}
+		}
+		r.Patients = all[lo:hi]
+		r.Description = fmt.Sprintf("part %d of %d, patients %d to %d of %d", i+1, parts, lo+1, hi, len(all))
+		if desc != "" {
+			r.Description = desc + " (" + r.Description + ")"
+		}
+		out = append(out, r)
+	}
+	return out
 }
 
 // record builds sc's AuditEvent record.
@@ -216,25 +271,30 @@ func (l *Log) record(sc *Scope, status int) audit.Record {
 		entities = []audit.Entity{sc.Target}
 	}
 	desc := sc.Description
-	if rules := failureDescription(sc.Rules); rules != "" {
+	if rules := failureDescription(status, sc.Rules); rules != "" {
 		desc = rules // the rule ids of the failure; the token endpoint sets its own
 	}
 	return audit.Record{
 		ID: store.NewID(), Recorded: l.now(), Interaction: sc.Interaction, Status: status,
 		ClientID: sc.ClientID, ClientAddr: sc.Addr, Observer: l.observer, Tenant: sc.Tenant,
-		Patients: sc.patients, Entities: entities, RequestID: sc.RequestID, TraceID: sc.TraceID,
-		Description: desc,
+		Patients: sc.patients, Entities: entities, Identified: sc.identified, Action: sc.action,
+		RequestID: sc.RequestID, TraceID: sc.TraceID, Description: desc,
 	}
 }
 
 // failureDescription names the rules a failed request broke: rule ids are
-// fixed strings of the gateway, never request content.
-func failureDescription(rules []string) string {
+// fixed strings of the gateway, never request content. A client's mistake
+// (4xx) was "rejected", the gateway's own failure (5xx) "failed".
+func failureDescription(status int, rules []string) string {
 	if len(rules) == 0 {
 		return ""
 	}
-	if len(rules) > 5 {
-		return fmt.Sprintf("rejected: %s and %d more", strings.Join(rules[:5], ", "), len(rules)-5)
+	verb := "rejected: "
+	if status >= 500 {
+		verb = "failed: "
 	}
-	return "rejected: " + strings.Join(rules, ", ")
+	if len(rules) > 5 {
+		return fmt.Sprintf("%s%s and %d more", verb, strings.Join(rules[:5], ", "), len(rules)-5)
+	}
+	return verb + strings.Join(rules, ", ")
 }

@@ -54,11 +54,18 @@ type Scope struct {
 	Rules []string
 
 	entities []audit.Entity
+	// identified are the things named by identifier (a source record, a
+	// delivery); action is AuditEvent.action when not the interaction's.
+	identified []audit.Identified
+	action     string
 	// covered are the versions a Provenance of this request lists: the
 	// AuditEvent names that Provenance instead of each of them.
-	covered   map[audit.Entity]bool
-	patients  []string
-	committed bool
+	covered  map[audit.Entity]bool
+	patients []string
+	// patientSet indexes patients once they are many (a downloaded
+	// export file names thousands).
+	patientSet map[string]bool
+	committed  bool
 }
 
 // NewScope returns the scope of a request by p (nil: not yet
@@ -109,6 +116,14 @@ func (sc *Scope) TouchDoc(r *store.Resource, doc map[string]any) {
 	}
 }
 
+// refer records a resource the request disclosed by reference without
+// reading it here (a lineage's Provenance, the resource it is about).
+func (sc *Scope) refer(e audit.Entity) {
+	if !slices.Contains(sc.entities, e) {
+		sc.entities = append(sc.entities, e)
+	}
+}
+
 // cover records that a Provenance lists targets.
 func (sc *Scope) cover(targets []audit.Entity) {
 	if sc.covered == nil {
@@ -119,17 +134,62 @@ func (sc *Scope) cover(targets []audit.Entity) {
 	}
 }
 
-// patient records patients the request concerned.
+// patient records patients the request concerned, once each.
 func (sc *Scope) patient(refs ...string) {
 	for _, p := range refs {
-		if !slices.Contains(sc.patients, p) {
-			sc.patients = append(sc.patients, p)
+		switch {
+		case sc.patientSet != nil:
+			if sc.patientSet[p] {
+				continue
+			}
+			sc.patientSet[p] = true
+		case slices.Contains(sc.patients, p):
+			continue
+		case len(sc.patients) >= 32:
+			sc.patientSet = make(map[string]bool, 2*len(sc.patients))
+			for _, q := range sc.patients {
+				sc.patientSet[q] = true
+			}
+			sc.patientSet[p] = true
 		}
+		sc.patients = append(sc.patients, p)
 	}
 }
 
+// Concern records patients ("Patient/id") the request concerned without
+// touching a resource of theirs: the stored patient of a record re-sent
+// or refused, the patients whose data a downloaded file holds, the
+// patients a lineage answer is about.
+func (sc *Scope) Concern(patients ...string) { sc.patient(patientRefs(patients...)...) }
+
+// Name records something the request concerned that is named by
+// identifier (once).
+func (sc *Scope) Name(id audit.Identified) {
+	if !slices.Contains(sc.identified, id) {
+		sc.identified = append(sc.identified, id)
+	}
+}
+
+// NameRecord records the native source record the request concerned,
+// by the identifier its Provenance names it by (system | record id).
+func (sc *Scope) NameRecord(system, recordID string) {
+	sc.Name(audit.Identified{System: system, Value: recordID, Description: "the source record"})
+}
+
+// SetAction sets the AuditEvent's action (C, R, U, D or E) where it is
+// not the interaction's own.
+func (sc *Scope) SetAction(action string) { sc.action = action }
+
+// Patients returns the patients recorded so far.
+func (sc *Scope) Patients() []string { return sc.patients }
+
+// Identified returns what was named by identifier so far.
+func (sc *Scope) Identified() []audit.Identified { return sc.identified }
+
 // Reset forgets what a rolled-back transaction attempt recorded.
-func (sc *Scope) Reset() { sc.entities, sc.patients, sc.covered = nil, nil, nil }
+func (sc *Scope) Reset() {
+	sc.entities, sc.patients, sc.patientSet, sc.covered, sc.identified, sc.action = nil, nil, nil, nil, nil, ""
+}
 
 // Committed reports whether the request's AuditEvent was committed with
 // its data.

@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -17,10 +19,12 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/bulk"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/jobs"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
 )
@@ -167,6 +171,31 @@ func TestImportReportOrder(t *testing.T) {
 			break
 		}
 	}
+	// Each record stored has a trace of its own (the CLI's scope has
+	// none), in its Provenance as a request's would be.
+	q, err := search.Parse("Provenance", url.Values{"_count": {"100"}}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, err := a.Store.Search(context.Background(), q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	traces := map[string]bool{}
+	for _, m := range page.Matches {
+		var p struct {
+			Extension []struct{ URL, ValueString string }
+		}
+		_ = json.Unmarshal(m.Body, &p)
+		for _, x := range p.Extension {
+			if x.URL == audit.ExtTraceID && len(x.ValueString) == 32 {
+				traces[x.ValueString] = true
+			}
+		}
+	}
+	if len(page.Matches) != 58 || len(traces) != 58 {
+		t.Errorf("%d Provenances with %d distinct trace ids, want 58 each", len(page.Matches), len(traces))
+	}
 	// Again: the stored records are counted as stored before, not as
 	// stored.
 	counts, err = a.Bulk.Import(context.Background(), sc, bulk.NDJSON(strings.NewReader(strings.Join(lines, "\n")), 1<<20),
@@ -194,6 +223,12 @@ func TestExportResumes(t *testing.T) {
 	defer st.Close()
 	const n = 500
 	seed(t, st, "Patient", n, func(int) map[string]any { return map[string]any{"gender": "other"} })
+	// Observations of a patient each ten in a row: most of a file's parts
+	// name no patient first.
+	seed(t, st, "Observation", n, func(i int) map[string]any {
+		return map[string]any{"status": "final", "code": map[string]any{"text": "x"},
+			"subject": map[string]any{"reference": fmt.Sprintf("Patient/patient-%07d", i/10)}}
+	})
 	sc := auditlog.NewScope("bulk-export", &auth.Principal{ClientID: "c", Scopes: auth.ParseScopes("system/*.rs")})
 	start := func() *app.App {
 		a, err := app.New(app.Config{Store: st, BacklogEvery: -1, Jobs: jobs.Config{Poll: 5 * time.Millisecond}})
@@ -208,7 +243,7 @@ func TestExportResumes(t *testing.T) {
 	}
 	a := start()
 	j, err := a.Bulk.Export(ctx, sc, bulk.ExportParams{Level: bulk.LevelSystem, Prefer: "respond-async", Base: "https://gw",
-		Query: map[string][]string{"_type": {"Patient"}}})
+		Query: map[string][]string{"_type": {"Patient,Observation"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,26 +261,44 @@ func TestExportResumes(t *testing.T) {
 	seen := map[string]bool{}
 	for i, f := range m.Output {
 		var buf bytes.Buffer
-		if err := a.Jobs.File(ctx, sc, j.ID, i+1, func(p []byte) error { buf.Write(p); return nil }); err != nil {
+		// The download names every patient whose data the file holds,
+		// each once, the file resumed in the middle or not.
+		dl := auditlog.NewScope("job-download", sc.Principal)
+		if err := a.Jobs.File(ctx, dl, j.ID, i+1, func(p []byte) error { buf.Write(p); return nil }); err != nil {
 			t.Fatal(err)
 		}
+		var inFile []string
 		lines := 0
 		sc := bufio.NewScanner(&buf)
 		for sc.Scan() {
-			var r struct{ ID string }
-			_ = json.Unmarshal(sc.Bytes(), &r)
-			if seen[r.ID] {
-				t.Errorf("%s exported twice", r.ID)
+			var r struct {
+				ResourceType, ID string
+				Subject          struct{ Reference string }
 			}
-			seen[r.ID] = true
+			_ = json.Unmarshal(sc.Bytes(), &r)
+			key := r.ResourceType + "/" + r.ID
+			if seen[key] {
+				t.Errorf("%s exported twice", key)
+			}
+			seen[key] = true
+			p := "Patient/" + r.ID
+			if r.ResourceType != "Patient" {
+				p = r.Subject.Reference
+			}
+			if !slices.Contains(inFile, p) {
+				inFile = append(inFile, p)
+			}
 			lines++
+		}
+		if named := slices.Sorted(slices.Values(dl.Patients())); !slices.Equal(named, inFile) {
+			t.Errorf("file %d: the download names the patients %v, want %v (the file's)", i+1, named, inFile)
 		}
 		if lines != f.Count || f.Count > 40 || f.URL != "https://gw/jobs/"+j.ID+"/files/"+itoa(i+1) {
 			t.Errorf("file %d: %d lines, manifest %+v", i+1, lines, f)
 		}
 	}
-	if len(seen) != n || cur.Attempts != 2 {
-		t.Errorf("%d Patients exported after %d claims, want %d after 2", len(seen), cur.Attempts, n)
+	if len(seen) != 2*n || cur.Attempts != 2 {
+		t.Errorf("%d Patients and Observations exported after %d claims, want %d after 2", len(seen), cur.Attempts, 2*n)
 	}
 }
 

@@ -26,6 +26,10 @@ type exportCheckpoint struct {
 	// File is the number of the open file (0: none), Part its next part
 	// and Count its resources; NextFile the number of the next file.
 	File, Part, Count, NextFile int
+	// PatientsPart is the next part of the open file's companion file
+	// (jobs.PatientsFile), which has a part only where the file's part
+	// names a patient first.
+	PatientsPart int `json:"patientsPart,omitempty"`
 	// Files are the closed files.
 	Files []outputFile `json:"files"`
 	Done  int64        `json:"done"`
@@ -62,6 +66,10 @@ type exporter struct {
 	sc  *auditlog.Scope
 	cp  exportCheckpoint
 	buf []byte
+	// seen are the patients of the open file named so far, patients those
+	// not yet saved (its companion file's next part: jobs.PatientsFile).
+	seen     map[string]bool
+	patients []byte
 }
 
 // runExport is the export jobs' handler.
@@ -212,12 +220,23 @@ func (x *exporter) asOf(ctx context.Context, r *store.Resource) (*store.Resource
 // saves the file's buffered part, with the checkpoint, when it is full or
 // the file is.
 func (x *exporter) write(ctx context.Context, r *store.Resource, after string) error {
-	if x.cp.File == 0 {
-		x.cp.File, x.cp.Part, x.cp.Count = x.cp.NextFile, 0, 0
-		x.cp.NextFile++
+	if x.cp.File == 0 || x.seen == nil {
+		if x.cp.File == 0 {
+			x.cp.File, x.cp.Part, x.cp.Count, x.cp.PatientsPart = x.cp.NextFile, 0, 0, 0
+			x.cp.NextFile++
+		}
+		// (A file resumed after its runner died may name a patient of its
+		// saved parts again: the download names each once.)
+		x.seen = map[string]bool{}
 	}
 	x.buf = append(x.buf, r.Body...)
 	x.buf = append(x.buf, '\n')
+	for _, p := range auditlog.PatientsIn(r.Type, r.ID, r.Body) {
+		if !x.seen[p] {
+			x.seen[p] = true
+			x.patients = append(append(x.patients, p...), '\n')
+		}
+	}
 	x.cp.Count++
 	x.cp.Done++
 	x.cp.After = after
@@ -248,7 +267,8 @@ func (x *exporter) closeFile(ctx context.Context, typeDone bool) error {
 	}
 	x.cp.Files = append(x.cp.Files, outputFile{Type: x.req.Types[x.cp.Type], N: x.cp.File, Count: x.cp.Count})
 	parts := x.takePart()
-	x.cp.File, x.cp.Part, x.cp.Count = 0, 0, 0
+	x.cp.File, x.cp.Part, x.cp.Count, x.cp.PatientsPart = 0, 0, 0, 0
+	x.seen = nil
 	cp := x.cp
 	if typeDone {
 		cp.Type, cp.After = cp.Type+1, ""
@@ -256,13 +276,18 @@ func (x *exporter) closeFile(ctx context.Context, typeDone bool) error {
 	return x.save(ctx, cp, parts)
 }
 
-// takePart returns the open file's buffered bytes as its next part (none
-// when nothing is buffered).
+// takePart returns the open file's buffered bytes as its next part, with
+// the part of its companion file naming the patients first seen in it
+// (none when nothing is buffered).
 func (x *exporter) takePart() []store.JobPart {
 	if len(x.buf) == 0 {
 		return nil
 	}
 	p := []store.JobPart{{File: x.cp.File, Part: x.cp.Part, Data: x.buf}}
+	if len(x.patients) > 0 {
+		p = append(p, store.JobPart{File: jobs.PatientsFile(x.cp.File), Part: x.cp.PatientsPart, Data: x.patients})
+		x.cp.PatientsPart++
+	}
 	x.cp.Part++
 	return p
 }
@@ -276,6 +301,6 @@ func (x *exporter) save(ctx context.Context, cp exportCheckpoint, parts []store.
 	if err := x.run.Save(ctx, raw, parts); err != nil {
 		return err
 	}
-	x.buf = x.buf[:0]
+	x.buf, x.patients = x.buf[:0], x.patients[:0]
 	return nil
 }

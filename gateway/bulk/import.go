@@ -10,6 +10,7 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/internal/ordered"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
 )
 
@@ -109,6 +110,12 @@ func (s *Service) Import(ctx context.Context, sc *auditlog.Scope, src Source, op
 		}
 		rsc := auditlog.NewScope("ingest", sc.Principal)
 		rsc.Addr, rsc.TraceID = sc.Addr, sc.TraceID
+		if rsc.TraceID == "" {
+			// Each record a trace of its own, as each request to the API
+			// has: its AuditEvent, Provenance and deliveries carry it (a
+			// store id has the form of the trace ids the gateway mints).
+			rsc.TraceID = store.NewID()
+		}
 		rsc.RequestID = fmt.Sprintf("%s:%s", opts.RunID, where(rec))
 		again, err := svc.Import(ctx, rsc, opts.Kind, rec.Body)
 		rec.Body = nil

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
@@ -236,6 +237,7 @@ func TestSearchAndExport(t *testing.T) {
 		t.Fatal(err)
 	}
 	sc := auditlog.NewScope("ingest", f.c.devScope)
+	sc.TraceID = "4bf92f3577b34da6a3ce929d0e0e4736"
 	if _, err := f.app.Ingest.Ingest(context.Background(), sc, "assessment", doc, false, engine.Answer{}); err != nil {
 		t.Fatal(err)
 	}
@@ -265,6 +267,49 @@ func TestSearchAndExport(t *testing.T) {
 		len(b.Entry) != 1 || b.Entry[0].Resource.ResourceType != "AuditEvent" || !strings.Contains(hdr.Get("Content-Disposition"), "attachment") {
 		t.Errorf("Bundle export = %d %v:\n%.500s", code, err, bundle)
 	}
+
+	// The source record's page and a request's page disclose the record's
+	// story: their AuditEvents name its patient (and the record), so the
+	// patient's audit trail finds them.
+	patient := sc.Patients()
+	if len(patient) != 1 {
+		t.Fatalf("the ingest named patients %v, want 1", patient)
+	}
+	for _, path := range []string{"/console/records?source=serenity-clinic-emr&record=ASM-2026-0310-001",
+		"/console/audit/events/" + lastEvent(t, f.st, "ingest")} {
+		if code, body, _ := f.get(t, path); code != http.StatusOK {
+			t.Fatalf("GET %s = %d:\n%.1500s", path, code, body)
+		}
+		ev := lastEvent(t, f.st, "")
+		got, err := f.app.Store.Read(context.Background(), "AuditEvent", ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := string(got.Body)
+		if !strings.Contains(body, `"role":{"code":"1"`) || !strings.Contains(body, `"reference":"`+patient[0]+`"`) ||
+			strings.Contains(body, "1 receipts") {
+			t.Errorf("GET %s: AuditEvent %s does not name the patient %s", path, body, patient[0])
+		}
+		if strings.HasPrefix(path, "/console/records") && !strings.Contains(body, `"value":"ASM-2026-0310-001"`) {
+			t.Errorf("GET %s: AuditEvent %s does not name the record", path, body)
+		}
+	}
+}
+
+// lastEvent is the id of the newest AuditEvent (of subtype, if set).
+func lastEvent(t *testing.T, st store.Store, subtype string) string {
+	t.Helper()
+	id := ""
+	err := st.AuditChain(context.Background(), func(e audit.ChainEntry) error {
+		if subtype == "" || strings.Contains(string(e.Body), `"code":"`+subtype+`"`) {
+			id = e.ID
+		}
+		return nil
+	})
+	if err != nil || id == "" {
+		t.Fatalf("newest AuditEvent %q: %v", subtype, err)
+	}
+	return id
 }
 
 // TestConformancePage: the published profiles and value sets are listed

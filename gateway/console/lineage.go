@@ -54,6 +54,7 @@ func (c *Console) requestPage(rq *request) error {
 		return fmt.Errorf("stored AuditEvent %s: %w", id, err)
 	}
 	d := requestData{Event: auditlog.ViewAuditEvent(doc), Raw: pretty(res.Body)}
+	rq.sc.Concern(d.Event.Patients()...) // the AuditEvent shown names them
 	var l *auditlog.Lineage
 	if d.Event.TraceID != "" {
 		l, err = auditlog.BuildLineage(rq.ctx(), c.app.Store, auditlog.LineageQuery{TraceID: d.Event.TraceID,
@@ -63,10 +64,12 @@ func (c *Console) requestPage(rq *request) error {
 		}
 	}
 	d.Timeline = timeline(l, d.Event)
+	rq.sc.Description = "console request page: no trace"
 	if l != nil {
 		d.Receipts = l.Receipts
+		l.Audit(rq.sc)
+		rq.sc.Description = l.Describe("console request page")
 	}
-	rq.sc.Description = fmt.Sprintf("console request page: %d receipts", len(d.Receipts))
 	return rq.render("request", "Request "+id, d)
 }
 
@@ -132,11 +135,14 @@ func (c *Console) recordPage(rq *request) error {
 	l, err := auditlog.BuildLineage(rq.ctx(), c.app.Store, auditlog.LineageQuery{Source: d.Source, RecordID: d.Record,
 		Kind: d.Kind, IdentifierBase: c.app.IdentifierBase, Tenant: rq.sc.TenantOf()})
 	if kind, _ := outcome.From(err); kind == outcome.NotFound {
-		l, err = &auditlog.Lineage{}, nil // the page says the gateway has received no such record
+		// The page says the gateway has received no such record.
+		l, err = &auditlog.Lineage{Query: auditlog.LineageQuery{Source: d.Source, RecordID: d.Record, Kind: d.Kind,
+			IdentifierBase: c.app.IdentifierBase}}, nil
 	}
 	if err != nil {
 		return err
 	}
+	l.Audit(rq.sc)
 	d.Receipts = l.Receipts
 	refs := map[string]bool{}
 	var list []string
@@ -165,7 +171,20 @@ func (c *Console) recordPage(rq *request) error {
 			d.Accesses = append(d.Accesses, auditlog.ViewAuditEvent(doc))
 		}
 	}
-	rq.sc.Description = fmt.Sprintf("console record page: %d receipts, %d accesses", len(d.Receipts), len(d.Accesses))
+	// And the requests that named the record itself (versions re-sent or
+	// refused, dry runs, lineage reads), newest first with the rest.
+	shown := map[string]bool{}
+	for _, a := range d.Accesses {
+		shown[a.AuditEvent] = true
+	}
+	for _, r := range l.Requests {
+		if !shown[r.AuditEvent] {
+			d.Accesses = append(d.Accesses, r)
+		}
+	}
+	sort.SliceStable(d.Accesses, func(i, j int) bool { return d.Accesses[i].Recorded > d.Accesses[j].Recorded })
+	rq.sc.Description = fmt.Sprintf("console record page: %s, %s", auditlog.Counted(len(d.Receipts), "receipt"),
+		auditlog.CountedAs(len(d.Accesses), "access", "accesses"))
 	return rq.render("record", "Source record", d)
 }
 

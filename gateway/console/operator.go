@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/operator"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
@@ -115,7 +116,10 @@ func (c *Console) showDelivery(rq *request) (deliveryData, error) {
 	for _, a := range v.History {
 		d.Attempts = append(d.Attempts, attemptData{AttemptView: a, Issues: ehrIssues(a.Outcome), Answer: pretty(a.Outcome)})
 	}
-	rq.sc.Description = fmt.Sprintf("console delivery %d: %d attempts", id, len(v.History))
+	if err := auditlog.NameDelivery(rq.ctx(), c.app.Store, rq.sc, c.app.IdentifierBase, v, false); err != nil {
+		return deliveryData{}, err
+	}
+	rq.sc.Description = "console " + rq.sc.Description
 	return d, nil
 }
 

@@ -58,11 +58,15 @@ type identity struct {
 	// mrnNew: the stored Patient does not carry the record's MRN (added or
 	// changed): the record's Patient is written as its new version.
 	mrnNew bool
+	// holder is the other Patient that holds the record's MRN (set with
+	// errIdentityConflict).
+	holder string
 }
 
 // resolveIdentity finds the record's stored Patient and checks its MRN:
-// errIdentityConflict when another Patient holds it. res.Entries[0] is the
-// record's Patient.
+// errIdentityConflict when another Patient holds it (the identity is
+// returned with it, naming that holder). res.Entries[0] is the record's
+// Patient.
 func resolveIdentity(st store.Tx, rec mapping.Record, res *mapping.Result) (*identity, error) {
 	pe := res.Entries[0]
 	id := &identity{}
@@ -92,12 +96,16 @@ func resolveIdentity(st store.Tx, rec mapping.Record, res *mapping.Result) (*ide
 	clinicID := pe.IdentifierSystem + "|" + pe.IdentifierValue
 	for _, h := range holders {
 		if h.ID != id.patientID {
-			return nil, conflictOrRace(st, h.ID, clinicID)
+			id.holder = h.ID
+			return id, conflictOrRace(st, h.ID, clinicID)
 		}
 	}
 	switch typ, owner, err := st.KeyOwner(id.mrnKey); {
 	case err == nil && (typ != "Patient" || owner != id.patientID):
-		return nil, conflictOrRace(st, owner, clinicID)
+		if typ == "Patient" {
+			id.holder = owner
+		}
+		return id, conflictOrRace(st, owner, clinicID)
 	case err != nil && !errors.Is(err, store.ErrNotFound):
 		return nil, err
 	}

@@ -152,6 +152,7 @@ func (s *Service) ingest(ctx context.Context, sc *auditlog.Scope, kind mapping.K
 			if rec, err = Decode(kind, body); err != nil {
 				return err
 			}
+			s.nameRecords(sc, kind, rec)
 			res, err = mapping.Map(rec, opts)
 			return err
 		}, attrs...)
@@ -173,6 +174,7 @@ func (s *Service) ingest(ctx context.Context, sc *auditlog.Scope, kind mapping.K
 			return nil, false, fmt.Errorf("render %s bundle: %w", kind, err)
 		}
 		sc.Description = fmt.Sprintf("%s record dry run: nothing stored", kind)
+		sc.SetAction("E") // mapped and answered, nothing created
 		return out, false, nil
 	}
 	if s.engine == nil {
@@ -240,13 +242,29 @@ type record struct {
 // firstRaws are first's rendered resources (Pipeline.Marshal), firstDocs
 // them decoded or nil (then decoded here), and checked the profile check
 // of firstDocs (checkProfiles) or nil (then checked here).
+//
+// The request's AuditEvent names the record (and the records a session
+// nests) and, when the record is refused or is a version received before,
+// the stored patients it concerns (concerned), so that the patient's audit
+// trail and the record's lineage find those requests too.
 func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope, rec record, first *mapping.Result,
-	firstRaws [][]byte, firstDocs []map[string]any, checked []error, ans engine.Answer) ([]byte, bool, error) {
+	firstRaws [][]byte, firstDocs []map[string]any, checked []error, ans engine.Answer) (answer []byte, again bool, err error) {
 	src, st := first.Source, tx.Store()
+	s.nameRecords(sc, rec.kind, rec.rec) // again: each attempt starts from a reset scope
+	var id *identity
+	defer func() {
+		if refused(err) {
+			if cerr := concerned(st, sc, rec, id); cerr != nil {
+				err = errors.Join(err, cerr)
+			}
+		}
+	}()
 	l, err := st.Ledger(src.System, string(rec.kind), src.RecordID, rec.version)
 	switch {
 	case err == nil && l.ContentHash == rec.hash:
 		sc.Description = fmt.Sprintf("%s record version already received: nothing written", rec.kind)
+		sc.SetAction("R") // the stored answer read again; nothing created
+		sc.Concern(patientsAnswered(l.Response)...)
 		return l.Response, true, nil
 	case err == nil:
 		return nil, false, errVersionReused(first.Source.Version == "")
@@ -263,6 +281,7 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 		return nil, false, err
 	}
 	if stored {
+		sc.SetAction("U")
 		// A new version: mapped again in update mode, and rendered and
 		// validated again too.
 		opts := rec.opts
@@ -276,7 +295,7 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 		docs, checked = nil, nil
 	}
 	// What is stored: one Patient per person, and the rules across records.
-	id, err := resolveIdentity(st, rec.rec, res)
+	id, err = resolveIdentity(st, rec.rec, res)
 	if err != nil {
 		return nil, false, err
 	}
@@ -290,6 +309,11 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 	}
 	err = tx.RunChecked(entries, func(current []*store.Resource) error {
 		if err := checkSamePatient(res, current, id.patientID); err != nil {
+			for _, r := range current { // the patients the record is stored for
+				if r != nil {
+					sc.Concern(auditlog.PatientsIn(r.Type, r.ID, r.Body)...)
+				}
+			}
 			return err
 		}
 		return checkNestedNotStale(st, rec, res, current)
@@ -316,7 +340,7 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 		return nil, false, err
 	}
 	sc.Description = fmt.Sprintf("%s record: %d entries", rec.kind, len(entries))
-	answer, err := fhirwire.Marshal(s.engine.Response(fhirwire.TypeTransactionResponse, entries, nil, ans))
+	answer, err = fhirwire.Marshal(s.engine.Response(fhirwire.TypeTransactionResponse, entries, nil, ans))
 	if err != nil {
 		return nil, false, err
 	}
@@ -329,6 +353,94 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 	return answer, false, st.PutLedger(&store.Ledger{Source: src.System, Kind: string(rec.kind), RecordID: src.RecordID,
 		Version: rec.version, ContentHash: rec.hash, Response: answer, Received: tx.Now().UTC(),
 		MappingVersion: mapping.Version, Input: rec.body})
+}
+
+// nameRecords names, in sc, the record and the records a session nests
+// (they keep their own identity), by the identifiers their Provenance
+// names them by.
+func (s *Service) nameRecords(sc *auditlog.Scope, kind mapping.Kind, r mapping.Record) {
+	src := r.Env().Source
+	if src.System == "" || src.RecordID == "" {
+		return
+	}
+	base := s.p.opts.IdentifierBase
+	sc.NameRecord(mapping.RecordSystem(base, src.System, kind), src.RecordID)
+	for _, n := range nestedRecords(base, src.System, r) {
+		sc.NameRecord(n.System, n.Value)
+	}
+}
+
+// refused reports whether err refuses the record (a client's mistake the
+// gateway classified), as opposed to a failure of the gateway or a
+// transaction to run again.
+func refused(err error) bool {
+	var oe *outcome.Error
+	return errors.As(err, &oe) && oe.Kind.HTTPStatus() < 500
+}
+
+// concerned names, in sc, the stored patients a refused record concerns:
+// the patient the record is stored for (what the ledger answered its
+// newest stored version with: a record never changes its patient), and
+// the record's own stored Patient and the holder of its MRN as identity
+// resolution found them (id, nil when it did not run). A refused record
+// with a stored version was an update (action U).
+func concerned(st store.Tx, sc *auditlog.Scope, rec record, id *identity) error {
+	src := rec.rec.Env().Source
+	kinds := sameRecordKinds[rec.kind]
+	if kinds == nil {
+		kinds = []mapping.Kind{rec.kind}
+	}
+	for _, kind := range kinds {
+		versions, err := st.LedgerVersions(src.System, string(kind), src.RecordID)
+		if err != nil {
+			return err
+		}
+		var newest *store.Ledger
+		for _, v := range versions {
+			if newest == nil || v.Received.After(newest.Received) {
+				newest = v
+			}
+		}
+		if newest == nil {
+			continue
+		}
+		l, err := st.Ledger(src.System, string(kind), src.RecordID, newest.Version)
+		if err != nil {
+			return err
+		}
+		sc.Concern(patientsAnswered(l.Response)...)
+		sc.SetAction("U")
+	}
+	if id != nil {
+		for _, p := range []string{id.patientID, id.holder} {
+			if p != "" {
+				sc.Concern("Patient/" + p)
+			}
+		}
+	}
+	return nil
+}
+
+// patientsAnswered are the Patients a stored transaction-response (a
+// ledger answer) names in its entries' locations.
+func patientsAnswered(response []byte) []string {
+	var b struct {
+		Entry []struct {
+			Response struct {
+				Location string `json:"location"`
+			} `json:"response"`
+		} `json:"entry"`
+	}
+	if json.Unmarshal(response, &b) != nil {
+		return nil // an answer the gateway wrote; nothing to name otherwise
+	}
+	var out []string
+	for _, e := range b.Entry {
+		if strings.HasPrefix(e.Response.Location, "Patient/") {
+			out = append(out, e.Response.Location)
+		}
+	}
+	return out
 }
 
 // nestedRecords are the records a session nests, as its Provenance names

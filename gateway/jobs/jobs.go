@@ -20,6 +20,7 @@
 package jobs
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -219,11 +220,34 @@ func (s *Service) Cancel(ctx context.Context, sc *auditlog.Scope, id string) err
 	return err
 }
 
+// PatientsFile is the number of the companion file of a job's file n
+// (n >= 1): the patients whose data file n holds, one "Patient/id" a line
+// (a line may repeat), which a job writes beside each file that holds
+// patients' data (an export's). No client downloads it: File names those
+// patients in the download's AuditEvent.
+func PatientsFile(n int) int { return -n }
+
 // File calls fn with the parts of file n of the caller's job, in order:
-// ErrUnknown as for Job.
+// ErrUnknown as for Job. It first names, in sc, every patient whose data
+// the file holds (its PatientsFile), so that the download's AuditEvent,
+// which the caller commits before the first part leaves, finds its way
+// into each patient's audit trail.
 func (s *Service) File(ctx context.Context, sc *auditlog.Scope, id string, n int, fn func([]byte) error) error {
 	if _, err := s.Job(ctx, sc, id); err != nil {
 		return err
+	}
+	if n >= 1 {
+		err := s.st.JobFile(ctx, id, PatientsFile(n), func(part []byte) error {
+			for line := range bytes.Lines(part) {
+				if p := string(bytes.TrimSpace(line)); p != "" {
+					sc.Concern(p)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
 	}
 	return s.st.JobFile(ctx, id, n, fn)
 }

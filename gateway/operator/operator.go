@@ -35,6 +35,9 @@ type View struct {
 	Updated     time.Time       `json:"updated"`
 	History     []AttemptView   `json:"attemptHistory,omitempty"`
 	Payload     json.RawMessage `json:"payload,omitempty"`
+	// Tenant is the delivery's tenant (not shown: the caller's own, or
+	// any for an all-tenant operator).
+	Tenant string `json:"-"`
 }
 
 // AttemptView is one delivery attempt.
@@ -52,7 +55,7 @@ type AttemptView struct {
 func NewView(it *store.OutboxItem, attempts []*store.Attempt, withPayload bool) View {
 	v := View{ID: it.ID, Destination: it.Destination, Status: it.Status, Kind: it.Kind, Source: it.Source,
 		RecordID: it.RecordID, Version: it.Version, Patient: it.Patient, TraceID: it.TraceID, Attempts: it.Attempts,
-		LastError: it.LastError, Created: it.Created, Updated: it.Updated}
+		LastError: it.LastError, Created: it.Created, Updated: it.Updated, Tenant: it.Tenant}
 	if (it.Status == store.StatusPending || it.Status == store.StatusInFlight) && !it.NextAttempt.IsZero() {
 		next := it.NextAttempt
 		v.NextAttempt = &next

@@ -57,6 +57,12 @@ func (s *Service) apply(ctx context.Context, sc *auditlog.Scope, m *remapped, op
 	p.Tenant = l.Tenant // the write is the record's tenant's
 	rsc := auditlog.NewScope("mapping-replay", p)
 	rsc.ClientID, rsc.Addr, rsc.TraceID, rsc.RequestID = sc.ClientID, sc.Addr, sc.TraceID, sc.RequestID
+	if rsc.TraceID == "" {
+		// A replay without a caller's trace (the CLI, the job) gives each
+		// record's correction a trace of its own, as a bulk import does:
+		// its Provenance, AuditEvent and deliveries carry it.
+		rsc.TraceID = store.NewID()
+	}
 	var entries []*engine.Entry
 	var writes []*match
 	err = s.cfg.Engine.Write(ctx, rsc, func(tx *engine.Tx) (int, error) {

@@ -1,0 +1,141 @@
+package auditlog
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/operator"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+	"github.com/ketamine-gateway/ketamine-gateway/mapping"
+)
+
+// What the gateway's own answers disclose, named in the request's
+// AuditEvent like the resources of a FHIR read: the patients (role
+// Patient), the resources and Provenances shown, and what is named by
+// identifier (a source record, a delivery). "Who has seen this patient's
+// data" then finds a lineage read or a delivery read too.
+
+// Counted is n and the noun, in the plural (noun+"s") unless n is 1
+// ("1 receipt", "2 receipts").
+func Counted(n int, noun string) string {
+	return CountedAs(n, noun, noun+"s")
+}
+
+// CountedAs is Counted for a noun with a plural of its own.
+func CountedAs(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return strconv.Itoa(n) + " " + many
+}
+
+// Audit records, in sc, what l discloses: the patients of its resources
+// and requests, the Provenance of each receipt, the resource queried, and
+// the source record queried (by the identifier its Provenance names it
+// by, in the query's identifier namespace).
+func (l *Lineage) Audit(sc *Scope) {
+	sc.Concern(l.patients...)
+	for _, rc := range l.Receipts {
+		for _, r := range rc.Resources {
+			if strings.HasPrefix(r, "Patient/") {
+				sc.Concern(r)
+			}
+		}
+		if rc.Request != nil {
+			sc.Concern(rc.Request.patients...)
+		}
+		if id, ok := strings.CutPrefix(rc.Provenance, "Provenance/"); ok {
+			sc.refer(audit.Entity{Type: "Provenance", ID: id})
+		}
+	}
+	for _, rs := range [][]RequestView{l.Requests, l.Accesses} {
+		for _, r := range rs {
+			sc.Concern(r.patients...)
+		}
+	}
+	q := l.Query
+	if typ, id, ok := strings.Cut(q.Resource, "/"); ok {
+		sc.refer(audit.Entity{Type: typ, ID: id})
+	}
+	if q.RecordID == "" {
+		return
+	}
+	// The record by the identifiers its receipts and requests name it by
+	// (the kind it was sent as); a record nothing named, by those asked.
+	ids := l.records
+	if len(ids) == 0 {
+		kinds := mapping.Kinds()
+		if q.Kind != "" {
+			kinds = []mapping.Kind{mapping.Kind(q.Kind)}
+		}
+		for _, k := range kinds {
+			ids = append(ids, mapping.RecordSystem(q.IdentifierBase, q.Source, k)+"|"+q.RecordID)
+		}
+	}
+	for _, id := range ids {
+		sys, val, _ := strings.Cut(id, "|")
+		sc.NameRecord(sys, val)
+	}
+}
+
+// Describe is the PHI-free description of a lineage answer: what was
+// asked (what) and how much was shown.
+func (l *Lineage) Describe(what string) string {
+	d := fmt.Sprintf("%s: %s, %s", what, Counted(len(l.Receipts), "receipt"), Counted(len(l.Requests), "request"))
+	if l.Query.Resource != "" {
+		d += ", " + CountedAs(len(l.Accesses), "access", "accesses")
+	}
+	return d
+}
+
+// NameDelivery records, in sc, what reading delivery v disclosed: the
+// delivery (by id), the source record it delivers, the patients of that
+// record version (from its Provenance's targets) and, in the description,
+// whether the payload (the FHIR Bundle, the patient's data) was shown.
+// base is the deployment's identifier namespace ("" the default). Returns
+// store errors (ErrUnavailable) unchanged.
+func NameDelivery(ctx context.Context, st store.Store, sc *Scope, base string, v operator.View, payload bool) error {
+	sc.Name(audit.Identified{System: audit.SystemDelivery, Value: strconv.FormatInt(v.ID, 10), Description: "the delivery"})
+	if v.Source != "" && v.RecordID != "" && v.Kind != "" {
+		sc.NameRecord(mapping.RecordSystem(base, v.Source, mapping.Kind(v.Kind)), v.RecordID)
+		id := audit.RecordProvenanceID(v.Tenant, v.Source, v.Kind, v.RecordID, v.Version)
+		p, err := st.Read(ctx, "Provenance", id)
+		switch {
+		case err == nil:
+			sc.refer(audit.Entity{Type: "Provenance", ID: id})
+			sc.Concern(provenancePatients(p.Body)...)
+		case !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrGone):
+			return err
+		}
+	}
+	shown := "payload not disclosed"
+	if payload {
+		shown = "payload (the FHIR Bundle) disclosed"
+	}
+	sc.Description = fmt.Sprintf("delivery %d: %s; %s", v.ID, Counted(len(v.History), "attempt"), shown)
+	return nil
+}
+
+// provenancePatients are the Patients a stored Provenance targets.
+func provenancePatients(body []byte) []string {
+	var p struct {
+		Target []struct {
+			Reference string `json:"reference"`
+		} `json:"target"`
+	}
+	if json.Unmarshal(body, &p) != nil {
+		return nil
+	}
+	var out []string
+	for _, t := range p.Target {
+		if strings.HasPrefix(t.Reference, "Patient/") {
+			out = append(out, t.Reference)
+		}
+	}
+	return out
+}
