@@ -13,6 +13,7 @@ import (
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/bulk"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/jobs"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/reindex"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
@@ -29,7 +30,6 @@ const DefaultMaxImportBytes = 1 << 30
 var (
 	errNDJSONType = outcome.New(outcome.UnsupportedMedia, "not-supported", "content-type-unsupported",
 		"the body must be NDJSON: application/fhir+ndjson, application/ndjson or application/x-ndjson")
-	errJobFileUnknown = outcome.New(outcome.NotFound, "not-found", "job-file-unknown", "the job has no such file")
 )
 
 // rootURL is where the gateway is reached: the FHIR base without /fhir.
@@ -184,7 +184,7 @@ func (s *Server) handleJobFile(c echo.Context) error {
 	sc := scopeOf(c)
 	n, err := strconv.Atoi(c.Param("n"))
 	if err != nil || n < 1 {
-		return errJobFileUnknown
+		return jobs.ErrFileUnknown
 	}
 	ctx := c.Request().Context()
 	j, err := s.app.Jobs.Job(ctx, sc, c.Param("id"))
@@ -224,7 +224,7 @@ func (s *Server) handleJobFile(c echo.Context) error {
 		s.log.Warn("job file download interrupted", "route", c.Path(), "error_class", fmt.Sprintf("%T", err))
 		return nil
 	case !started:
-		return errJobFileUnknown
+		return jobs.ErrFileUnknown
 	}
 	return nil
 }

@@ -144,6 +144,10 @@ var (
 	// is another client's or tenant's, was cancelled, or expired).
 	ErrUnknown = outcome.New(outcome.NotFound, "not-found", "job-unknown",
 		"no such job for this client: it never existed, was cancelled or has expired")
+	// ErrFileUnknown: the job has no file of that number for a client
+	// (files are numbered from 1; a job's other files, such as an
+	// export's PatientsFile or an import's input, are never served).
+	ErrFileUnknown = outcome.New(outcome.NotFound, "not-found", "job-file-unknown", "the job has no such file")
 	// ErrLost is returned by Run.Save once the job is no longer this
 	// runner's (cancelled, or claimed by another process).
 	ErrLost = errors.New("the job is no longer this runner's")
@@ -233,21 +237,22 @@ func PatientsFile(n int) int { return -n }
 // which the caller commits before the first part leaves, finds its way
 // into each patient's audit trail.
 func (s *Service) File(ctx context.Context, sc *auditlog.Scope, id string, n int, fn func([]byte) error) error {
+	if n < 1 {
+		return ErrFileUnknown
+	}
 	if _, err := s.Job(ctx, sc, id); err != nil {
 		return err
 	}
-	if n >= 1 {
-		err := s.st.JobFile(ctx, id, PatientsFile(n), func(part []byte) error {
-			for line := range bytes.Lines(part) {
-				if p := string(bytes.TrimSpace(line)); p != "" {
-					sc.Concern(p)
-				}
+	err := s.st.JobFile(ctx, id, PatientsFile(n), func(part []byte) error {
+		for line := range bytes.Lines(part) {
+			if p := string(bytes.TrimSpace(line)); p != "" {
+				sc.Concern(p)
 			}
-			return nil
-		})
-		if err != nil {
-			return err
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	return s.st.JobFile(ctx, id, n, fn)
 }

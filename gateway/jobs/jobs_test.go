@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"path/filepath"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -76,7 +77,9 @@ func counter(started *atomic.Int32, gate chan struct{}) Handler {
 			}
 			run.Progress(int64(i+1), int64(req.N))
 			cp, _ := json.Marshal(i + 1)
-			if err := run.Save(ctx, cp, []store.JobPart{{File: 1, Part: i, Data: []byte{byte('a' + i)}}}); err != nil {
+			parts := []store.JobPart{{File: 1, Part: i, Data: []byte{byte('a' + i)}},
+				{File: PatientsFile(1), Part: i, Data: []byte("Patient/p" + strconv.Itoa(i) + "\n")}}
+			if err := run.Save(ctx, cp, parts); err != nil {
 				return nil, err
 			}
 		}
@@ -111,6 +114,13 @@ func TestRunsOnceForItsOwner(t *testing.T) {
 	}
 	if f := file(t, s, alice, j.ID, 1); f != "abcde" {
 		t.Errorf("file = %q, want abcde", f)
+	}
+	// A job's files beside those it serves (file 1's patients, numbered
+	// PatientsFile(1)) are never a client's.
+	for _, n := range []int{0, PatientsFile(1)} {
+		if err := s.File(ctx, alice, j.ID, n, func([]byte) error { return nil }); !errors.Is(err, ErrFileUnknown) {
+			t.Errorf("File(%d) = %v, want ErrFileUnknown", n, err)
+		}
 	}
 	if started.Load() != 1 {
 		t.Errorf("handler started %d times", started.Load())
