@@ -75,33 +75,13 @@ func (s *Set) knownPrefix(kind string, path []pathElem) ([]pathElem, []string, b
 // if, then, else), through $ref: every name one of them allows.
 func (s *Set) properties(nodes []schemaNode) map[string][]schemaNode {
 	out := map[string][]schemaNode{}
-	var add func(file string, sch any, depth int)
-	add = func(file string, sch any, depth int) {
-		file, m := s.resolve(file, sch)
-		if m == nil || depth > 8 {
-			return
-		}
+	s.combined(nodes, func(file string, m map[string]any) {
 		if ps, ok := m["properties"].(map[string]any); ok {
 			for name, p := range ps {
 				out[name] = append(out[name], schemaNode{file, p})
 			}
 		}
-		for _, k := range []string{"allOf", "anyOf", "oneOf"} {
-			if list, ok := m[k].([]any); ok {
-				for _, sub := range list {
-					add(file, sub, depth+1)
-				}
-			}
-		}
-		for _, k := range []string{"if", "then", "else"} {
-			if sub, ok := m[k]; ok {
-				add(file, sub, depth+1)
-			}
-		}
-	}
-	for _, n := range nodes {
-		add(n.file, n.sch, 0)
-	}
+	})
 	return out
 }
 
@@ -109,15 +89,25 @@ func (s *Set) properties(nodes []schemaNode) map[string][]schemaNode {
 // of the schemas they combine).
 func (s *Set) items(nodes []schemaNode) []schemaNode {
 	var out []schemaNode
+	s.combined(nodes, func(file string, m map[string]any) {
+		if it, ok := m["items"]; ok {
+			out = append(out, schemaNode{file, it})
+		}
+	})
+	return out
+}
+
+// combined calls visit with each schema of nodes and each schema they
+// combine (allOf, anyOf, oneOf, if, then, else), $refs resolved, to a
+// depth of 8.
+func (s *Set) combined(nodes []schemaNode, visit func(file string, m map[string]any)) {
 	var add func(file string, sch any, depth int)
 	add = func(file string, sch any, depth int) {
 		file, m := s.resolve(file, sch)
 		if m == nil || depth > 8 {
 			return
 		}
-		if it, ok := m["items"]; ok {
-			out = append(out, schemaNode{file, it})
-		}
+		visit(file, m)
 		for _, k := range []string{"allOf", "anyOf", "oneOf"} {
 			if list, ok := m[k].([]any); ok {
 				for _, sub := range list {
@@ -134,7 +124,6 @@ func (s *Set) items(nodes []schemaNode) []schemaNode {
 	for _, n := range nodes {
 		add(n.file, n.sch, 0)
 	}
-	return out
 }
 
 // propertyNames are props' names, sorted, but for those no schema allows
