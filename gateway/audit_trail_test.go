@@ -4,10 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -21,7 +21,18 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
+	"github.com/ketamine-gateway/ketamine-gateway/schemas"
 )
+
+// exampleDoc is the example record at path under schemas/examples.
+func exampleDoc(tb testing.TB, path string) []byte {
+	tb.Helper()
+	doc, err := fs.ReadFile(schemas.Examples(), "examples/"+path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return doc
+}
 
 // auditServer is a gateway on a fresh SQLite database.
 func auditServer(t *testing.T) (*Server, store.Store) {
@@ -291,10 +302,7 @@ func TestGatewayProvenanceReadOnly(t *testing.T) {
 		}
 		return m
 	}
-	record, err := os.ReadFile("../schemas/examples/assessment/phq9-moderate.json")
-	if err != nil {
-		t.Fatal(err)
-	}
+	record := exampleDoc(t, "assessment/phq9-moderate.json")
 	if rec := send(s, "POST", "/ingest/assessment", string(record)); rec.Code != http.StatusOK {
 		t.Fatalf("ingest = %d %s", rec.Code, rec.Body)
 	}
@@ -427,7 +435,7 @@ func TestGatewayProvenanceReadOnly(t *testing.T) {
 
 	// A copy an older build let a client write under another id is not a
 	// receipt.
-	err = st.Write(context.Background(), func(tx store.Tx) error {
+	err := st.Write(context.Background(), func(tx store.Tx) error {
 		r, entries, err := store.NewVersion("Provenance", "forged-by-an-older-build", 1, with(recDoc, "id", "forged-by-an-older-build"), time.Now())
 		if err != nil {
 			return err
@@ -447,10 +455,7 @@ func TestGatewayProvenanceReadOnly(t *testing.T) {
 // lineage-not-found; never a 500.
 func TestLineageQueries(t *testing.T) {
 	s, _ := auditServer(t)
-	record, err := os.ReadFile("../schemas/examples/assessment/phq9-moderate.json")
-	if err != nil {
-		t.Fatal(err)
-	}
+	record := exampleDoc(t, "assessment/phq9-moderate.json")
 	if rec := send(s, "POST", "/ingest/assessment", string(record)); rec.Code != http.StatusOK {
 		t.Fatalf("ingest = %d %s", rec.Code, rec.Body)
 	}
@@ -555,10 +560,7 @@ func TestOperatorParameters(t *testing.T) {
 
 	// A delivery read names the delivery, the record and its patient, and
 	// says whether the payload (the patient's data) was disclosed.
-	raw, err := os.ReadFile("../schemas/examples/assessment/phq9-moderate.json")
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw := exampleDoc(t, "assessment/phq9-moderate.json")
 	if rec := send(s, "POST", "/ingest/assessment", string(raw)); rec.Code != http.StatusOK {
 		t.Fatalf("ingest = %d %s", rec.Code, rec.Body)
 	}
@@ -711,10 +713,7 @@ func lastAudit(t *testing.T, st store.Store) auditOf {
 // delivery read, which disclose the patient's data.
 func TestAuditNamesPatientAndRecord(t *testing.T) {
 	s, st := auditServer(t)
-	raw, err := os.ReadFile("../schemas/examples/assessment/phq9-moderate.json")
-	if err != nil {
-		t.Fatal(err)
-	}
+	raw := exampleDoc(t, "assessment/phq9-moderate.json")
 	orig := string(raw)
 	edit := func(pairs ...string) string { return strings.NewReplacer(pairs...).Replace(orig) }
 	if rec := send(s, "POST", "/ingest/assessment", orig); rec.Code != http.StatusOK {
@@ -798,10 +797,7 @@ func TestAuditNamesPatientAndRecord(t *testing.T) {
 	// The lineage of a record a session nests names it as it was sent
 	// (its kind's identifier), not as every kind it might have been.
 	s2, st2 := auditServer(t)
-	session, err := os.ReadFile("../schemas/examples/session/routine-ketamine-iv-session.json")
-	if err != nil {
-		t.Fatal(err)
-	}
+	session := exampleDoc(t, "session/routine-ketamine-iv-session.json")
 	if rec := send(s2, "POST", "/ingest/session", string(session)); rec.Code != http.StatusOK {
 		t.Fatalf("ingest session = %d %s", rec.Code, rec.Body)
 	}

@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"fmt"
-	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -14,7 +13,6 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/telemetry"
-	"github.com/ketamine-gateway/ketamine-gateway/schemas"
 )
 
 // benchServer is a gateway on a fresh SQLite database with the audit trail
@@ -69,10 +67,7 @@ func postPatient(b *testing.B, s *Server) string {
 // run, to measure what they cost on ingest; and a read, where the audit
 // record is the only write.
 func BenchmarkIngestAudit(b *testing.B) {
-	doc, err := fs.ReadFile(schemas.Examples(), "examples/session/routine-ketamine-iv-session.json")
-	if err != nil {
-		b.Fatal(err)
-	}
+	doc := exampleDoc(b, "session/routine-ketamine-iv-session.json")
 	for _, tc := range []struct {
 		name           string
 		audit, tracing bool
@@ -126,10 +121,7 @@ func BenchmarkReadAuditParallel(b *testing.B) {
 // disk's fsync time during the run falls on both equally; it reports
 // ms/record for each and their ratio.
 func BenchmarkIngestAuditInterleaved(b *testing.B) {
-	doc, err := fs.ReadFile(schemas.Examples(), "examples/session/routine-ketamine-iv-session.json")
-	if err != nil {
-		b.Fatal(err)
-	}
+	doc := exampleDoc(b, "session/routine-ketamine-iv-session.json")
 	servers := []*Server{benchServer(b, false, false), benchServer(b, true, true)}
 	var spent [2]time.Duration
 	i := 0

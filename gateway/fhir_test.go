@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -997,10 +996,7 @@ func TestHistoryRequest(t *testing.T) {
 	}
 	// A native record's resources: each version the ingest wrote shows the
 	// status its entry answered, and the method of that entry.
-	rec, err := os.ReadFile("../schemas/examples/session/routine-ketamine-iv-session.json")
-	if err != nil {
-		t.Fatal(err)
-	}
+	rec := example(t, "session/routine-ketamine-iv-session.json")
 	r := req(h, "POST", "/ingest/session", string(rec))
 	if r.Code != 200 && r.Code != 201 {
 		t.Fatalf("ingest = %d %s", r.Code, r.Body)
