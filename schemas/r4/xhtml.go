@@ -2,11 +2,19 @@ package r4
 
 import (
 	"bytes"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
 )
 
 // Narrative (xhtml) checks. FHIR narrative is a restricted XHTML <div>
-// (txt-1, txt-2) that SHALL NOT hold active content; this gateway does not
-// parse XML but rejects what is unsafe to render (rule xhtml-unsafe):
+// (txt-1, txt-2) that SHALL NOT hold active content. The value is parsed
+// as XML, its namespaces resolved (parseXHTML: one well-formed div with
+// content, XHTML elements only), and its bytes are scanned as a browser
+// would read them (unsafeMarkup), which catches what is unsafe to render
+// (rule xhtml-unsafe) even where the XML is broken:
 // script-capable elements, event-handler attributes (on*), javascript: and
 // vbscript: URLs in any attribute, data: URLs in URL attributes (except
 // images in img src: png, gif, jpeg, webp), and style attributes that can
@@ -34,72 +42,129 @@ func (w *walker) xhtml(s []byte) {
 		w.errorf("primitive-format", "the narrative must be a single XHTML div element")
 		return
 	}
-	if e := bytes.TrimRight(t, " \t\r\n"); !bytes.HasSuffix(e, []byte("</div>")) && !bytes.HasSuffix(e, []byte("/>")) {
-		w.errorf("primitive-format", "the narrative must be a single XHTML div element")
+	if !NoControl(s) {
+		w.errorf("primitive-format", "the narrative contains control characters")
 		return
 	}
-	if !declaresXHTML(t[4:]) {
+	tree := parseXHTML(t)
+	if tree.format == "" && !tree.rootXHTML {
 		// Reported beside what follows: a div without its namespace may
 		// also be unsafe, and the client should hear both.
 		w.errorf("primitive-format", `the narrative's div must be in the XHTML namespace: write <div xmlns="`+xhtmlNamespace+
 			`"> (R4 narrative.html, txt-1)`)
 	}
-	if !NoControl(s) {
-		w.errorf("primitive-format", "the narrative contains control characters")
-		return
+	reason := unsafeMarkup(s)
+	if reason == "" {
+		reason = tree.unsafe
 	}
-	if reason := unsafeMarkup(s); reason != "" {
+	if reason != "" {
 		w.errorf("xhtml-unsafe", "the narrative contains "+reason+", which is not allowed (txt-1)")
 		return
 	}
 	if !xmlEntitiesOK(s) {
 		w.errorf("primitive-format", "the narrative uses an entity that XHTML does not define (only &lt; &gt; &amp; &quot; &apos; and numeric references)")
+		return
+	}
+	if tree.format != "" {
+		w.errorf("primitive-format", tree.format)
 	}
 }
 
-// declaresXHTML reports whether the attributes of the root div (s starts
-// after "<div") declare the XHTML namespace as the default one:
-// xmlns="http://www.w3.org/1999/xhtml" (either quote, spaces around =).
-func declaresXHTML(s []byte) bool {
-	for i := 0; i < len(s); {
-		switch c := s[i]; {
-		case c == '>' || c == '/' && i+1 < len(s) && s[i+1] == '>':
-			return false
-		case isSpace(c):
-			i++
-			continue
+// xhtmlTree is what parseXHTML found.
+type xhtmlTree struct {
+	// rootXHTML: the root div is in the XHTML namespace.
+	rootXHTML bool
+	// format says why the value is no single well-formed XHTML div with
+	// content (txt-2), unsafe what active content the parse found (also
+	// in a disguise unsafeMarkup does not see: an element or attribute
+	// under a namespace prefix); "" when none.
+	format, unsafe string
+}
+
+// parseXHTML parses s as XML with its namespaces resolved: one root div,
+// well formed (tags closed in order, each attribute once, only XML's
+// entities), holding something other than whitespace (txt-2), every
+// element in the XHTML namespace, none of those narrative.html forbids
+// (html, head, body), none that unsafeTags lists and no on* attribute,
+// however prefixed. Its messages quote no content, only a line.
+func parseXHTML(s []byte) xhtmlTree {
+	var tree xhtmlTree
+	d := xml.NewDecoder(bytes.NewReader(s))
+	d.Strict = true
+	depth, roots, content := 0, 0, false
+	for {
+		tok, err := d.Token()
+		if err == io.EOF {
+			break
 		}
-		j := i
-		for j < len(s) && !isSpace(s[j]) && s[j] != '=' && s[j] != '>' && s[j] != '/' {
-			j++
+		if err != nil {
+			var se *xml.SyntaxError
+			if errors.As(err, &se) {
+				tree.format = fmt.Sprintf("the narrative is not well-formed XML (line %d): tags must close in order, "+
+					"attributes be quoted and given once, entities be XML's", se.Line)
+			} else {
+				tree.format = "the narrative is not well-formed XML"
+			}
+			return tree
 		}
-		name := s[i:j]
-		if j == i {
-			return false // a stray character: not a well-formed start tag
+		switch t := tok.(type) {
+		case xml.StartElement:
+			if depth == 0 {
+				if roots++; roots > 1 {
+					tree.format = "the narrative must be a single XHTML div element"
+					return tree
+				}
+				tree.rootXHTML = t.Name.Space == xhtmlNamespace
+			} else {
+				content = true
+			}
+			depth++
+			local := strings.ToLower(t.Name.Local)
+			switch {
+			case unsafeTags[local]:
+				tree.unsafe = "a script-capable element"
+				return tree
+			case depth > 1 && t.Name.Space != xhtmlNamespace:
+				tree.format = "the narrative holds an element outside the XHTML namespace (R4 narrative.html: XHTML only)"
+			case local == "html" || local == "head" || local == "body":
+				tree.format = "the narrative holds an html, head or body element, which R4 narrative.html forbids (txt-1)"
+			}
+			seen := make(map[xml.Name]bool, len(t.Attr))
+			for _, a := range t.Attr {
+				if seen[a.Name] {
+					tree.format = "the narrative is not well-formed XML: an element has the same attribute twice"
+				}
+				seen[a.Name] = true
+				name := strings.ToLower(a.Name.Local)
+				if a.Name.Space != "xmlns" && strings.HasPrefix(name, "on") {
+					tree.unsafe = "an event-handler attribute"
+					return tree
+				}
+				if r := unsafeValue([]byte(local), []byte(name), []byte(a.Value)); r != "" {
+					tree.unsafe = r
+					return tree
+				}
+			}
+		case xml.EndElement:
+			depth--
+		case xml.CharData:
+			if len(bytes.TrimLeft(t, " \t\r\n")) == 0 {
+				break
+			}
+			if depth == 0 {
+				tree.format = "the narrative must be a single XHTML div element"
+				return tree
+			}
+			content = true
+		case xml.ProcInst, xml.Directive:
+			tree.format = "the narrative must be a single XHTML div element (no processing instruction or DOCTYPE)"
+			return tree
 		}
-		for j < len(s) && isSpace(s[j]) {
-			j++
-		}
-		if j >= len(s) || s[j] != '=' {
-			return false // XML attributes have values
-		}
-		j++
-		for j < len(s) && isSpace(s[j]) {
-			j++
-		}
-		if j >= len(s) || (s[j] != '"' && s[j] != '\'') {
-			return false
-		}
-		end := bytes.IndexByte(s[j+1:], s[j])
-		if end < 0 {
-			return false
-		}
-		if string(name) == "xmlns" {
-			return string(s[j+1:j+1+end]) == xhtmlNamespace
-		}
-		i = j + 2 + end
 	}
-	return false
+	if tree.format == "" && !content {
+		tree.format = "the narrative's div is empty: it must hold some text or an element (txt-2)"
+	}
+	return tree
 }
 
 // unsafeMarkup scans the tags of s and describes the first unsafe construct
