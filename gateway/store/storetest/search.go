@@ -193,6 +193,14 @@ func testSearchID(t *testing.T, s store.Store) {
 	expect(t, s, "_id deleted", q("", "p4"))
 	expect(t, s, "_id other type's id", q("", "o1"))
 	expect(t, s, "_id:not", q("not", "p1"), "p2", "p3", "p5")
+	// An id has no system: system|id names nothing, |id is id.
+	id := func(mod string, v ...search.Value) *search.Query {
+		return query("Patient", clause("_id", search.TypeToken, mod, v...))
+	}
+	expect(t, s, "_id system|id", id("", vSys("urn:x", "p1")))
+	expect(t, s, "_id |id", id("", vSys("", "p1")), "p1")
+	expect(t, s, "_id system|id or id", id("", vSys("urn:x", "p1"), vCode("p2")), "p2")
+	expect(t, s, "_id:not system|id", id("not", vSys("urn:x", "p1")), "p1", "p2", "p3", "p5")
 	expect(t, s, "_id and another clause", query("Patient",
 		clause("_id", search.TypeToken, "", vCode("p1"), vCode("p2")),
 		clause("gender", search.TypeToken, "", vCode("male"))), "p2")

@@ -227,21 +227,28 @@ func (b *Builder) idClause(cl *search.Clause) error {
 	if len(cl.Values) == 0 {
 		return fmt.Errorf("%s: search _id: no values", b.d.Name)
 	}
-	if cl.Modifier == "not" {
-		b.add("c.id NOT IN (")
-	} else {
-		b.add("c.id IN (")
-	}
-	for i, v := range cl.Values {
-		if i > 0 {
-			b.add(", ")
+	// An id has no system: "system|id" names no resource ("|id" is id).
+	var ids []any
+	for _, v := range cl.Values {
+		if v.HasSystem && v.System != "" {
+			continue
 		}
 		id := v.Code
 		if id == "" {
 			id = v.Str
 		}
-		b.add("?", id)
+		ids = append(ids, id)
 	}
+	if len(ids) == 0 {
+		b.add(boolSQL(cl.Modifier == "not"))
+		return nil
+	}
+	if cl.Modifier == "not" {
+		b.add("c.id NOT IN (")
+	} else {
+		b.add("c.id IN (")
+	}
+	b.add(strings.TrimSuffix(strings.Repeat("?, ", len(ids)), ", "), ids...)
 	b.add(")")
 	return nil
 }
