@@ -622,6 +622,12 @@ func TestPatch(t *testing.T) {
 			"", 400, "patch-path-multiple", "Parameters.parameter[0].part[1]"},
 		{"FHIRPath replace of several", `{"resourceType":"Parameters","parameter":[{"name":"operation","part":[{"name":"type","valueCode":"replace"},{"name":"path","valueString":"Patient.name.where(given.last() = 'Beth').family"},{"name":"value","valueString":"SECRET7"}]}]}`,
 			"", 400, "patch-path-multiple", "Parameters.parameter[0].part[1]"},
+		{"FHIRPath type given twice", `{"resourceType":"Parameters","parameter":[{"name":"operation","part":[{"name":"type","valueCode":"replace"},{"name":"type","valueCode":"delete"},{"name":"path","valueString":"Patient.gender"},{"name":"value","valueCode":"other"}]}]}`,
+			"", 400, "patch-invalid", "Parameters.parameter[0]"},
+		{"FHIRPath value given twice", `{"resourceType":"Parameters","parameter":[{"name":"operation","part":[{"name":"type","valueCode":"add"},{"name":"path","valueString":"Patient"},{"name":"name","valueString":"gender"},{"name":"value","valueCode":"male"},{"name":"value","valueCode":"female"}]}]}`,
+			"", 400, "patch-invalid", "Parameters.parameter[0]"},
+		{"FHIRPath delete with a value", `{"resourceType":"Parameters","parameter":[{"name":"operation","part":[{"name":"type","valueCode":"delete"},{"name":"path","valueString":"Patient.gender"},{"name":"value","valueCode":"male"}]}]}`,
+			"", 400, "patch-invalid", "Parameters.parameter[0]"},
 		{"not a patch", `{"resourceType":"Patient"}`, "", 400, "patch-invalid", ""},
 	} {
 		var rec *httptest.ResponseRecorder

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode"
@@ -31,6 +32,17 @@ type fpOp struct {
 	hasValue                  bool
 	at, source, destination   int
 	hasAt, hasSource, hasDest bool
+	given                     []string // the names of its parts, each once
+}
+
+// fpParts are the parts each operation type takes (fhirpatch.html, each
+// 0..1 or 1..1).
+var fpParts = map[string][]string{
+	"add":     {"type", "path", "name", "value"},
+	"insert":  {"type", "path", "value", "index"},
+	"delete":  {"type", "path"},
+	"replace": {"type", "path", "value"},
+	"move":    {"type", "path", "source", "destination"},
 }
 
 // fhirpathPatch is a parsed FHIRPath Patch.
@@ -78,6 +90,9 @@ func parseFHIRPathPatch(doc map[string]any) (fhirpathPatch, error) {
 		for j, part := range parts {
 			pp, _ := part.(map[string]any)
 			name, _ := pp["name"].(string)
+			if slices.Contains(op.given, name) {
+				return nil, fpError(i, "patch-invalid", "an operation gives each of its parts once; "+name+" is given twice")
+			}
 			switch name {
 			case "type":
 				op.typ, _ = pp["valueCode"].(string)
@@ -108,6 +123,7 @@ func parseFHIRPathPatch(doc map[string]any) (fhirpathPatch, error) {
 			default:
 				return nil, fpError(i, "patch-invalid", "an operation's parts are type, path, name, value, index, source and destination")
 			}
+			op.given = append(op.given, name)
 		}
 		if err := op.check(); err != nil {
 			return nil, err
@@ -152,6 +168,11 @@ func (op *fpOp) check() error {
 	case "delete":
 	default:
 		return fpError(i, "patch-invalid", "type must be add, insert, delete, replace or move")
+	}
+	for _, name := range op.given {
+		if !slices.Contains(fpParts[op.typ], name) {
+			return fpError(i, "patch-invalid", "a "+op.typ+" operation takes only "+strings.Join(fpParts[op.typ], ", ")+"; not "+name)
+		}
 	}
 	return nil
 }
