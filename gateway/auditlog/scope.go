@@ -54,6 +54,8 @@ type Scope struct {
 	Rules []string
 
 	entities []audit.Entity
+	// entitySet indexes entities once they are many.
+	entitySet map[audit.Entity]bool
 	// identified are the things named by identifier (a source record, a
 	// delivery); action is AuditEvent.action when not the interaction's.
 	identified []audit.Identified
@@ -106,7 +108,7 @@ func (sc *Scope) TouchDoc(r *store.Resource, doc map[string]any) {
 	if r == nil {
 		return
 	}
-	sc.entities = append(sc.entities, audit.Entity{Type: r.Type, ID: r.ID, Version: r.Version})
+	sc.entity(audit.Entity{Type: r.Type, ID: r.ID, Version: r.Version})
 	switch {
 	case r.Deleted:
 	case doc != nil:
@@ -118,10 +120,27 @@ func (sc *Scope) TouchDoc(r *store.Resource, doc map[string]any) {
 
 // refer records a resource the request disclosed by reference without
 // reading it here (a lineage's Provenance, the resource it is about).
-func (sc *Scope) refer(e audit.Entity) {
-	if !slices.Contains(sc.entities, e) {
-		sc.entities = append(sc.entities, e)
+func (sc *Scope) refer(e audit.Entity) { sc.entity(e) }
+
+// entity records an entity once: a request that reads a resource many
+// times (a batch of searches that overlap) names it once.
+func (sc *Scope) entity(e audit.Entity) {
+	switch {
+	case sc.entitySet != nil:
+		if sc.entitySet[e] {
+			return
+		}
+		sc.entitySet[e] = true
+	case slices.Contains(sc.entities, e):
+		return
+	case len(sc.entities) >= 32:
+		sc.entitySet = make(map[audit.Entity]bool, 2*len(sc.entities))
+		for _, x := range sc.entities {
+			sc.entitySet[x] = true
+		}
+		sc.entitySet[e] = true
 	}
+	sc.entities = append(sc.entities, e)
 }
 
 // cover records that a Provenance lists targets.
@@ -188,7 +207,7 @@ func (sc *Scope) Identified() []audit.Identified { return sc.identified }
 
 // Reset forgets what a rolled-back transaction attempt recorded.
 func (sc *Scope) Reset() {
-	sc.entities, sc.patients, sc.patientSet, sc.covered, sc.identified, sc.action = nil, nil, nil, nil, nil, ""
+	sc.entities, sc.entitySet, sc.patients, sc.patientSet, sc.covered, sc.identified, sc.action = nil, nil, nil, nil, nil, nil, ""
 }
 
 // Committed reports whether the request's AuditEvent was committed with

@@ -3,9 +3,11 @@ package auditlog
 import (
 	"encoding/json"
 	"slices"
+	"strconv"
 	"testing"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
 
 func TestPatientsIn(t *testing.T) {
@@ -112,5 +114,29 @@ func BenchmarkPatientsIn(b *testing.B) {
 		if len(PatientsIn("Observation", "o", body)) != 1 {
 			b.Fatal("no patient")
 		}
+	}
+}
+
+// TestEntitiesOnce: a request that touches the same resource versions
+// many times (a batch of overlapping searches) names each once, in the
+// order first touched, past the size where a set takes over.
+func TestEntitiesOnce(t *testing.T) {
+	sc := NewScope("batch", nil)
+	for round := 0; round < 3; round++ {
+		for i := 0; i < 50; i++ {
+			sc.Touch(&store.Resource{Type: "Observation", ID: "o" + strconv.Itoa(i), Version: 1, Deleted: true})
+		}
+	}
+	sc.Touch(&store.Resource{Type: "Observation", ID: "o0", Version: 2, Deleted: true})
+	if len(sc.entities) != 51 {
+		t.Fatalf("%d entities, want 51 (50 versions touched three times, one more)", len(sc.entities))
+	}
+	if sc.entities[0].ID != "o0" || sc.entities[49].ID != "o49" || sc.entities[50].Version != 2 {
+		t.Errorf("entities out of order: %v ... %v", sc.entities[0], sc.entities[49:])
+	}
+	sc.Reset()
+	sc.Touch(&store.Resource{Type: "Observation", ID: "o0", Version: 1, Deleted: true})
+	if len(sc.entities) != 1 {
+		t.Errorf("after Reset: %d entities, want 1", len(sc.entities))
 	}
 }
