@@ -860,3 +860,82 @@ func wantTotal(t *testing.T, h http.Handler, target string, total float64) {
 		t.Errorf("GET %s total = %v, want %v", target, got, total)
 	}
 }
+
+// TestBundleAnswerBound: the resources a Bundle's GET entries answer are
+// bounded in all (app.Config.MaxBundleAnswer): in a batch the entry that
+// passes the bound fails with bundle-answer-too-large and the others are
+// answered; a transaction that passes it fails whole. The batch's
+// AuditEvent names each resource once however many entries read it.
+func TestBundleAnswerBound(t *testing.T) {
+	h := newServer(t, app.Config{Store: tempSQLite(t, sqlite.Options{}), UpdateCreate: true, MaxBundleAnswer: 5}, gateway.Config{})
+	for i := range 3 {
+		if rec := req(h, "PUT", fmt.Sprintf("/fhir/Patient/ab-%d", i), fmt.Sprintf(`{"resourceType":"Patient","id":"ab-%d"}`, i)); rec.Code != 201 {
+			t.Fatal(rec.Body)
+		}
+	}
+	gets := func(typ string, urls ...string) string {
+		var es []string
+		for _, u := range urls {
+			es = append(es, `{"request":{"method":"GET","url":"`+u+`"}}`)
+		}
+		return `{"resourceType":"Bundle","type":"` + typ + `","entry":[` + strings.Join(es, ",") + `]}`
+	}
+	// 3 + 1 + 3 > 5: the third entry fails, the fourth (1 more) is answered.
+	rec := req(h, "POST", "/fhir", gets("batch", "Patient", "Patient/ab-0", "Patient?_count=3", "Patient/ab-1"))
+	if rec.Code != 200 {
+		t.Fatalf("batch = %d %s", rec.Code, rec.Body)
+	}
+	var b struct {
+		Entry []struct {
+			Resource json.RawMessage
+			Response struct {
+				Status  string
+				Outcome json.RawMessage
+			}
+		}
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &b); err != nil || len(b.Entry) != 4 {
+		t.Fatalf("batch answer: %v %s", err, rec.Body)
+	}
+	for i, want := range []string{"200", "200", "400", "200"} {
+		if !strings.HasPrefix(b.Entry[i].Response.Status, want) {
+			t.Errorf("entry %d: status %s, want %s", i, b.Entry[i].Response.Status, want)
+		}
+	}
+	if !strings.Contains(string(b.Entry[2].Response.Outcome), "bundle-answer-too-large") || b.Entry[2].Resource != nil {
+		t.Errorf("entry 2 = %s %s, want bundle-answer-too-large and no resource", b.Entry[2].Response.Outcome, b.Entry[2].Resource)
+	}
+	rec = req(h, "POST", "/fhir", gets("transaction", "Patient", "Patient?_count=3"))
+	if rec.Code != 400 || !strings.Contains(rec.Body.String(), "bundle-answer-too-large") {
+		t.Errorf("transaction = %d %s, want 400 bundle-answer-too-large", rec.Code, rec.Body)
+	}
+	rec = req(h, "POST", "/fhir", gets("transaction", "Patient", "Patient/ab-0", "Patient/ab-0"))
+	if rec.Code != 200 {
+		t.Errorf("transaction within the bound = %d %s", rec.Code, rec.Body)
+	}
+	// That transaction read Patient/ab-0 three times: its AuditEvent names
+	// the three Patients once each.
+	rec = req(h, "GET", "/fhir/AuditEvent?subtype=transaction&_sort=-date&_count=1", "")
+	var ae struct {
+		Entry []struct {
+			Resource struct {
+				Entity []struct{ What struct{ Reference string } }
+			}
+		}
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &ae); err != nil || len(ae.Entry) != 1 {
+		t.Fatalf("AuditEvent search: %v %s", err, rec.Body)
+	}
+	seen := map[string]int{}
+	for _, e := range ae.Entry[0].Resource.Entity {
+		seen[e.What.Reference]++
+	}
+	for ref, n := range seen {
+		if n > 1 {
+			t.Errorf("the AuditEvent names %s %d times", ref, n)
+		}
+	}
+	if seen["Patient/ab-0/_history/1"] != 1 {
+		t.Errorf("the AuditEvent's entities %v do not name Patient/ab-0 version 1", seen)
+	}
+}

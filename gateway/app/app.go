@@ -43,6 +43,9 @@ type Config struct {
 	Instance string
 	// MaxBundleEntries limits transaction and batch Bundles.
 	MaxBundleEntries int
+	// MaxBundleAnswer bounds the resources a Bundle's GET entries answer
+	// in all (engine.DefaultMaxBundleAnswer by default).
+	MaxBundleAnswer int
 	// Now is the clock (time.Now by default).
 	Now func() time.Time
 	// Routes are the delivery destinations.
@@ -130,7 +133,7 @@ func New(cfg Config) (*App, error) {
 		Safety: cfg.TenantSafety}
 	if cfg.Store != nil {
 		a.Engine = engine.New(engine.Config{Store: cfg.Store, Audit: a.Audit, Validator: v,
-			MaxBundleEntries: cfg.MaxBundleEntries, Now: cfg.Now, Tracer: cfg.Tracer,
+			MaxBundleEntries: cfg.MaxBundleEntries, MaxBundleAnswer: cfg.MaxBundleAnswer, Now: cfg.Now, Tracer: cfg.Tracer,
 			SearchLimits: cfg.SearchLimits, SearchTimeout: cfg.SearchTimeout, SearchesPerClient: cfg.SearchesPerClient,
 			UpdateCreate: cfg.UpdateCreate})
 		icfg.Engine = a.Engine

@@ -159,11 +159,14 @@ func (e *Engine) batch(ctx context.Context, sc *auditlog.Scope, body []byte, ent
 	errs := make([]error, len(entries))
 	err := e.stage(ctx, "store.transaction", func(ctx context.Context) error {
 		return e.Write(ctx, sc, func(tx *Tx) (int, error) {
-			failed := 0
+			failed, shown := 0, 0
 			for i, en := range entries {
 				errs[i] = e.batchEntry(tx, en)
 				if errors.Is(errs[i], store.ErrConflict) || errors.Is(errs[i], store.ErrUnavailable) {
 					return 0, errs[i] // the transaction is lost: retry the batch
+				}
+				if errs[i] == nil {
+					errs[i] = e.answerWithin(en, &shown)
 				}
 				if errs[i] != nil {
 					failed++

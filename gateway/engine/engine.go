@@ -42,6 +42,9 @@ type Config struct {
 	Validator *Validator
 	// MaxBundleEntries limits transaction and batch Bundles.
 	MaxBundleEntries int
+	// MaxBundleAnswer bounds the resources a Bundle's GET entries answer
+	// in all (DefaultMaxBundleAnswer by default).
+	MaxBundleAnswer int
 	// Now is the clock (time.Now by default).
 	Now func() time.Time
 	// Tracer traces the engine's stages (none by default).
@@ -73,6 +76,7 @@ type Engine struct {
 	audit         *auditlog.Log
 	v             *Validator
 	maxEntries    int
+	maxAnswer     int
 	now           func() time.Time
 	tracer        trace.Tracer
 	limits        search.Limits
@@ -86,6 +90,9 @@ type Engine struct {
 func New(cfg Config) *Engine {
 	if cfg.MaxBundleEntries <= 0 {
 		cfg.MaxBundleEntries = DefaultMaxBundleEntries
+	}
+	if cfg.MaxBundleAnswer <= 0 {
+		cfg.MaxBundleAnswer = DefaultMaxBundleAnswer
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -102,7 +109,7 @@ func New(cfg Config) *Engine {
 	if cfg.SearchesPerClient <= 0 {
 		cfg.SearchesPerClient = DefaultSearchesPerClient
 	}
-	return &Engine{store: cfg.Store, audit: cfg.Audit, v: cfg.Validator, maxEntries: cfg.MaxBundleEntries,
+	return &Engine{store: cfg.Store, audit: cfg.Audit, v: cfg.Validator, maxEntries: cfg.MaxBundleEntries, maxAnswer: cfg.MaxBundleAnswer,
 		now: cfg.Now, tracer: stage.Tracer(cfg.Tracer), limits: cfg.SearchLimits.WithDefaults(),
 		searchTimeout: cfg.SearchTimeout, searches: newSlots(cfg.SearchesPerClient), updateCreate: cfg.UpdateCreate}
 }

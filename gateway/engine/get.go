@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"strings"
 
@@ -37,6 +38,39 @@ var errGetURL = outcome.New(outcome.Invalid, "invalid", "bundle-entry-url-invali
 	"a GET entry's url is one a client can GET from the FHIR base: Type, Type?criteria, Type/id, Type/id/_history, "+
 		"Type/id/_history/vid, Type/_history, _history, Patient/id/Type?criteria, Patient/id/$everything or metadata, "+
 		"relative to the base (or an absolute URL on it)")
+
+// DefaultMaxBundleAnswer is the default bound on the resources a Bundle's
+// GET entries answer in all.
+const DefaultMaxBundleAnswer = 10000
+
+// answerWithin adds the resources GET entry en answers to *shown, or
+// refuses the entry (which then answers nothing) where they would pass
+// the engine's bound (Config.
+// MaxBundleAnswer): a Bundle of many large searches or histories would
+// otherwise hold them all in memory at once (and its AuditEvent would
+// name them all). Other entries answer nothing that counts.
+func (e *Engine) answerWithin(en *Entry, shown *int) error {
+	if en.method != "GET" {
+		return nil
+	}
+	n := 0
+	switch {
+	case en.searched != nil:
+		n = len(en.searched.Page.Matches) + len(en.searched.Page.Included)
+	case en.hist != nil:
+		n = len(en.hist.Versions)
+	case en.res != nil:
+		n = 1
+	}
+	if *shown+n <= e.maxAnswer {
+		*shown += n
+		return nil
+	}
+	en.searched, en.hist, en.res = nil, nil, nil
+	return outcome.New(outcome.Invalid, "too-costly", "bundle-answer-too-large", fmt.Sprintf(
+		"the Bundle's GET entries answer more than %d resources in all; ask for smaller pages (_count) or send the "+
+			"searches one by one and follow their next links", e.maxAnswer))
+}
 
 // parseGet reads the path of a GET entry's url (split at "/"; its query
 // is in en.query).

@@ -144,9 +144,13 @@ func (e *Engine) runTransaction(tx store.Tx, sc *auditlog.Scope, entries []*Entr
 	sort.SliceStable(order, func(i, j int) bool {
 		return fhirwire.MethodRank(order[i].method) < fhirwire.MethodRank(order[j].method)
 	})
+	shown := 0
 	for _, en := range order {
 		refs.cur = en // a patch's references are rewritten as it runs
 		if err := e.execEntry(tx, sc, en, &rw, now); err != nil {
+			return fail(en, err)
+		}
+		if err := e.answerWithin(en, &shown); err != nil {
 			return fail(en, err)
 		}
 	}
