@@ -293,7 +293,7 @@ func (op *fpOp) run(typ string, doc map[string]any, path patchPath, v *Validator
 			}
 			target = m
 		}
-		el, ok := v.r4.Element(typ, append(path.members(), op.name)...)
+		el, ok := v.r4.Element(typ, append(path.keys(doc), op.name)...)
 		if !ok {
 			return fail("patch-name-unknown", "name is not an element at the path")
 		}

@@ -90,6 +90,25 @@ func (p patchPath) members() []string {
 	return out
 }
 
+// keys are the JSON keys the member steps of p take in doc, where p
+// selects something there: a choice element named by its base name
+// ("value") is the key it has in doc ("valueQuantity"), so its type's
+// elements can be found (members where a step selects nothing).
+func (p patchPath) keys(doc map[string]any) []string {
+	var out []string
+	for i, op := range p {
+		if op.kind != opMember {
+			continue
+		}
+		key := op.name
+		if ns := resolvePath(doc, p[:i+1]); len(ns) > 0 {
+			key = ns[0].key
+		}
+		out = append(out, key)
+	}
+	return out
+}
+
 // pathError says where a path leaves the supported subset: a character
 // offset and what was found there (never the path's text, which may carry
 // a value from a record).

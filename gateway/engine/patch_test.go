@@ -368,3 +368,46 @@ func TestEntryPatch(t *testing.T) {
 		})
 	}
 }
+
+// TestFHIRPathPatchAddUnderChoice: add finds the element named below a
+// choice element, whether the path names it by its base name (value) or
+// by its JSON key (valueQuantity), in a backbone element too, and in an
+// extension's value.
+func TestFHIRPathPatchAddUnderChoice(t *testing.T) {
+	v := NewValidator()
+	const obs = `{"resourceType":"Observation","status":"final","code":{"text":"a"},"valueQuantity":{"value":5,"unit":"g"},` +
+		`"effectivePeriod":{"start":"2024-01-01"},"component":[{"code":{"text":"c"},"valueQuantity":{"value":1}}],` +
+		`"extension":[{"url":"http://ex/b","valueCodeableConcept":{"text":"B"}}]}`
+	for _, tc := range []struct {
+		path, name, value, want string
+	}{
+		{"Observation.valueQuantity", "comparator", `{"name":"value","valueCode":"<"}`, `"valueQuantity":{"comparator":"<","unit":"g","value":5}`},
+		{"Observation.value", "code", `{"name":"value","valueCode":"g"}`, `"valueQuantity":{"code":"g","unit":"g","value":5}`},
+		{"Observation.effectivePeriod", "end", `{"name":"value","valueDateTime":"2024-02-01"}`, `"effectivePeriod":{"end":"2024-02-01","start":"2024-01-01"}`},
+		{"Observation.component[0].valueQuantity", "unit", `{"name":"value","valueString":"mg"}`, `"valueQuantity":{"unit":"mg","value":1}`},
+		{"Observation.extension.where(url='http://ex/b').value", "coding", `{"name":"value","valueCoding":{"code":"y"}}`, `"valueCodeableConcept":{"coding":[{"code":"y"}],"text":"B"}`},
+	} {
+		t.Run(tc.path+" "+tc.name, func(t *testing.T) {
+			params, err := decodeJSON([]byte(`{"resourceType":"Parameters","parameter":[` +
+				fpOperation("add", tc.path, `{"name":"name","valueString":"`+tc.name+`"}`, tc.value) + `]}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := parseFHIRPathPatch(params)
+			if err != nil {
+				t.Fatal(err)
+			}
+			doc, err := decodeJSON([]byte(obs))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if doc, err = p.apply("Observation", doc, v); err != nil {
+				t.Fatalf("apply = %v", err)
+			}
+			b, _ := fhirwire.Marshal(doc)
+			if !strings.Contains(string(b), tc.want) {
+				t.Errorf("patched = %s, want it to hold %s", b, tc.want)
+			}
+		})
+	}
+}

@@ -23,8 +23,9 @@ type Element struct {
 }
 
 // Element returns the element of resourceType reached by the element
-// names path ("name", "given"; a choice element only as the last name),
-// and whether there is one.
+// names path ("name", "given"; a choice element by its name only as the
+// last, or by its JSON key anywhere: "valueQuantity", "comparator"), and
+// whether there is one.
 func (v *Validator) Element(resourceType string, path ...string) (Element, bool) {
 	td := v.s.resources[resourceType]
 	if td == nil || len(path) == 0 {
@@ -32,17 +33,23 @@ func (v *Validator) Element(resourceType string, path ...string) (Element, bool)
 	}
 	for i, name := range path {
 		idx, ok := td.byName[name]
+		alt := 0
 		if !ok {
-			return Element{}, false
+			// A JSON key ("valueQuantity"): one alternative of a choice.
+			ref, found := td.keys[name]
+			if !found || ref.ext {
+				return Element{}, false
+			}
+			idx, alt = int(ref.elem), int(ref.alt)
 		}
 		e := &td.elems[idx]
 		if i == len(path)-1 {
 			return element(e), true
 		}
-		if e.choice || len(e.alts) != 1 || e.alts[0].def == nil {
+		if (e.choice && ok) || alt >= len(e.alts) || e.alts[alt].def == nil {
 			return Element{}, false
 		}
-		td = e.alts[0].def
+		td = e.alts[alt].def
 	}
 	return Element{}, false
 }
