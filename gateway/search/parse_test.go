@@ -374,6 +374,9 @@ func TestParseDecimal(t *testing.T) {
 		{in: "2.50e-3", v: 0.0025, prec: 0.000005, ok: true},
 		{in: ""}, {in: "."}, {in: "1."}, {in: ".5"}, {in: "1e"}, {in: "1e+"}, {in: "Inf"}, {in: "1_000"}, {in: "1,5"},
 		{in: "1e99999"}, {in: "--1"}, {in: "1 "},
+		// Beyond what the gateway stores: no comparison (1e-400 read as 0).
+		{in: "1e-400"}, {in: "2e301"}, {in: "-0.5e-300"},
+		{in: "0e-400", v: 0, prec: 0.5e-400, ok: true}, {in: "1e-300", v: 1e-300, prec: 0.5e-300, ok: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {

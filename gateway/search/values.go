@@ -129,6 +129,13 @@ func parseDecimal(s string) (v, precision float64, ok bool) {
 	if err != nil || math.IsInf(v, 0) || math.IsNaN(v) {
 		return 0, 0, false
 	}
+	// Beyond the decimals the gateway stores (0, or 1e-300 to 1e300 in
+	// magnitude: r4.ExactDecimal) a value cannot be compared: 1e-400
+	// would read as 0 and match a stored 0.
+	mantissa, _, _ := strings.Cut(strings.ToLower(s), "e")
+	if a := math.Abs(v); (a == 0 && strings.ContainsAny(mantissa, "123456789")) || a > 1e300 || (a != 0 && a < 1e-300) {
+		return 0, 0, false
+	}
 	return v, 0.5 * math.Pow10(exp-frac), true
 }
 
