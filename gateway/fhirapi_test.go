@@ -416,6 +416,11 @@ func TestBundleGetEntries(t *testing.T) {
 		{name: "version the resource does not have", url: "Patient/bg-p/_history/9", status: "404", rule: "version-unknown"},
 		{name: "history parameter unsupported", url: "Patient/bg-p/_history?_at=2020-01-01", status: "400", rule: "search-param-unsupported"},
 		{name: "compartment of another type", url: "Observation/x/Patient", status: "404", rule: "compartment-unknown"},
+		{name: "absolute URL on the base, scheme and host in capitals", url: "HTTP://EXAMPLE.COM/fhir/Patient/bg-p", top: "Patient/bg-p"},
+		{name: "an empty segment after the base", url: base + "//Patient/bg-p", status: "400", rule: "bundle-entry-url-invalid"},
+		{name: "a fragment", url: "Patient?gender=female#x", status: "400", rule: "bundle-entry-url-invalid"},
+		{name: "_format not JSON", url: "Patient/bg-p?_format=xml", status: "406", rule: "format-unsupported"},
+		{name: "_format JSON", url: "Patient/bg-p?_format=json", top: "Patient/bg-p"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -92,7 +92,7 @@ func (s *Server) fhirFormat(next echo.HandlerFunc) echo.HandlerFunc {
 		// _format overrides Accept (http.html#mime: for a client that
 		// cannot set the header, such as a browser).
 		if f := c.QueryParam("_format"); f != "" {
-			if !jsonFormat(f) {
+			if !fhirwire.JSONFormat(f) {
 				return errFormat
 			}
 		} else if a := c.Request().Header.Get("Accept"); a != "" && !acceptsJSON(a) {
@@ -127,20 +127,7 @@ func operationOrMetadata(c echo.Context) error {
 	return nil
 }
 
-// jsonFormat reports whether a _format value asks for JSON: json, or a
-// JSON media type with or without parameters ("application/fhir+json;
-// fhirVersion=4.0"), also with its "+" left unencoded and so read as a
-// space.
-func jsonFormat(f string) bool {
-	mt, _, _ := strings.Cut(f, ";")
-	mt = strings.ReplaceAll(strings.ToLower(strings.TrimSpace(mt)), " ", "+")
-	switch mt {
-	case "json", "application/json", "application/fhir+json", "application/json+fhir":
-		return true
-	}
-	return false
-}
-
+// acceptsJSON reports whether an Accept header takes JSON.
 func acceptsJSON(accept string) bool {
 	for _, part := range strings.Split(accept, ",") {
 		mt, _, err := mime.ParseMediaType(strings.TrimSpace(part))

@@ -103,6 +103,10 @@ func (e *Engine) NewEntry(index int, method, url, fullURL string, doc map[string
 // (parseGet).
 func (e *Engine) parseURL(en *Entry, rawURL string) error {
 	fail := func(rule, msg string) error { return outcome.New(outcome.Invalid, "invalid", rule, msg) }
+	if strings.Contains(rawURL, "#") {
+		return fail("bundle-entry-url-invalid", "the request url has a fragment (#...), which a request never sends; "+
+			"leave it out (a # in a search value is written %23)")
+	}
 	u := strings.TrimPrefix(rawURL, "/")
 	path, query, _ := strings.Cut(u, "?")
 	parts := strings.Split(path, "/")
@@ -262,11 +266,33 @@ func relativeURL(u string, bases []string) string {
 		if b == "" {
 			continue
 		}
-		if rest, ok := strings.CutPrefix(u, b); ok && (rest == "" || rest[0] == '/' || rest[0] == '?') {
+		if rest, ok := cutBase(u, b); ok && (rest == "" || rest[0] == '/' || rest[0] == '?') {
+			if strings.HasPrefix(rest, "//") {
+				return rest // an empty segment (base//Type): parseURL refuses it, as Type//id
+			}
 			return strings.TrimPrefix(rest, "/")
 		}
 	}
 	return u
+}
+
+// cutBase cuts the base b off u, its scheme and host compared without
+// regard to case (RFC 3986 6.2.2.1: HTTP://Example.org is http://example.org),
+// its path exactly.
+func cutBase(u, b string) (string, bool) {
+	if len(u) < len(b) {
+		return "", false
+	}
+	split := len(b)
+	if i := strings.Index(b, "://"); i >= 0 {
+		if j := strings.IndexByte(b[i+3:], '/'); j >= 0 {
+			split = i + 3 + j
+		}
+	}
+	if !strings.EqualFold(u[:split], b[:split]) || u[split:len(b)] != b[split:] {
+		return "", false
+	}
+	return u[len(b):], true
 }
 
 // missingResource keeps the problem of a POST, PUT or PATCH entry without

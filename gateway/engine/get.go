@@ -72,6 +72,11 @@ func (e *Engine) answerWithin(en *Entry, shown *int) error {
 			"searches one by one and follow their next links", e.maxAnswer))
 }
 
+// errEntryFormat answers a GET entry whose _format is not JSON, as the
+// top-level GET is answered (406).
+var errEntryFormat = outcome.New(outcome.NotAcceptable, "not-supported", "format-unsupported",
+	"only JSON is supported (_format=json): the entry's answer is part of the Bundle's JSON")
+
 // parseGet reads the path of a GET entry's url (split at "/"; its query
 // is in en.query).
 func (e *Engine) parseGet(en *Entry, parts []string) error {
@@ -139,6 +144,9 @@ func (e *Engine) getEntry(tx store.Tx, sc *auditlog.Scope, en *Entry) error {
 	var err error
 	if en.params, err = ParseQuery(en.queryType(), en.query); err != nil {
 		return err
+	}
+	if f := en.params.Get("_format"); f != "" && !fhirwire.JSONFormat(f) {
+		return errEntryFormat
 	}
 	switch en.get {
 	case getRead, getVRead:

@@ -67,6 +67,11 @@ func TestRelativeURL(t *testing.T) {
 		{"https://gw.example/fhirx/Patient", "https://gw.example/fhirx/Patient"},
 		{"https://other.example/fhir/Patient", "https://other.example/fhir/Patient"},
 		{"Patient/p", "Patient/p"},
+		// Scheme and host compare without regard to case, the path exactly.
+		{"HTTPS://GW.Example/fhir/Patient/p", "Patient/p"},
+		{"https://gw.example/FHIR/Patient/p", "https://gw.example/FHIR/Patient/p"},
+		// An empty segment after the base stays one, for parseURL to refuse.
+		{"https://gw.example/fhir//Patient/p", "//Patient/p"},
 	} {
 		if got := relativeURL(tc.in, bases); got != tc.want {
 			t.Errorf("relativeURL(%s) = %s, want %s", tc.in, got, tc.want)

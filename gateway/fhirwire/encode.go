@@ -212,3 +212,17 @@ func validNumber(s string) bool {
 // inside a resource (<, > and & not escaped, invalid UTF-8 replaced), for
 // encoders that write a resource's bytes directly.
 func AppendString(dst []byte, s string) []byte { return appendString(dst, s, false) }
+
+// JSONFormat reports whether a _format value asks for JSON: json, or a
+// JSON media type with or without parameters ("application/fhir+json;
+// fhirVersion=4.0"), also with its "+" left unencoded and so read as a
+// space. JSON is the only format the gateway writes.
+func JSONFormat(f string) bool {
+	mt, _, _ := strings.Cut(f, ";")
+	mt = strings.ReplaceAll(strings.ToLower(strings.TrimSpace(mt)), " ", "+")
+	switch mt {
+	case "json", "application/json", "application/fhir+json", "application/json+fhir":
+		return true
+	}
+	return false
+}
