@@ -185,6 +185,9 @@ func TestParseErrors(t *testing.T) {
 		{"Observation", "code:exact=" + secret, RuleModifierUnsupported, "code:exact"},
 		{"Observation", "code:in=" + secret, RuleModifierUnsupported, "code:in"},
 		{"Patient", "name:text=" + secret, RuleModifierUnsupported, "name:text"},
+		// A parameter of bare codes has no text for :text to search.
+		{"Patient", "gender:text=" + secret, RuleModifierUnsupported, "gender:text"},
+		{"Observation", "status:text=" + secret, RuleModifierUnsupported, "status:text"},
 		{"Patient", "birthdate=" + secret, RuleValueInvalid, "birthdate"},
 		{"Patient", "birthdate=2026-13", RuleValueInvalid, "birthdate"},
 		{"Patient", "birthdate=xx2026", RuleValueInvalid, "birthdate"},

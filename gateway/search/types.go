@@ -39,6 +39,10 @@ type Param struct {
 	// elements are indexed with: those their R4 required bindings imply
 	// (see CodeSystem); empty for other parameters.
 	Systems []string
+	// Text marks a token parameter some of whose elements carry text that
+	// :text searches (an Identifier's type, a Coding's display, a
+	// CodeableConcept's text); a parameter of bare codes has none.
+	Text bool
 	// Description for the CapabilityStatement.
 	Description string
 }

@@ -212,7 +212,7 @@ func modifierAllowed(p Param, mod string) bool {
 	}
 	switch p.Type {
 	case TypeToken:
-		return mod == "not" || mod == "text"
+		return mod == "not" || mod == "text" && p.Text
 	case TypeString:
 		return mod == "exact" || mod == "contains"
 	case TypeURI:
