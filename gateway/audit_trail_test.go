@@ -735,6 +735,14 @@ func TestAuditNamesPatientAndRecord(t *testing.T) {
 	if noMRN == orig {
 		t.Fatal("the example changed: the edit to remove its MRN does nothing")
 	}
+	// A session stored for another patient, which a record of the patient
+	// then names (a rule against the stored session).
+	otherSession := strings.NewReplacer(`"harbor-ketamine-ehr"`, `"serenity-clinic-emr"`, "hk-inf-30099", "INF-OTHER").
+		Replace(string(exampleDoc(t, "session/minimal-not-done-session.json")))
+	if rec := send(s, "POST", "/ingest/session", otherSession); rec.Code != http.StatusOK {
+		t.Fatalf("ingest the other patient's session = %d %s", rec.Code, rec.Body)
+	}
+	otherPatient := lastAudit(t, st).Patients
 	for _, tc := range []struct {
 		name, target, body string
 		status             int
@@ -748,6 +756,8 @@ func TestAuditNamesPatientAndRecord(t *testing.T) {
 		{"MRN of another patient", "/ingest/assessment", edit("ASM-2026-0310-001", "ASM-2026-0310-002", `"PT-000123"`, `"PT-000999"`), 409, "C",
 			strings.Replace(record, "-001", "-002", 1), ingest.RuleIdentityConflict},
 		{"stored for another patient", "/ingest/assessment", noMRN, 409, "U", record, ingest.RulePatientChanged},
+		{"names another patient's stored session", "/ingest/assessment", edit("ASM-2026-0310-001", "ASM-2026-0310-009", "INF-2026-0310-001", "INF-OTHER"), 422, "C",
+			strings.Replace(record, "-001", "-009", 1), "session.patient-mismatch"},
 		{"dry run (reads nothing stored: names no patient)", "/ingest/assessment?dryRun=true", orig, 200, "E", record, "dry run"},
 		{"new version", "/ingest/assessment", edit(`"version": "1"`, `"version": "2"`, "09:08:12", "09:18:12"), 200, "U", record, "entries"},
 		{"lineage of the record", "/admin/lineage?source=serenity-clinic-emr&record=ASM-2026-0310-001", "", 200, "R", record, "lineage: 2 receipts"},
@@ -775,12 +785,21 @@ func TestAuditNamesPatientAndRecord(t *testing.T) {
 			}
 		})
 	}
+	// The other direction: the other patient's session named by the
+	// patient's stored record is refused, naming its own stored Patient.
+	sessionNamed := strings.Replace(otherSession, "INF-OTHER", "INF-2026-0310-001", 1)
+	if rec := send(s, "POST", "/ingest/session", sessionNamed); rec.Code != http.StatusUnprocessableEntity {
+		t.Fatalf("the session a record of another patient names = %d %s, want 422", rec.Code, rec.Body)
+	}
+	if got := lastAudit(t, st); len(otherPatient) != 1 || !slices.Contains(got.Patients, otherPatient[0]) || !strings.Contains(got.Desc, "session.patient-mismatch") {
+		t.Errorf("the refused session's AuditEvent names patients %v (%q), want its own stored Patient %v", got.Patients, got.Desc, otherPatient)
+	}
 	// The patient's audit trail finds every one of them; the record's
 	// lineage lists the refused and re-sent versions too.
 	var bundle struct{ Total int }
 	_ = json.Unmarshal(send(s, "GET", "/fhir/AuditEvent?patient="+patient+"&_summary=count", "").Body.Bytes(), &bundle)
-	if bundle.Total != 10 { // the first ingest, the eight above but the dry run, and the Patient search
-		t.Errorf("AuditEvent?patient=%s: %d, want 10", patient, bundle.Total)
+	if bundle.Total != 11 { // the first ingest, the nine above but the dry run, and the Patient search
+		t.Errorf("AuditEvent?patient=%s: %d, want 11", patient, bundle.Total)
 	}
 	var l auditlog.Lineage
 	_ = json.Unmarshal(send(s, "GET", "/admin/lineage?source=serenity-clinic-emr&record=ASM-2026-0310-001", "").Body.Bytes(), &l)

@@ -131,7 +131,7 @@ func (s *Service) Ingest(ctx context.Context, sc *auditlog.Scope, kind mapping.K
 // Import returns (Refused).
 func (s *Service) Import(ctx context.Context, sc *auditlog.Scope, kind mapping.Kind, body []byte) (again bool, err error) {
 	_, again, err = s.ingest(ctx, sc, kind, body, false, engine.Answer{})
-	if kind, _ := outcome.From(err); err != nil && kind.HTTPStatus() < 500 {
+	if refused(err) {
 		if aerr := s.Refused(sc, err); aerr != nil {
 			return false, aerr
 		}
@@ -405,8 +405,14 @@ func (s *Service) nameRecords(sc *auditlog.Scope, kind mapping.Kind, r mapping.R
 // gateway classified), as opposed to a failure of the gateway or a
 // transaction to run again.
 func refused(err error) bool {
-	var oe *outcome.Error
-	return errors.As(err, &oe) && oe.Kind.HTTPStatus() < 500
+	if err == nil {
+		return false
+	}
+	// Every classified refusal: the gateway's own (*outcome.Error) and the
+	// clinical rules' (*mapping.RuleError, the rules against the stored
+	// session among them).
+	kind, _ := outcome.From(err)
+	return kind.HTTPStatus() < 500
 }
 
 // concerned names, in sc, the stored patients a refused record concerns:
