@@ -565,20 +565,28 @@ func TestOperatorParameters(t *testing.T) {
 		t.Fatalf("ingest = %d %s", rec.Code, rec.Body)
 	}
 	ingested := lastAudit(t, st)
-	for _, tc := range []struct{ query, want string }{
-		{"?payload=true", "delivery 1: 0 attempts; "},
-		{"?payload=true", "payload (the FHIR Bundle) disclosed"},
-		{"?payload=false", "payload not disclosed"},
-		{"", "payload not disclosed"},
+	// A second record of the patient: its Provenance targets no Patient
+	// (the Patient was stored before), its delivery still names the patient.
+	second := strings.Replace(string(raw), "ASM-2026-0310-001", "ASM-2026-0310-002", 1)
+	if rec := send(s, "POST", "/ingest/assessment", second); rec.Code != http.StatusOK {
+		t.Fatalf("ingest = %d %s", rec.Code, rec.Body)
+	}
+	for _, tc := range []struct{ delivery, query, want string }{
+		{"1", "?payload=true", "delivery 1: 0 attempts; "},
+		{"1", "?payload=true", "payload (the FHIR Bundle) disclosed"},
+		{"1", "?payload=false", "payload not disclosed"},
+		{"1", "", "payload not disclosed"},
+		{"2", "?payload=true", "payload (the FHIR Bundle) disclosed"},
+		{"2", "", "delivery 2: 0 attempts; payload not disclosed"},
 	} {
-		if rec := send(s, "GET", "/admin/deliveries/1"+tc.query, ""); rec.Code != http.StatusOK {
+		if rec := send(s, "GET", "/admin/deliveries/"+tc.delivery+tc.query, ""); rec.Code != http.StatusOK {
 			t.Fatalf("delivery read = %d %s", rec.Code, rec.Body)
 		}
 		got := lastAudit(t, st)
+		record := "https://ketamine-gateway.org/fhir/sid/serenity-clinic-emr/assessment-record|ASM-2026-0310-00" + tc.delivery
 		if !strings.Contains(got.Desc, tc.want) || !slices.Equal(got.Patients, ingested.Patients) || len(got.Patients) != 1 ||
-			!slices.Contains(got.Named, audit.SystemDelivery+"|1") ||
-			!slices.Contains(got.Named, "https://ketamine-gateway.org/fhir/sid/serenity-clinic-emr/assessment-record|ASM-2026-0310-001") {
-			t.Errorf("delivery read%s: AuditEvent %+v; want %q, the patient %v, the delivery and the record named", tc.query, got, tc.want, ingested.Patients)
+			!slices.Contains(got.Named, audit.SystemDelivery+"|"+tc.delivery) || !slices.Contains(got.Named, record) {
+			t.Errorf("delivery %s read%s: AuditEvent %+v; want %q, the patient %v, the delivery and the record named", tc.delivery, tc.query, got, tc.want, ingested.Patients)
 		}
 	}
 }

@@ -108,7 +108,11 @@ func NameDelivery(ctx context.Context, st store.Store, sc *Scope, base string, v
 		switch {
 		case err == nil:
 			sc.refer(audit.Entity{Type: "Provenance", ID: id})
-			sc.Concern(provenancePatients(p.Body)...)
+			patients, err := recordPatients(ctx, st, p.Body)
+			if err != nil {
+				return err
+			}
+			sc.Concern(patients...)
 		case !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrGone):
 			return err
 		}
@@ -121,21 +125,47 @@ func NameDelivery(ctx context.Context, st store.Store, sc *Scope, base string, v
 	return nil
 }
 
-// provenancePatients are the Patients a stored Provenance targets.
-func provenancePatients(body []byte) []string {
+// recordPatients are the patients of the record version whose stored
+// Provenance is body: the Patients it targets (the record created or
+// changed its Patient) and the patients of the resources it targets (their
+// subject or patient, as a read of them names), so that a record of a
+// patient stored before, whose Provenance targets no Patient, still names
+// its patient. A target no longer stored names nothing. Returns store
+// errors (ErrUnavailable) unchanged.
+func recordPatients(ctx context.Context, st store.Store, body []byte) ([]string, error) {
 	var p struct {
 		Target []struct {
 			Reference string `json:"reference"`
 		} `json:"target"`
 	}
 	if json.Unmarshal(body, &p) != nil {
-		return nil
+		return nil, nil
 	}
 	var out []string
 	for _, t := range p.Target {
 		if strings.HasPrefix(t.Reference, "Patient/") {
-			out = append(out, t.Reference)
+			ref, _, _ := strings.Cut(strings.TrimPrefix(t.Reference, "Patient/"), "/")
+			out = append(out, "Patient/"+ref)
 		}
 	}
-	return out
+	for _, t := range p.Target {
+		typ, rest, ok := strings.Cut(t.Reference, "/")
+		id, _, _ := strings.Cut(rest, "/") // a versioned reference: the resource's patient does not change
+		if !ok || typ == "Patient" || id == "" {
+			continue
+		}
+		r, err := st.Read(ctx, typ, id)
+		switch {
+		case errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrGone):
+			continue
+		case err != nil:
+			return nil, err
+		}
+		if ps := PatientsIn(r.Type, r.ID, r.Body); len(ps) > 0 {
+			// A record is about one patient: its first resource that
+			// names one names it.
+			return append(out, ps...), nil
+		}
+	}
+	return out, nil
 }
