@@ -626,6 +626,15 @@ func TestReplaySince(t *testing.T) {
 	}
 }
 
+// TestRunIDUnique: the request ids of CLI runs that write (import,
+// replay) differ between two runs in the same second.
+func TestRunIDUnique(t *testing.T) {
+	a, b := runID("replay"), runID("replay")
+	if a == b || !strings.HasPrefix(a, "replay-") {
+		t.Errorf("runID twice = %q, %q; want two different replay- ids", a, b)
+	}
+}
+
 // TestIGPackage: ig package writes the FHIR NPM package, to a file or to
 // standard output, and refuses a command line without -o.
 func TestIGPackage(t *testing.T) {
