@@ -35,8 +35,12 @@ func (s *Server) handleListDeliveries(c echo.Context) error {
 	if f.Offset, err = intParam(c, "offset"); err != nil {
 		return err
 	}
-	out, err := s.app.Operator.List(c.Request().Context(), scopeOf(c).TenantOf(), f)
+	sc := scopeOf(c)
+	out, err := s.app.Operator.List(c.Request().Context(), sc.TenantOf(), f)
 	if err != nil {
+		return err
+	}
+	if err := auditlog.NameDeliveryList(c.Request().Context(), s.app.Store, sc, s.app.IdentifierBase, sc.TenantOf(), f, len(out)); err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, map[string]any{"deliveries": out})

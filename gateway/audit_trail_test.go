@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -529,6 +530,9 @@ func TestOperatorParameters(t *testing.T) {
 		{"GET", "/admin/deliveries?limit=0", 400, "limit must be from 1 to 1000"},
 		{"GET", "/admin/deliveries?limit=5000", 400, "limit must be from 1 to 1000"},
 		{"GET", "/admin/deliveries?limit=ten", 400, "parameter-invalid"},
+		{"GET", "/admin/deliveries?patient=PT-000123", 400, "patient must be <source system>|<clinic patient id>"},
+		{"GET", "/admin/deliveries?patient=%7CPT-000123", 400, "patient must be <source system>|<clinic patient id>"},
+		{"GET", "/admin/deliveries?patient=serenity-clinic-emr%7C", 400, "patient must be <source system>|<clinic patient id>"},
 		{"GET", "/admin/deliveries?since=2026-12-31T00:00:00Z&until=2026-12-01T00:00:00Z", 400, "until must be later than since"},
 		{"GET", "/admin/deliveries?statsu=dead", 400, `parameter-unknown`},
 		{"GET", "/admin/deliveries/1?payload=true&x=1", 400, "does not take was sent, and nothing was done; it takes payload, _pretty"},
@@ -587,6 +591,23 @@ func TestOperatorParameters(t *testing.T) {
 		if !strings.Contains(got.Desc, tc.want) || !slices.Equal(got.Patients, ingested.Patients) || len(got.Patients) != 1 ||
 			!slices.Contains(got.Named, audit.SystemDelivery+"|"+tc.delivery) || !slices.Contains(got.Named, record) {
 			t.Errorf("delivery %s read%s: AuditEvent %+v; want %q, the patient %v, the delivery and the record named", tc.delivery, tc.query, got, tc.want, ingested.Patients)
+		}
+	}
+	// A list by patient names the patient searched for and how many were
+	// listed; a list of another patient names none.
+	for _, tc := range []struct {
+		patient, want string
+		patients      []string
+	}{
+		{"serenity-clinic-emr|PT-000123", "deliveries: 2 deliveries listed of one patient", ingested.Patients},
+		{"serenity-clinic-emr|PT-NOBODY", "deliveries: 0 deliveries listed of one patient", nil},
+		{"", "deliveries: 2 deliveries listed", nil},
+	} {
+		if rec := send(s, "GET", "/admin/deliveries?patient="+url.QueryEscape(tc.patient), ""); rec.Code != http.StatusOK {
+			t.Fatalf("delivery list = %d %s", rec.Code, rec.Body)
+		}
+		if got := lastAudit(t, st); !strings.HasSuffix(got.Desc, tc.want) || !slices.Equal(got.Patients, tc.patients) {
+			t.Errorf("delivery list of %q: AuditEvent %+v; want %q and the patients %v", tc.patient, got, tc.want, tc.patients)
 		}
 	}
 }

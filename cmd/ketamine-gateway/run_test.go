@@ -235,6 +235,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"deliveries", "frob"}, []string{`unknown subcommand "frob"`, "list, show, retry, replay"}},
 		{[]string{"deliveries", "list", "--status", "lost"}, []string{"--status must be one of pending, inflight, done, dead"}},
 		{[]string{"deliveries", "list", "--limit", "0"}, []string{"--limit must be from 1 to 1000"}},
+		{[]string{"deliveries", "list", "--patient", "PT-000123"}, []string{"--patient must be <source system>|<clinic patient id>"}},
 		{[]string{"deliveries", "list", "--since", "yesterday"}, []string{`"yesterday" is not a time`, "24h, 7d"}},
 		{[]string{"replay", "--since", "yesterday"}, []string{`--since: "yesterday" is not a time`, "24h, 7d"}},
 		{[]string{"deliveries", "retry", "x"}, []string{"a delivery id is a positive number"}},

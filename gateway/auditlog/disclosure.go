@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -122,6 +123,32 @@ func NameDelivery(ctx context.Context, st store.Store, sc *Scope, base string, v
 		shown = "payload (the FHIR Bundle) disclosed"
 	}
 	sc.Description = fmt.Sprintf("delivery %d: %s; %s", v.ID, Counted(len(v.History), "attempt"), shown)
+	return nil
+}
+
+// NameDeliveryList records, in sc, what a list of deliveries by f
+// disclosed: how many were listed and, for a list by patient (f.Patient,
+// <source system>|<clinic patient id>), that patient's stored Patients in
+// tenant (the caller's), so that AuditEvent?patient= finds who looked up
+// the patient's deliveries. base is the deployment's identifier namespace.
+// Returns store errors (ErrUnavailable) unchanged.
+func NameDeliveryList(ctx context.Context, st store.Store, sc *Scope, base, tenant string, f store.DeliveryFilter, listed int) error {
+	sc.Description = "deliveries: " + CountedAs(listed, "delivery", "deliveries") + " listed"
+	source, id, ok := strings.Cut(f.Patient, "|")
+	if !ok || source == "" || id == "" {
+		return nil
+	}
+	sc.Description += " of one patient"
+	if strings.ContainsAny(id, ",$|\\") || strings.ContainsAny(source, ",$|\\") {
+		return nil // no clinic patient id the gateway stored has these (identifiers it mints never do)
+	}
+	found, err := searchStored(ctx, st, tenant, "Patient", url.Values{"identifier": {mapping.PatientSystem(base, source) + "|" + id}}, 100)
+	if err != nil {
+		return err
+	}
+	for _, p := range found {
+		sc.Concern("Patient/" + p.ID)
+	}
 	return nil
 }
 
