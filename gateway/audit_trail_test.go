@@ -733,6 +733,43 @@ func lastAudit(t *testing.T, st store.Store) auditOf {
 	return out
 }
 
+// TestAuditNamesPatientsOfListingTypes: a Provenance, an AuditEvent and
+// a Group are about the patients R4's patient search parameters and
+// patient compartment say (targets, entities and agents, members): reading
+// or searching them names those patients.
+func TestAuditNamesPatientsOfListingTypes(t *testing.T) {
+	s, st := auditServer(t)
+	if rec := send(s, "POST", "/ingest/assessment", string(exampleDoc(t, "assessment/phq9-moderate.json"))); rec.Code != http.StatusOK {
+		t.Fatalf("ingest = %d %s", rec.Code, rec.Body)
+	}
+	patient := lastAudit(t, st).Patients
+	var prov struct{ Refs []string }
+	prov.Refs = lastAudit(t, st).Refs
+	if len(patient) != 1 || len(prov.Refs) == 0 {
+		t.Fatalf("the ingest names patients %v and %v", patient, prov.Refs)
+	}
+	group := `{"resourceType":"Group","type":"person","actual":true,"member":[{"entity":{"reference":"` + patient[0] + `"}}]}`
+	rec := send(s, "POST", "/fhir/Group", group)
+	if rec.Code != http.StatusCreated {
+		t.Fatalf("create Group = %d %s", rec.Code, rec.Body)
+	}
+	groupLoc := strings.SplitN(strings.TrimPrefix(rec.Header().Get("Location"), "http://example.com/fhir/"), "/_history", 2)[0]
+	for _, target := range []string{
+		"/fhir/" + prov.Refs[0],
+		"/fhir/Provenance?target=" + patient[0],
+		"/fhir/AuditEvent?patient=" + patient[0] + "&_count=2",
+		"/fhir/" + groupLoc,
+		"/fhir/Group",
+	} {
+		if rec := send(s, "GET", target, ""); rec.Code != http.StatusOK {
+			t.Fatalf("GET %s = %d %s", target, rec.Code, rec.Body)
+		}
+		if got := lastAudit(t, st); !slices.Equal(got.Patients, patient) {
+			t.Errorf("GET %s: AuditEvent names patients %v, want %v", target, got.Patients, patient)
+		}
+	}
+}
+
 // TestAuditNamesPatientAndRecord: every request about a stored record
 // names, in its AuditEvent, the record (by the identifier its Provenance
 // names it by) and the stored patient it concerns, with the action it

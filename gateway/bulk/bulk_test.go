@@ -317,6 +317,46 @@ func TestImportAuditsRejected(t *testing.T) {
 	}
 }
 
+// TestExportNamesListedPatients: the download of a Provenance or Group
+// file names the patients those resources are about (R4's patient search
+// parameters and compartment: targets, members), as a read of them does.
+func TestExportNamesListedPatients(t *testing.T) {
+	ctx := context.Background()
+	a, st := newApp(t, 1<<20)
+	seed(t, st, "Provenance", 2, func(i int) map[string]any {
+		return map[string]any{"recorded": "2026-01-01T00:00:00Z", "agent": []any{map[string]any{"who": map[string]any{"display": "x"}}},
+			"target": []any{map[string]any{"reference": fmt.Sprintf("Patient/pa-%d", i)}, map[string]any{"reference": "Observation/o1"}}}
+	})
+	seed(t, st, "Group", 1, func(int) map[string]any {
+		return map[string]any{"type": "person", "actual": true,
+			"member": []any{map[string]any{"entity": map[string]any{"reference": "Patient/pb"}}}}
+	})
+	sc := auditlog.NewScope("bulk-export", &auth.Principal{ClientID: "c", Scopes: auth.ParseScopes("system/*.rs")})
+	j, err := a.Bulk.Export(ctx, sc, bulk.ExportParams{Level: bulk.LevelSystem, Prefer: "respond-async", Base: "https://gw",
+		Query: map[string][]string{"_type": {"Provenance,Group"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur := waitJob(t, a, sc, j.ID, func(j *store.Job) bool { return j.Status == store.JobDone })
+	var m bulk.Manifest
+	if err := json.Unmarshal(cur.Result, &m); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]string{"Provenance": {"Patient/pa-0", "Patient/pa-1"}, "Group": {"Patient/pb"}}
+	for i, f := range m.Output {
+		dl := auditlog.NewScope("job-download", sc.Principal)
+		if err := a.Jobs.File(ctx, dl, j.ID, i+1, func([]byte) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if named := slices.Sorted(slices.Values(dl.Patients())); !slices.Equal(named, want[f.Type]) {
+			t.Errorf("%s file: the download names %v, want %v", f.Type, named, want[f.Type])
+		}
+	}
+	if len(m.Output) != 2 {
+		t.Errorf("%d files, want a Provenance and a Group file", len(m.Output))
+	}
+}
+
 // TestExportResumes: an export whose runner closes in the middle (its job
 // released) is finished by the next runner from the checkpoint: files of
 // at most FileResources resources, every resource once.
