@@ -131,7 +131,9 @@ func (s *Service) Ingest(ctx context.Context, sc *auditlog.Scope, kind mapping.K
 // Import returns (Refused).
 func (s *Service) Import(ctx context.Context, sc *auditlog.Scope, kind mapping.Kind, body []byte) (again bool, err error) {
 	_, again, err = s.ingest(ctx, sc, kind, body, false, engine.Answer{})
-	if refused(err) {
+	// Every answer a client would get as a 4xx is audited as the edge
+	// audits it (a write conflict left after the retries too).
+	if kind, _ := outcome.From(err); err != nil && kind.HTTPStatus() < 500 {
 		if aerr := s.Refused(sc, err); aerr != nil {
 			return false, aerr
 		}
@@ -411,6 +413,9 @@ func refused(err error) bool {
 	// Every classified refusal: the gateway's own (*outcome.Error) and the
 	// clinical rules' (*mapping.RuleError, the rules against the stored
 	// session among them).
+	if errors.Is(err, store.ErrConflict) {
+		return false // a concurrent write: the transaction runs again
+	}
 	kind, _ := outcome.From(err)
 	return kind.HTTPStatus() < 500
 }
