@@ -610,6 +610,21 @@ func TestOperatorParameters(t *testing.T) {
 			t.Errorf("delivery list of %q: AuditEvent %+v; want %q and the patients %v", tc.patient, got, tc.want, tc.patients)
 		}
 	}
+	// A retry names what a read names, refused (not a dead letter) or not;
+	// a replay says how many it queued again.
+	if rec := send(s, "POST", "/admin/deliveries/2/retry", ""); rec.Code != http.StatusConflict {
+		t.Fatalf("retry of a delivery not dead = %d %s", rec.Code, rec.Body)
+	}
+	if got := lastAudit(t, st); !slices.Equal(got.Patients, ingested.Patients) || !slices.Contains(got.Named, audit.SystemDelivery+"|2") ||
+		!strings.Contains(got.Desc, "delivery-not-dead") {
+		t.Errorf("delivery retry: AuditEvent %+v; want the patient %v and the delivery named", got, ingested.Patients)
+	}
+	if rec := send(s, "POST", "/admin/deliveries/replay?destination=ehr&since=2000-01-01T00:00:00Z", ""); rec.Code != http.StatusOK {
+		t.Fatalf("replay = %d %s", rec.Code, rec.Body)
+	}
+	if got := lastAudit(t, st); !strings.HasSuffix(got.Desc, "delivery replay: 0 deliveries queued again") {
+		t.Errorf("delivery replay: AuditEvent %+v; want how many were queued again", got)
+	}
 }
 
 // TestConcurrencyBound: with every slot taken a request waits briefly,
