@@ -35,8 +35,12 @@ func (s *Server) handleListDeliveries(c echo.Context) error {
 	if f.Offset, err = intParam(c, "offset"); err != nil {
 		return err
 	}
-	out, err := s.app.Operator.List(c.Request().Context(), scopeOf(c).TenantOf(), f)
+	sc := scopeOf(c)
+	out, err := s.app.Operator.List(c.Request().Context(), sc.TenantOf(), f)
 	if err != nil {
+		return err
+	}
+	if err := auditlog.NameDeliveryList(c.Request().Context(), s.app.Store, sc, s.app.IdentifierBase, sc.TenantOf(), f, len(out)); err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, map[string]any{"deliveries": out})
@@ -77,9 +81,20 @@ func (s *Server) handleRetryDelivery(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.app.Operator.Retry(c.Request().Context(), scopeOf(c).TenantOf(), id); err != nil {
+	ctx, sc := c.Request().Context(), scopeOf(c)
+	// Its AuditEvent names what a read of it names (the delivery, the
+	// record, its patient), refused or not.
+	v, err := s.app.Operator.Show(ctx, sc.TenantOf(), id, false)
+	if err != nil {
 		return err
 	}
+	if err := auditlog.NameDelivery(ctx, s.app.Store, sc, s.app.IdentifierBase, v, false); err != nil {
+		return err
+	}
+	if err := s.app.Operator.Retry(ctx, sc.TenantOf(), id); err != nil {
+		return err
+	}
+	sc.Description = fmt.Sprintf("delivery %d queued again", id)
 	return c.JSON(http.StatusOK, map[string]any{"id": id, "status": store.StatusPending})
 }
 
@@ -93,6 +108,7 @@ func (s *Server) handleReplay(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	scopeOf(c).Description = "delivery replay: " + auditlog.CountedAs(n, "delivery", "deliveries") + " queued again"
 	return c.JSON(http.StatusOK, map[string]any{"destination": dest, "since": since, "replayed": n})
 }
 

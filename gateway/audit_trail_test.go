@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -529,6 +530,9 @@ func TestOperatorParameters(t *testing.T) {
 		{"GET", "/admin/deliveries?limit=0", 400, "limit must be from 1 to 1000"},
 		{"GET", "/admin/deliveries?limit=5000", 400, "limit must be from 1 to 1000"},
 		{"GET", "/admin/deliveries?limit=ten", 400, "parameter-invalid"},
+		{"GET", "/admin/deliveries?patient=PT-000123", 400, "patient must be <source system>|<clinic patient id>"},
+		{"GET", "/admin/deliveries?patient=%7CPT-000123", 400, "patient must be <source system>|<clinic patient id>"},
+		{"GET", "/admin/deliveries?patient=serenity-clinic-emr%7C", 400, "patient must be <source system>|<clinic patient id>"},
 		{"GET", "/admin/deliveries?since=2026-12-31T00:00:00Z&until=2026-12-01T00:00:00Z", 400, "until must be later than since"},
 		{"GET", "/admin/deliveries?statsu=dead", 400, `parameter-unknown`},
 		{"GET", "/admin/deliveries/1?payload=true&x=1", 400, "does not take was sent, and nothing was done; it takes payload, _pretty"},
@@ -565,21 +569,61 @@ func TestOperatorParameters(t *testing.T) {
 		t.Fatalf("ingest = %d %s", rec.Code, rec.Body)
 	}
 	ingested := lastAudit(t, st)
-	for _, tc := range []struct{ query, want string }{
-		{"?payload=true", "delivery 1: 0 attempts; "},
-		{"?payload=true", "payload (the FHIR Bundle) disclosed"},
-		{"?payload=false", "payload not disclosed"},
-		{"", "payload not disclosed"},
+	// A second record of the patient: its Provenance targets no Patient
+	// (the Patient was stored before), its delivery still names the patient.
+	second := strings.Replace(string(raw), "ASM-2026-0310-001", "ASM-2026-0310-002", 1)
+	if rec := send(s, "POST", "/ingest/assessment", second); rec.Code != http.StatusOK {
+		t.Fatalf("ingest = %d %s", rec.Code, rec.Body)
+	}
+	for _, tc := range []struct{ delivery, query, want string }{
+		{"1", "?payload=true", "delivery 1: 0 attempts; "},
+		{"1", "?payload=true", "payload (the FHIR Bundle) disclosed"},
+		{"1", "?payload=false", "payload not disclosed"},
+		{"1", "", "payload not disclosed"},
+		{"2", "?payload=true", "payload (the FHIR Bundle) disclosed"},
+		{"2", "", "delivery 2: 0 attempts; payload not disclosed"},
 	} {
-		if rec := send(s, "GET", "/admin/deliveries/1"+tc.query, ""); rec.Code != http.StatusOK {
+		if rec := send(s, "GET", "/admin/deliveries/"+tc.delivery+tc.query, ""); rec.Code != http.StatusOK {
 			t.Fatalf("delivery read = %d %s", rec.Code, rec.Body)
 		}
 		got := lastAudit(t, st)
+		record := "https://ketamine-gateway.org/fhir/sid/serenity-clinic-emr/assessment-record|ASM-2026-0310-00" + tc.delivery
 		if !strings.Contains(got.Desc, tc.want) || !slices.Equal(got.Patients, ingested.Patients) || len(got.Patients) != 1 ||
-			!slices.Contains(got.Named, audit.SystemDelivery+"|1") ||
-			!slices.Contains(got.Named, "https://ketamine-gateway.org/fhir/sid/serenity-clinic-emr/assessment-record|ASM-2026-0310-001") {
-			t.Errorf("delivery read%s: AuditEvent %+v; want %q, the patient %v, the delivery and the record named", tc.query, got, tc.want, ingested.Patients)
+			!slices.Contains(got.Named, audit.SystemDelivery+"|"+tc.delivery) || !slices.Contains(got.Named, record) {
+			t.Errorf("delivery %s read%s: AuditEvent %+v; want %q, the patient %v, the delivery and the record named", tc.delivery, tc.query, got, tc.want, ingested.Patients)
 		}
+	}
+	// A list by patient names the patient searched for and how many were
+	// listed; a list of another patient names none.
+	for _, tc := range []struct {
+		patient, want string
+		patients      []string
+	}{
+		{"serenity-clinic-emr|PT-000123", "deliveries: 2 deliveries listed of one patient", ingested.Patients},
+		{"serenity-clinic-emr|PT-NOBODY", "deliveries: 0 deliveries listed of one patient", nil},
+		{"", "deliveries: 2 deliveries listed", nil},
+	} {
+		if rec := send(s, "GET", "/admin/deliveries?patient="+url.QueryEscape(tc.patient), ""); rec.Code != http.StatusOK {
+			t.Fatalf("delivery list = %d %s", rec.Code, rec.Body)
+		}
+		if got := lastAudit(t, st); !strings.HasSuffix(got.Desc, tc.want) || !slices.Equal(got.Patients, tc.patients) {
+			t.Errorf("delivery list of %q: AuditEvent %+v; want %q and the patients %v", tc.patient, got, tc.want, tc.patients)
+		}
+	}
+	// A retry names what a read names, refused (not a dead letter) or not;
+	// a replay says how many it queued again.
+	if rec := send(s, "POST", "/admin/deliveries/2/retry", ""); rec.Code != http.StatusConflict {
+		t.Fatalf("retry of a delivery not dead = %d %s", rec.Code, rec.Body)
+	}
+	if got := lastAudit(t, st); !slices.Equal(got.Patients, ingested.Patients) || !slices.Contains(got.Named, audit.SystemDelivery+"|2") ||
+		!strings.Contains(got.Desc, "delivery-not-dead") {
+		t.Errorf("delivery retry: AuditEvent %+v; want the patient %v and the delivery named", got, ingested.Patients)
+	}
+	if rec := send(s, "POST", "/admin/deliveries/replay?destination=ehr&since=2000-01-01T00:00:00Z", ""); rec.Code != http.StatusOK {
+		t.Fatalf("replay = %d %s", rec.Code, rec.Body)
+	}
+	if got := lastAudit(t, st); !strings.HasSuffix(got.Desc, "delivery replay: 0 deliveries queued again") {
+		t.Errorf("delivery replay: AuditEvent %+v; want how many were queued again", got)
 	}
 }
 
@@ -704,6 +748,43 @@ func lastAudit(t *testing.T, st store.Store) auditOf {
 	return out
 }
 
+// TestAuditNamesPatientsOfListingTypes: a Provenance, an AuditEvent and
+// a Group are about the patients R4's patient search parameters and
+// patient compartment say (targets, entities and agents, members): reading
+// or searching them names those patients.
+func TestAuditNamesPatientsOfListingTypes(t *testing.T) {
+	s, st := auditServer(t)
+	if rec := send(s, "POST", "/ingest/assessment", string(exampleDoc(t, "assessment/phq9-moderate.json"))); rec.Code != http.StatusOK {
+		t.Fatalf("ingest = %d %s", rec.Code, rec.Body)
+	}
+	patient := lastAudit(t, st).Patients
+	var prov struct{ Refs []string }
+	prov.Refs = lastAudit(t, st).Refs
+	if len(patient) != 1 || len(prov.Refs) == 0 {
+		t.Fatalf("the ingest names patients %v and %v", patient, prov.Refs)
+	}
+	group := `{"resourceType":"Group","type":"person","actual":true,"member":[{"entity":{"reference":"` + patient[0] + `"}}]}`
+	rec := send(s, "POST", "/fhir/Group", group)
+	if rec.Code != http.StatusCreated {
+		t.Fatalf("create Group = %d %s", rec.Code, rec.Body)
+	}
+	groupLoc := strings.SplitN(strings.TrimPrefix(rec.Header().Get("Location"), "http://example.com/fhir/"), "/_history", 2)[0]
+	for _, target := range []string{
+		"/fhir/" + prov.Refs[0],
+		"/fhir/Provenance?target=" + patient[0],
+		"/fhir/AuditEvent?patient=" + patient[0] + "&_count=2",
+		"/fhir/" + groupLoc,
+		"/fhir/Group",
+	} {
+		if rec := send(s, "GET", target, ""); rec.Code != http.StatusOK {
+			t.Fatalf("GET %s = %d %s", target, rec.Code, rec.Body)
+		}
+		if got := lastAudit(t, st); !slices.Equal(got.Patients, patient) {
+			t.Errorf("GET %s: AuditEvent names patients %v, want %v", target, got.Patients, patient)
+		}
+	}
+}
+
 // TestAuditNamesPatientAndRecord: every request about a stored record
 // names, in its AuditEvent, the record (by the identifier its Provenance
 // names it by) and the stored patient it concerns, with the action it
@@ -735,6 +816,14 @@ func TestAuditNamesPatientAndRecord(t *testing.T) {
 	if noMRN == orig {
 		t.Fatal("the example changed: the edit to remove its MRN does nothing")
 	}
+	// A session stored for another patient, which a record of the patient
+	// then names (a rule against the stored session).
+	otherSession := strings.NewReplacer(`"harbor-ketamine-ehr"`, `"serenity-clinic-emr"`, "hk-inf-30099", "INF-OTHER").
+		Replace(string(exampleDoc(t, "session/minimal-not-done-session.json")))
+	if rec := send(s, "POST", "/ingest/session", otherSession); rec.Code != http.StatusOK {
+		t.Fatalf("ingest the other patient's session = %d %s", rec.Code, rec.Body)
+	}
+	otherPatient := lastAudit(t, st).Patients
 	for _, tc := range []struct {
 		name, target, body string
 		status             int
@@ -748,6 +837,8 @@ func TestAuditNamesPatientAndRecord(t *testing.T) {
 		{"MRN of another patient", "/ingest/assessment", edit("ASM-2026-0310-001", "ASM-2026-0310-002", `"PT-000123"`, `"PT-000999"`), 409, "C",
 			strings.Replace(record, "-001", "-002", 1), ingest.RuleIdentityConflict},
 		{"stored for another patient", "/ingest/assessment", noMRN, 409, "U", record, ingest.RulePatientChanged},
+		{"names another patient's stored session", "/ingest/assessment", edit("ASM-2026-0310-001", "ASM-2026-0310-009", "INF-2026-0310-001", "INF-OTHER"), 422, "C",
+			strings.Replace(record, "-001", "-009", 1), "session.patient-mismatch"},
 		{"dry run (reads nothing stored: names no patient)", "/ingest/assessment?dryRun=true", orig, 200, "E", record, "dry run"},
 		{"new version", "/ingest/assessment", edit(`"version": "1"`, `"version": "2"`, "09:08:12", "09:18:12"), 200, "U", record, "entries"},
 		{"lineage of the record", "/admin/lineage?source=serenity-clinic-emr&record=ASM-2026-0310-001", "", 200, "R", record, "lineage: 2 receipts"},
@@ -775,12 +866,21 @@ func TestAuditNamesPatientAndRecord(t *testing.T) {
 			}
 		})
 	}
+	// The other direction: the other patient's session named by the
+	// patient's stored record is refused, naming its own stored Patient.
+	sessionNamed := strings.Replace(otherSession, "INF-OTHER", "INF-2026-0310-001", 1)
+	if rec := send(s, "POST", "/ingest/session", sessionNamed); rec.Code != http.StatusUnprocessableEntity {
+		t.Fatalf("the session a record of another patient names = %d %s, want 422", rec.Code, rec.Body)
+	}
+	if got := lastAudit(t, st); len(otherPatient) != 1 || !slices.Contains(got.Patients, otherPatient[0]) || !strings.Contains(got.Desc, "session.patient-mismatch") {
+		t.Errorf("the refused session's AuditEvent names patients %v (%q), want its own stored Patient %v", got.Patients, got.Desc, otherPatient)
+	}
 	// The patient's audit trail finds every one of them; the record's
 	// lineage lists the refused and re-sent versions too.
 	var bundle struct{ Total int }
 	_ = json.Unmarshal(send(s, "GET", "/fhir/AuditEvent?patient="+patient+"&_summary=count", "").Body.Bytes(), &bundle)
-	if bundle.Total != 10 { // the first ingest, the eight above but the dry run, and the Patient search
-		t.Errorf("AuditEvent?patient=%s: %d, want 10", patient, bundle.Total)
+	if bundle.Total != 11 { // the first ingest, the nine above but the dry run, and the Patient search
+		t.Errorf("AuditEvent?patient=%s: %d, want 11", patient, bundle.Total)
 	}
 	var l auditlog.Lineage
 	_ = json.Unmarshal(send(s, "GET", "/admin/lineage?source=serenity-clinic-emr&record=ASM-2026-0310-001", "").Body.Bytes(), &l)

@@ -66,6 +66,16 @@ func RecordSystem(base, source string, kind Kind) string {
 	return identSystem(base, source, string(kind)+"-record")
 }
 
+// PatientSystem is the identifier system of the Patients made from one
+// clinic system's records (their clinic patient ids):
+// <identifier base>/<source>/patient ("" base: DefaultIdentifierBase).
+func PatientSystem(base, source string) string {
+	if base == "" {
+		base = DefaultIdentifierBase
+	}
+	return identSystem(base, source, nsPatient)
+}
+
 // CheckIdentifierBase reports why base cannot be an identifier base (nil
 // when it can, "" included: the default): the identifier systems minted
 // from it must be absolute http(s) URLs, without query or fragment, and

@@ -17,7 +17,6 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/bulk"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
-	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
 )
 
@@ -85,7 +84,7 @@ func importCommand(ctx context.Context, args []string, getenv func(string) strin
 			report.Close()
 		}
 	}()
-	runID := "import-" + store.NewID()[:12]
+	runID := runID("import")
 	sc := auditlog.NewScope("ingest", &auth.Principal{ClientID: cliClient("import"), Tenant: *tenant,
 		Scopes: auth.ParseScopes(auth.ScopeIngest)})
 	bar := newProgress(stderr, "import", "records", "rejected", total)

@@ -16,6 +16,7 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/replay"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
 )
 
@@ -69,7 +70,7 @@ func replayCommand(ctx context.Context, args []string, getenv func(string) strin
 	}
 	sc := auditlog.NewScope("mapping-replay", &auth.Principal{ClientID: cliClient("replay"), Tenant: search.AllTenants,
 		Scopes: auth.ParseScopes("system/*.cruds " + auth.ScopeOperator)})
-	sc.RequestID = "replay-" + time.Now().UTC().Format("20060102T150405Z")
+	sc.RequestID = runID("replay")
 	out := bufio.NewWriter(stdout)
 	defer out.Flush()
 	rep := newReplayReport(out, *asJSON)
@@ -233,4 +234,11 @@ func (p *replayReport) summary(s *replay.Summary, opts replay.Options) error {
 		}
 	}
 	return nil
+}
+
+// runID names one run of a CLI command that writes (import, replay) in its
+// AuditEvents' request ids: unique per run, as two runs in one second are
+// two requests (the time in milliseconds and 80 random bits).
+func runID(command string) string {
+	return command + "-" + store.NewID()
 }

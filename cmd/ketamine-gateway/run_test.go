@@ -235,6 +235,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"deliveries", "frob"}, []string{`unknown subcommand "frob"`, "list, show, retry, replay"}},
 		{[]string{"deliveries", "list", "--status", "lost"}, []string{"--status must be one of pending, inflight, done, dead"}},
 		{[]string{"deliveries", "list", "--limit", "0"}, []string{"--limit must be from 1 to 1000"}},
+		{[]string{"deliveries", "list", "--patient", "PT-000123"}, []string{"--patient must be <source system>|<clinic patient id>"}},
 		{[]string{"deliveries", "list", "--since", "yesterday"}, []string{`"yesterday" is not a time`, "24h, 7d"}},
 		{[]string{"replay", "--since", "yesterday"}, []string{`--since: "yesterday" is not a time`, "24h, 7d"}},
 		{[]string{"deliveries", "retry", "x"}, []string{"a delivery id is a positive number"}},
@@ -623,6 +624,15 @@ func TestReplaySince(t *testing.T) {
 		if out, errOut, code := cli(t, "", "replay", "--db", db, "--since", since); code != 0 || !strings.Contains(out, want) {
 			t.Errorf("replay --since %s: exit %d, %s %s; want %q", since, code, out, errOut, want)
 		}
+	}
+}
+
+// TestRunIDUnique: the request ids of CLI runs that write (import,
+// replay) differ between two runs in the same second.
+func TestRunIDUnique(t *testing.T) {
+	a, b := runID("replay"), runID("replay")
+	if a == b || !strings.HasPrefix(a, "replay-") {
+		t.Errorf("runID twice = %q, %q; want two different replay- ids", a, b)
 	}
 }
 

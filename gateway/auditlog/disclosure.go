@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -108,7 +109,11 @@ func NameDelivery(ctx context.Context, st store.Store, sc *Scope, base string, v
 		switch {
 		case err == nil:
 			sc.refer(audit.Entity{Type: "Provenance", ID: id})
-			sc.Concern(provenancePatients(p.Body)...)
+			patients, err := recordPatients(ctx, st, p.Body)
+			if err != nil {
+				return err
+			}
+			sc.Concern(patients...)
 		case !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrGone):
 			return err
 		}
@@ -121,21 +126,73 @@ func NameDelivery(ctx context.Context, st store.Store, sc *Scope, base string, v
 	return nil
 }
 
-// provenancePatients are the Patients a stored Provenance targets.
-func provenancePatients(body []byte) []string {
+// NameDeliveryList records, in sc, what a list of deliveries by f
+// disclosed: how many were listed and, for a list by patient (f.Patient,
+// <source system>|<clinic patient id>), that patient's stored Patients in
+// tenant (the caller's), so that AuditEvent?patient= finds who looked up
+// the patient's deliveries. base is the deployment's identifier namespace.
+// Returns store errors (ErrUnavailable) unchanged.
+func NameDeliveryList(ctx context.Context, st store.Store, sc *Scope, base, tenant string, f store.DeliveryFilter, listed int) error {
+	sc.Description = "deliveries: " + CountedAs(listed, "delivery", "deliveries") + " listed"
+	source, id, ok := strings.Cut(f.Patient, "|")
+	if !ok || source == "" || id == "" {
+		return nil
+	}
+	sc.Description += " of one patient"
+	if strings.ContainsAny(id, ",$|\\") || strings.ContainsAny(source, ",$|\\") {
+		return nil // no clinic patient id the gateway stored has these (identifiers it mints never do)
+	}
+	found, err := searchStored(ctx, st, tenant, "Patient", url.Values{"identifier": {mapping.PatientSystem(base, source) + "|" + id}}, 100)
+	if err != nil {
+		return err
+	}
+	for _, p := range found {
+		sc.Concern("Patient/" + p.ID)
+	}
+	return nil
+}
+
+// recordPatients are the patients of the record version whose stored
+// Provenance is body: the Patients it targets (the record created or
+// changed its Patient) and the patients of the resources it targets (their
+// subject or patient, as a read of them names), so that a record of a
+// patient stored before, whose Provenance targets no Patient, still names
+// its patient. A target no longer stored names nothing. Returns store
+// errors (ErrUnavailable) unchanged.
+func recordPatients(ctx context.Context, st store.Store, body []byte) ([]string, error) {
 	var p struct {
 		Target []struct {
 			Reference string `json:"reference"`
 		} `json:"target"`
 	}
 	if json.Unmarshal(body, &p) != nil {
-		return nil
+		return nil, nil
 	}
 	var out []string
 	for _, t := range p.Target {
 		if strings.HasPrefix(t.Reference, "Patient/") {
-			out = append(out, t.Reference)
+			ref, _, _ := strings.Cut(strings.TrimPrefix(t.Reference, "Patient/"), "/")
+			out = append(out, "Patient/"+ref)
 		}
 	}
-	return out
+	for _, t := range p.Target {
+		typ, rest, ok := strings.Cut(t.Reference, "/")
+		id, _, _ := strings.Cut(rest, "/") // a versioned reference: the resource's patient does not change
+		if !ok || typ == "Patient" || id == "" {
+			continue
+		}
+		r, err := st.Read(ctx, typ, id)
+		switch {
+		case errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrGone):
+			continue
+		case err != nil:
+			return nil, err
+		}
+		if ps := PatientsIn(r.Type, r.ID, r.Body); len(ps) > 0 {
+			// A record is about one patient: its first resource that
+			// names one names it.
+			return append(out, ps...), nil
+		}
+	}
+	return out, nil
 }

@@ -230,9 +230,17 @@ func (sc *Scope) auditTenant() string {
 // PatientsIn returns the patients a stored resource is about: itself for a
 // Patient, else its subject or patient reference when that is a Patient.
 // Only those two members are decoded (this runs for every search match).
+//
+// A Provenance, an AuditEvent and a Group are about the patients R4 says
+// they are (their patient search parameter, the patient compartment): the
+// Patients a Provenance targets, an AuditEvent's entities and agents that
+// are Patients, a Group's members that are Patients (aboutPatients).
 func PatientsIn(typ, id string, body []byte) []string {
 	if typ == "Patient" {
 		return []string{"Patient/" + id}
+	}
+	if listsPatients[typ] {
+		return aboutPatients(typ, body)
 	}
 	if subject, patient, ok := topRefs(body); ok {
 		return patientRefs(subject, patient)
@@ -407,10 +415,65 @@ func (s *jsonScan) skip() error {
 	return nil
 }
 
+// listsPatients are the types whose patients are a list of references
+// (aboutPatients), not their subject or patient.
+var listsPatients = map[string]bool{"Provenance": true, "AuditEvent": true, "Group": true}
+
+// aboutPatients are the patients a Provenance, AuditEvent or Group (body)
+// is about, as R4's patient search parameters and patient compartment
+// give them: Provenance.target, AuditEvent.agent.who and
+// AuditEvent.entity.what, Group.member.entity, where they are Patients.
+func aboutPatients(typ string, body []byte) []string {
+	type ref struct {
+		Reference string `json:"reference"`
+	}
+	var r struct {
+		Target []ref `json:"target"`
+		Agent  []struct {
+			Who ref `json:"who"`
+		} `json:"agent"`
+		Entity []struct {
+			What ref `json:"what"`
+		} `json:"entity"`
+		Member []struct {
+			Entity ref `json:"entity"`
+		} `json:"member"`
+	}
+	_ = json.Unmarshal(body, &r) // a member of another shape is just not a patient
+	var refs []string
+	switch typ {
+	case "Provenance":
+		for _, t := range r.Target {
+			refs = append(refs, t.Reference)
+		}
+	case "AuditEvent":
+		for _, a := range r.Agent {
+			refs = append(refs, a.Who.Reference)
+		}
+		for _, e := range r.Entity {
+			refs = append(refs, e.What.Reference)
+		}
+	case "Group":
+		for _, m := range r.Member {
+			refs = append(refs, m.Entity.Reference)
+		}
+	}
+	out := patientRefs(refs...)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
 // PatientsOf is PatientsIn for a decoded resource.
 func PatientsOf(typ, id string, doc map[string]any) []string {
 	if typ == "Patient" {
 		return []string{"Patient/" + id}
+	}
+	if listsPatients[typ] {
+		body, err := json.Marshal(doc)
+		if err != nil {
+			return nil
+		}
+		return aboutPatients(typ, body)
 	}
 	ref := func(k string) string {
 		m, _ := doc[k].(map[string]any)

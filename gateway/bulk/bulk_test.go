@@ -211,6 +211,152 @@ func TestImportReportOrder(t *testing.T) {
 	}
 }
 
+// TestImportAuditsRejected: a rejected record of an import leaves the
+// AuditEvent a refused POST /ingest leaves (bulk.md: one AuditEvent per
+// record), committed before the record counts as done: its rules, the
+// record by identifier, and for a refusal read against the stored records
+// the stored patients it concerns; a line that is no record is audited
+// too, naming nothing.
+func TestImportAuditsRejected(t *testing.T) {
+	a, st := newApp(t, 1<<20)
+	raw, err := os.ReadFile("../../schemas/examples/assessment/phq9-moderate.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := func(pairs ...string) string {
+		var doc map[string]any
+		_ = json.Unmarshal([]byte(strings.NewReplacer(pairs...).Replace(string(raw))), &doc)
+		b, _ := json.Marshal(doc)
+		return string(b)
+	}
+	lines := []string{
+		line(), // stored
+		line("ASM-2026-0310-001", "R-BAD", `"total": 11`, `"total": 3`), // 422: total mismatch, read nothing stored
+		line("ASM-2026-0310-001", "R-409", `"PT-000123"`, `"OTHER"`),    // 409: the MRN is another Patient's
+		"not json",
+		`{"long":"` + strings.Repeat("x", 10000) + `"}`, // longer than the import reads
+	}
+	if lines[1] == lines[0] || lines[2] == lines[0] {
+		t.Fatal("the example changed: the edits do nothing")
+	}
+	sc := auditlog.NewScope("ingest", &auth.Principal{ClientID: "c", Scopes: auth.ParseScopes(auth.ScopeIngest)})
+	var audited []int // AuditEvents committed when each record was counted
+	counts, err := a.Bulk.Import(context.Background(), sc, bulk.NDJSON(strings.NewReader(strings.Join(lines, "\n")), 8192),
+		bulk.ImportOptions{Kind: "assessment", RunID: "imp", Workers: 1,
+			Done: func(bulk.ImportCounts) {
+				n := 0
+				_ = st.AuditChain(context.Background(), func(audit.ChainEntry) error { n++; return nil })
+				audited = append(audited, n)
+			}})
+	if err != nil || counts.Stored != 1 || counts.Rejected != 4 {
+		t.Fatalf("Import = %+v, %v; want 1 stored, 4 rejected", counts, err)
+	}
+	type event struct {
+		Outcome, Desc string
+		Patients      []string
+		Named         []string
+	}
+	byRequest := map[string]event{}
+	_ = st.AuditChain(context.Background(), func(e audit.ChainEntry) error {
+		var ev struct {
+			Outcome     string `json:"outcome"`
+			OutcomeDesc string `json:"outcomeDesc"`
+			Entity      []struct {
+				Role struct{ Code string } `json:"role"`
+				What struct {
+					Reference  string                         `json:"reference"`
+					Identifier struct{ System, Value string } `json:"identifier"`
+				} `json:"what"`
+			} `json:"entity"`
+		}
+		if err := json.Unmarshal(e.Body, &ev); err != nil {
+			t.Fatal(err)
+		}
+		var req string
+		got := event{Outcome: ev.Outcome, Desc: ev.OutcomeDesc}
+		for _, en := range ev.Entity {
+			switch {
+			case en.Role.Code == "1":
+				got.Patients = append(got.Patients, en.What.Reference)
+			case en.What.Identifier.System == audit.SystemRequestID:
+				req = en.What.Identifier.Value
+			case en.What.Identifier.Value != "":
+				got.Named = append(got.Named, en.What.Identifier.Value)
+			}
+		}
+		byRequest[req] = got
+		return nil
+	})
+	stored := byRequest["imp:1"]
+	if len(stored.Patients) != 1 {
+		t.Fatalf("the stored record's AuditEvent %+v names no patient", stored)
+	}
+	for _, tc := range []struct {
+		request, rule, named string
+		patients             []string
+	}{
+		{"imp:2", "assessment.total-mismatch", "R-BAD", nil},
+		{"imp:3", "patient.identity-conflict", "R-409", stored.Patients},
+		{"imp:4", "json-syntax", "", nil},
+		{"imp:5", "import-record-too-large", "", nil},
+	} {
+		got, ok := byRequest[tc.request]
+		if !ok {
+			t.Errorf("no AuditEvent for the rejected record %s", tc.request)
+			continue
+		}
+		if got.Outcome != "4" || !strings.Contains(got.Desc, "rejected: "+tc.rule) ||
+			(tc.named != "" && !slices.Contains(got.Named, tc.named)) || !slices.Equal(got.Patients, tc.patients) {
+			t.Errorf("AuditEvent of %s = %+v; want outcome 4, rule %s, naming %q and patients %v", tc.request, got, tc.rule, tc.named, tc.patients)
+		}
+	}
+	for i, n := range audited { // one at a time; each counted once its AuditEvent is committed
+		if n < i+1 {
+			t.Errorf("record %d counted with %d AuditEvents committed, want its own among them (%v)", i+1, n, audited)
+		}
+	}
+}
+
+// TestExportNamesListedPatients: the download of a Provenance or Group
+// file names the patients those resources are about (R4's patient search
+// parameters and compartment: targets, members), as a read of them does.
+func TestExportNamesListedPatients(t *testing.T) {
+	ctx := context.Background()
+	a, st := newApp(t, 1<<20)
+	seed(t, st, "Provenance", 2, func(i int) map[string]any {
+		return map[string]any{"recorded": "2026-01-01T00:00:00Z", "agent": []any{map[string]any{"who": map[string]any{"display": "x"}}},
+			"target": []any{map[string]any{"reference": fmt.Sprintf("Patient/pa-%d", i)}, map[string]any{"reference": "Observation/o1"}}}
+	})
+	seed(t, st, "Group", 1, func(int) map[string]any {
+		return map[string]any{"type": "person", "actual": true,
+			"member": []any{map[string]any{"entity": map[string]any{"reference": "Patient/pb"}}}}
+	})
+	sc := auditlog.NewScope("bulk-export", &auth.Principal{ClientID: "c", Scopes: auth.ParseScopes("system/*.rs")})
+	j, err := a.Bulk.Export(ctx, sc, bulk.ExportParams{Level: bulk.LevelSystem, Prefer: "respond-async", Base: "https://gw",
+		Query: map[string][]string{"_type": {"Provenance,Group"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur := waitJob(t, a, sc, j.ID, func(j *store.Job) bool { return j.Status == store.JobDone })
+	var m bulk.Manifest
+	if err := json.Unmarshal(cur.Result, &m); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]string{"Provenance": {"Patient/pa-0", "Patient/pa-1"}, "Group": {"Patient/pb"}}
+	for i, f := range m.Output {
+		dl := auditlog.NewScope("job-download", sc.Principal)
+		if err := a.Jobs.File(ctx, dl, j.ID, i+1, func([]byte) error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if named := slices.Sorted(slices.Values(dl.Patients())); !slices.Equal(named, want[f.Type]) {
+			t.Errorf("%s file: the download names %v, want %v", f.Type, named, want[f.Type])
+		}
+	}
+	if len(m.Output) != 2 {
+		t.Errorf("%d files, want a Provenance and a Group file", len(m.Output))
+	}
+}
+
 // TestExportResumes: an export whose runner closes in the middle (its job
 // released) is finished by the next runner from the checkpoint: files of
 // at most FileResources resources, every resource once.

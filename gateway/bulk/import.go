@@ -105,9 +105,6 @@ func (s *Service) Import(ctx context.Context, sc *auditlog.Scope, src Source, op
 			}
 		}
 	}, func(ctx context.Context, rec Record) result {
-		if rec.Err != nil {
-			return result{rec: rec, err: rec.Err}
-		}
 		rsc := auditlog.NewScope("ingest", sc.Principal)
 		rsc.Addr, rsc.TraceID = sc.Addr, sc.TraceID
 		if rsc.TraceID == "" {
@@ -117,6 +114,14 @@ func (s *Service) Import(ctx context.Context, sc *auditlog.Scope, src Source, op
 			rsc.TraceID = store.NewID()
 		}
 		rsc.RequestID = fmt.Sprintf("%s:%s", opts.RunID, where(rec))
+		if rec.Err != nil {
+			// A record that could not be read is refused as a body POST
+			// /ingest cannot read is: audited before it counts as done.
+			if err := svc.Refused(rsc, rec.Err); err != nil {
+				return result{rec: rec, err: err}
+			}
+			return result{rec: rec, err: rec.Err}
+		}
 		again, err := svc.Import(ctx, rsc, opts.Kind, rec.Body)
 		rec.Body = nil
 		return result{rec: rec, again: again, err: err}

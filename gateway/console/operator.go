@@ -171,6 +171,13 @@ func (c *Console) retry(rq *request) error {
 	if err != nil {
 		return err
 	}
+	v, err := c.app.Operator.Show(rq.ctx(), rq.sc.TenantOf(), id, false)
+	if err != nil {
+		return err
+	}
+	if err := auditlog.NameDelivery(rq.ctx(), c.app.Store, rq.sc, c.app.IdentifierBase, v, false); err != nil {
+		return err
+	}
 	if err := c.app.Operator.Retry(rq.ctx(), rq.sc.TenantOf(), id); err != nil {
 		return err
 	}

@@ -196,6 +196,22 @@ func (e *Engine) Write(ctx context.Context, sc *auditlog.Scope, fn func(tx *Tx) 
 	return err
 }
 
+// Audit commits sc's AuditEvent, with status, for a request whose data
+// transaction did not (one that was refused or wrote nothing), outside an
+// HTTP request: the edge does this for its own requests. It does nothing
+// for a scope already committed, and returns the audit log's error when
+// the record could not be made durable.
+func (e *Engine) Audit(sc *auditlog.Scope, status int) error {
+	if sc.Committed() || sc.Interaction == "" || !e.audit.Enabled() {
+		return nil
+	}
+	if err := e.audit.Append(sc, status); err != nil {
+		return err
+	}
+	sc.MarkCommitted()
+	return nil
+}
+
 // stage runs fn in a traced stage.
 func (e *Engine) stage(ctx context.Context, name string, fn func(ctx context.Context) error, attrs ...attribute.KeyValue) error {
 	return stage.Run(ctx, e.tracer, name, fn, attrs...)

@@ -125,9 +125,42 @@ func (s *Service) Ingest(ctx context.Context, sc *auditlog.Scope, kind mapping.K
 // Import stores one native record of a bulk import as Ingest does (no dry
 // run, no answer); again reports a record version received before, which
 // wrote nothing.
+//
+// A refused record leaves the AuditEvent a refused POST /ingest leaves (the
+// record, and the stored patients it was read against), committed before
+// Import returns (Refused).
 func (s *Service) Import(ctx context.Context, sc *auditlog.Scope, kind mapping.Kind, body []byte) (again bool, err error) {
 	_, again, err = s.ingest(ctx, sc, kind, body, false, engine.Answer{})
+	// Every answer a client would get as a 4xx is audited as the edge
+	// audits it (a write conflict left after the retries too).
+	if kind, _ := outcome.From(err); err != nil && kind.HTTPStatus() < 500 {
+		if aerr := s.Refused(sc, err); aerr != nil {
+			return false, aerr
+		}
+	}
 	return again, err
+}
+
+// errRefusalUnaudited is a refused record of an import whose AuditEvent
+// could not be committed: the record is not done, a run again does it.
+var errRefusalUnaudited = outcome.New(outcome.Unavailable, "transient", "audit-unavailable",
+	"the refused record could not be audited; run the import again to continue")
+
+// Refused commits the AuditEvent of a record refused with err outside an
+// HTTP request (a bulk import's record: one the import could not read, or
+// one Import refused), as the edge does for a refused POST /ingest: the
+// broken rules, with err's status, and whatever sc names. It returns an
+// error of kind Unavailable when the AuditEvent could not be committed.
+func (s *Service) Refused(sc *auditlog.Scope, err error) error {
+	if s.engine == nil {
+		return nil
+	}
+	kind, _ := outcome.From(err)
+	sc.Rules = outcome.Rules(err)
+	if aerr := s.engine.Audit(sc, kind.HTTPStatus()); aerr != nil {
+		return errors.Join(errRefusalUnaudited, fmt.Errorf("audit refused record: %w", aerr))
+	}
+	return nil
 }
 
 // ingest is Ingest, also reporting whether the version was received before.
@@ -374,8 +407,17 @@ func (s *Service) nameRecords(sc *auditlog.Scope, kind mapping.Kind, r mapping.R
 // gateway classified), as opposed to a failure of the gateway or a
 // transaction to run again.
 func refused(err error) bool {
-	var oe *outcome.Error
-	return errors.As(err, &oe) && oe.Kind.HTTPStatus() < 500
+	if err == nil {
+		return false
+	}
+	// Every classified refusal: the gateway's own (*outcome.Error) and the
+	// clinical rules' (*mapping.RuleError, the rules against the stored
+	// session among them).
+	if errors.Is(err, store.ErrConflict) {
+		return false // a concurrent write: the transaction runs again
+	}
+	kind, _ := outcome.From(err)
+	return kind.HTTPStatus() < 500
 }
 
 // concerned names, in sc, the stored patients a refused record concerns:

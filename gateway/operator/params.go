@@ -83,13 +83,21 @@ func (s *Service) CheckFilter(ctx context.Context, f store.DeliveryFilter) error
 
 // CheckValues is the part of CheckFilter that needs no database: a status
 // not in Statuses, a limit not from 1 to MaxLimit (0 is DefaultLimit), a
-// negative offset, an until not later than since.
+// patient not of the form <source system>|<clinic patient id>, a negative
+// offset, an until not later than since.
 func CheckValues(f store.DeliveryFilter) error {
 	if f.Status != "" && !slices.Contains(Statuses, f.Status) {
 		return ParamInvalid("status must be one of " + strings.Join(Statuses, ", "))
 	}
 	if f.Limit < 0 || f.Limit > MaxLimit {
 		return ParamInvalid(fmt.Sprintf("limit must be from 1 to %d", MaxLimit))
+	}
+	if f.Patient != "" {
+		// A delivery's patient is its source system and clinic patient id:
+		// a bare id would match nothing and look like "never delivered".
+		if sys, id, ok := strings.Cut(f.Patient, "|"); !ok || sys == "" || id == "" {
+			return ParamInvalid("patient must be <source system>|<clinic patient id>, as each delivery's patient is shown (the clinic system the records came from, then the patient's id there)")
+		}
 	}
 	if f.Offset < 0 {
 		return ParamInvalid("offset must be 0 or more")

@@ -65,8 +65,14 @@ func (s *Service) apply(ctx context.Context, sc *auditlog.Scope, m *remapped, op
 	}
 	var entries []*engine.Entry
 	var writes []*match
+	record := mapping.RecordSystem(s.cfg.IdentifierBase, src, mapping.Kind(l.Kind))
 	err = s.cfg.Engine.Write(ctx, rsc, func(tx *engine.Tx) (int, error) {
 		st := tx.Store()
+		// The source record by the identifier its Provenance (and its
+		// ingest's AuditEvent) names it by: "every request about this
+		// source record" finds its correction too. Each attempt starts
+		// from a reset scope.
+		rsc.NameRecord(record, l.RecordID)
 		entries, writes = entries[:0], writes[:0]
 		for _, mt := range m.entries {
 			e := m.res.Entries[mt.i]
@@ -110,7 +116,7 @@ func (s *Service) apply(ctx context.Context, sc *auditlog.Scope, m *remapped, op
 		err := tx.Provenance(audit.Provenance{
 			Activity: "UPDATE", Source: src, MappingVersion: s.cfg.MappingVersion, PreviousMappingVersion: l.MappingVersion,
 			Reason:     reason,
-			WhatSystem: mapping.RecordSystem(s.cfg.IdentifierBase, src, mapping.Kind(l.Kind)), WhatValue: l.RecordID,
+			WhatSystem: record, WhatValue: l.RecordID,
 			WhatDisplay: fmt.Sprintf("%s record version %s, replayed with mapping %s", l.Kind, l.Version, s.cfg.MappingVersion),
 			ContentHash: l.ContentHash, RecordKind: l.Kind, RecordVersion: l.Version,
 		}, engine.Written(entries, nil))

@@ -387,6 +387,29 @@ func TestApply(t *testing.T) {
 			t.Errorf("replay Provenance lacks %s: %s", want, raw)
 		}
 	}
+	// Its AuditEvent names the source record by identifier, as the
+	// record's ingest did: AuditEvent?entity:identifier=<record> finds it.
+	named := false
+	_ = f.st.AuditChain(ctx, func(e audit.ChainEntry) error {
+		var ev struct {
+			Subtype []struct{ Code string }
+			Entity  []struct {
+				What struct {
+					Identifier struct{ System, Value string }
+				} `json:"what"`
+			} `json:"entity"`
+		}
+		_ = json.Unmarshal(e.Body, &ev)
+		for _, en := range ev.Entity {
+			id := en.What.Identifier
+			named = named || len(ev.Subtype) > 0 && ev.Subtype[0].Code == "mapping-replay" &&
+				id.System == "https://ketamine-gateway.org/fhir/sid/serenity-clinic-emr/session-record" && id.Value == recs[0].id
+		}
+		return nil
+	})
+	if !named {
+		t.Errorf("no mapping-replay AuditEvent names the source record %s", recs[0].id)
+	}
 	// The deliveries: one more per changed record, to the destination that
 	// had it, with the corrected Observations as conditional updates.
 	itemsAfter, _ := f.st.Deliveries(ctx, store.DeliveryFilter{Limit: 1000})
