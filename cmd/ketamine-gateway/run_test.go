@@ -407,24 +407,36 @@ func TestServeExitCodes(t *testing.T) {
 	defer busy.Close()
 	dir := t.TempDir()
 	db := filepath.Join(dir, "kg.db")
+	// A refused configuration is found before the database is opened:
+	// nothing is created or migrated.
+	conf := func(body string) string { return writeTemp(t, "c.json", body) }
 	for _, tc := range []struct {
-		addr, db string
-		code     int
-		want     string
+		addr, db, config string
+		code             int
+		want             string
 	}{
-		{"nonsense", db, exitUsage, `--addr "nonsense" is malformed: give host:port`},
-		{"127.0.0.1:99999", db, exitUsage, `--addr "127.0.0.1:99999" has an invalid port`},
-		{"127.0.0.1:http", db, exitUsage, "has an invalid port"},
-		{busy.Addr().String(), db, exitUsage, "the address is in use"},
-		{"127.0.0.1:0", filepath.Join(dir, "no", "such", "dir", "kg.db"), exitUnchecked, "could not open or create the database"},
+		{"nonsense", db, "", exitUsage, `--addr "nonsense" is malformed: give host:port`},
+		{"127.0.0.1:99999", db, "", exitUsage, `--addr "127.0.0.1:99999" has an invalid port`},
+		{"127.0.0.1:http", db, "", exitUsage, "has an invalid port"},
+		{busy.Addr().String(), db, "", exitUsage, "the address is in use"},
+		{"127.0.0.1:0", db, conf(`{"destinations":[{"name":"x","baseUrl":"http://10.0.0.1/fhir"}]}`), exitUsage,
+			`--config: destinations[0]: destination "x": base URL: http is only allowed to a loopback host`},
+		{"127.0.0.1:0", db, conf(`{"auth":{"clients":[{"id":"a"}]}}`), exitUsage, "--config: auth: auth config: tokenUrl is missing"},
+		{"127.0.0.1:0", db, conf(`{"console":{"traceUrl":"ftp://x"}}`), exitUsage, "--config: console: traceUrl"},
+		{"127.0.0.1:0", db, conf(`{"safety":{"tenants":{"clinic-typo":{}}}}`), exitUsage, "safety.tenants.clinic-typo"},
+		{"127.0.0.1:0", filepath.Join(dir, "no", "such", "dir", "kg.db"), "", exitUnchecked, "could not open or create the database"},
 	} {
-		_, stderr, code := cli(t, "", "serve", "--addr", tc.addr, "--db", tc.db)
+		args := []string{"serve", "--addr", tc.addr, "--db", tc.db}
+		if tc.config != "" {
+			args = append(args, "--config", tc.config)
+		}
+		_, stderr, code := cli(t, "", args...)
 		if code != tc.code || !strings.Contains(stderr, tc.want) {
 			t.Errorf("serve --addr %s --db %s: exit %d, stderr %q; want %d %q", tc.addr, tc.db, code, stderr, tc.code, tc.want)
 		}
-	}
-	if _, err := os.Stat(db); !os.IsNotExist(err) {
-		t.Errorf("a serve that could not listen created its database: %v", err)
+		if _, err := os.Stat(db); !os.IsNotExist(err) {
+			t.Fatalf("serve %v, refused, created its database: %v", args, err)
+		}
 	}
 }
 

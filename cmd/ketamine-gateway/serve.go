@@ -104,6 +104,23 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err := checkAddr(cfg.addr); err != nil {
 		return usageError("serve", "%v", err)
 	}
+	// The whole configuration is checked before the database is opened:
+	// a refused start creates and migrates nothing.
+	replay := &replayCache{}
+	authn, err := authServer(fc, getenv, replay)
+	if err != nil {
+		return &exitError{code: exitUsage, msg: err.Error()}
+	}
+	dests, err := destinations(fc, cfg.ehrURL, getenv)
+	if err != nil {
+		return &exitError{code: exitUsage, msg: err.Error()}
+	}
+	if err := checkConsole(fc, authn != nil); err != nil {
+		return &exitError{code: exitUsage, msg: err.Error()}
+	}
+	if err := checkSafetyTenantsFirst(fc, cfg.db); err != nil {
+		return err
+	}
 	if !authConfigured(fc) && !loopback(cfg.addr) {
 		return &exitError{code: exitUsage, msg: fmt.Sprintf("refusing to serve on %s without authentication: "+
 			"register clients in the auth section of --config (docs/security.md), or listen on a loopback address "+
@@ -149,14 +166,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err := checkSafetyTenants(ctx, fc, st); err != nil {
 		return err
 	}
-	authn, err := authServer(fc, getenv, st)
-	if err != nil {
-		return &exitError{code: exitUsage, msg: err.Error()}
-	}
-	dests, err := destinations(fc, cfg.ehrURL, getenv)
-	if err != nil {
-		return &exitError{code: exitUsage, msg: err.Error()}
-	}
+	replay.nonces = st
 	metrics, err := telemetry.NewMetrics(tel.MeterProvider())
 	if err != nil {
 		return err
@@ -330,6 +340,18 @@ func webConsole(fc *fileConfig, authenticated bool, a *app.App, logger *slog.Log
 		logger.Info("console: at /console, people sign in with OpenID Connect", "issuer", st.Issuer)
 	}
 	return c, nil
+}
+
+// checkConsole checks the console's settings as webConsole will use them,
+// before the database is opened.
+func checkConsole(fc *fileConfig, authenticated bool) error {
+	if fc.Console == nil || (fc.Console.Issuer == "" && authenticated) {
+		return nil
+	}
+	if err := fc.Console.Check(); err != nil {
+		return fmt.Errorf("--config: %v", err)
+	}
+	return nil
 }
 
 // openStore opens the database named by --db: a postgres:// or
