@@ -729,3 +729,34 @@ func TestSearchSection(t *testing.T) {
 		}
 	}
 }
+
+// TestKeywordDSNRefused: a libpq keyword/value connection string as --db
+// is refused (exit 2, pointing to the postgres:// URL form) by every
+// command that opens the database, before anything is created, and the
+// message never repeats it (it holds a password).
+func TestKeywordDSNRefused(t *testing.T) {
+	t.Chdir(t.TempDir()) // where a SQLite file named after it would be created
+	dsn := "host=127.0.0.1 port=1 user=kguser password=S3cretPW dbname=kgdb"
+	for _, args := range [][]string{
+		// (a malformed --addr, checked after --db, keeps serve from
+		// serving should --db be taken)
+		{"serve", "--addr", "nonsense", "--db", dsn},
+		{"audit", "verify", "--db", dsn},
+		{"lineage", "--db", dsn, "--source", "s", "--record", "r"},
+		{"deliveries", "list", "--db", dsn},
+		{"reindex", "--db", dsn},
+		{"import", "--kind", "vitals", "--db", dsn, "-"},
+		{"serve", "--addr", "nonsense", "--db", "dbname=kgdb"},
+	} {
+		_, stderr, code := cli(t, "", args...)
+		if code != exitUsage || !strings.Contains(stderr, "postgres://USER@HOST:PORT/DBNAME") || strings.Contains(stderr, "S3cretPW") || strings.Contains(stderr, "kguser") {
+			t.Errorf("%v: exit %d, stderr %q; want %d, the URL form, no value", args[:2], code, stderr, exitUsage)
+		}
+		if _, err := os.Stat(args[len(args)-1]); err == nil {
+			t.Errorf("%v: created a file named after the connection string", args[:2])
+		}
+	}
+	if _, err := os.Stat(dsn); err == nil {
+		t.Errorf("a file named after the connection string was created")
+	}
+}
