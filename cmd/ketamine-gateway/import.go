@@ -241,19 +241,12 @@ func streamSource(name string, r io.Reader) (bulk.Source, error) {
 	return bulk.NDJSON(in, maxRecord), nil
 }
 
-// firstLineShape is "object" or "array" when r's first line is "{" or "["
-// alone (the start of a pretty-printed JSON document, never an NDJSON
-// record), else "". It only peeks at r.
+// firstLineShape is bulk.Shape of r's first bytes: "array" for a JSON
+// array of records (on one line or several), "object" for a
+// pretty-printed record, else "". It only peeks at r.
 func firstLineShape(r *bufio.Reader) string {
 	head, _ := r.Peek(64)
-	line, _, _ := strings.Cut(string(head), "\n")
-	switch strings.TrimSpace(line) {
-	case "{":
-		return "object"
-	case "[":
-		return "array"
-	}
-	return ""
+	return bulk.Shape(head)
 }
 
 // documentShape is firstLineShape for a file, and also "object" or "array"

@@ -23,6 +23,7 @@ func TestImportCommand(t *testing.T) {
 	ndjson := writeTemp(t, "v.ndjson", compact+"\n")
 	pretty := writeTemp(t, "p.json", "\n  "+string(raw)) // not "{" alone on line 1: found by parsing
 	array := writeTemp(t, "a.json", "[\n"+compact+"\n]\n")
+	arrayLine := writeTemp(t, "a1.json", "["+compact+","+compact+"]\n") // jq -c . of an array file
 	report := filepath.Join(dir, "r.ndjson")
 	for _, tc := range []struct {
 		name, stdin string
@@ -37,6 +38,8 @@ func TestImportCommand(t *testing.T) {
 		{"one pretty-printed example", "", "", []string{example}, 2, nil, []string{"looks like one JSON document", "jq -c . FILE"}},
 		{"one pretty-printed record, found by parsing", "", "", []string{pretty}, 2, nil, []string{"looks like one JSON document"}},
 		{"a JSON array", "", "", []string{array}, 2, nil, []string{"looks like one JSON array", "jq -c '.[]'"}},
+		{"a one-line JSON array", "", "", []string{arrayLine}, 2, nil, []string{"looks like one JSON array", "jq -c '.[]'"}},
+		{"a one-line JSON array on standard input", "  [" + compact + "]\n", "", []string{"-"}, 2, nil, []string{"standard input looks like one JSON array", "jq -c '.[]'"}},
 		{"a pretty-printed record on standard input", string(raw), "", []string{"-"}, 2, nil, []string{"standard input looks like one JSON document"}},
 		{"NDJSON", "", "", []string{ndjson}, 0, []string{"1 read, 1 stored, 0 rejected"}, nil},
 		{"NDJSON again", "", "", []string{ndjson}, 0, []string{"1 read, 0 stored, 1 already stored (unchanged), 0 rejected"}, nil},
@@ -46,6 +49,7 @@ func TestImportCommand(t *testing.T) {
 		// standard input does: no seek.
 		{"NDJSON from a named pipe", "", compact + "\n", nil, 0, []string{"1 read, 0 stored, 1 already stored (unchanged)"}, nil},
 		{"a pretty-printed record from a named pipe", "", string(raw), nil, 2, nil, []string{"fifo looks like one JSON document"}},
+		{"a one-line JSON array from a named pipe", "", "[" + compact + "]\n", nil, 2, nil, []string{"fifo looks like one JSON array"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append([]string{"import", "--kind", "vitals", "--db", db, "--report", report}, tc.args...)
