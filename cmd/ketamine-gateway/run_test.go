@@ -579,6 +579,9 @@ func TestDeliveriesCommand(t *testing.T) {
 		{[]string{"deliveries", "list", "--destination", "ehr", "--db", db}, 0, `"recordId": "r"`},
 		{[]string{"deliveries", "replay", "--destination", "ehr", "--db", db}, exitUsage, "needs --destination and --since"},
 		{[]string{"deliveries", "replay", "--destination", "ehr", "--since", "1h", "--db", db}, 0, `"replayed": `},
+		// A since in the future (a mistyped year) would find nothing.
+		{[]string{"deliveries", "replay", "--destination", "ehr", "--since", "2099-01-01", "--db", db}, exitUsage, "--since is in the future"},
+		{[]string{"deliveries", "list", "--since", "2099-01-01", "--db", db}, exitUsage, "--since is in the future"},
 	}
 	for _, tc := range tests {
 		wantCLI(t, tc.args, tc.code, tc.out)
