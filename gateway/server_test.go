@@ -315,3 +315,20 @@ func TestRequestLogNamesRules(t *testing.T) {
 		t.Errorf("the log quotes request content: %s", logs.String())
 	}
 }
+
+// TestDeliveriesSinceFuture: a since in the future (a mistyped year) of a
+// delivery list or replay is refused, 400 parameter-invalid, rather than
+// answered with nothing to list or replay, as $export refuses _since.
+func TestDeliveriesSinceFuture(t *testing.T) {
+	hs, _ := sqliteServer(t, app.Config{})
+	for _, tc := range []struct{ method, target string }{
+		{"GET", "/admin/deliveries?since=2099-01-01T00:00:00Z"},
+		{"POST", "/admin/deliveries/replay?destination=ehr&since=2099-01-01T00:00:00Z"},
+	} {
+		rec := do(hs, tc.method, tc.target, "", nil)
+		assertOutcome(t, rec, http.StatusBadRequest, "parameter-invalid", "")
+		if !strings.Contains(rec.Body.String(), "since is in the future") {
+			t.Errorf("%s %s = %s, want it to say since is in the future", tc.method, tc.target, rec.Body)
+		}
+	}
+}
