@@ -183,6 +183,25 @@ func TestIngestBadInput(t *testing.T) {
 			t.Errorf("POST %s = %s, want it to say %q", target, rec.Body, want)
 		}
 	}
+	// A body that is one JSON document, not NDJSON, is refused before any
+	// record is read, as the import command refuses it: a JSON array of
+	// records (on one line too: jq -c . of an array file) or a
+	// pretty-printed record.
+	var line bytes.Buffer
+	if err := json.Compact(&line, []byte(phq)); err != nil {
+		t.Fatal(err)
+	}
+	for name, tc := range map[string]struct{ body, want string }{
+		"one-line array":     {"[" + line.String() + "," + line.String() + "]\n", "jq -c '.[]'"},
+		"array":              {"[\n" + line.String() + "\n]\n", "jq -c '.[]'"},
+		"pretty-printed one": {phq, "jq -c . FILE"},
+	} {
+		rec := do(hs, "POST", "/ingest/assessment/$import", "application/fhir+ndjson", []byte(tc.body))
+		assertOutcome(t, rec, http.StatusBadRequest, "import-not-ndjson", "")
+		if !strings.Contains(rec.Body.String(), tc.want) {
+			t.Errorf("$import of %s = %s, want it to say %q", name, rec.Body, tc.want)
+		}
+	}
 }
 
 // TestIngestRuleErrors: schema-valid records that break clinical rules are
@@ -294,5 +313,22 @@ func TestRequestLogNamesRules(t *testing.T) {
 	}
 	if strings.Contains(logs.String(), "SECRET-MARKER") || strings.Contains(logs.String(), "BDI-II") {
 		t.Errorf("the log quotes request content: %s", logs.String())
+	}
+}
+
+// TestDeliveriesSinceFuture: a since in the future (a mistyped year) of a
+// delivery list or replay is refused, 400 parameter-invalid, rather than
+// answered with nothing to list or replay, as $export refuses _since.
+func TestDeliveriesSinceFuture(t *testing.T) {
+	hs, _ := sqliteServer(t, app.Config{})
+	for _, tc := range []struct{ method, target string }{
+		{"GET", "/admin/deliveries?since=2099-01-01T00:00:00Z"},
+		{"POST", "/admin/deliveries/replay?destination=ehr&since=2099-01-01T00:00:00Z"},
+	} {
+		rec := do(hs, tc.method, tc.target, "", nil)
+		assertOutcome(t, rec, http.StatusBadRequest, "parameter-invalid", "")
+		if !strings.Contains(rec.Body.String(), "since is in the future") {
+			t.Errorf("%s %s = %s, want it to say since is in the future", tc.method, tc.target, rec.Body)
+		}
 	}
 }

@@ -19,16 +19,20 @@ import (
 type schemaNode struct {
 	file string
 	sch  any
+	// applies: the node was reached through the then (or else) of an if
+	// the document was found to meet (or not): its false properties are
+	// forbidden for this document.
+	applies bool
 }
 
 // shield relocates every issue whose location passes through a property
 // the kind's schema does not define to the object holding that property,
 // and lists the defined properties in the message of RuleAdditionalProperty
 // issues. The issues' rules and order are kept.
-func (s *Set) shield(kind string, issues []Issue) []Issue {
+func (s *Set) shield(kind string, doc any, issues []Issue) []Issue {
 	for i := range issues {
 		is := &issues[i]
-		path, props, cut := s.knownPrefix(kind, is.path)
+		path, props, cut := s.knownPrefix(kind, doc, is.path)
 		if cut {
 			is.path = path
 			is.Pointer, is.Expression = pointer(path), expression(path)
@@ -48,37 +52,58 @@ func where(path []pathElem) string {
 	return expression(path)
 }
 
-// knownPrefix follows path through kind's schema and returns its longest
+// knownPrefix follows path through kind's schema and doc (the decoded
+// document, nil when it could not be decoded) and returns its longest
 // prefix whose keys the schema defines (array indices are no text of the
-// sender's), the properties the schema defines for the object there
+// sender's), the properties the schema allows for the object there
 // (sorted; nil when it is no object the schema describes), and whether
-// path was cut.
-func (s *Set) knownPrefix(kind string, path []pathElem) ([]pathElem, []string, bool) {
-	nodes := []schemaNode{{kind, s.parsed[kind]}}
+// path was cut. The properties are those allowed for this document where
+// the schema's if/then/else can be decided on it (an instrument's own
+// items: C-SSRS answers, PHQ-9 scores), else those of every branch.
+func (s *Set) knownPrefix(kind string, doc any, path []pathElem) ([]pathElem, []string, bool) {
+	nodes := []schemaNode{{file: kind, sch: s.parsed[kind]}}
+	inst := doc
 	for i, e := range path {
 		if e.isIndex {
-			nodes = s.items(nodes)
+			nodes = s.items(nodes, inst)
+			inst = elem(inst, e)
 			continue
 		}
-		props := s.properties(nodes)
+		props := s.properties(nodes, inst)
 		sub, ok := props[e.key]
 		if !ok {
 			return path[:i:i], propertyNames(props), true
 		}
 		nodes = sub
+		inst = elem(inst, e)
 	}
-	return path, propertyNames(s.properties(nodes)), false
+	return path, propertyNames(s.properties(nodes, inst)), false
+}
+
+// elem is the value at e in the decoded value v (nil when there is none).
+func elem(v any, e pathElem) any {
+	switch x := v.(type) {
+	case map[string]any:
+		if !e.isIndex {
+			return x[e.key]
+		}
+	case []any:
+		if e.isIndex && e.index >= 0 && e.index < len(x) {
+			return x[e.index]
+		}
+	}
+	return nil
 }
 
 // properties gathers the properties the schemas nodes define for an
 // object, with those of the schemas they combine (allOf, anyOf, oneOf,
 // if, then, else), through $ref: every name one of them allows.
-func (s *Set) properties(nodes []schemaNode) map[string][]schemaNode {
+func (s *Set) properties(nodes []schemaNode, inst any) map[string][]schemaNode {
 	out := map[string][]schemaNode{}
-	s.combined(nodes, func(file string, m map[string]any) {
+	s.combined(nodes, inst, func(file string, m map[string]any, applies bool) {
 		if ps, ok := m["properties"].(map[string]any); ok {
 			for name, p := range ps {
-				out[name] = append(out[name], schemaNode{file, p})
+				out[name] = append(out[name], schemaNode{file: file, sch: p, applies: applies})
 			}
 		}
 	})
@@ -87,11 +112,11 @@ func (s *Set) properties(nodes []schemaNode) map[string][]schemaNode {
 
 // items gathers the item schemas of the array schemas among nodes (and
 // of the schemas they combine).
-func (s *Set) items(nodes []schemaNode) []schemaNode {
+func (s *Set) items(nodes []schemaNode, inst any) []schemaNode {
 	var out []schemaNode
-	s.combined(nodes, func(file string, m map[string]any) {
+	s.combined(nodes, inst, func(file string, m map[string]any, applies bool) {
 		if it, ok := m["items"]; ok {
-			out = append(out, schemaNode{file, it})
+			out = append(out, schemaNode{file: file, sch: it, applies: applies})
 		}
 	})
 	return out
@@ -100,40 +125,125 @@ func (s *Set) items(nodes []schemaNode) []schemaNode {
 // combined calls visit with each schema of nodes and each schema they
 // combine (allOf, anyOf, oneOf, if, then, else), $refs resolved, to a
 // depth of 8.
-func (s *Set) combined(nodes []schemaNode, visit func(file string, m map[string]any)) {
-	var add func(file string, sch any, depth int)
-	add = func(file string, sch any, depth int) {
+func (s *Set) combined(nodes []schemaNode, inst any, visit func(file string, m map[string]any, applies bool)) {
+	var add func(file string, sch any, applies bool, depth int)
+	add = func(file string, sch any, applies bool, depth int) {
 		file, m := s.resolve(file, sch)
 		if m == nil || depth > 8 {
 			return
 		}
-		visit(file, m)
+		visit(file, m, applies)
 		for _, k := range []string{"allOf", "anyOf", "oneOf"} {
 			if list, ok := m[k].([]any); ok {
 				for _, sub := range list {
-					add(file, sub, depth+1)
+					add(file, sub, applies, depth+1)
 				}
 			}
 		}
+		cond, hasIf := m["if"]
+		met, decided := false, false
+		if hasIf {
+			met, decided = s.meets(file, cond, inst)
+		}
 		for _, k := range []string{"if", "then", "else"} {
-			if sub, ok := m[k]; ok {
-				add(file, sub, depth+1)
+			sub, ok := m[k]
+			switch {
+			case !ok:
+			case decided && k == "then" && !met, decided && k == "else" && met:
+				// The branch the document does not take.
+			case decided && k != "if":
+				add(file, sub, true, depth+1)
+			default:
+				add(file, sub, applies, depth+1)
 			}
 		}
 	}
 	for _, n := range nodes {
-		add(n.file, n.sch, 0)
+		add(n.file, n.sch, n.applies, 0)
 	}
 }
 
+// meets decides whether inst meets the if-schema cond, when cond is of a
+// form it reads (properties with const or enum, required); decided is
+// false otherwise, and for a document it has not (nil).
+func (s *Set) meets(file string, cond any, inst any) (met, decided bool) {
+	_, m := s.resolve(file, cond)
+	obj, isObj := inst.(map[string]any)
+	if m == nil || !isObj {
+		return false, false
+	}
+	met = true
+	for k, v := range m {
+		switch k {
+		case "$comment", "description":
+		case "required":
+			list, ok := v.([]any)
+			if !ok {
+				return false, false
+			}
+			for _, name := range list {
+				n, _ := name.(string)
+				if _, ok := obj[n]; !ok {
+					met = false
+				}
+			}
+		case "properties":
+			ps, ok := v.(map[string]any)
+			if !ok {
+				return false, false
+			}
+			for name, p := range ps {
+				pm, ok := p.(map[string]any)
+				if !ok {
+					return false, false
+				}
+				val, present := obj[name]
+				for pk, pv := range pm {
+					switch pk {
+					case "const":
+						if present && !sameScalar(val, pv) {
+							met = false
+						}
+					case "enum":
+						list, _ := pv.([]any)
+						if present && !slices.ContainsFunc(list, func(x any) bool { return sameScalar(val, x) }) {
+							met = false
+						}
+					default:
+						return false, false
+					}
+				}
+			}
+		default:
+			return false, false
+		}
+	}
+	return met, true
+}
+
+// sameScalar compares a document's value with a schema's string or
+// boolean constant (other values are never the same).
+func sameScalar(a, b any) bool {
+	switch b.(type) {
+	case string, bool:
+		return a == b
+	}
+	return false
+}
+
 // propertyNames are props' names, sorted, but for those no schema allows
-// (a property declared false, such as a nested record's own source).
+// (a property declared false, such as a nested record's own source) and
+// those a branch that applies to the document forbids (false in the then
+// of an if the document meets: score for the C-SSRS screener's items).
 func propertyNames(props map[string][]schemaNode) []string {
 	if len(props) == 0 {
 		return nil
 	}
 	names := make([]string, 0, len(props))
 	for name, nodes := range props {
+		if slices.ContainsFunc(nodes, func(n schemaNode) bool { return n.sch == false && n.applies }) {
+			continue
+		}
 		if slices.ContainsFunc(nodes, func(n schemaNode) bool { return n.sch != false }) {
 			names = append(names, name)
 		}

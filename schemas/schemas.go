@@ -132,7 +132,7 @@ func (s *Set) Validate(kind string, doc []byte) error {
 			"unknown record kind; the kinds are "+strings.Join(kinds, ", "))}}
 	}
 	if issues := checkJSON(doc, MaxDepth, MaxValues); len(issues) > 0 {
-		return &ValidationError{Kind: kind, Issues: normalize(s.shield(kind, issues))}
+		return &ValidationError{Kind: kind, Issues: normalize(s.shield(kind, nil, issues))}
 	}
 	dec := json.NewDecoder(bytes.NewReader(doc))
 	dec.UseNumber()
@@ -156,7 +156,7 @@ func (s *Set) Validate(kind string, doc []byte) error {
 	if len(issues) == 0 {
 		return nil
 	}
-	return &ValidationError{Kind: kind, Issues: normalize(s.shield(kind, issues))}
+	return &ValidationError{Kind: kind, Issues: normalize(s.shield(kind, v, issues))}
 }
 
 // integerLiterals reports integer-typed values written with a fraction or an

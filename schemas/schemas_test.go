@@ -787,3 +787,54 @@ func TestUnknownNamesNotRepeated(t *testing.T) {
 		})
 	}
 }
+
+// TestAllowedPropertiesByInstrument: the properties an unknown property's
+// message lists are those this record's instrument allows (its if/then
+// branches decided on the record): a C-SSRS screener's items have answers,
+// a PHQ-9's scores, and only the PHQ-9 has difficulty. An instrument the
+// schema does not know lists every branch's.
+func TestAllowedPropertiesByInstrument(t *testing.T) {
+	s := set(t)
+	doc := func(file, instrument string, stray func(m map[string]any)) []byte {
+		var m map[string]any
+		if err := json.Unmarshal(example(t, "assessment", file), &m); err != nil {
+			t.Fatal(err)
+		}
+		if instrument != "" {
+			m["instrument"] = instrument
+		}
+		stray(m)
+		b, _ := json.Marshal(m)
+		return b
+	}
+	inItem := func(m map[string]any) { m["items"].([]any)[0].(map[string]any)["zzz"] = 1 }
+	atTop := func(m map[string]any) { m["zzz"] = 1 }
+	for _, tc := range []struct {
+		name  string
+		doc   []byte
+		lists string
+		not   string
+	}{
+		{"C-SSRS item", doc("cssrs-screener-negative.json", "", inItem), "the properties items[0] may have are answer, number;", ""},
+		{"PHQ-9 item", doc("phq9-moderate.json", "", inItem), "the properties items[0] may have are number, score;", ""},
+		{"C-SSRS record", doc("cssrs-screener-negative.json", "", atTop), "the properties the record may have are ", "difficulty"},
+		{"PHQ-9 record", doc("phq9-moderate.json", "", atTop), "difficulty", ""},
+		{"unknown instrument", doc("phq9-moderate.json", "XYZ-1", inItem), "the properties items[0] may have are answer, number, score;", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var ve *ValidationError
+			if !errors.As(s.Validate("assessment", tc.doc), &ve) {
+				t.Fatalf("Validate accepted it")
+			}
+			var msg string
+			for _, is := range ve.Issues {
+				if is.Rule == RuleAdditionalProperty {
+					msg = is.Message + ";"
+				}
+			}
+			if !strings.Contains(msg, tc.lists) || (tc.not != "" && strings.Contains(msg, tc.not)) {
+				t.Errorf("message %q; want it to list %q, not %q", msg, tc.lists, tc.not)
+			}
+		})
+	}
+}

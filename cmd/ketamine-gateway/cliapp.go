@@ -53,6 +53,9 @@ func cliAppConfig(configFile, identifierBase string, withDestinations bool, gete
 // migrated as serve does. A database that cannot be opened exits 3.
 func openApp(ctx context.Context, acfg app.Config, name, db string, existing bool) (a *app.App, close func(), err error) {
 	var st store.Store
+	if err := checkDB(name, db); err != nil {
+		return nil, nil, err
+	}
 	if existing {
 		st, err = openExisting(ctx, name, db)
 	} else if st, err = openStore(ctx, db, false); err != nil {

@@ -140,14 +140,15 @@ func authConfigured(fc *fileConfig) bool {
 // returns nil for development mode (no clients, no external issuers). The
 // access-token signing secret comes from GATEWAY_TOKEN_SECRET (base64, at
 // least 32 bytes; the same on every replica) when set.
-func authServer(fc *fileConfig, getenv func(string) string, st store.Store) (*auth.Server, error) {
+func authServer(fc *fileConfig, getenv func(string) string, replay *replayCache) (*auth.Server, error) {
 	if !authConfigured(fc) {
 		return nil, nil
 	}
 	cfg := *fc.Auth
 	// Assertion jti values are remembered in the database: every replica
-	// refuses a replay any of them has seen.
-	cfg.Replay = replayCache{nonces: st}
+	// refuses a replay any of them has seen. The database is set in replay
+	// once it is open (serve checks the configuration first).
+	cfg.Replay = replay
 	if v := getenv("GATEWAY_TOKEN_SECRET"); v != "" {
 		secret, err := base64.StdEncoding.DecodeString(v)
 		if err != nil {
@@ -196,28 +197,33 @@ type destinationConfig struct {
 // destinations reads the delivery destinations from --config and/or
 // --ehr-url (one destination named "ehr" with the defaults).
 func destinations(fc *fileConfig, ehrURL string, getenv func(string) string) ([]delivery.Destination, error) {
-	var out []delivery.Destination
+	var from []string
+	var dests []delivery.Destination
 	for i, dc := range fc.Destinations {
+		where := fmt.Sprintf("--config: destinations[%d]", i)
 		d, err := dc.destination(getenv)
 		if err != nil {
-			return nil, fmt.Errorf("--config: destinations[%d]: %v", i, err)
+			return nil, fmt.Errorf("%s: %v", where, err)
 		}
-		out = append(out, d)
+		dests, from = append(dests, d), append(from, where)
 	}
 	if ehrURL != "" {
-		out = append(out, delivery.Destination{Name: "ehr", BaseURL: ehrURL})
+		dests, from = append(dests, delivery.Destination{Name: "ehr", BaseURL: ehrURL}), append(from, "--ehr-url")
 	}
 	seen := map[string]bool{}
-	for _, d := range out {
-		if err := d.Validate(); err != nil {
-			return nil, err // it names the destination
+	for i, d := range dests {
+		// Building the client checks what the worker will need (the base
+		// URL, TLS files, a SMART key) now, before serve opens the
+		// database: a refused configuration writes nothing.
+		if _, err := delivery.NewClient(d, delivery.ClientOptions{}); err != nil {
+			return nil, fmt.Errorf("%s: %v", from[i], err) // it names the destination
 		}
 		if seen[d.Name] {
-			return nil, fmt.Errorf("destination name %q is used twice", d.Name)
+			return nil, fmt.Errorf("%s: destination name %q is used twice", from[i], d.Name)
 		}
 		seen[d.Name] = true
 	}
-	return out, nil
+	return dests, nil
 }
 
 // destination converts one configured destination. A token may be given

@@ -56,15 +56,24 @@ func importCommand(ctx context.Context, args []string, getenv func(string) strin
 	if *deliver && ndests == 0 {
 		return usageError("import", "--deliver needs delivery destinations: --config FILE (or GATEWAY_EHR_URL)")
 	}
-	src, total, closeSrc, err := importSource(pos[0], stdin)
+	src, total, closeSrc, err := importSource(ctx, pos[0], stdin)
 	if err != nil {
 		return usageError("import", "%v", err)
 	}
 	defer closeSrc()
+	// Interrupted while the first line was awaited (a silent pipe), or
+	// while the database was opened: nothing was stored.
+	interrupted := &exitError{code: exitUnchecked, msg: "import interrupted after 0 records (none was stored); run it again to continue"}
+	if ctx.Err() != nil {
+		return interrupted
+	}
 	if err := checkReport(*reportFile); err != nil {
 		return usageError("import", "%v", err)
 	}
 	a, closeApp, err := openApp(ctx, acfg, "import", *db, false)
+	if err != nil && ctx.Err() != nil {
+		return interrupted
+	}
 	if err != nil {
 		return err
 	}
@@ -183,9 +192,9 @@ const maxRecord = 16 << 20
 // (standard input, a named pipe, a process substitution <(...)) whose
 // first line is "{" or "[" alone. A stream is read once, as it comes:
 // it cannot be counted first nor read again.
-func importSource(name string, stdin io.Reader) (bulk.Source, int64, func(), error) {
+func importSource(ctx context.Context, name string, stdin io.Reader) (bulk.Source, int64, func(), error) {
 	if name == "-" {
-		src, err := streamSource("standard input", stdin)
+		src, err := streamSource(ctx, "standard input", stdin)
 		return src, -1, func() {}, err
 	}
 	fi, err := os.Stat(name)
@@ -205,7 +214,7 @@ func importSource(name string, stdin io.Reader) (bulk.Source, int64, func(), err
 	}
 	if !fi.Mode().IsRegular() {
 		// A named pipe, a character device, a socket: no seeking.
-		src, err := streamSource(name, f)
+		src, err := streamSource(ctx, name, f)
 		if err != nil {
 			f.Close()
 			return nil, 0, nil, err
@@ -231,28 +240,22 @@ func importSource(name string, stdin io.Reader) (bulk.Source, int64, func(), err
 	return bulk.NDJSON(f, maxRecord), total, func() { f.Close() }, nil
 }
 
-// streamSource reads NDJSON from r, a stream named name, once.
-func streamSource(name string, r io.Reader) (bulk.Source, error) {
-	in := bufio.NewReaderSize(r, 64<<10)
+// streamSource reads NDJSON from r, a stream named name, once. A read
+// waiting for the stream's writer gives way when ctx is done (Ctrl-C).
+func streamSource(ctx context.Context, name string, r io.Reader) (bulk.Source, error) {
+	in := bufio.NewReaderSize(interruptible(ctx, r), 64<<10)
 	if what := firstLineShape(in); what != "" {
 		return nil, notNDJSON(name, what)
 	}
 	return bulk.NDJSON(in, maxRecord), nil
 }
 
-// firstLineShape is "object" or "array" when r's first line is "{" or "["
-// alone (the start of a pretty-printed JSON document, never an NDJSON
-// record), else "". It only peeks at r.
+// firstLineShape is bulk.Shape of r's first bytes: "array" for a JSON
+// array of records (on one line or several), "object" for a
+// pretty-printed record, else "". It only peeks at r.
 func firstLineShape(r *bufio.Reader) string {
 	head, _ := r.Peek(64)
-	line, _, _ := strings.Cut(string(head), "\n")
-	switch strings.TrimSpace(line) {
-	case "{":
-		return "object"
-	case "[":
-		return "array"
-	}
-	return ""
+	return bulk.Shape(head)
 }
 
 // documentShape is firstLineShape for a file, and also "object" or "array"
@@ -324,4 +327,60 @@ func describe(err error) string {
 		return issues[0].Message
 	}
 	return err.Error()
+}
+
+// interruptReader reads a stream in a goroutine of its own, so that a read
+// blocked on it (a pipe whose writer is slow or silent: a network stream,
+// ssh host cat) gives way when ctx is done: Read then returns ctx's error
+// and the import stops at once, as Ctrl-C asks. The goroutine ends at the
+// stream's end or error, or when the caller closes the stream (a named
+// pipe's read then returns); on standard input it may stay blocked until
+// the process exits.
+type interruptReader struct {
+	ctx  context.Context
+	ch   chan readChunk
+	rest []byte // what is left of the last chunk
+	err  error  // the stream's error, once met
+}
+
+type readChunk struct {
+	b   []byte
+	err error
+}
+
+func interruptible(ctx context.Context, r io.Reader) *interruptReader {
+	ir := &interruptReader{ctx: ctx, ch: make(chan readChunk)}
+	go func() {
+		for {
+			b := make([]byte, 64<<10)
+			n, err := r.Read(b)
+			select {
+			case ir.ch <- readChunk{b[:n], err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return ir
+}
+
+// Read implements io.Reader.
+func (ir *interruptReader) Read(p []byte) (int, error) {
+	for len(ir.rest) == 0 && ir.err == nil {
+		select {
+		case c := <-ir.ch:
+			ir.rest, ir.err = c.b, c.err
+		case <-ir.ctx.Done():
+			return 0, ir.ctx.Err()
+		}
+	}
+	if len(ir.rest) > 0 {
+		n := copy(p, ir.rest)
+		ir.rest = ir.rest[n:]
+		return n, nil
+	}
+	return 0, ir.err
 }

@@ -408,24 +408,36 @@ func TestServeExitCodes(t *testing.T) {
 	defer busy.Close()
 	dir := t.TempDir()
 	db := filepath.Join(dir, "kg.db")
+	// A refused configuration is found before the database is opened:
+	// nothing is created or migrated.
+	conf := func(body string) string { return writeTemp(t, "c.json", body) }
 	for _, tc := range []struct {
-		addr, db string
-		code     int
-		want     string
+		addr, db, config string
+		code             int
+		want             string
 	}{
-		{"nonsense", db, exitUsage, `--addr "nonsense" is malformed: give host:port`},
-		{"127.0.0.1:99999", db, exitUsage, `--addr "127.0.0.1:99999" has an invalid port`},
-		{"127.0.0.1:http", db, exitUsage, "has an invalid port"},
-		{busy.Addr().String(), db, exitUsage, "the address is in use"},
-		{"127.0.0.1:0", filepath.Join(dir, "no", "such", "dir", "kg.db"), exitUnchecked, "could not open or create the database"},
+		{"nonsense", db, "", exitUsage, `--addr "nonsense" is malformed: give host:port`},
+		{"127.0.0.1:99999", db, "", exitUsage, `--addr "127.0.0.1:99999" has an invalid port`},
+		{"127.0.0.1:http", db, "", exitUsage, "has an invalid port"},
+		{busy.Addr().String(), db, "", exitUsage, "the address is in use"},
+		{"127.0.0.1:0", db, conf(`{"destinations":[{"name":"x","baseUrl":"http://10.0.0.1/fhir"}]}`), exitUsage,
+			`--config: destinations[0]: destination "x": base URL: http is only allowed to a loopback host`},
+		{"127.0.0.1:0", db, conf(`{"auth":{"clients":[{"id":"a"}]}}`), exitUsage, "--config: auth: auth config: tokenUrl is missing"},
+		{"127.0.0.1:0", db, conf(`{"console":{"traceUrl":"ftp://x"}}`), exitUsage, "--config: console: traceUrl"},
+		{"127.0.0.1:0", db, conf(`{"safety":{"tenants":{"clinic-typo":{}}}}`), exitUsage, "safety.tenants.clinic-typo"},
+		{"127.0.0.1:0", filepath.Join(dir, "no", "such", "dir", "kg.db"), "", exitUnchecked, "could not open or create the database"},
 	} {
-		_, stderr, code := cli(t, "", "serve", "--addr", tc.addr, "--db", tc.db)
+		args := []string{"serve", "--addr", tc.addr, "--db", tc.db}
+		if tc.config != "" {
+			args = append(args, "--config", tc.config)
+		}
+		_, stderr, code := cli(t, "", args...)
 		if code != tc.code || !strings.Contains(stderr, tc.want) {
 			t.Errorf("serve --addr %s --db %s: exit %d, stderr %q; want %d %q", tc.addr, tc.db, code, stderr, tc.code, tc.want)
 		}
-	}
-	if _, err := os.Stat(db); !os.IsNotExist(err) {
-		t.Errorf("a serve that could not listen created its database: %v", err)
+		if _, err := os.Stat(db); !os.IsNotExist(err) {
+			t.Fatalf("serve %v, refused, created its database: %v", args, err)
+		}
 	}
 }
 
@@ -568,6 +580,9 @@ func TestDeliveriesCommand(t *testing.T) {
 		{[]string{"deliveries", "list", "--destination", "ehr", "--db", db}, 0, `"recordId": "r"`},
 		{[]string{"deliveries", "replay", "--destination", "ehr", "--db", db}, exitUsage, "needs --destination and --since"},
 		{[]string{"deliveries", "replay", "--destination", "ehr", "--since", "1h", "--db", db}, 0, `"replayed": `},
+		// A since in the future (a mistyped year) would find nothing.
+		{[]string{"deliveries", "replay", "--destination", "ehr", "--since", "2099-01-01", "--db", db}, exitUsage, "--since is in the future"},
+		{[]string{"deliveries", "list", "--since", "2099-01-01", "--db", db}, exitUsage, "--since is in the future"},
 	}
 	for _, tc := range tests {
 		wantCLI(t, tc.args, tc.code, tc.out)
@@ -725,5 +740,36 @@ func TestSearchSection(t *testing.T) {
 		if got := clientIDsSafe(&tc.fc); got != tc.safe {
 			t.Errorf("clientIDsSafe(%s) = %v, want %v", name, got, tc.safe)
 		}
+	}
+}
+
+// TestKeywordDSNRefused: a libpq keyword/value connection string as --db
+// is refused (exit 2, pointing to the postgres:// URL form) by every
+// command that opens the database, before anything is created, and the
+// message never repeats it (it holds a password).
+func TestKeywordDSNRefused(t *testing.T) {
+	t.Chdir(t.TempDir()) // where a SQLite file named after it would be created
+	dsn := "host=127.0.0.1 port=1 user=kguser password=S3cretPW dbname=kgdb"
+	for _, args := range [][]string{
+		// (a malformed --addr, checked after --db, keeps serve from
+		// serving should --db be taken)
+		{"serve", "--addr", "nonsense", "--db", dsn},
+		{"audit", "verify", "--db", dsn},
+		{"lineage", "--db", dsn, "--source", "s", "--record", "r"},
+		{"deliveries", "list", "--db", dsn},
+		{"reindex", "--db", dsn},
+		{"import", "--kind", "vitals", "--db", dsn, "-"},
+		{"serve", "--addr", "nonsense", "--db", "dbname=kgdb"},
+	} {
+		_, stderr, code := cli(t, "", args...)
+		if code != exitUsage || !strings.Contains(stderr, "postgres://USER@HOST:PORT/DBNAME") || strings.Contains(stderr, "S3cretPW") || strings.Contains(stderr, "kguser") {
+			t.Errorf("%v: exit %d, stderr %q; want %d, the URL form, no value", args[:2], code, stderr, exitUsage)
+		}
+		if _, err := os.Stat(args[len(args)-1]); err == nil {
+			t.Errorf("%v: created a file named after the connection string", args[:2])
+		}
+	}
+	if _, err := os.Stat(dsn); err == nil {
+		t.Errorf("a file named after the connection string was created")
 	}
 }

@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
+	"os"
 	"slices"
 	"strings"
 
@@ -125,6 +128,29 @@ func unknownSafetyTenants(fc *fileConfig, stored []string) (unknown []string, kn
 // has an override for a tenant no record can be written for
 // (unknownSafetyTenants); the database's tenants are read only when there
 // is such an override.
+// checkSafetyTenantsFirst checks the safety section's tenants before the
+// database is opened, when it can: against the configuration alone, and a
+// SQLite file that does not exist yet holds no tenant. Otherwise
+// checkSafetyTenants checks them against the opened database.
+func checkSafetyTenantsFirst(fc *fileConfig, db string) error {
+	if fc.Safety == nil || len(fc.Safety.Tenants) == 0 || strings.Contains(db, "://") {
+		return nil
+	}
+	if _, err := os.Stat(db); !errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	return safetyTenantsError(fc, nil)
+}
+
+func safetyTenantsError(fc *fileConfig, stored []string) error {
+	if unknown, known := unknownSafetyTenants(fc, stored); len(unknown) > 0 {
+		return &exitError{code: exitUsage, msg: fmt.Sprintf("--config: safety.tenants.%s: no client belongs to this tenant, "+
+			"no external issuer names it and no record of it is stored, so its thresholds would never apply "+
+			"(a misspelt tenant?); the tenants are: %s", unknown[0], known)}
+	}
+	return nil
+}
+
 func checkSafetyTenants(ctx context.Context, fc *fileConfig, st store.Store) error {
 	if fc.Safety == nil || len(fc.Safety.Tenants) == 0 {
 		return nil
@@ -133,10 +159,5 @@ func checkSafetyTenants(ctx context.Context, fc *fileConfig, st store.Store) err
 	if err != nil {
 		return &exitError{code: exitUnchecked, msg: fmt.Sprintf("serve: %v", err)}
 	}
-	if unknown, known := unknownSafetyTenants(fc, stored); len(unknown) > 0 {
-		return &exitError{code: exitUsage, msg: fmt.Sprintf("--config: safety.tenants.%s: no client belongs to this tenant, "+
-			"no external issuer names it and no record of it is stored, so its thresholds would never apply "+
-			"(a misspelt tenant?); the tenants are: %s", unknown[0], known)}
-	}
-	return nil
+	return safetyTenantsError(fc, stored)
 }

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -101,8 +102,28 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return &exitError{code: exitUsage, msg: err.Error()}
 	}
+	if err := checkDB("serve", cfg.db); err != nil {
+		return err
+	}
 	if err := checkAddr(cfg.addr); err != nil {
 		return usageError("serve", "%v", err)
+	}
+	// The whole configuration is checked before the database is opened:
+	// a refused start creates and migrates nothing.
+	replay := &replayCache{}
+	authn, err := authServer(fc, getenv, replay)
+	if err != nil {
+		return &exitError{code: exitUsage, msg: err.Error()}
+	}
+	dests, err := destinations(fc, cfg.ehrURL, getenv)
+	if err != nil {
+		return &exitError{code: exitUsage, msg: err.Error()}
+	}
+	if err := checkConsole(fc, authn != nil); err != nil {
+		return &exitError{code: exitUsage, msg: err.Error()}
+	}
+	if err := checkSafetyTenantsFirst(fc, cfg.db); err != nil {
+		return err
 	}
 	if !authConfigured(fc) && !loopback(cfg.addr) {
 		return &exitError{code: exitUsage, msg: fmt.Sprintf("refusing to serve on %s without authentication: "+
@@ -149,14 +170,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err := checkSafetyTenants(ctx, fc, st); err != nil {
 		return err
 	}
-	authn, err := authServer(fc, getenv, st)
-	if err != nil {
-		return &exitError{code: exitUsage, msg: err.Error()}
-	}
-	dests, err := destinations(fc, cfg.ehrURL, getenv)
-	if err != nil {
-		return &exitError{code: exitUsage, msg: err.Error()}
-	}
+	replay.nonces = st
 	metrics, err := telemetry.NewMetrics(tel.MeterProvider())
 	if err != nil {
 		return err
@@ -332,6 +346,18 @@ func webConsole(fc *fileConfig, authenticated bool, a *app.App, logger *slog.Log
 	return c, nil
 }
 
+// checkConsole checks the console's settings as webConsole will use them,
+// before the database is opened.
+func checkConsole(fc *fileConfig, authenticated bool) error {
+	if fc.Console == nil || (fc.Console.Issuer == "" && authenticated) {
+		return nil
+	}
+	if err := fc.Console.Check(); err != nil {
+		return fmt.Errorf("--config: %v", err)
+	}
+	return nil
+}
+
 // openStore opens the database named by --db: a postgres:// or
 // postgresql:// URL selects PostgreSQL (pool and timeouts from the URL's
 // query, see package postgres), anything else is a SQLite file path (the
@@ -353,10 +379,31 @@ func openStore(ctx context.Context, db string, existing bool) (store.Store, erro
 	return st, nil
 }
 
+// libpqKeyword matches a keyword=value pair of a libpq connection string
+// ("host=db user=k password=... dbname=ketamine").
+var libpqKeyword = regexp.MustCompile(`(^|\s)(host|hostaddr|port|dbname|user|password|passfile|sslmode|service|connect_timeout|options|application_name)\s*=`)
+
+// checkDB refuses a --db that is a PostgreSQL keyword/value connection
+// string: taken as a SQLite file path it would create a file named after
+// it, password included, and name it in the log. The value is not
+// repeated: it may hold a password.
+func checkDB(name, db string) error {
+	if strings.Contains(db, "://") || !libpqKeyword.MatchString(db) {
+		return nil
+	}
+	return &exitError{code: exitUsage, msg: fmt.Sprintf("%s: --db (or GATEWAY_DB) looks like a PostgreSQL keyword/value "+
+		"connection string (host=... dbname=...), which the gateway does not take: give a URL, "+
+		"postgres://USER@HOST:PORT/DBNAME?sslmode=..., with the password in PGPASSWORD or ~/.pgpass "+
+		"(docs/deployment.md), or the path of a SQLite file", name)}
+}
+
 // openExisting opens the database a read-only command reads: one the
 // gateway set up (serve creates and migrates it). Anything else is exit 3
 // (could not check), naming where it looked; nothing is created.
 func openExisting(ctx context.Context, name, db string) (store.Store, error) {
+	if err := checkDB(name, db); err != nil {
+		return nil, err
+	}
 	st, err := openStore(ctx, db, true)
 	switch {
 	case errors.Is(err, store.ErrNoDatabase):

@@ -24,6 +24,7 @@ func TestNewServerRejectsBadConfig(t *testing.T) {
 		edit    func(t *testing.T, cfg *Config)
 		wantErr string
 	}{
+		{"token URL missing", func(t *testing.T, c *Config) { c.TokenURL = "" }, "tokenUrl is missing"},
 		{"token URL relative", func(t *testing.T, c *Config) { c.TokenURL = "/auth/token" }, "tokenUrl"},
 		{"token URL http", func(t *testing.T, c *Config) { c.TokenURL = "http://gateway.example/auth/token" }, "tokenUrl"},
 		{"TTL too long", func(t *testing.T, c *Config) { c.TokenTTL = 6 * time.Minute }, "tokenTTL"},

@@ -54,6 +54,10 @@ type registeredClient struct {
 // as its issuer, or has a JWKS URL that is not https. It does not contact
 // external issuers.
 func NewServer(cfg Config) (*Server, error) {
+	if cfg.TokenURL == "" {
+		return nil, errors.New("auth config: tokenUrl is missing: set it to the gateway's token endpoint as clients " +
+			"reach it, e.g. https://gateway.example/auth/token (it is the audience of their assertions)")
+	}
 	if err := checkTokenURL(cfg.TokenURL); err != nil {
 		return nil, fmt.Errorf("auth config: tokenUrl: %w", err)
 	}

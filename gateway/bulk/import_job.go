@@ -53,6 +53,16 @@ type ImportResult struct {
 	Report string `json:"report,omitempty"`
 }
 
+// errNotNDJSON refuses a body that is one JSON document (Shape), as the
+// import command does, before any record is read.
+var errNotNDJSON = map[string]error{
+	"array": outcome.New(outcome.Invalid, "invalid", "import-not-ndjson", "the body looks like one JSON array, not NDJSON "+
+		"(one record per line): put one record per line, e.g. jq -c '.[]' FILE > records.ndjson; nothing was imported"),
+	"object": outcome.New(outcome.Invalid, "invalid", "import-not-ndjson", "the body looks like one JSON document spread "+
+		"over several lines, not NDJSON (one record per line): compact each record to one line, e.g. "+
+		"jq -c . FILE > records.ndjson; nothing was imported"),
+}
+
 var errImportEmpty = outcome.New(outcome.Invalid, "invalid", "import-empty", "the body holds no records: send one native record per line (NDJSON)")
 
 // SubmitImport stores body, NDJSON native records of kind (at most limit
@@ -98,6 +108,11 @@ func (s *Service) upload(ctx context.Context, id string, body io.Reader, limit i
 	for {
 		n, err := io.ReadFull(body, buf)
 		if n > 0 {
+			if part == 0 {
+				if err := errNotNDJSON[Shape(buf[:n])]; err != nil {
+					return 0, err
+				}
+			}
 			total += int64(n)
 			if total > limit {
 				return 0, outcome.New(outcome.TooLarge, "too-costly", "import-too-large",

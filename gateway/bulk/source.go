@@ -174,3 +174,19 @@ func (d *dirSource) Next() (Record, error) {
 	}
 	return Record{File: name, Body: body}, nil
 }
+
+// Shape says what the start of an import's input, head (its first bytes),
+// looks like when it is not NDJSON: "array" when its first non-blank
+// character opens a JSON array (a native record is always an object, so
+// such input is an array of records, on one line or several), "object"
+// when its first line is "{" alone (a pretty-printed record), else "".
+func Shape(head []byte) string {
+	line, _, _ := bytes.Cut(head, []byte("\n"))
+	if string(bytes.TrimSpace(line)) == "{" {
+		return "object"
+	}
+	if bytes.HasPrefix(bytes.TrimLeft(head, " \t\r\n\ufeff"), []byte("[")) {
+		return "array"
+	}
+	return ""
+}

@@ -35,7 +35,8 @@ const (
 )
 
 // dateLayouts are what the form's date and datetime-local inputs send.
-var dateLayouts = []string{"2006-01-02", "2006-01-02T15:04", "2006-01-02T15:04:05"}
+// An RFC 3339 time (what the API and the CLI take) is read too.
+var dateLayouts = []string{"2006-01-02", "2006-01-02T15:04", "2006-01-02T15:04:05", time.RFC3339Nano}
 
 // parseDate reads a form date ("" zero).
 func parseDate(v string) (time.Time, bool) {

@@ -30,13 +30,36 @@ type deliveriesData struct {
 	Rows                 []operator.View
 	Page, Prev, Next     int
 	ReplaySince, Checked string
+	// ReplayDest and ReplaySince are the replay form's values: a default
+	// start time, or what was sent, shown again with ReplayErrors (by
+	// field: destination, since) when it was refused.
+	ReplayDest   string
+	ReplayErrors map[string]string
+}
+
+// ReplayErrorList is ReplayErrors in the form's order, for the summary
+// above it.
+func (d deliveriesData) ReplayErrorList() []string {
+	var out []string
+	for _, k := range []string{"destination", "since"} {
+		if m, ok := d.ReplayErrors[k]; ok {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // deliveries lists deliveries by status and destination, with each
 // destination's backlog (now and over the last hours) and readiness.
 func (c *Console) deliveries(rq *request) error {
+	return c.deliveriesPage(rq, deliveriesData{})
+}
+
+// deliveriesPage renders the deliveries page; d holds the replay form's
+// values and errors when it was refused.
+func (c *Console) deliveriesPage(rq *request, d deliveriesData) error {
 	q := rq.r.URL.Query()
-	d := deliveriesData{Status: q.Get("status"), Destination: q.Get("destination"), Statuses: statuses}
+	d.Status, d.Destination, d.Statuses = q.Get("status"), q.Get("destination"), statuses
 	if d.Status != "" && !slices.Contains(statuses, d.Status) {
 		return outcome.New(outcome.Invalid, "invalid", "parameter-invalid", "status: choose one of the listed statuses")
 	}
@@ -71,7 +94,9 @@ func (c *Console) deliveries(rq *request) error {
 		d.Prev = d.Page - 1
 	}
 	d.Rows = rows
-	d.ReplaySince = now.Add(-time.Hour).UTC().Format("2006-01-02T15:04")
+	if d.ReplayErrors == nil {
+		d.ReplaySince = now.Add(-time.Hour).UTC().Format("2006-01-02T15:04")
+	}
 	rq.sc.Description = fmt.Sprintf("console deliveries: %d listed", len(rows))
 	return rq.render("deliveries", "Deliveries", d)
 }
@@ -193,9 +218,20 @@ type replayData struct{ Destination, Since string }
 // confirmation page.
 func (c *Console) replay(rq *request) error {
 	dest, since := rq.r.PostFormValue("destination"), rq.r.PostFormValue("since")
-	t, ok := parseDate(since)
-	if !plainText(dest) || dest == "" || !ok || t.IsZero() {
-		return outcome.New(outcome.Invalid, "required", "parameter-missing", "a replay needs a destination and a start time")
+	t, bad, err := c.checkReplay(rq, dest, since)
+	if err != nil {
+		return err
+	}
+	if len(bad) > 0 {
+		// The deliveries page again, with what was typed and each error at
+		// its field; nothing replayed. The rule is the API's for the same
+		// parameters.
+		rq.status = 400
+		rq.sc.Rules = []string{"parameter-invalid"}
+		if dest == "" || since == "" {
+			rq.sc.Rules = []string{"parameter-missing"}
+		}
+		return c.deliveriesPage(rq, deliveriesData{ReplayDest: dest, ReplaySince: since, ReplayErrors: bad})
 	}
 	if rq.r.PostFormValue("confirm") != "yes" {
 		rq.sc.Interaction = "" // only the question: nothing read or changed
@@ -208,4 +244,29 @@ func (c *Console) replay(rq *request) error {
 	rq.sc.Description = fmt.Sprintf("console replay: %d deliveries", n)
 	rq.sess.setFlash(fmt.Sprintf("%d deliveries to %s are queued again.", n, dest))
 	return rq.seeOther(Prefix + "/deliveries")
+}
+
+// checkReplay checks the replay form with the operator's rules (those of
+// the API and the CLI): a message per malformed or missing field (its label
+// and what is wanted, never the value), and the start time.
+func (c *Console) checkReplay(rq *request, dest, since string) (time.Time, map[string]string, error) {
+	bad := map[string]string{}
+	if dest == "" || !plainText(dest) {
+		bad["destination"] = "Destination: choose one of the listed destinations"
+	} else if err := c.app.Operator.CheckFilter(rq.ctx(), store.DeliveryFilter{Destination: dest}); err != nil {
+		if kind, _ := outcome.From(err); kind != outcome.Invalid {
+			return time.Time{}, nil, err
+		}
+		bad["destination"] = "Destination: choose one of the listed destinations (it names none)"
+	}
+	t, ok := parseDate(since)
+	switch {
+	case since == "":
+		bad["since"] = "Since: a start time is needed, a date and time like 2026-11-25T08:00 (UTC)"
+	case !ok:
+		bad["since"] = "Since: a date and time like 2026-11-25T08:00 (UTC), or an RFC 3339 time"
+	case c.app.Operator.CheckSince(t) != nil:
+		bad["since"] = "Since: the time is in the future, so no delivery was created after it (check the year)"
+	}
+	return t, bad, nil
 }

@@ -47,6 +47,11 @@ type Settings struct {
 	sessionTTL time.Duration
 }
 
+// Check reports what New would refuse in the settings (a malformed
+// sessionTTL, traceUrl, issuer or redirectUrl, a missing clientId), so that
+// a caller can check its configuration before it builds the application.
+func (s Settings) Check() error { return s.normalise() }
+
 // normalise checks the settings and fills in the defaults.
 func (s *Settings) normalise() error {
 	s.sessionTTL = 8 * time.Hour

@@ -159,7 +159,7 @@ func (s *Service) Retry(ctx context.Context, tenant string, id int64) error {
 }
 
 // Replay enqueues again every delivery to dest created at or after since
-// and returns how many. It re-sends every tenant's records, so only an
+// and returns how many. A since in the future is Invalid (CheckSince). It re-sends every tenant's records, so only an
 // all-tenant operator (or the default tenant, development mode) may.
 func (s *Service) Replay(ctx context.Context, tenant, dest string, since time.Time) (int, error) {
 	if dest == "" || since.IsZero() {
@@ -167,6 +167,9 @@ func (s *Service) Replay(ctx context.Context, tenant, dest string, since time.Ti
 	}
 	if tenant != "" && tenant != search.AllTenants {
 		return 0, outcome.New(outcome.Forbidden, "forbidden", "tenant-replay", "a replay re-sends every tenant's records; it needs an all-tenant operator")
+	}
+	if err := s.CheckSince(since); err != nil {
+		return 0, err
 	}
 	if err := s.checkDestination(ctx, dest); err != nil {
 		return 0, err

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
@@ -69,10 +70,13 @@ func (s *Service) checkDestination(ctx context.Context, dest string) error {
 }
 
 // CheckFilter returns the ParamInvalid error of the first parameter of f
-// that is out of range or names nothing: CheckValues, then a destination
-// not in Destinations.
+// that is out of range or names nothing: CheckValues, a since in the future
+// (CheckSince), then a destination not in Destinations.
 func (s *Service) CheckFilter(ctx context.Context, f store.DeliveryFilter) error {
 	if err := CheckValues(f); err != nil {
+		return err
+	}
+	if err := s.CheckSince(f.Since); err != nil {
 		return err
 	}
 	if f.Destination != "" {
@@ -106,6 +110,17 @@ func CheckValues(f store.DeliveryFilter) error {
 		// An inverted (or empty) range matches nothing: most likely the
 		// two were swapped.
 		return ParamInvalid("until must be later than since (since is the start of the range, until its end)")
+	}
+	return nil
+}
+
+// CheckSince refuses a since (of a list or a replay) later than now: no
+// delivery was created after it, so the answer would be an empty list or
+// "nothing to replay" that hides a mistyped year. As $export refuses a
+// _since in the future.
+func (s *Service) CheckSince(since time.Time) error {
+	if since.After(s.now()) {
+		return ParamInvalid("since is in the future: no delivery was created after it (check the year)")
 	}
 	return nil
 }

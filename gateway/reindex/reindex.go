@@ -98,6 +98,10 @@ type Report struct {
 	// BuildIndexVersion).
 	IndexVersion      int `json:"indexVersion"`
 	BuildIndexVersion int `json:"buildIndexVersion"`
+	// Note says, when a finished pass left IndexVersion below
+	// BuildIndexVersion, why it did not record the version and what
+	// records it (the start-up warning stays until then).
+	Note string `json:"note,omitempty"`
 
 	// After is the last resource checked: where the pass goes on.
 	After store.ResourceKey `json:"-"`
@@ -156,7 +160,32 @@ func Pass(ctx context.Context, st store.Reindexer, opts Options, rep *Report, ba
 		return err
 	}
 	rep.IndexVersion = v
+	rep.Note = ""
+	if v < search.IndexVersion {
+		rep.Note = unrecordedNote(opts, rep)
+	}
 	return nil
+}
+
+// unrecordedNote says why a finished pass of opts did not record this
+// build's index version, and what to run instead.
+func unrecordedNote(opts Options, rep *Report) string {
+	const run = "run 'ketamine-gateway reindex --db ...' beside the gateway (every tenant, every type), " +
+		"or POST /admin/reindex as an operator of every tenant"
+	switch {
+	case opts.DryRun:
+		return "a dry run records nothing: the index version is recorded by a pass that rewrites the rows; " + run
+	case opts.Tenant != search.AllTenants:
+		return "this pass covered one tenant's resources only (an operator bound to a tenant; in development mode " +
+			"the client is bound to the default tenant), so it did not record the index version and the start-up " +
+			"warning stays; " + run
+	case opts.Type != "":
+		return "this pass covered one resource type only, so it did not record the index version; " + run
+	case rep.UnreadableCount > 0:
+		return fmt.Sprintf("%d resources could not be read (see unreadable), so the index version was not recorded; "+
+			"it is recorded by a pass that reads every resource", rep.UnreadableCount)
+	}
+	return ""
 }
 
 // KindReindex is the kind of the reindex jobs.

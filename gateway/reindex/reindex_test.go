@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -99,11 +100,26 @@ func TestPassResumes(t *testing.T) {
 func TestPassPartial(t *testing.T) {
 	ctx := context.Background()
 	st := stale(t, 2)
-	for _, opts := range []Options{{Tenant: search.AllTenants, DryRun: true}, {Tenant: search.AllTenants, Type: "Observation"}, {Tenant: ""}} {
+	for _, tc := range []struct {
+		opts Options
+		note string // why, in the result
+	}{
+		{Options{Tenant: search.AllTenants, DryRun: true}, "a dry run records nothing"},
+		{Options{Tenant: search.AllTenants, Type: "Observation"}, "one resource type only"},
+		// Development mode's client is bound to the default tenant.
+		{Options{Tenant: ""}, "one tenant's resources only"},
+	} {
 		var rep Report
-		if err := Pass(ctx, st, opts, &rep, nil); err != nil || rep.IndexVersion != 1 {
-			t.Errorf("%+v: %v, index version %d; want 1", opts, err, rep.IndexVersion)
+		if err := Pass(ctx, st, tc.opts, &rep, nil); err != nil || rep.IndexVersion != 1 {
+			t.Errorf("%+v: %v, index version %d; want 1", tc.opts, err, rep.IndexVersion)
 		}
+		if !strings.Contains(rep.Note, tc.note) || !strings.Contains(rep.Note, "ketamine-gateway reindex") {
+			t.Errorf("%+v: note %q, want it to say %q and what to run", tc.opts, rep.Note, tc.note)
+		}
+	}
+	var rep Report
+	if err := Pass(ctx, st, Options{Tenant: search.AllTenants}, &rep, nil); err != nil || rep.IndexVersion != search.IndexVersion || rep.Note != "" {
+		t.Errorf("complete pass: %v, index version %d, note %q; want %d and no note", err, rep.IndexVersion, rep.Note, search.IndexVersion)
 	}
 }
 

@@ -222,3 +222,57 @@ func noPHI(t *testing.T, ctx context.Context) {
 		}
 	}
 }
+
+// TestDeliveryReplayRefusesInvalidForm: the deliveries page's "Replay"
+// form with a start that is not a time, or one in the future (a mistyped
+// year), is shown again (400) with what the person typed and the error at
+// that field, the destination kept and not blamed, as the mapping replay
+// form does; nothing is replayed (no confirmation asked).
+func TestDeliveryReplayRefusesInvalidForm(t *testing.T) {
+	ctx := browser(t)
+	e := newEHR(t, false)
+	g := start(t, "--ehr-url", e.URL)
+	g.ingest(t, "assessment", "phq9-moderate.json") // the page offers a replay to a destination with deliveries
+	g.waitDelivery(t, "done")
+
+	for _, tc := range []struct {
+		name, alter, want, kept string
+	}{
+		{"since not a time", `const s = document.querySelector("#rp-since"); s.type = "text"; s.value = "garbage"; true`,
+			"Since: a date and time like", "garbage"},
+		{"since in the future", `document.querySelector("#rp-since").value = "2099-01-01T00:00"; true`,
+			"Since: the time is in the future", "2099-01-01T00:00"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			run(t, ctx, "open the deliveries page",
+				chromedp.Navigate(g.base+"/console/deliveries"),
+				chromedp.WaitVisible(chromedp.CSS("#rp-since")))
+			eval[bool](t, ctx, tc.alter)
+			run(t, ctx, "send the form",
+				chromedp.Click(chromedp.CSS("section[aria-labelledby=h-replay] button[type=submit]")),
+				chromedp.WaitVisible(chromedp.CSS("#replay-errors")))
+			if s := text(t, ctx, "#replay-errors"); !strings.Contains(s, tc.want) {
+				t.Errorf("the errors say %q, want %q", s, tc.want)
+			}
+			described := eval[string](t, ctx, `(() => { const f = document.querySelector("#rp-since");
+  if (f.getAttribute("aria-invalid") !== "true") return "";
+  const e = document.getElementById(f.getAttribute("aria-describedby")); return e ? e.innerText : ""; })()`)
+			if !strings.Contains(described, tc.want) {
+				t.Errorf("#rp-since is described by %q, want it marked invalid with %q", described, tc.want)
+			}
+			if n := eval[int](t, ctx, `document.querySelectorAll("section[aria-labelledby=h-replay] [aria-invalid=true]").length`); n != 1 {
+				t.Errorf("%d fields are marked invalid, want only #rp-since", n)
+			}
+			if got := eval[string](t, ctx, `document.querySelector("#rp-since").value`); got != tc.kept {
+				t.Errorf("#rp-since shows %q again, want %q as typed", got, tc.kept)
+			}
+			if got := eval[string](t, ctx, `document.querySelector("#rp-dest").value`); got != "ehr" {
+				t.Errorf("#rp-dest shows %q, want ehr kept", got)
+			}
+			if strings.Contains(eval[string](t, ctx, `document.body.innerText`), "Yes, replay") {
+				t.Errorf("a refused form asks for the confirmation")
+			}
+			checkLabels(t, ctx)
+		})
+	}
+}
