@@ -257,10 +257,10 @@ func (l *Log) records(sc *Scope, status int) []audit.Record {
 
 // record builds sc's AuditEvent record.
 func (l *Log) record(sc *Scope, status int) audit.Record {
-	entities := sc.entities
+	entities := sc.entities.list
 	if sc.covered != nil {
-		entities = make([]audit.Entity, 0, len(sc.entities))
-		for _, e := range sc.entities {
+		entities = make([]audit.Entity, 0, len(sc.entities.list))
+		for _, e := range sc.entities.list {
 			if !sc.covered[e] {
 				entities = append(entities, e)
 			}
@@ -277,7 +277,7 @@ func (l *Log) record(sc *Scope, status int) audit.Record {
 	return audit.Record{
 		ID: store.NewID(), Recorded: l.now(), Interaction: sc.Interaction, Status: status,
 		ClientID: sc.ClientID, ClientAddr: sc.Addr, Observer: l.observer, Tenant: sc.Tenant,
-		Patients: sc.patients, Entities: entities, Identified: sc.identified, Action: sc.action,
+		Patients: sc.patients.list, Entities: entities, Identified: sc.identified, Action: sc.action,
 		RequestID: sc.RequestID, TraceID: sc.TraceID, Description: desc,
 	}
 }

@@ -53,21 +53,18 @@ type Scope struct {
 	// description in the record).
 	Rules []string
 
-	entities []audit.Entity
-	// entitySet indexes entities once they are many.
-	entitySet map[audit.Entity]bool
+	// entities are the resource versions the request touched, patients
+	// the patients it concerned, each once.
+	entities once[audit.Entity]
 	// identified are the things named by identifier (a source record, a
 	// delivery); action is AuditEvent.action when not the interaction's.
 	identified []audit.Identified
 	action     string
 	// covered are the versions a Provenance of this request lists: the
 	// AuditEvent names that Provenance instead of each of them.
-	covered  map[audit.Entity]bool
-	patients []string
-	// patientSet indexes patients once they are many (a downloaded
-	// export file names thousands).
-	patientSet map[string]bool
-	committed  bool
+	covered   map[audit.Entity]bool
+	patients  once[string]
+	committed bool
 }
 
 // NewScope returns the scope of a request by p (nil: not yet
@@ -124,23 +121,34 @@ func (sc *Scope) refer(e audit.Entity) { sc.entity(e) }
 
 // entity records an entity once: a request that reads a resource many
 // times (a batch of searches that overlap) names it once.
-func (sc *Scope) entity(e audit.Entity) {
+func (sc *Scope) entity(e audit.Entity) { sc.entities.add(e) }
+
+// once holds values in the order first added, each once; a set indexes
+// them once they are many (a downloaded export file names thousands of
+// patients, a batch of searches as many resources).
+type once[T comparable] struct {
+	list []T
+	set  map[T]bool
+}
+
+// add adds v unless it is held.
+func (o *once[T]) add(v T) {
 	switch {
-	case sc.entitySet != nil:
-		if sc.entitySet[e] {
+	case o.set != nil:
+		if o.set[v] {
 			return
 		}
-		sc.entitySet[e] = true
-	case slices.Contains(sc.entities, e):
+		o.set[v] = true
+	case slices.Contains(o.list, v):
 		return
-	case len(sc.entities) >= 32:
-		sc.entitySet = make(map[audit.Entity]bool, 2*len(sc.entities))
-		for _, x := range sc.entities {
-			sc.entitySet[x] = true
+	case len(o.list) >= 32:
+		o.set = make(map[T]bool, 2*len(o.list))
+		for _, x := range o.list {
+			o.set[x] = true
 		}
-		sc.entitySet[e] = true
+		o.set[v] = true
 	}
-	sc.entities = append(sc.entities, e)
+	o.list = append(o.list, v)
 }
 
 // cover records that a Provenance lists targets.
@@ -156,22 +164,7 @@ func (sc *Scope) cover(targets []audit.Entity) {
 // patient records patients the request concerned, once each.
 func (sc *Scope) patient(refs ...string) {
 	for _, p := range refs {
-		switch {
-		case sc.patientSet != nil:
-			if sc.patientSet[p] {
-				continue
-			}
-			sc.patientSet[p] = true
-		case slices.Contains(sc.patients, p):
-			continue
-		case len(sc.patients) >= 32:
-			sc.patientSet = make(map[string]bool, 2*len(sc.patients))
-			for _, q := range sc.patients {
-				sc.patientSet[q] = true
-			}
-			sc.patientSet[p] = true
-		}
-		sc.patients = append(sc.patients, p)
+		sc.patients.add(p)
 	}
 }
 
@@ -200,14 +193,14 @@ func (sc *Scope) NameRecord(system, recordID string) {
 func (sc *Scope) SetAction(action string) { sc.action = action }
 
 // Patients returns the patients recorded so far.
-func (sc *Scope) Patients() []string { return sc.patients }
+func (sc *Scope) Patients() []string { return sc.patients.list }
 
 // Identified returns what was named by identifier so far.
 func (sc *Scope) Identified() []audit.Identified { return sc.identified }
 
 // Reset forgets what a rolled-back transaction attempt recorded.
 func (sc *Scope) Reset() {
-	sc.entities, sc.entitySet, sc.patients, sc.patientSet, sc.covered, sc.identified, sc.action = nil, nil, nil, nil, nil, nil, ""
+	sc.entities, sc.patients, sc.covered, sc.identified, sc.action = once[audit.Entity]{}, once[string]{}, nil, nil, ""
 }
 
 // Committed reports whether the request's AuditEvent was committed with

@@ -128,15 +128,15 @@ func TestEntitiesOnce(t *testing.T) {
 		}
 	}
 	sc.Touch(&store.Resource{Type: "Observation", ID: "o0", Version: 2, Deleted: true})
-	if len(sc.entities) != 51 {
-		t.Fatalf("%d entities, want 51 (50 versions touched three times, one more)", len(sc.entities))
+	if len(sc.entities.list) != 51 {
+		t.Fatalf("%d entities, want 51 (50 versions touched three times, one more)", len(sc.entities.list))
 	}
-	if sc.entities[0].ID != "o0" || sc.entities[49].ID != "o49" || sc.entities[50].Version != 2 {
-		t.Errorf("entities out of order: %v ... %v", sc.entities[0], sc.entities[49:])
+	if sc.entities.list[0].ID != "o0" || sc.entities.list[49].ID != "o49" || sc.entities.list[50].Version != 2 {
+		t.Errorf("entities out of order: %v ... %v", sc.entities.list[0], sc.entities.list[49:])
 	}
 	sc.Reset()
 	sc.Touch(&store.Resource{Type: "Observation", ID: "o0", Version: 1, Deleted: true})
-	if len(sc.entities) != 1 {
-		t.Errorf("after Reset: %d entities, want 1", len(sc.entities))
+	if len(sc.entities.list) != 1 {
+		t.Errorf("after Reset: %d entities, want 1", len(sc.entities.list))
 	}
 }
