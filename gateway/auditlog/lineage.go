@@ -431,7 +431,11 @@ func receipt(ctx context.Context, st store.Store, tenant string, p map[string]an
 	}
 	sort.Slice(items, func(i, j int) bool { return items[i].ID < items[j].ID })
 	for _, it := range items {
-		if it.Version != rc.Version {
+		// An item is this receipt's when the same request queued it: a
+		// mapping replay's correction of the record version is a receipt
+		// of its own (its trace), and an operator's re-send keeps the
+		// trace of the item it copies.
+		if it.Version != rc.Version || it.TraceID != rc.TraceID {
 			continue
 		}
 		full, attempts, err := st.Delivery(ctx, it.ID)

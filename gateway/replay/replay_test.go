@@ -435,6 +435,30 @@ func TestApply(t *testing.T) {
 	if !original {
 		t.Errorf("no original delivery of record %s", newest.RecordID)
 	}
+	// The lineage of a corrected record: the original receipt lists the
+	// original delivery, the replay's receipt the correction, each once.
+	lin, err := auditlog.BuildLineage(ctx, f.st, auditlog.LineageQuery{Source: "serenity-clinic-emr", RecordID: recs[0].id, Tenant: search.AllTenants})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(lin.Receipts) != 2 {
+		t.Fatalf("lineage of a corrected record: %d receipts, want the ingest's and the replay's", len(lin.Receipts))
+	}
+	seenItem := map[int64]bool{}
+	for i, rc := range lin.Receipts {
+		if len(rc.Deliveries) != 1 {
+			t.Errorf("receipt %d (%s, mapping %s): %d deliveries, want its own one", i, rc.Activity, rc.MappingVersion, len(rc.Deliveries))
+			continue
+		}
+		d := rc.Deliveries[0]
+		if seenItem[d.ID] {
+			t.Errorf("delivery %d listed under two receipts", d.ID)
+		}
+		seenItem[d.ID] = true
+		if corr := strings.Contains(rc.MappingVersion, "2.0.0-test"); corr != (d.ID > items[0].ID) {
+			t.Errorf("receipt %d (mapping %s) lists delivery %d (newest before the replay: %d)", i, rc.MappingVersion, d.ID, items[0].ID)
+		}
+	}
 	entries := ledger(t, f)
 	for _, rec := range recs {
 		want := mapping.Version
