@@ -64,6 +64,7 @@ func lineageCommand(ctx context.Context, args []string, getenv func(string) stri
 	fs.StringVar(&q.Kind, "kind", "", "the record's kind (optional)")
 	fs.StringVar(&q.Resource, "resource", "", "a FHIR resource, Type/id")
 	fs.StringVar(&q.TraceID, "trace", "", "a trace id (32 hex digits)")
+	tenant := fs.String("tenant", search.AllTenants, "only this tenant's story (default: every tenant's, each receipt naming its tenant; \"\" is the default tenant)")
 	pos, err := parse(fs, "lineage", args, stdout)
 	if err != nil {
 		return err
@@ -72,7 +73,7 @@ func lineageCommand(ctx context.Context, args []string, getenv func(string) stri
 		return usageError("lineage", "takes no arguments (use --source and --record, --resource or --trace)")
 	}
 	q.IdentifierBase = *base
-	q.Tenant = search.AllTenants // the database's administrator sees every tenant
+	q.Tenant = *tenant // the database's administrator may see every tenant
 	if err := q.Check(); err != nil {
 		_, issues := outcome.From(err)
 		return usageError("lineage", "%s", issues[0].Message)

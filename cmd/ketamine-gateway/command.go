@@ -72,10 +72,13 @@ var commands = []command{
 			"contains that head proves the tail was cut.",
 		examples: []string{"ketamine-gateway audit verify --db kg.db"}},
 	{name: "lineage", summary: "the story of a source record, resource or trace, as JSON",
-		usage: "lineage [--db FILE_OR_URL] (--source S --record ID [--kind K] | --resource Type/id | --trace TRACEID)",
+		usage: "lineage [--db FILE_OR_URL] [--tenant T] (--source S --record ID [--kind K] | --resource Type/id | --trace TRACEID)",
 		detail: "Each receipt (time, client, trace id, content hash), the resource versions it produced, every\n" +
-			"delivery attempt with the EHR's answer, and the requests' AuditEvents (docs/audit.md).",
-		examples: []string{"ketamine-gateway lineage --db kg.db --source serenity-clinic-emr --record INF-2026-0310-001"}},
+			"delivery attempt with the EHR's answer, and the requests' AuditEvents (docs/audit.md). Without\n" +
+			"--tenant the story spans every tenant (a record id two clinics share gives a receipt of each, each\n" +
+			"naming its tenant); --tenant \"\" is the default tenant's alone.",
+		examples: []string{"ketamine-gateway lineage --db kg.db --source serenity-clinic-emr --record INF-2026-0310-001",
+			"ketamine-gateway lineage --db kg.db --tenant clinic-a --resource Observation/6231b0218d2d43adb0a6f46054209d61"}},
 	{name: "import", summary: "load a clinic's history of native records, with progress and a report",
 		usage: "import --kind KIND [--db FILE_OR_URL] [--tenant T] [--deliver [--config FILE]] [--report FILE] [--workers N] FILE|DIR|-",
 		detail: "Loads native records of one kind through the same checks as POST /ingest/{kind} (schemas, clinical\n" +

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -623,6 +624,46 @@ func TestLineageCommand(t *testing.T) {
 	for _, tc := range tests {
 		wantCLI(t, append([]string{"lineage", "--db", db}, tc.args...), tc.code, tc.out)
 	}
+}
+
+// TestLineageTenants: one record id in two tenants is two stories; the
+// CLI's lineage shows both, each receipt naming its tenant, or one with
+// --tenant.
+func TestLineageTenants(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "kg.db")
+	importExample(t, db, "vitals/pre-dose-baseline.json", "--tenant", "clinic-a")
+	importExample(t, db, "vitals/pre-dose-baseline.json", "--tenant", "clinic-b")
+	for _, tc := range []struct {
+		tenant string
+		want   []string
+	}{
+		{"*", []string{"clinic-a", "clinic-b"}},
+		{"clinic-a", []string{"clinic-a"}},
+		{"clinic-b", []string{"clinic-b"}},
+	} {
+		args := []string{"lineage", "--db", db, "--source", "serenity-clinic-emr", "--record", "VIT-2026-0310-001"}
+		if tc.tenant != "*" {
+			args = append(args, "--tenant", tc.tenant)
+		}
+		out, errOut, code := cli(t, "", args...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d %s", args, code, errOut)
+		}
+		var l struct{ Receipts []struct{ Tenant string } }
+		if err := json.Unmarshal([]byte(out), &l); err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, rc := range l.Receipts {
+			got = append(got, rc.Tenant)
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("lineage --tenant %s: receipts of tenants %q, want %q", tc.tenant, got, tc.want)
+		}
+	}
+	wantCLI(t, []string{"lineage", "--db", db, "--tenant", "", "--source", "serenity-clinic-emr", "--record", "VIT-2026-0310-001"},
+		exitNotFound, "no version of this record")
 }
 
 // TestReplaySince: replay's --since takes every form of a time flag, and

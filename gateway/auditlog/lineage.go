@@ -65,7 +65,10 @@ type Lineage struct {
 
 // Receipt is one native record version or Bundle the gateway received.
 type Receipt struct {
-	Provenance     string          `json:"provenance"`
+	Provenance string `json:"provenance"`
+	// Tenant is the tenant the receipt belongs to (omitted: the default
+	// tenant); the CLI's view spans every tenant.
+	Tenant         string          `json:"tenant,omitempty"`
 	Received       string          `json:"received"`
 	Activity       string          `json:"activity"`
 	Source         string          `json:"source,omitempty"`
@@ -217,7 +220,7 @@ func BuildLineage(ctx context.Context, st store.Store, q LineageQuery) (*Lineage
 			continue // a client's Provenance: not a receipt of the gateway's
 		}
 		out.nameRecords(recordIDs, p)
-		rc, err := receipt(ctx, st, q.Tenant, p)
+		rc, err := receipt(ctx, st, q.Tenant, r.Tenant, p)
 		if err != nil {
 			return nil, err
 		}
@@ -367,11 +370,11 @@ func searchStored(ctx context.Context, st store.Store, tenant, typ string, param
 	return page.Matches, nil
 }
 
-// receipt reads a Provenance the gateway wrote, with its request and
-// deliveries.
-func receipt(ctx context.Context, st store.Store, tenant string, p map[string]any) (Receipt, error) {
+// receipt reads a Provenance the gateway wrote (decoded: p) in tenant
+// provTenant, with its request and deliveries; tenant is the query's.
+func receipt(ctx context.Context, st store.Store, tenant, provTenant string, p map[string]any) (Receipt, error) {
 	id, _ := p["id"].(string)
-	rc := Receipt{Provenance: "Provenance/" + id, Resources: []string{}, Deliveries: []operator.View{}}
+	rc := Receipt{Provenance: "Provenance/" + id, Tenant: provTenant, Resources: []string{}, Deliveries: []operator.View{}}
 	rc.Received, _ = p["recorded"].(string)
 	rc.TraceID = extString(p, audit.ExtTraceID)
 	if a, ok := dig(p, "activity", "coding").([]any); ok && len(a) > 0 {
@@ -421,10 +424,9 @@ func receipt(ctx context.Context, st store.Store, tenant string, p map[string]an
 	if rc.Source == "" {
 		return rc, nil
 	}
-	f := store.DeliveryFilter{Source: rc.Source, Kind: rc.Kind, RecordID: rc.RecordID, Tenant: tenant, Limit: 1000}
-	if tenant == search.AllTenants {
-		f.Tenant = ""
-	}
+	// (An empty DeliveryFilter.Tenant is every tenant: the receipt's own
+	// is checked below.)
+	f := store.DeliveryFilter{Source: rc.Source, Kind: rc.Kind, RecordID: rc.RecordID, TraceID: rc.TraceID, Tenant: provTenant, Limit: 1000}
 	items, err := st.Deliveries(ctx, f)
 	if err != nil {
 		return rc, err
@@ -435,7 +437,7 @@ func receipt(ctx context.Context, st store.Store, tenant string, p map[string]an
 		// mapping replay's correction of the record version is a receipt
 		// of its own (its trace), and an operator's re-send keeps the
 		// trace of the item it copies.
-		if it.Version != rc.Version || it.TraceID != rc.TraceID {
+		if it.Version != rc.Version || it.TraceID != rc.TraceID || it.Tenant != provTenant {
 			continue
 		}
 		full, attempts, err := st.Delivery(ctx, it.ID)
