@@ -284,15 +284,24 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 	firstRaws [][]byte, firstDocs []map[string]any, checked []error, ans engine.Answer) (answer []byte, again bool, err error) {
 	src, st := first.Source, tx.Store()
 	s.nameRecords(sc, rec.kind, rec.rec) // again: each attempt starts from a reset scope
-	var id *identity
+	var (
+		id        *identity
+		ledgerNew bool // the ledger held no entry of this version
+	)
 	defer func() {
-		if refused(err) {
-			if cerr := concerned(st, sc, rec, id); cerr != nil {
-				err = errors.Join(err, cerr)
-			}
+		if !refused(err) {
+			return
+		}
+		if rerr := raced(st, rec, first, ledgerNew, id); rerr != nil {
+			err = rerr
+			return
+		}
+		if cerr := concerned(st, sc, rec, id); cerr != nil {
+			err = errors.Join(err, cerr)
 		}
 	}()
 	l, err := st.Ledger(src.System, string(rec.kind), src.RecordID, rec.version)
+	ledgerNew = errors.Is(err, store.ErrNotFound)
 	switch {
 	case err == nil && l.ContentHash == rec.hash:
 		sc.Description = fmt.Sprintf("%s record version already received: nothing written", rec.kind)
@@ -418,6 +427,39 @@ func refused(err error) bool {
 	}
 	kind, _ := outcome.From(err)
 	return kind.HTTPStatus() < 500
+}
+
+// raced tells a refusal that a concurrent write made from one that stands.
+// On PostgreSQL (READ COMMITTED) each statement of the transaction sees
+// what committed before it, so a request that read no ledger entry and no
+// Patient may, a statement later, read the resources a concurrent request
+// of the same record (or of the same new patient) just stored, and find
+// them "stored for another patient". It returns store.ErrConflict, so the
+// transaction runs again and sees one state, when the ledger now holds the
+// version it did not (ledgerNew), or the record's patient now resolves to
+// another stored Patient than identity resolution found (id, nil when it
+// did not run); else nil, and the refusal stands.
+func raced(st store.Tx, rec record, res *mapping.Result, ledgerNew bool, id *identity) error {
+	src := res.Source
+	if ledgerNew {
+		switch _, err := st.Ledger(src.System, string(rec.kind), src.RecordID, rec.version); {
+		case err == nil:
+			return fmt.Errorf("record version stored by a concurrent request: %w", store.ErrConflict)
+		case !errors.Is(err, store.ErrNotFound):
+			return err
+		}
+	}
+	if id == nil {
+		return nil
+	}
+	now, err := resolveIdentity(st, rec.rec, res)
+	switch {
+	case errors.Is(err, store.ErrConflict):
+		return err
+	case now != nil && now.patientID != id.patientID:
+		return fmt.Errorf("patient stored by a concurrent request: %w", store.ErrConflict)
+	}
+	return nil // (another refusal of the identity: the first stands)
 }
 
 // concerned names, in sc, the stored patients a refused record concerns:
