@@ -2,6 +2,9 @@ package engine
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"fmt"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
@@ -241,4 +244,48 @@ func (t tenantTx) Enqueue(items ...*store.OutboxItem) error {
 		it.Tenant = t.tenant
 	}
 	return t.Tx.Enqueue(items...)
+}
+
+// RuleSourceOtherTenant is the rule id of a native record whose source
+// system another tenant's records come from, to the same destination.
+const RuleSourceOtherTenant = "source-system-other-tenant"
+
+// errSourceOtherTenant refuses a record of a source system that another
+// tenant delivers to the same destination, never naming that tenant.
+var errSourceOtherTenant = &outcome.Error{Kind: outcome.Conflict, Issues: []outcome.Issue{{
+	Severity: "error", Code: "conflict", Rule: RuleSourceOtherTenant, Pointer: "/source/system", Expression: "source.system",
+	Message: "another clinic (tenant) of this gateway already delivers records from this source system to the same EHR: " +
+		"the identifiers the gateway mints from it (patients, records) would be the same for both clinics there, and one " +
+		"clinic's records would land in the other's charts; give each clinic's system its own source.system name (for " +
+		"example with the clinic's name appended) and send the record again"}}}
+
+// ClaimSource makes the source system of a native record the request
+// tenant's at the delivery destination dest: the identifier systems the
+// mappings mint are named after the source (mapping.RecordSystem), so two
+// tenants delivering one source system's records to one EHR would send it
+// the same identifiers for different patients and records. The first
+// tenant to deliver a record of a source to a destination keeps the pair
+// (a key outside every tenant's namespace, claimed in the transaction that
+// stores the record); another's record is refused (409
+// source-system-other-tenant). Inside the gateway tenants may share source
+// systems: their records are apart.
+func (t *Tx) ClaimSource(system, dest string) error {
+	key, owner := sourceKey(system, dest), "tenant:"+t.sc.TenantOf()
+	switch _, id, err := t.raw.KeyOwner(key); {
+	case err == nil && id == owner:
+		return nil
+	case err == nil:
+		return errSourceOtherTenant
+	case !errors.Is(err, store.ErrNotFound):
+		return err
+	}
+	return t.raw.ClaimKey(key, "Tenant", owner)
+}
+
+// sourceKey is the conditional key of a source system at a destination: in
+// no tenant's namespace (a tenant's keys are bare, for the default tenant,
+// or begin "tenant:"; a bare key begins with a resource type).
+func sourceKey(system, dest string) string {
+	sum := sha256.Sum256([]byte(dest + "\x00" + system))
+	return "source-system|" + hex.EncodeToString(sum[:])
 }

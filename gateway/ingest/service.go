@@ -287,12 +287,17 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 	var (
 		id        *identity
 		ledgerNew bool // the ledger held no entry of this version
+		wrote     bool // the record's resources are written (in this transaction)
 	)
 	defer func() {
 		if !refused(err) {
 			return
 		}
-		if rerr := raced(st, rec, first, ledgerNew, id); rerr != nil {
+		racedID := id
+		if wrote {
+			racedID = nil // its own Patient is written: identity resolves to it now
+		}
+		if rerr := raced(st, rec, first, ledgerNew, racedID); rerr != nil {
 			err = rerr
 			return
 		}
@@ -363,6 +368,7 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 	if err != nil {
 		return nil, false, err
 	}
+	wrote = true
 	if err := id.claim(st, entries[0].Result().Resource.ID); err != nil {
 		return nil, false, err
 	}
@@ -387,7 +393,7 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 		return nil, false, err
 	}
 	err = stage.Run(ctx, s.tracer, "outbox.enqueue", func(context.Context) error {
-		return s.enqueue(st, tenant, rec.kind, res, raws, rec.version, sc.TraceID)
+		return s.enqueue(st, tenant, rec.kind, res, raws, rec.version, sc.TraceID, tx.ClaimSource)
 	}, attribute.String("ingest.kind", string(rec.kind)))
 	if err != nil {
 		return nil, false, err
@@ -437,8 +443,9 @@ func refused(err error) bool {
 // them "stored for another patient". It returns store.ErrConflict, so the
 // transaction runs again and sees one state, when the ledger now holds the
 // version it did not (ledgerNew), or the record's patient now resolves to
-// another stored Patient than identity resolution found (id, nil when it
-// did not run); else nil, and the refusal stands.
+// another stored Patient than identity resolution found (id: nil when it
+// did not run, or once the transaction wrote the record's own Patient);
+// else nil, and the refusal stands.
 func raced(st store.Tx, rec record, res *mapping.Result, ledgerNew bool, id *identity) error {
 	src := res.Source
 	if ledgerNew {
@@ -544,12 +551,16 @@ func nestedRecords(base, source string, r mapping.Record) []audit.NestedRecord {
 // enqueue puts the mapped record in the outbox of every route that accepts
 // it, inside the transaction that stores it. The payload is the mapped
 // transaction Bundle, built from the resources' rendered bytes.
-func (s *Service) enqueue(tx store.Tx, tenant string, kind mapping.Kind, res *mapping.Result, raws [][]byte, version, traceID string) error {
+func (s *Service) enqueue(tx store.Tx, tenant string, kind mapping.Kind, res *mapping.Result, raws [][]byte, version, traceID string,
+	claim func(system, dest string) error) error {
 	var items []*store.OutboxItem
 	var payload []byte
 	for _, r := range s.routes {
 		if !r.Accepts(string(kind), res.Source.System) || (r.AcceptsTenant != nil && !r.AcceptsTenant(tenant)) {
 			continue
+		}
+		if err := claim(res.Source.System, r.Name); err != nil {
+			return err
 		}
 		if payload == nil {
 			var err error
