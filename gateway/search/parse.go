@@ -26,8 +26,11 @@ const (
 // search-chain-unsupported (a chain or _has the gateway cannot run),
 // search-include-unsupported or
 // search-sort-unsupported, or search-limit-exceeded beyond the default
-// Limits; in lenient mode only search-value-invalid, search-type-unknown and
-// search-limit-exceeded remain errors. An error names (Param) and quotes
+// Limits; in lenient mode search-param-unknown, search-param-unsupported,
+// search-include-unsupported and search-sort-unsupported drop their
+// parameter, and so does an unsupported modifier of a result parameter
+// (_count:x, _include:x), while a known search parameter with an unsupported modifier or chain
+// stays an error (dropping it would widen the search). An error names (Param) and quotes
 // only parameters and modifiers the gateway knows (ShownName): a name the
 // client made up may be a value, or PHI, put where a name belongs.
 //
@@ -85,7 +88,7 @@ func parse(rt string, params url.Values, lenient, conditional bool, limits Limit
 		if err == nil {
 			continue
 		}
-		if !lenient || !ignorable(err.Rule) {
+		if !lenient || !ignorable(key, err.Rule) {
 			return nil, nil, err
 		}
 		// Drop whatever the key added before it failed.
@@ -211,7 +214,7 @@ func (ps *parser) param(key string, vals []string) *Error {
 			err := ps.include(key, mod, name == "_revinclude", v)
 			switch {
 			case err == nil:
-			case ps.lenient && ignorable(err.Rule):
+			case ps.lenient && ignorable(key, err.Rule):
 				ignored = true
 			default:
 				return err

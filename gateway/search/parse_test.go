@@ -325,13 +325,13 @@ func TestParseControl(t *testing.T) {
 }
 
 func TestParseLenient(t *testing.T) {
-	params := mustQuery(t, "foo=1&code=x&_elements=id&subject.name=y&_sort=code&code:exact=z&_has:Observation:patient:code=1"+
+	params := mustQuery(t, "foo=1&code=x&_elements=id&subject.name=y&_sort=code&_count:x=3&_has:Patient:link:name=1"+
 		"&_include=*&_include=Observation:patient&status=final")
 	q, ignored, err := ParseLenient("Observation", params)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"_has:Observation:patient:code", "_include", "_sort", "code:exact", "foo"}
+	want := []string{"_count:x", "_has:Patient:link:name", "_include", "_sort", "foo"}
 	if !slices.Equal(ignored, want) {
 		t.Errorf("ignored = %v, want %v", ignored, want)
 	}
@@ -354,6 +354,30 @@ func TestParseLenient(t *testing.T) {
 		if _, _, err := ParseLenient("Observation", mustQuery(t, raw)); err == nil {
 			t.Errorf("ParseLenient(%s) = nil error, want search-value-invalid", raw)
 		}
+	}
+	// So does a known criterion the gateway cannot run: dropping it would
+	// widen the search to every resource of the type.
+	for raw, rule := range map[string]string{
+		"code:in=http://x/vs":                      RuleModifierUnsupported,
+		"code:below=http://loinc.org|8867":         RuleModifierUnsupported,
+		"code:exact=8867-4":                        RuleModifierUnsupported,
+		"status:text=final":                        RuleModifierUnsupported,
+		"subject:Patient.name:foo=x":               RuleModifierUnsupported,
+		"subject.name=x&code:not-in=http://x/vs":   RuleModifierUnsupported,
+		"code.name=x":                              RuleChainUnsupported,
+		"subject:Nope.name=x":                      RuleChainUnsupported,
+		"_has:Nope:patient:code=1":                 RuleChainUnsupported,
+		"_has:Observation:patient:code=1":          RuleChainUnsupported,
+		"_has:Observation:patient:code:below=8867": RuleChainUnsupported,
+	} {
+		_, _, err := ParseLenient("Observation", mustQuery(t, raw))
+		var se *Error
+		if !errors.As(err, &se) || se.Rule != rule {
+			t.Errorf("ParseLenient(%s) = %v, want %s", raw, err, rule)
+		}
+	}
+	if _, _, err := ParseLenient("Patient", mustQuery(t, "gender:text=male")); err == nil {
+		t.Error("ParseLenient(Patient?gender:text=male) = nil error, want search-modifier-unsupported")
 	}
 	// Strict mode rejects what lenient ignores.
 	if _, err := Parse("Observation", params, false); err == nil {
