@@ -76,7 +76,8 @@ func TestParseClauses(t *testing.T) {
 			{Param: "family", Type: TypeString, Modifier: "exact", Values: []Value{{Str: "Müller"}}},
 			{Param: "given", Type: TypeString, Modifier: "contains", Values: []Value{{Str: "an"}}}}},
 		{"Patient", `name=a\,b,c`, []Clause{{Param: "name", Type: TypeString, Values: []Value{{Str: "a,b"}, {Str: "c"}}}}},
-		{"Patient", "name=&family=,", nil},
+		{"Patient", "name=", nil},
+		{"Patient", "family:exact=-", []Clause{{Param: "family", Type: TypeString, Modifier: "exact", Values: []Value{{Str: "-"}}}}},
 		// date
 		{"Patient", "birthdate=2026", []Clause{{Param: "birthdate", Type: TypeDate, Values: []Value{year}}}},
 		{"Patient", "birthdate=eq2026", []Clause{{Param: "birthdate", Type: TypeDate, Values: []Value{year}}}},
@@ -252,6 +253,28 @@ func TestParseErrors(t *testing.T) {
 		{"Patient", "_revinclude=Observation:has-member", RuleValueInvalid, "_revinclude"},
 		{"Patient", "_revinclude=Observation:subject:Group", RuleValueInvalid, "_revinclude"},
 		{"Nope", "name=x", RuleTypeUnknown, ""},
+		// A string value with nothing to compare once normalised would be a
+		// prefix of every string (finding F12); a list of empty values
+		// would drop the criterion.
+		{"Patient", "family=-", RuleValueInvalid, "family"},
+		{"Patient", "family=.", RuleValueInvalid, "family"},
+		{"Patient", "family=%2A", RuleValueInvalid, "family"},
+		{"Patient", "family='", RuleValueInvalid, "family"},
+		{"Patient", "family=%25", RuleValueInvalid, "family"},
+		{"Patient", "family=_", RuleValueInvalid, "family"},
+		{"Patient", "family=%00", RuleValueInvalid, "family"},
+		{"Patient", "family=%E2%80%8B", RuleValueInvalid, "family"}, // zero-width space
+		{"Patient", "family=%CC%81", RuleValueInvalid, "family"},    // a lone combining acute
+		{"Patient", "family=%C2%A0", RuleValueInvalid, "family"},    // no-break space
+		{"Patient", `family=\,`, RuleValueInvalid, "family"},
+		{"Patient", "family=lee,-", RuleValueInvalid, "family"},
+		{"Patient", "name:contains=.", RuleValueInvalid, "name:contains"},
+		{"Patient", "family=,", RuleValueInvalid, "family"},
+		{"Patient", "family=,,", RuleValueInvalid, "family"},
+		{"Patient", "gender=,", RuleValueInvalid, "gender"},
+		{"Observation", "code:text=-", RuleValueInvalid, "code:text"},
+		{"Observation", "subject:Patient.name=-", RuleValueInvalid, "subject:Patient.name"},
+		{"Patient", "_has:Observation:patient:code:text=*", RuleValueInvalid, "_has:Observation:patient:code:text"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.rt+"?"+tt.query, func(t *testing.T) {
