@@ -229,10 +229,12 @@ func selectsClause(c Clause, id string, entries []Entry) (ok, known bool) {
 	switch {
 	case c.Type == TypeToken && c.Modifier == "":
 		match = tokenMatches
+	// A value that normalises to "" (Parse refuses it) matches nothing
+	// here rather than every string.
 	case c.Type == TypeString && c.Modifier == "":
-		match = func(e Entry, v Value) bool { return strings.HasPrefix(e.Norm, Normalize(v.Str)) }
+		match = func(e Entry, v Value) bool { n := Normalize(v.Str); return n != "" && strings.HasPrefix(e.Norm, n) }
 	case c.Type == TypeString && c.Modifier == "contains":
-		match = func(e Entry, v Value) bool { return strings.Contains(e.Norm, Normalize(v.Str)) }
+		match = func(e Entry, v Value) bool { n := Normalize(v.Str); return n != "" && strings.Contains(e.Norm, n) }
 	case c.Type == TypeString && c.Modifier == "exact":
 		match = func(e Entry, v Value) bool { return e.Exact == v.Str }
 	default:

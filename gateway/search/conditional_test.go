@@ -54,6 +54,10 @@ func TestParseConditionalErrors(t *testing.T) {
 		{"", RuleValueInvalid},
 		{"?", RuleValueInvalid},
 		{"identifier=", RuleValueInvalid},
+		{"family=-", RuleValueInvalid},
+		{"family=-&given=*", RuleValueInvalid},
+		{"identifier=x&family=,", RuleValueInvalid},
+		{"identifier=x&name:contains=%E2%80%8B", RuleValueInvalid},
 		{"identifier=%zz", RuleValueInvalid},
 		{"identifier=SECRET7%", RuleValueInvalid},
 		{"family=%FF", RuleValueInvalid},
@@ -234,6 +238,14 @@ func TestSelects(t *testing.T) {
 		}
 		if got != tt.want {
 			t.Errorf("Selects(%s) = %s, want %s", tt.criteria, got, tt.want)
+		}
+	}
+	// A value with nothing to compare (which Parse refuses) selects
+	// nothing, rather than every string.
+	for _, mod := range []string{"", "contains"} {
+		q := &Query{Type: "Patient", Clauses: []Clause{{Param: "family", Type: TypeString, Modifier: mod, Values: []Value{{Str: "-"}}}}}
+		if sel, known := Selects(q, "p1", entries); sel || !known {
+			t.Errorf("Selects(family:%s=-) = %v, %v; want false, true", mod, sel, known)
 		}
 	}
 }

@@ -1,5 +1,7 @@
 package search
 
+import "strings"
+
 // The rule ids of an *Error. All are client mistakes (400 Bad Request);
 // the Unsupported ones suit an OperationOutcome issue "not-supported", the
 // others "invalid".
@@ -48,13 +50,31 @@ func (e *Error) Error() string {
 	return e.Rule + ": " + e.Message
 }
 
-// ignorable reports whether handling=lenient drops a parameter failing with
-// rule instead of rejecting the search (unknown or unsupported parameters
-// per search.html#errors; bad values are errors in both modes).
-func ignorable(rule string) bool {
+// ignorable reports whether handling=lenient drops the parameter key,
+// failing with rule, instead of rejecting the search: an unknown or
+// unsupported parameter (search.html#errors), or an unsupported _sort,
+// _include or modifier of a result parameter, which only shapes the answer.
+// A known search parameter with a modifier or chain the gateway cannot run
+// stays an error, as a bad value does: dropping that criterion would widen
+// the search to resources it was meant to exclude (R5 search.html#modifiers:
+// "Servers SHALL reject any search request that contains a search
+// parameter with an unsupported modifier").
+func ignorable(key, rule string) bool {
 	switch rule {
-	case RuleParamUnknown, RuleParamUnsupported, RuleModifierUnsupported,
-		RuleChainUnsupported, RuleIncludeUnsupported, RuleSortUnsupported:
+	case RuleParamUnknown, RuleParamUnsupported, RuleIncludeUnsupported, RuleSortUnsupported:
+		return true
+	case RuleModifierUnsupported, RuleChainUnsupported:
+		return resultParam(key)
+	}
+	return false
+}
+
+// resultParam reports whether key (name[:modifier]) is a result parameter,
+// which shapes the answer and selects nothing.
+func resultParam(key string) bool {
+	name, _, _ := strings.Cut(key, ":")
+	switch name {
+	case "_count", "_offset", "_sort", "_summary", "_total", "_elements", "_include", "_revinclude", "_format", "_pretty":
 		return true
 	}
 	return false

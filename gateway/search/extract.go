@@ -31,7 +31,11 @@ const maxWalkDepth = 1000
 //	4  a code element's token carries the code system its R4 required
 //	   binding implies (Patient.gender: administrative-gender); a
 //	   Quantity's row its comparator ("<5" is the range below 5)
-const IndexVersion = 4
+//	5  strings and token texts are folded by Unicode decomposition
+//	   (Nguyễn -> nguyen, Lǚ -> lu, NFC and NFD alike), and punctuation
+//	   and symbols other than apostrophes are a word boundary
+//	   (Smith-Jones -> "smith jones", was "smithjones")
+const IndexVersion = 5
 
 // Extract returns the de-duplicated index entries of a resource of
 // resourceType for every parameter Params lists, in parameter-name order. The

@@ -61,3 +61,20 @@ func BenchmarkExtractSynthea(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(docs)), "ns/resource")
 }
+
+// BenchmarkNormalize: the string folding of every string and token text
+// entry, on ASCII text (most index rows) and on accented names.
+func BenchmarkNormalize(b *testing.B) {
+	for _, bc := range []struct{ name, in string }{
+		{"ascii", "Source Role ID"},
+		{"latin", "José Müller-Straße"},
+		{"vietnamese", "Nguyễn Thị Ánh"},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				Normalize(bc.in)
+			}
+		})
+	}
+}

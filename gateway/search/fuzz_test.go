@@ -9,6 +9,10 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"unicode"
+	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 // FuzzParse checks that Parse, ParseLenient, ParseConditional and Key never
@@ -130,4 +134,34 @@ func sharedDir() string {
 		}
 		dir = parent
 	}
+}
+
+// FuzzNormalize checks that Normalize is idempotent, folds NFC and NFD
+// input alike, leaves no combining mark, and that its ASCII fast path
+// agrees with the general one.
+func FuzzNormalize(f *testing.F) {
+	for _, s := range []string{"", "Smith-Jones", "O'Brien", "Nguyễn Thị Ánh", "Nguye\u0302\u0303n", "Lǚ Xiǎo", "Straße",
+		"ẞ", "İstanbul", "\u200b-\x00*", "Ǆ", "한국어", "\u212b", " a  b ", "\xff\xfe"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n := Normalize(s)
+		if again := Normalize(n); again != n {
+			t.Errorf("Normalize(%q) = %q, and again %q", s, n, again)
+		}
+		if !utf8.ValidString(s) {
+			return
+		}
+		if nfc, nfd := Normalize(norm.NFC.String(s)), Normalize(norm.NFD.String(s)); nfc != nfd {
+			t.Errorf("Normalize of NFC %q = %q, of NFD = %q", s, nfc, nfd)
+		}
+		for _, r := range n {
+			if unicode.Is(unicode.Mn, r) {
+				t.Errorf("Normalize(%q) = %q keeps a combining mark", s, n)
+			}
+		}
+		if got := normalizeUnicode(s); got != n {
+			t.Errorf("Normalize(%q) = %q, normalizeUnicode = %q", s, n, got)
+		}
+	})
 }

@@ -3,6 +3,9 @@ package search
 import (
 	"strings"
 	"unicode"
+	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 // Normalize folds a string for the default (case- and accent-insensitive)
@@ -10,47 +13,183 @@ import (
 // Entry.Text) and query values compare equal when they should. The rule,
 // rune by rune:
 //
-//  1. lower-case (unicode.ToLower);
-//  2. a precomposed Latin letter with a diacritic becomes its base letter(s)
-//     (à->a, é->e, ö->o, ñ->n, ç->c, ø->o, å->a, ł->l, ...; ß->ss, æ->ae,
-//     œ->oe, þ->th, ð->d, ĳ->ij);
+//  1. lower-case (unicode.ToLower), then decompose (Unicode canonical
+//     decomposition, NFD) and drop the combining marks: é (precomposed or
+//     e + U+0301) -> e, ễ -> e, ǚ -> u, ñ -> n, a Hangul syllable its
+//     jamo, so NFC and NFD input compare equal;
+//  2. a Latin letter that does not decompose becomes its base letter(s)
+//     (ø->o, ł->l, đ->d, ı->i; ß->ss, æ->ae, œ->oe, þ->th, ð->d, ĳ->ij);
 //  3. other letters and digits (any script) are kept;
-//  4. any Unicode white space becomes a space;
-//  5. everything else (punctuation, symbols, combining marks, controls) is
-//     dropped: "O'Brien" -> "obrien", "Smith-Jones" -> "smithjones",
-//     "e\u0301" (decomposed é) -> "e";
+//  4. any Unicode white space, and punctuation and symbols other than an
+//     apostrophe, become a space, a word boundary: "Smith-Jones" ->
+//     "smith jones", "Dr.A.B." -> "dr a b";
+//  5. apostrophes (' ’ ‘ ` ´ ʼ) and everything else (marks, controls,
+//     invisible format characters such as a zero-width space, other
+//     numerals) are dropped: "O'Brien" -> "obrien";
 //
-// then runs of spaces collapse to one and leading/trailing spaces go.
-// Normalize is idempotent.
+// then runs of spaces collapse to one and leading/trailing spaces go. A
+// value of only punctuation, symbols or invisible characters normalises
+// to "" (Parse refuses it as a search value). Normalize is idempotent.
+// ASCII input, most index rows, takes a fast path, and is returned as it
+// is when it is already normalised.
 func Normalize(s string) string {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return normalizeUnicode(s)
+		}
+	}
+	if asciiNormal(s) {
+		return s
+	}
 	var b strings.Builder
 	b.Grow(len(s))
 	space := false // a space is pending
-	for _, r := range s {
-		r = unicode.ToLower(r)
-		if unicode.IsSpace(r) {
-			space = b.Len() > 0
-			continue
-		}
-		out, ok := foldLatin(r)
-		if !ok {
-			if !unicode.IsLetter(r) && !unicode.IsDigit(r) {
-				continue
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; asciiClass(c) {
+		case classUpper:
+			c += 'a' - 'A'
+			fallthrough
+		case classKeep:
+			if space {
+				b.WriteByte(' ')
+				space = false
 			}
-			out = string(r)
+			b.WriteByte(c)
+		case classSpace:
+			space = b.Len() > 0
+		}
+	}
+	return b.String()
+}
+
+// asciiNormal reports whether the ASCII string s is its own Normalize:
+// lower-case letters and digits, single spaces between them.
+func asciiNormal(s string) bool {
+	prevSpace := true // no leading space
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case asciiClass(c) == classKeep:
+			prevSpace = false
+		case c == ' ' && !prevSpace:
+			prevSpace = true
+		default:
+			return false
+		}
+	}
+	return !prevSpace || s == ""
+}
+
+// The classes of ASCII bytes for Normalize.
+const (
+	classDrop  = iota // controls, apostrophes
+	classKeep         // a-z, 0-9
+	classUpper        // A-Z
+	classSpace        // white space, punctuation, symbols
+)
+
+// asciiClass is the Normalize class of the ASCII byte c.
+func asciiClass(c byte) uint8 {
+	switch {
+	case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+		return classKeep
+	case c >= 'A' && c <= 'Z':
+		return classUpper
+	case c == '\'' || c == '`':
+		return classDrop
+	case c == ' ', c >= '\t' && c <= '\r', c > ' ' && c < 0x7f:
+		return classSpace
+	}
+	return classDrop
+}
+
+// normalizeUnicode is Normalize of a string that is not all ASCII.
+func normalizeUnicode(s string) string {
+	var b strings.Builder
+	b.Grow(len(s))
+	space := false // a space is pending
+	var enc [utf8.UTFMax]byte
+	emit := func(r rune) {
+		if r < utf8.RuneSelf {
+			switch asciiClass(byte(r)) {
+			case classUpper:
+				r += 'a' - 'A'
+			case classSpace:
+				space = b.Len() > 0
+				return
+			case classDrop:
+				return
+			}
+		} else if isApostrophe(r) {
+			return
+		} else if out, ok := foldLatin(r); ok {
+			if space {
+				b.WriteByte(' ')
+				space = false
+			}
+			b.WriteString(out)
+			return
+		} else if !unicode.IsLetter(r) && !unicode.IsDigit(r) {
+			if unicode.IsSpace(r) || unicode.IsPunct(r) || unicode.IsSymbol(r) {
+				space = b.Len() > 0
+			}
+			return
 		}
 		if space {
 			b.WriteByte(' ')
 			space = false
 		}
-		b.WriteString(out)
+		b.WriteRune(r)
+	}
+	for _, r := range s {
+		r = unicode.ToLower(r)
+		if r < utf8.RuneSelf {
+			emit(r)
+			continue
+		}
+		if r >= hangulFirst && r <= hangulLast {
+			// A Hangul syllable decomposes by arithmetic, not by the
+			// tables Properties reads (Unicode §3.12).
+			i := r - hangulFirst
+			emit(0x1100 + i/588)
+			emit(0x1161 + i%588/28)
+			if t := i % 28; t != 0 {
+				emit(0x11A7 + t)
+			}
+			continue
+		}
+		n := utf8.EncodeRune(enc[:], r)
+		d := norm.NFD.Properties(enc[:n]).Decomposition()
+		if d == nil {
+			emit(r)
+			continue
+		}
+		for _, dr := range string(d) {
+			if !unicode.Is(unicode.Mn, dr) {
+				emit(dr)
+			}
+		}
 	}
 	return b.String()
 }
 
+// The precomposed Hangul syllables.
+const hangulFirst, hangulLast = 0xAC00, 0xD7A3
+
+// isApostrophe reports whether r is written as an apostrophe inside names
+// (O’Brien, D´Angelo), which Normalize drops rather than reading as a
+// word boundary.
+func isApostrophe(r rune) bool {
+	switch r {
+	case '\u2019', '\u2018', '\u00b4', '\u02bc', '\u2032':
+		return true
+	}
+	return false
+}
+
 // foldLatin maps a lower-case Latin letter with a diacritic (Latin-1
 // Supplement and Latin Extended-A, plus the Romanian comma letters) to its
-// base letters.
+// base letters. Normalize decomposes the letters that decompose before it
+// gets here; the table keeps them so that it stands on its own.
 func foldLatin(r rune) (string, bool) {
 	if r < 0xDF {
 		return "", false

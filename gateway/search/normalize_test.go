@@ -3,6 +3,10 @@ package search
 import (
 	"testing"
 	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 func TestNormalize(t *testing.T) {
@@ -23,16 +27,53 @@ func TestNormalize(t *testing.T) {
 		{"Þór", "thor"},
 		{"Ștefan Țăran", "stefan taran"},
 		{"O'Brien", "obrien"},
-		{"Smith-Jones", "smithjones"},
-		{"e\u0301cole", "ecole"}, // decomposed é
+		{"O’Brien", "obrien"},
+		{"OʼBrien", "obrien"},
+		{"D´Angelo", "dangelo"},
+		{"Smith-Jones", "smith jones"},
+		{"smith jones", "smith jones"},
+		{"St.John", "st john"},
+		{"a_b/c+d*e%f", "a b c d e f"},
+		{"Smith–Jones", "smith jones"}, // en dash
+		{"e\u0301cole", "ecole"},       // decomposed é
 		{"a\tb\nc", "a b c"},
-		{"Non-serious", "nonserious"},
+		{"Non-serious", "non serious"},
 		{"Dr. A. B. (Jr.)", "dr a b jr"},
+		{"Dr.A.B.", "dr a b"},
 		{"x - y", "x y"},
-		{"Ελένη", "ελένη"}, // other scripts kept, lower-cased
+		{"Ελένη", "ελενη"}, // other scripts kept, lower-cased, their accents dropped
 		{"李小龍", "李小龍"},
 		{"Room 101", "room 101"},
 		{"!!!", ""},
+		{"-", ""},
+		{"*", ""},
+		{"'", ""},
+		{"\x00", ""},
+		{"\u200b", ""},             // zero-width space
+		{"\u00a0", ""},             // no-break space
+		{"\u0301", ""},             // a lone combining acute
+		{"Ann\u200bLee", "annlee"}, // invisible: dropped, no boundary
+		{"Ann\u00adLee", "annlee"}, // soft hyphen
+		{"Ann\tLee\x00", "ann lee"},
+		// Beyond Latin-1/Extended-A (finding F13): whatever decomposes.
+		{"Nguyễn", "nguyen"},
+		{"Nguye\u0302\u0303n", "nguyen"}, // NFD
+		{"Thị Ánh", "thi anh"},
+		{"Trần Phạm Lê", "tran pham le"},
+		{"Lǚ Xiǎo", "lu xiao"},
+		{"Ǖ", "u"},
+		{"Ọlọ́run Ẹ̀kọ́", "olorun eko"}, // Yoruba
+		{"Ųųų̃", "uuu"},
+		{"Đặng Đức", "dang duc"},
+		{"Øyvind Æbelø Œil Łódź Ħal Ŀlibre ĳs", "oyvind aebelo oeil lodz hal llibre ijs"},
+		{"Šťastný Čapek", "stastny capek"},
+		{"Anh Nguyễn-Trần", "anh nguyen tran"},
+		{"한국어", "\u1112\u1161\u11ab\u1100\u116e\u11a8\u110b\u1165"}, // Hangul: its jamo, as NFD has it
+		{"Москва Ёлкин Йошкар", "москва елкин иошкар"},
+		{"hello", "hello"},
+		{"a  b", "a b"},
+		{" a", "a"},
+		{"a ", "a"},
 		{"İstanbul", "istanbul"},
 	}
 	for _, tt := range tests {
@@ -45,6 +86,30 @@ func TestNormalize(t *testing.T) {
 				t.Errorf("Normalize(Normalize(%q)) = %q, want %q (idempotent)", tt.in, again, got)
 			}
 		})
+	}
+}
+
+// TestNormalizeForms: a string and its NFC, NFD, NFKC-free variants
+// normalise alike, and the ASCII fast path agrees with the general one.
+func TestNormalizeForms(t *testing.T) {
+	for _, s := range []string{"Nguyễn Thị Ánh", "Lǚ Xiǎo", "José Müller", "Ångström", "Çağrı", "Ελένη", "Ọlọ́run",
+		"Zoë Brontë", "Ǆemal", "Thủy", "Ţ Ș", "한국어 가", "\u212b"} { // U+212B ANGSTROM SIGN decomposes to A + ring
+		nfc, nfd := norm.NFC.String(s), norm.NFD.String(s)
+		if Normalize(nfc) != Normalize(nfd) {
+			t.Errorf("Normalize(NFC %q) = %q, Normalize(NFD) = %q; want equal", s, Normalize(nfc), Normalize(nfd))
+		}
+		for _, r := range Normalize(s) {
+			if unicode.Is(unicode.Mn, r) {
+				t.Errorf("Normalize(%q) = %q keeps a combining mark", s, Normalize(s))
+			}
+		}
+	}
+	for c := 0; c < utf8.RuneSelf; c++ {
+		for _, s := range []string{string(rune(c)), "A" + string(rune(c)) + "b", " x" + string(rune(c)) + string(rune(c)) + "Y "} {
+			if got, want := Normalize(s), normalizeUnicode(s); got != want {
+				t.Errorf("Normalize(%q) = %q, normalizeUnicode = %q; want equal", s, got, want)
+			}
+		}
 	}
 }
 

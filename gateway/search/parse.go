@@ -26,8 +26,11 @@ const (
 // search-chain-unsupported (a chain or _has the gateway cannot run),
 // search-include-unsupported or
 // search-sort-unsupported, or search-limit-exceeded beyond the default
-// Limits; in lenient mode only search-value-invalid, search-type-unknown and
-// search-limit-exceeded remain errors. An error names (Param) and quotes
+// Limits; in lenient mode search-param-unknown, search-param-unsupported,
+// search-include-unsupported and search-sort-unsupported drop their
+// parameter, and so does an unsupported modifier of a result parameter
+// (_count:x, _include:x), while a known search parameter with an unsupported modifier or chain
+// stays an error (dropping it would widen the search). An error names (Param) and quotes
 // only parameters and modifiers the gateway knows (ShownName): a name the
 // client made up may be a value, or PHI, put where a name belongs.
 //
@@ -44,7 +47,10 @@ const (
 // Search parameters: each occurrence is a Clause (occurrences are ANDed);
 // its value splits into ORed Values at unescaped commas, and token and
 // quantity values into parts at unescaped "|"; \, \| \$ \\ are unescaped.
-// An empty value is ignored, as search.html says. Clauses come in the
+// An empty value (name=) is ignored, as search.html says; a value that
+// lists only empty values (name=,) is search-value-invalid, and so is a
+// string (or token :text) value that normalises to nothing (name=-), since
+// either would match everything. Clauses come in the
 // order of sorted parameter names, then occurrence. A chained parameter
 // (subject.name, subject:Patient.name) or _has is one Clause per occurrence
 // with Chain or Has set (see chain.go).
@@ -85,7 +91,7 @@ func parse(rt string, params url.Values, lenient, conditional bool, limits Limit
 		if err == nil {
 			continue
 		}
-		if !lenient || !ignorable(err.Rule) {
+		if !lenient || !ignorable(key, err.Rule) {
 			return nil, nil, err
 		}
 		// Drop whatever the key added before it failed.
@@ -211,7 +217,7 @@ func (ps *parser) param(key string, vals []string) *Error {
 			err := ps.include(key, mod, name == "_revinclude", v)
 			switch {
 			case err == nil:
-			case ps.lenient && ignorable(err.Rule):
+			case ps.lenient && ignorable(key, err.Rule):
 				ignored = true
 			default:
 				return err
@@ -261,13 +267,44 @@ func (ps *parser) param(key string, vals []string) *Error {
 			if !ok {
 				return ps.errorf(key, RuleValueInvalid, "a value of %s is not a valid %s", ps.named(key), valueFormat(p.Type, mod))
 			}
+			if foldsToNothing(p, mod, v) {
+				return ps.errorf(key, RuleValueInvalid, "a value of %s has no letters or digits to match (punctuation, "+
+					"symbols and invisible characters are not compared)%s", ps.named(key), exactHint(p))
+			}
 			c.Values = append(c.Values, v)
 		}
-		if len(c.Values) > 0 {
-			ps.q.Clauses = append(ps.q.Clauses, c)
+		if len(c.Values) == 0 {
+			// "family=," is not "family=": it lists values, all empty.
+			// Dropping it would widen the search.
+			return ps.errorf(key, RuleValueInvalid, "the value of %s lists only empty values (between commas); "+
+				"give at least one, or leave the parameter out", ps.named(key))
 		}
+		ps.q.Clauses = append(ps.q.Clauses, c)
 	}
 	return nil
+}
+
+// foldsToNothing reports whether v, a value of p with modifier mod, is
+// compared after Normalize (a string without modifier or with :contains, a
+// token's :text) and normalises to "": a value of only punctuation,
+// symbols or invisible characters ("-", "*", ZWSP) would then be a prefix
+// and a substring of every indexed string and match them all.
+func foldsToNothing(p Param, mod string, v Value) bool {
+	switch {
+	case p.Type == TypeString && (mod == "" || mod == "contains"),
+		p.Type == TypeToken && mod == "text":
+		return Normalize(v.Str) == ""
+	}
+	return false
+}
+
+// exactHint is the advice to match a value of p as written, where :exact
+// can.
+func exactHint(p Param) string {
+	if p.Type == TypeString {
+		return "; use the :exact modifier to match it as written"
+	}
+	return ""
 }
 
 // control parses a result parameter given once.

@@ -76,7 +76,8 @@ func TestParseClauses(t *testing.T) {
 			{Param: "family", Type: TypeString, Modifier: "exact", Values: []Value{{Str: "Müller"}}},
 			{Param: "given", Type: TypeString, Modifier: "contains", Values: []Value{{Str: "an"}}}}},
 		{"Patient", `name=a\,b,c`, []Clause{{Param: "name", Type: TypeString, Values: []Value{{Str: "a,b"}, {Str: "c"}}}}},
-		{"Patient", "name=&family=,", nil},
+		{"Patient", "name=", nil},
+		{"Patient", "family:exact=-", []Clause{{Param: "family", Type: TypeString, Modifier: "exact", Values: []Value{{Str: "-"}}}}},
 		// date
 		{"Patient", "birthdate=2026", []Clause{{Param: "birthdate", Type: TypeDate, Values: []Value{year}}}},
 		{"Patient", "birthdate=eq2026", []Clause{{Param: "birthdate", Type: TypeDate, Values: []Value{year}}}},
@@ -252,6 +253,28 @@ func TestParseErrors(t *testing.T) {
 		{"Patient", "_revinclude=Observation:has-member", RuleValueInvalid, "_revinclude"},
 		{"Patient", "_revinclude=Observation:subject:Group", RuleValueInvalid, "_revinclude"},
 		{"Nope", "name=x", RuleTypeUnknown, ""},
+		// A string value with nothing to compare once normalised would be a
+		// prefix of every string (finding F12); a list of empty values
+		// would drop the criterion.
+		{"Patient", "family=-", RuleValueInvalid, "family"},
+		{"Patient", "family=.", RuleValueInvalid, "family"},
+		{"Patient", "family=%2A", RuleValueInvalid, "family"},
+		{"Patient", "family='", RuleValueInvalid, "family"},
+		{"Patient", "family=%25", RuleValueInvalid, "family"},
+		{"Patient", "family=_", RuleValueInvalid, "family"},
+		{"Patient", "family=%00", RuleValueInvalid, "family"},
+		{"Patient", "family=%E2%80%8B", RuleValueInvalid, "family"}, // zero-width space
+		{"Patient", "family=%CC%81", RuleValueInvalid, "family"},    // a lone combining acute
+		{"Patient", "family=%C2%A0", RuleValueInvalid, "family"},    // no-break space
+		{"Patient", `family=\,`, RuleValueInvalid, "family"},
+		{"Patient", "family=lee,-", RuleValueInvalid, "family"},
+		{"Patient", "name:contains=.", RuleValueInvalid, "name:contains"},
+		{"Patient", "family=,", RuleValueInvalid, "family"},
+		{"Patient", "family=,,", RuleValueInvalid, "family"},
+		{"Patient", "gender=,", RuleValueInvalid, "gender"},
+		{"Observation", "code:text=-", RuleValueInvalid, "code:text"},
+		{"Observation", "subject:Patient.name=-", RuleValueInvalid, "subject:Patient.name"},
+		{"Patient", "_has:Observation:patient:code:text=*", RuleValueInvalid, "_has:Observation:patient:code:text"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.rt+"?"+tt.query, func(t *testing.T) {
@@ -325,13 +348,13 @@ func TestParseControl(t *testing.T) {
 }
 
 func TestParseLenient(t *testing.T) {
-	params := mustQuery(t, "foo=1&code=x&_elements=id&subject.name=y&_sort=code&code:exact=z&_has:Observation:patient:code=1"+
+	params := mustQuery(t, "foo=1&code=x&_elements=id&subject.name=y&_sort=code&_count:x=3&_has:Patient:link:name=1"+
 		"&_include=*&_include=Observation:patient&status=final")
 	q, ignored, err := ParseLenient("Observation", params)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"_has:Observation:patient:code", "_include", "_sort", "code:exact", "foo"}
+	want := []string{"_count:x", "_has:Patient:link:name", "_include", "_sort", "foo"}
 	if !slices.Equal(ignored, want) {
 		t.Errorf("ignored = %v, want %v", ignored, want)
 	}
@@ -354,6 +377,30 @@ func TestParseLenient(t *testing.T) {
 		if _, _, err := ParseLenient("Observation", mustQuery(t, raw)); err == nil {
 			t.Errorf("ParseLenient(%s) = nil error, want search-value-invalid", raw)
 		}
+	}
+	// So does a known criterion the gateway cannot run: dropping it would
+	// widen the search to every resource of the type.
+	for raw, rule := range map[string]string{
+		"code:in=http://x/vs":                      RuleModifierUnsupported,
+		"code:below=http://loinc.org|8867":         RuleModifierUnsupported,
+		"code:exact=8867-4":                        RuleModifierUnsupported,
+		"status:text=final":                        RuleModifierUnsupported,
+		"subject:Patient.name:foo=x":               RuleModifierUnsupported,
+		"subject.name=x&code:not-in=http://x/vs":   RuleModifierUnsupported,
+		"code.name=x":                              RuleChainUnsupported,
+		"subject:Nope.name=x":                      RuleChainUnsupported,
+		"_has:Nope:patient:code=1":                 RuleChainUnsupported,
+		"_has:Observation:patient:code=1":          RuleChainUnsupported,
+		"_has:Observation:patient:code:below=8867": RuleChainUnsupported,
+	} {
+		_, _, err := ParseLenient("Observation", mustQuery(t, raw))
+		var se *Error
+		if !errors.As(err, &se) || se.Rule != rule {
+			t.Errorf("ParseLenient(%s) = %v, want %s", raw, err, rule)
+		}
+	}
+	if _, _, err := ParseLenient("Patient", mustQuery(t, "gender:text=male")); err == nil {
+		t.Error("ParseLenient(Patient?gender:text=male) = nil error, want search-modifier-unsupported")
 	}
 	// Strict mode rejects what lenient ignores.
 	if _, err := Parse("Observation", params, false); err == nil {

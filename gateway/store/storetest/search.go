@@ -43,7 +43,7 @@ func patients(t *testing.T, s store.Store) {
 			tok("identifier", "urn:other", "123"),
 			tok("identifier", "", "789"),
 			tok("gender", gender, "other"),
-			str("family", "Smith-Jones", "smithjones"),
+			str("family", "Smith-Jones", "smith jones"),
 			str("given", "José Luis", "jose luis"),
 			tok("active", "", "false"),
 		}},
@@ -120,6 +120,7 @@ func testSearchString(t *testing.T, s store.Store) {
 	expect(t, s, "longer prefix", f("", "mullers"), "p2")
 	expect(t, s, "not a prefix", f("", "ller"))
 	expect(t, s, "punctuation", f("", "Smith-Jones"), "p3")
+	expect(t, s, "punctuation as a word boundary", f("", "smith jones"), "p3")
 	expect(t, s, "values ORed", f("", "smith", "zz"), "p3")
 	expect(t, s, "deleted", f("", "gone"))
 	expect(t, s, ":exact", f("exact", "Müller"), "p1")
