@@ -134,6 +134,9 @@ func (e *Engine) parseURL(en *Entry, rawURL string) error {
 	if en.id != "" && !fhirwire.ValidID(en.id) {
 		return fail("bundle-entry-url-invalid", "the id in the request url is not a valid FHIR id")
 	}
+	if en.id != "" && en.method == "PUT" && !writableID(en.id) {
+		return errIDInvalid("request.url")
+	}
 	if en.method == "POST" || en.method == "PUT" || en.method == "PATCH" || en.method == "DELETE" {
 		if err := clientWritable(en.typ); err != nil {
 			return err
@@ -195,7 +198,7 @@ func (e *Engine) parseEntry(i int, w *fhirwire.Entry, bases []string) *Entry {
 		en.perr = err
 		return en
 	}
-	return en.resource(doc)
+	return en.resource(doc, expr)
 }
 
 // decodedEntry reads entry i of a Bundle that was validated whole and
@@ -230,7 +233,7 @@ func (e *Engine) decodedEntry(i int, m map[string]any, bases []string) *Entry {
 		en.perr = err
 		return en
 	}
-	return en.resource(doc)
+	return en.resource(doc, expr)
 }
 
 // entryRequest reads an entry's request into en; it reports whether the
@@ -317,11 +320,15 @@ func (e *Engine) readPatch(en *Entry, doc map[string]any, expr string) *Entry {
 	return en
 }
 
-// resource checks an entry's decoded resource against its request and
-// keeps it.
-func (en *Entry) resource(doc map[string]any) *Entry {
+// resource checks an entry's decoded resource, at expr, against its
+// request (and checkClientDoc) and keeps it.
+func (en *Entry) resource(doc map[string]any, expr string) *Entry {
 	if rt, _ := doc["resourceType"].(string); rt != en.typ {
 		return en.fail("resource-type-mismatch", "the resource type differs from the type in the request url")
+	}
+	if err := checkClientDoc(doc, en.typ, expr, en.method != "POST"); err != nil {
+		en.perr = err
+		return en
 	}
 	if en.id != "" {
 		if bid, _ := doc["id"].(string); bid != en.id {

@@ -247,6 +247,9 @@ func (e *Engine) patchEntry(tx store.Tx, en *Entry, rw *fhirwire.Rewriter, now t
 	if doc, err = e.v.Resource(raw, en.typ, ""); err != nil {
 		return nil, err
 	}
+	if i := subsettedAt(doc); i >= 0 {
+		return nil, errPatchSubsetted(en.typ, i)
+	}
 	if en.client && en.typ == "Provenance" {
 		if err := provenanceWrite(tx, "", doc); err != nil {
 			return nil, err

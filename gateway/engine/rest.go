@@ -55,14 +55,15 @@ func (e *Engine) checkInstance(typ, id string) error {
 // checkWriteID checks a type and the id of a PUT or DELETE, whose
 // resource may not exist: an id that is not a FHIR id is Invalid (the
 // client must change it), not NotFound (which would say it only needs
-// creating).
-func (e *Engine) checkWriteID(typ, id string) error {
+// creating); so is, for a PUT (put), which may create the resource, an id
+// a client may not write at (writableID). A DELETE may remove a resource
+// an earlier build stored at such an id.
+func (e *Engine) checkWriteID(typ, id string, put bool) error {
 	if err := e.checkType(typ); err != nil {
 		return err
 	}
-	if !fhirwire.ValidID(id) {
-		return outcome.New(outcome.Invalid, "value", "id-invalid", "the id in the URL is not a FHIR id: "+
-			"1 to 64 characters A-Z, a-z, 0-9, - and . (datatypes.html#id)").At(typ + ".id")
+	if !fhirwire.ValidID(id) || put && !writableID(id) {
+		return errIDInvalid(typ + ".id")
 	}
 	return nil
 }
@@ -153,8 +154,10 @@ func (e *Engine) writable(typ string) error {
 	return clientWritable(typ)
 }
 
-// readResource reads and validates a write's body as a resource of typ.
-func (e *Engine) readResource(ctx context.Context, typ string, body Body) (map[string]any, error) {
+// readResource reads and validates a write's body as a resource of typ
+// (checkClientDoc: checkID for an update, not for a create, whose id is
+// ignored).
+func (e *Engine) readResource(ctx context.Context, typ string, body Body, checkID bool) (map[string]any, error) {
 	raw, err := body()
 	if err != nil {
 		return nil, err
@@ -164,7 +167,13 @@ func (e *Engine) readResource(ctx context.Context, typ string, body Body) (map[s
 		doc, err = e.v.Resource(raw, typ, "")
 		return err
 	}, attribute.String("fhir.resource_type", typ))
-	return doc, err
+	if err != nil {
+		return nil, err
+	}
+	if err := checkClientDoc(doc, typ, "", checkID); err != nil {
+		return nil, err
+	}
+	return doc, nil
 }
 
 // writeOne runs one write interaction in a retried, audited transaction.
@@ -210,7 +219,7 @@ func (e *Engine) Create(ctx context.Context, sc *auditlog.Scope, typ string, bod
 	if err := e.allowCriteria(sc, typ, ifNoneExist, false); err != nil {
 		return nil, err
 	}
-	doc, err := e.readResource(ctx, typ, body)
+	doc, err := e.readResource(ctx, typ, body, false)
 	if err != nil {
 		return nil, err
 	}
@@ -225,7 +234,7 @@ func (e *Engine) Create(ctx context.Context, sc *auditlog.Scope, typ string, bod
 // (http.html#update). ifMatch ("" for none) must name the current version.
 // An id that is not a FHIR id is Invalid.
 func (e *Engine) Update(ctx context.Context, sc *auditlog.Scope, typ, id string, body Body, ifMatch string) (*Result, error) {
-	if err := e.checkWriteID(typ, id); err != nil {
+	if err := e.checkWriteID(typ, id, true); err != nil {
 		return nil, err
 	}
 	if err := clientWritableAt(typ, id); err != nil {
@@ -234,7 +243,7 @@ func (e *Engine) Update(ctx context.Context, sc *auditlog.Scope, typ, id string,
 	if err := allow(sc, typ, 'u'); err != nil {
 		return nil, err
 	}
-	doc, err := e.readResource(ctx, typ, body)
+	doc, err := e.readResource(ctx, typ, body, true)
 	if err != nil {
 		return nil, err
 	}
@@ -266,7 +275,7 @@ func (e *Engine) ConditionalUpdate(ctx context.Context, sc *auditlog.Scope, typ,
 	if err := e.allowCriteria(sc, typ, query, false); err != nil {
 		return nil, err
 	}
-	doc, err := e.readResource(ctx, typ, body)
+	doc, err := e.readResource(ctx, typ, body, true)
 	if err != nil {
 		return nil, err
 	}
@@ -279,7 +288,7 @@ func (e *Engine) ConditionalUpdate(ctx context.Context, sc *auditlog.Scope, typ,
 // (http.html#concurrency): PreconditionFailed otherwise, and for a
 // resource that does not exist (or is deleted).
 func (e *Engine) Delete(ctx context.Context, sc *auditlog.Scope, typ, id, ifMatch string) (*Result, error) {
-	if err := e.checkWriteID(typ, id); err != nil {
+	if err := e.checkWriteID(typ, id, false); err != nil {
 		return nil, err
 	}
 	if err := clientWritableAt(typ, id); err != nil {

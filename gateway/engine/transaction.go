@@ -331,7 +331,7 @@ func resolveCriteria(en *Entry, l *lookup, claimed map[string]string) error {
 					"the resource id differs from the id the _id criterion names")
 			}
 			en.id, en.chosen, en.pinned = pinned, true, true
-		case en.method == "PUT" && fhirwire.ValidID(en.bodyID):
+		case en.method == "PUT" && writableID(en.bodyID):
 			en.id, en.chosen = en.bodyID, true
 		default:
 			en.id = store.NewID()
@@ -371,8 +371,9 @@ func pinnedID(q *search.Query) (string, error) {
 		}
 		id = c.Values[0].Code
 	}
-	if id != "" && !fhirwire.ValidID(id) {
-		return "", outcome.New(outcome.Invalid, "invalid", "search-value-invalid", "the _id criterion is not a valid id")
+	if id != "" && !writableID(id) {
+		return "", outcome.New(outcome.Invalid, "invalid", "search-value-invalid", "the _id criterion is not an id a "+
+			"resource can be created at (a FHIR id other than . and ..)")
 	}
 	return id, nil
 }

@@ -1,0 +1,163 @@
+package gateway_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
+)
+
+// assertIssue checks that rec is status with an OperationOutcome whose
+// first issue has rule and (when expr is not "") that expression.
+func assertIssue(t *testing.T, rec *httptest.ResponseRecorder, status int, rule, expr string) {
+	t.Helper()
+	assertOutcome(t, rec, status, rule, "")
+	var oo outcome
+	_ = json.Unmarshal(rec.Body.Bytes(), &oo)
+	if expr != "" && (len(oo.Issue[0].Expression) != 1 || oo.Issue[0].Expression[0] != expr) {
+		t.Errorf("expression = %v, want [%s]", oo.Issue[0].Expression, expr)
+	}
+}
+
+// batchEntryOutcome returns the status and first rule of entry i of a
+// batch-response.
+func batchEntryOutcome(t *testing.T, rec *httptest.ResponseRecorder, i int) (status, rule, expr string) {
+	t.Helper()
+	if rec.Code != 200 {
+		t.Fatalf("batch = %d %s", rec.Code, rec.Body)
+	}
+	var b struct {
+		Entry []struct {
+			Response struct {
+				Status  string  `json:"status"`
+				Outcome outcome `json:"outcome"`
+			} `json:"response"`
+		} `json:"entry"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &b); err != nil || len(b.Entry) <= i {
+		t.Fatalf("batch-response: %v %s", err, rec.Body)
+	}
+	r := b.Entry[i].Response
+	if len(r.Outcome.Issue) > 0 {
+		is := r.Outcome.Issue[0]
+		if len(is.Details.Coding) > 0 {
+			rule = is.Details.Coding[0].Code
+		}
+		if len(is.Expression) > 0 {
+			expr = is.Expression[0]
+		}
+	}
+	return r.Status, rule, expr
+}
+
+func batchBundle(entries ...string) string {
+	return `{"resourceType":"Bundle","type":"batch","entry":[` + strings.Join(entries, ",") + `]}`
+}
+
+// TestSubsettedWriteRefused: a resource tagged SUBSETTED (the copy a read
+// with _summary or _elements answers) is refused on create, update and in
+// Bundle entries, naming the tag; the stored resource keeps what the copy
+// left out. A patch of a resource an earlier build stored with the tag is
+// refused the same way, and a whole update without the tag repairs it.
+func TestSubsettedWriteRefused(t *testing.T) {
+	st := tempSQLite(t, sqlite.Options{})
+	h := newServer(t, app.Config{Store: st, UpdateCreate: true}, gateway.Config{})
+	whole := `{"resourceType":"Patient","id":"sub-1","name":[{"family":"Whole"}],"gender":"female","birthDate":"1980-02-03"}`
+	if rec := req(h, "PUT", "/fhir/Patient/sub-1", whole); rec.Code != http.StatusCreated {
+		t.Fatalf("create = %d %s", rec.Code, rec.Body)
+	}
+	rec := req(h, "GET", "/fhir/Patient/sub-1?_elements=gender", "")
+	sub := rec.Body.String()
+	if rec.Code != 200 || !strings.Contains(sub, "SUBSETTED") || strings.Contains(sub, "Whole") {
+		t.Fatalf("_elements=gender = %d %s", rec.Code, sub)
+	}
+	summary := req(h, "GET", "/fhir/Patient/sub-1?_summary=true", "").Body.String()
+	for _, tc := range []struct {
+		name, method, target, body string
+		status                     int
+		expr                       string
+	}{
+		{"update with the _elements copy", "PUT", "/fhir/Patient/sub-1", sub, 400, "Patient.meta.tag[0]"},
+		{"update with the _summary copy", "PUT", "/fhir/Patient/sub-1", summary, 400, "Patient.meta.tag[0]"},
+		{"update with If-Match", "PUT", "/fhir/Patient/sub-1", sub, 400, "Patient.meta.tag[0]"},
+		{"create", "POST", "/fhir/Patient", sub, 400, "Patient.meta.tag[0]"},
+		{"conditional update", "PUT", "/fhir/Patient?_id=sub-1", sub, 400, "Patient.meta.tag[0]"},
+		{"transaction entry", "POST", "/fhir", txBundle(`{"resource":` + sub + `,"request":{"method":"PUT","url":"Patient/sub-1"}}`),
+			400, "Bundle.entry[0].resource.ofType(Patient).meta.tag[0]"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			assertIssue(t, req(h, tc.method, tc.target, tc.body, `If-Match: W/"1"`), tc.status, "resource-subsetted", tc.expr)
+		})
+	}
+	t.Run("batch entry", func(t *testing.T) {
+		rec := req(h, "POST", "/fhir", batchBundle(`{"resource":`+sub+`,"request":{"method":"PUT","url":"Patient/sub-1"}}`))
+		if status, rule, expr := batchEntryOutcome(t, rec, 0); !strings.HasPrefix(status, "400") || rule != "resource-subsetted" ||
+			expr != "Bundle.entry[0].resource.ofType(Patient).meta.tag[0]" {
+			t.Errorf("batch entry = %s %s %s, want 400 resource-subsetted at the tag", status, rule, expr)
+		}
+	})
+	if rec := req(h, "GET", "/fhir/Patient/sub-1", ""); rec.Header().Get("ETag") != `W/"1"` || !strings.Contains(rec.Body.String(), "Whole") {
+		t.Errorf("after the refused writes: %s %s, want version 1 whole", rec.Header().Get("ETag"), rec.Body)
+	}
+
+	// A resource an earlier build stored with the tag.
+	legacy := map[string]any{"resourceType": "Patient", "id": "sub-legacy", "gender": "male",
+		"meta": map[string]any{"tag": []any{map[string]any{"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"}}}}
+	if err := st.Write(t.Context(), func(tx store.Tx) error {
+		r, entries, err := store.NewVersion("Patient", "sub-legacy", 1, legacy, time.Now())
+		if err != nil {
+			return err
+		}
+		return tx.Put(r, entries)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	assertIssue(t, req(h, "PATCH", "/fhir/Patient/sub-legacy", `[{"op":"replace","path":"/gender","value":"female"}]`,
+		"Content-Type: application/json-patch+json"), 400, "resource-subsetted", "Patient.meta.tag[0]")
+	if rec := req(h, "PUT", "/fhir/Patient/sub-legacy", `{"resourceType":"Patient","id":"sub-legacy","gender":"female"}`); rec.Code != 200 ||
+		strings.Contains(rec.Body.String(), "SUBSETTED") {
+		t.Errorf("whole update of the legacy copy = %d %s, want 200 without the tag", rec.Code, rec.Body)
+	}
+}
+
+// TestDotSegmentIDs: "." and ".." match R4's id pattern but are URL
+// dot-segments: no write may create a resource at them.
+func TestDotSegmentIDs(t *testing.T) {
+	h := fhirServer(t)
+	for _, id := range []string{".", ".."} {
+		body := `{"resourceType":"Patient","id":"` + id + `"}`
+		for _, tc := range []struct {
+			name, method, target, body, rule, expr string
+		}{
+			{"update-as-create", "PUT", "/fhir/Patient/" + id, body, "id-invalid", "Patient.id"},
+			{"transaction PUT", "POST", "/fhir", txBundle(`{"resource":` + body + `,"request":{"method":"PUT","url":"Patient/` + id + `"}}`),
+				"id-invalid", "Bundle.entry[0].request.url"},
+			{"conditional update naming it in _id", "PUT", "/fhir/Patient?_id=" + id, `{"resourceType":"Patient"}`, "search-value-invalid", ""},
+			{"conditional update with it in the body", "PUT", "/fhir/Patient?identifier=urn:x|dot", body, "id-invalid", "Patient.id"},
+			{"conditional create naming it in _id", "POST", "/fhir/Patient", `{"resourceType":"Patient"}`, "search-value-invalid", ""},
+		} {
+			t.Run(tc.name+" "+id, func(t *testing.T) {
+				rec := req(h, tc.method, tc.target, tc.body, "If-None-Exist: _id="+id)
+				assertIssue(t, rec, 400, tc.rule, tc.expr)
+			})
+		}
+		t.Run("batch PUT "+id, func(t *testing.T) {
+			rec := req(h, "POST", "/fhir", batchBundle(`{"resource":{"resourceType":"Patient","id":"`+id+`"},"request":{"method":"PUT","url":"Patient/`+id+`"}}`))
+			if status, rule, _ := batchEntryOutcome(t, rec, 0); !strings.HasPrefix(status, "400") || rule != "id-invalid" {
+				t.Errorf("batch entry = %s %s, want 400 id-invalid", status, rule)
+			}
+		})
+	}
+	// A POST's id is ignored (http.html#create), "..", too.
+	if rec := req(h, "POST", "/fhir/Patient", `{"resourceType":"Patient","id":".."}`); rec.Code != http.StatusCreated ||
+		strings.Contains(rec.Header().Get("Location"), "/..") {
+		t.Errorf("create with id .. = %d %s", rec.Code, rec.Header().Get("Location"))
+	}
+}
