@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -159,5 +160,109 @@ func TestDotSegmentIDs(t *testing.T) {
 	if rec := req(h, "POST", "/fhir/Patient", `{"resourceType":"Patient","id":".."}`); rec.Code != http.StatusCreated ||
 		strings.Contains(rec.Header().Get("Location"), "/..") {
 		t.Errorf("create with id .. = %d %s", rec.Code, rec.Header().Get("Location"))
+	}
+}
+
+// TestWritePreconditions: If-Match, If-None-Match and If-Unmodified-Since
+// on PUT, PATCH and DELETE (and ifMatch/ifNoneMatch on Bundle entries) are
+// evaluated as RFC 9110 13.2.2 orders them; a false one is 412 and writes
+// nothing, a malformed one 400; If-Modified-Since does not apply to
+// writes. A deleted resource's ETag (its deletion's version) guards its
+// restoring PUT.
+func TestWritePreconditions(t *testing.T) {
+	h := fhirServer(t)
+	old := "Mon, 01 Jan 2001 00:00:00 GMT"
+	future := time.Now().Add(48 * time.Hour).UTC().Format(http.TimeFormat)
+	patch := `[{"op":"add","path":"/active","value":false}]`
+	for i, tc := range []struct {
+		name  string
+		state string // "absent", "v1" (one version), "deleted" (version 1, deleted as version 2)
+		// method and target (%s: the resource's id), body ("" the resource
+		// changed, "-" none; a Bundle's {resource} and {id} are replaced)
+		method, target, body string
+		headers              []string
+		status               int
+		rule                 string
+		// version is the resource's ETag afterwards ("" none: absent or deleted).
+		version string
+	}{
+		{"PUT If-None-Match * over an existing resource", "v1", "PUT", "/fhir/Patient/%s", "", []string{"If-None-Match: *"}, 412, "resource-exists", `W/"1"`},
+		{"PUT If-None-Match * creates", "absent", "PUT", "/fhir/Patient/%s", "", []string{"If-None-Match: *"}, 201, "", `W/"1"`},
+		{"PUT If-None-Match * restores a deleted resource", "deleted", "PUT", "/fhir/Patient/%s", "", []string{"If-None-Match: *"}, 201, "", `W/"3"`},
+		{"PUT If-None-Match naming the current version", "v1", "PUT", "/fhir/Patient/%s", "", []string{`If-None-Match: W/"1"`}, 412, "version-matched", `W/"1"`},
+		{"PUT If-None-Match naming it in a list", "v1", "PUT", "/fhir/Patient/%s", "", []string{`If-None-Match: W/"5", "1"`}, 412, "version-matched", `W/"1"`},
+		{"PUT If-None-Match naming another version", "v1", "PUT", "/fhir/Patient/%s", "", []string{`If-None-Match: W/"7"`}, 200, "", `W/"2"`},
+		{"PUT If-Unmodified-Since before the last update", "v1", "PUT", "/fhir/Patient/%s", "", []string{"If-Unmodified-Since: " + old}, 412, "modified-since", `W/"1"`},
+		{"PUT If-Unmodified-Since after the last update", "v1", "PUT", "/fhir/Patient/%s", "", []string{"If-Unmodified-Since: " + future}, 200, "", `W/"2"`},
+		{"PUT If-Unmodified-Since of a resource that never existed", "absent", "PUT", "/fhir/Patient/%s", "", []string{"If-Unmodified-Since: " + old}, 201, "", `W/"1"`},
+		{"PUT If-Unmodified-Since before a deletion", "deleted", "PUT", "/fhir/Patient/%s", "", []string{"If-Unmodified-Since: " + old}, 412, "modified-since", ""},
+		{"PUT If-Match wins over If-Unmodified-Since", "v1", "PUT", "/fhir/Patient/%s", "", []string{`If-Match: W/"1"`, "If-Unmodified-Since: " + old}, 200, "", `W/"2"`},
+		{"PUT If-Match and a false If-None-Match", "v1", "PUT", "/fhir/Patient/%s", "", []string{`If-Match: W/"1"`, "If-None-Match: *"}, 412, "resource-exists", `W/"1"`},
+		{"PUT If-Modified-Since does not apply to writes", "v1", "PUT", "/fhir/Patient/%s", "", []string{"If-Modified-Since: " + future}, 200, "", `W/"2"`},
+		{"PUT malformed If-Unmodified-Since", "v1", "PUT", "/fhir/Patient/%s", "", []string{"If-Unmodified-Since: yesterday"}, 400, "precondition-invalid", `W/"1"`},
+		{"PUT malformed If-None-Match", "v1", "PUT", "/fhir/Patient/%s", "", []string{"If-None-Match: abc"}, 400, "precondition-invalid", `W/"1"`},
+		{"PUT malformed If-Match", "v1", "PUT", "/fhir/Patient/%s", "", []string{`If-Match: W/"1`}, 400, "precondition-invalid", `W/"1"`},
+		{"PATCH If-None-Match *", "v1", "PATCH", "/fhir/Patient/%s", patch, []string{"If-None-Match: *", "Content-Type: application/json-patch+json"}, 412, "resource-exists", `W/"1"`},
+		{"PATCH If-Unmodified-Since before the last update", "v1", "PATCH", "/fhir/Patient/%s", patch, []string{"If-Unmodified-Since: " + old, "Content-Type: application/json-patch+json"}, 412, "modified-since", `W/"1"`},
+		{"PATCH If-Unmodified-Since after the last update", "v1", "PATCH", "/fhir/Patient/%s", patch, []string{"If-Unmodified-Since: " + future, "Content-Type: application/json-patch+json"}, 200, "", `W/"2"`},
+		{"conditional PATCH If-None-Match naming the match's version", "v1", "PATCH", "/fhir/Patient?_id=%s", patch, []string{`If-None-Match: W/"1"`, "Content-Type: application/json-patch+json"}, 412, "version-matched", `W/"1"`},
+		{"DELETE If-None-Match naming the current version", "v1", "DELETE", "/fhir/Patient/%s", "-", []string{`If-None-Match: W/"1"`}, 412, "version-matched", `W/"1"`},
+		{"DELETE If-Unmodified-Since before the last update", "v1", "DELETE", "/fhir/Patient/%s", "-", []string{"If-Unmodified-Since: " + old}, 412, "modified-since", `W/"1"`},
+		{"conditional update If-None-Match * matching a resource", "v1", "PUT", "/fhir/Patient?identifier=urn:pre|%s", "", []string{"If-None-Match: *"}, 412, "resource-exists", `W/"1"`},
+		{"conditional update If-None-Match * matching none", "absent", "PUT", "/fhir/Patient?identifier=urn:pre|%s", "", []string{"If-None-Match: *"}, 201, "", `W/"1"`},
+		// A deleted resource's ETag names its deletion (the 410 and the
+		// DELETE's 204 carry it): it guards the restoring PUT.
+		{"restoring PUT If-Match naming the deletion", "deleted", "PUT", "/fhir/Patient/%s", "", []string{`If-Match: W/"2"`}, 201, "", `W/"3"`},
+		{"restoring PUT If-Match naming the version before it", "deleted", "PUT", "/fhir/Patient/%s", "", []string{`If-Match: W/"1"`}, 412, "version-mismatch", ""},
+		{"restoring PUT If-Match *", "deleted", "PUT", "/fhir/Patient/%s", "", []string{"If-Match: *"}, 412, "version-mismatch", ""},
+		{"PUT If-Match of a resource that never existed", "absent", "PUT", "/fhir/Patient/%s", "", []string{`If-Match: W/"1"`}, 412, "version-mismatch", ""},
+		{"DELETE If-Match naming the deletion", "deleted", "DELETE", "/fhir/Patient/%s", "-", []string{`If-Match: W/"2"`}, 204, "", ""},
+		// Bundle entries: ifMatch and ifNoneMatch guard writes as the headers do.
+		{"transaction PUT ifNoneMatch *", "v1", "POST", "/fhir", `{"resourceType":"Bundle","type":"transaction","entry":[{"resource":{resource},"request":{"method":"PUT","url":"Patient/{id}","ifNoneMatch":"*"}}]}`, nil, 412, "resource-exists", `W/"1"`},
+		{"transaction PUT ifNoneMatch * creates", "absent", "POST", "/fhir", `{"resourceType":"Bundle","type":"transaction","entry":[{"resource":{resource},"request":{"method":"PUT","url":"Patient/{id}","ifNoneMatch":"*"}}]}`, nil, 200, "", `W/"1"`},
+		{"transaction DELETE malformed ifNoneMatch", "v1", "POST", "/fhir", `{"resourceType":"Bundle","type":"transaction","entry":[{"request":{"method":"DELETE","url":"Patient/{id}","ifNoneMatch":"nope"}}]}`, nil, 400, "precondition-invalid", `W/"1"`},
+		{"transaction PUT ifModifiedSince", "v1", "POST", "/fhir", `{"resourceType":"Bundle","type":"transaction","entry":[{"resource":{resource},"request":{"method":"PUT","url":"Patient/{id}","ifModifiedSince":"2001-01-01T00:00:00Z"}}]}`, nil, 400, "bundle-entry-precondition-unsupported", `W/"1"`},
+		{"transaction POST ifMatch", "absent", "POST", "/fhir", `{"resourceType":"Bundle","type":"transaction","entry":[{"resource":{resource},"request":{"method":"POST","url":"Patient","ifMatch":"W/\"1\""}}]}`, nil, 400, "bundle-entry-precondition-unsupported", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			id := fmt.Sprintf("pre-%d", i)
+			resource := `{"resourceType":"Patient","id":"` + id + `","identifier":[{"system":"urn:pre","value":"` + id + `"}]}`
+			if tc.state != "absent" {
+				if rec := req(h, "PUT", "/fhir/Patient/"+id, resource); rec.Code != 201 {
+					t.Fatalf("set-up PUT = %d %s", rec.Code, rec.Body)
+				}
+			}
+			if tc.state == "deleted" {
+				if rec := req(h, "DELETE", "/fhir/Patient/"+id, ""); rec.Code != 204 || rec.Header().Get("ETag") != `W/"2"` {
+					t.Fatalf("set-up DELETE = %d %s", rec.Code, rec.Header().Get("ETag"))
+				}
+			}
+			target := strings.ReplaceAll(tc.target, "%s", id)
+			body := ""
+			switch {
+			case tc.body == "":
+				body = strings.Replace(resource, `"identifier"`, `"active":true,"identifier"`, 1)
+			case strings.HasPrefix(tc.body, "{"):
+				body = strings.NewReplacer("{resource}", resource, "{id}", id).Replace(tc.body)
+			case tc.body != "-":
+				body = tc.body
+			}
+			rec := req(h, tc.method, target, body, tc.headers...)
+			switch {
+			case tc.rule != "":
+				assertOutcome(t, rec, tc.status, tc.rule, "")
+			case rec.Code != tc.status:
+				t.Fatalf("%s %s = %d %s, want %d", tc.method, target, rec.Code, rec.Body, tc.status)
+			case tc.method == "POST" && strings.Contains(tc.body, `"transaction"`) && !strings.Contains(rec.Body.String(), `"status":"201`):
+				t.Errorf("transaction-response = %s, want the entry created", rec.Body)
+			}
+			if tc.state == "deleted" && tc.rule == "version-mismatch" && !strings.Contains(rec.Body.String(), "deleted") {
+				t.Errorf("412 for a deleted resource does not say it is deleted: %s", rec.Body)
+			}
+			read := req(h, "GET", "/fhir/Patient/"+id, "")
+			if got := read.Header().Get("ETag"); read.Code == 200 && got != tc.version || read.Code != 200 && tc.version != "" {
+				t.Errorf("afterwards: read = %d %s, want version %s", read.Code, got, tc.version)
+			}
+		})
 	}
 }

@@ -231,9 +231,10 @@ func (e *Engine) Create(ctx context.Context, sc *auditlog.Scope, typ string, bod
 }
 
 // Update writes a new version of typ/id, or creates it with the client's id
-// (http.html#update). ifMatch ("" for none) must name the current version.
-// An id that is not a FHIR id is Invalid.
-func (e *Engine) Update(ctx context.Context, sc *auditlog.Scope, typ, id string, body Body, ifMatch string) (*Result, error) {
+// (http.html#update), when the preconditions pre hold against its latest
+// version (PreconditionFailed otherwise; a malformed one is Invalid). An
+// id that is not a FHIR id is Invalid.
+func (e *Engine) Update(ctx context.Context, sc *auditlog.Scope, typ, id string, body Body, pre Preconditions) (*Result, error) {
 	if err := e.checkWriteID(typ, id, true); err != nil {
 		return nil, err
 	}
@@ -241,6 +242,10 @@ func (e *Engine) Update(ctx context.Context, sc *auditlog.Scope, typ, id string,
 		return nil, err
 	}
 	if err := allow(sc, typ, 'u'); err != nil {
+		return nil, err
+	}
+	cond, err := pre.parse(false)
+	if err != nil {
 		return nil, err
 	}
 	doc, err := e.readResource(ctx, typ, body, true)
@@ -256,13 +261,14 @@ func (e *Engine) Update(ctx context.Context, sc *auditlog.Scope, typ, id string,
 				return nil, err
 			}
 		}
-		return e.update(tx.st, typ, id, doc, ifMatch, tx.now, e.updateCreate, "PUT")
+		return e.update(tx.st, typ, id, doc, cond, tx.now, e.updateCreate, "PUT")
 	})
 }
 
 // ConditionalUpdate updates the one resource of typ that query selects, or
-// creates one when none does (http.html#cond-update).
-func (e *Engine) ConditionalUpdate(ctx context.Context, sc *auditlog.Scope, typ, query string, body Body, ifMatch string) (*Result, error) {
+// creates one when none does (http.html#cond-update); pre are checked as
+// for Update, against the resource matched (or none).
+func (e *Engine) ConditionalUpdate(ctx context.Context, sc *auditlog.Scope, typ, query string, body Body, pre Preconditions) (*Result, error) {
 	if err := e.writable(typ); err != nil {
 		return nil, err
 	}
@@ -275,19 +281,23 @@ func (e *Engine) ConditionalUpdate(ctx context.Context, sc *auditlog.Scope, typ,
 	if err := e.allowCriteria(sc, typ, query, false); err != nil {
 		return nil, err
 	}
+	cond, err := pre.parse(false)
+	if err != nil {
+		return nil, err
+	}
 	doc, err := e.readResource(ctx, typ, body, true)
 	if err != nil {
 		return nil, err
 	}
-	return e.writeEntry(ctx, sc, &Entry{method: "PUT", typ: typ, query: query, doc: doc, ifMatch: ifMatch, client: true}, "conditional-update")
+	return e.writeEntry(ctx, sc, &Entry{method: "PUT", typ: typ, query: query, doc: doc, pre: cond, client: true}, "conditional-update")
 }
 
 // Delete deletes typ/id (http.html#delete); deleting what does not exist
 // succeeds with no resource in the result; an id that is not a FHIR id is
-// Invalid. An ifMatch (If-Match) must name the current version
-// (http.html#concurrency): PreconditionFailed otherwise, and for a
-// resource that does not exist (or is deleted).
-func (e *Engine) Delete(ctx context.Context, sc *auditlog.Scope, typ, id, ifMatch string) (*Result, error) {
+// Invalid. The preconditions pre must hold (http.html#concurrency; see
+// Preconditions): PreconditionFailed otherwise (If-Match: * for a
+// resource that does not exist or is deleted); a malformed one is Invalid.
+func (e *Engine) Delete(ctx context.Context, sc *auditlog.Scope, typ, id string, pre Preconditions) (*Result, error) {
 	if err := e.checkWriteID(typ, id, false); err != nil {
 		return nil, err
 	}
@@ -297,15 +307,19 @@ func (e *Engine) Delete(ctx context.Context, sc *auditlog.Scope, typ, id, ifMatc
 	if err := allow(sc, typ, 'd'); err != nil {
 		return nil, err
 	}
+	cond, err := pre.parse(false)
+	if err != nil {
+		return nil, err
+	}
 	var res *Result
-	err := e.Write(ctx, sc, func(tx *Tx) (int, error) {
+	err = e.Write(ctx, sc, func(tx *Tx) (int, error) {
 		if typ == "Provenance" {
 			if err := provenanceWrite(tx.st, id, nil); err != nil {
 				return 0, err
 			}
 		}
 		var err error
-		if res, err = e.remove(tx.st, typ, id, ifMatch, tx.now); err != nil {
+		if res, err = e.remove(tx.st, typ, id, cond, tx.now); err != nil {
 			return 0, err
 		}
 		sc.Touch(res.Resource)
