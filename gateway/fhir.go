@@ -74,7 +74,7 @@ func (s *Server) handleBundle(c echo.Context) error {
 // handleCreate is POST /fhir/{type}, honouring If-None-Exist.
 func (s *Server) handleCreate(c echo.Context) error {
 	res, err := s.app.Engine.Create(c.Request().Context(), scopeOf(c), c.Param("type"), s.body(c),
-		c.Request().Header.Get("If-None-Exist"))
+		c.Request().Header.Get("If-None-Exist"), preconditions(c))
 	if err != nil {
 		return err
 	}
@@ -102,7 +102,7 @@ func (s *Server) handleConditionalUpdate(c echo.Context) error {
 	return s.respondWrite(c, res)
 }
 
-// preconditions are the conditional headers of an update, patch or delete
+// preconditions are the conditional headers of a create, update, patch or delete
 // (RFC 9110 13.1), for the engine to evaluate inside the write's
 // transaction; a header sent on several lines is one list. If-Modified-Since
 // applies to GET and HEAD only (RFC 9110 13.1.3) and is not read here.

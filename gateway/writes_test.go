@@ -217,6 +217,10 @@ func TestWritePreconditions(t *testing.T) {
 		{"restoring PUT If-Match *", "deleted", "PUT", "/fhir/Patient/%s", "", []string{"If-Match: *"}, 412, "version-mismatch", ""},
 		{"PUT If-Match of a resource that never existed", "absent", "PUT", "/fhir/Patient/%s", "", []string{`If-Match: W/"1"`}, 412, "version-mismatch", ""},
 		{"DELETE If-Match naming the deletion", "deleted", "DELETE", "/fhir/Patient/%s", "-", []string{`If-Match: W/"2"`}, 204, "", ""},
+		// A create makes a new resource, which no precondition names.
+		{"POST If-None-Match", "absent", "POST", "/fhir/Patient", "", []string{"If-None-Match: *"}, 400, "precondition-unsupported", ""},
+		{"POST If-Match", "absent", "POST", "/fhir/Patient", "", []string{`If-Match: W/"1"`}, 400, "precondition-unsupported", ""},
+		{"POST If-Modified-Since does not apply to writes", "absent", "POST", "/fhir/Patient", "", []string{"If-Modified-Since: " + old}, 201, "", ""},
 		// Bundle entries: ifMatch and ifNoneMatch guard writes as the headers do.
 		{"transaction PUT ifNoneMatch *", "v1", "POST", "/fhir", `{"resourceType":"Bundle","type":"transaction","entry":[{"resource":{resource},"request":{"method":"PUT","url":"Patient/{id}","ifNoneMatch":"*"}}]}`, nil, 412, "resource-exists", `W/"1"`},
 		{"transaction PUT ifNoneMatch * creates", "absent", "POST", "/fhir", `{"resourceType":"Bundle","type":"transaction","entry":[{"resource":{resource},"request":{"method":"PUT","url":"Patient/{id}","ifNoneMatch":"*"}}]}`, nil, 200, "", `W/"1"`},
