@@ -94,7 +94,11 @@ func TestSubsettedWriteRefused(t *testing.T) {
 			400, "Bundle.entry[0].resource.ofType(Patient).meta.tag[0]"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			assertIssue(t, req(h, tc.method, tc.target, tc.body, `If-Match: W/"1"`), tc.status, "resource-subsetted", tc.expr)
+			var headers []string
+			if strings.HasSuffix(tc.name, "If-Match") {
+				headers = append(headers, `If-Match: W/"1"`)
+			}
+			assertIssue(t, req(h, tc.method, tc.target, tc.body, headers...), tc.status, "resource-subsetted", tc.expr)
 		})
 	}
 	t.Run("batch entry", func(t *testing.T) {
