@@ -74,7 +74,7 @@ func (s *Server) handleBundle(c echo.Context) error {
 // handleCreate is POST /fhir/{type}, honouring If-None-Exist.
 func (s *Server) handleCreate(c echo.Context) error {
 	res, err := s.app.Engine.Create(c.Request().Context(), scopeOf(c), c.Param("type"), s.body(c),
-		c.Request().Header.Get("If-None-Exist"))
+		c.Request().Header.Get("If-None-Exist"), preconditions(c))
 	if err != nil {
 		return err
 	}
@@ -85,7 +85,7 @@ func (s *Server) handleCreate(c echo.Context) error {
 // client's id.
 func (s *Server) handleUpdate(c echo.Context) error {
 	res, err := s.app.Engine.Update(c.Request().Context(), scopeOf(c), c.Param("type"), c.Param("id"), s.body(c),
-		c.Request().Header.Get("If-Match"))
+		preconditions(c))
 	if err != nil {
 		return err
 	}
@@ -95,16 +95,29 @@ func (s *Server) handleUpdate(c echo.Context) error {
 // handleConditionalUpdate is PUT /fhir/{type}?criteria.
 func (s *Server) handleConditionalUpdate(c echo.Context) error {
 	res, err := s.app.Engine.ConditionalUpdate(c.Request().Context(), scopeOf(c), c.Param("type"), c.Request().URL.RawQuery,
-		s.body(c), c.Request().Header.Get("If-Match"))
+		s.body(c), preconditions(c))
 	if err != nil {
 		return err
 	}
 	return s.respondWrite(c, res)
 }
 
+// preconditions are the conditional headers of a create, update, patch or delete
+// (RFC 9110 13.1), for the engine to evaluate inside the write's
+// transaction; a header sent on several lines is one list. If-Modified-Since
+// applies to GET and HEAD only (RFC 9110 13.1.3) and is not read here.
+func preconditions(c echo.Context) engine.Preconditions {
+	h := c.Request().Header
+	return engine.Preconditions{
+		IfMatch:           strings.Join(h.Values("If-Match"), ", "),
+		IfNoneMatch:       strings.Join(h.Values("If-None-Match"), ", "),
+		IfUnmodifiedSince: strings.Join(h.Values("If-Unmodified-Since"), ", "),
+	}
+}
+
 // handleDelete is DELETE /fhir/{type}/{id}.
 func (s *Server) handleDelete(c echo.Context) error {
-	res, err := s.app.Engine.Delete(c.Request().Context(), scopeOf(c), c.Param("type"), c.Param("id"), c.Request().Header.Get("If-Match"))
+	res, err := s.app.Engine.Delete(c.Request().Context(), scopeOf(c), c.Param("type"), c.Param("id"), preconditions(c))
 	if err != nil {
 		return err
 	}
@@ -165,7 +178,7 @@ func (s *Server) respondRead(c echo.Context, r *store.Resource) error {
 func (s *Server) handlePatch(c echo.Context) error {
 	format, body := s.patchBody(c)
 	res, err := s.app.Engine.Patch(c.Request().Context(), scopeOf(c), c.Param("type"), c.Param("id"), format, body,
-		c.Request().Header.Get("If-Match"))
+		preconditions(c))
 	if err != nil {
 		return err
 	}
@@ -176,7 +189,7 @@ func (s *Server) handlePatch(c echo.Context) error {
 func (s *Server) handleConditionalPatch(c echo.Context) error {
 	format, body := s.patchBody(c)
 	res, err := s.app.Engine.ConditionalPatch(c.Request().Context(), scopeOf(c), c.Param("type"), c.Request().URL.RawQuery,
-		format, body, c.Request().Header.Get("If-Match"))
+		format, body, preconditions(c))
 	if err != nil {
 		return err
 	}

@@ -166,7 +166,7 @@ func (e *Engine) Seed(ctx context.Context) error {
 			default:
 				return fmt.Errorf("seed %s/%s: %w", typ, id, err)
 			}
-			if _, err := e.update(tx, typ, id, doc, "", e.now(), true, "PUT"); err != nil {
+			if _, err := e.update(tx, typ, id, doc, conditions{}, e.now(), true, "PUT"); err != nil {
 				return fmt.Errorf("seed %s/%s: %w", typ, id, err)
 			}
 		}

@@ -31,7 +31,9 @@ type Entry struct {
 	doc         map[string]any
 	bodyID      string // the resource's id as the client sent it
 	ifNoneExist string
-	ifMatch     string
+	// pre are the preconditions of a PUT, PATCH or DELETE (ifMatch,
+	// ifNoneMatch; If-Unmodified-Since at the top level).
+	pre conditions
 	// ifNoneMatch and ifModifiedSince make a GET read entry conditional
 	// (304 when the client's copy is current).
 	ifNoneMatch     string
@@ -134,6 +136,9 @@ func (e *Engine) parseURL(en *Entry, rawURL string) error {
 	if en.id != "" && !fhirwire.ValidID(en.id) {
 		return fail("bundle-entry-url-invalid", "the id in the request url is not a valid FHIR id")
 	}
+	if en.id != "" && en.method == "PUT" && !writableID(en.id) {
+		return errIDInvalid("request.url")
+	}
 	if en.method == "POST" || en.method == "PUT" || en.method == "PATCH" || en.method == "DELETE" {
 		if err := clientWritable(en.typ); err != nil {
 			return err
@@ -195,7 +200,7 @@ func (e *Engine) parseEntry(i int, w *fhirwire.Entry, bases []string) *Entry {
 		en.perr = err
 		return en
 	}
-	return en.resource(doc)
+	return en.resource(doc, expr)
 }
 
 // decodedEntry reads entry i of a Bundle that was validated whole and
@@ -230,7 +235,7 @@ func (e *Engine) decodedEntry(i int, m map[string]any, bases []string) *Entry {
 		en.perr = err
 		return en
 	}
-	return en.resource(doc)
+	return en.resource(doc, expr)
 }
 
 // entryRequest reads an entry's request into en; it reports whether the
@@ -240,8 +245,7 @@ func (e *Engine) entryRequest(en *Entry, req *fhirwire.Request, bases []string) 
 		en.fail("bundle-entry-request-missing", "a transaction or batch entry needs a request")
 		return false
 	}
-	en.method, en.ifNoneExist, en.ifMatch = req.Method, req.IfNoneExist, req.IfMatch
-	en.ifNoneMatch = req.IfNoneMatch
+	en.method, en.ifNoneExist = req.Method, req.IfNoneExist
 	if v := req.IfModifiedSince; v != "" {
 		t, err := time.Parse(time.RFC3339Nano, v)
 		if err != nil {
@@ -254,7 +258,45 @@ func (e *Engine) entryRequest(en *Entry, req *fhirwire.Request, bases []string) 
 		en.perr = err
 		return false
 	}
+	if err := en.preconditions(req); err != nil {
+		en.perr = err
+		return false
+	}
 	return en.method == "POST" || en.method == "PUT" || en.method == "PATCH"
+}
+
+// preconditions reads the conditions of an entry's request (its method
+// and url read): ifNoneMatch and ifModifiedSince make a GET conditional
+// (304); ifMatch and ifNoneMatch guard a PUT, PATCH or DELETE as the
+// If-Match and If-None-Match headers do (Preconditions; bundle.html
+// defines ifNoneMatch for GETs, but a PUT's ifNoneMatch "*" is the common
+// way to say "create only", and taking it otherwise would overwrite what
+// the client meant to keep). What a method has no use for is Invalid
+// rather than ignored: the client meant to guard the entry with it.
+func (en *Entry) preconditions(req *fhirwire.Request) error {
+	unsupported := func(field, why string) error {
+		return outcome.New(outcome.Invalid, "not-supported", "bundle-entry-precondition-unsupported",
+			"a "+en.method+" entry takes no "+field+": "+why).At("request." + field)
+	}
+	switch en.method {
+	case "GET":
+		en.ifNoneMatch = req.IfNoneMatch
+		return nil // ifMatch on a GET: not read (as the top-level read)
+	case "POST":
+		switch {
+		case req.IfMatch != "":
+			return unsupported("ifMatch", "a POST creates a new resource; ifNoneExist makes it a conditional create")
+		case req.IfNoneMatch != "":
+			return unsupported("ifNoneMatch", "a POST creates a new resource; ifNoneExist makes it a conditional create")
+		}
+	}
+	if req.IfModifiedSince != "" {
+		return unsupported("ifModifiedSince", "it makes a GET conditional (http.html#cread); guard a write with "+
+			"ifMatch (the version read) or ifNoneMatch \"*\" (create only)")
+	}
+	var err error
+	en.pre, err = Preconditions{IfMatch: req.IfMatch, IfNoneMatch: req.IfNoneMatch}.parse(true)
+	return err
 }
 
 // relativeURL is an entry's request url relative to the server's FHIR
@@ -317,11 +359,15 @@ func (e *Engine) readPatch(en *Entry, doc map[string]any, expr string) *Entry {
 	return en
 }
 
-// resource checks an entry's decoded resource against its request and
-// keeps it.
-func (en *Entry) resource(doc map[string]any) *Entry {
+// resource checks an entry's decoded resource, at expr, against its
+// request (and checkClientDoc) and keeps it.
+func (en *Entry) resource(doc map[string]any, expr string) *Entry {
 	if rt, _ := doc["resourceType"].(string); rt != en.typ {
 		return en.fail("resource-type-mismatch", "the resource type differs from the type in the request url")
+	}
+	if err := checkClientDoc(doc, en.typ, expr, en.method != "POST"); err != nil {
+		en.perr = err
+		return en
 	}
 	if en.id != "" {
 		if bid, _ := doc["id"].(string); bid != en.id {

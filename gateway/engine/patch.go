@@ -89,22 +89,24 @@ func (e *Engine) decodePatch(raw []byte, format PatchFormat) (patcher, error) {
 	return nil, verr
 }
 
-// Patch applies a patch to typ/id (http.html#patch). ifMatch ("" for
-// none) must name the current version. Returns NotFound for a resource
+// Patch applies a patch to typ/id (http.html#patch) when the
+// preconditions pre hold (PreconditionFailed otherwise; a malformed one is
+// Invalid). Returns NotFound for a resource
 // the caller's tenant does not hold, Gone for a deleted one, Invalid for a
 // patch that does not apply or touches id or meta (naming the operation)
 // or whose result is not a valid resource, Unprocessable when the result
 // breaks a profile it claims.
-func (e *Engine) Patch(ctx context.Context, sc *auditlog.Scope, typ, id string, format PatchFormat, body Body, ifMatch string) (*Result, error) {
+func (e *Engine) Patch(ctx context.Context, sc *auditlog.Scope, typ, id string, format PatchFormat, body Body, pre Preconditions) (*Result, error) {
 	if err := e.checkInstance(typ, id); err != nil {
 		return nil, err
 	}
-	return e.patch(ctx, sc, &Entry{method: "PATCH", typ: typ, id: id, ifMatch: ifMatch, client: true}, format, body)
+	return e.patch(ctx, sc, &Entry{method: "PATCH", typ: typ, id: id, client: true}, format, body, pre)
 }
 
 // ConditionalPatch patches the one resource of typ that query selects:
-// none is NotFound, several PreconditionFailed (http.html#patch).
-func (e *Engine) ConditionalPatch(ctx context.Context, sc *auditlog.Scope, typ, query string, format PatchFormat, body Body, ifMatch string) (*Result, error) {
+// none is NotFound, several PreconditionFailed (http.html#patch); pre are
+// checked against that resource, as for Patch.
+func (e *Engine) ConditionalPatch(ctx context.Context, sc *auditlog.Scope, typ, query string, format PatchFormat, body Body, pre Preconditions) (*Result, error) {
 	if err := e.checkType(typ); err != nil {
 		return nil, err
 	}
@@ -114,15 +116,20 @@ func (e *Engine) ConditionalPatch(ctx context.Context, sc *auditlog.Scope, typ, 
 	if err := e.allowCriteria(sc, typ, query, false); err != nil {
 		return nil, err
 	}
-	return e.patch(ctx, sc, &Entry{method: "PATCH", typ: typ, query: query, ifMatch: ifMatch, client: true}, format, body)
+	return e.patch(ctx, sc, &Entry{method: "PATCH", typ: typ, query: query, client: true}, format, body, pre)
 }
 
-// patch runs a PATCH entry as a one-entry transaction.
-func (e *Engine) patch(ctx context.Context, sc *auditlog.Scope, en *Entry, format PatchFormat, body Body) (*Result, error) {
+// patch runs a PATCH entry, with the preconditions pre, as a one-entry
+// transaction.
+func (e *Engine) patch(ctx context.Context, sc *auditlog.Scope, en *Entry, format PatchFormat, body Body, pre Preconditions) (*Result, error) {
 	if err := clientWritableAt(en.typ, en.id); err != nil {
 		return nil, err
 	}
 	if err := allow(sc, en.typ, 'u'); err != nil {
+		return nil, err
+	}
+	var err error
+	if en.pre, err = pre.parse(false); err != nil {
 		return nil, err
 	}
 	raw, err := body()
@@ -221,7 +228,7 @@ func (e *Engine) patchEntry(tx store.Tx, en *Entry, rw *fhirwire.Rewriter, now t
 	case !owns(tx, cur):
 		return nil, errIDTaken
 	}
-	if err := checkIfMatch(en.ifMatch, cur, true); err != nil {
+	if err := en.pre.check(cur); err != nil {
 		return nil, err
 	}
 	doc, err := decodeJSON(cur.Body)
@@ -247,13 +254,16 @@ func (e *Engine) patchEntry(tx store.Tx, en *Entry, rw *fhirwire.Rewriter, now t
 	if doc, err = e.v.Resource(raw, en.typ, ""); err != nil {
 		return nil, err
 	}
+	if i := subsettedAt(doc); i >= 0 {
+		return nil, errPatchSubsetted(en.typ, i)
+	}
 	if en.client && en.typ == "Provenance" {
 		if err := provenanceWrite(tx, "", doc); err != nil {
 			return nil, err
 		}
 	}
 	en.doc = doc
-	return e.update(tx, en.typ, en.id, doc, en.ifMatch, now, false, "PATCH")
+	return e.update(tx, en.typ, en.id, doc, en.pre, now, false, "PATCH")
 }
 
 // nestedAt re-roots the expressions of err's issues, found in a resource

@@ -173,23 +173,26 @@ func render(entries []*Entry, now time.Time, stream bool) (stop func()) {
 
 // update writes a new version of typ/id (update-as-create when it does not
 // exist or was deleted) for an interaction of method (PUT, PATCH, or POST
-// for a conditional create whose _id criterion names the id). ifMatch is the If-Match value ("" for none): a
-// mismatch is PreconditionFailed. create says whether the caller may
+// for a conditional create whose _id criterion names the id). pre are the
+// request's preconditions (If-Match, If-None-Match, If-Unmodified-Since),
+// checked against the latest version, a deletion included: a false one is
+// PreconditionFailed. create says whether the caller may
 // create typ/id when its tenant holds no such resource; without it, and
 // for an id another tenant holds, the answer is the same errIDTaken.
-func (e *Engine) update(tx store.Tx, typ, id string, doc map[string]any, ifMatch string, now time.Time, create bool, method string) (*Result, error) {
+func (e *Engine) update(tx store.Tx, typ, id string, doc map[string]any, pre conditions, now time.Time, create bool, method string) (*Result, error) {
 	cur, err := tx.Read(typ, id)
 	var next int64 = 1
 	exists := false
+	var latest *store.Resource // the tenant's latest version, a deletion included
 	switch {
 	case errors.Is(err, errForeign):
 		return nil, errIDTaken
 	case (err == nil || errors.Is(err, store.ErrGone)) && !owns(tx, cur):
 		return nil, errIDTaken // a shared conformance resource of another tenant
 	case err == nil:
-		next, exists = cur.Version+1, true
+		next, exists, latest = cur.Version+1, true, cur
 	case errors.Is(err, store.ErrGone):
-		next = cur.Version + 1
+		next, latest = cur.Version+1, cur
 	case errors.Is(err, store.ErrNotFound):
 		if !create {
 			return nil, errIDTaken
@@ -197,7 +200,7 @@ func (e *Engine) update(tx store.Tx, typ, id string, doc map[string]any, ifMatch
 	default:
 		return nil, err
 	}
-	if err := checkIfMatch(ifMatch, cur, exists); err != nil {
+	if err := pre.check(latest); err != nil {
 		return nil, err
 	}
 	status := fhirwire.StatusCreated
@@ -217,16 +220,16 @@ func (e *Engine) update(tx store.Tx, typ, id string, doc map[string]any, ifMatch
 // createAt creates typ/id for a conditional create or update whose _id
 // criterion names id and matched nothing: a resource living at id (its
 // other criteria did not match) cannot be replaced by a create, so that is
-// PreconditionFailed; a deleted one of the tenant's is created anew; create
-// and method are as for update.
-func (e *Engine) createAt(tx store.Tx, typ, id string, doc map[string]any, now time.Time, create bool, method string) (*Result, error) {
+// PreconditionFailed; a deleted one of the tenant's is created anew; pre,
+// create and method are as for update.
+func (e *Engine) createAt(tx store.Tx, typ, id string, doc map[string]any, pre conditions, now time.Time, create bool, method string) (*Result, error) {
 	cur, err := tx.Read(typ, id)
 	switch {
 	case err == nil && owns(tx, cur):
 		return nil, outcome.New(outcome.PreconditionFailed, "conflict", "conditional-id-taken",
 			"the _id criterion names a resource that the other criteria do not match; it cannot be created again")
 	case err == nil, errors.Is(err, errForeign), errors.Is(err, store.ErrGone), errors.Is(err, store.ErrNotFound):
-		return e.update(tx, typ, id, doc, "", now, create, method)
+		return e.update(tx, typ, id, doc, pre, now, create, method)
 	default:
 		return nil, err
 	}
@@ -244,14 +247,19 @@ func owns(tx store.Tx, r *store.Resource) bool {
 // remove deletes typ/id (a new, deleted version). Deleting what does not
 // exist or is already deleted succeeds (idempotent, http.html#delete), and
 // so does deleting what the tenant may read but not write (a shared
-// conformance resource of another tenant), which changes nothing.
-func (e *Engine) remove(tx store.Tx, typ, id, ifMatch string, now time.Time) (*Result, error) {
+// conformance resource of another tenant), which changes nothing. pre
+// are checked as for update.
+func (e *Engine) remove(tx store.Tx, typ, id string, pre conditions, now time.Time) (*Result, error) {
 	cur, err := tx.Read(typ, id)
 	exists := err == nil && owns(tx, cur)
 	if err != nil && !errors.Is(err, store.ErrGone) && !errors.Is(err, store.ErrNotFound) {
 		return nil, err
 	}
-	if err := checkIfMatch(ifMatch, cur, exists); err != nil {
+	var latest *store.Resource
+	if cur != nil && (err == nil || errors.Is(err, store.ErrGone)) && owns(tx, cur) {
+		latest = cur
+	}
+	if err := pre.check(latest); err != nil {
 		return nil, err
 	}
 	if !exists {
@@ -263,28 +271,6 @@ func (e *Engine) remove(tx store.Tx, typ, id, ifMatch string, now time.Time) (*R
 		return nil, fmt.Errorf("delete %s/%s: %w", typ, id, err)
 	}
 	return &Result{Status: fhirwire.StatusNoContent, Resource: del}, nil
-}
-
-// errVersionMismatch answers an If-Match (a header, or a Bundle entry's
-// ifMatch) that does not name the current version (http.html#concurrency).
-var errVersionMismatch = outcome.New(outcome.PreconditionFailed, "conflict", "version-mismatch",
-	"If-Match does not name the current version")
-
-// checkIfMatch checks an If-Match (a header, or a Bundle entry's ifMatch;
-// "" none) against the current version cur of a resource that exists or
-// not: errVersionMismatch unless it names that version.
-func checkIfMatch(ifMatch string, cur *store.Resource, exists bool) error {
-	if ifMatch == "" {
-		return nil
-	}
-	var version int64
-	if exists {
-		version = cur.Version
-	}
-	if !fhirwire.IfMatch(ifMatch, version, exists) {
-		return errVersionMismatch
-	}
-	return nil
 }
 
 // sameContent compares two resources ignoring meta.

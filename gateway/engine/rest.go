@@ -55,14 +55,15 @@ func (e *Engine) checkInstance(typ, id string) error {
 // checkWriteID checks a type and the id of a PUT or DELETE, whose
 // resource may not exist: an id that is not a FHIR id is Invalid (the
 // client must change it), not NotFound (which would say it only needs
-// creating).
-func (e *Engine) checkWriteID(typ, id string) error {
+// creating); so is, for a PUT (put), which may create the resource, an id
+// a client may not write at (writableID). A DELETE may remove a resource
+// an earlier build stored at such an id.
+func (e *Engine) checkWriteID(typ, id string, put bool) error {
 	if err := e.checkType(typ); err != nil {
 		return err
 	}
-	if !fhirwire.ValidID(id) {
-		return outcome.New(outcome.Invalid, "value", "id-invalid", "the id in the URL is not a FHIR id: "+
-			"1 to 64 characters A-Z, a-z, 0-9, - and . (datatypes.html#id)").At(typ + ".id")
+	if !fhirwire.ValidID(id) || put && !writableID(id) {
+		return errIDInvalid(typ + ".id")
 	}
 	return nil
 }
@@ -153,8 +154,10 @@ func (e *Engine) writable(typ string) error {
 	return clientWritable(typ)
 }
 
-// readResource reads and validates a write's body as a resource of typ.
-func (e *Engine) readResource(ctx context.Context, typ string, body Body) (map[string]any, error) {
+// readResource reads and validates a write's body as a resource of typ
+// (checkClientDoc: checkID for an update, not for a create, whose id is
+// ignored).
+func (e *Engine) readResource(ctx context.Context, typ string, body Body, checkID bool) (map[string]any, error) {
 	raw, err := body()
 	if err != nil {
 		return nil, err
@@ -164,7 +167,13 @@ func (e *Engine) readResource(ctx context.Context, typ string, body Body) (map[s
 		doc, err = e.v.Resource(raw, typ, "")
 		return err
 	}, attribute.String("fhir.resource_type", typ))
-	return doc, err
+	if err != nil {
+		return nil, err
+	}
+	if err := checkClientDoc(doc, typ, "", checkID); err != nil {
+		return nil, err
+	}
+	return doc, nil
 }
 
 // writeOne runs one write interaction in a retried, audited transaction.
@@ -199,18 +208,27 @@ func (e *Engine) writeEntry(ctx context.Context, sc *auditlog.Scope, en *Entry, 
 
 // Create creates a resource of typ (http.html#create), or, with
 // ifNoneExist, finds the one resource those criteria match (conditional
-// create: StatusOK and that resource).
-func (e *Engine) Create(ctx context.Context, sc *auditlog.Scope, typ string, body Body, ifNoneExist string) (*Result, error) {
+// create: StatusOK and that resource). pre must be empty: a create makes
+// a new resource, which no precondition can name, and a client that sent
+// one meant a guard the create would not apply (Invalid
+// precondition-unsupported).
+func (e *Engine) Create(ctx context.Context, sc *auditlog.Scope, typ string, body Body, ifNoneExist string, pre Preconditions) (*Result, error) {
 	if err := e.writable(typ); err != nil {
 		return nil, err
 	}
 	if err := allow(sc, typ, 'c'); err != nil {
 		return nil, err
 	}
+	if pre != (Preconditions{}) {
+		return nil, outcome.New(outcome.Invalid, "not-supported", "precondition-unsupported",
+			"a create (POST) makes a new resource, which If-Match, If-None-Match and If-Unmodified-Since cannot name; "+
+				"send If-None-Exist for a conditional create, or PUT the resource at its id with If-None-Match: * "+
+				"to create it only if it does not exist")
+	}
 	if err := e.allowCriteria(sc, typ, ifNoneExist, false); err != nil {
 		return nil, err
 	}
-	doc, err := e.readResource(ctx, typ, body)
+	doc, err := e.readResource(ctx, typ, body, false)
 	if err != nil {
 		return nil, err
 	}
@@ -222,10 +240,11 @@ func (e *Engine) Create(ctx context.Context, sc *auditlog.Scope, typ string, bod
 }
 
 // Update writes a new version of typ/id, or creates it with the client's id
-// (http.html#update). ifMatch ("" for none) must name the current version.
-// An id that is not a FHIR id is Invalid.
-func (e *Engine) Update(ctx context.Context, sc *auditlog.Scope, typ, id string, body Body, ifMatch string) (*Result, error) {
-	if err := e.checkWriteID(typ, id); err != nil {
+// (http.html#update), when the preconditions pre hold against its latest
+// version (PreconditionFailed otherwise; a malformed one is Invalid). An
+// id that is not a FHIR id is Invalid.
+func (e *Engine) Update(ctx context.Context, sc *auditlog.Scope, typ, id string, body Body, pre Preconditions) (*Result, error) {
+	if err := e.checkWriteID(typ, id, true); err != nil {
 		return nil, err
 	}
 	if err := clientWritableAt(typ, id); err != nil {
@@ -234,7 +253,11 @@ func (e *Engine) Update(ctx context.Context, sc *auditlog.Scope, typ, id string,
 	if err := allow(sc, typ, 'u'); err != nil {
 		return nil, err
 	}
-	doc, err := e.readResource(ctx, typ, body)
+	cond, err := pre.parse(false)
+	if err != nil {
+		return nil, err
+	}
+	doc, err := e.readResource(ctx, typ, body, true)
 	if err != nil {
 		return nil, err
 	}
@@ -247,13 +270,14 @@ func (e *Engine) Update(ctx context.Context, sc *auditlog.Scope, typ, id string,
 				return nil, err
 			}
 		}
-		return e.update(tx.st, typ, id, doc, ifMatch, tx.now, e.updateCreate, "PUT")
+		return e.update(tx.st, typ, id, doc, cond, tx.now, e.updateCreate, "PUT")
 	})
 }
 
 // ConditionalUpdate updates the one resource of typ that query selects, or
-// creates one when none does (http.html#cond-update).
-func (e *Engine) ConditionalUpdate(ctx context.Context, sc *auditlog.Scope, typ, query string, body Body, ifMatch string) (*Result, error) {
+// creates one when none does (http.html#cond-update); pre are checked as
+// for Update, against the resource matched (or none).
+func (e *Engine) ConditionalUpdate(ctx context.Context, sc *auditlog.Scope, typ, query string, body Body, pre Preconditions) (*Result, error) {
 	if err := e.writable(typ); err != nil {
 		return nil, err
 	}
@@ -266,20 +290,24 @@ func (e *Engine) ConditionalUpdate(ctx context.Context, sc *auditlog.Scope, typ,
 	if err := e.allowCriteria(sc, typ, query, false); err != nil {
 		return nil, err
 	}
-	doc, err := e.readResource(ctx, typ, body)
+	cond, err := pre.parse(false)
 	if err != nil {
 		return nil, err
 	}
-	return e.writeEntry(ctx, sc, &Entry{method: "PUT", typ: typ, query: query, doc: doc, ifMatch: ifMatch, client: true}, "conditional-update")
+	doc, err := e.readResource(ctx, typ, body, true)
+	if err != nil {
+		return nil, err
+	}
+	return e.writeEntry(ctx, sc, &Entry{method: "PUT", typ: typ, query: query, doc: doc, pre: cond, client: true}, "conditional-update")
 }
 
 // Delete deletes typ/id (http.html#delete); deleting what does not exist
 // succeeds with no resource in the result; an id that is not a FHIR id is
-// Invalid. An ifMatch (If-Match) must name the current version
-// (http.html#concurrency): PreconditionFailed otherwise, and for a
-// resource that does not exist (or is deleted).
-func (e *Engine) Delete(ctx context.Context, sc *auditlog.Scope, typ, id, ifMatch string) (*Result, error) {
-	if err := e.checkWriteID(typ, id); err != nil {
+// Invalid. The preconditions pre must hold (http.html#concurrency; see
+// Preconditions): PreconditionFailed otherwise (If-Match: * for a
+// resource that does not exist or is deleted); a malformed one is Invalid.
+func (e *Engine) Delete(ctx context.Context, sc *auditlog.Scope, typ, id string, pre Preconditions) (*Result, error) {
+	if err := e.checkWriteID(typ, id, false); err != nil {
 		return nil, err
 	}
 	if err := clientWritableAt(typ, id); err != nil {
@@ -288,15 +316,19 @@ func (e *Engine) Delete(ctx context.Context, sc *auditlog.Scope, typ, id, ifMatc
 	if err := allow(sc, typ, 'd'); err != nil {
 		return nil, err
 	}
+	cond, err := pre.parse(false)
+	if err != nil {
+		return nil, err
+	}
 	var res *Result
-	err := e.Write(ctx, sc, func(tx *Tx) (int, error) {
+	err = e.Write(ctx, sc, func(tx *Tx) (int, error) {
 		if typ == "Provenance" {
 			if err := provenanceWrite(tx.st, id, nil); err != nil {
 				return 0, err
 			}
 		}
 		var err error
-		if res, err = e.remove(tx.st, typ, id, ifMatch, tx.now); err != nil {
+		if res, err = e.remove(tx.st, typ, id, cond, tx.now); err != nil {
 			return 0, err
 		}
 		sc.Touch(res.Resource)

@@ -331,7 +331,7 @@ func resolveCriteria(en *Entry, l *lookup, claimed map[string]string) error {
 					"the resource id differs from the id the _id criterion names")
 			}
 			en.id, en.chosen, en.pinned = pinned, true, true
-		case en.method == "PUT" && fhirwire.ValidID(en.bodyID):
+		case en.method == "PUT" && writableID(en.bodyID):
 			en.id, en.chosen = en.bodyID, true
 		default:
 			en.id = store.NewID()
@@ -371,8 +371,9 @@ func pinnedID(q *search.Query) (string, error) {
 		}
 		id = c.Values[0].Code
 	}
-	if id != "" && !fhirwire.ValidID(id) {
-		return "", outcome.New(outcome.Invalid, "invalid", "search-value-invalid", "the _id criterion is not a valid id")
+	if id != "" && !writableID(id) {
+		return "", outcome.New(outcome.Invalid, "invalid", "search-value-invalid", "the _id criterion is not an id a "+
+			"resource can be created at (a FHIR id other than . and ..)")
 	}
 	return id, nil
 }
@@ -419,7 +420,7 @@ func (e *Engine) execEntry(tx store.Tx, sc *auditlog.Scope, en *Entry, rw *fhirw
 	case "PATCH":
 		en.res, err = e.patchEntry(tx, en, rw, now)
 	case "DELETE":
-		en.res, err = e.remove(tx, en.typ, en.id, en.ifMatch, now)
+		en.res, err = e.remove(tx, en.typ, en.id, en.pre, now)
 	case "POST":
 		if en.again && en.matched == nil {
 			// An earlier entry with the same criteria made the resource:
@@ -434,7 +435,7 @@ func (e *Engine) execEntry(tx store.Tx, sc *auditlog.Scope, en *Entry, rw *fhirw
 		}
 		if en.pinned {
 			// The id an _id criterion names: created where nothing lives.
-			if en.res, err = e.createAt(tx, en.typ, en.id, en.doc, now, e.mayChoose(en), "POST"); err != nil {
+			if en.res, err = e.createAt(tx, en.typ, en.id, en.doc, conditions{}, now, e.mayChoose(en), "POST"); err != nil {
 				return err
 			}
 			return nil
@@ -451,10 +452,10 @@ func (e *Engine) execEntry(tx store.Tx, sc *auditlog.Scope, en *Entry, rw *fhirw
 		en.res = &Result{Status: fhirwire.StatusCreated, Resource: r, Created: true}
 	case "PUT":
 		if en.pinned {
-			en.res, err = e.createAt(tx, en.typ, en.id, en.doc, now, e.mayChoose(en), "PUT")
+			en.res, err = e.createAt(tx, en.typ, en.id, en.doc, en.pre, now, e.mayChoose(en), "PUT")
 			return err
 		}
-		en.res, err = e.update(tx, en.typ, en.id, en.doc, en.ifMatch, now, e.mayChoose(en), "PUT")
+		en.res, err = e.update(tx, en.typ, en.id, en.doc, en.pre, now, e.mayChoose(en), "PUT")
 		if err == nil && en.key != "" && en.res.Created {
 			err = tx.ClaimKey(en.key, en.typ, en.id)
 		}

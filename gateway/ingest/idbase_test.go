@@ -10,6 +10,7 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
@@ -82,7 +83,7 @@ func TestIdentityAmbiguous(t *testing.T) {
 	patient := `{"resourceType":"Patient","identifier":[{"system":"` + mapping.DefaultIdentifierBase +
 		`/serenity-clinic-emr/patient","value":"DUP-PT"}]}`
 	for range 2 {
-		if _, err := g.a.Engine.Create(ctx, sc, "Patient", func() ([]byte, error) { return []byte(patient), nil }, ""); err != nil {
+		if _, err := g.a.Engine.Create(ctx, sc, "Patient", func() ([]byte, error) { return []byte(patient), nil }, "", engine.Preconditions{}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -525,7 +525,7 @@ func TestRefusedAndDiverged(t *testing.T) {
 	}
 	sc := auditlog.NewScope("update", &auth.Principal{ClientID: "clinic", Tenant: "clinic-a", Scopes: auth.ParseScopes("system/*.cruds")})
 	body := strings.Replace(string(hr.Body), `"status":"final"`, `"status":"amended"`, 1)
-	if _, err := f.a.Engine.Update(ctx, sc, "Observation", hr.ID, func() ([]byte, error) { return []byte(body), nil }, ""); err != nil {
+	if _, err := f.a.Engine.Update(ctx, sc, "Observation", hr.ID, func() ([]byte, error) { return []byte(body), nil }, engine.Preconditions{}); err != nil {
 		t.Fatal(err)
 	}
 	// A record stored before inputs were kept.

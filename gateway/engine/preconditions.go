@@ -1,0 +1,208 @@
+package engine
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+)
+
+// Preconditions are the conditional request headers of an update, patch
+// or delete (RFC 9110 13.1), as the client sent them ("" for a header it
+// did not send; several lines of one header joined with commas). The
+// engine evaluates them inside the write's database transaction, against
+// the version the write would replace, so that two writers cannot both
+// pass them. If-Modified-Since and If-Range apply to GET and HEAD only
+// (RFC 9110 13.1.3, 13.1.5) and are not among them.
+type Preconditions struct {
+	// IfMatch is "*" or a list of entity tags (W/"3"): the write goes
+	// ahead only when one names the resource's latest version (a deletion
+	// included, so a deleted resource is restored only when nothing
+	// happened since its deletion); "*" when a current version exists.
+	IfMatch string
+	// IfNoneMatch is "*" (the write goes ahead only when no current
+	// version exists: create only) or a list of entity tags, none of
+	// which may name the latest version.
+	IfNoneMatch string
+	// IfUnmodifiedSince is an HTTP-date: the write goes ahead only when
+	// the resource was not modified after it (ignored with IfMatch, and
+	// for a resource that never existed: RFC 9110 13.1.4).
+	IfUnmodifiedSince string
+}
+
+// conditions are Preconditions parsed: ifMatch and ifNoneMatch are
+// well-formed lists ("" for none), unmodifiedSince is zero for none.
+type conditions struct {
+	ifMatch, ifNoneMatch string
+	unmodifiedSince      time.Time
+}
+
+// parse checks and reads p. In a Bundle entry (entry) the fields are the
+// entry's request.ifMatch and request.ifNoneMatch (R4 has no
+// ifUnmodifiedSince), which a problem names. A header or field that is
+// not well-formed is Invalid precondition-invalid: a write the client
+// meant to guard goes ahead only with a guard the gateway understood.
+func (p Preconditions) parse(entry bool) (conditions, error) {
+	fail := func(header, field, want string) error {
+		if entry {
+			return outcome.New(outcome.Invalid, "value", "precondition-invalid",
+				"request."+field+" is not "+want+"; nothing was written").At("request." + field)
+		}
+		return outcome.New(outcome.Invalid, "value", "precondition-invalid",
+			"the "+header+" header is not "+want+" (RFC 9110 13.1); nothing was written")
+	}
+	const tags = `"*" or a list of entity tags such as W/"3"`
+	var c conditions
+	if strings.TrimSpace(p.IfMatch) != "" {
+		if !validTagList(p.IfMatch) {
+			return c, fail("If-Match", "ifMatch", tags)
+		}
+		c.ifMatch = p.IfMatch
+	}
+	if strings.TrimSpace(p.IfNoneMatch) != "" {
+		if !validTagList(p.IfNoneMatch) {
+			return c, fail("If-None-Match", "ifNoneMatch", tags)
+		}
+		c.ifNoneMatch = p.IfNoneMatch
+	}
+	if v := strings.TrimSpace(p.IfUnmodifiedSince); v != "" {
+		t, ok := parseHTTPDate(v)
+		if !ok {
+			return c, fail("If-Unmodified-Since", "ifUnmodifiedSince", "one HTTP-date such as Sun, 06 Nov 1994 08:49:37 GMT")
+		}
+		c.unmodifiedSince = t
+	}
+	return c, nil
+}
+
+// validTagList reports whether v is "*" or a list of entity tags (RFC
+// 9110 8.8.3: [W/]"etagc*"; empty list elements ignored), also the bare
+// version numbers (3, W/3) the gateway has always taken for its own.
+func validTagList(v string) bool {
+	if strings.TrimSpace(v) == "*" {
+		return true
+	}
+	n := 0
+	for _, tag := range strings.Split(v, ",") {
+		tag = strings.TrimSpace(tag)
+		if tag == "" {
+			continue
+		}
+		n++
+		t := strings.TrimPrefix(tag, "W/")
+		if len(t) >= 2 && t[0] == '"' && t[len(t)-1] == '"' {
+			for _, c := range []byte(t[1 : len(t)-1]) {
+				if c == '"' || c < 0x21 || c == 0x7f {
+					return false
+				}
+			}
+			continue
+		}
+		if _, err := strconv.ParseUint(t, 10, 63); err != nil {
+			return false
+		}
+	}
+	return n > 0
+}
+
+// httpDateLayouts are the forms of an HTTP-date (RFC 9110 5.6.7): IMF-fixdate
+// and the two obsolete ones a recipient must accept.
+var httpDateLayouts = []string{"Mon, 02 Jan 2006 15:04:05 GMT", "Monday, 02-Jan-06 15:04:05 GMT", "Mon Jan _2 15:04:05 2006"}
+
+// parseHTTPDate reads an HTTP-date (UTC).
+func parseHTTPDate(v string) (time.Time, bool) {
+	for _, layout := range httpDateLayouts {
+		if t, err := time.Parse(layout, v); err == nil {
+			return t.UTC(), true
+		}
+	}
+	return time.Time{}, false
+}
+
+// check evaluates the conditions in RFC 9110 13.2.2's order against
+// latest, the resource's latest version as the write's transaction sees
+// it: nil when the tenant holds none, Deleted when it is a deletion.
+// A false condition is PreconditionFailed, saying which and why.
+func (c conditions) check(latest *store.Resource) error {
+	current := latest != nil && !latest.Deleted
+	if c.ifMatch != "" {
+		if !ifMatch(c.ifMatch, latest) {
+			return errIfMatch(c.ifMatch, latest)
+		}
+	} else if !c.unmodifiedSince.IsZero() && latest != nil &&
+		latest.LastUpdated.Truncate(time.Second).After(c.unmodifiedSince) {
+		return outcome.New(outcome.PreconditionFailed, "conflict", "modified-since",
+			"the resource was modified after the If-Unmodified-Since date"+deletedNote(latest)+"; read it again, "+
+				"and send its ETag in If-Match (or its Last-Modified date)")
+	}
+	if c.ifNoneMatch != "" {
+		if strings.TrimSpace(c.ifNoneMatch) == "*" {
+			if current {
+				return outcome.New(outcome.PreconditionFailed, "duplicate", "resource-exists",
+					"If-None-Match: * writes only a resource that does not exist, and this one does; "+
+						"to change it, send If-Match with its ETag instead")
+			}
+		} else if latest != nil && namesVersion(c.ifNoneMatch, latest.Version) {
+			return outcome.New(outcome.PreconditionFailed, "conflict", "version-matched",
+				fmt.Sprintf("If-None-Match names the resource's latest version (%d)%s, so nothing was written",
+					latest.Version, deletedNote(latest)))
+		}
+	}
+	return nil
+}
+
+// ifMatch reports whether an If-Match list holds for latest (see
+// Preconditions.IfMatch).
+func ifMatch(list string, latest *store.Resource) bool {
+	if latest == nil {
+		return false
+	}
+	if strings.TrimSpace(list) == "*" {
+		return !latest.Deleted
+	}
+	return namesVersion(list, latest.Version)
+}
+
+// namesVersion reports whether an entity-tag list names version (weak
+// comparison: W/"3" and "3" alike).
+func namesVersion(list string, version int64) bool {
+	for _, tag := range strings.Split(list, ",") {
+		if v, ok := fhirwire.ParseETag(tag); ok && v == version {
+			return true
+		}
+	}
+	return false
+}
+
+// deletedNote says, for a 412, that latest is a deletion.
+func deletedNote(latest *store.Resource) string {
+	if latest != nil && latest.Deleted {
+		return fmt.Sprintf(" (the resource is deleted: its deletion is version %d)", latest.Version)
+	}
+	return ""
+}
+
+// errIfMatch is the version-mismatch failure of an If-Match list for
+// latest (http.html#concurrency), saying what the latest version is.
+func errIfMatch(list string, latest *store.Resource) error {
+	var msg string
+	switch {
+	case latest == nil:
+		msg = "If-Match names a version, but the resource does not exist; leave If-Match out to create it " +
+			"(with If-None-Match: * to create it only if it still does not exist)"
+	case latest.Deleted && strings.TrimSpace(list) == "*":
+		msg = fmt.Sprintf("If-Match: * holds only for a resource that exists, and this one is deleted (its deletion is "+
+			"version %d); to restore it only if nothing changed since, send If-Match: W/\"%d\"", latest.Version, latest.Version)
+	case latest.Deleted:
+		msg = fmt.Sprintf("If-Match does not name the resource's latest version: it is deleted, and its deletion is "+
+			"version %d (If-Match: W/\"%d\" restores it if nothing changed since)", latest.Version, latest.Version)
+	default:
+		msg = fmt.Sprintf("If-Match does not name the current version (%d); read the resource again and send its ETag",
+			latest.Version)
+	}
+	return outcome.New(outcome.PreconditionFailed, "conflict", "version-mismatch", msg)
+}

@@ -1,0 +1,276 @@
+package gateway_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
+)
+
+// assertIssue checks that rec is status with an OperationOutcome whose
+// first issue has rule and (when expr is not "") that expression.
+func assertIssue(t *testing.T, rec *httptest.ResponseRecorder, status int, rule, expr string) {
+	t.Helper()
+	assertOutcome(t, rec, status, rule, "")
+	var oo outcome
+	_ = json.Unmarshal(rec.Body.Bytes(), &oo)
+	if expr != "" && (len(oo.Issue[0].Expression) != 1 || oo.Issue[0].Expression[0] != expr) {
+		t.Errorf("expression = %v, want [%s]", oo.Issue[0].Expression, expr)
+	}
+}
+
+// batchEntryOutcome returns the status and first rule of entry i of a
+// batch-response.
+func batchEntryOutcome(t *testing.T, rec *httptest.ResponseRecorder, i int) (status, rule, expr string) {
+	t.Helper()
+	if rec.Code != 200 {
+		t.Fatalf("batch = %d %s", rec.Code, rec.Body)
+	}
+	var b struct {
+		Entry []struct {
+			Response struct {
+				Status  string  `json:"status"`
+				Outcome outcome `json:"outcome"`
+			} `json:"response"`
+		} `json:"entry"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &b); err != nil || len(b.Entry) <= i {
+		t.Fatalf("batch-response: %v %s", err, rec.Body)
+	}
+	r := b.Entry[i].Response
+	if len(r.Outcome.Issue) > 0 {
+		is := r.Outcome.Issue[0]
+		if len(is.Details.Coding) > 0 {
+			rule = is.Details.Coding[0].Code
+		}
+		if len(is.Expression) > 0 {
+			expr = is.Expression[0]
+		}
+	}
+	return r.Status, rule, expr
+}
+
+func batchBundle(entries ...string) string {
+	return `{"resourceType":"Bundle","type":"batch","entry":[` + strings.Join(entries, ",") + `]}`
+}
+
+// TestSubsettedWriteRefused: a resource tagged SUBSETTED (the copy a read
+// with _summary or _elements answers) is refused on create, update and in
+// Bundle entries, naming the tag; the stored resource keeps what the copy
+// left out. A patch of a resource an earlier build stored with the tag is
+// refused the same way, and a whole update without the tag repairs it.
+func TestSubsettedWriteRefused(t *testing.T) {
+	st := tempSQLite(t, sqlite.Options{})
+	h := newServer(t, app.Config{Store: st, UpdateCreate: true}, gateway.Config{})
+	whole := `{"resourceType":"Patient","id":"sub-1","name":[{"family":"Whole"}],"gender":"female","birthDate":"1980-02-03"}`
+	if rec := req(h, "PUT", "/fhir/Patient/sub-1", whole); rec.Code != http.StatusCreated {
+		t.Fatalf("create = %d %s", rec.Code, rec.Body)
+	}
+	rec := req(h, "GET", "/fhir/Patient/sub-1?_elements=gender", "")
+	sub := rec.Body.String()
+	if rec.Code != 200 || !strings.Contains(sub, "SUBSETTED") || strings.Contains(sub, "Whole") {
+		t.Fatalf("_elements=gender = %d %s", rec.Code, sub)
+	}
+	summary := req(h, "GET", "/fhir/Patient/sub-1?_summary=true", "").Body.String()
+	for _, tc := range []struct {
+		name, method, target, body string
+		status                     int
+		expr                       string
+	}{
+		{"update with the _elements copy", "PUT", "/fhir/Patient/sub-1", sub, 400, "Patient.meta.tag[0]"},
+		{"update with the _summary copy", "PUT", "/fhir/Patient/sub-1", summary, 400, "Patient.meta.tag[0]"},
+		{"update with If-Match", "PUT", "/fhir/Patient/sub-1", sub, 400, "Patient.meta.tag[0]"},
+		{"create", "POST", "/fhir/Patient", sub, 400, "Patient.meta.tag[0]"},
+		{"conditional update", "PUT", "/fhir/Patient?_id=sub-1", sub, 400, "Patient.meta.tag[0]"},
+		{"transaction entry", "POST", "/fhir", txBundle(`{"resource":` + sub + `,"request":{"method":"PUT","url":"Patient/sub-1"}}`),
+			400, "Bundle.entry[0].resource.ofType(Patient).meta.tag[0]"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var headers []string
+			if strings.HasSuffix(tc.name, "If-Match") {
+				headers = append(headers, `If-Match: W/"1"`)
+			}
+			assertIssue(t, req(h, tc.method, tc.target, tc.body, headers...), tc.status, "resource-subsetted", tc.expr)
+		})
+	}
+	t.Run("batch entry", func(t *testing.T) {
+		rec := req(h, "POST", "/fhir", batchBundle(`{"resource":`+sub+`,"request":{"method":"PUT","url":"Patient/sub-1"}}`))
+		if status, rule, expr := batchEntryOutcome(t, rec, 0); !strings.HasPrefix(status, "400") || rule != "resource-subsetted" ||
+			expr != "Bundle.entry[0].resource.ofType(Patient).meta.tag[0]" {
+			t.Errorf("batch entry = %s %s %s, want 400 resource-subsetted at the tag", status, rule, expr)
+		}
+	})
+	if rec := req(h, "GET", "/fhir/Patient/sub-1", ""); rec.Header().Get("ETag") != `W/"1"` || !strings.Contains(rec.Body.String(), "Whole") {
+		t.Errorf("after the refused writes: %s %s, want version 1 whole", rec.Header().Get("ETag"), rec.Body)
+	}
+
+	// A resource an earlier build stored with the tag.
+	legacy := map[string]any{"resourceType": "Patient", "id": "sub-legacy", "gender": "male",
+		"meta": map[string]any{"tag": []any{map[string]any{"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED"}}}}
+	if err := st.Write(t.Context(), func(tx store.Tx) error {
+		r, entries, err := store.NewVersion("Patient", "sub-legacy", 1, legacy, time.Now())
+		if err != nil {
+			return err
+		}
+		return tx.Put(r, entries)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	assertIssue(t, req(h, "PATCH", "/fhir/Patient/sub-legacy", `[{"op":"replace","path":"/gender","value":"female"}]`,
+		"Content-Type: application/json-patch+json"), 400, "resource-subsetted", "Patient.meta.tag[0]")
+	if rec := req(h, "PUT", "/fhir/Patient/sub-legacy", `{"resourceType":"Patient","id":"sub-legacy","gender":"female"}`); rec.Code != 200 ||
+		strings.Contains(rec.Body.String(), "SUBSETTED") {
+		t.Errorf("whole update of the legacy copy = %d %s, want 200 without the tag", rec.Code, rec.Body)
+	}
+}
+
+// TestDotSegmentIDs: "." and ".." match R4's id pattern but are URL
+// dot-segments: no write may create a resource at them.
+func TestDotSegmentIDs(t *testing.T) {
+	h := fhirServer(t)
+	for _, id := range []string{".", ".."} {
+		body := `{"resourceType":"Patient","id":"` + id + `"}`
+		for _, tc := range []struct {
+			name, method, target, body, rule, expr string
+		}{
+			{"update-as-create", "PUT", "/fhir/Patient/" + id, body, "id-invalid", "Patient.id"},
+			{"transaction PUT", "POST", "/fhir", txBundle(`{"resource":` + body + `,"request":{"method":"PUT","url":"Patient/` + id + `"}}`),
+				"id-invalid", "Bundle.entry[0].request.url"},
+			{"conditional update naming it in _id", "PUT", "/fhir/Patient?_id=" + id, `{"resourceType":"Patient"}`, "search-value-invalid", ""},
+			{"conditional update with it in the body", "PUT", "/fhir/Patient?identifier=urn:x|dot", body, "id-invalid", "Patient.id"},
+			{"conditional create naming it in _id", "POST", "/fhir/Patient", `{"resourceType":"Patient"}`, "search-value-invalid", ""},
+		} {
+			t.Run(tc.name+" "+id, func(t *testing.T) {
+				rec := req(h, tc.method, tc.target, tc.body, "If-None-Exist: _id="+id)
+				assertIssue(t, rec, 400, tc.rule, tc.expr)
+			})
+		}
+		t.Run("batch PUT "+id, func(t *testing.T) {
+			rec := req(h, "POST", "/fhir", batchBundle(`{"resource":{"resourceType":"Patient","id":"`+id+`"},"request":{"method":"PUT","url":"Patient/`+id+`"}}`))
+			if status, rule, _ := batchEntryOutcome(t, rec, 0); !strings.HasPrefix(status, "400") || rule != "id-invalid" {
+				t.Errorf("batch entry = %s %s, want 400 id-invalid", status, rule)
+			}
+		})
+	}
+	// A POST's id is ignored (http.html#create), "..", too.
+	if rec := req(h, "POST", "/fhir/Patient", `{"resourceType":"Patient","id":".."}`); rec.Code != http.StatusCreated ||
+		strings.Contains(rec.Header().Get("Location"), "/..") {
+		t.Errorf("create with id .. = %d %s", rec.Code, rec.Header().Get("Location"))
+	}
+}
+
+// TestWritePreconditions: If-Match, If-None-Match and If-Unmodified-Since
+// on PUT, PATCH and DELETE (and ifMatch/ifNoneMatch on Bundle entries) are
+// evaluated as RFC 9110 13.2.2 orders them; a false one is 412 and writes
+// nothing, a malformed one 400; If-Modified-Since does not apply to
+// writes. A deleted resource's ETag (its deletion's version) guards its
+// restoring PUT.
+func TestWritePreconditions(t *testing.T) {
+	h := fhirServer(t)
+	old := "Mon, 01 Jan 2001 00:00:00 GMT"
+	future := time.Now().Add(48 * time.Hour).UTC().Format(http.TimeFormat)
+	patch := `[{"op":"add","path":"/active","value":false}]`
+	for i, tc := range []struct {
+		name  string
+		state string // "absent", "v1" (one version), "deleted" (version 1, deleted as version 2)
+		// method and target (%s: the resource's id), body ("" the resource
+		// changed, "-" none; a Bundle's {resource} and {id} are replaced)
+		method, target, body string
+		headers              []string
+		status               int
+		rule                 string
+		// version is the resource's ETag afterwards ("" none: absent or deleted).
+		version string
+	}{
+		{"PUT If-None-Match * over an existing resource", "v1", "PUT", "/fhir/Patient/%s", "", []string{"If-None-Match: *"}, 412, "resource-exists", `W/"1"`},
+		{"PUT If-None-Match * creates", "absent", "PUT", "/fhir/Patient/%s", "", []string{"If-None-Match: *"}, 201, "", `W/"1"`},
+		{"PUT If-None-Match * restores a deleted resource", "deleted", "PUT", "/fhir/Patient/%s", "", []string{"If-None-Match: *"}, 201, "", `W/"3"`},
+		{"PUT If-None-Match naming the current version", "v1", "PUT", "/fhir/Patient/%s", "", []string{`If-None-Match: W/"1"`}, 412, "version-matched", `W/"1"`},
+		{"PUT If-None-Match naming it in a list", "v1", "PUT", "/fhir/Patient/%s", "", []string{`If-None-Match: W/"5", "1"`}, 412, "version-matched", `W/"1"`},
+		{"PUT If-None-Match naming another version", "v1", "PUT", "/fhir/Patient/%s", "", []string{`If-None-Match: W/"7"`}, 200, "", `W/"2"`},
+		{"PUT If-Unmodified-Since before the last update", "v1", "PUT", "/fhir/Patient/%s", "", []string{"If-Unmodified-Since: " + old}, 412, "modified-since", `W/"1"`},
+		{"PUT If-Unmodified-Since after the last update", "v1", "PUT", "/fhir/Patient/%s", "", []string{"If-Unmodified-Since: " + future}, 200, "", `W/"2"`},
+		{"PUT If-Unmodified-Since of a resource that never existed", "absent", "PUT", "/fhir/Patient/%s", "", []string{"If-Unmodified-Since: " + old}, 201, "", `W/"1"`},
+		{"PUT If-Unmodified-Since before a deletion", "deleted", "PUT", "/fhir/Patient/%s", "", []string{"If-Unmodified-Since: " + old}, 412, "modified-since", ""},
+		{"PUT If-Match wins over If-Unmodified-Since", "v1", "PUT", "/fhir/Patient/%s", "", []string{`If-Match: W/"1"`, "If-Unmodified-Since: " + old}, 200, "", `W/"2"`},
+		{"PUT If-Match and a false If-None-Match", "v1", "PUT", "/fhir/Patient/%s", "", []string{`If-Match: W/"1"`, "If-None-Match: *"}, 412, "resource-exists", `W/"1"`},
+		{"PUT If-Modified-Since does not apply to writes", "v1", "PUT", "/fhir/Patient/%s", "", []string{"If-Modified-Since: " + future}, 200, "", `W/"2"`},
+		{"PUT malformed If-Unmodified-Since", "v1", "PUT", "/fhir/Patient/%s", "", []string{"If-Unmodified-Since: yesterday"}, 400, "precondition-invalid", `W/"1"`},
+		{"PUT malformed If-None-Match", "v1", "PUT", "/fhir/Patient/%s", "", []string{"If-None-Match: abc"}, 400, "precondition-invalid", `W/"1"`},
+		{"PUT malformed If-Match", "v1", "PUT", "/fhir/Patient/%s", "", []string{`If-Match: W/"1`}, 400, "precondition-invalid", `W/"1"`},
+		{"PATCH If-None-Match *", "v1", "PATCH", "/fhir/Patient/%s", patch, []string{"If-None-Match: *", "Content-Type: application/json-patch+json"}, 412, "resource-exists", `W/"1"`},
+		{"PATCH If-Unmodified-Since before the last update", "v1", "PATCH", "/fhir/Patient/%s", patch, []string{"If-Unmodified-Since: " + old, "Content-Type: application/json-patch+json"}, 412, "modified-since", `W/"1"`},
+		{"PATCH If-Unmodified-Since after the last update", "v1", "PATCH", "/fhir/Patient/%s", patch, []string{"If-Unmodified-Since: " + future, "Content-Type: application/json-patch+json"}, 200, "", `W/"2"`},
+		{"conditional PATCH If-None-Match naming the match's version", "v1", "PATCH", "/fhir/Patient?_id=%s", patch, []string{`If-None-Match: W/"1"`, "Content-Type: application/json-patch+json"}, 412, "version-matched", `W/"1"`},
+		{"DELETE If-None-Match naming the current version", "v1", "DELETE", "/fhir/Patient/%s", "-", []string{`If-None-Match: W/"1"`}, 412, "version-matched", `W/"1"`},
+		{"DELETE If-Unmodified-Since before the last update", "v1", "DELETE", "/fhir/Patient/%s", "-", []string{"If-Unmodified-Since: " + old}, 412, "modified-since", `W/"1"`},
+		{"conditional update If-None-Match * matching a resource", "v1", "PUT", "/fhir/Patient?identifier=urn:pre|%s", "", []string{"If-None-Match: *"}, 412, "resource-exists", `W/"1"`},
+		{"conditional update If-None-Match * matching none", "absent", "PUT", "/fhir/Patient?identifier=urn:pre|%s", "", []string{"If-None-Match: *"}, 201, "", `W/"1"`},
+		// A deleted resource's ETag names its deletion (the 410 and the
+		// DELETE's 204 carry it): it guards the restoring PUT.
+		{"restoring PUT If-Match naming the deletion", "deleted", "PUT", "/fhir/Patient/%s", "", []string{`If-Match: W/"2"`}, 201, "", `W/"3"`},
+		{"restoring PUT If-Match naming the version before it", "deleted", "PUT", "/fhir/Patient/%s", "", []string{`If-Match: W/"1"`}, 412, "version-mismatch", ""},
+		{"restoring PUT If-Match *", "deleted", "PUT", "/fhir/Patient/%s", "", []string{"If-Match: *"}, 412, "version-mismatch", ""},
+		{"PUT If-Match of a resource that never existed", "absent", "PUT", "/fhir/Patient/%s", "", []string{`If-Match: W/"1"`}, 412, "version-mismatch", ""},
+		{"DELETE If-Match naming the deletion", "deleted", "DELETE", "/fhir/Patient/%s", "-", []string{`If-Match: W/"2"`}, 204, "", ""},
+		// A create makes a new resource, which no precondition names.
+		{"POST If-None-Match", "absent", "POST", "/fhir/Patient", "", []string{"If-None-Match: *"}, 400, "precondition-unsupported", ""},
+		{"POST If-Match", "absent", "POST", "/fhir/Patient", "", []string{`If-Match: W/"1"`}, 400, "precondition-unsupported", ""},
+		{"POST If-Modified-Since does not apply to writes", "absent", "POST", "/fhir/Patient", "", []string{"If-Modified-Since: " + old}, 201, "", ""},
+		// Bundle entries: ifMatch and ifNoneMatch guard writes as the headers do.
+		{"transaction PUT ifNoneMatch *", "v1", "POST", "/fhir", `{"resourceType":"Bundle","type":"transaction","entry":[{"resource":{resource},"request":{"method":"PUT","url":"Patient/{id}","ifNoneMatch":"*"}}]}`, nil, 412, "resource-exists", `W/"1"`},
+		{"transaction PUT ifNoneMatch * creates", "absent", "POST", "/fhir", `{"resourceType":"Bundle","type":"transaction","entry":[{"resource":{resource},"request":{"method":"PUT","url":"Patient/{id}","ifNoneMatch":"*"}}]}`, nil, 200, "", `W/"1"`},
+		{"transaction DELETE malformed ifNoneMatch", "v1", "POST", "/fhir", `{"resourceType":"Bundle","type":"transaction","entry":[{"request":{"method":"DELETE","url":"Patient/{id}","ifNoneMatch":"nope"}}]}`, nil, 400, "precondition-invalid", `W/"1"`},
+		{"transaction PUT ifModifiedSince", "v1", "POST", "/fhir", `{"resourceType":"Bundle","type":"transaction","entry":[{"resource":{resource},"request":{"method":"PUT","url":"Patient/{id}","ifModifiedSince":"2001-01-01T00:00:00Z"}}]}`, nil, 400, "bundle-entry-precondition-unsupported", `W/"1"`},
+		{"transaction POST ifMatch", "absent", "POST", "/fhir", `{"resourceType":"Bundle","type":"transaction","entry":[{"resource":{resource},"request":{"method":"POST","url":"Patient","ifMatch":"W/\"1\""}}]}`, nil, 400, "bundle-entry-precondition-unsupported", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			id := fmt.Sprintf("pre-%d", i)
+			resource := `{"resourceType":"Patient","id":"` + id + `","identifier":[{"system":"urn:pre","value":"` + id + `"}]}`
+			if tc.state != "absent" {
+				if rec := req(h, "PUT", "/fhir/Patient/"+id, resource); rec.Code != 201 {
+					t.Fatalf("set-up PUT = %d %s", rec.Code, rec.Body)
+				}
+			}
+			if tc.state == "deleted" {
+				if rec := req(h, "DELETE", "/fhir/Patient/"+id, ""); rec.Code != 204 || rec.Header().Get("ETag") != `W/"2"` {
+					t.Fatalf("set-up DELETE = %d %s", rec.Code, rec.Header().Get("ETag"))
+				}
+			}
+			target := strings.ReplaceAll(tc.target, "%s", id)
+			body := ""
+			switch {
+			case tc.body == "":
+				body = strings.Replace(resource, `"identifier"`, `"active":true,"identifier"`, 1)
+			case strings.HasPrefix(tc.body, "{"):
+				body = strings.NewReplacer("{resource}", resource, "{id}", id).Replace(tc.body)
+			case tc.body != "-":
+				body = tc.body
+			}
+			rec := req(h, tc.method, target, body, tc.headers...)
+			switch {
+			case tc.rule != "":
+				assertOutcome(t, rec, tc.status, tc.rule, "")
+			case rec.Code != tc.status:
+				t.Fatalf("%s %s = %d %s, want %d", tc.method, target, rec.Code, rec.Body, tc.status)
+			case tc.method == "POST" && strings.Contains(tc.body, `"transaction"`) && !strings.Contains(rec.Body.String(), `"status":"201`):
+				t.Errorf("transaction-response = %s, want the entry created", rec.Body)
+			}
+			if tc.state == "deleted" && tc.rule == "version-mismatch" && !strings.Contains(rec.Body.String(), "deleted") {
+				t.Errorf("412 for a deleted resource does not say it is deleted: %s", rec.Body)
+			}
+			read := req(h, "GET", "/fhir/Patient/"+id, "")
+			if got := read.Header().Get("ETag"); read.Code == 200 && got != tc.version || read.Code != 200 && tc.version != "" {
+				t.Errorf("afterwards: read = %d %s, want version %s", read.Code, got, tc.version)
+			}
+		})
+	}
+}
