@@ -711,6 +711,48 @@ func TestSummaryElements(t *testing.T) {
 	assertOutcome(t, req(h, "GET", "/fhir/Patient/"+pid+"?_summary=count", ""), 400, "search-value-invalid", "")
 }
 
+// TestElementsChoiceKey: _elements naming a choice element by one of its
+// JSON keys (valueQuantity, Observation.effectiveDateTime) keeps that
+// element, on a read and on a search's matches, whichever type it has.
+func TestElementsChoiceKey(t *testing.T) {
+	h := fhirServer(t)
+	seedChain(t, h)
+	b := decode(t, req(h, "GET", "/fhir/Observation?code=8867-4", ""))
+	oid := b["entry"].([]any)[0].(map[string]any)["resource"].(map[string]any)["id"].(string)
+	for _, tc := range []struct {
+		elements   string
+		keep, drop []string
+	}{
+		{"valueQuantity", []string{"valueQuantity"}, []string{"effectiveDateTime", "subject"}},
+		{"effectiveDateTime", []string{"effectiveDateTime"}, []string{"valueQuantity", "subject"}},
+		{"Observation.valueQuantity,subject", []string{"valueQuantity", "subject"}, []string{"effectiveDateTime"}},
+		{"code,valueQuantity,effectiveDateTime", []string{"valueQuantity", "effectiveDateTime", "code"}, []string{"subject"}},
+		// The element the client named, whichever type the resource has.
+		{"valueString", []string{"valueQuantity"}, []string{"effectiveDateTime"}},
+		{"effectivePeriod", []string{"effectiveDateTime"}, []string{"valueQuantity"}},
+	} {
+		check := func(how string, r map[string]any) {
+			for _, k := range tc.keep {
+				if r[k] == nil {
+					t.Errorf("%s _elements=%s: %s is missing: %v", how, tc.elements, k, r)
+				}
+			}
+			for _, k := range tc.drop {
+				if r[k] != nil {
+					t.Errorf("%s _elements=%s: %s is kept: %v", how, tc.elements, k, r)
+				}
+			}
+			if !strings.Contains(fmt.Sprint(r["meta"]), "SUBSETTED") {
+				t.Errorf("%s _elements=%s is not tagged SUBSETTED: %v", how, tc.elements, r)
+			}
+		}
+		check("read", decode(t, req(h, "GET", "/fhir/Observation/"+oid+"?_elements="+tc.elements, "")))
+		b := decode(t, req(h, "GET", "/fhir/Observation?_id="+oid+"&_elements="+tc.elements, ""))
+		check("search", b["entry"].([]any)[0].(map[string]any)["resource"].(map[string]any))
+	}
+	assertOutcome(t, req(h, "GET", "/fhir/Observation/"+oid+"?_elements=valueNope", ""), 400, "search-value-invalid", "")
+}
+
 // TestCompartmentAndEverything: Patient/{id}/{type} searches one patient's
 // resources; $everything pages through the patient and its compartment,
 // with _type and _since; the routes of _history still answer.
