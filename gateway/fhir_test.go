@@ -574,6 +574,63 @@ func TestMetadata(t *testing.T) {
 	}
 }
 
+// TestMetadataDeclares: the CapabilityStatement declares the Bulk Data
+// exports the gateway serves (instantiates the IG's statement, names HL7's
+// OperationDefinitions), and conditional writes and versioned updates
+// only for the types clients write.
+func TestMetadataDeclares(t *testing.T) {
+	h := fhirServer(t)
+	var cs struct {
+		Instantiates []string
+		Rest         []struct {
+			Operation []struct{ Name, Definition string }
+			Resource  []struct {
+				Type                                 string
+				Versioning                           string
+				ConditionalCreate, ConditionalUpdate *bool
+				Interaction                          []struct{ Code string }
+				Operation                            []struct{ Name, Definition string }
+			}
+		}
+	}
+	if err := json.Unmarshal(req(h, "GET", "/fhir/metadata", "").Body.Bytes(), &cs); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(cs.Instantiates, "http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data") {
+		t.Errorf("instantiates = %v, want the Bulk Data IG's CapabilityStatement", cs.Instantiates)
+	}
+	type op = struct{ Name, Definition string }
+	if want := (op{"export", "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"}); !slices.Contains(cs.Rest[0].Operation, want) {
+		t.Errorf("rest.operation = %v, want %v among them", cs.Rest[0].Operation, want)
+	}
+	for _, r := range cs.Rest[0].Resource {
+		writes := slices.ContainsFunc(r.Interaction, func(i struct{ Code string }) bool { return i.Code == "create" || i.Code == "update" })
+		switch {
+		case writes && (r.ConditionalCreate == nil || !*r.ConditionalCreate || r.ConditionalUpdate == nil || !*r.ConditionalUpdate ||
+			r.Versioning != "versioned-update"):
+			t.Errorf("%s (written by clients): conditionalCreate %v, conditionalUpdate %v, versioning %q", r.Type,
+				r.ConditionalCreate, r.ConditionalUpdate, r.Versioning)
+		case !writes && (r.ConditionalCreate != nil || r.ConditionalUpdate != nil || r.Versioning != "versioned"):
+			t.Errorf("%s (read-only): conditionalCreate %v, conditionalUpdate %v, versioning %q, want none and versioned", r.Type,
+				r.ConditionalCreate, r.ConditionalUpdate, r.Versioning)
+		}
+		want := map[string]op{"Patient": {"export", "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export"},
+			"Group": {"export", "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export"}}[r.Type]
+		if want.Name != "" && !slices.Contains(r.Operation, want) {
+			t.Errorf("%s operation = %v, want %v among them", r.Type, r.Operation, want)
+		}
+		if r.Type == "AuditEvent" && writes {
+			t.Errorf("AuditEvent interactions %v include a write", r.Interaction)
+		}
+	}
+	// What is declared is served.
+	for _, path := range []string{"/fhir/$export", "/fhir/Patient/$export"} {
+		if rec := req(h, "GET", path, "", "Prefer: respond-async"); rec.Code != http.StatusAccepted {
+			t.Errorf("GET %s = %d %s, want 202", path, rec.Code, rec.Body)
+		}
+	}
+}
+
 func TestGatewayProfiles(t *testing.T) {
 	h := fhirServer(t)
 	obs := `{"resourceType":"Observation","meta":{"profile":["https://ketamine-gateway.org/fhir/StructureDefinition/kg-vital-signs"]},` +

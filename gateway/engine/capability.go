@@ -69,15 +69,21 @@ func (e *Engine) CapabilityStatement(base string, sec Security) map[string]any {
 		res := map[string]any{
 			"type":              typ,
 			"interaction":       typeInteractions(typ),
-			"versioning":        "versioned-update",
+			"versioning":        "versioned",
 			"readHistory":       true,
 			"updateCreate":      e.updateCreate && ClientWritable(typ),
-			"conditionalCreate": true,
 			"conditionalRead":   "full-support",
-			"conditionalUpdate": true,
 			"conditionalDelete": "not-supported",
 			"referencePolicy":   []string{"literal", "logical"},
 			"searchParam":       params,
+		}
+		// Conditional writes and If-Match on update only where clients
+		// write: a read-only type (AuditEvent, the conformance types)
+		// keeps its versions, and that is all it claims.
+		if ClientWritable(typ) {
+			res["versioning"] = "versioned-update"
+			res["conditionalCreate"] = true
+			res["conditionalUpdate"] = true
 		}
 		// The values the search parser accepts, from its own tables.
 		if inc := search.Includes(typ); len(inc) > 0 {
@@ -89,11 +95,15 @@ func (e *Engine) CapabilityStatement(base string, sec Security) map[string]any {
 		if sp := e.v.profiles.SupportedProfiles(typ); len(sp) > 0 {
 			res["supportedProfile"] = sp
 		}
-		if typ == "Patient" {
+		switch typ {
+		case "Patient":
 			res["operation"] = []map[string]any{{"name": "everything",
 				"definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
 				"documentation": "The Patient and its compartment's resources the caller may see; _since, _type, _count and " +
-					"paging (_offset). Resources the compartment's resources reference are not added."}}
+					"paging (_offset). Resources the compartment's resources reference are not added."},
+				bulkExport(bulkPatientExportURL, "The Patients and the resources about them, as NDJSON files")}
+		case "Group":
+			res["operation"] = []map[string]any{bulkExport(bulkGroupExportURL, "A Group's Patients and the resources about them, as NDJSON files")}
 		}
 		resources = append(resources, res)
 	}
@@ -108,6 +118,7 @@ func (e *Engine) CapabilityStatement(base string, sec Security) map[string]any {
 			"description": "Ketamine-therapy FHIR gateway",
 			"url":         base,
 		},
+		"instantiates":        []string{bulkDataCapabilityURL},
 		"fhirVersion":         "4.0.1",
 		"format":              []string{"application/fhir+json", "json"},
 		"patchFormat":         PatchFormats(),
@@ -132,10 +143,30 @@ func (e *Engine) CapabilityStatement(base string, sec Security) map[string]any {
 			"operation": []map[string]any{{
 				"name":       "validate",
 				"definition": conformance.ValidateURL,
-			}},
+			}, bulkExport(bulkExportURL, "Every resource the client may read, of its tenant, as NDJSON files")},
 			"security": capabilitySecurity(sec),
 		}},
 	}
+}
+
+// The FHIR Bulk Data Access IG (v2) canonical URLs of the export the
+// gateway serves (GET [base]/$export, [base]/Patient/$export,
+// [base]/Group/{id}/$export, docs/bulk.md): the CapabilityStatement
+// instantiates the IG's and names HL7's OperationDefinitions, which the
+// gateway does not republish.
+const (
+	bulkDataCapabilityURL = "http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"
+	bulkExportURL         = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"
+	bulkPatientExportURL  = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export"
+	bulkGroupExportURL    = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export"
+)
+
+// bulkExport is the CapabilityStatement operation of a Bulk Data $export
+// (definition, one of the bulk*ExportURL) that exports what.
+func bulkExport(definition, what string) map[string]any {
+	return map[string]any{"name": "export", "definition": definition,
+		"documentation": what + " (FHIR Bulk Data v2): Prefer: respond-async; _type, _since, _typeFilter, _outputFormat " +
+			"(application/fhir+ndjson); 202 with the job's status URL in Content-Location."}
 }
 
 // capabilitySecurity describes authentication (http.html#security): SMART
