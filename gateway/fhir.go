@@ -358,7 +358,7 @@ func (s *Server) handleHistory(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return writeResource(c, http.StatusOK, s.app.Engine.HistoryBundle(s.baseURL(c), params, c.Request().URL.RawQuery, res))
+	return writeResource(c, http.StatusOK, s.app.Engine.HistoryBundle(s.baseURL(c), params, res))
 }
 
 // handleValidate is POST /fhir/$validate and /fhir/{type}/$validate: it

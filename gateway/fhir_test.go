@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -953,6 +954,69 @@ func TestHistoryParams(t *testing.T) {
 			self := b["link"].([]any)[0].(map[string]any)["url"].(string)
 			if strings.Contains(self, "_at") || strings.Contains(self, "SECRET7") {
 				t.Errorf("self link %s shows a parameter that was ignored", self)
+			}
+		})
+	}
+}
+
+// TestHistoryLinks: a history Bundle pages with a searchset's links
+// (self, previous, next; _count and _offset in each, the other parameters
+// kept, those a lenient history ignored left out) and no dangling "?".
+func TestHistoryLinks(t *testing.T) {
+	h := fhirServer(t)
+	id := decode(t, req(h, "POST", "/fhir/Patient", patientJSON))["id"].(string)
+	upd := strings.Replace(patientJSON, `"resourceType":"Patient"`, `"resourceType":"Patient","id":"`+id+`"`, 1)
+	for range 4 {
+		if rec := req(h, "PUT", "/fhir/Patient/"+id, upd); rec.Code != 200 {
+			t.Fatal(rec.Body)
+		}
+	}
+	inst := "/fhir/Patient/" + id + "/_history"
+	base := "http://example.com"
+	for _, tc := range []struct {
+		name, target, prefer string
+		links                map[string]string // relation: URL below base
+	}{
+		{"no parameters", inst, "", map[string]string{"self": inst + "?_count=50"}},
+		{"first page", inst + "?_count=2", "", map[string]string{
+			"self": inst + "?_count=2", "next": inst + "?_count=2&_offset=2"}},
+		{"middle page", inst + "?_count=2&_offset=2", "", map[string]string{
+			"self": inst + "?_count=2&_offset=2", "previous": inst + "?_count=2", "next": inst + "?_count=2&_offset=4"}},
+		{"last page", inst + "?_offset=4&_count=2", "", map[string]string{
+			"self": inst + "?_count=2&_offset=4", "previous": inst + "?_count=2&_offset=2"}},
+		{"previous from an odd offset", inst + "?_count=2&_offset=1", "", map[string]string{
+			"self": inst + "?_count=2&_offset=1", "previous": inst + "?_count=2", "next": inst + "?_count=2&_offset=3"}},
+		{"_since is kept", inst + "?_since=2000-01-01T00:00:00Z&_count=2&_offset=2", "", map[string]string{
+			"self":     inst + "?_count=2&_offset=2&_since=2000-01-01T00%3A00%3A00Z",
+			"previous": inst + "?_count=2&_since=2000-01-01T00%3A00%3A00Z",
+			"next":     inst + "?_count=2&_offset=4&_since=2000-01-01T00%3A00%3A00Z"}},
+		{"_count=0: the total only", inst + "?_count=0", "", map[string]string{"self": inst + "?_count=0"}},
+		{"lenient: the ignored ones left out", inst + "?_at=2000-01-01T00:00:00Z&_count=2&_offset=2&_format=json", "handling=lenient",
+			map[string]string{"self": inst + "?_count=2&_offset=2", "previous": inst + "?_count=2", "next": inst + "?_count=2&_offset=4"}},
+		{"type", "/fhir/Patient/_history?_count=1&_offset=1", "", map[string]string{
+			"self": "/fhir/Patient/_history?_count=1&_offset=1", "previous": "/fhir/Patient/_history?_count=1",
+			"next": "/fhir/Patient/_history?_count=1&_offset=2"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var headers []string
+			if tc.prefer != "" {
+				headers = append(headers, "Prefer: "+tc.prefer)
+			}
+			rec := req(h, "GET", tc.target, "", headers...)
+			if rec.Code != 200 {
+				t.Fatalf("GET %s = %d %s", tc.target, rec.Code, rec.Body)
+			}
+			got := map[string]string{}
+			for _, l := range decode(t, rec)["link"].([]any) {
+				l := l.(map[string]any)
+				got[l["relation"].(string)] = l["url"].(string)
+			}
+			want := map[string]string{}
+			for rel, u := range tc.links {
+				want[rel] = base + u
+			}
+			if !maps.Equal(got, want) {
+				t.Errorf("GET %s links:\n got  %v\n want %v", tc.target, got, want)
 			}
 		})
 	}

@@ -192,7 +192,7 @@ func (e *Engine) getAnswer(en *Entry, ans Answer) any {
 	case getMetadata:
 		return e.CapabilityStatement(ans.Base, ans.Security)
 	case getHistory:
-		return e.HistoryBundle(ans.Base, en.params, en.query, en.hist)
+		return e.HistoryBundle(ans.Base, en.params, en.hist)
 	case getCompartment:
 		return e.Searchset(ans.Base, en.compType, "Patient/"+en.id+"/"+en.compType, en.params, en.searched)
 	case getEverything:
