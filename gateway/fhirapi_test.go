@@ -753,6 +753,45 @@ func TestElementsChoiceKey(t *testing.T) {
 	assertOutcome(t, req(h, "GET", "/fhir/Observation/"+oid+"?_elements=valueNope", ""), 400, "search-value-invalid", "")
 }
 
+// TestEverythingLeavesOutAudit: $everything without _type is the chart,
+// not the audit trail of reading it: the patient's AuditEvents (which
+// each read of it adds) come only when _type names AuditEvent.
+func TestEverythingLeavesOutAudit(t *testing.T) {
+	h := fhirServer(t)
+	pid := seedChain(t, h)
+	for range 3 {
+		if rec := req(h, "GET", "/fhir/Patient/"+pid+"/$everything", ""); rec.Code != 200 {
+			t.Fatalf("$everything = %d %s", rec.Code, rec.Body)
+		}
+	}
+	if n := decode(t, req(h, "GET", "/fhir/AuditEvent?patient="+pid+"&_summary=count", ""))["total"]; n == nil || n.(float64) < 3 {
+		t.Fatalf("AuditEvent?patient= total %v: the reads above left no AuditEvents to leave out", n)
+	}
+	types := func(target string) map[string]int {
+		b := decode(t, req(h, "GET", target, ""))
+		out := map[string]int{}
+		for _, e := range b["entry"].([]any) {
+			out[e.(map[string]any)["resource"].(map[string]any)["resourceType"].(string)]++
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		query      string
+		audit, obs bool
+	}{
+		{"", false, true},
+		{"?_count=1000", false, true},
+		{"?_type=AuditEvent&_count=1000", true, false},
+		{"?_type=Observation,AuditEvent&_count=1000", true, true},
+		{"?_type=Observation", false, true},
+	} {
+		got := types("/fhir/Patient/" + pid + "/$everything" + tc.query)
+		if (got["AuditEvent"] > 0) != tc.audit || (got["Observation"] > 0) != tc.obs || got["Patient"] != 1 {
+			t.Errorf("$everything%s = %v, want AuditEvents %v, Observations %v, the Patient", tc.query, got, tc.audit, tc.obs)
+		}
+	}
+}
+
 // TestCompartmentAndEverything: Patient/{id}/{type} searches one patient's
 // resources; $everything pages through the patient and its compartment,
 // with _type and _since; the routes of _history still answer.
@@ -775,14 +814,15 @@ func TestCompartmentAndEverything(t *testing.T) {
 		t.Errorf("instance history beside the compartment route = %d", rec.Code)
 	}
 
-	// The Patient, its Observation, and the Provenance and AuditEvents
-	// naming it (both in R4's patient compartment).
+	// The Patient, its Observation, and the Provenance naming it (in R4's
+	// patient compartment); not the AuditEvents without _type
+	// (TestEverythingLeavesOutAudit).
 	b = decode(t, req(h, "GET", "/fhir/Patient/"+pid+"/$everything", ""))
 	types := map[string]int{}
 	for _, e := range b["entry"].([]any) {
 		types[e.(map[string]any)["resource"].(map[string]any)["resourceType"].(string)]++
 	}
-	if types["Patient"] != 1 || types["Observation"] != 1 || types["Provenance"] != 1 || types["AuditEvent"] == 0 {
+	if types["Patient"] != 1 || types["Observation"] != 1 || types["Provenance"] != 1 || types["AuditEvent"] != 0 {
 		t.Fatalf("$everything carried %v", types)
 	}
 	// The Patient comes first, whatever _type and _since say (clients take
