@@ -21,7 +21,11 @@ import (
 // The failures only the HTTP edge can find: the request's shape, media
 // types, limits. Everything else comes classified from the application.
 var (
-	errRouteUnknown     = outcome.New(outcome.NotFound, "not-found", "route-unknown", "no such endpoint")
+	errRouteUnknown = outcome.New(outcome.NotFound, "not-found", "route-unknown", "no such endpoint")
+	// errVersionForm answers a vread of a version id the gateway never
+	// issues in that form (01, +1).
+	errVersionForm = outcome.New(outcome.NotFound, "not-found", "version-unknown",
+		"no such version: the gateway's version ids are 1, 2, 3, ... written without sign or leading zeros")
 	errOperationUnknown = outcome.New(outcome.NotFound, "not-supported", "operation-unknown",
 		"the gateway has no such operation here; its operations are $validate (POST /fhir, /fhir/{type}), "+
 			"$everything (GET /fhir/Patient/{id}) and $export (GET /fhir, /fhir/Patient, /fhir/Group/{id})")
@@ -150,6 +154,11 @@ func fromEchoError(he *echo.HTTPError, r *http.Request) error {
 	case http.StatusNotFound:
 		return errRouteUnknown
 	case http.StatusMethodNotAllowed:
+		if strings.HasPrefix(r.URL.Path, "/fhir/") && strings.Contains(r.URL.Path, "//") {
+			// An empty segment (/fhir/Patient//x) is no FHIR URL, whatever
+			// route the router took it for (fhirPath).
+			return errRouteUnknown
+		}
 		if p := strings.TrimSuffix(r.URL.Path, "/"); p == "/fhir" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
 			return errSystemSearchMethod
 		}

@@ -959,6 +959,64 @@ func TestHistoryParams(t *testing.T) {
 	}
 }
 
+// TestMalformedFHIRPaths: a path that is not a FHIR URL, although a route
+// took it, is route-unknown (as /fhir/Patient/x/ is), never "no such
+// resource" or "no such version" of a resource and version that exist; a
+// version id not written as the gateway writes its ids (01) is no version.
+func TestMalformedFHIRPaths(t *testing.T) {
+	h := fhirServer(t)
+	if rec := req(h, "PUT", "/fhir/Patient/client-1", `{"resourceType":"Patient","id":"client-1"}`); rec.Code != 201 {
+		t.Fatal(rec.Body)
+	}
+	for _, tc := range []struct {
+		method, path string
+		status       int
+		rule         string
+	}{
+		{"GET", "/fhir/Patient/client-1/_history/1/extra", 404, "route-unknown"},
+		{"GET", "/fhir/Patient/client-1/_history/1/_history", 404, "route-unknown"},
+		{"GET", "/fhir/Patient/client-1/_history//1", 404, "route-unknown"},
+		{"GET", "/fhir/Patient/client-1/_history/", 404, "route-unknown"},
+		{"GET", "/fhir/Patient//client-1", 404, "route-unknown"},
+		{"GET", "/fhir//Patient", 404, "route-unknown"},
+		{"GET", "/fhir/Patient/client-1//_history", 404, "route-unknown"},
+		{"GET", "/fhir/Patient/client-1/Observation/x", 404, "route-unknown"},
+		{"GET", "/fhir/Patient/client-1/", 404, "route-unknown"},
+		{"PUT", "/fhir/Patient//client-1", 404, "route-unknown"},
+		{"DELETE", "/fhir/Patient//client-1", 404, "route-unknown"},
+		{"GET", "/fhir/metadata/x", 404, "route-unknown"},
+		{"GET", "/fhir/Patient/client-1/_history/01", 404, "version-unknown"},
+		{"GET", "/fhir/Patient/client-1/_history/+1", 404, "version-unknown"},
+		{"GET", "/fhir/Patient/client-1/_history/0", 404, "version-unknown"},
+		{"HEAD", "/fhir/Patient/client-1/_history/01", 404, ""},
+		// What is a FHIR URL still answers.
+		{"GET", "/fhir/Patient/client-1/_history/1", 200, ""},
+		{"GET", "/fhir/Patient/client-1", 200, ""},
+		{"GET", "/fhir/Patient/client-1/_history", 200, ""},
+		{"GET", "/fhir/Patient/client-1/Observation", 200, ""},
+		{"GET", "/fhir/Patient/client-1/_history/2", 404, "version-unknown"},
+		{"GET", "/fhir/Patient/nope", 404, "resource-unknown"},
+	} {
+		t.Run(tc.method+" "+tc.path, func(t *testing.T) {
+			body := ""
+			if tc.method == "PUT" {
+				body = `{"resourceType":"Patient","id":"client-1"}`
+			}
+			rec := req(h, tc.method, tc.path, body)
+			switch {
+			case tc.rule != "":
+				assertOutcome(t, rec, tc.status, tc.rule, "")
+			case rec.Code != tc.status:
+				t.Errorf("%s %s = %d %s, want %d", tc.method, tc.path, rec.Code, rec.Body, tc.status)
+			}
+		})
+	}
+	// A vread of 01 answers no version, not version 1 as if it were "01".
+	if rec := req(h, "GET", "/fhir/Patient/client-1/_history/01", ""); strings.Contains(rec.Body.String(), `"versionId"`) {
+		t.Errorf("vread of 01 answered a version: %s", rec.Body)
+	}
+}
+
 // TestHistoryLinks: a history Bundle pages with a searchset's links
 // (self, previous, next; _count and _offset in each, the other parameters
 // kept, those a lenient history ignored left out) and no dangling "?".

@@ -77,6 +77,9 @@ func (s *Server) recoverPanics(next echo.HandlerFunc) echo.HandlerFunc {
 // a malformed parameter silently.
 func (s *Server) fhirFormat(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
+		if err := fhirPath(c); err != nil {
+			return err
+		}
 		if err := operationOrMetadata(c); err != nil {
 			return err
 		}
@@ -100,6 +103,42 @@ func (s *Server) fhirFormat(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		return next(c)
 	}
+}
+
+// fhirPath refuses a path that is not a FHIR URL although a route took
+// it: the router gives a route's last parameter the rest of the path
+// (/fhir/Patient/x/_history/1/extra: version "1/extra") and an empty
+// segment an empty parameter (/fhir/Patient//x); and metadata has no
+// segment below it. Such a path is route-unknown, as /fhir/Patient/x/ is,
+// never "no such resource" or "no such version", which would tell a client
+// with a URL-building bug that the resource or version does not exist. A
+// version id the gateway never issues in that form (01, +1: its version
+// ids are 1, 2, ... in decimal) is no such version, not version 1.
+func fhirPath(c echo.Context) error {
+	values := c.ParamValues()
+	for i, name := range c.ParamNames() {
+		if i >= len(values) {
+			break
+		}
+		v := values[i]
+		if v == "" || strings.Contains(v, "/") {
+			return errRouteUnknown
+		}
+		if name == "vid" && !canonicalVersion(v) {
+			return errVersionForm
+		}
+	}
+	if c.Param("type") == "metadata" && c.Param("id") != "" {
+		return errRouteUnknown
+	}
+	return nil
+}
+
+// canonicalVersion reports whether vid is written as the gateway writes
+// its version ids: a positive decimal without sign or leading zeros.
+func canonicalVersion(vid string) bool {
+	v, err := strconv.ParseInt(vid, 10, 64)
+	return err == nil && v >= 1 && strconv.FormatInt(v, 10) == vid
 }
 
 // operationOrMetadata refuses what a route's parameters took for a type,

@@ -123,9 +123,11 @@ func (e *Engine) parseGet(en *Entry, parts []string) error {
 			return errGetURL
 		}
 		en.id, en.get = parts[1], getVRead
+		// Version ids are 1, 2, ...: "01" is none of them, not version 1.
 		v, err := strconv.ParseInt(parts[3], 10, 64)
-		if err != nil || v < 1 {
-			return outcome.New(outcome.Invalid, "invalid", "bundle-entry-url-invalid", "the version in the request url is not a number")
+		if err != nil || v < 1 || strconv.FormatInt(v, 10) != parts[3] {
+			return outcome.New(outcome.Invalid, "invalid", "bundle-entry-url-invalid",
+				"the version in the request url is not a version id of the gateway (1, 2, 3, ... without sign or leading zeros)")
 		}
 		en.vid = v
 	default:
