@@ -53,8 +53,17 @@ var (
 		"the gateway reads request bodies without a Content-Encoding (gzip and the others are not supported): send the body as it is")
 	errPatchContentType = outcome.New(outcome.UnsupportedMedia, "not-supported", "content-type-unsupported",
 		"a PATCH body must be application/json-patch+json (a JSON Patch) or application/fhir+json (a FHIRPath Patch: a Parameters resource)")
-	errFormat             = outcome.New(outcome.NotAcceptable, "not-supported", "format-unsupported", "only JSON is supported (_format=json)")
-	errAccept             = outcome.New(outcome.NotAcceptable, "not-supported", "format-unsupported", "only application/fhir+json is available")
+	errFormat = outcome.New(outcome.NotAcceptable, "not-supported", "format-unsupported", "only JSON is supported (_format=json)")
+	errAccept = outcome.New(outcome.NotAcceptable, "not-supported", "format-unsupported", "only application/fhir+json is available")
+	// The fhirVersion media type parameter (http.html#version-parameter)
+	// naming another FHIR version than R4, in Accept or _format (406) or
+	// in a body's Content-Type (415).
+	errAcceptVersion = outcome.New(outcome.NotAcceptable, "not-supported", "fhir-version-unsupported",
+		"only FHIR R4 is available: accept application/fhir+json without fhirVersion or with fhirVersion=4.0")
+	errFormatVersion = outcome.New(outcome.NotAcceptable, "not-supported", "fhir-version-unsupported",
+		"only FHIR R4 is available: give _format=json, or a fhirVersion of 4.0")
+	errContentVersion = outcome.New(outcome.UnsupportedMedia, "not-supported", "fhir-version-unsupported",
+		"the gateway reads FHIR R4 only: send the body as application/fhir+json without fhirVersion or with fhirVersion=4.0")
 	errAuthNotEnabled     = outcome.New(outcome.NotFound, "not-found", "auth-not-configured", "this gateway runs in development mode without authentication")
 	errConformanceUnknown = outcome.New(outcome.NotFound, "not-found", "resource-unknown",
 		"without a database the gateway serves only its own conformance resources, and none with this type and id")

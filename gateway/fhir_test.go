@@ -887,6 +887,82 @@ func TestFormatOverridesAccept(t *testing.T) {
 	}
 }
 
+// TestFHIRVersionParameter: the fhirVersion parameter of a FHIR media type
+// (http.html#version-parameter) is honoured: an Accept or _format that
+// takes only another FHIR version than R4 is 406, a body labelled with
+// another version 415; q=0 on application/fhir+json refuses it.
+func TestFHIRVersionParameter(t *testing.T) {
+	h := fhirServer(t)
+	pid := decode(t, req(h, "POST", "/fhir/Patient", patientJSON))["id"].(string)
+	for _, tc := range []struct {
+		name, query, accept string
+		status              int
+		rule                string
+	}{
+		{"4.0", "", "application/fhir+json; fhirVersion=4.0", 200, ""},
+		{"4.0.0", "", "application/fhir+json; fhirVersion=4.0.0", 200, ""},
+		{"4.0.1 quoted", "", `application/fhir+json; fhirVersion="4.0.1"`, 200, ""},
+		{"5.0", "", "application/fhir+json; fhirVersion=5.0", 406, "fhir-version-unsupported"},
+		{"3.0 on application/json", "", "application/json; fhirversion=3.0", 406, "fhir-version-unsupported"},
+		{"name in capitals", "", "application/fhir+json; FHIRVERSION=5.0", 406, "fhir-version-unsupported"},
+		{"5.0 or 4.0", "", "application/fhir+json; fhirVersion=5.0, application/fhir+json; fhirVersion=4.0;q=0.5", 200, ""},
+		{"5.0 or anything", "", "application/fhir+json; fhirVersion=5.0, */*;q=0.1", 200, ""},
+		{"q=0 and XML", "", "application/fhir+json;q=0, application/xml", 406, "format-unsupported"},
+		{"q=0 and anything", "", "application/fhir+json;q=0, */*", 406, "format-unsupported"},
+		{"q=0.0", "", "application/fhir+json;q=0.0", 406, "format-unsupported"},
+		{"q=0.5", "", "application/fhir+json;q=0.5", 200, ""},
+		{"q=0 on another JSON type", "", "application/json;q=0, application/fhir+json", 200, ""},
+		{"_format 5.0", "?_format=application/fhir%2Bjson%3BfhirVersion=5.0", "", 406, "fhir-version-unsupported"},
+		{"_format 4.0.1", "?_format=application/fhir%2Bjson%3BfhirVersion=4.0.1", "application/fhir+json; fhirVersion=5.0", 200, ""},
+	} {
+		t.Run("Accept "+tc.name, func(t *testing.T) {
+			var headers []string
+			if tc.accept != "" {
+				headers = append(headers, "Accept: "+tc.accept)
+			}
+			rec := req(h, "GET", "/fhir/Patient/"+pid+tc.query, "", headers...)
+			switch {
+			case tc.rule != "":
+				assertOutcome(t, rec, tc.status, tc.rule, "")
+			case rec.Code != tc.status:
+				t.Errorf("GET with Accept %s = %d %s, want %d", tc.accept, rec.Code, rec.Body, tc.status)
+			}
+		})
+	}
+	for _, tc := range []struct {
+		name, method, target, contentType, body string
+		status                                  int
+		rule                                    string
+	}{
+		{"create 4.0", "POST", "/fhir/Patient", "application/fhir+json; fhirVersion=4.0", patientJSON, 201, ""},
+		{"create 4.0.1", "POST", "/fhir/Patient", "application/fhir+json;fhirVersion=4.0.1", patientJSON, 201, ""},
+		{"create 3.0", "POST", "/fhir/Patient", "application/fhir+json; fhirVersion=3.0", patientJSON, 415, "fhir-version-unsupported"},
+		{"update 5.0", "PUT", "/fhir/Patient/" + pid, "application/fhir+json; fhirVersion=5.0",
+			strings.Replace(patientJSON, `"resourceType":"Patient"`, `"resourceType":"Patient","id":"`+pid+`"`, 1), 415, "fhir-version-unsupported"},
+		{"FHIRPath Patch 5.0", "PATCH", "/fhir/Patient/" + pid, "application/fhir+json; fhirVersion=5.0",
+			`{"resourceType":"Parameters","parameter":[{"name":"operation","part":[{"name":"type","valueCode":"delete"},{"name":"path","valueString":"Patient.gender"}]}]}`,
+			415, "fhir-version-unsupported"},
+		{"transaction 5.0", "POST", "/fhir", "application/fhir+json; fhirVersion=5.0", txBundle(patEntry), 415, "fhir-version-unsupported"},
+	} {
+		t.Run("Content-Type "+tc.name, func(t *testing.T) {
+			rec := req(h, tc.method, tc.target, tc.body, "Content-Type: "+tc.contentType)
+			switch {
+			case tc.rule != "":
+				assertOutcome(t, rec, tc.status, tc.rule, "")
+			case rec.Code != tc.status:
+				t.Errorf("%s with Content-Type %s = %d %s, want %d", tc.method, tc.contentType, rec.Code, rec.Body, tc.status)
+			}
+		})
+	}
+	// A Bundle's GET entry reads its _format as the top-level GET does.
+	batch := `{"resourceType":"Bundle","type":"batch","entry":[{"request":{"method":"GET","url":"Patient/` + pid +
+		`?_format=application/fhir%2Bjson%3BfhirVersion%3D5.0"}}]}`
+	b := decode(t, req(h, "POST", "/fhir", batch))
+	if st := fmt.Sprint(b["entry"].([]any)[0].(map[string]any)["response"].(map[string]any)["status"]); !strings.HasPrefix(st, "406") {
+		t.Errorf("batch GET entry with _format fhirVersion=5.0 answered %s, want 406", st)
+	}
+}
+
 // TestHistoryParams: history reads _count, _offset and _since by the rules
 // of search, and refuses what it does not support (R4's _at and _list,
 // anything else) as search does, or ignores it under

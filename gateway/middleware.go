@@ -98,8 +98,13 @@ func (s *Server) fhirFormat(next echo.HandlerFunc) echo.HandlerFunc {
 			if !fhirwire.JSONFormat(f) {
 				return errFormat
 			}
-		} else if a := c.Request().Header.Get("Accept"); a != "" && !acceptsJSON(a) {
-			return errAccept
+			if v, ok := fhirwire.FHIRVersion(f); ok && !fhirwire.R4Version(v) {
+				return errFormatVersion
+			}
+		} else if a := c.Request().Header.Get("Accept"); a != "" {
+			if err := acceptable(a); err != nil {
+				return err
+			}
 		}
 		return next(c)
 	}
@@ -166,19 +171,45 @@ func operationOrMetadata(c echo.Context) error {
 	return nil
 }
 
-// acceptsJSON reports whether an Accept header takes JSON.
-func acceptsJSON(accept string) bool {
-	for _, part := range strings.Split(accept, ",") {
-		mt, _, err := mime.ParseMediaType(strings.TrimSpace(part))
+// acceptable checks that an Accept header takes what the gateway writes,
+// FHIR R4 as application/fhir+json: some element names a JSON type (or a
+// wildcard) with a q above 0 and no fhirVersion but R4's
+// (http.html#version-parameter). Else 406: errAcceptVersion when a JSON
+// element was refused only for its fhirVersion, errAccept otherwise. An
+// application/fhir+json of q=0 refuses it whatever the other elements say
+// (RFC 9110 12.5.1: the most specific range decides, and that is the type
+// every answer is labelled with).
+func acceptable(accept string) error {
+	ok, version := false, false
+	for part := range strings.SplitSeq(accept, ",") {
+		mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
 		if err != nil {
 			continue
 		}
 		switch mt {
 		case "*/*", "application/*", "application/json", "application/fhir+json", "application/json+fhir":
-			return true
+		default:
+			continue
 		}
+		if q, err := strconv.ParseFloat(params["q"], 64); params["q"] != "" && (err != nil || q <= 0) {
+			if mt == "application/fhir+json" {
+				return errAccept
+			}
+			continue
+		}
+		if v, has := params["fhirversion"]; has && !fhirwire.R4Version(v) {
+			version = true
+			continue
+		}
+		ok = true
 	}
-	return false
+	switch {
+	case ok:
+		return nil
+	case version:
+		return errAcceptVersion
+	}
+	return errAccept
 }
 
 // scopeKey is the echo context key of the request's *auditlog.Scope: the

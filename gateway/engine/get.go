@@ -77,6 +77,11 @@ func (e *Engine) answerWithin(en *Entry, shown *int) error {
 var errEntryFormat = outcome.New(outcome.NotAcceptable, "not-supported", "format-unsupported",
 	"only JSON is supported (_format=json): the entry's answer is part of the Bundle's JSON")
 
+// errEntryVersion answers a GET entry whose _format names another FHIR
+// version than R4 (fhirVersion), as the top-level GET is answered (406).
+var errEntryVersion = outcome.New(outcome.NotAcceptable, "not-supported", "fhir-version-unsupported",
+	"only FHIR R4 is available: give _format=json, or a fhirVersion of 4.0")
+
 // parseGet reads the path of a GET entry's url (split at "/"; its query
 // is in en.query).
 func (e *Engine) parseGet(en *Entry, parts []string) error {
@@ -149,6 +154,8 @@ func (e *Engine) getEntry(tx store.Tx, sc *auditlog.Scope, en *Entry) error {
 	}
 	if f := en.params.Get("_format"); f != "" && !fhirwire.JSONFormat(f) {
 		return errEntryFormat
+	} else if v, ok := fhirwire.FHIRVersion(f); ok && !fhirwire.R4Version(v) {
+		return errEntryVersion
 	}
 	switch en.get {
 	case getRead, getVRead:
