@@ -911,6 +911,7 @@ func TestFHIRVersionParameter(t *testing.T) {
 		{"q=0 and anything", "", "application/fhir+json;q=0, */*", 406, "format-unsupported"},
 		{"q=0.0", "", "application/fhir+json;q=0.0", 406, "format-unsupported"},
 		{"q=0.5", "", "application/fhir+json;q=0.5", 200, ""},
+		{"a malformed q is ignored", "", "application/fhir+json;q=x", 200, ""},
 		{"q=0 on another JSON type", "", "application/json;q=0, application/fhir+json", 200, ""},
 		{"_format 5.0", "?_format=application/fhir%2Bjson%3BfhirVersion=5.0", "", 406, "fhir-version-unsupported"},
 		{"_format 4.0.1", "?_format=application/fhir%2Bjson%3BfhirVersion=4.0.1", "application/fhir+json; fhirVersion=5.0", 200, ""},

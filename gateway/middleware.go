@@ -191,7 +191,7 @@ func acceptable(accept string) error {
 		default:
 			continue
 		}
-		if q, err := strconv.ParseFloat(params["q"], 64); params["q"] != "" && (err != nil || q <= 0) {
+		if q, err := strconv.ParseFloat(params["q"], 64); err == nil && q <= 0 { // a malformed q is ignored
 			if mt == "application/fhir+json" {
 				return errAccept
 			}
