@@ -632,6 +632,92 @@ func TestMetadataDeclares(t *testing.T) {
 	}
 }
 
+// TestMetadataParams: GET metadata reads mode (full and normative are the
+// statement; terminology is 404, no TerminologyCapabilities is published)
+// and shapes the statement by _summary and _elements as a read.
+func TestMetadataParams(t *testing.T) {
+	h := fhirServer(t)
+	whole := req(h, "GET", "/fhir/metadata", "").Body.Len()
+	for _, tc := range []struct {
+		query  string
+		status int
+		rule   string
+		check  func(cs map[string]any) string // what is wrong, "" for nothing
+	}{
+		{"mode=full", 200, "", nil},
+		{"mode=normative", 200, "", nil},
+		{"mode=terminology", 404, "terminology-capabilities-unsupported", nil},
+		{"mode=other", 400, "search-value-invalid", nil},
+		{"mode=full&mode=full", 400, "search-value-invalid", nil},
+		{"_summary=true", 200, "", func(cs map[string]any) string {
+			rest := cs["rest"].([]any)[0].(map[string]any)
+			for _, r := range rest["resource"].([]any) {
+				r := r.(map[string]any)
+				if r["type"] == nil || r["searchParam"] != nil || r["searchRevInclude"] != nil || r["interaction"] != nil {
+					return fmt.Sprintf("a resource keeps more than its summary: %v", r)
+				}
+				if r["type"] == "Patient" && r["operation"] == nil {
+					return "Patient lost its operations"
+				}
+			}
+			if cs["fhirVersion"] != "4.0.1" || cs["instantiates"] == nil {
+				return "the top-level summary elements are gone"
+			}
+			return ""
+		}},
+		{"_summary=false", 200, "", nil},
+		{"_summary=count", 400, "search-value-invalid", nil},
+		{"_elements=rest", 200, "", func(cs map[string]any) string {
+			if cs["rest"] == nil || cs["software"] != nil || cs["fhirVersion"] == nil {
+				return "want rest and the mandatory elements only"
+			}
+			return ""
+		}},
+		{"_elements=nope", 400, "search-value-invalid", nil},
+	} {
+		t.Run(tc.query, func(t *testing.T) {
+			rec := req(h, "GET", "/fhir/metadata?"+tc.query, "")
+			if tc.rule != "" {
+				assertOutcome(t, rec, tc.status, tc.rule, "")
+				return
+			}
+			if rec.Code != tc.status {
+				t.Fatalf("GET metadata?%s = %d %s", tc.query, rec.Code, rec.Body)
+			}
+			cs := decode(t, rec)
+			shaped := strings.Contains(fmt.Sprint(cs["meta"]), "SUBSETTED")
+			if cs["resourceType"] != "CapabilityStatement" || shaped != (tc.check != nil) {
+				t.Errorf("GET metadata?%s: %s, SUBSETTED %v", tc.query, cs["resourceType"], shaped)
+			}
+			if tc.check == nil {
+				if rec.Body.Len() != whole {
+					t.Errorf("GET metadata?%s: %d bytes, want the whole statement's %d", tc.query, rec.Body.Len(), whole)
+				}
+				return
+			}
+			if tc.query == "_summary=true" && rec.Body.Len() >= whole/4 {
+				t.Errorf("GET metadata?%s: %d bytes of %d", tc.query, rec.Body.Len(), whole)
+			}
+			if msg := tc.check(cs); msg != "" {
+				t.Errorf("GET metadata?%s: %s", tc.query, msg)
+			}
+		})
+	}
+	// A Bundle's GET entry of metadata reads its parameters the same way.
+	batch := `{"resourceType":"Bundle","type":"batch","entry":[{"request":{"method":"GET","url":"metadata?mode=terminology"}},` +
+		`{"request":{"method":"GET","url":"metadata?_summary=true"}}]}`
+	entries := decode(t, req(h, "POST", "/fhir", batch))["entry"].([]any)
+	status := func(i int) string {
+		return fmt.Sprint(entries[i].(map[string]any)["response"].(map[string]any)["status"])
+	}
+	if !strings.HasPrefix(status(0), "404") || !strings.HasPrefix(status(1), "200") {
+		t.Errorf("batch metadata entries answered %s and %s, want 404 and 200", status(0), status(1))
+	}
+	if cs := entries[1].(map[string]any)["resource"].(map[string]any); !strings.Contains(fmt.Sprint(cs["meta"]), "SUBSETTED") {
+		t.Errorf("batch metadata?_summary=true entry is not the summary: meta %v", cs["meta"])
+	}
+}
+
 func TestGatewayProfiles(t *testing.T) {
 	h := fhirServer(t)
 	obs := `{"resourceType":"Observation","meta":{"profile":["https://ketamine-gateway.org/fhir/StructureDefinition/kg-vital-signs"]},` +

@@ -1,10 +1,14 @@
 package engine
 
 import (
+	"net/url"
 	"strings"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/conformance"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
 	"github.com/ketamine-gateway/ketamine-gateway/schemas/r4"
 )
@@ -33,6 +37,59 @@ type Security struct {
 	Enabled bool
 	// TokenURL is the SMART token endpoint's public URL.
 	TokenURL string
+}
+
+// errNoTerminologyCapabilities answers metadata?mode=terminology.
+var errNoTerminologyCapabilities = outcome.New(outcome.NotFound, "not-supported", "terminology-capabilities-unsupported",
+	"the gateway publishes no TerminologyCapabilities (it is no terminology server): GET metadata without mode, or with "+
+		"mode=full, is its CapabilityStatement").At("mode")
+
+// checkMetadata checks the parameters of GET [base]/metadata
+// (http.html#capabilities): mode full or normative (R4's
+// CapabilityStatement is normative whole, so both are all of it);
+// terminology is NotFound, as no TerminologyCapabilities is published,
+// another mode Invalid; _summary and _elements as on a read. Other
+// parameters are ignored.
+func (e *Engine) checkMetadata(params url.Values) error {
+	switch modes := params["mode"]; {
+	case len(modes) > 1:
+		return outcome.New(outcome.Invalid, "invalid", search.RuleValueInvalid, "mode is given more than once").At("mode")
+	case len(modes) == 0, modes[0] == "full", modes[0] == "normative":
+	case modes[0] == "terminology":
+		return errNoTerminologyCapabilities
+	default:
+		return outcome.New(outcome.Invalid, "invalid", search.RuleValueInvalid,
+			"mode is full, normative or terminology (http.html#capabilities)").At("mode")
+	}
+	_, elements, err := search.ParseSubset("CapabilityStatement", params)
+	if err != nil {
+		return searchError(err)
+	}
+	return e.checkSubset("CapabilityStatement", elements)
+}
+
+// Metadata is GET [base]/metadata with params: the CapabilityStatement
+// (CapabilityStatement's contract), shaped by _summary or _elements as a
+// read is (_summary=true leaves R4's summary elements: the types and their
+// operations without the interactions and search parameters). Returns the
+// errors of checkMetadata.
+func (e *Engine) Metadata(base string, sec Security, params url.Values) (map[string]any, error) {
+	if err := e.checkMetadata(params); err != nil {
+		return nil, err
+	}
+	cs := e.CapabilityStatement(base, sec)
+	if !params.Has("_summary") && !params.Has("_elements") {
+		return cs, nil
+	}
+	body, err := fhirwire.Marshal(cs)
+	if err != nil {
+		return nil, err
+	}
+	r, err := e.Subset(&store.Resource{Type: "CapabilityStatement", Body: body}, params)
+	if err != nil {
+		return nil, err
+	}
+	return decodeJSON(r.Body)
 }
 
 // CapabilityStatement says exactly what is implemented (http.html#capabilities);

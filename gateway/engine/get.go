@@ -180,6 +180,8 @@ func (e *Engine) getEntry(tx store.Tx, sc *auditlog.Scope, en *Entry) error {
 		en.searched, err = e.everything(ctx, sc, in, en.id, en.params)
 	case getHistory:
 		en.hist, err = e.history(ctx, sc, in, en.typ, en.id, en.params, false)
+	case getMetadata:
+		err = e.checkMetadata(en.params)
 	}
 	return err
 }
@@ -199,7 +201,8 @@ func (en *Entry) queryType() string {
 func (e *Engine) getAnswer(en *Entry, ans Answer) any {
 	switch en.get {
 	case getMetadata:
-		return e.CapabilityStatement(ans.Base, ans.Security)
+		cs, _ := e.Metadata(ans.Base, ans.Security, en.params) // checked by getEntry
+		return cs
 	case getHistory:
 		return e.HistoryBundle(ans.Base, en.params, en.hist)
 	case getCompartment:
