@@ -21,7 +21,11 @@ import (
 // The failures only the HTTP edge can find: the request's shape, media
 // types, limits. Everything else comes classified from the application.
 var (
-	errRouteUnknown     = outcome.New(outcome.NotFound, "not-found", "route-unknown", "no such endpoint")
+	errRouteUnknown = outcome.New(outcome.NotFound, "not-found", "route-unknown", "no such endpoint")
+	// errVersionForm answers a vread of a version id the gateway never
+	// issues in that form (01, +1).
+	errVersionForm = outcome.New(outcome.NotFound, "not-found", "version-unknown",
+		"no such version: the gateway's version ids are 1, 2, 3, ... written without sign or leading zeros")
 	errOperationUnknown = outcome.New(outcome.NotFound, "not-supported", "operation-unknown",
 		"the gateway has no such operation here; its operations are $validate (POST /fhir, /fhir/{type}), "+
 			"$everything (GET /fhir/Patient/{id}) and $export (GET /fhir, /fhir/Patient, /fhir/Group/{id})")
@@ -49,8 +53,17 @@ var (
 		"the gateway reads request bodies without a Content-Encoding (gzip and the others are not supported): send the body as it is")
 	errPatchContentType = outcome.New(outcome.UnsupportedMedia, "not-supported", "content-type-unsupported",
 		"a PATCH body must be application/json-patch+json (a JSON Patch) or application/fhir+json (a FHIRPath Patch: a Parameters resource)")
-	errFormat             = outcome.New(outcome.NotAcceptable, "not-supported", "format-unsupported", "only JSON is supported (_format=json)")
-	errAccept             = outcome.New(outcome.NotAcceptable, "not-supported", "format-unsupported", "only application/fhir+json is available")
+	errFormat = outcome.New(outcome.NotAcceptable, "not-supported", "format-unsupported", "only JSON is supported (_format=json)")
+	errAccept = outcome.New(outcome.NotAcceptable, "not-supported", "format-unsupported", "only application/fhir+json is available")
+	// The fhirVersion media type parameter (http.html#version-parameter)
+	// naming another FHIR version than R4, in Accept or _format (406) or
+	// in a body's Content-Type (415).
+	errAcceptVersion = outcome.New(outcome.NotAcceptable, "not-supported", "fhir-version-unsupported",
+		"only FHIR R4 is available: accept application/fhir+json without fhirVersion or with fhirVersion=4.0")
+	errFormatVersion = outcome.New(outcome.NotAcceptable, "not-supported", "fhir-version-unsupported",
+		"only FHIR R4 is available: give _format=json, or a fhirVersion of 4.0")
+	errContentVersion = outcome.New(outcome.UnsupportedMedia, "not-supported", "fhir-version-unsupported",
+		"the gateway reads FHIR R4 only: send the body as application/fhir+json without fhirVersion or with fhirVersion=4.0")
 	errAuthNotEnabled     = outcome.New(outcome.NotFound, "not-found", "auth-not-configured", "this gateway runs in development mode without authentication")
 	errConformanceUnknown = outcome.New(outcome.NotFound, "not-found", "resource-unknown",
 		"without a database the gateway serves only its own conformance resources, and none with this type and id")
@@ -150,6 +163,11 @@ func fromEchoError(he *echo.HTTPError, r *http.Request) error {
 	case http.StatusNotFound:
 		return errRouteUnknown
 	case http.StatusMethodNotAllowed:
+		if strings.HasPrefix(r.URL.Path, "/fhir/") && strings.Contains(r.URL.Path, "//") {
+			// An empty segment (/fhir/Patient//x) is no FHIR URL, whatever
+			// route the router took it for (fhirPath).
+			return errRouteUnknown
+		}
 		if p := strings.TrimSuffix(r.URL.Path, "/"); p == "/fhir" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
 			return errSystemSearchMethod
 		}

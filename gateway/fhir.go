@@ -371,7 +371,7 @@ func (s *Server) handleHistory(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return writeResource(c, http.StatusOK, s.app.Engine.HistoryBundle(s.baseURL(c), params, c.Request().URL.RawQuery, res))
+	return writeResource(c, http.StatusOK, s.app.Engine.HistoryBundle(s.baseURL(c), params, res))
 }
 
 // handleValidate is POST /fhir/$validate and /fhir/{type}/$validate: it
@@ -392,5 +392,9 @@ func (s *Server) handleValidate(c echo.Context) error {
 // handleMetadata is GET /fhir/metadata: a CapabilityStatement that says
 // exactly what is implemented.
 func (s *Server) handleMetadata(c echo.Context) error {
-	return writeResource(c, http.StatusOK, s.app.Engine.CapabilityStatement(s.baseURL(c), s.security()))
+	cs, err := s.app.Engine.Metadata(s.baseURL(c), s.security(), c.QueryParams())
+	if err != nil {
+		return err
+	}
+	return writeResource(c, http.StatusOK, cs)
 }

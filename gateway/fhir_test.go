@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -574,6 +575,149 @@ func TestMetadata(t *testing.T) {
 	}
 }
 
+// TestMetadataDeclares: the CapabilityStatement declares the Bulk Data
+// exports the gateway serves (instantiates the IG's statement, names HL7's
+// OperationDefinitions), and conditional writes and versioned updates
+// only for the types clients write.
+func TestMetadataDeclares(t *testing.T) {
+	h := fhirServer(t)
+	var cs struct {
+		Instantiates []string
+		Rest         []struct {
+			Operation []struct{ Name, Definition string }
+			Resource  []struct {
+				Type                                 string
+				Versioning                           string
+				ConditionalCreate, ConditionalUpdate *bool
+				Interaction                          []struct{ Code string }
+				Operation                            []struct{ Name, Definition string }
+			}
+		}
+	}
+	if err := json.Unmarshal(req(h, "GET", "/fhir/metadata", "").Body.Bytes(), &cs); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(cs.Instantiates, "http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data") {
+		t.Errorf("instantiates = %v, want the Bulk Data IG's CapabilityStatement", cs.Instantiates)
+	}
+	type op = struct{ Name, Definition string }
+	if want := (op{"export", "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"}); !slices.Contains(cs.Rest[0].Operation, want) {
+		t.Errorf("rest.operation = %v, want %v among them", cs.Rest[0].Operation, want)
+	}
+	for _, r := range cs.Rest[0].Resource {
+		writes := slices.ContainsFunc(r.Interaction, func(i struct{ Code string }) bool { return i.Code == "create" || i.Code == "update" })
+		switch {
+		case writes && (r.ConditionalCreate == nil || !*r.ConditionalCreate || r.ConditionalUpdate == nil || !*r.ConditionalUpdate ||
+			r.Versioning != "versioned-update"):
+			t.Errorf("%s (written by clients): conditionalCreate %v, conditionalUpdate %v, versioning %q", r.Type,
+				r.ConditionalCreate, r.ConditionalUpdate, r.Versioning)
+		case !writes && (r.ConditionalCreate != nil || r.ConditionalUpdate != nil || r.Versioning != "versioned"):
+			t.Errorf("%s (read-only): conditionalCreate %v, conditionalUpdate %v, versioning %q, want none and versioned", r.Type,
+				r.ConditionalCreate, r.ConditionalUpdate, r.Versioning)
+		}
+		want := map[string]op{"Patient": {"export", "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export"},
+			"Group": {"export", "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export"}}[r.Type]
+		if want.Name != "" && !slices.Contains(r.Operation, want) {
+			t.Errorf("%s operation = %v, want %v among them", r.Type, r.Operation, want)
+		}
+		if r.Type == "AuditEvent" && writes {
+			t.Errorf("AuditEvent interactions %v include a write", r.Interaction)
+		}
+	}
+	// What is declared is served.
+	for _, path := range []string{"/fhir/$export", "/fhir/Patient/$export"} {
+		if rec := req(h, "GET", path, "", "Prefer: respond-async"); rec.Code != http.StatusAccepted {
+			t.Errorf("GET %s = %d %s, want 202", path, rec.Code, rec.Body)
+		}
+	}
+}
+
+// TestMetadataParams: GET metadata reads mode (full and normative are the
+// statement; terminology is 404, no TerminologyCapabilities is published)
+// and shapes the statement by _summary and _elements as a read.
+func TestMetadataParams(t *testing.T) {
+	h := fhirServer(t)
+	whole := req(h, "GET", "/fhir/metadata", "").Body.Len()
+	for _, tc := range []struct {
+		query  string
+		status int
+		rule   string
+		check  func(cs map[string]any) string // what is wrong, "" for nothing
+	}{
+		{"mode=full", 200, "", nil},
+		{"mode=normative", 200, "", nil},
+		{"mode=terminology", 404, "terminology-capabilities-unsupported", nil},
+		{"mode=other", 400, "search-value-invalid", nil},
+		{"mode=full&mode=full", 400, "search-value-invalid", nil},
+		{"_summary=true", 200, "", func(cs map[string]any) string {
+			rest := cs["rest"].([]any)[0].(map[string]any)
+			for _, r := range rest["resource"].([]any) {
+				r := r.(map[string]any)
+				if r["type"] == nil || r["searchParam"] != nil || r["searchRevInclude"] != nil || r["interaction"] != nil {
+					return fmt.Sprintf("a resource keeps more than its summary: %v", r)
+				}
+				if r["type"] == "Patient" && r["operation"] == nil {
+					return "Patient lost its operations"
+				}
+			}
+			if cs["fhirVersion"] != "4.0.1" || cs["instantiates"] == nil {
+				return "the top-level summary elements are gone"
+			}
+			return ""
+		}},
+		{"_summary=false", 200, "", nil},
+		{"_summary=count", 400, "search-value-invalid", nil},
+		{"_elements=rest", 200, "", func(cs map[string]any) string {
+			if cs["rest"] == nil || cs["software"] != nil || cs["fhirVersion"] == nil {
+				return "want rest and the mandatory elements only"
+			}
+			return ""
+		}},
+		{"_elements=nope", 400, "search-value-invalid", nil},
+	} {
+		t.Run(tc.query, func(t *testing.T) {
+			rec := req(h, "GET", "/fhir/metadata?"+tc.query, "")
+			if tc.rule != "" {
+				assertOutcome(t, rec, tc.status, tc.rule, "")
+				return
+			}
+			if rec.Code != tc.status {
+				t.Fatalf("GET metadata?%s = %d %s", tc.query, rec.Code, rec.Body)
+			}
+			cs := decode(t, rec)
+			shaped := strings.Contains(fmt.Sprint(cs["meta"]), "SUBSETTED")
+			if cs["resourceType"] != "CapabilityStatement" || shaped != (tc.check != nil) {
+				t.Errorf("GET metadata?%s: %s, SUBSETTED %v", tc.query, cs["resourceType"], shaped)
+			}
+			if tc.check == nil {
+				if rec.Body.Len() != whole {
+					t.Errorf("GET metadata?%s: %d bytes, want the whole statement's %d", tc.query, rec.Body.Len(), whole)
+				}
+				return
+			}
+			if tc.query == "_summary=true" && rec.Body.Len() >= whole/4 {
+				t.Errorf("GET metadata?%s: %d bytes of %d", tc.query, rec.Body.Len(), whole)
+			}
+			if msg := tc.check(cs); msg != "" {
+				t.Errorf("GET metadata?%s: %s", tc.query, msg)
+			}
+		})
+	}
+	// A Bundle's GET entry of metadata reads its parameters the same way.
+	batch := `{"resourceType":"Bundle","type":"batch","entry":[{"request":{"method":"GET","url":"metadata?mode=terminology"}},` +
+		`{"request":{"method":"GET","url":"metadata?_summary=true"}}]}`
+	entries := decode(t, req(h, "POST", "/fhir", batch))["entry"].([]any)
+	status := func(i int) string {
+		return fmt.Sprint(entries[i].(map[string]any)["response"].(map[string]any)["status"])
+	}
+	if !strings.HasPrefix(status(0), "404") || !strings.HasPrefix(status(1), "200") {
+		t.Errorf("batch metadata entries answered %s and %s, want 404 and 200", status(0), status(1))
+	}
+	if cs := entries[1].(map[string]any)["resource"].(map[string]any); !strings.Contains(fmt.Sprint(cs["meta"]), "SUBSETTED") {
+		t.Errorf("batch metadata?_summary=true entry is not the summary: meta %v", cs["meta"])
+	}
+}
+
 func TestGatewayProfiles(t *testing.T) {
 	h := fhirServer(t)
 	obs := `{"resourceType":"Observation","meta":{"profile":["https://ketamine-gateway.org/fhir/StructureDefinition/kg-vital-signs"]},` +
@@ -829,6 +973,83 @@ func TestFormatOverridesAccept(t *testing.T) {
 	}
 }
 
+// TestFHIRVersionParameter: the fhirVersion parameter of a FHIR media type
+// (http.html#version-parameter) is honoured: an Accept or _format that
+// takes only another FHIR version than R4 is 406, a body labelled with
+// another version 415; q=0 on application/fhir+json refuses it.
+func TestFHIRVersionParameter(t *testing.T) {
+	h := fhirServer(t)
+	pid := decode(t, req(h, "POST", "/fhir/Patient", patientJSON))["id"].(string)
+	for _, tc := range []struct {
+		name, query, accept string
+		status              int
+		rule                string
+	}{
+		{"4.0", "", "application/fhir+json; fhirVersion=4.0", 200, ""},
+		{"4.0.0", "", "application/fhir+json; fhirVersion=4.0.0", 200, ""},
+		{"4.0.1 quoted", "", `application/fhir+json; fhirVersion="4.0.1"`, 200, ""},
+		{"5.0", "", "application/fhir+json; fhirVersion=5.0", 406, "fhir-version-unsupported"},
+		{"3.0 on application/json", "", "application/json; fhirversion=3.0", 406, "fhir-version-unsupported"},
+		{"name in capitals", "", "application/fhir+json; FHIRVERSION=5.0", 406, "fhir-version-unsupported"},
+		{"5.0 or 4.0", "", "application/fhir+json; fhirVersion=5.0, application/fhir+json; fhirVersion=4.0;q=0.5", 200, ""},
+		{"5.0 or anything", "", "application/fhir+json; fhirVersion=5.0, */*;q=0.1", 200, ""},
+		{"q=0 and XML", "", "application/fhir+json;q=0, application/xml", 406, "format-unsupported"},
+		{"q=0 and anything", "", "application/fhir+json;q=0, */*", 406, "format-unsupported"},
+		{"q=0.0", "", "application/fhir+json;q=0.0", 406, "format-unsupported"},
+		{"q=0.5", "", "application/fhir+json;q=0.5", 200, ""},
+		{"a malformed q is ignored", "", "application/fhir+json;q=x", 200, ""},
+		{"q=0 on another JSON type", "", "application/json;q=0, application/fhir+json", 200, ""},
+		{"_format 5.0", "?_format=application/fhir%2Bjson%3BfhirVersion=5.0", "", 406, "fhir-version-unsupported"},
+		{"_format 4.0.1", "?_format=application/fhir%2Bjson%3BfhirVersion=4.0.1", "application/fhir+json; fhirVersion=5.0", 200, ""},
+	} {
+		t.Run("Accept "+tc.name, func(t *testing.T) {
+			var headers []string
+			if tc.accept != "" {
+				headers = append(headers, "Accept: "+tc.accept)
+			}
+			rec := req(h, "GET", "/fhir/Patient/"+pid+tc.query, "", headers...)
+			switch {
+			case tc.rule != "":
+				assertOutcome(t, rec, tc.status, tc.rule, "")
+			case rec.Code != tc.status:
+				t.Errorf("GET with Accept %s = %d %s, want %d", tc.accept, rec.Code, rec.Body, tc.status)
+			}
+		})
+	}
+	for _, tc := range []struct {
+		name, method, target, contentType, body string
+		status                                  int
+		rule                                    string
+	}{
+		{"create 4.0", "POST", "/fhir/Patient", "application/fhir+json; fhirVersion=4.0", patientJSON, 201, ""},
+		{"create 4.0.1", "POST", "/fhir/Patient", "application/fhir+json;fhirVersion=4.0.1", patientJSON, 201, ""},
+		{"create 3.0", "POST", "/fhir/Patient", "application/fhir+json; fhirVersion=3.0", patientJSON, 415, "fhir-version-unsupported"},
+		{"update 5.0", "PUT", "/fhir/Patient/" + pid, "application/fhir+json; fhirVersion=5.0",
+			strings.Replace(patientJSON, `"resourceType":"Patient"`, `"resourceType":"Patient","id":"`+pid+`"`, 1), 415, "fhir-version-unsupported"},
+		{"FHIRPath Patch 5.0", "PATCH", "/fhir/Patient/" + pid, "application/fhir+json; fhirVersion=5.0",
+			`{"resourceType":"Parameters","parameter":[{"name":"operation","part":[{"name":"type","valueCode":"delete"},{"name":"path","valueString":"Patient.gender"}]}]}`,
+			415, "fhir-version-unsupported"},
+		{"transaction 5.0", "POST", "/fhir", "application/fhir+json; fhirVersion=5.0", txBundle(patEntry), 415, "fhir-version-unsupported"},
+	} {
+		t.Run("Content-Type "+tc.name, func(t *testing.T) {
+			rec := req(h, tc.method, tc.target, tc.body, "Content-Type: "+tc.contentType)
+			switch {
+			case tc.rule != "":
+				assertOutcome(t, rec, tc.status, tc.rule, "")
+			case rec.Code != tc.status:
+				t.Errorf("%s with Content-Type %s = %d %s, want %d", tc.method, tc.contentType, rec.Code, rec.Body, tc.status)
+			}
+		})
+	}
+	// A Bundle's GET entry reads its _format as the top-level GET does.
+	batch := `{"resourceType":"Bundle","type":"batch","entry":[{"request":{"method":"GET","url":"Patient/` + pid +
+		`?_format=application/fhir%2Bjson%3BfhirVersion%3D5.0"}}]}`
+	b := decode(t, req(h, "POST", "/fhir", batch))
+	if st := fmt.Sprint(b["entry"].([]any)[0].(map[string]any)["response"].(map[string]any)["status"]); !strings.HasPrefix(st, "406") {
+		t.Errorf("batch GET entry with _format fhirVersion=5.0 answered %s, want 406", st)
+	}
+}
+
 // TestHistoryParams: history reads _count, _offset and _since by the rules
 // of search, and refuses what it does not support (R4's _at and _list,
 // anything else) as search does, or ignores it under
@@ -896,6 +1117,127 @@ func TestHistoryParams(t *testing.T) {
 			self := b["link"].([]any)[0].(map[string]any)["url"].(string)
 			if strings.Contains(self, "_at") || strings.Contains(self, "SECRET7") {
 				t.Errorf("self link %s shows a parameter that was ignored", self)
+			}
+		})
+	}
+}
+
+// TestMalformedFHIRPaths: a path that is not a FHIR URL, although a route
+// took it, is route-unknown (as /fhir/Patient/x/ is), never "no such
+// resource" or "no such version" of a resource and version that exist; a
+// version id not written as the gateway writes its ids (01) is no version.
+func TestMalformedFHIRPaths(t *testing.T) {
+	h := fhirServer(t)
+	if rec := req(h, "PUT", "/fhir/Patient/client-1", `{"resourceType":"Patient","id":"client-1"}`); rec.Code != 201 {
+		t.Fatal(rec.Body)
+	}
+	for _, tc := range []struct {
+		method, path string
+		status       int
+		rule         string
+	}{
+		{"GET", "/fhir/Patient/client-1/_history/1/extra", 404, "route-unknown"},
+		{"GET", "/fhir/Patient/client-1/_history/1/_history", 404, "route-unknown"},
+		{"GET", "/fhir/Patient/client-1/_history//1", 404, "route-unknown"},
+		{"GET", "/fhir/Patient/client-1/_history/", 404, "route-unknown"},
+		{"GET", "/fhir/Patient//client-1", 404, "route-unknown"},
+		{"GET", "/fhir//Patient", 404, "route-unknown"},
+		{"GET", "/fhir/Patient/client-1//_history", 404, "route-unknown"},
+		{"GET", "/fhir/Patient/client-1/Observation/x", 404, "route-unknown"},
+		{"GET", "/fhir/Patient/client-1/", 404, "route-unknown"},
+		{"PUT", "/fhir/Patient//client-1", 404, "route-unknown"},
+		{"DELETE", "/fhir/Patient//client-1", 404, "route-unknown"},
+		{"GET", "/fhir/metadata/x", 404, "route-unknown"},
+		{"GET", "/fhir/Patient/client-1/_history/01", 404, "version-unknown"},
+		{"GET", "/fhir/Patient/client-1/_history/+1", 404, "version-unknown"},
+		{"GET", "/fhir/Patient/client-1/_history/0", 404, "version-unknown"},
+		{"HEAD", "/fhir/Patient/client-1/_history/01", 404, ""},
+		// What is a FHIR URL still answers.
+		{"GET", "/fhir/Patient/client-1/_history/1", 200, ""},
+		{"GET", "/fhir/Patient/client-1", 200, ""},
+		{"GET", "/fhir/Patient/client-1/_history", 200, ""},
+		{"GET", "/fhir/Patient/client-1/Observation", 200, ""},
+		{"GET", "/fhir/Patient/client-1/_history/2", 404, "version-unknown"},
+		{"GET", "/fhir/Patient/nope", 404, "resource-unknown"},
+	} {
+		t.Run(tc.method+" "+tc.path, func(t *testing.T) {
+			body := ""
+			if tc.method == "PUT" {
+				body = `{"resourceType":"Patient","id":"client-1"}`
+			}
+			rec := req(h, tc.method, tc.path, body)
+			switch {
+			case tc.rule != "":
+				assertOutcome(t, rec, tc.status, tc.rule, "")
+			case rec.Code != tc.status:
+				t.Errorf("%s %s = %d %s, want %d", tc.method, tc.path, rec.Code, rec.Body, tc.status)
+			}
+		})
+	}
+	// A vread of 01 answers no version, not version 1 as if it were "01".
+	if rec := req(h, "GET", "/fhir/Patient/client-1/_history/01", ""); strings.Contains(rec.Body.String(), `"versionId"`) {
+		t.Errorf("vread of 01 answered a version: %s", rec.Body)
+	}
+}
+
+// TestHistoryLinks: a history Bundle pages with a searchset's links
+// (self, previous, next; _count and _offset in each, the other parameters
+// kept, those a lenient history ignored left out) and no dangling "?".
+func TestHistoryLinks(t *testing.T) {
+	h := fhirServer(t)
+	id := decode(t, req(h, "POST", "/fhir/Patient", patientJSON))["id"].(string)
+	upd := strings.Replace(patientJSON, `"resourceType":"Patient"`, `"resourceType":"Patient","id":"`+id+`"`, 1)
+	for range 4 {
+		if rec := req(h, "PUT", "/fhir/Patient/"+id, upd); rec.Code != 200 {
+			t.Fatal(rec.Body)
+		}
+	}
+	inst := "/fhir/Patient/" + id + "/_history"
+	base := "http://example.com"
+	for _, tc := range []struct {
+		name, target, prefer string
+		links                map[string]string // relation: URL below base
+	}{
+		{"no parameters", inst, "", map[string]string{"self": inst + "?_count=50"}},
+		{"first page", inst + "?_count=2", "", map[string]string{
+			"self": inst + "?_count=2", "next": inst + "?_count=2&_offset=2"}},
+		{"middle page", inst + "?_count=2&_offset=2", "", map[string]string{
+			"self": inst + "?_count=2&_offset=2", "previous": inst + "?_count=2", "next": inst + "?_count=2&_offset=4"}},
+		{"last page", inst + "?_offset=4&_count=2", "", map[string]string{
+			"self": inst + "?_count=2&_offset=4", "previous": inst + "?_count=2&_offset=2"}},
+		{"previous from an odd offset", inst + "?_count=2&_offset=1", "", map[string]string{
+			"self": inst + "?_count=2&_offset=1", "previous": inst + "?_count=2", "next": inst + "?_count=2&_offset=3"}},
+		{"_since is kept", inst + "?_since=2000-01-01T00:00:00Z&_count=2&_offset=2", "", map[string]string{
+			"self":     inst + "?_count=2&_offset=2&_since=2000-01-01T00%3A00%3A00Z",
+			"previous": inst + "?_count=2&_since=2000-01-01T00%3A00%3A00Z",
+			"next":     inst + "?_count=2&_offset=4&_since=2000-01-01T00%3A00%3A00Z"}},
+		{"_count=0: the total only", inst + "?_count=0", "", map[string]string{"self": inst + "?_count=0"}},
+		{"lenient: the ignored ones left out", inst + "?_at=2000-01-01T00:00:00Z&_count=2&_offset=2&_format=json", "handling=lenient",
+			map[string]string{"self": inst + "?_count=2&_offset=2", "previous": inst + "?_count=2", "next": inst + "?_count=2&_offset=4"}},
+		{"type", "/fhir/Patient/_history?_count=1&_offset=1", "", map[string]string{
+			"self": "/fhir/Patient/_history?_count=1&_offset=1", "previous": "/fhir/Patient/_history?_count=1",
+			"next": "/fhir/Patient/_history?_count=1&_offset=2"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var headers []string
+			if tc.prefer != "" {
+				headers = append(headers, "Prefer: "+tc.prefer)
+			}
+			rec := req(h, "GET", tc.target, "", headers...)
+			if rec.Code != 200 {
+				t.Fatalf("GET %s = %d %s", tc.target, rec.Code, rec.Body)
+			}
+			got := map[string]string{}
+			for _, l := range decode(t, rec)["link"].([]any) {
+				l := l.(map[string]any)
+				got[l["relation"].(string)] = l["url"].(string)
+			}
+			want := map[string]string{}
+			for rel, u := range tc.links {
+				want[rel] = base + u
+			}
+			if !maps.Equal(got, want) {
+				t.Errorf("GET %s links:\n got  %v\n want %v", tc.target, got, want)
 			}
 		})
 	}

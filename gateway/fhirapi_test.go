@@ -711,6 +711,87 @@ func TestSummaryElements(t *testing.T) {
 	assertOutcome(t, req(h, "GET", "/fhir/Patient/"+pid+"?_summary=count", ""), 400, "search-value-invalid", "")
 }
 
+// TestElementsChoiceKey: _elements naming a choice element by one of its
+// JSON keys (valueQuantity, Observation.effectiveDateTime) keeps that
+// element, on a read and on a search's matches, whichever type it has.
+func TestElementsChoiceKey(t *testing.T) {
+	h := fhirServer(t)
+	seedChain(t, h)
+	b := decode(t, req(h, "GET", "/fhir/Observation?code=8867-4", ""))
+	oid := b["entry"].([]any)[0].(map[string]any)["resource"].(map[string]any)["id"].(string)
+	for _, tc := range []struct {
+		elements   string
+		keep, drop []string
+	}{
+		{"valueQuantity", []string{"valueQuantity"}, []string{"effectiveDateTime", "subject"}},
+		{"effectiveDateTime", []string{"effectiveDateTime"}, []string{"valueQuantity", "subject"}},
+		{"Observation.valueQuantity,subject", []string{"valueQuantity", "subject"}, []string{"effectiveDateTime"}},
+		{"code,valueQuantity,effectiveDateTime", []string{"valueQuantity", "effectiveDateTime", "code"}, []string{"subject"}},
+		// The element the client named, whichever type the resource has.
+		{"valueString", []string{"valueQuantity"}, []string{"effectiveDateTime"}},
+		{"effectivePeriod", []string{"effectiveDateTime"}, []string{"valueQuantity"}},
+	} {
+		check := func(how string, r map[string]any) {
+			for _, k := range tc.keep {
+				if r[k] == nil {
+					t.Errorf("%s _elements=%s: %s is missing: %v", how, tc.elements, k, r)
+				}
+			}
+			for _, k := range tc.drop {
+				if r[k] != nil {
+					t.Errorf("%s _elements=%s: %s is kept: %v", how, tc.elements, k, r)
+				}
+			}
+			if !strings.Contains(fmt.Sprint(r["meta"]), "SUBSETTED") {
+				t.Errorf("%s _elements=%s is not tagged SUBSETTED: %v", how, tc.elements, r)
+			}
+		}
+		check("read", decode(t, req(h, "GET", "/fhir/Observation/"+oid+"?_elements="+tc.elements, "")))
+		b := decode(t, req(h, "GET", "/fhir/Observation?_id="+oid+"&_elements="+tc.elements, ""))
+		check("search", b["entry"].([]any)[0].(map[string]any)["resource"].(map[string]any))
+	}
+	assertOutcome(t, req(h, "GET", "/fhir/Observation/"+oid+"?_elements=valueNope", ""), 400, "search-value-invalid", "")
+}
+
+// TestEverythingLeavesOutAudit: $everything without _type is the chart,
+// not the audit trail of reading it: the patient's AuditEvents (which
+// each read of it adds) come only when _type names AuditEvent.
+func TestEverythingLeavesOutAudit(t *testing.T) {
+	h := fhirServer(t)
+	pid := seedChain(t, h)
+	for range 3 {
+		if rec := req(h, "GET", "/fhir/Patient/"+pid+"/$everything", ""); rec.Code != 200 {
+			t.Fatalf("$everything = %d %s", rec.Code, rec.Body)
+		}
+	}
+	if n := decode(t, req(h, "GET", "/fhir/AuditEvent?patient="+pid+"&_summary=count", ""))["total"]; n == nil || n.(float64) < 3 {
+		t.Fatalf("AuditEvent?patient= total %v: the reads above left no AuditEvents to leave out", n)
+	}
+	types := func(target string) map[string]int {
+		b := decode(t, req(h, "GET", target, ""))
+		out := map[string]int{}
+		for _, e := range b["entry"].([]any) {
+			out[e.(map[string]any)["resource"].(map[string]any)["resourceType"].(string)]++
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		query      string
+		audit, obs bool
+	}{
+		{"", false, true},
+		{"?_count=1000", false, true},
+		{"?_type=AuditEvent&_count=1000", true, false},
+		{"?_type=Observation,AuditEvent&_count=1000", true, true},
+		{"?_type=Observation", false, true},
+	} {
+		got := types("/fhir/Patient/" + pid + "/$everything" + tc.query)
+		if (got["AuditEvent"] > 0) != tc.audit || (got["Observation"] > 0) != tc.obs || got["Patient"] != 1 {
+			t.Errorf("$everything%s = %v, want AuditEvents %v, Observations %v, the Patient", tc.query, got, tc.audit, tc.obs)
+		}
+	}
+}
+
 // TestCompartmentAndEverything: Patient/{id}/{type} searches one patient's
 // resources; $everything pages through the patient and its compartment,
 // with _type and _since; the routes of _history still answer.
@@ -733,14 +814,15 @@ func TestCompartmentAndEverything(t *testing.T) {
 		t.Errorf("instance history beside the compartment route = %d", rec.Code)
 	}
 
-	// The Patient, its Observation, and the Provenance and AuditEvents
-	// naming it (both in R4's patient compartment).
+	// The Patient, its Observation, and the Provenance naming it (in R4's
+	// patient compartment); not the AuditEvents without _type
+	// (TestEverythingLeavesOutAudit).
 	b = decode(t, req(h, "GET", "/fhir/Patient/"+pid+"/$everything", ""))
 	types := map[string]int{}
 	for _, e := range b["entry"].([]any) {
 		types[e.(map[string]any)["resource"].(map[string]any)["resourceType"].(string)]++
 	}
-	if types["Patient"] != 1 || types["Observation"] != 1 || types["Provenance"] != 1 || types["AuditEvent"] == 0 {
+	if types["Patient"] != 1 || types["Observation"] != 1 || types["Provenance"] != 1 || types["AuditEvent"] != 0 {
 		t.Fatalf("$everything carried %v", types)
 	}
 	// The Patient comes first, whatever _type and _since say (clients take

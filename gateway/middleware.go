@@ -77,6 +77,9 @@ func (s *Server) recoverPanics(next echo.HandlerFunc) echo.HandlerFunc {
 // a malformed parameter silently.
 func (s *Server) fhirFormat(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
+		if err := fhirPath(c); err != nil {
+			return err
+		}
 		if err := operationOrMetadata(c); err != nil {
 			return err
 		}
@@ -95,11 +98,52 @@ func (s *Server) fhirFormat(next echo.HandlerFunc) echo.HandlerFunc {
 			if !fhirwire.JSONFormat(f) {
 				return errFormat
 			}
-		} else if a := c.Request().Header.Get("Accept"); a != "" && !acceptsJSON(a) {
-			return errAccept
+			if v, ok := fhirwire.FHIRVersion(f); ok && !fhirwire.R4Version(v) {
+				return errFormatVersion
+			}
+		} else if a := c.Request().Header.Get("Accept"); a != "" {
+			if err := acceptable(a); err != nil {
+				return err
+			}
 		}
 		return next(c)
 	}
+}
+
+// fhirPath refuses a path that is not a FHIR URL although a route took
+// it: the router gives a route's last parameter the rest of the path
+// (/fhir/Patient/x/_history/1/extra: version "1/extra") and an empty
+// segment an empty parameter (/fhir/Patient//x); and metadata has no
+// segment below it. Such a path is route-unknown, as /fhir/Patient/x/ is,
+// never "no such resource" or "no such version", which would tell a client
+// with a URL-building bug that the resource or version does not exist. A
+// version id the gateway never issues in that form (01, +1: its version
+// ids are 1, 2, ... in decimal) is no such version, not version 1.
+func fhirPath(c echo.Context) error {
+	values := c.ParamValues()
+	for i, name := range c.ParamNames() {
+		if i >= len(values) {
+			break
+		}
+		v := values[i]
+		if v == "" || strings.Contains(v, "/") {
+			return errRouteUnknown
+		}
+		if name == "vid" && !canonicalVersion(v) {
+			return errVersionForm
+		}
+	}
+	if c.Param("type") == "metadata" && c.Param("id") != "" {
+		return errRouteUnknown
+	}
+	return nil
+}
+
+// canonicalVersion reports whether vid is written as the gateway writes
+// its version ids: a positive decimal without sign or leading zeros.
+func canonicalVersion(vid string) bool {
+	v, err := strconv.ParseInt(vid, 10, 64)
+	return err == nil && v >= 1 && strconv.FormatInt(v, 10) == vid
 }
 
 // operationOrMetadata refuses what a route's parameters took for a type,
@@ -127,19 +171,45 @@ func operationOrMetadata(c echo.Context) error {
 	return nil
 }
 
-// acceptsJSON reports whether an Accept header takes JSON.
-func acceptsJSON(accept string) bool {
-	for _, part := range strings.Split(accept, ",") {
-		mt, _, err := mime.ParseMediaType(strings.TrimSpace(part))
+// acceptable checks that an Accept header takes what the gateway writes,
+// FHIR R4 as application/fhir+json: some element names a JSON type (or a
+// wildcard) with a q above 0 and no fhirVersion but R4's
+// (http.html#version-parameter). Else 406: errAcceptVersion when a JSON
+// element was refused only for its fhirVersion, errAccept otherwise. An
+// application/fhir+json of q=0 refuses it whatever the other elements say
+// (RFC 9110 12.5.1: the most specific range decides, and that is the type
+// every answer is labelled with).
+func acceptable(accept string) error {
+	ok, version := false, false
+	for part := range strings.SplitSeq(accept, ",") {
+		mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
 		if err != nil {
 			continue
 		}
 		switch mt {
 		case "*/*", "application/*", "application/json", "application/fhir+json", "application/json+fhir":
-			return true
+		default:
+			continue
 		}
+		if q, err := strconv.ParseFloat(params["q"], 64); err == nil && q <= 0 { // a malformed q is ignored
+			if mt == "application/fhir+json" {
+				return errAccept
+			}
+			continue
+		}
+		if v, has := params["fhirversion"]; has && !fhirwire.R4Version(v) {
+			version = true
+			continue
+		}
+		ok = true
 	}
-	return false
+	switch {
+	case ok:
+		return nil
+	case version:
+		return errAcceptVersion
+	}
+	return errAccept
 }
 
 // scopeKey is the echo context key of the request's *auditlog.Scope: the

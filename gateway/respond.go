@@ -50,6 +50,9 @@ func readBodyOf(c echo.Context, limit int64, types ...string) ([]byte, error) {
 	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "utf8") {
 		return nil, errCharset // JSON is UTF-8 (RFC 8259 §8.1)
 	}
+	if v, ok := params["fhirversion"]; ok && !fhirwire.R4Version(v) {
+		return nil, errContentVersion // a body of another FHIR version is never stored as R4
+	}
 	if r.ContentLength > limit {
 		return nil, bodyTooLarge(limit, "--max-body", bodyTooLargeHint)
 	}

@@ -89,9 +89,11 @@ var disclosureWays = []disclosureWay{
 		}
 		return out
 	}},
-	{"$everything", func(t *testing.T, base, token string, ids seeded) []map[string]any {
-		return append(get(t, base+"/fhir/Patient/"+ids["Patient"]+"/$everything?_count=1000", token),
-			get(t, base+"/fhir/Patient/"+ids["Patient"]+"/Observation", token)...)
+	{"$everything", func(t *testing.T, base, token string, ids seeded) (out []map[string]any) {
+		// AuditEvents only when _type names them (docs/fhir.md).
+		out = append(out, get(t, base+"/fhir/Patient/"+ids["Patient"]+"/$everything?_count=1000", token)...)
+		out = append(out, get(t, base+"/fhir/Patient/"+ids["Patient"]+"/$everything?_type=AuditEvent,Observation&_count=1000", token)...)
+		return append(out, get(t, base+"/fhir/Patient/"+ids["Patient"]+"/Observation", token)...)
 	}},
 	{"batch entry", func(t *testing.T, base, token string, ids seeded) []map[string]any {
 		var entries []string

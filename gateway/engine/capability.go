@@ -1,10 +1,14 @@
 package engine
 
 import (
+	"net/url"
 	"strings"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/conformance"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
 	"github.com/ketamine-gateway/ketamine-gateway/schemas/r4"
 )
@@ -33,6 +37,59 @@ type Security struct {
 	Enabled bool
 	// TokenURL is the SMART token endpoint's public URL.
 	TokenURL string
+}
+
+// errNoTerminologyCapabilities answers metadata?mode=terminology.
+var errNoTerminologyCapabilities = outcome.New(outcome.NotFound, "not-supported", "terminology-capabilities-unsupported",
+	"the gateway publishes no TerminologyCapabilities (it is no terminology server): GET metadata without mode, or with "+
+		"mode=full, is its CapabilityStatement").At("mode")
+
+// checkMetadata checks the parameters of GET [base]/metadata
+// (http.html#capabilities): mode full or normative (R4's
+// CapabilityStatement is normative whole, so both are all of it);
+// terminology is NotFound, as no TerminologyCapabilities is published,
+// another mode Invalid; _summary and _elements as on a read. Other
+// parameters are ignored.
+func (e *Engine) checkMetadata(params url.Values) error {
+	switch modes := params["mode"]; {
+	case len(modes) > 1:
+		return outcome.New(outcome.Invalid, "invalid", search.RuleValueInvalid, "mode is given more than once").At("mode")
+	case len(modes) == 0, modes[0] == "full", modes[0] == "normative":
+	case modes[0] == "terminology":
+		return errNoTerminologyCapabilities
+	default:
+		return outcome.New(outcome.Invalid, "invalid", search.RuleValueInvalid,
+			"mode is full, normative or terminology (http.html#capabilities)").At("mode")
+	}
+	_, elements, err := search.ParseSubset("CapabilityStatement", params)
+	if err != nil {
+		return searchError(err)
+	}
+	return e.checkSubset("CapabilityStatement", elements)
+}
+
+// Metadata is GET [base]/metadata with params: the CapabilityStatement
+// (CapabilityStatement's contract), shaped by _summary or _elements as a
+// read is (_summary=true leaves R4's summary elements: the types and their
+// operations without the interactions and search parameters). Returns the
+// errors of checkMetadata.
+func (e *Engine) Metadata(base string, sec Security, params url.Values) (map[string]any, error) {
+	if err := e.checkMetadata(params); err != nil {
+		return nil, err
+	}
+	cs := e.CapabilityStatement(base, sec)
+	if !params.Has("_summary") && !params.Has("_elements") {
+		return cs, nil
+	}
+	body, err := fhirwire.Marshal(cs)
+	if err != nil {
+		return nil, err
+	}
+	r, err := e.Subset(&store.Resource{Type: "CapabilityStatement", Body: body}, params)
+	if err != nil {
+		return nil, err
+	}
+	return decodeJSON(r.Body)
 }
 
 // CapabilityStatement says exactly what is implemented (http.html#capabilities);
@@ -69,15 +126,21 @@ func (e *Engine) CapabilityStatement(base string, sec Security) map[string]any {
 		res := map[string]any{
 			"type":              typ,
 			"interaction":       typeInteractions(typ),
-			"versioning":        "versioned-update",
+			"versioning":        "versioned",
 			"readHistory":       true,
 			"updateCreate":      e.updateCreate && ClientWritable(typ),
-			"conditionalCreate": true,
 			"conditionalRead":   "full-support",
-			"conditionalUpdate": true,
 			"conditionalDelete": "not-supported",
 			"referencePolicy":   []string{"literal", "logical"},
 			"searchParam":       params,
+		}
+		// Conditional writes and If-Match on update only where clients
+		// write: a read-only type (AuditEvent, the conformance types)
+		// keeps its versions, and that is all it claims.
+		if ClientWritable(typ) {
+			res["versioning"] = "versioned-update"
+			res["conditionalCreate"] = true
+			res["conditionalUpdate"] = true
 		}
 		// The values the search parser accepts, from its own tables.
 		if inc := search.Includes(typ); len(inc) > 0 {
@@ -89,11 +152,15 @@ func (e *Engine) CapabilityStatement(base string, sec Security) map[string]any {
 		if sp := e.v.profiles.SupportedProfiles(typ); len(sp) > 0 {
 			res["supportedProfile"] = sp
 		}
-		if typ == "Patient" {
+		switch typ {
+		case "Patient":
 			res["operation"] = []map[string]any{{"name": "everything",
 				"definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
 				"documentation": "The Patient and its compartment's resources the caller may see; _since, _type, _count and " +
-					"paging (_offset). Resources the compartment's resources reference are not added."}}
+					"paging (_offset). AuditEvents only when _type names them. Resources the compartment's resources reference are not added."},
+				bulkExport(bulkPatientExportURL, "The Patients and the resources about them, as NDJSON files")}
+		case "Group":
+			res["operation"] = []map[string]any{bulkExport(bulkGroupExportURL, "A Group's Patients and the resources about them, as NDJSON files")}
 		}
 		resources = append(resources, res)
 	}
@@ -108,6 +175,7 @@ func (e *Engine) CapabilityStatement(base string, sec Security) map[string]any {
 			"description": "Ketamine-therapy FHIR gateway",
 			"url":         base,
 		},
+		"instantiates":        []string{bulkDataCapabilityURL},
 		"fhirVersion":         "4.0.1",
 		"format":              []string{"application/fhir+json", "json"},
 		"patchFormat":         PatchFormats(),
@@ -132,10 +200,30 @@ func (e *Engine) CapabilityStatement(base string, sec Security) map[string]any {
 			"operation": []map[string]any{{
 				"name":       "validate",
 				"definition": conformance.ValidateURL,
-			}},
+			}, bulkExport(bulkExportURL, "Every resource the client may read, of its tenant, as NDJSON files")},
 			"security": capabilitySecurity(sec),
 		}},
 	}
+}
+
+// The FHIR Bulk Data Access IG (v2) canonical URLs of the export the
+// gateway serves (GET [base]/$export, [base]/Patient/$export,
+// [base]/Group/{id}/$export, docs/bulk.md): the CapabilityStatement
+// instantiates the IG's and names HL7's OperationDefinitions, which the
+// gateway does not republish.
+const (
+	bulkDataCapabilityURL = "http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"
+	bulkExportURL         = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"
+	bulkPatientExportURL  = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export"
+	bulkGroupExportURL    = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export"
+)
+
+// bulkExport is the CapabilityStatement operation of a Bulk Data $export
+// (definition, one of the bulk*ExportURL) that exports what.
+func bulkExport(definition, what string) map[string]any {
+	return map[string]any{"name": "export", "definition": definition,
+		"documentation": what + " (FHIR Bulk Data v2): Prefer: respond-async; _type, _since, _typeFilter, _outputFormat " +
+			"(application/fhir+ndjson); 202 with the job's status URL in Content-Location."}
 }
 
 // capabilitySecurity describes authentication (http.html#security): SMART

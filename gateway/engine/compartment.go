@@ -61,7 +61,8 @@ func (e *Engine) searchCompartment(ctx context.Context, sc *auditlog.Scope, in r
 // at most 1000), _offset (the paging cursor), _since (an instant: only
 // resources updated since) and _type (a comma list of compartment types).
 // Without _type the types are those the caller's scopes let it read or
-// search; a _type the scopes do not allow is Forbidden. The caller needs
+// search, but AuditEvent, which only a _type naming it adds; a _type the
+// scopes do not allow is Forbidden. The caller needs
 // to read the Patient; an unknown Patient is NotFound, a deleted one Gone.
 func (e *Engine) Everything(ctx context.Context, sc *auditlog.Scope, id string, params url.Values) (*SearchResult, error) {
 	return e.everything(ctx, sc, reads{}, id, params)
@@ -122,6 +123,14 @@ func (e *Engine) everything(ctx context.Context, sc *auditlog.Scope, in reads, i
 	}
 	if q.Types == nil {
 		for _, t := range search.PatientCompartmentTypes() {
+			// The audit trail is the gateway's record of who saw the
+			// chart, not the chart: it grows with every read of it
+			// ($everything's own included) and names other patients'
+			// resources. It is there only when _type names it (or by
+			// AuditEvent?patient=).
+			if t == "AuditEvent" {
+				continue
+			}
 			if allowSee(sc, t) == nil {
 				q.Types = append(q.Types, t)
 			}

@@ -77,6 +77,11 @@ func (e *Engine) answerWithin(en *Entry, shown *int) error {
 var errEntryFormat = outcome.New(outcome.NotAcceptable, "not-supported", "format-unsupported",
 	"only JSON is supported (_format=json): the entry's answer is part of the Bundle's JSON")
 
+// errEntryVersion answers a GET entry whose _format names another FHIR
+// version than R4 (fhirVersion), as the top-level GET is answered (406).
+var errEntryVersion = outcome.New(outcome.NotAcceptable, "not-supported", "fhir-version-unsupported",
+	"only FHIR R4 is available: give _format=json, or a fhirVersion of 4.0")
+
 // parseGet reads the path of a GET entry's url (split at "/"; its query
 // is in en.query).
 func (e *Engine) parseGet(en *Entry, parts []string) error {
@@ -123,9 +128,11 @@ func (e *Engine) parseGet(en *Entry, parts []string) error {
 			return errGetURL
 		}
 		en.id, en.get = parts[1], getVRead
+		// Version ids are 1, 2, ...: "01" is none of them, not version 1.
 		v, err := strconv.ParseInt(parts[3], 10, 64)
-		if err != nil || v < 1 {
-			return outcome.New(outcome.Invalid, "invalid", "bundle-entry-url-invalid", "the version in the request url is not a number")
+		if err != nil || v < 1 || strconv.FormatInt(v, 10) != parts[3] {
+			return outcome.New(outcome.Invalid, "invalid", "bundle-entry-url-invalid",
+				"the version in the request url is not a version id of the gateway (1, 2, 3, ... without sign or leading zeros)")
 		}
 		en.vid = v
 	default:
@@ -147,6 +154,8 @@ func (e *Engine) getEntry(tx store.Tx, sc *auditlog.Scope, en *Entry) error {
 	}
 	if f := en.params.Get("_format"); f != "" && !fhirwire.JSONFormat(f) {
 		return errEntryFormat
+	} else if v, ok := fhirwire.FHIRVersion(f); ok && !fhirwire.R4Version(v) {
+		return errEntryVersion
 	}
 	switch en.get {
 	case getRead, getVRead:
@@ -171,6 +180,8 @@ func (e *Engine) getEntry(tx store.Tx, sc *auditlog.Scope, en *Entry) error {
 		en.searched, err = e.everything(ctx, sc, in, en.id, en.params)
 	case getHistory:
 		en.hist, err = e.history(ctx, sc, in, en.typ, en.id, en.params, false)
+	case getMetadata:
+		err = e.checkMetadata(en.params)
 	}
 	return err
 }
@@ -190,9 +201,10 @@ func (en *Entry) queryType() string {
 func (e *Engine) getAnswer(en *Entry, ans Answer) any {
 	switch en.get {
 	case getMetadata:
-		return e.CapabilityStatement(ans.Base, ans.Security)
+		cs, _ := e.Metadata(ans.Base, ans.Security, en.params) // checked by getEntry
+		return cs
 	case getHistory:
-		return e.HistoryBundle(ans.Base, en.params, en.query, en.hist)
+		return e.HistoryBundle(ans.Base, en.params, en.hist)
 	case getCompartment:
 		return e.Searchset(ans.Base, en.compType, "Patient/"+en.id+"/"+en.compType, en.params, en.searched)
 	case getEverything:

@@ -100,39 +100,33 @@ func ignoredOutcome(typ string, keys []string) any {
 }
 
 // HistoryBundle is the history Bundle answering res (http.html#history)
-// below base; params and rawQuery are the request's parameters, decoded
-// and as sent (the self link shows them). Each entry's request and
-// response say how its version was made (historyEntry).
-func (e *Engine) HistoryBundle(base string, params url.Values, rawQuery string, res *HistoryResult) fhirwire.Bundle {
+// below base; params are the request's parameters. Its paging links are a
+// searchset's (self, previous, next: the parameters used, without those a
+// lenient history ignored, with _count and _offset). Each entry's request
+// and response say how its version was made (historyEntry).
+func (e *Engine) HistoryBundle(base string, params url.Values, res *HistoryResult) fhirwire.Bundle {
 	q, total := res.Query, res.Total
 	b := fhirwire.Bundle{ResourceType: "Bundle", ID: store.NewID(), Type: fhirwire.TypeHistory, Total: &total,
 		Meta: &fhirwire.Meta{LastUpdated: fhirwire.Instant(e.now())}}
-	path := base + "/_history"
+	path := "_history"
 	switch {
 	case q.ID != "":
-		path = base + "/" + q.Type + "/" + q.ID + "/_history"
+		path = q.Type + "/" + q.ID + "/_history"
 	case q.Type != "":
-		path = base + "/" + q.Type + "/_history"
+		path = q.Type + "/_history"
 	}
-	// The self link shows the parameters used: not those a lenient
-	// history ignored (a history Bundle has no outcome entry in R4).
-	self := rawQuery
-	if len(res.Ignored) > 0 {
-		p := selfParams(params, res.Ignored)
-		for _, k := range []string{"_count", "_offset"} {
-			if params.Has(k) {
-				p[k] = params[k]
-			}
+	// A history Bundle has no outcome entry in R4: what a lenient history
+	// ignored is only left out of the links.
+	self := selfParams(params, res.Ignored)
+	b.Link = append(b.Link, fhirwire.Link{Relation: "self", URL: pageURL(base, path, self, q.Offset, q.Count)})
+	if q.Count > 0 {
+		if q.Offset > 0 {
+			prev := max(q.Offset-q.Count, 0)
+			b.Link = append(b.Link, fhirwire.Link{Relation: "previous", URL: pageURL(base, path, self, prev, q.Count)})
 		}
-		self = p.Encode()
-	}
-	b.Link = append(b.Link, fhirwire.Link{Relation: "self", URL: path + "?" + self})
-	if q.Offset+len(res.Versions) < total && q.Count > 0 {
-		p := url.Values{"_count": {strconv.Itoa(q.Count)}, "_offset": {strconv.Itoa(q.Offset + q.Count)}}
-		if v := params.Get("_since"); v != "" {
-			p.Set("_since", v)
+		if q.Offset+len(res.Versions) < total {
+			b.Link = append(b.Link, fhirwire.Link{Relation: "next", URL: pageURL(base, path, self, q.Offset+q.Count, q.Count)})
 		}
-		b.Link = append(b.Link, fhirwire.Link{Relation: "next", URL: path + "?" + p.Encode()})
 	}
 	for _, r := range res.Versions {
 		b.Entry = append(b.Entry, historyEntry(base, r))

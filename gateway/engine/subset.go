@@ -22,7 +22,10 @@ import (
 //	_summary=text   text, id, meta and the top-level mandatory elements
 //	_summary=data   everything but text
 //	_elements=a,b   the named top-level elements, with id, meta, the
-//	                mandatory elements, implicitRules and modifierExtension
+//	                mandatory elements, implicitRules and modifierExtension;
+//	                a choice element named by one of its JSON keys
+//	                ("valueQuantity") is the element (value[x]), kept
+//	                whichever type the resource has
 
 // subsettedTag is the meta.tag of a subsetted resource.
 var subsettedTag = map[string]any{"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
@@ -89,9 +92,15 @@ func (e *Engine) subset(r *store.Resource, summary string, elements []string) *s
 		filterSummary(doc, "", paths, els, e.v.r4, r.Type)
 		keep = func(string) bool { return true }
 	default:
+		// A JSON key of a choice names its element: the keys of the
+		// resource are compared as elements below.
+		named := make([]string, len(elements))
+		for i, name := range elements {
+			named[i] = elementOf(els, name)
+		}
 		keep = func(name string) bool {
 			return name == "resourceType" || name == "id" || name == "meta" || name == "implicitRules" ||
-				name == "modifierExtension" || slices.Contains(elements, name) || required(els, name)
+				name == "modifierExtension" || slices.Contains(named, name) || required(els, name)
 		}
 	}
 	for k := range doc {

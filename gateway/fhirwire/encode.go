@@ -213,10 +213,38 @@ func validNumber(s string) bool {
 // encoders that write a resource's bytes directly.
 func AppendString(dst []byte, s string) []byte { return appendString(dst, s, false) }
 
+// R4Version reports whether v, the fhirVersion parameter of a FHIR media
+// type (http.html#version-parameter, versioning.html#mt-version), names
+// FHIR R4: 4.0, or its releases 4.0.0 and 4.0.1. The gateway reads and
+// writes R4 only.
+func R4Version(v string) bool {
+	switch strings.Trim(strings.TrimSpace(v), `"`) {
+	case "4.0", "4.0.0", "4.0.1":
+		return true
+	}
+	return false
+}
+
+// FHIRVersion returns the fhirVersion parameter of a media type, an
+// Accept element or a _format value ("application/fhir+json;
+// fhirVersion=4.0"; the name matched case-insensitively, the value
+// unquoted), and whether it has one.
+func FHIRVersion(mediaType string) (string, bool) {
+	_, params, _ := strings.Cut(mediaType, ";")
+	for p := range strings.SplitSeq(params, ";") {
+		name, v, _ := strings.Cut(p, "=")
+		if strings.EqualFold(strings.TrimSpace(name), "fhirVersion") {
+			return strings.Trim(strings.TrimSpace(v), `"`), true
+		}
+	}
+	return "", false
+}
+
 // JSONFormat reports whether a _format value asks for JSON: json, or a
 // JSON media type with or without parameters ("application/fhir+json;
 // fhirVersion=4.0"), also with its "+" left unencoded and so read as a
-// space. JSON is the only format the gateway writes.
+// space. JSON is the only format the gateway writes. (Whether its
+// fhirVersion is R4 is FHIRVersion's and R4Version's to tell.)
 func JSONFormat(f string) bool {
 	mt, _, _ := strings.Cut(f, ";")
 	mt = strings.ReplaceAll(strings.ToLower(strings.TrimSpace(mt)), " ", "+")

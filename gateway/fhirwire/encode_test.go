@@ -179,3 +179,29 @@ func FuzzMarshalDoc(f *testing.F) {
 		}
 	})
 }
+
+// TestFHIRVersion: the fhirVersion parameter of a media type or _format
+// value, and which values name R4.
+func TestFHIRVersion(t *testing.T) {
+	for _, tc := range []struct {
+		mediaType, version string
+		has, r4            bool
+	}{
+		{"application/fhir+json", "", false, true},
+		{"application/fhir+json; fhirVersion=4.0", "4.0", true, true},
+		{"application/fhir+json;fhirVersion=4.0.1;charset=utf-8", "4.0.1", true, true},
+		{`application/fhir+json; FHIRVERSION="4.0.0"`, "4.0.0", true, true},
+		{"application/fhir json;fhirVersion=5.0", "5.0", true, false},
+		{"application/fhir+json; charset=utf-8; fhirVersion=3.0", "3.0", true, false},
+		{"application/fhir+json; fhirVersion=4", "4", true, false},
+		{"application/fhir+json; fhirVersion=", "", true, false},
+	} {
+		v, has := FHIRVersion(tc.mediaType)
+		if v != tc.version || has != tc.has {
+			t.Errorf("FHIRVersion(%q) = %q, %v, want %q, %v", tc.mediaType, v, has, tc.version, tc.has)
+		}
+		if has && R4Version(v) != tc.r4 {
+			t.Errorf("R4Version(%q) = %v, want %v", v, !tc.r4, tc.r4)
+		}
+	}
+}
