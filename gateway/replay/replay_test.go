@@ -31,9 +31,10 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// fixture is an application over a SQLite database with one delivery
-// destination ("ehr") that accepts everything, and records stored through
-// ingest.
+// fixture is an application over a SQLite database with a delivery
+// destination for each tenant ("ehr": clinic-a's, "ehr-main": the default
+// tenant's; their records share a source system, which two tenants may not
+// deliver to one destination), and records stored through ingest.
 type fixture struct {
 	st store.Store
 	a  *app.App
@@ -48,7 +49,10 @@ func newFixture(t testing.TB) *fixture {
 	}
 	t.Cleanup(func() { st.Close() })
 	a, err := app.New(app.Config{Store: st, NoJobRunner: true, BacklogEvery: -1,
-		Routes: []ingest.Route{{Name: "ehr", Accepts: func(string, string) bool { return true }}}})
+		Routes: []ingest.Route{
+			{Name: "ehr", Accepts: func(string, string) bool { return true }, AcceptsTenant: func(t string) bool { return t == "clinic-a" }},
+			{Name: "ehr-main", Accepts: func(string, string) bool { return true }, AcceptsTenant: func(t string) bool { return t == "" }},
+		}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,7 +197,7 @@ func operator() *auditlog.Scope {
 
 func (f *fixture) service(m replay.MapFunc) *replay.Service {
 	return replay.New(replay.Config{Store: f.st, Engine: f.a.Engine, Ingest: f.a.Ingest, Map: m, MappingVersion: "2.0.0-test",
-		Destinations: []string{"ehr"}})
+		Destinations: []string{"ehr", "ehr-main"}})
 }
 
 // run replays and returns the summary and each record's result by id.
