@@ -159,9 +159,9 @@ func CheckLinked(rec Record, s StoredSession) error {
 // rules of a new version of the session see it.
 type Linked struct {
 	// Onset is an adverse event's onset; During the time of a measurement
-	// taken during the session; zero when the record has no time the rules
-	// check.
-	Onset, During time.Time
+	// taken during the session; PreDose and Discharge the time of vitals at
+	// those time points; zero when the record has no time the rules check.
+	Onset, During, PreDose, Discharge time.Time
 	// OtherPatient: the record is about another patient than the session.
 	OtherPatient bool
 }
@@ -177,10 +177,18 @@ func LinkedOf(doc map[string]any) Linked {
 	case "AdverseEvent":
 		l.Onset, _ = parseTime(str(doc, "date"))
 	case "Observation":
-		if str(doc, "status") == "entered-in-error" || !storedDuring(doc) {
+		if str(doc, "status") == "entered-in-error" {
 			return l
 		}
-		l.During, _ = parseTime(str(doc, "effectiveDateTime"))
+		t, _ := parseTime(str(doc, "effectiveDateTime"))
+		switch {
+		case storedDuring(doc):
+			l.During = t
+		case storedAt(doc, "timepoint.pre-dose"):
+			l.PreDose = t
+		case storedAt(doc, "timepoint.discharge"):
+			l.Discharge = t
+		}
 	}
 	return l
 }
@@ -205,6 +213,24 @@ func storedDuring(doc map[string]any) bool {
 	}
 	code, _ := doc["code"].(map[string]any)
 	return codedAs(code, during)
+}
+
+// storedAt reports whether a stored Observation is a vitals measurement at
+// the time point of concept key (timepoint.pre-dose, timepoint.discharge).
+func storedAt(doc map[string]any, key string) bool {
+	set := map[string]bool{concept(key).System + "|" + concept(key).Code: true}
+	exts, _ := doc["extension"].([]any)
+	for _, e := range exts {
+		em, _ := e.(map[string]any)
+		if str(em, "url") != extensionURL("monitoring-timepoint") {
+			continue
+		}
+		vc, _ := em["valueCodeableConcept"].(map[string]any)
+		if codedAs(vc, set) {
+			return true
+		}
+	}
+	return false
 }
 
 // codedAs reports whether a decoded CodeableConcept has a coding whose
@@ -264,6 +290,14 @@ func CheckStored(rec Record, linked []Linked) error {
 			add("session.time-window", p+"/infusionStart", "a stored measurement taken during this session would lie before its start")
 		case !l.During.IsZero() && !w.duringFits(l.During):
 			add("session.time-window", p+endPointer(in), "a stored measurement taken during this session would lie after its end")
+		case !l.PreDose.IsZero() && !w.preDoseFits(l.PreDose):
+			add("session.time-window", p+"/infusionStart", "a stored pre-dose measurement of this session would lie after its start")
+		case !l.Discharge.IsZero() && !w.dischargeFits(l.Discharge):
+			ptr := "/infusionEnd"
+			if w.InfusionEnd.IsZero() {
+				ptr = "/infusionStart"
+			}
+			add("session.time-window", p+ptr, "a stored discharge measurement of this session would lie before the infusion ends")
 		}
 	}
 	return v.err(rec.Kind())
