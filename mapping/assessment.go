@@ -21,6 +21,9 @@ func checkAssessment(a *AssessmentBody, p string, v *violations) {
 	for i, it := range a.Items {
 		ip := fmt.Sprintf("%s/items/%d", p, i)
 		switch {
+		case in.items == 0:
+			v.add("assessment.item-unknown", ip+"/number", "%s has no items; send its score as total", in.name)
+			continue
 		case it.Number < 1 || it.Number > in.items:
 			v.add("assessment.item-unknown", ip+"/number", "%s has items 1 to %d", in.name, in.items)
 			continue

@@ -27,8 +27,46 @@ func parseTime(s string) (time.Time, bool) {
 	return t, err == nil
 }
 
+// Infusion time limits (infusion.duration-plausible): an IV ketamine
+// infusion or an intranasal esketamine administration runs at least
+// MinRunMinutes (shorter is a bolus push or a mistyped time) and at most
+// MaxRunMinutes, and the monitoring ends at most MaxMonitoringMinutes after
+// the infusion. Protocols run about 40 minutes IV and 5-15 minutes
+// intranasal, with at least 2 hours of monitoring; a day is far beyond any.
+const (
+	MinRunMinutes        = 1
+	MaxRunMinutes        = 24 * 60
+	MaxMonitoringMinutes = 24 * 60
+)
+
+// RateTolerance is how far the dose a planned mg rate gives over the time
+// the infusion ran may differ from the dose given, for a session given as
+// planned (whose MedicationAdministration charts the planned rate): 10% of
+// the dose, but at least DoseToleranceMg. Wider than DoseTolerance because
+// infusion times are recorded to the minute and pumps are stopped by hand.
+const RateTolerance = 0.10
+
+// EsketamineDeviceMg is what one esketamine nasal spray device delivers.
+const EsketamineDeviceMg = 28
+
+// minutesBetween is the time from start to end in minutes, computed from
+// seconds so that spans beyond time.Duration's 292 years stay exact.
+func minutesBetween(start, end time.Time) float64 {
+	return float64(end.Unix()-start.Unix())/60 + float64(end.Nanosecond()-start.Nanosecond())/6e10
+}
+
+// ratePerMinute is a rate in amount units per minute.
+func ratePerMinute(r *Rate) float64 {
+	d := r.Duration
+	if r.DurationUnit == "h" {
+		d *= 60
+	}
+	return r.Amount / d
+}
+
 // checkInfusion enforces the dosing and timing rules at pointer p.
 func checkInfusion(in *InfusionBody, p string, v *violations) {
+	before := len(*v)
 	given := in.Status != "not-done"
 	if given {
 		need := map[string]bool{"totalDoseMg": in.TotalDoseMg != nil}
@@ -43,6 +81,11 @@ func checkInfusion(in *InfusionBody, p string, v *violations) {
 	} else if in.ScheduledAt == "" && in.InfusionStart == "" {
 		v.add("infusion.time-missing", p+"/scheduledAt", "a session that was not done needs scheduledAt")
 	}
+	if w := in.BodyWeightKg; w != nil {
+		if r := plausible["bodyWeight kg"]; *w < r.lo || *w > r.hi {
+			v.add("vitals.plausible-range", p+"/bodyWeightKg", "bodyWeightKg must lie between %g and %g kg; send the weight in kg", r.lo, r.hi)
+		}
+	}
 	switch in.Drug {
 	case "ketamine-iv":
 		if k := in.DoseMgPerKg; k != nil && (*k < 0.1 || *k > 2.0) {
@@ -51,6 +94,15 @@ func checkInfusion(in *InfusionBody, p string, v *violations) {
 	case "esketamine-nasal":
 		if t := in.TotalDoseMg; t != nil && !esketamineDoses[*t] {
 			v.add("infusion.dose-plausible", p+"/totalDoseMg", "an esketamine nasal dose is 28, 56 or 84 mg")
+		}
+		if a := in.AdministeredDoseMg; a != nil && math.Mod(*a, EsketamineDeviceMg) != 0 {
+			v.add("infusion.dose-plausible", p+"/administeredDoseMg", "an esketamine nasal dose given is a whole number of %d mg devices (0, 28, 56 or 84 mg)", EsketamineDeviceMg)
+		}
+		if in.DoseMgPerKg != nil {
+			v.add("infusion.iv-only", p+"/doseMgPerKg", "esketamine nasal spray is dosed in %d mg devices, not by weight: leave out doseMgPerKg and send totalDoseMg", EsketamineDeviceMg)
+		}
+		if in.Rate != nil {
+			v.add("infusion.iv-only", p+"/rate", "esketamine nasal spray has no infusion rate: leave out rate")
 		}
 	}
 	if in.DoseMgPerKg != nil && in.BodyWeightKg != nil && in.TotalDoseMg != nil {
@@ -61,14 +113,40 @@ func checkInfusion(in *InfusionBody, p string, v *violations) {
 		}
 	}
 	checkAdministered(in, p, v)
+	checkTimes(in, p, v)
+	// The rate is checked against doses and times that keep the other
+	// rules, so one mistake is reported once.
+	if len(*v) == before && in.Drug == "ketamine-iv" && in.Rate != nil && in.Rate.AmountUnit == "mg" {
+		if a := administered(in); a.asPlanned && a.minutes > 0 && a.doseMg != nil {
+			got := ratePerMinute(in.Rate) * a.minutes
+			if math.Abs(got-*a.doseMg) > math.Max(RateTolerance**a.doseMg, DoseToleranceMg) {
+				v.add("infusion.rate-mismatch", p+"/rate",
+					"the planned rate over the time the infusion ran must give totalDoseMg within %g%% (at least %g mg); correct rate, or state administeredDoseMg or administeredDurationMin if the infusion did not run as planned",
+					RateTolerance*100, DoseToleranceMg)
+			}
+		}
+	}
+}
+
+// checkTimes enforces the order and the plausible lengths of an infusion's
+// times (time.order, infusion.duration-plausible).
+func checkTimes(in *InfusionBody, p string, v *violations) {
 	start, hasStart := parseTime(in.InfusionStart)
 	end, hasEnd := parseTime(in.InfusionEnd)
 	mon, hasMon := parseTime(in.MonitoringEnd)
-	if hasStart && hasEnd && !end.After(start) {
+	switch {
+	case hasStart && hasEnd && !end.After(start):
 		v.add("time.order", p+"/infusionEnd", "infusionEnd must be after infusionStart")
+	case hasStart && hasEnd && in.Status != "not-done":
+		if m := minutesBetween(start, end); m < MinRunMinutes || m > MaxRunMinutes {
+			v.add("infusion.duration-plausible", p+"/infusionEnd",
+				"an administration runs from %d minute to %d hours from infusionStart to infusionEnd; check both times (for a single nasal device given in under a minute, leave out infusionEnd)", MinRunMinutes, MaxRunMinutes/60)
+		} else if d := in.AdministeredDurationMin; d != nil && *d > m {
+			v.add("time.order", p+"/administeredDurationMin", "administeredDurationMin must not exceed the time from infusionStart to infusionEnd")
+		}
 	}
-	if d := in.AdministeredDurationMin; d != nil && hasStart && hasEnd && end.After(start) && *d > end.Sub(start).Minutes() {
-		v.add("time.order", p+"/administeredDurationMin", "administeredDurationMin must not exceed the time from infusionStart to infusionEnd")
+	if d := in.AdministeredDurationMin; d != nil && (*d < MinRunMinutes || *d > MaxRunMinutes) {
+		v.add("infusion.duration-plausible", p+"/administeredDurationMin", "administeredDurationMin must lie between %d and %d minutes", MinRunMinutes, MaxRunMinutes)
 	}
 	if hasMon {
 		switch {
@@ -76,13 +154,18 @@ func checkInfusion(in *InfusionBody, p string, v *violations) {
 			v.add("time.order", p+"/monitoringEnd", "monitoringEnd must not be before infusionEnd")
 		case !hasEnd && hasStart && !mon.After(start):
 			v.add("time.order", p+"/monitoringEnd", "monitoringEnd must be after infusionStart")
+		case hasEnd && minutesBetween(end, mon) > MaxMonitoringMinutes:
+			v.add("infusion.duration-plausible", p+"/monitoringEnd", "monitoringEnd must lie within %d hours after infusionEnd", MaxMonitoringMinutes/60)
+		case !hasEnd && hasStart && minutesBetween(start, mon) > MaxMonitoringMinutes:
+			v.add("infusion.duration-plausible", p+"/monitoringEnd", "monitoringEnd must lie within %d hours after infusionStart", MaxMonitoringMinutes/60)
 		}
 	}
 }
 
 // checkAdministered enforces the rules on the dose actually given: a
 // session stopped early states it (and, IV, when it stopped or how long it
-// ran), it never exceeds the plan, and a session not done gave nothing.
+// ran), it never exceeds the plan, a completed session gave some, and a
+// session not done gave nothing, ran no time and had no outcome.
 func checkAdministered(in *InfusionBody, p string, v *violations) {
 	switch in.Status {
 	case "not-done":
@@ -92,6 +175,15 @@ func checkAdministered(in *InfusionBody, p string, v *violations) {
 		if in.AdministeredDurationMin != nil {
 			v.add("infusion.administered-not-applicable", p+"/administeredDurationMin", "a session that was not done did not run")
 		}
+		if in.InfusionEnd != "" {
+			v.add("infusion.administered-not-applicable", p+"/infusionEnd", "a session that was not done did not run: leave out infusionEnd, or send the status it had")
+		}
+		if in.MonitoringEnd != "" {
+			v.add("infusion.administered-not-applicable", p+"/monitoringEnd", "a session that was not done had no monitoring: leave out monitoringEnd, or send the status it had")
+		}
+		if in.Outcome != "" {
+			v.add("infusion.administered-not-applicable", p+"/outcome", "a session that was not done has no outcome: leave out outcome, or send the status it had")
+		}
 		return
 	case "stopped-early":
 		if in.AdministeredDoseMg == nil {
@@ -99,6 +191,10 @@ func checkAdministered(in *InfusionBody, p string, v *violations) {
 		}
 		if in.Drug == "ketamine-iv" && in.InfusionEnd == "" && in.AdministeredDurationMin == nil {
 			v.add("infusion.administered-missing", p+"/infusionEnd", "an IV infusion stopped early states when it stopped (infusionEnd) or how long it ran (administeredDurationMin)")
+		}
+	case "completed":
+		if a := in.AdministeredDoseMg; a != nil && *a == 0 {
+			v.add("infusion.administered-none", p+"/administeredDoseMg", "a completed session gave a dose: when nothing was given send status not-done, or stopped-early when it was stopped")
 		}
 	}
 	if in.Drug != "ketamine-iv" && in.AdministeredDurationMin != nil {
@@ -124,12 +220,13 @@ type administration struct {
 func administered(in *InfusionBody) administration {
 	a := administration{doseMg: in.TotalDoseMg}
 	if in.AdministeredDoseMg != nil {
-		a.doseMg = in.AdministeredDoseMg
+		given := *in.AdministeredDoseMg + 0 // -0 is 0
+		a.doseMg = &given
 	}
 	start, ok1 := parseTime(in.InfusionStart)
 	end, ok2 := parseTime(in.InfusionEnd)
 	if ok1 && ok2 && end.After(start) {
-		a.minutes = end.Sub(start).Minutes()
+		a.minutes = minutesBetween(start, end)
 	}
 	span := a.minutes
 	if d := in.AdministeredDurationMin; d != nil {

@@ -3,6 +3,7 @@ package mapping_test
 import (
 	"encoding/json"
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -33,6 +34,7 @@ func TestRules(t *testing.T) {
 		{"phq9 item out of range", "assessment/phq9-complete-with-total", patch{"/items/3/score": 4, "/total": 14}, "assessment.score-range", "/items/3/score"},
 		{"cadss item out of range", "assessment/cadss", patch{"/items/0/score": 5}, "assessment.score-range", "/items/0/score"},
 		{"madrs score 6 ok but 7 not", "assessment/madrs", patch{"/items/9/score": 6, "/total": 32}, "", ""},
+		{"moaas with an item", "assessment/moaas", patch{"/items": []any{map[string]any{"number": 1, "score": 1}}}, "assessment.item-unknown", "/items/0/number"},
 		{"gad7 item 8 unknown", "assessment/gad7", patch{"/items/6/number": 8}, "assessment.item-unknown", "/items/6/number"},
 		{"duplicate item", "assessment/gad7", patch{"/items/6/number": 1}, "assessment.item-duplicate", "/items/6/number"},
 		{"item without score", "assessment/gad7", patch{"/items/2/score": nil}, "assessment.item-answer-missing", "/items/2"},
@@ -84,7 +86,43 @@ func TestRules(t *testing.T) {
 		{"not done with a run time", "infusion/not-done", patch{"/administeredDurationMin": 10}, "infusion.administered-not-applicable", "/administeredDurationMin"},
 		{"esketamine with a run time", "infusion/esketamine-completed", patch{"/administeredDurationMin": 5}, "infusion.administered-not-applicable", "/administeredDurationMin"},
 		{"run time longer than start to end", "infusion/iv-completed-paused", patch{"/administeredDurationMin": 50.5}, "time.order", "/administeredDurationMin"},
-		{"run time equal to start to end", "infusion/iv-completed-paused", patch{"/administeredDurationMin": 50}, "", ""},
+		{"run time equal to start to end", "infusion/iv-completed-paused", patch{"/administeredDurationMin": 50, "/rate": nil}, "", ""},
+		{"completed with zero given", "infusion/iv-completed", patch{"/administeredDoseMg": 0}, "infusion.administered-none", "/administeredDoseMg"},
+		{"completed with negative zero given", "infusion/iv-completed", patch{"/administeredDoseMg": math.Copysign(0, -1)}, "infusion.administered-none", "/administeredDoseMg"},
+		{"not done with an outcome", "infusion/not-done", patch{"/outcome": "successful"}, "infusion.administered-not-applicable", "/outcome"},
+		{"not done with an infusion end", "infusion/not-done", patch{"/infusionStart": "2026-03-05T09:00:00-05:00", "/infusionEnd": "2026-03-05T09:40:00-05:00"}, "infusion.administered-not-applicable", "/infusionEnd"},
+		{"not done with a monitoring end", "infusion/not-done", patch{"/monitoringEnd": "2026-03-05T11:00:00-05:00"}, "infusion.administered-not-applicable", "/monitoringEnd"},
+		{"not done with a start only", "infusion/not-done", patch{"/infusionStart": "2026-03-05T09:00:00-05:00"}, "", ""},
+
+		// Plausible weights, doses, rates and times.
+		{"dosing weight in grams", "infusion/iv-completed", patch{"/bodyWeightKg": 80000, "/totalDoseMg": 40000, "/rate": nil}, "vitals.plausible-range", "/bodyWeightKg"},
+		{"dosing weight at the ceiling", "infusion/iv-completed", patch{"/bodyWeightKg": 500, "/totalDoseMg": 250, "/rate": nil}, "", ""},
+		{"dosing weight below the floor", "infusion/iv-completed", patch{"/bodyWeightKg": 1.9, "/doseMgPerKg": 0.5, "/totalDoseMg": 0.95, "/rate": nil}, "vitals.plausible-range", "/bodyWeightKg"},
+		{"esketamine weight in grams", "infusion/esketamine-completed", patch{"/bodyWeightKg": 5000}, "vitals.plausible-range", "/bodyWeightKg"},
+		{"session dosing weight in grams", "session/iv-routine", patch{"/infusion/bodyWeightKg": 80000, "/infusion/totalDoseMg": 40000, "/infusion/rate": nil}, "vitals.plausible-range", "/infusion/bodyWeightKg"},
+		{"esketamine weight-based", "infusion/esketamine-completed", patch{"/doseMgPerKg": 0.7, "/bodyWeightKg": 80}, "infusion.iv-only", "/doseMgPerKg"},
+		{"esketamine with a rate", "infusion/esketamine-completed", patch{"/rate": map[string]any{"amount": 1, "amountUnit": "mg", "duration": 1, "durationUnit": "min"}}, "infusion.iv-only", "/rate"},
+		{"esketamine given 30 mg", "infusion/esketamine-completed", patch{"/status": "stopped-early", "/statusReason": map[string]any{"code": "patient-request"}, "/administeredDoseMg": 30}, "infusion.dose-plausible", "/administeredDoseMg"},
+		{"esketamine given one device", "infusion/esketamine-completed", patch{"/status": "stopped-early", "/statusReason": map[string]any{"code": "patient-request"}, "/administeredDoseMg": 28}, "", ""},
+		{"rate 40 mg per min over 40 min", "infusion/iv-completed", patch{"/rate": map[string]any{"amount": 40, "amountUnit": "mg", "duration": 1, "durationUnit": "min"}}, "infusion.rate-mismatch", "/rate"},
+		{"rate per hour agrees", "infusion/iv-completed", patch{"/rate": map[string]any{"amount": 60, "amountUnit": "mg", "duration": 1, "durationUnit": "h"}}, "", ""},
+		{"rate within 10 percent", "infusion/iv-completed", patch{"/infusionEnd": "2026-03-02T09:44:00-05:00"}, "", ""},
+		{"rate beyond 10 percent", "infusion/iv-completed", patch{"/infusionEnd": "2026-03-02T09:45:00-05:00"}, "infusion.rate-mismatch", "/rate"},
+		{"rate in mL not checked", "infusion/iv-completed", patch{"/rate": map[string]any{"amount": 40, "amountUnit": "mL", "duration": 1, "durationUnit": "min"}}, "", ""},
+		{"rate not charted when stopped early", "infusion/iv-stopped-early-hypertension", patch{"/rate": map[string]any{"amount": 46, "amountUnit": "mg", "duration": 1, "durationUnit": "min"}}, "", ""},
+		{"infusion of one nanosecond", "infusion/iv-completed", patch{"/infusionEnd": "2026-03-02T09:00:00.000000001-05:00", "/monitoringEnd": nil, "/rate": nil}, "infusion.duration-plausible", "/infusionEnd"},
+		{"infusion of one minute", "infusion/iv-completed", patch{"/infusionEnd": "2026-03-02T09:01:00-05:00", "/rate": nil}, "", ""},
+		{"infusion of 10000 years", "infusion/iv-completed", patch{"/infusionStart": "0001-01-01T00:00:00-14:00", "/infusionEnd": "9999-12-31T23:59:59+14:00", "/monitoringEnd": nil, "/rate": nil}, "infusion.duration-plausible", "/infusionEnd"},
+		{"infusion of 24 hours", "infusion/iv-completed", patch{"/infusionEnd": "2026-03-03T09:00:00-05:00", "/monitoringEnd": nil, "/rate": nil}, "", ""},
+		{"infusion of 24 hours and a second", "infusion/iv-completed", patch{"/infusionEnd": "2026-03-03T09:00:01-05:00", "/monitoringEnd": nil, "/rate": nil}, "infusion.duration-plausible", "/infusionEnd"},
+		{"nasal session of 30 seconds", "infusion/esketamine-completed", patch{"/infusionEnd": "2026-03-03T10:00:30Z"}, "infusion.duration-plausible", "/infusionEnd"},
+		{"run time of 1e-300 min", "infusion/iv-stopped-early-hypertension", patch{"/administeredDurationMin": 1e-300}, "infusion.duration-plausible", "/administeredDurationMin"},
+		{"run time over a day", "infusion/iv-stopped-early-hypertension", patch{"/infusionEnd": nil, "/administeredDurationMin": 1441}, "infusion.duration-plausible", "/administeredDurationMin"},
+		{"monitoring over a day", "infusion/iv-completed", patch{"/monitoringEnd": "2026-03-03T09:40:01-05:00"}, "infusion.duration-plausible", "/monitoringEnd"},
+		{"monitoring of a day", "infusion/iv-completed", patch{"/monitoringEnd": "2026-03-03T09:40:00-05:00"}, "", ""},
+		{"monitoring over a day without end", "infusion/iv-stopped-early-hypertension", patch{"/infusionEnd": nil, "/administeredDurationMin": 22, "/monitoringEnd": "2026-06-03T09:05:01-05:00"}, "infusion.duration-plausible", "/monitoringEnd"},
+		{"session infusion of 10000 years", "session/iv-routine", patch{"/infusion/infusionEnd": "9999-12-31T23:59:59+14:00", "/infusion/monitoringEnd": nil, "/infusion/rate": nil}, "infusion.duration-plausible", "/infusion/infusionEnd"},
+
 		{"session stopped early without given dose", "session/stopped-early-serious-ae", patch{"/infusion/administeredDoseMg": nil}, "infusion.administered-missing", "/infusion/administeredDoseMg"},
 
 		// The session time window, within a session document.
@@ -94,7 +132,14 @@ func TestRules(t *testing.T) {
 		{"post-dose vitals before the start", "session/iv-routine", patch{"/vitals/1/measuredAt": "2026-03-02T08:59:00-05:00"}, "session.time-window", "/vitals/1/measuredAt"},
 		{"post-dose vitals at the end", "session/iv-routine", patch{"/vitals/1/measuredAt": "2026-03-02T11:00:00-05:00"}, "", ""},
 		{"post-dose vitals after the end", "session/iv-routine", patch{"/vitals/1/measuredAt": "2026-03-02T11:00:01-05:00"}, "session.time-window", "/vitals/1/measuredAt"},
-		{"pre-dose vitals are not windowed", "session/iv-routine", patch{"/vitals/0/measuredAt": "2026-03-01T08:00:00-05:00"}, "", ""},
+		{"pre-dose vitals the day before", "session/iv-routine", patch{"/vitals/0/measuredAt": "2026-03-01T08:00:00-05:00"}, "", ""},
+		{"pre-dose vitals at the start", "session/iv-routine", patch{"/vitals/0/measuredAt": "2026-03-02T09:00:00-05:00"}, "", ""},
+		{"pre-dose vitals after the start", "session/iv-routine", patch{"/vitals/0/measuredAt": "2026-03-02T09:00:01-05:00"}, "session.time-window", "/vitals/0/measuredAt"},
+		{"pre-dose vitals after the infusion", "session/iv-routine", patch{"/vitals/0/measuredAt": "2026-03-02T10:50:00-05:00"}, "session.time-window", "/vitals/0/measuredAt"},
+		{"discharge vitals at the infusion end", "session/iv-routine", patch{"/vitals/1/timepoint": "discharge"}, "", ""},
+		{"discharge vitals the day after", "session/iv-routine", patch{"/vitals/1/timepoint": "discharge", "/vitals/1/measuredAt": "2026-03-03T09:00:00-05:00"}, "", ""},
+		{"discharge vitals during the infusion", "session/iv-routine", patch{"/vitals/1/timepoint": "discharge", "/vitals/1/measuredAt": "2026-03-02T09:39:59-05:00"}, "session.time-window", "/vitals/1/measuredAt"},
+		{"discharge vitals before the session", "session/iv-routine", patch{"/vitals/1/timepoint": "discharge", "/vitals/1/measuredAt": "2026-03-02T08:00:00-05:00"}, "session.time-window", "/vitals/1/measuredAt"},
 		{"moaas after the end", "session/iv-routine", patch{"/assessments/1/takenAt": "2026-03-02T12:00:00-05:00"}, "session.time-window", "/assessments/1/takenAt"},
 		{"phq9 before the session is not windowed", "session/iv-routine", patch{"/assessments/0/takenAt": "2026-03-01T08:45:00-05:00"}, "", ""},
 		{"without monitoring end the infusion end closes the window", "session/iv-routine", patch{"/infusion/monitoringEnd": nil, "/assessments/1/takenAt": "2026-03-02T09:41:00-05:00"}, "session.time-window", "/assessments/1/takenAt"},
@@ -251,4 +296,49 @@ func assertNoValues(t *testing.T, doc []byte, msg string) {
 	var d any
 	_ = json.Unmarshal(doc, &d)
 	walk("", d)
+}
+
+// TestRuleMessages checks messages that must say what to do for the case
+// at hand, not a generic one.
+func TestRuleMessages(t *testing.T) {
+	tests := []struct {
+		name, base string
+		patch      patch
+		want       string
+	}{
+		{"moaas has no items", "assessment/moaas", patch{"/items": []any{map[string]any{"number": 1, "score": 1}}}, "MOAA-S has no items; send its score as total"},
+		{"completed with nothing given", "infusion/iv-completed", patch{"/administeredDoseMg": 0}, "send status not-done"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			kind := mapping.Kind(strings.Split(tc.base, "/")[0])
+			rec, err := mapping.Decode(kind, applyPatch(t, filepath.Join("testdata", tc.base+".input.json"), tc.patch))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var re *mapping.RuleError
+			if _, err := mapping.Map(rec, mapping.Options{}); !errors.As(err, &re) {
+				t.Fatalf("Map() = %v, want *RuleError", err)
+			}
+			if msg := re.Violations[0].Message; !strings.Contains(msg, tc.want) {
+				t.Errorf("Map() message = %q, want it to contain %q", msg, tc.want)
+			}
+		})
+	}
+}
+
+// TestNegativeZeroDose: a dose given written as -0 is charted as 0 mg.
+func TestNegativeZeroDose(t *testing.T) {
+	doc := applyPatch(t, filepath.Join("testdata", "infusion/iv-stopped-early-hypertension.input.json"),
+		patch{"/administeredDoseMg": math.Copysign(0, -1)})
+	if !strings.Contains(string(doc), `"administeredDoseMg":-0`) {
+		t.Fatalf("test input does not carry -0: %s", doc)
+	}
+	got := string(mapJSON(t, mapping.KindInfusion, doc, mapping.Options{}))
+	if strings.Contains(got, `"value": -0`) || strings.Contains(got, " -0 mg") {
+		t.Errorf("Map() charts a negative zero: %s", got)
+	}
+	if !strings.Contains(got, `"text": "Ketamine IV 0 mg over 22 min"`) {
+		t.Errorf("Map() dosage text is not 0 mg over 22 min: %s", got)
+	}
 }

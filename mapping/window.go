@@ -13,7 +13,10 @@ import (
 //     time point, a MOAA/S or CADSS assessment, which rate the drug's acute
 //     sedation and dissociation) lies within the session as its Procedure
 //     charts it: from infusionStart to monitoringEnd, or to infusionEnd when
-//     no monitoring end is recorded.
+//     no monitoring end is recorded;
+//   - vitals at the pre-dose time point are not measured after infusionStart,
+//     and at the discharge time point not before infusionEnd (infusionStart
+//     for a stored session, whose window has no infusion end).
 // A session that was not done (or has no start) has no window.
 
 // Window is the time a session covers: Procedure.performedPeriod.
@@ -21,6 +24,9 @@ type Window struct {
 	Start time.Time
 	// End is the end of the session; zero when it has none.
 	End time.Time
+	// InfusionEnd is when the infusion itself ended; zero when unknown
+	// (a stored session's window has only its performedPeriod).
+	InfusionEnd time.Time
 }
 
 // WindowFrom is the window of a stored session Procedure's performedPeriod
@@ -43,7 +49,9 @@ func windowOf(in *InfusionBody) (Window, bool) {
 	if end == "" {
 		end = in.InfusionEnd
 	}
-	return WindowFrom(in.InfusionStart, end)
+	w, ok := WindowFrom(in.InfusionStart, end)
+	w.InfusionEnd, _ = parseTime(in.InfusionEnd)
+	return w, ok
 }
 
 // endPointer is the field of an infusion that sets its window's end.
@@ -61,6 +69,20 @@ func (w Window) onsetFits(t time.Time) bool { return !t.Before(w.Start) }
 // fits w: not before the start, not after the end.
 func (w Window) duringFits(t time.Time) bool {
 	return !t.Before(w.Start) && (w.End.IsZero() || !t.After(w.End))
+}
+
+// preDoseFits reports whether a pre-dose measurement taken at t fits w:
+// not after the infusion started.
+func (w Window) preDoseFits(t time.Time) bool { return !t.After(w.Start) }
+
+// dischargeFits reports whether a discharge measurement taken at t fits w:
+// not before the infusion ended (not before it started when its end is
+// unknown).
+func (w Window) dischargeFits(t time.Time) bool {
+	if !w.InfusionEnd.IsZero() {
+		return !t.Before(w.InfusionEnd)
+	}
+	return !t.Before(w.Start)
 }
 
 // vitalsDuring reports whether a vitals record is taken during the session.
@@ -83,8 +105,15 @@ func checkWindowed(rec any, w Window, p string, v *violations) {
 			v.add("session.time-window", p+"/onsetAt", "an adverse event of a session cannot start before the infusion")
 		}
 	case *VitalsBody:
-		if t, ok := parseTime(r.MeasuredAt); ok && vitalsDuring(r) && !w.duringFits(t) {
+		t, ok := parseTime(r.MeasuredAt)
+		switch {
+		case !ok:
+		case vitalsDuring(r) && !w.duringFits(t):
 			v.add("session.time-window", p+"/measuredAt", "vitals at a time point during the session are measured between the session's start and end")
+		case r.Timepoint == "pre-dose" && !w.preDoseFits(t):
+			v.add("session.time-window", p+"/measuredAt", "pre-dose vitals are measured before the infusion starts; send the measurement under the time point it was taken at")
+		case r.Timepoint == "discharge" && !w.dischargeFits(t):
+			v.add("session.time-window", p+"/measuredAt", "discharge vitals are measured after the infusion ends; send the measurement under the time point it was taken at")
 		}
 	case *AssessmentBody:
 		if t, ok := parseTime(r.TakenAt); ok && assessmentDuring(r) && !w.duringFits(t) {
@@ -130,9 +159,9 @@ func CheckLinked(rec Record, s StoredSession) error {
 // rules of a new version of the session see it.
 type Linked struct {
 	// Onset is an adverse event's onset; During the time of a measurement
-	// taken during the session; zero when the record has no time the rules
-	// check.
-	Onset, During time.Time
+	// taken during the session; PreDose and Discharge the time of vitals at
+	// those time points; zero when the record has no time the rules check.
+	Onset, During, PreDose, Discharge time.Time
 	// OtherPatient: the record is about another patient than the session.
 	OtherPatient bool
 }
@@ -148,10 +177,18 @@ func LinkedOf(doc map[string]any) Linked {
 	case "AdverseEvent":
 		l.Onset, _ = parseTime(str(doc, "date"))
 	case "Observation":
-		if str(doc, "status") == "entered-in-error" || !storedDuring(doc) {
+		if str(doc, "status") == "entered-in-error" {
 			return l
 		}
-		l.During, _ = parseTime(str(doc, "effectiveDateTime"))
+		t, _ := parseTime(str(doc, "effectiveDateTime"))
+		switch {
+		case storedDuring(doc):
+			l.During = t
+		case storedAt(doc, "timepoint.pre-dose"):
+			l.PreDose = t
+		case storedAt(doc, "timepoint.discharge"):
+			l.Discharge = t
+		}
 	}
 	return l
 }
@@ -176,6 +213,24 @@ func storedDuring(doc map[string]any) bool {
 	}
 	code, _ := doc["code"].(map[string]any)
 	return codedAs(code, during)
+}
+
+// storedAt reports whether a stored Observation is a vitals measurement at
+// the time point of concept key (timepoint.pre-dose, timepoint.discharge).
+func storedAt(doc map[string]any, key string) bool {
+	set := map[string]bool{concept(key).System + "|" + concept(key).Code: true}
+	exts, _ := doc["extension"].([]any)
+	for _, e := range exts {
+		em, _ := e.(map[string]any)
+		if str(em, "url") != extensionURL("monitoring-timepoint") {
+			continue
+		}
+		vc, _ := em["valueCodeableConcept"].(map[string]any)
+		if codedAs(vc, set) {
+			return true
+		}
+	}
+	return false
 }
 
 // codedAs reports whether a decoded CodeableConcept has a coding whose
@@ -235,6 +290,14 @@ func CheckStored(rec Record, linked []Linked) error {
 			add("session.time-window", p+"/infusionStart", "a stored measurement taken during this session would lie before its start")
 		case !l.During.IsZero() && !w.duringFits(l.During):
 			add("session.time-window", p+endPointer(in), "a stored measurement taken during this session would lie after its end")
+		case !l.PreDose.IsZero() && !w.preDoseFits(l.PreDose):
+			add("session.time-window", p+"/infusionStart", "a stored pre-dose measurement of this session would lie after its start")
+		case !l.Discharge.IsZero() && !w.dischargeFits(l.Discharge):
+			ptr := "/infusionEnd"
+			if w.InfusionEnd.IsZero() {
+				ptr = "/infusionStart"
+			}
+			add("session.time-window", p+ptr, "a stored discharge measurement of this session would lie before the infusion ends")
 		}
 	}
 	return v.err(rec.Kind())

@@ -72,6 +72,10 @@ func TestCheckLinked(t *testing.T) {
 		{"post-dose vitals after the end", mapping.KindVitals, "vitals/post-40min-bp", patch{"/measuredAt": "2026-03-02T11:00:01-05:00"}, stored, "session.time-window", "/measuredAt"},
 		{"post-dose vitals before the start", mapping.KindVitals, "vitals/post-40min-bp", patch{"/measuredAt": "2026-03-02T08:59:59-05:00"}, stored, "session.time-window", "/measuredAt"},
 		{"pre-dose vitals before the start", mapping.KindVitals, "vitals/post-40min-bp", patch{"/timepoint": "pre-dose", "/measuredAt": "2026-03-02T08:00:00-05:00"}, stored, "", ""},
+		{"pre-dose vitals at the start", mapping.KindVitals, "vitals/post-40min-bp", patch{"/timepoint": "pre-dose", "/measuredAt": "2026-03-02T09:00:00-05:00"}, stored, "", ""},
+		{"pre-dose vitals after the start", mapping.KindVitals, "vitals/post-40min-bp", patch{"/timepoint": "pre-dose", "/measuredAt": "2026-03-02T10:50:00-05:00"}, stored, "session.time-window", "/measuredAt"},
+		{"discharge vitals before the start", mapping.KindVitals, "vitals/post-40min-bp", patch{"/timepoint": "discharge", "/measuredAt": "2026-03-02T08:00:00-05:00"}, stored, "session.time-window", "/measuredAt"},
+		{"discharge vitals after the start", mapping.KindVitals, "vitals/post-40min-bp", patch{"/timepoint": "discharge", "/measuredAt": "2026-03-02T09:30:00-05:00"}, stored, "", ""},
 		{"moaas after the end", mapping.KindAssessment, "assessment/moaas", patch{"/takenAt": "2026-03-02T11:30:00-05:00"}, stored, "session.time-window", "/takenAt"},
 		{"phq9 before the start", mapping.KindAssessment, "assessment/phq9-complete-with-total", patch{"/takenAt": "2026-03-02T08:00:00-05:00"}, stored, "", ""},
 	}
@@ -100,6 +104,11 @@ func TestCheckStored(t *testing.T) {
 		{"measurement after the end", mapping.KindInfusion, "infusion/iv-completed", nil, mapping.Linked{During: at("2026-03-02T11:30:00-05:00")}, "session.time-window", "/monitoringEnd"},
 		{"measurement after the infusion end, no monitoring", mapping.KindInfusion, "infusion/iv-completed", patch{"/monitoringEnd": nil}, mapping.Linked{During: at("2026-03-02T09:41:00-05:00")}, "session.time-window", "/infusionEnd"},
 		{"measurement before the start", mapping.KindInfusion, "infusion/iv-completed", nil, mapping.Linked{During: at("2026-03-02T08:59:00-05:00")}, "session.time-window", "/infusionStart"},
+		{"pre-dose measurement at the start", mapping.KindInfusion, "infusion/iv-completed", nil, mapping.Linked{PreDose: at("2026-03-02T09:00:00-05:00")}, "", ""},
+		{"pre-dose measurement after the start", mapping.KindInfusion, "infusion/iv-completed", nil, mapping.Linked{PreDose: at("2026-03-02T09:00:01-05:00")}, "session.time-window", "/infusionStart"},
+		{"discharge measurement at the infusion end", mapping.KindInfusion, "infusion/iv-completed", nil, mapping.Linked{Discharge: at("2026-03-02T09:40:00-05:00")}, "", ""},
+		{"discharge measurement before the infusion end", mapping.KindInfusion, "infusion/iv-completed", nil, mapping.Linked{Discharge: at("2026-03-02T09:39:59-05:00")}, "session.time-window", "/infusionEnd"},
+		{"discharge measurement before the start, no end", mapping.KindInfusion, "infusion/iv-stopped-early-hypertension", patch{"/infusionEnd": nil, "/administeredDurationMin": 22}, mapping.Linked{Discharge: at("2026-06-02T09:00:00-05:00")}, "session.time-window", "/infusionStart"},
 		{"not done: no window", mapping.KindInfusion, "infusion/not-done", nil, mapping.Linked{Onset: at("2020-01-01T00:00:00Z")}, "", ""},
 		{"another patient's record", mapping.KindInfusion, "infusion/iv-completed", nil, mapping.Linked{OtherPatient: true}, "session.patient-mismatch", "/patient/id"},
 	}
@@ -135,8 +144,12 @@ func TestLinkedOf(t *testing.T) {
 		t.Errorf("post-dose vitals: %+v, want a time during the session", post)
 	}
 	pre := mapping.LinkedOf(find(mapping.KindVitals, "vitals/pre-dose-full", "Observation", "8867-4"))
-	if !pre.During.IsZero() || !pre.Onset.IsZero() {
-		t.Errorf("pre-dose vitals: %+v, want nothing", pre)
+	if !pre.During.IsZero() || !pre.Onset.IsZero() || pre.PreDose.IsZero() || !pre.Discharge.IsZero() {
+		t.Errorf("pre-dose vitals: %+v, want a pre-dose time only", pre)
+	}
+	discharge := mapping.LinkedOf(find(mapping.KindVitals, "vitals/discharge-imperial", "Observation", ""))
+	if discharge.Discharge.IsZero() || !discharge.PreDose.IsZero() || !discharge.During.IsZero() {
+		t.Errorf("discharge vitals: %+v, want a discharge time only", discharge)
 	}
 	moaas := mapping.LinkedOf(find(mapping.KindAssessment, "assessment/moaas", "Observation", "moaa-s"))
 	if moaas.During.IsZero() {

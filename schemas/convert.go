@@ -45,6 +45,7 @@ var patterns = map[string]patternInfo{
 	`^` + year + `-[0-9]{2}-[0-9]{2}$`:                                        {RuleFormat, dateWhat},
 	`^urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`: {RuleFormat, "a urn:uuid: URI with a lowercase UUID (urn:uuid:xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)"},
 	`^urn:oid:[0-2](\.(0|[1-9][0-9]*))+$`:                                     {RuleFormat, "a urn:oid: URI with an OID (digits separated by dots, such as urn:oid:2.16.840.1.113883)"},
+	`^$|\S`:                                                                   {RulePattern, "text that is not blank (not only spaces, tabs or line breaks)"},
 	`^\S+$`:                                                                   {RuleFormat, "an absolute URI without spaces (FHIR's uri holds no whitespace)"},
 }
 

@@ -184,6 +184,26 @@ func (c *ruleCheck) infusion(in mapping.InfusionBody) {
 	if in.InfusionEnd != "" && in.MonitoringEnd != "" && instant(in.MonitoringEnd).Before(instant(in.InfusionEnd)) {
 		c.failf("time.order", "monitoringEnd")
 	}
+	if in.BodyWeightKg != nil && !inRange(*in.BodyWeightKg, 2, 500) {
+		c.failf("vitals.plausible-range", "bodyWeightKg")
+	}
+	if in.Drug == "esketamine-nasal" && (in.DoseMgPerKg != nil || in.Rate != nil) {
+		c.failf("infusion.iv-only", "")
+	}
+	if in.Status == "completed" && in.AdministeredDoseMg != nil && *in.AdministeredDoseMg == 0 {
+		c.failf("infusion.administered-none", "")
+	}
+	if in.Status == "not-done" && (in.InfusionEnd != "" || in.MonitoringEnd != "" || in.Outcome != "") {
+		c.failf("infusion.administered-not-applicable", "times or outcome")
+	}
+	if in.InfusionStart != "" && in.InfusionEnd != "" && in.Status != "not-done" {
+		if m := instant(in.InfusionEnd).Sub(instant(in.InfusionStart)).Minutes(); m < 1 || m > 24*60 {
+			c.failf("infusion.duration-plausible", "infusionEnd")
+		}
+	}
+	if in.InfusionEnd != "" && in.MonitoringEnd != "" && instant(in.MonitoringEnd).Sub(instant(in.InfusionEnd)) > 24*time.Hour {
+		c.failf("infusion.duration-plausible", "monitoringEnd")
+	}
 }
 
 func (c *ruleCheck) adverseEvent(e mapping.AdverseEventBody, inSession bool) {

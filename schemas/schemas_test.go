@@ -207,6 +207,14 @@ func invalidCases(t testing.TB) []invalidCase {
 		{name: "duplicate indication code", kind: "infusion", doc: mutate(t, "infusion", "ketamine-iv-with-rate-and-lot.json", put("/indication/codes", []any{"F33.2", "R45.851", "F33.2"})), rule: RuleUniqueItems, pointer: "/indication/codes/2"},
 		{name: "notes too long", kind: "infusion", doc: mutate(t, "infusion", "esketamine-nasal-56mg-completed.json", put("/notes", long)), rule: RuleLength, pointer: "/notes"},
 		{name: "empty lot number", kind: "infusion", doc: mutate(t, "infusion", "esketamine-nasal-56mg-completed.json", put("/lotNumber", "")), rule: RuleLength, pointer: "/lotNumber"},
+		{name: "blank lot number", kind: "infusion", doc: mutate(t, "infusion", "esketamine-nasal-56mg-completed.json", put("/lotNumber", " \t ")), rule: RulePattern, pointer: "/lotNumber"},
+		{name: "blank eventText for other", kind: "adverse-event", doc: mutate(t, "adverse-event", "other-blurred-vision.json", put("/eventText", "   ")), rule: RulePattern, pointer: "/eventText"},
+		{name: "blank timepointText for other", kind: "vitals", doc: mutate(t, "vitals", "other-mid-infusion-check.json", put("/timepointText", "\n")), rule: RulePattern, pointer: "/timepointText"},
+		{name: "blank family name", kind: "assessment", doc: mutate(t, "assessment", "phq9-moderate.json", put("/patient/name/family", "   ")), rule: RulePattern, pointer: "/patient/name/family"},
+		{name: "blank given name", kind: "assessment", doc: mutate(t, "assessment", "phq9-moderate.json", put("/patient/name/given/0", " ")), rule: RulePattern, pointer: "/patient/name/given/0"},
+		{name: "blank clinician name", kind: "infusion", doc: mutate(t, "infusion", "ketamine-iv-with-rate-and-lot.json", put("/clinician/name", " \t ")), rule: RulePattern, pointer: "/clinician/name"},
+		{name: "blank statusReason text", kind: "infusion", doc: mutate(t, "infusion", "ketamine-iv-not-done-no-show.json", put("/statusReason/text", "  ")), rule: RulePattern, pointer: "/statusReason/text"},
+		{name: "blank notes", kind: "infusion", doc: mutate(t, "infusion", "esketamine-nasal-56mg-completed.json", put("/notes", "\r\n")), rule: RulePattern, pointer: "/notes"},
 		{name: "rate without unit", kind: "infusion", doc: mutate(t, "infusion", "ketamine-iv-with-rate-and-lot.json", del("/rate/durationUnit")), rule: RuleRequired, pointer: "/rate/durationUnit"},
 
 		// Adverse event.
