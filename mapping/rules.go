@@ -29,8 +29,9 @@ type Rule struct{ ID, Description string }
 // Rules lists every clinical rule, for documentation and for the gateway's
 // validation-rule CodeSystem: those Check enforces on a record, and those
 // the ingest checks against stored records (CheckLinked, CheckStored and
-// the one Patient per person, patient.identity-conflict, and a record's
-// versions, record-patient-changed and record-version-stale).
+// the one Patient per person, patient.identity-conflict, a record's
+// versions, record-patient-changed and record-version-stale, and a source
+// system's tenant at a destination, source-system-other-tenant).
 func Rules() []Rule {
 	return []Rule{
 		{"source.version-missing", "A record carries source.version or source.lastUpdated."},
@@ -74,5 +75,6 @@ func Rules() []Rule {
 		{"record-version-reused", "A version label (source.version, else source.lastUpdated) names one content: a label received before with other content is refused (HTTP 409); send the change as a new version."},
 		{"patient.identity-ambiguous", "A record's clinic patient id names one stored Patient: when Patients written through the FHIR API in the gateway's identifier namespace carry it too, the record is refused (HTTP 409) until the gateway's administrator removes or corrects the extra one."},
 		{"patient.identity-conflict", "One Patient per person per tenant: a hospital MRN (same system) belongs to one clinic patient id; a record whose new clinic patient id comes with another Patient's MRN is refused (HTTP 409), never merged."},
+		{"source-system-other-tenant", "One clinic per source system at an EHR: the identifier systems are named after source.system, so a record of a source system another tenant of the gateway already delivers to the same destination is refused (HTTP 409); give each clinic's system its own source system name."},
 	}
 }
