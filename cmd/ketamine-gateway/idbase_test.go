@@ -29,6 +29,10 @@ func TestIdentifierBaseFromTheDatabase(t *testing.T) {
 		{[]string{"import", "--kind", "vitals", "--db", db, "--identifier-base", other, records}, exitUsage, "not " + other},
 		{[]string{"replay", "--db", db, "--identifier-base", "not a url"}, exitUsage, "must be an absolute http or https URL"},
 		{[]string{"map", "--kind", "vitals", "--identifier-base", "https://x.example/sid?q=1", records}, exitUsage, "no query"},
+		// A base the conditional criteria would not carry as it is (F19).
+		{[]string{"map", "--kind", "vitals", "--identifier-base", "https://x.example/p3%7Esid", records}, exitUsage, "must not contain any of %&+;="},
+		{[]string{"import", "--kind", "vitals", "--db", filepath.Join(t.TempDir(), "new.db"), "--identifier-base", "https://x.example/a+b", records}, exitUsage, "must not contain any of %&+;="},
+		{[]string{"serve", "--addr", "127.0.0.1:0", "--db", filepath.Join(t.TempDir(), "new.db"), "--identifier-base", "https://x.example/a&b=c"}, exitUsage, "must not contain any of %&+;="},
 	} {
 		wantCLI(t, tc.args, tc.code, tc.want)
 	}
