@@ -313,6 +313,9 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 	case !errors.Is(err, store.ErrNotFound):
 		return nil, false, err
 	}
+	if err := checkInstantReused(st, rec); err != nil {
+		return nil, false, err
+	}
 	if err := checkNotStale(st, rec); err != nil {
 		return nil, false, err
 	}

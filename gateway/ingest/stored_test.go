@@ -450,6 +450,10 @@ func TestRecordVersionStale(t *testing.T) {
 		{"a version without a label, earlier", at(A, "A-1", "", "2026-03-10T11:00:00Z", phq9Body), stale, "/source/lastUpdated"},
 		{"a version without a label", at(A, "A-1", "", "2026-03-10T14:00:00Z", phq9Body), "", ""},
 		{"it again with other content", at(A, "A-1", "", "2026-03-10T14:00:00Z", otherTotal), reused, "/source/lastUpdated"},
+		// The same instant written otherwise is the same version label.
+		{"it again in another zone, other content", at(A, "A-1", "", "2026-03-10T09:00:00-05:00", otherTotal), reused, "/source/lastUpdated"},
+		{"it again with milliseconds, other content", at(A, "A-1", "", "2026-03-10T14:00:00.000Z", otherTotal), reused, "/source/lastUpdated"},
+		{"a version labelled by source.version, same instant", at(A, "A-1", "9", "2026-03-10T14:00:00.000Z", otherTotal), "", ""},
 		{"infusion version 2", at(mapping.KindInfusion, "S-1", "2", "2026-03-10T12:00:00Z", infusionBody), "", ""},
 		{"its session document, earlier", at(mapping.KindSession, "S-1", "1", "2026-03-10T10:00:00Z", `"infusion": {`+infusionBody+`}`), stale, "/source/lastUpdated"},
 		{"its session document, later", at(mapping.KindSession, "S-1", "3", "2026-03-10T13:00:00Z", `"infusion": {`+infusionBody+`}`), "", ""},

@@ -50,6 +50,38 @@ func errVersionReused(byLastUpdated bool) error {
 			"changed: send the changed record as a new version (a new source.version and a later source.lastUpdated)"}}}
 }
 
+// checkInstantReused refuses rec, a record without source.version whose
+// version label (its source.lastUpdated) the ledger does not hold as
+// written, when a stored version of the record was labelled by a
+// source.lastUpdated that is the same instant written otherwise
+// (12:00:00Z, 07:00:00-05:00, 12:00:00.000Z): one version, received
+// before with other content (errVersionReused). Labels are compared as
+// instants here rather than normalised when stored, so the ledger's
+// existing labels stay as they are.
+func checkInstantReused(st store.Tx, rec record) error {
+	src := rec.rec.Env().Source
+	at, ok := instant(src.LastUpdated)
+	if src.Version != "" || !ok {
+		return nil
+	}
+	versions, err := st.LedgerVersions(src.System, string(rec.kind), src.RecordID)
+	if err != nil {
+		return err
+	}
+	for _, l := range versions {
+		var in struct {
+			Source struct{ Version, LastUpdated string } `json:"source"`
+		}
+		if len(l.Input) == 0 || json.Unmarshal(l.Input, &in) != nil || in.Source.Version != "" || in.Source.LastUpdated != l.Version {
+			continue // labelled by source.version, or stored before the ledger kept inputs
+		}
+		if stored, ok := instant(l.Version); ok && stored.Equal(at) && l.Version != src.LastUpdated {
+			return errVersionReused(true)
+		}
+	}
+	return nil
+}
+
 // sameRecordKinds are the kinds whose records of one record id are one
 // record: an infusion and the session document of that infusion write the
 // same resources.
