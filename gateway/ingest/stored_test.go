@@ -461,7 +461,10 @@ func TestRecordVersionStale(t *testing.T) {
 		{"a session nesting A-9", at(mapping.KindSession, "S-2", "1", "2026-03-10T12:00:00Z", nesting), "", ""},
 		{"A-9 on its own, earlier", at(A, "A-9", "1", "2026-03-10T10:00:00Z", phq9Body), stale, "/source/lastUpdated"},
 		{"A-9 on its own, later", at(A, "A-9", "2", "2026-03-10T13:00:00Z", phq9Body), "", ""},
-		{"the session again, earlier than A-9", at(mapping.KindSession, "S-2", "2", "2026-03-10T12:30:00Z", nesting), stale, "/source/lastUpdated"},
+		{"the session again, earlier than A-9", at(mapping.KindSession, "S-2", "2", "2026-03-10T12:30:00Z", nesting), stale, "/source/lastUpdated /assessments/0/recordId"},
+		// A first session version is refused for the nested record, which
+		// the issues name (the session itself was never stored).
+		{"a new session nesting A-9, earlier than A-9", at(mapping.KindSession, "S-3", "1", "2026-03-10T12:45:00Z", nesting), stale, "/source/lastUpdated /assessments/0/recordId"},
 		{"the session again, later", at(mapping.KindSession, "S-2", "3", "2026-03-10T14:00:00Z", nesting), "", ""},
 		{"A-9 on its own, earlier than the session", at(A, "A-9", "3", "2026-03-10T13:30:00Z", phq9Body), stale, "/source/lastUpdated"},
 	}
@@ -476,7 +479,7 @@ func TestRecordVersionStale(t *testing.T) {
 			}
 			continue
 		}
-		wantIssues(t, err, outcome.Conflict, s.refused, s.pointer)
+		wantIssues(t, err, outcome.Conflict, s.refused, strings.Fields(s.pointer)...)
 		if n := g.count(t, "", "Observation", "status=amended,entered-in-error"); n != amended {
 			t.Errorf("%s: %d Observations amended after the refusal, want %d", s.name, n, amended)
 		}

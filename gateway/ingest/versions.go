@@ -169,12 +169,31 @@ func checkNestedNotStale(st store.Tx, rec record, res *mapping.Result, current [
 		return nil
 	}
 	if s, ok := rec.rec.(*mapping.Session); ok {
+		var issues []outcome.Issue
+		index := map[mapping.Kind]int{}
 		for _, n := range s.Nested() {
-			if newer, err := newerStored(st, src.System, n.Kind, n.RecordID, at, nil); err != nil || newer {
-				return cmpErr(err, newer)
+			i := index[n.Kind]
+			index[n.Kind]++
+			newer, err := newerStored(st, src.System, n.Kind, n.RecordID, at, nil)
+			if err != nil {
+				return err
+			}
+			if newer {
+				ptr := fmt.Sprintf("/%s/%d", nestedMember[n.Kind], i)
+				issues = append(issues, outcome.Issue{Severity: "error", Code: "conflict", Rule: RuleVersionStale,
+					Pointer: ptr + "/recordId", Expression: nestedExpression(ptr) + ".recordId",
+					Message: "a version of this nested record stored on its own has a later source.lastUpdated than " +
+						"this session's"})
 			}
 		}
-		return nil
+		if len(issues) == 0 {
+			return nil
+		}
+		return &outcome.Error{Kind: outcome.Conflict, Issues: append([]outcome.Issue{{Severity: "error", Code: "conflict",
+			Rule: RuleVersionStale, Pointer: "/source/lastUpdated", Expression: "source.lastUpdated",
+			Message: "records nested in this session (the issues after this one) have newer versions stored on their " +
+				"own (a later source.lastUpdated than this session's), so this session is not applied: send it as it " +
+				"is now with a later source.lastUpdated, or with those records as they are stored now"}}, issues...)}
 	}
 	// A record on its own: the session (its stored Procedure) that its
 	// stored resources are part of, when a session document wrote them.
@@ -204,6 +223,10 @@ func checkNestedNotStale(st store.Tx, rec record, res *mapping.Result, current [
 	}
 	return nil
 }
+
+// nestedMember is the member of a session that nests records of a kind.
+var nestedMember = map[mapping.Kind]string{mapping.KindVitals: "vitals", mapping.KindAssessment: "assessments",
+	mapping.KindAdverseEvent: "adverseEvents"}
 
 // cmpErr is err, else errVersionStale when newer.
 func cmpErr(err error, newer bool) error {
