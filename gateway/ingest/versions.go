@@ -1,9 +1,11 @@
 package ingest
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"time"
 
@@ -50,36 +52,66 @@ func errVersionReused(byLastUpdated bool) error {
 			"changed: send the changed record as a new version (a new source.version and a later source.lastUpdated)"}}}
 }
 
-// checkInstantReused refuses rec, a record without source.version whose
-// version label (its source.lastUpdated) the ledger does not hold as
-// written, when a stored version of the record was labelled by a
-// source.lastUpdated that is the same instant written otherwise
-// (12:00:00Z, 07:00:00-05:00, 12:00:00.000Z): one version, received
-// before with other content (errVersionReused). Labels are compared as
-// instants here rather than normalised when stored, so the ledger's
-// existing labels stay as they are.
-func checkInstantReused(st store.Tx, rec record) error {
+// sameInstantVersion finds, for rec, a record without source.version
+// whose version label (its source.lastUpdated) the ledger does not hold as
+// written, a stored version labelled by a source.lastUpdated that is the
+// same instant written otherwise (12:00:00Z, 07:00:00-05:00,
+// 12:00:00.000Z): the same version. same reports whether its content is
+// rec's but for how that instant is written (then l is the whole entry,
+// whose answer is returned again); l is nil when there is none. Labels
+// are compared as instants here rather than normalised when stored, so
+// the ledger's existing labels stay as they are.
+func sameInstantVersion(st store.Tx, rec record) (l *store.Ledger, same bool, err error) {
 	src := rec.rec.Env().Source
 	at, ok := instant(src.LastUpdated)
 	if src.Version != "" || !ok {
-		return nil
+		return nil, false, nil
 	}
 	versions, err := st.LedgerVersions(src.System, string(rec.kind), src.RecordID)
 	if err != nil {
-		return err
+		return nil, false, err
 	}
-	for _, l := range versions {
+	for _, v := range versions {
 		var in struct {
 			Source struct{ Version, LastUpdated string } `json:"source"`
 		}
-		if len(l.Input) == 0 || json.Unmarshal(l.Input, &in) != nil || in.Source.Version != "" || in.Source.LastUpdated != l.Version {
+		if len(v.Input) == 0 || json.Unmarshal(v.Input, &in) != nil || in.Source.Version != "" || in.Source.LastUpdated != v.Version {
 			continue // labelled by source.version, or stored before the ledger kept inputs
 		}
-		if stored, ok := instant(l.Version); ok && stored.Equal(at) && l.Version != src.LastUpdated {
-			return errVersionReused(true)
+		if stored, ok := instant(v.Version); !ok || !stored.Equal(at) || v.Version == src.LastUpdated {
+			continue
+		}
+		if !sameBut(v.Input, rec.body) {
+			return v, false, nil
+		}
+		full, err := st.Ledger(src.System, string(rec.kind), src.RecordID, v.Version)
+		return full, err == nil, err
+	}
+	return nil, false, nil
+}
+
+// sameBut reports whether two records are the same but for how their
+// source.lastUpdated is written.
+func sameBut(a, b []byte) bool {
+	da, oka := decodeAny(a)
+	db, okb := decodeAny(b)
+	if !oka || !okb {
+		return false
+	}
+	for _, d := range []map[string]any{da, db} {
+		if src, ok := d["source"].(map[string]any); ok {
+			delete(src, "lastUpdated")
 		}
 	}
-	return nil
+	return reflect.DeepEqual(da, db)
+}
+
+// decodeAny decodes a JSON object, numbers as written.
+func decodeAny(b []byte) (map[string]any, bool) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var m map[string]any
+	return m, dec.Decode(&m) == nil
 }
 
 // sameRecordKinds are the kinds whose records of one record id are one
