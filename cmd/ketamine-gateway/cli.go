@@ -111,7 +111,7 @@ func mapCommand(args []string, getenv func(string) string, stdin io.Reader, stdo
 	if err != nil {
 		return err
 	}
-	if err := mapping.CheckIdentifierBase(*base); err != nil {
+	if err := ingest.CheckIdentifierBase(*base); err != nil {
 		return usageError("map", "--identifier-base: %v", err)
 	}
 	p, err := ingest.NewPipeline(mapping.Options{IdentifierBase: *base, Update: *update}, nil)

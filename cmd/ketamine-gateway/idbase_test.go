@@ -29,6 +29,10 @@ func TestIdentifierBaseFromTheDatabase(t *testing.T) {
 		{[]string{"import", "--kind", "vitals", "--db", db, "--identifier-base", other, records}, exitUsage, "not " + other},
 		{[]string{"replay", "--db", db, "--identifier-base", "not a url"}, exitUsage, "must be an absolute http or https URL"},
 		{[]string{"map", "--kind", "vitals", "--identifier-base", "https://x.example/sid?q=1", records}, exitUsage, "no query"},
+		// A base the conditional criteria would not carry as it is (F19).
+		{[]string{"map", "--kind", "vitals", "--identifier-base", "https://x.example/p3%7Esid", records}, exitUsage, "must not contain any of %&+;="},
+		{[]string{"import", "--kind", "vitals", "--db", filepath.Join(t.TempDir(), "new.db"), "--identifier-base", "https://x.example/a+b", records}, exitUsage, "must not contain any of %&+;="},
+		{[]string{"serve", "--addr", "127.0.0.1:0", "--db", filepath.Join(t.TempDir(), "new.db"), "--identifier-base", "https://x.example/a&b=c"}, exitUsage, "must not contain any of %&+;="},
 	} {
 		wantCLI(t, tc.args, tc.code, tc.want)
 	}
@@ -55,4 +59,17 @@ func importExample(t *testing.T, db, path string, flags ...string) string {
 		t.Fatalf("import %s: exit %d\n%s\n%s", path, code, out, errs)
 	}
 	return records
+}
+
+// TestReplayShippedSessions: the release check of mapping.md §10 passes on
+// the shipped session examples imported as they are: the dry replay with
+// the same binary reports nothing to change and exits 0 (two of them are of
+// one patient, the second without the name and gender the first gave: it
+// only matched that Patient, and was reported diverged, exit 1, forever).
+func TestReplayShippedSessions(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "kg.db")
+	if out, errs, code := cli(t, "", "import", "--kind", "session", "--db", db, "../../schemas/examples/session/"); code != 0 {
+		t.Fatalf("import: exit %d\n%s\n%s", code, out, errs)
+	}
+	wantCLI(t, []string{"replay", "--db", db, "--kind", "session"}, 0, "4 unchanged, 0 would change, 0 refused now, 0 diverged")
 }

@@ -11,6 +11,7 @@ package conformance
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 
 	fhir "github.com/samply/golang-fhir-models/fhir-models/fhir"
 
@@ -33,7 +34,7 @@ func CodeSystems() []fhir.CodeSystem {
 		Status:        fhir.PublicationStatusActive,
 		Experimental:  ptr(false),
 		Publisher:     ptr(profile.Publisher),
-		Description:   ptr("The rule ids the gateway reports in OperationOutcome.issue.details.coding. The JSON (json-*) and schema (schema.*) rules of native records, their clinical rules and the rules of the gateway's profiles (profile.*) are listed here; FHIR structure rules are named by their validator rule id or FHIR invariant key, and the rules of requests themselves (parameters, media types, sizes) are in docs/records.md and docs/fhir.md."),
+		Description:   ptr("The rule ids the gateway reports in OperationOutcome.issue.details.coding: the JSON (json-*) and schema (schema.*) rules of native records, their clinical rules, the rules of the gateway's profiles (profile.*), the R4 validator's structure rules and the FHIR invariant keys it checks, and the rules of requests, of the FHIR API, of authentication (auth-*), bulk data, jobs and the console."),
 		CaseSensitive: ptr(true),
 		Content:       fhir.CodeSystemContentModeFragment,
 	}
@@ -45,6 +46,11 @@ func CodeSystems() []fhir.CodeSystem {
 	}
 	for _, r := range profile.Rules() {
 		rules.Concept = append(rules.Concept, fhir.CodeSystemConcept{Code: r.ID, Definition: ptr(r.Description)})
+	}
+	for _, r := range GatewayRules() {
+		if !slices.ContainsFunc(rules.Concept, func(c fhir.CodeSystemConcept) bool { return c.Code == r.ID }) {
+			rules.Concept = append(rules.Concept, fhir.CodeSystemConcept{Code: r.ID, Definition: ptr(r.Description)})
+		}
 	}
 	return append(mapping.CodeSystems(), rules)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
@@ -74,10 +75,41 @@ func (e *BaseMismatchError) Error() string {
 }
 
 // BaseInvalidError is ResolveIdentifierBase's refusal of a configured
-// base that is not one (mapping.CheckIdentifierBase).
+// base that is not one (CheckIdentifierBase).
 type BaseInvalidError struct{ Err error }
 
 func (e *BaseInvalidError) Error() string { return e.Err.Error() }
+
+// CheckIdentifierBase reports why base cannot be the deployment's
+// identifier base (nil when it can, "" included: the default). Beyond
+// mapping.CheckIdentifierBase (an absolute http(s) URL, no query or
+// fragment), the base must come out of a query string as it went in: the
+// mappings write it unescaped into conditional criteria
+// ("identifier=<base>/<source>/patient|<id>"), where %xx is decoded, + is
+// a space, & and ; separate parameters, so a base with any of them makes
+// criteria that never find the resource they name (every real ingest was
+// refused conditional-criteria-unmatched while the dry run passed). A
+// base with user information (user:password@) is refused too: it would
+// be in every identifier system sent out.
+func CheckIdentifierBase(base string) error {
+	if err := mapping.CheckIdentifierBase(base); err != nil {
+		return err
+	}
+	if base == "" {
+		return nil
+	}
+	const notAllowed = "%&+;="
+	if u, err := url.Parse(base); err == nil && u.User != nil {
+		return fmt.Errorf("the identifier base must not contain user information (user:password@): it would be in every identifier system the gateway sends")
+	}
+	criteria := "identifier=" + base + "/source/patient|id"
+	v, err := url.ParseQuery(criteria)
+	if strings.ContainsAny(base, notAllowed) || err != nil || len(v) != 1 || v.Get("identifier") != base+"/source/patient|id" {
+		return fmt.Errorf("the identifier base must not contain any of %s (nor anything else a URL query escapes): "+
+			"it is written as it is into the conditional criteria of every Bundle, where they change what the criteria name", notAllowed)
+	}
+	return nil
+}
 
 // ResolveIdentifierBase is the identifier base to map st's records with:
 // configured when set ("" when it is the default), else the database's
@@ -85,7 +117,7 @@ func (e *BaseInvalidError) Error() string { return e.Err.Error() }
 // database's is a *BaseMismatchError, one that is not a base a
 // *BaseInvalidError.
 func ResolveIdentifierBase(ctx context.Context, st store.Store, configured string) (string, error) {
-	if err := mapping.CheckIdentifierBase(configured); err != nil {
+	if err := CheckIdentifierBase(configured); err != nil {
 		return "", &BaseInvalidError{err}
 	}
 	stored, err := StoredIdentifierBase(ctx, st)

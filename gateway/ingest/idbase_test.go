@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
@@ -125,5 +126,61 @@ func TestNestedRecordLineage(t *testing.T) {
 	if len(l.Receipts) != 1 || l.Receipts[0].Activity != "CREATE" || l.Receipts[0].Kind != string(mapping.KindSession) ||
 		l.Receipts[0].RecordID != sess.Source.RecordID {
 		t.Errorf("lineage of a nested assessment: %+v, want the session's CREATE", l.Receipts)
+	}
+}
+
+// TestCheckIdentifierBase: a base the conditional criteria would not carry
+// as it is (%xx decoded, + a space, & and ; another parameter) or with
+// user information is refused, naming the characters; one that is
+// accepted maps records whose real ingest stores them, as its dry run
+// says (a base with %7E was accepted, and every real ingest was refused
+// conditional-criteria-unmatched).
+func TestCheckIdentifierBase(t *testing.T) {
+	for _, tc := range []struct {
+		base string
+		want string // in the refusal; "" accepted
+	}{
+		{base: ""},
+		{base: mapping.DefaultIdentifierBase},
+		{base: "https://hospital.example/sid/"},
+		{base: "http://hospital.example:8080/a~b/c-d_e.f/!*'()"},
+		{base: "https://example.org/p3%7Esid", want: "%&+;="},
+		{base: "https://example.org/p3a+b", want: "%&+;="},
+		{base: "https://example.org/p3a&b=c", want: "%&+;="},
+		{base: "https://example.org/p3;x=y", want: "%&+;="},
+		{base: "https://example.org/a=b", want: "%&+;="},
+		{base: "https://user:pw@example.org/p3", want: "user information"},
+		{base: "https://example.org/sid?q=1", want: "no query"},
+		{base: "not a url", want: "absolute http or https URL"},
+	} {
+		name := tc.base
+		if name == "" {
+			name = "unset"
+		}
+		t.Run(name, func(t *testing.T) {
+			err := ingest.CheckIdentifierBase(tc.base)
+			if tc.want != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.want) {
+					t.Fatalf("CheckIdentifierBase(%q) = %v, want a refusal naming %q", tc.base, err, tc.want)
+				}
+				if _, err := ingest.ResolveIdentifierBase(context.Background(), nil, tc.base); err == nil {
+					t.Errorf("ResolveIdentifierBase(%q) accepted it", tc.base)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("CheckIdentifierBase(%q) = %v, want nil", tc.base, err)
+			}
+			// The dry run and the real ingest agree: both store.
+			g := newGateway(t, app.Config{IdentifierBase: tc.base})
+			sc := auditlog.NewScope("ingest", &auth.Principal{ClientID: "test"})
+			doc := []byte(rec("A1", "1", "P1", "", phq9Body))
+			if _, err := g.a.Ingest.Ingest(context.Background(), sc, mapping.KindAssessment, doc, true, engine.Answer{}); err != nil {
+				t.Fatalf("dry run: %v", err)
+			}
+			if err := g.ingest("", mapping.KindAssessment, string(doc)); err != nil {
+				t.Fatalf("ingest with base %q: %v", tc.base, err)
+			}
+		})
 	}
 }

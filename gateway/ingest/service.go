@@ -307,8 +307,19 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 	}()
 	l, err := st.Ledger(src.System, string(rec.kind), src.RecordID, rec.version)
 	ledgerNew = errors.Is(err, store.ErrNotFound)
+	same := err == nil && l.ContentHash == rec.hash
+	if ledgerNew {
+		// The version label is the record's source.lastUpdated: the same
+		// instant written otherwise is the same version.
+		var ierr error
+		if l, same, ierr = sameInstantVersion(st, rec); ierr != nil {
+			return nil, false, ierr
+		} else if l != nil {
+			err = nil
+		}
+	}
 	switch {
-	case err == nil && l.ContentHash == rec.hash:
+	case err == nil && same:
 		sc.Description = fmt.Sprintf("%s record version already received: nothing written", rec.kind)
 		sc.SetAction("R") // the stored answer read again; nothing created
 		sc.Concern(patientsAnswered(l.Response)...)

@@ -1,6 +1,7 @@
 package ingest_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net/url"
@@ -450,6 +451,11 @@ func TestRecordVersionStale(t *testing.T) {
 		{"a version without a label, earlier", at(A, "A-1", "", "2026-03-10T11:00:00Z", phq9Body), stale, "/source/lastUpdated"},
 		{"a version without a label", at(A, "A-1", "", "2026-03-10T14:00:00Z", phq9Body), "", ""},
 		{"it again with other content", at(A, "A-1", "", "2026-03-10T14:00:00Z", otherTotal), reused, "/source/lastUpdated"},
+		// The same instant written otherwise is the same version label.
+		{"it again in another zone, other content", at(A, "A-1", "", "2026-03-10T09:00:00-05:00", otherTotal), reused, "/source/lastUpdated"},
+		{"it again with milliseconds, other content", at(A, "A-1", "", "2026-03-10T14:00:00.000Z", otherTotal), reused, "/source/lastUpdated"},
+		{"it again in another zone, same content: the same version again", at(A, "A-1", "", "2026-03-10T09:00:00-05:00", phq9Body), "", ""},
+		{"a version labelled by source.version, same instant", at(A, "A-1", "9", "2026-03-10T14:00:00.000Z", otherTotal), "", ""},
 		{"infusion version 2", at(mapping.KindInfusion, "S-1", "2", "2026-03-10T12:00:00Z", infusionBody), "", ""},
 		{"its session document, earlier", at(mapping.KindSession, "S-1", "1", "2026-03-10T10:00:00Z", `"infusion": {`+infusionBody+`}`), stale, "/source/lastUpdated"},
 		{"its session document, later", at(mapping.KindSession, "S-1", "3", "2026-03-10T13:00:00Z", `"infusion": {`+infusionBody+`}`), "", ""},
@@ -457,7 +463,10 @@ func TestRecordVersionStale(t *testing.T) {
 		{"a session nesting A-9", at(mapping.KindSession, "S-2", "1", "2026-03-10T12:00:00Z", nesting), "", ""},
 		{"A-9 on its own, earlier", at(A, "A-9", "1", "2026-03-10T10:00:00Z", phq9Body), stale, "/source/lastUpdated"},
 		{"A-9 on its own, later", at(A, "A-9", "2", "2026-03-10T13:00:00Z", phq9Body), "", ""},
-		{"the session again, earlier than A-9", at(mapping.KindSession, "S-2", "2", "2026-03-10T12:30:00Z", nesting), stale, "/source/lastUpdated"},
+		{"the session again, earlier than A-9", at(mapping.KindSession, "S-2", "2", "2026-03-10T12:30:00Z", nesting), stale, "/source/lastUpdated /assessments/0/recordId"},
+		// A first session version is refused for the nested record, which
+		// the issues name (the session itself was never stored).
+		{"a new session nesting A-9, earlier than A-9", at(mapping.KindSession, "S-3", "1", "2026-03-10T12:45:00Z", nesting), stale, "/source/lastUpdated /assessments/0/recordId"},
 		{"the session again, later", at(mapping.KindSession, "S-2", "3", "2026-03-10T14:00:00Z", nesting), "", ""},
 		{"A-9 on its own, earlier than the session", at(A, "A-9", "3", "2026-03-10T13:30:00Z", phq9Body), stale, "/source/lastUpdated"},
 	}
@@ -472,7 +481,7 @@ func TestRecordVersionStale(t *testing.T) {
 			}
 			continue
 		}
-		wantIssues(t, err, outcome.Conflict, s.refused, s.pointer)
+		wantIssues(t, err, outcome.Conflict, s.refused, strings.Fields(s.pointer)...)
 		if n := g.count(t, "", "Observation", "status=amended,entered-in-error"); n != amended {
 			t.Errorf("%s: %d Observations amended after the refusal, want %d", s.name, n, amended)
 		}
@@ -532,5 +541,34 @@ func TestRuleIDsCatalogued(t *testing.T) {
 		if !found {
 			t.Errorf("rule %s is not in mapping.Rules()", id)
 		}
+	}
+}
+
+// TestSameInstantResent: a record without source.version sent again with
+// its source.lastUpdated written otherwise (an offset, milliseconds) and
+// nothing else changed is the same version again: the first answer comes
+// back and nothing is written; with other content it is
+// record-version-reused.
+func TestSameInstantResent(t *testing.T) {
+	g := newGateway(t, app.Config{})
+	send := func(lastUpdated, body string) ([]byte, error) {
+		doc := strings.Replace(rec("A-1", "", "P-1", "", body), `"version": ""`, `"lastUpdated": "`+lastUpdated+`"`, 1)
+		sc := auditlog.NewScope("ingest", &auth.Principal{ClientID: "test"})
+		return g.a.Ingest.Ingest(context.Background(), sc, mapping.KindAssessment, []byte(doc), false, engine.Answer{})
+	}
+	first, err := send("2026-03-10T12:00:00Z", phq9Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, lu := range []string{"2026-03-10T07:00:00-05:00", "2026-03-10T12:00:00.000Z"} {
+		again, err := send(lu, phq9Body)
+		if err != nil || !bytes.Equal(again, first) {
+			t.Errorf("sent again with lastUpdated %s: %v, answer %s; want the first answer %s", lu, err, again, first)
+		}
+		_, err = send(lu, strings.Replace(phq9Body, `"total": 6`, `"total": 7`, 1))
+		wantIssues(t, err, outcome.Conflict, ingest.RuleVersionReused, "/source/lastUpdated")
+	}
+	if n := g.count(t, "", "Observation", "status=amended"); n != 0 {
+		t.Errorf("%d Observations amended: a resend was applied as a new version", n)
 	}
 }

@@ -1,9 +1,11 @@
 package ingest
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"time"
 
@@ -48,6 +50,68 @@ func errVersionReused(byLastUpdated bool) error {
 		Severity: "error", Code: "conflict", Rule: RuleVersionReused, Pointer: pointer, Expression: expr,
 		Message: "this version of the record was already received with different content; a version is never " +
 			"changed: send the changed record as a new version (a new source.version and a later source.lastUpdated)"}}}
+}
+
+// sameInstantVersion finds, for rec, a record without source.version
+// whose version label (its source.lastUpdated) the ledger does not hold as
+// written, a stored version labelled by a source.lastUpdated that is the
+// same instant written otherwise (12:00:00Z, 07:00:00-05:00,
+// 12:00:00.000Z): the same version. same reports whether its content is
+// rec's but for how that instant is written (then l is the whole entry,
+// whose answer is returned again); l is nil when there is none. Labels
+// are compared as instants here rather than normalised when stored, so
+// the ledger's existing labels stay as they are.
+func sameInstantVersion(st store.Tx, rec record) (l *store.Ledger, same bool, err error) {
+	src := rec.rec.Env().Source
+	at, ok := instant(src.LastUpdated)
+	if src.Version != "" || !ok {
+		return nil, false, nil
+	}
+	versions, err := st.LedgerVersions(src.System, string(rec.kind), src.RecordID)
+	if err != nil {
+		return nil, false, err
+	}
+	for _, v := range versions {
+		var in struct {
+			Source struct{ Version, LastUpdated string } `json:"source"`
+		}
+		if len(v.Input) == 0 || json.Unmarshal(v.Input, &in) != nil || in.Source.Version != "" || in.Source.LastUpdated != v.Version {
+			continue // labelled by source.version, or stored before the ledger kept inputs
+		}
+		if stored, ok := instant(v.Version); !ok || !stored.Equal(at) || v.Version == src.LastUpdated {
+			continue
+		}
+		if !sameBut(v.Input, rec.body) {
+			return v, false, nil
+		}
+		full, err := st.Ledger(src.System, string(rec.kind), src.RecordID, v.Version)
+		return full, err == nil, err
+	}
+	return nil, false, nil
+}
+
+// sameBut reports whether two records are the same but for how their
+// source.lastUpdated is written.
+func sameBut(a, b []byte) bool {
+	da, oka := decodeAny(a)
+	db, okb := decodeAny(b)
+	if !oka || !okb {
+		return false
+	}
+	for _, d := range []map[string]any{da, db} {
+		if src, ok := d["source"].(map[string]any); ok {
+			delete(src, "lastUpdated")
+		}
+	}
+	return reflect.DeepEqual(da, db)
+}
+
+// decodeAny decodes a JSON object, numbers as written.
+func decodeAny(b []byte) (map[string]any, bool) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var m map[string]any
+	return m, dec.Decode(&m) == nil
 }
 
 // sameRecordKinds are the kinds whose records of one record id are one
@@ -137,12 +201,31 @@ func checkNestedNotStale(st store.Tx, rec record, res *mapping.Result, current [
 		return nil
 	}
 	if s, ok := rec.rec.(*mapping.Session); ok {
+		var issues []outcome.Issue
+		index := map[mapping.Kind]int{}
 		for _, n := range s.Nested() {
-			if newer, err := newerStored(st, src.System, n.Kind, n.RecordID, at, nil); err != nil || newer {
-				return cmpErr(err, newer)
+			i := index[n.Kind]
+			index[n.Kind]++
+			newer, err := newerStored(st, src.System, n.Kind, n.RecordID, at, nil)
+			if err != nil {
+				return err
+			}
+			if newer {
+				ptr := fmt.Sprintf("/%s/%d", nestedMember[n.Kind], i)
+				issues = append(issues, outcome.Issue{Severity: "error", Code: "conflict", Rule: RuleVersionStale,
+					Pointer: ptr + "/recordId", Expression: nestedExpression(ptr) + ".recordId",
+					Message: "a version of this nested record stored on its own has a later source.lastUpdated than " +
+						"this session's"})
 			}
 		}
-		return nil
+		if len(issues) == 0 {
+			return nil
+		}
+		return &outcome.Error{Kind: outcome.Conflict, Issues: append([]outcome.Issue{{Severity: "error", Code: "conflict",
+			Rule: RuleVersionStale, Pointer: "/source/lastUpdated", Expression: "source.lastUpdated",
+			Message: "records nested in this session (the issues after this one) have newer versions stored on their " +
+				"own (a later source.lastUpdated than this session's), so this session is not applied: send it as it " +
+				"is now with a later source.lastUpdated, or with those records as they are stored now"}}, issues...)}
 	}
 	// A record on its own: the session (its stored Procedure) that its
 	// stored resources are part of, when a session document wrote them.
@@ -172,6 +255,10 @@ func checkNestedNotStale(st store.Tx, rec record, res *mapping.Result, current [
 	}
 	return nil
 }
+
+// nestedMember is the member of a session that nests records of a kind.
+var nestedMember = map[mapping.Kind]string{mapping.KindVitals: "vitals", mapping.KindAssessment: "assessments",
+	mapping.KindAdverseEvent: "adverseEvents"}
 
 // cmpErr is err, else errVersionStale when newer.
 func cmpErr(err error, newer bool) error {

@@ -290,7 +290,10 @@ func (s *Service) find(ctx context.Context, tenant, typ, key string) (*store.Res
 
 // guard marks the differing resources that another source wrote since the
 // record did: their current version is not one a Provenance of this record
-// (its ingest, or a replay of it) lists.
+// (its ingest, or a replay of it) lists. A conditional create the record
+// only matched (a Patient another record of the person wrote: no
+// Provenance of this record lists it) is not the record's to compare: its
+// differences are dropped and it counts as unchanged.
 func (s *Service) guard(ctx context.Context, m *remapped) error {
 	src := recordSource(m.l)
 	sys := mapping.RecordSystem(s.cfg.IdentifierBase, src, mapping.Kind(m.l.Kind))
@@ -325,7 +328,18 @@ func (s *Service) guard(ctx context.Context, m *remapped) error {
 		}
 	}
 	for _, mt := range m.entries {
-		if mt.stored != nil && len(mt.changes) > 0 && own[mt.stored.Type+"/"+mt.stored.ID] != mt.stored.Version {
+		if mt.stored == nil || len(mt.changes) == 0 {
+			continue
+		}
+		v, wrote := own[mt.stored.Type+"/"+mt.stored.ID]
+		switch {
+		case !wrote && m.res.Entries[mt.i].IfNoneExist != "":
+			// A conditional create (the Patient) that matched what another
+			// record of the person (or a client) had written: the record
+			// never wrote it and never will (DECISIONS.md 7), so what it
+			// would make differently is not a difference of the record.
+			mt.changes = nil
+		case v != mt.stored.Version:
 			mt.skipped = skippedOther
 		}
 	}

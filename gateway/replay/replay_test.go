@@ -688,3 +688,66 @@ func TestReplayBesideIngest(t *testing.T) {
 		t.Errorf("after two applies: %+v (first: %+v)", sum2, sum)
 	}
 }
+
+// TestMatchedPatientUnchanged: the shipped session examples, imported as
+// they are and replayed with the same mapping, are all unchanged, though
+// two of them are of one patient and only the first carries a name and a
+// gender: the second record matched the Patient by its conditional create
+// and never wrote it, so its differences from what that record would make
+// are not the record's to report. A client's write to the Patient the
+// first record created is still reported, as a divergence of that record.
+func TestMatchedPatientUnchanged(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	files := []string{"esketamine-nasal-session.json", "minimal-not-done-session.json",
+		"routine-ketamine-iv-session.json", "stopped-early-serious-adverse-event-session.json"}
+	ids := map[string]string{}
+	for _, name := range files {
+		raw, err := os.ReadFile(filepath.Join("..", "..", "schemas", "examples", "session", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.ingest(t, "", "session", raw)
+		var doc struct{ Source struct{ RecordID string } }
+		if err := json.Unmarshal(raw, &doc); err != nil {
+			t.Fatal(err)
+		}
+		ids[name] = doc.Source.RecordID
+	}
+	sum, got := run(t, f.service(nil), replay.Options{Tenant: search.AllTenants})
+	if sum.Unchanged != len(files) || sum.Diverged != 0 || sum.Changed != 0 {
+		t.Errorf("summary = %+v, want %d unchanged", sum, len(files))
+	}
+	for id, r := range got {
+		if r.Status != replay.StatusUnchanged || len(r.Resources) != 0 {
+			t.Errorf("%s: %+v, want unchanged", id, r)
+		}
+	}
+
+	// A client changes the Patient the first record created.
+	var pat *store.Resource
+	for _, r := range f.versions(t, "", "Patient") {
+		if strings.Contains(string(r.Body), "Riley") {
+			pat = r
+		}
+	}
+	if pat == nil {
+		t.Fatal("no Patient of the esketamine session")
+	}
+	sc := auditlog.NewScope("update", &auth.Principal{ClientID: "clinic", Scopes: auth.ParseScopes("system/*.cruds")})
+	body := strings.Replace(string(pat.Body), `"gender":"other"`, `"gender":"unknown"`, 1)
+	if _, err := f.a.Engine.Update(ctx, sc, "Patient", pat.ID, func() ([]byte, error) { return []byte(body), nil }, ""); err != nil {
+		t.Fatal(err)
+	}
+	sum, got = run(t, f.service(nil), replay.Options{Tenant: search.AllTenants})
+	if r := got[ids["esketamine-nasal-session.json"]]; r.Status != replay.StatusDiverged || len(r.Resources) != 1 ||
+		r.Resources[0].Resource != "Patient/"+pat.ID || r.Resources[0].Skipped == "" {
+		t.Errorf("the record that created the Patient: %+v, want diverged at Patient/%s", r, pat.ID)
+	}
+	if r := got[ids["minimal-not-done-session.json"]]; r.Status != replay.StatusUnchanged {
+		t.Errorf("the record that only matched the Patient: %+v, want unchanged", r)
+	}
+	if sum.Diverged != 1 || sum.Unchanged != len(files)-1 {
+		t.Errorf("summary = %+v, want 1 diverged", sum)
+	}
+}
