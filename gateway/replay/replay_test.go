@@ -736,7 +736,7 @@ func TestMatchedPatientUnchanged(t *testing.T) {
 	}
 	sc := auditlog.NewScope("update", &auth.Principal{ClientID: "clinic", Scopes: auth.ParseScopes("system/*.cruds")})
 	body := strings.Replace(string(pat.Body), `"gender":"other"`, `"gender":"unknown"`, 1)
-	if _, err := f.a.Engine.Update(ctx, sc, "Patient", pat.ID, func() ([]byte, error) { return []byte(body), nil }, ""); err != nil {
+	if _, err := f.a.Engine.Update(ctx, sc, "Patient", pat.ID, func() ([]byte, error) { return []byte(body), nil }, engine.Preconditions{}); err != nil {
 		t.Fatal(err)
 	}
 	sum, got = run(t, f.service(nil), replay.Options{Tenant: search.AllTenants})
