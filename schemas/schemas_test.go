@@ -357,6 +357,11 @@ func TestMessages(t *testing.T) {
 		{"infusion", mutate(t, "infusion", "ketamine-iv-stopped-early-blood-pressure.json", del("/statusReason")), "statusReason is required when the infusion was stopped early or not done"},
 		{"assessment", mutate(t, "assessment", "gad7-mild.json", put("/difficulty", "not-difficult")), "difficulty is not allowed for this instrument"},
 		{"assessment", mutate(t, "assessment", "phq9-moderate.json", put("/takenAt", "2026-03-10")), "takenAt must be an RFC 3339 date-time with seconds and a time zone"},
+		// RFC 3339 allows a leap second and any number of fraction digits:
+		// the message says that the gateway does not, rather than that the
+		// value is no RFC 3339 date-time.
+		{"assessment", mutate(t, "assessment", "phq9-moderate.json", put("/takenAt", "2016-12-31T23:59:60Z")), "no leap second (:60): RFC 3339 allows both"},
+		{"assessment", mutate(t, "assessment", "phq9-moderate.json", put("/takenAt", "2026-03-10T09:05:00.1234567890-05:00")), "at most 9 fraction digits"},
 		{"assessment", mutate(t, "assessment", "phq9-moderate.json", put("/items/2/score", 9)), "items[2].score must be at most 6"},
 		{"assessment", mutate(t, "assessment", "phq9-moderate.json", put("/instrument", "PHQ9")), "instrument is not one of the allowed codes for this field"},
 		{"vitals", mutate(t, "vitals", "discharge.json", put("/heartRate", "72")), "heartRate must be a number, not a string"},
