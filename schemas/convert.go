@@ -32,7 +32,7 @@ type patternInfo struct {
 const (
 	instantWhat = "an RFC 3339 date-time with seconds and a time zone (YYYY-MM-DDThh:mm:ss followed by Z or an offset ±hh:mm between -14:00 and +14:00), in the years 0001-9999" +
 		", with at most 9 fraction digits and no leap second (:60): RFC 3339 allows both, the gateway's clock cannot hold them"
-	dateWhat    = "a calendar date YYYY-MM-DD in the years 0001-9999"
+	dateWhat = "a calendar date YYYY-MM-DD in the years 0001-9999"
 
 	// year is 0001-9999, the years a FHIR date can hold.
 	year = `(000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})`
