@@ -98,7 +98,7 @@ func checkJSON(doc []byte, maxDepth, maxValues int) []Issue {
 				fmt.Sprintf("invalid JSON: unexpected data after the top-level object (after byte offset %d)", before)))
 		}
 		if err != nil {
-			return append(issues, syntaxIssue(err, path, len(doc)))
+			return append(issues, syntaxIssue(err, path, doc))
 		}
 		if startsValue(tok, stack) {
 			values++
@@ -269,16 +269,24 @@ func depthIssue(path []pathElem, maxDepth int) Issue {
 		fmt.Sprintf("the document nests arrays and objects deeper than %d levels", maxDepth))
 }
 
-// syntaxIssue describes a decoder error without quoting the document (the
-// decoder's own messages contain the offending character). The offset is the
-// decoder's, which points at or just after the offending byte.
-func syntaxIssue(err error, path []pathElem, docLen int) Issue {
+// syntaxIssue describes a decoder error in doc without quoting the
+// document (the decoder's own messages contain the offending character).
+// The offset points at or just after the offending byte: the Decoder's
+// offset of an error inside a number or a literal is not one into the
+// whole document, so a syntax error's offset is taken from a scan of the
+// whole document (json.Unmarshal checks it all before decoding).
+func syntaxIssue(err error, path []pathElem, doc []byte) Issue {
 	what, off := "malformed JSON", int64(-1)
 	var se *json.SyntaxError
 	switch {
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		what, off = "unexpected end of input (truncated document?)", int64(docLen)
+		what, off = "unexpected end of input (truncated document?)", int64(len(doc))
 	case errors.As(err, &se):
+		var whole *json.SyntaxError
+		var raw json.RawMessage
+		if errors.As(json.Unmarshal(doc, &raw), &whole) {
+			se = whole
+		}
 		off = se.Offset
 		msg := se.Error()
 		for _, c := range syntaxCategories {

@@ -370,6 +370,10 @@ func TestMessages(t *testing.T) {
 		{"vitals", mutate(t, "vitals", "discharge.json", put("/patient/ssn", "000-00-0000")), "property not allowed in patient"},
 		{"vitals", []byte(`{"a": 1,}`), "invalid JSON: expected a string as object key near byte offset"},
 		{"vitals", []byte(`{"a": [1, 2}`), "invalid JSON: expected ',' or ']' after an array element near byte offset"},
+		// An error inside a number or a literal is located in the whole
+		// document, not in the scalar (it was offset 7 and 29).
+		{"vitals", []byte(`{"a":[1,2.]}`), "invalid JSON: malformed number near byte offset 11"},
+		{"vitals", []byte(`{"patient":{"name":{"given":["A",tru]}}}`), "invalid JSON: malformed literal (true, false or null) near byte offset 37"},
 	}
 	for _, c := range cases {
 		issues := issuesOf(t, c.kind, c.doc)
