@@ -65,7 +65,9 @@ type WorkerOptions struct {
 	AttemptTimeout time.Duration
 	// BackoffBase and BackoffMax bound the exponential backoff: attempt n
 	// waits a uniformly random time in [0, min(Max, Base*2^(n-1))) (full
-	// jitter), at least the answer's Retry-After (defaults 1s and 10m).
+	// jitter), at least the answer's Retry-After, which is honoured up to
+	// BackoffMax (defaults 1s and 10m). No retry is due after the MaxAge
+	// deadline.
 	BackoffBase, BackoffMax time.Duration
 	// MaxAttempts makes an item dead after that many failed attempts
 	// (default 50); MaxAge after that long since Created (default 72h,
@@ -415,6 +417,14 @@ func (d *destWorker) attempt(ctx context.Context, it *store.OutboxItem) {
 	start := o.Clock.Now()
 	res := d.send(ctx, it)
 	now := o.Clock.Now()
+	if res.RetryAfter > o.BackoffMax {
+		// An absurd Retry-After (a millisecond value, a date far ahead)
+		// would park the record, and hold the destination, for days:
+		// honour it up to the backoff's maximum.
+		o.Logger.Warn("delivery: Retry-After capped", "destination", d.dest.Name, "item", it.ID,
+			"retry_after_s", res.RetryAfter.Seconds(), "cap_s", o.BackoffMax.Seconds())
+		res.RetryAfter = o.BackoffMax
+	}
 	status, next := d.decide(it, &res, now)
 	a := &store.Attempt{ItemID: it.ID, N: it.Attempts + 1, At: start, Duration: now.Sub(start), HTTPStatus: res.HTTPStatus,
 		Outcome: excerpt(res.Body), Error: res.Error}
@@ -496,7 +506,15 @@ func (d *destWorker) decide(it *store.OutboxItem, res *Result, now time.Time) (s
 		res.Error += fmt.Sprintf(" (gave up after %v)", o.MaxAge)
 		return store.StatusDead, time.Time{}
 	}
-	return store.StatusPending, now.Add(max(d.backoff(n), res.RetryAfter))
+	next := now.Add(max(d.backoff(n), res.RetryAfter))
+	if o.MaxAge > 0 && !it.Created.IsZero() {
+		// Never wait past the dead-letter deadline: the attempt at the
+		// deadline is the last one.
+		if deadline := it.Created.Add(o.MaxAge); next.After(deadline) {
+			next = deadline
+		}
+	}
+	return store.StatusPending, next
 }
 
 // backoff is the full-jitter delay after the n-th consecutive failure.

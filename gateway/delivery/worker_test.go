@@ -80,13 +80,17 @@ func TestRetryAfter(t *testing.T) {
 	}{
 		{"seconds", func(time.Time) string { return "120" }, 120 * time.Second},
 		{"http-date", func(now time.Time) string { return now.Add(300 * time.Second).Format(http.TimeFormat) }, 300 * time.Second},
+		// Beyond the backoff's maximum (10m here): capped there, for the
+		// item and for the destination's hold.
+		{"seconds beyond the maximum", func(time.Time) string { return "999999999" }, 10 * time.Minute},
+		{"http-date beyond the maximum", func(now time.Time) string { return now.AddDate(0, 0, 30).Format(http.TimeFormat) }, 10 * time.Minute},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			forEachBackend(t, func(t *testing.T, ob testOutbox) {
 				ehr := newStubEHR(t)
 				d := testDest("ehr", ehr.base())
 				d.Concurrency = 1
-				h := newHarnessOn(t, ob, []Destination{d}, nil)
+				h := newHarnessOn(t, ob, []Destination{d}, func(o *WorkerOptions) { o.BackoffMax = 10 * time.Minute })
 				ehr.intercept = func(n int, w http.ResponseWriter, r *http.Request, body []byte) bool {
 					if n == 0 {
 						w.Header().Set("Retry-After", tc.value(h.clock.Now()))

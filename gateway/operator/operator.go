@@ -143,14 +143,17 @@ func (s *Service) Show(ctx context.Context, tenant string, id int64, withPayload
 	return NewView(it, attempts, withPayload), nil
 }
 
-// Retry puts a dead letter back in the queue, due now. NotFound as for
-// Show; Conflict when the delivery is not a dead letter.
+// Retry puts a dead letter back in the queue, due now, or makes a pending
+// delivery (waiting for its next attempt, e.g. after a long Retry-After)
+// due now. NotFound as for Show; Conflict when the delivery is in flight
+// or delivered.
 func (s *Service) Retry(ctx context.Context, tenant string, id int64) error {
 	if _, err := s.Show(ctx, tenant, id, false); err != nil {
 		return err
 	}
 	if err := s.store.Retry(ctx, id, s.now()); errors.Is(err, store.ErrNotFound) {
-		return outcome.New(outcome.Conflict, "conflict", "delivery-not-dead", "only a dead letter can be retried")
+		return outcome.New(outcome.Conflict, "conflict", "delivery-not-dead",
+			"only a dead letter or a pending delivery can be retried; this one is in flight or delivered")
 	} else if err != nil {
 		return err
 	}

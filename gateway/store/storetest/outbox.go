@@ -93,8 +93,14 @@ func testOutbox(t *testing.T, s store.Store) {
 	if err := ob.Retry(ctx, b1.ID, now); err != nil {
 		t.Fatal(err)
 	}
-	if err := ob.Retry(ctx, b1.ID, now); !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("Retry of a non-dead item = %v, want ErrNotFound", err)
+	// A pending item (b1 now) is made due now as well.
+	if err := ob.Retry(ctx, b1.ID, now); err != nil {
+		t.Errorf("Retry of a pending item = %v, want nil", err)
+	}
+	for _, id := range []int64{a1.ID, a2.ID} { // done, in flight
+		if err := ob.Retry(ctx, id, now); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("Retry of item %d (done or in flight) = %v, want ErrNotFound", id, err)
+		}
 	}
 	stats, err := ob.Stats(ctx)
 	if err != nil || len(stats) != 2 || stats[0].Destination != "ehr" || stats[0].Pending != 2 || stats[0].OldestPending.IsZero() {

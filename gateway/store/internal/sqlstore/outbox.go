@@ -253,7 +253,7 @@ func (s *Store) Delivery(ctx context.Context, id int64) (*store.OutboxItem, []*s
 func (s *Store) Retry(ctx context.Context, id int64, now time.Time) error {
 	return s.write(ctx, func(t *tx) error {
 		n, err := t.c.Exec(t.ctx, s.bind(`UPDATE outbox SET status = 'pending', next_attempt = ?, updated = ?
-			WHERE id = ? AND status = 'dead'`), now.UnixMilli(), now.UnixMilli(), id)
+			WHERE id = ? AND status IN ('dead', 'pending')`), now.UnixMilli(), now.UnixMilli(), id)
 		if err != nil {
 			return fmt.Errorf("%s: retry: %w", s.d.Name, s.err(t.ctx, err))
 		}
