@@ -720,3 +720,80 @@ func (s *syncLog) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// syncBuffer is a bytes.Buffer safe for the worker's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestDestinationHold: the concurrent attempts of one outage round count
+// once (the hold is the first backoff step, not the fourth), the hold is
+// logged and shown by Holds with until when, and the first success after
+// it resumes the destination, logged.
+func TestDestinationHold(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, ob testOutbox) {
+		ehr := newStubEHR(t)
+		var logs syncBuffer
+		h := newHarnessOn(t, ob, []Destination{testDest("ehr", ehr.base())}, func(o *WorkerOptions) {
+			o.Logger = slog.New(slog.NewJSONHandler(&logs, nil))
+		})
+		var started sync.WaitGroup
+		started.Add(4)
+		ehr.intercept = func(n int, w http.ResponseWriter, r *http.Request, body []byte) bool {
+			if n < 4 {
+				// The four attempts of the first round run together.
+				started.Done()
+				started.Wait()
+				writeJSON(w, http.StatusServiceUnavailable, outcome("transient", "maintenance"))
+				return true
+			}
+			return false
+		}
+		t0 := h.clock.Now()
+		for _, k := range []string{"kA", "kB", "kC", "kD"} {
+			h.enqueue("ehr", k, sessionBundle("P-"+k, "S-"+k, "completed", false))
+		}
+		h.run()
+		for range 4 {
+			if ev := h.next(); ev.Status != store.StatusPending {
+				t.Fatalf("item %d: %s, want pending", ev.ID, ev.Status)
+			}
+		}
+		// Rand 0.5, base 2s: one round of failures holds for 1s (four
+		// would hold for 8s).
+		if got := h.w.Holds(); !got["ehr"].Equal(t0.Add(time.Second)) {
+			t.Fatalf("Holds() = %v, want ehr until %v", got, t0.Add(time.Second))
+		}
+		if n := strings.Count(logs.String(), `"msg":"delivery: destination on hold"`); n != 1 {
+			t.Fatalf("%d 'destination on hold' lines, want 1:\n%s", n, logs.String())
+		}
+		if !strings.Contains(logs.String(), `"until":"`+t0.Add(time.Second).Format(time.RFC3339)) {
+			t.Errorf("the hold's log line does not say until when:\n%s", logs.String())
+		}
+		h.clock.Advance(time.Second)
+		for range 4 {
+			if ev := h.next(); ev.Status != store.StatusDone {
+				t.Fatalf("item %d: %s, want done", ev.ID, ev.Status)
+			}
+		}
+		if got := h.w.Holds(); len(got) != 0 {
+			t.Errorf("Holds() after recovery = %v, want none", got)
+		}
+		if n := strings.Count(logs.String(), `"msg":"delivery: destination resumed"`); n != 1 {
+			t.Errorf("%d 'destination resumed' lines, want 1:\n%s", n, logs.String())
+		}
+	})
+}

@@ -9,6 +9,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
@@ -80,12 +83,17 @@ type Service struct {
 	notify       func()
 	now          func() time.Time
 	hist         history
+
+	mu    sync.Mutex
+	holds func() map[string]time.Time // SetHolds
 }
 
 // New returns the operator service over st; destinations are the names of
-// the delivery destinations configured (none for a command on the
-// database: then those the outbox holds deliveries to); notify (may be
-// nil) wakes the delivery worker after a retry or replay.
+// the delivery destinations configured, non-nil (maybe empty) for a
+// serving gateway; nil for a command on the database, which knows no
+// configuration (then a destination is one the outbox holds deliveries
+// to); notify (may be nil) wakes the delivery worker after a retry or
+// replay.
 func New(st store.Store, destinations []string, notify func(), now func() time.Time) *Service {
 	if now == nil {
 		now = time.Now
@@ -177,6 +185,17 @@ func (s *Service) Replay(ctx context.Context, tenant, dest string, since time.Ti
 	if err := s.checkDestination(ctx, dest); err != nil {
 		return 0, err
 	}
+	if s.destinations != nil && !slices.Contains(s.destinations, dest) {
+		// Queued for a destination no worker sends to, the copies would
+		// stay pending for ever.
+		msg := "destination is not configured in this gateway, so nothing replayed to it would be sent; "
+		if len(s.destinations) == 0 {
+			msg += "no destination is configured"
+		} else {
+			msg += "the configured destinations are " + strings.Join(s.destinations, ", ")
+		}
+		return 0, ParamInvalid(msg)
+	}
 	n, err := s.store.Replay(ctx, dest, since, s.now())
 	if err != nil {
 		return 0, err
@@ -199,6 +218,38 @@ type Backlog struct {
 	Pending          int     `json:"backlog"`
 	Dead             int     `json:"dead"`
 	OldestPendingAge float64 `json:"oldestPendingAgeSeconds"`
+	// HeldUntil is set while the destination is on hold after failures
+	// that concern the whole destination (429, 503, 401, unreachable): no
+	// delivery to it is attempted before.
+	HeldUntil *time.Time `json:"heldUntil,omitempty"`
+	// NotConfigured is set for a destination with deliveries pending that
+	// the serving gateway does not have: nothing sends them.
+	NotConfigured bool `json:"notConfigured,omitempty"`
+}
+
+// SetHolds gives the service the delivery worker's holds (see
+// delivery.Worker.Holds) for Ready. Safe to call once, before serving.
+func (s *Service) SetHolds(holds func() map[string]time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.holds = holds
+}
+
+// Unconfigured returns the backlog of the destinations with deliveries
+// pending that the serving gateway does not have (none for a command on
+// the database, which knows no configuration).
+func (s *Service) Unconfigured(ctx context.Context) ([]Backlog, error) {
+	r, err := s.Ready(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []Backlog
+	for _, b := range r.Backlog {
+		if b.NotConfigured {
+			out = append(out, b)
+		}
+	}
+	return out, nil
 }
 
 // Ready checks the database and reports the delivery backlog. Ready is
@@ -213,11 +264,22 @@ func (s *Service) Ready(ctx context.Context) (Readiness, error) {
 	}
 	out := Readiness{Ready: true, Backlog: []Backlog{}}
 	now := s.now()
+	s.mu.Lock()
+	holdsOf := s.holds
+	s.mu.Unlock()
+	var holds map[string]time.Time
+	if holdsOf != nil {
+		holds = holdsOf()
+	}
 	for _, st := range stats {
 		b := Backlog{Destination: st.Destination, Pending: st.Pending, Dead: st.Dead}
 		if !st.OldestPending.IsZero() {
 			b.OldestPendingAge = now.Sub(st.OldestPending).Seconds()
 		}
+		if until, ok := holds[st.Destination]; ok {
+			b.HeldUntil = &until
+		}
+		b.NotConfigured = s.destinations != nil && st.Pending > 0 && !slices.Contains(s.destinations, st.Destination)
 		out.Backlog = append(out.Backlog, b)
 	}
 	return out, nil
