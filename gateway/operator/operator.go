@@ -169,8 +169,11 @@ func (s *Service) Retry(ctx context.Context, tenant string, id int64) error {
 	return nil
 }
 
-// Replay enqueues again every delivery to dest created at or after since
-// and returns how many. A since in the future is Invalid (CheckSince). It re-sends every tenant's records, so only an
+// Replay enqueues again, for each record delivered to dest, its latest
+// delivery when that is done and was created at or after since
+// (store.Outbox.Replay: not its superseded versions, nor a dead letter)
+// and returns how many. A destination the serving gateway does not have
+// is Invalid. A since in the future is Invalid (CheckSince). It re-sends every tenant's records, so only an
 // all-tenant operator (or the default tenant, development mode) may.
 func (s *Service) Replay(ctx context.Context, tenant, dest string, since time.Time) (int, error) {
 	if dest == "" || since.IsZero() {

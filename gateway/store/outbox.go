@@ -124,9 +124,12 @@ type Outbox interface {
 	// pending item (waiting for its next attempt) due now; ErrNotFound if
 	// it is neither (absent, in flight or done).
 	Retry(ctx context.Context, id int64, now time.Time) error
-	// Replay enqueues again every item of destination created at or after
-	// since (as new pending items, of the same tenant) and returns how
-	// many; it spans every tenant.
+	// Replay enqueues again (as new pending items, of the same tenant) the
+	// latest item of each record (tenant and order key) of destination
+	// when that item is done and was created at or after since, and
+	// returns how many; it spans every tenant. Superseded versions, earlier
+	// copies, and records whose latest item is pending, in flight or dead
+	// are not enqueued.
 	Replay(ctx context.Context, destination string, since, now time.Time) (int, error)
 	// Stats reports the backlog per destination, over every tenant.
 	Stats(ctx context.Context) ([]DestinationStats, error)
