@@ -132,7 +132,7 @@ func deliveryFlags(name string, getenv func(string) string) (*flag.FlagSet, *del
 	fs.StringVar(&d.since, "since", "", "list, replay: from this time: RFC 3339, a date, or a duration before now (24h, 7d)")
 	fs.StringVar(&d.until, "until", "", "list: before this time: RFC 3339, a date, or a duration before now")
 	fs.IntVar(&d.filter.Limit, "limit", operator.DefaultLimit, fmt.Sprintf("list: at most this many (1 to %d)", operator.MaxLimit))
-	d.payload = fs.Bool("payload", false, "show: include the FHIR payload (PHI)")
+	d.payload = fs.Bool("payload", false, "show: include the FHIR payload and the EHR's whole answers (PHI; without it the answers are summarised)")
 	return fs, d
 }
 

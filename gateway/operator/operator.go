@@ -20,7 +20,8 @@ import (
 )
 
 // View is a delivery as the operator sees it. The payload (the FHIR
-// Bundle, which is PHI) is shown only on request.
+// Bundle) and the EHR's full answers, which are PHI, are shown only on
+// request.
 type View struct {
 	ID          int64           `json:"id"`
 	Destination string          `json:"destination"`
@@ -54,7 +55,9 @@ type AttemptView struct {
 	Outcome    json.RawMessage `json:"ehrResponse,omitempty"`
 }
 
-// NewView converts a stored item (and its attempts) for display.
+// NewView converts a stored item (and its attempts) for display. The
+// payload and the EHR's full answers are PHI: without withPayload the
+// payload is left out and each answer summarised (summarizeAnswer).
 func NewView(it *store.OutboxItem, attempts []*store.Attempt, withPayload bool) View {
 	v := View{ID: it.ID, Destination: it.Destination, Status: it.Status, Kind: it.Kind, Source: it.Source,
 		RecordID: it.RecordID, Version: it.Version, Patient: it.Patient, TraceID: it.TraceID, Attempts: it.Attempts,
@@ -65,8 +68,12 @@ func NewView(it *store.OutboxItem, attempts []*store.Attempt, withPayload bool) 
 	}
 	for _, a := range attempts {
 		av := AttemptView{N: a.N, At: a.At, DurationMS: a.Duration.Milliseconds(), HTTPStatus: a.HTTPStatus, Error: a.Error, TraceID: a.TraceID}
-		if json.Valid(a.Outcome) {
+		switch {
+		case !json.Valid(a.Outcome):
+		case withPayload:
 			av.Outcome = a.Outcome
+		default:
+			av.Outcome = summarizeAnswer(a.Outcome) // PHI-free (ehranswer.go)
 		}
 		v.History = append(v.History, av)
 	}
