@@ -254,7 +254,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	defer application.Close()
 	if application.Operator != nil {
 		if worker != nil {
-			application.Operator.SetHolds(worker.Holds) // /readyz shows a destination on hold
+			application.Operator.SetWorker(worker) // /readyz shows a destination on hold; a retry ends it
 		}
 		warnUnconfigured(ctx, application.Operator, logger)
 	}

@@ -404,6 +404,28 @@ func (d *destWorker) holdState() (time.Time, bool) {
 	return d.hold, d.streak > 0
 }
 
+// Release ends the hold of destination (an operator made one of its
+// deliveries due now): the next claim probes it with one attempt, as after
+// a hold that ran out. Returns whether it was held; an unknown name is
+// not.
+func (w *Worker) Release(destination string) bool {
+	for _, d := range w.dests {
+		if d.dest.Name != destination {
+			continue
+		}
+		d.mu.Lock()
+		held := w.opts.Clock.Now().Before(d.hold)
+		d.hold = time.Time{}
+		d.mu.Unlock()
+		if held {
+			w.opts.Logger.Info("delivery: destination hold released by an operator's retry", "destination", destination)
+			signal(d.notify)
+		}
+		return held
+	}
+	return false
+}
+
 // Holds returns, for each destination held after destination-wide
 // failures (429, 503, 401, 3xx, unreachable), until when it is held: no
 // delivery to it is attempted before. Destinations not held are absent.

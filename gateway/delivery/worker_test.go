@@ -783,6 +783,9 @@ func TestDestinationHold(t *testing.T) {
 		if !strings.Contains(logs.String(), `"until":"`+t0.Add(time.Second).Format(time.RFC3339)) {
 			t.Errorf("the hold's log line does not say until when:\n%s", logs.String())
 		}
+		if h.w.Release("other") {
+			t.Error("Release(unknown destination) = true")
+		}
 		h.clock.Advance(time.Second)
 		for range 4 {
 			if ev := h.next(); ev.Status != store.StatusDone {
@@ -796,4 +799,34 @@ func TestDestinationHold(t *testing.T) {
 			t.Errorf("%d 'destination resumed' lines, want 1:\n%s", n, logs.String())
 		}
 	})
+}
+
+// TestReleaseEndsTheHold: an operator's retry ends a destination's hold
+// (Worker.Release), logged.
+func TestReleaseEndsTheHold(t *testing.T) {
+	ehr := newStubEHR(t)
+	ehr.intercept = func(n int, w http.ResponseWriter, r *http.Request, body []byte) bool {
+		w.Header().Set("Retry-After", "3600")
+		writeJSON(w, http.StatusTooManyRequests, outcome("throttled", "slow down"))
+		return true
+	}
+	var logs syncBuffer
+	h := newHarness(t, []Destination{testDest("ehr", ehr.base())}, func(o *WorkerOptions) {
+		o.Logger = slog.New(slog.NewJSONHandler(&logs, nil))
+	})
+	h.enqueue("ehr", "kA", sessionBundle("P-1", "S-1", "completed", false))
+	h.run()
+	h.next()
+	// Retry-After 3600 s, capped at the backoff's maximum (1 min here).
+	if got := h.w.Holds(); !got["ehr"].Equal(h.clock.Now().Add(time.Minute)) {
+		t.Fatalf("Holds() = %v, want ehr for a minute", got)
+	}
+	if !h.w.Release("ehr") || len(h.w.Holds()) != 0 || h.w.Release("ehr") {
+		t.Fatalf("Release: Holds() = %v afterwards, want none", h.w.Holds())
+	}
+	for _, want := range []string{"delivery: Retry-After capped", "delivery: destination hold released by an operator's retry"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("no %q line:\n%s", want, logs.String())
+		}
+	}
 }

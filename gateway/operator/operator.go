@@ -91,8 +91,17 @@ type Service struct {
 	now          func() time.Time
 	hist         history
 
-	mu    sync.Mutex
-	holds func() map[string]time.Time // SetHolds
+	mu     sync.Mutex
+	worker Worker // SetWorker
+}
+
+// Worker is what the service uses of the serving gateway's delivery
+// worker (delivery.Worker).
+type Worker interface {
+	// Holds returns until when each destination on hold is held.
+	Holds() map[string]time.Time
+	// Release ends the hold of a destination.
+	Release(destination string) bool
 }
 
 // New returns the operator service over st; destinations are the names of
@@ -160,10 +169,11 @@ func (s *Service) Show(ctx context.Context, tenant string, id int64, withPayload
 
 // Retry puts a dead letter back in the queue, due now, or makes a pending
 // delivery (waiting for its next attempt, e.g. after a long Retry-After)
-// due now. NotFound as for Show; Conflict when the delivery is in flight
-// or delivered.
+// due now, ending its destination's hold (SetWorker). NotFound as for
+// Show; Conflict when the delivery is in flight or delivered.
 func (s *Service) Retry(ctx context.Context, tenant string, id int64) error {
-	if _, err := s.Show(ctx, tenant, id, false); err != nil {
+	v, err := s.Show(ctx, tenant, id, false)
+	if err != nil {
 		return err
 	}
 	if err := s.store.Retry(ctx, id, s.now()); errors.Is(err, store.ErrNotFound) {
@@ -171,6 +181,10 @@ func (s *Service) Retry(ctx context.Context, tenant string, id int64) error {
 			"only a dead letter or a pending delivery can be retried; this one is in flight or delivered")
 	} else if err != nil {
 		return err
+	}
+	if w := s.deliveryWorker(); w != nil {
+		// Due now means now, also when the destination is on hold.
+		w.Release(v.Destination)
 	}
 	s.notify()
 	return nil
@@ -237,12 +251,19 @@ type Backlog struct {
 	NotConfigured bool `json:"notConfigured,omitempty"`
 }
 
-// SetHolds gives the service the delivery worker's holds (see
-// delivery.Worker.Holds) for Ready. Safe to call once, before serving.
-func (s *Service) SetHolds(holds func() map[string]time.Time) {
+// SetWorker gives the service the serving gateway's delivery worker: Ready
+// shows its holds, and Retry releases the hold of the delivery's
+// destination. Call it before serving.
+func (s *Service) SetWorker(w Worker) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.holds = holds
+	s.worker = w
+}
+
+func (s *Service) deliveryWorker() Worker {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.worker
 }
 
 // Unconfigured returns the backlog of the destinations with deliveries
@@ -274,12 +295,9 @@ func (s *Service) Ready(ctx context.Context) (Readiness, error) {
 	}
 	out := Readiness{Ready: true, Backlog: []Backlog{}}
 	now := s.now()
-	s.mu.Lock()
-	holdsOf := s.holds
-	s.mu.Unlock()
 	var holds map[string]time.Time
-	if holdsOf != nil {
-		holds = holdsOf()
+	if w := s.deliveryWorker(); w != nil {
+		holds = w.Holds()
 	}
 	for _, st := range stats {
 		b := Backlog{Destination: st.Destination, Pending: st.Pending, Dead: st.Dead}

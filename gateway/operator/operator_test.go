@@ -68,7 +68,7 @@ func TestReadyShowsHoldsAndUnconfiguredDestinations(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ops := operator.New(st, tc.dests, nil, nil)
 			if tc.dests != nil {
-				ops.SetHolds(func() map[string]time.Time { return map[string]time.Time{"hosp": until} })
+				ops.SetWorker(&fakeWorker{holds: map[string]time.Time{"hosp": until}})
 			}
 			r, err := ops.Ready(context.Background())
 			if err != nil || !r.Ready {
@@ -143,5 +143,50 @@ func TestViewSummarizesTheEHRAnswer(t *testing.T) {
 				t.Errorf("ehrResponse with payload = %s, want the whole answer", got)
 			}
 		})
+	}
+}
+
+// fakeWorker is a delivery worker's holds.
+type fakeWorker struct {
+	holds    map[string]time.Time
+	released []string
+}
+
+func (w *fakeWorker) Holds() map[string]time.Time { return w.holds }
+
+func (w *fakeWorker) Release(dest string) bool {
+	w.released = append(w.released, dest)
+	_, ok := w.holds[dest]
+	delete(w.holds, dest)
+	return ok
+}
+
+// TestRetryMakesAPendingDeliveryDueNow: retry takes a pending delivery
+// (waiting for its next attempt, maybe a long Retry-After) as well as a
+// dead letter, and ends its destination's hold; one in flight or
+// delivered is a Conflict.
+func TestRetryMakesAPendingDeliveryDueNow(t *testing.T) {
+	st := openStore(t)
+	ctx := context.Background()
+	dead := enqueue(t, st, "hosp", "R2", "1", store.StatusDead)
+	done := enqueue(t, st, "hosp", "R3", "1", store.StatusDone)
+	pending := enqueue(t, st, "hosp", "R1", "1", store.StatusPending)
+	w := &fakeWorker{holds: map[string]time.Time{"hosp": time.Now().Add(time.Hour)}}
+	ops := operator.New(st, []string{"hosp"}, nil, nil)
+	ops.SetWorker(w)
+	for _, id := range []int64{pending, dead} {
+		if err := ops.Retry(ctx, search.AllTenants, id); err != nil {
+			t.Fatalf("Retry(%d) = %v", id, err)
+		}
+		if v, err := ops.Show(ctx, search.AllTenants, id, false); err != nil || v.Status != store.StatusPending ||
+			v.NextAttempt == nil || v.NextAttempt.After(time.Now()) {
+			t.Fatalf("after Retry(%d): %+v %v, want pending and due", id, v, err)
+		}
+	}
+	if len(w.released) != 2 || w.released[0] != "hosp" {
+		t.Errorf("holds released: %v, want hosp twice", w.released)
+	}
+	if kind, _ := outcome.From(ops.Retry(ctx, search.AllTenants, done)); kind != outcome.Conflict {
+		t.Errorf("Retry of a delivered one: %v, want Conflict", kind)
 	}
 }
