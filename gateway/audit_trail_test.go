@@ -577,10 +577,10 @@ func TestOperatorParameters(t *testing.T) {
 	}
 	for _, tc := range []struct{ delivery, query, want string }{
 		{"1", "?payload=true", "delivery 1: 0 attempts; "},
-		{"1", "?payload=true", "payload (the FHIR Bundle) disclosed"},
+		{"1", "?payload=true", "payload (the FHIR Bundle) and the EHR's answers disclosed"},
 		{"1", "?payload=false", "payload not disclosed"},
 		{"1", "", "payload not disclosed"},
-		{"2", "?payload=true", "payload (the FHIR Bundle) disclosed"},
+		{"2", "?payload=true", "payload (the FHIR Bundle) and the EHR's answers disclosed"},
 		{"2", "", "delivery 2: 0 attempts; payload not disclosed"},
 	} {
 		if rec := send(s, "GET", "/admin/deliveries/"+tc.delivery+tc.query, ""); rec.Code != http.StatusOK {
@@ -610,10 +610,19 @@ func TestOperatorParameters(t *testing.T) {
 			t.Errorf("delivery list of %q: AuditEvent %+v; want %q and the patients %v", tc.patient, got, tc.want, tc.patients)
 		}
 	}
-	// A retry names what a read names, refused (not a dead letter) or not;
-	// a replay says how many it queued again.
+	// A retry names what a read names, refused (in flight) or not; a
+	// replay says how many it queued again.
+	if rec := send(s, "POST", "/admin/deliveries/2/retry", ""); rec.Code != http.StatusOK {
+		t.Fatalf("retry of a pending delivery = %d %s", rec.Code, rec.Body)
+	}
+	if got := lastAudit(t, st); !slices.Equal(got.Patients, ingested.Patients) || !slices.Contains(got.Named, audit.SystemDelivery+"|2") {
+		t.Errorf("delivery retry: AuditEvent %+v; want the patient %v and the delivery named", got, ingested.Patients)
+	}
+	if _, err := st.Claim(context.Background(), "ehr", time.Now().Add(time.Second), time.Minute, 10); err != nil {
+		t.Fatal(err)
+	}
 	if rec := send(s, "POST", "/admin/deliveries/2/retry", ""); rec.Code != http.StatusConflict {
-		t.Fatalf("retry of a delivery not dead = %d %s", rec.Code, rec.Body)
+		t.Fatalf("retry of a delivery in flight = %d %s", rec.Code, rec.Body)
 	}
 	if got := lastAudit(t, st); !slices.Equal(got.Patients, ingested.Patients) || !slices.Contains(got.Named, audit.SystemDelivery+"|2") ||
 		!strings.Contains(got.Desc, "delivery-not-dead") {

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"strconv"
 	"strings"
 	"time"
@@ -131,7 +132,7 @@ func deliveryFlags(name string, getenv func(string) string) (*flag.FlagSet, *del
 	fs.StringVar(&d.since, "since", "", "list, replay: from this time: RFC 3339, a date, or a duration before now (24h, 7d)")
 	fs.StringVar(&d.until, "until", "", "list: before this time: RFC 3339, a date, or a duration before now")
 	fs.IntVar(&d.filter.Limit, "limit", operator.DefaultLimit, fmt.Sprintf("list: at most this many (1 to %d)", operator.MaxLimit))
-	d.payload = fs.Bool("payload", false, "show: include the FHIR payload (PHI)")
+	d.payload = fs.Bool("payload", false, "show: include the FHIR payload and the EHR's whole answers (PHI; without it the answers are summarised)")
 	return fs, d
 }
 
@@ -153,4 +154,22 @@ func opError(name string, err error) error {
 		return usageError(name, "--%s", msg)
 	}
 	return &exitError{code: exitCode(kind), msg: fmt.Sprintf("%s: %s", name, msg)}
+}
+
+// warnUnconfigured logs, when serve starts, each destination with
+// deliveries pending that this gateway does not have (renamed or removed
+// from the configuration, or queued by an import with another
+// configuration): no worker sends them, and /readyz marks them
+// notConfigured.
+func warnUnconfigured(ctx context.Context, ops *operator.Service, logger *slog.Logger) {
+	stale, err := ops.Unconfigured(ctx)
+	if err != nil {
+		logger.Warn("delivery: could not check the outbox for destinations not configured", "error", err)
+		return
+	}
+	for _, b := range stale {
+		logger.Warn("delivery: deliveries are pending for a destination that is not configured; nothing sends them "+
+			"until a destination of that name is configured again (deliveries list --destination shows them)",
+			"destination", b.Destination, "pending", b.Pending)
+	}
 }

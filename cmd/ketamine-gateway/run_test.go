@@ -575,7 +575,8 @@ func TestDeliveriesCommand(t *testing.T) {
 		{[]string{"deliveries", "show", id, "--db", db}, 0, `"status": "pending"`},
 		{[]string{"deliveries", "show", "42", "--db", db}, exitNotFound, "no such delivery"},
 		{[]string{"deliveries", "retry", "42", "--db", db}, exitNotFound, "no such delivery"},
-		{[]string{"deliveries", "retry", id, "--db", db}, exitConflict, "only a dead letter can be retried"},
+		// A pending delivery is made due now (a dead letter is queued again).
+		{[]string{"deliveries", "retry", id, "--db", db}, 0, `"status": "pending"`},
 		{[]string{"deliveries", "replay", "--destination", "nosuch", "--since", "1h", "--db", db}, exitUsage, "--destination names no destination; the destinations are ehr"},
 		{[]string{"deliveries", "list", "--destination", "nosuch", "--db", db}, exitUsage, "--destination names no destination; the destinations are ehr"},
 		{[]string{"deliveries", "list", "--destination", "ehr", "--db", db}, 0, `"recordId": "r"`},

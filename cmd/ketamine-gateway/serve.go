@@ -252,6 +252,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return &exitError{code: exitCode(kind), msg: fmt.Sprintf("serve: start: %v", err)}
 	}
 	defer application.Close()
+	if application.Operator != nil {
+		if worker != nil {
+			application.Operator.SetWorker(worker) // /readyz shows a destination on hold; a retry ends it
+		}
+		warnUnconfigured(ctx, application.Operator, logger)
+	}
 	gcfg.App = application
 	if gcfg.Console, err = webConsole(fc, authn != nil, application, logger, getenv); err != nil {
 		return &exitError{code: exitUsage, msg: err.Error()}

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
 
 func TestDestinationValidate(t *testing.T) {
@@ -252,5 +254,29 @@ func TestDestinationAcceptsTenant(t *testing.T) {
 		if got := tc.d.AcceptsTenant(tc.tenant); got != tc.want {
 			t.Errorf("AcceptsTenant(%q) = %v with %v, want %v", tc.tenant, got, tc.d.Filter.Tenants, tc.want)
 		}
+	}
+}
+
+func TestRetryNeverPastTheDeadLetterDeadline(t *testing.T) {
+	created := time.Date(2026, 5, 10, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name       string
+		age        time.Duration // at the attempt
+		retryAfter time.Duration
+		want       time.Duration // next attempt after created
+	}{
+		{"well before", time.Hour, 5 * time.Minute, time.Hour + 5*time.Minute},
+		{"crossing the deadline", 71*time.Hour + 58*time.Minute, 10 * time.Minute, 72 * time.Hour},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := &Worker{opts: WorkerOptions{BackoffBase: time.Second, BackoffMax: 10 * time.Minute, MaxAttempts: 50,
+				MaxAge: 72 * time.Hour, Rand: func() float64 { return 0 }}}
+			d := &destWorker{w: w}
+			res := Result{Outcome: OutcomeRetry, Error: "http 429", RetryAfter: tc.retryAfter}
+			status, next := d.decide(&store.OutboxItem{Created: created, Attempts: 1}, &res, created.Add(tc.age))
+			if status != store.StatusPending || !next.Equal(created.Add(tc.want)) {
+				t.Fatalf("decide = %s, next at +%v; want pending at +%v", status, next.Sub(created), tc.want)
+			}
+		})
 	}
 }

@@ -65,7 +65,9 @@ type WorkerOptions struct {
 	AttemptTimeout time.Duration
 	// BackoffBase and BackoffMax bound the exponential backoff: attempt n
 	// waits a uniformly random time in [0, min(Max, Base*2^(n-1))) (full
-	// jitter), at least the answer's Retry-After (defaults 1s and 10m).
+	// jitter), at least the answer's Retry-After, which is honoured up to
+	// BackoffMax (defaults 1s and 10m). No retry is due after the MaxAge
+	// deadline.
 	BackoffBase, BackoffMax time.Duration
 	// MaxAttempts makes an item dead after that many failed attempts
 	// (default 50); MaxAge after that long since Created (default 72h,
@@ -137,7 +139,8 @@ type destWorker struct {
 	caps       *Capabilities  // nil until read
 	capsFailed bool           // the last capability check failed (its recovery is logged)
 	hold       time.Time      // no claims before (destination-wide failure)
-	streak     int            // consecutive destination-wide failures
+	holdSet    time.Time      // when the current round of failures bumped streak
+	streak     int            // consecutive rounds of destination-wide failures
 }
 
 // NewWorker validates the destinations (unique names), builds their
@@ -253,9 +256,16 @@ func (d *destWorker) run(ctx context.Context) {
 			nextBacklog = now.Add(o.BacklogInterval)
 			d.reportBacklog(ctx)
 		}
-		if hold := d.holdUntil(); now.Before(hold) {
+		hold, probing := d.holdState()
+		free := int64(d.dest.Concurrency) - d.inflight.Load()
+		if probing {
+			// After a hold, one attempt probes the destination; the
+			// others wait for its success (half-open).
+			free = min(free, 1-d.inflight.Load())
+		}
+		if now.Before(hold) {
 			wakeAt = hold
-		} else if free := int64(d.dest.Concurrency) - d.inflight.Load(); free > 0 {
+		} else if free > 0 {
 			items, err := d.w.outbox.Claim(ctx, d.dest.Name, now, o.Lease, int(free))
 			if err != nil && ctx.Err() == nil {
 				o.Logger.Error("delivery: claim failed", "destination", d.dest.Name, "error", err)
@@ -386,10 +396,48 @@ func (d *destWorker) mode() Mode {
 	return d.caps.Mode(d.dest.Mode)
 }
 
-func (d *destWorker) holdUntil() time.Time {
+// holdState returns until when the destination is held and whether it is
+// on probation (failures since the last success).
+func (d *destWorker) holdState() (time.Time, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.hold
+	return d.hold, d.streak > 0
+}
+
+// Release ends the hold of destination (an operator made one of its
+// deliveries due now): the next claim probes it with one attempt, as after
+// a hold that ran out. Returns whether it was held; an unknown name is
+// not.
+func (w *Worker) Release(destination string) bool {
+	for _, d := range w.dests {
+		if d.dest.Name != destination {
+			continue
+		}
+		d.mu.Lock()
+		held := w.opts.Clock.Now().Before(d.hold)
+		d.hold = time.Time{}
+		d.mu.Unlock()
+		if held {
+			w.opts.Logger.Info("delivery: destination hold released by an operator's retry", "destination", destination)
+			signal(d.notify)
+		}
+		return held
+	}
+	return false
+}
+
+// Holds returns, for each destination held after destination-wide
+// failures (429, 503, 401, 3xx, unreachable), until when it is held: no
+// delivery to it is attempted before. Destinations not held are absent.
+func (w *Worker) Holds() map[string]time.Time {
+	now := w.opts.Clock.Now()
+	out := map[string]time.Time{}
+	for _, d := range w.dests {
+		if hold, _ := d.holdState(); now.Before(hold) {
+			out[d.dest.Name] = hold
+		}
+	}
+	return out
 }
 
 // attempt sends one claimed item and records the attempt.
@@ -415,13 +463,21 @@ func (d *destWorker) attempt(ctx context.Context, it *store.OutboxItem) {
 	start := o.Clock.Now()
 	res := d.send(ctx, it)
 	now := o.Clock.Now()
+	if res.RetryAfter > o.BackoffMax {
+		// An absurd Retry-After (a millisecond value, a date far ahead)
+		// would park the record, and hold the destination, for days:
+		// honour it up to the backoff's maximum.
+		o.Logger.Warn("delivery: Retry-After capped", "destination", d.dest.Name, "item", it.ID,
+			"retry_after_s", res.RetryAfter.Seconds(), "cap_s", o.BackoffMax.Seconds())
+		res.RetryAfter = o.BackoffMax
+	}
 	status, next := d.decide(it, &res, now)
 	a := &store.Attempt{ItemID: it.ID, N: it.Attempts + 1, At: start, Duration: now.Sub(start), HTTPStatus: res.HTTPStatus,
 		Outcome: excerpt(res.Body), Error: res.Error}
 	if o.TraceID != nil {
 		a.TraceID = o.TraceID(ctx)
 	}
-	d.track(res, now)
+	d.track(res, start, now)
 	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	err := d.w.outbox.Complete(cctx, a, status, next)
 	ccancel()
@@ -496,7 +552,15 @@ func (d *destWorker) decide(it *store.OutboxItem, res *Result, now time.Time) (s
 		res.Error += fmt.Sprintf(" (gave up after %v)", o.MaxAge)
 		return store.StatusDead, time.Time{}
 	}
-	return store.StatusPending, now.Add(max(d.backoff(n), res.RetryAfter))
+	next := now.Add(max(d.backoff(n), res.RetryAfter))
+	if o.MaxAge > 0 && !it.Created.IsZero() {
+		// Never wait past the dead-letter deadline: the attempt at the
+		// deadline is the last one.
+		if deadline := it.Created.Add(o.MaxAge); next.After(deadline) {
+			next = deadline
+		}
+	}
+	return store.StatusPending, next
 }
 
 // backoff is the full-jitter delay after the n-th consecutive failure.
@@ -510,18 +574,36 @@ func (d *destWorker) backoff(n int) time.Duration {
 }
 
 // track holds the whole destination after a destination-wide failure
-// (backoff over the consecutive such failures, at least the Retry-After)
-// and releases it after a success.
-func (d *destWorker) track(res Result, now time.Time) {
+// (backoff over the consecutive rounds of such failures, at least the
+// Retry-After) and releases it after a success. The attempts that were
+// already running when a round's first failure set the hold are the same
+// round: they do not lengthen the backoff (with concurrency 4, one short
+// outage would otherwise count as 4 failures a round and hold the
+// destination for minutes after it recovered). Holding and resuming are
+// logged, with until when.
+func (d *destWorker) track(res Result, start, now time.Time) {
+	log := d.w.opts.Logger
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	switch {
-	case res.Outcome == OutcomeDone:
-		d.streak, d.hold = 0, time.Time{}
+	case res.Outcome == OutcomeDone || (!res.DestinationWide && d.streak > 0 && start.After(d.holdSet)):
+		// A success, or any other answer to an attempt made after the hold
+		// (the EHR answers again): full concurrency.
+		if d.streak > 0 {
+			log.Info("delivery: destination resumed", "destination", d.dest.Name, "failed_rounds", d.streak)
+		}
+		d.streak, d.hold, d.holdSet = 0, time.Time{}, time.Time{}
 	case res.Outcome == OutcomeRetry && res.DestinationWide:
-		d.streak++
-		if until := now.Add(max(d.backoff(d.streak), res.RetryAfter)); until.After(d.hold) {
+		wait := res.RetryAfter
+		if start.After(d.holdSet) {
+			d.streak++
+			d.holdSet = now
+			wait = max(d.backoff(d.streak), wait)
+		}
+		if until := now.Add(wait); until.After(d.hold) {
 			d.hold = until
+			log.Warn("delivery: destination on hold", "destination", d.dest.Name, "until", until,
+				"failed_rounds", d.streak, "http_status", res.HTTPStatus, "error", res.Error)
 		}
 	}
 }

@@ -80,13 +80,17 @@ func TestRetryAfter(t *testing.T) {
 	}{
 		{"seconds", func(time.Time) string { return "120" }, 120 * time.Second},
 		{"http-date", func(now time.Time) string { return now.Add(300 * time.Second).Format(http.TimeFormat) }, 300 * time.Second},
+		// Beyond the backoff's maximum (10m here): capped there, for the
+		// item and for the destination's hold.
+		{"seconds beyond the maximum", func(time.Time) string { return "999999999" }, 10 * time.Minute},
+		{"http-date beyond the maximum", func(now time.Time) string { return now.AddDate(0, 0, 30).Format(http.TimeFormat) }, 10 * time.Minute},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			forEachBackend(t, func(t *testing.T, ob testOutbox) {
 				ehr := newStubEHR(t)
 				d := testDest("ehr", ehr.base())
 				d.Concurrency = 1
-				h := newHarnessOn(t, ob, []Destination{d}, nil)
+				h := newHarnessOn(t, ob, []Destination{d}, func(o *WorkerOptions) { o.BackoffMax = 10 * time.Minute })
 				ehr.intercept = func(n int, w http.ResponseWriter, r *http.Request, body []byte) bool {
 					if n == 0 {
 						w.Header().Set("Retry-After", tc.value(h.clock.Now()))
@@ -715,4 +719,114 @@ func (s *syncLog) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// syncBuffer is a bytes.Buffer safe for the worker's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestDestinationHold: the concurrent attempts of one outage round count
+// once (the hold is the first backoff step, not the fourth), the hold is
+// logged and shown by Holds with until when, and the first success after
+// it resumes the destination, logged.
+func TestDestinationHold(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, ob testOutbox) {
+		ehr := newStubEHR(t)
+		var logs syncBuffer
+		h := newHarnessOn(t, ob, []Destination{testDest("ehr", ehr.base())}, func(o *WorkerOptions) {
+			o.Logger = slog.New(slog.NewJSONHandler(&logs, nil))
+		})
+		var started sync.WaitGroup
+		started.Add(4)
+		ehr.intercept = func(n int, w http.ResponseWriter, r *http.Request, body []byte) bool {
+			if n < 4 {
+				// The four attempts of the first round run together.
+				started.Done()
+				started.Wait()
+				writeJSON(w, http.StatusServiceUnavailable, outcome("transient", "maintenance"))
+				return true
+			}
+			return false
+		}
+		t0 := h.clock.Now()
+		for _, k := range []string{"kA", "kB", "kC", "kD"} {
+			h.enqueue("ehr", k, sessionBundle("P-"+k, "S-"+k, "completed", false))
+		}
+		h.run()
+		for range 4 {
+			if ev := h.next(); ev.Status != store.StatusPending {
+				t.Fatalf("item %d: %s, want pending", ev.ID, ev.Status)
+			}
+		}
+		// Rand 0.5, base 2s: one round of failures holds for 1s (four
+		// would hold for 8s).
+		if got := h.w.Holds(); !got["ehr"].Equal(t0.Add(time.Second)) {
+			t.Fatalf("Holds() = %v, want ehr until %v", got, t0.Add(time.Second))
+		}
+		if n := strings.Count(logs.String(), `"msg":"delivery: destination on hold"`); n != 1 {
+			t.Fatalf("%d 'destination on hold' lines, want 1:\n%s", n, logs.String())
+		}
+		if !strings.Contains(logs.String(), `"until":"`+t0.Add(time.Second).Format(time.RFC3339)) {
+			t.Errorf("the hold's log line does not say until when:\n%s", logs.String())
+		}
+		if h.w.Release("other") {
+			t.Error("Release(unknown destination) = true")
+		}
+		h.clock.Advance(time.Second)
+		for range 4 {
+			if ev := h.next(); ev.Status != store.StatusDone {
+				t.Fatalf("item %d: %s, want done", ev.ID, ev.Status)
+			}
+		}
+		if got := h.w.Holds(); len(got) != 0 {
+			t.Errorf("Holds() after recovery = %v, want none", got)
+		}
+		if n := strings.Count(logs.String(), `"msg":"delivery: destination resumed"`); n != 1 {
+			t.Errorf("%d 'destination resumed' lines, want 1:\n%s", n, logs.String())
+		}
+	})
+}
+
+// TestReleaseEndsTheHold: an operator's retry ends a destination's hold
+// (Worker.Release), logged.
+func TestReleaseEndsTheHold(t *testing.T) {
+	ehr := newStubEHR(t)
+	ehr.intercept = func(n int, w http.ResponseWriter, r *http.Request, body []byte) bool {
+		w.Header().Set("Retry-After", "3600")
+		writeJSON(w, http.StatusTooManyRequests, outcome("throttled", "slow down"))
+		return true
+	}
+	var logs syncBuffer
+	h := newHarness(t, []Destination{testDest("ehr", ehr.base())}, func(o *WorkerOptions) {
+		o.Logger = slog.New(slog.NewJSONHandler(&logs, nil))
+	})
+	h.enqueue("ehr", "kA", sessionBundle("P-1", "S-1", "completed", false))
+	h.run()
+	h.next()
+	// Retry-After 3600 s, capped at the backoff's maximum (1 min here).
+	if got := h.w.Holds(); !got["ehr"].Equal(h.clock.Now().Add(time.Minute)) {
+		t.Fatalf("Holds() = %v, want ehr for a minute", got)
+	}
+	if !h.w.Release("ehr") || len(h.w.Holds()) != 0 || h.w.Release("ehr") {
+		t.Fatalf("Release: Holds() = %v afterwards, want none", h.w.Holds())
+	}
+	for _, want := range []string{"delivery: Retry-After capped", "delivery: destination hold released by an operator's retry"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("no %q line:\n%s", want, logs.String())
+		}
+	}
 }

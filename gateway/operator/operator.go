@@ -9,6 +9,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
@@ -17,7 +20,8 @@ import (
 )
 
 // View is a delivery as the operator sees it. The payload (the FHIR
-// Bundle, which is PHI) is shown only on request.
+// Bundle) and the EHR's full answers, which are PHI, are shown only on
+// request.
 type View struct {
 	ID          int64           `json:"id"`
 	Destination string          `json:"destination"`
@@ -51,7 +55,9 @@ type AttemptView struct {
 	Outcome    json.RawMessage `json:"ehrResponse,omitempty"`
 }
 
-// NewView converts a stored item (and its attempts) for display.
+// NewView converts a stored item (and its attempts) for display. The
+// payload and the EHR's full answers are PHI: without withPayload the
+// payload is left out and each answer summarised (summarizeAnswer).
 func NewView(it *store.OutboxItem, attempts []*store.Attempt, withPayload bool) View {
 	v := View{ID: it.ID, Destination: it.Destination, Status: it.Status, Kind: it.Kind, Source: it.Source,
 		RecordID: it.RecordID, Version: it.Version, Patient: it.Patient, TraceID: it.TraceID, Attempts: it.Attempts,
@@ -62,8 +68,12 @@ func NewView(it *store.OutboxItem, attempts []*store.Attempt, withPayload bool) 
 	}
 	for _, a := range attempts {
 		av := AttemptView{N: a.N, At: a.At, DurationMS: a.Duration.Milliseconds(), HTTPStatus: a.HTTPStatus, Error: a.Error, TraceID: a.TraceID}
-		if json.Valid(a.Outcome) {
+		switch {
+		case !json.Valid(a.Outcome):
+		case withPayload:
 			av.Outcome = a.Outcome
+		default:
+			av.Outcome = summarizeAnswer(a.Outcome) // PHI-free (ehranswer.go)
 		}
 		v.History = append(v.History, av)
 	}
@@ -80,12 +90,26 @@ type Service struct {
 	notify       func()
 	now          func() time.Time
 	hist         history
+
+	mu     sync.Mutex
+	worker Worker // SetWorker
+}
+
+// Worker is what the service uses of the serving gateway's delivery
+// worker (delivery.Worker).
+type Worker interface {
+	// Holds returns until when each destination on hold is held.
+	Holds() map[string]time.Time
+	// Release ends the hold of a destination.
+	Release(destination string) bool
 }
 
 // New returns the operator service over st; destinations are the names of
-// the delivery destinations configured (none for a command on the
-// database: then those the outbox holds deliveries to); notify (may be
-// nil) wakes the delivery worker after a retry or replay.
+// the delivery destinations configured, non-nil (maybe empty) for a
+// serving gateway; nil for a command on the database, which knows no
+// configuration (then a destination is one the outbox holds deliveries
+// to); notify (may be nil) wakes the delivery worker after a retry or
+// replay.
 func New(st store.Store, destinations []string, notify func(), now func() time.Time) *Service {
 	if now == nil {
 		now = time.Now
@@ -143,23 +167,34 @@ func (s *Service) Show(ctx context.Context, tenant string, id int64, withPayload
 	return NewView(it, attempts, withPayload), nil
 }
 
-// Retry puts a dead letter back in the queue, due now. NotFound as for
-// Show; Conflict when the delivery is not a dead letter.
+// Retry puts a dead letter back in the queue, due now, or makes a pending
+// delivery (waiting for its next attempt, e.g. after a long Retry-After)
+// due now, ending its destination's hold (SetWorker). NotFound as for
+// Show; Conflict when the delivery is in flight or delivered.
 func (s *Service) Retry(ctx context.Context, tenant string, id int64) error {
-	if _, err := s.Show(ctx, tenant, id, false); err != nil {
+	v, err := s.Show(ctx, tenant, id, false)
+	if err != nil {
 		return err
 	}
 	if err := s.store.Retry(ctx, id, s.now()); errors.Is(err, store.ErrNotFound) {
-		return outcome.New(outcome.Conflict, "conflict", "delivery-not-dead", "only a dead letter can be retried")
+		return outcome.New(outcome.Conflict, "conflict", "delivery-not-dead",
+			"only a dead letter or a pending delivery can be retried; this one is in flight or delivered")
 	} else if err != nil {
 		return err
+	}
+	if w := s.deliveryWorker(); w != nil {
+		// Due now means now, also when the destination is on hold.
+		w.Release(v.Destination)
 	}
 	s.notify()
 	return nil
 }
 
-// Replay enqueues again every delivery to dest created at or after since
-// and returns how many. A since in the future is Invalid (CheckSince). It re-sends every tenant's records, so only an
+// Replay enqueues again, for each record delivered to dest, its latest
+// delivery when that is done and was created at or after since
+// (store.Outbox.Replay: not its superseded versions, nor a dead letter)
+// and returns how many. A destination the serving gateway does not have
+// is Invalid. A since in the future is Invalid (CheckSince). It re-sends every tenant's records, so only an
 // all-tenant operator (or the default tenant, development mode) may.
 func (s *Service) Replay(ctx context.Context, tenant, dest string, since time.Time) (int, error) {
 	if dest == "" || since.IsZero() {
@@ -173,6 +208,17 @@ func (s *Service) Replay(ctx context.Context, tenant, dest string, since time.Ti
 	}
 	if err := s.checkDestination(ctx, dest); err != nil {
 		return 0, err
+	}
+	if s.destinations != nil && !slices.Contains(s.destinations, dest) {
+		// Queued for a destination no worker sends to, the copies would
+		// stay pending for ever.
+		msg := "destination is not configured in this gateway, so nothing replayed to it would be sent; "
+		if len(s.destinations) == 0 {
+			msg += "no destination is configured"
+		} else {
+			msg += "the configured destinations are " + strings.Join(s.destinations, ", ")
+		}
+		return 0, ParamInvalid(msg)
 	}
 	n, err := s.store.Replay(ctx, dest, since, s.now())
 	if err != nil {
@@ -196,6 +242,45 @@ type Backlog struct {
 	Pending          int     `json:"backlog"`
 	Dead             int     `json:"dead"`
 	OldestPendingAge float64 `json:"oldestPendingAgeSeconds"`
+	// HeldUntil is set while the destination is on hold after failures
+	// that concern the whole destination (429, 503, 401, unreachable): no
+	// delivery to it is attempted before.
+	HeldUntil *time.Time `json:"heldUntil,omitempty"`
+	// NotConfigured is set for a destination with deliveries pending that
+	// the serving gateway does not have: nothing sends them.
+	NotConfigured bool `json:"notConfigured,omitempty"`
+}
+
+// SetWorker gives the service the serving gateway's delivery worker: Ready
+// shows its holds, and Retry releases the hold of the delivery's
+// destination. Call it before serving.
+func (s *Service) SetWorker(w Worker) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.worker = w
+}
+
+func (s *Service) deliveryWorker() Worker {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.worker
+}
+
+// Unconfigured returns the backlog of the destinations with deliveries
+// pending that the serving gateway does not have (none for a command on
+// the database, which knows no configuration).
+func (s *Service) Unconfigured(ctx context.Context) ([]Backlog, error) {
+	r, err := s.Ready(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []Backlog
+	for _, b := range r.Backlog {
+		if b.NotConfigured {
+			out = append(out, b)
+		}
+	}
+	return out, nil
 }
 
 // Ready checks the database and reports the delivery backlog. Ready is
@@ -210,11 +295,19 @@ func (s *Service) Ready(ctx context.Context) (Readiness, error) {
 	}
 	out := Readiness{Ready: true, Backlog: []Backlog{}}
 	now := s.now()
+	var holds map[string]time.Time
+	if w := s.deliveryWorker(); w != nil {
+		holds = w.Holds()
+	}
 	for _, st := range stats {
 		b := Backlog{Destination: st.Destination, Pending: st.Pending, Dead: st.Dead}
 		if !st.OldestPending.IsZero() {
 			b.OldestPendingAge = now.Sub(st.OldestPending).Seconds()
 		}
+		if until, ok := holds[st.Destination]; ok {
+			b.HeldUntil = &until
+		}
+		b.NotConfigured = s.destinations != nil && st.Pending > 0 && !slices.Contains(s.destinations, st.Destination)
 		out.Backlog = append(out.Backlog, b)
 	}
 	return out, nil

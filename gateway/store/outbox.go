@@ -120,12 +120,16 @@ type Outbox interface {
 	// ErrNotFound if absent. It does not filter by tenant: a caller acting
 	// for one tenant compares the item's Tenant (as before Retry).
 	Delivery(ctx context.Context, id int64) (*OutboxItem, []*Attempt, error)
-	// Retry puts a dead item back to pending, due now; ErrNotFound if it
-	// is not dead.
+	// Retry puts a dead item back to pending, due now, and makes a
+	// pending item (waiting for its next attempt) due now; ErrNotFound if
+	// it is neither (absent, in flight or done).
 	Retry(ctx context.Context, id int64, now time.Time) error
-	// Replay enqueues again every item of destination created at or after
-	// since (as new pending items, of the same tenant) and returns how
-	// many; it spans every tenant.
+	// Replay enqueues again (as new pending items, of the same tenant) the
+	// latest item of each record (tenant and order key) of destination
+	// when that item is done and was created at or after since, and
+	// returns how many; it spans every tenant. Superseded versions, earlier
+	// copies, and records whose latest item is pending, in flight or dead
+	// are not enqueued.
 	Replay(ctx context.Context, destination string, since, now time.Time) (int, error)
 	// Stats reports the backlog per destination, over every tenant.
 	Stats(ctx context.Context) ([]DestinationStats, error)

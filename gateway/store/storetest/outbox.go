@@ -93,17 +93,99 @@ func testOutbox(t *testing.T, s store.Store) {
 	if err := ob.Retry(ctx, b1.ID, now); err != nil {
 		t.Fatal(err)
 	}
-	if err := ob.Retry(ctx, b1.ID, now); !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("Retry of a non-dead item = %v, want ErrNotFound", err)
+	// A pending item (b1 now) is made due now as well.
+	if err := ob.Retry(ctx, b1.ID, now); err != nil {
+		t.Errorf("Retry of a pending item = %v, want nil", err)
+	}
+	for _, id := range []int64{a1.ID, a2.ID} { // done, in flight
+		if err := ob.Retry(ctx, id, now); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("Retry of item %d (done or in flight) = %v, want ErrNotFound", id, err)
+		}
 	}
 	stats, err := ob.Stats(ctx)
 	if err != nil || len(stats) != 2 || stats[0].Destination != "ehr" || stats[0].Pending != 2 || stats[0].OldestPending.IsZero() {
 		t.Fatalf("Stats = %+v %v", stats, err)
 	}
 	n, err := ob.Replay(ctx, "ehr", now.Add(-time.Hour), now)
-	if err != nil || n != 1 { // a1 is done; a2 in flight and b1 pending are not replayed
-		t.Fatalf("Replay = %d %v, want 1", n, err)
+	if err != nil || n != 0 { // a1 is done but superseded by a2, in flight; b1 is pending
+		t.Fatalf("Replay = %d %v, want 0", n, err)
 	}
+}
+
+// testOutboxReplay: a replay re-sends the latest delivered version of each
+// record, once: not its superseded versions (they would roll the EHR
+// back), not the copies of earlier replays, not a record whose latest
+// delivery is a dead letter or still pending.
+func testOutboxReplay(t *testing.T, s store.Store) {
+	ob := store.Outbox(s)
+	ctx := context.Background()
+	var now time.Time // after every enqueue
+	// finish claims it (the earliest live item of its key) and completes it
+	// with status.
+	finish := func(it *store.OutboxItem, status string) {
+		t.Helper()
+		got, err := ob.Claim(ctx, it.Destination, now, time.Minute, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for _, g := range got {
+			if g.ID == it.ID {
+				found = true
+				continue
+			}
+			// Hand the others back: their lease ends at once.
+			if _, err := ob.Renew(ctx, []int64{g.ID}, now.Add(-time.Second)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !found {
+			t.Fatalf("item %d (%s v%s) not claimable; claimed %v", it.ID, it.OrderKey, it.Version, itemIDs(got))
+		}
+		if err := ob.Complete(ctx, &store.Attempt{ItemID: it.ID, At: now}, status, time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	version := func(key, v string) *store.OutboxItem {
+		it := item("ehr", key, "p"+key)
+		it.Version = v
+		enqueue(t, s, it)
+		return it
+	}
+	k1, k2, k3 := version("K", "1"), version("K", "2"), version("K", "3") // all delivered: v3 is replayed
+	l1, l2 := version("L", "1"), version("L", "2")                        // v2 a dead letter: retry it, not replay
+	m1, _ := version("M", "1"), version("M", "2")                         // v2 pending: sent anyway
+	n1 := version("N", "1")                                               // a dead letter only
+	other := item("other", "K", "pK")
+	enqueue(t, s, other)
+	now = time.Now().UTC().Add(time.Millisecond)
+	for _, f := range []struct {
+		it     *store.OutboxItem
+		status string
+	}{{k1, store.StatusDone}, {k2, store.StatusDone}, {k3, store.StatusDone}, {l1, store.StatusDone}, {l2, store.StatusDead},
+		{m1, store.StatusDone}, {n1, store.StatusDead}, {other, store.StatusDone}} {
+		finish(f.it, f.status)
+	}
+	since := now.Add(-time.Hour)
+	replayed := func(want int) *store.OutboxItem {
+		t.Helper()
+		n, err := ob.Replay(ctx, "ehr", since, now)
+		if err != nil || n != want {
+			t.Fatalf("Replay = %d %v, want %d", n, err, want)
+		}
+		if want == 0 {
+			return nil
+		}
+		got, err := ob.Deliveries(ctx, store.DeliveryFilter{Destination: "ehr", Limit: 1})
+		if err != nil || len(got) != 1 || got[0].OrderKey != "K" || got[0].Version != "3" || got[0].Status != store.StatusPending {
+			t.Fatalf("the replayed delivery = %+v %v, want K version 3, pending", got, err)
+		}
+		return got[0]
+	}
+	cp := replayed(1)
+	replayed(0) // the copy is pending: it is the latest, nothing more to send
+	finish(cp, store.StatusDone)
+	replayed(1) // the copy was delivered: replayed once more, not with the originals
 }
 
 // testOutboxLease: a crashed worker's claim is taken over after the lease.

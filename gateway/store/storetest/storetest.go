@@ -72,6 +72,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Include", testInclude},
 		{"RevInclude", testRevInclude},
 		{"Outbox", testOutbox},
+		{"OutboxReplay", testOutboxReplay},
 		{"OutboxLease", testOutboxLease},
 		{"DeliveryFilter", testDeliveryFilter},
 		{"AuditChain", testAuditChain},

@@ -253,7 +253,7 @@ func (s *Store) Delivery(ctx context.Context, id int64) (*store.OutboxItem, []*s
 func (s *Store) Retry(ctx context.Context, id int64, now time.Time) error {
 	return s.write(ctx, func(t *tx) error {
 		n, err := t.c.Exec(t.ctx, s.bind(`UPDATE outbox SET status = 'pending', next_attempt = ?, updated = ?
-			WHERE id = ? AND status = 'dead'`), now.UnixMilli(), now.UnixMilli(), id)
+			WHERE id = ? AND status IN ('dead', 'pending')`), now.UnixMilli(), now.UnixMilli(), id)
 		if err != nil {
 			return fmt.Errorf("%s: retry: %w", s.d.Name, s.err(t.ctx, err))
 		}
@@ -273,10 +273,19 @@ func (s *Store) Replay(ctx context.Context, destination string, since, now time.
 		}
 		ms := now.UnixMilli()
 		var err error
+		// Per record (tenant and order key) only its latest delivery, and
+		// only when that was delivered: an older version would roll the
+		// EHR back, a copy of an earlier replay is the same record again,
+		// a pending one is sent anyway and a dead letter is retried, not
+		// replayed.
 		n, err = t.c.Exec(t.ctx, s.bind(`INSERT INTO outbox (destination, order_key, patient, kind, source, record_id,
 			version, trace_id, payload, status, next_attempt, created, updated, tenant)
-			SELECT destination, order_key, patient, kind, source, record_id, version, trace_id, payload, 'pending', ?, ?, ?, tenant
-			FROM outbox WHERE destination = ? AND created >= ? AND status IN ('done', 'dead') ORDER BY id`),
+			SELECT o.destination, o.order_key, o.patient, o.kind, o.source, o.record_id, o.version, o.trace_id, o.payload,
+				'pending', ?, ?, ?, o.tenant
+			FROM outbox o WHERE o.destination = ? AND o.created >= ? AND o.status = 'done'
+			  AND NOT EXISTS (SELECT 1 FROM outbox l WHERE l.destination = o.destination AND l.order_key = o.order_key
+			                  AND l.tenant = o.tenant AND l.id > o.id)
+			ORDER BY o.id`),
 			ms, ms, ms, s.text(destination), since.UnixMilli())
 		if err != nil {
 			return fmt.Errorf("%s: replay: %w", s.d.Name, s.err(t.ctx, err))

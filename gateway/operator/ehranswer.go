@@ -1,0 +1,111 @@
+package operator
+
+import "encoding/json"
+
+// The EHR's answer to a delivery is PHI as much as the payload: a
+// transaction-response may carry the resources written (an EHR that
+// ignores Prefer: return=minimal), an OperationOutcome may quote the values
+// it refused. Without payload=true an operator sees it summarised to what
+// triage needs and what names no one: the statuses, locations and
+// versions of the entries, and each issue's severity, code, coded details
+// (rule ids) and FHIRPath expression. Diagnostics, texts, displays and
+// resources are left out.
+
+// summarizeAnswer returns the PHI-free summary of an EHR answer (valid
+// JSON), or nil when it is not a FHIR resource.
+func summarizeAnswer(raw []byte) json.RawMessage {
+	var r map[string]any
+	if json.Unmarshal(raw, &r) != nil {
+		return nil
+	}
+	typ, ok := r["resourceType"].(string)
+	if !ok {
+		return nil
+	}
+	out := map[string]any{"resourceType": typ}
+	switch typ {
+	case "Bundle":
+		copyStrings(out, r, "type")
+		var entries []any
+		for _, e := range list(r["entry"]) {
+			resp, _ := mapOf(e)["response"].(map[string]any)
+			if resp == nil {
+				entries = append(entries, map[string]any{})
+				continue
+			}
+			sr := map[string]any{}
+			copyStrings(sr, resp, "status", "location", "etag", "lastModified")
+			if oo := summarizeOutcome(mapOf(resp["outcome"])); oo != nil {
+				sr["outcome"] = oo
+			}
+			entries = append(entries, map[string]any{"response": sr})
+		}
+		if entries != nil {
+			out["entry"] = entries
+		}
+	case "OperationOutcome":
+		out = summarizeOutcome(r)
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		return nil
+	}
+	return b
+}
+
+// summarizeOutcome keeps of an OperationOutcome each issue's severity,
+// code, details.coding (system and code) and expression; nil if r is not
+// one.
+func summarizeOutcome(r map[string]any) map[string]any {
+	if r == nil || r["resourceType"] != "OperationOutcome" {
+		return nil
+	}
+	var issues []any
+	for _, x := range list(r["issue"]) {
+		i := mapOf(x)
+		si := map[string]any{}
+		copyStrings(si, i, "severity", "code")
+		var codings []any
+		for _, c := range list(mapOf(i["details"])["coding"]) {
+			sc := map[string]any{}
+			copyStrings(sc, mapOf(c), "system", "code")
+			codings = append(codings, sc)
+		}
+		if codings != nil {
+			si["details"] = map[string]any{"coding": codings}
+		}
+		var exprs []any
+		for _, e := range list(i["expression"]) {
+			if s, ok := e.(string); ok {
+				exprs = append(exprs, s)
+			}
+		}
+		if exprs != nil {
+			si["expression"] = exprs
+		}
+		issues = append(issues, si)
+	}
+	out := map[string]any{"resourceType": "OperationOutcome"}
+	if issues != nil {
+		out["issue"] = issues
+	}
+	return out
+}
+
+func copyStrings(dst, src map[string]any, keys ...string) {
+	for _, k := range keys {
+		if s, ok := src[k].(string); ok {
+			dst[k] = s
+		}
+	}
+}
+
+func list(v any) []any {
+	l, _ := v.([]any)
+	return l
+}
+
+func mapOf(v any) map[string]any {
+	m, _ := v.(map[string]any)
+	return m
+}

@@ -1,0 +1,192 @@
+package operator_test
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/operator"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
+)
+
+func openStore(t *testing.T) store.Store {
+	t.Helper()
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "gw.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+// enqueue queues one delivery of record (version) to dest and, when
+// status is done or dead, sends it so (claims and completes it).
+func enqueue(t *testing.T, st store.Store, dest, record, version, status string) int64 {
+	t.Helper()
+	ctx := context.Background()
+	it := &store.OutboxItem{Destination: dest, OrderKey: "src|session|" + record, Patient: "src|P", Kind: "session",
+		Source: "src", RecordID: record, Version: version, Payload: []byte(`{}`)}
+	if err := st.Write(ctx, func(tx store.Tx) error { return tx.Enqueue(it) }); err != nil {
+		t.Fatal(err)
+	}
+	if status == store.StatusPending {
+		return it.ID
+	}
+	got, err := st.Claim(ctx, dest, time.Now().Add(time.Second), time.Minute, 1)
+	if err != nil || len(got) != 1 || got[0].ID != it.ID {
+		t.Fatalf("Claim = %v %v, want item %d", got, err, it.ID)
+	}
+	if err := st.Complete(ctx, &store.Attempt{ItemID: it.ID, At: time.Now(), HTTPStatus: 200}, status, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	return it.ID
+}
+
+// TestReadyShowsHoldsAndUnconfiguredDestinations: /readyz's backlog says
+// until when a destination is held, and marks the destinations with
+// deliveries pending that the serving gateway does not have.
+func TestReadyShowsHoldsAndUnconfiguredDestinations(t *testing.T) {
+	st := openStore(t)
+	enqueue(t, st, "hosp", "R1", "1", store.StatusPending)
+	enqueue(t, st, "old", "R2", "1", store.StatusPending)
+	enqueue(t, st, "gone", "R3", "1", store.StatusDone) // nothing pending: nothing lost
+	until := time.Now().Add(time.Minute).UTC()
+	for _, tc := range []struct {
+		name      string
+		dests     []string
+		wantStale []string
+		wantHeld  bool
+	}{
+		{"serving", []string{"hosp"}, []string{"old"}, true},
+		{"a command on the database", nil, nil, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ops := operator.New(st, tc.dests, nil, nil)
+			if tc.dests != nil {
+				ops.SetWorker(&fakeWorker{holds: map[string]time.Time{"hosp": until}})
+			}
+			r, err := ops.Ready(context.Background())
+			if err != nil || !r.Ready {
+				t.Fatalf("Ready = %+v %v", r, err)
+			}
+			var stale []string
+			for _, b := range r.Backlog {
+				if b.NotConfigured {
+					stale = append(stale, b.Destination)
+				}
+				held := b.HeldUntil != nil && b.HeldUntil.Equal(until)
+				if want := tc.wantHeld && b.Destination == "hosp"; held != want {
+					t.Errorf("%s: heldUntil %v, want held %v", b.Destination, b.HeldUntil, want)
+				}
+			}
+			if strings.Join(stale, ",") != strings.Join(tc.wantStale, ",") {
+				t.Errorf("not configured: %v, want %v", stale, tc.wantStale)
+			}
+			got, err := ops.Unconfigured(context.Background())
+			if err != nil || len(got) != len(tc.wantStale) {
+				t.Errorf("Unconfigured = %+v %v, want %v", got, err, tc.wantStale)
+			}
+		})
+	}
+}
+
+// TestReplayRefusesAnUnconfiguredDestination: a serving gateway does not
+// queue a replay that no worker would send; a command on the database,
+// which knows no configuration, replays to any destination delivered to.
+func TestReplayRefusesAnUnconfiguredDestination(t *testing.T) {
+	st := openStore(t)
+	enqueue(t, st, "old", "R1", "1", store.StatusDone)
+	since := time.Now().Add(-time.Hour)
+	ops := operator.New(st, []string{"hosp"}, nil, nil)
+	_, err := ops.Replay(context.Background(), search.AllTenants, "old", since)
+	if kind, issues := outcome.From(err); kind != outcome.Invalid || len(issues) == 0 ||
+		!strings.Contains(issues[0].Message, "not configured in this gateway") || !strings.Contains(issues[0].Message, "hosp") {
+		t.Fatalf("Replay to a destination not configured = %v (%v %+v), want Invalid naming the configured ones", err, kind, issues)
+	}
+	if n, err := operator.New(st, nil, nil, nil).Replay(context.Background(), search.AllTenants, "old", since); err != nil || n != 1 {
+		t.Fatalf("Replay on the database = %d %v, want 1", n, err)
+	}
+}
+
+// TestViewSummarizesTheEHRAnswer: without payload=true the EHR's answer is
+// shown without the resources it returned or the values its
+// OperationOutcome quotes (PHI), keeping statuses, locations and issue
+// codes; with payload=true it is shown whole.
+func TestViewSummarizesTheEHRAnswer(t *testing.T) {
+	const phi = "Quuxfamily900"
+	for _, tc := range []struct {
+		name, answer, want string
+	}{
+		{"transaction-response with resources",
+			`{"resourceType":"Bundle","type":"transaction-response","entry":[{"fullUrl":"x","resource":{"resourceType":"Patient","name":[{"family":"` + phi + `"}]},
+			  "response":{"status":"201 Created","location":"Patient/1/_history/1","etag":"W/\"1\"","outcome":{"resourceType":"OperationOutcome","issue":[{"severity":"information","code":"informational","diagnostics":"created ` + phi + `"}]}}}]}`,
+			`{"entry":[{"response":{"etag":"W/\"1\"","location":"Patient/1/_history/1","outcome":{"issue":[{"code":"informational","severity":"information"}],"resourceType":"OperationOutcome"},"status":"201 Created"}}],"resourceType":"Bundle","type":"transaction-response"}`},
+		{"OperationOutcome quoting values",
+			`{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"invalid","diagnostics":"Patient ` + phi + ` echo",
+			  "details":{"text":"` + phi + `","coding":[{"system":"urn:rules","code":"rule-1","display":"` + phi + `"}]},"expression":["Patient.name[0]"]}]}`,
+			`{"issue":[{"code":"invalid","details":{"coding":[{"code":"rule-1","system":"urn:rules"}]},"expression":["Patient.name[0]"],"severity":"error"}],"resourceType":"OperationOutcome"}`},
+		{"another resource", `{"resourceType":"Patient","name":[{"family":"` + phi + `"}]}`, `{"resourceType":"Patient"}`},
+		{"not a resource", `{"name":"` + phi + `"}`, ``},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			it := &store.OutboxItem{ID: 1, Status: store.StatusDone, Payload: []byte(`{}`)}
+			attempts := []*store.Attempt{{N: 1, HTTPStatus: 200, Outcome: []byte(tc.answer)}}
+			if got := string(operator.NewView(it, attempts, false).History[0].Outcome); got != tc.want {
+				t.Errorf("ehrResponse without payload = %s, want %s", got, tc.want)
+			}
+			if got := string(operator.NewView(it, attempts, true).History[0].Outcome); got != tc.answer {
+				t.Errorf("ehrResponse with payload = %s, want the whole answer", got)
+			}
+		})
+	}
+}
+
+// fakeWorker is a delivery worker's holds.
+type fakeWorker struct {
+	holds    map[string]time.Time
+	released []string
+}
+
+func (w *fakeWorker) Holds() map[string]time.Time { return w.holds }
+
+func (w *fakeWorker) Release(dest string) bool {
+	w.released = append(w.released, dest)
+	_, ok := w.holds[dest]
+	delete(w.holds, dest)
+	return ok
+}
+
+// TestRetryMakesAPendingDeliveryDueNow: retry takes a pending delivery
+// (waiting for its next attempt, maybe a long Retry-After) as well as a
+// dead letter, and ends its destination's hold; one in flight or
+// delivered is a Conflict.
+func TestRetryMakesAPendingDeliveryDueNow(t *testing.T) {
+	st := openStore(t)
+	ctx := context.Background()
+	dead := enqueue(t, st, "hosp", "R2", "1", store.StatusDead)
+	done := enqueue(t, st, "hosp", "R3", "1", store.StatusDone)
+	pending := enqueue(t, st, "hosp", "R1", "1", store.StatusPending)
+	w := &fakeWorker{holds: map[string]time.Time{"hosp": time.Now().Add(time.Hour)}}
+	ops := operator.New(st, []string{"hosp"}, nil, nil)
+	ops.SetWorker(w)
+	for _, id := range []int64{pending, dead} {
+		if err := ops.Retry(ctx, search.AllTenants, id); err != nil {
+			t.Fatalf("Retry(%d) = %v", id, err)
+		}
+		if v, err := ops.Show(ctx, search.AllTenants, id, false); err != nil || v.Status != store.StatusPending ||
+			v.NextAttempt == nil || v.NextAttempt.After(time.Now()) {
+			t.Fatalf("after Retry(%d): %+v %v, want pending and due", id, v, err)
+		}
+	}
+	if len(w.released) != 2 || w.released[0] != "hosp" {
+		t.Errorf("holds released: %v, want hosp twice", w.released)
+	}
+	if kind, _ := outcome.From(ops.Retry(ctx, search.AllTenants, done)); kind != outcome.Conflict {
+		t.Errorf("Retry of a delivered one: %v, want Conflict", kind)
+	}
+}
