@@ -546,7 +546,8 @@ func TestImportCancel(t *testing.T) {
 		time.Sleep(time.Millisecond) // polling a background job, not timing the test
 	}
 	before := provenances()
-	if err := a.Jobs.Cancel(ctx, sc, j.ID); err != nil {
+	csc := auditlog.NewScope("job-cancel", sc.Principal)
+	if err := a.Jobs.Cancel(ctx, csc, j.ID); err != nil {
 		t.Fatal(err)
 	}
 	acknowledged := provenances()
@@ -577,5 +578,8 @@ func TestImportCancel(t *testing.T) {
 	want := fmt.Sprintf("stopped after %d of %d records (up to line %d): %d stored", res.Records, n, res.LastLine, res.Stored)
 	if !strings.Contains(issues[0].Message, want) {
 		t.Errorf("the cancelled job says %q, want it to say %q", issues[0].Message, want)
+	}
+	if !strings.Contains(csc.Description, want) {
+		t.Errorf("the cancel's AuditEvent says %q, want it to say %q", csc.Description, want)
 	}
 }

@@ -244,7 +244,8 @@ const cancelWait = 30 * time.Second
 // is writing, nothing after them) and recorded its final state; a run in
 // another process finds the job cancelled within a Poll, or at its next
 // save. The cancelled job answers Job (with its final state) until it
-// expires, Retention after the cancel.
+// expires, Retention after the cancel; sc's Description (its AuditEvent's)
+// says how far it got.
 func (s *Service) Cancel(ctx context.Context, sc *auditlog.Scope, id string) error {
 	j, err := s.Job(ctx, sc, id)
 	if err != nil {
@@ -268,6 +269,13 @@ func (s *Service) Cancel(ctx context.Context, sc *auditlog.Scope, id string) err
 		case <-r.ended:
 		case <-ctx.Done():
 		case <-t.C:
+		}
+	}
+	// The cancel's AuditEvent says how far the job got (counts, no values).
+	sc.Description = fmt.Sprintf("%s job %s cancelled, its files deleted", j.Kind, j.ID)
+	if cur, err := s.st.Job(ctx, j.ID); err == nil {
+		if _, issues := outcome.From(cancelledError(cur)); len(issues) == 1 {
+			sc.Description = fmt.Sprintf("%s job %s: %s", j.Kind, j.ID, issues[0].Message)
 		}
 	}
 	return nil
