@@ -71,7 +71,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	fs.StringVar(&cfg.instance, "instance", envOr(getenv, "GATEWAY_INSTANCE", defaultInstance()), "this process's name in audit records (GATEWAY_INSTANCE)")
 	fs.Int64Var(&cfg.maxImport, "max-import", gateway.DefaultMaxImportBytes, "body limit of POST /ingest/{kind}/$import in bytes")
 	fs.IntVar(&cfg.jobWorkers, "job-workers", 1, "background jobs (exports, imports, replays) this process runs at once")
-	fs.DurationVar(&cfg.jobRetention, "job-retention", envDuration(getenv, "GATEWAY_JOB_RETENTION", 24*time.Hour),
+	retention, envErr := envDurationFlag(getenv, "GATEWAY_JOB_RETENTION", 24*time.Hour)
+	fs.DurationVar(&cfg.jobRetention, "job-retention", retention,
 		"how long finished jobs and their files (exports, reports) are kept (GATEWAY_JOB_RETENTION)")
 	fs.DurationVar(&cfg.jobLease, "job-lease", 30*time.Second,
 		"a running job's claim, renewed every third of it: the job of a process that died resumes elsewhere after this long")
@@ -81,6 +82,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	if len(pos) > 0 {
 		return usageError("serve", "takes no arguments (use flags)")
+	}
+	set := setFlags(fs)
+	if envErr != nil && !set["job-retention"] {
+		return usageError("serve", "%v", envErr)
+	}
+	if err := checkServeValues(cfg, set); err != nil {
+		return err
 	}
 	proxies, err := parseCIDRs(cfg.trustedProxies)
 	if err != nil {
@@ -436,15 +444,6 @@ func describeDB(db string) string {
 		return abs
 	}
 	return db
-}
-
-// envDuration reads a duration from the environment (def when unset or
-// not a duration; the flag's own parsing reports a bad flag value).
-func envDuration(getenv func(string) string, key string, def time.Duration) time.Duration {
-	if d, err := time.ParseDuration(getenv(key)); err == nil && d > 0 {
-		return d
-	}
-	return def
 }
 
 func envOr(getenv func(string) string, key, def string) string {
