@@ -61,7 +61,7 @@ func checkServeValues(cfg serveConfig, set map[string]bool) error {
 		{"--max-entries", cfg.maxEntries <= 0, "a positive number of Bundle entries"},
 		{"--job-workers", cfg.jobWorkers < 1 || cfg.jobWorkers > maxJobWorkers, fmt.Sprintf("from 1 to %d", maxJobWorkers)},
 		{"--job-retention", cfg.jobRetention <= 0, "a positive duration (24h, 168h)"},
-		{"--job-lease", cfg.jobLease < 3*time.Second, "at least 3s (the lease is renewed every third of it)"},
+		{"--job-lease", cfg.jobLease < time.Second, "at least 1s (the lease is renewed every third of it)"},
 		{"--rate-limit", set["rate-limit"] && (cfg.rateLimit < 0 || math.IsNaN(cfg.rateLimit) || math.IsInf(cfg.rateLimit, 0)),
 			"requests per second, 0 to turn it off"},
 	} {

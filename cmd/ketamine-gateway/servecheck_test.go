@@ -32,7 +32,7 @@ func TestServeRefusesValues(t *testing.T) {
 		{"negative retention", []string{"--job-retention=-1h"}, nil, "--job-retention must be a positive duration"},
 		{"no job workers", []string{"--job-workers", "0"}, nil, "--job-workers must be from 1 to 64"},
 		{"negative job workers", []string{"--job-workers", "-1"}, nil, "--job-workers must be from 1 to 64"},
-		{"zero lease", []string{"--job-lease", "0s"}, nil, "--job-lease must be at least 3s"},
+		{"zero lease", []string{"--job-lease", "0s"}, nil, "--job-lease must be at least 1s"},
 		{"zero body", []string{"--max-body", "0"}, nil, "--max-body must be a positive number of bytes"},
 		{"negative body", []string{"--max-body", "-5"}, nil, "--max-body must be a positive number of bytes"},
 		{"zero import", []string{"--max-import", "0"}, nil, "--max-import must be a positive number of bytes"},
