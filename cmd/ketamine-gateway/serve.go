@@ -198,6 +198,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	case cfg.rateLimit <= 0:
 		gcfg.RateLimit = -1 // off: development mode serves one local user
 	}
+	if bad := unmatchedFilterTenants(fc); len(bad) > 0 {
+		logger.Warn("a delivery destination's filter.tenants names a tenant no configured client belongs to and no "+
+			"issuer names: the destination receives none of its records (a misspelt tenant?); check the destination's "+
+			"filter.tenants against the clients' tenants", "destination_tenants", strings.Join(bad, ", "))
+	}
 	if authn != nil {
 		tenants := map[string]bool{}
 		for _, c := range fc.Auth.Clients {
