@@ -154,6 +154,10 @@ func authServer(fc *fileConfig, getenv func(string) string, replay *replayCache)
 		if err != nil {
 			return nil, errors.New("GATEWAY_TOKEN_SECRET must be base64")
 		}
+		if len(secret) < auth.MinSigningSecret {
+			return nil, fmt.Errorf("GATEWAY_TOKEN_SECRET: %d bytes after base64 decoding, want at least %d: generate one with "+
+				"'head -c 32 /dev/urandom | base64' and give every replica the same", len(secret), auth.MinSigningSecret)
+		}
 		cfg.SigningSecret = secret
 	}
 	s, err := auth.NewServer(cfg)

@@ -3,12 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
 )
 
 // TestServeRefusesValues: out-of-range flag values and environment values
@@ -59,5 +62,23 @@ func TestServeRefusesValues(t *testing.T) {
 				t.Errorf("serve, refused, created its database: %v", err)
 			}
 		})
+	}
+}
+
+// TestTokenSecretTooShort: a GATEWAY_TOKEN_SECRET too short is reported
+// under its own name (not as a --config error about a key the file does
+// not have), saying how to make one, without echoing it.
+func TestTokenSecretTooShort(t *testing.T) {
+	fc := &fileConfig{Auth: &auth.Config{TokenURL: "https://gw/auth/token", Clients: []auth.Client{{ID: "a", Tenant: "t"}}}}
+	secret := base64.StdEncoding.EncodeToString([]byte("0123456789abcdef"))
+	_, err := authServer(fc, func(k string) string {
+		if k == "GATEWAY_TOKEN_SECRET" {
+			return secret
+		}
+		return ""
+	}, &replayCache{})
+	want := "GATEWAY_TOKEN_SECRET: 16 bytes after base64 decoding, want at least 32: generate one with 'head -c 32 /dev/urandom | base64'"
+	if err == nil || !strings.HasPrefix(err.Error(), want) || strings.Contains(err.Error(), secret) {
+		t.Errorf("authServer = %v, want %q", err, want)
 	}
 }
