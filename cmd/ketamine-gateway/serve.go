@@ -232,6 +232,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			// The backlog gauges read the store themselves (RegisterBacklog):
 			// the worker need not query the outbox's stats for OnBacklog.
 			BacklogInterval: -1,
+			// In-flight attempts get the same budget as in-flight requests,
+			// drained at the same time (drain).
+			DrainTimeout: drainBudget,
 		})
 		if err != nil {
 			return &exitError{code: exitUsage, msg: fmt.Sprintf("delivery: %v", err)}
@@ -318,13 +321,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	case <-ctx.Done():
 	}
 	logger.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	sctx, cancel := context.WithTimeout(context.Background(), drainBudget)
 	defer cancel()
-	if err := hs.Shutdown(sctx); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
+	if err := drain(sctx, hs.Shutdown, stopWorker, workerDone); err != nil {
+		return err
 	}
-	stopWorker() // in-flight deliveries finish or are cut off; they stay in the outbox
-	<-workerDone
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
@@ -582,3 +583,23 @@ func (o deliveryObserver) OnAttempt(dest, outcome string, d time.Duration) {
 // OnBacklog implements delivery.Observer (the backlog gauges read the
 // store directly, see RegisterBacklog).
 func (o deliveryObserver) OnBacklog(store.DestinationStats) {}
+
+// drainBudget bounds a graceful stop: in-flight requests and in-flight
+// delivery attempts drain at the same time, each for at most this long,
+// within the 30 s a supervisor (Kubernetes' default grace period, systemd's
+// default is 90 s) gives before SIGKILL.
+const drainBudget = 20 * time.Second
+
+// drain stops serving and delivering at once: the HTTP server drains its
+// requests (shutdownHTTP, until ctx ends) while the delivery worker, told
+// to stop, finishes or cuts off its attempts (they stay in the outbox and
+// are sent again after a restart); it returns when both have.
+func drain(ctx context.Context, shutdownHTTP func(context.Context) error, stopWorker func(), workerDone <-chan error) error {
+	stopWorker()
+	err := shutdownHTTP(ctx)
+	<-workerDone
+	if err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}

@@ -82,3 +82,24 @@ func TestTokenSecretTooShort(t *testing.T) {
 		t.Errorf("authServer = %v, want %q", err, want)
 	}
 }
+
+// TestDrainAtOnce: on SIGTERM the delivery worker is told to stop while
+// the HTTP server drains, not after it, so a stop takes one drain budget,
+// not the HTTP drain plus the worker's.
+func TestDrainAtOnce(t *testing.T) {
+	stopped := make(chan struct{})
+	workerDone := make(chan error, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second) // a guard: both finish at once
+	defer cancel()
+	err := drain(ctx, func(ctx context.Context) error {
+		select {
+		case <-stopped: // the worker is draining meanwhile
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}, func() { close(stopped); workerDone <- nil }, workerDone)
+	if err != nil {
+		t.Errorf("drain = %v, want the HTTP server and the worker drained together", err)
+	}
+}
