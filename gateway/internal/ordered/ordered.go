@@ -61,6 +61,10 @@ func RunUntil[T, R any](ctx context.Context, stop <-chan struct{}, workers int, 
 		defer close(todo)
 		seq := 0
 		produceErr = produce(func(in T) bool {
+			if stopping() {
+				stopped.Store(true)
+				return false // read no further
+			}
 			select {
 			case todo <- item{seq: seq, in: in}:
 				seq++

@@ -128,3 +128,28 @@ func TestRunUntilStops(t *testing.T) {
 		t.Errorf("stop after the last item: RunUntil = %v after %d", err, n)
 	}
 }
+
+// TestRunUntilReadsNoFurther: once stop closes the producer is told to
+// stop at its next item, so a stopped run does not read the rest of its
+// input.
+func TestRunUntilReadsNoFurther(t *testing.T) {
+	stop := make(chan struct{})
+	produced := 0
+	err := RunUntil(context.Background(), stop, 2, func(yield func(int) bool) error {
+		for i := range 100000 {
+			produced++
+			if !yield(i) {
+				return nil
+			}
+		}
+		return nil
+	}, slow, func(r int) error {
+		if r == 0 {
+			close(stop)
+		}
+		return nil
+	})
+	if !errors.Is(err, ErrStopped) || produced > 20 {
+		t.Errorf("RunUntil = %v after producing %d items, want ErrStopped after a few", err, produced)
+	}
+}
