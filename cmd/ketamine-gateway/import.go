@@ -57,7 +57,7 @@ func importCommand(ctx context.Context, args []string, getenv func(string) strin
 		return usageError("import", "--deliver needs delivery destinations: --config FILE (or GATEWAY_EHR_URL)")
 	}
 	if fc, err := readConfig(*configFile); err == nil {
-		if err := importTenantError(fc, *tenant, *deliver, acfg.Routes); err != nil {
+		if err := importTenantError(fc, *kind, *tenant, *deliver, acfg.Routes); err != nil {
 			return err
 		}
 	}

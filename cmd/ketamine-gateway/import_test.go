@@ -215,6 +215,9 @@ func TestImportTenant(t *testing.T) {
 		{"a destination's tenant", []string{"--config", cfg, "--tenant", "clinic-c", "--deliver"}, 0, "0 read"},
 		{"a client's tenant", []string{"--config", cfg, "--tenant", "clinic-b"}, 0, "0 read"},
 		{"development mode", []string{"--config", dev, "--deliver"}, 0, "0 read"},
+		{"no destination for the kind", []string{"--config", writeTemp(t, "k.json", `{"destinations": [{"name": "hosp",
+			"baseUrl": "http://127.0.0.1:1/fhir", "filter": {"kinds": ["vitals"]}}]}`), "--deliver"}, exitUsage,
+			"--deliver: no destination accepts assessment records (their filter.kinds name other kinds)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := append([]string{"import", "--kind", "assessment", "--db", filepath.Join(t.TempDir(), "kg.db")}, tc.args...)

@@ -16,8 +16,10 @@ import (
 // tenant ("", no --tenant) too. An issuer that names no tenant may name
 // any: then every tenant is accepted. Without an auth section (development
 // mode: every client is the default tenant's) nothing is checked. With
-// --deliver, some destination must accept the tenant's records (routes).
-func importTenantError(fc *fileConfig, tenant string, deliver bool, routes []ingest.Route) error {
+// --deliver, some destination must accept records of kind and of the
+// tenant (routes: --config's destinations, and GATEWAY_EHR_URL's, which
+// accepts everything).
+func importTenantError(fc *fileConfig, kind, tenant string, deliver bool, routes []ingest.Route) error {
 	name := fmt.Sprintf("tenant %q", tenant)
 	if tenant == "" {
 		name = "the default tenant (no --tenant)"
@@ -39,6 +41,12 @@ func importTenantError(fc *fileConfig, tenant string, deliver bool, routes []ing
 				"so no client could read the records and no destination would receive them (a forgotten or misspelt "+
 				"--tenant?); nothing was imported; give --tenant, one of: %s", name, known)
 		}
+	}
+	if deliver && len(fc.Destinations) > 0 && len(fc.Destinations) == len(routes) && !slices.ContainsFunc(fc.Destinations, func(dc destinationConfig) bool {
+		return len(dc.Filter.Kinds) == 0 || slices.Contains(dc.Filter.Kinds, kind)
+	}) {
+		return usageError("import", "--deliver: no destination accepts %s records (their filter.kinds name other kinds), "+
+			"so nothing would be delivered; nothing was imported; leave out --deliver to load them without sending them", kind)
 	}
 	if deliver && !slices.ContainsFunc(routes, func(r ingest.Route) bool { return r.AcceptsTenant == nil || r.AcceptsTenant(tenant) }) {
 		return usageError("import", "--deliver: no destination accepts the records of %s (their filter.tenants name other "+
