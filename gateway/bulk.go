@@ -173,7 +173,6 @@ func (s *Server) handleCancelJob(c echo.Context) error {
 	if err := s.app.Jobs.Cancel(c.Request().Context(), sc, c.Param("id")); err != nil {
 		return err
 	}
-	sc.Description = "job " + c.Param("id") + " cancelled, its files deleted"
 	return writeResource(c, http.StatusAccepted, outcome.Information("the job is cancelled and its files are deleted"))
 }
 

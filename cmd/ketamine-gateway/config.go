@@ -154,6 +154,10 @@ func authServer(fc *fileConfig, getenv func(string) string, replay *replayCache)
 		if err != nil {
 			return nil, errors.New("GATEWAY_TOKEN_SECRET must be base64")
 		}
+		if len(secret) < auth.MinSigningSecret {
+			return nil, fmt.Errorf("GATEWAY_TOKEN_SECRET: %d bytes after base64 decoding, want at least %d: generate one with "+
+				"'head -c 32 /dev/urandom | base64' and give every replica the same", len(secret), auth.MinSigningSecret)
+		}
 		cfg.SigningSecret = secret
 	}
 	s, err := auth.NewServer(cfg)
@@ -235,6 +239,11 @@ func (dc destinationConfig) destination(getenv func(string) string) (delivery.De
 		Filter: delivery.Filter{Kinds: dc.Filter.Kinds, Sources: dc.Filter.Sources, Tenants: dc.Filter.Tenants},
 		TLS:    delivery.TLS{CAFile: dc.TLS.CAFile, CertFile: dc.TLS.CertFile, KeyFile: dc.TLS.KeyFile},
 	}
+	for i, k := range dc.Filter.Kinds {
+		if !knownKind(k) {
+			return d, fmt.Errorf("filter.kinds[%d]: %q is not a record kind, so it would never match: the kinds are %s", i, k, kindList())
+		}
+	}
 	if dc.Timeout != "" {
 		t, err := time.ParseDuration(dc.Timeout)
 		if err != nil {
@@ -267,4 +276,31 @@ type replayCache struct{ nonces store.Nonces }
 func (r replayCache) Seen(ctx context.Context, key string, exp time.Time) (bool, error) {
 	first, err := r.nonces.UseNonce(ctx, key, exp)
 	return !first, err
+}
+
+// unmatchedFilterTenants lists, as "destination: tenant", the tenants of
+// the destinations' filter.tenants that no record can be written for by
+// the configured clients: no client belongs to them and no external issuer
+// names them (an issuer that names none may name any: then none is
+// listed); in development mode every request is the default tenant's.
+// Such a destination receives nothing of that tenant (most likely a
+// misspelt tenant, so the real clinic's records go nowhere); records an
+// import stored under the tenant are the exception, hence a warning.
+func unmatchedFilterTenants(fc *fileConfig) []string {
+	tenants, any := authTenants(fc)
+	if any {
+		return nil
+	}
+	if fc.Auth == nil {
+		tenants[""] = true
+	}
+	var out []string
+	for _, dc := range fc.Destinations {
+		for _, t := range dc.Filter.Tenants {
+			if !tenants[t] {
+				out = append(out, fmt.Sprintf("%s: %q", dc.Name, t))
+			}
+		}
+	}
+	return out
 }

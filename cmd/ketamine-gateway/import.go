@@ -56,6 +56,11 @@ func importCommand(ctx context.Context, args []string, getenv func(string) strin
 	if *deliver && ndests == 0 {
 		return usageError("import", "--deliver needs delivery destinations: --config FILE (or GATEWAY_EHR_URL)")
 	}
+	if fc, err := readConfig(*configFile); err == nil {
+		if err := importTenantError(fc, *kind, *tenant, *deliver, acfg.Routes); err != nil {
+			return err
+		}
+	}
 	src, total, closeSrc, err := importSource(ctx, pos[0], stdin)
 	if err != nil {
 		return usageError("import", "%v", err)

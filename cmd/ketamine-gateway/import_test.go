@@ -186,3 +186,42 @@ func TestImportInterruptedWhileWaiting(t *testing.T) {
 		})
 	}
 }
+
+// TestImportTenant: with a --config that registers clients, an import into
+// a tenant no client belongs to and nothing names (a forgotten or misspelt
+// --tenant) is refused before anything is stored, and --deliver needs a
+// destination that accepts the tenant's records.
+func TestImportTenant(t *testing.T) {
+	cfg := writeTemp(t, "c.json", `{"auth": {"tokenUrl": "https://gw/auth/token", "clients": [
+		{"id": "a", "tenant": "clinic-a", "scopes": ["system/*.rs"]},
+		{"id": "b", "tenant": "clinic-b", "scopes": ["system/*.rs"]},
+		{"id": "all", "tenant": "*", "scopes": ["system/*.rs"]}]},
+		"destinations": [{"name": "hosp-a", "baseUrl": "http://127.0.0.1:1/fhir", "filter": {"tenants": ["clinic-a"]}},
+		{"name": "hosp-c", "baseUrl": "http://127.0.0.1:1/fhir", "filter": {"tenants": ["clinic-c"]}}]}`)
+	dev := writeTemp(t, "dev.json", `{"destinations": [{"name": "hosp", "baseUrl": "http://127.0.0.1:1/fhir"}]}`)
+	records := writeTemp(t, "r.ndjson", "")
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"no --tenant", []string{"--config", cfg}, exitUsage,
+			"the default tenant (no --tenant): no client of --config belongs to it and no issuer or destination names it"},
+		{"a misspelt tenant", []string{"--config", cfg, "--tenant", "clinic-aa", "--deliver"}, exitUsage,
+			`tenant "clinic-aa": no client of --config belongs to it and no issuer or destination names it, so no client could read the records and no destination would receive them (a forgotten or misspelt --tenant?); nothing was imported; give --tenant, one of: clinic-a, clinic-b, clinic-c`},
+		{"no destination for the tenant", []string{"--config", cfg, "--tenant", "clinic-b", "--deliver"}, exitUsage,
+			`--deliver: no destination accepts the records of tenant "clinic-b"`},
+		{"a destination's tenant", []string{"--config", cfg, "--tenant", "clinic-c", "--deliver"}, 0, "0 read"},
+		{"a client's tenant", []string{"--config", cfg, "--tenant", "clinic-b"}, 0, "0 read"},
+		{"development mode", []string{"--config", dev, "--deliver"}, 0, "0 read"},
+		{"no destination for the kind", []string{"--config", writeTemp(t, "k.json", `{"destinations": [{"name": "hosp",
+			"baseUrl": "http://127.0.0.1:1/fhir", "filter": {"kinds": ["vitals"]}}]}`), "--deliver"}, exitUsage,
+			"--deliver: no destination accepts assessment records (their filter.kinds name other kinds)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"import", "--kind", "assessment", "--db", filepath.Join(t.TempDir(), "kg.db")}, tc.args...)
+			wantCLI(t, append(args, records), tc.code, tc.want)
+		})
+	}
+}

@@ -71,7 +71,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	fs.StringVar(&cfg.instance, "instance", envOr(getenv, "GATEWAY_INSTANCE", defaultInstance()), "this process's name in audit records (GATEWAY_INSTANCE)")
 	fs.Int64Var(&cfg.maxImport, "max-import", gateway.DefaultMaxImportBytes, "body limit of POST /ingest/{kind}/$import in bytes")
 	fs.IntVar(&cfg.jobWorkers, "job-workers", 1, "background jobs (exports, imports, replays) this process runs at once")
-	fs.DurationVar(&cfg.jobRetention, "job-retention", envDuration(getenv, "GATEWAY_JOB_RETENTION", 24*time.Hour),
+	retention, envErr := envDurationFlag(getenv, "GATEWAY_JOB_RETENTION", 24*time.Hour)
+	fs.DurationVar(&cfg.jobRetention, "job-retention", retention,
 		"how long finished jobs and their files (exports, reports) are kept (GATEWAY_JOB_RETENTION)")
 	fs.DurationVar(&cfg.jobLease, "job-lease", 30*time.Second,
 		"a running job's claim, renewed every third of it: the job of a process that died resumes elsewhere after this long")
@@ -81,6 +82,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	if len(pos) > 0 {
 		return usageError("serve", "takes no arguments (use flags)")
+	}
+	set := setFlags(fs)
+	if envErr != nil && !set["job-retention"] {
+		return usageError("serve", "%v", envErr)
+	}
+	if err := checkServeValues(cfg, set); err != nil {
+		return err
 	}
 	proxies, err := parseCIDRs(cfg.trustedProxies)
 	if err != nil {
@@ -190,6 +198,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	case cfg.rateLimit <= 0:
 		gcfg.RateLimit = -1 // off: development mode serves one local user
 	}
+	if bad := unmatchedFilterTenants(fc); len(bad) > 0 {
+		logger.Warn("a delivery destination's filter.tenants names a tenant no configured client belongs to and no "+
+			"issuer names: the destination receives none of its records (a misspelt tenant?); check the destination's "+
+			"filter.tenants against the clients' tenants", "destination_tenants", strings.Join(bad, ", "))
+	}
 	if authn != nil {
 		tenants := map[string]bool{}
 		for _, c := range fc.Auth.Clients {
@@ -219,6 +232,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			// The backlog gauges read the store themselves (RegisterBacklog):
 			// the worker need not query the outbox's stats for OnBacklog.
 			BacklogInterval: -1,
+			// In-flight attempts get the same budget as in-flight requests,
+			// drained at the same time (drain).
+			DrainTimeout: drainBudget,
 		})
 		if err != nil {
 			return &exitError{code: exitUsage, msg: fmt.Sprintf("delivery: %v", err)}
@@ -311,13 +327,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	case <-ctx.Done():
 	}
 	logger.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	sctx, cancel := context.WithTimeout(context.Background(), drainBudget)
 	defer cancel()
-	if err := hs.Shutdown(sctx); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
+	if err := drain(sctx, hs.Shutdown, stopWorker, workerDone); err != nil {
+		return err
 	}
-	stopWorker() // in-flight deliveries finish or are cut off; they stay in the outbox
-	<-workerDone
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
@@ -442,15 +456,6 @@ func describeDB(db string) string {
 		return abs
 	}
 	return db
-}
-
-// envDuration reads a duration from the environment (def when unset or
-// not a duration; the flag's own parsing reports a bad flag value).
-func envDuration(getenv func(string) string, key string, def time.Duration) time.Duration {
-	if d, err := time.ParseDuration(getenv(key)); err == nil && d > 0 {
-		return d
-	}
-	return def
 }
 
 func envOr(getenv func(string) string, key, def string) string {
@@ -584,3 +589,23 @@ func (o deliveryObserver) OnAttempt(dest, outcome string, d time.Duration) {
 // OnBacklog implements delivery.Observer (the backlog gauges read the
 // store directly, see RegisterBacklog).
 func (o deliveryObserver) OnBacklog(store.DestinationStats) {}
+
+// drainBudget bounds a graceful stop: in-flight requests and in-flight
+// delivery attempts drain at the same time, each for at most this long,
+// within the 30 s a supervisor (Kubernetes' default grace period, systemd's
+// default is 90 s) gives before SIGKILL.
+const drainBudget = 20 * time.Second
+
+// drain stops serving and delivering at once: the HTTP server drains its
+// requests (shutdownHTTP, until ctx ends) while the delivery worker, told
+// to stop, finishes or cuts off its attempts (they stay in the outbox and
+// are sent again after a restart); it returns when both have.
+func drain(ctx context.Context, shutdownHTTP func(context.Context) error, stopWorker func(), workerDone <-chan error) error {
+	stopWorker()
+	err := shutdownHTTP(ctx)
+	<-workerDone
+	if err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}

@@ -104,3 +104,7 @@ func (c *Config) UnmarshalJSON(b []byte) error {
 	}
 	return nil
 }
+
+// MinSigningSecret is the shortest Config.SigningSecret NewServer
+// accepts, in bytes.
+const MinSigningSecret = minSecretLen

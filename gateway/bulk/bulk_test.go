@@ -24,6 +24,7 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/bulk"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/jobs"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
@@ -501,4 +502,84 @@ func seed(t testing.TB, st store.Store, typ string, n int, doc func(i int) map[s
 func itoa(i int) string {
 	b, _ := json.Marshal(i)
 	return string(b)
+}
+
+// TestImportCancel: DELETE of a running import stops it at a record
+// boundary. When Cancel returns, nothing more is stored; the records
+// stored between the cancel's call and its return are at most those in
+// flight; and the cancelled job answers its final counts, which are the
+// store's.
+func TestImportCancel(t *testing.T) {
+	a, st := newApp(t, 1<<20)
+	raw, err := os.ReadFile("../../schemas/examples/assessment/phq9-total-only.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tmpl map[string]any
+	_ = json.Unmarshal(raw, &tmpl)
+	const n = 1000
+	var body strings.Builder
+	for i := range n {
+		tmpl["source"].(map[string]any)["recordId"] = fmt.Sprintf("cancel-r%04d", i)
+		tmpl["patient"].(map[string]any)["id"] = fmt.Sprintf("cancel-p%04d", i)
+		b, _ := json.Marshal(tmpl)
+		body.Write(b)
+		body.WriteByte('\n')
+	}
+	ctx := context.Background()
+	provenances := func() int {
+		vs, _, err := st.History(ctx, store.HistoryQuery{Type: "Provenance", Count: 2 * n})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(vs)
+	}
+	sc := auditlog.NewScope("ingest", &auth.Principal{ClientID: "c", Scopes: auth.ParseScopes(auth.ScopeIngest)})
+	j, err := a.Bulk.SubmitImport(ctx, sc, "assessment", false, strings.NewReader(body.String()), 1<<30, "https://gw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(time.Minute); provenances() < 20; {
+		if time.Now().After(deadline) {
+			t.Fatal("the import stored nothing in a minute")
+		}
+		time.Sleep(time.Millisecond) // polling a background job, not timing the test
+	}
+	before := provenances()
+	csc := auditlog.NewScope("job-cancel", sc.Principal)
+	if err := a.Jobs.Cancel(ctx, csc, j.ID); err != nil {
+		t.Fatal(err)
+	}
+	acknowledged := provenances()
+	_, err = a.Jobs.Job(ctx, sc, j.ID)
+	kind, issues := outcome.From(err)
+	if kind != outcome.NotFound || len(issues) != 1 || issues[0].Rule != "job-cancelled" {
+		t.Fatalf("Job after the cancel = %v, want not-found job-cancelled", err)
+	}
+	a.Close() // every goroutine of the runner has returned: what is stored now is final
+	final := provenances()
+	cur, err := st.Job(ctx, j.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res bulk.ImportResult
+	if err := json.Unmarshal(cur.Result, &res); err != nil {
+		t.Fatalf("the cancelled job's result %q: %v", cur.Result, err)
+	}
+	if final != acknowledged {
+		t.Errorf("%d records stored after the cancel was acknowledged, want none", final-acknowledged)
+	}
+	if acknowledged-before > 3*4 {
+		t.Errorf("%d records stored while the cancel was made, want at most the 4 workers' records in flight", acknowledged-before)
+	}
+	if !res.Cancelled || res.Stored != int64(final) || res.Records != res.Stored || res.Records >= n || res.LastLine != res.Records {
+		t.Errorf("cancelled import's result %+v, with %d records stored: want cancelled, its counts the store's, stopped before line %d", res, final, n)
+	}
+	want := fmt.Sprintf("stopped after %d of %d records (up to line %d): %d stored", res.Records, n, res.LastLine, res.Stored)
+	if !strings.Contains(issues[0].Message, want) {
+		t.Errorf("the cancelled job says %q, want it to say %q", issues[0].Message, want)
+	}
+	if !strings.Contains(csc.Description, want) {
+		t.Errorf("the cancel's AuditEvent says %q, want it to say %q", csc.Description, want)
+	}
 }

@@ -34,7 +34,16 @@ type ImportOptions struct {
 	// record before that; an error of Rejected stops the import.
 	Done     func(ImportCounts)
 	Rejected func(Rejection) error
+	// Stop, when it closes, stops the import at a record boundary: no
+	// record is started after that (not those read ahead either), the
+	// records being stored complete and are counted, and Import returns
+	// ErrStopped with the counts of every record it stored or rejected.
+	Stop <-chan struct{}
 }
+
+// ErrStopped is returned by Import when ImportOptions.Stop closed before
+// every record was done.
+var ErrStopped = ordered.ErrStopped
 
 // ImportCounts counts an import's records.
 type ImportCounts struct {
@@ -42,6 +51,9 @@ type ImportCounts struct {
 	// AlreadyStored were stored before (a record version sent again:
 	// nothing written); Rejected broke a rule and changed nothing.
 	Records, Stored, AlreadyStored, Rejected int64
+	// Line is the input line of the last record done (0 for records of
+	// files in an archive).
+	Line int64 `json:",omitempty"`
 }
 
 // Rejection is one rejected record of an import report: where it is and
@@ -90,7 +102,7 @@ func (s *Service) Import(ctx context.Context, sc *auditlog.Scope, src Source, op
 		again bool
 		err   error
 	}
-	err := ordered.Run(ctx, workers, func(yield func(Record) bool) error {
+	err := ordered.RunUntil(ctx, opts.Stop, workers, func(yield func(Record) bool) error {
 		for skipped := int64(0); ; {
 			rec, err := src.Next()
 			switch {
@@ -143,6 +155,7 @@ func (s *Service) account(counts *ImportCounts, rec Record, again bool, err erro
 		}
 	}
 	counts.Records++
+	counts.Line = max(counts.Line, rec.Line)
 	if err == nil {
 		if again {
 			counts.AlreadyStored++

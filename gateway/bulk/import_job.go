@@ -49,8 +49,16 @@ type ImportResult struct {
 	AlreadyStored int64 `json:"alreadyStored"`
 	Rejected      int64 `json:"rejected"`
 	// Report is the URL of the report of rejected records (none when no
-	// record was rejected).
+	// record was rejected, or the import was cancelled: its files are
+	// deleted).
 	Report string `json:"report,omitempty"`
+	// Cancelled is set when the client cancelled the import: it stopped
+	// after LastLine, the input line of the last record it stored or
+	// rejected (the records counted here are every record it stored, no
+	// record after them was), and Summary says so in words.
+	Cancelled bool   `json:"cancelled,omitempty"`
+	LastLine  int64  `json:"lastLine,omitempty"`
+	Summary   string `json:"summary,omitempty"`
 }
 
 // errNotNDJSON refuses a body that is one JSON document (Shape), as the
@@ -162,6 +170,9 @@ func (s *Service) runImport(ctx context.Context, run *jobs.Run) ([]byte, error) 
 	}()
 	defer func() { pr.Close(); <-feed }()
 
+	// A cancel stops the import after the records being stored (never in
+	// the middle of one's transaction); its counts are then its result.
+	stop := run.Cancelled()
 	base := cp.Counts
 	save := func() error {
 		parts := cp.Report.Take()
@@ -174,21 +185,29 @@ func (s *Service) runImport(ctx context.Context, run *jobs.Run) ([]byte, error) 
 	var since int64
 	var saveErr error
 	_, err := s.Import(ctx, sc, NDJSON(pr, s.cfg.MaxRecordBytes), ImportOptions{
-		Kind: req.Kind, Deliver: req.Deliver, Skip: base.Records, RunID: run.Job.ID,
+		Kind: req.Kind, Deliver: req.Deliver, Skip: base.Records, RunID: run.Job.ID, Stop: stop,
 		Rejected: func(r Rejection) error { return cp.Report.WriteLine(r) },
 		Done: func(c ImportCounts) {
 			cp.Counts = ImportCounts{Records: base.Records + c.Records, Stored: base.Stored + c.Stored,
-				AlreadyStored: base.AlreadyStored + c.AlreadyStored, Rejected: base.Rejected + c.Rejected}
+				AlreadyStored: base.AlreadyStored + c.AlreadyStored, Rejected: base.Rejected + c.Rejected,
+				Line: max(base.Line, c.Line)}
 			run.Progress(cp.Counts.Records, total)
 			if since++; since >= 200 || cp.Report.Len() >= s.cfg.PartBytes {
 				since = 0
-				if err := save(); err != nil {
+				if err := save(); err != nil && !errors.Is(err, jobs.ErrCancelled) {
 					saveErr = err // lost, or the database failed: the import stops
 					cancel()
-				}
+				} // cancelled: stop closed, the import stops at the next record
 			}
 		},
 	})
+	select {
+	case <-stop:
+		if saveErr == nil && (err == nil || errors.Is(err, ErrStopped)) {
+			return json.Marshal(cancelledResult(req.Kind, cp.Counts, total))
+		}
+	default:
+	}
 	if saveErr != nil {
 		return nil, saveErr
 	}
@@ -204,4 +223,21 @@ func (s *Service) runImport(ctx context.Context, run *jobs.Run) ([]byte, error) 
 		res.Report = jobs.FileURL(req.Base, run.Job.ID, importReport)
 	}
 	return json.Marshal(res)
+}
+
+// cancelledResult is the final state of an import cancelled after counts
+// (of total records, -1 unknown).
+func cancelledResult(kind mapping.Kind, c ImportCounts, total int64) ImportResult {
+	of := ""
+	if total >= 0 {
+		of = fmt.Sprintf(" of %d", total)
+	}
+	at := ""
+	if c.Line > 0 {
+		at = fmt.Sprintf(" (up to line %d)", c.Line)
+	}
+	return ImportResult{Kind: kind, Records: c.Records, Stored: c.Stored, AlreadyStored: c.AlreadyStored,
+		Rejected: c.Rejected, Cancelled: true, LastLine: c.Line,
+		Summary: fmt.Sprintf("the import stopped after %d%s records%s: %d stored, %d already stored, %d rejected; "+
+			"no record after those was imported", c.Records, of, at, c.Stored, c.AlreadyStored, c.Rejected)}
 }

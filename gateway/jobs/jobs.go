@@ -22,6 +22,7 @@ package jobs
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -84,6 +85,7 @@ type Service struct {
 	done    chan struct{}
 	wake    chan struct{}
 	running sync.WaitGroup
+	active  map[string]*Run // the runs of this process, by job id
 }
 
 // New returns a Service. It does no I/O and starts nothing: see Start.
@@ -149,8 +151,13 @@ var (
 	// export's PatientsFile or an import's input, are never served).
 	ErrFileUnknown = outcome.New(outcome.NotFound, "not-found", "job-file-unknown", "the job has no such file")
 	// ErrLost is returned by Run.Save once the job is no longer this
-	// runner's (cancelled, or claimed by another process).
+	// runner's (claimed by another process, or cancelled when the
+	// handler does not watch Run.Cancelled).
 	ErrLost = errors.New("the job is no longer this runner's")
+	// ErrCancelled is returned by Run.Save once the job is cancelled and
+	// its handler watches Run.Cancelled: nothing was written, and the
+	// handler stops at its next item.
+	ErrCancelled = errors.New("the job was cancelled")
 	// errShutdown ends the jobs of a runner that is closing.
 	errShutdown = errors.New("the runner is closing")
 )
@@ -189,8 +196,10 @@ func (s *Service) Queue(ctx context.Context, id string, total int64) error {
 }
 
 // Job returns the caller's job: ErrUnknown for a job that is not the
-// caller's (another client or tenant), was cancelled or has expired (even
-// if not purged yet).
+// caller's (another client or tenant) or has expired (even if not purged
+// yet); for a cancelled one, until it expires, a not-found error (rule
+// job-cancelled, as the Bulk Data specification has a deleted job's status
+// answer 404) whose message says how far the job got.
 func (s *Service) Job(ctx context.Context, sc *auditlog.Scope, id string) (*store.Job, error) {
 	j, err := s.st.Job(ctx, id)
 	switch {
@@ -198,30 +207,78 @@ func (s *Service) Job(ctx context.Context, sc *auditlog.Scope, id string) (*stor
 		return nil, ErrUnknown
 	case err != nil:
 		return nil, err
-	case j.Tenant != sc.TenantOf() || j.Owner != sc.ClientID || j.Status == store.JobCancelled:
+	case j.Tenant != sc.TenantOf() || j.Owner != sc.ClientID:
 		return nil, ErrUnknown
 	case !j.Expires.IsZero() && !s.cfg.Now().Before(j.Expires):
 		return nil, ErrUnknown
+	case j.Status == store.JobCancelled:
+		return nil, cancelledError(j)
 	}
 	return j, nil
 }
 
+// cancelledError answers for a cancelled job: 404 with its final state,
+// as its handler summed it up (its result's "summary"), or its progress
+// as last saved.
+func cancelledError(j *store.Job) error {
+	msg := "the job was cancelled by its client (DELETE) and its files deleted"
+	var res struct{ Summary string }
+	switch {
+	case len(j.Result) > 0 && json.Unmarshal(j.Result, &res) == nil && res.Summary != "":
+		msg += ": " + res.Summary
+	case j.Done > 0:
+		msg += fmt.Sprintf("; %d items were done when it was last saved", j.Done)
+	}
+	return outcome.New(outcome.NotFound, "not-found", "job-cancelled", msg)
+}
+
+// cancelWait bounds how long Cancel waits for this process's run of the
+// job to stop (it stops after the item it is writing).
+const cancelWait = 30 * time.Second
+
 // Cancel cancels the caller's job, running or ended (a client deletes a
 // finished export this way, as the Bulk Data specification has it), and
-// deletes its files: ErrUnknown as for Job. A runner of the job stops at
-// its next save.
+// deletes its files: ErrUnknown as for Job, and the job-cancelled error
+// for a job cancelled already. A run of the job in this process is told at
+// once and Cancel returns once it has stopped (it completes the items it
+// is writing, nothing after them) and recorded its final state; a run in
+// another process finds the job cancelled within a Poll, or at its next
+// save. The cancelled job answers Job (with its final state) until it
+// expires, Retention after the cancel; sc's Description (its AuditEvent's)
+// says how far it got.
 func (s *Service) Cancel(ctx context.Context, sc *auditlog.Scope, id string) error {
 	j, err := s.Job(ctx, sc, id)
 	if err != nil {
 		return err
 	}
-	// The cancelled job's row stays for a lease (its runner finds it
-	// cancelled), answering ErrUnknown like a purged one.
-	err = s.st.CancelJob(ctx, j.ID, s.cfg.Now().Add(s.cfg.Lease))
+	err = s.st.CancelJob(ctx, j.ID, s.cfg.Now().Add(s.cfg.Retention))
 	if errors.Is(err, store.ErrNotFound) {
 		return ErrUnknown
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	r := s.active[j.ID]
+	s.mu.Unlock()
+	if r != nil {
+		r.cancel()
+		t := time.NewTimer(cancelWait)
+		defer t.Stop()
+		select {
+		case <-r.ended:
+		case <-ctx.Done():
+		case <-t.C:
+		}
+	}
+	// The cancel's AuditEvent says how far the job got (counts, no values).
+	sc.Description = fmt.Sprintf("%s job %s cancelled, its files deleted", j.Kind, j.ID)
+	if cur, err := s.st.Job(ctx, j.ID); err == nil {
+		if _, issues := outcome.From(cancelledError(cur)); len(issues) == 1 {
+			sc.Description = fmt.Sprintf("%s job %s: %s", j.Kind, j.ID, issues[0].Message)
+		}
+	}
+	return nil
 }
 
 // PatientsFile is the number of the companion file of a job's file n

@@ -4,8 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -142,9 +145,15 @@ func TestRunsOnceForItsOwner(t *testing.T) {
 	if err := s.Cancel(ctx, alice, j.ID); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Job(ctx, alice, j.ID); !errors.Is(err, ErrUnknown) {
-		t.Errorf("Job after delete = %v, want ErrUnknown", err)
+	if _, err := s.Job(ctx, alice, j.ID); !isCancelled(err) {
+		t.Errorf("Job after delete = %v, want not-found job-cancelled", err)
 	}
+}
+
+// isCancelled: err is the answer for a cancelled job (404, job-cancelled).
+func isCancelled(err error) bool {
+	kind, _ := outcome.From(err)
+	return kind == outcome.NotFound && slices.Contains(outcome.Rules(err), "job-cancelled")
 }
 
 func TestCancelStopsTheHandler(t *testing.T) {
@@ -174,30 +183,106 @@ func TestCancelStopsTheHandler(t *testing.T) {
 	if err := s.Cancel(ctx, sc, j.ID); err != nil {
 		t.Fatal(err)
 	}
-	// One more step: its save is refused and the handler stops.
-	select {
-	case gate <- struct{}{}:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the handler stopped waiting for its next step")
-	}
+	// Cancel returned once the handler had stopped: its context ended, it
+	// took no further step.
 	select {
 	case err := <-returned:
-		if !errors.Is(err, ErrLost) {
-			t.Errorf("the handler of the cancelled job returned %v, want ErrLost", err)
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("the handler of the cancelled job returned %v, want context.Canceled", err)
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the handler of the cancelled job did not stop")
+	default:
+		t.Fatal("Cancel returned before the handler of the cancelled job stopped")
 	}
 	raw, err := st.Job(ctx, j.ID)
-	if err != nil || raw.Status != store.JobCancelled || raw.Done > 3 {
+	if err != nil || raw.Status != store.JobCancelled || raw.Done != 2 {
 		t.Errorf("after cancel: %+v, %v", raw, err)
 	}
 	n := 0
 	if err := st.JobFile(ctx, j.ID, 1, func([]byte) error { n++; return nil }); err != nil || n != 0 {
 		t.Errorf("files survive the cancel: %d parts, %v", n, err)
 	}
-	if _, err := s.Job(ctx, sc, j.ID); !errors.Is(err, ErrUnknown) {
-		t.Errorf("Job after cancel = %v, want ErrUnknown", err)
+	_, err = s.Job(ctx, sc, j.ID)
+	if _, issues := outcome.From(err); !isCancelled(err) || !strings.Contains(issues[0].Message, "2 items were done") {
+		t.Errorf("Job after cancel = %v, want job-cancelled saying 2 items were done", err)
+	}
+}
+
+// TestCancelGraceful: a handler that watches Run.Cancelled finishes the
+// item it is on, starts no other, and its final state is what the
+// cancelled job answers; a cancel made by another process (which does not
+// run the job) reaches the run too.
+func TestCancelGraceful(t *testing.T) {
+	for _, where := range []string{"this process", "another process"} {
+		t.Run(where, func(t *testing.T) {
+			st := openStore(t)
+			var steps atomic.Int32
+			inStep := make(chan struct{})
+			release := make(chan struct{})
+			s := New(Config{Store: st, Poll: 10 * time.Millisecond, Lease: time.Hour, Handlers: map[string]Handler{
+				"steps": func(ctx context.Context, run *Run) ([]byte, error) {
+					stop := run.Cancelled()
+					for {
+						select {
+						case <-stop:
+							return json.Marshal(map[string]string{"summary": fmt.Sprintf("stopped after %d steps", steps.Load())})
+						default:
+						}
+						select {
+						case inStep <- struct{}{}:
+						case <-stop:
+							return json.Marshal(map[string]string{"summary": fmt.Sprintf("stopped after %d steps", steps.Load())})
+						}
+						<-release // the step is being written: a cancel waits for it
+						if ctx.Err() != nil {
+							return nil, ctx.Err()
+						}
+						steps.Add(1)
+					}
+				}}})
+			s.Start()
+			defer s.Close()
+			ctx := context.Background()
+			sc := caller("alice", "")
+			j, _ := s.Submit(ctx, sc, "steps", []byte(`{}`), false)
+			<-inStep
+			release <- struct{}{}
+			<-inStep // in its second step
+			canceller := s
+			if where == "another process" {
+				canceller = New(Config{Store: st})
+			}
+			cancelled := make(chan error, 1)
+			go func() { cancelled <- canceller.Cancel(ctx, sc, j.ID) }()
+			if where == "this process" {
+				select {
+				case err := <-cancelled:
+					t.Fatalf("Cancel returned (%v) while the handler was in a step", err)
+				default:
+				}
+			} else if err := <-cancelled; err != nil {
+				t.Fatal(err)
+			}
+			release <- struct{}{} // the step completes
+			if where == "this process" {
+				if err := <-cancelled; err != nil {
+					t.Fatal(err)
+				}
+			}
+			var err error
+			for deadline := time.Now().Add(20 * time.Second); ; {
+				_, err = s.Job(ctx, sc, j.ID)
+				if _, issues := outcome.From(err); isCancelled(err) && strings.Contains(issues[0].Message, "stopped after") {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("Job after cancel = %v, want job-cancelled with the handler's summary", err)
+				}
+				time.Sleep(5 * time.Millisecond) // polling a background job, not timing the test
+			}
+			if _, issues := outcome.From(err); !strings.Contains(issues[0].Message, "stopped after 2 steps") || steps.Load() != 2 {
+				t.Errorf("Job after cancel = %v after %d steps, want 2 steps: the one in progress completes, no other starts", err, steps.Load())
+			}
+		})
 	}
 }
 

@@ -27,6 +27,60 @@ type Run struct {
 	done, total atomic.Int64
 	mu          sync.Mutex // one save at a time
 	lost        context.CancelCauseFunc
+
+	// stop closes when the job is cancelled; a handler that watches it
+	// (Cancelled) stops at its next item and returns its final state,
+	// any other has its context ended.
+	stop     chan struct{}
+	stopOnce sync.Once
+	graceful atomic.Bool
+	// ended closes once the run's end is recorded.
+	ended chan struct{}
+}
+
+// Cancelled returns a channel that closes when the job is cancelled (its
+// client's DELETE, in this process or another). A handler that calls it
+// takes over its cancellation: its context is no longer ended by a cancel,
+// so that what it is writing completes; it must stop starting work once
+// the channel closes and return its final state as its result (kept, as
+// the cancelled job's, until the job expires). Other handlers have their
+// context ended by a cancel.
+func (r *Run) Cancelled() <-chan struct{} {
+	r.graceful.Store(true)
+	return r.stop
+}
+
+// cancel tells the handler its job was cancelled.
+func (r *Run) cancel() {
+	r.stopOnce.Do(func() { close(r.stop) })
+	if !r.graceful.Load() {
+		r.lost(ErrLost)
+	}
+}
+
+// cancelled reports whether the job was cancelled while it ran.
+func (r *Run) cancelled() bool {
+	select {
+	case <-r.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// fenced handles a write refused because the job is no longer this
+// runner's: a cancelled job is cancelled (ErrCancelled), any other is
+// lost (ErrLost: another process claimed it).
+func (r *Run) fenced(ctx context.Context) error {
+	if j, err := r.s.st.Job(ctx, r.Job.ID); err == nil && j.Status == store.JobCancelled && j.Claim == r.claim {
+		r.cancel()
+		if r.graceful.Load() {
+			return ErrCancelled
+		}
+		return ErrLost
+	}
+	r.lost(ErrLost)
+	return ErrLost
 }
 
 // Progress records how far the job got (total -1 while unknown); the
@@ -38,16 +92,16 @@ func (r *Run) Progress(done, total int64) {
 
 // Save commits, in one transaction, the progress, checkpoint (nil keeps
 // the last one) and the file parts written since the last Save, and
-// renews the lease. It returns ErrLost, having written nothing, once the
-// job is no longer this runner's (and then ends the handler's context).
+// renews the lease. It returns ErrCancelled, having written nothing, once
+// the job is cancelled (see Cancelled), and ErrLost once it is no longer
+// this runner's otherwise (and then ends the handler's context).
 func (r *Run) Save(ctx context.Context, checkpoint []byte, parts []store.JobPart) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	err := r.s.st.SaveJob(ctx, r.Job.ID, r.claim, r.s.cfg.Now().Add(r.s.cfg.Lease),
 		store.JobProgress{Done: r.done.Load(), Total: r.total.Load(), Checkpoint: checkpoint, Parts: parts})
 	if errors.Is(err, store.ErrNotFound) {
-		r.lost(ErrLost)
-		return ErrLost
+		return r.fenced(ctx)
 	}
 	return err
 }
@@ -152,8 +206,20 @@ func (s *Service) run(parent context.Context, j *store.Job) {
 	defer cancel(nil)
 	stopOnClose := context.AfterFunc(parent, func() { cancel(errShutdown) })
 	defer stopOnClose()
-	r := &Run{Job: j, s: s, claim: j.Claim, lost: cancel}
+	r := &Run{Job: j, s: s, claim: j.Claim, lost: cancel, stop: make(chan struct{}), ended: make(chan struct{})}
 	r.Progress(j.Done, j.Total)
+	s.mu.Lock()
+	if s.active == nil {
+		s.active = map[string]*Run{}
+	}
+	s.active[j.ID] = r
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.active, j.ID)
+		s.mu.Unlock()
+		close(r.ended)
+	}()
 
 	renewDone := make(chan struct{})
 	go func() {
@@ -167,6 +233,13 @@ func (s *Service) run(parent context.Context, j *store.Job) {
 
 	cause := context.Cause(ctx)
 	switch {
+	case r.cancelled():
+		// Its final state, when the handler returned one, stays readable
+		// until the job expires.
+		if err != nil {
+			result = nil
+		}
+		s.finish(log, j, store.JobCancelled, result, "")
 	case errors.Is(cause, ErrLost):
 		log.Warn("jobs: the job was cancelled or taken over; stopped")
 	case errors.Is(cause, errShutdown) && err != nil:
@@ -204,18 +277,32 @@ func (s *Service) handle(ctx context.Context, r *Run) (result []byte, err error)
 }
 
 // renew renews the lease (and saves the progress counts) every third of
-// it until ctx ends; a lost job ends ctx.
+// it until ctx ends, and between renewals looks every Poll whether the job
+// was cancelled (by a client of another process: this process's own
+// cancels reach the run at once); a lost job ends ctx.
 func (s *Service) renew(ctx context.Context, r *Run, log *slog.Logger) {
 	every := s.cfg.Lease / 3
-	t := time.NewTicker(every)
+	look := min(s.cfg.Poll, every)
+	t := time.NewTicker(look)
 	defer t.Stop()
+	last := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		if err := r.Save(ctx, nil, nil); err != nil && !errors.Is(err, ErrLost) && ctx.Err() == nil {
+		if r.cancelled() {
+			continue
+		}
+		if time.Since(last) < every {
+			if j, err := s.st.Job(ctx, r.Job.ID); err == nil && j.Status == store.JobCancelled {
+				r.cancel()
+			}
+			continue
+		}
+		last = time.Now()
+		if err := r.Save(ctx, nil, nil); err != nil && !errors.Is(err, ErrLost) && !errors.Is(err, ErrCancelled) && ctx.Err() == nil {
 			log.Warn("jobs: renewing the lease failed", "error", err)
 		}
 	}
@@ -228,6 +315,8 @@ func (s *Service) finish(log *slog.Logger, j *store.Job, status string, result [
 	defer cancel()
 	err := s.st.FinishJob(ctx, j.ID, j.Claim, status, result, reason, s.cfg.Now().Add(s.cfg.Retention))
 	switch {
+	case errors.Is(err, store.ErrNotFound) && status == store.JobCancelled:
+		log.Warn("jobs: the cancelled job's final state could not be recorded")
 	case errors.Is(err, store.ErrNotFound):
 		log.Info("jobs: the job was cancelled meanwhile", "status", status)
 	case err != nil:

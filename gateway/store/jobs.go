@@ -109,10 +109,14 @@ type Jobs interface {
 	// FinishJob ends a job running under claim: JobDone or JobFailed with
 	// its result or error and when it expires, or JobQueued to release it
 	// (claimable at once, from its checkpoint; result, error and expires
-	// ignored). ErrNotFound when it no longer runs under claim.
+	// ignored), or JobCancelled for a job cancelled while it ran under
+	// claim, to record its final state as its result (its status and
+	// expiry stay). ErrNotFound when it no longer runs under claim (or,
+	// for JobCancelled, was not cancelled under it).
 	FinishJob(ctx context.Context, id, claim, status string, result []byte, errText string, expires time.Time) error
 	// CancelJob cancels a job, whatever its status (a runner sees it at
-	// its next SaveJob), deletes its files and lets it expire at expires.
+	// its next SaveJob, and may then record its final state with
+	// FinishJob), deletes its files and lets it expire at expires.
 	// ErrNotFound if there is no such job or it is cancelled already.
 	CancelJob(ctx context.Context, id string, expires time.Time) error
 	// JobFile calls fn with each part of one file of a job, in order,

@@ -6,8 +6,14 @@ package ordered
 
 import (
 	"context"
+	"errors"
 	"sync"
+	"sync/atomic"
 )
+
+// ErrStopped is returned by RunUntil when its stop channel closed before
+// every item was worked.
+var ErrStopped = errors.New("ordered: stopped")
 
 // Run calls produce, which yields items in order (yield returns false
 // once Run is stopping: produce then returns), runs work on each item in
@@ -18,7 +24,28 @@ import (
 // At most about 3 × workers items are in flight.
 func Run[T, R any](ctx context.Context, workers int, produce func(yield func(T) bool) error,
 	work func(context.Context, T) R, emit func(R) error) error {
+	return RunUntil(ctx, nil, workers, produce, work, emit)
+}
+
+// RunUntil is Run that also stops at an item boundary once stop closes:
+// no item is worked after that (not those produced already and waiting
+// either), the items being worked finish with ctx as it is, and their
+// results are emitted, in order, before it returns ErrStopped. The items
+// worked are always a prefix of the input, so every one of them is
+// emitted (unless emit failed or ctx ended). A nil stop never closes. If
+// stop closes once every item was worked, RunUntil returns as Run would.
+func RunUntil[T, R any](ctx context.Context, stop <-chan struct{}, workers int, produce func(yield func(T) bool) error,
+	work func(context.Context, T) R, emit func(R) error) error {
 	workers = max(workers, 1)
+	stopping := func() bool {
+		select {
+		case <-stop:
+			return true
+		default:
+			return false
+		}
+	}
+	var stopped atomic.Bool // an item was left unworked because of stop
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	type item struct {
@@ -34,11 +61,18 @@ func Run[T, R any](ctx context.Context, workers int, produce func(yield func(T) 
 		defer close(todo)
 		seq := 0
 		produceErr = produce(func(in T) bool {
+			if stopping() {
+				stopped.Store(true)
+				return false // read no further
+			}
 			select {
 			case todo <- item{seq: seq, in: in}:
 				seq++
 				return true
 			case <-ctx.Done():
+				return false
+			case <-stop:
+				stopped.Store(true)
 				return false
 			}
 		})
@@ -47,9 +81,24 @@ func Run[T, R any](ctx context.Context, workers int, produce func(yield func(T) 
 		}
 	})
 	var workersDone sync.WaitGroup
+	// Taking an item and checking stop is one step for all workers, so
+	// once one worker leaves an item unworked every later item is left
+	// too: the items worked are a prefix of the input.
+	var take sync.Mutex
 	for range workers {
 		workersDone.Go(func() {
-			for it := range todo {
+			for {
+				take.Lock()
+				it, ok := <-todo
+				skip := ok && stopping()
+				take.Unlock()
+				if !ok {
+					return
+				}
+				if skip {
+					stopped.Store(true)
+					continue // drain what the producer queued
+				}
 				it.out = work(ctx, it.in)
 				var zero T
 				it.in = zero
@@ -65,9 +114,9 @@ func Run[T, R any](ctx context.Context, workers int, produce func(yield func(T) 
 
 	pending := map[int]item{}
 	next := 0
-	var stop error
+	var emitErr error
 	for it := range done {
-		if stop != nil {
+		if emitErr != nil {
 			continue // drain
 		}
 		pending[it.seq] = it
@@ -79,7 +128,7 @@ func Run[T, R any](ctx context.Context, workers int, produce func(yield func(T) 
 			delete(pending, next)
 			next++
 			if err := emit(cur.out); err != nil {
-				stop = err
+				emitErr = err
 				cancel(err)
 				break
 			}
@@ -87,10 +136,14 @@ func Run[T, R any](ctx context.Context, workers int, produce func(yield func(T) 
 	}
 	produced.Wait()
 	switch {
-	case stop != nil:
-		return stop
+	case emitErr != nil:
+		return emitErr
 	case produceErr != nil:
 		return produceErr
+	case ctx.Err() != nil:
+		return context.Cause(ctx)
+	case stopped.Load():
+		return ErrStopped
 	}
-	return context.Cause(ctx)
+	return nil
 }

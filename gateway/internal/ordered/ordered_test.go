@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"sync"
 	"testing"
 	"time"
 
@@ -67,5 +68,88 @@ func TestStops(t *testing.T) {
 	cancel()
 	if err := Run(ctx, 2, count(1000), slow, func(int) error { return nil }); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled: Run = %v", err)
+	}
+}
+
+// TestRunUntilStops closes stop from emit after k results: the items
+// worked after that are at most the ones already being worked (workers)
+// and those produced ahead are never worked; every worked item is emitted,
+// in order, so the emitted results are exactly the worked prefix.
+func TestRunUntilStops(t *testing.T) {
+	for _, workers := range []int{1, 3, 8} {
+		for _, k := range []int{1, 10, 77} {
+			stop := make(chan struct{})
+			var mu sync.Mutex
+			var worked, afterStop int
+			work := func(ctx context.Context, i int) int {
+				mu.Lock()
+				worked++
+				select {
+				case <-stop:
+					afterStop++
+				default:
+				}
+				mu.Unlock()
+				return slow(ctx, i)
+			}
+			var got []int
+			err := RunUntil(context.Background(), stop, workers, count(1000), work, func(r int) error {
+				if got = append(got, r); len(got) == k {
+					close(stop)
+				}
+				return nil
+			})
+			if !errors.Is(err, ErrStopped) {
+				t.Errorf("workers %d, stop after %d: RunUntil = %v, want ErrStopped", workers, k, err)
+			}
+			if len(got) != worked {
+				t.Errorf("workers %d, stop after %d: %d worked, %d emitted, want every worked item emitted", workers, k, worked, len(got))
+			}
+			for i, r := range got {
+				if r != i*i {
+					t.Fatalf("workers %d: result %d = %d, want %d", workers, i, r, i*i)
+				}
+			}
+			if afterStop > 0 || worked > k+3*workers {
+				t.Errorf("workers %d, stop after %d: %d worked (%d started after the stop), want at most %d (the items in flight)", workers, k, worked, afterStop, k+3*workers)
+			}
+		}
+	}
+	// A stop that closes once everything was worked is no stop.
+	stop := make(chan struct{})
+	n := 0
+	err := RunUntil(context.Background(), stop, 2, count(5), slow, func(int) error {
+		if n++; n == 5 {
+			close(stop)
+		}
+		return nil
+	})
+	if err != nil || n != 5 {
+		t.Errorf("stop after the last item: RunUntil = %v after %d", err, n)
+	}
+}
+
+// TestRunUntilReadsNoFurther: once stop closes the producer is told to
+// stop at its next item, so a stopped run does not read the rest of its
+// input.
+func TestRunUntilReadsNoFurther(t *testing.T) {
+	stop := make(chan struct{})
+	produced := 0
+	err := RunUntil(context.Background(), stop, 2, func(yield func(int) bool) error {
+		for i := range 100000 {
+			produced++
+			if !yield(i) {
+				return nil
+			}
+		}
+		return nil
+	}, slow, func(r int) error {
+		if r == 0 {
+			close(stop)
+		}
+		return nil
+	})
+	if !errors.Is(err, ErrStopped) || produced > 20 {
+		t.Errorf("RunUntil = %v after producing %d items, want ErrStopped after a few", err, produced)
 	}
 }

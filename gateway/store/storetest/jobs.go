@@ -188,6 +188,18 @@ func testJobLease(t *testing.T, s store.Store) {
 	if f := jobFile(t, s, "j1", 1); f != "" {
 		t.Errorf("file after cancel = %q, want none", f)
 	}
+	// The runner records the cancelled job's final state under its claim.
+	isErr(t, "FinishJob cancelled by another claim", s.FinishJob(ctx, "j1", "c2", store.JobCancelled, []byte(`{}`), "", time.Time{}), store.ErrNotFound)
+	if err := s.FinishJob(ctx, "j1", "c3", store.JobCancelled, []byte(`{"n":1}`), "", time.Time{}); err != nil {
+		t.Fatalf("FinishJob of the cancelled job: %v", err)
+	}
+	if cur, err := s.Job(ctx, "j1"); err != nil || cur.Status != store.JobCancelled || string(cur.Result) != `{"n":1}` || !cur.Expires.Equal(later) {
+		t.Errorf("Job after its cancelled run ended = %+v, %v", cur, err)
+	}
+	isErr(t, "FinishJob cancelled again", s.FinishJob(ctx, "j1", "c3", store.JobCancelled, nil, "", time.Time{}), store.ErrNotFound)
+	if got, err := s.ClaimJob(ctx, []string{"export"}, "c5", later.Add(time.Hour), time.Minute); err != nil || got != nil {
+		t.Errorf("ClaimJob of a cancelled job = %+v, %v", got, err)
+	}
 	isErr(t, "CancelJob again", s.CancelJob(ctx, "j1", later), store.ErrNotFound)
 
 	up := &store.Job{ID: "up", Kind: "import", Status: store.JobUploading, Expires: later.Add(time.Hour)}

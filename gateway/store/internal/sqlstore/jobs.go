@@ -246,6 +246,9 @@ func (s *Store) FinishJob(ctx context.Context, id, claim, status string, result 
 	case store.JobQueued:
 		return s.jobUpdate(ctx, "release job", `UPDATE jobs SET status = 'queued', claim = '', lease_until = 0, updated = ?
 			WHERE id = ? AND claim = ? AND status = 'running'`, now, id, claim)
+	case store.JobCancelled:
+		return s.jobUpdate(ctx, "record cancelled job", `UPDATE jobs SET result = ?, claim = '', updated = ?
+			WHERE id = ? AND claim = ? AND status = 'cancelled'`, result, now, id, claim)
 	case store.JobDone, store.JobFailed:
 		if result == nil {
 			result = []byte{}
@@ -261,7 +264,9 @@ func (s *Store) FinishJob(ctx context.Context, id, claim, status string, result 
 func (s *Store) CancelJob(ctx context.Context, id string, expires time.Time) error {
 	now := s.now().UnixMilli()
 	return s.write(ctx, func(t *tx) error {
-		n, err := t.c.Exec(t.ctx, s.bind(`UPDATE jobs SET status = 'cancelled', claim = '', lease_until = 0, updated = ?,
+		// The claim stays: the runner of a running job records its final
+		// state under it (FinishJob), and a cancelled job is never claimed.
+		n, err := t.c.Exec(t.ctx, s.bind(`UPDATE jobs SET status = 'cancelled', lease_until = 0, updated = ?,
 			finished = ?, expires = ? WHERE id = ? AND status <> 'cancelled'`),
 			now, now, millis(expires), id)
 		if err != nil {
