@@ -200,25 +200,19 @@ func storedDuring(doc map[string]any) bool {
 	for _, key := range []string{"timepoint.post-dose-40min", "moaas.total", "cadss.panel"} {
 		during[concept(key).System+"|"+concept(key).Code] = true
 	}
-	exts, _ := doc["extension"].([]any)
-	for _, e := range exts {
-		em, _ := e.(map[string]any)
-		if str(em, "url") != extensionURL("monitoring-timepoint") {
-			continue
-		}
-		vc, _ := em["valueCodeableConcept"].(map[string]any)
-		if codedAs(vc, during) {
-			return true
-		}
-	}
 	code, _ := doc["code"].(map[string]any)
-	return codedAs(code, during)
+	return timepointIn(doc, during) || codedAs(code, during)
 }
 
 // storedAt reports whether a stored Observation is a vitals measurement at
 // the time point of concept key (timepoint.pre-dose, timepoint.discharge).
 func storedAt(doc map[string]any, key string) bool {
-	set := map[string]bool{concept(key).System + "|" + concept(key).Code: true}
+	return timepointIn(doc, map[string]bool{concept(key).System + "|" + concept(key).Code: true})
+}
+
+// timepointIn reports whether a stored Observation's monitoring time point
+// extension is coded as one of set (system|code).
+func timepointIn(doc map[string]any, set map[string]bool) bool {
 	exts, _ := doc["extension"].([]any)
 	for _, e := range exts {
 		em, _ := e.(map[string]any)

@@ -14,7 +14,6 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
-	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
 )
 
@@ -82,24 +81,11 @@ func (t *staleTx) SearchEach(qs []*search.Query) ([]*store.Page, error) {
 // record-patient-changed ("stored for another patient": the patient it
 // had not seen yet). TestReplicasExactlyOnce met it with 50 clients.
 func TestConcurrentSameRecord(t *testing.T) {
-	ctx := context.Background()
-	sqliteStore, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "kg.db"), sqlite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := &staleStore{Store: sqliteStore}
-	a, err := app.New(app.Config{Store: st})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = a.Close()
-		_ = sqliteStore.Close()
+	var st *staleStore
+	g := newGatewayOver(t, app.Config{}, func(inner store.Store) store.Store {
+		st = &staleStore{Store: inner}
+		return st
 	})
-	g := &gw{a: a}
 	for _, example := range []string{"assessment/phq9-moderate.json", "session/routine-ketamine-iv-session.json"} {
 		t.Run(example, func(t *testing.T) {
 			raw, err := os.ReadFile("../../schemas/examples/" + example)

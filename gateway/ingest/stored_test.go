@@ -17,6 +17,7 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
 )
@@ -27,6 +28,11 @@ type gw struct {
 }
 
 func newGateway(t *testing.T, cfg app.Config) *gw {
+	return newGatewayOver(t, cfg, nil)
+}
+
+// newGatewayOver is newGateway over wrap(the store) (wrap nil: the store).
+func newGatewayOver(t *testing.T, cfg app.Config, wrap func(store.Store) store.Store) *gw {
 	t.Helper()
 	ctx := context.Background()
 	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "kg.db"), sqlite.Options{})
@@ -34,6 +40,9 @@ func newGateway(t *testing.T, cfg app.Config) *gw {
 		t.Fatal(err)
 	}
 	cfg.Store = st
+	if wrap != nil {
+		cfg.Store = wrap(st)
+	}
 	a, err := app.New(cfg)
 	if err != nil {
 		t.Fatal(err)
