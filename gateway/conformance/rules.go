@@ -211,6 +211,7 @@ func GatewayRules() []Rule {
 		{"import-too-large", "The import exceeds the size limit."},
 		{"import-record-too-large", "A line of the import exceeds the record size limit."},
 		{"job-unknown", "No such job."},
+		{"job-cancelled", "The job was cancelled: its status URL answers 404 with what it did before it stopped (an import's counts), until it expires."},
 		{"job-not-done", "The job has not finished; its files are not ready."},
 		{"job-failed", "The job failed."},
 		{"job-file-unknown", "No such file of the job."},
