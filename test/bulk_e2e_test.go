@@ -265,7 +265,7 @@ func TestBulkExportCancel(t *testing.T) {
 		time.Sleep(100 * time.Millisecond) // watching for late writes
 	}
 	g.stop(t)
-	if !strings.Contains(g.Logs.String(), "the job was cancelled or taken over") {
+	if logs := g.Logs.String(); !strings.Contains(logs, "the job was cancelled or taken over") && !strings.Contains(logs, `"msg":"jobs: cancelled"`) {
 		t.Errorf("the runner did not report stopping:\n%s", g.Logs)
 	}
 }

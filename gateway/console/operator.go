@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
@@ -116,6 +117,9 @@ type deliveryData struct {
 	D        operator.View
 	Attempts []attemptData
 	Dead     bool
+	// Full: the EHR's answers are shown in full (asked for with
+	// ?answers=full, audited as disclosed); else summarised (no texts).
+	Full bool
 }
 
 // deliveryID reads the {id} of a delivery path.
@@ -127,34 +131,42 @@ func deliveryID(rq *request) (int64, error) {
 	return id, nil
 }
 
-// showDelivery reads one delivery with its attempts.
-func (c *Console) showDelivery(rq *request) (deliveryData, error) {
+// showDelivery reads one delivery with its attempts; full shows the EHR's
+// answers as received (they may hold PHI: a disclosure, audited as the
+// API's payload=true is), else summarised without their texts.
+func (c *Console) showDelivery(rq *request, full bool) (deliveryData, error) {
 	id, err := deliveryID(rq)
 	if err != nil {
 		return deliveryData{}, err
 	}
-	v, err := c.app.Operator.Show(rq.ctx(), rq.sc.TenantOf(), id, false)
+	v, err := c.app.Operator.Show(rq.ctx(), rq.sc.TenantOf(), id, full)
 	if err != nil {
 		return deliveryData{}, err
 	}
-	d := deliveryData{D: v, Dead: v.Status == store.StatusDead}
+	d := deliveryData{D: v, Dead: v.Status == store.StatusDead, Full: full}
 	for _, a := range v.History {
 		d.Attempts = append(d.Attempts, attemptData{AttemptView: a, Issues: ehrIssues(a.Outcome), Answer: pretty(a.Outcome)})
 	}
-	if err := auditlog.NameDelivery(rq.ctx(), c.app.Store, rq.sc, c.app.IdentifierBase, v, false); err != nil {
+	if err := auditlog.NameDelivery(rq.ctx(), c.app.Store, rq.sc, c.app.IdentifierBase, v, full); err != nil {
 		return deliveryData{}, err
 	}
 	rq.sc.Description = "console " + rq.sc.Description
 	return d, nil
 }
 
-// ehrIssues reads the issues of an OperationOutcome an EHR answered.
+// ehrIssues reads the issues of an OperationOutcome an EHR answered: the
+// text of each, or, of a summarised answer (which has none), its rule
+// codes and where (expression).
 func ehrIssues(raw json.RawMessage) []ehrIssue {
 	var oo struct {
 		ResourceType string `json:"resourceType"`
 		Issue        []struct {
 			Severity, Code, Diagnostics string
-			Details                     struct{ Text string }
+			Details                     struct {
+				Text   string
+				Coding []struct{ Code string }
+			}
+			Expression []string
 		}
 	}
 	if len(raw) == 0 || json.Unmarshal(raw, &oo) != nil || oo.ResourceType != "OperationOutcome" {
@@ -166,14 +178,31 @@ func ehrIssues(raw json.RawMessage) []ehrIssue {
 		if text == "" {
 			text = is.Diagnostics
 		}
+		if text == "" {
+			var parts []string
+			for _, c := range is.Details.Coding {
+				if c.Code != "" {
+					parts = append(parts, c.Code)
+				}
+			}
+			if len(is.Expression) > 0 {
+				parts = append(parts, "at "+strings.Join(is.Expression, ", "))
+			}
+			text = strings.Join(parts, " ")
+		}
 		out = append(out, ehrIssue{Severity: is.Severity, Code: is.Code, Text: text})
 	}
 	return out
 }
 
-// delivery shows one delivery: every attempt and the EHR's answer.
+// delivery shows one delivery: every attempt and the EHR's answer
+// (summarised; in full with ?answers=full).
 func (c *Console) delivery(rq *request) error {
-	d, err := c.showDelivery(rq)
+	answers := rq.r.URL.Query().Get("answers")
+	if answers != "" && answers != "full" {
+		return outcome.New(outcome.Invalid, "invalid", "parameter-invalid", "answers: full, or leave it out")
+	}
+	d, err := c.showDelivery(rq, answers == "full")
 	if err != nil {
 		return err
 	}
@@ -182,7 +211,7 @@ func (c *Console) delivery(rq *request) error {
 
 // retryConfirm asks before a dead letter is sent again.
 func (c *Console) retryConfirm(rq *request) error {
-	d, err := c.showDelivery(rq)
+	d, err := c.showDelivery(rq, false)
 	if err != nil {
 		return err
 	}

@@ -76,8 +76,15 @@ func TestOperatorRetriesDeadLetter(t *testing.T) {
 	run(t, ctx, "open the dead letter",
 		chromedp.Click(chromedp.CSS("table#deliveries tbody a")),
 		chromedp.WaitVisible(chromedp.CSS("table.ehr-outcome")))
+	// Summarised at first: the EHR's texts may hold patient data.
+	if s := text(t, ctx, "table.ehr-outcome"); strings.Contains(s, rejectText) || !strings.Contains(s, "business-rule") {
+		t.Errorf("the EHR's OperationOutcome, summarised: %q; want its code and not its text", s)
+	}
+	run(t, ctx, "show the EHR's answers in full",
+		chromedp.Click(chromedp.CSS("#answers-full")),
+		chromedp.WaitVisible(`//a[contains(., "Show them summarised")]`))
 	if s := text(t, ctx, "table.ehr-outcome"); !strings.Contains(s, rejectText) {
-		t.Errorf("the EHR's OperationOutcome is not shown: %q", s)
+		t.Errorf("the EHR's OperationOutcome is not shown in full: %q", s)
 	}
 	run(t, ctx, "ask to retry",
 		chromedp.Click(`//a[contains(., "Retry this delivery")]`),
