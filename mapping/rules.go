@@ -1,5 +1,7 @@
 package mapping
 
+import "time"
+
 // Check enforces the clinical rules a JSON Schema cannot express on a
 // decoded record. It returns a *RuleError listing every broken rule, or nil.
 func Check(rec Record) error {
@@ -20,7 +22,37 @@ func Check(rec Record) error {
 	case *Session:
 		checkSession(r, &v)
 	}
+	checkBorn(rec, &v)
 	return v.err(rec.Kind())
+}
+
+// checkBorn refuses a record whose patient's birth date is after the day of
+// the record's clinical time (as written, in its own offset): one of the two
+// is wrong. The message names the fields, never their values.
+func checkBorn(rec Record, v *violations) {
+	born := rec.Env().Patient.BirthDate
+	if born == "" {
+		return
+	}
+	var at, field string
+	switch r := rec.(type) {
+	case *Assessment:
+		at, field = r.TakenAt, "takenAt"
+	case *Vitals:
+		at, field = r.MeasuredAt, "measuredAt"
+	case *Infusion:
+		at, field = r.InfusionStart, "infusionStart"
+	case *AdverseEvent:
+		at, field = r.OnsetAt, "onsetAt"
+	case *Session:
+		at, field = r.Infusion.InfusionStart, "infusion.infusionStart"
+	}
+	t, ok := parseTime(at)
+	if !ok || born <= t.Format(time.DateOnly) {
+		return
+	}
+	v.add("patient.born-after-record", "/patient/birthDate",
+		"patient.birthDate is after the day of the record's %s: correct the birth date or the record's time", field)
 }
 
 // Rule describes one clinical rule of Check.
@@ -75,6 +107,7 @@ func Rules() []Rule {
 		{"record-version-reused", "A version label (source.version, else source.lastUpdated) names one content: a label received before with other content is refused (HTTP 409); send the change as a new version."},
 		{"patient.identity-ambiguous", "A record's clinic patient id names one stored Patient: when Patients written through the FHIR API in the gateway's identifier namespace carry it too, the record is refused (HTTP 409) until the gateway's administrator removes or corrects the extra one."},
 		{"patient.identity-conflict", "One Patient per person per tenant: a hospital MRN (same system) belongs to one clinic patient id; a record whose new clinic patient id comes with another Patient's MRN is refused (HTTP 409), never merged."},
+		{"patient.born-after-record", "A record is not older than its patient: patient.birthDate is not after the day of the record's clinical time (takenAt, measuredAt, infusionStart, onsetAt; a session's infusionStart)."},
 		{"source-system-other-tenant", "One clinic per source system at an EHR: the identifier systems are named after source.system, so a record of a source system another tenant of the gateway already delivers to the same destination is refused (HTTP 409); give each clinic's system its own source system name."},
 	}
 }

@@ -29,6 +29,10 @@ func TestRules(t *testing.T) {
 		pointer string
 	}{
 		{"no version", "assessment/gad7", patch{"/source/version": nil}, "source.version-missing", "/source/version"},
+		{"born after the assessment", "assessment/phq9-complete-with-total", patch{"/patient/birthDate": "2026-03-03"}, "patient.born-after-record", "/patient/birthDate"},
+		{"born on the assessment's day", "assessment/phq9-complete-with-total", patch{"/patient/birthDate": "2026-03-02"}, "", ""},
+		{"born after the session", "session/iv-routine", patch{"/patient/birthDate": "2027-01-01"}, "patient.born-after-record", "/patient/birthDate"},
+		{"born after the vitals", "vitals/pre-dose-full", patch{"/patient/birthDate": "2099-01-01"}, "patient.born-after-record", "/patient/birthDate"},
 		{"phq9 total disagrees", "assessment/phq9-complete-with-total", patch{"/total": 13}, "assessment.total-mismatch", "/total"},
 		{"qids total uses sum not formula", "assessment/qids-sr16", patch{"/total": 23}, "assessment.total-mismatch", "/total"},
 		{"phq9 item out of range", "assessment/phq9-complete-with-total", patch{"/items/3/score": 4, "/total": 14}, "assessment.score-range", "/items/3/score"},
@@ -112,7 +116,7 @@ func TestRules(t *testing.T) {
 		{"rate not charted when stopped early", "infusion/iv-stopped-early-hypertension", patch{"/rate": map[string]any{"amount": 46, "amountUnit": "mg", "duration": 1, "durationUnit": "min"}}, "", ""},
 		{"infusion of one nanosecond", "infusion/iv-completed", patch{"/infusionEnd": "2026-03-02T09:00:00.000000001-05:00", "/monitoringEnd": nil, "/rate": nil}, "infusion.duration-plausible", "/infusionEnd"},
 		{"infusion of one minute", "infusion/iv-completed", patch{"/infusionEnd": "2026-03-02T09:01:00-05:00", "/rate": nil}, "", ""},
-		{"infusion of 10000 years", "infusion/iv-completed", patch{"/infusionStart": "0001-01-01T00:00:00-14:00", "/infusionEnd": "9999-12-31T23:59:59+14:00", "/monitoringEnd": nil, "/rate": nil}, "infusion.duration-plausible", "/infusionEnd"},
+		{"infusion of 10000 years", "infusion/iv-completed", patch{"/infusionStart": "0001-01-01T00:00:00-14:00", "/infusionEnd": "9999-12-31T23:59:59+14:00", "/monitoringEnd": nil, "/rate": nil, "/patient/birthDate": nil}, "infusion.duration-plausible", "/infusionEnd"},
 		{"infusion of 24 hours", "infusion/iv-completed", patch{"/infusionEnd": "2026-03-03T09:00:00-05:00", "/monitoringEnd": nil, "/rate": nil}, "", ""},
 		{"infusion of 24 hours and a second", "infusion/iv-completed", patch{"/infusionEnd": "2026-03-03T09:00:01-05:00", "/monitoringEnd": nil, "/rate": nil}, "infusion.duration-plausible", "/infusionEnd"},
 		{"nasal session of 30 seconds", "infusion/esketamine-completed", patch{"/infusionEnd": "2026-03-03T10:00:30Z"}, "infusion.duration-plausible", "/infusionEnd"},
