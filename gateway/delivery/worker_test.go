@@ -721,24 +721,6 @@ func (s *syncLog) String() string {
 	return s.b.String()
 }
 
-// syncBuffer is a bytes.Buffer safe for the worker's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestDestinationHold: the concurrent attempts of one outage round count
 // once (the hold is the first backoff step, not the fourth), the hold is
 // logged and shown by Holds with until when, and the first success after
@@ -746,7 +728,7 @@ func (s *syncBuffer) String() string {
 func TestDestinationHold(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, ob testOutbox) {
 		ehr := newStubEHR(t)
-		var logs syncBuffer
+		var logs syncLog
 		h := newHarnessOn(t, ob, []Destination{testDest("ehr", ehr.base())}, func(o *WorkerOptions) {
 			o.Logger = slog.New(slog.NewJSONHandler(&logs, nil))
 		})
@@ -810,7 +792,7 @@ func TestReleaseEndsTheHold(t *testing.T) {
 		writeJSON(w, http.StatusTooManyRequests, outcome("throttled", "slow down"))
 		return true
 	}
-	var logs syncBuffer
+	var logs syncLog
 	h := newHarness(t, []Destination{testDest("ehr", ehr.base())}, func(o *WorkerOptions) {
 		o.Logger = slog.New(slog.NewJSONHandler(&logs, nil))
 	})
