@@ -21,7 +21,7 @@ var ErrStopped = errors.New("ordered: stopped")
 // order, from the calling goroutine. It returns the first error of emit or
 // produce, or the cause of ctx's end, after every goroutine has returned;
 // results after an error are not emitted (their work may have been done).
-// At most about 3 × workers items are in flight.
+// At most 3 × workers items are in flight (produced and not emitted).
 func Run[T, R any](ctx context.Context, workers int, produce func(yield func(T) bool) error,
 	work func(context.Context, T) R, emit func(R) error) error {
 	return RunUntil(ctx, nil, workers, produce, work, emit)
@@ -55,6 +55,11 @@ func RunUntil[T, R any](ctx context.Context, stop <-chan struct{}, workers int, 
 	}
 	todo := make(chan item, workers)
 	done := make(chan item, 2*workers)
+	// window holds a token for each item produced and not yet emitted:
+	// while the emitter waits for a slow item the workers go on with the
+	// ones after it, and without the window their results would pile up
+	// in pending without bound.
+	window := make(chan struct{}, 3*workers)
 	var produced sync.WaitGroup
 	var produceErr error
 	produced.Go(func() {
@@ -64,6 +69,14 @@ func RunUntil[T, R any](ctx context.Context, stop <-chan struct{}, workers int, 
 			if stopping() {
 				stopped.Store(true)
 				return false // read no further
+			}
+			select {
+			case window <- struct{}{}:
+			case <-ctx.Done():
+				return false
+			case <-stop:
+				stopped.Store(true)
+				return false
 			}
 			select {
 			case todo <- item{seq: seq, in: in}:
@@ -132,6 +145,7 @@ func RunUntil[T, R any](ctx context.Context, stop <-chan struct{}, workers int, 
 				cancel(err)
 				break
 			}
+			<-window
 		}
 	}
 	produced.Wait()

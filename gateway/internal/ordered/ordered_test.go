@@ -153,3 +153,36 @@ func TestRunUntilReadsNoFurther(t *testing.T) {
 		t.Errorf("RunUntil = %v after producing %d items, want ErrStopped after a few", err, produced)
 	}
 }
+
+// TestWindowBounded: while the first item is slow, the workers go on with
+// the ones after it, but never more than 3 × workers items are produced
+// and not yet emitted (results were held in memory without bound, and a
+// stopped import worked more records than it had in flight).
+func TestWindowBounded(t *testing.T) {
+	for _, workers := range []int{1, 2, 8} {
+		var mu sync.Mutex
+		worked, emitted, most := 0, 0, 0
+		work := func(_ context.Context, i int) int {
+			if i%100 == 0 {
+				time.Sleep(20 * time.Millisecond)
+			}
+			mu.Lock()
+			worked++
+			most = max(most, worked-emitted)
+			mu.Unlock()
+			return i
+		}
+		err := Run(context.Background(), workers, count(400), work, func(int) error {
+			mu.Lock()
+			emitted++
+			mu.Unlock()
+			return nil
+		})
+		if err != nil || emitted != 400 {
+			t.Fatalf("workers %d: Run = %v after %d", workers, err, emitted)
+		}
+		if most > 3*workers {
+			t.Errorf("workers %d: %d items worked and not emitted at once, want at most %d", workers, most, 3*workers)
+		}
+	}
+}
