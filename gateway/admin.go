@@ -112,8 +112,8 @@ func (s *Server) handleReplay(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]any{"destination": dest, "since": since, "replayed": n})
 }
 
-// handleReady is the readiness probe: the database answers, and the
-// delivery backlog and oldest pending age per destination.
+// handleReady is the readiness probe: the database answers and could take
+// a write (not locked by another process), and the delivery backlog and oldest pending age per destination.
 func (s *Server) handleReady(c echo.Context) error {
 	r, err := s.app.Operator.Ready(c.Request().Context())
 	if err != nil {
@@ -121,9 +121,9 @@ func (s *Server) handleReady(c echo.Context) error {
 	}
 	if !r.Ready {
 		c.Response().Header().Set("Retry-After", "5")
-		return c.JSON(http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "database": "unavailable"})
+		return c.JSON(http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "database": r.Database})
 	}
-	return c.JSON(http.StatusOK, map[string]any{"status": "ready", "database": "ok", "deliveries": r.Backlog})
+	return c.JSON(http.StatusOK, map[string]any{"status": "ready", "database": r.Database, "deliveries": r.Backlog})
 }
 
 // handleLineage is GET /admin/lineage?source=&record=[&kind=] |

@@ -3,8 +3,10 @@ package gateway_test
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -198,5 +200,96 @@ func TestJobFileNotAnsweredUnaudited(t *testing.T) {
 			strings.Contains(body, "Exported") {
 			t.Errorf("GET %s without audit = %d %.300s, want 503 audit-unavailable", path, rec.Code, body)
 		}
+	}
+}
+
+// TestUnavailableLoggedAsWarning: a request the gateway could not serve
+// (503: the store refuses writes) is logged at WARN, so that an operator
+// filtering the log by level sees it; a client's mistake stays at INFO.
+func TestUnavailableLoggedAsWarning(t *testing.T) {
+	st := tempSQLite(t, sqlite.Options{})
+	fw := &failingWrites{Store: st}
+	var logs syncBuf
+	s := newServer(t, app.Config{Store: fw}, gateway.Config{Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	fw.fail.Store(true)
+	if rec := do(s, http.MethodPost, "/fhir/Patient", gateway.ContentTypeFHIR, []byte(`{"resourceType":"Patient"}`)); rec.Code != http.StatusServiceUnavailable {
+		t.Fatalf("create while writes fail = %d %s", rec.Code, rec.Body)
+	}
+	fw.fail.Store(false)
+	if rec := do(s, http.MethodPost, "/fhir/Patient", gateway.ContentTypeFHIR, []byte(`{"resourceType":"Nope"}`)); rec.Code/100 != 4 {
+		t.Fatalf("a client's mistake = %d", rec.Code)
+	}
+	levels := map[float64]string{}
+	for line := range strings.SplitSeq(strings.TrimSpace(logs.String()), "\n") {
+		var l map[string]any
+		if json.Unmarshal([]byte(line), &l) == nil && l["msg"] == "request" {
+			levels[l["status"].(float64)] = l["level"].(string)
+		}
+	}
+	if levels[503] != "WARN" || levels[400] != "INFO" {
+		t.Errorf("request line levels = %v, want 503 at WARN and 400 at INFO", levels)
+	}
+}
+
+// syncBuf is a bytes.Buffer safe for the logger's concurrent writes.
+type syncBuf struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (b *syncBuf) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuf) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// TestReadyWhileLocked: while another process holds the SQLite database's
+// write lock (a backup tool's BEGIN EXCLUSIVE), the database answers reads
+// but every write would fail: /readyz answers 503 with Retry-After and
+// "database": "locked", and 200 again once the lock is released.
+func TestReadyWhileLocked(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "kg.db")
+	st, err := sqlite.Open(ctx, path, sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	other, err := sqlite.Open(ctx, path, sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { other.Close() })
+	s := newServer(t, app.Config{Store: st}, gateway.Config{})
+	ready := func() (int, string, string) {
+		rec := do(s, http.MethodGet, "/readyz", "", nil)
+		var body struct{ Database string }
+		_ = json.Unmarshal(rec.Body.Bytes(), &body)
+		return rec.Code, body.Database, rec.Header().Get("Retry-After")
+	}
+	if code, db, _ := ready(); code != http.StatusOK || db != "ok" {
+		t.Fatalf("/readyz = %d database %q, want 200 ok", code, db)
+	}
+	holding, release, done := make(chan struct{}), make(chan struct{}), make(chan error)
+	go func() {
+		done <- other.Write(ctx, func(store.Tx) error { close(holding); <-release; return nil })
+	}()
+	<-holding
+	code, db, retry := ready()
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if code != http.StatusServiceUnavailable || db != "locked" || retry == "" {
+		t.Errorf("/readyz while another process holds the write lock = %d database %q Retry-After %q, want 503 locked", code, db, retry)
+	}
+	if code, db, _ := ready(); code != http.StatusOK || db != "ok" {
+		t.Errorf("/readyz once the lock is free = %d database %q, want 200 ok", code, db)
 	}
 }

@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"fmt"
+	"log/slog"
 	"mime"
 	"net/http"
 	"runtime/debug"
@@ -40,9 +41,23 @@ func (s *Server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 			// gateway, never request content.
 			attrs = append(attrs, "rules", strings.Join(rules, ","))
 		}
-		s.log.InfoContext(c.Request().Context(), "request", attrs...)
+		s.log.Log(c.Request().Context(), requestLevel(c.Response().Status), "request", attrs...)
 		return nil
 	}
+}
+
+// requestLevel is the level of a request's line: the gateway's own
+// failures (5xx: the store unavailable, a timeout, a bug) at WARN and 500
+// at ERROR, so that an operator filtering by level sees them; client
+// mistakes and successes at INFO.
+func requestLevel(status int) slog.Level {
+	switch {
+	case status == http.StatusInternalServerError:
+		return slog.LevelError
+	case status >= 500:
+		return slog.LevelWarn
+	}
+	return slog.LevelInfo
 }
 
 // routeTemplate tells the tracing layer the matched route template, which

@@ -231,6 +231,10 @@ func (s *Service) Replay(ctx context.Context, tenant, dest string, since time.Ti
 // Readiness is the readiness probe's answer.
 type Readiness struct {
 	Ready bool
+	// Database is "ok", "unavailable" (it does not answer) or "locked"
+	// (it answers reads, but another process holds its write lock, so
+	// every write would fail).
+	Database string
 	// Backlog is each destination's: pending, dead and the oldest pending
 	// item's age.
 	Backlog []Backlog
@@ -287,13 +291,20 @@ func (s *Service) Unconfigured(ctx context.Context) ([]Backlog, error) {
 // false (with a nil error) when the database does not answer.
 func (s *Service) Ready(ctx context.Context) (Readiness, error) {
 	if err := s.store.Ping(ctx); err != nil {
-		return Readiness{}, nil
+		return Readiness{Database: "unavailable"}, nil
+	}
+	if p, ok := s.store.(store.WriteProber); ok {
+		if err := p.ProbeWrite(ctx); errors.Is(err, store.ErrUnavailable) {
+			return Readiness{Database: "locked"}, nil
+		} else if err != nil {
+			return Readiness{}, err
+		}
 	}
 	stats, err := s.store.Stats(ctx)
 	if err != nil {
 		return Readiness{}, err
 	}
-	out := Readiness{Ready: true, Backlog: []Backlog{}}
+	out := Readiness{Ready: true, Database: "ok", Backlog: []Backlog{}}
 	now := s.now()
 	var holds map[string]time.Time
 	if w := s.deliveryWorker(); w != nil {

@@ -282,6 +282,15 @@ type WritesAhead interface {
 	WritesAhead() bool
 }
 
+// WriteProber is a Store that can tell whether a write could begin now,
+// beyond Ping's read: SQLite answers reads while another process holds
+// its write lock, and every write then fails (the readiness probe asks).
+type WriteProber interface {
+	// ProbeWrite returns an error wrapping ErrUnavailable when a write
+	// could not begin now.
+	ProbeWrite(ctx context.Context) error
+}
+
 // TxWritesAhead reports whether tx writes ahead (see WritesAhead).
 func TxWritesAhead(tx Tx) bool {
 	w, ok := tx.(WritesAhead)

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/internal/sqlstore"
 )
 
@@ -26,6 +28,9 @@ type conns struct {
 	r   *sql.DB
 	rs  *stmtCache // prepared on r (per pooled connection, by database/sql)
 	cp  checkpointer
+	// beginning is when the BEGIN in progress on wc started waiting for
+	// the write lock (UnixNano), 0 when none is (see ProbeWrite).
+	beginning atomic.Int64
 }
 
 // Begin starts a write transaction on the write connection, waiting for a
@@ -44,11 +49,56 @@ func (c *conns) Begin(ctx context.Context) (sqlstore.Tx, error) {
 	}
 	ctx = context.WithoutCancel(ctx)
 	t := &tx{c: c, ctx: ctx}
-	if _, err := t.Exec(ctx, `BEGIN IMMEDIATE`); err != nil {
+	c.beginning.Store(time.Now().UnixNano())
+	_, err := t.Exec(ctx, `BEGIN IMMEDIATE`)
+	c.beginning.Store(0)
+	if err != nil {
 		c.wmu.Unlock()
 		return nil, fmt.Errorf("sqlite: begin: %w", mapErr(err))
 	}
 	return t, nil
+}
+
+// probeWait is how long ProbeWrite waits for the write lock, and how long
+// a BEGIN of the write connection may have waited before ProbeWrite says
+// the lock is held elsewhere.
+const probeWait = 500 * time.Millisecond
+
+// ProbeWrite reports whether a write transaction could begin now: while
+// another process holds the write lock (a backup or maintenance tool's
+// BEGIN EXCLUSIVE, an sqlite3 shell left in a transaction) every write
+// waits its busy timeout and fails, though reads go on. With the write
+// connection idle it begins and rolls back a transaction, waiting at most
+// probeWait; with the connection in use, the transaction in progress
+// tells, unless its BEGIN has been waiting for longer than probeWait.
+func (c *conns) ProbeWrite(ctx context.Context) error {
+	locked := fmt.Errorf("sqlite: the database is locked by another process: %w", store.ErrUnavailable)
+	if !c.wmu.TryLock() {
+		if t := c.beginning.Load(); t != 0 && time.Since(time.Unix(0, t)) > probeWait {
+			return locked
+		}
+		return nil
+	}
+	defer c.wmu.Unlock()
+	ctx = context.WithoutCancel(ctx)
+	var busy string
+	if err := c.wc.QueryRowContext(ctx, `PRAGMA busy_timeout`).Scan(&busy); err != nil {
+		return fmt.Errorf("sqlite: probe: %w", mapErr(err))
+	}
+	if _, err := c.wc.ExecContext(ctx, fmt.Sprintf(`PRAGMA busy_timeout = %d`, probeWait.Milliseconds())); err != nil {
+		return fmt.Errorf("sqlite: probe: %w", mapErr(err))
+	}
+	defer func() { _, _ = c.wc.ExecContext(ctx, `PRAGMA busy_timeout = `+busy) }()
+	if _, err := c.wc.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
+		if errors.Is(mapErr(err), store.ErrUnavailable) {
+			return locked
+		}
+		return fmt.Errorf("sqlite: probe: %w", mapErr(err))
+	}
+	if _, err := c.wc.ExecContext(ctx, `ROLLBACK`); err != nil {
+		return fmt.Errorf("sqlite: probe: %w", mapErr(err))
+	}
+	return nil
 }
 
 // restartWAL has the WAL started over from its beginning by the next

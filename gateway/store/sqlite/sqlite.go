@@ -91,6 +91,11 @@ type Store struct {
 }
 
 var _ store.Store = (*Store)(nil)
+var _ store.WriteProber = (*Store)(nil)
+
+// ProbeWrite implements store.WriteProber: a write transaction could
+// begin now, not blocked by another process's lock (conns.ProbeWrite).
+func (s *Store) ProbeWrite(ctx context.Context) error { return s.c.ProbeWrite(ctx) }
 
 // Open opens (creating if needed) the SQLite database at path, a file
 // name (not ":memory:": the read and write pools must share the file), and

@@ -186,6 +186,76 @@ func TestBusyIsUnavailable(t *testing.T) {
 	}
 }
 
+// TestProbeWrite: while another process holds the write lock, ProbeWrite
+// says so (reads still answer, so Ping cannot), also while this store's
+// own write waits for that lock; with the lock free, or held by this
+// store's own transaction, it does not.
+func TestProbeWrite(t *testing.T) {
+	ctx := context.Background()
+	a, path := openTemp(t, Options{})
+	defer a.Close()
+	b, err := Open(ctx, path, Options{BusyTimeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if err := b.ProbeWrite(ctx); err != nil {
+		t.Fatalf("ProbeWrite with the lock free: %v", err)
+	}
+	hold := func(s *Store) (release func()) {
+		holding, rel, done := make(chan struct{}), make(chan struct{}), make(chan error)
+		go func() {
+			done <- s.Write(ctx, func(store.Tx) error { close(holding); <-rel; return nil })
+		}()
+		<-holding
+		return func() {
+			close(rel)
+			if err := <-done; err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	release := hold(b)
+	if err := b.ProbeWrite(ctx); err != nil {
+		t.Errorf("ProbeWrite during the store's own write: %v", err)
+	}
+	release()
+
+	release = hold(a)
+	if err := b.ProbeWrite(ctx); !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("ProbeWrite while another process writes = %v, want ErrUnavailable", err)
+	}
+	if err := b.Ping(ctx); err != nil {
+		t.Errorf("Ping while another process writes: %v", err)
+	}
+	// b's own write now waits for a's lock (its busy timeout is a minute):
+	// once it has waited longer than probeWait, ProbeWrite says locked.
+	waiting := make(chan error, 1)
+	go func() { waiting <- b.Write(ctx, func(store.Tx) error { return nil }) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for b.c.beginning.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	for time.Now().Before(deadline) {
+		if err := b.ProbeWrite(ctx); errors.Is(err, store.ErrUnavailable) {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := b.ProbeWrite(ctx); !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("ProbeWrite while the store's write waits for another process's lock = %v, want ErrUnavailable", err)
+	}
+	release()
+	if err := <-waiting; err != nil {
+		t.Errorf("the waiting write, once the lock was free: %v", err)
+	}
+	if err := b.ProbeWrite(ctx); err != nil {
+		t.Errorf("ProbeWrite once the lock is free again: %v", err)
+	}
+}
+
 func benchmarkPut(b *testing.B, perTx int) {
 	s, _ := openTemp(b, Options{})
 	defer s.Close()
