@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/conformance"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
@@ -38,9 +38,10 @@ func readInput(name, file string, stdin io.Reader) ([]byte, error) {
 	return b, nil
 }
 
-// printJSON writes v indented to w.
+// printJSON writes v indented to w, as the API writes FHIR JSON: a
+// resource's resourceType first, & < > unescaped.
 func printJSON(w io.Writer, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
+	b, err := fhirwire.MarshalIndent(v)
 	if err != nil {
 		return err
 	}

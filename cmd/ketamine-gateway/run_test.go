@@ -141,6 +141,11 @@ func TestValidateCommand(t *testing.T) {
 	if code != exitInvalid || !strings.Contains(out, "Observation.effectiveDateTime") {
 		t.Errorf("validate of a dateTime without time zone: exit %d, %s", code, out)
 	}
+	// The OperationOutcome is written as the API writes FHIR JSON:
+	// resourceType first.
+	if !strings.HasPrefix(out, "{\n  \"resourceType\": \"OperationOutcome\",") {
+		t.Errorf("validate's OperationOutcome does not start with its resourceType:\n%s", out)
+	}
 }
 
 func TestUsage(t *testing.T) {
