@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
@@ -1572,5 +1573,80 @@ func TestTransactionIdentityOverlap(t *testing.T) {
 	}
 	if want := []string{"201 Created", "200 OK"}; !slices.Equal(got, want) {
 		t.Errorf("batch statuses = %q, want %q", got, want)
+	}
+}
+
+// TestPagingCursor: the next link of a search in an order of _lastUpdated
+// and _id carries _cursor, so that what is written between two pages
+// neither skips nor repeats a match: oldest first, two matches of page 1
+// updated (moved to the end) do not push C out of page 2 (with offsets
+// page 2 would be D, E and C never returned); newest first, a resource
+// created between pages does not push D into page 2 again.
+func TestPagingCursor(t *testing.T) {
+	h := fhirServer(t)
+	ids := make([]string, 5)
+	for i := range ids {
+		rec := req(h, "POST", "/fhir/Patient", fmt.Sprintf(`{"resourceType":"Patient","name":[{"family":"Cursor","given":["%c"]}]}`, 'A'+i))
+		if rec.Code != 201 {
+			t.Fatal(rec.Body)
+		}
+		ids[i] = decode(t, rec)["id"].(string)
+		time.Sleep(2 * time.Millisecond) // distinct lastUpdated, so that creation order is the order
+	}
+	page := func(target string) (got []string, next string) {
+		t.Helper()
+		rec := req(h, "GET", target, "")
+		if rec.Code != 200 {
+			t.Fatalf("GET %s = %d %s", target, rec.Code, rec.Body)
+		}
+		b := decode(t, rec)
+		for _, e := range b["entry"].([]any) {
+			r := e.(map[string]any)["resource"].(map[string]any)
+			got = append(got, r["name"].([]any)[0].(map[string]any)["given"].([]any)[0].(string))
+		}
+		for _, l := range b["link"].([]any) {
+			if l := l.(map[string]any); l["relation"] == "next" {
+				u := l["url"].(string)
+				next = u[strings.Index(u, "/fhir/"):]
+			}
+		}
+		return got, next
+	}
+	walk := func(first string, between func()) []string {
+		var all []string
+		got, next := page(first)
+		all = append(all, got...)
+		between()
+		for next != "" {
+			got, next = page(next)
+			all = append(all, got...)
+		}
+		return all
+	}
+	update := func(i int) {
+		body := fmt.Sprintf(`{"resourceType":"Patient","id":"%s","gender":"other","name":[{"family":"Cursor","given":["%c"]}]}`, ids[i], 'A'+i)
+		if rec := req(h, "PUT", "/fhir/Patient/"+ids[i], body); rec.Code != 200 {
+			t.Fatalf("update = %d %s", rec.Code, rec.Body)
+		}
+	}
+	got := walk("/fhir/Patient?family=cursor&_count=2", func() { update(0); update(1) })
+	if want := "A B C D E A B"; strings.Join(got, " ") != want {
+		t.Errorf("oldest first, A and B updated after page 1: pages gave %v, want %s", got, want)
+	}
+	got = walk("/fhir/Patient?family=cursor&_count=2&_sort=-_lastUpdated", func() {
+		if rec := req(h, "POST", "/fhir/Patient", `{"resourceType":"Patient","name":[{"family":"Cursor","given":["F"]}]}`); rec.Code != 201 {
+			t.Fatal(rec.Body)
+		}
+	})
+	if want := "B A E D C"; strings.Join(got, " ") != want {
+		t.Errorf("newest first, F created after page 1: pages gave %v, want %s", got, want)
+	}
+	for _, target := range []string{
+		"/fhir/Patient?_cursor=yesterday",
+		"/fhir/Patient?_cursor=1.Nope.x",
+		"/fhir/Patient?_cursor=1.Patient.a%20b",
+		"/fhir/Patient?_cursor=1.Patient.x&_sort=birthdate",
+	} {
+		assertOutcome(t, req(h, "GET", target, ""), 400, "search-value-invalid", "")
 	}
 }

@@ -26,15 +26,21 @@ func (e *Engine) Searchset(base, typ, path string, params url.Values, res *Searc
 		}
 	}
 	self := selfParams(params, res.Ignored)
-	b.Link = append(b.Link, fhirwire.Link{Relation: "self", URL: pageURL(base, path, self, q.Offset, q.Count)})
+	b.Link = append(b.Link, fhirwire.Link{Relation: "self", URL: pageURL(base, path, self, q.Offset, q.Count, q.After)})
 	if !q.SummaryCount {
 		if q.Offset > 0 {
 			prev := max(q.Offset-q.Count, 0)
-			b.Link = append(b.Link, fhirwire.Link{Relation: "previous", URL: pageURL(base, path, self, prev, q.Count)})
+			b.Link = append(b.Link, fhirwire.Link{Relation: "previous", URL: pageURL(base, path, self, prev, q.Count, nil)})
 		}
-		if len(page.Matches) == q.Count && (page.Total < 0 || q.Offset+q.Count < page.Total) ||
-			res.Withheld > 0 && q.Offset+q.Count < page.Total {
-			b.Link = append(b.Link, fhirwire.Link{Relation: "next", URL: pageURL(base, path, self, q.Offset+q.Count, q.Count)})
+		switch {
+		case res.Next != nil:
+			// The next page starts after this one's last match: a match
+			// updated meanwhile moves to the end of the order, and the
+			// matches the total counted may no longer end at an offset.
+			b.Link = append(b.Link, fhirwire.Link{Relation: "next", URL: pageURL(base, path, self, q.Offset+q.Count, q.Count, res.Next)})
+		case len(page.Matches) == q.Count && (page.Total < 0 || q.Offset+q.Count < page.Total) ||
+			res.Withheld > 0 && q.Offset+q.Count < page.Total:
+			b.Link = append(b.Link, fhirwire.Link{Relation: "next", URL: pageURL(base, path, self, q.Offset+q.Count, q.Count, nil)})
 		}
 		for _, r := range page.Matches {
 			b.Entry = append(b.Entry, fhirwire.Entry{FullURL: base + "/" + r.Type + "/" + r.ID, Resource: r.Body,
@@ -63,7 +69,7 @@ func (e *Engine) Searchset(base, typ, path string, params url.Values, res *Searc
 // those a lenient search ignored.
 func selfParams(params url.Values, ignored []string) url.Values {
 	out := url.Values{}
-	skip := map[string]bool{"_offset": true, "_count": true, "_format": true, "_pretty": true}
+	skip := map[string]bool{"_offset": true, "_cursor": true, "_count": true, "_format": true, "_pretty": true}
 	for _, n := range ignored {
 		skip[n] = true
 	}
@@ -76,7 +82,7 @@ func selfParams(params url.Values, ignored []string) url.Values {
 }
 
 // pageURL is a search URL for one page of the search at path below base.
-func pageURL(base, path string, params url.Values, offset, count int) string {
+func pageURL(base, path string, params url.Values, offset, count int, cursor *search.Cursor) string {
 	p := url.Values{}
 	for k, vs := range params {
 		p[k] = vs
@@ -84,6 +90,9 @@ func pageURL(base, path string, params url.Values, offset, count int) string {
 	p.Set("_count", strconv.Itoa(count))
 	if offset > 0 {
 		p.Set("_offset", strconv.Itoa(offset))
+	}
+	if cursor != nil {
+		p.Set("_cursor", cursor.String())
 	}
 	return base + "/" + path + "?" + p.Encode()
 }
@@ -118,14 +127,14 @@ func (e *Engine) HistoryBundle(base string, params url.Values, res *HistoryResul
 	// A history Bundle has no outcome entry in R4: what a lenient history
 	// ignored is only left out of the links.
 	self := selfParams(params, res.Ignored)
-	b.Link = append(b.Link, fhirwire.Link{Relation: "self", URL: pageURL(base, path, self, q.Offset, q.Count)})
+	b.Link = append(b.Link, fhirwire.Link{Relation: "self", URL: pageURL(base, path, self, q.Offset, q.Count, nil)})
 	if q.Count > 0 {
 		if q.Offset > 0 {
 			prev := max(q.Offset-q.Count, 0)
-			b.Link = append(b.Link, fhirwire.Link{Relation: "previous", URL: pageURL(base, path, self, prev, q.Count)})
+			b.Link = append(b.Link, fhirwire.Link{Relation: "previous", URL: pageURL(base, path, self, prev, q.Count, nil)})
 		}
 		if q.Offset+len(res.Versions) < total {
-			b.Link = append(b.Link, fhirwire.Link{Relation: "next", URL: pageURL(base, path, self, q.Offset+q.Count, q.Count)})
+			b.Link = append(b.Link, fhirwire.Link{Relation: "next", URL: pageURL(base, path, self, q.Offset+q.Count, q.Count, nil)})
 		}
 	}
 	for _, r := range res.Versions {

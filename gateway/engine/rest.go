@@ -352,6 +352,11 @@ type SearchResult struct {
 	// Warnings are issues the answer reports in an outcome entry: the
 	// rounds of _include:iterate stopped at their bound.
 	Warnings []outcome.Issue
+	// Next is where the next page starts (its link's _cursor): the last
+	// match of the page, shown or withheld, when more follow it in a
+	// Keyset order (store.Page.More); nil otherwise (in another order
+	// the next page is at an offset).
+	Next *search.Cursor
 }
 
 // ParseQuery decodes the raw query string of a request on typ (the
@@ -409,6 +414,10 @@ func (e *Engine) search(ctx context.Context, sc *auditlog.Scope, in reads, typ s
 	})
 	if err != nil {
 		return nil, err
+	}
+	if q := out.Query; q.Keyset() && out.Page.More && len(out.Page.Matches) > 0 {
+		last := out.Page.Matches[len(out.Page.Matches)-1]
+		out.Next = &search.Cursor{LastUpdated: last.LastUpdated.UnixMilli(), Type: last.Type, ID: last.ID}
 	}
 	var wm int
 	out.Page.Matches, wm = e.Disclose(sc, out.Page.Matches)

@@ -74,7 +74,7 @@ func ignorable(key, rule string) bool {
 func resultParam(key string) bool {
 	name, _, _ := strings.Cut(key, ":")
 	switch name {
-	case "_count", "_offset", "_sort", "_summary", "_total", "_elements", "_include", "_revinclude", "_format", "_pretty":
+	case "_count", "_offset", "_cursor", "_sort", "_summary", "_total", "_elements", "_include", "_revinclude", "_format", "_pretty":
 		return true
 	}
 	return false

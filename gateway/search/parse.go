@@ -99,6 +99,10 @@ func parse(rt string, params url.Values, lenient, conditional bool, limits Limit
 		ps.q.Includes, ps.q.RevIncludes = ps.q.Includes[:ni], ps.q.RevIncludes[:nr]
 		ps.ignored = append(ps.ignored, key)
 	}
+	if ps.q.After != nil && !ps.q.Keyset() {
+		return nil, nil, ps.errorf("_cursor", RuleValueInvalid,
+			"_cursor pages only in the order of _lastUpdated and _id; with _sort by another parameter, page with _offset")
+	}
 	return ps.q, ps.ignored, nil
 }
 
@@ -157,7 +161,7 @@ func knownName(rt, name string) bool {
 		return true
 	}
 	switch name {
-	case "_count", "_offset", "_sort", "_summary", "_total", "_include", "_revinclude", "_format", "_pretty", "_has", "_elements",
+	case "_count", "_offset", "_cursor", "_sort", "_summary", "_total", "_include", "_revinclude", "_format", "_pretty", "_has", "_elements",
 		"_since", "_at":
 		return true
 	}
@@ -198,7 +202,7 @@ func (ps *parser) param(key string, vals []string) *Error {
 	switch name {
 	case "_format", "_pretty":
 		return nil // the HTTP layer's business
-	case "_count", "_offset", "_sort", "_summary", "_total", "_elements":
+	case "_count", "_offset", "_cursor", "_sort", "_summary", "_total", "_elements":
 		if mod != "" {
 			return ps.errorf(key, RuleModifierUnsupported, "%s takes no modifier", ps.named(name))
 		}
@@ -328,6 +332,12 @@ func (ps *parser) control(key, name, v string) *Error {
 			return ps.errorf(key, RuleValueInvalid, "_offset must be a non-negative integer")
 		}
 		ps.q.Offset = n
+	case "_cursor":
+		c, err := ParseCursor(v)
+		if err != nil {
+			return ps.errorf(key, RuleValueInvalid, "_cursor must be the value a next link of the gateway's gave (%v)", err)
+		}
+		ps.q.After = &c
 	case "_summary":
 		switch v {
 		case "count":

@@ -5,7 +5,10 @@
 package search
 
 import (
+	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -192,6 +195,12 @@ type Query struct {
 	Sort    []SortKey
 	// Count is the page size (default 50, max 1000); Offset the first match.
 	Count, Offset int
+	// After, when set (_cursor, which the gateway's next links carry),
+	// starts the page after this position of the order instead of at
+	// Offset (which then only numbers the page): a resource updated, and
+	// so moved to the end of the default order, while a client pages
+	// cannot make it skip the one after it. Only for a Keyset order.
+	After *Cursor
 	// Unordered says that the caller takes the matches in any order (a
 	// conditional interaction tells none, one and several apart): without
 	// Sort, a store may return them unordered, which costs less to plan
@@ -224,6 +233,46 @@ type Query struct {
 	// The matches, the total and the _include/_revinclude results are all
 	// restricted (an included resource of another tenant is left out).
 	Tenant string
+}
+
+// Keyset reports whether q's order is one a Cursor positions in: it sorts
+// by _lastUpdated and _id alone (or by nothing: last updated, then id).
+func (q *Query) Keyset() bool {
+	for _, k := range q.Sort {
+		if k.Param != "_lastUpdated" && k.Param != "_id" {
+			return false
+		}
+	}
+	return true
+}
+
+// Cursor is a position in a Keyset order: the last match of a page, by
+// its last update (Unix milliseconds), type and id. Its text form,
+// "<milliseconds>.<type>.<id>", is the _cursor parameter's value.
+type Cursor struct {
+	LastUpdated int64
+	Type, ID    string
+}
+
+// String is c's _cursor value.
+func (c Cursor) String() string {
+	return strconv.FormatInt(c.LastUpdated, 10) + "." + c.Type + "." + c.ID
+}
+
+// ParseCursor parses a _cursor value.
+func ParseCursor(s string) (Cursor, error) {
+	lu, rest, ok := strings.Cut(s, ".")
+	typ, id, ok2 := strings.Cut(rest, ".")
+	n, err := strconv.ParseInt(lu, 10, 64)
+	switch {
+	case !ok || !ok2 || err != nil || n < 0:
+		return Cursor{}, errors.New("not <milliseconds>.<type>.<id>")
+	case !isResourceType(typ):
+		return Cursor{}, errors.New("not a resource type")
+	case !validID(id):
+		return Cursor{}, errors.New("not a resource id")
+	}
+	return Cursor{LastUpdated: n, Type: typ, ID: id}, nil
 }
 
 // AllTenants as Query.Tenant (or a store's history query tenant) searches

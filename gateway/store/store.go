@@ -80,6 +80,10 @@ type Page struct {
 	Included []*Resource
 	// Total is the number of matches, or -1 when not counted.
 	Total int
+	// More says that matches follow this page's in the order of a
+	// search.Query.Keyset order (the store looked one match further);
+	// false for another order.
+	More bool
 }
 
 // HistoryQuery selects versions for _history.

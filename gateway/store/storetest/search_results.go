@@ -120,6 +120,41 @@ func testPaging(t *testing.T, s store.Store) {
 	if !slices.Equal(got, want) {
 		t.Errorf("_lastUpdated desc pages: got %v, want %v", got, want)
 	}
+
+	// Paging by cursor (search.Query.After) in both directions and with
+	// ties: each page starts after the last match of the one before, at
+	// whatever offset, and says whether more follow (Page.More).
+	for _, desc := range []bool{false, true} {
+		var got []string
+		var after *search.Cursor
+		for range 5 {
+			qq := fq(0)
+			qq.Sort[0].Descending, qq.After = desc, after
+			if after != nil {
+				qq.Offset = 99 // with a cursor the offset only numbers the page
+			}
+			pg := doSearch(t, s, qq)
+			got = append(got, ids(pg.Matches)...)
+			if !pg.More {
+				break
+			}
+			last := pg.Matches[len(pg.Matches)-1]
+			after = &search.Cursor{LastUpdated: last.LastUpdated.UnixMilli(), Type: last.Type, ID: last.ID}
+		}
+		want := slices.Clone(want)
+		if !desc {
+			want = []string{"f00", "f01", "f02", "f03", "f04", "f05", "f06", "f07", "f08", "f09", "f10", "f11"}
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("cursor pages (descending %v): got %v, want %v", desc, got, want)
+		}
+	}
+	if pg := doSearch(t, s, q(25, 0, true)); pg.More || len(pg.Matches) != 25 {
+		t.Errorf("the whole result on one page: %d matches, More %v, want 25 and no more", len(pg.Matches), pg.More)
+	}
+	if pg := doSearch(t, s, q(24, 0, true)); !pg.More || len(pg.Matches) != 24 {
+		t.Errorf("all but one on the page: %d matches, More %v, want 24 and more", len(pg.Matches), pg.More)
+	}
 }
 
 // linked loads patients, a practitioner and observations pointing at them.

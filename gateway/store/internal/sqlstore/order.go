@@ -13,26 +13,41 @@ import (
 // ascending, its latest High descending; resources without a value come
 // last.
 func OrderBy(q *search.Query) (string, []any) {
-	var parts []string
-	var args []any
+	parts, args, _ := order(q)
+	return strings.Join(parts, ", "), args
+}
+
+// orderCol is a column of a Keyset order and its direction.
+type orderCol struct {
+	col  string // c.last_updated, c.type or c.id
+	desc bool
+}
+
+// order is OrderBy's terms and arguments and, for a Keyset order, its
+// columns (nil otherwise).
+func order(q *search.Query) (parts []string, args []any, cols []orderCol) {
 	seenLU, seenID := false, false
-	for _, k := range q.Sort {
+	column := func(col string, desc bool) {
 		dir := " ASC"
-		if k.Descending {
+		if desc {
 			dir = " DESC"
 		}
+		parts = append(parts, col+dir)
+		cols = append(cols, orderCol{col, desc})
+	}
+	for _, k := range q.Sort {
 		switch k.Param {
 		case "_lastUpdated":
 			if !seenLU {
-				parts = append(parts, "c.last_updated"+dir)
+				column("c.last_updated", k.Descending)
 			}
 			seenLU = true
 		case "_id":
 			if !seenID {
 				if q.Type == "" {
-					parts = append(parts, "c.type"+dir)
+					column("c.type", k.Descending)
 				}
-				parts = append(parts, "c.id"+dir)
+				column("c.id", k.Descending)
 			}
 			seenID = true
 		default:
@@ -46,13 +61,49 @@ func OrderBy(q *search.Query) (string, []any) {
 		}
 	}
 	if !seenLU {
-		parts = append(parts, "c.last_updated ASC")
+		column("c.last_updated", false)
 	}
 	if !seenID {
 		if q.Type == "" {
-			parts = append(parts, "c.type ASC")
+			column("c.type", false)
 		}
-		parts = append(parts, "c.id ASC")
+		column("c.id", false)
 	}
-	return strings.Join(parts, ", "), args
+	if !q.Keyset() {
+		cols = nil
+	}
+	return parts, args, cols
+}
+
+// after is the condition ("?" placeholders) that a row comes after cur in
+// the order of cols: (c1 > v1) OR (c1 = v1 AND c2 > v2) OR ..., with <
+// for a descending column. A type-level search orders by id without the
+// type, and its cursor's type is the searched one.
+func after(cols []orderCol, cur *search.Cursor) (string, []any) {
+	val := func(col string) any {
+		switch col {
+		case "c.last_updated":
+			return cur.LastUpdated
+		case "c.type":
+			return cur.Type
+		}
+		return cur.ID
+	}
+	var ors []string
+	var args []any
+	for i, c := range cols {
+		var ands []string
+		for _, e := range cols[:i] {
+			ands = append(ands, e.col+" = ?")
+			args = append(args, val(e.col))
+		}
+		op := " > ?"
+		if c.desc {
+			op = " < ?"
+		}
+		ands = append(ands, c.col+op)
+		args = append(args, val(c.col))
+		ors = append(ors, "("+strings.Join(ands, " AND ")+")")
+	}
+	return "(" + strings.Join(ors, " OR ") + ")", args
 }

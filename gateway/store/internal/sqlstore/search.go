@@ -108,6 +108,9 @@ func (s *Store) search(ctx context.Context, c Conn, q *search.Query, withInclude
 		if err != nil {
 			return nil, fmt.Errorf("%s: search: %w", s.d.Name, s.err(ctx, err))
 		}
+		if n := peeked(q); n > 0 && len(pg.Matches) > n {
+			pg.Matches, pg.More = pg.Matches[:n], true
+		}
 		if withIncludes && (len(q.Includes) > 0 || len(q.RevIncludes) > 0) {
 			keys = make([]key, len(pg.Matches))
 			for i, r := range pg.Matches {
@@ -121,6 +124,9 @@ func (s *Store) search(ctx context.Context, c Conn, q *search.Query, withInclude
 		}
 		if err != nil {
 			return nil, fmt.Errorf("%s: search: %w", s.d.Name, s.err(ctx, err))
+		}
+		if n := peeked(q); n > 0 && len(keys) > n {
+			keys, pg.More = keys[:n], true
 		}
 		if pg.Matches, err = s.fetch(ctx, c, keys); err != nil {
 			return nil, err
@@ -226,8 +232,18 @@ func SearchStatements(d *Dialect, q *search.Query, now time.Time) (page, count S
 		b.Add(" LIMIT " + strconv.Itoa(n) + " OFFSET " + strconv.Itoa(offset))
 		sel = PlanOnce + sel
 	} else {
-		order, oargs := OrderBy(q)
-		b.Add(" ORDER BY "+order, oargs...)
+		parts, oargs, cols := order(q)
+		if q.After != nil && cols != nil {
+			// The page starts after the cursor, not at the offset (which
+			// only numbered it): see search.Query.After.
+			cond, cargs := after(cols, q.After)
+			b.Add(" AND "+cond, cargs...)
+			offset = 0
+		}
+		if cols != nil {
+			n++ // one more: is there a next page? (search trims it: Page.More)
+		}
+		b.Add(" ORDER BY "+strings.Join(parts, ", "), oargs...)
 		b.Add(" LIMIT ? OFFSET ?", n, offset)
 	}
 	page.SQL = sel + b.SQL()
@@ -247,6 +263,17 @@ const PlanOnce = "/* plan once */ "
 // unordered reports whether the matches of q may come in any order: the
 // caller said so, and named no sort.
 func unordered(q *search.Query) bool { return q.Unordered && len(q.Sort) == 0 }
+
+// peeked is the page size of q when its page statement selects one match
+// more than that, to tell whether a next page follows (a Keyset order:
+// see SearchStatements), and 0 when it does not.
+func peeked(q *search.Query) int {
+	if unordered(q) || !q.Keyset() {
+		return 0
+	}
+	n, _ := pageBounds(q.Count, q.Offset)
+	return n
+}
 
 // joinMatches reports whether the page statement of q reads the matches'
 // resources (Dialect.JoinMatches), or only their keys. An unordered search
