@@ -78,6 +78,10 @@ type Result struct {
 	// Withheld is set when Resource is one a conditional create matched
 	// and the caller may not read (Visible): answer without its content.
 	Withheld bool
+	// Unchanged is set when an update or patch would have stored the
+	// current version as it is: nothing was written, and Resource is that
+	// version (Status StatusOK).
+	Unchanged bool
 }
 
 // Result returns the entry's outcome once its transaction ran (nil for a
@@ -425,14 +429,15 @@ func allowNeed(sc *auditlog.Scope, en *Entry) error {
 
 // Written returns the resource versions processed entries wrote (errs,
 // when not nil, are a batch's per-entry failures): a conditional create
-// that matched, a GET and a failed batch entry write nothing.
+// that matched, an update or patch that changed nothing (Result.Unchanged),
+// a GET and a failed batch entry write nothing.
 func Written(entries []*Entry, errs []error) []*store.Resource {
 	var out []*store.Resource
 	for i, en := range entries {
 		if errs != nil && errs[i] != nil {
 			continue
 		}
-		if en.method == "GET" || en.res == nil || en.res.Resource == nil || (en.method == "POST" && en.matched != nil) {
+		if en.method == "GET" || en.res == nil || en.res.Resource == nil || (en.method == "POST" && en.matched != nil) || en.res.Unchanged {
 			continue
 		}
 		out = append(out, en.res.Resource)
