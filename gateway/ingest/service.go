@@ -387,7 +387,6 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 	if stored {
 		activity = "UPDATE"
 	}
-	written := engine.Written(entries, nil) // not what a conditional create matched, nor an unchanged resource
 	err = tx.Provenance(audit.Provenance{
 		ID:       audit.RecordProvenanceID(tenant, src.System, string(rec.kind), src.RecordID, rec.version),
 		Activity: activity, Source: src.System, MappingVersion: mapping.Version,
@@ -395,7 +394,7 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 		WhatDisplay: fmt.Sprintf("%s record version %s", rec.kind, rec.version), ContentHash: rec.hash,
 		RecordKind: string(rec.kind), RecordVersion: rec.version,
 		Nested: nestedRecords(s.p.opts.IdentifierBase, src.System, rec.rec),
-	}, written)
+	}, engine.Written(entries, nil))
 	if err != nil {
 		return nil, false, err
 	}
@@ -404,19 +403,11 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 	if err != nil {
 		return nil, false, err
 	}
-	if stored && len(written) == 0 {
-		// A new version that maps to what is stored changed nothing: no
-		// version, so no Provenance (it names the versions written) and
-		// nothing to deliver; the EHR holds, or will hold, what the
-		// earlier version's delivery sent.
-		sc.Description = fmt.Sprintf("%s record: %d entries, none changed: nothing written or queued", rec.kind, len(entries))
-	} else {
-		err = stage.Run(ctx, s.tracer, "outbox.enqueue", func(context.Context) error {
-			return s.enqueue(st, tenant, rec.kind, res, raws, rec.version, sc.TraceID, tx.ClaimSource)
-		}, attribute.String("ingest.kind", string(rec.kind)))
-		if err != nil {
-			return nil, false, err
-		}
+	err = stage.Run(ctx, s.tracer, "outbox.enqueue", func(context.Context) error {
+		return s.enqueue(st, tenant, rec.kind, res, raws, rec.version, sc.TraceID, tx.ClaimSource)
+	}, attribute.String("ingest.kind", string(rec.kind)))
+	if err != nil {
+		return nil, false, err
 	}
 	return answer, false, st.PutLedger(&store.Ledger{Source: src.System, Kind: string(rec.kind), RecordID: src.RecordID,
 		Version: rec.version, ContentHash: rec.hash, Response: answer, Received: tx.Now().UTC(),
