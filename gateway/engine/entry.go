@@ -84,6 +84,12 @@ type Result struct {
 	Unchanged bool
 }
 
+// VersionAlways has the entry, an update, write a new version even when
+// it changes nothing: the resources of a native record's new version,
+// each of which gets its own versions, Provenance and delivery, so that an
+// auditor follows every record version to what the EHR received.
+func (en *Entry) VersionAlways() { en.pre.versionAlways = true }
+
 // Result returns the entry's outcome once its transaction ran (nil for a
 // GET that searched).
 func (en *Entry) Result() *Result { return en.res }

@@ -175,7 +175,7 @@ func render(entries []*Entry, now time.Time, stream bool) (stop func()) {
 // exist or was deleted) for an interaction of method (PUT, PATCH, or POST
 // for a conditional create whose _id criterion names the id). When doc is
 // the current version as it stands (unchanged), it writes nothing and
-// answers that version, Result.Unchanged. pre are the
+// answers that version, Result.Unchanged (unless pre.versionAlways). pre are the
 // request's preconditions (If-Match, If-None-Match, If-Unmodified-Since),
 // checked against the latest version, a deletion included: a false one is
 // PreconditionFailed. create says whether the caller may
@@ -205,7 +205,7 @@ func (e *Engine) update(tx store.Tx, typ, id string, doc map[string]any, pre con
 	if err := pre.check(latest); err != nil {
 		return nil, err
 	}
-	if exists {
+	if exists && !pre.versionAlways {
 		same, err := unchanged(cur, doc)
 		if err != nil {
 			return nil, err
