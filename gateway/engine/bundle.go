@@ -306,6 +306,13 @@ func WriteOutcome(method string, res *Result, shown bool) any {
 		return outcome.Information("created " + what)
 	case method == "POST":
 		return outcome.Information("an existing resource matched the conditional criteria, " + what + "; nothing was created")
+	case res.Unchanged:
+		verb := "update"
+		if method == "PATCH" {
+			verb = "patch"
+		}
+		return outcome.Information("unchanged: " + what + " is already what the " + verb +
+			" would store; no new version was written")
 	case method == "PATCH":
 		return outcome.Information("patched " + what)
 	default:

@@ -78,7 +78,17 @@ type Result struct {
 	// Withheld is set when Resource is one a conditional create matched
 	// and the caller may not read (Visible): answer without its content.
 	Withheld bool
+	// Unchanged is set when an update or patch would have stored the
+	// current version as it is: nothing was written, and Resource is that
+	// version (Status StatusOK).
+	Unchanged bool
 }
+
+// VersionAlways has the entry, an update, write a new version even when
+// it changes nothing: the resources of a native record's new version,
+// each of which gets its own versions, Provenance and delivery, so that an
+// auditor follows every record version to what the EHR received.
+func (en *Entry) VersionAlways() { en.pre.versionAlways = true }
 
 // Result returns the entry's outcome once its transaction ran (nil for a
 // GET that searched).
@@ -425,14 +435,15 @@ func allowNeed(sc *auditlog.Scope, en *Entry) error {
 
 // Written returns the resource versions processed entries wrote (errs,
 // when not nil, are a batch's per-entry failures): a conditional create
-// that matched, a GET and a failed batch entry write nothing.
+// that matched, an update or patch that changed nothing (Result.Unchanged),
+// a GET and a failed batch entry write nothing.
 func Written(entries []*Entry, errs []error) []*store.Resource {
 	var out []*store.Resource
 	for i, en := range entries {
 		if errs != nil && errs[i] != nil {
 			continue
 		}
-		if en.method == "GET" || en.res == nil || en.res.Resource == nil || (en.method == "POST" && en.matched != nil) {
+		if en.method == "GET" || en.res == nil || en.res.Resource == nil || (en.method == "POST" && en.matched != nil) || en.res.Unchanged {
 			continue
 		}
 		out = append(out, en.res.Resource)

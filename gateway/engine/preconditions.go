@@ -39,6 +39,9 @@ type Preconditions struct {
 type conditions struct {
 	ifMatch, ifNoneMatch string
 	unmodifiedSince      time.Time
+	// versionAlways has the write make a version even when it changes
+	// nothing (Entry.VersionAlways).
+	versionAlways bool
 }
 
 // parse checks and reads p. In a Bundle entry (entry) the fields are the

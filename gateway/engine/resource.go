@@ -173,7 +173,9 @@ func render(entries []*Entry, now time.Time, stream bool) (stop func()) {
 
 // update writes a new version of typ/id (update-as-create when it does not
 // exist or was deleted) for an interaction of method (PUT, PATCH, or POST
-// for a conditional create whose _id criterion names the id). pre are the
+// for a conditional create whose _id criterion names the id). When doc is
+// the current version as it stands (unchanged), it writes nothing and
+// answers that version, Result.Unchanged (unless pre.versionAlways). pre are the
 // request's preconditions (If-Match, If-None-Match, If-Unmodified-Since),
 // checked against the latest version, a deletion included: a false one is
 // PreconditionFailed. create says whether the caller may
@@ -203,6 +205,15 @@ func (e *Engine) update(tx store.Tx, typ, id string, doc map[string]any, pre con
 	if err := pre.check(latest); err != nil {
 		return nil, err
 	}
+	if exists && !pre.versionAlways {
+		same, err := unchanged(cur, doc)
+		if err != nil {
+			return nil, err
+		}
+		if same {
+			return &Result{Status: fhirwire.StatusOK, Resource: cur, Unchanged: true}, nil
+		}
+	}
 	status := fhirwire.StatusCreated
 	if exists {
 		status = fhirwire.StatusOK
@@ -215,6 +226,22 @@ func (e *Engine) update(tx store.Tx, typ, id string, doc map[string]any, pre con
 		return &Result{Status: fhirwire.StatusOK, Resource: r}, nil
 	}
 	return &Result{Status: fhirwire.StatusCreated, Resource: r, Created: true}, nil
+}
+
+// unchanged reports whether doc, stored as a new version of cur (the
+// current version, not a deletion), would be the same resource: rendered
+// as cur's own version and lastUpdated it is byte for byte cur's body. An
+// update that changes nothing writes no version (as HAPI FHIR and Medplum
+// do: an integration engine re-sending what it sent before churns no
+// versions, history or Provenance). Anything else, even a difference of
+// form only (an order of keys an earlier build stored), is a change: it
+// costs a version, never a lost change.
+func unchanged(cur *store.Resource, doc map[string]any) (bool, error) {
+	body, err := store.VersionBody(cur.Type, cur.ID, cur.Version, doc, cur.LastUpdated)
+	if err != nil {
+		return false, err
+	}
+	return bytes.Equal(body, cur.Body), nil
 }
 
 // createAt creates typ/id for a conditional create or update whose _id

@@ -186,6 +186,9 @@ func (e *Engine) writeOne(ctx context.Context, sc *auditlog.Scope, typ, interact
 				return 0, err
 			}
 			sc.Touch(res.Resource)
+			if res.Unchanged {
+				sc.Description = typ + " " + interaction + ": unchanged, no version written"
+			}
 			return res.Status, nil
 		})
 	}, attribute.String("fhir.resource_type", typ), attribute.String("fhir.interaction", interaction))

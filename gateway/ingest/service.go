@@ -665,6 +665,8 @@ func (s *Service) entries(res *mapping.Result, raws [][]byte, docs []map[string]
 		if err != nil {
 			return nil, fmt.Errorf("mapped entry %d: %w", i, err)
 		}
+		en.VersionAlways() // each record version has its own versions, Provenance and delivery
+
 		var perr error
 		if checked != nil {
 			perr = checked[i]

@@ -18,6 +18,21 @@ import (
 // entries from the decoded form. It fails only if doc cannot be
 // marshalled.
 func NewVersion(typ, id string, v int64, doc map[string]any, now time.Time) (*Resource, []search.Entry, error) {
+	body, err := VersionBody(typ, id, v, doc, now)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &Resource{Type: typ, ID: id, Version: v, LastUpdated: now.UTC().Truncate(time.Millisecond), Body: body},
+		search.Extract(typ, doc), nil
+}
+
+// VersionBody is the body NewVersion makes of doc as version v of typ/id
+// at now (doc changed as NewVersion changes it), without the index
+// entries: the engine renders an update at the current version and
+// lastUpdated to tell whether it changes anything (Resource.Body of that
+// version is then these bytes). It fails only if doc cannot be
+// marshalled.
+func VersionBody(typ, id string, v int64, doc map[string]any, now time.Time) ([]byte, error) {
 	doc["resourceType"] = typ
 	doc["id"] = id
 	meta, _ := doc["meta"].(map[string]any)
@@ -29,10 +44,9 @@ func NewVersion(typ, id string, v int64, doc map[string]any, now time.Time) (*Re
 	doc["meta"] = meta
 	body, err := fhirwire.Marshal(doc)
 	if err != nil {
-		return nil, nil, fmt.Errorf("marshal %s: %w", typ, err)
+		return nil, fmt.Errorf("marshal %s: %w", typ, err)
 	}
-	return &Resource{Type: typ, ID: id, Version: v, LastUpdated: now.UTC().Truncate(time.Millisecond), Body: body},
-		search.Extract(typ, doc), nil
+	return body, nil
 }
 
 // NewID returns a server-assigned resource id: 32 hex digits, the first
