@@ -115,6 +115,9 @@ func TestGroupExportNamesOnlyItsPatients(t *testing.T) {
 	xsc := auditlog.NewScope("bulk-export", sc.Principal)
 	lines, named := exported(t, a, xsc, bulk.ExportParams{Level: bulk.LevelGroup, Group: res.Resource.ID,
 		Query: map[string][]string{"_type": {"Patient,Observation,Provenance,AuditEvent"}}})
+	if got := xsc.Patients(); !slices.Equal(got, onlyA) {
+		t.Errorf("Group export of A: the kick-off names %v, want %v", got, onlyA)
+	}
 	for typ, ls := range lines {
 		for _, l := range ls {
 			if strings.Contains(l, patB) || strings.Contains(l, obsB) {
