@@ -70,6 +70,9 @@ type exporter struct {
 	// not yet saved (its companion file's next part: jobs.PatientsFile).
 	seen     map[string]bool
 	patients []byte
+	// confiner keeps a Group export to its members' data (nil at the
+	// other levels).
+	confiner *confiner
 }
 
 // runExport is the export jobs' handler.
@@ -79,6 +82,9 @@ func (s *Service) runExport(ctx context.Context, run *jobs.Run) ([]byte, error) 
 		return nil, fmt.Errorf("export request: %w", err)
 	}
 	x := &exporter{s: s, run: run, req: &req, sc: jobs.Scope(run.Job, "", req.Scopes), cp: exportCheckpoint{NextFile: 1}}
+	if req.Level == LevelGroup {
+		x.confiner = newConfiner(s.cfg.Store, req.Members)
+	}
 	if run.Job.Checkpoint != nil {
 		if err := json.Unmarshal(run.Job.Checkpoint, &x.cp); err != nil {
 			return nil, fmt.Errorf("export checkpoint: %w", err)
@@ -130,6 +136,14 @@ func (x *exporter) exportType(ctx context.Context, typ string) error {
 			}
 			if r == nil || !x.s.cfg.Visible(x.sc, r) {
 				continue
+			}
+			if x.confiner != nil {
+				if r, err = x.confiner.confine(ctx, r); err != nil {
+					return err
+				}
+				if r == nil {
+					continue // names patients outside the Group
+				}
 			}
 			if err := x.write(ctx, r, q.After); err != nil {
 				return err

@@ -31,6 +31,20 @@ import (
 var subsettedTag = map[string]any{"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
 	"code": "SUBSETTED", "display": "subsetted"}
 
+// MarkSubsetted adds to doc, a decoded resource, the meta.tag SUBSETTED
+// (v3-ObservationValue) that says it is not the whole resource: whoever
+// reads it knows elements were left out, and nobody writes it back as if
+// it were whole.
+func MarkSubsetted(doc map[string]any) {
+	meta, _ := doc["meta"].(map[string]any)
+	if meta == nil {
+		meta = map[string]any{}
+		doc["meta"] = meta
+	}
+	tags, _ := meta["tag"].([]any)
+	meta["tag"] = append(tags, subsettedTag)
+}
+
 // checkSubset checks that elements (the _elements) name elements of typ.
 func (e *Engine) checkSubset(typ string, elements []string) error {
 	for _, name := range elements {
@@ -108,13 +122,7 @@ func (e *Engine) subset(r *store.Resource, summary string, elements []string) *s
 			delete(doc, k)
 		}
 	}
-	meta, _ := doc["meta"].(map[string]any)
-	if meta == nil {
-		meta = map[string]any{}
-		doc["meta"] = meta
-	}
-	tags, _ := meta["tag"].([]any)
-	meta["tag"] = append(tags, subsettedTag)
+	MarkSubsetted(doc)
 	body, err := fhirwire.Marshal(doc)
 	if err != nil {
 		return r

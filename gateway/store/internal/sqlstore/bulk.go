@@ -20,6 +20,13 @@ func (s *Store) Export(ctx context.Context, q store.ExportQuery) ([]*store.Resou
 	if q.Type == "" {
 		return nil, fmt.Errorf("%s: export: a type is required", s.d.Name)
 	}
+	if q.Type == "AuditEvent" && len(q.Filters) > 0 {
+		// A filter reads the index rows, which AuditEvents get after
+		// their commit: wait for those committed so far, as a search does.
+		if err := s.catchUpAudits(ctx); err != nil {
+			return nil, err
+		}
+	}
 	limit := q.Limit
 	if limit <= 0 {
 		limit = 1000
