@@ -1630,7 +1630,11 @@ func TestPagingCursor(t *testing.T) {
 			t.Fatalf("update = %d %s", rec.Code, rec.Body)
 		}
 	}
-	got := walk("/fhir/Patient?family=cursor&_count=2", func() { update(0); update(1) })
+	got := walk("/fhir/Patient?family=cursor&_count=2", func() {
+		update(0)
+		time.Sleep(2 * time.Millisecond) // B updated after A, not in the same millisecond
+		update(1)
+	})
 	if want := "A B C D E A B"; strings.Join(got, " ") != want {
 		t.Errorf("oldest first, A and B updated after page 1: pages gave %v, want %s", got, want)
 	}
