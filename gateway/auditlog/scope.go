@@ -87,9 +87,10 @@ func (sc *Scope) allTenants() bool { return sc.Tenant == search.AllTenants }
 // own records, for an all-tenant request, that the entity e (zero: none)
 // and patients belong to tenant, unless recorded before. A resource kept
 // in search.AllTenantsAudit (an all-tenant request's AuditEvent) is no
-// tenant's: its patients are looked up.
+// tenant's (no share names it) and the patients it names are not known to
+// be of that tenant: they are looked up.
 func (sc *Scope) own(tenant string, e audit.Entity, patients []string) {
-	if !sc.allTenants() || search.Reserved(tenant) || tenant == search.AllTenants {
+	if !sc.allTenants() || tenant == search.AllTenants {
 		return
 	}
 	if sc.owners == nil {
@@ -99,6 +100,9 @@ func (sc *Scope) own(tenant string, e audit.Entity, patients []string) {
 		if _, ok := sc.owners.entities[e]; !ok {
 			sc.owners.entities[e] = tenant
 		}
+	}
+	if search.Reserved(tenant) {
+		return
 	}
 	for _, p := range patients {
 		if _, ok := sc.owners.patients[p]; !ok {

@@ -93,7 +93,7 @@ func (l *Log) shares(sc *Scope, first audit.Record, read func(typ, id string) (*
 				return nil, err
 			}
 		}
-		if ok {
+		if ok && !search.Reserved(t) {
 			part(t).Entities = append(part(t).Entities, e)
 		}
 	}
