@@ -161,9 +161,7 @@ func (l *Log) Append(sc *Scope, status int) error {
 	if l.disabled || sc.Interaction == "" {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	evs, err := l.events(sc, status, func(typ, id string) (*store.Resource, error) { return l.store.Read(ctx, typ, id) })
-	cancel()
+	evs, err := l.events(sc, status, l.read)
 	if err != nil {
 		return err
 	}
@@ -215,6 +213,14 @@ func (l *Log) events(sc *Scope, status int, read func(typ, id string) (*store.Re
 		evs = append(evs, newEvents(sh.Tenant, split(sh.Record))...)
 	}
 	return evs, nil
+}
+
+// read reads a stored resource of any tenant, for Append (an all-tenant
+// request's AuditEvent looks up the tenants of what it named).
+func (l *Log) read(typ, id string) (*store.Resource, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return l.store.Read(ctx, typ, id)
 }
 
 // run commits whatever is queued, as one transaction, until ch is closed.
