@@ -109,9 +109,13 @@ func (l *Log) shares(sc *Scope, first audit.Record, read func(typ, id string) (*
 			ClientID: first.ClientID, ClientAddr: first.ClientAddr, Observer: first.Observer, Tenant: first.Tenant,
 			Action: first.Action, RequestID: first.RequestID, TraceID: first.TraceID,
 			Patients: p.Patients, Entities: p.Entities, Identified: p.Identified}
-		r.Description = fmt.Sprintf("the share of tenant %s of an all-tenant client's request (its data named here: %s, %s; "+
+		whose := fmt.Sprintf("tenant %q", t)
+		if t == "" {
+			whose = "the default tenant"
+		}
+		r.Description = fmt.Sprintf("the share of %s of an all-tenant client's request (its data named here: %s, %s; "+
 			"the whole record is the request's AuditEvent kept for all-tenant readers)",
-			search.TenantName(t), Counted(len(p.Entities), "resource"), Counted(len(p.Patients), "patient"))
+			whose, Counted(len(p.Entities), "resource"), Counted(len(p.Patients), "patient"))
 		if rules := failureDescription(first.Status, sc.Rules); rules != "" {
 			r.Description = rules + "; " + r.Description
 		}

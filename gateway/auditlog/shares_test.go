@@ -117,8 +117,19 @@ func TestShares(t *testing.T) {
 		}
 	}
 	for i, ev := range evs[1:] {
-		if !strings.Contains(string(ev.res.Body), "the share of tenant") || !strings.Contains(string(ev.res.Body), `"site":"*"`) {
-			t.Errorf("share %d does not say it is one, or not of site *: %s", i+1, ev.res.Body)
+		var doc struct {
+			OutcomeDesc string
+			Source      struct{ Site string }
+		}
+		if err := json.Unmarshal(ev.res.Body, &doc); err != nil {
+			t.Fatal(err)
+		}
+		whose := fmt.Sprintf("tenant %q", ev.res.Tenant)
+		if ev.res.Tenant == "" {
+			whose = "the default tenant"
+		}
+		if want := "HTTP 200 OK: the share of " + whose + " of an all-tenant client's request"; !strings.HasPrefix(doc.OutcomeDesc, want) || doc.Source.Site != "*" {
+			t.Errorf("share %d says %q, site %q; want %q…, site *", i+1, doc.OutcomeDesc, doc.Source.Site, want)
 		}
 	}
 	slices.Sort(looked)
