@@ -17,6 +17,7 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/bulk"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
 )
 
@@ -45,6 +46,9 @@ func importCommand(ctx context.Context, args []string, getenv func(string) strin
 	}
 	if *tenant == "*" {
 		return usageError("import", "--tenant: records belong to one tenant, not every tenant (*)")
+	}
+	if search.Reserved(*tenant) {
+		return usageError("import", "--tenant: a tenant begins with * only as * itself, which names every tenant (*all-tenants keeps the all-tenant clients' AuditEvents)")
 	}
 	if *workers < 1 || *workers > maxImportWorkers {
 		return usageError("import", "--workers must be from 1 to %d", maxImportWorkers)

@@ -215,6 +215,8 @@ func TestImportTenant(t *testing.T) {
 		{"a destination's tenant", []string{"--config", cfg, "--tenant", "clinic-c", "--deliver"}, 0, "0 read"},
 		{"a client's tenant", []string{"--config", cfg, "--tenant", "clinic-b"}, 0, "0 read"},
 		{"development mode", []string{"--config", dev, "--deliver"}, 0, "0 read"},
+		{"the all-tenant AuditEvents' tenant", []string{"--config", dev, "--tenant", "*all-tenants"}, exitUsage,
+			"--tenant: a tenant begins with * only as * itself"},
 		{"no destination for the kind", []string{"--config", writeTemp(t, "k.json", `{"destinations": [{"name": "hosp",
 			"baseUrl": "http://127.0.0.1:1/fhir", "filter": {"kinds": ["vitals"]}}]}`), "--deliver"}, exitUsage,
 			"--deliver: no destination accepts assessment records (their filter.kinds name other kinds)"},

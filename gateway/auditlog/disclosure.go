@@ -44,7 +44,7 @@ func (l *Lineage) Audit(sc *Scope) {
 	for _, rc := range l.Receipts {
 		for _, r := range rc.Resources {
 			if strings.HasPrefix(r, "Patient/") {
-				sc.Concern(r)
+				sc.ConcernIn(rc.Tenant, r)
 			}
 		}
 		if rc.Request != nil {
@@ -78,9 +78,14 @@ func (l *Lineage) Audit(sc *Scope) {
 			ids = append(ids, mapping.RecordSystem(q.IdentifierBase, q.Source, k)+"|"+q.RecordID)
 		}
 	}
+	// A record's receipts say whose it is (two tenants may hold records
+	// of one id: each is named in its tenant's share).
 	for _, id := range ids {
 		sys, val, _ := strings.Cut(id, "|")
 		sc.NameRecord(sys, val)
+		for _, rc := range l.Receipts {
+			sc.NameRecordIn(rc.Tenant, sys, val)
+		}
 	}
 }
 
@@ -101,9 +106,9 @@ func (l *Lineage) Describe(what string) string {
 // base is the deployment's identifier namespace ("" the default). Returns
 // store errors (ErrUnavailable) unchanged.
 func NameDelivery(ctx context.Context, st store.Store, sc *Scope, base string, v operator.View, payload bool) error {
-	sc.Name(audit.Identified{System: audit.SystemDelivery, Value: strconv.FormatInt(v.ID, 10), Description: "the delivery"})
+	sc.NameIn(v.Tenant, audit.Identified{System: audit.SystemDelivery, Value: strconv.FormatInt(v.ID, 10), Description: "the delivery"})
 	if v.Source != "" && v.RecordID != "" && v.Kind != "" {
-		sc.NameRecord(mapping.RecordSystem(base, v.Source, mapping.Kind(v.Kind)), v.RecordID)
+		sc.NameRecordIn(v.Tenant, mapping.RecordSystem(base, v.Source, mapping.Kind(v.Kind)), v.RecordID)
 		id := audit.RecordProvenanceID(v.Tenant, v.Source, v.Kind, v.RecordID, v.Version)
 		p, err := st.Read(ctx, "Provenance", id)
 		switch {
@@ -113,7 +118,7 @@ func NameDelivery(ctx context.Context, st store.Store, sc *Scope, base string, v
 			if err != nil {
 				return err
 			}
-			sc.Concern(patients...)
+			sc.ConcernIn(p.Tenant, patients...) // a record's patients are its tenant's
 		case !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrGone):
 			return err
 		}
@@ -147,7 +152,7 @@ func NameDeliveryList(ctx context.Context, st store.Store, sc *Scope, base, tena
 		return err
 	}
 	for _, p := range found {
-		sc.Concern("Patient/" + p.ID)
+		sc.ConcernIn(p.Tenant, "Patient/"+p.ID)
 	}
 	return nil
 }

@@ -14,11 +14,15 @@ import (
 )
 
 // Every request the gateway answers leaves exactly one AuditEvent (IHE
-// BALP shaped, see package audit). A request that writes data appends its
-// AuditEvent inside the data's transaction (AppendTx), so data never exists
-// without its audit; any other request (a read, a search, a failure)
-// appends it with Append, durably, before its answer leaves: concurrent
-// such requests share one transaction (group commit).
+// BALP shaped, see package audit); one that named more than
+// patientsPerEvent patients leaves one per so many, and an all-tenant
+// client's also each touched tenant's share (shares.go). A request that
+// writes data appends its AuditEvent inside the data's transaction
+// (AppendTx), so data never exists without its audit; any other request
+// (a read, a search, a failure) appends it with Append, durably, before
+// its answer leaves: concurrent such requests share one transaction
+// (group commit). All the AuditEvents of one request go in one
+// transaction.
 
 // ErrClosed is returned by Append after Close (or before Start).
 var ErrClosed = errors.New("audit log is not running")
@@ -157,7 +161,11 @@ func (l *Log) Append(sc *Scope, status int) error {
 	if l.disabled || sc.Interaction == "" {
 		return nil
 	}
-	r := &appendReq{evs: newEvents(sc.auditTenant(), l.records(sc, status)), done: make(chan error, 1)}
+	evs, err := l.events(sc, status, l.read)
+	if err != nil {
+		return err
+	}
+	r := &appendReq{evs: evs, done: make(chan error, 1)}
 	l.mu.Lock()
 	if l.ch == nil {
 		l.mu.Unlock()
@@ -177,7 +185,42 @@ func (l *Log) AppendTx(tx store.Tx, sc *Scope, status int) error {
 	if l.disabled || sc.Interaction == "" {
 		return nil
 	}
-	return putAll(tx, newEvents(sc.auditTenant(), l.records(sc, status)))
+	evs, err := l.events(sc, status, tx.Read)
+	if err != nil {
+		return err
+	}
+	return putAll(tx, evs)
+}
+
+// events makes sc's AuditEvents, with status, each in its tenant: a
+// tenant-bound request's (its record, split) in its tenant; an
+// all-tenant request's whole record (split) in search.AllTenantsAudit
+// and, in each tenant whose data it touched, that tenant's share
+// (shares, split). read reads a stored resource of any tenant (to find
+// the owner of what sc recorded none for); its errors, but not-found and
+// gone, are returned: the request's AuditEvents cannot be made.
+func (l *Log) events(sc *Scope, status int, read func(typ, id string) (*store.Resource, error)) ([]event, error) {
+	first := l.record(sc, status)
+	evs := newEvents(sc.auditTenant(), split(first))
+	if !sc.allTenants() {
+		return evs, nil
+	}
+	shares, err := l.shares(sc, first, read)
+	if err != nil {
+		return nil, err
+	}
+	for _, sh := range shares {
+		evs = append(evs, newEvents(sh.Tenant, split(sh.Record))...)
+	}
+	return evs, nil
+}
+
+// read reads a stored resource of any tenant, for Append (an all-tenant
+// request's AuditEvent looks up the tenants of what it named).
+func (l *Log) read(typ, id string) (*store.Resource, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return l.store.Read(ctx, typ, id)
 }
 
 // run commits whatever is queued, as one transaction, until ch is closed.
@@ -226,11 +269,11 @@ func (l *Log) run(ch chan *appendReq, stopped chan struct{}) {
 // every patient is named and no record grows without bound.
 const patientsPerEvent = 1000
 
-// records builds sc's AuditEvents: one, or one per patientsPerEvent
-// patients, the first naming everything else too, each saying which part
-// it is.
-func (l *Log) records(sc *Scope, status int) []audit.Record {
-	first := l.record(sc, status)
+// split makes of first, a request's record, its AuditEvents: one, or one
+// per patientsPerEvent patients, the first naming everything else too,
+// each saying which part it is.
+func split(first audit.Record) []audit.Record {
+	status := first.Status
 	if len(first.Patients) <= patientsPerEvent {
 		return []audit.Record{first}
 	}

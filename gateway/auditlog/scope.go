@@ -65,6 +65,50 @@ type Scope struct {
 	covered   map[audit.Entity]bool
 	patients  once[string]
 	committed bool
+	// owners, for an all-tenant caller's request only, are the tenants
+	// whose the entities, patients and identified things recorded are,
+	// where known when recorded (the rest are looked up when the
+	// AuditEvent is made): each of those tenants gets its share of the
+	// AuditEvent (Log, shares).
+	owners *owners
+}
+
+// owners are the tenants the things an all-tenant request recorded belong
+// to.
+type owners struct {
+	entities   map[audit.Entity]string
+	patients   map[string]string
+	identified map[audit.Identified]string
+}
+
+// allTenants reports whether the request is an all-tenant caller's.
+func (sc *Scope) allTenants() bool { return sc.Tenant == search.AllTenants }
+
+// own records, for an all-tenant request, that the entity e (zero: none)
+// and patients belong to tenant, unless recorded before. A resource kept
+// in search.AllTenantsAudit (an all-tenant request's AuditEvent) is no
+// tenant's (no share names it) and the patients it names are not known to
+// be of that tenant: they are looked up.
+func (sc *Scope) own(tenant string, e audit.Entity, patients []string) {
+	if !sc.allTenants() || tenant == search.AllTenants {
+		return
+	}
+	if sc.owners == nil {
+		sc.owners = &owners{entities: map[audit.Entity]string{}, patients: map[string]string{}, identified: map[audit.Identified]string{}}
+	}
+	if e.Type != "" {
+		if _, ok := sc.owners.entities[e]; !ok {
+			sc.owners.entities[e] = tenant
+		}
+	}
+	if search.Reserved(tenant) {
+		return
+	}
+	for _, p := range patients {
+		if _, ok := sc.owners.patients[p]; !ok {
+			sc.owners.patients[p] = tenant
+		}
+	}
 }
 
 // NewScope returns the scope of a request by p (nil: not yet
@@ -105,14 +149,18 @@ func (sc *Scope) TouchDoc(r *store.Resource, doc map[string]any) {
 	if r == nil {
 		return
 	}
-	sc.entity(audit.Entity{Type: r.Type, ID: r.ID, Version: r.Version})
+	e := audit.Entity{Type: r.Type, ID: r.ID, Version: r.Version}
+	sc.entity(e)
+	var patients []string
 	switch {
 	case r.Deleted:
 	case doc != nil:
-		sc.patient(PatientsOf(r.Type, r.ID, doc)...)
+		patients = PatientsOf(r.Type, r.ID, doc)
 	default:
-		sc.patient(PatientsIn(r.Type, r.ID, r.Body)...)
+		patients = PatientsIn(r.Type, r.ID, r.Body)
 	}
+	sc.patient(patients...)
+	sc.own(r.Tenant, e, patients) // a resource's patients are its tenant's
 }
 
 // refer records a resource the request disclosed by reference without
@@ -174,6 +222,15 @@ func (sc *Scope) patient(refs ...string) {
 // patients a lineage answer is about.
 func (sc *Scope) Concern(patients ...string) { sc.patient(patientRefs(patients...)...) }
 
+// ConcernIn is Concern for patients known to be tenant's (an all-tenant
+// request's AuditEvent then needs not look them up for their tenant's
+// share).
+func (sc *Scope) ConcernIn(tenant string, patients ...string) {
+	refs := patientRefs(patients...)
+	sc.patient(refs...)
+	sc.own(tenant, audit.Entity{}, refs)
+}
+
 // Name records something the request concerned that is named by
 // identifier (once).
 func (sc *Scope) Name(id audit.Identified) {
@@ -182,10 +239,34 @@ func (sc *Scope) Name(id audit.Identified) {
 	}
 }
 
+// NameIn is Name for something of tenant: an all-tenant request's
+// AuditEvent names it in tenant's share too (what Name records, of no
+// known tenant, only the whole AuditEvent names).
+func (sc *Scope) NameIn(tenant string, id audit.Identified) {
+	sc.Name(id)
+	if !sc.allTenants() || search.Reserved(tenant) || tenant == search.AllTenants {
+		return
+	}
+	sc.own(tenant, audit.Entity{}, nil)
+	if _, ok := sc.owners.identified[id]; !ok {
+		sc.owners.identified[id] = tenant
+	}
+}
+
 // NameRecord records the native source record the request concerned,
 // by the identifier its Provenance names it by (system | record id).
 func (sc *Scope) NameRecord(system, recordID string) {
-	sc.Name(audit.Identified{System: system, Value: recordID, Description: "the source record"})
+	sc.Name(recordIdentified(system, recordID))
+}
+
+// NameRecordIn is NameRecord for a record of tenant (NameIn).
+func (sc *Scope) NameRecordIn(tenant, system, recordID string) {
+	sc.NameIn(tenant, recordIdentified(system, recordID))
+}
+
+// recordIdentified names a source record by its identifier.
+func recordIdentified(system, recordID string) audit.Identified {
+	return audit.Identified{System: system, Value: recordID, Description: "the source record"}
 }
 
 // SetAction sets the AuditEvent's action (C, R, U, D or E) where it is
@@ -201,6 +282,7 @@ func (sc *Scope) Identified() []audit.Identified { return sc.identified }
 // Reset forgets what a rolled-back transaction attempt recorded.
 func (sc *Scope) Reset() {
 	sc.entities, sc.patients, sc.covered, sc.identified, sc.action = once[audit.Entity]{}, once[string]{}, nil, nil, ""
+	sc.owners = nil
 }
 
 // Committed reports whether the request's AuditEvent was committed with
@@ -212,10 +294,12 @@ func (sc *Scope) Committed() bool { return sc.committed }
 func (sc *Scope) MarkCommitted() { sc.committed = true }
 
 // auditTenant is the tenant a request's AuditEvent belongs to: the
-// client's, or the default tenant for all-tenant operators.
+// client's, or search.AllTenantsAudit for an all-tenant caller (whose
+// AuditEvent all-tenant readers see, and no one tenant: each touched
+// tenant gets its share, Log.shares).
 func (sc *Scope) auditTenant() string {
-	if sc.Tenant == search.AllTenants {
-		return ""
+	if sc.allTenants() {
+		return search.AllTenantsAudit
 	}
 	return sc.Tenant
 }

@@ -32,6 +32,8 @@ func TestNewServerRejectsBadConfig(t *testing.T) {
 		{"short secret", func(t *testing.T, c *Config) { c.SigningSecret = []byte("short") }, "signingSecret"},
 		{"client without id", func(t *testing.T, c *Config) { c.Clients[0].ID = "" }, "missing id"},
 		{"client without tenant", func(t *testing.T, c *Config) { c.Clients[0].Tenant = "" }, "missing tenant"},
+		{"client of the all-tenant AuditEvents' tenant", func(t *testing.T, c *Config) { c.Clients[0].Tenant = "*all-tenants" }, "reserved"},
+		{"client of a tenant beginning with *", func(t *testing.T, c *Config) { c.Clients[0].Tenant = "*x" }, "reserved"},
 		{"duplicate client", func(t *testing.T, c *Config) { c.Clients[1].ID = c.Clients[0].ID }, "duplicate id"},
 		{"unknown scope", func(t *testing.T, c *Config) { c.Clients[0].Scopes = []string{"system/*.rsx"} }, "unrecognised scope"},
 		{"no scopes", func(t *testing.T, c *Config) { c.Clients[0].Scopes = nil }, "no scopes"},

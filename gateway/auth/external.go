@@ -14,6 +14,8 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 )
 
 const (
@@ -261,6 +263,9 @@ func (s *Server) verifyExternal(ctx context.Context, tok *jwt.JSONWebToken) (*Pr
 	tenant := firstString(raw, iss.tenantClaim)
 	if tenant == "" {
 		return nil, invalidToken("tenant-missing", "the access token names no tenant", clientID)
+	}
+	if search.Reserved(tenant) {
+		return nil, invalidToken("tenant-reserved", "the access token's tenant is reserved (a tenant begins with \"*\" only as \"*\", every tenant)", clientID)
 	}
 	if iss.tenants != nil && !iss.tenants[tenant] {
 		return nil, invalidToken("tenant-not-allowed", "the access token's tenant is not accepted from this issuer", clientID)

@@ -237,6 +237,15 @@ func TestAuthenticateExternal(t *testing.T) {
 			wantReason: "tenant-missing", wantStatus: 401,
 		},
 		{
+			name: "tenant reserved",
+			token: func(t *testing.T, fx *externalFixture) string {
+				c := extClaims(fx.c.Now())
+				c["tenant"] = "*all-tenants"
+				return sign(t, jose.RS256, fx.rsa.Key, fx.rsa.KeyID, c, nil)
+			},
+			wantReason: "tenant-reserved", wantStatus: 401,
+		},
+		{
 			name: "tenant not allowed",
 			token: func(t *testing.T, fx *externalFixture) string {
 				c := extClaims(fx.c.Now())

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 )
 
 const (
@@ -128,6 +130,10 @@ func newRegisteredClient(c Client) (*registeredClient, error) {
 	}
 	if c.Tenant == "" {
 		return nil, errors.New("missing tenant")
+	}
+	if search.Reserved(c.Tenant) {
+		// The all-tenant callers' AuditEvents are kept in such a tenant.
+		return nil, fmt.Errorf("tenant %q is reserved: a tenant may begin with \"*\" only as \"*\" itself (every tenant)", c.Tenant)
 	}
 	scopes, err := configScopes(c.Scopes)
 	if err != nil {

@@ -583,3 +583,69 @@ func TestImportCancel(t *testing.T) {
 		t.Errorf("the cancel's AuditEvent says %q, want it to say %q", csc.Description, want)
 	}
 }
+
+// TestExportNotesTenants: an all-tenant export notes, beside each file,
+// the tenant of each patient whose data the file holds (for each tenant's
+// share of the download's AuditEvent), and the download names the
+// patients as before; a tenant's own export notes none.
+func TestExportNotesTenants(t *testing.T) {
+	ctx := context.Background()
+	a, st := newApp(t, 1<<20)
+	err := st.Write(ctx, func(tx store.Tx) error {
+		for _, p := range []struct{ tenant, id string }{{"clinic-a", "pa"}, {"clinic-b", "pb"}, {"", "pd"}} {
+			r, entries, err := store.NewVersion("Patient", p.id, 1, map[string]any{"gender": "other"}, time.Now().Add(-time.Hour))
+			if err != nil {
+				return err
+			}
+			r.Tenant = p.tenant
+			if err := tx.Put(r, entries); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		tenant string
+		lines  []string
+	}{
+		{search.AllTenants, []string{`Patient/pa "clinic-a"`, `Patient/pb "clinic-b"`, `Patient/pd ""`}},
+		{"clinic-b", []string{"Patient/pb"}},
+	} {
+		t.Run(tc.tenant, func(t *testing.T) {
+			sc := auditlog.NewScope("bulk-export", &auth.Principal{ClientID: "c", Tenant: tc.tenant, Scopes: auth.ParseScopes("system/*.rs")})
+			j, err := a.Bulk.Export(ctx, sc, bulk.ExportParams{Level: bulk.LevelSystem, Prefer: "respond-async", Base: "https://gw",
+				Query: map[string][]string{"_type": {"Patient"}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			waitJob(t, a, sc, j.ID, func(j *store.Job) bool { return j.Status == store.JobDone })
+			var lines []string
+			err = st.JobFile(ctx, j.ID, jobs.PatientsFile(1), func(part []byte) error {
+				for l := range strings.Lines(string(part)) {
+					lines = append(lines, strings.TrimSuffix(l, "\n"))
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if slices.Sort(lines); !slices.Equal(lines, tc.lines) {
+				t.Errorf("the file's patients are noted as %q, want %q", lines, tc.lines)
+			}
+			dl := auditlog.NewScope("job-download", sc.Principal)
+			if err := a.Jobs.File(ctx, dl, j.ID, 1, func([]byte) error { return nil }); err != nil {
+				t.Fatal(err)
+			}
+			var want []string
+			for _, l := range tc.lines {
+				want = append(want, strings.Fields(l)[0])
+			}
+			if named := slices.Sorted(slices.Values(dl.Patients())); !slices.Equal(named, want) {
+				t.Errorf("the download names %v, want %v", named, want)
+			}
+		})
+	}
+}

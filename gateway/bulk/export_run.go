@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/jobs"
@@ -248,7 +249,14 @@ func (x *exporter) write(ctx context.Context, r *store.Resource, after string) e
 	for _, p := range auditlog.PatientsIn(r.Type, r.ID, r.Body) {
 		if !x.seen[p] {
 			x.seen[p] = true
-			x.patients = append(append(x.patients, p...), '\n')
+			x.patients = append(x.patients, p...)
+			if x.sc.TenantOf() == search.AllTenants {
+				// An export of every tenant notes whose each patient is
+				// (a resource's patients are its tenant's), for the share
+				// of its download's AuditEvent each tenant gets.
+				x.patients = strconv.AppendQuote(append(x.patients, ' '), r.Tenant)
+			}
+			x.patients = append(x.patients, '\n')
 		}
 	}
 	x.cp.Count++

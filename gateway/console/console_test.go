@@ -380,3 +380,29 @@ func TestDeliveryReplayForm(t *testing.T) {
 		t.Errorf("a valid replay = %d, want the confirmation:\n%.2000s", code, body)
 	}
 }
+
+// TestPrincipalTenant: a person's tenant claim names the tenant they act
+// for; none, every tenant (*) or a reserved tenant (beginning with *:
+// the all-tenant AuditEvents' *all-tenants) is refused; without a tenant
+// claim configured they act for every tenant.
+func TestPrincipalTenant(t *testing.T) {
+	for _, tc := range []struct {
+		claim, tenant string
+		want          string // the principal's tenant; "" refused
+	}{
+		{"org", "clinic-a", "clinic-a"},
+		{"org", "", ""},
+		{"org", "*", ""},
+		{"org", "*all-tenants", ""},
+		{"", "*all-tenants", "*"},
+	} {
+		st := &Settings{TenantClaim: tc.claim, RoleClaim: "roles", Auditors: []string{"auditor"}}
+		p, err := st.principal(map[string]any{"sub": "ann", "org": tc.tenant, "roles": "auditor"})
+		switch {
+		case tc.want == "" && err == nil:
+			t.Errorf("tenant claim %q: principal of tenant %q, want refused", tc.tenant, p.Tenant)
+		case tc.want != "" && (err != nil || p.Tenant != tc.want):
+			t.Errorf("tenant claim %q (claim configured %q): %v, %v; want tenant %q", tc.tenant, tc.claim, p, err, tc.want)
+		}
+	}
+}

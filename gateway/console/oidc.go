@@ -113,7 +113,7 @@ func (st *Settings) principal(claims map[string]any) (*auth.Principal, error) {
 	tenant := search.AllTenants
 	if st.TenantClaim != "" {
 		tenant, _ = claims[st.TenantClaim].(string)
-		if tenant == "" || tenant == search.AllTenants {
+		if tenant == "" || tenant == search.AllTenants || search.Reserved(tenant) {
 			return nil, outcome.New(outcome.Forbidden, "forbidden", "console-no-tenant",
 				"your account names no tenant; ask the gateway's administrator")
 		}

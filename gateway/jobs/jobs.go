@@ -26,6 +26,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -283,9 +285,11 @@ func (s *Service) Cancel(ctx context.Context, sc *auditlog.Scope, id string) err
 
 // PatientsFile is the number of the companion file of a job's file n
 // (n >= 1): the patients whose data file n holds, one "Patient/id" a line
-// (a line may repeat), which a job writes beside each file that holds
-// patients' data (an export's). No client downloads it: File names those
-// patients in the download's AuditEvent.
+// (a line may repeat), followed, in an all-tenant export's, by a space and
+// the patient's tenant as a Go-quoted string; a job writes it beside each
+// file that holds patients' data (an export's). No client downloads it:
+// File names those patients in the download's AuditEvent (each with its
+// tenant, where noted, for that tenant's share).
 func PatientsFile(n int) int { return -n }
 
 // File calls fn with the parts of file n of the caller's job, in order:
@@ -302,7 +306,13 @@ func (s *Service) File(ctx context.Context, sc *auditlog.Scope, id string, n int
 	}
 	err := s.st.JobFile(ctx, id, PatientsFile(n), func(part []byte) error {
 		for line := range bytes.Lines(part) {
-			if p := string(bytes.TrimSpace(line)); p != "" {
+			p, quoted, ok := strings.Cut(string(bytes.TrimSpace(line)), " ")
+			tenant, err := strconv.Unquote(quoted)
+			switch {
+			case p == "":
+			case ok && err == nil:
+				sc.ConcernIn(tenant, p)
+			default:
 				sc.Concern(p)
 			}
 		}

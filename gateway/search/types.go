@@ -280,6 +280,18 @@ func ParseCursor(s string) (Cursor, error) {
 // belongs to a tenant of this name.
 const AllTenants = "*"
 
+// AllTenantsAudit is the tenant the AuditEvents of all-tenant callers
+// (AllTenants) are kept in, whole: a search of every tenant finds them, a
+// search of one tenant (the default one included) never does; each tenant
+// whose data such a request touched finds its own share of the event in
+// its own tenant (package auditlog). No client acts for it: a tenant that
+// begins with "*" other than AllTenants is Reserved.
+const AllTenantsAudit = "*all-tenants"
+
+// Reserved reports whether no client may act for tenant t: it begins with
+// "*" and is not AllTenants (AllTenantsAudit and any later such name).
+func Reserved(t string) bool { return len(t) > 0 && t[0] == '*' && t != AllTenants }
+
 // TenantName names tenant t in a message: quoted, and the default tenant
 // as `the default tenant ("")`, which a bare "" does not say.
 func TenantName(t string) string {

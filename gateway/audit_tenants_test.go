@@ -1,0 +1,270 @@
+package gateway_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
+)
+
+// tenantsTokenURL is the token endpoint of tenantsServer's auth config.
+const tenantsTokenURL = "http://127.0.0.1/auth/token"
+
+// tenantsServer is the gateway on a fresh SQLite database with an auth
+// config of clients of two clinics (clinA: clinic-a, clinB: clinic-b) and
+// an all-tenant operator (opAll, tenant *), and the access tokens of each
+// (as the token endpoint issues them: signed with the gateway's secret).
+func tenantsServer(t *testing.T) (http.Handler, store.Store, map[string]string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwk, err := json.Marshal(jose.JSONWebKey{Key: &key.PublicKey, KeyID: "k1", Use: "sig", Algorithm: "ES384"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwks := json.RawMessage(`{"keys":[` + string(jwk) + `]}`)
+	secret := []byte("0123456789abcdef0123456789abcdef-tenants")
+	clients := []auth.Client{
+		{ID: "clinA", Tenant: "clinic-a", Scopes: []string{"system/*.cruds"}, JWKS: jwks},
+		{ID: "clinB", Tenant: "clinic-b", Scopes: []string{"system/*.cruds"}, JWKS: jwks},
+		{ID: "opAll", Tenant: search.AllTenants, Scopes: []string{auth.ScopeOperator, "system/*.rs"}, JWKS: jwks},
+	}
+	as, err := auth.NewServer(auth.Config{TokenURL: tenantsTokenURL, Clients: clients, SigningSecret: secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.HS256, Key: secret}, (&jose.SignerOptions{}).WithType("at+jwt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens := map[string]string{}
+	for _, c := range clients {
+		claims := struct {
+			jwt.Claims
+			Tenant string `json:"tenant"`
+			Scope  string `json:"scope"`
+		}{jwt.Claims{Issuer: tenantsTokenURL, Subject: c.ID, IssuedAt: jwt.NewNumericDate(time.Now()),
+			Expiry: jwt.NewNumericDate(time.Now().Add(time.Hour)), ID: c.ID + "-token"}, c.Tenant, strings.Join(c.Scopes, " ")}
+		tok, err := jwt.Signed(signer).Claims(claims).Serialize()
+		if err != nil {
+			t.Fatal(err)
+		}
+		tokens[c.ID] = "Authorization: Bearer " + tok
+	}
+	st := tempSQLite(t, sqlite.Options{})
+	h := newServer(t, app.Config{Store: st}, gateway.Config{Auth: as, AuthTokenURL: tenantsTokenURL})
+	return h, st, tokens
+}
+
+// auditSeen is an AuditEvent as a tenant's search shows it.
+type auditSeen struct {
+	ID, Client, Subtype, Site string
+	Entities, Patients        []string
+}
+
+// auditSearch runs an AuditEvent search with a client's token and returns
+// the events.
+func auditSearch(t *testing.T, h http.Handler, token, query string) []auditSeen {
+	t.Helper()
+	rec := req(h, "GET", "/fhir/AuditEvent?"+query+"&_count=100", "", token)
+	if rec.Code != 200 {
+		t.Fatalf("GET AuditEvent?%s = %d %s", query, rec.Code, rec.Body)
+	}
+	var b struct {
+		Entry []struct {
+			Resource struct {
+				ID      string
+				Subtype []struct{ Code string }
+				Source  struct{ Site string }
+				Agent   []struct {
+					Who struct {
+						Identifier struct{ System, Value string }
+					}
+				}
+				Entity []struct {
+					What struct{ Reference string }
+					Role struct{ Code string }
+				}
+			}
+		}
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &b); err != nil {
+		t.Fatal(err)
+	}
+	var out []auditSeen
+	for _, e := range b.Entry {
+		r := e.Resource
+		s := auditSeen{ID: r.ID, Site: r.Source.Site}
+		if len(r.Subtype) > 0 {
+			s.Subtype = r.Subtype[0].Code
+		}
+		if len(r.Agent) > 0 {
+			s.Client = r.Agent[0].Who.Identifier.Value
+		}
+		for _, en := range r.Entity {
+			switch {
+			case en.What.Reference == "":
+			case en.Role.Code == "1" || strings.HasPrefix(en.What.Reference, "Patient/") && !strings.Contains(en.What.Reference, "/_history/"):
+				s.Patients = append(s.Patients, en.What.Reference)
+			default:
+				s.Entities = append(s.Entities, en.What.Reference)
+			}
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// byClient keeps the events of client.
+func byClient(evs []auditSeen, client string) []auditSeen {
+	var out []auditSeen
+	for _, e := range evs {
+		if e.Client == client {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// TestAllTenantAuditShares: an all-tenant client's request leaves its
+// whole AuditEvent where only all-tenant readers see it, and, for each
+// tenant whose data it read or disclosed, that tenant's share (its own
+// resources and patients only) in the tenant's own audit trail; the
+// default tenant sees none of it, and the chain stays intact.
+func TestAllTenantAuditShares(t *testing.T) {
+	h, st, tok := tenantsServer(t)
+	create := func(client, body string) string {
+		t.Helper()
+		rec := req(h, "POST", "/fhir/Patient", body, tok[client])
+		if rec.Code != 201 {
+			t.Fatalf("%s POST Patient = %d %s", client, rec.Code, rec.Body)
+		}
+		return decode(t, rec)["id"].(string)
+	}
+	pa := "Patient/" + create("clinA", `{"resourceType":"Patient","gender":"female"}`)
+	pb := "Patient/" + create("clinB", `{"resourceType":"Patient","gender":"male"}`)
+
+	// An all-tenant read of clinic-b's patient.
+	if rec := req(h, "GET", "/fhir/"+pb, "", tok["opAll"]); rec.Code != 200 {
+		t.Fatalf("opAll GET %s = %d %s", pb, rec.Code, rec.Body)
+	}
+	reads := byClient(auditSearch(t, h, tok["clinB"], "patient="+pb+"&subtype=read"), "opAll")
+	if len(reads) != 1 || !slices.Equal(reads[0].Patients, []string{pb}) || !slices.Equal(reads[0].Entities, []string{pb + "/_history/1"}) {
+		t.Errorf("clinic-b's AuditEvent?patient=%s shows opAll's reads %+v, want one naming %s only", pb, reads, pb)
+	}
+	if got := byClient(auditSearch(t, h, tok["clinA"], "agent:identifier=opAll"), "opAll"); len(got) != 0 {
+		t.Errorf("clinic-a sees opAll's events %+v, want none (it read nothing of clinic-a's)", got)
+	}
+	all := byClient(auditSearch(t, h, tok["opAll"], "patient="+pb+"&subtype=read"), "opAll")
+	if len(all) != 2 {
+		t.Errorf("opAll's AuditEvent?patient=%s shows %+v, want its read's whole event and clinic-b's share", pb, all)
+	}
+
+	// An all-tenant search over both clinics: each sees its own part.
+	if rec := req(h, "GET", "/fhir/Patient", "", tok["opAll"]); rec.Code != 200 {
+		t.Fatalf("opAll GET Patient = %d %s", rec.Code, rec.Body)
+	}
+	for _, tc := range []struct{ client, own, other string }{{"clinA", pa, pb}, {"clinB", pb, pa}} {
+		var got []auditSeen // opAll's Patient search (not its AuditEvent searches)
+		for _, e := range byClient(auditSearch(t, h, tok[tc.client], "subtype=search-type&agent:identifier=opAll"), "opAll") {
+			if !slices.ContainsFunc(e.Entities, func(s string) bool { return strings.HasPrefix(s, "AuditEvent/") }) {
+				got = append(got, e)
+			}
+		}
+		if len(got) != 1 || !slices.Equal(got[0].Patients, []string{tc.own}) || !slices.Equal(got[0].Entities, []string{tc.own + "/_history/1"}) {
+			t.Errorf("%s sees opAll's searches %+v, want one naming %s only", tc.client, got, tc.own)
+		}
+		if got := auditSearch(t, h, tok[tc.client], "entity="+tc.other); len(got) != 0 {
+			t.Errorf("%s finds AuditEvent?entity=%s: %+v, want none", tc.client, tc.other, got)
+		}
+		got = byClient(auditSearch(t, h, tok[tc.client], "date=ge2000-01-01&agent:identifier=opAll"), "opAll")
+		if len(got) == 0 {
+			t.Errorf("%s finds no AuditEvent of opAll by date", tc.client)
+		}
+		for _, e := range got {
+			if slices.Contains(e.Patients, tc.other) || e.Site != search.AllTenants {
+				t.Errorf("%s finds, by date, opAll's event %+v, naming %s (another tenant's) or of a site other than %q", tc.client, e, tc.other, search.AllTenants)
+			}
+		}
+	}
+
+	// An all-tenant export of every Patient: its download is in each
+	// clinic's trail, naming that clinic's patient only.
+	rec := req(h, "GET", "/fhir/Patient/$export?_type=Patient", "", tok["opAll"], "Prefer: respond-async")
+	if rec.Code != 202 {
+		t.Fatalf("opAll Patient/$export = %d %s", rec.Code, rec.Body)
+	}
+	status := rec.Header().Get("Content-Location")
+	u, err := url.Parse(status)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var manifest struct{ Output []struct{ URL string } }
+	for deadline := time.Now().Add(time.Minute); ; {
+		rec := req(h, "GET", u.Path, "", tok["opAll"])
+		if rec.Code == 200 {
+			if err := json.Unmarshal(rec.Body.Bytes(), &manifest); err != nil {
+				t.Fatal(err)
+			}
+			break
+		}
+		if rec.Code != 202 || time.Now().After(deadline) {
+			t.Fatalf("export status = %d %s", rec.Code, rec.Body)
+		}
+		time.Sleep(time.Millisecond) // polling a background job, not timing the test
+	}
+	if len(manifest.Output) != 1 {
+		t.Fatalf("export manifest = %+v, want one file", manifest)
+	}
+	fu, _ := url.Parse(manifest.Output[0].URL)
+	if rec := req(h, "GET", fu.Path, "", tok["opAll"]); rec.Code != 200 {
+		t.Fatalf("download = %d %s", rec.Code, rec.Body)
+	}
+	for _, tc := range []struct{ client, own string }{{"clinA", pa}, {"clinB", pb}} {
+		got := byClient(auditSearch(t, h, tok[tc.client], "subtype=job-download&patient="+tc.own), "opAll")
+		if len(got) != 1 || !slices.Equal(got[0].Patients, []string{tc.own}) {
+			t.Errorf("%s's AuditEvent?patient=%s&subtype=job-download = %+v, want one naming %s only", tc.client, tc.own, got, tc.own)
+		}
+	}
+	if got := byClient(auditSearch(t, h, tok["opAll"], "subtype=job-download"), "opAll"); len(got) != 3 {
+		t.Errorf("opAll sees %d job-download events, want 3 (the whole one and each clinic's share)", len(got))
+	}
+
+	// The default tenant's AuditEvents hold nothing of opAll's.
+	q, err := search.Parse("AuditEvent", url.Values{"agent:identifier": {"opAll"}}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.Tenant = ""
+	page, err := st.Search(context.Background(), q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Matches) != 0 {
+		t.Errorf("the default tenant holds %d of opAll's AuditEvents, want none", len(page.Matches))
+	}
+	res, err := auditlog.Verify(context.Background(), st, time.Now())
+	if err != nil || !res.Intact {
+		t.Errorf("audit verify = %+v, %v, want intact", res, err)
+	}
+}

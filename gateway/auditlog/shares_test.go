@@ -1,0 +1,172 @@
+package auditlog
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+)
+
+// eventView is what TestShares compares of an event.
+type eventView struct {
+	tenant   string
+	patients []string
+	entities []string
+	named    []string
+}
+
+// viewEvents decodes evs' tenants, patients, entities and identified
+// things (the request id left out).
+func viewEvents(t *testing.T, evs []event) []eventView {
+	t.Helper()
+	var out []eventView
+	for _, ev := range evs {
+		v := eventView{tenant: ev.res.Tenant}
+		doc := struct {
+			Entity []struct {
+				Role struct{ Code string }
+				What struct {
+					Reference  string
+					Identifier struct{ System, Value string }
+				}
+			}
+		}{}
+		if err := json.Unmarshal(ev.res.Body, &doc); err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range doc.Entity {
+			switch {
+			case e.Role.Code == "1":
+				v.patients = append(v.patients, e.What.Reference)
+			case e.What.Reference != "":
+				v.entities = append(v.entities, e.What.Reference)
+			case e.What.Identifier.System != audit.SystemRequestID:
+				v.named = append(v.named, e.What.Identifier.Value)
+			}
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+// TestShares: an all-tenant request's AuditEvent is kept whole in
+// search.AllTenantsAudit, and each tenant whose resources, patients or
+// records it named gets its share, naming only its own, by the owner the
+// scope recorded or, failing that, the stored resource's tenant; what no
+// tenant is found for is only in the whole event. A tenant-bound
+// request's is unchanged (one event, its tenant, nothing looked up).
+func TestShares(t *testing.T) {
+	l := New(nil, Config{Observer: "gw", Now: func() time.Time { return time.Unix(1e9, 0) }})
+	stored := map[string]string{"Patient/pd": "clinic-d", "Patient/pe": "", "Observation/od": "clinic-d"}
+	var looked []string
+	read := func(typ, id string) (*store.Resource, error) {
+		looked = append(looked, typ+"/"+id)
+		switch tenant, ok := stored[typ+"/"+id]; {
+		case typ == "Patient" && id == "boom":
+			return nil, store.ErrUnavailable
+		case ok:
+			return &store.Resource{Type: typ, ID: id, Tenant: tenant}, nil
+		}
+		return nil, store.ErrNotFound
+	}
+	res := func(tenant, typ, id, body string) *store.Resource {
+		return &store.Resource{Type: typ, ID: id, Version: 1, Tenant: tenant, Body: []byte(body)}
+	}
+	all := &auth.Principal{ClientID: "opAll", Tenant: search.AllTenants}
+
+	sc := NewScope("search-type", all)
+	sc.Touch(res("clinic-a", "Observation", "oa", `{"subject":{"reference":"Patient/pa"}}`),
+		res("clinic-b", "Patient", "pb", `{}`),
+		// An all-tenant request's own AuditEvent is no tenant's: its
+		// patients are looked up.
+		res(search.AllTenantsAudit, "AuditEvent", "ae", `{"entity":[{"what":{"reference":"Patient/pd"}}]}`))
+	sc.ConcernIn("clinic-c", "Patient/pc")
+	sc.Concern("Patient/pe", "Patient/px") // pe: the default tenant's; px: stored nowhere
+	sc.refer(audit.Entity{Type: "Observation", ID: "od"})
+	sc.NameRecordIn("clinic-a", "sys", "rec-a")
+	sc.NameRecord("sys", "rec-unknown")
+	evs, err := l.events(sc, 200, read)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := viewEvents(t, evs)
+	want := []eventView{
+		{search.AllTenantsAudit, []string{"Patient/pa", "Patient/pb", "Patient/pd", "Patient/pc", "Patient/pe", "Patient/px"},
+			[]string{"Observation/oa/_history/1", "Patient/pb/_history/1", "AuditEvent/ae/_history/1", "Observation/od"}, []string{"rec-a", "rec-unknown"}},
+		{"", []string{"Patient/pe"}, nil, nil},
+		{"clinic-a", []string{"Patient/pa"}, []string{"Observation/oa/_history/1"}, []string{"rec-a"}},
+		{"clinic-b", []string{"Patient/pb"}, []string{"Patient/pb/_history/1"}, nil},
+		{"clinic-c", []string{"Patient/pc"}, nil, nil},
+		{"clinic-d", []string{"Patient/pd"}, []string{"Observation/od"}, nil},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("events = %+v, want %+v", got, want)
+	}
+	for i := range want {
+		g, w := got[i], want[i]
+		if g.tenant != w.tenant || !slices.Equal(g.patients, w.patients) || !slices.Equal(g.entities, w.entities) || !slices.Equal(g.named, w.named) {
+			t.Errorf("event %d = %+v, want %+v", i, g, w)
+		}
+	}
+	for i, ev := range evs[1:] {
+		var doc struct {
+			OutcomeDesc string
+			Source      struct{ Site string }
+		}
+		if err := json.Unmarshal(ev.res.Body, &doc); err != nil {
+			t.Fatal(err)
+		}
+		whose := fmt.Sprintf("tenant %q", ev.res.Tenant)
+		if ev.res.Tenant == "" {
+			whose = "the default tenant"
+		}
+		if want := "HTTP 200 OK: the share of " + whose + " of an all-tenant client's request"; !strings.HasPrefix(doc.OutcomeDesc, want) || doc.Source.Site != "*" {
+			t.Errorf("share %d says %q, site %q; want %q…, site *", i+1, doc.OutcomeDesc, doc.Source.Site, want)
+		}
+	}
+	slices.Sort(looked)
+	if w := []string{"Observation/od", "Patient/pd", "Patient/pe", "Patient/px"}; !slices.Equal(looked, w) {
+		t.Errorf("looked up %v, want %v (only what the scope knew no tenant of, once each)", looked, w)
+	}
+
+	// A lookup that fails fails the AuditEvent (and so the answer).
+	sc = NewScope("read", all)
+	sc.Concern("Patient/boom")
+	if _, err := l.events(sc, 200, read); !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("events with a failing lookup = %v, want ErrUnavailable", err)
+	}
+
+	// A share naming more patients than one AuditEvent may is split too.
+	sc = NewScope("job-download", all)
+	for i := range patientsPerEvent + 1 {
+		sc.ConcernIn("clinic-a", fmt.Sprintf("Patient/p%d", i))
+	}
+	evs, err = l.events(sc, 200, read)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := viewEvents(t, evs); len(got) != 4 || got[2].tenant != "clinic-a" || len(got[2].patients) != patientsPerEvent || got[3].tenant != "clinic-a" {
+		t.Errorf("%d events for %d patients of one tenant, want 2 whole and 2 of its share", len(got), patientsPerEvent+1)
+	}
+
+	// A tenant-bound request: one event in its tenant, nothing looked up.
+	looked = nil
+	sc = NewScope("read", &auth.Principal{ClientID: "clinB", Tenant: "clinic-b"})
+	sc.Touch(res("clinic-b", "Patient", "pb", `{}`))
+	sc.Concern("Patient/pd")
+	evs, err = l.events(sc, 200, read)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := viewEvents(t, evs); len(got) != 1 || got[0].tenant != "clinic-b" || len(looked) != 0 {
+		t.Errorf("tenant-bound events = %+v (looked up %v), want one of clinic-b, nothing looked up", got, looked)
+	}
+}
