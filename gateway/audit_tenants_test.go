@@ -268,3 +268,50 @@ func TestAllTenantAuditShares(t *testing.T) {
 		t.Errorf("audit verify = %+v, %v, want intact", res, err)
 	}
 }
+
+// TestAllTenantChartIsThePatientsTenants: another clinic may write a
+// resource whose subject is a clinic-b patient's id (references are not
+// resolved on write, and refusing ids that another tenant holds would tell
+// that it holds them); an all-tenant reader's $everything and compartment
+// search of that patient show the chart of clinic-b only, not the planted
+// Observation (p5 F8). A plain all-tenant search still finds it.
+func TestAllTenantChartIsThePatientsTenants(t *testing.T) {
+	h, _, tok := tenantsServer(t)
+	post := func(client, typ, body string) string {
+		t.Helper()
+		rec := req(h, "POST", "/fhir/"+typ, body, tok[client])
+		if rec.Code != 201 {
+			t.Fatalf("%s POST %s = %d %s", client, typ, rec.Code, rec.Body)
+		}
+		return decode(t, rec)["id"].(string)
+	}
+	pb := post("clinB", "Patient", `{"resourceType":"Patient","gender":"male"}`)
+	own := post("clinB", "Observation", `{"resourceType":"Observation","status":"final","code":{"text":"own"},"subject":{"reference":"Patient/`+pb+`"}}`)
+	planted := post("clinA", "Observation", `{"resourceType":"Observation","status":"final","code":{"text":"planted"},"subject":{"reference":"Patient/`+pb+`"}}`)
+	ids := func(target string) []string {
+		t.Helper()
+		rec := req(h, "GET", target, "", tok["opAll"])
+		if rec.Code != 200 {
+			t.Fatalf("opAll GET %s = %d %s", target, rec.Code, rec.Body)
+		}
+		var out []string
+		entries, _ := decode(t, rec)["entry"].([]any)
+		for _, e := range entries {
+			if r, ok := e.(map[string]any)["resource"].(map[string]any); ok && r["resourceType"] == "Observation" {
+				out = append(out, r["id"].(string))
+			}
+		}
+		return out
+	}
+	for _, target := range []string{"/fhir/Patient/" + pb + "/$everything", "/fhir/Patient/" + pb + "/Observation"} {
+		if got := ids(target); !slices.Equal(got, []string{own}) {
+			t.Errorf("opAll GET %s: Observations %v, want clinic-b's %s only (not clinic-a's %s)", target, got, own, planted)
+		}
+	}
+	if got := ids("/fhir/Observation?subject=Patient/" + pb); len(got) != 2 {
+		t.Errorf("opAll's plain search finds %v, want both", got)
+	}
+	if got := ids("/fhir/Patient/nobody/Observation"); len(got) != 0 {
+		t.Errorf("opAll's compartment of a patient no tenant holds = %v, want nothing", got)
+	}
+}

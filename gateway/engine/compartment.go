@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"slices"
@@ -51,6 +52,19 @@ func (e *Engine) searchCompartment(ctx context.Context, sc *auditlog.Scope, in r
 	c := search.Clause{Param: param, Type: search.TypeReference, Values: []search.Value{{RefType: "Patient", RefID: id}}}
 	if param == "_id" {
 		c = search.Clause{Param: "_id", Type: search.TypeToken, Values: []search.Value{{Code: id}}}
+	}
+	if in.tx == nil && sc.TenantOf() == search.AllTenants {
+		// The chart of the patient's tenant only (chartReads); a patient
+		// no tenant holds has an empty compartment, as for anyone.
+		patient, err := e.reader(sc, in).Read(ctx, "Patient", id)
+		switch {
+		case err == nil, errors.Is(err, store.ErrGone) && patient != nil:
+			in = chartReads(sc, in, patient)
+		case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrGone):
+			in = chartReads(sc, in, &store.Resource{Tenant: search.NoTenant})
+		default:
+			return nil, err
+		}
 	}
 	return e.search(ctx, sc, in, typ, params, lenient, []search.Clause{c})
 }
@@ -157,7 +171,7 @@ func (e *Engine) everything(ctx context.Context, sc *auditlog.Scope, in reads, i
 	if len(rest.Types) > 0 {
 		want := rest.Count
 		rest.Count = max(rest.Count, 1) // a store query of 0 would only count
-		err = e.queryIn(ctx, sc, in, func(ctx context.Context, st reader) error {
+		err = e.queryIn(ctx, sc, chartReads(sc, in, patient), func(ctx context.Context, st reader) error {
 			var err error
 			out.Page, err = st.Search(ctx, &rest)
 			return err

@@ -288,6 +288,11 @@ const AllTenants = "*"
 // begins with "*" other than AllTenants is Reserved.
 const AllTenantsAudit = "*all-tenants"
 
+// NoTenant is a Reserved tenant that holds nothing: a query confined to
+// it finds nothing (the compartment of a Patient no tenant holds, for an
+// all-tenant caller).
+const NoTenant = "*none"
+
 // Reserved reports whether no client may act for tenant t: it begins with
 // "*" and is not AllTenants (AllTenantsAudit and any later such name).
 func Reserved(t string) bool { return len(t) > 0 && t[0] == '*' && t != AllTenants }
