@@ -4,7 +4,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-		"os"
+	"net/url"
+	"os"
 	"strings"
 	"testing"
 
@@ -189,5 +190,67 @@ func TestConditionalScopes(t *testing.T) {
 		if rec := req(h, "POST", "/ingest/session", string(body), tok["ingester"], "Content-Type: application/json"); rec.Code != http.StatusOK {
 			t.Fatalf("ingest with gateway/ingest only = %d %s", rec.Code, rec.Body)
 		}
+	}
+}
+
+// TestExportScopes: a bulk export's _typeFilter is a search, and a _has in
+// it looks into another type, which needs read or search on it as the same
+// search does (before, Observation?_has:AuditEvent:... exported the
+// Observations with matching AuditEvents to a client that may not search
+// AuditEvents). A refused _type or _typeFilter value is named by its
+// parameter, never quoted: it may be anything the client typed, a name.
+func TestExportScopes(t *testing.T) {
+	h, _, tok := clientsServer(t, scopeClients)
+	export := func(client, query string) (int, string) {
+		t.Helper()
+		rec := req(h, "GET", "/fhir/$export?"+query, "", tok[client], "Prefer: respond-async")
+		return rec.Code, rec.Body.String()
+	}
+	filter := func(f string) string { return "_type=Observation&_typeFilter=" + url.QueryEscape(f) }
+	for _, tc := range []struct {
+		client, query, scope string
+	}{
+		{"obs", filter("Observation?_has:AuditEvent:entity:date=gt2020-01-01"), "system/AuditEvent.s"},
+		{"obs", filter("Observation?_has:Provenance:target:recorded=gt2020-01-01"), "system/Provenance.s"},
+		{"obs", filter("Observation?code=8867-4,Observation?_has:Provenance:target:recorded=gt2020-01-01"), "system/Provenance.s"},
+	} {
+		t.Run(tc.query, func(t *testing.T) {
+			rec := req(h, "GET", "/fhir/$export?"+tc.query, "", tok[tc.client], "Prefer: respond-async")
+			refused(t, rec, tc.scope, "")
+			if code, body := export("full", tc.query); code != http.StatusAccepted {
+				t.Errorf("the same export for system/*.cruds = %d %s, want 202", code, body)
+			}
+		})
+	}
+	if code, body := export("obs", filter("Observation?code=8867-4")); code != http.StatusAccepted {
+		t.Errorf("a _typeFilter within the scopes = %d %s, want 202", code, body)
+	}
+
+	const phi = "Bravopatient-MRN-777"
+	for _, tc := range []struct {
+		query, rule, expression string
+	}{
+		{"_type=" + phi, "export-type-unknown", "_type"},
+		{"_type=Observation," + phi, "export-type-unknown", "_type"},
+		{"_type=Patient&_typeFilter=" + url.QueryEscape(phi+"?name=x"), "export-typefilter-invalid", "_typeFilter"},
+		{"_typeFilter=" + url.QueryEscape(phi), "export-typefilter-invalid", "_typeFilter"},
+		{phi + "=1", "export-parameter-unsupported", ""},
+	} {
+		t.Run(tc.query, func(t *testing.T) {
+			rec := req(h, "GET", "/fhir/$export?"+tc.query, "", tok["full"], "Prefer: respond-async")
+			assertOutcome(t, rec, http.StatusBadRequest, tc.rule, "")
+			var oo struct {
+				Issue []struct{ Expression []string }
+			}
+			if err := json.Unmarshal(rec.Body.Bytes(), &oo); err != nil || len(oo.Issue) == 0 {
+				t.Fatalf("not an OperationOutcome: %s", rec.Body)
+			}
+			if got := oo.Issue[0].Expression; tc.expression != "" && (len(got) != 1 || got[0] != tc.expression) {
+				t.Errorf("expression = %v, want [%s]", got, tc.expression)
+			}
+			if strings.Contains(rec.Body.String(), "Bravopatient") {
+				t.Errorf("the refusal quotes the request: %s", rec.Body)
+			}
+		})
 	}
 }
