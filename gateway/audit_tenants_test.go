@@ -34,6 +34,18 @@ const tenantsTokenURL = "http://127.0.0.1/auth/token"
 // (as the token endpoint issues them: signed with the gateway's secret).
 func tenantsServer(t *testing.T) (http.Handler, store.Store, map[string]string) {
 	t.Helper()
+	return clientsServer(t, []auth.Client{
+		{ID: "clinA", Tenant: "clinic-a", Scopes: []string{"system/*.cruds"}},
+		{ID: "clinB", Tenant: "clinic-b", Scopes: []string{"system/*.cruds"}},
+		{ID: "opAll", Tenant: search.AllTenants, Scopes: []string{auth.ScopeOperator, "system/*.rs"}},
+	})
+}
+
+// clientsServer is the gateway on a fresh SQLite database with an auth
+// config of clients (their JWKS filled in), and the "Authorization: Bearer"
+// header of each client's access token, by id, granting all its scopes.
+func clientsServer(t *testing.T, clients []auth.Client) (http.Handler, store.Store, map[string]string) {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -44,10 +56,9 @@ func tenantsServer(t *testing.T) (http.Handler, store.Store, map[string]string) 
 	}
 	jwks := json.RawMessage(`{"keys":[` + string(jwk) + `]}`)
 	secret := []byte("0123456789abcdef0123456789abcdef-tenants")
-	clients := []auth.Client{
-		{ID: "clinA", Tenant: "clinic-a", Scopes: []string{"system/*.cruds"}, JWKS: jwks},
-		{ID: "clinB", Tenant: "clinic-b", Scopes: []string{"system/*.cruds"}, JWKS: jwks},
-		{ID: "opAll", Tenant: search.AllTenants, Scopes: []string{auth.ScopeOperator, "system/*.rs"}, JWKS: jwks},
+	clients = slices.Clone(clients)
+	for i := range clients {
+		clients[i].JWKS = jwks
 	}
 	as, err := auth.NewServer(auth.Config{TokenURL: tenantsTokenURL, Clients: clients, SigningSecret: secret})
 	if err != nil {

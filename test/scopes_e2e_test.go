@@ -272,11 +272,14 @@ func TestScopeMatrix(t *testing.T) {
 	if got := resourceTypes([]map[string]any{b}); status != 200 || slices.Contains(got, "Patient") || len(got) == 0 {
 		t.Errorf("ingest matching a stored Patient, for an ingest-only client = %d carrying %v, want 200 with its own resources and no Patient", status, got)
 	}
+	// A conditional create is a search of its type: a client that may
+	// create Patients but not search them is refused before anything is
+	// searched (it would learn whether, and which, Patient matches).
 	creator := s.token(t, "obs-patient-creator", "system/Observation.rs system/Patient.c")
 	status, _, c := doReq(t, "POST", s.base+"/fhir/Patient", `{"resourceType":"Patient","identifier":[{"system":"http://clinic-a.example/mrn","value":"SM-1"}]}`,
 		"Authorization: Bearer "+creator, "If-None-Exist: identifier="+url.QueryEscape("http://clinic-a.example/mrn|SM-1"))
-	if status != 200 || c["resourceType"] != "OperationOutcome" {
-		t.Errorf("conditional create matching a Patient the client may not read = %d %v, want 200 and no Patient", status, c)
+	if status != 403 || !strings.Contains(fmt.Sprint(c), "system/Patient.s") {
+		t.Errorf("conditional create by a client that may not search Patients = %d %v, want 403 naming system/Patient.s", status, c)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
@@ -56,7 +57,7 @@ type exportRequest struct {
 }
 
 // Kick-off failures: each says which parameter is wrong and how.
-func kickoffError(rule, msg string) error {
+func kickoffError(rule, msg string) *outcome.Error {
 	return outcome.New(outcome.Invalid, "invalid", rule, msg)
 }
 
@@ -65,6 +66,19 @@ var (
 		"a bulk export runs asynchronously: send the header Prefer: respond-async")
 	errTooMany = &outcome.Error{Kind: outcome.Throttled, RetryAfter: 60, Issues: []outcome.Issue{{Severity: "error",
 		Code: "throttled", Rule: "export-too-many", Message: fmt.Sprintf("this client has %d exports queued or running; wait for one to finish or cancel one", maxActiveExports)}}}
+)
+
+// The refusals of a _type or _typeFilter value name the parameter and the
+// rule, never the value: it may be anything the client typed there (PHI
+// pasted into the wrong field), docs/security.md.
+var (
+	errTypeUnknown = kickoffError("export-type-unknown",
+		"a _type value is not a FHIR R4 resource type: _type is a comma-separated list of resource types").At("_type")
+	errTypeFilterForm = kickoffError("export-typefilter-invalid",
+		"each _typeFilter is a resource type, '?' and search parameters").At("_typeFilter")
+	errTypeFilterNotExported = kickoffError("export-typefilter-invalid",
+		"a _typeFilter's resource type is not one exported: name a type of _type (or, without _type, one the "+
+			"access token's scopes let the client read)").At("_typeFilter")
 )
 
 // maxActiveExports bounds the exports one client has queued or running.
@@ -131,8 +145,11 @@ func (s *Service) exportRequest(ctx context.Context, sc *auditlog.Scope, p Expor
 		case "_outputFormat", "_type", "_since", "_typeFilter", "_format", "_pretty":
 		default:
 			if !prefers(p.Prefer, "handling=lenient") {
-				return nil, kickoffError("export-parameter-unsupported", "the parameter "+quoted(name)+
-					" is not supported by this server's $export (send Prefer: handling=lenient to have it ignored)")
+				// The name is not quoted: the gateway does not know it, and
+				// a name a client made up may be a value typed in its place.
+				return nil, kickoffError("export-parameter-unsupported", "a parameter of the request is not supported by "+
+					"this server's $export, which takes _outputFormat, _type, _since and _typeFilter (send Prefer: "+
+					"handling=lenient to have the others ignored)")
 			}
 		}
 	}
@@ -161,10 +178,10 @@ func (s *Service) exportRequest(ctx context.Context, sc *auditlog.Scope, p Expor
 			case typ == "":
 				continue
 			case !s.cfg.Engine.KnownType(typ) || typ == "Parameters":
-				return nil, kickoffError("export-type-unknown", "_type names "+quoted(typ)+", which is not a FHIR R4 resource type")
+				return nil, errTypeUnknown // the value is not quoted: it may be anything, a name
 			case compartment && !inCompartment(typ):
 				return nil, kickoffError("export-type-not-in-compartment", "_type names "+quoted(typ)+
-					", which has no reference to a Patient: a Patient or Group export has only Patients and the resources about them")
+					", which has no reference to a Patient: a Patient or Group export has only Patients and the resources about them").At("_type")
 			}
 			if !allowedType(sc, typ) {
 				return nil, auth.InsufficientScope(sc.ClientID, "system/"+typ+".rs")
@@ -186,7 +203,7 @@ func (s *Service) exportRequest(ctx context.Context, sc *auditlog.Scope, p Expor
 			return nil, auth.InsufficientScope(sc.ClientID, "system/*.rs")
 		}
 	}
-	if err := req.typeFilters(p.Query["_typeFilter"]); err != nil {
+	if err := req.typeFilters(sc, p.Query["_typeFilter"]); err != nil {
 		return nil, err
 	}
 	if p.Level == LevelGroup {
@@ -201,18 +218,26 @@ func (s *Service) exportRequest(ctx context.Context, sc *auditlog.Scope, p Expor
 
 // typeFilters reads _typeFilter values ("Type?query", comma-separated or
 // repeated): each must name an exported type and be a search the store
-// can run on it, without result parameters.
-func (r *exportRequest) typeFilters(values []string) error {
+// can run on it, without result parameters, that the caller of sc may run:
+// a _has looks into another type, which needs read or search on it, as the
+// same search does (engine.AllowLinked; 403 insufficient_scope otherwise).
+func (r *exportRequest) typeFilters(sc *auditlog.Scope, values []string) error {
 	for _, v := range values {
 		for _, f := range splitFilters(v) {
 			typ, query, ok := strings.Cut(f, "?")
 			if !ok || typ == "" || query == "" {
-				return kickoffError("export-typefilter-invalid", "each _typeFilter is a resource type, '?' and search parameters")
+				return errTypeFilterForm
 			}
 			if !slices.Contains(r.Types, typ) {
-				return kickoffError("export-typefilter-invalid", "a _typeFilter names "+quoted(typ)+", which is not exported (see _type)")
+				// The type is not quoted: it may be anything the client
+				// typed there (a name, if it pasted into the wrong field).
+				return errTypeFilterNotExported
 			}
-			if _, err := parseFilter(typ, query); err != nil {
+			q, err := parseFilter(typ, query)
+			if err != nil {
+				return err
+			}
+			if err := engine.AllowLinked(sc, q); err != nil {
 				return err
 			}
 			if r.TypeFilters == nil {
@@ -241,7 +266,7 @@ func parseFilter(typ, query string) (*search.Query, error) {
 	vals, err := search.ParseQuery(typ, query)
 	if err != nil {
 		return nil, kickoffError("export-typefilter-invalid", "a _typeFilter's search parameters are not a valid query string "+
-			"(percent-encoded UTF-8)")
+			"(percent-encoded UTF-8)").At("_typeFilter")
 	}
 	q, err := search.Parse(typ, vals, false)
 	if err != nil {
@@ -250,14 +275,14 @@ func parseFilter(typ, query string) (*search.Query, error) {
 		if errors.As(err, &se) {
 			msg += ": " + se.Message
 		}
-		return nil, kickoffError("export-typefilter-invalid", msg)
+		return nil, kickoffError("export-typefilter-invalid", msg).At("_typeFilter")
 	}
 	if len(q.Includes) > 0 || len(q.RevIncludes) > 0 || len(q.Sort) > 0 || q.SummaryCount {
-		return nil, kickoffError("export-typefilter-invalid", "a _typeFilter selects resources: _include, _revinclude, _sort and _summary have no place in it")
+		return nil, kickoffError("export-typefilter-invalid", "a _typeFilter selects resources: _include, _revinclude, _sort and _summary have no place in it").At("_typeFilter")
 	}
 	for _, c := range q.Clauses {
 		if c.Chain != nil {
-			return nil, kickoffError("export-typefilter-invalid", "chained parameters are not supported in a _typeFilter")
+			return nil, kickoffError("export-typefilter-invalid", "chained parameters are not supported in a _typeFilter").At("_typeFilter")
 		}
 	}
 	return q, nil
@@ -290,8 +315,10 @@ func allowedType(sc *auditlog.Scope, typ string) bool {
 	return p != nil && (p.Scopes.Allows(typ, 'r') || p.Scopes.Allows(typ, 's'))
 }
 
-// quoted quotes a client's parameter name or type for a message:
-// short, printable, so that nothing else of the request is repeated.
+// quoted quotes a resource type the gateway knows for a message (never a
+// value it does not know: that may be anything, PHI typed in the wrong
+// place): short, printable, so that nothing else of the request is
+// repeated.
 func quoted(s string) string {
 	if len(s) > 64 {
 		s = s[:64] + "..."

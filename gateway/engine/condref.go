@@ -3,6 +3,7 @@ package engine
 import (
 	"slices"
 
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
@@ -28,8 +29,17 @@ import (
 // takes a candidate and verify searches the criteria again once everything
 // is written: unless they then find exactly that resource, the transaction
 // fails.
+//
+// A conditional reference a client sent is a search of the type it names,
+// whose answer the client learns (the match's id in the resource written,
+// or whether there is one): it needs search (s) on that type and read or
+// search on the types its chains and _has go through, as the search itself
+// does, checked before anything is searched (403 naming the entry). The
+// references of the gateway's own entries (a native ingest's, a replay's)
+// are the gateway's criteria, not the caller's, and are not checked.
 type condRefs struct {
 	e       *Engine
+	sc      *auditlog.Scope
 	tx      store.Tx
 	lim     search.Limits // the criteria are parsed within them, on the request's base
 	entries []*Entry
@@ -55,9 +65,20 @@ func (c *condRefs) resolve(typ, query string) (string, error) {
 	if !c.e.v.KnownType(typ) {
 		return "", outcome.New(outcome.Invalid, "invalid", "reference-format", "a conditional reference must start with a resource type")
 	}
+	client := c.cur != nil && c.cur.client
+	if client {
+		if err := allow(c.sc, typ, 's'); err != nil {
+			return "", err
+		}
+	}
 	q, err := c.lim.ParseConditional(typ, query)
 	if err != nil {
 		return "", searchError(err)
+	}
+	if client {
+		if err := allowLinked(c.sc, q); err != nil {
+			return "", err
+		}
 	}
 	key := search.Key(typ, q)
 	if r, ok := c.memo[key]; ok {

@@ -40,6 +40,13 @@ func allowLinked(sc *auditlog.Scope, q *search.Query) error {
 	return nil
 }
 
+// AllowLinked checks that the caller of sc may see every type the chains
+// and _has of q look into (read or search on each, as a search asks): an
+// *auth.Failure (403 insufficient_scope naming the scope) otherwise. Other
+// ways that run a search for a client (a bulk export's _typeFilter) call it
+// so that they ask what the search would.
+func AllowLinked(sc *auditlog.Scope, q *search.Query) error { return allowLinked(sc, q) }
+
 // allowSee checks that the caller may read or search typ.
 func allowSee(sc *auditlog.Scope, typ string) error {
 	if p := sc.Principal; p != nil && (p.Scopes.Allows(typ, 'r') || p.Scopes.Allows(typ, 's')) {
@@ -51,12 +58,23 @@ func allowSee(sc *auditlog.Scope, typ string) error {
 	return auth.InsufficientScope(sc.Principal.ClientID, "system/"+typ+".s")
 }
 
-// allowCriteria checks the chains and _has of conditional criteria (or a
-// Bundle entry's search) of typ; criteria that do not parse are left to the
-// interaction, which refuses them with the parser's error.
+// allowCriteria checks what resolving criteria of typ looks into.
+// Conditional criteria (searchQuery false: If-None-Exist, a conditional
+// update, patch or delete) are a search of typ, whose answer (the match's
+// id, or whether there is one) the caller learns: they need search (s) on
+// typ, as the search itself does, besides the interaction's own scope. A
+// Bundle entry's search (searchQuery) has had its s checked as the entry's
+// need. Then the chains and _has of either (allowLinked). Criteria that do
+// not parse are left to the interaction, which refuses them with the
+// parser's error.
 func (e *Engine) allowCriteria(sc *auditlog.Scope, typ, criteria string, searchQuery bool) error {
 	if criteria == "" {
 		return nil
+	}
+	if !searchQuery {
+		if err := allow(sc, typ, 's'); err != nil {
+			return err
+		}
 	}
 	var q *search.Query
 	if searchQuery {

@@ -113,6 +113,12 @@ func (e *Engine) ConditionalPatch(ctx context.Context, sc *auditlog.Scope, typ, 
 	if query == "" {
 		return nil, outcome.New(outcome.Invalid, "invalid", "conditional-criteria-missing", "PATCH on a type needs search criteria (or use PATCH /fhir/Type/id)")
 	}
+	if err := clientWritableAt(typ, ""); err != nil {
+		return nil, err
+	}
+	if err := allow(sc, typ, 'u'); err != nil { // before the criteria's s: the interaction's own scope first
+		return nil, err
+	}
 	if err := e.allowCriteria(sc, typ, query, false); err != nil {
 		return nil, err
 	}
