@@ -170,6 +170,8 @@ func TestTenantSharedHops(t *testing.T) {
 			matches: []string{"Provenance/" + provB}},
 		{name: "_include of the gateway's CodeSystem", client: "clinA", query: "Provenance?_id=" + provA + "&_include=Provenance:target",
 			matches: []string{"Provenance/" + provA}, included: []string{"CodeSystem/ketamine-gateway"}},
+		{name: "the gateway's CodeSystem by url", client: "clinB", query: "CodeSystem?url=" + url.QueryEscape(csURL),
+			matches: []string{"CodeSystem/ketamine-gateway"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			got := searchAs(t, h, tok[c.client], c.query+"&_total=accurate")
@@ -179,6 +181,15 @@ func TestTenantSharedHops(t *testing.T) {
 					c.client, c.query, got.Matches, got.Total, got.Included, got.Withheld, c.matches, c.included, c.withheld)
 			}
 		})
+	}
+
+	// The gateway's own are read, and their history listed, by every tenant.
+	for _, client := range []string{"clinA", "clinB", "opAll"} {
+		for _, path := range []string{"CodeSystem/ketamine-gateway", "CodeSystem/ketamine-gateway/_history"} {
+			if rec := req(h, "GET", "/fhir/"+path, "", tok[client]); rec.Code != 200 || !strings.Contains(rec.Body.String(), csURL) {
+				t.Errorf("%s: GET %s = %d, want 200 with the CodeSystem", client, path, rec.Code)
+			}
+		}
 	}
 
 	// A conditional reference's criteria: the same confinement.
