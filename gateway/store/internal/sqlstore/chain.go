@@ -11,9 +11,10 @@ import (
 // over its current rows, confined to the searching tenant by the rule of
 // the far end's own type, whatever the matches' type (scopeCond): an
 // Observation of one tenant never matches through another tenant's
-// Patient, nor does a ConceptMap or the gateway's shared CodeSystem;
-// the far end is the gateway's shared CodeSystem only when its type is
-// shared. Inside it the alias c is the far end's current row:
+// Patient, and neither does a search of a shared type (the gateway's
+// CodeSystems: every tenant's matches, but their chains end at the
+// caller's Patients); a far end of a shared type may be the default
+// tenant's as well as the caller's. Inside it the alias c is the far end's current row:
 // the inner scope shadows the outer c, so the clause builders write the
 // same SQL as for a plain search of that type.
 //
