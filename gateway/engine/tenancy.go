@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
@@ -20,12 +22,22 @@ import (
 // confinement is done once, by wrapping the store and its transactions,
 // so no handler can forget it.
 
-// sharedTypes are conformance resources every tenant reads (the gateway's
-// own, publishedTypes, live in the default tenant).
-var sharedTypes = map[string]bool{
-	"CodeSystem": true, "ValueSet": true, "ConceptMap": true, "NamingSystem": true, "SearchParameter": true,
-	"StructureDefinition": true, "CapabilityStatement": true, "OperationDefinition": true, "ImplementationGuide": true,
-}
+// Shared conformance resources: the gateway's own published conformance
+// resources (publishedTypes, which clients cannot write) are stored by
+// Seed in the default tenant and read by every tenant. Nothing else is
+// shared: a ConceptMap, NamingSystem or CapabilityStatement a client
+// writes is its tenant's like any resource, and so is a resource of a
+// published type a client of a named tenant wrote before those types
+// were read-only. Each hop of a search (its matches, a chain's or _has's
+// far end, an included resource) is confined by the rule of its own type:
+// a chain from a shared type to a Patient ends at the caller's Patients.
+
+// sharedTypes lists publishedTypes for search.Query.Shared.
+var sharedTypes = slices.Sorted(maps.Keys(publishedTypes))
+
+// shared reports whether a resource of typ held by tenant owner is one
+// every tenant reads: the gateway's own published conformance resources.
+func shared(typ, owner string) bool { return owner == "" && publishedTypes[typ] }
 
 // errForeign is a resource of another tenant: not found, to the caller.
 var errForeign = fmt.Errorf("%w (held by another tenant)", store.ErrNotFound)
@@ -41,15 +53,19 @@ var errIDTaken = outcome.New(outcome.NotFound, "not-found", "id-unavailable",
 // visible reports whether a resource of tenant owner may be shown to
 // tenant (search.AllTenants sees everything).
 func visible(tenant, typ, owner string) bool {
-	return tenant == search.AllTenants || owner == tenant || sharedTypes[typ]
+	return tenant == search.AllTenants || owner == tenant || shared(typ, owner)
 }
 
-// scopeQuery confines a search to tenant (shared types: every tenant).
+// scopeQuery confines a search to tenant, each of its hops by the rule of
+// its type (the shared types' default tenant's resources too).
 func scopeQuery(q *search.Query, tenant string) {
-	q.Tenant = tenant
-	if sharedTypes[q.Type] {
-		q.Tenant = search.AllTenants
-	}
+	q.Tenant, q.Shared = tenant, sharedTypes
+}
+
+// scopeHistory confines a history to tenant (of a shared type: the
+// default tenant's versions too).
+func scopeHistory(q *store.HistoryQuery, tenant string) {
+	q.Tenant, q.Shared = tenant, sharedTypes
 }
 
 // reader is what the engine reads outside a transaction.
@@ -91,10 +107,7 @@ func (t tenantStore) VRead(ctx context.Context, typ, id string, version int64) (
 }
 
 func (t tenantStore) History(ctx context.Context, q store.HistoryQuery) ([]*store.Resource, int, error) {
-	q.Tenant = t.tenant
-	if sharedTypes[q.Type] {
-		q.Tenant = search.AllTenants
-	}
+	scopeHistory(&q, t.tenant)
 	return t.st.History(ctx, q)
 }
 
@@ -183,10 +196,7 @@ func (t tenantTx) VRead(typ, id string, version int64) (*store.Resource, error) 
 }
 
 func (t tenantTx) History(q store.HistoryQuery) ([]*store.Resource, int, error) {
-	q.Tenant = t.tenant
-	if sharedTypes[q.Type] {
-		q.Tenant = search.AllTenants
-	}
+	scopeHistory(&q, t.tenant)
 	return t.Tx.History(q)
 }
 

@@ -233,6 +233,18 @@ type Query struct {
 	// The matches, the total and the _include/_revinclude results are all
 	// restricted (an included resource of another tenant is left out).
 	Tenant string
+	// Shared are the types whose default tenant's resources a named
+	// Tenant reads as well as its own: the gateway's own published
+	// conformance resources (engine.Seed keeps them there), which every
+	// tenant reads. Each hop of the search is confined by the rule of its
+	// own type: the matches of a search of one Type, the far end of a
+	// chain or _has, each resource an _include or _revinclude adds are
+	// Tenant's, or the default tenant's when their type is in Shared; a
+	// search of every type (Type "") reads only Tenant's. A chain from a
+	// shared type to a Patient therefore ends at Tenant's Patients, never
+	// another tenant's. Nil shares nothing; AllTenants and the default
+	// tenant ignore it.
+	Shared []string
 }
 
 // Keyset reports whether q's order is one a Cursor positions in: it sorts

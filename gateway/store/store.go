@@ -98,6 +98,10 @@ type HistoryQuery struct {
 	// tenant's (operators). As in search.Query, "" is the default tenant,
 	// not every tenant.
 	Tenant string
+	// Shared are the types whose default tenant's versions a named
+	// Tenant reads too, as in search.Query (a history of one of these
+	// types; the system's history reads only Tenant's).
+	Shared []string
 }
 
 // Ledger is the record of one ingested native record version.

@@ -1,6 +1,8 @@
 package storetest
 
 import (
+	"context"
+	"slices"
 	"strings"
 	"testing"
 
@@ -78,6 +80,111 @@ func testTenantChain(t *testing.T, s store.Store) {
 	expect(t, s, "_has does not see clinic-b's observations", inTenant(tenantA, query("Patient", has("Observation", "subject", code),
 		id("pa1"))), "pa1")
 	expect(t, s, "_has in clinic-b", inTenant(tenantB, query("Patient", has("Observation", "subject", clause("code", search.TypeToken, "", vCode("c2"))))), "pb1")
+
+	// A bulk export's filters: the far end of a _has is the exporting
+	// tenant's, not the default tenant's (od1, of pd1) nor clinic-b's
+	// (ob2, of pa1).
+	export := func(tenant string) []string {
+		t.Helper()
+		got, err := s.Export(context.Background(), store.ExportQuery{Type: "Patient", Tenant: tenant, Limit: 100,
+			Filters: []*search.Query{query("Patient", has("Observation", "subject", code))}})
+		if err != nil {
+			t.Fatalf("Export(%s): %v", tenant, err)
+		}
+		return ids(got)
+	}
+	if got := export(tenantA); !slices.Equal(got, []string{"pa1", "pa2"}) {
+		t.Errorf("Export(Patient, clinic-a, _has:Observation:subject:code=c1) = %v, want [pa1 pa2]", got)
+	}
+	if got := export(tenantB); !slices.Equal(got, []string{"pb1"}) {
+		t.Errorf("Export(Patient, clinic-b, _has:Observation:subject:code=c1) = %v, want [pb1]", got)
+	}
+}
+
+// testTenantSharedChain: each hop of a search is confined by the rule of
+// its own type (search.Query.Shared). The default tenant's CodeSystem cs1
+// (shared: every tenant reads it) names clinic-a's patient pa1, as does
+// clinic-b's ConceptMap cmb (not shared); clinic-a's Provenance pva and
+// clinic-b's pvb are about cs1. A chain or _has from the shared cs1, or
+// from clinic-b's own cmb, never reaches another tenant's Patient or
+// Provenance; a chain to cs1 or an include of it finds it in any tenant.
+func testTenantSharedChain(t *testing.T, s store.Store) {
+	clinics(t, s)
+	loadTenants(t, s,
+		tdoc{"", doc{"CodeSystem", "cs1", []search.Entry{ref("patient", "Patient", "pa1")}}},
+		tdoc{tenantA, doc{"CodeSystem", "csa", nil}}, // a clinic's, written before the type was read-only
+		tdoc{tenantB, doc{"ConceptMap", "cmb", []search.Entry{ref("patient", "Patient", "pa1")}}},
+		tdoc{"", doc{"ConceptMap", "cmd", nil}},
+		tdoc{tenantA, doc{"Provenance", "pva", []search.Entry{ref("target", "CodeSystem", "cs1"), ref("agent", "Practitioner", "dra")}}},
+		tdoc{tenantB, doc{"Provenance", "pvb", []search.Entry{ref("target", "CodeSystem", "cs1")}}},
+	)
+	in := func(tenant string, q *search.Query) *search.Query {
+		q.Tenant, q.Shared = tenant, []string{"CodeSystem"}
+		return q
+	}
+	id := func(v string) search.Clause { return clause("_id", search.TypeToken, "", vCode(v)) }
+	agent := clause("agent", search.TypeReference, "", vRef("Practitioner", "dra"))
+	for _, c := range []struct {
+		name string
+		q    *search.Query
+		want []string
+	}{
+		{"a shared type: the default tenant's and the tenant's own", in(tenantB, query("CodeSystem")), []string{"cs1"}},
+		{"a shared type in clinic-a", in(tenantA, query("CodeSystem")), []string{"cs1", "csa"}},
+		{"a type not shared", in(tenantB, query("ConceptMap")), []string{"cmb"}},
+		{"every type: the tenant's own", in(tenantB, &search.Query{Types: []string{"CodeSystem", "ConceptMap"}, Count: 50}), []string{"cmb"}},
+		{"chain from a shared type to another tenant's Patient", in(tenantB, query("CodeSystem", chain("patient", "Patient", id("pa1")))), nil},
+		{"chain from a shared type to the tenant's Patient", in(tenantA, query("CodeSystem", chain("patient", "Patient", id("pa1")))), []string{"cs1"}},
+		{"chain from the tenant's ConceptMap to another tenant's Patient", in(tenantB, query("ConceptMap", chain("patient", "Patient", id("pa1")))), nil},
+		{"_has from a shared type through another tenant's Provenance", in(tenantB, query("CodeSystem", has("Provenance", "target", agent))), nil},
+		{"_has from a shared type through the tenant's Provenance", in(tenantA, query("CodeSystem", has("Provenance", "target", agent))), []string{"cs1"}},
+		{"chain to a shared type", in(tenantB, query("Provenance", chain("target", "CodeSystem", id("cs1")))), []string{"pvb"}},
+		{"chain to another tenant's resource of a shared type", in(tenantB, query("Provenance", chain("target", "CodeSystem", id("csa")))), nil},
+		{"_has to a shared type", in(tenantB, query("Patient", has("CodeSystem", "patient", id("cs1")))), nil},
+		{"_has to a shared type in clinic-a", in(tenantA, query("Patient", has("CodeSystem", "patient", id("cs1")))), []string{"pa1"}},
+		{"all tenants", in(search.AllTenants, query("CodeSystem", has("Provenance", "target", agent))), []string{"cs1"}},
+	} {
+		expect(t, s, c.name, c.q, c.want...)
+	}
+
+	rev := in(tenantB, query("CodeSystem", id("cs1")))
+	rev.RevIncludes = []search.Include{{SourceType: "Provenance", Param: "target"}}
+	expectIncluded(t, s, "_revinclude on a shared type", rev, "Provenance/pvb")
+	rev.RevIncludes = []search.Include{{SourceType: "*", Param: "*"}}
+	expectIncluded(t, s, "_revinclude of every type on a shared type", rev, "Provenance/pvb")
+	inc := in(tenantB, query("ConceptMap", id("cmb")))
+	inc.Includes = []search.Include{{SourceType: "ConceptMap", Param: "patient"}}
+	expectIncluded(t, s, "_include from the tenant's ConceptMap of another tenant's Patient", inc)
+	prov := in(tenantA, query("Provenance", id("pva")))
+	prov.Includes = []search.Include{{SourceType: "Provenance", Param: "target", TargetType: "CodeSystem"}}
+	expectIncluded(t, s, "_include of a shared type", prov, "CodeSystem/cs1")
+	prov.Includes = []search.Include{{SourceType: "Provenance", Param: "*"}}
+	expectIncluded(t, s, "_include of every type", prov, "CodeSystem/cs1", "Practitioner/dra")
+	prov.Tenant = tenantB
+	prov.Clauses = []search.Clause{id("pvb")}
+	expectIncluded(t, s, "_include of every type in clinic-b", prov, "CodeSystem/cs1")
+
+	hist := func(tenant, typ string) []string {
+		t.Helper()
+		got, _, err := s.History(context.Background(), store.HistoryQuery{Type: typ, Tenant: tenant, Shared: []string{"CodeSystem"}})
+		if err != nil {
+			t.Fatalf("History(%s, %s): %v", tenant, typ, err)
+		}
+		return sorted(ids(got))
+	}
+	for _, c := range []struct {
+		tenant, typ string
+		want        []string
+	}{
+		{tenantB, "CodeSystem", []string{"cs1"}},
+		{tenantA, "CodeSystem", []string{"cs1", "csa"}},
+		{tenantB, "ConceptMap", []string{"cmb"}},
+		{tenantB, "", []string{"cmb", "ob1", "ob2", "ob3", "pb1", "pvb"}},
+	} {
+		if got := hist(c.tenant, c.typ); !slices.Equal(got, c.want) {
+			t.Errorf("History(%s, %q, shared CodeSystem) = %v, want %v", c.tenant, c.typ, got, c.want)
+		}
+	}
 }
 
 // testSearchCompartment: a search of every type restricted to a patient's

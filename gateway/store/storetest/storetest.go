@@ -63,6 +63,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"SystemSearch", testSystemSearch},
 		{"SearchChain", testSearchChain},
 		{"TenantChain", testTenantChain},
+		{"TenantSharedChain", testTenantSharedChain},
 		{"SearchCompartment", testSearchCompartment},
 		{"SearchPatientRows", testSearchPatientRows},
 		{"BadQueries", testBadQueries},

@@ -1,6 +1,7 @@
 package sqlstore
 
 import (
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -18,9 +19,12 @@ type Builder struct {
 	args []any
 	typ  string    // the query's resource type ("" for every type)
 	now  time.Time // for date "ap"
-	// tenant is the query's tenant (Where sets it), to which the far ends
-	// of chains and _has are confined too.
+	// tenant and shared are the query's tenant and shared types (Where
+	// sets them): the far ends of chains and _has are confined by them
+	// too, each by the rule of its own type (scopeCond), whatever the
+	// matches' type.
 	tenant string
+	shared []string
 }
 
 // NewBuilder returns an empty builder for d, for a query over resources of
@@ -64,6 +68,40 @@ func tenantCond(alias, tenant string) (string, []any) {
 		return " AND " + alias + ".tenant = ?", []any{tenant}
 	}
 	return " AND " + alias + ".tenant = ? AND " + alias + ".tenant <> ''", []any{tenant}
+}
+
+// scopeCond writes tenantCond for the rows of alias of type typ as tenant
+// reads them with the types shared (see search.Query.Shared): a named
+// tenant reads the default tenant's rows of a shared type as well as its
+// own. Rows of any other type, and those of a search or history of every
+// type (typ ""), are tenant's only.
+func (b *Builder) scopeCond(alias, typ, tenant string, shared []string) {
+	if typ != "" && sharing(tenant, shared) && slices.Contains(shared, typ) {
+		b.add(" AND ("+alias+".tenant = ? OR "+alias+".tenant = '')", tenant)
+		return
+	}
+	cond, args := tenantCond(alias, tenant)
+	b.add(cond, args...)
+}
+
+// mixedScopeCond is scopeCond for rows of several types, each confined by
+// the rule of its own (alias.type): an included resource.
+func (b *Builder) mixedScopeCond(alias, tenant string, shared []string) {
+	if !sharing(tenant, shared) {
+		cond, args := tenantCond(alias, tenant)
+		b.add(cond, args...)
+		return
+	}
+	b.add(" AND ("+alias+".tenant = ? OR ("+alias+".tenant = '' AND ", tenant)
+	b.in(alias+".type", shared)
+	b.add("))")
+}
+
+// sharing tells whether tenant reads the default tenant's resources of
+// the types shared as well as its own: a named tenant (every tenant reads
+// everything, the default tenant its own) with some types shared.
+func sharing(tenant string, shared []string) bool {
+	return len(shared) > 0 && tenant != "" && validTenant(tenant)
 }
 
 // validTenant tells whether a resource or outbox item may belong to

@@ -37,6 +37,10 @@ func (s *Store) Export(ctx context.Context, q store.ExportQuery) ([]*store.Resou
 		WHERE `+s.d.NotDeleted+` AND c.type = ?`, q.Type)
 	cond, args := tenantCond("c", q.Tenant)
 	b.Add(cond, args...)
+	// The far ends of the filters' _has clauses are confined to the
+	// exporting tenant like the resources exported (nothing is shared:
+	// an export holds the tenant's own resources).
+	b.tenant = q.Tenant
 	if q.After != "" {
 		b.Add(` AND c.id > ?`, q.After)
 	}

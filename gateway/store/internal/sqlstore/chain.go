@@ -8,9 +8,13 @@ import (
 
 // Chained parameters and _has join the reference index to the index
 // entries of the resources at its other end. The far end is a subquery
-// over its current rows, confined to the searching tenant like the
-// matches (an Observation of one tenant never matches through another
-// tenant's Patient). Inside it the alias c is the far end's current row:
+// over its current rows, confined to the searching tenant by the rule of
+// the far end's own type, whatever the matches' type (scopeCond): an
+// Observation of one tenant never matches through another tenant's
+// Patient, and neither does a search of a shared type (the gateway's
+// CodeSystems: every tenant's matches, but their chains end at the
+// caller's Patients); a far end of a shared type may be the default
+// tenant's as well as the caller's. Inside it the alias c is the far end's current row:
 // the inner scope shadows the outer c, so the clause builders write the
 // same SQL as for a plain search of that type.
 //
@@ -54,15 +58,14 @@ func (b *Builder) hasClause(cl *search.Clause) error {
 }
 
 // farEnd writes "SELECT c.id FROM current c WHERE ..." selecting the
-// current, non-deleted resources of typ in the builder's tenant that match
-// cl (itself no chain).
+// current, non-deleted resources of typ that the builder's tenant reads
+// (scopeCond: by typ's rule) that match cl (itself no chain).
 func (b *Builder) farEnd(typ string, cl *search.Clause) error {
 	if cl.Chain != nil || cl.Has != nil {
 		return fmt.Errorf("a chain of more than one link")
 	}
 	b.add("SELECT c.id FROM current c WHERE "+b.d.NotDeleted+" AND c.type = ?", typ)
-	cond, args := tenantCond("c", b.tenant)
-	b.add(cond, args...)
+	b.scopeCond("c", typ, b.tenant, b.shared)
 	b.add(" AND ")
 	outer := b.typ
 	b.typ = typ

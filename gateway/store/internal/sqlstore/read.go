@@ -152,8 +152,8 @@ func HistoryStatements(d *Dialect, q store.HistoryQuery) (Stmt, Stmt, error) {
 		return Stmt{}, Stmt{}, errors.New("an id needs a type")
 	}
 	b := NewBuilder(d, "", time.Time{})
-	tenant, args := tenantCond("r", q.Tenant)
-	b.Add(" WHERE 1 = 1"+tenant, args...)
+	b.Add(" WHERE 1 = 1")
+	b.scopeCond("r", q.Type, q.Tenant, q.Shared)
 	if q.Type != "" {
 		b.Add(" AND r.type = ?", q.Type)
 	}

@@ -370,7 +370,9 @@ func (s *Store) fetch(ctx context.Context, c Conn, keys []key) ([]*store.Resourc
 }
 
 // includes resolves q's _include and _revinclude for the matches: current,
-// non-deleted resources of q.Tenant, each once, none that is a match,
+// non-deleted resources q.Tenant reads, each by the rule of its own type
+// (scopeCond: q.Tenant's, or the default tenant's of a type q.Shared
+// names), whatever the matches' type; each once, none that is a match,
 // ordered by type and id.
 func (s *Store) includes(ctx context.Context, c Conn, q *search.Query, matches []key) ([]*store.Resource, error) {
 	type ref struct{ typ, id string }
@@ -385,7 +387,6 @@ func (s *Store) includes(ctx context.Context, c Conn, q *search.Query, matches [
 		byType[k.typ] = append(byType[k.typ], k.id)
 	}
 	var found []key
-	tenantCond, tenantArgs := tenantCond("c", q.Tenant)
 	run := func(b *Builder) error {
 		rows, err := c.Query(ctx, b.SQL(), b.Args()...)
 		if err != nil {
@@ -412,12 +413,14 @@ func (s *Store) includes(ctx context.Context, c Conn, q *search.Query, matches [
 					JOIN current c ON c.type = x.ref_type AND c.id = x.ref_id
 					WHERE `+s.d.NotDeleted+` AND x.type = ? AND `, typ)
 				b.in("x.id", ids[start:end])
-				b.Add(tenantCond, tenantArgs...)
 				if inc.Param != "" && inc.Param != "*" {
 					b.refRows(typ, inc.Param)
 				}
 				if inc.TargetType != "" {
 					b.Add(" AND x.ref_type = ?", inc.TargetType)
+					b.scopeCond("c", inc.TargetType, q.Tenant, q.Shared)
+				} else {
+					b.mixedScopeCond("c", q.Tenant, q.Shared)
 				}
 				if err := run(b); err != nil {
 					return fmt.Errorf("%s: _include: %w", s.d.Name, s.err(ctx, err))
@@ -432,11 +435,13 @@ func (s *Store) includes(ctx context.Context, c Conn, q *search.Query, matches [
 					JOIN current c ON c.type = x.type AND c.id = x.id
 					WHERE `+s.d.NotDeleted+` AND x.ref_type = ? AND `, typ)
 				b.in("x.ref_id", ids[start:end])
-				b.Add(tenantCond, tenantArgs...)
 				source := ""
 				if inc.SourceType != "" && inc.SourceType != "*" {
 					source = inc.SourceType
 					b.Add(" AND x.type = ?", source)
+					b.scopeCond("c", source, q.Tenant, q.Shared)
+				} else {
+					b.mixedScopeCond("c", q.Tenant, q.Shared)
 				}
 				if inc.Param != "" && inc.Param != "*" {
 					b.refRows(source, inc.Param)

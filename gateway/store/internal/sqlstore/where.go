@@ -11,16 +11,17 @@ import (
 )
 
 // where writes the condition selecting the matches of q over current c.
-// Only c is restricted to q's tenant: the index tables have no tenant,
-// and every subquery on them is tied to c's type and id.
+// Only c is restricted to q's tenant (by the rule of its type, see
+// scopeCond; a search of every type reads only q.Tenant's): the index
+// tables have no tenant, and every subquery on them is tied to c's type
+// and id.
 func (b *Builder) where(q *search.Query) error {
-	b.tenant = q.Tenant
+	b.tenant, b.shared = q.Tenant, q.Shared
 	b.add(b.d.NotDeleted)
 	if b.typ != "" {
 		b.add(" AND c.type = ?", b.typ)
 	}
-	cond, args := tenantCond("c", q.Tenant)
-	b.add(cond, args...)
+	b.scopeCond("c", b.typ, q.Tenant, q.Shared)
 	if b.typ == "" && len(q.Types) > 0 {
 		b.typesCond(q.Types)
 	}
