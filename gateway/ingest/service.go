@@ -683,10 +683,17 @@ func (s *Service) entries(res *mapping.Result, raws [][]byte, docs []map[string]
 
 // ownURL gives doc, the resource of e, its deterministic id (PUT Type/id)
 // in tenant's namespace and returns the entry's URL with it; "" when e has
-// no such id or tenant is the default one (the mapping's id stays).
+// no such id or tenant is the default one (the mapping's id stays). A
+// conditional update (PUT Type?criteria, as a record stored before is
+// mapped) has no id: its criteria are not cut at the first "/", which is
+// in the identifier system they name (that made the criteria of every
+// update in a named tenant find nothing: conditional-criteria-unmatched).
 func ownURL(e mapping.Entry, tenant string, doc map[string]any) string {
+	if tenant == "" || e.Method.Code() != "PUT" || strings.Contains(e.URL, "?") {
+		return ""
+	}
 	typ, id, ok := strings.Cut(e.URL, "/")
-	if !ok || tenant == "" || e.Method.Code() != "PUT" || strings.Contains(id, "?") {
+	if !ok || id == "" || strings.Contains(id, "/") {
 		return ""
 	}
 	doc["id"] = tenantID(tenant, id)
