@@ -195,6 +195,7 @@ func GatewayRules() []Rule {
 		{"auth-tenant-missing", "The client or token names no tenant where one is required."},
 		{"auth-tenant-mismatch", "The token's tenant is not the one the request names."},
 		{"auth-tenant-not-allowed", "The client may not act for that tenant."},
+		{"auth-tenant-reserved", "The token's tenant is reserved: a tenant begins with \"*\" only as \"*\" (every tenant)."},
 		// Bulk data, jobs and the operator's endpoints.
 		{"export-prefer-respond-async", "$export needs Prefer: respond-async."},
 		{"export-format-unsupported", "The _outputFormat is not NDJSON."},
