@@ -266,19 +266,19 @@ func (t tenantTx) Enqueue(items ...*store.OutboxItem) error {
 const RuleSourceOtherTenant = "source-system-other-tenant"
 
 // ClaimSource reports whether the request tenant's native records of the
-// source system may go to the delivery destination dest, whose tenants
-// are those receives accepts (nil: every tenant). The identifier systems
+// source system may go to the delivery destination dest, which receives
+// the records receives accepts (by tenant and kind). The identifier systems
 // the mappings mint are named after the source (mapping.RecordSystem), so
 // two tenants delivering one source system's records to one EHR would send
 // it the same identifiers for different patients and records: one tenant
-// holds the pair. It is the tenant, of those dest receives, that stored
-// the first record of the source (the ledger, every tenant's: not
+// holds the pair. It is the tenant that stored the first record of the
+// source that dest receives (the ledger, every tenant's: not
 // whichever stores first once the destination is configured, so no clinic
 // can take another's source by sending a record under its name), or the
 // request's when none did. The decision is kept in a key outside every
 // tenant's namespace, claimed in the transaction that asks. Inside the
 // gateway tenants may share source systems: their records are apart.
-func (t *Tx) ClaimSource(system, dest string, receives func(tenant string) bool) (bool, error) {
+func (t *Tx) ClaimSource(system, dest string, receives func(tenant, kind string) bool) (bool, error) {
 	key, mine := sourceKey(system, dest), "tenant:"+t.sc.TenantOf()
 	switch _, id, err := t.raw.KeyOwner(key); {
 	case err == nil:
@@ -292,7 +292,7 @@ func (t *Tx) ClaimSource(system, dest string, receives func(tenant string) bool)
 	}
 	owner := mine
 	for _, st := range first {
-		if receives == nil || receives(st.Tenant) {
+		if receives(st.Tenant, st.Kind) {
 			owner = "tenant:" + st.Tenant
 			break
 		}

@@ -35,6 +35,14 @@ type Route struct {
 	AcceptsTenant func(tenant string) bool
 }
 
+// receives reports, for the records of source, whether records of a tenant
+// and kind go to r.
+func (r Route) receives(source string) func(tenant, kind string) bool {
+	return func(tenant, kind string) bool {
+		return r.Accepts(kind, source) && (r.AcceptsTenant == nil || r.AcceptsTenant(tenant))
+	}
+}
+
 // Metrics counts ingested records by kind and outcome.
 type Metrics interface {
 	IngestRecord(ctx context.Context, kind, outcome string)
@@ -577,14 +585,14 @@ func nestedRecords(base, source string, r mapping.Record) []audit.NestedRecord {
 // reason the operator sees; those routes are returned (notSent). The record
 // is stored all the same: the clinic needs it in its record.
 func (s *Service) enqueue(tx store.Tx, tenant string, kind mapping.Kind, res *mapping.Result, raws [][]byte, version, traceID string,
-	claim func(system, dest string, receives func(string) bool) (bool, error)) (notSent []string, err error) {
+	claim func(system, dest string, receives func(tenant, kind string) bool) (bool, error)) (notSent []string, err error) {
 	var items []*store.OutboxItem
 	var payload []byte
 	for _, r := range s.routes {
 		if !r.Accepts(string(kind), res.Source.System) || (r.AcceptsTenant != nil && !r.AcceptsTenant(tenant)) {
 			continue
 		}
-		ok, err := claim(res.Source.System, r.Name, r.AcceptsTenant)
+		ok, err := claim(res.Source.System, r.Name, r.receives(res.Source.System))
 		if err != nil {
 			return nil, err
 		}

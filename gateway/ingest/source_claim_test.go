@@ -195,3 +195,38 @@ func TestSourceNotSquatted(t *testing.T) {
 		}
 	}
 }
+
+// TestSourceHeldByKindReceived: a tenant whose records of a source system
+// are all of kinds a destination does not receive sends it nothing, so it
+// does not hold the source there: the first tenant to store a record the
+// destination receives does.
+func TestSourceHeldByKindReceived(t *testing.T) {
+	g := newGateway(t, app.Config{Routes: []ingest.Route{
+		{Name: "ehr-vitals", Accepts: func(kind, _ string) bool { return kind == string(mapping.KindVitals) }},
+	}})
+	phq9, err := os.ReadFile("../../schemas/examples/assessment/phq9-moderate.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := auditlog.NewScope("ingest", &auth.Principal{ClientID: "test", Tenant: "clinic-a"})
+	if _, err := g.a.Ingest.Ingest(context.Background(), sc, mapping.KindAssessment, phq9, false, engine.Answer{}); err != nil {
+		t.Fatal(err) // clinic-a's first record of the source: not one ehr-vitals receives
+	}
+	const src = "serenity-clinic-emr"
+	for _, tc := range []struct {
+		tenant, recordID string
+		delivered        bool
+	}{
+		{"clinic-b", "B-1", true},
+		{"clinic-a", "A-1", false},
+	} {
+		warnings, err := g.ingestAnswer(t, tc.tenant, sourceRecord(t, src, tc.recordID))
+		if err != nil {
+			t.Fatalf("%s %s: %v", tc.tenant, tc.recordID, err)
+		}
+		items := g.deliveries(t, tc.tenant, src, tc.recordID)
+		if len(items) != 1 || (items[0].Status == store.StatusPending) != tc.delivered || (len(warnings) == 0) != tc.delivered {
+			t.Errorf("%s %s: deliveries %d, warnings %q; want delivered %v", tc.tenant, tc.recordID, len(items), warnings, tc.delivered)
+		}
+	}
+}

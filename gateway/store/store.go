@@ -356,8 +356,9 @@ type Tx interface {
 	// SourceTenants returns the tenants whose ledger holds native records
 	// of the source system source (as records name it: the ledger stores
 	// another tenant's than the default one's as "tenant:<tenant>|<source>"),
-	// each with the time its first one was received, earliest first (ties
-	// by tenant); none is no error. It reads every tenant's ledger.
+	// one per tenant and kind with the time the first one was received,
+	// earliest first (ties by tenant, then kind); none is no error. It reads
+	// every tenant's ledger.
 	SourceTenants(source string) ([]SourceTenant, error)
 	// PutLedger inserts a ledger entry; ErrConflict if it exists. A zero
 	// Received is set to now (by the store's clock), truncated to the

@@ -9,24 +9,25 @@ import (
 )
 
 // testSourceTenants: the tenants that stored records of a source system,
-// each with its first record's time, earliest first, whatever the
+// each with its first record's time per kind, earliest first, whatever the
 // namespace their ledger stores the source in; other sources not counted.
 func testSourceTenants(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	base := time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)
 	for i, l := range []struct {
-		tenant, source string
-		at             int // minutes after base
+		tenant, source, kind string
+		at                   int // minutes after base
 	}{
-		{"clinic-b", "tenant:clinic-b|emr", 5},
-		{"clinic-b", "tenant:clinic-b|emr", 1},
-		{"", "emr", 3},
-		{"clinic-a", "tenant:clinic-a|emr", 9},
-		{"clinic-c", "tenant:clinic-c|other-emr", 0},
-		{"clinic-c", "tenant:clinic-c|x|emr", 0}, // another source that ends the same
+		{"clinic-b", "tenant:clinic-b|emr", "vitals", 5},
+		{"clinic-b", "tenant:clinic-b|emr", "vitals", 1},
+		{"clinic-b", "tenant:clinic-b|emr", "session", 4},
+		{"", "emr", "vitals", 3},
+		{"clinic-a", "tenant:clinic-a|emr", "vitals", 9},
+		{"clinic-c", "tenant:clinic-c|other-emr", "vitals", 0},
+		{"clinic-c", "tenant:clinic-c|x|emr", "vitals", 0}, // another source that ends the same
 	} {
 		err := s.Write(ctx, func(tx store.Tx) error {
-			return tx.PutLedger(&store.Ledger{Tenant: l.tenant, Source: l.source, Kind: "vitals", RecordID: string(rune('a' + i)),
+			return tx.PutLedger(&store.Ledger{Tenant: l.tenant, Source: l.source, Kind: l.kind, RecordID: string(rune('a' + i)),
 				Version: "1", ContentHash: "h", Received: base.Add(time.Duration(l.at) * time.Minute)})
 		})
 		if err != nil {
@@ -42,13 +43,14 @@ func testSourceTenants(t *testing.T, s store.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []store.SourceTenant{{Tenant: "clinic-b", First: base.Add(time.Minute)}, {Tenant: "", First: base.Add(3 * time.Minute)},
-		{Tenant: "clinic-a", First: base.Add(9 * time.Minute)}}
+	want := []store.SourceTenant{{Tenant: "clinic-b", Kind: "vitals", First: base.Add(time.Minute)},
+		{Tenant: "", Kind: "vitals", First: base.Add(3 * time.Minute)}, {Tenant: "clinic-b", Kind: "session", First: base.Add(4 * time.Minute)},
+		{Tenant: "clinic-a", Kind: "vitals", First: base.Add(9 * time.Minute)}}
 	if len(got) != len(want) {
 		t.Fatalf("SourceTenants(emr) = %v, want %v", got, want)
 	}
 	for i := range want {
-		if got[i].Tenant != want[i].Tenant || !got[i].First.Equal(want[i].First) {
+		if got[i].Tenant != want[i].Tenant || got[i].Kind != want[i].Kind || !got[i].First.Equal(want[i].First) {
 			t.Errorf("SourceTenants(emr)[%d] = %v, want %v", i, got[i], want[i])
 		}
 	}

@@ -392,9 +392,9 @@ const (
 		WHERE source = ? AND kind = ? AND record_id = ? ORDER BY received, version`
 	// The ledger's source of a tenant other than the default one is
 	// "tenant:<tenant>|<source>" (engine.Namespaced).
-	sqlSourceTenants = `SELECT tenant, MIN(received) FROM ledger
+	sqlSourceTenants = `SELECT tenant, kind, MIN(received) FROM ledger
 		WHERE source = CASE WHEN tenant = '' THEN CAST(? AS TEXT) ELSE 'tenant:' || tenant || '|' || CAST(? AS TEXT) END
-		GROUP BY tenant ORDER BY 2, 1`
+		GROUP BY tenant, kind ORDER BY 3, 1, 2`
 	sqlPutLedger = `INSERT INTO ledger (source, kind, record_id, version, content_hash, response, received,
 		tenant, mapping_version, input) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 )
@@ -491,7 +491,7 @@ func (t *tx) SourceTenants(source string) ([]store.SourceTenant, error) {
 	for rows.Next() {
 		var st store.SourceTenant
 		var first int64
-		if err := rows.Scan(&st.Tenant, &first); err != nil {
+		if err := rows.Scan(&st.Tenant, &st.Kind, &first); err != nil {
 			return nil, fmt.Errorf("%s: SourceTenants: %w", s.d.Name, s.err(t.ctx, err))
 		}
 		st.First = time.UnixMilli(first).UTC()
