@@ -218,6 +218,7 @@ func GatewayRules() []Rule {
 		{"job-file-unknown", "No such file of the job."},
 		{"delivery-unknown", "No such delivery."},
 		{"delivery-not-dead", "Only a dead delivery can be retried."},
+		{"delivery-refused-when-stored", "A dead letter refused as its record was stored (another tenant holds the record's source system at the destination) has nothing to send and cannot be retried."},
 		{"lineage-not-found", "No record matches the lineage query."},
 		{"lineage-query-invalid", "The lineage query is not valid (it needs a source and a record id)."},
 		{"replay-kind-unknown", "The replay names a kind of record the gateway does not have."},

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -524,6 +525,10 @@ func (d *destWorker) send(ctx context.Context, it *store.OutboxItem) (res Result
 	switch {
 	case !d.dest.Accepts(it.Kind, it.Source):
 		return deadResult("the destination's filter does not accept this record")
+	case len(it.Payload) == 0 && strings.HasPrefix(it.LastError, store.Refused):
+		// Refused as its record was stored (and put back by hand): the
+		// reason stands.
+		return deadResult(it.LastError)
 	case len(it.Payload) == 0:
 		return deadResult("empty payload")
 	}

@@ -812,3 +812,31 @@ func TestReleaseEndsTheHold(t *testing.T) {
 		}
 	}
 }
+
+// TestRefusedWhenStoredStaysDead: a dead letter refused as its record was
+// stored (no payload, store.Refused) that is put back in the queue in the
+// database is never sent: the worker makes it dead again with its reason.
+func TestRefusedWhenStoredStaysDead(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, ob testOutbox) {
+		st, ok := ob.(storeOutbox)
+		if !ok {
+			t.Skip("a store's outbox only")
+		}
+		ehr := newStubEHR(t)
+		h := newHarnessOn(t, ob, []Destination{testDest("ehr", ehr.base())}, nil)
+		reason := store.Refused + "source-system-other-tenant: another tenant holds the source here"
+		it := &store.OutboxItem{Destination: "ehr", OrderKey: "k", Patient: "P", Kind: "session", Source: "clinic",
+			RecordID: "k", Version: "1", Status: store.StatusDead, LastError: reason}
+		if err := ob.Enqueue(it); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Retry(context.Background(), it.ID, h.clock.Now()); err != nil {
+			t.Fatal(err)
+		}
+		h.run()
+		wantAttempt(t, h.next(), 1, store.StatusDead, 0, reason)
+		if n := ehr.count("Patient") + ehr.count("Procedure"); n != 0 {
+			t.Errorf("the EHR received %d resources", n)
+		}
+	})
+}

@@ -238,6 +238,20 @@ func (t tenantTx) LedgerVersions(source, kind, recordID string) ([]*store.Ledger
 	return t.Tx.LedgerVersions(t.ns(source), kind, recordID)
 }
 
+// SourceTenants answers the tenant's own first record of source only:
+// which other tenants use a source system is theirs to know
+// (Tx.ClaimSource reads every tenant's).
+func (t tenantTx) SourceTenants(source string) ([]store.SourceTenant, error) {
+	all, err := t.Tx.SourceTenants(source)
+	var out []store.SourceTenant
+	for _, st := range all {
+		if st.Tenant == t.tenant {
+			out = append(out, st)
+		}
+	}
+	return out, err
+}
+
 func (t tenantTx) PutLedger(l *store.Ledger) error {
 	cp := *l
 	cp.Source, cp.Tenant = t.ns(l.Source), t.tenant
@@ -257,39 +271,46 @@ func (t tenantTx) Enqueue(items ...*store.OutboxItem) error {
 }
 
 // RuleSourceOtherTenant is the rule id of a native record whose source
-// system another tenant's records come from, to the same destination.
+// system another tenant's records come from, to the same destination: the
+// record is stored, but not delivered there.
 const RuleSourceOtherTenant = "source-system-other-tenant"
 
-// errSourceOtherTenant refuses a record of a source system that another
-// tenant delivers to the same destination, never naming that tenant.
-var errSourceOtherTenant = &outcome.Error{Kind: outcome.Conflict, Issues: []outcome.Issue{{
-	Severity: "error", Code: "conflict", Rule: RuleSourceOtherTenant, Pointer: "/source/system", Expression: "source.system",
-	Message: "another clinic (tenant) of this gateway already delivers records from this source system to the same EHR: " +
-		"the identifiers the gateway mints from it (patients, records) would be the same for both clinics there, and one " +
-		"clinic's records would land in the other's charts; give each clinic's system its own source.system name (for " +
-		"example with the clinic's name appended) and send the record again"}}}
-
-// ClaimSource makes the source system of a native record the request
-// tenant's at the delivery destination dest: the identifier systems the
-// mappings mint are named after the source (mapping.RecordSystem), so two
-// tenants delivering one source system's records to one EHR would send it
-// the same identifiers for different patients and records. The first
-// tenant to deliver a record of a source to a destination keeps the pair
-// (a key outside every tenant's namespace, claimed in the transaction that
-// stores the record); another's record is refused (409
-// source-system-other-tenant). Inside the gateway tenants may share source
-// systems: their records are apart.
-func (t *Tx) ClaimSource(system, dest string) error {
-	key, owner := sourceKey(system, dest), "tenant:"+t.sc.TenantOf()
+// ClaimSource reports whether the request tenant's native records of the
+// source system may go to the delivery destination dest, which receives
+// the records receives accepts (by tenant and kind). The identifier systems
+// the mappings mint are named after the source (mapping.RecordSystem), so
+// two tenants delivering one source system's records to one EHR would send
+// it the same identifiers for different patients and records: one tenant
+// holds the pair. It is the tenant that stored the first record of the
+// source that dest receives (the ledger, every tenant's: not
+// whichever stores first once the destination is configured, so no clinic
+// can take another's source by sending a record under its name), or the
+// request's when none did. The decision is kept in a key outside every
+// tenant's namespace, claimed in the transaction that asks. Inside the
+// gateway tenants may share source systems: their records are apart.
+func (t *Tx) ClaimSource(system, dest string, receives func(tenant, kind string) bool) (bool, error) {
+	key, mine := sourceKey(system, dest), "tenant:"+t.sc.TenantOf()
 	switch _, id, err := t.raw.KeyOwner(key); {
-	case err == nil && id == owner:
-		return nil
 	case err == nil:
-		return errSourceOtherTenant
+		return id == mine, nil
 	case !errors.Is(err, store.ErrNotFound):
-		return err
+		return false, err
 	}
-	return t.raw.ClaimKey(key, "Tenant", owner)
+	first, err := t.raw.SourceTenants(system)
+	if err != nil {
+		return false, err
+	}
+	owner := mine
+	for _, st := range first {
+		if receives(st.Tenant, st.Kind) {
+			owner = "tenant:" + st.Tenant
+			break
+		}
+	}
+	if err := t.raw.ClaimKey(key, "Tenant", owner); err != nil {
+		return false, err
+	}
+	return owner == mine, nil
 }
 
 // sourceKey is the conditional key of a source system at a destination: in

@@ -4,14 +4,10 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync/atomic"
 	"testing"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
-	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
-	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
-	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
@@ -104,49 +100,5 @@ func TestConcurrentSameRecord(t *testing.T) {
 				t.Error("the stale transaction never ran")
 			}
 		})
-	}
-}
-
-// TestSourceSharedByTenants: two tenants may send records of one source
-// system (their records are apart in the gateway), but not to the same
-// destination, where the identifiers minted from the source would be the
-// same for both clinics' patients: the second tenant's record is 409
-// source-system-other-tenant, nothing stored; the first tenant keeps
-// delivering, and tenants delivering to different destinations are not
-// concerned.
-func TestSourceSharedByTenants(t *testing.T) {
-	all := func(string, string) bool { return true }
-	only := func(tenant string) func(string) bool { return func(x string) bool { return x == tenant } }
-	g := newGateway(t, app.Config{Routes: []ingest.Route{
-		{Name: "shared-ehr", Accepts: all, AcceptsTenant: only("clinic-a")},
-		{Name: "shared-ehr-2", Accepts: all, AcceptsTenant: func(x string) bool { return x == "clinic-a" || x == "clinic-b" }},
-		{Name: "ehr-c", Accepts: all, AcceptsTenant: only("clinic-c")},
-		{Name: "ehr-d", Accepts: all, AcceptsTenant: only("clinic-d")},
-	}})
-	raw, err := os.ReadFile("../../schemas/examples/vitals/pre-dose-baseline.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	second := strings.Replace(string(raw), `"VIT-2026-0310-001"`, `"VIT-2026-0310-002"`, 1)
-	for _, tc := range []struct {
-		tenant, doc string
-		refused     bool
-	}{
-		{"clinic-a", string(raw), false},
-		{"clinic-b", string(raw), true}, // shared-ehr-2 has clinic-a's records of the source
-		{"clinic-a", second, false},     // the first tenant keeps its source
-		{"clinic-c", string(raw), false},
-		{"clinic-d", string(raw), false}, // a destination of its own
-	} {
-		err := g.ingest(tc.tenant, mapping.KindVitals, tc.doc)
-		switch {
-		case tc.refused:
-			wantIssues(t, err, outcome.Conflict, engine.RuleSourceOtherTenant, "/source/system")
-			if n := g.count(t, tc.tenant, "Observation", ""); n != 0 {
-				t.Errorf("%s: %d Observations stored by a refused record", tc.tenant, n)
-			}
-		case err != nil:
-			t.Errorf("%s: %v", tc.tenant, err)
-		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"strings"
 
+	fhir "github.com/samply/golang-fhir-models/fhir-models/fhir"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
@@ -32,6 +33,14 @@ type Route struct {
 	// AcceptsTenant reports whether records of a tenant go there (nil:
 	// every tenant's).
 	AcceptsTenant func(tenant string) bool
+}
+
+// receives reports, for the records of source, whether records of a tenant
+// and kind go to r.
+func (r Route) receives(source string) func(tenant, kind string) bool {
+	return func(tenant, kind string) bool {
+		return r.Accepts(kind, source) && (r.AcceptsTenant == nil || r.AcceptsTenant(tenant))
+	}
 }
 
 // Metrics counts ingested records by kind and outcome.
@@ -399,14 +408,23 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 		return nil, false, err
 	}
 	sc.Description = fmt.Sprintf("%s record: %d entries", rec.kind, len(entries))
-	answer, err = fhirwire.Marshal(s.engine.Response(fhirwire.TypeTransactionResponse, entries, nil, ans))
+	var notSent []string // destinations another tenant holds the source at
+	err = stage.Run(ctx, s.tracer, "outbox.enqueue", func(context.Context) error {
+		var err error
+		notSent, err = s.enqueue(st, tenant, rec.kind, res, raws, rec.version, sc.TraceID, tx.ClaimSource)
+		return err
+	}, attribute.String("ingest.kind", string(rec.kind)))
 	if err != nil {
 		return nil, false, err
 	}
-	err = stage.Run(ctx, s.tracer, "outbox.enqueue", func(context.Context) error {
-		return s.enqueue(st, tenant, rec.kind, res, raws, rec.version, sc.TraceID, tx.ClaimSource)
-	}, attribute.String("ingest.kind", string(rec.kind)))
-	if err != nil {
+	if len(notSent) > 0 {
+		sc.Description += fmt.Sprintf("; not delivered to %s (%s)", strings.Join(notSent, ", "), engine.RuleSourceOtherTenant)
+	}
+	b := s.engine.Response(fhirwire.TypeTransactionResponse, entries, nil, ans)
+	if err := warnNotSent(&b, notSent); err != nil {
+		return nil, false, err
+	}
+	if answer, err = fhirwire.Marshal(b); err != nil {
 		return nil, false, err
 	}
 	return answer, false, st.PutLedger(&store.Ledger{Source: src.System, Kind: string(rec.kind), RecordID: src.RecordID,
@@ -561,30 +579,82 @@ func nestedRecords(base, source string, r mapping.Record) []audit.NestedRecord {
 
 // enqueue puts the mapped record in the outbox of every route that accepts
 // it, inside the transaction that stores it. The payload is the mapped
-// transaction Bundle, built from the resources' rendered bytes.
+// transaction Bundle, built from the resources' rendered bytes. A route
+// where another tenant holds the record's source system (claim:
+// engine.Tx.ClaimSource) gets a dead letter without payload instead, whose
+// reason the operator sees; those routes are returned (notSent). The record
+// is stored all the same: the clinic needs it in its record.
 func (s *Service) enqueue(tx store.Tx, tenant string, kind mapping.Kind, res *mapping.Result, raws [][]byte, version, traceID string,
-	claim func(system, dest string) error) error {
+	claim func(system, dest string, receives func(tenant, kind string) bool) (bool, error)) (notSent []string, err error) {
 	var items []*store.OutboxItem
 	var payload []byte
 	for _, r := range s.routes {
 		if !r.Accepts(string(kind), res.Source.System) || (r.AcceptsTenant != nil && !r.AcceptsTenant(tenant)) {
 			continue
 		}
-		if err := claim(res.Source.System, r.Name); err != nil {
-			return err
+		ok, err := claim(res.Source.System, r.Name, r.receives(res.Source.System))
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			it := OutboxItem(r.Name, kind, res, version, nil, traceID)
+			it.Status, it.LastError = store.StatusDead, store.Refused+engine.RuleSourceOtherTenant+": "+notSentReason
+			items, notSent = append(items, it), append(notSent, r.Name)
+			continue
 		}
 		if payload == nil {
-			var err error
 			if payload, err = Transaction(res, raws); err != nil {
-				return err
+				return nil, err
 			}
 		}
 		items = append(items, OutboxItem(r.Name, kind, res, version, payload, traceID))
 	}
 	if len(items) == 0 {
+		return nil, nil
+	}
+	return notSent, tx.Enqueue(items...)
+}
+
+// notSentReason is why a record is not delivered to a destination where
+// another tenant holds its source system (the dead letter's reason, for
+// the operator), never naming that tenant.
+const notSentReason = "another tenant of this gateway stored records of this source system first and delivers them to " +
+	"this destination: the identifiers minted from the source (patients, records) would be the same for both " +
+	"clinics' patients there; the record is stored at the gateway but never sent here. Give the clinic's system " +
+	"its own source.system name, or the destination a filter.tenants"
+
+// warnNotSent adds to the answer b, in its first entry's outcome, a warning
+// per destination (notSent) that will not receive the record because
+// another tenant holds its source system there.
+func warnNotSent(b *fhirwire.Bundle, notSent []string) error {
+	if len(notSent) == 0 || len(b.Entry) == 0 || b.Entry[0].Response == nil {
 		return nil
 	}
-	return tx.Enqueue(items...)
+	var issues []outcome.Issue
+	for _, dest := range notSent {
+		issues = append(issues, outcome.Issue{Severity: "warning", Code: "business-rule", Rule: engine.RuleSourceOtherTenant,
+			Pointer: "/source/system", Expression: "source.system",
+			Message: "the record is stored, but it is not delivered to the destination " + dest + ": another clinic " +
+				"(tenant) of this gateway sent records from this source system before and delivers them there, and " +
+				"the identifiers the gateway mints from it (patients, records) would be the same for both clinics' " +
+				"patients; give this clinic's system its own source.system name (for example with the clinic's name " +
+				"appended) to have its records delivered, or ask the gateway's operator"})
+	}
+	oo := outcome.Resource(issues)
+	r := b.Entry[0].Response
+	if len(r.Outcome) > 0 {
+		var had fhir.OperationOutcome
+		if err := json.Unmarshal(r.Outcome, &had); err != nil {
+			return fmt.Errorf("answer's outcome: %w", err)
+		}
+		oo.Issue = append(had.Issue, oo.Issue...)
+	}
+	raw, err := fhirwire.Marshal(oo)
+	if err != nil {
+		return err
+	}
+	r.Outcome = raw
+	return nil
 }
 
 // OutboxItem is the outbox item that delivers payload, the transaction
@@ -683,10 +753,17 @@ func (s *Service) entries(res *mapping.Result, raws [][]byte, docs []map[string]
 
 // ownURL gives doc, the resource of e, its deterministic id (PUT Type/id)
 // in tenant's namespace and returns the entry's URL with it; "" when e has
-// no such id or tenant is the default one (the mapping's id stays).
+// no such id or tenant is the default one (the mapping's id stays). A
+// conditional update (PUT Type?criteria, as a record stored before is
+// mapped) has no id: its criteria are not cut at the first "/", which is
+// in the identifier system they name (that made the criteria of every
+// update in a named tenant find nothing: conditional-criteria-unmatched).
 func ownURL(e mapping.Entry, tenant string, doc map[string]any) string {
+	if tenant == "" || e.Method.Code() != "PUT" || strings.Contains(e.URL, "?") {
+		return ""
+	}
 	typ, id, ok := strings.Cut(e.URL, "/")
-	if !ok || tenant == "" || e.Method.Code() != "PUT" || strings.Contains(id, "?") {
+	if !ok || id == "" || strings.Contains(id, "/") {
 		return ""
 	}
 	doc["id"] = tenantID(tenant, id)

@@ -170,11 +170,16 @@ func (s *Service) Show(ctx context.Context, tenant string, id int64, withPayload
 // Retry puts a dead letter back in the queue, due now, or makes a pending
 // delivery (waiting for its next attempt, e.g. after a long Retry-After)
 // due now, ending its destination's hold (SetWorker). NotFound as for
-// Show; Conflict when the delivery is in flight or delivered.
+// Show; Conflict when the delivery is in flight or delivered, or a dead
+// letter refused as its record was stored (store.Refused: it has nothing
+// to send, and sending the record there is what the refusal prevents).
 func (s *Service) Retry(ctx context.Context, tenant string, id int64) error {
 	v, err := s.Show(ctx, tenant, id, false)
 	if err != nil {
 		return err
+	}
+	if v.Status == store.StatusDead && strings.HasPrefix(v.LastError, store.Refused) {
+		return errRefusedWhenStored
 	}
 	if err := s.store.Retry(ctx, id, s.now()); errors.Is(err, store.ErrNotFound) {
 		return outcome.New(outcome.Conflict, "conflict", "delivery-not-dead",
@@ -189,6 +194,13 @@ func (s *Service) Retry(ctx context.Context, tenant string, id int64) error {
 	s.notify()
 	return nil
 }
+
+// errRefusedWhenStored answers a retry of a dead letter refused as its
+// record was stored.
+var errRefusedWhenStored = outcome.New(outcome.Conflict, "conflict", "delivery-refused-when-stored",
+	"this delivery was refused when its record was stored (its last error says why) and has nothing to send; "+
+		"a retry cannot deliver it: remove the cause (for source-system-other-tenant: the clinic sends its records "+
+		"under a source.system of its own, or the destination gets a filter.tenants) and have the clinic send the record again")
 
 // Replay enqueues again, for each record delivered to dest, its latest
 // delivery when that is done and was created at or after since

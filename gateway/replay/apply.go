@@ -164,7 +164,9 @@ func (s *Service) apply(ctx context.Context, sc *auditlog.Scope, m *remapped, op
 
 // destinations are the configured destinations that had the record (any
 // delivery of it, whatever its status: a correction follows the original
-// in the destination's order), sorted.
+// in the destination's order), sorted. A dead letter refused as the record
+// was stored (store.Refused: another tenant holds its source system
+// there) is no delivery: the correction is not sent there either.
 func (s *Service) destinations(ctx context.Context, l *store.Ledger, src string) ([]string, error) {
 	if len(s.cfg.Destinations) == 0 {
 		return nil, nil
@@ -176,6 +178,9 @@ func (s *Service) destinations(ctx context.Context, l *store.Ledger, src string)
 	}
 	var out []string
 	for _, it := range items {
+		if it.Status == store.StatusDead && strings.HasPrefix(it.LastError, store.Refused) {
+			continue
+		}
 		if it.Tenant == l.Tenant && slices.Contains(s.cfg.Destinations, it.Destination) && !slices.Contains(out, it.Destination) {
 			out = append(out, it.Destination)
 		}

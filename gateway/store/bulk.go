@@ -44,6 +44,13 @@ type LedgerQuery struct {
 	Limit int
 }
 
+// SourceTenant is a tenant that stored native records of a kind of a
+// source system, and when it stored its first one (Tx.SourceTenants).
+type SourceTenant struct {
+	Tenant, Kind string
+	First        time.Time
+}
+
 // LedgerKey is the key of a ledger entry, its source as stored.
 type LedgerKey struct {
 	Source, Kind, RecordID, Version string

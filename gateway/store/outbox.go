@@ -13,6 +13,12 @@ const (
 	StatusDead     = "dead"
 )
 
+// Refused begins the LastError of a dead letter refused as its record
+// was stored (its payload empty: it was never meant to be sent), followed
+// by the rule id and the reason. Retry refuses such a dead letter
+// (operator), and the worker dead-letters an empty payload again.
+const Refused = "refused when stored: "
+
 // OutboxItem is one record to deliver to one destination. It is enqueued
 // in the same transaction that stores the record, so nothing committed is
 // ever lost between commit and send.
@@ -87,7 +93,9 @@ type OutboxTx interface {
 	// Enqueue adds items (ID, Status, Created, Updated and a zero
 	// NextAttempt are set by the store, the times to the store's now). An
 	// item whose Tenant is search.AllTenants, not valid UTF-8 or holds a
-	// NUL byte is an error.
+	// NUL byte is an error. An item with Status StatusDead is added as a
+	// dead letter with its LastError (a delivery refused as the record was
+	// stored, Refused); every other is pending.
 	Enqueue(items ...*OutboxItem) error
 }
 

@@ -357,6 +357,13 @@ type Tx interface {
 	// version received), oldest first, without their Response; none is
 	// no error.
 	LedgerVersions(source, kind, recordID string) ([]*Ledger, error)
+	// SourceTenants returns the tenants whose ledger holds native records
+	// of the source system source (as records name it: the ledger stores
+	// another tenant's than the default one's as "tenant:<tenant>|<source>"),
+	// one per tenant and kind with the time the first one was received,
+	// earliest first (ties by tenant, then kind); none is no error. It reads
+	// every tenant's ledger.
+	SourceTenants(source string) ([]SourceTenant, error)
 	// PutLedger inserts a ledger entry; ErrConflict if it exists. A zero
 	// Received is set to now (by the store's clock), truncated to the
 	// millisecond and written back into l.

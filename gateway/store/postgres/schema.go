@@ -399,6 +399,14 @@ var migrations = []sqlstore.Migration{{
 	// As SQLite's schema 14: a quantity's comparator (a constant default:
 	// the table is not rewritten).
 	Stmts: []string{sqlstore.QuantityComparator},
+}, {
+	Version: 17,
+	// Which tenant holds a source system at a delivery destination was
+	// claimed by the first tenant to store a record after the destination
+	// appeared; it is now the tenant that stored the source's first record
+	// (engine.Tx.ClaimSource, from the ledger). The claims of before are
+	// dropped, to be decided again that way by the next record of each.
+	Stmts: []string{sqlstore.DropSourceClaims},
 }}
 
 // lz4Columns sets the TOAST compression of the columns that hold large

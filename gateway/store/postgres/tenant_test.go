@@ -83,3 +83,10 @@ func openMigrated(t *testing.T, version int, rows []string) *Store {
 	t.Cleanup(func() { s.Close() })
 	return s
 }
+
+// TestMigrateSourceClaims: a database of schema version 16 loses its
+// claims of source systems at destinations (see
+// storetest.MigratedSourceClaims).
+func TestMigrateSourceClaims(t *testing.T) {
+	storetest.MigratedSourceClaims(t, openMigrated(t, 16, storetest.SchemaBeforeSourceClaims))
+}

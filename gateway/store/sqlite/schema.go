@@ -379,6 +379,14 @@ var migrations = []sqlstore.Migration{{
 	// prefixes compare with (search.IndexVersion 4). The rows written
 	// before have none until reindex rewrites those that have one.
 	Stmts: []string{sqlstore.QuantityComparator},
+}, {
+	Version: 15,
+	// Which tenant holds a source system at a delivery destination was
+	// claimed by the first tenant to store a record after the destination
+	// appeared; it is now the tenant that stored the source's first record
+	// (engine.Tx.ClaimSource, from the ledger). The claims of before are
+	// dropped, to be decided again that way by the next record of each.
+	Stmts: []string{sqlstore.DropSourceClaims},
 }}
 
 // tenantStats are the tenant indexes' planner statistics, as plannerStats:

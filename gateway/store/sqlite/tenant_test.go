@@ -74,3 +74,10 @@ func TestMigrateIndexVersion(t *testing.T) {
 	storetest.MigratedIndexVersions(t, openMigrated(t, 10, storetest.SchemaBeforePatientRows),
 		openMigrated(t, 11, storetest.SchemaAfterPatientRows))
 }
+
+// TestMigrateSourceClaims: a database of schema version 14 loses its
+// claims of source systems at destinations (see
+// storetest.MigratedSourceClaims).
+func TestMigrateSourceClaims(t *testing.T) {
+	storetest.MigratedSourceClaims(t, openMigrated(t, 14, storetest.SchemaBeforeSourceClaims))
+}

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -212,5 +213,33 @@ func MigratedComparator(t *testing.T, s store.Store) {
 	if pg, err := s.Search(ctx, &search.Query{Type: "Observation", Total: true,
 		Clauses: []search.Clause{clause("status", search.TypeToken, "", status)}}); err != nil || pg.Total != 1 {
 		t.Errorf("reindexed: status=observation-status|final: %+v, %v; want 1 match", pg, err)
+	}
+}
+
+// SchemaBeforeSourceClaims fills a database of the schema before claims of
+// source systems were decided by the ledger (SQLite's 14, PostgreSQL's
+// 16): one such claim, and a Patient's conditional key.
+var SchemaBeforeSourceClaims = []string{
+	`INSERT INTO conditional_keys (key, type, id) VALUES ('source-system|0123abcd', 'Tenant', 'tenant:clinic-b')`,
+	`INSERT INTO conditional_keys (key, type, id) VALUES ('Patient|identifier=s|v', 'Patient', 'p1')`,
+}
+
+// MigratedSourceClaims checks s, opened on a database
+// SchemaBeforeSourceClaims filled: the claim of the source system is gone
+// (the next record decides it again from the ledger), the Patient's key
+// is kept.
+func MigratedSourceClaims(t *testing.T, s store.Store) {
+	t.Helper()
+	err := s.Write(context.Background(), func(tx store.Tx) error {
+		if _, _, err := tx.KeyOwner("source-system|0123abcd"); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("the source system's claim: %v, want dropped", err)
+		}
+		if _, id, err := tx.KeyOwner("Patient|identifier=s|v"); err != nil || id != "p1" {
+			t.Errorf("the Patient's key: %q, %v; want kept", id, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

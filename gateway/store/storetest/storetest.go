@@ -100,6 +100,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"JobClaimConcurrent", testJobClaimConcurrent},
 		{"Export", testExport},
 		{"LedgerEntries", testLedgerEntries},
+		{"SourceTenants", testSourceTenants},
+		{"EnqueueDead", testEnqueueDead},
 		{"Reindex", testReindex},
 		{"ReindexConcurrent", testReindexConcurrent},
 		{"ReindexRace", testReindexRace},

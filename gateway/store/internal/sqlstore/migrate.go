@@ -108,3 +108,10 @@ func CheckVersion(ctx context.Context, c Conn, latest int) error {
 	}
 	return nil
 }
+
+// DropSourceClaims drops the claims of source systems at delivery
+// destinations (engine's sourceKey: "source-system|<hash>", outside every
+// tenant's namespace), which the first tenant to store a record after a
+// destination appeared took; the next record of each source decides again
+// from the ledger which tenant stored it first.
+const DropSourceClaims = `DELETE FROM conditional_keys WHERE key LIKE 'source-system|%'`

@@ -42,7 +42,10 @@ func (t *tx) Enqueue(items ...*store.OutboxItem) error {
 		if !validTenant(it.Tenant) {
 			return fmt.Errorf("%s: enqueue: %q is not a tenant", s.d.Name, it.Tenant)
 		}
-		it.Status, it.Created, it.Updated = store.StatusPending, now, now
+		if it.Status != store.StatusDead {
+			it.Status, it.LastError = store.StatusPending, ""
+		}
+		it.Created, it.Updated = now, now
 		if it.NextAttempt.IsZero() {
 			it.NextAttempt = now
 		}
@@ -54,11 +57,11 @@ func (t *tx) Enqueue(items ...*store.OutboxItem) error {
 			payload = []byte{} // the column is NOT NULL
 		}
 		err := t.c.QueryRow(t.ctx, s.bind(`INSERT INTO outbox (destination, order_key, patient, kind, source, record_id,
-			version, trace_id, payload, status, next_attempt, created, updated, tenant)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
+			version, trace_id, payload, status, next_attempt, created, updated, tenant, last_error)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`),
 			s.text(it.Destination), s.text(it.OrderKey), s.text(it.Patient), s.text(it.Kind), s.text(it.Source),
 			s.text(it.RecordID), s.text(it.Version), s.text(it.TraceID), payload, it.Status, it.NextAttempt.UnixMilli(),
-			now.UnixMilli(), now.UnixMilli(), it.Tenant).
+			now.UnixMilli(), now.UnixMilli(), it.Tenant, s.text(it.LastError)).
 			Scan(&it.ID)
 		if err != nil {
 			return fmt.Errorf("%s: enqueue: %w", s.d.Name, s.err(t.ctx, err))

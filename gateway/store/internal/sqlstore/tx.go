@@ -390,6 +390,11 @@ const (
 	sqlLedger         = `SELECT content_hash, response, received FROM ledger WHERE source = ? AND kind = ? AND record_id = ? AND version = ?`
 	sqlLedgerVersions = `SELECT version, content_hash, received, input FROM ledger
 		WHERE source = ? AND kind = ? AND record_id = ? ORDER BY received, version`
+	// The ledger's source of a tenant other than the default one is
+	// "tenant:<tenant>|<source>" (engine.Namespaced).
+	sqlSourceTenants = `SELECT tenant, kind, MIN(received) FROM ledger
+		WHERE source = CASE WHEN tenant = '' THEN CAST(? AS TEXT) ELSE 'tenant:' || tenant || '|' || CAST(? AS TEXT) END
+		GROUP BY tenant, kind ORDER BY 3, 1, 2`
 	sqlPutLedger = `INSERT INTO ledger (source, kind, record_id, version, content_hash, response, received,
 		tenant, mapping_version, input) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 )
@@ -470,6 +475,30 @@ func (t *tx) LedgerVersions(source, kind, recordID string) ([]*store.Ledger, err
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("%s: LedgerVersions: %w", s.d.Name, s.err(t.ctx, err))
+	}
+	return out, nil
+}
+
+// SourceTenants implements store.Tx.
+func (t *tx) SourceTenants(source string) ([]store.SourceTenant, error) {
+	s := t.s
+	rows, err := t.c.Query(t.ctx, s.bind(sqlSourceTenants), s.text(source), s.text(source))
+	if err != nil {
+		return nil, fmt.Errorf("%s: SourceTenants: %w", s.d.Name, s.err(t.ctx, err))
+	}
+	defer rows.Close()
+	var out []store.SourceTenant
+	for rows.Next() {
+		var st store.SourceTenant
+		var first int64
+		if err := rows.Scan(&st.Tenant, &st.Kind, &first); err != nil {
+			return nil, fmt.Errorf("%s: SourceTenants: %w", s.d.Name, s.err(t.ctx, err))
+		}
+		st.First = time.UnixMilli(first).UTC()
+		out = append(out, st)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("%s: SourceTenants: %w", s.d.Name, s.err(t.ctx, err))
 	}
 	return out, nil
 }
