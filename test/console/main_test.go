@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,6 +19,8 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
 	"github.com/ketamine-gateway/ketamine-gateway/test/internal/gwproc"
 )
 
@@ -39,20 +42,22 @@ func TestMain(m *testing.M) {
 type gateway struct {
 	*gwproc.Proc
 	base string
+	db   string // the SQLite database's path
 }
 
 // start runs serve on a free loopback port (with extra args) and returns
 // once it listens.
 func start(t *testing.T, args ...string) *gateway {
 	t.Helper()
-	p, err := gwproc.Launch(binary, append([]string{"serve", "--addr", "127.0.0.1:0", "--db", filepath.Join(t.TempDir(), "kg.db")}, args...)...)
+	db := filepath.Join(t.TempDir(), "kg.db")
+	p, err := gwproc.Launch(binary, append([]string{"serve", "--addr", "127.0.0.1:0", "--db", db}, args...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := p.WaitAddr(30 * time.Second); err != nil {
 		t.Fatal(err)
 	}
-	g := &gateway{Proc: p, base: p.Base}
+	g := &gateway{Proc: p, base: p.Base, db: db}
 	t.Cleanup(func() {
 		if err := g.Stop(); err != nil {
 			t.Errorf("gateway exit after SIGINT: %v", err)
@@ -62,6 +67,31 @@ func start(t *testing.T, args ...string) *gateway {
 		}
 	})
 	return g
+}
+
+// allTenantAudits counts the AuditEvents matching params among those kept
+// for all-tenant readers (a console person with no tenant claim acts for
+// every tenant: its requests that touch no tenant's data, a sign-in, a
+// refused action, are audited there only, which the development mode's
+// anonymous API client, of the default tenant, does not see). It reads the
+// database beside the running gateway, as a second process may.
+func (g *gateway) allTenantAudits(t *testing.T, params url.Values) int {
+	t.Helper()
+	st, err := sqlite.Open(context.Background(), g.db, sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	q, err := search.Parse("AuditEvent", params, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.Tenant = search.AllTenantsAudit
+	page, err := st.Search(context.Background(), q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(page.Matches)
 }
 
 // api calls the gateway's HTTP API (development mode: no token) and

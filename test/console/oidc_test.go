@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -62,12 +63,8 @@ func TestOIDCSignIn(t *testing.T) {
 	if c == nil || !c.HTTPOnly || !c.Secure || c.SameSite != network.CookieSameSiteStrict || c.Path != "/" {
 		t.Errorf("session cookie = %+v, want HttpOnly, Secure, SameSite=Strict, Path=/", c)
 	}
-	var out struct {
-		Entry []struct{ Resource map[string]any }
-	}
-	g.api(t, "GET", "/fhir/AuditEvent?subtype=110122&agent:identifier=https://ketamine-gateway.org/fhir/sid/client|alice@example.org", "", &out)
-	if len(out.Entry) != 1 {
-		t.Errorf("sign-in AuditEvents of alice = %d, want 1", len(out.Entry))
+	if n := g.allTenantAudits(t, url.Values{"subtype": {"110122"}, "agent:identifier": {"https://ketamine-gateway.org/fhir/sid/client|alice@example.org"}}); n != 1 {
+		t.Errorf("sign-in AuditEvents of alice = %d, want 1", n)
 	}
 	resp, err := http.Get(g.base + "/console/login")
 	if err != nil {
@@ -109,12 +106,8 @@ func TestAuditorCannotRetry(t *testing.T) {
 		t.Errorf("an auditor's retry: %q", s)
 	}
 	g.waitDelivery(t, "dead")
-	var out struct {
-		Entry []struct{ Resource map[string]any }
-	}
-	g.api(t, "GET", "/fhir/AuditEvent?subtype=delivery-retry&outcome=4", "", &out)
-	if len(out.Entry) != 1 {
-		t.Errorf("refused retries audited: %d, want 1", len(out.Entry))
+	if n := g.allTenantAudits(t, url.Values{"subtype": {"delivery-retry"}, "outcome": {"4"}}); n != 1 {
+		t.Errorf("refused retries audited: %d, want 1", n)
 	}
 }
 
