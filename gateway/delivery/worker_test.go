@@ -129,10 +129,18 @@ func TestRetryAfter(t *testing.T) {
 	}
 }
 
+// TestTimeout: an EHR that does not answer within the destination's
+// Timeout makes the attempt a "timeout", retried. The first request is
+// marked in the transport and the EHR holds the marked one until the
+// client gives up (the EHR's own count of requests is no guide: a request
+// the client gave up on before the EHR read it is never counted). The retry
+// is answered at once, and its request is let run past the Timeout (its
+// deadline taken off in the transport): on a busy machine even an immediate
+// answer took longer than the 100 ms, and the retry timed out too.
 func TestTimeout(t *testing.T) {
 	ehr := newStubEHR(t)
 	ehr.intercept = func(n int, w http.ResponseWriter, r *http.Request, body []byte) bool {
-		if n == 0 {
+		if r.Header.Get("X-Test-Hold") != "" {
 			<-r.Context().Done() // longer than the client waits
 			return true
 		}
@@ -140,7 +148,20 @@ func TestTimeout(t *testing.T) {
 	}
 	d := testDest("ehr", ehr.base())
 	d.Timeout = 100 * time.Millisecond
-	h := newHarness(t, []Destination{d}, nil)
+	var trips atomic.Int32
+	h := newHarness(t, []Destination{d}, func(o *WorkerOptions) {
+		o.WrapTransport = func(rt http.RoundTripper) http.RoundTripper {
+			return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+				if trips.Add(1) == 1 {
+					r = r.Clone(r.Context())
+					r.Header.Set("X-Test-Hold", "1")
+				} else {
+					r = r.WithContext(context.WithoutCancel(r.Context()))
+				}
+				return rt.RoundTrip(r)
+			})
+		}
+	})
 	_, evs := h.sendOne(sessionBundle("P-1", "S-1", "completed", false))
 	wantAttempt(t, evs[0], 1, store.StatusPending, 0, "timeout")
 	wantAttempt(t, evs[1], 2, store.StatusDone, 200, "")
