@@ -491,48 +491,66 @@ func TestServeStartsAndStops(t *testing.T) {
 
 // serveUntilUp runs serve on db (and args) on a free loopback port until
 // it answers /fhir/metadata, then stops it, and returns its address and
-// what it logged.
+// what it logged. serve picks the port itself (127.0.0.1:0) and its
+// startup line says which: a port picked here and released could be taken
+// before serve binds it. The wait for that line is a hang guard only (it
+// took serve more than the 5 s once allowed to come up on a busy machine
+// under -race).
 func serveUntilUp(t *testing.T, db string, args ...string) (addr, logs string) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr = ln.Addr().String()
-	ln.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	env := map[string]string{"OTEL_SDK_DISABLED": "true"}
 	var out syncBuffer
 	go func() {
-		done <- run(ctx, append([]string{"ketamine-gateway", "serve", "--addr", addr, "--db", db}, args...),
+		done <- run(ctx, append([]string{"ketamine-gateway", "serve", "--addr", "127.0.0.1:0", "--db", db}, args...),
 			func(k string) string { return env[k] }, strings.NewReader(""), io.Discard, &out)
 	}()
-	var up bool
-	for range 200 {
-		resp, err := http.Get("http://" + addr + "/fhir/metadata")
-		if err == nil {
-			resp.Body.Close()
-			up = resp.StatusCode == http.StatusOK
+	for deadline := time.Now().Add(2 * time.Minute); addr == ""; {
+		addr = listeningAddr(out.String())
+		if addr != "" {
 			break
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			<-done
+			t.Fatalf("serve did not log that it listens within 2 minutes:\n%s", out.String())
 		}
 		select {
 		case err := <-done:
 			cancel()
-			t.Fatalf("serve returned early: %v", err)
-		case <-time.After(25 * time.Millisecond):
+			t.Fatalf("serve returned early: %v\n%s", err, out.String())
+		case <-time.After(10 * time.Millisecond): // polling the log, not timing serve
 		}
 	}
-	cancel()
-	err = <-done
-	if !up {
-		t.Fatal("serve did not answer /fhir/metadata")
+	// The listener is open once the line is written: the connection waits
+	// in its backlog until the server takes it.
+	resp, err := http.Get("http://" + addr + "/fhir/metadata")
+	up := err == nil && resp.StatusCode == http.StatusOK
+	if err == nil {
+		resp.Body.Close()
 	}
-	if err != nil {
-		t.Fatalf("serve = %v after cancellation, want nil", err)
+	cancel()
+	if serr := <-done; serr != nil {
+		t.Fatalf("serve = %v after cancellation, want nil", serr)
+	}
+	if !up {
+		t.Fatalf("serve did not answer /fhir/metadata on %s: %v", addr, err)
 	}
 	http.DefaultClient.CloseIdleConnections()
 	return addr, out.String()
+}
+
+// listeningAddr is the address of serve's startup line in logs ("" before
+// it is written).
+func listeningAddr(logs string) string {
+	for _, line := range strings.Split(logs, "\n") {
+		var l struct{ Msg, Addr string }
+		if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "listening" {
+			return l.Addr
+		}
+	}
+	return ""
 }
 
 // syncBuffer is a bytes.Buffer safe for a writer and a reader goroutine.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -128,10 +129,18 @@ func TestRetryAfter(t *testing.T) {
 	}
 }
 
+// TestTimeout: an EHR that does not answer within the destination's
+// Timeout makes the attempt a "timeout", retried. The first request is
+// marked in the transport and the EHR holds the marked one until the
+// client gives up (the EHR's own count of requests is no guide: a request
+// the client gave up on before the EHR read it is never counted). The retry
+// is answered at once, and its request is let run past the Timeout (its
+// deadline taken off in the transport): on a busy machine even an immediate
+// answer took longer than the 100 ms, and the retry timed out too.
 func TestTimeout(t *testing.T) {
 	ehr := newStubEHR(t)
 	ehr.intercept = func(n int, w http.ResponseWriter, r *http.Request, body []byte) bool {
-		if n == 0 {
+		if r.Header.Get("X-Test-Hold") != "" {
 			<-r.Context().Done() // longer than the client waits
 			return true
 		}
@@ -139,7 +148,20 @@ func TestTimeout(t *testing.T) {
 	}
 	d := testDest("ehr", ehr.base())
 	d.Timeout = 100 * time.Millisecond
-	h := newHarness(t, []Destination{d}, nil)
+	var trips atomic.Int32
+	h := newHarness(t, []Destination{d}, func(o *WorkerOptions) {
+		o.WrapTransport = func(rt http.RoundTripper) http.RoundTripper {
+			return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+				if trips.Add(1) == 1 {
+					r = r.Clone(r.Context())
+					r.Header.Set("X-Test-Hold", "1")
+				} else {
+					r = r.WithContext(context.WithoutCancel(r.Context()))
+				}
+				return rt.RoundTrip(r)
+			})
+		}
+	})
 	_, evs := h.sendOne(sessionBundle("P-1", "S-1", "completed", false))
 	wantAttempt(t, evs[0], 1, store.StatusPending, 0, "timeout")
 	wantAttempt(t, evs[1], 2, store.StatusDone, 200, "")
@@ -544,60 +566,134 @@ func procedureWrites(ehr *stubEHR, session string) []string {
 
 // TestLeaseRenewedDuringAttempt: with a lease much shorter than an attempt,
 // the claim is renewed while the attempt runs, so a second worker on the
-// same outbox never claims (and sends) the item again; real clock, SQLite.
+// same outbox never claims (and sends) the item again; SQLite. A fake clock
+// moves a third of a lease at a time, each step once the owner's renewal
+// is written and the second worker has polled: on the real clock a
+// renewal stalled by a busy machine lost the lease (as it should after a
+// stall that long) and the test failed.
 func TestLeaseRenewedDuringAttempt(t *testing.T) {
+	const lease = 30 * time.Second
 	var posts atomic.Int32
+	posted := make(chan struct{}, 10)
 	release := make(chan struct{})
+	releaseOnce := sync.OnceFunc(func() { close(release) })
 	ehr := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
 			http.NotFound(w, r)
 			return
 		}
 		posts.Add(1)
+		posted <- struct{}{}
 		<-release // the attempt outlives several leases
 		w.Header().Set("Content-Type", "application/fhir+json")
 		_, _ = io.WriteString(w, `{"resourceType":"Bundle","type":"transaction-response","entry":[{"response":{"status":"201 Created"}}]}`)
 	}))
 	defer ehr.Close()
-	ob := openSQLite(t)
+	defer releaseOnce()
+	ob := &leaseOutbox{testOutbox: openSQLite(t), completed: make(chan struct{}, 10)}
 	it := &store.OutboxItem{Destination: "ehr", OrderKey: "k", Patient: "P", Kind: "session", Source: "clinic", RecordID: "k",
 		Version: "1", Payload: []byte(`{"resourceType":"Bundle","type":"transaction","entry":[{"fullUrl":"urn:uuid:3f1f8a4e-0b7e-4a83-9d0e-5f1b7c2d9e10",` +
 			`"resource":{"resourceType":"Patient"},"request":{"method":"POST","url":"Patient"}}]}`)}
+	clock := newFakeClock()
+	it.NextAttempt, it.Created = clock.Now(), clock.Now()
 	if err := ob.Enqueue(it); err != nil {
 		t.Fatal(err)
 	}
-	d := Destination{Name: "ehr", BaseURL: ehr.URL + "/fhir", Timeout: 10 * time.Second, Concurrency: 1, Mode: ModeTransaction}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	for range 2 {
-		w, err := NewWorker(ob, []Destination{d}, WorkerOptions{Lease: 300 * time.Millisecond, PollInterval: 20 * time.Millisecond,
-			AttemptTimeout: 10 * time.Second, CapabilityInterval: -1, BacklogInterval: -1})
+	d := Destination{Name: "ehr", BaseURL: ehr.URL + "/fhir", Timeout: time.Minute, Concurrency: 1, Mode: ModeTransaction}
+	// The owner polls never again after its claim: its only timers within
+	// a lease are its renewals. The other worker polls every third of a
+	// lease and renews never (its own lease is 1000 h): its only timers
+	// within a lease are its polls.
+	owner := signalClock{fakeClock: clock, within: lease, c: make(chan time.Time, 100)}
+	other := signalClock{fakeClock: clock, within: lease, c: make(chan time.Time, 100)}
+	start := func(ob Outbox, c Clock, poll, lease time.Duration) func(context.Context) error {
+		w, err := NewWorker(ob, []Destination{d}, WorkerOptions{Clock: c, Lease: lease, PollInterval: poll,
+			AttemptTimeout: time.Minute, CapabilityInterval: -1, BacklogInterval: -1})
 		if err != nil {
 			t.Fatal(err)
 		}
-		wg.Go(func() { _ = w.Run(ctx) })
+		return w.Run
 	}
-	// Let both workers poll through several lease lengths while the one
-	// attempt hangs at the EHR.
-	for deadline := time.Now().Add(5 * time.Second); posts.Load() == 0 && time.Now().Before(deadline); {
-		time.Sleep(10 * time.Millisecond)
-	}
-	time.Sleep(1500 * time.Millisecond) // five leases
-	close(release)
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if got, _, _ := ob.Delivery(context.Background(), it.ID); got != nil && got.Status == store.StatusDone {
-			break
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer func() { releaseOnce(); cancel(); wg.Wait() }()
+	wait := func(c <-chan time.Time, what string) {
+		t.Helper()
+		select {
+		case <-c:
+		case <-time.After(30 * time.Second): // a hang guard, not a limit
+			t.Fatalf("no %s within 30s", what)
 		}
+	}
+	runOwner := start(ob, owner, 1000*time.Hour, lease)
+	wg.Go(func() { _ = runOwner(ctx) })
+	select {
+	case <-posted:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the item was not sent within 30s")
+	}
+	wait(owner.c, "first renewal timer")
+	runOther := start(ob.testOutbox, other, lease/3, 1000*time.Hour)
+	wg.Go(func() { _ = runOther(ctx) })
+	wait(other.c, "first poll of the second worker")
+	for step := range 15 { // five leases
+		clock.Advance(lease / 3)
+		wait(owner.c, fmt.Sprintf("renewal at step %d", step+1))
+		wait(other.c, fmt.Sprintf("poll of the second worker at step %d", step+1))
+	}
+	releaseOnce()
+	select {
+	case <-ob.completed:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the attempt was not recorded within 30s")
 	}
 	cancel()
 	wg.Wait()
 	if n := posts.Load(); n != 1 {
 		t.Errorf("the EHR got %d transactions, want 1 (a lease ran out while its attempt ran)", n)
 	}
+	if n := ob.renewed.Load(); n < 15 {
+		t.Errorf("%d leases renewed during five leases, want 15 (one every third of a lease)", n)
+	}
 	got, attempts, _ := ob.Delivery(context.Background(), it.ID)
 	if got.Status != store.StatusDone || len(attempts) != 1 {
 		t.Errorf("item %s with %d attempts, want done after 1", got.Status, len(attempts))
 	}
+}
+
+// signalClock is a fakeClock that sends the deadline of each timer set at
+// most within ahead of now on c, once the timer is set.
+type signalClock struct {
+	*fakeClock
+	within time.Duration
+	c      chan time.Time
+}
+
+func (s signalClock) NewTimer(deadline time.Time) (<-chan time.Time, func()) {
+	ch, stop := s.fakeClock.NewTimer(deadline)
+	if deadline.Sub(s.Now()) <= s.within {
+		s.c <- deadline
+	}
+	return ch, stop
+}
+
+// leaseOutbox counts the leases renewed and reports each Complete.
+type leaseOutbox struct {
+	testOutbox
+	renewed   atomic.Int32
+	completed chan struct{}
+}
+
+func (o *leaseOutbox) Renew(ctx context.Context, ids []int64, until time.Time) (int, error) {
+	n, err := o.testOutbox.Renew(ctx, ids, until)
+	o.renewed.Add(int32(n))
+	return n, err
+}
+
+func (o *leaseOutbox) Complete(ctx context.Context, a *store.Attempt, status string, next time.Time) error {
+	err := o.testOutbox.Complete(ctx, a, status, next)
+	o.completed <- struct{}{}
+	return err
 }
 
 // TestAttemptLogLines: one line per attempt an operator can triage from:

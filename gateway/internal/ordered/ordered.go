@@ -29,7 +29,8 @@ func Run[T, R any](ctx context.Context, workers int, produce func(yield func(T) 
 
 // RunUntil is Run that also stops at an item boundary once stop closes:
 // no item is worked after that (not those produced already and waiting
-// either), the items being worked finish with ctx as it is, and their
+// either), the items being worked (one a worker took just before stop
+// closed counts as being worked) finish with ctx as it is, and their
 // results are emitted, in order, before it returns ErrStopped. The items
 // worked are always a prefix of the input, so every one of them is
 // emitted (unless emit failed or ctx ended). A nil stop never closes. If

@@ -71,10 +71,13 @@ func TestStops(t *testing.T) {
 	}
 }
 
-// TestRunUntilStops closes stop from emit after k results: the items
-// worked after that are at most the ones already being worked (workers)
-// and those produced ahead are never worked; every worked item is emitted,
-// in order, so the emitted results are exactly the worked prefix.
+// TestRunUntilStops closes stop from emit after k results: every worked
+// item is emitted, in order, so the emitted results are exactly the worked
+// prefix, and the items worked are at most those produced before the stop
+// (k-1 emitted and released, 3 × workers in the window). A worker that
+// took an item just before the stop may enter work just after it: at most
+// one such item per worker (TestRunUntilSkipsQueued checks, without a
+// race, that queued items are never worked).
 func TestRunUntilStops(t *testing.T) {
 	for _, workers := range []int{1, 3, 8} {
 		for _, k := range []int{1, 10, 77} {
@@ -110,8 +113,9 @@ func TestRunUntilStops(t *testing.T) {
 					t.Fatalf("workers %d: result %d = %d, want %d", workers, i, r, i*i)
 				}
 			}
-			if afterStop > 0 || worked > k+3*workers {
-				t.Errorf("workers %d, stop after %d: %d worked (%d started after the stop), want at most %d (the items in flight)", workers, k, worked, afterStop, k+3*workers)
+			if afterStop > workers || worked > k-1+3*workers {
+				t.Errorf("workers %d, stop after %d: %d worked (%d entered work after the stop), want at most %d (the items in flight), at most %d after the stop (one per worker)",
+					workers, k, worked, afterStop, k-1+3*workers, workers)
 			}
 		}
 	}
@@ -126,6 +130,64 @@ func TestRunUntilStops(t *testing.T) {
 	})
 	if err != nil || n != 5 {
 		t.Errorf("stop after the last item: RunUntil = %v after %d", err, n)
+	}
+}
+
+// TestRunUntilSkipsQueued stops a run while every worker is busy and
+// items wait in the queue: the busy items finish and are emitted, the
+// queued ones are never worked. The producer itself closes stop once it
+// knows that state, so the outcome does not depend on scheduling.
+func TestRunUntilSkipsQueued(t *testing.T) {
+	for _, workers := range []int{1, 2, 8} {
+		stop := make(chan struct{})
+		entered := make(chan int, workers)
+		release := make(chan struct{})
+		var mu sync.Mutex
+		var worked []int
+		work := func(_ context.Context, i int) int {
+			mu.Lock()
+			worked = append(worked, i)
+			mu.Unlock()
+			if i < workers {
+				entered <- i
+				<-release
+			}
+			return i
+		}
+		produce := func(yield func(int) bool) error {
+			// Items 0..workers-1 occupy every worker; items
+			// workers..2*workers-1 fill the queue (yield returns once an
+			// item is queued).
+			for i := range 2 * workers {
+				if !yield(i) {
+					return errors.New("yield refused before the stop")
+				}
+			}
+			for range workers {
+				<-entered
+			}
+			close(stop)
+			close(release)
+			for i := 2 * workers; i < 1000; i++ {
+				if !yield(i) {
+					return nil
+				}
+			}
+			return nil
+		}
+		var got []int
+		err := RunUntil(context.Background(), stop, workers, produce, work, func(r int) error { got = append(got, r); return nil })
+		if !errors.Is(err, ErrStopped) {
+			t.Errorf("workers %d: RunUntil = %v, want ErrStopped", workers, err)
+		}
+		if len(worked) != workers || len(got) != workers {
+			t.Errorf("workers %d: worked %v, emitted %v, want the %d items being worked when stop closed, not the queued ones", workers, worked, got, workers)
+		}
+		for i, r := range got {
+			if r != i {
+				t.Errorf("workers %d: result %d = %d, want %d", workers, i, r, i)
+			}
+		}
 	}
 }
 
