@@ -525,6 +525,11 @@ func (d *destWorker) send(ctx context.Context, it *store.OutboxItem) (res Result
 	switch {
 	case !d.dest.Accepts(it.Kind, it.Source):
 		return deadResult("the destination's filter does not accept this record")
+	case !d.dest.AcceptsTenant(it.Tenant):
+		// The destination's tenants changed since it was queued: a
+		// clinic taken off a destination has none of its records sent
+		// there.
+		return deadResult("the destination's filter does not accept this record's tenant")
 	case len(it.Payload) == 0 && strings.HasPrefix(it.LastError, store.Refused):
 		// Refused as its record was stored (and put back by hand): the
 		// reason stands.

@@ -936,3 +936,25 @@ func TestRefusedWhenStoredStaysDead(t *testing.T) {
 		}
 	})
 }
+
+// TestTenantTakenOffIsNotSent: a delivery queued while its record's tenant
+// was among the destination's filter.tenants, and pending when the
+// destination no longer lists it (the configuration changed), is not sent
+// there: it is a dead letter saying why, as for the kind and source
+// filters.
+func TestTenantTakenOffIsNotSent(t *testing.T) {
+	ehr := newStubEHR(t)
+	d := testDest("ehr", ehr.base())
+	d.Filter.Tenants = []string{"clinic-b"}
+	h := newHarness(t, []Destination{d}, nil)
+	it := &store.OutboxItem{Destination: "ehr", OrderKey: "k", Patient: "P", Kind: "session", Source: "clinic",
+		Tenant: "clinic-a", RecordID: "k", Version: "1", Payload: sessionBundle("P-1", "S-1", "completed", false), NextAttempt: h.clock.Now(), Created: h.clock.Now()}
+	if err := h.outbox.Enqueue(it); err != nil {
+		t.Fatal(err)
+	}
+	h.run()
+	wantAttempt(t, h.next(), 1, store.StatusDead, 0, "the destination's filter does not accept this record's tenant")
+	if n := ehr.count("Patient") + ehr.count("Procedure"); n != 0 {
+		t.Errorf("the EHR received %d resources", n)
+	}
+}
