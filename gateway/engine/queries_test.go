@@ -58,10 +58,13 @@ func TestSearchTimeout(t *testing.T) {
 	st := &slowStore{release: make(chan struct{})}
 	e := New(Config{Store: st, Validator: queryValidator(), SearchTimeout: 50 * time.Millisecond})
 	slow := url.Values{"name": {"slow"}}
-	// The caller gives up after 2 s: a search timeout that does not stop
-	// the search fails the test with the caller's cancellation instead of
-	// hanging it (the slow store never returns on its own).
-	guard, stop := context.WithTimeout(context.Background(), 2*time.Second)
+	// The caller gives up after a minute: a search timeout that does not
+	// stop the search fails the test with the caller's cancellation instead
+	// of hanging it (the slow store never returns on its own). A hang guard
+	// only: a search that ends after the caller's deadline is answered with
+	// the caller's cancellation, and with 2 s a busy machine could get
+	// there.
+	guard, stop := context.WithTimeout(context.Background(), time.Minute)
 	_, err := e.Search(guard, scopeOf("a"), "Patient", slow, false)
 	stop()
 	if kind, _ := outcome.From(err); kind != outcome.Unavailable || rule(err) != "search-too-costly" {
@@ -98,7 +101,7 @@ func TestSearchSlots(t *testing.T) {
 		}()
 	}
 	// Wait until both hold their slots.
-	for deadline := time.Now().Add(5 * time.Second); ; {
+	for deadline := time.Now().Add(time.Minute); ; {
 		e.searches.mu.Lock()
 		n := 0
 		if sl := e.searches.held[clientKey(scopeOf("greedy"))]; sl != nil {
@@ -123,8 +126,9 @@ func TestSearchSlots(t *testing.T) {
 	}
 	// Another client's search takes a slot of its own at once: waiting for
 	// one of greedy's would end in 429 after slotWait, or in this guard's
-	// cancellation.
-	guard, stop := context.WithTimeout(context.Background(), time.Second)
+	// cancellation (a hang guard: a second was too little for a quick
+	// search on a busy machine under -race).
+	guard, stop := context.WithTimeout(context.Background(), time.Minute)
 	if _, err := e.Search(guard, scopeOf("patient"), "Patient", url.Values{"name": {"quick"}}, false); err != nil {
 		t.Errorf("another client's search: %v", err)
 	}
