@@ -59,9 +59,9 @@ func (e *Engine) searchCompartment(ctx context.Context, sc *auditlog.Scope, in r
 		patient, err := e.reader(sc, in).Read(ctx, "Patient", id)
 		switch {
 		case err == nil, errors.Is(err, store.ErrGone) && patient != nil:
-			in = chartReads(sc, in, patient)
+			in = chartReads(sc, in, patient.Tenant)
 		case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrGone):
-			in = chartReads(sc, in, &store.Resource{Tenant: search.NoTenant})
+			in = chartReads(sc, in, search.NoTenant)
 		default:
 			return nil, err
 		}
@@ -171,7 +171,7 @@ func (e *Engine) everything(ctx context.Context, sc *auditlog.Scope, in reads, i
 	if len(rest.Types) > 0 {
 		want := rest.Count
 		rest.Count = max(rest.Count, 1) // a store query of 0 would only count
-		err = e.queryIn(ctx, sc, chartReads(sc, in, patient), func(ctx context.Context, st reader) error {
+		err = e.queryIn(ctx, sc, chartReads(sc, in, patient.Tenant), func(ctx context.Context, st reader) error {
 			var err error
 			out.Page, err = st.Search(ctx, &rest)
 			return err

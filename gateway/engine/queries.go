@@ -106,11 +106,11 @@ func clientKey(sc *auditlog.Scope) string {
 // caller's slots and under the search timeout (query); with tx, a write
 // transaction confined to the tenant (a Bundle's GET entry: it sees what
 // the entries before it wrote, and runs in the transaction's time).
-// With chart set (and no tx), the reads are confined to the tenant of
-// that Patient instead (chartReads).
+// With chart set (and no tx), the reads are confined to that tenant, a
+// patient's, instead (chartReads).
 type reads struct {
 	tx    store.Tx
-	chart *store.Resource
+	chart *string
 }
 
 // reader is what in reads from, for the caller of sc.
@@ -119,20 +119,20 @@ func (e *Engine) reader(sc *auditlog.Scope, in reads) reader {
 	case in.tx != nil:
 		return txReader{in.tx}
 	case in.chart != nil:
-		return e.storeFor(in.chart.Tenant)
+		return e.storeFor(*in.chart)
 	}
 	return e.storeFor(sc.TenantOf())
 }
 
-// chartReads is in for reading the compartment of patient, a Patient the
-// caller may see: an all-tenant caller reads it in the patient's tenant
-// only, so that another clinic's resources pointing at the patient's id
+// chartReads is in for reading the compartment of a Patient the caller
+// may see, held by tenant (search.NoTenant: by none): an all-tenant
+// caller reads it in the patient's tenant only, so that another clinic's resources pointing at the patient's id
 // (which any clinic may write: references are not resolved on write) are
 // not shown as part of the patient's chart. Any other caller reads in its
 // own tenant already.
-func chartReads(sc *auditlog.Scope, in reads, patient *store.Resource) reads {
-	if in.tx == nil && sc.TenantOf() == search.AllTenants && patient != nil {
-		in.chart = patient
+func chartReads(sc *auditlog.Scope, in reads, tenant string) reads {
+	if in.tx == nil && sc.TenantOf() == search.AllTenants {
+		in.chart = &tenant
 	}
 	return in
 }
