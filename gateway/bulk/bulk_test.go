@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -94,12 +95,19 @@ func TestNDJSON(t *testing.T) {
 // small file parts and a fast poll.
 func newApp(t *testing.T, partBytes int) (*app.App, store.Store) {
 	t.Helper()
+	return newAppOn(t, partBytes, func(st store.Store) store.Store { return st })
+}
+
+// newAppOn is newApp with the application's store wrapped by wrap.
+func newAppOn(t *testing.T, partBytes int, wrap func(store.Store) store.Store) (*app.App, store.Store) {
+	t.Helper()
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "bulk.db"), sqlite.Options{})
+	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "bulk.db"), sqlite.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { st.Close() })
+	t.Cleanup(func() { db.Close() })
+	st := wrap(db)
 	a, err := app.New(app.Config{Store: st, BacklogEvery: -1, Jobs: jobs.Config{Poll: 5 * time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)
@@ -510,7 +518,8 @@ func itoa(i int) string {
 // flight; and the cancelled job answers its final counts, which are the
 // store's.
 func TestImportCancel(t *testing.T) {
-	a, st := newApp(t, 1<<20)
+	gate := &gatedStore{}
+	a, st := newAppOn(t, 1<<20, func(st store.Store) store.Store { gate.Store = st; return gate })
 	raw, err := os.ReadFile("../../schemas/examples/assessment/phq9-total-only.json")
 	if err != nil {
 		t.Fatal(err)
@@ -545,9 +554,27 @@ func TestImportCancel(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond) // polling a background job, not timing the test
 	}
+	// Hold the import's writes (those under way finish) so that what is
+	// stored when the cancel is made is known, whenever this goroutine
+	// runs; let them go on once the job is cancelled in the store (the
+	// runner is told at once after that).
+	gate.hold()
 	before := provenances()
 	csc := auditlog.NewScope("job-cancel", sc.Principal)
-	if err := a.Jobs.Cancel(ctx, csc, j.ID); err != nil {
+	cancelled := make(chan error, 1)
+	go func() { cancelled <- a.Jobs.Cancel(ctx, csc, j.ID) }()
+	for {
+		cur, err := st.Job(ctx, j.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cur.Status == store.JobCancelled {
+			break
+		}
+		time.Sleep(time.Millisecond) // polling the cancel, not timing the test
+	}
+	gate.release()
+	if err := <-cancelled; err != nil {
 		t.Fatal(err)
 	}
 	acknowledged := provenances()
@@ -570,7 +597,7 @@ func TestImportCancel(t *testing.T) {
 		t.Errorf("%d records stored after the cancel was acknowledged, want none", final-acknowledged)
 	}
 	if acknowledged-before > 3*4 {
-		t.Errorf("%d records stored while the cancel was made, want at most the 4 workers' records in flight", acknowledged-before)
+		t.Errorf("%d records stored while the cancel was made, want at most the records in flight (3 x 4 workers)", acknowledged-before)
 	}
 	if !res.Cancelled || res.Stored != int64(final) || res.Records != res.Stored || res.Records >= n || res.LastLine != res.Records {
 		t.Errorf("cancelled import's result %+v, with %d records stored: want cancelled, its counts the store's, stopped before line %d", res, final, n)
@@ -648,4 +675,56 @@ func TestExportNotesTenants(t *testing.T) {
 			}
 		})
 	}
+}
+
+// gatedStore holds every Write while held: those under way finish, later
+// ones wait for release.
+type gatedStore struct {
+	store.Store
+	mu   sync.Mutex
+	cond *sync.Cond
+	held bool
+	in   int // writes under way
+}
+
+func (g *gatedStore) init() {
+	if g.cond == nil {
+		g.cond = sync.NewCond(&g.mu)
+	}
+}
+
+func (g *gatedStore) Write(ctx context.Context, fn func(store.Tx) error) error {
+	g.mu.Lock()
+	g.init()
+	for g.held {
+		g.cond.Wait()
+	}
+	g.in++
+	g.mu.Unlock()
+	defer func() {
+		g.mu.Lock()
+		g.in--
+		g.cond.Broadcast()
+		g.mu.Unlock()
+	}()
+	return g.Store.Write(ctx, fn)
+}
+
+// hold holds later writes and returns when none is under way.
+func (g *gatedStore) hold() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.init()
+	g.held = true
+	for g.in > 0 {
+		g.cond.Wait()
+	}
+}
+
+// release lets the held writes go on.
+func (g *gatedStore) release() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.held = false
+	g.cond.Broadcast()
 }
