@@ -46,21 +46,10 @@ func (s *Server) handleListDeliveries(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]any{"deliveries": out})
 }
 
-// deliveryID reads the :id of a delivery (an id that is not a number names
-// no delivery).
-func deliveryID(c echo.Context) (int64, error) {
-	id, err := strconv.ParseInt(c.Param("id"), 10, 64)
-	if err != nil {
-		return 0, outcome.New(outcome.NotFound, "not-found", "delivery-unknown", "no such delivery")
-	}
-	return id, nil
-}
-
+// handleShowDelivery is GET /admin/deliveries/:id, the delivery's public
+// id (the operator service refuses any other as no delivery).
 func (s *Server) handleShowDelivery(c echo.Context) error {
-	id, err := deliveryID(c)
-	if err != nil {
-		return err
-	}
+	id := c.Param("id")
 	payload, err := boolParam(c, "payload")
 	if err != nil {
 		return err
@@ -77,10 +66,7 @@ func (s *Server) handleShowDelivery(c echo.Context) error {
 }
 
 func (s *Server) handleRetryDelivery(c echo.Context) error {
-	id, err := deliveryID(c)
-	if err != nil {
-		return err
-	}
+	id := c.Param("id")
 	ctx, sc := c.Request().Context(), scopeOf(c)
 	// Its AuditEvent names what a read of it names (the delivery, the
 	// record, its patient), refused or not.
@@ -94,8 +80,8 @@ func (s *Server) handleRetryDelivery(c echo.Context) error {
 	if err := s.app.Operator.Retry(ctx, sc.TenantOf(), id); err != nil {
 		return err
 	}
-	sc.Description = fmt.Sprintf("delivery %d queued again", id)
-	return c.JSON(http.StatusOK, map[string]any{"id": id, "status": store.StatusPending})
+	sc.Description = fmt.Sprintf("delivery %s queued again", v.ID)
+	return c.JSON(http.StatusOK, map[string]any{"id": v.ID, "status": store.StatusPending})
 }
 
 func (s *Server) handleReplay(c echo.Context) error {

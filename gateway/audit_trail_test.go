@@ -575,21 +575,24 @@ func TestOperatorParameters(t *testing.T) {
 	if rec := send(s, "POST", "/ingest/assessment", second); rec.Code != http.StatusOK {
 		t.Fatalf("ingest = %d %s", rec.Code, rec.Body)
 	}
+	// The deliveries by record, as the operator's list names them.
+	pub := listedDeliveries(t, s)
 	for _, tc := range []struct{ delivery, query, want string }{
-		{"1", "?payload=true", "delivery 1: 0 attempts; "},
+		{"1", "?payload=true", "delivery " + pub["ASM-2026-0310-001"] + ": 0 attempts; "},
 		{"1", "?payload=true", "payload (the FHIR Bundle) and the EHR's answers disclosed"},
 		{"1", "?payload=false", "payload not disclosed"},
 		{"1", "", "payload not disclosed"},
 		{"2", "?payload=true", "payload (the FHIR Bundle) and the EHR's answers disclosed"},
-		{"2", "", "delivery 2: 0 attempts; payload not disclosed"},
+		{"2", "", "delivery " + pub["ASM-2026-0310-002"] + ": 0 attempts; payload not disclosed"},
 	} {
-		if rec := send(s, "GET", "/admin/deliveries/"+tc.delivery+tc.query, ""); rec.Code != http.StatusOK {
+		id := pub["ASM-2026-0310-00"+tc.delivery]
+		if rec := send(s, "GET", "/admin/deliveries/"+id+tc.query, ""); rec.Code != http.StatusOK {
 			t.Fatalf("delivery read = %d %s", rec.Code, rec.Body)
 		}
 		got := lastAudit(t, st)
 		record := "https://ketamine-gateway.org/fhir/sid/serenity-clinic-emr/assessment-record|ASM-2026-0310-00" + tc.delivery
 		if !strings.Contains(got.Desc, tc.want) || !slices.Equal(got.Patients, ingested.Patients) || len(got.Patients) != 1 ||
-			!slices.Contains(got.Named, audit.SystemDelivery+"|"+tc.delivery) || !slices.Contains(got.Named, record) {
+			!slices.Contains(got.Named, audit.SystemDelivery+"|"+id) || !slices.Contains(got.Named, record) {
 			t.Errorf("delivery %s read%s: AuditEvent %+v; want %q, the patient %v, the delivery and the record named", tc.delivery, tc.query, got, tc.want, ingested.Patients)
 		}
 	}
@@ -612,19 +615,22 @@ func TestOperatorParameters(t *testing.T) {
 	}
 	// A retry names what a read names, refused (in flight) or not; a
 	// replay says how many it queued again.
-	if rec := send(s, "POST", "/admin/deliveries/2/retry", ""); rec.Code != http.StatusOK {
+	second2 := pub["ASM-2026-0310-002"]
+	if rec := send(s, "POST", "/admin/deliveries/"+second2+"/retry", ""); rec.Code != http.StatusOK ||
+		!strings.Contains(rec.Body.String(), `"id":"`+second2+`"`) {
 		t.Fatalf("retry of a pending delivery = %d %s", rec.Code, rec.Body)
 	}
-	if got := lastAudit(t, st); !slices.Equal(got.Patients, ingested.Patients) || !slices.Contains(got.Named, audit.SystemDelivery+"|2") {
+	if got := lastAudit(t, st); !slices.Equal(got.Patients, ingested.Patients) || !slices.Contains(got.Named, audit.SystemDelivery+"|"+second2) ||
+		!strings.HasSuffix(got.Desc, "delivery "+second2+" queued again") {
 		t.Errorf("delivery retry: AuditEvent %+v; want the patient %v and the delivery named", got, ingested.Patients)
 	}
 	if _, err := st.Claim(context.Background(), "ehr", time.Now().Add(time.Second), time.Minute, 10); err != nil {
 		t.Fatal(err)
 	}
-	if rec := send(s, "POST", "/admin/deliveries/2/retry", ""); rec.Code != http.StatusConflict {
+	if rec := send(s, "POST", "/admin/deliveries/"+second2+"/retry", ""); rec.Code != http.StatusConflict {
 		t.Fatalf("retry of a delivery in flight = %d %s", rec.Code, rec.Body)
 	}
-	if got := lastAudit(t, st); !slices.Equal(got.Patients, ingested.Patients) || !slices.Contains(got.Named, audit.SystemDelivery+"|2") ||
+	if got := lastAudit(t, st); !slices.Equal(got.Patients, ingested.Patients) || !slices.Contains(got.Named, audit.SystemDelivery+"|"+second2) ||
 		!strings.Contains(got.Desc, "delivery-not-dead") {
 		t.Errorf("delivery retry: AuditEvent %+v; want the patient %v and the delivery named", got, ingested.Patients)
 	}
@@ -916,4 +922,25 @@ func TestAuditNamesPatientAndRecord(t *testing.T) {
 	if got := lastAudit(t, st2); !slices.Equal(got.Named, []string{record}) || len(got.Patients) != 1 {
 		t.Errorf("the nested record's lineage names %v and patients %v, want only %s and the session's patient", got.Named, got.Patients, record)
 	}
+}
+
+// listedDeliveries returns the public ids of the deliveries GET
+// /admin/deliveries lists, by their source record's id.
+func listedDeliveries(t *testing.T, s http.Handler) map[string]string {
+	t.Helper()
+	rec := send(s, "GET", "/admin/deliveries", "")
+	var list struct {
+		Deliveries []struct {
+			ID       string `json:"id"`
+			RecordID string `json:"recordId"`
+		} `json:"deliveries"`
+	}
+	if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &list) != nil {
+		t.Fatalf("GET /admin/deliveries = %d %s", rec.Code, rec.Body)
+	}
+	out := map[string]string{}
+	for _, d := range list.Deliveries {
+		out[d.RecordID] = d.ID
+	}
+	return out
 }

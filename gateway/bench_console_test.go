@@ -102,6 +102,12 @@ func BenchmarkConsolePages(b *testing.B) {
 	ingestEvent := strings.TrimPrefix(lin.Receipts[0].Request.AuditEvent, "AuditEvent/")
 	trace := lin.Receipts[0].TraceID
 	sessionDoc := url.Values{"csrf": {token}, "kind": {"session"}, "record": {string(doc)}}.Encode()
+	// The eighth delivery (by its public id, as the list shows it; newest first).
+	var listed struct{ Deliveries []struct{ ID string } }
+	if err := json.Unmarshal(serve(s, "GET", "/admin/deliveries?limit=1000", "", "").Body.Bytes(), &listed); err != nil || len(listed.Deliveries) < 8 {
+		b.Fatalf("deliveries listed: %d, %v; want at least 8", len(listed.Deliveries), err)
+	}
+	eighth := listed.Deliveries[len(listed.Deliveries)-8].ID
 
 	pages := []struct {
 		name, method, path, body string
@@ -123,7 +129,7 @@ func BenchmarkConsolePages(b *testing.B) {
 			api: "/admin/lineage?source=serenity-clinic-emr&record=INF-2026-0310-B7-001"},
 		{name: "chain", method: "GET", path: "/console/audit/chain"},
 		{name: "deliveries", method: "GET", path: "/console/deliveries", api: "/admin/deliveries?limit=51"},
-		{name: "delivery", method: "GET", path: "/console/deliveries/8", api: "/admin/deliveries/8"},
+		{name: "delivery", method: "GET", path: "/console/deliveries/" + eighth, api: "/admin/deliveries/" + eighth},
 		{name: "playground", method: "GET", path: "/console/playground"},
 		{name: "playground-map", method: "POST", path: "/console/playground", body: sessionDoc,
 			api: "/ingest/session?dryRun=true", apiMethod: "POST", apiBody: string(doc)},

@@ -1,7 +1,6 @@
 package test
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -116,8 +115,8 @@ func TestDeliveryAnswerLost(t *testing.T) {
 		t.Errorf("%d sends, a resource created %d times (of %d); want a re-send and no duplicate", posts, maxCreates, distinct)
 	}
 	_, _, list := doReq(t, "GET", g.base+"/admin/deliveries", "")
-	id := list["deliveries"].([]any)[0].(map[string]any)["id"].(float64)
-	_, _, one := doReq(t, "GET", fmt.Sprintf("%s/admin/deliveries/%d", g.base, int64(id)), "")
+	id := list["deliveries"].([]any)[0].(map[string]any)["id"].(string) // the public id
+	_, _, one := doReq(t, "GET", g.base+"/admin/deliveries/"+id, "")
 	if h, _ := one["attemptHistory"].([]any); len(h) < 2 {
 		t.Errorf("attempt history = %v, want the failed and the successful attempt", one["attemptHistory"])
 	}

@@ -62,8 +62,10 @@ var commands = []command{
 			"  show    ID [--payload]\n" +
 			"  retry   ID                          put a dead letter back in the queue\n" +
 			"  replay  --destination D --since T   deliver again everything since T\n" +
-			"Times are RFC 3339 (2026-12-01T08:00:00Z) or relative to now (90m, 24h, 7d). Output is JSON.",
-		examples: []string{"ketamine-gateway deliveries list --status dead --db kg.db", "ketamine-gateway deliveries replay --destination ehr --since 24h --db kg.db"}},
+			"ID is a delivery's id as list shows it (13 letters and digits, e.g. k7q2xw4mbn3ra), the id the API and\n" +
+			"the console show. Times are RFC 3339 (2026-12-01T08:00:00Z) or relative to now (90m, 24h, 7d). Output is JSON.",
+		examples: []string{"ketamine-gateway deliveries list --status dead --db kg.db", "ketamine-gateway deliveries show k7q2xw4mbn3ra --db kg.db",
+			"ketamine-gateway deliveries replay --destination ehr --since 24h --db kg.db"}},
 	{name: "audit", summary: "check the audit trail's hash chain",
 		usage: "audit verify [--db FILE_OR_URL]",
 		detail: "Prints the result as JSON: exit 0 intact, exit 1 naming the first broken link, exit 3 when the\n" +

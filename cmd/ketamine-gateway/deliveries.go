@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"strconv"
 	"strings"
 	"time"
 
@@ -57,27 +56,18 @@ func deliveriesCommand(ctx context.Context, args []string, getenv func(string) s
 	if err := operator.CheckValues(*f); err != nil {
 		return opError(name, err)
 	}
-	id := func() (int64, error) {
-		if len(pos) != 1 {
-			return 0, usageError(name, "give one delivery id")
-		}
-		n, err := strconv.ParseInt(pos[0], 10, 64)
-		if err != nil || n < 1 {
-			return 0, usageError(name, "a delivery id is a positive number")
-		}
-		return n, nil
-	}
 	if (sub == "list" || sub == "replay") && len(pos) > 0 {
 		return usageError(name, "takes no arguments")
 	}
 	if sub == "replay" && (f.Destination == "" || f.Since.IsZero()) {
 		return usageError(name, "needs --destination and --since")
 	}
-	var n int64
+	var id string // a delivery's public id, as the list shows it (not the row's number)
 	if sub == "show" || sub == "retry" {
-		if n, err = id(); err != nil {
-			return err
+		if len(pos) != 1 {
+			return usageError(name, "give one delivery id (as deliveries list shows it)")
 		}
+		id = pos[0]
 	}
 	st, err := openExisting(ctx, name, *db)
 	if err != nil {
@@ -94,16 +84,16 @@ func deliveriesCommand(ctx context.Context, args []string, getenv func(string) s
 		}
 		return printJSON(stdout, map[string]any{"deliveries": out})
 	case "show":
-		v, err := ops.Show(ctx, search.AllTenants, n, *payload)
+		v, err := ops.Show(ctx, search.AllTenants, id, *payload)
 		if err != nil {
 			return opError(name, err)
 		}
 		return printJSON(stdout, v)
 	case "retry":
-		if err := ops.Retry(ctx, search.AllTenants, n); err != nil {
+		if err := ops.Retry(ctx, search.AllTenants, id); err != nil {
 			return opError(name, err)
 		}
-		return printJSON(stdout, map[string]any{"id": n, "status": store.StatusPending})
+		return printJSON(stdout, map[string]any{"id": id, "status": store.StatusPending})
 	default: // replay
 		replayed, err := ops.Replay(ctx, search.AllTenants, f.Destination, f.Since)
 		if err != nil {

@@ -244,7 +244,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"deliveries", "list", "--patient", "PT-000123"}, []string{"--patient must be <source system>|<clinic patient id>"}},
 		{[]string{"deliveries", "list", "--since", "yesterday"}, []string{`"yesterday" is not a time`, "24h, 7d"}},
 		{[]string{"replay", "--since", "yesterday"}, []string{`--since: "yesterday" is not a time`, "24h, 7d"}},
-		{[]string{"deliveries", "retry", "x"}, []string{"a delivery id is a positive number"}},
+		{[]string{"deliveries", "retry", "x", "y"}, []string{"give one delivery id (as deliveries list shows it)"}},
 		{[]string{"lineage", "--kind", "lab", "--source", "s", "--record", "r"}, []string{"unknown kind; valid: assessment, vitals"}},
 		{[]string{"lineage", "--resource", "Nope/1"}, []string{"Type/id with a FHIR R4 resource type", "such as Observation/"}},
 		{[]string{"lineage", "--resource", "Observation/1", "--kind", "session"}, []string{"give exactly one of"}},
@@ -585,7 +585,20 @@ func TestDeliveriesCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	st.Close()
-	id := strconv.FormatInt(it.ID, 10)
+	// The delivery's id is the one the list shows, not the row's number.
+	out, _, code := cli(t, "", "deliveries", "list", "--db", db)
+	var list struct {
+		Deliveries []struct {
+			ID string `json:"id"`
+		} `json:"deliveries"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &list) != nil || len(list.Deliveries) != 1 {
+		t.Fatalf("deliveries list: exit %d, %s", code, out)
+	}
+	id, row := list.Deliveries[0].ID, strconv.FormatInt(it.ID, 10)
+	if id == row || len(id) != 13 {
+		t.Errorf("deliveries list shows the delivery as %q, want its public id, not the row's number %s", id, row)
+	}
 	tests := []struct {
 		args []string
 		code int
@@ -598,8 +611,10 @@ func TestDeliveriesCommand(t *testing.T) {
 		{[]string{"deliveries", "show", id, "--db", db}, 0, `"status": "pending"`},
 		{[]string{"deliveries", "show", "42", "--db", db}, exitNotFound, "no such delivery"},
 		{[]string{"deliveries", "retry", "42", "--db", db}, exitNotFound, "no such delivery"},
+		{[]string{"deliveries", "show", row, "--db", db}, exitNotFound, "no such delivery (a delivery's id is the 13 letters and digits"},
+		{[]string{"deliveries", "retry", row, "--db", db}, exitNotFound, "no such delivery"},
 		// A pending delivery is made due now (a dead letter is queued again).
-		{[]string{"deliveries", "retry", id, "--db", db}, 0, `"status": "pending"`},
+		{[]string{"deliveries", "retry", id, "--db", db}, 0, `"id": "` + id + `"`},
 		{[]string{"deliveries", "replay", "--destination", "nosuch", "--since", "1h", "--db", db}, exitUsage, "--destination names no destination; the destinations are ehr"},
 		{[]string{"deliveries", "list", "--destination", "nosuch", "--db", db}, exitUsage, "--destination names no destination; the destinations are ehr"},
 		{[]string{"deliveries", "list", "--destination", "ehr", "--db", db}, 0, `"recordId": "r"`},

@@ -106,7 +106,7 @@ func (l *Lineage) Describe(what string) string {
 // base is the deployment's identifier namespace ("" the default). Returns
 // store errors (ErrUnavailable) unchanged.
 func NameDelivery(ctx context.Context, st store.Store, sc *Scope, base string, v operator.View, payload bool) error {
-	sc.NameIn(v.Tenant, audit.Identified{System: audit.SystemDelivery, Value: strconv.FormatInt(v.ID, 10), Description: "the delivery"})
+	sc.NameIn(v.Tenant, audit.Identified{System: audit.SystemDelivery, Value: v.ID, Description: "the delivery"})
 	if v.Source != "" && v.RecordID != "" && v.Kind != "" {
 		sc.NameRecordIn(v.Tenant, mapping.RecordSystem(base, v.Source, mapping.Kind(v.Kind)), v.RecordID)
 		id := audit.RecordProvenanceID(v.Tenant, v.Source, v.Kind, v.RecordID, v.Version)
@@ -127,7 +127,7 @@ func NameDelivery(ctx context.Context, st store.Store, sc *Scope, base string, v
 	if payload {
 		shown = "payload (the FHIR Bundle) and the EHR's answers disclosed"
 	}
-	sc.Description = fmt.Sprintf("delivery %d: %s; %s", v.ID, Counted(len(v.History), "attempt"), shown)
+	sc.Description = fmt.Sprintf("delivery %s: %s; %s", v.ID, Counted(len(v.History), "attempt"), shown)
 	return nil
 }
 

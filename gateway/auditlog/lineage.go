@@ -432,6 +432,12 @@ func receipt(ctx context.Context, st store.Store, tenant, provTenant string, p m
 		return rc, err
 	}
 	sort.Slice(items, func(i, j int) bool { return items[i].ID < items[j].ID })
+	var ids *operator.IDs // the deliveries' public ids
+	if len(items) > 0 {
+		if ids, err = operator.LoadIDs(ctx, st); err != nil {
+			return rc, err
+		}
+	}
 	for _, it := range items {
 		// An item is this receipt's when the same request queued it: a
 		// mapping replay's correction of the record version is a receipt
@@ -447,7 +453,7 @@ func receipt(ctx context.Context, st store.Store, tenant, provTenant string, p m
 		if err != nil {
 			return rc, err
 		}
-		rc.Deliveries = append(rc.Deliveries, operator.NewView(full, attempts, false))
+		rc.Deliveries = append(rc.Deliveries, operator.NewView(ids, full, attempts, false))
 	}
 	return rc, nil
 }

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -403,6 +404,48 @@ func TestPrincipalTenant(t *testing.T) {
 			t.Errorf("tenant claim %q: principal of tenant %q, want refused", tc.tenant, p.Tenant)
 		case tc.want != "" && (err != nil || p.Tenant != tc.want):
 			t.Errorf("tenant claim %q (claim configured %q): %v, %v; want tenant %q", tc.tenant, tc.claim, p, err, tc.want)
+		}
+	}
+}
+
+// deliveryLinkRE finds a delivery's link on the deliveries page.
+var deliveryLinkRE = regexp.MustCompile(`href="/console/deliveries/([^"/?]+)"`)
+
+// TestDeliveryPublicIDs: the console shows and links a delivery by its
+// public id, not the outbox row's number (one sequence over every
+// tenant); the row's number, or a garbled id, is no delivery. A retry
+// goes back to the delivery's page by the same id.
+func TestDeliveryPublicIDs(t *testing.T) {
+	f := newFixture(t, nil)
+	it := &store.OutboxItem{Destination: "ehr", OrderKey: "k", Patient: "s|p", Kind: "session", Source: "s", RecordID: "r",
+		Version: "1", Status: store.StatusDead, LastError: "422 from the EHR"}
+	if err := f.app.Store.Write(context.Background(), func(tx store.Tx) error { return tx.Enqueue(it) }); err != nil {
+		t.Fatal(err)
+	}
+	_, page, _ := f.get(t, "/console/deliveries")
+	m := deliveryLinkRE.FindStringSubmatch(page)
+	if m == nil {
+		t.Fatalf("no delivery linked on the deliveries page:\n%.3000s", page)
+	}
+	id := m[1]
+	if _, err := strconv.ParseInt(id, 10, 64); err == nil || len(id) != 13 {
+		t.Errorf("the delivery is linked as %q, want its public id (13 letters and digits), not a number", id)
+	}
+	code, body, _ := f.get(t, "/console/deliveries/"+id)
+	if code != http.StatusOK || !strings.Contains(body, "Delivery "+id) {
+		t.Fatalf("GET its page = %d, want 200 titled Delivery %s:\n%.2000s", code, id, body)
+	}
+	code, body, _ = f.get(t, "/console/deliveries/"+id+"/retry")
+	if code != http.StatusOK {
+		t.Fatalf("GET the retry confirmation = %d:\n%.2000s", code, body)
+	}
+	code, _, h := f.post(t, "/console/deliveries/"+id+"/retry", url.Values{"csrf": {csrf(t, body)}})
+	if code != http.StatusSeeOther || h.Get("Location") != "/console/deliveries/"+id {
+		t.Errorf("POST retry = %d to %q, want 303 to the delivery's page", code, h.Get("Location"))
+	}
+	for _, other := range []string{strconv.FormatInt(it.ID, 10), id + "a", strings.ToUpper(id)} {
+		if code, body, _ := f.get(t, "/console/deliveries/"+other); code != http.StatusNotFound || !strings.Contains(body, "no such delivery") {
+			t.Errorf("GET /console/deliveries/%s = %d, want 404 no such delivery", other, code)
 		}
 	}
 }

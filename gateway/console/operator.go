@@ -122,24 +122,11 @@ type deliveryData struct {
 	Full bool
 }
 
-// deliveryID reads the {id} of a delivery path.
-func deliveryID(rq *request) (int64, error) {
-	id, err := strconv.ParseInt(rq.r.PathValue("id"), 10, 64)
-	if err != nil {
-		return 0, outcome.New(outcome.NotFound, "not-found", "delivery-unknown", "no such delivery")
-	}
-	return id, nil
-}
-
 // showDelivery reads one delivery with its attempts; full shows the EHR's
 // answers as received (they may hold PHI: a disclosure, audited as the
 // API's payload=true is), else summarised without their texts.
 func (c *Console) showDelivery(rq *request, full bool) (deliveryData, error) {
-	id, err := deliveryID(rq)
-	if err != nil {
-		return deliveryData{}, err
-	}
-	v, err := c.app.Operator.Show(rq.ctx(), rq.sc.TenantOf(), id, full)
+	v, err := c.app.Operator.Show(rq.ctx(), rq.sc.TenantOf(), rq.r.PathValue("id"), full)
 	if err != nil {
 		return deliveryData{}, err
 	}
@@ -206,7 +193,7 @@ func (c *Console) delivery(rq *request) error {
 	if err != nil {
 		return err
 	}
-	return rq.render("delivery", fmt.Sprintf("Delivery %d", d.D.ID), d)
+	return rq.render("delivery", "Delivery "+d.D.ID, d)
 }
 
 // retryConfirm asks before a dead letter is sent again.
@@ -215,29 +202,25 @@ func (c *Console) retryConfirm(rq *request) error {
 	if err != nil {
 		return err
 	}
-	return rq.render("retry", fmt.Sprintf("Retry delivery %d", d.D.ID), d)
+	return rq.render("retry", "Retry delivery "+d.D.ID, d)
 }
 
 // retry puts a dead letter back in the queue (the form is the
 // confirmation page's).
 func (c *Console) retry(rq *request) error {
-	id, err := deliveryID(rq)
-	if err != nil {
-		return err
-	}
-	v, err := c.app.Operator.Show(rq.ctx(), rq.sc.TenantOf(), id, false)
+	v, err := c.app.Operator.Show(rq.ctx(), rq.sc.TenantOf(), rq.r.PathValue("id"), false)
 	if err != nil {
 		return err
 	}
 	if err := auditlog.NameDelivery(rq.ctx(), c.app.Store, rq.sc, c.app.IdentifierBase, v, false); err != nil {
 		return err
 	}
-	if err := c.app.Operator.Retry(rq.ctx(), rq.sc.TenantOf(), id); err != nil {
+	if err := c.app.Operator.Retry(rq.ctx(), rq.sc.TenantOf(), v.ID); err != nil {
 		return err
 	}
-	rq.sc.Description = fmt.Sprintf("console retry of delivery %d", id)
-	rq.sess.setFlash(fmt.Sprintf("Delivery %d is queued again; it is sent with the next attempts.", id))
-	return rq.seeOther(fmt.Sprintf("%s/deliveries/%d", Prefix, id))
+	rq.sc.Description = fmt.Sprintf("console retry of delivery %s", v.ID)
+	rq.sess.setFlash(fmt.Sprintf("Delivery %s is queued again; it is sent with the next attempts.", v.ID))
+	return rq.seeOther(Prefix + "/deliveries/" + v.ID)
 }
 
 // replayData is the replay confirmation's data.

@@ -129,7 +129,7 @@ func TestSourceSharedByTenants(t *testing.T) {
 				if !strings.HasPrefix(it.LastError, store.Refused+engine.RuleSourceOtherTenant) || len(it.Payload) != 0 {
 					t.Errorf("%s %s: dead letter %q with %d bytes of payload; want the reason, no payload", tc.tenant, tc.recordID, it.LastError, len(it.Payload))
 				}
-				if err := g.a.Operator.Retry(context.Background(), tc.tenant, it.ID); err == nil {
+				if err := g.a.Operator.Retry(context.Background(), tc.tenant, publicID(t, g, it.ID)); err == nil {
 					t.Errorf("%s %s: the refused dead letter was retried", tc.tenant, tc.recordID)
 				} else if _, issues := outcome.From(err); len(issues) != 1 || issues[0].Rule != "delivery-refused-when-stored" {
 					t.Errorf("%s %s: retry = %v, want delivery-refused-when-stored", tc.tenant, tc.recordID, err)
@@ -229,4 +229,15 @@ func TestSourceHeldByKindReceived(t *testing.T) {
 			t.Errorf("%s %s: deliveries %d, warnings %q; want delivered %v", tc.tenant, tc.recordID, len(items), warnings, tc.delivered)
 		}
 	}
+}
+
+// publicID is the public id of the delivery of row number n (as the
+// operator's list shows it).
+func publicID(t *testing.T, g *gw, n int64) string {
+	t.Helper()
+	ids, err := g.a.Operator.IDs(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ids.Encode(n)
 }

@@ -23,7 +23,8 @@ import (
 // Bundle) and the EHR's full answers, which are PHI, are shown only on
 // request.
 type View struct {
-	ID          int64           `json:"id"`
+	// ID is the delivery's public id (IDs), never the outbox row's number.
+	ID          string          `json:"id"`
 	Destination string          `json:"destination"`
 	Status      string          `json:"status"`
 	Kind        string          `json:"kind"`
@@ -55,11 +56,12 @@ type AttemptView struct {
 	Outcome    json.RawMessage `json:"ehrResponse,omitempty"`
 }
 
-// NewView converts a stored item (and its attempts) for display. The
-// payload and the EHR's full answers are PHI: without withPayload the
-// payload is left out and each answer summarised (summarizeAnswer).
-func NewView(it *store.OutboxItem, attempts []*store.Attempt, withPayload bool) View {
-	v := View{ID: it.ID, Destination: it.Destination, Status: it.Status, Kind: it.Kind, Source: it.Source,
+// NewView converts a stored item (and its attempts) for display, its id
+// by ids. The payload and the EHR's full answers are PHI: without
+// withPayload the payload is left out and each answer summarised
+// (summarizeAnswer).
+func NewView(ids *IDs, it *store.OutboxItem, attempts []*store.Attempt, withPayload bool) View {
+	v := View{ID: ids.Encode(it.ID), Destination: it.Destination, Status: it.Status, Kind: it.Kind, Source: it.Source,
 		RecordID: it.RecordID, Version: it.Version, Patient: it.Patient, TraceID: it.TraceID, Attempts: it.Attempts,
 		LastError: it.LastError, Created: it.Created, Updated: it.Updated, Tenant: it.Tenant}
 	if (it.Status == store.StatusPending || it.Status == store.StatusInFlight) && !it.NextAttempt.IsZero() {
@@ -93,6 +95,7 @@ type Service struct {
 
 	mu     sync.Mutex
 	worker Worker // SetWorker
+	ids    *IDs   // IDs: loaded from the store once
 }
 
 // Worker is what the service uses of the serving gateway's delivery
@@ -120,8 +123,10 @@ func New(st store.Store, destinations []string, notify func(), now func() time.T
 	return &Service{store: st, destinations: destinations, notify: notify, now: now}
 }
 
-// errUnknown answers a delivery the caller cannot see.
-var errUnknown = outcome.New(outcome.NotFound, "not-found", "delivery-unknown", "no such delivery")
+// errUnknown answers a delivery the caller cannot see, and an id that is
+// none (one answer for both: which ids exist is not the caller's to learn).
+var errUnknown = outcome.New(outcome.NotFound, "not-found", "delivery-unknown",
+	"no such delivery (a delivery's id is the 13 letters and digits the deliveries list shows)")
 
 // filterTenant is the DeliveryFilter.Tenant of a caller acting for tenant:
 // its own, or "" (every tenant) for an all-tenant operator.
@@ -147,24 +152,71 @@ func (s *Service) List(ctx context.Context, tenant string, f store.DeliveryFilte
 	if err != nil {
 		return nil, err
 	}
+	ids, err := s.IDs(ctx)
+	if err != nil {
+		return nil, err
+	}
 	out := make([]View, 0, len(items))
 	for _, it := range items {
-		out = append(out, NewView(it, nil, false))
+		out = append(out, NewView(ids, it, nil, false))
 	}
 	return out, nil
 }
 
-// Show returns one delivery with its attempts. NotFound for an id that does
-// not exist or belongs to another tenant.
-func (s *Service) Show(ctx context.Context, tenant string, id int64, withPayload bool) (View, error) {
-	it, attempts, err := s.store.Delivery(ctx, id)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && !visible(tenant, it.Tenant)) {
-		return View{}, errUnknown
+// IDs returns the codec of the deliveries' public ids, read from the store
+// on first use. Returns the store's errors (ErrUnavailable).
+func (s *Service) IDs(ctx context.Context) (*IDs, error) {
+	s.mu.Lock()
+	ids := s.ids
+	s.mu.Unlock()
+	if ids != nil {
+		return ids, nil
 	}
+	ids, err := LoadIDs(ctx, s.store)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ids = ids
+	return ids, nil
+}
+
+// Show returns one delivery with its attempts; id is its public id (as
+// View.ID). NotFound, the same answer, for an id that is not one (a row's
+// number, a garbled id), that names no delivery or that names another
+// tenant's.
+func (s *Service) Show(ctx context.Context, tenant, id string, withPayload bool) (View, error) {
+	it, attempts, err := s.find(ctx, tenant, id)
 	if err != nil {
 		return View{}, err
 	}
-	return NewView(it, attempts, withPayload), nil
+	ids, err := s.IDs(ctx)
+	if err != nil {
+		return View{}, err
+	}
+	return NewView(ids, it, attempts, withPayload), nil
+}
+
+// find returns the item of public id (and its attempts) if tenant may see
+// it; errUnknown otherwise.
+func (s *Service) find(ctx context.Context, tenant, id string) (*store.OutboxItem, []*store.Attempt, error) {
+	ids, err := s.IDs(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	n, ok := ids.Decode(id)
+	if !ok {
+		return nil, nil, errUnknown
+	}
+	it, attempts, err := s.store.Delivery(ctx, n)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && !visible(tenant, it.Tenant)) {
+		return nil, nil, errUnknown
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return it, attempts, nil
 }
 
 // Retry puts a dead letter back in the queue, due now, or makes a pending
@@ -173,15 +225,15 @@ func (s *Service) Show(ctx context.Context, tenant string, id int64, withPayload
 // Show; Conflict when the delivery is in flight or delivered, or a dead
 // letter refused as its record was stored (store.Refused: it has nothing
 // to send, and sending the record there is what the refusal prevents).
-func (s *Service) Retry(ctx context.Context, tenant string, id int64) error {
-	v, err := s.Show(ctx, tenant, id, false)
+func (s *Service) Retry(ctx context.Context, tenant, id string) error {
+	it, _, err := s.find(ctx, tenant, id)
 	if err != nil {
 		return err
 	}
-	if v.Status == store.StatusDead && strings.HasPrefix(v.LastError, store.Refused) {
+	if it.Status == store.StatusDead && strings.HasPrefix(it.LastError, store.Refused) {
 		return errRefusedWhenStored
 	}
-	if err := s.store.Retry(ctx, id, s.now()); errors.Is(err, store.ErrNotFound) {
+	if err := s.store.Retry(ctx, it.ID, s.now()); errors.Is(err, store.ErrNotFound) {
 		return outcome.New(outcome.Conflict, "conflict", "delivery-not-dead",
 			"only a dead letter or a pending delivery can be retried; this one is in flight or delivered")
 	} else if err != nil {
@@ -189,7 +241,7 @@ func (s *Service) Retry(ctx context.Context, tenant string, id int64) error {
 	}
 	if w := s.deliveryWorker(); w != nil {
 		// Due now means now, also when the destination is on hold.
-		w.Release(v.Destination)
+		w.Release(it.Destination)
 	}
 	s.notify()
 	return nil

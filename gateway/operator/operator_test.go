@@ -2,7 +2,9 @@ package operator_test
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -136,10 +138,11 @@ func TestViewSummarizesTheEHRAnswer(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			it := &store.OutboxItem{ID: 1, Status: store.StatusDone, Payload: []byte(`{}`)}
 			attempts := []*store.Attempt{{N: 1, HTTPStatus: 200, Outcome: []byte(tc.answer)}}
-			if got := string(operator.NewView(it, attempts, false).History[0].Outcome); got != tc.want {
+			ids := operator.NewIDs([]byte("0123456789abcdef"))
+			if got := string(operator.NewView(ids, it, attempts, false).History[0].Outcome); got != tc.want {
 				t.Errorf("ehrResponse without payload = %s, want %s", got, tc.want)
 			}
-			if got := string(operator.NewView(it, attempts, true).History[0].Outcome); got != tc.answer {
+			if got := string(operator.NewView(ids, it, attempts, true).History[0].Outcome); got != tc.answer {
 				t.Errorf("ehrResponse with payload = %s, want the whole answer", got)
 			}
 		})
@@ -174,19 +177,78 @@ func TestRetryMakesAPendingDeliveryDueNow(t *testing.T) {
 	w := &fakeWorker{holds: map[string]time.Time{"hosp": time.Now().Add(time.Hour)}}
 	ops := operator.New(st, []string{"hosp"}, nil, nil)
 	ops.SetWorker(w)
-	for _, id := range []int64{pending, dead} {
+	ids, err := ops.IDs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{ids.Encode(pending), ids.Encode(dead)} {
 		if err := ops.Retry(ctx, search.AllTenants, id); err != nil {
-			t.Fatalf("Retry(%d) = %v", id, err)
+			t.Fatalf("Retry(%s) = %v", id, err)
 		}
 		if v, err := ops.Show(ctx, search.AllTenants, id, false); err != nil || v.Status != store.StatusPending ||
 			v.NextAttempt == nil || v.NextAttempt.After(time.Now()) {
-			t.Fatalf("after Retry(%d): %+v %v, want pending and due", id, v, err)
+			t.Fatalf("after Retry(%s): %+v %v, want pending and due", id, v, err)
 		}
 	}
 	if len(w.released) != 2 || w.released[0] != "hosp" {
 		t.Errorf("holds released: %v, want hosp twice", w.released)
 	}
-	if kind, _ := outcome.From(ops.Retry(ctx, search.AllTenants, done)); kind != outcome.Conflict {
+	if kind, _ := outcome.From(ops.Retry(ctx, search.AllTenants, ids.Encode(done))); kind != outcome.Conflict {
 		t.Errorf("Retry of a delivered one: %v, want Conflict", kind)
+	}
+}
+
+// TestDeliveryIDsPublic: the operator service shows and takes a
+// delivery's public id, never the row's number; a tenant's operator gets
+// one answer, no such delivery, for another tenant's id, a row's number
+// and a garbled id alike, and the ids of one tenant's consecutive
+// deliveries do not show the other tenant's in between.
+func TestDeliveryIDsPublic(t *testing.T) {
+	st := openStore(t)
+	ctx := context.Background()
+	rows := map[string][]int64{}
+	for i, tenant := range []string{"clinic-a", "clinic-b", "clinic-b", "clinic-a"} {
+		it := &store.OutboxItem{Destination: "hosp", OrderKey: fmt.Sprint("src|session|R", i), Patient: "src|P", Kind: "session",
+			Source: "src", RecordID: fmt.Sprint("R", i), Version: "1", Payload: []byte(`{}`), Tenant: tenant}
+		if err := st.Write(ctx, func(tx store.Tx) error { return tx.Enqueue(it) }); err != nil {
+			t.Fatal(err)
+		}
+		rows[tenant] = append(rows[tenant], it.ID)
+	}
+	ops := operator.New(st, []string{"hosp"}, nil, nil)
+	listed := map[string][]string{}
+	for _, tenant := range []string{"clinic-a", "clinic-b"} {
+		vs, err := ops.List(ctx, tenant, store.DeliveryFilter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range vs {
+			if _, err := strconv.ParseInt(v.ID, 10, 64); err == nil || len(v.ID) != operator.IDLength {
+				t.Errorf("%s lists delivery id %q, want a public id of %d characters, not a number", tenant, v.ID, operator.IDLength)
+			}
+			if got, err := ops.Show(ctx, tenant, v.ID, false); err != nil || got.ID != v.ID || got.RecordID != v.RecordID {
+				t.Errorf("%s: Show(%s) = %+v, %v; want the listed delivery", tenant, v.ID, got, err)
+			}
+			listed[tenant] = append(listed[tenant], v.ID)
+		}
+	}
+	if len(listed["clinic-a"]) != 2 || len(listed["clinic-b"]) != 2 {
+		t.Fatalf("listed %v, want two deliveries per tenant", listed)
+	}
+	for _, tc := range []struct{ tenant, id string }{
+		{"clinic-a", listed["clinic-b"][0]}, // another tenant's
+		{"clinic-b", listed["clinic-a"][1]},
+		{"clinic-a", strconv.FormatInt(rows["clinic-a"][0], 10)}, // its own, by the row's number
+		{"clinic-a", "not-an-id"},
+		{"clinic-a", strings.ToUpper(listed["clinic-a"][0])},
+	} {
+		_, showErr := ops.Show(ctx, tc.tenant, tc.id, false)
+		retryErr := ops.Retry(ctx, tc.tenant, tc.id)
+		for _, err := range []error{showErr, retryErr} {
+			kind, issues := outcome.From(err)
+			if kind != outcome.NotFound || len(issues) != 1 || issues[0].Rule != "delivery-unknown" || err.Error() != showErr.Error() {
+				t.Errorf("%s asking for %q: %v, want NotFound delivery-unknown, the same answer for show and retry", tc.tenant, tc.id, err)
+			}
+		}
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
+	operatorsvc "github.com/ketamine-gateway/ketamine-gateway/gateway/operator"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/replay"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
@@ -448,6 +449,10 @@ func TestApply(t *testing.T) {
 	if len(lin.Receipts) != 2 {
 		t.Fatalf("lineage of a corrected record: %d receipts, want the ingest's and the replay's", len(lin.Receipts))
 	}
+	ids, err := operatorsvc.LoadIDs(ctx, f.st)
+	if err != nil {
+		t.Fatal(err)
+	}
 	seenItem := map[int64]bool{}
 	for i, rc := range lin.Receipts {
 		if len(rc.Deliveries) != 1 {
@@ -455,12 +460,16 @@ func TestApply(t *testing.T) {
 			continue
 		}
 		d := rc.Deliveries[0]
-		if seenItem[d.ID] {
-			t.Errorf("delivery %d listed under two receipts", d.ID)
+		row, ok := ids.Decode(d.ID)
+		if !ok {
+			t.Fatalf("receipt %d lists delivery %q, not a public id", i, d.ID)
 		}
-		seenItem[d.ID] = true
-		if corr := strings.Contains(rc.MappingVersion, "2.0.0-test"); corr != (d.ID > items[0].ID) {
-			t.Errorf("receipt %d (mapping %s) lists delivery %d (newest before the replay: %d)", i, rc.MappingVersion, d.ID, items[0].ID)
+		if seenItem[row] {
+			t.Errorf("delivery %d listed under two receipts", row)
+		}
+		seenItem[row] = true
+		if corr := strings.Contains(rc.MappingVersion, "2.0.0-test"); corr != (row > items[0].ID) {
+			t.Errorf("receipt %d (mapping %s) lists delivery %d (newest before the replay: %d)", i, rc.MappingVersion, row, items[0].ID)
 		}
 	}
 	entries := ledger(t, f)

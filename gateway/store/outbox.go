@@ -128,6 +128,12 @@ type Outbox interface {
 	// ErrNotFound if absent. It does not filter by tenant: a caller acting
 	// for one tenant compares the item's Tenant (as before Retry).
 	Delivery(ctx context.Context, id int64) (*OutboxItem, []*Attempt, error)
+	// DeliveryIDKey returns the deployment's secret key for the ids of
+	// deliveries shown outside the store (operator.IDs: not the row's
+	// number, one sequence over every tenant), made once by the migration
+	// that added it, so that every process on the database, and a backup
+	// restored, show the same ids. ErrNotFound if it is missing.
+	DeliveryIDKey(ctx context.Context) ([]byte, error)
 	// Retry puts a dead item back to pending, due now, and makes a
 	// pending item (waiting for its next attempt) due now; ErrNotFound if
 	// it is neither (absent, in flight or done).

@@ -5,7 +5,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -102,14 +101,14 @@ func TestOperatorRetriesDeadLetter(t *testing.T) {
 
 	e.accept()
 	run(t, ctx, "retry for real",
-		chromedp.Navigate(g.base+"/console/deliveries/"+itoa(id)+"/retry"),
+		chromedp.Navigate(g.base+"/console/deliveries/"+id+"/retry"),
 		chromedp.Click(`//button[contains(., "Yes, retry")]`),
 		chromedp.WaitVisible(chromedp.CSS(".flash")))
 	if s := text(t, ctx, ".flash"); !strings.Contains(s, "queued again") {
 		t.Errorf("after the retry: %q", s)
 	}
 	if done := g.waitDelivery(t, "done"); done != id {
-		t.Errorf("delivered %d, want %d", done, id)
+		t.Errorf("delivered %s, want %s", done, id)
 	}
 }
 
@@ -192,5 +191,3 @@ var (
 	alice = map[string]any{"sub": "u-1", "email": "alice@example.org", "groups": []string{"kg-auditors"}}
 	olga  = map[string]any{"sub": "u-2", "email": "olga@example.org", "groups": []string{"kg-operators"}}
 )
-
-func itoa(n int64) string { return strconv.FormatInt(n, 10) }

@@ -132,11 +132,11 @@ func (g *gateway) ingest(t *testing.T, kind, example string) {
 }
 
 // waitDelivery polls the operator API until a delivery has status.
-func (g *gateway) waitDelivery(t *testing.T, status string) int64 {
+func (g *gateway) waitDelivery(t *testing.T, status string) string {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
-		var out struct{ Deliveries []struct{ ID int64 } }
+		var out struct{ Deliveries []struct{ ID string } } // the public id
 		g.api(t, "GET", "/admin/deliveries?status="+status, "", &out)
 		if len(out.Deliveries) > 0 {
 			return out.Deliveries[0].ID
@@ -144,7 +144,7 @@ func (g *gateway) waitDelivery(t *testing.T, status string) int64 {
 		time.Sleep(50 * time.Millisecond) // polling the worker, not timing the test
 	}
 	t.Fatalf("no delivery became %s", status)
-	return 0
+	return ""
 }
 
 // chromium returns the browser to drive, or skips the test.

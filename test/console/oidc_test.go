@@ -88,14 +88,14 @@ func TestAuditorCannotRetry(t *testing.T) {
 	signIn(t, ctx, g, "/console/audit", "#f-patient")
 
 	run(t, ctx, "open the dead letter",
-		chromedp.Navigate(fmt.Sprintf("%s/console/deliveries/%d", g.base, id)),
+		chromedp.Navigate(g.base+"/console/deliveries/"+id),
 		chromedp.WaitVisible(chromedp.CSS(".problem")))
 	if s := text(t, ctx, ".problem"); !strings.Contains(s, "403") || !strings.Contains(s, "operator role") {
 		t.Errorf("an auditor on a delivery page: %q", s)
 	}
 	forge := fmt.Sprintf(`(() => {
 		const f = document.createElement("form");
-		f.method = "post"; f.action = "/console/deliveries/%d/retry";
+		f.method = "post"; f.action = "/console/deliveries/%s/retry";
 		const i = document.createElement("input");
 		i.type = "hidden"; i.name = "csrf"; i.value = document.querySelector("input[name=csrf]").value;
 		f.appendChild(i); document.body.appendChild(f); f.submit(); return true; })()`, id)

@@ -2,7 +2,6 @@ package console
 
 import (
 	"encoding/json"
-	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -65,8 +64,8 @@ func TestScreenshots(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS("dl.facts")))
 	shot("chain")
 	visit("deliveries", "/console/deliveries", "#h-charts")
-	visit("delivery-dead", fmt.Sprintf("/console/deliveries/%d", id), "table.ehr-outcome")
-	visit("retry", fmt.Sprintf("/console/deliveries/%d/retry", id), "main form")
+	visit("delivery-dead", "/console/deliveries/"+id, "table.ehr-outcome")
+	visit("retry", "/console/deliveries/"+id+"/retry", "main form")
 
 	b, err := os.ReadFile(filepath.Join("..", "..", "schemas", "examples", "assessment", "phq9-moderate.json"))
 	if err != nil {

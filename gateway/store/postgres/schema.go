@@ -407,6 +407,13 @@ var migrations = []sqlstore.Migration{{
 	// (engine.Tx.ClaimSource, from the ledger). The claims of before are
 	// dropped, to be decided again that way by the next record of each.
 	Stmts: []string{sqlstore.DropSourceClaims},
+}, {
+	Version: 18,
+	// As SQLite's schema 16: the deployment's secret keys, and the key of
+	// the delivery ids shown outside the store (operator.IDs), made here
+	// once (under the migration lock: one key, whoever migrates).
+	Stmts: sqlstore.DeploymentKeys,
+	After: sqlstore.PutDeliveryIDKey,
 }}
 
 // lz4Columns sets the TOAST compression of the columns that hold large

@@ -90,3 +90,9 @@ func openMigrated(t *testing.T, version int, rows []string) *Store {
 func TestMigrateSourceClaims(t *testing.T) {
 	storetest.MigratedSourceClaims(t, openMigrated(t, 16, storetest.SchemaBeforeSourceClaims))
 }
+
+// TestMigrateDeliveryIDKey: a database of schema version 17 gets its
+// delivery id key on Open (see storetest.MigratedDeliveryIDKey).
+func TestMigrateDeliveryIDKey(t *testing.T) {
+	storetest.MigratedDeliveryIDKey(t, openMigrated(t, 17, nil))
+}

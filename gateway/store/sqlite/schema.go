@@ -387,6 +387,12 @@ var migrations = []sqlstore.Migration{{
 	// (engine.Tx.ClaimSource, from the ledger). The claims of before are
 	// dropped, to be decided again that way by the next record of each.
 	Stmts: []string{sqlstore.DropSourceClaims},
+}, {
+	Version: 16,
+	// The deployment's secret keys, and the key of the delivery ids shown
+	// outside the store (operator.IDs), made here once.
+	Stmts: sqlstore.DeploymentKeys,
+	After: sqlstore.PutDeliveryIDKey,
 }}
 
 // tenantStats are the tenant indexes' planner statistics, as plannerStats:

@@ -81,3 +81,19 @@ func TestMigrateIndexVersion(t *testing.T) {
 func TestMigrateSourceClaims(t *testing.T) {
 	storetest.MigratedSourceClaims(t, openMigrated(t, 14, storetest.SchemaBeforeSourceClaims))
 }
+
+// TestMigrateDeliveryIDKey: a database of schema version 15 gets its
+// delivery id key on Open (see storetest.MigratedDeliveryIDKey).
+func TestMigrateDeliveryIDKey(t *testing.T) {
+	storetest.MigratedDeliveryIDKey(t, openMigrated(t, 15, nil))
+}
+
+// TestDeliveryIDKeyPerDatabase: each database makes a key of its own, so
+// the delivery ids of one deployment say nothing of another's.
+func TestDeliveryIDKeyPerDatabase(t *testing.T) {
+	a := storetest.MigratedDeliveryIDKey(t, openMigrated(t, schemaVersion, nil))
+	b := storetest.MigratedDeliveryIDKey(t, openMigrated(t, schemaVersion, nil))
+	if string(a) == string(b) {
+		t.Error("two databases have one delivery id key, want a random key each")
+	}
+}

@@ -114,6 +114,7 @@ func RunShared(t *testing.T, open func(t *testing.T) (store.Store, store.Store))
 		{"NoncesShared", testNoncesShared},
 		{"JobsShared", testJobsShared},
 		{"AuditIndexShared", testAuditIndexShared},
+		{"DeliveryIDKeyShared", testDeliveryIDKeyShared},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -76,6 +76,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"OutboxReplay", testOutboxReplay},
 		{"OutboxLease", testOutboxLease},
 		{"DeliveryFilter", testDeliveryFilter},
+		{"DeliveryIDKey", testDeliveryIDKey},
 		{"AuditChain", testAuditChain},
 		{"AuditEventBodies", testAuditEventBodies},
 		{"AuditChainPaging", testAuditChainPaging},
