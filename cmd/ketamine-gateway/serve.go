@@ -25,6 +25,7 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/jobs"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/operator"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
@@ -221,10 +222,16 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	var worker *delivery.Worker
 	if len(dests) > 0 {
+		// The worker's log lines name a delivery by the id operators use.
+		ids, err := operator.LoadIDs(ctx, st)
+		if err != nil {
+			return &exitError{code: exitUnchecked, msg: fmt.Sprintf("serve: could not read the delivery id key from the database: %v", err)}
+		}
 		worker, err = delivery.NewWorker(st, dests, delivery.WorkerOptions{
-			Logger:   logger,
-			Observer: deliveryObserver{metrics: metrics},
-			TraceID:  telemetry.TraceID,
+			Logger:     logger,
+			DeliveryID: ids.Encode,
+			Observer:   deliveryObserver{metrics: metrics},
+			TraceID:    telemetry.TraceID,
 			StartAttempt: func(ctx context.Context, dest string, it *store.OutboxItem) (context.Context, func(string)) {
 				return tel.StartDeliveryAttempt(ctx, dest, it.TraceID, it.Attempts+1)
 			},

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -51,6 +52,10 @@ type WorkerOptions struct {
 	StartAttempt func(ctx context.Context, destination string, it *store.OutboxItem) (_ context.Context, end func(outcome string))
 	// WrapTransport wraps every destination's HTTP transport.
 	WrapTransport func(http.RoundTripper) http.RoundTripper
+	// DeliveryID names an outbox item in log lines as operators name the
+	// delivery (operator.IDs.Encode: the public id the admin API, the
+	// console and the CLI show); default: the row's number.
+	DeliveryID func(item int64) string
 	// UserAgent is sent with every request (default "ketamine-gateway").
 	UserAgent string
 	// PollInterval is how often the outbox is polled without Notify
@@ -94,6 +99,9 @@ func (o *WorkerOptions) setDefaults() {
 		}
 	}
 	def(&o.PollInterval, 5*time.Second)
+	if o.DeliveryID == nil {
+		o.DeliveryID = func(item int64) string { return strconv.FormatInt(item, 10) }
+	}
 	def(&o.Lease, 30*time.Second)
 	def(&o.AttemptTimeout, 4*time.Minute)
 	def(&o.BackoffBase, time.Second)
@@ -448,7 +456,7 @@ func (d *destWorker) attempt(ctx context.Context, it *store.OutboxItem) {
 		if p := recover(); p != nil {
 			// A hook or the outbox panicked: the item stays in flight
 			// until its lease ends, then is sent again.
-			o.Logger.Error("delivery: panic while recording an attempt", "destination", d.dest.Name, "item", it.ID,
+			o.Logger.Error("delivery: panic while recording an attempt", "destination", d.dest.Name, "delivery", o.DeliveryID(it.ID),
 				"panic_type", fmt.Sprintf("%T", p), "stack", string(debug.Stack()))
 		}
 		d.setRunning(it.ID, false)
@@ -468,7 +476,7 @@ func (d *destWorker) attempt(ctx context.Context, it *store.OutboxItem) {
 		// An absurd Retry-After (a millisecond value, a date far ahead)
 		// would park the record, and hold the destination, for days:
 		// honour it up to the backoff's maximum.
-		o.Logger.Warn("delivery: Retry-After capped", "destination", d.dest.Name, "item", it.ID,
+		o.Logger.Warn("delivery: Retry-After capped", "destination", d.dest.Name, "delivery", o.DeliveryID(it.ID),
 			"retry_after_s", res.RetryAfter.Seconds(), "cap_s", o.BackoffMax.Seconds())
 		res.RetryAfter = o.BackoffMax
 	}
@@ -496,7 +504,7 @@ func (d *destWorker) attempt(ctx context.Context, it *store.OutboxItem) {
 	case status == store.StatusPending:
 		msg = "delivery: retry"
 	}
-	attrs := []any{"destination", d.dest.Name, "item", it.ID, "attempt", a.N, "outcome", outcome, "mode", res.Mode,
+	attrs := []any{"destination", d.dest.Name, "delivery", o.DeliveryID(it.ID), "attempt", a.N, "outcome", outcome, "mode", res.Mode,
 		"http_status", a.HTTPStatus, "duration_ms", float64(a.Duration.Microseconds()) / 1000, "trace_id", a.TraceID}
 	if status != store.StatusDone {
 		attrs = append(attrs, "error", a.Error)
@@ -509,7 +517,7 @@ func (d *destWorker) attempt(ctx context.Context, it *store.OutboxItem) {
 	if err != nil {
 		// The item stays in flight until its lease ends, then is re-sent
 		// (idempotently).
-		o.Logger.Error("delivery: recording the attempt failed", "destination", d.dest.Name, "item", it.ID, "error", err)
+		o.Logger.Error("delivery: recording the attempt failed", "destination", d.dest.Name, "delivery", o.DeliveryID(it.ID), "error", err)
 	}
 }
 
@@ -517,7 +525,7 @@ func (d *destWorker) attempt(ctx context.Context, it *store.OutboxItem) {
 func (d *destWorker) send(ctx context.Context, it *store.OutboxItem) (res Result) {
 	defer func() {
 		if p := recover(); p != nil {
-			d.w.opts.Logger.Error("delivery: panic while sending", "destination", d.dest.Name, "item", it.ID,
+			d.w.opts.Logger.Error("delivery: panic while sending", "destination", d.dest.Name, "delivery", d.w.opts.DeliveryID(it.ID),
 				"panic_type", fmt.Sprintf("%T", p), "stack", string(debug.Stack()))
 			res = Result{Outcome: OutcomeRetry, Error: "internal error (panic)"}
 		}

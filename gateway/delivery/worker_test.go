@@ -747,7 +747,8 @@ func TestAttemptLogLines(t *testing.T) {
 	var logs syncLog
 	w, err := NewWorker(ob, []Destination{{Name: "ehr", BaseURL: ehr.URL + "/fhir", Timeout: 5 * time.Second, Concurrency: 2}},
 		WorkerOptions{Logger: slog.New(slog.NewJSONHandler(&logs, nil)), PollInterval: 20 * time.Millisecond,
-			BackoffBase: 10 * time.Millisecond, BackoffMax: 20 * time.Millisecond, CapabilityInterval: 30 * time.Millisecond, BacklogInterval: -1})
+			BackoffBase: 10 * time.Millisecond, BackoffMax: 20 * time.Millisecond, CapabilityInterval: 30 * time.Millisecond, BacklogInterval: -1,
+			DeliveryID: func(item int64) string { return fmt.Sprintf("public-%d", item) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -783,6 +784,10 @@ func TestAttemptLogLines(t *testing.T) {
 		}
 		if _, ok := m["duration"]; ok {
 			t.Errorf("%s line has a raw duration: %s", msg, line)
+		}
+		// A line names the delivery as operators do (its public id).
+		if id := m["delivery"]; id != fmt.Sprintf("public-%d", good.ID) && id != fmt.Sprintf("public-%d", bad.ID) {
+			t.Errorf("%s line names delivery %v, want its public id: %s", msg, id, line)
 		}
 		// Only a retry has a next attempt; a dead letter has none.
 		if _, ok := m["next_attempt"]; ok != (msg == "delivery: retry") {
