@@ -1,8 +1,10 @@
 package test
 
 import (
+	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -117,8 +119,31 @@ func TestDeliveryAnswerLost(t *testing.T) {
 	_, _, list := doReq(t, "GET", g.base+"/admin/deliveries", "")
 	id := list["deliveries"].([]any)[0].(map[string]any)["id"].(string) // the public id
 	_, _, one := doReq(t, "GET", g.base+"/admin/deliveries/"+id, "")
-	if h, _ := one["attemptHistory"].([]any); len(h) < 2 {
+	history, _ := one["attemptHistory"].([]any)
+	if len(history) < 2 {
 		t.Errorf("attempt history = %v, want the failed and the successful attempt", one["attemptHistory"])
+	}
+	// Every attempt to send the record left an AuditEvent (DICOM Export)
+	// naming the delivery, the destination and the record's patient.
+	q := url.Values{"subtype": {"delivery-send"}, "entity:identifier": {"https://ketamine-gateway.org/fhir/sid/delivery|" + id}, "_sort": {"date"}}
+	_, _, sent := doReq(t, "GET", g.base+"/fhir/AuditEvent?"+q.Encode(), "")
+	entries, _ := sent["entry"].([]any)
+	var outcomes []string
+	for _, e := range entries {
+		ev := e.(map[string]any)["resource"].(map[string]any)
+		outcomes = append(outcomes, ev["outcome"].(string))
+		patients := 0
+		for _, en := range ev["entity"].([]any) {
+			if ref, _ := en.(map[string]any)["what"].(map[string]any)["reference"].(string); strings.HasPrefix(ref, "Patient/") {
+				patients++
+			}
+		}
+		if typ := ev["type"].(map[string]any)["code"]; typ != "110106" || patients != 1 {
+			t.Errorf("AuditEvent of a send: type %v, %d patients named; want 110106 Export naming the patient", typ, patients)
+		}
+	}
+	if len(entries) != len(history) || len(outcomes) == 0 || outcomes[len(outcomes)-1] != "0" {
+		t.Errorf("%d AuditEvents of the sends (outcomes %v) for %d attempts; want one an attempt, the last a success", len(entries), outcomes, len(history))
 	}
 	_, _, ready := doReq(t, "GET", g.base+"/readyz", "")
 	if ready["status"] != "ready" {

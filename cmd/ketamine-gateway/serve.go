@@ -20,6 +20,7 @@ import (
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/console"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/delivery"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
@@ -221,6 +222,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			"with every permission, on a loopback address only")
 	}
 	var worker *delivery.Worker
+	var application *app.App // made below, before the worker runs
 	if len(dests) > 0 {
 		// The worker's log lines name a delivery by the id operators use.
 		ids, err := operator.LoadIDs(ctx, st)
@@ -230,8 +232,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		worker, err = delivery.NewWorker(st, dests, delivery.WorkerOptions{
 			Logger:     logger,
 			DeliveryID: ids.Encode,
-			Observer:   deliveryObserver{metrics: metrics},
-			TraceID:    telemetry.TraceID,
+			// Every attempt to send a record is audited (DICOM Export)
+			// before the outbox records it.
+			Audit: func(ctx context.Context, it *store.OutboxItem, a *store.Attempt, outcome string) error {
+				return application.Audit.AppendSent(ctx, st, cfg.identifierBase, auditlog.Sent{
+					Delivery: ids.Encode(it.ID), Destination: it.Destination, Item: it, Attempt: a, Outcome: outcome})
+			},
+			Observer: deliveryObserver{metrics: metrics},
+			TraceID:  telemetry.TraceID,
 			StartAttempt: func(ctx context.Context, dest string, it *store.OutboxItem) (context.Context, func(string)) {
 				return tel.StartDeliveryAttempt(ctx, dest, it.TraceID, it.Attempts+1)
 			},
@@ -266,7 +274,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if !acfg.UpdateCreate {
 		logger.Info("clients cannot choose resource ids (update-as-create is off): several tenants share the id space")
 	}
-	application, err := app.New(acfg)
+	application, err = app.New(acfg)
 	if err != nil {
 		return err
 	}

@@ -30,6 +30,9 @@ const (
 	// SystemDelivery names deliveries to EHRs (the operator API's ids) in
 	// entity.what.identifier.
 	SystemDelivery = "https://ketamine-gateway.org/fhir/sid/delivery"
+	// SystemDestination names the EHR destinations of the configuration
+	// (by name) in the AuditEvent of a record sent to one.
+	SystemDestination = "https://ketamine-gateway.org/fhir/sid/destination"
 )
 
 // Entity is one resource a request touched.
@@ -74,7 +77,11 @@ type Record struct {
 	// Action is AuditEvent.action when it is not the interaction's own
 	// (an ingest's: C a new record, U a new version, R a version re-sent,
 	// E a dry run); "" for the interaction's.
-	Action      string
+	Action string
+	// Recipient is, for a record the gateway sent (delivery-send), the
+	// destination that received it: the gateway is then the requesting
+	// agent (by Observer) and Recipient the other one (no client).
+	Recipient   string
 	RequestID   string
 	TraceID     string
 	Description string
@@ -94,6 +101,7 @@ type kind struct {
 	action  string // AuditEvent.action: C R U D E
 	gateway bool   // subtype from SystemGatewayInteraction
 	login   bool   // type DCM 110114 User Authentication
+	export  bool   // type DCM 110106 Export (the gateway sends data out)
 	display string
 }
 
@@ -121,6 +129,7 @@ var interactions = map[string]kind{
 	"delivery-read":    {action: "R", gateway: true, display: "read a delivery"},
 	"delivery-retry":   {action: "U", gateway: true, display: "retry a delivery"},
 	"delivery-replay":  {action: "E", gateway: true, display: "replay deliveries"},
+	"delivery-send":    {action: "R", gateway: true, export: true, display: "send a record to an EHR"},
 	"lineage":          {action: "R", gateway: true, display: "lineage query"},
 	"audit-verify":     {action: "E", gateway: true, display: "verify the audit chain"},
 	"smart-config":     {action: "R", gateway: true, display: "SMART configuration"},
@@ -176,9 +185,12 @@ func Event(r Record) map[string]any {
 		"type":      cc(systemAgentType, "110153", "Source Role ID"),
 		"requestor": true,
 	}
-	if r.ClientID != "" {
+	switch {
+	case r.ClientID != "":
 		client["who"] = map[string]any{"identifier": map[string]any{"system": SystemClient, "value": r.ClientID}}
-	} else {
+	case r.Recipient != "":
+		client["who"] = map[string]any{"display": r.Observer} // the gateway sent it
+	default:
 		client["who"] = map[string]any{"display": AnonymousClient}
 	}
 	if r.ClientAddr != "" {
@@ -186,7 +198,7 @@ func Event(r Record) map[string]any {
 	}
 	server := map[string]any{
 		"type":      cc(systemAgentType, "110152", "Destination Role ID"),
-		"who":       map[string]any{"display": r.Observer},
+		"who":       map[string]any{"display": r.destination()},
 		"requestor": false,
 	}
 	desc := outcomeDesc(r.Status, r.Description)
@@ -242,6 +254,15 @@ func Event(r Record) map[string]any {
 	return ev
 }
 
+// destination is who received the request or the data: the recipient of
+// what the gateway sent, else the gateway itself.
+func (r Record) destination() string {
+	if r.Recipient != "" {
+		return r.Recipient
+	}
+	return r.Observer
+}
+
 // action is the record's AuditEvent.action: Action when set, else the
 // interaction's (k).
 func (r Record) action(k kind) string {
@@ -274,6 +295,8 @@ func classify(interaction string) (kind, [3]string, [3]string) {
 		typ, subtype = [3]string{systemAgentType, "110114", "User Authentication"}, [3]string{systemAgentType, "110123", "Logout"}
 	case k.login:
 		typ, subtype = [3]string{systemAgentType, "110114", "User Authentication"}, [3]string{systemAgentType, "110122", "Login"}
+	case k.export:
+		typ, subtype = [3]string{systemAgentType, "110106", "Export"}, [3]string{SystemGatewayInteraction, interaction, k.display}
 	case k.gateway:
 		subtype = [3]string{SystemGatewayInteraction, interaction, k.display}
 	}

@@ -38,13 +38,18 @@ func Render(r Record) (body []byte, entries []search.Entry) {
 	b = append(b, `"requestor":true,"type":{"coding":[`...)
 	b = appendCoding(b, systemAgentType, "110153", "Source Role ID")
 	b = append(b, `]},"who":`...)
-	if r.ClientID != "" {
+	switch {
+	case r.ClientID != "":
 		b = append(b, `{"identifier":{"system":`...)
 		b = fhirwire.AppendString(b, SystemClient)
 		b = append(b, `,"value":`...)
 		b = fhirwire.AppendString(b, r.ClientID)
 		b = append(b, `}}`...)
-	} else {
+	case r.Recipient != "":
+		b = append(b, `{"display":`...)
+		b = fhirwire.AppendString(b, r.Observer)
+		b = append(b, '}')
+	default:
 		b = append(b, `{"display":`...)
 		b = fhirwire.AppendString(b, AnonymousClient)
 		b = append(b, '}')
@@ -52,7 +57,7 @@ func Render(r Record) (body []byte, entries []search.Entry) {
 	b = append(b, `},{"requestor":false,"type":{"coding":[`...)
 	b = appendCoding(b, systemAgentType, "110152", "Destination Role ID")
 	b = append(b, `]},"who":{"display":`...)
-	b = fhirwire.AppendString(b, r.Observer)
+	b = fhirwire.AppendString(b, r.destination())
 	b = append(b, `}}]`...)
 	idents := r.identified()
 	if len(refs) > 0 || len(idents) > 0 {

@@ -106,28 +106,40 @@ func (l *Lineage) Describe(what string) string {
 // base is the deployment's identifier namespace ("" the default). Returns
 // store errors (ErrUnavailable) unchanged.
 func NameDelivery(ctx context.Context, st store.Store, sc *Scope, base string, v operator.View, payload bool) error {
-	sc.NameIn(v.Tenant, audit.Identified{System: audit.SystemDelivery, Value: v.ID, Description: "the delivery"})
-	if v.Source != "" && v.RecordID != "" && v.Kind != "" {
-		sc.NameRecordIn(v.Tenant, mapping.RecordSystem(base, v.Source, mapping.Kind(v.Kind)), v.RecordID)
-		id := audit.RecordProvenanceID(v.Tenant, v.Source, v.Kind, v.RecordID, v.Version)
-		p, err := st.Read(ctx, "Provenance", id)
-		switch {
-		case err == nil:
-			sc.refer(audit.Entity{Type: "Provenance", ID: id})
-			patients, err := recordPatients(ctx, st, p.Body)
-			if err != nil {
-				return err
-			}
-			sc.ConcernIn(p.Tenant, patients...) // a record's patients are its tenant's
-		case !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrGone):
-			return err
-		}
+	if err := nameDelivered(ctx, st, sc, base, v.ID, v.Tenant, v.Source, v.Kind, v.RecordID, v.Version); err != nil {
+		return err
 	}
 	shown := "payload not disclosed"
 	if payload {
 		shown = "payload (the FHIR Bundle) and the EHR's answers disclosed"
 	}
 	sc.Description = fmt.Sprintf("delivery %s: %s; %s", v.ID, Counted(len(v.History), "attempt"), shown)
+	return nil
+}
+
+// nameDelivered records, in sc, the delivery with public id delivery
+// (in tenant) and what it delivers: the source record, the Provenance of
+// that record version and the patients it names. Returns store errors
+// (ErrUnavailable) unchanged.
+func nameDelivered(ctx context.Context, st store.Store, sc *Scope, base, delivery, tenant, source, kind, recordID, version string) error {
+	sc.NameIn(tenant, audit.Identified{System: audit.SystemDelivery, Value: delivery, Description: "the delivery"})
+	if source == "" || recordID == "" || kind == "" {
+		return nil
+	}
+	sc.NameRecordIn(tenant, mapping.RecordSystem(base, source, mapping.Kind(kind)), recordID)
+	id := audit.RecordProvenanceID(tenant, source, kind, recordID, version)
+	p, err := st.Read(ctx, "Provenance", id)
+	switch {
+	case err == nil:
+		sc.refer(audit.Entity{Type: "Provenance", ID: id})
+		patients, err := recordPatients(ctx, st, p.Body)
+		if err != nil {
+			return err
+		}
+		sc.ConcernIn(p.Tenant, patients...) // a record's patients are its tenant's
+	case !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrGone):
+		return err
+	}
 	return nil
 }
 

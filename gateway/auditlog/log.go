@@ -321,7 +321,7 @@ func (l *Log) record(sc *Scope, status int) audit.Record {
 		ID: store.NewID(), Recorded: l.now(), Interaction: sc.Interaction, Status: status,
 		ClientID: sc.ClientID, ClientAddr: sc.Addr, Observer: l.observer, Tenant: sc.Tenant,
 		Patients: sc.patients.list, Entities: entities, Identified: sc.identified, Action: sc.action,
-		RequestID: sc.RequestID, TraceID: sc.TraceID, Description: desc,
+		Recipient: sc.Recipient, RequestID: sc.RequestID, TraceID: sc.TraceID, Description: desc,
 	}
 }
 

@@ -45,6 +45,9 @@ type Scope struct {
 	// base of the fullUrls the answer carries. A reference search value or
 	// conditional criteria below it name this server's resources.
 	Base string
+	// Recipient is the destination the gateway sent data to (a
+	// delivery-send, which has no client).
+	Recipient string
 	// Target is the instance a failed interaction named (zero: none).
 	Target audit.Entity
 	// Description says, in fixed words and counts, what was done.

@@ -52,6 +52,13 @@ type WorkerOptions struct {
 	StartAttempt func(ctx context.Context, destination string, it *store.OutboxItem) (_ context.Context, end func(outcome string))
 	// WrapTransport wraps every destination's HTTP transport.
 	WrapTransport func(http.RoundTripper) http.RoundTripper
+	// Audit, when set, makes an attempt's AuditEvent durable (it is told
+	// the outcome: OutcomeDone, OutcomeRetry or OutcomeDead). The worker
+	// calls it after the attempt and before recording it, so that every
+	// transmission the outbox records has its AuditEvent; when it fails,
+	// the attempt is not recorded and the item is sent again once its
+	// lease ends (and audited then).
+	Audit func(ctx context.Context, it *store.OutboxItem, a *store.Attempt, outcome string) error
 	// DeliveryID names an outbox item in log lines as operators name the
 	// delivery (operator.IDs.Encode: the public id the admin API, the
 	// console and the CLI show); default: the row's number.
@@ -487,10 +494,19 @@ func (d *destWorker) attempt(ctx context.Context, it *store.OutboxItem) {
 		a.TraceID = o.TraceID(ctx)
 	}
 	d.track(res, start, now)
+	outcome := map[string]string{store.StatusDone: OutcomeDone, store.StatusPending: OutcomeRetry, store.StatusDead: OutcomeDead}[status]
 	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer ccancel()
+	if o.Audit != nil {
+		if err := o.Audit(cctx, it, a, outcome); err != nil {
+			end(outcome)
+			o.Logger.Error("delivery: the attempt's AuditEvent could not be written; the record is sent again when its lease ends",
+				"destination", d.dest.Name, "delivery", o.DeliveryID(it.ID), "attempt", a.N, "error", err)
+			return
+		}
+	}
 	err := d.w.outbox.Complete(cctx, a, status, next)
 	ccancel()
-	outcome := map[string]string{store.StatusDone: OutcomeDone, store.StatusPending: OutcomeRetry, store.StatusDead: OutcomeDead}[status]
 	end(outcome)
 	if o.Observer != nil {
 		o.Observer.OnAttempt(d.dest.Name, outcome, a.Duration)

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -961,5 +962,71 @@ func TestTenantTakenOffIsNotSent(t *testing.T) {
 	wantAttempt(t, h.next(), 1, store.StatusDead, 0, "the destination's filter does not accept this record's tenant")
 	if n := ehr.count("Patient") + ehr.count("Procedure"); n != 0 {
 		t.Errorf("the EHR received %d resources", n)
+	}
+}
+
+// TestAttemptAuditedBeforeRecorded: the worker makes an attempt's
+// AuditEvent durable before it records the attempt; when that fails, the
+// attempt is not recorded and the record is sent again once its lease
+// ends, audited then, so every transmission the outbox records has its
+// AuditEvent.
+func TestAttemptAuditedBeforeRecorded(t *testing.T) {
+	var posts atomic.Int32
+	ehr := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet {
+			_, _ = io.WriteString(w, `{"resourceType":"CapabilityStatement","fhirVersion":"4.0.1"}`)
+			return
+		}
+		posts.Add(1)
+		_, _ = io.WriteString(w, `{"resourceType":"Bundle","type":"transaction-response","entry":[{"response":{"status":"201 Created"}}]}`)
+	}))
+	defer ehr.Close()
+	ob := openSQLite(t)
+	it := &store.OutboxItem{Destination: "ehr", OrderKey: "a", Patient: "P", Kind: "session", Source: "clinic", RecordID: "a", Version: "1",
+		Payload: []byte(`{"resourceType":"Bundle","type":"transaction","entry":[{"fullUrl":"urn:uuid:3f1f8a4e-0b7e-4a83-9d0e-5f1b7c2d9e10",` +
+			`"resource":{"resourceType":"Patient"},"request":{"method":"POST","url":"Patient"}}]}`)}
+	if err := ob.Enqueue(it); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var audited []string
+	w, err := NewWorker(ob, []Destination{{Name: "ehr", BaseURL: ehr.URL + "/fhir", Timeout: 5 * time.Second}},
+		WorkerOptions{PollInterval: 20 * time.Millisecond, Lease: 300 * time.Millisecond, BacklogInterval: -1,
+			Audit: func(ctx context.Context, got *store.OutboxItem, a *store.Attempt, outcome string) error {
+				_, recorded, err := ob.Delivery(ctx, got.ID)
+				mu.Lock()
+				defer mu.Unlock()
+				audited = append(audited, fmt.Sprintf("attempt %d %s, %d recorded before (%v)", a.N, outcome, len(recorded), err))
+				if len(audited) == 1 {
+					return errors.New("the audit trail is unavailable")
+				}
+				return nil
+			}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = w.Run(ctx); close(done) }()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		got, _, _ := ob.Delivery(context.Background(), it.ID)
+		if got.Status == store.StatusDone {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("delivery %s after 30 s", got.Status)
+		}
+	}
+	cancel()
+	<-done
+	_, attempts, err := ob.Delivery(context.Background(), it.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := []string{"attempt 1 done, 0 recorded before (<nil>)", "attempt 1 done, 0 recorded before (<nil>)"}
+	if !slices.Equal(audited, want) || posts.Load() != 2 || len(attempts) != 1 {
+		t.Errorf("audited %q, %d sent, %d attempts recorded; want %q, 2 sent (the first attempt's AuditEvent failed), 1 recorded", audited, posts.Load(), len(attempts), want)
 	}
 }

@@ -1,0 +1,67 @@
+package auditlog
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+)
+
+// Sent is one attempt to send a record to an EHR, as the delivery worker
+// makes it.
+type Sent struct {
+	// Delivery is the delivery's public id (operator.IDs), Destination
+	// the EHR's name in the configuration.
+	Delivery, Destination string
+	// Item is the outbox item sent (its payload is not read).
+	Item *store.OutboxItem
+	// Attempt is the attempt, as recorded.
+	Attempt *store.Attempt
+	// Outcome is the worker's verdict: "done", "retry" or "dead".
+	Outcome string
+}
+
+// AppendSent commits the AuditEvent of an attempt to send a record to an
+// EHR (DICOM 110106 Export, subtype delivery-send) and returns when it is
+// durable: the gateway is the requesting agent, the destination the other;
+// it names the delivery, the destination, the source record, its
+// Provenance and its patients, in the record's tenant, with the EHR's HTTP
+// status (502 for an attempt without an answer) and the attempt's trace.
+// The delivery worker calls it before it records the attempt, so that no
+// transmission the outbox records lacks its AuditEvent (a crash in between
+// sends the record again, audited again). base is the deployment's
+// identifier namespace. No content of the record is read or written.
+func (l *Log) AppendSent(ctx context.Context, st store.Store, base string, s Sent) error {
+	if l.disabled {
+		return nil
+	}
+	it, a := s.Item, s.Attempt
+	sc := &Scope{Interaction: "delivery-send", Tenant: it.Tenant, Recipient: s.Destination, TraceID: a.TraceID}
+	if sc.TraceID == "" {
+		sc.TraceID = it.TraceID
+	}
+	if err := nameDelivered(ctx, st, sc, base, s.Delivery, it.Tenant, it.Source, it.Kind, it.RecordID, it.Version); err != nil {
+		return err
+	}
+	sc.NameIn(it.Tenant, nameDestination(s.Destination))
+	verdict := map[string]string{"done": "delivered", "retry": "not delivered, to be retried", "dead": "not delivered, a dead letter"}[s.Outcome]
+	if verdict == "" {
+		verdict = s.Outcome
+	}
+	status := a.HTTPStatus
+	if status == 0 || (s.Outcome != "done" && status < 400) {
+		status = http.StatusBadGateway // no answer, or one the worker did not take
+	}
+	sc.Description = fmt.Sprintf("delivery %s to %s: attempt %d: %s", s.Delivery, s.Destination, a.N, verdict)
+	if s.Outcome != "done" && a.Error != "" {
+		sc.Description += " (" + a.Error + ")" // PHI-free: "http 503", "timeout", ...
+	}
+	return l.Append(sc, status)
+}
+
+// nameDestination names an EHR destination by its configured name.
+func nameDestination(name string) audit.Identified {
+	return audit.Identified{System: audit.SystemDestination, Value: name, Description: "the destination"}
+}
