@@ -406,3 +406,32 @@ func TestPrincipalTenant(t *testing.T) {
 		}
 	}
 }
+
+// TestDiffPageLines: the comparison's diff has one line per JSON line: each
+// line is a block of its own in <pre class="diff">, so no newline may sit
+// between them (it would render as an empty line after every line).
+func TestDiffPageLines(t *testing.T) {
+	f := newFixture(t, nil)
+	old, err := os.ReadFile(filepath.Join("..", "..", "schemas", "examples", "assessment", "phq9-moderate.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	newer := strings.Replace(strings.Replace(string(old), `{"number": 9, "score": 0}`, `{"number": 9, "score": 3}`, 1), `"total": 11`, `"total": 14`, 1)
+	_, form, _ := f.get(t, "/console/playground/diff")
+	status, page, _ := f.post(t, "/console/playground/diff", url.Values{"csrf": {csrf(t, form)}, "kind": {"assessment"}, "old": {string(old)}, "new": {newer}})
+	if status != http.StatusOK {
+		t.Fatalf("compare = %d:\n%.2000s", status, page)
+	}
+	pres := regexp.MustCompile(`(?s)<pre class="diff">(.*?)</pre>`).FindAllStringSubmatch(page, -1)
+	if len(pres) == 0 {
+		t.Fatalf("no diff on the page:\n%.3000s", page)
+	}
+	for _, m := range pres {
+		if n := strings.Count(m[1], `<span class="d`); n < 2 {
+			t.Errorf("a diff of %d lines, want several", n)
+		}
+		if strings.Contains(m[1], "\n") {
+			t.Errorf("a newline between the diff's lines (each is a block: an empty line after each):\n%.400q", m[1])
+		}
+	}
+}
