@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -432,6 +433,44 @@ func TestDiffPageLines(t *testing.T) {
 		}
 		if strings.Contains(m[1], "\n") {
 			t.Errorf("a newline between the diff's lines (each is a block: an empty line after each):\n%.400q", m[1])
+		}
+	}
+}
+
+// TestDeliveryAnswerLabel: a dead letter's EHR answer is labelled for what
+// it shows: summarised, with the number of texts left out, by default; as
+// received only with ?answers=full.
+func TestDeliveryAnswerLabel(t *testing.T) {
+	f := newFixture(t, nil)
+	ctx := context.Background()
+	const phi = "PHI-ECHO Sample Riley"
+	it := &store.OutboxItem{Destination: "ehr", OrderKey: "k", Patient: "s|p", Kind: "session", Source: "s", RecordID: "r",
+		Version: "1", Payload: []byte(`{}`)}
+	if err := f.app.Store.Write(ctx, func(tx store.Tx) error { return tx.Enqueue(it) }); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := f.app.Store.Claim(ctx, "ehr", time.Now().Add(time.Second), time.Minute, 1); err != nil || len(got) != 1 {
+		t.Fatalf("Claim = %v %v", got, err)
+	}
+	answer := `{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"business-rule","details":{"text":"` + phi +
+		` rejected"},"diagnostics":"` + phi + `","expression":["Bundle.entry[0].resource.subject"]}]}`
+	if err := f.app.Store.Complete(ctx, &store.Attempt{ItemID: it.ID, At: time.Now(), HTTPStatus: 422, Outcome: []byte(answer)}, store.StatusDead, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	path := "/console/deliveries/" + strconv.FormatInt(it.ID, 10)
+	for _, tc := range []struct {
+		name, query, want, not string
+		phi                    bool
+	}{
+		{"summarised", "", "<summary>The EHR's answer, summarised: 2 texts or resources left out", "as received</summary>", false},
+		{"in full", "?answers=full", "<summary>The EHR's answer as received</summary>", "summarised:", true},
+	} {
+		status, page, _ := f.get(t, path+tc.query)
+		if status != http.StatusOK || !strings.Contains(page, tc.want) || strings.Contains(page, tc.not) {
+			t.Errorf("%s: %d, want a page with %q and without %q:\n%.3000s", tc.name, status, tc.want, tc.not, page)
+		}
+		if strings.Contains(page, phi) != tc.phi {
+			t.Errorf("%s: the EHR's texts shown %v, want %v", tc.name, !tc.phi, tc.phi)
 		}
 	}
 }
