@@ -242,6 +242,11 @@ func (s *Service) payload(m *remapped) ([]byte, error) {
 		}
 		raw := m.raws[i]
 		switch {
+		case e.ResourceType != "Patient" && !send[i] && e.Method == fhir.HTTPVerbPUT && strings.Contains(e.URL, "?"):
+			// Mapped in update mode (a new version): unchanged, it is sent
+			// as a conditional create too, which changes nothing.
+			typ, query, _ := strings.Cut(e.URL, "?")
+			e.Method, e.URL, e.IfNoneExist = fhir.HTTPVerbPOST, typ, query
 		case e.ResourceType == "Patient" || !send[i]:
 			// As mapped: a conditional create (or, for a deterministic id, a
 			// PUT of the same content).

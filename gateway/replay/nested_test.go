@@ -1,6 +1,7 @@
 package replay_test
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/replay"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
 
 // TestNestedRecordSentOnItsOwn: a record nested in a session and the same
@@ -136,5 +138,82 @@ func TestNestedRecordSentOnItsOwn(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestNewVersionReplayed: a record's new version is stored in update mode,
+// whose PHQ-9 (and C-SSRS) Observations always carry their Flag (inactive
+// when no longer positive, mapping.md §6). The replay compares the latest
+// version as it was stored: the Flag is the mapping's, not a resource it no
+// longer makes (which reported the record diverged on every run), and a
+// first version, stored without that Flag, is not given one.
+func TestNewVersionReplayed(t *testing.T) {
+	session, err := os.ReadFile(filepath.Join("..", "..", "schemas", "examples", "session", "routine-ketamine-iv-session.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v4 := strings.Replace(strings.Replace(string(session), `"version": "3"`, `"version": "4"`, 1),
+		`"lastUpdated": "2026-03-10T11:15:00-05:00"`, `"lastUpdated": "2026-03-10T12:15:00-05:00"`, 1)
+	f := newFixture(t)
+	f.ingest(t, "", "session", session)
+	_, got := run(t, f.service(nil), replay.Options{Tenant: search.AllTenants})
+	for id, r := range got {
+		if r.Status != replay.StatusUnchanged {
+			t.Errorf("first version: %s: %s %+v, want unchanged", id, r.Status, r.Resources)
+		}
+	}
+	f.ingest(t, "", "session", []byte(v4))
+	if len(f.versions(t, "", "Flag")) == 0 {
+		t.Fatal("the new version stored no Flag: the example no longer shows the case")
+	}
+	sum, got := run(t, f.service(nil), replay.Options{Tenant: search.AllTenants})
+	if sum.Records != 1 || sum.Unchanged != 1 {
+		t.Errorf("new version: summary = %+v, want 1 record unchanged", sum)
+	}
+	for id, r := range got {
+		if r.Status != replay.StatusUnchanged || len(r.Resources) != 0 {
+			t.Errorf("new version: %s: %s %+v, want unchanged", id, r.Status, r.Resources)
+		}
+	}
+	// A mapping change applies to it as to any record, and leaves nothing
+	// to change after.
+	_, got = run(t, f.service(heartRateDisplay), replay.Options{Tenant: search.AllTenants, Apply: true})
+	changed := 0
+	for id, r := range got {
+		if r.Status != replay.StatusChanged || !r.Applied || r.Deliveries != 1 {
+			t.Errorf("new version, applied: %s: %s (%d corrections), want changed and applied, one correction", id, r.Status, r.Deliveries)
+		}
+		changed += len(r.Resources)
+	}
+	// The correction updates what changed; what it references goes as a
+	// conditional create, which changes nothing at the receiver.
+	items, err := f.st.Deliveries(context.Background(), store.DeliveryFilter{Limit: 1000})
+	if err != nil || len(items) == 0 {
+		t.Fatalf("Deliveries = %d, %v", len(items), err)
+	}
+	var correction struct {
+		Entry []struct {
+			Resource json.RawMessage
+			Request  struct{ Method, URL string }
+		}
+	}
+	if err := json.Unmarshal(items[0].Payload, &correction); err != nil {
+		t.Fatal(err)
+	}
+	puts := 0
+	for _, e := range correction.Entry {
+		if e.Request.Method == "PUT" {
+			puts++
+			if !strings.Contains(string(e.Resource), "8867-4") {
+				t.Errorf("the correction updates %s, which did not change", e.Request.URL)
+			}
+		}
+	}
+	if puts != changed || changed == 0 {
+		t.Errorf("the correction updates %d resources, want the %d changed", puts, changed)
+	}
+	sum, _ = run(t, f.service(heartRateDisplay), replay.Options{Tenant: search.AllTenants})
+	if sum.Unchanged != 1 {
+		t.Errorf("after the apply: summary = %+v, want 1 record unchanged", sum)
 	}
 }

@@ -100,19 +100,64 @@ func (s *Service) remap(ctx context.Context, l *store.Ledger, values bool) (m *r
 	}
 	mopts := s.cfg.Ingest.Options(l.Tenant)
 	mopts.Update = false
-	res, err := s.cfg.Map(rec, mopts)
+	m, refused, err = s.remapAs(ctx, l, rec, mopts, values)
+	if err != nil || refused != nil {
+		return nil, refused, err
+	}
+	if len(m.removed) > 0 {
+		// A new version of a record is stored in update mode, whose PHQ-9
+		// and C-SSRS Observations always carry their Flag (inactive when no
+		// longer positive): mapped as a first version, that stored Flag
+		// would look like a resource the mapping no longer makes.
+		mopts.Update = true
+		u, refused, err := s.remapAs(ctx, l, rec, mopts, values)
+		if err != nil || refused != nil {
+			return nil, refused, err
+		}
+		if asStored(m, u) {
+			return u, nil, nil
+		}
+	}
+	return m, nil, nil
+}
+
+// remapAs maps rec with opts and matches it with what is stored.
+func (s *Service) remapAs(ctx context.Context, l *store.Ledger, rec mapping.Record, opts mapping.Options, values bool) (*remapped, error, error) {
+	res, err := s.cfg.Map(rec, opts)
 	if err != nil {
 		return nil, err, nil
 	}
-	raws, err := p.Marshal(res)
+	raws, err := s.cfg.Ingest.Pipeline().Marshal(res)
 	if err != nil {
 		return nil, err, nil
 	}
-	m = &remapped{l: l, rec: rec, res: res, raws: raws}
+	m := &remapped{l: l, rec: rec, res: res, raws: raws}
 	if err := s.match(ctx, m, values, true); err != nil {
 		return nil, nil, err
 	}
 	return m, nil, nil
+}
+
+// asStored reports whether u, the record mapped in update mode, is how it
+// was stored rather than m, the record mapped as a first version: u
+// leaves fewer stored resources unmade, and every resource only update
+// mode makes is stored (a first version, stored without an inactive Flag,
+// is not given one).
+func asStored(m, u *remapped) bool {
+	if len(u.removed) >= len(m.removed) {
+		return false
+	}
+	first := map[string]bool{}
+	for _, e := range m.res.Entries {
+		first[e.ResourceType+"|"+e.IdentifierSystem+"|"+e.IdentifierValue] = true
+	}
+	for _, mt := range u.entries {
+		e := u.res.Entries[mt.i]
+		if !first[e.ResourceType+"|"+e.IdentifierSystem+"|"+e.IdentifierValue] && mt.stored == nil {
+			return false
+		}
+	}
+	return true
 }
 
 // match finds the stored resource of each mapped entry, rewrites the
