@@ -449,3 +449,70 @@ func TestDeliveryPublicIDs(t *testing.T) {
 		}
 	}
 }
+
+// TestDiffPageLines: the comparison's diff has one line per JSON line: each
+// line is a block of its own in <pre class="diff">, so no newline may sit
+// between them (it would render as an empty line after every line).
+func TestDiffPageLines(t *testing.T) {
+	f := newFixture(t, nil)
+	old, err := os.ReadFile(filepath.Join("..", "..", "schemas", "examples", "assessment", "phq9-moderate.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	newer := strings.Replace(strings.Replace(string(old), `{"number": 9, "score": 0}`, `{"number": 9, "score": 3}`, 1), `"total": 11`, `"total": 14`, 1)
+	_, form, _ := f.get(t, "/console/playground/diff")
+	status, page, _ := f.post(t, "/console/playground/diff", url.Values{"csrf": {csrf(t, form)}, "kind": {"assessment"}, "old": {string(old)}, "new": {newer}})
+	if status != http.StatusOK {
+		t.Fatalf("compare = %d:\n%.2000s", status, page)
+	}
+	pres := regexp.MustCompile(`(?s)<pre class="diff">(.*?)</pre>`).FindAllStringSubmatch(page, -1)
+	if len(pres) == 0 {
+		t.Fatalf("no diff on the page:\n%.3000s", page)
+	}
+	for _, m := range pres {
+		if n := strings.Count(m[1], `<span class="d`); n < 2 {
+			t.Errorf("a diff of %d lines, want several", n)
+		}
+		if strings.Contains(m[1], "\n") {
+			t.Errorf("a newline between the diff's lines (each is a block: an empty line after each):\n%.400q", m[1])
+		}
+	}
+}
+
+// TestDeliveryAnswerLabel: a dead letter's EHR answer is labelled for what
+// it shows: summarised, with the number of texts left out, by default; as
+// received only with ?answers=full.
+func TestDeliveryAnswerLabel(t *testing.T) {
+	f := newFixture(t, nil)
+	ctx := context.Background()
+	const phi = "PHI-ECHO Sample Riley"
+	it := &store.OutboxItem{Destination: "ehr", OrderKey: "k", Patient: "s|p", Kind: "session", Source: "s", RecordID: "r",
+		Version: "1", Payload: []byte(`{}`)}
+	if err := f.app.Store.Write(ctx, func(tx store.Tx) error { return tx.Enqueue(it) }); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := f.app.Store.Claim(ctx, "ehr", time.Now().Add(time.Second), time.Minute, 1); err != nil || len(got) != 1 {
+		t.Fatalf("Claim = %v %v", got, err)
+	}
+	answer := `{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"business-rule","details":{"text":"` + phi +
+		` rejected"},"diagnostics":"` + phi + `","expression":["Bundle.entry[0].resource.subject"]}]}`
+	if err := f.app.Store.Complete(ctx, &store.Attempt{ItemID: it.ID, At: time.Now(), HTTPStatus: 422, Outcome: []byte(answer)}, store.StatusDead, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	path := "/console/deliveries/" + strconv.FormatInt(it.ID, 10)
+	for _, tc := range []struct {
+		name, query, want, not string
+		phi                    bool
+	}{
+		{"summarised", "", "<summary>The EHR's answer, summarised: 2 texts or resources left out", "as received</summary>", false},
+		{"in full", "?answers=full", "<summary>The EHR's answer as received</summary>", "summarised:", true},
+	} {
+		status, page, _ := f.get(t, path+tc.query)
+		if status != http.StatusOK || !strings.Contains(page, tc.want) || strings.Contains(page, tc.not) {
+			t.Errorf("%s: %d, want a page with %q and without %q:\n%.3000s", tc.name, status, tc.want, tc.not, page)
+		}
+		if strings.Contains(page, phi) != tc.phi {
+			t.Errorf("%s: the EHR's texts shown %v, want %v", tc.name, !tc.phi, tc.phi)
+		}
+	}
+}

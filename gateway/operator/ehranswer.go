@@ -12,22 +12,29 @@ import "encoding/json"
 // resources are left out.
 
 // summarizeAnswer returns the PHI-free summary of an EHR answer (valid
-// JSON), or nil when it is not a FHIR resource.
-func summarizeAnswer(raw []byte) json.RawMessage {
+// JSON), or nil when it is not a FHIR resource, and how many texts and
+// resources it left out (diagnostics, details texts, displays, narratives,
+// the resources returned), so a reader knows whether the answer in full
+// says more.
+func summarizeAnswer(raw []byte) (json.RawMessage, int) {
 	var r map[string]any
 	if json.Unmarshal(raw, &r) != nil {
-		return nil
+		return nil, 0
 	}
 	typ, ok := r["resourceType"].(string)
 	if !ok {
-		return nil
+		return nil, 0
 	}
+	withheld := 0
 	out := map[string]any{"resourceType": typ}
 	switch typ {
 	case "Bundle":
 		copyStrings(out, r, "type")
 		var entries []any
 		for _, e := range list(r["entry"]) {
+			if mapOf(e)["resource"] != nil {
+				withheld++
+			}
 			resp, _ := mapOf(e)["response"].(map[string]any)
 			if resp == nil {
 				entries = append(entries, map[string]any{})
@@ -35,8 +42,9 @@ func summarizeAnswer(raw []byte) json.RawMessage {
 			}
 			sr := map[string]any{}
 			copyStrings(sr, resp, "status", "location", "etag", "lastModified")
-			if oo := summarizeOutcome(mapOf(resp["outcome"])); oo != nil {
+			if oo, n := summarizeOutcome(mapOf(resp["outcome"])); oo != nil {
 				sr["outcome"] = oo
+				withheld += n
 			}
 			entries = append(entries, map[string]any{"response": sr})
 		}
@@ -44,31 +52,48 @@ func summarizeAnswer(raw []byte) json.RawMessage {
 			out["entry"] = entries
 		}
 	case "OperationOutcome":
-		out = summarizeOutcome(r)
+		out, withheld = summarizeOutcome(r)
+	default:
+		if len(r) > 1 {
+			withheld++ // the resource itself
+		}
 	}
 	b, err := json.Marshal(out)
 	if err != nil {
-		return nil
+		return nil, 0
 	}
-	return b
+	return b, withheld
 }
 
 // summarizeOutcome keeps of an OperationOutcome each issue's severity,
-// code, details.coding (system and code) and expression; nil if r is not
-// one.
-func summarizeOutcome(r map[string]any) map[string]any {
+// code, details.coding (system and code) and expression, and counts the
+// texts it leaves out; nil if r is not one.
+func summarizeOutcome(r map[string]any) (map[string]any, int) {
 	if r == nil || r["resourceType"] != "OperationOutcome" {
-		return nil
+		return nil, 0
+	}
+	withheld := 0
+	if r["text"] != nil {
+		withheld++ // the narrative
 	}
 	var issues []any
 	for _, x := range list(r["issue"]) {
 		i := mapOf(x)
 		si := map[string]any{}
 		copyStrings(si, i, "severity", "code")
+		if i["diagnostics"] != nil {
+			withheld++
+		}
+		if mapOf(i["details"])["text"] != nil {
+			withheld++
+		}
 		var codings []any
 		for _, c := range list(mapOf(i["details"])["coding"]) {
 			sc := map[string]any{}
 			copyStrings(sc, mapOf(c), "system", "code")
+			if mapOf(c)["display"] != nil {
+				withheld++
+			}
 			codings = append(codings, sc)
 		}
 		if codings != nil {
@@ -89,7 +114,7 @@ func summarizeOutcome(r map[string]any) map[string]any {
 	if issues != nil {
 		out["issue"] = issues
 	}
-	return out
+	return out, withheld
 }
 
 func copyStrings(dst, src map[string]any, keys ...string) {

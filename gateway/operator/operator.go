@@ -54,6 +54,9 @@ type AttemptView struct {
 	Error      string          `json:"error,omitempty"`
 	TraceID    string          `json:"traceId,omitempty"`
 	Outcome    json.RawMessage `json:"ehrResponse,omitempty"`
+	// Withheld is how many texts and resources the summary of the EHR's
+	// answer left out (0 when the answer is shown in full).
+	Withheld int `json:"withheld,omitempty"`
 }
 
 // NewView converts a stored item (and its attempts) for display, its id
@@ -75,7 +78,7 @@ func NewView(ids *IDs, it *store.OutboxItem, attempts []*store.Attempt, withPayl
 		case withPayload:
 			av.Outcome = a.Outcome
 		default:
-			av.Outcome = summarizeAnswer(a.Outcome) // PHI-free (ehranswer.go)
+			av.Outcome, av.Withheld = summarizeAnswer(a.Outcome) // PHI-free (ehranswer.go)
 		}
 		v.History = append(v.History, av)
 	}

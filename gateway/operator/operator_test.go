@@ -123,27 +123,38 @@ func TestViewSummarizesTheEHRAnswer(t *testing.T) {
 	const phi = "Quuxfamily900"
 	for _, tc := range []struct {
 		name, answer, want string
+		withheld           int // texts and resources left out
 	}{
 		{"transaction-response with resources",
 			`{"resourceType":"Bundle","type":"transaction-response","entry":[{"fullUrl":"x","resource":{"resourceType":"Patient","name":[{"family":"` + phi + `"}]},
 			  "response":{"status":"201 Created","location":"Patient/1/_history/1","etag":"W/\"1\"","outcome":{"resourceType":"OperationOutcome","issue":[{"severity":"information","code":"informational","diagnostics":"created ` + phi + `"}]}}}]}`,
-			`{"entry":[{"response":{"etag":"W/\"1\"","location":"Patient/1/_history/1","outcome":{"issue":[{"code":"informational","severity":"information"}],"resourceType":"OperationOutcome"},"status":"201 Created"}}],"resourceType":"Bundle","type":"transaction-response"}`},
+			`{"entry":[{"response":{"etag":"W/\"1\"","location":"Patient/1/_history/1","outcome":{"issue":[{"code":"informational","severity":"information"}],"resourceType":"OperationOutcome"},"status":"201 Created"}}],"resourceType":"Bundle","type":"transaction-response"}`, 2},
 		{"OperationOutcome quoting values",
 			`{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"invalid","diagnostics":"Patient ` + phi + ` echo",
 			  "details":{"text":"` + phi + `","coding":[{"system":"urn:rules","code":"rule-1","display":"` + phi + `"}]},"expression":["Patient.name[0]"]}]}`,
-			`{"issue":[{"code":"invalid","details":{"coding":[{"code":"rule-1","system":"urn:rules"}]},"expression":["Patient.name[0]"],"severity":"error"}],"resourceType":"OperationOutcome"}`},
-		{"another resource", `{"resourceType":"Patient","name":[{"family":"` + phi + `"}]}`, `{"resourceType":"Patient"}`},
-		{"not a resource", `{"name":"` + phi + `"}`, ``},
+			`{"issue":[{"code":"invalid","details":{"coding":[{"code":"rule-1","system":"urn:rules"}]},"expression":["Patient.name[0]"],"severity":"error"}],"resourceType":"OperationOutcome"}`, 3},
+		{"another resource", `{"resourceType":"Patient","name":[{"family":"` + phi + `"}]}`, `{"resourceType":"Patient"}`, 1},
+		{"nothing to leave out", `{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"invalid","expression":["Patient"]}]}`,
+			`{"issue":[{"code":"invalid","expression":["Patient"],"severity":"error"}],"resourceType":"OperationOutcome"}`, 0},
+		{"not a resource", `{"name":"` + phi + `"}`, ``, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			it := &store.OutboxItem{ID: 1, Status: store.StatusDone, Payload: []byte(`{}`)}
 			attempts := []*store.Attempt{{N: 1, HTTPStatus: 200, Outcome: []byte(tc.answer)}}
 			ids := operator.NewIDs([]byte("0123456789abcdef"))
-			if got := string(operator.NewView(ids, it, attempts, false).History[0].Outcome); got != tc.want {
+			summary := operator.NewView(ids, it, attempts, false).History[0]
+			if got := string(summary.Outcome); got != tc.want {
 				t.Errorf("ehrResponse without payload = %s, want %s", got, tc.want)
 			}
-			if got := string(operator.NewView(ids, it, attempts, true).History[0].Outcome); got != tc.answer {
+			if summary.Withheld != tc.withheld {
+				t.Errorf("withheld without payload = %d, want %d", summary.Withheld, tc.withheld)
+			}
+			whole := operator.NewView(ids, it, attempts, true).History[0]
+			if got := string(whole.Outcome); got != tc.answer {
 				t.Errorf("ehrResponse with payload = %s, want the whole answer", got)
+			}
+			if whole.Withheld != 0 {
+				t.Errorf("withheld with payload = %d, want 0", whole.Withheld)
 			}
 		})
 	}

@@ -274,3 +274,33 @@ func TestDocsConformance(t *testing.T) {
 		}
 	}
 }
+
+// TestValueSetTitles: a ValueSet's title reads as a phrase after the
+// publisher's name, its first word lower-cased unless it is an acronym.
+func TestValueSetTitles(t *testing.T) {
+	titles := map[string]string{}
+	for _, vs := range valueSets() {
+		titles[vs.ID] = vs.Title
+	}
+	for _, tc := range []struct{ id, want string }{
+		{"kg-cssrs-risk-levels", "Ketamine-therapy gateway C-SSRS screener risk levels"},
+		{"kg-survey-panel-codes", "Ketamine-therapy gateway assessment panel codes"},
+		{"kg-vital-sign-units", "Ketamine-therapy gateway vital sign units"},
+	} {
+		if got := titles[tc.id]; got != tc.want {
+			t.Errorf("ValueSet %s title = %q, want %q", tc.id, got, tc.want)
+		}
+	}
+	for _, tc := range []struct{ in, want string }{
+		{"Assessment panel codes", "assessment panel codes"},
+		{"C-SSRS screener risk levels", "C-SSRS screener risk levels"},
+		{"PHQ-9 items", "PHQ-9 items"},
+		{"LOINC codes", "LOINC codes"},
+		{"Drugs", "drugs"},
+		{"", ""},
+	} {
+		if got := phrase(tc.in); got != tc.want {
+			t.Errorf("phrase(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}

@@ -174,8 +174,19 @@ func valueSets() []*ValueSet {
 
 func newValueSet(name, title, description string) *ValueSet {
 	return &ValueSet{ResourceType: "ValueSet", ID: name, URL: vsURL(name), Version: mapping.Version, Name: pascal(name),
-		Title: "Ketamine-therapy gateway " + strings.ToLower(title[:1]) + title[1:], Status: "active", Experimental: ptr(false),
+		Title: "Ketamine-therapy gateway " + phrase(title), Status: "active", Experimental: ptr(false),
 		Publisher: Publisher, Description: description, Compose: &Compose{}}
+}
+
+// phrase makes a title a phrase that follows the publisher's name: its first
+// letter lower-cased, unless the first word is an acronym ("C-SSRS",
+// "PHQ-9", "LOINC"), which keeps its capitals.
+func phrase(title string) string {
+	first, _, _ := strings.Cut(title, " ")
+	if len(first) < 2 || strings.ToLower(first[1:]) != first[1:] {
+		return title
+	}
+	return strings.ToLower(first[:1]) + title[1:]
 }
 
 // add adds system|code, keeping the codes of a system together.

@@ -119,6 +119,7 @@ func (s *Service) apply(ctx context.Context, sc *auditlog.Scope, m *remapped, op
 			WhatSystem: record, WhatValue: l.RecordID,
 			WhatDisplay: fmt.Sprintf("%s record version %s, replayed with mapping %s", l.Kind, l.Version, s.cfg.MappingVersion),
 			ContentHash: l.ContentHash, RecordKind: l.Kind, RecordVersion: l.Version,
+			Nested: nestedRecords(s.cfg.IdentifierBase, src, m.rec),
 		}, engine.Written(entries, nil))
 		if err != nil {
 			return 0, err
@@ -241,6 +242,11 @@ func (s *Service) payload(m *remapped) ([]byte, error) {
 		}
 		raw := m.raws[i]
 		switch {
+		case e.ResourceType != "Patient" && !send[i] && e.Method == fhir.HTTPVerbPUT && strings.Contains(e.URL, "?"):
+			// Mapped in update mode (a new version): unchanged, it is sent
+			// as a conditional create too, which changes nothing.
+			typ, query, _ := strings.Cut(e.URL, "?")
+			e.Method, e.URL, e.IfNoneExist = fhir.HTTPVerbPOST, typ, query
 		case e.ResourceType == "Patient" || !send[i]:
 			// As mapped: a conditional create (or, for a deterministic id, a
 			// PUT of the same content).
@@ -283,4 +289,19 @@ func corrected(typ string, doc map[string]any) map[string]any {
 		}
 	}
 	return doc
+}
+
+// nestedRecords are the records a session nests, named in its correction's
+// Provenance as its ingest's Provenance names them: the replay of such a
+// record sent on its own then knows what the session wrote (guard).
+func nestedRecords(base, source string, r mapping.Record) []audit.NestedRecord {
+	sess, ok := r.(*mapping.Session)
+	if !ok {
+		return nil
+	}
+	var out []audit.NestedRecord
+	for _, n := range sess.Nested() {
+		out = append(out, audit.NestedRecord{System: mapping.RecordSystem(base, source, n.Kind), Value: n.RecordID, Kind: string(n.Kind)})
+	}
+	return out
 }

@@ -28,6 +28,7 @@ const KindReplay = "replay"
 // stored.
 type remapped struct {
 	l       *store.Ledger
+	rec     mapping.Record // the record decoded
 	res     *mapping.Result
 	raws    [][]byte
 	entries []*match
@@ -99,19 +100,64 @@ func (s *Service) remap(ctx context.Context, l *store.Ledger, values bool) (m *r
 	}
 	mopts := s.cfg.Ingest.Options(l.Tenant)
 	mopts.Update = false
-	res, err := s.cfg.Map(rec, mopts)
+	m, refused, err = s.remapAs(ctx, l, rec, mopts, values)
+	if err != nil || refused != nil {
+		return nil, refused, err
+	}
+	if len(m.removed) > 0 {
+		// A new version of a record is stored in update mode, whose PHQ-9
+		// and C-SSRS Observations always carry their Flag (inactive when no
+		// longer positive): mapped as a first version, that stored Flag
+		// would look like a resource the mapping no longer makes.
+		mopts.Update = true
+		u, refused, err := s.remapAs(ctx, l, rec, mopts, values)
+		if err != nil || refused != nil {
+			return nil, refused, err
+		}
+		if asStored(m, u) {
+			return u, nil, nil
+		}
+	}
+	return m, nil, nil
+}
+
+// remapAs maps rec with opts and matches it with what is stored.
+func (s *Service) remapAs(ctx context.Context, l *store.Ledger, rec mapping.Record, opts mapping.Options, values bool) (*remapped, error, error) {
+	res, err := s.cfg.Map(rec, opts)
 	if err != nil {
 		return nil, err, nil
 	}
-	raws, err := p.Marshal(res)
+	raws, err := s.cfg.Ingest.Pipeline().Marshal(res)
 	if err != nil {
 		return nil, err, nil
 	}
-	m = &remapped{l: l, res: res, raws: raws}
+	m := &remapped{l: l, rec: rec, res: res, raws: raws}
 	if err := s.match(ctx, m, values, true); err != nil {
 		return nil, nil, err
 	}
 	return m, nil, nil
+}
+
+// asStored reports whether u, the record mapped in update mode, is how it
+// was stored rather than m, the record mapped as a first version: u
+// leaves fewer stored resources unmade, and every resource only update
+// mode makes is stored (a first version, stored without an inactive Flag,
+// is not given one).
+func asStored(m, u *remapped) bool {
+	if len(u.removed) >= len(m.removed) {
+		return false
+	}
+	first := map[string]bool{}
+	for _, e := range m.res.Entries {
+		first[e.ResourceType+"|"+e.IdentifierSystem+"|"+e.IdentifierValue] = true
+	}
+	for _, mt := range u.entries {
+		e := u.res.Entries[mt.i]
+		if !first[e.ResourceType+"|"+e.IdentifierSystem+"|"+e.IdentifierValue] && mt.stored == nil {
+			return false
+		}
+	}
+	return true
 }
 
 // match finds the stored resource of each mapped entry, rewrites the
@@ -294,56 +340,158 @@ func (s *Service) find(ctx context.Context, tenant, typ, key string) (*store.Res
 // only matched (a Patient another record of the person wrote: no
 // Provenance of this record lists it) is not the record's to compare: its
 // differences are dropped and it counts as unchanged.
+//
+// A record nested in a session and the same record sent on its own are
+// one record (docs/records.md, record identity): a resource whose current
+// version the other form of the record wrote (the record sent on its own
+// after the session that nests it, or a session nesting it after it was
+// sent on its own) was written by a later version of the same record,
+// not by another source. The replay of that later version compares it;
+// this older version's differences are dropped too.
 func (s *Service) guard(ctx context.Context, m *remapped) error {
 	src := recordSource(m.l)
 	sys := mapping.RecordSystem(s.cfg.IdentifierBase, src, mapping.Kind(m.l.Kind))
-	q, err := search.Parse("Provenance", url.Values{"entity:identifier": {sys + "|" + m.l.RecordID}, "_count": {"1000"}}, false)
-	if err != nil {
-		return nil // a record id no search can name: no guard
-	}
-	q.Tenant = m.l.Tenant
-	page, err := s.cfg.Store.Search(ctx, q)
+	self := sys + "|" + m.l.RecordID
+	provs, err := s.provenances(ctx, m.l.Tenant, sys, m.l.RecordID)
 	if err != nil {
 		return err
 	}
-	if len(page.Matches) == 0 {
-		return nil // the audit trail was off: nothing tells another writer apart
+	if len(provs) == 0 {
+		return nil // the audit trail was off (or the id names nothing a search can): nothing tells another writer apart
 	}
-	own := map[string]int64{}
-	for _, p := range page.Matches {
-		var prov struct {
-			Target []struct {
-				Reference string `json:"reference"`
-			} `json:"target"`
-		}
-		if err := json.Unmarshal(p.Body, &prov); err != nil {
-			continue
-		}
-		for _, t := range prov.Target {
-			ref, v, ok := strings.Cut(t.Reference, "/_history/")
-			n, err := strconv.ParseInt(v, 10, 64)
-			if ok && err == nil && n > own[ref] {
-				own[ref] = n
+	own := map[string]int64{}   // the versions this record wrote
+	other := map[string]int64{} // the versions the record's other form wrote
+	add := func(ps []written) {
+		for _, p := range ps {
+			into := other
+			if p.of == self {
+				into = own
 			}
+			for ref, v := range p.targets {
+				if v > into[ref] {
+					into[ref] = v
+				}
+			}
+		}
+	}
+	// A standalone record's search finds the Provenances of the sessions
+	// that nest it (they name their nested records); a session's nested
+	// records sent on their own are found by their own identifiers.
+	add(provs)
+	if sess, ok := m.rec.(*mapping.Session); ok {
+		searched := map[string]bool{}
+		for _, mt := range m.entries {
+			e := m.res.Entries[mt.i]
+			if mt.stored == nil || len(mt.changes) == 0 || e.Record == "" || searched[e.Record] {
+				continue
+			}
+			searched[e.Record] = true
+			kind, id := nestedAt(sess, e.Record)
+			if id == "" {
+				continue
+			}
+			ps, err := s.provenances(ctx, m.l.Tenant, mapping.RecordSystem(s.cfg.IdentifierBase, src, kind), id)
+			if err != nil {
+				return err
+			}
+			add(ps)
 		}
 	}
 	for _, mt := range m.entries {
 		if mt.stored == nil || len(mt.changes) == 0 {
 			continue
 		}
-		v, wrote := own[mt.stored.Type+"/"+mt.stored.ID]
+		ref := mt.stored.Type + "/" + mt.stored.ID
+		v, wrote := own[ref]
 		switch {
+		case wrote && v == mt.stored.Version:
+			// The record wrote what is stored: its differences stand.
+		case other[ref] == mt.stored.Version:
+			// A later version of the same record, in its other form, wrote
+			// what is stored: compared when that version is replayed.
+			mt.changes = nil
 		case !wrote && m.res.Entries[mt.i].IfNoneExist != "":
 			// A conditional create (the Patient) that matched what another
 			// record of the person (or a client) had written: the record
 			// never wrote it and never will (DECISIONS.md 7), so what it
 			// would make differently is not a difference of the record.
 			mt.changes = nil
-		case v != mt.stored.Version:
+		default:
 			mt.skipped = skippedOther
 		}
 	}
 	return nil
+}
+
+// written is what one Provenance says: the record it is of (its first
+// entity's identifier, "system|value") and the resource versions it
+// lists ("Type/id" to version).
+type written struct {
+	of      string
+	targets map[string]int64
+}
+
+// provenances returns the Provenances in tenant that name the record
+// system|value as an entity: those of the record itself and of the
+// sessions that nest it. None for an id no search can name.
+func (s *Service) provenances(ctx context.Context, tenant, system, value string) ([]written, error) {
+	q, err := search.Parse("Provenance", url.Values{"entity:identifier": {system + "|" + value}, "_count": {"1000"}}, false)
+	if err != nil {
+		return nil, nil
+	}
+	q.Tenant = tenant
+	page, err := s.cfg.Store.Search(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	var out []written
+	for _, p := range page.Matches {
+		var prov struct {
+			Target []struct {
+				Reference string `json:"reference"`
+			} `json:"target"`
+			Entity []struct {
+				What struct {
+					Identifier struct{ System, Value string } `json:"identifier"`
+				} `json:"what"`
+			} `json:"entity"`
+		}
+		if err := json.Unmarshal(p.Body, &prov); err != nil {
+			continue
+		}
+		w := written{targets: map[string]int64{}}
+		if len(prov.Entity) > 0 {
+			w.of = prov.Entity[0].What.Identifier.System + "|" + prov.Entity[0].What.Identifier.Value
+		}
+		for _, t := range prov.Target {
+			ref, v, ok := strings.Cut(t.Reference, "/_history/")
+			n, err := strconv.ParseInt(v, 10, 64)
+			if ok && err == nil && n > w.targets[ref] {
+				w.targets[ref] = n
+			}
+		}
+		out = append(out, w)
+	}
+	return out, nil
+}
+
+// nestedAt is the kind and record id of the record a session nests at
+// pointer ("/assessments/2", mapping.Entry.Record); "" for none.
+func nestedAt(sess *mapping.Session, pointer string) (mapping.Kind, string) {
+	member, i, ok := strings.Cut(strings.TrimPrefix(pointer, "/"), "/")
+	n, err := strconv.Atoi(i)
+	if !ok || err != nil || n < 0 {
+		return "", ""
+	}
+	switch {
+	case member == "vitals" && n < len(sess.Vitals):
+		return mapping.KindVitals, sess.Vitals[n].RecordID
+	case member == "assessments" && n < len(sess.Assessments):
+		return mapping.KindAssessment, sess.Assessments[n].RecordID
+	case member == "adverseEvents" && n < len(sess.AdverseEvents):
+		return mapping.KindAdverseEvent, sess.AdverseEvents[n].RecordID
+	}
+	return "", ""
 }
 
 // differs reports whether anything the mapping makes differs from what is

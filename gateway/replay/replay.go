@@ -15,7 +15,9 @@
 // The comparison is fair to what happened since: a stored resource that a
 // later write of another source (a client's update, another record of the
 // patient) changed is not the record's any more, and is reported and left
-// as it is. Each record is applied in a transaction of its own that checks
+// as it is; one that a later version of the same record wrote (a record
+// nested in a session sent on its own after it, or a later session nesting
+// it) is that version's to compare, and not reported. Each record is applied in a transaction of its own that checks
 // the versions it compared are still current, so a replay running beside
 // live ingest never overwrites what arrived meanwhile.
 package replay

@@ -79,11 +79,17 @@ func TestOperatorRetriesDeadLetter(t *testing.T) {
 	if s := text(t, ctx, "table.ehr-outcome"); strings.Contains(s, rejectText) || !strings.Contains(s, "business-rule") {
 		t.Errorf("the EHR's OperationOutcome, summarised: %q; want its code and not its text", s)
 	}
+	if s := text(t, ctx, "details.answer summary"); !strings.Contains(s, "summarised: 1 text or resource left out") {
+		t.Errorf("the summarised answer is labelled %q; want it to say it is summarised and what was left out", s)
+	}
 	run(t, ctx, "show the EHR's answers in full",
 		chromedp.Click(chromedp.CSS("#answers-full")),
 		chromedp.WaitVisible(`//a[contains(., "Show them summarised")]`))
 	if s := text(t, ctx, "table.ehr-outcome"); !strings.Contains(s, rejectText) {
 		t.Errorf("the EHR's OperationOutcome is not shown in full: %q", s)
+	}
+	if s := text(t, ctx, "details.answer summary"); !strings.Contains(s, "as received") {
+		t.Errorf("the answer in full is labelled %q; want \"as received\"", s)
 	}
 	run(t, ctx, "ask to retry",
 		chromedp.Click(`//a[contains(., "Retry this delivery")]`),

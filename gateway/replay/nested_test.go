@@ -1,0 +1,219 @@
+package replay_test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/replay"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+)
+
+// TestNestedRecordSentOnItsOwn: a record nested in a session and the same
+// record sent on its own are one record (docs/records.md, record
+// identity), and a replay compares each record at its latest version
+// (mapping.md §10). After the CADSS assessment the routine session nests
+// is sent on its own, the session's copy of it is an older version: the
+// session's replay does not compare it with what the later version wrote
+// (which is not "another source"), in either order of arrival, and an
+// apply of a changed mapping writes each resource from its latest version
+// only.
+func TestNestedRecordSentOnItsOwn(t *testing.T) {
+	session, err := os.ReadFile(filepath.Join("..", "..", "schemas", "examples", "session", "routine-ketamine-iv-session.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cadss, err := os.ReadFile(filepath.Join("..", "..", "schemas", "examples", "assessment", "cadss-post-infusion.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids struct{ Source struct{ RecordID string } }
+	_ = json.Unmarshal(session, &ids)
+	sessionID := ids.Source.RecordID
+	_ = json.Unmarshal(cadss, &ids)
+	cadssID := ids.Source.RecordID
+	if !strings.Contains(string(session), `"recordId": "`+cadssID+`"`) {
+		t.Fatalf("the session example does not nest %s", cadssID)
+	}
+	// The session again as a newer version (update mode: it writes the
+	// nested record's resources again).
+	session4 := strings.Replace(strings.Replace(string(session), `"version": "3"`, `"version": "4"`, 1),
+		`"lastUpdated": "2026-03-10T11:15:00-05:00"`, `"lastUpdated": "2026-03-10T12:15:00-05:00"`, 1)
+	if session4 == string(session) || !strings.Contains(session4, `"version": "4"`) {
+		t.Fatal("the session example's version or lastUpdated is not as this test expects")
+	}
+	bodies := map[string][]byte{"session": session, "assessment": cadss, "session 4": []byte(session4)}
+	kinds := map[string]string{"session": "session", "assessment": "assessment", "session 4": "session"}
+	for _, tc := range []struct {
+		name  string
+		order []string // what arrives, in order
+		// owner is the record whose version wrote the CADSS Observations
+		// last: the one whose replay compares (and corrects) them.
+		owner string
+	}{
+		// The record sent on its own after the session: a later version.
+		{"session first", []string{"session", "assessment"}, cadssID},
+		// The new session only matched what the record on its own had
+		// written (a conditional create): that record's resources.
+		{"assessment first", []string{"assessment", "session"}, cadssID},
+		// A newer session version rewrote them after the record on its own.
+		{"session again", []string{"session", "assessment", "session 4"}, sessionID},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			for _, name := range tc.order {
+				f.ingest(t, "", kinds[name], bodies[name])
+			}
+			var cadssObs []string // the CADSS Observations ("Observation/id")
+			for id, r := range f.versions(t, "", "Observation") {
+				if strings.Contains(string(r.Body), `"value":"`+cadssID) {
+					cadssObs = append(cadssObs, "Observation/"+id)
+				}
+			}
+			if len(cadssObs) == 0 {
+				t.Fatal("no CADSS Observation stored")
+			}
+			// onCADSS are a result's differences in the CADSS Observations.
+			onCADSS := func(r replay.RecordResult) (out []replay.ResourceDiff) {
+				for _, d := range r.Resources {
+					if slices.Contains(cadssObs, d.Resource) {
+						out = append(out, d)
+					}
+				}
+				return out
+			}
+
+			// The mapping unchanged: nothing to report of the CADSS
+			// Observations, whichever version wrote them.
+			sum, got := run(t, f.service(nil), replay.Options{Tenant: search.AllTenants})
+			for _, id := range []string{sessionID, cadssID} {
+				if d := onCADSS(got[id]); len(d) > 0 {
+					t.Errorf("%s (%s) reports %d CADSS Observations, the first %+v", id, got[id].Status, len(d), d[0])
+				}
+			}
+			if len(tc.order) == 2 && (sum.Records != 2 || sum.Unchanged != 2) {
+				t.Errorf("summary = %+v, want 2 records unchanged", sum)
+			}
+
+			// A mapping change in the CADSS Observations is the replay's
+			// of the version that wrote them last: one record changes them,
+			// the other reports nothing of them.
+			changed := alter(func(typ string, doc map[string]any) {
+				if typ != "Observation" {
+					return
+				}
+				for _, c := range codings(doc, "code") {
+					if m := c.(map[string]any); strings.HasPrefix(m["code"].(string), "cadss") {
+						m["display"] = "CADSS (test)"
+					}
+				}
+			})
+			other := sessionID
+			if tc.owner == sessionID {
+				other = cadssID
+			}
+			_, got = run(t, f.service(changed), replay.Options{Tenant: search.AllTenants})
+			if d := onCADSS(got[tc.owner]); len(d) != len(cadssObs) || d[0].Change != replay.OpChanged || d[0].Skipped != "" {
+				t.Errorf("the version that wrote them (%s): %d of %d CADSS Observations changed, want all: %+v", tc.owner, len(d), len(cadssObs), d)
+			}
+			if d := onCADSS(got[other]); len(d) > 0 {
+				t.Errorf("the other version (%s, %s) reports %d CADSS Observations, the first %+v", other, got[other].Status, len(d), d[0])
+			}
+			if len(tc.order) == 2 && got[other].Status != replay.StatusUnchanged {
+				t.Errorf("the other version (%s): %s, want unchanged", other, got[other].Status)
+			}
+
+			// Applied, the change is made once; nothing is left to change
+			// or report of them after (mapping.md §10, step 5).
+			run(t, f.service(changed), replay.Options{Tenant: search.AllTenants, Apply: true})
+			_, got = run(t, f.service(changed), replay.Options{Tenant: search.AllTenants})
+			for _, id := range []string{sessionID, cadssID} {
+				if d := onCADSS(got[id]); len(d) > 0 {
+					t.Errorf("after the apply, %s (%s) reports %d CADSS Observations, the first %+v", id, got[id].Status, len(d), d[0])
+				}
+			}
+		})
+	}
+}
+
+// TestNewVersionReplayed: a record's new version is stored in update mode,
+// whose PHQ-9 (and C-SSRS) Observations always carry their Flag (inactive
+// when no longer positive, mapping.md §6). The replay compares the latest
+// version as it was stored: the Flag is the mapping's, not a resource it no
+// longer makes (which reported the record diverged on every run), and a
+// first version, stored without that Flag, is not given one.
+func TestNewVersionReplayed(t *testing.T) {
+	session, err := os.ReadFile(filepath.Join("..", "..", "schemas", "examples", "session", "routine-ketamine-iv-session.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v4 := strings.Replace(strings.Replace(string(session), `"version": "3"`, `"version": "4"`, 1),
+		`"lastUpdated": "2026-03-10T11:15:00-05:00"`, `"lastUpdated": "2026-03-10T12:15:00-05:00"`, 1)
+	f := newFixture(t)
+	f.ingest(t, "", "session", session)
+	_, got := run(t, f.service(nil), replay.Options{Tenant: search.AllTenants})
+	for id, r := range got {
+		if r.Status != replay.StatusUnchanged {
+			t.Errorf("first version: %s: %s %+v, want unchanged", id, r.Status, r.Resources)
+		}
+	}
+	f.ingest(t, "", "session", []byte(v4))
+	if len(f.versions(t, "", "Flag")) == 0 {
+		t.Fatal("the new version stored no Flag: the example no longer shows the case")
+	}
+	sum, got := run(t, f.service(nil), replay.Options{Tenant: search.AllTenants})
+	if sum.Records != 1 || sum.Unchanged != 1 {
+		t.Errorf("new version: summary = %+v, want 1 record unchanged", sum)
+	}
+	for id, r := range got {
+		if r.Status != replay.StatusUnchanged || len(r.Resources) != 0 {
+			t.Errorf("new version: %s: %s %+v, want unchanged", id, r.Status, r.Resources)
+		}
+	}
+	// A mapping change applies to it as to any record, and leaves nothing
+	// to change after.
+	_, got = run(t, f.service(heartRateDisplay), replay.Options{Tenant: search.AllTenants, Apply: true})
+	changed := 0
+	for id, r := range got {
+		if r.Status != replay.StatusChanged || !r.Applied || r.Deliveries != 1 {
+			t.Errorf("new version, applied: %s: %s (%d corrections), want changed and applied, one correction", id, r.Status, r.Deliveries)
+		}
+		changed += len(r.Resources)
+	}
+	// The correction updates what changed; what it references goes as a
+	// conditional create, which changes nothing at the receiver.
+	items, err := f.st.Deliveries(context.Background(), store.DeliveryFilter{Limit: 1000})
+	if err != nil || len(items) == 0 {
+		t.Fatalf("Deliveries = %d, %v", len(items), err)
+	}
+	var correction struct {
+		Entry []struct {
+			Resource json.RawMessage
+			Request  struct{ Method, URL string }
+		}
+	}
+	if err := json.Unmarshal(items[0].Payload, &correction); err != nil {
+		t.Fatal(err)
+	}
+	puts := 0
+	for _, e := range correction.Entry {
+		if e.Request.Method == "PUT" {
+			puts++
+			if !strings.Contains(string(e.Resource), "8867-4") {
+				t.Errorf("the correction updates %s, which did not change", e.Request.URL)
+			}
+		}
+	}
+	if puts != changed || changed == 0 {
+		t.Errorf("the correction updates %d resources, want the %d changed", puts, changed)
+	}
+	sum, _ = run(t, f.service(heartRateDisplay), replay.Options{Tenant: search.AllTenants})
+	if sum.Unchanged != 1 {
+		t.Errorf("after the apply: summary = %+v, want 1 record unchanged", sum)
+	}
+}
