@@ -499,7 +499,11 @@ func TestDeliveryAnswerLabel(t *testing.T) {
 	if err := f.app.Store.Complete(ctx, &store.Attempt{ItemID: it.ID, At: time.Now(), HTTPStatus: 422, Outcome: []byte(answer)}, store.StatusDead, time.Time{}); err != nil {
 		t.Fatal(err)
 	}
-	path := "/console/deliveries/" + strconv.FormatInt(it.ID, 10)
+	ids, err := f.app.Operator.IDs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := "/console/deliveries/" + ids.Encode(it.ID)
 	for _, tc := range []struct {
 		name, query, want, not string
 		phi                    bool
