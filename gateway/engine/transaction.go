@@ -121,8 +121,14 @@ func (e *Engine) runTransaction(tx store.Tx, sc *auditlog.Scope, entries []*Entr
 		IDs:         ids,
 		Conditional: refs.resolve,
 		Local:       func(ref string) string { return search.LocalReference(lim.Base, ref) },
-		Unresolved: outcome.New(outcome.Invalid, "not-found", "reference-unresolved",
-			"a reference names a urn that is not the fullUrl of any entry of the Bundle"),
+	}
+	if len(entries) != 1 || !entries[0].rest {
+		// In a Bundle (or the application's entries) a urn: names an
+		// entry. A single create, update or patch has no entries: a urn
+		// in it is a reference like any other the gateway does not hold,
+		// kept as written (referential integrity is off).
+		rw.Unresolved = outcome.New(outcome.Invalid, "not-found", "reference-unresolved",
+			"a reference names a urn that is not the fullUrl of any entry of the Bundle")
 	}
 	for _, en := range entries {
 		if en.doc == nil {
@@ -490,10 +496,14 @@ func clientProvenance(tx store.Tx, en *Entry) error {
 func (e *Engine) mayChoose(en *Entry) bool { return !en.chosen || !en.client || e.updateCreate }
 
 // urnReference reports whether a document references a urn: (an entry of
-// the same Bundle).
+// the same Bundle). The references inside a Bundle resource are its own,
+// to its own entries (fhirwire.Rewriter leaves them), and do not count.
 func urnReference(node any) bool {
 	switch n := node.(type) {
 	case map[string]any:
+		if n["resourceType"] == "Bundle" {
+			return false
+		}
 		for k, v := range n {
 			if ref, ok := v.(string); ok && k == "reference" && strings.HasPrefix(ref, "urn:") {
 				return true

@@ -1,0 +1,159 @@
+package gateway_test
+
+import (
+	"strings"
+	"testing"
+)
+
+// docBundle is a FHIR document as it is written: a Bundle of type document
+// whose entries have urn:uuid fullUrls and reference each other by them
+// (the Composition's subject is the Patient entry).
+const docBundle = `{"resourceType":"Bundle","identifier":{"system":"urn:ietf:rfc:3986","value":"urn:uuid:0c3151bd-1cbf-4d64-b04d-cd9187a4c6e0"},` +
+	`"type":"document","timestamp":"2026-12-01T10:00:00Z","entry":[` +
+	`{"fullUrl":"urn:uuid:11111111-aaaa-4aaa-8aaa-111111111111","resource":{"resourceType":"Composition","status":"final",` +
+	`"type":{"coding":[{"system":"http://loinc.org","code":"60591-5"}]},"subject":{"reference":"urn:uuid:22222222-aaaa-4aaa-8aaa-222222222222"},` +
+	`"date":"2026-12-01T10:00:00Z","author":[{"display":"Dr X"}],"title":"Patient summary"}},` +
+	`{"fullUrl":"urn:uuid:22222222-aaaa-4aaa-8aaa-222222222222","resource":{"resourceType":"Patient","name":[{"family":"Docpatient"}]}}]}`
+
+// docSubject is the subject of the Composition of a stored document.
+func docSubject(t *testing.T, doc map[string]any) (subject, fullURL string) {
+	t.Helper()
+	entries, _ := doc["entry"].([]any)
+	if len(entries) != 2 {
+		t.Fatalf("stored Bundle has %d entries, want 2: %v", len(entries), doc)
+	}
+	first := entries[0].(map[string]any)
+	subject, _ = first["resource"].(map[string]any)["subject"].(map[string]any)["reference"].(string)
+	fullURL, _ = entries[1].(map[string]any)["fullUrl"].(string)
+	return subject, fullURL
+}
+
+// TestBundleResourceKeptAsWritten: a Bundle stored as a resource (a FHIR
+// document) keeps its entries' fullUrls and the urn:uuid references between
+// them as written, whatever interaction stores it: a create, an update, a
+// patch, and a transaction's or batch's entry (bundle.html#references: they
+// resolve against its own entries, not against the Bundle being processed),
+// also when the transaction has an entry of the same fullUrl.
+func TestBundleResourceKeptAsWritten(t *testing.T) {
+	h := fhirServer(t)
+	const patientURN = "urn:uuid:22222222-aaaa-4aaa-8aaa-222222222222"
+	withID := func(id string) string {
+		return strings.Replace(docBundle, `"resourceType":"Bundle",`, `"resourceType":"Bundle","id":"`+id+`",`, 1)
+	}
+	if rec := req(h, "PUT", "/fhir/Bundle/doc-patched", withID("doc-patched")); rec.Code != 201 {
+		t.Fatalf("PUT = %d %s", rec.Code, rec.Body)
+	}
+	outerPatient := `{"fullUrl":"` + patientURN + `","resource":{"resourceType":"Patient","name":[{"family":"Outer"}]},"request":{"method":"POST","url":"Patient"}}`
+	postDoc := `{"resource":` + docBundle + `,"request":{"method":"POST","url":"Bundle"}}`
+	for _, c := range []struct {
+		name                 string
+		method, target, body string
+		headers              []string
+		status               int
+		entry                int // the entry of a Bundle's response that stored the document; -1 for a REST write
+	}{
+		{"create", "POST", "/fhir/Bundle", docBundle, nil, 201, -1},
+		{"update", "PUT", "/fhir/Bundle/doc-put", withID("doc-put"), nil, 201, -1},
+		{"patch", "PATCH", "/fhir/Bundle/doc-patched", `[{"op":"replace","path":"/timestamp","value":"2026-12-03T10:00:00Z"}]`,
+			[]string{"Content-Type: application/json-patch+json"}, 200, -1},
+		{"transaction entry", "POST", "/fhir", txBundle(postDoc), nil, 200, 0},
+		{"transaction entry beside an entry of the same fullUrl", "POST", "/fhir", txBundle(outerPatient, postDoc), nil, 200, 1},
+		{"batch entry", "POST", "/fhir", strings.Replace(txBundle(postDoc), `"transaction"`, `"batch"`, 1), nil, 200, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			rec := req(h, c.method, c.target, c.body, c.headers...)
+			if rec.Code != c.status {
+				t.Fatalf("%s %s = %d %s", c.method, c.target, rec.Code, rec.Body)
+			}
+			loc := rec.Header().Get("Location")
+			if c.entry >= 0 {
+				resp := decode(t, rec)["entry"].([]any)[c.entry].(map[string]any)["response"].(map[string]any)
+				if resp["status"] != "201 Created" {
+					t.Fatalf("entry %d: %v", c.entry, resp)
+				}
+				loc, _ = resp["location"].(string)
+			}
+			parts := strings.Split(loc, "/")
+			i := strings.Index(loc, "Bundle/")
+			if i < 0 || len(parts) < 2 {
+				t.Fatalf("location %q names no Bundle", loc)
+			}
+			id := strings.Split(loc[i:], "/")[1]
+			subject, full := docSubject(t, decode(t, req(h, "GET", "/fhir/Bundle/"+id, "")))
+			if subject != patientURN || full != patientURN {
+				t.Errorf("stored document: Composition.subject %q, Patient fullUrl %q; want both %q", subject, full, patientURN)
+			}
+		})
+	}
+}
+
+// TestSingleWriteURNReference: a urn: reference in a single create,
+// update or patch (no Bundle, so no entry it could name) is kept as
+// written by each of them alike, as any reference to a resource the
+// gateway does not hold; in a transaction it must name an entry.
+func TestSingleWriteURNReference(t *testing.T) {
+	h := fhirServer(t)
+	const urn = "urn:uuid:33333333-aaaa-4aaa-8aaa-333333333333"
+	obs := func(id string) string {
+		s := `{"resourceType":"Observation",`
+		if id != "" {
+			s += `"id":"` + id + `",`
+		}
+		return s + `"status":"final","code":{"text":"x"},"subject":{"reference":"` + urn + `"}}`
+	}
+	rec := req(h, "POST", "/fhir/Observation", `{"resourceType":"Observation","status":"final","code":{"text":"x"}}`)
+	if rec.Code != 201 {
+		t.Fatalf("create = %d %s", rec.Code, rec.Body)
+	}
+	patched := decode(t, rec)["id"].(string)
+	for _, c := range []struct {
+		name                 string
+		method, target, body string
+		headers              []string
+		status               int
+	}{
+		{"create", "POST", "/fhir/Observation", obs(""), nil, 201},
+		{"conditional create", "POST", "/fhir/Observation", obs(""), []string{"If-None-Exist: _id=urn-create"}, 201},
+		{"update", "PUT", "/fhir/Observation/urn-put", obs("urn-put"), nil, 201},
+		{"conditional update", "PUT", "/fhir/Observation?_id=urn-cond", obs("urn-cond"), nil, 201},
+		{"patch", "PATCH", "/fhir/Observation/" + patched, `[{"op":"add","path":"/subject","value":{"reference":"` + urn + `"}}]`,
+			[]string{"Content-Type: application/json-patch+json"}, 200},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			rec := req(h, c.method, c.target, c.body, c.headers...)
+			if rec.Code != c.status {
+				t.Fatalf("%s %s = %d %s", c.method, c.target, rec.Code, rec.Body)
+			}
+			got := decode(t, rec)["subject"].(map[string]any)["reference"]
+			if got != urn {
+				t.Errorf("stored subject = %v, want %v as written", got, urn)
+			}
+		})
+	}
+	// In a transaction the urn names no entry: 400.
+	assertOutcome(t, req(h, "POST", "/fhir", txBundle(`{"resource":`+obs("")+`,"request":{"method":"POST","url":"Observation"}}`)),
+		400, "reference-unresolved", "")
+}
+
+// TestUpdateOwnBaseReference: an update makes a reference on the
+// gateway's own base relative, as a create and a patch do, so that the
+// same body is stored the same way whichever interaction writes it.
+func TestUpdateOwnBaseReference(t *testing.T) {
+	h := fhirServer(t)
+	body := `{"resourceType":"Observation","id":"own-base","status":"final","code":{"text":"x"},` +
+		`"subject":{"reference":"http://example.com/fhir/Patient/p1"}}`
+	for _, c := range []struct{ name, method, target, body string }{
+		{"create", "POST", "/fhir/Observation", body},
+		{"update", "PUT", "/fhir/Observation/own-base", body},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			rec := req(h, c.method, c.target, c.body)
+			if rec.Code != 201 {
+				t.Fatalf("%s = %d %s", c.method, rec.Code, rec.Body)
+			}
+			if got := decode(t, rec)["subject"].(map[string]any)["reference"]; got != "Patient/p1" {
+				t.Errorf("subject = %v, want Patient/p1", got)
+			}
+		})
+	}
+}
