@@ -1,6 +1,8 @@
 package gateway_test
 
 import (
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -153,6 +155,107 @@ func TestUpdateOwnBaseReference(t *testing.T) {
 			}
 			if got := decode(t, rec)["subject"].(map[string]any)["reference"]; got != "Patient/p1" {
 				t.Errorf("subject = %v, want Patient/p1", got)
+			}
+		})
+	}
+}
+
+// TestPlaceholderCriteria: a transaction entry's conditional criteria
+// (ifNoneExist, a conditional update's or patch's url) may name the fullUrl
+// of an entry processed before it; they search for the id that entry was
+// given, as its resource's references are rewritten (http.html#trules), so
+// the same Bundle sent again matches what the first one made. Criteria
+// naming an entry processed later are 400 criteria-placeholder-later at
+// the entry; an identifier (a token) equal to a fullUrl is data and stays.
+func TestPlaceholderCriteria(t *testing.T) {
+	h := fhirServer(t)
+	const pURN = "urn:uuid:eeeeeeee-1111-4111-8111-111111111111"
+	patient := func(mrn string) string {
+		return `{"fullUrl":"` + pURN + `","resource":{"resourceType":"Patient","identifier":[{"system":"urn:p6","value":"` + mrn +
+			`"}]},"request":{"method":"POST","url":"Patient","ifNoneExist":"identifier=urn:p6|` + mrn + `"}}`
+	}
+	obs := func(code, request string) string {
+		return `{"fullUrl":"urn:uuid:eeeeeeee-2222-4111-8111-` + fmt.Sprintf("%012d", len(code)) + `","resource":{"resourceType":"Observation","status":"final",` +
+			`"code":{"coding":[{"system":"urn:p6","code":"` + code + `"}]},"subject":{"reference":"` + pURN + `"}},"request":` + request + `}`
+	}
+	createObs := func(code string) string {
+		return obs(code, `{"method":"POST","url":"Observation","ifNoneExist":"patient=`+pURN+`&code=urn:p6|`+code+`"}`)
+	}
+	updateObs := func(code string) string {
+		return obs(code, `{"method":"PUT","url":"Observation?subject=`+pURN+`&code=urn:p6|`+code+`"}`)
+	}
+	selfIdent := `{"fullUrl":"urn:uuid:eeeeeeee-3333-4111-8111-111111111111","resource":{"resourceType":"Patient","identifier":[{"system":"urn:ietf:rfc:3986",` +
+		`"value":"urn:uuid:eeeeeeee-3333-4111-8111-111111111111"}]},"request":{"method":"POST","url":"Patient",` +
+		`"ifNoneExist":"identifier=urn:ietf:rfc:3986|urn:uuid:eeeeeeee-3333-4111-8111-111111111111"}}`
+	patchObs := jsonPatchEntry("Observation?patient="+pURN+"&code=urn:p6|uc1", `[{"op":"add","path":"/valueString","value":"patched"}]`)
+	putPatient := `{"fullUrl":"urn:uuid:eeeeeeee-4444-4111-8111-111111111111","resource":{"resourceType":"Patient","id":"later-p"},"request":{"method":"PUT","url":"Patient/later-p"}}`
+	laterObs := `{"resource":{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"urn:uuid:eeeeeeee-4444-4111-8111-111111111111"}},` +
+		`"request":{"method":"POST","url":"Observation","ifNoneExist":"patient=urn:uuid:eeeeeeee-4444-4111-8111-111111111111"}}`
+
+	count := func(query string) float64 {
+		return decode(t, req(h, "GET", "/fhir/"+query+"&_summary=count", ""))["total"].(float64)
+	}
+	for _, c := range []struct {
+		name    string
+		entries []string
+		want    []string // each entry's status
+	}{
+		{"conditional creates of a Patient and its Observation", []string{patient("URNCOND"), createObs("uc1")}, []string{"201 Created", "201 Created"}},
+		{"the same again matches both", []string{patient("URNCOND"), createObs("uc1")}, []string{"200 OK", "200 OK"}},
+		{"conditional update naming the Patient", []string{updateObs("uc22"), patient("URNCOND")}, []string{"201 Created", "200 OK"}},
+		{"the same update again", []string{updateObs("uc22"), patient("URNCOND")}, []string{"200 OK", "200 OK"}},
+		{"conditional update naming a new Patient", []string{patient("URNNEW"), updateObs("uc22")}, []string{"201 Created", "201 Created"}},
+		{"conditional patch naming the Patient", []string{patchObs, patient("URNCOND")}, []string{"200 OK", "200 OK"}},
+		{"an identifier equal to the fullUrl is not rewritten", []string{selfIdent}, []string{"201 Created"}},
+		{"the same identifier again", []string{selfIdent}, []string{"200 OK"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			rec := req(h, "POST", "/fhir", txBundle(c.entries...))
+			if rec.Code != 200 {
+				t.Fatalf("transaction = %d %s", rec.Code, rec.Body)
+			}
+			var got []string
+			for _, e := range decode(t, rec)["entry"].([]any) {
+				got = append(got, e.(map[string]any)["response"].(map[string]any)["status"].(string))
+			}
+			if !slices.Equal(got, c.want) {
+				t.Errorf("statuses = %q, want %q", got, c.want)
+			}
+		})
+	}
+	for query, want := range map[string]float64{
+		"Patient?identifier=urn:p6|URNCOND": 1,
+		"Observation?code=urn:p6|uc1":       1,
+		"Observation?code=urn:p6|uc22":      2, // one per Patient
+	} {
+		if got := count(query); got != want {
+			t.Errorf("%s: %v resources, want %v", query, got, want)
+		}
+	}
+	if got := count("Patient?identifier=urn:ietf:rfc:3986|urn:uuid:eeeeeeee-3333-4111-8111-111111111111"); got != 1 {
+		t.Errorf("Patients with the identifier: %v, want 1", got)
+	}
+
+	if obs := decode(t, req(h, "GET", "/fhir/Observation?code=urn:p6|uc1", ""))["entry"].([]any)[0].(map[string]any)["resource"].(map[string]any); obs["valueString"] != "patched" {
+		t.Errorf("the conditional patch did not patch the Observation: %v", obs)
+	}
+
+	// Criteria naming an entry processed later (a PUT runs after the
+	// POSTs; a POST after the POSTs before it in the Bundle): its id is
+	// not decided when they are searched.
+	for _, c := range []struct {
+		name    string
+		entries []string
+		at      string
+	}{
+		{"a PUT's", []string{putPatient, laterObs}, "Bundle.entry[1].request.ifNoneExist"},
+		{"a POST later in the Bundle", []string{createObs("uc1"), patient("URNCOND")}, "Bundle.entry[0].request.ifNoneExist"},
+	} {
+		t.Run("naming "+c.name, func(t *testing.T) {
+			rec := req(h, "POST", "/fhir", txBundle(c.entries...))
+			assertOutcome(t, rec, 400, "criteria-placeholder-later", "")
+			if !strings.Contains(rec.Body.String(), c.at) {
+				t.Errorf("the outcome does not name %s: %s", c.at, rec.Body)
 			}
 		})
 	}

@@ -202,10 +202,15 @@ func describeMediaType(ct string) string {
 
 // resolvePatchTarget finds the one resource a conditional PATCH's criteria
 // select.
-func (e *Engine) resolvePatchTarget(tx store.Tx, lim search.Limits, en *Entry) error {
+// Criteria naming the fullUrl of an entry processed before it search for
+// the id that entry was given (substitutePlaceholders: ids, full).
+func (e *Engine) resolvePatchTarget(tx store.Tx, lim search.Limits, en *Entry, ids map[string]string, full map[string]bool) error {
 	q, err := lim.ParseConditional(en.typ, en.query)
 	if err != nil {
 		return searchError(err)
+	}
+	if err := substitutePlaceholders(q, ids, full, "request.url"); err != nil {
+		return err
 	}
 	page, err := tx.Search(q)
 	if err != nil {
