@@ -260,3 +260,84 @@ func TestPlaceholderCriteria(t *testing.T) {
 		})
 	}
 }
+
+// TestConditionalCreatesOneResource: a resource a transaction's
+// conditional create or update makes must be the only one the transaction
+// leaves that its criteria select, else every later request with them
+// finds several. Two conditional creates of different criteria selecting
+// each other's new resource, or a plain POST, a PUT or a patch writing a
+// resource the criteria select, fail the transaction with 412
+// conditional-create-duplicate naming both entries, and nothing is
+// written; the same criteria twice make one resource.
+func TestConditionalCreatesOneResource(t *testing.T) {
+	h := fhirServer(t)
+	rec := req(h, "PUT", "/fhir/Patient/dup-stored", `{"resourceType":"Patient","id":"dup-stored"}`)
+	if rec.Code != 201 {
+		t.Fatalf("create = %d %s", rec.Code, rec.Body)
+	}
+	ident := func(values ...string) string {
+		var ids []string
+		for i, v := range values {
+			ids = append(ids, fmt.Sprintf(`{"system":"http://probe.example/mrn%d","value":"%s"}`, i+1, v))
+		}
+		return `"identifier":[` + strings.Join(ids, ",") + `]`
+	}
+	patient := func(fields string) string { return `{"resourceType":"Patient",` + fields + `}` }
+	post := func(res, ifNoneExist string) string {
+		e := `{"resource":` + res + `,"request":{"method":"POST","url":"Patient"`
+		if ifNoneExist != "" {
+			e += `,"ifNoneExist":"` + ifNoneExist + `"`
+		}
+		return e + `}}`
+	}
+	put := func(url, res string) string {
+		return `{"resource":` + res + `,"request":{"method":"PUT","url":"` + url + `"}}`
+	}
+	for _, c := range []struct {
+		name    string
+		entries []string
+		fail    bool
+	}{
+		{"two criteria selecting each other's new Patient",
+			[]string{post(patient(ident("TWO1", "TWO2")), "identifier=http://probe.example/mrn1|TWO1"),
+				post(patient(ident("TWO1", "TWO2")), "identifier=http://probe.example/mrn2|TWO2")}, true},
+		{"a plain POST the criteria select",
+			[]string{post(patient(ident("DUP3")), ""), post(patient(ident("DUP3")), "identifier=http://probe.example/mrn1|DUP3")}, true},
+		{"a conditional update selecting a conditional create's Patient",
+			[]string{post(patient(ident("DUP4", "DUP4B")), "identifier=http://probe.example/mrn1|DUP4"),
+				put("Patient?identifier=http://probe.example/mrn2|DUP4B", patient(ident("DUP4", "DUP4B")))}, true},
+		{"a PUT making a stored Patient one the criteria select",
+			[]string{post(patient(ident("DUP5")), "identifier=http://probe.example/mrn1|DUP5"),
+				put("Patient/dup-stored", `{"resourceType":"Patient","id":"dup-stored",`+ident("DUP5")+`}`)}, true},
+		{"date criteria, found out by a search after the writes",
+			[]string{post(patient(`"birthDate":"1931-01-01"`), "birthdate=1931-01-01"), post(patient(`"birthDate":"1931-01-01"`), "")}, true},
+		{"the same criteria twice make one Patient",
+			[]string{post(patient(ident("ONE6")), "identifier=http://probe.example/mrn1|ONE6"),
+				post(patient(ident("ONE6")), "identifier=http://probe.example/mrn1|ONE6")}, false},
+		{"criteria selecting only their own Patient",
+			[]string{post(patient(ident("OWN7")), "identifier=http://probe.example/mrn1|OWN7"),
+				post(patient(ident("OWN8")), "identifier=http://probe.example/mrn1|OWN8"), post(patient(ident("OWN9")), "")}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			before := decode(t, req(h, "GET", "/fhir/Patient/_history?_count=0", ""))["total"]
+			rec := req(h, "POST", "/fhir", txBundle(c.entries...))
+			if !c.fail {
+				if rec.Code != 200 {
+					t.Fatalf("transaction = %d %s", rec.Code, rec.Body)
+				}
+				return
+			}
+			assertOutcome(t, rec, 412, "conditional-create-duplicate", "")
+			body := rec.Body.String()
+			if !strings.Contains(body, `"Bundle.entry[1].request"`) || !strings.Contains(body, "Bundle.entry[0]") {
+				t.Errorf("the outcome does not name both entries: %s", body)
+			}
+			if after := decode(t, req(h, "GET", "/fhir/Patient/_history?_count=0", ""))["total"]; after != before {
+				t.Errorf("the failed transaction wrote: %v versions before, %v after", before, after)
+			}
+		})
+	}
+	if n := decode(t, req(h, "GET", "/fhir/Patient?identifier=http://probe.example/mrn1|ONE6&_summary=count", ""))["total"]; n != 1.0 {
+		t.Errorf("the same criteria twice stored %v Patients, want 1", n)
+	}
+}

@@ -183,6 +183,12 @@ func (e *Engine) runTransaction(tx store.Tx, sc *auditlog.Scope, entries []*Entr
 			return fail(en, err)
 		}
 	}
+	// ... and the only one it leaves that they select.
+	if len(entries) > 1 {
+		if err := soleMatches(tx, entries); err != nil {
+			return err
+		}
+	}
 
 	// 5. The conditional references whose match depended on what the
 	// transaction wrote find exactly the resource they were resolved to.
