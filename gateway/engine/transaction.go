@@ -69,8 +69,8 @@ func (e *Engine) runTransaction(tx store.Tx, sc *auditlog.Scope, entries []*Entr
 	fail := func(en *Entry, err error) error { return &outcome.EntryError{Index: en.index, Err: err} }
 
 	// 1. Decide every entry's target, in the order the entries are
-	// processed (DELETE, POST, PUT, PATCH, GET; Bundle order within a
-	// method), so that criteria naming the fullUrl of an entry processed
+	// processed (DELETE, POST, PUT and PATCH, GET; Bundle order within
+	// each), so that criteria naming the fullUrl of an entry processed
 	// before find the id it was given (placeholders). A run after a
 	// failed one (the store runs a transaction again after a conflict, or
 	// after another write of its batch failed) starts from the documents
@@ -386,9 +386,9 @@ func substitutePlaceholders(q *search.Query, ids map[string]string, full map[str
 		if !ok {
 			return outcome.New(outcome.Invalid, "invalid", "criteria-placeholder-later",
 				"the criteria name the fullUrl of an entry processed after this one (or of this entry), whose id "+
-					"is not decided when they are searched; entries are processed DELETE, POST, PUT, PATCH, and in "+
-					"Bundle order within a method: put this entry after the one it names, name a PUT's resource by "+
-					"its Type/id, or send the two in separate transactions").At(expr)
+					"is not decided when they are searched; entries are processed DELETEs first, then POSTs, then PUTs "+
+					"and PATCHes, each in Bundle order: put this entry after the one it names, name a PUT's resource "+
+					"by its Type/id, or send the two in separate transactions").At(expr)
 		}
 		if c.Type == search.TypeURI {
 			v.Str = to
