@@ -278,15 +278,18 @@ type lookup struct {
 	placeholders bool
 }
 
-// lookUp parses the conditional criteria of entries and searches them in
-// one call, skipping criteria an earlier entry has (store.Tx.SearchEach:
-// one round trip to PostgreSQL for all of them, where a search each took
-// one each, 56 for a session record). It returns the lookup of each entry
-// with criteria, by the index of entries (nil for the others). Nothing is
-// written before the targets are decided, so each search finds what it
-// would have found in its turn. An entry whose criteria are invalid holds the error, and the
-// entries after it are not searched (they are never reached); so does the
-// first entry whose criteria the store did not answer.
+// lookUp parses the conditional criteria of entries (in the order their
+// targets are decided) and searches them in one call, skipping criteria an
+// earlier entry has (store.Tx.SearchEach: one round trip to PostgreSQL for
+// all of them, where a search each took one each, 56 for a session
+// record). Criteria naming a fullUrl of full are parsed but left to
+// searchPlaceholders, as they need the ids of entries decided before
+// theirs. It returns the lookup of each entry with criteria, by the index
+// of entries (nil for the others). Nothing is written before the targets
+// are decided, so each search finds what it would have found in its turn.
+// An entry whose criteria are invalid holds the error, and the entries
+// after it are not searched (they are never reached); so does the first
+// entry whose criteria the store did not answer.
 func (e *Engine) lookUp(tx store.Tx, lim search.Limits, entries []*Entry, full map[string]bool) []*lookup {
 	looks := make([]*lookup, len(entries))
 	var qs []*search.Query
