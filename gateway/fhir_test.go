@@ -773,7 +773,8 @@ func TestConditionalMultipleMatches(t *testing.T) {
 // transaction are looked up together (store.Tx.SearchEach), and each is
 // decided as if searched in its turn: a match, a create, the same criteria
 // twice deciding one resource, and, when several entries fail, the error
-// of the first of them in the Bundle.
+// of the first of them in the order entries are processed (Bundle order
+// among POSTs).
 func TestTransactionConditionalLookups(t *testing.T) {
 	h := fhirServer(t)
 	patient := func(mrn string) string { return strings.Replace(patientJSON, `"M1"`, `"`+mrn+`"`, 1) }

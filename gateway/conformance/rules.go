@@ -66,6 +66,8 @@ func GatewayRules() []Rule {
 		{"reference-unresolved", "A reference names a resource that is neither in the Bundle nor stored."},
 		{"conditional-criteria-missing", "A conditional interaction needs criteria."},
 		{"conditional-criteria-unmatched", "The resource does not match its own conditional criteria, so they would never find it again."},
+		{"conditional-create-duplicate", "A resource a transaction's conditional create or update makes is not the only one the transaction leaves that its criteria select."},
+		{"criteria-placeholder-later", "A transaction entry's conditional criteria name the fullUrl of an entry processed after it, whose id is not decided yet."},
 		{"conditional-id-ambiguous", "Conditional criteria match more than one resource."},
 		{"conditional-id-taken", "The id a conditional update would create is taken by another resource."},
 		{"conditional-multiple-matches", "A conditional reference's criteria match more than one resource."},

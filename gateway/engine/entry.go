@@ -48,6 +48,10 @@ type Entry struct {
 	// write): the ids it chooses are subject to Config.UpdateCreate. The
 	// application's own entries (NewEntry) are not.
 	client bool
+	// rest is set for a REST interaction's write (a create, update or
+	// patch of one resource), which no Bundle holds: a urn: reference in
+	// it names no entry and is kept as written.
+	rest bool
 
 	// Resolved inside the transaction.
 	matched  *store.Resource // POST ifNoneExist / PUT criteria matched this

@@ -100,7 +100,7 @@ func (e *Engine) Patch(ctx context.Context, sc *auditlog.Scope, typ, id string, 
 	if err := e.checkInstance(typ, id); err != nil {
 		return nil, err
 	}
-	return e.patch(ctx, sc, &Entry{method: "PATCH", typ: typ, id: id, client: true}, format, body, pre)
+	return e.patch(ctx, sc, &Entry{method: "PATCH", typ: typ, id: id, client: true, rest: true}, format, body, pre)
 }
 
 // ConditionalPatch patches the one resource of typ that query selects:
@@ -122,7 +122,7 @@ func (e *Engine) ConditionalPatch(ctx context.Context, sc *auditlog.Scope, typ, 
 	if err := e.allowCriteria(sc, typ, query, false); err != nil {
 		return nil, err
 	}
-	return e.patch(ctx, sc, &Entry{method: "PATCH", typ: typ, query: query, client: true}, format, body, pre)
+	return e.patch(ctx, sc, &Entry{method: "PATCH", typ: typ, query: query, client: true, rest: true}, format, body, pre)
 }
 
 // patch runs a PATCH entry, with the preconditions pre, as a one-entry
@@ -202,10 +202,15 @@ func describeMediaType(ct string) string {
 
 // resolvePatchTarget finds the one resource a conditional PATCH's criteria
 // select.
-func (e *Engine) resolvePatchTarget(tx store.Tx, lim search.Limits, en *Entry) error {
+// Criteria naming the fullUrl of an entry processed before it search for
+// the id that entry was given (substitutePlaceholders: ids, full).
+func (e *Engine) resolvePatchTarget(tx store.Tx, lim search.Limits, en *Entry, ids map[string]string, full map[string]bool) error {
 	q, err := lim.ParseConditional(en.typ, en.query)
 	if err != nil {
 		return searchError(err)
+	}
+	if err := substitutePlaceholders(q, ids, full, "request.url"); err != nil {
+		return err
 	}
 	page, err := tx.Search(q)
 	if err != nil {

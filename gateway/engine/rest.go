@@ -195,7 +195,7 @@ func (e *Engine) writeOne(ctx context.Context, sc *auditlog.Scope, typ, interact
 	return res, err
 }
 
-// writeEntry runs a single create or conditional update through the
+// writeEntry runs a single create, update or conditional update through the
 // transaction engine as a one-entry transaction, so a single request and a
 // Bundle entry follow exactly the same rules (conditional matching, the
 // exactly-once key, reference handling).
@@ -235,7 +235,7 @@ func (e *Engine) Create(ctx context.Context, sc *auditlog.Scope, typ string, bod
 	if err != nil {
 		return nil, err
 	}
-	res, err := e.writeEntry(ctx, sc, &Entry{method: "POST", typ: typ, doc: doc, ifNoneExist: ifNoneExist, client: true}, "create")
+	res, err := e.writeEntry(ctx, sc, &Entry{method: "POST", typ: typ, doc: doc, ifNoneExist: ifNoneExist, client: true, rest: true}, "create")
 	if err == nil && !res.Created && !e.Visible(sc, res.Resource) {
 		res.Withheld = true // an existing resource matched, which the caller may not read
 	}
@@ -267,14 +267,10 @@ func (e *Engine) Update(ctx context.Context, sc *auditlog.Scope, typ, id string,
 	if bid, _ := doc["id"].(string); bid != id {
 		return nil, outcome.New(outcome.Invalid, "invalid", "id-mismatch", "the resource id must equal the id in the URL")
 	}
-	return e.writeOne(ctx, sc, typ, "update", func(tx *Tx) (*Result, error) {
-		if typ == "Provenance" {
-			if err := provenanceWrite(tx.st, id, doc); err != nil {
-				return nil, err
-			}
-		}
-		return e.update(tx.st, typ, id, doc, cond, tx.now, e.updateCreate, "PUT")
-	})
+	// Through the transaction engine, as a create and a patch are: the
+	// same references are rewritten (conditional ones resolved, those on
+	// the own base made relative) and the same kept as written.
+	return e.writeEntry(ctx, sc, &Entry{method: "PUT", typ: typ, id: id, doc: doc, pre: cond, client: true, rest: true}, "update")
 }
 
 // ConditionalUpdate updates the one resource of typ that query selects, or
@@ -301,7 +297,7 @@ func (e *Engine) ConditionalUpdate(ctx context.Context, sc *auditlog.Scope, typ,
 	if err != nil {
 		return nil, err
 	}
-	return e.writeEntry(ctx, sc, &Entry{method: "PUT", typ: typ, query: query, doc: doc, pre: cond, client: true}, "conditional-update")
+	return e.writeEntry(ctx, sc, &Entry{method: "PUT", typ: typ, query: query, doc: doc, pre: cond, client: true, rest: true}, "conditional-update")
 }
 
 // Delete deletes typ/id (http.html#delete); deleting what does not exist

@@ -68,26 +68,40 @@ func (e *Engine) runTransaction(tx store.Tx, sc *auditlog.Scope, entries []*Entr
 	claimed := map[string]string{} // conditional key -> Type/id decided in this transaction
 	fail := func(en *Entry, err error) error { return &outcome.EntryError{Index: en.index, Err: err} }
 
-	// 1. Decide every entry's target. A run after a failed one (the store
-	// runs a transaction again after a conflict, or after another write
-	// of its batch failed) starts from the documents as they came: the
-	// references the earlier run rewrote are put back, since this run may
-	// decide other ids.
+	// 1. Decide every entry's target, in the order the entries are
+	// processed (DELETE, POST, PUT and PATCH, GET; Bundle order within
+	// each), so that criteria naming the fullUrl of an entry processed
+	// before find the id it was given (placeholders). A run after a
+	// failed one (the store runs a transaction again after a conflict, or
+	// after another write of its batch failed) starts from the documents
+	// as they came: the references the earlier run rewrote are put back,
+	// since this run may decide other ids.
+	full := map[string]bool{} // the fullUrls that name an entry's resource
 	for _, en := range entries {
 		en.rewrites.Restore()
+		if en.fullURL != "" && en.doc != nil {
+			full[en.fullURL] = true
+		}
 	}
-	looks := e.lookUp(tx, lim, entries)
-	for i, en := range entries {
+	order := append([]*Entry(nil), entries...)
+	sort.SliceStable(order, func(i, j int) bool {
+		return fhirwire.MethodRank(order[i].method) < fhirwire.MethodRank(order[j].method)
+	})
+	looks := e.lookUp(tx, lim, order, full)
+	for i, en := range order {
 		en.matched, en.key, en.criteria, en.res, en.again = nil, "", nil, nil, false
 		en.params, en.searched, en.hist = nil, nil, nil
 		en.chosen, en.pinned = en.method == "PUT" && en.query == "", false // PUT Type/id: the client's id
-		if looks[i] != nil {
-			if err := resolveCriteria(en, looks[i], claimed); err != nil {
+		if l := looks[i]; l != nil {
+			if l.placeholders && l.err == nil {
+				l.err = searchPlaceholders(tx, en, l, ids, full, claimed)
+			}
+			if err := resolveCriteria(en, l, claimed); err != nil {
 				return fail(en, err)
 			}
 		}
 		if en.method == "PATCH" && en.query != "" {
-			if err := e.resolvePatchTarget(tx, lim, en); err != nil {
+			if err := e.resolvePatchTarget(tx, lim, en, ids, full); err != nil {
 				return fail(en, err)
 			}
 		}
@@ -121,8 +135,14 @@ func (e *Engine) runTransaction(tx store.Tx, sc *auditlog.Scope, entries []*Entr
 		IDs:         ids,
 		Conditional: refs.resolve,
 		Local:       func(ref string) string { return search.LocalReference(lim.Base, ref) },
-		Unresolved: outcome.New(outcome.Invalid, "not-found", "reference-unresolved",
-			"a reference names a urn that is not the fullUrl of any entry of the Bundle"),
+	}
+	if len(entries) != 1 || !entries[0].rest {
+		// In a Bundle (or the application's entries) a urn: names an
+		// entry. A single create, update or patch has no entries: a urn
+		// in it is a reference like any other the gateway does not hold,
+		// kept as written (referential integrity is off).
+		rw.Unresolved = outcome.New(outcome.Invalid, "not-found", "reference-unresolved",
+			"a reference names a urn that is not the fullUrl of any entry of the Bundle")
 	}
 	for _, en := range entries {
 		if en.doc == nil {
@@ -140,10 +160,6 @@ func (e *Engine) runTransaction(tx store.Tx, sc *auditlog.Scope, entries []*Entr
 	// order (where the store writes ahead, as they come); ties keep Bundle
 	// order.
 	defer render(entries, now, store.TxWritesAhead(tx))()
-	order := append([]*Entry(nil), entries...)
-	sort.SliceStable(order, func(i, j int) bool {
-		return fhirwire.MethodRank(order[i].method) < fhirwire.MethodRank(order[j].method)
-	})
 	shown := 0
 	for _, en := range order {
 		refs.cur = en // a patch's references are rewritten as it runs
@@ -165,6 +181,12 @@ func (e *Engine) runTransaction(tx store.Tx, sc *auditlog.Scope, entries []*Entr
 		}
 		if err := matchesCriteria(tx, en); err != nil {
 			return fail(en, err)
+		}
+	}
+	// ... and the only one it leaves that they select.
+	if len(entries) > 1 {
+		if err := soleMatches(tx, entries); err != nil {
+			return err
 		}
 	}
 
@@ -250,18 +272,25 @@ type lookup struct {
 	key    string      // the criteria's conditional key
 	page   *store.Page // the matches; nil when an earlier entry has the same key
 	err    error       // the criteria are invalid, or their search failed
+	// placeholders is set for criteria that name the fullUrl of an
+	// entry (a reference or uri value): they are searched once the ids
+	// are decided (searchPlaceholders), not with the others.
+	placeholders bool
 }
 
-// lookUp parses the conditional criteria of entries and searches them in
-// one call, skipping criteria an earlier entry has (store.Tx.SearchEach:
-// one round trip to PostgreSQL for all of them, where a search each took
-// one each, 56 for a session record). It returns the lookup of each entry
-// with criteria, by the index of entries (nil for the others). Nothing is
-// written before the targets are decided, so each search finds what it
-// would have found in its turn. An entry whose criteria are invalid holds the error, and the
-// entries after it are not searched (they are never reached); so does the
-// first entry whose criteria the store did not answer.
-func (e *Engine) lookUp(tx store.Tx, lim search.Limits, entries []*Entry) []*lookup {
+// lookUp parses the conditional criteria of entries (in the order their
+// targets are decided) and searches them in one call, skipping criteria an
+// earlier entry has (store.Tx.SearchEach: one round trip to PostgreSQL for
+// all of them, where a search each took one each, 56 for a session
+// record). Criteria naming a fullUrl of full are parsed but left to
+// searchPlaceholders, as they need the ids of entries decided before
+// theirs. It returns the lookup of each entry with criteria, by the index
+// of entries (nil for the others). Nothing is written before the targets
+// are decided, so each search finds what it would have found in its turn.
+// An entry whose criteria are invalid holds the error, and the entries
+// after it are not searched (they are never reached); so does the first
+// entry whose criteria the store did not answer.
+func (e *Engine) lookUp(tx store.Tx, lim search.Limits, entries []*Entry, full map[string]bool) []*lookup {
 	looks := make([]*lookup, len(entries))
 	var qs []*search.Query
 	var searched []*lookup
@@ -279,6 +308,9 @@ func (e *Engine) lookUp(tx store.Tx, lim search.Limits, entries []*Entry) []*loo
 		}
 		if l.pinned, l.err = pinnedID(l.q); l.err != nil {
 			break
+		}
+		if l.placeholders = namesPlaceholder(l.q, full); l.placeholders {
+			continue
 		}
 		l.key = search.Key(en.typ, l.q)
 		if !seen[l.key] {
@@ -299,6 +331,98 @@ func (e *Engine) lookUp(tx store.Tx, lim search.Limits, entries []*Entry) []*loo
 		}
 	}
 	return looks
+}
+
+// placeholderValues calls f with each value of q's clauses that can name
+// an entry's fullUrl: a reference value written as a URL or urn (a
+// Reference.reference the Bundle's rule rewrites) and a uri value (an
+// element of type uri, rewritten too), as a pointer to change it. Token
+// and string values (an identifier's value that equals a fullUrl) are
+// data, as they are in the resources, and are not offered.
+func placeholderValues(q *search.Query, f func(c search.Clause, v *search.Value, url string) error) error {
+	for _, c := range q.Clauses {
+		if c.Chain != nil || c.Has != nil || c.Missing != nil {
+			continue
+		}
+		for i := range c.Values {
+			v := &c.Values[i]
+			switch {
+			case c.Type == search.TypeReference && v.RefURL != "":
+				if err := f(c, v, v.RefURL); err != nil {
+					return err
+				}
+			case c.Type == search.TypeURI && c.Modifier == "":
+				if err := f(c, v, v.Str); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// namesPlaceholder reports whether criteria q name a fullUrl of full.
+func namesPlaceholder(q *search.Query, full map[string]bool) bool {
+	found := errors.New("found")
+	return placeholderValues(q, func(_ search.Clause, _ *search.Value, url string) error {
+		if full[url] {
+			return found
+		}
+		return nil
+	}) != nil
+}
+
+// substitutePlaceholders replaces, in criteria q, each value naming a
+// fullUrl of full by the identity ids gives that entry ("Type/id"): the
+// criteria of a transaction's entry search for what the entry's resource
+// will hold once its links are rewritten (http.html#trules). A fullUrl
+// ids does not have yet is an entry processed after the one whose
+// criteria these are (or that entry itself): Invalid
+// criteria-placeholder-later, at the element expr of the entry.
+func substitutePlaceholders(q *search.Query, ids map[string]string, full map[string]bool, expr string) error {
+	// The values are changed in place: each run parses its criteria anew.
+	return placeholderValues(q, func(c search.Clause, v *search.Value, url string) error {
+		if !full[url] {
+			return nil
+		}
+		to, ok := ids[url]
+		if !ok {
+			return outcome.New(outcome.Invalid, "invalid", "criteria-placeholder-later",
+				"the criteria name the fullUrl of an entry processed after this one (or of this entry), whose id "+
+					"is not decided when they are searched; entries are processed DELETEs first, then POSTs, then PUTs "+
+					"and PATCHes, each in Bundle order: put this entry after the one it names, name a PUT's resource "+
+					"by its Type/id, or send the two in separate transactions").At(expr)
+		}
+		if c.Type == search.TypeURI {
+			v.Str = to
+			return nil
+		}
+		typ, id, _ := strings.Cut(to, "/")
+		v.RefType, v.RefID, v.RefURL = typ, id, ""
+		return nil
+	})
+}
+
+// searchPlaceholders searches the criteria of en's lookup l that name
+// the fullUrls of other entries (lookup.placeholders), now that the
+// entries processed before en have their ids: the fullUrls are replaced
+// by those ids (substitutePlaceholders), and the criteria are searched
+// unless an earlier entry has the same ones (claimed).
+func searchPlaceholders(tx store.Tx, en *Entry, l *lookup, ids map[string]string, full map[string]bool, claimed map[string]string) error {
+	expr := "request.url"
+	if en.method == "POST" {
+		expr = "request.ifNoneExist"
+	}
+	if err := substitutePlaceholders(l.q, ids, full, expr); err != nil {
+		return err
+	}
+	l.key = search.Key(en.typ, l.q)
+	if _, ok := claimed[l.key]; ok {
+		return nil // resolveCriteria takes the earlier entry's resource
+	}
+	var err error
+	l.page, err = tx.Search(l.q)
+	return err
 }
 
 // resolveCriteria decides the target of a conditional create or update
@@ -490,10 +614,14 @@ func clientProvenance(tx store.Tx, en *Entry) error {
 func (e *Engine) mayChoose(en *Entry) bool { return !en.chosen || !en.client || e.updateCreate }
 
 // urnReference reports whether a document references a urn: (an entry of
-// the same Bundle).
+// the same Bundle). The references inside a Bundle resource are its own,
+// to its own entries (fhirwire.Rewriter leaves them), and do not count.
 func urnReference(node any) bool {
 	switch n := node.(type) {
 	case map[string]any:
+		if n["resourceType"] == "Bundle" {
+			return false
+		}
 		for k, v := range n {
 			if ref, ok := v.(string); ok && k == "reference" && strings.HasPrefix(ref, "urn:") {
 				return true

@@ -88,8 +88,8 @@ func (rw Rewriter) record(c change) {
 }
 
 // Rewrite rewrites doc, a resource decoded by encoding/json, in place,
-// contained and nested resources (Bundle.entry.resource,
-// Parameters.parameter.resource) included: every element of type uri, url,
+// contained and nested resources (Parameters.parameter.resource) included,
+// but not a Bundle resource, whose links are its own (see resource): every element of type uri, url,
 // canonical, oid or uuid equal to a fullUrl in IDs (an extension's valueUri
 // and a choice element's too), every Reference.reference per IDs,
 // Conditional and Unresolved, and the href and src attributes of the
@@ -103,9 +103,16 @@ func (rw Rewriter) Rewrite(doc any) error {
 	return nil
 }
 
-// resource rewrites a resource's object.
+// resource rewrites a resource's object. A Bundle resource (a document, a
+// collection, a message stored or carried as one resource) is left as it
+// is: its references resolve against the fullUrls of its own entries
+// (bundle.html#references), which are its content, not identities of the
+// Bundle being processed, so they are neither rewritten nor refused.
 func (rw Rewriter) resource(m map[string]any) error {
 	rt, _ := m["resourceType"].(string)
+	if rt == "Bundle" {
+		return nil
+	}
 	return rw.object(m, r4.ResourceNode(rt))
 }
 
