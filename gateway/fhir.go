@@ -226,7 +226,7 @@ func setVersionHeaders(c echo.Context, r *store.Resource) {
 // respondResource writes a stored resource with its version headers.
 func (s *Server) respondResource(c echo.Context, status int, r *store.Resource) error {
 	setVersionHeaders(c, r)
-	return c.Blob(status, ContentTypeFHIR, r.Body)
+	return writeRaw(c, status, r.Body)
 }
 
 // respondWrite answers a create or update, honouring Prefer: return=.
@@ -244,7 +244,7 @@ func (s *Server) respondWrite(c echo.Context, res *engine.Result) error {
 	case engine.ReturnOutcome:
 		return writeResource(c, res.Status, engine.WriteOutcome(c.Request().Method, res, true))
 	default:
-		return c.Blob(res.Status, ContentTypeFHIR, r.Body)
+		return writeRaw(c, res.Status, r.Body)
 	}
 }
 
