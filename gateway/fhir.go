@@ -104,7 +104,8 @@ func (s *Server) handleConditionalUpdate(c echo.Context) error {
 
 // preconditions are the conditional headers of a create, update, patch or delete
 // (RFC 9110 13.1), for the engine to evaluate inside the write's
-// transaction; a header sent on several lines is one list. If-Modified-Since
+// transaction (and If-None-Exist, which only a create takes); a header
+// sent on several lines is one list. If-Modified-Since
 // applies to GET and HEAD only (RFC 9110 13.1.3) and is not read here.
 func preconditions(c echo.Context) engine.Preconditions {
 	h := c.Request().Header
@@ -112,6 +113,7 @@ func preconditions(c echo.Context) engine.Preconditions {
 		IfMatch:           strings.Join(h.Values("If-Match"), ", "),
 		IfNoneMatch:       strings.Join(h.Values("If-None-Match"), ", "),
 		IfUnmodifiedSince: strings.Join(h.Values("If-Unmodified-Since"), ", "),
+		IfNoneExist:       strings.Join(h.Values("If-None-Exist"), ", "),
 	}
 }
 
