@@ -346,12 +346,26 @@ func (s *Server) handleCompartment(c echo.Context) error {
 	return s.writeSearchset(c, typ, comp+"/"+id+"/"+typ, params, res)
 }
 
-// handleEverything is GET /fhir/Patient/{id}/$everything.
+// handleEverything is GET /fhir/Patient/{id}/$everything, and POST with
+// the parameters in a Parameters body (or none).
 func (s *Server) handleEverything(c echo.Context) error {
 	if c.Param("type") != "Patient" {
 		return outcome.New(outcome.NotFound, "not-supported", "operation-unknown", "$everything is an operation on a Patient")
 	}
 	params := c.QueryParams()
+	if c.Request().Method == http.MethodPost {
+		var body []byte
+		if r := c.Request(); r.Header.Get("Content-Type") != "" || r.ContentLength != 0 {
+			var err error
+			if body, err = s.body(c)(); err != nil {
+				return err
+			}
+		}
+		var err error
+		if params, err = s.app.Engine.EverythingParameters(params, body); err != nil {
+			return err
+		}
+	}
 	res, err := s.app.Engine.Everything(c.Request().Context(), scopeOf(c), c.Param("id"), params)
 	if err != nil {
 		return err
