@@ -174,6 +174,8 @@ func TestEveryRouteAudited(t *testing.T) {
 		{"GET /fhir/:type/:id/:compartment", "GET", "/fhir/Patient/p1/Practitioner", "", 400},
 		{"GET /fhir/:type/:id/$everything", "GET", "/fhir/Patient/p1/$everything?_count=2", "", 200},
 		{"GET /fhir/:type/:id/$everything", "GET", "/fhir/Patient/nope/$everything", "", 404},
+		{"POST /fhir/:type/:id/$everything", "POST", "/fhir/Patient/p1/$everything", `{"resourceType":"Parameters","parameter":[{"name":"_count","valueInteger":2}]}`, 200},
+		{"POST /fhir/:type/:id/$everything", "POST", "/fhir/Patient/p1/$everything", `{"resourceType":"Patient"}`, 400},
 		// HEAD is audited as the GET it stands for.
 		{"HEAD /fhir/:type/:id", "HEAD", "/fhir/Patient/p1", "", 200},
 		{"HEAD /fhir/:type/:id", "HEAD", "/fhir/Patient/nope", "", 404},

@@ -28,7 +28,7 @@ var (
 		"no such version: the gateway's version ids are 1, 2, 3, ... written without sign or leading zeros")
 	errOperationUnknown = outcome.New(outcome.NotFound, "not-supported", "operation-unknown",
 		"the gateway has no such operation here; its operations are $validate (POST /fhir, /fhir/{type}), "+
-			"$everything (GET /fhir/Patient/{id}) and $export (GET /fhir, /fhir/Patient, /fhir/Group/{id})")
+			"$everything (GET or POST /fhir/Patient/{id}) and $export (GET /fhir, /fhir/Patient, /fhir/Group/{id})")
 	errMethod = outcome.New(outcome.MethodNotAllowed, "not-supported", "method-not-allowed", "this endpoint does not support the method")
 	// errSearchMethod answers GET (or PUT, DELETE...) /fhir/{type}/_search.
 	errSearchMethod = &outcome.Error{Kind: outcome.MethodNotAllowed, Allow: []string{http.MethodPost}, Issues: []outcome.Issue{{

@@ -104,7 +104,8 @@ func (s *Server) handleConditionalUpdate(c echo.Context) error {
 
 // preconditions are the conditional headers of a create, update, patch or delete
 // (RFC 9110 13.1), for the engine to evaluate inside the write's
-// transaction; a header sent on several lines is one list. If-Modified-Since
+// transaction (and If-None-Exist, which only a create takes); a header
+// sent on several lines is one list. If-Modified-Since
 // applies to GET and HEAD only (RFC 9110 13.1.3) and is not read here.
 func preconditions(c echo.Context) engine.Preconditions {
 	h := c.Request().Header
@@ -112,6 +113,7 @@ func preconditions(c echo.Context) engine.Preconditions {
 		IfMatch:           strings.Join(h.Values("If-Match"), ", "),
 		IfNoneMatch:       strings.Join(h.Values("If-None-Match"), ", "),
 		IfUnmodifiedSince: strings.Join(h.Values("If-Unmodified-Since"), ", "),
+		IfNoneExist:       strings.Join(h.Values("If-None-Exist"), ", "),
 	}
 }
 
@@ -226,7 +228,7 @@ func setVersionHeaders(c echo.Context, r *store.Resource) {
 // respondResource writes a stored resource with its version headers.
 func (s *Server) respondResource(c echo.Context, status int, r *store.Resource) error {
 	setVersionHeaders(c, r)
-	return c.Blob(status, ContentTypeFHIR, r.Body)
+	return writeRaw(c, status, r.Body)
 }
 
 // respondWrite answers a create or update, honouring Prefer: return=.
@@ -244,7 +246,7 @@ func (s *Server) respondWrite(c echo.Context, res *engine.Result) error {
 	case engine.ReturnOutcome:
 		return writeResource(c, res.Status, engine.WriteOutcome(c.Request().Method, res, true))
 	default:
-		return c.Blob(res.Status, ContentTypeFHIR, r.Body)
+		return writeRaw(c, res.Status, r.Body)
 	}
 }
 
@@ -344,12 +346,26 @@ func (s *Server) handleCompartment(c echo.Context) error {
 	return s.writeSearchset(c, typ, comp+"/"+id+"/"+typ, params, res)
 }
 
-// handleEverything is GET /fhir/Patient/{id}/$everything.
+// handleEverything is GET /fhir/Patient/{id}/$everything, and POST with
+// the parameters in a Parameters body (or none).
 func (s *Server) handleEverything(c echo.Context) error {
 	if c.Param("type") != "Patient" {
 		return outcome.New(outcome.NotFound, "not-supported", "operation-unknown", "$everything is an operation on a Patient")
 	}
 	params := c.QueryParams()
+	if c.Request().Method == http.MethodPost {
+		var body []byte
+		if r := c.Request(); r.Header.Get("Content-Type") != "" || r.ContentLength != 0 {
+			var err error
+			if body, err = s.body(c)(); err != nil {
+				return err
+			}
+		}
+		var err error
+		if params, err = s.app.Engine.EverythingParameters(params, body); err != nil {
+			return err
+		}
+	}
 	res, err := s.app.Engine.Everything(c.Request().Context(), scopeOf(c), c.Param("id"), params)
 	if err != nil {
 		return err

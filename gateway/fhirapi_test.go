@@ -810,6 +810,18 @@ func TestCompartmentAndEverything(t *testing.T) {
 	}
 	assertOutcome(t, req(h, "GET", "/fhir/Patient/"+pid+"/Practitioner", ""), 400, "compartment-type-unsupported", "")
 	assertOutcome(t, req(h, "GET", "/fhir/Encounter/"+pid+"/Observation", ""), 404, "compartment-unknown", "")
+	// R4's search across all types of a compartment (Patient/id/*) is not
+	// supported: the answer says so and names what is (not "an unknown
+	// type"), at the top level and in a Bundle's GET entry alike.
+	rec := req(h, "GET", "/fhir/Patient/"+pid+"/*?_count=5", "")
+	assertOutcome(t, rec, 404, "search-system-unsupported", "")
+	if !strings.Contains(rec.Body.String(), "$everything") || !strings.Contains(rec.Body.String(), "/fhir/Patient/{id}/{type}") {
+		t.Errorf("Patient/id/* = %s, want $everything and Patient/{id}/{type} named", rec.Body)
+	}
+	rec = req(h, "POST", "/fhir", batchBundle(`{"request":{"method":"GET","url":"Patient/`+pid+`/*"}}`))
+	if status, rule, _ := batchEntryOutcome(t, rec, 0); !strings.HasPrefix(status, "404") || rule != "search-system-unsupported" {
+		t.Errorf("batch GET Patient/id/* = %s %s, want 404 search-system-unsupported", status, rule)
+	}
 	if rec := req(h, "GET", "/fhir/Patient/"+pid+"/_history", ""); rec.Code != 200 {
 		t.Errorf("instance history beside the compartment route = %d", rec.Code)
 	}

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -53,14 +52,7 @@ func (s *Server) ingest(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if dryRun && c.QueryParam("_pretty") == "true" {
-		var b bytes.Buffer
-		if err := json.Indent(&b, out, "", "  "); err != nil {
-			return err
-		}
-		out = b.Bytes()
-	}
-	return c.Blob(http.StatusOK, ContentTypeFHIR, out)
+	return writeRaw(c, http.StatusOK, out)
 }
 
 // boolParam reads an optional true/false query parameter (given without

@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"io"
 	"mime"
@@ -31,6 +33,20 @@ func writeResource(c echo.Context, status int, v any) error {
 		return err
 	}
 	return c.Blob(status, ContentTypeFHIR, b)
+}
+
+// writeRaw writes FHIR JSON the application already rendered (a stored
+// version, an ingest's answer), indented with _pretty=true like any other
+// answer.
+func writeRaw(c echo.Context, status int, raw []byte) error {
+	if c.QueryParam("_pretty") == "true" {
+		var b bytes.Buffer
+		if err := json.Indent(&b, raw, "", "  "); err != nil {
+			return err
+		}
+		raw = b.Bytes()
+	}
+	return c.Blob(status, ContentTypeFHIR, raw)
 }
 
 // readBody reads a JSON request body of at most limit bytes. It rejects

@@ -64,9 +64,11 @@ type Config struct {
 	MaxInFlight int
 	// TrustedProxies are the load balancers and proxies in front of the
 	// gateway: from a connection of theirs the client's address is the
-	// nearest untrusted one in X-Forwarded-For. Without them the
-	// connection's address is the client's (X-Forwarded-For is ignored).
-	// The address is what the rate limit counts and the audit records.
+	// nearest untrusted one in X-Forwarded-For, and the scheme of the FHIR
+	// base (without BaseURL) is X-Forwarded-Proto's. Without them the
+	// connection's address and scheme are the client's (the headers are
+	// ignored). The address is what the rate limit counts and the audit
+	// records.
 	TrustedProxies []*net.IPNet
 	// Console is the web console served under /console (nil: none). It
 	// authenticates people and audits its pages itself.
@@ -116,13 +118,20 @@ func NewServer(cfg Config) (*Server, error) {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
+	// The client's address and the scheme it used (for the base of
+	// fullUrl, Location and of the references stored relative) come from
+	// the connection; X-Forwarded-For and X-Forwarded-Proto (or -Protocol,
+	// -Ssl, X-Url-Scheme) only from a trusted proxy. echo's default would
+	// take the scheme headers from any loopback or private-network peer.
 	e.IPExtractor = echo.ExtractIPDirect()
+	e.SchemeExtractor = echo.ExtractSchemeDirect()
 	if len(cfg.TrustedProxies) > 0 {
 		trust := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
 		for _, n := range cfg.TrustedProxies {
 			trust = append(trust, echo.TrustIPRange(n))
 		}
 		e.IPExtractor = echo.ExtractIPFromXFFHeader(trust...)
+		e.SchemeExtractor = echo.ExtractSchemeFromHeaders(trust...)
 	}
 	// Outermost first: the log line and the AuditEvent see the final
 	// status, also of a panic.

@@ -149,7 +149,11 @@ func TestDotSegmentIDs(t *testing.T) {
 			{"conditional create naming it in _id", "POST", "/fhir/Patient", `{"resourceType":"Patient"}`, "search-value-invalid", ""},
 		} {
 			t.Run(tc.name+" "+id, func(t *testing.T) {
-				rec := req(h, tc.method, tc.target, tc.body, "If-None-Exist: _id="+id)
+				var hs []string
+				if tc.method == "POST" && tc.target != "/fhir" { // a conditional create's criteria (a PUT refuses If-None-Exist)
+					hs = append(hs, "If-None-Exist: _id="+id)
+				}
+				rec := req(h, tc.method, tc.target, tc.body, hs...)
 				assertIssue(t, rec, 400, tc.rule, tc.expr)
 			})
 		}
@@ -225,6 +229,16 @@ func TestWritePreconditions(t *testing.T) {
 		{"POST If-None-Match", "absent", "POST", "/fhir/Patient", "", []string{"If-None-Match: *"}, 400, "precondition-unsupported", ""},
 		{"POST If-Match", "absent", "POST", "/fhir/Patient", "", []string{`If-Match: W/"1"`}, 400, "precondition-unsupported", ""},
 		{"POST If-Modified-Since does not apply to writes", "absent", "POST", "/fhir/Patient", "", []string{"If-Modified-Since: " + old}, 201, "", ""},
+		// If-None-Exist makes a POST a conditional create; on any other
+		// write it would guard nothing, so it is refused, not ignored.
+		{"PUT If-None-Exist", "v1", "PUT", "/fhir/Patient/%s", "", []string{"If-None-Exist: identifier=urn:pre|x"}, 400, "precondition-unsupported", `W/"1"`},
+		{"PUT If-None-Exist creating", "absent", "PUT", "/fhir/Patient/%s", "", []string{"If-None-Exist: identifier=urn:pre|x"}, 400, "precondition-unsupported", ""},
+		{"conditional update If-None-Exist", "v1", "PUT", "/fhir/Patient?identifier=urn:pre|%s", "", []string{"If-None-Exist: identifier=urn:pre|x"}, 400, "precondition-unsupported", `W/"1"`},
+		{"PATCH If-None-Exist", "v1", "PATCH", "/fhir/Patient/%s", patch, []string{"If-None-Exist: identifier=urn:pre|x", "Content-Type: application/json-patch+json"}, 400, "precondition-unsupported", `W/"1"`},
+		{"conditional PATCH If-None-Exist", "v1", "PATCH", "/fhir/Patient?_id=%s", patch, []string{"If-None-Exist: identifier=urn:pre|x", "Content-Type: application/json-patch+json"}, 400, "precondition-unsupported", `W/"1"`},
+		{"DELETE If-None-Exist", "v1", "DELETE", "/fhir/Patient/%s", "-", []string{"If-None-Exist: identifier=urn:pre|x"}, 400, "precondition-unsupported", `W/"1"`},
+		{"transaction PUT ifNoneExist", "v1", "POST", "/fhir", `{"resourceType":"Bundle","type":"transaction","entry":[{"resource":{resource},"request":{"method":"PUT","url":"Patient/{id}","ifNoneExist":"_id={id}"}}]}`, nil, 400, "bundle-entry-precondition-unsupported", `W/"1"`},
+		{"transaction DELETE ifNoneExist", "v1", "POST", "/fhir", `{"resourceType":"Bundle","type":"transaction","entry":[{"request":{"method":"DELETE","url":"Patient/{id}","ifNoneExist":"_id={id}"}}]}`, nil, 400, "bundle-entry-precondition-unsupported", `W/"1"`},
 		// Bundle entries: ifMatch and ifNoneMatch guard writes as the headers do.
 		{"transaction PUT ifNoneMatch *", "v1", "POST", "/fhir", `{"resourceType":"Bundle","type":"transaction","entry":[{"resource":{resource},"request":{"method":"PUT","url":"Patient/{id}","ifNoneMatch":"*"}}]}`, nil, 412, "resource-exists", `W/"1"`},
 		{"transaction PUT ifNoneMatch * creates", "absent", "POST", "/fhir", `{"resourceType":"Bundle","type":"transaction","entry":[{"resource":{resource},"request":{"method":"PUT","url":"Patient/{id}","ifNoneMatch":"*"}}]}`, nil, 200, "", `W/"1"`},

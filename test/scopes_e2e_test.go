@@ -93,6 +93,13 @@ var disclosureWays = []disclosureWay{
 		// AuditEvents only when _type names them (docs/fhir.md).
 		out = append(out, get(t, base+"/fhir/Patient/"+ids["Patient"]+"/$everything?_count=1000", token)...)
 		out = append(out, get(t, base+"/fhir/Patient/"+ids["Patient"]+"/$everything?_type=AuditEvent,Observation&_count=1000", token)...)
+		// The POST form, its parameters in a Parameters body.
+		status, _, b := call(t, "POST", base+"/fhir/Patient/"+ids["Patient"]+"/$everything", token,
+			`{"resourceType":"Parameters","parameter":[{"name":"_type","valueCode":"AuditEvent"},{"name":"_type","valueCode":"Observation"},{"name":"_count","valueInteger":1000}]}`)
+		if status >= 500 {
+			t.Errorf("POST $everything = %d %v", status, b)
+		}
+		out = append(out, b)
 		return append(out, get(t, base+"/fhir/Patient/"+ids["Patient"]+"/Observation", token)...)
 	}},
 	{"batch entry", func(t *testing.T, base, token string, ids seeded) []map[string]any {

@@ -69,7 +69,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	fs.StringVar(&cfg.tlsCert, "tls-cert", getenv("GATEWAY_TLS_CERT"), "PEM certificate chain: serve HTTPS (TLS 1.2 or later) (GATEWAY_TLS_CERT)")
 	fs.StringVar(&cfg.tlsKey, "tls-key", getenv("GATEWAY_TLS_KEY"), "PEM private key of --tls-cert (GATEWAY_TLS_KEY)")
 	fs.Float64Var(&cfg.rateLimit, "rate-limit", -1, "requests per second per client address and per client, bursts of twice that; 0 turns it off (default 100 with authentication, off in development mode)")
-	fs.StringVar(&cfg.trustedProxies, "trusted-proxies", getenv("GATEWAY_TRUSTED_PROXIES"), "comma-separated CIDRs of the load balancers in front: the client address is then taken from X-Forwarded-For (GATEWAY_TRUSTED_PROXIES)")
+	fs.StringVar(&cfg.trustedProxies, "trusted-proxies", getenv("GATEWAY_TRUSTED_PROXIES"), "comma-separated CIDRs of the load balancers in front: the client address is then taken from X-Forwarded-For and the scheme from X-Forwarded-Proto (GATEWAY_TRUSTED_PROXIES)")
 	fs.StringVar(&cfg.instance, "instance", envOr(getenv, "GATEWAY_INSTANCE", defaultInstance()), "this process's name in audit records (GATEWAY_INSTANCE)")
 	fs.Int64Var(&cfg.maxImport, "max-import", gateway.DefaultMaxImportBytes, "body limit of POST /ingest/{kind}/$import in bytes")
 	fs.IntVar(&cfg.jobWorkers, "job-workers", 1, "background jobs (exports, imports, replays) this process runs at once")

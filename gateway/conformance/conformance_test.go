@@ -48,7 +48,7 @@ func TestResources(t *testing.T) {
 		counts[r.ResourceType]++
 	}
 	for typ, want := range map[string]int{"StructureDefinition": 21, "ValueSet": 20, "CodeSystem": 2,
-		"SearchParameter": 4, "OperationDefinition": 1, "ImplementationGuide": 1} {
+		"SearchParameter": 4, "OperationDefinition": 2, "ImplementationGuide": 1} {
 		if counts[typ] != want {
 			t.Errorf("%d %s, want %d", counts[typ], typ, want)
 		}

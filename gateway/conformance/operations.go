@@ -42,10 +42,14 @@ type OperationParameter struct {
 // ValidateURL is the canonical url of the gateway's $validate.
 const ValidateURL = mapping.Canonical + "/OperationDefinition/Resource-validate"
 
+// EverythingURL is the canonical url of the gateway's Patient $everything.
+const EverythingURL = mapping.Canonical + "/OperationDefinition/Patient-everything"
+
 // OperationDefinitions returns the definitions of the FHIR operations the
-// gateway implements: $validate.
+// gateway implements: $validate and Patient $everything, each as the
+// gateway implements it (derived from R4's, whose base it names).
 func OperationDefinitions() []OperationDefinition {
-	return []OperationDefinition{{
+	return []OperationDefinition{everything(), {
 		ResourceType: "OperationDefinition", ID: "Resource-validate", URL: ValidateURL, Version: mapping.Version,
 		Name: "Validate", Title: "Validate a resource", Status: "active", Kind: "operation", Publisher: profile.Publisher,
 		Description: "Validates a resource against R4 (structure, cardinality, primitives, required bindings, invariants), " +
@@ -64,4 +68,34 @@ func OperationDefinitions() []OperationDefinition {
 				Documentation: "The issues found: errors, warnings (extensible bindings) and information (profiles not checked)."},
 		},
 	}}
+}
+
+// everything is Patient $everything as the gateway implements it: R4's
+// (patient-operation-everything.html) at the instance level only, without
+// start and end, with _offset for paging.
+func everything() OperationDefinition {
+	return OperationDefinition{
+		ResourceType: "OperationDefinition", ID: "Patient-everything", URL: EverythingURL, Version: mapping.Version,
+		Name: "Everything", Title: "Fetch a patient's record", Status: "active", Kind: "operation", Publisher: profile.Publisher,
+		Description: "Returns one Patient (first on the first page) and the resources of its patient compartment the caller " +
+			"may see, as a searchset Bundle paged by _count and _offset (newest last). AuditEvents only when _type names " +
+			"them; the resources those reference (Practitioners, Medications) are not added.",
+		Code: "everything", Base: "http://hl7.org/fhir/OperationDefinition/Patient-everything",
+		Comment: "GET [base]/Patient/[id]/$everything?parameters, or POST with a Parameters body (or none). Only the " +
+			"instance level: [base]/Patient/$everything (every patient) is not supported, nor R4's start and end (care " +
+			"dates): any parameter not declared here is a 400 naming it.",
+		Resource: []string{"Patient"}, System: false, Type: false, Instance: true,
+		Parameter: []OperationParameter{
+			{Name: "_since", Use: "in", Min: 0, Max: "1", Type: "instant",
+				Documentation: "Only resources updated at or after this instant (meta.lastUpdated); the Patient is returned whatever it says."},
+			{Name: "_type", Use: "in", Min: 0, Max: "*", Type: "code",
+				Documentation: "The resource types to return, of the Patient compartment (a comma list in a URL, the parameter repeated in a Parameters body). Without it every compartment type the caller's scopes let it read, but AuditEvent; a type it may not read is 403."},
+			{Name: "_count", Use: "in", Min: 0, Max: "1", Type: "integer",
+				Documentation: "The page size: default 50, at most 1000."},
+			{Name: "_offset", Use: "in", Min: 0, Max: "1", Type: "integer",
+				Documentation: "The first match of the page (the gateway's next links carry it)."},
+			{Name: "return", Use: "out", Min: 1, Max: "1", Type: "Bundle",
+				Documentation: "A searchset Bundle: the Patient, then the resources of its compartment."},
+		},
+	}
 }

@@ -155,9 +155,10 @@ func (e *Engine) CapabilityStatement(base string, sec Security) map[string]any {
 		switch typ {
 		case "Patient":
 			res["operation"] = []map[string]any{{"name": "everything",
-				"definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything",
-				"documentation": "The Patient and its compartment's resources the caller may see; _since, _type, _count and " +
-					"paging (_offset). AuditEvents only when _type names them. Resources the compartment's resources reference are not added."},
+				"definition": conformance.EverythingURL,
+				"documentation": "GET or POST Patient/{id}/$everything: the Patient and its compartment's resources the caller " +
+					"may see; _since, _type, _count and paging (_offset), not R4's start and end, nor the type-level form. " +
+					"AuditEvents only when _type names them. Resources the compartment's resources reference are not added."},
 				bulkExport(bulkPatientExportURL, "The Patients and the resources about them, as NDJSON files")}
 		case "Group":
 			res["operation"] = []map[string]any{bulkExport(bulkGroupExportURL, "A Group's Patients and the resources about them, as NDJSON files")}

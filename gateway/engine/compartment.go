@@ -25,10 +25,19 @@ import (
 var errCompartmentUnknown = outcome.New(outcome.NotFound, "not-supported", "compartment-unknown",
 	"the gateway supports the Patient compartment only (/fhir/Patient/{id}/{type})")
 
+// errCompartmentAll answers Patient/id/* (http.html#search: a search
+// across all types of a compartment), which the gateway does not have;
+// $everything is the whole chart.
+var errCompartmentAll = outcome.New(outcome.NotFound, "not-supported", "search-system-unsupported",
+	"the gateway does not search all types of a compartment at once (Patient/{id}/*): search one type with "+
+		"GET /fhir/Patient/{id}/{type}, or take the patient's whole record with GET /fhir/Patient/{id}/$everything "+
+		"(_type lists the types)")
+
 // SearchCompartment searches typ within the compartment of Patient id
 // (compartment must be "Patient"): the search typ?params with the
 // patient's compartment parameter added. A type outside the patient
-// compartment is Invalid; the rest is Search's contract.
+// compartment is Invalid, "*" (all types at once) NotFound; the rest is
+// Search's contract.
 func (e *Engine) SearchCompartment(ctx context.Context, sc *auditlog.Scope, compartment, id, typ string, params url.Values, lenient bool) (*SearchResult, error) {
 	return e.searchCompartment(ctx, sc, reads{}, compartment, id, typ, params, lenient)
 }
@@ -40,6 +49,9 @@ func (e *Engine) searchCompartment(ctx context.Context, sc *auditlog.Scope, in r
 	}
 	if err := e.checkInstance(compartment, id); err != nil {
 		return nil, err
+	}
+	if typ == "*" {
+		return nil, errCompartmentAll
 	}
 	if err := e.checkType(typ); err != nil {
 		return nil, err

@@ -303,6 +303,12 @@ func (en *Entry) preconditions(req *fhirwire.Request) error {
 		case req.IfNoneMatch != "":
 			return unsupported("ifNoneMatch", "a POST creates a new resource; ifNoneExist makes it a conditional create")
 		}
+	default:
+		if req.IfNoneExist != "" {
+			return unsupported("ifNoneExist", "it makes a POST a conditional create (http.html#ccreate); for a "+
+				"conditional update put the criteria in the url (Type?criteria), to create only when the resource "+
+				"does not exist send ifNoneMatch \"*\"")
+		}
 	}
 	if req.IfModifiedSince != "" {
 		return unsupported("ifModifiedSince", "it makes a GET conditional (http.html#cread); guard a write with "+

@@ -118,6 +118,8 @@ func (e *Engine) parseGet(en *Entry, parts []string) error {
 			en.get = getHistory
 		case parts[2] == "$everything":
 			en.get = getEverything
+		case parts[2] == "*" && parts[0] == "Patient":
+			return errCompartmentAll
 		case e.v.KnownType(parts[2]):
 			en.compType, en.get = parts[2], getCompartment
 		default:

@@ -32,6 +32,12 @@ type Preconditions struct {
 	// the resource was not modified after it (ignored with IfMatch, and
 	// for a resource that never existed: RFC 9110 13.1.4).
 	IfUnmodifiedSince string
+	// IfNoneExist is the If-None-Exist header: the criteria of a
+	// conditional create (Create takes them as an argument of their own).
+	// An update, patch or delete has no use for it, and a client that sent
+	// it meant a guard the write would not apply: Invalid
+	// precondition-unsupported.
+	IfNoneExist string
 }
 
 // conditions are Preconditions parsed: ifMatch and ifNoneMatch are
@@ -60,6 +66,12 @@ func (p Preconditions) parse(entry bool) (conditions, error) {
 	}
 	const tags = `"*" or a list of entity tags such as W/"3"`
 	var c conditions
+	if strings.TrimSpace(p.IfNoneExist) != "" {
+		return c, outcome.New(outcome.Invalid, "not-supported", "precondition-unsupported",
+			"If-None-Exist makes a POST a conditional create (http.html#ccreate); an update, patch or delete takes "+
+				"none and nothing was written: for a conditional update PUT /fhir/{type}?criteria, to create only "+
+				"when the resource does not exist PUT it at its id with If-None-Match: *")
+	}
 	if strings.TrimSpace(p.IfMatch) != "" {
 		if !validTagList(p.IfMatch) {
 			return c, fail("If-Match", "ifMatch", tags)

@@ -222,7 +222,7 @@ func (e *Engine) Create(ctx context.Context, sc *auditlog.Scope, typ string, bod
 	if err := allow(sc, typ, 'c'); err != nil {
 		return nil, err
 	}
-	if pre != (Preconditions{}) {
+	if pre.IfMatch != "" || pre.IfNoneMatch != "" || pre.IfUnmodifiedSince != "" {
 		return nil, outcome.New(outcome.Invalid, "not-supported", "precondition-unsupported",
 			"a create (POST) makes a new resource, which If-Match, If-None-Match and If-Unmodified-Since cannot name; "+
 				"send If-None-Exist for a conditional create, or PUT the resource at its id with If-None-Match: * "+
