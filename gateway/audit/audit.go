@@ -323,6 +323,12 @@ type ChainEntry struct {
 	Seq  int64
 	Hash string
 	Body []byte
+	// Faults name, in short PHI-free sentences, what the store found
+	// wrong with how it serves AuditEvent/ID besides Body, which the hash
+	// covers: its current row, other versions, its search index rows
+	// (none: nothing). The Verifier does not look at them: each is a
+	// finding of its own, not a broken link.
+	Faults []string
 }
 
 // BrokenLink reports where a chain fails to verify.
