@@ -60,10 +60,14 @@ type Record struct {
 	// operation) or one of the gateway's own (see Interactions).
 	Interaction string
 	Status      int    // the HTTP status answered
-	ClientID    string // from authentication; "" when anonymous (development mode)
-	ClientAddr  string // the client's network address
-	Observer    string // the gateway instance
-	Tenant      string
+	ClientID    string // from authentication; "" when anonymous (development mode) or unauthenticated
+	// Unauthenticated tells, for a record without a ClientID, that the
+	// deployment authenticates its clients and this caller did not
+	// (UnauthenticatedClient); false: development mode (AnonymousClient).
+	Unauthenticated bool
+	ClientAddr      string // the client's network address
+	Observer        string // the gateway instance
+	Tenant          string
 	// Patients are "Patient/id" references of the patients the request
 	// concerned.
 	Patients []string
@@ -78,6 +82,14 @@ type Record struct {
 	RequestID   string
 	TraceID     string
 	Description string
+}
+
+// anonymous is the display of a record's client without a ClientID.
+func (r *Record) anonymous() string {
+	if r.Unauthenticated {
+		return UnauthenticatedClient
+	}
+	return AnonymousClient
 }
 
 // Code systems of the gateway's own audit codes.
@@ -179,7 +191,7 @@ func Event(r Record) map[string]any {
 	if r.ClientID != "" {
 		client["who"] = map[string]any{"identifier": map[string]any{"system": SystemClient, "value": r.ClientID}}
 	} else {
-		client["who"] = map[string]any{"display": AnonymousClient}
+		client["who"] = map[string]any{"display": r.anonymous()}
 	}
 	if r.ClientAddr != "" {
 		client["network"] = map[string]any{"address": r.ClientAddr, "type": "2"}

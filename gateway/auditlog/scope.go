@@ -37,6 +37,11 @@ type Scope struct {
 	// ClientID and Tenant name the caller in the record (ClientID is also
 	// set from a failed authentication that named a client).
 	ClientID, Tenant string
+	// AuthRequired tells that the deployment authenticates its callers
+	// (not development mode): a record without a ClientID then names an
+	// unauthenticated client (audit.UnauthenticatedClient), not
+	// development mode's anonymous one.
+	AuthRequired bool
 	// Addr is the client's network address; RequestID and TraceID tie the
 	// record to the response and the trace.
 	Addr, RequestID, TraceID string

@@ -106,7 +106,7 @@ func (l *Log) shares(sc *Scope, first audit.Record, read func(typ, id string) (*
 	for _, t := range slices.Sorted(maps.Keys(by)) {
 		p := by[t]
 		r := audit.Record{ID: store.NewID(), Recorded: first.Recorded, Interaction: first.Interaction, Status: first.Status,
-			ClientID: first.ClientID, ClientAddr: first.ClientAddr, Observer: first.Observer, Tenant: first.Tenant,
+			ClientID: first.ClientID, Unauthenticated: first.Unauthenticated, ClientAddr: first.ClientAddr, Observer: first.Observer, Tenant: first.Tenant,
 			Action: first.Action, RequestID: first.RequestID, TraceID: first.TraceID,
 			Patients: p.Patients, Entities: p.Entities, Identified: p.Identified}
 		whose := fmt.Sprintf("tenant %q", t)
