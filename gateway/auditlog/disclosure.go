@@ -128,6 +128,7 @@ func NameDelivery(ctx context.Context, st store.Store, sc *Scope, base string, v
 		shown = "payload (the FHIR Bundle) and the EHR's answers disclosed"
 	}
 	sc.Description = fmt.Sprintf("delivery %d: %s; %s", v.ID, Counted(len(v.History), "attempt"), shown)
+	sc.Disclosed = shown
 	return nil
 }
 

@@ -54,6 +54,11 @@ type Scope struct {
 	Target audit.Entity
 	// Description says, in fixed words and counts, what was done.
 	Description string
+	// Disclosed says, in fixed words, how much of the data named the
+	// answer disclosed ("payload not disclosed"), when the description
+	// says it: each tenant's share of an all-tenant request repeats it
+	// (the share's description replaces the request's).
+	Disclosed string
 	// Rules are the rule ids a failed request broke (they replace the
 	// description in the record).
 	Rules []string
