@@ -40,7 +40,7 @@ func (s *Server) handleListDeliveries(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := auditlog.NameDeliveryList(c.Request().Context(), s.app.Store, sc, s.app.IdentifierBase, sc.TenantOf(), f, len(out)); err != nil {
+	if err := auditlog.NameDeliveryList(c.Request().Context(), s.app.Store, sc, s.app.IdentifierBase, sc.TenantOf(), f, out); err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, map[string]any{"deliveries": out})
