@@ -40,7 +40,7 @@ func (s *Server) handleListDeliveries(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := auditlog.NameDeliveryList(c.Request().Context(), s.app.Store, sc, s.app.IdentifierBase, sc.TenantOf(), f, len(out)); err != nil {
+	if err := auditlog.NameDeliveryList(c.Request().Context(), s.app.Store, sc, s.app.IdentifierBase, sc.TenantOf(), f, out); err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, map[string]any{"deliveries": out})
@@ -139,7 +139,7 @@ func (s *Server) handleVerifyAudit(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	sc.Description = fmt.Sprintf("audit chain intact=%t, %d records verified", res.Intact, res.Records)
+	sc.Description = fmt.Sprintf("audit chain intact=%t, %d records verified, %d AuditEvents served otherwise than chained", res.Intact, res.Records, res.FaultCount)
 	return c.JSON(http.StatusOK, res)
 }
 

@@ -598,15 +598,16 @@ func TestOperatorParameters(t *testing.T) {
 			t.Errorf("delivery %s read%s: AuditEvent %+v; want %q, the patient %v, the delivery and the record named", tc.delivery, tc.query, got, tc.want, ingested.Patients)
 		}
 	}
-	// A list by patient names the patient searched for and how many were
-	// listed; a list of another patient names none.
+	// A list names the patient of each delivery listed (the list shows
+	// their clinic patient ids), a list by patient the patient searched
+	// for, and how many were listed; a list of another patient names none.
 	for _, tc := range []struct {
 		patient, want string
 		patients      []string
 	}{
 		{"serenity-clinic-emr|PT-000123", "deliveries: 2 deliveries listed of one patient", ingested.Patients},
 		{"serenity-clinic-emr|PT-NOBODY", "deliveries: 0 deliveries listed of one patient", nil},
-		{"", "deliveries: 2 deliveries listed", nil},
+		{"", "deliveries: 2 deliveries listed", ingested.Patients},
 	} {
 		if rec := send(s, "GET", "/admin/deliveries?patient="+url.QueryEscape(tc.patient), ""); rec.Code != http.StatusOK {
 			t.Fatalf("delivery list = %d %s", rec.Code, rec.Body)

@@ -257,6 +257,7 @@ func (s *Server) auditRequests(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		sc := scopeOf(c)
 		sc.Base = s.baseURL(c)
+		sc.AuthRequired = s.cfg.Auth != nil
 		if !s.app.Audit.Enabled() || (rt != nil && rt.exempt) {
 			return next(c)
 		}

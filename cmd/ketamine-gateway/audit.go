@@ -47,8 +47,11 @@ func auditCommand(ctx context.Context, args []string, getenv func(string) string
 	if err := printJSON(stdout, res); err != nil {
 		return err
 	}
+	if res.IndexNote != "" {
+		fmt.Fprintf(stderr, "audit verify: %s\n", res.IndexNote)
+	}
 	if !res.Intact {
-		return &exitError{code: exitInvalid, msg: fmt.Sprintf("audit chain broken at record %d: %s", res.BrokenAt, res.Reason)}
+		return &exitError{code: exitInvalid, msg: res.Summary()}
 	}
 	return nil
 }

@@ -63,10 +63,14 @@ type Record struct {
 	// operation) or one of the gateway's own (see Interactions).
 	Interaction string
 	Status      int    // the HTTP status answered
-	ClientID    string // from authentication; "" when anonymous (development mode)
-	ClientAddr  string // the client's network address
-	Observer    string // the gateway instance
-	Tenant      string
+	ClientID    string // from authentication; "" when anonymous (development mode) or unauthenticated
+	// Unauthenticated tells, for a record without a ClientID, that the
+	// deployment authenticates its clients and this caller did not
+	// (UnauthenticatedClient); false: development mode (AnonymousClient).
+	Unauthenticated bool
+	ClientAddr      string // the client's network address
+	Observer        string // the gateway instance
+	Tenant          string
 	// Patients are "Patient/id" references of the patients the request
 	// concerned.
 	Patients []string
@@ -85,6 +89,14 @@ type Record struct {
 	RequestID   string
 	TraceID     string
 	Description string
+}
+
+// anonymous is the display of a record's client without a ClientID.
+func (r *Record) anonymous() string {
+	if r.Unauthenticated {
+		return UnauthenticatedClient
+	}
+	return AnonymousClient
 }
 
 // Code systems of the gateway's own audit codes.
@@ -191,7 +203,7 @@ func Event(r Record) map[string]any {
 	case r.Recipient != "":
 		client["who"] = map[string]any{"display": r.Observer} // the gateway sent it
 	default:
-		client["who"] = map[string]any{"display": AnonymousClient}
+		client["who"] = map[string]any{"display": r.anonymous()}
 	}
 	if r.ClientAddr != "" {
 		client["network"] = map[string]any{"address": r.ClientAddr, "type": "2"}
@@ -346,6 +358,12 @@ type ChainEntry struct {
 	Seq  int64
 	Hash string
 	Body []byte
+	// Faults name, in short PHI-free sentences, what the store found
+	// wrong with how it serves AuditEvent/ID besides Body, which the hash
+	// covers: its current row, other versions, its search index rows
+	// (none: nothing). The Verifier does not look at them: each is a
+	// finding of its own, not a broken link.
+	Faults []string
 }
 
 // BrokenLink reports where a chain fails to verify.

@@ -33,6 +33,12 @@ const (
 // record.
 const AnonymousClient = "anonymous client (development mode)"
 
+// UnauthenticatedClient names, in an AuditEvent's requesting agent, the
+// caller of a request that did not authenticate in a deployment that
+// authenticates its clients (a refused token, no token, a public route):
+// not development mode, whose every caller has every permission.
+const UnauthenticatedClient = "unauthenticated client"
+
 // The gateway's own Provenance (of a native record, a mapping replay or a
 // client's Bundle) is recognised by its agents: every one has an enterer
 // naming the client in SystemClient (or AnonymousClient), a record's also

@@ -51,7 +51,7 @@ func Render(r Record) (body []byte, entries []search.Entry) {
 		b = append(b, '}')
 	default:
 		b = append(b, `{"display":`...)
-		b = fhirwire.AppendString(b, AnonymousClient)
+		b = fhirwire.AppendString(b, r.anonymous())
 		b = append(b, '}')
 	}
 	b = append(b, `},{"requestor":false,"type":{"coding":[`...)

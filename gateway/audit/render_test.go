@@ -47,6 +47,7 @@ func TestRenderMatchesEvent(t *testing.T) {
 		"anonymous, no address, tenant, ids or trace": with(func(r *audit.Record) {
 			r.ClientID, r.ClientAddr, r.Tenant, r.RequestID, r.TraceID, r.Description = "", "", "", "", "", ""
 		}),
+		"unauthenticated":            with(func(r *audit.Record) { r.ClientID, r.Unauthenticated = "", true }),
 		"no entities":                with(func(r *audit.Record) { r.Patients, r.Entities = nil, nil }),
 		"only the request":           with(func(r *audit.Record) { r.Patients, r.Entities = nil, nil; r.RequestID = "q" }),
 		"no entities and no request": with(func(r *audit.Record) { r.Patients, r.Entities, r.RequestID = nil, nil, "" }),

@@ -114,6 +114,7 @@ func NameDelivery(ctx context.Context, st store.Store, sc *Scope, base string, v
 		shown = "payload (the FHIR Bundle) and the EHR's answers disclosed"
 	}
 	sc.Description = fmt.Sprintf("delivery %s: %s; %s", v.ID, Counted(len(v.History), "attempt"), shown)
+	sc.Disclosed = shown
 	return nil
 }
 
@@ -127,30 +128,65 @@ func nameDelivered(ctx context.Context, st store.Store, sc *Scope, base, deliver
 		return nil
 	}
 	sc.NameRecordIn(tenant, mapping.RecordSystem(base, source, mapping.Kind(kind)), recordID)
+	return nameRecordPatients(ctx, st, sc, tenant, source, kind, recordID, version, true)
+}
+
+// nameDeliveredPatients records, in sc, the patients of the record
+// version v delivers and, when refer, its Provenance (nameRecordPatients).
+func nameDeliveredPatients(ctx context.Context, st store.Store, sc *Scope, v operator.View, refer bool) error {
+	if v.Source == "" || v.RecordID == "" || v.Kind == "" {
+		return nil
+	}
+	return nameRecordPatients(ctx, st, sc, v.Tenant, v.Source, v.Kind, v.RecordID, v.Version, refer)
+}
+
+// nameRecordPatients records, in sc, the patients of a record version:
+// those its Provenance names (recordPatients), in its tenant, and, when
+// refer, that Provenance. A record without its Provenance names none.
+// Returns store errors (ErrUnavailable) unchanged.
+func nameRecordPatients(ctx context.Context, st store.Store, sc *Scope, tenant, source, kind, recordID, version string, refer bool) error {
 	id := audit.RecordProvenanceID(tenant, source, kind, recordID, version)
 	p, err := st.Read(ctx, "Provenance", id)
 	switch {
-	case err == nil:
-		sc.refer(audit.Entity{Type: "Provenance", ID: id})
-		patients, err := recordPatients(ctx, st, p.Body)
-		if err != nil {
-			return err
-		}
-		sc.ConcernIn(p.Tenant, patients...) // a record's patients are its tenant's
-	case !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrGone):
+	case errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrGone):
+		return nil
+	case err != nil:
 		return err
 	}
+	if refer {
+		sc.refer(audit.Entity{Type: "Provenance", ID: id})
+	}
+	patients, err := recordPatients(ctx, st, p.Body)
+	if err != nil {
+		return err
+	}
+	sc.ConcernIn(p.Tenant, patients...) // a record's patients are its tenant's
 	return nil
 }
 
 // NameDeliveryList records, in sc, what a list of deliveries by f
-// disclosed: how many were listed and, for a list by patient (f.Patient,
-// <source system>|<clinic patient id>), that patient's stored Patients in
-// tenant (the caller's), so that AuditEvent?patient= finds who looked up
-// the patient's deliveries. base is the deployment's identifier namespace.
-// Returns store errors (ErrUnavailable) unchanged.
-func NameDeliveryList(ctx context.Context, st store.Store, sc *Scope, base, tenant string, f store.DeliveryFilter, listed int) error {
-	sc.Description = "deliveries: " + CountedAs(listed, "delivery", "deliveries") + " listed"
+// disclosed: how many were listed, the patient of each delivery listed
+// (as a delivery read names it: the patients of the record version it
+// delivers; the list shows each one's clinic patient id), and, for a list
+// by patient (f.Patient, <source system>|<clinic patient id>), that
+// patient's stored Patients in tenant (the caller's), so that
+// AuditEvent?patient= finds who looked up or saw the patient's
+// deliveries. Patients beyond 1,000 go to further AuditEvents of the
+// request, as for an export. base is the deployment's identifier
+// namespace. Returns store errors (ErrUnavailable) unchanged.
+func NameDeliveryList(ctx context.Context, st store.Store, sc *Scope, base, tenant string, f store.DeliveryFilter, listed []operator.View) error {
+	sc.Description = "deliveries: " + CountedAs(len(listed), "delivery", "deliveries") + " listed"
+	seen := map[string]bool{} // a record version's deliveries to several destinations name its patients once
+	for _, v := range listed {
+		key := audit.RecordProvenanceID(v.Tenant, v.Source, v.Kind, v.RecordID, v.Version)
+		if seen[key] {
+			continue
+		}
+		seen[key] = true
+		if err := nameDeliveredPatients(ctx, st, sc, v, false); err != nil {
+			return err
+		}
+	}
 	source, id, ok := strings.Cut(f.Patient, "|")
 	if !ok || source == "" || id == "" {
 		return nil

@@ -285,7 +285,7 @@ func split(first audit.Record) []audit.Record {
 		r := first
 		if i > 0 {
 			r = audit.Record{ID: store.NewID(), Recorded: first.Recorded, Interaction: first.Interaction, Status: status,
-				ClientID: first.ClientID, ClientAddr: first.ClientAddr, Observer: first.Observer, Tenant: first.Tenant,
+				ClientID: first.ClientID, Unauthenticated: first.Unauthenticated, ClientAddr: first.ClientAddr, Observer: first.Observer, Tenant: first.Tenant,
 				Action: first.Action, RequestID: first.RequestID, TraceID: first.TraceID}
 		}
 		r.Patients = all[lo:hi]
@@ -319,7 +319,7 @@ func (l *Log) record(sc *Scope, status int) audit.Record {
 	}
 	return audit.Record{
 		ID: store.NewID(), Recorded: l.now(), Interaction: sc.Interaction, Status: status,
-		ClientID: sc.ClientID, ClientAddr: sc.Addr, Observer: l.observer, Tenant: sc.Tenant,
+		ClientID: sc.ClientID, Unauthenticated: sc.ClientID == "" && sc.AuthRequired, ClientAddr: sc.Addr, Observer: l.observer, Tenant: sc.Tenant,
 		Patients: sc.patients.list, Entities: entities, Identified: sc.identified, Action: sc.action,
 		Recipient: sc.Recipient, RequestID: sc.RequestID, TraceID: sc.TraceID, Description: desc,
 	}

@@ -37,6 +37,11 @@ type Scope struct {
 	// ClientID and Tenant name the caller in the record (ClientID is also
 	// set from a failed authentication that named a client).
 	ClientID, Tenant string
+	// AuthRequired tells that the deployment authenticates its callers
+	// (not development mode): a record without a ClientID then names an
+	// unauthenticated client (audit.UnauthenticatedClient), not
+	// development mode's anonymous one.
+	AuthRequired bool
 	// Addr is the client's network address; RequestID and TraceID tie the
 	// record to the response and the trace.
 	Addr, RequestID, TraceID string
@@ -52,6 +57,11 @@ type Scope struct {
 	Target audit.Entity
 	// Description says, in fixed words and counts, what was done.
 	Description string
+	// Disclosed says, in fixed words, how much of the data named the
+	// answer disclosed ("payload not disclosed"), when the description
+	// says it: each tenant's share of an all-tenant request repeats it
+	// (the share's description replaces the request's).
+	Disclosed string
 	// Rules are the rule ids a failed request broke (they replace the
 	// description in the record).
 	Rules []string

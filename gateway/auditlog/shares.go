@@ -106,16 +106,20 @@ func (l *Log) shares(sc *Scope, first audit.Record, read func(typ, id string) (*
 	for _, t := range slices.Sorted(maps.Keys(by)) {
 		p := by[t]
 		r := audit.Record{ID: store.NewID(), Recorded: first.Recorded, Interaction: first.Interaction, Status: first.Status,
-			ClientID: first.ClientID, ClientAddr: first.ClientAddr, Observer: first.Observer, Tenant: first.Tenant,
+			ClientID: first.ClientID, Unauthenticated: first.Unauthenticated, ClientAddr: first.ClientAddr, Observer: first.Observer, Tenant: first.Tenant,
 			Action: first.Action, RequestID: first.RequestID, TraceID: first.TraceID,
 			Patients: p.Patients, Entities: p.Entities, Identified: p.Identified}
 		whose := fmt.Sprintf("tenant %q", t)
 		if t == "" {
 			whose = "the default tenant"
 		}
-		r.Description = fmt.Sprintf("the share of %s of an all-tenant client's request (its data named here: %s, %s; "+
+		disclosed := ""
+		if sc.Disclosed != "" {
+			disclosed = sc.Disclosed + "; "
+		}
+		r.Description = fmt.Sprintf("the share of %s of an all-tenant client's request (its data named here: %s, %s; %s"+
 			"the whole record is the request's AuditEvent kept for all-tenant readers)",
-			whose, Counted(len(p.Entities), "resource"), Counted(len(p.Patients), "patient"))
+			whose, Counted(len(p.Entities), "resource"), Counted(len(p.Patients), "patient"), disclosed)
 		if rules := failureDescription(first.Status, sc.Rules); rules != "" {
 			r.Description = rules + "; " + r.Description
 		}

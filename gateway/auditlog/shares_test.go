@@ -1,6 +1,7 @@
 package auditlog
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/operator"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
@@ -168,5 +170,46 @@ func TestShares(t *testing.T) {
 	}
 	if got := viewEvents(t, evs); len(got) != 1 || got[0].tenant != "clinic-b" || len(looked) != 0 {
 		t.Errorf("tenant-bound events = %+v (looked up %v), want one of clinic-b, nothing looked up", got, looked)
+	}
+}
+
+// TestShareSaysWhatWasDisclosed: a tenant's share of an all-tenant
+// delivery read says, as the whole record does, whether the payload (the
+// patient's FHIR Bundle and the EHR's answers) was disclosed: the share's
+// description replaces the request's, and the clinic sees only the share.
+func TestShareSaysWhatWasDisclosed(t *testing.T) {
+	ctx := context.Background()
+	l := New(nil, Config{Observer: "gw", Now: func() time.Time { return time.Unix(1e9, 0) }})
+	read := func(typ, id string) (*store.Resource, error) { return nil, store.ErrNotFound }
+	all := &auth.Principal{ClientID: "opAll", Tenant: search.AllTenants}
+	for _, tc := range []struct {
+		payload bool
+		want    string
+	}{
+		{false, "payload not disclosed"},
+		{true, "payload (the FHIR Bundle) and the EHR's answers disclosed"},
+	} {
+		sc := NewScope("delivery-read", all)
+		sc.ConcernIn("clinic-a", "Patient/pa")
+		v := operator.View{ID: "k7q2xw4mbn3ra", Tenant: "clinic-a", History: []operator.AttemptView{{}}}
+		if err := NameDelivery(ctx, nil, sc, "", v, tc.payload); err != nil {
+			t.Fatal(err)
+		}
+		evs, err := l.events(sc, 200, read)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(evs) != 2 || evs[1].res.Tenant != "clinic-a" {
+			t.Fatalf("payload %t: %d events, want the whole one and clinic-a's share", tc.payload, len(evs))
+		}
+		for i, ev := range evs {
+			var doc struct{ OutcomeDesc string }
+			if err := json.Unmarshal(ev.res.Body, &doc); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(doc.OutcomeDesc, tc.want) {
+				t.Errorf("payload %t: event %d (tenant %q) says %q, want it to say %q", tc.payload, i, ev.res.Tenant, doc.OutcomeDesc, tc.want)
+			}
+		}
 	}
 }

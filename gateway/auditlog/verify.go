@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
 
@@ -17,9 +19,64 @@ type AuditVerification struct {
 	HeadSeq  int64  `json:"headSeq,omitempty"`
 	HeadHash string `json:"headHash,omitempty"`
 	// BrokenAt and Reason name the first broken link.
-	BrokenAt int64     `json:"brokenAt,omitempty"`
-	Reason   string    `json:"reason,omitempty"`
-	Checked  time.Time `json:"checked"`
+	BrokenAt int64  `json:"brokenAt,omitempty"`
+	Reason   string `json:"reason,omitempty"`
+	// Faults are the AuditEvents reads and searches would serve otherwise
+	// than the chain holds them, and those the chain does not hold at all
+	// (at most maxFaults of them; FaultCount counts every one). Any makes
+	// the trail not intact.
+	Faults     []AuditFault `json:"faults,omitempty"`
+	FaultCount int          `json:"faultCount,omitempty"`
+	// IndexChecked tells whether the AuditEvents' search index rows were
+	// compared with those their bodies give: not while the index is an
+	// older build's (IndexNote says so; reindex rewrites it).
+	IndexChecked bool      `json:"indexChecked"`
+	IndexNote    string    `json:"indexNote,omitempty"`
+	Checked      time.Time `json:"checked"`
+}
+
+// AuditFault is an AuditEvent served otherwise than the chain holds it:
+// its record's seq (0 for one the chain does not hold), its id and what is
+// wrong, in fixed words (never its content).
+type AuditFault struct {
+	Seq        int64  `json:"seq,omitempty"`
+	AuditEvent string `json:"auditEvent"`
+	Problem    string `json:"problem"`
+}
+
+// maxFaults bounds the faults a verification lists.
+const maxFaults = 100
+
+// fault records a fault of AuditEvent id (record seq).
+func (v *AuditVerification) fault(seq int64, id, problem string) {
+	v.Intact = false
+	v.FaultCount++
+	if len(v.Faults) < maxFaults {
+		v.Faults = append(v.Faults, AuditFault{Seq: seq, AuditEvent: id, Problem: problem})
+	}
+}
+
+// Summary is the verdict in one line: "audit trail intact", or the first
+// broken link and how many findings of AuditEvents served otherwise than
+// chained there are, naming the first.
+func (v *AuditVerification) Summary() string {
+	var parts []string
+	if v.BrokenAt > 0 {
+		parts = append(parts, fmt.Sprintf("audit chain broken at record %d: %s", v.BrokenAt, v.Reason))
+	}
+	if v.FaultCount > 0 {
+		f := v.Faults[0]
+		where := "not in the chain"
+		if f.Seq > 0 {
+			where = fmt.Sprintf("record %d", f.Seq)
+		}
+		parts = append(parts, fmt.Sprintf("%s of AuditEvents served otherwise than the audit chain holds them (first: AuditEvent %s, %s: %s)",
+			Counted(v.FaultCount, "finding"), f.AuditEvent, where, f.Problem))
+	}
+	if len(parts) == 0 {
+		return "audit trail intact"
+	}
+	return strings.Join(parts, "; ")
 }
 
 // Verify walks the whole audit chain and compares it with the chain head
@@ -27,11 +84,23 @@ type AuditVerification struct {
 // must reach that head's record with that hash). A broken chain is
 // reported in the result, not as an error: a changed, missing or
 // misplaced record, or a chain that ends before its head (a cut tail) or
-// whose head names another hash (a changed head or tail); errors are the
+// whose head names another hash (a changed head or tail). So are the
+// faults of how the store serves the chained AuditEvents (their current
+// rows, other versions, search index rows: store.Store.AuditChain) and
+// every AuditEvent stored that the chain does not hold. Errors are the
 // store's.
 func Verify(ctx context.Context, st store.Store, now time.Time) (*AuditVerification, error) {
 	var v audit.Verifier
 	out := &AuditVerification{Intact: true, Checked: now.UTC()}
+	iv, err := st.IndexVersion(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out.IndexChecked = iv == search.IndexVersion
+	if !out.IndexChecked {
+		out.IndexNote = fmt.Sprintf("the AuditEvents' search index rows were not compared: the index was written by index version %d, "+
+			"this build's is %d (run reindex)", iv, search.IndexVersion)
+	}
 	headSeq, headHash, err := st.AuditChainHead(ctx)
 	headMissing := errors.Is(err, store.ErrNotFound)
 	if err != nil && !headMissing {
@@ -41,6 +110,9 @@ func Verify(ctx context.Context, st store.Store, now time.Time) (*AuditVerificat
 	err = st.AuditChain(ctx, func(e audit.ChainEntry) error {
 		if err := v.Add(e); err != nil {
 			return err
+		}
+		for _, f := range e.Faults {
+			out.fault(e.Seq, e.ID, f)
 		}
 		out.HeadSeq, out.HeadHash = e.Seq, e.Hash
 		if e.Seq == headSeq {
@@ -76,5 +148,16 @@ func Verify(ctx context.Context, st store.Store, now time.Time) (*AuditVerificat
 		}
 	}
 	out.Records = v.Verified()
+	ids, n, err := st.UnchainedAudits(ctx, maxFaults)
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range ids {
+		out.fault(0, id, "stored, but not in the audit chain: the gateway did not write it")
+	}
+	if extra := n - len(ids); extra > 0 {
+		out.FaultCount += extra // past maxFaults: counted, not listed
+		out.Intact = false
+	}
 	return out, nil
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
 	_ "modernc.org/sqlite"
@@ -78,6 +79,128 @@ func TestVerifyChainHead(t *testing.T) {
 			}
 			if res.Intact || res.BrokenAt != tc.wantAt || !strings.Contains(res.Reason, tc.wantReason) {
 				t.Errorf("Verify = %+v, want broken at %d: %s", res, tc.wantAt, tc.wantReason)
+			}
+		})
+	}
+}
+
+// TestVerifyServedAsChained: the chain hashes version 1 of each AuditEvent,
+// but reads and searches serve what current points at and find it by its
+// index rows. A shadow version current points at, an AuditEvent hidden
+// (current deleted, moved to another tenant, its lastUpdated moved), a
+// search index row deleted or added, and an AuditEvent the chain does not
+// hold are each reported with the record and AuditEvent they concern,
+// while the chain's own links still verify.
+func TestVerifyServedAsChained(t *testing.T) {
+	ctx := context.Background()
+	const copyV1 = `INSERT INTO resources (type, id, version, last_updated, deleted, body, tenant)
+		SELECT type, %s, %d, last_updated, 0, body, tenant FROM resources WHERE type = 'AuditEvent' AND id = '%s' AND version = 1`
+	tests := []struct {
+		name    string
+		tamper  []string
+		wantSeq int64 // 0: an AuditEvent the chain does not hold
+		wantID  string
+		want    []string // in the faults of wantID
+	}{
+		{"intact", nil, 0, "", nil},
+		{"a shadow version current points at", []string{
+			fmt.Sprintf(copyV1, "id", 2, "ae3"),
+			`UPDATE current SET version = 2 WHERE type = 'AuditEvent' AND id = 'ae3'`,
+		}, 3, "ae3", []string{"current row names version 2", "1 other version(s) stored"}},
+		{"a shadow version only", []string{fmt.Sprintf(copyV1, "id", 5, "ae2")}, 2, "ae2", []string{"1 other version(s) stored"}},
+		{"current deleted", []string{`UPDATE current SET deleted = 1 WHERE type = 'AuditEvent' AND id = 'ae4'`},
+			4, "ae4", []string{"marks it deleted"}},
+		{"current removed", []string{`DELETE FROM idx_reference WHERE type = 'AuditEvent' AND id = 'ae4'`,
+			`DELETE FROM idx_token WHERE type = 'AuditEvent' AND id = 'ae4'`,
+			`DELETE FROM idx_string WHERE type = 'AuditEvent' AND id = 'ae4'`,
+			`DELETE FROM idx_date WHERE type = 'AuditEvent' AND id = 'ae4'`,
+			`DELETE FROM idx_uri WHERE type = 'AuditEvent' AND id = 'ae4'`,
+			`DELETE FROM current WHERE type = 'AuditEvent' AND id = 'ae4'`},
+			4, "ae4", []string{"current row is missing"}},
+		{"version 1 marked deleted", []string{`UPDATE resources SET deleted = 1 WHERE type = 'AuditEvent' AND id = 'ae1'`},
+			1, "ae1", []string{"version 1 is marked deleted"}},
+		{"moved to another tenant", []string{`UPDATE current SET tenant = 'clinic-b' WHERE type = 'AuditEvent' AND id = 'ae2'`},
+			2, "ae2", []string{"tenant differs"}},
+		{"lastUpdated moved", []string{`UPDATE current SET last_updated = last_updated - 86400000 WHERE type = 'AuditEvent' AND id = 'ae5'`},
+			5, "ae5", []string{"lastUpdated differs"}},
+		{"patient index row deleted", []string{`DELETE FROM idx_reference WHERE type = 'AuditEvent' AND id = 'ae3' AND param = 'patient'`},
+			3, "ae3", []string{"search index rows differ", "idx_reference patient: 1 missing"}},
+		{"patient index row added", []string{`INSERT INTO idx_reference (type, id, param, ref_type, ref_id, ref_url)
+			VALUES ('AuditEvent', 'ae2', 'patient', 'Patient', 'someone-else', '')`},
+			2, "ae2", []string{"idx_reference patient: 1 extra"}},
+		{"a forged AuditEvent", []string{
+			fmt.Sprintf(copyV1, "'forged'", 1, "ae2"),
+			`INSERT INTO current (type, id, version, last_updated, deleted, tenant)
+				SELECT type, 'forged', 1, last_updated, 0, tenant FROM current WHERE type = 'AuditEvent' AND id = 'ae2'`,
+		}, 0, "forged", []string{"not in the audit chain"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			db := filepath.Join(t.TempDir(), "kg.db")
+			st, err := sqlite.Open(ctx, db, sqlite.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			at := time.Date(2026, 12, 5, 8, 0, 0, 0, time.UTC)
+			for i := 1; i <= 5; i++ {
+				ev := newEvent("clinic-a", audit.Record{ID: fmt.Sprintf("ae%d", i), Recorded: at.Add(time.Duration(i) * time.Second),
+					Interaction: "delivery-read", Status: 200, ClientID: "auditor", ClientAddr: "127.0.0.1", Observer: "kg",
+					Tenant: "*", Patients: []string{"Patient/p1"}, RequestID: "r", TraceID: "t", Description: "delivery 32: 1 attempt"})
+				if err := st.Write(ctx, ev.put); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := st.IndexAudits(ctx); err != nil {
+				t.Fatal(err)
+			}
+			raw, err := sql.Open("sqlite", db)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer raw.Close()
+			for _, q := range tc.tamper {
+				if _, err := raw.Exec(q); err != nil {
+					t.Fatalf("%s: %v", q, err)
+				}
+			}
+			res, err := Verify(ctx, st, time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !res.IndexChecked {
+				t.Errorf("Verify: IndexChecked false (%s), want the index rows compared", res.IndexNote)
+			}
+			if res.BrokenAt != 0 || res.Records != 5 {
+				t.Errorf("Verify = broken at %d (%s), %d records; want the chain's links intact, 5 records", res.BrokenAt, res.Reason, res.Records)
+			}
+			if tc.want == nil {
+				if !res.Intact || res.FaultCount != 0 {
+					t.Errorf("Verify = %+v, want intact without faults", res)
+				}
+				return
+			}
+			if res.Intact {
+				t.Fatalf("Verify = intact; want the tampering with AuditEvent %s reported", tc.wantID)
+			}
+			var got []string
+			for _, f := range res.Faults {
+				if f.AuditEvent != tc.wantID || f.Seq != tc.wantSeq {
+					t.Errorf("fault of AuditEvent %s (record %d): %s; want only faults of %s (record %d)", f.AuditEvent, f.Seq, f.Problem, tc.wantID, tc.wantSeq)
+				}
+				got = append(got, f.Problem)
+			}
+			all := strings.Join(got, "; ")
+			for _, w := range tc.want {
+				if !strings.Contains(all, w) {
+					t.Errorf("faults = %q, want one saying %q", all, w)
+				}
+			}
+			if res.FaultCount != len(res.Faults) {
+				t.Errorf("FaultCount = %d, want %d (every fault listed)", res.FaultCount, len(res.Faults))
+			}
+			if sum := res.Summary(); !strings.Contains(sum, "AuditEvent "+tc.wantID) || strings.Contains(sum, "delivery 32") {
+				t.Errorf("Summary() = %q, want it to name AuditEvent %s and nothing of its content", sum, tc.wantID)
 			}
 		})
 	}

@@ -161,7 +161,7 @@ func WithScope(ctx context.Context, sc *auditlog.Scope) context.Context {
 // when the console runs without the edge (its own tests).
 func baseScope(r *http.Request) auditlog.Scope {
 	if sc, ok := r.Context().Value(scopeKey{}).(*auditlog.Scope); ok && sc != nil {
-		return auditlog.Scope{Addr: sc.Addr, RequestID: sc.RequestID, TraceID: sc.TraceID}
+		return auditlog.Scope{Addr: sc.Addr, RequestID: sc.RequestID, TraceID: sc.TraceID, AuthRequired: sc.AuthRequired}
 	}
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {

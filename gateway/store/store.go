@@ -174,11 +174,25 @@ type Store interface {
 	// order, from seq 1 (feed them to an audit.Verifier): ID, Seq and Hash
 	// as appended, Body the stored body of version 1 of AuditEvent/ID (nil
 	// when that version is missing, which the verifier reports as a broken
-	// link). The chain is read in pages, not held in memory; entries
-	// appended during the walk may or may not be included. An error of fn
-	// stops the walk and is returned unchanged; a database that cannot be
-	// reached is ErrUnavailable.
+	// link), and Faults what differs, in how reads and searches would
+	// serve AuditEvent/ID, from that version: a current row that is
+	// missing, not version 1, deleted, of another tenant or lastUpdated;
+	// other versions; version 1 marked deleted; index rows other than
+	// those extracted from Body (search.Extract), or any before the audit
+	// indexer reached the entry (index rows are compared only while the
+	// recorded index version is search.IndexVersion: see
+	// Reindexer.IndexVersion). The chain is read in pages, each in one
+	// snapshot, not held in memory; entries appended during the walk may
+	// or may not be included. An error of fn stops the walk and is
+	// returned unchanged; a database that cannot be reached is
+	// ErrUnavailable.
 	AuditChain(ctx context.Context, fn func(audit.ChainEntry) error) error
+	// UnchainedAudits returns the ids of the AuditEvents stored (a version
+	// or a current row) that the audit chain does not hold, in id order,
+	// at most limit of them, and how many there are: every AuditEvent the
+	// gateway writes is chained in the transaction that writes it, so any
+	// such id was written behind its back.
+	UnchainedAudits(ctx context.Context, limit int) (ids []string, total int, err error)
 	// AuditChainHead returns the chain head the store keeps (the seq and
 	// hash of the last entry appended; 0 and "" before the first):
 	// ErrNotFound when that record of it is missing.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -286,5 +287,72 @@ func testAuditChainConcurrent(t *testing.T, s store.Store) {
 			}
 			last[w] = e.ID
 		}
+	}
+}
+
+// testAuditChainServed: the chain walk reports, with each entry, what
+// differs in how the store serves its AuditEvent from the version the
+// chain holds (a version 2 current points at, a deletion, index rows other
+// than its body's), and UnchainedAudits names an AuditEvent stored without
+// a chain entry; an AuditEvent served as chained has no faults.
+func testAuditChainServed(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	err := s.Write(ctx, func(tx store.Tx) error {
+		for _, id := range []string{"sv1", "sv2", "sv3"} {
+			if err := appendIndexed(tx, id, richAudit(id, "p1"), nil); err != nil {
+				return err
+			}
+		}
+		// Appended with index entries that are not its body's (none).
+		return appendIndexed(tx, "sv4", richAudit("sv4", "p1"), []search.Entry{})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.IndexAudits(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ids, n, err := s.UnchainedAudits(ctx, 10); len(ids) != 0 || n != 0 || err != nil {
+		t.Errorf("UnchainedAudits before = %v, %d, %v; want none", ids, n, err)
+	}
+	err = s.Write(ctx, func(tx store.Tx) error {
+		changed := &store.Resource{Type: "AuditEvent", ID: "sv2", Version: 2, Body: richAudit("sv2", "p2")}
+		if err := tx.Put(changed, nil); err != nil {
+			return err
+		}
+		if err := tx.Put(&store.Resource{Type: "AuditEvent", ID: "sv3", Version: 2, Deleted: true}, nil); err != nil {
+			return err
+		}
+		return tx.Put(&store.Resource{Type: "AuditEvent", ID: "forged", Version: 1, Body: richAudit("forged", "p1")}, nil)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]string{
+		"sv1": nil,
+		"sv2": {"current row names version 2", "1 other version(s)"},
+		"sv3": {"current row names version 2", "marks it deleted", "1 other version(s)"},
+		"sv4": {"search index rows differ", "idx_reference patient: 1 missing"},
+	}
+	entries, broken := verifyChain(t, s)
+	if broken != nil || len(entries) != 4 {
+		t.Fatalf("chain = %d entries, %v; want 4 that verify", len(entries), broken)
+	}
+	for _, e := range entries {
+		all := strings.Join(e.Faults, "; ")
+		if want[e.ID] == nil && len(e.Faults) > 0 {
+			t.Errorf("Faults of %s = %q, want none", e.ID, all)
+		}
+		for _, w := range want[e.ID] {
+			if !strings.Contains(all, w) {
+				t.Errorf("Faults of %s = %q, want one saying %q", e.ID, all, w)
+			}
+		}
+	}
+	if ids, n, err := s.UnchainedAudits(ctx, 10); !slices.Equal(ids, []string{"forged"}) || n != 1 || err != nil {
+		t.Errorf("UnchainedAudits = %v, %d, %v; want [forged], 1", ids, n, err)
+	}
+	if ids, n, err := s.UnchainedAudits(ctx, 0); len(ids) != 0 || n != 1 || err != nil {
+		t.Errorf("UnchainedAudits with limit 0 = %v, %d, %v; want none listed, 1 counted", ids, n, err)
 	}
 }

@@ -82,6 +82,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"AuditChainPaging", testAuditChainPaging},
 		{"AuditChainRollback", testAuditChainRollback},
 		{"AuditChainConcurrent", testAuditChainConcurrent},
+		{"AuditChainServed", testAuditChainServed},
 		{"AuditIndex", testAuditIndex},
 		{"AuditIndexBatched", testAuditIndexBatched},
 		{"Savepoint", testSavepoint},

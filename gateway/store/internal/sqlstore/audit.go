@@ -118,12 +118,13 @@ func (t *tx) appendChain() error {
 }
 
 // AuditChain implements store.Store, reading the chain in pages of
-// auditPage entries by seq.
+// auditPage entries by seq, each page in one snapshot with what is wrong
+// with how the store serves its AuditEvents (auditcheck.go).
 func (s *Store) AuditChain(ctx context.Context, fn func(audit.ChainEntry) error) error {
 	var after int64
 	for {
 		var page []audit.ChainEntry
-		err := s.db.Read(ctx, func(c Conn) error {
+		err := s.db.Snapshot(ctx, func(c Conn) error {
 			var err error
 			page, err = s.auditPage(ctx, c, after)
 			return err
@@ -167,25 +168,4 @@ func auditJSON(stored []byte) []byte {
 		return body
 	}
 	return stored
-}
-
-// auditPage reads the chain entries after seq after, with their bodies.
-func (s *Store) auditPage(ctx context.Context, c Conn, after int64) ([]audit.ChainEntry, error) {
-	rows, err := c.Query(ctx, s.bind(`SELECT c.seq, c.id, c.hash, r.body FROM audit_chain c
-		LEFT JOIN resources r ON r.type = 'AuditEvent' AND r.id = c.id AND r.version = 1
-		WHERE c.seq > ? ORDER BY c.seq LIMIT ?`), after, auditPage)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var page []audit.ChainEntry
-	for rows.Next() {
-		var e audit.ChainEntry
-		if err := rows.Scan(&e.Seq, &e.ID, &e.Hash, &e.Body); err != nil { // NULL: nil Body
-			return nil, err
-		}
-		e.Body = auditJSON(e.Body)
-		page = append(page, e)
-	}
-	return page, rows.Err()
 }

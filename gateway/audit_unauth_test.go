@@ -1,0 +1,79 @@
+package gateway_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"testing"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
+)
+
+// TestUnauthenticatedClientNamed: in a deployment that authenticates its
+// clients, a request refused for want of authentication (no token, a
+// malformed one, a refused token request) is audited as an unauthenticated
+// client, never as development mode's anonymous client (which would assert
+// that every permission was in effect); development mode still names its
+// anonymous client.
+func TestUnauthenticatedClientNamed(t *testing.T) {
+	displays := func(t *testing.T, h http.Handler, token, query string) map[string]bool {
+		t.Helper()
+		rec := req(h, "GET", "/fhir/AuditEvent?"+query+"&_count=100", "", token)
+		if rec.Code != 200 {
+			t.Fatalf("GET AuditEvent?%s = %d %s", query, rec.Code, rec.Body)
+		}
+		var b struct {
+			Entry []struct {
+				Resource struct {
+					Agent []struct {
+						Requestor bool
+						Who       struct{ Display string }
+					}
+				}
+			}
+		}
+		if err := json.Unmarshal(rec.Body.Bytes(), &b); err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]bool{}
+		for _, e := range b.Entry {
+			for _, a := range e.Resource.Agent {
+				if a.Requestor {
+					out[a.Who.Display] = true
+				}
+			}
+		}
+		return out
+	}
+
+	t.Run("authenticated deployment", func(t *testing.T) {
+		h, _, tokens := tenantsServer(t)
+		for _, tc := range []struct{ name, method, target, body, header string }{
+			{"no token", "GET", "/fhir/Observation/abc", "", ""},
+			{"malformed token", "GET", "/fhir/Observation/abc", "", "Authorization: Bearer not-a-jwt"},
+			{"refused token request", "POST", "/auth/token", url.Values{"grant_type": {"client_credentials"}}.Encode(), "Content-Type: application/x-www-form-urlencoded"},
+		} {
+			var headers []string
+			if tc.header != "" {
+				headers = append(headers, tc.header)
+			}
+			if rec := req(h, tc.method, tc.target, tc.body, headers...); rec.Code < 400 {
+				t.Fatalf("%s: %s %s = %d, want it refused", tc.name, tc.method, tc.target, rec.Code)
+			}
+		}
+		got := displays(t, h, tokens["opAll"], "outcome=4")
+		if got[audit.AnonymousClient] || !got[audit.UnauthenticatedClient] {
+			t.Errorf("the refused requests' clients are %v; want %q, never %q", got, audit.UnauthenticatedClient, audit.AnonymousClient)
+		}
+	})
+	t.Run("development mode", func(t *testing.T) {
+		h := fhirServer(t)
+		if rec := req(h, "GET", "/fhir/Observation/abc", ""); rec.Code != 404 {
+			t.Fatalf("GET Observation/abc = %d, want 404", rec.Code)
+		}
+		got := displays(t, h, "", "outcome=4")
+		if !got[audit.AnonymousClient] || got[audit.UnauthenticatedClient] {
+			t.Errorf("development mode's clients are %v; want %q only", got, audit.AnonymousClient)
+		}
+	})
+}
