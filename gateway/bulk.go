@@ -193,6 +193,11 @@ func (s *Server) handleJobFile(c echo.Context) error {
 	if j.Status != store.JobDone {
 		return outcome.New(outcome.Conflict, "conflict", "job-not-done", "the job's files are served once it is done")
 	}
+	// The download's token must cover the file's type, whatever the
+	// kick-off's token could read (docs/bulk.md, Security and audit).
+	if err := s.app.Bulk.CheckDownload(sc, j, n); err != nil {
+		return err
+	}
 	ctype := "application/x-ndjson"
 	if j.Kind == bulk.KindExport {
 		ctype = "application/fhir+ndjson"

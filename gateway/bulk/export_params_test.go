@@ -2,6 +2,7 @@ package bulk_test
 
 import (
 	"context"
+	"fmt"
 	"net/url"
 	"strings"
 	"testing"
@@ -64,7 +65,7 @@ func TestExportKickoffRefusals(t *testing.T) {
 	}
 	// What stays accepted: a Prefer with ';' (HAPI's reading), the
 	// parameters lenient ignores, the compartment's types.
-	for _, tc := range []struct{ level, query, prefer string }{
+	for i, tc := range []struct{ level, query, prefer string }{
 		{bulk.LevelSystem, "_type=Patient", "respond-async; handling=lenient"},
 		{bulk.LevelSystem, "_type=Patient&allowPartialManifests=true", lenient},
 		{bulk.LevelPatient, "_type=Patient,Observation,Provenance,AdverseEvent", "respond-async"},
@@ -74,6 +75,8 @@ func TestExportKickoffRefusals(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// A client each: a client has at most three exports running.
+		sc := auditlog.NewScope("bulk-export", &auth.Principal{ClientID: fmt.Sprint("ok-", i), Scopes: auth.ParseScopes("system/*.rs")})
 		if _, err := a.Bulk.Export(context.Background(), sc, bulk.ExportParams{Level: tc.level, Prefer: tc.prefer, Base: "https://gw", Query: q}); err != nil {
 			t.Errorf("Export(%s, Prefer %s) = %v, want it started", tc.query, tc.prefer, err)
 		}
