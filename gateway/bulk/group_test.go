@@ -1,0 +1,64 @@
+package bulk_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/bulk"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+)
+
+// TestGroupMembership: a Group export's members follow R4's Group: a
+// versioned reference is its Patient (it was dropped), a member whose
+// period ended before the kick-off (it was exported) or starts after it
+// is left out, as an inactive one is (p7 F16).
+func TestGroupMembership(t *testing.T) {
+	ctx := context.Background()
+	a, st := newApp(t, 1<<20)
+	seed(t, st, "Patient", 6, func(int) map[string]any { return map[string]any{"gender": "other"} })
+	member := func(ref string, extra map[string]any) map[string]any {
+		m := map[string]any{"entity": map[string]any{"reference": ref}}
+		for k, v := range extra {
+			m[k] = v
+		}
+		return m
+	}
+	seed(t, st, "Group", 1, func(int) map[string]any {
+		return map[string]any{"type": "person", "actual": true, "member": []any{
+			member("Patient/patient-0000000/_history/1", nil),
+			member("Patient/patient-0000001", map[string]any{"period": map[string]any{"end": "2001-01-01"}}),
+			member("Patient/patient-0000002", map[string]any{"period": map[string]any{"start": "2999"}}),
+			member("Patient/patient-0000003", map[string]any{"period": map[string]any{"start": "2001-01", "end": "2999-12-31T00:00:00Z"}}),
+			member("Patient/patient-0000004", map[string]any{"inactive": true}),
+			member("Patient/patient-0000005", map[string]any{"period": map[string]any{"end": "2001"}}),
+		}}
+	})
+	sc := auditlog.NewScope("bulk-export", &auth.Principal{ClientID: "c", Scopes: auth.ParseScopes("system/*.rs")})
+	j, err := a.Bulk.Export(ctx, sc, bulk.ExportParams{Level: bulk.LevelGroup, Group: "group-0000000", Prefer: "respond-async",
+		Base: "https://gw", Query: url.Values{"_type": {"Patient"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitJob(t, a, sc, j.ID, func(j *store.Job) bool { return j.Status == store.JobDone })
+	var ids []string
+	err = a.Jobs.File(ctx, auditlog.NewScope("job-download", sc.Principal), j.ID, 1, func(p []byte) error {
+		for line := range strings.Lines(string(p)) {
+			var r struct{ ID string }
+			_ = json.Unmarshal([]byte(line), &r)
+			ids = append(ids, r.ID)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"patient-0000000", "patient-0000003"}; !slices.Equal(slices.Sorted(slices.Values(ids)), want) {
+		t.Errorf("Group export has the Patients %v, want %v", ids, want)
+	}
+}
