@@ -45,6 +45,9 @@ type exportRequest struct {
 	Group string `json:"group,omitempty"`
 	// Members are the Patient ids of the Group, as it was at kick-off.
 	Members []string `json:"members,omitempty"`
+	// GroupTenant is the Group's tenant, whose resources an all-tenant
+	// client's Group export reads (a patient's chart is its tenant's).
+	GroupTenant string `json:"groupTenant,omitempty"`
 	// Types are the types to export, in order.
 	Types []string `json:"types"`
 	// Since keeps resources last updated after it.
@@ -261,11 +264,11 @@ func (s *Service) exportRequest(ctx context.Context, sc *auditlog.Scope, p Expor
 		return nil, err
 	}
 	if p.Level == LevelGroup {
-		members, err := s.groupMembers(ctx, sc, p.Group)
+		members, tenant, err := s.groupMembers(ctx, sc, p.Group)
 		if err != nil {
 			return nil, err
 		}
-		req.Group, req.Members = p.Group, members
+		req.Group, req.Members, req.GroupTenant = p.Group, members, tenant
 	}
 	return req, nil
 }

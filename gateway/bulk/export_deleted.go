@@ -30,7 +30,7 @@ import (
 // exportDeleted writes the deletions of typ since the export's _since,
 // from the checkpoint.
 func (x *exporter) exportDeleted(ctx context.Context, typ string) error {
-	q := store.ExportQuery{Type: typ, Tenant: x.sc.TenantOf(), Since: x.req.Since, After: x.cp.After, Limit: exportPage, Deleted: true}
+	q := store.ExportQuery{Type: typ, Tenant: x.tenant(), Since: x.req.Since, After: x.cp.After, Limit: exportPage, Deleted: true}
 	for {
 		page, err := x.s.cfg.Store.Export(ctx, q)
 		if err != nil {

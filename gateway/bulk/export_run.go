@@ -166,7 +166,7 @@ func (s *Service) runExport(ctx context.Context, run *jobs.Run) ([]byte, error) 
 
 // exportType writes the resources of one type, from the checkpoint.
 func (x *exporter) exportType(ctx context.Context, typ string) error {
-	q := store.ExportQuery{Type: typ, Tenant: x.sc.TenantOf(), Since: x.req.Since, After: x.cp.After, Limit: exportPage}
+	q := store.ExportQuery{Type: typ, Tenant: x.tenant(), Since: x.req.Since, After: x.cp.After, Limit: exportPage}
 	filters, err := x.filters(typ)
 	if err != nil {
 		return err
@@ -204,6 +204,20 @@ func (x *exporter) exportType(ctx context.Context, typ string) error {
 			return nil
 		}
 	}
+}
+
+// tenant is the tenant whose resources the export reads: the caller's
+// (every tenant's for an all-tenant client), but for an all-tenant
+// client's Group export the Group's: a patient's chart is its tenant's, as
+// for $everything and compartment searches (docs/security.md), so
+// another clinic's resource about a member, and a member Patient of
+// another tenant, are not the Group's data (a tenant's own Group export
+// reads the same).
+func (x *exporter) tenant() string {
+	if x.req.Level == LevelGroup && x.sc.TenantOf() == search.AllTenants {
+		return x.req.GroupTenant
+	}
+	return x.sc.TenantOf()
 }
 
 // filters are the conditions of typ's resources: the Group's or the

@@ -23,11 +23,11 @@ import (
 
 // groupMembers reads the Group (through the engine: the caller's tenant
 // and scopes apply, and the kick-off's AuditEvent names it) and returns
-// its Patients' ids, in order, once each.
-func (s *Service) groupMembers(ctx context.Context, sc *auditlog.Scope, id string) ([]string, error) {
+// its Patients' ids, in order, once each, and the Group's tenant.
+func (s *Service) groupMembers(ctx context.Context, sc *auditlog.Scope, id string) ([]string, string, error) {
 	r, err := s.cfg.Engine.Read(ctx, sc, "Group", id)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	var g struct {
 		Member []struct {
@@ -42,7 +42,7 @@ func (s *Service) groupMembers(ctx context.Context, sc *auditlog.Scope, id strin
 		} `json:"member"`
 	}
 	if err := json.Unmarshal(r.Body, &g); err != nil {
-		return nil, fmt.Errorf("stored Group/%s: %w", id, err)
+		return nil, "", fmt.Errorf("stored Group/%s: %w", id, err)
 	}
 	var out []string
 	seen := map[string]bool{}
@@ -59,10 +59,10 @@ func (s *Service) groupMembers(ctx context.Context, sc *auditlog.Scope, id strin
 		out = append(out, pid)
 	}
 	if len(out) > s.cfg.MaxGroupMembers {
-		return nil, outcome.New(outcome.TooLarge, "too-costly", "export-group-too-large",
+		return nil, "", outcome.New(outcome.TooLarge, "too-costly", "export-group-too-large",
 			fmt.Sprintf("the Group has %d Patient members; a Group export takes at most %d", len(out), s.cfg.MaxGroupMembers))
 	}
-	return out, nil
+	return out, r.Tenant, nil
 }
 
 // memberAt reports whether a member.period (FHIR dateTimes, possibly

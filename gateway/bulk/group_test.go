@@ -7,10 +7,12 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/bulk"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
 
@@ -60,5 +62,73 @@ func TestGroupMembership(t *testing.T) {
 	}
 	if want := []string{"patient-0000000", "patient-0000003"}; !slices.Equal(slices.Sorted(slices.Values(ids)), want) {
 		t.Errorf("Group export has the Patients %v, want %v", ids, want)
+	}
+}
+
+// TestGroupExportAllTenants: an all-tenant client's Group export reads the
+// Group's tenant only, as $everything reads a patient's chart in the
+// Patient's tenant: another clinic's Observation about a member, and a
+// member Patient of another clinic, are not the Group's data (p7 F20).
+func TestGroupExportAllTenants(t *testing.T) {
+	ctx := context.Background()
+	a, st := newApp(t, 1<<20)
+	obs := func(subject string) map[string]any {
+		return map[string]any{"status": "final", "code": map[string]any{"text": "x"}, "subject": map[string]any{"reference": subject}}
+	}
+	err := st.Write(ctx, func(tx store.Tx) error {
+		for _, r := range []struct {
+			typ, id, tenant string
+			doc             map[string]any
+		}{
+			{"Patient", "pa", "clinic-a", map[string]any{"gender": "other"}},
+			{"Patient", "pb", "clinic-b", map[string]any{"gender": "other"}},
+			{"Group", "g", "clinic-a", map[string]any{"type": "person", "actual": true, "member": []any{
+				map[string]any{"entity": map[string]any{"reference": "Patient/pa"}},
+				map[string]any{"entity": map[string]any{"reference": "Patient/pb"}}}}},
+			{"Observation", "oa", "clinic-a", obs("Patient/pa")},
+			{"Observation", "ob-about-pa", "clinic-b", obs("Patient/pa")},
+			{"Observation", "ob", "clinic-b", obs("Patient/pb")},
+		} {
+			res, entries, err := store.NewVersion(r.typ, r.id, 1, r.doc, time.Now().Add(-time.Hour))
+			if err != nil {
+				return err
+			}
+			res.Tenant = r.tenant
+			if err := tx.Put(res, entries); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := auditlog.NewScope("bulk-export", &auth.Principal{ClientID: "auditor", Tenant: search.AllTenants, Scopes: auth.ParseScopes("system/*.rs")})
+	j, err := a.Bulk.Export(ctx, sc, bulk.ExportParams{Level: bulk.LevelGroup, Group: "g", Prefer: "respond-async",
+		Base: "https://gw", Query: url.Values{"_type": {"Patient,Observation"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur := waitJob(t, a, sc, j.ID, func(j *store.Job) bool { return j.Status == store.JobDone })
+	var m bulk.Manifest
+	if err := json.Unmarshal(cur.Result, &m); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for i := range m.Output {
+		err := a.Jobs.File(ctx, auditlog.NewScope("job-download", sc.Principal), j.ID, i+1, func(p []byte) error {
+			for line := range strings.Lines(string(p)) {
+				var r struct{ ResourceType, ID string }
+				_ = json.Unmarshal([]byte(line), &r)
+				got = append(got, r.ResourceType+"/"+r.ID)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if want := []string{"Observation/oa", "Patient/pa"}; !slices.Equal(slices.Sorted(slices.Values(got)), want) {
+		t.Errorf("all-tenant Group export has %v, want %v (clinic-a's only)", got, want)
 	}
 }
