@@ -97,6 +97,9 @@ type exporter struct {
 	// confiner keeps a Group export to its members' data (nil at the
 	// other levels).
 	confiner *confiner
+	// targets caches the patients the resources Provenances target are
+	// about, by "Type/id" (provenancePatients).
+	targets map[string][]string
 }
 
 // runExport is the export jobs' handler.
@@ -188,6 +191,15 @@ func (x *exporter) exportType(ctx context.Context, typ string) error {
 			if r == nil || !x.s.cfg.Visible(x.sc, r) {
 				continue
 			}
+			patients := auditlog.PatientsIn(r.Type, r.ID, r.Body)
+			if x.byTargets(typ) {
+				if patients, err = x.provenancePatients(ctx, r); err != nil {
+					return err
+				}
+				if len(patients) == 0 {
+					continue // about no patient (of the Group)
+				}
+			}
 			if x.confiner != nil {
 				if r, err = x.confiner.confine(ctx, r); err != nil {
 					return err
@@ -196,7 +208,7 @@ func (x *exporter) exportType(ctx context.Context, typ string) error {
 					continue // names patients outside the Group
 				}
 			}
-			if err := x.write(ctx, r.Body, auditlog.PatientsIn(r.Type, r.ID, r.Body), r.Tenant, q.After); err != nil {
+			if err := x.write(ctx, r.Body, patients, r.Tenant, q.After); err != nil {
 				return err
 			}
 		}
@@ -227,13 +239,16 @@ func (x *exporter) filters(typ string) ([]*search.Query, error) {
 	var base *search.Query
 	switch x.req.Level {
 	case LevelPatient:
-		if typ != "Patient" {
+		if typ != "Patient" && !x.byTargets(typ) {
 			f := false
 			base = &search.Query{Clauses: []search.Clause{{Param: compartmentParam(typ), Type: search.TypeReference, Modifier: "missing", Missing: &f}}}
 		}
 	case LevelGroup:
 		if len(x.req.Members) == 0 {
 			return []*search.Query{}, nil
+		}
+		if x.byTargets(typ) {
+			break
 		}
 		cl := search.Clause{Param: compartmentParam(typ), Type: search.TypeReference}
 		if typ == "Patient" {

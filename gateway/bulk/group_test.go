@@ -3,6 +3,7 @@ package bulk_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/url"
 	"slices"
 	"strings"
@@ -130,5 +131,76 @@ func TestGroupExportAllTenants(t *testing.T) {
 	}
 	if want := []string{"Observation/oa", "Patient/pa"}; !slices.Equal(slices.Sorted(slices.Values(got)), want) {
 		t.Errorf("all-tenant Group export has %v, want %v (clinic-a's only)", got, want)
+	}
+}
+
+// TestExportRecordProvenances: a Patient or Group export holds the
+// Provenances that target a patient's (a member's) resources, not only
+// those that target the Patient: a record's Provenance targets its
+// Observations when the Patient was not written again. A Group export
+// subsets one that targets others' too, and its download names the
+// members (p7 F18).
+func TestExportRecordProvenances(t *testing.T) {
+	ctx := context.Background()
+	a, st := newApp(t, 1<<20)
+	seed(t, st, "Patient", 2, func(int) map[string]any { return map[string]any{"gender": "other"} })
+	seed(t, st, "Observation", 2, func(i int) map[string]any {
+		return map[string]any{"status": "final", "code": map[string]any{"text": "x"},
+			"subject": map[string]any{"reference": fmt.Sprintf("Patient/patient-%07d", i)}}
+	})
+	seed(t, st, "Group", 1, func(int) map[string]any {
+		return map[string]any{"type": "person", "actual": true,
+			"member": []any{map[string]any{"entity": map[string]any{"reference": "Patient/patient-0000000"}}}}
+	})
+	targets := [][]string{{"Observation/observation-0000000"}, {"Observation/observation-0000001"},
+		{"Observation/observation-0000000", "Observation/observation-0000001"}, {"Group/group-0000000"}}
+	seed(t, st, "Provenance", len(targets), func(i int) map[string]any {
+		var ts []any
+		for _, ref := range targets[i] {
+			ts = append(ts, map[string]any{"reference": ref})
+		}
+		return map[string]any{"recorded": "2026-01-01T00:00:00Z", "agent": []any{map[string]any{"who": map[string]any{"display": "x"}}}, "target": ts}
+	})
+	sc := auditlog.NewScope("bulk-export", &auth.Principal{ClientID: "c", Scopes: auth.ParseScopes("system/*.rs")})
+	for _, tc := range []struct {
+		level    string
+		want     []string // Provenance id: its targets
+		patients []string
+	}{
+		// (provenance-0000003 targets the Group, which is about its member.)
+		{bulk.LevelGroup, []string{"provenance-0000000:1", "provenance-0000002:1", "provenance-0000003:1"}, []string{"Patient/patient-0000000"}},
+		{bulk.LevelPatient, []string{"provenance-0000000:1", "provenance-0000001:1", "provenance-0000002:2", "provenance-0000003:1"},
+			[]string{"Patient/patient-0000000", "Patient/patient-0000001"}},
+	} {
+		t.Run(tc.level, func(t *testing.T) {
+			j, err := a.Bulk.Export(ctx, sc, bulk.ExportParams{Level: tc.level, Group: "group-0000000", Prefer: "respond-async",
+				Base: "https://gw", Query: url.Values{"_type": {"Provenance"}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			waitJob(t, a, sc, j.ID, func(j *store.Job) bool { return j.Status == store.JobDone })
+			var got []string
+			dl := auditlog.NewScope("job-download", sc.Principal)
+			err = a.Jobs.File(ctx, dl, j.ID, 1, func(p []byte) error {
+				for line := range strings.Lines(string(p)) {
+					var r struct {
+						ID     string
+						Target []any
+					}
+					_ = json.Unmarshal([]byte(line), &r)
+					got = append(got, fmt.Sprintf("%s:%d", r.ID, len(r.Target)))
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if slices.Sort(got); !slices.Equal(got, tc.want) {
+				t.Errorf("Provenances exported %v, want %v", got, tc.want)
+			}
+			if named := slices.Sorted(slices.Values(dl.Patients())); !slices.Equal(named, tc.patients) {
+				t.Errorf("the download names %v, want %v", named, tc.patients)
+			}
+		})
 	}
 }
