@@ -89,3 +89,59 @@ func TestExportDownloadNeedsScopes(t *testing.T) {
 		t.Errorf("download with the full token = %d %s, want the Patient file", rec.Code, rec.Body)
 	}
 }
+
+// TestExportDownloadHTTP: a file answers HEAD (the GET's headers, no
+// body; 404 for a file that does not exist), an Accept that takes no
+// NDJSON is 406 as at kick-off, and a development-mode manifest says
+// requiresAccessToken false: no token exists there (p7 F5).
+func TestExportDownloadHTTP(t *testing.T) {
+	h := newServer(t, app.Config{Store: tempSQLite(t, sqlite.Options{})}, gateway.Config{})
+	if rec := req(h, "POST", "/fhir/Patient", `{"resourceType":"Patient","gender":"other"}`); rec.Code != http.StatusCreated {
+		t.Fatalf("create = %d %s", rec.Code, rec.Body)
+	}
+	rec := req(h, "GET", "/fhir/$export?_type=Patient", "", "Prefer: respond-async")
+	if rec.Code != http.StatusAccepted {
+		t.Fatalf("kick-off = %d %s", rec.Code, rec.Body)
+	}
+	status := strings.TrimPrefix(rec.Header().Get("Content-Location"), "http://example.com")
+	for deadline := time.Now().Add(time.Minute); ; {
+		rec = req(h, "GET", status, "")
+		if rec.Code == http.StatusOK {
+			break
+		}
+		if rec.Code != http.StatusAccepted || time.Now().After(deadline) {
+			t.Fatalf("status = %d %s", rec.Code, rec.Body)
+		}
+		time.Sleep(time.Millisecond) // polling a background job, not timing the test
+	}
+	var m struct{ RequiresAccessToken *bool }
+	if err := json.Unmarshal(rec.Body.Bytes(), &m); err != nil || m.RequiresAccessToken == nil || *m.RequiresAccessToken {
+		t.Errorf("development-mode manifest %s, want requiresAccessToken false", rec.Body)
+	}
+	file := status + "/files/1"
+	for _, tc := range []struct {
+		method, target, accept string
+		code                   int
+		body                   bool
+	}{
+		{"HEAD", file, "", http.StatusOK, false},
+		{"HEAD", status + "/files/9", "", http.StatusNotFound, false},
+		{"GET", file, "application/xml", http.StatusNotAcceptable, false},
+		{"GET", file, "application/fhir+xml, */*;q=0", http.StatusNotAcceptable, false},
+		{"GET", file, "application/fhir+ndjson", http.StatusOK, true},
+		{"GET", file, "*/*", http.StatusOK, true},
+	} {
+		var headers []string
+		if tc.accept != "" {
+			headers = append(headers, "Accept: "+tc.accept)
+		}
+		rec := req(h, tc.method, tc.target, "", headers...)
+		hasPatient := strings.Contains(rec.Body.String(), `"resourceType":"Patient"`)
+		if rec.Code != tc.code || hasPatient != tc.body {
+			t.Errorf("%s %s Accept %q = %d %s, want %d", tc.method, tc.target, tc.accept, rec.Code, rec.Body, tc.code)
+		}
+		if tc.method == "HEAD" && tc.code == http.StatusOK && rec.Header().Get("Content-Type") != "application/fhir+ndjson" {
+			t.Errorf("HEAD Content-Type = %q", rec.Header().Get("Content-Type"))
+		}
+	}
+}

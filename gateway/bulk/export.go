@@ -37,6 +37,9 @@ type ExportParams struct {
 	// repeats it); Base is where the gateway is reached ("https://gw"),
 	// for the URLs of the status and the files.
 	Request, Base string
+	// NoToken tells that the gateway takes no access tokens (development
+	// mode): the manifest's requiresAccessToken is then false.
+	NoToken bool
 }
 
 // exportRequest is what an export job was asked, resolved at kick-off.
@@ -61,6 +64,9 @@ type exportRequest struct {
 	// Ignored are the parameters Prefer: handling=lenient ignored (the
 	// manifest's error file names them).
 	Ignored []string `json:"ignored,omitempty"`
+	// NoToken: the files are served without an access token (development
+	// mode).
+	NoToken bool `json:"noToken,omitempty"`
 }
 
 // Kick-off failures: each says which parameter is wrong and how.
@@ -169,7 +175,8 @@ var (
 // exportRequest reads and checks the kick-off's parameters.
 func (s *Service) exportRequest(ctx context.Context, sc *auditlog.Scope, p ExportParams) (*exportRequest, error) {
 	now := s.cfg.Now().UTC().Truncate(time.Millisecond)
-	req := &exportRequest{Level: p.Level, Request: p.Request, Base: p.Base, TransactionTime: now, Scopes: sc.Principal.Scopes.String()}
+	req := &exportRequest{Level: p.Level, Request: p.Request, Base: p.Base, TransactionTime: now, Scopes: sc.Principal.Scopes.String(),
+		NoToken: p.NoToken}
 	lenient := prefers(p.Prefer, "handling=lenient")
 	for _, name := range slices.Sorted(maps.Keys(p.Query)) {
 		switch {

@@ -142,7 +142,7 @@ func (s *Service) runExport(ctx context.Context, run *jobs.Run) ([]byte, error) 
 		}
 	}
 	m := Manifest{TransactionTime: req.TransactionTime.Format("2006-01-02T15:04:05.000Z"), Request: req.Request,
-		RequiresAccessToken: true, Output: []ManifestFile{}, Error: []ManifestFile{}}
+		RequiresAccessToken: !req.NoToken, Output: []ManifestFile{}, Error: []ManifestFile{}}
 	if !req.Since.IsZero() {
 		m.Deleted = []ManifestFile{}
 	}
