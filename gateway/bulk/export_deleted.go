@@ -51,6 +51,14 @@ func (x *exporter) exportDeleted(ctx context.Context, typ string) error {
 				continue
 			}
 			patients, ok := x.deletedAbout(last)
+			if x.byTargets(typ) {
+				// A Provenance is the export's by what its targets are
+				// about (export_provenance.go), as they are now.
+				if patients, err = x.provenancePatients(ctx, last); err != nil {
+					return err
+				}
+				ok = len(patients) > 0
+			}
 			if !ok {
 				continue
 			}

@@ -69,6 +69,11 @@ func TestExportDeleted(t *testing.T) {
 		return map[string]any{"type": "person", "actual": true,
 			"member": []any{map[string]any{"entity": map[string]any{"reference": "Patient/patient-0000000"}}}}
 	})
+	// A record's Provenance, about patient 1 by its target.
+	seed(t, st, "Provenance", 1, func(int) map[string]any {
+		return map[string]any{"recorded": "2026-01-01T00:00:00Z", "agent": []any{map[string]any{"who": map[string]any{"display": "x"}}},
+			"target": []any{map[string]any{"reference": "Observation/observation-0000003"}}}
+	})
 	now := time.Now()
 	err := st.Write(ctx, func(tx store.Tx) error {
 		r, entries, err := store.NewVersion("Observation", "obs-b", 1, map[string]any{"status": "final", "code": map[string]any{"text": "x"},
@@ -90,6 +95,7 @@ func TestExportDeleted(t *testing.T) {
 		{"Observation", "observation-0000001", "", -time.Minute},      // patient 1
 		{"Observation", "observation-0000002", "", -45 * time.Minute}, // before _since
 		{"Patient", "patient-0000001", "", -time.Minute},
+		{"Provenance", "provenance-0000000", "", -time.Minute},
 		{"Observation", "obs-b", "clinic-b", -time.Minute}, // another tenant's
 	} {
 		err := st.Write(ctx, func(tx store.Tx) error {
@@ -107,10 +113,12 @@ func TestExportDeleted(t *testing.T) {
 		patients     []string            // named by the download of the deleted Observations
 	}{
 		{bulk.LevelSystem, since, map[string][]string{"Patient": {"Patient/patient-0000001"},
-			"Observation": {"Observation/observation-0000000", "Observation/observation-0000001"}},
+			"Observation": {"Observation/observation-0000000", "Observation/observation-0000001"},
+			"Provenance":  {"Provenance/provenance-0000000"}},
 			[]string{"Patient/patient-0000000", "Patient/patient-0000001"}},
 		{bulk.LevelPatient, since, map[string][]string{"Patient": {"Patient/patient-0000001"},
-			"Observation": {"Observation/observation-0000000", "Observation/observation-0000001"}},
+			"Observation": {"Observation/observation-0000000", "Observation/observation-0000001"},
+			"Provenance":  {"Provenance/provenance-0000000"}},
 			[]string{"Patient/patient-0000000", "Patient/patient-0000001"}},
 		{bulk.LevelGroup, since, map[string][]string{"Observation": {"Observation/observation-0000000"}},
 			[]string{"Patient/patient-0000000"}},
@@ -121,7 +129,7 @@ func TestExportDeleted(t *testing.T) {
 			name = tc.level + " without _since"
 		}
 		t.Run(name, func(t *testing.T) {
-			q := url.Values{"_type": {"Patient,Observation"}}
+			q := url.Values{"_type": {"Patient,Observation,Provenance"}}
 			if tc.since != "" {
 				q.Set("_since", tc.since)
 			}
