@@ -195,6 +195,7 @@ func TestEveryRouteAudited(t *testing.T) {
 		{"GET /jobs/:id", "GET", "/jobs/nope", "", 404},
 		{"DELETE /jobs/:id", "DELETE", "/jobs/nope", "", 404},
 		{"GET /jobs/:id/files/:n", "GET", "/jobs/nope/files/1", "", 404},
+		{"HEAD /jobs/:id/files/:n", "HEAD", "/jobs/nope/files/1", "", 404},
 		{"POST /admin/replay", "POST", "/admin/replay?kind=nonsense", "", 400},
 		{"POST /admin/reindex", "POST", "/admin/reindex?type=Observations", "", 400},
 		{"POST /admin/reindex", "POST", "/admin/reindex?dryRun=true", "", 202},

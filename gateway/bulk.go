@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"mime"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/bulk"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/jobs"
@@ -44,7 +46,7 @@ func (s *Server) handleExport(level string) echo.HandlerFunc {
 		root := s.rootURL(c)
 		j, err := s.app.Bulk.Export(c.Request().Context(), scopeOf(c), bulk.ExportParams{
 			Level: level, Group: c.Param("id"), Query: c.QueryParams(), Prefer: c.Request().Header.Get("Prefer"),
-			Request: root + c.Request().URL.RequestURI(), Base: root,
+			Request: root + c.Request().URL.RequestURI(), Base: root, NoToken: s.cfg.Auth == nil,
 		})
 		if err != nil {
 			return err
@@ -176,6 +178,36 @@ func (s *Server) handleCancelJob(c echo.Context) error {
 	return writeResource(c, http.StatusAccepted, outcome.Information("the job is cancelled and its files are deleted"))
 }
 
+// errHeadOnly stops reading a file whose headers alone are asked (HEAD).
+var errHeadOnly = errors.New("headers only")
+
+// acceptsNDJSON reports whether Accept headers (none: anything) take an
+// NDJSON file: application/fhir+ndjson, application/ndjson,
+// application/x-ndjson or a wildcard, with a q above 0.
+func acceptsNDJSON(accept []string) bool {
+	if len(accept) == 0 {
+		return true
+	}
+	for _, h := range accept {
+		for part := range strings.SplitSeq(h, ",") {
+			mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
+			if err != nil {
+				continue
+			}
+			switch mt {
+			case "*/*", "application/*", "application/fhir+ndjson", "application/ndjson", "application/x-ndjson":
+			default:
+				continue
+			}
+			if q, err := strconv.ParseFloat(params["q"], 64); err == nil && q <= 0 {
+				continue
+			}
+			return true
+		}
+	}
+	return false
+}
+
 // handleJobFile is GET /jobs/{id}/files/{n}: one NDJSON file of the
 // caller's job, streamed from the database part by part once the
 // download's AuditEvent is committed.
@@ -193,9 +225,37 @@ func (s *Server) handleJobFile(c echo.Context) error {
 	if j.Status != store.JobDone {
 		return outcome.New(outcome.Conflict, "conflict", "job-not-done", "the job's files are served once it is done")
 	}
+	// The download's token must cover the file's type, whatever the
+	// kick-off's token could read (docs/bulk.md, Security and audit).
+	if err := s.app.Bulk.CheckDownload(sc, j, n); err != nil {
+		return err
+	}
 	ctype := "application/x-ndjson"
 	if j.Kind == bulk.KindExport {
 		ctype = "application/fhir+ndjson"
+	}
+	if !acceptsNDJSON(c.Request().Header.Values("Accept")) {
+		return outcome.New(outcome.NotAcceptable, "not-supported", "format-unsupported",
+			"a job's files are NDJSON ("+ctype+"): send Accept: "+ctype+" or none")
+	}
+	if c.Request().Method == http.MethodHead {
+		// The headers only: the file's first part is looked at to know it
+		// exists (with a scope of its own: the AuditEvent names no
+		// patient, since nothing of the file is sent).
+		sc.Description = fmt.Sprintf("%s job %s: file %d, headers only (HEAD)", j.Kind, j.ID, n)
+		exists := false
+		err := s.app.Jobs.File(ctx, auditlog.NewScope("", sc.Principal), j.ID, n, func([]byte) error {
+			exists = true
+			return errHeadOnly
+		})
+		switch {
+		case err != nil && !errors.Is(err, errHeadOnly):
+			return err
+		case !exists:
+			return jobs.ErrFileUnknown
+		}
+		c.Response().Header().Set(echo.HeaderContentType, ctype)
+		return c.NoContent(http.StatusOK)
 	}
 	sc.Description = fmt.Sprintf("%s job %s: file %d", j.Kind, j.ID, n)
 	rc := http.NewResponseController(c.Response())

@@ -67,7 +67,7 @@ func (s *Server) table() []route {
 		// job sees it.
 		{method: get, path: "/jobs/:id", handle: s.handleJob, interaction: "job-status", store: true},
 		{method: del, path: "/jobs/:id", handle: s.handleCancelJob, interaction: "job-cancel", store: true},
-		{method: get, path: "/jobs/:id/files/:n", handle: s.handleJobFile, interaction: "job-download", store: true},
+		{method: get, path: "/jobs/:id/files/:n", handle: s.handleJobFile, interaction: "job-download", head: true, store: true},
 
 		// The operator API (docs/operations.md).
 		{method: get, path: "/admin/deliveries", handle: s.handleListDeliveries, interaction: "delivery-list", scope: auth.ScopeOperator, store: true,

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"slices"
 	"strings"
@@ -36,6 +37,9 @@ type ExportParams struct {
 	// repeats it); Base is where the gateway is reached ("https://gw"),
 	// for the URLs of the status and the files.
 	Request, Base string
+	// NoToken tells that the gateway takes no access tokens (development
+	// mode): the manifest's requiresAccessToken is then false.
+	NoToken bool
 }
 
 // exportRequest is what an export job was asked, resolved at kick-off.
@@ -44,6 +48,9 @@ type exportRequest struct {
 	Group string `json:"group,omitempty"`
 	// Members are the Patient ids of the Group, as it was at kick-off.
 	Members []string `json:"members,omitempty"`
+	// GroupTenant is the Group's tenant, whose resources an all-tenant
+	// client's Group export reads (a patient's chart is its tenant's).
+	GroupTenant string `json:"groupTenant,omitempty"`
 	// Types are the types to export, in order.
 	Types []string `json:"types"`
 	// Since keeps resources last updated after it.
@@ -54,6 +61,12 @@ type exportRequest struct {
 	Base            string              `json:"base"`
 	TransactionTime time.Time           `json:"transactionTime"`
 	Scopes          string              `json:"scopes"`
+	// Ignored are the parameters Prefer: handling=lenient ignored (the
+	// manifest's error file names them).
+	Ignored []string `json:"ignored,omitempty"`
+	// NoToken: the files are served without an access token (development
+	// mode).
+	NoToken bool `json:"noToken,omitempty"`
 }
 
 // Kick-off failures: each says which parameter is wrong and how.
@@ -127,8 +140,12 @@ func (s *Service) Export(ctx context.Context, sc *auditlog.Scope, p ExportParams
 
 // prefers reports whether a Prefer header holds the preference pref
 // ("respond-async", "handling=lenient"), in any case, spaces ignored.
+// Preferences are separated by commas; a semicolon, which RFC 7240 uses
+// for a preference's parameters, separates them too ("respond-async;
+// handling=lenient", as HAPI FHIR reads it), so that such a header is not
+// refused for lacking the respond-async it starts with.
 func prefers(prefer, pref string) bool {
-	for _, part := range strings.Split(prefer, ",") {
+	for _, part := range strings.FieldsFunc(prefer, func(r rune) bool { return r == ',' || r == ';' }) {
 		if strings.EqualFold(strings.ReplaceAll(strings.TrimSpace(part), " ", ""), pref) {
 			return true
 		}
@@ -136,36 +153,79 @@ func prefers(prefer, pref string) bool {
 	return false
 }
 
+// The $export kick-off's parameters. taken are those the gateway applies
+// (and _format, _pretty, which every FHIR interaction takes). lenient are
+// the Bulk Data parameters that Prefer: handling=lenient ignores, because
+// ignoring them cannot make the export hold more than was asked (they
+// shape the manifest or the files' organisation, not what is exported);
+// the manifest's error file names them. Every other parameter is refused,
+// lenient or not: the Bulk Data ones the gateway does not implement
+// (patient, _elements, includeAssociatedData, _until) narrow or select
+// what is exported, so ignoring them would disclose more than the client
+// asked for, and an unknown name may be one of those misspelt.
+var (
+	takenParams   = []string{"_outputFormat", "_type", "_since", "_typeFilter", "_format", "_pretty"}
+	lenientParams = []string{"allowPartialManifests", "organizeOutputBy"}
+	// narrowingParams are the Bulk Data parameters, not implemented, that
+	// are named when refused (the gateway knows them: naming them repeats
+	// nothing the client typed but the parameter's name).
+	narrowingParams = []string{"patient", "_elements", "includeAssociatedData", "_until"}
+)
+
 // exportRequest reads and checks the kick-off's parameters.
 func (s *Service) exportRequest(ctx context.Context, sc *auditlog.Scope, p ExportParams) (*exportRequest, error) {
 	now := s.cfg.Now().UTC().Truncate(time.Millisecond)
-	req := &exportRequest{Level: p.Level, Request: p.Request, Base: p.Base, TransactionTime: now, Scopes: sc.Principal.Scopes.String()}
-	for name := range p.Query {
-		switch name {
-		case "_outputFormat", "_type", "_since", "_typeFilter", "_format", "_pretty":
+	req := &exportRequest{Level: p.Level, Request: p.Request, Base: p.Base, TransactionTime: now, Scopes: sc.Principal.Scopes.String(),
+		NoToken: p.NoToken}
+	lenient := prefers(p.Prefer, "handling=lenient")
+	for _, name := range slices.Sorted(maps.Keys(p.Query)) {
+		switch {
+		case slices.Contains(takenParams, name):
+		case lenient && slices.Contains(lenientParams, name):
+			req.Ignored = append(req.Ignored, name)
+		case slices.Contains(narrowingParams, name):
+			return nil, kickoffError("export-parameter-unsupported", "the parameter "+name+" is not supported by this "+
+				"server's $export; it narrows what is exported, so it is refused also with Prefer: handling=lenient "+
+				"(ignoring it would export more than asked): leave it out, or narrow with _type, _typeFilter and a "+
+				"Group export").At(name)
+		case lenient:
+			// The name is not quoted: the gateway does not know it, and
+			// a name a client made up may be a value typed in its place.
+			return nil, kickoffError("export-parameter-unsupported", "a parameter of the request is not one this "+
+				"server's $export knows; Prefer: handling=lenient ignores only allowPartialManifests and "+
+				"organizeOutputBy, which cannot widen the export: an unknown parameter may be meant to narrow it")
 		default:
-			if !prefers(p.Prefer, "handling=lenient") {
-				// The name is not quoted: the gateway does not know it, and
-				// a name a client made up may be a value typed in its place.
-				return nil, kickoffError("export-parameter-unsupported", "a parameter of the request is not supported by "+
-					"this server's $export, which takes _outputFormat, _type, _since and _typeFilter (send Prefer: "+
-					"handling=lenient to have the others ignored)")
-			}
+			return nil, kickoffError("export-parameter-unsupported", "a parameter of the request is not supported by "+
+				"this server's $export, which takes _outputFormat, _type, _since and _typeFilter (send Prefer: "+
+				"handling=lenient to have allowPartialManifests and organizeOutputBy ignored)")
 		}
 	}
 	switch f := p.Query.Get("_outputFormat"); f {
 	case "", "application/fhir+ndjson", "application/ndjson", "ndjson":
+	case "application/fhir ndjson":
+		// A '+' sent unencoded is read as a space (form decoding).
+		return nil, kickoffError("export-format-unsupported", "_outputFormat arrived as \"application/fhir ndjson\": "+
+			"a + in a query string means a space; encode + as %2B (_outputFormat=application/fhir%2Bndjson), or send ndjson").At("_outputFormat")
 	default:
 		return nil, kickoffError("export-format-unsupported",
-			"_outputFormat must be application/fhir+ndjson (or application/ndjson, ndjson): the only format served")
+			"_outputFormat must be application/fhir+ndjson (or application/ndjson, ndjson): the only format served").At("_outputFormat")
+	}
+	if len(p.Query["_since"]) > 1 {
+		return nil, kickoffError("export-since-invalid", "_since is given more than once: it takes one instant").At("_since")
 	}
 	if v := p.Query.Get("_since"); v != "" {
 		t, err := time.Parse(time.RFC3339Nano, v)
 		switch {
+		case err != nil && strings.Contains(v, " "):
+			if _, err := time.Parse(time.RFC3339Nano, strings.ReplaceAll(v, " ", "+")); err == nil {
+				return nil, kickoffError("export-since-invalid", "_since holds a space where its time zone's + was: "+
+					"a + in a query string means a space; encode + as %2B (such as 2026-01-31T00:00:00%2B01:00), or give the time in Z").At("_since")
+			}
+			fallthrough
 		case err != nil:
-			return nil, kickoffError("export-since-invalid", "_since must be a FHIR instant with a time zone, such as 2026-01-31T00:00:00Z")
+			return nil, kickoffError("export-since-invalid", "_since must be a FHIR instant with a time zone, such as 2026-01-31T00:00:00Z").At("_since")
 		case t.After(now):
-			return nil, kickoffError("export-since-future", "_since is in the future: no resource can have changed after it")
+			return nil, kickoffError("export-since-future", "_since is in the future: no resource can have changed after it").At("_since")
 		}
 		req.Since = t.UTC()
 	}
@@ -176,12 +236,16 @@ func (s *Service) exportRequest(ctx context.Context, sc *auditlog.Scope, p Expor
 			typ = strings.TrimSpace(typ)
 			switch {
 			case typ == "":
-				continue
+				// An empty _type (a list built from an empty selection) is
+				// not "every type": that would be the largest export.
+				return nil, kickoffError("export-type-unknown", "a _type value is empty (_type= or two commas in a row): "+
+					"name the resource types to export, or leave _type out to export every type the access token covers").At("_type")
 			case !s.cfg.Engine.KnownType(typ) || typ == "Parameters":
 				return nil, errTypeUnknown // the value is not quoted: it may be anything, a name
 			case compartment && !inCompartment(typ):
 				return nil, kickoffError("export-type-not-in-compartment", "_type names "+quoted(typ)+
-					", which has no reference to a Patient: a Patient or Group export has only Patients and the resources about them").At("_type")
+					", which is not in the R4 patient compartment: a Patient or Group export has only Patients and the "+
+					"resources about them; export "+typ+" with a system-level $export").At("_type")
 			}
 			if !allowedType(sc, typ) {
 				return nil, auth.InsufficientScope(sc.ClientID, "system/"+typ+".rs")
@@ -207,11 +271,11 @@ func (s *Service) exportRequest(ctx context.Context, sc *auditlog.Scope, p Expor
 		return nil, err
 	}
 	if p.Level == LevelGroup {
-		members, err := s.groupMembers(ctx, sc, p.Group)
+		members, tenant, err := s.groupMembers(ctx, sc, p.Group)
 		if err != nil {
 			return nil, err
 		}
-		req.Group, req.Members = p.Group, members
+		req.Group, req.Members, req.GroupTenant = p.Group, members, tenant
 	}
 	return req, nil
 }
@@ -277,8 +341,15 @@ func parseFilter(typ, query string) (*search.Query, error) {
 		}
 		return nil, kickoffError("export-typefilter-invalid", msg).At("_typeFilter")
 	}
-	if len(q.Includes) > 0 || len(q.RevIncludes) > 0 || len(q.Sort) > 0 || q.SummaryCount {
-		return nil, kickoffError("export-typefilter-invalid", "a _typeFilter selects resources: _include, _revinclude, _sort and _summary have no place in it").At("_typeFilter")
+	for name := range vals {
+		name, _, _ = strings.Cut(name, ":")
+		if slices.Contains(resultParams, name) {
+			// _summary=true or _elements would be ignored: whole resources
+			// exported to a client that asked for less.
+			return nil, kickoffError("export-typefilter-invalid", "a _typeFilter selects resources: "+
+				"_include, _revinclude, _sort, _summary, _elements, _count and _total have no place in it "+
+				"(an export has whole resources)").At("_typeFilter")
+		}
 	}
 	for _, c := range q.Clauses {
 		if c.Chain != nil {
@@ -288,23 +359,28 @@ func parseFilter(typ, query string) (*search.Query, error) {
 	return q, nil
 }
 
+// resultParams are the search parameters that shape a search's answer
+// rather than select resources: a _typeFilter refuses them.
+var resultParams = []string{"_include", "_revinclude", "_sort", "_summary", "_elements", "_count", "_total",
+	"_contained", "_containedType"}
+
 // inCompartment reports whether typ belongs to a Patient or Group export:
-// the Patient, and every type with a search parameter for its Patient
-// (compartmentParam).
+// the types of R4's patient compartment (search.PatientCompartment), whose
+// resources are about a patient. A type outside it (Organization,
+// Practitioner, Medication) is refused at kick-off rather than exported as
+// an empty file set without a word.
 func inCompartment(typ string) bool {
-	return typ == "Patient" || compartmentParam(typ) != ""
+	_, ok := search.PatientCompartment(typ)
+	return ok
 }
 
 // compartmentParam is the reference search parameter that ties a resource
-// of typ to its Patient: patient (for most types the gateway's "any
-// reference to a Patient"), else subject when it may name a Patient
-// (AdverseEvent); "" when there is none.
+// of typ to its Patient (search.PatientCompartment): patient for most
+// types, subject for AdverseEvent; "" for Patient itself and types
+// outside the compartment.
 func compartmentParam(typ string) string {
-	if _, ok := search.Lookup(typ, "patient"); ok {
-		return "patient"
-	}
-	if p, ok := search.Lookup(typ, "subject"); ok && slices.Contains(p.Targets, "Patient") {
-		return "subject"
+	if p, ok := search.PatientCompartment(typ); ok && p != "_id" {
+		return p
 	}
 	return ""
 }

@@ -22,7 +22,10 @@ const exportPage = 1000
 // together, so a resumed export starts exactly after the last resource
 // saved.
 type exportCheckpoint struct {
-	Type  int    `json:"type"`  // index in the request's Types
+	// Type is the index in the request's Types of the type being
+	// exported; from len(Types) on, of the type whose deletions are
+	// listed (Type - len(Types)), in an export with _since.
+	Type  int    `json:"type"`
 	After string `json:"after"` // the last id of that type saved
 	// File is the number of the open file (0: none), Part its next part
 	// and Count its resources; NextFile the number of the next file.
@@ -34,14 +37,29 @@ type exportCheckpoint struct {
 	// Files are the closed files.
 	Files []outputFile `json:"files"`
 	Done  int64        `json:"done"`
+	// Notes is the number of the error file naming the parameters
+	// Prefer: handling=lenient ignored, once saved (0: none yet).
+	Notes int `json:"notes,omitempty"`
 }
 
 // outputFile is one NDJSON file of an export.
 type outputFile struct {
+	// Type is the resource type of the file's resources (of a deleted
+	// file, of the resources its Bundles delete; of an error file,
+	// OperationOutcome).
 	Type  string `json:"type"`
 	N     int    `json:"n"`
 	Count int    `json:"count"`
+	// Part is the manifest's part the file is in: "" output, "deleted"
+	// or "error".
+	Part string `json:"part,omitempty"`
 }
+
+// The manifest parts of a file other than output.
+const (
+	partDeleted = "deleted"
+	partError   = "error"
+)
 
 // Manifest is the Bulk Data complete-status body.
 type Manifest struct {
@@ -49,7 +67,12 @@ type Manifest struct {
 	Request             string         `json:"request"`
 	RequiresAccessToken bool           `json:"requiresAccessToken"`
 	Output              []ManifestFile `json:"output"`
-	Error               []ManifestFile `json:"error"`
+	// Deleted lists, for an export with _since, the files of the
+	// resources deleted since then (Bulk Data IG v2): each line a Bundle
+	// of type transaction whose entry DELETEs one resource. Absent
+	// without _since.
+	Deleted []ManifestFile `json:"deleted,omitempty"`
+	Error   []ManifestFile `json:"error"`
 }
 
 // ManifestFile is one file of a Manifest.
@@ -74,6 +97,9 @@ type exporter struct {
 	// confiner keeps a Group export to its members' data (nil at the
 	// other levels).
 	confiner *confiner
+	// targets caches the patients the resources Provenances target are
+	// about, by "Type/id" (provenancePatients).
+	targets map[string][]string
 }
 
 // runExport is the export jobs' handler.
@@ -91,8 +117,18 @@ func (s *Service) runExport(ctx context.Context, run *jobs.Run) ([]byte, error) 
 			return nil, fmt.Errorf("export checkpoint: %w", err)
 		}
 	}
-	for ; x.cp.Type < len(req.Types); x.cp.Type++ {
-		if err := x.exportType(ctx, req.Types[x.cp.Type]); err != nil {
+	phases := len(req.Types)
+	if !req.Since.IsZero() {
+		phases *= 2 // then the deletions of each type
+	}
+	for ; x.cp.Type < phases; x.cp.Type++ {
+		var err error
+		if x.cp.Type < len(req.Types) {
+			err = x.exportType(ctx, req.Types[x.cp.Type])
+		} else {
+			err = x.exportDeleted(ctx, req.Types[x.cp.Type-len(req.Types)])
+		}
+		if err != nil {
 			return nil, err
 		}
 		if err := x.closeFile(ctx, true); err != nil {
@@ -100,10 +136,27 @@ func (s *Service) runExport(ctx context.Context, run *jobs.Run) ([]byte, error) 
 		}
 		x.cp.After = ""
 	}
+	if len(req.Ignored) > 0 && x.cp.Notes == 0 {
+		if err := x.writeNotes(ctx); err != nil {
+			return nil, err
+		}
+	}
 	m := Manifest{TransactionTime: req.TransactionTime.Format("2006-01-02T15:04:05.000Z"), Request: req.Request,
-		RequiresAccessToken: true, Output: []ManifestFile{}, Error: []ManifestFile{}}
+		RequiresAccessToken: !req.NoToken, Output: []ManifestFile{}, Error: []ManifestFile{}}
+	if !req.Since.IsZero() {
+		m.Deleted = []ManifestFile{}
+	}
 	for _, f := range x.cp.Files {
-		m.Output = append(m.Output, ManifestFile{Type: f.Type, URL: jobs.FileURL(req.Base, run.Job.ID, f.N), Count: f.Count})
+		mf := ManifestFile{Type: f.Type, URL: jobs.FileURL(req.Base, run.Job.ID, f.N), Count: f.Count}
+		switch f.Part {
+		case partDeleted:
+			mf.Type = "Bundle"
+			m.Deleted = append(m.Deleted, mf)
+		case partError:
+			m.Error = append(m.Error, mf)
+		default:
+			m.Output = append(m.Output, mf)
+		}
 	}
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
@@ -116,7 +169,7 @@ func (s *Service) runExport(ctx context.Context, run *jobs.Run) ([]byte, error) 
 
 // exportType writes the resources of one type, from the checkpoint.
 func (x *exporter) exportType(ctx context.Context, typ string) error {
-	q := store.ExportQuery{Type: typ, Tenant: x.sc.TenantOf(), Since: x.req.Since, After: x.cp.After, Limit: exportPage}
+	q := store.ExportQuery{Type: typ, Tenant: x.tenant(), Since: x.req.Since, After: x.cp.After, Limit: exportPage}
 	filters, err := x.filters(typ)
 	if err != nil {
 		return err
@@ -138,6 +191,15 @@ func (x *exporter) exportType(ctx context.Context, typ string) error {
 			if r == nil || !x.s.cfg.Visible(x.sc, r) {
 				continue
 			}
+			patients := auditlog.PatientsIn(r.Type, r.ID, r.Body)
+			if x.byTargets(typ) {
+				if patients, err = x.provenancePatients(ctx, r); err != nil {
+					return err
+				}
+				if len(patients) == 0 {
+					continue // about no patient (of the Group)
+				}
+			}
 			if x.confiner != nil {
 				if r, err = x.confiner.confine(ctx, r); err != nil {
 					return err
@@ -146,7 +208,7 @@ func (x *exporter) exportType(ctx context.Context, typ string) error {
 					continue // names patients outside the Group
 				}
 			}
-			if err := x.write(ctx, r, q.After); err != nil {
+			if err := x.write(ctx, r.Body, patients, r.Tenant, q.After); err != nil {
 				return err
 			}
 		}
@@ -156,6 +218,20 @@ func (x *exporter) exportType(ctx context.Context, typ string) error {
 	}
 }
 
+// tenant is the tenant whose resources the export reads: the caller's
+// (every tenant's for an all-tenant client), but for an all-tenant
+// client's Group export the Group's: a patient's chart is its tenant's, as
+// for $everything and compartment searches (docs/security.md), so
+// another clinic's resource about a member, and a member Patient of
+// another tenant, are not the Group's data (a tenant's own Group export
+// reads the same).
+func (x *exporter) tenant() string {
+	if x.req.Level == LevelGroup && x.sc.TenantOf() == search.AllTenants {
+		return x.req.GroupTenant
+	}
+	return x.sc.TenantOf()
+}
+
 // filters are the conditions of typ's resources: the Group's or the
 // Patient compartment's, each combined with the type's _typeFilters (nil:
 // every resource of the type; empty: none).
@@ -163,13 +239,16 @@ func (x *exporter) filters(typ string) ([]*search.Query, error) {
 	var base *search.Query
 	switch x.req.Level {
 	case LevelPatient:
-		if typ != "Patient" {
+		if typ != "Patient" && !x.byTargets(typ) {
 			f := false
 			base = &search.Query{Clauses: []search.Clause{{Param: compartmentParam(typ), Type: search.TypeReference, Modifier: "missing", Missing: &f}}}
 		}
 	case LevelGroup:
 		if len(x.req.Members) == 0 {
 			return []*search.Query{}, nil
+		}
+		if x.byTargets(typ) {
+			break
 		}
 		cl := search.Clause{Param: compartmentParam(typ), Type: search.TypeReference}
 		if typ == "Patient" {
@@ -231,10 +310,10 @@ func (x *exporter) asOf(ctx context.Context, r *store.Resource) (*store.Resource
 	return nil, nil
 }
 
-// write adds one resource to the open file (opening one if needed) and
-// saves the file's buffered part, with the checkpoint, when it is full or
-// the file is.
-func (x *exporter) write(ctx context.Context, r *store.Resource, after string) error {
+// write adds one line to the open file (opening one if needed), noting
+// the patients it is about (of tenant), and saves the file's buffered
+// part, with the checkpoint, when it is full or the file is.
+func (x *exporter) write(ctx context.Context, line []byte, patients []string, tenant, after string) error {
 	if x.cp.File == 0 || x.seen == nil {
 		if x.cp.File == 0 {
 			x.cp.File, x.cp.Part, x.cp.Count, x.cp.PatientsPart = x.cp.NextFile, 0, 0, 0
@@ -244,9 +323,9 @@ func (x *exporter) write(ctx context.Context, r *store.Resource, after string) e
 		// saved parts again: the download names each once.)
 		x.seen = map[string]bool{}
 	}
-	x.buf = append(x.buf, r.Body...)
+	x.buf = append(x.buf, line...)
 	x.buf = append(x.buf, '\n')
-	for _, p := range auditlog.PatientsIn(r.Type, r.ID, r.Body) {
+	for _, p := range patients {
 		if !x.seen[p] {
 			x.seen[p] = true
 			x.patients = append(x.patients, p...)
@@ -254,7 +333,7 @@ func (x *exporter) write(ctx context.Context, r *store.Resource, after string) e
 				// An export of every tenant notes whose each patient is
 				// (a resource's patients are its tenant's), for the share
 				// of its download's AuditEvent each tenant gets.
-				x.patients = strconv.AppendQuote(append(x.patients, ' '), r.Tenant)
+				x.patients = strconv.AppendQuote(append(x.patients, ' '), tenant)
 			}
 			x.patients = append(x.patients, '\n')
 		}
@@ -287,7 +366,13 @@ func (x *exporter) closeFile(ctx context.Context, typeDone bool) error {
 		// it again and finds nothing again.
 		return nil
 	}
-	x.cp.Files = append(x.cp.Files, outputFile{Type: x.req.Types[x.cp.Type], N: x.cp.File, Count: x.cp.Count})
+	f := outputFile{N: x.cp.File, Count: x.cp.Count}
+	if n := len(x.req.Types); x.cp.Type < n {
+		f.Type = x.req.Types[x.cp.Type]
+	} else {
+		f.Type, f.Part = x.req.Types[x.cp.Type-n], partDeleted
+	}
+	x.cp.Files = append(x.cp.Files, f)
 	parts := x.takePart()
 	x.cp.File, x.cp.Part, x.cp.Count, x.cp.PatientsPart = 0, 0, 0, 0
 	x.seen = nil

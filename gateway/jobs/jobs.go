@@ -68,8 +68,9 @@ type Config struct {
 	// Retention is how long a finished job, its result and its files are
 	// kept (default 24 h); then they are purged.
 	Retention time.Duration
-	// MaxAttempts fails a job after that many claims (default 5): a job
-	// that kills its process every time is not tried for ever.
+	// MaxAttempts fails a job after that many claims in a row that saved
+	// no checkpoint (default 5): a job that kills its process every time
+	// is not tried for ever, one that advances each time is finished.
 	MaxAttempts int
 	// Now is the clock (time.Now by default).
 	Now func() time.Time

@@ -199,7 +199,7 @@ func (s *Service) loop(ctx context.Context, done chan struct{}, kinds []string) 
 func (s *Service) run(parent context.Context, j *store.Job) {
 	log := s.cfg.Logger.With("job", j.ID, "kind", j.Kind, "attempt", j.Attempts)
 	if j.Attempts > s.cfg.MaxAttempts {
-		s.finish(log, j, store.JobFailed, nil, fmt.Sprintf("gave up after %d attempts", j.Attempts-1))
+		s.finish(log, j, store.JobFailed, nil, givenUp(j))
 		return
 	}
 	ctx, cancel := context.WithCancelCause(context.WithoutCancel(parent))
@@ -260,6 +260,23 @@ func (s *Service) run(parent context.Context, j *store.Job) {
 		log.Error("jobs: failed", "error_class", fmt.Sprintf("%T", err), "rules", outcome.Rules(err))
 		s.finish(log, j, store.JobFailed, nil, reason)
 	}
+}
+
+// givenUp is why a job claimed MaxAttempts times running without saving
+// a checkpoint is failed, with how far it got: what its last checkpoint
+// holds is done (an import's records up to there are stored or
+// rejected; records after it found in the ledger change nothing when the
+// input is posted again).
+func givenUp(j *store.Job) string {
+	msg := fmt.Sprintf("gave up after %d attempts since it last saved progress (runs that stopped before saving "+
+		"any: a process that dies on this job)", j.Attempts-1)
+	switch {
+	case j.Total > 0:
+		msg += fmt.Sprintf("; %d of %d items were done when it last saved its progress", j.Done, j.Total)
+	case j.Done > 0:
+		msg += fmt.Sprintf("; %d items were done when it last saved its progress", j.Done)
+	}
+	return msg
 }
 
 // handle runs the job's handler, turning a panic into an error.

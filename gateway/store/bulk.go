@@ -27,6 +27,11 @@ type ExportQuery struct {
 	Filters []*search.Query
 	// Limit is the page size (default 1000).
 	Limit int
+	// Deleted selects the resources whose current version is a deletion
+	// instead (the deletion version, without a body; Since then compares
+	// the time of the deletion). Filters must be empty: a deleted
+	// resource has no index rows.
+	Deleted bool
 }
 
 // LedgerQuery selects ledger entries, in key order (source, kind, record

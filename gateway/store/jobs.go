@@ -41,7 +41,10 @@ type Job struct {
 	// failed (PHI-free).
 	Result []byte
 	Error  string
-	// Attempts counts the claims; Claim is the token of the current one
+	// Attempts counts the claims since the job last saved a checkpoint
+	// (SaveJob with one sets it back to 1, the current claim's): a job
+	// that keeps advancing is not given up however often its process
+	// stops. Claim is the token of the current one
 	// ("" when no runner holds the job), LeaseUntil when it runs out.
 	Attempts   int
 	Claim      string

@@ -31,10 +31,17 @@ func (s *Store) Export(ctx context.Context, q store.ExportQuery) ([]*store.Resou
 	if limit <= 0 {
 		limit = 1000
 	}
+	live := s.d.NotDeleted
+	if q.Deleted {
+		if len(q.Filters) > 0 {
+			return nil, fmt.Errorf("%s: export: filters on deleted resources", s.d.Name)
+		}
+		live = `NOT (` + live + `)`
+	}
 	b := NewBuilder(s.d, q.Type, s.now())
 	b.Add(`SELECT `+resourceCols+` FROM current c
 		JOIN resources r ON r.type = c.type AND r.id = c.id AND r.version = c.version
-		WHERE `+s.d.NotDeleted+` AND c.type = ?`, q.Type)
+		WHERE `+live+` AND c.type = ?`, q.Type)
 	cond, args := tenantCond("c", q.Tenant)
 	b.Add(cond, args...)
 	// The far ends of the filters' _has clauses are confined to the

@@ -224,7 +224,9 @@ func (s *Store) SaveJob(ctx context.Context, id, claim string, until time.Time, 
 		q := `UPDATE jobs SET lease_until = ?, progress_done = ?, progress_total = ?, updated = ?`
 		args := []any{until.UnixMilli(), p.Done, p.Total, s.now().UnixMilli()}
 		if p.Checkpoint != nil {
-			q += `, checkpoint = ?`
+			// A checkpoint is progress: the claims are counted again from
+			// this one (a job that keeps advancing is never given up).
+			q += `, checkpoint = ?, attempts = 1`
 			args = append(args, p.Checkpoint)
 		}
 		q += ` WHERE id = ? AND claim = ? AND status = 'running'`
