@@ -135,7 +135,15 @@ func (s *Server) handleVerifyAudit(c echo.Context) error {
 		// The chain spans every tenant: its length alone tells of others' activity.
 		return outcome.New(outcome.Forbidden, "forbidden", "tenant-audit-verify", "verifying the audit chain needs an all-tenant operator")
 	}
-	res, err := auditlog.Verify(c.Request().Context(), s.app.Store, time.Now())
+	var anchors []auditlog.Anchor
+	for _, v := range c.QueryParams()["expect"] {
+		a, err := auditlog.ParseAnchor(v)
+		if err != nil {
+			return paramInvalid("expect: " + err.Error())
+		}
+		anchors = append(anchors, a)
+	}
+	res, err := auditlog.Verify(c.Request().Context(), s.app.Store, time.Now(), anchors...)
 	if err != nil {
 		return err
 	}

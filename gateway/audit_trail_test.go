@@ -554,6 +554,8 @@ func TestOperatorParameters(t *testing.T) {
 		{"GET", "/admin/lineage?resource=Patient/p1&resource=Patient/p2", 400, "resource is given more than once"},
 		{"GET", "/admin/audit/verify?full=true", 400, "parameter-unknown"},
 		{"GET", "/admin/audit/verify", 200, `"intact":true`},
+		{"GET", "/admin/audit/verify?expect=1:" + strings.Repeat("0a", 32), 200, `"held":false`},
+		{"GET", "/admin/audit/verify?expect=7", 400, "an anchor is <record number>:<hash>"},
 	} {
 		rec := send(s, tc.method, tc.target, "")
 		if rec.Code != tc.status || !strings.Contains(rec.Body.String(), tc.want) {

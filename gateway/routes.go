@@ -88,7 +88,7 @@ func (s *Server) table() []route {
 		{method: get, path: "/admin/lineage", handle: s.handleLineage, interaction: "lineage", scope: auth.ScopeOperator, store: true,
 			params: []string{"source", "record", "kind", "resource", "trace"}},
 		{method: get, path: "/admin/audit/verify", handle: s.handleVerifyAudit, interaction: "audit-verify", scope: auth.ScopeOperator, store: true,
-			params: []string{}},
+			params: []string{"expect"}},
 
 		// The FHIR R4 RESTful API (http.html).
 		{method: get, path: "/fhir/metadata", handle: s.handleMetadata, interaction: "capabilities", public: true, fhir: true, head: true, store: true},

@@ -28,6 +28,16 @@ func auditCommand(ctx context.Context, args []string, getenv func(string) string
 	}
 	fs := newFlags("audit verify")
 	db := dbFlag(fs, getenv)
+	var anchors []auditlog.Anchor
+	fs.Func("expect", "an anchor, `SEQ:HASH`, the headSeq and headHash of an earlier verification kept outside the database: "+
+		"the chain must still hold that record with that hash (repeatable)", func(v string) error {
+		a, err := auditlog.ParseAnchor(v)
+		if err != nil {
+			return err
+		}
+		anchors = append(anchors, a)
+		return nil
+	})
 	pos, err := parse(fs, "audit verify", args[1:], stdout)
 	if err != nil {
 		return err
@@ -40,7 +50,7 @@ func auditCommand(ctx context.Context, args []string, getenv func(string) string
 		return err
 	}
 	defer st.Close()
-	res, err := auditlog.Verify(ctx, st, time.Now())
+	res, err := auditlog.Verify(ctx, st, time.Now(), anchors...)
 	if err != nil {
 		return &exitError{code: exitUnchecked, msg: fmt.Sprintf("audit verify: could not check: %v", err)}
 	}

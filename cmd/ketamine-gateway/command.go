@@ -67,12 +67,14 @@ var commands = []command{
 		examples: []string{"ketamine-gateway deliveries list --status dead --db kg.db", "ketamine-gateway deliveries show k7q2xw4mbn3ra --db kg.db",
 			"ketamine-gateway deliveries replay --destination ehr --since 24h --db kg.db"}},
 	{name: "audit", summary: "check the audit trail's hash chain",
-		usage: "audit verify [--db FILE_OR_URL]",
+		usage: "audit verify [--db FILE_OR_URL] [--expect SEQ:HASH]...",
 		detail: "Prints the result as JSON: exit 0 intact, exit 1 naming the first broken link, exit 3 when the\n" +
 			"chain could not be checked (no database there, or it could not be read). Record the printed headSeq\n" +
-			"and headHash where the database's administrators cannot write: a later verify whose chain no longer\n" +
-			"contains that head proves the tail was cut.",
-		examples: []string{"ketamine-gateway audit verify --db kg.db"}},
+			"and headHash where the database's administrators cannot write, and give them to a later verify as\n" +
+			"--expect headSeq:headHash: whoever can write the database can rewrite a record and compute every\n" +
+			"later hash again, which only such an anchor shows (exit 1, the anchor not held).",
+		examples: []string{"ketamine-gateway audit verify --db kg.db",
+			"ketamine-gateway audit verify --db kg.db --expect 166:c251ac437b85e72722c206a2c2430320d7d10c23e9ad1b4cad14157adf15d48f"}},
 	{name: "lineage", summary: "the story of a source record, resource or trace, as JSON",
 		usage: "lineage [--db FILE_OR_URL] [--tenant T] (--source S --record ID [--kind K] | --resource Type/id | --trace TRACEID)",
 		detail: "Each receipt (time, client, trace id, content hash), the resource versions it produced, every\n" +

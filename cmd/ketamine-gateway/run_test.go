@@ -783,6 +783,15 @@ func TestAuditVerifyExitCodes(t *testing.T) {
 	if _, _, code := cli(t, "", "audit", "verify", "--nope"); code != exitUsage {
 		t.Errorf("audit verify --nope = exit %d, want %d", code, exitUsage)
 	}
+	// An anchor the chain does not hold (a new database has no record 1)
+	// is a trail not intact; a malformed one is a usage error.
+	if out, errOut, code := cli(t, "", "audit", "verify", "--db", db, "--expect", "1:"+strings.Repeat("0a", 32)); code != exitInvalid ||
+		!strings.Contains(out, `"held": false`) || !strings.Contains(errOut, "anchor 1 not held") {
+		t.Errorf("audit verify --expect of a record not held = exit %d, %s %s; want %d", code, out, errOut, exitInvalid)
+	}
+	if _, errOut, code := cli(t, "", "audit", "verify", "--db", db, "--expect", "1:nothex"); code != exitUsage || !strings.Contains(errOut, "64 lowercase hexadecimal") {
+		t.Errorf("audit verify --expect 1:nothex = exit %d (%s), want %d", code, errOut, exitUsage)
+	}
 }
 
 // TestSearchSection: the config file's search section is checked, and

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -30,9 +31,45 @@ type AuditVerification struct {
 	// IndexChecked tells whether the AuditEvents' search index rows were
 	// compared with those their bodies give: not while the index is an
 	// older build's (IndexNote says so; reindex rewrites it).
-	IndexChecked bool      `json:"indexChecked"`
-	IndexNote    string    `json:"indexNote,omitempty"`
-	Checked      time.Time `json:"checked"`
+	IndexChecked bool   `json:"indexChecked"`
+	IndexNote    string `json:"indexNote,omitempty"`
+	// Anchors are the anchors asked to be checked, each with whether the
+	// chain still holds it; one it does not makes the trail not intact.
+	Anchors []AnchorCheck `json:"anchors,omitempty"`
+	Checked time.Time     `json:"checked"`
+}
+
+// Anchor is a record of the chain and its hash as an auditor wrote them
+// down from an earlier verification (its headSeq and headHash), kept where
+// the database's administrators cannot write: the hash is not keyed and
+// its formula is public, so whoever can write the database can rewrite
+// any record and compute every later hash again, and only a hash recorded
+// outside shows it.
+type Anchor struct {
+	Seq  int64  `json:"seq"`
+	Hash string `json:"hash"`
+}
+
+// AnchorCheck is an anchor and whether the chain still holds it.
+type AnchorCheck struct {
+	Anchor
+	Held bool `json:"held"`
+	// Problem says, when not held, what the chain holds instead.
+	Problem string `json:"problem,omitempty"`
+}
+
+// ParseAnchor parses an anchor written <seq>:<hash> (the record's number
+// and its 64 lowercase hexadecimal hash, as a verification prints them).
+func ParseAnchor(s string) (Anchor, error) {
+	seq, hash, ok := strings.Cut(s, ":")
+	n, err := strconv.ParseInt(seq, 10, 64)
+	if !ok || err != nil || n < 1 {
+		return Anchor{}, errors.New("an anchor is <record number>:<hash>, as a verification printed headSeq and headHash (e.g. 166:c251ac43...)")
+	}
+	if len(hash) != 64 || strings.Trim(hash, "0123456789abcdef") != "" {
+		return Anchor{}, errors.New("an anchor's hash is 64 lowercase hexadecimal digits, as a verification printed headHash")
+	}
+	return Anchor{Seq: n, Hash: hash}, nil
 }
 
 // AuditFault is an AuditEvent served otherwise than the chain holds it:
@@ -73,6 +110,11 @@ func (v *AuditVerification) Summary() string {
 		parts = append(parts, fmt.Sprintf("%s of AuditEvents served otherwise than the audit chain holds them (first: AuditEvent %s, %s: %s)",
 			Counted(v.FaultCount, "finding"), f.AuditEvent, where, f.Problem))
 	}
+	for _, a := range v.Anchors {
+		if !a.Held {
+			parts = append(parts, "anchor "+strconv.FormatInt(a.Seq, 10)+" not held: "+a.Problem)
+		}
+	}
 	if len(parts) == 0 {
 		return "audit trail intact"
 	}
@@ -89,9 +131,16 @@ func (v *AuditVerification) Summary() string {
 // rows, other versions, search index rows: store.Store.AuditChain) and
 // every AuditEvent stored that the chain does not hold. Errors are the
 // store's.
-func Verify(ctx context.Context, st store.Store, now time.Time) (*AuditVerification, error) {
+//
+// Each anchor is checked too: the chain must still hold its record with
+// its hash (AuditVerification.Anchors).
+func Verify(ctx context.Context, st store.Store, now time.Time, anchors ...Anchor) (*AuditVerification, error) {
 	var v audit.Verifier
 	out := &AuditVerification{Intact: true, Checked: now.UTC()}
+	walked := map[int64]string{} // the walked hash of each anchored record
+	for _, a := range anchors {
+		walked[a.Seq] = ""
+	}
 	iv, err := st.IndexVersion(ctx)
 	if err != nil {
 		return nil, err
@@ -115,6 +164,9 @@ func Verify(ctx context.Context, st store.Store, now time.Time) (*AuditVerificat
 			out.fault(e.Seq, e.ID, f)
 		}
 		out.HeadSeq, out.HeadHash = e.Seq, e.Hash
+		if _, ok := walked[e.Seq]; ok {
+			walked[e.Seq] = e.Hash
+		}
 		if e.Seq == headSeq {
 			atHead = e.Hash
 		}
@@ -148,6 +200,21 @@ func Verify(ctx context.Context, st store.Store, now time.Time) (*AuditVerificat
 		}
 	}
 	out.Records = v.Verified()
+	for _, a := range anchors {
+		c := AnchorCheck{Anchor: a}
+		switch h := walked[a.Seq]; {
+		case h == a.Hash:
+			c.Held = true
+		case h == "":
+			c.Problem = fmt.Sprintf("the chain holds no record %d (it ends at record %d): records were cut off", a.Seq, out.HeadSeq)
+		default:
+			c.Problem = fmt.Sprintf("record %d has another hash: the chain was rewritten at or before record %d", a.Seq, a.Seq)
+		}
+		if !c.Held {
+			out.Intact = false
+		}
+		out.Anchors = append(out.Anchors, c)
+	}
 	ids, n, err := st.UnchainedAudits(ctx, maxFaults)
 	if err != nil {
 		return nil, err

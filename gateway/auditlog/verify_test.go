@@ -205,3 +205,72 @@ func TestVerifyServedAsChained(t *testing.T) {
 		})
 	}
 }
+
+// TestVerifyAnchors: an anchor (a record's number and hash written down
+// from an earlier verification) is held while the chain still has that
+// record with that hash; a chain whose record has another hash (rewritten
+// with every later hash computed again, which the chain's own links cannot
+// show) or that no longer reaches the record is not intact.
+func TestVerifyAnchors(t *testing.T) {
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "kg.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var anchor Anchor
+	for i := 1; i <= 5; i++ {
+		id := fmt.Sprintf("ae%d", i)
+		body := fmt.Appendf(nil, `{"resourceType":"AuditEvent","id":%q}`, id)
+		err := st.Write(ctx, func(tx store.Tx) error {
+			if err := tx.Put(&store.Resource{Type: "AuditEvent", ID: id, Version: 1, Body: body}, nil); err != nil {
+				return err
+			}
+			return tx.AppendAudit(id, body, nil)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 3 {
+			res, err := Verify(ctx, st, time.Now())
+			if err != nil || !res.Intact {
+				t.Fatalf("Verify = %+v, %v", res, err)
+			}
+			anchor = Anchor{Seq: res.HeadSeq, Hash: res.HeadHash}
+		}
+	}
+	other := Anchor{Seq: 3, Hash: strings.Repeat("ab", 32)}
+	tests := []struct {
+		name    string
+		anchors []Anchor
+		intact  bool
+		problem string
+	}{
+		{"none", nil, true, ""},
+		{"held", []Anchor{anchor}, true, ""},
+		{"another hash", []Anchor{anchor, other}, false, "record 3 has another hash: the chain was rewritten at or before record 3"},
+		{"past the end", []Anchor{{Seq: 9, Hash: anchor.Hash}}, false, "the chain holds no record 9 (it ends at record 5)"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			res, err := Verify(ctx, st, time.Now(), tc.anchors...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Intact != tc.intact || len(res.Anchors) != len(tc.anchors) {
+				t.Fatalf("Verify = %+v, want intact %t and %d anchors checked", res, tc.intact, len(tc.anchors))
+			}
+			if tc.problem != "" && (res.Anchors[len(res.Anchors)-1].Held || !strings.Contains(res.Summary(), tc.problem)) {
+				t.Errorf("Verify = %+v (%s), want the last anchor not held: %s", res.Anchors, res.Summary(), tc.problem)
+			}
+		})
+	}
+	for _, bad := range []string{"3", "0:" + anchor.Hash, "x:" + anchor.Hash, "3:" + strings.ToUpper(anchor.Hash), "3:abc"} {
+		if _, err := ParseAnchor(bad); err == nil {
+			t.Errorf("ParseAnchor(%q) = nil error, want refused", bad)
+		}
+	}
+	if a, err := ParseAnchor(fmt.Sprintf("%d:%s", anchor.Seq, anchor.Hash)); err != nil || a != anchor {
+		t.Errorf("ParseAnchor of a verification's head = %v, %v", a, err)
+	}
+}
