@@ -91,12 +91,20 @@ func testSearchToken(t *testing.T, s store.Store) {
 		clause("gender", search.TypeToken, "", vCode("male"))), "p2")
 
 	load(t, s, doc{"Observation", "o1", []search.Entry{tokText("code", loinc, "29463-7", "Body weight")}},
-		doc{"Observation", "o2", []search.Entry{tokText("code", loinc, "8867-4", "Heart rate")}})
+		doc{"Observation", "o2", []search.Entry{tokText("code", loinc, "8867-4", "Heart rate")}},
+		doc{"Observation", "o3", []search.Entry{tokText("code", loinc, "8302-2", "Body height")}})
 	text := func(v string) *search.Query {
 		return query("Observation", clause("code", search.TypeToken, "text", vStr(v)))
 	}
-	expect(t, s, ":text first word", text("body"), "o1")
+	// :text is a string match (search.html#token) at the start of a word:
+	// the start of the text or of any word in it, never inside a word.
+	expect(t, s, ":text first word", text("body"), "o1", "o3")
 	expect(t, s, ":text later word, any case", text("WEIGHT"), "o1")
+	expect(t, s, ":text start of a later word", text("wei"), "o1")
+	expect(t, s, ":text words in order", text("body we"), "o1")
+	expect(t, s, ":text inside a word", text("ight"))
+	expect(t, s, ":text inside words", text("dy we"))
+	expect(t, s, ":text end of a word", text("ody"))
 	expect(t, s, ":text values ORed", query("Observation",
 		clause("code", search.TypeToken, "text", vStr("pressure"), vStr("heart"), vStr("weight"))), "o1", "o2")
 	expect(t, s, ":text no match", text("pressure"))

@@ -297,13 +297,18 @@ func (b *Builder) tokenCond(v *search.Value) {
 	}
 }
 
-// tokenTextCond: the normalised text contains the normalised value.
+// tokenTextCond: token :text is a string search (search.html#token) of
+// the normalised text, at the start of a word: the normalised value is a
+// prefix of the text or of one of its words ("weigh" and "body we" find
+// "body weight", "ight" and "dy we" do not). Normalize leaves single
+// spaces between words, so a word starts after a space.
 func (b *Builder) tokenTextCond(v *search.Value) {
 	s := v.Str
 	if s == "" {
 		s = v.Code
 	}
-	b.add(`x.text LIKE ? ESCAPE '\'`, "%"+escapeLike(search.Normalize(s))+"%")
+	n := search.Normalize(s)
+	b.add(`(x.text >= ? AND x.text < ?) OR x.text LIKE ? ESCAPE '\'`, n, n+prefixEnd, "% "+escapeLike(n)+"%")
 }
 
 // stringCond: default starts-with on the normalised value, :exact equality
