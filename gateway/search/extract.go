@@ -35,7 +35,9 @@ const maxWalkDepth = 1000
 //	   (Nguyễn -> nguyen, Lǚ -> lu, NFC and NFD alike), and punctuation
 //	   and symbols other than apostrophes are a word boundary
 //	   (Smith-Jones -> "smith jones", was "smithjones")
-const IndexVersion = 5
+//	6  Practitioner, Organization and Location are indexed by identifier
+//	   and name (R4's parameters)
+const IndexVersion = 6
 
 // Extract returns the de-duplicated index entries of a resource of
 // resourceType for every parameter Params lists, in parameter-name order. The

@@ -263,16 +263,43 @@ func specificDefs(rt string) []def {
 	case "CodeSystem", "ValueSet", "ConceptMap", "SearchParameter", "StructureDefinition", "CapabilityStatement",
 		"OperationDefinition", "ImplementationGuide":
 		return conformanceDefs(rt)
+	case "Practitioner":
+		// R4's identifier and name: EHR feeds and Synthea create and
+		// reference clinicians conditionally by NPI.
+		return []def{
+			identifier("practitioner"),
+			str("name", "A portion of any part of a name of the practitioner (family, given, prefix, suffix, text)",
+				p("name", kHumanName)),
+			compartmentPatient(),
+		}
+	case "Organization":
+		return []def{
+			identifier("organization"),
+			str("name", "A portion of the organization's name or alias", p("name", kString), p("alias", kString)),
+			compartmentPatient(),
+		}
+	case "Location":
+		return []def{
+			identifier("location"),
+			str("name", "A portion of the location's name or alias", p("name", kString), p("alias", kString)),
+			compartmentPatient(),
+		}
 	case "Parameters", "":
 		return nil
 	}
 	if !isResourceType(rt) {
 		return nil
 	}
-	return []def{{
+	return []def{compartmentPatient()}
+}
+
+// compartmentPatient is the gateway's patient parameter of the types
+// without one of R4's: any reference to a Patient.
+func compartmentPatient() def {
+	return def{
 		name: "patient", typ: TypeReference, targets: []string{"Patient"}, compartment: true,
 		desc: "Any reference to a Patient in the resource (the patient compartment, simplified by the gateway)",
-	}}
+	}
 }
 
 // conformanceDefs are the R4 parameters every canonical conformance
@@ -284,8 +311,7 @@ func conformanceDefs(rt string) []def {
 		token("version", "The business version of the "+rt, p("version", kCode)),
 		str("name", "Computationally friendly name of the "+rt, p("name", kString)),
 		token("status", "The current status of the "+rt, p("status", kCode)),
-		{name: "patient", typ: TypeReference, targets: []string{"Patient"}, compartment: true,
-			desc: "Any reference to a Patient in the resource (the patient compartment, simplified by the gateway)"},
+		compartmentPatient(),
 	}
 }
 

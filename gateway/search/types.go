@@ -148,7 +148,8 @@ type Clause struct {
 	Missing *bool
 	Values  []Value
 	// Chain is set for chained reference parameters (subject:Patient.identifier=x):
-	// the chained clause applies to the target type; Modifier is that type.
+	// the chained clause applies to the target type; Modifier is that type
+	// ("" for a chain over several types: Chain.Or).
 	Chain *Chain
 	// Has is set for a reverse chain (_has:Observation:patient:code=x;
 	// Param is "_has").
@@ -159,6 +160,20 @@ type Clause struct {
 type Chain struct {
 	TargetType string
 	Clause     Clause
+	// Or are the chain's other target types, when it names no type and
+	// several of the reference's targets define its parameter
+	// (Observation?subject.identifier=x: a Patient's or a Location's): a
+	// resource matches through any of them (search.html#chaining).
+	Or []Chain
+}
+
+// Types returns the types the chain looks into: TargetType and Or's.
+func (ch *Chain) Types() []string {
+	out := []string{ch.TargetType}
+	for _, o := range ch.Or {
+		out = append(out, o.TargetType)
+	}
+	return out
 }
 
 // Has is a reverse chain: the resource is the target of reference

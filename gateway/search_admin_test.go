@@ -1,0 +1,76 @@
+package gateway_test
+
+import (
+	"testing"
+)
+
+// The Synthea / EHR feed shape: clinicians and facilities are created
+// idempotently by identifier (NPI, Synthea's own ids) and referenced
+// conditionally by it.
+const (
+	practEntry = `{"fullUrl":"urn:uuid:a1111111-1111-4111-8111-111111111111","resource":{"resourceType":"Practitioner",` +
+		`"identifier":[{"system":"http://hl7.org/fhir/sid/us-npi","value":"9999994393"}],"name":[{"family":"Kuhic","given":["Omar"],"prefix":["Dr."]}]},` +
+		`"request":{"method":"POST","url":"Practitioner","ifNoneExist":"identifier=http://hl7.org/fhir/sid/us-npi|9999994393"}}`
+	orgEntry = `{"fullUrl":"urn:uuid:a2222222-2222-4222-8222-222222222222","resource":{"resourceType":"Organization",` +
+		`"identifier":[{"system":"https://github.com/synthetichealth/synthea","value":"ef58ea08"}],"name":"Brockton Hospital","alias":["Good Samaritan"]},` +
+		`"request":{"method":"POST","url":"Organization","ifNoneExist":"identifier=https://github.com/synthetichealth/synthea|ef58ea08"}}`
+	locEntry = `{"fullUrl":"urn:uuid:a3333333-3333-4333-8333-333333333333","resource":{"resourceType":"Location",` +
+		`"identifier":[{"system":"https://github.com/synthetichealth/synthea","value":"loc-1"}],"name":"Brockton Hospital Main Campus"},` +
+		`"request":{"method":"POST","url":"Location","ifNoneExist":"identifier=https://github.com/synthetichealth/synthea|loc-1"}}`
+	encEntry = `{"fullUrl":"urn:uuid:a4444444-4444-4444-8444-444444444444","resource":{"resourceType":"Encounter","status":"finished",` +
+		`"class":{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"AMB"},` +
+		`"participant":[{"individual":{"reference":"Practitioner?identifier=http://hl7.org/fhir/sid/us-npi|9999994393"}}],` +
+		`"location":[{"location":{"reference":"Location?identifier=https://github.com/synthetichealth/synthea|loc-1"}}],` +
+		`"serviceProvider":{"reference":"Organization?identifier=https://github.com/synthetichealth/synthea|ef58ea08"}},` +
+		`"request":{"method":"POST","url":"Encounter"}}`
+	// An Observation about a place (R4: Observation.subject may be a Location).
+	locObsEntry = `{"resource":{"resourceType":"Observation","status":"final","code":{"text":"Room temperature"},` +
+		`"subject":{"reference":"Location?identifier=https://github.com/synthetichealth/synthea|loc-1"}},"request":{"method":"POST","url":"Observation"}}`
+)
+
+// TestAdministrativeIdentifiers: Practitioner, Organization and Location
+// are searchable by identifier and name (R4's parameters), so a
+// transaction that creates them with ifNoneExist by identifier and
+// references them conditionally loads, and loads again without copies.
+func TestAdministrativeIdentifiers(t *testing.T) {
+	h := fhirServer(t)
+	for i := range 2 {
+		if rec := req(h, "POST", "/fhir", txBundle(practEntry, orgEntry, locEntry, encEntry, locObsEntry)); rec.Code != 200 {
+			t.Fatalf("transaction %d = %d %s", i+1, rec.Code, rec.Body)
+		}
+	}
+	// And one about a Patient whose name is the place's.
+	pat := `{"fullUrl":"urn:uuid:a5555555-5555-4555-8555-555555555555","resource":{"resourceType":"Patient","name":[{"family":"Brockton"}],` +
+		`"identifier":[{"system":"https://github.com/synthetichealth/synthea","value":"loc-1"}]},"request":{"method":"POST","url":"Patient"}}`
+	obs := `{"resource":{"resourceType":"Observation","status":"final","code":{"text":"Weight"},"subject":{"reference":"urn:uuid:a5555555-5555-4555-8555-555555555555"}},` +
+		`"request":{"method":"POST","url":"Observation"}}`
+	if rec := req(h, "POST", "/fhir", txBundle(pat, obs)); rec.Code != 200 {
+		t.Fatalf("patient transaction = %d %s", rec.Code, rec.Body)
+	}
+	for _, tc := range []struct {
+		target string
+		total  float64
+	}{
+		{"/fhir/Practitioner?identifier=http://hl7.org/fhir/sid/us-npi|9999994393", 1},
+		{"/fhir/Practitioner?identifier=9999994393", 1},
+		{"/fhir/Practitioner?identifier=http://hl7.org/fhir/sid/us-npi|1", 0},
+		{"/fhir/Practitioner?name=kuhic", 1},
+		{"/fhir/Practitioner?name=omar", 1},
+		{"/fhir/Organization?identifier=https://github.com/synthetichealth/synthea|ef58ea08", 1},
+		{"/fhir/Organization?name=brockton", 1},
+		{"/fhir/Organization?name=good%20sam", 1},
+		{"/fhir/Organization?name:exact=Brockton", 0},
+		{"/fhir/Location?identifier=https://github.com/synthetichealth/synthea|loc-1", 1},
+		{"/fhir/Location?name=brockton%20hospital%20main", 1},
+		{"/fhir/Encounter?_count=0", 2},
+		// A chain without :Type looks into every target type with the
+		// parameter: an Observation's subject, a Patient or a Location.
+		{"/fhir/Observation?subject.identifier=https://github.com/synthetichealth/synthea|loc-1", 3},
+		{"/fhir/Observation?subject.name=brockton", 3},
+		{"/fhir/Observation?subject:Location.name=brockton", 2},
+		{"/fhir/Observation?subject:Patient.name=brockton", 1},
+		{"/fhir/Observation?subject.name=nobody", 0},
+	} {
+		wantTotal(t, h, tc.target, tc.total)
+	}
+}
