@@ -1,6 +1,8 @@
 package gateway_test
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -72,5 +74,59 @@ func TestAdministrativeIdentifiers(t *testing.T) {
 		{"/fhir/Observation?subject.name=nobody", 0},
 	} {
 		wantTotal(t, h, tc.target, tc.total)
+	}
+}
+
+// TestLenientNamesIgnored: with Prefer: handling=lenient, the searchset's
+// outcome entry names each parameter it ignored that FHIR R4 defines
+// (clinical-status of Condition, _tag), one issue each, and counts a name
+// the client made up without repeating it; no value is repeated.
+func TestLenientNamesIgnored(t *testing.T) {
+	h := fhirServer(t)
+	rec := req(h, "GET", "/fhir/Condition?clinical-status=active&category=problem-list-item&_tag=SECRETVALUE&John-Smith=1", "",
+		"Prefer: handling=lenient")
+	if rec.Code != 200 {
+		t.Fatalf("lenient search = %d %s", rec.Code, rec.Body)
+	}
+	body := rec.Body.String()
+	for _, secret := range []string{"SECRETVALUE", "John", "Smith", "active", "problem-list-item"} {
+		if strings.Contains(body, secret) {
+			t.Errorf("the searchset repeats %q: %s", secret, body)
+		}
+	}
+	var outcomes []map[string]any
+	for _, e := range entriesOf(decode(t, rec)) {
+		if e["search"].(map[string]any)["mode"] == "outcome" {
+			outcomes = append(outcomes, e["resource"].(map[string]any))
+		}
+	}
+	if len(outcomes) != 1 {
+		t.Fatalf("%d outcome entries, want 1: %s", len(outcomes), body)
+	}
+	got := map[string]string{} // expression (or "") -> rule
+	for _, is := range outcomes[0]["issue"].([]any) {
+		is := is.(map[string]any)
+		if is["severity"] != "warning" {
+			t.Errorf("issue severity %v, want warning", is["severity"])
+		}
+		expr := ""
+		if ex, ok := is["expression"].([]any); ok {
+			expr = ex[0].(string)
+		}
+		if text := is["details"].(map[string]any)["text"].(string); expr != "" && !strings.Contains(text, `"`+expr+`"`) {
+			t.Errorf("issue text %q does not name %s", text, expr)
+		}
+		got[expr] = is["details"].(map[string]any)["coding"].([]any)[0].(map[string]any)["code"].(string)
+	}
+	want := map[string]string{"clinical-status": "search-param-unsupported", "category": "search-param-unsupported",
+		"_tag": "search-param-unsupported", "": "search-param-unknown"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("ignored parameters (expression: rule) = %v, want %v", got, want)
+	}
+	// Strictly, the same R4 parameter is 400 naming it.
+	rec = req(h, "GET", "/fhir/Condition?clinical-status=active", "")
+	assertOutcome(t, rec, 400, "search-param-unsupported", "")
+	if !strings.Contains(rec.Body.String(), `\"clinical-status\"`) {
+		t.Errorf("the 400 does not name the parameter: %s", rec.Body)
 	}
 }
