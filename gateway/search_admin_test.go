@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"fmt"
+	"net/url"
 	"strings"
 	"testing"
 )
@@ -129,4 +130,45 @@ func TestLenientNamesIgnored(t *testing.T) {
 	if !strings.Contains(rec.Body.String(), `\"clinical-status\"`) {
 		t.Errorf("the 400 does not name the parameter: %s", rec.Body)
 	}
+}
+
+// TestSystemHistoryLeavesOutAudit: every request records an AuditEvent,
+// so a poll of the system's history would find those of the polls before
+// it and never "nothing new": it leaves AuditEvents out unless _type names
+// them, and answers the same while nothing else is written.
+func TestSystemHistoryLeavesOutAudit(t *testing.T) {
+	h := fhirServer(t)
+	rec := req(h, "POST", "/fhir/Patient", patientJSON)
+	if rec.Code != 201 {
+		t.Fatalf("create = %d %s", rec.Code, rec.Body)
+	}
+	since := url.QueryEscape(decode(t, rec)["meta"].(map[string]any)["lastUpdated"].(string))
+	types := func(target string) map[string]int {
+		t.Helper()
+		rec := req(h, "GET", target, "")
+		if rec.Code != 200 {
+			t.Fatalf("GET %s = %d %s", target, rec.Code, rec.Body)
+		}
+		out := map[string]int{}
+		for _, e := range entriesOf(decode(t, rec)) {
+			out[e["resource"].(map[string]any)["resourceType"].(string)]++
+		}
+		return out
+	}
+	for i := range 3 {
+		if got := types("/fhir/_history?_since=" + since); fmt.Sprint(got) != "map[Patient:1]" {
+			t.Errorf("poll %d of /fhir/_history?_since= = %v, want the Patient only", i+1, got)
+		}
+	}
+	if got := types("/fhir/_history?_since=" + since + "&_type=AuditEvent"); got["AuditEvent"] < 3 || len(got) != 1 {
+		t.Errorf("_type=AuditEvent = %v, want the polls' AuditEvents only", got)
+	}
+	if got := types("/fhir/_history?_type=Patient,AuditEvent"); got["Patient"] != 1 || got["AuditEvent"] < 4 {
+		t.Errorf("_type=Patient,AuditEvent = %v, want both", got)
+	}
+	if got := types("/fhir/AuditEvent/_history"); got["AuditEvent"] < 4 {
+		t.Errorf("AuditEvent/_history = %v, want the AuditEvents", got)
+	}
+	assertOutcome(t, req(h, "GET", "/fhir/_history?_type=Nope", ""), 400, "search-value-invalid", "")
+	assertOutcome(t, req(h, "GET", "/fhir/Patient/_history?_type=Patient", ""), 400, "search-param-unsupported", "")
 }
