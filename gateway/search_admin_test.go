@@ -172,3 +172,48 @@ func TestSystemHistoryLeavesOutAudit(t *testing.T) {
 	assertOutcome(t, req(h, "GET", "/fhir/_history?_type=Nope", ""), 400, "search-value-invalid", "")
 	assertOutcome(t, req(h, "GET", "/fhir/Patient/_history?_type=Patient", ""), 400, "search-param-unsupported", "")
 }
+
+// TestCapabilityParamDefinitions: the CapabilityStatement names every
+// search parameter's definition: R4's canonical for R4's parameters, the
+// gateway's own SearchParameter (served at /fhir/SearchParameter) for the
+// four it defines, MedicationAdministration part-of included; only the
+// approximated patient compartment parameter has none.
+func TestCapabilityParamDefinitions(t *testing.T) {
+	h := fhirServer(t)
+	cs := decode(t, req(h, "GET", "/fhir/metadata", ""))
+	defs := map[string]string{}
+	missing := 0
+	for _, r := range cs["rest"].([]any)[0].(map[string]any)["resource"].([]any) {
+		r := r.(map[string]any)
+		for _, sp := range r["searchParam"].([]any) {
+			sp := sp.(map[string]any)
+			d, _ := sp["definition"].(string)
+			defs[r["type"].(string)+" "+sp["name"].(string)] = d
+			if d == "" && sp["name"] != "patient" {
+				missing++
+			}
+		}
+	}
+	if missing > 0 {
+		t.Errorf("%d searchParams other than patient have no definition", missing)
+	}
+	for k, want := range map[string]string{
+		"Observation code":                 "http://hl7.org/fhir/SearchParameter/clinical-code",
+		"Patient birthdate":                "http://hl7.org/fhir/SearchParameter/individual-birthdate",
+		"Observation _id":                  "http://hl7.org/fhir/SearchParameter/Resource-id",
+		"Practitioner identifier":          "http://hl7.org/fhir/SearchParameter/Practitioner-identifier",
+		"MedicationAdministration part-of": "https://ketamine-gateway.org/fhir/SearchParameter/MedicationAdministration-part-of",
+		"AdverseEvent identifier":          "https://ketamine-gateway.org/fhir/SearchParameter/AdverseEvent-identifier",
+		"Practitioner patient":             "",
+	} {
+		if defs[k] != want {
+			t.Errorf("searchParam %s definition = %q, want %q", k, defs[k], want)
+		}
+	}
+	// The gateway's own definitions are published resources.
+	for _, d := range defs {
+		if strings.HasPrefix(d, "https://ketamine-gateway.org/") {
+			wantTotal(t, h, "/fhir/SearchParameter?url="+url.QueryEscape(d), 1)
+		}
+	}
+}

@@ -124,11 +124,11 @@ func (e *Engine) CapabilityStatement(base string, sec Security) map[string]any {
 					"value's implicit precision (100 is [99.5, 100.5)) with the stored value, which a Quantity's " +
 					"comparator makes a range (<5 is below 5)."
 			}
-			switch {
-			case p.Resource == "AdverseEvent" && p.Name == "identifier":
-				sp["definition"] = mapping.Canonical + "/SearchParameter/AdverseEvent-identifier"
-			case p.Name == "trace-id":
-				sp["definition"] = mapping.Canonical + "/SearchParameter/" + typ + "-trace-id"
+			if p.Definition != "" {
+				// R4's SearchParameter, or the gateway's own (published
+				// at /fhir/SearchParameter); none for the approximated
+				// patient compartment parameter.
+				sp["definition"] = p.Definition
 			}
 			params = append(params, sp)
 		}

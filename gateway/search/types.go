@@ -48,6 +48,13 @@ type Param struct {
 	Text bool
 	// Description for the CapabilityStatement.
 	Description string
+	// Definition is the canonical URL of the SearchParameter that defines
+	// the parameter (the CapabilityStatement's searchParam.definition):
+	// the gateway's own for those it defines, else R4's
+	// (http://hl7.org/fhir/SearchParameter/clinical-code); "" for the
+	// gateway's approximated patient compartment parameter, which is
+	// neither.
+	Definition string
 }
 
 // Entry is one index entry of a resource: the value of one search parameter
