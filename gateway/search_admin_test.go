@@ -217,3 +217,23 @@ func TestCapabilityParamDefinitions(t *testing.T) {
 		}
 	}
 }
+
+// TestOfTypeRefused: identifier:of-type (R4 search.html#token) needs the
+// identifiers' types, which the index does not hold: it is refused,
+// strictly and leniently (dropping it would widen the search), with a
+// rule id and a message that says so and what to search instead, never
+// repeating the value.
+func TestOfTypeRefused(t *testing.T) {
+	h := fhirServer(t)
+	for _, prefer := range []string{"", "Prefer: handling=lenient"} {
+		rec := req(h, "GET", "/fhir/Patient?identifier:of-type=http://terminology.hl7.org/CodeSystem/v2-0203|MR|SECRET123", "", prefer)
+		assertOutcome(t, rec, 400, "search-modifier-unsupported", "")
+		body := rec.Body.String()
+		if strings.Contains(body, "SECRET123") {
+			t.Errorf("%s: the outcome repeats the value: %s", prefer, body)
+		}
+		if !strings.Contains(body, "of-type") || !strings.Contains(body, "identifier=system|value") {
+			t.Errorf("%s: the outcome does not say that :of-type is unsupported and what to use: %s", prefer, body)
+		}
+	}
+}
