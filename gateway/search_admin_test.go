@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/url"
 	"strings"
@@ -218,22 +219,63 @@ func TestCapabilityParamDefinitions(t *testing.T) {
 	}
 }
 
-// TestOfTypeRefused: identifier:of-type (R4 search.html#token) needs the
-// identifiers' types, which the index does not hold: it is refused,
-// strictly and leniently (dropping it would widen the search), with a
-// rule id and a message that says so and what to search instead, never
-// repeating the value.
-func TestOfTypeRefused(t *testing.T) {
+// TestOfType: identifier:of-type=type-system|type-code|value
+// (search.html#token) finds an identifier by its type and value, "the
+// MRN" of a Patient that carries several identifiers; the three parts are
+// needed (400 otherwise, never a widened search), and the value is never
+// repeated.
+func TestOfType(t *testing.T) {
 	h := fhirServer(t)
-	for _, prefer := range []string{"", "Prefer: handling=lenient"} {
-		rec := req(h, "GET", "/fhir/Patient?identifier:of-type=http://terminology.hl7.org/CodeSystem/v2-0203|MR|SECRET123", "", prefer)
-		assertOutcome(t, rec, 400, "search-modifier-unsupported", "")
-		body := rec.Body.String()
-		if strings.Contains(body, "SECRET123") {
-			t.Errorf("%s: the outcome repeats the value: %s", prefer, body)
-		}
-		if !strings.Contains(body, "of-type") || !strings.Contains(body, "identifier=system|value") {
-			t.Errorf("%s: the outcome does not say that :of-type is unsupported and what to use: %s", prefer, body)
+	const v2 = "http://terminology.hl7.org/CodeSystem/v2-0203"
+	typed := func(code, value string) string {
+		return `{"type":{"coding":[{"system":"` + v2 + `","code":"` + code + `"}],"text":"typed"},"system":"urn:sys:` + code + `","value":"` + value + `"}`
+	}
+	for _, body := range []string{
+		`{"resourceType":"Patient","id":"ot1","identifier":[` + typed("MR", "M123") + `,` + typed("SS", "999") + `]}`,
+		`{"resourceType":"Patient","id":"ot2","identifier":[` + typed("MR", "999") + `]}`,
+	} {
+		var m map[string]any
+		_ = json.Unmarshal([]byte(body), &m)
+		if rec := req(h, "PUT", "/fhir/Patient/"+m["id"].(string), body); rec.Code != 201 {
+			t.Fatalf("PUT = %d %s", rec.Code, rec.Body)
 		}
 	}
+	ids := func(target string) string {
+		t.Helper()
+		rec := req(h, "GET", target, "")
+		if rec.Code != 200 {
+			t.Fatalf("GET %s = %d %s", target, rec.Code, rec.Body)
+		}
+		var out []string
+		for _, e := range entriesOf(decode(t, rec)) {
+			out = append(out, e["resource"].(map[string]any)["id"].(string))
+		}
+		return strings.Join(out, ",")
+	}
+	q := func(v string) string { return "/fhir/Patient?_sort=_id&identifier:of-type=" + url.QueryEscape(v) }
+	for _, tc := range []struct{ value, want string }{
+		{v2 + "|MR|M123", "ot1"},
+		{v2 + "|MR|999", "ot2"},
+		{v2 + "|SS|999", "ot1"},
+		{v2 + "|MR|M123," + v2 + "|MR|999", "ot1,ot2"},
+		{v2 + "|DL|999", ""},
+		{"|MR|M123", ""}, // an empty system is no system
+		{"urn:other|MR|M123", ""},
+	} {
+		if got := ids(q(tc.value)); got != tc.want {
+			t.Errorf("identifier:of-type=%s = [%s], want [%s]", tc.value, got, tc.want)
+		}
+	}
+	// Leniently too, a malformed value is 400, never dropped.
+	for _, prefer := range []string{"", "Prefer: handling=lenient"} {
+		for _, v := range []string{v2 + "|MR", "SECRET123", v2 + "||SECRET123"} {
+			rec := req(h, "GET", q(v), "", prefer)
+			assertOutcome(t, rec, 400, "search-value-invalid", "")
+			if strings.Contains(rec.Body.String(), "SECRET123") {
+				t.Errorf("the outcome repeats the value: %s", rec.Body)
+			}
+		}
+	}
+	// A parameter of codes has no identifier types.
+	assertOutcome(t, req(h, "GET", "/fhir/Patient?gender:of-type=a|b|c", ""), 400, "search-modifier-unsupported", "")
 }

@@ -194,7 +194,7 @@ func (e *Engine) CapabilityStatement(base string, sec Security) map[string]any {
 			"documentation": "References to resources the gateway does not hold are accepted (referential integrity is off). " +
 				"Transactions are atomic; batch entries are independent. Search supports _count, _offset paging, _sort on dates, " +
 				"_summary=count, _total, _include and _revinclude on reference parameters, the :missing, :exact, :contains, :not, " +
-				":text and :identifier modifiers (not identifier:of-type, as identifier types are not indexed) and the date/number/quantity prefixes. Chained parameters and _has are supported one " +
+				":text, :of-type (identifier) and :identifier modifiers and the date/number/quantity prefixes. Chained parameters and _has are supported one " +
 				"link deep: param[:Type].parameter (without :Type over every target type that defines the parameter), " +
 				"and _has:Type:reference-parameter:parameter; both need the right to read or search the other type. Resource types without specific search " +
 				"parameters support _id, _lastUpdated and patient (the patient compartment: any reference to a Patient).",

@@ -480,6 +480,7 @@ func (d def) param(rt string) Param {
 	out.Targets = slices.Clone(d.targets)
 	for _, x := range d.paths {
 		out.Text = out.Text || x.k == kIdentifier || x.k == kCoding || x.k == kConcept
+		out.OfType = out.OfType || x.k == kIdentifier
 		if x.k == kCode {
 			for _, sys := range x.codes.CodeSystems(x.key) {
 				if !slices.Contains(out.Systems, sys) {

@@ -249,16 +249,6 @@ func (ps *parser) param(key string, vals []string) *Error {
 		}
 		return ps.errorf(key, RuleParamUnknown, "a parameter is not a search parameter of %s", ps.rt)
 	}
-	if mod == "of-type" && p.Type == TypeToken {
-		// R4's identifier:of-type (type-system|type-code|value) needs the
-		// identifiers' types, which the index does not hold (an entry
-		// has the identifier's system and value, and its type's text
-		// for :text). Refused, as any unsupported modifier, rather than
-		// dropped, which would widen the search.
-		return ps.errorf(key, RuleModifierUnsupported, "the :of-type modifier is not supported: the gateway does not index "+
-			"identifier types; search by the identifier's system instead (identifier=system|value, the assigning "+
-			"authority's system of an MRN), or by the type's text with %s:text", p.Name)
-	}
 	if mod != "missing" && !modifierAllowed(p, mod) {
 		m := "this modifier"
 		if knownModifier(mod) {

@@ -46,6 +46,9 @@ type Param struct {
 	// :text searches (an Identifier's type, a Coding's display, a
 	// CodeableConcept's text); a parameter of bare codes has none.
 	Text bool
+	// OfType marks a token parameter of Identifiers, which takes
+	// :of-type (type-system|type-code|value).
+	OfType bool
 	// Description for the CapabilityStatement.
 	Description string
 	// Definition is the canonical URL of the SearchParameter that defines

@@ -81,6 +81,7 @@ func (b *Builder) clause(cl *search.Clause) error {
 	}
 	var cond func(v *search.Value)
 	not := false
+	param := cl.Param
 	switch cl.Type {
 	case search.TypeToken:
 		switch cl.Modifier {
@@ -89,6 +90,10 @@ func (b *Builder) clause(cl *search.Clause) error {
 			cond = b.tokenCond
 		case "text":
 			cond = b.tokenTextCond
+		case "of-type":
+			// The rows of the identifiers' types (search.OfTypeParam):
+			// system "type-system type-code", code the value.
+			param, cond = search.OfTypeParam(cl.Param), b.tokenCond
 		}
 	case search.TypeString:
 		switch cl.Modifier {
@@ -119,7 +124,7 @@ func (b *Builder) clause(cl *search.Clause) error {
 	if cond == nil {
 		return fmt.Errorf("%s: search %s: unsupported modifier %q for a %s parameter", b.d.Name, cl.Param, cl.Modifier, cl.Type)
 	}
-	b.memberOpen(not, tbl, cl.Param)
+	b.memberOpen(not, tbl, param)
 	b.add(" AND (")
 	for i := range cl.Values {
 		if i > 0 {
