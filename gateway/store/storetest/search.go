@@ -108,6 +108,21 @@ func testSearchToken(t *testing.T, s store.Store) {
 	expect(t, s, ":text values ORed", query("Observation",
 		clause("code", search.TypeToken, "text", vStr("pressure"), vStr("heart"), vStr("weight"))), "o1", "o2")
 	expect(t, s, ":text no match", text("pressure"))
+
+	// :of-type reads the rows of the identifiers' types (search.OfTypeParam).
+	const v2 = "http://terminology.hl7.org/CodeSystem/v2-0203"
+	load(t, s, doc{"Patient", "t1", []search.Entry{tok("identifier", mrn, "M1"),
+		tok(search.OfTypeParam("identifier"), search.OfTypeSystem(v2, "MR"), "M1"),
+		tok(search.OfTypeParam("identifier"), search.OfTypeSystem(v2, "SS"), "999")}},
+		doc{"Patient", "t2", []search.Entry{tok(search.OfTypeParam("identifier"), search.OfTypeSystem(v2, "MR"), "999")}})
+	ofType := func(code, value string) *search.Query {
+		return query("Patient", clause("identifier", search.TypeToken, "of-type",
+			search.Value{System: search.OfTypeSystem(v2, code), Code: value, HasSystem: true}))
+	}
+	expect(t, s, ":of-type MR", ofType("MR", "999"), "t2")
+	expect(t, s, ":of-type SS", ofType("SS", "999"), "t1")
+	expect(t, s, ":of-type no such type", ofType("DL", "999"))
+	expect(t, s, "of-type rows are not identifier rows", id("", vCode("999")))
 }
 
 func testSearchString(t *testing.T, s store.Store) {
