@@ -83,6 +83,7 @@ var disclosureWays = []disclosureWay{
 	}},
 	{"history", func(t *testing.T, base, token string, ids seeded) (out []map[string]any) {
 		out = get(t, base+"/fhir/_history?_count=1000", token)
+		out = append(out, get(t, base+"/fhir/_history?_type=AuditEvent&_count=1000", token)...) // not without _type
 		for typ, id := range ids {
 			out = append(out, get(t, base+"/fhir/"+typ+"/_history", token)...)
 			out = append(out, get(t, base+"/fhir/"+typ+"/"+id+"/_history", token)...)

@@ -31,6 +31,15 @@ func interactions(names ...string) []map[string]any {
 	return out
 }
 
+// systemInteractions are the whole system's interactions; the history
+// says what it leaves out.
+func systemInteractions() []map[string]any {
+	out := interactions("transaction", "batch", "history-system")
+	out[2]["documentation"] = "_count, _offset, _since and _type (a comma list of types). AuditEvents (one per request) " +
+		"are left out unless _type names AuditEvent, so that a poll does not find the polls before it."
+	return out
+}
+
 // Security is what the CapabilityStatement says of authentication.
 type Security struct {
 	// Enabled is false in development mode.
@@ -115,11 +124,11 @@ func (e *Engine) CapabilityStatement(base string, sec Security) map[string]any {
 					"value's implicit precision (100 is [99.5, 100.5)) with the stored value, which a Quantity's " +
 					"comparator makes a range (<5 is below 5)."
 			}
-			switch {
-			case p.Resource == "AdverseEvent" && p.Name == "identifier":
-				sp["definition"] = mapping.Canonical + "/SearchParameter/AdverseEvent-identifier"
-			case p.Name == "trace-id":
-				sp["definition"] = mapping.Canonical + "/SearchParameter/" + typ + "-trace-id"
+			if p.Definition != "" {
+				// R4's SearchParameter, or the gateway's own (published
+				// at /fhir/SearchParameter); none for the approximated
+				// patient compartment parameter.
+				sp["definition"] = p.Definition
 			}
 			params = append(params, sp)
 		}
@@ -186,12 +195,12 @@ func (e *Engine) CapabilityStatement(base string, sec Security) map[string]any {
 			"documentation": "References to resources the gateway does not hold are accepted (referential integrity is off). " +
 				"Transactions are atomic; batch entries are independent. Search supports _count, _offset paging, _sort on dates, " +
 				"_summary=count, _total, _include and _revinclude on reference parameters, the :missing, :exact, :contains, :not, " +
-				":text and :identifier modifiers and the date/number/quantity prefixes. Chained parameters and _has are supported one " +
-				"link deep: param[:Type].parameter when the reference parameter has one target type defining the parameter (else name " +
-				"it with :Type), and _has:Type:reference-parameter:parameter; both need the right to read or search the other type. Resource types without specific search " +
+				":text, :of-type (identifier) and :identifier modifiers and the date/number/quantity prefixes. Chained parameters and _has are supported one " +
+				"link deep: param[:Type].parameter (without :Type over every target type that defines the parameter), " +
+				"and _has:Type:reference-parameter:parameter; both need the right to read or search the other type. Resource types without specific search " +
 				"parameters support _id, _lastUpdated and patient (the patient compartment: any reference to a Patient).",
 			"resource":    resources,
-			"interaction": interactions("transaction", "batch", "history-system"),
+			"interaction": systemInteractions(),
 			// GET /fhir/Patient/{id}/{type}: the patient compartment.
 			"compartment": []string{"http://hl7.org/fhir/CompartmentDefinition/patient"},
 			"searchParam": []map[string]any{

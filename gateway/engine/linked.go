@@ -18,7 +18,7 @@ func linkedTypes(q *search.Query) []string {
 	for _, c := range q.Clauses {
 		switch {
 		case c.Chain != nil:
-			out = append(out, c.Chain.TargetType)
+			out = append(out, c.Chain.Types()...)
 		case c.Has != nil:
 			out = append(out, c.Has.Type)
 		}

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"fmt"
 	"net/url"
 	"strconv"
 
@@ -98,12 +99,21 @@ func pageURL(base, path string, params url.Values, offset, count int, cursor *se
 }
 
 // ignoredOutcome reports the parameters a lenient search of typ ignored,
-// one issue each, naming only those the gateway knows (search.ShownName).
+// one issue each (search.html: the server "SHOULD return an
+// OperationOutcome ... which parameters were ignored"), naming those the
+// gateway or FHIR R4 knows for typ (search.ShownName: clinical-status of
+// Condition, _tag) in the text and the expression. A name the client made
+// up is not repeated, as it could carry anything; no value is repeated.
 func ignoredOutcome(typ string, keys []string) any {
 	issues := make([]outcome.Issue, 0, len(keys))
 	for _, k := range keys {
-		issues = append(issues, outcome.Issue{Severity: "warning", Code: "not-supported", Rule: "search-param-unknown",
-			Expression: search.ShownName(typ, k), Message: "a search parameter is not supported and was ignored"})
+		is := outcome.Issue{Severity: "warning", Code: "not-supported", Rule: "search-param-unknown",
+			Message: "a parameter that is not a FHIR R4 search parameter of " + typ + " was ignored (its name is not repeated)"}
+		if name := search.ShownName(typ, k); name != "" {
+			is.Rule, is.Expression = "search-param-unsupported", name
+			is.Message = fmt.Sprintf("parameter %q is not supported here and was ignored", name)
+		}
+		issues = append(issues, is)
 	}
 	return outcome.Resource(issues)
 }

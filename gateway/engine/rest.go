@@ -18,6 +18,7 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+	"github.com/ketamine-gateway/ketamine-gateway/schemas/r4"
 )
 
 // The RESTful interactions on one type or instance (http.html). Each
@@ -472,6 +473,13 @@ func (e *Engine) history(ctx context.Context, sc *auditlog.Scope, in reads, typ,
 	if err != nil {
 		return nil, err
 	}
+	if typ == "" && len(q.Types) == 0 {
+		// Every request records an AuditEvent, each a version: in the
+		// system's history a poll would find those of the polls before it
+		// and never "nothing new". They are the record of who did what,
+		// not the data: /fhir/AuditEvent/_history, or _type=AuditEvent.
+		q.Exclude = []string{"AuditEvent"}
+	}
 	countOnly := q.Count == 0
 	if countOnly {
 		q.Count = 1 // the store pages at least one; none is answered
@@ -540,6 +548,22 @@ func historyParams(q *store.HistoryQuery, typ string, params url.Values, lenient
 				return nil, bad(key, "_since must be an instant")
 			}
 			q.Since = t
+		case "_type":
+			if typ != "" {
+				return nil, outcome.New(outcome.Invalid, "not-supported", search.RuleParamUnsupported,
+					"_type belongs to the system's history (/fhir/_history); a type's history is of its type").At(key)
+			}
+			if len(vals) > 1 {
+				return nil, bad(key, key+" is given more than once")
+			}
+			for t := range strings.SplitSeq(v, ",") {
+				if !r4.IsResourceType(t) {
+					return nil, bad(key, "_type must be a comma-separated list of R4 resource types")
+				}
+				if !slices.Contains(q.Types, t) {
+					q.Types = append(q.Types, t)
+				}
+			}
 		case "_format", "_pretty":
 		default:
 			if lenient {

@@ -29,35 +29,56 @@ func (ps *parser) chain(key string, vals []string) *Error {
 		return ps.errorf(key, RuleChainUnsupported, "the gateway supports chains of one link (%s.parameter)", ps.named(head))
 	}
 	tname, _, _ := strings.Cut(tail, ":")
-	target, err := ps.chainTarget(key, p, explicit, tname)
+	targets, err := ps.chainTargets(key, p, explicit, tname)
 	if err != nil {
 		return err
 	}
-	clauses, err := ps.linked(key, target, tail, vals)
-	if err != nil {
-		return err
+	// One clause per occurrence and target type; a chain over several
+	// types ORs them, which is only meaningful where the parameter is of
+	// one type on all of them (search.html: an ambiguous parameter type
+	// is refused).
+	var clauses [][]Clause
+	for _, target := range targets {
+		cs, err := ps.linked(key, target, tail, vals)
+		if err != nil {
+			return err
+		}
+		if len(clauses) > 0 && (len(cs) != len(clauses[0]) || cs[0].Type != clauses[0][0].Type) {
+			return ps.errorf(key, RuleChainUnsupported, "%s can point to several types whose parameter of this name differs (%s): name one (%s:%s.parameter)",
+				ps.named(key), strings.Join(targets, ", "), p.Name, targets[0])
+		}
+		clauses = append(clauses, cs)
 	}
-	for _, c := range clauses {
-		ps.q.Clauses = append(ps.q.Clauses, Clause{Param: p.Name, Type: TypeReference, Modifier: target,
-			Chain: &Chain{TargetType: target, Clause: c}})
+	mod := targets[0]
+	if len(targets) > 1 {
+		mod = ""
+	}
+	for i, c := range clauses[0] {
+		ch := &Chain{TargetType: targets[0], Clause: c}
+		for j, t := range targets[1:] {
+			ch.Or = append(ch.Or, Chain{TargetType: t, Clause: clauses[j+1][i]})
+		}
+		ps.q.Clauses = append(ps.q.Clauses, Clause{Param: p.Name, Type: TypeReference, Modifier: mod, Chain: ch})
 	}
 	return nil
 }
 
-// chainTarget resolves the type a chain of p leads to: the explicit :Type
-// (one of p's targets), else the one target of p that defines targetParam.
-func (ps *parser) chainTarget(key string, p Param, explicit, targetParam string) (string, *Error) {
+// chainTargets resolves the types a chain of p leads to: the explicit
+// :Type (one of p's targets), else every target of p that defines
+// targetParam (search.html#chaining: Observation?subject.name=x looks
+// into the Patients and the Locations an Observation's subject names).
+func (ps *parser) chainTargets(key string, p Param, explicit, targetParam string) ([]string, *Error) {
 	if explicit != "" {
 		if !isResourceType(explicit) || len(p.Targets) > 0 && !slices.Contains(p.Targets, explicit) {
-			return "", ps.errorf(key, RuleChainUnsupported, "%s names a target type the parameter cannot point to", ps.named(key))
+			return nil, ps.errorf(key, RuleChainUnsupported, "%s names a target type the parameter cannot point to", ps.named(key))
 		}
 		if !chainable(explicit, targetParam) {
-			return "", ps.errorf(key, RuleParamUnknown, "the chained parameter of %s is not a search parameter of %s", ps.named(key), explicit)
+			return nil, ps.errorf(key, RuleParamUnknown, "the chained parameter of %s is not a search parameter of %s", ps.named(key), explicit)
 		}
-		return explicit, nil
+		return []string{explicit}, nil
 	}
 	if len(p.Targets) == 0 {
-		return "", ps.errorf(key, RuleChainUnsupported, "%s can point to any type: name the target type (%s:Type.parameter)",
+		return nil, ps.errorf(key, RuleChainUnsupported, "%s can point to any type: name the target type (%s:Type.parameter)",
 			ps.named(key), p.Name)
 	}
 	var found []string
@@ -66,15 +87,11 @@ func (ps *parser) chainTarget(key string, p Param, explicit, targetParam string)
 			found = append(found, t)
 		}
 	}
-	switch len(found) {
-	case 0:
-		return "", ps.errorf(key, RuleParamUnknown, "the chained parameter of %s is not a search parameter of the types it can point to (%s)",
+	if len(found) == 0 {
+		return nil, ps.errorf(key, RuleParamUnknown, "the chained parameter of %s is not a search parameter of the types it can point to (%s)",
 			ps.named(key), strings.Join(p.Targets, ", "))
-	case 1:
-		return found[0], nil
 	}
-	return "", ps.errorf(key, RuleChainUnsupported, "%s can point to several types with this parameter (%s): name one (%s:%s.parameter)",
-		ps.named(key), strings.Join(found, ", "), p.Name, found[0])
+	return found, nil
 }
 
 // chainable reports whether a chain or _has may end in parameter name of

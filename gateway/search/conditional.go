@@ -91,7 +91,11 @@ func clauseKey(c Clause) string {
 		return name + "=" + strconv.FormatBool(*c.Missing)
 	}
 	if c.Chain != nil {
-		return name + "." + c.Chain.TargetType + "(" + clauseKey(c.Chain.Clause) + ")"
+		k := name + "." + c.Chain.TargetType + "(" + clauseKey(c.Chain.Clause) + ")"
+		for _, o := range c.Chain.Or {
+			k += "|" + o.TargetType + "(" + clauseKey(o.Clause) + ")"
+		}
+		return k
 	}
 	if c.Has != nil {
 		return "_has:" + c.Has.Type + ":" + c.Has.Param + "(" + clauseKey(c.Has.Clause) + ")"

@@ -35,7 +35,10 @@ const maxWalkDepth = 1000
 //	   (Nguyễn -> nguyen, Lǚ -> lu, NFC and NFD alike), and punctuation
 //	   and symbols other than apostrophes are a word boundary
 //	   (Smith-Jones -> "smith jones", was "smithjones")
-const IndexVersion = 5
+//	6  Practitioner, Organization and Location are indexed by identifier
+//	   and name (R4's parameters); an identifier's type codings have
+//	   rows of their own (identifier:of-type)
+const IndexVersion = 6
 
 // Extract returns the de-duplicated index entries of a resource of
 // resourceType for every parameter Params lists, in parameter-name order. The
@@ -160,7 +163,12 @@ const fewEntries = 16
 
 // add appends e as an entry of the current parameter unless it has it.
 func (x *extractor) add(e Entry) {
-	e.Param = x.d.name
+	x.addAs(x.d.name, e)
+}
+
+// addAs is add with the entry's Param given.
+func (x *extractor) addAs(param string, e Entry) {
+	e.Param = param
 	cur := x.out[x.start:]
 	if len(cur) < fewEntries {
 		for i := range cur {
@@ -184,6 +192,31 @@ func (x *extractor) add(e Entry) {
 	}
 	x.out = append(x.out, e)
 }
+
+// identifierTypes adds, for :of-type (search.html#token), an entry of
+// the parameter's of-type rows (OfTypeParam) per coding of an
+// identifier's type: System the coding's system and code joined by a
+// space (a uri has no white space), Code the identifier's value.
+func (x *extractor) identifierTypes(typ map[string]any, value string) {
+	if value == "" {
+		return
+	}
+	codings, _ := typ["coding"].([]any)
+	for _, c := range codings {
+		cm, _ := c.(map[string]any)
+		if code := getStr(cm, "code"); code != "" {
+			x.addAs(OfTypeParam(x.d.name), Entry{Type: TypeToken, System: OfTypeSystem(getStr(cm, "system"), code), Code: value})
+		}
+	}
+}
+
+// OfTypeParam is the name under which the index keeps the rows of token
+// parameter name's :of-type modifier (a name no parameter has).
+func OfTypeParam(name string) string { return name + ":of-type" }
+
+// OfTypeSystem is the System of an :of-type row or value: the identifier
+// type's coding system and code.
+func OfTypeSystem(system, code string) string { return system + " " + code }
 
 func (x *extractor) token(system, code, text string) {
 	if system == "" && code == "" && text == "" {
@@ -241,6 +274,7 @@ func (x *extractor) value(pp path, v any) {
 	case kIdentifier:
 		if sys, val := getStr(m, "system"), getStr(m, "value"); sys != "" || val != "" {
 			x.token(sys, val, Normalize(getStr(getMap(m, "type"), "text")))
+			x.identifierTypes(getMap(m, "type"), val)
 		}
 	case kCoding:
 		if sys, code := getStr(m, "system"), getStr(m, "code"); sys != "" || code != "" {

@@ -539,3 +539,27 @@ func TestExtractQuantityComparator(t *testing.T) {
 		}
 	}
 }
+
+// TestExtractIdentifierTypes: each coding of an identifier's type gives
+// a row of the parameter's :of-type rows (system "type-system type-code",
+// code the value); an identifier without a value or a type gives none.
+func TestExtractIdentifierTypes(t *testing.T) {
+	const v2 = "http://terminology.hl7.org/CodeSystem/v2-0203"
+	got := extractJSON(t, "Patient", `{"resourceType":"Patient","identifier":[
+		{"type":{"coding":[{"system":"`+v2+`","code":"MR"},{"code":"local"}]},"system":"urn:mrn","value":"M1"},
+		{"type":{"coding":[{"system":"`+v2+`","code":"SS"}]},"system":"urn:ssn"},
+		{"system":"urn:x","value":"X1"}]}`)
+	wantEntries(t, got,
+		Entry{Param: "identifier:of-type", Type: TypeToken, System: v2 + " MR", Code: "M1"},
+		Entry{Param: "identifier:of-type", Type: TypeToken, System: " local", Code: "M1"},
+		Entry{Param: "identifier", Type: TypeToken, System: "urn:mrn", Code: "M1"})
+	n := 0
+	for _, e := range got {
+		if e.Param == "identifier:of-type" {
+			n++
+		}
+	}
+	if n != 2 {
+		t.Errorf("Extract gave %d of-type rows, want 2: %+v", n, got)
+	}
+}

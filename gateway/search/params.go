@@ -59,6 +59,9 @@ type def struct {
 	// ext indexes the valueString of the resource's extensions with this
 	// url as a token code (the gateway's trace-id parameters).
 	ext string
+	// url is the canonical URL of a gateway-defined parameter's
+	// SearchParameter (GatewaySearchParameters); "" for R4's.
+	url string
 	// rowsOf, set by defs, names the reference parameter of the same
 	// resource type whose index rows hold this patient parameter's literal
 	// references: one with the same paths that accepts Patients (an
@@ -80,11 +83,18 @@ const (
 
 // traceID is the gateway's trace-id parameter.
 func traceID(what, url string) def {
-	return def{name: "trace-id", typ: TypeToken, ext: TraceIDExtension,
+	return def{name: "trace-id", typ: TypeToken, ext: TraceIDExtension, url: url,
 		desc: "The OpenTelemetry trace id (32 hex digits) of the request that recorded the " + what + " (gateway-defined: " + url + ")"}
 }
 
 func p(s string, k kind) path { return path{p: s, k: k} }
+
+// gatewayDefined is d, a parameter R4 does not define, with the canonical
+// URL of the gateway's SearchParameter for it.
+func gatewayDefined(d def, url string) def {
+	d.url = url
+	return d
+}
 
 func token(name, desc string, paths ...path) def {
 	return def{name: name, typ: TypeToken, desc: desc, paths: paths}
@@ -188,8 +198,8 @@ func specificDefs(rt string) []def {
 			date("effective-time", "Date administration happened (or did not happen)",
 				p("effectiveDateTime", kDate), p("effectivePeriod", kPeriod)),
 			identifier("administration"),
-			ref("part-of", "The event the administration is part of (gateway-defined: "+medAdminPartOfURL+")",
-				[]string{"MedicationAdministration", "Procedure"}, "partOf"),
+			gatewayDefined(ref("part-of", "The event the administration is part of (gateway-defined: "+medAdminPartOfURL+")",
+				[]string{"MedicationAdministration", "Procedure"}, "partOf"), medAdminPartOfURL),
 			patientRef("The patient who received the medication", "subject"),
 			ref("subject", "The patient or group who received the medication", groupPatient(), "subject"),
 		}
@@ -218,8 +228,8 @@ func specificDefs(rt string) []def {
 		return []def{
 			date("date", "When the event occurred", p("date", kDate)),
 			token("event", "Type of the event itself in relation to the subject", p("event", kConcept)),
-			token("identifier", "The business identifier of the adverse event (gateway-defined: "+
-				adverseEventIdentifierURL+")", p("identifier", kIdentifier)),
+			gatewayDefined(token("identifier", "The business identifier of the adverse event (gateway-defined: "+
+				adverseEventIdentifierURL+")", p("identifier", kIdentifier)), adverseEventIdentifierURL),
 			token("seriousness", "Seriousness of the event", p("seriousness", kConcept)),
 			token("severity", "Severity of the event: mild | moderate | severe", p("severity", kConcept)),
 			ref("subject", "Subject impacted by the event",
@@ -263,16 +273,43 @@ func specificDefs(rt string) []def {
 	case "CodeSystem", "ValueSet", "ConceptMap", "SearchParameter", "StructureDefinition", "CapabilityStatement",
 		"OperationDefinition", "ImplementationGuide":
 		return conformanceDefs(rt)
+	case "Practitioner":
+		// R4's identifier and name: EHR feeds and Synthea create and
+		// reference clinicians conditionally by NPI.
+		return []def{
+			identifier("practitioner"),
+			str("name", "A portion of any part of a name of the practitioner (family, given, prefix, suffix, text)",
+				p("name", kHumanName)),
+			compartmentPatient(),
+		}
+	case "Organization":
+		return []def{
+			identifier("organization"),
+			str("name", "A portion of the organization's name or alias", p("name", kString), p("alias", kString)),
+			compartmentPatient(),
+		}
+	case "Location":
+		return []def{
+			identifier("location"),
+			str("name", "A portion of the location's name or alias", p("name", kString), p("alias", kString)),
+			compartmentPatient(),
+		}
 	case "Parameters", "":
 		return nil
 	}
 	if !isResourceType(rt) {
 		return nil
 	}
-	return []def{{
+	return []def{compartmentPatient()}
+}
+
+// compartmentPatient is the gateway's patient parameter of the types
+// without one of R4's: any reference to a Patient.
+func compartmentPatient() def {
+	return def{
 		name: "patient", typ: TypeReference, targets: []string{"Patient"}, compartment: true,
 		desc: "Any reference to a Patient in the resource (the patient compartment, simplified by the gateway)",
-	}}
+	}
 }
 
 // conformanceDefs are the R4 parameters every canonical conformance
@@ -284,8 +321,7 @@ func conformanceDefs(rt string) []def {
 		token("version", "The business version of the "+rt, p("version", kCode)),
 		str("name", "Computationally friendly name of the "+rt, p("name", kString)),
 		token("status", "The current status of the "+rt, p("status", kCode)),
-		{name: "patient", typ: TypeReference, targets: []string{"Patient"}, compartment: true,
-			desc: "Any reference to a Patient in the resource (the patient compartment, simplified by the gateway)"},
+		compartmentPatient(),
 	}
 }
 
@@ -431,7 +467,10 @@ func (d def) param(rt string) Param {
 	if strings.HasPrefix(d.name, "_") {
 		res = "Resource"
 	}
-	out := Param{Resource: res, Name: d.name, Type: d.typ, Description: d.desc}
+	out := Param{Resource: res, Name: d.name, Type: d.typ, Description: d.desc, Definition: d.url}
+	if d.url == "" && !d.compartment {
+		out.Definition = R4Definition(rt, d.name)
+	}
 	for _, x := range d.paths {
 		out.Paths = append(out.Paths, x.p)
 	}
@@ -441,6 +480,7 @@ func (d def) param(rt string) Param {
 	out.Targets = slices.Clone(d.targets)
 	for _, x := range d.paths {
 		out.Text = out.Text || x.k == kIdentifier || x.k == kCoding || x.k == kConcept
+		out.OfType = out.OfType || x.k == kIdentifier
 		if x.k == kCode {
 			for _, sys := range x.codes.CodeSystems(x.key) {
 				if !slices.Contains(out.Systems, sys) {

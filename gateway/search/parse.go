@@ -165,7 +165,10 @@ func knownName(rt, name string) bool {
 		"_since", "_at":
 		return true
 	}
-	return unsupportedParam(name)
+	// A parameter FHIR R4 defines for rt (clinical-status of Condition)
+	// is a name the client did not make up, even if the gateway does not
+	// support it.
+	return unsupportedParam(name) || R4Definition(rt, name) != ""
 }
 
 // knownModifier reports whether mod is a FHIR search modifier (or a
@@ -240,6 +243,10 @@ func (ps *parser) param(key string, vals []string) *Error {
 	}
 	p, ok := Lookup(ps.rt, name)
 	if !ok {
+		if R4Definition(ps.rt, name) != "" {
+			return ps.errorf(key, RuleParamUnsupported, "%s is a search parameter FHIR R4 defines for %s that the gateway does not support (its CapabilityStatement lists those it does)",
+				ps.named(name), ps.rt)
+		}
 		return ps.errorf(key, RuleParamUnknown, "a parameter is not a search parameter of %s", ps.rt)
 	}
 	if mod != "missing" && !modifierAllowed(p, mod) {

@@ -140,11 +140,18 @@ func TestParseClauses(t *testing.T) {
 				Values: []Value{{System: "http://mrn", Code: "123", HasSystem: true}}}}}}},
 		{"Observation", "subject:Patient.identifier=123", []Clause{{Param: "subject", Type: TypeReference, Modifier: "Patient",
 			Chain: &Chain{TargetType: "Patient", Clause: Clause{Param: "identifier", Type: TypeToken, Values: []Value{{Code: "123"}}}}}}},
+		// Without :Type, a chain looks into every target type that has the
+		// parameter (a subject's Location has a name, as a Patient does).
 		{"Observation", "subject.name=ann&subject.name=lee", []Clause{
+			{Param: "subject", Type: TypeReference,
+				Chain: &Chain{TargetType: "Location", Clause: Clause{Param: "name", Type: TypeString, Values: []Value{{Str: "ann"}}},
+					Or: []Chain{{TargetType: "Patient", Clause: Clause{Param: "name", Type: TypeString, Values: []Value{{Str: "ann"}}}}}}},
+			{Param: "subject", Type: TypeReference,
+				Chain: &Chain{TargetType: "Location", Clause: Clause{Param: "name", Type: TypeString, Values: []Value{{Str: "lee"}}},
+					Or: []Chain{{TargetType: "Patient", Clause: Clause{Param: "name", Type: TypeString, Values: []Value{{Str: "lee"}}}}}}}}},
+		{"Observation", "subject:Patient.name=ann", []Clause{
 			{Param: "subject", Type: TypeReference, Modifier: "Patient",
-				Chain: &Chain{TargetType: "Patient", Clause: Clause{Param: "name", Type: TypeString, Values: []Value{{Str: "ann"}}}}},
-			{Param: "subject", Type: TypeReference, Modifier: "Patient",
-				Chain: &Chain{TargetType: "Patient", Clause: Clause{Param: "name", Type: TypeString, Values: []Value{{Str: "lee"}}}}}}},
+				Chain: &Chain{TargetType: "Patient", Clause: Clause{Param: "name", Type: TypeString, Values: []Value{{Str: "ann"}}}}}}},
 		{"Encounter", "patient.family:exact=Lee,Li", []Clause{{Param: "patient", Type: TypeReference, Modifier: "Patient",
 			Chain: &Chain{TargetType: "Patient", Clause: Clause{Param: "family", Type: TypeString, Modifier: "exact",
 				Values: []Value{{Str: "Lee"}, {Str: "Li"}}}}}}},
@@ -208,9 +215,8 @@ func TestParseErrors(t *testing.T) {
 		// Chains and _has (issue 13): unknown targets, deeper chains, bad values.
 		{"Observation", "subject." + secret + "=x", RuleParamUnknown, "subject"},
 		{"Observation", "subject:" + secret + ".name=x", RuleChainUnsupported, "subject"},
-		{"Observation", "subject:Practitioner.name=x", RuleChainUnsupported, "subject:Practitioner"},
+		{"Observation", "subject:Practitioner.name=x", RuleChainUnsupported, "subject:Practitioner.name"},
 		{"Observation", "subject:Device.name=x", RuleParamUnknown, "subject:Device"},
-		{"Observation", "subject._id=x", RuleChainUnsupported, "subject._id"},
 		{"Observation", "subject:Patient._count=1", RuleParamUnknown, "subject:Patient"},
 		{"Observation", "code.name=x", RuleChainUnsupported, "code"},
 		{"Observation", secret + ".name=x", RuleParamUnknown, ""},

@@ -46,8 +46,18 @@ type Param struct {
 	// :text searches (an Identifier's type, a Coding's display, a
 	// CodeableConcept's text); a parameter of bare codes has none.
 	Text bool
+	// OfType marks a token parameter of Identifiers, which takes
+	// :of-type (type-system|type-code|value).
+	OfType bool
 	// Description for the CapabilityStatement.
 	Description string
+	// Definition is the canonical URL of the SearchParameter that defines
+	// the parameter (the CapabilityStatement's searchParam.definition):
+	// the gateway's own for those it defines, else R4's
+	// (http://hl7.org/fhir/SearchParameter/clinical-code); "" for the
+	// gateway's approximated patient compartment parameter, which is
+	// neither.
+	Definition string
 }
 
 // Entry is one index entry of a resource: the value of one search parameter
@@ -148,7 +158,8 @@ type Clause struct {
 	Missing *bool
 	Values  []Value
 	// Chain is set for chained reference parameters (subject:Patient.identifier=x):
-	// the chained clause applies to the target type; Modifier is that type.
+	// the chained clause applies to the target type; Modifier is that type
+	// ("" for a chain over several types: Chain.Or).
 	Chain *Chain
 	// Has is set for a reverse chain (_has:Observation:patient:code=x;
 	// Param is "_has").
@@ -159,6 +170,20 @@ type Clause struct {
 type Chain struct {
 	TargetType string
 	Clause     Clause
+	// Or are the chain's other target types, when it names no type and
+	// several of the reference's targets define its parameter
+	// (Observation?subject.identifier=x: a Patient's or a Location's): a
+	// resource matches through any of them (search.html#chaining).
+	Or []Chain
+}
+
+// Types returns the types the chain looks into: TargetType and Or's.
+func (ch *Chain) Types() []string {
+	out := []string{ch.TargetType}
+	for _, o := range ch.Or {
+		out = append(out, o.TargetType)
+	}
+	return out
 }
 
 // Has is a reverse chain: the resource is the target of reference

@@ -153,6 +153,18 @@ func parseToken(raw string) (Value, bool) {
 	return Value{}, false
 }
 
+// parseOfType parses an :of-type value, type-system|type-code|value
+// (search.html#token: all three parts; the system may be empty), into
+// the System and Code of the of-type rows (OfTypeSystem).
+func parseOfType(raw string) (Value, bool) {
+	parts := splitEscaped(raw, '|')
+	if len(parts) != 3 {
+		return Value{}, false
+	}
+	code, val := unescape(parts[1]), unescape(parts[2])
+	return Value{System: OfTypeSystem(unescape(parts[0]), code), Code: val, HasSystem: true}, code != "" && val != ""
+}
+
 // parseQuantity parses [prefix]number[|system|code] (system may be empty).
 func parseQuantity(raw string) (Value, bool) {
 	prefix, rest := splitPrefix(raw)
@@ -212,7 +224,7 @@ func modifierAllowed(p Param, mod string) bool {
 	}
 	switch p.Type {
 	case TypeToken:
-		return mod == "not" || mod == "text" && p.Text
+		return mod == "not" || mod == "text" && p.Text || mod == "of-type" && p.OfType
 	case TypeString:
 		return mod == "exact" || mod == "contains"
 	case TypeURI:
@@ -233,6 +245,9 @@ func parseValue(p Param, mod, raw, base string) (Value, bool) {
 		if mod == "text" {
 			s := unescape(raw)
 			return Value{Str: s}, s != ""
+		}
+		if mod == "of-type" {
+			return parseOfType(raw)
 		}
 		return parseToken(raw)
 	case TypeString, TypeURI:
@@ -263,6 +278,8 @@ func valueFormat(t Type, mod string) string {
 	switch {
 	case mod == "missing":
 		return "true or false"
+	case t == TypeToken && mod == "of-type":
+		return "type-system|type-code|value (all three parts; an empty system is no system)"
 	case mod == "identifier" || t == TypeToken && mod != "text":
 		return "token ([system|]code, at most one unescaped |)"
 	case t == TypeDate:

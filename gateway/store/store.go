@@ -102,6 +102,10 @@ type HistoryQuery struct {
 	// Tenant reads too, as in search.Query (a history of one of these
 	// types; the system's history reads only Tenant's).
 	Shared []string
+	// Types, for the system's history, keeps only the versions of these
+	// types; Exclude leaves out those of these (the engine leaves out the
+	// AuditEvents unless asked for them). Both empty: every type.
+	Types, Exclude []string
 }
 
 // Ledger is the record of one ingested native record version.

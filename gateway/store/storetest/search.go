@@ -91,15 +91,38 @@ func testSearchToken(t *testing.T, s store.Store) {
 		clause("gender", search.TypeToken, "", vCode("male"))), "p2")
 
 	load(t, s, doc{"Observation", "o1", []search.Entry{tokText("code", loinc, "29463-7", "Body weight")}},
-		doc{"Observation", "o2", []search.Entry{tokText("code", loinc, "8867-4", "Heart rate")}})
+		doc{"Observation", "o2", []search.Entry{tokText("code", loinc, "8867-4", "Heart rate")}},
+		doc{"Observation", "o3", []search.Entry{tokText("code", loinc, "8302-2", "Body height")}})
 	text := func(v string) *search.Query {
 		return query("Observation", clause("code", search.TypeToken, "text", vStr(v)))
 	}
-	expect(t, s, ":text first word", text("body"), "o1")
+	// :text is a string match (search.html#token) at the start of a word:
+	// the start of the text or of any word in it, never inside a word.
+	expect(t, s, ":text first word", text("body"), "o1", "o3")
 	expect(t, s, ":text later word, any case", text("WEIGHT"), "o1")
+	expect(t, s, ":text start of a later word", text("wei"), "o1")
+	expect(t, s, ":text words in order", text("body we"), "o1")
+	expect(t, s, ":text inside a word", text("ight"))
+	expect(t, s, ":text inside words", text("dy we"))
+	expect(t, s, ":text end of a word", text("ody"))
 	expect(t, s, ":text values ORed", query("Observation",
 		clause("code", search.TypeToken, "text", vStr("pressure"), vStr("heart"), vStr("weight"))), "o1", "o2")
 	expect(t, s, ":text no match", text("pressure"))
+
+	// :of-type reads the rows of the identifiers' types (search.OfTypeParam).
+	const v2 = "http://terminology.hl7.org/CodeSystem/v2-0203"
+	load(t, s, doc{"Patient", "t1", []search.Entry{tok("identifier", mrn, "M1"),
+		tok(search.OfTypeParam("identifier"), search.OfTypeSystem(v2, "MR"), "M1"),
+		tok(search.OfTypeParam("identifier"), search.OfTypeSystem(v2, "SS"), "999")}},
+		doc{"Patient", "t2", []search.Entry{tok(search.OfTypeParam("identifier"), search.OfTypeSystem(v2, "MR"), "999")}})
+	ofType := func(code, value string) *search.Query {
+		return query("Patient", clause("identifier", search.TypeToken, "of-type",
+			search.Value{System: search.OfTypeSystem(v2, code), Code: value, HasSystem: true}))
+	}
+	expect(t, s, ":of-type MR", ofType("MR", "999"), "t2")
+	expect(t, s, ":of-type SS", ofType("SS", "999"), "t1")
+	expect(t, s, ":of-type no such type", ofType("DL", "999"))
+	expect(t, s, "of-type rows are not identifier rows", id("", vCode("999")))
 }
 
 func testSearchString(t *testing.T, s store.Store) {

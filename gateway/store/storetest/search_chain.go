@@ -64,6 +64,21 @@ func testSearchChain(t *testing.T, s store.Store) {
 	expect(t, s, "_has through a deleted target", query("Patient", has("Observation", "patient", code(vCode("8867-4"))),
 		clause("_id", search.TypeToken, "", vCode("p4"))))
 	expectTotal(t, s, "chain total", query("Observation", chain("patient", "Patient", ident(vSys(mrn, "123")))), 2)
+
+	// A chain over several target types (search.Chain.Or) matches through
+	// any of them: o7's subject is a Location with identifier 123.
+	load(t, s, doc{"Location", "l1", []search.Entry{tok("identifier", mrn, "123")}},
+		doc{"Observation", "o7", []search.Entry{ref("subject", "Location", "l1")}})
+	either := func(c search.Clause) search.Clause {
+		cl := chain("subject", "Location", c)
+		cl.Modifier = ""
+		cl.Chain.Or = []search.Chain{{TargetType: "Patient", Clause: c}}
+		return cl
+	}
+	expect(t, s, "chain over Location or Patient", query("Observation", either(ident(vSys(mrn, "123")))), "o1", "o5", "o7")
+	expect(t, s, "chain over Location or Patient, ANDed", query("Observation", either(ident(vSys(mrn, "123"))),
+		code(vSys(loinc, "8480-6"))), "o5")
+	expect(t, s, "chain to Location only", query("Observation", chain("subject", "Location", ident(vSys(mrn, "123")))), "o7")
 }
 
 // testTenantChain: the far end of a chain or _has is confined to the

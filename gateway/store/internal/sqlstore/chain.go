@@ -27,15 +27,28 @@ import (
 // for a chain, idx_reference_res (type, id) for _has, and the far end's own
 // index; neither scans the searched type.
 
-// chainClause writes a chained clause (cl.Chain set).
+// chainClause writes a chained clause (cl.Chain set): a chain over
+// several target types (Chain.Or) matches through any of them.
 func (b *Builder) chainClause(cl *search.Clause) error {
-	ch := cl.Chain
-	b.memberOpen(false, "idx_reference", cl.Param)
-	b.add(" AND x.ref_type = ? AND x.ref_id IN (", ch.TargetType)
-	if err := b.farEnd(ch.TargetType, &ch.Clause); err != nil {
-		return fmt.Errorf("%s: search %s.%s: %w", b.d.Name, cl.Param, ch.Clause.Param, err)
+	chains := append([]search.Chain{*cl.Chain}, cl.Chain.Or...)
+	if len(chains) > 1 {
+		b.add("(")
 	}
-	b.add("))")
+	for i := range chains {
+		ch := &chains[i]
+		if i > 0 {
+			b.add(" OR ")
+		}
+		b.memberOpen(false, "idx_reference", cl.Param)
+		b.add(" AND x.ref_type = ? AND x.ref_id IN (", ch.TargetType)
+		if err := b.farEnd(ch.TargetType, &ch.Clause); err != nil {
+			return fmt.Errorf("%s: search %s.%s: %w", b.d.Name, cl.Param, ch.Clause.Param, err)
+		}
+		b.add("))")
+	}
+	if len(chains) > 1 {
+		b.add(")")
+	}
 	return nil
 }
 

@@ -160,6 +160,13 @@ func HistoryStatements(d *Dialect, q store.HistoryQuery) (Stmt, Stmt, error) {
 	if q.ID != "" {
 		b.Add(" AND r.id = ?", q.ID)
 	}
+	if len(q.Types) > 0 {
+		b.Add(" AND ")
+		b.in("r.type", q.Types)
+	}
+	for _, t := range q.Exclude {
+		b.Add(" AND r.type <> ?", t)
+	}
 	switch {
 	case !q.Since.IsZero():
 		b.Add(" AND r.last_updated >= ?", q.Since.UnixMilli())

@@ -81,6 +81,7 @@ func (b *Builder) clause(cl *search.Clause) error {
 	}
 	var cond func(v *search.Value)
 	not := false
+	param := cl.Param
 	switch cl.Type {
 	case search.TypeToken:
 		switch cl.Modifier {
@@ -89,6 +90,10 @@ func (b *Builder) clause(cl *search.Clause) error {
 			cond = b.tokenCond
 		case "text":
 			cond = b.tokenTextCond
+		case "of-type":
+			// The rows of the identifiers' types (search.OfTypeParam):
+			// system "type-system type-code", code the value.
+			param, cond = search.OfTypeParam(cl.Param), b.tokenCond
 		}
 	case search.TypeString:
 		switch cl.Modifier {
@@ -119,7 +124,7 @@ func (b *Builder) clause(cl *search.Clause) error {
 	if cond == nil {
 		return fmt.Errorf("%s: search %s: unsupported modifier %q for a %s parameter", b.d.Name, cl.Param, cl.Modifier, cl.Type)
 	}
-	b.memberOpen(not, tbl, cl.Param)
+	b.memberOpen(not, tbl, param)
 	b.add(" AND (")
 	for i := range cl.Values {
 		if i > 0 {
@@ -297,13 +302,18 @@ func (b *Builder) tokenCond(v *search.Value) {
 	}
 }
 
-// tokenTextCond: the normalised text contains the normalised value.
+// tokenTextCond: token :text is a string search (search.html#token) of
+// the normalised text, at the start of a word: the normalised value is a
+// prefix of the text or of one of its words ("weigh" and "body we" find
+// "body weight", "ight" and "dy we" do not). Normalize leaves single
+// spaces between words, so a word starts after a space.
 func (b *Builder) tokenTextCond(v *search.Value) {
 	s := v.Str
 	if s == "" {
 		s = v.Code
 	}
-	b.add(`x.text LIKE ? ESCAPE '\'`, "%"+escapeLike(search.Normalize(s))+"%")
+	n := search.Normalize(s)
+	b.add(`(x.text >= ? AND x.text < ?) OR x.text LIKE ? ESCAPE '\'`, n, n+prefixEnd, "% "+escapeLike(n)+"%")
 }
 
 // stringCond: default starts-with on the normalised value, :exact equality
