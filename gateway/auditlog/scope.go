@@ -91,7 +91,10 @@ type Scope struct {
 type owners struct {
 	entities   map[audit.Entity]string
 	patients   map[string]string
-	identified map[audit.Identified]string
+	// identified maps each thing named by identifier to every tenant it
+	// was named in: identifiers are not unique across tenants (two clinics
+	// may send records under the same source system and record id).
+	identified map[audit.Identified][]string
 }
 
 // allTenants reports whether the request is an all-tenant caller's.
@@ -107,7 +110,7 @@ func (sc *Scope) own(tenant string, e audit.Entity, patients []string) {
 		return
 	}
 	if sc.owners == nil {
-		sc.owners = &owners{entities: map[audit.Entity]string{}, patients: map[string]string{}, identified: map[audit.Identified]string{}}
+		sc.owners = &owners{entities: map[audit.Entity]string{}, patients: map[string]string{}, identified: map[audit.Identified][]string{}}
 	}
 	if e.Type != "" {
 		if _, ok := sc.owners.entities[e]; !ok {
@@ -261,8 +264,8 @@ func (sc *Scope) NameIn(tenant string, id audit.Identified) {
 		return
 	}
 	sc.own(tenant, audit.Entity{}, nil)
-	if _, ok := sc.owners.identified[id]; !ok {
-		sc.owners.identified[id] = tenant
+	if !slices.Contains(sc.owners.identified[id], tenant) {
+		sc.owners.identified[id] = append(sc.owners.identified[id], tenant)
 	}
 }
 

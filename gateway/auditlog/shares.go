@@ -98,7 +98,7 @@ func (l *Log) shares(sc *Scope, first audit.Record, read func(typ, id string) (*
 		}
 	}
 	for _, id := range first.Identified {
-		if t, ok := known.identified[id]; ok {
+		for _, t := range known.identified[id] {
 			part(t).Identified = append(part(t).Identified, id)
 		}
 	}

@@ -213,3 +213,39 @@ func TestShareSaysWhatWasDisclosed(t *testing.T) {
 		}
 	}
 }
+
+// TestShareNamesRecordInEveryTenant: two clinics may hold a source record
+// under the same source system and record id; an all-tenant request that
+// named it in both (a lineage read) names it in both clinics' shares, so
+// each clinic's record trail finds the read.
+func TestShareNamesRecordInEveryTenant(t *testing.T) {
+	l := New(nil, Config{Observer: "gw", Now: func() time.Time { return time.Unix(1e9, 0) }})
+	read := func(typ, id string) (*store.Resource, error) { return nil, store.ErrNotFound }
+	sc := NewScope("lineage", &auth.Principal{ClientID: "opAll", Tenant: search.AllTenants})
+	const system, record = "https://ketamine-gateway.org/fhir/sid/emr/assessment-record", "ASM-1"
+	sc.NameRecordIn("clinic-a", system, record)
+	sc.NameRecordIn("clinic-b", system, record)
+	evs, err := l.events(sc, 200, read)
+	if err != nil {
+		t.Fatal(err)
+	}
+	named := map[string]bool{}
+	for _, ev := range evs {
+		var doc struct {
+			Entity []struct {
+				What struct{ Identifier struct{ System, Value string } }
+			}
+		}
+		if err := json.Unmarshal(ev.res.Body, &doc); err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range doc.Entity {
+			if e.What.Identifier.System == system && e.What.Identifier.Value == record {
+				named[ev.res.Tenant] = true
+			}
+		}
+	}
+	if !named["clinic-a"] || !named["clinic-b"] || !named[search.AllTenantsAudit] {
+		t.Errorf("the record is named in the events of %v, want the whole record's and both clinics' shares", named)
+	}
+}
