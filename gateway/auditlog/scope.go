@@ -89,8 +89,8 @@ type Scope struct {
 // owners are the tenants the things an all-tenant request recorded belong
 // to.
 type owners struct {
-	entities   map[audit.Entity]string
-	patients   map[string]string
+	entities map[audit.Entity]string
+	patients map[string]string
 	// identified maps each thing named by identifier to every tenant it
 	// was named in: identifiers are not unique across tenants (two clinics
 	// may send records under the same source system and record id).

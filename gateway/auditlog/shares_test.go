@@ -233,7 +233,9 @@ func TestShareNamesRecordInEveryTenant(t *testing.T) {
 	for _, ev := range evs {
 		var doc struct {
 			Entity []struct {
-				What struct{ Identifier struct{ System, Value string } }
+				What struct {
+					Identifier struct{ System, Value string }
+				}
 			}
 		}
 		if err := json.Unmarshal(ev.res.Body, &doc); err != nil {
