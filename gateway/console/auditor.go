@@ -51,14 +51,46 @@ func parseDate(v string) (time.Time, bool) {
 	return time.Time{}, false
 }
 
-// searchDate turns a form date into a FHIR search date: a day as it is
-// (the whole day), a date and time as a UTC instant.
-func searchDate(v string) string {
-	t, _ := parseDate(v)
-	if len(v) == len("2006-01-02") {
-		return v
+// formDate is a form date with the instants it covers: a day the whole
+// day, a date and minute the whole minute, a date and second the whole
+// second (FHIR's date precision, search.html#date), an RFC 3339 time as
+// given.
+type formDate struct {
+	low, high time.Time
+	search    string // the FHIR search value, at the form's precision
+}
+
+// readFormDate reads a form date ("" the zero formDate).
+func readFormDate(v string) (formDate, bool) {
+	if v == "" {
+		return formDate{}, true
 	}
-	return t.UTC().Format("2006-01-02T15:04:05Z")
+	for _, l := range []struct {
+		layout, search string
+		unit           time.Duration
+	}{
+		{"2006-01-02", "2006-01-02", 24 * time.Hour},
+		{"2006-01-02T15:04", "2006-01-02T15:04Z", time.Minute},
+		{"2006-01-02T15:04:05", "2006-01-02T15:04:05Z", time.Second},
+	} {
+		if t, err := time.Parse(l.layout, v); err == nil {
+			return formDate{low: t, high: t.Add(l.unit - time.Millisecond), search: t.Format(l.search)}, true
+		}
+	}
+	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+		t = t.UTC()
+		return formDate{low: t, high: t, search: t.Format("2006-01-02T15:04:05.999999999Z")}, true
+	}
+	return formDate{}, false
+}
+
+// searchDate turns a form date into a FHIR search date at the form's
+// precision, so that "ge" starts and "le" ends with the whole day, minute
+// or second typed (search.html#prefix: le matches what the value's range
+// ends at or after).
+func searchDate(v string) string {
+	d, _ := readFormDate(v)
+	return d.search
 }
 
 // plainText reports whether a form value is short text without control
@@ -85,18 +117,16 @@ func (q *auditSearch) validate() []string {
 	if q.Interaction != "" && !audit.Known(q.Interaction) {
 		bad = append(bad, "Interaction: choose one of the listed interactions")
 	}
-	from, okFrom := parseDate(q.From)
-	to, okTo := parseDate(q.To)
+	from, okFrom := readFormDate(q.From)
+	to, okTo := readFormDate(q.To)
 	if !okFrom {
 		bad = append(bad, "From: a date like 2026-11-25 (or a date and time)")
 	}
 	if !okTo {
 		bad = append(bad, "To: a date like 2026-11-25 (or a date and time)")
 	}
-	if len(q.To) == len("2006-01-02") {
-		to = to.Add(24*time.Hour - time.Nanosecond) // a day "to" includes the whole day
-	}
-	if okFrom && okTo && !from.IsZero() && !to.IsZero() && to.Before(from) {
+	// "To" includes the whole day, minute or second typed.
+	if okFrom && okTo && q.From != "" && q.To != "" && to.high.Before(from.low) {
 		bad = append(bad, "To: must not be before From")
 	}
 	return bad

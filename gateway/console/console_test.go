@@ -449,3 +449,52 @@ func TestDeliveryPublicIDs(t *testing.T) {
 		}
 	}
 }
+
+// TestAuditSearchTimePrecision: "From" and "To (inclusive)" cover the whole
+// day, minute or second typed, so a one-minute window (From = To) finds
+// what was recorded in that minute (probe p8 F11).
+func TestAuditSearchTimePrecision(t *testing.T) {
+	f := newFixture(t, nil)
+	doc, err := os.ReadFile(filepath.Join("..", "..", "schemas", "examples", "assessment", "phq9-moderate.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := auditlog.NewScope("ingest", f.c.devScope)
+	if _, err := f.app.Ingest.Ingest(context.Background(), sc, "assessment", doc, false, engine.Answer{}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := f.app.Store.Read(context.Background(), "AuditEvent", lastEvent(t, f.st, "ingest"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ev struct{ Recorded time.Time }
+	if err := json.Unmarshal(got.Body, &ev); err != nil {
+		t.Fatal(err)
+	}
+	rec := ev.Recorded.UTC()
+	for _, c := range []struct {
+		name, from, to string
+		want           bool
+	}{
+		{"same minute", rec.Format("2006-01-02T15:04"), rec.Format("2006-01-02T15:04"), true},
+		{"to the minute", "", rec.Format("2006-01-02T15:04"), true},
+		{"same second", rec.Format("2006-01-02T15:04:05"), rec.Format("2006-01-02T15:04:05"), true},
+		{"same day", rec.Format("2006-01-02"), rec.Format("2006-01-02"), true},
+		{"minute before", "", rec.Add(-time.Minute).Format("2006-01-02T15:04"), false},
+		{"minute after", rec.Add(time.Minute).Format("2006-01-02T15:04"), "", false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, page, _ := f.get(t, "/console/audit")
+			code, body, h := f.post(t, "/console/audit", url.Values{"csrf": {csrf(t, page)}, "from": {c.from}, "to": {c.to},
+				"interaction": {"ingest"}})
+			if code != http.StatusSeeOther {
+				t.Fatalf("search from %q to %q = %d:\n%.2000s", c.from, c.to, code, body)
+			}
+			_, body, _ = f.get(t, h.Get("Location"))
+			if found := strings.Contains(body, "/console/audit/events/"); found != c.want {
+				t.Errorf("search from %q to %q (recorded %s) found a request = %v, want %v", c.from, c.to,
+					rec.Format(time.RFC3339Nano), found, c.want)
+			}
+		})
+	}
+}
