@@ -498,3 +498,40 @@ func TestAuditSearchTimePrecision(t *testing.T) {
 		})
 	}
 }
+
+// TestDeliveryPageDisclosure: a delivery's page never shows the payload
+// (the FHIR Bundle), so its AuditEvent never says the payload was
+// disclosed; "Show them in full" discloses the EHR's answers (probe p8 F13).
+func TestDeliveryPageDisclosure(t *testing.T) {
+	f := newFixture(t, nil)
+	it := &store.OutboxItem{Destination: "ehr", OrderKey: "k", Patient: "s|p", Kind: "session", Source: "s", RecordID: "r",
+		Version: "1", Status: store.StatusDead, LastError: "422 from the EHR"}
+	if err := f.app.Store.Write(context.Background(), func(tx store.Tx) error { return tx.Enqueue(it) }); err != nil {
+		t.Fatal(err)
+	}
+	_, page, _ := f.get(t, "/console/deliveries")
+	m := deliveryLinkRE.FindStringSubmatch(page)
+	if m == nil {
+		t.Fatalf("no delivery linked on the deliveries page:\n%.3000s", page)
+	}
+	for _, c := range []struct{ query, want string }{
+		{"", "; payload not disclosed"},
+		{"?answers=full", "; the EHR's answers disclosed; payload not disclosed"},
+	} {
+		code, body, _ := f.get(t, "/console/deliveries/"+m[1]+c.query)
+		if code != http.StatusOK || strings.Contains(body, `"resourceType": "Bundle"`) {
+			t.Fatalf("GET the delivery%s = %d, want 200 without the payload:\n%.2000s", c.query, code, body)
+		}
+		got, err := f.app.Store.Read(context.Background(), "AuditEvent", lastEvent(t, f.st, "delivery-read"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ev struct{ OutcomeDesc string }
+		if err := json.Unmarshal(got.Body, &ev); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasSuffix(ev.OutcomeDesc, c.want) {
+			t.Errorf("GET the delivery%s: AuditEvent outcomeDesc %q, want it to end %q", c.query, ev.OutcomeDesc, c.want)
+		}
+	}
+}
