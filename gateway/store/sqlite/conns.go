@@ -31,6 +31,11 @@ type conns struct {
 	// beginning is when the BEGIN in progress on wc started waiting for
 	// the write lock (UnixNano), 0 when none is (see ProbeWrite).
 	beginning atomic.Int64
+	// lockedElsewhere: the last BEGIN on wc (a transaction's or a probe's)
+	// found the write lock held by another process; cleared when one
+	// begins. While it is set, the write connection in use (a BEGIN
+	// waiting again, a checkpoint) does not make ProbeWrite say ready.
+	lockedElsewhere atomic.Bool
 }
 
 // Begin starts a write transaction on the write connection, waiting for a
@@ -52,6 +57,7 @@ func (c *conns) Begin(ctx context.Context) (sqlstore.Tx, error) {
 	c.beginning.Store(time.Now().UnixNano())
 	_, err := t.Exec(ctx, `BEGIN IMMEDIATE`)
 	c.beginning.Store(0)
+	c.lockedElsewhere.Store(err != nil && errors.Is(mapErr(err), store.ErrUnavailable))
 	if err != nil {
 		c.wmu.Unlock()
 		return nil, fmt.Errorf("sqlite: begin: %w", mapErr(err))
@@ -65,16 +71,23 @@ func (c *conns) Begin(ctx context.Context) (sqlstore.Tx, error) {
 const probeWait = 500 * time.Millisecond
 
 // ProbeWrite reports whether a write transaction could begin now: while
-// another process holds the write lock (a backup or maintenance tool's
+// another process holds the write lock (a backup's BEGIN IMMEDIATE or
 // BEGIN EXCLUSIVE, an sqlite3 shell left in a transaction) every write
 // waits its busy timeout and fails, though reads go on. With the write
 // connection idle it begins and rolls back a transaction, waiting at most
 // probeWait; with the connection in use, the transaction in progress
-// tells, unless its BEGIN has been waiting for longer than probeWait.
+// tells, unless its BEGIN has been waiting for longer than probeWait or
+// the last BEGIN found the lock held elsewhere and none has begun since:
+// the answer stays "locked" from the first BEGIN that finds the lock held
+// to the first that gets it, however the probes fall between the writes
+// waiting for it.
 func (c *conns) ProbeWrite(ctx context.Context) error {
 	locked := fmt.Errorf("sqlite: the database is locked by another process: %w", store.ErrUnavailable)
 	if !c.wmu.TryLock() {
 		if t := c.beginning.Load(); t != 0 && time.Since(time.Unix(0, t)) > probeWait {
+			return locked
+		}
+		if c.lockedElsewhere.Load() {
 			return locked
 		}
 		return nil
@@ -91,10 +104,12 @@ func (c *conns) ProbeWrite(ctx context.Context) error {
 	defer func() { _, _ = c.wc.ExecContext(ctx, `PRAGMA busy_timeout = `+busy) }()
 	if _, err := c.wc.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
 		if errors.Is(mapErr(err), store.ErrUnavailable) {
+			c.lockedElsewhere.Store(true)
 			return locked
 		}
 		return fmt.Errorf("sqlite: probe: %w", mapErr(err))
 	}
+	c.lockedElsewhere.Store(false)
 	if _, err := c.wc.ExecContext(ctx, `ROLLBACK`); err != nil {
 		return fmt.Errorf("sqlite: probe: %w", mapErr(err))
 	}
