@@ -146,8 +146,23 @@ type searchResults struct {
 	Rows      []auditlog.RequestView
 	Page      int
 	From, To  int
+	Total     int  // every match (-1 not counted)
 	More      bool // a next page has matches
 	NoPatient bool
+	// Params is the FHIR search run (without paging), for an export's
+	// self link: patients by id, never by identifier.
+	Params url.Values
+}
+
+// searchParams are params without the paging and counting ones.
+func searchParams(params url.Values) url.Values {
+	out := url.Values{}
+	for k, vs := range params {
+		if k != "_count" && k != "_offset" && k != "_total" {
+			out[k] = vs
+		}
+	}
+	return out
 }
 
 // formSearch reads the search form.
@@ -188,7 +203,7 @@ func (c *Console) auditSearch(rq *request) error {
 		page = 1
 	}
 	form.Q, form.ID = q, id
-	res, _, err := c.runSearch(rq, q, pageSize, (page-1)*pageSize)
+	res, _, err := c.runSearch(rq, q, pageSize, (page-1)*pageSize, true)
 	if err != nil {
 		return err
 	}
@@ -198,16 +213,22 @@ func (c *Console) auditSearch(rq *request) error {
 }
 
 // runSearch runs one page of q through the engine (the page's scope
-// records what it read) and returns the rows and the raw matches.
-func (c *Console) runSearch(rq *request, q auditSearch, count, offset int) (*searchResults, [][]byte, error) {
-	res := &searchResults{}
+// records what it read) and returns the rows and the raw matches; with
+// total, res.Total counts every match.
+func (c *Console) runSearch(rq *request, q auditSearch, count, offset int, total bool) (*searchResults, [][]byte, error) {
+	res := &searchResults{Total: -1}
 	// Newest first by _lastUpdated, which for an AuditEvent is the instant
 	// it was recorded (the gateway stores it so) and has an index of its
-	// own; one match more than the page tells whether there is a next page,
-	// without counting every match (at 100,000 AuditEvents a count costs
-	// more than the page: docs/BENCHMARKS.md).
+	// own; one match more than the page tells whether there is a next page.
+	// The total (docs/console.md promises it) is counted only when asked:
+	// for the page shown, and once per export, not for every chunk of
+	// one (at 100,000 AuditEvents a count costs more than the page:
+	// docs/BENCHMARKS.md).
 	params := url.Values{"_sort": {"-_lastUpdated"}, "_count": {strconv.Itoa(count + 1)}, "_offset": {strconv.Itoa(offset)},
 		"_total": {"none"}}
+	if total {
+		params.Set("_total", "accurate")
+	}
 	if q.Patient != "" {
 		pats, err := c.app.Engine.Search(rq.ctx(), rq.sc, "Patient",
 			url.Values{"identifier": {escapeToken(q.Patient)}, "_count": {"100"}, "_total": {"none"}}, false)
@@ -248,6 +269,10 @@ func (c *Console) runSearch(rq *request, q auditSearch, count, offset int) (*sea
 		return nil, nil, err
 	}
 	matches := sr.Page.Matches
+	if total {
+		res.Total = sr.Page.Total
+	}
+	res.Params = searchParams(params)
 	if len(matches) > count {
 		matches, res.More = matches[:count], true
 	}
@@ -286,10 +311,15 @@ func (c *Console) auditExport(rq *request) error {
 	}
 	var rows []auditlog.RequestView
 	var raws [][]byte
+	total := -1
+	var params url.Values
 	for off := 0; off < exportLimit; off += 1000 {
-		res, r, err := c.runSearch(rq, q, 1000, off)
+		res, r, err := c.runSearch(rq, q, 1000, off, off == 0)
 		if err != nil {
 			return err
+		}
+		if off == 0 {
+			total, params = res.Total, res.Params
 		}
 		rows, raws = append(rows, res.Rows...), append(raws, r...)
 		if !res.More {
@@ -302,7 +332,7 @@ func (c *Console) auditExport(rq *request) error {
 		rq.download = &download{name: "audit-events-" + stamp + ".csv", contentType: "text/csv; charset=utf-8", body: auditCSV(rows)}
 		return nil
 	}
-	body, err := searchsetBundle(raws)
+	body, err := searchsetBundle(rq.fhirBase(), params, total, raws)
 	if err != nil {
 		return err
 	}
@@ -310,8 +340,31 @@ func (c *Console) auditExport(rq *request) error {
 	return nil
 }
 
-// searchsetBundle wraps stored AuditEvents in a searchset Bundle.
-func searchsetBundle(raws [][]byte) ([]byte, error) {
+// fhirBase is the FHIR base the export's fullUrls are under: the
+// configured public base, or the address the browser used followed by
+// /fhir (as the API's fullUrls are).
+func (rq *request) fhirBase() string {
+	if rq.c.baseURL != "" {
+		return rq.c.baseURL
+	}
+	scheme := "http"
+	if rq.r.TLS != nil {
+		scheme = "https"
+	} else if p := rq.r.Header.Get("X-Forwarded-Proto"); p == "https" || p == "http" {
+		scheme = p
+	}
+	return scheme + "://" + rq.r.Host + "/fhir"
+}
+
+// searchsetBundle wraps stored AuditEvents in a searchset Bundle with
+// absolute fullUrls under base (Bundle.entry.fullUrl is "the absolute URL
+// for the resource") and a self link naming the search run (params;
+// patients by id); total counts every match (-1: the AuditEvents given).
+func searchsetBundle(base string, params url.Values, total int, raws [][]byte) ([]byte, error) {
+	type link struct {
+		Relation string `json:"relation"`
+		URL      string `json:"url"`
+	}
 	type entry struct {
 		FullURL  string          `json:"fullUrl"`
 		Resource json.RawMessage `json:"resource"`
@@ -323,9 +376,17 @@ func searchsetBundle(raws [][]byte) ([]byte, error) {
 		if err := json.Unmarshal(r, &id); err != nil {
 			return nil, err
 		}
-		entries = append(entries, entry{FullURL: "AuditEvent/" + id.ID, Resource: r, Search: map[string]any{"mode": "match"}})
+		entries = append(entries, entry{FullURL: base + "/AuditEvent/" + id.ID, Resource: r, Search: map[string]any{"mode": "match"}})
 	}
-	return json.MarshalIndent(map[string]any{"resourceType": "Bundle", "type": "searchset", "total": len(raws), "entry": entries}, "", "  ")
+	if total < 0 {
+		total = len(raws)
+	}
+	self := base + "/AuditEvent"
+	if len(params) > 0 {
+		self += "?" + params.Encode()
+	}
+	return json.MarshalIndent(map[string]any{"resourceType": "Bundle", "type": "searchset", "total": total,
+		"link": []link{{Relation: "self", URL: self}}, "entry": entries}, "", "  ")
 }
 
 // auditCSV renders rows as CSV; a cell a spreadsheet would take for a

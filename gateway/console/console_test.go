@@ -249,7 +249,7 @@ func TestSearchAndExport(t *testing.T) {
 		"from": {today.Add(-time.Hour).Format("2006-01-02T15:04")}, "to": {today.Format("2006-01-02")}, "interaction": {"ingest"}})
 	loc := h.Get("Location")
 	code, body, _ := f.get(t, loc)
-	if code != http.StatusOK || !strings.Contains(body, "Requests 1 to 1,") || !strings.Contains(body, "/console/audit/events/") {
+	if code != http.StatusOK || !strings.Contains(body, "Requests 1 to 1 of 1,") || !strings.Contains(body, "/console/audit/events/") {
 		t.Fatalf("search = %d:\n%.3000s", code, body)
 	}
 	q := strings.TrimPrefix(loc, "/console/audit?q=")
@@ -267,6 +267,25 @@ func TestSearchAndExport(t *testing.T) {
 	if err := json.Unmarshal([]byte(bundle), &b); err != nil || code != http.StatusOK || b.Type != "searchset" || b.Total != 1 ||
 		len(b.Entry) != 1 || b.Entry[0].Resource.ResourceType != "AuditEvent" || !strings.Contains(hdr.Get("Content-Disposition"), "attachment") {
 		t.Errorf("Bundle export = %d %v:\n%.500s", code, err, bundle)
+	}
+	// Its fullUrls are absolute, under the FHIR base, as the API's are
+	// (Bundle.entry.fullUrl), and its self link names the search run.
+	var urls struct {
+		Link  []struct{ Relation, URL string }
+		Entry []struct {
+			FullURL  string
+			Resource struct{ ID string }
+		}
+	}
+	_ = json.Unmarshal([]byte(bundle), &urls)
+	for _, e := range urls.Entry {
+		if want := f.srv.URL + "/fhir/AuditEvent/" + e.Resource.ID; e.FullURL != want {
+			t.Errorf("Bundle export: fullUrl %q, want %q", e.FullURL, want)
+		}
+	}
+	if len(urls.Link) != 1 || urls.Link[0].Relation != "self" || !strings.HasPrefix(urls.Link[0].URL, f.srv.URL+"/fhir/AuditEvent?") ||
+		!strings.Contains(urls.Link[0].URL, "subtype=ingest") || strings.Contains(urls.Link[0].URL, "MRN") {
+		t.Errorf("Bundle export: links %+v, want a self link naming the search (patients by id)", urls.Link)
 	}
 
 	// The source record's page and a request's page disclose the record's

@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -35,6 +36,9 @@ func TestAuditorFollowsRequestToEHRAnswer(t *testing.T) {
 	rows := text(t, ctx, "table.data tbody")
 	if !strings.Contains(rows, "ingest") {
 		t.Fatalf("the search found no ingest request: %q", rows)
+	}
+	if st := text(t, ctx, "#h-results + p[role=status]"); !regexp.MustCompile(`^Requests 1 to \d+ of \d+, newest first`).MatchString(st) {
+		t.Errorf("the results do not say the total: %q", st)
 	}
 	run(t, ctx, "open the ingest request",
 		chromedp.Click(`//tr[contains(., "ingest")]//a[text()="Open"]`),
