@@ -93,6 +93,7 @@ type Console struct {
 
 	verifyMu   sync.Mutex
 	lastVerify *auditlog.AuditVerification
+	lastStored *chainHead // the stored head, when lastVerify is broken
 	lastBy     string
 }
 

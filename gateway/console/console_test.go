@@ -3,6 +3,7 @@ package console
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"html"
 	"io"
@@ -36,11 +37,13 @@ type fixture struct {
 	st   store.Store
 	cl   *http.Client
 	logs *bytes.Buffer
+	db   string // the SQLite database's path
 }
 
 func newFixture(t testing.TB, settings *Settings) *fixture {
 	t.Helper()
-	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "kg.db"), sqlite.Options{})
+	db := filepath.Join(t.TempDir(), "kg.db")
+	st, err := sqlite.Open(context.Background(), db, sqlite.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +67,7 @@ func newFixture(t testing.TB, settings *Settings) *fixture {
 	cl := srv.Client()
 	cl.Jar = jar
 	cl.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	return &fixture{srv: srv, c: c, app: a, st: st, cl: cl, logs: logs}
+	return &fixture{srv: srv, c: c, app: a, st: st, cl: cl, logs: logs, db: db}
 }
 
 // get fetches a console path.
@@ -551,6 +554,49 @@ func TestDeliveryPageDisclosure(t *testing.T) {
 		}
 		if !strings.HasSuffix(ev.OutcomeDesc, c.want) {
 			t.Errorf("GET the delivery%s: AuditEvent outcomeDesc %q, want it to end %q", c.query, ev.OutcomeDesc, c.want)
+		}
+	}
+}
+
+// TestChainPageBroken: on a broken chain the page does not call the last
+// record verified the head, nor advise recording it; it names the head
+// the database holds (probe p8 F15).
+func TestChainPageBroken(t *testing.T) {
+	f := newFixture(t, nil)
+	for range 5 {
+		f.get(t, "/console/deliveries") // audited page views: records of the chain
+	}
+	_, page, _ := f.get(t, "/console/audit/chain")
+	token := csrf(t, page)
+	if code, _, _ := f.post(t, "/console/audit/chain", url.Values{"csrf": {token}}); code != http.StatusSeeOther {
+		t.Fatalf("verify = %d, want 303", code)
+	}
+	_, page, _ = f.get(t, "/console/audit/chain")
+	if !strings.Contains(page, "<strong>Intact</strong>") || !strings.Contains(page, "<dt>Head</dt>") ||
+		!strings.Contains(page, "Record the head's sequence number") {
+		t.Fatalf("an intact chain's page does not show its head and the advice:\n%s", page)
+	}
+	raw, err := sql.Open("sqlite", f.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	if _, err := raw.Exec(`UPDATE audit_chain SET hash = '00' || substr(hash, 3) WHERE seq = 3`); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, _ := f.post(t, "/console/audit/chain", url.Values{"csrf": {token}}); code != http.StatusSeeOther {
+		t.Fatalf("verify = %d, want 303", code)
+	}
+	_, page, _ = f.get(t, "/console/audit/chain")
+	for _, want := range []string{"Broken at record 3", "<dt>Last intact record</dt><dd>record 2,", "<dt>Head the database holds (not verified)</dt>",
+		"A broken chain has no head to record"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the broken chain's page lacks %q", want)
+		}
+	}
+	for _, unwanted := range []string{"<dt>Head</dt>", "Record the head's sequence number"} {
+		if strings.Contains(page, unwanted) {
+			t.Errorf("the broken chain's page shows %q:\n%s", unwanted, page)
 		}
 	}
 }
