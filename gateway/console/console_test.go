@@ -149,7 +149,7 @@ func TestBadInput(t *testing.T) {
 		code int
 		want string
 	}{
-		{"/console/audit/events/no-such-event", 404, "no such resource"},
+		{"/console/audit/events/no-such-event", 404, "no such request"},
 		{"/console/audit?q=forgotten", 404, "no longer kept"},
 		{"/console/records?source=serenity-clinic-emr&record=NOPE-1", 200, "has received no record"},
 		{"/console/records?source=serenity-clinic-emr&record=NOPE-1&kind=pizza", 400, "choose one of the listed kinds"},
@@ -597,6 +597,40 @@ func TestChainPageBroken(t *testing.T) {
 	for _, unwanted := range []string{"<dt>Head</dt>", "Record the head's sequence number"} {
 		if strings.Contains(page, unwanted) {
 			t.Errorf("the broken chain's page shows %q:\n%s", unwanted, page)
+		}
+	}
+}
+
+// TestSmallTexts: counts read as English ("failed once", not "1 times"),
+// and every page names an icon, so browsers do not ask for a
+// /favicon.ico the gateway does not have (probe p8 F12).
+func TestSmallTexts(t *testing.T) {
+	f := newFixture(t, nil)
+	it := &store.OutboxItem{Destination: "ehr", OrderKey: "k", Patient: "s|p", Kind: "session", Source: "s", RecordID: "r",
+		Version: "1", Status: store.StatusDead, LastError: "422 from the EHR"}
+	if err := f.app.Store.Write(context.Background(), func(tx store.Tx) error { return tx.Enqueue(it) }); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := sql.Open("sqlite", f.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	if _, err := raw.Exec(`UPDATE outbox SET attempts = 1`); err != nil {
+		t.Fatal(err)
+	}
+	_, page, _ := f.get(t, "/console/deliveries")
+	m := deliveryLinkRE.FindStringSubmatch(page)
+	if m == nil {
+		t.Fatalf("no delivery linked on the deliveries page:\n%.3000s", page)
+	}
+	_, body, _ := f.get(t, "/console/deliveries/"+m[1]+"/retry")
+	if !strings.Contains(body, "It has failed once, last with") {
+		t.Errorf("the retry confirmation of a delivery that failed once:\n%s", body)
+	}
+	for _, path := range []string{"/console/", "/console/audit", "/console/deliveries", "/console/nowhere"} {
+		if _, body, _ := f.get(t, path); !strings.Contains(body, `<link rel="icon" href="data:,">`) {
+			t.Errorf("GET %s names no icon", path)
 		}
 	}
 }

@@ -48,6 +48,11 @@ func instant(s string) time.Time {
 func (c *Console) requestPage(rq *request) error {
 	id := rq.r.PathValue("id")
 	res, err := c.app.Engine.Read(rq.ctx(), rq.sc, "AuditEvent", id)
+	if kind, _ := outcome.From(err); err != nil && kind == outcome.NotFound {
+		// The page is a request's: say so, not the API's "no such resource".
+		return outcome.New(outcome.NotFound, "not-found", "resource-unknown",
+			"no such request: no AuditEvent has that id (open requests from the audit trail)")
+	}
 	if err != nil {
 		return err
 	}

@@ -260,7 +260,8 @@ func (c *Console) replay(rq *request) error {
 		return err
 	}
 	rq.sc.Description = fmt.Sprintf("console replay: %d deliveries", n)
-	rq.sess.setFlash(fmt.Sprintf("%d deliveries to %s are queued again.", n, dest))
+	rq.sess.setFlash(fmt.Sprintf("%s to %s %s queued again.", auditlog.CountedAs(n, "delivery", "deliveries"), dest,
+		map[bool]string{true: "is", false: "are"}[n == 1]))
 	return rq.seeOther(Prefix + "/deliveries")
 }
 
