@@ -72,7 +72,7 @@ func (l *Lineage) Audit(sc *Scope) {
 	if len(ids) == 0 {
 		kinds := mapping.Kinds()
 		if q.Kind != "" {
-			kinds = []mapping.Kind{mapping.Kind(q.Kind)}
+			kinds = mapping.SameRecord(mapping.Kind(q.Kind))
 		}
 		for _, k := range kinds {
 			ids = append(ids, mapping.RecordSystem(q.IdentifierBase, q.Source, k)+"|"+q.RecordID)

@@ -634,3 +634,30 @@ func TestSmallTexts(t *testing.T) {
 		}
 	}
 }
+
+// TestRecordPageInfusionOfSession: an infusion sent inside a session is
+// found as kind infusion (an infusion and the session of that infusion are
+// one record), as a nested assessment is found as kind assessment (probe
+// p8 F10).
+func TestRecordPageInfusionOfSession(t *testing.T) {
+	f := newFixture(t, nil)
+	doc, err := os.ReadFile(filepath.Join("..", "..", "schemas", "examples", "session", "routine-ketamine-iv-session.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := auditlog.NewScope("ingest", f.c.devScope)
+	if _, err := f.app.Ingest.Ingest(context.Background(), sc, "session", doc, false, engine.Answer{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ record, kind string }{
+		{"INF-2026-0310-001", "infusion"},
+		{"INF-2026-0310-001", "session"},
+		{"INF-2026-0310-001", ""},
+		{"ASM-2026-0310-005", "assessment"},
+	} {
+		code, body, _ := f.get(t, "/console/records?source=serenity-clinic-emr&record="+c.record+"&kind="+c.kind)
+		if code != http.StatusOK || strings.Contains(body, "has received no record") || !strings.Contains(body, "resource versions produced") {
+			t.Errorf("record %s of kind %q = %d, want the session's receipt:\n%.3000s", c.record, c.kind, code, body)
+		}
+	}
+}
