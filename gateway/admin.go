@@ -59,7 +59,11 @@ func (s *Server) handleShowDelivery(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := auditlog.NameDelivery(c.Request().Context(), s.app.Store, sc, s.app.IdentifierBase, v, payload); err != nil {
+	shown := auditlog.ShownSummary
+	if payload {
+		shown = auditlog.ShownPayload
+	}
+	if err := auditlog.NameDelivery(c.Request().Context(), s.app.Store, sc, s.app.IdentifierBase, v, shown); err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, v)
@@ -74,7 +78,7 @@ func (s *Server) handleRetryDelivery(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := auditlog.NameDelivery(ctx, s.app.Store, sc, s.app.IdentifierBase, v, false); err != nil {
+	if err := auditlog.NameDelivery(ctx, s.app.Store, sc, s.app.IdentifierBase, v, auditlog.ShownSummary); err != nil {
 		return err
 	}
 	if err := s.app.Operator.Retry(ctx, sc.TenantOf(), id); err != nil {

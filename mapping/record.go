@@ -23,6 +23,20 @@ func Kinds() []Kind {
 	return []Kind{KindAssessment, KindVitals, KindInfusion, KindAdverseEvent, KindSession}
 }
 
+// SameRecord lists the kinds whose records of one source and record id are
+// one record with a record of kind k, k first: an infusion and the session
+// of that infusion (a session's source.recordId is its infusion's id; they
+// write the same resources). Every other kind is its own.
+func SameRecord(k Kind) []Kind {
+	switch k {
+	case KindInfusion:
+		return []Kind{KindInfusion, KindSession}
+	case KindSession:
+		return []Kind{KindSession, KindInfusion}
+	}
+	return []Kind{k}
+}
+
 // Source identifies where a record comes from and which version of it this is.
 type Source struct {
 	// System is the clinic system's stable name (lowercase letters, digits, '-').

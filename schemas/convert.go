@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/xeipuuv/gojsonschema"
 )
@@ -81,12 +82,14 @@ var conditionallyRequired = map[string]string{
 
 // convertErrors turns gojsonschema errors into issues. Locations come from
 // the error's context, which only ever contains property names defined by
-// the schema and array indices; the offending value is never used.
-func convertErrors(errs []gojsonschema.ResultError) []Issue {
+// the schema and array indices; the offending value is never quoted (a
+// date's is read to tell an impossible day, root's instrument to give its
+// bound: see instrumentBound).
+func convertErrors(errs []gojsonschema.ResultError, root any) []Issue {
 	issues := make([]Issue, 0, len(errs))
 	var summaries []Issue
 	for _, e := range errs {
-		is := convertError(e)
+		is := convertError(e, root)
 		if summaryErrors[e.Type()] {
 			summaries = append(summaries, is)
 			continue
@@ -101,7 +104,80 @@ func convertErrors(errs []gojsonschema.ResultError) []Issue {
 	return issues
 }
 
-func convertError(e gojsonschema.ResultError) Issue {
+// maxScores and maxTotals are each instrument's highest item score and
+// total (mapping's assessment.score-range and assessment.total-range).
+// An assessment's schema bounds them by the highest of any instrument;
+// beyond that bound the message gives the record's own instrument's bound
+// (without naming it: a code is document text), so that the sender does
+// not fix the value to the schema's bound and then again to the
+// instrument's.
+var (
+	maxScores = map[string]int{"PHQ-9": 3, "GAD-7": 3, "QIDS-SR16": 3, "MADRS": 6, "CADSS": 4}
+	maxTotals = map[string]int{"PHQ-9": 27, "GAD-7": 21, "MADRS": 60, "QIDS-SR16": 27, "CADSS": 92, "MOAA-S": 5}
+)
+
+// instrumentBound is the bound of the record's instrument on the item
+// score or total at path in root (the decoded document), if path is one
+// and the instrument is known.
+func instrumentBound(root any, path []pathElem) (int, bool) {
+	n := len(path)
+	var at []pathElem // the assessment's path
+	var table map[string]int
+	switch {
+	case n >= 3 && path[n-1].key == "score" && !path[n-1].isIndex && path[n-2].isIndex && path[n-3].key == "items":
+		at, table = path[:n-3], maxScores
+	case n >= 1 && path[n-1].key == "total" && !path[n-1].isIndex:
+		at, table = path[:n-1], maxTotals
+	default:
+		return 0, false
+	}
+	v := root
+	for _, e := range at {
+		switch {
+		case e.isIndex:
+			arr, ok := v.([]any)
+			if !ok || e.index < 0 || e.index >= len(arr) {
+				return 0, false
+			}
+			v = arr[e.index]
+		default:
+			obj, ok := v.(map[string]any)
+			if !ok {
+				return 0, false
+			}
+			v = obj[e.key]
+		}
+	}
+	obj, ok := v.(map[string]any)
+	if !ok {
+		return 0, false
+	}
+	in, _ := obj["instrument"].(string)
+	bound, ok := table[in]
+	return bound, ok
+}
+
+// impossibleDay reports whether v is a date or date-time whose date part is
+// well-formed (YYYY-MM-DD) with a day its month does not have (2026-02-30,
+// 2026-04-31) or a month 00 or past 12.
+func impossibleDay(v any) bool {
+	s, ok := v.(string)
+	if !ok || len(s) < 10 || s[4] != '-' || s[7] != '-' || len(s) > 10 && s[10] != 'T' {
+		return false
+	}
+	y, err1 := strconv.Atoi(s[0:4])
+	m, err2 := strconv.Atoi(s[5:7])
+	d, err3 := strconv.Atoi(s[8:10])
+	if err1 != nil || err2 != nil || err3 != nil || y < 1 {
+		return false
+	}
+	if m < 1 || m > 12 {
+		return true
+	}
+	return d < 1 || d > time.Date(y, time.Month(m)+1, 0, 0, 0, 0, 0, time.UTC).Day()
+}
+
+func convertError(e gojsonschema.ResultError, root any) Issue {
 	path := contextPath(e.Context())
 	d := e.Details()
 	label := labelOf(path)
@@ -164,6 +240,11 @@ func convertError(e gojsonschema.ResultError) Issue {
 
 	case "format":
 		f := detailString(d, "format")
+		if (f == "date-time" || f == "date") && impossibleDay(e.Value()) {
+			// Well-formed, but the day does not exist: say that, not the
+			// format it already has.
+			return newIssue(RuleFormat, CodeValue, path, label+" is not a real calendar date: that month has no such day")
+		}
 		what, ok := formats[f]
 		if !ok {
 			what = "in the format " + f
@@ -180,6 +261,9 @@ func convertError(e gojsonschema.ResultError) Issue {
 	case "number_gt":
 		return newIssue(RuleRange, CodeValue, path, label+" must be greater than "+detailString(d, "min"))
 	case "number_lte":
+		if bound, ok := instrumentBound(root, path); ok {
+			return newIssue(RuleRange, CodeValue, path, fmt.Sprintf("%s must be at most %d: the record's instrument allows 0-%d", label, bound, bound))
+		}
 		return newIssue(RuleRange, CodeValue, path, label+" must be at most "+detailString(d, "max"))
 	case "number_lt":
 		return newIssue(RuleRange, CodeValue, path, label+" must be less than "+detailString(d, "max"))

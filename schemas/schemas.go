@@ -150,7 +150,7 @@ func (s *Set) Validate(kind string, doc []byte) error {
 	}
 	var issues []Issue
 	if !res.Valid() {
-		issues = convertErrors(res.Errors())
+		issues = convertErrors(res.Errors(), v)
 	}
 	issues = append(issues, s.integerLiterals(kind, v)...)
 	if len(issues) == 0 {

@@ -362,7 +362,17 @@ func TestMessages(t *testing.T) {
 		// value is no RFC 3339 date-time.
 		{"assessment", mutate(t, "assessment", "phq9-moderate.json", put("/takenAt", "2016-12-31T23:59:60Z")), "no leap second (:60): RFC 3339 allows both"},
 		{"assessment", mutate(t, "assessment", "phq9-moderate.json", put("/takenAt", "2026-03-10T09:05:00.1234567890-05:00")), "at most 9 fraction digits"},
-		{"assessment", mutate(t, "assessment", "phq9-moderate.json", put("/items/2/score", 9)), "items[2].score must be at most 6"},
+		{"assessment", mutate(t, "assessment", "phq9-moderate.json", put("/items/2/score", 9)), "items[2].score must be at most 3"},
+		// A score or total above every instrument's bound gives the
+		// record's instrument's bound, so the sender fixes it once (probe
+		// p8 F9).
+		{"assessment", mutate(t, "assessment", "cadss-post-infusion.json", put("/items/0/score", 7)), "items[0].score must be at most 4: the record's instrument allows 0-4"},
+		{"session", mutate(t, "session", "routine-ketamine-iv-session.json", put("/assessments/0/items/0/score", 9)), "assessments[0].items[0].score must be at most 3: the record's instrument allows 0-3"},
+		{"assessment", mutate(t, "assessment", "phq9-moderate.json", put("/total", 93)), "total must be at most 27: the record's instrument allows 0-27"},
+		{"assessment", mutate(t, "assessment", "madrs-moderate.json", put("/items/0/score", 7)), "items[0].score must be at most 6: the record's instrument allows 0-6"},
+		// A well-formed date whose day does not exist is called so.
+		{"assessment", mutate(t, "assessment", "phq9-moderate.json", put("/takenAt", "2026-02-30T09:05:00-05:00")), "takenAt is not a real calendar date: that month has no such day"},
+		{"assessment", mutate(t, "assessment", "phq9-moderate.json", put("/takenAt", "2026-13-01T09:05:00-05:00")), "takenAt is not a real calendar date"},
 		{"assessment", mutate(t, "assessment", "phq9-moderate.json", put("/instrument", "PHQ9")), "instrument is not one of the allowed codes for this field"},
 		{"vitals", mutate(t, "vitals", "discharge.json", put("/heartRate", "72")), "heartRate must be a number, not a string"},
 		{"vitals", mutate(t, "vitals", "discharge.json", put("/spo2", -1)), "spo2 must be greater than 0"},

@@ -218,8 +218,8 @@ func (p *replayReport) summary(s *replay.Summary, opts replay.Options) error {
 	if opts.Apply {
 		verb = "changed (written)"
 	}
-	fmt.Fprintf(tw, "Mapping %s over %d records: %d unchanged, %d %s, %d refused now, %d diverged, %d without a stored input",
-		s.MappingVersion, s.Records, s.Unchanged, s.Changed, verb, s.Refused, s.Diverged, s.NoInput)
+	fmt.Fprintf(tw, "Mapping %s over %s: %d unchanged, %d %s, %d refused now, %d diverged, %d without a stored input",
+		s.MappingVersion, auditlog.Counted(s.Records, "record"), s.Unchanged, s.Changed, verb, s.Refused, s.Diverged, s.NoInput)
 	if s.Conflicts > 0 {
 		fmt.Fprintf(tw, ", %d changed concurrently (run again)", s.Conflicts)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"runtime/debug"
+	"slices"
 	"strings"
 
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
@@ -68,7 +69,8 @@ func dispatch(ctx context.Context, args []string, getenv func(string) string,
 		return nil
 	case "help", "-h", "--help", "-help":
 		switch {
-		case len(rest) == 0:
+		case len(rest) == 0, len(rest) == 1 && slices.Contains([]string{"-h", "--help", "-help", "help"}, rest[0]):
+			// "help -h" (or "help help") is help's own help: the overview.
 			fmt.Fprintln(stdout, topUsage())
 			return nil
 		case len(rest) > 1:

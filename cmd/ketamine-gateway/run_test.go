@@ -162,6 +162,9 @@ func TestUsage(t *testing.T) {
 		{[]string{"version"}, 0},
 		{[]string{"codesystem"}, 0},
 		{[]string{"help"}, 0},
+		{[]string{"help", "-h"}, 0},
+		{[]string{"help", "--help"}, 0},
+		{[]string{"help", "help"}, 0},
 	}
 	for _, tc := range tests {
 		if _, _, code := cli(t, "", tc.args...); code != tc.code {
@@ -712,8 +715,8 @@ func TestReplaySince(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "kg.db")
 	importExample(t, db, "vitals/pre-dose-baseline.json")
 	for since, want := range map[string]string{
-		"2000-01-01T08:00:00Z": "over 1 records", "2000-01-01": "over 1 records", "24h": "over 1 records",
-		"7d": "over 1 records", "90m": "over 1 records",
+		"2000-01-01T08:00:00Z": "over 1 record:", "2000-01-01": "over 1 record:", "24h": "over 1 record:",
+		"7d": "over 1 record:", "90m": "over 1 record:",
 		"2999-01-01T08:00:00Z": "nothing to replay", "2999-01-01": "nothing to replay",
 	} {
 		if out, errOut, code := cli(t, "", "replay", "--db", db, "--since", since); code != 0 || !strings.Contains(out, want) {

@@ -72,7 +72,7 @@ func (l *Lineage) Audit(sc *Scope) {
 	if len(ids) == 0 {
 		kinds := mapping.Kinds()
 		if q.Kind != "" {
-			kinds = []mapping.Kind{mapping.Kind(q.Kind)}
+			kinds = mapping.SameRecord(mapping.Kind(q.Kind))
 		}
 		for _, k := range kinds {
 			ids = append(ids, mapping.RecordSystem(q.IdentifierBase, q.Source, k)+"|"+q.RecordID)
@@ -99,22 +99,45 @@ func (l *Lineage) Describe(what string) string {
 	return d
 }
 
+// Shown is what a delivery's page or answer disclosed beyond its status
+// and attempts.
+type Shown int
+
+const (
+	// ShownSummary: the EHR's answers summarised (no texts), no payload.
+	ShownSummary Shown = iota
+	// ShownAnswers: the EHR's answers as received, no payload (the
+	// console's delivery page in full).
+	ShownAnswers
+	// ShownPayload: the payload (the FHIR Bundle) and the EHR's answers as
+	// received (GET /admin/deliveries/{id}?payload=true).
+	ShownPayload
+)
+
+// describe names what was disclosed, for an AuditEvent's description.
+func (s Shown) describe() string {
+	switch s {
+	case ShownAnswers:
+		return "the EHR's answers disclosed; payload not disclosed"
+	case ShownPayload:
+		return "payload (the FHIR Bundle) and the EHR's answers disclosed"
+	}
+	return "payload not disclosed"
+}
+
 // NameDelivery records, in sc, what reading delivery v disclosed: the
 // delivery (by id), the source record it delivers, the patients of that
 // record version (from its Provenance's targets) and, in the description,
-// whether the payload (the FHIR Bundle, the patient's data) was shown.
-// base is the deployment's identifier namespace ("" the default). Returns
-// store errors (ErrUnavailable) unchanged.
-func NameDelivery(ctx context.Context, st store.Store, sc *Scope, base string, v operator.View, payload bool) error {
+// what was shown of it (the payload, the FHIR Bundle, is the patient's
+// data; the EHR's answers as received may hold PHI too). base is the
+// deployment's identifier namespace ("" the default). Returns store
+// errors (ErrUnavailable) unchanged.
+func NameDelivery(ctx context.Context, st store.Store, sc *Scope, base string, v operator.View, shown Shown) error {
 	if err := nameDelivered(ctx, st, sc, base, v.ID, v.Tenant, v.Source, v.Kind, v.RecordID, v.Version); err != nil {
 		return err
 	}
-	shown := "payload not disclosed"
-	if payload {
-		shown = "payload (the FHIR Bundle) and the EHR's answers disclosed"
-	}
-	sc.Description = fmt.Sprintf("delivery %s: %s; %s", v.ID, Counted(len(v.History), "attempt"), shown)
-	sc.Disclosed = shown
+	sc.Description = fmt.Sprintf("delivery %s: %s; %s", v.ID, Counted(len(v.History), "attempt"), shown.describe())
+	sc.Disclosed = shown.describe()
 	return nil
 }
 

@@ -194,15 +194,16 @@ func BuildLineage(ctx context.Context, st store.Store, q LineageQuery) (*Lineage
 		}
 		provQuery = url.Values{"target": {q.Resource}}
 	default:
-		kinds := []string{q.Kind}
-		if q.Kind == "" {
-			kinds = kinds[:0]
-			for _, k := range mapping.Kinds() {
-				kinds = append(kinds, string(k))
-			}
+		// A kind names the record whatever kind it was sent as: an
+		// infusion's record is also the session of that infusion (records.md
+		// "Record identity"), as a nested record is found through the
+		// session nesting it (its Provenance names it by its own kind).
+		kinds := mapping.Kinds()
+		if q.Kind != "" {
+			kinds = mapping.SameRecord(mapping.Kind(q.Kind))
 		}
 		for _, k := range kinds {
-			recordIDs = append(recordIDs, mapping.RecordSystem(q.IdentifierBase, q.Source, mapping.Kind(k))+"|"+q.RecordID)
+			recordIDs = append(recordIDs, mapping.RecordSystem(q.IdentifierBase, q.Source, k)+"|"+q.RecordID)
 		}
 		provQuery = url.Values{"entity:identifier": {strings.Join(recordIDs, ",")}}
 	}

@@ -183,16 +183,17 @@ func TestShareSaysWhatWasDisclosed(t *testing.T) {
 	read := func(typ, id string) (*store.Resource, error) { return nil, store.ErrNotFound }
 	all := &auth.Principal{ClientID: "opAll", Tenant: search.AllTenants}
 	for _, tc := range []struct {
-		payload bool
-		want    string
+		shown Shown
+		want  string
 	}{
-		{false, "payload not disclosed"},
-		{true, "payload (the FHIR Bundle) and the EHR's answers disclosed"},
+		{ShownSummary, "payload not disclosed"},
+		{ShownAnswers, "the EHR's answers disclosed; payload not disclosed"},
+		{ShownPayload, "payload (the FHIR Bundle) and the EHR's answers disclosed"},
 	} {
 		sc := NewScope("delivery-read", all)
 		sc.ConcernIn("clinic-a", "Patient/pa")
 		v := operator.View{ID: "k7q2xw4mbn3ra", Tenant: "clinic-a", History: []operator.AttemptView{{}}}
-		if err := NameDelivery(ctx, nil, sc, "", v, tc.payload); err != nil {
+		if err := NameDelivery(ctx, nil, sc, "", v, tc.shown); err != nil {
 			t.Fatal(err)
 		}
 		evs, err := l.events(sc, 200, read)
@@ -200,7 +201,7 @@ func TestShareSaysWhatWasDisclosed(t *testing.T) {
 			t.Fatal(err)
 		}
 		if len(evs) != 2 || evs[1].res.Tenant != "clinic-a" {
-			t.Fatalf("payload %t: %d events, want the whole one and clinic-a's share", tc.payload, len(evs))
+			t.Fatalf("shown %d: %d events, want the whole one and clinic-a's share", tc.shown, len(evs))
 		}
 		for i, ev := range evs {
 			var doc struct{ OutcomeDesc string }
@@ -208,7 +209,7 @@ func TestShareSaysWhatWasDisclosed(t *testing.T) {
 				t.Fatal(err)
 			}
 			if !strings.Contains(doc.OutcomeDesc, tc.want) {
-				t.Errorf("payload %t: event %d (tenant %q) says %q, want it to say %q", tc.payload, i, ev.res.Tenant, doc.OutcomeDesc, tc.want)
+				t.Errorf("shown %d: event %d (tenant %q) says %q, want it to say %q", tc.shown, i, ev.res.Tenant, doc.OutcomeDesc, tc.want)
 			}
 		}
 	}

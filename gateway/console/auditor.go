@@ -51,14 +51,46 @@ func parseDate(v string) (time.Time, bool) {
 	return time.Time{}, false
 }
 
-// searchDate turns a form date into a FHIR search date: a day as it is
-// (the whole day), a date and time as a UTC instant.
-func searchDate(v string) string {
-	t, _ := parseDate(v)
-	if len(v) == len("2006-01-02") {
-		return v
+// formDate is a form date with the instants it covers: a day the whole
+// day, a date and minute the whole minute, a date and second the whole
+// second (FHIR's date precision, search.html#date), an RFC 3339 time as
+// given.
+type formDate struct {
+	low, high time.Time
+	search    string // the FHIR search value, at the form's precision
+}
+
+// readFormDate reads a form date ("" the zero formDate).
+func readFormDate(v string) (formDate, bool) {
+	if v == "" {
+		return formDate{}, true
 	}
-	return t.UTC().Format("2006-01-02T15:04:05Z")
+	for _, l := range []struct {
+		layout, search string
+		unit           time.Duration
+	}{
+		{"2006-01-02", "2006-01-02", 24 * time.Hour},
+		{"2006-01-02T15:04", "2006-01-02T15:04Z", time.Minute},
+		{"2006-01-02T15:04:05", "2006-01-02T15:04:05Z", time.Second},
+	} {
+		if t, err := time.Parse(l.layout, v); err == nil {
+			return formDate{low: t, high: t.Add(l.unit - time.Millisecond), search: t.Format(l.search)}, true
+		}
+	}
+	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+		t = t.UTC()
+		return formDate{low: t, high: t, search: t.Format("2006-01-02T15:04:05.999999999Z")}, true
+	}
+	return formDate{}, false
+}
+
+// searchDate turns a form date into a FHIR search date at the form's
+// precision, so that "ge" starts and "le" ends with the whole day, minute
+// or second typed (search.html#prefix: le matches what the value's range
+// ends at or after).
+func searchDate(v string) string {
+	d, _ := readFormDate(v)
+	return d.search
 }
 
 // plainText reports whether a form value is short text without control
@@ -85,18 +117,16 @@ func (q *auditSearch) validate() []string {
 	if q.Interaction != "" && !audit.Known(q.Interaction) {
 		bad = append(bad, "Interaction: choose one of the listed interactions")
 	}
-	from, okFrom := parseDate(q.From)
-	to, okTo := parseDate(q.To)
+	from, okFrom := readFormDate(q.From)
+	to, okTo := readFormDate(q.To)
 	if !okFrom {
 		bad = append(bad, "From: a date like 2026-11-25 (or a date and time)")
 	}
 	if !okTo {
 		bad = append(bad, "To: a date like 2026-11-25 (or a date and time)")
 	}
-	if len(q.To) == len("2006-01-02") {
-		to = to.Add(24*time.Hour - time.Nanosecond) // a day "to" includes the whole day
-	}
-	if okFrom && okTo && !from.IsZero() && !to.IsZero() && to.Before(from) {
+	// "To" includes the whole day, minute or second typed.
+	if okFrom && okTo && q.From != "" && q.To != "" && to.high.Before(from.low) {
 		bad = append(bad, "To: must not be before From")
 	}
 	return bad
@@ -116,8 +146,23 @@ type searchResults struct {
 	Rows      []auditlog.RequestView
 	Page      int
 	From, To  int
+	Total     int  // every match (-1 not counted)
 	More      bool // a next page has matches
 	NoPatient bool
+	// Params is the FHIR search run (without paging), for an export's
+	// self link: patients by id, never by identifier.
+	Params url.Values
+}
+
+// searchParams are params without the paging and counting ones.
+func searchParams(params url.Values) url.Values {
+	out := url.Values{}
+	for k, vs := range params {
+		if k != "_count" && k != "_offset" && k != "_total" {
+			out[k] = vs
+		}
+	}
+	return out
 }
 
 // formSearch reads the search form.
@@ -158,7 +203,7 @@ func (c *Console) auditSearch(rq *request) error {
 		page = 1
 	}
 	form.Q, form.ID = q, id
-	res, _, err := c.runSearch(rq, q, pageSize, (page-1)*pageSize)
+	res, _, err := c.runSearch(rq, q, pageSize, (page-1)*pageSize, true)
 	if err != nil {
 		return err
 	}
@@ -168,16 +213,22 @@ func (c *Console) auditSearch(rq *request) error {
 }
 
 // runSearch runs one page of q through the engine (the page's scope
-// records what it read) and returns the rows and the raw matches.
-func (c *Console) runSearch(rq *request, q auditSearch, count, offset int) (*searchResults, [][]byte, error) {
-	res := &searchResults{}
+// records what it read) and returns the rows and the raw matches; with
+// total, res.Total counts every match.
+func (c *Console) runSearch(rq *request, q auditSearch, count, offset int, total bool) (*searchResults, [][]byte, error) {
+	res := &searchResults{Total: -1}
 	// Newest first by _lastUpdated, which for an AuditEvent is the instant
 	// it was recorded (the gateway stores it so) and has an index of its
-	// own; one match more than the page tells whether there is a next page,
-	// without counting every match (at 100,000 AuditEvents a count costs
-	// more than the page: docs/BENCHMARKS.md).
+	// own; one match more than the page tells whether there is a next page.
+	// The total (docs/console.md promises it) is counted only when asked:
+	// for the page shown, and once per export, not for every chunk of
+	// one (at 100,000 AuditEvents a count costs more than the page:
+	// docs/BENCHMARKS.md).
 	params := url.Values{"_sort": {"-_lastUpdated"}, "_count": {strconv.Itoa(count + 1)}, "_offset": {strconv.Itoa(offset)},
 		"_total": {"none"}}
+	if total {
+		params.Set("_total", "accurate")
+	}
 	if q.Patient != "" {
 		pats, err := c.app.Engine.Search(rq.ctx(), rq.sc, "Patient",
 			url.Values{"identifier": {escapeToken(q.Patient)}, "_count": {"100"}, "_total": {"none"}}, false)
@@ -218,6 +269,10 @@ func (c *Console) runSearch(rq *request, q auditSearch, count, offset int) (*sea
 		return nil, nil, err
 	}
 	matches := sr.Page.Matches
+	if total {
+		res.Total = sr.Page.Total
+	}
+	res.Params = searchParams(params)
 	if len(matches) > count {
 		matches, res.More = matches[:count], true
 	}
@@ -256,10 +311,15 @@ func (c *Console) auditExport(rq *request) error {
 	}
 	var rows []auditlog.RequestView
 	var raws [][]byte
+	total := -1
+	var params url.Values
 	for off := 0; off < exportLimit; off += 1000 {
-		res, r, err := c.runSearch(rq, q, 1000, off)
+		res, r, err := c.runSearch(rq, q, 1000, off, off == 0)
 		if err != nil {
 			return err
+		}
+		if off == 0 {
+			total, params = res.Total, res.Params
 		}
 		rows, raws = append(rows, res.Rows...), append(raws, r...)
 		if !res.More {
@@ -272,7 +332,7 @@ func (c *Console) auditExport(rq *request) error {
 		rq.download = &download{name: "audit-events-" + stamp + ".csv", contentType: "text/csv; charset=utf-8", body: auditCSV(rows)}
 		return nil
 	}
-	body, err := searchsetBundle(raws)
+	body, err := searchsetBundle(rq.fhirBase(), params, total, raws)
 	if err != nil {
 		return err
 	}
@@ -280,8 +340,31 @@ func (c *Console) auditExport(rq *request) error {
 	return nil
 }
 
-// searchsetBundle wraps stored AuditEvents in a searchset Bundle.
-func searchsetBundle(raws [][]byte) ([]byte, error) {
+// fhirBase is the FHIR base the export's fullUrls are under: the
+// configured public base, or the address the browser used followed by
+// /fhir (as the API's fullUrls are).
+func (rq *request) fhirBase() string {
+	if rq.c.baseURL != "" {
+		return rq.c.baseURL
+	}
+	scheme := "http"
+	if rq.r.TLS != nil {
+		scheme = "https"
+	} else if p := rq.r.Header.Get("X-Forwarded-Proto"); p == "https" || p == "http" {
+		scheme = p
+	}
+	return scheme + "://" + rq.r.Host + "/fhir"
+}
+
+// searchsetBundle wraps stored AuditEvents in a searchset Bundle with
+// absolute fullUrls under base (Bundle.entry.fullUrl is "the absolute URL
+// for the resource") and a self link naming the search run (params;
+// patients by id); total counts every match (-1: the AuditEvents given).
+func searchsetBundle(base string, params url.Values, total int, raws [][]byte) ([]byte, error) {
+	type link struct {
+		Relation string `json:"relation"`
+		URL      string `json:"url"`
+	}
 	type entry struct {
 		FullURL  string          `json:"fullUrl"`
 		Resource json.RawMessage `json:"resource"`
@@ -293,9 +376,17 @@ func searchsetBundle(raws [][]byte) ([]byte, error) {
 		if err := json.Unmarshal(r, &id); err != nil {
 			return nil, err
 		}
-		entries = append(entries, entry{FullURL: "AuditEvent/" + id.ID, Resource: r, Search: map[string]any{"mode": "match"}})
+		entries = append(entries, entry{FullURL: base + "/AuditEvent/" + id.ID, Resource: r, Search: map[string]any{"mode": "match"}})
 	}
-	return json.MarshalIndent(map[string]any{"resourceType": "Bundle", "type": "searchset", "total": len(raws), "entry": entries}, "", "  ")
+	if total < 0 {
+		total = len(raws)
+	}
+	self := base + "/AuditEvent"
+	if len(params) > 0 {
+		self += "?" + params.Encode()
+	}
+	return json.MarshalIndent(map[string]any{"resourceType": "Bundle", "type": "searchset", "total": total,
+		"link": []link{{Relation: "self", URL: self}}, "entry": entries}, "", "  ")
 }
 
 // auditCSV renders rows as CSV; a cell a spreadsheet would take for a

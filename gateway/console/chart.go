@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/operator"
 )
 
@@ -89,8 +90,8 @@ func backlogCharts(samples []operator.BacklogSample, now time.Time) []chart {
 		out = append(out, chart{
 			Destination: name,
 			SVG:         template.HTML(svg.String()), // built above from numbers only
-			Summary: fmt.Sprintf("%d samples since %s: pending between %d and %d, now %d pending and %d dead.",
-				len(pts), when(pts[0].at), minP, maxP, last.pending, last.dead),
+			Summary: fmt.Sprintf("%s since %s: pending between %d and %d, now %d pending and %d dead.",
+				auditlog.Counted(len(pts), "sample"), when(pts[0].at), minP, maxP, last.pending, last.dead),
 		})
 	}
 	return out

@@ -32,6 +32,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -63,6 +64,10 @@ type Config struct {
 	// section of the configuration file). A nil Settings or one without an
 	// Issuer is development mode: no sign-in, every scope.
 	Settings *Settings
+	// BaseURL is the public FHIR base (e.g. https://gw.example.org/fhir),
+	// for the fullUrls of an export; "" the address the browser used,
+	// followed by /fhir, as the API does.
+	BaseURL string
 	// Logger receives failures (never PHI).
 	Logger *slog.Logger
 	// HTTPClient talks to the OpenID Connect issuer (a client with a
@@ -84,9 +89,11 @@ type Console struct {
 	sessions *sessions
 	oidc     *oidcClient // nil in development mode
 	devScope *auth.Principal
+	baseURL  string
 
 	verifyMu   sync.Mutex
 	lastVerify *auditlog.AuditVerification
+	lastStored *chainHead // the stored head, when lastVerify is broken
 	lastBy     string
 }
 
@@ -112,7 +119,7 @@ func New(cfg Config) (*Console, error) {
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second}
 	}
-	c := &Console{app: cfg.App, settings: st, log: cfg.Logger, now: cfg.Now}
+	c := &Console{app: cfg.App, settings: st, log: cfg.Logger, now: cfg.Now, baseURL: strings.TrimRight(cfg.BaseURL, "/")}
 	pages, err := c.parsePages()
 	if err != nil {
 		return nil, err

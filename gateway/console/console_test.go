@@ -3,6 +3,7 @@ package console
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"html"
 	"io"
@@ -36,11 +37,13 @@ type fixture struct {
 	st   store.Store
 	cl   *http.Client
 	logs *bytes.Buffer
+	db   string // the SQLite database's path
 }
 
 func newFixture(t testing.TB, settings *Settings) *fixture {
 	t.Helper()
-	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "kg.db"), sqlite.Options{})
+	db := filepath.Join(t.TempDir(), "kg.db")
+	st, err := sqlite.Open(context.Background(), db, sqlite.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +67,7 @@ func newFixture(t testing.TB, settings *Settings) *fixture {
 	cl := srv.Client()
 	cl.Jar = jar
 	cl.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	return &fixture{srv: srv, c: c, app: a, st: st, cl: cl, logs: logs}
+	return &fixture{srv: srv, c: c, app: a, st: st, cl: cl, logs: logs, db: db}
 }
 
 // get fetches a console path.
@@ -146,7 +149,7 @@ func TestBadInput(t *testing.T) {
 		code int
 		want string
 	}{
-		{"/console/audit/events/no-such-event", 404, "no such resource"},
+		{"/console/audit/events/no-such-event", 404, "no such request"},
 		{"/console/audit?q=forgotten", 404, "no longer kept"},
 		{"/console/records?source=serenity-clinic-emr&record=NOPE-1", 200, "has received no record"},
 		{"/console/records?source=serenity-clinic-emr&record=NOPE-1&kind=pizza", 400, "choose one of the listed kinds"},
@@ -249,7 +252,7 @@ func TestSearchAndExport(t *testing.T) {
 		"from": {today.Add(-time.Hour).Format("2006-01-02T15:04")}, "to": {today.Format("2006-01-02")}, "interaction": {"ingest"}})
 	loc := h.Get("Location")
 	code, body, _ := f.get(t, loc)
-	if code != http.StatusOK || !strings.Contains(body, "Requests 1 to 1,") || !strings.Contains(body, "/console/audit/events/") {
+	if code != http.StatusOK || !strings.Contains(body, "Requests 1 to 1 of 1,") || !strings.Contains(body, "/console/audit/events/") {
 		t.Fatalf("search = %d:\n%.3000s", code, body)
 	}
 	q := strings.TrimPrefix(loc, "/console/audit?q=")
@@ -267,6 +270,25 @@ func TestSearchAndExport(t *testing.T) {
 	if err := json.Unmarshal([]byte(bundle), &b); err != nil || code != http.StatusOK || b.Type != "searchset" || b.Total != 1 ||
 		len(b.Entry) != 1 || b.Entry[0].Resource.ResourceType != "AuditEvent" || !strings.Contains(hdr.Get("Content-Disposition"), "attachment") {
 		t.Errorf("Bundle export = %d %v:\n%.500s", code, err, bundle)
+	}
+	// Its fullUrls are absolute, under the FHIR base, as the API's are
+	// (Bundle.entry.fullUrl), and its self link names the search run.
+	var urls struct {
+		Link  []struct{ Relation, URL string }
+		Entry []struct {
+			FullURL  string
+			Resource struct{ ID string }
+		}
+	}
+	_ = json.Unmarshal([]byte(bundle), &urls)
+	for _, e := range urls.Entry {
+		if want := f.srv.URL + "/fhir/AuditEvent/" + e.Resource.ID; e.FullURL != want {
+			t.Errorf("Bundle export: fullUrl %q, want %q", e.FullURL, want)
+		}
+	}
+	if len(urls.Link) != 1 || urls.Link[0].Relation != "self" || !strings.HasPrefix(urls.Link[0].URL, f.srv.URL+"/fhir/AuditEvent?") ||
+		!strings.Contains(urls.Link[0].URL, "subtype=ingest") || strings.Contains(urls.Link[0].URL, "MRN") {
+		t.Errorf("Bundle export: links %+v, want a self link naming the search (patients by id)", urls.Link)
 	}
 
 	// The source record's page and a request's page disclose the record's
@@ -517,6 +539,196 @@ func TestDeliveryAnswerLabel(t *testing.T) {
 		}
 		if strings.Contains(page, phi) != tc.phi {
 			t.Errorf("%s: the EHR's texts shown %v, want %v", tc.name, !tc.phi, tc.phi)
+		}
+	}
+}
+
+// TestAuditSearchTimePrecision: "From" and "To (inclusive)" cover the whole
+// day, minute or second typed, so a one-minute window (From = To) finds
+// what was recorded in that minute (probe p8 F11).
+func TestAuditSearchTimePrecision(t *testing.T) {
+	f := newFixture(t, nil)
+	doc, err := os.ReadFile(filepath.Join("..", "..", "schemas", "examples", "assessment", "phq9-moderate.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := auditlog.NewScope("ingest", f.c.devScope)
+	if _, err := f.app.Ingest.Ingest(context.Background(), sc, "assessment", doc, false, engine.Answer{}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := f.app.Store.Read(context.Background(), "AuditEvent", lastEvent(t, f.st, "ingest"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ev struct{ Recorded time.Time }
+	if err := json.Unmarshal(got.Body, &ev); err != nil {
+		t.Fatal(err)
+	}
+	rec := ev.Recorded.UTC()
+	for _, c := range []struct {
+		name, from, to string
+		want           bool
+	}{
+		{"same minute", rec.Format("2006-01-02T15:04"), rec.Format("2006-01-02T15:04"), true},
+		{"to the minute", "", rec.Format("2006-01-02T15:04"), true},
+		{"same second", rec.Format("2006-01-02T15:04:05"), rec.Format("2006-01-02T15:04:05"), true},
+		{"same day", rec.Format("2006-01-02"), rec.Format("2006-01-02"), true},
+		{"minute before", "", rec.Add(-time.Minute).Format("2006-01-02T15:04"), false},
+		{"minute after", rec.Add(time.Minute).Format("2006-01-02T15:04"), "", false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, page, _ := f.get(t, "/console/audit")
+			code, body, h := f.post(t, "/console/audit", url.Values{"csrf": {csrf(t, page)}, "from": {c.from}, "to": {c.to},
+				"interaction": {"ingest"}})
+			if code != http.StatusSeeOther {
+				t.Fatalf("search from %q to %q = %d:\n%.2000s", c.from, c.to, code, body)
+			}
+			_, body, _ = f.get(t, h.Get("Location"))
+			if found := strings.Contains(body, "/console/audit/events/"); found != c.want {
+				t.Errorf("search from %q to %q (recorded %s) found a request = %v, want %v", c.from, c.to,
+					rec.Format(time.RFC3339Nano), found, c.want)
+			}
+		})
+	}
+}
+
+// TestDeliveryPageDisclosure: a delivery's page never shows the payload
+// (the FHIR Bundle), so its AuditEvent never says the payload was
+// disclosed; "Show them in full" discloses the EHR's answers (probe p8 F13).
+func TestDeliveryPageDisclosure(t *testing.T) {
+	f := newFixture(t, nil)
+	it := &store.OutboxItem{Destination: "ehr", OrderKey: "k", Patient: "s|p", Kind: "session", Source: "s", RecordID: "r",
+		Version: "1", Status: store.StatusDead, LastError: "422 from the EHR"}
+	if err := f.app.Store.Write(context.Background(), func(tx store.Tx) error { return tx.Enqueue(it) }); err != nil {
+		t.Fatal(err)
+	}
+	_, page, _ := f.get(t, "/console/deliveries")
+	m := deliveryLinkRE.FindStringSubmatch(page)
+	if m == nil {
+		t.Fatalf("no delivery linked on the deliveries page:\n%.3000s", page)
+	}
+	for _, c := range []struct{ query, want string }{
+		{"", "; payload not disclosed"},
+		{"?answers=full", "; the EHR's answers disclosed; payload not disclosed"},
+	} {
+		code, body, _ := f.get(t, "/console/deliveries/"+m[1]+c.query)
+		if code != http.StatusOK || strings.Contains(body, `"resourceType": "Bundle"`) {
+			t.Fatalf("GET the delivery%s = %d, want 200 without the payload:\n%.2000s", c.query, code, body)
+		}
+		got, err := f.app.Store.Read(context.Background(), "AuditEvent", lastEvent(t, f.st, "delivery-read"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ev struct{ OutcomeDesc string }
+		if err := json.Unmarshal(got.Body, &ev); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasSuffix(ev.OutcomeDesc, c.want) {
+			t.Errorf("GET the delivery%s: AuditEvent outcomeDesc %q, want it to end %q", c.query, ev.OutcomeDesc, c.want)
+		}
+	}
+}
+
+// TestChainPageBroken: on a broken chain the page does not call the last
+// record verified the head, nor advise recording it; it names the head
+// the database holds (probe p8 F15).
+func TestChainPageBroken(t *testing.T) {
+	f := newFixture(t, nil)
+	for range 5 {
+		f.get(t, "/console/deliveries") // audited page views: records of the chain
+	}
+	_, page, _ := f.get(t, "/console/audit/chain")
+	token := csrf(t, page)
+	if code, _, _ := f.post(t, "/console/audit/chain", url.Values{"csrf": {token}}); code != http.StatusSeeOther {
+		t.Fatalf("verify = %d, want 303", code)
+	}
+	_, page, _ = f.get(t, "/console/audit/chain")
+	if !strings.Contains(page, "<strong>Intact</strong>") || !strings.Contains(page, "<dt>Head</dt>") ||
+		!strings.Contains(page, "Record the head's sequence number") {
+		t.Fatalf("an intact chain's page does not show its head and the advice:\n%s", page)
+	}
+	raw, err := sql.Open("sqlite", f.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	if _, err := raw.Exec(`UPDATE audit_chain SET hash = '00' || substr(hash, 3) WHERE seq = 3`); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, _ := f.post(t, "/console/audit/chain", url.Values{"csrf": {token}}); code != http.StatusSeeOther {
+		t.Fatalf("verify = %d, want 303", code)
+	}
+	_, page, _ = f.get(t, "/console/audit/chain")
+	for _, want := range []string{"Broken at record 3", "<dt>Last intact record</dt><dd>record 2,", "<dt>Head the database holds (not verified)</dt>",
+		"A broken chain has no head to record"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the broken chain's page lacks %q", want)
+		}
+	}
+	for _, unwanted := range []string{"<dt>Head</dt>", "Record the head's sequence number"} {
+		if strings.Contains(page, unwanted) {
+			t.Errorf("the broken chain's page shows %q:\n%s", unwanted, page)
+		}
+	}
+}
+
+// TestSmallTexts: counts read as English ("failed once", not "1 times"),
+// and every page names an icon, so browsers do not ask for a
+// /favicon.ico the gateway does not have (probe p8 F12).
+func TestSmallTexts(t *testing.T) {
+	f := newFixture(t, nil)
+	it := &store.OutboxItem{Destination: "ehr", OrderKey: "k", Patient: "s|p", Kind: "session", Source: "s", RecordID: "r",
+		Version: "1", Status: store.StatusDead, LastError: "422 from the EHR"}
+	if err := f.app.Store.Write(context.Background(), func(tx store.Tx) error { return tx.Enqueue(it) }); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := sql.Open("sqlite", f.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	if _, err := raw.Exec(`UPDATE outbox SET attempts = 1`); err != nil {
+		t.Fatal(err)
+	}
+	_, page, _ := f.get(t, "/console/deliveries")
+	m := deliveryLinkRE.FindStringSubmatch(page)
+	if m == nil {
+		t.Fatalf("no delivery linked on the deliveries page:\n%.3000s", page)
+	}
+	_, body, _ := f.get(t, "/console/deliveries/"+m[1]+"/retry")
+	if !strings.Contains(body, "It has failed once, last with") {
+		t.Errorf("the retry confirmation of a delivery that failed once:\n%s", body)
+	}
+	for _, path := range []string{"/console/", "/console/audit", "/console/deliveries", "/console/nowhere"} {
+		if _, body, _ := f.get(t, path); !strings.Contains(body, `<link rel="icon" href="data:,">`) {
+			t.Errorf("GET %s names no icon", path)
+		}
+	}
+}
+
+// TestRecordPageInfusionOfSession: an infusion sent inside a session is
+// found as kind infusion (an infusion and the session of that infusion are
+// one record), as a nested assessment is found as kind assessment (probe
+// p8 F10).
+func TestRecordPageInfusionOfSession(t *testing.T) {
+	f := newFixture(t, nil)
+	doc, err := os.ReadFile(filepath.Join("..", "..", "schemas", "examples", "session", "routine-ketamine-iv-session.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := auditlog.NewScope("ingest", f.c.devScope)
+	if _, err := f.app.Ingest.Ingest(context.Background(), sc, "session", doc, false, engine.Answer{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ record, kind string }{
+		{"INF-2026-0310-001", "infusion"},
+		{"INF-2026-0310-001", "session"},
+		{"INF-2026-0310-001", ""},
+		{"ASM-2026-0310-005", "assessment"},
+	} {
+		code, body, _ := f.get(t, "/console/records?source=serenity-clinic-emr&record="+c.record+"&kind="+c.kind)
+		if code != http.StatusOK || strings.Contains(body, "has received no record") || !strings.Contains(body, "resource versions produced") {
+			t.Errorf("record %s of kind %q = %d, want the session's receipt:\n%.3000s", c.record, c.kind, code, body)
 		}
 	}
 }

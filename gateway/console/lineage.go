@@ -2,6 +2,7 @@ package console
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"sort"
@@ -12,6 +13,7 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/operator"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
 )
 
@@ -46,6 +48,11 @@ func instant(s string) time.Time {
 func (c *Console) requestPage(rq *request) error {
 	id := rq.r.PathValue("id")
 	res, err := c.app.Engine.Read(rq.ctx(), rq.sc, "AuditEvent", id)
+	if kind, _ := outcome.From(err); err != nil && kind == outcome.NotFound {
+		// The page is a request's: say so, not the API's "no such resource".
+		return outcome.New(outcome.NotFound, "not-found", "resource-unknown",
+			"no such request: no AuditEvent has that id (open requests from the audit trail)")
+	}
 	if err != nil {
 		return err
 	}
@@ -192,6 +199,16 @@ func (c *Console) recordPage(rq *request) error {
 type chainData struct {
 	Last *auditlog.AuditVerification
 	By   string
+	// Stored is the chain head the database holds, read when the chain
+	// was found broken (Last.HeadSeq is then the last record verified,
+	// not the head); nil otherwise.
+	Stored *chainHead
+}
+
+// chainHead is a record of the audit chain: its sequence number and hash.
+type chainHead struct {
+	Seq  int64
+	Hash string
 }
 
 // chainPage shows the last verification of the audit chain this process
@@ -199,7 +216,7 @@ type chainData struct {
 // page view).
 func (c *Console) chainPage(rq *request) error {
 	c.verifyMu.Lock()
-	d := chainData{Last: c.lastVerify, By: c.lastBy}
+	d := chainData{Last: c.lastVerify, By: c.lastBy, Stored: c.lastStored}
 	c.verifyMu.Unlock()
 	return rq.render("chain", "Audit chain", d)
 }
@@ -215,12 +232,24 @@ func (c *Console) chainVerify(rq *request) error {
 		return err
 	}
 	rq.sc.Description = fmt.Sprintf("audit chain intact=%t, %d records verified, %d AuditEvents served otherwise than chained", res.Intact, res.Records, res.FaultCount)
+	var stored *chainHead
+	if !res.Intact {
+		// The page names the head the database holds beside where the
+		// chain broke (a missing head is told by the reason).
+		seq, hash, err := c.app.Store.AuditChainHead(rq.ctx())
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		if err == nil {
+			stored = &chainHead{Seq: seq, Hash: hash}
+		}
+	}
 	who := rq.sess.principal.ClientID
 	if who == "" {
 		who = "development mode"
 	}
 	c.verifyMu.Lock()
-	c.lastVerify, c.lastBy = res, who
+	c.lastVerify, c.lastBy, c.lastStored = res, who, stored
 	c.verifyMu.Unlock()
 	return rq.seeOther(Prefix + "/audit/chain")
 }

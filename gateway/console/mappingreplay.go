@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
@@ -143,6 +144,14 @@ func (c *Console) replayStart(rq *request) error {
 	if opts.Apply && f.Get("confirm") != "yes" {
 		rq.sc.Interaction = "" // only the question: nothing read or changed
 		return rq.render("replay-confirm", "Apply the mapping replay", map[string]any{"Form": f, "Version": c.app.Replay.MappingVersion()})
+	}
+	if opts.Apply && strings.TrimSpace(opts.Reason) == "" {
+		// The changes are sent to hospitals' EHRs: their Provenance says
+		// why. The question again, asking for it; nothing started.
+		rq.status = 400
+		rq.sc.Rules = []string{"console-replay-invalid"}
+		return rq.render("replay-confirm", "Apply the mapping replay", map[string]any{"Form": f,
+			"Version": c.app.Replay.MappingVersion(), "Error": "Reason: say why the changes are applied (it is recorded with them)"})
 	}
 	j, err := c.app.Replay.Submit(rq.ctx(), rq.sc, opts, "")
 	if err != nil {

@@ -76,6 +76,27 @@ func TestReplayPages(t *testing.T) {
 	if status != http.StatusOK || !strings.Contains(page, "Yes, apply") {
 		t.Fatalf("apply without confirmation = %d, want the question", status)
 	}
+	// The question asks for the reason, showing what was typed, and an
+	// apply without one is refused with the question again; nothing
+	// starts (probe p8 F14).
+	if !strings.Contains(page, `<input id="c-reason" name="reason" maxlength="200" required value="">`) {
+		t.Errorf("the confirmation does not ask for the reason:\n%s", page)
+	}
+	status, page, _ = f.post(t, "/console/replays", url.Values{"csrf": {token}, "kind": {"session"}, "apply": {"yes"},
+		"reason": {"CADSS display corrected"}})
+	if status != http.StatusOK || !strings.Contains(page, `required value="CADSS display corrected"`) {
+		t.Errorf("the confirmation does not show the reason typed (%d):\n%s", status, page)
+	}
+	for _, reason := range []string{"", "   "} {
+		status, page, _ = f.post(t, "/console/replays", url.Values{"csrf": {token}, "kind": {"session"}, "apply": {"yes"},
+			"confirm": {"yes"}, "reason": {reason}})
+		if status != http.StatusBadRequest || !strings.Contains(page, "Reason: say why") || !strings.Contains(page, "Yes, apply") {
+			t.Errorf("apply confirmed with reason %q = %d, want 400 and the question again:\n%s", reason, status, page)
+		}
+	}
+	if _, page, _ := f.get(t, "/console/replays"); !strings.Contains(page, "You have started no replay") {
+		t.Errorf("an apply without a reason started a replay")
+	}
 	status, _, h := f.post(t, "/console/replays", url.Values{"csrf": {token}, "kind": {"session"}})
 	if status != http.StatusSeeOther || !strings.HasPrefix(h.Get("Location"), "/console/replays/") {
 		t.Fatalf("start = %d %v", status, h)

@@ -134,7 +134,13 @@ func (c *Console) showDelivery(rq *request, full bool) (deliveryData, error) {
 	for _, a := range v.History {
 		d.Attempts = append(d.Attempts, attemptData{AttemptView: a, Issues: ehrIssues(a.Outcome), Answer: pretty(a.Outcome)})
 	}
-	if err := auditlog.NameDelivery(rq.ctx(), c.app.Store, rq.sc, c.app.IdentifierBase, v, full); err != nil {
+	// The page shows the EHR's answers (in full or summarised), never the
+	// payload: its AuditEvent says so.
+	shown := auditlog.ShownSummary
+	if full {
+		shown = auditlog.ShownAnswers
+	}
+	if err := auditlog.NameDelivery(rq.ctx(), c.app.Store, rq.sc, c.app.IdentifierBase, v, shown); err != nil {
 		return deliveryData{}, err
 	}
 	rq.sc.Description = "console " + rq.sc.Description
@@ -212,7 +218,7 @@ func (c *Console) retry(rq *request) error {
 	if err != nil {
 		return err
 	}
-	if err := auditlog.NameDelivery(rq.ctx(), c.app.Store, rq.sc, c.app.IdentifierBase, v, false); err != nil {
+	if err := auditlog.NameDelivery(rq.ctx(), c.app.Store, rq.sc, c.app.IdentifierBase, v, auditlog.ShownSummary); err != nil {
 		return err
 	}
 	if err := c.app.Operator.Retry(rq.ctx(), rq.sc.TenantOf(), v.ID); err != nil {
@@ -254,7 +260,8 @@ func (c *Console) replay(rq *request) error {
 		return err
 	}
 	rq.sc.Description = fmt.Sprintf("console replay: %d deliveries", n)
-	rq.sess.setFlash(fmt.Sprintf("%d deliveries to %s are queued again.", n, dest))
+	rq.sess.setFlash(fmt.Sprintf("%s to %s %s queued again.", auditlog.CountedAs(n, "delivery", "deliveries"), dest,
+		map[bool]string{true: "is", false: "are"}[n == 1]))
 	return rq.seeOther(Prefix + "/deliveries")
 }
 

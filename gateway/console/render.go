@@ -52,6 +52,12 @@ func (c *Console) parsePages() (map[string]*template.Template, error) {
 			}
 			return &h[len(h)-1]
 		},
+		"times": func(n int) string {
+			if n == 1 {
+				return "once"
+			}
+			return fmt.Sprintf("%d times", n)
+		},
 		"localCS":   localCodeSystem,
 		"published": conformanceURL,
 	}

@@ -506,11 +506,7 @@ func raced(st store.Tx, rec record, res *mapping.Result, ledgerNew bool, id *ide
 // with a stored version was an update (action U).
 func concerned(st store.Tx, sc *auditlog.Scope, rec record, id *identity) error {
 	src := rec.rec.Env().Source
-	kinds := sameRecordKinds[rec.kind]
-	if kinds == nil {
-		kinds = []mapping.Kind{rec.kind}
-	}
-	for _, kind := range kinds {
+	for _, kind := range mapping.SameRecord(rec.kind) {
 		versions, err := st.LedgerVersions(src.System, string(kind), src.RecordID)
 		if err != nil {
 			return err

@@ -114,14 +114,6 @@ func decodeAny(b []byte) (map[string]any, bool) {
 	return m, dec.Decode(&m) == nil
 }
 
-// sameRecordKinds are the kinds whose records of one record id are one
-// record: an infusion and the session document of that infusion write the
-// same resources.
-var sameRecordKinds = map[mapping.Kind][]mapping.Kind{
-	mapping.KindInfusion: {mapping.KindInfusion, mapping.KindSession},
-	mapping.KindSession:  {mapping.KindSession, mapping.KindInfusion},
-}
-
 // checkNotStale refuses rec, a version not received before, when its
 // source.lastUpdated is earlier than a stored version's (errVersionStale).
 // Versions are compared only when both carry source.lastUpdated; a new
@@ -132,11 +124,7 @@ func checkNotStale(st store.Tx, rec record) error {
 	if !ok {
 		return nil
 	}
-	kinds := sameRecordKinds[rec.kind]
-	if kinds == nil {
-		kinds = []mapping.Kind{rec.kind}
-	}
-	for _, kind := range kinds {
+	for _, kind := range mapping.SameRecord(rec.kind) {
 		if newer, err := newerStored(st, src.System, kind, src.RecordID, at, nil); err != nil || newer {
 			return cmpErr(err, newer)
 		}

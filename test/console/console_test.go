@@ -1,12 +1,15 @@
 package console
 
 import (
+	"database/sql"
 	"encoding/json"
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 )
@@ -25,6 +28,11 @@ func TestAuditorFollowsRequestToEHRAnswer(t *testing.T) {
 		chromedp.Navigate(g.base+"/console/audit"),
 		chromedp.WaitVisible(chromedp.CSS("#f-patient")))
 	checkLabels(t, ctx)
+	// The page names its icon, so the browser asks for no /favicon.ico
+	// (a 404 in its console on every page).
+	if icon := eval[string](t, ctx, `(document.querySelector("link[rel=icon]") || {}).href || ""`); icon != "data:," {
+		t.Errorf("the page's icon is %q, want the empty data: icon", icon)
+	}
 	run(t, ctx, "search by patient identifier",
 		chromedp.SendKeys(chromedp.CSS("#f-patient"), "MRN-TEST-000123"),
 		chromedp.Click(chromedp.CSS("form.search button[type=submit]")),
@@ -35,6 +43,9 @@ func TestAuditorFollowsRequestToEHRAnswer(t *testing.T) {
 	rows := text(t, ctx, "table.data tbody")
 	if !strings.Contains(rows, "ingest") {
 		t.Fatalf("the search found no ingest request: %q", rows)
+	}
+	if st := text(t, ctx, "#h-results + p[role=status]"); !regexp.MustCompile(`^Requests 1 to \d+ of \d+, newest first`).MatchString(st) {
+		t.Errorf("the results do not say the total: %q", st)
 	}
 	run(t, ctx, "open the ingest request",
 		chromedp.Click(`//tr[contains(., "ingest")]//a[text()="Open"]`),
@@ -197,3 +208,55 @@ var (
 	alice = map[string]any{"sub": "u-1", "email": "alice@example.org", "groups": []string{"kg-auditors"}}
 	olga  = map[string]any{"sub": "u-2", "email": "olga@example.org", "groups": []string{"kg-operators"}}
 )
+
+// TestAuditorSeesBrokenChain: after a record of the audit chain was
+// changed, verifying it in the console names where it broke and the last
+// intact record, shows the head the database holds, and does not call
+// either a head to record (probe p8 F15).
+func TestAuditorSeesBrokenChain(t *testing.T) {
+	ctx := browser(t)
+	g := start(t)
+	g.ingest(t, "assessment", "phq9-moderate.json")
+	raw, err := sql.Open("sqlite", g.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	// Page views are audited: the chain holds records past the one
+	// changed below once they are chained.
+	run(t, ctx, "open pages", chromedp.Navigate(g.base+"/console/deliveries"), chromedp.Navigate(g.base+"/console/deliveries"),
+		chromedp.Navigate(g.base+"/console/deliveries"))
+	deadline := time.Now().Add(30 * time.Second)
+	for n := 0; n < 3; {
+		if err := raw.QueryRow(`SELECT count(*) FROM audit_chain`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the audit chain holds %d records, want 3", n)
+		}
+		time.Sleep(20 * time.Millisecond) // polling the chain the gateway writes
+	}
+	if _, err := raw.Exec(`UPDATE audit_chain SET hash = '00' || substr(hash, 3) WHERE seq = 2`); err != nil {
+		t.Fatal(err)
+	}
+	run(t, ctx, "verify the chain",
+		chromedp.Navigate(g.base+"/console/audit/chain"),
+		chromedp.WaitVisible(`//button[text()="Verify the chain now"]`),
+		chromedp.Click(`//button[text()="Verify the chain now"]`),
+		chromedp.WaitVisible(chromedp.CSS("div.problem")))
+	checkLabels(t, ctx)
+	facts := eval[map[string]string](t, ctx, `Object.fromEntries(Array.from(document.querySelectorAll("div.problem dt"))
+  .map(dt => [dt.innerText.trim(), dt.nextElementSibling.innerText.trim()]))`)
+	if s := text(t, ctx, "div.problem strong"); !strings.HasPrefix(s, "Broken at record 2") {
+		t.Errorf("the verification says %q, want broken at record 2", s)
+	}
+	if !strings.HasPrefix(facts["Last intact record"], "record 1, hash ") || !strings.HasPrefix(facts["Head the database holds (not verified)"], "record ") {
+		t.Errorf("the broken chain's facts %v, want the last intact record 1 and the stored head", facts)
+	}
+	if _, ok := facts["Head"]; ok {
+		t.Errorf("the broken chain's facts %v name a head", facts)
+	}
+	if s := text(t, ctx, "p.hint"); strings.Contains(s, "Record the head") || !strings.Contains(s, "A broken chain has no head to record") {
+		t.Errorf("the advice reads %q", s)
+	}
+}

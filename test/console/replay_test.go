@@ -190,6 +190,42 @@ document.querySelector("#r-reason").value = "bell\u0007"; true`,
 	}
 }
 
+// TestApplyReplayAsksForReason: "Apply the changes" leads to a question
+// that shows the reason typed and asks for it; confirmed without one (the
+// browser's required check removed) it is asked again and nothing starts.
+func TestApplyReplayAsksForReason(t *testing.T) {
+	ctx := browser(t)
+	g := start(t)
+	g.ingest(t, "assessment", "phq9-moderate.json")
+	run(t, ctx, "ask to apply with a reason",
+		chromedp.Navigate(g.base+"/console/replays"),
+		chromedp.WaitVisible(chromedp.CSS("#r-kind")),
+		chromedp.Click(chromedp.CSS("#r-apply")),
+		chromedp.SendKeys(chromedp.CSS("#r-reason"), "CADSS display corrected"),
+		chromedp.Click(chromedp.CSS("form.search button[type=submit]")),
+		chromedp.WaitVisible(chromedp.CSS("#c-reason")))
+	checkLabels(t, ctx)
+	if got := eval[string](t, ctx, `document.querySelector("#c-reason").value`); got != "CADSS display corrected" {
+		t.Errorf("the confirmation shows the reason %q, want it as typed", got)
+	}
+	eval[bool](t, ctx, `const r = document.querySelector("#c-reason"); r.required = false; r.value = ""; true`)
+	run(t, ctx, "confirm without a reason",
+		chromedp.Click(`//button[text()="Yes, apply"]`),
+		chromedp.WaitVisible(chromedp.CSS("#form-errors")))
+	if s := text(t, ctx, "#form-errors"); !strings.Contains(s, "Reason: say why") {
+		t.Errorf("the question again says %q, want it to ask for the reason", s)
+	}
+	if h := text(t, ctx, "main h1"); h != "Apply the mapping replay" {
+		t.Errorf("heading = %q, want the question again", h)
+	}
+	run(t, ctx, "back to the list",
+		chromedp.Navigate(g.base+"/console/replays"),
+		chromedp.WaitVisible(chromedp.CSS("#h-jobs")))
+	if s := text(t, ctx, "section[aria-labelledby=h-jobs] [role=status]"); !strings.Contains(s, "You have started no replay") {
+		t.Errorf("after an apply without a reason the list reads %q, want no replay", s)
+	}
+}
+
 // waitReplayDone reloads a replay's page, as its text asks a person to,
 // until the replay is done; a failed replay fails the test.
 func waitReplayDone(t *testing.T, ctx context.Context) {

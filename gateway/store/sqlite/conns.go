@@ -31,6 +31,13 @@ type conns struct {
 	// beginning is when the BEGIN in progress on wc started waiting for
 	// the write lock (UnixNano), 0 when none is (see ProbeWrite).
 	beginning atomic.Int64
+	// lockedElsewhere: the last BEGIN on wc (a transaction's or a probe's)
+	// found the write lock held by another process; cleared when one
+	// begins. While it is set, the write connection in use (a BEGIN
+	// waiting again, a checkpoint) does not make ProbeWrite say ready.
+	lockedElsewhere atomic.Bool
+	// inTx: a transaction began on wc and has not ended.
+	inTx atomic.Bool
 }
 
 // Begin starts a write transaction on the write connection, waiting for a
@@ -52,10 +59,12 @@ func (c *conns) Begin(ctx context.Context) (sqlstore.Tx, error) {
 	c.beginning.Store(time.Now().UnixNano())
 	_, err := t.Exec(ctx, `BEGIN IMMEDIATE`)
 	c.beginning.Store(0)
+	c.lockedElsewhere.Store(err != nil && errors.Is(mapErr(err), store.ErrUnavailable))
 	if err != nil {
 		c.wmu.Unlock()
 		return nil, fmt.Errorf("sqlite: begin: %w", mapErr(err))
 	}
+	c.inTx.Store(true)
 	return t, nil
 }
 
@@ -65,19 +74,25 @@ func (c *conns) Begin(ctx context.Context) (sqlstore.Tx, error) {
 const probeWait = 500 * time.Millisecond
 
 // ProbeWrite reports whether a write transaction could begin now: while
-// another process holds the write lock (a backup or maintenance tool's
+// another process holds the write lock (a backup's BEGIN IMMEDIATE or
 // BEGIN EXCLUSIVE, an sqlite3 shell left in a transaction) every write
 // waits its busy timeout and fails, though reads go on. With the write
 // connection idle it begins and rolls back a transaction, waiting at most
 // probeWait; with the connection in use, the transaction in progress
-// tells, unless its BEGIN has been waiting for longer than probeWait.
+// tells (see awaitWriter: a BEGIN waiting for the lock is waited for
+// until it gets it or has waited probeWait). The answer stays "locked"
+// from the first BEGIN that finds the lock held to the first that gets
+// it, however the probes fall between the writes waiting for it.
 func (c *conns) ProbeWrite(ctx context.Context) error {
 	locked := fmt.Errorf("sqlite: the database is locked by another process: %w", store.ErrUnavailable)
 	if !c.wmu.TryLock() {
-		if t := c.beginning.Load(); t != 0 && time.Since(time.Unix(0, t)) > probeWait {
+		took, isLocked := c.awaitWriter()
+		switch {
+		case isLocked:
 			return locked
+		case !took:
+			return nil
 		}
-		return nil
 	}
 	defer c.wmu.Unlock()
 	ctx = context.WithoutCancel(ctx)
@@ -91,14 +106,49 @@ func (c *conns) ProbeWrite(ctx context.Context) error {
 	defer func() { _, _ = c.wc.ExecContext(ctx, `PRAGMA busy_timeout = `+busy) }()
 	if _, err := c.wc.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
 		if errors.Is(mapErr(err), store.ErrUnavailable) {
+			c.lockedElsewhere.Store(true)
 			return locked
 		}
 		return fmt.Errorf("sqlite: probe: %w", mapErr(err))
 	}
+	c.lockedElsewhere.Store(false)
 	if _, err := c.wc.ExecContext(ctx, `ROLLBACK`); err != nil {
 		return fmt.Errorf("sqlite: probe: %w", mapErr(err))
 	}
 	return nil
+}
+
+// busyRetry bounds how long SQLite's busy handler sleeps between its
+// tries for a lock (100 ms), with a margin: a BEGIN still waiting that
+// long after a probe began would have got a lock freed before it.
+const busyRetry = 150 * time.Millisecond
+
+// awaitWriter is ProbeWrite's wait while the write connection is in use,
+// checked every few milliseconds (sync.Mutex has no timed lock), at most
+// 2*probeWait. A transaction that began tells the lock is free. A BEGIN
+// waiting for the lock is waited for: it gets it (free), or it has waited
+// longer than probeWait and still waits busyRetry after the probe began
+// (another process holds it). took reports that it got wmu, for
+// ProbeWrite to try a BEGIN itself; otherwise locked is the answer
+// (lockedElsewhere when nothing told).
+func (c *conns) awaitWriter() (took, locked bool) {
+	start := time.Now()
+	for {
+		if c.wmu.TryLock() {
+			return true, false
+		}
+		if c.inTx.Load() {
+			return false, false // a transaction began: the lock is not held elsewhere
+		}
+		if t := c.beginning.Load(); t != 0 && time.Since(time.Unix(0, t)) > probeWait && time.Since(start) > busyRetry {
+			c.lockedElsewhere.Store(true)
+			return false, true
+		}
+		if time.Since(start) > 2*probeWait {
+			return false, c.lockedElsewhere.Load()
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // restartWAL has the WAL started over from its beginning by the next
@@ -369,6 +419,7 @@ func (t *tx) QueryBatch(_ context.Context, stmts []sqlstore.Stmt, fn func(i int,
 // back, so the connection is never left inside it.
 func (t *tx) Commit(context.Context) error {
 	defer t.c.wmu.Unlock()
+	defer t.c.inTx.Store(false)
 	if _, err := t.conn().Exec(t.ctx, `COMMIT`); err != nil {
 		_, _ = t.conn().Exec(t.ctx, `ROLLBACK`)
 		return err
@@ -378,6 +429,7 @@ func (t *tx) Commit(context.Context) error {
 
 func (t *tx) Rollback(context.Context) {
 	defer t.c.wmu.Unlock()
+	defer t.c.inTx.Store(false)
 	_, _ = t.conn().Exec(t.ctx, `ROLLBACK`)
 }
 

@@ -256,6 +256,48 @@ func TestProbeWrite(t *testing.T) {
 	}
 }
 
+// TestProbeWriteStaysLocked: once a probe has found the write lock held by
+// another process, the write connection being in use (a write that has
+// just begun waiting for that lock, a checkpoint) does not make ProbeWrite
+// say ready; a write that gets the lock does (probe p7 F21).
+func TestProbeWriteStaysLocked(t *testing.T) {
+	ctx := context.Background()
+	a, path := openTemp(t, Options{})
+	defer a.Close()
+	b, err := Open(ctx, path, Options{BusyTimeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	holding, rel, done := make(chan struct{}), make(chan struct{}), make(chan error)
+	go func() {
+		done <- a.Write(ctx, func(store.Tx) error { close(holding); <-rel; return nil })
+	}()
+	<-holding
+	if err := b.ProbeWrite(ctx); !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("ProbeWrite while another process writes = %v, want ErrUnavailable", err)
+	}
+	b.c.wmu.Lock() // the write connection in use, not (yet) waiting long
+	err = b.ProbeWrite(ctx)
+	b.c.wmu.Unlock()
+	if !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("ProbeWrite with the connection in use, the lock still held elsewhere = %v, want ErrUnavailable", err)
+	}
+	close(rel)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Write(ctx, func(store.Tx) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	b.c.wmu.Lock() // the store's own transaction
+	err = b.ProbeWrite(ctx)
+	b.c.wmu.Unlock()
+	if err != nil {
+		t.Errorf("ProbeWrite during the store's own write, once a write began: %v", err)
+	}
+}
+
 func benchmarkPut(b *testing.B, perTx int) {
 	s, _ := openTemp(b, Options{})
 	defer s.Close()
