@@ -402,7 +402,7 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 		WhatSystem: mapping.RecordSystem(s.p.opts.IdentifierBase, src.System, rec.kind), WhatValue: src.RecordID,
 		WhatDisplay: fmt.Sprintf("%s record version %s", rec.kind, rec.version), ContentHash: rec.hash,
 		RecordKind: string(rec.kind), RecordVersion: rec.version,
-		Nested: nestedRecords(s.p.opts.IdentifierBase, src.System, rec.rec),
+		Nested: NestedRecords(s.p.opts.IdentifierBase, src.System, rec.rec),
 	}, engine.Written(entries, nil))
 	if err != nil {
 		return nil, false, err
@@ -442,7 +442,7 @@ func (s *Service) nameRecords(sc *auditlog.Scope, kind mapping.Kind, r mapping.R
 	}
 	base := s.p.opts.IdentifierBase
 	sc.NameRecord(mapping.RecordSystem(base, src.System, kind), src.RecordID)
-	for _, n := range nestedRecords(base, src.System, r) {
+	for _, n := range NestedRecords(base, src.System, r) {
 		sc.NameRecord(n.System, n.Value)
 	}
 }
@@ -559,9 +559,10 @@ func patientsAnswered(response []byte) []string {
 	return out
 }
 
-// nestedRecords are the records a session nests, as its Provenance names
-// them (audit.Provenance.Nested); none for another record.
-func nestedRecords(base, source string, r mapping.Record) []audit.NestedRecord {
+// NestedRecords are the records a session nests, as its Provenance names
+// them (audit.Provenance.Nested; a replay's correction names them the
+// same way); none for another record.
+func NestedRecords(base, source string, r mapping.Record) []audit.NestedRecord {
 	sess, ok := r.(*mapping.Session)
 	if !ok {
 		return nil

@@ -119,7 +119,7 @@ func (s *Service) apply(ctx context.Context, sc *auditlog.Scope, m *remapped, op
 			WhatSystem: record, WhatValue: l.RecordID,
 			WhatDisplay: fmt.Sprintf("%s record version %s, replayed with mapping %s", l.Kind, l.Version, s.cfg.MappingVersion),
 			ContentHash: l.ContentHash, RecordKind: l.Kind, RecordVersion: l.Version,
-			Nested: nestedRecords(s.cfg.IdentifierBase, src, m.rec),
+			Nested: ingest.NestedRecords(s.cfg.IdentifierBase, src, m.rec),
 		}, engine.Written(entries, nil))
 		if err != nil {
 			return 0, err
@@ -289,19 +289,4 @@ func corrected(typ string, doc map[string]any) map[string]any {
 		}
 	}
 	return doc
-}
-
-// nestedRecords are the records a session nests, named in its correction's
-// Provenance as its ingest's Provenance names them: the replay of such a
-// record sent on its own then knows what the session wrote (guard).
-func nestedRecords(base, source string, r mapping.Record) []audit.NestedRecord {
-	sess, ok := r.(*mapping.Session)
-	if !ok {
-		return nil
-	}
-	var out []audit.NestedRecord
-	for _, n := range sess.Nested() {
-		out = append(out, audit.NestedRecord{System: mapping.RecordSystem(base, source, n.Kind), Value: n.RecordID, Kind: string(n.Kind)})
-	}
-	return out
 }
