@@ -3,7 +3,6 @@ package auditlog
 import (
 	"context"
 	"fmt"
-	"net/http"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
@@ -52,7 +51,7 @@ func (l *Log) AppendSent(ctx context.Context, st store.Store, base string, s Sen
 	}
 	status := a.HTTPStatus
 	if status == 0 || (s.Outcome != "done" && status < 400) {
-		status = http.StatusBadGateway // no answer, or one the worker did not take
+		status = 502 // Bad Gateway: no answer, or one the worker did not take (auditlog knows no HTTP)
 	}
 	sc.Description = fmt.Sprintf("delivery %s to %s: attempt %d: %s", s.Delivery, s.Destination, a.N, verdict)
 	if s.Outcome != "done" && a.Error != "" {

@@ -33,6 +33,10 @@ type AuditVerification struct {
 	// older build's (IndexNote says so; reindex rewrites it).
 	IndexChecked bool   `json:"indexChecked"`
 	IndexNote    string `json:"indexNote,omitempty"`
+	// StoredHead is, for a trail not intact, the chain head the database
+	// holds (not verified: the head the broken chain claims), absent when
+	// it holds none.
+	StoredHead *Anchor `json:"storedHead,omitempty"`
 	// Anchors are the anchors asked to be checked, each with whether the
 	// chain still holds it; one it does not makes the trail not intact.
 	Anchors []AnchorCheck `json:"anchors,omitempty"`
@@ -225,6 +229,9 @@ func Verify(ctx context.Context, st store.Store, now time.Time, anchors ...Ancho
 	if extra := n - len(ids); extra > 0 {
 		out.FaultCount += extra // past maxFaults: counted, not listed
 		out.Intact = false
+	}
+	if !out.Intact && !headMissing {
+		out.StoredHead = &Anchor{Seq: headSeq, Hash: headHash}
 	}
 	return out, nil
 }

@@ -2,7 +2,6 @@ package console
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/url"
 	"sort"
@@ -13,7 +12,6 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/operator"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
-	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
 )
 
@@ -233,16 +231,10 @@ func (c *Console) chainVerify(rq *request) error {
 	}
 	rq.sc.Description = fmt.Sprintf("audit chain intact=%t, %d records verified, %d AuditEvents served otherwise than chained", res.Intact, res.Records, res.FaultCount)
 	var stored *chainHead
-	if !res.Intact {
+	if h := res.StoredHead; h != nil {
 		// The page names the head the database holds beside where the
 		// chain broke (a missing head is told by the reason).
-		seq, hash, err := c.app.Store.AuditChainHead(rq.ctx())
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			return err
-		}
-		if err == nil {
-			stored = &chainHead{Seq: seq, Hash: hash}
-		}
+		stored = &chainHead{Seq: h.Seq, Hash: h.Hash}
 	}
 	who := rq.sess.principal.ClientID
 	if who == "" {
