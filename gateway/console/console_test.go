@@ -647,7 +647,7 @@ func TestChainPageBroken(t *testing.T) {
 		!strings.Contains(page, "Record the head's sequence number") {
 		t.Fatalf("an intact chain's page does not show its head and the advice:\n%s", page)
 	}
-	raw, err := sql.Open("sqlite", f.db)
+	raw, err := sql.Open("sqlite", "file:"+f.db+"?_pragma=busy_timeout(10000)") // the console writes meanwhile (its audit index)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -682,7 +682,7 @@ func TestSmallTexts(t *testing.T) {
 	if err := f.app.Store.Write(context.Background(), func(tx store.Tx) error { return tx.Enqueue(it) }); err != nil {
 		t.Fatal(err)
 	}
-	raw, err := sql.Open("sqlite", f.db)
+	raw, err := sql.Open("sqlite", "file:"+f.db+"?_pragma=busy_timeout(10000)") // the console writes meanwhile (its audit index)
 	if err != nil {
 		t.Fatal(err)
 	}
