@@ -43,7 +43,7 @@ func (ps *parser) chain(key string, vals []string) *Error {
 		if err != nil {
 			return err
 		}
-		if len(clauses) > 0 && (len(cs) != len(clauses[0]) || cs[0].Type != clauses[0][0].Type) {
+		if len(clauses) > 0 && (len(cs) != len(clauses[0]) || len(cs) > 0 && cs[0].Type != clauses[0][0].Type) {
 			return ps.errorf(key, RuleChainUnsupported, "%s can point to several types whose parameter of this name differs (%s): name one (%s:%s.parameter)",
 				ps.named(key), strings.Join(targets, ", "), p.Name, targets[0])
 		}
