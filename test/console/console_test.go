@@ -217,7 +217,7 @@ func TestAuditorSeesBrokenChain(t *testing.T) {
 	ctx := browser(t)
 	g := start(t)
 	g.ingest(t, "assessment", "phq9-moderate.json")
-	raw, err := sql.Open("sqlite", g.db)
+	raw, err := sql.Open("sqlite", "file:"+g.db+"?_pragma=busy_timeout(10000)") // the gateway writes meanwhile (its audit index)
 	if err != nil {
 		t.Fatal(err)
 	}
