@@ -290,7 +290,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		warnUnconfigured(ctx, application.Operator, logger)
 	}
 	gcfg.App = application
-	if gcfg.Console, err = webConsole(fc, authn != nil, application, cfg.baseURL, logger, getenv); err != nil {
+	if gcfg.Console, err = webConsole(fc, authn != nil, application, logger, getenv); err != nil {
 		return &exitError{code: exitUsage, msg: err.Error()}
 	}
 	srv, err := gateway.NewServer(gcfg)
@@ -357,7 +357,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 // configured people sign in; without one it runs in development mode, which
 // only a gateway in development mode (no API authentication, loopback) may
 // do; a gateway with API authentication and no issuer serves no console.
-func webConsole(fc *fileConfig, authenticated bool, a *app.App, baseURL string, logger *slog.Logger, getenv func(string) string) (http.Handler, error) {
+func webConsole(fc *fileConfig, authenticated bool, a *app.App, logger *slog.Logger, getenv func(string) string) (http.Handler, error) {
 	st := fc.Console
 	if st == nil {
 		st = &console.Settings{}
@@ -369,7 +369,7 @@ func webConsole(fc *fileConfig, authenticated bool, a *app.App, baseURL string, 
 	if st.ClientSecret == "" {
 		st.ClientSecret = getenv("GATEWAY_CONSOLE_CLIENT_SECRET")
 	}
-	c, err := console.New(console.Config{App: a, Settings: st, BaseURL: baseURL, Logger: logger})
+	c, err := console.New(console.Config{App: a, Settings: st, Logger: logger})
 	if err != nil {
 		return nil, fmt.Errorf("--config: %v", err)
 	}

@@ -340,18 +340,18 @@ func (c *Console) auditExport(rq *request) error {
 	return nil
 }
 
-// fhirBase is the FHIR base the export's fullUrls are under: the
-// configured public base, or the address the browser used followed by
-// /fhir (as the API's fullUrls are).
+// fhirBase is the FHIR base the export's fullUrls are under: the one the
+// HTTP edge worked out for the request (the configured public base, else
+// the address the client used, its scheme from a trusted proxy only), as
+// the API's fullUrls are; without the edge (the console's own tests) the
+// connection's.
 func (rq *request) fhirBase() string {
-	if rq.c.baseURL != "" {
-		return rq.c.baseURL
+	if rq.sc.Base != "" {
+		return rq.sc.Base
 	}
 	scheme := "http"
 	if rq.r.TLS != nil {
 		scheme = "https"
-	} else if p := rq.r.Header.Get("X-Forwarded-Proto"); p == "https" || p == "http" {
-		scheme = p
 	}
 	return scheme + "://" + rq.r.Host + "/fhir"
 }

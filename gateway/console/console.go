@@ -32,7 +32,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strings"
 	"sync"
 	"time"
 
@@ -64,10 +63,6 @@ type Config struct {
 	// section of the configuration file). A nil Settings or one without an
 	// Issuer is development mode: no sign-in, every scope.
 	Settings *Settings
-	// BaseURL is the public FHIR base (e.g. https://gw.example.org/fhir),
-	// for the fullUrls of an export; "" the address the browser used,
-	// followed by /fhir, as the API does.
-	BaseURL string
 	// Logger receives failures (never PHI).
 	Logger *slog.Logger
 	// HTTPClient talks to the OpenID Connect issuer (a client with a
@@ -89,11 +84,9 @@ type Console struct {
 	sessions *sessions
 	oidc     *oidcClient // nil in development mode
 	devScope *auth.Principal
-	baseURL  string
 
 	verifyMu   sync.Mutex
 	lastVerify *auditlog.AuditVerification
-	lastStored *chainHead // the stored head, when lastVerify is broken
 	lastBy     string
 }
 
@@ -119,7 +112,7 @@ func New(cfg Config) (*Console, error) {
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second}
 	}
-	c := &Console{app: cfg.App, settings: st, log: cfg.Logger, now: cfg.Now, baseURL: strings.TrimRight(cfg.BaseURL, "/")}
+	c := &Console{app: cfg.App, settings: st, log: cfg.Logger, now: cfg.Now}
 	pages, err := c.parsePages()
 	if err != nil {
 		return nil, err
@@ -168,7 +161,7 @@ func WithScope(ctx context.Context, sc *auditlog.Scope) context.Context {
 // when the console runs without the edge (its own tests).
 func baseScope(r *http.Request) auditlog.Scope {
 	if sc, ok := r.Context().Value(scopeKey{}).(*auditlog.Scope); ok && sc != nil {
-		return auditlog.Scope{Addr: sc.Addr, RequestID: sc.RequestID, TraceID: sc.TraceID, AuthRequired: sc.AuthRequired}
+		return auditlog.Scope{Addr: sc.Addr, RequestID: sc.RequestID, TraceID: sc.TraceID, AuthRequired: sc.AuthRequired, Base: sc.Base}
 	}
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {

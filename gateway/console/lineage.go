@@ -197,16 +197,6 @@ func (c *Console) recordPage(rq *request) error {
 type chainData struct {
 	Last *auditlog.AuditVerification
 	By   string
-	// Stored is the chain head the database holds, read when the chain
-	// was found broken (Last.HeadSeq is then the last record verified,
-	// not the head); nil otherwise.
-	Stored *chainHead
-}
-
-// chainHead is a record of the audit chain: its sequence number and hash.
-type chainHead struct {
-	Seq  int64
-	Hash string
 }
 
 // chainPage shows the last verification of the audit chain this process
@@ -214,7 +204,7 @@ type chainHead struct {
 // page view).
 func (c *Console) chainPage(rq *request) error {
 	c.verifyMu.Lock()
-	d := chainData{Last: c.lastVerify, By: c.lastBy, Stored: c.lastStored}
+	d := chainData{Last: c.lastVerify, By: c.lastBy}
 	c.verifyMu.Unlock()
 	return rq.render("chain", "Audit chain", d)
 }
@@ -230,18 +220,12 @@ func (c *Console) chainVerify(rq *request) error {
 		return err
 	}
 	rq.sc.Description = fmt.Sprintf("audit chain intact=%t, %d records verified, %d AuditEvents served otherwise than chained", res.Intact, res.Records, res.FaultCount)
-	var stored *chainHead
-	if h := res.StoredHead; h != nil {
-		// The page names the head the database holds beside where the
-		// chain broke (a missing head is told by the reason).
-		stored = &chainHead{Seq: h.Seq, Hash: h.Hash}
-	}
 	who := rq.sess.principal.ClientID
 	if who == "" {
 		who = "development mode"
 	}
 	c.verifyMu.Lock()
-	c.lastVerify, c.lastBy, c.lastStored = res, who, stored
+	c.lastVerify, c.lastBy = res, who
 	c.verifyMu.Unlock()
 	return rq.seeOther(Prefix + "/audit/chain")
 }
