@@ -212,6 +212,7 @@ func BuildLineage(ctx context.Context, st store.Store, q LineageQuery) (*Lineage
 	if err != nil {
 		return nil, err
 	}
+	ids := &deliveryIDs{st: st}
 	for _, r := range provs {
 		p, err := fhirwire.Decode(r.Body)
 		if err != nil {
@@ -221,7 +222,7 @@ func BuildLineage(ctx context.Context, st store.Store, q LineageQuery) (*Lineage
 			continue // a client's Provenance: not a receipt of the gateway's
 		}
 		out.nameRecords(recordIDs, p)
-		rc, err := receipt(ctx, st, q.Tenant, r.Tenant, p)
+		rc, err := receipt(ctx, st, ids, q.Tenant, r.Tenant, p)
 		if err != nil {
 			return nil, err
 		}
@@ -371,9 +372,28 @@ func searchStored(ctx context.Context, st store.Store, tenant, typ string, param
 	return page.Matches, nil
 }
 
+// deliveryIDs is the codec of the deliveries' public ids, read from the
+// store once a lineage shows a delivery.
+type deliveryIDs struct {
+	st  store.Store
+	ids *operator.IDs
+}
+
+func (d *deliveryIDs) get(ctx context.Context) (*operator.IDs, error) {
+	if d.ids == nil {
+		ids, err := operator.LoadIDs(ctx, d.st)
+		if err != nil {
+			return nil, err
+		}
+		d.ids = ids
+	}
+	return d.ids, nil
+}
+
 // receipt reads a Provenance the gateway wrote (decoded: p) in tenant
-// provTenant, with its request and deliveries; tenant is the query's.
-func receipt(ctx context.Context, st store.Store, tenant, provTenant string, p map[string]any) (Receipt, error) {
+// provTenant, with its request and deliveries (their ids by ids); tenant
+// is the query's.
+func receipt(ctx context.Context, st store.Store, ids *deliveryIDs, tenant, provTenant string, p map[string]any) (Receipt, error) {
 	id, _ := p["id"].(string)
 	rc := Receipt{Provenance: "Provenance/" + id, Tenant: provTenant, Resources: []string{}, Deliveries: []operator.View{}}
 	rc.Received, _ = p["recorded"].(string)
@@ -433,12 +453,6 @@ func receipt(ctx context.Context, st store.Store, tenant, provTenant string, p m
 		return rc, err
 	}
 	sort.Slice(items, func(i, j int) bool { return items[i].ID < items[j].ID })
-	var ids *operator.IDs // the deliveries' public ids
-	if len(items) > 0 {
-		if ids, err = operator.LoadIDs(ctx, st); err != nil {
-			return rc, err
-		}
-	}
 	for _, it := range items {
 		// An item is this receipt's when the same request queued it: a
 		// mapping replay's correction of the record version is a receipt
@@ -454,7 +468,11 @@ func receipt(ctx context.Context, st store.Store, tenant, provTenant string, p m
 		if err != nil {
 			return rc, err
 		}
-		rc.Deliveries = append(rc.Deliveries, operator.NewView(ids, full, attempts, false))
+		codec, err := ids.get(ctx)
+		if err != nil {
+			return rc, err
+		}
+		rc.Deliveries = append(rc.Deliveries, operator.NewView(codec, full, attempts, false))
 	}
 	return rc, nil
 }

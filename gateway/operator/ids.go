@@ -36,15 +36,14 @@ var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadd
 // IDs turns a delivery's row number into its public id and back, under
 // one deployment's key. It is safe for concurrent use.
 type IDs struct {
-	key  []byte
-	macs sync.Pool // of hash.Hash: HMAC-SHA256 under key
+	macs sync.Pool // of hash.Hash: HMAC-SHA256 under the key
 }
 
 // NewIDs returns the codec under key (the deployment's: the store's
 // DeliveryIDKey).
 func NewIDs(key []byte) *IDs {
 	k := append([]byte(nil), key...)
-	ids := &IDs{key: k}
+	ids := &IDs{}
 	ids.macs.New = func() any { return hmac.New(sha256.New, k) }
 	return ids
 }
