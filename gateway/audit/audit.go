@@ -91,6 +91,17 @@ type Record struct {
 	Description string
 }
 
+// SameRequest is a record of the same request as r (a further part of
+// its AuditEvent, a tenant's share of it) under id: who asked, when,
+// what, with what outcome, and the request and trace ids, and nothing of
+// what r names (patients, entities, identified things) or says
+// (Description).
+func (r Record) SameRequest(id string) Record {
+	return Record{ID: id, Recorded: r.Recorded, Interaction: r.Interaction, Status: r.Status, ClientID: r.ClientID,
+		Unauthenticated: r.Unauthenticated, ClientAddr: r.ClientAddr, Observer: r.Observer, Tenant: r.Tenant,
+		Action: r.Action, Recipient: r.Recipient, RequestID: r.RequestID, TraceID: r.TraceID}
+}
+
 // anonymous is the display of a record's client without a ClientID.
 func (r *Record) anonymous() string {
 	if r.Unauthenticated {

@@ -3,6 +3,7 @@ package audit
 import (
 	"encoding/json"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -96,5 +97,48 @@ func TestChain(t *testing.T) {
 				t.Errorf("verify = %v, want broken at %d", err, tc.broken)
 			}
 		})
+	}
+}
+
+// TestSameRequest: a further part or share of a request's AuditEvent
+// keeps every field of the request (a field added to Record is kept
+// unless listed here as what a record names or says), and nothing of
+// what the first record names.
+func TestSameRequest(t *testing.T) {
+	named := map[string]bool{"ID": true, "Patients": true, "Entities": true, "Identified": true, "Description": true}
+	var r Record
+	rv := reflect.ValueOf(&r).Elem()
+	for i := range rv.NumField() {
+		f := rv.Field(i)
+		switch f.Kind() {
+		case reflect.String:
+			f.SetString("v" + rv.Type().Field(i).Name)
+		case reflect.Int:
+			f.SetInt(int64(i + 1))
+		case reflect.Bool:
+			f.SetBool(true)
+		case reflect.Slice:
+			f.Set(reflect.MakeSlice(f.Type(), 1, 1))
+		case reflect.Struct:
+			f.Set(reflect.ValueOf(time.Unix(1e9, 0)))
+		default:
+			t.Fatalf("field %s of kind %s: set it here", rv.Type().Field(i).Name, f.Kind())
+		}
+	}
+	got := reflect.ValueOf(r.SameRequest("new"))
+	for i := range rv.NumField() {
+		name := rv.Type().Field(i).Name
+		switch {
+		case name == "ID":
+			if got.Field(i).String() != "new" {
+				t.Errorf("ID = %q, want the one given", got.Field(i).String())
+			}
+		case named[name]:
+			if !got.Field(i).IsZero() {
+				t.Errorf("%s kept: a further record names and says its own", name)
+			}
+		case !reflect.DeepEqual(got.Field(i).Interface(), rv.Field(i).Interface()):
+			t.Errorf("%s = %v, want the request's %v", name, got.Field(i).Interface(), rv.Field(i).Interface())
+		}
 	}
 }

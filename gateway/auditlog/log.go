@@ -273,7 +273,6 @@ const patientsPerEvent = 1000
 // per patientsPerEvent patients, the first naming everything else too,
 // each saying which part it is.
 func split(first audit.Record) []audit.Record {
-	status := first.Status
 	if len(first.Patients) <= patientsPerEvent {
 		return []audit.Record{first}
 	}
@@ -284,9 +283,7 @@ func split(first audit.Record) []audit.Record {
 		lo, hi := i*patientsPerEvent, min((i+1)*patientsPerEvent, len(all))
 		r := first
 		if i > 0 {
-			r = audit.Record{ID: store.NewID(), Recorded: first.Recorded, Interaction: first.Interaction, Status: status,
-				ClientID: first.ClientID, Unauthenticated: first.Unauthenticated, ClientAddr: first.ClientAddr, Observer: first.Observer, Tenant: first.Tenant,
-				Action: first.Action, RequestID: first.RequestID, TraceID: first.TraceID}
+			r = first.SameRequest(store.NewID())
 		}
 		r.Patients = all[lo:hi]
 		r.Description = fmt.Sprintf("part %d of %d, patients %d to %d of %d", i+1, parts, lo+1, hi, len(all))

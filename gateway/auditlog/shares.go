@@ -105,10 +105,8 @@ func (l *Log) shares(sc *Scope, first audit.Record, read func(typ, id string) (*
 	out := make([]share, 0, len(by))
 	for _, t := range slices.Sorted(maps.Keys(by)) {
 		p := by[t]
-		r := audit.Record{ID: store.NewID(), Recorded: first.Recorded, Interaction: first.Interaction, Status: first.Status,
-			ClientID: first.ClientID, Unauthenticated: first.Unauthenticated, ClientAddr: first.ClientAddr, Observer: first.Observer, Tenant: first.Tenant,
-			Action: first.Action, RequestID: first.RequestID, TraceID: first.TraceID,
-			Patients: p.Patients, Entities: p.Entities, Identified: p.Identified}
+		r := first.SameRequest(store.NewID())
+		r.Patients, r.Entities, r.Identified = p.Patients, p.Entities, p.Identified
 		whose := fmt.Sprintf("tenant %q", t)
 		if t == "" {
 			whose = "the default tenant"
