@@ -1,7 +1,9 @@
 package engine
 
 import (
+	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
@@ -149,6 +151,146 @@ func (c *condRefs) decide(typ, key string, q *search.Query) (ref string, verify 
 type typeWrites struct {
 	replaced map[string]bool // ids whose stored content no longer counts: DELETE, PUT, PATCH targets
 	writes   []*Entry        // the entries that write a resource (judged as written)
+	// byToken are the writes by the codes they are indexed with
+	// (param|code), made when first asked (candidates).
+	byToken map[string][]*Entry
+}
+
+// rowsOf returns the index entries of the resource en writes: those the
+// store indexed (a POST's, rendered), else extracted from its document,
+// once a run. Only _id, token and string entries are read from them
+// (search.Selects, search.Satisfies), which rewriting references does not
+// change.
+func (c *condRefs) rowsOf(en *Entry) []search.Entry {
+	if rows, ok := c.rows[en]; ok {
+		return rows
+	}
+	var rows []search.Entry
+	if en.rendered != nil && en.rendered.err == nil {
+		rows = en.rendered.entries
+	} else {
+		rows = search.Extract(en.typ, en.doc)
+	}
+	if c.rows == nil {
+		c.rows = map[*Entry][]search.Entry{}
+	}
+	c.rows[en] = rows
+	return rows
+}
+
+// candidates returns the resources of typ the transaction writes that
+// criteria q might select: those indexed with a code of q's first token
+// clause that decides by code (no modifier, a code in every value), else
+// every one, so that a Bundle of many conditional creates of one type is
+// not judged pair by pair.
+func (c *condRefs) candidates(typ string, q *search.Query) []*Entry {
+	w := c.writesOf(typ)
+	if len(w.writes) < 2 {
+		return nil // only the resource the criteria made
+	}
+	for _, cl := range q.Clauses {
+		if cl.Type != search.TypeToken || cl.Modifier != "" || cl.Chain != nil || cl.Has != nil || cl.Missing != nil ||
+			strings.HasPrefix(cl.Param, "_") || len(cl.Values) == 0 ||
+			slices.ContainsFunc(cl.Values, func(v search.Value) bool { return v.Code == "" }) {
+			continue
+		}
+		if w.byToken == nil {
+			w.byToken = map[string][]*Entry{}
+			for _, en := range w.writes {
+				seen := map[string]bool{}
+				for _, r := range c.rowsOf(en) {
+					if k := r.Param + "|" + r.Code; r.Type == search.TypeToken && !seen[k] {
+						seen[k] = true
+						w.byToken[k] = append(w.byToken[k], en)
+					}
+				}
+			}
+		}
+		var out []*Entry
+		for _, v := range cl.Values {
+			out = append(out, w.byToken[cl.Param+"|"+v.Code]...)
+		}
+		return out
+	}
+	return w.writes
+}
+
+// createdAlone checks, once everything is written, the resource en made
+// by a conditional create or update (its criteria matched nothing stored):
+// its criteria must select it, else they would never find it again, a
+// second identical request would make another, and its conditional key
+// would block a later create that the criteria rightly find nothing for
+// (conditional-criteria-unmatched); and it must be the only resource the
+// transaction leaves that they select, else each later request with them
+// would find several, for good (conditional-create-duplicate: two
+// conditional creates of different criteria that both select the Patient
+// each makes, or a plain POST, PUT or patch whose resource they select;
+// the same criteria twice are decided once, resolveCriteria). Both are
+// told from the written resources' index entries where certain
+// (search.Satisfies, search.Selects), else by one search of the criteria.
+// Returns the entry to blame with the failure.
+func (c *condRefs) createdAlone(en *Entry) (*Entry, error) {
+	key := search.Key(en.typ, en.criteria)
+	self := search.Satisfies(en.criteria, c.rowsOf(en))
+	unsure := !self
+	for _, o := range c.candidates(en.typ, en.criteria) {
+		if o == en || o.id == en.id {
+			continue
+		}
+		switch c.writtenMatch(o, key, en.criteria) {
+		case matchYes:
+			return errDuplicate(en, o)
+		case matchUnknown:
+			unsure = true
+		}
+	}
+	if !unsure {
+		return nil, nil
+	}
+	// What the criteria find now: nothing was stored that they selected,
+	// so only the transaction's writes, this resource among them if it
+	// matches.
+	q := *en.criteria
+	q.Count, q.Offset, q.Total, q.SummaryCount, q.Sort = len(c.writesOf(en.typ).writes)+1, 0, false, false, nil
+	q.Includes, q.RevIncludes = nil, nil
+	page, err := c.tx.Search(&q)
+	if err != nil {
+		return en, err
+	}
+	found := self
+	for _, m := range page.Matches {
+		if m.ID == en.id {
+			found = true
+			continue
+		}
+		for _, o := range c.writesOf(en.typ).writes {
+			if o.id == m.ID {
+				return errDuplicate(en, o)
+			}
+		}
+	}
+	if !found {
+		return en, outcome.New(outcome.Invalid, "invalid", "conditional-criteria-unmatched",
+			"the resource does not match its own conditional criteria, so they would never find it again; "+
+				"make the resource match them (for example, give it the identifier they name)")
+	}
+	return nil, nil
+}
+
+// errDuplicate is the failure of a transaction in which the criteria of
+// en, which made a resource, also select the resource o writes: at the
+// later of the two entries, naming the other.
+func errDuplicate(en, o *Entry) (*Entry, error) {
+	at := en
+	if o.index > en.index {
+		at = o
+	}
+	what := fmt.Sprintf("the conditional criteria of entry %d (Bundle.entry[%d]) select the resource it creates and "+
+		"the one entry %d (Bundle.entry[%d]) writes", en.index, en.index, o.index, o.index)
+	return at, outcome.New(outcome.PreconditionFailed, "multiple-matches", "conditional-create-duplicate",
+		what+", so this transaction would leave two resources they select, and every later request with them "+
+			"would find several; give both entries the same criteria (they then make one resource), merge them "+
+			"into one entry, or make the criteria select only their own resource").At("request")
 }
 
 // writesOf returns what the transaction does to resources of typ (worked
@@ -192,15 +334,7 @@ func (c *condRefs) writtenMatch(en *Entry, key string, q *search.Query) match {
 		// which runTransaction checks it matches.
 		return matchYes
 	}
-	rows, ok := c.rows[en]
-	if !ok {
-		rows = search.Extract(en.typ, en.doc)
-		if c.rows == nil {
-			c.rows = map[*Entry][]search.Entry{}
-		}
-		c.rows[en] = rows
-	}
-	switch selected, known := search.Selects(q, en.id, rows); {
+	switch selected, known := search.Selects(q, en.id, c.rowsOf(en)); {
 	case !known:
 		return matchUnknown
 	case selected:

@@ -73,7 +73,7 @@ func (e *Engine) putRendered(tx store.Tx, en *Entry, now time.Time) (*store.Reso
 	if v == nil {
 		r, entries, err := store.NewVersion(en.typ, en.id, 1, en.doc, now)
 		v = &rendered{r, entries, err}
-		en.rendered = v // matchesCriteria reads its index entries
+		en.rendered = v // createdAlone reads its index entries
 	}
 	return putVersion(tx, v.res, v.entries, v.err, "POST", fhirwire.StatusCreated)
 }

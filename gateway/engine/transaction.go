@@ -3,7 +3,6 @@ package engine
 import (
 	"errors"
 	"fmt"
-	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -171,22 +170,15 @@ func (e *Engine) runTransaction(tx store.Tx, sc *auditlog.Scope, entries []*Entr
 		}
 	}
 
-	// 4. A resource made by a conditional create or update must be one its
-	// criteria select: else they would never find it again, a second
-	// identical request would make another, and its conditional key would
-	// block a later create that the criteria rightly find nothing for.
+	// 4. A resource made by a conditional create or update is one its
+	// criteria select, and the only one the transaction leaves that they
+	// select.
 	for _, en := range entries {
 		if en.criteria == nil || en.res == nil || !en.res.Created {
 			continue
 		}
-		if err := matchesCriteria(tx, en); err != nil {
-			return fail(en, err)
-		}
-	}
-	// ... and the only one it leaves that they select.
-	if len(entries) > 1 {
-		if err := soleMatches(tx, entries); err != nil {
-			return err
+		if at, err := refs.createdAlone(en); err != nil {
+			return fail(at, err)
 		}
 	}
 
@@ -500,36 +492,6 @@ func pinnedID(q *search.Query) (string, error) {
 			"resource can be created at (a FHIR id other than . and ..)")
 	}
 	return id, nil
-}
-
-// matchesCriteria checks that the resource en created is one its criteria
-// select (conditional-criteria-unmatched otherwise): from its own index
-// entries when that is certain (search.Satisfies), else by a search.
-func matchesCriteria(tx store.Tx, en *Entry) error {
-	var rows []search.Entry // what the store indexed; else extracted now
-	if en.rendered != nil && en.rendered.err == nil {
-		rows = en.rendered.entries
-	} else {
-		rows = search.Extract(en.typ, en.doc)
-	}
-	if search.Satisfies(en.criteria, rows) {
-		return nil
-	}
-	q := *en.criteria
-	q.Clauses = append(slices.Clone(q.Clauses), search.Clause{Param: "_id", Type: search.TypeToken,
-		Values: []search.Value{{Code: en.id}}})
-	q.Count, q.Offset, q.Total, q.SummaryCount, q.Sort = 1, 0, false, false, nil
-	q.Includes, q.RevIncludes = nil, nil
-	page, err := tx.Search(&q)
-	if err != nil {
-		return err
-	}
-	if len(page.Matches) == 0 {
-		return outcome.New(outcome.Invalid, "invalid", "conditional-criteria-unmatched",
-			"the resource does not match its own conditional criteria, so they would never find it again; "+
-				"make the resource match them (for example, give it the identifier they name)")
-	}
-	return nil
 }
 
 // execEntry performs one resolved entry for the caller of sc.
