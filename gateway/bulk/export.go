@@ -343,12 +343,12 @@ func parseFilter(typ, query string) (*search.Query, error) {
 	}
 	for name := range vals {
 		name, _, _ = strings.Cut(name, ":")
-		if slices.Contains(resultParams, name) {
+		if search.ResultParam(name) {
 			// _summary=true or _elements would be ignored: whole resources
 			// exported to a client that asked for less.
 			return nil, kickoffError("export-typefilter-invalid", "a _typeFilter selects resources: "+
-				"_include, _revinclude, _sort, _summary, _elements, _count and _total have no place in it "+
-				"(an export has whole resources)").At("_typeFilter")
+				"result parameters (_include, _revinclude, _sort, _summary, _elements, _count, _offset, _total, ...) "+
+				"have no place in it (an export has whole resources, every match)").At("_typeFilter")
 		}
 	}
 	for _, c := range q.Clauses {
@@ -358,11 +358,6 @@ func parseFilter(typ, query string) (*search.Query, error) {
 	}
 	return q, nil
 }
-
-// resultParams are the search parameters that shape a search's answer
-// rather than select resources: a _typeFilter refuses them.
-var resultParams = []string{"_include", "_revinclude", "_sort", "_summary", "_elements", "_count", "_total",
-	"_contained", "_containedType"}
 
 // inCompartment reports whether typ belongs to a Patient or Group export:
 // the types of R4's patient compartment (search.PatientCompartment), whose

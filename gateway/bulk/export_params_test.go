@@ -42,6 +42,7 @@ func TestExportKickoffRefusals(t *testing.T) {
 		{"_outputFormat plus", bulk.LevelSystem, "_outputFormat=application/fhir+ndjson", "respond-async", "export-format-unsupported", "_outputFormat", "%2B"},
 		{"_since plus", bulk.LevelSystem, "_since=2020-01-01T00:00:00+01:00", "respond-async", "export-since-invalid", "_since", "%2B"},
 		{"_typeFilter _summary", bulk.LevelSystem, "_type=Observation&_typeFilter=" + url.QueryEscape("Observation?_summary=true"), "respond-async", "export-typefilter-invalid", "_typeFilter", "_summary"},
+		{"_typeFilter _offset", bulk.LevelSystem, "_type=Observation&_typeFilter=" + url.QueryEscape("Observation?code=x&_offset=5"), "respond-async", "export-typefilter-invalid", "_typeFilter", "_offset"},
 		{"_typeFilter _elements", bulk.LevelSystem, "_type=Observation&_typeFilter=" + url.QueryEscape("Observation?_elements=id"), "respond-async", "export-typefilter-invalid", "_typeFilter", "_elements"},
 		{"_typeFilter _count", bulk.LevelSystem, "_type=Observation&_typeFilter=" + url.QueryEscape("Observation?code=x&_count=5"), "respond-async", "export-typefilter-invalid", "_typeFilter", "_count"},
 		{"Patient export Organization", bulk.LevelPatient, "_type=Organization", "respond-async", "export-type-not-in-compartment", "_type", "Organization"},

@@ -64,17 +64,19 @@ func ignorable(key, rule string) bool {
 	case RuleParamUnknown, RuleParamUnsupported, RuleIncludeUnsupported, RuleSortUnsupported:
 		return true
 	case RuleModifierUnsupported, RuleChainUnsupported:
-		return resultParam(key)
+		return ResultParam(key)
 	}
 	return false
 }
 
-// resultParam reports whether key (name[:modifier]) is a result parameter,
-// which shapes the answer and selects nothing.
-func resultParam(key string) bool {
+// ResultParam reports whether key (name[:modifier]) is a result parameter,
+// which shapes the answer and selects nothing (search.html#return,
+// paging and formats).
+func ResultParam(key string) bool {
 	name, _, _ := strings.Cut(key, ":")
 	switch name {
-	case "_count", "_offset", "_cursor", "_sort", "_summary", "_total", "_elements", "_include", "_revinclude", "_format", "_pretty":
+	case "_count", "_offset", "_cursor", "_sort", "_summary", "_total", "_elements", "_include", "_revinclude", "_format", "_pretty",
+		"_contained", "_containedType":
 		return true
 	}
 	return false
