@@ -340,6 +340,9 @@ func defs(rt string) []def {
 	for i := range all {
 		all[i].rowsOf = rowsOf(all, all[i])
 		all[i].paths = boundCodes(rt, all[i].paths)
+		if all[i].url == "" && !all[i].compartment {
+			all[i].url = R4Definition(rt, all[i].name) // looked up once a type, not at every Lookup
+		}
 	}
 	defsOf.Store(rt, all)
 	return all
@@ -468,9 +471,6 @@ func (d def) param(rt string) Param {
 		res = "Resource"
 	}
 	out := Param{Resource: res, Name: d.name, Type: d.typ, Description: d.desc, Definition: d.url}
-	if d.url == "" && !d.compartment {
-		out.Definition = R4Definition(rt, d.name)
-	}
 	for _, x := range d.paths {
 		out.Paths = append(out.Paths, x.p)
 	}
