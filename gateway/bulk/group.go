@@ -10,6 +10,7 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 )
 
 // A Group, for a Group export, is a Group resource the client's tenant
@@ -66,36 +67,16 @@ func (s *Service) groupMembers(ctx context.Context, sc *auditlog.Scope, id strin
 }
 
 // memberAt reports whether a member.period (FHIR dateTimes, possibly
-// partial: "2001", "2001-01", "2001-01-01"; "" open) includes t: a
-// partial end lasts to the end of its year, month or day, a partial start
-// begins with it. A time without a zone is taken as UTC.
+// partial; "" open) includes t, each bound covering its precision (an end
+// of "2001" lasts to the year's last instant), as a date search compares
+// them (search.DateRange). A malformed bound, which R4 validation
+// refuses, does not limit the membership.
 func memberAt(start, end string, t time.Time) bool {
-	if s, _, ok := parseDateTime(start); ok && t.Before(s) {
+	if lo, _, ok := search.DateRange(start); ok && t.Before(lo) {
 		return false
 	}
-	if _, e, ok := parseDateTime(end); ok && !t.Before(e) {
+	if _, hi, ok := search.DateRange(end); ok && t.After(hi) {
 		return false
 	}
 	return true
-}
-
-// parseDateTime parses a FHIR dateTime into the interval it names: its
-// first instant and the first instant after it. ok is false for "" or a
-// malformed value (which then does not limit the membership).
-func parseDateTime(v string) (from, to time.Time, ok bool) {
-	for _, l := range []struct {
-		layout string
-		next   func(time.Time) time.Time
-	}{
-		{time.RFC3339Nano, func(t time.Time) time.Time { return t.Add(time.Nanosecond) }},
-		{"2006-01-02T15:04:05", func(t time.Time) time.Time { return t.Add(time.Second) }},
-		{time.DateOnly, func(t time.Time) time.Time { return t.AddDate(0, 0, 1) }},
-		{"2006-01", func(t time.Time) time.Time { return t.AddDate(0, 1, 0) }},
-		{"2006", func(t time.Time) time.Time { return t.AddDate(1, 0, 0) }},
-	} {
-		if t, err := time.Parse(l.layout, v); err == nil {
-			return t, l.next(t), true
-		}
-	}
-	return time.Time{}, time.Time{}, false
 }

@@ -24,7 +24,7 @@ import (
 func TestGroupMembership(t *testing.T) {
 	ctx := context.Background()
 	a, st := newApp(t, 1<<20)
-	seed(t, st, "Patient", 6, func(int) map[string]any { return map[string]any{"gender": "other"} })
+	seed(t, st, "Patient", 8, func(int) map[string]any { return map[string]any{"gender": "other"} })
 	member := func(ref string, extra map[string]any) map[string]any {
 		m := map[string]any{"entity": map[string]any{"reference": ref}}
 		for k, v := range extra {
@@ -40,6 +40,9 @@ func TestGroupMembership(t *testing.T) {
 			member("Patient/patient-0000003", map[string]any{"period": map[string]any{"start": "2001-01", "end": "2999-12-31T00:00:00Z"}}),
 			member("Patient/patient-0000004", map[string]any{"inactive": true}),
 			member("Patient/patient-0000005", map[string]any{"period": map[string]any{"end": "2001"}}),
+			// Minute precision, and a fraction without zone: ended long ago.
+			member("Patient/patient-0000006", map[string]any{"period": map[string]any{"end": "2001-01-01T10:00Z"}}),
+			member("Patient/patient-0000007", map[string]any{"period": map[string]any{"end": "2001-01-01T10:00:00.5"}}),
 		}}
 	})
 	sc := auditlog.NewScope("bulk-export", &auth.Principal{ClientID: "c", Scopes: auth.ParseScopes("system/*.rs")})

@@ -12,7 +12,7 @@ func MinTime() time.Time { return time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC) }
 // 9999-12-31T23:59:59.999Z.
 func MaxTime() time.Time { return time.Date(9999, 12, 31, 23, 59, 59, 999e6, time.UTC) }
 
-// parseDateRange parses a FHIR date, dateTime or instant, partial or not, as
+// DateRange parses a FHIR date, dateTime or instant, partial or not, as
 // a search value or an element value, and returns the instants it covers,
 // [low, high] inclusive, in UTC, in whole milliseconds.
 //
@@ -24,7 +24,7 @@ func MaxTime() time.Time { return time.Date(9999, 12, 31, 23, 59, 59, 999e6, tim
 // The range is the value's precision: a year, month or day; a minute;
 // a second (low .. low+999ms); 1/10 or 1/100 s likewise; a millisecond or
 // finer is exact (digits beyond milliseconds are truncated).
-func parseDateRange(s string) (low, high time.Time, ok bool) {
+func DateRange(s string) (low, high time.Time, ok bool) {
 	p := dateParser{s: s}
 	year, ok := p.digits(4)
 	if !ok || year < 1 {

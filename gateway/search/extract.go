@@ -233,7 +233,7 @@ func (x *extractor) str(s string) {
 
 func (x *extractor) dateValue(v any) {
 	if s, ok := v.(string); ok {
-		if lo, hi, ok := parseDateRange(s); ok {
+		if lo, hi, ok := DateRange(s); ok {
 			x.add(Entry{Type: TypeDate, Low: lo, High: hi})
 		}
 	}
@@ -248,14 +248,14 @@ func (x *extractor) period(m map[string]any) {
 	lo, hi := MinTime(), MaxTime()
 	var sHigh, eLow time.Time
 	if sok {
-		l, h, ok := parseDateRange(start)
+		l, h, ok := DateRange(start)
 		if !ok {
 			return
 		}
 		lo, sHigh = l, h
 	}
 	if eok {
-		l, h, ok := parseDateRange(end)
+		l, h, ok := DateRange(end)
 		if !ok {
 			return
 		}

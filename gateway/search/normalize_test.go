@@ -143,15 +143,15 @@ func TestParseDateRange(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
-			lo, hi, ok := parseDateRange(tt.in)
+			lo, hi, ok := DateRange(tt.in)
 			if ok != tt.ok {
-				t.Fatalf("parseDateRange(%q) ok = %v, want %v", tt.in, ok, tt.ok)
+				t.Fatalf("DateRange(%q) ok = %v, want %v", tt.in, ok, tt.ok)
 			}
 			if ok && (!lo.Equal(tt.low) || !hi.Equal(tt.hi)) {
-				t.Errorf("parseDateRange(%q) = %v .. %v, want %v .. %v", tt.in, lo, hi, tt.low, tt.hi)
+				t.Errorf("DateRange(%q) = %v .. %v, want %v .. %v", tt.in, lo, hi, tt.low, tt.hi)
 			}
 			if ok && (lo.Location() != time.UTC || hi.Location() != time.UTC) {
-				t.Errorf("parseDateRange(%q) not in UTC", tt.in)
+				t.Errorf("DateRange(%q) not in UTC", tt.in)
 			}
 		})
 	}

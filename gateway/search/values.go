@@ -255,7 +255,7 @@ func parseValue(p Param, mod, raw, base string) (Value, bool) {
 		return Value{Str: s}, s != ""
 	case TypeDate:
 		prefix, rest := splitPrefix(raw)
-		lo, hi, ok := parseDateRange(unescape(rest))
+		lo, hi, ok := DateRange(unescape(rest))
 		return Value{Prefix: prefix, Low: lo, High: hi}, ok
 	case TypeNumber:
 		prefix, rest := splitPrefix(raw)
