@@ -65,6 +65,18 @@ var instruments = map[string]*instrument{
 	"MOAA-S": {name: "MOAA-S", key: "moaas", items: 0, maxTotal: 5},
 }
 
+// InstrumentLimits returns the highest item score and the highest total of the
+// instrument of native name (the bounds of assessment.score-range and
+// assessment.total-range), 0 for what it does not have (yes/no items, no
+// total); ok is false for an instrument the gateway does not know.
+func InstrumentLimits(name string) (maxScore, maxTotal int, ok bool) {
+	in, ok := instruments[name]
+	if !ok {
+		return 0, 0, false
+	}
+	return in.maxScore, in.maxTotal, true
+}
+
 // yesNo reports whether the instrument's items are yes/no questions.
 func (in *instrument) yesNo() bool { return in.answer == nil && in.items > 0 }
 

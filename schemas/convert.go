@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/xeipuuv/gojsonschema"
+
+	"github.com/ketamine-gateway/ketamine-gateway/mapping"
 )
 
 // summaryErrors are gojsonschema error types that only say that a combinator
@@ -104,30 +106,23 @@ func convertErrors(errs []gojsonschema.ResultError, root any) []Issue {
 	return issues
 }
 
-// maxScores and maxTotals are each instrument's highest item score and
-// total (mapping's assessment.score-range and assessment.total-range).
-// An assessment's schema bounds them by the highest of any instrument;
-// beyond that bound the message gives the record's own instrument's bound
-// (without naming it: a code is document text), so that the sender does
-// not fix the value to the schema's bound and then again to the
-// instrument's.
-var (
-	maxScores = map[string]int{"PHQ-9": 3, "GAD-7": 3, "QIDS-SR16": 3, "MADRS": 6, "CADSS": 4}
-	maxTotals = map[string]int{"PHQ-9": 27, "GAD-7": 21, "MADRS": 60, "QIDS-SR16": 27, "CADSS": 92, "MOAA-S": 5}
-)
-
 // instrumentBound is the bound of the record's instrument on the item
 // score or total at path in root (the decoded document), if path is one
-// and the instrument is known.
+// and the instrument is known (mapping.InstrumentLimits: the bounds of the clinical
+// rules). An assessment's schema bounds them by the highest of any
+// instrument; beyond that bound the message gives the record's own
+// instrument's bound (without naming it: a code is document text), so
+// that the sender does not fix the value to the schema's bound and then
+// again to the instrument's.
 func instrumentBound(root any, path []pathElem) (int, bool) {
 	n := len(path)
 	var at []pathElem // the assessment's path
-	var table map[string]int
+	score := false
 	switch {
 	case n >= 3 && path[n-1].key == "score" && !path[n-1].isIndex && path[n-2].isIndex && path[n-3].key == "items":
-		at, table = path[:n-3], maxScores
+		at, score = path[:n-3], true
 	case n >= 1 && path[n-1].key == "total" && !path[n-1].isIndex:
-		at, table = path[:n-1], maxTotals
+		at = path[:n-1]
 	default:
 		return 0, false
 	}
@@ -153,8 +148,12 @@ func instrumentBound(root any, path []pathElem) (int, bool) {
 		return 0, false
 	}
 	in, _ := obj["instrument"].(string)
-	bound, ok := table[in]
-	return bound, ok
+	maxScore, maxTotal, ok := mapping.InstrumentLimits(in)
+	bound := maxTotal
+	if score {
+		bound = maxScore
+	}
+	return bound, ok && bound > 0
 }
 
 // impossibleDay reports whether v is a date or date-time whose date part is
