@@ -56,29 +56,33 @@ func TestEverythingDeclared(t *testing.T) {
 		t.Errorf("declared in-parameters %v, want _since,_type,_count,_offset", in)
 	}
 
-	total := func(t *testing.T, rec *httptest.ResponseRecorder) any {
+	// total counts every match; the page holds _count of them.
+	answer := func(t *testing.T, rec *httptest.ResponseRecorder) (any, int) {
 		t.Helper()
 		if rec.Code != http.StatusOK {
 			t.Fatalf("$everything = %d %s", rec.Code, rec.Body)
 		}
-		return decode(t, rec)["total"]
+		b := decode(t, rec)
+		entries, _ := b["entry"].([]any)
+		return b["total"], len(entries)
 	}
 	path := "/fhir/Patient/" + pid + "/$everything"
 	for _, tc := range []struct {
 		name, query, body string
 		total             float64
+		page              int
 	}{
-		{"POST without a body", "", "", 3},
-		{"POST with an empty Parameters", "", `{"resourceType":"Parameters"}`, 3},
-		{"POST _type", "", `{"resourceType":"Parameters","parameter":[{"name":"_type","valueCode":"Observation"}]}`, 2},
-		{"POST _type repeated", "", `{"resourceType":"Parameters","parameter":[{"name":"_type","valueCode":"Observation"},{"name":"_type","valueCode":"Provenance"}]}`, 3},
-		{"POST _since", "", `{"resourceType":"Parameters","parameter":[{"name":"_since","valueInstant":"2999-01-01T00:00:00Z"}]}`, 1},
-		{"POST _count", "", `{"resourceType":"Parameters","parameter":[{"name":"_count","valueInteger":1}]}`, 3},
-		{"POST URL and body", "?_type=Observation", `{"resourceType":"Parameters","parameter":[{"name":"_count","valueInteger":1}]}`, 2},
+		{"POST without a body", "", "", 3, 3},
+		{"POST with an empty Parameters", "", `{"resourceType":"Parameters"}`, 3, 3},
+		{"POST _type", "", `{"resourceType":"Parameters","parameter":[{"name":"_type","valueCode":"Observation"}]}`, 2, 2},
+		{"POST _type repeated", "", `{"resourceType":"Parameters","parameter":[{"name":"_type","valueCode":"Observation"},{"name":"_type","valueCode":"Provenance"}]}`, 3, 3},
+		{"POST _since", "", `{"resourceType":"Parameters","parameter":[{"name":"_since","valueInstant":"2999-01-01T00:00:00Z"}]}`, 1, 1},
+		{"POST _count", "", `{"resourceType":"Parameters","parameter":[{"name":"_count","valueInteger":1}]}`, 3, 1},
+		{"POST URL and body", "?_type=Observation", `{"resourceType":"Parameters","parameter":[{"name":"_count","valueInteger":1}]}`, 2, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := total(t, req(h, "POST", path+tc.query, tc.body)); got != tc.total {
-				t.Errorf("POST %s%s %s: total %v, want %v", path, tc.query, tc.body, got, tc.total)
+			if total, page := answer(t, req(h, "POST", path+tc.query, tc.body)); total != tc.total || page != tc.page {
+				t.Errorf("POST %s%s %s: total %v, %d on the page; want %v, %d", path, tc.query, tc.body, total, page, tc.total, tc.page)
 			}
 		})
 	}

@@ -15,7 +15,7 @@ import (
 func TestDocsTablesWhole(t *testing.T) {
 	files, err := filepath.Glob(filepath.Join("..", "docs", "*.md"))
 	if err != nil || len(files) == 0 {
-		t.Skipf("docs/*.md: %v", err)
+		t.Fatalf("docs/*.md (part of the repository) not found: %v", err)
 	}
 	files = append(files, filepath.Join("..", "README.md"))
 	for _, f := range files {
