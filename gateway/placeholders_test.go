@@ -1,10 +1,17 @@
 package gateway_test
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
 )
 
 // docBundle is a FHIR document as it is written: a Bundle of type document
@@ -339,5 +346,53 @@ func TestConditionalCreatesOneResource(t *testing.T) {
 	}
 	if n := decode(t, req(h, "GET", "/fhir/Patient?identifier=http://probe.example/mrn1|ONE6&_summary=count", ""))["total"]; n != 1.0 {
 		t.Errorf("the same criteria twice stored %v Patients, want 1", n)
+	}
+}
+
+// conflictOnce is a store whose first write transaction that would
+// commit, once armed, fails with store.ErrConflict (rolled back), as after
+// a concurrent writer: the engine then runs the transaction again.
+type conflictOnce struct {
+	store.Store
+	armed, done atomic.Bool
+}
+
+func (c *conflictOnce) Write(ctx context.Context, fn func(store.Tx) error) error {
+	return c.Store.Write(ctx, func(tx store.Tx) error {
+		if err := fn(tx); err != nil {
+			return err
+		}
+		if c.armed.Load() && c.done.CompareAndSwap(false, true) {
+			return store.ErrConflict
+		}
+		return nil
+	})
+}
+
+// TestPlaceholdersSameOnRerun: a transaction run again after a conflict
+// sees the placeholders its first run saw. A PATCH entry's fullUrl names
+// no resource it carries (its document exists only once it ran), so
+// criteria naming it are searched as written, in the first run and in the
+// run after the conflict alike (the second run had taken it for a
+// placeholder named by an entry processed before: criteria-placeholder-later).
+func TestPlaceholdersSameOnRerun(t *testing.T) {
+	st := &conflictOnce{Store: tempSQLite(t, sqlite.Options{})}
+	h := newServer(t, app.Config{Store: st, UpdateCreate: true}, gateway.Config{})
+	seed := `{"resourceType":"Observation","id":"rerun-o","status":"final","code":{"coding":[{"system":"urn:rerun","code":"a"}]}}`
+	if rec := req(h, "PUT", "/fhir/Observation/rerun-o", seed); rec.Code != 201 {
+		t.Fatalf("seed = %d %s", rec.Code, rec.Body)
+	}
+	const patchURN = "urn:uuid:eeeeeeee-5555-4111-8111-111111111111"
+	patch := strings.Replace(jsonPatchEntry("Observation?code=urn:rerun|a", `[{"op":"add","path":"/valueString","value":"x"}]`),
+		`{"resource"`, `{"fullUrl":"`+patchURN+`","resource"`, 1)
+	create := `{"resource":{"resourceType":"ConceptMap","url":"` + patchURN + `","status":"draft"},` +
+		`"request":{"method":"POST","url":"ConceptMap","ifNoneExist":"url=` + patchURN + `"}}`
+	st.armed.Store(true)
+	rec := req(h, "POST", "/fhir", txBundle(patch, create))
+	if !st.done.Load() {
+		t.Fatal("the store never made the transaction run again")
+	}
+	if rec.Code != 200 {
+		t.Fatalf("transaction run again after a conflict = %d %s, want 200 as its first run would answer", rec.Code, rec.Body)
 	}
 }

@@ -78,7 +78,7 @@ func (e *Engine) runTransaction(tx store.Tx, sc *auditlog.Scope, entries []*Entr
 	full := map[string]bool{} // the fullUrls that name an entry's resource
 	for _, en := range entries {
 		en.rewrites.Restore()
-		if en.fullURL != "" && en.doc != nil {
+		if en.fullURL != "" && en.namesResource() {
 			full[en.fullURL] = true
 		}
 	}
@@ -107,7 +107,7 @@ func (e *Engine) runTransaction(tx store.Tx, sc *auditlog.Scope, entries []*Entr
 		if en.method == "POST" && en.id == "" {
 			en.id = store.NewID()
 		}
-		if en.fullURL != "" && en.doc != nil {
+		if en.fullURL != "" && en.namesResource() {
 			ids[en.fullURL] = en.typ + "/" + en.id
 		}
 	}
@@ -634,4 +634,13 @@ func touchEntries(sc *auditlog.Scope, entries []*Entry, errs []error) {
 		}
 		sc.TouchDoc(en.res.Resource, doc)
 	}
+}
+
+// namesResource reports whether en's fullUrl names the resource it
+// carries (a POST's or PUT's), which references and criteria in the
+// Bundle may use as a placeholder. A PATCH carries none, though its
+// document is set once it ran: decided by method, a later run of the
+// transaction (after a conflict) sees the same placeholders as the first.
+func (en *Entry) namesResource() bool {
+	return en.doc != nil && en.method != "PATCH"
 }
