@@ -73,8 +73,7 @@ func (s *Server) handleBundle(c echo.Context) error {
 
 // handleCreate is POST /fhir/{type}, honouring If-None-Exist.
 func (s *Server) handleCreate(c echo.Context) error {
-	res, err := s.app.Engine.Create(c.Request().Context(), scopeOf(c), c.Param("type"), s.body(c),
-		c.Request().Header.Get("If-None-Exist"), preconditions(c))
+	res, err := s.app.Engine.Create(c.Request().Context(), scopeOf(c), c.Param("type"), s.body(c), preconditions(c))
 	if err != nil {
 		return err
 	}

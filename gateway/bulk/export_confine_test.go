@@ -105,7 +105,7 @@ func TestGroupExportNamesOnlyItsPatients(t *testing.T) {
 	g, _ := json.Marshal(map[string]any{"resourceType": "Group", "type": "person", "actual": true,
 		"member": []any{map[string]any{"entity": map[string]any{"reference": "Patient/" + patA}}}})
 	gsc := auditlog.NewScope("create", sc.Principal)
-	res, err := a.Engine.Create(ctx, gsc, "Group", func() ([]byte, error) { return g, nil }, "", engine.Preconditions{})
+	res, err := a.Engine.Create(ctx, gsc, "Group", func() ([]byte, error) { return g, nil }, engine.Preconditions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,7 +207,7 @@ func TestGroupExportConfines(t *testing.T) {
 			res, err = a.Engine.Update(ctx, wsc, typ, id, func() ([]byte, error) { return body, nil }, engine.Preconditions{})
 		} else {
 			body, _ := json.Marshal(doc)
-			res, err = a.Engine.Create(ctx, wsc, typ, func() ([]byte, error) { return body, nil }, "", engine.Preconditions{})
+			res, err = a.Engine.Create(ctx, wsc, typ, func() ([]byte, error) { return body, nil }, engine.Preconditions{})
 		}
 		if err != nil {
 			t.Fatalf("%s %s: %v", typ, key, err)

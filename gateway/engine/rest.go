@@ -211,19 +211,20 @@ func (e *Engine) writeEntry(ctx context.Context, sc *auditlog.Scope, en *Entry, 
 }
 
 // Create creates a resource of typ (http.html#create), or, with
-// ifNoneExist, finds the one resource those criteria match (conditional
-// create: StatusOK and that resource). pre must be empty: a create makes
-// a new resource, which no precondition can name, and a client that sent
-// one meant a guard the create would not apply (Invalid
-// precondition-unsupported).
-func (e *Engine) Create(ctx context.Context, sc *auditlog.Scope, typ string, body Body, ifNoneExist string, pre Preconditions) (*Result, error) {
+// pre.IfNoneExist, finds the one resource those criteria match
+// (conditional create: StatusOK and that resource). pre holds nothing
+// else: a create makes a new resource, which no other precondition can
+// name, and a client that sent one meant a guard the create would not
+// apply (Invalid precondition-unsupported).
+func (e *Engine) Create(ctx context.Context, sc *auditlog.Scope, typ string, body Body, pre Preconditions) (*Result, error) {
 	if err := e.writable(typ); err != nil {
 		return nil, err
 	}
 	if err := allow(sc, typ, 'c'); err != nil {
 		return nil, err
 	}
-	if pre.IfMatch != "" || pre.IfNoneMatch != "" || pre.IfUnmodifiedSince != "" {
+	ifNoneExist := pre.IfNoneExist
+	if pre != (Preconditions{IfNoneExist: ifNoneExist}) {
 		return nil, outcome.New(outcome.Invalid, "not-supported", "precondition-unsupported",
 			"a create (POST) makes a new resource, which If-Match, If-None-Match and If-Unmodified-Since cannot name; "+
 				"send If-None-Exist for a conditional create, or PUT the resource at its id with If-None-Match: * "+

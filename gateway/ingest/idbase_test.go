@@ -84,7 +84,7 @@ func TestIdentityAmbiguous(t *testing.T) {
 	patient := `{"resourceType":"Patient","identifier":[{"system":"` + mapping.DefaultIdentifierBase +
 		`/serenity-clinic-emr/patient","value":"DUP-PT"}]}`
 	for range 2 {
-		if _, err := g.a.Engine.Create(ctx, sc, "Patient", func() ([]byte, error) { return []byte(patient), nil }, "", engine.Preconditions{}); err != nil {
+		if _, err := g.a.Engine.Create(ctx, sc, "Patient", func() ([]byte, error) { return []byte(patient), nil }, engine.Preconditions{}); err != nil {
 			t.Fatal(err)
 		}
 	}
