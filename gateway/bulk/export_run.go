@@ -191,7 +191,7 @@ func (x *exporter) exportType(ctx context.Context, typ string) error {
 			if r == nil || !x.s.cfg.Visible(x.sc, r) {
 				continue
 			}
-			patients := auditlog.PatientsIn(r.Type, r.ID, r.Body)
+			var patients []string
 			if x.byTargets(typ) {
 				if patients, err = x.provenancePatients(ctx, r); err != nil {
 					return err
@@ -199,6 +199,8 @@ func (x *exporter) exportType(ctx context.Context, typ string) error {
 				if len(patients) == 0 {
 					continue // about no patient (of the Group)
 				}
+			} else {
+				patients = auditlog.PatientsIn(r.Type, r.ID, r.Body)
 			}
 			if x.confiner != nil {
 				if r, err = x.confiner.confine(ctx, r); err != nil {
