@@ -2,10 +2,9 @@ package engine
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"net/url"
-	"strconv"
+	"slices"
 	"strings"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
@@ -29,73 +28,38 @@ func (e *Engine) EverythingParameters(query url.Values, body []byte) (url.Values
 	if len(bytes.TrimSpace(body)) == 0 {
 		return out, nil
 	}
-	var p struct {
-		ResourceType string                       `json:"resourceType"`
-		Parameter    []map[string]json.RawMessage `json:"parameter"`
-	}
-	if err := json.Unmarshal(body, &p); err != nil || p.ResourceType != "Parameters" {
+	doc, verr := e.v.Decoded(body, "Parameters") // R4's structure: one value[x], a name
+	if verr != nil {
+		if d, err := decodeJSON(body); err == nil && d["resourceType"] == "Parameters" {
+			return nil, verr // a Parameters R4 refuses: its own issues, naming the element
+		}
 		return nil, outcome.New(outcome.Invalid, "structure", "operation-parameters-invalid",
 			"the body of POST $everything must be a Parameters resource (or empty), with _count, _offset, _since or _type")
 	}
+	params, _ := doc["parameter"].([]any)
 	var types []string
-	for i, x := range p.Parameter {
+	for i, p := range params {
+		pp, _ := p.(map[string]any)
 		where := fmt.Sprintf("Parameters.parameter[%d]", i)
-		var name string
-		if json.Unmarshal(x["name"], &name) != nil || name == "" {
-			return nil, outcome.New(outcome.Invalid, "required", "operation-parameters-invalid",
-				"a parameter has no name").At(where + ".name")
+		name, _ := pp["name"].(string)
+		takes, known := everythingValues[name]
+		if !known {
+			out[name] = append(out[name], "") // not a parameter of $everything: Everything names it
+			continue
 		}
-		keys := map[string]bool{}
-		switch name {
-		case "_count", "_offset":
-			keys["valueInteger"], keys["valuePositiveInt"], keys["valueUnsignedInt"] = true, true, true
-		case "_since":
-			keys["valueInstant"], keys["valueDateTime"] = true, true
-		case "_type":
-			keys["valueCode"], keys["valueString"] = true, true
-		default:
-			// Not a parameter of $everything: Everything names it.
-			keys[""] = true
-		}
-		var value string
-		found := false
-		for k, raw := range x {
-			if k == "name" || k == "id" || k == "extension" {
-				continue
-			}
-			if !keys[k] {
-				if keys[""] {
-					continue
-				}
-				return nil, outcome.New(outcome.Invalid, "value", "operation-parameters-invalid",
-					"the "+name+" parameter of $everything takes "+expectedValues(name)).At(where + "." + k)
-			}
-			var n json.Number
-			var s string
-			switch {
-			case json.Unmarshal(raw, &s) == nil:
-				value = s
-			case json.Unmarshal(raw, &n) == nil:
-				value = n.String()
-			default:
-				return nil, outcome.New(outcome.Invalid, "value", "operation-parameters-invalid",
-					"the "+name+" parameter of $everything takes "+expectedValues(name)).At(where + "." + k)
-			}
-			found = true
-		}
-		if !found && !keys[""] {
+		v, suffix, ok := partValue(pp)
+		if !ok {
 			return nil, outcome.New(outcome.Invalid, "required", "operation-parameters-invalid",
 				"the "+name+" parameter has no value: it takes "+expectedValues(name)).At(where)
 		}
+		if !slices.Contains(takes, suffix) {
+			return nil, outcome.New(outcome.Invalid, "value", "operation-parameters-invalid",
+				"the "+name+" parameter of $everything takes "+expectedValues(name)).At(where + ".value" + suffix)
+		}
+		value := fmt.Sprint(v) // a string, or a json.Number of an integer R4 checked
 		if name == "_type" {
 			types = append(types, value)
 			continue
-		}
-		if name == "_count" || name == "_offset" {
-			if _, err := strconv.Atoi(value); err != nil {
-				return nil, outcome.New(outcome.Invalid, "value", "operation-parameters-invalid",
-					"the "+name+" parameter of $everything takes "+expectedValues(name)).At(where)
-			}
 		}
 		out[name] = append(out[name], value)
 	}
@@ -103,6 +67,15 @@ func (e *Engine) EverythingParameters(query url.Values, body []byte) (url.Values
 		out["_type"] = append(out["_type"], strings.Join(types, ","))
 	}
 	return out, nil
+}
+
+// everythingValues are the value[x] types each parameter of $everything
+// takes (its OperationDefinition's, and those R4 derives from them).
+var everythingValues = map[string][]string{
+	"_count":  {"Integer", "PositiveInt", "UnsignedInt"},
+	"_offset": {"Integer", "PositiveInt", "UnsignedInt"},
+	"_since":  {"Instant", "DateTime"},
+	"_type":   {"Code", "String"},
 }
 
 // expectedValues says which value[x] a parameter of $everything takes.
