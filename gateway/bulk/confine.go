@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -45,6 +46,15 @@ type confiner struct {
 	// inside caches resolve's answers by reference ("Type/id" or
 	// "Type/id/_history/n"), within the tenant of the export.
 	inside map[string]bool
+}
+
+// onlyMembers returns, of patients ("Patient/id" references), the
+// Group's members.
+func (c *confiner) onlyMembers(patients []string) []string {
+	return slices.DeleteFunc(patients, func(p string) bool {
+		id, _ := strings.CutPrefix(p, "Patient/")
+		return !c.members[id]
+	})
 }
 
 // maxConfineCache bounds confiner.inside: past it the cache starts again.

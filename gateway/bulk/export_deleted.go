@@ -50,7 +50,8 @@ func (x *exporter) exportDeleted(ctx context.Context, typ string) error {
 			if last == nil || !x.s.cfg.Visible(x.sc, last) {
 				continue
 			}
-			patients, ok := x.deletedAbout(last)
+			var patients []string
+			ok := false
 			if x.byTargets(typ) {
 				// A Provenance is the export's by what its targets are
 				// about (export_provenance.go), as they are now.
@@ -58,6 +59,8 @@ func (x *exporter) exportDeleted(ctx context.Context, typ string) error {
 					return err
 				}
 				ok = len(patients) > 0
+			} else {
+				patients, ok = x.deletedAbout(last)
 			}
 			if !ok {
 				continue
@@ -104,12 +107,7 @@ func (x *exporter) deletedAbout(last *store.Resource) ([]string, bool) {
 	case LevelPatient:
 		return patients, len(patients) > 0
 	case LevelGroup:
-		var in []string
-		for _, p := range patients {
-			if id, ok := strings.CutPrefix(p, "Patient/"); ok && slices.Contains(x.req.Members, id) {
-				in = append(in, p)
-			}
-		}
+		in := x.confiner.onlyMembers(patients)
 		return in, len(in) > 0
 	}
 	return patients, true

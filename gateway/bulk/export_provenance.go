@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strings"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
@@ -82,11 +81,8 @@ func (x *exporter) provenancePatients(ctx context.Context, r *store.Resource) ([
 	}
 	slices.Sort(out)
 	out = slices.Compact(out)
-	if x.req.Level == LevelGroup {
-		out = slices.DeleteFunc(out, func(p string) bool {
-			id, _ := strings.CutPrefix(p, "Patient/")
-			return !x.confiner.members[id]
-		})
+	if x.confiner != nil {
+		out = x.confiner.onlyMembers(out)
 	}
 	return out, nil
 }
