@@ -20,19 +20,11 @@ const ContentTypeFHIR = "application/fhir+json; charset=utf-8"
 
 // writeResource writes a FHIR resource as JSON (indented with _pretty=true).
 func writeResource(c echo.Context, status int, v any) error {
-	var (
-		b   []byte
-		err error
-	)
-	if c.QueryParam("_pretty") == "true" {
-		b, err = fhirwire.MarshalIndent(v)
-	} else {
-		b, err = fhirwire.Marshal(v)
-	}
+	b, err := fhirwire.Marshal(v)
 	if err != nil {
 		return err
 	}
-	return c.Blob(status, ContentTypeFHIR, b)
+	return writeRaw(c, status, b)
 }
 
 // writeRaw writes FHIR JSON the application already rendered (a stored
