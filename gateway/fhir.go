@@ -23,8 +23,13 @@ import (
 // The FHIR R4 RESTful API (http.html): each handler reads the request's
 // plain values, calls one engine method and writes its result.
 
-// baseURL is the FHIR base the client used, for fullUrl and Location.
+// baseURL is the FHIR base the client used, for fullUrl and Location:
+// worked out once a request (the audit middleware keeps it in the
+// request's scope).
 func (s *Server) baseURL(c echo.Context) string {
+	if b := scopeOf(c).Base; b != "" {
+		return b
+	}
 	if s.cfg.BaseURL != "" {
 		return strings.TrimRight(s.cfg.BaseURL, "/")
 	}
