@@ -545,6 +545,7 @@ func TestOperatorParameters(t *testing.T) {
 		{"POST", "/admin/deliveries/replay?destination=ehr&" + since, 200, `"replayed":0`},
 		{"POST", "/admin/deliveries/replay?destination=ehr&" + since + "&dryRun=true", 400, "parameter-unknown"},
 		{"POST", "/admin/replay?tenant=nosuch", 400, "replay-tenant-unknown"},
+		{"POST", "/admin/replay?kind=session&apply=true", 400, "replay-reason-missing"},
 		{"POST", "/admin/replay?kind=session&aply=true", 400, "parameter-unknown"},
 		{"POST", "/admin/reindex?batch=0&dryRun=true", 400, "batch must be between 1 and 10000"},
 		{"POST", "/admin/reindex?batch=-3&dryRun=true", 400, "batch must be between 1 and 10000"},

@@ -63,6 +63,8 @@ func TestReplayCLIAndJob(t *testing.T) {
 		{[]string{"--kind", "nonsense"}, 2, "the kinds are assessment, vitals, infusion, adverse-event, session"},
 		{[]string{"--tenant", "clinic-z"}, 2, `the tenants with records are the default tenant ("") and "clinic-a"`},
 		{[]string{"--since", "yesterday"}, 2, "RFC 3339"},
+		{[]string{"--apply"}, 2, "reason: say why the changes are applied"},
+		{[]string{"--apply", "--reason", "  "}, 2, "reason: say why the changes are applied"},
 	} {
 		code, _, errs := cli(t, "", append([]string{"replay", "--db", db}, tc.args...)...)
 		if code != tc.code || !strings.Contains(errs, tc.want) {
@@ -103,5 +105,9 @@ func TestReplayCLIAndJob(t *testing.T) {
 	status, _, body = rawReq(t, "POST", g.base+"/admin/replay?kind=nonsense", "")
 	if status != http.StatusBadRequest || !bytes.Contains(body, []byte("replay-kind-unknown")) {
 		t.Errorf("replay of an unknown kind = %d %s", status, body)
+	}
+	status, _, body = rawReq(t, "POST", g.base+"/admin/replay?apply=true", "")
+	if status != http.StatusBadRequest || !bytes.Contains(body, []byte("replay-reason-missing")) {
+		t.Errorf("replay applied without a reason = %d %s", status, body)
 	}
 }

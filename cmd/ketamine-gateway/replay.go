@@ -29,7 +29,7 @@ func replayCommand(ctx context.Context, args []string, getenv func(string) strin
 	tenant := fs.String("tenant", "*", "only this tenant's records (default: every tenant's; \"\" is the default tenant)")
 	source := fs.String("source", "", "only records of this clinic system")
 	apply := fs.Bool("apply", false, "write the changes and enqueue the corrections")
-	reason := fs.String("reason", "", "why the changes are applied (recorded in the Provenance)")
+	reason := fs.String("reason", "", "why the changes are applied (required with --apply; recorded in each correction's Provenance)")
 	showValues := fs.Bool("show-values", false, "print the old and new values (PHI)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	configFile, base := appConfigFlags(fs, getenv)

@@ -110,7 +110,7 @@ func (s *Service) apply(ctx context.Context, sc *auditlog.Scope, m *remapped, op
 			return 0, err
 		}
 		reason := opts.Reason
-		if reason == "" {
+		if reason == "" { // a job an older build accepted without one (Check needs one now)
 			reason = "mapping " + s.cfg.MappingVersion + " replayed over the stored record"
 		}
 		err := tx.Provenance(audit.Provenance{

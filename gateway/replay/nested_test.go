@@ -130,7 +130,7 @@ func TestNestedRecordSentOnItsOwn(t *testing.T) {
 
 			// Applied, the change is made once; nothing is left to change
 			// or report of them after (mapping.md §10, step 5).
-			run(t, f.service(changed), replay.Options{Tenant: search.AllTenants, Apply: true})
+			run(t, f.service(changed), replay.Options{Tenant: search.AllTenants, Apply: true, Reason: "test"})
 			_, got = run(t, f.service(changed), replay.Options{Tenant: search.AllTenants})
 			for _, id := range []string{sessionID, cadssID} {
 				if d := onCADSS(got[id]); len(d) > 0 {
@@ -177,7 +177,7 @@ func TestNewVersionReplayed(t *testing.T) {
 	}
 	// A mapping change applies to it as to any record, and leaves nothing
 	// to change after.
-	_, got = run(t, f.service(heartRateDisplay), replay.Options{Tenant: search.AllTenants, Apply: true})
+	_, got = run(t, f.service(heartRateDisplay), replay.Options{Tenant: search.AllTenants, Apply: true, Reason: "test"})
 	changed := 0
 	for id, r := range got {
 		if r.Status != replay.StatusChanged || !r.Applied || r.Deliveries != 1 {

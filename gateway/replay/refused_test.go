@@ -41,7 +41,7 @@ func TestApplySkipsRefusedDestination(t *testing.T) {
 	}
 	s := replay.New(replay.Config{Store: st, Engine: a.Engine, Ingest: a.Ingest, Map: heartRateDisplay,
 		MappingVersion: "2.0.0-test", Destinations: []string{"shared"}})
-	sum, _ := run(t, s, replay.Options{Tenant: search.AllTenants, Apply: true})
+	sum, _ := run(t, s, replay.Options{Tenant: search.AllTenants, Apply: true, Reason: "test"})
 	if sum.Changed != 2 || sum.Deliveries != 1 {
 		t.Errorf("apply summary = %+v; want 2 changed, 1 correction sent", sum)
 	}

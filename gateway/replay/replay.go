@@ -24,10 +24,13 @@ package replay
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sort"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
@@ -218,7 +221,17 @@ var (
 	// another (one) tenant, whose replay covers its own records only.
 	errTenantOther = outcome.New(outcome.Invalid, "invalid", "replay-tenant-unknown",
 		"tenant: this client replays its own tenant's records only; leave tenant out")
+	// errReasonMissing refuses an apply without a reason: the corrections
+	// go to hospitals' EHRs and their Provenance says why.
+	errReasonMissing = outcome.New(outcome.Invalid, "required", "replay-reason-missing",
+		"reason: say why the changes are applied (it is recorded in each correction's Provenance and sent with it)")
+	// errReasonInvalid refuses a reason that is not one short line.
+	errReasonInvalid = outcome.New(outcome.Invalid, "value", "replay-reason-invalid",
+		fmt.Sprintf("reason: at most %d characters, without control characters (line breaks, tabs)", MaxReason))
 )
+
+// MaxReason is the longest reason a replay takes, in characters.
+const MaxReason = 200
 
 // tenantUnknown names the valid tenants of a replay.
 func tenantUnknown(valid []string) error {
@@ -261,6 +274,9 @@ func (s *Service) Check(ctx context.Context, opts Options) error {
 	if opts.Kind != "" && !ingest.KnownKind(opts.Kind) {
 		return errKindUnknown
 	}
+	if err := CheckReason(opts); err != nil {
+		return err
+	}
 	if opts.Tenant != search.AllTenants {
 		tenants, err := s.cfg.Store.LedgerTenants(ctx)
 		if err != nil {
@@ -269,6 +285,18 @@ func (s *Service) Check(ctx context.Context, opts Options) error {
 		if !slices.Contains(tenants, opts.Tenant) {
 			return tenantUnknown(tenants)
 		}
+	}
+	return nil
+}
+
+// CheckReason checks a replay's reason: an apply needs one, and a reason
+// is one line of at most MaxReason characters.
+func CheckReason(opts Options) error {
+	if opts.Apply && strings.TrimSpace(opts.Reason) == "" {
+		return errReasonMissing
+	}
+	if utf8.RuneCountInString(opts.Reason) > MaxReason || strings.ContainsFunc(opts.Reason, unicode.IsControl) {
+		return errReasonInvalid
 	}
 	return nil
 }

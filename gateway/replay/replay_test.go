@@ -484,7 +484,7 @@ func TestApply(t *testing.T) {
 	}
 
 	// A second apply changes nothing.
-	sum, _ = run(t, s, replay.Options{Tenant: search.AllTenants, Apply: true})
+	sum, _ = run(t, s, replay.Options{Tenant: search.AllTenants, Apply: true, Reason: "test"})
 	if sum.Changed != 0 || sum.Unchanged != len(recs) {
 		t.Errorf("second apply summary = %+v", sum)
 	}
@@ -549,7 +549,7 @@ func TestRefusedAndDiverged(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := f.versions(t, "clinic-a", "Observation")
-	sum, got := run(t, f.service(m), replay.Options{Tenant: search.AllTenants, Apply: true})
+	sum, got := run(t, f.service(m), replay.Options{Tenant: search.AllTenants, Apply: true, Reason: "test"})
 	if r := got[refuse]; r.Status != replay.StatusRefused || len(r.Issues) != 1 || r.Issues[0].Rule != "vitals.test-rule" ||
 		r.Issues[0].Pointer != "/heartRate" || r.Applied {
 		t.Errorf("refused record: %+v", r)
@@ -623,6 +623,46 @@ func TestFilters(t *testing.T) {
 	}
 }
 
+// TestApplyNeedsReason: an apply without a reason, or with one that is not
+// one short line, is refused before anything is read or written (Run and
+// Submit alike); a dry run needs none.
+func TestApplyNeedsReason(t *testing.T) {
+	f := newFixture(t)
+	f.load(t)
+	s := f.service(mapping.Map)
+	for _, tc := range []struct {
+		opts replay.Options
+		rule string
+	}{
+		{replay.Options{Apply: true}, "replay-reason-missing"},
+		{replay.Options{Apply: true, Reason: " \t "}, "replay-reason-missing"},
+		{replay.Options{Apply: true, Reason: "fix\nline two"}, "replay-reason-invalid"},
+		{replay.Options{Apply: true, Reason: strings.Repeat("é", replay.MaxReason+1)}, "replay-reason-invalid"},
+		{replay.Options{Reason: "fix\x00"}, "replay-reason-invalid"},
+		{replay.Options{Apply: true, Reason: strings.Repeat("é", replay.MaxReason)}, ""},
+		{replay.Options{}, ""},
+	} {
+		tc.opts.Tenant = search.AllTenants
+		err := s.Check(context.Background(), tc.opts)
+		kind, issues := outcome.From(err)
+		if tc.rule == "" {
+			if err != nil {
+				t.Errorf("%q (apply %v): %v, want accepted", tc.opts.Reason, tc.opts.Apply, err)
+			}
+			continue
+		}
+		if kind != outcome.Invalid || len(issues) == 0 || !strings.Contains(fmt.Sprint(err), tc.rule) || !strings.HasPrefix(issues[0].Message, "reason: ") {
+			t.Errorf("%q (apply %v): %v %+v, want Invalid %s naming reason", tc.opts.Reason, tc.opts.Apply, err, issues, tc.rule)
+		}
+		if _, err := s.Run(context.Background(), operator(), tc.opts, nil, nil); !strings.Contains(fmt.Sprint(err), tc.rule) {
+			t.Errorf("Run %q: %v, want %s", tc.opts.Reason, err, tc.rule)
+		}
+		if _, err := s.Submit(context.Background(), operator(), tc.opts, ""); !strings.Contains(fmt.Sprint(err), tc.rule) {
+			t.Errorf("Submit %q: %v, want %s", tc.opts.Reason, err, tc.rule)
+		}
+	}
+}
+
 // TestApplyInterrupted: an apply stopped after two records, then run
 // again, corrects each record once.
 func TestApplyInterrupted(t *testing.T) {
@@ -631,7 +671,7 @@ func TestApplyInterrupted(t *testing.T) {
 	s := f.service(heartRateDisplay)
 	stop := errors.New("stop")
 	n := 0
-	_, err := s.Run(context.Background(), operator(), replay.Options{Tenant: search.AllTenants, Apply: true}, func(r replay.RecordResult) error {
+	_, err := s.Run(context.Background(), operator(), replay.Options{Tenant: search.AllTenants, Apply: true, Reason: "test"}, func(r replay.RecordResult) error {
 		if r.Applied {
 			n++
 		}
@@ -645,7 +685,7 @@ func TestApplyInterrupted(t *testing.T) {
 	}
 	// Records the first run's workers had already applied when it stopped
 	// are done too.
-	if sum, _ := run(t, s, replay.Options{Tenant: search.AllTenants, Apply: true}); sum.Changed > 5-n {
+	if sum, _ := run(t, s, replay.Options{Tenant: search.AllTenants, Apply: true, Reason: "test"}); sum.Changed > 5-n {
 		t.Errorf("second run changed %d records after %d were applied; want at most %d", sum.Changed, n, 5-n)
 	}
 	if sum, _ := run(t, s, replay.Options{Tenant: search.AllTenants}); sum.Changed != 0 {
@@ -677,7 +717,7 @@ func TestReplayBesideIngest(t *testing.T) {
 			}
 		}
 	})
-	sum, err := s.Run(context.Background(), operator(), replay.Options{Tenant: search.AllTenants, Apply: true}, nil, nil)
+	sum, err := s.Run(context.Background(), operator(), replay.Options{Tenant: search.AllTenants, Apply: true, Reason: "test"}, nil, nil)
 	wg.Wait()
 	close(errs)
 	if err != nil {
@@ -692,7 +732,7 @@ func TestReplayBesideIngest(t *testing.T) {
 	// Whatever the replay saw is consistent: a second apply finishes the
 	// records ingested after the first had passed them, and then nothing
 	// is left.
-	run(t, s, replay.Options{Tenant: search.AllTenants, Apply: true})
+	run(t, s, replay.Options{Tenant: search.AllTenants, Apply: true, Reason: "test"})
 	if sum2, _ := run(t, s, replay.Options{Tenant: search.AllTenants}); sum2.Changed != 0 || sum2.Conflicts != 0 {
 		t.Errorf("after two applies: %+v (first: %+v)", sum2, sum)
 	}
