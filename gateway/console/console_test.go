@@ -647,6 +647,28 @@ func TestChainPageBroken(t *testing.T) {
 		!strings.Contains(page, "Record the head's sequence number") {
 		t.Fatalf("an intact chain's page does not show its head and the advice:\n%s", page)
 	}
+	// The head, given back as an anchor, is held; an anchor that is not
+	// one is refused at its field, nothing verified.
+	m := regexp.MustCompile(`<dt>Head</dt><dd>record (\d+), hash <code>([0-9a-f]{64})</code>`).FindStringSubmatch(page)
+	if m == nil {
+		t.Fatalf("no head on the page:\n%s", page)
+	}
+	head := m[1] + ":" + m[2]
+	if code, _, _ := f.post(t, "/console/audit/chain", url.Values{"csrf": {token}, "anchors": {" " + head + "\r\n"}}); code != http.StatusSeeOther {
+		t.Fatalf("verify with an anchor = %d, want 303", code)
+	}
+	_, page, _ = f.get(t, "/console/audit/chain")
+	if !strings.Contains(page, "<strong>Intact</strong>") || !strings.Contains(page, "record "+m[1]+", hash <code>"+m[2]+"</code>: held") ||
+		!strings.Contains(page, ">"+head+"</textarea>") {
+		t.Fatalf("the head given as an anchor is not shown held (and kept in the field):\n%s", page)
+	}
+	for _, bad := range []string{"7", "3:" + strings.Repeat("A", 64), strings.Repeat(head+" ", maxAnchors+1)} {
+		code, page, _ := f.post(t, "/console/audit/chain", url.Values{"csrf": {token}, "anchors": {head + "\n" + bad}})
+		if code != http.StatusBadRequest || !strings.Contains(page, `id="c-anchors-error"`) || !strings.Contains(page, "Anchors") ||
+			!strings.Contains(page, "The chain was not verified") {
+			t.Errorf("anchors %q = %d, want 400 naming the field:\n%s", bad, code, page)
+		}
+	}
 	raw, err := sql.Open("sqlite", "file:"+f.db+"?_pragma=busy_timeout(10000)") // the console writes meanwhile (its audit index)
 	if err != nil {
 		t.Fatal(err)
@@ -655,12 +677,12 @@ func TestChainPageBroken(t *testing.T) {
 	if _, err := raw.Exec(`UPDATE audit_chain SET hash = '00' || substr(hash, 3) WHERE seq = 3`); err != nil {
 		t.Fatal(err)
 	}
-	if code, _, _ := f.post(t, "/console/audit/chain", url.Values{"csrf": {token}}); code != http.StatusSeeOther {
+	if code, _, _ := f.post(t, "/console/audit/chain", url.Values{"csrf": {token}, "anchors": {head}}); code != http.StatusSeeOther {
 		t.Fatalf("verify = %d, want 303", code)
 	}
 	_, page, _ = f.get(t, "/console/audit/chain")
 	for _, want := range []string{"Broken at record 3", "<dt>Last intact record</dt><dd>record 2,", "<dt>Head the database holds (not verified)</dt>",
-		"A broken chain has no head to record"} {
+		"A broken chain has no head to record", "record " + m[1] + ", hash <code>" + m[2] + "</code>: <strong>not held</strong>"} {
 		if !strings.Contains(page, want) {
 			t.Errorf("the broken chain's page lacks %q", want)
 		}

@@ -197,16 +197,53 @@ func (c *Console) recordPage(rq *request) error {
 type chainData struct {
 	Last *auditlog.AuditVerification
 	By   string
+	// Anchors is the anchors field: as typed when it was refused (Error
+	// says why), else the last verification's anchors.
+	Anchors string
+	Error   string
 }
+
+// maxAnchors is the most anchors one verification checks.
+const maxAnchors = 20
 
 // chainPage shows the last verification of the audit chain this process
 // ran (a verification reads the whole chain, so it is an action, not a
 // page view).
 func (c *Console) chainPage(rq *request) error {
+	return rq.render("chain", "Audit chain", c.chainData())
+}
+
+func (c *Console) chainData() chainData {
 	c.verifyMu.Lock()
 	d := chainData{Last: c.lastVerify, By: c.lastBy}
 	c.verifyMu.Unlock()
-	return rq.render("chain", "Audit chain", d)
+	if d.Last != nil {
+		lines := make([]string, len(d.Last.Anchors))
+		for i, a := range d.Last.Anchors {
+			lines[i] = fmt.Sprintf("%d:%s", a.Seq, a.Hash)
+		}
+		d.Anchors = strings.Join(lines, "\n")
+	}
+	return d
+}
+
+// parseAnchors reads the anchors field: anchors written SEQ:HASH,
+// separated by line breaks or spaces. The error names the field and what
+// is wanted (never the value).
+func parseAnchors(v string) ([]auditlog.Anchor, error) {
+	fields := strings.Fields(v)
+	if len(fields) > maxAnchors {
+		return nil, fmt.Errorf("Anchors: at most %d at a time", maxAnchors)
+	}
+	var out []auditlog.Anchor
+	for i, f := range fields {
+		a, err := auditlog.ParseAnchor(f)
+		if err != nil {
+			return nil, fmt.Errorf("Anchors (anchor %d): %v", i+1, err)
+		}
+		out = append(out, a)
+	}
+	return out, nil
 }
 
 // chainVerify walks the audit chain; like GET /admin/audit/verify it needs
@@ -215,7 +252,18 @@ func (c *Console) chainVerify(rq *request) error {
 	if t := rq.sc.TenantOf(); t != "" && t != "*" {
 		return outcome.New(outcome.Forbidden, "forbidden", "tenant-audit-verify", "verifying the audit chain needs an all-tenant auditor")
 	}
-	res, err := auditlog.Verify(rq.ctx(), c.app.Store, c.now())
+	typed := rq.r.PostForm.Get("anchors")
+	anchors, err := parseAnchors(typed)
+	if err != nil {
+		// The page again, with what was typed and the error at the field;
+		// nothing verified.
+		rq.status = 400
+		rq.sc.Rules = []string{"console-form-invalid"}
+		d := c.chainData()
+		d.Anchors, d.Error = typed, err.Error()
+		return rq.render("chain", "Audit chain", d)
+	}
+	res, err := auditlog.Verify(rq.ctx(), c.app.Store, c.now(), anchors...)
 	if err != nil {
 		return err
 	}

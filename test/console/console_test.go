@@ -236,17 +236,41 @@ func TestAuditorSeesBrokenChain(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond) // polling the chain the gateway writes
 	}
-	if _, err := raw.Exec(`UPDATE audit_chain SET hash = '00' || substr(hash, 3) WHERE seq = 2`); err != nil {
-		t.Fatal(err)
+	// The auditor verifies the intact chain, writes its head down, and
+	// gives it back as an anchor: held.
+	factsOf := func(box string) map[string]string {
+		return eval[map[string]string](t, ctx, `Object.fromEntries(Array.from(document.querySelectorAll("`+box+` dt"))
+  .map(dt => [dt.innerText.trim(), dt.nextElementSibling.innerText.trim()]))`)
 	}
-	run(t, ctx, "verify the chain",
+	run(t, ctx, "verify the intact chain",
 		chromedp.Navigate(g.base+"/console/audit/chain"),
 		chromedp.WaitVisible(`//button[text()="Verify the chain now"]`),
 		chromedp.Click(`//button[text()="Verify the chain now"]`),
+		chromedp.WaitVisible(chromedp.CSS("div.ok dl.facts")))
+	checkLabels(t, ctx)
+	m := regexp.MustCompile(`^record (\d+), hash ([0-9a-f]{64})$`).FindStringSubmatch(factsOf("div.ok")["Head"])
+	if m == nil {
+		t.Fatalf("the intact chain's facts %v name no head", factsOf("div.ok"))
+	}
+	run(t, ctx, "verify with the head as an anchor",
+		chromedp.SetValue(chromedp.CSS("#c-anchors"), m[1]+":"+m[2]),
+		chromedp.Click(`//button[text()="Verify the chain now"]`),
+		chromedp.WaitVisible(`//dt[text()="Anchors"]`))
+	if a := factsOf("div.ok")["Anchors"]; a != "record "+m[1]+", hash "+m[2]+": held" {
+		t.Errorf("the anchor reads %q, want held", a)
+	}
+	if _, err := raw.Exec(`UPDATE audit_chain SET hash = '00' || substr(hash, 3) WHERE seq = 2`); err != nil {
+		t.Fatal(err)
+	}
+	// The field keeps the anchor: verifying again checks it.
+	run(t, ctx, "verify the chain",
+		chromedp.Click(`//button[text()="Verify the chain now"]`),
 		chromedp.WaitVisible(chromedp.CSS("div.problem")))
 	checkLabels(t, ctx)
-	facts := eval[map[string]string](t, ctx, `Object.fromEntries(Array.from(document.querySelectorAll("div.problem dt"))
-  .map(dt => [dt.innerText.trim(), dt.nextElementSibling.innerText.trim()]))`)
+	facts := factsOf("div.problem")
+	if a := facts["Anchors"]; !strings.HasPrefix(a, "record "+m[1]+", hash "+m[2]+": not held") {
+		t.Errorf("the anchor reads %q, want not held", a)
+	}
 	if s := text(t, ctx, "div.problem strong"); !strings.HasPrefix(s, "Broken at record 2") {
 		t.Errorf("the verification says %q, want broken at record 2", s)
 	}
