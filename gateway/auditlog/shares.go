@@ -107,17 +107,13 @@ func (l *Log) shares(sc *Scope, first audit.Record, read func(typ, id string) (*
 		p := by[t]
 		r := first.SameRequest(store.NewID())
 		r.Patients, r.Entities, r.Identified = p.Patients, p.Entities, p.Identified
-		whose := fmt.Sprintf("tenant %q", t)
-		if t == "" {
-			whose = "the default tenant"
-		}
 		disclosed := ""
 		if sc.Disclosed != "" {
 			disclosed = sc.Disclosed + "; "
 		}
-		r.Description = fmt.Sprintf("the share of %s of an all-tenant client's request (its data named here: %s, %s; %s"+
+		r.Description = fmt.Sprintf("%s of an all-tenant client's request (its data named here: %s, %s; %s"+
 			"the whole record is the request's AuditEvent kept for all-tenant readers)",
-			whose, Counted(len(p.Entities), "resource"), Counted(len(p.Patients), "patient"), disclosed)
+			audit.ShareOf(t), Counted(len(p.Entities), "resource"), Counted(len(p.Patients), "patient"), disclosed)
 		if rules := failureDescription(first.Status, sc.Rules); rules != "" {
 			r.Description = rules + "; " + r.Description
 		}

@@ -146,7 +146,7 @@ func TestVerifyServedAsChained(t *testing.T) {
 			for i := 1; i <= 5; i++ {
 				ev := newEvent("clinic-a", audit.Record{ID: fmt.Sprintf("ae%d", i), Recorded: at.Add(time.Duration(i) * time.Second),
 					Interaction: "delivery-read", Status: 200, ClientID: "auditor", ClientAddr: "127.0.0.1", Observer: "kg",
-					Tenant: "*", Patients: []string{"Patient/p1"}, RequestID: "r", TraceID: "t", Description: "delivery 32: 1 attempt"})
+					Tenant: "clinic-a", Patients: []string{"Patient/p1"}, RequestID: "r", TraceID: "t", Description: "delivery 32: 1 attempt"})
 				if err := st.Write(ctx, ev.put); err != nil {
 					t.Fatal(err)
 				}

@@ -3,6 +3,7 @@ package storetest
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -304,7 +305,35 @@ func testAuditChainServed(t *testing.T, s store.Store) {
 			}
 		}
 		// Appended with index entries that are not its body's (none).
-		return appendIndexed(tx, "sv4", richAudit("sv4", "p1"), []search.Entry{})
+		if err := appendIndexed(tx, "sv4", richAudit("sv4", "p1"), []search.Entry{}); err != nil {
+			return err
+		}
+		// A clinic's AuditEvent (its body names the tenant in source.site),
+		// stored under its tenant (sv5) and under another (sv6: moved in
+		// every row, which the chain's hash does not cover by itself).
+		// An all-tenant client's request (site "*"): its whole record under
+		// search.AllTenantsAudit (sv7) and moved to a clinic (sv8); clinic-a's
+		// share of it under clinic-a (sv9) and moved to clinic-b (sv10).
+		share, err := json.Marshal(audit.ShareOf("clinic-a") + " of an all-tenant client's request (its data named here: ...)")
+		if err != nil {
+			return err
+		}
+		for _, ev := range []struct{ id, tenant, site, desc string }{
+			{"sv5", "clinic-a", "clinic-a", `"read"`}, {"sv6", "clinic-b", "clinic-a", `"read"`},
+			{"sv7", search.AllTenantsAudit, search.AllTenants, `"read"`}, {"sv8", "clinic-a", search.AllTenants, `"read"`},
+			{"sv9", "clinic-a", search.AllTenants, string(share)}, {"sv10", "clinic-b", search.AllTenants, string(share)},
+		} {
+			id := ev.id
+			body := fmt.Appendf(nil, `{"resourceType":"AuditEvent","id":%q,"meta":{"versionId":"1"},"action":"R","outcomeDesc":%s,`+
+				`"source":{"observer":{"display":"gw"},"site":%q}}`, id, ev.desc, ev.site)
+			if err := tx.Put(&store.Resource{Type: "AuditEvent", ID: id, Version: 1, Body: body, Tenant: ev.tenant}, nil); err != nil {
+				return err
+			}
+			if err := tx.AppendAudit(id, body, nil); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -329,14 +358,20 @@ func testAuditChainServed(t *testing.T, s store.Store) {
 		t.Fatal(err)
 	}
 	want := map[string][]string{
-		"sv1": nil,
-		"sv2": {"current row names version 2", "1 other version(s)"},
-		"sv3": {"current row names version 2", "marks it deleted", "1 other version(s)"},
-		"sv4": {"search index rows differ", "idx_reference patient: 1 missing"},
+		"sv1":  nil,
+		"sv2":  {"current row names version 2", "1 other version(s)"},
+		"sv3":  {"current row names version 2", "marks it deleted", "1 other version(s)"},
+		"sv4":  {"search index rows differ", "idx_reference patient: 1 missing"},
+		"sv5":  nil,
+		"sv6":  {"stored under another tenant than its body names"},
+		"sv7":  nil,
+		"sv8":  {"stored under another tenant than its body names"},
+		"sv9":  nil,
+		"sv10": {"stored under another tenant than its body names"},
 	}
 	entries, broken := verifyChain(t, s)
-	if broken != nil || len(entries) != 4 {
-		t.Fatalf("chain = %d entries, %v; want 4 that verify", len(entries), broken)
+	if broken != nil || len(entries) != 10 {
+		t.Fatalf("chain = %d entries, %v; want 10 that verify", len(entries), broken)
 	}
 	for _, e := range entries {
 		all := strings.Join(e.Faults, "; ")

@@ -49,7 +49,9 @@ type served struct {
 	curTenant         string
 	curDeleted        int64
 	versions          int64
-	lastUpdated       int64 // the body's meta.lastUpdated (ms), when hasLU
+	lastUpdated       int64  // the body's meta.lastUpdated (ms), when hasLU
+	site              string // the body's tenant (source.site; "" the default tenant)
+	share             bool   // site is every tenant's, and the body is vTenant's share (audit.SharedWith)
 	hasLU, checkIndex bool
 	indexed           bool // the audit indexer has reached it
 	rows              indexRows
@@ -134,9 +136,15 @@ func (s *Store) extractPage(page []audit.ChainEntry, state []*served) {
 				}
 				entries := extractAudit(page[i].Body)
 				for _, en := range entries {
-					if en.Param == "_lastUpdated" && en.Type == search.TypeDate {
+					switch {
+					case en.Param == "_lastUpdated" && en.Type == search.TypeDate:
 						sv.lastUpdated, sv.hasLU = lowMS(en.Low), true
+					case en.Param == "site" && en.Type == search.TypeToken:
+						sv.site = en.Code
 					}
+				}
+				if sv.site == search.AllTenants && sv.vTenant != search.AllTenantsAudit {
+					sv.share = audit.SharedWith(page[i].Body, sv.vTenant)
 				}
 				if sv.checkIndex && sv.indexed && s.entryRows(&sv.rows, entries) != nil {
 					sv.rows = indexRows{} // the indexer could not have indexed it either
@@ -145,6 +153,17 @@ func (s *Store) extractPage(page []audit.ChainEntry, state []*served) {
 		})
 	}
 	wg.Wait()
+}
+
+// ownTenant reports whether sv is stored under the tenant its body names:
+// a tenant's request's under that tenant (source.site), an all-tenant
+// client's request's whole record under search.AllTenantsAudit, and each
+// tenant's share of it under that tenant (its description says whose).
+func (sv *served) ownTenant() bool {
+	if sv.site == search.AllTenants {
+		return sv.vTenant == search.AllTenantsAudit || sv.share
+	}
+	return sv.vTenant == sv.site
 }
 
 // faults names what is wrong with how sv is served, as a list of short
@@ -171,6 +190,11 @@ func (sv *served) faults(stored *indexRows) []string {
 	}
 	if other > 0 {
 		add("%d other version(s) stored besides version 1: its history serves bodies the chain does not hold", other)
+	}
+	if sv.vBody && !sv.ownTenant() {
+		// The tenant is a column the chain does not hash, but the body
+		// names it, and the body is hashed.
+		add("it is stored under another tenant than its body names: that tenant's clients read and search it, its own do not")
 	}
 	if sv.vBody && sv.cur != 0 && sv.curTenant != sv.vTenant {
 		add("its current row's tenant differs from its version's: searches show it in another tenant than reads")

@@ -1,0 +1,31 @@
+package audit
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+)
+
+// ShareOf is how the description of a tenant's share of an all-tenant
+// client's request names that tenant ("the share of tenant "clinic-a"",
+// "the share of the default tenant"). A share's body names the request's
+// tenant (source.site "*"), not the share's: the description is where its
+// hashed body says which tenant it was made for.
+func ShareOf(tenant string) string {
+	if tenant == "" {
+		return "the share of the default tenant"
+	}
+	return fmt.Sprintf("the share of tenant %q", tenant)
+}
+
+// SharedWith reports whether body (an AuditEvent as Render makes it) is
+// the share of tenant of an all-tenant client's request: its description
+// says so (ShareOf). The audit chain walk uses it to check the tenant a
+// share is stored under against its hashed body.
+func SharedWith(body []byte, tenant string) bool {
+	enc, err := json.Marshal(ShareOf(tenant) + " of an all-tenant client's request")
+	if err != nil {
+		return false
+	}
+	return bytes.Contains(body, enc[1:len(enc)-1])
+}
