@@ -24,6 +24,7 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
 )
@@ -42,13 +43,21 @@ type fixture struct {
 
 func newFixture(t testing.TB, settings *Settings) *fixture {
 	t.Helper()
+	return newFixtureApp(t, settings, app.Config{})
+}
+
+// newFixtureApp is newFixture with the application configured by acfg
+// (its store and backlog sampling are the fixture's).
+func newFixtureApp(t testing.TB, settings *Settings, acfg app.Config) *fixture {
+	t.Helper()
 	db := filepath.Join(t.TempDir(), "kg.db")
 	st, err := sqlite.Open(context.Background(), db, sqlite.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	a, err := app.New(app.Config{Store: st, BacklogEvery: -1})
+	acfg.Store, acfg.BacklogEvery = st, -1
+	a, err := app.New(acfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -752,5 +761,41 @@ func TestRecordPageInfusionOfSession(t *testing.T) {
 		if code != http.StatusOK || strings.Contains(body, "has received no record") || !strings.Contains(body, "resource versions produced") {
 			t.Errorf("record %s of kind %q = %d, want the session's receipt:\n%.3000s", c.record, c.kind, code, body)
 		}
+	}
+}
+
+// heldWorker is a delivery worker whose destination "ehr" is on hold.
+type heldWorker struct{ until time.Time }
+
+func (w heldWorker) Holds() map[string]time.Time { return map[string]time.Time{"ehr": w.until} }
+func (heldWorker) Release(string) bool           { return true }
+
+// TestDeliveriesShowHold: the deliveries page says a destination is on
+// hold, and until when, or not configured, as /readyz does (probe p10
+// F14: the page said only "Ready" while nothing would be sent for ten
+// minutes).
+func TestDeliveriesShowHold(t *testing.T) {
+	enqueue := func(f *fixture) {
+		it := &store.OutboxItem{Destination: "ehr", OrderKey: "k", Patient: "s|p", Kind: "session", Source: "s", RecordID: "r", Version: "1"}
+		if err := f.app.Store.Write(context.Background(), func(tx store.Tx) error { return tx.Enqueue(it) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f := newFixture(t, nil) // no destination configured
+	enqueue(f)
+	if _, page, _ := f.get(t, "/console/deliveries"); !strings.Contains(page, "not configured in this gateway") {
+		t.Errorf("a destination not configured is not shown so:\n%s", page)
+	}
+	f = newFixtureApp(t, nil, app.Config{Routes: []ingest.Route{{Name: "ehr", Accepts: func(string, string) bool { return true }}}})
+	enqueue(f)
+	_, page, _ := f.get(t, "/console/deliveries")
+	if strings.Contains(page, "on hold") || strings.Contains(page, "not configured") || !strings.Contains(page, "<td>yes</td>") {
+		t.Errorf("a destination sending is shown otherwise:\n%s", page)
+	}
+	until := time.Date(2026, 12, 5, 13, 14, 7, 0, time.UTC)
+	f.app.Operator.SetWorker(heldWorker{until: until})
+	_, page, _ = f.get(t, "/console/deliveries")
+	if !strings.Contains(page, "on hold until 2026-12-05 13:14:07.000 UTC") {
+		t.Errorf("the hold is not shown:\n%s", page)
 	}
 }
