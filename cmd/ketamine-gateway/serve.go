@@ -260,9 +260,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			if err != nil {
 				return nil
 			}
+			holds := worker.Holds()
 			out := make([]telemetry.BacklogStat, 0, len(stats))
 			for _, s := range stats {
-				b := telemetry.BacklogStat{Destination: s.Destination, Pending: int64(s.Pending)}
+				_, held := holds[s.Destination]
+				b := telemetry.BacklogStat{Destination: s.Destination, Pending: int64(s.Pending), Dead: int64(s.Dead), Held: held}
 				if !s.OldestPending.IsZero() {
 					b.OldestPendingAge = time.Since(s.OldestPending)
 				}

@@ -21,6 +21,8 @@ const (
 	MetricDeliveryDuration   = "gateway.delivery.duration"
 	MetricDeliveryBacklog    = "gateway.delivery.backlog"
 	MetricOldestPendingAge   = "gateway.delivery.oldest_pending_age"
+	MetricDeliveryDead       = "gateway.delivery.dead"
+	MetricDeliveryHeld       = "gateway.delivery.held"
 )
 
 // Attribute keys recorded by Metrics (all on the allow-list).
@@ -46,6 +48,11 @@ type BacklogStat struct {
 	// OldestPendingAge is how long the oldest pending record has waited
 	// (zero when nothing is pending).
 	OldestPendingAge time.Duration
+	// Dead is the number of dead letters waiting for an operator.
+	Dead int64
+	// Held is whether the destination is on hold (after an answer for the
+	// whole destination: 429, 503, 401, unreachable): nothing is sent to it.
+	Held bool
 }
 
 // Metrics holds the gateway's own instruments. Request counts and latencies
@@ -61,6 +68,8 @@ type Metrics struct {
 	deliveryDuration metric.Float64Histogram
 	backlog          metric.Int64ObservableGauge
 	oldestAge        metric.Float64ObservableGauge
+	dead             metric.Int64ObservableGauge
+	held             metric.Int64ObservableGauge
 
 	backlogFn atomic.Pointer[func(context.Context) []BacklogStat]
 	reg       metric.Registration
@@ -96,10 +105,18 @@ func NewMetrics(mp metric.MeterProvider) (*Metrics, error) {
 		metric.WithDescription("Age of the oldest record pending delivery, by destination."),
 		metric.WithUnit("s"))
 	err = errors.Join(err, e)
+	m.dead, e = meter.Int64ObservableGauge(MetricDeliveryDead,
+		metric.WithDescription("Dead letters waiting for an operator, by destination."),
+		metric.WithUnit("{record}"))
+	err = errors.Join(err, e)
+	m.held, e = meter.Int64ObservableGauge(MetricDeliveryHeld,
+		metric.WithDescription("1 while the destination is on hold (nothing is sent to it), else 0, by destination."),
+		metric.WithUnit("1"))
+	err = errors.Join(err, e)
 	if err != nil {
 		return nil, err
 	}
-	m.reg, err = meter.RegisterCallback(m.observeBacklog, m.backlog, m.oldestAge)
+	m.reg, err = meter.RegisterCallback(m.observeBacklog, m.backlog, m.oldestAge, m.dead, m.held)
 	if err != nil {
 		return nil, err
 	}
@@ -167,6 +184,12 @@ func (m *Metrics) observeBacklog(ctx context.Context, o metric.Observer) error {
 		attrs := metric.WithAttributes(attrDeliveryDestination.String(s.Destination))
 		o.ObserveInt64(m.backlog, s.Pending, attrs)
 		o.ObserveFloat64(m.oldestAge, s.OldestPendingAge.Seconds(), attrs)
+		o.ObserveInt64(m.dead, s.Dead, attrs)
+		held := int64(0)
+		if s.Held {
+			held = 1
+		}
+		o.ObserveInt64(m.held, held, attrs)
 	}
 	return nil
 }

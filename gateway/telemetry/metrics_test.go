@@ -23,7 +23,7 @@ func TestMetrics(t *testing.T) {
 	m.ValidationFailure(ctx, "patient-birthdate")
 	m.DeliveryAttempt(ctx, "ehr-primary", "success", 250*time.Millisecond)
 	m.RegisterBacklog(func(context.Context) []BacklogStat {
-		return []BacklogStat{{Destination: "ehr-primary", Pending: 7, OldestPendingAge: 90 * time.Second}}
+		return []BacklogStat{{Destination: "ehr-primary", Pending: 7, OldestPendingAge: 90 * time.Second, Dead: 3, Held: true}}
 	})
 
 	var rm metricdata.ResourceMetrics
@@ -57,6 +57,11 @@ func TestMetrics(t *testing.T) {
 	}
 	if dps := findMetric(t, rm, MetricDeliveryBacklog).Data.(metricdata.Gauge[int64]).DataPoints; len(dps) != 1 || dps[0].Value != 7 || !has(dps[0].Attributes, "delivery.destination", "ehr-primary") {
 		t.Errorf("backlog = %+v", dps)
+	}
+	for name, want := range map[string]int64{MetricDeliveryDead: 3, MetricDeliveryHeld: 1} {
+		if dps := findMetric(t, rm, name).Data.(metricdata.Gauge[int64]).DataPoints; len(dps) != 1 || dps[0].Value != want || !has(dps[0].Attributes, "delivery.destination", "ehr-primary") {
+			t.Errorf("%s = %+v, want %d for ehr-primary", name, dps, want)
+		}
 	}
 	if dps := findMetric(t, rm, MetricOldestPendingAge).Data.(metricdata.Gauge[float64]).DataPoints; len(dps) != 1 || dps[0].Value != 90 {
 		t.Errorf("oldest pending age = %+v", dps)
