@@ -15,6 +15,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
@@ -327,13 +328,26 @@ func (sc *Scope) auditTenant() string {
 // A Provenance, an AuditEvent and a Group are about the patients R4 says
 // they are (their patient search parameter, the patient compartment): the
 // Patients a Provenance targets, an AuditEvent's entities and agents that
-// are Patients, a Group's members that are Patients (aboutPatients).
+// are Patients, a Group's members that are Patients (aboutPatients). So
+// are the types whose patient parameter (search.PatientsParam) is
+// elsewhere than a top-level subject or patient: a Coverage's
+// beneficiary, a Task's for, an Appointment's participant.actor, ...
+// (search.PatientReferences, which decodes the whole body).
 func PatientsIn(typ, id string, body []byte) []string {
 	if typ == "Patient" {
 		return []string{"Patient/" + id}
 	}
 	if listsPatients[typ] {
 		return aboutPatients(typ, body)
+	}
+	if deepPatients()[typ] {
+		var doc map[string]any
+		d := json.NewDecoder(bytes.NewReader(body))
+		d.UseNumber()
+		if d.Decode(&doc) != nil {
+			return nil
+		}
+		return search.PatientReferences(typ, doc)
 	}
 	if subject, patient, ok := topRefs(body); ok {
 		return patientRefs(subject, patient)
@@ -556,6 +570,20 @@ func aboutPatients(typ string, body []byte) []string {
 	return slices.Compact(out)
 }
 
+// deepPatients are the types whose patients are neither a list
+// (listsPatients) nor at a top-level subject or patient: those of their
+// search.PatientsParam, at its paths.
+var deepPatients = sync.OnceValue(func() map[string]bool {
+	m := map[string]bool{}
+	for _, t := range search.Types() {
+		paths := search.PatientPaths(t)
+		if !listsPatients[t] && len(paths) > 0 && !(len(paths) == 1 && (paths[0] == "subject" || paths[0] == "patient")) {
+			m[t] = true
+		}
+	}
+	return m
+})
+
 // PatientsOf is PatientsIn for a decoded resource.
 func PatientsOf(typ, id string, doc map[string]any) []string {
 	if typ == "Patient" {
@@ -567,6 +595,9 @@ func PatientsOf(typ, id string, doc map[string]any) []string {
 			return nil
 		}
 		return aboutPatients(typ, body)
+	}
+	if deepPatients()[typ] {
+		return search.PatientReferences(typ, doc)
 	}
 	ref := func(k string) string {
 		m, _ := doc[k].(map[string]any)

@@ -126,8 +126,8 @@ func (e *Engine) CapabilityStatement(base string, sec Security) map[string]any {
 			}
 			if p.Definition != "" {
 				// R4's SearchParameter, or the gateway's own (published
-				// at /fhir/SearchParameter); none for the approximated
-				// patient compartment parameter.
+				// at /fhir/SearchParameter); none for the gateway's own
+				// patient parameter of the types R4 gives none.
 				sp["definition"] = p.Definition
 			}
 			params = append(params, sp)
@@ -198,7 +198,10 @@ func (e *Engine) CapabilityStatement(base string, sec Security) map[string]any {
 				":text, :of-type (identifier) and :identifier modifiers and the date/number/quantity prefixes. Chained parameters and _has are supported one " +
 				"link deep: param[:Type].parameter (without :Type over every target type that defines the parameter), " +
 				"and _has:Type:reference-parameter:parameter; both need the right to read or search the other type. Resource types without specific search " +
-				"parameters support _id, _lastUpdated and patient (the patient compartment: any reference to a Patient).",
+				"parameters support _id, _lastUpdated and patient: R4's where R4 defines one for the type (its definition is cited), " +
+				"else the gateway's own, any reference to a Patient. The patient compartment uses R4's patient parameter of each type " +
+				"(AdverseEvent's subject, Group's member, Schedule's actor, SupplyRequest's subject where R4 has none), not the " +
+				"parameters that name the patient as a participant (asserter, recorder, performer, author).",
 			"resource":    resources,
 			"interaction": systemInteractions(),
 			// GET /fhir/Patient/{id}/{type}: the patient compartment.

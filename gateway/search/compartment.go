@@ -2,41 +2,44 @@ package search
 
 import "slices"
 
-// patientCompartment are the resource types of R4's patient compartment
-// (compartmentdefinition-patient.html): the types with a parameter that
-// names the patient. Patient itself is in its own compartment.
-var patientCompartment = []string{"Account", "AdverseEvent", "AllergyIntolerance", "Appointment",
-	"AppointmentResponse", "AuditEvent", "Basic", "BodyStructure", "CarePlan", "CareTeam", "ChargeItem", "Claim",
-	"ClaimResponse", "ClinicalImpression", "Communication", "CommunicationRequest", "Composition", "Condition",
-	"Consent", "Coverage", "CoverageEligibilityRequest", "CoverageEligibilityResponse", "DetectedIssue",
-	"DeviceRequest", "DeviceUseStatement", "DiagnosticReport", "DocumentManifest", "DocumentReference", "Encounter",
-	"EnrollmentRequest", "EpisodeOfCare", "ExplanationOfBenefit", "FamilyMemberHistory", "Flag", "Goal", "Group",
-	"ImagingStudy", "Immunization", "ImmunizationEvaluation", "ImmunizationRecommendation", "Invoice", "List",
-	"MeasureReport", "Media", "MedicationAdministration", "MedicationDispense", "MedicationRequest",
-	"MedicationStatement", "MolecularSequence", "NutritionOrder", "Observation", "Patient", "Person", "Procedure",
-	"Provenance", "QuestionnaireResponse", "RelatedPerson", "RequestGroup", "ResearchSubject", "RiskAssessment",
-	"Schedule", "ServiceRequest", "Specimen", "SupplyDelivery", "SupplyRequest", "Task", "VisionPrescription"}
-
 // PatientCompartment returns the reference parameter of resource type rt
 // through which a resource is in a patient's compartment, and whether rt
-// is in the patient compartment at all. The gateway indexes one parameter
-// per type for it: "patient" (for most types the R4 parameter of that name;
-// for the others its simplification, any reference to a Patient),
-// AdverseEvent's "subject", and for Patient itself "_id" (a Patient is in
-// its own compartment; the R4 definition's Patient.link is not followed).
-// The R4 definition lists more parameters for some types (an Observation's
-// performer, say): the gateway does not index those.
+// is in R4's patient compartment (CompartmentDefinition/patient, 67 types)
+// at all. The gateway searches one parameter per type:
+//   - R4's patient parameter, where R4 defines one for the type (61 of
+//     them): for each it is the reference R4's compartment lists that
+//     says whose record the resource is (MedicationStatement's subject,
+//     Goal's and Immunization's patient, Coverage's beneficiary, Task's
+//     for);
+//   - for the other four the one parameter R4's compartment lists:
+//     AdverseEvent's subject, Group's member, Schedule's actor,
+//     SupplyRequest's subject (deliverTo);
+//   - for Patient itself "_id" (a Patient is in its own compartment; R4's
+//     Patient.link is not followed).
+//
+// R4's definition lists more parameters for some types, those naming the
+// patient as a participant rather than as whose record it is: an
+// AllergyIntolerance's or Condition's asserter and recorder, an
+// Observation's performer, a Composition's author, a Communication's
+// sender. The gateway deliberately leaves them out: its compartment is what
+// Patient/{id}/{type}, $everything and bulk export hand out as the
+// patient's chart, and a mother who reported her child's allergy would
+// otherwise get the child's allergy in her chart.
 func PatientCompartment(rt string) (string, bool) {
-	switch {
-	case rt == "Patient":
+	if rt == "Patient" {
 		return "_id", true
-	case !slices.Contains(patientCompartment, rt):
-		return "", false
-	case rt == "AdverseEvent":
-		return "subject", true
 	}
-	if _, ok := Lookup(rt, "patient"); ok {
+	params, ok := r4Patient().compartment[rt]
+	if !ok {
+		return "", false
+	}
+	if _, ok := r4Patient().params[rt]; ok {
 		return "patient", true
+	}
+	if len(params) == 1 {
+		if _, ok := Lookup(rt, params[0]); ok {
+			return params[0], true
+		}
 	}
 	return "", false
 }
@@ -45,11 +48,12 @@ func PatientCompartment(rt string) (string, bool) {
 // gateway searches (see PatientCompartment), sorted.
 func PatientCompartmentTypes() []string {
 	var out []string
-	for _, t := range patientCompartment {
+	for t := range r4Patient().compartment {
 		if _, ok := PatientCompartment(t); ok {
 			out = append(out, t)
 		}
 	}
+	slices.Sort(out)
 	return out
 }
 
@@ -59,4 +63,52 @@ func PatientCompartmentTypes() []string {
 // parameter.
 type Compartment struct {
 	PatientID string
+}
+
+// PatientsParam returns the reference parameter of resource type rt that
+// says which patients a resource of it is about: its PatientCompartment
+// parameter, else R4's patient parameter (Device, Contract,
+// GuidanceResponse), else "" (Patient itself, and the types R4 gives no
+// patient parameter outside the compartment).
+func PatientsParam(rt string) string {
+	if p, ok := PatientCompartment(rt); ok {
+		if p == "_id" {
+			return ""
+		}
+		return p
+	}
+	if _, ok := r4Patient().params[rt]; ok {
+		return "patient"
+	}
+	return ""
+}
+
+// PatientReferences returns, sorted and without repeats, the Patients
+// ("Patient/<id>") the PatientsParam parameter of a resource of type rt
+// references by a relative literal reference, as Extract indexes them.
+func PatientReferences(rt string, resource map[string]any) []string {
+	name := PatientsParam(rt)
+	if name == "" {
+		return nil
+	}
+	param, _ := ReferenceRows(rt, name)
+	var out []string
+	for _, e := range Extract(rt, resource) {
+		if e.Param == param && e.Type == TypeReference && e.RefType == "Patient" && e.RefID != "" {
+			out = append(out, "Patient/"+e.RefID)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// PatientPaths returns the element paths of the PatientsParam parameter
+// of rt (nil when it has none).
+func PatientPaths(rt string) []string {
+	if name := PatientsParam(rt); name != "" {
+		if p, ok := Lookup(rt, name); ok {
+			return p.Paths
+		}
+	}
+	return nil
 }

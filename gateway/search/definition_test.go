@@ -27,7 +27,12 @@ func TestParamDefinitions(t *testing.T) {
 		{"AuditEvent", "trace-id", kg + "AuditEvent-trace-id"},
 		{"Provenance", "trace-id", kg + "Provenance-trace-id"},
 		{"Practitioner", "patient", ""}, // any reference to a Patient: not R4's
-		{"Account", "patient", ""},
+		{"Account", "patient", hl7 + "Account-patient"},
+		{"Immunization", "patient", hl7 + "clinical-patient"},
+		{"Goal", "patient", hl7 + "clinical-patient"},
+		{"Task", "patient", hl7 + "Task-patient"},
+		{"Group", "member", hl7 + "Group-member"},
+		{"Medication", "patient", ""}, // R4 has none: the gateway's own
 	} {
 		p, ok := search.Lookup(tc.typ, tc.name)
 		if !ok || p.Definition != tc.want {

@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-// maxWalkDepth bounds the generic patient-compartment walk. Decoded JSON is
+// maxWalkDepth bounds the walk of the gateway's own patient parameter. Decoded JSON is
 // a tree, but a caller-built map could be cyclic.
 const maxWalkDepth = 1000
 
@@ -38,7 +38,13 @@ const maxWalkDepth = 1000
 //	6  Practitioner, Organization and Location are indexed by identifier
 //	   and name (R4's parameters); an identifier's type codings have
 //	   rows of their own (identifier:of-type)
-const IndexVersion = 6
+//	7  the patient parameter of the 56 types that had the gateway's "any
+//	   reference to a Patient" is R4's (MedicationStatement.subject,
+//	   Immunization.patient, Task.for, ...): a Patient the resource only
+//	   names as informant, asserter or performer is no longer its
+//	   patient; Group, Schedule and SupplyRequest are indexed by R4's
+//	   member, actor and subject
+const IndexVersion = 7
 
 // Extract returns the de-duplicated index entries of a resource of
 // resourceType for every parameter Params lists, in parameter-name order. The
@@ -80,8 +86,9 @@ const IndexVersion = 6
 //     Reference.identifier still gives one).
 //   - quantity: Quantity value with System/Code = unit system/code, Unit,
 //     and Comparator (one of R4's four, else none).
-//   - the generic patient parameter (see Lookup) walks the whole resource for
-//     Reference objects pointing to a Patient.
+//   - the gateway's own patient parameter of the types R4 gives none (see
+//     Lookup) walks the whole resource for Reference objects pointing to a
+//     Patient.
 func Extract(resourceType string, resource map[string]any) []Entry {
 	ds := defs(resourceType)
 	if ds == nil || resource == nil {

@@ -188,8 +188,10 @@ func TestExtractReferenceTargets(t *testing.T) {
 }
 
 func TestExtractCompartment(t *testing.T) {
-	got := extractJSON(t, "Claim", `{
-		"resourceType": "Claim", "id": "c1",
+	// Medication: R4 defines no patient parameter for it, so the
+	// gateway's own walks the whole resource.
+	got := extractJSON(t, "Medication", `{
+		"resourceType": "Medication", "id": "c1",
 		"patient": {"reference": "Patient/p1"},
 		"provider": {"reference": "Practitioner/d1"},
 		"item": [{"encounter": [{"reference": "Encounter/e1"}]}],
@@ -211,7 +213,7 @@ func TestExtractCompartment(t *testing.T) {
 	}
 	wantEntries(t, got, want...)
 	// Deterministic order.
-	again := extractJSON(t, "Claim", `{"resourceType": "Claim", "b": {"reference": "Patient/b"}, "a": {"reference": "Patient/a"}}`)
+	again := extractJSON(t, "Medication", `{"resourceType": "Medication", "b": {"reference": "Patient/b"}, "a": {"reference": "Patient/a"}}`)
 	if len(again) != 2 || again[0].RefID != "a" {
 		t.Errorf("compartment entries not in key order: %+v", again)
 	}

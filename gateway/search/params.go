@@ -294,21 +294,53 @@ func specificDefs(rt string) []def {
 			str("name", "A portion of the location's name or alias", p("name", kString), p("alias", kString)),
 			compartmentPatient(),
 		}
+	// The three types of R4's patient compartment without an R4 patient
+	// parameter are in it through another parameter (PatientCompartment).
+	case "Group":
+		return []def{
+			ref("member", "Reference to the group member",
+				[]string{"Device", "Group", "Medication", "Patient", "Practitioner", "PractitionerRole", "Substance"},
+				"member.entity"),
+			compartmentPatient(),
+		}
+	case "Schedule":
+		return []def{
+			ref("actor", "The individual(HealthcareService, Practitioner, Location, ...) to find a Schedule for",
+				[]string{"Device", "HealthcareService", "Location", "Patient", "Practitioner", "PractitionerRole", "RelatedPerson"},
+				"actor"),
+			compartmentPatient(),
+		}
+	case "SupplyRequest":
+		return []def{
+			ref("subject", "The destination of the supply", []string{"Location", "Organization", "Patient"}, "deliverTo"),
+			compartmentPatient(),
+		}
 	case "Parameters", "":
 		return nil
 	}
 	if !isResourceType(rt) {
 		return nil
 	}
+	if paths := r4PatientPaths(rt); paths != nil {
+		return []def{r4PatientDef(rt, paths)}
+	}
 	return []def{compartmentPatient()}
 }
 
-// compartmentPatient is the gateway's patient parameter of the types
-// without one of R4's: any reference to a Patient.
+// r4PatientDef is R4's patient parameter of resource type rt, of the paths
+// r4PatientPaths gives: the references there that are Patients.
+func r4PatientDef(rt string, paths []string) def {
+	return patientRef("The patient the "+rt+" is about ("+strings.Join(paths, ", ")+", where a Patient)", paths...)
+}
+
+// compartmentPatient is the gateway's own patient parameter of the types
+// R4 defines none for (Practitioner, Medication, CodeSystem, ...): any
+// reference to a Patient. It is no part of the patient compartment
+// (PatientCompartment), and has no definition.
 func compartmentPatient() def {
 	return def{
 		name: "patient", typ: TypeReference, targets: []string{"Patient"}, compartment: true,
-		desc: "Any reference to a Patient in the resource (the patient compartment, simplified by the gateway)",
+		desc: "Any reference to a Patient in the resource (gateway-defined: R4 has no patient parameter for this type)",
 	}
 }
 
@@ -496,10 +528,11 @@ func (d def) param(rt string) Param {
 // Lookup returns the search parameter name of resourceType. Every R4
 // resource type has _id (token) and _lastUpdated (date), with Resource
 // "Resource"; the types the gateway works with have the R4 parameters it
-// indexes (see Params). Every other R4 type, except Parameters, has one
-// parameter "patient": the gateway's simplification of the patient
-// compartment, matching any reference to a Patient anywhere in the resource
-// (Paths is empty for it). Returns false for an unknown type or parameter.
+// indexes (see Params). Every other R4 type, except Parameters, has
+// "patient": R4's, where R4 defines one for the type (its paths, the
+// references there that are Patients), else the gateway's own, matching
+// any reference to a Patient anywhere in the resource (Paths is empty for
+// it). Returns false for an unknown type or parameter.
 func Lookup(resourceType, name string) (Param, bool) {
 	for _, d := range defs(resourceType) {
 		if d.name == name {

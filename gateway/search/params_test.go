@@ -52,6 +52,8 @@ func TestLookup(t *testing.T) {
 			Systems: []string{"http://hl7.org/fhir/audit-event-outcome"}}, true},
 		{"AuditEvent", "site", Param{Resource: "AuditEvent", Name: "site", Type: TypeToken, Paths: []string{"source.site"}}, true},
 		{"Immunization", "patient", Param{Resource: "Immunization", Name: "patient", Type: TypeReference,
+			Paths: []string{"patient"}, Targets: []string{"Patient"}}, true},
+		{"Medication", "patient", Param{Resource: "Medication", Name: "patient", Type: TypeReference,
 			Targets: []string{"Patient"}}, true},
 		{"Immunization", "vaccine-code", Param{}, false},
 		{"Parameters", "patient", Param{}, false},
@@ -237,7 +239,7 @@ func TestReferenceRows(t *testing.T) {
 		{"Observation", "has-member", "has-member", ""},
 		{"AuditEvent", "patient", "patient", ""}, // agent.who and entity.what: no other parameter has both
 		{"AdverseEvent", "subject", "subject", ""},
-		{"Claim", "patient", "patient", ""},        // the generic compartment parameter
+		{"Claim", "patient", "patient", ""},        // R4's Claim.patient: no other parameter has it
 		{"Immunization", "patient", "patient", ""}, // no subject
 		{"NotAType", "patient", "patient", ""},
 	}

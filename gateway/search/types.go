@@ -55,8 +55,8 @@ type Param struct {
 	// the parameter (the CapabilityStatement's searchParam.definition):
 	// the gateway's own for those it defines, else R4's
 	// (http://hl7.org/fhir/SearchParameter/clinical-code); "" for the
-	// gateway's approximated patient compartment parameter, which is
-	// neither.
+	// gateway's own patient parameter of the types R4 gives none (any
+	// reference to a Patient), which has no SearchParameter.
 	Definition string
 }
 
