@@ -22,7 +22,9 @@
 // Where the HL7 reference validator is lenient, this package follows it so
 // that documents it accepts are accepted here: absolute reference URLs may
 // have any path, a decimal written as a JSON string and a urn:uuid
-// reference with a malformed UUID are warnings, not errors. It is stricter
+// reference with a malformed UUID are warnings, not errors (except that
+// ValidateDecoded, whose result callers store, refuses a decimal string:
+// it is not FHIR JSON). It is stricter
 // in that JSON comments are syntax errors and contained resources are
 // always validated. A UTF-8 byte order mark is ignored.
 //
