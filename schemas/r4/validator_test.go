@@ -50,7 +50,7 @@ var ruleCases = []ruleCase{
 	{name: "absolute reference", doc: patient(`"managingOrganization":{"reference":"https://example.org/fhir/Organization/1/_history/2"}`)},
 	{name: "history reference", doc: patient(`"managingOrganization":{"reference":"Organization/1/_history/2"}`)},
 	{name: "urn oid reference", doc: patient(`"managingOrganization":{"reference":"urn:oid:1.2.3"}`)},
-	{name: "local reference", doc: patient(`"contained":[{"resourceType":"Organization","id":"o1"}],"managingOrganization":{"reference":"#o1"}`)},
+	{name: "local reference", doc: patient(`"contained":[{"resourceType":"Organization","id":"o1","name":"x"}],"managingOrganization":{"reference":"#o1"}`)},
 	{name: "contained refers to container", doc: patient(`"contained":[{"resourceType":"Observation","id":"o","status":"final","code":{"text":"x"},"subject":{"reference":"#"}}]`)},
 	{name: "contained referenced by canonical", doc: `{"resourceType":"Questionnaire","status":"draft","contained":[{"resourceType":"ValueSet","id":"vs","status":"draft"}],"item":[{"linkId":"1","type":"choice","answerValueSet":"#vs"}]}`},
 	{name: "safe narrative", doc: patient(`"text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\"><a href=\"https://x.org\">a &amp; b &#169;</a></div>"}`)},
