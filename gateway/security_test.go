@@ -260,6 +260,43 @@ func TestDecimalStringRefusedOnWrite(t *testing.T) {
 	}
 }
 
+// TestClinicalInvariantsOnWrite: a write of a resource that breaks one of
+// R4's clinical invariants is 400 under the invariant's key, naming the
+// element; they were stored and forwarded (the table of every invariant is
+// schemas/r4's TestInvariants).
+func TestClinicalInvariantsOnWrite(t *testing.T) {
+	h := fhirServer(t)
+	const subject = `"subject":{"reference":"Patient/1"}`
+	cases := []struct{ name, typ, body, rule, expr string }{
+		{"allergy active and entered in error", "AllergyIntolerance", `{"resourceType":"AllergyIntolerance","patient":{"reference":"Patient/1"},` +
+			`"clinicalStatus":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical","code":"active"}]},` +
+			`"verificationStatus":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/allergyintolerance-verification","code":"entered-in-error"}]}}`,
+			"ait-2", "AllergyIntolerance"},
+		{"abated condition still active", "Condition", `{"resourceType":"Condition",` + subject + `,` +
+			`"clinicalStatus":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/condition-clinical","code":"active"}]},"abatementDateTime":"2020-01-01"}`,
+			"con-4", "Condition"},
+		{"range low above high", "Observation", `{"resourceType":"Observation","status":"final","code":{"text":"x"},` +
+			`"valueRange":{"low":{"value":5,"unit":"mg"},"high":{"value":1,"unit":"mg"}}}`, "rng-2", "Observation.valueRange"},
+		{"duration without unit", "MedicationRequest", `{"resourceType":"MedicationRequest","status":"active","intent":"order",` + subject + `,` +
+			`"medicationCodeableConcept":{"text":"k"},"dosageInstruction":[{"timing":{"repeat":{"duration":40}}}]}`,
+			"tim-1", "MedicationRequest.dosageInstruction[0].timing.repeat"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			rec := req(h, "POST", "/fhir/"+c.typ, c.body)
+			assertOutcome(t, rec, http.StatusBadRequest, c.rule, "")
+			var oo outcome
+			_ = json.Unmarshal(rec.Body.Bytes(), &oo)
+			if got := oo.Issue[0].Expression; len(got) != 1 || got[0] != c.expr {
+				t.Errorf("expression = %v, want [%s]", got, c.expr)
+			}
+			if n := count(t, h, c.typ+"?_count=0"); n != 0 {
+				t.Errorf("%d %s stored, want none", n, c.typ)
+			}
+		})
+	}
+}
+
 // TestSearchLimits: a search beyond the limits is a 400 naming the limit
 // (and only a parameter the gateway knows); within them it runs. How quick
 // the refusal is, BenchmarkSearchLimitRefusal measures.
