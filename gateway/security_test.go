@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -190,6 +191,109 @@ func TestDecimals(t *testing.T) {
 		if n := count(t, h, "Observation?value-quantity="+url.QueryEscape(v)); n != 1 {
 			t.Errorf("value-quantity=%s finds %d, want the one stored", v, n)
 		}
+	}
+}
+
+// TestDecimalStringRefusedOnWrite: a decimal written as a JSON string
+// ("1.50") is refused on every write with 400 element-type naming the
+// element, as an integer or a boolean written as a string is: stored, it
+// was served as invalid FHIR JSON and search took the value for missing.
+// $validate still reports it as a warning only (the HL7 validator accepts
+// it: case cs-order-prop-r4).
+func TestDecimalStringRefusedOnWrite(t *testing.T) {
+	h := fhirServer(t)
+	const valueExpr = "Observation.valueQuantity.value"
+	obs := func(id, v string) string {
+		return `{"resourceType":"Observation",` + id + `"status":"final","code":{"text":"decstr"},"valueQuantity":{"value":` + v + `,"unit":"mg"}}`
+	}
+	if rec := req(h, "PUT", "/fhir/Observation/dec-1", obs(`"id":"dec-1",`, "2.5")); rec.Code != 201 {
+		t.Fatalf("PUT a decimal number = %d %s", rec.Code, rec.Body)
+	}
+	fhirPathPatch := `{"resourceType":"Parameters","parameter":[{"name":"operation","part":[{"name":"type","valueCode":"replace"},` +
+		`{"name":"path","valueString":"Observation.valueQuantity.value"},{"name":"value","valueDecimal":"1.50"}]}]}`
+	entry := `{"resource":` + obs("", `"1.50"`) + `,"request":{"method":"POST","url":"Observation"}}`
+	cases := []struct {
+		name, method, target, body, expr string
+		headers                          []string
+	}{
+		{"create", "POST", "/fhir/Observation", obs("", `"1.50"`), valueExpr, nil},
+		{"update", "PUT", "/fhir/Observation/dec-1", obs(`"id":"dec-1",`, `"1.50"`), valueExpr, nil},
+		{"JSON Patch result", "PATCH", "/fhir/Observation/dec-1", `[{"op":"replace","path":"/valueQuantity/value","value":"1.50"}]`, valueExpr,
+			[]string{"Content-Type: application/json-patch+json"}},
+		{"FHIRPath Patch value", "PATCH", "/fhir/Observation/dec-1", fhirPathPatch, "Parameters.parameter[0].part[2].valueDecimal", nil},
+		{"transaction entry", "POST", "/fhir", txBundle(entry), "Bundle.entry[0].resource.ofType(Observation).valueQuantity.value", nil},
+		{"extension", "POST", "/fhir/Patient", `{"resourceType":"Patient","extension":[{"url":"http://example.org/e","valueDecimal":"7"}]}`,
+			"Patient.extension[0].valueDecimal", nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			before := count(t, h, "Observation?_count=0")
+			rec := req(h, c.method, c.target, c.body, c.headers...)
+			assertOutcome(t, rec, http.StatusBadRequest, "element-type", "")
+			var oo outcome
+			_ = json.Unmarshal(rec.Body.Bytes(), &oo)
+			if got := oo.Issue[0].Expression; len(got) != 1 || got[0] != c.expr {
+				t.Errorf("expression = %v, want [%s]", got, c.expr)
+			}
+			if after := count(t, h, "Observation?_count=0"); after != before {
+				t.Errorf("%d Observations before, %d after", before, after)
+			}
+		})
+	}
+	// A batch fails only the entry.
+	b := decode(t, req(h, "POST", "/fhir", `{"resourceType":"Bundle","type":"batch","entry":[`+entry+`]}`))
+	resp := b["entry"].([]any)[0].(map[string]any)["response"].(map[string]any)
+	issue := resp["outcome"].(map[string]any)["issue"].([]any)[0].(map[string]any)
+	if !strings.HasPrefix(resp["status"].(string), "400") || fmt.Sprint(issue["expression"]) != "[Bundle.entry[0].resource.ofType(Observation).valueQuantity.value]" {
+		t.Errorf("batch entry = %v, want 400 naming the element", resp)
+	}
+	// The stored version is unchanged, and found by its value.
+	if n := count(t, h, "Observation?_id=dec-1&value-quantity=2.5"); n != 1 {
+		t.Errorf("value-quantity=2.5 finds %d, want the stored version", n)
+	}
+	// $validate keeps it a warning.
+	rec := req(h, "POST", "/fhir/Observation/$validate", obs("", `"1.50"`))
+	var oo outcome
+	_ = json.Unmarshal(rec.Body.Bytes(), &oo)
+	if rec.Code != 200 || len(oo.Issue) == 0 || oo.Issue[0].Severity != "warning" || fmt.Sprint(oo.Issue[0].Expression) != "["+valueExpr+"]" {
+		t.Errorf("$validate = %d %s, want a warning at %s", rec.Code, rec.Body, valueExpr)
+	}
+}
+
+// TestClinicalInvariantsOnWrite: a write of a resource that breaks one of
+// R4's clinical invariants is 400 under the invariant's key, naming the
+// element; they were stored and forwarded (the table of every invariant is
+// schemas/r4's TestInvariants).
+func TestClinicalInvariantsOnWrite(t *testing.T) {
+	h := fhirServer(t)
+	const subject = `"subject":{"reference":"Patient/1"}`
+	cases := []struct{ name, typ, body, rule, expr string }{
+		{"allergy active and entered in error", "AllergyIntolerance", `{"resourceType":"AllergyIntolerance","patient":{"reference":"Patient/1"},` +
+			`"clinicalStatus":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical","code":"active"}]},` +
+			`"verificationStatus":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/allergyintolerance-verification","code":"entered-in-error"}]}}`,
+			"ait-2", "AllergyIntolerance"},
+		{"abated condition still active", "Condition", `{"resourceType":"Condition",` + subject + `,` +
+			`"clinicalStatus":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/condition-clinical","code":"active"}]},"abatementDateTime":"2020-01-01"}`,
+			"con-4", "Condition"},
+		{"range low above high", "Observation", `{"resourceType":"Observation","status":"final","code":{"text":"x"},` +
+			`"valueRange":{"low":{"value":5,"unit":"mg"},"high":{"value":1,"unit":"mg"}}}`, "rng-2", "Observation.valueRange"},
+		{"duration without unit", "MedicationRequest", `{"resourceType":"MedicationRequest","status":"active","intent":"order",` + subject + `,` +
+			`"medicationCodeableConcept":{"text":"k"},"dosageInstruction":[{"timing":{"repeat":{"duration":40}}}]}`,
+			"tim-1", "MedicationRequest.dosageInstruction[0].timing.repeat"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			rec := req(h, "POST", "/fhir/"+c.typ, c.body)
+			assertOutcome(t, rec, http.StatusBadRequest, c.rule, "")
+			var oo outcome
+			_ = json.Unmarshal(rec.Body.Bytes(), &oo)
+			if got := oo.Issue[0].Expression; len(got) != 1 || got[0] != c.expr {
+				t.Errorf("expression = %v, want [%s]", got, c.expr)
+			}
+			if n := count(t, h, c.typ+"?_count=0"); n != 0 {
+				t.Errorf("%d %s stored, want none", n, c.typ)
+			}
+		})
 	}
 }
 

@@ -14,12 +14,17 @@ import (
 // bytes once. (A valid document has no duplicate keys, no invalid UTF-8
 // and no unpaired surrogates, so the decoded form is exactly
 // encoding/json's.)
+//
+// The decoded form is what callers store, index and serve, so it must be
+// FHIR JSON: a decimal written as a JSON string, which Validate and
+// ValidateAs report only as a warning (the HL7 validator accepts it), is
+// an "element-type" error here.
 func (v *Validator) ValidateDecoded(doc []byte, resourceType string) (*Result, any) {
 	if resourceType == "" || !v.KnownType(resourceType) {
 		return v.ValidateAs(doc, resourceType), nil
 	}
 	var out any
-	res := v.runThen(doc, resourceType, func(w *walker) { out = w.decodeDocument() })
+	res := v.runThen(doc, resourceType, true, func(w *walker) { out = w.decodeDocument() })
 	if !res.Valid() {
 		return res, nil
 	}

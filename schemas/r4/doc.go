@@ -11,7 +11,9 @@
 // the safety of narrative XHTML, nested resources (contained,
 // Bundle.entry.resource, Parameters.parameter.resource) and a table of
 // FHIR invariants (ext-1, qty-3, obs-6, obs-7, bdl-1..12, ref-1, dom-2..5,
-// per-1 and a few more; see invariants.go).
+// per-1 and a few more, see invariants.go; those of data types such as
+// rng-2, sqty-1, tim-1..10 and of clinical resources such as ait-1,
+// con-4, mad-1, see invariants_clinical.go).
 //
 // Issues carry a stable rule id, a FHIR issue-type code and the FHIRPath of
 // the offending element, and never quote document content: the gateway
@@ -22,7 +24,9 @@
 // Where the HL7 reference validator is lenient, this package follows it so
 // that documents it accepts are accepted here: absolute reference URLs may
 // have any path, a decimal written as a JSON string and a urn:uuid
-// reference with a malformed UUID are warnings, not errors. It is stricter
+// reference with a malformed UUID are warnings, not errors (except that
+// ValidateDecoded, whose result callers store, refuses a decimal string:
+// it is not FHIR JSON). It is stricter
 // in that JSON comments are syntax errors and contained resources are
 // always validated. A UTF-8 byte order mark is ignored.
 //

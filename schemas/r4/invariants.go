@@ -3,6 +3,7 @@ package r4
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -28,8 +29,10 @@ func holds(pred func(o *objView) bool) func(*objView, *invariant) {
 
 var quantityTypes = []string{"Quantity", "Age", "Count", "Distance", "Duration", "MoneyQuantity", "SimpleQuantity"}
 
-// invariants is the table of checked constraints; keys are the FHIR R4
-// constraint keys. It is read-only.
+// invariants is the table of checked constraints of resources and data
+// types in general, Bundles and a few more; keys are the FHIR R4
+// constraint keys. It is read-only. The data types' and clinical
+// resources' invariants are in invariants_clinical.go.
 var invariants = []*invariant{
 	{key: "reference-format", types: []string{"Reference"}, check: checkReference},
 	{key: "ext-1", types: []string{"Extension"}, human: "an extension must have either extensions or a value[x], not both (ext-1)",
@@ -91,9 +94,9 @@ var invariants = []*invariant{
 	{key: "bdl-*", types: []string{"Bundle"}, check: checkBundle},
 }
 
-// attachInvariants links the invariant table to the schema types.
+// attachInvariants links the invariant tables to the schema types.
 func attachInvariants(s *schema) error {
-	for _, inv := range invariants {
+	for _, inv := range slices.Concat(invariants, dataTypeInvariants, clinicalInvariants) {
 		for _, name := range inv.types {
 			td := s.types[name]
 			if td == nil {
@@ -168,15 +171,7 @@ func (o *objView) failAt(rule, name string, index int, msg string) {
 // values are compared at their common precision, and values that are
 // equal there but differ in precision (the FHIRPath comparison is empty)
 // fail the constraint.
-func periodOrdered(o *objView) bool {
-	s, e := o.val("start"), o.val("end")
-	if s < 0 || e < 0 || o.w.nodes[s].kind != kString || o.w.nodes[e].kind != kString {
-		return true
-	}
-	a := o.w.strCopy(s)
-	c, ambiguous, ok := compareDateTimes([]byte(a), o.w.str(e))
-	return !ok || (c < 0 || c == 0 && !ambiguous)
-}
+func periodOrdered(o *objView) bool { return dateTimesOrdered(o, "start", "end") }
 
 // checkObs7 implements obs-7: value.empty() or
 // component.code.where(coding.intersect(%resource.code.coding).exists()).empty().

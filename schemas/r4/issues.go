@@ -27,7 +27,7 @@ const (
 // Most issues are errors. Warnings flag what the HL7 reference validator
 // tolerates but is dubious: a decimal written as a JSON string, a urn:uuid
 // reference with a malformed UUID, a required-bound code given only as
-// extensions.
+// extensions. ValidateDecoded makes the first an error.
 //
 // Code is the FHIR issue-type code ("structure", "required", "value",
 // "code-invalid", "invariant", "security", "too-costly").

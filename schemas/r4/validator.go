@@ -92,11 +92,14 @@ func newIssue(sev Severity, rule, expr, msg string) Issue {
 }
 
 // run validates doc; want is the expected resource type or "".
-func (v *Validator) run(doc []byte, want string) *Result { return v.runThen(doc, want, nil) }
+func (v *Validator) run(doc []byte, want string) *Result { return v.runThen(doc, want, false, nil) }
 
 // runThen is run that, when the document is valid, calls then with the
 // walker before it goes back to the pool (its tape still that of doc).
-func (v *Validator) runThen(doc []byte, want string, then func(w *walker)) *Result {
+// strict refuses what is tolerated with a warning only because the HL7
+// validator accepts it but is not FHIR JSON (a decimal written as a JSON
+// string): the decoded form of a document is stored and served.
+func (v *Validator) runThen(doc []byte, want string, strict bool, then func(w *walker)) *Result {
 	res := &Result{}
 	if len(doc) > maxDocSize {
 		res.Issues = append(res.Issues, newIssue(SeverityError, "too-costly", "", "the document is too large to validate"))
@@ -121,6 +124,7 @@ func (v *Validator) runThen(doc []byte, want string, then func(w *walker)) *Resu
 		return res
 	}
 	w.start(doc)
+	w.strict = strict
 	w.document(want, res)
 	res.Issues = w.finish()
 	if then != nil && res.Valid() {

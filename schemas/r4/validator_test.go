@@ -50,7 +50,7 @@ var ruleCases = []ruleCase{
 	{name: "absolute reference", doc: patient(`"managingOrganization":{"reference":"https://example.org/fhir/Organization/1/_history/2"}`)},
 	{name: "history reference", doc: patient(`"managingOrganization":{"reference":"Organization/1/_history/2"}`)},
 	{name: "urn oid reference", doc: patient(`"managingOrganization":{"reference":"urn:oid:1.2.3"}`)},
-	{name: "local reference", doc: patient(`"contained":[{"resourceType":"Organization","id":"o1"}],"managingOrganization":{"reference":"#o1"}`)},
+	{name: "local reference", doc: patient(`"contained":[{"resourceType":"Organization","id":"o1","name":"x"}],"managingOrganization":{"reference":"#o1"}`)},
 	{name: "contained refers to container", doc: patient(`"contained":[{"resourceType":"Observation","id":"o","status":"final","code":{"text":"x"},"subject":{"reference":"#"}}]`)},
 	{name: "contained referenced by canonical", doc: `{"resourceType":"Questionnaire","status":"draft","contained":[{"resourceType":"ValueSet","id":"vs","status":"draft"}],"item":[{"linkId":"1","type":"choice","answerValueSet":"#vs"}]}`},
 	{name: "safe narrative", doc: patient(`"text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\"><a href=\"https://x.org\">a &amp; b &#169;</a></div>"}`)},
@@ -412,5 +412,33 @@ func TestWarnings(t *testing.T) {
 		if len(res.Issues) != 1 || res.Issues[0].Severity != SeverityWarning || res.Issues[0].Rule != c.rule || res.Issues[0].Expression != c.expr {
 			t.Errorf("%s: want one %s warning at %s, got %+v", c.name, c.rule, c.expr, res.Issues)
 		}
+	}
+}
+
+// TestDecimalStringStored: a decimal written as a JSON string is only a
+// warning for Validate and ValidateAs (the HL7 validator's cs-order-prop-r4
+// case is valid), but ValidateDecoded, whose result is stored and served,
+// refuses it with element-type at the element.
+func TestDecimalStringStored(t *testing.T) {
+	cases := []struct{ name, doc, typ, expr string }{
+		{"quantity", obs(`,"valueQuantity":{"value":"1.50","unit":"mg"}`), "Observation", "Observation.valueQuantity.value"},
+		{"extension", patient(`"extension":[{"url":"http://e","valueDecimal":"2"}]`), "Patient", "Patient.extension[0].valueDecimal"},
+		{"in a bundle entry", `{"resourceType":"Bundle","type":"collection","entry":[{"fullUrl":"urn:uuid:0e6a2f0c-7f0e-4c3f-9a7a-0b7c2d1e5f60","resource":` +
+			obs(`,"valueQuantity":{"value":"-0.5"}`) + `}]}`, "Bundle", "Bundle.entry[0].resource.ofType(Observation).valueQuantity.value"},
+	}
+	v := testValidator()
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if res := v.ValidateAs([]byte(c.doc), c.typ); !res.Valid() {
+				t.Errorf("ValidateAs: want valid with a warning, got %+v", res.Issues)
+			}
+			res, decoded := v.ValidateDecoded([]byte(c.doc), c.typ)
+			if res.Valid() || decoded != nil {
+				t.Fatalf("ValidateDecoded = valid (%v), want an element-type error", decoded)
+			}
+			if is := res.Issues[0]; len(res.Issues) != 1 || is.Severity != SeverityError || is.Rule != "element-type" || is.Expression != c.expr {
+				t.Errorf("ValidateDecoded issues = %+v, want one element-type error at %s", res.Issues, c.expr)
+			}
+		})
 	}
 }

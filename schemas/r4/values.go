@@ -89,10 +89,14 @@ func (w *walker) primitive(p prim, v int32, vs *valueSet) {
 		if p == pDecimal && n.kind == kString {
 			// The HL7 validator accepts a decimal written as a JSON string
 			// (case cs-order-prop-r4), so this is a warning when the text
-			// is a valid decimal.
+			// is a valid decimal, except for a document to be stored
+			// (strict): FHIR JSON writes decimals as numbers, and a stored
+			// string would be served as such and not indexed.
 			switch s := w.str(v); {
 			case isDecimal(s) && !ExactDecimal(s):
 				w.errorf("decimal-out-of-range", decimalRangeMessage)
+			case isDecimal(s) && w.strict:
+				w.errorf("element-type", "a decimal must be a JSON number, not a string: write the value without quotes")
 			case isDecimal(s):
 				w.warnf("element-type", "a decimal should be a JSON number, not a string")
 			default:

@@ -15,6 +15,7 @@ type walker struct {
 	path    []seg
 	issues  []Issue
 	full    bool    // MaxIssues reached: stop walking
+	strict  bool    // a decimal as a JSON string is an error (ValidateDecoded)
 	slots   []int32 // per-object element bookkeeping, used as a stack
 	buf     []byte  // scratch for unescaped string values
 	bundles int     // number of enclosing Bundles
