@@ -40,6 +40,7 @@ func GatewayRules() []Rule {
 		{"tenant-required", "The request must name a tenant (an all-tenant principal writes on behalf of one)."},
 		{"id-unavailable", "The resource id is not available in this tenant."},
 		// The FHIR API.
+		{"resource-type-not-restful", "Parameters has no RESTful endpoint in R4: it is an operation's input or output, never stored, read or searched."},
 		{"resource-type-unknown", "The resource type is not an R4 resource type (or not one the document's resourceType names)."},
 		{"resource-type-mismatch", "The resource's type is not the one the URL or the context requires."},
 		{"resource-unknown", "No such resource."},
