@@ -65,6 +65,7 @@ func GatewayRules() []Rule {
 		{"results-withheld", "Some matches are not shown because the access token's scopes do not cover them."},
 		{"operation-parameters-invalid", "An operation's Parameters body is not a Parameters resource, or a parameter has no value of the type the operation's OperationDefinition gives it."},
 		{"validate-resource-missing", "$validate needs a resource in the body (or a Parameters with one)."},
+		{"validate-mode-unsupported", "$validate's mode=profile is not supported: give the profile without a mode."},
 		{"reference-unresolved", "A reference names a resource that is neither in the Bundle nor stored."},
 		{"conditional-criteria-missing", "A conditional interaction needs criteria."},
 		{"conditional-criteria-unmatched", "The resource does not match its own conditional criteria, so they would never find it again."},
