@@ -150,6 +150,7 @@ func TestEveryRouteAudited(t *testing.T) {
 		{"POST /fhir/", "POST", "/fhir/", strings.Replace(session, "batch", "transaction", 1), 200},
 		{"POST /fhir/$validate", "POST", "/fhir/$validate", put, 200},
 		{"POST /fhir/:type/$validate", "POST", "/fhir/Patient/$validate", put, 200},
+		{"POST /fhir/:type/:id/$validate", "POST", "/fhir/Patient/p1/$validate?mode=delete", "", 200},
 		{"GET /fhir/metadata", "GET", "/fhir/metadata", "", 200},
 		{"DELETE /fhir/:type/:id", "DELETE", "/fhir/Observation/none", "", 204},
 		{"DELETE /fhir/:type/:id", "DELETE", "/fhir/AuditEvent/x", "", 405},

@@ -27,7 +27,7 @@ var (
 	errVersionForm = outcome.New(outcome.NotFound, "not-found", "version-unknown",
 		"no such version: the gateway's version ids are 1, 2, 3, ... written without sign or leading zeros")
 	errOperationUnknown = outcome.New(outcome.NotFound, "not-supported", "operation-unknown",
-		"the gateway has no such operation here; its operations are $validate (POST /fhir, /fhir/{type}), "+
+		"the gateway has no such operation here; its operations are $validate (POST /fhir, /fhir/{type}, /fhir/{type}/{id}), "+
 			"$everything (GET or POST /fhir/Patient/{id}) and $export (GET /fhir, /fhir/Patient, /fhir/Group/{id})")
 	errMethod = outcome.New(outcome.MethodNotAllowed, "not-supported", "method-not-allowed", "this endpoint does not support the method")
 	// errSearchMethod answers GET (or PUT, DELETE...) /fhir/{type}/_search.
@@ -41,6 +41,11 @@ var (
 		Severity: "error", Code: "not-supported", Rule: "method-not-allowed",
 		Message: "/fhir takes POST with a transaction or batch Bundle; the gateway does not search all types at once " +
 			"(GET /fhir?parameters): search one type with GET /fhir/{type}?parameters or POST /fhir/{type}/_search"}}}
+	// errConditionalDelete answers DELETE /fhir/{type}?criteria; the
+	// router's Allow lists the methods the type's URL takes.
+	errConditionalDelete = outcome.New(outcome.MethodNotAllowed, "not-supported", "method-not-allowed",
+		"conditional delete (DELETE /fhir/{type}?criteria) is not supported: find the resource with a search, "+
+			"GET /fhir/{type}?criteria, and delete it by Type/id, DELETE /fhir/{type}/{id}")
 	// errSystemSearch answers /fhir/_search.
 	errSystemSearch = outcome.New(outcome.NotFound, "not-supported", "search-system-unsupported",
 		"the gateway does not search all types at once (/fhir/_search): search one type with GET /fhir/{type}?parameters "+
@@ -170,6 +175,18 @@ func fromEchoError(he *echo.HTTPError, r *http.Request) error {
 		}
 		if p := strings.TrimSuffix(r.URL.Path, "/"); p == "/fhir" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
 			return errSystemSearchMethod
+		}
+		rest, _ := strings.CutPrefix(r.URL.Path, "/fhir/")
+		segs := strings.Split(rest, "/")
+		switch {
+		case !strings.HasPrefix(r.URL.Path, "/fhir/"):
+		case r.Method == http.MethodDelete && len(segs) == 1 && !strings.HasPrefix(segs[0], "_") && !strings.HasPrefix(segs[0], "$"):
+			return errConditionalDelete
+		case strings.HasPrefix(segs[len(segs)-1], "$") && !slices.Contains([]string{"$validate", "$everything", "$export"}, segs[len(segs)-1]):
+			// An operation the gateway does not have there (POST
+			// /fhir/Patient/{id}/$nope), which the router took for a
+			// compartment's type: the GET's answer, not "use GET".
+			return errOperationUnknown
 		}
 		return errMethod
 	case http.StatusRequestEntityTooLarge:

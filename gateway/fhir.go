@@ -394,12 +394,19 @@ func (s *Server) handleHistory(c echo.Context) error {
 	return writeResource(c, http.StatusOK, s.app.Engine.HistoryBundle(s.baseURL(c), params, res))
 }
 
-// handleValidate is POST /fhir/$validate and /fhir/{type}/$validate: it
-// validates a resource (the body, or a Parameters body's resource; the
-// profile parameter in the query or the Parameters) and answers an
-// OperationOutcome with 200, whatever the verdict.
+// handleValidate is POST /fhir/$validate, /fhir/{type}/$validate and
+// /fhir/{type}/{id}/$validate: it validates a resource (the body, or a
+// Parameters body's resource; the profile and mode parameters in the
+// query or the Parameters) and answers an OperationOutcome with 200,
+// whatever the verdict. A request without a body (a mode=delete on an
+// instance needs none) passes no body.
 func (s *Server) handleValidate(c echo.Context) error {
-	_, issues, err := s.app.Engine.Validate(c.Request().Context(), scopeOf(c), c.Param("type"), c.QueryParam("profile"), s.body(c))
+	var body engine.Body
+	if r := c.Request(); r.Header.Get("Content-Type") != "" || r.ContentLength != 0 {
+		body = s.body(c)
+	}
+	_, issues, err := s.app.Engine.Validate(c.Request().Context(), scopeOf(c), engine.ValidateRequest{
+		Type: c.Param("type"), ID: c.Param("id"), Query: c.QueryParams(), Body: body})
 	if err != nil {
 		return err
 	}

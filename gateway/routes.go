@@ -114,6 +114,7 @@ func (s *Server) table() []route {
 		{method: get, path: "/fhir/:type/:id/_history", handle: s.handleHistory, interaction: "history-instance", fhir: true, head: true, store: true},
 		{method: get, path: "/fhir/:type/:id/$everything", handle: s.handleEverything, interaction: "operation", fhir: true, head: true, store: true},
 		{method: post, path: "/fhir/:type/:id/$everything", handle: s.handleEverything, interaction: "operation", fhir: true, store: true},
+		{method: post, path: "/fhir/:type/:id/$validate", handle: s.handleValidate, interaction: "operation", fhir: true, store: true},
 		{method: get, path: "/fhir/:type/:id/:compartment", handle: s.handleCompartment, interaction: "search-compartment", fhir: true, head: true, store: true},
 		{method: get, path: "/fhir/:type/:id/_history/:vid", handle: s.handleVRead, interaction: "vread", fhir: true, head: true, store: true},
 

@@ -161,7 +161,7 @@ func TestGroupExportNamesOnlyItsPatients(t *testing.T) {
 		t.Errorf("Group export of A: the Provenance copy is not tagged SUBSETTED: %s", lines["Provenance"][0])
 	}
 	vsc := auditlog.NewScope("validate", sc.Principal)
-	valid, issues, err := a.Engine.Validate(ctx, vsc, "Provenance", "", func() ([]byte, error) { return []byte(lines["Provenance"][0]), nil })
+	valid, issues, err := a.Engine.Validate(ctx, vsc, engine.ValidateRequest{Type: "Provenance", Body: func() ([]byte, error) { return []byte(lines["Provenance"][0]), nil }})
 	if err != nil || !valid {
 		t.Errorf("Group export of A: the Provenance copy is not a valid Provenance: %v %v", issues, err)
 	}

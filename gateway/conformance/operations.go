@@ -54,16 +54,28 @@ func OperationDefinitions() []OperationDefinition {
 		Name: "Validate", Title: "Validate a resource", Status: "active", Kind: "operation", Publisher: profile.Publisher,
 		Description: "Validates a resource against R4 (structure, cardinality, primitives, required bindings, invariants), " +
 			"the profiles it claims in meta.profile that the gateway knows (its kg-* profiles and the R4 vital-signs profiles) and " +
-			"the profile given in the profile parameter. The answer is an OperationOutcome whose issues name the rule and the " +
-			"element (FHIRPath); it is 200 whatever the verdict. An unknown profile is a 400.",
+			"the profile given in the profile parameter; with mode=update also that it carries the id (the URL's at the " +
+			"instance level) and that clients write its type and id; with mode=delete, whatever the content, that the resource " +
+			"named exists and clients may delete it. The answer is an OperationOutcome whose issues name the rule and the " +
+			"element (FHIRPath); it is 200 whatever the verdict. An unknown profile, a mode outside create, update and delete, " +
+			"and any parameter not declared here are a 400.",
 		Code: "validate", Base: "http://hl7.org/fhir/OperationDefinition/Resource-validate",
-		Comment:  "POST [base]/$validate or [base]/[type]/$validate, with the resource as the body, or a Parameters resource with resource and profile. The profile may also be given as a query parameter (?profile=url). Modes (create, update, delete) are not supported; instances are not validated in place.",
-		Resource: []string{"Resource"}, System: true, Type: true, Instance: false,
+		Comment: "POST [base]/$validate, [base]/[type]/$validate or [base]/[type]/[id]/$validate, with the resource as the body, " +
+			"or a Parameters resource with resource, mode and profile (a Parameters body with none of them is the resource " +
+			"validated). profile and mode may also be query parameters (?profile=url&mode=update). The mode is create at the " +
+			"system and type level, update at the instance level; mode=delete needs no body at the instance level, elsewhere a " +
+			"resource with its id. mode=profile is not supported (400 validate-mode-unsupported): give the profile without a mode.",
+		Resource: []string{"Resource"}, System: true, Type: true, Instance: true,
 		Parameter: []OperationParameter{
 			{Name: "resource", Use: "in", Min: 0, Max: "1", Type: "Resource",
-				Documentation: "The resource to validate (in a Parameters body; otherwise the body is the resource)."},
+				Documentation: "The resource to validate (in a Parameters body; otherwise the body is the resource). Not needed for mode=delete."},
+			{Name: "mode", Use: "in", Min: 0, Max: "1", Type: "code",
+				Documentation: "create (the default at the system and type level), update (the default at the instance level: the " +
+					"resource must carry its id, the URL's at the instance level, and clients must write its type and id; needs the " +
+					"update scope) or delete (the resource named, by the URL or the resource's type and id, must exist and clients " +
+					"may delete it; the content is not checked; needs the delete scope). R4's profile mode is not supported."},
 			{Name: "profile", Use: "in", Min: 0, Max: "1", Type: "uri",
-				Documentation: "The canonical url (optionally |version) of a profile to validate against: a kg-* profile or an R4 vital-signs profile (see the CapabilityStatement's supportedProfile)."},
+				Documentation: "The canonical url (optionally |version) of a profile to validate against: a kg-* profile or an R4 vital-signs profile (see the CapabilityStatement's supportedProfile), or R4's base definition of the resource's type (http://hl7.org/fhir/StructureDefinition/[type]), which adds nothing to the R4 checks."},
 			{Name: "return", Use: "out", Min: 1, Max: "1", Type: "OperationOutcome",
 				Documentation: "The issues found: errors, warnings (extensible bindings) and information (profiles not checked)."},
 		},

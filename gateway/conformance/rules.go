@@ -40,6 +40,7 @@ func GatewayRules() []Rule {
 		{"tenant-required", "The request must name a tenant (an all-tenant principal writes on behalf of one)."},
 		{"id-unavailable", "The resource id is not available in this tenant."},
 		// The FHIR API.
+		{"resource-type-not-restful", "Parameters has no RESTful endpoint in R4: it is an operation's input or output, never stored, read or searched."},
 		{"resource-type-unknown", "The resource type is not an R4 resource type (or not one the document's resourceType names)."},
 		{"resource-type-mismatch", "The resource's type is not the one the URL or the context requires."},
 		{"resource-unknown", "No such resource."},
@@ -64,6 +65,7 @@ func GatewayRules() []Rule {
 		{"results-withheld", "Some matches are not shown because the access token's scopes do not cover them."},
 		{"operation-parameters-invalid", "An operation's Parameters body is not a Parameters resource, or a parameter has no value of the type the operation's OperationDefinition gives it."},
 		{"validate-resource-missing", "$validate needs a resource in the body (or a Parameters with one)."},
+		{"validate-mode-unsupported", "$validate's mode=profile is not supported: give the profile without a mode."},
 		{"reference-unresolved", "A reference names a resource that is neither in the Bundle nor stored."},
 		{"conditional-criteria-missing", "A conditional interaction needs criteria."},
 		{"conditional-criteria-unmatched", "The resource does not match its own conditional criteria, so they would never find it again."},

@@ -106,6 +106,9 @@ func (e *Engine) Metadata(base string, sec Security, params url.Values) (map[str
 func (e *Engine) CapabilityStatement(base string, sec Security) map[string]any {
 	var resources []map[string]any
 	for _, typ := range r4.ResourceTypes() {
+		if typ == notRESTful {
+			continue // R4 gives it no RESTful endpoint
+		}
 		var params []map[string]any
 		for _, p := range search.Params(typ) {
 			sp := map[string]any{"name": p.Name, "type": string(p.Type)}

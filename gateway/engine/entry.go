@@ -127,6 +127,9 @@ func (e *Engine) parseURL(en *Entry, rawURL string) error {
 	path, query, _ := strings.Cut(u, "?")
 	parts := strings.Split(path, "/")
 	en.typ, en.query = parts[0], query
+	if en.typ == notRESTful {
+		return errTypeNotRESTful
+	}
 	if en.method == "GET" || en.method == "HEAD" {
 		en.method, en.head = "GET", en.method == "HEAD"
 		if err := e.parseGet(en, parts); err != nil {

@@ -32,12 +32,24 @@ var (
 	errTypeUnknown    = outcome.New(outcome.NotFound, "not-supported", "resource-type-unknown", "not a FHIR R4 resource type")
 	errResourceUnkown = outcome.New(outcome.NotFound, "not-found", "resource-unknown", "no such resource")
 	errVersionUnknown = outcome.New(outcome.NotFound, "not-found", "version-unknown", "no such version")
+	// errTypeNotRESTful answers a request on /fhir/Parameters: R4 gives
+	// Parameters no RESTful endpoint (parameters.html), it is an
+	// operation's input and output, never stored.
+	errTypeNotRESTful = outcome.New(outcome.NotFound, "not-supported", "resource-type-not-restful",
+		"Parameters has no RESTful endpoint in R4 (parameters.html): it carries an operation's parameters and is never "+
+			"stored, read or searched; to validate a Parameters resource, POST it to /fhir/$validate")
 )
+
+// notRESTful is the R4 resource type that has no RESTful endpoint.
+const notRESTful = "Parameters"
 
 // checkType checks a resource type named by the client.
 func (e *Engine) checkType(typ string) error {
-	if !e.v.KnownType(typ) {
+	switch {
+	case !e.v.KnownType(typ):
 		return errTypeUnknown
+	case typ == notRESTful:
+		return errTypeNotRESTful
 	}
 	return nil
 }
