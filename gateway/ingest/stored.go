@@ -3,6 +3,7 @@ package ingest
 import (
 	"fmt"
 	"net/url"
+	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
@@ -49,8 +50,39 @@ func checkNamedSession(st store.Tx, rec mapping.Record, id mapping.SessionID, pa
 	if status := str(doc, "status"); status != "not-done" && status != "entered-in-error" {
 		period, _ := doc["performedPeriod"].(map[string]any)
 		s.Window, s.HasWindow = mapping.WindowFrom(str(period, "start"), str(period, "end"))
+		if s.HasWindow {
+			if s.Window.InfusionEnd, err = infusionEnd(st, id); err != nil {
+				return err
+			}
+		}
 	}
 	return mapping.CheckLinked(rec, s)
+}
+
+// infusionEnd is when the stored session's infusion ended: the end of its
+// MedicationAdministration's effectivePeriod (identifier
+// <sessionId>-medication, the infusion's infusionEnd); zero when it has
+// none. The Procedure's performedPeriod ends at monitoringEnd, so without
+// it a discharge measurement sent on its own was checked only against the
+// start, and a session document or a later session version against the
+// infusion's end: a discharge the gateway accepted then blocked every later
+// version of its session.
+func infusionEnd(st store.Tx, id mapping.SessionID) (time.Time, error) {
+	meds, err := searchAll(st, "MedicationAdministration", "identifier", id.System+"|"+id.Value+"-medication")
+	if err != nil {
+		return time.Time{}, err
+	}
+	for _, m := range meds {
+		doc, err := decode(m)
+		if err != nil {
+			return time.Time{}, err
+		}
+		period, _ := doc["effectivePeriod"].(map[string]any)
+		if t, err := time.Parse(time.RFC3339Nano, str(period, "end")); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, nil
 }
 
 // checkSessionRecords checks a session (an infusion or session record)

@@ -300,6 +300,28 @@ func TestRulesAgainstStoredSession(t *testing.T) {
 			t.Errorf("session covering the measurement: %v", err)
 		}
 	})
+	t.Run("discharge on its own before the infusion ended", func(t *testing.T) {
+		// The same rule whatever the order: a discharge measurement sent on
+		// its own against the stored session is checked against the
+		// infusion's end, as a session version is checked against it; one
+		// accepted before the end blocked every later session version.
+		g := newGateway(t, app.Config{})
+		if err := g.ingest("", mapping.KindInfusion, rec("S-1", "1", "P-1", "", infusionBody)); err != nil {
+			t.Fatal(err)
+		}
+		discharge := func(at string) string {
+			return rec("V-1", "1", "P-1", "", `"sessionId": "S-1", "timepoint": "discharge", "measuredAt": "`+at+`", "heartRate": 80`)
+		}
+		err := g.ingest("", mapping.KindVitals, discharge("2026-03-02T09:30:00-05:00"))
+		wantIssues(t, err, outcome.Unprocessable, "session.time-window", "/measuredAt")
+		if err := g.ingest("", mapping.KindVitals, discharge("2026-03-02T09:40:00-05:00")); err != nil {
+			t.Fatalf("discharge at the infusion's end: %v", err)
+		}
+		noted := strings.Replace(infusionBody, `"status"`, `"notes": "typo fixed", "status"`, 1)
+		if err := g.ingest("", mapping.KindInfusion, rec("S-1", "2", "P-1", "", noted)); err != nil {
+			t.Errorf("a later session version changing only its notes: %v", err)
+		}
+	})
 	t.Run("another patient's record names the session", func(t *testing.T) {
 		g := newGateway(t, app.Config{})
 		if err := g.ingest("", mapping.KindAdverseEvent, rec("AE-1", "1", "P-2", "", aeBody("S-1", "2026-03-02T09:30:00-05:00"))); err != nil {
