@@ -374,6 +374,10 @@ func TestRecordPatientChanged(t *testing.T) {
 	}{
 		{"standalone record, another patient", []string{"assessment|" + rec("A-1", "1", "P-1", "", phq9Body)},
 			mapping.KindAssessment, rec("A-1", "2", "P-2", "", phq9Body), []string{"/patient/id"}},
+		// Reported before the version label, which a new version would not
+		// fix (the version reused is the symptom).
+		{"the same version label for another patient", []string{"assessment|" + rec("A-1", "1", "P-1", "", phq9Body)},
+			mapping.KindAssessment, rec("A-1", "1", "P-2", "", phq9Body), []string{"/patient/id"}},
 		{"withdrawn for another patient", []string{"assessment|" + rec("A-1", "1", "P-1", "", phq9Body)},
 			mapping.KindAssessment, withdrawn(rec("A-1", "2", "P-2", "", phq9Body)), []string{"/patient/id"}},
 		{"another patient with the first one's MRN is still the identity conflict",
@@ -425,7 +429,8 @@ func TestRecordPatientChanged(t *testing.T) {
 	}{
 		{mapping.KindAssessment, rec("A-1", "1", "P-1", "MRN-1", phq9Body)},
 		{mapping.KindAssessment, rec("A-1", "2", "P-1", "", phq9Body)},
-		{mapping.KindVitals, rec("V-9", "1", "P-1", "", vitalsBody)},
+		// (as the session nests it: the same version in both forms)
+		{mapping.KindVitals, rec("V-9", "1", "P-1", "", `"sessionId": "S-1", `+vitalsBody)},
 		{mapping.KindSession, session("S-1", "1", "P-1")},
 		{mapping.KindAssessment, rec("A-9", "2", "P-1", "", phq9Body)},
 		{mapping.KindAssessment, withdrawn(rec("A-1", "3", "P-1", "", phq9Body))},
@@ -603,3 +608,4 @@ func TestSameInstantResent(t *testing.T) {
 		t.Errorf("%d Observations amended: a resend was applied as a new version", n)
 	}
 }
+
