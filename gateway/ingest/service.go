@@ -443,8 +443,11 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 		sc.Description += fmt.Sprintf("; not delivered to %s (%s)", strings.Join(notSent, ", "), engine.RuleSourceOtherTenant)
 	}
 	b := s.engine.Response(fhirwire.TypeTransactionResponse, entries, nil, ans)
-	if err := warn(&b, notSentWarning(notSent)); err != nil {
+	if err := warn(&b, append(demographicsWarning(id.unapplied), notSentWarning(notSent)...)); err != nil {
 		return nil, false, err
+	}
+	if len(id.unapplied) > 0 {
+		sc.Description += fmt.Sprintf("; patient demographics not applied (%s)", RuleDemographicsNotApplied)
 	}
 	if answer, err = fhirwire.Marshal(b); err != nil {
 		return nil, false, err

@@ -609,3 +609,66 @@ func TestSameInstantResent(t *testing.T) {
 	}
 }
 
+// TestDemographicsNotApplied: a later record's patient name, birth date or
+// gender that differ from the stored Patient's are not applied (the gateway
+// keeps the first record's Patient), and the answer says so with a warning
+// per field, never the value; the same ones, or none, say nothing.
+func TestDemographicsNotApplied(t *testing.T) {
+	g := newGateway(t, app.Config{})
+	withPatient := func(recordID, patient string) string {
+		return strings.Replace(rec(recordID, "1", "P-1", "", phq9Body), `"patient": {"id": "P-1"}`, `"patient": {"id": "P-1"`+patient+`}`, 1)
+	}
+	first := `, "name": {"family": "Wrongname"}, "birthDate": "1990-01-01", "gender": "male"`
+	for _, tc := range []struct {
+		name, doc string
+		pointers  []string
+	}{
+		{"first record", withPatient("A-1", first), nil},
+		{"the same demographics", withPatient("A-2", first), nil},
+		{"none", withPatient("A-3", ""), nil},
+		{"corrected", withPatient("A-4", `, "name": {"family": "Rightname"}, "birthDate": "1991-01-01", "gender": "male"`),
+			[]string{"/patient/name", "/patient/birthDate"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sc := auditlog.NewScope("ingest", &auth.Principal{ClientID: "test"})
+			answer, err := g.a.Ingest.Ingest(context.Background(), sc, mapping.KindAssessment, []byte(tc.doc), false, engine.Answer{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var b struct {
+				Entry []struct {
+					Response struct {
+						Outcome *struct {
+							Issue []struct {
+								Severity, Diagnostics string
+								Details               struct{ Coding []struct{ Code string } }
+								Location              []string
+								Expression            []string
+							}
+						}
+					}
+				}
+			}
+			if err := json.Unmarshal(answer, &b); err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			if oo := b.Entry[0].Response.Outcome; oo != nil {
+				for _, is := range oo.Issue {
+					if is.Severity != "warning" || len(is.Details.Coding) != 1 || is.Details.Coding[0].Code != ingest.RuleDemographicsNotApplied {
+						t.Errorf("issue %+v", is)
+					}
+					got = append(got, strings.Join(is.Location, ","))
+				}
+			}
+			if strings.Join(got, " ") != strings.Join(tc.pointers, " ") {
+				t.Errorf("warnings at %q, want %q", got, tc.pointers)
+			}
+			for _, v := range []string{"Rightname", "1991", "Wrongname", "1990"} {
+				if strings.Contains(string(answer), v) {
+					t.Errorf("the answer quotes a value %q", v)
+				}
+			}
+		})
+	}
+}
