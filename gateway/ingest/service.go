@@ -338,6 +338,18 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 		sc.Concern(patientsAnswered(l.Response)...)
 		return l.Response, true, nil
 	case err == nil:
+		// A retry whose source.lastUpdated writes the same instant
+		// otherwise (an integration engine normalising timestamps) is the
+		// same version again.
+		switch in, ierr := ledgerAt(st, src.System, rec.kind, src.RecordID, rec.version); {
+		case ierr != nil:
+			return nil, false, ierr
+		case in != nil && sameButNotation(in.Input, rec.body):
+			sc.Description = fmt.Sprintf("%s record version already received: nothing written", rec.kind)
+			sc.SetAction("R")
+			sc.Concern(patientsAnswered(in.Response)...)
+			return in.Response, true, nil
+		}
 		reused = errVersionReused(first.Source.Version == "")
 	case !errors.Is(err, store.ErrNotFound):
 		return nil, false, err

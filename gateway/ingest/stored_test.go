@@ -609,6 +609,39 @@ func TestSameInstantResent(t *testing.T) {
 	}
 }
 
+// TestSameInstantResentLabelled: a record with a source.version sent again
+// with its source.lastUpdated written otherwise (.000Z, +00:00, an offset)
+// and nothing else changed is the same version again, as without a label;
+// a clinical time written otherwise is other content (it is charted as
+// written).
+func TestSameInstantResentLabelled(t *testing.T) {
+	g := newGateway(t, app.Config{})
+	send := func(lastUpdated, body string) ([]byte, error) {
+		doc := strings.Replace(rec("A-1", "1", "P-1", "", body), `"version": "1"`, `"version": "1", "lastUpdated": "`+lastUpdated+`"`, 1)
+		sc := auditlog.NewScope("ingest", &auth.Principal{ClientID: "test"})
+		return g.a.Ingest.Ingest(context.Background(), sc, mapping.KindAssessment, []byte(doc), false, engine.Answer{})
+	}
+	first, err := send("2026-03-10T14:00:00Z", phq9Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, lu := range []string{"2026-03-10T14:00:00.000Z", "2026-03-10T14:00:00+00:00", "2026-03-10T09:00:00-05:00"} {
+		again, err := send(lu, phq9Body)
+		if err != nil || !bytes.Equal(again, first) {
+			t.Errorf("sent again with lastUpdated %s: %v; want the first answer", lu, err)
+		}
+	}
+	_, err = send("2026-03-10T14:00:00.000Z", strings.Replace(phq9Body, `"total": 6`, `"total": 7`, 1))
+	wantIssues(t, err, outcome.Conflict, ingest.RuleVersionReused, "/source/version")
+	_, err = send("2026-03-10T14:00:00Z", strings.Replace(phq9Body, "2026-03-02T08:45:00-05:00", "2026-03-02T13:45:00Z", 1))
+	wantIssues(t, err, outcome.Conflict, ingest.RuleVersionReused, "/source/version")
+	_, err = send("2026-03-10T14:00:01Z", phq9Body)
+	wantIssues(t, err, outcome.Conflict, ingest.RuleVersionReused, "/source/version")
+	if n := g.count(t, "", "Observation", "status=amended"); n != 0 {
+		t.Errorf("%d Observations amended: a resend was applied as a new version", n)
+	}
+}
+
 // TestDemographicsNotApplied: a later record's patient name, birth date or
 // gender that differ from the stored Patient's are not applied (the gateway
 // keeps the first record's Patient), and the answer says so with a warning
