@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"reflect"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
@@ -45,7 +44,7 @@ func otherForm(st store.Tx, tenant string, rec record, res *mapping.Result) (l *
 		if l == nil || err != nil {
 			return nil, nil, err
 		}
-		if session, ok := decodeRecord(l.Input); ok && !reflect.DeepEqual(infusionForm(session), mine) {
+		if session, ok := decodeRecord(l.Input); ok && !sameContent(infusionForm(session), mine) {
 			return nil, errVersionReused(src.Version == ""), nil
 		}
 		return l, nil, nil
@@ -70,7 +69,7 @@ func otherForm(st store.Tx, tenant string, rec record, res *mapping.Result) (l *
 		if !ok {
 			continue // that session version does not nest this record
 		}
-		if !reflect.DeepEqual(nested, mine) {
+		if !sameContent(nested, mine) {
 			return nil, errVersionReused(src.Version == ""), nil
 		}
 		return l, nil, nil
@@ -96,7 +95,7 @@ func sessionForms(st store.Tx, rec record, s *mapping.Session, mine map[string]a
 	}
 	if infusion != nil {
 		stored, ok := decodeRecord(infusion.Input)
-		if ok && !reflect.DeepEqual(stored, infusionForm(mine)) {
+		if ok && !sameContent(stored, infusionForm(mine)) {
 			issues = append(issues, outcome.Issue{Severity: "error", Code: "conflict", Rule: RuleVersionReused,
 				Pointer: "/infusion", Expression: "infusion",
 				Message: "this infusion was received on its own with this version and other content"})
@@ -119,7 +118,7 @@ func sessionForms(st store.Tx, rec record, s *mapping.Session, mine map[string]a
 		}
 		stored, ok := decodeRecord(l.Input)
 		nested, _ := nestedForm(mine, n.Kind, n.RecordID)
-		if ok && !reflect.DeepEqual(stored, nested) {
+		if ok && !sameContent(stored, nested) {
 			ptr := fmt.Sprintf("/%s/%d", nestedMember[n.Kind], i)
 			issues = append(issues, outcome.Issue{Severity: "error", Code: "conflict", Rule: RuleVersionReused,
 				Pointer: ptr + "/recordId", Expression: nestedExpression(ptr) + ".recordId",

@@ -42,6 +42,17 @@ func TestOneVersionTwoForms(t *testing.T) {
 		if n := g.count(t, "", "Provenance", ""); n != provenances {
 			t.Errorf("%d Provenances, want %d (nothing written)", n, provenances)
 		}
+		// A version whose source.lastUpdated is written otherwise in the
+		// other form is the same version.
+		at := func(doc, lastUpdated string) string {
+			return strings.Replace(doc, `"version": "3"`, `"version": "5", "lastUpdated": "`+lastUpdated+`"`, 1)
+		}
+		if err := g.ingest("", mapping.KindSession, at(session, "2026-03-02T16:15:00Z")); err != nil {
+			t.Fatal(err)
+		}
+		if err := g.ingest("", mapping.KindAssessment, at(alone, "2026-03-02T11:15:00-05:00")); err != nil {
+			t.Errorf("the same version on its own, lastUpdated in another zone: %v", err)
+		}
 		other := strings.Replace(alone, `{"number": 1, "score": 1}`, `{"number": 1, "score": 2}`, 1)
 		other = strings.Replace(other, `"total": 4`, `"total": 5`, 1)
 		wantIssues(t, g.ingest("", mapping.KindAssessment, other), outcome.Conflict, "record-version-reused", "/source/version")

@@ -115,22 +115,39 @@ func sameBut(a, b []byte) bool {
 func sameButNotation(a, b []byte) bool {
 	da, oka := decodeRecord(a)
 	db, okb := decodeRecord(b)
-	if !oka || !okb {
-		return false
-	}
+	return oka && okb && sameContent(da, db)
+}
+
+// sameContent reports whether two decoded records (decodeRecord) are the
+// same content, their source.lastUpdated compared as instants.
+func sameContent(a, b map[string]any) bool {
 	var at [2]time.Time
-	for i, d := range []map[string]any{da, db} {
+	var bare [2]map[string]any
+	for i, d := range []map[string]any{a, b} {
+		bare[i] = d
 		src, _ := d["source"].(map[string]any)
-		if lu, ok := src["lastUpdated"].(string); ok {
-			t, ok := instant(lu)
-			if !ok {
-				return false
-			}
-			at[i] = t
-			delete(src, "lastUpdated")
+		lu, ok := src["lastUpdated"].(string)
+		if !ok {
+			continue
 		}
+		if at[i], ok = instant(lu); !ok {
+			return false
+		}
+		// Copies without it: d is not changed.
+		s := make(map[string]any, len(src))
+		for k, v := range src {
+			if k != "lastUpdated" {
+				s[k] = v
+			}
+		}
+		c := make(map[string]any, len(d))
+		for k, v := range d {
+			c[k] = v
+		}
+		c["source"] = s
+		bare[i] = c
 	}
-	return at[0].Equal(at[1]) && reflect.DeepEqual(da, db)
+	return at[0].Equal(at[1]) && reflect.DeepEqual(bare[0], bare[1])
 }
 
 // decodeAny decodes a JSON object, numbers as written.
