@@ -209,20 +209,22 @@ func ledgerAt(st store.Tx, system string, kind mapping.Kind, recordID, version s
 	if recordID == "" {
 		return nil, nil
 	}
+	l, err := st.Ledger(system, string(kind), recordID, version) // one row by key: usually none
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil, nil
+	case err != nil:
+		return nil, err
+	}
 	versions, err := st.LedgerVersions(system, string(kind), recordID)
 	if err != nil {
 		return nil, err
 	}
 	for _, v := range versions {
-		if v.Version != version || len(v.Input) == 0 {
-			continue
+		if v.Version == version && len(v.Input) > 0 {
+			l.Input = v.Input
+			return l, nil
 		}
-		l, err := st.Ledger(system, string(kind), recordID, version)
-		if err != nil {
-			return nil, err
-		}
-		l.Input = v.Input
-		return l, nil
 	}
 	return nil, nil
 }
