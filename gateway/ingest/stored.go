@@ -100,10 +100,19 @@ func checkSessionRecords(st store.Tx, rec mapping.Record, res *mapping.Result, i
 	if err != nil {
 		return err
 	}
+	// A discharge measurement stored before its session's infusion end
+	// (accepted on its own before that check read the infusion's end) does
+	// not block a version that leaves the end where the stored one has it:
+	// the clinic could otherwise not correct the session at all.
+	var storedEnd time.Time
 	if len(procs) > 0 {
 		ref := "Procedure/" + procs[0].ID
 		queries = append(queries, [3]string{"AdverseEvent", "substance", ref}, [3]string{"Observation", "part-of", ref})
+		if storedEnd, err = infusionEnd(st, id); err != nil {
+			return err
+		}
 	}
+	sameEnd := !storedEnd.IsZero() && storedEnd.Equal(infusionEndOf(rec))
 	own := map[string]bool{}
 	for _, e := range res.Entries {
 		own[e.IdentifierSystem+"|"+e.IdentifierValue] = true
@@ -128,11 +137,28 @@ func checkSessionRecords(st store.Tx, rec mapping.Record, res *mapping.Result, i
 				continue
 			}
 			l := mapping.LinkedOf(doc)
+			if sameEnd && l.Discharge.Before(storedEnd) {
+				l.Discharge = time.Time{}
+			}
 			l.OtherPatient = !samePatient(doc, patientID)
 			linked = append(linked, l)
 		}
 	}
 	return mapping.CheckStored(rec, linked)
+}
+
+// infusionEndOf is the infusionEnd of an infusion or session record (zero
+// for none).
+func infusionEndOf(rec mapping.Record) time.Time {
+	var end string
+	switch r := rec.(type) {
+	case *mapping.Infusion:
+		end = r.InfusionEnd
+	case *mapping.Session:
+		end = r.Infusion.InfusionEnd
+	}
+	t, _ := time.Parse(time.RFC3339Nano, end)
+	return t
 }
 
 // searchAll returns every current resource of typ whose param matches

@@ -322,6 +322,31 @@ func TestRulesAgainstStoredSession(t *testing.T) {
 			t.Errorf("a later session version changing only its notes: %v", err)
 		}
 	})
+	t.Run("a discharge stored before the infusion ended, then a session version", func(t *testing.T) {
+		// Stored as the gateway stored it before the check above (its mapped
+		// Bundle written through the FHIR API): a session version that
+		// leaves the infusion's end where it is is not refused for it.
+		g := newGateway(t, app.Config{})
+		if err := g.ingest("", mapping.KindInfusion, rec("S-1", "1", "P-1", "", infusionBody)); err != nil {
+			t.Fatal(err)
+		}
+		sc := auditlog.NewScope("ingest", &auth.Principal{ClientID: "test"})
+		bundle, err := g.a.Ingest.Ingest(context.Background(), sc, mapping.KindVitals, []byte(rec("V-1", "1", "P-1", "",
+			`"sessionId": "S-1", "timepoint": "discharge", "measuredAt": "2026-03-02T09:30:00-05:00", "heartRate": 80`)), true, engine.Answer{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := g.a.Engine.Bundle(context.Background(), auditlog.NewScope("transaction", &auth.Principal{ClientID: "test", Scopes: auth.ParseScopes("system/*.cruds")}), bundle, engine.Answer{}); err != nil {
+			t.Fatal(err)
+		}
+		noted := strings.Replace(infusionBody, `"status"`, `"notes": "typo fixed", "status"`, 1)
+		if err := g.ingest("", mapping.KindInfusion, rec("S-1", "2", "P-1", "", noted)); err != nil {
+			t.Errorf("a later session version changing only its notes: %v", err)
+		}
+		later := strings.Replace(noted, "T09:40:00", "T09:45:00", 1)
+		wantIssues(t, g.ingest("", mapping.KindInfusion, rec("S-1", "3", "P-1", "", later)), outcome.Unprocessable,
+			"session.time-window", "/infusionEnd")
+	})
 	t.Run("another patient's record names the session", func(t *testing.T) {
 		g := newGateway(t, app.Config{})
 		if err := g.ingest("", mapping.KindAdverseEvent, rec("AE-1", "1", "P-2", "", aeBody("S-1", "2026-03-02T09:30:00-05:00"))); err != nil {
