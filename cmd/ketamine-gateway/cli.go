@@ -146,10 +146,20 @@ func validateCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
-	if err := engine.NewValidator().Document(doc); err != nil {
-		return printOutcome(stdout, err)
+	// The OperationOutcome POST /fhir/$validate answers: warnings and
+	// information issues too (a claimed profile the gateway does not know
+	// is profile.not-checked), not only the errors.
+	valid, issues := engine.NewValidator().Check(doc, "")
+	if len(issues) == 0 {
+		return printJSON(stdout, outcome.Information("the resource is valid"))
 	}
-	return printJSON(stdout, outcome.Information("the resource is valid"))
+	if err := printJSON(stdout, outcome.Resource(issues)); err != nil {
+		return err
+	}
+	if !valid {
+		return &exitError{code: exitInvalid}
+	}
+	return nil
 }
 
 // codeSystemCommand prints one of the gateway's CodeSystems (--id:

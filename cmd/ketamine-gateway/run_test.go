@@ -146,6 +146,13 @@ func TestValidateCommand(t *testing.T) {
 	if !strings.HasPrefix(out, "{\n  \"resourceType\": \"OperationOutcome\",") {
 		t.Errorf("validate's OperationOutcome does not start with its resourceType:\n%s", out)
 	}
+	// As $validate says: a claimed profile the gateway does not know was
+	// not checked (information; still valid).
+	unknown := `{"resourceType":"Observation","status":"final","code":{"text":"x"},"meta":{"profile":["https://example.org/unknown-profile"]}}`
+	out, _, code = cli(t, unknown, "validate", "-")
+	if code != 0 || !strings.Contains(out, "profile.not-checked") || !strings.Contains(out, "Observation.meta.profile") {
+		t.Errorf("validate of a resource claiming an unknown profile: exit %d, %s", code, out)
+	}
 }
 
 func TestUsage(t *testing.T) {

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
+	"slices"
 	"strings"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
@@ -61,6 +63,10 @@ type identity struct {
 	// holder is the other Patient that holds the record's MRN (set with
 	// errIdentityConflict).
 	holder string
+	// unapplied are the demographics (Patient elements: name, birthDate,
+	// gender) the record gives otherwise than the stored Patient holds
+	// them: not applied (demographicsWarning).
+	unapplied []string
 }
 
 // resolveIdentity finds the record's stored Patient and checks its MRN:
@@ -81,6 +87,9 @@ func resolveIdentity(st store.Tx, rec mapping.Record, res *mapping.Result) (*ide
 	if len(found) > 0 {
 		id.patientID = found[0].ID
 		if stored, err = decode(found[0]); err != nil {
+			return nil, err
+		}
+		if id.unapplied, err = unapplied(pe.Resource, stored); err != nil {
 			return nil, err
 		}
 	}
@@ -110,6 +119,9 @@ func resolveIdentity(st store.Tx, rec mapping.Record, res *mapping.Result) (*ide
 		return nil, err
 	}
 	id.mrnNew = stored != nil && !ownResource(stored, map[string]bool{mrn.System + "|" + mrn.Value: true})
+	if id.mrnNew {
+		id.unapplied = nil // the record's Patient is written as the new version
+	}
 	return id, nil
 }
 
@@ -234,4 +246,60 @@ func subjectOf(r *store.Resource) (string, error) {
 func nestedExpression(pointer string) string {
 	name, i, _ := strings.Cut(strings.TrimPrefix(pointer, "/"), "/")
 	return name + "[" + i + "]"
+}
+
+// RuleDemographicsNotApplied is the rule id of the warning that a record's
+// patient demographics differ from the stored Patient's and were not
+// applied.
+const RuleDemographicsNotApplied = "patient.demographics-not-applied"
+
+// demographics are the Patient elements a record's envelope gives
+// (patient.name, patient.birthDate, patient.gender), by the pointer and
+// expression of the envelope field.
+var demographics = []struct{ element, pointer, expression string }{
+	{"name", "/patient/name", "patient.name"},
+	{"birthDate", "/patient/birthDate", "patient.birthDate"},
+	{"gender", "/patient/gender", "patient.gender"},
+}
+
+// unapplied lists the demographics that patient, a record's mapped
+// Patient, gives otherwise than stored, the stored Patient, holds them:
+// the gateway keeps the Patient the first record made (only an MRN added
+// or changed makes a new version), so they are not applied. A field the
+// record leaves out is not listed.
+func unapplied(patient any, stored map[string]any) ([]string, error) {
+	raw, err := json.Marshal(patient)
+	if err != nil {
+		return nil, fmt.Errorf("mapped Patient: %w", err)
+	}
+	var mine map[string]any
+	if err := json.Unmarshal(raw, &mine); err != nil {
+		return nil, fmt.Errorf("mapped Patient: %w", err)
+	}
+	var out []string
+	for _, d := range demographics {
+		if v, ok := mine[d.element]; ok && !reflect.DeepEqual(v, stored[d.element]) {
+			out = append(out, d.element)
+		}
+	}
+	return out, nil
+}
+
+// demographicsWarning is the warning, in the answer, that the record's
+// demographics (elements, as unapplied lists them) were not applied: the
+// record is stored; the sender is told, and how to correct the Patient.
+func demographicsWarning(elements []string) []outcome.Issue {
+	var issues []outcome.Issue
+	for _, d := range demographics {
+		if !slices.Contains(elements, d.element) {
+			continue
+		}
+		issues = append(issues, outcome.Issue{Severity: "warning", Code: "business-rule", Rule: RuleDemographicsNotApplied,
+			Pointer: d.pointer, Expression: d.expression,
+			Message: "the record is stored, but this field differs from the patient the gateway holds for this patient id " +
+				"and was not applied: the gateway keeps the demographics of the first record it stored for the patient " +
+				"(only an MRN added or changed updates its Patient), and hospitals that hold the patient keep theirs; " +
+				"to correct the gateway's Patient, update it through the gateway's FHIR API or ask the gateway's operator"})
+	}
+	return issues
 }

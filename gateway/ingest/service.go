@@ -327,6 +327,10 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 			err = nil
 		}
 	}
+	// reused refuses a version received before with other content, once
+	// the checks that say more (a newer version stored, the record stored
+	// for another patient: what the clinic must resolve first) passed.
+	var reused error
 	switch {
 	case err == nil && same:
 		sc.Description = fmt.Sprintf("%s record version already received: nothing written", rec.kind)
@@ -334,15 +338,42 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 		sc.Concern(patientsAnswered(l.Response)...)
 		return l.Response, true, nil
 	case err == nil:
-		return nil, false, errVersionReused(first.Source.Version == "")
+		// A retry whose source.lastUpdated writes the same instant
+		// otherwise (an integration engine normalising timestamps) is the
+		// same version again.
+		switch in, ierr := ledgerAt(st, src.System, rec.kind, src.RecordID, rec.version); {
+		case ierr != nil:
+			return nil, false, ierr
+		case in != nil && sameButNotation(in.Input, rec.body):
+			sc.Description = fmt.Sprintf("%s record version already received: nothing written", rec.kind)
+			sc.SetAction("R")
+			sc.Concern(patientsAnswered(in.Response)...)
+			return in.Response, true, nil
+		}
+		reused = errVersionReused(first.Source.Version == "")
 	case !errors.Is(err, store.ErrNotFound):
 		return nil, false, err
+	}
+	tenant := sc.TenantOf()
+	if reused == nil {
+		// The version received in the record's other form (nested in a
+		// session, or on its own; an infusion, or its session).
+		other, refusal, err := otherForm(st, tenant, rec, first)
+		switch {
+		case err != nil:
+			return nil, false, err
+		case other != nil:
+			sc.Description = fmt.Sprintf("%s record version already received as a %s record: nothing written", rec.kind, other.Kind)
+			sc.SetAction("R")
+			sc.Concern(patientsAnswered(other.Response)...)
+			return other.Response, true, nil
+		}
+		reused = refusal
 	}
 	if err := checkNotStale(st, rec); err != nil {
 		return nil, false, err
 	}
 	res, raws, docs := first, firstRaws, firstDocs
-	tenant := sc.TenantOf()
 	stored, err := recordStored(st, tenant, first)
 	if err != nil {
 		return nil, false, err
@@ -383,7 +414,10 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 			}
 			return err
 		}
-		return checkNestedNotStale(st, rec, res, current)
+		if err := checkNestedNotStale(st, rec, res, current); err != nil {
+			return err
+		}
+		return reused
 	})
 	if err != nil {
 		return nil, false, err
@@ -421,8 +455,11 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 		sc.Description += fmt.Sprintf("; not delivered to %s (%s)", strings.Join(notSent, ", "), engine.RuleSourceOtherTenant)
 	}
 	b := s.engine.Response(fhirwire.TypeTransactionResponse, entries, nil, ans)
-	if err := warnNotSent(&b, notSent); err != nil {
+	if err := warn(&b, append(demographicsWarning(id.unapplied), notSentWarning(notSent)...)); err != nil {
 		return nil, false, err
+	}
+	if len(id.unapplied) > 0 {
+		sc.Description += fmt.Sprintf("; patient demographics not applied (%s)", RuleDemographicsNotApplied)
 	}
 	if answer, err = fhirwire.Marshal(b); err != nil {
 		return nil, false, err
@@ -620,13 +657,10 @@ const notSentReason = "another tenant of this gateway stored records of this sou
 	"clinics' patients there; the record is stored at the gateway but never sent here. Give the clinic's system " +
 	"its own source.system name, or the destination a filter.tenants"
 
-// warnNotSent adds to the answer b, in its first entry's outcome, a warning
-// per destination (notSent) that will not receive the record because
-// another tenant holds its source system there.
-func warnNotSent(b *fhirwire.Bundle, notSent []string) error {
-	if len(notSent) == 0 || len(b.Entry) == 0 || b.Entry[0].Response == nil {
-		return nil
-	}
+// notSentWarning is a warning per destination (notSent) that will not
+// receive the record because another tenant holds its source system
+// there.
+func notSentWarning(notSent []string) []outcome.Issue {
 	var issues []outcome.Issue
 	for _, dest := range notSent {
 		issues = append(issues, outcome.Issue{Severity: "warning", Code: "business-rule", Rule: engine.RuleSourceOtherTenant,
@@ -636,6 +670,15 @@ func warnNotSent(b *fhirwire.Bundle, notSent []string) error {
 				"the identifiers the gateway mints from it (patients, records) would be the same for both clinics' " +
 				"patients; give this clinic's system its own source.system name (for example with the clinic's name " +
 				"appended) to have its records delivered, or ask the gateway's operator"})
+	}
+	return issues
+}
+
+// warn adds issues (warnings) to the answer b, in its first entry's
+// outcome.
+func warn(b *fhirwire.Bundle, issues []outcome.Issue) error {
+	if len(issues) == 0 || len(b.Entry) == 0 || b.Entry[0].Response == nil {
+		return nil
 	}
 	oo := outcome.Resource(issues)
 	r := b.Entry[0].Response

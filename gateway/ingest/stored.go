@@ -3,6 +3,7 @@ package ingest
 import (
 	"fmt"
 	"net/url"
+	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
@@ -49,8 +50,39 @@ func checkNamedSession(st store.Tx, rec mapping.Record, id mapping.SessionID, pa
 	if status := str(doc, "status"); status != "not-done" && status != "entered-in-error" {
 		period, _ := doc["performedPeriod"].(map[string]any)
 		s.Window, s.HasWindow = mapping.WindowFrom(str(period, "start"), str(period, "end"))
+		if s.HasWindow {
+			if s.Window.InfusionEnd, err = infusionEnd(st, id); err != nil {
+				return err
+			}
+		}
 	}
 	return mapping.CheckLinked(rec, s)
+}
+
+// infusionEnd is when the stored session's infusion ended: the end of its
+// MedicationAdministration's effectivePeriod (identifier
+// <sessionId>-medication, the infusion's infusionEnd); zero when it has
+// none. The Procedure's performedPeriod ends at monitoringEnd, so without
+// it a discharge measurement sent on its own was checked only against the
+// start, and a session document or a later session version against the
+// infusion's end: a discharge the gateway accepted then blocked every later
+// version of its session.
+func infusionEnd(st store.Tx, id mapping.SessionID) (time.Time, error) {
+	meds, err := searchAll(st, "MedicationAdministration", "identifier", id.System+"|"+id.Value+"-medication")
+	if err != nil {
+		return time.Time{}, err
+	}
+	for _, m := range meds {
+		doc, err := decode(m)
+		if err != nil {
+			return time.Time{}, err
+		}
+		period, _ := doc["effectivePeriod"].(map[string]any)
+		if t, err := time.Parse(time.RFC3339Nano, str(period, "end")); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, nil
 }
 
 // checkSessionRecords checks a session (an infusion or session record)
@@ -68,10 +100,19 @@ func checkSessionRecords(st store.Tx, rec mapping.Record, res *mapping.Result, i
 	if err != nil {
 		return err
 	}
+	// A discharge measurement stored before its session's infusion end
+	// (accepted on its own before that check read the infusion's end) does
+	// not block a version that leaves the end where the stored one has it:
+	// the clinic could otherwise not correct the session at all.
+	var storedEnd time.Time
 	if len(procs) > 0 {
 		ref := "Procedure/" + procs[0].ID
 		queries = append(queries, [3]string{"AdverseEvent", "substance", ref}, [3]string{"Observation", "part-of", ref})
+		if storedEnd, err = infusionEnd(st, id); err != nil {
+			return err
+		}
 	}
+	sameEnd := !storedEnd.IsZero() && storedEnd.Equal(infusionEndOf(rec))
 	own := map[string]bool{}
 	for _, e := range res.Entries {
 		own[e.IdentifierSystem+"|"+e.IdentifierValue] = true
@@ -96,11 +137,28 @@ func checkSessionRecords(st store.Tx, rec mapping.Record, res *mapping.Result, i
 				continue
 			}
 			l := mapping.LinkedOf(doc)
+			if sameEnd && l.Discharge.Before(storedEnd) {
+				l.Discharge = time.Time{}
+			}
 			l.OtherPatient = !samePatient(doc, patientID)
 			linked = append(linked, l)
 		}
 	}
 	return mapping.CheckStored(rec, linked)
+}
+
+// infusionEndOf is the infusionEnd of an infusion or session record (zero
+// for none).
+func infusionEndOf(rec mapping.Record) time.Time {
+	var end string
+	switch r := rec.(type) {
+	case *mapping.Infusion:
+		end = r.InfusionEnd
+	case *mapping.Session:
+		end = r.Infusion.InfusionEnd
+	}
+	t, _ := time.Parse(time.RFC3339Nano, end)
+	return t
 }
 
 // searchAll returns every current resource of typ whose param matches

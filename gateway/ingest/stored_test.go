@@ -300,6 +300,53 @@ func TestRulesAgainstStoredSession(t *testing.T) {
 			t.Errorf("session covering the measurement: %v", err)
 		}
 	})
+	t.Run("discharge on its own before the infusion ended", func(t *testing.T) {
+		// The same rule whatever the order: a discharge measurement sent on
+		// its own against the stored session is checked against the
+		// infusion's end, as a session version is checked against it; one
+		// accepted before the end blocked every later session version.
+		g := newGateway(t, app.Config{})
+		if err := g.ingest("", mapping.KindInfusion, rec("S-1", "1", "P-1", "", infusionBody)); err != nil {
+			t.Fatal(err)
+		}
+		discharge := func(at string) string {
+			return rec("V-1", "1", "P-1", "", `"sessionId": "S-1", "timepoint": "discharge", "measuredAt": "`+at+`", "heartRate": 80`)
+		}
+		err := g.ingest("", mapping.KindVitals, discharge("2026-03-02T09:30:00-05:00"))
+		wantIssues(t, err, outcome.Unprocessable, "session.time-window", "/measuredAt")
+		if err := g.ingest("", mapping.KindVitals, discharge("2026-03-02T09:40:00-05:00")); err != nil {
+			t.Fatalf("discharge at the infusion's end: %v", err)
+		}
+		noted := strings.Replace(infusionBody, `"status"`, `"notes": "typo fixed", "status"`, 1)
+		if err := g.ingest("", mapping.KindInfusion, rec("S-1", "2", "P-1", "", noted)); err != nil {
+			t.Errorf("a later session version changing only its notes: %v", err)
+		}
+	})
+	t.Run("a discharge stored before the infusion ended, then a session version", func(t *testing.T) {
+		// Stored as the gateway stored it before the check above (its mapped
+		// Bundle written through the FHIR API): a session version that
+		// leaves the infusion's end where it is is not refused for it.
+		g := newGateway(t, app.Config{})
+		if err := g.ingest("", mapping.KindInfusion, rec("S-1", "1", "P-1", "", infusionBody)); err != nil {
+			t.Fatal(err)
+		}
+		sc := auditlog.NewScope("ingest", &auth.Principal{ClientID: "test"})
+		bundle, err := g.a.Ingest.Ingest(context.Background(), sc, mapping.KindVitals, []byte(rec("V-1", "1", "P-1", "",
+			`"sessionId": "S-1", "timepoint": "discharge", "measuredAt": "2026-03-02T09:30:00-05:00", "heartRate": 80`)), true, engine.Answer{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := g.a.Engine.Bundle(context.Background(), auditlog.NewScope("transaction", &auth.Principal{ClientID: "test", Scopes: auth.ParseScopes("system/*.cruds")}), bundle, engine.Answer{}); err != nil {
+			t.Fatal(err)
+		}
+		noted := strings.Replace(infusionBody, `"status"`, `"notes": "typo fixed", "status"`, 1)
+		if err := g.ingest("", mapping.KindInfusion, rec("S-1", "2", "P-1", "", noted)); err != nil {
+			t.Errorf("a later session version changing only its notes: %v", err)
+		}
+		later := strings.Replace(noted, "T09:40:00", "T09:45:00", 1)
+		wantIssues(t, g.ingest("", mapping.KindInfusion, rec("S-1", "3", "P-1", "", later)), outcome.Unprocessable,
+			"session.time-window", "/infusionEnd")
+	})
 	t.Run("another patient's record names the session", func(t *testing.T) {
 		g := newGateway(t, app.Config{})
 		if err := g.ingest("", mapping.KindAdverseEvent, rec("AE-1", "1", "P-2", "", aeBody("S-1", "2026-03-02T09:30:00-05:00"))); err != nil {
@@ -352,6 +399,10 @@ func TestRecordPatientChanged(t *testing.T) {
 	}{
 		{"standalone record, another patient", []string{"assessment|" + rec("A-1", "1", "P-1", "", phq9Body)},
 			mapping.KindAssessment, rec("A-1", "2", "P-2", "", phq9Body), []string{"/patient/id"}},
+		// Reported before the version label, which a new version would not
+		// fix (the version reused is the symptom).
+		{"the same version label for another patient", []string{"assessment|" + rec("A-1", "1", "P-1", "", phq9Body)},
+			mapping.KindAssessment, rec("A-1", "1", "P-2", "", phq9Body), []string{"/patient/id"}},
 		{"withdrawn for another patient", []string{"assessment|" + rec("A-1", "1", "P-1", "", phq9Body)},
 			mapping.KindAssessment, withdrawn(rec("A-1", "2", "P-2", "", phq9Body)), []string{"/patient/id"}},
 		{"another patient with the first one's MRN is still the identity conflict",
@@ -403,7 +454,8 @@ func TestRecordPatientChanged(t *testing.T) {
 	}{
 		{mapping.KindAssessment, rec("A-1", "1", "P-1", "MRN-1", phq9Body)},
 		{mapping.KindAssessment, rec("A-1", "2", "P-1", "", phq9Body)},
-		{mapping.KindVitals, rec("V-9", "1", "P-1", "", vitalsBody)},
+		// (as the session nests it: the same version in both forms)
+		{mapping.KindVitals, rec("V-9", "1", "P-1", "", `"sessionId": "S-1", `+vitalsBody)},
 		{mapping.KindSession, session("S-1", "1", "P-1")},
 		{mapping.KindAssessment, rec("A-9", "2", "P-1", "", phq9Body)},
 		{mapping.KindAssessment, withdrawn(rec("A-1", "3", "P-1", "", phq9Body))},
@@ -579,5 +631,102 @@ func TestSameInstantResent(t *testing.T) {
 	}
 	if n := g.count(t, "", "Observation", "status=amended"); n != 0 {
 		t.Errorf("%d Observations amended: a resend was applied as a new version", n)
+	}
+}
+
+// TestSameInstantResentLabelled: a record with a source.version sent again
+// with its source.lastUpdated written otherwise (.000Z, +00:00, an offset)
+// and nothing else changed is the same version again, as without a label;
+// a clinical time written otherwise is other content (it is charted as
+// written).
+func TestSameInstantResentLabelled(t *testing.T) {
+	g := newGateway(t, app.Config{})
+	send := func(lastUpdated, body string) ([]byte, error) {
+		doc := strings.Replace(rec("A-1", "1", "P-1", "", body), `"version": "1"`, `"version": "1", "lastUpdated": "`+lastUpdated+`"`, 1)
+		sc := auditlog.NewScope("ingest", &auth.Principal{ClientID: "test"})
+		return g.a.Ingest.Ingest(context.Background(), sc, mapping.KindAssessment, []byte(doc), false, engine.Answer{})
+	}
+	first, err := send("2026-03-10T14:00:00Z", phq9Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, lu := range []string{"2026-03-10T14:00:00.000Z", "2026-03-10T14:00:00+00:00", "2026-03-10T09:00:00-05:00"} {
+		again, err := send(lu, phq9Body)
+		if err != nil || !bytes.Equal(again, first) {
+			t.Errorf("sent again with lastUpdated %s: %v; want the first answer", lu, err)
+		}
+	}
+	_, err = send("2026-03-10T14:00:00.000Z", strings.Replace(phq9Body, `"total": 6`, `"total": 7`, 1))
+	wantIssues(t, err, outcome.Conflict, ingest.RuleVersionReused, "/source/version")
+	_, err = send("2026-03-10T14:00:00Z", strings.Replace(phq9Body, "2026-03-02T08:45:00-05:00", "2026-03-02T13:45:00Z", 1))
+	wantIssues(t, err, outcome.Conflict, ingest.RuleVersionReused, "/source/version")
+	_, err = send("2026-03-10T14:00:01Z", phq9Body)
+	wantIssues(t, err, outcome.Conflict, ingest.RuleVersionReused, "/source/version")
+	if n := g.count(t, "", "Observation", "status=amended"); n != 0 {
+		t.Errorf("%d Observations amended: a resend was applied as a new version", n)
+	}
+}
+
+// TestDemographicsNotApplied: a later record's patient name, birth date or
+// gender that differ from the stored Patient's are not applied (the gateway
+// keeps the first record's Patient), and the answer says so with a warning
+// per field, never the value; the same ones, or none, say nothing.
+func TestDemographicsNotApplied(t *testing.T) {
+	g := newGateway(t, app.Config{})
+	withPatient := func(recordID, patient string) string {
+		return strings.Replace(rec(recordID, "1", "P-1", "", phq9Body), `"patient": {"id": "P-1"}`, `"patient": {"id": "P-1"`+patient+`}`, 1)
+	}
+	first := `, "name": {"family": "Wrongname"}, "birthDate": "1990-01-01", "gender": "male"`
+	for _, tc := range []struct {
+		name, doc string
+		pointers  []string
+	}{
+		{"first record", withPatient("A-1", first), nil},
+		{"the same demographics", withPatient("A-2", first), nil},
+		{"none", withPatient("A-3", ""), nil},
+		{"corrected", withPatient("A-4", `, "name": {"family": "Rightname"}, "birthDate": "1991-01-01", "gender": "male"`),
+			[]string{"/patient/name", "/patient/birthDate"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sc := auditlog.NewScope("ingest", &auth.Principal{ClientID: "test"})
+			answer, err := g.a.Ingest.Ingest(context.Background(), sc, mapping.KindAssessment, []byte(tc.doc), false, engine.Answer{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var b struct {
+				Entry []struct {
+					Response struct {
+						Outcome *struct {
+							Issue []struct {
+								Severity, Diagnostics string
+								Details               struct{ Coding []struct{ Code string } }
+								Location              []string
+								Expression            []string
+							}
+						}
+					}
+				}
+			}
+			if err := json.Unmarshal(answer, &b); err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			if oo := b.Entry[0].Response.Outcome; oo != nil {
+				for _, is := range oo.Issue {
+					if is.Severity != "warning" || len(is.Details.Coding) != 1 || is.Details.Coding[0].Code != ingest.RuleDemographicsNotApplied {
+						t.Errorf("issue %+v", is)
+					}
+					got = append(got, strings.Join(is.Location, ","))
+				}
+			}
+			if strings.Join(got, " ") != strings.Join(tc.pointers, " ") {
+				t.Errorf("warnings at %q, want %q", got, tc.pointers)
+			}
+			for _, v := range []string{"Rightname", "1991", "Wrongname", "1990"} {
+				if strings.Contains(string(answer), v) {
+					t.Errorf("the answer quotes a value %q", v)
+				}
+			}
+		})
 	}
 }

@@ -1,0 +1,278 @@
+package ingest
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+	"github.com/ketamine-gateway/ketamine-gateway/mapping"
+)
+
+// One record, two forms (docs/records.md, record identity): a record nested
+// in a session is the same record as the one sent on its own with its
+// record id, and an infusion is the same record as the session of that
+// infusion. The ledger holds a version under the form it arrived in, so a
+// version received in one form is looked up in the other before the record
+// is applied: the same content again is the same version (nothing is
+// written, the answer is the one that version got), other content is
+// record-version-reused. Without it an unchanged PHQ-9 sent on its own
+// after its session was written again as "amended" with a new inactive
+// Flag, and an infusion's version was replaced by a session of the same
+// version with other content.
+
+// otherForm looks up rec's version (rec.version) in the ledger under the
+// record's other form. It returns the ledger entry whose answer to give
+// again when every form that holds the version holds rec's content and rec
+// carries nothing new (l non-nil), the refusal of rec when one holds other
+// content (reused, record-version-reused), or neither: rec is applied; err
+// is the store's.
+// tenant and res (rec mapped) find the session whose stored resources a
+// record sent on its own is part of.
+func otherForm(st store.Tx, tenant string, rec record, res *mapping.Result) (l *store.Ledger, reused, err error) {
+	mine, ok := decodeRecord(rec.body)
+	if !ok {
+		return nil, nil, nil
+	}
+	src := rec.rec.Env().Source
+	switch r := rec.rec.(type) {
+	case *mapping.Session:
+		return sessionForms(st, rec, r, mine)
+	case *mapping.Infusion:
+		l, err := ledgerAt(st, src.System, mapping.KindSession, src.RecordID, rec.version)
+		if l == nil || err != nil {
+			return nil, nil, err
+		}
+		if session, ok := decodeRecord(l.Input); ok && !sameContent(infusionForm(session), mine) {
+			return nil, errVersionReused(src.Version == ""), nil
+		}
+		return l, nil, nil
+	}
+	sessions, err := sessionsOf(st, tenant, rec, res)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, sid := range sessions {
+		l, err := ledgerAt(st, src.System, mapping.KindSession, sid, rec.version)
+		if err != nil {
+			return nil, nil, err
+		}
+		if l == nil {
+			continue
+		}
+		session, ok := decodeRecord(l.Input)
+		if !ok {
+			continue
+		}
+		nested, ok := nestedForm(session, rec.kind, src.RecordID)
+		if !ok {
+			continue // that session version does not nest this record
+		}
+		if !sameContent(nested, mine) {
+			return nil, errVersionReused(src.Version == ""), nil
+		}
+		return l, nil, nil
+	}
+	return nil, nil, nil
+}
+
+// sessionForms is otherForm for a session: its infusion and each record it
+// nests, received on their own with the session's version. Other content
+// in any of them refuses the session (an issue at each); the session
+// answers as received when all of them were, with its content (the
+// infusion's answer).
+func sessionForms(st store.Tx, rec record, s *mapping.Session, mine map[string]any) (l *store.Ledger, reused, err error) {
+	src := s.Env().Source
+	var (
+		issues []outcome.Issue
+		first  *store.Ledger
+		all    = true
+	)
+	infusion, err := ledgerAt(st, src.System, mapping.KindInfusion, src.RecordID, rec.version)
+	if err != nil {
+		return nil, nil, err
+	}
+	if infusion != nil {
+		stored, ok := decodeRecord(infusion.Input)
+		if ok && !sameContent(stored, infusionForm(mine)) {
+			issues = append(issues, outcome.Issue{Severity: "error", Code: "conflict", Rule: RuleVersionReused,
+				Pointer: "/infusion", Expression: "infusion",
+				Message: "this infusion was received on its own with this version and other content"})
+		}
+		first = infusion
+	} else {
+		all = false
+	}
+	index := map[mapping.Kind]int{}
+	for _, n := range s.Nested() {
+		i := index[n.Kind]
+		index[n.Kind]++
+		l, err := ledgerAt(st, src.System, n.Kind, n.RecordID, rec.version)
+		if err != nil {
+			return nil, nil, err
+		}
+		if l == nil {
+			all = false
+			continue
+		}
+		stored, ok := decodeRecord(l.Input)
+		nested, _ := nestedForm(mine, n.Kind, n.RecordID)
+		if ok && !sameContent(stored, nested) {
+			ptr := fmt.Sprintf("/%s/%d", nestedMember[n.Kind], i)
+			issues = append(issues, outcome.Issue{Severity: "error", Code: "conflict", Rule: RuleVersionReused,
+				Pointer: ptr + "/recordId", Expression: nestedExpression(ptr) + ".recordId",
+				Message: "this nested record was received on its own with this version and other content"})
+		}
+	}
+	if len(issues) > 0 {
+		pointer, expr := "/source/version", "source.version"
+		if src.Version == "" {
+			pointer, expr = "/source/lastUpdated", "source.lastUpdated"
+		}
+		return nil, &outcome.Error{Kind: outcome.Conflict, Issues: append([]outcome.Issue{{Severity: "error",
+			Code: "conflict", Rule: RuleVersionReused, Pointer: pointer, Expression: expr,
+			Message: "records of this session (the issues after this one) were already received on their own with this " +
+				"version and different content; a version is never changed: send the session as a new version (a new " +
+				"source.version and a later source.lastUpdated)"}}, issues...)}, nil
+	}
+	if all && first != nil {
+		return first, nil, nil
+	}
+	return nil, nil, nil
+}
+
+// sessionsOf are the ids of the sessions a record sent on its own may be
+// nested in: the one it names (sessionId), and the one whose stored
+// resources its stored resources are part of.
+func sessionsOf(st store.Tx, tenant string, rec record, res *mapping.Result) ([]string, error) {
+	var out []string
+	switch r := rec.rec.(type) {
+	case *mapping.Assessment:
+		out = append(out, r.SessionID)
+	case *mapping.Vitals:
+		out = append(out, r.SessionID)
+	case *mapping.AdverseEvent:
+		out = append(out, r.SessionID)
+	default:
+		return nil, nil
+	}
+	main, err := storedMain(st, tenant, res)
+	if err != nil || main == nil {
+		return out, err
+	}
+	proc, err := sessionProcedure(main)
+	if err != nil || proc == "" {
+		return out, err
+	}
+	p, err := st.Read("Procedure", proc)
+	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrGone) {
+		return out, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	sid, err := sessionID(p)
+	if err != nil || sid == "" || (len(out) > 0 && out[0] == sid) {
+		return out, err
+	}
+	return append(out, sid), nil
+}
+
+// storedMain is the stored main resource of a mapped record (its first
+// entry after the Patient), nil when it is not stored.
+func storedMain(st store.Tx, tenant string, res *mapping.Result) (*store.Resource, error) {
+	for _, e := range res.Entries {
+		if e.ResourceType == "Patient" {
+			continue
+		}
+		if e.ResourceType == "AdverseEvent" { // deterministic id
+			r, err := st.Read("AdverseEvent", tenantID(tenant, e.URL[len("AdverseEvent/"):]))
+			if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrGone) {
+				return nil, nil
+			}
+			return r, err
+		}
+		found, err := searchAll(st, e.ResourceType, "identifier", e.IdentifierSystem+"|"+e.IdentifierValue)
+		if err != nil || len(found) == 0 {
+			return nil, err
+		}
+		return found[0], nil
+	}
+	return nil, nil
+}
+
+// ledgerAt is the ledger entry of a record version with its input, nil
+// when there is none or it was stored before the ledger kept inputs
+// (nothing to compare).
+func ledgerAt(st store.Tx, system string, kind mapping.Kind, recordID, version string) (*store.Ledger, error) {
+	if recordID == "" {
+		return nil, nil
+	}
+	l, err := st.Ledger(system, string(kind), recordID, version) // one row by key: usually none
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil, nil
+	case err != nil:
+		return nil, err
+	}
+	versions, err := st.LedgerVersions(system, string(kind), recordID)
+	if err != nil {
+		return nil, err
+	}
+	for _, v := range versions {
+		if v.Version == version && len(v.Input) > 0 {
+			l.Input = v.Input
+			return l, nil
+		}
+	}
+	return nil, nil
+}
+
+// infusionForm is the infusion record a session document carries: its
+// infusion with the session's envelope.
+func infusionForm(session map[string]any) map[string]any {
+	in, _ := session["infusion"].(map[string]any)
+	out := make(map[string]any, len(in)+2)
+	for k, v := range in {
+		out[k] = v
+	}
+	out["source"], out["patient"] = session["source"], session["patient"]
+	return out
+}
+
+// nestedForm is the record of kind with id recordID that a session
+// document nests, as it is sent on its own: its members but recordId, the
+// session's envelope with the record's id, and the session's id as its
+// sessionId. ok is false when the session does not nest it.
+func nestedForm(session map[string]any, kind mapping.Kind, recordID string) (map[string]any, bool) {
+	list, _ := session[nestedMember[kind]].([]any)
+	for _, item := range list {
+		m, _ := item.(map[string]any)
+		if m == nil || m["recordId"] != recordID {
+			continue
+		}
+		out := make(map[string]any, len(m)+2)
+		for k, v := range m {
+			if k != "recordId" {
+				out[k] = v
+			}
+		}
+		srcIn, _ := session["source"].(map[string]any)
+		src := make(map[string]any, len(srcIn))
+		for k, v := range srcIn {
+			src[k] = v
+		}
+		src["recordId"] = recordID
+		out["source"], out["patient"], out["sessionId"] = src, session["patient"], srcIn["recordId"]
+		return out, true
+	}
+	return nil, false
+}
+
+// decodeRecord decodes a record as the content hash sees it (numbers as
+// float64: 76 and 76.0 are the same content).
+func decodeRecord(b []byte) (map[string]any, bool) {
+	var m map[string]any
+	return m, len(b) > 0 && json.Unmarshal(b, &m) == nil && m != nil
+}
