@@ -99,6 +99,8 @@ func Rules() []Rule {
 		{"adverse-event.criteria-without-serious", "Serious events have at least one seriousness criterion; non-serious events have none."},
 		{"adverse-event.causality-without-session", "A causality assessment names the session (sessionId) whose drug it judges; R4 carries causality on the suspect entity."},
 		{"adverse-event.fatal-grade", "A CTCAE grade 5 event has outcome fatal and the criterion death."},
+		{"adverse-event.fatal-outcome", "An event with outcome fatal is serious, with the seriousness criterion death, and the criterion death goes with outcome fatal (ICH E2A: an event that results in death is serious)."},
+		{"adverse-event.action-none-alone", "The action taken none is the only action listed."},
 		{"session.time-window", "A session's records fit its time: adverse events do not start before the infusion; vitals at the post-dose-40min time point and MOAA/S and CADSS assessments are taken between infusionStart and the session's end (monitoringEnd, else infusionEnd); pre-dose vitals are not measured after infusionStart, discharge vitals not before infusionEnd (for a stored session: infusionStart). Checked within a session document, for a record sent on its own against its stored session, and for a new session version against the records stored for it."},
 		{"session.duplicate-record-id", "Record ids are unique per kind within a session."},
 		{"session.patient-mismatch", "A record that names a stored session (sessionId) is about the session's patient; a session version is not named by another patient's stored records."},
