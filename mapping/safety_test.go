@@ -302,6 +302,8 @@ func TestAdverseEventSummary(t *testing.T) {
 	}
 	grade2 := mapping.DefaultSafety()
 	grade2.AdverseEventGrade = 2
+	grade4 := mapping.DefaultSafety()
+	grade4.AdverseEventGrade = 4
 	tests := []struct {
 		name string
 		ae   string
@@ -313,6 +315,11 @@ func TestAdverseEventSummary(t *testing.T) {
 		{"serious, no grade", `"severity": "moderate", "serious": true, "seriousnessCriteria": ["medically-important"]`, mapping.Options{}, 1},
 		{"grade 2 with threshold 2", `"ctcaeGrade": 2, "serious": false`, mapping.Options{Safety: &grade2}, 1},
 		{"grade 1 with threshold 2", `"ctcaeGrade": 1, "serious": false`, mapping.Options{Safety: &grade2}, 0},
+		{"severe, no grade", `"severity": "severe", "serious": false`, mapping.Options{}, 1},
+		{"moderate, no grade", `"severity": "moderate", "serious": false`, mapping.Options{}, 0},
+		{"moderate, no grade, threshold 2", `"severity": "moderate", "serious": false`, mapping.Options{Safety: &grade2}, 1},
+		{"mild, no grade, threshold 2", `"severity": "mild", "serious": false`, mapping.Options{Safety: &grade2}, 0},
+		{"severe, no grade, threshold 4", `"severity": "severe", "serious": false`, mapping.Options{Safety: &grade4}, 0},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -114,14 +114,21 @@ func sessionWeight(s *Session) int {
 
 // complications names a session's adverse events that are serious or of at
 // least the configured CTCAE grade, for Procedure.complication: the event's
-// coding with a text that says why it is named.
+// coding with a text that says why it is named. An event sent with a
+// severity and no grade counts as the lowest grade of its severity (mild 1,
+// moderate 2, severe 3), the grades the mapping charts as that severity, so
+// a severe event is named whichever way the clinic says it.
 func (m *mapper) complications(aes []AdverseEventBody) []fhir.CodeableConcept {
 	minGrade := m.opts.safety().AdverseEventGrade
 	var out []fhir.CodeableConcept
 	for i := range aes {
 		ae := &aes[i]
 		serious := ae.Serious != nil && *ae.Serious
-		graded := ae.CTCAEGrade != nil && *ae.CTCAEGrade >= minGrade
+		grade := severityGrade[ae.Severity]
+		if ae.CTCAEGrade != nil {
+			grade = *ae.CTCAEGrade
+		}
+		graded := grade > 0 && grade >= minGrade
 		if !serious && !graded {
 			continue
 		}
@@ -130,11 +137,16 @@ func (m *mapper) complications(aes []AdverseEventBody) []fhir.CodeableConcept {
 		switch {
 		case serious && ae.CTCAEGrade != nil:
 			why = fmt.Sprintf("serious adverse event, CTCAE grade %d", *ae.CTCAEGrade)
-		case !serious:
+		case !serious && ae.CTCAEGrade != nil:
 			why = fmt.Sprintf("adverse event of CTCAE grade %d", *ae.CTCAEGrade)
+		case !serious:
+			why = ae.Severity + " adverse event"
 		}
 		c.Text = ptr(fmt.Sprintf("%s (%s)", *c.Text, why))
 		out = append(out, c)
 	}
 	return out
 }
+
+// severityGrade is the lowest CTCAE grade of each severity (gradeSeverity).
+var severityGrade = map[string]int{"mild": 1, "moderate": 2, "severe": 3}
