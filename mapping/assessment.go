@@ -158,6 +158,13 @@ func (m *mapper) assessment(a *AssessmentBody, recordID, sessionInBundle string)
 		if b := in.bandFor(*total); b != "" {
 			o.Interpretation = []fhir.CodeableConcept{cc("", b)}
 		}
+		if in.key == "phq9" && signal == nil {
+			// A PHQ-9 sent as its total: the eight other items score at
+			// most 24, so a total above that says item 9 scored at least
+			// the rest, and the total raises item 9's Flag.
+			signal = &safetySignal{flag: "flag.phq9-item9", source: tid, positive: *total-phq9OtherItemsMax >= safety.PHQ9Item9}
+			o.Interpretation = append(o.Interpretation, signal.interpretation()...)
+		}
 		m.add("Observation", tid, o)
 		members = append(members, literal(tid.fullURL()))
 	}
@@ -170,6 +177,9 @@ func (m *mapper) assessment(a *AssessmentBody, recordID, sessionInBundle string)
 		m.flag(id, *signal, a.TakenAt, performer)
 	}
 }
+
+// phq9OtherItemsMax is the most PHQ-9 items 1-8 can score together.
+const phq9OtherItemsMax = 8 * 3
 
 // safetySignal is an answer that may raise a safety Flag: the flag's code
 // table key, the Observation that shows it and whether it reached the

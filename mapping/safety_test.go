@@ -246,6 +246,38 @@ func TestPHQ9Item9Flag(t *testing.T) {
 	}
 }
 
+// TestPHQ9TotalOnlyFlag: a PHQ-9 sent as its total raises item 9's Flag
+// when the total says item 9 reached the threshold (the other eight items
+// score at most 24), and marks the total POS.
+func TestPHQ9TotalOnlyFlag(t *testing.T) {
+	two := mapping.DefaultSafety()
+	two.PHQ9Item9 = 2
+	tests := []struct {
+		name   string
+		total  int
+		opts   mapping.Options
+		flags  string
+		interp string
+	}{
+		{"total 24", 24, mapping.Options{}, "", "band-severe"},
+		{"total 25", 25, mapping.Options{}, "active", "band-severe,POS"},
+		{"total 27", 27, mapping.Options{}, "active", "band-severe,POS"},
+		{"threshold 2, total 25", 25, mapping.Options{Safety: &two}, "", "band-severe"},
+		{"threshold 2, total 26", 26, mapping.Options{Safety: &two}, "active", "band-severe,POS"},
+		{"later version, total 20", 20, mapping.Options{Update: true}, "inactive", "band-severe"},
+		{"later version, total 25", 25, mapping.Options{Update: true}, "active", "band-severe,POS"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := `{` + envelope + fmt.Sprintf(`, "instrument": "PHQ-9", "takenAt": "2026-05-20T09:00:00Z", "total": %d}`, tc.total)
+			got, interp := flags(t, rec, "44261-6", tc.opts)
+			if strings.Join(got, ",") != tc.flags || interp != tc.interp {
+				t.Errorf("flags %v, total interpretation %q; want %q, %q", got, interp, tc.flags, tc.interp)
+			}
+		})
+	}
+}
+
 // TestCSSRSFlag: the screener flags at or above the configured risk level.
 func TestCSSRSFlag(t *testing.T) {
 	screener := func(yes ...int) string {
