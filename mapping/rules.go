@@ -1,6 +1,9 @@
 package mapping
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // Check enforces the clinical rules a JSON Schema cannot express on a
 // decoded record. It returns a *RuleError listing every broken rule, or nil.
@@ -27,32 +30,45 @@ func Check(rec Record) error {
 }
 
 // checkBorn refuses a record whose patient's birth date is after the day of
-// the record's clinical time (as written, in its own offset): one of the two
-// is wrong. The message names the fields, never their values.
+// one of the record's clinical times (as written, in its own offset): one of
+// the two is wrong. A session's times are its infusion's start and the
+// times of its nested records. One issue, at the birth date, naming the
+// first field found (never a value).
 func checkBorn(rec Record, v *violations) {
 	born := rec.Env().Patient.BirthDate
 	if born == "" {
 		return
 	}
-	var at, field string
+	type clinicalTime struct{ at, field string }
+	var times []clinicalTime
 	switch r := rec.(type) {
 	case *Assessment:
-		at, field = r.TakenAt, "takenAt"
+		times = []clinicalTime{{r.TakenAt, "takenAt"}}
 	case *Vitals:
-		at, field = r.MeasuredAt, "measuredAt"
+		times = []clinicalTime{{r.MeasuredAt, "measuredAt"}}
 	case *Infusion:
-		at, field = r.InfusionStart, "infusionStart"
+		times = []clinicalTime{{r.InfusionStart, "infusionStart"}}
 	case *AdverseEvent:
-		at, field = r.OnsetAt, "onsetAt"
+		times = []clinicalTime{{r.OnsetAt, "onsetAt"}}
 	case *Session:
-		at, field = r.Infusion.InfusionStart, "infusion.infusionStart"
+		times = []clinicalTime{{r.Infusion.InfusionStart, "infusion.infusionStart"}}
+		for i := range r.Vitals {
+			times = append(times, clinicalTime{r.Vitals[i].MeasuredAt, fmt.Sprintf("vitals[%d].measuredAt", i)})
+		}
+		for i := range r.Assessments {
+			times = append(times, clinicalTime{r.Assessments[i].TakenAt, fmt.Sprintf("assessments[%d].takenAt", i)})
+		}
+		for i := range r.AdverseEvents {
+			times = append(times, clinicalTime{r.AdverseEvents[i].OnsetAt, fmt.Sprintf("adverseEvents[%d].onsetAt", i)})
+		}
 	}
-	t, ok := parseTime(at)
-	if !ok || born <= t.Format(time.DateOnly) {
-		return
+	for _, c := range times {
+		if t, ok := parseTime(c.at); ok && born > t.Format(time.DateOnly) {
+			v.add("patient.born-after-record", "/patient/birthDate",
+				"patient.birthDate is after the day of the record's %s: correct the birth date or the record's time", c.field)
+			return
+		}
 	}
-	v.add("patient.born-after-record", "/patient/birthDate",
-		"patient.birthDate is after the day of the record's %s: correct the birth date or the record's time", field)
 }
 
 // Rule describes one clinical rule of Check.
@@ -109,7 +125,7 @@ func Rules() []Rule {
 		{"record-version-reused", "A version label (source.version, else source.lastUpdated) names one content: a label received before with other content is refused (HTTP 409); send the change as a new version."},
 		{"patient.identity-ambiguous", "A record's clinic patient id names one stored Patient: when Patients written through the FHIR API in the gateway's identifier namespace carry it too, the record is refused (HTTP 409) until the gateway's administrator removes or corrects the extra one."},
 		{"patient.identity-conflict", "One Patient per person per tenant: a hospital MRN (same system) belongs to one clinic patient id; a record whose new clinic patient id comes with another Patient's MRN is refused (HTTP 409), never merged."},
-		{"patient.born-after-record", "A record is not older than its patient: patient.birthDate is not after the day of the record's clinical time (takenAt, measuredAt, infusionStart, onsetAt; a session's infusionStart)."},
+		{"patient.born-after-record", "A record is not older than its patient: patient.birthDate is not after the day of the record's clinical time (takenAt, measuredAt, infusionStart, onsetAt; a session's infusionStart and the times of its nested records)."},
 		{"source-system-other-tenant", "One clinic per source system at an EHR: the identifier systems are named after source.system, so a record of a source system another tenant of the gateway stored records of first is stored but not delivered to a destination that tenant delivers to (a warning in the answer, a dead letter for the operator); give each clinic's system its own source system name."},
 	}
 }
