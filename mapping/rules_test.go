@@ -89,6 +89,12 @@ func TestRules(t *testing.T) {
 		{"session nested total", "session/iv-routine", patch{"/assessments/0/total": 20}, "assessment.total-mismatch", "/assessments/0/total"},
 		{"session infusion dose", "session/iv-routine", patch{"/infusion/totalDoseMg": 60}, "infusion.dose-weight-mismatch", "/infusion/totalDoseMg"},
 
+		// A session not done gave no drug.
+		{"not done, nothing of the drug", "session/iv-routine", notDone(nil), "", ""},
+		{"not done, ae causality", "session/iv-routine", notDone(patch{"/adverseEvents/0/causality": "certain"}), "session.not-given", "/adverseEvents/0/causality"},
+		{"not done, moaas", "session/iv-routine", notDone(patch{"/assessments/1": map[string]any{"recordId": "A-2", "instrument": "MOAA-S", "takenAt": "2026-03-02T09:20:00-05:00", "total": 1}}), "session.not-given", "/assessments/1/instrument"},
+		{"not done, post-dose vitals", "session/iv-routine", notDone(patch{"/vitals/1": map[string]any{"recordId": "V-2", "timepoint": "post-dose-40min", "measuredAt": "2026-03-02T09:40:00-05:00", "heartRate": 80}}), "session.not-given", "/vitals/1/timepoint"},
+
 		// The dose actually given.
 		{"stopped early without given dose", "infusion/iv-stopped-early-hypertension", patch{"/administeredDoseMg": nil}, "infusion.administered-missing", "/administeredDoseMg"},
 		{"iv stopped early without end or run time", "infusion/iv-stopped-early-hypertension", patch{"/infusionEnd": nil}, "infusion.administered-missing", "/infusionEnd"},
@@ -196,6 +202,22 @@ func TestRules(t *testing.T) {
 			assertNoValues(t, doc, v.Message)
 		})
 	}
+}
+
+// notDone patches session/iv-routine into a session not done without
+// anything that rates or judges the drug (the MOAA/S, the post-dose vitals,
+// the adverse event's causality), then applies p.
+func notDone(p patch) patch {
+	out := patch{
+		"/infusion/status": "not-done", "/infusion/statusReason": map[string]any{"code": "patient-no-show"},
+		"/infusion/scheduledAt": "2026-03-02T09:00:00-05:00", "/infusion/infusionEnd": nil,
+		"/infusion/monitoringEnd": nil, "/infusion/outcome": nil, "/infusion/rate": nil,
+		"/assessments/1": nil, "/vitals/1": nil, "/adverseEvents/0/causality": nil,
+	}
+	for k, v := range p {
+		out[k] = v
+	}
+	return out
 }
 
 // TestRulesCatalogue checks that every rule id the code can report is in

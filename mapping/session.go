@@ -25,17 +25,24 @@ func checkSession(s *Session, v *violations) {
 		}
 		seen[kind+"/"+id] = true
 	}
+	notGiven := func(rec any, p string) {
+		if s.Infusion.Status == "not-done" {
+			checkNotGiven(rec, p, false, v)
+		}
+	}
 	for i := range s.Vitals {
 		p := fmt.Sprintf("/vitals/%d", i)
 		dup("vitals", s.Vitals[i].RecordID, p+"/recordId")
 		checkVitals(&s.Vitals[i], p, v)
 		windowed(&s.Vitals[i], p)
+		notGiven(&s.Vitals[i], p)
 	}
 	for i := range s.Assessments {
 		p := fmt.Sprintf("/assessments/%d", i)
 		dup("assessments", s.Assessments[i].RecordID, p+"/recordId")
 		checkAssessment(&s.Assessments[i], p, v)
 		windowed(&s.Assessments[i], p)
+		notGiven(&s.Assessments[i], p)
 	}
 	for i := range s.AdverseEvents {
 		p := fmt.Sprintf("/adverseEvents/%d", i)
@@ -43,6 +50,7 @@ func checkSession(s *Session, v *violations) {
 		dup("adverseEvents", ae.RecordID, p+"/recordId")
 		checkAdverseEvent(ae, p, true, v)
 		windowed(ae, p)
+		notGiven(ae, p)
 	}
 }
 
