@@ -211,6 +211,13 @@ func invalidCases(t testing.TB) []invalidCase {
 		{name: "blank eventText for other", kind: "adverse-event", doc: mutate(t, "adverse-event", "other-blurred-vision.json", put("/eventText", "   ")), rule: RulePattern, pointer: "/eventText"},
 		{name: "blank timepointText for other", kind: "vitals", doc: mutate(t, "vitals", "other-mid-infusion-check.json", put("/timepointText", "\n")), rule: RulePattern, pointer: "/timepointText"},
 		{name: "blank family name", kind: "assessment", doc: mutate(t, "assessment", "phq9-moderate.json", put("/patient/name/family", "   ")), rule: RulePattern, pointer: "/patient/name/family"},
+		{name: "mrn with a trailing space", kind: "assessment", doc: mutate(t, "assessment", "phq9-moderate.json", put("/patient/mrn/value", "MRN-777 ")), rule: RulePattern, pointer: "/patient/mrn/value"},
+		{name: "mrn with a leading no-break space", kind: "assessment", doc: mutate(t, "assessment", "phq9-moderate.json", put("/patient/mrn/value", "\u00a0MRN-777")), rule: RulePattern, pointer: "/patient/mrn/value"},
+		{name: "mrn with a trailing ideographic space", kind: "assessment", doc: mutate(t, "assessment", "phq9-moderate.json", put("/patient/mrn/value", "MRN-777\u3000")), rule: RulePattern, pointer: "/patient/mrn/value"},
+		{name: "mrn with a leading tab", kind: "assessment", doc: mutate(t, "assessment", "phq9-moderate.json", put("/patient/mrn/value", "\tMRN-777")), rule: RulePattern, pointer: "/patient/mrn/value"},
+		{name: "blank mrn", kind: "assessment", doc: mutate(t, "assessment", "phq9-moderate.json", put("/patient/mrn/value", "  ")), rule: RulePattern, pointer: "/patient/mrn/value"},
+		{name: "empty patient name", kind: "assessment", doc: mutate(t, "assessment", "phq9-moderate.json", put("/patient/name", map[string]any{})), rule: RuleEmptyObject, pointer: "/patient/name"},
+		{name: "empty indication", kind: "infusion", doc: mutate(t, "infusion", "ketamine-iv-with-rate-and-lot.json", put("/indication", map[string]any{})), rule: RuleEmptyObject, pointer: "/indication"},
 		{name: "blank given name", kind: "assessment", doc: mutate(t, "assessment", "phq9-moderate.json", put("/patient/name/given/0", " ")), rule: RulePattern, pointer: "/patient/name/given/0"},
 		{name: "blank clinician name", kind: "infusion", doc: mutate(t, "infusion", "ketamine-iv-with-rate-and-lot.json", put("/clinician/name", " \t ")), rule: RulePattern, pointer: "/clinician/name"},
 		{name: "blank statusReason text", kind: "infusion", doc: mutate(t, "infusion", "ketamine-iv-not-done-no-show.json", put("/statusReason/text", "  ")), rule: RulePattern, pointer: "/statusReason/text"},
@@ -863,5 +870,31 @@ func TestAllowedPropertiesByInstrument(t *testing.T) {
 				t.Errorf("message %q; want it to list %q, not %q", msg, tc.lists, tc.not)
 			}
 		})
+	}
+}
+
+// TestMRNValues: an MRN may hold spaces inside, but none at its start or
+// end, where a padded value would be another MRN than the hospital's.
+func TestMRNValues(t *testing.T) {
+	s := set(t)
+	for _, tc := range []struct {
+		value string
+		ok    bool
+	}{
+		{"MRN-777", true},
+		{"7", true},
+		{"MRN 777", true},
+		{"MRN\u00a0777", true},
+		{"MRN-777 ", false},
+		{" MRN-777", false},
+		{"\u00a0MRN-777", false},
+		{"MRN-777\u2007", false},
+		{"MRN-777\ufeff", false},
+		{"MRN-777\n", false},
+	} {
+		err := s.Validate("assessment", mutate(t, "assessment", "phq9-moderate.json", put("/patient/mrn/value", tc.value)))
+		if (err == nil) != tc.ok {
+			t.Errorf("Validate(mrn %q) = %v, want valid %t", tc.value, err, tc.ok)
+		}
 	}
 }
