@@ -201,8 +201,9 @@ func (s *safetySignal) interpretation() []fhir.CodeableConcept {
 // flag adds the safety Flag of an assessment on the patient, pointing at
 // the Observation that raised it (flag-detail): active for a positive
 // signal. A later version (update mode) always carries it, inactive when
-// the signal is no longer positive, so a corrected record withdraws its
-// flag; a withdrawn record marks it entered-in-error.
+// the signal is no longer positive (its period ending then), so a
+// corrected record withdraws its flag; a withdrawn record marks it
+// entered-in-error.
 func (m *mapper) flag(record ident, s safetySignal, when string, author *fhir.Reference) {
 	if !s.positive && !m.opts.Update {
 		return
@@ -214,6 +215,18 @@ func (m *mapper) flag(record ident, s safetySignal, when string, author *fhir.Re
 	case !s.positive:
 		status = fhir.FlagStatusInactive
 	}
+	// Flag.period runs from the flag's activation to its inactivation: an
+	// inactive flag ends when the clinic changed the record so that it no
+	// longer raises it (source.lastUpdated), or else, and never before its
+	// start, at the assessment's time.
+	period := &fhir.Period{Start: ptr(when)}
+	if status == fhir.FlagStatusInactive {
+		period.End = ptr(when)
+		start, _ := parseTime(when)
+		if t, ok := parseTime(m.src.LastUpdated); ok && !t.Before(start) {
+			period.End = ptr(m.src.LastUpdated)
+		}
+	}
 	id := record.child(concept(s.flag).Code)
 	m.add("Flag", id, fhir.Flag{
 		Meta:       meta(profile("kg-safety-flag")),
@@ -223,7 +236,7 @@ func (m *mapper) flag(record ident, s safetySignal, when string, author *fhir.Re
 		Category:   []fhir.CodeableConcept{cc("", "flag.category.safety")},
 		Code:       cc("", s.flag),
 		Subject:    m.patient,
-		Period:     &fhir.Period{Start: ptr(when)},
+		Period:     period,
 		Author:     author,
 	})
 }

@@ -278,6 +278,45 @@ func TestPHQ9TotalOnlyFlag(t *testing.T) {
 	}
 }
 
+// TestInactiveFlagPeriod: a Flag made inactive by a later version ends
+// its period: at the version's source.lastUpdated, else (or when that is
+// before the assessment) at the assessment's time.
+func TestInactiveFlagPeriod(t *testing.T) {
+	tests := []struct {
+		name, lastUpdated, item9 string
+		opts                     mapping.Options
+		want                     string
+	}{
+		{"inactive, no lastUpdated", "", "0", mapping.Options{Update: true}, "2026-05-20T09:00:00Z"},
+		{"inactive, lastUpdated after", "2026-05-21T10:00:00-04:00", "0", mapping.Options{Update: true}, "2026-05-21T10:00:00-04:00"},
+		{"inactive, lastUpdated before", "2026-05-19T10:00:00Z", "0", mapping.Options{Update: true}, "2026-05-20T09:00:00Z"},
+		{"active", "2026-05-21T10:00:00Z", "1", mapping.Options{Update: true}, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := strings.Replace(phq9(0), `"score": 0}]`, `"score": `+tc.item9+`}]`, 1)
+			if tc.lastUpdated != "" {
+				rec = strings.Replace(rec, `"version": "1"`, `"version": "1", "lastUpdated": "`+tc.lastUpdated+`"`, 1)
+			}
+			var flags int
+			for _, r := range mapped(t, mapping.KindAssessment, rec, tc.opts) {
+				if r["resourceType"] != "Flag" {
+					continue
+				}
+				flags++
+				period := r["period"].(map[string]any)
+				end, _ := period["end"].(string)
+				if period["start"] != "2026-05-20T09:00:00Z" || end != tc.want {
+					t.Errorf("Flag.period = %v, want start 2026-05-20T09:00:00Z, end %q", period, tc.want)
+				}
+			}
+			if flags != 1 {
+				t.Errorf("%d Flags, want 1", flags)
+			}
+		})
+	}
+}
+
 // TestCSSRSFlag: the screener flags at or above the configured risk level.
 func TestCSSRSFlag(t *testing.T) {
 	screener := func(yes ...int) string {
