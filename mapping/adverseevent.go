@@ -59,8 +59,12 @@ func checkAdverseEvent(ae *AdverseEventBody, p string, inSession bool, v *violat
 	if t, ok := parseTime(ae.DetectedAt); ok && t.Before(onset) {
 		v.add("time.order", p+"/detectedAt", "detectedAt must not be before onsetAt")
 	}
-	if t, ok := parseTime(ae.RecordedAt); ok && t.Before(onset) {
+	recorded, hasRecorded := parseTime(ae.RecordedAt)
+	switch detected, ok := parseTime(ae.DetectedAt); {
+	case hasRecorded && recorded.Before(onset):
 		v.add("time.order", p+"/recordedAt", "recordedAt must not be before onsetAt")
+	case hasRecorded && ok && recorded.Before(detected):
+		v.add("time.order", p+"/recordedAt", "recordedAt must not be before detectedAt: an event is documented once it is noticed")
 	}
 }
 

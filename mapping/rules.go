@@ -26,7 +26,69 @@ func Check(rec Record) error {
 		checkSession(r, &v)
 	}
 	checkBorn(rec, &v)
+	checkLastUpdated(rec, &v)
 	return v.err(rec.Kind())
+}
+
+// LastUpdatedSkew is how much later than the record's source.lastUpdated a
+// clinical time may be: the clocks of devices and of the clinic's system
+// differ by seconds or minutes, a wrong date or year by much more.
+const LastUpdatedSkew = 10 * time.Minute
+
+// checkLastUpdated refuses a record that describes what happened after it
+// was last changed: a clinical time later than source.lastUpdated (beyond
+// LastUpdatedSkew). One of the two is wrong. A session not done's
+// scheduled time may lie ahead (a session cancelled in advance), so it and
+// the infusionStart that may stand for it are not compared. One issue, at
+// source.lastUpdated, naming the first field found.
+func checkLastUpdated(rec Record, v *violations) {
+	last, ok := parseTime(rec.Env().Source.LastUpdated)
+	if !ok {
+		return
+	}
+	type clinicalTime struct{ at, field string }
+	var times []clinicalTime
+	add := func(prefix string, pairs ...string) {
+		for i := 0; i < len(pairs); i += 2 {
+			times = append(times, clinicalTime{pairs[i], prefix + pairs[i+1]})
+		}
+	}
+	infusion := func(in *InfusionBody, prefix string) {
+		if in.Status != "not-done" {
+			add(prefix, in.InfusionStart, "infusionStart", in.InfusionEnd, "infusionEnd", in.MonitoringEnd, "monitoringEnd")
+		}
+	}
+	ae := func(a *AdverseEventBody, prefix string) {
+		add(prefix, a.OnsetAt, "onsetAt", a.DetectedAt, "detectedAt", a.RecordedAt, "recordedAt")
+	}
+	switch r := rec.(type) {
+	case *Assessment:
+		add("", r.TakenAt, "takenAt")
+	case *Vitals:
+		add("", r.MeasuredAt, "measuredAt")
+	case *Infusion:
+		infusion(&r.InfusionBody, "")
+	case *AdverseEvent:
+		ae(&r.AdverseEventBody, "")
+	case *Session:
+		infusion(&r.Infusion, "infusion.")
+		for i := range r.Vitals {
+			add(fmt.Sprintf("vitals[%d].", i), r.Vitals[i].MeasuredAt, "measuredAt")
+		}
+		for i := range r.Assessments {
+			add(fmt.Sprintf("assessments[%d].", i), r.Assessments[i].TakenAt, "takenAt")
+		}
+		for i := range r.AdverseEvents {
+			ae(&r.AdverseEvents[i], fmt.Sprintf("adverseEvents[%d].", i))
+		}
+	}
+	for _, c := range times {
+		if t, ok := parseTime(c.at); ok && t.Sub(last) > LastUpdatedSkew {
+			v.add("time.after-last-updated", "/source/lastUpdated",
+				"source.lastUpdated is before the record's %s: a record cannot describe what happened after it was last changed; correct the one that is wrong", c.field)
+			return
+		}
+	}
 }
 
 // checkBorn refuses a record whose patient's birth date is after the day of
@@ -108,7 +170,8 @@ func Rules() []Rule {
 		{"infusion.rate-mismatch", "For an IV session given as planned, whose administration charts the planned rate, a rate in mg over the time the infusion ran (administeredDurationMin, else infusionEnd - infusionStart) gives totalDoseMg within 10% (at least 0.5 mg)."},
 		{"infusion.duration-plausible", "An administration runs 1 minute to 24 hours (infusionEnd - infusionStart, and administeredDurationMin), and monitoring ends at most 24 hours after the infusion."},
 		{"infusion.time-missing", "A session that was not done states when it was scheduled."},
-		{"time.order", "Times are in order: infusion end after start, monitoring end not before infusion end, the infusion's run time (administeredDurationMin) not longer than from its start to its end, detection and recording not before onset."},
+		{"time.order", "Times are in order: infusion end after start, monitoring end not before infusion end, the infusion's run time (administeredDurationMin) not longer than from its start to its end, detection and recording not before onset, recording not before detection."},
+		{"time.after-last-updated", "A record's clinical times are not later than its source.lastUpdated (by more than 10 minutes, for clocks that differ): a record cannot describe what happened after it was last changed. A session not done's scheduled time is not compared."},
 		{"adverse-event.severity-missing", "An adverse event has a severity or a CTCAE grade."},
 		{"adverse-event.severity-grade-mismatch", "Severity agrees with the CTCAE grade (1 mild, 2 moderate, 3-5 severe)."},
 		{"adverse-event.grade-implies-serious", "CTCAE grade 4 and 5 events are serious."},

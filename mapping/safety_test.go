@@ -289,7 +289,7 @@ func TestInactiveFlagPeriod(t *testing.T) {
 	}{
 		{"inactive, no lastUpdated", "", "0", mapping.Options{Update: true}, "2026-05-20T09:00:00Z"},
 		{"inactive, lastUpdated after", "2026-05-21T10:00:00-04:00", "0", mapping.Options{Update: true}, "2026-05-21T10:00:00-04:00"},
-		{"inactive, lastUpdated before", "2026-05-19T10:00:00Z", "0", mapping.Options{Update: true}, "2026-05-20T09:00:00Z"},
+		{"inactive, lastUpdated a little before", "2026-05-20T08:55:00Z", "0", mapping.Options{Update: true}, "2026-05-20T09:00:00Z"},
 		{"active", "2026-05-21T10:00:00Z", "1", mapping.Options{Update: true}, ""},
 	}
 	for _, tc := range tests {
