@@ -856,7 +856,7 @@ func TestAuditNamesPatientAndRecord(t *testing.T) {
 	}{
 		{"re-sent", "/ingest/assessment", orig, 200, "R", record, "already received"},
 		{"version reused", "/ingest/assessment", edit("somewhat-difficult", "very-difficult"), 409, "U", record, ingest.RuleVersionReused},
-		{"version stale", "/ingest/assessment", edit(`"version": "1"`, `"version": "0"`, "2026-03-10T09:08:12", "2026-03-09T09:08:12"), 409, "U", record, ingest.RuleVersionStale},
+		{"version stale", "/ingest/assessment", edit(`"version": "1"`, `"version": "0"`, "2026-03-10T09:08:12", "2026-03-10T09:07:12"), 409, "U", record, ingest.RuleVersionStale},
 		{"MRN of another patient", "/ingest/assessment", edit("ASM-2026-0310-001", "ASM-2026-0310-002", `"PT-000123"`, `"PT-000999"`), 409, "C",
 			strings.Replace(record, "-001", "-002", 1), ingest.RuleIdentityConflict},
 		{"stored for another patient", "/ingest/assessment", noMRN, 409, "U", record, ingest.RulePatientChanged},

@@ -46,13 +46,44 @@ func checkAdverseEvent(ae *AdverseEventBody, p string, inSession bool, v *violat
 		if ae.Outcome != "fatal" || !hasDeath {
 			v.add("adverse-event.fatal-grade", p+"/outcome", "a CTCAE grade 5 event has outcome fatal and the criterion death")
 		}
+	} else {
+		checkFatal(ae, p, serious, v)
+	}
+	for _, a := range ae.ActionTaken {
+		if a == "none" && len(ae.ActionTaken) > 1 {
+			v.add("adverse-event.action-none-alone", p+"/actionTaken", "the action none stands alone: leave it out when an action was taken")
+			break
+		}
 	}
 	onset, _ := parseTime(ae.OnsetAt)
 	if t, ok := parseTime(ae.DetectedAt); ok && t.Before(onset) {
 		v.add("time.order", p+"/detectedAt", "detectedAt must not be before onsetAt")
 	}
-	if t, ok := parseTime(ae.RecordedAt); ok && t.Before(onset) {
+	recorded, hasRecorded := parseTime(ae.RecordedAt)
+	switch detected, ok := parseTime(ae.DetectedAt); {
+	case hasRecorded && recorded.Before(onset):
 		v.add("time.order", p+"/recordedAt", "recordedAt must not be before onsetAt")
+	case hasRecorded && ok && recorded.Before(detected):
+		v.add("time.order", p+"/recordedAt", "recordedAt must not be before detectedAt: an event is documented once it is noticed")
+	}
+}
+
+// checkFatal: an event that results in death is serious, with the
+// criterion death (ICH E2A), and the criterion death is an event whose
+// outcome is fatal. A grade 5 event is checked by adverse-event.fatal-grade
+// instead. One issue at the field to correct.
+func checkFatal(ae *AdverseEventBody, p string, serious bool, v *violations) {
+	hasDeath := false
+	for _, c := range ae.SeriousnessCriteria {
+		hasDeath = hasDeath || c == "death"
+	}
+	switch {
+	case ae.Outcome == "fatal" && !serious:
+		v.add("adverse-event.fatal-outcome", p+"/serious", "an event with outcome fatal is serious, with the criterion death")
+	case ae.Outcome == "fatal" && !hasDeath:
+		v.add("adverse-event.fatal-outcome", p+"/seriousnessCriteria", "an event with outcome fatal has the seriousness criterion death")
+	case hasDeath && serious && ae.Outcome != "fatal":
+		v.add("adverse-event.fatal-outcome", p+"/outcome", "the seriousness criterion death needs outcome fatal")
 	}
 }
 

@@ -158,6 +158,13 @@ func (m *mapper) assessment(a *AssessmentBody, recordID, sessionInBundle string)
 		if b := in.bandFor(*total); b != "" {
 			o.Interpretation = []fhir.CodeableConcept{cc("", b)}
 		}
+		if in.key == "phq9" && signal == nil {
+			// A PHQ-9 sent as its total: the eight other items score at
+			// most 24, so a total above that says item 9 scored at least
+			// the rest, and the total raises item 9's Flag.
+			signal = &safetySignal{flag: "flag.phq9-item9", source: tid, positive: *total-phq9OtherItemsMax >= safety.PHQ9Item9}
+			o.Interpretation = append(o.Interpretation, signal.interpretation()...)
+		}
 		m.add("Observation", tid, o)
 		members = append(members, literal(tid.fullURL()))
 	}
@@ -170,6 +177,9 @@ func (m *mapper) assessment(a *AssessmentBody, recordID, sessionInBundle string)
 		m.flag(id, *signal, a.TakenAt, performer)
 	}
 }
+
+// phq9OtherItemsMax is the most PHQ-9 items 1-8 can score together.
+const phq9OtherItemsMax = 8 * 3
 
 // safetySignal is an answer that may raise a safety Flag: the flag's code
 // table key, the Observation that shows it and whether it reached the
@@ -191,8 +201,9 @@ func (s *safetySignal) interpretation() []fhir.CodeableConcept {
 // flag adds the safety Flag of an assessment on the patient, pointing at
 // the Observation that raised it (flag-detail): active for a positive
 // signal. A later version (update mode) always carries it, inactive when
-// the signal is no longer positive, so a corrected record withdraws its
-// flag; a withdrawn record marks it entered-in-error.
+// the signal is no longer positive (its period ending then), so a
+// corrected record withdraws its flag; a withdrawn record marks it
+// entered-in-error.
 func (m *mapper) flag(record ident, s safetySignal, when string, author *fhir.Reference) {
 	if !s.positive && !m.opts.Update {
 		return
@@ -204,6 +215,18 @@ func (m *mapper) flag(record ident, s safetySignal, when string, author *fhir.Re
 	case !s.positive:
 		status = fhir.FlagStatusInactive
 	}
+	// Flag.period runs from the flag's activation to its inactivation: an
+	// inactive flag ends when the clinic changed the record so that it no
+	// longer raises it (source.lastUpdated), or else, and never before its
+	// start, at the assessment's time.
+	period := &fhir.Period{Start: ptr(when)}
+	if status == fhir.FlagStatusInactive {
+		period.End = ptr(when)
+		start, _ := parseTime(when)
+		if t, ok := parseTime(m.src.LastUpdated); ok && !t.Before(start) {
+			period.End = ptr(m.src.LastUpdated)
+		}
+	}
 	id := record.child(concept(s.flag).Code)
 	m.add("Flag", id, fhir.Flag{
 		Meta:       meta(profile("kg-safety-flag")),
@@ -213,7 +236,7 @@ func (m *mapper) flag(record ident, s safetySignal, when string, author *fhir.Re
 		Category:   []fhir.CodeableConcept{cc("", "flag.category.safety")},
 		Code:       cc("", s.flag),
 		Subject:    m.patient,
-		Period:     &fhir.Period{Start: ptr(when)},
+		Period:     period,
 		Author:     author,
 	})
 }

@@ -1,6 +1,9 @@
 package mapping
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // Check enforces the clinical rules a JSON Schema cannot express on a
 // decoded record. It returns a *RuleError listing every broken rule, or nil.
@@ -23,36 +26,111 @@ func Check(rec Record) error {
 		checkSession(r, &v)
 	}
 	checkBorn(rec, &v)
+	checkLastUpdated(rec, &v)
 	return v.err(rec.Kind())
 }
 
+// LastUpdatedSkew is how much later than the record's source.lastUpdated a
+// clinical time may be: the clocks of devices and of the clinic's system
+// differ by seconds or minutes, a wrong date or year by much more.
+const LastUpdatedSkew = 10 * time.Minute
+
+// checkLastUpdated refuses a record that describes what happened after it
+// was last changed: a clinical time later than source.lastUpdated (beyond
+// LastUpdatedSkew). One of the two is wrong. A session not done's
+// scheduled time may lie ahead (a session cancelled in advance), so it and
+// the infusionStart that may stand for it are not compared. One issue, at
+// source.lastUpdated, naming the first field found.
+func checkLastUpdated(rec Record, v *violations) {
+	last, ok := parseTime(rec.Env().Source.LastUpdated)
+	if !ok {
+		return
+	}
+	type clinicalTime struct{ at, field string }
+	var times []clinicalTime
+	add := func(prefix string, pairs ...string) {
+		for i := 0; i < len(pairs); i += 2 {
+			times = append(times, clinicalTime{pairs[i], prefix + pairs[i+1]})
+		}
+	}
+	infusion := func(in *InfusionBody, prefix string) {
+		if in.Status != "not-done" {
+			add(prefix, in.InfusionStart, "infusionStart", in.InfusionEnd, "infusionEnd", in.MonitoringEnd, "monitoringEnd")
+		}
+	}
+	ae := func(a *AdverseEventBody, prefix string) {
+		add(prefix, a.OnsetAt, "onsetAt", a.DetectedAt, "detectedAt", a.RecordedAt, "recordedAt")
+	}
+	switch r := rec.(type) {
+	case *Assessment:
+		add("", r.TakenAt, "takenAt")
+	case *Vitals:
+		add("", r.MeasuredAt, "measuredAt")
+	case *Infusion:
+		infusion(&r.InfusionBody, "")
+	case *AdverseEvent:
+		ae(&r.AdverseEventBody, "")
+	case *Session:
+		infusion(&r.Infusion, "infusion.")
+		for i := range r.Vitals {
+			add(fmt.Sprintf("vitals[%d].", i), r.Vitals[i].MeasuredAt, "measuredAt")
+		}
+		for i := range r.Assessments {
+			add(fmt.Sprintf("assessments[%d].", i), r.Assessments[i].TakenAt, "takenAt")
+		}
+		for i := range r.AdverseEvents {
+			ae(&r.AdverseEvents[i], fmt.Sprintf("adverseEvents[%d].", i))
+		}
+	}
+	for _, c := range times {
+		if t, ok := parseTime(c.at); ok && t.Sub(last) > LastUpdatedSkew {
+			v.add("time.after-last-updated", "/source/lastUpdated",
+				"source.lastUpdated is before the record's %s: a record cannot describe what happened after it was last changed; correct the one that is wrong", c.field)
+			return
+		}
+	}
+}
+
 // checkBorn refuses a record whose patient's birth date is after the day of
-// the record's clinical time (as written, in its own offset): one of the two
-// is wrong. The message names the fields, never their values.
+// one of the record's clinical times (as written, in its own offset): one of
+// the two is wrong. A session's times are its infusion's start and the
+// times of its nested records. One issue, at the birth date, naming the
+// first field found (never a value).
 func checkBorn(rec Record, v *violations) {
 	born := rec.Env().Patient.BirthDate
 	if born == "" {
 		return
 	}
-	var at, field string
+	type clinicalTime struct{ at, field string }
+	var times []clinicalTime
 	switch r := rec.(type) {
 	case *Assessment:
-		at, field = r.TakenAt, "takenAt"
+		times = []clinicalTime{{r.TakenAt, "takenAt"}}
 	case *Vitals:
-		at, field = r.MeasuredAt, "measuredAt"
+		times = []clinicalTime{{r.MeasuredAt, "measuredAt"}}
 	case *Infusion:
-		at, field = r.InfusionStart, "infusionStart"
+		times = []clinicalTime{{r.InfusionStart, "infusionStart"}}
 	case *AdverseEvent:
-		at, field = r.OnsetAt, "onsetAt"
+		times = []clinicalTime{{r.OnsetAt, "onsetAt"}}
 	case *Session:
-		at, field = r.Infusion.InfusionStart, "infusion.infusionStart"
+		times = []clinicalTime{{r.Infusion.InfusionStart, "infusion.infusionStart"}}
+		for i := range r.Vitals {
+			times = append(times, clinicalTime{r.Vitals[i].MeasuredAt, fmt.Sprintf("vitals[%d].measuredAt", i)})
+		}
+		for i := range r.Assessments {
+			times = append(times, clinicalTime{r.Assessments[i].TakenAt, fmt.Sprintf("assessments[%d].takenAt", i)})
+		}
+		for i := range r.AdverseEvents {
+			times = append(times, clinicalTime{r.AdverseEvents[i].OnsetAt, fmt.Sprintf("adverseEvents[%d].onsetAt", i)})
+		}
 	}
-	t, ok := parseTime(at)
-	if !ok || born <= t.Format(time.DateOnly) {
-		return
+	for _, c := range times {
+		if t, ok := parseTime(c.at); ok && born > t.Format(time.DateOnly) {
+			v.add("patient.born-after-record", "/patient/birthDate",
+				"patient.birthDate is after the day of the record's %s: correct the birth date or the record's time", c.field)
+			return
+		}
 	}
-	v.add("patient.born-after-record", "/patient/birthDate",
-		"patient.birthDate is after the day of the record's %s: correct the birth date or the record's time", field)
 }
 
 // Rule describes one clinical rule of Check.
@@ -92,14 +170,18 @@ func Rules() []Rule {
 		{"infusion.rate-mismatch", "For an IV session given as planned, whose administration charts the planned rate, a rate in mg over the time the infusion ran (administeredDurationMin, else infusionEnd - infusionStart) gives totalDoseMg within 10% (at least 0.5 mg)."},
 		{"infusion.duration-plausible", "An administration runs 1 minute to 24 hours (infusionEnd - infusionStart, and administeredDurationMin), and monitoring ends at most 24 hours after the infusion."},
 		{"infusion.time-missing", "A session that was not done states when it was scheduled."},
-		{"time.order", "Times are in order: infusion end after start, monitoring end not before infusion end, the infusion's run time (administeredDurationMin) not longer than from its start to its end, detection and recording not before onset."},
+		{"time.order", "Times are in order: infusion end after start, monitoring end not before infusion end, the infusion's run time (administeredDurationMin) not longer than from its start to its end, detection and recording not before onset, recording not before detection."},
+		{"time.after-last-updated", "A record's clinical times are not later than its source.lastUpdated (by more than 10 minutes, for clocks that differ): a record cannot describe what happened after it was last changed. A session not done's scheduled time is not compared."},
 		{"adverse-event.severity-missing", "An adverse event has a severity or a CTCAE grade."},
 		{"adverse-event.severity-grade-mismatch", "Severity agrees with the CTCAE grade (1 mild, 2 moderate, 3-5 severe)."},
 		{"adverse-event.grade-implies-serious", "CTCAE grade 4 and 5 events are serious."},
 		{"adverse-event.criteria-without-serious", "Serious events have at least one seriousness criterion; non-serious events have none."},
 		{"adverse-event.causality-without-session", "A causality assessment names the session (sessionId) whose drug it judges; R4 carries causality on the suspect entity."},
 		{"adverse-event.fatal-grade", "A CTCAE grade 5 event has outcome fatal and the criterion death."},
+		{"adverse-event.fatal-outcome", "An event with outcome fatal is serious, with the seriousness criterion death, and the criterion death goes with outcome fatal (ICH E2A: an event that results in death is serious)."},
+		{"adverse-event.action-none-alone", "The action taken none is the only action listed."},
 		{"session.time-window", "A session's records fit its time: adverse events do not start before the infusion; vitals at the post-dose-40min time point and MOAA/S and CADSS assessments are taken between infusionStart and the session's end (monitoringEnd, else infusionEnd); pre-dose vitals are not measured after infusionStart, discharge vitals not before infusionEnd (for a stored session: infusionStart). Checked within a session document, for a record sent on its own against its stored session, and for a new session version against the records stored for it."},
+		{"session.not-given", "A session not done gave no drug: its adverse events carry no causality, and it has no ratings of the drug's effects (vitals at the post-dose-40min time point, MOAA/S, CADSS); within a session document, for a record sent on its own against its stored session, and for a session version made not done against the records stored for it."},
 		{"session.duplicate-record-id", "Record ids are unique per kind within a session."},
 		{"session.patient-mismatch", "A record that names a stored session (sessionId) is about the session's patient; a session version is not named by another patient's stored records."},
 		{"record-patient-changed", "A stored record stays about its patient: a new version of a record (same source system, kind and record id, also one nested in a session) about another patient, or a session nesting a record id stored for another patient, is refused (HTTP 409); withdraw the wrong record and send it under a new record id."},
@@ -107,7 +189,7 @@ func Rules() []Rule {
 		{"record-version-reused", "A version label (source.version, else source.lastUpdated) names one content: a label received before with other content is refused (HTTP 409); send the change as a new version."},
 		{"patient.identity-ambiguous", "A record's clinic patient id names one stored Patient: when Patients written through the FHIR API in the gateway's identifier namespace carry it too, the record is refused (HTTP 409) until the gateway's administrator removes or corrects the extra one."},
 		{"patient.identity-conflict", "One Patient per person per tenant: a hospital MRN (same system) belongs to one clinic patient id; a record whose new clinic patient id comes with another Patient's MRN is refused (HTTP 409), never merged."},
-		{"patient.born-after-record", "A record is not older than its patient: patient.birthDate is not after the day of the record's clinical time (takenAt, measuredAt, infusionStart, onsetAt; a session's infusionStart)."},
+		{"patient.born-after-record", "A record is not older than its patient: patient.birthDate is not after the day of the record's clinical time (takenAt, measuredAt, infusionStart, onsetAt; a session's infusionStart and the times of its nested records)."},
 		{"source-system-other-tenant", "One clinic per source system at an EHR: the identifier systems are named after source.system, so a record of a source system another tenant of the gateway stored records of first is stored but not delivered to a destination that tenant delivers to (a warning in the answer, a dead letter for the operator); give each clinic's system its own source system name."},
 	}
 }

@@ -32,6 +32,9 @@ func TestRules(t *testing.T) {
 		{"born after the assessment", "assessment/phq9-complete-with-total", patch{"/patient/birthDate": "2026-03-03"}, "patient.born-after-record", "/patient/birthDate"},
 		{"born on the assessment's day", "assessment/phq9-complete-with-total", patch{"/patient/birthDate": "2026-03-02"}, "", ""},
 		{"born after the session", "session/iv-routine", patch{"/patient/birthDate": "2027-01-01"}, "patient.born-after-record", "/patient/birthDate"},
+		{"born after a session's nested assessment", "session/iv-routine", patch{"/patient/birthDate": "2026-03-02", "/assessments/0/takenAt": "2026-03-01T08:45:00-05:00"}, "patient.born-after-record", "/patient/birthDate"},
+		{"born after a session's nested vitals", "session/iv-routine", patch{"/patient/birthDate": "2026-03-02", "/vitals/0/measuredAt": "2026-03-01T08:00:00-05:00"}, "patient.born-after-record", "/patient/birthDate"},
+		{"born on the day of a session's nested records", "session/iv-routine", patch{"/patient/birthDate": "2026-03-02"}, "", ""},
 		{"born after the vitals", "vitals/pre-dose-full", patch{"/patient/birthDate": "2099-01-01"}, "patient.born-after-record", "/patient/birthDate"},
 		{"phq9 total disagrees", "assessment/phq9-complete-with-total", patch{"/total": 13}, "assessment.total-mismatch", "/total"},
 		{"qids total uses sum not formula", "assessment/qids-sr16", patch{"/total": 23}, "assessment.total-mismatch", "/total"},
@@ -69,13 +72,35 @@ func TestRules(t *testing.T) {
 		{"serious without criteria", "adverse-event/suicidal-ideation", patch{"/seriousnessCriteria": nil}, "adverse-event.criteria-without-serious", "/seriousnessCriteria"},
 		{"criteria without serious", "adverse-event/nausea", patch{"/seriousnessCriteria": []any{"hospitalization"}}, "adverse-event.criteria-without-serious", "/seriousnessCriteria"},
 		{"grade 5 not fatal", "adverse-event/suicidal-ideation", patch{"/ctcaeGrade": 5}, "adverse-event.fatal-grade", "/outcome"},
+		{"fatal outcome, not serious", "adverse-event/nausea", patch{"/outcome": "fatal"}, "adverse-event.fatal-outcome", "/serious"},
+		{"fatal outcome, serious without death", "adverse-event/suicidal-ideation", patch{"/outcome": "fatal"}, "adverse-event.fatal-outcome", "/seriousnessCriteria"},
+		{"fatal outcome, serious with death", "adverse-event/suicidal-ideation", patch{"/outcome": "fatal", "/seriousnessCriteria": []any{"death"}}, "", ""},
+		{"death criterion, resolved", "adverse-event/nausea", patch{"/serious": true, "/seriousnessCriteria": []any{"death"}}, "adverse-event.fatal-outcome", "/outcome"},
+		{"death criterion, no outcome", "adverse-event/suicidal-ideation", patch{"/outcome": nil, "/seriousnessCriteria": []any{"death"}}, "adverse-event.fatal-outcome", "/outcome"},
+		{"grade 5 fatal without death", "adverse-event/suicidal-ideation", patch{"/ctcaeGrade": 5, "/outcome": "fatal"}, "adverse-event.fatal-grade", "/outcome"},
+		{"session ae fatal, not serious", "session/iv-routine", patch{"/adverseEvents/0/outcome": "fatal"}, "adverse-event.fatal-outcome", "/adverseEvents/0/serious"},
+		{"action none beside another", "adverse-event/suicidal-ideation", patch{"/actionTaken": []any{"none", "hospital-transfer"}}, "adverse-event.action-none-alone", "/actionTaken"},
+		{"action none alone", "adverse-event/suicidal-ideation", patch{"/actionTaken": []any{"none"}}, "", ""},
 		{"causality without session", "adverse-event/nausea", patch{"/sessionId": nil}, "adverse-event.causality-without-session", "/causality"},
 		{"no causality, no session", "adverse-event/nausea", patch{"/sessionId": nil, "/causality": nil}, "", ""},
+		{"recorded before detected", "adverse-event/hypertension", patch{"/detectedAt": "2026-03-02T12:30:00-05:00", "/recordedAt": "2026-03-02T11:00:00-05:00"}, "time.order", "/recordedAt"},
+		{"recorded when detected", "adverse-event/hypertension", patch{"/detectedAt": "2026-03-02T11:00:00-05:00", "/recordedAt": "2026-03-02T11:00:00-05:00"}, "", ""},
+		{"onset a year after lastUpdated", "adverse-event/nausea", patch{"/source/lastUpdated": "2026-03-02T12:00:00-05:00", "/onsetAt": "2027-03-02T09:25:00-05:00"}, "time.after-last-updated", "/source/lastUpdated"},
+		{"measured 10 minutes after lastUpdated", "vitals/pre-dose-full", patch{"/source/lastUpdated": "2026-03-02T08:40:00Z"}, "", ""},
+		{"measured 10 minutes and a second after lastUpdated", "vitals/pre-dose-full", patch{"/source/lastUpdated": "2026-03-02T08:39:59Z"}, "time.after-last-updated", "/source/lastUpdated"},
+		{"session nested record after lastUpdated", "session/iv-routine", patch{"/source/lastUpdated": "2026-03-02T11:00:00-05:00", "/adverseEvents/0/recordedAt": "2026-03-02T12:00:00-05:00"}, "time.after-last-updated", "/source/lastUpdated"},
+		{"not done, scheduled after lastUpdated", "infusion/not-done", patch{"/source/lastUpdated": "2026-03-01T09:00:00-05:00"}, "", ""},
 		{"detected before onset", "adverse-event/hypertension", patch{"/detectedAt": "2026-03-02T09:00:00-05:00"}, "time.order", "/detectedAt"},
 		{"session ae before infusion", "session/iv-routine", patch{"/adverseEvents/0/onsetAt": "2026-03-02T08:00:00-05:00"}, "session.time-window", "/adverseEvents/0/onsetAt"},
 		{"session duplicate vitals id", "session/iv-routine", patch{"/vitals/1/recordId": "V-1"}, "session.duplicate-record-id", "/vitals/1/recordId"},
 		{"session nested total", "session/iv-routine", patch{"/assessments/0/total": 20}, "assessment.total-mismatch", "/assessments/0/total"},
 		{"session infusion dose", "session/iv-routine", patch{"/infusion/totalDoseMg": 60}, "infusion.dose-weight-mismatch", "/infusion/totalDoseMg"},
+
+		// A session not done gave no drug.
+		{"not done, nothing of the drug", "session/iv-routine", notDone(nil), "", ""},
+		{"not done, ae causality", "session/iv-routine", notDone(patch{"/adverseEvents/0/causality": "certain"}), "session.not-given", "/adverseEvents/0/causality"},
+		{"not done, moaas", "session/iv-routine", notDone(patch{"/assessments/1": map[string]any{"recordId": "A-2", "instrument": "MOAA-S", "takenAt": "2026-03-02T09:20:00-05:00", "total": 1}}), "session.not-given", "/assessments/1/instrument"},
+		{"not done, post-dose vitals", "session/iv-routine", notDone(patch{"/vitals/1": map[string]any{"recordId": "V-2", "timepoint": "post-dose-40min", "measuredAt": "2026-03-02T09:40:00-05:00", "heartRate": 80}}), "session.not-given", "/vitals/1/timepoint"},
 
 		// The dose actually given.
 		{"stopped early without given dose", "infusion/iv-stopped-early-hypertension", patch{"/administeredDoseMg": nil}, "infusion.administered-missing", "/administeredDoseMg"},
@@ -184,6 +209,22 @@ func TestRules(t *testing.T) {
 			assertNoValues(t, doc, v.Message)
 		})
 	}
+}
+
+// notDone patches session/iv-routine into a session not done without
+// anything that rates or judges the drug (the MOAA/S, the post-dose vitals,
+// the adverse event's causality), then applies p.
+func notDone(p patch) patch {
+	out := patch{
+		"/infusion/status": "not-done", "/infusion/statusReason": map[string]any{"code": "patient-no-show"},
+		"/infusion/scheduledAt": "2026-03-02T09:00:00-05:00", "/infusion/infusionEnd": nil,
+		"/infusion/monitoringEnd": nil, "/infusion/outcome": nil, "/infusion/rate": nil,
+		"/assessments/1": nil, "/vitals/1": nil, "/adverseEvents/0/causality": nil,
+	}
+	for k, v := range p {
+		out[k] = v
+	}
+	return out
 }
 
 // TestRulesCatalogue checks that every rule id the code can report is in

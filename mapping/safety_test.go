@@ -246,6 +246,77 @@ func TestPHQ9Item9Flag(t *testing.T) {
 	}
 }
 
+// TestPHQ9TotalOnlyFlag: a PHQ-9 sent as its total raises item 9's Flag
+// when the total says item 9 reached the threshold (the other eight items
+// score at most 24), and marks the total POS.
+func TestPHQ9TotalOnlyFlag(t *testing.T) {
+	two := mapping.DefaultSafety()
+	two.PHQ9Item9 = 2
+	tests := []struct {
+		name   string
+		total  int
+		opts   mapping.Options
+		flags  string
+		interp string
+	}{
+		{"total 24", 24, mapping.Options{}, "", "band-severe"},
+		{"total 25", 25, mapping.Options{}, "active", "band-severe,POS"},
+		{"total 27", 27, mapping.Options{}, "active", "band-severe,POS"},
+		{"threshold 2, total 25", 25, mapping.Options{Safety: &two}, "", "band-severe"},
+		{"threshold 2, total 26", 26, mapping.Options{Safety: &two}, "active", "band-severe,POS"},
+		{"later version, total 20", 20, mapping.Options{Update: true}, "inactive", "band-severe"},
+		{"later version, total 25", 25, mapping.Options{Update: true}, "active", "band-severe,POS"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := `{` + envelope + fmt.Sprintf(`, "instrument": "PHQ-9", "takenAt": "2026-05-20T09:00:00Z", "total": %d}`, tc.total)
+			got, interp := flags(t, rec, "44261-6", tc.opts)
+			if strings.Join(got, ",") != tc.flags || interp != tc.interp {
+				t.Errorf("flags %v, total interpretation %q; want %q, %q", got, interp, tc.flags, tc.interp)
+			}
+		})
+	}
+}
+
+// TestInactiveFlagPeriod: a Flag made inactive by a later version ends
+// its period: at the version's source.lastUpdated, else (or when that is
+// before the assessment) at the assessment's time.
+func TestInactiveFlagPeriod(t *testing.T) {
+	tests := []struct {
+		name, lastUpdated, item9 string
+		opts                     mapping.Options
+		want                     string
+	}{
+		{"inactive, no lastUpdated", "", "0", mapping.Options{Update: true}, "2026-05-20T09:00:00Z"},
+		{"inactive, lastUpdated after", "2026-05-21T10:00:00-04:00", "0", mapping.Options{Update: true}, "2026-05-21T10:00:00-04:00"},
+		{"inactive, lastUpdated a little before", "2026-05-20T08:55:00Z", "0", mapping.Options{Update: true}, "2026-05-20T09:00:00Z"},
+		{"active", "2026-05-21T10:00:00Z", "1", mapping.Options{Update: true}, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := strings.Replace(phq9(0), `"score": 0}]`, `"score": `+tc.item9+`}]`, 1)
+			if tc.lastUpdated != "" {
+				rec = strings.Replace(rec, `"version": "1"`, `"version": "1", "lastUpdated": "`+tc.lastUpdated+`"`, 1)
+			}
+			var flags int
+			for _, r := range mapped(t, mapping.KindAssessment, rec, tc.opts) {
+				if r["resourceType"] != "Flag" {
+					continue
+				}
+				flags++
+				period := r["period"].(map[string]any)
+				end, _ := period["end"].(string)
+				if period["start"] != "2026-05-20T09:00:00Z" || end != tc.want {
+					t.Errorf("Flag.period = %v, want start 2026-05-20T09:00:00Z, end %q", period, tc.want)
+				}
+			}
+			if flags != 1 {
+				t.Errorf("%d Flags, want 1", flags)
+			}
+		})
+	}
+}
+
 // TestCSSRSFlag: the screener flags at or above the configured risk level.
 func TestCSSRSFlag(t *testing.T) {
 	screener := func(yes ...int) string {
@@ -302,6 +373,8 @@ func TestAdverseEventSummary(t *testing.T) {
 	}
 	grade2 := mapping.DefaultSafety()
 	grade2.AdverseEventGrade = 2
+	grade4 := mapping.DefaultSafety()
+	grade4.AdverseEventGrade = 4
 	tests := []struct {
 		name string
 		ae   string
@@ -313,6 +386,11 @@ func TestAdverseEventSummary(t *testing.T) {
 		{"serious, no grade", `"severity": "moderate", "serious": true, "seriousnessCriteria": ["medically-important"]`, mapping.Options{}, 1},
 		{"grade 2 with threshold 2", `"ctcaeGrade": 2, "serious": false`, mapping.Options{Safety: &grade2}, 1},
 		{"grade 1 with threshold 2", `"ctcaeGrade": 1, "serious": false`, mapping.Options{Safety: &grade2}, 0},
+		{"severe, no grade", `"severity": "severe", "serious": false`, mapping.Options{}, 1},
+		{"moderate, no grade", `"severity": "moderate", "serious": false`, mapping.Options{}, 0},
+		{"moderate, no grade, threshold 2", `"severity": "moderate", "serious": false`, mapping.Options{Safety: &grade2}, 1},
+		{"mild, no grade, threshold 2", `"severity": "mild", "serious": false`, mapping.Options{Safety: &grade2}, 0},
+		{"severe, no grade, threshold 4", `"severity": "severe", "serious": false`, mapping.Options{Safety: &grade4}, 0},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

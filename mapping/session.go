@@ -25,17 +25,24 @@ func checkSession(s *Session, v *violations) {
 		}
 		seen[kind+"/"+id] = true
 	}
+	notGiven := func(rec any, p string) {
+		if s.Infusion.Status == "not-done" {
+			checkNotGiven(rec, p, false, v)
+		}
+	}
 	for i := range s.Vitals {
 		p := fmt.Sprintf("/vitals/%d", i)
 		dup("vitals", s.Vitals[i].RecordID, p+"/recordId")
 		checkVitals(&s.Vitals[i], p, v)
 		windowed(&s.Vitals[i], p)
+		notGiven(&s.Vitals[i], p)
 	}
 	for i := range s.Assessments {
 		p := fmt.Sprintf("/assessments/%d", i)
 		dup("assessments", s.Assessments[i].RecordID, p+"/recordId")
 		checkAssessment(&s.Assessments[i], p, v)
 		windowed(&s.Assessments[i], p)
+		notGiven(&s.Assessments[i], p)
 	}
 	for i := range s.AdverseEvents {
 		p := fmt.Sprintf("/adverseEvents/%d", i)
@@ -43,6 +50,7 @@ func checkSession(s *Session, v *violations) {
 		dup("adverseEvents", ae.RecordID, p+"/recordId")
 		checkAdverseEvent(ae, p, true, v)
 		windowed(ae, p)
+		notGiven(ae, p)
 	}
 }
 
@@ -114,14 +122,21 @@ func sessionWeight(s *Session) int {
 
 // complications names a session's adverse events that are serious or of at
 // least the configured CTCAE grade, for Procedure.complication: the event's
-// coding with a text that says why it is named.
+// coding with a text that says why it is named. An event sent with a
+// severity and no grade counts as the lowest grade of its severity (mild 1,
+// moderate 2, severe 3), the grades the mapping charts as that severity, so
+// a severe event is named whichever way the clinic says it.
 func (m *mapper) complications(aes []AdverseEventBody) []fhir.CodeableConcept {
 	minGrade := m.opts.safety().AdverseEventGrade
 	var out []fhir.CodeableConcept
 	for i := range aes {
 		ae := &aes[i]
 		serious := ae.Serious != nil && *ae.Serious
-		graded := ae.CTCAEGrade != nil && *ae.CTCAEGrade >= minGrade
+		grade := severityGrade[ae.Severity]
+		if ae.CTCAEGrade != nil {
+			grade = *ae.CTCAEGrade
+		}
+		graded := grade > 0 && grade >= minGrade
 		if !serious && !graded {
 			continue
 		}
@@ -130,11 +145,16 @@ func (m *mapper) complications(aes []AdverseEventBody) []fhir.CodeableConcept {
 		switch {
 		case serious && ae.CTCAEGrade != nil:
 			why = fmt.Sprintf("serious adverse event, CTCAE grade %d", *ae.CTCAEGrade)
-		case !serious:
+		case !serious && ae.CTCAEGrade != nil:
 			why = fmt.Sprintf("adverse event of CTCAE grade %d", *ae.CTCAEGrade)
+		case !serious:
+			why = ae.Severity + " adverse event"
 		}
 		c.Text = ptr(fmt.Sprintf("%s (%s)", *c.Text, why))
 		out = append(out, c)
 	}
 	return out
 }
+
+// severityGrade is the lowest CTCAE grade of each severity (gradeSeverity).
+var severityGrade = map[string]int{"mild": 1, "moderate": 2, "severe": 3}

@@ -122,6 +122,35 @@ func checkWindowed(rec any, w Window, p string, v *violations) {
 	}
 }
 
+// checkNotGiven checks one record of a session that was not done: no drug
+// was given, so an adverse event of it has no causality (the AdverseEvent
+// would judge a MedicationAdministration that did not take place), and
+// nothing rates the drug's effects during it (vitals at the post-dose-40min
+// time point, MOAA/S and CADSS). p is the record's pointer; standalone
+// records (p "") are pointed at their sessionId, the link that is wrong.
+func checkNotGiven(rec any, p string, standalone bool, v *violations) {
+	at := func(field string) string {
+		if standalone {
+			return "/sessionId"
+		}
+		return p + field
+	}
+	switch r := rec.(type) {
+	case *AdverseEventBody:
+		if r.Causality != "" {
+			v.add("session.not-given", p+"/causality", "the session of this adverse event was not done: no drug was given whose causality could be judged; leave out causality")
+		}
+	case *VitalsBody:
+		if vitalsDuring(r) {
+			v.add("session.not-given", at("/timepoint"), "the session was not done: there are no vitals after a dose; send the measurement under the time point it was taken at")
+		}
+	case *AssessmentBody:
+		if assessmentDuring(r) {
+			v.add("session.not-given", at("/instrument"), "the session was not done: a sedation or dissociation rating of the drug's effects has no dose to rate")
+		}
+	}
+}
+
 // StoredSession is a stored session as the rules of a record that names it
 // (sessionId) see it.
 type StoredSession struct {
@@ -131,6 +160,8 @@ type StoredSession struct {
 	HasWindow bool
 	// OtherPatient: the session is about another patient than the record.
 	OtherPatient bool
+	// NotDone: the session was not done (no drug was given).
+	NotDone bool
 }
 
 // CheckLinked checks a standalone assessment, vitals or adverse-event record
@@ -142,15 +173,20 @@ func CheckLinked(rec Record, s StoredSession) error {
 	if s.OtherPatient {
 		v.add("session.patient-mismatch", "/sessionId", "the session this record names is about another patient")
 	}
-	if s.HasWindow {
-		switch r := rec.(type) {
-		case *Assessment:
-			checkWindowed(&r.AssessmentBody, s.Window, "", &v)
-		case *Vitals:
-			checkWindowed(&r.VitalsBody, s.Window, "", &v)
-		case *AdverseEvent:
-			checkWindowed(&r.AdverseEventBody, s.Window, "", &v)
-		}
+	var body any
+	switch r := rec.(type) {
+	case *Assessment:
+		body = &r.AssessmentBody
+	case *Vitals:
+		body = &r.VitalsBody
+	case *AdverseEvent:
+		body = &r.AdverseEventBody
+	}
+	if s.HasWindow && body != nil {
+		checkWindowed(body, s.Window, "", &v)
+	}
+	if s.NotDone && body != nil {
+		checkNotGiven(body, "", true, &v)
 	}
 	return v.err(rec.Kind())
 }
@@ -164,6 +200,8 @@ type Linked struct {
 	Onset, During, PreDose, Discharge time.Time
 	// OtherPatient: the record is about another patient than the session.
 	OtherPatient bool
+	// Causality: an adverse event that judges the session's drug.
+	Causality bool
 }
 
 // LinkedOf reads, from a stored resource the mappings wrote (decoded JSON),
@@ -176,6 +214,13 @@ func LinkedOf(doc map[string]any) Linked {
 	switch doc["resourceType"] {
 	case "AdverseEvent":
 		l.Onset, _ = parseTime(str(doc, "date"))
+		suspects, _ := doc["suspectEntity"].([]any)
+		for _, se := range suspects {
+			sm, _ := se.(map[string]any)
+			if c, _ := sm["causality"].([]any); len(c) > 0 {
+				l.Causality = true
+			}
+		}
 	case "Observation":
 		if str(doc, "status") == "entered-in-error" {
 			return l
@@ -273,6 +318,14 @@ func CheckStored(rec Record, linked []Linked) error {
 	for _, l := range linked {
 		if l.OtherPatient {
 			add("session.patient-mismatch", "/patient/id", "a record stored for another patient names this session")
+		}
+		if in.Status == "not-done" {
+			if l.Causality {
+				add("session.not-given", p+"/status", "a stored adverse event judges this session's drug: a session not done gave none")
+			}
+			if !l.During.IsZero() {
+				add("session.not-given", p+"/status", "a stored measurement rates this session's drug effects: a session not done gave no dose")
+			}
 		}
 		if !hasWindow {
 			continue

@@ -55,6 +55,7 @@ func TestCheckLinked(t *testing.T) {
 		t.Fatal("WindowFrom refused a start")
 	}
 	stored := mapping.StoredSession{Window: w, HasWindow: true}
+	notDoneSession := mapping.StoredSession{NotDone: true}
 	tests := []struct {
 		name    string
 		kind    mapping.Kind
@@ -78,6 +79,12 @@ func TestCheckLinked(t *testing.T) {
 		{"discharge vitals after the start", mapping.KindVitals, "vitals/post-40min-bp", patch{"/timepoint": "discharge", "/measuredAt": "2026-03-02T09:30:00-05:00"}, stored, "", ""},
 		{"moaas after the end", mapping.KindAssessment, "assessment/moaas", patch{"/takenAt": "2026-03-02T11:30:00-05:00"}, stored, "session.time-window", "/takenAt"},
 		{"phq9 before the start", mapping.KindAssessment, "assessment/phq9-complete-with-total", patch{"/takenAt": "2026-03-02T08:00:00-05:00"}, stored, "", ""},
+		{"ae causality, session not done", mapping.KindAdverseEvent, "adverse-event/nausea", nil, notDoneSession, "session.not-given", "/causality"},
+		{"ae without causality, session not done", mapping.KindAdverseEvent, "adverse-event/nausea", patch{"/causality": nil}, notDoneSession, "", ""},
+		{"moaas of a session not done", mapping.KindAssessment, "assessment/moaas", nil, notDoneSession, "session.not-given", "/sessionId"},
+		{"post-dose vitals of a session not done", mapping.KindVitals, "vitals/post-40min-bp", nil, notDoneSession, "session.not-given", "/sessionId"},
+		{"pre-dose vitals of a session not done", mapping.KindVitals, "vitals/pre-dose-full", nil, notDoneSession, "", ""},
+		{"phq9 of a session not done", mapping.KindAssessment, "assessment/phq9-complete-with-total", nil, notDoneSession, "", ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -110,6 +117,10 @@ func TestCheckStored(t *testing.T) {
 		{"discharge measurement before the infusion end", mapping.KindInfusion, "infusion/iv-completed", nil, mapping.Linked{Discharge: at("2026-03-02T09:39:59-05:00")}, "session.time-window", "/infusionEnd"},
 		{"discharge measurement before the start, no end", mapping.KindInfusion, "infusion/iv-stopped-early-hypertension", patch{"/infusionEnd": nil, "/administeredDurationMin": 22}, mapping.Linked{Discharge: at("2026-06-02T09:00:00-05:00")}, "session.time-window", "/infusionStart"},
 		{"not done: no window", mapping.KindInfusion, "infusion/not-done", nil, mapping.Linked{Onset: at("2020-01-01T00:00:00Z")}, "", ""},
+		{"not done: a stored ae judges the drug", mapping.KindInfusion, "infusion/not-done", nil, mapping.Linked{Onset: at("2026-03-05T09:30:00-05:00"), Causality: true}, "session.not-given", "/status"},
+		{"not done: a stored measurement during it", mapping.KindInfusion, "infusion/not-done", nil, mapping.Linked{During: at("2026-03-05T09:30:00-05:00")}, "session.not-given", "/status"},
+		{"not done, session document: a stored measurement during it", mapping.KindSession, "session/iv-routine", notDone(nil), mapping.Linked{During: at("2026-03-02T09:30:00-05:00")}, "session.not-given", "/infusion/status"},
+		{"given: a stored ae judges the drug", mapping.KindInfusion, "infusion/iv-completed", nil, mapping.Linked{Onset: at("2026-03-02T09:30:00-05:00"), Causality: true}, "", ""},
 		{"another patient's record", mapping.KindInfusion, "infusion/iv-completed", nil, mapping.Linked{OtherPatient: true}, "session.patient-mismatch", "/patient/id"},
 	}
 	for _, tc := range tests {
@@ -136,8 +147,15 @@ func TestLinkedOf(t *testing.T) {
 		return nil
 	}
 	ae := mapping.LinkedOf(find(mapping.KindAdverseEvent, "adverse-event/nausea", "AdverseEvent", ""))
-	if ae.Onset.IsZero() || !ae.During.IsZero() {
-		t.Errorf("adverse event: %+v, want an onset only", ae)
+	if ae.Onset.IsZero() || !ae.During.IsZero() || !ae.Causality {
+		t.Errorf("adverse event: %+v, want an onset and a causality", ae)
+	}
+	noCausality := find(mapping.KindAdverseEvent, "adverse-event/nausea", "AdverseEvent", "")
+	for _, se := range noCausality["suspectEntity"].([]any) {
+		delete(se.(map[string]any), "causality")
+	}
+	if l := mapping.LinkedOf(noCausality); l.Causality {
+		t.Errorf("adverse event without causality: %+v, want none", l)
 	}
 	post := mapping.LinkedOf(find(mapping.KindVitals, "vitals/post-40min-bp", "Observation", "8867-4"))
 	if post.During.IsZero() {

@@ -37,6 +37,12 @@ const (
 		", with at most 9 fraction digits and no leap second (:60): RFC 3339 allows both, the gateway's clock cannot hold them"
 	dateWhat = "a calendar date YYYY-MM-DD in the years 0001-9999"
 
+	// mrnPattern: an MRN value neither starts nor ends with white space,
+	// ASCII or Unicode (no-break and other spaces; JSON Schema patterns
+	// disagree on what \s covers, so they are listed).
+	mrnPattern = "^[^" + spaces + "]([\\s\\S]*[^" + spaces + "])?$"
+	spaces     = "\\s\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+
 	// year is 0001-9999, the years a FHIR date can hold.
 	year = `(000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})`
 )
@@ -51,6 +57,7 @@ var patterns = map[string]patternInfo{
 	`^urn:oid:[0-2](\.(0|[1-9][0-9]*))+$`:                                     {RuleFormat, "a urn:oid: URI with an OID (digits separated by dots, such as urn:oid:2.16.840.1.113883)"},
 	`^$|\S`:                                                                   {RulePattern, "text that is not blank (not only spaces, tabs or line breaks)"},
 	`^\S+$`:                                                                   {RuleFormat, "an absolute URI without spaces (FHIR's uri holds no whitespace)"},
+	mrnPattern:                                                                {RulePattern, "an identifier value without spaces at its start or end (a padded number is not the hospital's number)"},
 }
 
 var formats = map[string]string{
@@ -271,6 +278,9 @@ func convertError(e gojsonschema.ResultError, root any) Issue {
 		return newIssue(RuleItemsCount, CodeValue, path, label+" must have at least "+plural(detailString(d, "min"), "item"))
 	case "array_max_items":
 		return newIssue(RuleItemsCount, CodeValue, path, label+" must have at most "+plural(detailString(d, "max"), "item"))
+
+	case "array_min_properties":
+		return newIssue(RuleEmptyObject, CodeValue, path, label+" must not be empty: leave it out instead")
 
 	case "unique":
 		first := detailString(d, "i")

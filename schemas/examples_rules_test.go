@@ -237,6 +237,14 @@ func (c *ruleCheck) adverseEvent(e mapping.AdverseEventBody, inSession bool) {
 	if serious != (len(e.SeriousnessCriteria) > 0) {
 		c.failf("adverse-event.criteria-without-serious", "")
 	}
+	if (e.CTCAEGrade == nil || *e.CTCAEGrade != 5) &&
+		(e.Outcome == "fatal" && (!serious || !contains(e.SeriousnessCriteria, "death")) ||
+			serious && contains(e.SeriousnessCriteria, "death") && e.Outcome != "fatal") {
+		c.failf("adverse-event.fatal-outcome", "")
+	}
+	if contains(e.ActionTaken, "none") && len(e.ActionTaken) > 1 {
+		c.failf("adverse-event.action-none-alone", "")
+	}
 }
 
 func contains(list []string, s string) bool {

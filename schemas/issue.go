@@ -68,6 +68,7 @@ const (
 	RuleLength             = "schema.length"              // string too short or too long
 	RuleItemsCount         = "schema.items-count"         // array has too few or too many items
 	RuleUniqueItems        = "schema.unique-items"        // array item repeats an earlier one
+	RuleEmptyObject        = "schema.empty-object"        // an object with no properties where one needs some
 )
 
 // RuleInfo describes one rule id of this package.
@@ -100,6 +101,7 @@ func Rules() []RuleInfo {
 		{RuleLength, "A string is neither shorter nor longer than its schema allows."},
 		{RuleItemsCount, "An array has neither fewer nor more items than its schema allows."},
 		{RuleUniqueItems, "No array item repeats an earlier one where the schema requires unique items."},
+		{RuleEmptyObject, "An optional object is left out rather than sent empty ({}): an empty patient name or indication says nothing."},
 	}
 }
 

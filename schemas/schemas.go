@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"strings"
+	"time"
 
 	"github.com/xeipuuv/gojsonreference"
 	"github.com/xeipuuv/gojsonschema"
@@ -160,7 +161,8 @@ func (s *Set) Validate(kind string, doc []byte) error {
 }
 
 // integerLiterals reports integer-typed values written with a fraction or an
-// exponent (1.0, 1e0). JSON Schema counts them as integers, but Go's
+// exponent (1.0, 1e0), and instants whose UTC time falls outside the years
+// 0001-9999 (instantInRange). JSON Schema counts them as integers, but Go's
 // encoding/json cannot decode them into an int, so the contract requires
 // plain digits. It follows the schema's properties and items (through
 // $ref); the conditional parts of the schemas declare no integers.
@@ -177,6 +179,11 @@ func (s *Set) integerLiterals(kind string, doc any) []Issue {
 			if m["type"] == "integer" && !plainInteger(string(x)) {
 				issues = append(issues, newIssue(RuleType, CodeStructure, path,
 					labelOf(path)+" must be an integer written with digits only (no fraction or exponent)"))
+			}
+		case string:
+			if m["format"] == "date-time" && !instantInRange(x) {
+				issues = append(issues, newIssue(RuleFormat, CodeValue, path,
+					labelOf(path)+" must be an instant whose UTC time lies in the years 0001-9999: with its offset it falls outside, where no date search finds it"))
 			}
 		case map[string]any:
 			props, _ := m["properties"].(map[string]any)
@@ -195,6 +202,19 @@ func (s *Set) integerLiterals(kind string, doc any) []Issue {
 	}
 	walk(kind, s.parsed[kind], doc, nil)
 	return issues
+}
+
+// instantInRange reports whether an instant, converted to UTC, still lies
+// in the years 0001-9999: a FHIR instant (and the gateway's date index)
+// holds no other. 9999-12-31T23:00:00-05:00 is in the year 10000 in UTC. A
+// value that is no instant at all is the pattern's to report.
+func instantInRange(v string) bool {
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return true
+	}
+	y := t.UTC().Year()
+	return y >= 1 && y <= 9999
 }
 
 // resolve follows $ref (within the embedded files) to an object schema. It

@@ -211,6 +211,17 @@ func invalidCases(t testing.TB) []invalidCase {
 		{name: "blank eventText for other", kind: "adverse-event", doc: mutate(t, "adverse-event", "other-blurred-vision.json", put("/eventText", "   ")), rule: RulePattern, pointer: "/eventText"},
 		{name: "blank timepointText for other", kind: "vitals", doc: mutate(t, "vitals", "other-mid-infusion-check.json", put("/timepointText", "\n")), rule: RulePattern, pointer: "/timepointText"},
 		{name: "blank family name", kind: "assessment", doc: mutate(t, "assessment", "phq9-moderate.json", put("/patient/name/family", "   ")), rule: RulePattern, pointer: "/patient/name/family"},
+		{name: "instant after 9999 in UTC", kind: "vitals", doc: mutate(t, "vitals", "pre-dose-baseline.json", put("/measuredAt", "9999-12-31T23:59:59-14:00")), rule: RuleFormat, pointer: "/measuredAt"},
+		{name: "instant before 0001 in UTC", kind: "vitals", doc: mutate(t, "vitals", "pre-dose-baseline.json", put("/measuredAt", "0001-01-01T00:00:00+14:00")), rule: RuleFormat, pointer: "/measuredAt"},
+		{name: "nested instant after 9999 in UTC", kind: "session", doc: mutate(t, "session", "routine-ketamine-iv-session.json", put("/assessments/0/takenAt", "9999-12-31T20:00:00-05:00")), rule: RuleFormat, pointer: "/assessments/0/takenAt"},
+		{name: "lastUpdated after 9999 in UTC", kind: "vitals", doc: mutate(t, "vitals", "pre-dose-baseline.json", put("/source/lastUpdated", "9999-12-31T23:59:59-00:01")), rule: RuleFormat, pointer: "/source/lastUpdated"},
+		{name: "mrn with a trailing space", kind: "assessment", doc: mutate(t, "assessment", "phq9-moderate.json", put("/patient/mrn/value", "MRN-777 ")), rule: RulePattern, pointer: "/patient/mrn/value"},
+		{name: "mrn with a leading no-break space", kind: "assessment", doc: mutate(t, "assessment", "phq9-moderate.json", put("/patient/mrn/value", "\u00a0MRN-777")), rule: RulePattern, pointer: "/patient/mrn/value"},
+		{name: "mrn with a trailing ideographic space", kind: "assessment", doc: mutate(t, "assessment", "phq9-moderate.json", put("/patient/mrn/value", "MRN-777\u3000")), rule: RulePattern, pointer: "/patient/mrn/value"},
+		{name: "mrn with a leading tab", kind: "assessment", doc: mutate(t, "assessment", "phq9-moderate.json", put("/patient/mrn/value", "\tMRN-777")), rule: RulePattern, pointer: "/patient/mrn/value"},
+		{name: "blank mrn", kind: "assessment", doc: mutate(t, "assessment", "phq9-moderate.json", put("/patient/mrn/value", "  ")), rule: RulePattern, pointer: "/patient/mrn/value"},
+		{name: "empty patient name", kind: "assessment", doc: mutate(t, "assessment", "phq9-moderate.json", put("/patient/name", map[string]any{})), rule: RuleEmptyObject, pointer: "/patient/name"},
+		{name: "empty indication", kind: "infusion", doc: mutate(t, "infusion", "ketamine-iv-with-rate-and-lot.json", put("/indication", map[string]any{})), rule: RuleEmptyObject, pointer: "/indication"},
 		{name: "blank given name", kind: "assessment", doc: mutate(t, "assessment", "phq9-moderate.json", put("/patient/name/given/0", " ")), rule: RulePattern, pointer: "/patient/name/given/0"},
 		{name: "blank clinician name", kind: "infusion", doc: mutate(t, "infusion", "ketamine-iv-with-rate-and-lot.json", put("/clinician/name", " \t ")), rule: RulePattern, pointer: "/clinician/name"},
 		{name: "blank statusReason text", kind: "infusion", doc: mutate(t, "infusion", "ketamine-iv-not-done-no-show.json", put("/statusReason/text", "  ")), rule: RulePattern, pointer: "/statusReason/text"},
@@ -863,5 +874,43 @@ func TestAllowedPropertiesByInstrument(t *testing.T) {
 				t.Errorf("message %q; want it to list %q, not %q", msg, tc.lists, tc.not)
 			}
 		})
+	}
+}
+
+// TestInstantEdges: instants at the edges of the years 0001-9999 are valid
+// while their UTC time stays within them.
+func TestInstantEdges(t *testing.T) {
+	s := set(t)
+	for _, v := range []string{"9999-12-31T23:59:59+14:00", "9999-12-31T23:59:59Z", "9999-12-31T09:59:59-14:00",
+		"0001-01-01T00:00:00-14:00", "0001-01-01T00:00:00Z", "0001-01-01T14:00:00+14:00"} {
+		if err := s.Validate("vitals", mutate(t, "vitals", "pre-dose-baseline.json", put("/measuredAt", v))); err != nil {
+			t.Errorf("Validate(measuredAt %s) = %v, want valid", v, err)
+		}
+	}
+}
+
+// TestMRNValues: an MRN may hold spaces inside, but none at its start or
+// end, where a padded value would be another MRN than the hospital's.
+func TestMRNValues(t *testing.T) {
+	s := set(t)
+	for _, tc := range []struct {
+		value string
+		ok    bool
+	}{
+		{"MRN-777", true},
+		{"7", true},
+		{"MRN 777", true},
+		{"MRN\u00a0777", true},
+		{"MRN-777 ", false},
+		{" MRN-777", false},
+		{"\u00a0MRN-777", false},
+		{"MRN-777\u2007", false},
+		{"MRN-777\ufeff", false},
+		{"MRN-777\n", false},
+	} {
+		err := s.Validate("assessment", mutate(t, "assessment", "phq9-moderate.json", put("/patient/mrn/value", tc.value)))
+		if (err == nil) != tc.ok {
+			t.Errorf("Validate(mrn %q) = %v, want valid %t", tc.value, err, tc.ok)
+		}
 	}
 }

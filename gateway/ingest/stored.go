@@ -46,7 +46,7 @@ func checkNamedSession(st store.Tx, rec mapping.Record, id mapping.SessionID, pa
 	if err != nil {
 		return err
 	}
-	s := mapping.StoredSession{OtherPatient: !samePatient(doc, patientID)}
+	s := mapping.StoredSession{OtherPatient: !samePatient(doc, patientID), NotDone: str(doc, "status") == "not-done"}
 	if status := str(doc, "status"); status != "not-done" && status != "entered-in-error" {
 		period, _ := doc["performedPeriod"].(map[string]any)
 		s.Window, s.HasWindow = mapping.WindowFrom(str(period, "start"), str(period, "end"))

@@ -364,6 +364,32 @@ func TestRulesAgainstStoredSession(t *testing.T) {
 			t.Errorf("session after the withdrawal: %v", err)
 		}
 	})
+	t.Run("a session not done gave no drug", func(t *testing.T) {
+		g := newGateway(t, app.Config{})
+		notDone := `"drug": "ketamine-iv", "status": "not-done", "statusReason": {"code": "patient-no-show"},
+			"scheduledAt": "2026-03-02T09:00:00-05:00"`
+		if err := g.ingest("", mapping.KindInfusion, rec("S-1", "1", "P-1", "", notDone)); err != nil {
+			t.Fatal(err)
+		}
+		err := g.ingest("", mapping.KindAdverseEvent, rec("AE-1", "1", "P-1", "", aeBody("S-1", "2026-03-02T09:30:00-05:00")+`, "causality": "certain"`))
+		wantIssues(t, err, outcome.Unprocessable, "session.not-given", "/causality")
+		err = g.ingest("", mapping.KindAssessment, rec("A-1", "1", "P-1", "",
+			`"sessionId": "S-1", "instrument": "MOAA-S", "takenAt": "2026-03-02T09:20:00-05:00", "total": 1`))
+		wantIssues(t, err, outcome.Unprocessable, "session.not-given", "/sessionId")
+		if err := g.ingest("", mapping.KindAdverseEvent, rec("AE-1", "1", "P-1", "", aeBody("S-1", "2026-03-02T09:30:00-05:00"))); err != nil {
+			t.Errorf("an adverse event without causality: %v", err)
+		}
+		// A given session made not done later, under a stored MOAA/S.
+		if err := g.ingest("", mapping.KindAssessment, rec("A-2", "1", "P-1", "",
+			`"sessionId": "S-2", "instrument": "MOAA-S", "takenAt": "2026-03-02T09:20:00-05:00", "total": 4`)); err != nil {
+			t.Fatal(err)
+		}
+		if err := g.ingest("", mapping.KindInfusion, rec("S-2", "1", "P-1", "", infusionBody)); err != nil {
+			t.Fatal(err)
+		}
+		err = g.ingest("", mapping.KindInfusion, rec("S-2", "2", "P-1", "", notDone))
+		wantIssues(t, err, outcome.Unprocessable, "session.not-given", "/status")
+	})
 	t.Run("a session document's own records are not stored records", func(t *testing.T) {
 		g := newGateway(t, app.Config{})
 		session := rec("S-1", "1", "P-1", "", `"infusion": {`+infusionBody+`}, "adverseEvents": [{"recordId": "AE-1",
