@@ -241,7 +241,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"map", "--kind", "lab", ex}, []string{`unknown kind "lab"`, "assessment, vitals, infusion, adverse-event, session"}},
 		{[]string{"map", "--kidn", "vitals", ex}, []string{"flag provided but not defined: -kidn", "map -h"}},
 		{[]string{"codesystem", "--id", "nope"}, []string{`unknown CodeSystem id "nope"`, "validation-rule"}},
-		{[]string{"deliveries", "frob"}, []string{`unknown subcommand "frob"`, "list, show, retry, replay"}},
+		{[]string{"deliveries", "frob"}, []string{`unknown subcommand "frob"`, "list, show, retry, cancel, replay"}},
+		{[]string{"deliveries", "cancel", "x"}, []string{"--reason: say why the delivery is cancelled"}},
 		{[]string{"deliveries", "list", "--status", "lost"}, []string{"--status must be one of pending, inflight, done, dead"}},
 		{[]string{"deliveries", "list", "--limit", "0"}, []string{"--limit must be from 1 to 1000"}},
 		{[]string{"deliveries", "list", "--patient", "PT-000123"}, []string{"--patient must be <source system>|<clinic patient id>"}},
@@ -618,6 +619,11 @@ func TestDeliveriesCommand(t *testing.T) {
 		{[]string{"deliveries", "retry", row, "--db", db}, exitNotFound, "no such delivery"},
 		// A pending delivery is made due now (a dead letter is queued again).
 		{[]string{"deliveries", "retry", id, "--db", db}, 0, `"id": "` + id + `"`},
+		// A cancel needs a reason; it makes the pending delivery a dead letter.
+		{[]string{"deliveries", "cancel", id, "--db", db}, exitUsage, "--reason: say why"},
+		{[]string{"deliveries", "cancel", id, "--reason", "sent in error", "--db", db}, 0, `"lastError": "cancelled by operator: sent in error"`},
+		{[]string{"deliveries", "show", id, "--db", db}, 0, `"status": "dead"`},
+		{[]string{"deliveries", "retry", id, "--db", db}, 0, `"status": "pending"`},
 		{[]string{"deliveries", "replay", "--destination", "nosuch", "--since", "1h", "--db", db}, exitUsage, "--destination names no destination; the destinations are ehr"},
 		{[]string{"deliveries", "list", "--destination", "nosuch", "--db", db}, exitUsage, "--destination names no destination; the destinations are ehr"},
 		{[]string{"deliveries", "list", "--destination", "ehr", "--db", db}, 0, `"recordId": "r"`},
