@@ -221,6 +221,7 @@ func GatewayRules() []Rule {
 		{"job-file-unknown", "No such file of the job."},
 		{"delivery-unknown", "No such delivery."},
 		{"delivery-not-dead", "Only a dead delivery can be retried."},
+		{"ehr-answer-truncated", "An EHR's OperationOutcome over the 64 KiB a delivery attempt records keeps its first issues; this last issue, the gateway's, says how many were left out."},
 		{"delivery-not-cancellable", "Only a pending delivery or a dead letter can be cancelled (not one in flight or delivered, nor one refused as its record was stored)."},
 		{"delivery-cancel-reason-missing", "A delivery's cancel says why (the reason becomes its last error and is audited)."},
 		{"delivery-cancel-reason-invalid", "A cancel's reason is longer than 200 characters or holds control characters."},

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -64,6 +65,47 @@ type AttemptView struct {
 	// Withheld is how many texts and resources the summary of the EHR's
 	// answer left out (0 when the answer is shown in full).
 	Withheld int `json:"withheld,omitempty"`
+	// AnswerNote says why an answer received is not (or not all) in
+	// Outcome: not JSON, cut, or not a FHIR resource.
+	AnswerNote string `json:"ehrResponseNote,omitempty"`
+	// AnswerText is an answer that is not JSON, as text (payload only),
+	// and AnswerType its content type as detected from its bytes (the
+	// header is not recorded).
+	AnswerText string `json:"ehrResponseText,omitempty"`
+	AnswerType string `json:"ehrResponseContentType,omitempty"`
+}
+
+// maxAnswer is the most of an answer an attempt records (delivery.MaxOutcome).
+const maxAnswer = 64 << 10
+
+// setAnswer puts the EHR's answer raw into av: whole with withPayload,
+// else summarised; an answer that is not JSON as text with payload only,
+// and a note whenever an answer received is not shown (in full).
+func (av *AttemptView) setAnswer(raw []byte, withPayload bool) {
+	switch {
+	case len(raw) == 0:
+	case !json.Valid(raw):
+		av.AnswerType = http.DetectContentType(raw)
+		what := fmt.Sprintf("the EHR's answer (%d bytes, %s) is not JSON", len(raw), av.AnswerType)
+		if len(raw) >= maxAnswer {
+			what = fmt.Sprintf("the EHR's answer was cut at the %d KiB an attempt records and is no longer JSON", maxAnswer>>10)
+		}
+		if withPayload {
+			av.AnswerText = strings.ToValidUTF8(string(raw), "\uFFFD")
+			av.AnswerNote = what + "; shown as text (ehrResponseText)"
+		} else {
+			av.AnswerNote = what + "; withheld: shown as text only with payload=true"
+			av.Withheld = 1
+		}
+	case withPayload:
+		av.Outcome = raw
+	default:
+		av.Outcome, av.Withheld = summarizeAnswer(raw) // PHI-free (ehranswer.go)
+		if av.Outcome == nil {
+			av.AnswerNote = "the EHR's answer is JSON but not a FHIR resource; withheld: shown only with payload=true"
+			av.Withheld = 1
+		}
+	}
 }
 
 // NewView converts a stored item (and its attempts) for display, its id
@@ -80,13 +122,7 @@ func NewView(ids *IDs, it *store.OutboxItem, attempts []*store.Attempt, withPayl
 	}
 	for _, a := range attempts {
 		av := AttemptView{N: a.N, At: a.At, DurationMS: a.Duration.Milliseconds(), HTTPStatus: a.HTTPStatus, Error: a.Error, TraceID: a.TraceID}
-		switch {
-		case !json.Valid(a.Outcome):
-		case withPayload:
-			av.Outcome = a.Outcome
-		default:
-			av.Outcome, av.Withheld = summarizeAnswer(a.Outcome) // PHI-free (ehranswer.go)
-		}
+		av.setAnswer(a.Outcome, withPayload)
 		v.History = append(v.History, av)
 	}
 	if withPayload {

@@ -136,7 +136,10 @@ func TestViewSummarizesTheEHRAnswer(t *testing.T) {
 		{"another resource", `{"resourceType":"Patient","name":[{"family":"` + phi + `"}]}`, `{"resourceType":"Patient"}`, 1},
 		{"nothing to leave out", `{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"invalid","expression":["Patient"]}]}`,
 			`{"issue":[{"code":"invalid","expression":["Patient"],"severity":"error"}],"resourceType":"OperationOutcome"}`, 0},
-		{"not a resource", `{"name":"` + phi + `"}`, ``, 0},
+		{"not a resource", `{"name":"` + phi + `"}`, ``, 1},
+		{"cut by the gateway", `{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"invalid","diagnostics":"` + phi + `"},` +
+			`{"severity":"information","code":"too-costly","details":{"coding":[{"system":"` + store.AnswerNoteSystem + `","code":"` + store.AnswerTruncated + `"}]},"diagnostics":"the gateway kept the first 1 of the EHR's 9 issues (8 left out)"}]}`,
+			`{"issue":[{"code":"invalid","severity":"error"},{"code":"too-costly","details":{"coding":[{"code":"ehr-answer-truncated","system":"` + store.AnswerNoteSystem + `"}]},"diagnostics":"the gateway kept the first 1 of the EHR's 9 issues (8 left out)","severity":"information"}],"resourceType":"OperationOutcome"}`, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			it := &store.OutboxItem{ID: 1, Status: store.StatusDone, Payload: []byte(`{}`)}
@@ -331,5 +334,37 @@ func TestCancelLetsTheNextVersionGo(t *testing.T) {
 	}
 	if kind, _ := outcome.From(ops.Cancel(ctx, search.AllTenants, id2, "too late")); kind != outcome.Conflict {
 		t.Errorf("Cancel of a delivery in flight = %v, want Conflict", err)
+	}
+}
+
+// TestViewShowsAnAnswerThatIsNotJSON: an answer that is not JSON (a proxy's
+// text or HTML, or one cut at 64 KiB) is shown as text with its content
+// type with payload=true, and without it the summary says an answer was
+// received and withheld, never silently nothing.
+func TestViewShowsAnAnswerThatIsNotJSON(t *testing.T) {
+	if store.AnswerNoteSystem != outcome.RuleSystem {
+		t.Errorf("store.AnswerNoteSystem = %s, want the rule system %s", store.AnswerNoteSystem, outcome.RuleSystem)
+	}
+	for _, tc := range []struct {
+		name, answer, typ, note string
+	}{
+		{"text", "Internal error: patient Quuxfamily900 could not be saved", "text/plain; charset=utf-8", "is not JSON"},
+		{"html", "<html><body>502 Bad Gateway</body></html>", "text/html; charset=utf-8", "is not JSON"},
+		{"cut", `{"resourceType":"OperationOutcome","issue":[` + strings.Repeat(`{"severity":"error","code":"processing"},`, 2000)[:64<<10-44], "text/plain; charset=utf-8", "was cut at the 64 KiB"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			it := &store.OutboxItem{ID: 1, Status: store.StatusDead, Payload: []byte(`{}`)}
+			attempts := []*store.Attempt{{N: 1, HTTPStatus: 500, Outcome: []byte(tc.answer)}}
+			ids := operator.NewIDs([]byte("0123456789abcdef"))
+			summary := operator.NewView(ids, it, attempts, false).History[0]
+			if summary.AnswerText != "" || summary.Outcome != nil || summary.Withheld != 1 ||
+				!strings.Contains(summary.AnswerNote, tc.note) || !strings.Contains(summary.AnswerNote, "withheld") {
+				t.Errorf("without payload: %+v, want no text, withheld 1 and a note %q ... withheld", summary, tc.note)
+			}
+			whole := operator.NewView(ids, it, attempts, true).History[0]
+			if whole.AnswerText != tc.answer || whole.AnswerType != tc.typ {
+				t.Errorf("with payload: text %.40q type %q, want the answer as text, %q", whole.AnswerText, whole.AnswerType, tc.typ)
+			}
+		})
 	}
 }

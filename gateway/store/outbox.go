@@ -62,6 +62,15 @@ type Attempt struct {
 	Error string
 }
 
+// AnswerTruncated is the code (system AnswerNoteSystem, the gateway's
+// rule system) of the issue the delivery worker adds to an EHR's
+// OperationOutcome it cut to fit an Attempt's Outcome: its diagnostics,
+// the gateway's own text, say how many issues were left out.
+const (
+	AnswerTruncated  = "ehr-answer-truncated"
+	AnswerNoteSystem = "https://ketamine-gateway.org/fhir/CodeSystem/validation-rule"
+)
+
 // DeliveryFilter selects items for the operator's listing. Each string
 // field that is not empty must match exactly; Since and Until bound
 // Created (Since inclusive, Until exclusive) when not zero. Limit <= 0 or
