@@ -363,7 +363,7 @@ func TestDestinationsConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dests, err := destinations(fc, "http://127.0.0.1:9/fhir", getenv)
+	dests, err := destinations(fc, "http://127.0.0.1:9/fhir", "--ehr-url", getenv)
 	if err != nil || len(dests) != 2 || dests[0].Auth.Token != "secret-token" || dests[0].Timeout.Seconds() != 10 || !dests[0].Accepts("session", "x") || dests[0].Accepts("vitals", "x") {
 		t.Fatalf("destinations = %+v, %v", dests, err)
 	}
@@ -376,7 +376,7 @@ func TestDestinationsConfig(t *testing.T) {
 	} {
 		fc, err := readConfig(writeTemp(t, "c.json", body))
 		if err == nil {
-			_, err = destinations(fc, "", getenv)
+			_, err = destinations(fc, "", "--ehr-url", getenv)
 		}
 		if err == nil {
 			t.Errorf("%s: no error", name)
@@ -448,6 +448,38 @@ func TestServeExitCodes(t *testing.T) {
 		if _, err := os.Stat(db); !os.IsNotExist(err) {
 			t.Fatalf("serve %v, refused, created its database: %v", args, err)
 		}
+	}
+}
+
+// TestServeNamesTheEHRURLsSource: a bad EHR URL is reported as
+// GATEWAY_EHR_URL when it came from the environment, as --ehr-url when
+// the flag gave it.
+func TestServeNamesTheEHRURLsSource(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "kg.db")
+	for _, tc := range []struct {
+		name, env string
+		flag      []string
+		want      string
+	}{
+		{"environment", "http://ehr.example.org", nil, "GATEWAY_EHR_URL: destination"},
+		{"flag", "", []string{"--ehr-url", "http://ehr.example.org"}, "--ehr-url: destination"},
+		{"flag over environment", "https://ehr.example.org", []string{"--ehr-url", "http://ehr.example.org"}, "--ehr-url: destination"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			getenv := func(k string) string {
+				if k == "GATEWAY_EHR_URL" {
+					return tc.env
+				}
+				return ""
+			}
+			args := append([]string{"ketamine-gateway", "serve", "--addr", "127.0.0.1:0", "--db", db}, tc.flag...)
+			err := run(context.Background(), args, getenv, strings.NewReader(""), &out, &errb)
+			var ee *exitError
+			if !errors.As(err, &ee) || ee.code != exitUsage || !strings.Contains(ee.msg, tc.want) {
+				t.Errorf("serve with GATEWAY_EHR_URL=%q %v = %v, want exit 2 naming %q", tc.env, tc.flag, err, tc.want)
+			}
+		})
 	}
 }
 
