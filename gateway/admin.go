@@ -5,11 +5,13 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/operator"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
@@ -81,11 +83,41 @@ func (s *Server) handleRetryDelivery(c echo.Context) error {
 	if err := auditlog.NameDelivery(ctx, s.app.Store, sc, s.app.IdentifierBase, v, auditlog.ShownSummary); err != nil {
 		return err
 	}
-	if err := s.app.Operator.Retry(ctx, sc.TenantOf(), id); err != nil {
+	waitingFor, err := s.app.Operator.Retry(ctx, sc.TenantOf(), id)
+	if err != nil {
 		return err
 	}
 	sc.Description = fmt.Sprintf("delivery %s queued again", v.ID)
-	return c.JSON(http.StatusOK, map[string]any{"id": v.ID, "status": store.StatusPending})
+	answer := map[string]any{"id": v.ID, "status": store.StatusPending}
+	if waitingFor != "" {
+		sc.Description += "; it waits for delivery " + waitingFor
+		answer["waitingFor"] = waitingFor
+		answer["message"] = operator.WaitingMessage(waitingFor)
+	}
+	return c.JSON(http.StatusOK, answer)
+}
+
+// handleCancelDelivery is POST /admin/deliveries/:id/cancel?reason=.
+func (s *Server) handleCancelDelivery(c echo.Context) error {
+	id, reason := c.Param("id"), c.QueryParam("reason")
+	ctx, sc := c.Request().Context(), scopeOf(c)
+	if err := operator.CheckCancelReason(reason); err != nil {
+		return err
+	}
+	// Its AuditEvent names what a read of it names, refused or not.
+	v, err := s.app.Operator.Show(ctx, sc.TenantOf(), id, false)
+	if err != nil {
+		return err
+	}
+	if err := auditlog.NameDelivery(ctx, s.app.Store, sc, s.app.IdentifierBase, v, auditlog.ShownSummary); err != nil {
+		return err
+	}
+	if err := s.app.Operator.Cancel(ctx, sc.TenantOf(), id, reason); err != nil {
+		return err
+	}
+	sc.Description = fmt.Sprintf("delivery %s cancelled: %s", v.ID, strings.TrimSpace(reason))
+	return c.JSON(http.StatusOK, map[string]any{"id": v.ID, "status": store.StatusDead,
+		"lastError": operator.CancelledPrefix + strings.TrimSpace(reason)})
 }
 
 func (s *Server) handleReplay(c echo.Context) error {

@@ -159,6 +159,7 @@ func TestEveryRouteAudited(t *testing.T) {
 		{"GET /admin/deliveries", "GET", "/admin/deliveries", "", 200},
 		{"GET /admin/deliveries/:id", "GET", "/admin/deliveries/99", "", 404},
 		{"POST /admin/deliveries/:id/retry", "POST", "/admin/deliveries/99/retry", "", 404},
+		{"POST /admin/deliveries/:id/cancel", "POST", "/admin/deliveries/99/cancel?reason=x", "", 404},
 		{"POST /admin/deliveries/replay", "POST", "/admin/deliveries/replay", "", 400},
 		{"GET /admin/lineage", "GET", "/admin/lineage?resource=Patient/p1", "", 200},
 		{"GET /admin/lineage", "GET", "/admin/lineage", "", 400},

@@ -76,6 +76,8 @@ func (s *Server) table() []route {
 			params: []string{"payload"}},
 		{method: post, path: "/admin/deliveries/:id/retry", handle: s.handleRetryDelivery, interaction: "delivery-retry", scope: auth.ScopeOperator, store: true,
 			params: []string{}},
+		{method: post, path: "/admin/deliveries/:id/cancel", handle: s.handleCancelDelivery, interaction: "delivery-cancel", scope: auth.ScopeOperator, store: true,
+			params: []string{"reason"}},
 		{method: post, path: "/admin/deliveries/replay", handle: s.handleReplay, interaction: "delivery-replay", scope: auth.ScopeOperator, store: true,
 			params: []string{"destination", "since"}},
 		// Mapping replay as a job (docs/mapping.md).

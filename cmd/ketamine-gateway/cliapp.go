@@ -39,7 +39,7 @@ func cliAppConfig(configFile, identifierBase string, withDestinations bool, gete
 	if !withDestinations {
 		return acfg, 0, nil
 	}
-	dests, err := destinations(fc, getenv("GATEWAY_EHR_URL"), getenv)
+	dests, err := destinations(fc, getenv("GATEWAY_EHR_URL"), "GATEWAY_EHR_URL", getenv)
 	if err != nil {
 		return app.Config{}, 0, &exitError{code: exitUsage, msg: err.Error()}
 	}

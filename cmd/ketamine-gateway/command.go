@@ -56,15 +56,18 @@ var commands = []command{
 		usage:    "validate FILE",
 		detail:   "Prints an OperationOutcome: exit 0 valid, 1 invalid. FILE may be - for standard input.",
 		examples: []string{"ketamine-gateway validate mapping/testdata/session/iv-routine.golden.json"}},
-	{name: "deliveries", summary: "list, show, retry and replay deliveries to EHRs, on the database",
-		usage: "deliveries list|show|retry|replay [flags] [ID]",
+	{name: "deliveries", summary: "list, show, retry, cancel and replay deliveries to EHRs, on the database",
+		usage: "deliveries list|show|retry|cancel|replay [flags] [ID]",
 		detail: "  list    [--status S] [--destination D] [--patient P] [--since T] [--until T] [--limit N]\n" +
 			"  show    ID [--payload]\n" +
-			"  retry   ID                          put a dead letter back in the queue\n" +
+			"  retry   ID                          put a dead letter back in the queue (or make a pending one due now)\n" +
+			"  cancel  ID --reason TEXT            make a pending delivery or a dead letter a dead letter that is\n" +
+			"                                      never sent, so the record's later versions go\n" +
 			"  replay  --destination D --since T   deliver again everything since T\n" +
 			"ID is a delivery's id as list shows it (13 letters and digits, e.g. k7q2xw4mbn3ra), the id the API and\n" +
 			"the console show. Times are RFC 3339 (2026-12-01T08:00:00Z) or relative to now (90m, 24h, 7d). Output is JSON.",
 		examples: []string{"ketamine-gateway deliveries list --status dead --db kg.db", "ketamine-gateway deliveries show k7q2xw4mbn3ra --db kg.db",
+			"ketamine-gateway deliveries cancel k7q2xw4mbn3ra --reason 'EHR refuses this version; corrected in v2' --db kg.db",
 			"ketamine-gateway deliveries replay --destination ehr --since 24h --db kg.db"}},
 	{name: "audit", summary: "check the audit trail's hash chain",
 		usage: "audit verify [--db FILE_OR_URL] [--expect SEQ:HASH]...",

@@ -199,8 +199,10 @@ type destinationConfig struct {
 }
 
 // destinations reads the delivery destinations from --config and/or
-// --ehr-url (one destination named "ehr" with the defaults).
-func destinations(fc *fileConfig, ehrURL string, getenv func(string) string) ([]delivery.Destination, error) {
+// --ehr-url (one destination named "ehr" with the defaults); ehrURLFrom
+// names where ehrURL came from in an error (the flag, or the environment
+// variable GATEWAY_EHR_URL when the flag was not given).
+func destinations(fc *fileConfig, ehrURL, ehrURLFrom string, getenv func(string) string) ([]delivery.Destination, error) {
 	var from []string
 	var dests []delivery.Destination
 	for i, dc := range fc.Destinations {
@@ -212,7 +214,7 @@ func destinations(fc *fileConfig, ehrURL string, getenv func(string) string) ([]
 		dests, from = append(dests, d), append(from, where)
 	}
 	if ehrURL != "" {
-		dests, from = append(dests, delivery.Destination{Name: "ehr", BaseURL: ehrURL}), append(from, "--ehr-url")
+		dests, from = append(dests, delivery.Destination{Name: "ehr", BaseURL: ehrURL}), append(from, ehrURLFrom)
 	}
 	seen := map[string]bool{}
 	for i, d := range dests {

@@ -16,12 +16,12 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
 
-var deliverySubcommands = []string{"list", "show", "retry", "replay"}
+var deliverySubcommands = []string{"list", "show", "retry", "cancel", "replay"}
 
 // deliveriesCommand is the operator CLI over the database's outbox, the
 // twin of the /admin/deliveries API, with the same outcomes (exit 4 for a
 // delivery that does not exist, 5 for a retry of one that is not a dead
-// letter).
+// letter or pending, or a cancel of one in flight or delivered).
 func deliveriesCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) < 1 || args[0] == "-h" || args[0] == "--help" || args[0] == "-help" {
 		if len(args) == 1 {
@@ -63,7 +63,13 @@ func deliveriesCommand(ctx context.Context, args []string, getenv func(string) s
 		return usageError(name, "needs --destination and --since")
 	}
 	var id string // a delivery's public id, as the list shows it (not the row's number)
-	if sub == "show" || sub == "retry" {
+	if sub == "cancel" {
+		if err := operator.CheckCancelReason(*d.reason); err != nil {
+			_, issues := outcomeOf(err)
+			return usageError(name, "--%s", issues[0])
+		}
+	}
+	if sub == "show" || sub == "retry" || sub == "cancel" {
 		if len(pos) != 1 {
 			return usageError(name, "give one delivery id (as deliveries list shows it)")
 		}
@@ -90,10 +96,22 @@ func deliveriesCommand(ctx context.Context, args []string, getenv func(string) s
 		}
 		return printJSON(stdout, v)
 	case "retry":
-		if err := ops.Retry(ctx, search.AllTenants, id); err != nil {
+		waitingFor, err := ops.Retry(ctx, search.AllTenants, id)
+		if err != nil {
 			return opError(name, err)
 		}
-		return printJSON(stdout, map[string]any{"id": id, "status": store.StatusPending})
+		answer := map[string]any{"id": id, "status": store.StatusPending}
+		if waitingFor != "" {
+			answer["waitingFor"] = waitingFor
+			answer["message"] = operator.WaitingMessage(waitingFor)
+		}
+		return printJSON(stdout, answer)
+	case "cancel":
+		if err := ops.Cancel(ctx, search.AllTenants, id, *d.reason); err != nil {
+			return opError(name, err)
+		}
+		return printJSON(stdout, map[string]any{"id": id, "status": store.StatusDead,
+			"lastError": operator.CancelledPrefix + strings.TrimSpace(*d.reason)})
 	default: // replay
 		replayed, err := ops.Replay(ctx, search.AllTenants, f.Destination, f.Since)
 		if err != nil {
@@ -109,6 +127,7 @@ type deliveryArgs struct {
 	filter       store.DeliveryFilter
 	since, until string
 	payload      *bool
+	reason       *string
 }
 
 // deliveryFlags are the flags of the deliveries subcommands (one set: a
@@ -122,6 +141,7 @@ func deliveryFlags(name string, getenv func(string) string) (*flag.FlagSet, *del
 	fs.StringVar(&d.since, "since", "", "list, replay: from this time: RFC 3339, a date, or a duration before now (24h, 7d)")
 	fs.StringVar(&d.until, "until", "", "list: before this time: RFC 3339, a date, or a duration before now")
 	fs.IntVar(&d.filter.Limit, "limit", operator.DefaultLimit, fmt.Sprintf("list: at most this many (1 to %d)", operator.MaxLimit))
+	d.reason = fs.String("reason", "", "cancel: why the delivery is cancelled (required; one line, at most 200 characters)")
 	d.payload = fs.Bool("payload", false, "show: include the FHIR payload and the EHR's whole answers (PHI; without it the answers are summarised)")
 	return fs, d
 }

@@ -152,7 +152,12 @@ func importCommand(ctx context.Context, args []string, getenv func(string) strin
 		fmt.Fprintf(stdout, "the rejected records could not be listed in %s\n", *reportFile)
 	}
 	if counts.AlreadyStored > 0 && *deliver {
-		fmt.Fprintf(stdout, "records already stored were not enqueued again; to send them to the destinations, use 'ketamine-gateway deliveries replay'\n")
+		// deliveries replay re-sends only records delivered before: it
+		// would re-send others and not these (it is no remedy here).
+		fmt.Fprintf(stdout, "records already stored were not enqueued (an import that changes nothing queues nothing); "+
+			"'deliveries replay' does not send them either, it re-sends only records delivered before. "+
+			"A record stored without --deliver is not queued afterwards: import with --deliver the first time, "+
+			"or have the clinic send the record again as a new version\n")
 	}
 	if err != nil {
 		msg := fmt.Sprintf("import stopped after %d records: %v; run it again to continue (records already stored change nothing)",

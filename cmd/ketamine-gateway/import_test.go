@@ -48,6 +48,12 @@ func TestImportCommand(t *testing.T) {
 		{"a pretty-printed record on standard input", string(raw), "", []string{"-"}, 2, nil, []string{"standard input looks like one JSON document"}},
 		{"NDJSON", "", "", []string{ndjson}, 0, []string{"1 read, 1 stored, 0 rejected"}, nil},
 		{"NDJSON again", "", "", []string{ndjson}, 0, []string{"1 read, 0 stored, 1 already stored (unchanged), 0 rejected"}, nil},
+		// Already stored: --deliver queues nothing, and the summary does
+		// not send the operator to deliveries replay, which would not send
+		// these records (it re-sends records delivered before).
+		{"NDJSON again, with --deliver", "", "", []string{"--deliver", "--config", writeTemp(t, "d.json",
+			`{"destinations": [{"name": "hosp", "baseUrl": "http://127.0.0.1:1/fhir"}]}`), ndjson}, 0,
+			[]string{"1 already stored (unchanged)", "'deliveries replay' does not send them either"}, nil},
 		{"NDJSON on standard input, again", compact + "\n", "", []string{"-"}, 0, []string{"1 read, 0 stored, 1 already stored (unchanged)"}, nil},
 		{"a rejected record", "{}\n", "", []string{"-"}, 1, []string{"0 stored, 1 rejected", "rejected records are listed in " + report}, nil},
 		// A named pipe (or a process substitution, <(...)) streams as

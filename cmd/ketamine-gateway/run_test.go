@@ -248,7 +248,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"map", "--kind", "lab", ex}, []string{`unknown kind "lab"`, "assessment, vitals, infusion, adverse-event, session"}},
 		{[]string{"map", "--kidn", "vitals", ex}, []string{"flag provided but not defined: -kidn", "map -h"}},
 		{[]string{"codesystem", "--id", "nope"}, []string{`unknown CodeSystem id "nope"`, "validation-rule"}},
-		{[]string{"deliveries", "frob"}, []string{`unknown subcommand "frob"`, "list, show, retry, replay"}},
+		{[]string{"deliveries", "frob"}, []string{`unknown subcommand "frob"`, "list, show, retry, cancel, replay"}},
+		{[]string{"deliveries", "cancel", "x"}, []string{"--reason: say why the delivery is cancelled"}},
 		{[]string{"deliveries", "list", "--status", "lost"}, []string{"--status must be one of pending, inflight, done, dead"}},
 		{[]string{"deliveries", "list", "--limit", "0"}, []string{"--limit must be from 1 to 1000"}},
 		{[]string{"deliveries", "list", "--patient", "PT-000123"}, []string{"--patient must be <source system>|<clinic patient id>"}},
@@ -369,7 +370,7 @@ func TestDestinationsConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dests, err := destinations(fc, "http://127.0.0.1:9/fhir", getenv)
+	dests, err := destinations(fc, "http://127.0.0.1:9/fhir", "--ehr-url", getenv)
 	if err != nil || len(dests) != 2 || dests[0].Auth.Token != "secret-token" || dests[0].Timeout.Seconds() != 10 || !dests[0].Accepts("session", "x") || dests[0].Accepts("vitals", "x") {
 		t.Fatalf("destinations = %+v, %v", dests, err)
 	}
@@ -382,7 +383,7 @@ func TestDestinationsConfig(t *testing.T) {
 	} {
 		fc, err := readConfig(writeTemp(t, "c.json", body))
 		if err == nil {
-			_, err = destinations(fc, "", getenv)
+			_, err = destinations(fc, "", "--ehr-url", getenv)
 		}
 		if err == nil {
 			t.Errorf("%s: no error", name)
@@ -454,6 +455,38 @@ func TestServeExitCodes(t *testing.T) {
 		if _, err := os.Stat(db); !os.IsNotExist(err) {
 			t.Fatalf("serve %v, refused, created its database: %v", args, err)
 		}
+	}
+}
+
+// TestServeNamesTheEHRURLsSource: a bad EHR URL is reported as
+// GATEWAY_EHR_URL when it came from the environment, as --ehr-url when
+// the flag gave it.
+func TestServeNamesTheEHRURLsSource(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "kg.db")
+	for _, tc := range []struct {
+		name, env string
+		flag      []string
+		want      string
+	}{
+		{"environment", "http://ehr.example.org", nil, "GATEWAY_EHR_URL: destination"},
+		{"flag", "", []string{"--ehr-url", "http://ehr.example.org"}, "--ehr-url: destination"},
+		{"flag over environment", "https://ehr.example.org", []string{"--ehr-url", "http://ehr.example.org"}, "--ehr-url: destination"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			getenv := func(k string) string {
+				if k == "GATEWAY_EHR_URL" {
+					return tc.env
+				}
+				return ""
+			}
+			args := append([]string{"ketamine-gateway", "serve", "--addr", "127.0.0.1:0", "--db", db}, tc.flag...)
+			err := run(context.Background(), args, getenv, strings.NewReader(""), &out, &errb)
+			var ee *exitError
+			if !errors.As(err, &ee) || ee.code != exitUsage || !strings.Contains(ee.msg, tc.want) {
+				t.Errorf("serve with GATEWAY_EHR_URL=%q %v = %v, want exit 2 naming %q", tc.env, tc.flag, err, tc.want)
+			}
+		})
 	}
 }
 
@@ -625,6 +658,11 @@ func TestDeliveriesCommand(t *testing.T) {
 		{[]string{"deliveries", "retry", row, "--db", db}, exitNotFound, "no such delivery"},
 		// A pending delivery is made due now (a dead letter is queued again).
 		{[]string{"deliveries", "retry", id, "--db", db}, 0, `"id": "` + id + `"`},
+		// A cancel needs a reason; it makes the pending delivery a dead letter.
+		{[]string{"deliveries", "cancel", id, "--db", db}, exitUsage, "--reason: say why"},
+		{[]string{"deliveries", "cancel", id, "--reason", "sent in error", "--db", db}, 0, `"lastError": "cancelled by operator: sent in error"`},
+		{[]string{"deliveries", "show", id, "--db", db}, 0, `"status": "dead"`},
+		{[]string{"deliveries", "retry", id, "--db", db}, 0, `"status": "pending"`},
 		{[]string{"deliveries", "replay", "--destination", "nosuch", "--since", "1h", "--db", db}, exitUsage, "--destination names no destination; the destinations are ehr"},
 		{[]string{"deliveries", "list", "--destination", "nosuch", "--db", db}, exitUsage, "--destination names no destination; the destinations are ehr"},
 		{[]string{"deliveries", "list", "--destination", "ehr", "--db", db}, 0, `"recordId": "r"`},

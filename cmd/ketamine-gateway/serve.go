@@ -125,7 +125,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err != nil {
 		return &exitError{code: exitUsage, msg: err.Error()}
 	}
-	dests, err := destinations(fc, cfg.ehrURL, getenv)
+	ehrURLFrom := "--ehr-url"
+	if !set["ehr-url"] {
+		ehrURLFrom = "GATEWAY_EHR_URL"
+	}
+	dests, err := destinations(fc, cfg.ehrURL, ehrURLFrom, getenv)
 	if err != nil {
 		return &exitError{code: exitUsage, msg: err.Error()}
 	}

@@ -151,6 +151,7 @@ var interactions = map[string]kind{
 	"delivery-list":    {action: "R", gateway: true, display: "list deliveries"},
 	"delivery-read":    {action: "R", gateway: true, display: "read a delivery"},
 	"delivery-retry":   {action: "U", gateway: true, display: "retry a delivery"},
+	"delivery-cancel":  {action: "U", gateway: true, display: "cancel a delivery"},
 	"delivery-replay":  {action: "E", gateway: true, display: "replay deliveries"},
 	"delivery-send":    {action: "R", gateway: true, export: true, display: "send a record to an EHR"},
 	"lineage":          {action: "R", gateway: true, display: "lineage query"},

@@ -221,11 +221,17 @@ func (c *Console) retry(rq *request) error {
 	if err := auditlog.NameDelivery(rq.ctx(), c.app.Store, rq.sc, c.app.IdentifierBase, v, auditlog.ShownSummary); err != nil {
 		return err
 	}
-	if err := c.app.Operator.Retry(rq.ctx(), rq.sc.TenantOf(), v.ID); err != nil {
+	waitingFor, err := c.app.Operator.Retry(rq.ctx(), rq.sc.TenantOf(), v.ID)
+	if err != nil {
 		return err
 	}
 	rq.sc.Description = fmt.Sprintf("console retry of delivery %s", v.ID)
-	rq.sess.setFlash(fmt.Sprintf("Delivery %s is queued again; it is sent with the next attempts.", v.ID))
+	if waitingFor != "" {
+		rq.sc.Description += "; it waits for delivery " + waitingFor
+		rq.sess.setFlash(fmt.Sprintf("Delivery %s is %s.", v.ID, operator.WaitingMessage(waitingFor)))
+	} else {
+		rq.sess.setFlash(fmt.Sprintf("Delivery %s is queued again; it is sent with the next attempts.", v.ID))
+	}
 	return rq.seeOther(Prefix + "/deliveries/" + v.ID)
 }
 

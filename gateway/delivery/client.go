@@ -177,6 +177,7 @@ func describe(err error) *netError {
 		tlsErr  *tls.CertificateVerificationError
 		unkAuth x509.UnknownAuthorityError
 		hostErr x509.HostnameError
+		invErr  x509.CertificateInvalidError
 		recErr  tls.RecordHeaderError
 		netErr  net.Error
 	)
@@ -189,10 +190,20 @@ func describe(err error) *netError {
 		e.reason, e.destWide = "connection refused", true
 	case errors.As(err, &dnsErr):
 		e.reason, e.destWide = "dns lookup failed", true
-	case errors.As(err, &tlsErr), errors.As(err, &unkAuth), errors.As(err, &hostErr):
+	case errors.As(err, &hostErr):
+		// Names of the EHR's certificate and host: no PHI, and what the
+		// engineer needs to tell a wrong name from a missing CA.
+		e.reason, e.destWide = fmt.Sprintf("tls: the certificate is for %s, not %s (the base URL must use a name the certificate holds)",
+			certNames(hostErr.Certificate), hostErr.Host), true
+	case errors.As(err, &unkAuth):
+		e.reason, e.destWide = "tls: the certificate is signed by an unknown authority (set tls.caFile to the CA that signed it)", true
+	case errors.As(err, &invErr) && invErr.Reason == x509.Expired && invErr.Cert != nil:
+		e.reason, e.destWide = "tls: the certificate has expired or is not yet valid (valid from "+
+			invErr.Cert.NotBefore.UTC().Format(time.RFC3339)+" to "+invErr.Cert.NotAfter.UTC().Format(time.RFC3339)+")", true
+	case errors.As(err, &tlsErr), errors.As(err, &invErr):
 		e.reason, e.destWide = "tls: certificate not trusted", true
 	case errors.As(err, &recErr):
-		e.reason, e.destWide = "tls: handshake failed", true
+		e.reason, e.destWide = "tls: the server did not answer TLS (is it http? then the base URL is http://)", true
 	case errors.As(err, &netErr) && netErr.Timeout():
 		e.reason = "timeout"
 	case errors.Is(err, syscall.ECONNRESET):
@@ -319,4 +330,27 @@ func retryAfter(h http.Header, now time.Time) time.Duration {
 		return min(max(0, t.Sub(now)), maxRetryAfter*time.Second)
 	}
 	return 0
+}
+
+// certNames lists the names a certificate is for (its DNS and IP subject
+// alternative names, else its common name), at most five.
+func certNames(c *x509.Certificate) string {
+	if c == nil {
+		return "other names"
+	}
+	var names []string
+	names = append(names, c.DNSNames...)
+	for _, ip := range c.IPAddresses {
+		names = append(names, ip.String())
+	}
+	if len(names) == 0 && c.Subject.CommonName != "" {
+		names = append(names, c.Subject.CommonName+" (common name only)")
+	}
+	if len(names) == 0 {
+		return "no name"
+	}
+	if len(names) > 5 {
+		names = append(names[:5], "...")
+	}
+	return strings.Join(names, ", ")
 }

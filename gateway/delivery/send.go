@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"regexp"
 	"strconv"
 	"time"
@@ -90,6 +91,9 @@ func (c *Client) failure(what string, resp *response, outcome []byte) Result {
 	reason := "http " + strconv.Itoa(resp.status)
 	if resp.status >= 300 && resp.status < 400 {
 		reason += " redirect not followed"
+		if to := c.redirectTarget(resp.header); to != "" {
+			reason += ": to " + to
+		}
 	}
 	if outcome == nil {
 		outcome = resp.body
@@ -294,4 +298,28 @@ func (c *Client) sendSingle(ctx context.Context, p *plan, s *step) *Result {
 	s.entry.Response = &fhirwire.Response{Status: strconv.Itoa(resp.status) + " " + http.StatusText(resp.status), Location: loc,
 		Etag: resp.header.Get("ETag"), LastModified: resp.header.Get("Last-Modified")}
 	return c.resolve(ctx, p, s, loc, resp.body)
+}
+
+// redirectTarget returns the scheme, host and path of a redirect's
+// Location (resolved against the base URL), without its query, fragment
+// or user info, so the engineer can tell a moved base (fix baseUrl) from
+// a login redirect (fix auth); "" if there is none.
+func (c *Client) redirectTarget(h http.Header) string {
+	loc := h.Get("Location")
+	if loc == "" {
+		return ""
+	}
+	base, err := url.Parse(c.dest.BaseURL)
+	if err != nil {
+		return ""
+	}
+	u, err := base.Parse(loc)
+	if err != nil || u.Host == "" {
+		return ""
+	}
+	to := (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String()
+	if len(to) > 200 {
+		to = to[:200] + "..."
+	}
+	return to
 }

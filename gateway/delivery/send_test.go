@@ -171,7 +171,7 @@ func TestCapabilityFallback(t *testing.T) {
 func TestRedirectToAnotherHostIsNotFollowed(t *testing.T) {
 	ehr, other := newStubEHR(t), newStubEHR(t)
 	ehr.intercept = func(n int, w http.ResponseWriter, r *http.Request, body []byte) bool {
-		http.Redirect(w, r, other.srv.URL+r.URL.Path, http.StatusTemporaryRedirect)
+		http.Redirect(w, r, other.srv.URL+"/fhir?session=abc", http.StatusTemporaryRedirect)
 		return true
 	}
 	h := newHarness(t, []Destination{testDest("ehr", ehr.base())}, func(o *WorkerOptions) {
@@ -181,8 +181,13 @@ func TestRedirectToAnotherHostIsNotFollowed(t *testing.T) {
 	id := h.enqueue("ehr", "k", sessionBundle("P-1", "S-1", "completed", false))
 	h.run()
 	evs := h.retryUntilFinal(id)
-	wantAttempt(t, evs[0], 1, store.StatusPending, 307, "http 307 redirect not followed")
-	wantAttempt(t, evs[1], 2, store.StatusDead, 307, "http 307 redirect not followed")
+	// The target is named (scheme, host, path; no query).
+	want := "http 307 redirect not followed: to " + other.srv.URL + "/fhir"
+	wantAttempt(t, evs[0], 1, store.StatusPending, 307, want)
+	wantAttempt(t, evs[1], 2, store.StatusDead, 307, want)
+	if strings.Contains(evs[0].A.Error, "?") {
+		t.Errorf("the redirect's query is named: %q", evs[0].A.Error)
+	}
 	if n := len(other.reqs()); n != 0 {
 		t.Fatalf("the other host got %d requests", n)
 	}

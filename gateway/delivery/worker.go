@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"runtime/debug"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -640,9 +639,4 @@ func (d *destWorker) track(res Result, start, now time.Time) {
 				"failed_rounds", d.streak, "http_status", res.HTTPStatus, "error", res.Error)
 		}
 	}
-}
-
-// excerpt keeps at most MaxOutcome bytes of an answer, copied.
-func excerpt(b []byte) []byte {
-	return slices.Clone(b[:min(len(b), MaxOutcome)])
 }

@@ -129,7 +129,7 @@ func TestSourceSharedByTenants(t *testing.T) {
 				if !strings.HasPrefix(it.LastError, store.Refused+engine.RuleSourceOtherTenant) || len(it.Payload) != 0 {
 					t.Errorf("%s %s: dead letter %q with %d bytes of payload; want the reason, no payload", tc.tenant, tc.recordID, it.LastError, len(it.Payload))
 				}
-				if err := g.a.Operator.Retry(context.Background(), tc.tenant, publicID(t, g, it.ID)); err == nil {
+				if _, err := g.a.Operator.Retry(context.Background(), tc.tenant, publicID(t, g, it.ID)); err == nil {
 					t.Errorf("%s %s: the refused dead letter was retried", tc.tenant, tc.recordID)
 				} else if _, issues := outcome.From(err); len(issues) != 1 || issues[0].Rule != "delivery-refused-when-stored" {
 					t.Errorf("%s %s: retry = %v, want delivery-refused-when-stored", tc.tenant, tc.recordID, err)

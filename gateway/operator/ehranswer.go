@@ -1,6 +1,10 @@
 package operator
 
-import "encoding/json"
+import (
+	"encoding/json"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+)
 
 // The EHR's answer to a delivery is PHI as much as the payload: a
 // transaction-response may carry the resources written (an EHR that
@@ -81,7 +85,11 @@ func summarizeOutcome(r map[string]any) (map[string]any, int) {
 		i := mapOf(x)
 		si := map[string]any{}
 		copyStrings(si, i, "severity", "code")
-		if i["diagnostics"] != nil {
+		switch {
+		case gatewayNote(i):
+			// The gateway's own note on a cut answer: no PHI.
+			copyStrings(si, i, "diagnostics")
+		case i["diagnostics"] != nil:
 			withheld++
 		}
 		if mapOf(i["details"])["text"] != nil {
@@ -133,4 +141,15 @@ func list(v any) []any {
 func mapOf(v any) map[string]any {
 	m, _ := v.(map[string]any)
 	return m
+}
+
+// gatewayNote reports whether issue i is the one the delivery worker adds
+// to an answer it cut (store.AnswerTruncated).
+func gatewayNote(i map[string]any) bool {
+	for _, c := range list(mapOf(i["details"])["coding"]) {
+		if mapOf(c)["system"] == store.AnswerNoteSystem && mapOf(c)["code"] == store.AnswerTruncated {
+			return true
+		}
+	}
+	return false
 }

@@ -9,10 +9,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
@@ -24,22 +28,26 @@ import (
 // request.
 type View struct {
 	// ID is the delivery's public id (IDs), never the outbox row's number.
-	ID          string          `json:"id"`
-	Destination string          `json:"destination"`
-	Status      string          `json:"status"`
-	Kind        string          `json:"kind"`
-	Source      string          `json:"source"`
-	RecordID    string          `json:"recordId"`
-	Version     string          `json:"version"`
-	Patient     string          `json:"patient"`
-	TraceID     string          `json:"traceId,omitempty"`
-	Attempts    int             `json:"attempts"`
-	NextAttempt *time.Time      `json:"nextAttempt,omitempty"` // pending and in-flight deliveries only
-	LastError   string          `json:"lastError,omitempty"`
-	Created     time.Time       `json:"created"`
-	Updated     time.Time       `json:"updated"`
-	History     []AttemptView   `json:"attemptHistory,omitempty"`
-	Payload     json.RawMessage `json:"payload,omitempty"`
+	ID          string     `json:"id"`
+	Destination string     `json:"destination"`
+	Status      string     `json:"status"`
+	Kind        string     `json:"kind"`
+	Source      string     `json:"source"`
+	RecordID    string     `json:"recordId"`
+	Version     string     `json:"version"`
+	Patient     string     `json:"patient"`
+	TraceID     string     `json:"traceId,omitempty"`
+	Attempts    int        `json:"attempts"`
+	NextAttempt *time.Time `json:"nextAttempt,omitempty"` // pending and in-flight deliveries only
+	LastError   string     `json:"lastError,omitempty"`
+	// WaitingFor is, for a pending delivery, the id of the delivery of an
+	// earlier version of its record that is pending or in flight: it goes
+	// first (order per source record), so this one waits for it.
+	WaitingFor string          `json:"waitingFor,omitempty"`
+	Created    time.Time       `json:"created"`
+	Updated    time.Time       `json:"updated"`
+	History    []AttemptView   `json:"attemptHistory,omitempty"`
+	Payload    json.RawMessage `json:"payload,omitempty"`
 	// Tenant is the delivery's tenant (not shown: the caller's own, or
 	// any for an all-tenant operator).
 	Tenant string `json:"-"`
@@ -57,6 +65,47 @@ type AttemptView struct {
 	// Withheld is how many texts and resources the summary of the EHR's
 	// answer left out (0 when the answer is shown in full).
 	Withheld int `json:"withheld,omitempty"`
+	// AnswerNote says why an answer received is not (or not all) in
+	// Outcome: not JSON, cut, or not a FHIR resource.
+	AnswerNote string `json:"ehrResponseNote,omitempty"`
+	// AnswerText is an answer that is not JSON, as text (payload only),
+	// and AnswerType its content type as detected from its bytes (the
+	// header is not recorded).
+	AnswerText string `json:"ehrResponseText,omitempty"`
+	AnswerType string `json:"ehrResponseContentType,omitempty"`
+}
+
+// maxAnswer is the most of an answer an attempt records (delivery.MaxOutcome).
+const maxAnswer = 64 << 10
+
+// setAnswer puts the EHR's answer raw into av: whole with withPayload,
+// else summarised; an answer that is not JSON as text with payload only,
+// and a note whenever an answer received is not shown (in full).
+func (av *AttemptView) setAnswer(raw []byte, withPayload bool) {
+	switch {
+	case len(raw) == 0:
+	case !json.Valid(raw):
+		av.AnswerType = http.DetectContentType(raw)
+		what := fmt.Sprintf("the EHR's answer (%d bytes, %s) is not JSON", len(raw), av.AnswerType)
+		if len(raw) >= maxAnswer {
+			what = fmt.Sprintf("the EHR's answer was cut at the %d KiB an attempt records and is no longer JSON", maxAnswer>>10)
+		}
+		if withPayload {
+			av.AnswerText = strings.ToValidUTF8(string(raw), "\uFFFD")
+			av.AnswerNote = what + "; shown as text (ehrResponseText)"
+		} else {
+			av.AnswerNote = what + "; withheld: shown as text only with payload=true"
+			av.Withheld = 1
+		}
+	case withPayload:
+		av.Outcome = raw
+	default:
+		av.Outcome, av.Withheld = summarizeAnswer(raw) // PHI-free (ehranswer.go)
+		if av.Outcome == nil {
+			av.AnswerNote = "the EHR's answer is JSON but not a FHIR resource; withheld: shown only with payload=true"
+			av.Withheld = 1
+		}
+	}
 }
 
 // NewView converts a stored item (and its attempts) for display, its id
@@ -73,13 +122,7 @@ func NewView(ids *IDs, it *store.OutboxItem, attempts []*store.Attempt, withPayl
 	}
 	for _, a := range attempts {
 		av := AttemptView{N: a.N, At: a.At, DurationMS: a.Duration.Milliseconds(), HTTPStatus: a.HTTPStatus, Error: a.Error, TraceID: a.TraceID}
-		switch {
-		case !json.Valid(a.Outcome):
-		case withPayload:
-			av.Outcome = a.Outcome
-		default:
-			av.Outcome, av.Withheld = summarizeAnswer(a.Outcome) // PHI-free (ehranswer.go)
-		}
+		av.setAnswer(a.Outcome, withPayload)
 		v.History = append(v.History, av)
 	}
 	if withPayload {
@@ -198,7 +241,26 @@ func (s *Service) Show(ctx context.Context, tenant, id string, withPayload bool)
 	if err != nil {
 		return View{}, err
 	}
-	return NewView(ids, it, attempts, withPayload), nil
+	v := NewView(ids, it, attempts, withPayload)
+	if it.Status == store.StatusPending {
+		if v.WaitingFor, err = s.blocker(ctx, ids, it.ID); err != nil {
+			return View{}, err
+		}
+	}
+	return v, nil
+}
+
+// blocker returns the public id of the delivery that item id waits for
+// (store.Outbox.Blocker), "" if none.
+func (s *Service) blocker(ctx context.Context, ids *IDs, id int64) (string, error) {
+	b, err := s.store.Blocker(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	return ids.Encode(b), nil
 }
 
 // find returns the item of public id (and its attempts) if tenant may see
@@ -228,25 +290,99 @@ func (s *Service) find(ctx context.Context, tenant, id string) (*store.OutboxIte
 // Show; Conflict when the delivery is in flight or delivered, or a dead
 // letter refused as its record was stored (store.Refused: it has nothing
 // to send, and sending the record there is what the refusal prevents).
-func (s *Service) Retry(ctx context.Context, tenant, id string) error {
+//
+// The delivery is sent only after the deliveries of earlier versions of
+// its record that are pending or in flight (order per source record): it
+// returns the public id of the first of them, "" when there is none, so
+// the caller can say what the retried delivery waits for (retry or cancel
+// that one to let it go).
+func (s *Service) Retry(ctx context.Context, tenant, id string) (waitingFor string, err error) {
 	it, _, err := s.find(ctx, tenant, id)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if it.Status == store.StatusDead && strings.HasPrefix(it.LastError, store.Refused) {
-		return errRefusedWhenStored
+		return "", errRefusedWhenStored
 	}
 	if err := s.store.Retry(ctx, it.ID, s.now()); errors.Is(err, store.ErrNotFound) {
-		return outcome.New(outcome.Conflict, "conflict", "delivery-not-dead",
+		return "", outcome.New(outcome.Conflict, "conflict", "delivery-not-dead",
 			"only a dead letter or a pending delivery can be retried; this one is in flight or delivered")
 	} else if err != nil {
-		return err
+		return "", err
 	}
 	if w := s.deliveryWorker(); w != nil {
 		// Due now means now, also when the destination is on hold.
 		w.Release(it.Destination)
 	}
 	s.notify()
+	ids, err := s.IDs(ctx)
+	if err != nil {
+		return "", err
+	}
+	return s.blocker(ctx, ids, it.ID)
+}
+
+// WaitingMessage says that a retried delivery waits for delivery
+// blocker (Retry's waitingFor).
+func WaitingMessage(blocker string) string {
+	return "queued again, but it is sent only after delivery " + blocker +
+		" (an earlier version of the same record, pending or in flight): retry or cancel that one to let this one go"
+}
+
+// CancelledPrefix begins the last error of a delivery an operator
+// cancelled (Cancel), before the operator's reason.
+const CancelledPrefix = "cancelled by operator: "
+
+// MaxCancelReason is the longest reason Cancel takes, in characters.
+const MaxCancelReason = 200
+
+var (
+	errCancelReasonMissing = outcome.New(outcome.Invalid, "required", "delivery-cancel-reason-missing",
+		"reason: say why the delivery is cancelled (it becomes the dead letter's last error and is audited)")
+	errCancelReasonInvalid = outcome.New(outcome.Invalid, "value", "delivery-cancel-reason-invalid",
+		fmt.Sprintf("reason: at most %d characters, without control characters (line breaks, tabs)", MaxCancelReason))
+	errNotCancellable = outcome.New(outcome.Conflict, "conflict", "delivery-not-cancellable",
+		"only a pending delivery or a dead letter can be cancelled; this one is in flight (wait for its attempt to end) or delivered")
+)
+
+// CheckCancelReason refuses a cancel's reason that is empty or not one
+// line of at most MaxCancelReason characters (Invalid).
+func CheckCancelReason(reason string) error {
+	if strings.TrimSpace(reason) == "" {
+		return errCancelReasonMissing
+	}
+	if utf8.RuneCountInString(reason) > MaxCancelReason || strings.ContainsFunc(reason, unicode.IsControl) {
+		return errCancelReasonInvalid
+	}
+	return nil
+}
+
+// Cancel makes a pending delivery or a dead letter a dead letter that is
+// never sent, its last error "cancelled by operator: " and reason, so that
+// the later versions of its record no longer wait for it (a record version
+// the EHR keeps refusing, a record sent in error). A retry sends it again.
+// NotFound as for Show; Invalid for a reason CheckCancelReason refuses;
+// Conflict when the delivery is in flight or delivered, or is a dead
+// letter refused as its record was stored (its last error says why, which
+// a cancel would overwrite).
+func (s *Service) Cancel(ctx context.Context, tenant, id, reason string) error {
+	if err := CheckCancelReason(reason); err != nil {
+		return err
+	}
+	it, _, err := s.find(ctx, tenant, id)
+	if err != nil {
+		return err
+	}
+	if it.Status == store.StatusDead && strings.HasPrefix(it.LastError, store.Refused) {
+		return outcome.New(outcome.Conflict, "conflict", "delivery-not-cancellable",
+			"this delivery was refused when its record was stored and is never sent; there is nothing to cancel")
+	}
+	if err := s.store.Cancel(ctx, it.ID, CancelledPrefix+strings.TrimSpace(reason), s.now()); errors.Is(err, store.ErrNotFound) {
+		return errNotCancellable
+	} else if err != nil {
+		return err
+	}
+	s.notify() // the record's next version may go now
 	return nil
 }
 

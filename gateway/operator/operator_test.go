@@ -136,7 +136,10 @@ func TestViewSummarizesTheEHRAnswer(t *testing.T) {
 		{"another resource", `{"resourceType":"Patient","name":[{"family":"` + phi + `"}]}`, `{"resourceType":"Patient"}`, 1},
 		{"nothing to leave out", `{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"invalid","expression":["Patient"]}]}`,
 			`{"issue":[{"code":"invalid","expression":["Patient"],"severity":"error"}],"resourceType":"OperationOutcome"}`, 0},
-		{"not a resource", `{"name":"` + phi + `"}`, ``, 0},
+		{"not a resource", `{"name":"` + phi + `"}`, ``, 1},
+		{"cut by the gateway", `{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"invalid","diagnostics":"` + phi + `"},` +
+			`{"severity":"information","code":"too-costly","details":{"coding":[{"system":"` + store.AnswerNoteSystem + `","code":"` + store.AnswerTruncated + `"}]},"diagnostics":"the gateway kept the first 1 of the EHR's 9 issues (8 left out)"}]}`,
+			`{"issue":[{"code":"invalid","severity":"error"},{"code":"too-costly","details":{"coding":[{"code":"ehr-answer-truncated","system":"` + store.AnswerNoteSystem + `"}]},"diagnostics":"the gateway kept the first 1 of the EHR's 9 issues (8 left out)","severity":"information"}],"resourceType":"OperationOutcome"}`, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			it := &store.OutboxItem{ID: 1, Status: store.StatusDone, Payload: []byte(`{}`)}
@@ -193,7 +196,7 @@ func TestRetryMakesAPendingDeliveryDueNow(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, id := range []string{ids.Encode(pending), ids.Encode(dead)} {
-		if err := ops.Retry(ctx, search.AllTenants, id); err != nil {
+		if _, err := ops.Retry(ctx, search.AllTenants, id); err != nil {
 			t.Fatalf("Retry(%s) = %v", id, err)
 		}
 		if v, err := ops.Show(ctx, search.AllTenants, id, false); err != nil || v.Status != store.StatusPending ||
@@ -204,7 +207,8 @@ func TestRetryMakesAPendingDeliveryDueNow(t *testing.T) {
 	if len(w.released) != 2 || w.released[0] != "hosp" {
 		t.Errorf("holds released: %v, want hosp twice", w.released)
 	}
-	if kind, _ := outcome.From(ops.Retry(ctx, search.AllTenants, ids.Encode(done))); kind != outcome.Conflict {
+	_, err = ops.Retry(ctx, search.AllTenants, ids.Encode(done))
+	if kind, _ := outcome.From(err); kind != outcome.Conflict {
 		t.Errorf("Retry of a delivered one: %v, want Conflict", kind)
 	}
 }
@@ -254,12 +258,113 @@ func TestDeliveryIDsPublic(t *testing.T) {
 		{"clinic-a", strings.ToUpper(listed["clinic-a"][0])},
 	} {
 		_, showErr := ops.Show(ctx, tc.tenant, tc.id, false)
-		retryErr := ops.Retry(ctx, tc.tenant, tc.id)
+		_, retryErr := ops.Retry(ctx, tc.tenant, tc.id)
 		for _, err := range []error{showErr, retryErr} {
 			kind, issues := outcome.From(err)
 			if kind != outcome.NotFound || len(issues) != 1 || issues[0].Rule != "delivery-unknown" || err.Error() != showErr.Error() {
 				t.Errorf("%s asking for %q: %v, want NotFound delivery-unknown, the same answer for show and retry", tc.tenant, tc.id, err)
 			}
 		}
+	}
+}
+
+// TestCancelLetsTheNextVersionGo: a pending delivery the EHR keeps
+// refusing holds back the record's later version; a retry of that later
+// version (and its Show) names the delivery it waits for, and cancelling
+// the first (with a reason) makes it a dead letter, "cancelled by
+// operator: <reason>", after which the later version is claimed. A
+// delivery in flight or delivered cannot be cancelled; a reason is
+// required.
+func TestCancelLetsTheNextVersionGo(t *testing.T) {
+	st := openStore(t)
+	ctx := context.Background()
+	done := enqueue(t, st, "hosp", "R9", "1", store.StatusDone)
+	v1 := enqueue(t, st, "hosp", "R1", "1", store.StatusPending)
+	v2 := enqueue(t, st, "hosp", "R1", "2", store.StatusPending)
+	ops := operator.New(st, []string{"hosp"}, nil, nil)
+	ids, err := ops.IDs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id1, id2 := ids.Encode(v1), ids.Encode(v2)
+
+	waiting, err := ops.Retry(ctx, search.AllTenants, id2)
+	if err != nil || waiting != id1 {
+		t.Fatalf("Retry(v2) = %q, %v; want it to name %s, the delivery it waits for", waiting, err, id1)
+	}
+	if v, err := ops.Show(ctx, search.AllTenants, id2, false); err != nil || v.WaitingFor != id1 {
+		t.Fatalf("Show(v2).WaitingFor = %q, %v; want %s", v.WaitingFor, err, id1)
+	}
+	if v, err := ops.Show(ctx, search.AllTenants, id1, false); err != nil || v.WaitingFor != "" {
+		t.Fatalf("Show(v1).WaitingFor = %q, %v; want none", v.WaitingFor, err)
+	}
+
+	for _, tc := range []struct {
+		name, id, reason string
+		kind             outcome.Kind
+		rule             string
+	}{
+		{"no reason", id1, " ", outcome.Invalid, "delivery-cancel-reason-missing"},
+		{"two lines", id1, "a\nb", outcome.Invalid, "delivery-cancel-reason-invalid"},
+		{"delivered", ids.Encode(done), "sent in error", outcome.Conflict, "delivery-not-cancellable"},
+		{"unknown", "not-an-id", "x", outcome.NotFound, "delivery-unknown"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := ops.Cancel(ctx, search.AllTenants, tc.id, tc.reason)
+			kind, issues := outcome.From(err)
+			if kind != tc.kind || len(issues) != 1 || issues[0].Rule != tc.rule {
+				t.Errorf("Cancel(%q) = %v, want %v %s", tc.reason, err, tc.kind, tc.rule)
+			}
+		})
+	}
+
+	if err := ops.Cancel(ctx, search.AllTenants, id1, "EHR refuses v1; corrected in v2"); err != nil {
+		t.Fatalf("Cancel(v1) = %v", err)
+	}
+	v, err := ops.Show(ctx, search.AllTenants, id1, false)
+	if err != nil || v.Status != store.StatusDead || v.LastError != "cancelled by operator: EHR refuses v1; corrected in v2" {
+		t.Fatalf("after Cancel: %+v %v; want dead, cancelled by operator", v, err)
+	}
+	if v, err := ops.Show(ctx, search.AllTenants, id2, false); err != nil || v.WaitingFor != "" {
+		t.Fatalf("Show(v2).WaitingFor after the cancel = %q, %v; want none", v.WaitingFor, err)
+	}
+	got, err := st.Claim(ctx, "hosp", time.Now().Add(time.Second), time.Minute, 10)
+	if err != nil || len(got) != 1 || got[0].ID != v2 {
+		t.Fatalf("Claim after the cancel = %v %v, want v2 only", got, err)
+	}
+	if kind, _ := outcome.From(ops.Cancel(ctx, search.AllTenants, id2, "too late")); kind != outcome.Conflict {
+		t.Errorf("Cancel of a delivery in flight = %v, want Conflict", err)
+	}
+}
+
+// TestViewShowsAnAnswerThatIsNotJSON: an answer that is not JSON (a proxy's
+// text or HTML, or one cut at 64 KiB) is shown as text with its content
+// type with payload=true, and without it the summary says an answer was
+// received and withheld, never silently nothing.
+func TestViewShowsAnAnswerThatIsNotJSON(t *testing.T) {
+	if store.AnswerNoteSystem != outcome.RuleSystem {
+		t.Errorf("store.AnswerNoteSystem = %s, want the rule system %s", store.AnswerNoteSystem, outcome.RuleSystem)
+	}
+	for _, tc := range []struct {
+		name, answer, typ, note string
+	}{
+		{"text", "Internal error: patient Quuxfamily900 could not be saved", "text/plain; charset=utf-8", "is not JSON"},
+		{"html", "<html><body>502 Bad Gateway</body></html>", "text/html; charset=utf-8", "is not JSON"},
+		{"cut", `{"resourceType":"OperationOutcome","issue":[` + strings.Repeat(`{"severity":"error","code":"processing"},`, 2000)[:64<<10-44], "text/plain; charset=utf-8", "was cut at the 64 KiB"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			it := &store.OutboxItem{ID: 1, Status: store.StatusDead, Payload: []byte(`{}`)}
+			attempts := []*store.Attempt{{N: 1, HTTPStatus: 500, Outcome: []byte(tc.answer)}}
+			ids := operator.NewIDs([]byte("0123456789abcdef"))
+			summary := operator.NewView(ids, it, attempts, false).History[0]
+			if summary.AnswerText != "" || summary.Outcome != nil || summary.Withheld != 1 ||
+				!strings.Contains(summary.AnswerNote, tc.note) || !strings.Contains(summary.AnswerNote, "withheld") {
+				t.Errorf("without payload: %+v, want no text, withheld 1 and a note %q ... withheld", summary, tc.note)
+			}
+			whole := operator.NewView(ids, it, attempts, true).History[0]
+			if whole.AnswerText != tc.answer || whole.AnswerType != tc.typ {
+				t.Errorf("with payload: text %.40q type %q, want the answer as text, %q", whole.AnswerText, whole.AnswerType, tc.typ)
+			}
+		})
 	}
 }

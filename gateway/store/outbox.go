@@ -62,6 +62,15 @@ type Attempt struct {
 	Error string
 }
 
+// AnswerTruncated is the code (system AnswerNoteSystem, the gateway's
+// rule system) of the issue the delivery worker adds to an EHR's
+// OperationOutcome it cut to fit an Attempt's Outcome: its diagnostics,
+// the gateway's own text, say how many issues were left out.
+const (
+	AnswerTruncated  = "ehr-answer-truncated"
+	AnswerNoteSystem = "https://ketamine-gateway.org/fhir/CodeSystem/validation-rule"
+)
+
 // DeliveryFilter selects items for the operator's listing. Each string
 // field that is not empty must match exactly; Since and Until bound
 // Created (Since inclusive, Until exclusive) when not zero. Limit <= 0 or
@@ -138,6 +147,16 @@ type Outbox interface {
 	// pending item (waiting for its next attempt) due now; ErrNotFound if
 	// it is neither (absent, in flight or done).
 	Retry(ctx context.Context, id int64, now time.Time) error
+	// Cancel makes a pending or dead item a dead letter with lastError,
+	// as of now, so that it is never sent and no longer holds back the
+	// later items of its OrderKey; ErrNotFound if it is neither (absent,
+	// in flight or done).
+	Cancel(ctx context.Context, id int64, lastError string, now time.Time) error
+	// Blocker returns the id of the earliest item that is pending or in
+	// flight to the same destination, with the same OrderKey and tenant as
+	// item id and an id below it: the item Claim sends first. ErrNotFound
+	// if there is none (or item id is absent).
+	Blocker(ctx context.Context, id int64) (int64, error)
 	// Replay enqueues again (as new pending items, of the same tenant) the
 	// latest item of each record (tenant and order key) of destination
 	// when that item is done and was created at or after since, and

@@ -312,3 +312,44 @@ func testDeliveryFilter(t *testing.T, s store.Store) {
 		}
 	}
 }
+
+// testOutboxCancel: Cancel makes a pending or dead item a dead letter with
+// the reason (not one in flight or done), after which the next version of
+// its record is claimed; Blocker names the earliest pending or in-flight
+// item a later version waits for.
+func testOutboxCancel(t *testing.T, s store.Store) {
+	ob := store.Outbox(s)
+	ctx := context.Background()
+	v1, v2, v3, other := item("ehr", "K", "p"), item("ehr", "K", "p"), item("ehr", "K", "p"), item("ehr", "L", "p")
+	v2.Version, v3.Version = "2", "3"
+	enqueue(t, s, v1, v2, v3, other)
+	now := time.Now().UTC().Add(time.Millisecond)
+	for _, tc := range []struct {
+		id, want int64
+	}{{v1.ID, 0}, {v2.ID, v1.ID}, {v3.ID, v1.ID}, {other.ID, 0}} {
+		got, err := ob.Blocker(ctx, tc.id)
+		if tc.want == 0 && !errors.Is(err, store.ErrNotFound) || tc.want != 0 && (err != nil || got != tc.want) {
+			t.Errorf("Blocker(%d) = %d %v, want %d", tc.id, got, err, tc.want)
+		}
+	}
+	if err := ob.Cancel(ctx, v1.ID, "cancelled by operator: x", now); err != nil {
+		t.Fatal(err)
+	}
+	it, _, err := ob.Delivery(ctx, v1.ID)
+	if err != nil || it.Status != store.StatusDead || it.LastError != "cancelled by operator: x" {
+		t.Fatalf("after Cancel: %+v %v", it, err)
+	}
+	if got, err := ob.Blocker(ctx, v3.ID); err != nil || got != v2.ID {
+		t.Errorf("Blocker(v3) after the cancel = %d %v, want v2 %d", got, err, v2.ID)
+	}
+	got, err := ob.Claim(ctx, "ehr", now, time.Minute, 10)
+	if err != nil || !equal(itemIDs(got), []int64{v2.ID, other.ID}) {
+		t.Fatalf("Claim after the cancel = %v %v, want v2 and the other record", itemIDs(got), err)
+	}
+	if err := ob.Cancel(ctx, v2.ID, "x", now); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Cancel in flight = %v, want ErrNotFound", err)
+	}
+	if err := ob.Cancel(ctx, v1.ID, "cancelled by operator: y", now); err != nil {
+		t.Errorf("Cancel of a dead letter = %v, want nil", err)
+	}
+}

@@ -75,6 +75,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Outbox", testOutbox},
 		{"OutboxReplay", testOutboxReplay},
 		{"OutboxLease", testOutboxLease},
+		{"OutboxCancel", testOutboxCancel},
 		{"DeliveryFilter", testDeliveryFilter},
 		{"DeliveryIDKey", testDeliveryIDKey},
 		{"AuditChain", testAuditChain},

@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -265,6 +266,43 @@ func (s *Store) Retry(ctx context.Context, id int64, now time.Time) error {
 		}
 		return nil
 	})
+}
+
+// Cancel implements store.Outbox.
+func (s *Store) Cancel(ctx context.Context, id int64, lastError string, now time.Time) error {
+	return s.write(ctx, func(t *tx) error {
+		n, err := t.c.Exec(t.ctx, s.bind(`UPDATE outbox SET status = 'dead', last_error = ?, lease_until = 0, updated = ?
+			WHERE id = ? AND status IN ('dead', 'pending')`), s.text(lastError), now.UnixMilli(), id)
+		if err != nil {
+			return fmt.Errorf("%s: cancel: %w", s.d.Name, s.err(t.ctx, err))
+		}
+		if n == 0 {
+			return store.ErrNotFound
+		}
+		return nil
+	})
+}
+
+// Blocker implements store.Outbox.
+func (s *Store) Blocker(ctx context.Context, id int64) (int64, error) {
+	var blocker int64
+	err := s.db.Read(ctx, func(c Conn) error {
+		err := c.QueryRow(ctx, s.bind(`SELECT p.id FROM outbox o JOIN outbox p
+			ON p.destination = o.destination AND p.order_key = o.order_key AND p.tenant = o.tenant
+			WHERE o.id = ? AND p.id < o.id AND p.status IN ('pending', 'inflight')
+			ORDER BY p.id LIMIT 1`), id).Scan(&blocker)
+		if errNoRows(err) {
+			return store.ErrNotFound
+		}
+		return err
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return 0, err
+	}
+	if err != nil {
+		return 0, fmt.Errorf("%s: blocker: %w", s.d.Name, s.err(ctx, err))
+	}
+	return blocker, nil
 }
 
 // Replay implements store.Outbox.
