@@ -35,9 +35,12 @@ type Entry struct {
 	// ifNoneMatch; If-Unmodified-Since at the top level).
 	pre conditions
 	// ifNoneMatch and ifModifiedSince make a GET read entry conditional
-	// (304 when the client's copy is current).
+	// (304 when the client's copy is current); sole says that the
+	// version read is the only one of its resource written within
+	// ifModifiedSince's span (getEntry: fhirwire.NotModified).
 	ifNoneMatch     string
-	ifModifiedSince time.Time
+	ifModifiedSince fhirwire.Since
+	sole            bool
 	perr            error   // the entry could not be parsed
 	patch           patcher // a PATCH entry's patch
 	// resourceExpr is the FHIRPath of a Bundle entry's resource
@@ -266,7 +269,7 @@ func (e *Engine) entryRequest(en *Entry, req *fhirwire.Request, bases []string) 
 			en.fail("bundle-entry-if-modified-since", "ifModifiedSince must be an instant")
 			return false
 		}
-		en.ifModifiedSince = t
+		en.ifModifiedSince = fhirwire.InstantSince(v, t)
 	}
 	if err := e.parseURL(en, relativeURL(req.URL, bases)); err != nil {
 		en.perr = err
