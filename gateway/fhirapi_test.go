@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -452,6 +453,62 @@ func TestDatePreconditionsWithinASecond(t *testing.T) {
 	if rec := req(h, "PUT", "/fhir/Patient/same-second", `{"resourceType":"Patient","id":"same-second","gender":"other"}`,
 		"If-Unmodified-Since: "+lm3); rec.Code != 200 {
 		t.Errorf("update guarded by the date of version 3, alone in its second = %d %s, want 200", rec.Code, rec.Body)
+	}
+}
+
+// TestOutcomeDiagnostics: every issue of an OperationOutcome the gateway
+// answers carries its message in diagnostics as well as in details.text
+// (clients built on HAPI FHIR show only diagnostics), errors and
+// information alike; an id-mismatch names the resource's id element.
+func TestOutcomeDiagnostics(t *testing.T) {
+	h := fhirServer(t)
+	if rec := req(h, "PUT", "/fhir/Patient/diag", `{"resourceType":"Patient","id":"diag"}`); rec.Code != 201 {
+		t.Fatalf("create = %d %s", rec.Code, rec.Body)
+	}
+	for _, tc := range []struct {
+		name, method, target, body string
+		headers                    []string
+		status                     int
+		expression                 string // of the first issue, "" for any
+	}{
+		{"stale If-Match", "PUT", "/fhir/Patient/diag", `{"resourceType":"Patient","id":"diag","gender":"male"}`,
+			[]string{`If-Match: W/"9"`}, 412, ""},
+		{"id-mismatch", "PUT", "/fhir/Patient/diag", `{"resourceType":"Patient","id":"other"}`, nil, 400, "Patient.id"},
+		{"id-mismatch in a Bundle entry", "POST", "/fhir", `{"resourceType":"Bundle","type":"transaction","entry":[` +
+			`{"resource":{"resourceType":"Patient","id":"other"},"request":{"method":"PUT","url":"Patient/diag"}}]}`, nil, 400,
+			"Bundle.entry[0].resource.ofType(Patient).id"},
+		{"id-mismatch against an _id criterion", "PUT", "/fhir/Patient?_id=diag2", `{"resourceType":"Patient","id":"other"}`,
+			nil, 400, "Patient.id"},
+		{"unknown resource", "GET", "/fhir/Patient/nope", "", nil, 404, ""},
+		{"invalid resource", "POST", "/fhir/Patient", `{"resourceType":"Patient","gender":"nope"}`, nil, 400, ""},
+		{"information", "PUT", "/fhir/Patient/diag", `{"resourceType":"Patient","id":"diag","gender":"male"}`,
+			[]string{"Prefer: return=OperationOutcome"}, 200, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := req(h, tc.method, tc.target, tc.body, tc.headers...)
+			if rec.Code != tc.status {
+				t.Fatalf("%s %s = %d %s, want %d", tc.method, tc.target, rec.Code, rec.Body, tc.status)
+			}
+			var oo struct {
+				ResourceType string
+				Issue        []struct {
+					Diagnostics string
+					Details     struct{ Text string }
+					Expression  []string
+				}
+			}
+			if err := json.Unmarshal(rec.Body.Bytes(), &oo); err != nil || oo.ResourceType != "OperationOutcome" || len(oo.Issue) == 0 {
+				t.Fatalf("%s %s = %s, want an OperationOutcome", tc.method, tc.target, rec.Body)
+			}
+			for i, is := range oo.Issue {
+				if is.Diagnostics == "" || is.Diagnostics != is.Details.Text {
+					t.Errorf("issue %d: diagnostics %q, want details.text %q", i, is.Diagnostics, is.Details.Text)
+				}
+			}
+			if tc.expression != "" && !slices.Equal(oo.Issue[0].Expression, []string{tc.expression}) {
+				t.Errorf("expression = %q, want [%q]", oo.Issue[0].Expression, tc.expression)
+			}
+		})
 	}
 }
 

@@ -394,7 +394,9 @@ func (en *Entry) resource(doc map[string]any, expr string) *Entry {
 	}
 	if en.id != "" {
 		if bid, _ := doc["id"].(string); bid != en.id {
-			return en.fail("id-mismatch", "the resource id must equal the id in the request url")
+			en.perr = outcome.New(outcome.Invalid, "invalid", "id-mismatch",
+				"the resource id must equal the id in the request url").At(en.idExpr())
+			return en
 		}
 	}
 	en.doc = doc
@@ -406,6 +408,16 @@ func (en *Entry) resource(doc map[string]any, expr string) *Entry {
 func (en *Entry) fail(rule, msg string) *Entry {
 	en.perr = outcome.New(outcome.Invalid, "invalid", rule, msg)
 	return en
+}
+
+// idExpr is the FHIRPath of the id of the entry's resource: Type.id for a
+// REST write (and the application's own entries), inside the Bundle entry
+// for a client's Bundle entry.
+func (en *Entry) idExpr() string {
+	if en.rest || !en.client {
+		return en.typ + ".id"
+	}
+	return nestedExpr(fmt.Sprintf("Bundle.entry[%d].resource", en.index), en.typ, en.typ+".id")
 }
 
 // need is the scope permission an entry needs and the type it needs it on
