@@ -59,7 +59,7 @@ var (
 	errPatchContentType = outcome.New(outcome.UnsupportedMedia, "not-supported", "content-type-unsupported",
 		"a PATCH body must be application/json-patch+json (a JSON Patch) or application/fhir+json (a FHIRPath Patch: a Parameters resource)")
 	errFormat = outcome.New(outcome.NotAcceptable, "not-supported", "format-unsupported", "only JSON is supported (_format=json)")
-	errAccept = outcome.New(outcome.NotAcceptable, "not-supported", "format-unsupported", "only application/fhir+json is available")
+	errAccept = outcome.New(outcome.NotAcceptable, "not-supported", "format-unsupported", "only FHIR JSON is available: accept application/fhir+json (or application/json, text/json)")
 	// The fhirVersion media type parameter (http.html#version-parameter)
 	// naming another FHIR version than R4, in Accept or _format (406) or
 	// in a body's Content-Type (415).

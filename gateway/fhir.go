@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -142,7 +141,7 @@ func (s *Server) handleRead(c echo.Context) error {
 		}
 		return err
 	}
-	return s.respondRead(c, r)
+	return s.respondRead(c, r, false)
 }
 
 // handleVRead is GET /fhir/{type}/{id}/_history/{vid}.
@@ -154,20 +153,26 @@ func (s *Server) handleVRead(c echo.Context) error {
 		}
 		return err
 	}
-	return s.respondRead(c, r)
+	return s.respondRead(c, r, true)
 }
 
-// respondRead answers a read or vread: 304 Not Modified with the version
-// headers and no body when the client's copy is current (If-None-Match,
-// If-Modified-Since: http.html#cread), else the resource, shaped by
-// _summary or _elements.
-func (s *Server) respondRead(c echo.Context, r *store.Resource) error {
+// respondRead answers a read or vread (version: the URL names r's
+// version): 304 Not Modified with the version headers and no body when
+// the client's copy is current (If-None-Match, If-Modified-Since:
+// http.html#cread), else the resource, shaped by _summary or _elements.
+// An If-Modified-Since date names a second, and versions are written
+// milliseconds apart: a read whose date is r's second is 304 only when r
+// is the only version written in it (engine.SoleIn); a vread's URL has
+// only ever had r.
+func (s *Server) respondRead(c echo.Context, r *store.Resource, version bool) error {
 	h := c.Request().Header
-	var since time.Time
+	var since fhirwire.Since
 	if v := h.Get("If-Modified-Since"); v != "" {
-		since, _ = http.ParseTime(v) // an unreadable date is ignored (RFC 9110 13.1.3)
+		t, _ := http.ParseTime(v) // an unreadable date is ignored (RFC 9110 13.1.3)
+		since = fhirwire.HTTPDate(t)
 	}
-	if fhirwire.NotModified(h.Get("If-None-Match"), since, r.Version, r.LastUpdated) {
+	sole := func() bool { return version || s.app.Engine.SoleIn(c.Request().Context(), scopeOf(c), r, since) }
+	if fhirwire.NotModified(h.Get("If-None-Match"), since, r.Version, r.LastUpdated, sole) {
 		setVersionHeaders(c, r)
 		return c.NoContent(http.StatusNotModified)
 	}

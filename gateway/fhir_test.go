@@ -976,6 +976,64 @@ func TestFormatOverridesAccept(t *testing.T) {
 	}
 }
 
+// TestGenericJSONAccept: an Accept or _format naming a generic JSON type
+// (application/json, text/json) is answered in FHIR JSON labelled with
+// that type (http.html#mime), errors included; the FHIR type is the
+// answer otherwise, and wins over a generic type of the same q. Every
+// answer says it varies with Accept.
+func TestGenericJSONAccept(t *testing.T) {
+	h := fhirServer(t)
+	pid := decode(t, req(h, "POST", "/fhir/Patient", patientJSON))["id"].(string)
+	const fhirJSON, appJSON, textJSON = "application/fhir+json; charset=utf-8", "application/json; charset=utf-8",
+		"text/json; charset=utf-8"
+	for _, tc := range []struct {
+		name, target, accept string
+		status               int
+		contentType          string
+	}{
+		{"text/json", "/fhir/Patient/" + pid, "text/json", 200, textJSON},
+		{"application/json", "/fhir/Patient/" + pid, "application/json", 200, appJSON},
+		{"application/fhir+json", "/fhir/Patient/" + pid, "application/fhir+json", 200, fhirJSON},
+		{"no Accept", "/fhir/Patient/" + pid, "", 200, fhirJSON},
+		{"anything", "/fhir/Patient/" + pid, "*/*", 200, fhirJSON},
+		{"a browser's", "/fhir/Patient/" + pid, "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8", 200, fhirJSON},
+		{"generic and FHIR alike", "/fhir/Patient/" + pid, "application/json, application/fhir+json", 200, fhirJSON},
+		{"generic preferred", "/fhir/Patient/" + pid, "application/fhir+json;q=0.5, application/json", 200, appJSON},
+		{"text/json preferred", "/fhir/Patient/" + pid, "application/json;q=0.5, text/json", 200, textJSON},
+		{"text/*", "/fhir/Patient/" + pid, "text/*", 200, textJSON},
+		{"anything but FHIR JSON", "/fhir/Patient/" + pid, "application/fhir+json;q=0, */*", 200, appJSON},
+		{"text/json of R4", "/fhir/Patient/" + pid, "text/json; fhirVersion=4.0", 200, textJSON},
+		{"text/json of another version", "/fhir/Patient/" + pid, "text/json; fhirVersion=5.0", 406, fhirJSON},
+		{"text/json refused", "/fhir/Patient/" + pid, "text/json;q=0", 406, fhirJSON},
+		{"HTML", "/fhir/Patient/" + pid, "text/html", 406, fhirJSON},
+		{"_format=application/json over Accept", "/fhir/Patient/" + pid + "?_format=application/json", "text/html", 200, appJSON},
+		{"_format=text/json", "/fhir/Patient/" + pid + "?_format=text/json", "", 200, textJSON},
+		{"_format=json over a generic Accept", "/fhir/Patient/" + pid + "?_format=json", "application/json", 200, fhirJSON},
+		{"an error", "/fhir/Patient/nope", "text/json", 404, textJSON},
+		{"a searchset", "/fhir/Patient?_id=" + pid, "application/json", 200, appJSON},
+		{"the CapabilityStatement", "/fhir/metadata", "text/json", 200, textJSON},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var headers []string
+			if tc.accept != "" {
+				headers = append(headers, "Accept: "+tc.accept)
+			}
+			rec := req(h, "GET", tc.target, "", headers...)
+			if rec.Code != tc.status || rec.Header().Get("Content-Type") != tc.contentType {
+				t.Errorf("GET %s with Accept %q = %d %s, want %d %s", tc.target, tc.accept, rec.Code,
+					rec.Header().Get("Content-Type"), tc.status, tc.contentType)
+			}
+			if !slices.Contains(rec.Header().Values("Vary"), "Accept") {
+				t.Errorf("GET %s: Vary %q, want Accept", tc.target, rec.Header().Values("Vary"))
+			}
+			var m map[string]any
+			if err := json.Unmarshal(rec.Body.Bytes(), &m); err != nil || m["resourceType"] == nil {
+				t.Errorf("GET %s: body %s, want FHIR JSON", tc.target, rec.Body)
+			}
+		})
+	}
+}
+
 // TestFHIRVersionParameter: the fhirVersion parameter of a FHIR media type
 // (http.html#version-parameter) is honoured: an Accept or _format that
 // takes only another FHIR version than R4 is 406, a body labelled with
@@ -997,7 +1055,7 @@ func TestFHIRVersionParameter(t *testing.T) {
 		{"5.0 or 4.0", "", "application/fhir+json; fhirVersion=5.0, application/fhir+json; fhirVersion=4.0;q=0.5", 200, ""},
 		{"5.0 or anything", "", "application/fhir+json; fhirVersion=5.0, */*;q=0.1", 200, ""},
 		{"q=0 and XML", "", "application/fhir+json;q=0, application/xml", 406, "format-unsupported"},
-		{"q=0 and anything", "", "application/fhir+json;q=0, */*", 406, "format-unsupported"},
+		{"q=0 and anything", "", "application/fhir+json;q=0, */*", 200, ""}, // application/json: TestGenericJSONAccept
 		{"q=0.0", "", "application/fhir+json;q=0.0", 406, "format-unsupported"},
 		{"q=0.5", "", "application/fhir+json;q=0.5", 200, ""},
 		{"a malformed q is ignored", "", "application/fhir+json;q=x", 200, ""},

@@ -9,8 +9,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
@@ -358,6 +362,161 @@ func TestConditionalRead(t *testing.T) {
 	if second["response"].(map[string]any)["status"] != "200 OK" || second["resource"] == nil {
 		t.Errorf("batch GET with another ifNoneMatch = %v", second)
 	}
+}
+
+// TestDatePreconditionsWithinASecond: an HTTP-date names a second, and a
+// resource may get several versions in one. A read whose If-Modified-Since
+// is the Last-Modified of a version that a later version of the same
+// second replaced is 200 with the resource, not 304 (the client's copy is
+// stale); a write guarded by If-Unmodified-Since with that date is 412
+// modified-since, not a lost update. Where the date's second holds the
+// current version only, the date is that version's: 304, and the write
+// goes ahead. A Bundle GET entry's ifModifiedSince is an instant: with
+// milliseconds it names a millisecond.
+func TestDatePreconditionsWithinASecond(t *testing.T) {
+	var mu sync.Mutex
+	clock := time.Date(2026, 12, 5, 12, 53, 29, 100e6, time.UTC)
+	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	setClock := func(t time.Time) { mu.Lock(); defer mu.Unlock(); clock = t }
+	h := newServer(t, app.Config{Store: tempSQLite(t, sqlite.Options{}), UpdateCreate: true, Now: now}, gateway.Config{})
+
+	rec := req(h, "PUT", "/fhir/Patient/same-second", `{"resourceType":"Patient","id":"same-second","gender":"male"}`)
+	if rec.Code != 201 {
+		t.Fatalf("create = %d %s", rec.Code, rec.Body)
+	}
+	lm1 := rec.Header().Get("Last-Modified") // Sat, 05 Dec 2026 12:53:29 GMT
+	if rec := req(h, "GET", "/fhir/Patient/same-second", "", "If-Modified-Since: "+lm1); rec.Code != 304 {
+		t.Errorf("read with the only version's own date = %d, want 304", rec.Code)
+	}
+
+	// Another writer, 500 ms later: version 2 in the same second.
+	setClock(clock.Add(500 * time.Millisecond))
+	rec = req(h, "PUT", "/fhir/Patient/same-second", `{"resourceType":"Patient","id":"same-second","gender":"female"}`)
+	if rec.Code != 200 || rec.Header().Get("Last-Modified") != lm1 {
+		t.Fatalf("update = %d, Last-Modified %q, want 200 and %q", rec.Code, rec.Header().Get("Last-Modified"), lm1)
+	}
+	bundleGet := func(ifModifiedSince string) string {
+		t.Helper()
+		body := `{"resourceType":"Bundle","type":"batch","entry":[{"request":{"method":"GET","url":"Patient/same-second",` +
+			`"ifModifiedSince":"` + ifModifiedSince + `"}}]}`
+		rec := req(h, "POST", "/fhir", body)
+		if rec.Code != 200 {
+			t.Fatalf("batch = %d %s", rec.Code, rec.Body)
+		}
+		return decode(t, rec)["entry"].([]any)[0].(map[string]any)["response"].(map[string]any)["status"].(string)
+	}
+	for _, tc := range []struct {
+		name string
+		got  func() int
+		want int
+	}{
+		{"read with version 1's date", func() int {
+			return req(h, "GET", "/fhir/Patient/same-second", "", "If-Modified-Since: "+lm1).Code
+		}, 200},
+		{"vread of version 2 with its date", func() int {
+			return req(h, "GET", "/fhir/Patient/same-second/_history/2", "", "If-Modified-Since: "+lm1).Code
+		}, 304},
+		{"batch GET with the second", func() int {
+			return statusCode(bundleGet("2026-12-05T12:53:29Z"))
+		}, 200},
+		{"batch GET with version 1's millisecond", func() int {
+			return statusCode(bundleGet("2026-12-05T12:53:29.100Z"))
+		}, 200},
+		{"batch GET with version 2's millisecond", func() int {
+			return statusCode(bundleGet("2026-12-05T12:53:29.600Z"))
+		}, 304},
+		{"update guarded by version 1's date", func() int {
+			rec := req(h, "PUT", "/fhir/Patient/same-second", `{"resourceType":"Patient","id":"same-second","gender":"other"}`,
+				"If-Unmodified-Since: "+lm1)
+			if rec.Code == 412 && !strings.Contains(rec.Body.String(), "modified-since") {
+				t.Errorf("412 without modified-since: %s", rec.Body)
+			}
+			return rec.Code
+		}, 412},
+	} {
+		if got := tc.got(); got != tc.want {
+			t.Errorf("%s = %d, want %d", tc.name, got, tc.want)
+		}
+	}
+	if g := decode(t, req(h, "GET", "/fhir/Patient/same-second", ""))["gender"]; g != "female" {
+		t.Errorf("gender = %v after the guarded update, want the other writer's female", g)
+	}
+
+	// Version 3 a second later is the only version of its second: its
+	// date names it.
+	setClock(clock.Add(time.Second))
+	rec = req(h, "PUT", "/fhir/Patient/same-second", `{"resourceType":"Patient","id":"same-second","gender":"unknown"}`)
+	lm3 := rec.Header().Get("Last-Modified")
+	if rec := req(h, "GET", "/fhir/Patient/same-second", "", "If-Modified-Since: "+lm3); rec.Code != 304 {
+		t.Errorf("read with the date of version 3, alone in its second = %d, want 304", rec.Code)
+	}
+	if rec := req(h, "PUT", "/fhir/Patient/same-second", `{"resourceType":"Patient","id":"same-second","gender":"other"}`,
+		"If-Unmodified-Since: "+lm3); rec.Code != 200 {
+		t.Errorf("update guarded by the date of version 3, alone in its second = %d %s, want 200", rec.Code, rec.Body)
+	}
+}
+
+// TestOutcomeDiagnostics: every issue of an OperationOutcome the gateway
+// answers carries its message in diagnostics as well as in details.text
+// (clients built on HAPI FHIR show only diagnostics), errors and
+// information alike; an id-mismatch names the resource's id element.
+func TestOutcomeDiagnostics(t *testing.T) {
+	h := fhirServer(t)
+	if rec := req(h, "PUT", "/fhir/Patient/diag", `{"resourceType":"Patient","id":"diag"}`); rec.Code != 201 {
+		t.Fatalf("create = %d %s", rec.Code, rec.Body)
+	}
+	for _, tc := range []struct {
+		name, method, target, body string
+		headers                    []string
+		status                     int
+		expression                 string // of the first issue, "" for any
+	}{
+		{"stale If-Match", "PUT", "/fhir/Patient/diag", `{"resourceType":"Patient","id":"diag","gender":"male"}`,
+			[]string{`If-Match: W/"9"`}, 412, ""},
+		{"id-mismatch", "PUT", "/fhir/Patient/diag", `{"resourceType":"Patient","id":"other"}`, nil, 400, "Patient.id"},
+		{"id-mismatch in a Bundle entry", "POST", "/fhir", `{"resourceType":"Bundle","type":"transaction","entry":[` +
+			`{"resource":{"resourceType":"Patient","id":"other"},"request":{"method":"PUT","url":"Patient/diag"}}]}`, nil, 400,
+			"Bundle.entry[0].resource.ofType(Patient).id"},
+		{"id-mismatch against an _id criterion", "PUT", "/fhir/Patient?_id=diag2", `{"resourceType":"Patient","id":"other"}`,
+			nil, 400, "Patient.id"},
+		{"unknown resource", "GET", "/fhir/Patient/nope", "", nil, 404, ""},
+		{"invalid resource", "POST", "/fhir/Patient", `{"resourceType":"Patient","gender":"nope"}`, nil, 400, ""},
+		{"information", "PUT", "/fhir/Patient/diag", `{"resourceType":"Patient","id":"diag","gender":"male"}`,
+			[]string{"Prefer: return=OperationOutcome"}, 200, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := req(h, tc.method, tc.target, tc.body, tc.headers...)
+			if rec.Code != tc.status {
+				t.Fatalf("%s %s = %d %s, want %d", tc.method, tc.target, rec.Code, rec.Body, tc.status)
+			}
+			var oo struct {
+				ResourceType string
+				Issue        []struct {
+					Diagnostics string
+					Details     struct{ Text string }
+					Expression  []string
+				}
+			}
+			if err := json.Unmarshal(rec.Body.Bytes(), &oo); err != nil || oo.ResourceType != "OperationOutcome" || len(oo.Issue) == 0 {
+				t.Fatalf("%s %s = %s, want an OperationOutcome", tc.method, tc.target, rec.Body)
+			}
+			for i, is := range oo.Issue {
+				if is.Diagnostics == "" || is.Diagnostics != is.Details.Text {
+					t.Errorf("issue %d: diagnostics %q, want details.text %q", i, is.Diagnostics, is.Details.Text)
+				}
+			}
+			if tc.expression != "" && !slices.Equal(oo.Issue[0].Expression, []string{tc.expression}) {
+				t.Errorf("expression = %q, want [%q]", oo.Issue[0].Expression, tc.expression)
+			}
+		})
+	}
+}
+
+// statusCode is the code of a Bundle entry's response.status.
+func statusCode(status string) int {
+	code, _, _ := strings.Cut(status, " ")
+	n, _ := strconv.Atoi(code)
+	return n
 }
 
 // TestBundleGetEntries: a batch or transaction GET (or HEAD) entry may ask

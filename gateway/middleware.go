@@ -87,9 +87,11 @@ func (s *Server) recoverPanics(next echo.HandlerFunc) echo.HandlerFunc {
 }
 
 // fhirFormat enforces FHIR content negotiation: JSON only. An explicit
-// _format or Accept that excludes JSON gets 406. Before that, a FHIR
-// request's query string must decode (engine.ParseQuery): echo would drop
-// a malformed parameter silently.
+// _format or Accept that excludes JSON gets 406; one that asks for a
+// generic JSON type (application/json, text/json) has the answer labelled
+// with it (formatKey, http.html#mime). Before that, a FHIR request's query
+// string must decode (engine.ParseQuery): echo would drop a malformed
+// parameter silently.
 func (s *Server) fhirFormat(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		if err := fhirPath(c); err != nil {
@@ -108,18 +110,25 @@ func (s *Server) fhirFormat(next echo.HandlerFunc) echo.HandlerFunc {
 			}
 		}
 		// _format overrides Accept (http.html#mime: for a client that
-		// cannot set the header, such as a browser).
+		// cannot set the header, such as a browser). The answer's media
+		// type depends on Accept: a cache must not give one client's to
+		// another.
+		c.Response().Header().Add("Vary", "Accept")
 		if f := c.QueryParam("_format"); f != "" {
-			if !fhirwire.JSONFormat(f) {
+			mt, ok := fhirwire.FormatMediaType(f)
+			if !ok {
 				return errFormat
 			}
 			if v, ok := fhirwire.FHIRVersion(f); ok && !fhirwire.R4Version(v) {
 				return errFormatVersion
 			}
-		} else if a := c.Request().Header.Get("Accept"); a != "" {
-			if err := acceptable(a); err != nil {
+			c.Set(formatKey, mt)
+		} else if a := strings.Join(c.Request().Header.Values("Accept"), ", "); a != "" {
+			mt, err := negotiate(a)
+			if err != nil {
 				return err
 			}
+			c.Set(formatKey, mt)
 		}
 		return next(c)
 	}
@@ -186,45 +195,84 @@ func operationOrMetadata(c echo.Context) error {
 	return nil
 }
 
-// acceptable checks that an Accept header takes what the gateway writes,
-// FHIR R4 as application/fhir+json: some element names a JSON type (or a
-// wildcard) with a q above 0 and no fhirVersion but R4's
-// (http.html#version-parameter). Else 406: errAcceptVersion when a JSON
-// element was refused only for its fhirVersion, errAccept otherwise. An
-// application/fhir+json of q=0 refuses it whatever the other elements say
-// (RFC 9110 12.5.1: the most specific range decides, and that is the type
-// every answer is labelled with).
-func acceptable(accept string) error {
-	ok, version := false, false
+// answerTypes are the media types the gateway answers FHIR JSON with, in
+// its order of preference: application/fhir+json, and the generic JSON
+// types a client may ask for instead (http.html#mime: "If a client
+// provides a generic mime type in the Accept header (application/xml,
+// text/json, or application/json), the server SHOULD respond with the
+// requested mime type").
+var answerTypes = []string{"application/fhir+json", "application/json", "text/json"}
+
+// negotiate picks the media type of the answer to an Accept header: of
+// answerTypes, the one with the highest q above 0, each taking its q from
+// the most specific range that names it (the type, type/*, */*: RFC 9110
+// 12.5.1), the gateway's order of preference between equals; a range
+// whose fhirVersion is not R4's (http.html#version-parameter) names none.
+// So application/fhir+json;q=0 refuses that type, and an answer may still
+// be application/json or text/json where another range takes them. None:
+// 406, errAcceptVersion when a JSON range was refused only for its
+// fhirVersion, errAccept otherwise. application/json+fhir (the type
+// before R4) is application/fhir+json.
+func negotiate(accept string) (string, error) {
+	type match struct {
+		specificity int // 3 the type, 2 type/*, 1 */*; 0 no range names it
+		q           float64
+	}
+	best := make([]match, len(answerTypes))
+	version := false
 	for part := range strings.SplitSeq(accept, ",") {
 		mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
 		if err != nil {
 			continue
 		}
-		switch mt {
-		case "*/*", "application/*", "application/json", "application/fhir+json", "application/json+fhir":
-		default:
-			continue
+		if mt == "application/json+fhir" {
+			mt = "application/fhir+json"
 		}
-		if q, err := strconv.ParseFloat(params["q"], 64); err == nil && q <= 0 { // a malformed q is ignored
-			if mt == "application/fhir+json" {
-				return errAccept
+		q := 1.0
+		if v, err := strconv.ParseFloat(params["q"], 64); err == nil { // a malformed q is ignored
+			q = v
+		}
+		if v, has := params["fhirversion"]; has && !fhirwire.R4Version(v) {
+			for _, t := range answerTypes {
+				version = version || q > 0 && mediaRangeSpecificity(mt, t) > 0
 			}
 			continue
 		}
-		if v, has := params["fhirversion"]; has && !fhirwire.R4Version(v) {
-			version = true
-			continue
+		for i, t := range answerTypes {
+			if sp := mediaRangeSpecificity(mt, t); sp > best[i].specificity {
+				best[i] = match{sp, q}
+			}
 		}
-		ok = true
+	}
+	chosen, q := -1, 0.0
+	for i, m := range best {
+		if m.specificity > 0 && m.q > q {
+			chosen, q = i, m.q
+		}
 	}
 	switch {
-	case ok:
-		return nil
+	case chosen >= 0:
+		return answerTypes[chosen], nil
 	case version:
-		return errAcceptVersion
+		return "", errAcceptVersion
 	}
-	return errAccept
+	return "", errAccept
+}
+
+// mediaRangeSpecificity says how specifically the media range r of an
+// Accept header names the media type t: 3 it is t, 2 t's type/*, 1 */*, 0
+// it does not name t.
+func mediaRangeSpecificity(r, t string) int {
+	typ, _, _ := strings.Cut(t, "/")
+	switch r {
+	case t:
+		return 3
+	case typ + "/*":
+		return 2
+	case "*/*":
+		return 1
+	}
+	return 0
 }
 
 // scopeKey is the echo context key of the request's *auditlog.Scope: the
@@ -288,7 +336,7 @@ func (s *Server) auditRequests(next echo.HandlerFunc) echo.HandlerFunc {
 				for _, k := range []string{"ETag", "Last-Modified", "Location", "Content-Length"} {
 					h.Del(k)
 				}
-				h.Set("Content-Type", ContentTypeFHIR)
+				h.Set("Content-Type", contentType(c))
 				h.Set("Retry-After", strconv.Itoa(errAuditUnavailable.RetryAfter))
 				res.Status = http.StatusServiceUnavailable
 				buf.ResponseWriter.WriteHeader(http.StatusServiceUnavailable)

@@ -15,8 +15,23 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
 )
 
-// ContentTypeFHIR is the media type of every FHIR response.
+// ContentTypeFHIR is the media type of a FHIR response, unless the
+// request asked for a generic JSON type (formatKey).
 const ContentTypeFHIR = "application/fhir+json; charset=utf-8"
+
+// formatKey is the echo context key of the media type fhirFormat
+// negotiated for the answer: application/fhir+json, or the generic
+// application/json or text/json the client asked for.
+const formatKey = "kg.format"
+
+// contentType is the Content-Type of a FHIR answer to c's request: the
+// media type negotiated, in UTF-8.
+func contentType(c echo.Context) string {
+	if mt, ok := c.Get(formatKey).(string); ok && mt != "" {
+		return mt + "; charset=utf-8"
+	}
+	return ContentTypeFHIR
+}
 
 // writeResource writes a FHIR resource as JSON (indented with _pretty=true).
 func writeResource(c echo.Context, status int, v any) error {
@@ -38,7 +53,7 @@ func writeRaw(c echo.Context, status int, raw []byte) error {
 		}
 		raw = b.Bytes()
 	}
-	return c.Blob(status, ContentTypeFHIR, raw)
+	return c.Blob(status, contentType(c), raw)
 }
 
 // readBody reads a JSON request body of at most limit bytes. It rejects

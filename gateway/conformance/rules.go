@@ -52,7 +52,7 @@ func GatewayRules() []Rule {
 		{"precondition-unsupported", "A write carries a precondition header it does not take: If-Match, If-None-Match or If-Unmodified-Since on a create (POST), where there is no resource yet to compare; If-None-Exist on an update, patch or delete, where it would guard nothing."},
 		{"resource-exists", "If-None-Match: * asked to create only, and the resource exists."},
 		{"version-matched", "If-None-Match names the resource's current version."},
-		{"modified-since", "The resource was changed after the If-Unmodified-Since date."},
+		{"modified-since", "The resource was changed after the If-Unmodified-Since date, or more than one of its versions was written in the second the date names."},
 		{"bundle-entry-precondition-unsupported", "A Bundle entry carries a precondition its method does not take (ifModifiedSince on a write; ifMatch or ifNoneMatch on a POST; ifNoneExist on a PUT, PATCH or DELETE)."},
 		{"resource-subsetted", "The resource carries the SUBSETTED tag: it is an incomplete copy (from _summary or _elements), not to be written back; read the whole resource first."},
 		{"fhir-version-unsupported", "The media type names a fhirVersion other than R4 (4.0)."},

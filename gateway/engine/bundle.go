@@ -236,7 +236,7 @@ func (e *Engine) Response(typ string, entries []*Entry, errs []error, ans Answer
 			// What the request wrote is the caller's own; what it read or
 			// matched is shown only if the caller may see it.
 			written := en.method != "GET" && en.matched == nil
-			if en.method == "GET" && shown(r) && fhirwire.NotModified(en.ifNoneMatch, en.ifModifiedSince, r.Version, r.LastUpdated) {
+			if en.method == "GET" && shown(r) && fhirwire.NotModified(en.ifNoneMatch, en.ifModifiedSince, r.Version, r.LastUpdated, func() bool { return en.sole }) {
 				be.Response.Status = fhirwire.StatusLine(fhirwire.StatusNotModified)
 				break
 			}

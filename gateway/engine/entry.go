@@ -35,9 +35,12 @@ type Entry struct {
 	// ifNoneMatch; If-Unmodified-Since at the top level).
 	pre conditions
 	// ifNoneMatch and ifModifiedSince make a GET read entry conditional
-	// (304 when the client's copy is current).
+	// (304 when the client's copy is current); sole says that the
+	// version read is the only one of its resource written within
+	// ifModifiedSince's span (getEntry: fhirwire.NotModified).
 	ifNoneMatch     string
-	ifModifiedSince time.Time
+	ifModifiedSince fhirwire.Since
+	sole            bool
 	perr            error   // the entry could not be parsed
 	patch           patcher // a PATCH entry's patch
 	// resourceExpr is the FHIRPath of a Bundle entry's resource
@@ -269,7 +272,7 @@ func (e *Engine) entryRequest(en *Entry, req *fhirwire.Request, bases []string) 
 			en.fail("bundle-entry-if-modified-since", "ifModifiedSince must be an instant")
 			return false
 		}
-		en.ifModifiedSince = t
+		en.ifModifiedSince = fhirwire.InstantSince(v, t)
 	}
 	if err := e.parseURL(en, relativeURL(req.URL, bases)); err != nil {
 		en.perr = err
@@ -394,7 +397,9 @@ func (en *Entry) resource(doc map[string]any, expr string) *Entry {
 	}
 	if en.id != "" {
 		if bid, _ := doc["id"].(string); bid != en.id {
-			return en.fail("id-mismatch", "the resource id must equal the id in the request url")
+			en.perr = outcome.New(outcome.Invalid, "invalid", "id-mismatch",
+				"the resource id must equal the id in the request url").At(en.idExpr())
+			return en
 		}
 	}
 	en.doc = doc
@@ -406,6 +411,16 @@ func (en *Entry) resource(doc map[string]any, expr string) *Entry {
 func (en *Entry) fail(rule, msg string) *Entry {
 	en.perr = outcome.New(outcome.Invalid, "invalid", rule, msg)
 	return en
+}
+
+// idExpr is the FHIRPath of the id of the entry's resource: Type.id for a
+// REST write (and the application's own entries), inside the Bundle entry
+// for a client's Bundle entry.
+func (en *Entry) idExpr() string {
+	if en.rest || !en.client {
+		return en.typ + ".id"
+	}
+	return nestedExpr(fmt.Sprintf("Bundle.entry[%d].resource", en.index), en.typ, en.typ+".id")
 }
 
 // need is the scope permission an entry needs and the type it needs it on

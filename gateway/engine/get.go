@@ -170,6 +170,13 @@ func (e *Engine) getEntry(tx store.Tx, sc *auditlog.Scope, en *Entry) error {
 		if err != nil {
 			return err
 		}
+		// A vread's version is all its URL ever had: a date in its span
+		// came from it. A read's is, if no other version shares the span.
+		en.sole = en.get == getVRead
+		if !en.sole && !en.ifModifiedSince.IsZero() && en.ifModifiedSince.Compare(r.Resource.LastUpdated) == 0 {
+			cur := r.Resource
+			en.sole = soleIn(en.ifModifiedSince, cur, func(v int64) (*store.Resource, error) { return tx.VRead(cur.Type, cur.ID, v) })
+		}
 		if r.Resource, err = e.Subset(r.Resource, en.params); err != nil {
 			return err
 		}

@@ -239,7 +239,7 @@ func (e *Engine) patchEntry(tx store.Tx, en *Entry, rw *fhirwire.Rewriter, now t
 	case !owns(tx, cur):
 		return nil, errIDTaken
 	}
-	if err := en.pre.check(cur); err != nil {
+	if err := en.pre.check(cur, tx); err != nil {
 		return nil, err
 	}
 	doc, err := decodeJSON(cur.Body)

@@ -1,11 +1,13 @@
 package engine
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
@@ -44,7 +46,7 @@ type Preconditions struct {
 // well-formed lists ("" for none), unmodifiedSince is zero for none.
 type conditions struct {
 	ifMatch, ifNoneMatch string
-	unmodifiedSince      time.Time
+	unmodifiedSince      fhirwire.Since
 	// versionAlways has the write make a version even when it changes
 	// nothing (Entry.VersionAlways).
 	versionAlways bool
@@ -89,7 +91,7 @@ func (p Preconditions) parse(entry bool) (conditions, error) {
 		if !ok {
 			return c, fail("If-Unmodified-Since", "ifUnmodifiedSince", "one HTTP-date such as Sun, 06 Nov 1994 08:49:37 GMT")
 		}
-		c.unmodifiedSince = t
+		c.unmodifiedSince = fhirwire.HTTPDate(t)
 	}
 	return c, nil
 }
@@ -138,21 +140,33 @@ func parseHTTPDate(v string) (time.Time, bool) {
 	return time.Time{}, false
 }
 
+// versionReader reads one version of a resource (store.Tx).
+type versionReader interface {
+	VRead(typ, id string, version int64) (*store.Resource, error)
+}
+
 // check evaluates the conditions in RFC 9110 13.2.2's order against
 // latest, the resource's latest version as the write's transaction sees
-// it: nil when the tenant holds none, Deleted when it is a deletion.
-// A false condition is PreconditionFailed, saying which and why.
-func (c conditions) check(latest *store.Resource) error {
+// it: nil when the tenant holds none, Deleted when it is a deletion;
+// versions reads the version before it when If-Unmodified-Since names
+// latest's second. A false condition is PreconditionFailed, saying which
+// and why.
+func (c conditions) check(latest *store.Resource, versions versionReader) error {
 	current := latest != nil && !latest.Deleted
 	if c.ifMatch != "" {
 		if !ifMatch(c.ifMatch, latest) {
 			return errIfMatch(c.ifMatch, latest)
 		}
 	} else if !c.unmodifiedSince.IsZero() && latest != nil &&
-		latest.LastUpdated.Truncate(time.Second).After(c.unmodifiedSince) {
+		!c.unmodifiedSince.Unmodified(latest.LastUpdated, func() bool {
+			return soleIn(c.unmodifiedSince, latest, func(v int64) (*store.Resource, error) {
+				return versions.VRead(latest.Type, latest.ID, v)
+			})
+		}) {
 		return outcome.New(outcome.PreconditionFailed, "conflict", "modified-since",
-			"the resource was modified after the If-Unmodified-Since date"+deletedNote(latest)+"; read it again, "+
-				"and send its ETag in If-Match (or its Last-Modified date)")
+			"the resource was modified after the If-Unmodified-Since date"+deletedNote(latest)+" (or more than one "+
+				"of its versions was written in the date's second, which the date cannot tell apart); read it again, "+
+				"and send its ETag in If-Match")
 	}
 	if c.ifNoneMatch != "" {
 		if strings.TrimSpace(c.ifNoneMatch) == "*" {
@@ -168,6 +182,31 @@ func (c conditions) check(latest *store.Resource) error {
 		}
 	}
 	return nil
+}
+
+// soleIn reports whether r is the only version of its resource written
+// within since's span (fhirwire.Since.Unmodified): version 1, or the
+// version before it (read by vread) was written before the span. A version
+// before it that cannot be read counts as written within the span: the
+// conservative answer (a conditional read sends the resource, a guarded
+// write is 412).
+func soleIn(since fhirwire.Since, r *store.Resource, vread func(version int64) (*store.Resource, error)) bool {
+	if r.Version <= 1 {
+		return true
+	}
+	prev, err := vread(r.Version - 1)
+	return err == nil && prev != nil && since.Compare(prev.LastUpdated) < 0
+}
+
+// SoleIn reports whether r, the current version of a resource the caller
+// of sc read, is the only version of it written within since's span, for
+// fhirwire.NotModified: a conditional read whose If-Modified-Since names
+// the second r was written in is 304 only then (the date cannot have come
+// from an earlier version). An error reading the version before r is
+// false: the resource is sent again.
+func (e *Engine) SoleIn(ctx context.Context, sc *auditlog.Scope, r *store.Resource, since fhirwire.Since) bool {
+	st := e.reader(sc, reads{})
+	return soleIn(since, r, func(v int64) (*store.Resource, error) { return st.VRead(ctx, r.Type, r.ID, v) })
 }
 
 // ifMatch reports whether an If-Match list holds for latest (see

@@ -46,41 +46,68 @@ func TestPreconditionsParse(t *testing.T) {
 	}
 }
 
+// versionsAt is a versionReader of one resource whose versions were
+// written at the times given (version 1 first).
+type versionsAt []time.Time
+
+func (vs versionsAt) VRead(typ, id string, v int64) (*store.Resource, error) {
+	if v < 1 || int(v) > len(vs) {
+		return nil, store.ErrNotFound
+	}
+	return &store.Resource{Type: typ, ID: id, Version: v, LastUpdated: vs[v-1]}, nil
+}
+
 // TestPreconditionsCheck: the conditions against a resource's latest
-// version (none, current, deleted).
+// version (none, current, deleted). If-Unmodified-Since names a second:
+// the latest version written in it holds only when the version before it
+// was written in an earlier second (else the date may be that version's,
+// and the write would overwrite a change the client never saw).
 func TestPreconditionsCheck(t *testing.T) {
 	updated := time.Date(2026, 3, 2, 9, 0, 0, 500e6, time.UTC)
-	current := &store.Resource{Version: 3, LastUpdated: updated}
-	deleted := &store.Resource{Version: 4, LastUpdated: updated, Deleted: true}
+	current := &store.Resource{Type: "Patient", ID: "p", Version: 3, LastUpdated: updated}
+	deleted := &store.Resource{Type: "Patient", ID: "p", Version: 4, LastUpdated: updated, Deleted: true}
+	first := &store.Resource{Type: "Patient", ID: "p", Version: 1, LastUpdated: updated}
+	earlier := versionsAt{updated.Add(-time.Hour), updated.Add(-time.Second), updated, updated}
+	sameSecond := versionsAt{updated.Add(-time.Hour), updated.Add(-400 * time.Millisecond), updated, updated}
 	for _, tc := range []struct {
-		name   string
-		pre    Preconditions
-		latest *store.Resource
-		rule   string // "" holds
+		name     string
+		pre      Preconditions
+		latest   *store.Resource
+		versions versionsAt // nil: earlier
+		rule     string     // "" holds
 	}{
-		{"If-Match current", Preconditions{IfMatch: `W/"3"`}, current, ""},
-		{"If-Match older", Preconditions{IfMatch: `W/"2"`}, current, "version-mismatch"},
-		{"If-Match star current", Preconditions{IfMatch: "*"}, current, ""},
-		{"If-Match star deleted", Preconditions{IfMatch: "*"}, deleted, "version-mismatch"},
-		{"If-Match the deletion", Preconditions{IfMatch: `W/"4"`}, deleted, ""},
-		{"If-Match none", Preconditions{IfMatch: `W/"1"`}, nil, "version-mismatch"},
-		{"If-None-Match star current", Preconditions{IfNoneMatch: "*"}, current, "resource-exists"},
-		{"If-None-Match star deleted", Preconditions{IfNoneMatch: "*"}, deleted, ""},
-		{"If-None-Match star none", Preconditions{IfNoneMatch: "*"}, nil, ""},
-		{"If-None-Match current", Preconditions{IfNoneMatch: `"3"`}, current, "version-matched"},
-		{"If-None-Match other", Preconditions{IfNoneMatch: `W/"2", W/"5"`}, current, ""},
-		{"If-Unmodified-Since the same second", Preconditions{IfUnmodifiedSince: "Mon, 02 Mar 2026 09:00:00 GMT"}, current, ""},
-		{"If-Unmodified-Since a second before", Preconditions{IfUnmodifiedSince: "Mon, 02 Mar 2026 08:59:59 GMT"}, current, "modified-since"},
-		{"If-Unmodified-Since before a deletion", Preconditions{IfUnmodifiedSince: "Mon, 02 Mar 2026 08:59:59 GMT"}, deleted, "modified-since"},
-		{"If-Unmodified-Since none", Preconditions{IfUnmodifiedSince: "Mon, 02 Mar 2026 08:59:59 GMT"}, nil, ""},
-		{"If-Unmodified-Since with If-Match", Preconditions{IfMatch: `W/"3"`, IfUnmodifiedSince: "Mon, 02 Mar 2026 08:59:59 GMT"}, current, ""},
+		{"If-Match current", Preconditions{IfMatch: `W/"3"`}, current, nil, ""},
+		{"If-Match older", Preconditions{IfMatch: `W/"2"`}, current, nil, "version-mismatch"},
+		{"If-Match star current", Preconditions{IfMatch: "*"}, current, nil, ""},
+		{"If-Match star deleted", Preconditions{IfMatch: "*"}, deleted, nil, "version-mismatch"},
+		{"If-Match the deletion", Preconditions{IfMatch: `W/"4"`}, deleted, nil, ""},
+		{"If-Match none", Preconditions{IfMatch: `W/"1"`}, nil, nil, "version-mismatch"},
+		{"If-None-Match star current", Preconditions{IfNoneMatch: "*"}, current, nil, "resource-exists"},
+		{"If-None-Match star deleted", Preconditions{IfNoneMatch: "*"}, deleted, nil, ""},
+		{"If-None-Match star none", Preconditions{IfNoneMatch: "*"}, nil, nil, ""},
+		{"If-None-Match current", Preconditions{IfNoneMatch: `"3"`}, current, nil, "version-matched"},
+		{"If-None-Match other", Preconditions{IfNoneMatch: `W/"2", W/"5"`}, current, nil, ""},
+		{"If-Unmodified-Since the same second, the only version in it", Preconditions{IfUnmodifiedSince: "Mon, 02 Mar 2026 09:00:00 GMT"}, current, nil, ""},
+		{"If-Unmodified-Since a second before", Preconditions{IfUnmodifiedSince: "Mon, 02 Mar 2026 08:59:59 GMT"}, current, nil, "modified-since"},
+		{"If-Unmodified-Since before a deletion", Preconditions{IfUnmodifiedSince: "Mon, 02 Mar 2026 08:59:59 GMT"}, deleted, nil, "modified-since"},
+		{"If-Unmodified-Since the same second, another version in it", Preconditions{IfUnmodifiedSince: "Mon, 02 Mar 2026 09:00:00 GMT"}, current, sameSecond, "modified-since"},
+		{"If-Unmodified-Since the same second, a deletion after another version in it", Preconditions{IfUnmodifiedSince: "Mon, 02 Mar 2026 09:00:00 GMT"}, deleted, versionsAt{updated, updated, updated, updated}, "modified-since"},
+		{"If-Unmodified-Since the same second, version 1", Preconditions{IfUnmodifiedSince: "Mon, 02 Mar 2026 09:00:00 GMT"}, first, versionsAt{}, ""},
+		{"If-Unmodified-Since the same second, the version before unreadable", Preconditions{IfUnmodifiedSince: "Mon, 02 Mar 2026 09:00:00 GMT"}, current, versionsAt{}, "modified-since"},
+		{"If-Unmodified-Since a later second", Preconditions{IfUnmodifiedSince: "Mon, 02 Mar 2026 09:00:01 GMT"}, current, sameSecond, ""},
+		{"If-Unmodified-Since none", Preconditions{IfUnmodifiedSince: "Mon, 02 Mar 2026 08:59:59 GMT"}, nil, nil, ""},
+		{"If-Unmodified-Since with If-Match", Preconditions{IfMatch: `W/"3"`, IfUnmodifiedSince: "Mon, 02 Mar 2026 08:59:59 GMT"}, current, nil, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := tc.pre.parse(false)
 			if err != nil {
 				t.Fatal(err)
 			}
-			err = c.check(tc.latest)
+			versions := tc.versions
+			if versions == nil {
+				versions = earlier
+			}
+			err = c.check(tc.latest, versions)
 			var oe *outcome.Error
 			switch {
 			case tc.rule == "" && err != nil:
@@ -107,7 +134,7 @@ func FuzzPreconditions(f *testing.F) {
 			return
 		}
 		for _, latest := range []*store.Resource{nil, {Version: 2, LastUpdated: time.Now()}, {Version: 3, Deleted: true}} {
-			_ = c.check(latest)
+			_ = c.check(latest, versionsAt{time.Now(), time.Now()})
 		}
 	})
 }

@@ -202,7 +202,7 @@ func (e *Engine) update(tx store.Tx, typ, id string, doc map[string]any, pre con
 	default:
 		return nil, err
 	}
-	if err := pre.check(latest); err != nil {
+	if err := pre.check(latest, tx); err != nil {
 		return nil, err
 	}
 	if exists && !pre.versionAlways {
@@ -286,7 +286,7 @@ func (e *Engine) remove(tx store.Tx, typ, id string, pre conditions, now time.Ti
 	if cur != nil && (err == nil || errors.Is(err, store.ErrGone)) && owns(tx, cur) {
 		latest = cur
 	}
-	if err := pre.check(latest); err != nil {
+	if err := pre.check(latest, tx); err != nil {
 		return nil, err
 	}
 	if !exists {

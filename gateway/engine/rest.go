@@ -279,7 +279,7 @@ func (e *Engine) Update(ctx context.Context, sc *auditlog.Scope, typ, id string,
 		return nil, err
 	}
 	if bid, _ := doc["id"].(string); bid != id {
-		return nil, outcome.New(outcome.Invalid, "invalid", "id-mismatch", "the resource id must equal the id in the URL")
+		return nil, outcome.New(outcome.Invalid, "invalid", "id-mismatch", "the resource id must equal the id in the URL").At(typ + ".id")
 	}
 	// Through the transaction engine, as a create and a patch are: the
 	// same references are rewritten (conditional ones resolved, those on

@@ -444,7 +444,7 @@ func resolveCriteria(en *Entry, l *lookup, claimed map[string]string) error {
 		case pinned != "":
 			if en.bodyID != "" && en.bodyID != pinned {
 				return outcome.New(outcome.Invalid, "invalid", "id-mismatch",
-					"the resource id differs from the id the _id criterion names")
+					"the resource id differs from the id the _id criterion names").At(en.idExpr())
 			}
 			en.id, en.chosen, en.pinned = pinned, true, true
 		case en.method == "PUT" && writableID(en.bodyID):
@@ -462,7 +462,7 @@ func resolveCriteria(en *Entry, l *lookup, claimed map[string]string) error {
 		en.matched = page.Matches[0]
 		if en.method == "PUT" && en.bodyID != "" && en.bodyID != en.matched.ID {
 			return outcome.New(outcome.Invalid, "invalid", "id-mismatch",
-				"the resource id differs from the id of the resource the criteria select")
+				"the resource id differs from the id of the resource the criteria select").At(en.idExpr())
 		}
 		en.id, en.chosen = en.matched.ID, false
 	default:

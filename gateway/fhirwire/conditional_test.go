@@ -5,30 +5,46 @@ import (
 	"time"
 )
 
+// TestNotModified: If-None-Match, else If-Modified-Since as the span of
+// time the date names, against version 3 last updated at 10:00:00.500;
+// sole says whether version 3 is the only one written in the span.
 func TestNotModified(t *testing.T) {
 	lu := time.Date(2026, 3, 2, 10, 0, 0, 500e6, time.UTC)
 	tests := []struct {
 		name        string
 		ifNoneMatch string
-		since       time.Time
+		since       Since
+		sole        bool
 		want        bool
 	}{
-		{"no validators", "", time.Time{}, false},
-		{"weak tag of the version", `W/"3"`, time.Time{}, true},
-		{"strong form of the tag", `"3"`, time.Time{}, true},
-		{"another version", `W/"2"`, time.Time{}, false},
-		{"one of a list", `W/"1", W/"3"`, time.Time{}, true},
-		{"any", `*`, time.Time{}, true},
-		{"a bare number is no entity tag", `3`, time.Time{}, false},
-		{"modified since", "", lu.Add(-time.Second), false},
-		{"not modified since (same second)", "", lu.Truncate(time.Second), true},
-		{"not modified since (later)", "", lu.Add(time.Hour), true},
-		{"If-None-Match wins over If-Modified-Since", `W/"2"`, lu.Add(time.Hour), false},
+		{"no validators", "", Since{}, true, false},
+		{"weak tag of the version", `W/"3"`, Since{}, true, true},
+		{"strong form of the tag", `"3"`, Since{}, true, true},
+		{"another version", `W/"2"`, Since{}, true, false},
+		{"one of a list", `W/"1", W/"3"`, Since{}, true, true},
+		{"any", `*`, Since{}, true, true},
+		{"a bare number is no entity tag", `3`, Since{}, true, false},
+		{"modified since", "", HTTPDate(lu.Add(-time.Second)), true, false},
+		{"the version's own second, the only version in it", "", HTTPDate(lu), true, true},
+		{"the version's own second, another version in it", "", HTTPDate(lu), false, false},
+		{"not modified since (later)", "", HTTPDate(lu.Add(time.Hour)), false, true},
+		{"If-None-Match wins over If-Modified-Since", `W/"2"`, HTTPDate(lu.Add(time.Hour)), true, false},
+		{"an instant's millisecond, the version's", "", InstantSince("2026-03-02T10:00:00.500Z", lu), false, false},
+		{"an instant's millisecond, the version's, the only one", "", InstantSince("2026-03-02T10:00:00.500Z", lu), true, true},
+		{"an instant's millisecond before the version", "", InstantSince("2026-03-02T10:00:00.499Z", lu.Add(-time.Millisecond)), true, false},
+		{"an instant's millisecond after the version", "", InstantSince("2026-03-02T10:00:00.501Z", lu.Add(time.Millisecond)), false, true},
+		{"an instant without a fraction names its second", "", InstantSince("2026-03-02T10:00:00Z", lu.Truncate(time.Second)), false, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := NotModified(tt.ifNoneMatch, tt.since, 3, lu); got != tt.want {
+			asked := false
+			sole := func() bool { asked = true; return tt.sole }
+			if got := NotModified(tt.ifNoneMatch, tt.since, 3, lu, sole); got != tt.want {
 				t.Errorf("NotModified(%q, %v, 3, %v) = %v, want %v", tt.ifNoneMatch, tt.since, lu, got, tt.want)
+			}
+			if asked && tt.since.Compare(lu) != 0 {
+				t.Errorf("NotModified(%q, %v, 3, %v) asked whether the version is the only one in a span it is not in",
+					tt.ifNoneMatch, tt.since, lu)
 			}
 		})
 	}

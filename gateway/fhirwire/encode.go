@@ -246,11 +246,24 @@ func FHIRVersion(mediaType string) (string, bool) {
 // space. JSON is the only format the gateway writes. (Whether its
 // fhirVersion is R4 is FHIRVersion's and R4Version's to tell.)
 func JSONFormat(f string) bool {
+	_, ok := FormatMediaType(f)
+	return ok
+}
+
+// FormatMediaType is the media type of an answer asked for with the
+// _format value f, when f asks for JSON (JSONFormat): the generic JSON
+// type the client named (application/json, text/json: http.html#mime,
+// "the server SHOULD respond with the requested mime type"), else
+// application/fhir+json (json, application/fhir+json and the older
+// application/json+fhir).
+func FormatMediaType(f string) (string, bool) {
 	mt, _, _ := strings.Cut(f, ";")
 	mt = strings.ReplaceAll(strings.ToLower(strings.TrimSpace(mt)), " ", "+")
 	switch mt {
-	case "json", "application/json", "application/fhir+json", "application/json+fhir":
-		return true
+	case "json", "application/fhir+json", "application/json+fhir":
+		return "application/fhir+json", true
+	case "application/json", "text/json":
+		return mt, true
 	}
-	return false
+	return "", false
 }

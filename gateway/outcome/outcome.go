@@ -299,8 +299,11 @@ func PrefixExpr(prefix, expr string) string {
 }
 
 // Resource renders issues as a FHIR OperationOutcome: one issue per problem,
-// the rule id in details.coding, the JSON pointer in location and the path in
-// expression.
+// the rule id in details.coding, the message in details.text and again in
+// diagnostics, the JSON pointer in location and the path in expression.
+// The message is in diagnostics too because clients built on HAPI FHIR
+// show only that (OperationOutcomeUtil.getFirstIssueDetails); it is the
+// same text, which never quotes request content.
 func Resource(issues []Issue) fhir.OperationOutcome {
 	oo := fhir.OperationOutcome{Issue: make([]fhir.OperationOutcomeIssue, 0, len(issues))}
 	for _, i := range issues {
@@ -311,6 +314,9 @@ func Resource(issues []Issue) fhir.OperationOutcome {
 				Coding: []fhir.Coding{{System: ptr(RuleSystem), Code: ptr(i.Rule)}},
 				Text:   ptr(i.Message),
 			},
+		}
+		if i.Message != "" {
+			oi.Diagnostics = ptr(i.Message)
 		}
 		if i.Pointer != "" {
 			oi.Location = []string{i.Pointer}
@@ -323,11 +329,12 @@ func Resource(issues []Issue) fhir.OperationOutcome {
 	return oo
 }
 
-// Information returns a one-issue OperationOutcome saying all is well.
+// Information returns a one-issue OperationOutcome saying all is well,
+// msg in details.text and diagnostics (as Resource).
 func Information(msg string) fhir.OperationOutcome {
 	return fhir.OperationOutcome{Issue: []fhir.OperationOutcomeIssue{{
 		Severity: fhir.IssueSeverityInformation, Code: fhir.IssueTypeInformational,
-		Details: &fhir.CodeableConcept{Text: ptr(msg)},
+		Details: &fhir.CodeableConcept{Text: ptr(msg)}, Diagnostics: ptr(msg),
 	}}}
 }
 
