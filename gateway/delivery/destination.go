@@ -132,8 +132,15 @@ func (d Destination) AcceptsTenant(tenant string) bool {
 // Accepts reports whether a record of kind from source goes to d. The
 // storage side calls it when enqueueing.
 func (d Destination) Accepts(kind, source string) bool {
-	return (len(d.Filter.Kinds) == 0 || slices.Contains(d.Filter.Kinds, kind)) &&
-		(len(d.Filter.Sources) == 0 || slices.Contains(d.Filter.Sources, source))
+	return d.acceptsKind(kind) && d.acceptsSource(source)
+}
+
+func (d Destination) acceptsKind(kind string) bool {
+	return len(d.Filter.Kinds) == 0 || slices.Contains(d.Filter.Kinds, kind)
+}
+
+func (d Destination) acceptsSource(source string) bool {
+	return len(d.Filter.Sources) == 0 || slices.Contains(d.Filter.Sources, source)
 }
 
 // Defaults.

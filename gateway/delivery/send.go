@@ -40,9 +40,16 @@ type Result struct {
 	DestinationWide bool
 	// Mode is the mode the attempt ended in (after fallbacks).
 	Mode Mode
+	// NotSent marks an attempt that ended before any request left: the
+	// destination's filter refused the record, or it had nothing to send.
+	// Nothing was disclosed, so it has no AuditEvent of a transmission.
+	NotSent bool
 }
 
 func deadResult(reason string) Result { return Result{Outcome: OutcomeDead, Error: reason} }
+
+// notSent is the dead letter of an attempt that sent nothing.
+func notSent(reason string) Result { return Result{Outcome: OutcomeDead, Error: reason, NotSent: true} }
 
 func netResult(err error) Result {
 	ne := describe(err)

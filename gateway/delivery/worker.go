@@ -496,7 +496,7 @@ func (d *destWorker) attempt(ctx context.Context, it *store.OutboxItem) {
 	outcome := map[string]string{store.StatusDone: OutcomeDone, store.StatusPending: OutcomeRetry, store.StatusDead: OutcomeDead}[status]
 	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer ccancel()
-	if o.Audit != nil {
+	if o.Audit != nil && !res.NotSent { // nothing left, nothing disclosed: no transmission to audit
 		if err := o.Audit(cctx, it, a, outcome); err != nil {
 			end(outcome)
 			o.Logger.Error("delivery: the attempt's AuditEvent could not be written; the record is sent again when its lease ends",
@@ -545,20 +545,22 @@ func (d *destWorker) send(ctx context.Context, it *store.OutboxItem) (res Result
 			res = Result{Outcome: OutcomeRetry, Error: "internal error (panic)"}
 		}
 	}()
+	// The destination's filter may have changed since the record was
+	// queued: a clinic, kind or source taken off a destination has none of
+	// its records sent there. Each refusal names the filter's field.
 	switch {
-	case !d.dest.Accepts(it.Kind, it.Source):
-		return deadResult("the destination's filter does not accept this record")
+	case !d.dest.acceptsKind(it.Kind):
+		return notSent("not sent: the destination's filter.kinds does not accept this record's kind")
+	case !d.dest.acceptsSource(it.Source):
+		return notSent("not sent: the destination's filter.sources does not accept this record's source")
 	case !d.dest.AcceptsTenant(it.Tenant):
-		// The destination's tenants changed since it was queued: a
-		// clinic taken off a destination has none of its records sent
-		// there.
-		return deadResult("the destination's filter does not accept this record's tenant")
+		return notSent("not sent: the destination's filter.tenants does not accept this record's tenant")
 	case len(it.Payload) == 0 && strings.HasPrefix(it.LastError, store.Refused):
 		// Refused as its record was stored (and put back by hand): the
 		// reason stands.
-		return deadResult(it.LastError)
+		return notSent(it.LastError)
 	case len(it.Payload) == 0:
-		return deadResult("empty payload")
+		return notSent("not sent: empty payload")
 	}
 	return d.client.Deliver(ctx, it.Payload, d.mode())
 }

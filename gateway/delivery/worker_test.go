@@ -943,25 +943,43 @@ func TestRefusedWhenStoredStaysDead(t *testing.T) {
 	})
 }
 
-// TestTenantTakenOffIsNotSent: a delivery queued while its record's tenant
-// was among the destination's filter.tenants, and pending when the
-// destination no longer lists it (the configuration changed), is not sent
-// there: it is a dead letter saying why, as for the kind and source
-// filters.
-func TestTenantTakenOffIsNotSent(t *testing.T) {
-	ehr := newStubEHR(t)
-	d := testDest("ehr", ehr.base())
-	d.Filter.Tenants = []string{"clinic-b"}
-	h := newHarness(t, []Destination{d}, nil)
-	it := &store.OutboxItem{Destination: "ehr", OrderKey: "k", Patient: "P", Kind: "session", Source: "clinic",
-		Tenant: "clinic-a", RecordID: "k", Version: "1", Payload: sessionBundle("P-1", "S-1", "completed", false), NextAttempt: h.clock.Now(), Created: h.clock.Now()}
-	if err := h.outbox.Enqueue(it); err != nil {
-		t.Fatal(err)
-	}
-	h.run()
-	wantAttempt(t, h.next(), 1, store.StatusDead, 0, "the destination's filter does not accept this record's tenant")
-	if n := ehr.count("Patient") + ehr.count("Procedure"); n != 0 {
-		t.Errorf("the EHR received %d resources", n)
+// TestFilterTakenOffIsNotSent: a delivery queued while the destination's
+// filter accepted its record, and pending when the filter no longer does
+// (the configuration changed), is not sent there: it is a dead letter
+// naming the filter's field that refused it, and, as nothing was sent, it
+// has no AuditEvent of a transmission (probe p10 F13: it was audited as an
+// export with an invented HTTP 502).
+func TestFilterTakenOffIsNotSent(t *testing.T) {
+	for _, tc := range []struct {
+		field  string
+		filter Filter
+	}{
+		{"tenants", Filter{Tenants: []string{"clinic-b"}}},
+		{"kinds", Filter{Kinds: []string{"assessment"}}},
+		{"sources", Filter{Sources: []string{"other-clinic"}}},
+	} {
+		t.Run(tc.field, func(t *testing.T) {
+			ehr := newStubEHR(t)
+			d := testDest("ehr", ehr.base())
+			d.Filter = tc.filter
+			var audited atomic.Int32
+			h := newHarness(t, []Destination{d}, func(o *WorkerOptions) {
+				o.Audit = func(context.Context, *store.OutboxItem, *store.Attempt, string) error { audited.Add(1); return nil }
+			})
+			it := &store.OutboxItem{Destination: "ehr", OrderKey: "k", Patient: "P", Kind: "session", Source: "clinic",
+				Tenant: "clinic-a", RecordID: "k", Version: "1", Payload: sessionBundle("P-1", "S-1", "completed", false), NextAttempt: h.clock.Now(), Created: h.clock.Now()}
+			if err := h.outbox.Enqueue(it); err != nil {
+				t.Fatal(err)
+			}
+			h.run()
+			wantAttempt(t, h.next(), 1, store.StatusDead, 0, "not sent: the destination's filter."+tc.field+" does not accept")
+			if n := ehr.count("Patient") + ehr.count("Procedure"); n != 0 {
+				t.Errorf("the EHR received %d resources", n)
+			}
+			if n := audited.Load(); n != 0 {
+				t.Errorf("%d AuditEvents of a transmission for an attempt that sent nothing", n)
+			}
+		})
 	}
 }
 
