@@ -156,7 +156,15 @@ type destWorker struct {
 	hold       time.Time      // no claims before (destination-wide failure)
 	holdSet    time.Time      // when the current round of failures bumped streak
 	streak     int            // consecutive rounds of destination-wide failures
+	failing    int            // consecutive attempts that failed but were retried (500s, timeouts), no success between
 }
+
+// failingWarnEvery is how many consecutive failed attempts to one
+// destination (each retried: a 500, a timeout) make a warning: such
+// failures do not hold the destination, and each record's retry is
+// logged at INFO, so an EHR that fails everything would otherwise show
+// at WARN only when its records become dead letters, hours later.
+const failingWarnEvery = 10
 
 // NewWorker validates the destinations (unique names), builds their
 // clients and returns a Worker; nothing runs until Run.
@@ -620,6 +628,19 @@ func (d *destWorker) track(res Result, start, now time.Time) {
 	log := d.w.opts.Logger
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	switch {
+	case res.Outcome == OutcomeDone:
+		if d.failing >= failingWarnEvery {
+			log.Info("delivery: destination answering again", "destination", d.dest.Name, "failed_attempts", d.failing)
+		}
+		d.failing = 0
+	case res.Outcome == OutcomeRetry && !res.DestinationWide:
+		d.failing++
+		if d.failing%failingWarnEvery == 0 {
+			log.Warn("delivery: destination failing", "destination", d.dest.Name, "consecutive_failures", d.failing,
+				"http_status", res.HTTPStatus, "error", res.Error)
+		}
+	}
 	switch {
 	case res.Outcome == OutcomeDone || (!res.DestinationWide && d.streak > 0 && start.After(d.holdSet)):
 		// A success, or any other answer to an attempt made after the hold

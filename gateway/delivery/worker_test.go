@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -1046,5 +1047,40 @@ func TestAttemptAuditedBeforeRecorded(t *testing.T) {
 	want := []string{"attempt 1 done, 0 recorded before (<nil>)", "attempt 1 done, 0 recorded before (<nil>)"}
 	if !slices.Equal(audited, want) || posts.Load() != 2 || len(attempts) != 1 {
 		t.Errorf("audited %q, %d sent, %d attempts recorded; want %q, 2 sent (the first attempt's AuditEvent failed), 1 recorded", audited, posts.Load(), len(attempts), want)
+	}
+}
+
+// TestFailingDestinationWarns: an EHR that fails every attempt with an
+// answer that does not hold the destination (a 500, a timeout) is a
+// warning every failingWarnEvery consecutive failures, naming the
+// destination and the last failure, and its recovery is logged (probe
+// p10 F5: only INFO retry lines for hours).
+func TestFailingDestinationWarns(t *testing.T) {
+	var buf bytes.Buffer
+	d := &destWorker{w: &Worker{opts: WorkerOptions{Logger: slog.New(slog.NewJSONHandler(&buf, nil))}}, dest: Destination{Name: "ehr"}}
+	now := time.Now()
+	fail := Result{Outcome: OutcomeRetry, HTTPStatus: 500, Error: "http 500 (exception)"}
+	for range failingWarnEvery - 1 {
+		d.track(fail, now, now)
+	}
+	d.track(Result{Outcome: OutcomeDead, HTTPStatus: 422}, now, now) // a record's own refusal: neither
+	if strings.Contains(buf.String(), "destination failing") {
+		t.Fatalf("warned before %d failures:\n%s", failingWarnEvery, buf.String())
+	}
+	d.track(fail, now, now)
+	warn := buf.String()
+	if !strings.Contains(warn, `"level":"WARN","msg":"delivery: destination failing","destination":"ehr","consecutive_failures":10,"http_status":500`) {
+		t.Fatalf("no warning after %d failures:\n%s", failingWarnEvery, warn)
+	}
+	d.track(Result{Outcome: OutcomeDone, HTTPStatus: 200}, now, now)
+	if !strings.Contains(buf.String(), `"msg":"delivery: destination answering again","destination":"ehr","failed_attempts":10`) {
+		t.Errorf("the recovery is not logged:\n%s", buf.String())
+	}
+	buf.Reset()
+	for range failingWarnEvery - 1 {
+		d.track(fail, now, now)
+	}
+	if strings.Contains(buf.String(), "destination failing") {
+		t.Errorf("the count did not start again after a success:\n%s", buf.String())
 	}
 }
