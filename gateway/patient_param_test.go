@@ -28,7 +28,7 @@ func TestPatientParamIsWhoseRecord(t *testing.T) {
 	put("Goal/g1", `{"resourceType":"Goal","id":"g1","lifecycleStatus":"active",
 		"description":{"text":"reduce self-harm episodes"},
 		"subject":{"reference":"Patient/child"},"expressedBy":{"reference":"Patient/mother"}}`)
-	put("AllergyIntolerance/a1", `{"resourceType":"AllergyIntolerance","id":"a1","code":{"text":"peanut"},
+	put("AllergyIntolerance/a1", `{"resourceType":"AllergyIntolerance","id":"a1","code":{"text":"peanut"},"clinicalStatus":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical","code":"active"}]},
 		"patient":{"reference":"Patient/child"},"asserter":{"reference":"Patient/mother"}}`)
 
 	total := func(t *testing.T, target string) float64 {
