@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
@@ -240,6 +242,42 @@ func (p *plan) resource(s *step) (json.RawMessage, error) {
 		return nil, fmt.Errorf("payload entry %d: %w", s.index, err)
 	}
 	return out, nil
+}
+
+// partial is r, a failure of a batch or single delivery while sending
+// failed (the entries of the request that failed), with the record of
+// what the EHR did before: when an earlier request had entries answered,
+// r's Body becomes the responseBundle of every entry answered so far
+// (location, status, and the outcome of a failing entry), the failed
+// request's entries that the EHR answered as a whole carrying its status
+// and answer, and the entries never sent none. In batch and single mode
+// the EHR keeps what it stored before a failure, so the dead letter or
+// retry must show it (probe p10 F6: only the failing entry's answer was
+// kept). A failure of the first request keeps the EHR's answer as it is.
+func (p *plan) partial(r Result, failed []*step) Result {
+	answered := false
+	for _, s := range p.steps {
+		if s.entry.Response != nil && !slices.Contains(failed, s) {
+			answered = true
+			break
+		}
+	}
+	if !answered {
+		return r
+	}
+	if r.HTTPStatus != 0 {
+		var outcome json.RawMessage
+		if json.Valid(r.Body) && bytes.HasPrefix(bytes.TrimSpace(r.Body), []byte("{")) {
+			outcome = r.Body
+		}
+		for _, s := range failed {
+			if s.entry.Response == nil {
+				s.entry.Response = &fhirwire.Response{Status: strconv.Itoa(r.HTTPStatus) + " " + http.StatusText(r.HTTPStatus), Outcome: outcome}
+			}
+		}
+	}
+	r.Body = p.responseBundle()
+	return r
 }
 
 // responseBundle is the transaction-response-like record of a batch or

@@ -198,7 +198,7 @@ func (c *Client) sendBatches(ctx context.Context, p *plan) Result {
 				n = min(n, size)
 			}
 			if r := c.sendBatch(ctx, p, wave[start:start+n]); r.Outcome != OutcomeDone {
-				return r
+				return p.partial(r, wave[start:start+n])
 			}
 			start += n
 		}
@@ -263,7 +263,7 @@ func (c *Client) sendSingles(ctx context.Context, p *plan) Result {
 	for _, wave := range p.waves {
 		for _, s := range wave {
 			if r := c.sendSingle(ctx, p, s); r != nil {
-				return *r
+				return p.partial(*r, []*step{s})
 			}
 		}
 	}

@@ -342,3 +342,57 @@ func TestBadPayloadIsDead(t *testing.T) {
 		t.Fatalf("%d requests for bad payloads", n)
 	}
 }
+
+// TestPartialDeliveryRecorded: in batch and single mode the EHR keeps what
+// it stored before a request failed; the attempt records it: every entry
+// answered so far with its status and location, the failed request's
+// entries with the EHR's status and answer (probe p10 F6: only the
+// failing entry's OperationOutcome was kept, so a dead letter read as
+// "nothing reached the EHR").
+func TestPartialDeliveryRecorded(t *testing.T) {
+	for _, mode := range []Mode{ModeBatch, ModeSingle} {
+		t.Run(string(mode), func(t *testing.T) {
+			ehr := newStubEHR(t)
+			ehr.intercept = func(n int, w http.ResponseWriter, r *http.Request, body []byte) bool {
+				if n != 1 {
+					return false
+				}
+				writeJSON(w, http.StatusBadRequest, outcome("invalid", "Procedure.code: unknown code"))
+				return true
+			}
+			d := testDest("ehr", ehr.base())
+			d.Mode = mode
+			h := newHarness(t, []Destination{d}, nil)
+			h.enqueue("ehr", "k", sessionBundle("P-1", "S-1", "completed", false))
+			h.run()
+			ev := h.next()
+			if ev.Status != store.StatusDead {
+				t.Fatalf("%s: %q, want a dead letter", ev.Status, ev.A.Error)
+			}
+			var rb fhirwire.Bundle
+			if err := json.Unmarshal(ev.A.Outcome, &rb); err != nil || rb.Type != "transaction-response" {
+				t.Fatalf("the attempt's answer is not the record of the entries: %v %s", err, ev.A.Outcome)
+			}
+			var stored, failed, unsent int
+			for _, e := range rb.Entry {
+				switch {
+				case e.Response == nil:
+					unsent++
+				case strings.HasPrefix(e.Response.Status, "201") || strings.HasPrefix(e.Response.Status, "200"):
+					if e.Response.Location == "" {
+						t.Errorf("an entry the EHR stored has no location: %+v", e.Response)
+					}
+					stored++
+				case strings.HasPrefix(e.Response.Status, "400"):
+					if !strings.Contains(string(e.Response.Outcome), "unknown code") {
+						t.Errorf("the failed entry lacks the EHR's answer: %s", e.Response.Outcome)
+					}
+					failed++
+				}
+			}
+			if stored != 1 || failed == 0 {
+				t.Errorf("%d entries recorded stored, %d failed, %d unsent; want the Patient stored and the failed request's entries", stored, failed, unsent)
+			}
+		})
+	}
+}
