@@ -252,7 +252,6 @@ func GatewayRules() []Rule {
 		{"import-empty", "The import holds no record."},
 		{"import-not-ndjson", "The import is not NDJSON (one JSON record per line)."},
 		{"import-too-large", "The import exceeds the size limit."},
-		{"patient.demographics-not-applied", "A warning, the record being stored: the patient's name, birth date or gender differ from the Patient the gateway holds for the patient id, which keeps the first record's (only an MRN added or changed updates it); update the Patient through the FHIR API to correct it."},
 		{"import-record-too-large", "A line of the import exceeds the record size limit."},
 		{"job-unknown", "No such job."},
 		{"job-cancelled", "The job was cancelled: its status URL answers 404 with what it did before it stopped (an import's counts), until it expires."},
