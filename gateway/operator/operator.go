@@ -6,11 +6,11 @@
 package operator
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -75,6 +75,22 @@ type AttemptView struct {
 	AnswerType string `json:"ehrResponseContentType,omitempty"`
 }
 
+// sniffType guesses the media type of an answer that is not JSON from its
+// first bytes (the attempt does not keep the answer's Content-Type): an
+// HTML page (a proxy's error page), XML, text, or bytes.
+func sniffType(b []byte) string {
+	head := bytes.ToLower(bytes.TrimSpace(b[:min(len(b), 512)]))
+	switch {
+	case bytes.HasPrefix(head, []byte("<!doctype html")) || bytes.HasPrefix(head, []byte("<html")):
+		return "text/html; charset=utf-8"
+	case bytes.HasPrefix(head, []byte("<")):
+		return "text/xml; charset=utf-8"
+	case utf8.Valid(b[:max(0, len(b)-utf8.UTFMax+1)]): // an answer cut at a byte may end inside a character
+		return "text/plain; charset=utf-8"
+	}
+	return "application/octet-stream"
+}
+
 // maxAnswer is the most of an answer an attempt records (delivery.MaxOutcome).
 const maxAnswer = 64 << 10
 
@@ -85,7 +101,7 @@ func (av *AttemptView) setAnswer(raw []byte, withPayload bool) {
 	switch {
 	case len(raw) == 0:
 	case !json.Valid(raw):
-		av.AnswerType = http.DetectContentType(raw)
+		av.AnswerType = sniffType(raw)
 		what := fmt.Sprintf("the EHR's answer (%d bytes, %s) is not JSON", len(raw), av.AnswerType)
 		if len(raw) >= maxAnswer {
 			what = fmt.Sprintf("the EHR's answer was cut at the %d KiB an attempt records and is no longer JSON", maxAnswer>>10)
