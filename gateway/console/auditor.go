@@ -10,10 +10,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/internal/text"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 )
 
@@ -96,7 +96,7 @@ func searchDate(v string) string {
 // plainText reports whether a form value is short text without control
 // characters.
 func plainText(v string) bool {
-	return len(v) <= 200 && !strings.ContainsFunc(v, unicode.IsControl)
+	return text.OneLine(v, 200)
 }
 
 // validate returns a message per malformed field (the field's label, what

@@ -15,9 +15,9 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/internal/text"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
@@ -367,7 +367,7 @@ func CheckCancelReason(reason string) error {
 	if strings.TrimSpace(reason) == "" {
 		return errCancelReasonMissing
 	}
-	if utf8.RuneCountInString(reason) > MaxCancelReason || strings.ContainsFunc(reason, unicode.IsControl) {
+	if !text.OneLine(reason, MaxCancelReason) {
 		return errCancelReasonInvalid
 	}
 	return nil

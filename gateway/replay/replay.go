@@ -29,13 +29,12 @@ import (
 	"sort"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/internal/ordered"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/internal/text"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/jobs"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
@@ -295,7 +294,7 @@ func CheckReason(opts Options) error {
 	if opts.Apply && strings.TrimSpace(opts.Reason) == "" {
 		return errReasonMissing
 	}
-	if utf8.RuneCountInString(opts.Reason) > MaxReason || strings.ContainsFunc(opts.Reason, unicode.IsControl) {
+	if !text.OneLine(opts.Reason, MaxReason) {
 		return errReasonInvalid
 	}
 	return nil
