@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
@@ -324,7 +325,18 @@ func (c *Client) redirectTarget(h http.Header) string {
 	if err != nil || u.Host == "" {
 		return ""
 	}
-	to := (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String()
+	// The base only: a resource's URL (…/Patient/<id>, the Location of a
+	// single-mode write) ends at its type, so no id reaches the error or
+	// the log. FHIR types start with a capital; base paths do not.
+	segs := strings.Split(u.Path, "/")
+	for i, seg := range segs {
+		if seg != "" && seg[0] >= 'A' && seg[0] <= 'Z' {
+			segs = segs[:i]
+			break
+		}
+	}
+	path := strings.Join(segs, "/")
+	to := (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: path}).String()
 	if len(to) > 200 {
 		to = to[:200] + "..."
 	}
