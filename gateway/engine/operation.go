@@ -394,6 +394,9 @@ func (e *Engine) writableIssues(ctx context.Context, sc *auditlog.Scope, typ, id
 	if err := clientWritableAt(typ, id); err != nil {
 		return asIssues(err), nil
 	}
+	if !del && typ != "Provenance" {
+		return nil, nil // an update of any other type is decided without the stored version
+	}
 	cur, err := e.reader(sc, reads{}).Read(ctx, typ, id)
 	switch {
 	case errors.Is(err, store.ErrGone) && del:
