@@ -93,7 +93,7 @@ func PatientReferences(rt string, resource map[string]any) []string {
 	}
 	param, _ := ReferenceRows(rt, name)
 	var out []string
-	for _, e := range Extract(rt, resource) {
+	for _, e := range extractParam(rt, param, resource) { // this runs for every search match: one parameter only
 		if e.Param == param && e.Type == TypeReference && e.RefType == "Patient" && e.RefID != "" {
 			out = append(out, "Patient/"+e.RefID)
 		}

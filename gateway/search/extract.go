@@ -90,7 +90,21 @@ const IndexVersion = 7
 //     Lookup) walks the whole resource for Reference objects pointing to a
 //     Patient.
 func Extract(resourceType string, resource map[string]any) []Entry {
-	ds := defs(resourceType)
+	return extractDefs(defs(resourceType), resource)
+}
+
+// extractParam is Extract of the one parameter name of resourceType.
+func extractParam(resourceType, name string, resource map[string]any) []Entry {
+	for _, d := range defs(resourceType) {
+		if d.name == name {
+			return extractDefs([]def{d}, resource)
+		}
+	}
+	return nil
+}
+
+// extractDefs extracts the index entries of the parameters ds.
+func extractDefs(ds []def, resource map[string]any) []Entry {
 	if ds == nil || resource == nil {
 		return nil
 	}
