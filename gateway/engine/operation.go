@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -190,7 +191,7 @@ func validateQuery(q url.Values) (*validateInput, error) {
 // parameter, a parameter given twice or a value of another type is
 // Invalid naming the element.
 func (in *validateInput) parameters(body []byte) error {
-	if len(strings.TrimSpace(string(body))) == 0 {
+	if len(bytes.TrimSpace(body)) == 0 {
 		return nil
 	}
 	in.resource = body
