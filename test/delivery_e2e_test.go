@@ -1,6 +1,7 @@
 package test
 
 import (
+	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -96,6 +97,21 @@ func TestDeliveryClaimRecovery(t *testing.T) {
 	}
 	if _, maxCreates, _ := ehr.stats(); maxCreates != 1 {
 		t.Errorf("a resource was created %d times at the EHR, want once", maxCreates)
+	}
+	// The killed gateway's attempt reached the EHR: the second gateway
+	// records it, as interrupted, and audits it before it sends again, so
+	// the outbox and the audit trail count both transmissions (p10 F3).
+	_, _, list := doReq(t, "GET", g2.base+"/admin/deliveries", "")
+	id := list["deliveries"].([]any)[0].(map[string]any)["id"].(string)
+	_, _, one := doReq(t, "GET", g2.base+"/admin/deliveries/"+id, "")
+	history, _ := one["attemptHistory"].([]any)
+	if len(history) != 2 || !strings.HasPrefix(fmt.Sprint(history[0].(map[string]any)["error"]), "interrupted: ") {
+		t.Errorf("attempt history = %v, want the interrupted attempt, then the delivery", one["attemptHistory"])
+	}
+	q := url.Values{"subtype": {"delivery-send"}, "entity:identifier": {"https://ketamine-gateway.org/fhir/sid/delivery|" + id}, "_sort": {"date"}}
+	_, _, sent := doReq(t, "GET", g2.base+"/fhir/AuditEvent?"+q.Encode(), "")
+	if entries, _ := sent["entry"].([]any); len(entries) != 2 {
+		t.Errorf("%d delivery-send AuditEvents, want 2 (the interrupted attempt's and the delivery's)", len(entries))
 	}
 }
 

@@ -18,7 +18,9 @@ type Sent struct {
 	Item *store.OutboxItem
 	// Attempt is the attempt, as recorded.
 	Attempt *store.Attempt
-	// Outcome is the worker's verdict: "done", "retry" or "dead".
+	// Outcome is the worker's verdict: "done", "retry", "dead" or
+	// "interrupted" (an attempt whose worker stopped before recording it,
+	// recorded by the next: it may have been delivered).
 	Outcome string
 }
 
@@ -30,7 +32,8 @@ type Sent struct {
 // status (502 for an attempt without an answer) and the attempt's trace.
 // The delivery worker calls it before it records the attempt, so that no
 // transmission the outbox records lacks its AuditEvent (a crash in between
-// sends the record again, audited again). base is the deployment's
+// sends the record again, audited again; a crash during the send leaves an
+// attempt the next worker records and audits as interrupted). base is the deployment's
 // identifier namespace. No content of the record is read or written.
 func (l *Log) AppendSent(ctx context.Context, st store.Store, base string, s Sent) error {
 	if l.disabled {
@@ -45,7 +48,8 @@ func (l *Log) AppendSent(ctx context.Context, st store.Store, base string, s Sen
 		return err
 	}
 	sc.NameIn(it.Tenant, nameDestination(s.Destination))
-	verdict := map[string]string{"done": "delivered", "retry": "not delivered, to be retried", "dead": "not delivered, a dead letter"}[s.Outcome]
+	verdict := map[string]string{"done": "delivered", "retry": "not delivered, to be retried", "dead": "not delivered, a dead letter",
+		"interrupted": "interrupted: the gateway stopped, or could not record it, before its answer was recorded; the EHR may have received the record, which is sent again"}[s.Outcome]
 	if verdict == "" {
 		verdict = s.Outcome
 	}
@@ -54,7 +58,7 @@ func (l *Log) AppendSent(ctx context.Context, st store.Store, base string, s Sen
 		status = 502 // Bad Gateway: no answer, or one the worker did not take (auditlog knows no HTTP)
 	}
 	sc.Description = fmt.Sprintf("delivery %s to %s: attempt %d: %s", s.Delivery, s.Destination, a.N, verdict)
-	if s.Outcome != "done" && a.Error != "" {
+	if s.Outcome != "done" && s.Outcome != "interrupted" && a.Error != "" {
 		sc.Description += " (" + a.Error + ")" // PHI-free: "http 503", "timeout", ...
 	}
 	return l.Append(sc, status)

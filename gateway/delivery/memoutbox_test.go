@@ -139,6 +139,9 @@ func (m *memoryOutbox) Claim(ctx context.Context, destination string, now time.T
 		if mi == nil || mi.gen != e.gen {
 			continue // superseded
 		}
+		if mi.item.Status == store.StatusInFlight { // its lease ended (the heap entry is the lease's end)
+			mi.item.LastError, mi.item.NextAttempt = store.LeaseEnded, mi.item.Updated
+		}
 		mi.item.Status = store.StatusInFlight
 		mi.item.Updated = now
 		mi.leaseUntil = now.Add(lease)

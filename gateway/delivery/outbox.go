@@ -27,6 +27,10 @@ type Outbox interface {
 	//     smaller ID is pending (due or not) or in flight (lease ended or
 	//     not). Done and dead items never block.
 	//
+	// An in-flight item whose lease ended is returned with LastError
+	// store.LeaseEnded and NextAttempt the time of the claim that lapsed
+	// (the worker records that attempt: it may have been sent).
+	//
 	// So at most one item per order key is in flight, and it is the
 	// earliest live one. Claim uses the now it is given, not the
 	// database's clock, and does not change Attempts. Any order of the

@@ -19,7 +19,15 @@ const (
 	OutcomeDone  = "done"
 	OutcomeRetry = "retry"
 	OutcomeDead  = "dead"
+	// OutcomeInterrupted is an attempt whose worker stopped (or could not
+	// record it) before its answer was recorded: the destination may have
+	// received the record. It is recorded, and audited, when the item is
+	// claimed again, before the record is sent again.
+	OutcomeInterrupted = "interrupted"
 )
+
+// interruptedError is the Error of an interrupted attempt's row.
+const interruptedError = "interrupted: the gateway stopped during this attempt, or could not record it; the EHR may have received the record, which is sent again"
 
 // Result is the classified outcome of one delivery attempt.
 type Result struct {

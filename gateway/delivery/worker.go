@@ -52,12 +52,18 @@ type WorkerOptions struct {
 	// WrapTransport wraps every destination's HTTP transport.
 	WrapTransport func(http.RoundTripper) http.RoundTripper
 	// Audit, when set, makes an attempt's AuditEvent durable (it is told
-	// the outcome: OutcomeDone, OutcomeRetry or OutcomeDead). The worker
-	// calls it after the attempt and before recording it, so that every
-	// transmission the outbox records has its AuditEvent; when it fails,
-	// the attempt is not recorded and the item is sent again once its
-	// lease ends (and audited then).
+	// the outcome: OutcomeDone, OutcomeRetry, OutcomeDead or
+	// OutcomeInterrupted). The worker calls it after the attempt and
+	// before recording it, so that every transmission the outbox records
+	// has its AuditEvent. When it fails, it is called again, and so is a
+	// failed recording, for up to RecordRetry (the item's lease renewed
+	// meanwhile); past that, or when the worker stops, the attempt is not
+	// recorded, and the worker that claims the item after its lease ends
+	// records and audits it as interrupted before sending again.
 	Audit func(ctx context.Context, it *store.OutboxItem, a *store.Attempt, outcome string) error
+	// RecordRetry is how long an attempt's AuditEvent and attempt row are
+	// retried when the database fails (locked, unreachable): default 2m.
+	RecordRetry time.Duration
 	// DeliveryID names an outbox item in log lines as operators name the
 	// delivery (operator.IDs.Encode: the public id the admin API, the
 	// console and the CLI show); default: the row's number.
@@ -116,6 +122,7 @@ func (o *WorkerOptions) setDefaults() {
 	def(&o.CapabilityInterval, time.Hour)
 	def(&o.BacklogInterval, 30*time.Second)
 	def(&o.DrainTimeout, 30*time.Second)
+	def(&o.RecordRetry, 2*time.Minute)
 	if o.MaxAttempts == 0 {
 		o.MaxAttempts = 50
 	}
@@ -477,6 +484,11 @@ func (d *destWorker) attempt(ctx context.Context, it *store.OutboxItem) {
 		d.inflight.Add(-1)
 		signal(d.wake)
 	}()
+	if strings.HasPrefix(it.LastError, store.LeaseEnded) {
+		d.interrupted(ctx, it)
+		return
+	}
+	stop := ctx // ends only when the worker stops and its drain is over
 	ctx, cancel := context.WithTimeout(ctx, d.itemTimeout)
 	defer cancel()
 	end := func(string) {}
@@ -502,18 +514,16 @@ func (d *destWorker) attempt(ctx context.Context, it *store.OutboxItem) {
 	}
 	d.track(res, start, now)
 	outcome := map[string]string{store.StatusDone: OutcomeDone, store.StatusPending: OutcomeRetry, store.StatusDead: OutcomeDead}[status]
-	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer ccancel()
+	cctx := context.WithoutCancel(ctx)
 	if o.Audit != nil && !res.NotSent { // nothing left, nothing disclosed: no transmission to audit
-		if err := o.Audit(cctx, it, a, outcome); err != nil {
+		if err := d.persist(cctx, stop, it, a.N, "AuditEvent", func(ctx context.Context) error { return o.Audit(ctx, it, a, outcome) }); err != nil {
 			end(outcome)
-			o.Logger.Error("delivery: the attempt's AuditEvent could not be written; the record is sent again when its lease ends",
+			o.Logger.Error("delivery: the attempt's AuditEvent could not be written; the record is sent again when its lease ends, and this attempt recorded as interrupted",
 				"destination", d.dest.Name, "delivery", o.DeliveryID(it.ID), "attempt", a.N, "error", err)
 			return
 		}
 	}
-	err := d.w.outbox.Complete(cctx, a, status, next)
-	ccancel()
+	err := d.persist(cctx, stop, it, a.N, "attempt", func(ctx context.Context) error { return d.w.outbox.Complete(ctx, a, status, next) })
 	end(outcome)
 	if o.Observer != nil {
 		o.Observer.OnAttempt(d.dest.Name, outcome, a.Duration)
@@ -541,6 +551,69 @@ func (d *destWorker) attempt(ctx context.Context, it *store.OutboxItem) {
 		// The item stays in flight until its lease ends, then is re-sent
 		// (idempotently).
 		o.Logger.Error("delivery: recording the attempt failed", "destination", d.dest.Name, "delivery", o.DeliveryID(it.ID), "error", err)
+	}
+}
+
+// interrupted records, and audits, the attempt of a worker that stopped
+// (or could not record it) while it was claimed: the destination may have
+// received the record. The item is then pending and due, so the worker's
+// loop claims it again at once and sends it; were it sent now, two
+// attempts would share one claim.
+func (d *destWorker) interrupted(ctx context.Context, it *store.OutboxItem) {
+	o := &d.w.opts
+	a := &store.Attempt{ItemID: it.ID, N: it.Attempts + 1, At: it.NextAttempt, Error: interruptedError, TraceID: it.TraceID}
+	cctx := context.WithoutCancel(ctx)
+	if o.Audit != nil {
+		if err := d.persist(cctx, ctx, it, a.N, "AuditEvent", func(ctx context.Context) error { return o.Audit(ctx, it, a, OutcomeInterrupted) }); err != nil {
+			o.Logger.Error("delivery: an interrupted attempt's AuditEvent could not be written; tried again when the lease ends",
+				"destination", d.dest.Name, "delivery", o.DeliveryID(it.ID), "attempt", a.N, "error", err)
+			return
+		}
+	}
+	if err := d.persist(cctx, ctx, it, a.N, "attempt", func(ctx context.Context) error {
+		return d.w.outbox.Complete(ctx, a, store.StatusPending, o.Clock.Now())
+	}); err != nil {
+		o.Logger.Error("delivery: recording an interrupted attempt failed", "destination", d.dest.Name, "delivery", o.DeliveryID(it.ID), "error", err)
+		return
+	}
+	if o.Observer != nil {
+		o.Observer.OnAttempt(d.dest.Name, OutcomeInterrupted, 0)
+	}
+	o.Logger.Warn("delivery: interrupted attempt recorded; the record is sent again",
+		"destination", d.dest.Name, "delivery", o.DeliveryID(it.ID), "attempt", a.N, "claimed_at", a.At)
+}
+
+// persist runs write (an attempt's AuditEvent or its row) until it
+// succeeds, for up to RecordRetry: a database locked or briefly
+// unreachable must not cost the record of a transmission that happened
+// (re-sending it and leaving the first unrecorded). It stops early on
+// store.ErrNotFound (the item is no longer this worker's) and when stop
+// ends (the worker stopped and its drain is over). Each failure is logged
+// at WARN; the last error is returned.
+func (d *destWorker) persist(ctx, stop context.Context, it *store.OutboxItem, n int, what string, write func(context.Context) error) error {
+	o := &d.w.opts
+	deadline := o.Clock.Now().Add(o.RecordRetry)
+	wait := 250 * time.Millisecond
+	for try := 1; ; try++ {
+		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := write(wctx)
+		cancel()
+		if err == nil || errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		next := o.Clock.Now().Add(wait)
+		if next.After(deadline) || stop.Err() != nil {
+			return err
+		}
+		o.Logger.Warn("delivery: recording an attempt failed; trying again", "destination", d.dest.Name,
+			"delivery", o.DeliveryID(it.ID), "attempt", n, "what", what, "try", try, "error", err)
+		c, release := o.Clock.NewTimer(next)
+		select {
+		case <-c:
+		case <-stop.Done():
+		}
+		release()
+		wait = min(2*wait, 5*time.Second)
 	}
 }
 

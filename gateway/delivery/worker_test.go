@@ -1045,8 +1045,86 @@ func TestAttemptAuditedBeforeRecorded(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	want := []string{"attempt 1 done, 0 recorded before (<nil>)", "attempt 1 done, 0 recorded before (<nil>)"}
-	if !slices.Equal(audited, want) || posts.Load() != 2 || len(attempts) != 1 {
-		t.Errorf("audited %q, %d sent, %d attempts recorded; want %q, 2 sent (the first attempt's AuditEvent failed), 1 recorded", audited, posts.Load(), len(attempts), want)
+	if !slices.Equal(audited, want) || posts.Load() != 1 || len(attempts) != 1 {
+		t.Errorf("audited %q, %d sent, %d attempts recorded; want %q, 1 sent (the first try of its AuditEvent failed and was "+
+			"tried again, not the send), 1 recorded", audited, posts.Load(), len(attempts), want)
+	}
+}
+
+// TestInterruptedAttemptRecorded: a worker that stopped during its attempt
+// (killed: its claim held, nothing recorded) may have sent the record.
+// The worker that claims the item after the lease ends records that
+// attempt, dated when it was claimed, and audits it as interrupted before
+// sending the record again: the outbox and the audit trail count every
+// transmission the EHR may have seen (probe p10 F3: the first send was in
+// no record).
+func TestInterruptedAttemptRecorded(t *testing.T) {
+	var posts atomic.Int32
+	ehr := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet {
+			_, _ = io.WriteString(w, `{"resourceType":"CapabilityStatement","fhirVersion":"4.0.1"}`)
+			return
+		}
+		posts.Add(1)
+		_, _ = io.WriteString(w, `{"resourceType":"Bundle","type":"transaction-response","entry":[{"response":{"status":"201 Created"}}]}`)
+	}))
+	defer ehr.Close()
+	ob := openSQLite(t)
+	it := &store.OutboxItem{Destination: "ehr", OrderKey: "a", Patient: "P", Kind: "session", Source: "clinic", RecordID: "a", Version: "1",
+		Payload: []byte(`{"resourceType":"Bundle","type":"transaction","entry":[{"fullUrl":"urn:uuid:3f1f8a4e-0b7e-4a83-9d0e-5f1b7c2d9e10",` +
+			`"resource":{"resourceType":"Patient"},"request":{"method":"POST","url":"Patient"}}]}`)}
+	if err := ob.Enqueue(it); err != nil {
+		t.Fatal(err)
+	}
+	// The worker that died: it claimed the item and recorded nothing.
+	claimed := time.Now().Truncate(time.Millisecond).Add(time.Millisecond)
+	if got, err := ob.Claim(context.Background(), "ehr", claimed, time.Millisecond, 1); err != nil || len(got) != 1 {
+		t.Fatalf("claim = %v, %v", got, err)
+	}
+	var mu sync.Mutex
+	var audited []string
+	w, err := NewWorker(ob, []Destination{{Name: "ehr", BaseURL: ehr.URL + "/fhir", Timeout: 5 * time.Second}},
+		WorkerOptions{PollInterval: 20 * time.Millisecond, Lease: 300 * time.Millisecond, BacklogInterval: -1,
+			Audit: func(ctx context.Context, got *store.OutboxItem, a *store.Attempt, outcome string) error {
+				mu.Lock()
+				defer mu.Unlock()
+				audited = append(audited, fmt.Sprintf("attempt %d %s", a.N, outcome))
+				return nil
+			}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = w.Run(ctx); close(done) }()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		got, _, _ := ob.Delivery(context.Background(), it.ID)
+		if got.Status == store.StatusDone {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("delivery %s after 30 s", got.Status)
+		}
+	}
+	cancel()
+	<-done
+	_, attempts, err := ob.Delivery(context.Background(), it.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []string{"attempt 1 interrupted", "attempt 2 done"}; !slices.Equal(audited, want) || posts.Load() != 1 {
+		t.Errorf("audited %q, %d sent; want %q, 1 sent", audited, posts.Load(), want)
+	}
+	if len(attempts) != 2 {
+		t.Fatalf("%d attempts recorded, want 2 (the interrupted one, the delivery)", len(attempts))
+	}
+	if a := attempts[0]; a.N != 1 || a.HTTPStatus != 0 || !a.At.Equal(claimed) || !strings.HasPrefix(a.Error, "interrupted: ") {
+		t.Errorf("first attempt = n %d, status %d, at %v, error %q; want 1, 0, %v (its claim), interrupted", a.N, a.HTTPStatus, a.At, a.Error, claimed)
+	}
+	if a := attempts[1]; a.N != 2 || a.HTTPStatus != 200 {
+		t.Errorf("second attempt = n %d, status %d; want 2, 200", a.N, a.HTTPStatus)
 	}
 }
 

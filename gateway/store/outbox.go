@@ -19,6 +19,14 @@ const (
 // (operator), and the worker dead-letters an empty payload again.
 const Refused = "refused when stored: "
 
+// LeaseEnded is the LastError Claim gives an in-flight item whose lease
+// ran out (its worker stopped, or could not record its attempt): that
+// attempt may have reached the destination and has no attempt row. Claim
+// then also sets the item's NextAttempt to the time of that claim, so the
+// worker that claims it next records the interrupted attempt (and its
+// AuditEvent) before sending again.
+const LeaseEnded = "lease ended: the previous attempt was not recorded"
+
 // OutboxItem is one record to deliver to one destination. It is enqueued
 // in the same transaction that stores the record, so nothing committed is
 // ever lost between commit and send.
@@ -114,9 +122,10 @@ type OutboxTx interface {
 type Outbox interface {
 	// Claim marks up to limit due items of destination in flight until
 	// now+lease and returns them: pending items whose NextAttempt has come
-	// (or in-flight items whose lease expired) that are the earliest
-	// undelivered item of their OrderKey (dead items do not block), in id
-	// order. limit <= 0 means 1.
+	// (or in-flight items whose lease expired: their LastError becomes
+	// LeaseEnded and their NextAttempt the time they were claimed) that are
+	// the earliest undelivered item of their OrderKey (dead items do not
+	// block), in id order. limit <= 0 means 1.
 	Claim(ctx context.Context, destination string, now time.Time, lease time.Duration, limit int) ([]*OutboxItem, error)
 	// Renew extends the leases of the given items that are still in flight
 	// to until (a worker renews the claims of the attempts it is running,

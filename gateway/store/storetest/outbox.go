@@ -201,8 +201,15 @@ func testOutboxLease(t *testing.T, s store.Store) {
 	if got, _ := ob.Claim(ctx, "ehr", now.Add(30*time.Second), time.Minute, 1); len(got) != 0 {
 		t.Fatal("claimed again within the lease")
 	}
-	if got, _ := ob.Claim(ctx, "ehr", now.Add(61*time.Second), time.Minute, 1); !equal(itemIDs(got), []int64{x.ID}) {
+	got, _ := ob.Claim(ctx, "ehr", now.Add(61*time.Second), time.Minute, 1)
+	if !equal(itemIDs(got), []int64{x.ID}) {
 		t.Fatalf("claim after the lease = %v", itemIDs(got))
+	}
+	// The lapsed claim's attempt may have been sent: the item says so, and
+	// when it was claimed, for the worker to record that attempt.
+	if it := got[0]; it.LastError != store.LeaseEnded || !it.NextAttempt.Equal(now.Truncate(time.Millisecond)) || it.Attempts != 0 {
+		t.Errorf("item claimed after the lease: last error %q, next attempt %v, %d attempts; want %q, %v (the lapsed claim), 0",
+			it.LastError, it.NextAttempt, it.Attempts, store.LeaseEnded, now.Truncate(time.Millisecond))
 	}
 
 	// A renewed lease holds past its first end; a finished item is not

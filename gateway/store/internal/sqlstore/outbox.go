@@ -82,9 +82,11 @@ func (s *Store) Claim(ctx context.Context, destination string, now time.Time, le
 			return fmt.Errorf("%s: claim: %w", s.d.Name, s.err(t.ctx, err))
 		}
 		nowMS := now.UnixMilli()
-		// Expired leases: a crashed worker's claims are due again.
-		if _, err := t.c.Exec(t.ctx, s.bind(`UPDATE outbox SET status = 'pending'
-			WHERE destination = ? AND status = 'inflight' AND lease_until <= ?`), s.text(destination), nowMS); err != nil {
+		// Expired leases: a crashed worker's claims are due again, marked
+		// so that the next worker records the attempt that was cut off
+		// (it may have reached the destination), dated when it was claimed.
+		if _, err := t.c.Exec(t.ctx, s.bind(`UPDATE outbox SET status = 'pending', last_error = ?, next_attempt = updated
+			WHERE destination = ? AND status = 'inflight' AND lease_until <= ?`), store.LeaseEnded, s.text(destination), nowMS); err != nil {
 			return fmt.Errorf("%s: claim: %w", s.d.Name, s.err(t.ctx, err))
 		}
 		rows, err := t.c.Query(t.ctx, s.bind(`UPDATE outbox SET status = 'inflight', lease_until = ?, updated = ?
