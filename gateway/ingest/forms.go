@@ -28,9 +28,9 @@ import (
 // carries nothing new (l non-nil), the refusal of rec when one holds other
 // content (reused, record-version-reused), or neither: rec is applied; err
 // is the store's.
-// tenant and res (rec mapped) find the session whose stored resources a
-// record sent on its own is part of.
-func otherForm(st store.Tx, tenant string, rec record, res *mapping.Result) (l *store.Ledger, reused, err error) {
+// main, the record's main resource as stored (nil if it is not), finds
+// the session whose stored resources a record sent on its own is part of.
+func otherForm(st store.Tx, rec record, main *store.Resource) (l *store.Ledger, reused, err error) {
 	mine, ok := decodeRecord(rec.body)
 	if !ok {
 		return nil, nil, nil
@@ -49,7 +49,7 @@ func otherForm(st store.Tx, tenant string, rec record, res *mapping.Result) (l *
 		}
 		return l, nil, nil
 	}
-	sessions, err := sessionsOf(st, tenant, rec, res)
+	sessions, err := sessionsOf(st, rec, main)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -144,8 +144,8 @@ func sessionForms(st store.Tx, rec record, s *mapping.Session, mine map[string]a
 
 // sessionsOf are the ids of the sessions a record sent on its own may be
 // nested in: the one it names (sessionId), and the one whose stored
-// resources its stored resources are part of.
-func sessionsOf(st store.Tx, tenant string, rec record, res *mapping.Result) ([]string, error) {
+// resources its stored main resource (main, nil if none) is part of.
+func sessionsOf(st store.Tx, rec record, main *store.Resource) ([]string, error) {
 	var out []string
 	switch r := rec.rec.(type) {
 	case *mapping.Assessment:
@@ -157,9 +157,8 @@ func sessionsOf(st store.Tx, tenant string, rec record, res *mapping.Result) ([]
 	default:
 		return nil, nil
 	}
-	main, err := storedMain(st, tenant, res)
-	if err != nil || main == nil {
-		return out, err
+	if main == nil {
+		return out, nil
 	}
 	proc, err := sessionProcedure(main)
 	if err != nil || proc == "" {
@@ -180,7 +179,8 @@ func sessionsOf(st store.Tx, tenant string, rec record, res *mapping.Result) ([]
 }
 
 // storedMain is the stored main resource of a mapped record (its first
-// entry after the Patient), nil when it is not stored.
+// entry after the Patient), nil when it is not stored: then the record is
+// new, otherwise this is a new version of it.
 func storedMain(st store.Tx, tenant string, res *mapping.Result) (*store.Resource, error) {
 	for _, e := range res.Entries {
 		if e.ResourceType == "Patient" {
@@ -215,18 +215,10 @@ func ledgerAt(st store.Tx, system string, kind mapping.Kind, recordID, version s
 		return nil, nil
 	case err != nil:
 		return nil, err
+	case len(l.Input) == 0:
+		return nil, nil
 	}
-	versions, err := st.LedgerVersions(system, string(kind), recordID)
-	if err != nil {
-		return nil, err
-	}
-	for _, v := range versions {
-		if v.Version == version && len(v.Input) > 0 {
-			l.Input = v.Input
-			return l, nil
-		}
-	}
-	return nil, nil
+	return l, nil
 }
 
 // infusionForm is the infusion record a session document carries: its

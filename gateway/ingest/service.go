@@ -18,7 +18,6 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
-	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/telemetry/stage"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
@@ -355,10 +354,15 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 		return nil, false, err
 	}
 	tenant := sc.TenantOf()
+	// The record's main resource as stored, nil for a new record.
+	stored, err := storedMain(st, tenant, first)
+	if err != nil {
+		return nil, false, err
+	}
 	if reused == nil {
 		// The version received in the record's other form (nested in a
 		// session, or on its own; an infusion, or its session).
-		other, refusal, err := otherForm(st, tenant, rec, first)
+		other, refusal, err := otherForm(st, rec, stored)
 		switch {
 		case err != nil:
 			return nil, false, err
@@ -374,11 +378,7 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 		return nil, false, err
 	}
 	res, raws, docs := first, firstRaws, firstDocs
-	stored, err := recordStored(st, tenant, first)
-	if err != nil {
-		return nil, false, err
-	}
-	if stored {
+	if stored != nil { // this is a new version
 		sc.SetAction("U")
 		// A new version: mapped again in update mode, and rendered and
 		// validated again too.
@@ -427,7 +427,7 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 		return nil, false, err
 	}
 	activity := "CREATE"
-	if stored {
+	if stored != nil {
 		activity = "UPDATE"
 	}
 	err = tx.Provenance(audit.Provenance{
@@ -711,37 +711,6 @@ func OutboxItem(dest string, kind mapping.Kind, res *mapping.Result, version str
 		Patient: res.Source.System + "|" + patient, Kind: string(kind), Source: res.Source.System,
 		RecordID: res.Source.RecordID, Version: version, Payload: payload, TraceID: traceID,
 	}
-}
-
-// recordStored reports whether the record's main resource (the first
-// entry after the Patient) is already stored: then this is a new version.
-func recordStored(tx store.Tx, tenant string, res *mapping.Result) (bool, error) {
-	for _, e := range res.Entries {
-		if e.ResourceType == "Patient" {
-			continue
-		}
-		if e.ResourceType == "AdverseEvent" { // deterministic id
-			_, err := tx.Read("AdverseEvent", tenantID(tenant, e.URL[len("AdverseEvent/"):]))
-			switch {
-			case err == nil:
-				return true, nil
-			case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrGone):
-				return false, nil
-			default:
-				return false, err
-			}
-		}
-		q, err := search.ParseConditional(e.ResourceType, "identifier="+e.IdentifierSystem+"|"+e.IdentifierValue)
-		if err != nil {
-			return false, fmt.Errorf("identifier query of a mapped %s: %w", e.ResourceType, err)
-		}
-		page, err := tx.Search(q)
-		if err != nil {
-			return false, err
-		}
-		return len(page.Matches) > 0, nil
-	}
-	return false, nil
 }
 
 // entries turns mapped entries into engine entries: typed, straight from

@@ -369,7 +369,8 @@ type Tx interface {
 	ClaimKey(key, typ, id string) error
 	// KeyOwner returns the id holding a conditional key, or ErrNotFound.
 	KeyOwner(key string) (typ, id string, err error)
-	// Ledger returns the ledger entry for a native record version, or ErrNotFound.
+	// Ledger returns the ledger entry for a native record version, with its
+	// Input, or ErrNotFound.
 	Ledger(source, kind, recordID, version string) (*Ledger, error)
 	// LedgerVersions returns every ledger entry of a native record (every
 	// version received), oldest first, without their Response; none is

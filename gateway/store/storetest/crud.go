@@ -430,7 +430,8 @@ func testClaimKey(t *testing.T, s store.Store) {
 func testLedger(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	l := &store.Ledger{Source: "lab", Kind: "result", RecordID: "r1", Version: "3",
-		ContentHash: "sha256:abc", Response: []byte(`{"resourceType":"Bundle"}`), Received: base.Add(1500 * time.Millisecond)}
+		ContentHash: "sha256:abc", Response: []byte(`{"resourceType":"Bundle"}`), Received: base.Add(1500 * time.Millisecond),
+		Input: []byte(`{"recordId":"r1"}`)}
 	if err := s.Write(ctx, func(tx store.Tx) error { return tx.PutLedger(l) }); err != nil {
 		t.Fatalf("PutLedger: %v", err)
 	}
@@ -448,7 +449,8 @@ func testLedger(t *testing.T, s store.Store) {
 			return err
 		}
 		if got.Source != l.Source || got.Kind != l.Kind || got.RecordID != l.RecordID || got.Version != l.Version ||
-			got.ContentHash != l.ContentHash || !bytes.Equal(got.Response, l.Response) || !got.Received.Equal(l.Received) {
+			got.ContentHash != l.ContentHash || !bytes.Equal(got.Response, l.Response) || !got.Received.Equal(l.Received) ||
+			!bytes.Equal(got.Input, l.Input) {
 			t.Errorf("Ledger: got %+v, want %+v", got, l)
 		}
 		_, err = tx.Ledger("lab", "result", "r1", "5")

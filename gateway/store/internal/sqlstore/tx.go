@@ -387,7 +387,7 @@ func (t *tx) flushKeys() error {
 // The statements of the conditional keys and the ledger.
 const (
 	sqlKeyOwner       = `SELECT type, id FROM conditional_keys WHERE key = ?`
-	sqlLedger         = `SELECT content_hash, response, received FROM ledger WHERE source = ? AND kind = ? AND record_id = ? AND version = ?`
+	sqlLedger         = `SELECT content_hash, response, received, input FROM ledger WHERE source = ? AND kind = ? AND record_id = ? AND version = ?`
 	sqlLedgerVersions = `SELECT version, content_hash, received, input FROM ledger
 		WHERE source = ? AND kind = ? AND record_id = ? ORDER BY received, version`
 	// The ledger's source of a tenant other than the default one is
@@ -444,7 +444,7 @@ func (t *tx) Ledger(source, kind, recordID, version string) (*store.Ledger, erro
 	var received int64
 	err := t.c.QueryRow(t.ctx, s.bind(sqlLedger),
 		s.text(source), s.text(kind), s.text(recordID), s.text(version)).
-		Scan(&l.ContentHash, &l.Response, &received)
+		Scan(&l.ContentHash, &l.Response, &received, &l.Input)
 	if errNoRows(err) {
 		return nil, fmt.Errorf("ledger %s/%s/%s/%s: %w", source, kind, recordID, version, store.ErrNotFound)
 	}
