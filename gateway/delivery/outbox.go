@@ -9,7 +9,7 @@ import (
 
 // MaxOutcome is the largest store.Attempt.Outcome the worker records (64
 // KiB).
-const MaxOutcome = 64 << 10
+const MaxOutcome = store.MaxAttemptOutcome
 
 // Outbox is what the worker uses of the store's outbox: the SQLite and
 // PostgreSQL stores implement it as they are (every store.Outbox is one).

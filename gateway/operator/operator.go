@@ -91,9 +91,6 @@ func sniffType(b []byte) string {
 	return "application/octet-stream"
 }
 
-// maxAnswer is the most of an answer an attempt records (delivery.MaxOutcome).
-const maxAnswer = 64 << 10
-
 // setAnswer puts the EHR's answer raw into av: whole with withPayload,
 // else summarised; an answer that is not JSON as text with payload only,
 // and a note whenever an answer received is not shown (in full).
@@ -103,8 +100,8 @@ func (av *AttemptView) setAnswer(raw []byte, withPayload bool) {
 	case !json.Valid(raw):
 		av.AnswerType = sniffType(raw)
 		what := fmt.Sprintf("the EHR's answer (%d bytes, %s) is not JSON", len(raw), av.AnswerType)
-		if len(raw) >= maxAnswer {
-			what = fmt.Sprintf("the EHR's answer was cut at the %d KiB an attempt records and is no longer JSON", maxAnswer>>10)
+		if len(raw) >= store.MaxAttemptOutcome {
+			what = fmt.Sprintf("the EHR's answer was cut at the %d KiB an attempt records and is no longer JSON", store.MaxAttemptOutcome>>10)
 		}
 		if withPayload {
 			av.AnswerText = strings.ToValidUTF8(string(raw), "\uFFFD")

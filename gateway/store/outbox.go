@@ -56,6 +56,11 @@ type OutboxItem struct {
 	Updated     time.Time
 }
 
+// MaxAttemptOutcome is the most of an answer an attempt records (64 KiB):
+// the delivery worker cuts a longer one (delivery.MaxOutcome), and what
+// reads attempts can tell a cut answer by its length.
+const MaxAttemptOutcome = 64 << 10
+
 // Attempt is one delivery attempt of an item.
 type Attempt struct {
 	ItemID     int64
