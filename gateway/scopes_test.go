@@ -86,8 +86,12 @@ func TestConditionalScopes(t *testing.T) {
 
 	// A Bundle whose Observation references by criteria.
 	bundle := func(kind, ref string) string {
+		at := `"subject":{"reference":"` + ref + `"}`
+		if strings.HasPrefix(ref, "Observation?") { // an Observation's subject is no Observation (reference-target)
+			at = `"hasMember":[{"reference":"` + ref + `"}]`
+		}
 		return `{"resourceType":"Bundle","type":"` + kind + `","entry":[{"resource":{"resourceType":"Observation","status":"final",` +
-			`"code":{"text":"probe"},"subject":{"reference":"` + ref + `"}},"request":{"method":"POST","url":"Observation"}}]}`
+			`"code":{"text":"probe"},` + at + `},"request":{"method":"POST","url":"Observation"}}]}`
 	}
 	// A Bundle of one entry with request (and the Observation as resource).
 	entry := func(kind, request string) string {

@@ -124,6 +124,7 @@ func GatewayRules() []Rule {
 		{"decimal-out-of-range", "A decimal lies outside the range the gateway can hold."},
 		{"binding-required", "A code is not in the ValueSet the element binds with strength required."},
 		{"reference-format", "A reference or fullUrl is not a valid reference (Type/id, an absolute URL, a urn:uuid or urn:oid)."},
+		{"reference-target", "A reference points to a resource type its element does not allow (R4's type.targetProfile: an Observation's subject is a Patient, Group, Device or Location), or its type element names another type than the reference."},
 		{"xhtml-unsafe", "The narrative holds XHTML that FHIR does not allow (scripts, event handlers, forms, ...)."},
 		{"attachment-size", "An Attachment's size does not match its data."},
 		{"too-costly", "The document is too large or too deep to validate, or has too many issues."},

@@ -37,4 +37,4 @@
 // checked.
 package r4
 
-//go:generate go run ./internal/gen -profiles /tmp/npmchk/package/profiles -out .
+//go:generate go run ./internal/gen -profiles /tmp/npmchk/package/profiles -targets /tmp/mpdef/package/dist/fhir/r4 -out .

@@ -75,6 +75,9 @@ type elemDef struct {
 	min    int
 	alts   []altDef  // one per allowed type; exactly one unless choice
 	vs     *valueSet // required binding, if expandable
+	// targets are the resource types its Reference alternative may point
+	// to (R4's type.targetProfile), nil when any may.
+	targets []string
 }
 
 // altDef is one allowed type of an element.
@@ -121,6 +124,7 @@ type defFile struct {
 			Multi   bool     `json:"m"`
 			Choice  bool     `json:"c"`
 			Binding int      `json:"b"`
+			Targets []string `json:"g"`
 		} `json:"e"`
 	} `json:"types"`
 	ValueSets []struct {
@@ -192,7 +196,7 @@ func buildSchema(gz []byte) (*schema, error) {
 			return nil, fmt.Errorf("type %s: unknown kind %q", t.Name, t.Kind)
 		}
 		for _, e := range t.Elems {
-			ed := elemDef{name: e.Name, choice: e.Choice, multi: e.Multi, min: e.Min}
+			ed := elemDef{name: e.Name, choice: e.Choice, multi: e.Multi, min: e.Min, targets: e.Targets}
 			if e.Binding > 0 {
 				if e.Binding > len(vsets) {
 					return nil, fmt.Errorf("%s.%s: bad binding index", t.Name, e.Name)

@@ -3,6 +3,7 @@ package r4
 import (
 	"bytes"
 	"slices"
+	"strings"
 )
 
 // resCtx gathers, for one resource and the resources it contains, the
@@ -142,6 +143,103 @@ func checkReference(o *objView, _ *invariant) {
 			w.errorf("reference-format", "conditional references are only allowed inside a Bundle")
 		}
 	}
+}
+
+// referenceTarget checks that Reference v points to a resource of a type
+// its element allows (targets, R4's type.targetProfile): by the type its
+// literal reference names and by its type element, which must agree (rule
+// reference-target). A reference whose type cannot be told (a contained
+// "#id", a urn:uuid or urn:oid, an absolute URL not ending in Type/id, a
+// type that is not an R4 resource type) is not checked.
+func (w *walker) referenceTarget(targets []string, v int32) {
+	var lit, named string
+	if r, ok := w.memberBytes(v, "reference"); ok {
+		lit = w.s.referencedType(r)
+	}
+	if t, ok := w.memberBytes(v, "type"); ok {
+		t = bytes.TrimPrefix(t, []byte("http://hl7.org/fhir/StructureDefinition/"))
+		if _, known := w.s.resources[string(t)]; known {
+			named = string(t)
+		}
+	}
+	allowed := func(at, typ string) bool {
+		if typ == "" || slices.Contains(targets, typ) {
+			return true
+		}
+		w.push(at)
+		w.errorf("reference-target", "a reference to "+withArticle(typ)+" is not allowed here: it must point to "+oneOf(targets))
+		w.pop()
+		return false
+	}
+	if !allowed("reference", lit) || !allowed("type", named) {
+		return
+	}
+	if lit != "" && named != "" && lit != named {
+		w.push("type")
+		w.errorf("reference-target", "the type ("+named+") is not the type the reference names ("+lit+")")
+		w.pop()
+	}
+}
+
+// oneOf lists types as "a Patient", "a Patient or a Group", "a Patient, a
+// Group or an Observation".
+func oneOf(types []string) string {
+	var b strings.Builder
+	for i, t := range types {
+		switch {
+		case i == 0:
+		case i == len(types)-1:
+			b.WriteString(" or ")
+		default:
+			b.WriteString(", ")
+		}
+		b.WriteString(withArticle(t))
+	}
+	return b.String()
+}
+
+// withArticle is a type name with its indefinite article: "a Patient", "an
+// Observation".
+func withArticle(typ string) string {
+	if typ != "" && strings.IndexByte("AEIOU", typ[0]) >= 0 {
+		return "an " + typ
+	}
+	return "a " + typ
+}
+
+// referencedType is the resource type a literal reference names: Type/id
+// (Type/id/_history/vid), Type?query, or an absolute URL ending so; "" for
+// a local, urn:uuid or urn:oid reference and when it names no R4 type.
+func (s *schema) referencedType(r []byte) string {
+	if len(r) == 0 || r[0] == '#' || bytes.HasPrefix(r, []byte("urn:")) {
+		return ""
+	}
+	known := func(t []byte) string {
+		if _, ok := s.resources[string(t)]; ok {
+			return string(t)
+		}
+		return ""
+	}
+	if q := bytes.IndexByte(r, '?'); q > 0 && !bytes.Contains(r[:q], []byte("/")) {
+		return known(r[:q])
+	}
+	if i := bytes.Index(r, []byte("://")); i > 0 {
+		r, _, _ = bytes.Cut(r[i+3:], []byte("?"))
+		segs := bytes.Split(r, []byte("/"))
+		n := len(segs)
+		if n >= 5 && string(segs[n-2]) == "_history" {
+			n -= 2
+		}
+		if n >= 3 { // host, Type, id at least
+			return known(segs[n-2])
+		}
+		return ""
+	}
+	typ, _, found := bytes.Cut(r, []byte("/"))
+	if !found {
+		return ""
+	}
+	return known(typ)
 }
 
 // Kinds of literal references.

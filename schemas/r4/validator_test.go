@@ -249,6 +249,33 @@ var ruleCases = []ruleCase{
 	{name: "que-12", doc: `{"resourceType":"Questionnaire","status":"draft","item":[{"linkId":"1","type":"string","enableWhen":[{"question":"a","operator":"exists","answerBoolean":true},{"question":"b","operator":"exists","answerBoolean":true}]}]}`,
 		rule: "que-12", expr: "Questionnaire.item[0]"},
 	{name: "attachment size", doc: patient(`"photo":[{"contentType":"image/png","data":"aGVsbG8=","size":4}]`), rule: "attachment-size", expr: "Patient.photo[0]"},
+
+	// Reference targets (R4's type.targetProfile; probe p11 F3).
+	{name: "subject is a Patient", doc: obs(`,"subject":{"reference":"Patient/1","type":"Patient"}`)},
+	{name: "subject is a Group by absolute URL", doc: obs(`,"subject":{"reference":"https://ehr.example.org/fhir/Group/7/_history/2"}`)},
+	{name: "absolute URL without Type/id", doc: obs(`,"subject":{"reference":"https://ehr.example.org/people?id=7"}`)},
+	{name: "subject by urn:uuid", doc: obs(`,"subject":{"reference":"urn:uuid:0e6a2f0c-7f0e-4c3f-9a7a-0b7c2d1e5f60"}`)},
+	{name: "subject by identifier only", doc: obs(`,"subject":{"identifier":{"system":"http://x","value":"1"},"type":"Patient"}`)},
+	{name: "type given as its definition URL", doc: obs(`,"subject":{"reference":"Patient/1","type":"http://hl7.org/fhir/StructureDefinition/Patient"}`)},
+	{name: "any resource target", doc: `{"resourceType":"Provenance","recorded":"2020-01-01T00:00:00Z","target":[{"reference":"Medication/1"}],"agent":[{"who":{"reference":"Device/d"}}]}`},
+	{name: "subject is a Medication", doc: obs(`,"subject":{"reference":"Medication/1"}`), rule: "reference-target", expr: "Observation.subject.reference"},
+	{name: "subject is a Medication by absolute URL", doc: obs(`,"subject":{"reference":"https://ehr.example.org/fhir/Medication/1/_history/2"}`),
+		rule: "reference-target", expr: "Observation.subject.reference"},
+	{name: "performer is an Observation", doc: obs(`,"performer":[{"reference":"Practitioner/1"},{"reference":"Observation/2"}]`),
+		rule: "reference-target", expr: "Observation.performer[1].reference"},
+	{name: "general practitioner is an Observation", doc: patient(`"generalPractitioner":[{"reference":"Observation/1"}]`),
+		rule: "reference-target", expr: "Patient.generalPractitioner[0].reference"},
+	{name: "type not allowed", doc: patient(`"managingOrganization":{"identifier":{"value":"x"},"type":"Patient"}`),
+		rule: "reference-target", expr: "Patient.managingOrganization.type"},
+	{name: "type and reference disagree", doc: obs(`,"subject":{"reference":"Patient/1","type":"Group"}`),
+		rule: "reference-target", expr: "Observation.subject.type"},
+	{name: "backbone element target", doc: `{"resourceType":"Account","status":"active","coverage":[{"coverage":{"reference":"Patient/1"}}]}`,
+		rule: "reference-target", expr: "Account.coverage[0].coverage.reference"},
+	{name: "choice element target", doc: `{"resourceType":"MedicationRequest","status":"active","intent":"order","subject":{"reference":"Patient/1"},"medicationReference":{"reference":"Patient/1"}}`,
+		rule: "reference-target", expr: "MedicationRequest.medicationReference.reference"},
+	{name: "conditional reference to a type not allowed", doc: `{"resourceType":"Bundle","type":"transaction","entry":[{"fullUrl":"urn:uuid:0e6a2f0c-7f0e-4c3f-9a7a-0b7c2d1e5f60","resource":` +
+		obs(`,"subject":{"reference":"Medication?code=x"}`) + `,"request":{"method":"POST","url":"Observation"}}]}`,
+		rule: "reference-target", expr: "Bundle.entry[0].resource.ofType(Observation).subject.reference"},
 }
 
 func TestRules(t *testing.T) {

