@@ -58,8 +58,11 @@ type identity struct {
 	// has a system).
 	mrnKey string
 	// mrnNew: the stored Patient does not carry the record's MRN (added or
-	// changed): the record's Patient is written as its new version.
+	// changed): a new version of the stored Patient is written with it
+	// (nextPatient).
 	mrnNew bool
+	// stored is the stored Patient (patientID) decoded; nil for a new one.
+	stored map[string]any
 	// holder is the other Patient that holds the record's MRN (set with
 	// errIdentityConflict).
 	holder string
@@ -89,6 +92,7 @@ func resolveIdentity(st store.Tx, rec mapping.Record, res *mapping.Result) (*ide
 		if stored, err = decode(found[0]); err != nil {
 			return nil, err
 		}
+		id.stored = stored
 		if id.unapplied, err = unapplied(pe.Resource, stored); err != nil {
 			return nil, err
 		}
@@ -119,10 +123,64 @@ func resolveIdentity(st store.Tx, rec mapping.Record, res *mapping.Result) (*ide
 		return nil, err
 	}
 	id.mrnNew = stored != nil && !ownResource(stored, map[string]bool{mrn.System + "|" + mrn.Value: true})
-	if id.mrnNew {
-		id.unapplied = nil // the record's Patient is written as the new version
-	}
 	return id, nil
+}
+
+// nextPatient is the new version of the stored Patient that a record
+// adding or changing its MRN writes: the stored Patient with the MRN
+// changed, and nothing else. mapped is the record's Patient as the
+// mapping rendered it (decoded). Its identifiers (the clinic id and the
+// MRN) and meta are the mapping's; every other element stays as stored
+// (the first record's demographics, or what a client wrote through the FHIR
+// API), so a record that leaves the demographics out does not erase them,
+// and one that gives them otherwise does not apply them: the record's
+// unapplied demographics are warned about as for any later record
+// (demographicsWarning). A stored identifier that is neither the clinic
+// id nor an MRN (type MR) is kept; the old MRN is dropped, and so freed.
+func (id *identity) nextPatient(mapped map[string]any) map[string]any {
+	next := map[string]any{}
+	for k, v := range id.stored {
+		switch k {
+		case "id", "meta", "text", "identifier":
+			continue
+		}
+		next[k] = v
+	}
+	next["resourceType"] = "Patient"
+	if m, ok := mapped["meta"]; ok {
+		next["meta"] = m
+	}
+	ids, _ := mapped["identifier"].([]any)
+	ids = append([]any(nil), ids...)
+	mine := map[string]bool{}
+	for _, i := range ids {
+		m, _ := i.(map[string]any)
+		mine[str(m, "system")+"|"+str(m, "value")] = true
+	}
+	old, _ := id.stored["identifier"].([]any)
+	for _, i := range old {
+		m, _ := i.(map[string]any)
+		if mine[str(m, "system")+"|"+str(m, "value")] || isMRN(m) {
+			continue
+		}
+		ids = append(ids, i)
+	}
+	next["identifier"] = ids
+	return next
+}
+
+// isMRN reports whether a decoded Identifier is typed as a medical record
+// number (v2-0203 MR), as the mapping types a record's patient.mrn.
+func isMRN(ident map[string]any) bool {
+	typ, _ := ident["type"].(map[string]any)
+	codings, _ := typ["coding"].([]any)
+	for _, c := range codings {
+		cm, _ := c.(map[string]any)
+		if str(cm, "system") == mapping.SystemV2IDType && str(cm, "code") == "MR" {
+			return true
+		}
+	}
+	return false
 }
 
 // claim records the MRN as the Patient's, after the transaction wrote the

@@ -205,6 +205,100 @@ func TestMRNChange(t *testing.T) {
 		outcome.Conflict, ingest.RuleIdentityConflict, "/patient/id", "/patient/mrn/value")
 }
 
+// TestMRNChangeKeepsDemographics: a record that changes the MRN makes a
+// new version of the stored Patient with the new MRN and the stored
+// demographics: one that leaves them out does not erase them, and one that
+// gives them otherwise does not apply them and says so, as for any later
+// record (patient.demographics-not-applied per field, never a value).
+func TestMRNChangeKeepsDemographics(t *testing.T) {
+	g := newGateway(t, app.Config{})
+	send := func(recordID, mrn, demographics string) []string {
+		t.Helper()
+		doc := strings.Replace(rec(recordID, "1", "P-1", mrn, phq9Body), `"Example Hospital"}`, `"Example Hospital"}`+demographics, 1)
+		sc := auditlog.NewScope("ingest", &auth.Principal{ClientID: "test"})
+		answer, err := g.a.Ingest.Ingest(context.Background(), sc, mapping.KindAssessment, []byte(doc), false, engine.Answer{})
+		if err != nil {
+			t.Fatalf("%s: %v", recordID, err)
+		}
+		for _, v := range []string{"Xavier", "Other", "1970", "1999"} {
+			if strings.Contains(string(answer), v) {
+				t.Errorf("%s: the answer quotes a value %q", recordID, v)
+			}
+		}
+		var b struct {
+			Entry []struct {
+				Response struct {
+					Outcome *struct {
+						Issue []struct {
+							Severity string
+							Details  struct{ Coding []struct{ Code string } }
+							Location []string
+						}
+					}
+				}
+			}
+		}
+		if err := json.Unmarshal(answer, &b); err != nil {
+			t.Fatal(err)
+		}
+		var warned []string
+		if oo := b.Entry[0].Response.Outcome; oo != nil {
+			for _, is := range oo.Issue {
+				if is.Severity != "warning" || len(is.Details.Coding) != 1 || is.Details.Coding[0].Code != ingest.RuleDemographicsNotApplied {
+					t.Errorf("%s: issue %+v", recordID, is)
+				}
+				warned = append(warned, strings.Join(is.Location, ","))
+			}
+		}
+		return warned
+	}
+	patient := func() (version int64, p struct {
+		Name       []struct{ Family string }
+		BirthDate  string
+		Gender     string
+		Identifier []struct{ Value string }
+	}) {
+		t.Helper()
+		vals, _ := url.ParseQuery("identifier=https://ketamine-gateway.org/fhir/sid/serenity-clinic-emr/patient|P-1")
+		q, _ := search.Parse("Patient", vals, false)
+		page, err := g.a.Store.Search(context.Background(), q)
+		if err != nil || len(page.Matches) != 1 {
+			t.Fatalf("%d Patients, %v", len(page.Matches), err)
+		}
+		if err := json.Unmarshal(page.Matches[0].Body, &p); err != nil {
+			t.Fatal(err)
+		}
+		return page.Matches[0].Version, p
+	}
+	if w := send("A-1", "MRN-1", `, "name": {"family": "Xavier"}, "birthDate": "1970-01-01"`); len(w) != 0 {
+		t.Errorf("first record: warnings at %q", w)
+	}
+	// The MRN changed, no demographics: they stay, nothing to warn about.
+	if w := send("A-2", "MRN-2", ""); len(w) != 0 {
+		t.Errorf("MRN changed without demographics: warnings at %q", w)
+	}
+	v, p := patient()
+	if v != 2 || len(p.Name) != 1 || p.Name[0].Family != "Xavier" || p.BirthDate != "1970-01-01" ||
+		len(p.Identifier) != 2 || p.Identifier[1].Value != "MRN-2" {
+		t.Errorf("after an MRN change without demographics: version %d %+v; want version 2 with the first name and birth date and MRN-2", v, p)
+	}
+	// The MRN changed with other demographics: the MRN is applied, they
+	// are not, and each one is warned about (gender, which the stored
+	// Patient lacks, too); the same birth date says nothing.
+	w := send("A-3", "MRN-3", `, "name": {"family": "Other"}, "birthDate": "1970-01-01", "gender": "male"`)
+	if strings.Join(w, " ") != "/patient/name /patient/gender" {
+		t.Errorf("MRN changed with other demographics: warnings at %q, want /patient/name and /patient/gender", w)
+	}
+	v, p = patient()
+	if v != 3 || len(p.Name) != 1 || p.Name[0].Family != "Xavier" || p.BirthDate != "1970-01-01" || p.Gender != "" ||
+		len(p.Identifier) != 2 || p.Identifier[1].Value != "MRN-3" {
+		t.Errorf("after an MRN change with other demographics: version %d %+v; want version 3 with the first demographics and MRN-3", v, p)
+	}
+	if n := g.count(t, "", "Patient", ""); n != 1 {
+		t.Errorf("%d Patients, want 1", n)
+	}
+}
+
 // TestIdentityConcurrent: records with one MRN and different clinic ids
 // sent at once: one Patient, every other record refused.
 func TestIdentityConcurrent(t *testing.T) {
