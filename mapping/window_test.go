@@ -55,6 +55,11 @@ func TestCheckLinked(t *testing.T) {
 		t.Fatal("WindowFrom refused a start")
 	}
 	stored := mapping.StoredSession{Window: w, HasWindow: true}
+	// A stored session without monitoringEnd: its performedPeriod ends
+	// at its infusion's end.
+	unmonitored, _ := mapping.WindowFrom("2026-03-02T09:00:00-05:00", "2026-03-02T09:40:00-05:00")
+	unmonitored.InfusionEnd = unmonitored.End
+	noMonitoring := mapping.StoredSession{Window: unmonitored, HasWindow: true}
 	notDoneSession := mapping.StoredSession{NotDone: true}
 	tests := []struct {
 		name    string
@@ -78,6 +83,9 @@ func TestCheckLinked(t *testing.T) {
 		{"discharge vitals before the start", mapping.KindVitals, "vitals/post-40min-bp", patch{"/timepoint": "discharge", "/measuredAt": "2026-03-02T08:00:00-05:00"}, stored, "session.time-window", "/measuredAt"},
 		{"discharge vitals after the start", mapping.KindVitals, "vitals/post-40min-bp", patch{"/timepoint": "discharge", "/measuredAt": "2026-03-02T09:30:00-05:00"}, stored, "", ""},
 		{"moaas after the end", mapping.KindAssessment, "assessment/moaas", patch{"/takenAt": "2026-03-02T11:30:00-05:00"}, stored, "session.time-window", "/takenAt"},
+		{"moaas after the infusion end, no monitoring end", mapping.KindAssessment, "assessment/moaas", patch{"/takenAt": "2026-03-02T09:50:00-05:00"}, noMonitoring, "", ""},
+		{"moaas over a day after the infusion end, no monitoring end", mapping.KindAssessment, "assessment/moaas", patch{"/takenAt": "2026-03-03T09:40:01-05:00"}, noMonitoring, "session.time-window", "/takenAt"},
+		{"ae without causality before the start", mapping.KindAdverseEvent, "adverse-event/nausea", patch{"/onsetAt": "2026-03-02T08:45:00-05:00", "/causality": nil}, stored, "", ""},
 		{"phq9 before the start", mapping.KindAssessment, "assessment/phq9-complete-with-total", patch{"/takenAt": "2026-03-02T08:00:00-05:00"}, stored, "", ""},
 		{"ae causality, session not done", mapping.KindAdverseEvent, "adverse-event/nausea", nil, notDoneSession, "session.not-given", "/causality"},
 		{"ae without causality, session not done", mapping.KindAdverseEvent, "adverse-event/nausea", patch{"/causality": nil}, notDoneSession, "", ""},
@@ -106,10 +114,12 @@ func TestCheckStored(t *testing.T) {
 		pointer string
 	}{
 		{"ae inside", mapping.KindInfusion, "infusion/iv-completed", nil, mapping.Linked{Onset: at("2026-03-02T09:30:00-05:00")}, "", ""},
-		{"ae before the start", mapping.KindInfusion, "infusion/iv-completed", nil, mapping.Linked{Onset: at("2026-03-01T18:00:00-05:00")}, "session.time-window", "/infusionStart"},
-		{"ae before the start, session document", mapping.KindSession, "session/iv-routine", nil, mapping.Linked{Onset: at("2026-03-01T18:00:00-05:00")}, "session.time-window", "/infusion/infusionStart"},
+		{"ae before the start", mapping.KindInfusion, "infusion/iv-completed", nil, mapping.Linked{Onset: at("2026-03-01T18:00:00-05:00"), Causality: true}, "session.time-window", "/infusionStart"},
+		{"ae before the start, session document", mapping.KindSession, "session/iv-routine", nil, mapping.Linked{Onset: at("2026-03-01T18:00:00-05:00"), Causality: true}, "session.time-window", "/infusion/infusionStart"},
+		{"ae without causality before the start", mapping.KindInfusion, "infusion/iv-completed", nil, mapping.Linked{Onset: at("2026-03-02T08:45:00-05:00")}, "", ""},
 		{"measurement after the end", mapping.KindInfusion, "infusion/iv-completed", nil, mapping.Linked{During: at("2026-03-02T11:30:00-05:00")}, "session.time-window", "/monitoringEnd"},
-		{"measurement after the infusion end, no monitoring", mapping.KindInfusion, "infusion/iv-completed", patch{"/monitoringEnd": nil}, mapping.Linked{During: at("2026-03-02T09:41:00-05:00")}, "session.time-window", "/infusionEnd"},
+		{"measurement after the infusion end, no monitoring", mapping.KindInfusion, "infusion/iv-completed", patch{"/monitoringEnd": nil}, mapping.Linked{During: at("2026-03-02T09:50:00-05:00")}, "", ""},
+		{"measurement over a day after the infusion end, no monitoring", mapping.KindInfusion, "infusion/iv-completed", patch{"/monitoringEnd": nil}, mapping.Linked{During: at("2026-03-03T09:40:01-05:00")}, "session.time-window", "/infusionEnd"},
 		{"measurement before the start", mapping.KindInfusion, "infusion/iv-completed", nil, mapping.Linked{During: at("2026-03-02T08:59:00-05:00")}, "session.time-window", "/infusionStart"},
 		{"pre-dose measurement at the start", mapping.KindInfusion, "infusion/iv-completed", nil, mapping.Linked{PreDose: at("2026-03-02T09:00:00-05:00")}, "", ""},
 		{"pre-dose measurement after the start", mapping.KindInfusion, "infusion/iv-completed", nil, mapping.Linked{PreDose: at("2026-03-02T09:00:01-05:00")}, "session.time-window", "/infusionStart"},

@@ -334,12 +334,15 @@ func TestIdentityConcurrent(t *testing.T) {
 // against its stored session, and a session against the records stored
 // before it, in every order.
 func TestRulesAgainstStoredSession(t *testing.T) {
+	// An adverse event judged against the session's drug: its onset is
+	// checked against the infusion's start.
+	const causality = `, "causality": "probably-likely"`
 	t.Run("adverse event after its session", func(t *testing.T) {
 		g := newGateway(t, app.Config{})
 		if err := g.ingest("", mapping.KindInfusion, rec("S-1", "1", "P-1", "", infusionBody)); err != nil {
 			t.Fatal(err)
 		}
-		err := g.ingest("", mapping.KindAdverseEvent, rec("AE-1", "1", "P-1", "", aeBody("S-1", "2026-03-01T18:00:00-05:00")))
+		err := g.ingest("", mapping.KindAdverseEvent, rec("AE-1", "1", "P-1", "", aeBody("S-1", "2026-03-01T18:00:00-05:00")+causality))
 		wantIssues(t, err, outcome.Unprocessable, "session.time-window", "/onsetAt")
 		if n := g.count(t, "", "AdverseEvent", ""); n != 0 {
 			t.Errorf("%d AdverseEvents stored, want 0", n)
@@ -358,7 +361,7 @@ func TestRulesAgainstStoredSession(t *testing.T) {
 	})
 	t.Run("adverse event before its session", func(t *testing.T) {
 		g := newGateway(t, app.Config{})
-		if err := g.ingest("", mapping.KindAdverseEvent, rec("AE-1", "1", "P-1", "", aeBody("S-1", "2026-03-02T08:30:00-05:00"))); err != nil {
+		if err := g.ingest("", mapping.KindAdverseEvent, rec("AE-1", "1", "P-1", "", aeBody("S-1", "2026-03-02T08:30:00-05:00")+causality)); err != nil {
 			t.Fatalf("an adverse event of a session not stored yet: %v", err)
 		}
 		err := g.ingest("", mapping.KindInfusion, rec("S-1", "1", "P-1", "", infusionBody))
@@ -369,7 +372,7 @@ func TestRulesAgainstStoredSession(t *testing.T) {
 		err = g.ingest("", mapping.KindSession, rec("S-1", "1", "P-1", "", `"infusion": {`+infusionBody+`}`))
 		wantIssues(t, err, outcome.Unprocessable, "session.time-window", "/infusion/infusionStart")
 		// The adverse event corrected, the session is accepted and linked.
-		if err := g.ingest("", mapping.KindAdverseEvent, rec("AE-1", "2", "P-1", "", aeBody("S-1", "2026-03-02T09:30:00-05:00"))); err != nil {
+		if err := g.ingest("", mapping.KindAdverseEvent, rec("AE-1", "2", "P-1", "", aeBody("S-1", "2026-03-02T09:30:00-05:00")+causality)); err != nil {
 			t.Fatal(err)
 		}
 		if err := g.ingest("", mapping.KindInfusion, rec("S-1", "1", "P-1", "", infusionBody)); err != nil {
@@ -483,6 +486,61 @@ func TestRulesAgainstStoredSession(t *testing.T) {
 		}
 		err = g.ingest("", mapping.KindInfusion, rec("S-2", "2", "P-1", "", notDone))
 		wantIssues(t, err, outcome.Unprocessable, "session.not-given", "/status")
+	})
+	t.Run("ratings after the infusion of a session without monitoring end", func(t *testing.T) {
+		// monitoringEnd is optional: MOAA/S and CADSS are scored during
+		// the monitoring after the infusion, which then has no recorded
+		// end; they fit up to a day after infusionEnd (the latest
+		// monitoringEnd the gateway accepts), and past it the message
+		// names the session's fields.
+		g := newGateway(t, app.Config{})
+		unmonitored := strings.Replace(infusionBody, `,
+		"monitoringEnd": "2026-03-02T11:00:00-05:00"`, "", 1)
+		if err := g.ingest("", mapping.KindInfusion, rec("S-1", "1", "P-1", "", unmonitored)); err != nil {
+			t.Fatal(err)
+		}
+		moaas := func(id, at string) string {
+			return rec(id, "1", "P-1", "", `"sessionId": "S-1", "instrument": "MOAA-S", "takenAt": "`+at+`", "total": 4`)
+		}
+		if err := g.ingest("", mapping.KindAssessment, moaas("A-1", "2026-03-02T09:50:00-05:00")); err != nil {
+			t.Errorf("MOAA/S 10 minutes after the infusion: %v", err)
+		}
+		err := g.ingest("", mapping.KindAssessment, moaas("A-2", "2026-03-03T09:40:01-05:00"))
+		wantIssues(t, err, outcome.Unprocessable, "session.time-window", "/takenAt")
+		if _, issues := outcome.From(err); !strings.Contains(issues[0].Message, "infusionEnd") || !strings.Contains(issues[0].Message, "monitoringEnd") {
+			t.Errorf("message %q does not name the session's infusionEnd and monitoringEnd", issues[0].Message)
+		}
+		// The same ratings stored first, then the session without
+		// monitoringEnd.
+		g = newGateway(t, app.Config{})
+		if err := g.ingest("", mapping.KindAssessment, moaas("A-1", "2026-03-02T09:50:00-05:00")); err != nil {
+			t.Fatal(err)
+		}
+		if err := g.ingest("", mapping.KindInfusion, rec("S-1", "1", "P-1", "", unmonitored)); err != nil {
+			t.Errorf("session without monitoringEnd after a rating taken 10 minutes after its infusion: %v", err)
+		}
+	})
+	t.Run("a pre-dose adverse event without causality, then the session given", func(t *testing.T) {
+		// An event before the dose judged against nothing (a pre-dose
+		// hypertension) is accepted for a session cancelled or delayed
+		// alike, and does not block correcting the session's status.
+		g := newGateway(t, app.Config{})
+		notDone := `"drug": "ketamine-iv", "status": "not-done", "statusReason": {"code": "elevated-blood-pressure"},
+			"scheduledAt": "2026-03-02T09:00:00-05:00"`
+		if err := g.ingest("", mapping.KindInfusion, rec("S-1", "1", "P-1", "", notDone)); err != nil {
+			t.Fatal(err)
+		}
+		if err := g.ingest("", mapping.KindAdverseEvent, rec("AE-1", "1", "P-1", "", aeBody("S-1", "2026-03-02T08:45:00-05:00"))); err != nil {
+			t.Fatal(err)
+		}
+		if err := g.ingest("", mapping.KindInfusion, rec("S-1", "2", "P-1", "", infusionBody)); err != nil {
+			t.Errorf("the session corrected to completed under a pre-dose adverse event without causality: %v", err)
+		}
+		if err := g.ingest("", mapping.KindAdverseEvent, rec("AE-2", "1", "P-1", "", aeBody("S-1", "2026-03-02T08:50:00-05:00"))); err != nil {
+			t.Errorf("a pre-dose adverse event without causality of a given session: %v", err)
+		}
+		err := g.ingest("", mapping.KindAdverseEvent, rec("AE-3", "1", "P-1", "", aeBody("S-1", "2026-03-02T08:50:00-05:00")+`, "causality": "possible"`))
+		wantIssues(t, err, outcome.Unprocessable, "session.time-window", "/onsetAt")
 	})
 	t.Run("a session document's own records are not stored records", func(t *testing.T) {
 		g := newGateway(t, app.Config{})
