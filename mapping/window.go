@@ -2,6 +2,7 @@ package mapping
 
 import (
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -244,6 +245,11 @@ type Linked struct {
 	OtherPatient bool
 	// Causality: an adverse event that judges the session's drug.
 	Causality bool
+	// Kind and RecordID name the source record the resource was mapped
+	// from (the clinic's own identifiers, no value of it), so that a
+	// refusal says which stored record is at fault; empty when unknown.
+	Kind     Kind
+	RecordID string
 }
 
 // LinkedOf reads, from a stored resource the mappings wrote (decoded JSON),
@@ -253,6 +259,7 @@ type Linked struct {
 // nothing.
 func LinkedOf(doc map[string]any) Linked {
 	var l Linked
+	l.Kind, l.RecordID = recordOf(doc)
 	switch doc["resourceType"] {
 	case "AdverseEvent":
 		l.Onset, _ = parseTime(str(doc, "date"))
@@ -278,6 +285,49 @@ func LinkedOf(doc map[string]any) Linked {
 		}
 	}
 	return l
+}
+
+// recordOf names the source record of a stored AdverseEvent or
+// Observation the mappings wrote, from its identifier
+// (<base>/<source>/<kind>|<record id>, or <record id>-<code> for a vitals
+// measurement, whose value is the record's id and the Observation's code);
+// "" when it is none of theirs.
+func recordOf(doc map[string]any) (Kind, string) {
+	var ident map[string]any
+	switch ids := doc["identifier"].(type) {
+	case map[string]any: // AdverseEvent.identifier is single
+		ident = ids
+	case []any:
+		if len(ids) > 0 {
+			ident, _ = ids[0].(map[string]any)
+		}
+	}
+	system, value := str(ident, "system"), str(ident, "value")
+	var kind Kind
+	switch {
+	case value == "":
+		return "", ""
+	case doc["resourceType"] == "AdverseEvent" && strings.HasSuffix(system, "/"+nsAdverseEvent):
+		kind = KindAdverseEvent
+	case doc["resourceType"] == "Observation" && strings.HasSuffix(system, "/"+nsAssessment):
+		kind = KindAssessment // a MOAA/S score or a panel: the record's own id
+	case doc["resourceType"] == "Observation" && strings.HasSuffix(system, "/"+nsVitals):
+		kind = KindVitals
+		code, _ := doc["code"].(map[string]any)
+		codings, _ := code["coding"].([]any)
+		if len(codings) == 0 {
+			return "", ""
+		}
+		first, _ := codings[0].(map[string]any)
+		id, ok := strings.CutSuffix(value, "-"+str(first, "code"))
+		if !ok || id == "" {
+			return "", ""
+		}
+		value = id
+	default:
+		return "", ""
+	}
+	return kind, value
 }
 
 // storedDuring reports whether a stored Observation is one the mappings
@@ -350,14 +400,19 @@ func CheckStored(rec Record, linked []Linked) error {
 	}
 	var v violations
 	seen := map[string]bool{}
-	add := func(rule, pointer, msg string) {
-		if !seen[rule+pointer] {
-			seen[rule+pointer] = true
-			v.add(rule, pointer, "%s", msg)
-		}
-	}
 	w, hasWindow := windowOf(in)
 	for _, l := range linked {
+		// Each issue names the stored record at fault (its kind and
+		// record id, the clinic's identifiers), once per rule and field.
+		add := func(rule, pointer, msg string) {
+			if l.RecordID != "" {
+				msg += fmt.Sprintf(" (the stored %s record %s)", l.Kind, l.RecordID)
+			}
+			if !seen[rule+pointer+msg] {
+				seen[rule+pointer+msg] = true
+				v.add(rule, pointer, "%s", msg)
+			}
+		}
 		if l.OtherPatient {
 			add("session.patient-mismatch", "/patient/id", "a record stored for another patient names this session")
 		}

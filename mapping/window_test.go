@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -140,6 +141,36 @@ func TestCheckStored(t *testing.T) {
 	}
 }
 
+// TestCheckStoredNamesRecord: a session refused because of records stored
+// before it names each of them (kind and record id, the clinic's own
+// identifiers), one issue per record, and no value.
+func TestCheckStoredNamesRecord(t *testing.T) {
+	rec := decodeFile(t, mapping.KindInfusion, "infusion/iv-completed", nil)
+	err := mapping.CheckStored(rec, []mapping.Linked{
+		{During: at("2026-03-02T11:30:00-05:00"), Kind: mapping.KindVitals, RecordID: "V-7"},
+		{During: at("2026-03-02T11:40:00-05:00"), Kind: mapping.KindAssessment, RecordID: "A-8"},
+		{OtherPatient: true, Kind: mapping.KindAdverseEvent, RecordID: "AE-9"},
+	})
+	var re *mapping.RuleError
+	if !errors.As(err, &re) || len(re.Violations) != 3 {
+		t.Fatalf("CheckStored() = %v, want 3 violations", describe(err))
+	}
+	for _, want := range []string{"vitals record V-7", "assessment record A-8", "adverse-event record AE-9"} {
+		found := false
+		for _, v := range re.Violations {
+			found = found || strings.Contains(v.Message, want)
+		}
+		if !found {
+			t.Errorf("no violation names the stored %s: %+v", want, re.Violations)
+		}
+	}
+	for _, v := range re.Violations {
+		if strings.Contains(v.Message, "2026") || strings.Contains(v.Message, "11:") {
+			t.Errorf("message quotes a time: %q", v.Message)
+		}
+	}
+}
+
 // TestLinkedOf reads back, from the resources the mappings write, what the
 // window rule checks.
 func TestLinkedOf(t *testing.T) {
@@ -190,6 +221,24 @@ func TestLinkedOf(t *testing.T) {
 	phq := mapping.LinkedOf(find(mapping.KindAssessment, "assessment/gad7", "Observation", ""))
 	if !phq.During.IsZero() {
 		t.Errorf("GAD-7: %+v, want nothing", phq)
+	}
+	// Each names its source record: kind and record id.
+	for _, tc := range []struct {
+		l        mapping.Linked
+		kind     mapping.Kind
+		recordID string
+	}{
+		{ae, mapping.KindAdverseEvent, "AE-100"},
+		{post, mapping.KindVitals, "V-101"},
+		{mapping.LinkedOf(find(mapping.KindVitals, "vitals/post-40min-bp", "Observation", "85354-9")), mapping.KindVitals, "V-101"},
+		{pre, mapping.KindVitals, "V-100"},
+		{discharge, mapping.KindVitals, "V-102"},
+		{moaas, mapping.KindAssessment, "A-109"},
+		{cadss, mapping.KindAssessment, "A-108"},
+	} {
+		if tc.l.Kind != tc.kind || tc.l.RecordID != tc.recordID {
+			t.Errorf("LinkedOf() names %s record %q, want %s record %q", tc.l.Kind, tc.l.RecordID, tc.kind, tc.recordID)
+		}
 	}
 	withdrawn := find(mapping.KindVitals, "vitals/post-40min-bp", "Observation", "8867-4")
 	withdrawn["status"] = "entered-in-error"

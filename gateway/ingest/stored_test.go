@@ -130,6 +130,19 @@ func wantIssues(t *testing.T, err error, kind outcome.Kind, rule string, pointer
 	}
 }
 
+// wantNamed checks that an issue of err names a stored record ("vitals
+// record V-1"): a refusal because of a record stored before says which.
+func wantNamed(t *testing.T, err error, record string) {
+	t.Helper()
+	_, issues := outcome.From(err)
+	for _, is := range issues {
+		if strings.Contains(is.Message, record) {
+			return
+		}
+	}
+	t.Errorf("no issue names the stored %s: %+v", record, issues)
+}
+
 // TestIdentityConflict: a new clinic id with another Patient's MRN is
 // refused (409, both pointers) and nothing is stored.
 func TestIdentityConflict(t *testing.T) {
@@ -393,6 +406,7 @@ func TestRulesAgainstStoredSession(t *testing.T) {
 		short := strings.Replace(infusionBody, "T11:00:00", "T10:00:00", 1)
 		err := g.ingest("", mapping.KindInfusion, rec("S-1", "1", "P-1", "", short))
 		wantIssues(t, err, outcome.Unprocessable, "session.time-window", "/monitoringEnd")
+		wantNamed(t, err, "assessment record A-1")
 		if err := g.ingest("", mapping.KindInfusion, rec("S-1", "1", "P-1", "", infusionBody)); err != nil {
 			t.Errorf("session covering the measurement: %v", err)
 		}
@@ -441,8 +455,9 @@ func TestRulesAgainstStoredSession(t *testing.T) {
 			t.Errorf("a later session version changing only its notes: %v", err)
 		}
 		later := strings.Replace(noted, "T09:40:00", "T09:45:00", 1)
-		wantIssues(t, g.ingest("", mapping.KindInfusion, rec("S-1", "3", "P-1", "", later)), outcome.Unprocessable,
-			"session.time-window", "/infusionEnd")
+		err = g.ingest("", mapping.KindInfusion, rec("S-1", "3", "P-1", "", later))
+		wantIssues(t, err, outcome.Unprocessable, "session.time-window", "/infusionEnd")
+		wantNamed(t, err, "vitals record V-1")
 	})
 	t.Run("another patient's record names the session", func(t *testing.T) {
 		g := newGateway(t, app.Config{})
@@ -451,6 +466,7 @@ func TestRulesAgainstStoredSession(t *testing.T) {
 		}
 		err := g.ingest("", mapping.KindInfusion, rec("S-1", "1", "P-1", "", infusionBody))
 		wantIssues(t, err, outcome.Unprocessable, "session.patient-mismatch", "/patient/id")
+		wantNamed(t, err, "adverse-event record AE-1")
 		// Withdrawn, it no longer names the session.
 		withdrawn := strings.Replace(rec("AE-1", "2", "P-2", "", aeBody("S-1", "2026-03-02T09:30:00-05:00")),
 			`"version": "2"`, `"version": "2", "status": "entered-in-error"`, 1)
