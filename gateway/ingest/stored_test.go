@@ -177,6 +177,76 @@ func TestIdentityConflict(t *testing.T) {
 	wantIssues(t, err, outcome.Conflict, ingest.RuleIdentityConflict, "/patient/id", "/patient/mrn/value")
 }
 
+// TestIdentityConflictOtherSystem: a patient treated under two source
+// systems of one tenant. The second system's record with the hospital MRN
+// is refused, and the answer says what can be done, which works: the
+// administrator adds the second system's patient identifier to the
+// Patient through the FHIR API, and the record is then accepted, for the
+// one Patient. A patient id of the record's own system under another MRN
+// holder gets the advice it can follow (the id it used before).
+func TestIdentityConflictOtherSystem(t *testing.T) {
+	g := newGateway(t, app.Config{})
+	if err := g.ingest("", mapping.KindAssessment, rec("A-1", "1", "P-1", "MRN-1", phq9Body)); err != nil {
+		t.Fatal(err)
+	}
+	other := func(recordID string) string {
+		return strings.Replace(rec(recordID, "1", "PY-1", "MRN-1", phq9Body), `"system": "serenity-clinic-emr"`, `"system": "harbor-clinic-emr"`, 1)
+	}
+	message := func(err error) string {
+		_, issues := outcome.From(err)
+		if len(issues) == 0 {
+			return ""
+		}
+		return issues[0].Message
+	}
+	err := g.ingest("", mapping.KindAssessment, other("Y-1"))
+	wantIssues(t, err, outcome.Conflict, ingest.RuleIdentityConflict, "/patient/id", "/patient/mrn/value")
+	if m := message(err); !strings.Contains(m, "another source system") || !strings.Contains(m, "administrator") || strings.Contains(m, "patient id the gateway knows") {
+		t.Errorf("another source system's patient: message %q; want the other source system named and the administrator's remedy, not an id the clinic cannot know", m)
+	}
+	// The same source system under another patient id: send the known id.
+	err = g.ingest("", mapping.KindAssessment, rec("A-2", "1", "P-2", "MRN-1", phq9Body))
+	wantIssues(t, err, outcome.Conflict, ingest.RuleIdentityConflict, "/patient/id", "/patient/mrn/value")
+	if m := message(err); !strings.Contains(m, "patient id the gateway knows") {
+		t.Errorf("this source system's patient under another id: message %q; want the known id as the remedy", m)
+	}
+	// The administrator's remedy: the second system's patient identifier
+	// added to the Patient.
+	vals, _ := url.ParseQuery("identifier=https://hospital.example/mrn|MRN-1")
+	q, _ := search.Parse("Patient", vals, false)
+	page, err := g.a.Store.Search(context.Background(), q)
+	if err != nil || len(page.Matches) != 1 {
+		t.Fatalf("%d Patients with the MRN, %v", len(page.Matches), err)
+	}
+	var patient map[string]any
+	if err := json.Unmarshal(page.Matches[0].Body, &patient); err != nil {
+		t.Fatal(err)
+	}
+	patient["identifier"] = append(patient["identifier"].([]any), map[string]any{
+		"system": "https://ketamine-gateway.org/fhir/sid/harbor-clinic-emr/patient", "value": "PY-1"})
+	bundle, _ := json.Marshal(map[string]any{"resourceType": "Bundle", "type": "transaction", "entry": []any{map[string]any{
+		"resource": patient, "request": map[string]any{"method": "PUT", "url": "Patient/" + page.Matches[0].ID}}}})
+	admin := auditlog.NewScope("transaction", &auth.Principal{ClientID: "admin", Scopes: auth.ParseScopes("system/*.cruds")})
+	if _, err := g.a.Engine.Bundle(context.Background(), admin, bundle, engine.Answer{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.ingest("", mapping.KindAssessment, other("Y-1")); err != nil {
+		t.Errorf("the second system's record after the administrator linked its patient id: %v", err)
+	}
+	if n := g.count(t, "", "Patient", ""); n != 1 {
+		t.Errorf("%d Patients, want 1", n)
+	}
+	// A known patient id whose record names another Patient's MRN.
+	if err := g.ingest("", mapping.KindAssessment, rec("A-3", "1", "P-3", "MRN-3", phq9Body)); err != nil {
+		t.Fatal(err)
+	}
+	err = g.ingest("", mapping.KindAssessment, rec("A-4", "1", "P-3", "MRN-1", phq9Body))
+	wantIssues(t, err, outcome.Conflict, ingest.RuleIdentityConflict, "/patient/id", "/patient/mrn/value")
+	if m := message(err); !strings.Contains(m, "correct the MRN") || strings.Contains(m, "patient id the gateway knows") {
+		t.Errorf("a known patient id with another Patient's MRN: message %q; want correct the MRN", m)
+	}
+}
+
 // TestMRNChange: an MRN added or changed for a known clinic id is a new
 // version of the same Patient, and frees the old MRN.
 func TestMRNChange(t *testing.T) {
