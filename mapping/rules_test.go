@@ -171,7 +171,18 @@ func TestRules(t *testing.T) {
 		{"discharge vitals before the session", "session/iv-routine", patch{"/vitals/1/timepoint": "discharge", "/vitals/1/measuredAt": "2026-03-02T08:00:00-05:00"}, "session.time-window", "/vitals/1/measuredAt"},
 		{"moaas after the end", "session/iv-routine", patch{"/assessments/1/takenAt": "2026-03-02T12:00:00-05:00"}, "session.time-window", "/assessments/1/takenAt"},
 		{"phq9 before the session is not windowed", "session/iv-routine", patch{"/assessments/0/takenAt": "2026-03-01T08:45:00-05:00"}, "", ""},
-		{"without monitoring end the infusion end closes the window", "session/iv-routine", patch{"/infusion/monitoringEnd": nil, "/assessments/1/takenAt": "2026-03-02T09:41:00-05:00"}, "session.time-window", "/assessments/1/takenAt"},
+		// Without monitoringEnd, monitoring went on unrecorded: the ratings
+		// taken in it (after the infusion ends) fit up to the latest
+		// monitoringEnd the session could have, a day after infusionEnd.
+		{"without monitoring end a rating after the infusion end", "session/iv-routine", patch{"/infusion/monitoringEnd": nil, "/assessments/1/takenAt": "2026-03-02T09:50:00-05:00"}, "", ""},
+		{"without monitoring end a rating a day after the infusion end", "session/iv-routine", patch{"/infusion/monitoringEnd": nil, "/assessments/1/takenAt": "2026-03-03T09:40:00-05:00"}, "", ""},
+		{"without monitoring end a rating over a day after the infusion end", "session/iv-routine", patch{"/infusion/monitoringEnd": nil, "/assessments/1/takenAt": "2026-03-03T09:40:01-05:00"}, "session.time-window", "/assessments/1/takenAt"},
+		{"without monitoring end post-dose vitals after the infusion end", "session/iv-routine", patch{"/infusion/monitoringEnd": nil, "/vitals/1/measuredAt": "2026-03-02T10:20:00-05:00"}, "", ""},
+		{"with monitoring end a rating after it", "session/iv-routine", patch{"/assessments/1/takenAt": "2026-03-02T11:00:01-05:00"}, "session.time-window", "/assessments/1/takenAt"},
+		// An adverse event without causality before the infusion is a
+		// pre-dose finding of the visit (one that delayed the session);
+		// with causality it would judge a drug not yet given.
+		{"session ae without causality before the start", "session/iv-routine", patch{"/adverseEvents/0/onsetAt": "2026-03-02T08:45:00-05:00", "/adverseEvents/0/causality": nil}, "", ""},
 	}
 	set, err := schemas.New()
 	if err != nil {

@@ -1,6 +1,8 @@
 package mapping
 
 import (
+	"fmt"
+	"strings"
 	"time"
 )
 
@@ -8,12 +10,18 @@ import (
 // time the session covers, whether they travel in its session document or
 // are sent on their own with its sessionId and checked against the stored
 // session (gateway/ingest). One rule, session.time-window:
-//   - an adverse event does not start before the infusion started;
+//   - an adverse event judged against the session's drug (with causality)
+//     does not start before the infusion started: an event before the dose
+//     cannot be caused by it, while one without causality (a pre-dose
+//     hypertension that delayed or cancelled the session) is ordinary
+//     documentation of the visit;
 //   - a measurement taken during the session (vitals at the post-dose-40min
 //     time point, a MOAA/S or CADSS assessment, which rate the drug's acute
-//     sedation and dissociation) lies within the session as its Procedure
-//     charts it: from infusionStart to monitoringEnd, or to infusionEnd when
-//     no monitoring end is recorded;
+//     sedation and dissociation) lies from infusionStart to the end of
+//     monitoring: monitoringEnd, or, when no monitoring end is recorded
+//     (monitoringEnd is optional), up to MaxMonitoringMinutes after
+//     infusionEnd, the latest monitoringEnd the session could have: these
+//     ratings are taken after the infusion ends, during monitoring;
 //   - vitals at the pre-dose time point are not measured after infusionStart,
 //     and at the discharge time point not before infusionEnd (infusionStart
 //     for a stored session, whose window has no infusion end).
@@ -22,7 +30,8 @@ import (
 // Window is the time a session covers: Procedure.performedPeriod.
 type Window struct {
 	Start time.Time
-	// End is the end of the session; zero when it has none.
+	// End is the end of the session (monitoringEnd, else infusionEnd);
+	// zero when it has none.
 	End time.Time
 	// InfusionEnd is when the infusion itself ended; zero when unknown
 	// (a stored session's window has only its performedPeriod).
@@ -54,21 +63,55 @@ func windowOf(in *InfusionBody) (Window, bool) {
 	return w, ok
 }
 
-// endPointer is the field of an infusion that sets its window's end.
-func endPointer(in *InfusionBody) string {
-	if in.MonitoringEnd != "" {
-		return "/monitoringEnd"
+// monitored reports whether the window's end is a recorded end of
+// monitoring (a monitoringEnd later than infusionEnd) rather than the
+// infusion's end. A stored session's window tells them apart the same way
+// (its performedPeriod ends at monitoringEnd, else infusionEnd; its
+// InfusionEnd is the MedicationAdministration's end).
+func (w Window) monitored() bool { return !w.End.IsZero() && !w.End.Equal(w.InfusionEnd) }
+
+// duringEnd is the latest time of a measurement taken during the session:
+// the recorded end of monitoring; without one, MaxMonitoringMinutes after
+// the infusion's end (monitoring goes on after the infusion, and the
+// latest monitoringEnd infusion.duration-plausible accepts is that); zero
+// for no bound (a session with neither end).
+func (w Window) duringEnd() time.Time {
+	if w.End.IsZero() || w.monitored() {
+		return w.End
 	}
-	return "/infusionEnd"
+	return w.End.Add(MaxMonitoringMinutes * time.Minute)
+}
+
+// endPointer is the field of an infusion that sets the end of its window
+// for a measurement taken during it (p the infusion's pointer).
+func (w Window) endPointer(p string) string {
+	if w.monitored() {
+		return p + "/monitoringEnd"
+	}
+	return p + "/infusionEnd"
 }
 
 // onsetFits reports whether an adverse event starting at t fits w.
 func (w Window) onsetFits(t time.Time) bool { return !t.Before(w.Start) }
 
 // duringFits reports whether a measurement taken at t during the session
-// fits w: not before the start, not after the end.
-func (w Window) duringFits(t time.Time) bool {
-	return !t.Before(w.Start) && (w.End.IsZero() || !t.After(w.End))
+// fits w: not before the start, not after the end of monitoring.
+func (w Window) duringFits(t time.Time) bool { return w.duringMiss(t) == "" }
+
+// duringMiss says where a measurement taken during the session at t lies
+// outside w, for a message naming the session's fields; "" when it fits.
+func (w Window) duringMiss(t time.Time) string {
+	if t.Before(w.Start) {
+		return "this one is before the session's infusionStart"
+	}
+	end := w.duringEnd()
+	switch {
+	case end.IsZero() || !t.After(end):
+		return ""
+	case w.monitored():
+		return "this one is after the session's monitoringEnd: if monitoring went on longer, send the session with the monitoringEnd it had; otherwise correct the time"
+	}
+	return fmt.Sprintf("this one is more than %d hours after the session's infusionEnd (the session gives no monitoringEnd)", MaxMonitoringMinutes/60)
 }
 
 // preDoseFits reports whether a pre-dose measurement taken at t fits w:
@@ -101,15 +144,15 @@ func assessmentDuring(a *AssessmentBody) bool {
 func checkWindowed(rec any, w Window, p string, v *violations) {
 	switch r := rec.(type) {
 	case *AdverseEventBody:
-		if t, ok := parseTime(r.OnsetAt); ok && !w.onsetFits(t) {
-			v.add("session.time-window", p+"/onsetAt", "an adverse event of a session cannot start before the infusion")
+		if t, ok := parseTime(r.OnsetAt); ok && r.Causality != "" && !w.onsetFits(t) {
+			v.add("session.time-window", p+"/onsetAt", "an adverse event judged against the session's drug (causality) cannot start before the infusion: correct onsetAt, or, for an event that began before the dose, leave out causality")
 		}
 	case *VitalsBody:
 		t, ok := parseTime(r.MeasuredAt)
 		switch {
 		case !ok:
 		case vitalsDuring(r) && !w.duringFits(t):
-			v.add("session.time-window", p+"/measuredAt", "vitals at a time point during the session are measured between the session's start and end")
+			v.add("session.time-window", p+"/measuredAt", "vitals at a time point during the session are measured from the infusion's start to the end of monitoring; %s", w.duringMiss(t))
 		case r.Timepoint == "pre-dose" && !w.preDoseFits(t):
 			v.add("session.time-window", p+"/measuredAt", "pre-dose vitals are measured before the infusion starts; send the measurement under the time point it was taken at")
 		case r.Timepoint == "discharge" && !w.dischargeFits(t):
@@ -117,7 +160,7 @@ func checkWindowed(rec any, w Window, p string, v *violations) {
 		}
 	case *AssessmentBody:
 		if t, ok := parseTime(r.TakenAt); ok && assessmentDuring(r) && !w.duringFits(t) {
-			v.add("session.time-window", p+"/takenAt", "a sedation or dissociation rating of a session is taken between the session's start and end")
+			v.add("session.time-window", p+"/takenAt", "a sedation or dissociation rating of a session is taken from the infusion's start to the end of monitoring; %s", w.duringMiss(t))
 		}
 	}
 }
@@ -202,6 +245,11 @@ type Linked struct {
 	OtherPatient bool
 	// Causality: an adverse event that judges the session's drug.
 	Causality bool
+	// Kind and RecordID name the source record the resource was mapped
+	// from (the clinic's own identifiers, no value of it), so that a
+	// refusal says which stored record is at fault; empty when unknown.
+	Kind     Kind
+	RecordID string
 }
 
 // LinkedOf reads, from a stored resource the mappings wrote (decoded JSON),
@@ -211,6 +259,7 @@ type Linked struct {
 // nothing.
 func LinkedOf(doc map[string]any) Linked {
 	var l Linked
+	l.Kind, l.RecordID = recordOf(doc)
 	switch doc["resourceType"] {
 	case "AdverseEvent":
 		l.Onset, _ = parseTime(str(doc, "date"))
@@ -236,6 +285,49 @@ func LinkedOf(doc map[string]any) Linked {
 		}
 	}
 	return l
+}
+
+// recordOf names the source record of a stored AdverseEvent or
+// Observation the mappings wrote, from its identifier
+// (<base>/<source>/<kind>|<record id>, or <record id>-<code> for a vitals
+// measurement, whose value is the record's id and the Observation's code);
+// "" when it is none of theirs.
+func recordOf(doc map[string]any) (Kind, string) {
+	var ident map[string]any
+	switch ids := doc["identifier"].(type) {
+	case map[string]any: // AdverseEvent.identifier is single
+		ident = ids
+	case []any:
+		if len(ids) > 0 {
+			ident, _ = ids[0].(map[string]any)
+		}
+	}
+	system, value := str(ident, "system"), str(ident, "value")
+	var kind Kind
+	switch {
+	case value == "":
+		return "", ""
+	case doc["resourceType"] == "AdverseEvent" && strings.HasSuffix(system, "/"+nsAdverseEvent):
+		kind = KindAdverseEvent
+	case doc["resourceType"] == "Observation" && strings.HasSuffix(system, "/"+nsAssessment):
+		kind = KindAssessment // a MOAA/S score or a panel: the record's own id
+	case doc["resourceType"] == "Observation" && strings.HasSuffix(system, "/"+nsVitals):
+		kind = KindVitals
+		code, _ := doc["code"].(map[string]any)
+		codings, _ := code["coding"].([]any)
+		if len(codings) == 0 {
+			return "", ""
+		}
+		first, _ := codings[0].(map[string]any)
+		id, ok := strings.CutSuffix(value, "-"+str(first, "code"))
+		if !ok || id == "" {
+			return "", ""
+		}
+		value = id
+	default:
+		return "", ""
+	}
+	return kind, value
 }
 
 // storedDuring reports whether a stored Observation is one the mappings
@@ -308,14 +400,19 @@ func CheckStored(rec Record, linked []Linked) error {
 	}
 	var v violations
 	seen := map[string]bool{}
-	add := func(rule, pointer, msg string) {
-		if !seen[rule+pointer] {
-			seen[rule+pointer] = true
-			v.add(rule, pointer, "%s", msg)
-		}
-	}
 	w, hasWindow := windowOf(in)
 	for _, l := range linked {
+		// Each issue names the stored record at fault (its kind and
+		// record id, the clinic's identifiers), once per rule and field.
+		add := func(rule, pointer, msg string) {
+			if l.RecordID != "" {
+				msg += fmt.Sprintf(" (the stored %s record %s)", l.Kind, l.RecordID)
+			}
+			if !seen[rule+pointer+msg] {
+				seen[rule+pointer+msg] = true
+				v.add(rule, pointer, "%s", msg)
+			}
+		}
 		if l.OtherPatient {
 			add("session.patient-mismatch", "/patient/id", "a record stored for another patient names this session")
 		}
@@ -331,12 +428,16 @@ func CheckStored(rec Record, linked []Linked) error {
 			continue
 		}
 		switch {
-		case !l.Onset.IsZero() && !w.onsetFits(l.Onset):
-			add("session.time-window", p+"/infusionStart", "a stored adverse event that names this session would start before the infusion")
+		case !l.Onset.IsZero() && l.Causality && !w.onsetFits(l.Onset):
+			add("session.time-window", p+"/infusionStart", "a stored adverse event that judges this session's drug (causality) would start before the infusion")
 		case !l.During.IsZero() && l.During.Before(w.Start):
 			add("session.time-window", p+"/infusionStart", "a stored measurement taken during this session would lie before its start")
 		case !l.During.IsZero() && !w.duringFits(l.During):
-			add("session.time-window", p+endPointer(in), "a stored measurement taken during this session would lie after its end")
+			msg := "a stored measurement taken during this session would lie after its monitoringEnd"
+			if !w.monitored() {
+				msg = fmt.Sprintf("a stored measurement taken during this session would lie more than %d hours after its infusionEnd", MaxMonitoringMinutes/60)
+			}
+			add("session.time-window", w.endPointer(p), msg)
 		case !l.PreDose.IsZero() && !w.preDoseFits(l.PreDose):
 			add("session.time-window", p+"/infusionStart", "a stored pre-dose measurement of this session would lie after its start")
 		case !l.Discharge.IsZero() && !w.dischargeFits(l.Discharge):

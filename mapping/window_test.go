@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -55,6 +56,11 @@ func TestCheckLinked(t *testing.T) {
 		t.Fatal("WindowFrom refused a start")
 	}
 	stored := mapping.StoredSession{Window: w, HasWindow: true}
+	// A stored session without monitoringEnd: its performedPeriod ends
+	// at its infusion's end.
+	unmonitored, _ := mapping.WindowFrom("2026-03-02T09:00:00-05:00", "2026-03-02T09:40:00-05:00")
+	unmonitored.InfusionEnd = unmonitored.End
+	noMonitoring := mapping.StoredSession{Window: unmonitored, HasWindow: true}
 	notDoneSession := mapping.StoredSession{NotDone: true}
 	tests := []struct {
 		name    string
@@ -78,6 +84,9 @@ func TestCheckLinked(t *testing.T) {
 		{"discharge vitals before the start", mapping.KindVitals, "vitals/post-40min-bp", patch{"/timepoint": "discharge", "/measuredAt": "2026-03-02T08:00:00-05:00"}, stored, "session.time-window", "/measuredAt"},
 		{"discharge vitals after the start", mapping.KindVitals, "vitals/post-40min-bp", patch{"/timepoint": "discharge", "/measuredAt": "2026-03-02T09:30:00-05:00"}, stored, "", ""},
 		{"moaas after the end", mapping.KindAssessment, "assessment/moaas", patch{"/takenAt": "2026-03-02T11:30:00-05:00"}, stored, "session.time-window", "/takenAt"},
+		{"moaas after the infusion end, no monitoring end", mapping.KindAssessment, "assessment/moaas", patch{"/takenAt": "2026-03-02T09:50:00-05:00"}, noMonitoring, "", ""},
+		{"moaas over a day after the infusion end, no monitoring end", mapping.KindAssessment, "assessment/moaas", patch{"/takenAt": "2026-03-03T09:40:01-05:00"}, noMonitoring, "session.time-window", "/takenAt"},
+		{"ae without causality before the start", mapping.KindAdverseEvent, "adverse-event/nausea", patch{"/onsetAt": "2026-03-02T08:45:00-05:00", "/causality": nil}, stored, "", ""},
 		{"phq9 before the start", mapping.KindAssessment, "assessment/phq9-complete-with-total", patch{"/takenAt": "2026-03-02T08:00:00-05:00"}, stored, "", ""},
 		{"ae causality, session not done", mapping.KindAdverseEvent, "adverse-event/nausea", nil, notDoneSession, "session.not-given", "/causality"},
 		{"ae without causality, session not done", mapping.KindAdverseEvent, "adverse-event/nausea", patch{"/causality": nil}, notDoneSession, "", ""},
@@ -106,10 +115,12 @@ func TestCheckStored(t *testing.T) {
 		pointer string
 	}{
 		{"ae inside", mapping.KindInfusion, "infusion/iv-completed", nil, mapping.Linked{Onset: at("2026-03-02T09:30:00-05:00")}, "", ""},
-		{"ae before the start", mapping.KindInfusion, "infusion/iv-completed", nil, mapping.Linked{Onset: at("2026-03-01T18:00:00-05:00")}, "session.time-window", "/infusionStart"},
-		{"ae before the start, session document", mapping.KindSession, "session/iv-routine", nil, mapping.Linked{Onset: at("2026-03-01T18:00:00-05:00")}, "session.time-window", "/infusion/infusionStart"},
+		{"ae before the start", mapping.KindInfusion, "infusion/iv-completed", nil, mapping.Linked{Onset: at("2026-03-01T18:00:00-05:00"), Causality: true}, "session.time-window", "/infusionStart"},
+		{"ae before the start, session document", mapping.KindSession, "session/iv-routine", nil, mapping.Linked{Onset: at("2026-03-01T18:00:00-05:00"), Causality: true}, "session.time-window", "/infusion/infusionStart"},
+		{"ae without causality before the start", mapping.KindInfusion, "infusion/iv-completed", nil, mapping.Linked{Onset: at("2026-03-02T08:45:00-05:00")}, "", ""},
 		{"measurement after the end", mapping.KindInfusion, "infusion/iv-completed", nil, mapping.Linked{During: at("2026-03-02T11:30:00-05:00")}, "session.time-window", "/monitoringEnd"},
-		{"measurement after the infusion end, no monitoring", mapping.KindInfusion, "infusion/iv-completed", patch{"/monitoringEnd": nil}, mapping.Linked{During: at("2026-03-02T09:41:00-05:00")}, "session.time-window", "/infusionEnd"},
+		{"measurement after the infusion end, no monitoring", mapping.KindInfusion, "infusion/iv-completed", patch{"/monitoringEnd": nil}, mapping.Linked{During: at("2026-03-02T09:50:00-05:00")}, "", ""},
+		{"measurement over a day after the infusion end, no monitoring", mapping.KindInfusion, "infusion/iv-completed", patch{"/monitoringEnd": nil}, mapping.Linked{During: at("2026-03-03T09:40:01-05:00")}, "session.time-window", "/infusionEnd"},
 		{"measurement before the start", mapping.KindInfusion, "infusion/iv-completed", nil, mapping.Linked{During: at("2026-03-02T08:59:00-05:00")}, "session.time-window", "/infusionStart"},
 		{"pre-dose measurement at the start", mapping.KindInfusion, "infusion/iv-completed", nil, mapping.Linked{PreDose: at("2026-03-02T09:00:00-05:00")}, "", ""},
 		{"pre-dose measurement after the start", mapping.KindInfusion, "infusion/iv-completed", nil, mapping.Linked{PreDose: at("2026-03-02T09:00:01-05:00")}, "session.time-window", "/infusionStart"},
@@ -127,6 +138,36 @@ func TestCheckStored(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			wantRule(t, mapping.CheckStored(decodeFile(t, tc.kind, tc.base, tc.patch), []mapping.Linked{tc.linked}), tc.rule, tc.pointer)
 		})
+	}
+}
+
+// TestCheckStoredNamesRecord: a session refused because of records stored
+// before it names each of them (kind and record id, the clinic's own
+// identifiers), one issue per record, and no value.
+func TestCheckStoredNamesRecord(t *testing.T) {
+	rec := decodeFile(t, mapping.KindInfusion, "infusion/iv-completed", nil)
+	err := mapping.CheckStored(rec, []mapping.Linked{
+		{During: at("2026-03-02T11:30:00-05:00"), Kind: mapping.KindVitals, RecordID: "V-7"},
+		{During: at("2026-03-02T11:40:00-05:00"), Kind: mapping.KindAssessment, RecordID: "A-8"},
+		{OtherPatient: true, Kind: mapping.KindAdverseEvent, RecordID: "AE-9"},
+	})
+	var re *mapping.RuleError
+	if !errors.As(err, &re) || len(re.Violations) != 3 {
+		t.Fatalf("CheckStored() = %v, want 3 violations", describe(err))
+	}
+	for _, want := range []string{"vitals record V-7", "assessment record A-8", "adverse-event record AE-9"} {
+		found := false
+		for _, v := range re.Violations {
+			found = found || strings.Contains(v.Message, want)
+		}
+		if !found {
+			t.Errorf("no violation names the stored %s: %+v", want, re.Violations)
+		}
+	}
+	for _, v := range re.Violations {
+		if strings.Contains(v.Message, "2026") || strings.Contains(v.Message, "11:") {
+			t.Errorf("message quotes a time: %q", v.Message)
+		}
 	}
 }
 
@@ -180,6 +221,24 @@ func TestLinkedOf(t *testing.T) {
 	phq := mapping.LinkedOf(find(mapping.KindAssessment, "assessment/gad7", "Observation", ""))
 	if !phq.During.IsZero() {
 		t.Errorf("GAD-7: %+v, want nothing", phq)
+	}
+	// Each names its source record: kind and record id.
+	for _, tc := range []struct {
+		l        mapping.Linked
+		kind     mapping.Kind
+		recordID string
+	}{
+		{ae, mapping.KindAdverseEvent, "AE-100"},
+		{post, mapping.KindVitals, "V-101"},
+		{mapping.LinkedOf(find(mapping.KindVitals, "vitals/post-40min-bp", "Observation", "85354-9")), mapping.KindVitals, "V-101"},
+		{pre, mapping.KindVitals, "V-100"},
+		{discharge, mapping.KindVitals, "V-102"},
+		{moaas, mapping.KindAssessment, "A-109"},
+		{cadss, mapping.KindAssessment, "A-108"},
+	} {
+		if tc.l.Kind != tc.kind || tc.l.RecordID != tc.recordID {
+			t.Errorf("LinkedOf() names %s record %q, want %s record %q", tc.l.Kind, tc.l.RecordID, tc.kind, tc.recordID)
+		}
 	}
 	withdrawn := find(mapping.KindVitals, "vitals/post-40min-bp", "Observation", "8867-4")
 	withdrawn["status"] = "entered-in-error"

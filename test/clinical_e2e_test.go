@@ -131,12 +131,14 @@ func TestRecordOrderE2E(t *testing.T) {
 		t.Errorf("%d adverse events stored, want 3", n)
 	}
 
-	// Contradicting a stored session: 15 hours before its infusion.
-	before := native("AE-4", "1", "P-2", "", e2eAdverseEvent("S-2", "2026-03-01T18:00:00-05:00"))
+	// Contradicting a stored session: judged against its drug (causality),
+	// 15 hours before its infusion.
+	const causality = `, "causality": "possible"`
+	before := native("AE-4", "1", "P-2", "", e2eAdverseEvent("S-2", "2026-03-01T18:00:00-05:00")+causality)
 	status, oo := ingestRecord(t, g.base, "adverse-event", before)
 	wantRefused(t, status, oo, 422, "session.time-window", before, "/onsetAt")
 	// A session that would leave a stored adverse event outside its window.
-	ok("adverse-event", native("AE-5", "1", "P-5", "", e2eAdverseEvent("S-5", "2026-03-02T08:30:00-05:00")))
+	ok("adverse-event", native("AE-5", "1", "P-5", "", e2eAdverseEvent("S-5", "2026-03-02T08:30:00-05:00")+causality))
 	late := native("S-5", "1", "P-5", "", e2eInfusion)
 	status, oo = ingestRecord(t, g.base, "infusion", late)
 	wantRefused(t, status, oo, 422, "session.time-window", late, "/infusionStart")

@@ -26,14 +26,51 @@ import (
 // another Patient.
 const RuleIdentityConflict = "patient.identity-conflict"
 
-// errIdentityConflict refuses a record whose MRN belongs to another
-// Patient, naming both fields and never their values.
-var errIdentityConflict = &outcome.Error{Kind: outcome.Conflict, Issues: []outcome.Issue{
-	{Severity: "error", Code: "conflict", Rule: RuleIdentityConflict, Pointer: "/patient/id", Expression: "patient.id",
-		Message: "this patient id is not the one the gateway holds for this MRN; the gateway never merges patients: send the record with the patient id it knows, or correct the MRN"},
-	{Severity: "error", Code: "conflict", Rule: RuleIdentityConflict, Pointer: "/patient/mrn/value", Expression: "patient.mrn.value",
-		Message: "this MRN (value and system) belongs to another patient of this tenant"},
-}}
+// The holders of an MRN a record's patient conflicts with, as the
+// remedy of the conflict depends on them (identityConflict).
+const (
+	// holderSameSystem: the MRN's Patient carries a clinic patient id of
+	// the record's source system (another patient.id of that system).
+	holderSameSystem = iota
+	// holderOtherSystem: it carries none of the record's source system:
+	// made from another source system's records of the tenant, or written
+	// through the FHIR API. Patient ids are per source system, so the
+	// clinic has no patient id to send that the gateway would know.
+	holderOtherSystem
+	// holderKnownID: the record's patient id is known (its own Patient),
+	// and the MRN belongs to another Patient.
+	holderKnownID
+)
+
+// identityConflict refuses a record whose MRN belongs to another Patient
+// (holder, one of the holder* cases), naming both fields and never their
+// values (nor the other Patient), with what the clinic, or the gateway's
+// administrator, can do about it.
+func identityConflict(holder int) *outcome.Error {
+	var msg string
+	switch holder {
+	case holderSameSystem:
+		msg = "this patient id is not the one the gateway holds for this MRN: this source system sent the patient " +
+			"with this MRN under another patient id; the gateway never merges patients: send the record with the " +
+			"patient id the gateway knows (the one this source system used before), or correct the MRN"
+	case holderOtherSystem:
+		msg = "this MRN belongs to a patient the gateway holds from another source system of this tenant (or one " +
+			"written through its FHIR API), and patient ids are per source system: no patient id of this source " +
+			"system is linked to that patient. The gateway never merges patients on its own: if it is the same " +
+			"person, the gateway's administrator links them by adding this record's patient identifier (system " +
+			"<identifier base>/<source.system>/patient, value patient.id) to that Patient through the FHIR API " +
+			"(PUT /fhir/Patient/<id>), then the record is accepted when sent again; otherwise correct the MRN"
+	default:
+		msg = "the gateway holds this patient id for one patient and this MRN for another; the gateway never merges " +
+			"patients: correct the MRN, or, if the two are one person, ask the gateway's administrator to resolve it"
+	}
+	return &outcome.Error{Kind: outcome.Conflict, Issues: []outcome.Issue{
+		{Severity: "error", Code: "conflict", Rule: RuleIdentityConflict, Pointer: "/patient/id", Expression: "patient.id",
+			Message: msg},
+		{Severity: "error", Code: "conflict", Rule: RuleIdentityConflict, Pointer: "/patient/mrn/value", Expression: "patient.mrn.value",
+			Message: "this MRN (value and system) belongs to another patient of this tenant"},
+	}}
+}
 
 // RuleIdentityAmbiguous is the rule id of a record whose clinic patient
 // id more than one stored Patient carries.
@@ -58,10 +95,13 @@ type identity struct {
 	// has a system).
 	mrnKey string
 	// mrnNew: the stored Patient does not carry the record's MRN (added or
-	// changed): the record's Patient is written as its new version.
+	// changed): a new version of the stored Patient is written with it
+	// (nextPatient).
 	mrnNew bool
+	// stored is the stored Patient (patientID) decoded; nil for a new one.
+	stored map[string]any
 	// holder is the other Patient that holds the record's MRN (set with
-	// errIdentityConflict).
+	// identityConflict).
 	holder string
 	// unapplied are the demographics (Patient elements: name, birthDate,
 	// gender) the record gives otherwise than the stored Patient holds
@@ -70,7 +110,7 @@ type identity struct {
 }
 
 // resolveIdentity finds the record's stored Patient and checks its MRN:
-// errIdentityConflict when another Patient holds it (the identity is
+// identityConflict when another Patient holds it (the identity is
 // returned with it, naming that holder). res.Entries[0] is the record's
 // Patient.
 func resolveIdentity(st store.Tx, rec mapping.Record, res *mapping.Result) (*identity, error) {
@@ -89,6 +129,7 @@ func resolveIdentity(st store.Tx, rec mapping.Record, res *mapping.Result) (*ide
 		if stored, err = decode(found[0]); err != nil {
 			return nil, err
 		}
+		id.stored = stored
 		if id.unapplied, err = unapplied(pe.Resource, stored); err != nil {
 			return nil, err
 		}
@@ -106,7 +147,7 @@ func resolveIdentity(st store.Tx, rec mapping.Record, res *mapping.Result) (*ide
 	for _, h := range holders {
 		if h.ID != id.patientID {
 			id.holder = h.ID
-			return id, conflictOrRace(st, h.ID, clinicID)
+			return id, conflictOrRace(st, h.ID, clinicID, pe.IdentifierSystem, id.patientID != "")
 		}
 	}
 	switch typ, owner, err := st.KeyOwner(id.mrnKey); {
@@ -114,15 +155,69 @@ func resolveIdentity(st store.Tx, rec mapping.Record, res *mapping.Result) (*ide
 		if typ == "Patient" {
 			id.holder = owner
 		}
-		return id, conflictOrRace(st, owner, clinicID)
+		return id, conflictOrRace(st, owner, clinicID, pe.IdentifierSystem, id.patientID != "")
 	case err != nil && !errors.Is(err, store.ErrNotFound):
 		return nil, err
 	}
 	id.mrnNew = stored != nil && !ownResource(stored, map[string]bool{mrn.System + "|" + mrn.Value: true})
-	if id.mrnNew {
-		id.unapplied = nil // the record's Patient is written as the new version
-	}
 	return id, nil
+}
+
+// nextPatient is the new version of the stored Patient that a record
+// adding or changing its MRN writes: the stored Patient with the MRN
+// changed, and nothing else. mapped is the record's Patient as the
+// mapping rendered it (decoded). Its identifiers (the clinic id and the
+// MRN) and meta are the mapping's; every other element stays as stored
+// (the first record's demographics, or what a client wrote through the FHIR
+// API), so a record that leaves the demographics out does not erase them,
+// and one that gives them otherwise does not apply them: the record's
+// unapplied demographics are warned about as for any later record
+// (demographicsWarning). A stored identifier that is neither the clinic
+// id nor an MRN (type MR) is kept; the old MRN is dropped, and so freed.
+func (id *identity) nextPatient(mapped map[string]any) map[string]any {
+	next := map[string]any{}
+	for k, v := range id.stored {
+		switch k {
+		case "id", "meta", "text", "identifier":
+			continue
+		}
+		next[k] = v
+	}
+	next["resourceType"] = "Patient"
+	if m, ok := mapped["meta"]; ok {
+		next["meta"] = m
+	}
+	ids, _ := mapped["identifier"].([]any)
+	ids = append([]any(nil), ids...)
+	mine := map[string]bool{}
+	for _, i := range ids {
+		m, _ := i.(map[string]any)
+		mine[str(m, "system")+"|"+str(m, "value")] = true
+	}
+	old, _ := id.stored["identifier"].([]any)
+	for _, i := range old {
+		m, _ := i.(map[string]any)
+		if mine[str(m, "system")+"|"+str(m, "value")] || isMRN(m) {
+			continue
+		}
+		ids = append(ids, i)
+	}
+	next["identifier"] = ids
+	return next
+}
+
+// isMRN reports whether a decoded Identifier is typed as a medical record
+// number (v2-0203 MR), as the mapping types a record's patient.mrn.
+func isMRN(ident map[string]any) bool {
+	typ, _ := ident["type"].(map[string]any)
+	codings, _ := typ["coding"].([]any)
+	for _, c := range codings {
+		cm, _ := c.(map[string]any)
+		if str(cm, "system") == mapping.SystemV2IDType && str(cm, "code") == "MR" {
+			return true
+		}
+	}
+	return false
 }
 
 // claim records the MRN as the Patient's, after the transaction wrote the
@@ -145,8 +240,11 @@ func (id *identity) claim(st store.Tx, patientID string) error {
 // concurrent transaction that committed between this one's reads (PostgreSQL
 // runs at READ COMMITTED). Then the transaction is run again
 // (store.ErrConflict) and sees one consistent state; otherwise the MRN
-// belongs to another person.
-func conflictOrRace(st store.Tx, holderID, clinicID string) error {
+// belongs to another person, and the conflict's remedy depends on whether
+// the record's patient id is known (knownID) and whether the holder
+// carries a patient id of the record's source system (clinicSystem).
+func conflictOrRace(st store.Tx, holderID, clinicID, clinicSystem string, knownID bool) error {
+	holder := holderOtherSystem
 	h, err := st.Read("Patient", holderID)
 	switch {
 	case err == nil:
@@ -157,10 +255,29 @@ func conflictOrRace(st store.Tx, holderID, clinicID string) error {
 		if ownResource(doc, map[string]bool{clinicID: true}) {
 			return fmt.Errorf("patient identity read while a concurrent write committed: %w", store.ErrConflict)
 		}
+		if carriesSystem(doc, clinicSystem) {
+			holder = holderSameSystem
+		}
 	case !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrGone):
 		return err
 	}
-	return errIdentityConflict
+	if knownID {
+		holder = holderKnownID
+	}
+	return identityConflict(holder)
+}
+
+// carriesSystem reports whether a stored resource has an identifier of
+// system.
+func carriesSystem(doc map[string]any, system string) bool {
+	ids, _ := doc["identifier"].([]any)
+	for _, i := range ids {
+		m, _ := i.(map[string]any)
+		if str(m, "system") == system {
+			return true
+		}
+	}
+	return false
 }
 
 // mrnKey is the unique key of an MRN: a hash, so the key table holds no

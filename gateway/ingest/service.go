@@ -400,8 +400,19 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 	if err := checkStored(st, rec.rec, res, rec.opts, id.patientID); err != nil {
 		return nil, false, err
 	}
-	// The MRN added or changed makes a new version of the same Patient.
-	entries, err := s.entries(res, raws, docs, checked, tenant, id.mrnNew)
+	// The MRN added or changed makes a new version of the same Patient,
+	// which keeps everything else it holds.
+	var patient map[string]any
+	if id.mrnNew {
+		mapped := map[string]any(nil)
+		if docs != nil {
+			mapped = docs[0]
+		} else if mapped, err = engine.DecodeResource(raws[0]); err != nil {
+			return nil, false, fmt.Errorf("mapped Patient: %w", err)
+		}
+		patient = id.nextPatient(mapped)
+	}
+	entries, err := s.entries(res, raws, docs, checked, tenant, patient)
 	if err != nil {
 		return nil, false, err
 	}
@@ -715,19 +726,20 @@ func OutboxItem(dest string, kind mapping.Kind, res *mapping.Result, version str
 
 // entries turns mapped entries into engine entries: typed, straight from
 // the rendered resources (docs, or raws decoded when docs is nil), with
-// no Bundle to parse. With patientUpdate the record's Patient (entry 0) is
-// a conditional update on its clinic identifier, for the gateway's store
+// no Bundle to parse. With a patient (the stored Patient's new version:
+// identity.nextPatient) the record's Patient (entry 0) is a conditional
+// update on its clinic identifier writing it, for the gateway's store
 // only: the Bundle the EHRs receive keeps its conditional create
 // (DECISIONS.md 7).
-func (s *Service) entries(res *mapping.Result, raws [][]byte, docs []map[string]any, checked []error, tenant string, patientUpdate bool) ([]*engine.Entry, error) {
+func (s *Service) entries(res *mapping.Result, raws [][]byte, docs []map[string]any, checked []error, tenant string, patient map[string]any) ([]*engine.Entry, error) {
 	out := make([]*engine.Entry, len(res.Entries))
 	for i, e := range res.Entries {
 		url, method, ifNoneExist := e.URL, e.Method.Code(), e.IfNoneExist
-		if i == 0 && patientUpdate {
-			url, method, ifNoneExist = "Patient?identifier="+e.IdentifierSystem+"|"+e.IdentifierValue, "PUT", ""
-		}
 		var doc map[string]any
-		if docs != nil {
+		if i == 0 && patient != nil {
+			url, method, ifNoneExist = "Patient?identifier="+e.IdentifierSystem+"|"+e.IdentifierValue, "PUT", ""
+			doc = patient
+		} else if docs != nil {
 			doc = docs[i]
 		} else if raw := raws[i]; raw != nil {
 			var err error
@@ -747,7 +759,7 @@ func (s *Service) entries(res *mapping.Result, raws [][]byte, docs []map[string]
 		en.VersionAlways() // each record version has its own versions, Provenance and delivery
 
 		var perr error
-		if checked != nil {
+		if checked != nil && !(i == 0 && patient != nil) {
 			perr = checked[i]
 		} else {
 			perr = s.checkProfile(i, doc)

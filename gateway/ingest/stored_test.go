@@ -130,6 +130,19 @@ func wantIssues(t *testing.T, err error, kind outcome.Kind, rule string, pointer
 	}
 }
 
+// wantNamed checks that an issue of err names a stored record ("vitals
+// record V-1"): a refusal because of a record stored before says which.
+func wantNamed(t *testing.T, err error, record string) {
+	t.Helper()
+	_, issues := outcome.From(err)
+	for _, is := range issues {
+		if strings.Contains(is.Message, record) {
+			return
+		}
+	}
+	t.Errorf("no issue names the stored %s: %+v", record, issues)
+}
+
 // TestIdentityConflict: a new clinic id with another Patient's MRN is
 // refused (409, both pointers) and nothing is stored.
 func TestIdentityConflict(t *testing.T) {
@@ -162,6 +175,76 @@ func TestIdentityConflict(t *testing.T) {
 	}
 	err = g.ingest("", mapping.KindAssessment, rec("A-7", "1", "P-1", "MRN-6", phq9Body))
 	wantIssues(t, err, outcome.Conflict, ingest.RuleIdentityConflict, "/patient/id", "/patient/mrn/value")
+}
+
+// TestIdentityConflictOtherSystem: a patient treated under two source
+// systems of one tenant. The second system's record with the hospital MRN
+// is refused, and the answer says what can be done, which works: the
+// administrator adds the second system's patient identifier to the
+// Patient through the FHIR API, and the record is then accepted, for the
+// one Patient. A patient id of the record's own system under another MRN
+// holder gets the advice it can follow (the id it used before).
+func TestIdentityConflictOtherSystem(t *testing.T) {
+	g := newGateway(t, app.Config{})
+	if err := g.ingest("", mapping.KindAssessment, rec("A-1", "1", "P-1", "MRN-1", phq9Body)); err != nil {
+		t.Fatal(err)
+	}
+	other := func(recordID string) string {
+		return strings.Replace(rec(recordID, "1", "PY-1", "MRN-1", phq9Body), `"system": "serenity-clinic-emr"`, `"system": "harbor-clinic-emr"`, 1)
+	}
+	message := func(err error) string {
+		_, issues := outcome.From(err)
+		if len(issues) == 0 {
+			return ""
+		}
+		return issues[0].Message
+	}
+	err := g.ingest("", mapping.KindAssessment, other("Y-1"))
+	wantIssues(t, err, outcome.Conflict, ingest.RuleIdentityConflict, "/patient/id", "/patient/mrn/value")
+	if m := message(err); !strings.Contains(m, "another source system") || !strings.Contains(m, "administrator") || strings.Contains(m, "patient id the gateway knows") {
+		t.Errorf("another source system's patient: message %q; want the other source system named and the administrator's remedy, not an id the clinic cannot know", m)
+	}
+	// The same source system under another patient id: send the known id.
+	err = g.ingest("", mapping.KindAssessment, rec("A-2", "1", "P-2", "MRN-1", phq9Body))
+	wantIssues(t, err, outcome.Conflict, ingest.RuleIdentityConflict, "/patient/id", "/patient/mrn/value")
+	if m := message(err); !strings.Contains(m, "patient id the gateway knows") {
+		t.Errorf("this source system's patient under another id: message %q; want the known id as the remedy", m)
+	}
+	// The administrator's remedy: the second system's patient identifier
+	// added to the Patient.
+	vals, _ := url.ParseQuery("identifier=https://hospital.example/mrn|MRN-1")
+	q, _ := search.Parse("Patient", vals, false)
+	page, err := g.a.Store.Search(context.Background(), q)
+	if err != nil || len(page.Matches) != 1 {
+		t.Fatalf("%d Patients with the MRN, %v", len(page.Matches), err)
+	}
+	var patient map[string]any
+	if err := json.Unmarshal(page.Matches[0].Body, &patient); err != nil {
+		t.Fatal(err)
+	}
+	patient["identifier"] = append(patient["identifier"].([]any), map[string]any{
+		"system": "https://ketamine-gateway.org/fhir/sid/harbor-clinic-emr/patient", "value": "PY-1"})
+	bundle, _ := json.Marshal(map[string]any{"resourceType": "Bundle", "type": "transaction", "entry": []any{map[string]any{
+		"resource": patient, "request": map[string]any{"method": "PUT", "url": "Patient/" + page.Matches[0].ID}}}})
+	admin := auditlog.NewScope("transaction", &auth.Principal{ClientID: "admin", Scopes: auth.ParseScopes("system/*.cruds")})
+	if _, err := g.a.Engine.Bundle(context.Background(), admin, bundle, engine.Answer{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.ingest("", mapping.KindAssessment, other("Y-1")); err != nil {
+		t.Errorf("the second system's record after the administrator linked its patient id: %v", err)
+	}
+	if n := g.count(t, "", "Patient", ""); n != 1 {
+		t.Errorf("%d Patients, want 1", n)
+	}
+	// A known patient id whose record names another Patient's MRN.
+	if err := g.ingest("", mapping.KindAssessment, rec("A-3", "1", "P-3", "MRN-3", phq9Body)); err != nil {
+		t.Fatal(err)
+	}
+	err = g.ingest("", mapping.KindAssessment, rec("A-4", "1", "P-3", "MRN-1", phq9Body))
+	wantIssues(t, err, outcome.Conflict, ingest.RuleIdentityConflict, "/patient/id", "/patient/mrn/value")
+	if m := message(err); !strings.Contains(m, "correct the MRN") || strings.Contains(m, "patient id the gateway knows") {
+		t.Errorf("a known patient id with another Patient's MRN: message %q; want correct the MRN", m)
+	}
 }
 
 // TestMRNChange: an MRN added or changed for a known clinic id is a new
@@ -205,6 +288,100 @@ func TestMRNChange(t *testing.T) {
 		outcome.Conflict, ingest.RuleIdentityConflict, "/patient/id", "/patient/mrn/value")
 }
 
+// TestMRNChangeKeepsDemographics: a record that changes the MRN makes a
+// new version of the stored Patient with the new MRN and the stored
+// demographics: one that leaves them out does not erase them, and one that
+// gives them otherwise does not apply them and says so, as for any later
+// record (patient.demographics-not-applied per field, never a value).
+func TestMRNChangeKeepsDemographics(t *testing.T) {
+	g := newGateway(t, app.Config{})
+	send := func(recordID, mrn, demographics string) []string {
+		t.Helper()
+		doc := strings.Replace(rec(recordID, "1", "P-1", mrn, phq9Body), `"Example Hospital"}`, `"Example Hospital"}`+demographics, 1)
+		sc := auditlog.NewScope("ingest", &auth.Principal{ClientID: "test"})
+		answer, err := g.a.Ingest.Ingest(context.Background(), sc, mapping.KindAssessment, []byte(doc), false, engine.Answer{})
+		if err != nil {
+			t.Fatalf("%s: %v", recordID, err)
+		}
+		for _, v := range []string{"Xavier", "Other", "1970", "1999"} {
+			if strings.Contains(string(answer), v) {
+				t.Errorf("%s: the answer quotes a value %q", recordID, v)
+			}
+		}
+		var b struct {
+			Entry []struct {
+				Response struct {
+					Outcome *struct {
+						Issue []struct {
+							Severity string
+							Details  struct{ Coding []struct{ Code string } }
+							Location []string
+						}
+					}
+				}
+			}
+		}
+		if err := json.Unmarshal(answer, &b); err != nil {
+			t.Fatal(err)
+		}
+		var warned []string
+		if oo := b.Entry[0].Response.Outcome; oo != nil {
+			for _, is := range oo.Issue {
+				if is.Severity != "warning" || len(is.Details.Coding) != 1 || is.Details.Coding[0].Code != ingest.RuleDemographicsNotApplied {
+					t.Errorf("%s: issue %+v", recordID, is)
+				}
+				warned = append(warned, strings.Join(is.Location, ","))
+			}
+		}
+		return warned
+	}
+	patient := func() (version int64, p struct {
+		Name       []struct{ Family string }
+		BirthDate  string
+		Gender     string
+		Identifier []struct{ Value string }
+	}) {
+		t.Helper()
+		vals, _ := url.ParseQuery("identifier=https://ketamine-gateway.org/fhir/sid/serenity-clinic-emr/patient|P-1")
+		q, _ := search.Parse("Patient", vals, false)
+		page, err := g.a.Store.Search(context.Background(), q)
+		if err != nil || len(page.Matches) != 1 {
+			t.Fatalf("%d Patients, %v", len(page.Matches), err)
+		}
+		if err := json.Unmarshal(page.Matches[0].Body, &p); err != nil {
+			t.Fatal(err)
+		}
+		return page.Matches[0].Version, p
+	}
+	if w := send("A-1", "MRN-1", `, "name": {"family": "Xavier"}, "birthDate": "1970-01-01"`); len(w) != 0 {
+		t.Errorf("first record: warnings at %q", w)
+	}
+	// The MRN changed, no demographics: they stay, nothing to warn about.
+	if w := send("A-2", "MRN-2", ""); len(w) != 0 {
+		t.Errorf("MRN changed without demographics: warnings at %q", w)
+	}
+	v, p := patient()
+	if v != 2 || len(p.Name) != 1 || p.Name[0].Family != "Xavier" || p.BirthDate != "1970-01-01" ||
+		len(p.Identifier) != 2 || p.Identifier[1].Value != "MRN-2" {
+		t.Errorf("after an MRN change without demographics: version %d %+v; want version 2 with the first name and birth date and MRN-2", v, p)
+	}
+	// The MRN changed with other demographics: the MRN is applied, they
+	// are not, and each one is warned about (gender, which the stored
+	// Patient lacks, too); the same birth date says nothing.
+	w := send("A-3", "MRN-3", `, "name": {"family": "Other"}, "birthDate": "1970-01-01", "gender": "male"`)
+	if strings.Join(w, " ") != "/patient/name /patient/gender" {
+		t.Errorf("MRN changed with other demographics: warnings at %q, want /patient/name and /patient/gender", w)
+	}
+	v, p = patient()
+	if v != 3 || len(p.Name) != 1 || p.Name[0].Family != "Xavier" || p.BirthDate != "1970-01-01" || p.Gender != "" ||
+		len(p.Identifier) != 2 || p.Identifier[1].Value != "MRN-3" {
+		t.Errorf("after an MRN change with other demographics: version %d %+v; want version 3 with the first demographics and MRN-3", v, p)
+	}
+	if n := g.count(t, "", "Patient", ""); n != 1 {
+		t.Errorf("%d Patients, want 1", n)
+	}
+}
+
 // TestIdentityConcurrent: records with one MRN and different clinic ids
 // sent at once: one Patient, every other record refused.
 func TestIdentityConcurrent(t *testing.T) {
@@ -240,12 +417,15 @@ func TestIdentityConcurrent(t *testing.T) {
 // against its stored session, and a session against the records stored
 // before it, in every order.
 func TestRulesAgainstStoredSession(t *testing.T) {
+	// An adverse event judged against the session's drug: its onset is
+	// checked against the infusion's start.
+	const causality = `, "causality": "probably-likely"`
 	t.Run("adverse event after its session", func(t *testing.T) {
 		g := newGateway(t, app.Config{})
 		if err := g.ingest("", mapping.KindInfusion, rec("S-1", "1", "P-1", "", infusionBody)); err != nil {
 			t.Fatal(err)
 		}
-		err := g.ingest("", mapping.KindAdverseEvent, rec("AE-1", "1", "P-1", "", aeBody("S-1", "2026-03-01T18:00:00-05:00")))
+		err := g.ingest("", mapping.KindAdverseEvent, rec("AE-1", "1", "P-1", "", aeBody("S-1", "2026-03-01T18:00:00-05:00")+causality))
 		wantIssues(t, err, outcome.Unprocessable, "session.time-window", "/onsetAt")
 		if n := g.count(t, "", "AdverseEvent", ""); n != 0 {
 			t.Errorf("%d AdverseEvents stored, want 0", n)
@@ -264,7 +444,7 @@ func TestRulesAgainstStoredSession(t *testing.T) {
 	})
 	t.Run("adverse event before its session", func(t *testing.T) {
 		g := newGateway(t, app.Config{})
-		if err := g.ingest("", mapping.KindAdverseEvent, rec("AE-1", "1", "P-1", "", aeBody("S-1", "2026-03-02T08:30:00-05:00"))); err != nil {
+		if err := g.ingest("", mapping.KindAdverseEvent, rec("AE-1", "1", "P-1", "", aeBody("S-1", "2026-03-02T08:30:00-05:00")+causality)); err != nil {
 			t.Fatalf("an adverse event of a session not stored yet: %v", err)
 		}
 		err := g.ingest("", mapping.KindInfusion, rec("S-1", "1", "P-1", "", infusionBody))
@@ -275,7 +455,7 @@ func TestRulesAgainstStoredSession(t *testing.T) {
 		err = g.ingest("", mapping.KindSession, rec("S-1", "1", "P-1", "", `"infusion": {`+infusionBody+`}`))
 		wantIssues(t, err, outcome.Unprocessable, "session.time-window", "/infusion/infusionStart")
 		// The adverse event corrected, the session is accepted and linked.
-		if err := g.ingest("", mapping.KindAdverseEvent, rec("AE-1", "2", "P-1", "", aeBody("S-1", "2026-03-02T09:30:00-05:00"))); err != nil {
+		if err := g.ingest("", mapping.KindAdverseEvent, rec("AE-1", "2", "P-1", "", aeBody("S-1", "2026-03-02T09:30:00-05:00")+causality)); err != nil {
 			t.Fatal(err)
 		}
 		if err := g.ingest("", mapping.KindInfusion, rec("S-1", "1", "P-1", "", infusionBody)); err != nil {
@@ -296,6 +476,7 @@ func TestRulesAgainstStoredSession(t *testing.T) {
 		short := strings.Replace(infusionBody, "T11:00:00", "T10:00:00", 1)
 		err := g.ingest("", mapping.KindInfusion, rec("S-1", "1", "P-1", "", short))
 		wantIssues(t, err, outcome.Unprocessable, "session.time-window", "/monitoringEnd")
+		wantNamed(t, err, "assessment record A-1")
 		if err := g.ingest("", mapping.KindInfusion, rec("S-1", "1", "P-1", "", infusionBody)); err != nil {
 			t.Errorf("session covering the measurement: %v", err)
 		}
@@ -344,8 +525,9 @@ func TestRulesAgainstStoredSession(t *testing.T) {
 			t.Errorf("a later session version changing only its notes: %v", err)
 		}
 		later := strings.Replace(noted, "T09:40:00", "T09:45:00", 1)
-		wantIssues(t, g.ingest("", mapping.KindInfusion, rec("S-1", "3", "P-1", "", later)), outcome.Unprocessable,
-			"session.time-window", "/infusionEnd")
+		err = g.ingest("", mapping.KindInfusion, rec("S-1", "3", "P-1", "", later))
+		wantIssues(t, err, outcome.Unprocessable, "session.time-window", "/infusionEnd")
+		wantNamed(t, err, "vitals record V-1")
 	})
 	t.Run("another patient's record names the session", func(t *testing.T) {
 		g := newGateway(t, app.Config{})
@@ -354,6 +536,7 @@ func TestRulesAgainstStoredSession(t *testing.T) {
 		}
 		err := g.ingest("", mapping.KindInfusion, rec("S-1", "1", "P-1", "", infusionBody))
 		wantIssues(t, err, outcome.Unprocessable, "session.patient-mismatch", "/patient/id")
+		wantNamed(t, err, "adverse-event record AE-1")
 		// Withdrawn, it no longer names the session.
 		withdrawn := strings.Replace(rec("AE-1", "2", "P-2", "", aeBody("S-1", "2026-03-02T09:30:00-05:00")),
 			`"version": "2"`, `"version": "2", "status": "entered-in-error"`, 1)
@@ -389,6 +572,61 @@ func TestRulesAgainstStoredSession(t *testing.T) {
 		}
 		err = g.ingest("", mapping.KindInfusion, rec("S-2", "2", "P-1", "", notDone))
 		wantIssues(t, err, outcome.Unprocessable, "session.not-given", "/status")
+	})
+	t.Run("ratings after the infusion of a session without monitoring end", func(t *testing.T) {
+		// monitoringEnd is optional: MOAA/S and CADSS are scored during
+		// the monitoring after the infusion, which then has no recorded
+		// end; they fit up to a day after infusionEnd (the latest
+		// monitoringEnd the gateway accepts), and past it the message
+		// names the session's fields.
+		g := newGateway(t, app.Config{})
+		unmonitored := strings.Replace(infusionBody, `,
+		"monitoringEnd": "2026-03-02T11:00:00-05:00"`, "", 1)
+		if err := g.ingest("", mapping.KindInfusion, rec("S-1", "1", "P-1", "", unmonitored)); err != nil {
+			t.Fatal(err)
+		}
+		moaas := func(id, at string) string {
+			return rec(id, "1", "P-1", "", `"sessionId": "S-1", "instrument": "MOAA-S", "takenAt": "`+at+`", "total": 4`)
+		}
+		if err := g.ingest("", mapping.KindAssessment, moaas("A-1", "2026-03-02T09:50:00-05:00")); err != nil {
+			t.Errorf("MOAA/S 10 minutes after the infusion: %v", err)
+		}
+		err := g.ingest("", mapping.KindAssessment, moaas("A-2", "2026-03-03T09:40:01-05:00"))
+		wantIssues(t, err, outcome.Unprocessable, "session.time-window", "/takenAt")
+		if _, issues := outcome.From(err); !strings.Contains(issues[0].Message, "infusionEnd") || !strings.Contains(issues[0].Message, "monitoringEnd") {
+			t.Errorf("message %q does not name the session's infusionEnd and monitoringEnd", issues[0].Message)
+		}
+		// The same ratings stored first, then the session without
+		// monitoringEnd.
+		g = newGateway(t, app.Config{})
+		if err := g.ingest("", mapping.KindAssessment, moaas("A-1", "2026-03-02T09:50:00-05:00")); err != nil {
+			t.Fatal(err)
+		}
+		if err := g.ingest("", mapping.KindInfusion, rec("S-1", "1", "P-1", "", unmonitored)); err != nil {
+			t.Errorf("session without monitoringEnd after a rating taken 10 minutes after its infusion: %v", err)
+		}
+	})
+	t.Run("a pre-dose adverse event without causality, then the session given", func(t *testing.T) {
+		// An event before the dose judged against nothing (a pre-dose
+		// hypertension) is accepted for a session cancelled or delayed
+		// alike, and does not block correcting the session's status.
+		g := newGateway(t, app.Config{})
+		notDone := `"drug": "ketamine-iv", "status": "not-done", "statusReason": {"code": "elevated-blood-pressure"},
+			"scheduledAt": "2026-03-02T09:00:00-05:00"`
+		if err := g.ingest("", mapping.KindInfusion, rec("S-1", "1", "P-1", "", notDone)); err != nil {
+			t.Fatal(err)
+		}
+		if err := g.ingest("", mapping.KindAdverseEvent, rec("AE-1", "1", "P-1", "", aeBody("S-1", "2026-03-02T08:45:00-05:00"))); err != nil {
+			t.Fatal(err)
+		}
+		if err := g.ingest("", mapping.KindInfusion, rec("S-1", "2", "P-1", "", infusionBody)); err != nil {
+			t.Errorf("the session corrected to completed under a pre-dose adverse event without causality: %v", err)
+		}
+		if err := g.ingest("", mapping.KindAdverseEvent, rec("AE-2", "1", "P-1", "", aeBody("S-1", "2026-03-02T08:50:00-05:00"))); err != nil {
+			t.Errorf("a pre-dose adverse event without causality of a given session: %v", err)
+		}
+		err := g.ingest("", mapping.KindAdverseEvent, rec("AE-3", "1", "P-1", "", aeBody("S-1", "2026-03-02T08:50:00-05:00")+`, "causality": "possible"`))
+		wantIssues(t, err, outcome.Unprocessable, "session.time-window", "/onsetAt")
 	})
 	t.Run("a session document's own records are not stored records", func(t *testing.T) {
 		g := newGateway(t, app.Config{})
