@@ -20,12 +20,44 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
 )
 
-// errMoved aborts a record's apply whose stored resources changed between
-// the comparison and the write (a concurrent ingest): the record is
-// reported as a conflict, to replay again. It does not wrap
+// errMoved aborts a record's apply whose input or stored resources
+// changed between the comparison and the write (a concurrent ingest): the
+// record is reported as a conflict, to replay again. It does not wrap
 // store.ErrConflict: the engine must not retry the transaction, whose
 // comparison is stale.
-var errMoved = errors.New("a compared resource changed before the replay wrote it")
+var errMoved = errors.New("the record or a compared resource changed before the replay wrote it")
+
+// unmoved checks, in the apply's transaction, that what the record was
+// compared with is still what is stored: the ledger's latest version of
+// the record is still the one whose input was mapped (a walk reads the
+// ledger a page ahead, and a version stored since was compared, if at
+// all, with this older version's input: writing that would put the older
+// version's content back over it), and every stored resource compared is
+// still at the version compared. Else errMoved.
+func unmoved(st store.Tx, m *remapped) error {
+	l := m.l
+	// The transaction is the record's tenant's: it namespaces the source.
+	versions, err := st.LedgerVersions(recordSource(l), l.Kind, l.RecordID)
+	if err != nil {
+		return err
+	}
+	if len(versions) == 0 || latest(versions).Version != l.Version {
+		return errMoved
+	}
+	for _, mt := range m.entries {
+		if mt.stored == nil {
+			continue
+		}
+		cur, err := st.Read(mt.stored.Type, mt.stored.ID)
+		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrGone) || err == nil && cur.Version != mt.stored.Version {
+			return errMoved
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // apply writes the record's applicable changes in one transaction: new
 // versions of the changed resources (an Observation's status corrected)
@@ -74,6 +106,9 @@ func (s *Service) apply(ctx context.Context, sc *auditlog.Scope, m *remapped, op
 		// from a reset scope.
 		rsc.NameRecord(record, l.RecordID)
 		entries, writes = entries[:0], writes[:0]
+		if err := unmoved(st, m); err != nil {
+			return 0, err
+		}
 		for _, mt := range m.entries {
 			e := m.res.Entries[mt.i]
 			doc := corrected(e.ResourceType, fhirwire.Copy(mt.doc).(map[string]any))
@@ -88,10 +123,6 @@ func (s *Service) apply(ctx context.Context, sc *auditlog.Scope, m *remapped, op
 				url = e.ResourceType + "?identifier=" + e.IdentifierSystem + "|" + e.IdentifierValue
 				delete(doc, "id")
 			case len(mt.changes) > 0 && mt.skipped == "":
-				cur, err := st.Read(mt.stored.Type, mt.stored.ID)
-				if err != nil || cur.Version != mt.stored.Version {
-					return 0, errMoved
-				}
 				url, doc["id"] = mt.stored.Type+"/"+mt.stored.ID, mt.stored.ID
 			default:
 				continue

@@ -54,6 +54,9 @@ const skippedOther = "the resource was changed since by another source (a client
 func (s *Service) record(ctx context.Context, sc *auditlog.Scope, l *store.Ledger, opts Options) (RecordResult, error) {
 	r := RecordResult{Tenant: l.Tenant, Source: recordSource(l), Kind: l.Kind, RecordID: l.RecordID, Version: l.Version,
 		MappingVersion: l.MappingVersion}
+	if s.beforeCompare != nil {
+		s.beforeCompare(l)
+	}
 	if len(l.Input) == 0 {
 		r.Status = StatusNoInput
 		return r, nil

@@ -82,6 +82,9 @@ type Config struct {
 // Service replays stored records.
 type Service struct {
 	cfg Config
+	// beforeCompare, set by tests only, runs as a record's replay starts,
+	// after the walk read its ledger entry.
+	beforeCompare func(l *store.Ledger)
 }
 
 // New returns the replay service and registers its job handler with
@@ -420,12 +423,7 @@ func (s *Service) walk(ctx context.Context, opts Options, fn func(l *store.Ledge
 		if len(group) == 0 {
 			return true
 		}
-		latest := group[0]
-		for _, l := range group[1:] {
-			if l.Received.After(latest.Received) || l.Received.Equal(latest.Received) && l.Version > latest.Version {
-				latest = l
-			}
-		}
+		latest := latest(group)
 		end := group[len(group)-1]
 		last := store.LedgerKey{Source: end.Source, Kind: end.Kind, RecordID: end.RecordID, Version: end.Version}
 		group = group[:0]
@@ -457,6 +455,20 @@ func (s *Service) walk(ctx context.Context, opts Options, fn func(l *store.Ledge
 		last := page[len(page)-1]
 		q.After = store.LedgerKey{Source: last.Source, Kind: last.Kind, RecordID: last.RecordID, Version: last.Version}
 	}
+}
+
+// latest is the latest of a record's ledger entries (versions): the one
+// received last, of those received in the same millisecond the greatest
+// version label. The walk replays it, and an apply writes only while it is
+// still the latest.
+func latest(versions []*store.Ledger) *store.Ledger {
+	l := versions[0]
+	for _, v := range versions[1:] {
+		if v.Received.After(l.Received) || v.Received.Equal(l.Received) && v.Version > l.Version {
+			l = v
+		}
+	}
+	return l
 }
 
 // recordSource is a ledger entry's clinic system: its source without the
