@@ -194,11 +194,15 @@ func (s *Service) apply(ctx context.Context, sc *auditlog.Scope, m *remapped, op
 	return nil
 }
 
-// destinations are the configured destinations that had the record (any
-// delivery of it, whatever its status: a correction follows the original
-// in the destination's order), sorted. A dead letter refused as the record
-// was stored (store.Refused: another tenant holds its source system
-// there) is no delivery: the correction is not sent there either.
+// destinations are the configured destinations that had the record,
+// sorted: those with a delivery of it done, or pending or in flight (the
+// correction follows it in the destination's order). A dead letter is no
+// delivery: one cancelled by an operator (sent to the wrong hospital),
+// refused by the EHR, given up after its retries, or refused as the
+// record was stored (store.Refused: another tenant holds its source
+// system there). A destination whose deliveries of the record are all
+// dead letters never had it, and a correction would be the first,
+// partial, thing it received of it: none is sent there.
 func (s *Service) destinations(ctx context.Context, l *store.Ledger, src string) ([]string, error) {
 	if len(s.cfg.Destinations) == 0 {
 		return nil, nil
@@ -210,7 +214,7 @@ func (s *Service) destinations(ctx context.Context, l *store.Ledger, src string)
 	}
 	var out []string
 	for _, it := range items {
-		if it.Status == store.StatusDead && strings.HasPrefix(it.LastError, store.Refused) {
+		if it.Status == store.StatusDead {
 			continue
 		}
 		if it.Tenant == l.Tenant && slices.Contains(s.cfg.Destinations, it.Destination) && !slices.Contains(out, it.Destination) {
