@@ -51,7 +51,7 @@ func TestReplayCLIAndJob(t *testing.T) {
 		rep.Records[0].Status != "unchanged" || rep.Records[0].Kind != "session" {
 		t.Errorf("replay --json = %+v", rep)
 	}
-	code, out, _ = cli(t, "", "replay", "--db", db, "--apply", "--reason", "identity")
+	code, out, _ = cli(t, "", "replay", "--db", db, "--apply", "--no-config", "--reason", "identity")
 	if code != 0 || !strings.Contains(out, "20 unchanged, 0 changed (written)") {
 		t.Errorf("replay --apply of the same mapping = exit %d %s", code, out)
 	}
