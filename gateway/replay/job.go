@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
@@ -42,6 +43,10 @@ type jobCheckpoint struct {
 	Summary Summary         `json:"summary"`
 	After   store.LedgerKey `json:"after"`
 	Report  jobs.FileParts  `json:"report"`
+	// Patients is the report's companion file (jobs.PatientsFile): the
+	// patients whose values a report with ShowValues holds, named by its
+	// download's AuditEvent.
+	Patients jobs.FileParts `json:"patients"`
 }
 
 // JobResult is a finished replay job's result.
@@ -86,8 +91,20 @@ func (s *Service) Submit(ctx context.Context, sc *auditlog.Scope, opts Options, 
 	if opts.Apply {
 		what = "apply"
 	}
+	if opts.ShowValues {
+		what += ", with values: the report shows the old and new values of the records' changed elements"
+	}
 	sc.Description = fmt.Sprintf("mapping replay (%s) queued: job %s", what, j.ID)
 	return j, nil
+}
+
+// ShowsValues reports whether a replay job's report shows values (it was
+// asked with ShowValues): its download discloses the patients' data,
+// which its AuditEvent says (and names them: the report's
+// jobs.PatientsFile).
+func ShowsValues(j *store.Job) bool {
+	var req jobRequest
+	return j.Kind == KindReplay && json.Unmarshal(j.Request, &req) == nil && req.Options.ShowValues
 }
 
 // runJob is the replay jobs' handler.
@@ -101,11 +118,12 @@ func (s *Service) runJob(ctx context.Context, run *jobs.Run) ([]byte, error) {
 		return nil, err
 	}
 	cp := jobCheckpoint{Summary: Summary{MappingVersion: s.cfg.MappingVersion, Applied: opts.Apply},
-		Report: jobs.FileParts{File: replayReport}}
+		Report: jobs.FileParts{File: replayReport}, Patients: jobs.FileParts{File: jobs.PatientsFile(replayReport)}}
 	if run.Job.Checkpoint != nil {
 		if err := json.Unmarshal(run.Job.Checkpoint, &cp); err != nil {
 			return nil, fmt.Errorf("replay checkpoint: %w", err)
 		}
+		cp.Patients.File = jobs.PatientsFile(replayReport) // a checkpoint saved before it was kept
 	}
 	opts.after = cp.After
 	sc := jobs.Scope(run.Job, "mapping-replay", req.Scopes)
@@ -117,7 +135,7 @@ func (s *Service) runJob(ctx context.Context, run *jobs.Run) ([]byte, error) {
 	save := func(sum *Summary) error {
 		sum.sortGroups()
 		cp.Summary, cp.After = *sum, sum.last
-		parts := cp.Report.Take()
+		parts := append(cp.Report.Take(), cp.Patients.Take()...)
 		raw, err := json.Marshal(cp)
 		if err != nil {
 			return err
@@ -127,6 +145,9 @@ func (s *Service) runJob(ctx context.Context, run *jobs.Run) ([]byte, error) {
 	var sum *Summary
 	start := cp.Summary
 	sum, err = s.run(ctx, sc, opts, &start, func(r RecordResult) error {
+		if r.patient != "" && r.showsValues() {
+			cp.Patients.WriteText(r.patient + " " + strconv.Quote(r.Tenant))
+		}
 		return cp.Report.WriteLine(r)
 	}, func(done int) {
 		run.Progress(int64(done), -1)

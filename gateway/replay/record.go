@@ -73,6 +73,12 @@ func (s *Service) record(ctx context.Context, sc *auditlog.Scope, l *store.Ledge
 		}
 		return r, nil
 	}
+	for _, mt := range m.entries {
+		if mt.stored != nil && mt.stored.Type == "Patient" {
+			r.patient = "Patient/" + mt.stored.ID
+			break
+		}
+	}
 	if m.differs() {
 		if err := s.guard(ctx, m); err != nil {
 			return r, err

@@ -162,6 +162,22 @@ type RecordResult struct {
 	// the corrections enqueued.
 	Applied    bool `json:"applied,omitempty"`
 	Deliveries int  `json:"deliveries,omitempty"`
+
+	// patient is the record's stored Patient ("Patient/<id>"; "" when
+	// none is stored), whom a report showing its values names.
+	patient string
+}
+
+// showsValues reports whether r's diffs carry values (Options.ShowValues).
+func (r *RecordResult) showsValues() bool {
+	for _, d := range r.Resources {
+		for _, c := range d.Changes {
+			if c.Old != nil || c.New != nil {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // ResourceDiff is one resource of a record that the mapping now makes
