@@ -269,7 +269,7 @@ func GatewayRules() []Rule {
 		{"lineage-query-invalid", "The lineage query is not valid (it needs a source and a record id)."},
 		{"replay-kind-unknown", "The replay names a kind of record the gateway does not have."},
 		{"replay-tenant-unknown", "The replay names a tenant without records."},
-		{"replay-reason-missing", "A replay that applies its changes says why (the reason is recorded in each correction's Provenance)."},
+		{"replay-reason-missing", "A replay that applies its changes says why (the reason is kept in each correction's Provenance at the gateway; the EHRs receive the corrected resources, not the reason)."},
 		{"replay-reason-invalid", "The replay's reason is longer than 200 characters or holds control characters."},
 		{"reindex-type-unknown", "The reindex names a resource type that is not indexed."},
 		{"reindex-tenant-unknown", "The reindex names an unknown tenant."},

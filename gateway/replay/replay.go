@@ -240,9 +240,10 @@ var (
 	errTenantOther = outcome.New(outcome.Invalid, "invalid", "replay-tenant-unknown",
 		"tenant: this client replays its own tenant's records only; leave tenant out")
 	// errReasonMissing refuses an apply without a reason: the corrections
-	// go to hospitals' EHRs and their Provenance says why.
+	// go to hospitals' EHRs, and the gateway's Provenance of each says why
+	// (the EHRs receive the corrected resources, not the reason).
 	errReasonMissing = outcome.New(outcome.Invalid, "required", "replay-reason-missing",
-		"reason: say why the changes are applied (it is recorded in each correction's Provenance and sent with it)")
+		"reason: say why the changes are applied (the gateway keeps it in each correction's Provenance and AuditEvent; the EHRs receive the corrected resources, not the reason)")
 	// errReasonInvalid refuses a reason that is not one short line.
 	errReasonInvalid = outcome.New(outcome.Invalid, "value", "replay-reason-invalid",
 		fmt.Sprintf("reason: at most %d characters, without control characters (line breaks, tabs)", MaxReason))

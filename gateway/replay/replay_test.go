@@ -654,6 +654,12 @@ func TestApplyNeedsReason(t *testing.T) {
 		if kind != outcome.Invalid || len(issues) == 0 || !strings.Contains(fmt.Sprint(err), tc.rule) || !strings.HasPrefix(issues[0].Message, "reason: ") {
 			t.Errorf("%q (apply %v): %v %+v, want Invalid %s naming reason", tc.opts.Reason, tc.opts.Apply, err, issues, tc.rule)
 		}
+		// It says where the reason is kept, and not that the EHRs get it:
+		// a correction Bundle carries the corrected resources only.
+		if tc.rule == "replay-reason-missing" && (!strings.Contains(issues[0].Message, "the gateway keeps it in each correction's Provenance") ||
+			strings.Contains(issues[0].Message, "sent with it")) {
+			t.Errorf("%s: %q, want where the reason is kept (the gateway's Provenance), not that it is sent", tc.rule, issues[0].Message)
+		}
 		if _, err := s.Run(context.Background(), operator(), tc.opts, nil, nil); !strings.Contains(fmt.Sprint(err), tc.rule) {
 			t.Errorf("Run %q: %v, want %s", tc.opts.Reason, err, tc.rule)
 		}
