@@ -239,6 +239,15 @@ var (
 	// another (one) tenant, whose replay covers its own records only.
 	errTenantOther = outcome.New(outcome.Invalid, "invalid", "replay-tenant-unknown",
 		"tenant: this client replays its own tenant's records only; leave tenant out")
+	// errSourceUnknown refuses a source of which no record is stored (a
+	// misspelt one would replay nothing and exit 0, as if every record
+	// were up to date).
+	errSourceUnknown = outcome.New(outcome.Invalid, "invalid", "replay-source-unknown",
+		"source: no record of this clinic system is stored (for the tenant replayed); check its spelling: it is the records' source.system")
+	// errSinceFuture refuses a since in the future (a mistyped year),
+	// which no record was received after.
+	errSinceFuture = outcome.New(outcome.Invalid, "invalid", "replay-since-future",
+		"since: the time is in the future, so no record was received after it (check the year)")
 	// errReasonMissing refuses an apply without a reason: the corrections
 	// go to hospitals' EHRs, and the gateway's Provenance of each says why
 	// (the EHRs receive the corrected resources, not the reason).
@@ -288,7 +297,9 @@ func joinAnd(s []string) string {
 
 // Check checks a replay's options: a kind that does not exist, or a
 // tenant of which no record is stored, is an Invalid error naming the
-// valid values.
+// valid values; a source of which the tenant (or, for every tenant, no
+// tenant) stored no record, and a since in the future, are Invalid too:
+// the replay would find nothing and look like "nothing to replay".
 func (s *Service) Check(ctx context.Context, opts Options) error {
 	if opts.Kind != "" && !ingest.KnownKind(opts.Kind) {
 		return errKindUnknown
@@ -296,14 +307,36 @@ func (s *Service) Check(ctx context.Context, opts Options) error {
 	if err := CheckReason(opts); err != nil {
 		return err
 	}
+	if !opts.Since.IsZero() && opts.Since.After(s.cfg.Now()) {
+		return errSinceFuture
+	}
+	if opts.Tenant == search.AllTenants && opts.Source == "" {
+		return nil
+	}
+	tenants, err := s.cfg.Store.LedgerTenants(ctx)
+	if err != nil {
+		return err
+	}
 	if opts.Tenant != search.AllTenants {
-		tenants, err := s.cfg.Store.LedgerTenants(ctx)
-		if err != nil {
-			return err
-		}
 		if !slices.Contains(tenants, opts.Tenant) {
 			return tenantUnknown(tenants)
 		}
+		tenants = []string{opts.Tenant}
+	}
+	if opts.Source != "" {
+		for _, t := range tenants {
+			// The ledger is in source order: the first entry from the
+			// tenant's name of the source on is of that source if any is.
+			src := engine.Namespaced(t, opts.Source)
+			page, err := s.cfg.Store.LedgerEntries(ctx, store.LedgerQuery{Tenant: t, After: store.LedgerKey{Source: src}, Limit: 1})
+			if err != nil {
+				return err
+			}
+			if len(page) == 1 && page[0].Source == src {
+				return nil
+			}
+		}
+		return errSourceUnknown
 	}
 	return nil
 }
