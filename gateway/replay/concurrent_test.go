@@ -3,6 +3,7 @@ package replay_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/internal/ordered"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/replay"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
@@ -102,5 +104,45 @@ func TestApplyBesideAmendment(t *testing.T) {
 	}
 	if hr := f.heartRates(t, "clinic-a"); len(hr) != 1 || hr[0] != 91 {
 		t.Errorf("heart rates after the next run = %v, want [91]", hr)
+	}
+}
+
+// TestApplyStopped: an apply stopped midway (its job cancelled) finishes
+// the record it is applying, starts no other, and its final word says how
+// many records it had already changed and how many corrections it
+// enqueued: those stay, and the cancel's answer and AuditEvent quote it.
+func TestApplyStopped(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	for i := range 5 {
+		body, _ := example(t, "vitals/pre-dose-baseline.json", 50+i)
+		f.ingest(t, "clinic-a", "vitals", body)
+	}
+	s := replay.New(replay.Config{Store: f.st, Engine: f.a.Engine, Ingest: f.a.Ingest, Map: heartRateDisplay,
+		MappingVersion: "2.0.0-test", Destinations: []string{"ehr"}, Workers: 1})
+	stop := make(chan struct{})
+	n := 0
+	replay.SetBeforeCompare(s, func(*store.Ledger) {
+		if n++; n == 2 {
+			close(stop) // the second record is being replayed: it finishes
+		}
+	})
+	sum, err := replay.RunUntil(ctx, s, operator(), replay.Options{Tenant: "clinic-a", Apply: true, Reason: "test"}, stop, nil)
+	if !errors.Is(err, ordered.ErrStopped) {
+		t.Fatalf("stopped apply: %v", err)
+	}
+	written := 0
+	for _, v := range ledger(t, f) {
+		if v == "2.0.0-test" {
+			written++
+		}
+	}
+	if sum.Records != 2 || sum.Changed != 2 || written != 2 {
+		t.Errorf("stopped after %+v, %d records written; want 2 replayed and written", sum, written)
+	}
+	want := "the replay (apply) stopped after 2 records: 2 changed (written), 0 unchanged, 0 refused now, 0 diverged, 0 in conflict, " +
+		"0 without a stored input; 2 corrections enqueued"
+	if got := replay.Stopped(sum); !strings.HasPrefix(got, want) {
+		t.Errorf("Stopped = %q, want %q...", got, want)
 	}
 }

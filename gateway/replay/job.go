@@ -3,11 +3,13 @@ package replay
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/internal/ordered"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/jobs"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
@@ -53,7 +55,12 @@ type jobCheckpoint struct {
 type JobResult struct {
 	Summary
 	// Report is the URL of the per-record report (NDJSON).
-	Report string `json:"report"`
+	Report string `json:"report,omitempty"`
+	// Cancelled is set in the final state of a cancelled job, and Stopped
+	// then says how far it got (the job-cancelled answer and the cancel's
+	// AuditEvent quote it).
+	Cancelled bool   `json:"cancelled,omitempty"`
+	Stopped   string `json:"summary,omitempty"`
 }
 
 // Submit checks a replay's options and submits it as a job of sc's caller
@@ -130,6 +137,7 @@ func (s *Service) runJob(ctx context.Context, run *jobs.Run) ([]byte, error) {
 	sc.Addr = req.Addr
 	var since int
 	var saveErr error
+	stop := run.Cancelled() // a cancel lets the records being applied finish
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	save := func(sum *Summary) error {
@@ -153,14 +161,18 @@ func (s *Service) runJob(ctx context.Context, run *jobs.Run) ([]byte, error) {
 		run.Progress(int64(done), -1)
 		if since++; since >= 100 || cp.Report.Len() >= 1<<20 {
 			since = 0
-			if err := save(&start); err != nil {
-				saveErr = err
+			if err := save(&start); err != nil && !errors.Is(err, jobs.ErrCancelled) {
+				saveErr = err // lost, or the database failed: the replay stops
 				cancel()
-			}
+			} // cancelled: stop closed, the replay stops after the records being replayed
 		}
-	})
+	}, stop)
 	if saveErr != nil {
 		return nil, saveErr
+	}
+	if errors.Is(err, ordered.ErrStopped) {
+		sum.sortGroups()
+		return json.Marshal(JobResult{Summary: *sum, Cancelled: true, Stopped: sum.stopped()})
 	}
 	if err != nil {
 		return nil, err

@@ -362,11 +362,13 @@ func (s *Service) Run(ctx context.Context, sc *auditlog.Scope, opts Options, emi
 	if err := s.Check(ctx, opts); err != nil {
 		return nil, err
 	}
-	return s.run(ctx, sc, opts, &Summary{MappingVersion: s.cfg.MappingVersion, Applied: opts.Apply}, emit, progress)
+	return s.run(ctx, sc, opts, &Summary{MappingVersion: s.cfg.MappingVersion, Applied: opts.Apply}, emit, progress, nil)
 }
 
-// run is Run from where sum (and opts.after) say it got to.
-func (s *Service) run(ctx context.Context, sc *auditlog.Scope, opts Options, sum *Summary, emit func(RecordResult) error, progress func(done int)) (*Summary, error) {
+// run is Run from where sum (and opts.after) say it got to. Once stop
+// closes (nil never does) it starts no other record: the records being
+// replayed finish and are counted, and it returns ordered.ErrStopped.
+func (s *Service) run(ctx context.Context, sc *auditlog.Scope, opts Options, sum *Summary, emit func(RecordResult) error, progress func(done int), stop <-chan struct{}) (*Summary, error) {
 	sum.groups = map[string]int{}
 	for _, g := range sum.Groups {
 		sum.groups[g.Change] = g.Records
@@ -377,7 +379,7 @@ func (s *Service) run(ctx context.Context, sc *auditlog.Scope, opts Options, sum
 		res  RecordResult
 		err  error
 	}
-	err := ordered.Run(ctx, s.cfg.Workers, func(yield func(item) bool) error {
+	err := ordered.RunUntil(ctx, stop, s.cfg.Workers, func(yield func(item) bool) error {
 		return s.walk(ctx, opts, func(l *store.Ledger, last store.LedgerKey) bool {
 			return yield(item{l: l, last: last})
 		})
@@ -446,6 +448,20 @@ func (sum *Summary) count(r RecordResult) {
 			}
 		}
 	}
+}
+
+// stopped is the final state of a replay stopped (its job cancelled)
+// after the records sum counts: what it had already written and enqueued,
+// which stays (each record was applied in a transaction of its own).
+func (sum *Summary) stopped() string {
+	if !sum.Applied {
+		return fmt.Sprintf("the replay (dry run) stopped after %d records: %d unchanged, %d would change, %d refused now, %d diverged, "+
+			"%d without a stored input; nothing was written", sum.Records, sum.Unchanged, sum.Changed, sum.Refused, sum.Diverged, sum.NoInput)
+	}
+	return fmt.Sprintf("the replay (apply) stopped after %d records: %d changed (written), %d unchanged, %d refused now, %d diverged, "+
+		"%d in conflict, %d without a stored input; %d corrections enqueued; those records stay corrected, "+
+		"and a replay run again goes on with the others", sum.Records, sum.Changed, sum.Unchanged, sum.Refused, sum.Diverged,
+		sum.Conflicts, sum.NoInput, sum.Deliveries)
 }
 
 // sortGroups lists the groups counted in Groups, most records first.
