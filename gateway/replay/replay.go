@@ -18,8 +18,9 @@
 // as it is; one that a later version of the same record wrote (a record
 // nested in a session sent on its own after it, or a later session nesting
 // it) is that version's to compare, and not reported. Each record is applied in a transaction of its own that checks
-// the versions it compared are still current, so a replay running beside
-// live ingest never overwrites what arrived meanwhile.
+// the version it mapped is still the record's latest and the resources it
+// compared are still current, so a replay running beside live ingest never
+// writes an older version's content over what arrived meanwhile.
 package replay
 
 import (
