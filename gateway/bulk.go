@@ -18,6 +18,7 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/jobs"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/reindex"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/replay"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
 )
@@ -258,6 +259,12 @@ func (s *Server) handleJobFile(c echo.Context) error {
 		return c.NoContent(http.StatusOK)
 	}
 	sc.Description = fmt.Sprintf("%s job %s: file %d", j.Kind, j.ID, n)
+	if n == 1 && replay.ShowsValues(j) {
+		// The report shows the records' old and new values: the patients'
+		// data (jobs.File names them from the report's companion file).
+		sc.Disclosed = "the old and new values of the records' changed elements disclosed (showValues)"
+		sc.Description += "; " + sc.Disclosed
+	}
 	rc := http.NewResponseController(c.Response())
 	started := false
 	err = s.app.Jobs.File(ctx, sc, j.ID, n, func(part []byte) error {

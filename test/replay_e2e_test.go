@@ -51,7 +51,7 @@ func TestReplayCLIAndJob(t *testing.T) {
 		rep.Records[0].Status != "unchanged" || rep.Records[0].Kind != "session" {
 		t.Errorf("replay --json = %+v", rep)
 	}
-	code, out, _ = cli(t, "", "replay", "--db", db, "--apply", "--reason", "identity")
+	code, out, _ = cli(t, "", "replay", "--db", db, "--apply", "--no-config", "--reason", "identity")
 	if code != 0 || !strings.Contains(out, "20 unchanged, 0 changed (written)") {
 		t.Errorf("replay --apply of the same mapping = exit %d %s", code, out)
 	}
@@ -63,6 +63,8 @@ func TestReplayCLIAndJob(t *testing.T) {
 		{[]string{"--kind", "nonsense"}, 2, "the kinds are assessment, vitals, infusion, adverse-event, session"},
 		{[]string{"--tenant", "clinic-z"}, 2, `the tenants with records are the default tenant ("") and "clinic-a"`},
 		{[]string{"--since", "yesterday"}, 2, "RFC 3339"},
+		{[]string{"--since", time.Now().Add(time.Hour).UTC().Format(time.RFC3339)}, 2, "since: the time is in the future"},
+		{[]string{"--source", "serenity-clinc-emr"}, 2, "source: no record of this clinic system is stored"},
 		{[]string{"--apply"}, 2, "reason: say why the changes are applied"},
 		{[]string{"--apply", "--reason", "  "}, 2, "reason: say why the changes are applied"},
 	} {
@@ -71,7 +73,7 @@ func TestReplayCLIAndJob(t *testing.T) {
 			t.Errorf("replay %v = exit %d %s; want %d and %q", tc.args, code, errs, tc.code, tc.want)
 		}
 	}
-	code, out, _ = cli(t, "", "replay", "--db", db, "--since", time.Now().Add(time.Hour).UTC().Format(time.RFC3339))
+	code, out, _ = cli(t, "", "replay", "--db", db, "--kind", "vitals")
 	if code != 0 || !strings.Contains(out, "No stored record matches the filter") {
 		t.Errorf("replay matching nothing = exit %d %s", code, out)
 	}

@@ -7,12 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/replay"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
@@ -33,6 +35,8 @@ func replayCommand(ctx context.Context, args []string, getenv func(string) strin
 	showValues := fs.Bool("show-values", false, "print the old and new values (PHI)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	configFile, base := appConfigFlags(fs, getenv)
+	ehrURL := fs.String("ehr-url", getenv("GATEWAY_EHR_URL"), "the EHR serve delivers to with --ehr-url: corrections are enqueued for it as destination \"ehr\" (GATEWAY_EHR_URL)")
+	noConfig := fs.Bool("no-config", false, "with --apply: the gateway serves without --config and --ehr-url (default safety thresholds, no destinations); refused when the outbox has deliveries")
 	pos, err := parse(fs, "replay", args, stdout)
 	if err != nil {
 		return err
@@ -48,18 +52,42 @@ func replayCommand(ctx context.Context, args []string, getenv func(string) strin
 	if opts.Since, err = parseTimeFlag(*since, time.Now()); err != nil {
 		return usageError("replay", "--since: %v", err)
 	}
-	acfg, ndests, err := cliAppConfig(*configFile, *base, *apply, getenv)
+	if err := replay.CheckReason(opts); err != nil {
+		_, issues := outcome.From(err)
+		return usageError("replay", "%s", issues[0].Message)
+	}
+	configured := *configFile != "" || *ehrURL != ""
+	switch {
+	case *noConfig && configured:
+		return usageError("replay", "--no-config with --config or --ehr-url (or GATEWAY_CONFIG, GATEWAY_EHR_URL): give one or the other")
+	case *apply && !configured && !*noConfig:
+		// An apply writes with this process's safety thresholds and
+		// enqueues for its destinations: without the configuration serve
+		// runs with, it would strip the tenant's interpretations and send
+		// no correction, and a second run, finding nothing to change,
+		// could not send them either.
+		return usageError("replay", "--apply needs the configuration the gateway serves with: --config FILE (safety thresholds, destinations) and --ehr-url URL, as given to serve; "+
+			"--no-config if serve runs with neither (default thresholds, no destinations)")
+	}
+	acfg, ndests, err := cliAppConfig(*configFile, *base, *apply, func(k string) string {
+		if k == "GATEWAY_EHR_URL" {
+			return *ehrURL
+		}
+		return getenv(k)
+	})
 	if err != nil {
 		return err
-	}
-	if *apply && ndests == 0 {
-		fmt.Fprintln(stderr, "replay: no delivery destinations configured (--config): corrections are stored, none is enqueued")
 	}
 	a, closeApp, err := openApp(ctx, acfg, "replay", *db, true)
 	if err != nil {
 		return err
 	}
 	defer closeApp()
+	if *apply {
+		if err := checkReplayDestinations(ctx, a.Store, acfg.Routes, ndests, stderr); err != nil {
+			return err
+		}
+	}
 
 	if err := a.Replay.Check(ctx, opts); err != nil {
 		kind, issues := outcome.From(err)
@@ -101,6 +129,35 @@ func replayCommand(ctx context.Context, args []string, getenv func(string) strin
 	if pending > 0 {
 		return &exitError{code: exitInvalid}
 	}
+	return nil
+}
+
+// checkReplayDestinations compares the destinations an apply enqueues
+// corrections for (routes) with those the outbox names: with none
+// configured while the outbox names some, the corrections would be
+// stored and never sent, and no later run could send them (the records
+// are then unchanged): a usage error naming them. Some configured and
+// others not: a warning naming those that get no correction.
+func checkReplayDestinations(ctx context.Context, st store.Outbox, routes []ingest.Route, ndests int, stderr io.Writer) error {
+	stats, err := st.Stats(ctx)
+	if err != nil {
+		return &exitError{code: exitUnchecked, msg: fmt.Sprintf("replay: %v", describe(err))}
+	}
+	var missing []string
+	for _, s := range stats {
+		if !slices.ContainsFunc(routes, func(r ingest.Route) bool { return r.Name == s.Destination }) {
+			missing = append(missing, s.Destination)
+		}
+	}
+	switch {
+	case len(missing) == 0:
+		return nil
+	case ndests == 0:
+		return usageError("replay", "the outbox holds deliveries to %s, and no destination is configured: the corrections would never be sent; "+
+			"pass the destinations serve delivers to (--config FILE, --ehr-url URL)", strings.Join(missing, ", "))
+	}
+	fmt.Fprintf(stderr, "replay: the outbox holds deliveries to %s, which this configuration does not name: no correction is enqueued for them\n",
+		strings.Join(missing, ", "))
 	return nil
 }
 

@@ -754,20 +754,28 @@ func TestLineageTenants(t *testing.T) {
 }
 
 // TestReplaySince: replay's --since takes every form of a time flag, and
-// selects by it: a record received now is replayed since a past time, not
-// since a future one.
+// selects by it: a record received now is replayed since a past time; a
+// future one (a mistyped year), which nothing was received after, is
+// refused (exit 2) rather than answered "nothing to replay" (exit 0), as
+// a misspelt --source is.
 func TestReplaySince(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "kg.db")
 	importExample(t, db, "vitals/pre-dose-baseline.json")
 	for since, want := range map[string]string{
 		"2000-01-01T08:00:00Z": "over 1 record:", "2000-01-01": "over 1 record:", "24h": "over 1 record:",
 		"7d": "over 1 record:", "90m": "over 1 record:",
-		"2999-01-01T08:00:00Z": "nothing to replay", "2999-01-01": "nothing to replay",
 	} {
 		if out, errOut, code := cli(t, "", "replay", "--db", db, "--since", since); code != 0 || !strings.Contains(out, want) {
 			t.Errorf("replay --since %s: exit %d, %s %s; want %q", since, code, out, errOut, want)
 		}
 	}
+	for _, args := range [][]string{{"--since", "2999-01-01T08:00:00Z"}, {"--since", "2999-01-01"}} {
+		wantCLI(t, append([]string{"replay", "--db", db}, args...), exitUsage, "since: the time is in the future")
+	}
+	wantCLI(t, []string{"replay", "--db", db, "--source", "serenity-clinc-emr"}, exitUsage, "source: no record of this clinic system is stored")
+	wantCLI(t, []string{"replay", "--db", db, "--source", "serenity-clinic-emr"}, 0, "over 1 record:")
+	// A filter that matches nothing otherwise is still "nothing to replay".
+	wantCLI(t, []string{"replay", "--db", db, "--kind", "session"}, 0, "nothing to replay")
 }
 
 // TestRunIDUnique: the request ids of CLI runs that write (import,

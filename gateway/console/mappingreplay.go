@@ -49,8 +49,13 @@ func (f replayForm) check() (map[string]string, time.Time) {
 		bad["kind"] = "Kind: choose one of the listed kinds"
 	}
 	since, ok := parseDate(f.Since)
-	if !ok {
+	switch {
+	case !ok:
 		bad["since"] = "Received since: a date and time like 2026-11-25T08:00 (UTC), or nothing for every record"
+	case since.After(time.Now()):
+		// The replay refuses it (replay-since-future): no record was
+		// received after it.
+		bad["since"] = "Received since: the time is in the future, so no record was received after it (check the year)"
 	}
 	if !plainText(f.Reason) {
 		bad["reason"] = "Reason: at most 200 characters, without control characters"

@@ -48,6 +48,8 @@ func TestReplayPages(t *testing.T) {
 		{"reason with a control character", url.Values{"since": {"2026-11-25T08:00"}, "reason": {"a\x07b"}}, "r-reason",
 			[]string{`value="2026-11-25T08:00"`}, []string{"r-since-error", "r-kind-error"}},
 		{"unknown kind", url.Values{"kind": {"lab"}}, "r-kind", nil, []string{"r-since-error", "r-reason-error"}},
+		{"since in the future", url.Values{"since": {"2999-01-01T08:00"}}, "r-since",
+			[]string{`value="2999-01-01T08:00"`, "the time is in the future"}, []string{"r-reason-error", "r-kind-error"}},
 	} {
 		tc.form.Set("csrf", token)
 		status, page, _ := f.post(t, "/console/replays", tc.form)

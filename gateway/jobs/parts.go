@@ -27,6 +27,12 @@ func (f *FileParts) WriteLine(v any) error {
 	return nil
 }
 
+// WriteText buffers line, without its JSON encoding, as one line (a
+// PatientsFile's "Patient/id" and quoted tenant).
+func (f *FileParts) WriteText(line string) {
+	f.buf = append(append(f.buf, line...), '\n')
+}
+
 // Len is how many bytes are buffered.
 func (f *FileParts) Len() int { return len(f.buf) }
 

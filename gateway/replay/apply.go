@@ -20,12 +20,44 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
 )
 
-// errMoved aborts a record's apply whose stored resources changed between
-// the comparison and the write (a concurrent ingest): the record is
-// reported as a conflict, to replay again. It does not wrap
+// errMoved aborts a record's apply whose input or stored resources
+// changed between the comparison and the write (a concurrent ingest): the
+// record is reported as a conflict, to replay again. It does not wrap
 // store.ErrConflict: the engine must not retry the transaction, whose
 // comparison is stale.
-var errMoved = errors.New("a compared resource changed before the replay wrote it")
+var errMoved = errors.New("the record or a compared resource changed before the replay wrote it")
+
+// unmoved checks, in the apply's transaction, that what the record was
+// compared with is still what is stored: the ledger's latest version of
+// the record is still the one whose input was mapped (a walk reads the
+// ledger a page ahead, and a version stored since was compared, if at
+// all, with this older version's input: writing that would put the older
+// version's content back over it), and every stored resource compared is
+// still at the version compared. Else errMoved.
+func unmoved(st store.Tx, m *remapped) error {
+	l := m.l
+	// The transaction is the record's tenant's: it namespaces the source.
+	versions, err := st.LedgerVersions(recordSource(l), l.Kind, l.RecordID)
+	if err != nil {
+		return err
+	}
+	if len(versions) == 0 || latest(versions).Version != l.Version {
+		return errMoved
+	}
+	for _, mt := range m.entries {
+		if mt.stored == nil {
+			continue
+		}
+		cur, err := st.Read(mt.stored.Type, mt.stored.ID)
+		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrGone) || err == nil && cur.Version != mt.stored.Version {
+			return errMoved
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // apply writes the record's applicable changes in one transaction: new
 // versions of the changed resources (an Observation's status corrected)
@@ -74,6 +106,9 @@ func (s *Service) apply(ctx context.Context, sc *auditlog.Scope, m *remapped, op
 		// from a reset scope.
 		rsc.NameRecord(record, l.RecordID)
 		entries, writes = entries[:0], writes[:0]
+		if err := unmoved(st, m); err != nil {
+			return 0, err
+		}
 		for _, mt := range m.entries {
 			e := m.res.Entries[mt.i]
 			doc := corrected(e.ResourceType, fhirwire.Copy(mt.doc).(map[string]any))
@@ -88,10 +123,6 @@ func (s *Service) apply(ctx context.Context, sc *auditlog.Scope, m *remapped, op
 				url = e.ResourceType + "?identifier=" + e.IdentifierSystem + "|" + e.IdentifierValue
 				delete(doc, "id")
 			case len(mt.changes) > 0 && mt.skipped == "":
-				cur, err := st.Read(mt.stored.Type, mt.stored.ID)
-				if err != nil || cur.Version != mt.stored.Version {
-					return 0, errMoved
-				}
 				url, doc["id"] = mt.stored.Type+"/"+mt.stored.ID, mt.stored.ID
 			default:
 				continue
@@ -163,11 +194,15 @@ func (s *Service) apply(ctx context.Context, sc *auditlog.Scope, m *remapped, op
 	return nil
 }
 
-// destinations are the configured destinations that had the record (any
-// delivery of it, whatever its status: a correction follows the original
-// in the destination's order), sorted. A dead letter refused as the record
-// was stored (store.Refused: another tenant holds its source system
-// there) is no delivery: the correction is not sent there either.
+// destinations are the configured destinations that had the record,
+// sorted: those with a delivery of it done, or pending or in flight (the
+// correction follows it in the destination's order). A dead letter is no
+// delivery: one cancelled by an operator (sent to the wrong hospital),
+// refused by the EHR, given up after its retries, or refused as the
+// record was stored (store.Refused: another tenant holds its source
+// system there). A destination whose deliveries of the record are all
+// dead letters never had it, and a correction would be the first,
+// partial, thing it received of it: none is sent there.
 func (s *Service) destinations(ctx context.Context, l *store.Ledger, src string) ([]string, error) {
 	if len(s.cfg.Destinations) == 0 {
 		return nil, nil
@@ -179,7 +214,7 @@ func (s *Service) destinations(ctx context.Context, l *store.Ledger, src string)
 	}
 	var out []string
 	for _, it := range items {
-		if it.Status == store.StatusDead && strings.HasPrefix(it.LastError, store.Refused) {
+		if it.Status == store.StatusDead {
 			continue
 		}
 		if it.Tenant == l.Tenant && slices.Contains(s.cfg.Destinations, it.Destination) && !slices.Contains(out, it.Destination) {

@@ -3,10 +3,13 @@ package replay
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/internal/ordered"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/jobs"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
@@ -42,13 +45,22 @@ type jobCheckpoint struct {
 	Summary Summary         `json:"summary"`
 	After   store.LedgerKey `json:"after"`
 	Report  jobs.FileParts  `json:"report"`
+	// Patients is the report's companion file (jobs.PatientsFile): the
+	// patients whose values a report with ShowValues holds, named by its
+	// download's AuditEvent.
+	Patients jobs.FileParts `json:"patients"`
 }
 
 // JobResult is a finished replay job's result.
 type JobResult struct {
 	Summary
 	// Report is the URL of the per-record report (NDJSON).
-	Report string `json:"report"`
+	Report string `json:"report,omitempty"`
+	// Cancelled is set in the final state of a cancelled job, and Stopped
+	// then says how far it got (the job-cancelled answer and the cancel's
+	// AuditEvent quote it).
+	Cancelled bool   `json:"cancelled,omitempty"`
+	Stopped   string `json:"summary,omitempty"`
 }
 
 // Submit checks a replay's options and submits it as a job of sc's caller
@@ -86,8 +98,20 @@ func (s *Service) Submit(ctx context.Context, sc *auditlog.Scope, opts Options, 
 	if opts.Apply {
 		what = "apply"
 	}
+	if opts.ShowValues {
+		what += ", with values: the report shows the old and new values of the records' changed elements"
+	}
 	sc.Description = fmt.Sprintf("mapping replay (%s) queued: job %s", what, j.ID)
 	return j, nil
+}
+
+// ShowsValues reports whether a replay job's report shows values (it was
+// asked with ShowValues): its download discloses the patients' data,
+// which its AuditEvent says (and names them: the report's
+// jobs.PatientsFile).
+func ShowsValues(j *store.Job) bool {
+	var req jobRequest
+	return j.Kind == KindReplay && json.Unmarshal(j.Request, &req) == nil && req.Options.ShowValues
 }
 
 // runJob is the replay jobs' handler.
@@ -101,23 +125,25 @@ func (s *Service) runJob(ctx context.Context, run *jobs.Run) ([]byte, error) {
 		return nil, err
 	}
 	cp := jobCheckpoint{Summary: Summary{MappingVersion: s.cfg.MappingVersion, Applied: opts.Apply},
-		Report: jobs.FileParts{File: replayReport}}
+		Report: jobs.FileParts{File: replayReport}, Patients: jobs.FileParts{File: jobs.PatientsFile(replayReport)}}
 	if run.Job.Checkpoint != nil {
 		if err := json.Unmarshal(run.Job.Checkpoint, &cp); err != nil {
 			return nil, fmt.Errorf("replay checkpoint: %w", err)
 		}
+		cp.Patients.File = jobs.PatientsFile(replayReport) // a checkpoint saved before it was kept
 	}
 	opts.after = cp.After
 	sc := jobs.Scope(run.Job, "mapping-replay", req.Scopes)
 	sc.Addr = req.Addr
 	var since int
 	var saveErr error
+	stop := run.Cancelled() // a cancel lets the records being applied finish
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	save := func(sum *Summary) error {
 		sum.sortGroups()
 		cp.Summary, cp.After = *sum, sum.last
-		parts := cp.Report.Take()
+		parts := append(cp.Report.Take(), cp.Patients.Take()...)
 		raw, err := json.Marshal(cp)
 		if err != nil {
 			return err
@@ -127,19 +153,26 @@ func (s *Service) runJob(ctx context.Context, run *jobs.Run) ([]byte, error) {
 	var sum *Summary
 	start := cp.Summary
 	sum, err = s.run(ctx, sc, opts, &start, func(r RecordResult) error {
+		if r.patient != "" && r.showsValues() {
+			cp.Patients.WriteText(r.patient + " " + strconv.Quote(r.Tenant))
+		}
 		return cp.Report.WriteLine(r)
 	}, func(done int) {
 		run.Progress(int64(done), -1)
 		if since++; since >= 100 || cp.Report.Len() >= 1<<20 {
 			since = 0
-			if err := save(&start); err != nil {
-				saveErr = err
+			if err := save(&start); err != nil && !errors.Is(err, jobs.ErrCancelled) {
+				saveErr = err // lost, or the database failed: the replay stops
 				cancel()
-			}
+			} // cancelled: stop closed, the replay stops after the records being replayed
 		}
-	})
+	}, stop)
 	if saveErr != nil {
 		return nil, saveErr
+	}
+	if errors.Is(err, ordered.ErrStopped) {
+		sum.sortGroups()
+		return json.Marshal(JobResult{Summary: *sum, Cancelled: true, Stopped: sum.stopped()})
 	}
 	if err != nil {
 		return nil, err

@@ -54,6 +54,9 @@ const skippedOther = "the resource was changed since by another source (a client
 func (s *Service) record(ctx context.Context, sc *auditlog.Scope, l *store.Ledger, opts Options) (RecordResult, error) {
 	r := RecordResult{Tenant: l.Tenant, Source: recordSource(l), Kind: l.Kind, RecordID: l.RecordID, Version: l.Version,
 		MappingVersion: l.MappingVersion}
+	if s.beforeCompare != nil {
+		s.beforeCompare(l)
+	}
 	if len(l.Input) == 0 {
 		r.Status = StatusNoInput
 		return r, nil
@@ -69,6 +72,12 @@ func (s *Service) record(ctx context.Context, sc *auditlog.Scope, l *store.Ledge
 			r.Issues = append(r.Issues, Issue{Rule: i.Rule, Pointer: i.Pointer})
 		}
 		return r, nil
+	}
+	for _, mt := range m.entries {
+		if mt.stored != nil && mt.stored.Type == "Patient" {
+			r.patient = "Patient/" + mt.stored.ID
+			break
+		}
 	}
 	if m.differs() {
 		if err := s.guard(ctx, m); err != nil {

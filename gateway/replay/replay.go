@@ -18,8 +18,9 @@
 // as it is; one that a later version of the same record wrote (a record
 // nested in a session sent on its own after it, or a later session nesting
 // it) is that version's to compare, and not reported. Each record is applied in a transaction of its own that checks
-// the versions it compared are still current, so a replay running beside
-// live ingest never overwrites what arrived meanwhile.
+// the version it mapped is still the record's latest and the resources it
+// compared are still current, so a replay running beside live ingest never
+// writes an older version's content over what arrived meanwhile.
 package replay
 
 import (
@@ -82,6 +83,9 @@ type Config struct {
 // Service replays stored records.
 type Service struct {
 	cfg Config
+	// beforeCompare, set by tests only, runs as a record's replay starts,
+	// after the walk read its ledger entry.
+	beforeCompare func(l *store.Ledger)
 }
 
 // New returns the replay service and registers its job handler with
@@ -159,6 +163,22 @@ type RecordResult struct {
 	// the corrections enqueued.
 	Applied    bool `json:"applied,omitempty"`
 	Deliveries int  `json:"deliveries,omitempty"`
+
+	// patient is the record's stored Patient ("Patient/<id>"; "" when
+	// none is stored), whom a report showing its values names.
+	patient string
+}
+
+// showsValues reports whether r's diffs carry values (Options.ShowValues).
+func (r *RecordResult) showsValues() bool {
+	for _, d := range r.Resources {
+		for _, c := range d.Changes {
+			if c.Old != nil || c.New != nil {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // ResourceDiff is one resource of a record that the mapping now makes
@@ -220,10 +240,20 @@ var (
 	// another (one) tenant, whose replay covers its own records only.
 	errTenantOther = outcome.New(outcome.Invalid, "invalid", "replay-tenant-unknown",
 		"tenant: this client replays its own tenant's records only; leave tenant out")
+	// errSourceUnknown refuses a source of which no record is stored (a
+	// misspelt one would replay nothing and exit 0, as if every record
+	// were up to date).
+	errSourceUnknown = outcome.New(outcome.Invalid, "invalid", "replay-source-unknown",
+		"source: no record of this clinic system is stored (for the tenant replayed); check its spelling: it is the records' source.system")
+	// errSinceFuture refuses a since in the future (a mistyped year),
+	// which no record was received after.
+	errSinceFuture = outcome.New(outcome.Invalid, "invalid", "replay-since-future",
+		"since: the time is in the future, so no record was received after it (check the year)")
 	// errReasonMissing refuses an apply without a reason: the corrections
-	// go to hospitals' EHRs and their Provenance says why.
+	// go to hospitals' EHRs, and the gateway's Provenance of each says why
+	// (the EHRs receive the corrected resources, not the reason).
 	errReasonMissing = outcome.New(outcome.Invalid, "required", "replay-reason-missing",
-		"reason: say why the changes are applied (it is recorded in each correction's Provenance and sent with it)")
+		"reason: say why the changes are applied (the gateway keeps it in each correction's Provenance and AuditEvent; the EHRs receive the corrected resources, not the reason)")
 	// errReasonInvalid refuses a reason that is not one short line.
 	errReasonInvalid = outcome.New(outcome.Invalid, "value", "replay-reason-invalid",
 		fmt.Sprintf("reason: at most %d characters, without control characters (line breaks, tabs)", MaxReason))
@@ -268,7 +298,9 @@ func joinAnd(s []string) string {
 
 // Check checks a replay's options: a kind that does not exist, or a
 // tenant of which no record is stored, is an Invalid error naming the
-// valid values.
+// valid values; a source of which the tenant (or, for every tenant, no
+// tenant) stored no record, and a since in the future, are Invalid too:
+// the replay would find nothing and look like "nothing to replay".
 func (s *Service) Check(ctx context.Context, opts Options) error {
 	if opts.Kind != "" && !ingest.KnownKind(opts.Kind) {
 		return errKindUnknown
@@ -276,14 +308,36 @@ func (s *Service) Check(ctx context.Context, opts Options) error {
 	if err := CheckReason(opts); err != nil {
 		return err
 	}
+	if !opts.Since.IsZero() && opts.Since.After(s.cfg.Now()) {
+		return errSinceFuture
+	}
+	if opts.Tenant == search.AllTenants && opts.Source == "" {
+		return nil
+	}
+	tenants, err := s.cfg.Store.LedgerTenants(ctx)
+	if err != nil {
+		return err
+	}
 	if opts.Tenant != search.AllTenants {
-		tenants, err := s.cfg.Store.LedgerTenants(ctx)
-		if err != nil {
-			return err
-		}
 		if !slices.Contains(tenants, opts.Tenant) {
 			return tenantUnknown(tenants)
 		}
+		tenants = []string{opts.Tenant}
+	}
+	if opts.Source != "" {
+		for _, t := range tenants {
+			// The ledger is in source order: the first entry from the
+			// tenant's name of the source on is of that source if any is.
+			src := engine.Namespaced(t, opts.Source)
+			page, err := s.cfg.Store.LedgerEntries(ctx, store.LedgerQuery{Tenant: t, After: store.LedgerKey{Source: src}, Limit: 1})
+			if err != nil {
+				return err
+			}
+			if len(page) == 1 && page[0].Source == src {
+				return nil
+			}
+		}
+		return errSourceUnknown
 	}
 	return nil
 }
@@ -309,11 +363,13 @@ func (s *Service) Run(ctx context.Context, sc *auditlog.Scope, opts Options, emi
 	if err := s.Check(ctx, opts); err != nil {
 		return nil, err
 	}
-	return s.run(ctx, sc, opts, &Summary{MappingVersion: s.cfg.MappingVersion, Applied: opts.Apply}, emit, progress)
+	return s.run(ctx, sc, opts, &Summary{MappingVersion: s.cfg.MappingVersion, Applied: opts.Apply}, emit, progress, nil)
 }
 
-// run is Run from where sum (and opts.after) say it got to.
-func (s *Service) run(ctx context.Context, sc *auditlog.Scope, opts Options, sum *Summary, emit func(RecordResult) error, progress func(done int)) (*Summary, error) {
+// run is Run from where sum (and opts.after) say it got to. Once stop
+// closes (nil never does) it starts no other record: the records being
+// replayed finish and are counted, and it returns ordered.ErrStopped.
+func (s *Service) run(ctx context.Context, sc *auditlog.Scope, opts Options, sum *Summary, emit func(RecordResult) error, progress func(done int), stop <-chan struct{}) (*Summary, error) {
 	sum.groups = map[string]int{}
 	for _, g := range sum.Groups {
 		sum.groups[g.Change] = g.Records
@@ -324,7 +380,7 @@ func (s *Service) run(ctx context.Context, sc *auditlog.Scope, opts Options, sum
 		res  RecordResult
 		err  error
 	}
-	err := ordered.Run(ctx, s.cfg.Workers, func(yield func(item) bool) error {
+	err := ordered.RunUntil(ctx, stop, s.cfg.Workers, func(yield func(item) bool) error {
 		return s.walk(ctx, opts, func(l *store.Ledger, last store.LedgerKey) bool {
 			return yield(item{l: l, last: last})
 		})
@@ -395,6 +451,20 @@ func (sum *Summary) count(r RecordResult) {
 	}
 }
 
+// stopped is the final state of a replay stopped (its job cancelled)
+// after the records sum counts: what it had already written and enqueued,
+// which stays (each record was applied in a transaction of its own).
+func (sum *Summary) stopped() string {
+	if !sum.Applied {
+		return fmt.Sprintf("the replay (dry run) stopped after %d records: %d unchanged, %d would change, %d refused now, %d diverged, "+
+			"%d without a stored input; nothing was written", sum.Records, sum.Unchanged, sum.Changed, sum.Refused, sum.Diverged, sum.NoInput)
+	}
+	return fmt.Sprintf("the replay (apply) stopped after %d records: %d changed (written), %d unchanged, %d refused now, %d diverged, "+
+		"%d in conflict, %d without a stored input; %d corrections enqueued; those records stay corrected, "+
+		"and a replay run again goes on with the others", sum.Records, sum.Changed, sum.Unchanged, sum.Refused, sum.Diverged,
+		sum.Conflicts, sum.NoInput, sum.Deliveries)
+}
+
 // sortGroups lists the groups counted in Groups, most records first.
 func (sum *Summary) sortGroups() {
 	out := make([]Group, 0, len(sum.groups))
@@ -420,12 +490,7 @@ func (s *Service) walk(ctx context.Context, opts Options, fn func(l *store.Ledge
 		if len(group) == 0 {
 			return true
 		}
-		latest := group[0]
-		for _, l := range group[1:] {
-			if l.Received.After(latest.Received) || l.Received.Equal(latest.Received) && l.Version > latest.Version {
-				latest = l
-			}
-		}
+		latest := latest(group)
 		end := group[len(group)-1]
 		last := store.LedgerKey{Source: end.Source, Kind: end.Kind, RecordID: end.RecordID, Version: end.Version}
 		group = group[:0]
@@ -457,6 +522,20 @@ func (s *Service) walk(ctx context.Context, opts Options, fn func(l *store.Ledge
 		last := page[len(page)-1]
 		q.After = store.LedgerKey{Source: last.Source, Kind: last.Kind, RecordID: last.RecordID, Version: last.Version}
 	}
+}
+
+// latest is the latest of a record's ledger entries (versions): the one
+// received last, of those received in the same millisecond the greatest
+// version label. The walk replays it, and an apply writes only while it is
+// still the latest.
+func latest(versions []*store.Ledger) *store.Ledger {
+	l := versions[0]
+	for _, v := range versions[1:] {
+		if v.Received.After(l.Received) || v.Received.Equal(l.Received) && v.Version > l.Version {
+			l = v
+		}
+	}
+	return l
 }
 
 // recordSource is a ledger entry's clinic system: its source without the

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 
@@ -604,7 +605,8 @@ func TestFilters(t *testing.T) {
 		{replay.Options{Tenant: "clinic-a"}, 5},
 		{replay.Options{Tenant: ""}, 3},
 		{replay.Options{Tenant: search.AllTenants, Source: "serenity-clinic-emr"}, 8},
-		{replay.Options{Tenant: search.AllTenants, Source: "nope"}, 0},
+		{replay.Options{Tenant: "clinic-a", Source: "serenity-clinic-emr"}, 5},
+		{replay.Options{Tenant: search.AllTenants, Since: time.Now().Add(-time.Hour)}, 8},
 		{replay.Options{Tenant: "clinic-a", Kind: "assessment"}, 0},
 	} {
 		sum, _ := run(t, s, tc.opts)
@@ -620,6 +622,27 @@ func TestFilters(t *testing.T) {
 	_, err = s.Run(context.Background(), operator(), replay.Options{Tenant: search.AllTenants, Kind: "nope"}, nil, nil)
 	if err == nil || !strings.Contains(fmt.Sprint(err), "replay-kind-unknown") {
 		t.Errorf("unknown kind: %v", err)
+	}
+	// A misspelt source, and a since in the future (a mistyped year),
+	// would replay nothing and look like "nothing to replay": refused,
+	// by Run and Submit alike.
+	for _, tc := range []struct {
+		opts replay.Options
+		rule string
+	}{
+		{replay.Options{Tenant: search.AllTenants, Source: "serenity-clinc-emr"}, "replay-source-unknown"},
+		{replay.Options{Tenant: "clinic-a", Source: "nope"}, "replay-source-unknown"},
+		{replay.Options{Tenant: search.AllTenants, Since: time.Now().Add(time.Hour)}, "replay-since-future"},
+		{replay.Options{Tenant: "", Since: time.Date(2099, 1, 1, 0, 0, 0, 0, time.UTC), Apply: true, Reason: "x"}, "replay-since-future"},
+	} {
+		_, err := s.Run(context.Background(), operator(), tc.opts, nil, nil)
+		kind, issues := outcome.From(err)
+		if kind != outcome.Invalid || !strings.Contains(fmt.Sprint(err), tc.rule) || len(issues) == 0 {
+			t.Errorf("Run %+v: %v, want Invalid %s", tc.opts, err, tc.rule)
+		}
+		if _, err := s.Submit(context.Background(), operator(), tc.opts, ""); !strings.Contains(fmt.Sprint(err), tc.rule) {
+			t.Errorf("Submit %+v: %v, want %s", tc.opts, err, tc.rule)
+		}
 	}
 }
 
@@ -653,6 +676,12 @@ func TestApplyNeedsReason(t *testing.T) {
 		}
 		if kind != outcome.Invalid || len(issues) == 0 || !strings.Contains(fmt.Sprint(err), tc.rule) || !strings.HasPrefix(issues[0].Message, "reason: ") {
 			t.Errorf("%q (apply %v): %v %+v, want Invalid %s naming reason", tc.opts.Reason, tc.opts.Apply, err, issues, tc.rule)
+		}
+		// It says where the reason is kept, and not that the EHRs get it:
+		// a correction Bundle carries the corrected resources only.
+		if tc.rule == "replay-reason-missing" && (!strings.Contains(issues[0].Message, "the gateway keeps it in each correction's Provenance") ||
+			strings.Contains(issues[0].Message, "sent with it")) {
+			t.Errorf("%s: %q, want where the reason is kept (the gateway's Provenance), not that it is sent", tc.rule, issues[0].Message)
 		}
 		if _, err := s.Run(context.Background(), operator(), tc.opts, nil, nil); !strings.Contains(fmt.Sprint(err), tc.rule) {
 			t.Errorf("Run %q: %v, want %s", tc.opts.Reason, err, tc.rule)
