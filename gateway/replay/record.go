@@ -412,6 +412,32 @@ func (s *Service) guard(ctx context.Context, m *remapped) error {
 		}
 		ref := mt.stored.Type + "/" + mt.stored.ID
 		v, wrote := own[ref]
+		if mt.stored.Type == "Patient" && !(wrote && v == 1 && mt.stored.Version == 1) {
+			// Ingest writes a person's demographics once, with the Patient
+			// the first record creates; later it changes only the Patient's
+			// identifiers (an MRN added or changed, the demographics kept),
+			// and an administrator corrects demographics through the FHIR
+			// API (docs/mapping.md 8). So unless this record created the
+			// current version, only its identifiers are the record's to
+			// compare: a name it would map otherwise is no difference of
+			// the record, and a client's correction no divergence.
+			mt.changes = slices.DeleteFunc(mt.changes, func(c PathChange) bool { return !strings.HasPrefix(c.Path, "Patient.identifier") })
+			if len(mt.changes) == 0 {
+				continue
+			}
+			// Identifiers a later record of the person wrote (an MRN
+			// changed) are that record's, compared when it is replayed.
+			if !(wrote && v == mt.stored.Version) {
+				later, err := s.patientWrittenByRecord(ctx, m.l.Tenant, src, ref, mt.stored.Version)
+				if err != nil {
+					return err
+				}
+				if later {
+					mt.changes = nil
+					continue
+				}
+			}
+		}
 		switch {
 		case wrote && v == mt.stored.Version:
 			// The record wrote what is stored: its differences stand.
@@ -440,11 +466,40 @@ type written struct {
 	targets map[string]int64
 }
 
+// patientWrittenByRecord reports whether version v of the Patient ref
+// was written by the ingest of a record of source (any kind): a later
+// record of the person that changed its identifiers.
+func (s *Service) patientWrittenByRecord(ctx context.Context, tenant, source, ref string, v int64) (bool, error) {
+	provs, err := s.provenancesBy(ctx, tenant, url.Values{"target": {ref}})
+	if err != nil {
+		return false, err
+	}
+	for _, p := range provs {
+		if p.targets[ref] != v {
+			continue
+		}
+		system, _, _ := strings.Cut(p.of, "|")
+		for _, k := range mapping.Kinds() {
+			if system == mapping.RecordSystem(s.cfg.IdentifierBase, source, k) {
+				return true, nil
+			}
+		}
+	}
+	return false, nil
+}
+
 // provenances returns the Provenances in tenant that name the record
 // system|value as an entity: those of the record itself and of the
 // sessions that nest it. None for an id no search can name.
 func (s *Service) provenances(ctx context.Context, tenant, system, value string) ([]written, error) {
-	q, err := search.Parse("Provenance", url.Values{"entity:identifier": {system + "|" + value}, "_count": {"1000"}}, false)
+	return s.provenancesBy(ctx, tenant, url.Values{"entity:identifier": {system + "|" + value}})
+}
+
+// provenancesBy returns the Provenances in tenant the search params
+// select (at most 1000), as written.
+func (s *Service) provenancesBy(ctx context.Context, tenant string, params url.Values) ([]written, error) {
+	params.Set("_count", "1000")
+	q, err := search.Parse("Provenance", params, false)
 	if err != nil {
 		return nil, nil
 	}

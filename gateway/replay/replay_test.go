@@ -813,10 +813,33 @@ func TestMatchedPatientUnchanged(t *testing.T) {
 		t.Fatal("no Patient of the esketamine session")
 	}
 	sc := auditlog.NewScope("update", &auth.Principal{ClientID: "clinic", Scopes: auth.ParseScopes("system/*.cruds")})
-	body := strings.Replace(string(pat.Body), `"gender":"other"`, `"gender":"unknown"`, 1)
-	if _, err := f.a.Engine.Update(ctx, sc, "Patient", pat.ID, func() ([]byte, error) { return []byte(body), nil }, engine.Preconditions{}); err != nil {
+	update := func(body string) {
+		t.Helper()
+		if _, err := f.a.Engine.Update(ctx, sc, "Patient", pat.ID, func() ([]byte, error) { return []byte(body), nil }, engine.Preconditions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A correction of the demographics (docs/mapping.md 8: an
+	// administrator's, through the FHIR API) is no divergence of the record:
+	// ingest never writes them after the first record.
+	update(strings.Replace(string(pat.Body), `"gender":"other"`, `"gender":"unknown"`, 1))
+	sum, got = run(t, f.service(nil), replay.Options{Tenant: search.AllTenants})
+	if sum.Unchanged != len(files) || sum.Diverged != 0 {
+		t.Errorf("after a client corrected the Patient's gender: summary = %+v, want %d unchanged", sum, len(files))
+	}
+	// A client's change of an identifier the record gave is.
+	cur, err := f.a.Engine.Read(ctx, sc, "Patient", pat.ID)
+	if err != nil {
 		t.Fatal(err)
 	}
+	var doc map[string]any
+	if err := json.Unmarshal(cur.Body, &doc); err != nil {
+		t.Fatal(err)
+	}
+	ident := doc["identifier"].([]any)
+	ident[0].(map[string]any)["use"] = "old" // the identifiers still find the Patient
+	changed, _ := json.Marshal(doc)
+	update(string(changed))
 	sum, got = run(t, f.service(nil), replay.Options{Tenant: search.AllTenants})
 	if r := got[ids["esketamine-nasal-session.json"]]; r.Status != replay.StatusDiverged || len(r.Resources) != 1 ||
 		r.Resources[0].Resource != "Patient/"+pat.ID || r.Resources[0].Skipped == "" {
@@ -827,5 +850,36 @@ func TestMatchedPatientUnchanged(t *testing.T) {
 	}
 	if sum.Diverged != 1 || sum.Unchanged != len(files)-1 {
 		t.Errorf("summary = %+v, want 1 diverged", sum)
+	}
+}
+
+// TestMRNChangeUnchanged: a later record that changes the patient's MRN
+// and leaves the demographics out writes the Patient with its new MRN and
+// the demographics kept (ingest); a replay with the same mapping finds
+// neither record changed (probe p12 F14: the second was "changed:
+// Patient.name removed", and its apply would have erased them).
+func TestMRNChangeUnchanged(t *testing.T) {
+	f := newFixture(t)
+	first, _ := example(t, "vitals/pre-dose-baseline.json", 1)
+	f.ingest(t, "", "vitals", first)
+	var doc map[string]any
+	if err := json.Unmarshal(first, &doc); err != nil {
+		t.Fatal(err)
+	}
+	src := doc["source"].(map[string]any)
+	src["recordId"] = src["recordId"].(string) + "-b"
+	patient := doc["patient"].(map[string]any)
+	patient["mrn"].(map[string]any)["value"] = "MRN-TEST-NEW-1"
+	delete(patient, "name")
+	delete(patient, "birthDate")
+	second, _ := json.Marshal(doc)
+	f.ingest(t, "", "vitals", second)
+
+	sum, got := run(t, f.service(nil), replay.Options{Tenant: search.AllTenants})
+	if sum.Records != 2 || sum.Unchanged != 2 {
+		t.Errorf("summary = %+v, want 2 records unchanged", sum)
+		for id, r := range got {
+			t.Logf("%s: %+v", id, r)
+		}
 	}
 }
