@@ -71,7 +71,7 @@ func (o *oidcClient) authURL(ctx context.Context, state string, p *pendingLogin)
 	if err != nil {
 		return "", err
 	}
-	return cfg.AuthCodeURL(state, oauth2.S256ChallengeOption(p.verifier), oidc.Nonce(p.nonce)), nil
+	return cfg.AuthCodeURL(state, oauth2.S256ChallengeOption(p.Verifier), oidc.Nonce(p.Nonce)), nil
 }
 
 // exchange redeems a code and returns the verified ID token's claims.
@@ -80,7 +80,7 @@ func (o *oidcClient) exchange(ctx context.Context, code string, p *pendingLogin)
 	if err != nil {
 		return nil, err
 	}
-	tok, err := cfg.Exchange(o.ctx(ctx), code, oauth2.VerifierOption(p.verifier))
+	tok, err := cfg.Exchange(o.ctx(ctx), code, oauth2.VerifierOption(p.Verifier))
 	if err != nil {
 		return nil, errSignInFailed
 	}
@@ -89,7 +89,7 @@ func (o *oidcClient) exchange(ctx context.Context, code string, p *pendingLogin)
 		return nil, errSignInFailed
 	}
 	idt, err := verifier.Verify(o.ctx(ctx), raw)
-	if err != nil || idt.Nonce != p.nonce {
+	if err != nil || idt.Nonce != p.Nonce {
 		return nil, errSignInFailed
 	}
 	var claims map[string]any
@@ -146,9 +146,15 @@ type loginPage struct {
 	SignedOut    bool
 }
 
-// safeNext keeps a return path inside the console (no open redirect).
+// maxNext bounds a return path (it travels in the sign-in cookie, which
+// browsers keep only up to 4 KiB).
+const maxNext = 2048
+
+// safeNext keeps a return path inside the console (no open redirect), and
+// short enough for the sign-in cookie (the start page otherwise).
 func safeNext(next string) string {
-	if !strings.HasPrefix(next, Prefix+"/") || strings.HasPrefix(next, "//") || strings.ContainsAny(next, "\\\r\n") {
+	if !strings.HasPrefix(next, Prefix+"/") || strings.HasPrefix(next, "//") || strings.ContainsAny(next, "\\\r\n") ||
+		len(next) > maxNext {
 		return Prefix + "/"
 	}
 	return next
@@ -167,7 +173,7 @@ func (c *Console) loginStart(rq *request) error {
 	if c.Development() {
 		return rq.seeOther(Prefix + "/")
 	}
-	p := &pendingLogin{verifier: oauth2.GenerateVerifier(), nonce: token(), next: safeNext(rq.r.URL.Query().Get("next"))}
+	p := &pendingLogin{Verifier: oauth2.GenerateVerifier(), Nonce: token(), Next: safeNext(rq.r.URL.Query().Get("next"))}
 	state := c.sessions.startLogin(rq.w, p)
 	u, err := c.oidc.authURL(rq.ctx(), state, p)
 	if err != nil {
@@ -204,7 +210,7 @@ func (c *Console) callback(rq *request) error {
 	// A page, not a redirect: the SameSite=Strict session cookie is sent
 	// on a navigation this page starts, not on a redirect chain that
 	// began at the issuer.
-	return rq.render("signedin", "Signed in", struct{ Next string }{p.next})
+	return rq.render("signedin", "Signed in", struct{ Next string }{p.Next})
 }
 
 // logout ends the session.
