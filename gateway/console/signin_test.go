@@ -1,6 +1,7 @@
 package console
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +19,13 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/replay"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 )
 
 // stubIssuer is an OpenID Connect provider stand-in: discovery, its JWKS,
@@ -220,5 +229,79 @@ func TestSignInCookie(t *testing.T) {
 				t.Errorf("the sign-in cookie is not cleared: %+v", cl)
 			}
 		})
+	}
+}
+
+// TestPersonIsNotAClient: a person whose name claim is a registered API
+// client's id is not that client: neither sees, reads or owns the other's
+// jobs, and the audit trail names the person person:<name> (probe p14
+// F2: a person named "clinicAop" read, and was recorded as, the client).
+func TestPersonIsNotAClient(t *testing.T) {
+	f, is := signInFixture(t)
+	ctx := context.Background()
+	body, err := os.ReadFile("../../schemas/examples/session/routine-ketamine-iv-session.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	emr := auditlog.NewScope("ingest", &auth.Principal{ClientID: "clinicA", Tenant: "clinic-a", Scopes: auth.ParseScopes(auth.ScopeIngest)})
+	if _, err := f.app.Ingest.Ingest(ctx, emr, "session", body, false, engine.Answer{}); err != nil {
+		t.Fatal(err)
+	}
+	client := &auth.Principal{ClientID: "clinicAop", Tenant: "clinic-a", Scopes: auth.ParseScopes(auth.ScopeOperator)}
+	clientJob, err := f.app.Replay.Submit(ctx, auditlog.NewScope("mapping-replay", client), replay.Options{Tenant: search.AllTenants}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.signIn(t, is, map[string]any{"sub": "mallory", "email": "clinicAop", "groups": []string{"ops"}, "tenant": "clinic-a"})
+
+	if code, _, _ := f.get(t, "/console/replays/"+clientJob.ID); code != http.StatusNotFound {
+		t.Errorf("the person reads the client's replay: %d, want 404", code)
+	}
+	code, page, _ := f.get(t, "/console/replays")
+	if code != http.StatusOK || strings.Contains(page, clientJob.ID) {
+		t.Errorf("the person's replays = %d, listing the client's job %v", code, strings.Contains(page, clientJob.ID))
+	}
+	code, _, h := f.post(t, "/console/replays", url.Values{"csrf": {csrf(t, page)}})
+	if code != http.StatusSeeOther || !strings.HasPrefix(h.Get("Location"), "/console/replays/") {
+		t.Fatalf("start a replay = %d to %q", code, h.Get("Location"))
+	}
+	personJob := strings.TrimPrefix(h.Get("Location"), "/console/replays/")
+	if _, err := f.app.Jobs.Job(ctx, auditlog.NewScope("job-status", client), personJob); err == nil {
+		t.Errorf("the client reads the person's replay %s", personJob)
+	}
+	if err := f.app.Jobs.Cancel(ctx, auditlog.NewScope("job-status", client), personJob); err == nil {
+		t.Errorf("the client cancels the person's replay %s", personJob)
+	}
+
+	var agents []string
+	err = f.st.AuditChain(ctx, func(e audit.ChainEntry) error {
+		if strings.Contains(string(e.Body), `"code":"110122"`) || strings.Contains(string(e.Body), "console replay") {
+			var ev struct {
+				Agent []struct {
+					Who struct{ Identifier struct{ Value string } }
+				}
+			}
+			_ = json.Unmarshal(e.Body, &ev)
+			for _, a := range ev.Agent {
+				if v := a.Who.Identifier.Value; v != "" {
+					agents = append(agents, v)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(agents) == 0 {
+		t.Fatal("no AuditEvent of the person's sign-in or replay pages")
+	}
+	for _, a := range agents {
+		if a != "person:clinicAop" {
+			t.Errorf("the person is recorded as %q, want person:clinicAop", a)
+		}
+	}
+	if !strings.Contains(page, `<span class="person">clinicAop</span>`) {
+		t.Errorf("the page does not name the person by their name claim, clinicAop")
 	}
 }
