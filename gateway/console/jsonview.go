@@ -46,21 +46,47 @@ func parentPointer(p string) string {
 	return ""
 }
 
+// Every view of JSON the console renders from outside input (a record in
+// the playground, an EHR's answer, a stored AuditEvent) is bounded: it
+// stops at maxViewDepth levels or maxViewBytes of output, whichever comes
+// first, so that its cost is linear in what it shows. Indentation and
+// element ids grow with the depth, so without a bound a 20 KB record
+// nested 10,000 deep became a 300 MB page.
+const (
+	// maxViewDepth is the deepest nesting shown indented or highlighted:
+	// the gateway refuses FHIR documents deeper than 100 levels, and no
+	// native record is that deep.
+	maxViewDepth = 100
+	// maxViewBytes bounds the HTML or text of one view.
+	maxViewBytes = 4 << 20
+)
+
+// errViewLimit is a document beyond maxViewDepth or maxViewBytes.
+var errViewLimit = errors.New("the document is too deeply nested or too large to show")
+
 // jsonView renders a JSON document as highlighted HTML.
 type jsonView struct {
 	b     strings.Builder
 	marks map[string][]int // pointer -> issue numbers
 	seen  map[string]bool  // pointers rendered
+	max   int              // bytes of HTML at most
 }
 
 // renderJSON renders doc; marks are the issue numbers at each pointer.
 // It returns the pointers the document has, or an error for a document
-// that is not JSON (the caller shows it as text).
+// that is not JSON (the caller shows it as text), or errViewLimit for one
+// nested deeper than maxViewDepth or whose view would exceed maxViewBytes
+// (the rendering stops there).
 func renderJSON(doc []byte, marks map[string][]int) (template.HTML, map[string]bool, error) {
-	v := &jsonView{marks: marks, seen: map[string]bool{}}
+	return renderJSONMax(doc, marks, maxViewBytes)
+}
+
+// renderJSONMax is renderJSON with a bound of max bytes of HTML.
+func renderJSONMax(doc []byte, marks map[string][]int, max int) (template.HTML, map[string]bool, error) {
+	v := &jsonView{marks: marks, seen: map[string]bool{}, max: max}
 	dec := json.NewDecoder(bytes.NewReader(doc))
 	dec.UseNumber()
-	if err := v.value(dec, "", "", ""); err != nil {
+	if err := v.value(dec, "", "", "", 0); err != nil {
 		return "", nil, err
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
@@ -69,8 +95,12 @@ func renderJSON(doc []byte, marks map[string][]int) (template.HTML, map[string]b
 	return template.HTML(v.b.String()), v.seen, nil // every piece of text escaped below
 }
 
-// value renders one value at ptr, preceded by label ("key": or nothing).
-func (v *jsonView) value(dec *json.Decoder, ptr, indent, label string) error {
+// value renders one value at ptr, depth levels down, preceded by label
+// ("key": or nothing).
+func (v *jsonView) value(dec *json.Decoder, ptr, indent, label string, depth int) error {
+	if v.b.Len() > v.max {
+		return errViewLimit
+	}
 	tok, err := dec.Token()
 	if err != nil {
 		return err
@@ -84,6 +114,9 @@ func (v *jsonView) value(dec *json.Decoder, ptr, indent, label string) error {
 	fmt.Fprintf(&v.b, `<%s class="m" id="%s">%s`, tag, html.EscapeString(pointerID(ptr)), label)
 	switch t := tok.(type) {
 	case json.Delim:
+		if depth >= maxViewDepth {
+			return errViewLimit
+		}
 		open, close := string(t), "}"
 		if t == '[' {
 			close = "]"
@@ -110,7 +143,7 @@ func (v *jsonView) value(dec *json.Decoder, ptr, indent, label string) error {
 				child = fmt.Sprintf("%s/%d", ptr, i)
 			}
 			i++
-			if err := v.value(dec, child, indent+"  ", childLabel); err != nil {
+			if err := v.value(dec, child, indent+"  ", childLabel, depth+1); err != nil {
 				return err
 			}
 		}

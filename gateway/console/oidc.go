@@ -71,7 +71,7 @@ func (o *oidcClient) authURL(ctx context.Context, state string, p *pendingLogin)
 	if err != nil {
 		return "", err
 	}
-	return cfg.AuthCodeURL(state, oauth2.S256ChallengeOption(p.verifier), oidc.Nonce(p.nonce)), nil
+	return cfg.AuthCodeURL(state, oauth2.S256ChallengeOption(p.Verifier), oidc.Nonce(p.Nonce)), nil
 }
 
 // exchange redeems a code and returns the verified ID token's claims.
@@ -80,7 +80,7 @@ func (o *oidcClient) exchange(ctx context.Context, code string, p *pendingLogin)
 	if err != nil {
 		return nil, err
 	}
-	tok, err := cfg.Exchange(o.ctx(ctx), code, oauth2.VerifierOption(p.verifier))
+	tok, err := cfg.Exchange(o.ctx(ctx), code, oauth2.VerifierOption(p.Verifier))
 	if err != nil {
 		return nil, errSignInFailed
 	}
@@ -89,7 +89,7 @@ func (o *oidcClient) exchange(ctx context.Context, code string, p *pendingLogin)
 		return nil, errSignInFailed
 	}
 	idt, err := verifier.Verify(o.ctx(ctx), raw)
-	if err != nil || idt.Nonce != p.nonce {
+	if err != nil || idt.Nonce != p.Nonce {
 		return nil, errSignInFailed
 	}
 	var claims map[string]any
@@ -99,9 +99,16 @@ func (o *oidcClient) exchange(ctx context.Context, code string, p *pendingLogin)
 	return claims, nil
 }
 
+// personPrefix begins the client id of every person signed in to the
+// console ("person:" and the name claim): a person is never a registered
+// API client, whose id is whatever its registration says (a person whose
+// name claim is a client's id would otherwise own that client's jobs and
+// be recorded as it in the audit trail).
+const personPrefix = "person:"
+
 // principal maps a person's claims to the gateway's principal: the name
-// claim (or sub), the tenant claim (or every tenant) and the scopes of
-// their roles.
+// claim (or sub) after personPrefix, the tenant claim (or every tenant)
+// and the scopes of their roles.
 func (st *Settings) principal(claims map[string]any) (*auth.Principal, error) {
 	name, _ := claims[st.NameClaim].(string)
 	if name == "" {
@@ -136,7 +143,7 @@ func (st *Settings) principal(claims map[string]any) (*auth.Principal, error) {
 	if slices.ContainsFunc(roles, func(r string) bool { return slices.Contains(st.Operators, r) }) {
 		scopes = append(scopes, auth.ScopeOperator)
 	}
-	return &auth.Principal{ClientID: name, Tenant: tenant, Scopes: auth.ParseScopes(strings.Join(scopes, " ")),
+	return &auth.Principal{ClientID: personPrefix + name, Tenant: tenant, Scopes: auth.ParseScopes(strings.Join(scopes, " ")),
 		Issuer: st.Issuer}, nil
 }
 
@@ -146,9 +153,15 @@ type loginPage struct {
 	SignedOut    bool
 }
 
-// safeNext keeps a return path inside the console (no open redirect).
+// maxNext bounds a return path (it travels in the sign-in cookie, which
+// browsers keep only up to 4 KiB).
+const maxNext = 2048
+
+// safeNext keeps a return path inside the console (no open redirect), and
+// short enough for the sign-in cookie (the start page otherwise).
 func safeNext(next string) string {
-	if !strings.HasPrefix(next, Prefix+"/") || strings.HasPrefix(next, "//") || strings.ContainsAny(next, "\\\r\n") {
+	if !strings.HasPrefix(next, Prefix+"/") || strings.HasPrefix(next, "//") || strings.ContainsAny(next, "\\\r\n") ||
+		len(next) > maxNext {
 		return Prefix + "/"
 	}
 	return next
@@ -167,7 +180,7 @@ func (c *Console) loginStart(rq *request) error {
 	if c.Development() {
 		return rq.seeOther(Prefix + "/")
 	}
-	p := &pendingLogin{verifier: oauth2.GenerateVerifier(), nonce: token(), next: safeNext(rq.r.URL.Query().Get("next"))}
+	p := &pendingLogin{Verifier: oauth2.GenerateVerifier(), Nonce: token(), Next: safeNext(rq.r.URL.Query().Get("next"))}
 	state := c.sessions.startLogin(rq.w, p)
 	u, err := c.oidc.authURL(rq.ctx(), state, p)
 	if err != nil {
@@ -204,7 +217,7 @@ func (c *Console) callback(rq *request) error {
 	// A page, not a redirect: the SameSite=Strict session cookie is sent
 	// on a navigation this page starts, not on a redirect chain that
 	// began at the issuer.
-	return rq.render("signedin", "Signed in", struct{ Next string }{p.next})
+	return rq.render("signedin", "Signed in", struct{ Next string }{p.Next})
 }
 
 // logout ends the session.

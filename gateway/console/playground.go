@@ -2,6 +2,7 @@ package console
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"html/template"
 	"io"
@@ -43,6 +44,10 @@ type playgroundData struct {
 	Issues   []issueView
 	Document template.HTML // the input with the issues highlighted
 	NotJSON  bool
+	// TooLarge: the record is nested deeper or would render larger than
+	// the console shows (maxViewDepth, maxViewBytes); it is not shown
+	// highlighted, and the issues name their places by JSON pointer.
+	TooLarge bool
 	Bundle   string
 	Entries  int
 	Profiles []string
@@ -124,7 +129,9 @@ func (c *Console) playgroundMap(rq *request) error {
 		return rq.render("playground", "Mapping playground", d)
 	}
 	d.OK, d.Bundle, d.Entries = true, pretty(bundle), n
-	d.Document, _, _ = renderJSON(doc, nil)
+	var err2 error
+	d.Document, _, err2 = renderJSON(doc, nil)
+	d.TooLarge = errors.Is(err2, errViewLimit)
 	d.Profiles, d.Systems = canonicals(bundle)
 	rq.sc.Description = fmt.Sprintf("console dry run: %s record: %d entries", d.Kind, n)
 	return rq.render("playground", "Mapping playground", d)
@@ -152,6 +159,7 @@ func (c *Console) dryRun(kind mapping.Kind, doc []byte, update bool) ([]byte, in
 // input (or notes that the input is not JSON).
 func (d *playgroundData) anchorIssues(doc []byte, issues []outcome.Issue) {
 	_, has, err := renderJSON(doc, nil)
+	d.TooLarge = errors.Is(err, errViewLimit)
 	marks := map[string][]int{}
 	for i, is := range issues {
 		v := issueView{N: i + 1, Severity: is.Severity, Rule: is.Rule, Message: is.Message, Pointer: is.Pointer, Expression: is.Expression}
@@ -166,7 +174,7 @@ func (d *playgroundData) anchorIssues(doc []byte, issues []outcome.Issue) {
 		d.Issues = append(d.Issues, v)
 	}
 	if err != nil {
-		d.NotJSON = true
+		d.NotJSON = !d.TooLarge
 		return
 	}
 	d.Document, _, _ = renderJSON(doc, marks)

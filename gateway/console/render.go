@@ -1,7 +1,6 @@
 package console
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"html/template"
@@ -94,7 +93,7 @@ func (c *Console) execute(w io.Writer, rq *request) error {
 	if rq.sess != nil {
 		p := rq.sess.principal
 		v.SignedIn, v.CSRF, v.Flash = true, rq.sess.csrf, rq.sess.takeFlash()
-		v.Person = p.ClientID
+		v.Person = strings.TrimPrefix(p.ClientID, personPrefix)
 		if v.Person == "" {
 			v.Person = "development mode"
 		}
@@ -125,7 +124,10 @@ func when(v any) string {
 	return ""
 }
 
-// pretty indents JSON for reading ("" for nothing).
+// pretty indents JSON for reading ("" for nothing). JSON nested deeper
+// than maxViewDepth, or whose indented form would exceed maxViewBytes, is
+// shown as it is (unindented): indentation grows with the depth, and an
+// EHR's 16 KB answer nested 8,000 deep became a 128 MB page.
 func pretty(v any) string {
 	var raw []byte
 	switch x := v.(type) {
@@ -136,17 +138,88 @@ func pretty(v any) string {
 	case string:
 		raw = []byte(x)
 	default:
-		b, err := json.MarshalIndent(v, "", "  ")
+		b, err := json.Marshal(v)
 		if err != nil {
 			return ""
 		}
-		return string(b)
+		raw = b
 	}
-	var b bytes.Buffer
-	if err := json.Indent(&b, raw, "", "  "); err != nil {
-		return string(raw)
+	if out, ok := indent(raw, maxViewBytes); ok {
+		return string(out)
 	}
-	return b.String()
+	return string(raw)
+}
+
+// indent indents valid JSON by two spaces a level, as json.Indent does,
+// stopping (false) beyond maxViewDepth levels or max bytes of output, or
+// for what is not JSON.
+func indent(raw []byte, max int) ([]byte, bool) {
+	if !json.Valid(raw) {
+		return nil, false
+	}
+	out := make([]byte, 0, min(len(raw)*2, max))
+	newline := func(depth int) {
+		out = append(out, '\n')
+		for range depth {
+			out = append(out, ' ', ' ')
+		}
+	}
+	// Trailing space is kept, leading space dropped, as json.Indent does.
+	trail := len(strings.TrimRight(string(raw), " \t\r\n"))
+	depth, inString, escaped := 0, false, false
+	for i := 0; i < trail; i++ {
+		ch := raw[i]
+		if inString {
+			out = append(out, ch)
+			switch {
+			case escaped:
+				escaped = false
+			case ch == '\\':
+				escaped = true
+			case ch == '"':
+				inString = false
+			}
+			continue
+		}
+		switch ch {
+		case ' ', '\t', '\n', '\r':
+			continue
+		case '"':
+			inString = true
+			out = append(out, ch)
+		case '{', '[':
+			out = append(out, ch)
+			j := i + 1
+			for j < len(raw) && (raw[j] == ' ' || raw[j] == '\t' || raw[j] == '\n' || raw[j] == '\r') {
+				j++
+			}
+			if j < len(raw) && (raw[j] == '}' || raw[j] == ']') { // empty: {} or []
+				out = append(out, raw[j])
+				i = j
+				break
+			}
+			depth++
+			if depth > maxViewDepth {
+				return nil, false
+			}
+			newline(depth)
+		case '}', ']':
+			depth--
+			newline(depth)
+			out = append(out, ch)
+		case ',':
+			out = append(out, ch)
+			newline(depth)
+		case ':':
+			out = append(out, ':', ' ')
+		default:
+			out = append(out, ch)
+		}
+		if len(out) > max {
+			return nil, false
+		}
+	}
+	return append(out, raw[trail:]...), true
 }
 
 // localCodeSystem links a CodeSystem the gateway publishes to its section

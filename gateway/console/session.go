@@ -1,9 +1,12 @@
 package console
 
 import (
+	"crypto/aes"
+	"crypto/cipher"
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
+	"encoding/json"
 	"net/http"
 	"sync"
 	"time"
@@ -14,6 +17,14 @@ import (
 // Sessions are kept in this process's memory: a restart signs everyone
 // out, and several replicas behind a load balancer need sticky sessions
 // for the console (docs/console.md). The cookie holds only a random id.
+//
+// A sign-in on its way through the issuer keeps nothing on the server: its
+// state, PKCE verifier, nonce, return path and expiry travel in the
+// browser's short-lived sign-in cookie, sealed (AES-GCM) with this
+// process's key. So there is no table of pending sign-ins an anonymous
+// flood of GET /console/login/start could fill and evict people's
+// sign-ins from (probe p14 F3); a cookie cannot be read, forged or changed
+// without the key, and it is bound to the state the issuer returns.
 
 // Cookie names. The __Host- prefix makes browsers insist on Secure, Path=/
 // and no Domain.
@@ -22,13 +33,12 @@ const (
 	loginCookie   = "__Host-kg-console-login"
 )
 
-// Bounds of the in-memory stores: a flood of sign-in starts or sessions
-// cannot grow memory without limit (the oldest are dropped).
+// Bounds of the in-memory stores: a flood of sessions cannot grow memory
+// without limit (the oldest are dropped).
 const (
-	maxSessions      = 10000
-	maxPendingLogins = 1000
-	maxSearches      = 20
-	loginTTL         = 10 * time.Minute
+	maxSessions = 10000
+	maxSearches = 20
+	loginTTL    = 10 * time.Minute
 )
 
 // session is one signed-in person (or the development-mode visitor).
@@ -43,22 +53,36 @@ type session struct {
 	flash    string
 }
 
-// pendingLogin is a sign-in on its way through the issuer.
+// pendingLogin is a sign-in on its way through the issuer, as its sealed
+// cookie holds it.
 type pendingLogin struct {
-	verifier, nonce, next string
-	expires               time.Time
+	State    string `json:"s"`
+	Verifier string `json:"v"`
+	Nonce    string `json:"n"`
+	Next     string `json:"x"`
+	Expires  int64  `json:"e"` // Unix seconds
 }
 
 type sessions struct {
-	mu      sync.Mutex
-	ttl     time.Duration
-	now     func() time.Time
-	live    map[string]*session
-	pending map[string]*pendingLogin
+	mu   sync.Mutex
+	ttl  time.Duration
+	now  func() time.Time
+	live map[string]*session
+	seal cipher.AEAD // seals the sign-in cookie
 }
 
 func newSessions(ttl time.Duration, now func() time.Time) *sessions {
-	return &sessions{ttl: ttl, now: now, live: map[string]*session{}, pending: map[string]*pendingLogin{}}
+	key := make([]byte, 32)
+	_, _ = rand.Read(key) // crypto/rand.Read never fails (Go 1.24+)
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		panic(err) // a 32-byte key is always valid
+	}
+	seal, err := cipher.NewGCM(block)
+	if err != nil {
+		panic(err) // AES has a 16-byte block
+	}
+	return &sessions{ttl: ttl, now: now, live: map[string]*session{}, seal: seal}
 }
 
 // token returns 32 random bytes, base64url.
@@ -95,16 +119,11 @@ func (s *sessions) create(w http.ResponseWriter, name string, p *auth.Principal)
 	return sess
 }
 
-// prune drops expired sessions and sign-ins (s.mu held).
+// prune drops expired sessions (s.mu held).
 func (s *sessions) prune(now time.Time) {
 	for id, x := range s.live {
 		if now.After(x.expires) {
 			delete(s.live, id)
-		}
-	}
-	for id, x := range s.pending {
-		if now.After(x.expires) {
-			delete(s.pending, id)
 		}
 	}
 }
@@ -149,42 +168,43 @@ func (s *sessions) end(w http.ResponseWriter, sess *session) {
 	setCookie(w, sessionCookie, "", -1)
 }
 
-// startLogin remembers a sign-in's PKCE verifier, nonce and destination
-// under a new state value, which it returns and sets as a cookie.
+// startLogin seals a sign-in's PKCE verifier, nonce and destination with
+// a new state value into the sign-in cookie, and returns the state.
 func (s *sessions) startLogin(w http.ResponseWriter, p *pendingLogin) string {
-	state := token()
-	now := s.now()
-	p.expires = now.Add(loginTTL)
-	s.mu.Lock()
-	s.prune(now)
-	if len(s.pending) >= maxPendingLogins {
-		for id := range s.pending { // any one: they are all young
-			delete(s.pending, id)
-			break
-		}
-	}
-	s.pending[state] = p
-	s.mu.Unlock()
-	setCookie(w, loginCookie, state, int(loginTTL.Seconds()))
-	return state
+	p.State = token()
+	p.Expires = s.now().Add(loginTTL).Unix()
+	plain, _ := json.Marshal(p) // strings and a number
+	nonce := make([]byte, s.seal.NonceSize())
+	_, _ = rand.Read(nonce)
+	sealed := s.seal.Seal(nonce, nonce, plain, []byte(loginCookie))
+	setCookie(w, loginCookie, base64.RawURLEncoding.EncodeToString(sealed), int(loginTTL.Seconds()))
+	return p.State
 }
 
-// finishLogin returns (and forgets) the sign-in of state, which must also
-// be the browser's sign-in cookie; nil when they differ or it expired.
+// finishLogin returns the sign-in the browser's sign-in cookie holds, which
+// must name state, and clears the cookie; nil when there is none, it was
+// not sealed by this process, names another state or has expired.
 func (s *sessions) finishLogin(w http.ResponseWriter, r *http.Request, state string) *pendingLogin {
 	c, err := r.Cookie(loginCookie)
 	setCookie(w, loginCookie, "", -1)
-	if err != nil || state == "" || subtle.ConstantTimeCompare([]byte(c.Value), []byte(state)) != 1 {
+	if err != nil || state == "" {
 		return nil
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	p := s.pending[state]
-	delete(s.pending, state)
-	if p == nil || s.now().After(p.expires) {
+	sealed, err := base64.RawURLEncoding.DecodeString(c.Value)
+	if err != nil || len(sealed) < s.seal.NonceSize() {
 		return nil
 	}
-	return p
+	n := s.seal.NonceSize()
+	plain, err := s.seal.Open(nil, sealed[:n], sealed[n:], []byte(loginCookie))
+	if err != nil {
+		return nil
+	}
+	var p pendingLogin
+	if json.Unmarshal(plain, &p) != nil || subtle.ConstantTimeCompare([]byte(p.State), []byte(state)) != 1 ||
+		s.now().Unix() > p.Expires {
+		return nil
+	}
+	return &p
 }
 
 // validCSRF compares a form's token with the session's.

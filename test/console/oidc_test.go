@@ -63,7 +63,7 @@ func TestOIDCSignIn(t *testing.T) {
 	if c == nil || !c.HTTPOnly || !c.Secure || c.SameSite != network.CookieSameSiteStrict || c.Path != "/" {
 		t.Errorf("session cookie = %+v, want HttpOnly, Secure, SameSite=Strict, Path=/", c)
 	}
-	if n := g.allTenantAudits(t, url.Values{"subtype": {"110122"}, "agent:identifier": {"https://ketamine-gateway.org/fhir/sid/client|alice@example.org"}}); n != 1 {
+	if n := g.allTenantAudits(t, url.Values{"subtype": {"110122"}, "agent:identifier": {"https://ketamine-gateway.org/fhir/sid/client|person:alice@example.org"}}); n != 1 {
 		t.Errorf("sign-in AuditEvents of alice = %d, want 1", n)
 	}
 	resp, err := http.Get(g.base + "/console/login")
