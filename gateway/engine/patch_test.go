@@ -153,7 +153,7 @@ func TestFHIRPathPatch(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			doc, err = p.apply("Patient", doc, v)
+			doc, err = p.apply("Patient", doc, v, 1<<30)
 			if tc.rule != "" {
 				_, issues := outcome.From(err)
 				if err == nil || len(issues) != 1 || issues[0].Rule != tc.rule || issues[0].Expression != tc.expr {
@@ -193,7 +193,7 @@ func TestPatchPathUnsupportedSays(t *testing.T) {
 		t.Fatal(err)
 	}
 	doc, _ := decodeJSON([]byte(patchPatient))
-	_, err = p.apply("Patient", doc, NewValidator())
+	_, err = p.apply("Patient", doc, NewValidator(), 1<<30)
 	_, issues := outcome.From(err)
 	if len(issues) != 1 {
 		t.Fatalf("apply = %v", err)
@@ -249,7 +249,7 @@ func FuzzPatchPath(f *testing.F) {
 				t.Fatal(err)
 			}
 			doc, _ := decodeJSON([]byte(patchPatient))
-			if _, err := fp.apply("Patient", doc, fuzzValidator); err != nil {
+			if _, err := fp.apply("Patient", doc, fuzzValidator, 1<<30); err != nil {
 				if kind, _ := outcome.From(err); kind != outcome.Invalid {
 					t.Fatalf("apply %q = %v, want Invalid", path, err)
 				}
@@ -401,7 +401,7 @@ func TestFHIRPathPatchAddUnderChoice(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if doc, err = p.apply("Observation", doc, v); err != nil {
+			if doc, err = p.apply("Observation", doc, v, 1<<30); err != nil {
 				t.Fatalf("apply = %v", err)
 			}
 			b, _ := fhirwire.Marshal(doc)
