@@ -10,6 +10,7 @@ import (
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
+	"github.com/ketamine-gateway/ketamine-gateway/schemas/r4"
 )
 
 // JSON Patch (RFC 6902) on a decoded resource: add, remove, replace,
@@ -42,6 +43,12 @@ func jsonPatchError(i int, field, rule, msg string) error {
 
 // parseJSONPatch reads a JSON Patch document.
 func parseJSONPatch(body []byte) (jsonPatch, error) {
+	if off := tooDeep(body, r4.DefaultMaxDepth); off >= 0 {
+		// Before decoding: Go's decoder stops at 10,000 levels with an
+		// error that would say the patch is not an array of operations.
+		return nil, outcome.New(outcome.Invalid, "too-costly", "json-depth", fmt.Sprintf(
+			"the JSON Patch nests arrays and objects deeper than %d levels (at byte offset %d)", r4.DefaultMaxDepth, off))
+	}
 	var ops jsonPatch
 	d := json.NewDecoder(bytes.NewReader(body))
 	if err := d.Decode(&ops); err != nil || d.More() {
@@ -83,6 +90,32 @@ func parseJSONPatch(body []byte) (jsonPatch, error) {
 		}
 	}
 	return ops, nil
+}
+
+// tooDeep returns the byte offset of the first array or object of doc
+// nested deeper than maxDepth levels, -1 when none is. It only counts
+// brackets outside strings (whatever else is wrong with doc is the
+// decoder's to say): no recursion, whatever the depth.
+func tooDeep(doc []byte, maxDepth int) int {
+	depth, inString := 0, false
+	for i := 0; i < len(doc); i++ {
+		c := doc[i]
+		switch {
+		case inString && c == '\\':
+			i++
+		case inString:
+			inString = c != '"'
+		case c == '"':
+			inString = true
+		case c == '[' || c == '{':
+			if depth++; depth > maxDepth {
+				return i
+			}
+		case c == ']' || c == '}':
+			depth--
+		}
+	}
+	return -1
 }
 
 // serverOwned reports whether a JSON Pointer is (or is inside) id, meta or

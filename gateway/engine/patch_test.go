@@ -411,3 +411,30 @@ func TestFHIRPathPatchAddUnderChoice(t *testing.T) {
 		})
 	}
 }
+
+// TestJSONPatchDepth: a JSON Patch nesting deeper than FHIR's 100 levels
+// is refused as json-depth, as any other body is, at 150 levels and at
+// 100,000 (where Go's decoder gives up first, and the patch was refused as
+// "not a JSON array of operations": p14 F5); brackets inside strings do
+// not count.
+func TestJSONPatchDepth(t *testing.T) {
+	nested := func(n int) string {
+		return `[{"op":"add","path":"/extension","value":` + strings.Repeat("[", n) + strings.Repeat("]", n) + `}]`
+	}
+	for _, tc := range []struct {
+		name, body, rule string
+	}{
+		{"100,000 levels", nested(100000), "json-depth"},
+		{"150 levels", nested(150), "json-depth"},
+		{"50 levels", nested(50), ""},
+		{"brackets in a string", `[{"op":"add","path":"/x","value":"` + strings.Repeat(`[{\"`, 200) + `"}]`, ""},
+		{"not an array", `{"op":"add"}`, "patch-invalid"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := parseJSONPatch([]byte(tc.body))
+			if got := rule(err); got != tc.rule {
+				t.Errorf("parseJSONPatch = %v, want rule %q", err, tc.rule)
+			}
+		})
+	}
+}
