@@ -326,3 +326,33 @@ func TestAllTenantChartIsThePatientsTenants(t *testing.T) {
 		t.Errorf("opAll's compartment of a patient no tenant holds = %v, want nothing", got)
 	}
 }
+
+// TestAllTenantReplayApply: an all-tenant operator, which reads every
+// tenant and writes none, may run the mapping replay as a dry run but not
+// apply it (403 tenant-required); a tenant's operator applies its own
+// tenant's (p14 F8: the all-tenant client rewrote every tenant's records).
+func TestAllTenantReplayApply(t *testing.T) {
+	h, _, tok := clientsServer(t, []auth.Client{
+		{ID: "opA", Tenant: "clinic-a", Scopes: []string{auth.ScopeOperator, auth.ScopeIngest}},
+		{ID: "opAll", Tenant: search.AllTenants, Scopes: []string{auth.ScopeOperator, "system/*.rs"}},
+	})
+	if rec := req(h, "POST", "/ingest/session", string(example(t, "session/routine-ketamine-iv-session.json")), tok["opA"]); rec.Code != http.StatusOK {
+		t.Fatalf("ingest = %d %s", rec.Code, rec.Body)
+	}
+	for _, tc := range []struct {
+		client, query string
+		status        int
+	}{
+		{"opAll", "apply=true&reason=test", http.StatusForbidden},
+		{"opAll", "apply=true&reason=test&tenant=clinic-a", http.StatusForbidden},
+		{"opAll", "", http.StatusAccepted},
+		{"opA", "apply=true&reason=test", http.StatusAccepted},
+	} {
+		rec := req(h, "POST", "/admin/replay?"+tc.query, "", tok[tc.client])
+		if tc.status == http.StatusForbidden {
+			assertIssue(t, rec, tc.status, "tenant-required", "apply")
+		} else if rec.Code != tc.status {
+			t.Errorf("%s POST /admin/replay?%s = %d %s, want %d", tc.client, tc.query, rec.Code, rec.Body, tc.status)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 
@@ -361,4 +362,49 @@ func httptestDo(h http.Handler, r *http.Request) *httptest.ResponseRecorder {
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, r)
 	return rec
+}
+
+// TestValidateUpdateAsPut: $validate mode=update gives the verdict a PUT
+// of the same resource would: with several tenants (no update-as-create)
+// an id the caller's tenant does not hold, another tenant's or an unused
+// one, is 404 id-unavailable to the PUT and the id-unavailable issue to
+// $validate, alike; the tenant's own resource is valid (p14 F4: $validate
+// said valid where the PUT answered 404).
+func TestValidateUpdateAsPut(t *testing.T) {
+	h, _, tok := tenantsServer(t)
+	created := func(token string) string {
+		rec := req(h, "POST", "/fhir/Patient", `{"resourceType":"Patient","gender":"female"}`, token)
+		if rec.Code != http.StatusCreated {
+			t.Fatalf("create = %d %s", rec.Code, rec.Body)
+		}
+		return decode(t, rec)["id"].(string)
+	}
+	own, foreign := created(tok["clinA"]), created(tok["clinB"])
+	for _, tc := range []struct {
+		name, id, rule string
+	}{
+		{"the tenant's own", own, ""},
+		{"another tenant's", foreign, "id-unavailable"},
+		{"an unused id", "unused-0001", "id-unavailable"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			body := `{"resourceType":"Patient","id":"` + tc.id + `","gender":"male"}`
+			rec := req(h, "POST", "/fhir/Patient/"+tc.id+"/$validate?mode=update", body, tok["clinA"])
+			var oo outcome
+			_ = json.Unmarshal(rec.Body.Bytes(), &oo)
+			var rules []string
+			for _, i := range oo.Issue {
+				if i.Severity == "error" && len(i.Details.Coding) > 0 {
+					rules = append(rules, i.Details.Coding[0].Code)
+				}
+			}
+			if rec.Code != http.StatusOK || (tc.rule == "") != (len(rules) == 0) || (tc.rule != "" && !slices.Contains(rules, tc.rule)) {
+				t.Errorf("$validate mode=update = %d, errors %v, want %q", rec.Code, rules, tc.rule)
+			}
+			put := req(h, "PUT", "/fhir/Patient/"+tc.id, body, tok["clinA"])
+			if want := map[bool]int{true: http.StatusOK, false: http.StatusNotFound}[tc.rule == ""]; put.Code != want {
+				t.Errorf("PUT = %d %s, want %d", put.Code, put.Body, want)
+			}
+		})
+	}
 }

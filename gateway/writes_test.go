@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -287,4 +288,73 @@ func TestWritePreconditions(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestPatchResultBounded: a patch may not make a resource larger than the
+// request body limit (what a PUT could send): JSON Patch copies that each
+// double the resource are refused at the copy that crosses it, before they
+// are made, and a patch that adds a value too large for the stored
+// resource (JSON Patch or FHIRPath Patch, single or in a transaction) is
+// refused too; the resource stays as it was (p14 F1: a 1.5 KB patch of 18
+// copies stored a 30 MB resource).
+func TestPatchResultBounded(t *testing.T) {
+	const limit = 16 << 10
+	st := tempSQLite(t, sqlite.Options{})
+	h := newServer(t, app.Config{Store: st, UpdateCreate: true, MaxResourceBytes: limit}, gateway.Config{})
+	if rec := req(h, "PUT", "/fhir/Patient/big-1", `{"resourceType":"Patient","id":"big-1","gender":"female"}`); rec.Code != http.StatusCreated {
+		t.Fatalf("create = %d %s", rec.Code, rec.Body)
+	}
+	// copies(n): an extension, then n copies of extension[0] into its own
+	// extensions, each doubling it (2^n leaves; valid R4 throughout).
+	copies := func(n int) string {
+		ops := []string{`{"op":"add","path":"/extension","value":[{"url":"http://example.org/x","extension":[{"url":"http://example.org/y","valueString":"aaaaaaaaaaaaaaaaaaaa"}]}]}`}
+		for range n {
+			ops = append(ops, `{"op":"copy","from":"/extension/0","path":"/extension/0/extension/-"}`)
+		}
+		return "[" + strings.Join(ops, ",") + "]"
+	}
+	big := strings.Repeat("b", limit)
+	binary := func(patch string) string {
+		return `{"resourceType":"Binary","contentType":"application/json-patch+json","data":"` +
+			base64.StdEncoding.EncodeToString([]byte(patch)) + `"}`
+	}
+	jsonPatch := "Content-Type: application/json-patch+json"
+	for _, tc := range []struct {
+		name, method, target, body, header string
+		expr                               string
+	}{
+		{"copies doubling the resource", "PATCH", "/fhir/Patient/big-1", copies(12), jsonPatch, "Patch.operation[8]"},
+		{"an add of a value too large", "PATCH", "/fhir/Patient/big-1",
+			`[{"op":"add","path":"/extension","value":[{"url":"http://example.org/x","valueString":"` + big + `"}]}]`, jsonPatch, "Patch.operation[0]"},
+		{"a FHIRPath Patch adding a value too large", "PATCH", "/fhir/Patient/big-1",
+			`{"resourceType":"Parameters","parameter":[` + fpAdd("Patient", "extension",
+				`{"name":"value","part":[{"name":"url","valueUri":"http://example.org/x"},{"name":"valueString","valueString":"`+big+`"}]}`) + `]}`,
+			"Content-Type: application/fhir+json", ""},
+		{"copies in a transaction's Binary", "POST", "/fhir",
+			txBundle(`{"resource":` + binary(copies(12)) + `,"request":{"method":"PATCH","url":"Patient/big-1"}}`), "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var headers []string
+			if tc.header != "" {
+				headers = append(headers, tc.header)
+			}
+			rec := req(h, tc.method, tc.target, tc.body, headers...)
+			assertIssue(t, rec, http.StatusRequestEntityTooLarge, "patch-result-too-large", tc.expr)
+		})
+	}
+	if rec := req(h, "GET", "/fhir/Patient/big-1", ""); rec.Header().Get("ETag") != `W/"1"` || strings.Contains(rec.Body.String(), "extension") {
+		t.Errorf("after the refused patches: %s %s, want version 1 unchanged", rec.Header().Get("ETag"), rec.Body)
+	}
+	// A patch that stays under the limit, removing what it copied too.
+	ok := strings.TrimSuffix(copies(5), "]") + `,{"op":"remove","path":"/extension/0/extension/1"}]`
+	if rec := req(h, "PATCH", "/fhir/Patient/big-1", ok, jsonPatch); rec.Code != http.StatusOK {
+		t.Errorf("a patch under the limit = %d %s, want 200", rec.Code, rec.Body)
+	}
+}
+
+// fpAdd is a FHIRPath Patch add operation of name at path with the value
+// part value.
+func fpAdd(path, name, value string) string {
+	return `{"name":"operation","part":[{"name":"type","valueCode":"add"},{"name":"path","valueString":"` + path +
+		`"},{"name":"name","valueString":"` + name + `"},` + value + `]}`
 }

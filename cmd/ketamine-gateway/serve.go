@@ -191,7 +191,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	defer metrics.Close()
 	acfg := app.Config{Store: st, IdentifierBase: cfg.identifierBase, Instance: cfg.instance,
-		MaxBundleEntries: cfg.maxEntries, Tracer: tel.TracerProvider(), Metrics: metrics,
+		MaxBundleEntries: cfg.maxEntries, MaxResourceBytes: cfg.maxBody, Tracer: tel.TracerProvider(), Metrics: metrics,
 		Safety: allSafety, TenantSafety: tenantSafety,
 		SearchLimits: limits, SearchTimeout: searchTimeout, SearchesPerClient: perClient,
 		UpdateCreate: clientIDsSafe(fc), Logger: logger,

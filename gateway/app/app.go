@@ -67,6 +67,9 @@ type Config struct {
 	// BacklogEvery is how often the operator service samples the delivery
 	// backlog for the console's chart (default a minute; negative: never).
 	BacklogEvery time.Duration
+	// MaxResourceBytes bounds the resource a PATCH makes
+	// (engine.Config.MaxResourceBytes): the request body limit.
+	MaxResourceBytes int64
 	// SearchLimits, SearchTimeout and SearchesPerClient bound searches
 	// (engine.Config; zero values: the defaults).
 	SearchLimits      search.Limits
@@ -133,7 +136,7 @@ func New(cfg Config) (*App, error) {
 		Safety: cfg.TenantSafety}
 	if cfg.Store != nil {
 		a.Engine = engine.New(engine.Config{Store: cfg.Store, Audit: a.Audit, Validator: v,
-			MaxBundleEntries: cfg.MaxBundleEntries, MaxBundleAnswer: cfg.MaxBundleAnswer, Now: cfg.Now, Tracer: cfg.Tracer,
+			MaxBundleEntries: cfg.MaxBundleEntries, MaxBundleAnswer: cfg.MaxBundleAnswer, MaxResourceBytes: cfg.MaxResourceBytes, Now: cfg.Now, Tracer: cfg.Tracer,
 			SearchLimits: cfg.SearchLimits, SearchTimeout: cfg.SearchTimeout, SearchesPerClient: cfg.SearchesPerClient,
 			UpdateCreate: cfg.UpdateCreate})
 		icfg.Engine = a.Engine

@@ -267,7 +267,7 @@ func (s *Service) exportRequest(ctx context.Context, sc *auditlog.Scope, p Expor
 			return nil, auth.InsufficientScope(sc.ClientID, "system/*.rs")
 		}
 	}
-	if err := req.typeFilters(sc, p.Query["_typeFilter"]); err != nil {
+	if err := req.typeFilters(sc, p.Query["_typeFilter"], s.cfg.Engine.Limits().Params); err != nil {
 		return nil, err
 	}
 	if p.Level == LevelGroup {
@@ -285,7 +285,13 @@ func (s *Service) exportRequest(ctx context.Context, sc *auditlog.Scope, p Expor
 // can run on it, without result parameters, that the caller of sc may run:
 // a _has looks into another type, which needs read or search on it, as the
 // same search does (engine.AllowLinked; 403 insufficient_scope otherwise).
-func (r *exportRequest) typeFilters(sc *auditlog.Scope, values []string) error {
+// The filters of one type are one search of it, their criteria ORed, so
+// together they may have at most maxParams search parameters, every
+// occurrence counted, as one search may (search.Limits.Params; 400
+// search-limit-exceeded): a thousand filters of one type used to be one
+// ORed query the database could not run, and the job failed.
+func (r *exportRequest) typeFilters(sc *auditlog.Scope, values []string, maxParams int) error {
+	params := map[string]int{} // search parameters of each type's filters
 	for _, v := range values {
 		for _, f := range splitFilters(v) {
 			typ, query, ok := strings.Cut(f, "?")
@@ -300,6 +306,16 @@ func (r *exportRequest) typeFilters(sc *auditlog.Scope, values []string) error {
 			q, err := parseFilter(typ, query)
 			if err != nil {
 				return err
+			}
+			vals, _ := search.ParseQuery(typ, query) // parseFilter parsed it
+			for _, vs := range vals {
+				params[typ] += len(vs)
+			}
+			if params[typ] > maxParams {
+				return kickoffError(search.RuleLimitExceeded, fmt.Sprintf("the _typeFilters of one type are one search of it "+
+					"(their criteria ORed): together they may have at most %d search parameters, every occurrence counted; "+
+					"combine them (a comma lists alternatives of one parameter), or export in several requests", maxParams)).
+					At("_typeFilter")
 			}
 			if err := engine.AllowLinked(sc, q); err != nil {
 				return err

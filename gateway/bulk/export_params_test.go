@@ -45,6 +45,8 @@ func TestExportKickoffRefusals(t *testing.T) {
 		{"_typeFilter _offset", bulk.LevelSystem, "_type=Observation&_typeFilter=" + url.QueryEscape("Observation?code=x&_offset=5"), "respond-async", "export-typefilter-invalid", "_typeFilter", "_offset"},
 		{"_typeFilter _elements", bulk.LevelSystem, "_type=Observation&_typeFilter=" + url.QueryEscape("Observation?_elements=id"), "respond-async", "export-typefilter-invalid", "_typeFilter", "_elements"},
 		{"_typeFilter _count", bulk.LevelSystem, "_type=Observation&_typeFilter=" + url.QueryEscape("Observation?code=x&_count=5"), "respond-async", "export-typefilter-invalid", "_typeFilter", "_count"},
+		{"1,000 _typeFilters of a type", bulk.LevelSystem, "_type=Observation&" + typeFilters("Observation", 1000, "&"), "respond-async", "search-limit-exceeded", "_typeFilter", "at most 30"},
+		{"31 _typeFilters of a type in one value", bulk.LevelSystem, "_type=Observation&_typeFilter=" + strings.ReplaceAll(typeFilters("Observation", 31, ","), "_typeFilter=", ""), "respond-async", "search-limit-exceeded", "_typeFilter", "at most 30"},
 		{"Patient export Organization", bulk.LevelPatient, "_type=Organization", "respond-async", "export-type-not-in-compartment", "_type", "Organization"},
 		{"Group export Practitioner", bulk.LevelGroup, "_type=Patient,Practitioner", "respond-async", "export-type-not-in-compartment", "_type", "Practitioner"},
 	} {
@@ -71,6 +73,8 @@ func TestExportKickoffRefusals(t *testing.T) {
 		{bulk.LevelSystem, "_type=Patient&allowPartialManifests=true", lenient},
 		{bulk.LevelPatient, "_type=Patient,Observation,Provenance,AdverseEvent", "respond-async"},
 		{bulk.LevelSystem, "_outputFormat=application/fhir%2Bndjson&_since=2020-01-01T00:00:00%2B01:00", "respond-async"},
+		// 30 search parameters in the _typeFilters of each type.
+		{bulk.LevelSystem, "_type=Observation,Patient&" + typeFilters("Observation", 30, "&") + "&" + typeFilters("Patient", 30, "&"), "respond-async"},
 	} {
 		q, err := url.ParseQuery(tc.query)
 		if err != nil {
@@ -82,4 +86,15 @@ func TestExportKickoffRefusals(t *testing.T) {
 			t.Errorf("Export(%s, Prefer %s) = %v, want it started", tc.query, tc.prefer, err)
 		}
 	}
+}
+
+// typeFilters is n _typeFilter parameters of typ, one search parameter
+// each, joined by sep ("&": repeated, ",": one value once the names are
+// dropped), for a query string.
+func typeFilters(typ string, n int, sep string) string {
+	fs := make([]string, n)
+	for i := range fs {
+		fs[i] = "_typeFilter=" + url.QueryEscape(fmt.Sprintf("%s?_id=f%d", typ, i))
+	}
+	return strings.Join(fs, sep)
 }

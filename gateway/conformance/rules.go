@@ -100,6 +100,7 @@ func GatewayRules() []Rule {
 		{"patch-path-unsupported", "A patch path uses FHIRPath the gateway does not evaluate."},
 		{"patch-server-owned", "A patch cannot change the server's elements (id, meta.versionId, meta.lastUpdated)."},
 		{"patch-test-failed", "A JSON Patch test operation failed."},
+		{"patch-result-too-large", "The patched resource would be larger than the request body limit, the largest resource the gateway accepts."},
 		// Search.
 		{"search-param-unknown", "The search parameter is not defined for the resource type."},
 		{"search-param-unsupported", "The search parameter is defined but not supported by the gateway."},

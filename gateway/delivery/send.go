@@ -316,10 +316,14 @@ func (c *Client) sendSingle(ctx context.Context, p *plan, s *step) *Result {
 	return c.resolve(ctx, p, s, loc, resp.body)
 }
 
-// redirectTarget returns the scheme, host and path of a redirect's
-// Location (resolved against the base URL), without its query, fragment
-// or user info, so the engineer can tell a moved base (fix baseUrl) from
-// a login redirect (fix auth); "" if there is none.
+// redirectTarget names a redirect's Location (resolved against the base
+// URL) for the error and the log: its scheme, host and port, and where its
+// path lies against the configured base's (the base's path itself, below
+// it, or another path), so the engineer can tell a moved base (fix baseUrl)
+// from a login redirect (fix auth); "" if there is none. No part of the
+// target's path, query, fragment or user info is quoted: an EHR or its
+// sign-on proxy may put anything there (a resource's id, a patient's MRN
+// or name, in any case: /ehr/patients/mrn-1234/chart).
 func (c *Client) redirectTarget(h http.Header) string {
 	loc := h.Get("Location")
 	if loc == "" {
@@ -333,20 +337,16 @@ func (c *Client) redirectTarget(h http.Header) string {
 	if err != nil || u.Host == "" {
 		return ""
 	}
-	// The base only: a resource's URL (…/Patient/<id>, the Location of a
-	// single-mode write) ends at its type, so no id reaches the error or
-	// the log. FHIR types start with a capital; base paths do not.
-	segs := strings.Split(u.Path, "/")
-	for i, seg := range segs {
-		if seg != "" && seg[0] >= 'A' && seg[0] <= 'Z' {
-			segs = segs[:i]
-			break
-		}
-	}
-	path := strings.Join(segs, "/")
-	to := (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: path}).String()
+	to := (&url.URL{Scheme: u.Scheme, Host: u.Host}).String()
 	if len(to) > 200 {
 		to = to[:200] + "..."
 	}
-	return to
+	bp, p := strings.TrimSuffix(base.Path, "/"), strings.TrimSuffix(u.Path, "/")
+	switch {
+	case p == bp:
+		return to + " (the base's path)"
+	case strings.HasPrefix(p, bp+"/"):
+		return to + " (a path below the base's)"
+	}
+	return to + " (another path than the base's)"
 }

@@ -182,8 +182,9 @@ func TestRedirectToAnotherHostIsNotFollowed(t *testing.T) {
 	id := h.enqueue("ehr", "k", sessionBundle("P-1", "S-1", "completed", false))
 	h.run()
 	evs := h.retryUntilFinal(id)
-	// The target is named (scheme, host, path; no query).
-	want := "http 307 redirect not followed: to " + other.srv.URL + "/fhir"
+	// The target is named by scheme, host and port, and where its path
+	// lies against the base's; no segment of its path, no query.
+	want := "http 307 redirect not followed: to " + other.srv.URL + " (a path below the base's)"
 	wantAttempt(t, evs[0], 1, store.StatusPending, 307, want)
 	wantAttempt(t, evs[1], 2, store.StatusDead, 307, want)
 	if strings.Contains(evs[0].A.Error, "?") || strings.Contains(evs[0].A.Error, "P-1") || strings.Contains(evs[0].A.Error, "Patient") {
@@ -194,6 +195,33 @@ func TestRedirectToAnotherHostIsNotFollowed(t *testing.T) {
 	}
 	if _, ok := h.w.Capabilities()["ehr"]; ok {
 		t.Fatal("a redirected CapabilityStatement was read")
+	}
+}
+
+// TestRedirectTargetNamesNoPath: whatever the Location's path holds (a
+// patient's MRN and name in lowercase segments, which no FHIR type rule
+// recognises: p14 F9), the error names the target's scheme, host and
+// port and where its path lies against the base's, nothing of the path.
+func TestRedirectTargetNamesNoPath(t *testing.T) {
+	c, err := NewClient(testDest("ehr", "http://127.0.0.1:19410/fhir/r4"), ClientOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ location, want string }{
+		{"/ehr/patients/mrn-phia-7731/quintessa-marlowe-1966-07-14/chart?x=1", "http://127.0.0.1:19410 (another path than the base's)"},
+		{"https://sso.example.org/login/mrn-phia-7731#frag", "https://sso.example.org (another path than the base's)"},
+		{"https://user:secret@127.0.0.1:19410/fhir/r4/", "https://127.0.0.1:19410 (the base's path)"},
+		{"/fhir/r4/patient/mrn-phia-7731", "http://127.0.0.1:19410 (a path below the base's)"},
+		{"/fhir/r4x/mrn-phia-7731", "http://127.0.0.1:19410 (another path than the base's)"},
+		{"", ""},
+	} {
+		h := http.Header{}
+		if tc.location != "" {
+			h.Set("Location", tc.location)
+		}
+		if got := c.redirectTarget(h); got != tc.want {
+			t.Errorf("redirectTarget(%q) = %q, want %q", tc.location, got, tc.want)
+		}
 	}
 }
 

@@ -31,6 +31,11 @@ import (
 // DefaultMaxBundleEntries is the default limit on Bundle entries.
 const DefaultMaxBundleEntries = 20000
 
+// DefaultMaxResourceBytes is the default size limit of a resource a patch
+// makes: the edge's default request body limit, the largest resource a
+// client can PUT.
+const DefaultMaxResourceBytes = 16 << 20
+
 // Config configures an Engine. Zero values select the defaults.
 type Config struct {
 	// Store holds the resources (required).
@@ -42,6 +47,10 @@ type Config struct {
 	Validator *Validator
 	// MaxBundleEntries limits transaction and batch Bundles.
 	MaxBundleEntries int
+	// MaxResourceBytes bounds the size of a resource a PATCH makes
+	// (DefaultMaxResourceBytes by default); set it to the request body
+	// limit, so that a patch cannot make a resource a PUT could not send.
+	MaxResourceBytes int64
 	// MaxBundleAnswer bounds the resources a Bundle's GET entries answer
 	// in all (DefaultMaxBundleAnswer by default).
 	MaxBundleAnswer int
@@ -77,6 +86,7 @@ type Engine struct {
 	v             *Validator
 	maxEntries    int
 	maxAnswer     int
+	maxResource   int64
 	now           func() time.Time
 	tracer        trace.Tracer
 	limits        search.Limits
@@ -90,6 +100,9 @@ type Engine struct {
 func New(cfg Config) *Engine {
 	if cfg.MaxBundleEntries <= 0 {
 		cfg.MaxBundleEntries = DefaultMaxBundleEntries
+	}
+	if cfg.MaxResourceBytes <= 0 {
+		cfg.MaxResourceBytes = DefaultMaxResourceBytes
 	}
 	if cfg.MaxBundleAnswer <= 0 {
 		cfg.MaxBundleAnswer = DefaultMaxBundleAnswer
@@ -110,7 +123,8 @@ func New(cfg Config) *Engine {
 		cfg.SearchesPerClient = DefaultSearchesPerClient
 	}
 	return &Engine{store: cfg.Store, audit: cfg.Audit, v: cfg.Validator, maxEntries: cfg.MaxBundleEntries, maxAnswer: cfg.MaxBundleAnswer,
-		now: cfg.Now, tracer: stage.Tracer(cfg.Tracer), limits: cfg.SearchLimits.WithDefaults(),
+		maxResource: cfg.MaxResourceBytes,
+		now:         cfg.Now, tracer: stage.Tracer(cfg.Tracer), limits: cfg.SearchLimits.WithDefaults(),
 		searchTimeout: cfg.SearchTimeout, searches: newSlots(cfg.SearchesPerClient), updateCreate: cfg.UpdateCreate}
 }
 

@@ -395,11 +395,15 @@ func (e *Engine) writableIssues(ctx context.Context, sc *auditlog.Scope, typ, id
 	if err := clientWritableAt(typ, id); err != nil {
 		return asIssues(err), nil
 	}
-	if !del && typ != "Provenance" {
-		return nil, nil // an update of any other type is decided without the stored version
-	}
 	cur, err := e.reader(sc, reads{}).Read(ctx, typ, id)
 	switch {
+	case !del && (errors.Is(err, errForeign) || cur != nil && cur.Tenant != sc.TenantOf()):
+		// As update answers: an id another tenant holds (or a shared
+		// conformance resource) cannot be updated, and the answer is the
+		// one an unused id gets without update-as-create.
+		return asIssues(errIDTaken), nil
+	case !del && errors.Is(err, store.ErrNotFound) && !e.updateCreate:
+		return asIssues(errIDTaken), nil // a client may not choose the id
 	case errors.Is(err, store.ErrGone) && del:
 		return []outcome.Issue{{Severity: "error", Code: "not-found", Rule: "resource-deleted", Expression: typ + ".id",
 			Message: "the resource is deleted already: a DELETE would answer 204 and delete nothing"}}, nil

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -62,8 +63,69 @@ func PatchFormats() []string {
 // patcher is a parsed patch.
 type patcher interface {
 	// apply changes doc, a resource of typ, and returns the result; its
-	// errors are Invalid and name the operation.
-	apply(typ string, doc map[string]any, v *Validator) (map[string]any, error)
+	// errors are Invalid and name the operation, or TooLarge
+	// (errPatchTooLarge) when doc would grow by more than room bytes (a
+	// patcher whose operations cannot add more than the patch holds may
+	// leave that to the check of the result).
+	apply(typ string, doc map[string]any, v *Validator, room int64) (map[string]any, error)
+}
+
+// errPatchTooLarge refuses a patch whose result would be larger than the
+// largest resource the gateway takes (Config.MaxResourceBytes, the request
+// body limit): operation i (-1: the result as a whole) made it so.
+func errPatchTooLarge(i int) error {
+	msg := "the patched resource would be larger than the largest resource this gateway accepts " +
+		"(its request body limit, serve --max-body), as a PUT of it would be; patch a smaller part, " +
+		"or remove elements in the same patch"
+	if i < 0 {
+		return outcome.New(outcome.TooLarge, "too-costly", "patch-result-too-large", msg)
+	}
+	e := outcome.New(outcome.TooLarge, "too-costly", "patch-result-too-large", fmt.Sprintf("JSON Patch operation %d: %s", i, msg))
+	e.Issues[0].Pointer, e.Issues[0].Expression = fmt.Sprintf("/%d", i), fmt.Sprintf("Patch.operation[%d]", i)
+	return e
+}
+
+// jsonSize is the size of v (a decoded JSON value) encoded compactly,
+// counted up to limit: a value larger than limit may be answered with any
+// size above it. Strings count their bytes and quotes (an escaped
+// character is counted once: the result's exact size is checked when it
+// is encoded).
+func jsonSize(v any, limit int64) int64 {
+	var n int64
+	var walk func(v any)
+	walk = func(v any) {
+		if n > limit {
+			return
+		}
+		switch x := v.(type) {
+		case map[string]any:
+			n += 2
+			for k, m := range x {
+				n += int64(len(k)) + 4 // "k": and a comma
+				if walk(m); n > limit {
+					return
+				}
+			}
+		case []any:
+			n += 2
+			for _, m := range x {
+				n++ // a comma
+				if walk(m); n > limit {
+					return
+				}
+			}
+		case string:
+			n += int64(len(x)) + 2
+		case json.Number:
+			n += int64(len(x))
+		case nil, bool:
+			n += 5
+		default: // a float64 or another number
+			n += 24
+		}
+	}
+	walk(v)
+	return n
 }
 
 // decodePatch parses a PATCH body.
@@ -246,7 +308,7 @@ func (e *Engine) patchEntry(tx store.Tx, en *Entry, rw *fhirwire.Rewriter, now t
 	if err != nil {
 		return nil, fmt.Errorf("patch %s/%s: stored body: %w", en.typ, en.id, err)
 	}
-	if doc, err = en.patch.apply(en.typ, doc, e.v); err != nil {
+	if doc, err = en.patch.apply(en.typ, doc, e.v, e.maxResource-int64(len(cur.Body))); err != nil {
 		if _, ok := en.patch.(fhirpathPatch); ok && en.resourceExpr != "" {
 			// Parameters.parameter[0] is the entry's resource's.
 			err = nestedAt(err, en.resourceExpr, "Parameters")
@@ -261,6 +323,9 @@ func (e *Engine) patchEntry(tx store.Tx, en *Entry, rw *fhirwire.Rewriter, now t
 	raw, err := fhirwire.Marshal(doc)
 	if err != nil {
 		return nil, fmt.Errorf("patch %s/%s: %w", en.typ, en.id, err)
+	}
+	if int64(len(raw)) > e.maxResource {
+		return nil, errPatchTooLarge(-1)
 	}
 	if doc, err = e.v.Resource(raw, en.typ, ""); err != nil {
 		return nil, err

@@ -251,7 +251,9 @@ func choiceSuffix(key, name string) (string, bool) {
 
 // apply applies the patch to doc, a resource of typ; v tells the shape of
 // an element (the R4 definitions).
-func (p fhirpathPatch) apply(typ string, doc map[string]any, v *Validator) (map[string]any, error) {
+// A FHIRPath Patch has no copy: it adds no more than the values it holds,
+// so room is left to the check of the result.
+func (p fhirpathPatch) apply(typ string, doc map[string]any, v *Validator, _ int64) (map[string]any, error) {
 	for _, op := range p {
 		path, err := parsePatchPath(typ, op.path)
 		if err != nil {

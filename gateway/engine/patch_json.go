@@ -10,6 +10,7 @@ import (
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
+	"github.com/ketamine-gateway/ketamine-gateway/schemas/r4"
 )
 
 // JSON Patch (RFC 6902) on a decoded resource: add, remove, replace,
@@ -42,6 +43,12 @@ func jsonPatchError(i int, field, rule, msg string) error {
 
 // parseJSONPatch reads a JSON Patch document.
 func parseJSONPatch(body []byte) (jsonPatch, error) {
+	if off := tooDeep(body, r4.DefaultMaxDepth); off >= 0 {
+		// Before decoding: Go's decoder stops at 10,000 levels with an
+		// error that would say the patch is not an array of operations.
+		return nil, outcome.New(outcome.Invalid, "too-costly", "json-depth", fmt.Sprintf(
+			"the JSON Patch nests arrays and objects deeper than %d levels (at byte offset %d)", r4.DefaultMaxDepth, off))
+	}
 	var ops jsonPatch
 	d := json.NewDecoder(bytes.NewReader(body))
 	if err := d.Decode(&ops); err != nil || d.More() {
@@ -85,6 +92,32 @@ func parseJSONPatch(body []byte) (jsonPatch, error) {
 	return ops, nil
 }
 
+// tooDeep returns the byte offset of the first array or object of doc
+// nested deeper than maxDepth levels, -1 when none is. It only counts
+// brackets outside strings (whatever else is wrong with doc is the
+// decoder's to say): no recursion, whatever the depth.
+func tooDeep(doc []byte, maxDepth int) int {
+	depth, inString := 0, false
+	for i := 0; i < len(doc); i++ {
+		c := doc[i]
+		switch {
+		case inString && c == '\\':
+			i++
+		case inString:
+			inString = c != '"'
+		case c == '"':
+			inString = true
+		case c == '[' || c == '{':
+			if depth++; depth > maxDepth {
+				return i
+			}
+		case c == ']' || c == '}':
+			depth--
+		}
+	}
+	return -1
+}
+
 // serverOwned reports whether a JSON Pointer is (or is inside) id, meta or
 // resourceType, or the whole document.
 func serverOwned(ptr string) bool {
@@ -111,9 +144,33 @@ func pointer(p string) ([]string, error) {
 }
 
 // apply applies the patch to doc; it returns the new document (doc itself
-// may be changed too).
-func (p jsonPatch) apply(_ string, doc map[string]any, _ *Validator) (map[string]any, error) {
+// may be changed too). room is how many bytes the document may grow by:
+// an operation after which it would have grown by more is refused
+// (errPatchTooLarge). The growth is counted as operations apply, from the
+// sizes of the values each adds, copies, replaces or removes, so that a
+// few copy operations, each doubling the resource, are refused before
+// they take the memory, not after.
+func (p jsonPatch) apply(_ string, doc map[string]any, _ *Validator, room int64) (map[string]any, error) {
 	var root any = doc
+	var grown int64
+	// size is the encoded size of v, counted up to room+1 (beyond that
+	// the patch is refused anyway): cheap for the small values of most
+	// patches, never more than the copy it measures.
+	size := func(v any) int64 { return jsonSize(v, max(room, 0)+1) }
+	// displaced is the size of the member an add at path replaces (an
+	// object's existing member; an array insert replaces nothing).
+	displaced := func(path []string) int64 {
+		if len(path) == 0 {
+			return 0
+		}
+		parent, err := getAt(root, path[:len(path)-1])
+		if m, ok := parent.(map[string]any); ok && err == nil {
+			if old, ok := m[path[len(path)-1]]; ok {
+				return size(old)
+			}
+		}
+		return 0
+	}
 	for i, op := range p {
 		path, _ := pointer(*op.Path)
 		var err error
@@ -123,9 +180,21 @@ func (p jsonPatch) apply(_ string, doc map[string]any, _ *Validator) (map[string
 			if v, err = decodeValue(op.Value); err != nil {
 				return nil, jsonPatchError(i, "value", "patch-invalid", "value is not JSON")
 			}
+			if op.Op == "add" {
+				grown -= displaced(path)
+			} else if old, gerr := getAt(root, path); gerr == nil {
+				grown -= size(old)
+			}
+			grown += size(v)
+			if grown > room {
+				return nil, errPatchTooLarge(i)
+			}
 			root, err = setAt(root, path, v, op.Op == "add")
 		case "remove":
-			root, _, err = removeAt(root, path)
+			var v any
+			if root, v, err = removeAt(root, path); err == nil {
+				grown -= size(v)
+			}
 		case "move", "copy":
 			from, _ := pointer(*op.From)
 			var v any
@@ -134,8 +203,12 @@ func (p jsonPatch) apply(_ string, doc map[string]any, _ *Validator) (map[string
 					return nil, jsonPatchError(i, "from", "patch-invalid", "a value cannot be moved into itself")
 				}
 				root, v, err = removeAt(root, from)
-			} else {
-				v, err = getAt(root, from)
+			} else if v, err = getAt(root, from); err == nil {
+				// Measured before it is copied: a copy of a large value
+				// is refused without being made.
+				if grown += size(v) - displaced(path); grown > room {
+					return nil, errPatchTooLarge(i)
+				}
 				v = fhirwire.Copy(v)
 			}
 			if err == nil {

@@ -153,7 +153,7 @@ func TestFHIRPathPatch(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			doc, err = p.apply("Patient", doc, v)
+			doc, err = p.apply("Patient", doc, v, 1<<30)
 			if tc.rule != "" {
 				_, issues := outcome.From(err)
 				if err == nil || len(issues) != 1 || issues[0].Rule != tc.rule || issues[0].Expression != tc.expr {
@@ -193,7 +193,7 @@ func TestPatchPathUnsupportedSays(t *testing.T) {
 		t.Fatal(err)
 	}
 	doc, _ := decodeJSON([]byte(patchPatient))
-	_, err = p.apply("Patient", doc, NewValidator())
+	_, err = p.apply("Patient", doc, NewValidator(), 1<<30)
 	_, issues := outcome.From(err)
 	if len(issues) != 1 {
 		t.Fatalf("apply = %v", err)
@@ -249,7 +249,7 @@ func FuzzPatchPath(f *testing.F) {
 				t.Fatal(err)
 			}
 			doc, _ := decodeJSON([]byte(patchPatient))
-			if _, err := fp.apply("Patient", doc, fuzzValidator); err != nil {
+			if _, err := fp.apply("Patient", doc, fuzzValidator, 1<<30); err != nil {
 				if kind, _ := outcome.From(err); kind != outcome.Invalid {
 					t.Fatalf("apply %q = %v, want Invalid", path, err)
 				}
@@ -401,12 +401,39 @@ func TestFHIRPathPatchAddUnderChoice(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if doc, err = p.apply("Observation", doc, v); err != nil {
+			if doc, err = p.apply("Observation", doc, v, 1<<30); err != nil {
 				t.Fatalf("apply = %v", err)
 			}
 			b, _ := fhirwire.Marshal(doc)
 			if !strings.Contains(string(b), tc.want) {
 				t.Errorf("patched = %s, want it to hold %s", b, tc.want)
+			}
+		})
+	}
+}
+
+// TestJSONPatchDepth: a JSON Patch nesting deeper than FHIR's 100 levels
+// is refused as json-depth, as any other body is, at 150 levels and at
+// 100,000 (where Go's decoder gives up first, and the patch was refused as
+// "not a JSON array of operations": p14 F5); brackets inside strings do
+// not count.
+func TestJSONPatchDepth(t *testing.T) {
+	nested := func(n int) string {
+		return `[{"op":"add","path":"/extension","value":` + strings.Repeat("[", n) + strings.Repeat("]", n) + `}]`
+	}
+	for _, tc := range []struct {
+		name, body, rule string
+	}{
+		{"100,000 levels", nested(100000), "json-depth"},
+		{"150 levels", nested(150), "json-depth"},
+		{"50 levels", nested(50), ""},
+		{"brackets in a string", `[{"op":"add","path":"/x","value":"` + strings.Repeat(`[{\"`, 200) + `"}]`, ""},
+		{"not an array", `{"op":"add"}`, "patch-invalid"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := parseJSONPatch([]byte(tc.body))
+			if got := rule(err); got != tc.rule {
+				t.Errorf("parseJSONPatch = %v, want rule %q", err, tc.rule)
 			}
 		})
 	}
