@@ -138,8 +138,9 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	w.SetMaxIdleConns(1)
 	w.SetConnMaxLifetime(0)
 	w.SetConnMaxIdleTime(0)
+	from := schemaVersion
 	if !opts.Existing {
-		if err := migrate(ctx, w, 2*busy, now); err != nil {
+		if from, err = migrate(ctx, w, 2*busy, now); err != nil {
 			w.Close()
 			return nil, fmt.Errorf("sqlite: migrate %s: %w", path, err)
 		}
@@ -174,6 +175,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	c.rs = newStmtCache(r.PrepareContext, false)
 	s := &Store{w: w, r: r, c: c}
 	s.Store = sqlstore.New(c, dialect, sqlstore.Config{Now: now, MaxBatch: opts.MaxBatch, MaxQueue: opts.MaxQueue})
+	s.SetMigrated(from, schemaVersion)
 	if err := s.prepare(ctx); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("sqlite: prepare: %w", err)

@@ -2,8 +2,10 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -150,5 +152,105 @@ func TestProbeWriteAfterWriteFailure(t *testing.T) {
 	}
 	if got := s.c.writeFailure(); got != "" {
 		t.Errorf("after a write committed, the failure is %q, want none", got)
+	}
+}
+
+// holdWriteLock holds path's write lock from another connection, as a
+// backup or an sqlite3 shell in a transaction does, until the returned
+// function is called.
+func holdWriteLock(t *testing.T, path string) (release func()) {
+	t.Helper()
+	ctx := context.Background()
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.ExecContext(ctx, `BEGIN EXCLUSIVE`); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		_, _ = c.ExecContext(ctx, `ROLLBACK`)
+		c.Close()
+		db.Close()
+	}
+}
+
+// TestOpenWhileLockedElsewhere: a database at the program's schema version
+// opens while another process holds its write lock (nothing is to be
+// migrated: it is only read), and its writes are then unavailable
+// (locked) as for a running gateway; a database to be migrated waits and
+// then fails with the cause "locked".
+func TestOpenWhileLockedElsewhere(t *testing.T) {
+	ctx := context.Background()
+	s, path := openTemp(t, Options{})
+	s.Close()
+	release := holdWriteLock(t, path)
+	defer release()
+	s, err := Open(ctx, path, Options{BusyTimeout: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatalf("Open of a current database while another process holds the write lock: %v", err)
+	}
+	defer s.Close()
+	if _, err := s.Read(ctx, "Patient", "x"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Read: %v, want ErrNotFound", err)
+	}
+	if err := putBig(ctx, s, "x"); store.UnavailableCause(err) != store.CauseLocked {
+		t.Errorf("Write while locked elsewhere = %v, want cause %q", err, store.CauseLocked)
+	}
+	if m := s.Migrated(); m != (store.Migration{}) {
+		t.Errorf("Migrated() = %+v, want nothing", m)
+	}
+
+	old := filepath.Join(t.TempDir(), "old.db")
+	db, err := sql.Open("sqlite", dsn(old, time.Second, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := migrateOnce(ctx, db, schemaVersion-1, time.Now); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	releaseOld := holdWriteLock(t, old)
+	defer releaseOld()
+	if s, err := Open(ctx, old, Options{BusyTimeout: 20 * time.Millisecond}); err == nil {
+		s.Close()
+		t.Error("Open of a database to migrate while another process holds the write lock succeeded")
+	} else if store.UnavailableCause(err) != store.CauseLocked {
+		t.Errorf("Open of a database to migrate while locked elsewhere = %v, want cause %q", err, store.CauseLocked)
+	}
+}
+
+// TestMigratedReported: Open tells what it migrated, the schema version
+// it found and the one it left; a new database is from 0, a current one
+// nothing.
+func TestMigratedReported(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "old.db")
+	db, err := sql.Open("sqlite", dsn(path, time.Second, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := migrateOnce(ctx, db, schemaVersion-1, time.Now); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	for _, want := range []store.Migration{{From: schemaVersion - 1, To: schemaVersion}, {}} {
+		s, err := Open(ctx, path, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := s.Migrated(); got != want {
+			t.Errorf("Migrated() = %+v, want %+v", got, want)
+		}
+		s.Close()
+	}
+	s, _ := openTemp(t, Options{})
+	defer s.Close()
+	if got, want := s.Migrated(), (store.Migration{From: 0, To: schemaVersion}); got != want {
+		t.Errorf("Migrated() of a new database = %+v, want %+v", got, want)
 	}
 }
