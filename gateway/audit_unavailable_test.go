@@ -3,6 +3,8 @@ package gateway_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -21,18 +23,82 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
 )
 
-// failingWrites is a store whose writes fail with ErrUnavailable while
-// fail is set (a database that stopped taking writes); reads go on.
+// failingWrites is a store whose writes fail with ErrUnavailable (err
+// when set) while fail is set (a database that stopped taking writes);
+// reads go on.
 type failingWrites struct {
 	store.Store
 	fail atomic.Bool
+	err  error
 }
 
 func (f *failingWrites) Write(ctx context.Context, fn func(store.Tx) error) error {
 	if f.fail.Load() {
+		if f.err != nil {
+			return f.err
+		}
 		return store.ErrUnavailable
 	}
 	return f.Store.Write(ctx, fn)
+}
+
+// TestDiskFullLogged: a write refused for a full disk (the store's
+// UnavailableError, as SQLite's SQLITE_FULL maps to) is answered 503 with
+// Retry-After, and its request line names the cause
+// without the driver's text; a read whose AuditEvent cannot be written
+// for it logs "audit write failed" with the cause, and its request line
+// carries the rule and the size of the answer sent.
+func TestDiskFullLogged(t *testing.T) {
+	st := tempSQLite(t, sqlite.Options{})
+	fw := &failingWrites{Store: st, err: fmt.Errorf("sqlite: commit: %w",
+		store.Unavailable(store.CauseFull, errors.New("database or disk is full (13) secret-text")))}
+	var logs syncBuf
+	s := newServer(t, app.Config{Store: fw}, gateway.Config{Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	fw.fail.Store(true)
+	rec := do(s, http.MethodPost, "/fhir/Patient", gateway.ContentTypeFHIR, []byte(`{"resourceType":"Patient"}`))
+	// Its failure's AuditEvent cannot be written either: audit-unavailable.
+	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" ||
+		!strings.Contains(rec.Body.String(), `"transient"`) {
+		t.Errorf("create on a full disk = %d (Retry-After %q) %s, want 503 transient", rec.Code, rec.Header().Get("Retry-After"), rec.Body)
+	}
+	read := do(s, http.MethodGet, "/fhir/Patient?_count=1", "", nil)
+	if read.Code != http.StatusServiceUnavailable || !strings.Contains(read.Body.String(), "audit-unavailable") {
+		t.Errorf("search on a full disk = %d %s, want 503 audit-unavailable", read.Code, read.Body)
+	}
+	var lines []map[string]any
+	for line := range strings.SplitSeq(strings.TrimSpace(logs.String()), "\n") {
+		var l map[string]any
+		if json.Unmarshal([]byte(line), &l) == nil {
+			lines = append(lines, l)
+		}
+	}
+	if strings.Contains(logs.String(), "secret-text") {
+		t.Errorf("the log repeats the driver's text: %s", logs.String())
+	}
+	var sawWrite, sawAudit, sawRead bool
+	for _, l := range lines {
+		class, _ := l["error_class"].(string)
+		switch {
+		case l["msg"] == "request" && l["method"] == "POST":
+			sawWrite = true
+			if !strings.Contains(class, "disk full") || l["level"] != "WARN" {
+				t.Errorf("the refused write's line = %v, want WARN with an error_class naming the disk full", l)
+			}
+		case l["msg"] == "audit write failed":
+			sawAudit = true
+			if !strings.Contains(class, "disk full") {
+				t.Errorf("audit write failed = %v, want an error_class naming the disk full", l)
+			}
+		case l["msg"] == "request" && l["method"] == "GET":
+			sawRead = true
+			if !strings.Contains(class, "disk full") || l["rules"] != "audit-unavailable" || l["bytes"] != float64(read.Body.Len()) {
+				t.Errorf("the refused read's line = %v, want error_class naming the disk full, rules audit-unavailable, bytes %d", l, read.Body.Len())
+			}
+		}
+	}
+	if !sawWrite || !sawAudit || !sawRead {
+		t.Errorf("log lines: write %v, audit failure %v, read %v, want all: %s", sawWrite, sawAudit, sawRead, logs.String())
+	}
 }
 
 // TestReadNotAnsweredUnaudited: a read or search whose AuditEvent cannot

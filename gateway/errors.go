@@ -206,7 +206,8 @@ func fromEchoError(he *echo.HTTPError, r *http.Request) error {
 }
 
 // errorClass describes an error without its text: the sentinel errors it
-// wraps and the Go types along its chain (types carry no values).
+// wraps, the cause of a database unavailable (store.UnavailableCause) and
+// the Go types along its chain (types carry no values).
 func errorClass(err error) string {
 	var parts []string
 	for _, sentinel := range []error{store.ErrUnavailable, store.ErrConflict, store.ErrNotFound, store.ErrGone,
@@ -214,6 +215,11 @@ func errorClass(err error) string {
 		if errors.Is(err, sentinel) {
 			parts = append(parts, sentinel.Error())
 		}
+	}
+	if cause := store.UnavailableCause(err); cause != "" {
+		// What the database's trouble is (a full disk, a lock held by
+		// another process): a fixed word of the store's, no data.
+		parts = append(parts, "cause: "+cause)
 	}
 	var types []string
 	for e := err; e != nil && len(types) < 8; e = errors.Unwrap(e) {

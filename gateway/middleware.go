@@ -41,6 +41,10 @@ func (s *Server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 			// gateway, never request content.
 			attrs = append(attrs, "rules", strings.Join(rules, ","))
 		}
+		if class, ok := c.Get(errorClassKey).(string); ok {
+			// Why a 5xx was answered (errorClass: no error text).
+			attrs = append(attrs, "error_class", class)
+		}
 		s.log.Log(c.Request().Context(), requestLevel(c.Response().Status), "request", attrs...)
 		return nil
 	}
@@ -280,6 +284,10 @@ func mediaRangeSpecificity(r, t string) int {
 // application call.
 const scopeKey = "kg.scope"
 
+// errorClassKey holds the errorClass of the error a request was answered
+// a 5xx for, which its log line carries.
+const errorClassKey = "kg.errorClass"
+
 // scopeOf returns the request's scope (an unaudited one for a request the
 // audit middleware did not see, so handlers never check).
 func scopeOf(c echo.Context) *auditlog.Scope {
@@ -331,7 +339,11 @@ func (s *Server) auditRequests(next echo.HandlerFunc) echo.HandlerFunc {
 		if !sc.Committed() {
 			if err := s.app.Audit.Append(sc, res.Status); err != nil {
 				// The answer must not leave unaudited: replace it.
-				s.log.Error("audit write failed", "route", c.Path(), "method", c.Request().Method, "status", res.Status)
+				class := errorClass(err)
+				s.log.Error("audit write failed", "route", c.Path(), "method", c.Request().Method, "status", res.Status,
+					"error_class", class)
+				c.Set(errorClassKey, class)
+				sc.Rules = []string{errAuditUnavailable.Issues[0].Rule}
 				h := buf.Header()
 				for _, k := range []string{"ETag", "Last-Modified", "Location", "Content-Length"} {
 					h.Del(k)
@@ -341,7 +353,8 @@ func (s *Server) auditRequests(next echo.HandlerFunc) echo.HandlerFunc {
 				res.Status = http.StatusServiceUnavailable
 				buf.ResponseWriter.WriteHeader(http.StatusServiceUnavailable)
 				body, _ := fhirwire.Marshal(outcome.Resource(errAuditUnavailable.Issues))
-				_, _ = buf.ResponseWriter.Write(body)
+				n, _ := buf.ResponseWriter.Write(body)
+				res.Size = int64(n) // the answer sent, not the one withheld
 				return nil
 			}
 		}
@@ -359,6 +372,9 @@ func (s *Server) auditNow(c echo.Context, status int) error {
 	sc := scopeOf(c)
 	if s.app.Audit.Enabled() && sc.Interaction != "" && !sc.Committed() {
 		if err := s.app.Audit.Append(sc, status); err != nil {
+			class := errorClass(err)
+			s.log.Error("audit write failed", "route", c.Path(), "method", c.Request().Method, "status", status,
+				"error_class", class)
 			return errAuditUnavailable
 		}
 		sc.MarkCommitted()

@@ -207,6 +207,10 @@ func (s *Server) handleError(err error, c echo.Context) {
 	if errors.As(err, &af) && (af.Status == http.StatusUnauthorized || af.Status == http.StatusForbidden) {
 		c.Response().Header().Set("WWW-Authenticate", af.WWWAuthenticate())
 	}
+	if status >= 500 {
+		// The request's line (logRequests) says why it was not served.
+		c.Set(errorClassKey, errorClass(err))
+	}
 	if status >= 500 && kind != outcome.Unavailable {
 		// The route template and the error's class are logged, never its
 		// text: a driver or library error may quote the values it failed

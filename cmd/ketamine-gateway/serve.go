@@ -163,9 +163,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	logger := slog.New(telemetry.LogHandler(slog.NewJSONHandler(stderr, nil)))
 	st, err := openStore(ctx, cfg.db, false)
 	if err != nil {
-		return &exitError{code: exitUnchecked, msg: fmt.Sprintf("serve: could not open or create the database: %v; check --db or GATEWAY_DB", err)}
+		return &exitError{code: exitUnchecked, msg: openFailure(err)}
 	}
 	defer st.Close()
+	logRecovery(ctx, st, logger, time.Now())
 	if v, err := st.IndexVersion(ctx); err != nil {
 		logger.Warn("could not read the search index's version", "error", err.Error())
 	} else if v < search.IndexVersion {

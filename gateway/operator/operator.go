@@ -447,9 +447,11 @@ func (s *Service) Replay(ctx context.Context, tenant, dest string, since time.Ti
 // Readiness is the readiness probe's answer.
 type Readiness struct {
 	Ready bool
-	// Database is "ok", "unavailable" (it does not answer) or "locked"
+	// Database is "ok", "unavailable" (it does not answer), "locked"
 	// (it answers reads, but another process holds its write lock, so
-	// every write would fail).
+	// every write would fail), or "full", "read-only" or "io-error" (the
+	// last write failed so and none has committed since: see
+	// databaseState).
 	Database string
 	// Backlog is each destination's: pending, dead and the oldest pending
 	// item's age.
@@ -503,6 +505,24 @@ func (s *Service) Unconfigured(ctx context.Context) ([]Backlog, error) {
 	return out, nil
 }
 
+// databaseState is Readiness.Database for err, a write probe's
+// ErrUnavailable: "locked" (another process holds SQLite's write lock),
+// "full", "read-only" or "io-error" (the last write failed so, and no
+// write has committed since), "unavailable" otherwise.
+func databaseState(err error) string {
+	switch store.UnavailableCause(err) {
+	case store.CauseLocked:
+		return "locked"
+	case store.CauseFull:
+		return "full"
+	case store.CauseReadOnly:
+		return "read-only"
+	case store.CauseIO, store.CauseCantOpen:
+		return "io-error"
+	}
+	return "unavailable"
+}
+
 // Ready checks the database and reports the delivery backlog. Ready is
 // false (with a nil error) when the database does not answer.
 func (s *Service) Ready(ctx context.Context) (Readiness, error) {
@@ -511,7 +531,7 @@ func (s *Service) Ready(ctx context.Context) (Readiness, error) {
 	}
 	if p, ok := s.store.(store.WriteProber); ok {
 		if err := p.ProbeWrite(ctx); errors.Is(err, store.ErrUnavailable) {
-			return Readiness{Database: "locked"}, nil
+			return Readiness{Database: databaseState(err)}, nil
 		} else if err != nil {
 			return Readiness{}, err
 		}

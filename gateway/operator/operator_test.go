@@ -368,3 +368,39 @@ func TestViewShowsAnAnswerThatIsNotJSON(t *testing.T) {
 		})
 	}
 }
+
+// prober is a store whose write probe fails with err.
+type prober struct {
+	store.Store
+	err error
+}
+
+func (p prober) ProbeWrite(context.Context) error { return p.err }
+
+// TestReadyNamesTheWriteFailure: /readyz's "database" says why a write
+// could not begin or commit now: another process's lock, a full disk, a
+// read-only database, an I/O error; not ready in each case.
+func TestReadyNamesTheWriteFailure(t *testing.T) {
+	st := openStore(t)
+	for _, tc := range []struct {
+		cause, want string
+	}{
+		{store.CauseLocked, "locked"},
+		{store.CauseFull, "full"},
+		{store.CauseReadOnly, "read-only"},
+		{store.CauseIO, "io-error"},
+		{store.CauseCantOpen, "io-error"},
+		{"", "unavailable"},
+	} {
+		t.Run(tc.want+"/"+tc.cause, func(t *testing.T) {
+			err := fmt.Errorf("probe: %w", store.ErrUnavailable)
+			if tc.cause != "" {
+				err = fmt.Errorf("probe: %w", store.Unavailable(tc.cause, fmt.Errorf("driver")))
+			}
+			r, rerr := operator.New(prober{Store: st, err: err}, nil, nil, nil).Ready(context.Background())
+			if rerr != nil || r.Ready || r.Database != tc.want {
+				t.Errorf("Ready = ready %v database %q, %v; want not ready, %q", r.Ready, r.Database, rerr, tc.want)
+			}
+		})
+	}
+}

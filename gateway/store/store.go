@@ -204,6 +204,9 @@ type Store interface {
 	// Ping checks the database (readiness): ErrUnavailable when it cannot
 	// be reached.
 	Ping(ctx context.Context) error
+	// Migrated tells what opening the store migrated of the database's
+	// schema (the zero Migration when nothing), for the start-up log.
+	Migrated() Migration
 	// Close releases the database; the Store must not be used afterwards.
 	// It is safe to call more than once.
 	Close() error
@@ -429,3 +432,7 @@ type Tx interface {
 
 	OutboxTx
 }
+
+// Migration is what opening a Store migrated: the schema version it found
+// (0: a new database) and the one it left. The zero Migration: nothing.
+type Migration struct{ From, To int }

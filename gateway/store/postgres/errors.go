@@ -34,7 +34,7 @@ func mapErr(ctx context.Context, err error) error {
 		case pe.Code == "57014" && ctx.Err() != nil:
 			return err // cancelled by the caller's context
 		case isUnavailableCode(pe.Code):
-			return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+			return store.Unavailable(unavailableCause(pe.Code), err)
 		}
 		return err
 	}
@@ -46,7 +46,7 @@ func mapErr(ctx context.Context, err error) error {
 		return err
 	}
 	if isConnErr(err) {
-		return fmt.Errorf("%w: %w", store.ErrUnavailable, err)
+		return store.Unavailable(store.CauseUnreachable, err)
 	}
 	return err
 }
@@ -87,6 +87,28 @@ func isUnavailableCode(code string) bool {
 		return true
 	}
 	return false
+}
+
+// unavailableCause is the store.UnavailableError cause of an
+// isUnavailableCode SQLSTATE, for the log and the readiness probe.
+func unavailableCause(code string) string {
+	switch {
+	case code == "53100":
+		return store.CauseFull
+	case strings.HasPrefix(code, "53"):
+		return store.CauseResources
+	case strings.HasPrefix(code, "08"):
+		return store.CauseUnreachable
+	case code == "25006":
+		return store.CauseReadOnly
+	case code == "57014":
+		return store.CauseTimeout
+	case code == "55P03":
+		return store.CauseLocked
+	case strings.HasPrefix(code, "57P"):
+		return store.CauseShutdown
+	}
+	return store.CauseUnreachable
 }
 
 // isConnErr tells whether err is a failure to reach the server or a lost

@@ -457,8 +457,11 @@ func (s *Store) migrate(ctx context.Context) error {
 	ptx, err := c.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
 	if err == nil {
 		defer rollback(ctx, ptx)
-		if err = migrateTx(ctx, ptx, schemaVersion, s.now); err == nil {
-			err = ptx.Commit(ctx)
+		var from int
+		if from, err = migrateTx(ctx, ptx, schemaVersion, s.now); err == nil {
+			if err = ptx.Commit(ctx); err == nil {
+				s.SetMigrated(from, schemaVersion)
+			}
 		}
 	}
 	if err != nil {
@@ -482,12 +485,12 @@ func (s *Store) checkVersion(ctx context.Context) error {
 
 // migrateTx migrates the database to version upTo (tests build older
 // schemas with it) in tx; now stamps the migrations applied.
-func migrateTx(ctx context.Context, tx pgx.Tx, upTo int, now func() time.Time) error {
+func migrateTx(ctx context.Context, tx pgx.Tx, upTo int, now func() time.Time) (from int, err error) {
 	if _, err := tx.Exec(ctx, `SET LOCAL statement_timeout = 0`); err != nil {
-		return err
+		return 0, err
 	}
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, migrationLock); err != nil {
-		return fmt.Errorf("migration lock: %w", err)
+		return 0, fmt.Errorf("migration lock: %w", err)
 	}
 	return sqlstore.Migrate(ctx, conn{q: tx}, dialect, migrations, upTo, now)
 }

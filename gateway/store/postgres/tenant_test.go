@@ -62,7 +62,7 @@ func openMigrated(t *testing.T, version int, rows []string) *Store {
 		t.Fatal(err)
 	}
 	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-		if err := migrateTx(ctx, tx, version, time.Now); err != nil {
+		if _, err := migrateTx(ctx, tx, version, time.Now); err != nil {
 			return err
 		}
 		for _, stmt := range rows {

@@ -38,6 +38,41 @@ type conns struct {
 	lockedElsewhere atomic.Bool
 	// inTx: a transaction began on wc and has not ended.
 	inTx atomic.Bool
+	// writeFailed is the cause (store.CauseFull, CauseReadOnly, CauseIO,
+	// CauseCantOpen) of the last write on wc that failed for want of a
+	// disk that takes it, "" when none did or a write committed changes
+	// since. While it is set, ProbeWrite says so: a transaction can begin
+	// on a full disk (it needs no free page) though every write fails.
+	writeFailed atomic.Pointer[string]
+}
+
+// noteWrite remembers the cause of a write's failure on the write
+// connection (see writeFailed); err is the driver's error or nil.
+func (c *conns) noteWrite(err error) error {
+	if code, ok := sqliteCode(err); ok {
+		if cause := unavailableCause(code); cause != "" && cause != store.CauseLocked {
+			c.writeFailed.Store(&cause)
+		}
+	}
+	return err
+}
+
+// writeFailure is writeFailed's cause, "" when none.
+func (c *conns) writeFailure() string {
+	if p := c.writeFailed.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+// changes is the write connection's count of rows changed since it
+// opened (SQLite's total_changes()), -1 when it cannot be read.
+func (c *conns) changes(ctx context.Context) int64 {
+	var n int64
+	if err := c.wc.QueryRowContext(ctx, `SELECT total_changes()`).Scan(&n); err != nil {
+		return -1
+	}
+	return n
 }
 
 // Begin starts a write transaction on the write connection, waiting for a
@@ -55,11 +90,16 @@ func (c *conns) Begin(ctx context.Context) (sqlstore.Tx, error) {
 		c.restartWAL(ctx)
 	}
 	ctx = context.WithoutCancel(ctx)
-	t := &tx{c: c, ctx: ctx}
+	t := &tx{c: c, ctx: ctx, changes: -1}
 	c.beginning.Store(time.Now().UnixNano())
 	_, err := t.Exec(ctx, `BEGIN IMMEDIATE`)
 	c.beginning.Store(0)
-	c.lockedElsewhere.Store(err != nil && errors.Is(mapErr(err), store.ErrUnavailable))
+	c.lockedElsewhere.Store(isBusy(err))
+	if err == nil && c.writeFailure() != "" {
+		// A commit that changes rows ends the failure (see Commit); one
+		// that changes none (a claim that found nothing) proves nothing.
+		t.changes = c.changes(ctx)
+	}
 	if err != nil {
 		c.wmu.Unlock()
 		return nil, fmt.Errorf("sqlite: begin: %w", mapErr(err))
@@ -83,14 +123,24 @@ const probeWait = 500 * time.Millisecond
 // until it gets it or has waited probeWait). The answer stays "locked"
 // from the first BEGIN that finds the lock held to the first that gets
 // it, however the probes fall between the writes waiting for it.
+//
+// After a write failed for a full disk, a read-only file or an I/O error
+// (see writeFailed), the probe says so until a write commits again, and
+// it writes itself (the database header's user_version, set to what it
+// is, and committed), so that the answer comes back without client writes
+// once the disk takes writes again.
 func (c *conns) ProbeWrite(ctx context.Context) error {
-	locked := fmt.Errorf("sqlite: the database is locked by another process: %w", store.ErrUnavailable)
+	locked := fmt.Errorf("sqlite: the database is locked by another process: %w",
+		store.Unavailable(store.CauseLocked, errors.New("probe")))
 	if !c.wmu.TryLock() {
 		took, isLocked := c.awaitWriter()
 		switch {
 		case isLocked:
 			return locked
 		case !took:
+			if cause := c.writeFailure(); cause != "" {
+				return fmt.Errorf("sqlite: probe: %w", store.Unavailable(cause, errors.New("the last write failed")))
+			}
 			return nil
 		}
 	}
@@ -105,16 +155,43 @@ func (c *conns) ProbeWrite(ctx context.Context) error {
 	}
 	defer func() { _, _ = c.wc.ExecContext(ctx, `PRAGMA busy_timeout = `+busy) }()
 	if _, err := c.wc.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
-		if errors.Is(mapErr(err), store.ErrUnavailable) {
+		if isBusy(err) {
 			c.lockedElsewhere.Store(true)
 			return locked
 		}
-		return fmt.Errorf("sqlite: probe: %w", mapErr(err))
+		return fmt.Errorf("sqlite: probe: %w", mapErr(c.noteWrite(err)))
 	}
 	c.lockedElsewhere.Store(false)
+	if c.writeFailure() != "" {
+		return c.probeCommit(ctx)
+	}
 	if _, err := c.wc.ExecContext(ctx, `ROLLBACK`); err != nil {
 		return fmt.Errorf("sqlite: probe: %w", mapErr(err))
 	}
+	return nil
+}
+
+// probeCommit ends ProbeWrite's transaction with a write that commits
+// (see ProbeWrite): nil and the failure forgotten when it does, the
+// failure's cause otherwise.
+func (c *conns) probeCommit(ctx context.Context) error {
+	var v int64
+	err := c.wc.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&v)
+	if err == nil {
+		_, err = c.wc.ExecContext(ctx, fmt.Sprintf(`PRAGMA user_version = %d`, v))
+	}
+	if err == nil {
+		_, err = c.wc.ExecContext(ctx, `COMMIT`)
+	}
+	if err != nil {
+		_, _ = c.wc.ExecContext(ctx, `ROLLBACK`)
+		c.noteWrite(err)
+		if cause := c.writeFailure(); cause != "" {
+			return fmt.Errorf("sqlite: probe: %w", store.Unavailable(cause, err))
+		}
+		return fmt.Errorf("sqlite: probe: %w", mapErr(err))
+	}
+	c.writeFailed.Store(nil)
 	return nil
 }
 
@@ -367,21 +444,46 @@ func (r rows) Close() { _ = r.Rows.Close() }
 type tx struct {
 	c   *conns
 	ctx context.Context // Begin's, without cancellation
+	// changes is the connection's changes() at Begin when a write had
+	// failed before (conns.writeFailed), -1 otherwise.
+	changes int64
 }
 
 func (t *tx) conn() conn { return conn{q: t.c.wc, stmts: t.c.ws} }
 
 func (t *tx) Exec(_ context.Context, query string, args ...any) (int64, error) {
-	return t.conn().Exec(t.ctx, query, args...)
+	n, err := t.conn().Exec(t.ctx, query, args...)
+	return n, t.c.noteWrite(err)
 }
 
 func (t *tx) Query(_ context.Context, query string, args ...any) (sqlstore.Rows, error) {
-	return t.conn().Query(t.ctx, query, args...)
+	r, err := t.conn().Query(t.ctx, query, args...)
+	if err != nil {
+		return nil, t.c.noteWrite(err)
+	}
+	return notedRows{Rows: r, c: t.c}, nil
 }
 
 func (t *tx) QueryRow(_ context.Context, query string, args ...any) sqlstore.Row {
-	return t.conn().QueryRow(t.ctx, query, args...)
+	return notedRow{Row: t.conn().QueryRow(t.ctx, query, args...), c: t.c}
 }
+
+// notedRow and notedRows are a write transaction's results: an error
+// they report (a statement that writes, RETURNING, or spills the page
+// cache) is noted as a write's (conns.noteWrite).
+type notedRow struct {
+	sqlstore.Row
+	c *conns
+}
+
+func (r notedRow) Scan(dest ...any) error { return r.c.noteWrite(r.Row.Scan(dest...)) }
+
+type notedRows struct {
+	sqlstore.Rows
+	c *conns
+}
+
+func (r notedRows) Err() error { return r.c.noteWrite(r.Rows.Err()) }
 
 // Batch runs the statements one by one (SQLite runs in process: there are
 // no round trips to save).
@@ -390,7 +492,7 @@ func (t *tx) Batch(_ context.Context, stmts []sqlstore.Stmt) error {
 	for _, st := range stmts {
 		n, err := c.Exec(t.ctx, st.SQL, st.Args...)
 		if err != nil {
-			return err
+			return t.c.noteWrite(err)
 		}
 		if st.Affected != nil {
 			*st.Affected += n
@@ -408,7 +510,7 @@ func (t *tx) QueryBatch(_ context.Context, stmts []sqlstore.Stmt, fn func(i int,
 			err = fn(i, rows)
 		}
 		if err != nil {
-			return err
+			return t.c.noteWrite(err)
 		}
 	}
 	return nil
@@ -420,9 +522,16 @@ func (t *tx) QueryBatch(_ context.Context, stmts []sqlstore.Stmt, fn func(i int,
 func (t *tx) Commit(context.Context) error {
 	defer t.c.wmu.Unlock()
 	defer t.c.inTx.Store(false)
+	var changed bool
+	if t.changes >= 0 {
+		changed = t.c.changes(t.ctx) > t.changes
+	}
 	if _, err := t.conn().Exec(t.ctx, `COMMIT`); err != nil {
 		_, _ = t.conn().Exec(t.ctx, `ROLLBACK`)
-		return err
+		return t.c.noteWrite(err)
+	}
+	if changed {
+		t.c.writeFailed.Store(nil)
 	}
 	return nil
 }

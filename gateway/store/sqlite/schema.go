@@ -409,47 +409,63 @@ var schemaVersion = migrations[len(migrations)-1].Version
 // migrate brings the database to schemaVersion in one write transaction
 // (BEGIN IMMEDIATE: a second process opening the same file waits for the
 // first and then finds nothing left to do). It retries while the database
-// is busy, for up to wait. now stamps the migrations applied.
-func migrate(ctx context.Context, db *sql.DB, wait time.Duration, now func() time.Time) error {
+// is busy, for up to wait. now stamps the migrations applied. A database
+// at schemaVersion already is only read, without the write lock: a
+// gateway starts while another process (a backup, an sqlite3 shell)
+// holds that lock, as a running one goes on serving reads then.
+// from is the version the database was at (0: a new one).
+func migrate(ctx context.Context, db *sql.DB, wait time.Duration, now func() time.Time) (from int, err error) {
+	if v, err := readVersion(ctx, db); err == nil && v == schemaVersion {
+		return v, nil
+	}
 	wctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	for {
-		err := migrateOnce(ctx, db, schemaVersion, now)
+		from, err := migrateOnce(ctx, db, schemaVersion, now)
 		if err == nil || !isBusy(err) {
-			return mapErr(err)
+			return from, mapErr(err)
 		}
 		select {
 		case <-wctx.Done():
 			if ctx.Err() != nil {
-				return ctx.Err()
+				return 0, ctx.Err()
 			}
-			return mapErr(err)
+			return 0, mapErr(err)
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
 }
 
+// readVersion reads the database's schema version without a write
+// transaction (a WAL reader waits for no writer); an error when there is
+// no schema_migrations table.
+func readVersion(ctx context.Context, db *sql.DB) (int, error) {
+	var v int
+	err := db.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&v)
+	return v, err
+}
+
 // migrateOnce migrates the database to version upTo (tests build older
 // schemas with it) in one transaction.
-func migrateOnce(ctx context.Context, db *sql.DB, upTo int, now func() time.Time) (err error) {
+func migrateOnce(ctx context.Context, db *sql.DB, upTo int, now func() time.Time) (from int, err error) {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, ignoreDone(tx.Rollback()))
 		}
 	}()
-	if err := sqlstore.Migrate(ctx, conn{q: tx}, dialect, migrations, upTo, now); err != nil {
-		return err
+	if from, err = sqlstore.Migrate(ctx, conn{q: tx}, dialect, migrations, upTo, now); err != nil {
+		return 0, err
 	}
 	if err := tx.Commit(); err != nil {
-		return err
+		return 0, err
 	}
 	// Load the (seeded) statistics into the write connection.
 	_, err = db.ExecContext(ctx, `ANALYZE sqlite_schema`)
-	return err
+	return from, err
 }
 
 // plannerStats are sqlite_stat1 rows describing a large database of the

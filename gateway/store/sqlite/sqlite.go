@@ -138,8 +138,9 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	w.SetMaxIdleConns(1)
 	w.SetConnMaxLifetime(0)
 	w.SetConnMaxIdleTime(0)
+	from := schemaVersion
 	if !opts.Existing {
-		if err := migrate(ctx, w, 2*busy, now); err != nil {
+		if from, err = migrate(ctx, w, 2*busy, now); err != nil {
 			w.Close()
 			return nil, fmt.Errorf("sqlite: migrate %s: %w", path, err)
 		}
@@ -174,6 +175,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	c.rs = newStmtCache(r.PrepareContext, false)
 	s := &Store{w: w, r: r, c: c}
 	s.Store = sqlstore.New(c, dialect, sqlstore.Config{Now: now, MaxBatch: opts.MaxBatch, MaxQueue: opts.MaxQueue})
+	s.SetMigrated(from, schemaVersion)
 	if err := s.prepare(ctx); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("sqlite: prepare: %w", err)
@@ -312,6 +314,10 @@ func (s *Store) Close() error {
 const (
 	codeBusy             = 5
 	codeLocked           = 6
+	codeReadOnly         = 8
+	codeIOErr            = 10
+	codeFull             = 13
+	codeCantOpen         = 14
 	codeConstraintPK     = 1555
 	codeConstraintUnique = 2067
 )
@@ -329,9 +335,31 @@ func isBusy(err error) bool {
 	return ok && (c&0xff == codeBusy || c&0xff == codeLocked)
 }
 
+// unavailableCause is the store.UnavailableError cause of a SQLite result
+// code: the database locked (after the busy timeout), its disk full, the
+// file read-only, an I/O error, a file that cannot be opened. These are
+// the database's trouble, not the request's nor a fault of the gateway's:
+// the request may succeed later.
+func unavailableCause(code int) string {
+	switch code & 0xff {
+	case codeBusy, codeLocked:
+		return store.CauseLocked
+	case codeFull:
+		return store.CauseFull
+	case codeReadOnly:
+		return store.CauseReadOnly
+	case codeIOErr:
+		return store.CauseIO
+	case codeCantOpen:
+		return store.CauseCantOpen
+	}
+	return ""
+}
+
 // mapErr wraps driver errors with the store sentinels: a unique or primary
-// key violation is store.ErrConflict, a busy or locked database (after the
-// busy timeout) store.ErrUnavailable.
+// key violation is store.ErrConflict; a busy or locked database (after the
+// busy timeout), a full disk, a read-only file, an I/O error or a file
+// that cannot be opened is a store.UnavailableError of that cause.
 func mapErr(err error) error {
 	if err == nil {
 		return nil
@@ -340,11 +368,11 @@ func mapErr(err error) error {
 		return err
 	}
 	if c, ok := sqliteCode(err); ok {
-		switch {
-		case c == codeConstraintPK || c == codeConstraintUnique:
+		if c == codeConstraintPK || c == codeConstraintUnique {
 			return fmt.Errorf("%w: %v", store.ErrConflict, err)
-		case c&0xff == codeBusy || c&0xff == codeLocked:
-			return fmt.Errorf("%w: %v", store.ErrUnavailable, err)
+		}
+		if cause := unavailableCause(c); cause != "" {
+			return store.Unavailable(cause, err)
 		}
 	}
 	return err

@@ -35,7 +35,7 @@ func openMigrated(t *testing.T, version int, rows []string) *Store {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := migrateOnce(ctx, db, version, time.Now); err != nil {
+	if _, err := migrateOnce(ctx, db, version, time.Now); err != nil {
 		t.Fatalf("migrate to %d: %v", version, err)
 	}
 	for _, stmt := range rows {

@@ -46,21 +46,22 @@ const QuantityComparator = `ALTER TABLE idx_quantity ADD COLUMN comparator TEXT 
 // which the backend has begun (and serialised against other processes'
 // migrations) and commits. Each migration run is recorded in
 // schema_migrations with its version and now. A database whose schema is
-// newer than the program's is an error.
-func Migrate(ctx context.Context, c Conn, d *Dialect, migrations []Migration, upTo int, now func() time.Time) error {
+// newer than the program's is an error. from is the version the database
+// was at (0: a new one).
+func Migrate(ctx context.Context, c Conn, d *Dialect, migrations []Migration, upTo int, now func() time.Time) (from int, err error) {
 	// BIGINT: a PostgreSQL type, an INTEGER to SQLite.
 	if _, err := c.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 		version INTEGER NOT NULL PRIMARY KEY,
 		applied_at BIGINT NOT NULL
 	)`); err != nil {
-		return fmt.Errorf("create schema_migrations: %w", err)
+		return 0, fmt.Errorf("create schema_migrations: %w", err)
 	}
 	var have int
 	if err := c.QueryRow(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&have); err != nil {
-		return fmt.Errorf("read schema version: %w", err)
+		return 0, fmt.Errorf("read schema version: %w", err)
 	}
 	if latest := migrations[len(migrations)-1].Version; have > latest {
-		return fmt.Errorf("database schema version %d is newer than this program's %d", have, latest)
+		return 0, fmt.Errorf("database schema version %d is newer than this program's %d", have, latest)
 	}
 	record := bind(d, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`)
 	for _, m := range migrations {
@@ -69,19 +70,19 @@ func Migrate(ctx context.Context, c Conn, d *Dialect, migrations []Migration, up
 		}
 		for _, st := range m.Stmts {
 			if _, err := c.Exec(ctx, st); err != nil {
-				return fmt.Errorf("migration %d: %w", m.Version, err)
+				return 0, fmt.Errorf("migration %d: %w", m.Version, err)
 			}
 		}
 		if m.After != nil {
 			if err := m.After(ctx, c); err != nil {
-				return fmt.Errorf("migration %d: %w", m.Version, err)
+				return 0, fmt.Errorf("migration %d: %w", m.Version, err)
 			}
 		}
 		if _, err := c.Exec(ctx, record, m.Version, now().UnixMilli()); err != nil {
-			return fmt.Errorf("migration %d: %w", m.Version, err)
+			return 0, fmt.Errorf("migration %d: %w", m.Version, err)
 		}
 	}
-	return nil
+	return have, nil
 }
 
 // CheckVersion reports, without changing anything, whether c's database

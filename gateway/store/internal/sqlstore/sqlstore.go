@@ -114,6 +114,8 @@ type Store struct {
 	w   *committer
 	ix  auditIndexer
 
+	migrated store.Migration // what Open migrated (SetMigrated)
+
 	indexDel []string      // each of indexTables' delete statement (bound)
 	bound    sync.Map      // statement with "?" -> in the dialect's placeholders
 	inserts  sync.Map      // insertKey -> a flush's insert statement
@@ -287,4 +289,15 @@ func (s *Store) forUpdate() string {
 		return " FOR UPDATE"
 	}
 	return ""
+}
+
+// Migrated implements store.Store: what opening the database migrated.
+func (s *Store) Migrated() store.Migration { return s.migrated }
+
+// SetMigrated records what the backend's Open migrated, from (the schema
+// version it found, 0 for a new database) to to; nothing when from is to.
+func (s *Store) SetMigrated(from, to int) {
+	if from != to {
+		s.migrated = store.Migration{From: from, To: to}
+	}
 }

@@ -1,0 +1,83 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+)
+
+// logRecovery logs, once at start, what serve found of a previous process:
+// the schema it migrated, the deliveries in flight (a stopped process's
+// claims lapse, and their records are sent again, the attempt cut off
+// recorded as interrupted) and the jobs running (a stopped process's
+// resume when their lease runs out). Counts only, never a record.
+func logRecovery(ctx context.Context, st store.Store, logger *slog.Logger, now time.Time) {
+	switch m := st.Migrated(); {
+	case m == store.Migration{}:
+	case m.From == 0:
+		logger.Info("store: new database created", "schema", m.To)
+	default:
+		logger.Info("store: schema migrated", "from", m.From, "to", m.To)
+	}
+	inflight, err := st.Deliveries(ctx, store.DeliveryFilter{Status: store.StatusInFlight, Limit: 1000})
+	if err != nil {
+		logger.Warn("delivery: could not count the deliveries in flight", "error_class", unavailableClass(err))
+	} else if n := len(inflight); n > 0 {
+		logger.Info("delivery: deliveries in flight at start; those of a stopped process are claimed again when "+
+			"their claim lapses, their cut-off attempt recorded as interrupted, and sent again",
+			"in_flight", n, "listed_at_most", 1000)
+	}
+	jobs, err := st.ListJobs(ctx, store.JobFilter{Tenant: search.AllTenants, Limit: 1000})
+	if err != nil {
+		logger.Warn("jobs: could not count the jobs running", "error_class", unavailableClass(err))
+		return
+	}
+	var running int
+	var lapse time.Time
+	for _, j := range jobs {
+		if j.Status == store.JobRunning {
+			running++
+			if j.LeaseUntil.After(lapse) {
+				lapse = j.LeaseUntil
+			}
+		}
+	}
+	if running > 0 {
+		attrs := []any{"running", running}
+		if lapse.After(now) {
+			attrs = append(attrs, "leases_end_by", lapse.UTC().Format(time.RFC3339))
+		}
+		logger.Info("jobs: jobs running at start; those of a stopped process resume from their last checkpoint "+
+			"when their lease runs out", attrs...)
+	}
+}
+
+// unavailableClass names an error's kind for the log, not its text.
+func unavailableClass(err error) string {
+	if cause := store.UnavailableCause(err); cause != "" {
+		return "database unavailable: " + cause
+	}
+	if errors.Is(err, store.ErrUnavailable) {
+		return "database unavailable"
+	}
+	return fmt.Sprintf("%T", err)
+}
+
+// openFailure is serve's message when the database could not be opened:
+// a lock held by another process or a full disk is no fault of --db.
+func openFailure(err error) string {
+	switch store.UnavailableCause(err) {
+	case store.CauseLocked:
+		return fmt.Sprintf("serve: the database is locked by another process (a backup, a migration, an sqlite3 shell "+
+			"left in a transaction), which held its write lock longer than serve waits at start to migrate it; "+
+			"start again once that process releases it: %v", err)
+	case store.CauseFull:
+		return fmt.Sprintf("serve: the database's disk is full; free space and start again: %v", err)
+	}
+	return fmt.Sprintf("serve: could not open or create the database: %v; check --db or GATEWAY_DB", err)
+}

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
+)
+
+// migratedStore is a store that says Open migrated m.
+type migratedStore struct {
+	store.Store
+	m store.Migration
+}
+
+func (s migratedStore) Migrated() store.Migration { return s.m }
+
+// logLines runs logRecovery on st and returns its lines by message.
+func logLines(t *testing.T, st store.Store) map[string]map[string]any {
+	t.Helper()
+	var buf bytes.Buffer
+	logRecovery(context.Background(), st, slog.New(slog.NewJSONHandler(&buf, nil)), time.Now())
+	lines := map[string]map[string]any{}
+	for line := range strings.SplitSeq(strings.TrimSpace(buf.String()), "\n") {
+		var l map[string]any
+		if json.Unmarshal([]byte(line), &l) == nil {
+			lines[l["msg"].(string)] = l
+		}
+	}
+	return lines
+}
+
+// TestLogRecovery: serve's start says what it migrated (from and to
+// schema versions), how many deliveries it found in flight and how many
+// jobs running, counts only; nothing when there is nothing to say.
+func TestLogRecovery(t *testing.T) {
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "gw.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if lines := logLines(t, migratedStore{Store: st}); len(lines) != 0 {
+		t.Errorf("logRecovery of a current, idle database logged %v, want nothing", lines)
+	}
+	l := logLines(t, migratedStore{Store: st, m: store.Migration{From: 15, To: 16}})["store: schema migrated"]
+	if l == nil || l["level"] != "INFO" || l["from"] != float64(15) || l["to"] != float64(16) {
+		t.Errorf("schema migrated line = %v, want INFO from 15 to 16", l)
+	}
+	if l := logLines(t, st)["store: new database created"]; l == nil || l["schema"] == nil {
+		t.Errorf("new database line = %v, want one with its schema version", l)
+	}
+
+	for i := range 2 {
+		it := &store.OutboxItem{Destination: "ehr", OrderKey: fmt.Sprint("src|session|R", i), Patient: "src|P", Kind: "session",
+			Source: "src", RecordID: fmt.Sprint("R", i), Version: "1", Payload: []byte(`{}`)}
+		if err := st.Write(ctx, func(tx store.Tx) error { return tx.Enqueue(it) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, err := st.Claim(ctx, "ehr", time.Now(), time.Minute, 2); err != nil || len(got) != 2 {
+		t.Fatalf("Claim = %d, %v", len(got), err)
+	}
+	if err := st.CreateJob(ctx, &store.Job{ID: "j1", Kind: "reindex", Tenant: search.AllTenants, Owner: "op"}); err != nil {
+		t.Fatal(err)
+	}
+	if j, err := st.ClaimJob(ctx, []string{"reindex"}, "c1", time.Now(), time.Minute); err != nil || j == nil {
+		t.Fatalf("ClaimJob = %v, %v", j, err)
+	}
+	lines := logLines(t, migratedStore{Store: st})
+	if l := lines["delivery: deliveries in flight at start; those of a stopped process are claimed again when "+
+		"their claim lapses, their cut-off attempt recorded as interrupted, and sent again"]; l == nil || l["in_flight"] != float64(2) {
+		t.Errorf("in-flight line = %v (all: %v), want in_flight 2", l, lines)
+	}
+	if l := lines["jobs: jobs running at start; those of a stopped process resume from their last checkpoint "+
+		"when their lease runs out"]; l == nil || l["running"] != float64(1) || l["leases_end_by"] == nil {
+		t.Errorf("jobs line = %v (all: %v), want running 1 with leases_end_by", l, lines)
+	}
+}
+
+// TestOpenFailure: serve's message for a database it could not open names
+// a lock held by another process or a full disk as such, not as a --db
+// mistake; anything else points at --db.
+func TestOpenFailure(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		err       error
+		want, not string
+	}{
+		{"locked", fmt.Errorf("migrate: %w", store.Unavailable(store.CauseLocked, errors.New("database is locked (5)"))),
+			"locked by another process", "check --db"},
+		{"full", fmt.Errorf("migrate: %w", store.Unavailable(store.CauseFull, errors.New("database or disk is full (13)"))),
+			"disk is full", "check --db"},
+		{"not a database", errors.New("file is not a database (26)"), "check --db", "locked"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := openFailure(tc.err)
+			if !strings.Contains(got, tc.want) || strings.Contains(got, tc.not) {
+				t.Errorf("openFailure = %q, want %q and not %q", got, tc.want, tc.not)
+			}
+		})
+	}
+}

@@ -1,0 +1,47 @@
+package store
+
+import "errors"
+
+// Causes of an UnavailableError: what kind of trouble the database is in,
+// as the log and the readiness probe name it. They carry no data.
+const (
+	CauseLocked      = "locked"           // another process holds the write lock (SQLite), a lock not available
+	CauseFull        = "disk full"        // no space for the database or its journal
+	CauseReadOnly    = "read-only"        // the database (file, a hot standby) takes no writes
+	CauseIO          = "I/O error"        // the disk failed a read or a write
+	CauseCantOpen    = "cannot open"      // a file of the database cannot be opened
+	CauseResources   = "out of resources" // the server's memory or connections ran out
+	CauseUnreachable = "unreachable"      // the server cannot be reached, or the connection broke
+	CauseShutdown    = "shutting down"    // the server is shutting down or starting
+	CauseTimeout     = "statement timeout"
+)
+
+// UnavailableError is an ErrUnavailable (errors.Is) that says why: Cause,
+// one of the Cause constants, which the log may name (it holds no data),
+// and the driver's error, whose text the log does not repeat.
+type UnavailableError struct {
+	Cause string
+	Err   error
+}
+
+func (e *UnavailableError) Error() string {
+	return ErrUnavailable.Error() + " (" + e.Cause + "): " + e.Err.Error()
+}
+
+// Is makes an UnavailableError an ErrUnavailable.
+func (e *UnavailableError) Is(target error) bool { return target == ErrUnavailable }
+
+func (e *UnavailableError) Unwrap() error { return e.Err }
+
+// Unavailable wraps err, a driver's error, as an UnavailableError of cause.
+func Unavailable(cause string, err error) error { return &UnavailableError{Cause: cause, Err: err} }
+
+// UnavailableCause is the Cause of the UnavailableError err wraps, "" when
+// it wraps none.
+func UnavailableCause(err error) string {
+	var ue *UnavailableError
+	if errors.As(err, &ue) {
+		return ue.Cause
+	}
+	return ""
+}
