@@ -67,6 +67,7 @@ type Entry struct {
 	params   url.Values       // a GET's parameters
 	searched *SearchResult    // a GET search's, compartment search's or $everything's answer
 	hist     *HistoryResult   // a GET history's answer
+	gone     *store.Resource  // a GET read's deletion, for the ETag of its 410
 	rendered *rendered        // version 1 of a POST, made ahead (render) or when stored
 	ready    chan struct{}    // closed when render made rendered; nil when render does not make it
 	rewrites fhirwire.Changes // what the last run rewrote in doc (restored before a run)
@@ -89,6 +90,23 @@ type Result struct {
 	// current version as it is: nothing was written, and Resource is that
 	// version (Status StatusOK).
 	Unchanged bool
+	// Gone is, for a delete of a resource deleted already (nothing
+	// written: Resource is nil), its deletion, the latest version: the
+	// answer carries its ETag, as a read's 410 does.
+	Gone *store.Resource
+}
+
+// Deleted is the deletion version a delete answers with: the one it wrote,
+// or, for a resource deleted already, the one that deleted it (Gone); nil
+// when there is none (the resource never existed here).
+func (r *Result) Deleted() *store.Resource {
+	switch {
+	case r == nil:
+		return nil
+	case r.Resource != nil && r.Resource.Deleted:
+		return r.Resource
+	}
+	return r.Gone
 }
 
 // VersionAlways has the entry, an update, write a new version even when
