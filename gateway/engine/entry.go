@@ -135,6 +135,20 @@ func (e *Engine) NewEntry(index int, method, url, fullURL string, doc map[string
 	return en, nil
 }
 
+// errEntrySearch answers a write entry's url Type/_search (a search POSTed
+// the top level's way): in a Bundle a search is a GET entry.
+var errEntrySearch = outcome.New(outcome.Invalid, "invalid", "bundle-entry-url-invalid",
+	"Type/_search is a search, and in a Bundle a search is a GET entry: send method GET with the url "+
+		"Type?criteria (POST Type/_search is the top level's form); a POST entry's url is the resource type")
+
+// errEntryOperation answers a write entry's url naming an operation
+// (Type/$validate, Patient/id/$everything): Bundle entries run the
+// RESTful interactions, and the one operation a GET entry may ask for.
+var errEntryOperation = outcome.New(outcome.Invalid, "invalid", "bundle-entry-url-invalid",
+	"operations are not run as Bundle entries, other than a GET entry's Patient/id/$everything: send $validate "+
+		"itself (POST /fhir/$validate, /fhir/Type/$validate or /fhir/Type/id/$validate); a POST entry's url is the "+
+		"resource type")
+
 // parseURL reads an entry's request url and checks it against the method.
 // A GET (or HEAD) may ask for what a client can GET at the top level
 // (parseGet).
@@ -158,6 +172,9 @@ func (e *Engine) parseURL(en *Entry, rawURL string) error {
 		}
 	} else {
 		if !e.v.KnownType(en.typ) {
+			if strings.HasPrefix(parts[0], "$") {
+				return errEntryOperation // $validate at the system level
+			}
 			if strings.Contains(parts[0], ":") {
 				return fail("bundle-entry-url-invalid", "the request url is an absolute URL that is not on this server's "+
 					"FHIR base; send it relative to the base (Type, Type/id, Type?criteria)")
@@ -165,6 +182,10 @@ func (e *Engine) parseURL(en *Entry, rawURL string) error {
 			return fail("bundle-entry-url-invalid", "the request url must start with a FHIR R4 resource type")
 		}
 		switch {
+		case len(parts) > 1 && parts[len(parts)-1] == "_search":
+			return errEntrySearch
+		case len(parts) > 1 && strings.HasPrefix(parts[len(parts)-1], "$"):
+			return errEntryOperation
 		case len(parts) == 2 && query == "":
 			en.id = parts[1]
 		case len(parts) != 1:

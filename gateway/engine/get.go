@@ -106,6 +106,8 @@ func (e *Engine) parseGet(en *Entry, parts []string) error {
 		switch {
 		case parts[1] == "_history":
 			en.get = getHistory
+		case parts[1] == "_search":
+			return errEntrySearch
 		case op(parts[1]):
 			return errGetURL
 		default:
