@@ -41,6 +41,14 @@ var (
 		Severity: "error", Code: "not-supported", Rule: "method-not-allowed",
 		Message: "/fhir takes POST with a transaction or batch Bundle; the gateway does not search all types at once " +
 			"(GET /fhir?parameters): search one type with GET /fhir/{type}?parameters or POST /fhir/{type}/_search"}}}
+	// errExportMethod answers a bulk export's kick-off with another method
+	// than GET (POST, which Bulk Data v2 makes optional, included), at
+	// every level alike: the operation is there, its method is not. Allow
+	// is the router's for those paths (it answers OPTIONS there).
+	errExportMethod = &outcome.Error{Kind: outcome.MethodNotAllowed, Allow: []string{http.MethodOptions, http.MethodGet}, Issues: []outcome.Issue{{
+		Severity: "error", Code: "not-supported", Rule: "method-not-allowed",
+		Message: "the $export kick-off takes GET, with Prefer: respond-async and its parameters (_type, _since, " +
+			"_typeFilter, _outputFormat) in the URL's query; a POST kick-off with a Parameters body is not supported"}}}
 	// errConditionalDelete answers DELETE /fhir/{type}?criteria; the
 	// router's Allow lists the methods the type's URL takes.
 	errConditionalDelete = outcome.New(outcome.MethodNotAllowed, "not-supported", "method-not-allowed",
@@ -162,6 +170,20 @@ func paramInvalid(msg string) error {
 	return outcome.New(outcome.Invalid, "invalid", "parameter-invalid", msg)
 }
 
+// exportPath reports whether the segments of a path below /fhir/ are a
+// bulk export's kick-off: $export, Patient/$export, Group/{id}/$export.
+func exportPath(segs []string) bool {
+	switch len(segs) {
+	case 1:
+		return segs[0] == "$export"
+	case 2:
+		return segs[0] == "Patient" && segs[1] == "$export"
+	case 3:
+		return segs[0] == "Group" && segs[1] != "" && segs[2] == "$export"
+	}
+	return false
+}
+
 // fromEchoError converts echo's routing errors of request r.
 func fromEchoError(he *echo.HTTPError, r *http.Request) error {
 	switch he.Code {
@@ -180,6 +202,8 @@ func fromEchoError(he *echo.HTTPError, r *http.Request) error {
 		segs := strings.Split(rest, "/")
 		switch {
 		case !strings.HasPrefix(r.URL.Path, "/fhir/"):
+		case exportPath(segs):
+			return errExportMethod
 		case r.Method == http.MethodDelete && len(segs) == 1 && !strings.HasPrefix(segs[0], "_") && !strings.HasPrefix(segs[0], "$"):
 			return errConditionalDelete
 		case strings.HasPrefix(segs[len(segs)-1], "$") && !slices.Contains([]string{"$validate", "$everything", "$export"}, segs[len(segs)-1]):

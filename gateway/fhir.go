@@ -126,8 +126,10 @@ func (s *Server) handleDelete(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if res.Resource != nil {
-		c.Response().Header().Set("ETag", fhirwire.ETag(res.Resource.Version))
+	// The deletion's version: the one written, or the one that deleted
+	// the resource before (the ETag a read's 410 carries).
+	if r := res.Deleted(); r != nil {
+		c.Response().Header().Set("ETag", fhirwire.ETag(r.Version))
 	}
 	return c.NoContent(http.StatusNoContent)
 }

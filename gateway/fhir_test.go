@@ -1273,8 +1273,9 @@ func TestHistoryLinks(t *testing.T) {
 			"previous": inst + "?_count=2&_since=2000-01-01T00%3A00%3A00Z",
 			"next":     inst + "?_count=2&_offset=4&_since=2000-01-01T00%3A00%3A00Z"}},
 		{"_count=0: the total only", inst + "?_count=0", "", map[string]string{"self": inst + "?_count=0"}},
-		{"lenient: the ignored ones left out", inst + "?_at=2000-01-01T00:00:00Z&_count=2&_offset=2&_format=json", "handling=lenient",
-			map[string]string{"self": inst + "?_count=2&_offset=2", "previous": inst + "?_count=2", "next": inst + "?_count=2&_offset=4"}},
+		{"lenient: the ignored ones left out, _format kept", inst + "?_at=2000-01-01T00:00:00Z&_count=2&_offset=2&_format=json", "handling=lenient",
+			map[string]string{"self": inst + "?_count=2&_format=json&_offset=2", "previous": inst + "?_count=2&_format=json",
+				"next": inst + "?_count=2&_format=json&_offset=4"}},
 		{"type", "/fhir/Patient/_history?_count=1&_offset=1", "", map[string]string{
 			"self": "/fhir/Patient/_history?_count=1&_offset=1", "previous": "/fhir/Patient/_history?_count=1",
 			"next": "/fhir/Patient/_history?_count=1&_offset=2"}},

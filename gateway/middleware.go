@@ -182,6 +182,11 @@ func canonicalVersion(vid string) bool {
 // operations there are (never the name sent), or a 405 with Allow, instead
 // of "no such resource" or "not a FHIR R4 resource type".
 func operationOrMetadata(c echo.Context) error {
+	if r := c.Request(); r.Method != http.MethodGet && exportPath(strings.Split(strings.TrimPrefix(r.URL.Path, "/fhir/"), "/")) {
+		// POST /fhir/$export (or DELETE /fhir/Patient/$export...), which a
+		// route took for a type or an id: the kick-off is a GET.
+		return errExportMethod
+	}
 	for _, name := range []string{"type", "id", "compartment"} {
 		if strings.HasPrefix(c.Param(name), "$") {
 			return errOperationUnknown

@@ -127,7 +127,16 @@ func New(cfg Config) (*App, error) {
 		cfg.BacklogEvery = time.Minute
 	}
 	a := &App{Store: cfg.Store, IdentifierBase: cfg.IdentifierBase, backlogEvery: cfg.BacklogEvery, runJobs: !cfg.NoJobRunner}
-	a.Audit = auditlog.New(cfg.Store, auditlog.Config{Observer: cfg.Instance, Now: cfg.Now, Disabled: cfg.NoAudit})
+	// AuditEvents take their time from the engine's clock, which is never
+	// before a write's meta.lastUpdated (those may run ahead of cfg.Now
+	// under load: engine.Engine.Now): an AuditEvent recorded after a write
+	// is then not before it, and a _since or _lastUpdated read from a
+	// write's instant finds the requests after it.
+	auditNow := cfg.Now
+	if cfg.Store != nil {
+		auditNow = func() time.Time { return a.Engine.Now() }
+	}
+	a.Audit = auditlog.New(cfg.Store, auditlog.Config{Observer: cfg.Instance, Now: auditNow, Disabled: cfg.NoAudit})
 	dests := make([]string, len(cfg.Routes)) // the destinations' names
 	for i, r := range cfg.Routes {
 		dests[i] = r.Name

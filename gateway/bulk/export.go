@@ -174,7 +174,9 @@ var (
 
 // exportRequest reads and checks the kick-off's parameters.
 func (s *Service) exportRequest(ctx context.Context, sc *auditlog.Scope, p ExportParams) (*exportRequest, error) {
-	now := s.cfg.Now().UTC().Truncate(time.Millisecond)
+	// The engine's clock: never before a write's meta.lastUpdated, which
+	// may run ahead of s.cfg.Now under load.
+	now := s.cfg.Engine.Now()
 	req := &exportRequest{Level: p.Level, Request: p.Request, Base: p.Base, TransactionTime: now, Scopes: sc.Principal.Scopes.String(),
 		NoToken: p.NoToken}
 	lenient := prefers(p.Prefer, "handling=lenient")

@@ -220,6 +220,11 @@ func (e *Engine) Response(typ string, entries []*Entry, errs []error, ans Answer
 			kind, issues := outcome.From(outcome.Unentry(errs[i]))
 			oo, _ := fhirwire.Marshal(outcome.Resource(issues))
 			be.Response = &fhirwire.Response{Status: fhirwire.StatusLine(kind.HTTPStatus()), Outcome: oo}
+			if r := en.gone; r != nil && IsGone(errs[i]) {
+				// A GET of a deleted resource: the deletion's version, as
+				// the top-level 410 carries it (to restore with If-Match).
+				be.Response.Etag, be.Response.LastModified = fhirwire.ETag(r.Version), fhirwire.Instant(r.LastUpdated)
+			}
 			b.Entry = append(b.Entry, be)
 			continue
 		}
@@ -248,6 +253,12 @@ func (e *Engine) Response(typ string, entries []*Entry, errs []error, ans Answer
 			}
 		default:
 			be.Response = &fhirwire.Response{Status: fhirwire.StatusLine(fhirwire.StatusNoContent)}
+			// A DELETE: the version that records the deletion (written
+			// now, or earlier for a resource deleted already), as the
+			// top-level DELETE's ETag.
+			if r := en.res.Deleted(); r != nil {
+				be.Response.Etag, be.Response.LastModified = fhirwire.ETag(r.Version), fhirwire.Instant(r.LastUpdated)
+			}
 			if ans.Return == ReturnOutcome {
 				be.Response.Outcome, _ = fhirwire.Marshal(WriteOutcome(en.method, en.res, true))
 			}

@@ -88,6 +88,7 @@ type Engine struct {
 	maxAnswer     int
 	maxResource   int64
 	now           func() time.Time
+	clock         *writeClock // the instants of writes (meta.lastUpdated)
 	tracer        trace.Tracer
 	limits        search.Limits
 	searchTimeout time.Duration
@@ -124,7 +125,7 @@ func New(cfg Config) *Engine {
 	}
 	return &Engine{store: cfg.Store, audit: cfg.Audit, v: cfg.Validator, maxEntries: cfg.MaxBundleEntries, maxAnswer: cfg.MaxBundleAnswer,
 		maxResource: cfg.MaxResourceBytes,
-		now:         cfg.Now, tracer: stage.Tracer(cfg.Tracer), limits: cfg.SearchLimits.WithDefaults(),
+		now:         cfg.Now, clock: &writeClock{now: cfg.Now}, tracer: stage.Tracer(cfg.Tracer), limits: cfg.SearchLimits.WithDefaults(),
 		searchTimeout: cfg.SearchTimeout, searches: newSlots(cfg.SearchesPerClient), updateCreate: cfg.UpdateCreate}
 }
 
@@ -147,8 +148,12 @@ func (e *Engine) Validator() *Validator { return e.v }
 // KnownType reports whether typ is a FHIR R4 resource type.
 func (e *Engine) KnownType(typ string) bool { return e.v.KnownType(typ) }
 
-// Now is the engine's clock.
-func (e *Engine) Now() time.Time { return e.now() }
+// Now is the engine's clock, in whole milliseconds, and never before the
+// meta.lastUpdated of a write the engine has begun (whose instants may run
+// ahead of the clock under load: writeClock). A bulk export's
+// transactionTime is taken from it, so that what committed before the
+// kick-off is not after it.
+func (e *Engine) Now() time.Time { return e.clock.latest() }
 
 // Seed stores the gateway's own conformance resources (its CodeSystems,
 // ValueSets, StructureDefinitions, SearchParameters, OperationDefinitions
@@ -180,7 +185,7 @@ func (e *Engine) Seed(ctx context.Context) error {
 			default:
 				return fmt.Errorf("seed %s/%s: %w", typ, id, err)
 			}
-			if _, err := e.update(tx, typ, id, doc, conditions{}, e.now(), true, "PUT"); err != nil {
+			if _, err := e.update(tx, typ, id, doc, conditions{}, e.clock.next(), true, "PUT"); err != nil {
 				return fmt.Errorf("seed %s/%s: %w", typ, id, err)
 			}
 		}
@@ -197,7 +202,9 @@ func (e *Engine) Write(ctx context.Context, sc *auditlog.Scope, fn func(tx *Tx) 
 	tenant := sc.TenantOf()
 	err := store.Retry(ctx, e.store, func(raw store.Tx) error {
 		sc.Reset()
-		tx := &Tx{e: e, raw: raw, st: txFor(raw, tenant), sc: sc, now: e.now()}
+		// The instant is taken as fn runs, which on SQLite is in commit
+		// order (writeClock).
+		tx := &Tx{e: e, raw: raw, st: txFor(raw, tenant), sc: sc, now: e.clock.next()}
 		status, err := fn(tx)
 		if err != nil {
 			return err

@@ -67,6 +67,7 @@ type Entry struct {
 	params   url.Values       // a GET's parameters
 	searched *SearchResult    // a GET search's, compartment search's or $everything's answer
 	hist     *HistoryResult   // a GET history's answer
+	gone     *store.Resource  // a GET read's deletion, for the ETag of its 410
 	rendered *rendered        // version 1 of a POST, made ahead (render) or when stored
 	ready    chan struct{}    // closed when render made rendered; nil when render does not make it
 	rewrites fhirwire.Changes // what the last run rewrote in doc (restored before a run)
@@ -89,6 +90,23 @@ type Result struct {
 	// current version as it is: nothing was written, and Resource is that
 	// version (Status StatusOK).
 	Unchanged bool
+	// Gone is, for a delete of a resource deleted already (nothing
+	// written: Resource is nil), its deletion, the latest version: the
+	// answer carries its ETag, as a read's 410 does.
+	Gone *store.Resource
+}
+
+// Deleted is the deletion version a delete answers with: the one it wrote,
+// or, for a resource deleted already, the one that deleted it (Gone); nil
+// when there is none (the resource never existed here).
+func (r *Result) Deleted() *store.Resource {
+	switch {
+	case r == nil:
+		return nil
+	case r.Resource != nil && r.Resource.Deleted:
+		return r.Resource
+	}
+	return r.Gone
 }
 
 // VersionAlways has the entry, an update, write a new version even when
@@ -117,6 +135,20 @@ func (e *Engine) NewEntry(index int, method, url, fullURL string, doc map[string
 	return en, nil
 }
 
+// errEntrySearch answers a write entry's url Type/_search (a search POSTed
+// the top level's way): in a Bundle a search is a GET entry.
+var errEntrySearch = outcome.New(outcome.Invalid, "invalid", "bundle-entry-url-invalid",
+	"Type/_search is a search, and in a Bundle a search is a GET entry: send method GET with the url "+
+		"Type?criteria (POST Type/_search is the top level's form); a POST entry's url is the resource type")
+
+// errEntryOperation answers a write entry's url naming an operation
+// (Type/$validate, Patient/id/$everything): Bundle entries run the
+// RESTful interactions, and the one operation a GET entry may ask for.
+var errEntryOperation = outcome.New(outcome.Invalid, "invalid", "bundle-entry-url-invalid",
+	"operations are not run as Bundle entries, other than a GET entry's Patient/id/$everything: send $validate "+
+		"itself (POST /fhir/$validate, /fhir/Type/$validate or /fhir/Type/id/$validate); a POST entry's url is the "+
+		"resource type")
+
 // parseURL reads an entry's request url and checks it against the method.
 // A GET (or HEAD) may ask for what a client can GET at the top level
 // (parseGet).
@@ -140,6 +172,9 @@ func (e *Engine) parseURL(en *Entry, rawURL string) error {
 		}
 	} else {
 		if !e.v.KnownType(en.typ) {
+			if strings.HasPrefix(parts[0], "$") {
+				return errEntryOperation // $validate at the system level
+			}
 			if strings.Contains(parts[0], ":") {
 				return fail("bundle-entry-url-invalid", "the request url is an absolute URL that is not on this server's "+
 					"FHIR base; send it relative to the base (Type, Type/id, Type?criteria)")
@@ -147,6 +182,10 @@ func (e *Engine) parseURL(en *Entry, rawURL string) error {
 			return fail("bundle-entry-url-invalid", "the request url must start with a FHIR R4 resource type")
 		}
 		switch {
+		case len(parts) > 1 && parts[len(parts)-1] == "_search":
+			return errEntrySearch
+		case len(parts) > 1 && strings.HasPrefix(parts[len(parts)-1], "$"):
+			return errEntryOperation
 		case len(parts) == 2 && query == "":
 			en.id = parts[1]
 		case len(parts) != 1:

@@ -106,6 +106,8 @@ func (e *Engine) parseGet(en *Entry, parts []string) error {
 		switch {
 		case parts[1] == "_history":
 			en.get = getHistory
+		case parts[1] == "_search":
+			return errEntrySearch
 		case op(parts[1]):
 			return errGetURL
 		default:
@@ -159,6 +161,7 @@ func (e *Engine) getEntry(tx store.Tx, sc *auditlog.Scope, en *Entry) error {
 	} else if v, ok := fhirwire.FHIRVersion(f); ok && !fhirwire.R4Version(v) {
 		return errEntryVersion
 	}
+	en.gone = nil
 	switch en.get {
 	case getRead, getVRead:
 		var r = new(Result)
@@ -168,6 +171,9 @@ func (e *Engine) getEntry(tx store.Tx, sc *auditlog.Scope, en *Entry) error {
 			r.Resource, err = e.vread(ctx, sc, in, en.typ, en.id, strconv.FormatInt(en.vid, 10))
 		}
 		if err != nil {
+			if IsGone(err) && r.Resource != nil && r.Resource.Deleted {
+				en.gone = r.Resource // its ETag goes with the 410, as at the top level
+			}
 			return err
 		}
 		// A vread's version is all its URL ever had: a date in its span

@@ -67,10 +67,12 @@ func (e *Engine) Searchset(base, typ, path string, params url.Values, res *Searc
 }
 
 // selfParams are the request's parameters without paging ones and without
-// those a lenient search ignored.
+// those a lenient search ignored. _format and _pretty stay: a client that
+// chose the format with _format (it cannot set Accept, http.html#mime)
+// gets every page it follows in that format.
 func selfParams(params url.Values, ignored []string) url.Values {
 	out := url.Values{}
-	skip := map[string]bool{"_offset": true, "_cursor": true, "_count": true, "_format": true, "_pretty": true}
+	skip := map[string]bool{"_offset": true, "_cursor": true, "_count": true}
 	for _, n := range ignored {
 		skip[n] = true
 	}

@@ -290,7 +290,11 @@ func (e *Engine) remove(tx store.Tx, typ, id string, pre conditions, now time.Ti
 		return nil, err
 	}
 	if !exists {
-		return &Result{Status: fhirwire.StatusNoContent}, nil
+		res := &Result{Status: fhirwire.StatusNoContent}
+		if latest != nil && latest.Deleted {
+			res.Gone = latest
+		}
+		return res, nil
 	}
 	del := &store.Resource{Type: typ, ID: id, Version: cur.Version + 1, LastUpdated: now.UTC().Truncate(time.Millisecond), Deleted: true,
 		Method: "DELETE", Status: fhirwire.StatusNoContent}
