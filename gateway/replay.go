@@ -7,16 +7,8 @@ import (
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/replay"
-	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
 )
-
-// errAllTenantApply refuses an applied mapping replay to an all-tenant
-// client.
-var errAllTenantApply = outcome.New(outcome.Forbidden, "forbidden", "tenant-required",
-	"a client acting for every tenant (tenant *) reads every tenant and writes none, and a replay with apply=true "+
-		"writes corrected versions into the tenants' records: apply it with an operator client of each tenant, or "+
-		"run the replay command on the database; a dry run (without apply) is open to it").At("apply")
 
 // handleReplayJob is POST /admin/replay?kind=&since=&tenant=&source=
 // [&apply=true&reason=][&showValues=true]: the mapping replay as a job
@@ -33,12 +25,6 @@ func (s *Server) handleReplayJob(c echo.Context) error {
 	}
 	if opts.ShowValues, err = boolParam(c, "showValues"); err != nil {
 		return err
-	}
-	if opts.Apply && scopeOf(c).TenantOf() == search.AllTenants {
-		// An all-tenant client reads every tenant and writes none
-		// (docs/security.md); an apply writes new versions into the
-		// tenants' records and sends them to their EHRs.
-		return errAllTenantApply
 	}
 	if _, ok := c.QueryParams()["tenant"]; !ok {
 		opts.Tenant = "*" // every tenant the operator may see

@@ -37,7 +37,7 @@ func GatewayRules() []Rule {
 		{"store-unavailable", "The database is unavailable; retry later."},
 		{"storage-unavailable", "The record could not be stored because the database is unavailable; retry later."},
 		{"audit-unavailable", "The audit log could not be written, so the request was not carried out; retry later."},
-		{"tenant-required", "The request must name a tenant (an all-tenant principal writes on behalf of one)."},
+		{"tenant-required", "The request writes, and the client acts for every tenant: an all-tenant principal reads every tenant and writes none; write as a client of the tenant."},
 		{"id-unavailable", "The resource id is not available in this tenant."},
 		// The FHIR API.
 		{"resource-type-not-restful", "Parameters has no RESTful endpoint in R4: it is an operation's input or output, never stored, read or searched."},

@@ -68,6 +68,13 @@ type JobResult struct {
 // only, whatever opts.Tenant says. base is where the gateway is reached,
 // for the report's URL.
 func (s *Service) Submit(ctx context.Context, sc *auditlog.Scope, opts Options, base string) (*store.Job, error) {
+	if opts.Apply && sc.TenantOf() == search.AllTenants {
+		// An all-tenant principal (an API client or a console operator
+		// with tenant *) reads every tenant and writes none
+		// (docs/security.md); an apply writes new versions into the
+		// tenants' records and sends them to their EHRs.
+		return nil, errAllTenantApply
+	}
 	if t := sc.TenantOf(); t != search.AllTenants {
 		if opts.Tenant != search.AllTenants && opts.Tenant != t {
 			return nil, errTenantOther

@@ -238,6 +238,12 @@ var (
 		"kind: unknown record kind; the kinds are assessment, vitals, infusion, adverse-event and session")
 	// errTenantOther refuses a tenant named by a caller that acts for
 	// another (one) tenant, whose replay covers its own records only.
+	// errAllTenantApply refuses an applied replay to an all-tenant
+	// principal, at the apply parameter.
+	errAllTenantApply = outcome.New(outcome.Forbidden, "forbidden", "tenant-required",
+		"a client acting for every tenant (tenant *) reads every tenant and writes none, and a replay with apply=true "+
+			"writes corrected versions into the tenants' records: apply it as an operator of each tenant, or "+
+			"run the replay command on the database; a dry run (without apply) is open to it").At("apply")
 	errTenantOther = outcome.New(outcome.Invalid, "invalid", "replay-tenant-unknown",
 		"tenant: this client replays its own tenant's records only; leave tenant out")
 	// errSourceUnknown refuses a source of which no record is stored (a

@@ -686,9 +686,18 @@ func TestApplyNeedsReason(t *testing.T) {
 		if _, err := s.Run(context.Background(), operator(), tc.opts, nil, nil); !strings.Contains(fmt.Sprint(err), tc.rule) {
 			t.Errorf("Run %q: %v, want %s", tc.opts.Reason, err, tc.rule)
 		}
-		if _, err := s.Submit(context.Background(), operator(), tc.opts, ""); !strings.Contains(fmt.Sprint(err), tc.rule) {
+		clinicOperator := auditlog.NewScope("mapping-replay", &auth.Principal{ClientID: "ops-a", Tenant: "clinic-a",
+			Scopes: auth.ParseScopes("system/*.cruds gateway/operator")})
+		if _, err := s.Submit(context.Background(), clinicOperator, tc.opts, ""); !strings.Contains(fmt.Sprint(err), tc.rule) {
 			t.Errorf("Submit %q: %v, want %s", tc.opts.Reason, err, tc.rule)
 		}
+	}
+	// An all-tenant principal (an API client, or a console operator with
+	// tenant *) writes none: its apply is refused in Submit, which the
+	// console calls too (TestAllTenantReplayApply: its dry run is not).
+	_, err := s.Submit(context.Background(), operator(), replay.Options{Tenant: search.AllTenants, Apply: true, Reason: "fix"}, "")
+	if kind, _ := outcome.From(err); kind != outcome.Forbidden || !strings.Contains(fmt.Sprint(err), "tenant-required") {
+		t.Errorf("an all-tenant apply: %v, want Forbidden tenant-required", err)
 	}
 }
 
