@@ -990,23 +990,9 @@ func TestFilterTakenOffIsNotSent(t *testing.T) {
 // ends, audited then, so every transmission the outbox records has its
 // AuditEvent.
 func TestAttemptAuditedBeforeRecorded(t *testing.T) {
-	var posts atomic.Int32
-	ehr := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodGet {
-			_, _ = io.WriteString(w, `{"resourceType":"CapabilityStatement","fhirVersion":"4.0.1"}`)
-			return
-		}
-		posts.Add(1)
-		_, _ = io.WriteString(w, `{"resourceType":"Bundle","type":"transaction-response","entry":[{"response":{"status":"201 Created"}}]}`)
-	}))
-	defer ehr.Close()
+	ehr, posts := acceptingEHR(t)
 	ob := openSQLite(t)
-	it := &store.OutboxItem{Destination: "ehr", OrderKey: "a", Patient: "P", Kind: "session", Source: "clinic", RecordID: "a", Version: "1",
-		Payload: []byte(`{"resourceType":"Bundle","type":"transaction","entry":[{"fullUrl":"urn:uuid:3f1f8a4e-0b7e-4a83-9d0e-5f1b7c2d9e10",` +
-			`"resource":{"resourceType":"Patient"},"request":{"method":"POST","url":"Patient"}}]}`)}
-	if err := ob.Enqueue(it); err != nil {
-		t.Fatal(err)
-	}
+	it := oneItem(t, ob)
 	var mu sync.Mutex
 	var audited []string
 	w, err := NewWorker(ob, []Destination{{Name: "ehr", BaseURL: ehr.URL + "/fhir", Timeout: 5 * time.Second}},
@@ -1024,24 +1010,7 @@ func TestAttemptAuditedBeforeRecorded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = w.Run(ctx); close(done) }()
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		got, _, _ := ob.Delivery(context.Background(), it.ID)
-		if got.Status == store.StatusDone {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("delivery %s after 30 s", got.Status)
-		}
-	}
-	cancel()
-	<-done
-	_, attempts, err := ob.Delivery(context.Background(), it.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
+	attempts := runUntilDone(t, w, ob, it.ID)
 	mu.Lock()
 	defer mu.Unlock()
 	want := []string{"attempt 1 done, 0 recorded before (<nil>)", "attempt 1 done, 0 recorded before (<nil>)"}
@@ -1059,23 +1028,9 @@ func TestAttemptAuditedBeforeRecorded(t *testing.T) {
 // transmission the EHR may have seen (probe p10 F3: the first send was in
 // no record).
 func TestInterruptedAttemptRecorded(t *testing.T) {
-	var posts atomic.Int32
-	ehr := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodGet {
-			_, _ = io.WriteString(w, `{"resourceType":"CapabilityStatement","fhirVersion":"4.0.1"}`)
-			return
-		}
-		posts.Add(1)
-		_, _ = io.WriteString(w, `{"resourceType":"Bundle","type":"transaction-response","entry":[{"response":{"status":"201 Created"}}]}`)
-	}))
-	defer ehr.Close()
+	ehr, posts := acceptingEHR(t)
 	ob := openSQLite(t)
-	it := &store.OutboxItem{Destination: "ehr", OrderKey: "a", Patient: "P", Kind: "session", Source: "clinic", RecordID: "a", Version: "1",
-		Payload: []byte(`{"resourceType":"Bundle","type":"transaction","entry":[{"fullUrl":"urn:uuid:3f1f8a4e-0b7e-4a83-9d0e-5f1b7c2d9e10",` +
-			`"resource":{"resourceType":"Patient"},"request":{"method":"POST","url":"Patient"}}]}`)}
-	if err := ob.Enqueue(it); err != nil {
-		t.Fatal(err)
-	}
+	it := oneItem(t, ob)
 	// The worker that died: it claimed the item and recorded nothing.
 	claimed := time.Now().Truncate(time.Millisecond).Add(time.Millisecond)
 	if got, err := ob.Claim(context.Background(), "ehr", claimed, time.Millisecond, 1); err != nil || len(got) != 1 {
@@ -1094,24 +1049,7 @@ func TestInterruptedAttemptRecorded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = w.Run(ctx); close(done) }()
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		got, _, _ := ob.Delivery(context.Background(), it.ID)
-		if got.Status == store.StatusDone {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("delivery %s after 30 s", got.Status)
-		}
-	}
-	cancel()
-	<-done
-	_, attempts, err := ob.Delivery(context.Background(), it.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
+	attempts := runUntilDone(t, w, ob, it.ID)
 	mu.Lock()
 	defer mu.Unlock()
 	if want := []string{"attempt 1 interrupted", "attempt 2 done"}; !slices.Equal(audited, want) || posts.Load() != 1 {
@@ -1126,6 +1064,62 @@ func TestInterruptedAttemptRecorded(t *testing.T) {
 	if a := attempts[1]; a.N != 2 || a.HTTPStatus != 200 {
 		t.Errorf("second attempt = n %d, status %d; want 2, 200", a.N, a.HTTPStatus)
 	}
+}
+
+// acceptingEHR is an EHR that stores every Bundle posted to it, and the
+// count of posts.
+func acceptingEHR(t *testing.T) (*httptest.Server, *atomic.Int32) {
+	t.Helper()
+	posts := new(atomic.Int32)
+	ehr := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet {
+			_, _ = io.WriteString(w, `{"resourceType":"CapabilityStatement","fhirVersion":"4.0.1"}`)
+			return
+		}
+		posts.Add(1)
+		_, _ = io.WriteString(w, `{"resourceType":"Bundle","type":"transaction-response","entry":[{"response":{"status":"201 Created"}}]}`)
+	}))
+	t.Cleanup(ehr.Close)
+	return ehr, posts
+}
+
+// oneItem enqueues one record of one Patient for destination "ehr".
+func oneItem(t *testing.T, ob testOutbox) *store.OutboxItem {
+	t.Helper()
+	it := &store.OutboxItem{Destination: "ehr", OrderKey: "a", Patient: "P", Kind: "session", Source: "clinic", RecordID: "a", Version: "1",
+		Payload: []byte(`{"resourceType":"Bundle","type":"transaction","entry":[{"fullUrl":"urn:uuid:3f1f8a4e-0b7e-4a83-9d0e-5f1b7c2d9e10",` +
+			`"resource":{"resourceType":"Patient"},"request":{"method":"POST","url":"Patient"}}]}`)}
+	if err := ob.Enqueue(it); err != nil {
+		t.Fatal(err)
+	}
+	return it
+}
+
+// runUntilDone runs w until item id is delivered (at most 30 s), stops it
+// and returns the item's attempts.
+func runUntilDone(t *testing.T, w *Worker, ob testOutbox, id int64) []*store.Attempt {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = w.Run(ctx); close(done) }()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		got, _, _ := ob.Delivery(context.Background(), id)
+		if got.Status == store.StatusDone {
+			break
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			<-done
+			t.Fatalf("delivery %s after 30 s", got.Status)
+		}
+	}
+	cancel()
+	<-done
+	_, attempts, err := ob.Delivery(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return attempts
 }
 
 // TestFailingDestinationWarns: an EHR that fails every attempt with an
