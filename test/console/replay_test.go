@@ -45,7 +45,8 @@ func TestOperatorDryRunsMappingReplay(t *testing.T) {
 		{name: "every kind", what: "dry run", records: "3"},
 		{name: "assessments", kind: "assessment", what: "dry run, assessment records", records: "2"},
 		{name: "a kind without records", kind: "vitals", what: "dry run, vitals records", records: "0"},
-		{name: "since a later time", since: "2099-01-01T00:00", what: "dry run, since 2099-01-01T00:00:00.000Z", records: "0"},
+		// (A since in the future is refused at its field: the console's own tests.)
+		{name: "since an earlier time", since: "2000-01-01T00:00", what: "dry run, since 2000-01-01T00:00:00.000Z", records: "3"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			run(t, ctx, "open the replay page",
