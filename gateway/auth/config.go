@@ -105,6 +105,11 @@ func (c *Config) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// PersonPrefix begins the principal of a person signed in to the console
+// ("person:" and the name claim), so that a person is never a registered
+// client of the same name; no client id may begin with it.
+const PersonPrefix = "person:"
+
 // MinSigningSecret is the shortest Config.SigningSecret NewServer
 // accepts, in bytes.
 const MinSigningSecret = minSecretLen

@@ -35,6 +35,7 @@ func TestNewServerRejectsBadConfig(t *testing.T) {
 		{"client of the all-tenant AuditEvents' tenant", func(t *testing.T, c *Config) { c.Clients[0].Tenant = "*all-tenants" }, "reserved"},
 		{"client of a tenant beginning with *", func(t *testing.T, c *Config) { c.Clients[0].Tenant = "*x" }, "reserved"},
 		{"duplicate client", func(t *testing.T, c *Config) { c.Clients[1].ID = c.Clients[0].ID }, "duplicate id"},
+		{"client id of a console person", func(t *testing.T, c *Config) { c.Clients[1].ID = "person:alice@example.org" }, "may not begin with \"person:\""},
 		{"unknown scope", func(t *testing.T, c *Config) { c.Clients[0].Scopes = []string{"system/*.rsx"} }, "unrecognised scope"},
 		{"no scopes", func(t *testing.T, c *Config) { c.Clients[0].Scopes = nil }, "no scopes"},
 		{"no key set", func(t *testing.T, c *Config) { c.Clients[0].JWKS = nil }, "no key set"},

@@ -103,8 +103,9 @@ func (o *oidcClient) exchange(ctx context.Context, code string, p *pendingLogin)
 // console ("person:" and the name claim): a person is never a registered
 // API client, whose id is whatever its registration says (a person whose
 // name claim is a client's id would otherwise own that client's jobs and
-// be recorded as it in the audit trail).
-const personPrefix = "person:"
+// be recorded as it in the audit trail), and no registered client's id
+// begins with it (auth.NewServer refuses one).
+const personPrefix = auth.PersonPrefix
 
 // principal maps a person's claims to the gateway's principal: the name
 // claim (or sub) after personPrefix, the tenant claim (or every tenant)
