@@ -298,7 +298,8 @@ func (d *destWorker) run(ctx context.Context) {
 		} else if free > 0 {
 			items, err := d.w.outbox.Claim(ctx, d.dest.Name, now, o.Lease, int(free))
 			if err != nil && ctx.Err() == nil {
-				o.Logger.Error("delivery: claim failed", "destination", d.dest.Name, "error", err)
+				o.Logger.Log(ctx, store.LogLevel(err), "delivery: claim failed", "destination", d.dest.Name,
+					"cause", store.UnavailableCause(err), "error", err)
 			}
 			for _, it := range items {
 				d.inflight.Add(1)

@@ -1122,6 +1122,49 @@ func runUntilDone(t *testing.T, w *Worker, ob testOutbox, id int64) []*store.Att
 	return attempts
 }
 
+// lockedOutbox is an outbox whose claims fail while the database is
+// locked by another process.
+type lockedOutbox struct {
+	*memoryOutbox
+	fails atomic.Int32
+}
+
+func (o *lockedOutbox) Claim(ctx context.Context, destination string, now time.Time, lease time.Duration, limit int) ([]*store.OutboxItem, error) {
+	o.fails.Add(1)
+	return nil, store.Unavailable(store.CauseLocked, errors.New("database is locked"))
+}
+
+// TestClaimFailureLevel: a claim that fails because another process holds
+// the database's lock is a warning naming the cause, not an error: it is
+// the database's trouble (readyz says so) and passes (p13).
+func TestClaimFailureLevel(t *testing.T) {
+	var logs syncLog
+	ob := &lockedOutbox{memoryOutbox: newMemoryOutbox()}
+	w, err := NewWorker(ob, []Destination{{Name: "ehr", BaseURL: "http://127.0.0.1:1/fhir"}},
+		WorkerOptions{Logger: slog.New(slog.NewJSONHandler(&logs, nil)), PollInterval: 5 * time.Millisecond,
+			CapabilityInterval: -1, BacklogInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = w.Run(ctx); close(done) }()
+	for ob.fails.Load() < 2 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	var line struct{ Level, Msg, Cause string }
+	for _, l := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		if err := json.Unmarshal([]byte(l), &line); err == nil && line.Msg == "delivery: claim failed" {
+			break
+		}
+	}
+	if line.Msg != "delivery: claim failed" || line.Level != "WARN" || line.Cause != store.CauseLocked {
+		t.Errorf("claim failure logged as %+v, want WARN with cause %q; log:\n%s", line, store.CauseLocked, logs.String())
+	}
+}
+
 // TestFailingDestinationWarns: an EHR that fails every attempt with an
 // answer that does not hold the destination (a 500, a timeout) is a
 // warning every failingWarnEvery consecutive failures, naming the

@@ -1,6 +1,20 @@
 package store
 
-import "errors"
+import (
+	"errors"
+	"log/slog"
+)
+
+// LogLevel is the level at which a background task logs err: WARN when
+// the database is unavailable (locked by another process, disk full: the
+// database's trouble, which /readyz names, and which passes), ERROR
+// otherwise.
+func LogLevel(err error) slog.Level {
+	if errors.Is(err, ErrUnavailable) {
+		return slog.LevelWarn
+	}
+	return slog.LevelError
+}
 
 // Causes of an UnavailableError: what kind of trouble the database is in,
 // as the log and the readiness probe name it. They carry no data.
