@@ -305,15 +305,11 @@ func (r *exportRequest) typeFilters(sc *auditlog.Scope, values []string, maxPara
 				// typed there (a name, if it pasted into the wrong field).
 				return errTypeFilterNotExported
 			}
-			q, err := parseFilter(typ, query)
+			q, n, err := parseFilter(typ, query)
 			if err != nil {
 				return err
 			}
-			vals, _ := search.ParseQuery(typ, query) // parseFilter parsed it
-			for _, vs := range vals {
-				params[typ] += len(vs)
-			}
-			if params[typ] > maxParams {
+			if params[typ] += n; params[typ] > maxParams {
 				return kickoffError(search.RuleLimitExceeded, fmt.Sprintf("the _typeFilters of one type are one search of it "+
 					"(their criteria ORed): together they may have at most %d search parameters, every occurrence counted; "+
 					"combine them (a comma lists alternatives of one parameter), or export in several requests", maxParams)).
@@ -343,11 +339,12 @@ func splitFilters(v string) []string {
 	return out
 }
 
-// parseFilter parses one _typeFilter query on typ.
-func parseFilter(typ, query string) (*search.Query, error) {
+// parseFilter parses one _typeFilter query on typ, and counts its search
+// parameters (every occurrence).
+func parseFilter(typ, query string) (_ *search.Query, params int, _ error) {
 	vals, err := search.ParseQuery(typ, query)
 	if err != nil {
-		return nil, kickoffError("export-typefilter-invalid", "a _typeFilter's search parameters are not a valid query string "+
+		return nil, 0, kickoffError("export-typefilter-invalid", "a _typeFilter's search parameters are not a valid query string "+
 			"(percent-encoded UTF-8)").At("_typeFilter")
 	}
 	q, err := search.Parse(typ, vals, false)
@@ -357,24 +354,27 @@ func parseFilter(typ, query string) (*search.Query, error) {
 		if errors.As(err, &se) {
 			msg += ": " + se.Message
 		}
-		return nil, kickoffError("export-typefilter-invalid", msg).At("_typeFilter")
+		return nil, 0, kickoffError("export-typefilter-invalid", msg).At("_typeFilter")
 	}
 	for name := range vals {
 		name, _, _ = strings.Cut(name, ":")
 		if search.ResultParam(name) {
 			// _summary=true or _elements would be ignored: whole resources
 			// exported to a client that asked for less.
-			return nil, kickoffError("export-typefilter-invalid", "a _typeFilter selects resources: "+
+			return nil, 0, kickoffError("export-typefilter-invalid", "a _typeFilter selects resources: "+
 				"result parameters (_include, _revinclude, _sort, _summary, _elements, _count, _offset, _total, ...) "+
 				"have no place in it (an export has whole resources, every match)").At("_typeFilter")
 		}
 	}
 	for _, c := range q.Clauses {
 		if c.Chain != nil {
-			return nil, kickoffError("export-typefilter-invalid", "chained parameters are not supported in a _typeFilter").At("_typeFilter")
+			return nil, 0, kickoffError("export-typefilter-invalid", "chained parameters are not supported in a _typeFilter").At("_typeFilter")
 		}
 	}
-	return q, nil
+	for _, vs := range vals {
+		params += len(vs)
+	}
+	return q, params, nil
 }
 
 // inCompartment reports whether typ belongs to a Patient or Group export:

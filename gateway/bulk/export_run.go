@@ -274,7 +274,7 @@ func (x *exporter) filters(typ string) ([]*search.Query, error) {
 	}
 	out := make([]*search.Query, 0, len(tf))
 	for _, f := range tf {
-		q, err := parseFilter(typ, f)
+		q, _, err := parseFilter(typ, f)
 		if err != nil {
 			return nil, err
 		}
