@@ -136,12 +136,8 @@ func Render(r Record) (body []byte, entries []search.Entry) {
 	x.param("_id").token("", r.ID, "")
 	// An instant outside years 1-9999 is no FHIR instant: Extract drops it.
 	dated := !ms.Before(search.MinTime()) && !ms.After(search.MaxTime())
-	msHigh := ms
-	if msHigh.IsZero() { // as search.DateRange ends a range at MinTime: the zero time reads as no end
-		msHigh = msHigh.Add(time.Millisecond)
-	}
 	if dated {
-		x.param("_lastUpdated").add(search.Entry{Type: search.TypeDate, Low: ms, High: msHigh})
+		x.param("_lastUpdated").add(search.Entry{Type: search.TypeDate, Low: ms, High: ms})
 	}
 	x.param("action").token(search.CodeSystem("AuditEvent", "action", action), action, "")
 	if r.ClientAddr != "" {
@@ -151,7 +147,7 @@ func Render(r Record) (body []byte, entries []search.Entry) {
 		x.param("agent").token(SystemClient, r.ClientID, "")
 	}
 	if dated {
-		x.param("date").add(search.Entry{Type: search.TypeDate, Low: ms, High: msHigh})
+		x.param("date").add(search.Entry{Type: search.TypeDate, Low: ms, High: ms})
 	}
 	// entity: every literal reference; patient: those known to be of
 	// Patients.

@@ -107,14 +107,8 @@ func DateRange(s string) (low, high time.Time, ok bool) {
 	// A valid instant in year 0001 or 9999 can fall outside them in UTC
 	// (0001-01-01T00:00:00+14:00, 9999-12-31T23:59:59-14:00). It is
 	// clamped to the index's ends, not dropped: a value the store accepted
-	// stays findable (ge9999-12-31, lt0001-01-02). A range end at MinTime
-	// would be the zero time, which the stores read as "no end": it ends a
-	// millisecond later.
-	low, high = clampTime(low), clampTime(high)
-	if high.IsZero() {
-		high = high.Add(time.Millisecond)
-	}
-	return low, high, true
+	// stays findable (ge9999-12-31, lt0001-01-02).
+	return clampTime(low), clampTime(high), true
 }
 
 // clampTime limits t to [MinTime, MaxTime].

@@ -80,6 +80,8 @@ type Entry struct {
 
 	// date: the instant range the value covers, [Low, High] inclusive, UTC.
 	// A date 2026-03 covers 2026-03-01T00:00:00 to 2026-03-31T23:59:59.999.
+	// A range open at an end has MinTime or MaxTime there; the zero time is
+	// MinTime, a time like any other.
 	Low, High time.Time
 
 	// reference: RefType/RefID for a literal relative reference

@@ -26,7 +26,7 @@ func procedures(t *testing.T, s store.Store) {
 		d("d4", instant(time.Date(2024, 3, 15, 10, 30, 0, 0, time.UTC))),
 		d("d5", period(day(2024, 3, 10), day(2024, 3, 20))),
 		d("d6", day(2023, 12, 31)),
-		d("d7", [2]time.Time{day(2024, 3, 16)[0], {}}), // no end
+		d("d7", [2]time.Time{day(2024, 3, 16)[0], search.MaxTime()}), // no end
 		d("d8", day(2000, 1, 1)),
 		d("d9"),
 	)

@@ -138,7 +138,7 @@ func (s *Store) extractPage(page []audit.ChainEntry, state []*served) {
 				for _, en := range entries {
 					switch {
 					case en.Param == "_lastUpdated" && en.Type == search.TypeDate:
-						sv.lastUpdated, sv.hasLU = lowMS(en.Low), true
+						sv.lastUpdated, sv.hasLU = storedMS(en.Low), true
 					case en.Param == "site" && en.Type == search.TypeToken:
 						sv.site = en.Code
 					}

@@ -99,7 +99,7 @@ func (s *Store) entryRow(e *search.Entry) (int, []any, error) {
 		}
 		return idxString, []any{p, s.text(search.Normalize(n)), s.text(e.Exact)}, nil
 	case search.TypeDate:
-		return idxDate, []any{p, lowMS(e.Low), entryHighMS(e.High)}, nil
+		return idxDate, []any{p, storedMS(e.Low), storedMS(e.High)}, nil
 	case search.TypeReference:
 		return idxReference, []any{p, s.text(e.RefType), s.text(e.RefID), s.text(e.RefURL)}, nil
 	case search.TypeNumber, search.TypeQuantity:

@@ -383,7 +383,7 @@ func (b *Builder) refCond(mod string, v *search.Value) {
 // dateCond compares the entry range [lo, hi] (SQL expressions) with the
 // value's range, per search.html#prefix.
 func (b *Builder) dateCond(lo, hi string, v *search.Value) {
-	vl := lowMS(v.Low)
+	vl := storedMS(v.Low)
 	vh := vl
 	if !v.High.IsZero() {
 		vh = clampMS(v.High.UnixMilli())
