@@ -47,7 +47,7 @@ func (s *Server) handleToken(c echo.Context) error {
 	if fail != nil {
 		sc.ClientID = fail.ClientID
 		if fail.Status >= 500 {
-			s.log.ErrorContext(r.Context(), "token endpoint failed", "reason", fail.Reason, "error_class", errorClass(fail))
+			s.log.ErrorContext(r.Context(), "token endpoint failed", "reason", fail.Reason, "error_class", ErrorClass(fail))
 		}
 		return oauthError(c, fail)
 	}

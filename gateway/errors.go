@@ -229,10 +229,10 @@ func fromEchoError(he *echo.HTTPError, r *http.Request) error {
 	}
 }
 
-// errorClass describes an error without its text: the sentinel errors it
+// ErrorClass describes an error without its text: the sentinel errors it
 // wraps, the cause of a database unavailable (store.UnavailableCause) and
 // the Go types along its chain (types carry no values).
-func errorClass(err error) string {
+func ErrorClass(err error) string {
 	var parts []string
 	for _, sentinel := range []error{store.ErrUnavailable, store.ErrConflict, store.ErrNotFound, store.ErrGone,
 		store.ErrCorruptBody, context.Canceled, context.DeadlineExceeded} {

@@ -42,7 +42,7 @@ func (s *Server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 			attrs = append(attrs, "rules", strings.Join(rules, ","))
 		}
 		if class, ok := c.Get(errorClassKey).(string); ok {
-			// Why a 5xx was answered (errorClass: no error text).
+			// Why a 5xx was answered (ErrorClass: no error text).
 			attrs = append(attrs, "error_class", class)
 		}
 		s.log.Log(c.Request().Context(), requestLevel(c.Response().Status), "request", attrs...)
@@ -289,7 +289,7 @@ func mediaRangeSpecificity(r, t string) int {
 // application call.
 const scopeKey = "kg.scope"
 
-// errorClassKey holds the errorClass of the error a request was answered
+// errorClassKey holds the ErrorClass of the error a request was answered
 // a 5xx for, which its log line carries.
 const errorClassKey = "kg.errorClass"
 
@@ -344,7 +344,7 @@ func (s *Server) auditRequests(next echo.HandlerFunc) echo.HandlerFunc {
 		if !sc.Committed() {
 			if err := s.app.Audit.Append(sc, res.Status); err != nil {
 				// The answer must not leave unaudited: replace it.
-				class := errorClass(err)
+				class := ErrorClass(err)
 				s.log.Error("audit write failed", "route", c.Path(), "method", c.Request().Method, "status", res.Status,
 					"error_class", class)
 				c.Set(errorClassKey, class)
@@ -377,7 +377,7 @@ func (s *Server) auditNow(c echo.Context, status int) error {
 	sc := scopeOf(c)
 	if s.app.Audit.Enabled() && sc.Interaction != "" && !sc.Committed() {
 		if err := s.app.Audit.Append(sc, status); err != nil {
-			class := errorClass(err)
+			class := ErrorClass(err)
 			s.log.Error("audit write failed", "route", c.Path(), "method", c.Request().Method, "status", status,
 				"error_class", class)
 			return errAuditUnavailable

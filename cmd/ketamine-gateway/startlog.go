@@ -2,11 +2,11 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
 
+	"github.com/ketamine-gateway/ketamine-gateway/gateway"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
@@ -24,30 +24,31 @@ func logRecovery(ctx context.Context, st store.Store, logger *slog.Logger, now t
 	default:
 		logger.Info("store: schema migrated", "from", m.From, "to", m.To)
 	}
-	inflight, err := st.Deliveries(ctx, store.DeliveryFilter{Status: store.StatusInFlight, Limit: 1000})
+	stats, err := st.Stats(ctx) // counts: no delivery read
 	if err != nil {
-		logger.Warn("delivery: could not count the deliveries in flight", "error_class", unavailableClass(err))
-	} else if n := len(inflight); n > 0 {
-		logger.Info("delivery: deliveries in flight at start; those of a stopped process are claimed again when "+
-			"their claim lapses, their cut-off attempt recorded as interrupted, and sent again",
-			"in_flight", n, "listed_at_most", 1000)
-	}
-	jobs, err := st.ListJobs(ctx, store.JobFilter{Tenant: search.AllTenants, Limit: 1000})
-	if err != nil {
-		logger.Warn("jobs: could not count the jobs running", "error_class", unavailableClass(err))
-		return
-	}
-	var running int
-	var lapse time.Time
-	for _, j := range jobs {
-		if j.Status == store.JobRunning {
-			running++
-			if j.LeaseUntil.After(lapse) {
-				lapse = j.LeaseUntil
-			}
+		logger.Warn("delivery: could not count the deliveries in flight", "error_class", gateway.ErrorClass(err))
+	} else {
+		n := 0
+		for _, s := range stats {
+			n += s.InFlight
+		}
+		if n > 0 {
+			logger.Info("delivery: deliveries in flight at start; those of a stopped process are claimed again when "+
+				"their claim lapses, their cut-off attempt recorded as interrupted, and sent again", "in_flight", n)
 		}
 	}
-	if running > 0 {
+	jobs, err := st.ListJobs(ctx, store.JobFilter{Tenant: search.AllTenants, Status: store.JobRunning, Limit: 1000})
+	if err != nil {
+		logger.Warn("jobs: could not count the jobs running", "error_class", gateway.ErrorClass(err))
+		return
+	}
+	var lapse time.Time
+	for _, j := range jobs {
+		if j.LeaseUntil.After(lapse) {
+			lapse = j.LeaseUntil
+		}
+	}
+	if running := len(jobs); running > 0 {
 		attrs := []any{"running", running}
 		if lapse.After(now) {
 			attrs = append(attrs, "leases_end_by", lapse.UTC().Format(time.RFC3339))
@@ -55,17 +56,6 @@ func logRecovery(ctx context.Context, st store.Store, logger *slog.Logger, now t
 		logger.Info("jobs: jobs running at start; those of a stopped process resume from their last checkpoint "+
 			"when their lease runs out", attrs...)
 	}
-}
-
-// unavailableClass names an error's kind for the log, not its text.
-func unavailableClass(err error) string {
-	if cause := store.UnavailableCause(err); cause != "" {
-		return "database unavailable: " + cause
-	}
-	if errors.Is(err, store.ErrUnavailable) {
-		return "database unavailable"
-	}
-	return fmt.Sprintf("%T", err)
 }
 
 // openFailure is serve's message when the database could not be opened:

@@ -235,6 +235,9 @@ func (m *memoryOutbox) Stats(ctx context.Context) ([]store.DestinationStats, err
 		switch it.Status {
 		case store.StatusPending, store.StatusInFlight:
 			s.Pending++
+			if it.Status == store.StatusInFlight {
+				s.InFlight++
+			}
 			if s.OldestPending.IsZero() || it.Created.Before(s.OldestPending) {
 				s.OldestPending = it.Created
 			}

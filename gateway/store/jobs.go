@@ -70,12 +70,12 @@ type JobProgress struct {
 	Parts       []JobPart
 }
 
-// JobFilter selects jobs for a listing, newest first. Kind and Owner
-// filter when set; Tenant always does ("" is the default tenant,
+// JobFilter selects jobs for a listing, newest first. Kind, Owner and
+// Status filter when set; Tenant always does ("" is the default tenant,
 // search.AllTenants every tenant's). Limit <= 0 or above 1000 means 100.
 type JobFilter struct {
-	Kind, Tenant, Owner string
-	Limit               int
+	Kind, Tenant, Owner, Status string
+	Limit                       int
 }
 
 // Jobs is the part of a Store that keeps durable jobs and their files.

@@ -106,6 +106,7 @@ type DeliveryFilter struct {
 type DestinationStats struct {
 	Destination   string
 	Pending       int // pending + in flight
+	InFlight      int // of those, in flight
 	Dead          int
 	OldestPending time.Time // zero when nothing is pending
 }

@@ -113,6 +113,19 @@ func testJobs(t *testing.T, s store.Store) {
 	if all, err := s.ListJobs(ctx, store.JobFilter{Tenant: search.AllTenants, Kind: "import"}); err != nil || len(all) != 1 || all[0].ID != "j2" {
 		t.Errorf("ListJobs(*, import) = %v, %v", all, err)
 	}
+	all, _ := s.ListJobs(ctx, store.JobFilter{Tenant: search.AllTenants})
+	for _, status := range []string{store.JobQueued, store.JobRunning} {
+		want := 0
+		for _, j := range all {
+			if j.Status == status {
+				want++
+			}
+		}
+		got, err := s.ListJobs(ctx, store.JobFilter{Tenant: search.AllTenants, Status: status})
+		if err != nil || len(got) != want || slices.ContainsFunc(got, func(j *store.Job) bool { return j.Status != status }) {
+			t.Errorf("ListJobs(*, status %s) = %d jobs, %v; want the %d of that status", status, len(got), err, want)
+		}
+	}
 
 	if n, err := s.PurgeJobs(ctx, exp.Add(-time.Second), 10); err != nil || n != 0 {
 		t.Errorf("PurgeJobs before expiry = %d, %v", n, err)

@@ -103,7 +103,8 @@ func testOutbox(t *testing.T, s store.Store) {
 		}
 	}
 	stats, err := ob.Stats(ctx)
-	if err != nil || len(stats) != 2 || stats[0].Destination != "ehr" || stats[0].Pending != 2 || stats[0].OldestPending.IsZero() {
+	if err != nil || len(stats) != 2 || stats[0].Destination != "ehr" || stats[0].Pending != 2 || stats[0].InFlight != 1 ||
+		stats[0].OldestPending.IsZero() {
 		t.Fatalf("Stats = %+v %v", stats, err)
 	}
 	n, err := ob.Replay(ctx, "ehr", now.Add(-time.Hour), now)

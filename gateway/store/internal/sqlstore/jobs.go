@@ -94,6 +94,9 @@ func (s *Store) ListJobs(ctx context.Context, f store.JobFilter) ([]*store.Job, 
 	if f.Owner != "" {
 		b.Add(` AND owner = ?`, f.Owner)
 	}
+	if f.Status != "" {
+		b.Add(` AND status = ?`, f.Status)
+	}
 	limit := f.Limit
 	if limit <= 0 || limit > 1000 {
 		limit = 100

@@ -344,6 +344,7 @@ func (s *Store) Stats(ctx context.Context) ([]store.DestinationStats, error) {
 	err := s.db.Read(ctx, func(c Conn) error {
 		rows, err := c.Query(ctx, `SELECT destination,
 			COUNT(*) FILTER (WHERE status IN ('pending', 'inflight')),
+			COUNT(*) FILTER (WHERE status = 'inflight'),
 			COUNT(*) FILTER (WHERE status = 'dead'),
 			MIN(created) FILTER (WHERE status IN ('pending', 'inflight'))
 			FROM outbox GROUP BY destination ORDER BY destination`)
@@ -355,7 +356,7 @@ func (s *Store) Stats(ctx context.Context) ([]store.DestinationStats, error) {
 		for rows.Next() {
 			var st store.DestinationStats
 			var oldest *int64
-			if err := rows.Scan(&st.Destination, &st.Pending, &st.Dead, &oldest); err != nil {
+			if err := rows.Scan(&st.Destination, &st.Pending, &st.InFlight, &st.Dead, &oldest); err != nil {
 				return fmt.Errorf("%s: stats: %w", s.d.Name, s.err(ctx, err))
 			}
 			if oldest != nil {
