@@ -172,8 +172,9 @@ func resolveIdentity(st store.Tx, rec mapping.Record, res *mapping.Result) (*ide
 // API), so a record that leaves the demographics out does not erase them,
 // and one that gives them otherwise does not apply them: the record's
 // unapplied demographics are warned about as for any later record
-// (demographicsWarning). A stored identifier that is neither the clinic
-// id nor an MRN (type MR) is kept; the old MRN is dropped, and so freed.
+// (demographicsWarning). The stored MRN of the record's MRN system is
+// dropped, and so freed; every other stored identifier is kept (an MRN of
+// another hospital, which an administrator linked).
 func (id *identity) nextPatient(mapped map[string]any) map[string]any {
 	next := map[string]any{}
 	for k, v := range id.stored {
@@ -190,14 +191,18 @@ func (id *identity) nextPatient(mapped map[string]any) map[string]any {
 	ids, _ := mapped["identifier"].([]any)
 	ids = append([]any(nil), ids...)
 	mine := map[string]bool{}
+	mrnSystems := map[string]bool{} // the record's MRN's system
 	for _, i := range ids {
 		m, _ := i.(map[string]any)
 		mine[str(m, "system")+"|"+str(m, "value")] = true
+		if isMRN(m) {
+			mrnSystems[str(m, "system")] = true
+		}
 	}
 	old, _ := id.stored["identifier"].([]any)
 	for _, i := range old {
 		m, _ := i.(map[string]any)
-		if mine[str(m, "system")+"|"+str(m, "value")] || isMRN(m) {
+		if mine[str(m, "system")+"|"+str(m, "value")] || (isMRN(m) && mrnSystems[str(m, "system")]) {
 			continue
 		}
 		ids = append(ids, i)

@@ -377,6 +377,35 @@ func TestMRNChangeKeepsDemographics(t *testing.T) {
 		len(p.Identifier) != 2 || p.Identifier[1].Value != "MRN-3" {
 		t.Errorf("after an MRN change with other demographics: version %d %+v; want version 3 with the first demographics and MRN-3", v, p)
 	}
+	// An administrator links another hospital's MRN to the Patient; the
+	// record's next MRN change replaces its own MRN, not that one.
+	vals, _ := url.ParseQuery("identifier=https://ketamine-gateway.org/fhir/sid/serenity-clinic-emr/patient|P-1")
+	q, _ := search.Parse("Patient", vals, false)
+	page, err := g.a.Store.Search(context.Background(), q)
+	if err != nil || len(page.Matches) != 1 {
+		t.Fatalf("%d Patients, %v", len(page.Matches), err)
+	}
+	cur := page.Matches[0]
+	var doc map[string]any
+	if err := json.Unmarshal(cur.Body, &doc); err != nil {
+		t.Fatal(err)
+	}
+	doc["identifier"] = append(doc["identifier"].([]any), map[string]any{"system": "https://other-hospital.example/mrn", "value": "OTHER-9",
+		"type": map[string]any{"coding": []any{map[string]any{"system": mapping.SystemV2IDType, "code": "MR"}}}})
+	linked, _ := json.Marshal(doc)
+	sc := auditlog.NewScope("update", &auth.Principal{ClientID: "admin", Scopes: auth.ParseScopes("system/*.cruds")})
+	if _, err := g.a.Engine.Update(context.Background(), sc, "Patient", cur.ID, func() ([]byte, error) { return linked, nil }, engine.Preconditions{}); err != nil {
+		t.Fatal(err)
+	}
+	send("A-4", "MRN-4", "")
+	_, p = patient()
+	var values []string
+	for _, i := range p.Identifier {
+		values = append(values, i.Value)
+	}
+	if got := strings.Join(values, " "); got != "P-1 MRN-4 OTHER-9" {
+		t.Errorf("after the MRN changed beside a linked MRN of another hospital: identifiers %q, want P-1 MRN-4 OTHER-9", got)
+	}
 	if n := g.count(t, "", "Patient", ""); n != 1 {
 		t.Errorf("%d Patients, want 1", n)
 	}
