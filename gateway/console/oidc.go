@@ -99,16 +99,8 @@ func (o *oidcClient) exchange(ctx context.Context, code string, p *pendingLogin)
 	return claims, nil
 }
 
-// personPrefix begins the client id of every person signed in to the
-// console ("person:" and the name claim): a person is never a registered
-// API client, whose id is whatever its registration says (a person whose
-// name claim is a client's id would otherwise own that client's jobs and
-// be recorded as it in the audit trail), and no registered client's id
-// begins with it (auth.NewServer refuses one).
-const personPrefix = auth.PersonPrefix
-
 // principal maps a person's claims to the gateway's principal: the name
-// claim (or sub) after personPrefix, the tenant claim (or every tenant)
+// claim (or sub) after auth.PersonPrefix, the tenant claim (or every tenant)
 // and the scopes of their roles.
 func (st *Settings) principal(claims map[string]any) (*auth.Principal, error) {
 	name, _ := claims[st.NameClaim].(string)
@@ -144,7 +136,7 @@ func (st *Settings) principal(claims map[string]any) (*auth.Principal, error) {
 	if slices.ContainsFunc(roles, func(r string) bool { return slices.Contains(st.Operators, r) }) {
 		scopes = append(scopes, auth.ScopeOperator)
 	}
-	return &auth.Principal{ClientID: personPrefix + name, Tenant: tenant, Scopes: auth.ParseScopes(strings.Join(scopes, " ")),
+	return &auth.Principal{ClientID: auth.PersonPrefix + name, Tenant: tenant, Scopes: auth.ParseScopes(strings.Join(scopes, " ")),
 		Issuer: st.Issuer}, nil
 }
 

@@ -93,7 +93,7 @@ func (c *Console) execute(w io.Writer, rq *request) error {
 	if rq.sess != nil {
 		p := rq.sess.principal
 		v.SignedIn, v.CSRF, v.Flash = true, rq.sess.csrf, rq.sess.takeFlash()
-		v.Person = strings.TrimPrefix(p.ClientID, personPrefix)
+		v.Person = strings.TrimPrefix(p.ClientID, auth.PersonPrefix)
 		if v.Person == "" {
 			v.Person = "development mode"
 		}

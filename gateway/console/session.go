@@ -173,12 +173,28 @@ func (s *sessions) end(w http.ResponseWriter, sess *session) {
 func (s *sessions) startLogin(w http.ResponseWriter, p *pendingLogin) string {
 	p.State = token()
 	p.Expires = s.now().Add(loginTTL).Unix()
+	value := s.sealLogin(p)
+	if len(value) > maxLoginCookie {
+		// A return path that encodes long (JSON escapes &, <, > and
+		// control characters in six bytes) would make a cookie browsers
+		// drop, and the sign-in fail: the start page instead.
+		p.Next = Prefix + "/"
+		value = s.sealLogin(p)
+	}
+	setCookie(w, loginCookie, value, int(loginTTL.Seconds()))
+	return p.State
+}
+
+// maxLoginCookie is the longest sign-in cookie value sent: browsers keep a
+// cookie of up to 4 KiB, name and attributes included.
+const maxLoginCookie = 3800
+
+// sealLogin is p sealed for the sign-in cookie, base64url.
+func (s *sessions) sealLogin(p *pendingLogin) string {
 	plain, _ := json.Marshal(p) // strings and a number
 	nonce := make([]byte, s.seal.NonceSize())
 	_, _ = rand.Read(nonce)
-	sealed := s.seal.Seal(nonce, nonce, plain, []byte(loginCookie))
-	setCookie(w, loginCookie, base64.RawURLEncoding.EncodeToString(sealed), int(loginTTL.Seconds()))
-	return p.State
+	return base64.RawURLEncoding.EncodeToString(s.seal.Seal(nonce, nonce, plain, []byte(loginCookie)))
 }
 
 // finishLogin returns the sign-in the browser's sign-in cookie holds, which

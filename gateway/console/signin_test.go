@@ -305,3 +305,25 @@ func TestPersonIsNotAClient(t *testing.T) {
 		t.Errorf("the page does not name the person by their name claim, clinicAop")
 	}
 }
+
+// TestSignInCookieFits: a return path within maxNext that JSON encodes
+// six times longer (&, <, >) makes no cookie browsers would drop: the
+// sign-in returns to the start page instead (review).
+func TestSignInCookieFits(t *testing.T) {
+	s := newSessions(time.Hour, time.Now)
+	next := Prefix + "/audit?" + strings.Repeat("&", maxNext-len(Prefix)-8)
+	if safeNext(next) != next {
+		t.Fatalf("the return path was refused by safeNext: the test needs one it keeps")
+	}
+	w := httptest.NewRecorder()
+	state := s.startLogin(w, &pendingLogin{Verifier: "v", Nonce: "n", Next: next})
+	c := w.Result().Cookies()[0]
+	if len(c.Value) > maxLoginCookie {
+		t.Errorf("sign-in cookie of %d bytes, want at most %d", len(c.Value), maxLoginCookie)
+	}
+	r := httptest.NewRequest(http.MethodGet, "/console/login/callback", nil)
+	r.AddCookie(c)
+	if p := s.finishLogin(httptest.NewRecorder(), r, state); p == nil || p.Next != Prefix+"/" {
+		t.Errorf("sign-in = %+v, want one returning to the start page", p)
+	}
+}
