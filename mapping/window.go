@@ -33,8 +33,8 @@ type Window struct {
 	// End is the end of the session (monitoringEnd, else infusionEnd);
 	// zero when it has none.
 	End time.Time
-	// InfusionEnd is when the infusion itself ended; zero when unknown
-	// (a stored session's window has only its performedPeriod).
+	// InfusionEnd is when the infusion itself ended (a stored session's:
+	// its MedicationAdministration's end); zero when unknown.
 	InfusionEnd time.Time
 }
 

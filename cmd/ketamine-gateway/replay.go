@@ -69,7 +69,7 @@ func replayCommand(ctx context.Context, args []string, getenv func(string) strin
 		return usageError("replay", "--apply needs the configuration the gateway serves with: --config FILE (safety thresholds, destinations) and --ehr-url URL, as given to serve; "+
 			"--no-config if serve runs with neither (default thresholds, no destinations)")
 	}
-	acfg, ndests, err := cliAppConfig(*configFile, *base, *apply, func(k string) string {
+	acfg, _, err := cliAppConfig(*configFile, *base, *apply, func(k string) string {
 		if k == "GATEWAY_EHR_URL" {
 			return *ehrURL
 		}
@@ -84,7 +84,7 @@ func replayCommand(ctx context.Context, args []string, getenv func(string) strin
 	}
 	defer closeApp()
 	if *apply {
-		if err := checkReplayDestinations(ctx, a.Store, acfg.Routes, ndests, stderr); err != nil {
+		if err := checkReplayDestinations(ctx, a.Store, acfg.Routes, stderr); err != nil {
 			return err
 		}
 	}
@@ -138,7 +138,7 @@ func replayCommand(ctx context.Context, args []string, getenv func(string) strin
 // stored and never sent, and no later run could send them (the records
 // are then unchanged): a usage error naming them. Some configured and
 // others not: a warning naming those that get no correction.
-func checkReplayDestinations(ctx context.Context, st store.Outbox, routes []ingest.Route, ndests int, stderr io.Writer) error {
+func checkReplayDestinations(ctx context.Context, st store.Outbox, routes []ingest.Route, stderr io.Writer) error {
 	stats, err := st.Stats(ctx)
 	if err != nil {
 		return &exitError{code: exitUnchecked, msg: fmt.Sprintf("replay: %v", describe(err))}
@@ -152,7 +152,7 @@ func checkReplayDestinations(ctx context.Context, st store.Outbox, routes []inge
 	switch {
 	case len(missing) == 0:
 		return nil
-	case ndests == 0:
+	case len(routes) == 0:
 		return usageError("replay", "the outbox holds deliveries to %s, and no destination is configured: the corrections would never be sent; "+
 			"pass the destinations serve delivers to (--config FILE, --ehr-url URL)", strings.Join(missing, ", "))
 	}
