@@ -8,6 +8,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
 
 // SMART Backend Services at the edge (docs/security.md): the token
@@ -47,7 +48,7 @@ func (s *Server) handleToken(c echo.Context) error {
 	if fail != nil {
 		sc.ClientID = fail.ClientID
 		if fail.Status >= 500 {
-			s.log.ErrorContext(r.Context(), "token endpoint failed", "reason", fail.Reason, "error_class", ErrorClass(fail))
+			s.log.ErrorContext(r.Context(), "token endpoint failed", "reason", fail.Reason, "error_class", store.ErrorClass(fail))
 		}
 		return oauthError(c, fail)
 	}

@@ -1,8 +1,6 @@
 package gateway
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"math"
@@ -15,7 +13,6 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
-	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
 
 // The failures only the HTTP edge can find: the request's shape, media
@@ -227,28 +224,4 @@ func fromEchoError(he *echo.HTTPError, r *http.Request) error {
 	default:
 		return fmt.Errorf("echo error %d", he.Code)
 	}
-}
-
-// ErrorClass describes an error without its text: the sentinel errors it
-// wraps, the cause of a database unavailable (store.UnavailableCause) and
-// the Go types along its chain (types carry no values).
-func ErrorClass(err error) string {
-	var parts []string
-	for _, sentinel := range []error{store.ErrUnavailable, store.ErrConflict, store.ErrNotFound, store.ErrGone,
-		store.ErrCorruptBody, context.Canceled, context.DeadlineExceeded} {
-		if errors.Is(err, sentinel) {
-			parts = append(parts, sentinel.Error())
-		}
-	}
-	if cause := store.UnavailableCause(err); cause != "" {
-		// What the database's trouble is (a full disk, a lock held by
-		// another process): a fixed word of the store's, no data.
-		parts = append(parts, "cause: "+cause)
-	}
-	var types []string
-	for e := err; e != nil && len(types) < 8; e = errors.Unwrap(e) {
-		types = append(types, fmt.Sprintf("%T", e))
-	}
-	parts = append(parts, strings.Join(types, " > "))
-	return strings.Join(parts, "; ")
 }

@@ -26,7 +26,7 @@ func TestErrorClass(t *testing.T) {
 		{"anything else", errors.New("patient Jane Doe"), []string{"*errors.errorString"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := ErrorClass(tc.err)
+			got := store.ErrorClass(tc.err)
 			for _, w := range tc.want {
 				if !strings.Contains(got, w) {
 					t.Errorf("errorClass = %q, lacks %q", got, w)

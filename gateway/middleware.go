@@ -344,7 +344,7 @@ func (s *Server) auditRequests(next echo.HandlerFunc) echo.HandlerFunc {
 		if !sc.Committed() {
 			if err := s.app.Audit.Append(sc, res.Status); err != nil {
 				// The answer must not leave unaudited: replace it.
-				class := ErrorClass(err)
+				class := store.ErrorClass(err)
 				s.log.Error("audit write failed", "route", c.Path(), "method", c.Request().Method, "status", res.Status,
 					"error_class", class)
 				c.Set(errorClassKey, class)
@@ -377,7 +377,7 @@ func (s *Server) auditNow(c echo.Context, status int) error {
 	sc := scopeOf(c)
 	if s.app.Audit.Enabled() && sc.Interaction != "" && !sc.Committed() {
 		if err := s.app.Audit.Append(sc, status); err != nil {
-			class := ErrorClass(err)
+			class := store.ErrorClass(err)
 			s.log.Error("audit write failed", "route", c.Path(), "method", c.Request().Method, "status", status,
 				"error_class", class)
 			return errAuditUnavailable

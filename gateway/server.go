@@ -22,6 +22,7 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/telemetry"
 )
 
@@ -209,14 +210,14 @@ func (s *Server) handleError(err error, c echo.Context) {
 	}
 	if status >= 500 {
 		// The request's line (logRequests) says why it was not served.
-		c.Set(errorClassKey, ErrorClass(err))
+		c.Set(errorClassKey, store.ErrorClass(err))
 	}
 	if status >= 500 && kind != outcome.Unavailable {
 		// The route template and the error's class are logged, never its
 		// text: a driver or library error may quote the values it failed
 		// on. The trace id on the line leads to the request's spans.
 		s.log.ErrorContext(c.Request().Context(), "request failed", "route", c.Path(), "method", c.Request().Method,
-			"status", status, "error_class", ErrorClass(err))
+			"status", status, "error_class", store.ErrorClass(err))
 	}
 	if werr := writeResource(c, status, outcome.Resource(issues)); werr != nil {
 		s.log.Error("write error response", "route", c.Path(), "error", werr.Error())

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/ketamine-gateway/ketamine-gateway/gateway"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
@@ -26,7 +25,7 @@ func logRecovery(ctx context.Context, st store.Store, logger *slog.Logger, now t
 	}
 	stats, err := st.Stats(ctx) // counts: no delivery read
 	if err != nil {
-		logger.Warn("delivery: could not count the deliveries in flight", "error_class", gateway.ErrorClass(err))
+		logger.Warn("delivery: could not count the deliveries in flight", "error_class", store.ErrorClass(err))
 	} else {
 		n := 0
 		for _, s := range stats {
@@ -39,7 +38,7 @@ func logRecovery(ctx context.Context, st store.Store, logger *slog.Logger, now t
 	}
 	jobs, err := st.ListJobs(ctx, store.JobFilter{Tenant: search.AllTenants, Status: store.JobRunning, Limit: 1000})
 	if err != nil {
-		logger.Warn("jobs: could not count the jobs running", "error_class", gateway.ErrorClass(err))
+		logger.Warn("jobs: could not count the jobs running", "error_class", store.ErrorClass(err))
 		return
 	}
 	var lapse time.Time

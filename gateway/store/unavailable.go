@@ -1,8 +1,11 @@
 package store
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"strings"
 )
 
 // LogLevel is the level at which a background task logs err: WARN when
@@ -58,4 +61,28 @@ func UnavailableCause(err error) string {
 		return ue.Cause
 	}
 	return ""
+}
+
+// ErrorClass describes an error without its text: the sentinel errors it
+// wraps, the cause of a database unavailable (UnavailableCause) and
+// the Go types along its chain (types carry no values).
+func ErrorClass(err error) string {
+	var parts []string
+	for _, sentinel := range []error{ErrUnavailable, ErrConflict, ErrNotFound, ErrGone,
+		ErrCorruptBody, context.Canceled, context.DeadlineExceeded} {
+		if errors.Is(err, sentinel) {
+			parts = append(parts, sentinel.Error())
+		}
+	}
+	if cause := UnavailableCause(err); cause != "" {
+		// What the database's trouble is (a full disk, a lock held by
+		// another process): a fixed word of the store's, no data.
+		parts = append(parts, "cause: "+cause)
+	}
+	var types []string
+	for e := err; e != nil && len(types) < 8; e = errors.Unwrap(e) {
+		types = append(types, fmt.Sprintf("%T", e))
+	}
+	parts = append(parts, strings.Join(types, " > "))
+	return strings.Join(parts, "; ")
 }
