@@ -488,11 +488,15 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 		p, fail := s.cfg.Auth.Authenticate(c.Request().Context(), c.Request().Header.Get("Authorization"))
 		if fail != nil {
 			sc.ClientID = fail.ClientID
+			if fail.Issuer != "" {
+				// The issuer's client (auth.Principal.Key).
+				sc.ClientID = fail.Issuer + auth.KeySeparator + fail.ClientID
+			}
 			return fail
 		}
 		sc.SetPrincipal(p)
 		if s.clientLimiter != nil {
-			if ok, wait := s.clientLimiter.Allow("client:"+p.ClientID, time.Now()); !ok {
+			if ok, wait := s.clientLimiter.Allow("client:"+p.Key(), time.Now()); !ok {
 				return tooManyRequests(wait)
 			}
 		}

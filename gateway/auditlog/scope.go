@@ -36,7 +36,9 @@ type Scope struct {
 	// Principal is the authenticated caller (nil before authentication).
 	Principal *auth.Principal
 	// ClientID and Tenant name the caller in the record (ClientID is also
-	// set from a failed authentication that named a client).
+	// set from a failed authentication that named a client). ClientID is
+	// the principal's Key: an external issuer's client is
+	// <issuer>|<client id>.
 	ClientID, Tenant string
 	// AuthRequired tells that the deployment authenticates its callers
 	// (not development mode): a record without a ClientID then names an
@@ -140,7 +142,7 @@ func NewScope(interaction string, p *auth.Principal) *Scope {
 func (sc *Scope) SetPrincipal(p *auth.Principal) {
 	sc.Principal = p
 	if p != nil {
-		sc.ClientID, sc.Tenant = p.ClientID, p.Tenant
+		sc.ClientID, sc.Tenant = p.Key(), p.Tenant
 	}
 }
 

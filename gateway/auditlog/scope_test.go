@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
@@ -138,5 +139,18 @@ func TestEntitiesOnce(t *testing.T) {
 	sc.Touch(&store.Resource{Type: "Observation", ID: "o0", Version: 1, Deleted: true})
 	if len(sc.entities.list) != 1 {
 		t.Errorf("after Reset: %d entities, want 1", len(sc.entities.list))
+	}
+}
+
+// TestScopeNamesExternalClient: a caller with an external issuer's token
+// is recorded as <issuer>|<client id>, never as the registered client of
+// that id.
+func TestScopeNamesExternalClient(t *testing.T) {
+	ext := NewScope("read", &auth.Principal{ClientID: "ehr-a", Tenant: "t", Issuer: "https://idp.example", External: true})
+	if ext.ClientID != "https://idp.example|ehr-a" {
+		t.Errorf("external client recorded as %q", ext.ClientID)
+	}
+	if reg := NewScope("read", &auth.Principal{ClientID: "ehr-a", Tenant: "t", Issuer: "https://gw.example/auth/token"}); reg.ClientID != "ehr-a" {
+		t.Errorf("registered client recorded as %q", reg.ClientID)
 	}
 }

@@ -33,6 +33,30 @@ type Principal struct {
 	// Issuer is TokenURL for the gateway's own tokens, else the external
 	// issuer's iss.
 	Issuer string
+	// External tells that ClientID is a client of the external issuer
+	// Issuer, not a registered client: the same id from another issuer,
+	// or registered, is another client (see Key).
+	External bool
+}
+
+// KeySeparator separates an external issuer from its client's id in a
+// principal's Key; a registered client's id may not contain it.
+const KeySeparator = "|"
+
+// Key is p's identity wherever the gateway names, keeps or compares
+// callers (an AuditEvent's or Provenance's client, a job's owner, a rate
+// limit): ClientID for a registered client or a console person,
+// Issuer|ClientID for an external issuer's client, so that no issuer can
+// mint a token that passes for another issuer's client or a registered
+// one. "" for nil.
+func (p *Principal) Key() string {
+	switch {
+	case p == nil:
+		return ""
+	case p.External:
+		return p.Issuer + KeySeparator + p.ClientID
+	}
+	return p.ClientID
 }
 
 // accessClaims are the claims of the gateway's own access tokens.

@@ -268,3 +268,22 @@ func TestFailureRendering(t *testing.T) {
 		})
 	}
 }
+
+// TestPrincipalKey: an external issuer's client is keyed by its issuer;
+// a registered client and a console person are their ids.
+func TestPrincipalKey(t *testing.T) {
+	tests := []struct {
+		p   *Principal
+		key string
+	}{
+		{&Principal{ClientID: "ehr-a", Issuer: "https://gw.example/auth/token"}, "ehr-a"},
+		{&Principal{ClientID: "ehr-a", Issuer: "https://idp.example", External: true}, "https://idp.example|ehr-a"},
+		{&Principal{ClientID: "person:x|y", Issuer: "https://login.example"}, "person:x|y"},
+		{nil, ""},
+	}
+	for _, tt := range tests {
+		if got := tt.p.Key(); got != tt.key {
+			t.Errorf("%+v.Key() = %q, want %q", tt.p, got, tt.key)
+		}
+	}
+}

@@ -36,6 +36,7 @@ func TestNewServerRejectsBadConfig(t *testing.T) {
 		{"client of a tenant beginning with *", func(t *testing.T, c *Config) { c.Clients[0].Tenant = "*x" }, "reserved"},
 		{"duplicate client", func(t *testing.T, c *Config) { c.Clients[1].ID = c.Clients[0].ID }, "duplicate id"},
 		{"client id of a console person", func(t *testing.T, c *Config) { c.Clients[1].ID = "person:alice@example.org" }, "may not begin with \"person:\""},
+		{"client id of an external issuer's client", func(t *testing.T, c *Config) { c.Clients[1].ID = "https://idp.example|alice" }, "may not contain \"|\""},
 		{"unknown scope", func(t *testing.T, c *Config) { c.Clients[0].Scopes = []string{"system/*.rsx"} }, "unrecognised scope"},
 		{"no scopes", func(t *testing.T, c *Config) { c.Clients[0].Scopes = nil }, "no scopes"},
 		{"no key set", func(t *testing.T, c *Config) { c.Clients[0].JWKS = nil }, "no key set"},
@@ -72,6 +73,9 @@ func TestNewServerRejectsBadConfig(t *testing.T) {
 		{"external without audience", func(t *testing.T, c *Config) {
 			c.External = []ExternalIssuer{{Issuer: extIssuer, JWKSURL: "https://idp.example/jwks", Scopes: []string{"system/*.rs"}}}
 		}, "missing audience"},
+		{"external issuer with the key separator", func(t *testing.T, c *Config) {
+			c.External = []ExternalIssuer{{Issuer: "https://idp.example/a|b", JWKSURL: "https://idp.example/jwks", Audience: extAudience, Scopes: []string{"system/*.rs"}}}
+		}, "may not contain \"|\""},
 		{"external issuer is the gateway", func(t *testing.T, c *Config) {
 			c.External = []ExternalIssuer{{Issuer: testTokenURL, JWKSURL: "https://idp.example/jwks", Audience: extAudience, Scopes: []string{"system/*.rs"}}}
 		}, "own tokenUrl"},

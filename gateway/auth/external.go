@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -47,6 +48,10 @@ type externalIssuer struct {
 func newExternalIssuer(e ExternalIssuer, client *http.Client, now func() time.Time) (*externalIssuer, error) {
 	if e.Issuer == "" {
 		return nil, errors.New("missing issuer")
+	}
+	if strings.Contains(e.Issuer, KeySeparator) || strings.HasPrefix(e.Issuer, PersonPrefix) {
+		// Its clients are "<issuer>|<id>" (Principal.Key).
+		return nil, fmt.Errorf("an issuer may not contain %q or begin with %q", KeySeparator, PersonPrefix)
 	}
 	if e.Audience == "" {
 		return nil, errors.New("missing audience")
@@ -251,30 +256,42 @@ func (s *Server) verifyExternal(ctx context.Context, tok *jwt.JSONWebToken) (*Pr
 		return nil, invalidToken("iss-unknown", "the access token's issuer is not accepted", "")
 	}
 	clientID := firstString(raw, "client_id", "azp", "sub")
+	// A failure from here on names the issuer's client (Principal.Key).
+	invalid := func(reason, desc, clientID string) *Failure {
+		f := invalidToken(reason, desc, clientID)
+		if clientID != "" {
+			f.Issuer = iss.issuer
+		}
+		return f
+	}
 	if !c.Audience.Contains(iss.audience) {
-		return nil, invalidToken("aud-mismatch", "the access token's audience is not this gateway", clientID)
+		return nil, invalid("aud-mismatch", "the access token's audience is not this gateway", clientID)
 	}
 	if f := checkTimes(c, s.now(), clientID); f != nil {
+		if clientID != "" {
+			f.Issuer = iss.issuer
+		}
 		return nil, f
 	}
 	if clientID == "" {
-		return nil, invalidToken("client-missing", "the access token names no client", "")
+		return nil, invalid("client-missing", "the access token names no client", "")
 	}
 	tenant := firstString(raw, iss.tenantClaim)
 	if tenant == "" {
-		return nil, invalidToken("tenant-missing", "the access token names no tenant", clientID)
+		return nil, invalid("tenant-missing", "the access token names no tenant", clientID)
 	}
 	if search.Reserved(tenant) {
-		return nil, invalidToken("tenant-reserved", "the access token's tenant is reserved (a tenant begins with \"*\" only as \"*\", every tenant)", clientID)
+		return nil, invalid("tenant-reserved", "the access token's tenant is reserved (a tenant begins with \"*\" only as \"*\", every tenant)", clientID)
 	}
 	if iss.tenants != nil && !iss.tenants[tenant] {
-		return nil, invalidToken("tenant-not-allowed", "the access token's tenant is not accepted from this issuer", clientID)
+		return nil, invalid("tenant-not-allowed", "the access token's tenant is not accepted from this issuer", clientID)
 	}
 	return &Principal{
 		ClientID: clientID,
 		Tenant:   tenant,
 		Scopes:   grant(claimScopes(raw[iss.scopeClaim]), iss.scopes),
 		Issuer:   iss.issuer,
+		External: true,
 	}, nil
 }
 

@@ -280,7 +280,15 @@ func TestAuthenticateExternal(t *testing.T) {
 				if p.ClientID != "lab-connector" || p.Tenant != "clinic-a" || p.Issuer != extIssuer || p.Scopes.String() != tt.wantScope {
 					t.Errorf("Authenticate() = %+v, want lab-connector clinic-a scope %q", p, tt.wantScope)
 				}
+				// The issuer's lab-connector, not a registered one.
+				if !p.External || p.Key() != extIssuer+"|lab-connector" {
+					t.Errorf("Authenticate() = %+v (key %q), want the issuer's client", p, p.Key())
+				}
 				return
+			}
+			// A failure that names the client names the issuer's.
+			if f != nil && f.ClientID != "" && f.Issuer != extIssuer {
+				t.Errorf("Authenticate() failure names %q of %q, want the issuer's", f.ClientID, f.Issuer)
 			}
 			if f == nil {
 				t.Fatalf("Authenticate() = %+v, want failure %s", p, tt.wantReason)

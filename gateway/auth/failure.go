@@ -58,6 +58,9 @@ type Failure struct {
 	// (kid-unknown, kid-missing, typ-invalid, jku-not-allowed,
 	// signature-invalid) it is a claim, not proof.
 	ClientID string
+	// Issuer is, when ClientID is an external issuer's client (a token
+	// from that issuer), the issuer; "" for a registered client.
+	Issuer string
 	// Scope is the scope a 403 insufficient_scope failure asks for.
 	Scope string
 	// Err is the internal cause of a 5xx failure, for the log only; it holds

@@ -50,7 +50,7 @@ type registeredClient struct {
 // the offending client or issuer but never key material, if TokenURL is not
 // an absolute https URL (or http on a loopback host), TokenTTL is negative or
 // over 5 minutes, SigningSecret is set but shorter than 32 bytes, a client has
-// no id, an id beginning "person:" (PersonPrefix), no tenant, a duplicate id, an unrecognised or empty scope list, or a
+// no id, an id beginning "person:" (PersonPrefix) or containing "|" (KeySeparator), no tenant, a duplicate id, an unrecognised or empty scope list, or a
 // key set that is missing, unreadable or holds a private, symmetric, short or
 // unsupported key, a key without kid or a duplicate kid, or an external
 // issuer lacks issuer, audience or scopes, repeats an issuer, names TokenURL
@@ -133,6 +133,11 @@ func newRegisteredClient(c Client) (*registeredClient, error) {
 		// The console's signed-in people are "person:<name>": a client of
 		// such an id would be one of them (its jobs, its audit identity).
 		return nil, fmt.Errorf("an id may not begin with %q: the console names signed-in people so", PersonPrefix)
+	}
+	if strings.Contains(c.ID, KeySeparator) {
+		// An external issuer's client is "<issuer>|<id>" (Principal.Key):
+		// a registered id of that form would be one of them.
+		return nil, fmt.Errorf("an id may not contain %q: the gateway names external issuers' clients <issuer>%s<id>", KeySeparator, KeySeparator)
 	}
 	if c.Tenant == "" {
 		return nil, errors.New("missing tenant")

@@ -130,6 +130,10 @@ func TestRunsOnceForItsOwner(t *testing.T) {
 	}
 	for name, sc := range map[string]*auditlog.Scope{
 		"another client": caller("bob", "clinic-a"), "another tenant": caller("alice", "clinic-b"),
+		// An external issuer's token naming the same client id is
+		// another client (auth.Principal.Key).
+		"an external issuer's alice": auditlog.NewScope("", &auth.Principal{ClientID: "alice", Tenant: "clinic-a",
+			Issuer: "https://idp.example", External: true}),
 	} {
 		if _, err := s.Job(ctx, sc, j.ID); !errors.Is(err, ErrUnknown) {
 			t.Errorf("%s: Job = %v, want ErrUnknown", name, err)
@@ -154,6 +158,33 @@ func TestRunsOnceForItsOwner(t *testing.T) {
 func isCancelled(err error) bool {
 	kind, _ := outcome.From(err)
 	return kind == outcome.NotFound && slices.Contains(outcome.Rules(err), "job-cancelled")
+}
+
+// TestExternalOwner: a job an external issuer's client asked for is that
+// client's alone (not a registered client's of the same id), and runs as
+// it: the scope it runs with names the issuer, for its audit.
+func TestExternalOwner(t *testing.T) {
+	st := openStore(t)
+	var started atomic.Int32
+	s := New(Config{Store: st, Handlers: map[string]Handler{"count": counter(&started, nil)}, Poll: 10 * time.Millisecond})
+	ctx := context.Background()
+	ext := auditlog.NewScope("", &auth.Principal{ClientID: "alice", Tenant: "clinic-a", Issuer: "https://idp.example", External: true})
+	j, err := s.Submit(ctx, ext, "count", []byte(`{"N":1}`), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j.Owner != "https://idp.example|alice" {
+		t.Errorf("owner = %q, want the issuer and the client", j.Owner)
+	}
+	if _, err := s.Job(ctx, ext, j.ID); err != nil {
+		t.Errorf("the owner's Job = %v", err)
+	}
+	if _, err := s.Job(ctx, caller("alice", "clinic-a"), j.ID); !errors.Is(err, ErrUnknown) {
+		t.Errorf("the registered alice's Job = %v, want ErrUnknown", err)
+	}
+	if run := Scope(j, "bulk-export", ""); run.ClientID != j.Owner {
+		t.Errorf("the job runs as %q, want its owner %q", run.ClientID, j.Owner)
+	}
 }
 
 func TestCancelStopsTheHandler(t *testing.T) {
