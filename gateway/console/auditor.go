@@ -15,6 +15,7 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/internal/text"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 )
 
 // The auditor's search of AuditEvents. A search by patient identifier must
@@ -247,7 +248,7 @@ func (c *Console) runSearch(rq *request, q auditSearch, count, offset int, total
 		params.Set("patient", strings.Join(refs, ","))
 	}
 	if q.Client != "" {
-		params.Set("agent:identifier", audit.SystemClient+"|"+escapeToken(q.Client))
+		params.Set("agent:identifier", search.Token(audit.SystemClient, q.Client))
 	}
 	if q.Action != "" {
 		params.Set("action", q.Action)

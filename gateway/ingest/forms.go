@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
 )
@@ -193,7 +194,7 @@ func storedMain(st store.Tx, tenant string, res *mapping.Result) (*store.Resourc
 			}
 			return r, err
 		}
-		found, err := searchAll(st, e.ResourceType, "identifier", e.IdentifierSystem+"|"+e.IdentifierValue)
+		found, err := searchAll(st, e.ResourceType, "identifier", search.Token(e.IdentifierSystem, e.IdentifierValue))
 		if err != nil || len(found) == 0 {
 			return nil, err
 		}

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
 )
@@ -116,7 +117,7 @@ type identity struct {
 func resolveIdentity(st store.Tx, rec mapping.Record, res *mapping.Result) (*identity, error) {
 	pe := res.Entries[0]
 	id := &identity{}
-	found, err := searchAll(st, "Patient", "identifier", pe.IdentifierSystem+"|"+pe.IdentifierValue)
+	found, err := searchAll(st, "Patient", "identifier", search.Token(pe.IdentifierSystem, pe.IdentifierValue))
 	if err != nil {
 		return nil, err
 	}
@@ -139,7 +140,7 @@ func resolveIdentity(st store.Tx, rec mapping.Record, res *mapping.Result) (*ide
 		return id, nil // an MRN without a system never identifies anyone
 	}
 	id.mrnKey = mrnKey(mrn.System, mrn.Value)
-	holders, err := searchAll(st, "Patient", "identifier", mrn.System+"|"+mrn.Value)
+	holders, err := searchAll(st, "Patient", "identifier", search.Token(mrn.System, mrn.Value))
 	if err != nil {
 		return nil, err
 	}

@@ -38,7 +38,7 @@ func checkStored(st store.Tx, rec mapping.Record, res *mapping.Result, opts mapp
 // a session not stored yet has nothing to check (the record's reference
 // by identifier links it when the session arrives).
 func checkNamedSession(st store.Tx, rec mapping.Record, id mapping.SessionID, patientID string) error {
-	procs, err := searchAll(st, "Procedure", "identifier", id.System+"|"+id.Value)
+	procs, err := searchAll(st, "Procedure", "identifier", search.Token(id.System, id.Value))
 	if err != nil || len(procs) == 0 {
 		return err
 	}
@@ -68,7 +68,7 @@ func checkNamedSession(st store.Tx, rec mapping.Record, id mapping.SessionID, pa
 // infusion's end: a discharge the gateway accepted then blocked every later
 // version of its session.
 func infusionEnd(st store.Tx, id mapping.SessionID) (time.Time, error) {
-	meds, err := searchAll(st, "MedicationAdministration", "identifier", id.System+"|"+id.Value+"-medication")
+	meds, err := searchAll(st, "MedicationAdministration", "identifier", search.Token(id.System, id.Value+"-medication"))
 	if err != nil {
 		return time.Time{}, err
 	}
@@ -91,7 +91,7 @@ func infusionEnd(st store.Tx, id mapping.SessionID) (time.Time, error) {
 // its stored Procedure (records of earlier versions of its session
 // document), leaving out the resources this record writes itself.
 func checkSessionRecords(st store.Tx, rec mapping.Record, res *mapping.Result, id mapping.SessionID, patientID string) error {
-	token := id.System + "|" + id.Value
+	token := search.Token(id.System, id.Value)
 	queries := [][3]string{
 		{"AdverseEvent", "substance:identifier", token},
 		{"Observation", "part-of:identifier", token},
@@ -162,7 +162,8 @@ func infusionEndOf(rec mapping.Record) time.Time {
 }
 
 // searchAll returns every current resource of typ whose param matches
-// value (a token or reference, unescaped), page by page.
+// value (a search value: a token built with search.Token, a reference),
+// page by page.
 func searchAll(st store.Tx, typ, param, value string) ([]*store.Resource, error) {
 	q, err := search.ParseConditional(typ, param+"="+url.QueryEscape(value))
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/url"
 	"path/filepath"
 	"strings"
@@ -175,6 +176,30 @@ func TestIdentityConflict(t *testing.T) {
 	}
 	err = g.ingest("", mapping.KindAssessment, rec("A-7", "1", "P-1", "MRN-6", phq9Body))
 	wantIssues(t, err, outcome.Conflict, ingest.RuleIdentityConflict, "/patient/id", "/patient/mrn/value")
+}
+
+// TestMRNPunctuation: an MRN is data, compared whole: one holding the
+// characters a token search separates values with (",", "|", "$", "\\")
+// is neither another patient's MRN nor a failure, and the same MRN again
+// is the same patient.
+func TestMRNPunctuation(t *testing.T) {
+	g := newGateway(t, app.Config{})
+	if err := g.ingest("", mapping.KindAssessment, rec("A-1", "1", "P-1", "A", phq9Body)); err != nil {
+		t.Fatal(err)
+	}
+	for i, mrn := range []string{"A,B", "B|C", `A\\,B`, "A$B", "C|"} {
+		patient := fmt.Sprintf("P-%d", i+2)
+		if err := g.ingest("", mapping.KindAssessment, rec(fmt.Sprintf("A-%d", i+2), "1", patient, mrn, phq9Body)); err != nil {
+			t.Errorf("MRN %s: %v", mrn, err)
+			continue
+		}
+		// Another clinic id with that MRN is another patient's MRN.
+		err := g.ingest("", mapping.KindAssessment, rec(fmt.Sprintf("B-%d", i+2), "1", "Q-"+patient, mrn, phq9Body))
+		wantIssues(t, err, outcome.Conflict, ingest.RuleIdentityConflict, "/patient/id", "/patient/mrn/value")
+	}
+	if n := g.count(t, "", "Patient", ""); n != 6 {
+		t.Errorf("%d Patients, want 6", n)
+	}
 }
 
 // TestIdentityConflictOtherSystem: a patient treated under two source

@@ -474,6 +474,22 @@ func TestEscapeRoundTrip(t *testing.T) {
 	}
 }
 
+// TestToken: a token value built with Token parses back to its system
+// and code whatever they hold.
+func TestToken(t *testing.T) {
+	for _, tc := range [][2]string{{"https://h.example/mrn", "A,B"}, {"s|t", "B|C"}, {"", `a\b$`}, {"x", ""}} {
+		q, err := Parse("Patient", url.Values{"identifier": {Token(tc[0], tc[1])}}, false)
+		if err != nil {
+			t.Errorf("Token(%q, %q): %v", tc[0], tc[1], err)
+			continue
+		}
+		v := q.Clauses[0].Values[0]
+		if v.System != tc[0] || v.Code != tc[1] {
+			t.Errorf("Token(%q, %q) parses to %q, %q", tc[0], tc[1], v.System, v.Code)
+		}
+	}
+}
+
 // TestErrorsDoNotEchoOddNames: an answer repeats a parameter name (and
 // modifier) only when the gateway knows it: a made-up name may be a value,
 // or PHI, typed where a name belongs. ParseLenient still returns the keys

@@ -47,6 +47,13 @@ func unescape(s string) string {
 	return b.String()
 }
 
+// Token is the value of a token parameter that matches system and code
+// exactly, whatever characters they hold: each escaped (search.html#escaping)
+// and joined by "|". A value built from data (an identifier) is
+// searched with it, never by joining the strings. (An empty code is, as
+// in "system|", any code of the system.)
+func Token(system, code string) string { return escape(system) + "|" + escape(code) }
+
 // escape is the inverse of unescape: it escapes \ , | and $.
 func escape(s string) string {
 	if !strings.ContainsAny(s, `\,|$`) {
