@@ -29,6 +29,11 @@ type Options struct {
 	// already holds: clinical entries become conditional updates
 	// (PUT Type?identifier=...) and Observations get status "amended".
 	Update bool
+	// UpdateNested marks, in a session, the nested records (by their
+	// Entry.Record pointer, "/vitals/0") whose resources the receiver
+	// already holds from an earlier version sent on its own: they are
+	// mapped as in Update, the rest of the session as a first version.
+	UpdateNested map[string]bool
 	// Safety holds the thresholds of the safety signals (nil:
 	// DefaultSafety()).
 	Safety *Safety

@@ -70,10 +70,15 @@ func (m *mapper) session(s *Session) {
 	}
 	m.infusion(&s.Infusion, id, extra)
 	nested := func(p string, i int, mapRecord func()) {
-		from := len(m.entries)
+		from, ptr := len(m.entries), fmt.Sprintf("/%s/%d", p, i)
+		if m.opts.UpdateNested[ptr] && !m.opts.Update {
+			// A new version of a record stored on its own before.
+			m.opts.Update = true
+			defer func() { m.opts.Update = false }()
+		}
 		mapRecord()
 		for j := from; j < len(m.entries); j++ {
-			m.entries[j].Record = fmt.Sprintf("/%s/%d", p, i)
+			m.entries[j].Record = ptr
 		}
 	}
 	for i := range s.Vitals {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
@@ -184,23 +185,66 @@ func sessionsOf(st store.Tx, rec record, main *store.Resource) ([]string, error)
 // new, otherwise this is a new version of it.
 func storedMain(st store.Tx, tenant string, res *mapping.Result) (*store.Resource, error) {
 	for _, e := range res.Entries {
-		if e.ResourceType == "Patient" {
-			continue
+		if e.ResourceType != "Patient" {
+			return storedEntry(st, tenant, &e)
 		}
-		if e.ResourceType == "AdverseEvent" { // deterministic id
-			r, err := st.Read("AdverseEvent", tenantID(tenant, e.URL[len("AdverseEvent/"):]))
-			if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrGone) {
-				return nil, nil
-			}
-			return r, err
-		}
-		found, err := searchAll(st, e.ResourceType, "identifier", search.Token(e.IdentifierSystem, e.IdentifierValue))
-		if err != nil || len(found) == 0 {
-			return nil, err
-		}
-		return found[0], nil
 	}
 	return nil, nil
+}
+
+// storedNested are the records nested in session s (by their entries'
+// Record pointer, "/vitals/0") whose main resource is stored, from an
+// earlier version sent on its own, so that the session is a new version
+// of them (mapping.Options.UpdateNested). A nested record received on its
+// own with the session's version is not one: what is stored is that
+// version already.
+func storedNested(st store.Tx, tenant string, rec record, s *mapping.Session, res *mapping.Result) (map[string]bool, error) {
+	var out map[string]bool
+	src := s.Env().Source
+	index := map[mapping.Kind]int{}
+	for _, n := range s.Nested() {
+		ptr := fmt.Sprintf("/%s/%d", nestedMember[n.Kind], index[n.Kind])
+		index[n.Kind]++
+		i := slices.IndexFunc(res.Entries, func(e mapping.Entry) bool { return e.Record == ptr && e.ResourceType != "Patient" })
+		if i < 0 {
+			continue
+		}
+		main, err := storedEntry(st, tenant, &res.Entries[i]) // a nested record's first entry is its main resource
+		if err != nil || main == nil {
+			if err != nil {
+				return nil, err
+			}
+			continue
+		}
+		switch l, err := st.Ledger(src.System, string(n.Kind), n.RecordID, rec.version); {
+		case err == nil && l != nil:
+			continue // this version of it is what is stored
+		case err != nil && !errors.Is(err, store.ErrNotFound):
+			return nil, err
+		}
+		if out == nil {
+			out = map[string]bool{}
+		}
+		out[ptr] = true
+	}
+	return out, nil
+}
+
+// storedEntry is the stored resource a mapped entry writes, nil when
+// there is none.
+func storedEntry(st store.Tx, tenant string, e *mapping.Entry) (*store.Resource, error) {
+	if e.ResourceType == "AdverseEvent" { // deterministic id
+		r, err := st.Read("AdverseEvent", tenantID(tenant, e.URL[len("AdverseEvent/"):]))
+		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrGone) {
+			return nil, nil
+		}
+		return r, err
+	}
+	found, err := searchAll(st, e.ResourceType, "identifier", search.Token(e.IdentifierSystem, e.IdentifierValue))
+	if err != nil || len(found) == 0 {
+		return nil, err
+	}
+	return found[0], nil
 }
 
 // ledgerAt is the ledger entry of a record version with its input, nil

@@ -378,12 +378,23 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 		return nil, false, err
 	}
 	res, raws, docs := first, firstRaws, firstDocs
-	if stored != nil { // this is a new version
+	opts := rec.opts
+	switch {
+	case stored != nil: // this is a new version
 		sc.SetAction("U")
 		// A new version: mapped again in update mode, and rendered and
 		// validated again too.
-		opts := rec.opts
 		opts.Update = true
+	case rec.kind == mapping.KindSession:
+		// A new session may carry new versions of records sent on their
+		// own before: those are mapped in update mode (conditional
+		// updates, amended), else their conditional creates would keep
+		// the old values.
+		if opts.UpdateNested, err = storedNested(st, tenant, rec, rec.rec.(*mapping.Session), first); err != nil {
+			return nil, false, err
+		}
+	}
+	if opts.Update || len(opts.UpdateNested) > 0 {
 		if res, err = mapping.Map(rec.rec, opts); err != nil {
 			return nil, false, err
 		}

@@ -1048,3 +1048,101 @@ func TestDemographicsNotApplied(t *testing.T) {
 		})
 	}
 }
+
+// TestSessionUpdatesNestedRecords: a session new to the gateway that nests
+// a newer version of a record sent on its own before writes that version
+// (the record's resources amended, its safety Flag pointing at what it
+// says now), and the record sent on its own again with that version is
+// the version received; a nested record received on its own with the
+// session's version is left as stored (p19 F1).
+func TestSessionUpdatesNestedRecords(t *testing.T) {
+	g := newGateway(t, app.Config{})
+	items := func(item9 int) string {
+		var b strings.Builder
+		for i := 1; i <= 9; i++ {
+			score := 1
+			if i == 9 {
+				score = item9
+			}
+			fmt.Fprintf(&b, `{"number": %d, "score": %d},`, i, score)
+		}
+		return `"instrument": "PHQ-9", "takenAt": "2026-03-02T08:45:00-05:00", "items": [` +
+			strings.TrimSuffix(b.String(), ",") + fmt.Sprintf(`], "total": %d`, 8+item9)
+	}
+	vitals := func(hr int) string {
+		return fmt.Sprintf(`"timepoint": "pre-dose", "measuredAt": "2026-03-02T08:50:00-05:00", "heartRate": %d`, hr)
+	}
+	// On their own first: heart rate 76, PHQ-9 item 9 "not at all";
+	// VB-1 with the version the session will have.
+	for _, r := range []struct {
+		kind mapping.Kind
+		doc  string
+	}{
+		{mapping.KindVitals, rec("VA-1", "1", "P-1", "", `"sessionId": "S-1", `+vitals(76))},
+		{mapping.KindAssessment, rec("AQ-1", "1", "P-1", "", `"sessionId": "S-1", `+items(0))},
+		{mapping.KindVitals, rec("VB-1", "2", "P-1", "", `"sessionId": "S-1", `+strings.Replace(vitals(70), `"pre-dose"`, `"other", "timepointText": "check"`, 1))},
+	} {
+		if err := g.ingest("", r.kind, r.doc); err != nil {
+			_, issues := outcome.From(err)
+			t.Fatalf("%v: %+v", err, issues)
+		}
+	}
+	session := rec("S-1", "2", "P-1", "", `"infusion": {`+infusionBody+`}, "vitals": [{"recordId": "VA-1", `+vitals(90)+
+		`}, {"recordId": "VB-1", `+strings.Replace(vitals(70), `"pre-dose"`, `"other", "timepointText": "check"`, 1)+`}], "assessments": [{"recordId": "AQ-1", `+items(2)+`}]`)
+	if err := g.ingest("", mapping.KindSession, session); err != nil {
+		t.Fatal(err)
+	}
+	one := func(typ, identifier string) map[string]any {
+		t.Helper()
+		q, err := search.Parse(typ, url.Values{"identifier": {"https://ketamine-gateway.org/fhir/sid/serenity-clinic-emr/" + identifier}}, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		page, err := g.a.Store.Search(context.Background(), q)
+		if err != nil || len(page.Matches) != 1 {
+			t.Fatalf("%s %s: %v, %d matches", typ, identifier, err, len(page.Matches))
+		}
+		var doc map[string]any
+		if err := json.Unmarshal(page.Matches[0].Body, &doc); err != nil {
+			t.Fatal(err)
+		}
+		doc["_id"] = page.Matches[0].ID
+		return doc
+	}
+	value := func(doc map[string]any) any {
+		if q, ok := doc["valueQuantity"].(map[string]any); ok {
+			return q["value"]
+		}
+		if c, ok := doc["valueCodeableConcept"].(map[string]any); ok {
+			return c["coding"].([]any)[0].(map[string]any)["code"]
+		}
+		return doc["valueInteger"]
+	}
+	hr := one("Observation", "vitals|VA-1-8867-4")
+	if value(hr) != float64(90) || hr["status"] != "amended" || hr["meta"].(map[string]any)["versionId"] != "2" {
+		t.Errorf("heart rate of VA-1 = %v, %v, version %v; want 90, amended, 2", value(hr), hr["status"], hr["meta"].(map[string]any)["versionId"])
+	}
+	item9 := one("Observation", "assessment|AQ-1-44260-8")
+	if value(item9) == "LA6568-5" { // "Not at all"
+		t.Errorf("item 9 of AQ-1 still says not at all: %v", item9)
+	}
+	if total := one("Observation", "assessment|AQ-1-44261-6"); value(total) != float64(10) {
+		t.Errorf("PHQ-9 total of AQ-1 = %v, want 10", value(total))
+	}
+	flag := one("Flag", "assessment|AQ-1-flag-phq9-item9")
+	if flag["status"] != "active" || !strings.Contains(fmt.Sprint(flag), "Observation/"+item9["_id"].(string)) {
+		t.Errorf("item 9 Flag = %v, want active, at the item 9 Observation", flag)
+	}
+	// VB-1 was received with the session's version and content: as stored.
+	if post := one("Observation", "vitals|VB-1-8867-4"); post["status"] != "final" || post["meta"].(map[string]any)["versionId"] != "1" {
+		t.Errorf("VB-1's heart rate = %v, version %v; want final, 1", post["status"], post["meta"].(map[string]any)["versionId"])
+	}
+	// VA-1 on its own with the session's version and the content it nested:
+	// that version was received.
+	if err := g.ingest("", mapping.KindVitals, rec("VA-1", "2", "P-1", "", `"sessionId": "S-1", `+vitals(90))); err != nil {
+		t.Errorf("VA-1 version 2 on its own: %v", err)
+	}
+	if hr := one("Observation", "vitals|VA-1-8867-4"); hr["meta"].(map[string]any)["versionId"] != "2" {
+		t.Errorf("VA-1 written again: version %v", hr["meta"].(map[string]any)["versionId"])
+	}
+}
