@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
@@ -196,11 +197,13 @@ func storedMain(st store.Tx, tenant string, res *mapping.Result) (*store.Resourc
 // Record pointer, "/vitals/0") whose main resource is stored, from an
 // earlier version sent on its own, so that the session is a new version
 // of them (mapping.Options.UpdateNested). A nested record received on its
-// own with the session's version is not one: what is stored is that
-// version already.
+// own with the session's version is not one (what is stored is that
+// version already), nor one whose latest version received on its own
+// says what the session says of it (nothing to amend).
 func storedNested(st store.Tx, tenant string, rec record, s *mapping.Session, res *mapping.Result) (map[string]bool, error) {
 	var out map[string]bool
 	src := s.Env().Source
+	session, _ := decodeRecord(rec.body)
 	index := map[mapping.Kind]int{}
 	for _, n := range s.Nested() {
 		ptr := fmt.Sprintf("/%s/%d", nestedMember[n.Kind], index[n.Kind])
@@ -221,6 +224,17 @@ func storedNested(st store.Tx, tenant string, rec record, s *mapping.Session, re
 			continue // this version of it is what is stored
 		case err != nil && !errors.Is(err, store.ErrNotFound):
 			return nil, err
+		}
+		versions, err := st.LedgerVersions(src.System, string(n.Kind), n.RecordID)
+		if err != nil {
+			return nil, err
+		}
+		if len(versions) > 0 {
+			latest, ok := decodeRecord(versions[len(versions)-1].Input)
+			nested, _ := nestedForm(session, n.Kind, n.RecordID)
+			if ok && sameClinical(latest, nested) {
+				continue
+			}
 		}
 		if out == nil {
 			out = map[string]bool{}
@@ -305,6 +319,25 @@ func nestedForm(session map[string]any, kind mapping.Kind, recordID string) (map
 		return out, true
 	}
 	return nil, false
+}
+
+// sameClinical reports whether two forms of a record say the same of the
+// patient's care: the same members but their envelopes (source, patient),
+// which a new version's and a session's differ in.
+func sameClinical(a, b map[string]any) bool {
+	if a == nil || b == nil {
+		return false
+	}
+	bare := func(d map[string]any) map[string]any {
+		c := make(map[string]any, len(d))
+		for k, v := range d {
+			if k != "source" && k != "patient" {
+				c[k] = v
+			}
+		}
+		return c
+	}
+	return reflect.DeepEqual(bare(a), bare(b))
 }
 
 // decodeRecord decodes a record as the content hash sees it (numbers as

@@ -1081,6 +1081,7 @@ func TestSessionUpdatesNestedRecords(t *testing.T) {
 		{mapping.KindVitals, rec("VA-1", "1", "P-1", "", `"sessionId": "S-1", `+vitals(76))},
 		{mapping.KindAssessment, rec("AQ-1", "1", "P-1", "", `"sessionId": "S-1", `+items(0))},
 		{mapping.KindVitals, rec("VB-1", "2", "P-1", "", `"sessionId": "S-1", `+strings.Replace(vitals(70), `"pre-dose"`, `"other", "timepointText": "check"`, 1))},
+		{mapping.KindVitals, rec("VC-1", "1", "P-1", "", `"sessionId": "S-1", `+strings.Replace(vitals(72), `"pre-dose"`, `"other", "timepointText": "again"`, 1))},
 	} {
 		if err := g.ingest("", r.kind, r.doc); err != nil {
 			_, issues := outcome.From(err)
@@ -1088,7 +1089,8 @@ func TestSessionUpdatesNestedRecords(t *testing.T) {
 		}
 	}
 	session := rec("S-1", "2", "P-1", "", `"infusion": {`+infusionBody+`}, "vitals": [{"recordId": "VA-1", `+vitals(90)+
-		`}, {"recordId": "VB-1", `+strings.Replace(vitals(70), `"pre-dose"`, `"other", "timepointText": "check"`, 1)+`}], "assessments": [{"recordId": "AQ-1", `+items(2)+`}]`)
+		`}, {"recordId": "VB-1", `+strings.Replace(vitals(70), `"pre-dose"`, `"other", "timepointText": "check"`, 1)+`}, {"recordId": "VC-1", `+strings.Replace(vitals(72), `"pre-dose"`, `"other", "timepointText": "again"`, 1)+
+		`}], "assessments": [{"recordId": "AQ-1", `+items(2)+`}]`)
 	if err := g.ingest("", mapping.KindSession, session); err != nil {
 		t.Fatal(err)
 	}
@@ -1133,9 +1135,12 @@ func TestSessionUpdatesNestedRecords(t *testing.T) {
 	if flag["status"] != "active" || !strings.Contains(fmt.Sprint(flag), "Observation/"+item9["_id"].(string)) {
 		t.Errorf("item 9 Flag = %v, want active, at the item 9 Observation", flag)
 	}
-	// VB-1 was received with the session's version and content: as stored.
-	if post := one("Observation", "vitals|VB-1-8867-4"); post["status"] != "final" || post["meta"].(map[string]any)["versionId"] != "1" {
-		t.Errorf("VB-1's heart rate = %v, version %v; want final, 1", post["status"], post["meta"].(map[string]any)["versionId"])
+	// VB-1 was received with the session's version and content, VC-1 with
+	// another version and the same content: as stored, nothing amended.
+	for _, id := range []string{"VB-1", "VC-1"} {
+		if post := one("Observation", "vitals|"+id+"-8867-4"); post["status"] != "final" || post["meta"].(map[string]any)["versionId"] != "1" {
+			t.Errorf("%s's heart rate = %v, version %v; want final, 1", id, post["status"], post["meta"].(map[string]any)["versionId"])
+		}
 	}
 	// VA-1 on its own with the session's version and the content it nested:
 	// that version was received.
