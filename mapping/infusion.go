@@ -105,7 +105,9 @@ func checkInfusion(in *InfusionBody, p string, v *violations) {
 			v.add("infusion.iv-only", p+"/rate", "esketamine nasal spray has no infusion rate: leave out rate")
 		}
 	}
-	if in.DoseMgPerKg != nil && in.BodyWeightKg != nil && in.TotalDoseMg != nil {
+	// (Esketamine is not dosed by weight: its doseMgPerKg is refused above,
+	// and its totalDoseMg is not held to one.)
+	if in.Drug != "esketamine-nasal" && in.DoseMgPerKg != nil && in.BodyWeightKg != nil && in.TotalDoseMg != nil {
 		want := *in.DoseMgPerKg * *in.BodyWeightKg
 		if math.Abs(*in.TotalDoseMg-want) > math.Max(DoseTolerance*want, DoseToleranceMg) {
 			v.add("infusion.dose-weight-mismatch", p+"/totalDoseMg",

@@ -130,6 +130,8 @@ func TestRules(t *testing.T) {
 		{"esketamine weight in grams", "infusion/esketamine-completed", patch{"/bodyWeightKg": 5000}, "vitals.plausible-range", "/bodyWeightKg"},
 		{"session dosing weight in grams", "session/iv-routine", patch{"/infusion/bodyWeightKg": 80000, "/infusion/totalDoseMg": 40000, "/infusion/rate": nil}, "vitals.plausible-range", "/infusion/bodyWeightKg"},
 		{"esketamine weight-based", "infusion/esketamine-completed", patch{"/doseMgPerKg": 0.7, "/bodyWeightKg": 80}, "infusion.iv-only", "/doseMgPerKg"},
+		// Not also told to make 56 mg equal 0.5 x 80 (p19 F5).
+		{"esketamine weight-based, another product", "infusion/esketamine-completed", patch{"/doseMgPerKg": 0.5, "/bodyWeightKg": 80}, "infusion.iv-only", "/doseMgPerKg"},
 		{"esketamine with a rate", "infusion/esketamine-completed", patch{"/rate": map[string]any{"amount": 1, "amountUnit": "mg", "duration": 1, "durationUnit": "min"}}, "infusion.iv-only", "/rate"},
 		{"esketamine given 30 mg", "infusion/esketamine-completed", patch{"/status": "stopped-early", "/statusReason": map[string]any{"code": "patient-request"}, "/administeredDoseMg": 30}, "infusion.dose-plausible", "/administeredDoseMg"},
 		{"esketamine given one device", "infusion/esketamine-completed", patch{"/status": "stopped-early", "/statusReason": map[string]any{"code": "patient-request"}, "/administeredDoseMg": 28}, "", ""},

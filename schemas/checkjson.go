@@ -287,7 +287,10 @@ func syntaxIssue(err error, path []pathElem, doc []byte) Issue {
 		if errors.As(json.Unmarshal(doc, &raw), &whole) {
 			se = whole
 		}
-		off = se.Offset
+		// encoding/json counts the bytes read, the offending one
+		// included: the offset of that byte is one less (as the FHIR
+		// validator's offsets are).
+		off = max(se.Offset-1, 0)
 		msg := se.Error()
 		for _, c := range syntaxCategories {
 			if strings.Contains(msg, c.match) {

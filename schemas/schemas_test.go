@@ -389,12 +389,12 @@ func TestMessages(t *testing.T) {
 		{"vitals", mutate(t, "vitals", "discharge.json", put("/spo2", -1)), "spo2 must be greater than 0"},
 		{"session", mutate(t, "session", "routine-ketamine-iv-session.json", del("/vitals/0/recordId")), "recordId is required on a record nested in a session"},
 		{"vitals", mutate(t, "vitals", "discharge.json", put("/patient/ssn", "000-00-0000")), "property not allowed in patient"},
-		{"vitals", []byte(`{"a": 1,}`), "invalid JSON: expected a string as object key near byte offset"},
+		{"vitals", []byte(`{"a": 1,}`), "invalid JSON: expected a string as object key near byte offset 8"},
 		{"vitals", []byte(`{"a": [1, 2}`), "invalid JSON: expected ',' or ']' after an array element near byte offset"},
 		// An error inside a number or a literal is located in the whole
 		// document, not in the scalar (it was offset 7 and 29).
-		{"vitals", []byte(`{"a":[1,2.]}`), "invalid JSON: malformed number near byte offset 11"},
-		{"vitals", []byte(`{"patient":{"name":{"given":["A",tru]}}}`), "invalid JSON: malformed literal (true, false or null) near byte offset 37"},
+		{"vitals", []byte(`{"a":[1,2.]}`), "invalid JSON: malformed number near byte offset 10"},
+		{"vitals", []byte(`{"patient":{"name":{"given":["A",tru]}}}`), "invalid JSON: malformed literal (true, false or null) near byte offset 36"},
 	}
 	for _, c := range cases {
 		issues := issuesOf(t, c.kind, c.doc)
