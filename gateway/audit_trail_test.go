@@ -956,3 +956,43 @@ func listedDeliveries(t *testing.T, s http.Handler) map[string]string {
 	}
 	return out
 }
+
+// TestAuditNamesPatientOfDeletion: deleting a patient's resource, by
+// DELETE or in a transaction, names the patient in its AuditEvent (taken
+// from the version deleted: the deletion has no body), so that
+// AuditEvent?patient= shows who removed their data (p16 F4).
+func TestAuditNamesPatientOfDeletion(t *testing.T) {
+	s, st := auditServer(t)
+	rec := send(s, "POST", "/fhir/Patient", `{"resourceType":"Patient","name":[{"family":"Deleted"}]}`)
+	if rec.Code != http.StatusCreated {
+		t.Fatalf("create Patient = %d %s", rec.Code, rec.Body)
+	}
+	patient := strings.SplitN(strings.TrimPrefix(rec.Header().Get("Location"), "http://example.com/fhir/"), "/_history", 2)[0]
+	obs := func() string {
+		rec := send(s, "POST", "/fhir/Observation", `{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"`+patient+`"}}`)
+		if rec.Code != http.StatusCreated {
+			t.Fatalf("create Observation = %d %s", rec.Code, rec.Body)
+		}
+		return strings.SplitN(strings.TrimPrefix(rec.Header().Get("Location"), "http://example.com/fhir/"), "/_history", 2)[0]
+	}
+	if rec := send(s, "DELETE", "/fhir/"+obs(), ""); rec.Code != http.StatusNoContent {
+		t.Fatalf("DELETE = %d %s", rec.Code, rec.Body)
+	}
+	if got := lastAudit(t, st); !slices.Equal(got.Patients, []string{patient}) {
+		t.Errorf("DELETE: AuditEvent names patients %v, want %s", got.Patients, patient)
+	}
+	bundle := `{"resourceType":"Bundle","type":"transaction","entry":[{"request":{"method":"DELETE","url":"` + obs() + `"}}]}`
+	if rec := send(s, "POST", "/fhir", bundle); rec.Code != http.StatusOK {
+		t.Fatalf("transaction = %d %s", rec.Code, rec.Body)
+	}
+	if got := lastAudit(t, st); !slices.Equal(got.Patients, []string{patient}) {
+		t.Errorf("transaction DELETE: AuditEvent names patients %v, want %s", got.Patients, patient)
+	}
+	// Deleting what is deleted already names nobody new, and fails nothing.
+	if rec := send(s, "DELETE", "/fhir/"+patient, ""); rec.Code != http.StatusNoContent {
+		t.Fatalf("DELETE Patient = %d %s", rec.Code, rec.Body)
+	}
+	if got := lastAudit(t, st); !slices.Equal(got.Patients, []string{patient}) {
+		t.Errorf("DELETE Patient: AuditEvent names patients %v, want %s", got.Patients, patient)
+	}
+}

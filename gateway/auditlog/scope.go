@@ -182,6 +182,23 @@ func (sc *Scope) TouchDoc(r *store.Resource, doc map[string]any) {
 	sc.own(r.Tenant, e, patients) // a resource's patients are its tenant's
 }
 
+// TouchDeletion records a deletion del (nil: nothing was deleted) of the
+// version was: the deletion names the patients was concerned, so that a
+// patient's audit trail shows who removed their data.
+func (sc *Scope) TouchDeletion(del, was *store.Resource) {
+	if del == nil {
+		return
+	}
+	e := audit.Entity{Type: del.Type, ID: del.ID, Version: del.Version}
+	sc.entity(e)
+	var patients []string
+	if was != nil && !was.Deleted {
+		patients = PatientsIn(was.Type, was.ID, was.Body)
+	}
+	sc.patient(patients...)
+	sc.own(del.Tenant, e, patients)
+}
+
 // refer records a resource the request disclosed by reference without
 // reading it here (a lineage's Provenance, the resource it is about).
 func (sc *Scope) refer(e audit.Entity) { sc.entity(e) }

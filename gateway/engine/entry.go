@@ -94,6 +94,10 @@ type Result struct {
 	// written: Resource is nil), its deletion, the latest version: the
 	// answer carries its ETag, as a read's 410 does.
 	Gone *store.Resource
+	// Was is, for a delete that wrote a deletion (Resource), the version
+	// it deleted: whose patients the deletion concerns (the audit names
+	// them; the deletion has no body).
+	Was *store.Resource
 }
 
 // Deleted is the deletion version a delete answers with: the one it wrote,

@@ -301,7 +301,7 @@ func (e *Engine) remove(tx store.Tx, typ, id string, pre conditions, now time.Ti
 	if err := tx.Put(del, nil); err != nil {
 		return nil, fmt.Errorf("delete %s/%s: %w", typ, id, err)
 	}
-	return &Result{Status: fhirwire.StatusNoContent, Resource: del}, nil
+	return &Result{Status: fhirwire.StatusNoContent, Resource: del, Was: cur}, nil
 }
 
 // sameContent compares two resources ignoring meta.

@@ -344,7 +344,7 @@ func (e *Engine) Delete(ctx context.Context, sc *auditlog.Scope, typ, id string,
 		if res, err = e.remove(tx.st, typ, id, cond, tx.now); err != nil {
 			return 0, err
 		}
-		sc.Touch(res.Resource)
+		sc.TouchDeletion(res.Resource, res.Was)
 		return fhirwire.StatusNoContent, nil
 	})
 	return res, err

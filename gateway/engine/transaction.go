@@ -628,6 +628,10 @@ func touchEntries(sc *auditlog.Scope, entries []*Entry, errs []error) {
 		if errs != nil && errs[i] != nil || en.res == nil || en.method == "GET" {
 			continue
 		}
+		if en.method == "DELETE" {
+			sc.TouchDeletion(en.res.Resource, en.res.Was)
+			continue
+		}
 		var doc map[string]any
 		if en.matched == nil {
 			doc = en.doc // the document just stored: no need to decode it again
