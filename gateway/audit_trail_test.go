@@ -996,3 +996,51 @@ func TestAuditNamesPatientOfDeletion(t *testing.T) {
 		t.Errorf("DELETE Patient: AuditEvent names patients %v, want %s", got.Patients, patient)
 	}
 }
+
+// TestLineageKeepsRecordStory: reading a record's lineage again and again
+// never pushes its own requests (its ingests, a version refused) out of
+// the lineage: lineage reads are shown apart, the newest few, and the
+// answer counts what it left out and names the search that lists it all
+// (p16 F17).
+func TestLineageKeepsRecordStory(t *testing.T) {
+	s, _ := auditServer(t)
+	record := string(exampleDoc(t, "assessment/phq9-moderate.json"))
+	if rec := send(s, "POST", "/ingest/assessment", record); rec.Code != http.StatusOK {
+		t.Fatalf("ingest = %d %s", rec.Code, rec.Body)
+	}
+	// The same version with other content: refused, and named.
+	if rec := send(s, "POST", "/ingest/assessment", strings.Replace(record, `"total": 11`, `"total": 12`, 1)); rec.Code < 400 {
+		t.Fatalf("refused version = %d %s", rec.Code, rec.Body)
+	}
+	const query = "/admin/lineage?source=serenity-clinic-emr&record=ASM-2026-0310-001"
+	for range 25 {
+		if rec := send(s, "GET", query, ""); rec.Code != http.StatusOK {
+			t.Fatalf("lineage = %d %s", rec.Code, rec.Body)
+		}
+	}
+	rec := send(s, "GET", query, "")
+	var l struct {
+		Requests []struct {
+			Interaction, Outcome string
+		}
+		RequestsOmitted int
+		RequestsSearch  string
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &l); err != nil {
+		t.Fatal(err)
+	}
+	counts := map[string]int{}
+	refused := 0
+	for _, r := range l.Requests {
+		counts[r.Interaction]++
+		if r.Interaction == "ingest" && r.Outcome != "0" {
+			refused++
+		}
+	}
+	if counts["ingest"] != 2 || refused != 1 || counts["lineage"] != 20 {
+		t.Errorf("lineage requests = %v (%d refused), want both ingests (one refused) and the newest 20 lineage reads", counts, refused)
+	}
+	if l.RequestsOmitted != 5 || !strings.Contains(l.RequestsSearch, "AuditEvent?entity:identifier=") {
+		t.Errorf("omitted %d, search %q: want the 5 older lineage reads counted and the search named", l.RequestsOmitted, l.RequestsSearch)
+	}
+}

@@ -52,6 +52,13 @@ type Lineage struct {
 	// Requests are the AuditEvents of the trace (trace queries) or of the
 	// receipts' requests.
 	Requests []RequestView `json:"requests"`
+	// RequestsOmitted counts the requests that named the record and are
+	// not in Requests (record queries): beyond the newest maxAccesses of
+	// the record's own requests, or the newest maxLineageReads lineage
+	// reads of it; RequestsSearch is then the AuditEvent search that lists
+	// them all.
+	RequestsOmitted int    `json:"requestsOmitted,omitempty"`
+	RequestsSearch  string `json:"requestsSearch,omitempty"`
 	// Accesses are the newest requests that touched the resource
 	// (resource queries; at most maxAccesses).
 	Accesses []RequestView `json:"accesses,omitempty"`
@@ -108,6 +115,10 @@ type RequestView struct {
 const (
 	maxLineageReceipts = 200
 	maxAccesses        = 100
+	// maxLineageReads bounds the lineage reads of a record a record query
+	// shows, apart from its other requests, so that looking at a record
+	// again and again never pushes out what happened to it.
+	maxLineageReads = 20
 )
 
 var (
@@ -249,17 +260,30 @@ func BuildLineage(ctx context.Context, st store.Store, q LineageQuery) (*Lineage
 		}
 		if recordIDs != nil {
 			// Every other request that named the record: the versions
-			// re-sent or refused, dry runs, deliveries and lineages read.
-			evs, err := searchAll(ctx, st, q.Tenant, "AuditEvent", url.Values{"entity:identifier": {strings.Join(recordIDs, ",")},
-				"_sort": {"-date"}}, maxAccesses)
-			if err != nil {
-				return nil, err
-			}
-			for _, ev := range evs {
-				out.nameRecords(recordIDs, ev)
-				if v := ViewAuditEvent(ev); !seen[v.AuditEvent] {
-					out.Requests = append(out.Requests, v)
+			// re-sent or refused, dry runs, deliveries, and apart from
+			// them (the newest few) the lineages read.
+			named, lineage := strings.Join(recordIDs, ","), audit.SystemGatewayInteraction+"|lineage"
+			for _, part := range []struct {
+				params url.Values
+				limit  int
+			}{
+				{url.Values{"entity:identifier": {named}, "subtype:not": {lineage}, "_sort": {"-date"}}, maxAccesses},
+				{url.Values{"entity:identifier": {named}, "subtype": {lineage}, "_sort": {"-date"}}, maxLineageReads},
+			} {
+				evs, total, err := searchCounted(ctx, st, q.Tenant, "AuditEvent", part.params, part.limit)
+				if err != nil {
+					return nil, err
 				}
+				out.RequestsOmitted += max(total-len(evs), 0)
+				for _, ev := range evs {
+					out.nameRecords(recordIDs, ev)
+					if v := ViewAuditEvent(ev); !seen[v.AuditEvent] {
+						out.Requests = append(out.Requests, v)
+					}
+				}
+			}
+			if out.RequestsOmitted > 0 {
+				out.RequestsSearch = "AuditEvent?entity:identifier=" + url.QueryEscape(named) + "&_sort=-date"
 			}
 		}
 	}
@@ -341,35 +365,47 @@ func gatewayWrote(r *store.Resource, p map[string]any) bool {
 // searchAll runs a search in tenant and returns at most limit matching
 // bodies.
 func searchAll(ctx context.Context, st store.Store, tenant, typ string, params url.Values, limit int) ([]map[string]any, error) {
-	matches, err := searchStored(ctx, st, tenant, typ, params, limit)
+	out, _, err := searchCounted(ctx, st, tenant, typ, params, limit)
+	return out, err
+}
+
+// searchCounted is searchAll with the number of all matches.
+func searchCounted(ctx context.Context, st store.Store, tenant, typ string, params url.Values, limit int) ([]map[string]any, int, error) {
+	page, err := searchPage(ctx, st, tenant, typ, params, limit)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	out := make([]map[string]any, 0, len(matches))
-	for _, r := range matches {
+	out := make([]map[string]any, 0, len(page.Matches))
+	for _, r := range page.Matches {
 		doc, err := fhirwire.Decode(r.Body)
 		if err != nil {
-			return nil, fmt.Errorf("stored %s/%s: %w", r.Type, r.ID, err)
+			return nil, 0, fmt.Errorf("stored %s/%s: %w", r.Type, r.ID, err)
 		}
 		out = append(out, doc)
 	}
-	return out, nil
+	return out, page.Total, nil
 }
 
 // searchStored runs a search in tenant and returns at most limit matching
 // resources.
 func searchStored(ctx context.Context, st store.Store, tenant, typ string, params url.Values, limit int) ([]*store.Resource, error) {
+	page, err := searchPage(ctx, st, tenant, typ, params, limit)
+	if err != nil {
+		return nil, err
+	}
+	return page.Matches, nil
+}
+
+// searchPage runs a search in tenant: its first page of at most limit
+// matches, with their total.
+func searchPage(ctx context.Context, st store.Store, tenant, typ string, params url.Values, limit int) (*store.Page, error) {
 	params.Set("_count", fmt.Sprint(limit))
 	q, err := search.Parse(typ, params, false)
 	if err != nil {
 		return nil, fmt.Errorf("lineage %s query: %w", typ, err)
 	}
 	q.Tenant = tenant
-	page, err := st.Search(ctx, q)
-	if err != nil {
-		return nil, err
-	}
-	return page.Matches, nil
+	return st.Search(ctx, q)
 }
 
 // deliveryIDs is the codec of the deliveries' public ids, read from the
