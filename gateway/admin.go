@@ -97,9 +97,12 @@ func (s *Server) handleRetryDelivery(c echo.Context) error {
 	return c.JSON(http.StatusOK, answer)
 }
 
-// handleCancelDelivery is POST /admin/deliveries/:id/cancel?reason=.
+// handleCancelDelivery is POST /admin/deliveries/:id/cancel with a reason
+// in a form body (reason=...), or in the query string.
 func (s *Server) handleCancelDelivery(c echo.Context) error {
-	id, reason := c.Param("id"), c.QueryParam("reason")
+	// In the body it stays out of the access logs of proxies in front of
+	// the gateway: an operator's reason may name the patient.
+	id, reason := c.Param("id"), c.FormValue("reason")
 	ctx, sc := c.Request().Context(), scopeOf(c)
 	if err := operator.CheckCancelReason(reason); err != nil {
 		return err
@@ -115,7 +118,9 @@ func (s *Server) handleCancelDelivery(c echo.Context) error {
 	if err := s.app.Operator.Cancel(ctx, sc.TenantOf(), id, reason); err != nil {
 		return err
 	}
-	sc.Description = fmt.Sprintf("delivery %s cancelled: %s", v.ID, strings.TrimSpace(reason))
+	// The reason is the operator's free text: it stays with the delivery
+	// (its lastError, which a delivery read shows), not in the AuditEvent.
+	sc.Description = fmt.Sprintf("delivery %s cancelled (the reason is recorded with the delivery)", v.ID)
 	return c.JSON(http.StatusOK, map[string]any{"id": v.ID, "status": store.StatusDead,
 		"lastError": operator.CancelledPrefix + strings.TrimSpace(reason)})
 }
