@@ -18,11 +18,12 @@ import (
 // reason is required; a delivered one is 409), and a retry of a later
 // version of the record waiting behind it names it (waitingFor).
 func TestCancelDeliveryAPI(t *testing.T) {
-	h, st, tok := clientsServer(t, []auth.Client{{ID: "op", Tenant: search.AllTenants, Scopes: []string{auth.ScopeOperator}}})
+	h, st, tok := clientsServer(t, []auth.Client{{ID: "op", Tenant: "clinic-a", Scopes: []string{auth.ScopeOperator}},
+		{ID: "opAll", Tenant: search.AllTenants, Scopes: []string{auth.ScopeOperator}}})
 	ctx := context.Background()
 	var items []*store.OutboxItem
 	for _, v := range []string{"1", "2"} {
-		it := &store.OutboxItem{Destination: "ehr", OrderKey: "src|session|R1", Patient: "src|P", Kind: "session",
+		it := &store.OutboxItem{Destination: "ehr", Tenant: "clinic-a", OrderKey: "src|session|R1", Patient: "src|P", Kind: "session",
 			Source: "src", RecordID: "R1", Version: v, Payload: []byte(`{}`)}
 		if err := st.Write(ctx, func(tx store.Tx) error { return tx.Enqueue(it) }); err != nil {
 			t.Fatal(err)
@@ -32,6 +33,15 @@ func TestCancelDeliveryAPI(t *testing.T) {
 	list := decode(t, req(h, "GET", "/admin/deliveries", "", tok["op"]))["deliveries"].([]any)
 	v2, v1 := list[0].(map[string]any)["id"].(string), list[1].(map[string]any)["id"].(string)
 
+	// An all-tenant operator reads every clinic's deliveries but changes
+	// none: a clinic's cancel withholds a record, a retry would undo it
+	// (p17 F3).
+	for _, action := range []string{"retry", "cancel?reason=x"} {
+		if rec := req(h, "POST", "/admin/deliveries/"+v1+"/"+action, "", tok["opAll"]); rec.Code != http.StatusForbidden ||
+			!strings.Contains(rec.Body.String(), "tenant-required") {
+			t.Errorf("%s by an all-tenant operator = %d %s, want 403 tenant-required", action, rec.Code, rec.Body)
+		}
+	}
 	rec := req(h, "POST", "/admin/deliveries/"+v2+"/retry", "", tok["op"])
 	if got := decode(t, rec); rec.Code != http.StatusOK || got["waitingFor"] != v1 {
 		t.Errorf("retry of v2 = %d %s, want 200 naming %s (waitingFor)", rec.Code, rec.Body, v1)

@@ -96,7 +96,11 @@ func deliveriesCommand(ctx context.Context, args []string, getenv func(string) s
 		}
 		return printJSON(stdout, v)
 	case "retry":
-		waitingFor, err := ops.Retry(ctx, search.AllTenants, id)
+		tenant, err := deliveryTenant(ctx, ops, id)
+		if err != nil {
+			return opError(name, err)
+		}
+		waitingFor, err := ops.Retry(ctx, tenant, id)
 		if err != nil {
 			return opError(name, err)
 		}
@@ -107,7 +111,11 @@ func deliveriesCommand(ctx context.Context, args []string, getenv func(string) s
 		}
 		return printJSON(stdout, answer)
 	case "cancel":
-		if err := ops.Cancel(ctx, search.AllTenants, id, *d.reason); err != nil {
+		tenant, err := deliveryTenant(ctx, ops, id)
+		if err != nil {
+			return opError(name, err)
+		}
+		if err := ops.Cancel(ctx, tenant, id, *d.reason); err != nil {
 			return opError(name, err)
 		}
 		return printJSON(stdout, map[string]any{"id": id, "status": store.StatusDead,
@@ -119,6 +127,17 @@ func deliveriesCommand(ctx context.Context, args []string, getenv func(string) s
 		}
 		return printJSON(stdout, map[string]any{"destination": f.Destination, "since": f.Since, "replayed": replayed})
 	}
+}
+
+// deliveryTenant is the tenant of delivery id: the database's
+// administrator retries or cancels it as its tenant (the operator service
+// lets no caller acting for every tenant change one).
+func deliveryTenant(ctx context.Context, ops *operator.Service, id string) (string, error) {
+	v, err := ops.Show(ctx, search.AllTenants, id, false)
+	if err != nil {
+		return "", err
+	}
+	return v.Tenant, nil
 }
 
 // deliveryArgs are the flags of the deliveries subcommands.

@@ -303,6 +303,7 @@ func (s *Service) find(ctx context.Context, tenant, id string) (*store.OutboxIte
 // Show; Conflict when the delivery is in flight or delivered, or a dead
 // letter refused as its record was stored (store.Refused: it has nothing
 // to send, and sending the record there is what the refusal prevents).
+// Forbidden (tenant-required) for a caller acting for every tenant.
 //
 // The delivery is sent only after the deliveries of earlier versions of
 // its record that are pending or in flight (order per source record): it
@@ -310,6 +311,9 @@ func (s *Service) find(ctx context.Context, tenant, id string) (*store.OutboxIte
 // the caller can say what the retried delivery waits for (retry or cancel
 // that one to let it go).
 func (s *Service) Retry(ctx context.Context, tenant, id string) (waitingFor string, err error) {
+	if tenant == search.AllTenants {
+		return "", errAllTenantWrite
+	}
 	it, _, err := s.find(ctx, tenant, id)
 	if err != nil {
 		return "", err
@@ -349,6 +353,14 @@ const CancelledPrefix = "cancelled by operator: "
 // MaxCancelReason is the longest reason Cancel takes, in characters.
 const MaxCancelReason = 200
 
+// errAllTenantWrite refuses a retry or cancel by a caller acting for
+// every tenant: it reads every tenant and writes none (a clinic's cancel
+// is how it withholds a record from an EHR, and a retry undoes it). The
+// database's administrator (the CLI) acts as the delivery's tenant.
+var errAllTenantWrite = outcome.New(outcome.Forbidden, "forbidden", "tenant-required",
+	"a caller acting for every tenant reads every tenant's deliveries but may not retry or cancel one: "+
+		"use an operator of the delivery's tenant")
+
 var (
 	errCancelReasonMissing = outcome.New(outcome.Invalid, "required", "delivery-cancel-reason-missing",
 		"reason: say why the delivery is cancelled (it becomes the dead letter's last error and is audited)")
@@ -377,10 +389,14 @@ func CheckCancelReason(reason string) error {
 // NotFound as for Show; Invalid for a reason CheckCancelReason refuses;
 // Conflict when the delivery is in flight or delivered, or is a dead
 // letter refused as its record was stored (its last error says why, which
-// a cancel would overwrite).
+// a cancel would overwrite). Forbidden (tenant-required) for a caller
+// acting for every tenant.
 func (s *Service) Cancel(ctx context.Context, tenant, id, reason string) error {
 	if err := CheckCancelReason(reason); err != nil {
 		return err
+	}
+	if tenant == search.AllTenants {
+		return errAllTenantWrite
 	}
 	it, _, err := s.find(ctx, tenant, id)
 	if err != nil {

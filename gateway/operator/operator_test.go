@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -196,7 +197,7 @@ func TestRetryMakesAPendingDeliveryDueNow(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, id := range []string{ids.Encode(pending), ids.Encode(dead)} {
-		if _, err := ops.Retry(ctx, search.AllTenants, id); err != nil {
+		if _, err := ops.Retry(ctx, "", id); err != nil {
 			t.Fatalf("Retry(%s) = %v", id, err)
 		}
 		if v, err := ops.Show(ctx, search.AllTenants, id, false); err != nil || v.Status != store.StatusPending ||
@@ -207,7 +208,7 @@ func TestRetryMakesAPendingDeliveryDueNow(t *testing.T) {
 	if len(w.released) != 2 || w.released[0] != "hosp" {
 		t.Errorf("holds released: %v, want hosp twice", w.released)
 	}
-	_, err = ops.Retry(ctx, search.AllTenants, ids.Encode(done))
+	_, err = ops.Retry(ctx, "", ids.Encode(done))
 	if kind, _ := outcome.From(err); kind != outcome.Conflict {
 		t.Errorf("Retry of a delivered one: %v, want Conflict", kind)
 	}
@@ -288,7 +289,15 @@ func TestCancelLetsTheNextVersionGo(t *testing.T) {
 	}
 	id1, id2 := ids.Encode(v1), ids.Encode(v2)
 
-	waiting, err := ops.Retry(ctx, search.AllTenants, id2)
+	// A caller acting for every tenant reads the deliveries but changes
+	// none (p17 F3): it could undo a clinic's cancel.
+	if _, err := ops.Retry(ctx, search.AllTenants, id2); !slices.Contains(outcome.Rules(err), "tenant-required") {
+		t.Errorf("Retry as every tenant = %v, want tenant-required", err)
+	}
+	if err := ops.Cancel(ctx, search.AllTenants, id2, "x"); !slices.Contains(outcome.Rules(err), "tenant-required") {
+		t.Errorf("Cancel as every tenant = %v, want tenant-required", err)
+	}
+	waiting, err := ops.Retry(ctx, "", id2)
 	if err != nil || waiting != id1 {
 		t.Fatalf("Retry(v2) = %q, %v; want it to name %s, the delivery it waits for", waiting, err, id1)
 	}
@@ -310,7 +319,7 @@ func TestCancelLetsTheNextVersionGo(t *testing.T) {
 		{"unknown", "not-an-id", "x", outcome.NotFound, "delivery-unknown"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := ops.Cancel(ctx, search.AllTenants, tc.id, tc.reason)
+			err := ops.Cancel(ctx, "", tc.id, tc.reason)
 			kind, issues := outcome.From(err)
 			if kind != tc.kind || len(issues) != 1 || issues[0].Rule != tc.rule {
 				t.Errorf("Cancel(%q) = %v, want %v %s", tc.reason, err, tc.kind, tc.rule)
@@ -318,7 +327,7 @@ func TestCancelLetsTheNextVersionGo(t *testing.T) {
 		})
 	}
 
-	if err := ops.Cancel(ctx, search.AllTenants, id1, "EHR refuses v1; corrected in v2"); err != nil {
+	if err := ops.Cancel(ctx, "", id1, "EHR refuses v1; corrected in v2"); err != nil {
 		t.Fatalf("Cancel(v1) = %v", err)
 	}
 	v, err := ops.Show(ctx, search.AllTenants, id1, false)
@@ -332,7 +341,7 @@ func TestCancelLetsTheNextVersionGo(t *testing.T) {
 	if err != nil || len(got) != 1 || got[0].ID != v2 {
 		t.Fatalf("Claim after the cancel = %v %v, want v2 only", got, err)
 	}
-	if kind, _ := outcome.From(ops.Cancel(ctx, search.AllTenants, id2, "too late")); kind != outcome.Conflict {
+	if kind, _ := outcome.From(ops.Cancel(ctx, "", id2, "too late")); kind != outcome.Conflict {
 		t.Errorf("Cancel of a delivery in flight = %v, want Conflict", err)
 	}
 }
