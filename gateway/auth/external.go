@@ -283,7 +283,9 @@ func (s *Server) verifyExternal(ctx context.Context, tok *jwt.JSONWebToken) (*Pr
 	if search.Reserved(tenant) {
 		return nil, invalid("tenant-reserved", "the access token's tenant is reserved (a tenant begins with \"*\" only as \"*\", every tenant)", clientID)
 	}
-	if iss.tenants != nil && !iss.tenants[tenant] {
+	if iss.tenants != nil && !iss.tenants[tenant] || tenant == search.AllTenants && iss.tenants == nil {
+		// Every tenant ("*") only from an issuer whose tenants name it:
+		// an issuer without the list may name any one tenant, never all.
 		return nil, invalid("tenant-not-allowed", "the access token's tenant is not accepted from this issuer", clientID)
 	}
 	return &Principal{

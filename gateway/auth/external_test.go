@@ -418,3 +418,33 @@ func TestJWKSNoRedirects(t *testing.T) {
 		t.Errorf("redirect target fetched %d times, want 0", n)
 	}
 }
+
+// TestExternalAllTenants: an issuer names every tenant ("*") only when its
+// tenants list says so; without a list it may name any one tenant, never
+// all of them (p17 F7).
+func TestExternalAllTenants(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		tenants []string
+		tenant  string
+		reason  string
+	}{
+		{"no list, one tenant", nil, "clinic-b", ""},
+		{"no list, every tenant", nil, "*", "tenant-not-allowed"},
+		{"a list naming every tenant", []string{"*"}, "*", ""},
+		{"a list without it", []string{"clinic-a"}, "*", "tenant-not-allowed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fx := newExternalFixture(t, func(c *Config) { c.External[0].Tenants = tc.tenants })
+			claims := extClaims(fx.c.Now())
+			claims["tenant"] = tc.tenant
+			p, f := fx.s.Authenticate(context.Background(), "Bearer "+sign(t, jose.RS256, fx.rsa.Key, fx.rsa.KeyID, claims, nil))
+			switch {
+			case tc.reason == "" && (f != nil || p.Tenant != tc.tenant):
+				t.Errorf("Authenticate() = %+v, %v; want tenant %q", p, f, tc.tenant)
+			case tc.reason != "" && (f == nil || f.Reason != tc.reason):
+				t.Errorf("Authenticate() = %+v, %+v; want %s", p, f, tc.reason)
+			}
+		})
+	}
+}
