@@ -382,6 +382,19 @@ func (d *destWorker) setRunning(id int64, on bool) {
 	}
 }
 
+// stillRunning counts the attempts of ids that are still running.
+func (d *destWorker) stillRunning(ids []int64) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n := 0
+	for _, id := range ids {
+		if d.running[id] {
+			n++
+		}
+	}
+	return n
+}
+
 // renewLeases renews the claims of the running attempts every third of
 // the lease until ctx ends.
 func (d *destWorker) renewLeases(ctx context.Context) {
@@ -408,10 +421,14 @@ func (d *destWorker) renewLeases(ctx context.Context) {
 		case err != nil && ctx.Err() == nil:
 			o.Logger.Warn("delivery: renewing leases failed", "destination", d.dest.Name, "items", len(ids), "error", err)
 		case err == nil && n < len(ids):
-			// An attempt outlived its lease (a stall longer than the lease):
-			// another worker may send the item too; the EHR's conditional
-			// requests keep that from duplicating anything.
-			o.Logger.Warn("delivery: a lease ran out during its attempt", "destination", d.dest.Name, "lost", len(ids)-n)
+			// An attempt that ended between the snapshot and the renewal
+			// is no longer in flight: not renewed, and not lost.
+			if lost := d.stillRunning(ids) - n; lost > 0 {
+				// An attempt outlived its lease (a stall longer than the
+				// lease): another worker may send the item too; the EHR's
+				// conditional requests keep that from duplicating anything.
+				o.Logger.Warn("delivery: a lease ran out during its attempt", "destination", d.dest.Name, "lost", lost)
+			}
 		}
 	}
 }
