@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -132,5 +133,35 @@ func TestChangedOutputs(t *testing.T) {
 	v, sums, err := parseSums([]byte(formatSums("9.9.9", now)))
 	if err != nil || v != "9.9.9" || len(sums) != len(now) || sums["output"] != now["output"] {
 		t.Errorf("parseSums(formatSums()) = %q, %v, %v", v, sums, err)
+	}
+}
+
+// TestDocsNameVersion: the docs that state the mapping version (the
+// version of the published conformance resources and IG package) state
+// mapping.Version: a bump that leaves them is caught here (p19 F3).
+func TestDocsNameVersion(t *testing.T) {
+	// Versions of other things these docs name: FHIR R4, the profiles'
+	// own version of conformance resources that are not the mapping's,
+	// npm packages, an address.
+	others := map[string]bool{"4.0.1": true, "1.0.0": true, "4.12.0": true, "5.2.13": true, "127.0.0": true}
+	semver := regexp.MustCompile(`\b\d+\.\d+\.\d+\b`)
+	b, err := os.ReadFile("../docs/conformance.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for n, line := range strings.Split(string(b), "\n") {
+		for _, v := range semver.FindAllString(line, -1) {
+			if !others[v] && v != mapping.Version {
+				t.Errorf("docs/conformance.md:%d names version %s, not mapping.Version %s", n+1, v, mapping.Version)
+			}
+		}
+	}
+	b, err = os.ReadFile("../docs/mapping.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stated := regexp.MustCompile("`mapping\\.Version` \\(`([^`]+)`\\)").FindSubmatch(b)
+	if stated == nil || string(stated[1]) != mapping.Version {
+		t.Errorf("docs/mapping.md states mapping.Version as %q, want %s", stated, mapping.Version)
 	}
 }
