@@ -240,6 +240,9 @@ func convertError(e gojsonschema.ResultError, root any) Issue {
 	case "pattern":
 		p := detailString(d, "pattern")
 		if info, ok := patterns[p]; ok {
+			if info.what == instantWhat {
+				return newIssue(info.rule, CodeValue, path, instantMessage(label, e.Value()))
+			}
 			return newIssue(info.rule, CodeValue, path, label+" must be "+info.what)
 		}
 		return newIssue(RulePattern, CodeValue, path, label+" must match the pattern "+p)
@@ -250,6 +253,9 @@ func convertError(e gojsonschema.ResultError, root any) Issue {
 			// Well-formed, but the day does not exist: say that, not the
 			// format it already has.
 			return newIssue(RuleFormat, CodeValue, path, label+" is not a real calendar date: that month has no such day")
+		}
+		if f == "date-time" {
+			return newIssue(RuleFormat, CodeValue, path, instantMessage(label, e.Value()))
 		}
 		what, ok := formats[f]
 		if !ok {
@@ -365,4 +371,35 @@ func withArticle(typ string) string {
 		return "null"
 	}
 	return "a " + typ
+}
+
+// instantMistakes name the common mistakes in an instant, most specific
+// first: each a shape the value has, and what is wrong with it (never the
+// value itself).
+var instantMistakes = []struct {
+	shape *regexp.Regexp
+	what  string
+}{
+	{regexp.MustCompile(`^\d{4}-\d{2}-\d{2}$`), "has a date but no time: an instant needs the time of day and a time zone"},
+	{regexp.MustCompile(`^\d{4}-\d{2}-\d{2} \d`), "separates the date and the time with a space: use T"},
+	{regexp.MustCompile(`^\d{4}-\d{2}-\d{2}t|\dz$`), "has a lowercase t or z: use T and Z"},
+	{regexp.MustCompile(`T\d{2}:\d{2}([Z+-]|$)`), "has no seconds: write the time as hh:mm:ss"},
+	{regexp.MustCompile(`T\d{2}:\d{2}:\d{2}(\.\d+)?$`), "has no time zone: add Z or an offset such as -05:00 (without one the instant is ambiguous)"},
+	{regexp.MustCompile(`[+-]\d{4}$`), "writes its offset without a colon: use \u00b1hh:mm, such as -05:00"},
+	{regexp.MustCompile(`\.\d{10,}`), "has more than 9 fraction digits"},
+	{regexp.MustCompile(`T\d{2}:\d{2}:60`), "has a leap second (:60), which the gateway's clock cannot hold"},
+	{regexp.MustCompile(`[+-](1[5-9]|[2-9]\d):\d{2}$|[+-]14:(0[1-9]|[1-5]\d)$`), "has an offset beyond \u00b114:00"},
+}
+
+// instantMessage is the message of a malformed instant in field label:
+// what is wrong with value when it is a common mistake, and the format.
+func instantMessage(label string, value any) string {
+	if v, ok := value.(string); ok {
+		for _, m := range instantMistakes {
+			if m.shape.MatchString(v) {
+				return label + " " + m.what + " (an instant is YYYY-MM-DDThh:mm:ss followed by Z or an offset \u00b1hh:mm)"
+			}
+		}
+	}
+	return label + " must be " + instantWhat
 }

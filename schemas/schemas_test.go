@@ -367,12 +367,20 @@ func TestMessages(t *testing.T) {
 	}{
 		{"infusion", mutate(t, "infusion", "ketamine-iv-stopped-early-blood-pressure.json", del("/statusReason")), "statusReason is required when the infusion was stopped early or not done"},
 		{"assessment", mutate(t, "assessment", "gad7-mild.json", put("/difficulty", "not-difficult")), "difficulty is not allowed for this instrument"},
-		{"assessment", mutate(t, "assessment", "phq9-moderate.json", put("/takenAt", "2026-03-10")), "takenAt must be an RFC 3339 date-time with seconds and a time zone"},
+		{"assessment", mutate(t, "assessment", "phq9-moderate.json", put("/takenAt", "2026-03-10")), "takenAt has a date but no time"},
 		// RFC 3339 allows a leap second and any number of fraction digits:
 		// the message says that the gateway does not, rather than that the
 		// value is no RFC 3339 date-time.
-		{"assessment", mutate(t, "assessment", "phq9-moderate.json", put("/takenAt", "2016-12-31T23:59:60Z")), "no leap second (:60): RFC 3339 allows both"},
-		{"assessment", mutate(t, "assessment", "phq9-moderate.json", put("/takenAt", "2026-03-10T09:05:00.1234567890-05:00")), "at most 9 fraction digits"},
+		{"assessment", mutate(t, "assessment", "phq9-moderate.json", put("/takenAt", "2016-12-31T23:59:60Z")), "has a leap second (:60), which the gateway's clock cannot hold"},
+		{"assessment", mutate(t, "assessment", "phq9-moderate.json", put("/takenAt", "2026-03-10T09:05:00.1234567890-05:00")), "has more than 9 fraction digits"},
+		// The common mistakes are named (p19 F11), never with the value.
+		{"assessment", mutate(t, "assessment", "phq9-moderate.json", put("/takenAt", "2026-03-10T09:15:00")), "takenAt has no time zone: add Z or an offset"},
+		{"assessment", mutate(t, "assessment", "phq9-moderate.json", put("/takenAt", "2026-03-10T09:15-05:00")), "takenAt has no seconds"},
+		{"assessment", mutate(t, "assessment", "phq9-moderate.json", put("/takenAt", "2026-03-10T09:15:00+0500")), "takenAt writes its offset without a colon"},
+		{"assessment", mutate(t, "assessment", "phq9-moderate.json", put("/takenAt", "2026-03-10 09:15:00Z")), "takenAt separates the date and the time with a space"},
+		{"assessment", mutate(t, "assessment", "phq9-moderate.json", put("/takenAt", "2026-03-10T09:15:00z")), "takenAt has a lowercase t or z"},
+		{"assessment", mutate(t, "assessment", "phq9-moderate.json", put("/takenAt", "2026-03-10T09:15:00+15:00")), "takenAt has an offset beyond"},
+		{"assessment", mutate(t, "assessment", "phq9-moderate.json", put("/takenAt", "0000-03-10T09:15:00Z")), "takenAt must be an RFC 3339 date-time with seconds and a time zone"},
 		{"assessment", mutate(t, "assessment", "phq9-moderate.json", put("/items/2/score", 9)), "items[2].score must be at most 3"},
 		// A score or total above every instrument's bound gives the
 		// record's instrument's bound, so the sender fixes it once (probe
