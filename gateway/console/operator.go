@@ -83,8 +83,9 @@ func (c *Console) deliveriesPage(rq *request, d deliveriesData) error {
 		hist = append(hist, operator.BacklogSample{At: now, Destinations: ready.Backlog})
 	}
 	d.Charts = backlogCharts(hist, now)
-	rows, err := c.app.Operator.List(rq.ctx(), rq.sc.TenantOf(), store.DeliveryFilter{Status: d.Status,
-		Destination: d.Destination, Limit: deliveriesPerPage + 1, Offset: (d.Page - 1) * deliveriesPerPage})
+	filter := store.DeliveryFilter{Status: d.Status, Destination: d.Destination, Limit: deliveriesPerPage + 1,
+		Offset: (d.Page - 1) * deliveriesPerPage}
+	rows, err := c.app.Operator.List(rq.ctx(), rq.sc.TenantOf(), filter)
 	if err != nil {
 		return err
 	}
@@ -98,7 +99,14 @@ func (c *Console) deliveriesPage(rq *request, d deliveriesData) error {
 	if d.ReplayErrors == nil {
 		d.ReplaySince = now.Add(-time.Hour).UTC().Format("2006-01-02T15:04")
 	}
-	rq.sc.Description = fmt.Sprintf("console deliveries: %d listed", len(rows))
+	// The list shows each delivery's record and clinic patient id: its
+	// AuditEvent names the patient of each delivery listed, as the API's
+	// GET /admin/deliveries does, each in its tenant's share for an
+	// all-tenant operator (probe p16 F13).
+	if err := auditlog.NameDeliveryList(rq.ctx(), c.app.Store, rq.sc, c.app.IdentifierBase, rq.sc.TenantOf(), filter, rows); err != nil {
+		return err
+	}
+	rq.sc.Description = "console " + rq.sc.Description
 	return rq.render("deliveries", "Deliveries", d)
 }
 

@@ -1,0 +1,175 @@
+package console
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+	"github.com/ketamine-gateway/ketamine-gateway/mapping"
+)
+
+// signInAs gives f's browser a session of p (as a sign-in would) and
+// returns its CSRF token.
+func (f *fixture) signInAs(t *testing.T, p *auth.Principal) string {
+	t.Helper()
+	w := httptest.NewRecorder()
+	sess := f.c.sessions.create(w, p.ClientID, p)
+	f.cl.Jar.SetCookies(mustURL(t, f.srv.URL), w.Result().Cookies())
+	return sess.csrf
+}
+
+// ingestAs stores an example record as a client of tenant and returns
+// the patient it names.
+func (f *fixture) ingestAs(t *testing.T, tenant, kind, example string) string {
+	t.Helper()
+	doc, err := os.ReadFile(filepath.Join("..", "..", "schemas", "examples", kind, example))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := auditlog.NewScope("ingest", &auth.Principal{ClientID: "emr-" + tenant, Tenant: tenant, Scopes: auth.ParseScopes(auth.ScopeIngest)})
+	if _, err := f.app.Ingest.Ingest(context.Background(), sc, mapping.Kind(kind), doc, false, engine.Answer{}); err != nil {
+		t.Fatal(err)
+	}
+	if len(sc.Patients()) != 1 {
+		t.Fatalf("the ingest named patients %v, want 1", sc.Patients())
+	}
+	return sc.Patients()[0]
+}
+
+// namedEvent is an AuditEvent as these tests look at it.
+type namedEvent struct {
+	Desc       string
+	Patients   []string // the entities of role Patient
+	Identified []string // the entities named by identifier, system|value
+}
+
+// auditEvents are the stored AuditEvents of tenant (search.AllTenantsAudit:
+// those kept for all-tenant readers) of an interaction, oldest first.
+func (f *fixture) auditEvents(t *testing.T, tenant, subtype string) []namedEvent {
+	t.Helper()
+	q, err := search.Parse("AuditEvent", url.Values{"subtype": {subtype}, "_sort": {"_lastUpdated"}}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.Tenant = tenant
+	page, err := f.st.Search(context.Background(), q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []namedEvent
+	for _, m := range page.Matches {
+		var ev struct {
+			OutcomeDesc string
+			Entity      []struct {
+				What struct {
+					Reference  string
+					Identifier struct{ System, Value string }
+				}
+				Role struct{ Code string }
+			}
+		}
+		if err := json.Unmarshal(m.Body, &ev); err != nil {
+			t.Fatal(err)
+		}
+		e := namedEvent{Desc: ev.OutcomeDesc}
+		for _, en := range ev.Entity {
+			switch {
+			case en.Role.Code == "1" && strings.HasPrefix(en.What.Reference, "Patient/"):
+				e.Patients = append(e.Patients, en.What.Reference)
+			case en.What.Identifier.Value != "":
+				e.Identified = append(e.Identified, en.What.Identifier.System+"|"+en.What.Identifier.Value)
+			}
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// last is the newest of evs (fails the test when there is none).
+func last(t *testing.T, evs []namedEvent, what string) namedEvent {
+	t.Helper()
+	if len(evs) == 0 {
+		t.Fatalf("no AuditEvent of %s", what)
+	}
+	return evs[len(evs)-1]
+}
+
+// TestDeliveriesPageNamesPatients: the deliveries page lists patients'
+// deliveries (each one's record and clinic patient id); its AuditEvent
+// names the patient of each delivery listed, as GET /admin/deliveries
+// does, and an all-tenant operator's view leaves each tenant the share
+// naming its own patients (probe p16 F13: it named nobody, and no tenant
+// had a share).
+func TestDeliveriesPageNamesPatients(t *testing.T) {
+	f := newFixtureApp(t, nil, app.Config{Routes: []ingest.Route{{Name: "ehr", Accepts: func(string, string) bool { return true }}}})
+	own := f.ingestAs(t, "", "assessment", "phq9-moderate.json")
+
+	// Development mode: the deliveries listed, their patient.
+	if code, body, _ := f.get(t, "/console/deliveries"); code != http.StatusOK {
+		t.Fatalf("GET /console/deliveries = %d:\n%.2000s", code, body)
+	}
+	ev := last(t, f.auditEvents(t, "", "delivery-list"), "the page view")
+	if !slices.Equal(ev.Patients, []string{own}) || !strings.HasPrefix(ev.Desc, "HTTP 200 OK: console deliveries: 1 delivery listed") {
+		t.Errorf("the page view's AuditEvent names patients %v (%q), want [%s]", ev.Patients, ev.Desc, own)
+	}
+
+	// An all-tenant operator sees two tenants' deliveries: the whole record names both
+	// patients, each tenant's share its own.
+	other := f.ingestAs(t, "clinic-a", "assessment", "gad7-mild.json")
+	if own == other {
+		t.Fatalf("the two tenants' records name one patient %s", own)
+	}
+	f.signInAs(t, &auth.Principal{ClientID: "person:olga@example.org", Tenant: search.AllTenants, Scopes: auth.ParseScopes(auth.ScopeOperator)})
+	if code, body, _ := f.get(t, "/console/deliveries"); code != http.StatusOK {
+		t.Fatalf("GET /console/deliveries as an all-tenant operator = %d:\n%.2000s", code, body)
+	}
+	whole := last(t, f.auditEvents(t, search.AllTenantsAudit, "delivery-list"), "the all-tenant page view")
+	if !slices.Contains(whole.Patients, own) || !slices.Contains(whole.Patients, other) || len(whole.Patients) != 2 {
+		t.Errorf("the all-tenant page view names patients %v, want %s and %s", whole.Patients, own, other)
+	}
+	for _, c := range []struct{ tenant, patient, share string }{
+		{"", own, "the share of the default tenant"},
+		{"clinic-a", other, `the share of tenant "clinic-a"`},
+	} {
+		share := last(t, f.auditEvents(t, c.tenant, "delivery-list"), "tenant "+c.tenant+"'s share")
+		if !slices.Equal(share.Patients, []string{c.patient}) || !strings.Contains(share.Desc, c.share) {
+			t.Errorf("tenant %q's share names patients %v (%q), want [%s]", c.tenant, share.Patients, share.Desc, c.patient)
+		}
+	}
+	// So does a delivery's page (checked here for the pages that show one
+	// delivery: the delivery, its record and patient in the share).
+	rows, err := f.app.Operator.List(context.Background(), search.AllTenants, store.DeliveryFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := ""
+	for _, v := range rows {
+		if v.Tenant == "clinic-a" {
+			id = v.ID
+		}
+	}
+	for _, path := range []string{"/console/deliveries/" + id, "/console/deliveries/" + id + "/retry"} {
+		if code, body, _ := f.get(t, path); code != http.StatusOK {
+			t.Fatalf("GET %s = %d:\n%.2000s", path, code, body)
+		}
+		share := last(t, f.auditEvents(t, "clinic-a", "delivery-read"), "tenant clinic-a's share of "+path)
+		if !slices.Equal(share.Patients, []string{other}) || !slices.ContainsFunc(share.Identified, func(s string) bool { return strings.HasSuffix(s, "|"+id) }) {
+			t.Errorf("GET %s: tenant clinic-a's share names patients %v and %v, want [%s] and the delivery", path, share.Patients, share.Identified, other)
+		}
+	}
+}
+
