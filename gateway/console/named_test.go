@@ -173,3 +173,46 @@ func TestDeliveriesPageNamesPatients(t *testing.T) {
 	}
 }
 
+// TestRefusedRetryNamesDelivery: a retry refused for its form (no CSRF
+// token, or another session's: possibly a forged, cross-site request) is
+// audited naming the delivery, its source record and its patient, as the
+// API's refused retry is, so the record's and the patient's trails show
+// the attempt (probe p16 F7); nothing is retried. A path naming no
+// delivery of the person's is still refused, naming nothing.
+func TestRefusedRetryNamesDelivery(t *testing.T) {
+	f := newFixtureApp(t, nil, app.Config{Routes: []ingest.Route{{Name: "ehr", Accepts: func(string, string) bool { return true }}}})
+	patient := f.ingestAs(t, "", "assessment", "phq9-moderate.json")
+	rows, err := f.app.Operator.List(context.Background(), "", store.DeliveryFilter{})
+	if err != nil || len(rows) != 1 {
+		t.Fatalf("deliveries %v, %v; want 1", rows, err)
+	}
+	id := rows[0].ID
+	_, page, _ := f.get(t, "/console/deliveries") // a session, and its token
+	for _, c := range []struct {
+		name, path, csrf string
+		named            bool
+	}{
+		{"no token", "/console/deliveries/" + id + "/retry", "", true},
+		{"another session's token", "/console/deliveries/" + id + "/retry", csrf(t, page) + "x", true},
+		{"no such delivery", "/console/deliveries/aaaaaaaaaaaaa/retry", "", false},
+	} {
+		code, body, _ := f.post(t, c.path, url.Values{"csrf": {c.csrf}})
+		if code != http.StatusForbidden || !strings.Contains(body, "form was refused") {
+			t.Errorf("%s: %d, want 403 form refused:\n%.1500s", c.name, code, body)
+		}
+		ev := last(t, f.auditEvents(t, "", "delivery-retry"), c.name)
+		named := slices.Equal(ev.Patients, []string{patient}) &&
+			slices.ContainsFunc(ev.Identified, func(s string) bool { return strings.HasSuffix(s, "/delivery|"+id) }) &&
+			slices.ContainsFunc(ev.Identified, func(s string) bool { return strings.HasSuffix(s, "|ASM-2026-0310-001") })
+		if named != c.named || !strings.Contains(ev.Desc, "console-csrf") {
+			t.Errorf("%s: the refusal's AuditEvent (%q) names patients %v and %v; want the delivery, its record and patient named: %v",
+				c.name, ev.Desc, ev.Patients, ev.Identified, c.named)
+		}
+		if !c.named && (len(ev.Patients) > 0 || len(ev.Identified) > 0) {
+			t.Errorf("%s: the refusal names %v %v", c.name, ev.Patients, ev.Identified)
+		}
+	}
+	if v, err := f.app.Operator.Show(context.Background(), "", id, false); err != nil || v.Attempts != 0 || v.Status != rows[0].Status {
+		t.Errorf("after the refusals the delivery is %+v (%v), want it unchanged", v, err)
+	}
+}

@@ -219,6 +219,19 @@ func (c *Console) retryConfirm(rq *request) error {
 	return rq.render("retry", "Retry delivery "+d.D.ID, d)
 }
 
+// nameDelivery names, in rq's scope, the delivery the path names, its
+// source record and patient, as a read of it does: a retry refused for its
+// form is audited naming what it would have retried, as the API's refused
+// retry is (probe p16 F7). Only a delivery of the person's tenant is
+// named (Show refuses any other as no delivery).
+func (c *Console) nameDelivery(rq *request) error {
+	v, err := c.app.Operator.Show(rq.ctx(), rq.sc.TenantOf(), rq.r.PathValue("id"), false)
+	if err != nil {
+		return err
+	}
+	return auditlog.NameDelivery(rq.ctx(), c.app.Store, rq.sc, c.app.IdentifierBase, v, auditlog.ShownSummary)
+}
+
 // retry puts a dead letter back in the queue (the form is the
 // confirmation page's).
 func (c *Console) retry(rq *request) error {
