@@ -216,3 +216,48 @@ func TestRefusedRetryNamesDelivery(t *testing.T) {
 		t.Errorf("after the refusals the delivery is %+v (%v), want it unchanged", v, err)
 	}
 }
+
+// TestAuditSearchPatientToken: a patient identifier the token search
+// refuses (| alone, two |) is named at the form, like a malformed date,
+// and the search is not run; one the search takes is searched (probe p16
+// F10: the form passed it, and the results page was a bare 400 naming the
+// FHIR parameter "identifier", the form lost).
+func TestAuditSearchPatientToken(t *testing.T) {
+	f := newFixture(t, nil)
+	_, page, _ := f.get(t, "/console/audit")
+	token := csrf(t, page)
+	for _, c := range []struct {
+		patient string
+		ok      bool
+	}{
+		{"|", false},
+		{" | ", false},
+		{"a|b|c", false},
+		{"||", false},
+		{"MRN-TEST-000123", true},
+		{"|MRN-TEST-000123", true},
+		{"https://clinic.example.org/mrn|", true},
+		{"a\\|b", true}, // a backslash is searched as itself (system a\, value b)
+		{"a,b$c", true}, // escaped when searched: one value
+	} {
+		before := f.auditCount(t)
+		code, body, h := f.post(t, "/console/audit", url.Values{"csrf": {token}, "patient": {c.patient}})
+		if !c.ok {
+			if code != http.StatusBadRequest || !strings.Contains(body, "The search was not run") ||
+				!strings.Contains(body, "Patient identifier: a value, or system|value") || !strings.Contains(body, `id="f-patient" name="patient" value="`) {
+				t.Errorf("patient %q: %d, want 400 and the form naming the field:\n%.2000s", c.patient, code, body)
+			}
+			if after := f.auditCount(t); after != before+1 {
+				t.Errorf("patient %q: %d AuditEvents, want 1 (the refusal)", c.patient, after-before)
+			}
+			continue
+		}
+		if code != http.StatusSeeOther {
+			t.Errorf("patient %q: %d, want 303 to the results:\n%.2000s", c.patient, code, body)
+			continue
+		}
+		if code, body, _ := f.get(t, h.Get("Location")); code != http.StatusOK || !strings.Contains(body, "No patient has that identifier") {
+			t.Errorf("patient %q: the results page = %d:\n%.2000s", c.patient, code, body)
+		}
+	}
+}
