@@ -2,21 +2,25 @@ package console
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/operator"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
@@ -41,6 +45,7 @@ func (f *fixture) ingestAs(t *testing.T, tenant, kind, example string) string {
 		t.Fatal(err)
 	}
 	sc := auditlog.NewScope("ingest", &auth.Principal{ClientID: "emr-" + tenant, Tenant: tenant, Scopes: auth.ParseScopes(auth.ScopeIngest)})
+	sc.TraceID = hex.EncodeToString([]byte(token())[:16])
 	if _, err := f.app.Ingest.Ingest(context.Background(), sc, mapping.Kind(kind), doc, false, engine.Answer{}); err != nil {
 		t.Fatal(err)
 	}
@@ -258,6 +263,88 @@ func TestAuditSearchPatientToken(t *testing.T) {
 		}
 		if code, body, _ := f.get(t, h.Get("Location")); code != http.StatusOK || !strings.Contains(body, "No patient has that identifier") {
 			t.Errorf("patient %q: the results page = %d:\n%.2000s", c.patient, code, body)
+		}
+	}
+}
+
+// TestTimelineAttemptFate: each delivery attempt's line of a request's
+// timeline says what became of that attempt (not delivered and sent
+// again, delivered), never the delivery's status now, which its receipt
+// shows once; a delivery's page says the same of each attempt (probe p16
+// F8: a failed attempt's line read "Delivery ... is now done").
+func TestTimelineAttemptFate(t *testing.T) {
+	f := newFixtureApp(t, nil, app.Config{Routes: []ingest.Route{{Name: "ehr", Accepts: func(string, string) bool { return true }}}})
+	ctx := context.Background()
+	f.ingestAs(t, "", "assessment", "phq9-moderate.json")
+	ingestEvent := lastEvent(t, f.st, "ingest")
+	for _, a := range []struct {
+		status int
+		next   string
+	}{{500, store.StatusPending}, {200, store.StatusDone}} {
+		got, err := f.app.Store.Claim(ctx, "ehr", time.Now().Add(time.Second), time.Minute, 1)
+		if err != nil || len(got) != 1 {
+			t.Fatalf("Claim = %v %v", got, err)
+		}
+		at := &store.Attempt{ItemID: got[0].ID, N: got[0].Attempts + 1, At: time.Now(), HTTPStatus: a.status, Error: "http 500"}
+		if a.status == 200 {
+			at.Error = ""
+		}
+		if err := f.app.Store.Complete(ctx, at, a.next, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, page, _ := f.get(t, "/console/audit/events/"+ingestEvent)
+	if code != http.StatusOK {
+		t.Fatalf("the request page = %d:\n%.2000s", code, page)
+	}
+	lines := regexp.MustCompile(`(?s)<li class="ev ev-attempt">(.*?)</li>`).FindAllStringSubmatch(page, -1)
+	if len(lines) != 2 {
+		t.Fatalf("%d attempts on the timeline, want 2:\n%s", len(lines), page)
+	}
+	for i, want := range []string{"Not delivered; sent again (attempt 2).", "Delivered."} {
+		if l := lines[i][1]; !strings.Contains(l, `<span class="fate">`+want+`</span>`) || strings.Contains(l, "is now") {
+			t.Errorf("attempt %d's line, want %q and not the delivery's status now:\n%s", i+1, want, l)
+		}
+	}
+	if !regexp.MustCompile(`delivery \w{13} to ehr: <span class="status s-done">done</span> after 2 attempts`).MatchString(page) {
+		t.Errorf("the receipt does not show the delivery's status now:\n%s", page)
+	}
+	rows, err := f.app.Operator.List(ctx, "", store.DeliveryFilter{})
+	if err != nil || len(rows) != 1 {
+		t.Fatalf("deliveries %v, %v", rows, err)
+	}
+	_, page, _ = f.get(t, "/console/deliveries/"+rows[0].ID)
+	for _, want := range []string{"after 0 ms. <span class=\"fate\">Not delivered; sent again (attempt 2).</span>", "<span class=\"fate\">Delivered.</span>"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the delivery's page lacks %q:\n%s", want, page)
+		}
+	}
+}
+
+// TestAttemptFate: what became of an attempt, by what followed it.
+func TestAttemptFate(t *testing.T) {
+	failed := operator.AttemptView{N: 1, HTTPStatus: 500, Error: "http 500"}
+	interrupted := operator.AttemptView{N: 1, Error: "interrupted: the gateway stopped during this attempt, or could not record it; ..."}
+	ok := operator.AttemptView{N: 2, HTTPStatus: 200}
+	for _, c := range []struct {
+		name string
+		v    operator.View
+		i    int
+		want string
+	}{
+		{"failed, then another", operator.View{Status: store.StatusDone, History: []operator.AttemptView{failed, ok}}, 0, "Not delivered; sent again (attempt 2)."},
+		{"the delivering one", operator.View{Status: store.StatusDone, History: []operator.AttemptView{failed, ok}}, 1, "Delivered."},
+		{"interrupted, then another", operator.View{Status: store.StatusDone, History: []operator.AttemptView{interrupted, ok}}, 0,
+			"Interrupted: the gateway stopped before the EHR's answer was recorded, so the EHR may have received the record; sent again (attempt 2)."},
+		{"to be retried", operator.View{Status: store.StatusPending, History: []operator.AttemptView{failed}}, 0, "Not delivered, to be retried."},
+		{"being sent again", operator.View{Status: store.StatusInFlight, History: []operator.AttemptView{failed}}, 0, "Not delivered; being sent again now."},
+		{"a dead letter", operator.View{Status: store.StatusDead, History: []operator.AttemptView{failed}}, 0,
+			"Not delivered: a dead letter, not sent again unless retried."},
+		{"cancelled", operator.View{Status: store.StatusDead, LastError: operator.CancelledPrefix + "x", History: []operator.AttemptView{failed}}, 0,
+			"Not delivered; the delivery was then cancelled by an operator."},
+	} {
+		if got := attemptFate(&c.v, c.i); got != c.want {
+			t.Errorf("%s: %q, want %q", c.name, got, c.want)
 		}
 	}
 }

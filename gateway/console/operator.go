@@ -118,6 +118,8 @@ type attemptData struct {
 	operator.AttemptView
 	Issues []ehrIssue
 	Answer string
+	// Fate says what became of the attempt (attemptFate).
+	Fate string
 }
 
 // deliveryData is the delivery page's data.
@@ -139,8 +141,9 @@ func (c *Console) showDelivery(rq *request, full bool) (deliveryData, error) {
 		return deliveryData{}, err
 	}
 	d := deliveryData{D: v, Dead: v.Status == store.StatusDead, Full: full}
-	for _, a := range v.History {
-		d.Attempts = append(d.Attempts, attemptData{AttemptView: a, Issues: ehrIssues(a.Outcome), Answer: pretty(a.Outcome)})
+	for i, a := range v.History {
+		d.Attempts = append(d.Attempts, attemptData{AttemptView: a, Issues: ehrIssues(a.Outcome), Answer: pretty(a.Outcome),
+			Fate: attemptFate(&v, i)})
 	}
 	// The page shows the EHR's answers (in full or summarised), never the
 	// payload: its AuditEvent says so.
