@@ -109,6 +109,13 @@ func (q *auditSearch) validate() []string {
 			bad = append(bad, f.label+": at most 200 characters, without control characters")
 		}
 	}
+	// The identifier is searched as a FHIR token: what the token parser
+	// refuses (| alone, two |) is named here, at the field, not by the
+	// results page as a FHIR parameter the person never typed (probe p16
+	// F10).
+	if q.Patient != "" && plainText(q.Patient) && !patientToken(q.Patient) {
+		bad = append(bad, "Patient identifier: a value, or system|value: at most one |, with a system or a value beside it")
+	}
 	if !slices.Contains([]string{"", "C", "R", "U", "D", "E"}, q.Action) {
 		bad = append(bad, "Action: choose one of the listed actions")
 	}
@@ -289,6 +296,13 @@ func (c *Console) runSearch(rq *request, q auditSearch, count, offset int, total
 	res.From, res.To = offset+1, offset+len(res.Rows)
 	rq.sc.Description = fmt.Sprintf("console AuditEvent search: %d matches", len(res.Rows))
 	return res, raws, nil
+}
+
+// patientToken reports whether v, the form's patient identifier, is a
+// token the Patient search takes as runSearch sends it.
+func patientToken(v string) bool {
+	_, err := search.Parse("Patient", url.Values{"identifier": {escapeToken(v)}}, false)
+	return err == nil
 }
 
 // escapeToken escapes the characters that separate values in a token

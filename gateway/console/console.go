@@ -240,6 +240,18 @@ type pageFunc func(rq *request) error
 // not audited, for pages that show only the console itself), n the scope
 // it needs.
 func (c *Console) handle(pattern, interaction string, n need, fn pageFunc) {
+	c.handleNaming(pattern, interaction, n, fn, nil)
+}
+
+// handleNaming is handle for an action on something its path names (a
+// delivery): name records, in the request's scope, what the action would
+// have acted on, when its form is refused (no CSRF token: possibly a
+// forged, cross-site request) from a person whom the action is open to, so
+// that the refusal's AuditEvent names it, as the API's refused call does.
+// name's errors but "not found" and "invalid" (the path names nothing of
+// the person's: nothing to name) replace the refusal (a 503: the refusal
+// could not be audited in full; nothing was changed either way).
+func (c *Console) handleNaming(pattern, interaction string, n need, fn, name pageFunc) {
 	c.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		base := baseScope(r)
 		sc := &base
@@ -248,6 +260,12 @@ func (c *Console) handle(pattern, interaction string, n need, fn pageFunc) {
 		err := readForm(w, r)
 		if err == nil {
 			err = c.prepare(rq, n)
+			if errors.Is(err, errForged) && name != nil && rq.sess.principal.Scopes.Has(string(n)) {
+				nerr := name(rq)
+				if kind, _ := outcome.From(nerr); nerr != nil && kind != outcome.NotFound && kind != outcome.Invalid {
+					err = nerr
+				}
+			}
 		}
 		if err == nil {
 			err = fn(rq)

@@ -12,6 +12,7 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/operator"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
 )
 
@@ -24,6 +25,10 @@ type event struct {
 	Receipt  *auditlog.Receipt
 	Delivery *operator.View
 	Attempt  *operator.AttemptView
+	// Fate says what became of the attempt (attemptFate): a timeline's
+	// line is read on its own, so it never tells the delivery's current
+	// status, which the receipt shows once.
+	Fate string
 }
 
 // requestData is the request page's data.
@@ -101,13 +106,43 @@ func timeline(l *auditlog.Lineage, this auditlog.RequestView) []event {
 			for j := range rc.Deliveries {
 				dv := &rc.Deliveries[j]
 				for k := range dv.History {
-					out = append(out, event{At: dv.History[k].At, Kind: "attempt", Delivery: dv, Attempt: &dv.History[k]})
+					out = append(out, event{At: dv.History[k].At, Kind: "attempt", Delivery: dv, Attempt: &dv.History[k],
+						Fate: attemptFate(dv, k)})
 				}
 			}
 		}
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].At.Before(out[j].At) })
 	return out
+}
+
+// attemptFate says what became of attempt i of delivery v, from what
+// followed it: a later attempt (it was not delivered, or was interrupted,
+// and was sent again), else the delivery's status now (delivered, to be
+// retried, a dead letter, cancelled, being sent again). The line of a
+// failed attempt must not read "now done" because a later one delivered
+// the record (probe p16 F8); the words are the delivery-send AuditEvent's.
+func attemptFate(v *operator.View, i int) string {
+	a := v.History[i]
+	what := "Not delivered"
+	if strings.HasPrefix(a.Error, "interrupted:") { // the delivery worker's interruptedError
+		what = "Interrupted: the gateway stopped before the EHR's answer was recorded, so the EHR may have received the record"
+	}
+	if i < len(v.History)-1 {
+		return fmt.Sprintf("%s; sent again (attempt %d).", what, v.History[i+1].N)
+	}
+	switch v.Status {
+	case store.StatusDone:
+		return "Delivered."
+	case store.StatusDead:
+		if strings.HasPrefix(v.LastError, operator.CancelledPrefix) {
+			return what + "; the delivery was then cancelled by an operator."
+		}
+		return what + ": a dead letter, not sent again unless retried."
+	case store.StatusInFlight:
+		return what + "; being sent again now."
+	}
+	return what + ", to be retried."
 }
 
 // recordData is the source record page's data.

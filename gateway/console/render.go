@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/conformance"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/operator"
@@ -57,6 +58,7 @@ func (c *Console) parsePages() (map[string]*template.Template, error) {
 			}
 			return fmt.Sprintf("%d times", n)
 		},
+		"counted":   auditlog.Counted,
 		"localCS":   localCodeSystem,
 		"published": conformanceURL,
 	}

@@ -37,7 +37,7 @@ func (c *Console) routes() {
 	c.handle("GET "+Prefix+"/deliveries", "delivery-list", operatorRole, c.deliveries)
 	c.handle("GET "+Prefix+"/deliveries/{id}", "delivery-read", operatorRole, c.delivery)
 	c.handle("GET "+Prefix+"/deliveries/{id}/retry", "delivery-read", operatorRole, c.retryConfirm)
-	c.handle("POST "+Prefix+"/deliveries/{id}/retry", "delivery-retry", operatorRole, c.retry)
+	c.handleNaming("POST "+Prefix+"/deliveries/{id}/retry", "delivery-retry", operatorRole, c.retry, c.nameDelivery)
 	c.handle("POST "+Prefix+"/replay", "delivery-replay", operatorRole, c.replay)
 	c.handle("GET "+Prefix+"/replays", "job-status", operatorRole, c.replays)
 	c.handle("POST "+Prefix+"/replays", "mapping-replay", operatorRole, c.replayStart)

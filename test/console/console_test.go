@@ -4,6 +4,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -33,6 +34,20 @@ func TestAuditorFollowsRequestToEHRAnswer(t *testing.T) {
 	if icon := eval[string](t, ctx, `(document.querySelector("link[rel=icon]") || {}).href || ""`); icon != "data:," {
 		t.Errorf("the page's icon is %q, want the empty data: icon", icon)
 	}
+	// An identifier the token search refuses is named at the form, which
+	// keeps what was typed; the search is not run (probe p16 F10).
+	run(t, ctx, "search by a malformed patient identifier",
+		chromedp.SendKeys(chromedp.CSS("#f-patient"), "|"),
+		chromedp.Click(chromedp.CSS("form.search button[type=submit]")),
+		chromedp.WaitVisible(chromedp.CSS("#form-errors")))
+	if s := text(t, ctx, "#form-errors"); !strings.Contains(s, "The search was not run") || !strings.Contains(s, "Patient identifier: ") ||
+		strings.Contains(s, `"identifier"`) {
+		t.Errorf("a malformed patient identifier: %q, want the field named", s)
+	}
+	if v := eval[string](t, ctx, `document.querySelector("#f-patient").value`); v != "|" {
+		t.Errorf("the form keeps the patient identifier as %q, want %q", v, "|")
+	}
+	eval[bool](t, ctx, `document.querySelector("#f-patient").value = ""; true`)
 	run(t, ctx, "search by patient identifier",
 		chromedp.SendKeys(chromedp.CSS("#f-patient"), "MRN-TEST-000123"),
 		chromedp.Click(chromedp.CSS("form.search button[type=submit]")),
@@ -115,6 +130,14 @@ func TestOperatorRetriesDeadLetter(t *testing.T) {
 		t.Errorf("a form without its token: %q", s)
 	}
 	g.waitDelivery(t, "dead") // still dead
+	// The refusal is audited naming the delivery (and its record and
+	// patient), as the API's refused retry is (probe p16 F7).
+	var refused struct{ Total int }
+	g.api(t, "GET", "/fhir/AuditEvent?subtype=delivery-retry&outcome=4&_total=accurate&entity:identifier="+
+		url.QueryEscape("https://ketamine-gateway.org/fhir/sid/delivery|"+id), "", &refused)
+	if refused.Total != 1 {
+		t.Errorf("the refused retry's AuditEvents naming the delivery: %d, want 1", refused.Total)
+	}
 
 	e.accept()
 	run(t, ctx, "retry for real",
@@ -126,6 +149,50 @@ func TestOperatorRetriesDeadLetter(t *testing.T) {
 	}
 	if done := g.waitDelivery(t, "done"); done != id {
 		t.Errorf("delivered %s, want %s", done, id)
+	}
+
+	// The deliveries pages viewed are in the patient's audit trail (probe
+	// p16 F13).
+	var pats struct {
+		Entry []struct{ Resource struct{ ID string } }
+	}
+	g.api(t, "GET", "/fhir/Patient?identifier=MRN-TEST-000123", "", &pats)
+	if len(pats.Entry) != 1 {
+		t.Fatalf("patients of MRN-TEST-000123: %d, want 1", len(pats.Entry))
+	}
+	listed := func() int {
+		var out struct{ Total int }
+		g.api(t, "GET", "/fhir/AuditEvent?subtype=delivery-list&_total=accurate&patient=Patient/"+pats.Entry[0].Resource.ID, "", &out)
+		return out.Total
+	}
+	before := listed()
+	run(t, ctx, "list the deliveries",
+		chromedp.Navigate(g.base+"/console/deliveries"),
+		chromedp.WaitVisible(chromedp.CSS("#h-list")))
+	if after := listed(); after != before+1 {
+		t.Errorf("viewing the deliveries page added %d AuditEvents naming the patient whose deliveries it lists, want 1", after-before)
+	}
+
+	// The request that stored the record tells, of each attempt, what
+	// became of it: the rejected first one was not delivered (and sent
+	// again), not "now done" (probe p16 F8).
+	var ingests struct {
+		Entry []struct{ Resource struct{ ID string } }
+	}
+	g.api(t, "GET", "/fhir/AuditEvent?subtype=ingest", "", &ingests)
+	if len(ingests.Entry) != 1 {
+		t.Fatalf("ingest AuditEvents: %d, want 1", len(ingests.Entry))
+	}
+	run(t, ctx, "open the request that stored the record",
+		chromedp.Navigate(g.base+"/console/audit/events/"+ingests.Entry[0].Resource.ID),
+		chromedp.WaitVisible(chromedp.CSS("#h-timeline")))
+	attempts := eval[[]string](t, ctx, `Array.from(document.querySelectorAll("li.ev-attempt > p:not(.at)")).map(p => p.innerText)`)
+	if len(attempts) != 2 || !strings.Contains(attempts[0], "HTTP 422") || !strings.Contains(attempts[0], "Not delivered; sent again (attempt 2).") ||
+		strings.Contains(attempts[0], "is now") || !strings.Contains(attempts[1], "Delivered.") {
+		t.Errorf("the timeline's attempts read %q; want the first not delivered and sent again, the second delivered", attempts)
+	}
+	if s := text(t, ctx, "#h-written + .receipt ul.deliveries"); !strings.Contains(s, "delivery "+id+" to ehr: done after 2 attempts") {
+		t.Errorf("the record written shows its delivery as %q, want done after 2 attempts", s)
 	}
 }
 
