@@ -431,6 +431,11 @@ func (e *Engine) search(ctx context.Context, sc *auditlog.Scope, in reads, typ s
 		if out.Page, err = st.Search(ctx, out.Query); err != nil {
 			return err
 		}
+		if out.Query.SummaryCount {
+			if err := concernCriteria(ctx, sc, st, out.Query); err != nil {
+				return err
+			}
+		}
 		return e.include(ctx, sc, st, out)
 	})
 	if err != nil {
@@ -445,8 +450,7 @@ func (e *Engine) search(ctx context.Context, sc *auditlog.Scope, in reads, typ s
 	out.Withheld += wm
 	sc.Touch(out.Page.Matches...)
 	sc.Touch(out.Page.Included...)
-	sc.Description = fmt.Sprintf("%s search: %d matches, %d included, %d withheld", typ, len(out.Page.Matches),
-		len(out.Page.Included), out.Withheld)
+	sc.Description = searchDescription(typ, out)
 	out.Page.Matches = e.subsetAll(out.Query, out.Page.Matches)
 	return out, nil
 }
