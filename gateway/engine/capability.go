@@ -146,6 +146,13 @@ func (e *Engine) CapabilityStatement(base string, sec Security) map[string]any {
 			"referencePolicy":   []string{"literal", "logical"},
 			"searchParam":       params,
 		}
+		if typ == snapshotType {
+			res["documentation"] = "A search of AuditEvent is a snapshot (http.html#paging): it is bounded to the AuditEvents " +
+				"recorded before its first page began by _lastUpdated=lt<instant> (an AuditEvent's meta.lastUpdated is its " +
+				"recorded), which the gateway adds and its self, next and previous links carry, so that every page counts " +
+				"the same total and following next in any order returns each of them once. The reads of the pages, " +
+				"themselves audited, are found by a new search."
+		}
 		// Conditional writes and If-Match on update only where clients
 		// write: a read-only type (AuditEvent, the conformance types)
 		// keeps its versions, and that is all it claims.

@@ -53,3 +53,21 @@ func (c *writeClock) latest() time.Time {
 	ms := max(c.now().UnixMilli(), c.last.Load())
 	return time.UnixMilli(ms).UTC()
 }
+
+// boundary returns an instant B, in whole milliseconds, that splits the
+// clock's instants: every instant given (next) or read (latest) before the
+// call is before B, every one given or read after it is B or later. It
+// moves the clock on by up to two milliseconds (past the instant it would
+// give next, then one more) so that no instant read after it shares a
+// millisecond with one read before it: an AuditEvent search is bounded by
+// it (_lastUpdated=lt<B>) and sees every AuditEvent recorded before it began,
+// none recorded after (auditSnapshot).
+func (c *writeClock) boundary() time.Time {
+	for {
+		last := c.last.Load()
+		ms := max(c.now().UnixMilli(), last+1) + 1
+		if c.last.CompareAndSwap(last, ms) {
+			return time.UnixMilli(ms).UTC()
+		}
+	}
+}

@@ -79,3 +79,29 @@ func TestWriteClockLatest(t *testing.T) {
 		t.Errorf("next() after latest() = %v, want %v", got, second.Add(time.Millisecond))
 	}
 }
+
+// TestWriteClockBoundary: every instant given or read before a boundary is
+// before it, every one after it is not before it, whether the clock
+// stands still (everything in one millisecond) or has run ahead.
+func TestWriteClockBoundary(t *testing.T) {
+	t0 := time.Date(2026, 12, 5, 15, 47, 16, 956_400_000, time.UTC)
+	for _, ahead := range []int{0, 1, 3} {
+		c := &writeClock{now: func() time.Time { return t0 }}
+		var before []time.Time
+		for range ahead {
+			before = append(before, c.next())
+		}
+		before = append(before, c.latest())
+		b := c.boundary()
+		for _, x := range before {
+			if !x.Before(b) {
+				t.Errorf("ahead %d: %v read before the boundary %v is not before it", ahead, x, b)
+			}
+		}
+		for _, x := range []time.Time{c.latest(), c.next(), c.latest()} {
+			if x.Before(b) {
+				t.Errorf("ahead %d: %v read after the boundary %v is before it", ahead, x, b)
+			}
+		}
+	}
+}

@@ -3,6 +3,7 @@ package engine
 import (
 	"fmt"
 	"net/url"
+	"slices"
 	"strconv"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
@@ -27,6 +28,11 @@ func (e *Engine) Searchset(base, typ, path string, params url.Values, res *Searc
 		}
 	}
 	self := selfParams(params, res.Ignored)
+	if res.Bound != "" {
+		// The snapshot of a search of AuditEvents: every page, the
+		// first's self link included, shows the bound it searched with.
+		self[snapshotParam] = append(slices.Clone(self[snapshotParam]), res.Bound)
+	}
 	b.Link = append(b.Link, fhirwire.Link{Relation: "self", URL: pageURL(base, path, self, q.Offset, q.Count, q.After)})
 	if !q.SummaryCount {
 		if q.Offset > 0 {

@@ -370,6 +370,13 @@ type SearchResult struct {
 	// Keyset order (store.Page.More); nil otherwise (in another order
 	// the next page is at an offset).
 	Next *search.Cursor
+	// Bound is the _lastUpdated value (lt<instant>) the engine added to
+	// a search of AuditEvents to make its pages a snapshot (auditSnapshot),
+	// "" when it added none (another type, or the parameters held a
+	// bound: the next link's). The searchset's links carry it as a
+	// _lastUpdated parameter; a caller that pages by other means (the
+	// console) passes it as one to make its pages that snapshot.
+	Bound string
 }
 
 // ParseQuery decodes the raw query string of a request on typ (the
@@ -407,6 +414,7 @@ func (e *Engine) search(ctx context.Context, sc *auditlog.Scope, in reads, typ s
 		return nil, err
 	}
 	out := &SearchResult{}
+	params, out.Bound = e.auditSnapshot(typ, params)
 	var err error
 	if out.Query, out.Ignored, err = e.limitsFor(sc).Parse(typ, params, lenient); err != nil {
 		return nil, searchError(err)
@@ -423,6 +431,11 @@ func (e *Engine) search(ctx context.Context, sc *auditlog.Scope, in reads, typ s
 		if out.Page, err = st.Search(ctx, out.Query); err != nil {
 			return err
 		}
+		if out.Query.SummaryCount {
+			if err := concernCriteria(ctx, sc, st, out.Query); err != nil {
+				return err
+			}
+		}
 		return e.include(ctx, sc, st, out)
 	})
 	if err != nil {
@@ -437,8 +450,7 @@ func (e *Engine) search(ctx context.Context, sc *auditlog.Scope, in reads, typ s
 	out.Withheld += wm
 	sc.Touch(out.Page.Matches...)
 	sc.Touch(out.Page.Included...)
-	sc.Description = fmt.Sprintf("%s search: %d matches, %d included, %d withheld", typ, len(out.Page.Matches),
-		len(out.Page.Included), out.Withheld)
+	sc.Description = searchDescription(typ, out)
 	out.Page.Matches = e.subsetAll(out.Query, out.Page.Matches)
 	return out, nil
 }

@@ -20,7 +20,7 @@ func (ps *parser) chain(key string, vals []string) *Error {
 	name, explicit, _ := strings.Cut(head, ":")
 	p, ok := Lookup(ps.rt, name)
 	if !ok {
-		return ps.errorf(key, RuleParamUnknown, "a parameter is not a search parameter of %s", ps.rt)
+		return ps.unknown(key)
 	}
 	if p.Type != TypeReference {
 		return ps.errorf(key, RuleChainUnsupported, "%s is not a reference parameter, so it cannot be chained", ps.named(key))
@@ -73,7 +73,8 @@ func (ps *parser) chainTargets(key string, p Param, explicit, targetParam string
 			return nil, ps.errorf(key, RuleChainUnsupported, "%s names a target type the parameter cannot point to", ps.named(key))
 		}
 		if !chainable(explicit, targetParam) {
-			return nil, ps.errorf(key, RuleParamUnknown, "the chained parameter of %s is not a search parameter of %s", ps.named(key), explicit)
+			return nil, ps.errorf(key, RuleParamUnknown, "the chained parameter of %s is not a search parameter of %s: %s",
+				ps.named(key), explicit, searchParams(explicit))
 		}
 		return []string{explicit}, nil
 	}
@@ -130,7 +131,8 @@ func (ps *parser) has(key string, vals []string) *Error {
 	}
 	ref, ok := Lookup(src, refName)
 	if !ok || ref.Type != TypeReference {
-		return ps.errorf(key, RuleParamUnknown, "_has names a parameter that is not a reference parameter of %s", src)
+		return ps.errorf(key, RuleParamUnknown, "_has names a parameter that is not a reference parameter of %s; those of %s are %s",
+			src, src, referenceParams(src))
 	}
 	if len(ref.Targets) > 0 && !slices.Contains(ref.Targets, ps.rt) {
 		return ps.errorf(key, RuleChainUnsupported, "%s.%s cannot point to %s", src, ref.Name, ps.rt)
@@ -139,7 +141,7 @@ func (ps *parser) has(key string, vals []string) *Error {
 		return ps.errorf(key, RuleChainUnsupported, "the gateway supports _has of one link (_has:Type:parameter:parameter)")
 	}
 	if !chainable(src, tname) {
-		return ps.errorf(key, RuleParamUnknown, "the last parameter of _has is not a search parameter of %s", src)
+		return ps.errorf(key, RuleParamUnknown, "the last parameter of _has is not a search parameter of %s: %s", src, searchParams(src))
 	}
 	tail := tname
 	if len(parts) == 5 {

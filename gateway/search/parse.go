@@ -121,6 +121,20 @@ func (ps *parser) errorf(key, rule, format string, args ...any) *Error {
 	return &Error{Param: ps.shown(key), Rule: rule, Message: fmt.Sprintf(format, args...)}
 }
 
+// unknown is the error about key, a parameter that is not a search
+// parameter of the searched type: it does not repeat the name (ShownName
+// knows none for it) but lists the type's parameters (KnownParams).
+// Conditional criteria take no result parameters: only the search
+// parameters are listed there.
+func (ps *parser) unknown(key string) *Error {
+	known := KnownParams(ps.rt)
+	if ps.conditional {
+		known = searchParams(ps.rt)
+	}
+	return ps.errorf(key, RuleParamUnknown, "a parameter is not a search parameter of %s (its name is not repeated): %s",
+		ps.rt, known)
+}
+
 // shown is ShownName for the searched type.
 func (ps *parser) shown(key string) string { return ShownName(ps.rt, key) }
 
@@ -247,7 +261,7 @@ func (ps *parser) param(key string, vals []string) *Error {
 			return ps.errorf(key, RuleParamUnsupported, "%s is a search parameter FHIR R4 defines for %s that the gateway does not support (its CapabilityStatement lists those it does)",
 				ps.named(name), ps.rt)
 		}
-		return ps.errorf(key, RuleParamUnknown, "a parameter is not a search parameter of %s", ps.rt)
+		return ps.unknown(key)
 	}
 	if mod != "missing" && !modifierAllowed(p, mod) {
 		m := "this modifier"
@@ -430,7 +444,8 @@ func (ps *parser) sort(key, v string) *Error {
 		}
 		p, ok := Lookup(ps.rt, name)
 		if !ok {
-			return ps.errorf(key, RuleParamUnknown, "_sort names a parameter unknown for %s", ps.rt)
+			return ps.errorf(key, RuleParamUnknown, "_sort names a parameter unknown for %s; it sorts %s by %s",
+				ps.rt, ps.rt, sortableParams(ps.rt))
 		}
 		if p.Type != TypeDate && name != "_id" {
 			return ps.errorf(key, RuleSortUnsupported, "_sort supports only _id, _lastUpdated and the date parameters of %s", ps.rt)
@@ -462,7 +477,8 @@ func (ps *parser) include(key, mod string, rev bool, v string) *Error {
 	}
 	p, ok := Lookup(inc.SourceType, inc.Param)
 	if !ok {
-		return ps.errorf(key, RuleParamUnknown, "%s names a parameter unknown for %s", ps.named(key), inc.SourceType)
+		return ps.errorf(key, RuleParamUnknown, "%s names a parameter unknown for %s; the reference parameters of %s are %s",
+			ps.named(key), inc.SourceType, inc.SourceType, referenceParams(inc.SourceType))
 	}
 	if p.Type != TypeReference {
 		return ps.errorf(key, RuleIncludeUnsupported, "%s needs a reference parameter", ps.named(key))

@@ -519,3 +519,58 @@ func TestErrorsDoNotEchoOddNames(t *testing.T) {
 		}
 	}
 }
+
+// TestUnknownParamListsKnown: an unknown parameter is refused without its
+// name but with the type's search parameters (finding p16 F15), for every
+// type: AuditEvent's element recorded is searched as date, and _sort,
+// _include, a chain and _has list what they take; conditional criteria,
+// which take no result parameters, list only the search parameters.
+func TestUnknownParamListsKnown(t *testing.T) {
+	const secret = "Rowan Auditcase"
+	for _, rt := range Types() {
+		_, err := Parse(rt, url.Values{secret: {"x"}}, false)
+		var se *Error
+		if !errors.As(err, &se) || se.Rule != RuleParamUnknown || se.Param != "" || strings.Contains(se.Message, secret) {
+			t.Fatalf("Parse(%s?%s=x) = %v, want %s without the name", rt, secret, err, RuleParamUnknown)
+		}
+		for _, p := range Params(rt) {
+			if !strings.Contains(se.Message, p.Name) {
+				t.Errorf("Parse(%s?unknown) message %q does not list %s", rt, se.Message, p.Name)
+			}
+		}
+		if !strings.Contains(se.Message, "_count") || !strings.Contains(se.Message, "CapabilityStatement") {
+			t.Errorf("Parse(%s?unknown) message %q lists no result parameters or does not point to the CapabilityStatement", rt, se.Message)
+		}
+	}
+	tests := []struct {
+		rt, query, want string
+		conditional     bool
+	}{
+		{rt: "AuditEvent", query: "date=ge2026-12-05&recorded=ge2026-12-05",
+			want: "AuditEvent's search parameters are _id, _lastUpdated, action, address, agent, date (searches recorded), entity, outcome, patient, site, subtype, trace-id and type; its result parameters _count, _offset, _sort, _summary, _elements, _total, _include and _revinclude"},
+		{rt: "AuditEvent", query: "_sort=-recorded", want: "it sorts AuditEvent by _id, _lastUpdated and date (searches recorded)"},
+		{rt: "Patient", query: "birthDate=2000", want: "birthdate (searches birthDate)"},
+		{rt: "Observation", query: "effective=2026", want: "date (searches effective[x])"},
+		{rt: "Observation", query: "_include=Observation:nope", want: "the reference parameters of Observation are derived-from, has-member, part-of, patient and subject"},
+		{rt: "Observation", query: "subject:Patient.nope=x", want: "Patient's search parameters are _id, _lastUpdated, birthdate (searches birthDate), family, gender, given, identifier and name"},
+		{rt: "Patient", query: "_has:Observation:patient:nope=x", want: "Observation's search parameters are _id"},
+		{rt: "Patient", query: "identifier=x&nope=x", conditional: true, want: "Patient's search parameters are _id, _lastUpdated, birthdate (searches birthDate), family, gender, given, identifier and name"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.rt+"?"+tt.query, func(t *testing.T) {
+			var err error
+			if tt.conditional {
+				_, err = ParseConditional(tt.rt, tt.query)
+			} else {
+				_, err = Parse(tt.rt, mustQuery(t, tt.query), false)
+			}
+			var se *Error
+			if !errors.As(err, &se) || se.Rule != RuleParamUnknown || !strings.Contains(se.Message, tt.want) {
+				t.Fatalf("Parse(%s?%s) = %v, want %s saying %q", tt.rt, tt.query, err, RuleParamUnknown, tt.want)
+			}
+			if tt.conditional && strings.Contains(se.Message, "_count") {
+				t.Errorf("ParseConditional(%s?%s) = %q, lists result parameters conditional criteria do not take", tt.rt, tt.query, se.Message)
+			}
+		})
+	}
+}
