@@ -27,6 +27,11 @@ import (
 // auditSearch are the criteria of the AuditEvent search form.
 type auditSearch struct {
 	Patient, Client, Action, Outcome, Interaction, From, To string
+	// Bound is the snapshot the search's first page was run at (the
+	// engine's _lastUpdated=lt<instant>): every later page is run at it,
+	// so that paging shows each AuditEvent once though every page view
+	// is itself audited (docs/fhir.md, AuditEvent searches).
+	Bound string
 }
 
 // pageSize is the AuditEvents per page; exportLimit bounds an export.
@@ -157,6 +162,8 @@ type searchResults struct {
 	Total     int  // every match (-1 not counted)
 	More      bool // a next page has matches
 	NoPatient bool
+	// Bound is the snapshot the engine ran the search at (SearchResult.Bound).
+	Bound string
 	// Params is the FHIR search run (without paging), for an export's
 	// self link: patients by id, never by identifier.
 	Params url.Values
@@ -215,6 +222,10 @@ func (c *Console) auditSearch(rq *request) error {
 	if err != nil {
 		return err
 	}
+	if q.Bound == "" && res.Bound != "" {
+		// The first page run: the later pages are run at its snapshot.
+		rq.sess.boundSearch(id, res.Bound)
+	}
 	res.Page = page
 	form.Results = res
 	return rq.render("audit", "Audit trail", form)
@@ -272,9 +283,16 @@ func (c *Console) runSearch(rq *request, q auditSearch, count, offset int, total
 	if q.To != "" {
 		params.Add("date", "le"+searchDate(q.To))
 	}
+	if q.Bound != "" {
+		params.Set("_lastUpdated", q.Bound)
+	}
 	sr, err := c.app.Engine.Search(rq.ctx(), rq.sc, "AuditEvent", params, false)
 	if err != nil {
 		return nil, nil, err
+	}
+	res.Bound = sr.Bound
+	if res.Bound == "" {
+		res.Bound = q.Bound
 	}
 	matches := sr.Page.Matches
 	if total {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"fmt"
 	"html"
 	"io"
 	"log/slog"
@@ -797,5 +798,56 @@ func TestDeliveriesShowHold(t *testing.T) {
 	_, page, _ = f.get(t, "/console/deliveries")
 	if !strings.Contains(page, "on hold until 2026-12-05 13:14:07.000 UTC") {
 		t.Errorf("the hold is not shown:\n%s", page)
+	}
+}
+
+// TestAuditSearchPagesSnapshot: the pages of a saved audit search are run
+// at its first page's snapshot: each page view is itself an AuditEvent
+// naming the patient, yet the total stays and no row shows twice (p16 F2).
+func TestAuditSearchPagesSnapshot(t *testing.T) {
+	f := newFixture(t, nil)
+	doc, err := os.ReadFile(filepath.Join("..", "..", "schemas", "examples", "assessment", "phq9-moderate.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.app.Ingest.Ingest(context.Background(), auditlog.NewScope("ingest", f.c.devScope), "assessment", doc, false, engine.Answer{}); err != nil {
+		t.Fatal(err)
+	}
+	// Enough requests about the patient for three pages.
+	for range 2*pageSize + 5 {
+		if code, _, _ := f.get(t, "/console/records?source=serenity-clinic-emr&record=ASM-2026-0310-001"); code != http.StatusOK {
+			t.Fatalf("record page = %d", code)
+		}
+	}
+	_, page, _ := f.get(t, "/console/audit")
+	_, _, h := f.post(t, "/console/audit", url.Values{"csrf": {csrf(t, page)}, "patient": {"MRN-TEST-000123"}})
+	loc := h.Get("Location")
+	total := regexp.MustCompile(`Requests \d+ to \d+ of ([\d,]+)`)
+	event := regexp.MustCompile(`/console/audit/events/([0-9a-f]+)`)
+	seen := map[string]bool{}
+	first := ""
+	for p := 1; p <= 4; p++ {
+		code, body, _ := f.get(t, fmt.Sprintf("%s&page=%d", loc, p))
+		if code != http.StatusOK {
+			t.Fatalf("page %d = %d", p, code)
+		}
+		m := total.FindStringSubmatch(body)
+		if m == nil {
+			break // past the last page
+		}
+		if first == "" {
+			first = m[1]
+		} else if m[1] != first {
+			t.Errorf("page %d: total %s, want the first page's %s", p, m[1], first)
+		}
+		for _, e := range event.FindAllStringSubmatch(body, -1) {
+			if seen[e[1]] {
+				t.Errorf("page %d shows %s again", p, e[1])
+			}
+			seen[e[1]] = true
+		}
+	}
+	if len(seen) < 2*pageSize {
+		t.Errorf("%d rows over the pages, want the first page's total", len(seen))
 	}
 }

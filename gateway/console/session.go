@@ -243,6 +243,17 @@ func (sess *session) saveSearch(q auditSearch) string {
 	return id
 }
 
+// boundSearch records the snapshot a saved search's first page was run
+// at (auditSearch.Bound).
+func (sess *session) boundSearch(id, bound string) {
+	sess.mu.Lock()
+	defer sess.mu.Unlock()
+	if q, ok := sess.searches[id]; ok {
+		q.Bound = bound
+		sess.searches[id] = q
+	}
+}
+
 // search returns saved criteria.
 func (sess *session) search(id string) (auditSearch, bool) {
 	sess.mu.Lock()
