@@ -136,6 +136,14 @@ func FuzzRender(f *testing.F) {
 		if version%5 == 0 {
 			r.Action = etype
 		}
+		if version%3 == 0 {
+			r.Identified = append(r.Identified, audit.Identified{System: audit.SystemDelivery, Value: eid, Description: "the delivery"})
+			r.Attempt = &audit.Attempt{N: int(version), HTTPStatus: status, PayloadSHA256: patient, AnswerSHA256: trace, Error: desc}
+			r.PeriodStart = time.UnixMilli(ms - version)
+			if version%2 == 0 {
+				r.PeriodEnd = time.UnixMilli(ms)
+			}
+		}
 		checkRender(t, r)
 	})
 }

@@ -341,7 +341,7 @@ func (c *lineageChecker) delivery(ctx context.Context, public string) (*checkedD
 	if d, ok := c.deliveries[public]; ok {
 		return d, nil
 	}
-	if len(c.deliveries) >= 256 || c.deliveries == nil {
+	if len(c.deliveries) >= 64 || c.deliveries == nil { // payloads may be large: keep few
 		c.deliveries = map[string]*checkedDelivery{}
 	}
 	d := &checkedDelivery{}
