@@ -60,6 +60,9 @@ func auditCommand(ctx context.Context, args []string, getenv func(string) string
 	if res.IndexNote != "" {
 		fmt.Fprintf(stderr, "audit verify: %s\n", res.IndexNote)
 	}
+	if res.Lineage.Note != "" {
+		fmt.Fprintf(stderr, "audit verify: %s\n", res.Lineage.Note)
+	}
 	if !res.Intact {
 		return &exitError{code: exitInvalid, msg: res.Summary()}
 	}

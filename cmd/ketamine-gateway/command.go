@@ -69,13 +69,20 @@ var commands = []command{
 		examples: []string{"ketamine-gateway deliveries list --status dead --db kg.db", "ketamine-gateway deliveries show k7q2xw4mbn3ra --db kg.db",
 			"ketamine-gateway deliveries cancel k7q2xw4mbn3ra --reason 'EHR refuses this version; corrected in v2' --db kg.db",
 			"ketamine-gateway deliveries replay --destination ehr --since 24h --db kg.db"}},
-	{name: "audit", summary: "check the audit trail's hash chain",
+	{name: "audit", summary: "check the audit trail's hash chain and the receipts and delivery attempts it vouches for",
 		usage: "audit verify [--db FILE_OR_URL] [--expect SEQ:HASH]...",
-		detail: "Prints the result as JSON: exit 0 intact, exit 1 naming the first broken link, exit 3 when the\n" +
-			"chain could not be checked (no database there, or it could not be read). Record the printed headSeq\n" +
-			"and headHash where the database's administrators cannot write, and give them to a later verify as\n" +
-			"--expect headSeq:headHash: whoever can write the database can rewrite a record and compute every\n" +
-			"later hash again, which only such an anchor shows (exit 1, the anchor not held).",
+		detail: "Prints the result as JSON: exit 0 intact, exit 1 naming the first broken link or finding, exit 3\n" +
+			"when the chain could not be checked (no database there, or it could not be read).\n" +
+			"Besides the chain and how the AuditEvents are served, it checks the lineage beside the chain against\n" +
+			"the chained AuditEvents that wrote it: each receipt (the Provenance an ingest, a Bundle or a replay\n" +
+			"wrote: the SHA-256 of its stored JSON) and each delivery attempt (the EHR's HTTP status, the SHA-256\n" +
+			"of its answer and of the payload sent, the error, the time). One stored otherwise is a finding naming\n" +
+			"the AuditEvent (seq, id), the record and what differs. \"lineage\" counts what was checked, and as\n" +
+			"\"unchecked\" what an older gateway's AuditEvents name without hashes (with a note on stderr).\n" +
+			"Record the printed headSeq and headHash where the database's administrators cannot write, and give\n" +
+			"them to a later verify as --expect headSeq:headHash: whoever can write the database can rewrite a\n" +
+			"record and compute every later hash again, which only such an anchor shows (exit 1, the anchor not\n" +
+			"held).",
 		examples: []string{"ketamine-gateway audit verify --db kg.db",
 			"ketamine-gateway audit verify --db kg.db --expect 166:c251ac437b85e72722c206a2c2430320d7d10c23e9ad1b4cad14157adf15d48f"}},
 	{name: "lineage", summary: "the story of a source record, resource or trace, as JSON",

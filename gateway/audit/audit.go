@@ -39,6 +39,62 @@ const (
 type Entity struct {
 	Type, ID string
 	Version  int64 // 0 when unknown (a search match, a failed write)
+	// SHA256 is, for a version the request wrote whose stored form the
+	// AuditEvent vouches for (the Provenance of an ingest, a Bundle or a
+	// replay), the hex SHA-256 of its JSON as stored: entity.detail
+	// DetailJSONSHA256, which `audit verify` compares with the stored
+	// version. "" for every other entity.
+	SHA256 string
+}
+
+// The entity.detail types (AuditEvent.entity.detail.type) the gateway
+// records: of a Provenance version a request wrote, the SHA-256 of its
+// stored JSON; of a delivery's attempt to send a record to an EHR
+// (delivery-send, on the delivery's entity), the attempt's number, the
+// EHR's HTTP status ("0": no answer), the SHA-256 of the payload sent
+// and of the EHR's answer as the outbox records it, and the attempt's
+// PHI-free error. Each value is a valueString; a SHA-256 is 64 lowercase
+// hex digits. Records written before they were recorded have none.
+const (
+	DetailJSONSHA256    = "json-sha256"
+	DetailAttempt       = "attempt"
+	DetailHTTPStatus    = "http-status"
+	DetailPayloadSHA256 = "payload-sha256"
+	DetailAnswerSHA256  = "answer-sha256"
+	DetailError         = "error"
+)
+
+// Attempt is, in the record of an attempt to send a record to an EHR
+// (delivery-send), the attempt as the outbox records it, carried in the
+// AuditEvent's hash chain so that the outbox's row can be checked against
+// it (entity.detail of the delivery: see DetailAttempt).
+type Attempt struct {
+	N int
+	// HTTPStatus is the EHR's status (0: no answer), not the status the
+	// AuditEvent's outcome names (502 for none).
+	HTTPStatus int
+	// PayloadSHA256 and AnswerSHA256 are the hex SHA-256 of the payload
+	// sent and of the EHR's answer as recorded (of nothing: no answer).
+	PayloadSHA256, AnswerSHA256 string
+	// Error is the attempt's PHI-free error ("http 503", "timeout"; ""
+	// for none).
+	Error string
+}
+
+// details are the attempt's entity.detail pairs (type, value), in order.
+func (a *Attempt) details() [][2]string {
+	d := [][2]string{{DetailAttempt, strconv.Itoa(a.N)}, {DetailHTTPStatus, strconv.Itoa(a.HTTPStatus)},
+		{DetailPayloadSHA256, a.PayloadSHA256}, {DetailAnswerSHA256, a.AnswerSHA256}}
+	if a.Error != "" {
+		d = append(d, [2]string{DetailError, a.Error})
+	}
+	return d
+}
+
+// SHA256 is the hex SHA-256 of b, as entity.detail values carry it.
+func SHA256(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }
 
 // Identified is something a request concerned that is no resource of
@@ -89,17 +145,26 @@ type Record struct {
 	RequestID   string
 	TraceID     string
 	Description string
+	// PeriodStart and PeriodEnd are AuditEvent.period, when the activity
+	// happened where that is not when it was recorded (an attempt to send
+	// a record to an EHR: from its start to its answer; an interrupted
+	// one's only its start, when it was claimed). Zero: no period.
+	PeriodStart, PeriodEnd time.Time
+	// Attempt is, for a delivery-send, the attempt as the outbox records
+	// it (nil: none).
+	Attempt *Attempt
 }
 
 // SameRequest is a record of the same request as r (a further part of
 // its AuditEvent, a tenant's share of it) under id: who asked, when,
 // what, with what outcome, and the request and trace ids, and nothing of
-// what r names (patients, entities, identified things) or says
-// (Description).
+// what r names (patients, entities, identified things, the attempt) or
+// says (Description).
 func (r Record) SameRequest(id string) Record {
 	return Record{ID: id, Recorded: r.Recorded, Interaction: r.Interaction, Status: r.Status, ClientID: r.ClientID,
 		Unauthenticated: r.Unauthenticated, ClientAddr: r.ClientAddr, Observer: r.Observer, Tenant: r.Tenant,
-		Action: r.Action, Recipient: r.Recipient, RequestID: r.RequestID, TraceID: r.TraceID}
+		Action: r.Action, Recipient: r.Recipient, RequestID: r.RequestID, TraceID: r.TraceID,
+		PeriodStart: r.PeriodStart, PeriodEnd: r.PeriodEnd}
 }
 
 // anonymous is the display of a record's client without a ClientID.
@@ -250,6 +315,13 @@ func Event(r Record) map[string]any {
 	if r.TraceID != "" {
 		ev["extension"] = []any{map[string]any{"url": ExtTraceID, "valueString": r.TraceID}}
 	}
+	if !r.PeriodStart.IsZero() {
+		period := map[string]any{"start": formatInstant(r.PeriodStart)}
+		if !r.PeriodEnd.IsZero() {
+			period["end"] = formatInstant(r.PeriodEnd)
+		}
+		ev["period"] = period
+	}
 	var entities []any
 	for _, p := range r.Patients {
 		entities = append(entities, map[string]any{
@@ -259,18 +331,28 @@ func Event(r Record) map[string]any {
 		})
 	}
 	for _, e := range r.Entities {
-		entities = append(entities, map[string]any{
+		entity := map[string]any{
 			"what": map[string]any{"reference": e.reference()},
 			"type": coding(systemEntityType, "2", "System Object"),
 			"role": coding(systemObjectRole, "4", "Domain Resource"),
-		})
+		}
+		if e.SHA256 != "" {
+			entity["detail"] = details([][2]string{{DetailJSONSHA256, e.SHA256}})
+		}
+		entities = append(entities, entity)
 	}
+	attempt := r.Attempt
 	for _, id := range r.identified() {
-		entities = append(entities, map[string]any{
+		entity := map[string]any{
 			"what":        map[string]any{"identifier": map[string]any{"system": id.System, "value": id.Value}},
 			"type":        coding(systemEntityType, "2", "System Object"),
 			"description": id.Description,
-		})
+		}
+		if attempt != nil && id.System == SystemDelivery {
+			entity["detail"] = details(attempt.details())
+			attempt = nil // on the first delivery named
+		}
+		entities = append(entities, entity)
 	}
 	if len(entities) > 0 {
 		ev["entity"] = entities
@@ -344,6 +426,18 @@ func (e Entity) reference() string {
 	}
 	return e.Type + "/" + e.ID
 }
+
+// details are entity.detail elements of (type, valueString) pairs.
+func details(pairs [][2]string) []any {
+	out := make([]any, len(pairs))
+	for i, p := range pairs {
+		out[i] = map[string]any{"type": p[0], "valueString": p[1]}
+	}
+	return out
+}
+
+// formatInstant is t as the AuditEvent's instants are written (UTC, ms).
+func formatInstant(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }
 
 func coding(system, code, display string) map[string]any {
 	return map[string]any{"system": system, "code": code, "display": display}

@@ -16,7 +16,7 @@ func TestEventShape(t *testing.T) {
 		action  string
 		outcome string
 	}{
-		{"create ok", Record{Interaction: "create", Status: 201, Entities: []Entity{{"Observation", "o1", 1}}}, "C", "0"},
+		{"create ok", Record{Interaction: "create", Status: 201, Entities: []Entity{{Type: "Observation", ID: "o1", Version: 1}}}, "C", "0"},
 		{"read missing", Record{Interaction: "read", Status: 404}, "R", "4"},
 		{"search", Record{Interaction: "search-type", Status: 200}, "E", "0"},
 		{"update failed", Record{Interaction: "update", Status: 500}, "U", "8"},
@@ -42,7 +42,7 @@ func TestEventShape(t *testing.T) {
 			}
 		})
 	}
-	b, _ := json.Marshal(Event(Record{Interaction: "create", Status: 201, Entities: []Entity{{"Observation", "o1", 3}}}))
+	b, _ := json.Marshal(Event(Record{Interaction: "create", Status: 201, Entities: []Entity{{Type: "Observation", ID: "o1", Version: 3}}}))
 	if !strings.Contains(string(b), `Observation/o1/_history/3`) {
 		t.Errorf("entity version missing: %s", b)
 	}
@@ -105,7 +105,7 @@ func TestChain(t *testing.T) {
 // unless listed here as what a record names or says), and nothing of
 // what the first record names.
 func TestSameRequest(t *testing.T) {
-	named := map[string]bool{"ID": true, "Patients": true, "Entities": true, "Identified": true, "Description": true}
+	named := map[string]bool{"ID": true, "Patients": true, "Entities": true, "Identified": true, "Description": true, "Attempt": true}
 	var r Record
 	rv := reflect.ValueOf(&r).Elem()
 	for i := range rv.NumField() {
@@ -121,6 +121,8 @@ func TestSameRequest(t *testing.T) {
 			f.Set(reflect.MakeSlice(f.Type(), 1, 1))
 		case reflect.Struct:
 			f.Set(reflect.ValueOf(time.Unix(1e9, 0)))
+		case reflect.Pointer:
+			f.Set(reflect.New(f.Type().Elem()))
 		default:
 			t.Fatalf("field %s of kind %s: set it here", rv.Type().Field(i).Name, f.Kind())
 		}

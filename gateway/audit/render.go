@@ -72,7 +72,13 @@ func Render(r Record) (body []byte, entries []search.Entry) {
 				b = append(b, `,"type":`...)
 				b = appendCoding(b, systemEntityType, "1", "Person")
 			} else {
-				b = append(b, `{"role":`...)
+				b = append(b, '{')
+				if h := r.Entities[i-len(r.Patients)].SHA256; h != "" {
+					b = append(b, `"detail":`...)
+					b = appendDetails(b, [][2]string{{DetailJSONSHA256, h}})
+					b = append(b, ',')
+				}
+				b = append(b, `"role":`...)
 				b = appendCoding(b, systemObjectRole, "4", "Domain Resource")
 				b = append(b, `,"type":`...)
 				b = appendCoding(b, systemEntityType, "2", "System Object")
@@ -81,12 +87,18 @@ func Render(r Record) (body []byte, entries []search.Entry) {
 			b = fhirwire.AppendString(b, ref)
 			b = append(b, `}}`...)
 		}
+		attempt := r.Attempt
 		for i, id := range idents {
 			if i > 0 || len(refs) > 0 {
 				b = append(b, ',')
 			}
 			b = append(b, `{"description":`...)
 			b = fhirwire.AppendString(b, id.Description)
+			if attempt != nil && id.System == SystemDelivery {
+				b = append(b, `,"detail":`...)
+				b = appendDetails(b, attempt.details())
+				attempt = nil // on the first delivery named
+			}
 			b = append(b, `,"type":`...)
 			b = appendCoding(b, systemEntityType, "2", "System Object")
 			b = append(b, `,"what":{"identifier":{"system":`...)
@@ -112,6 +124,17 @@ func Render(r Record) (body []byte, entries []search.Entry) {
 	b = fhirwire.AppendString(b, outcome(r.Status))
 	b = append(b, `,"outcomeDesc":`...)
 	b = fhirwire.AppendString(b, outcomeDesc(r.Status, r.Description))
+	if !r.PeriodStart.IsZero() {
+		b = append(b, `,"period":{`...)
+		if !r.PeriodEnd.IsZero() {
+			b = append(b, `"end":`...)
+			b = fhirwire.AppendString(b, formatInstant(r.PeriodEnd))
+			b = append(b, ',')
+		}
+		b = append(b, `"start":`...)
+		b = fhirwire.AppendString(b, formatInstant(r.PeriodStart))
+		b = append(b, '}')
+	}
 	b = append(b, `,"recorded":`...)
 	b = fhirwire.AppendString(b, instant)
 	b = append(b, `,"source":{"observer":{"display":`...)
@@ -175,6 +198,23 @@ func Render(r Record) (body []byte, entries []search.Entry) {
 	x.param("trace-id").token("", r.TraceID, "")
 	x.param("type").token(typ[0], typ[1], search.Normalize(typ[2]))
 	return b, x.out
+}
+
+// appendDetails appends entity.detail elements of (type, valueString)
+// pairs, their members in key order.
+func appendDetails(b []byte, pairs [][2]string) []byte {
+	b = append(b, '[')
+	for i, p := range pairs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"type":`...)
+		b = fhirwire.AppendString(b, p[0])
+		b = append(b, `,"valueString":`...)
+		b = fhirwire.AppendString(b, p[1])
+		b = append(b, '}')
+	}
+	return append(b, ']')
 }
 
 // appendCoding appends a Coding's JSON, its members in key order.

@@ -81,6 +81,25 @@ func TestRenderMatchesEvent(t *testing.T) {
 			r.Identified = []audit.Identified{{System: "s", Value: "v<&>", Description: "the source record"}}
 		}),
 		"an action of its own": with(func(r *audit.Record) { r.Interaction, r.Action = "ingest", "U" }),
+		"a Provenance written, with its hash": with(func(r *audit.Record) {
+			r.Interaction = "ingest"
+			r.Entities = append(r.Entities, audit.Entity{Type: "Provenance", ID: "rec-1", Version: 1, SHA256: audit.SHA256([]byte("{}"))})
+		}),
+		"an attempt sent, with its period": with(func(r *audit.Record) {
+			r.Interaction, r.ClientID, r.Recipient = "delivery-send", "", "general-hospital"
+			r.Identified = []audit.Identified{{System: "https://x.example/sid/emr/session-record", Value: "INF-1", Description: "the source record"},
+				{System: audit.SystemDelivery, Value: "k7q2xw4mbn3ra", Description: "the delivery"},
+				{System: audit.SystemDelivery, Value: "second", Description: "the delivery"}}
+			r.Attempt = &audit.Attempt{N: 2, HTTPStatus: 500, PayloadSHA256: audit.SHA256([]byte("p")), AnswerSHA256: audit.SHA256(nil), Error: "http 500 <&>"}
+			r.PeriodStart, r.PeriodEnd = at.Add(-time.Minute), at.Add(-time.Minute+1500*time.Millisecond)
+		}),
+		"an interrupted attempt, its period only started": with(func(r *audit.Record) {
+			r.Interaction, r.ClientID, r.Recipient = "delivery-send", "", "general-hospital"
+			r.Identified = []audit.Identified{{System: audit.SystemDelivery, Value: "k7q2xw4mbn3ra", Description: "the delivery"}}
+			r.Attempt = &audit.Attempt{N: 1, AnswerSHA256: audit.SHA256(nil)}
+			r.PeriodStart = at.Add(-time.Hour)
+		}),
+		"an attempt but no delivery named": with(func(r *audit.Record) { r.Attempt = &audit.Attempt{N: 1} }),
 		"many patients, some twice": with(func(r *audit.Record) {
 			r.Patients = nil
 			for i := range 100 {
@@ -116,6 +135,14 @@ func FuzzRender(f *testing.F) {
 		}
 		if version%5 == 0 {
 			r.Action = etype
+		}
+		if version%3 == 0 {
+			r.Identified = append(r.Identified, audit.Identified{System: audit.SystemDelivery, Value: eid, Description: "the delivery"})
+			r.Attempt = &audit.Attempt{N: int(version), HTTPStatus: status, PayloadSHA256: patient, AnswerSHA256: trace, Error: desc}
+			r.PeriodStart = time.UnixMilli(ms - version)
+			if version%2 == 0 {
+				r.PeriodEnd = time.UnixMilli(ms)
+			}
 		}
 		checkRender(t, r)
 	})

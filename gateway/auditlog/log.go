@@ -298,10 +298,11 @@ func split(first audit.Record) []audit.Record {
 // record builds sc's AuditEvent record.
 func (l *Log) record(sc *Scope, status int) audit.Record {
 	entities := sc.entities.list
-	if sc.covered != nil {
+	if sc.covered != nil || sc.written != nil {
 		entities = make([]audit.Entity, 0, len(sc.entities.list))
 		for _, e := range sc.entities.list {
 			if !sc.covered[e] {
+				e.SHA256 = sc.written[e]
 				entities = append(entities, e)
 			}
 		}
@@ -319,6 +320,7 @@ func (l *Log) record(sc *Scope, status int) audit.Record {
 		ClientID: sc.ClientID, Unauthenticated: sc.ClientID == "" && sc.AuthRequired, ClientAddr: sc.Addr, Observer: l.observer, Tenant: sc.Tenant,
 		Patients: sc.patients.list, Entities: entities, Identified: sc.identified, Action: sc.action,
 		Recipient: sc.Recipient, RequestID: sc.RequestID, TraceID: sc.TraceID, Description: desc,
+		PeriodStart: sc.periodStart, PeriodEnd: sc.periodEnd, Attempt: sc.attempt,
 	}
 }
 

@@ -16,7 +16,8 @@ import (
 
 // WriteProvenance stores p, listing targets, inside tx (which stamps the
 // tenant) and records in sc that the Provenance covers them: the request's
-// AuditEvent names the Provenance rather than repeating the list. It writes
+// AuditEvent names the Provenance rather than repeating the list, with the
+// SHA-256 of its stored JSON (audit.DetailJSONSHA256). It writes
 // nothing without targets or with the audit trail off.
 func (l *Log) WriteProvenance(tx store.Tx, sc *Scope, p audit.Provenance, targets []*store.Resource, now time.Time) error {
 	if len(targets) == 0 || l.disabled {
@@ -40,6 +41,7 @@ func (l *Log) WriteProvenance(tx store.Tx, sc *Scope, p audit.Provenance, target
 	}
 	sc.cover(p.Targets)
 	sc.Touch(r)
+	sc.wrote(audit.Entity{Type: r.Type, ID: r.ID, Version: r.Version}, r.Body)
 	return nil
 }
 

@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 	"unicode/utf8"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
@@ -78,9 +79,18 @@ type Scope struct {
 	action     string
 	// covered are the versions a Provenance of this request lists: the
 	// AuditEvent names that Provenance instead of each of them.
-	covered   map[audit.Entity]bool
-	patients  once[string]
-	committed bool
+	covered map[audit.Entity]bool
+	// written are the SHA-256 (hex) of the stored JSON of the versions
+	// whose stored form the AuditEvent vouches for (the Provenance the
+	// request wrote): `audit verify` compares them with the stored
+	// versions.
+	written map[audit.Entity]string
+	// attempt and periodStart, periodEnd are a delivery-send's attempt as
+	// the outbox records it and when it ran (audit.Record).
+	attempt                *audit.Attempt
+	periodStart, periodEnd time.Time
+	patients               once[string]
+	committed              bool
 	// owners, for an all-tenant caller's request only, are the tenants
 	// whose the entities, patients and identified things recorded are,
 	// where known when recorded (the rest are looked up when the
@@ -245,6 +255,15 @@ func (sc *Scope) cover(targets []audit.Entity) {
 	}
 }
 
+// wrote records that the request wrote e as body (its stored JSON): the
+// AuditEvent names e with body's SHA-256.
+func (sc *Scope) wrote(e audit.Entity, body []byte) {
+	if sc.written == nil {
+		sc.written = map[audit.Entity]string{}
+	}
+	sc.written[e] = audit.SHA256(body)
+}
+
 // patient records patients the request concerned, once each.
 func (sc *Scope) patient(refs ...string) {
 	for _, p := range refs {
@@ -317,7 +336,7 @@ func (sc *Scope) Identified() []audit.Identified { return sc.identified }
 
 // Reset forgets what a rolled-back transaction attempt recorded.
 func (sc *Scope) Reset() {
-	sc.entities, sc.patients, sc.covered, sc.identified, sc.action = once[audit.Entity]{}, once[string]{}, nil, nil, ""
+	sc.entities, sc.patients, sc.covered, sc.written, sc.identified, sc.action = once[audit.Entity]{}, once[string]{}, nil, nil, nil, ""
 	sc.owners = nil
 }
 

@@ -3,6 +3,7 @@ package auditlog
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
@@ -14,7 +15,8 @@ type Sent struct {
 	// Delivery is the delivery's public id (operator.IDs), Destination
 	// the EHR's name in the configuration.
 	Delivery, Destination string
-	// Item is the outbox item sent (its payload is not read).
+	// Item is the outbox item sent (its payload is hashed, not read
+	// otherwise).
 	Item *store.OutboxItem
 	// Attempt is the attempt, as recorded.
 	Attempt *store.Attempt
@@ -35,6 +37,14 @@ type Sent struct {
 // sends the record again, audited again; a crash during the send leaves an
 // attempt the next worker records and audits as interrupted). base is the deployment's
 // identifier namespace. No content of the record is read or written.
+//
+// The AuditEvent carries the attempt as the outbox records it, so that the
+// hash chain vouches for it (`audit verify` compares the outbox's row):
+// on the delivery's entity its number, the EHR's HTTP status, the SHA-256
+// of the payload sent and of the answer recorded, and its error
+// (audit.Attempt); its period is when the attempt ran (from its start to
+// the answer; an interrupted attempt's start only, when it was claimed),
+// which for an interrupted attempt is long before it is recorded.
 func (l *Log) AppendSent(ctx context.Context, st store.Store, base string, s Sent) error {
 	if l.disabled {
 		return nil
@@ -58,6 +68,13 @@ func (l *Log) AppendSent(ctx context.Context, st store.Store, base string, s Sen
 		status = 502 // Bad Gateway: no answer, or one the worker did not take (auditlog knows no HTTP)
 	}
 	sc.Description = fmt.Sprintf("delivery %s to %s: attempt %d: %s", s.Delivery, s.Destination, a.N, verdict)
+	sc.attempt = &audit.Attempt{N: a.N, HTTPStatus: a.HTTPStatus, PayloadSHA256: audit.SHA256(it.Payload),
+		AnswerSHA256: audit.SHA256(a.Outcome), Error: a.Error}
+	// As the outbox stores them: at and the duration in whole ms.
+	sc.periodStart = a.At.Truncate(time.Millisecond)
+	if s.Outcome != "interrupted" {
+		sc.periodEnd = sc.periodStart.Add(a.Duration.Truncate(time.Millisecond))
+	}
 	if s.Outcome != "done" && s.Outcome != "interrupted" && a.Error != "" {
 		sc.Description += " (" + a.Error + ")" // PHI-free: "http 503", "timeout", ...
 	}

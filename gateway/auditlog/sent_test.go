@@ -3,9 +3,12 @@ package auditlog
 import (
 	"context"
 	"encoding/json"
+	"maps"
 	"net/url"
 	"path/filepath"
+	"strconv"
 	"testing"
+	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
@@ -17,7 +20,11 @@ import (
 // AuditEvent of type DICOM Export in the record's tenant: the gateway is
 // the requesting agent, the destination the other; it names the delivery
 // and the destination (found by entity:identifier), says what became of
-// the attempt and carries the EHR's status (502 without an answer).
+// the attempt and carries the EHR's status (502 without an answer). Its
+// period is when the attempt ran, which for an interrupted attempt
+// (recorded by the gateway that recovered its claim, maybe hours later) is
+// its claim, not when it was recorded (p16 F11); the delivery's entity
+// carries the attempt as the outbox records it (p16 F3).
 func TestAppendSent(t *testing.T) {
 	ctx := context.Background()
 	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "kg.db"), sqlite.Options{})
@@ -29,22 +36,39 @@ func TestAppendSent(t *testing.T) {
 	l.Start()
 	defer l.Close()
 	it := &store.OutboxItem{ID: 7, Destination: "general-hospital", Tenant: "clinic-a", Kind: "session", Source: "emr",
-		RecordID: "INF-1", Version: "2", TraceID: "4bf92f3577b34da6a3ce929d0e0e4736"}
+		RecordID: "INF-1", Version: "2", TraceID: "4bf92f3577b34da6a3ce929d0e0e4736", Payload: []byte(`{"resourceType":"Bundle"}`)}
+	claimed := time.Date(2026, 12, 5, 18, 56, 52, 162_700_000, time.UTC)
+	const interrupted = "interrupted: the gateway stopped during this attempt"
 	tests := []struct {
 		name, delivery, outcome, errText string
 		status                           int
+		answer                           string
+		at                               time.Time
+		took                             time.Duration
 		wantOutcome, wantDesc            string
+		wantStart, wantEnd               string
 	}{
-		{"delivered", "abcdefghijklm", "done", "", 200, "0",
-			"HTTP 200 OK: delivery abcdefghijklm to general-hospital: attempt 1: delivered"},
-		{"refused", "bcdefghijklmn", "dead", "http 422", 422, "4",
-			"HTTP 422 Unprocessable Entity: delivery bcdefghijklmn to general-hospital: attempt 1: not delivered, a dead letter (http 422)"},
-		{"no answer", "cdefghijklmno", "retry", "timeout", 0, "8",
-			"HTTP 502 Bad Gateway: delivery cdefghijklmno to general-hospital: attempt 1: not delivered, to be retried (timeout)"},
+		{"delivered", "abcdefghijklm", "done", "", 200, `{"resourceType":"Bundle","type":"transaction-response"}`,
+			claimed, 27*time.Millisecond + 900*time.Microsecond, "0",
+			"HTTP 200 OK: delivery abcdefghijklm to general-hospital: attempt 1: delivered",
+			"2026-12-05T18:56:52.162Z", "2026-12-05T18:56:52.189Z"},
+		{"refused", "bcdefghijklmn", "dead", "http 422", 422, `{"resourceType":"OperationOutcome"}`, claimed, time.Second, "4",
+			"HTTP 422 Unprocessable Entity: delivery bcdefghijklmn to general-hospital: attempt 1: not delivered, a dead letter (http 422)",
+			"2026-12-05T18:56:52.162Z", "2026-12-05T18:56:53.162Z"},
+		{"no answer", "cdefghijklmno", "retry", "timeout", 0, "", claimed, 30 * time.Second, "8",
+			"HTTP 502 Bad Gateway: delivery cdefghijklmno to general-hospital: attempt 1: not delivered, to be retried (timeout)",
+			"2026-12-05T18:56:52.162Z", "2026-12-05T18:57:22.162Z"},
+		{"interrupted, recovered much later", "defghijklmnop", "interrupted", interrupted, 0, "", claimed, 0, "8",
+			"HTTP 502 Bad Gateway: delivery defghijklmnop to general-hospital: attempt 1: interrupted: the gateway stopped, or could not " +
+				"record it, before its answer was recorded; the EHR may have received the record, which is sent again",
+			"2026-12-05T18:56:52.162Z", ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			a := &store.Attempt{ItemID: it.ID, N: 1, HTTPStatus: tc.status, Error: tc.errText}
+			a := &store.Attempt{ItemID: it.ID, N: 1, HTTPStatus: tc.status, Error: tc.errText, At: tc.at, Duration: tc.took}
+			if tc.answer != "" {
+				a.Outcome = []byte(tc.answer)
+			}
 			if err := l.AppendSent(ctx, st, "", Sent{Delivery: tc.delivery, Destination: it.Destination, Item: it, Attempt: a, Outcome: tc.outcome}); err != nil {
 				t.Fatal(err)
 			}
@@ -71,11 +95,14 @@ func TestAppendSent(t *testing.T) {
 						Identifier *struct{ Value string }
 					}
 				}
-				Source struct{ Site string }
-				Entity []struct {
+				Source   struct{ Site string }
+				Recorded string
+				Period   *struct{ Start, End string }
+				Entity   []struct {
 					What struct {
 						Identifier struct{ System, Value string }
 					}
+					Detail []struct{ Type, ValueString string }
 				}
 				Extension []struct{ ValueString string }
 			}
@@ -96,8 +123,25 @@ func TestAppendSent(t *testing.T) {
 				t.Errorf("agents %+v, want the gateway requesting and the destination receiving", ev.Agent)
 			}
 			named := map[string]string{}
+			details := map[string]string{}
 			for _, e := range ev.Entity {
 				named[e.What.Identifier.System] = e.What.Identifier.Value
+				if e.What.Identifier.System == audit.SystemDelivery {
+					for _, d := range e.Detail {
+						details[d.Type] = d.ValueString
+					}
+				}
+			}
+			wantDetails := map[string]string{"attempt": "1", "http-status": strconv.Itoa(tc.status),
+				"payload-sha256": audit.SHA256(it.Payload), "answer-sha256": audit.SHA256([]byte(tc.answer))}
+			if tc.errText != "" {
+				wantDetails["error"] = tc.errText
+			}
+			if !maps.Equal(details, wantDetails) {
+				t.Errorf("the delivery's details = %v, want the attempt as recorded %v", details, wantDetails)
+			}
+			if ev.Period == nil || ev.Period.Start != tc.wantStart || ev.Period.End != tc.wantEnd {
+				t.Errorf("period = %+v, want from %s to %q (the attempt's own time, as the outbox stores it), recorded %s", ev.Period, tc.wantStart, tc.wantEnd, ev.Recorded)
 			}
 			if named[audit.SystemDelivery] != tc.delivery || named[audit.SystemDestination] != "general-hospital" || named["https://ketamine-gateway.org/fhir/sid/emr/session-record"] != "INF-1" {
 				t.Errorf("entities name %v, want the delivery, the destination and the source record", named)

@@ -86,7 +86,9 @@ func (l *Log) shares(sc *Scope, first audit.Record, read func(typ, id string) (*
 		}
 	}
 	for _, e := range first.Entities {
-		t, ok := known.entities[e]
+		key := e
+		key.SHA256 = "" // recorded without it
+		t, ok := known.entities[key]
 		if !ok {
 			var err error
 			if t, ok, err = owner(e.Type, e.ID); err != nil {

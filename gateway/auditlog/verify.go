@@ -37,6 +37,10 @@ type AuditVerification struct {
 	// holds (not verified: the head the broken chain claims), absent when
 	// it holds none.
 	StoredHead *Anchor `json:"storedHead,omitempty"`
+	// Lineage says what of the lineage's records (receipts, delivery
+	// attempts) was compared with the chained AuditEvents that wrote them;
+	// each one stored otherwise is a fault (About naming it).
+	Lineage LineageCheck `json:"lineage"`
 	// Anchors are the anchors asked to be checked, each with whether the
 	// chain still holds it; one it does not makes the trail not intact.
 	Anchors []AnchorCheck `json:"anchors,omitempty"`
@@ -78,22 +82,31 @@ func ParseAnchor(s string) (Anchor, error) {
 
 // AuditFault is an AuditEvent served otherwise than the chain holds it:
 // its record's seq (0 for one the chain does not hold), its id and what is
-// wrong, in fixed words (never its content).
+// wrong, in fixed words (never its content); or, About set, a record of
+// the lineage (a Provenance version, a delivery attempt) stored otherwise
+// than the chained AuditEvent that wrote it says.
 type AuditFault struct {
 	Seq        int64  `json:"seq,omitempty"`
 	AuditEvent string `json:"auditEvent"`
-	Problem    string `json:"problem"`
+	// About names the lineage's record ("Provenance/rec-…/_history/1",
+	// "delivery k7q2xw4mbn3ra attempt 1"); "" for the AuditEvent itself.
+	About   string `json:"about,omitempty"`
+	Problem string `json:"problem"`
 }
 
 // maxFaults bounds the faults a verification lists.
 const maxFaults = 100
 
 // fault records a fault of AuditEvent id (record seq).
-func (v *AuditVerification) fault(seq int64, id, problem string) {
+func (v *AuditVerification) fault(seq int64, id, problem string) { v.faultAbout(seq, id, "", problem) }
+
+// faultAbout records a fault of about, a record of the lineage AuditEvent
+// id (record seq) names ("": of the AuditEvent itself).
+func (v *AuditVerification) faultAbout(seq int64, id, about, problem string) {
 	v.Intact = false
 	v.FaultCount++
 	if len(v.Faults) < maxFaults {
-		v.Faults = append(v.Faults, AuditFault{Seq: seq, AuditEvent: id, Problem: problem})
+		v.Faults = append(v.Faults, AuditFault{Seq: seq, AuditEvent: id, About: about, Problem: problem})
 	}
 }
 
@@ -105,14 +118,12 @@ func (v *AuditVerification) Summary() string {
 	if v.BrokenAt > 0 {
 		parts = append(parts, fmt.Sprintf("audit chain broken at record %d: %s", v.BrokenAt, v.Reason))
 	}
-	if v.FaultCount > 0 {
-		f := v.Faults[0]
-		where := "not in the chain"
-		if f.Seq > 0 {
-			where = fmt.Sprintf("record %d", f.Seq)
-		}
-		parts = append(parts, fmt.Sprintf("%s of AuditEvents served otherwise than the audit chain holds them (first: AuditEvent %s, %s: %s)",
-			Counted(v.FaultCount, "finding"), f.AuditEvent, where, f.Problem))
+	if served := v.FaultCount - v.Lineage.Faults; served > 0 {
+		parts = append(parts, v.firstFault(false, served, "of AuditEvents served otherwise than the audit chain holds them"))
+	}
+	if v.Lineage.Faults > 0 {
+		parts = append(parts, v.firstFault(true, v.Lineage.Faults,
+			"of receipts or delivery attempts stored otherwise than the chained AuditEvents that wrote them say"))
 	}
 	for _, a := range v.Anchors {
 		if !a.Held {
@@ -123,6 +134,26 @@ func (v *AuditVerification) Summary() string {
 		return "audit trail intact"
 	}
 	return strings.Join(parts, "; ")
+}
+
+// firstFault says how many findings (n) of the kind there are (lineage:
+// with About) and names the first listed.
+func (v *AuditVerification) firstFault(lineage bool, n int, what string) string {
+	s := Counted(n, "finding") + " " + what
+	for _, f := range v.Faults {
+		if (f.About != "") != lineage {
+			continue
+		}
+		where := "not in the chain"
+		if f.Seq > 0 {
+			where = fmt.Sprintf("record %d", f.Seq)
+		}
+		if f.About != "" {
+			where += ", " + f.About
+		}
+		return fmt.Sprintf("%s (first: AuditEvent %s, %s: %s)", s, f.AuditEvent, where, f.Problem)
+	}
+	return s
 }
 
 // Verify walks the whole audit chain and compares it with the chain head
@@ -138,6 +169,13 @@ func (v *AuditVerification) Summary() string {
 //
 // Each anchor is checked too: the chain must still hold its record with
 // its hash (AuditVerification.Anchors).
+//
+// So is the lineage beside the chain: every Provenance version and
+// delivery attempt a chained AuditEvent names with its hashes (the
+// AuditEvent of the ingest, Bundle or replay that wrote the Provenance;
+// the delivery-send of the attempt) is compared with the stored one
+// (AuditVerification.Lineage); AuditEvents written before those hashes
+// were recorded are counted as unchecked.
 func Verify(ctx context.Context, st store.Store, now time.Time, anchors ...Anchor) (*AuditVerification, error) {
 	var v audit.Verifier
 	out := &AuditVerification{Intact: true, Checked: now.UTC()}
@@ -160,8 +198,12 @@ func Verify(ctx context.Context, st store.Store, now time.Time, anchors ...Ancho
 		return nil, err
 	}
 	var atHead string // the walked hash of record headSeq
+	lc := &lineageChecker{st: st, ids: &deliveryIDs{st: st}, out: out}
 	err = st.AuditChain(ctx, func(e audit.ChainEntry) error {
 		if err := v.Add(e); err != nil {
+			return err
+		}
+		if err := lc.check(ctx, e); err != nil {
 			return err
 		}
 		for _, f := range e.Faults {
@@ -204,6 +246,7 @@ func Verify(ctx context.Context, st store.Store, now time.Time, anchors ...Ancho
 		}
 	}
 	out.Records = v.Verified()
+	lc.finish()
 	for _, a := range anchors {
 		c := AnchorCheck{Anchor: a}
 		switch h := walked[a.Seq]; {

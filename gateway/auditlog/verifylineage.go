@@ -1,0 +1,363 @@
+package auditlog
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+)
+
+// The lineage's records beside the audit trail: a receipt (the
+// Provenance a request wrote: the content hash of what the clinic sent,
+// the versions it produced) and each delivery attempt (the EHR's status
+// and answer, what was sent). Their rows are outside the hash chain, so the
+// chained AuditEvent that wrote them carries their hashes (an ingest's,
+// a Bundle's, a replay's: the Provenance version with the SHA-256 of its
+// stored JSON; a delivery-send's: the attempt's number, HTTP status,
+// error, the SHA-256 of the payload and of the answer, its period), and
+// Verify compares every one a chained AuditEvent names with the row the
+// database holds.
+
+// LineageCheck says what Verify compared of the lineage's records with the
+// chained AuditEvents that wrote them.
+type LineageCheck struct {
+	// Provenances and Attempts count the Provenance versions and delivery
+	// attempts found as their AuditEvents recorded them.
+	Provenances int `json:"provenances"`
+	Attempts    int `json:"attempts"`
+	// Faults counts those stored otherwise (each is in
+	// AuditVerification.Faults, About naming it).
+	Faults int `json:"faults"`
+	// Unchecked counts the Provenance versions and attempts named by
+	// AuditEvents written before their hashes were recorded (an older
+	// gateway's): nothing to compare them with, not a fault.
+	Unchecked int `json:"unchecked"`
+	// InProgress counts the attempts whose AuditEvent is committed while
+	// the outbox has not recorded them yet (a worker between the two
+	// writes, or one that stopped there: the next records the attempt as
+	// interrupted). Not a fault.
+	InProgress int    `json:"inProgress,omitempty"`
+	Note       string `json:"note,omitempty"`
+}
+
+// note says what was not checked, when something was not.
+func (c *LineageCheck) note() {
+	if c.Unchecked > 0 {
+		c.Note = fmt.Sprintf("%s (Provenance versions and delivery attempts) could not be checked: the AuditEvents that "+
+			"name them were written before the gateway recorded their hashes", Counted(c.Unchecked, "lineage record"))
+	}
+}
+
+// lineageChecker compares, during Verify's walk, what the chained
+// AuditEvents say of the lineage's records with the stored ones.
+type lineageChecker struct {
+	st  store.Store
+	ids *deliveryIDs
+	out *AuditVerification
+	// deliveries caches outbox items and their attempts by public id (an
+	// item's attempts are named by several AuditEvents).
+	deliveries map[string]*checkedDelivery
+	// cutOff are the attempts whose AuditEvent (not an interrupted one)
+	// is contradicted only by the outbox recording that attempt as
+	// interrupted: right when the worker stopped after the AuditEvent and
+	// the next one recorded the attempt, with an interrupted attempt's
+	// AuditEvent of its own, later in the chain. Those left at the end are
+	// faults.
+	cutOff map[string]AuditFault
+	// interrupted are the attempts an interrupted attempt's AuditEvent
+	// vouched for (a stalled worker's own AuditEvent of the attempt may
+	// come after it).
+	interrupted map[string]bool
+}
+
+// checkedDelivery is one outbox item as the store holds it (nil item: not
+// stored).
+type checkedDelivery struct {
+	item     *store.OutboxItem
+	attempts []*store.Attempt
+}
+
+// chainedEvent is what the checker reads of a chained AuditEvent.
+type chainedEvent struct {
+	Outcome string `json:"outcome"`
+	Subtype []struct {
+		Code string `json:"code"`
+	} `json:"subtype"`
+	Period *struct {
+		Start string `json:"start"`
+		End   string `json:"end"`
+	} `json:"period"`
+	Entity []struct {
+		What struct {
+			Reference  string `json:"reference"`
+			Identifier *struct {
+				System string `json:"system"`
+				Value  string `json:"value"`
+			} `json:"identifier"`
+		} `json:"what"`
+		Detail []struct {
+			Type        string `json:"type"`
+			ValueString string `json:"valueString"`
+		} `json:"detail"`
+	} `json:"entity"`
+}
+
+var (
+	markProvenance = []byte(`"reference":"Provenance/`)
+	markSent       = []byte(`"code":"delivery-send"`)
+)
+
+// writesProvenance are the interactions whose AuditEvent names the
+// Provenance they wrote.
+var writesProvenance = map[string]bool{"ingest": true, "transaction": true, "batch": true, "mapping-replay": true}
+
+// check compares what chained AuditEvent e says of the lineage's records
+// with the stored ones. Only the store's errors are returned.
+func (c *lineageChecker) check(ctx context.Context, e audit.ChainEntry) error {
+	sent := bytes.Contains(e.Body, markSent)
+	if !sent && !bytes.Contains(e.Body, markProvenance) {
+		return nil // most AuditEvents: not decoded
+	}
+	var ev chainedEvent
+	if json.Unmarshal(e.Body, &ev) != nil || len(ev.Subtype) == 0 {
+		return nil // the chain's own check reports a changed body
+	}
+	switch code := ev.Subtype[0].Code; {
+	case code == "delivery-send":
+		return c.checkSent(ctx, e, &ev)
+	case writesProvenance[code]:
+		return c.checkProvenances(ctx, e, &ev)
+	}
+	return nil
+}
+
+// detail returns the valueString of the detail of type typ.
+func detail(ds []struct {
+	Type        string `json:"type"`
+	ValueString string `json:"valueString"`
+}, typ string) (string, bool) {
+	for _, d := range ds {
+		if d.Type == typ {
+			return d.ValueString, true
+		}
+	}
+	return "", false
+}
+
+// fault records a lineage fault of AuditEvent e about what.
+func (c *lineageChecker) fault(e audit.ChainEntry, about, problem string) {
+	c.out.Lineage.Faults++
+	c.out.faultAbout(e.Seq, e.ID, about, problem)
+}
+
+// checkProvenances checks each Provenance version e wrote with its hash;
+// a successful write's Provenance named without one is an older record.
+func (c *lineageChecker) checkProvenances(ctx context.Context, e audit.ChainEntry, ev *chainedEvent) error {
+	var unhashed int
+	hashed := false
+	for _, en := range ev.Entity {
+		ref := en.What.Reference
+		rest, ok := strings.CutPrefix(ref, "Provenance/")
+		if !ok {
+			continue
+		}
+		id, v, ok := strings.Cut(rest, "/_history/")
+		version, err := strconv.ParseInt(v, 10, 64)
+		if !ok || err != nil {
+			continue
+		}
+		want, ok := detail(en.Detail, audit.DetailJSONSHA256)
+		if !ok {
+			unhashed++
+			continue
+		}
+		hashed = true
+		r, err := c.st.Read(ctx, "Provenance", id)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			c.fault(e, ref, "the Provenance this AuditEvent records as written is not stored: the receipt was deleted")
+		case errors.Is(err, store.ErrGone):
+			c.fault(e, ref, "the Provenance this AuditEvent records as written is marked deleted: the receipt is hidden")
+		case err != nil:
+			return err
+		case r.Version != version:
+			c.fault(e, ref, fmt.Sprintf("the Provenance's current version is %d, not the version %d this AuditEvent records as written: "+
+				"reads, searches and the lineage serve a receipt the chain does not vouch for", r.Version, version))
+		case audit.SHA256(r.Body) != want:
+			c.fault(e, ref, "the Provenance's stored JSON is not the one this AuditEvent recorded (its SHA-256 differs): the receipt "+
+				"(its content hash, client, targets or times) was changed")
+		default:
+			c.out.Lineage.Provenances++
+		}
+	}
+	if !hashed && ev.Outcome == "0" {
+		c.out.Lineage.Unchecked += unhashed
+	}
+	return nil
+}
+
+// checkSent checks the attempt a delivery-send AuditEvent recorded against
+// the outbox's row (and the item's payload).
+func (c *lineageChecker) checkSent(ctx context.Context, e audit.ChainEntry, ev *chainedEvent) error {
+	var delivery, destination string
+	var ds []struct {
+		Type        string `json:"type"`
+		ValueString string `json:"valueString"`
+	}
+	for _, en := range ev.Entity {
+		switch id := en.What.Identifier; {
+		case id == nil:
+		case id.System == audit.SystemDelivery && delivery == "":
+			delivery, ds = id.Value, en.Detail
+		case id.System == audit.SystemDestination:
+			destination = id.Value
+		}
+	}
+	nv, ok := detail(ds, audit.DetailAttempt)
+	if !ok {
+		c.out.Lineage.Unchecked++
+		return nil
+	}
+	n, _ := strconv.Atoi(nv)
+	about := fmt.Sprintf("delivery %s attempt %d", delivery, n)
+	d, err := c.delivery(ctx, delivery)
+	if err != nil {
+		return err
+	}
+	if d.item == nil {
+		c.fault(e, about, "the delivery this AuditEvent records an attempt of is not in the outbox: its row was deleted")
+		return nil
+	}
+	var a *store.Attempt
+	for _, x := range d.attempts {
+		if x.N == n {
+			a = x
+		}
+	}
+	if a == nil {
+		if d.item.Attempts < n && (d.item.Status == store.StatusInFlight || strings.HasPrefix(d.item.LastError, store.LeaseEnded)) {
+			c.out.Lineage.InProgress++ // its worker is recording it, or stopped: the next records it
+			return nil
+		}
+		c.fault(e, about, "the attempt this AuditEvent records is not in the outbox: its row was deleted")
+		return nil
+	}
+	var differs []string
+	status, _ := detail(ds, audit.DetailHTTPStatus)
+	if strconv.Itoa(a.HTTPStatus) != status {
+		differs = append(differs, fmt.Sprintf("its HTTP status is %d where the AuditEvent says %s", a.HTTPStatus, status))
+	}
+	if h, _ := detail(ds, audit.DetailAnswerSHA256); audit.SHA256(a.Outcome) != h {
+		differs = append(differs, "the EHR's answer is not the one recorded (its SHA-256 differs)")
+	}
+	if msg, _ := detail(ds, audit.DetailError); textOf(a.Error) != textOf(msg) {
+		differs = append(differs, "its error is not the one recorded")
+	}
+	if d.item.Destination != destination {
+		differs = append(differs, "the delivery's destination is not the one recorded")
+	}
+	if h, _ := detail(ds, audit.DetailPayloadSHA256); audit.SHA256(d.item.Payload) != h {
+		differs = append(differs, "the delivery's payload is not what was sent (its SHA-256 differs)")
+	}
+	if ev.Period != nil {
+		start, err := time.Parse(time.RFC3339Nano, ev.Period.Start)
+		if err != nil || !start.Equal(a.At) {
+			differs = append(differs, "its time is not the one recorded (period.start)")
+		}
+		if ev.Period.End != "" {
+			end, err := time.Parse(time.RFC3339Nano, ev.Period.End)
+			if err != nil || !end.Equal(a.At.Add(a.Duration)) {
+				differs = append(differs, "its duration is not the one recorded (period.end)")
+			}
+		}
+	}
+	key := delivery + "#" + nv
+	interrupted := strings.HasPrefix(a.Error, "interrupted")
+	msg, _ := detail(ds, audit.DetailError)
+	switch {
+	case len(differs) == 0:
+		c.out.Lineage.Attempts++
+		if interrupted {
+			delete(c.cutOff, key) // the attempt cut off is recorded, and audited, as interrupted
+			if c.interrupted == nil {
+				c.interrupted = map[string]bool{}
+			}
+			c.interrupted[key] = true
+		}
+	case interrupted && a.HTTPStatus == 0 && len(a.Outcome) == 0 && !strings.HasPrefix(msg, "interrupted") && c.interrupted[key]:
+		c.out.Lineage.Attempts++ // its worker stalled past its lease: the next recorded the attempt, before this AuditEvent
+	case interrupted && a.HTTPStatus == 0 && len(a.Outcome) == 0 && !strings.HasPrefix(msg, "interrupted"):
+		// This AuditEvent was committed, then its worker stopped before
+		// the attempt's row: the next worker recorded the attempt as
+		// interrupted, with an AuditEvent of its own that must follow.
+		if c.cutOff == nil {
+			c.cutOff = map[string]AuditFault{}
+		}
+		c.cutOff[key] = AuditFault{Seq: e.Seq, AuditEvent: e.ID, About: about,
+			Problem: "the outbox records this attempt as interrupted, but no AuditEvent of an interrupted attempt says so: " + strings.Join(differs, "; ")}
+		c.out.Lineage.Attempts++
+	default:
+		c.fault(e, about, "the attempt is recorded otherwise than this AuditEvent says: "+strings.Join(differs, "; "))
+	}
+	return nil
+}
+
+// textOf is s as both a store's text column (PostgreSQL's keeps no NUL
+// and no invalid UTF-8) and the AuditEvent's JSON keep it: each run of
+// invalid bytes, NULs and U+FFFD one U+FFFD.
+func textOf(s string) string {
+	s = strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
+	for strings.Contains(s, "\uFFFD\uFFFD") {
+		s = strings.ReplaceAll(s, "\uFFFD\uFFFD", "\uFFFD")
+	}
+	return s
+}
+
+// finish reports the attempts recorded as interrupted that no AuditEvent
+// of an interrupted attempt vouches for, and the note.
+func (c *lineageChecker) finish() {
+	left := slices.SortedFunc(maps.Values(c.cutOff), func(a, b AuditFault) int { return cmp.Compare(a.Seq, b.Seq) })
+	for _, f := range left {
+		c.out.Lineage.Attempts--
+		c.out.Lineage.Faults++
+		c.out.faultAbout(f.Seq, f.AuditEvent, f.About, f.Problem)
+	}
+	c.out.Lineage.note()
+}
+
+// delivery returns the outbox item of public id (its item nil when no
+// item has that id).
+func (c *lineageChecker) delivery(ctx context.Context, public string) (*checkedDelivery, error) {
+	if d, ok := c.deliveries[public]; ok {
+		return d, nil
+	}
+	if len(c.deliveries) >= 64 || c.deliveries == nil { // payloads may be large: keep few
+		c.deliveries = map[string]*checkedDelivery{}
+	}
+	d := &checkedDelivery{}
+	ids, err := c.ids.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if row, ok := ids.Decode(public); ok {
+		d.item, d.attempts, err = c.st.Delivery(ctx, row)
+		if errors.Is(err, store.ErrNotFound) {
+			d.item, err = nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	c.deliveries[public] = d
+	return d, nil
+}
