@@ -59,7 +59,7 @@ func openApp(ctx context.Context, acfg app.Config, name, db string, existing boo
 	if existing {
 		st, err = openExisting(ctx, name, db)
 	} else if st, err = openStore(ctx, db, false); err != nil {
-		err = &exitError{code: exitUnchecked, msg: fmt.Sprintf("%s: %v", name, err)}
+		err = &exitError{code: openExit(err), msg: fmt.Sprintf("%s: %v", name, err)}
 	}
 	if err != nil {
 		return nil, nil, err

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -163,7 +162,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	logger := slog.New(telemetry.LogHandler(slog.NewJSONHandler(stderr, nil)))
 	st, err := openStore(ctx, cfg.db, false)
 	if err != nil {
-		return &exitError{code: exitUnchecked, msg: openFailure(err)}
+		return &exitError{code: openExit(err), msg: openFailure(err)}
 	}
 	defer st.Close()
 	logRecovery(ctx, st, logger, time.Now())
@@ -456,7 +455,7 @@ func openExisting(ctx context.Context, name, db string) (store.Store, error) {
 		return nil, &exitError{code: exitUnchecked, msg: fmt.Sprintf("%s: no gateway database at %s: %s; check --db or GATEWAY_DB (serve creates one)",
 			name, describeDB(db), why)}
 	case err != nil:
-		return nil, &exitError{code: exitUnchecked, msg: fmt.Sprintf("%s: could not open the database: %v", name, err)}
+		return nil, &exitError{code: openExit(err), msg: fmt.Sprintf("%s: could not open the database: %v", name, err)}
 	}
 	return st, nil
 }
@@ -466,13 +465,10 @@ func openExisting(ctx context.Context, name, db string) (store.Store, error) {
 // user or parameters).
 func describeDB(db string) string {
 	if strings.HasPrefix(db, "postgres://") || strings.HasPrefix(db, "postgresql://") {
-		u, err := url.Parse(db)
-		if err != nil {
-			return "postgres (unparsable URL)"
-		}
 		// The host and the database only: never the password, nor the
-		// user or the query (docs/deployment.md).
-		return "postgres://" + u.Host + u.Path
+		// user or the query (docs/deployment.md); nothing of a URL whose
+		// password holds an unencoded reserved character.
+		return postgres.Describe(db)
 	}
 	if abs, err := filepath.Abs(db); err == nil {
 		return abs

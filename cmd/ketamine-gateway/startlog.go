@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -57,10 +58,41 @@ func logRecovery(ctx context.Context, st store.Store, logger *slog.Logger, now t
 	}
 }
 
+// openExit is the exit status of a database that could not be opened:
+// 2 (configuration refused) for settings the store refuses and for a
+// server that refuses the login, the grants, the database's name or its
+// certificate (a person must correct --db, the password or the server;
+// restarting alone does not mend it), 3 (could not open: try again
+// later) otherwise.
+func openExit(err error) int {
+	if errors.Is(err, store.ErrInvalidSettings) || store.LoginRefused(store.UnavailableCause(err)) {
+		return exitUsage
+	}
+	return exitUnchecked
+}
+
 // openFailure is serve's message when the database could not be opened:
-// a lock held by another process or a full disk is no fault of --db.
+// a lock held by another process or a full disk is no fault of --db; a
+// server refusing the login, the grants or its certificate says what to
+// check.
 func openFailure(err error) string {
+	if errors.Is(err, store.ErrInvalidSettings) {
+		return fmt.Sprintf("serve: the database settings are refused: %v; correct --db or GATEWAY_DB", err)
+	}
 	switch store.UnavailableCause(err) {
+	case store.CauseLogin:
+		return fmt.Sprintf("serve: PostgreSQL rejected the gateway's login: check the role's password (PGPASSWORD, "+
+			"~/.pgpass, or percent-encoded in --db), that the role exists and may log in, and that pg_hba.conf admits it "+
+			"from this host: %v", err)
+	case store.CausePermission:
+		return fmt.Sprintf("serve: PostgreSQL refused the connection: the role may not connect to the database "+
+			"(GRANT CONNECT ON DATABASE ... TO the role, docs/deployment.md): %v", err)
+	case store.CauseNoDatabase:
+		return fmt.Sprintf("serve: the database named in --db does not exist on the server: create it "+
+			"(docs/deployment.md) or correct --db or GATEWAY_DB: %v", err)
+	case store.CauseCertificate:
+		return fmt.Sprintf("serve: the PostgreSQL server's TLS certificate failed verification: set sslrootcert to the "+
+			"CA that signed it and, with sslmode=verify-full, give --db a host name the certificate names: %v", err)
 	case store.CauseLocked:
 		return fmt.Sprintf("serve: the database is locked by another process (a backup, a migration, an sqlite3 shell "+
 			"left in a transaction), which held its write lock longer than serve waits at start to migrate it; "+

@@ -102,6 +102,16 @@ func TestOpenFailure(t *testing.T) {
 		{"full", fmt.Errorf("migrate: %w", store.Unavailable(store.CauseFull, errors.New("database or disk is full (13)"))),
 			"disk is full", "check --db"},
 		{"not a database", errors.New("file is not a database (26)"), "check --db", "locked"},
+		{"unreachable", fmt.Errorf("connect: %w", store.Unavailable(store.CauseUnreachable, errors.New("dial"))), "check --db", "password"},
+		{"login rejected", fmt.Errorf("connect: %w", store.Unavailable(store.CauseLogin, errors.New("28P01"))),
+			"check the role's password", "could not open"},
+		{"permission denied", fmt.Errorf("connect: %w", store.Unavailable(store.CausePermission, errors.New("42501"))),
+			"GRANT CONNECT", "could not open"},
+		{"no such database", fmt.Errorf("connect: %w", store.Unavailable(store.CauseNoDatabase, errors.New("3D000"))),
+			"does not exist", "could not open"},
+		{"certificate", fmt.Errorf("connect: %w", store.Unavailable(store.CauseCertificate, errors.New("x509"))),
+			"sslrootcert", "could not open"},
+		{"settings", fmt.Errorf("postgres: %w: the setting sslmode", store.ErrInvalidSettings), "settings are refused", "could not open"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := openFailure(tc.err)
@@ -109,5 +119,30 @@ func TestOpenFailure(t *testing.T) {
 				t.Errorf("openFailure = %q, want %q and not %q", got, tc.want, tc.not)
 			}
 		})
+	}
+}
+
+// TestOpenExit: a database that could not be opened is exit 3 (try
+// again later), but settings refused and a server refusing the login,
+// the grants, the database's name or its certificate are exit 2: no
+// restart mends them.
+func TestOpenExit(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want int
+	}{
+		{store.Unavailable(store.CauseUnreachable, errors.New("dial")), exitUnchecked},
+		{store.Unavailable(store.CauseLocked, errors.New("locked")), exitUnchecked},
+		{store.Unavailable(store.CauseShutdown, errors.New("57P03")), exitUnchecked},
+		{errors.New("file is not a database (26)"), exitUnchecked},
+		{store.Unavailable(store.CauseLogin, errors.New("28P01")), exitUsage},
+		{store.Unavailable(store.CausePermission, errors.New("42501")), exitUsage},
+		{store.Unavailable(store.CauseNoDatabase, errors.New("3D000")), exitUsage},
+		{store.Unavailable(store.CauseCertificate, errors.New("x509")), exitUsage},
+		{fmt.Errorf("open: %w", store.ErrInvalidSettings), exitUsage},
+	} {
+		if got := openExit(fmt.Errorf("open: %w", tc.err)); got != tc.want {
+			t.Errorf("openExit(%v) = %d, want %d", tc.err, got, tc.want)
+		}
 	}
 }

@@ -37,6 +37,11 @@ var (
 	// gateway never set up, or one whose schema is older than the
 	// program's (serve migrates it).
 	ErrNoDatabase = errors.New("no gateway database there")
+	// ErrInvalidSettings: Open refused the database's settings (a
+	// PostgreSQL URL that cannot be read unambiguously, a setting of its
+	// query out of range, a CA file that is missing or holds no
+	// certificate): a configuration mistake no retry mends.
+	ErrInvalidSettings = errors.New("invalid database settings")
 	// ErrBusy: too many writes are waiting already (the store's write
 	// queue is full); it wraps ErrUnavailable. Retry in a moment.
 	ErrBusy = fmt.Errorf("%w: too many writes waiting", ErrUnavailable)

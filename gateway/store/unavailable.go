@@ -31,7 +31,26 @@ const (
 	CauseUnreachable = "unreachable"      // the server cannot be reached, or the connection broke
 	CauseShutdown    = "shutting down"    // the server is shutting down or starting
 	CauseTimeout     = "statement timeout"
+	CauseNoConn      = "no free connection" // every pooled connection stayed busy for the acquire timeout
+	// The server refused the gateway's connection: its configured login
+	// or the server's grants are wrong, not the gateway.
+	CauseLogin       = "login rejected"      // a wrong password, no such role, pg_hba.conf refused it
+	CausePermission  = "permission denied"   // the role may not connect to the database (CONNECT revoked)
+	CauseNoDatabase  = "no such database"    // the database named in the URL does not exist
+	CauseCertificate = "certificate refused" // the server's TLS certificate failed verification (sslrootcert, host name)
 )
+
+// LoginRefused tells whether cause is one of the server's refusals of the
+// gateway's connection (CauseLogin, CausePermission, CauseNoDatabase,
+// CauseCertificate): a person must change the login, the grants, the
+// URL or the certificates; waiting alone does not mend it.
+func LoginRefused(cause string) bool {
+	switch cause {
+	case CauseLogin, CausePermission, CauseNoDatabase, CauseCertificate:
+		return true
+	}
+	return false
+}
 
 // UnavailableError is an ErrUnavailable (errors.Is) that says why: Cause,
 // one of the Cause constants, which the log may name (it holds no data),
@@ -68,7 +87,7 @@ func UnavailableCause(err error) string {
 // the Go types along its chain (types carry no values).
 func ErrorClass(err error) string {
 	var parts []string
-	for _, sentinel := range []error{ErrUnavailable, ErrConflict, ErrNotFound, ErrGone,
+	for _, sentinel := range []error{ErrUnavailable, ErrInvalidSettings, ErrConflict, ErrNotFound, ErrGone,
 		ErrCorruptBody, context.Canceled, context.DeadlineExceeded} {
 		if errors.Is(err, sentinel) {
 			parts = append(parts, sentinel.Error())

@@ -2,6 +2,8 @@ package postgres
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -26,6 +28,11 @@ func mapErr(ctx context.Context, err error) error {
 	if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrUnavailable) {
 		return err
 	}
+	var ce *pgconn.ConnectError
+	connecting := errors.As(err, &ce)
+	if connecting {
+		err = &connectError{ce}
+	}
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
 		switch {
@@ -35,15 +42,19 @@ func mapErr(ctx context.Context, err error) error {
 			return err // cancelled by the caller's context
 		case isUnavailableCode(pe.Code):
 			return store.Unavailable(unavailableCause(pe.Code), err)
+		case connecting && refusedCause(pe.Code) != "":
+			// The server refused the connection itself: the login or
+			// the grants are wrong (a password rotated, CONNECT
+			// revoked), which is no fault of the gateway's.
+			return store.Unavailable(refusedCause(pe.Code), err)
 		}
 		return err
 	}
-	var ce *pgconn.ConnectError
-	if errors.As(err, &ce) {
-		err = &connectError{ce}
-	}
 	if ctx.Err() != nil {
 		return err
+	}
+	if connecting && isCertErr(err) {
+		return store.Unavailable(store.CauseCertificate, err)
 	}
 	if isConnErr(err) {
 		return store.Unavailable(store.CauseUnreachable, err)
@@ -109,6 +120,34 @@ func unavailableCause(code string) string {
 		return store.CauseShutdown
 	}
 	return store.CauseUnreachable
+}
+
+// refusedCause is the store.UnavailableError cause of a server's refusal
+// of a new connection, "" for other codes: invalid authorization
+// specification (class 28: a wrong password, no such role, pg_hba.conf),
+// insufficient privilege (42501: no CONNECT on the database) and
+// invalid catalog name (3D000: no such database).
+func refusedCause(code string) string {
+	switch {
+	case strings.HasPrefix(code, "28"):
+		return store.CauseLogin
+	case code == "42501":
+		return store.CausePermission
+	case code == "3D000":
+		return store.CauseNoDatabase
+	}
+	return ""
+}
+
+// isCertErr tells whether err is the server's TLS certificate failing
+// verification (sslmode=verify-ca or verify-full): an unknown CA, a host
+// name it does not name, an expired certificate.
+func isCertErr(err error) bool {
+	var ve *tls.CertificateVerificationError
+	var ua x509.UnknownAuthorityError
+	var he x509.HostnameError
+	var ci x509.CertificateInvalidError
+	return errors.As(err, &ve) || errors.As(err, &ua) || errors.As(err, &he) || errors.As(err, &ci)
 }
 
 // isConnErr tells whether err is a failure to reach the server or a lost

@@ -27,7 +27,12 @@
 // deadlocks (40P01) are store.ErrConflict; connection failures (class 08,
 // refused or broken connections), administrator shutdowns (57P01..57P03),
 // too many connections (class 53), statement timeouts and pool acquire
-// timeouts are store.ErrUnavailable. When a call finds its pooled
+// timeouts are store.ErrUnavailable, and so is a server refusing a new
+// connection: the login (class 28), the CONNECT privilege (42501), the
+// database (3D000) or its TLS certificate failing verification, each
+// with its store cause (login rejected, permission denied, no such
+// database, certificate refused). An invalid URL or setting is
+// store.ErrInvalidSettings. When a call finds its pooled
 // connection closed by the server (a restart, a failover, an
 // administrator), the pool drops all its connections, and the call is run
 // again on a new one if it only reads or the failure came at BEGIN; nothing
@@ -136,9 +141,12 @@ var _ store.Store = (*Store)(nil)
 
 // Open connects to the PostgreSQL database at url (postgres:// or
 // postgresql://, or a key=value connection string), migrates its schema and
-// checks that it answers. An invalid URL or setting is an error (that
-// never quotes the URL); a server that cannot be reached is
-// store.ErrUnavailable.
+// checks that it answers. An invalid URL or setting is
+// store.ErrInvalidSettings, with an error that names the setting but
+// never quotes the URL or a value (nor anything of a URL whose password
+// holds an unencoded reserved character: it is refused before anything
+// is parsed from it); a server that cannot be reached, or that refuses
+// the login (see mapErr), is store.ErrUnavailable.
 func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	cfg, acquire, wcfg, err := config(url, opts)
 	if err != nil {
@@ -182,24 +190,28 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 // URL, the pool has DefaultMaxConns connections.
 func config(url string, opts Options) (*pgxpool.Config, time.Duration, sqlstore.Config, error) {
 	var wcfg sqlstore.Config
+	if ambiguous(url) {
+		return nil, 0, wcfg, errAmbiguousURL
+	}
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
-		// pgconn's parse errors may quote the URL: never echo a password.
-		return nil, 0, wcfg, errors.New("postgres: invalid database URL")
+		// pgconn's parse errors may quote the URL: never echo a password,
+		// nor a value; the setting's name only.
+		return nil, 0, wcfg, settingError(url, err)
 	}
 	params := cfg.ConnConfig.RuntimeParams
 	stmt := DefaultStatementTimeout
 	if v, ok := params["statement_timeout"]; ok {
 		delete(params, "statement_timeout")
 		if stmt, err = parseTimeout(v); err != nil {
-			return nil, 0, wcfg, fmt.Errorf("postgres: statement_timeout %q: %w", v, err)
+			return nil, 0, wcfg, invalidSetting("statement_timeout", "want a duration such as 30s, 500ms or 2min, or a number of milliseconds")
 		}
 	}
 	acquire := DefaultAcquireTimeout
 	if v, ok := params["pool_acquire_timeout"]; ok {
 		delete(params, "pool_acquire_timeout")
 		if acquire, err = time.ParseDuration(v); err != nil || acquire <= 0 {
-			return nil, 0, wcfg, fmt.Errorf("postgres: pool_acquire_timeout %q: want a positive duration such as 10s", v)
+			return nil, 0, wcfg, invalidSetting("pool_acquire_timeout", "want a positive duration such as 10s")
 		}
 	}
 	wcfg.Lanes = DefaultWriteLanes
@@ -212,7 +224,7 @@ func config(url string, opts Options) (*pgxpool.Config, time.Duration, sqlstore.
 			delete(params, p.name)
 			n, err := strconv.Atoi(v)
 			if err != nil || n <= 0 {
-				return nil, 0, wcfg, fmt.Errorf("postgres: %s %q: want a positive number", p.name, v)
+				return nil, 0, wcfg, invalidSetting(p.name, "want a positive number")
 			}
 			*p.dst = n
 		}
@@ -296,7 +308,8 @@ func (s *Store) acquire(ctx context.Context) (*pgxpool.Conn, error) {
 		return c, nil
 	}
 	if ctx.Err() == nil && actx.Err() != nil {
-		return nil, fmt.Errorf("postgres: %w: no free connection within %v: %v", store.ErrUnavailable, s.acquireTimeout, err)
+		return nil, fmt.Errorf("postgres: %w", store.Unavailable(store.CauseNoConn,
+			fmt.Errorf("no free connection within %v: %v", s.acquireTimeout, err)))
 	}
 	return nil, fmt.Errorf("postgres: connect: %w", mapErr(ctx, err))
 }

@@ -367,8 +367,8 @@ func TestAcquireTimeoutIsUnavailable(t *testing.T) {
 	<-holding
 	_, err := s.Read(ctx, "Patient", "x")
 	close(release)
-	if !errors.Is(err, store.ErrUnavailable) {
-		t.Errorf("Read with the pool exhausted: got %v, want ErrUnavailable", err)
+	if !errors.Is(err, store.ErrUnavailable) || store.UnavailableCause(err) != store.CauseNoConn {
+		t.Errorf("Read with the pool exhausted: got %v, want ErrUnavailable of cause %q", err, store.CauseNoConn)
 	}
 	if err := <-done; err != nil {
 		t.Fatal(err)
