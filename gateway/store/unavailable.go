@@ -31,6 +31,10 @@ const (
 	CauseUnreachable = "unreachable"      // the server cannot be reached, or the connection broke
 	CauseShutdown    = "shutting down"    // the server is shutting down or starting
 	CauseTimeout     = "statement timeout"
+	// CauseQueueFull is not the database's trouble but the gateway's
+	// back-pressure: its write queue is full (ErrBusy). The database may
+	// be healthy; the replica has more writes than it takes.
+	CauseQueueFull = "write queue full"
 )
 
 // UnavailableError is an ErrUnavailable (errors.Is) that says why: Cause,
@@ -85,4 +89,25 @@ func ErrorClass(err error) string {
 	}
 	parts = append(parts, strings.Join(types, " > "))
 	return strings.Join(parts, "; ")
+}
+
+// auditWriteKey marks a context as the audit trail's write (WithAuditWrite).
+type auditWriteKey struct{}
+
+// WithAuditWrite marks ctx as that of the audit trail's write: the one
+// write transaction the audit log has running at a time, holding the
+// AuditEvents of every request waiting for one. A Write with it is not
+// refused with ErrBusy when the write queue is full: it waits in the
+// queue like the others (a slot reserved for it), so that a request
+// refused for back-pressure still leaves its AuditEvent. Only the audit
+// log may use it, one write at a time, or the queue's bound means
+// nothing.
+func WithAuditWrite(ctx context.Context) context.Context {
+	return context.WithValue(ctx, auditWriteKey{}, true)
+}
+
+// AuditWrite reports whether ctx is the audit trail's write (WithAuditWrite).
+func AuditWrite(ctx context.Context) bool {
+	v, _ := ctx.Value(auditWriteKey{}).(bool)
+	return v
 }
