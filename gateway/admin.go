@@ -11,6 +11,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/operator"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
@@ -140,17 +141,47 @@ func (s *Server) handleReplay(c echo.Context) error {
 }
 
 // handleReady is the readiness probe: the database answers and could take
-// a write (not locked by another process), and the delivery backlog and oldest pending age per destination.
+// a write (not locked by another process, no lock held on the tables a
+// request writes), all within operator.ProbeTimeout, and the delivery
+// backlog and oldest pending age per destination. It always answers its
+// JSON (503 "unavailable" when not ready, whatever failed). The backlog
+// figures go only to whom may see every tenant's deliveries
+// (readyFigures): per destination they count a clinic's records.
 func (s *Server) handleReady(c echo.Context) error {
 	r, err := s.app.Operator.Ready(c.Request().Context())
 	if err != nil {
-		return err
+		// Not the database's trouble as the probe knows it: still the
+		// readiness answer, with the failure logged by class.
+		s.log.ErrorContext(c.Request().Context(), "readiness check failed", "error_class", store.ErrorClass(err))
+		r = operator.Readiness{Database: "unavailable"}
 	}
 	if !r.Ready {
 		c.Response().Header().Set("Retry-After", "5")
 		return c.JSON(http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "database": r.Database})
 	}
+	if !s.readyFigures(c) {
+		return c.JSON(http.StatusOK, map[string]any{"status": "ready", "database": r.Database})
+	}
 	return c.JSON(http.StatusOK, map[string]any{"status": "ready", "database": r.Database, "deliveries": r.Backlog})
+}
+
+// readyFigures reports whether /readyz's caller may see the delivery
+// backlog per destination: anyone in development mode (no clients
+// configured); otherwise only a caller whose access token has
+// gateway/operator for every tenant (a destination's figures count every
+// tenant's records sent to it, so a clinic's operator sees its own on
+// /admin/deliveries instead). A missing or invalid token is not refused:
+// the probe answers status and database to anyone.
+func (s *Server) readyFigures(c echo.Context) bool {
+	if s.cfg.Auth == nil {
+		return true
+	}
+	h := c.Request().Header.Get("Authorization")
+	if h == "" {
+		return false
+	}
+	p, fail := s.cfg.Auth.Authenticate(c.Request().Context(), h)
+	return fail == nil && p.Tenant == search.AllTenants && p.Scopes.Has(auth.ScopeOperator)
 }
 
 // handleLineage is GET /admin/lineage?source=&record=[&kind=] |

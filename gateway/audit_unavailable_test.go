@@ -133,15 +133,19 @@ func TestReadNotAnsweredUnaudited(t *testing.T) {
 }
 
 // TestWriteBackPressure: a write that finds the store's write queue full
-// is answered at once with 503, Retry-After and an OperationOutcome, and
-// nothing of it is stored.
+// is answered 503 store-busy with Retry-After and an OperationOutcome
+// (not audit-unavailable: its own AuditEvent is not refused by the full
+// queue, it waits in the slot kept for the audit trail and is written
+// before the answer leaves), logged at WARN with the cause "write queue
+// full", and nothing of it is stored.
 func TestWriteBackPressure(t *testing.T) {
 	st := tempSQLite(t, sqlite.Options{MaxQueue: 1})
-	s := newServer(t, app.Config{Store: st}, gateway.Config{})
+	var logs syncBuf
+	s := newServer(t, app.Config{Store: st}, gateway.Config{Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
 	// Hold the write connection, and fill the queue behind it.
 	release, running := make(chan struct{}), make(chan struct{})
 	var wg sync.WaitGroup
-	var once sync.Once
+	var once, released sync.Once
 	wg.Go(func() {
 		for {
 			ran := false
@@ -164,14 +168,51 @@ func TestWriteBackPressure(t *testing.T) {
 	for st.QueuedWrites() < 1 {
 		time.Sleep(time.Millisecond) // polling the queue, not timing anything
 	}
+	// Once the refused create's AuditEvent waits in the queue (beyond its
+	// bound of one), let the writes go.
+	answered := make(chan struct{})
+	wg.Go(func() {
+		for st.QueuedWrites() < 2 {
+			select {
+			case <-answered:
+				return
+			default:
+				time.Sleep(time.Millisecond) // polling the queue, not timing anything
+			}
+		}
+		released.Do(func() { close(release) })
+	})
 	rec := do(s, http.MethodPost, "/fhir/Patient", gateway.ContentTypeFHIR,
 		[]byte(`{"resourceType":"Patient","name":[{"family":"Pressed"}]}`))
-	close(release)
+	close(answered)
+	released.Do(func() { close(release) })
 	wg.Wait()
 	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" ||
-		!strings.Contains(rec.Body.String(), "OperationOutcome") {
-		t.Errorf("create with a full write queue = %d (Retry-After %q) %s, want 503 with Retry-After and an OperationOutcome",
+		!strings.Contains(rec.Body.String(), `"store-busy"`) {
+		t.Errorf("create with a full write queue = %d (Retry-After %q) %s, want 503 store-busy with Retry-After",
 			rec.Code, rec.Header().Get("Retry-After"), rec.Body)
+	}
+	refusals := 0
+	if err := st.AuditChain(context.Background(), func(e audit.ChainEntry) error {
+		if strings.Contains(string(e.Body), "store-busy") {
+			refusals++
+		}
+		return nil
+	}); err != nil || refusals != 1 {
+		t.Errorf("AuditEvents of the refusal (store-busy): %d, %v; want 1", refusals, err)
+	}
+	for line := range strings.SplitSeq(strings.TrimSpace(logs.String()), "\n") {
+		var l map[string]any
+		if json.Unmarshal([]byte(line), &l) != nil {
+			continue
+		}
+		if l["level"] == "ERROR" || l["msg"] == "audit write failed" {
+			t.Errorf("back-pressure logged %v, want no ERROR and no audit failure", l)
+		}
+		if class, _ := l["error_class"].(string); l["msg"] == "request" && l["method"] == "POST" &&
+			(l["level"] != "WARN" || !strings.Contains(class, "cause: write queue full")) {
+			t.Errorf("the refused write's line = %v, want WARN with error_class naming the write queue full", l)
+		}
 	}
 	// Asked of the store itself: a search over HTTP writes an AuditEvent,
 	// which the one-write queue may refuse again if the application's own
@@ -183,6 +224,37 @@ func TestWriteBackPressure(t *testing.T) {
 	q.Total = true
 	if page, err := st.Search(context.Background(), q); err != nil || page.Total != 0 {
 		t.Errorf("after the refused create: %+v, %v; want no Patient", page, err)
+	}
+}
+
+// TestBusyRefusalNotBlamedOnAudit: when even a back-pressure refusal's
+// AuditEvent cannot be written, the refusal (which disclosed and wrote
+// nothing) is still answered store-busy, not audit-unavailable, and the
+// audit failure is logged at WARN with its cause, not at ERROR; a read is
+// still not answered unaudited.
+func TestBusyRefusalNotBlamedOnAudit(t *testing.T) {
+	st := tempSQLite(t, sqlite.Options{})
+	fw := &failingWrites{Store: st, err: fmt.Errorf("test: %w", store.ErrBusy)}
+	var logs syncBuf
+	s := newServer(t, app.Config{Store: fw}, gateway.Config{Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	fw.fail.Store(true)
+	rec := do(s, http.MethodPost, "/fhir/Patient", gateway.ContentTypeFHIR, []byte(`{"resourceType":"Patient"}`))
+	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" ||
+		!strings.Contains(rec.Body.String(), `"store-busy"`) {
+		t.Errorf("create with the queue full, unaudited = %d (Retry-After %q) %s, want 503 store-busy",
+			rec.Code, rec.Header().Get("Retry-After"), rec.Body)
+	}
+	if read := do(s, http.MethodGet, "/fhir/Patient?_count=1", "", nil); !strings.Contains(read.Body.String(), "audit-unavailable") {
+		t.Errorf("search unaudited = %d %s, want 503 audit-unavailable", read.Code, read.Body)
+	}
+	for line := range strings.SplitSeq(strings.TrimSpace(logs.String()), "\n") {
+		var l map[string]any
+		if json.Unmarshal([]byte(line), &l) != nil || l["msg"] != "audit write failed" {
+			continue
+		}
+		if class, _ := l["error_class"].(string); l["level"] != "WARN" || !strings.Contains(class, "cause: write queue full") {
+			t.Errorf("audit write failed = %v, want WARN naming the write queue full", l)
+		}
 	}
 }
 

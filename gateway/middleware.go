@@ -7,6 +7,7 @@ import (
 	"mime"
 	"net/http"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -343,10 +344,17 @@ func (s *Server) auditRequests(next echo.HandlerFunc) echo.HandlerFunc {
 		res.Writer = buf.ResponseWriter
 		if !sc.Committed() {
 			if err := s.app.Audit.Append(sc, res.Status); err != nil {
-				// The answer must not leave unaudited: replace it.
 				class := store.ErrorClass(err)
-				s.log.Error("audit write failed", "route", c.Path(), "method", c.Request().Method, "status", res.Status,
-					"error_class", class)
+				s.log.Log(c.Request().Context(), store.LogLevel(err), "audit write failed", "route", c.Path(),
+					"method", c.Request().Method, "status", res.Status, "error_class", class)
+				if slices.Contains(sc.Rules, outcome.RuleStoreBusy) {
+					// A refusal for back-pressure disclosed nothing and
+					// wrote nothing: its answer leaves as it is, not
+					// blamed on the audit trail (docs/audit.md).
+					buf.flush()
+					return nil
+				}
+				// The answer must not leave unaudited: replace it.
 				c.Set(errorClassKey, class)
 				sc.Rules = []string{errAuditUnavailable.Issues[0].Rule}
 				h := buf.Header()
@@ -377,9 +385,8 @@ func (s *Server) auditNow(c echo.Context, status int) error {
 	sc := scopeOf(c)
 	if s.app.Audit.Enabled() && sc.Interaction != "" && !sc.Committed() {
 		if err := s.app.Audit.Append(sc, status); err != nil {
-			class := store.ErrorClass(err)
-			s.log.Error("audit write failed", "route", c.Path(), "method", c.Request().Method, "status", status,
-				"error_class", class)
+			s.log.Log(c.Request().Context(), store.LogLevel(err), "audit write failed", "route", c.Path(),
+				"method", c.Request().Method, "status", status, "error_class", store.ErrorClass(err))
 			return errAuditUnavailable
 		}
 		sc.MarkCommitted()

@@ -240,7 +240,10 @@ func (l *Log) run(ch chan *appendReq, stopped chan struct{}) {
 				break drain
 			}
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		// The audit trail's write: the write queue's bound does not refuse
+		// it (one at a time, here), so that a request refused for
+		// back-pressure (store.ErrBusy) still leaves its AuditEvent.
+		ctx, cancel := context.WithTimeout(store.WithAuditWrite(context.Background()), 30*time.Second)
 		err := store.Retry(ctx, l.store, func(tx store.Tx) error {
 			for _, r := range batch {
 				if err := putAll(tx, r.evs); err != nil {

@@ -464,10 +464,11 @@ func (s *Service) Replay(ctx context.Context, tenant, dest string, since time.Ti
 type Readiness struct {
 	Ready bool
 	// Database is "ok", "unavailable" (it does not answer), "locked"
-	// (it answers reads, but another process holds its write lock, so
-	// every write would fail), or "full", "read-only" or "io-error" (the
-	// last write failed so and none has committed since: see
-	// databaseState).
+	// (it answers reads, but another process holds its write lock, or
+	// a lock on a table requests write, so every write would wait or
+	// fail), "timeout" (it did not answer the probe within ProbeTimeout),
+	// or "full", "read-only" or "io-error" (the last write failed so and
+	// none has committed since: see databaseState).
 	Database string
 	// Backlog is each destination's: pending, dead and the oldest pending
 	// item's age.
@@ -535,25 +536,54 @@ func databaseState(err error) string {
 		return "read-only"
 	case store.CauseIO, store.CauseCantOpen:
 		return "io-error"
+	case store.CauseTimeout:
+		return "timeout"
 	}
 	return "unavailable"
 }
 
-// Ready checks the database and reports the delivery backlog. Ready is
-// false (with a nil error) when the database does not answer.
+// ProbeTimeout bounds the database calls of one readiness check
+// together: a load balancer's probe waits a few seconds, and a database
+// that takes longer than that to answer them is not ready ("timeout").
+const ProbeTimeout = 4 * time.Second
+
+// Ready checks the database (that it answers, and, where the store can
+// tell, that it could take a write now) and reports the delivery backlog,
+// all within ProbeTimeout. Ready is false (with a nil error) when the
+// database does not answer, could not take a write, or takes longer.
 func (s *Service) Ready(ctx context.Context) (Readiness, error) {
-	if err := s.store.Ping(ctx); err != nil {
+	pctx, cancel := context.WithTimeout(ctx, ProbeTimeout)
+	defer cancel()
+	notReady := func(err error) (Readiness, bool) {
+		switch {
+		case ctx.Err() == nil && pctx.Err() != nil:
+			return Readiness{Database: "timeout"}, true
+		case errors.Is(err, store.ErrUnavailable):
+			return Readiness{Database: databaseState(err)}, true
+		}
+		return Readiness{}, false
+	}
+	if err := s.store.Ping(pctx); err != nil {
+		if r, ok := notReady(err); ok && r.Database == "timeout" {
+			return r, nil
+		}
 		return Readiness{Database: "unavailable"}, nil
 	}
 	if p, ok := s.store.(store.WriteProber); ok {
-		if err := p.ProbeWrite(ctx); errors.Is(err, store.ErrUnavailable) {
-			return Readiness{Database: databaseState(err)}, nil
-		} else if err != nil {
+		if err := p.ProbeWrite(pctx); err != nil {
+			if r, ok := notReady(err); ok {
+				return r, nil
+			}
 			return Readiness{}, err
 		}
 	}
-	stats, err := s.store.Stats(ctx)
+	stats, err := s.store.Stats(pctx)
 	if err != nil {
+		// The backlog's query waits on a lock the probe did not see, or
+		// the database stopped answering: not ready, said so.
+		if r, ok := notReady(err); ok {
+			return r, nil
+		}
 		return Readiness{}, err
 	}
 	out := Readiness{Ready: true, Database: "ok", Backlog: []Backlog{}}

@@ -399,6 +399,7 @@ func TestReadyNamesTheWriteFailure(t *testing.T) {
 		{store.CauseReadOnly, "read-only"},
 		{store.CauseIO, "io-error"},
 		{store.CauseCantOpen, "io-error"},
+		{store.CauseTimeout, "timeout"},
 		{"", "unavailable"},
 	} {
 		t.Run(tc.want+"/"+tc.cause, func(t *testing.T) {
@@ -411,5 +412,31 @@ func TestReadyNamesTheWriteFailure(t *testing.T) {
 				t.Errorf("Ready = ready %v database %q, %v; want not ready, %q", r.Ready, r.Database, rerr, tc.want)
 			}
 		})
+	}
+}
+
+// stalledStats is a store whose backlog query waits until its context
+// ends, as PostgreSQL's does while another session holds a lock on the
+// outbox.
+type stalledStats struct{ store.Store }
+
+func (s stalledStats) Stats(ctx context.Context) ([]store.DestinationStats, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// TestReadyBoundedByProbeTimeout: a readiness check whose database calls
+// take longer than ProbeTimeout answers not ready, "timeout", with no
+// error (the probe's JSON, not an OperationOutcome after the statement
+// timeout). The caller's own deadline here is far longer.
+func TestReadyBoundedByProbeTimeout(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*operator.ProbeTimeout)
+	defer cancel()
+	r, err := operator.New(stalledStats{openStore(t)}, nil, nil, nil).Ready(ctx)
+	if err != nil || r.Ready || r.Database != "timeout" {
+		t.Errorf("Ready with the backlog query stalled = ready %v database %q, %v; want not ready, timeout", r.Ready, r.Database, err)
+	}
+	if ctx.Err() != nil {
+		t.Errorf("Ready waited for the caller's deadline, not its own")
 	}
 }

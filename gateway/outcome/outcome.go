@@ -186,6 +186,10 @@ func FHIRIssues(res *r4.Result) []Issue {
 	return out
 }
 
+// RuleStoreBusy is the rule of a request refused for back-pressure: the
+// store's write queue was full (store.ErrBusy).
+const RuleStoreBusy = "store-busy"
+
 // From classifies any error: the kind and the issues to report. Typed errors
 // of the packages below keep their details; anything else is Internal with
 // a generic text (the cause is logged by the caller, never sent).

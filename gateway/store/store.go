@@ -13,7 +13,6 @@ package store
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
@@ -43,8 +42,9 @@ var (
 	// certificate): a configuration mistake no retry mends.
 	ErrInvalidSettings = errors.New("invalid database settings")
 	// ErrBusy: too many writes are waiting already (the store's write
-	// queue is full); it wraps ErrUnavailable. Retry in a moment.
-	ErrBusy = fmt.Errorf("%w: too many writes waiting", ErrUnavailable)
+	// queue is full); it is an ErrUnavailable whose cause (ErrorClass) is
+	// CauseQueueFull. Retry in a moment.
+	ErrBusy error = &UnavailableError{Cause: CauseQueueFull, Err: errors.New("too many writes waiting")}
 )
 
 // Resource is one version of a resource.
@@ -152,7 +152,8 @@ type Store interface {
 	// ErrConflict, after which the caller may call Write again. (SQLite
 	// serialises every write transaction; PostgreSQL runs those without a
 	// common key in parallel, at READ COMMITTED.) When too many Writes are
-	// waiting already, Write fails at once with ErrBusy.
+	// waiting already, Write fails at once with ErrBusy, unless ctx is
+	// the audit trail's (WithAuditWrite).
 	Write(ctx context.Context, fn func(Tx) error) error
 	// Read returns the current version; ErrNotFound, or ErrGone with the
 	// deletion version's metadata in the returned Resource.

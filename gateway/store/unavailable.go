@@ -38,6 +38,10 @@ const (
 	CausePermission  = "permission denied"   // the role may not connect to the database (CONNECT revoked)
 	CauseNoDatabase  = "no such database"    // the database named in the URL does not exist
 	CauseCertificate = "certificate refused" // the server's TLS certificate failed verification (sslrootcert, host name)
+	// CauseQueueFull is not the database's trouble but the gateway's
+	// back-pressure: its write queue is full (ErrBusy). The database may
+	// be healthy; the replica has more writes than it takes.
+	CauseQueueFull = "write queue full"
 )
 
 // LoginRefused tells whether cause is one of the server's refusals of the
@@ -104,4 +108,25 @@ func ErrorClass(err error) string {
 	}
 	parts = append(parts, strings.Join(types, " > "))
 	return strings.Join(parts, "; ")
+}
+
+// auditWriteKey marks a context as the audit trail's write (WithAuditWrite).
+type auditWriteKey struct{}
+
+// WithAuditWrite marks ctx as that of the audit trail's write: the one
+// write transaction the audit log has running at a time, holding the
+// AuditEvents of every request waiting for one. A Write with it is not
+// refused with ErrBusy when the write queue is full: it waits in the
+// queue like the others (a slot reserved for it), so that a request
+// refused for back-pressure still leaves its AuditEvent. Only the audit
+// log may use it, one write at a time, or the queue's bound means
+// nothing.
+func WithAuditWrite(ctx context.Context) context.Context {
+	return context.WithValue(ctx, auditWriteKey{}, true)
+}
+
+// AuditWrite reports whether ctx is the audit trail's write (WithAuditWrite).
+func AuditWrite(ctx context.Context) bool {
+	v, _ := ctx.Value(auditWriteKey{}).(bool)
+	return v
 }

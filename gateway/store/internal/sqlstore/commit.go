@@ -47,9 +47,12 @@ import (
 // caller giving up cannot roll back the others' work).
 //
 // Back-pressure: a Write that finds MaxQueue requests waiting fails at
-// once with store.ErrBusy (an ErrUnavailable), which the edge answers with
-// 503 and Retry-After: a queue that long takes longer to drain than a
-// client should wait.
+// once with store.ErrBusy (an ErrUnavailable of cause "write queue full"),
+// which the edge answers with 503 store-busy and Retry-After: a queue that
+// long takes longer to drain than a client should wait. The audit log's
+// write (store.WithAuditWrite) is the exception: it queues beyond the
+// bound, one at a time, so that the refused requests' AuditEvents are
+// written.
 
 // Defaults of Config.
 const (
@@ -132,7 +135,10 @@ func (c *committer) do(ctx context.Context, fn func(*tx) error) error {
 	case c.closed:
 		c.mu.Unlock()
 		return errClosed
-	case c.waiting >= c.maxQueue:
+	case c.waiting >= c.maxQueue && !store.AuditWrite(ctx):
+		// The audit log's write is let in beyond the bound: it is one
+		// at a time (store.WithAuditWrite), and holds the AuditEvents of
+		// the requests refused here.
 		c.mu.Unlock()
 		return fmt.Errorf("%s: %w (%d writes waiting)", c.s.d.Name, store.ErrBusy, c.maxQueue)
 	}

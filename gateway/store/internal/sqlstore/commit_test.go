@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -58,5 +59,54 @@ func TestBatchBeginFailsOnce(t *testing.T) {
 	}
 	if n := db.begins.Load(); n != 2 {
 		t.Errorf("Begin ran %d times, want 2 (the first write's, the batch's once)", n)
+	}
+}
+
+// TestQueueFullSparesTheAuditWrite: a write that finds the queue full is
+// refused at once with store.ErrBusy, whose cause (store.ErrorClass) says
+// the write queue is full; the audit trail's write (store.WithAuditWrite)
+// is queued beyond the bound instead, so that the AuditEvents of the
+// refused requests are written.
+func TestQueueFullSparesTheAuditWrite(t *testing.T) {
+	db := &lockedDB{wait: make(chan struct{})}
+	s := New(db, &Dialect{Name: "test", Placeholder: func(int) string { return "?" }}, Config{MaxQueue: 1})
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = s.Write(ctx, func(store.Tx) error { return nil }) })
+	for db.begins.Load() == 0 { // the first write holds the lane in Begin
+		runtime.Gosched()
+	}
+	wg.Go(func() { _ = s.Write(ctx, func(store.Tx) error { return nil }) })
+	for s.w.queued() < 1 { // the queue is full behind it
+		runtime.Gosched()
+	}
+	err := s.Write(ctx, func(store.Tx) error { return nil })
+	if !errors.Is(err, store.ErrBusy) || !errors.Is(err, store.ErrUnavailable) ||
+		store.UnavailableCause(err) != store.CauseQueueFull {
+		t.Errorf("write with the queue full = %v (cause %q), want ErrBusy of cause %q", err, store.UnavailableCause(err), store.CauseQueueFull)
+	}
+	if class := store.ErrorClass(err); !strings.Contains(class, "cause: write queue full") {
+		t.Errorf("ErrorClass = %q, want it to name the cause", class)
+	}
+	var audit error
+	refused := make(chan struct{})
+	wg.Go(func() {
+		if audit = s.Write(store.WithAuditWrite(ctx), func(store.Tx) error { return nil }); errors.Is(audit, store.ErrBusy) {
+			close(refused)
+		}
+	})
+wait:
+	for s.w.queued() < 2 { // queued beyond the bound, not refused
+		select {
+		case <-refused:
+			break wait
+		default:
+			runtime.Gosched()
+		}
+	}
+	close(db.wait)
+	wg.Wait()
+	if errors.Is(audit, store.ErrBusy) {
+		t.Errorf("the audit write was refused: %v", audit)
 	}
 }
