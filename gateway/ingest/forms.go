@@ -203,38 +203,39 @@ func storedMain(st store.Tx, tenant string, res *mapping.Result) (*store.Resourc
 func storedNested(st store.Tx, tenant string, rec record, s *mapping.Session, res *mapping.Result) (map[string]bool, error) {
 	var out map[string]bool
 	src := s.Env().Source
-	session, _ := decodeRecord(rec.body)
+	var session map[string]any // rec.body decoded, once a nested record was received on its own
 	index := map[mapping.Kind]int{}
 	for _, n := range s.Nested() {
 		ptr := fmt.Sprintf("/%s/%d", nestedMember[n.Kind], index[n.Kind])
 		index[n.Kind]++
+		// The ledger first (one keyed read): a record never received on
+		// its own has nothing stored of it to amend, which is the usual
+		// case, and costs no search.
+		versions, err := st.LedgerVersions(src.System, string(n.Kind), n.RecordID)
+		if err != nil {
+			return nil, err
+		}
+		if len(versions) == 0 || slices.ContainsFunc(versions, func(l *store.Ledger) bool { return l.Version == rec.version }) {
+			continue // never on its own, or this version of it is what is stored
+		}
+		if session == nil {
+			session, _ = decodeRecord(rec.body)
+		}
+		latest, ok := decodeRecord(versions[len(versions)-1].Input)
+		nested, _ := nestedForm(session, n.Kind, n.RecordID)
+		if ok && sameClinical(latest, nested) {
+			continue // it says what is stored already
+		}
 		i := slices.IndexFunc(res.Entries, func(e mapping.Entry) bool { return e.Record == ptr && e.ResourceType != "Patient" })
 		if i < 0 {
 			continue
 		}
 		main, err := storedEntry(st, tenant, &res.Entries[i]) // a nested record's first entry is its main resource
-		if err != nil || main == nil {
-			if err != nil {
-				return nil, err
-			}
-			continue
-		}
-		switch l, err := st.Ledger(src.System, string(n.Kind), n.RecordID, rec.version); {
-		case err == nil && l != nil:
-			continue // this version of it is what is stored
-		case err != nil && !errors.Is(err, store.ErrNotFound):
-			return nil, err
-		}
-		versions, err := st.LedgerVersions(src.System, string(n.Kind), n.RecordID)
 		if err != nil {
 			return nil, err
 		}
-		if len(versions) > 0 {
-			latest, ok := decodeRecord(versions[len(versions)-1].Input)
-			nested, _ := nestedForm(session, n.Kind, n.RecordID)
-			if ok && sameClinical(latest, nested) {
-				continue
-			}
+		if main == nil {
+			continue // received, but its resources are gone (deleted)
 		}
 		if out == nil {
 			out = map[string]bool{}
