@@ -1044,3 +1044,37 @@ func TestLineageKeepsRecordStory(t *testing.T) {
 		t.Errorf("omitted %d, search %q: want the 5 older lineage reads counted and the search named", l.RequestsOmitted, l.RequestsSearch)
 	}
 }
+
+// TestLineageByTraceNamesRecord: a lineage read by trace (or by resource)
+// shows the receipts' source records, and its AuditEvent names them, as a
+// read by record does, so that every request about the record finds it
+// (p16 F14).
+func TestLineageByTraceNamesRecord(t *testing.T) {
+	s, st := auditServer(t)
+	if rec := send(s, "POST", "/ingest/assessment", string(exampleDoc(t, "assessment/phq9-moderate.json"))); rec.Code != http.StatusOK {
+		t.Fatalf("ingest = %d %s", rec.Code, rec.Body)
+	}
+	const record = "https://ketamine-gateway.org/fhir/sid/serenity-clinic-emr/assessment-record|ASM-2026-0310-001"
+	rec := send(s, "GET", "/admin/lineage?source=serenity-clinic-emr&record=ASM-2026-0310-001", "")
+	var l struct {
+		Receipts []struct {
+			TraceID   string
+			Resources []string
+		}
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &l); err != nil || len(l.Receipts) != 1 {
+		t.Fatalf("lineage = %d %s", rec.Code, rec.Body)
+	}
+	queries := []string{"resource=" + strings.Split(l.Receipts[0].Resources[len(l.Receipts[0].Resources)-1], "/_history")[0]}
+	if tr := l.Receipts[0].TraceID; tr != "" { // a server with a tracer
+		queries = append(queries, "trace="+tr)
+	}
+	for _, q := range queries {
+		if rec := send(s, "GET", "/admin/lineage?"+q, ""); rec.Code != http.StatusOK {
+			t.Fatalf("lineage?%s = %d %s", q, rec.Code, rec.Body)
+		}
+		if got := lastAudit(t, st); !slices.Contains(got.Named, record) {
+			t.Errorf("lineage?%s: AuditEvent names %v, want the source record %s", q, got.Named, record)
+		}
+	}
+}

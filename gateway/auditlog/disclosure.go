@@ -64,6 +64,15 @@ func (l *Lineage) Audit(sc *Scope) {
 		sc.refer(audit.Entity{Type: typ, ID: id})
 	}
 	if q.RecordID == "" {
+		// A trace or resource query shows receipts too: it names their
+		// source records, so that "every request about this record"
+		// finds it (p16 F14).
+		for _, rc := range l.Receipts {
+			if rc.RecordID != "" && rc.recordSystem != "" {
+				sc.NameRecord(rc.recordSystem, rc.RecordID)
+				sc.NameRecordIn(rc.Tenant, rc.recordSystem, rc.RecordID)
+			}
+		}
 		return
 	}
 	// The record by the identifiers its receipts and requests name it by

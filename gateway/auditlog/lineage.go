@@ -90,6 +90,10 @@ type Receipt struct {
 	Resources      []string        `json:"resources"`
 	Request        *RequestView    `json:"request,omitempty"`
 	Deliveries     []operator.View `json:"deliveries"`
+
+	// recordSystem is the identifier system the Provenance names the
+	// source record by (with RecordID, the record an audit names).
+	recordSystem string
 }
 
 // RequestView is an AuditEvent as the lineage shows it.
@@ -461,6 +465,7 @@ func receipt(ctx context.Context, st store.Store, ids *deliveryIDs, tenant, prov
 		e := es[0]
 		rc.Content, _ = dig(e, "what", "display").(string)
 		rc.RecordID, _ = dig(e, "what", "identifier", "value").(string)
+		rc.recordSystem, _ = dig(e, "what", "identifier", "system").(string)
 		rc.Kind = extString(e, audit.ExtRecordKind)
 		rc.Version = extString(e, audit.ExtRecordVersion)
 		rc.ContentHash = extString(e, audit.ExtContentHash)
