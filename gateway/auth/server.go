@@ -125,6 +125,26 @@ func NewServer(cfg Config) (*Server, error) {
 	return s, nil
 }
 
+// Registration returns the tenant and scopes registered client id has
+// (the scopes its tokens are granted from); ok
+// false when no client of that id is registered. A job's runner checks its
+// owner with it (jobs.Registry).
+func (s *Server) Registration(id string) (tenant string, scopes Scopes, ok bool) {
+	c := s.clients[id]
+	if c == nil {
+		return "", Scopes{}, false
+	}
+	return c.tenant, c.scopes, true
+}
+
+// IsClientKey reports whether a principal's Key (a job's owner, an
+// AuditEvent's client) names a registered client: not a console person
+// (PersonPrefix), not an external issuer's client (issuer|id), not the
+// development mode's anonymous caller ("").
+func IsClientKey(key string) bool {
+	return key != "" && !strings.HasPrefix(key, PersonPrefix) && !strings.Contains(key, KeySeparator)
+}
+
 func newRegisteredClient(c Client) (*registeredClient, error) {
 	if c.ID == "" {
 		return nil, errors.New("missing id")

@@ -76,6 +76,19 @@ type Config struct {
 	Now func() time.Time
 	// Logger gets PHI-free events (default: discarded).
 	Logger *slog.Logger
+	// Registry, when set, is the clients' current registration: a job
+	// whose owner is a registered client (auth.IsClientKey) is run only
+	// while that client is registered, in the job's tenant, with the
+	// scopes its kind needs (Handle); otherwise the runner fails it when
+	// it claims it (OwnerRevoked). Nil (development mode) checks nothing.
+	Registry Registry
+}
+
+// Registry is the clients' current registration (auth.Server).
+type Registry interface {
+	// Registration returns the tenant and scopes the registered client id
+	// has now; ok false when no client of that id is registered.
+	Registration(id string) (tenant string, scopes auth.Scopes, ok bool)
 }
 
 // Service submits, shows, cancels and runs jobs.
@@ -88,7 +101,8 @@ type Service struct {
 	done    chan struct{}
 	wake    chan struct{}
 	running sync.WaitGroup
-	active  map[string]*Run // the runs of this process, by job id
+	active  map[string]*Run     // the runs of this process, by job id
+	needs   map[string][]string // the scopes each kind's owner must still have
 }
 
 // New returns a Service. It does no I/O and starts nothing: see Start.
@@ -117,14 +131,22 @@ func New(cfg Config) *Service {
 }
 
 // Handle registers the handler of a kind of job; the runner claims jobs
-// of the kinds registered before Start.
-func (s *Service) Handle(kind string, h Handler) {
+// of the kinds registered before Start. needs are the scopes (auth.Scopes
+// Has names) a registered client must still hold for its job of this kind
+// to run (see Config.Registry): those its submission needed.
+func (s *Service) Handle(kind string, h Handler, needs ...string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.cfg.Handlers == nil {
 		s.cfg.Handlers = map[string]Handler{}
 	}
 	s.cfg.Handlers[kind] = h
+	if len(needs) > 0 {
+		if s.needs == nil {
+			s.needs = map[string][]string{}
+		}
+		s.needs[kind] = needs
+	}
 }
 
 // FileURL is where file n of job id is downloaded from a gateway reached
