@@ -69,6 +69,19 @@ var commands = []command{
 		examples: []string{"ketamine-gateway deliveries list --status dead --db kg.db", "ketamine-gateway deliveries show k7q2xw4mbn3ra --db kg.db",
 			"ketamine-gateway deliveries cancel k7q2xw4mbn3ra --reason 'EHR refuses this version; corrected in v2' --db kg.db",
 			"ketamine-gateway deliveries replay --destination ehr --since 24h --db kg.db"}},
+	{name: "jobs", summary: "list the background jobs of every client, and cancel any of them, on the database",
+		usage: "jobs list|cancel [flags] [ID]",
+		detail: "  list    [--tenant T] [--owner CLIENT] [--kind K] [--status S] [--limit N]\n" +
+			"  cancel  ID                          cancel a job whoever owns it, and delete its files\n" +
+			"The jobs are the exports, imports, mapping replays and reindexes clients and console people asked for\n" +
+			"(docs/bulk.md, Jobs): list shows each job's owner, tenant, status and progress (never its request or\n" +
+			"result), newest first. A client cancels only its own jobs (DELETE /jobs/{id}); cancel is the\n" +
+			"administrator's way to stop any, such as the import of a client that was removed (a serve process\n" +
+			"running the job stops it within a second, after the records it is writing; what it stored stays).\n" +
+			"Output is JSON. Exit status: 0 done, 2 usage, 3 no database there, 4 no such job, or cancelled already.",
+		examples: []string{"ketamine-gateway jobs list --db kg.db --status running",
+			"ketamine-gateway jobs list --db kg.db --owner clinicA-emr --kind import",
+			"ketamine-gateway jobs cancel 01a24796c7858ef562a3dcb870371555 --db kg.db"}},
 	{name: "audit", summary: "check the audit trail's hash chain",
 		usage: "audit verify [--db FILE_OR_URL] [--expect SEQ:HASH]...",
 		detail: "Prints the result as JSON: exit 0 intact, exit 1 naming the first broken link, exit 3 when the\n" +

@@ -246,7 +246,7 @@ func (s *Service) Job(ctx context.Context, sc *auditlog.Scope, id string) (*stor
 // as its handler summed it up (its result's "summary"), or its progress
 // as last saved.
 func cancelledError(j *store.Job) error {
-	msg := "the job was cancelled by its client (DELETE) and its files deleted"
+	msg := "the job was cancelled (by its client's DELETE, or by the administrator: the jobs command) and its files deleted"
 	var res struct{ Summary string }
 	switch {
 	case len(j.Result) > 0 && json.Unmarshal(j.Result, &res) == nil && res.Summary != "":
@@ -276,12 +276,44 @@ func (s *Service) Cancel(ctx context.Context, sc *auditlog.Scope, id string) err
 	if err != nil {
 		return err
 	}
-	err = s.st.CancelJob(ctx, j.ID, s.cfg.Now().Add(s.cfg.Retention))
-	if errors.Is(err, store.ErrNotFound) {
-		return ErrUnknown
-	}
+	desc, err := s.cancel(ctx, j)
 	if err != nil {
 		return err
+	}
+	sc.Description = desc
+	return nil
+}
+
+// CancelAny is the database administrator's cancel (the jobs command):
+// it cancels job id whoever owns it, as Cancel does for its owner (a job
+// of a client that can no longer authenticate, or one that should not
+// go on). It returns what the job did before it stopped, as Cancel's
+// AuditEvent says it: ErrUnknown when there is no such job, the
+// job-cancelled error for a job cancelled already. A run of the job in
+// another process (serve) stops within its Poll, after the items it is
+// writing.
+func (s *Service) CancelAny(ctx context.Context, id string) (string, error) {
+	j, err := s.st.Job(ctx, id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return "", ErrUnknown
+	case err != nil:
+		return "", err
+	case j.Status == store.JobCancelled:
+		return "", cancelledError(j)
+	}
+	return s.cancel(ctx, j)
+}
+
+// cancel cancels j and deletes its files, waits for this process's run
+// of it to stop, and says how far the job got.
+func (s *Service) cancel(ctx context.Context, j *store.Job) (string, error) {
+	err := s.st.CancelJob(ctx, j.ID, s.cfg.Now().Add(s.cfg.Retention))
+	if errors.Is(err, store.ErrNotFound) {
+		return "", ErrUnknown
+	}
+	if err != nil {
+		return "", err
 	}
 	s.mu.Lock()
 	r := s.active[j.ID]
@@ -297,13 +329,13 @@ func (s *Service) Cancel(ctx context.Context, sc *auditlog.Scope, id string) err
 		}
 	}
 	// The cancel's AuditEvent says how far the job got (counts, no values).
-	sc.Description = fmt.Sprintf("%s job %s cancelled, its files deleted", j.Kind, j.ID)
+	desc := fmt.Sprintf("%s job %s cancelled, its files deleted", j.Kind, j.ID)
 	if cur, err := s.st.Job(ctx, j.ID); err == nil {
 		if _, issues := outcome.From(cancelledError(cur)); len(issues) == 1 {
-			sc.Description = fmt.Sprintf("%s job %s: %s", j.Kind, j.ID, issues[0].Message)
+			desc = fmt.Sprintf("%s job %s: %s", j.Kind, j.ID, issues[0].Message)
 		}
 	}
-	return nil
+	return desc, nil
 }
 
 // PatientsFile is the number of the companion file of a job's file n
