@@ -100,7 +100,7 @@ var commands = []command{
 		examples: []string{"ketamine-gateway lineage --db kg.db --source serenity-clinic-emr --record INF-2026-0310-001",
 			"ketamine-gateway lineage --db kg.db --tenant clinic-a --resource Observation/6231b0218d2d43adb0a6f46054209d61"}},
 	{name: "import", summary: "load a clinic's history of native records, with progress and a report",
-		usage: "import --kind KIND [--db FILE_OR_URL] [--tenant T] [--deliver [--config FILE]] [--report FILE] [--workers N] FILE|DIR|-",
+		usage: "import --kind KIND [--db FILE_OR_URL] [--tenant T [--new-tenant]] [--deliver [--config FILE]] [--report FILE] [--workers N] FILE|DIR|-",
 		detail: "Loads native records of one kind through the same checks as POST /ingest/{kind} (schemas, clinical\n" +
 			"rules, the ledger, Provenance, an AuditEvent per record): FILE holds one record per line (NDJSON), DIR a\n" +
 			"record per *.json file (in name order), - reads NDJSON from standard input (as it comes, as FILE a named\n" +
@@ -108,7 +108,9 @@ var commands = []command{
 			"record is listed in the report (NDJSON: its line or file, HTTP status, rule ids and pointers, never a\n" +
 			"value). Run it again after an interruption: records already stored are recognised by the ledger and\n" +
 			"change nothing. History is not sent to EHRs unless --deliver (then to the destinations of --config).\n" +
-			"The database is created when needed.\n" +
+			"The database is created when needed. The tenant is checked: against the clients of --config, or without\n" +
+			"one against the tenants the database holds (a misspelt --tenant, or none, in a database of named tenants'\n" +
+			"records is exit 2, listing them; --new-tenant for a tenant's first records).\n" +
 			"Exit status: 0 every record stored, 1 some rejected (see the report), 2 usage, 3 the database could not\n" +
 			"be opened or failed, or the import was interrupted (run it again to continue). See docs/bulk.md.",
 		examples: []string{"ketamine-gateway import --kind session --db kg.db --tenant clinic-a sessions.ndjson"}},
