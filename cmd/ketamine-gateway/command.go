@@ -76,8 +76,9 @@ var commands = []command{
 			"The jobs are the exports, imports, mapping replays and reindexes clients and console people asked for\n" +
 			"(docs/bulk.md, Jobs): list shows each job's owner, tenant, status and progress (never its request or\n" +
 			"result), newest first. A client cancels only its own jobs (DELETE /jobs/{id}); cancel is the\n" +
-			"administrator's way to stop any, such as the import of a client that was removed (a serve process\n" +
-			"running the job stops it within a second, after the records it is writing; what it stored stays).\n" +
+			"administrator's way to stop any, such as the import of a client that was removed (the serve process\n" +
+			"running the job notices within a second and stops after the records it is storing; what it stored\n" +
+			"stays).\n" +
 			"Output is JSON. Exit status: 0 done, 2 usage, 3 no database there, 4 no such job, or cancelled already.",
 		examples: []string{"ketamine-gateway jobs list --db kg.db --status running",
 			"ketamine-gateway jobs list --db kg.db --owner clinicA-emr --kind import",
