@@ -309,7 +309,7 @@ func (s *Service) revoked(j *store.Job) string {
 	s.mu.Unlock()
 	for _, n := range needs {
 		if !scopes.Has(n) {
-			return fmt.Sprintf("client %q no longer has the scope %s that a %s job needs", j.Owner, n, j.Kind)
+			return fmt.Sprintf("client %q no longer has the scope %s that its %s job needs", j.Owner, n, j.Kind)
 		}
 	}
 	return ""
