@@ -162,7 +162,7 @@ func (s *Server) handleJob(c echo.Context) error {
 		return c.JSON(http.StatusOK, newJobView(j))
 	case store.JobFailed:
 		return &outcome.Error{Kind: outcome.Internal, Issues: []outcome.Issue{{Severity: "error", Code: "processing",
-			Rule: "job-failed", Message: "the job failed: " + j.Error}}}
+			Rule: jobs.FailureRule(j), Message: "the job failed: " + j.Error}}}
 	}
 	h.Set("X-Progress", progress(j))
 	h.Set("Retry-After", "2")

@@ -30,7 +30,7 @@ func TestReplayCLIAndJob(t *testing.T) {
 			t.Fatal(err)
 		}
 		tenant := map[string]string{"session": "", "assessment": "clinic-a"}[kind]
-		if code, out, errs := cli(t, "", "import", "--kind", kind, "--db", db, "--tenant", tenant,
+		if code, out, errs := cli(t, "", "import", "--kind", kind, "--db", db, "--tenant", tenant, "--new-tenant",
 			"--report", filepath.Join(dir, "r.ndjson"), in); code != 0 {
 			t.Fatalf("import %s = %d %s %s", kind, code, out, errs)
 		}

@@ -69,6 +69,20 @@ var commands = []command{
 		examples: []string{"ketamine-gateway deliveries list --status dead --db kg.db", "ketamine-gateway deliveries show k7q2xw4mbn3ra --db kg.db",
 			"ketamine-gateway deliveries cancel k7q2xw4mbn3ra --reason 'EHR refuses this version; corrected in v2' --db kg.db",
 			"ketamine-gateway deliveries replay --destination ehr --since 24h --db kg.db"}},
+	{name: "jobs", summary: "list the background jobs of every client, and cancel any of them, on the database",
+		usage: "jobs list|cancel [flags] [ID]",
+		detail: "  list    [--tenant T] [--owner CLIENT] [--kind K] [--status S] [--limit N]\n" +
+			"  cancel  ID                          cancel a job whoever owns it, and delete its files\n" +
+			"The jobs are the exports, imports, mapping replays and reindexes clients and console people asked for\n" +
+			"(docs/bulk.md, Jobs): list shows each job's owner, tenant, status and progress (never its request or\n" +
+			"result), newest first. A client cancels only its own jobs (DELETE /jobs/{id}); cancel is the\n" +
+			"administrator's way to stop any, such as the import of a client that was removed (the serve process\n" +
+			"running the job notices within a second and stops after the records it is storing; what it stored\n" +
+			"stays).\n" +
+			"Output is JSON. Exit status: 0 done, 2 usage, 3 no database there, 4 no such job, or cancelled already.",
+		examples: []string{"ketamine-gateway jobs list --db kg.db --status running",
+			"ketamine-gateway jobs list --db kg.db --owner clinicA-emr --kind import",
+			"ketamine-gateway jobs cancel 01a24796c7858ef562a3dcb870371555 --db kg.db"}},
 	{name: "audit", summary: "check the audit trail's hash chain and the receipts and delivery attempts it vouches for",
 		usage: "audit verify [--db FILE_OR_URL] [--expect SEQ:HASH]...",
 		detail: "Prints the result as JSON: exit 0 intact, exit 1 naming the first broken link or finding, exit 3\n" +
@@ -94,7 +108,7 @@ var commands = []command{
 		examples: []string{"ketamine-gateway lineage --db kg.db --source serenity-clinic-emr --record INF-2026-0310-001",
 			"ketamine-gateway lineage --db kg.db --tenant clinic-a --resource Observation/6231b0218d2d43adb0a6f46054209d61"}},
 	{name: "import", summary: "load a clinic's history of native records, with progress and a report",
-		usage: "import --kind KIND [--db FILE_OR_URL] [--tenant T] [--deliver [--config FILE]] [--report FILE] [--workers N] FILE|DIR|-",
+		usage: "import --kind KIND [--db FILE_OR_URL] [--tenant T [--new-tenant]] [--deliver [--config FILE]] [--report FILE] [--workers N] FILE|DIR|-",
 		detail: "Loads native records of one kind through the same checks as POST /ingest/{kind} (schemas, clinical\n" +
 			"rules, the ledger, Provenance, an AuditEvent per record): FILE holds one record per line (NDJSON), DIR a\n" +
 			"record per *.json file (in name order), - reads NDJSON from standard input (as it comes, as FILE a named\n" +
@@ -102,7 +116,9 @@ var commands = []command{
 			"record is listed in the report (NDJSON: its line or file, HTTP status, rule ids and pointers, never a\n" +
 			"value). Run it again after an interruption: records already stored are recognised by the ledger and\n" +
 			"change nothing. History is not sent to EHRs unless --deliver (then to the destinations of --config).\n" +
-			"The database is created when needed.\n" +
+			"The database is created when needed. The tenant is checked: against the clients of --config, or without\n" +
+			"one against the tenants the database holds (a misspelt --tenant, or none, in a database of named tenants'\n" +
+			"records is exit 2, listing them; --new-tenant for a tenant's first records).\n" +
 			"Exit status: 0 every record stored, 1 some rejected (see the report), 2 usage, 3 the database could not\n" +
 			"be opened or failed, or the import was interrupted (run it again to continue). See docs/bulk.md.",
 		examples: []string{"ketamine-gateway import --kind session --db kg.db --tenant clinic-a sessions.ndjson"}},

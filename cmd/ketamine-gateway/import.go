@@ -31,6 +31,8 @@ func importCommand(ctx context.Context, args []string, getenv func(string) strin
 	db := dbFlag(fs, getenv)
 	tenant := fs.String("tenant", "", "the tenant (clinic) the records belong to (default: the default tenant)")
 	deliver := fs.Bool("deliver", false, "enqueue the stored records for the destinations of --config")
+	newTenant := fs.Bool("new-tenant", false, "the --tenant is new to the database on purpose: its first records (without a --config naming "+
+		"the tenants, an import into a database holding named tenants' records must name one of them)")
 	configFile, base := appConfigFlags(fs, getenv)
 	reportFile := fs.String("report", "import-rejected.ndjson", "where the rejected records are listed")
 	workers := fs.Int("workers", 4, fmt.Sprintf("records ingested at once (1 to %d)", maxImportWorkers))
@@ -60,10 +62,12 @@ func importCommand(ctx context.Context, args []string, getenv func(string) strin
 	if *deliver && ndests == 0 {
 		return usageError("import", "--deliver needs delivery destinations: --config FILE (or GATEWAY_EHR_URL)")
 	}
+	checkDBTenant := true
 	if fc, err := readConfig(*configFile); err == nil {
 		if err := importTenantError(fc, *kind, *tenant, *deliver, acfg.Routes); err != nil {
 			return err
 		}
+		checkDBTenant = !checksAuthTenants(fc)
 	}
 	src, total, closeSrc, err := importSource(ctx, pos[0], stdin)
 	if err != nil {
@@ -87,6 +91,11 @@ func importCommand(ctx context.Context, args []string, getenv func(string) strin
 		return err
 	}
 	defer closeApp()
+	if checkDBTenant {
+		if err := dbTenantError(ctx, a.Store, *tenant, *newTenant); err != nil {
+			return err
+		}
+	}
 
 	// The report is created at the first rejected record (an import
 	// without one leaves no file; checkReport made sure it can be); a

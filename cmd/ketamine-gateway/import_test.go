@@ -233,3 +233,42 @@ func TestImportTenant(t *testing.T) {
 		})
 	}
 }
+
+// TestImportTenantFromTheDatabase: without a --config that names the
+// tenants, an import into a database holding named tenants' records must
+// name one of them: a misspelt --tenant, or none when the default tenant
+// holds no record, is refused (exit 2) listing them, unless --new-tenant
+// says the tenant is new on purpose. A database of the default tenant's
+// records alone is not checked, and an authenticated --config decides by
+// its clients.
+func TestImportTenantFromTheDatabase(t *testing.T) {
+	cfg := writeTemp(t, "c.json", `{"auth": {"tokenUrl": "https://gw/auth/token", "clients": [
+		{"id": "z", "tenant": "clinic-z", "scopes": ["system/*.rs"]}]}}`)
+	records := writeTemp(t, "r.ndjson", "")
+	for _, tc := range []struct {
+		name   string
+		seeded string // the tenant of the database's record ("-": none stored)
+		args   []string
+		code   int
+		want   string
+	}{
+		{"a misspelt tenant", "clinic-a", []string{"--tenant", "clinc-a"}, exitUsage,
+			`--tenant "clinc-a": the database holds no records of this tenant, but records of named tenants, so no clinic could see them (a forgotten or misspelt --tenant?); nothing was imported; give --tenant, one of: clinic-a; or --new-tenant`},
+		{"no --tenant", "clinic-a", nil, exitUsage, "no --tenant: the database holds no records of the default tenant"},
+		{"a tenant it holds", "clinic-a", []string{"--tenant", "clinic-a"}, 0, "0 read"},
+		{"a new tenant on purpose", "clinic-a", []string{"--tenant", "clinic-b", "--new-tenant"}, 0, "0 read"},
+		{"the default tenant on purpose", "clinic-a", []string{"--new-tenant"}, 0, "0 read"},
+		{"a database of the default tenant", "", []string{"--tenant", "clinic-a"}, 0, "0 read"},
+		{"a new database", "-", []string{"--tenant", "clinic-a"}, 0, "0 read"},
+		{"a --config naming the tenant", "clinic-a", []string{"--config", cfg, "--tenant", "clinic-z"}, 0, "0 read"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db := filepath.Join(t.TempDir(), "kg.db")
+			if tc.seeded != "-" {
+				importExample(t, db, "assessment/phq9-moderate.json", "--tenant", tc.seeded)
+			}
+			args := append([]string{"import", "--kind", "assessment", "--db", db}, tc.args...)
+			wantCLI(t, append(args, records), tc.code, tc.want)
+		})
+	}
+}

@@ -30,7 +30,7 @@ func dispatch(ctx context.Context, args []string, getenv func(string) string,
 		return usageError("", "no command given")
 	}
 	cmd, rest := args[1], args[2:]
-	if len(rest) > 0 && (rest[0] == "-h" || rest[0] == "--help" || rest[0] == "-help") && cmd != "deliveries" && cmd != "audit" {
+	if len(rest) > 0 && (rest[0] == "-h" || rest[0] == "--help" || rest[0] == "-help") && cmd != "deliveries" && cmd != "audit" && cmd != "jobs" {
 		// Every command's help, even before its own flags are known.
 		rest = rest[:1]
 	}
@@ -43,6 +43,8 @@ func dispatch(ctx context.Context, args []string, getenv func(string) string,
 		return validateCommand(rest, stdin, stdout, stderr)
 	case "deliveries":
 		return deliveriesCommand(ctx, rest, getenv, stdout, stderr)
+	case "jobs":
+		return jobsCommand(ctx, rest, getenv, stdout)
 	case "audit":
 		return auditCommand(ctx, rest, getenv, stdout, stderr)
 	case "lineage":

@@ -719,7 +719,7 @@ func TestLineageCommand(t *testing.T) {
 func TestLineageTenants(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "kg.db")
 	importExample(t, db, "vitals/pre-dose-baseline.json", "--tenant", "clinic-a")
-	importExample(t, db, "vitals/pre-dose-baseline.json", "--tenant", "clinic-b")
+	importExample(t, db, "vitals/pre-dose-baseline.json", "--tenant", "clinic-b", "--new-tenant")
 	for _, tc := range []struct {
 		tenant string
 		want   []string

@@ -220,6 +220,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			}
 		}
 		gcfg.AuthTokenURL = fc.Auth.TokenURL
+		// A job of a client removed, moved to another tenant or without
+		// the scope its kind needs fails when claimed (docs/security.md,
+		// "Client lifecycle").
+		acfg.Jobs.Registry = authn
+		for _, w := range authn.Warnings() {
+			logger.Warn(w.Message, "client", w.Client, "scopes_not_granted", strings.Join(w.NotGranted, " "))
+		}
 		logger.Info("authentication: SMART Backend Services", "clients", len(fc.Auth.Clients), "external_issuers", len(fc.Auth.External))
 	} else {
 		logger.Warn("development mode: no authentication configured; every request is served as an anonymous client " +

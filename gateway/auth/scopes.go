@@ -208,6 +208,25 @@ func (s Scopes) String() string {
 	return strings.Join(parts, " ")
 }
 
+// readOnly returns s with its resource scopes reduced to their read and
+// search permissions (a scope left with none dropped), its gateway scopes
+// as they are, and what it took away, in SMART v2 form
+// (system/*.cruds gives system/*.rs, taking away system/*.cud).
+func readOnly(s Scopes) (kept Scopes, removed []string) {
+	const reads = permRead | permSearch
+	for _, sc := range s.list {
+		if sc.resourceType != "" && sc.perms&^reads != 0 {
+			removed = append(removed, v2Text(sc.resourceType, sc.perms&^reads))
+			if sc.perms&reads == 0 {
+				continue
+			}
+			sc = scope{text: v2Text(sc.resourceType, sc.perms&reads), resourceType: sc.resourceType, perms: sc.perms & reads}
+		}
+		kept.add(sc)
+	}
+	return kept, removed
+}
+
 // empty reports whether the set grants nothing.
 func (s Scopes) empty() bool { return len(s.list) == 0 }
 

@@ -37,7 +37,23 @@ type Server struct {
 	secret   []byte
 	replay   ReplayCache
 	now      func() time.Time
+	warnings []Warning
 }
+
+// Warning is a configuration NewServer accepts but the administrator
+// should hear about at start: Client names the client, Message says what
+// and what to do, NotGranted lists the scopes its tokens are not granted.
+type Warning struct {
+	Client     string
+	Message    string
+	NotGranted []string
+}
+
+// Warnings returns what NewServer noticed in the configuration, one per
+// client: an all-tenant client registered with scopes it can never use
+// (create, update or delete scopes, which its tokens are not granted) or
+// with gateway/ingest, which serves it for dry runs only.
+func (s *Server) Warnings() []Warning { return s.warnings }
 
 type registeredClient struct {
 	id     string
@@ -108,6 +124,9 @@ func NewServer(cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("auth config: client %d: duplicate id %q", i, c.ID)
 		}
 		s.clients[rc.id] = rc
+		if w, ok := allTenantWarning(rc, c.Scopes); ok {
+			s.warnings = append(s.warnings, w)
+		}
 	}
 	for i, e := range cfg.External {
 		ei, err := newExternalIssuer(e, cfg.JWKSClient, s.now)
@@ -123,6 +142,26 @@ func NewServer(cfg Config) (*Server, error) {
 		s.external[ei.issuer] = ei
 	}
 	return s, nil
+}
+
+// Registration returns the tenant and scopes registered client id has
+// (the scopes its tokens are granted from); ok
+// false when no client of that id is registered. A job's runner checks its
+// owner with it (jobs.Registry).
+func (s *Server) Registration(id string) (tenant string, scopes Scopes, ok bool) {
+	c := s.clients[id]
+	if c == nil {
+		return "", Scopes{}, false
+	}
+	return c.tenant, c.scopes, true
+}
+
+// IsClientKey reports whether a principal's Key (a job's owner, an
+// AuditEvent's client) names a registered client: not a console person
+// (PersonPrefix), not an external issuer's client (issuer|id), not the
+// development mode's anonymous caller ("").
+func IsClientKey(key string) bool {
+	return key != "" && !strings.HasPrefix(key, PersonPrefix) && !strings.Contains(key, KeySeparator)
 }
 
 func newRegisteredClient(c Client) (*registeredClient, error) {
@@ -154,7 +193,37 @@ func newRegisteredClient(c Client) (*registeredClient, error) {
 	if err != nil {
 		return nil, err
 	}
+	if c.Tenant == search.AllTenants {
+		// It reads every tenant and writes none: its tokens grant only
+		// what it can use (allTenantWarning tells the administrator).
+		scopes, _ = readOnly(scopes)
+	}
 	return &registeredClient{id: c.ID, tenant: c.Tenant, scopes: scopes, keys: keys}, nil
+}
+
+// allTenantWarning is the warning about an all-tenant client registered
+// with (configured) scopes it cannot use; ok false when there is none.
+func allTenantWarning(rc *registeredClient, configured []string) (Warning, bool) {
+	if rc.tenant != search.AllTenants {
+		return Warning{}, false
+	}
+	all, _ := configScopes(configured) // parsed once already by newRegisteredClient
+	_, dropped := readOnly(all)
+	ingest := all.Has(ScopeIngest)
+	if len(dropped) == 0 && !ingest {
+		return Warning{}, false
+	}
+	msg := "an all-tenant client (tenant \"*\") reads every tenant and writes none"
+	if len(dropped) > 0 {
+		msg += ": its tokens are not granted the create, update and delete permissions it is registered with " +
+			"(scopes_not_granted), only read and search"
+	}
+	if ingest {
+		msg += "; its gateway/ingest serves only dry runs (POST /ingest/{kind}?dryRun=true): every record it sends to " +
+			"be stored, one by one or by $import, is refused"
+	}
+	msg += "; register a client of the tenant to write (docs/security.md, Configuration)"
+	return Warning{Client: rc.id, Message: msg, NotGranted: dropped}, true
 }
 
 // configScopes parses configured scopes strictly: a typo in the config file

@@ -463,3 +463,52 @@ func TestNonCanonicalBase64(t *testing.T) {
 		}
 	}
 }
+
+// TestAllTenantClientReadsOnly: an all-tenant client registered with
+// write scopes (a clinic client's, copied) is accepted with a warning
+// naming it, and its tokens grant only what it can use: read and search,
+// and the gateway scopes (gateway/ingest for dry runs); a token asking
+// for writes alone gets none.
+func TestAllTenantClientReadsOnly(t *testing.T) {
+	s, c := newTestServer(t, func(cfg *Config) {
+		cfg.Clients[0].Tenant = "*"
+		cfg.Clients[0].Scopes = []string{"system/*.cruds", "system/Patient.cud", ScopeIngest, ScopeOperator}
+	})
+	ws := s.Warnings()
+	if len(ws) != 1 || ws[0].Client != "rs-client" || !strings.Contains(ws[0].Message, "all-tenant client") ||
+		!strings.Contains(ws[0].Message, "dry runs") || strings.Join(ws[0].NotGranted, " ") != "system/*.cud system/Patient.cud" {
+		t.Fatalf("Warnings = %+v, want one for rs-client, not granting system/*.cud system/Patient.cud", ws)
+	}
+	tests := []struct{ request, want string }{
+		{"system/*.cruds gateway/ingest", "gateway/ingest system/*.rs"},
+		{"system/Observation.cu system/Observation.r", "system/Observation.r"},
+		{"system/*.*", "system/*.rs"},
+	}
+	for _, tc := range tests {
+		resp, f := s.Token(context.Background(), tokenForm(rsAssertion(t, c.Now()), tc.request))
+		if f != nil {
+			t.Fatalf("Token(%s): %+v", tc.request, f)
+		}
+		if resp.Scope != tc.want {
+			t.Errorf("Token(%s).Scope = %q, want %q", tc.request, resp.Scope, tc.want)
+		}
+		p, fail := s.Authenticate(context.Background(), "Bearer "+resp.AccessToken)
+		if fail != nil || p.Scopes.Allows("Patient", 'c') || p.Scopes.Allows("Observation", 'u') {
+			t.Errorf("Authenticate(token for %s) = %+v, %+v; want no write permission", tc.request, p, fail)
+		}
+	}
+	if _, f := s.Token(context.Background(), tokenForm(rsAssertion(t, c.Now()), "system/Patient.cud")); f == nil || f.Reason != "scope-not-granted" {
+		t.Errorf("Token(system/Patient.cud) = %+v, want scope-not-granted", f)
+	}
+	// A clinic's client and a read-only all-tenant client: no warning.
+	for _, scopes := range [][]string{nil, {"system/*.rs", ScopeOperator}} {
+		s, _ := newTestServer(t, func(cfg *Config) {
+			if scopes != nil {
+				cfg.Clients[0].Tenant, cfg.Clients[0].Scopes = "*", scopes
+			}
+		})
+		if ws := s.Warnings(); len(ws) != 0 {
+			t.Errorf("scopes %v: Warnings = %+v, want none", scopes, ws)
+		}
+	}
+}

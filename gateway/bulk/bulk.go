@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/jobs"
@@ -102,7 +103,7 @@ func New(cfg Config) *Service {
 	s := &Service{cfg: cfg}
 	if cfg.Jobs != nil {
 		cfg.Jobs.Handle(KindExport, s.runExport)
-		cfg.Jobs.Handle(KindImport, s.runImport)
+		cfg.Jobs.Handle(KindImport, s.runImport, auth.ScopeIngest)
 	}
 	return s
 }

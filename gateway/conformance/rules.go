@@ -259,6 +259,7 @@ func GatewayRules() []Rule {
 		{"job-cancelled", "The job was cancelled: its status URL answers 404 with what it did before it stopped (an import's counts), until it expires."},
 		{"job-not-done", "The job has not finished; its files are not ready."},
 		{"job-failed", "The job failed."},
+		{"job-owner-revoked", "The job failed: its client is no longer registered with the rights it was submitted with (removed from the configuration, moved to another tenant, or without the scope the job needs), so nothing more is written in its name."},
 		{"job-file-unknown", "No such file of the job."},
 		{"delivery-unknown", "No such delivery."},
 		{"delivery-not-dead", "Only a dead delivery can be retried."},

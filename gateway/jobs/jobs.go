@@ -76,6 +76,19 @@ type Config struct {
 	Now func() time.Time
 	// Logger gets PHI-free events (default: discarded).
 	Logger *slog.Logger
+	// Registry, when set, is the clients' current registration: a job
+	// whose owner is a registered client (auth.IsClientKey) is run only
+	// while that client is registered, in the job's tenant, with the
+	// scopes its kind needs (Handle); otherwise the runner fails it when
+	// it claims it (OwnerRevoked). Nil (development mode) checks nothing.
+	Registry Registry
+}
+
+// Registry is the clients' current registration (auth.Server).
+type Registry interface {
+	// Registration returns the tenant and scopes the registered client id
+	// has now; ok false when no client of that id is registered.
+	Registration(id string) (tenant string, scopes auth.Scopes, ok bool)
 }
 
 // Service submits, shows, cancels and runs jobs.
@@ -88,7 +101,8 @@ type Service struct {
 	done    chan struct{}
 	wake    chan struct{}
 	running sync.WaitGroup
-	active  map[string]*Run // the runs of this process, by job id
+	active  map[string]*Run     // the runs of this process, by job id
+	needs   map[string][]string // the scopes each kind's owner must still have
 }
 
 // New returns a Service. It does no I/O and starts nothing: see Start.
@@ -117,14 +131,22 @@ func New(cfg Config) *Service {
 }
 
 // Handle registers the handler of a kind of job; the runner claims jobs
-// of the kinds registered before Start.
-func (s *Service) Handle(kind string, h Handler) {
+// of the kinds registered before Start. needs are the scopes (auth.Scopes
+// Has names) a registered client must still hold for its job of this kind
+// to run (see Config.Registry): those its submission needed.
+func (s *Service) Handle(kind string, h Handler, needs ...string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.cfg.Handlers == nil {
 		s.cfg.Handlers = map[string]Handler{}
 	}
 	s.cfg.Handlers[kind] = h
+	if len(needs) > 0 {
+		if s.needs == nil {
+			s.needs = map[string][]string{}
+		}
+		s.needs[kind] = needs
+	}
 }
 
 // FileURL is where file n of job id is downloaded from a gateway reached
@@ -224,7 +246,7 @@ func (s *Service) Job(ctx context.Context, sc *auditlog.Scope, id string) (*stor
 // as its handler summed it up (its result's "summary"), or its progress
 // as last saved.
 func cancelledError(j *store.Job) error {
-	msg := "the job was cancelled by its client (DELETE) and its files deleted"
+	msg := "the job was cancelled (by its client's DELETE, or by the administrator: the jobs command) and its files deleted"
 	var res struct{ Summary string }
 	switch {
 	case len(j.Result) > 0 && json.Unmarshal(j.Result, &res) == nil && res.Summary != "":
@@ -254,12 +276,44 @@ func (s *Service) Cancel(ctx context.Context, sc *auditlog.Scope, id string) err
 	if err != nil {
 		return err
 	}
-	err = s.st.CancelJob(ctx, j.ID, s.cfg.Now().Add(s.cfg.Retention))
-	if errors.Is(err, store.ErrNotFound) {
-		return ErrUnknown
-	}
+	desc, err := s.cancel(ctx, j)
 	if err != nil {
 		return err
+	}
+	sc.Description = desc
+	return nil
+}
+
+// CancelAny is the database administrator's cancel (the jobs command):
+// it cancels job id whoever owns it, as Cancel does for its owner (a job
+// of a client that can no longer authenticate, or one that should not
+// go on). It returns what the job did before it stopped, as Cancel's
+// AuditEvent says it: ErrUnknown when there is no such job, the
+// job-cancelled error for a job cancelled already. A run of the job in
+// another process (serve) stops within its Poll, after the items it is
+// writing.
+func (s *Service) CancelAny(ctx context.Context, id string) (string, error) {
+	j, err := s.st.Job(ctx, id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return "", ErrUnknown
+	case err != nil:
+		return "", err
+	case j.Status == store.JobCancelled:
+		return "", cancelledError(j)
+	}
+	return s.cancel(ctx, j)
+}
+
+// cancel cancels j and deletes its files, waits for this process's run
+// of it to stop, and says how far the job got.
+func (s *Service) cancel(ctx context.Context, j *store.Job) (string, error) {
+	err := s.st.CancelJob(ctx, j.ID, s.cfg.Now().Add(s.cfg.Retention))
+	if errors.Is(err, store.ErrNotFound) {
+		return "", ErrUnknown
+	}
+	if err != nil {
+		return "", err
 	}
 	s.mu.Lock()
 	r := s.active[j.ID]
@@ -275,13 +329,13 @@ func (s *Service) Cancel(ctx context.Context, sc *auditlog.Scope, id string) err
 		}
 	}
 	// The cancel's AuditEvent says how far the job got (counts, no values).
-	sc.Description = fmt.Sprintf("%s job %s cancelled, its files deleted", j.Kind, j.ID)
+	desc := fmt.Sprintf("%s job %s cancelled, its files deleted", j.Kind, j.ID)
 	if cur, err := s.st.Job(ctx, j.ID); err == nil {
 		if _, issues := outcome.From(cancelledError(cur)); len(issues) == 1 {
-			sc.Description = fmt.Sprintf("%s job %s: %s", j.Kind, j.ID, issues[0].Message)
+			desc = fmt.Sprintf("%s job %s: %s", j.Kind, j.ID, issues[0].Message)
 		}
 	}
-	return nil
+	return desc, nil
 }
 
 // PatientsFile is the number of the companion file of a job's file n

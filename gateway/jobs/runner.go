@@ -8,10 +8,12 @@ import (
 	"maps"
 	"runtime/debug"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
@@ -202,6 +204,14 @@ func (s *Service) run(parent context.Context, j *store.Job) {
 		s.finish(log, j, store.JobFailed, nil, givenUp(j))
 		return
 	}
+	if why := s.revoked(j); why != "" {
+		// De-registering a client revokes its pending work too: nothing
+		// more is written in its name (what it wrote before stays).
+		log.Warn("jobs: the job's client is no longer registered with the rights it was submitted with; the job is failed",
+			"owner", j.Owner, "tenant", j.Tenant, "why", why)
+		s.finish(log, j, store.JobFailed, nil, OwnerRevoked+": "+why)
+		return
+	}
 	ctx, cancel := context.WithCancelCause(context.WithoutCancel(parent))
 	defer cancel(nil)
 	stopOnClose := context.AfterFunc(parent, func() { cancel(errShutdown) })
@@ -260,6 +270,49 @@ func (s *Service) run(parent context.Context, j *store.Job) {
 		log.Error("jobs: failed", "error_class", fmt.Sprintf("%T", err), "rules", outcome.Rules(err))
 		s.finish(log, j, store.JobFailed, nil, reason)
 	}
+}
+
+// OwnerRevoked begins the reason of a job failed because its owner, a
+// registered client, is no longer registered with the rights it was
+// submitted with (FailureRule).
+const OwnerRevoked = "its client is no longer registered with the rights it was submitted with"
+
+// FailureRule is the rule id of a failed job's outcome: job-owner-revoked
+// for a job failed as its client was removed, moved to another tenant or
+// lost the scope the job needs; job-failed for any other.
+func FailureRule(j *store.Job) string {
+	if strings.HasPrefix(j.Error, OwnerRevoked) {
+		return "job-owner-revoked"
+	}
+	return "job-failed"
+}
+
+// revoked says why j's owner may no longer run it ("" when it may): a
+// registered client that is no longer registered, is registered in
+// another tenant, or lacks a scope the job's kind needs. Owners that are
+// not registered clients (console people, external issuers' clients,
+// development mode's caller) are not checked: the registration does not
+// list them.
+func (s *Service) revoked(j *store.Job) string {
+	if s.cfg.Registry == nil || !auth.IsClientKey(j.Owner) {
+		return ""
+	}
+	tenant, scopes, ok := s.cfg.Registry.Registration(j.Owner)
+	switch {
+	case !ok:
+		return fmt.Sprintf("client %q was removed from the configuration", j.Owner)
+	case tenant != j.Tenant:
+		return fmt.Sprintf("client %q now acts for another tenant than the job's", j.Owner)
+	}
+	s.mu.Lock()
+	needs := s.needs[j.Kind]
+	s.mu.Unlock()
+	for _, n := range needs {
+		if !scopes.Has(n) {
+			return fmt.Sprintf("client %q no longer has the scope %s that its %s job needs", j.Owner, n, j.Kind)
+		}
+	}
+	return ""
 }
 
 // givenUp is why a job claimed MaxAttempts times running without saving

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/jobs"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
@@ -207,7 +208,7 @@ type Service struct {
 func New(cfg Config) *Service {
 	s := &Service{cfg: cfg}
 	if cfg.Jobs != nil {
-		cfg.Jobs.Handle(KindReindex, s.runJob)
+		cfg.Jobs.Handle(KindReindex, s.runJob, auth.ScopeOperator)
 	}
 	return s
 }

@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/internal/ordered"
@@ -108,7 +109,7 @@ func New(cfg Config) *Service {
 	}
 	s := &Service{cfg: cfg}
 	if cfg.Jobs != nil {
-		cfg.Jobs.Handle(KindReplay, s.runJob)
+		cfg.Jobs.Handle(KindReplay, s.runJob, auth.ScopeOperator)
 	}
 	return s
 }

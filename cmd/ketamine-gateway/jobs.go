@@ -1,0 +1,128 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/jobs"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+)
+
+var jobSubcommands = []string{"list", "cancel"}
+
+// jobStatuses are the statuses jobs list --status takes.
+var jobStatuses = []string{store.JobUploading, store.JobQueued, store.JobRunning, store.JobDone, store.JobFailed, store.JobCancelled}
+
+// jobsCommand is the administrator's view of the background jobs of every
+// client (exports, imports, replays, reindexes), on the database directly:
+// list them, and cancel any (a client may cancel only its own, and a
+// removed client none).
+func jobsCommand(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	if len(args) < 1 || args[0] == "-h" || args[0] == "--help" || args[0] == "-help" {
+		if len(args) == 1 {
+			fs, _ := jobFlags("jobs", getenv)
+			printHelp(stdout, fs, "jobs")
+			return errHelp
+		}
+		return usageError("jobs", "give a subcommand: %s", strings.Join(jobSubcommands, ", "))
+	}
+	sub, args := args[0], args[1:]
+	if err := oneOf("jobs", "subcommand", sub, jobSubcommands); err != nil {
+		return err
+	}
+	name := "jobs " + sub
+	fs, a := jobFlags(name, getenv)
+	pos, err := parse(fs, name, args, stdout)
+	if err != nil {
+		return err
+	}
+	switch {
+	case sub == "list" && len(pos) > 0:
+		return usageError(name, "takes no arguments")
+	case sub == "cancel" && len(pos) != 1:
+		return usageError(name, "give one job id (as jobs list shows it)")
+	case a.filter.Status != "":
+		if err := oneOf(name, "--status", a.filter.Status, jobStatuses); err != nil {
+			return err
+		}
+	}
+	if a.filter.Limit < 1 || a.filter.Limit > 1000 {
+		return usageError(name, "--limit: from 1 to 1000")
+	}
+	st, err := openExisting(ctx, name, *a.db)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	svc := jobs.New(jobs.Config{Store: st}) // no runner: serve runs the jobs
+	if sub == "cancel" {
+		desc, err := svc.CancelAny(ctx, pos[0])
+		if err != nil {
+			return opError(name, err)
+		}
+		return printJSON(stdout, map[string]any{"id": pos[0], "status": store.JobCancelled, "message": desc})
+	}
+	list, err := svc.List(ctx, a.filter)
+	if err != nil {
+		return opError(name, err)
+	}
+	out := make([]jobView, len(list))
+	for i, j := range list {
+		out[i] = newJobView(j)
+	}
+	return printJSON(stdout, map[string]any{"jobs": out})
+}
+
+// jobView is a job as jobs list prints it (no request, checkpoint or
+// result: a request may name patients).
+type jobView struct {
+	ID       string     `json:"id"`
+	Kind     string     `json:"kind"`
+	Tenant   string     `json:"tenant"`
+	Owner    string     `json:"owner"`
+	Status   string     `json:"status"`
+	Done     int64      `json:"done"`
+	Total    int64      `json:"total"`
+	Error    string     `json:"error,omitempty"`
+	Created  time.Time  `json:"created"`
+	Updated  time.Time  `json:"updated"`
+	Finished *time.Time `json:"finished,omitempty"`
+	Expires  *time.Time `json:"expires,omitempty"`
+}
+
+func newJobView(j *store.Job) jobView {
+	v := jobView{ID: j.ID, Kind: j.Kind, Tenant: j.Tenant, Owner: j.Owner, Status: j.Status, Done: j.Done, Total: j.Total,
+		Error: j.Error, Created: j.Created.UTC(), Updated: j.Updated.UTC()}
+	if !j.Finished.IsZero() {
+		t := j.Finished.UTC()
+		v.Finished = &t
+	}
+	if !j.Expires.IsZero() {
+		t := j.Expires.UTC()
+		v.Expires = &t
+	}
+	return v
+}
+
+// jobArgs are the flags of the jobs subcommands.
+type jobArgs struct {
+	db     *string
+	filter store.JobFilter
+}
+
+// jobFlags are the flags of the jobs subcommands (one set: cancel uses
+// only --db), for parsing and for help.
+func jobFlags(name string, getenv func(string) string) (*flag.FlagSet, *jobArgs) {
+	fs := newFlags(name)
+	a := &jobArgs{db: dbFlag(fs, getenv)}
+	fs.StringVar(&a.filter.Tenant, "tenant", search.AllTenants, "list: only this tenant's jobs (default \"*\": every tenant's, the all-tenant clients' too; \"\" is the default tenant)")
+	fs.StringVar(&a.filter.Owner, "owner", "", "list: only the jobs of this client (as jobs list names it: a client id, person:NAME, ISSUER|ID)")
+	fs.StringVar(&a.filter.Kind, "kind", "", "list: only jobs of this kind (export, import, replay, reindex)")
+	fs.StringVar(&a.filter.Status, "status", "", "list: one of "+strings.Join(jobStatuses, ", "))
+	fs.IntVar(&a.filter.Limit, "limit", 100, "list: at most this many, newest first (1 to 1000)")
+	return fs, a
+}

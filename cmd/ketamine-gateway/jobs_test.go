@@ -1,0 +1,66 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
+)
+
+// TestJobsListAndCancel: the administrator lists every client's jobs and
+// cancels one whoever owns it (the import of a client that was removed and
+// can no longer cancel it itself); a second cancel, or an unknown id, is
+// exit 4.
+func TestJobsListAndCancel(t *testing.T) {
+	ctx := context.Background()
+	db := filepath.Join(t.TempDir(), "kg.db")
+	st, err := sqlite.Open(ctx, db, sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobs := []*store.Job{
+		{ID: "j1", Kind: "import", Tenant: "clinic-a", Owner: "mover", Request: []byte(`{}`), Total: 3000},
+		{ID: "j2", Kind: "export", Tenant: "clinic-b", Owner: "clinicB-emr", Request: []byte(`{}`), Total: -1},
+	}
+	for _, j := range jobs {
+		if err := st.CreateJob(ctx, j); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st.Close()
+
+	out, errOut, code := cli(t, "", "jobs", "list", "--db", db)
+	var list struct {
+		Jobs []struct{ ID, Kind, Tenant, Owner, Status string }
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &list) != nil || len(list.Jobs) != 2 {
+		t.Fatalf("jobs list: exit %d, %s %s; want both jobs", code, out, errOut)
+	}
+	out, _, _ = cli(t, "", "jobs", "list", "--db", db, "--owner", "mover")
+	if !strings.Contains(out, `"id": "j1"`) || strings.Contains(out, `"j2"`) || !strings.Contains(out, `"owner": "mover"`) ||
+		!strings.Contains(out, `"tenant": "clinic-a"`) || !strings.Contains(out, `"status": "queued"`) {
+		t.Errorf("jobs list --owner mover:\n%s", out)
+	}
+	out, errOut, code = cli(t, "", "jobs", "cancel", "j1", "--db", db)
+	if code != 0 || !strings.Contains(out, `"status": "cancelled"`) {
+		t.Fatalf("jobs cancel j1: exit %d, %s %s", code, out, errOut)
+	}
+	out, _, _ = cli(t, "", "jobs", "list", "--db", db, "--status", "cancelled")
+	if !strings.Contains(out, `"id": "j1"`) || strings.Contains(out, `"j2"`) {
+		t.Errorf("jobs list --status cancelled:\n%s", out)
+	}
+	for _, id := range []string{"j1", "nosuch"} {
+		if _, errOut, code := cli(t, "", "jobs", "cancel", id, "--db", db); code != exitNotFound {
+			t.Errorf("jobs cancel %s: exit %d (%s), want %d", id, code, errOut, exitNotFound)
+		}
+	}
+	for _, args := range [][]string{{"jobs", "frob"}, {"jobs", "cancel"}, {"jobs", "list", "--status", "lost"}, {"jobs", "list", "x"}} {
+		if _, _, code := cli(t, "", append(args, "--db", db)...); code != exitUsage {
+			t.Errorf("%v: exit %d, want %d", args, code, exitUsage)
+		}
+	}
+}
