@@ -12,6 +12,7 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/operator"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
 )
@@ -236,6 +237,9 @@ type chainData struct {
 	// says why), else the last verification's anchors.
 	Anchors string
 	Error   string
+	// CanVerify tells that the person may verify the chain (it needs one
+	// acting for every tenant: the chain's length tells of every tenant).
+	CanVerify bool
 }
 
 // maxAnchors is the most anchors one verification checks.
@@ -245,7 +249,17 @@ const maxAnchors = 20
 // ran (a verification reads the whole chain, so it is an action, not a
 // page view).
 func (c *Console) chainPage(rq *request) error {
-	return rq.render("chain", "Audit chain", c.chainData())
+	d := c.chainData()
+	d.CanVerify = mayVerify(rq)
+	return rq.render("chain", "Audit chain", d)
+}
+
+// mayVerify tells that the person acts for every tenant (or in
+// development mode, the default tenant): the chain's length tells of
+// every tenant.
+func mayVerify(rq *request) bool {
+	t := rq.sc.TenantOf()
+	return t == "" || t == search.AllTenants
 }
 
 func (c *Console) chainData() chainData {
@@ -284,7 +298,7 @@ func parseAnchors(v string) ([]auditlog.Anchor, error) {
 // chainVerify walks the audit chain; like GET /admin/audit/verify it needs
 // an all-tenant person (the chain's length tells of every tenant).
 func (c *Console) chainVerify(rq *request) error {
-	if t := rq.sc.TenantOf(); t != "" && t != "*" {
+	if !mayVerify(rq) {
 		return outcome.New(outcome.Forbidden, "forbidden", "tenant-audit-verify", "verifying the audit chain needs an all-tenant auditor")
 	}
 	typed := rq.r.PostForm.Get("anchors")
@@ -295,6 +309,7 @@ func (c *Console) chainVerify(rq *request) error {
 		rq.status = 400
 		rq.sc.Rules = []string{"console-form-invalid"}
 		d := c.chainData()
+		d.CanVerify = true // past mayVerify above
 		d.Anchors, d.Error = typed, err.Error()
 		return rq.render("chain", "Audit chain", d)
 	}

@@ -33,6 +33,9 @@ type replaysData struct {
 	// kind, since, reason) when it was refused.
 	Form   replayForm
 	Errors map[string]string
+	// CanApply tells that the person may apply a replay: one acting for
+	// every tenant runs dry runs only (it writes none).
+	CanApply bool
 }
 
 // replayForm is the new replay form's fields as sent.
@@ -92,6 +95,7 @@ func (c *Console) replaysPage(rq *request, d replaysData) error {
 		return err
 	}
 	d.Version, d.Kinds = c.app.Replay.MappingVersion(), mapping.Kinds()
+	d.CanApply = rq.sc.TenantOf() != search.AllTenants
 	for _, j := range jobs {
 		if j.Status == store.JobCancelled {
 			continue

@@ -348,3 +348,45 @@ func TestAttemptFate(t *testing.T) {
 		}
 	}
 }
+
+// TestPagesOfferWhatThePersonMay: the console offers only what it would
+// do for the person (p17 F8): a clinic's operator sees no cross-tenant
+// backlog figures or delivery replay and no chain verification; a person
+// acting for every tenant is offered dry replays only; development mode
+// and an all-tenant operator see the backlog and the replay.
+func TestPagesOfferWhatThePersonMay(t *testing.T) {
+	f := newFixture(t, nil)
+	it := &store.OutboxItem{Destination: "ehr-shared", Tenant: "clinic-b", OrderKey: "k", Patient: "s|p", Kind: "session",
+		Source: "s", RecordID: "r", Version: "1", Status: store.StatusPending}
+	if err := f.app.Store.Write(context.Background(), func(tx store.Tx) error { return tx.Enqueue(it) }); err != nil {
+		t.Fatal(err)
+	}
+	all := auth.ParseScopes(auth.ScopeOperator + " " + auth.ScopeAuditor + " system/*.rs")
+	for _, tc := range []struct {
+		name                        string
+		p                           *auth.Principal // nil: development mode
+		backlog, verify, applyOffer bool
+	}{
+		{"development mode", nil, true, true, true},
+		{"a clinic's operator", &auth.Principal{ClientID: "person:ann", Tenant: "clinic-a", Scopes: all}, false, false, true},
+		{"an all-tenant operator", &auth.Principal{ClientID: "person:olga", Tenant: search.AllTenants, Scopes: all}, true, true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.p != nil {
+				f.signInAs(t, tc.p)
+			}
+			_, deliveries, _ := f.get(t, "/console/deliveries")
+			if got := strings.Contains(deliveries, `id="h-replay"`) && strings.Contains(deliveries, "ehr-shared"); got != tc.backlog {
+				t.Errorf("deliveries page offers the replay and names ehr-shared: %v, want %v", got, tc.backlog)
+			}
+			_, chain, _ := f.get(t, "/console/audit/chain")
+			if got := strings.Contains(chain, "Verify the chain now"); got != tc.verify {
+				t.Errorf("chain page offers verification: %v, want %v", got, tc.verify)
+			}
+			_, replays, _ := f.get(t, "/console/replays")
+			if got := strings.Contains(replays, `id="r-apply"`); got != tc.applyOffer {
+				t.Errorf("replays page offers to apply: %v, want %v", got, tc.applyOffer)
+			}
+		})
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/operator"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
 
@@ -36,6 +37,11 @@ type deliveriesData struct {
 	// field: destination, since) when it was refused.
 	ReplayDest   string
 	ReplayErrors map[string]string
+	// AllTenants tells that the person acts for every tenant (or in
+	// development mode): only then are the destinations' backlog figures
+	// (every tenant's deliveries) shown and the replay (which re-sends
+	// every tenant's records) offered.
+	AllTenants bool
 }
 
 // ReplayErrorList is ReplayErrors in the form's order, for the summary
@@ -74,15 +80,20 @@ func (c *Console) deliveriesPage(rq *request, d deliveriesData) error {
 		return err
 	}
 	now := c.now()
-	d.Ready, d.Backlog, d.Checked = ready.Ready, ready.Backlog, when(now)
-	for _, b := range ready.Backlog {
-		d.Destinations = append(d.Destinations, b.Destination)
+	d.Ready, d.Checked = ready.Ready, when(now)
+	t := rq.sc.TenantOf()
+	d.AllTenants = t == "" || t == search.AllTenants
+	if d.AllTenants {
+		d.Backlog = ready.Backlog
+		for _, b := range ready.Backlog {
+			d.Destinations = append(d.Destinations, b.Destination)
+		}
+		hist := c.app.Operator.BacklogHistory()
+		if ready.Ready {
+			hist = append(hist, operator.BacklogSample{At: now, Destinations: ready.Backlog})
+		}
+		d.Charts = backlogCharts(hist, now)
 	}
-	hist := c.app.Operator.BacklogHistory()
-	if ready.Ready {
-		hist = append(hist, operator.BacklogSample{At: now, Destinations: ready.Backlog})
-	}
-	d.Charts = backlogCharts(hist, now)
 	filter := store.DeliveryFilter{Status: d.Status, Destination: d.Destination, Limit: deliveriesPerPage + 1,
 		Offset: (d.Page - 1) * deliveriesPerPage}
 	rows, err := c.app.Operator.List(rq.ctx(), rq.sc.TenantOf(), filter)
