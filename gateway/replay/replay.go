@@ -277,30 +277,9 @@ func tenantUnknown(valid []string) error {
 	}
 	msg := "tenant: no record of this tenant is stored"
 	if len(names) > 0 {
-		msg += "; the tenants with records are " + joinAnd(names)
+		msg += "; the tenants with records are " + text.JoinAnd(names)
 	}
 	return outcome.New(outcome.Invalid, "invalid", "replay-tenant-unknown", msg)
-}
-
-func joinAnd(s []string) string {
-	switch len(s) {
-	case 0:
-		return ""
-	case 1:
-		return s[0]
-	}
-	out := ""
-	for i, x := range s {
-		switch {
-		case i == 0:
-		case i == len(s)-1:
-			out += " and "
-		default:
-			out += ", "
-		}
-		out += x
-	}
-	return out
 }
 
 // Check checks a replay's options: a kind that does not exist, or a

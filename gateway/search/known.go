@@ -2,6 +2,8 @@ package search
 
 import (
 	"strings"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/internal/text"
 )
 
 // The parameters an error about an unknown one lists. The unknown name is
@@ -24,7 +26,7 @@ func KnownParams(resourceType string) string {
 	if Params(resourceType) == nil {
 		return ""
 	}
-	return searchParams(resourceType) + "; its result parameters " + joinNames(resultParams) +
+	return searchParams(resourceType) + "; its result parameters " + text.JoinAnd(resultParams) +
 		" (the CapabilityStatement lists each search parameter with its type)"
 }
 
@@ -37,7 +39,7 @@ func searchParams(resourceType string) string {
 	for _, p := range ps {
 		names = append(names, withElement(p))
 	}
-	return resourceType + "'s search parameters are " + joinNames(names)
+	return resourceType + "'s search parameters are " + text.JoinAnd(names)
 }
 
 // sortableParams lists the parameters _sort takes for resourceType: _id
@@ -49,7 +51,7 @@ func sortableParams(resourceType string) string {
 			names = append(names, withElement(p))
 		}
 	}
-	return joinNames(names)
+	return text.JoinAnd(names)
 }
 
 // referenceParams lists the reference parameters of resourceType (those
@@ -64,7 +66,7 @@ func referenceParams(resourceType string) string {
 	if len(names) == 0 {
 		return "none"
 	}
-	return joinNames(names)
+	return text.JoinAnd(names)
 }
 
 // withElement is p's name, followed by the element it searches when that
@@ -91,15 +93,4 @@ func withElement(p Param) string {
 		return p.Name
 	}
 	return p.Name + " (searches " + el + ")"
-}
-
-// joinNames joins names as a reader would: "a, b and c".
-func joinNames(names []string) string {
-	switch len(names) {
-	case 0:
-		return ""
-	case 1:
-		return names[0]
-	}
-	return strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
 }
