@@ -69,6 +69,7 @@ const (
 	RuleItemsCount         = "schema.items-count"         // array has too few or too many items
 	RuleUniqueItems        = "schema.unique-items"        // array item repeats an earlier one
 	RuleEmptyObject        = "schema.empty-object"        // an object with no properties where one needs some
+	RuleKindMismatch       = "schema.kind-mismatch"       // a valid record of another kind, sent as this one
 )
 
 // RuleInfo describes one rule id of this package.
@@ -102,6 +103,7 @@ func Rules() []RuleInfo {
 		{RuleItemsCount, "An array has neither fewer nor more items than its schema allows."},
 		{RuleUniqueItems, "No array item repeats an earlier one where the schema requires unique items."},
 		{RuleEmptyObject, "An optional object is left out rather than sent empty ({}): an empty patient name or indication says nothing."},
+		{RuleKindMismatch, "Not a rule of the record: the first issue of a record that its kind's schema refuses and another kind's accepts, naming that kind."},
 	}
 }
 

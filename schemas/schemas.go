@@ -157,7 +157,32 @@ func (s *Set) Validate(kind string, doc []byte) error {
 	if len(issues) == 0 {
 		return nil
 	}
-	return &ValidationError{Kind: kind, Issues: normalize(s.shield(kind, v, issues))}
+	out := normalize(s.shield(kind, v, issues))
+	if !res.Valid() {
+		if other := s.validAs(kind, v); other != "" {
+			// Sent as the wrong kind: say which it is, before the issues
+			// of the kind it was sent as.
+			out = append([]Issue{newIssue(RuleKindMismatch, CodeStructure, nil, fmt.Sprintf(
+				"this is a valid %s record, not a valid %s record: send it as kind %s (POST /ingest/%s, or --kind %s); "+
+					"the issues after this one are what the %s schema finds", other, kind, other, other, other, kind))}, out...)
+		}
+	}
+	return &ValidationError{Kind: kind, Issues: out}
+}
+
+// validAs is the first kind other than kind whose schema accepts the
+// decoded document v, "" for none: a record sent as the wrong kind.
+func (s *Set) validAs(kind string, v any) string {
+	for _, k := range kinds {
+		sch, ok := s.compiled[k]
+		if k == kind || !ok {
+			continue
+		}
+		if res, err := sch.Validate(decodedLoader{v}); err == nil && res.Valid() && len(s.integerLiterals(k, v)) == 0 {
+			return k
+		}
+	}
+	return ""
 }
 
 // integerLiterals reports integer-typed values written with a fraction or an

@@ -729,7 +729,8 @@ func TestDocsExamples(t *testing.T) {
 	}
 	// Every rule id the package can produce is documented.
 	for _, r := range []string{RuleJSONSyntax, RuleJSONDuplicateKey, RuleJSONDepth, RuleJSONEmpty, RuleJSONNotObject, RuleJSONNumber, RuleJSONTooLarge, RuleJSONControlCharacter, RuleKindUnknown,
-		RuleRequired, RuleAdditionalProperty, RuleFalse, RuleType, RuleEnum, RuleFormat, RulePattern, RuleRange, RuleLength, RuleItemsCount, RuleUniqueItems} {
+		RuleRequired, RuleAdditionalProperty, RuleFalse, RuleType, RuleEnum, RuleFormat, RulePattern, RuleRange, RuleLength, RuleItemsCount, RuleUniqueItems,
+		RuleKindMismatch} {
 		if !strings.Contains(string(b), "`"+r+"`") {
 			t.Errorf("docs/records.md does not document rule %s", r)
 		}
@@ -920,5 +921,30 @@ func TestMRNValues(t *testing.T) {
 		if (err == nil) != tc.ok {
 			t.Errorf("Validate(mrn %q) = %v, want valid %t", tc.value, err, tc.ok)
 		}
+	}
+}
+
+// TestKindMismatch: a valid record of one kind sent as another is told
+// which kind it is, first (p19 F6); a record valid as no kind is not.
+func TestKindMismatch(t *testing.T) {
+	s := set(t)
+	for _, tc := range []struct{ sentAs, example, want string }{
+		{"assessment", "vitals/pre-dose-baseline.json", "vitals"},
+		{"infusion", "session/routine-ketamine-iv-session.json", "session"},
+		{"session", "assessment/phq9-moderate.json", "assessment"},
+	} {
+		doc, err := os.ReadFile(filepath.Join("examples", tc.example))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ve *ValidationError
+		if !errors.As(s.Validate(tc.sentAs, doc), &ve) || len(ve.Issues) < 2 || ve.Issues[0].Rule != RuleKindMismatch ||
+			!strings.Contains(ve.Issues[0].Message, "send it as kind "+tc.want) {
+			t.Errorf("%s sent as %s: %+v, want first a %s issue naming %s", tc.example, tc.sentAs, ve, RuleKindMismatch, tc.want)
+		}
+	}
+	var ve *ValidationError
+	if errors.As(s.Validate("assessment", []byte(`{"source": {}}`)), &ve) && slices.ContainsFunc(ve.Issues, func(i Issue) bool { return i.Rule == RuleKindMismatch }) {
+		t.Errorf("a record valid as no kind names one: %+v", ve.Issues)
 	}
 }
