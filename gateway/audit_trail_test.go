@@ -1078,3 +1078,35 @@ func TestLineageByTraceNamesRecord(t *testing.T) {
 		}
 	}
 }
+
+// TestReceiptNamesPatient: every receipt of a native record names its
+// patient, also a later version's (which targets no Patient version), so
+// reading it names the patient in its AuditEvent (p16 F9).
+func TestReceiptNamesPatient(t *testing.T) {
+	s, st := auditServer(t)
+	record := string(exampleDoc(t, "assessment/phq9-moderate.json"))
+	if rec := send(s, "POST", "/ingest/assessment", record); rec.Code != http.StatusOK {
+		t.Fatalf("ingest = %d %s", rec.Code, rec.Body)
+	}
+	patient := lastAudit(t, st).Patients
+	v2 := strings.Replace(strings.Replace(record, `"version": "1"`, `"version": "2"`, 1), `"lastUpdated": "2026-03-10T09:08:12-05:00"`, `"lastUpdated": "2026-03-10T10:08:12-05:00"`, 1)
+	if rec := send(s, "POST", "/ingest/assessment", v2); rec.Code != http.StatusOK {
+		t.Fatalf("ingest v2 = %d %s", rec.Code, rec.Body)
+	}
+	var prov string
+	for _, r := range lastAudit(t, st).Refs {
+		if strings.HasPrefix(r, "Provenance/") {
+			prov = strings.Split(r, "/_history")[0]
+		}
+	}
+	if prov == "" || len(patient) != 1 {
+		t.Fatalf("v2's AuditEvent names no Provenance, or v1's %v patients", patient)
+	}
+	body := send(s, "GET", "/fhir/"+prov, "")
+	if body.Code != http.StatusOK || strings.Contains(body.Body.String(), `"target":[{"reference":"Patient/`) {
+		t.Fatalf("GET %s = %d %s, want a receipt without a Patient target", prov, body.Code, body.Body)
+	}
+	if got := lastAudit(t, st); !slices.Equal(got.Patients, patient) {
+		t.Errorf("reading v2's receipt names patients %v, want %v", got.Patients, patient)
+	}
+}

@@ -15,6 +15,12 @@ const (
 	// ExtContentHash carries "sha256:<hex>" of the source content a
 	// Provenance entity stands for.
 	ExtContentHash = "https://ketamine-gateway.org/fhir/StructureDefinition/content-hash"
+	// ExtReceiptPatient names, on the gateway's receipt of a native record,
+	// the Patient the record is about, also when the receipt targets no
+	// Patient version (a later version of a record, or a record of a
+	// patient stored before): reading or searching the receipt names that
+	// patient in its AuditEvent.
+	ExtReceiptPatient = "https://ketamine-gateway.org/fhir/StructureDefinition/receipt-patient"
 	// SystemSource names clinic source systems in Provenance agents.
 	SystemSource = "https://ketamine-gateway.org/fhir/sid/source-system"
 	// SystemMappingVersion names the mapping version that assembled the
@@ -103,6 +109,9 @@ type Provenance struct {
 	// ClientID is the authenticated client that sent the content; ""
 	// when anonymous (development mode).
 	ClientID string
+	// Patient is the Patient a native record is about ("Patient/id"; ""
+	// for a Bundle): ExtReceiptPatient.
+	Patient string
 	// What identifies the source content: the native record's identifier
 	// (system, value) or, for a Bundle, its identifier when it has one.
 	WhatSystem, WhatValue string
@@ -213,8 +222,15 @@ func ProvenanceResource(p Provenance) map[string]any {
 	if p.ID != "" {
 		doc["id"] = p.ID
 	}
+	var top []any
 	if p.TraceID != "" {
-		doc["extension"] = []any{map[string]any{"url": ExtTraceID, "valueString": p.TraceID}}
+		top = append(top, map[string]any{"url": ExtTraceID, "valueString": p.TraceID})
+	}
+	if p.Patient != "" {
+		top = append(top, map[string]any{"url": ExtReceiptPatient, "valueReference": map[string]any{"reference": p.Patient}})
+	}
+	if top != nil {
+		doc["extension"] = top
 	}
 	return doc
 }

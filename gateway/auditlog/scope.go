@@ -573,8 +573,12 @@ func aboutPatients(typ string, body []byte) []string {
 		Reference string `json:"reference"`
 	}
 	var r struct {
-		Target []ref `json:"target"`
-		Agent  []struct {
+		Target    []ref `json:"target"`
+		Extension []struct {
+			URL            string `json:"url"`
+			ValueReference ref    `json:"valueReference"`
+		} `json:"extension"`
+		Agent []struct {
 			Who ref `json:"who"`
 		} `json:"agent"`
 		Entity []struct {
@@ -590,6 +594,11 @@ func aboutPatients(typ string, body []byte) []string {
 	case "Provenance":
 		for _, t := range r.Target {
 			refs = append(refs, t.Reference)
+		}
+		for _, x := range r.Extension { // a receipt's patient (audit.ExtReceiptPatient)
+			if x.URL == audit.ExtReceiptPatient {
+				refs = append(refs, x.ValueReference.Reference)
+			}
 		}
 	case "AuditEvent":
 		for _, a := range r.Agent {

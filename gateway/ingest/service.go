@@ -458,7 +458,8 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 		WhatSystem: mapping.RecordSystem(s.p.opts.IdentifierBase, src.System, rec.kind), WhatValue: src.RecordID,
 		WhatDisplay: fmt.Sprintf("%s record version %s", rec.kind, rec.version), ContentHash: rec.hash,
 		RecordKind: string(rec.kind), RecordVersion: rec.version,
-		Nested: NestedRecords(s.p.opts.IdentifierBase, src.System, rec.rec),
+		Nested:  NestedRecords(s.p.opts.IdentifierBase, src.System, rec.rec),
+		Patient: "Patient/" + entries[0].Result().Resource.ID, // the record's Patient, written or matched
 	}, engine.Written(entries, nil))
 	if err != nil {
 		return nil, false, err

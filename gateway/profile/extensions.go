@@ -28,6 +28,8 @@ func extensionDefs() []extensionDef {
 			description: "The prescribed dose per kilogram of body weight (UCUM mg/kg) the total dose was calculated from."},
 		{name: "trace-id", title: "Trace id", context: []string{"AuditEvent", "Provenance"}, valueType: "string",
 			description: "The OpenTelemetry trace id (32 hex digits) of the request that recorded the AuditEvent or Provenance."},
+		{name: "receipt-patient", title: "Receipt's patient", context: []string{"Provenance"}, valueType: "Reference",
+			description: "On the gateway's receipt of a native record: the Patient the record is about, also when the receipt targets no version of it (a later version of the record, a record of a patient stored before)."},
 		{name: "content-hash", title: "Content hash", context: []string{"Provenance.entity"}, valueType: "string",
 			description: "sha256:<hex> of the source content a Provenance entity stands for."},
 		{name: "record-kind", title: "Native record kind", context: []string{"Provenance.entity"}, valueType: "string",
