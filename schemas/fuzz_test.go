@@ -69,5 +69,5 @@ func FuzzValidate(f *testing.F) {
 var knownRules = map[string]bool{
 	RuleRequired: true, RuleAdditionalProperty: true, RuleFalse: true, RuleType: true, RuleEnum: true,
 	RuleFormat: true, RulePattern: true, RuleRange: true, RuleLength: true, RuleItemsCount: true, RuleUniqueItems: true,
-	RuleEmptyObject: true,
+	RuleEmptyObject: true, RuleKindMismatch: true,
 }

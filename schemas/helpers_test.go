@@ -221,6 +221,14 @@ func checkIssueList(t testing.TB, issues []Issue) {
 	if n := len(issues); issues[n-1].Rule == RuleIssuesCut {
 		issues = issues[:n-1] // the notice comes after the sorted issues
 	}
+	for i, is := range issues {
+		if is.Rule == RuleKindMismatch && i != 0 {
+			t.Errorf("issue %d of %d names the record's kind: only the first may", i, len(issues))
+		}
+	}
+	if len(issues) > 0 && issues[0].Rule == RuleKindMismatch {
+		issues = issues[1:] // the record's kind is said before the sorted issues
+	}
 	if !sort.SliceIsSorted(issues, func(i, j int) bool {
 		if c := comparePointers(issues[i].Pointer, issues[j].Pointer); c != 0 {
 			return c < 0

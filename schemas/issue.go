@@ -224,6 +224,10 @@ func newIssue(rule, code string, path []pathElem, msg string) Issue {
 // (RuleIssuesCut).
 func normalize(issues []Issue) []Issue {
 	sort.SliceStable(issues, func(i, j int) bool {
+		// The kind the record is (RuleKindMismatch) is said first.
+		if mi, mj := issues[i].Rule == RuleKindMismatch, issues[j].Rule == RuleKindMismatch; mi != mj {
+			return mi
+		}
 		if c := comparePointers(issues[i].Pointer, issues[j].Pointer); c != 0 {
 			return c < 0
 		}

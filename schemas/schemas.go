@@ -157,17 +157,17 @@ func (s *Set) Validate(kind string, doc []byte) error {
 	if len(issues) == 0 {
 		return nil
 	}
-	out := normalize(s.shield(kind, v, issues))
+	issues = s.shield(kind, v, issues)
 	if !res.Valid() {
 		if other := s.validAs(kind, v); other != "" {
-			// Sent as the wrong kind: say which it is, before the issues
-			// of the kind it was sent as.
-			out = append([]Issue{newIssue(RuleKindMismatch, CodeStructure, nil, fmt.Sprintf(
+			// Sent as the wrong kind: say which it is, first (normalize),
+			// then the issues of the kind it was sent as.
+			issues = append(issues, newIssue(RuleKindMismatch, CodeStructure, nil, fmt.Sprintf(
 				"this is a valid %s record, not a valid %s record: send it as kind %s (POST /ingest/%s, or --kind %s); "+
-					"the issues after this one are what the %s schema finds", other, kind, other, other, other, kind))}, out...)
+					"the issues after this one are what the %s schema finds", other, kind, other, other, other, kind)))
 		}
 	}
-	return &ValidationError{Kind: kind, Issues: out}
+	return &ValidationError{Kind: kind, Issues: normalize(issues)}
 }
 
 // validAs is the first kind other than kind whose schema accepts the
