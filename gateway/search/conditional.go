@@ -120,7 +120,7 @@ func valueKey(c Clause, v Value) string {
 	}
 	tok := func() string {
 		if v.HasSystem {
-			return escape(v.System) + "|" + escape(v.Code)
+			return Token(v.System, v.Code)
 		}
 		return escape(v.Code)
 	}
