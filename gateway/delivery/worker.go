@@ -299,7 +299,7 @@ func (d *destWorker) run(ctx context.Context) {
 			items, err := d.w.outbox.Claim(ctx, d.dest.Name, now, o.Lease, int(free))
 			if err != nil && ctx.Err() == nil {
 				o.Logger.Log(ctx, store.LogLevel(err), "delivery: claim failed", "destination", d.dest.Name,
-					"cause", store.UnavailableCause(err), "error", err)
+					"cause", store.UnavailableCause(err), "error_class", store.ErrorClass(err))
 			}
 			for _, it := range items {
 				d.inflight.Add(1)
