@@ -200,7 +200,7 @@ func storedMain(st store.Tx, tenant string, res *mapping.Result) (*store.Resourc
 // own with the session's version is not one (what is stored is that
 // version already), nor one whose latest version received on its own
 // says what the session says of it (nothing to amend).
-func storedNested(st store.Tx, tenant string, rec record, s *mapping.Session, res *mapping.Result) (map[string]bool, error) {
+func storedNested(st store.Tx, nestedL *nestedLedgers, tenant string, rec record, s *mapping.Session, res *mapping.Result) (map[string]bool, error) {
 	var out map[string]bool
 	src := s.Env().Source
 	var session map[string]any // rec.body decoded, once a nested record was received on its own
@@ -211,7 +211,7 @@ func storedNested(st store.Tx, tenant string, rec record, s *mapping.Session, re
 		// The ledger first (one keyed read): a record never received on
 		// its own has nothing stored of it to amend, which is the usual
 		// case, and costs no search.
-		versions, err := st.LedgerVersions(src.System, string(n.Kind), n.RecordID)
+		versions, err := nestedL.versions(src.System, n.Kind, n.RecordID)
 		if err != nil {
 			return nil, err
 		}

@@ -291,6 +291,7 @@ type record struct {
 func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope, rec record, first *mapping.Result,
 	firstRaws [][]byte, firstDocs []map[string]any, checked []error, ans engine.Answer) (answer []byte, again bool, err error) {
 	src, st := first.Source, tx.Store()
+	nested := newNestedLedgers(st)
 	s.nameRecords(sc, rec.kind, rec.rec) // again: each attempt starts from a reset scope
 	var (
 		id        *identity
@@ -390,7 +391,7 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 		// own before: those are mapped in update mode (conditional
 		// updates, amended), else their conditional creates would keep
 		// the old values.
-		if opts.UpdateNested, err = storedNested(st, tenant, rec, rec.rec.(*mapping.Session), first); err != nil {
+		if opts.UpdateNested, err = storedNested(st, nested, tenant, rec, rec.rec.(*mapping.Session), first); err != nil {
 			return nil, false, err
 		}
 	}
@@ -436,7 +437,7 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 			}
 			return err
 		}
-		if err := checkNestedNotStale(st, rec, res, current); err != nil {
+		if err := checkNestedNotStale(st, nested, rec, res, current); err != nil {
 			return err
 		}
 		return reused

@@ -208,16 +208,52 @@ func newerStored(st store.Tx, source string, kind mapping.Kind, recordID string,
 	if err != nil {
 		return false, err
 	}
+	return newerIn(versions, at, keep), nil
+}
+
+// newerIn reports whether one of versions that passes keep (nil: every
+// one) has a source.lastUpdated later than at.
+func newerIn(versions []*store.Ledger, at time.Time, keep func(*storedInput) bool) bool {
 	for _, l := range versions {
 		var in storedInput
 		if len(l.Input) == 0 || json.Unmarshal(l.Input, &in) != nil {
 			continue // written before the ledger kept inputs
 		}
 		if stored, ok := instant(in.Source.LastUpdated); ok && at.Before(stored) && (keep == nil || keep(&in)) {
-			return true, nil
+			return true
 		}
 	}
-	return false, nil
+	return false
+}
+
+// nestedLedgers are the ledger versions of the records a session nests,
+// read once in a transaction attempt: the attempt writes no ledger entry
+// of theirs (only the session's), so the update-mode decision
+// (storedNested) and the staleness check (checkNestedNotStale) share one
+// keyed read of each.
+type nestedLedgers struct {
+	st   store.Tx
+	read map[[3]string][]*store.Ledger // by source, kind, record id
+}
+
+func newNestedLedgers(st store.Tx) *nestedLedgers { return &nestedLedgers{st: st} }
+
+// versions are the ledger versions of (source, kind, recordID), oldest
+// first.
+func (n *nestedLedgers) versions(source string, kind mapping.Kind, recordID string) ([]*store.Ledger, error) {
+	key := [3]string{source, string(kind), recordID}
+	if v, ok := n.read[key]; ok {
+		return v, nil
+	}
+	v, err := n.st.LedgerVersions(source, string(kind), recordID)
+	if err != nil {
+		return nil, err
+	}
+	if n.read == nil {
+		n.read = map[[3]string][]*store.Ledger{}
+	}
+	n.read[key] = v
+	return v, nil
 }
 
 // checkNestedNotStale applies checkNotStale across a session and the
@@ -226,7 +262,7 @@ func newerStored(st store.Tx, source string, kind mapping.Kind, recordID string,
 // its own, and a record sent on its own when the stored session version
 // that nests it is later. current are the stored targets of res's entries
 // (engine.Tx.RunChecked).
-func checkNestedNotStale(st store.Tx, rec record, res *mapping.Result, current []*store.Resource) error {
+func checkNestedNotStale(st store.Tx, nested *nestedLedgers, rec record, res *mapping.Result, current []*store.Resource) error {
 	src := rec.rec.Env().Source
 	at, ok := instant(src.LastUpdated)
 	if !ok {
@@ -238,11 +274,11 @@ func checkNestedNotStale(st store.Tx, rec record, res *mapping.Result, current [
 		for _, n := range s.Nested() {
 			i := index[n.Kind]
 			index[n.Kind]++
-			newer, err := newerStored(st, src.System, n.Kind, n.RecordID, at, nil)
+			versions, err := nested.versions(src.System, n.Kind, n.RecordID)
 			if err != nil {
 				return err
 			}
-			if newer {
+			if newerIn(versions, at, nil) {
 				ptr := fmt.Sprintf("/%s/%d", nestedMember[n.Kind], i)
 				issues = append(issues, outcome.Issue{Severity: "error", Code: "conflict", Rule: RuleVersionStale,
 					Pointer: ptr + "/recordId", Expression: nestedExpression(ptr) + ".recordId",
