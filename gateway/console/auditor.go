@@ -250,7 +250,7 @@ func (c *Console) runSearch(rq *request, q auditSearch, count, offset int, total
 	}
 	if q.Patient != "" {
 		pats, err := c.app.Engine.Search(rq.ctx(), rq.sc, "Patient",
-			url.Values{"identifier": {escapeToken(q.Patient)}, "_count": {"100"}, "_total": {"none"}}, false)
+			url.Values{"identifier": {patientFieldToken(q.Patient)}, "_count": {"100"}, "_total": {"none"}}, false)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -319,13 +319,16 @@ func (c *Console) runSearch(rq *request, q auditSearch, count, offset int, total
 // patientToken reports whether v, the form's patient identifier, is a
 // token the Patient search takes as runSearch sends it.
 func patientToken(v string) bool {
-	_, err := search.Parse("Patient", url.Values{"identifier": {escapeToken(v)}}, false)
+	_, err := search.Parse("Patient", url.Values{"identifier": {patientFieldToken(v)}}, false)
 	return err == nil
 }
 
-// escapeToken escapes the characters that separate values in a token
-// search (search.html#escaping).
-func escapeToken(v string) string {
+// patientFieldToken is the form's patient field as an identifier token:
+// the characters that separate values (`,` `$`) and the escape itself are
+// escaped (search.html#escaping), but not `|`, which the person types to
+// name a system ("system|value"), unlike search.Token, which escapes a
+// known system and value each.
+func patientFieldToken(v string) string {
 	r := strings.NewReplacer(`\`, `\\`, `,`, `\,`, `$`, `\$`)
 	return r.Replace(v)
 }
