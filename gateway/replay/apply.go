@@ -150,7 +150,8 @@ func (s *Service) apply(ctx context.Context, sc *auditlog.Scope, m *remapped, op
 			WhatSystem: record, WhatValue: l.RecordID,
 			WhatDisplay: fmt.Sprintf("%s record version %s, replayed with mapping %s", l.Kind, l.Version, s.cfg.MappingVersion),
 			ContentHash: l.ContentHash, RecordKind: l.Kind, RecordVersion: l.Version,
-			Nested: ingest.NestedRecords(s.cfg.IdentifierBase, src, m.rec),
+			Nested:  ingest.NestedRecords(s.cfg.IdentifierBase, src, m.rec),
+			Patient: m.patient(), // as the ingest's receipt: reading this one names the patient
 		}, engine.Written(entries, nil))
 		if err != nil {
 			return 0, err
@@ -324,4 +325,15 @@ func corrected(typ string, doc map[string]any) map[string]any {
 		}
 	}
 	return doc
+}
+
+// patient is the record's stored Patient ("Patient/id"), "" when none is
+// stored: the first entry a mapping makes is the record's Patient.
+func (m *remapped) patient() string {
+	for _, mt := range m.entries {
+		if mt.stored != nil && m.res.Entries[mt.i].ResourceType == "Patient" {
+			return "Patient/" + mt.stored.ID
+		}
+	}
+	return ""
 }

@@ -387,8 +387,29 @@ func TestApply(t *testing.T) {
 		t.Fatalf("no Provenance of the replay among %d", len(page.Matches))
 	}
 	raw, _ := json.Marshal(replayProv)
+	// The record's patient (audit.ExtReceiptPatient), as the ingest's
+	// receipt names it: reading the correction's receipt names the patient.
+	var patient string
+	for _, p := range page.Matches {
+		var receipt struct {
+			Extension []struct {
+				URL            string
+				ValueReference struct{ Reference string }
+			}
+		}
+		_ = json.Unmarshal(p.Body, &receipt)
+		for _, x := range receipt.Extension {
+			if x.URL == audit.ExtReceiptPatient && !strings.Contains(string(p.Body), "2.0.0-test") {
+				patient = x.ValueReference.Reference
+			}
+		}
+	}
+	if patient == "" {
+		t.Fatal("the record's ingest receipt names no patient")
+	}
 	for _, want := range []string{`"code":"UPDATE"`, `"value":"2.0.0-test"`, `"role":"revision"`, `"value":"` + mapping.Version + `"`, "heart rate display fixed",
-		`"url":"` + audit.ExtTraceID + `"`} { // a trace of its own: the operator's scope has none
+		`"url":"` + audit.ExtTraceID + `"`, // a trace of its own: the operator's scope has none
+		`{"url":"` + audit.ExtReceiptPatient + `","valueReference":{"reference":"` + patient + `"}}`} {
 		if !strings.Contains(string(raw), want) {
 			t.Errorf("replay Provenance lacks %s: %s", want, raw)
 		}
