@@ -1110,3 +1110,50 @@ func TestReceiptNamesPatient(t *testing.T) {
 		t.Errorf("reading v2's receipt names patients %v, want %v", got.Patients, patient)
 	}
 }
+
+// TestLineageMarksDeleted: a receipt lists each resource it produced that
+// is deleted since, with the deletion's version and time, so that the
+// lineage does not present a withdrawn resource as held (p16 F5).
+func TestLineageMarksDeleted(t *testing.T) {
+	s, _ := auditServer(t)
+	if rec := send(s, "POST", "/ingest/assessment", string(exampleDoc(t, "assessment/phq9-moderate.json"))); rec.Code != http.StatusOK {
+		t.Fatalf("ingest = %d %s", rec.Code, rec.Body)
+	}
+	const query = "/admin/lineage?source=serenity-clinic-emr&record=ASM-2026-0310-001"
+	type lineage struct {
+		Receipts []struct {
+			Resources []string
+			Deleted   []struct{ Resource, Version, At string }
+		}
+	}
+	read := func() lineage {
+		t.Helper()
+		rec := send(s, "GET", query, "")
+		var l lineage
+		if err := json.Unmarshal(rec.Body.Bytes(), &l); err != nil || len(l.Receipts) != 1 {
+			t.Fatalf("lineage = %d %s", rec.Code, rec.Body)
+		}
+		return l
+	}
+	l := read()
+	if len(l.Receipts[0].Deleted) != 0 {
+		t.Fatalf("nothing deleted yet, lineage lists %+v", l.Receipts[0].Deleted)
+	}
+	var obs string
+	for _, r := range l.Receipts[0].Resources {
+		if strings.HasPrefix(r, "Observation/") {
+			obs = strings.Split(r, "/_history")[0]
+		}
+	}
+	if obs == "" {
+		t.Fatalf("the receipt produced no Observation: %v", l.Receipts[0].Resources)
+	}
+	if rec := send(s, "DELETE", "/fhir/"+obs, ""); rec.Code != http.StatusOK && rec.Code != http.StatusNoContent {
+		t.Fatalf("DELETE %s = %d %s", obs, rec.Code, rec.Body)
+	}
+	l = read()
+	d := l.Receipts[0].Deleted
+	if len(d) != 1 || d[0].Resource != obs || !strings.HasPrefix(d[0].Version, obs+"/_history/") || d[0].At == "" {
+		t.Errorf("deleted = %+v, want %s alone, with the deletion's version and time", d, obs)
+	}
+}

@@ -75,25 +75,36 @@ type Receipt struct {
 	Provenance string `json:"provenance"`
 	// Tenant is the tenant the receipt belongs to (omitted: the default
 	// tenant); the CLI's view spans every tenant.
-	Tenant         string          `json:"tenant,omitempty"`
-	Received       string          `json:"received"`
-	Activity       string          `json:"activity"`
-	Source         string          `json:"source,omitempty"`
-	Kind           string          `json:"kind,omitempty"`
-	RecordID       string          `json:"recordId,omitempty"`
-	Version        string          `json:"version,omitempty"`
-	Content        string          `json:"content"`
-	ContentHash    string          `json:"contentHash,omitempty"`
-	MappingVersion string          `json:"mappingVersion,omitempty"`
-	Client         string          `json:"client"`
-	TraceID        string          `json:"traceId,omitempty"`
-	Resources      []string        `json:"resources"`
-	Request        *RequestView    `json:"request,omitempty"`
-	Deliveries     []operator.View `json:"deliveries"`
+	Tenant         string   `json:"tenant,omitempty"`
+	Received       string   `json:"received"`
+	Activity       string   `json:"activity"`
+	Source         string   `json:"source,omitempty"`
+	Kind           string   `json:"kind,omitempty"`
+	RecordID       string   `json:"recordId,omitempty"`
+	Version        string   `json:"version,omitempty"`
+	Content        string   `json:"content"`
+	ContentHash    string   `json:"contentHash,omitempty"`
+	MappingVersion string   `json:"mappingVersion,omitempty"`
+	Client         string   `json:"client"`
+	TraceID        string   `json:"traceId,omitempty"`
+	Resources      []string `json:"resources"`
+	// Deleted are the resources among Resources whose current version is
+	// a deletion (a client's DELETE, a record withdrawn): the deletion's
+	// version and time.
+	Deleted    []DeletedView   `json:"deleted,omitempty"`
+	Request    *RequestView    `json:"request,omitempty"`
+	Deliveries []operator.View `json:"deliveries"`
 
 	// recordSystem is the identifier system the Provenance names the
 	// source record by (with RecordID, the record an audit names).
 	recordSystem string
+}
+
+// DeletedView is a resource a receipt produced that is deleted since.
+type DeletedView struct {
+	Resource string `json:"resource"` // Type/id
+	Version  string `json:"version"`  // the deletion, Type/id/_history/n
+	At       string `json:"at"`       // when it was deleted
 }
 
 // RequestView is an AuditEvent as the lineage shows it.
@@ -228,6 +239,7 @@ func BuildLineage(ctx context.Context, st store.Store, q LineageQuery) (*Lineage
 		return nil, err
 	}
 	ids := &deliveryIDs{st: st}
+	deleted := &deletions{st: st}
 	for _, r := range provs {
 		p, err := fhirwire.Decode(r.Body)
 		if err != nil {
@@ -239,6 +251,9 @@ func BuildLineage(ctx context.Context, st store.Store, q LineageQuery) (*Lineage
 		out.nameRecords(recordIDs, p)
 		rc, err := receipt(ctx, st, ids, q.Tenant, r.Tenant, p)
 		if err != nil {
+			return nil, err
+		}
+		if rc.Deleted, err = deleted.of(ctx, r.Tenant, rc.Resources); err != nil {
 			return nil, err
 		}
 		out.Receipts = append(out.Receipts, rc)
@@ -585,4 +600,46 @@ func extString(v any, url string) string {
 		}
 	}
 	return ""
+}
+
+// deletions finds which of the resources receipts produced are deleted
+// since, reading each resource's current version once however many
+// receipts name it.
+type deletions struct {
+	st   store.Store
+	seen map[string]*DeletedView // by tenant and Type/id; nil value: not deleted
+}
+
+// of are the deleted ones among refs (Type/id/_history/n or Type/id) in
+// tenant, in refs' order.
+func (d *deletions) of(ctx context.Context, tenant string, refs []string) ([]DeletedView, error) {
+	var out []DeletedView
+	for _, ref := range refs {
+		typ, rest, _ := strings.Cut(ref, "/")
+		id, _, _ := strings.Cut(rest, "/")
+		if typ == "" || id == "" {
+			continue
+		}
+		key := tenant + "\x00" + typ + "/" + id
+		v, ok := d.seen[key]
+		if !ok {
+			versions, _, err := d.st.History(ctx, store.HistoryQuery{Type: typ, ID: id, Count: 1, Tenant: tenant})
+			if err != nil {
+				return nil, err
+			}
+			if len(versions) > 0 && versions[0].Deleted {
+				w := versions[0]
+				v = &DeletedView{Resource: typ + "/" + id, Version: fmt.Sprintf("%s/%s/_history/%d", typ, id, w.Version),
+					At: w.LastUpdated.UTC().Format("2006-01-02T15:04:05.000Z07:00")}
+			}
+			if d.seen == nil {
+				d.seen = map[string]*DeletedView{}
+			}
+			d.seen[key] = v
+		}
+		if v != nil && !slices.ContainsFunc(out, func(x DeletedView) bool { return x.Resource == v.Resource }) {
+			out = append(out, *v)
+		}
+	}
+	return out, nil
 }
