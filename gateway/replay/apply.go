@@ -114,6 +114,8 @@ func (s *Service) apply(ctx context.Context, sc *auditlog.Scope, m *remapped, op
 			doc := corrected(e.ResourceType, fhirwire.Copy(mt.doc).(map[string]any))
 			var url string
 			switch {
+			case mt.gone != "":
+				continue // deleted since: a replay does not bring it back
 			case mt.stored == nil && e.Method == fhir.HTTPVerbPUT && !strings.Contains(e.URL, "?"):
 				// A deterministic id, in the tenant's namespace (as ingest).
 				typ, id, _ := strings.Cut(e.URL, "/")
@@ -151,7 +153,7 @@ func (s *Service) apply(ctx context.Context, sc *auditlog.Scope, m *remapped, op
 			WhatDisplay: fmt.Sprintf("%s record version %s, replayed with mapping %s", l.Kind, l.Version, s.cfg.MappingVersion),
 			ContentHash: l.ContentHash, RecordKind: l.Kind, RecordVersion: l.Version,
 			Nested:  ingest.NestedRecords(s.cfg.IdentifierBase, src, m.rec),
-			Patient: m.patient(), // as the ingest's receipt: reading this one names the patient
+			Patient: r.patient, // as the ingest's receipt: reading this one names the patient
 		}, engine.Written(entries, nil))
 		if err != nil {
 			return 0, err
@@ -251,9 +253,13 @@ func (s *Service) payload(m *remapped) ([]byte, error) {
 	}
 	want := map[int]bool{}
 	send := map[int]bool{} // written: changed or added
+	gone := map[int]bool{} // deleted since: never sent again
 	for _, mt := range m.entries {
-		if mt.stored == nil || len(mt.changes) > 0 && mt.skipped == "" {
+		if mt.stored == nil && mt.gone == "" || len(mt.changes) > 0 && mt.skipped == "" {
 			want[mt.i], send[mt.i] = true, true
+		}
+		if mt.gone != "" {
+			gone[mt.i] = true
 		}
 	}
 	// The references of what is sent, transitively.
@@ -261,7 +267,7 @@ func (s *Service) payload(m *remapped) ([]byte, error) {
 		changed = false
 		for i := range want {
 			for u, j := range byURL {
-				if !want[j] && strings.Contains(string(m.raws[i]), `"`+u+`"`) {
+				if !want[j] && !gone[j] && strings.Contains(string(m.raws[i]), `"`+u+`"`) {
 					want[j], changed = true, true
 				}
 			}
@@ -325,15 +331,4 @@ func corrected(typ string, doc map[string]any) map[string]any {
 		}
 	}
 	return doc
-}
-
-// patient is the record's stored Patient ("Patient/id"), "" when none is
-// stored: the first entry a mapping makes is the record's Patient.
-func (m *remapped) patient() string {
-	for _, mt := range m.entries {
-		if mt.stored != nil && m.res.Entries[mt.i].ResourceType == "Patient" {
-			return "Patient/" + mt.stored.ID
-		}
-	}
-	return ""
 }

@@ -9,6 +9,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/replay"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
@@ -215,5 +218,109 @@ func TestNewVersionReplayed(t *testing.T) {
 	sum, _ = run(t, f.service(heartRateDisplay), replay.Options{Tenant: search.AllTenants})
 	if sum.Unchanged != 1 {
 		t.Errorf("after the apply: summary = %+v, want 1 record unchanged", sum)
+	}
+}
+
+// TestWithdrawnNestedNotRevived: a nested adverse event withdrawn later on
+// its own (a new version, entered-in-error, which deletes its
+// AdverseEvent) is not something the session's replay adds back: the
+// deletion was written by a later version of the same record, so the
+// session reports nothing of it, and an apply (with a mapping change
+// elsewhere) leaves it deleted and sends nothing of it (p24 F1).
+func TestWithdrawnNestedNotRevived(t *testing.T) {
+	session, err := os.ReadFile(filepath.Join("..", "..", "schemas", "examples", "session", "routine-ketamine-iv-session.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ae, err := os.ReadFile(filepath.Join("..", "..", "schemas", "examples", "adverse-event", "nausea-mild.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	withdrawn := strings.Replace(strings.Replace(string(ae), `"version": "1"`, `"version": "2", "status": "entered-in-error"`, 1),
+		`"lastUpdated": "2026-03-10T10:30:00-05:00"`, `"lastUpdated": "2026-03-10T12:30:00-05:00"`, 1)
+	if !strings.Contains(string(session), `"recordId": "AE-2026-0310-001"`) || !strings.Contains(withdrawn, "entered-in-error") ||
+		!strings.Contains(withdrawn, "12:30:00") {
+		t.Fatal("the examples are not as this test expects")
+	}
+	f := newFixture(t)
+	f.ingest(t, "", "session", session)
+	if len(f.versions(t, "", "AdverseEvent")) != 1 {
+		t.Fatal("the session stored no AdverseEvent")
+	}
+	f.ingest(t, "", "adverse-event", []byte(withdrawn))
+	if n := len(f.versions(t, "", "AdverseEvent")); n != 0 {
+		t.Fatalf("the withdrawal left %d AdverseEvents", n)
+	}
+	before := map[int64]bool{} // the deliveries the ingests queued
+	items, _ := f.st.Deliveries(context.Background(), store.DeliveryFilter{Limit: 1000})
+	for _, it := range items {
+		before[it.ID] = true
+	}
+	for _, tc := range []struct {
+		name  string
+		alter replay.MapFunc // a mapping change, or nil
+	}{{"unchanged mapping", nil}, {"a mapping change elsewhere", heartRateDisplay}} {
+		_, got := run(t, f.service(tc.alter), replay.Options{Tenant: search.AllTenants})
+		for id, r := range got {
+			for _, d := range r.Resources {
+				if strings.HasPrefix(d.Resource, "AdverseEvent") {
+					t.Errorf("%s: %s (%s) reports %+v: the withdrawn AdverseEvent is not the replay's to add", tc.name, id, r.Status, d)
+				}
+			}
+			if tc.alter == nil && r.Status != replay.StatusUnchanged {
+				t.Errorf("%s: %s is %s %+v, want unchanged", tc.name, id, r.Status, r.Resources)
+			}
+		}
+		run(t, f.service(tc.alter), replay.Options{Tenant: search.AllTenants, Apply: true, Reason: "test"})
+		if n := len(f.versions(t, "", "AdverseEvent")); n != 0 {
+			t.Fatalf("%s: the apply brought back %d AdverseEvents", tc.name, n)
+		}
+		items, _ = f.st.Deliveries(context.Background(), store.DeliveryFilter{Limit: 1000})
+		corrections := 0
+		for _, it := range items {
+			if before[it.ID] {
+				continue
+			}
+			corrections++
+			if strings.Contains(string(it.Payload), `"resourceType":"AdverseEvent"`) {
+				t.Errorf("%s: a correction sends the AdverseEvent again", tc.name)
+			}
+		}
+		if tc.alter != nil && corrections == 0 {
+			t.Errorf("%s: no correction queued: the test no longer shows the case", tc.name)
+		}
+	}
+}
+
+// TestDeletedByClientNotRevived: a resource a client deleted is not made
+// again by a replay either; it is reported, left as it is, naming the
+// deleted resource (p24 F1).
+func TestDeletedByClientNotRevived(t *testing.T) {
+	session, err := os.ReadFile(filepath.Join("..", "..", "schemas", "examples", "session", "routine-ketamine-iv-session.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t)
+	f.ingest(t, "", "session", session)
+	var aeID string
+	for id := range f.versions(t, "", "AdverseEvent") {
+		aeID = id
+	}
+	if aeID == "" {
+		t.Fatal("the session stored no AdverseEvent")
+	}
+	sc := auditlog.NewScope("delete", &auth.Principal{ClientID: "clinic", Scopes: auth.ParseScopes("system/*.cruds")})
+	if _, err := f.a.Engine.Delete(context.Background(), sc, "AdverseEvent", aeID, engine.Preconditions{}); err != nil {
+		t.Fatal(err)
+	}
+	_, got := run(t, f.service(nil), replay.Options{Tenant: search.AllTenants})
+	r := got["INF-2026-0310-001"]
+	if r.Status != replay.StatusDiverged || len(r.Resources) != 1 || r.Resources[0].Resource != "AdverseEvent/"+aeID ||
+		!strings.Contains(r.Resources[0].Skipped, "deleted since") {
+		t.Fatalf("replay = %s %+v, want diverged: the deleted AdverseEvent, left as it is", r.Status, r.Resources)
+	}
+	run(t, f.service(nil), replay.Options{Tenant: search.AllTenants, Apply: true, Reason: "test"})
+	if n := len(f.versions(t, "", "AdverseEvent")); n != 0 {
+		t.Fatalf("the apply brought back %d AdverseEvents", n)
 	}
 }

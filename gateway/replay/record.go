@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"net/url"
@@ -19,6 +20,7 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
+	"github.com/samply/golang-fhir-models/fhir-models/fhir"
 )
 
 // KindReplay is the job kind of a replay asked over HTTP.
@@ -40,6 +42,10 @@ type match struct {
 	i      int            // in res.Entries
 	doc    map[string]any // the mapped resource, references rewritten to the stored ids
 	stored *store.Resource
+	// gone is, for a resource not stored (stored nil), the one the record
+	// wrote that is deleted since ("Type/id"): a withdrawal or a client's
+	// DELETE, which a replay does not undo.
+	gone string
 	// changes are the differences (nil: unchanged, or added when stored
 	// is nil); skipped why they are left as they are.
 	changes []PathChange
@@ -406,6 +412,9 @@ func (s *Service) guard(ctx context.Context, m *remapped) error {
 			add(ps)
 		}
 	}
+	if err := s.deleted(ctx, m, own, other); err != nil {
+		return err
+	}
 	for _, mt := range m.entries {
 		if mt.stored == nil || len(mt.changes) == 0 {
 			continue
@@ -457,6 +466,74 @@ func (s *Service) guard(ctx context.Context, m *remapped) error {
 	}
 	return nil
 }
+
+// deleted finds, for each resource the mapping makes that is not stored,
+// whether the record wrote it and it is deleted since (its place in the
+// record's last answer, or its deterministic id, reads as gone): a
+// replay does not bring a deleted resource back. A deletion that a later
+// version of the record wrote (a withdrawal, in either form of the
+// record: own and other are the versions its Provenances list) is the
+// record's own: nothing to report; one by another writer (a client's
+// DELETE) is reported, left as it is.
+func (s *Service) deleted(ctx context.Context, m *remapped, own, other map[string]int64) error {
+	var resp fhirwire.Bundle
+	_ = json.Unmarshal(m.l.Response, &resp)
+	var nested map[string]int64 // the versions the nested records' Provenances list
+	for _, mt := range m.entries {
+		if mt.stored != nil {
+			continue
+		}
+		e := m.res.Entries[mt.i]
+		var typ, id string
+		if mt.i < len(resp.Entry) && resp.Entry[mt.i].Response != nil {
+			parts := strings.Split(resp.Entry[mt.i].Response.Location, "/")
+			if len(parts) >= 2 && parts[0] == e.ResourceType {
+				typ, id = parts[0], parts[1]
+			}
+		}
+		if id == "" && e.Method == fhir.HTTPVerbPUT && !strings.Contains(e.URL, "?") {
+			t, i, _ := strings.Cut(e.URL, "/")
+			typ, id = t, ingest.ResourceID(m.l.Tenant, i)
+		}
+		if id == "" {
+			continue
+		}
+		r, err := s.cfg.Store.Read(ctx, typ, id)
+		if !errors.Is(err, store.ErrGone) {
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+			continue
+		}
+		if r == nil || r.Tenant != m.l.Tenant {
+			continue
+		}
+		mt.gone = typ + "/" + id
+		if sess, ok := m.rec.(*mapping.Session); ok && e.Record != "" && nested == nil {
+			nested = map[string]int64{}
+			kind, rid := nestedAt(sess, e.Record)
+			if rid != "" {
+				ps, err := s.provenances(ctx, m.l.Tenant, mapping.RecordSystem(s.cfg.IdentifierBase, recordSource(m.l), kind), rid)
+				if err != nil {
+					return err
+				}
+				for _, p := range ps {
+					for ref, v := range p.targets {
+						nested[ref] = max(nested[ref], v)
+					}
+				}
+			}
+		}
+		if v := r.Version; own[mt.gone] != v && other[mt.gone] != v && nested[mt.gone] != v {
+			mt.skipped = skippedDeleted
+		}
+	}
+	return nil
+}
+
+// skippedDeleted is why a resource deleted since by another writer is
+// not made again.
+const skippedDeleted = "the resource was deleted since by another source (a client's DELETE); a replay does not bring it back"
 
 // written is what one Provenance says: the record it is of (its first
 // entity's identifier, "system|value") and the resource versions it
@@ -574,6 +651,10 @@ func (m *remapped) diffs() []ResourceDiff {
 	var out []ResourceDiff
 	for _, mt := range m.entries {
 		switch {
+		case mt.gone != "" && mt.skipped == "":
+			// deleted since by a later version of the record: its own
+		case mt.gone != "":
+			out = append(out, ResourceDiff{Resource: mt.gone, Change: OpAdded, Skipped: mt.skipped})
 		case mt.stored == nil:
 			out = append(out, ResourceDiff{Resource: m.res.Entries[mt.i].ResourceType, Change: OpAdded})
 		case len(mt.changes) > 0:

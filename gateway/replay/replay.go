@@ -48,6 +48,8 @@ import (
 type Store interface {
 	store.Bulk
 	Search(ctx context.Context, q *search.Query) (*store.Page, error)
+	// Read is the current version (ErrGone with the deletion's metadata).
+	Read(ctx context.Context, typ, id string) (*store.Resource, error)
 	Deliveries(ctx context.Context, f store.DeliveryFilter) ([]*store.OutboxItem, error)
 }
 
