@@ -263,9 +263,13 @@ func newConceptTable() conceptTable {
 		{"ae.criterion.death", SystemAESerious, "SeriousResultsInDeath", "Results in death", false},
 		{"ae.criterion.life-threatening", SystemAESerious, "SeriousIsLifeThreatening", "Is Life-threatening", false},
 		{"ae.criterion.hospitalization", SystemAESerious, "SeriousResultsInHospitalization", "Requires or prolongs inpatient hospitalization", false},
-		{"ae.criterion.disability", SystemAESerious, "SeriousResultsInPersistentOrSignificantDisability", "Results in persistent or significant disability/incapacity", false},
-		{"ae.criterion.congenital-anomaly", SystemAESerious, "SeriousResultsInCongenitalAnomaly", "Is a congenital anomaly/birth defect", false},
-		{"ae.criterion.medically-important", SystemAESerious, "SeriousIsMedicallyImportant", "Is medically important", false},
+		{"ae.criterion.disability", SystemAESerious, "SeriousResultsInDisability", "Results in persistent or significant disability/incapacity", false},
+		{"ae.criterion.congenital-anomaly", SystemAESerious, "SeriousIsBirthDefect", "Is a congenital anomaly/birth defect", false},
+		// R4 has no "medically important" code: its definition of
+		// SeriousRequiresPreventImpairment is "requires intervention to
+		// prevent permanent impairment or damage (i.e., an important medical
+		// event that requires medical judgement)", ICH E2A's sixth criterion.
+		{"ae.criterion.medically-important", SystemAESerious, "SeriousRequiresPreventImpairment", "Requires intervention to prevent permanent impairment", false},
 		{"ae.outcome.resolved", SystemAEOutcome, "resolved", "Resolved", false},
 		{"ae.outcome.recovering", SystemAEOutcome, "recovering", "Recovering", false},
 		{"ae.outcome.ongoing", SystemAEOutcome, "ongoing", "Ongoing", false},
