@@ -51,6 +51,9 @@ func checkAssessment(a *AssessmentBody, p string, v *violations) {
 		valid++
 	}
 	itemsOK := len(*v) == before // total checks would only repeat an item's fault
+	if in.yesNo() && itemsOK {
+		checkSkipLogic(a, p, v)
+	}
 	switch {
 	case in.items > 0 && len(a.Items) == 0 && a.Total == nil:
 		v.add("assessment.empty", p+"/items", "an assessment needs its items, its total or both")
@@ -66,6 +69,54 @@ func checkAssessment(a *AssessmentBody, p string, v *violations) {
 		} else if valid == in.items && in.total(scores) != *a.Total {
 			v.add("assessment.total-mismatch", p+"/total", "total does not equal the %s scoring rule applied to the items", in.name)
 		}
+	}
+}
+
+// checkSkipLogic refuses C-SSRS screener answers the form cannot give:
+// questions 3-5 are asked only when question 2 is yes, question 7 only
+// when question 6 is yes (LOINC 93373-9), so a yes to one of them after a
+// no to the question it depends on contradicts it. One issue per
+// contradicting answer, at that answer.
+func checkSkipLogic(a *AssessmentBody, p string, v *violations) {
+	answers := map[int]bool{}
+	for _, it := range a.Items {
+		answers[it.Number] = *it.Answer
+	}
+	for i, it := range a.Items {
+		ip := fmt.Sprintf("%s/items/%d/answer", p, i)
+		switch {
+		case it.Number >= 3 && it.Number <= 5 && *it.Answer && answeredNo(answers, 2):
+			v.add("assessment.skip-logic", ip, "C-SSRS screener question %d is asked only when question 2 is yes, and question 2 is answered no; correct the one that is wrong", it.Number)
+		case it.Number == 7 && *it.Answer && answeredNo(answers, 6):
+			v.add("assessment.skip-logic", ip, "C-SSRS screener question 6 'within the past 3 months' (item 7) is asked only when question 6 (item 6) is yes, and item 6 is answered no; correct the one that is wrong")
+		}
+	}
+}
+
+// assessmentWarnings reports what an assessment at pointer p leaves
+// unknown that its reader must know: a C-SSRS screener whose answers do
+// not settle the risk level, and a PHQ-9 that does not tell item 9
+// (thoughts of death or self-harm) among the items it sends.
+func assessmentWarnings(a *AssessmentBody, p string, w *violations) {
+	switch a.Instrument {
+	case "C-SSRS-screener":
+		answers := map[int]bool{}
+		for _, it := range a.Items {
+			answers[it.Number] = *it.Answer
+		}
+		if lo, hi := cssrsRiskBounds(answers); lo != hi && len(a.Items) > 0 {
+			w.add("assessment.cssrs-incomplete", p+"/items", "the C-SSRS screener's answers do not settle the suicide risk level (questions 1, 2 and 6 are always asked, 3-5 when 2 is yes, 7 when 6 is yes): the risk level is charted unknown (dataAbsentReason), not as no risk, and any yes still raises the safety Flag; send the unanswered questions in a new version when they are asked")
+		}
+	case "PHQ-9":
+		if len(a.Items) == 0 { // the total only: no item claimed (mapping.md)
+			return
+		}
+		for _, it := range a.Items {
+			if it.Number == 9 {
+				return
+			}
+		}
+		w.add("assessment.phq9-item9-unanswered", p+"/items", "the PHQ-9 does not tell item 9 (thoughts of being better off dead or of self-harm): no safety Flag is raised from it, which does not mean the patient has no such thoughts; send item 9 when it was asked")
 	}
 }
 
@@ -144,8 +195,15 @@ func (m *mapper) assessment(a *AssessmentBody, recordID, sessionInBundle string)
 	switch {
 	case in.yesNo() && len(items) > 0:
 		o := obs(tid, cc("", tkey), "kg-survey-score")
-		risk := cssrsRisk(yes)
-		o.ValueCodeableConcept = ptr(cc("", risk))
+		// An unanswered question is unknown, not no: only a level the
+		// answers settle is charted; otherwise the level is absent and the
+		// lowest level the answers allow decides the Flag.
+		risk, highest := cssrsRiskBounds(yes)
+		if risk == highest {
+			o.ValueCodeableConcept = ptr(cc("", risk))
+		} else {
+			o.DataAbsentReason = ptr(cc("", "data-absent.unknown"))
+		}
 		signal = &safetySignal{flag: "flag.cssrs", source: tid, positive: safety.cssrsFlags(risk)}
 		o.Interpretation = signal.interpretation()
 		o.DerivedFrom = itemRefs

@@ -28,6 +28,7 @@ const (
 	SystemV2IDType    = "http://terminology.hl7.org/CodeSystem/v2-0203"
 	SystemV3Interp    = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
 	SystemFlagCat     = "http://terminology.hl7.org/CodeSystem/flag-category"
+	SystemDataAbsent  = "http://terminology.hl7.org/CodeSystem/data-absent-reason"
 
 	// Canonical is the project's canonical base for the profiles, code
 	// systems, extensions and search parameters it publishes.
@@ -135,6 +136,7 @@ func newConceptTable() conceptTable {
 		{"cssrs.risk.low", SystemLocal, "cssrs-risk-low", "Low suicide risk (C-SSRS screener)", false},
 		{"cssrs.risk.moderate", SystemLocal, "cssrs-risk-moderate", "Moderate suicide risk (C-SSRS screener)", false},
 		{"cssrs.risk.high", SystemLocal, "cssrs-risk-high", "High suicide risk (C-SSRS screener)", false},
+		{"data-absent.unknown", SystemDataAbsent, "unknown", "Unknown", false},
 
 		// Local scales without LOINC codes (items are appended below).
 		{"madrs.panel", SystemLocal, "madrs", "Montgomery-Asberg Depression Rating Scale (MADRS) panel", false},

@@ -107,3 +107,32 @@ func cssrsRisk(yes map[int]bool) string {
 		return "cssrs.risk.none"
 	}
 }
+
+// cssrsRiskBounds derives the lowest and the highest risk level the
+// screener's answers (by item number; unanswered items absent) allow. The
+// form (LOINC 93373-9) always asks 1, 2 and 6, asks 3-5 only when 2 is yes
+// and 7 only when 6 is yes, so an unanswered question may have been yes
+// unless the question it depends on was answered no. The risk level is
+// known when both bounds agree.
+func cssrsRiskBounds(answers map[int]bool) (lowest, highest string) {
+	low, high := map[int]bool{}, map[int]bool{}
+	for n := 1; n <= 7; n++ {
+		a, answered := answers[n]
+		switch {
+		case answered:
+			low[n], high[n] = a, a
+		case n >= 3 && n <= 5:
+			high[n] = !(answeredNo(answers, 2))
+		case n == 7:
+			high[n] = !(answeredNo(answers, 6))
+		default:
+			high[n] = true
+		}
+	}
+	return cssrsRisk(low), cssrsRisk(high)
+}
+
+func answeredNo(answers map[int]bool, n int) bool {
+	a, ok := answers[n]
+	return ok && !a
+}

@@ -126,6 +126,11 @@ type Result struct {
 	// Source is the record's source (system, record id, version).
 	Source  Source
 	Entries []Entry
+	// Warnings are what the record leaves unknown that a clinician reading
+	// it must know (an incomplete suicide screen): the record is mapped
+	// and stored all the same, and the answer carries them as warning
+	// issues. Never a value from the record.
+	Warnings []Violation
 }
 
 // Map checks rec's clinical rules and maps it. It returns a *RuleError when a
@@ -147,7 +152,24 @@ func Map(rec Record, opts Options) (*Result, error) {
 	case *Session:
 		m.session(r)
 	}
-	return &Result{Kind: rec.Kind(), Source: rec.Env().Source, Entries: m.entries}, nil
+	return &Result{Kind: rec.Kind(), Source: rec.Env().Source, Entries: m.entries, Warnings: warnings(rec)}, nil
+}
+
+// warnings collects the warnings of a checked record, in pointer order.
+func warnings(rec Record) []Violation {
+	var w violations
+	switch r := rec.(type) {
+	case *Assessment:
+		assessmentWarnings(&r.AssessmentBody, "", &w)
+	case *Session:
+		for i := range r.Assessments {
+			assessmentWarnings(&r.Assessments[i], fmt.Sprintf("/assessments/%d", i), &w)
+		}
+	}
+	if len(w) == 0 {
+		return nil
+	}
+	return w.err(rec.Kind()).(*RuleError).Violations
 }
 
 // Transaction renders the result as a FHIR transaction Bundle in the

@@ -347,7 +347,7 @@ func TestCSSRSFlag(t *testing.T) {
 		{"low, threshold moderate", screener(2), level("moderate"), ""},
 		{"method (moderate), threshold moderate", screener(1, 2, 3), level("moderate"), "active"},
 		{"moderate, threshold high", screener(6), level("high"), ""},
-		{"behaviour in 3 months (high), threshold high", screener(7), level("high"), "active"},
+		{"behaviour in 3 months (high), threshold high", screener(6, 7), level("high"), "active"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

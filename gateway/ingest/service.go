@@ -479,7 +479,8 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 		sc.Description += fmt.Sprintf("; not delivered to %s (%s)", strings.Join(notSent, ", "), engine.RuleSourceOtherTenant)
 	}
 	b := s.engine.Response(fhirwire.TypeTransactionResponse, entries, nil, ans)
-	if err := warn(&b, append(demographicsWarning(id.unapplied), notSentWarning(notSent)...)); err != nil {
+	warnings := append(mappingWarnings(res.Warnings), demographicsWarning(id.unapplied)...)
+	if err := warn(&b, append(warnings, notSentWarning(notSent)...)); err != nil {
 		return nil, false, err
 	}
 	if len(id.unapplied) > 0 {
@@ -694,6 +695,18 @@ func notSentWarning(notSent []string) []outcome.Issue {
 				"the identifiers the gateway mints from it (patients, records) would be the same for both clinics' " +
 				"patients; give this clinic's system its own source.system name (for example with the clinic's name " +
 				"appended) to have its records delivered, or ask the gateway's operator"})
+	}
+	return issues
+}
+
+// mappingWarnings are the mapping's warnings (what the record leaves
+// unknown that a clinician must know, mapping.Result.Warnings) as warning
+// issues of the answer.
+func mappingWarnings(ws []mapping.Violation) []outcome.Issue {
+	var issues []outcome.Issue
+	for _, w := range ws {
+		issues = append(issues, outcome.Issue{Severity: "warning", Code: "business-rule", Rule: w.Rule,
+			Pointer: w.Pointer, Expression: w.Expression, Message: "the record is stored; " + w.Message})
 	}
 	return issues
 }

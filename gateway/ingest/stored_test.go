@@ -1151,3 +1151,57 @@ func TestSessionUpdatesNestedRecords(t *testing.T) {
 		t.Errorf("VA-1 written again: version %v", hr["meta"].(map[string]any)["versionId"])
 	}
 }
+
+// TestMappingWarnings: what a stored record leaves unknown that a clinician
+// must know (an incomplete C-SSRS screener) is a warning issue in the
+// answer, at the record's pointer and with the rule, never a value; the
+// same record again gets the same answer.
+func TestMappingWarnings(t *testing.T) {
+	g := newGateway(t, app.Config{})
+	screener := `"instrument": "C-SSRS-screener", "takenAt": "2026-03-02T08:45:00-05:00", "items": [{"number": 1, "answer": false}]`
+	for _, tc := range []struct {
+		name, doc string
+		want      string
+	}{
+		{"incomplete screener", rec("A-1", "1", "P-1", "", screener), "warning assessment.cssrs-incomplete /items"},
+		{"the same again", rec("A-1", "1", "P-1", "", screener), "warning assessment.cssrs-incomplete /items"},
+		{"complete screener", rec("A-2", "1", "P-1", "", strings.Replace(screener, `false}]`, `false}, {"number": 2, "answer": false}, {"number": 6, "answer": false}]`, 1)), ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sc := auditlog.NewScope("ingest", &auth.Principal{ClientID: "test"})
+			answer, err := g.a.Ingest.Ingest(context.Background(), sc, mapping.KindAssessment, []byte(tc.doc), false, engine.Answer{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var b struct {
+				Entry []struct {
+					Response struct {
+						Outcome *struct {
+							Issue []struct {
+								Severity string
+								Details  struct{ Coding []struct{ Code string } }
+								Location []string
+							}
+						}
+					}
+				}
+			}
+			if err := json.Unmarshal(answer, &b); err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			if oo := b.Entry[0].Response.Outcome; oo != nil {
+				for _, is := range oo.Issue {
+					code := ""
+					if len(is.Details.Coding) == 1 {
+						code = is.Details.Coding[0].Code
+					}
+					got = append(got, is.Severity+" "+code+" "+strings.Join(is.Location, ","))
+				}
+			}
+			if strings.Join(got, "; ") != tc.want {
+				t.Errorf("issues %q, want %q", got, tc.want)
+			}
+		})
+	}
+}

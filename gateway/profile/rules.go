@@ -28,7 +28,7 @@ func Rules() []Rule {
 		{"profile.category", "the Observation has the category of its profile (survey, vital-signs)"},
 		{"profile.panel-members", "a survey panel lists its answers in hasMember"},
 		{"profile.item-answer", "a survey item carries valueCodeableConcept"},
-		{"profile.score-value", "a score is valueQuantity with UCUM {score}, valueInteger, or a coded level; never valueString"},
+		{"profile.score-value", "a score is valueQuantity with UCUM {score}, valueInteger, or a coded level, or, when it cannot be derived, no value and a dataAbsentReason; never valueString"},
 		{"profile.vital-quantity", "a vital sign has a UCUM valueQuantity (value, unit, system, code), components, or a dataAbsentReason"},
 		{"profile.vital-unit", "a vital sign's unit is one of the gateway's vital-sign units (ValueSet kg-vital-sign-units)"},
 		{"profile.part-of-session", "the drug given is partOf the session Procedure"},

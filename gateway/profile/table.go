@@ -54,7 +54,10 @@ func Profiles() []Profile {
 		survey("kg-survey-score", "Ketamine-therapy gateway assessment score",
 			"An instrument's total score (valueQuantity in UCUM {score}, or valueInteger) or derived level (valueCodeableConcept), with its severity band in interpretation.",
 			vsURL("kg-survey-score-codes"),
-			el("Observation.value[x]", "profile.score-value", atLeast(1), types("Quantity", "integer", "CodeableConcept"),
+			// A level the answers do not settle (an incomplete C-SSRS
+			// screener) has no value and a dataAbsentReason instead.
+			el("Observation", "", invariant("profile.score-value", "value.exists() or dataAbsentReason.exists()")),
+			el("Observation.value[x]", "profile.score-value", types("Quantity", "integer", "CodeableConcept"),
 				slicedBy("open", "type", "$this"), mustSupport()),
 			el("Observation.value[x]:valueQuantity", "", types("Quantity")),
 			el("Observation.value[x]:valueQuantity.system", "", atLeast(1), fixed("Uri", mapping.SystemUCUM)),

@@ -144,8 +144,9 @@ func valueSetDefs() []valueSetDef {
 }
 
 // hl7Bound are the code-table keys whose element is bound to an HL7 value
-// set, not one of the gateway's.
-var hl7Bound = []string{"category.", "ae.severity.", "ae.serious.", "ae.outcome.", "ae.causality.", "flag.category.", "idtype.", "security."}
+// set, not one of the gateway's (data-absent.: Observation.dataAbsentReason,
+// bound by R4 to data-absent-reason).
+var hl7Bound = []string{"category.", "ae.severity.", "ae.serious.", "ae.outcome.", "ae.causality.", "flag.category.", "idtype.", "security.", "data-absent."}
 
 // vitalUnits are the UCUM units of the mapped vital signs (ValueSet
 // kg-vital-sign-units, bound required by kg-vital-signs).

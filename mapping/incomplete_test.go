@@ -1,0 +1,122 @@
+package mapping_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/ketamine-gateway/ketamine-gateway/mapping"
+)
+
+// mapWarnings maps a record and returns its resources decoded and the
+// warnings of the mapping ("rule at pointer").
+func mapWarnings(t *testing.T, kind mapping.Kind, record string) ([]map[string]any, []string) {
+	t.Helper()
+	rec, err := mapping.Decode(kind, []byte(record))
+	if err != nil {
+		t.Fatalf("Decode: %v", err)
+	}
+	res, err := mapping.Map(rec, mapping.Options{})
+	if err != nil {
+		t.Fatalf("Map: %v", describe(err))
+	}
+	var out []map[string]any
+	for _, e := range res.Entries {
+		raw, _ := mapping.MarshalResource(e.Resource)
+		var m map[string]any
+		_ = json.Unmarshal(raw, &m)
+		out = append(out, m)
+	}
+	var warnings []string
+	for _, w := range res.Warnings {
+		if w.Message == "" || w.Expression == "" {
+			t.Errorf("warning %s: message %q, expression %q for pointer %s", w.Rule, w.Message, w.Expression, w.Pointer)
+		}
+		warnings = append(warnings, w.Rule+" at "+w.Pointer)
+	}
+	return out, warnings
+}
+
+// TestCSSRSIncomplete: a screener whose answers do not settle the risk
+// level (the form always asks 1, 2 and 6; 3-5 when 2 is yes; 7 when 6 is
+// yes) charts the risk level with no value and dataAbsentReason unknown,
+// never "no risk", with a warning; answered yeses still raise the Flag.
+func TestCSSRSIncomplete(t *testing.T) {
+	screener := func(answers ...string) string {
+		var items []string
+		for _, a := range answers { // "1y", "2n"
+			items = append(items, fmt.Sprintf(`{"number": %s, "answer": %t}`, a[:1], a[1] == 'y'))
+		}
+		return `{` + envelope + `, "instrument": "C-SSRS-screener", "takenAt": "2026-05-20T09:00:00Z", "items": [` +
+			strings.Join(items, ", ") + `]}`
+	}
+	tests := []struct {
+		name, rec string
+		risk      string // the risk level code, or "absent"
+		flag      string
+		warning   bool
+	}{
+		{"only Q1 no", screener("1n"), "absent", "", true},
+		{"Q1 and Q2 no, Q6 unanswered", screener("1n", "2n"), "absent", "", true},
+		{"Q1 yes only: at least low", screener("1y"), "absent", "active", true},
+		{"Q6 yes, Q7 unanswered: moderate or high", screener("1n", "2n", "6y"), "absent", "active", true},
+		{"Q2 yes, Q3-5 unanswered: low or more", screener("1n", "2y", "6n"), "absent", "active", true},
+		{"Q1, Q2, Q6 no: none", screener("1n", "2n", "6n"), "cssrs-risk-none", "", false},
+		{"Q4 yes settles high", screener("1y", "2y", "4y"), "cssrs-risk-high", "active", false},
+		{"Q2 yes, Q3-5 no, Q6 no: low", screener("1n", "2y", "3n", "4n", "5n", "6n"), "cssrs-risk-low", "active", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			res, warnings := mapWarnings(t, mapping.KindAssessment, tc.rec)
+			risk, flag := "", ""
+			for _, r := range res {
+				switch {
+				case r["resourceType"] == "Flag":
+					flag = r["status"].(string)
+				case r["resourceType"] == "Observation" && loinc(r) == "93374-7":
+					if v, ok := r["valueCodeableConcept"].(map[string]any); ok {
+						risk = v["coding"].([]any)[0].(map[string]any)["code"].(string)
+					} else if dar, ok := r["dataAbsentReason"].(map[string]any); ok &&
+						dar["coding"].([]any)[0].(map[string]any)["code"] == "unknown" {
+						risk = "absent"
+					}
+				}
+			}
+			wantWarnings := ""
+			if tc.warning {
+				wantWarnings = "assessment.cssrs-incomplete at /items"
+			}
+			if risk != tc.risk || flag != tc.flag || strings.Join(warnings, "; ") != wantWarnings {
+				t.Errorf("risk %q, flag %q, warnings %v; want %q, %q, %q", risk, flag, warnings, tc.risk, tc.flag, wantWarnings)
+			}
+		})
+	}
+}
+
+// TestPHQ9Item9Unanswered: a PHQ-9 sent with its items but not item 9 says
+// so in a warning: no Flag is not "no suicidal thoughts". A PHQ-9 sent as
+// its total only claims no item (documented), so it is not warned on.
+func TestPHQ9Item9Unanswered(t *testing.T) {
+	items := func(n int) string {
+		var its []string
+		for i := 1; i <= n; i++ {
+			its = append(its, fmt.Sprintf(`{"number": %d, "score": 0}`, i))
+		}
+		return strings.Join(its, ", ")
+	}
+	tests := []struct{ name, body, want string }{
+		{"items 1-8", `"items": [` + items(8) + `]`, "assessment.phq9-item9-unanswered at /items"},
+		{"total only (item-level data not claimed)", `"total": 12`, ""},
+		{"all nine items", `"items": [` + items(9) + `]`, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := `{` + envelope + `, "instrument": "PHQ-9", "takenAt": "2026-05-20T09:00:00Z", ` + tc.body + `}`
+			_, warnings := mapWarnings(t, mapping.KindAssessment, rec)
+			if got := strings.Join(warnings, "; "); got != tc.want {
+				t.Errorf("warnings %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
