@@ -107,6 +107,14 @@ func (m *mapper) adverseEvent(ae *AdverseEventBody, recordID string, sessionInBu
 	id := m.ident(nsAdverseEvent, recordID)
 	rid := id.uuid()
 	url := "AdverseEvent/" + rid
+	// An event of suicidal ideation flags the patient, as a positive
+	// suicide screen does (the Flag points at the AdverseEvent); a
+	// withdrawn one marks its Flag entered-in-error.
+	defer func() {
+		if ae.Event == "suicidal-ideation" {
+			m.flag(id, safetySignal{flag: "flag.suicidal-ideation-event", source: id, positive: true}, ae.OnsetAt, m.practitioner(ae.Recorder))
+		}
+	}()
 	if m.withdrawn {
 		m.entries = append(m.entries, Entry{FullURL: id.fullURL(), ResourceType: "AdverseEvent",
 			IdentifierSystem: id.System, IdentifierValue: id.Value, Method: fhir.HTTPVerbDELETE, URL: url})

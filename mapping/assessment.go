@@ -163,8 +163,8 @@ func (m *mapper) assessment(a *AssessmentBody, recordID, sessionInBundle string)
 		} else {
 			scores = append(scores, *it.Score)
 			o.ValueCodeableConcept = ptr(ordinalAnswer(in.answer(*it.Score), *it.Score))
-			if in.key == "phq9" && it.Number == 9 {
-				signal = &safetySignal{flag: "flag.phq9-item9", source: iid, positive: *it.Score >= safety.PHQ9Item9}
+			if flag, min, ok := safety.suicideItem(in.key, it.Number); ok {
+				signal = &safetySignal{flag: flag, source: iid, positive: *it.Score >= min}
 				o.Interpretation = signal.interpretation()
 			}
 		}

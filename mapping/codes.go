@@ -169,6 +169,9 @@ func newConceptTable() conceptTable {
 		{"flag.category.safety", SystemFlagCat, "safety", "Safety", false},
 		{"flag.phq9-item9", SystemLocal, "flag-phq9-item9", "PHQ-9 item 9 positive: thoughts of being better off dead or of self-harm", false},
 		{"flag.cssrs", SystemLocal, "flag-cssrs-positive", "C-SSRS screener positive for suicide risk", false},
+		{"flag.madrs-item10", SystemLocal, "flag-madrs-item10", "MADRS item 10 (suicidal thoughts) at or above the safety threshold", false},
+		{"flag.qids-item12", SystemLocal, "flag-qids-item12", "QIDS-SR16 item 12 (thoughts of death or suicide) at or above the safety threshold", false},
+		{"flag.suicidal-ideation-event", SystemLocal, "flag-suicidal-ideation-event", "Suicidal ideation recorded as an adverse event", false},
 
 		// Vital signs.
 		{"vitals.bp", SystemLOINC, "85354-9", "Blood pressure panel with all children optional", false},

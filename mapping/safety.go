@@ -16,6 +16,12 @@ type Safety struct {
 	// PHQ9Item9 flags a PHQ-9 whose item 9 ("thoughts that you would be
 	// better off dead, or of hurting yourself") scores at least this (1-3).
 	PHQ9Item9 int
+	// MADRSItem10 flags a MADRS whose item 10 (suicidal thoughts, 0-6)
+	// scores at least this (1-6).
+	MADRSItem10 int
+	// QIDSItem12 flags a QIDS-SR16 whose item 12 (thoughts of death or
+	// suicide, 0-3) scores at least this (1-3).
+	QIDSItem12 int
 	// CSSRSRisk flags a C-SSRS screener whose derived risk level is at
 	// least this: "low", "moderate" or "high".
 	CSSRSRisk string
@@ -39,6 +45,18 @@ type Limits struct {
 //   - PHQ-9 item 9 >= 1: any answer other than "not at all" to item 9
 //     warrants a suicide risk assessment (Kroenke, Spitzer, Williams 2001,
 //     J Gen Intern Med 16:606; the PHQ-9 instructions).
+//   - MADRS item 10 >= 4: the anchor "Long for death. Suicidal thoughts
+//     are common, and suicide is considered as a possible solution, but
+//     without specific plans or intention" (Montgomery & Asberg 1979, Br J
+//     Psychiatry 134:382); 2 is fleeting thoughts, 6 explicit plans. Trials
+//     of ketamine and esketamine use item 10 >= 4 as active suicidal
+//     ideation (e.g. the ASPIRE esketamine trials' MADRS-SI; Fu et al.
+//     2020, J Clin Psychiatry 81:19m13191).
+//   - QIDS-SR16 item 12 >= 2: "I think of suicide or death several times a
+//     week for several minutes" (2) or more, against 1 "I feel that life is
+//     empty or wonder if it's worth living" (Rush et al. 2003, Biol
+//     Psychiatry 54:573); 2 and 3 name suicide itself.
+//   - An adverse event of suicidal ideation always flags (not configurable).
 //   - C-SSRS screener at low risk or above, i.e. any "yes": the Columbia
 //     Protocol screener triage (Posner et al. 2011, Am J Psychiatry 168:1266;
 //     the Columbia Lighthouse Project's screen versions).
@@ -61,6 +79,8 @@ type Limits struct {
 func DefaultSafety() Safety {
 	return Safety{
 		PHQ9Item9:         1,
+		MADRSItem10:       4,
+		QIDSItem12:        2,
 		CSSRSRisk:         "low",
 		AdverseEventGrade: 3,
 		Systolic:          Limits{High: 140, CriticalHigh: 180, Low: 90},
@@ -80,6 +100,12 @@ var cssrsLevels = map[string]int{"none": 0, "low": 1, "moderate": 2, "high": 3}
 func (s Safety) Validate() error {
 	if s.PHQ9Item9 < 1 || s.PHQ9Item9 > 3 {
 		return errors.New("phq9Item9Min must be 1, 2 or 3")
+	}
+	if s.MADRSItem10 < 1 || s.MADRSItem10 > 6 {
+		return errors.New("madrsItem10Min must be 1 to 6")
+	}
+	if s.QIDSItem12 < 1 || s.QIDSItem12 > 3 {
+		return errors.New("qidsItem12Min must be 1, 2 or 3")
 	}
 	if lvl, ok := cssrsLevels[s.CSSRSRisk]; !ok || lvl == 0 {
 		return errors.New("cssrsMinRisk must be low, moderate or high")
@@ -156,6 +182,20 @@ func celsius(v float64, unit string) float64 {
 		return math.Round((v-32)*5/9*100) / 100
 	}
 	return v
+}
+
+// suicideItem is an item of an instrument that asks about suicidal
+// thoughts: the flag it raises (code table key) and its threshold.
+func (s Safety) suicideItem(instrumentKey string, number int) (flag string, min int, ok bool) {
+	switch {
+	case instrumentKey == "phq9" && number == 9:
+		return "flag.phq9-item9", s.PHQ9Item9, true
+	case instrumentKey == "madrs" && number == 10:
+		return "flag.madrs-item10", s.MADRSItem10, true
+	case instrumentKey == "qids" && number == 12:
+		return "flag.qids-item12", s.QIDSItem12, true
+	}
+	return "", 0, false
 }
 
 // cssrsFlags reports whether a C-SSRS screener risk level key

@@ -26,6 +26,8 @@ type safetyConfig struct {
 // safetyOverride is one set of overrides.
 type safetyOverride struct {
 	PHQ9Item9Min         *int                      `json:"phq9Item9Min"`
+	MADRSItem10Min       *int                      `json:"madrsItem10Min"`
+	QIDSItem12Min        *int                      `json:"qidsItem12Min"`
 	CSSRSMinRisk         *string                   `json:"cssrsMinRisk"`
 	AdverseEventMinGrade *int                      `json:"adverseEventMinGrade"`
 	Vitals               map[string]limitsOverride `json:"vitals"`
@@ -44,6 +46,8 @@ type limitsOverride struct {
 func (o safetyOverride) apply(base mapping.Safety) (mapping.Safety, error) {
 	s := base
 	set(&s.PHQ9Item9, o.PHQ9Item9Min)
+	set(&s.MADRSItem10, o.MADRSItem10Min)
+	set(&s.QIDSItem12, o.QIDSItem12Min)
 	set(&s.CSSRSRisk, o.CSSRSMinRisk)
 	set(&s.AdverseEventGrade, o.AdverseEventMinGrade)
 	limits := map[string]*mapping.Limits{"systolic": &s.Systolic, "diastolic": &s.Diastolic, "heartRate": &s.HeartRate,

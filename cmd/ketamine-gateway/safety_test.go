@@ -15,7 +15,7 @@ import (
 // nonsense is refused naming the setting.
 func TestSafetyConfig(t *testing.T) {
 	fc, err := readConfig(writeTemp(t, "c.json", `{"safety": {
-		"phq9Item9Min": 2,
+		"phq9Item9Min": 2, "madrsItem10Min": 5, "qidsItem12Min": 3,
 		"vitals": {"systolic": {"criticalHigh": 170}},
 		"tenants": {"harbor-clinic": {"cssrsMinRisk": "moderate", "vitals": {"spo2": {"low": 0, "criticalLow": 88}}}}}}`))
 	if err != nil {
@@ -26,7 +26,7 @@ func TestSafetyConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := mapping.DefaultSafety()
-	want.PHQ9Item9, want.Systolic.CriticalHigh = 2, 170
+	want.PHQ9Item9, want.MADRSItem10, want.QIDSItem12, want.Systolic.CriticalHigh = 2, 5, 3, 170
 	if *all != want {
 		t.Errorf("every tenant: %+v, want %+v", *all, want)
 	}
@@ -42,6 +42,8 @@ func TestSafetyConfig(t *testing.T) {
 		"unknown measurement": {`{"safety": {"vitals": {"pulse": {"high": 100}}}}`, "safety.vitals.pulse"},
 		"item 9 of 4":         {`{"safety": {"phq9Item9Min": 4}}`, "safety.phq9Item9Min"},
 		"risk level":          {`{"safety": {"cssrsMinRisk": "any"}}`, "safety.cssrsMinRisk"},
+		"madrs item 10 of 7":  {`{"safety": {"madrsItem10Min": 7}}`, "safety.madrsItem10Min"},
+		"qids item 12 of 0":   {`{"safety": {"tenants": {"t": {"qidsItem12Min": 0}}}}`, "safety.tenants.t.qidsItem12Min"},
 		"limits out of order": {`{"safety": {"tenants": {"t": {"vitals": {"heartRate": {"criticalHigh": 100}}}}}}`, "safety.tenants.t.vitals.heartRate"},
 	} {
 		fc, err := readConfig(writeTemp(t, "c.json", tc.body))

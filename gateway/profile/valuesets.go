@@ -139,7 +139,7 @@ func valueSetDefs() []valueSetDef {
 		{"kg-adverse-event-actions", "Adverse event actions", "What was done about an adverse event (extension adverse-event-action-taken).",
 			prefixed("ae.action.")},
 		{"kg-safety-flag-codes", "Safety flag codes", "What a safety flag says (Flag.code of kg-safety-flag).",
-			prefixed("flag.phq9-item9", "flag.cssrs")},
+			prefixed("flag.phq9-item9", "flag.cssrs", "flag.madrs-item10", "flag.qids-item12", "flag.suicidal-ideation-event")},
 	}
 }
 
