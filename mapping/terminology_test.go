@@ -40,3 +40,19 @@ func TestAESeriousnessCodesAreR4(t *testing.T) {
 		t.Errorf("%d seriousness codes in the table, want the %d of R4", n, len(r4Seriousness))
 	}
 }
+
+// TestSpO2Text: the SpO2 Observation's code.text says what was measured, a
+// pulse-oximeter reading (LOINC 59408-5's meaning), not a blood gas (the
+// display of 2708-6, which the vital-signs profile requires first).
+func TestSpO2Text(t *testing.T) {
+	rec := `{` + envelope + `, "timepoint": "other", "timepointText": "check", "measuredAt": "2026-05-20T10:00:00Z", "spo2": 97}`
+	for _, r := range mapped(t, mapping.KindVitals, rec, mapping.Options{}) {
+		if r["resourceType"] == "Observation" && loinc(r) == "2708-6" {
+			if got := r["code"].(map[string]any)["text"]; got != "Oxygen saturation by pulse oximetry" {
+				t.Errorf("SpO2 code.text = %q, want %q", got, "Oxygen saturation by pulse oximetry")
+			}
+			return
+		}
+	}
+	t.Fatal("no SpO2 Observation")
+}

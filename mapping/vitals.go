@@ -118,6 +118,10 @@ func (m *mapper) vitals(vs *VitalsBody, recordID, sessionInBundle string) {
 	}
 	if s := vs.SpO2; s != nil {
 		add("vitals.spo2", profileOxygenSat, func(o *fhir.Observation) {
+			// The text says what was measured: the first coding is 2708-6
+			// (arterial blood), as the R4 oxygensat profile requires, but
+			// the reading is a pulse oximeter's (59408-5).
+			o.Code.Text = strp(spo2Text)
 			o.ValueQuantity = quantity(*s, "%", "%")
 			o.Interpretation = interpretation(lim.SpO2.interpret(*s))
 		}, "vitals.spo2.pulse-ox")
@@ -134,3 +138,6 @@ func (m *mapper) vitals(vs *VitalsBody, recordID, sessionInBundle string) {
 		})
 	}
 }
+
+// spo2Text is the SpO2 Observation's code.text (LOINC 59408-5's meaning).
+const spo2Text = "Oxygen saturation by pulse oximetry"
