@@ -46,8 +46,12 @@ const (
 // infusion times are recorded to the minute and pumps are stopped by hand.
 const RateTolerance = 0.10
 
-// EsketamineDeviceMg is what one esketamine nasal spray device delivers.
-const EsketamineDeviceMg = 28
+// EsketamineDeviceMg is what one esketamine nasal spray device delivers,
+// in two sprays of EsketamineSprayMg (one per nostril).
+const (
+	EsketamineDeviceMg = 28
+	EsketamineSprayMg  = 14
+)
 
 // minutesBetween is the time from start to end in minutes, computed from
 // seconds so that spans beyond time.Duration's 292 years stay exact.
@@ -95,8 +99,12 @@ func checkInfusion(in *InfusionBody, p string, v *violations) {
 		if t := in.TotalDoseMg; t != nil && !esketamineDoses[*t] {
 			v.add("infusion.dose-plausible", p+"/totalDoseMg", "an esketamine nasal dose is 28, 56 or 84 mg")
 		}
-		if a := in.AdministeredDoseMg; a != nil && math.Mod(*a, EsketamineDeviceMg) != 0 {
-			v.add("infusion.dose-plausible", p+"/administeredDoseMg", "an esketamine nasal dose given is a whole number of %d mg devices (0, 28, 56 or 84 mg)", EsketamineDeviceMg)
+		// A session stopped early may stop between the two sprays of a
+		// device (one per nostril): its dose given is whole sprays.
+		if a := in.AdministeredDoseMg; a != nil && in.Status == "stopped-early" && math.Mod(*a, EsketamineSprayMg) != 0 {
+			v.add("infusion.dose-plausible", p+"/administeredDoseMg", "an esketamine nasal dose given is a whole number of %d mg sprays (two to a %d mg device: 0, 14, 28, 42, ... up to the planned dose)", EsketamineSprayMg, EsketamineDeviceMg)
+		} else if a != nil && in.Status != "stopped-early" && math.Mod(*a, EsketamineDeviceMg) != 0 {
+			v.add("infusion.dose-plausible", p+"/administeredDoseMg", "an esketamine nasal dose given is a whole number of %d mg devices (0, 28, 56 or 84 mg); a session stopped early may end after one spray of a device (%d mg)", EsketamineDeviceMg, EsketamineSprayMg)
 		}
 		if in.DoseMgPerKg != nil {
 			v.add("infusion.iv-only", p+"/doseMgPerKg", "esketamine nasal spray is dosed in %d mg devices, not by weight: leave out doseMgPerKg and send totalDoseMg", EsketamineDeviceMg)
