@@ -179,6 +179,9 @@ func TestRules(t *testing.T) {
 		{"discharge vitals the day after", "session/iv-routine", patch{"/vitals/1/timepoint": "discharge", "/vitals/1/measuredAt": "2026-03-03T09:00:00-05:00"}, "", ""},
 		{"discharge vitals during the infusion", "session/iv-routine", patch{"/vitals/1/timepoint": "discharge", "/vitals/1/measuredAt": "2026-03-02T09:39:59-05:00"}, "session.time-window", "/vitals/1/measuredAt"},
 		{"discharge vitals before the session", "session/iv-routine", patch{"/vitals/1/timepoint": "discharge", "/vitals/1/measuredAt": "2026-03-02T08:00:00-05:00"}, "session.time-window", "/vitals/1/measuredAt"},
+		{"baseline moaas 30 minutes before the start", "session/iv-routine", patch{"/assessments/1/takenAt": "2026-03-02T08:30:00-05:00"}, "", ""},
+		{"baseline moaas 2 hours before the start", "session/iv-routine", patch{"/assessments/1/takenAt": "2026-03-02T07:00:00-05:00"}, "", ""},
+		{"moaas more than 2 hours before the start", "session/iv-routine", patch{"/assessments/1/takenAt": "2026-03-02T06:59:59-05:00"}, "session.time-window", "/assessments/1/takenAt"},
 		{"moaas after the end", "session/iv-routine", patch{"/assessments/1/takenAt": "2026-03-02T12:00:00-05:00"}, "session.time-window", "/assessments/1/takenAt"},
 		{"phq9 before the session is not windowed", "session/iv-routine", patch{"/assessments/0/takenAt": "2026-03-01T08:45:00-05:00"}, "", ""},
 		// Without monitoringEnd, monitoring went on unrecorded: the ratings

@@ -17,7 +17,8 @@ import (
 //     documentation of the visit;
 //   - a measurement taken during the session (vitals at the post-dose-40min
 //     time point, a MOAA/S or CADSS assessment, which rate the drug's acute
-//     sedation and dissociation) lies from infusionStart to the end of
+//     sedation and dissociation) lies from infusionStart (for a MOAA/S or
+//     CADSS rating, BaselineMinutes before it: a baseline) to the end of
 //     monitoring: monitoringEnd, or, when no monitoring end is recorded
 //     (monitoringEnd is optional), up to MaxMonitoringMinutes after
 //     infusionEnd, the latest monitoringEnd the session could have: these
@@ -114,6 +115,28 @@ func (w Window) duringMiss(t time.Time) string {
 	return fmt.Sprintf("this one is more than %d hours after the session's infusionEnd (the session gives no monitoringEnd)", MaxMonitoringMinutes/60)
 }
 
+// BaselineMinutes is how long before the infusion starts a MOAA/S or CADSS
+// rating of the session may be taken: protocols rate sedation and
+// dissociation at baseline, shortly before the dose (with the pre-dose
+// vitals), to compare the ratings after it with.
+const BaselineMinutes = 120
+
+// baselineStart is the earliest time of a baseline rating of the session.
+func (w Window) baselineStart() time.Time { return w.Start.Add(-BaselineMinutes * time.Minute) }
+
+// ratingMiss says where a MOAA/S or CADSS rating taken at t lies outside
+// the session, and what the clinic can do; "" when it fits: from
+// BaselineMinutes before the start to the end of monitoring.
+func (w Window) ratingMiss(t time.Time) string {
+	switch {
+	case t.Before(w.baselineStart()):
+		return fmt.Sprintf("this one is more than %d hours before the session's infusionStart: correct takenAt, or, for a rating that is not the session's baseline, send it on its own without sessionId", BaselineMinutes/60)
+	case t.Before(w.Start):
+		return ""
+	}
+	return w.duringMiss(t)
+}
+
 // preDoseFits reports whether a pre-dose measurement taken at t fits w:
 // not after the infusion started.
 func (w Window) preDoseFits(t time.Time) bool { return !t.After(w.Start) }
@@ -159,8 +182,8 @@ func checkWindowed(rec any, w Window, p string, v *violations) {
 			v.add("session.time-window", p+"/measuredAt", "discharge vitals are measured after the infusion ends; send the measurement under the time point it was taken at")
 		}
 	case *AssessmentBody:
-		if t, ok := parseTime(r.TakenAt); ok && assessmentDuring(r) && !w.duringFits(t) {
-			v.add("session.time-window", p+"/takenAt", "a sedation or dissociation rating of a session is taken from the infusion's start to the end of monitoring; %s", w.duringMiss(t))
+		if t, ok := parseTime(r.TakenAt); ok && assessmentDuring(r) && w.ratingMiss(t) != "" {
+			v.add("session.time-window", p+"/takenAt", "a sedation or dissociation rating of a session is taken from %d hours before the infusion's start (a baseline) to the end of monitoring; %s", BaselineMinutes/60, w.ratingMiss(t))
 		}
 	}
 }
@@ -241,6 +264,9 @@ type Linked struct {
 	// taken during the session; PreDose and Discharge the time of vitals at
 	// those time points; zero when the record has no time the rules check.
 	Onset, During, PreDose, Discharge time.Time
+	// Rating: During is the time of a MOAA/S or CADSS rating, which may be
+	// a baseline taken up to BaselineMinutes before the infusion starts.
+	Rating bool
 	// OtherPatient: the record is about another patient than the session.
 	OtherPatient bool
 	// Causality: an adverse event that judges the session's drug.
@@ -278,6 +304,7 @@ func LinkedOf(doc map[string]any) Linked {
 		switch {
 		case storedDuring(doc):
 			l.During = t
+			l.Rating = storedRating(doc)
 		case storedAt(doc, "timepoint.pre-dose"):
 			l.PreDose = t
 		case storedAt(doc, "timepoint.discharge"):
@@ -339,6 +366,17 @@ func storedDuring(doc map[string]any) bool {
 	}
 	code, _ := doc["code"].(map[string]any)
 	return timepointIn(doc, during) || codedAs(code, during)
+}
+
+// storedRating reports whether a stored Observation is a MOAA/S score or a
+// CADSS panel (a rating, which may be a baseline before the infusion).
+func storedRating(doc map[string]any) bool {
+	ratings := map[string]bool{}
+	for _, key := range []string{"moaas.total", "cadss.panel"} {
+		ratings[concept(key).System+"|"+concept(key).Code] = true
+	}
+	code, _ := doc["code"].(map[string]any)
+	return codedAs(code, ratings)
 }
 
 // storedAt reports whether a stored Observation is a vitals measurement at
@@ -430,9 +468,11 @@ func CheckStored(rec Record, linked []Linked) error {
 		switch {
 		case !l.Onset.IsZero() && l.Causality && !w.onsetFits(l.Onset):
 			add("session.time-window", p+"/infusionStart", "a stored adverse event that judges this session's drug (causality) would start before the infusion")
-		case !l.During.IsZero() && l.During.Before(w.Start):
+		case !l.During.IsZero() && l.Rating && l.During.Before(w.baselineStart()):
+			add("session.time-window", p+"/infusionStart", fmt.Sprintf("a stored sedation or dissociation rating of this session would lie more than %d hours before its start (the earliest baseline)", BaselineMinutes/60))
+		case !l.During.IsZero() && !l.Rating && l.During.Before(w.Start):
 			add("session.time-window", p+"/infusionStart", "a stored measurement taken during this session would lie before its start")
-		case !l.During.IsZero() && !w.duringFits(l.During):
+		case !l.During.IsZero() && !l.During.Before(w.Start) && !w.duringFits(l.During):
 			msg := "a stored measurement taken during this session would lie after its monitoringEnd"
 			if !w.monitored() {
 				msg = fmt.Sprintf("a stored measurement taken during this session would lie more than %d hours after its infusionEnd", MaxMonitoringMinutes/60)

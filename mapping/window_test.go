@@ -84,6 +84,8 @@ func TestCheckLinked(t *testing.T) {
 		{"discharge vitals before the start", mapping.KindVitals, "vitals/post-40min-bp", patch{"/timepoint": "discharge", "/measuredAt": "2026-03-02T08:00:00-05:00"}, stored, "session.time-window", "/measuredAt"},
 		{"discharge vitals after the start", mapping.KindVitals, "vitals/post-40min-bp", patch{"/timepoint": "discharge", "/measuredAt": "2026-03-02T09:30:00-05:00"}, stored, "", ""},
 		{"moaas after the end", mapping.KindAssessment, "assessment/moaas", patch{"/takenAt": "2026-03-02T11:30:00-05:00"}, stored, "session.time-window", "/takenAt"},
+		{"baseline moaas before the start", mapping.KindAssessment, "assessment/moaas", patch{"/takenAt": "2026-03-02T08:15:00-05:00"}, stored, "", ""},
+		{"moaas more than 2 hours before the start", mapping.KindAssessment, "assessment/moaas", patch{"/takenAt": "2026-03-02T06:59:59-05:00"}, stored, "session.time-window", "/takenAt"},
 		{"moaas after the infusion end, no monitoring end", mapping.KindAssessment, "assessment/moaas", patch{"/takenAt": "2026-03-02T09:50:00-05:00"}, noMonitoring, "", ""},
 		{"moaas over a day after the infusion end, no monitoring end", mapping.KindAssessment, "assessment/moaas", patch{"/takenAt": "2026-03-03T09:40:01-05:00"}, noMonitoring, "session.time-window", "/takenAt"},
 		{"ae without causality before the start", mapping.KindAdverseEvent, "adverse-event/nausea", patch{"/onsetAt": "2026-03-02T08:45:00-05:00", "/causality": nil}, stored, "", ""},
@@ -122,6 +124,8 @@ func TestCheckStored(t *testing.T) {
 		{"measurement after the infusion end, no monitoring", mapping.KindInfusion, "infusion/iv-completed", patch{"/monitoringEnd": nil}, mapping.Linked{During: at("2026-03-02T09:50:00-05:00")}, "", ""},
 		{"measurement over a day after the infusion end, no monitoring", mapping.KindInfusion, "infusion/iv-completed", patch{"/monitoringEnd": nil}, mapping.Linked{During: at("2026-03-03T09:40:01-05:00")}, "session.time-window", "/infusionEnd"},
 		{"measurement before the start", mapping.KindInfusion, "infusion/iv-completed", nil, mapping.Linked{During: at("2026-03-02T08:59:00-05:00")}, "session.time-window", "/infusionStart"},
+		{"baseline rating before the start", mapping.KindInfusion, "infusion/iv-completed", nil, mapping.Linked{During: at("2026-03-02T08:00:00-05:00"), Rating: true}, "", ""},
+		{"rating more than 2 hours before the start", mapping.KindInfusion, "infusion/iv-completed", nil, mapping.Linked{During: at("2026-03-02T06:59:00-05:00"), Rating: true}, "session.time-window", "/infusionStart"},
 		{"pre-dose measurement at the start", mapping.KindInfusion, "infusion/iv-completed", nil, mapping.Linked{PreDose: at("2026-03-02T09:00:00-05:00")}, "", ""},
 		{"pre-dose measurement after the start", mapping.KindInfusion, "infusion/iv-completed", nil, mapping.Linked{PreDose: at("2026-03-02T09:00:01-05:00")}, "session.time-window", "/infusionStart"},
 		{"discharge measurement at the infusion end", mapping.KindInfusion, "infusion/iv-completed", nil, mapping.Linked{Discharge: at("2026-03-02T09:40:00-05:00")}, "", ""},
@@ -199,8 +203,8 @@ func TestLinkedOf(t *testing.T) {
 		t.Errorf("adverse event without causality: %+v, want none", l)
 	}
 	post := mapping.LinkedOf(find(mapping.KindVitals, "vitals/post-40min-bp", "Observation", "8867-4"))
-	if post.During.IsZero() {
-		t.Errorf("post-dose vitals: %+v, want a time during the session", post)
+	if post.During.IsZero() || post.Rating {
+		t.Errorf("post-dose vitals: %+v, want a time during the session, not a rating", post)
 	}
 	pre := mapping.LinkedOf(find(mapping.KindVitals, "vitals/pre-dose-full", "Observation", "8867-4"))
 	if !pre.During.IsZero() || !pre.Onset.IsZero() || pre.PreDose.IsZero() || !pre.Discharge.IsZero() {
@@ -211,12 +215,12 @@ func TestLinkedOf(t *testing.T) {
 		t.Errorf("discharge vitals: %+v, want a discharge time only", discharge)
 	}
 	moaas := mapping.LinkedOf(find(mapping.KindAssessment, "assessment/moaas", "Observation", "moaa-s"))
-	if moaas.During.IsZero() {
-		t.Errorf("MOAA/S: %+v, want a time during the session", moaas)
+	if moaas.During.IsZero() || !moaas.Rating {
+		t.Errorf("MOAA/S: %+v, want a rating's time during the session", moaas)
 	}
 	cadss := mapping.LinkedOf(find(mapping.KindAssessment, "assessment/cadss", "Observation", "cadss"))
-	if cadss.During.IsZero() {
-		t.Errorf("CADSS panel: %+v, want a time during the session", cadss)
+	if cadss.During.IsZero() || !cadss.Rating {
+		t.Errorf("CADSS panel: %+v, want a rating's time during the session", cadss)
 	}
 	phq := mapping.LinkedOf(find(mapping.KindAssessment, "assessment/gad7", "Observation", ""))
 	if !phq.During.IsZero() {

@@ -492,9 +492,15 @@ func TestRulesAgainstStoredSession(t *testing.T) {
 		err = g.ingest("", mapping.KindVitals, rec("V-1", "1", "P-1", "",
 			`"sessionId": "S-1", "timepoint": "post-dose-40min", "measuredAt": "2026-03-02T11:00:01-05:00", "heartRate": 80`))
 		wantIssues(t, err, outcome.Unprocessable, "session.time-window", "/measuredAt")
+		// A baseline rating up to 2 hours before the infusion belongs to the
+		// session; before that it does not.
 		err = g.ingest("", mapping.KindAssessment, rec("A-1", "1", "P-1", "",
-			`"sessionId": "S-1", "instrument": "MOAA-S", "takenAt": "2026-03-02T08:59:00-05:00", "total": 5`))
+			`"sessionId": "S-1", "instrument": "MOAA-S", "takenAt": "2026-03-02T06:59:00-05:00", "total": 5`))
 		wantIssues(t, err, outcome.Unprocessable, "session.time-window", "/takenAt")
+		if err := g.ingest("", mapping.KindAssessment, rec("A-2", "1", "P-1", "",
+			`"sessionId": "S-1", "instrument": "MOAA-S", "takenAt": "2026-03-02T08:45:00-05:00", "total": 5`)); err != nil {
+			t.Errorf("baseline MOAA/S 15 minutes before the infusion: %v", err)
+		}
 	})
 	t.Run("adverse event before its session", func(t *testing.T) {
 		g := newGateway(t, app.Config{})
