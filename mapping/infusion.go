@@ -8,10 +8,15 @@ import (
 	fhir "github.com/samply/golang-fhir-models/fhir-models/fhir"
 )
 
-// DoseTolerance is how far a recorded total dose may differ from
-// mg/kg x body weight: 2% of the product, but at least DoseToleranceMg.
+// DoseTolerance is how far a planned total dose may differ from mg/kg x
+// body weight: 2% of the product, but at least DoseRoundingMg, because
+// clinics round the dose to a volume they can draw up, to the nearest 5 mg
+// (0.5 mg/kg x 67 kg = 33.5 mg is drawn up as 35 mg), an error of up to
+// 2.5 mg. DoseToleranceMg is the least tolerance of a dose computed from a
+// rate (infusion.rate-mismatch).
 const (
 	DoseTolerance   = 0.02
+	DoseRoundingMg  = 2.5
 	DoseToleranceMg = 0.5
 )
 
@@ -117,9 +122,9 @@ func checkInfusion(in *InfusionBody, p string, v *violations) {
 	// and its totalDoseMg is not held to one.)
 	if in.Drug != "esketamine-nasal" && in.DoseMgPerKg != nil && in.BodyWeightKg != nil && in.TotalDoseMg != nil {
 		want := *in.DoseMgPerKg * *in.BodyWeightKg
-		if math.Abs(*in.TotalDoseMg-want) > math.Max(DoseTolerance*want, DoseToleranceMg) {
+		if math.Abs(*in.TotalDoseMg-want) > math.Max(DoseTolerance*want, DoseRoundingMg) {
 			v.add("infusion.dose-weight-mismatch", p+"/totalDoseMg",
-				"totalDoseMg must equal doseMgPerKg x bodyWeightKg within %g%% (at least %g mg)", DoseTolerance*100, DoseToleranceMg)
+				"totalDoseMg must equal doseMgPerKg x bodyWeightKg within %g%%, or within %g mg (rounding to the nearest 5 mg), whichever is more", DoseTolerance*100, DoseRoundingMg)
 		}
 	}
 	checkAdministered(in, p, v)

@@ -163,7 +163,7 @@ func Rules() []Rule {
 		{"vitals.bp-order", "Systolic blood pressure is greater than diastolic."},
 		{"vitals.plausible-range", "Measurements lie in plausible ranges (systolic 50-300, diastolic 20-200 mm[Hg]; heart rate 20-300 and respiratory rate 4-80 /min; SpO2 50-100 %; temperature 30-45 Cel or 86-113 [degF]; weight 2-500 kg or 4.4-1100 [lb_av]); an infusion's dosing weight (bodyWeightKg) 2-500 kg like a measured one."},
 		{"infusion.dose-missing", "A given session states its planned dose: totalDoseMg, and for IV ketamine doseMgPerKg and bodyWeightKg."},
-		{"infusion.dose-weight-mismatch", "The planned totalDoseMg equals doseMgPerKg x bodyWeightKg within 2% (at least 0.5 mg)."},
+		{"infusion.dose-weight-mismatch", "The planned totalDoseMg equals doseMgPerKg x bodyWeightKg within 2% of the product or 2.5 mg, whichever is more (a dose rounded to the nearest 5 mg passes)."},
 		{"infusion.administered-missing", "A session stopped early states the dose actually given (administeredDoseMg) and, for IV ketamine, when it stopped (infusionEnd) or how long it ran (administeredDurationMin)."},
 		{"infusion.administered-above-plan", "The dose actually given (administeredDoseMg) is at most the planned totalDoseMg."},
 		{"infusion.administered-not-applicable", "A session not done states no dose given, no run time, no infusion or monitoring end and no outcome; administeredDurationMin is for IV infusions only."},

@@ -155,7 +155,7 @@ func (c *ruleCheck) infusion(in mapping.InfusionBody) {
 			break
 		}
 		product := *in.DoseMgPerKg * *in.BodyWeightKg
-		if math.Abs(*in.TotalDoseMg-product) > math.Max(0.02*product, 0.5) {
+		if math.Abs(*in.TotalDoseMg-product) > math.Max(0.02*product, 2.5) {
 			c.failf("infusion.dose-weight-mismatch", "")
 		}
 		if !inRange(*in.DoseMgPerKg, 0.1, 2.0) {
