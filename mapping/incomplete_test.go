@@ -120,3 +120,36 @@ func TestPHQ9Item9Unanswered(t *testing.T) {
 		})
 	}
 }
+
+// TestEsketamineMonitoringWarning: an esketamine session given with less
+// than 2 hours of monitoring after the administration, or none recorded,
+// is stored with a warning (REMS practice); IV sessions and a session that
+// gave nothing are not warned on.
+func TestEsketamineMonitoringWarning(t *testing.T) {
+	infusion := func(drugAndDose, end, monitoring string) string {
+		rec := `{` + envelope + `, ` + drugAndDose + `, "infusionStart": "2026-05-20T10:00:00Z", "infusionEnd": "` + end + `"`
+		if monitoring != "" {
+			rec += `, "monitoringEnd": "` + monitoring + `"`
+		}
+		return rec + `}`
+	}
+	const esk = `"drug": "esketamine-nasal", "status": "completed", "totalDoseMg": 56`
+	const iv = `"drug": "ketamine-iv", "status": "completed", "doseMgPerKg": 0.5, "bodyWeightKg": 80, "totalDoseMg": 40`
+	const warned = "infusion.esketamine-monitoring-short at /monitoringEnd"
+	tests := []struct{ name, rec, want string }{
+		{"esketamine, 2 hours", infusion(esk, "2026-05-20T10:10:00Z", "2026-05-20T12:10:00Z"), ""},
+		{"esketamine, 1 hour 59", infusion(esk, "2026-05-20T10:10:00Z", "2026-05-20T12:09:00Z"), warned},
+		{"esketamine, 30 minutes", infusion(esk, "2026-05-20T10:10:00Z", "2026-05-20T10:40:00Z"), warned},
+		{"esketamine, no monitoring end", infusion(esk, "2026-05-20T10:10:00Z", ""), warned},
+		{"esketamine stopped early, nothing given", infusion(`"drug": "esketamine-nasal", "status": "stopped-early", "statusReason": {"code": "patient-request"}, "totalDoseMg": 56, "administeredDoseMg": 0`, "2026-05-20T10:01:00Z", ""), ""},
+		{"IV, 30 minutes", infusion(iv, "2026-05-20T10:40:00Z", "2026-05-20T11:10:00Z"), ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, warnings := mapWarnings(t, mapping.KindInfusion, tc.rec)
+			if got := strings.Join(warnings, "; "); got != tc.want {
+				t.Errorf("warnings %q, want %q", got, tc.want)
+			}
+		})
+	}
+}

@@ -563,3 +563,30 @@ func indication(ind *Indication) []fhir.CodeableConcept {
 	}
 	return out
 }
+
+// EsketamineMonitoringMinutes is the least monitoring after an esketamine
+// nasal administration: the esketamine REMS requires patients to be
+// observed for at least 2 hours after it (sedation, dissociation, blood
+// pressure).
+const EsketamineMonitoringMinutes = 120
+
+// infusionWarnings reports what an infusion at pointer p records short of
+// practice without being wrong: an esketamine session that gave a dose and
+// records less than EsketamineMonitoringMinutes of monitoring after the
+// administration (infusionEnd, else infusionStart), or no monitoringEnd.
+func infusionWarnings(in *InfusionBody, p string, w *violations) {
+	if in.Drug != "esketamine-nasal" || in.Status == "not-done" || (in.AdministeredDoseMg != nil && *in.AdministeredDoseMg == 0) {
+		return
+	}
+	last, ok := parseTime(in.InfusionEnd)
+	if !ok {
+		last, ok = parseTime(in.InfusionStart)
+	}
+	if !ok {
+		return
+	}
+	if end, recorded := parseTime(in.MonitoringEnd); recorded && minutesBetween(last, end) >= EsketamineMonitoringMinutes {
+		return
+	}
+	w.add("infusion.esketamine-monitoring-short", p+"/monitoringEnd", "the esketamine session records less than %d hours of monitoring after the administration, or no monitoringEnd: the esketamine REMS requires at least %d hours; send the monitoringEnd the session had", EsketamineMonitoringMinutes/60, EsketamineMonitoringMinutes/60)
+}

@@ -161,7 +161,10 @@ func warnings(rec Record) []Violation {
 	switch r := rec.(type) {
 	case *Assessment:
 		assessmentWarnings(&r.AssessmentBody, "", &w)
+	case *Infusion:
+		infusionWarnings(&r.InfusionBody, "", &w)
 	case *Session:
+		infusionWarnings(&r.Infusion, "/infusion", &w)
 		for i := range r.Assessments {
 			assessmentWarnings(&r.Assessments[i], fmt.Sprintf("/assessments/%d", i), &w)
 		}

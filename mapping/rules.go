@@ -158,6 +158,7 @@ func Rules() []Rule {
 		{"assessment.total-not-applicable", "The C-SSRS screener has no total; its risk level is derived from the answers."},
 		{"assessment.skip-logic", "C-SSRS screener answers follow the form's skip logic (LOINC 93373-9): questions 3-5 are asked only when question 2 is yes, question 7 only when question 6 is yes; a yes to one of them after a no to the question it depends on is refused."},
 		{"assessment.cssrs-incomplete", "A warning, the record being stored: the C-SSRS screener's answers do not settle the risk level (questions 1, 2 and 6 unanswered, or 3-5 after a yes to 2, or 7 after a yes to 6); the risk level Observation has no value and dataAbsentReason unknown, and a yes among the answers still raises the safety Flag."},
+		{"infusion.esketamine-monitoring-short", "A warning, the record being stored: an esketamine session that gave a dose records less than 2 hours of monitoring after the administration (monitoringEnd after infusionEnd, else infusionStart), or no monitoringEnd; the esketamine REMS requires at least 2 hours."},
 		{"assessment.phq9-item9-unanswered", "A warning, the record being stored: a PHQ-9 sent with its items does not include item 9, so no safety Flag comes from item 9; that is not a negative answer. (A PHQ-9 sent as its total only claims no item and is not warned on.)"},
 		{"vitals.empty", "A vitals record has at least one measurement."},
 		{"vitals.bp-order", "Systolic blood pressure is greater than diastolic."},
