@@ -153,3 +153,31 @@ func TestEsketamineMonitoringWarning(t *testing.T) {
 		})
 	}
 }
+
+// TestIVDoseAndDurationWarnings: an IV ketamine plan above the depression
+// protocols' range (above 1.0 mg/kg, above 200 mg) or an infusion given as
+// planned in under 20 minutes or over 2 hours is stored with a warning.
+func TestIVDoseAndDurationWarnings(t *testing.T) {
+	iv := func(mgPerKg, kg, total float64, end string) string {
+		return `{` + envelope + fmt.Sprintf(`, "drug": "ketamine-iv", "status": "completed", "doseMgPerKg": %g, "bodyWeightKg": %g, "totalDoseMg": %g`, mgPerKg, kg, total) +
+			`, "infusionStart": "2026-05-20T10:00:00Z", "infusionEnd": "` + end + `"}`
+	}
+	const forty = "2026-05-20T10:40:00Z"
+	tests := []struct{ name, rec, want string }{
+		{"0.5 mg/kg over 40 minutes", iv(0.5, 80, 40, forty), ""},
+		{"1.0 mg/kg", iv(1.0, 80, 80, forty), ""},
+		{"1.1 mg/kg", iv(1.1, 80, 88, forty), "infusion.dose-atypical at /doseMgPerKg"},
+		{"210 mg", iv(1.0, 210, 210, forty), "infusion.dose-atypical at /totalDoseMg"},
+		{"over 19 minutes", iv(0.5, 80, 40, "2026-05-20T10:19:00Z"), "infusion.duration-atypical at /infusionEnd"},
+		{"over 20 minutes", iv(0.5, 80, 40, "2026-05-20T10:20:00Z"), ""},
+		{"over 2 hours 1 minute", iv(0.5, 80, 40, "2026-05-20T12:01:00Z"), "infusion.duration-atypical at /infusionEnd"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, warnings := mapWarnings(t, mapping.KindInfusion, tc.rec)
+			if got := strings.Join(warnings, "; "); got != tc.want {
+				t.Errorf("warnings %q, want %q", got, tc.want)
+			}
+		})
+	}
+}

@@ -570,11 +570,42 @@ func indication(ind *Indication) []fhir.CodeableConcept {
 // pressure).
 const EsketamineMonitoringMinutes = 120
 
-// infusionWarnings reports what an infusion at pointer p records short of
-// practice without being wrong: an esketamine session that gave a dose and
-// records less than EsketamineMonitoringMinutes of monitoring after the
-// administration (infusionEnd, else infusionStart), or no monitoringEnd.
+// The usual range of IV ketamine for depression (infusion.dose-atypical,
+// infusion.duration-atypical, warnings): 0.5 mg/kg over 40 minutes,
+// titrated up to about 1.0 mg/kg (Wan et al. 2015, J Clin Psychiatry
+// 76:247; McIntyre et al. 2021, Am J Psychiatry 178:383), over 20 minutes
+// to 2 hours. Above 1.0 mg/kg is the anaesthetic-induction range (1-4.5
+// mg/kg); a run under 20 minutes is close to a push.
+const (
+	IVUsualMaxMgPerKg = 1.0
+	IVUsualMaxMg      = 200
+	IVUsualMinMinutes = 20
+	IVUsualMaxMinutes = 120
+)
+
+// infusionWarnings reports what an infusion at pointer p records outside
+// practice without being wrong: an IV plan above the depression protocols'
+// dose or an IV infusion given as planned faster or slower than they run,
+// and an esketamine session that gave a dose and records less than
+// EsketamineMonitoringMinutes of monitoring after the administration
+// (infusionEnd, else infusionStart), or no monitoringEnd.
 func infusionWarnings(in *InfusionBody, p string, w *violations) {
+	if in.Drug == "ketamine-iv" && in.Status != "not-done" {
+		switch {
+		case in.DoseMgPerKg != nil && *in.DoseMgPerKg > IVUsualMaxMgPerKg:
+			w.add("infusion.dose-atypical", p+"/doseMgPerKg", "the planned dose is above %g mg/kg, the upper end of IV ketamine protocols for depression (0.5 mg/kg, titrated up to about 1.0): check the dose; the record is stored as sent", IVUsualMaxMgPerKg)
+		case in.TotalDoseMg != nil && *in.TotalDoseMg > IVUsualMaxMg:
+			w.add("infusion.dose-atypical", p+"/totalDoseMg", "the planned dose is above %d mg, beyond IV ketamine protocols for depression: check the dose and the weight; the record is stored as sent", IVUsualMaxMg)
+		}
+		if a := administered(in); a.asPlanned && a.minutes > 0 && (a.minutes < IVUsualMinMinutes || a.minutes > IVUsualMaxMinutes) {
+			ptr := p + "/infusionEnd"
+			if in.AdministeredDurationMin != nil {
+				ptr = p + "/administeredDurationMin"
+			}
+			w.add("infusion.duration-atypical", ptr, "the infusion ran under %d minutes or over %d hours, outside IV ketamine protocols for depression (about 40 minutes): check the times; the record is stored as sent", IVUsualMinMinutes, IVUsualMaxMinutes/60)
+		}
+		return
+	}
 	if in.Drug != "esketamine-nasal" || in.Status == "not-done" || (in.AdministeredDoseMg != nil && *in.AdministeredDoseMg == 0) {
 		return
 	}
