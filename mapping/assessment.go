@@ -85,9 +85,10 @@ func (m *mapper) assessment(a *AssessmentBody, recordID, sessionInBundle string)
 	}
 
 	if in.items == 0 { // MOAA/S: one score
-		o := obs(id, cc("", in.key+".total"), "kg-survey-score")
+		o := obs(id, cc("", in.rootKey()), "kg-survey-score")
 		o.ValueQuantity = scoreQuantity(*a.Total)
 		m.add("Observation", id, o)
+		m.entries[len(m.entries)-1].Instrument = in.name
 		return
 	}
 
@@ -169,10 +170,12 @@ func (m *mapper) assessment(a *AssessmentBody, recordID, sessionInBundle string)
 		members = append(members, literal(tid.fullURL()))
 	}
 
-	panel := obs(id, cc("", in.key+".panel"), "kg-survey-panel")
+	panel := obs(id, cc("", in.rootKey()), "kg-survey-panel")
 	panel.HasMember = members
 	// The panel goes first so the Bundle reads top-down.
-	m.insertBefore(len(m.entries)-len(members), "Observation", id, panel)
+	at := len(m.entries) - len(members)
+	m.insertBefore(at, "Observation", id, panel)
+	m.entries[at].Instrument = in.name
 	if signal != nil {
 		m.flag(id, *signal, a.TakenAt, performer)
 	}

@@ -77,6 +77,30 @@ func InstrumentLimits(name string) (maxScore, maxTotal int, ok bool) {
 	return in.maxScore, in.maxTotal, true
 }
 
+// rootKey is the code table key of the Observation that stands for an
+// assessment of the instrument: its panel, or its score when it has no
+// items.
+func (in *instrument) rootKey() string {
+	if in.items == 0 {
+		return in.key + ".total"
+	}
+	return in.key + ".panel"
+}
+
+// InstrumentCoded returns the native name of the instrument whose
+// assessments the mapping codes system|code (the code of Entry.Instrument's
+// Observation: the panel, or the score of an instrument without items);
+// ok is false for any other code, a code an earlier mapping version gave
+// among them.
+func InstrumentCoded(system, code string) (name string, ok bool) {
+	for _, in := range instruments {
+		if c := concept(in.rootKey()); c.System == system && c.Code == code {
+			return in.name, true
+		}
+	}
+	return "", false
+}
+
 // yesNo reports whether the instrument's items are yes/no questions.
 func (in *instrument) yesNo() bool { return in.answer == nil && in.items > 0 }
 
