@@ -51,6 +51,11 @@ func checkAssessment(a *AssessmentBody, p string, v *violations) {
 		valid++
 	}
 	itemsOK := len(*v) == before // total checks would only repeat an item's fault
+	// The schema refuses difficulty too, from a list of instruments kept by
+	// hand; the mapping refuses it from the instrument's definition.
+	if a.Difficulty != "" && in.difficulty == "" {
+		v.add("assessment.difficulty-not-applicable", p+"/difficulty", "%s has no difficulty question (only %s has)", in.name, withDifficulty())
+	}
 	switch {
 	case in.items > 0 && len(a.Items) == 0 && a.Total == nil:
 		v.add("assessment.empty", p+"/items", "an assessment needs its items, its total or both")
@@ -123,9 +128,9 @@ func (m *mapper) assessment(a *AssessmentBody, recordID, sessionInBundle string)
 	}
 	itemRefs := append([]fhir.Reference(nil), members...)
 
-	if a.Difficulty != "" {
-		did := id.child(concept("phq9.difficulty").Code)
-		o := obs(did, cc("", "phq9.difficulty"), "kg-survey-item")
+	if a.Difficulty != "" && in.difficulty != "" {
+		did := id.child(concept(in.difficulty).Code)
+		o := obs(did, cc("", in.difficulty), "kg-survey-item")
 		o.ValueCodeableConcept = ptr(cc("", "answer.difficulty."+a.Difficulty))
 		m.add("Observation", did, o)
 		members = append(members, literal(did.fullURL()))

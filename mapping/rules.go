@@ -155,6 +155,7 @@ func Rules() []Rule {
 		{"assessment.total-range", "The total lies within the instrument's range (PHQ-9 0-27, GAD-7 0-21, MADRS 0-60, QIDS-SR16 0-27, CADSS 0-92, MOAA/S 0-5)."},
 		{"assessment.empty", "An assessment has its items, its total or both."},
 		{"assessment.total-missing", "MOAA/S is recorded as a total score."},
+		{"assessment.difficulty-not-applicable", "Only an instrument with a difficulty question (PHQ-9's item 10) has difficulty."},
 		{"assessment.total-not-applicable", "The C-SSRS screener has no total; its risk level is derived from the answers."},
 		{"vitals.empty", "A vitals record has at least one measurement."},
 		{"vitals.bp-order", "Systolic blood pressure is greater than diastolic."},
