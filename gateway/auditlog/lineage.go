@@ -75,19 +75,23 @@ type Receipt struct {
 	Provenance string `json:"provenance"`
 	// Tenant is the tenant the receipt belongs to (omitted: the default
 	// tenant); the CLI's view spans every tenant.
-	Tenant         string   `json:"tenant,omitempty"`
-	Received       string   `json:"received"`
-	Activity       string   `json:"activity"`
-	Source         string   `json:"source,omitempty"`
-	Kind           string   `json:"kind,omitempty"`
-	RecordID       string   `json:"recordId,omitempty"`
-	Version        string   `json:"version,omitempty"`
-	Content        string   `json:"content"`
-	ContentHash    string   `json:"contentHash,omitempty"`
-	MappingVersion string   `json:"mappingVersion,omitempty"`
-	Client         string   `json:"client"`
-	TraceID        string   `json:"traceId,omitempty"`
-	Resources      []string `json:"resources"`
+	Tenant         string `json:"tenant,omitempty"`
+	Received       string `json:"received"`
+	Activity       string `json:"activity"`
+	Source         string `json:"source,omitempty"`
+	Kind           string `json:"kind,omitempty"`
+	RecordID       string `json:"recordId,omitempty"`
+	Version        string `json:"version,omitempty"`
+	Content        string `json:"content"`
+	ContentHash    string `json:"contentHash,omitempty"`
+	MappingVersion string `json:"mappingVersion,omitempty"`
+	// Reason is why the record was written again, as the Provenance's
+	// reason.text gives it: a mapping replay's reason (--reason). It
+	// stays at the gateway: no AuditEvent and no delivery carries it.
+	Reason    string   `json:"reason,omitempty"`
+	Client    string   `json:"client"`
+	TraceID   string   `json:"traceId,omitempty"`
+	Resources []string `json:"resources"`
 	// Deleted are the resources among Resources whose current version is
 	// a deletion (a client's DELETE, a record withdrawn): the deletion's
 	// version and time.
@@ -455,6 +459,11 @@ func receipt(ctx context.Context, st store.Store, ids *deliveryIDs, tenant, prov
 	rc.TraceID = extString(p, audit.ExtTraceID)
 	if a, ok := dig(p, "activity", "coding").([]any); ok && len(a) > 0 {
 		rc.Activity, _ = dig(a[0], "code").(string)
+	}
+	for _, r := range list(p["reason"]) {
+		if text, ok := dig(r, "text").(string); ok && rc.Reason == "" {
+			rc.Reason = text
+		}
 	}
 	for _, t := range list(p["target"]) {
 		if ref, ok := dig(t, "reference").(string); ok {
