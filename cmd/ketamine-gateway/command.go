@@ -53,8 +53,10 @@ var commands = []command{
 			"FILE may be - for standard input.",
 		examples: []string{"ketamine-gateway map --kind session schemas/examples/session/routine-ketamine-iv-session.json"}},
 	{name: "validate", summary: "validate a FHIR R4 resource or Bundle, offline",
-		usage:    "validate FILE",
-		detail:   "Prints an OperationOutcome: exit 0 valid, 1 invalid. FILE may be - for standard input.",
+		usage: "validate FILE",
+		detail: "Prints an OperationOutcome, as POST /fhir/$validate answers without a profile parameter: the\n" +
+			"profiles the resource (and each entry) claims are checked; to check one it does not claim, use\n" +
+			"$validate?profile= on a running gateway. Exit 0 valid, 1 invalid. FILE may be - for standard input.",
 		examples: []string{"ketamine-gateway validate mapping/testdata/session/iv-routine.golden.json"}},
 	{name: "deliveries", summary: "list, show, retry, cancel and replay deliveries to EHRs, on the database",
 		usage: "deliveries list|show|retry|cancel|replay [flags] [ID]",
