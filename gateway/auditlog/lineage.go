@@ -75,23 +75,20 @@ type Receipt struct {
 	Provenance string `json:"provenance"`
 	// Tenant is the tenant the receipt belongs to (omitted: the default
 	// tenant); the CLI's view spans every tenant.
-	Tenant         string `json:"tenant,omitempty"`
-	Received       string `json:"received"`
-	Activity       string `json:"activity"`
-	Source         string `json:"source,omitempty"`
-	Kind           string `json:"kind,omitempty"`
-	RecordID       string `json:"recordId,omitempty"`
-	Version        string `json:"version,omitempty"`
-	Content        string `json:"content"`
-	ContentHash    string `json:"contentHash,omitempty"`
-	MappingVersion string `json:"mappingVersion,omitempty"`
-	// Reason is why the record was written again, as the Provenance's
-	// reason.text gives it: a mapping replay's reason (--reason). It
-	// stays at the gateway: no AuditEvent and no delivery carries it.
-	Reason    string   `json:"reason,omitempty"`
-	Client    string   `json:"client"`
-	TraceID   string   `json:"traceId,omitempty"`
-	Resources []string `json:"resources"`
+	Tenant         string   `json:"tenant,omitempty"`
+	Received       string   `json:"received"`
+	Activity       string   `json:"activity"`
+	Source         string   `json:"source,omitempty"`
+	Kind           string   `json:"kind,omitempty"`
+	RecordID       string   `json:"recordId,omitempty"`
+	Version        string   `json:"version,omitempty"`
+	Content        string   `json:"content"`
+	ContentHash    string   `json:"contentHash,omitempty"`
+	MappingVersion string   `json:"mappingVersion,omitempty"`
+	Reason         string   `json:"reason,omitempty"` // why it was written again: a replay's --reason, the Provenance's reason.text
+	Client         string   `json:"client"`
+	TraceID        string   `json:"traceId,omitempty"`
+	Resources      []string `json:"resources"`
 	// Deleted are the resources among Resources whose current version is
 	// a deletion (a client's DELETE, a record withdrawn): the deletion's
 	// version and time.
