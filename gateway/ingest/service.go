@@ -437,6 +437,9 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 			}
 			return err
 		}
+		if err := checkSameInstrument(res, current); err != nil {
+			return err
+		}
 		if err := checkNestedNotStale(st, nested, rec, res, current); err != nil {
 			return err
 		}
