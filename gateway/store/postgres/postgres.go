@@ -457,7 +457,7 @@ func (s *Store) single(ctx context.Context, fn func(q querier) error) error {
 // in use (statements on a server that stopped answering end by
 // themselves within the answer bound, or when their callers' contexts
 // are cancelled, see serve's drain).
-const closeWait = 10 * time.Second
+const closeWait = 5 * time.Second
 
 // Close stops taking writes, waits for those queued, and closes the pool,
 // waiting for connections in use to be released, all for at most

@@ -194,3 +194,28 @@ func TestLockTimeout(t *testing.T) {
 	}
 	putBasic(t, s, "b", 1)
 }
+
+// TestCloseBounded: Close does not wait without end for a connection in
+// use (a transaction stuck on a server that stopped answering, a caller
+// that does not return): past its bound it returns an error and leaves
+// the rest to end on its own.
+func TestCloseBounded(t *testing.T) {
+	u := freshDB(t)
+	s, err := Open(context.Background(), u, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inTx, release := make(chan struct{}), make(chan struct{})
+	defer close(release)
+	go func() {
+		_ = s.Write(context.Background(), func(tx store.Tx) error {
+			close(inTx)
+			<-release
+			return nil
+		})
+	}()
+	<-inTx
+	if err := call(t, "Close", func(context.Context) error { return s.Close() }); err == nil {
+		t.Error("Close with a connection in use = nil, want an error saying it stopped waiting")
+	}
+}
