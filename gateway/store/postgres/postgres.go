@@ -51,9 +51,18 @@
 //
 // Connection settings come from the URL (every pgx/libpq setting, plus
 // pool_max_conns and the other pool_* settings of pgxpool) and Options.
-// The URL may also carry statement_timeout (e.g. "30s", "500ms" or a number
-// of milliseconds) and pool_acquire_timeout (a Go duration); Options fields
-// that are set take precedence over the URL.
+// The URL may also carry statement_timeout and lock_timeout (e.g. "30s",
+// "500ms" or a number of milliseconds), pool_acquire_timeout (a Go
+// duration) and libpq's TCP keepalive settings (keepalive.go); Options
+// fields that are set take precedence over the URL.
+//
+// A server that stops answering without a TCP reset (its host vanished)
+// is found by timeouts: the connect timeout, the pool's liveness ping,
+// the bound on each round trip (statement timeout plus connect timeout),
+// the TCP keepalives and user timeout; and a circuit breaker (breaker.go)
+// then refuses calls at once until a probe connection succeeds. A
+// statement that waits on another session's lock past the lock timeout
+// is store.ErrUnavailable with store.CauseLocked.
 //
 // Planner statistics: every 1,000 resources it writes (and after 100, 300
 // and 900), a Store analyses the tables that changed enough since their
