@@ -117,8 +117,13 @@ func noAnswer(ctx, bctx context.Context, answer time.Duration, err error) error 
 	if err == nil || ctx.Err() != nil || !errors.Is(bctx.Err(), context.DeadlineExceeded) {
 		return err
 	}
-	return store.Unavailable(store.CauseUnreachable, fmt.Errorf("no answer from the server within %v: %w", answer, err))
+	return store.Unavailable(store.CauseUnreachable, fmt.Errorf("%w within %v: %w", errNoAnswer, answer, err))
 }
+
+// errNoAnswer marks a round trip the server did not answer within the
+// answer bound: running it again on another connection is no use (the
+// server is likely gone), so it is not retried (lostConn).
+var errNoAnswer = errors.New("no answer from the server")
 
 // boundRows are rows read under a bound context, which their end cancels.
 type boundRows struct {
