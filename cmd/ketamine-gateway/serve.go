@@ -318,8 +318,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	} else {
 		workerDone <- nil
 	}
+	// Every request's context derives from reqCtx, which the drain
+	// cancels when its deadline passes: the requests' database work
+	// (a host that stopped answering) ends then, not minutes later.
+	reqCtx, cancelRequests := context.WithCancel(context.Background())
+	defer cancelRequests()
 	hs := &http.Server{
 		Handler:           srv,
+		BaseContext:       func(net.Listener) context.Context { return reqCtx },
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
 		WriteTimeout:      writeTimeout,
@@ -357,7 +363,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	logger.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), drainBudget)
 	defer cancel()
-	if err := drain(sctx, hs.Shutdown, stopWorker, workerDone); err != nil {
+	if err := drain(sctx, hs.Shutdown, cancelRequests, stopWorker, workerDone); err != nil {
 		return err
 	}
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -621,13 +627,27 @@ func (o deliveryObserver) OnBacklog(store.DestinationStats) {}
 // default is 90 s) gives before SIGKILL.
 const drainBudget = 20 * time.Second
 
+// drainGrace is how long the requests still in flight at the drain's
+// deadline, their contexts cancelled, have to answer.
+const drainGrace = 2 * time.Second
+
 // drain stops serving and delivering at once: the HTTP server drains its
 // requests (shutdownHTTP, until ctx ends) while the delivery worker, told
 // to stop, finishes or cuts off its attempts (they stay in the outbox and
-// are sent again after a restart); it returns when both have.
-func drain(ctx context.Context, shutdownHTTP func(context.Context) error, stopWorker func(), workerDone <-chan error) error {
+// are sent again after a restart); it returns when both have. Requests
+// still in flight when ctx ends (waiting on a database that stopped
+// answering) have their contexts cancelled (cancelRequests), which ends
+// their database work, and drainGrace more to answer; the error then
+// reports the deadline.
+func drain(ctx context.Context, shutdownHTTP func(context.Context) error, cancelRequests, stopWorker func(), workerDone <-chan error) error {
 	stopWorker()
 	err := shutdownHTTP(ctx)
+	if err != nil {
+		cancelRequests()
+		gctx, cancel := context.WithTimeout(context.Background(), drainGrace)
+		_ = shutdownHTTP(gctx)
+		cancel()
+	}
 	<-workerDone
 	if err != nil {
 		return fmt.Errorf("shutdown: %w", err)

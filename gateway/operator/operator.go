@@ -467,8 +467,10 @@ type Readiness struct {
 	// (it answers reads, but another process holds its write lock, or
 	// a lock on a table requests write, so every write would wait or
 	// fail), "timeout" (it did not answer the probe within ProbeTimeout),
-	// or "full", "read-only" or "io-error" (the last write failed so and
-	// none has committed since: see databaseState).
+	// "circuit-open" (connection attempts failed repeatedly: the store
+	// refuses calls at once while a probe connection retries), or "full",
+	// "read-only" or "io-error" (the last write failed so and none has
+	// committed since: see databaseState).
 	Database string
 	// Backlog is each destination's: pending, dead and the oldest pending
 	// item's age.
@@ -538,6 +540,8 @@ func databaseState(err error) string {
 		return "io-error"
 	case store.CauseTimeout:
 		return "timeout"
+	case store.CauseCircuitOpen:
+		return "circuit-open"
 	}
 	return "unavailable"
 }
@@ -564,7 +568,7 @@ func (s *Service) Ready(ctx context.Context) (Readiness, error) {
 		return Readiness{}, false
 	}
 	if err := s.store.Ping(pctx); err != nil {
-		if r, ok := notReady(err); ok && r.Database == "timeout" {
+		if r, ok := notReady(err); ok && (r.Database == "timeout" || r.Database == "circuit-open") {
 			return r, nil
 		}
 		return Readiness{Database: "unavailable"}, nil

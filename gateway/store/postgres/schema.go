@@ -486,8 +486,14 @@ func (s *Store) checkVersion(ctx context.Context) error {
 // migrateTx migrates the database to version upTo (tests build older
 // schemas with it) in tx; now stamps the migrations applied.
 func migrateTx(ctx context.Context, tx pgx.Tx, upTo int, now func() time.Time) (from int, err error) {
-	if _, err := tx.Exec(ctx, `SET LOCAL statement_timeout = 0`); err != nil {
-		return 0, err
+	// Neither the statement timeout nor the lock timeout: the migration
+	// waits for the migration lock another process holds, and for the
+	// tables its DDL alters (requests that meanwhile wait on it get the
+	// lock timeout, 503 store-busy, and retry).
+	for _, set := range []string{`SET LOCAL statement_timeout = 0`, `SET LOCAL lock_timeout = 0`} {
+		if _, err := tx.Exec(ctx, set); err != nil {
+			return 0, err
+		}
 	}
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, migrationLock); err != nil {
 		return 0, fmt.Errorf("migration lock: %w", err)
