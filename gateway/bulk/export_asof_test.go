@@ -94,3 +94,38 @@ func TestExportFilterAsOf(t *testing.T) {
 		})
 	}
 }
+
+// TestExportSinceNothingDeleted (p21 F3): the manifest of an export with
+// _since has a deleted part, [] when nothing was deleted (docs/bulk.md;
+// the Bulk Data IG lets a server omit it or send []: an empty list tells
+// the client that deletions were looked for); without _since it has none.
+func TestExportSinceNothingDeleted(t *testing.T) {
+	ctx := context.Background()
+	a, st := newApp(t, 1<<20)
+	seed(t, st, "Patient", 1, func(int) map[string]any { return map[string]any{"gender": "other"} })
+	sc := auditlog.NewScope("bulk-export", &auth.Principal{ClientID: "c", Scopes: auth.ParseScopes("system/*.rs")})
+	for _, tc := range []struct {
+		since string
+		want  string // the manifest's deleted, as JSON ("" absent)
+	}{
+		{time.Now().Add(-2 * time.Hour).UTC().Format(time.RFC3339), "[]"},
+		{"", ""},
+	} {
+		q := url.Values{"_type": {"Patient"}}
+		if tc.since != "" {
+			q.Set("_since", tc.since)
+		}
+		j, err := a.Bulk.Export(ctx, sc, bulk.ExportParams{Level: bulk.LevelSystem, Prefer: "respond-async", Base: "https://gw", Query: q})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cur := waitJob(t, a, sc, j.ID, func(j *store.Job) bool { return j.Status == store.JobDone })
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal(cur.Result, &m); err != nil {
+			t.Fatal(err)
+		}
+		if got := string(m["deleted"]); got != tc.want {
+			t.Errorf("_since=%q: manifest deleted = %q, want %q (%s)", tc.since, got, tc.want, cur.Result)
+		}
+	}
+}

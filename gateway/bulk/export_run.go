@@ -69,9 +69,10 @@ type Manifest struct {
 	Output              []ManifestFile `json:"output"`
 	// Deleted lists, for an export with _since, the files of the
 	// resources deleted since then (Bulk Data IG v2): each line a Bundle
-	// of type transaction whose entry DELETEs one resource. Absent
-	// without _since.
-	Deleted []ManifestFile `json:"deleted,omitempty"`
+	// of type transaction whose entry DELETEs one resource: [] when
+	// nothing was deleted (omitzero keeps an empty list, omitempty did
+	// not), absent (nil) without _since.
+	Deleted []ManifestFile `json:"deleted,omitzero"`
 	Error   []ManifestFile `json:"error"`
 }
 
