@@ -151,8 +151,8 @@ func (e *Engine) KnownType(typ string) bool { return e.v.KnownType(typ) }
 // Now is the engine's clock, in whole milliseconds, and never before the
 // meta.lastUpdated of a write the engine has begun (whose instants may run
 // ahead of the clock under load: writeClock). A bulk export's
-// transactionTime is taken from it, so that what committed before the
-// kick-off is not after it.
+// transactionTime is not (TransactionTime: a write may take this very
+// instant after the call).
 func (e *Engine) Now() time.Time { return e.clock.latest() }
 
 // TransactionTime returns a bulk export's transactionTime T: every
