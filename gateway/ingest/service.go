@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	fhir "github.com/samply/golang-fhir-models/fhir-models/fhir"
 	"go.opentelemetry.io/otel/attribute"
@@ -126,27 +127,32 @@ var errNoStore = outcome.New(outcome.NotImplemented, "not-supported", "storage-u
 // client wants written resources answered. Client mistakes are classified
 // errors (package outcome); nothing is stored then.
 func (s *Service) Ingest(ctx context.Context, sc *auditlog.Scope, kind mapping.Kind, body []byte, dryRun bool, ans engine.Answer) ([]byte, error) {
-	out, _, err := s.ingest(ctx, sc, kind, body, dryRun, ans)
+	out, _, err := s.ingest(ctx, sc, kind, body, dryRun, ans, nil)
 	return out, err
 }
 
 // Import stores one native record of a bulk import as Ingest does (no dry
-// run, no answer); again reports a record version received before, which
-// wrote nothing.
+// run, no answer). For a record version received before, which wrote
+// nothing, received is when it was first received (its ledger entry's
+// time: an import resumed after its runner died tells its own records,
+// stored before, from others'); zero when Import stored it.
 //
 // A refused record leaves the AuditEvent a refused POST /ingest leaves (the
 // record, and the stored patients it was read against), committed before
 // Import returns (Refused).
-func (s *Service) Import(ctx context.Context, sc *auditlog.Scope, kind mapping.Kind, body []byte) (again bool, err error) {
-	_, again, err = s.ingest(ctx, sc, kind, body, false, engine.Answer{})
+func (s *Service) Import(ctx context.Context, sc *auditlog.Scope, kind mapping.Kind, body []byte) (received time.Time, err error) {
+	_, again, err := s.ingest(ctx, sc, kind, body, false, engine.Answer{}, &received)
+	if !again {
+		received = time.Time{}
+	}
 	// Every answer a client would get as a 4xx is audited as the edge
 	// audits it (a write conflict left after the retries too).
 	if kind, _ := outcome.From(err); err != nil && kind.HTTPStatus() < 500 {
 		if aerr := s.Refused(sc, err); aerr != nil {
-			return false, aerr
+			return time.Time{}, aerr
 		}
 	}
-	return again, err
+	return received, err
 }
 
 // errRefusalUnaudited is a refused record of an import whose AuditEvent
@@ -172,7 +178,10 @@ func (s *Service) Refused(sc *auditlog.Scope, err error) error {
 }
 
 // ingest is Ingest, also reporting whether the version was received before.
-func (s *Service) ingest(ctx context.Context, sc *auditlog.Scope, kind mapping.Kind, body []byte, dryRun bool, ans engine.Answer) ([]byte, bool, error) {
+// received, when not nil, is set to when a version received before was
+// first received.
+func (s *Service) ingest(ctx context.Context, sc *auditlog.Scope, kind mapping.Kind, body []byte, dryRun bool, ans engine.Answer,
+	received *time.Time) ([]byte, bool, error) {
 	if !KnownKind(kind) {
 		return nil, false, ErrKindUnknown
 	}
@@ -221,7 +230,7 @@ func (s *Service) ingest(ctx context.Context, sc *auditlog.Scope, kind mapping.K
 	if s.engine == nil {
 		return nil, false, errNoStore
 	}
-	answer, again, err := s.store(ctx, sc, record{kind: kind, body: body, rec: rec, opts: opts}, res, raws, docs, ans)
+	answer, again, err := s.store(ctx, sc, record{kind: kind, body: body, rec: rec, opts: opts, received: received}, res, raws, docs, ans)
 	if err != nil {
 		s.metrics.IngestRecord(ctx, string(kind), "failed")
 		return nil, false, err
@@ -277,6 +286,16 @@ type record struct {
 	rec           mapping.Record  // body decoded
 	opts          mapping.Options // the tenant's mapping options
 	hash, version string
+	// received, when not nil, is set to when a version received before
+	// was first received (setReceived).
+	received *time.Time
+}
+
+// setReceived notes when the version was first received, for Import.
+func (r record) setReceived(t time.Time) {
+	if r.received != nil {
+		*r.received = t
+	}
 }
 
 // storeTx is store's database transaction; it returns the answer.
@@ -336,6 +355,7 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 		sc.Description = fmt.Sprintf("%s record version already received: nothing written", rec.kind)
 		sc.SetAction("R") // the stored answer read again; nothing created
 		sc.Concern(patientsAnswered(l.Response)...)
+		rec.setReceived(l.Received)
 		return l.Response, true, nil
 	case err == nil:
 		// A retry whose source.lastUpdated writes the same instant
@@ -348,6 +368,7 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 			sc.Description = fmt.Sprintf("%s record version already received: nothing written", rec.kind)
 			sc.SetAction("R")
 			sc.Concern(patientsAnswered(in.Response)...)
+			rec.setReceived(in.Received)
 			return in.Response, true, nil
 		}
 		reused = errVersionReused(first.Source.Version == "")

@@ -155,6 +155,13 @@ type Store interface {
 	// waiting already, Write fails at once with ErrBusy, unless ctx is
 	// the audit trail's (WithAuditWrite).
 	Write(ctx context.Context, fn func(Tx) error) error
+	// AwaitWrites returns once every write transaction that began before
+	// the call, in any process on the database, has ended (committed or
+	// rolled back): a bulk export's transactionTime is taken before it,
+	// so that every version stamped before that time is committed when
+	// the export reads (docs/bulk.md). It may hold back writes that begin
+	// while it waits. Returns ErrUnavailable errors, or ctx's.
+	AwaitWrites(ctx context.Context) error
 	// Read returns the current version; ErrNotFound, or ErrGone with the
 	// deletion version's metadata in the returned Resource.
 	Read(ctx context.Context, typ, id string) (*Resource, error)
