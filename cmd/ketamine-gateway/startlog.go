@@ -12,17 +12,22 @@ import (
 )
 
 // logRecovery logs, once at start, what serve found of a previous process:
-// the schema it migrated, the deliveries in flight (a stopped process's
+// the schema it migrated (and what each migration applied changes), the deliveries in flight (a stopped process's
 // claims lapse, and their records are sent again, the attempt cut off
 // recorded as interrupted) and the jobs running (a stopped process's
 // resume when their lease runs out). Counts only, never a record.
 func logRecovery(ctx context.Context, st store.Store, logger *slog.Logger, now time.Time) {
 	switch m := st.Migrated(); {
-	case m == store.Migration{}:
+	case m.To == 0:
 	case m.From == 0:
 		logger.Info("store: new database created", "schema", m.To)
 	default:
 		logger.Info("store: schema migrated", "from", m.From, "to", m.To)
+		// What each migration changes for the operator (docs/deployment.md,
+		// "Upgrading"): delivery ids that no longer work, a reindex to run.
+		for _, a := range m.Applied {
+			logger.Info("store: migration applied", "version", a.Version, "change", a.Note)
+		}
 	}
 	stats, err := st.Stats(ctx) // counts: no delivery read
 	if err != nil {

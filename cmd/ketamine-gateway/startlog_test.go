@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -56,6 +57,22 @@ func TestLogRecovery(t *testing.T) {
 	l := logLines(t, migratedStore{Store: st, m: store.Migration{From: 15, To: 16}})["store: schema migrated"]
 	if l == nil || l["level"] != "INFO" || l["from"] != float64(15) || l["to"] != float64(16) {
 		t.Errorf("schema migrated line = %v, want INFO from 15 to 16", l)
+	}
+	// Each migration applied gets a line of its own, with its note, in
+	// the order they ran.
+	var buf bytes.Buffer
+	m := store.Migration{From: 14, To: 16, Applied: []store.AppliedMigration{{Version: 15, Note: "claims dropped"},
+		{Version: 16, Note: "delivery ids changed"}}}
+	logRecovery(context.Background(), migratedStore{Store: st, m: m}, slog.New(slog.NewJSONHandler(&buf, nil)), time.Now())
+	var applied []string
+	for line := range strings.SplitSeq(strings.TrimSpace(buf.String()), "\n") {
+		var l map[string]any
+		if json.Unmarshal([]byte(line), &l) == nil && l["msg"] == "store: migration applied" && l["level"] == "INFO" {
+			applied = append(applied, fmt.Sprint(l["version"], ": ", l["change"]))
+		}
+	}
+	if want := []string{"15: claims dropped", "16: delivery ids changed"}; !slices.Equal(applied, want) {
+		t.Errorf("migration lines = %q, want %q", applied, want)
 	}
 	if l := logLines(t, st)["store: new database created"]; l == nil || l["schema"] == nil {
 		t.Errorf("new database line = %v, want one with its schema version", l)
