@@ -78,7 +78,7 @@ func replayCommand(ctx context.Context, args []string, getenv func(string) strin
 	if err != nil {
 		return err
 	}
-	a, closeApp, err := openApp(ctx, acfg, "replay", *db, true)
+	a, closeApp, err := openApp(ctx, acfg, "replay", *db, dbWrite)
 	if err != nil {
 		return err
 	}
