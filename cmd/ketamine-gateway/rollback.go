@@ -18,11 +18,10 @@ type dbUse int
 
 const (
 	// dbRead: an existing database, only read (audit verify, lineage,
-	// the lists, reindex --dry-run).
+	// the lists, reindex --dry-run, a dry replay).
 	dbRead dbUse = iota
 	// dbWrite: an existing database, written (reindex, deliveries retry,
-	// jobs cancel, replay: starting the application seeds its
-	// conformance resources).
+	// jobs cancel, replay --apply).
 	dbWrite
 	// dbCreate: created or migrated as needed, then written (serve,
 	// import).
