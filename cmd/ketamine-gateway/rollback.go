@@ -69,7 +69,7 @@ func rollbackMessage(name string, err error) string {
 		wrong = "would write search index rows the older way, which the newer release's searches then miss without " +
 			"warning (it would not prompt a reindex)"
 	}
-	return fmt.Sprintf("%s: refusing a rollback: %v: a newer release has upgraded this database, and this older release %s; "+
+	return fmt.Sprintf("%s: refusing a rollback (a downgrade to an older release): %v: a newer release has upgraded this database, and this older release %s; "+
 		"nothing was changed. Run the newer release (or a later one), or restore the backup taken before the upgrade (%s)",
 		name, err, wrong, rollbackDoc)
 }

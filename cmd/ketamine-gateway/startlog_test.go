@@ -129,6 +129,9 @@ func TestOpenFailure(t *testing.T) {
 		{"certificate", fmt.Errorf("connect: %w", store.Unavailable(store.CauseCertificate, errors.New("x509"))),
 			"sslrootcert", "could not open"},
 		{"settings", fmt.Errorf("postgres: %w: the setting sslmode", store.ErrInvalidSettings), "settings are refused", "could not open"},
+		{"newer schema", fmt.Errorf("migrate: %w", &store.SchemaVersionError{Have: 17, Want: 16}),
+			"refusing a rollback (a downgrade to an older release): migrate: the database's schema is version 17, this release's 16", "check --db"},
+		{"newer index", fmt.Errorf("open: %w", &indexVersionError{have: 9, want: 8}), "restore the backup taken before the upgrade", "check --db"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := openFailure(tc.err)
@@ -157,6 +160,9 @@ func TestOpenExit(t *testing.T) {
 		{store.Unavailable(store.CauseNoDatabase, errors.New("3D000")), exitUsage},
 		{store.Unavailable(store.CauseCertificate, errors.New("x509")), exitUsage},
 		{fmt.Errorf("open: %w", store.ErrInvalidSettings), exitUsage},
+		{&store.SchemaVersionError{Have: 17, Want: 16}, exitUsage}, // a rollback: no restart mends it
+		{&indexVersionError{have: 9, want: 8}, exitUsage},
+		{&store.SchemaVersionError{Have: 15, Want: 16}, exitUnchecked}, // a migration pending (serve migrates it)
 	} {
 		if got := openExit(fmt.Errorf("open: %w", tc.err)); got != tc.want {
 			t.Errorf("openExit(%v) = %d, want %d", tc.err, got, tc.want)
