@@ -1,6 +1,8 @@
 package console
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -59,4 +61,104 @@ func TestAuditSearchErrorsAtFields(t *testing.T) {
 		t.Errorf("#f-to is described by %q, want it marked invalid: must not be before From", got)
 	}
 	checkLabels(t, ctx)
+}
+
+// scrollBoxesJS lists the boxes of the page that scroll (overflow auto or
+// scroll, content larger than the box) but a keyboard cannot reach:
+// neither focusable themselves nor holding something focusable (Safari
+// does not focus a scroll box by itself), or focusable but without a name
+// (probe p26 F4). A text area is a field, focusable itself.
+const scrollBoxesJS = `Array.from(document.querySelectorAll("main *:not(textarea)")).filter(e => {
+  const s = getComputedStyle(e);
+  const scrolls = (/(auto|scroll)/.test(s.overflowX) && e.scrollWidth > e.clientWidth) ||
+    (/(auto|scroll)/.test(s.overflowY) && e.scrollHeight > e.clientHeight);
+  if (!scrolls) return false;
+  const named = e.getAttribute("aria-label") || e.getAttribute("aria-labelledby");
+  return !(e.getAttribute("tabindex") === "0" && e.getAttribute("role") === "region" && named);
+}).map(e => e.tagName + "." + e.className)`
+
+// TestScrollBoxesAndDiffReadable: the playground's Bundle and highlighted
+// record, the compare page's diffs and the profiles' JSON scroll in boxes
+// a keyboard reaches, as named regions (probe p26 F4); a diff's added and
+// removed lines say so in text, not only by a glyph and colour (F5); the
+// playground's issues are a list and the record's field is marked invalid
+// and described by them (F6); nothing toggles a <details> without telling
+// its state (F10).
+func TestScrollBoxesAndDiffReadable(t *testing.T) {
+	ctx := browser(t)
+	g := start(t)
+	b, err := os.ReadFile(filepath.Join("..", "..", "schemas", "examples", "assessment", "phq9-moderate.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, ctx, "a small window", chromedp.EmulateViewport(800, 600))
+	check := func(what string) {
+		t.Helper()
+		if bad := eval[[]string](t, ctx, scrollBoxesJS); len(bad) > 0 {
+			t.Errorf("%s: scroll boxes a keyboard cannot reach or that have no name: %v", what, bad)
+		}
+		if n := eval[int](t, ctx, `document.querySelectorAll("[data-toggle-details]:not([aria-expanded])").length`); n > 0 {
+			t.Errorf("%s: %d buttons toggle a <details> without aria-expanded", what, n)
+		}
+	}
+
+	run(t, ctx, "map a valid record",
+		chromedp.Navigate(g.base+"/console/playground?example=examples/session/routine-ketamine-iv-session.json"),
+		chromedp.Click(chromedp.CSS("form.playground button[type=submit]")),
+		chromedp.WaitVisible(chromedp.CSS("#h-bundle")),
+		chromedp.Click(chromedp.CSS("details#bundle summary")))
+	check("the playground's Bundle")
+
+	bad := edit(t, b, func(r map[string]any) { r["items"].([]any)[2].(map[string]any)["score"] = 7 })
+	run(t, ctx, "map a record with an error",
+		chromedp.Navigate(g.base+"/console/playground"),
+		chromedp.SetValue(chromedp.CSS("#p-kind"), "assessment"),
+		chromedp.SetValue(chromedp.CSS("#p-record"), string(bad)),
+		chromedp.Click(chromedp.CSS("form.playground button[type=submit]")),
+		chromedp.WaitVisible(chromedp.CSS("ol.issues")))
+	check("the playground's issues")
+	if role := eval[string](t, ctx, `document.querySelector("ol.issues").getAttribute("role") || ""`); role != "" {
+		t.Errorf("the issue list has role %q, which hides that it is a list", role)
+	}
+	if got := eval[string](t, ctx, describedByJS("#p-record")); !strings.Contains(got, "1 issue") {
+		t.Errorf("#p-record is described by %q, want it marked invalid and described by the issues", got)
+	}
+
+	newer := edit(t, b, func(r map[string]any) {
+		r["source"].(map[string]any)["version"] = "2"
+		r["source"].(map[string]any)["lastUpdated"] = "2026-03-10T09:40:00-05:00"
+		r["takenAt"] = "2026-03-10T09:35:00-05:00"
+	})
+	run(t, ctx, "compare two versions",
+		chromedp.Navigate(g.base+"/console/playground/diff"),
+		chromedp.SetValue(chromedp.CSS("#df-kind"), "assessment"),
+		chromedp.SetValue(chromedp.CSS("#df-old"), string(b)),
+		chromedp.SetValue(chromedp.CSS("#df-new"), string(newer)),
+		chromedp.Click(chromedp.CSS("form.playground button[type=submit]")),
+		chromedp.WaitVisible(chromedp.CSS("section.rdiff")))
+	check("the compared versions")
+	// What a screen reader reads of each changed line: the text of the
+	// line without what is hidden from it (aria-hidden), with what is
+	// visually hidden.
+	lines := eval[[]string](t, ctx, `Array.from(document.querySelectorAll("pre.diff .add, pre.diff .del")).map(l => {
+  const c = l.cloneNode(true); c.querySelectorAll("[aria-hidden=true]").forEach(e => e.remove());
+  return (l.classList.contains("add") ? "+" : "-") + c.textContent; })`)
+	if len(lines) == 0 {
+		t.Fatal("the diff shows no added or removed line")
+	}
+	for _, l := range lines {
+		want := map[byte]string{'+': "+added: ", '-': "-removed: "}[l[0]]
+		if !strings.HasPrefix(l, want) {
+			t.Errorf("a changed line reads %q to a screen reader, want it to start %q", l, want[1:])
+		}
+	}
+	if n := eval[int](t, ctx, `document.querySelectorAll("span[aria-label]").length`); n > 0 {
+		t.Errorf("%d spans carry an aria-label, which a generic element may not", n)
+	}
+
+	run(t, ctx, "open the profiles",
+		chromedp.Navigate(g.base+"/console/conformance"),
+		chromedp.WaitVisible(chromedp.CSS("main details summary")))
+	eval[bool](t, ctx, `document.querySelectorAll("main details").forEach(d => d.open = true); true`)
+	check("the profiles")
 }
