@@ -41,11 +41,16 @@ const (
 	loginTTL    = 10 * time.Minute
 )
 
-// session is one signed-in person (or the development-mode visitor).
+// session is one signed-in person (or the development-mode visitor). It
+// ends after the idle limit without a request, and at the latest at the
+// absolute cap after sign-in (deadline): each request moves expires on
+// (WCAG 2.2.1: a person at work is not signed out mid-form at a fixed
+// hour; probe p26 F3).
 type session struct {
 	id, csrf  string
 	principal *auth.Principal
-	expires   time.Time
+	expires   time.Time // the idle limit after the last request, at most deadline
+	deadline  time.Time // the absolute cap after sign-in
 
 	mu       sync.Mutex
 	searches map[string]auditSearch
@@ -65,13 +70,14 @@ type pendingLogin struct {
 
 type sessions struct {
 	mu   sync.Mutex
-	ttl  time.Duration
+	idle time.Duration // a session ends this long after its last request
+	max  time.Duration // and at the latest this long after sign-in
 	now  func() time.Time
 	live map[string]*session
 	seal cipher.AEAD // seals the sign-in cookie
 }
 
-func newSessions(ttl time.Duration, now func() time.Time) *sessions {
+func newSessions(idle, max time.Duration, now func() time.Time) *sessions {
 	key := make([]byte, 32)
 	_, _ = rand.Read(key) // crypto/rand.Read never fails (Go 1.24+)
 	block, err := aes.NewCipher(key)
@@ -82,7 +88,7 @@ func newSessions(ttl time.Duration, now func() time.Time) *sessions {
 	if err != nil {
 		panic(err) // AES has a 16-byte block
 	}
-	return &sessions{ttl: ttl, now: now, live: map[string]*session{}, seal: seal}
+	return &sessions{idle: idle, max: max, now: now, live: map[string]*session{}, seal: seal}
 }
 
 // token returns 32 random bytes, base64url.
@@ -107,7 +113,8 @@ func setCookie(w http.ResponseWriter, name, value string, maxAge int) {
 // create starts a session for p and sets its cookie.
 func (s *sessions) create(w http.ResponseWriter, name string, p *auth.Principal) *session {
 	now := s.now()
-	sess := &session{id: token(), csrf: token(), principal: p, expires: now.Add(s.ttl), searches: map[string]auditSearch{}}
+	sess := &session{id: token(), csrf: token(), principal: p, deadline: now.Add(s.max), searches: map[string]auditSearch{}}
+	sess.expires = s.until(now, sess)
 	s.mu.Lock()
 	s.prune(now)
 	if len(s.live) >= maxSessions {
@@ -115,8 +122,19 @@ func (s *sessions) create(w http.ResponseWriter, name string, p *auth.Principal)
 	}
 	s.live[sess.id] = sess
 	s.mu.Unlock()
-	setCookie(w, sessionCookie, sess.id, int(s.ttl.Seconds()))
+	// The cookie lasts to the cap; the server ends the session earlier
+	// when it is idle.
+	setCookie(w, sessionCookie, sess.id, int(s.max.Seconds()))
 	return sess
+}
+
+// until is when sess ends if it has no request after now: the idle limit
+// from now, but not past its cap.
+func (s *sessions) until(now time.Time, sess *session) time.Time {
+	if t := now.Add(s.idle); t.Before(sess.deadline) {
+		return t
+	}
+	return sess.deadline
 }
 
 // prune drops expired sessions (s.mu held).
@@ -141,7 +159,8 @@ func (s *sessions) dropOldest() {
 	}
 }
 
-// fromRequest returns the request's live session, or nil.
+// fromRequest returns the request's live session, or nil; a request to a
+// live session moves its idle limit on.
 func (s *sessions) fromRequest(r *http.Request) *session {
 	c, err := r.Cookie(sessionCookie)
 	if err != nil {
@@ -153,10 +172,12 @@ func (s *sessions) fromRequest(r *http.Request) *session {
 	if sess == nil {
 		return nil
 	}
-	if s.now().After(sess.expires) {
+	now := s.now()
+	if now.After(sess.expires) {
 		delete(s.live, sess.id)
 		return nil
 	}
+	sess.expires = s.until(now, sess)
 	return sess
 }
 
