@@ -497,7 +497,7 @@ func TestDiffPageLines(t *testing.T) {
 	if status != http.StatusOK {
 		t.Fatalf("compare = %d:\n%.2000s", status, page)
 	}
-	pres := regexp.MustCompile(`(?s)<pre class="diff">(.*?)</pre>`).FindAllStringSubmatch(page, -1)
+	pres := regexp.MustCompile(`(?s)<pre class="diff"[^>]*>(.*?)</pre>`).FindAllStringSubmatch(page, -1)
 	if len(pres) == 0 {
 		t.Fatalf("no diff on the page:\n%.3000s", page)
 	}
