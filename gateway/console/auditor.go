@@ -189,6 +189,19 @@ type searchResults struct {
 	Params url.Values
 }
 
+// summary is what the search found, in a few words, for the page's title.
+func (r *searchResults) summary() string {
+	switch {
+	case r.NoPatient:
+		return "No patient has that identifier"
+	case len(r.Rows) == 0:
+		return "No request matches"
+	case r.Total >= 0:
+		return fmt.Sprintf("Requests %d to %d of %d", r.From, r.To, r.Total)
+	}
+	return fmt.Sprintf("Requests %d to %d", r.From, r.To)
+}
+
 // searchParams are params without the paging and counting ones.
 func searchParams(params url.Values) url.Values {
 	out := url.Values{}
@@ -248,6 +261,7 @@ func (c *Console) auditSearch(rq *request) error {
 	}
 	res.Page = page
 	form.Results = res
+	rq.outcome = res.summary()
 	return rq.render("audit", "Audit trail", form)
 }
 

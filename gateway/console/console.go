@@ -206,6 +206,7 @@ type request struct {
 	// exactly one of page, redirect or download is set by a handler.
 	page     string
 	title    string
+	outcome  string // a few words the title starts with: what the action or search came to
 	data     any
 	redirect string
 	download *download

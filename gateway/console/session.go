@@ -55,8 +55,13 @@ type session struct {
 	mu       sync.Mutex
 	searches map[string]auditSearch
 	order    []string
-	flash    string
+	flash    flash
 }
+
+// flash is a one-time notice of an action's outcome for the page it leads
+// to: Title, a few words, starts the page's title (read first when a page
+// loads: probe p26 F7), Message (optional) is shown and focused.
+type flash struct{ Title, Message string }
 
 // pendingLogin is a sign-in on its way through the issuer, as its sealed
 // cookie holds it.
@@ -284,17 +289,17 @@ func (sess *session) search(id string) (auditSearch, bool) {
 }
 
 // setFlash keeps a one-time notice for the next page.
-func (sess *session) setFlash(msg string) {
+func (sess *session) setFlash(title, msg string) {
 	sess.mu.Lock()
-	sess.flash = msg
+	sess.flash = flash{Title: title, Message: msg}
 	sess.mu.Unlock()
 }
 
 // takeFlash returns and clears the notice.
-func (sess *session) takeFlash() string {
+func (sess *session) takeFlash() flash {
 	sess.mu.Lock()
 	defer sess.mu.Unlock()
 	m := sess.flash
-	sess.flash = ""
+	sess.flash = flash{}
 	return m
 }

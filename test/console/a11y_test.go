@@ -162,3 +162,45 @@ func TestScrollBoxesAndDiffReadable(t *testing.T) {
 	eval[bool](t, ctx, `document.querySelectorAll("main details").forEach(d => d.open = true); true`)
 	check("the profiles")
 }
+
+// TestOutcomeAnnounced: after an action, the outcome is the start of the
+// page's title (read first when a page loads) and the message holding it
+// has the focus, without JavaScript (probe p26 F7: focus stayed on the
+// body, the title unchanged, and a screen reader read the header, the
+// menu and the banner before it): a retried dead letter, a verified
+// chain, an audit search's results.
+func TestOutcomeAnnounced(t *testing.T) {
+	ctx := browser(t)
+	e := newEHR(t, true)
+	g := start(t, "--ehr-url", e.URL)
+	g.ingest(t, "assessment", "phq9-moderate.json")
+	dead := g.waitDelivery(t, "dead")
+	check := func(what, title, focused string) {
+		t.Helper()
+		if got := eval[string](t, ctx, `document.title`); !strings.HasPrefix(got, title) {
+			t.Errorf("%s: the title is %q, want it to start %q", what, got, title)
+		}
+		if ok := eval[bool](t, ctx, `document.activeElement === document.querySelector("`+focused+`")`); !ok {
+			t.Errorf("%s: the focus is on %s, want %s", what, eval[string](t, ctx, `document.activeElement.outerHTML.slice(0, 80)`), focused)
+		}
+	}
+
+	run(t, ctx, "retry the dead letter",
+		chromedp.Navigate(g.base+"/console/deliveries/"+dead+"/retry"),
+		chromedp.Click(`//button[contains(., "Yes, retry")]`),
+		chromedp.WaitVisible(chromedp.CSS(".flash")))
+	check("after the retry", "Queued again", "main .flash")
+
+	run(t, ctx, "verify the chain",
+		chromedp.Navigate(g.base+"/console/audit/chain"),
+		chromedp.Click(`//button[text()="Verify the chain now"]`),
+		chromedp.WaitVisible(chromedp.CSS("dl.facts")))
+	check("after verifying the chain", "Chain intact", "main div[role=status]")
+
+	run(t, ctx, "search the audit trail",
+		chromedp.Navigate(g.base+"/console/audit"),
+		chromedp.SendKeys(chromedp.CSS("#f-patient"), "MRN-TEST-000123"),
+		chromedp.Click(chromedp.CSS("form.search button[type=submit]")),
+		chromedp.WaitVisible(chromedp.CSS("#h-results")))
+	check("after the search", "Requests 1 to ", "#h-results + p[role=status]")
+}
