@@ -204,3 +204,45 @@ func TestOutcomeAnnounced(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS("#h-results")))
 	check("after the search", "Requests 1 to ", "#h-results + p[role=status]")
 }
+
+// landmarksJS lists what is wrong with the page's landmarks (probe p26
+// F8): content outside every landmark (the development banner was), two
+// regions of the same name (a section and the table box inside it named by
+// one heading), a table in a region without a caption.
+const landmarksJS = `(() => {
+  const bad = [];
+  document.querySelectorAll("body > *:not(script)").forEach(e => {
+    if (!e.matches("header, main, nav, footer, aside, a.skip") && e.innerText.trim() !== "") bad.push("outside landmarks: " + e.tagName + "." + e.className);
+  });
+  const name = e => e.getAttribute("aria-label") || (e.getAttribute("aria-labelledby") || "").split(/\s+/)
+    .map(id => (document.getElementById(id) || {}).textContent || "").join(" ").trim();
+  const seen = {};
+  document.querySelectorAll("section[aria-label], section[aria-labelledby], [role=region]").forEach(e => {
+    const n = name(e); if (seen[n]) bad.push("two regions named " + JSON.stringify(n)); seen[n] = true;
+  });
+  document.querySelectorAll("[role=region] table").forEach(t => { if (!t.querySelector("caption")) bad.push("a table without a caption in " + JSON.stringify(name(t.closest("[role=region]")))); });
+  return bad; })()`
+
+// TestLandmarksNamedOnce: in development mode (its banner on every page),
+// every page's content is inside a landmark, no two regions share a name
+// and each table in a region has a caption (probe p26 F8).
+func TestLandmarksNamedOnce(t *testing.T) {
+	ctx := browser(t)
+	e := newEHR(t, true)
+	g := start(t, "--ehr-url", e.URL)
+	g.ingest(t, "assessment", "phq9-moderate.json")
+	dead := g.waitDelivery(t, "dead")
+	for _, p := range []struct{ path, wait string }{
+		{"/console/", ".cards"},
+		{"/console/rules", "#cs-validation-rule"},
+		{"/console/deliveries", "#h-charts"},
+		{"/console/deliveries/" + dead, "table.ehr-outcome"},
+		{"/console/records?source=serenity-clinic-emr&record=ASM-2026-0310-001", "#h-access"},
+		{"/console/audit", "form.search"},
+	} {
+		run(t, ctx, "open "+p.path, chromedp.Navigate(g.base+p.path), chromedp.WaitVisible(chromedp.CSS(p.wait)))
+		if bad := eval[[]string](t, ctx, landmarksJS); len(bad) > 0 {
+			t.Errorf("%s: %v", p.path, bad)
+		}
+	}
+}
