@@ -27,7 +27,10 @@ type view struct {
 	// Outcome, a few words, starts the page's title after an action:
 	// the flash's title, or the handler's (request.outcome).
 	Outcome string
-	Page    any
+	// SessionLimit tells a signed-in person when the session ends (not
+	// in development mode, which has no sign-in).
+	SessionLimit string
+	Page         any
 }
 
 // parsePages parses the layout with each page template.
@@ -104,6 +107,9 @@ func (c *Console) execute(w io.Writer, rq *request) error {
 			v.Person = "development mode"
 		}
 		v.Auditor, v.Operator = p.Scopes.Has(auth.ScopeAuditor), p.Scopes.Has(auth.ScopeOperator)
+		if !v.Dev {
+			v.SessionLimit = c.sessions.limit(rq.sess)
+		}
 	}
 	if rq.outcome != "" {
 		v.Outcome = rq.outcome

@@ -7,6 +7,7 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"sync"
 	"time"
@@ -131,6 +132,25 @@ func (s *sessions) create(w http.ResponseWriter, name string, p *auth.Principal)
 	// when it is idle.
 	setCookie(w, sessionCookie, sess.id, int(s.max.Seconds()))
 	return sess
+}
+
+// limit tells a person when sess ends, for every page (WCAG 2.2.1: no
+// one is surprised mid-form; it needs no script).
+func (s *sessions) limit(sess *session) string {
+	return fmt.Sprintf("Your session ends after %s without a request, at the latest %s.",
+		span(s.idle), sess.deadline.UTC().Format("2 Jan 15:04 UTC"))
+}
+
+// span is a duration in hours and minutes, for people.
+func span(d time.Duration) string {
+	h, m := int(d.Hours()), int(d.Minutes())%60
+	switch {
+	case h == 0:
+		return fmt.Sprintf("%d min", m)
+	case m == 0:
+		return fmt.Sprintf("%d h", h)
+	}
+	return fmt.Sprintf("%d h %d min", h, m)
 }
 
 // until is when sess ends if it has no request after now: the idle limit

@@ -102,3 +102,20 @@ func TestSessionEndedLinksBack(t *testing.T) {
 		}
 	}
 }
+
+// TestSessionLimitShown: every page a signed-in person sees tells, without
+// a script, after how long without a request the session ends and when at
+// the latest, so that no one is surprised mid-form (probe p26 F3: no page
+// told). Development mode, which has no sign-in, does not.
+func TestSessionLimitShown(t *testing.T) {
+	f, is := signInFixture(t)
+	f.signIn(t, is, map[string]any{"sub": "u-1", "email": "olga@example.org", "groups": []string{"ops"}, "tenant": "clinic-a"})
+	code, page, _ := f.get(t, "/console/replays")
+	if code != http.StatusOK || !strings.Contains(page, "Your session ends after 1 h without a request, at the latest ") {
+		t.Errorf("GET /console/replays = %d, want the session's limits told:\n%.2000s", code, page)
+	}
+	dev := newFixture(t, nil)
+	if _, page, _ := dev.get(t, "/console/"); strings.Contains(page, "Your session ends") {
+		t.Errorf("development mode tells of a session limit")
+	}
+}
