@@ -300,7 +300,9 @@ func (s *Service) find(ctx context.Context, tenant, id string) (*store.OutboxIte
 // Retry puts a dead letter back in the queue, due now, or makes a pending
 // delivery (waiting for its next attempt, e.g. after a long Retry-After)
 // due now, ending its destination's hold (SetWorker). NotFound as for
-// Show; Conflict when the delivery is in flight or delivered, or a dead
+// Show; Conflict when the delivery is in flight or delivered, a dead
+// letter that a later delivery of its record to the destination
+// supersedes (delivery-superseded: store.LaterDeliveryError), or a dead
 // letter refused as its record was stored (store.Refused: it has nothing
 // to send, and sending the record there is what the refusal prevents).
 // Forbidden (tenant-required) for a caller acting for every tenant.
@@ -321,9 +323,16 @@ func (s *Service) Retry(ctx context.Context, tenant, id string) (waitingFor stri
 	if it.Status == store.StatusDead && strings.HasPrefix(it.LastError, store.Refused) {
 		return "", errRefusedWhenStored
 	}
+	var later *store.LaterDeliveryError
 	if err := s.store.Retry(ctx, it.ID, s.now()); errors.Is(err, store.ErrNotFound) {
 		return "", outcome.New(outcome.Conflict, "conflict", "delivery-not-dead",
 			"only a dead letter or a pending delivery can be retried; this one is in flight or delivered")
+	} else if errors.As(err, &later) {
+		ids, err := s.IDs(ctx)
+		if err != nil {
+			return "", err
+		}
+		return "", supersededError(ids.Encode(later.ID), later.Status)
 	} else if err != nil {
 		return "", err
 	}
@@ -337,6 +346,19 @@ func (s *Service) Retry(ctx context.Context, tenant, id string) (waitingFor stri
 		return "", err
 	}
 	return s.blocker(ctx, ids, it.ID)
+}
+
+// supersededError refuses the retry of a dead letter that a later
+// delivery of the same record (a later version, a session nesting it, a
+// withdrawal) to the same destination supersedes: sent now, its older
+// version would overwrite the later one at the EHR.
+func supersededError(later, status string) error {
+	state := map[string]string{store.StatusDone: "was delivered", store.StatusPending: "is pending",
+		store.StatusInFlight: "is being sent"}[status]
+	return outcome.New(outcome.Conflict, "conflict", "delivery-superseded",
+		"delivery "+later+", a later delivery of the same record to this destination, "+state+
+			": this dead letter's older version would overwrite it there, so it is not retried. "+
+			"To send the record's current version again, use `deliveries replay` (the API's replay) for the destination")
 }
 
 // WaitingMessage says that a retried delivery waits for delivery

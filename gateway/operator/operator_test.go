@@ -440,3 +440,32 @@ func TestReadyBoundedByProbeTimeout(t *testing.T) {
 		t.Errorf("Ready waited for the caller's deadline, not its own")
 	}
 }
+
+// TestRetryRefusesASupersededDeadLetter: a dead letter whose record has a
+// later delivery to the same destination, delivered or still to be sent,
+// is not retried: the old version would overwrite the later one at the EHR
+// (p23 F2). The refusal names the later delivery and says what to do.
+func TestRetryRefusesASupersededDeadLetter(t *testing.T) {
+	st := openStore(t)
+	ctx := context.Background()
+	ops := operator.New(st, []string{"hosp"}, nil, nil)
+	ids, err := ops.IDs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v1 := enqueue(t, st, "hosp", "R1", "1", store.StatusDead)
+	v2 := enqueue(t, st, "hosp", "R1", "2", store.StatusDone)
+	alone := enqueue(t, st, "hosp", "R2", "1", store.StatusDead)
+	_, err = ops.Retry(ctx, "", ids.Encode(v1))
+	kind, issues := outcome.From(err)
+	if kind != outcome.Conflict || !slices.Contains(outcome.Rules(err), "delivery-superseded") || len(issues) != 1 ||
+		!strings.Contains(issues[0].Message, ids.Encode(v2)) || !strings.Contains(issues[0].Message, "deliveries replay") {
+		t.Errorf("Retry(v1, v2 delivered) = %v, want Conflict delivery-superseded naming %s and replay", err, ids.Encode(v2))
+	}
+	if v, err := ops.Show(ctx, "", ids.Encode(v1), false); err != nil || v.Status != store.StatusDead {
+		t.Errorf("after the refused retry: %+v %v, want still dead", v, err)
+	}
+	if _, err := ops.Retry(ctx, "", ids.Encode(alone)); err != nil {
+		t.Errorf("Retry of a dead letter with no later delivery = %v", err)
+	}
+}
