@@ -92,8 +92,8 @@ func classifyStatus(code int) (outcome string, destWide bool) {
 		return OutcomeRetry, true
 	case code >= 300 && code < 400:
 		return OutcomeRetry, true // a redirect not followed: a configuration problem
-	case code == http.StatusRequestTimeout, code >= 500:
-		return OutcomeRetry, false
+	case code == http.StatusRequestTimeout, code == http.StatusConflict, code >= 500:
+		return OutcomeRetry, false // a 409 up to ConflictAttempts (worker)
 	case code >= 400:
 		return OutcomeDead, false
 	}
@@ -350,3 +350,10 @@ func (c *Client) redirectTarget(h http.Header) string {
 	}
 	return to + " (another path than the base's)"
 }
+
+// ConflictAttempts is the attempt at which a 409 makes a record a dead
+// letter. A 409 is mostly a transient version conflict at a FHIR server,
+// or the EHR still processing an earlier attempt that timed out (two
+// conditional writes of the same identifiers at once): it is retried, not
+// before the destination's timeout has passed, until then.
+const ConflictAttempts = 5

@@ -159,7 +159,7 @@ func TestClassifyStatus(t *testing.T) {
 	for code, want := range map[int]string{
 		200: OutcomeRetry, // never asked for 2xx; anything unexpected is retried
 		301: OutcomeRetry, 400: OutcomeDead, 401: OutcomeRetry, 403: OutcomeDead, 404: OutcomeDead,
-		408: OutcomeRetry, 409: OutcomeDead, 412: OutcomeDead, 422: OutcomeDead, 429: OutcomeRetry,
+		408: OutcomeRetry, 409: OutcomeRetry, 412: OutcomeDead, 422: OutcomeDead, 429: OutcomeRetry,
 		500: OutcomeRetry, 502: OutcomeRetry, 503: OutcomeRetry, 504: OutcomeRetry,
 	} {
 		if got, _ := classifyStatus(code); got != want {

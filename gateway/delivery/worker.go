@@ -682,11 +682,21 @@ func (d *destWorker) decide(it *store.OutboxItem, res *Result, now time.Time) (s
 		res.Error += fmt.Sprintf(" (gave up after %d attempts)", n)
 		return store.StatusDead, time.Time{}
 	}
+	if res.HTTPStatus == http.StatusConflict && n >= ConflictAttempts {
+		res.Error += fmt.Sprintf(" (gave up after %d attempts: a conflict that does not clear)", n)
+		return store.StatusDead, time.Time{}
+	}
 	if o.MaxAge > 0 && !it.Created.IsZero() && now.Sub(it.Created) >= o.MaxAge {
 		res.Error += fmt.Sprintf(" (gave up after %v)", o.MaxAge)
 		return store.StatusDead, time.Time{}
 	}
-	next := now.Add(max(d.backoff(n), res.RetryAfter))
+	wait := max(d.backoff(n), res.RetryAfter)
+	if res.HTTPStatus == http.StatusConflict {
+		// The EHR may still be processing an earlier attempt of the
+		// record (one that timed out): not before it could be done.
+		wait = max(wait, d.dest.Timeout)
+	}
+	next := now.Add(wait)
 	if o.MaxAge > 0 && !it.Created.IsZero() {
 		// Never wait past the dead-letter deadline: the attempt at the
 		// deadline is the last one.
