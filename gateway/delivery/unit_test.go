@@ -273,7 +273,7 @@ func TestRetryNeverPastTheDeadLetterDeadline(t *testing.T) {
 				MaxAge: 72 * time.Hour, Rand: func() float64 { return 0 }}}
 			d := &destWorker{w: w}
 			res := Result{Outcome: OutcomeRetry, Error: "http 429", RetryAfter: tc.retryAfter}
-			status, next := d.decide(&store.OutboxItem{Created: created, Attempts: 1}, &res, created.Add(tc.age))
+			status, next := d.decide(&store.OutboxItem{Created: created, Attempts: 1}, &res, created.Add(tc.age), false)
 			if status != store.StatusPending || !next.Equal(created.Add(tc.want)) {
 				t.Fatalf("decide = %s, next at +%v; want pending at +%v", status, next.Sub(created), tc.want)
 			}

@@ -55,10 +55,14 @@ type OutboxItem struct {
 	Patient                         string
 	Kind, Source, RecordID, Version string
 	// TraceID is the trace of the request that stored the record.
-	TraceID     string
-	Payload     []byte
-	Status      string
-	Attempts    int
+	TraceID  string
+	Payload  []byte
+	Status   string
+	Attempts int
+	// Probes counts the attempts among Attempts that probed the
+	// destination while it was on hold and failed (Attempt.Probe): they do
+	// not count toward the worker's attempt limit.
+	Probes      int
 	NextAttempt time.Time
 	LastError   string
 	Created     time.Time
@@ -82,6 +86,10 @@ type Attempt struct {
 	TraceID string
 	// Error is a PHI-free reason ("http 503", "timeout", ...).
 	Error string
+	// Probe marks a failed attempt that probed its destination while it
+	// was on hold (a destination-wide outage): Complete counts it in the
+	// item's Probes as well as in its Attempts.
+	Probe bool
 }
 
 // AnswerTruncated is the code (system AnswerNoteSystem, the gateway's

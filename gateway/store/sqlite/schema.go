@@ -396,7 +396,7 @@ var migrations = []sqlstore.Migration{{
 }, {
 	Version: 17,
 	// An outbox item's order keys (store.OutboxItem.OrderKeys): the items
-	// of before have their OrderKey alone.
+	// of before have their OrderKey alone. And its probes.
 	Stmts: []string{`CREATE TABLE outbox_keys (
 			item_id INTEGER NOT NULL REFERENCES outbox (id),
 			order_key TEXT NOT NULL,
@@ -404,7 +404,10 @@ var migrations = []sqlstore.Migration{{
 			tenant TEXT NOT NULL,
 			live INTEGER NOT NULL,
 			PRIMARY KEY (item_id, order_key)
-		)`, sqlstore.OutboxKeysIndex, sqlstore.OutboxKeysFill},
+		)`, sqlstore.OutboxKeysIndex, sqlstore.OutboxKeysFill,
+		// The failed attempts that probed a destination on hold
+		// (store.OutboxItem.Probes).
+		`ALTER TABLE outbox ADD COLUMN probes INTEGER NOT NULL DEFAULT 0`},
 }}
 
 // tenantStats are the tenant indexes' planner statistics, as plannerStats:

@@ -16,7 +16,7 @@ import (
 // see the package documentation for how they are serialised.
 
 const outboxCols = `id, destination, order_key, patient, kind, source, record_id, version, trace_id, payload,
-	status, attempts, next_attempt, last_error, created, updated, tenant`
+	status, attempts, next_attempt, last_error, created, updated, tenant, probes`
 
 // lockOutbox takes the Dialect.Lock of a destination (and tenant and order
 // key), if the dialect has one. The default tenant's keys are those of
@@ -164,12 +164,17 @@ func (s *Store) Complete(ctx context.Context, a *store.Attempt, status string, n
 		}
 		n++
 		a.N = n
+		probe := 0
+		if a.Probe {
+			probe = 1
+		}
 		stmts := []Stmt{
 			{SQL: s.bind(`INSERT INTO delivery_attempts (item_id, n, at, duration_ms, http_status, outcome, trace_id, error)
 				VALUES (?, ?, ?, ?, ?, ?, ?, ?)`), Args: []any{a.ItemID, n, a.At.UnixMilli(), a.Duration.Milliseconds(), a.HTTPStatus,
 				a.Outcome, s.text(a.TraceID), s.text(a.Error)}},
 			{SQL: s.bind(`UPDATE outbox SET status = ?, attempts = ?, next_attempt = ?, lease_until = 0,
-				last_error = ?, updated = ? WHERE id = ?`), Args: []any{status, n, nextAttempt.UnixMilli(), s.text(a.Error), a.At.UnixMilli(), a.ItemID}},
+				last_error = ?, updated = ?, probes = probes + ? WHERE id = ?`), Args: []any{status, n, nextAttempt.UnixMilli(),
+				s.text(a.Error), a.At.UnixMilli(), probe, a.ItemID}},
 		}
 		if status != store.StatusPending { // done or dead: it holds back no later item
 			stmts = append(stmts, Stmt{SQL: s.bind(setLive), Args: []any{0, a.ItemID}})
@@ -431,7 +436,8 @@ func scanItems(rows Rows) ([]*store.OutboxItem, error) {
 		it := &store.OutboxItem{}
 		var next, created, updated int64
 		if err := rows.Scan(&it.ID, &it.Destination, &it.OrderKey, &it.Patient, &it.Kind, &it.Source, &it.RecordID,
-			&it.Version, &it.TraceID, &it.Payload, &it.Status, &it.Attempts, &next, &it.LastError, &created, &updated, &it.Tenant); err != nil {
+			&it.Version, &it.TraceID, &it.Payload, &it.Status, &it.Attempts, &next, &it.LastError, &created, &updated, &it.Tenant,
+			&it.Probes); err != nil {
 			return nil, err
 		}
 		it.NextAttempt, it.Created, it.Updated = time.UnixMilli(next).UTC(), time.UnixMilli(created).UTC(), time.UnixMilli(updated).UTC()
