@@ -47,6 +47,11 @@ type Result struct {
 	// (unreachable, 429, 503, authorization): the worker then pauses the
 	// destination, not just the item.
 	DestinationWide bool
+	// Outage marks a failure of an EHR that is down or overloaded (no
+	// connection, a timeout, a 5xx, a 429), not a configuration problem
+	// (authorization, TLS, a redirect): a probe of a destination on hold
+	// that fails so does not count toward the record's attempt limit.
+	Outage bool
 	// Mode is the mode the attempt ended in (after fallbacks).
 	Mode Mode
 	// NotSent marks an attempt that ended before any request left: the
@@ -62,7 +67,8 @@ func notSent(reason string) Result { return Result{Outcome: OutcomeDead, Error: 
 
 func netResult(err error) Result {
 	ne := describe(err)
-	return Result{Outcome: OutcomeRetry, Error: ne.reason, DestinationWide: ne.destWide}
+	return Result{Outcome: OutcomeRetry, Error: ne.reason, DestinationWide: ne.destWide, HTTPStatus: ne.status,
+		Outage: ne.outage()}
 }
 
 // issueCode keeps an OperationOutcome issue code printable in a reason.
@@ -121,7 +127,8 @@ func (c *Client) failure(what string, resp *response, outcome []byte) Result {
 		reason = what + ": " + reason
 	}
 	return Result{Outcome: out, HTTPStatus: resp.status, Body: outcome, Error: reason,
-		RetryAfter: retryAfter(resp.header, c.clock.Now()), DestinationWide: wide}
+		RetryAfter: retryAfter(resp.header, c.clock.Now()), DestinationWide: wide,
+		Outage: resp.status >= 500 || resp.status == http.StatusTooManyRequests}
 }
 
 func is2xx(code int) bool { return code >= 200 && code < 300 }

@@ -529,7 +529,7 @@ func (d *destWorker) attempt(ctx context.Context, it *store.OutboxItem, probe bo
 			"retry_after_s", res.RetryAfter.Seconds(), "cap_s", o.BackoffMax.Seconds())
 		res.RetryAfter = o.BackoffMax
 	}
-	probe = probe && res.Outcome == OutcomeRetry
+	probe = probe && res.Outcome == OutcomeRetry && res.Outage
 	status, next := d.decide(it, &res, now, probe)
 	a := &store.Attempt{ItemID: it.ID, N: it.Attempts + 1, At: start, Duration: now.Sub(start), HTTPStatus: res.HTTPStatus,
 		Outcome: excerpt(res.Body), Error: res.Error, Probe: probe}
