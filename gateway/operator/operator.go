@@ -43,11 +43,14 @@ type View struct {
 	// WaitingFor is, for a pending delivery, the id of the delivery of an
 	// earlier version of its record that is pending or in flight: it goes
 	// first (order per source record), so this one waits for it.
-	WaitingFor string          `json:"waitingFor,omitempty"`
-	Created    time.Time       `json:"created"`
-	Updated    time.Time       `json:"updated"`
-	History    []AttemptView   `json:"attemptHistory,omitempty"`
-	Payload    json.RawMessage `json:"payload,omitempty"`
+	WaitingFor string `json:"waitingFor,omitempty"`
+	// EHRWarnings is, for a delivered one, how many warnings the EHR's
+	// answer to the attempt that delivered it carried (AttemptView).
+	EHRWarnings int             `json:"ehrWarnings,omitempty"`
+	Created     time.Time       `json:"created"`
+	Updated     time.Time       `json:"updated"`
+	History     []AttemptView   `json:"attemptHistory,omitempty"`
+	Payload     json.RawMessage `json:"payload,omitempty"`
 	// Tenant is the delivery's tenant (not shown: the caller's own, or
 	// any for an all-tenant operator).
 	Tenant string `json:"-"`
@@ -73,6 +76,9 @@ type AttemptView struct {
 	// header is not recorded).
 	AnswerText string `json:"ehrResponseText,omitempty"`
 	AnswerType string `json:"ehrResponseContentType,omitempty"`
+	// EHRWarnings is how many issues of severity warning the EHR's answer
+	// carried (its OperationOutcome, or its entries' outcomes).
+	EHRWarnings int `json:"ehrWarnings,omitempty"`
 }
 
 // sniffType guesses the media type of an answer that is not JSON from its
@@ -136,7 +142,11 @@ func NewView(ids *IDs, it *store.OutboxItem, attempts []*store.Attempt, withPayl
 	for _, a := range attempts {
 		av := AttemptView{N: a.N, At: a.At, DurationMS: a.Duration.Milliseconds(), HTTPStatus: a.HTTPStatus, Error: a.Error, TraceID: a.TraceID}
 		av.setAnswer(a.Outcome, withPayload)
+		av.EHRWarnings = ehrWarnings(a.Outcome)
 		v.History = append(v.History, av)
+	}
+	if it.Status == store.StatusDone && len(v.History) > 0 {
+		v.EHRWarnings = v.History[len(v.History)-1].EHRWarnings
 	}
 	if withPayload {
 		v.Payload = it.Payload

@@ -469,3 +469,34 @@ func TestRetryRefusesASupersededDeadLetter(t *testing.T) {
 		t.Errorf("Retry of a dead letter with no later delivery = %v", err)
 	}
 }
+
+// TestViewCountsEHRWarnings: warnings in the OperationOutcomes of an EHR's
+// 200 answer are counted on the attempt and the delivery (ehrWarnings), so
+// an operator sees them without opening every attempt (p23 F8).
+func TestViewCountsEHRWarnings(t *testing.T) {
+	st := openStore(t)
+	ctx := context.Background()
+	it := &store.OutboxItem{Destination: "hosp", OrderKey: "src|vitals|W", Patient: "src|P", Kind: "vitals",
+		Source: "src", RecordID: "W", Version: "1", Payload: []byte(`{}`)}
+	if err := st.Write(ctx, func(tx store.Tx) error { return tx.Enqueue(it) }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Claim(ctx, "hosp", time.Now().Add(time.Second), time.Minute, 1); err != nil {
+		t.Fatal(err)
+	}
+	answer := `{"resourceType":"Bundle","type":"transaction-response","entry":[
+		{"response":{"status":"201","outcome":{"resourceType":"OperationOutcome","issue":[{"severity":"warning","code":"business-rule","diagnostics":"x"},{"severity":"information","code":"informational"}]}}},
+		{"response":{"status":"200","outcome":{"resourceType":"OperationOutcome","issue":[{"severity":"warning","code":"code-invalid"}]}}}]}`
+	if err := st.Complete(ctx, &store.Attempt{ItemID: it.ID, At: time.Now(), HTTPStatus: 200, Outcome: []byte(answer)}, store.StatusDone, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	ops := operator.New(st, []string{"hosp"}, nil, nil)
+	ids, err := ops.IDs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := ops.Show(ctx, "", ids.Encode(it.ID), false)
+	if err != nil || v.EHRWarnings != 2 || len(v.History) != 1 || v.History[0].EHRWarnings != 2 {
+		t.Fatalf("Show = %+v %v, want 2 EHR warnings on the delivery and its attempt", v, err)
+	}
+}
