@@ -14,6 +14,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -284,6 +285,9 @@ func (c *Client) do(ctx context.Context, method, target string, body []byte, hdr
 			return nil, err
 		}
 		if resp.status == http.StatusUnauthorized && try == 0 && c.auth != nil && c.auth.invalidate(tok) {
+			if n, ok := ctx.Value(refusedKey{}).(*atomic.Int32); ok {
+				n.Add(1)
+			}
 			continue
 		}
 		return resp, nil

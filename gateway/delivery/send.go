@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
@@ -139,6 +140,27 @@ func is2xx(code int) bool { return code >= 200 && code < 300 }
 // mode; a batch answered 413 in single mode. It never panics on any
 // answer; errors are in the Result.
 func (c *Client) Deliver(ctx context.Context, payload []byte, mode Mode) Result {
+	var refused atomic.Int32
+	r := c.deliver(context.WithValue(ctx, refusedKey{}, &refused), payload, mode)
+	if n := refused.Load(); n > 0 {
+		// The EHR received the payload (or an entry of it) more than once:
+		// the attempt says so, also when it succeeded.
+		note := fmt.Sprintf("%d request(s) refused with http 401 and sent again with a new token", n)
+		if r.Error == "" {
+			r.Error = note
+		} else {
+			r.Error += "; " + note
+		}
+	}
+	return r
+}
+
+// refusedKey is the context key of the count of requests of one attempt
+// the EHR refused with a 401 and the client sent again (Client.do).
+type refusedKey struct{}
+
+// deliver is Deliver without the note on refused requests.
+func (c *Client) deliver(ctx context.Context, payload []byte, mode Mode) Result {
 	b, err := parsePayload(payload)
 	if err != nil {
 		return deadResult(err.Error())
