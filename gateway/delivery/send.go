@@ -53,6 +53,10 @@ type Result struct {
 	// (authorization, TLS, a redirect): a probe of a destination on hold
 	// that fails so does not count toward the record's attempt limit.
 	Outage bool
+	// EntryStatus is the status of the entry that failed when the EHR
+	// answered a batch with a status per entry (HTTPStatus is then the
+	// status of the answer itself, 200); 0 otherwise.
+	EntryStatus int
 	// Mode is the mode the attempt ended in (after fallbacks).
 	Mode Mode
 	// NotSent marks an attempt that ended before any request left: the
@@ -276,6 +280,7 @@ func (c *Client) sendBatch(ctx context.Context, p *plan, chunk []*step) Result {
 			continue
 		}
 		r := c.failure(s.what(), &response{status: code, header: resp.header}, e.Response.Outcome)
+		r.HTTPStatus, r.EntryStatus = resp.status, code // the EHR answered 200; the entry failed
 		if r.Body == nil {
 			r.Body = resp.body
 		}

@@ -699,7 +699,8 @@ func (d *destWorker) decide(it *store.OutboxItem, res *Result, now time.Time, pr
 		res.Error += fmt.Sprintf(" (gave up after %d attempts)", n)
 		return store.StatusDead, time.Time{}
 	}
-	if res.HTTPStatus == http.StatusConflict && n >= ConflictAttempts {
+	conflict := res.HTTPStatus == http.StatusConflict || res.EntryStatus == http.StatusConflict
+	if conflict && n >= ConflictAttempts {
 		res.Error += fmt.Sprintf(" (gave up after %d attempts: a conflict that does not clear)", n)
 		return store.StatusDead, time.Time{}
 	}
@@ -708,7 +709,7 @@ func (d *destWorker) decide(it *store.OutboxItem, res *Result, now time.Time, pr
 		return store.StatusDead, time.Time{}
 	}
 	wait := max(d.backoff(n), res.RetryAfter)
-	if res.HTTPStatus == http.StatusConflict {
+	if conflict {
 		// The EHR may still be processing an earlier attempt of the
 		// record (one that timed out): not before it could be done.
 		wait = max(wait, d.dest.Timeout)
