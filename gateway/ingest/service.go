@@ -493,7 +493,7 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 	var notSent []string // destinations another tenant holds the source at
 	err = stage.Run(ctx, s.tracer, "outbox.enqueue", func(context.Context) error {
 		var err error
-		notSent, err = s.enqueue(st, tenant, rec.kind, res, raws, rec.version, sc.TraceID, tx.ClaimSource)
+		notSent, err = s.enqueue(st, tenant, rec.kind, rec.rec, res, raws, rec.version, sc.TraceID, tx.ClaimSource)
 		return err
 	}, attribute.String("ingest.kind", string(rec.kind)))
 	if err != nil {
@@ -666,7 +666,7 @@ func NestedRecords(base, source string, r mapping.Record) []audit.NestedRecord {
 // engine.Tx.ClaimSource) gets a dead letter without payload instead, whose
 // reason the operator sees; those routes are returned (notSent). The record
 // is stored all the same: the clinic needs it in its record.
-func (s *Service) enqueue(tx store.Tx, tenant string, kind mapping.Kind, res *mapping.Result, raws [][]byte, version, traceID string,
+func (s *Service) enqueue(tx store.Tx, tenant string, kind mapping.Kind, rec mapping.Record, res *mapping.Result, raws [][]byte, version, traceID string,
 	claim func(system, dest string, receives func(tenant, kind string) bool) (bool, error)) (notSent []string, err error) {
 	var items []*store.OutboxItem
 	var payload []byte
@@ -679,7 +679,7 @@ func (s *Service) enqueue(tx store.Tx, tenant string, kind mapping.Kind, res *ma
 			return nil, err
 		}
 		if !ok {
-			it := OutboxItem(r.Name, kind, res, version, nil, traceID)
+			it := OutboxItem(r.Name, kind, rec, res, version, nil, traceID)
 			it.Status, it.LastError = store.StatusDead, store.Refused+engine.RuleSourceOtherTenant+": "+notSentReason
 			items, notSent = append(items, it), append(notSent, r.Name)
 			continue
@@ -689,7 +689,7 @@ func (s *Service) enqueue(tx store.Tx, tenant string, kind mapping.Kind, res *ma
 				return nil, err
 			}
 		}
-		items = append(items, OutboxItem(r.Name, kind, res, version, payload, traceID))
+		items = append(items, OutboxItem(r.Name, kind, rec, res, version, payload, traceID))
 	}
 	if len(items) == 0 {
 		return nil, nil
@@ -746,19 +746,47 @@ func warn(b *fhirwire.Bundle, issues []outcome.Issue) error {
 }
 
 // OutboxItem is the outbox item that delivers payload, the transaction
-// Bundle of version of a record mapped as res, to dest: ordered after the
-// record's earlier deliveries (OrderKey) and with its patient's (Patient).
-// A replay's correction is enqueued the same way.
-func OutboxItem(dest string, kind mapping.Kind, res *mapping.Result, version string, payload []byte, traceID string) *store.OutboxItem {
+// Bundle of version of record rec mapped as res, to dest: ordered after
+// the earlier deliveries of each record identity it carries (OrderKey,
+// OrderKeys: OrderKeys) and with its patient's (Patient). A replay's
+// correction is enqueued the same way.
+func OutboxItem(dest string, kind mapping.Kind, rec mapping.Record, res *mapping.Result, version string, payload []byte, traceID string) *store.OutboxItem {
 	patient := ""
 	if len(res.Entries) > 0 && res.Entries[0].ResourceType == "Patient" {
 		patient = res.Entries[0].IdentifierValue
 	}
 	return &store.OutboxItem{
-		Destination: dest, OrderKey: res.Source.System + "|" + string(kind) + "|" + res.Source.RecordID,
-		Patient: res.Source.System + "|" + patient, Kind: string(kind), Source: res.Source.System,
+		Destination: dest, OrderKey: OrderKey(res.Source.System, kind, res.Source.RecordID),
+		OrderKeys: OrderKeys(res.Source.System, kind, res.Source.RecordID, rec),
+		Patient:   res.Source.System + "|" + patient, Kind: string(kind), Source: res.Source.System,
 		RecordID: res.Source.RecordID, Version: version, Payload: payload, TraceID: traceID,
 	}
+}
+
+// OrderKey is the outbox order key of a record: its identity (source
+// system, kind, record id).
+func OrderKey(system string, kind mapping.Kind, recordID string) string {
+	return system + "|" + string(kind) + "|" + recordID
+}
+
+// OrderKeys are the further record identities a record of kind carries
+// (docs/records.md, "Record identity"), as order keys: a session's
+// infusion (the session's record id) and its nested records; an
+// infusion's session. rec may be nil for a kind other than session.
+func OrderKeys(system string, kind mapping.Kind, recordID string, rec mapping.Record) []string {
+	switch kind {
+	case mapping.KindInfusion:
+		return []string{OrderKey(system, mapping.KindSession, recordID)}
+	case mapping.KindSession:
+		keys := []string{OrderKey(system, mapping.KindInfusion, recordID)}
+		if sess, ok := rec.(*mapping.Session); ok {
+			for _, n := range sess.Nested() {
+				keys = append(keys, OrderKey(system, n.Kind, n.RecordID))
+			}
+		}
+		return keys
+	}
+	return nil
 }
 
 // entries turns mapped entries into engine entries: typed, straight from

@@ -432,6 +432,18 @@ var migrations = []sqlstore.Migration{{
 	// once (under the migration lock: one key, whoever migrates).
 	Stmts: sqlstore.DeploymentKeys,
 	After: sqlstore.PutDeliveryIDKey,
+}, {
+	Version: 19,
+	// As SQLite's schema 17: an outbox item's order keys, and its probes.
+	Stmts: []string{`CREATE TABLE outbox_keys (
+			item_id BIGINT NOT NULL,
+			order_key TEXT COLLATE "C" NOT NULL,
+			destination TEXT COLLATE "C" NOT NULL,
+			tenant TEXT COLLATE "C" NOT NULL,
+			live INTEGER NOT NULL,
+			PRIMARY KEY (item_id, order_key)
+		)`, sqlstore.OutboxKeysIndex, sqlstore.OutboxKeysFill,
+		`ALTER TABLE outbox ADD COLUMN probes INTEGER NOT NULL DEFAULT 0`},
 }}
 
 // lz4Columns sets the TOAST compression of the columns that hold large

@@ -409,6 +409,21 @@ var migrations = []sqlstore.Migration{{
 	// outside the store (operator.IDs), made here once.
 	Stmts: sqlstore.DeploymentKeys,
 	After: sqlstore.PutDeliveryIDKey,
+}, {
+	Version: 17,
+	// An outbox item's order keys (store.OutboxItem.OrderKeys): the items
+	// of before have their OrderKey alone. And its probes.
+	Stmts: []string{`CREATE TABLE outbox_keys (
+			item_id INTEGER NOT NULL REFERENCES outbox (id),
+			order_key TEXT NOT NULL,
+			destination TEXT NOT NULL,
+			tenant TEXT NOT NULL,
+			live INTEGER NOT NULL,
+			PRIMARY KEY (item_id, order_key)
+		)`, sqlstore.OutboxKeysIndex, sqlstore.OutboxKeysFill,
+		// The failed attempts that probed a destination on hold
+		// (store.OutboxItem.Probes).
+		`ALTER TABLE outbox ADD COLUMN probes INTEGER NOT NULL DEFAULT 0`},
 }}
 
 // tenantStats are the tenant indexes' planner statistics, as plannerStats:
