@@ -434,6 +434,7 @@ var migrations = []sqlstore.Migration{{
 	After: sqlstore.PutDeliveryIDKey,
 }, {
 	Version: 19,
+	Note:    "deliveries are ordered on every record they carry (a session on its nested records and infusion; items queued before keep their own record alone), and a destination's outage probes no longer count toward a record's attempt limit",
 	// As SQLite's schema 17: an outbox item's order keys, and its probes.
 	Stmts: []string{`CREATE TABLE outbox_keys (
 			item_id BIGINT NOT NULL,

@@ -411,6 +411,7 @@ var migrations = []sqlstore.Migration{{
 	After: sqlstore.PutDeliveryIDKey,
 }, {
 	Version: 17,
+	Note:    "deliveries are ordered on every record they carry (a session on its nested records and infusion; items queued before keep their own record alone), and a destination's outage probes no longer count toward a record's attempt limit",
 	// An outbox item's order keys (store.OutboxItem.OrderKeys): the items
 	// of before have their OrderKey alone. And its probes.
 	Stmts: []string{`CREATE TABLE outbox_keys (
