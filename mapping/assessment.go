@@ -54,6 +54,11 @@ func checkAssessment(a *AssessmentBody, p string, v *violations) {
 	if in.yesNo() && itemsOK {
 		checkSkipLogic(a, p, v)
 	}
+	// The schema refuses difficulty too, from a list of instruments kept by
+	// hand; the mapping refuses it from the instrument's definition.
+	if a.Difficulty != "" && in.difficulty == "" {
+		v.add("assessment.difficulty-not-applicable", p+"/difficulty", "%s has no difficulty question (only %s has)", in.name, withDifficulty())
+	}
 	switch {
 	case in.items > 0 && len(a.Items) == 0 && a.Total == nil:
 		v.add("assessment.empty", p+"/items", "an assessment needs its items, its total or both")
@@ -136,9 +141,10 @@ func (m *mapper) assessment(a *AssessmentBody, recordID, sessionInBundle string)
 	}
 
 	if in.items == 0 { // MOAA/S: one score
-		o := obs(id, cc("", in.key+".total"), "kg-survey-score")
+		o := obs(id, cc("", in.rootKey()), "kg-survey-score")
 		o.ValueQuantity = scoreQuantity(*a.Total)
 		m.add("Observation", id, o)
+		m.entries[len(m.entries)-1].Instrument = in.name
 		return
 	}
 
@@ -173,9 +179,9 @@ func (m *mapper) assessment(a *AssessmentBody, recordID, sessionInBundle string)
 	}
 	itemRefs := append([]fhir.Reference(nil), members...)
 
-	if a.Difficulty != "" {
-		did := id.child(concept("phq9.difficulty").Code)
-		o := obs(did, cc("", "phq9.difficulty"), "kg-survey-item")
+	if a.Difficulty != "" && in.difficulty != "" {
+		did := id.child(concept(in.difficulty).Code)
+		o := obs(did, cc("", in.difficulty), "kg-survey-item")
 		o.ValueCodeableConcept = ptr(cc("", "answer.difficulty."+a.Difficulty))
 		m.add("Observation", did, o)
 		members = append(members, literal(did.fullURL()))
@@ -227,10 +233,12 @@ func (m *mapper) assessment(a *AssessmentBody, recordID, sessionInBundle string)
 		members = append(members, literal(tid.fullURL()))
 	}
 
-	panel := obs(id, cc("", in.key+".panel"), "kg-survey-panel")
+	panel := obs(id, cc("", in.rootKey()), "kg-survey-panel")
 	panel.HasMember = members
 	// The panel goes first so the Bundle reads top-down.
-	m.insertBefore(len(m.entries)-len(members), "Observation", id, panel)
+	at := len(m.entries) - len(members)
+	m.insertBefore(at, "Observation", id, panel)
+	m.entries[at].Instrument = in.name
 	if signal != nil {
 		m.flag(id, *signal, a.TakenAt, performer)
 	}

@@ -48,7 +48,7 @@ type Concept struct {
 	Key     string // the table key the mappings use
 	System  string
 	Code    string
-	Display string
+	Display string // "" in a row whose code an earlier row has: that row's display
 	// Check marks a code found only in secondary sources.
 	Check bool
 }
@@ -253,7 +253,7 @@ func newConceptTable() conceptTable {
 		{"ae.hallucinations.meddra", SystemMedDRA, "10019077", "Hallucination", false},
 		{"ae.sedation", SystemSNOMED, "271782001", "Drowsy", false},
 		{"ae.sedation.meddra", SystemMedDRA, "10041349", "Somnolence", false},
-		{"ae.suicidal-ideation", SystemSNOMED, "6471006", "Suicidal thoughts", false},
+		{"ae.suicidal-ideation", SystemSNOMED, "6471006", "", false}, // the display of indication.6471006
 		{"ae.suicidal-ideation.meddra", SystemMedDRA, "10042458", "Suicidal ideation", false},
 		{"ae.dissociation", SystemLocal, "dissociation", "Dissociation (ketamine-induced dissociative state)", false},
 		{"ae.dissociation.meddra", SystemMedDRA, "10013457", "Dissociation", true},
@@ -316,6 +316,21 @@ func newConceptTable() conceptTable {
 	for i := 0; i <= 6; i++ {
 		n := strconv.Itoa(i)
 		rows = append(rows, Concept{"answer.score." + n, SystemLocal, "score-" + n, "Score " + n, false})
+	}
+	// A code two rows share (the same LOINC item in two instruments, a
+	// finding that is an indication and an adverse event) has its display
+	// written once, in its first row: the later rows leave Display "".
+	displays := map[string]string{}
+	for i, c := range rows {
+		sc := c.System + "|" + c.Code
+		if c.Display == "" {
+			rows[i].Display = displays[sc]
+		} else if _, ok := displays[sc]; !ok {
+			displays[sc] = c.Display
+		}
+		if rows[i].Display == "" {
+			panic("mapping: concept " + c.Key + " has no display and no earlier row of its code")
+		}
 	}
 	t := conceptTable{rows: rows, byKey: make(map[string]Concept, len(rows))}
 	for _, c := range rows {

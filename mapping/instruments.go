@@ -1,6 +1,10 @@
 package mapping
 
-import "strconv"
+import (
+	"sort"
+	"strconv"
+	"strings"
+)
 
 // instrument describes a scored questionnaire: its items, answer coding,
 // scoring rule and severity bands. Codes are table keys (codes.go).
@@ -15,6 +19,9 @@ type instrument struct {
 	// total computes the total from complete item scores (index 0 = item 1).
 	total func(scores []int) int
 	bands []band
+	// difficulty is the code table key of the difficulty item the native
+	// "difficulty" field answers; "" for an instrument without one.
+	difficulty string
 }
 
 // band is a severity band: totals up to max (inclusive) fall into it.
@@ -53,7 +60,8 @@ func localAnswer(score int) string { return "answer.score." + strconv.Itoa(score
 // instruments lists every supported instrument by its native name.
 var instruments = map[string]*instrument{
 	"PHQ-9": {name: "PHQ-9", key: "phq9", items: 9, maxScore: 3, maxTotal: 27, answer: freqAnswer, total: sum,
-		bands: []band{{4, "band.minimal"}, {9, "band.mild"}, {14, "band.moderate"}, {19, "band.moderately-severe"}, {27, "band.severe"}}},
+		bands:      []band{{4, "band.minimal"}, {9, "band.mild"}, {14, "band.moderate"}, {19, "band.moderately-severe"}, {27, "band.severe"}},
+		difficulty: "phq9.difficulty"},
 	"GAD-7": {name: "GAD-7", key: "gad7", items: 7, maxScore: 3, maxTotal: 21, answer: freqAnswer, total: sum,
 		bands: []band{{4, "band.minimal"}, {9, "band.mild"}, {14, "band.moderate"}, {21, "band.severe"}}},
 	"C-SSRS-screener": {name: "C-SSRS-screener", key: "cssrs", items: 7},
@@ -63,6 +71,44 @@ var instruments = map[string]*instrument{
 		bands: []band{{5, "band.none"}, {10, "band.mild"}, {15, "band.moderate"}, {20, "band.severe"}, {27, "band.very-severe"}}},
 	"CADSS":  {name: "CADSS", key: "cadss", items: 23, maxScore: 4, maxTotal: 92, answer: localAnswer, total: sum},
 	"MOAA-S": {name: "MOAA-S", key: "moaas", items: 0, maxTotal: 5},
+}
+
+// Instrument describes a supported instrument as the mapping scores and
+// codes it: for the gateway's ValueSets, the documentation and the
+// mapping version's record of what it maps (outputs.sum).
+type Instrument struct {
+	Name     string // the native "instrument" value
+	Key      string // the prefix of its code table keys: <Key>.panel, <Key>.<n>, <Key>.total
+	Items    int    // number of items (0: a single score, no panel)
+	MaxScore int    // highest item score (0 for yes/no items)
+	MaxTotal int    // highest total (0: no total score)
+	// Bands are the severity bands of the total, by code table key; none
+	// for an instrument without.
+	Bands []Band
+	// Difficulty is the code table key of the instrument's difficulty item
+	// (the native "difficulty" field, PHQ-9's item 10), "" when it has none.
+	Difficulty string
+}
+
+// Band is a severity band: totals up to Max (inclusive) fall into it.
+type Band struct {
+	Max int
+	Key string
+}
+
+// Instruments lists every supported instrument, by native name.
+func Instruments() []Instrument {
+	out := make([]Instrument, 0, len(instruments))
+	for _, in := range instruments {
+		var bands []Band
+		for _, b := range in.bands {
+			bands = append(bands, Band{Max: b.max, Key: b.key})
+		}
+		out = append(out, Instrument{Name: in.name, Key: in.key, Items: in.items, MaxScore: in.maxScore,
+			MaxTotal: in.maxTotal, Bands: bands, Difficulty: in.difficulty})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
 }
 
 // InstrumentLimits returns the highest item score and the highest total of the
@@ -75,6 +121,41 @@ func InstrumentLimits(name string) (maxScore, maxTotal int, ok bool) {
 		return 0, 0, false
 	}
 	return in.maxScore, in.maxTotal, true
+}
+
+// rootKey is the code table key of the Observation that stands for an
+// assessment of the instrument: its panel, or its score when it has no
+// items.
+func (in *instrument) rootKey() string {
+	if in.items == 0 {
+		return in.key + ".total"
+	}
+	return in.key + ".panel"
+}
+
+// InstrumentCoded returns the native name of the instrument whose
+// assessments the mapping codes system|code (the code of Entry.Instrument's
+// Observation: the panel, or the score of an instrument without items);
+// ok is false for any other code, a code an earlier mapping version gave
+// among them.
+func InstrumentCoded(system, code string) (name string, ok bool) {
+	for _, in := range instruments {
+		if c := concept(in.rootKey()); c.System == system && c.Code == code {
+			return in.name, true
+		}
+	}
+	return "", false
+}
+
+// withDifficulty names the instruments that have a difficulty item.
+func withDifficulty() string {
+	var names []string
+	for _, in := range Instruments() {
+		if in.Difficulty != "" {
+			names = append(names, in.Name)
+		}
+	}
+	return strings.Join(names, ", ")
 }
 
 // yesNo reports whether the instrument's items are yes/no questions.

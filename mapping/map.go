@@ -118,6 +118,10 @@ type Entry struct {
 	// produced the resource ("/vitals/2"); "" for the record itself (and a
 	// session's infusion). Not part of the Bundle.
 	Record string
+	// Instrument is, for the Observation that stands for an assessment
+	// (its panel, or the score of an instrument without items), the
+	// instrument's native name; "" otherwise. Not part of the Bundle.
+	Instrument string
 }
 
 // Result is the mapped form of one record.

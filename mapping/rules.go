@@ -2,6 +2,7 @@ package mapping
 
 import (
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -146,15 +147,16 @@ func Rules() []Rule {
 	return []Rule{
 		{"source.version-missing", "A record carries source.version or source.lastUpdated."},
 		{"assessment.instrument-unknown", "The instrument is one the gateway supports."},
-		{"assessment.item-unknown", "Item numbers lie within the instrument's items (PHQ-9 1-9, GAD-7 1-7, C-SSRS screener 1-7, MADRS 1-10, QIDS-SR16 1-16, CADSS 1-23; MOAA/S has none)."},
+		{"assessment.item-unknown", "Item numbers lie within the instrument's items (" + instrumentRanges(itemRange) + ")."},
 		{"assessment.item-duplicate", "Each item is answered at most once."},
 		{"assessment.item-answer-missing", "An item has a score (or, for the C-SSRS screener, a yes/no answer)."},
-		{"assessment.score-range", "Item scores lie within the instrument's range (PHQ-9, GAD-7, QIDS-SR16 0-3; MADRS 0-6; CADSS 0-4)."},
+		{"assessment.score-range", "Item scores lie within the instrument's range (" + instrumentRanges(scoreRange) + ")."},
 		{"assessment.items-incomplete", "A scored instrument with a total has all its items, or none."},
 		{"assessment.total-mismatch", "The total equals the instrument's scoring rule applied to its items (the sum; for QIDS-SR16 the highest of items 1-4, item 5, the highest of 6-9, items 10-14 and the highest of 15-16)."},
-		{"assessment.total-range", "The total lies within the instrument's range (PHQ-9 0-27, GAD-7 0-21, MADRS 0-60, QIDS-SR16 0-27, CADSS 0-92, MOAA/S 0-5)."},
+		{"assessment.total-range", "The total lies within the instrument's range (" + instrumentRanges(totalRange) + ")."},
 		{"assessment.empty", "An assessment has its items, its total or both."},
 		{"assessment.total-missing", "MOAA/S is recorded as a total score."},
+		{"assessment.difficulty-not-applicable", "Only an instrument with a difficulty question (PHQ-9's item 10) has difficulty."},
 		{"assessment.total-not-applicable", "The C-SSRS screener has no total; its risk level is derived from the answers."},
 		{"assessment.skip-logic", "C-SSRS screener answers follow the form's skip logic (LOINC 93373-9): questions 3-5 are asked only when question 2 is yes, question 7 only when question 6 is yes; a yes to one of them after a no to the question it depends on is refused."},
 		{"assessment.cssrs-incomplete", "A warning, the record being stored: the C-SSRS screener's answers do not settle the risk level (questions 1, 2 and 6 unanswered, or 3-5 after a yes to 2, or 7 after a yes to 6); the risk level Observation has no value and dataAbsentReason unknown, and a yes among the answers still raises the safety Flag."},
@@ -191,6 +193,7 @@ func Rules() []Rule {
 		{"session.duplicate-record-id", "Record ids are unique per kind within a session."},
 		{"session.patient-mismatch", "A record that names a stored session (sessionId) is about the session's patient; a session version is not named by another patient's stored records."},
 		{"record-patient-changed", "A stored record stays about its patient: a new version of a record (same source system, kind and record id, also one nested in a session) about another patient, or a session nesting a record id stored for another patient, is refused (HTTP 409); withdraw the wrong record and send it under a new record id."},
+		{"record-instrument-changed", "A stored assessment stays an assessment of its instrument: a new version (or a withdrawal) of an assessment (also one nested in a session) that names another instrument than the stored version is refused (HTTP 409), as the stored instrument's panel, items and score would stay beside the new one's; send it as a new record id, and withdraw the stored one if it was sent in error."},
 		{"patient.demographics-not-applied", "A warning, the record being stored: the patient's name, birth date or gender differ from the Patient the gateway holds for the patient id, which keeps the first record's (only an MRN added or changed updates it); update the Patient through the FHIR API to correct it."},
 		{"record-version-stale", "A new version of a stored record is not older than the newest version stored: its source.lastUpdated is not earlier than that version's (HTTP 409)."},
 		{"record-version-reused", "A version label (source.version, else source.lastUpdated) names one content: a label received before with other content is refused (HTTP 409); send the change as a new version."},
@@ -199,4 +202,42 @@ func Rules() []Rule {
 		{"patient.born-after-record", "A record is not older than its patient: patient.birthDate is not after the day of the record's clinical time (takenAt, measuredAt, infusionStart, onsetAt; a session's infusionStart and the times of its nested records)."},
 		{"source-system-other-tenant", "One clinic per source system at an EHR: the identifier systems are named after source.system, so a record of a source system another tenant of the gateway stored records of first is stored but not delivered to a destination that tenant delivers to (a warning in the answer, a dead letter for the operator); give each clinic's system its own source system name."},
 	}
+}
+
+// itemRange, scoreRange and totalRange give an instrument's item numbers,
+// item scores and totals ("1-9", "0-3"), "" for what it does not have.
+func itemRange(in Instrument) string  { return span(1, in.Items) }
+func scoreRange(in Instrument) string { return span(0, in.MaxScore) }
+func totalRange(in Instrument) string { return span(0, in.MaxTotal) }
+
+func span(lo, hi int) string {
+	if hi == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%d-%d", lo, hi)
+}
+
+// instrumentRanges describes a range of each instrument, from its
+// definition: the instruments with the same range together ("GAD-7, PHQ-9
+// 0-3; MADRS 0-6"), and those without one last ("none for MOAA-S").
+func instrumentRanges(of func(Instrument) string) string {
+	var order []string
+	byRange := map[string][]string{}
+	for _, in := range Instruments() {
+		r := of(in)
+		if _, ok := byRange[r]; !ok {
+			order = append(order, r)
+		}
+		byRange[r] = append(byRange[r], in.Name)
+	}
+	var parts []string
+	for _, r := range order {
+		if r != "" {
+			parts = append(parts, strings.Join(byRange[r], ", ")+" "+r)
+		}
+	}
+	if none := byRange[""]; len(none) > 0 {
+		parts = append(parts, "none for "+strings.Join(none, ", "))
+	}
+	return strings.Join(parts, "; ")
 }

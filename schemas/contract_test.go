@@ -7,6 +7,7 @@ package schemas_test
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"io/fs"
 	"os"
 	"path"
@@ -311,5 +312,47 @@ func TestDocsClinicalRules(t *testing.T) {
 	}
 	for id := range documented {
 		t.Errorf("rule %s is documented but not in mapping.Rules()", id)
+	}
+}
+
+// TestInstrumentsAgree: the schema accepts exactly the instruments the
+// mapping defines, and difficulty exactly for those whose definition has
+// a difficulty item (p20 F2: the schema's list of instruments without
+// difficulty had to be extended by hand for a new instrument).
+func TestInstrumentsAgree(t *testing.T) {
+	d := loadSchemaDocs(t)
+	var enum []string
+	for _, v := range d["assessment"].(map[string]any)["properties"].(map[string]any)["instrument"].(map[string]any)["enum"].([]any) {
+		enum = append(enum, v.(string))
+	}
+	var names []string
+	for _, in := range mapping.Instruments() {
+		names = append(names, in.Name)
+	}
+	slices.Sort(enum)
+	if !slices.Equal(enum, names) {
+		t.Errorf("assessment.schema.json's instrument enum = %v, mapping.Instruments() = %v: an instrument is added to both "+
+			"(docs/architecture.md, where to add things)", enum, names)
+	}
+	s, err := schemas.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, in := range mapping.Instruments() {
+		doc, _ := json.Marshal(map[string]any{
+			"source": map[string]any{"system": "clinic", "recordId": "A-1", "version": "1"}, "patient": map[string]any{"id": "P-1"},
+			"instrument": in.Name, "takenAt": "2026-03-02T08:45:00-05:00", "difficulty": "very-difficult",
+		})
+		refused := false
+		if ve := (*schemas.ValidationError)(nil); errors.As(s.Validate("assessment", doc), &ve) {
+			for _, is := range ve.Issues {
+				refused = refused || is.Pointer == "/difficulty"
+			}
+		}
+		if refused != (in.Difficulty == "") {
+			t.Errorf("the schema refuses difficulty for %s: %v, want %v (mapping/instruments.go difficulty %q): list exactly the "+
+				"instruments without a difficulty item in the enum of the if of \"difficulty is PHQ-9's item 10\" in "+
+				"schemas/assessment.schema.json", in.Name, refused, in.Difficulty == "", in.Difficulty)
+		}
 	}
 }

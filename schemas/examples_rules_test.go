@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -36,6 +37,8 @@ func (c *ruleCheck) envelope(e mapping.Envelope) {
 	}
 }
 
+// instruments are the instruments the examples use, written from their
+// manuals, independently of mapping.Instruments.
 var instruments = map[string]struct{ items, maxScore, maxTotal int }{
 	"PHQ-9":           {9, 3, 27},
 	"GAD-7":           {7, 3, 21},
@@ -47,7 +50,14 @@ var instruments = map[string]struct{ items, maxScore, maxTotal int }{
 }
 
 func (c *ruleCheck) assessment(a mapping.AssessmentBody) {
-	in := instruments[a.Instrument]
+	in, ok := instruments[a.Instrument]
+	if !ok {
+		// Kept apart from mapping.Instruments on purpose: the examples are
+		// checked against the instrument as its manual defines it.
+		c.failf("test-table", "instrument %s is not in the instruments table of schemas/examples_rules_test.go: add its "+
+			"items, highest item score and highest total as its manual gives them", a.Instrument)
+		return
+	}
 	scores := map[int]int{}
 	seen := map[int]bool{}
 	for _, it := range a.Items {
@@ -343,5 +353,12 @@ func TestRuleCheckerCatchesMistakes(t *testing.T) {
 	c.infusion(mapping.InfusionBody{Drug: "ketamine-iv", Status: "completed", BodyWeightKg: &w, DoseMgPerKg: &d, TotalDoseMg: &total})
 	if len(c.problems) != 2 {
 		t.Errorf("problems %v, want total-mismatch and dose-weight-mismatch", c.problems)
+	}
+	// An instrument missing from the checker's own table says so (p20 F5:
+	// it said "item 1" and "total-range").
+	c = &ruleCheck{}
+	c.assessment(mapping.AssessmentBody{Instrument: "XYZ-2", Total: &three, Items: []mapping.Item{{Number: 1, Score: &three}}})
+	if len(c.problems) != 1 || !strings.Contains(c.problems[0], "schemas/examples_rules_test.go") {
+		t.Errorf("problems %v, want one naming the instruments table of schemas/examples_rules_test.go", c.problems)
 	}
 }

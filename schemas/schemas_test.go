@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/ketamine-gateway/ketamine-gateway/mapping"
 )
 
 func TestKinds(t *testing.T) {
@@ -61,6 +63,15 @@ func TestExamplesValid(t *testing.T) {
 	}
 }
 
+// instrumentNames are the native names of mapping.Instruments.
+func instrumentNames() []string {
+	var names []string
+	for _, in := range mapping.Instruments() {
+		names = append(names, in.Name)
+	}
+	return names
+}
+
 // TestExampleCoverage checks that the examples cover what the integration
 // guide promises: every instrument, every time point, both drugs, every
 // infusion status.
@@ -81,7 +92,7 @@ func TestExampleCoverage(t *testing.T) {
 		return seen
 	}
 	want := map[string][]string{
-		"assessment/instrument": {"PHQ-9", "GAD-7", "C-SSRS-screener", "MADRS", "QIDS-SR16", "CADSS", "MOAA-S"},
+		"assessment/instrument": instrumentNames(), // every instrument the mapping defines
 		"vitals/timepoint":      {"pre-dose", "post-dose-40min", "discharge", "other"},
 		"infusion/drug":         {"ketamine-iv", "esketamine-nasal"},
 		"infusion/status":       {"completed", "stopped-early", "not-done"},

@@ -45,7 +45,7 @@ func auditCommand(ctx context.Context, args []string, getenv func(string) string
 	if len(pos) > 0 {
 		return usageError("audit verify", "takes no arguments")
 	}
-	st, err := openExisting(ctx, "audit verify", *db)
+	st, err := openExisting(ctx, "audit verify", *db, dbRead)
 	if err != nil {
 		return err
 	}
@@ -94,7 +94,7 @@ func lineageCommand(ctx context.Context, args []string, getenv func(string) stri
 		_, issues := outcome.From(err)
 		return usageError("lineage", "%s", issues[0].Message)
 	}
-	st, err := openExisting(ctx, "lineage", *db)
+	st, err := openExisting(ctx, "lineage", *db, dbRead)
 	if err != nil {
 		return err
 	}

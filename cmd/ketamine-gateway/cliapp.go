@@ -48,18 +48,19 @@ func cliAppConfig(configFile, identifierBase string, withDestinations bool, gete
 }
 
 // openApp opens the database db for command name and starts the
-// application of acfg on it; close stops both. existing opens only a
-// database the gateway set up (openExisting); otherwise one is created and
-// migrated as serve does. A database that cannot be opened exits 3.
-func openApp(ctx context.Context, acfg app.Config, name, db string, existing bool) (a *app.App, close func(), err error) {
+// application of acfg on it; close stops both. use dbWrite opens only a
+// database the gateway set up (openExisting); dbCreate creates and
+// migrates one as serve does. A database that cannot be opened exits 3,
+// one a newer release upgraded 2 (openExit).
+func openApp(ctx context.Context, acfg app.Config, name, db string, use dbUse) (a *app.App, close func(), err error) {
 	var st store.Store
 	if err := checkDB(name, db); err != nil {
 		return nil, nil, err
 	}
-	if existing {
-		st, err = openExisting(ctx, name, db)
-	} else if st, err = openStore(ctx, db, false); err != nil {
-		err = &exitError{code: openExit(err), msg: fmt.Sprintf("%s: %v", name, err)}
+	if use != dbCreate {
+		st, err = openExisting(ctx, name, db, use)
+	} else if st, err = openStore(ctx, db, dbCreate); err != nil {
+		err = &exitError{code: openExit(err), msg: openMessage(name, err)}
 	}
 	if err != nil {
 		return nil, nil, err

@@ -53,8 +53,10 @@ var commands = []command{
 			"FILE may be - for standard input.",
 		examples: []string{"ketamine-gateway map --kind session schemas/examples/session/routine-ketamine-iv-session.json"}},
 	{name: "validate", summary: "validate a FHIR R4 resource or Bundle, offline",
-		usage:    "validate FILE",
-		detail:   "Prints an OperationOutcome: exit 0 valid, 1 invalid. FILE may be - for standard input.",
+		usage: "validate FILE",
+		detail: "Prints an OperationOutcome, as POST /fhir/$validate answers without a profile parameter: the\n" +
+			"profiles the resource (and each entry) claims are checked; to check one it does not claim, use\n" +
+			"$validate?profile= on a running gateway. Exit 0 valid, 1 invalid. FILE may be - for standard input.",
 		examples: []string{"ketamine-gateway validate mapping/testdata/session/iv-routine.golden.json"}},
 	{name: "deliveries", summary: "list, show, retry, cancel and replay deliveries to EHRs, on the database",
 		usage: "deliveries list|show|retry|cancel|replay [flags] [ID]",
@@ -123,7 +125,7 @@ var commands = []command{
 			"be opened or failed, or the import was interrupted (run it again to continue). See docs/bulk.md.",
 		examples: []string{"ketamine-gateway import --kind session --db kg.db --tenant clinic-a sessions.ndjson"}},
 	{name: "replay", summary: "what this binary's mapping changes in the stored records; --apply writes and sends the corrections",
-		usage: "replay [--db FILE_OR_URL] [--kind K] [--since T] [--tenant T] [--source S] [--apply --reason TEXT [--config FILE]] [--show-values] [--json]",
+		usage: "replay [--db FILE_OR_URL] [--kind K] [--since T] [--tenant T] [--source S] [--apply --reason TEXT ([--config FILE] [--ehr-url URL] | --no-config)] [--show-values] [--json]",
 		detail: "Maps every stored native record (the latest version of each) again with this binary's mapping, without\n" +
 			"writing, and reports per record: unchanged, changed (the element paths added, removed and changed; values\n" +
 			"only with --show-values, which prints PHI), refused now (rule ids and pointers), diverged (differences left\n" +

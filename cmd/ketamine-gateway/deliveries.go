@@ -75,7 +75,11 @@ func deliveriesCommand(ctx context.Context, args []string, getenv func(string) s
 		}
 		id = pos[0]
 	}
-	st, err := openExisting(ctx, name, *db)
+	use := dbWrite // retry, cancel, replay
+	if sub == "list" || sub == "show" {
+		use = dbRead
+	}
+	st, err := openExisting(ctx, name, *db, use)
 	if err != nil {
 		return err
 	}

@@ -83,7 +83,7 @@ func importCommand(ctx context.Context, args []string, getenv func(string) strin
 	if err := checkReport(*reportFile); err != nil {
 		return usageError("import", "%v", err)
 	}
-	a, closeApp, err := openApp(ctx, acfg, "import", *db, false)
+	a, closeApp, err := openApp(ctx, acfg, "import", *db, dbCreate)
 	if err != nil && ctx.Err() != nil {
 		return interrupted
 	}

@@ -53,7 +53,11 @@ func jobsCommand(ctx context.Context, args []string, getenv func(string) string,
 	if a.filter.Limit < 1 || a.filter.Limit > 1000 {
 		return usageError(name, "--limit: from 1 to 1000")
 	}
-	st, err := openExisting(ctx, name, *a.db)
+	use := dbRead
+	if sub == "cancel" {
+		use = dbWrite
+	}
+	st, err := openExisting(ctx, name, *a.db, use)
 	if err != nil {
 		return err
 	}

@@ -40,7 +40,11 @@ func reindexCommand(ctx context.Context, args []string, getenv func(string) stri
 		_, issues := outcome.From(err)
 		return usageError("reindex", "--%s", issues[0].Message)
 	}
-	st, err := openExisting(ctx, "reindex", *db)
+	use := dbWrite
+	if *dryRun {
+		use = dbRead
+	}
+	st, err := openExisting(ctx, "reindex", *db, use)
 	if err != nil {
 		return err
 	}

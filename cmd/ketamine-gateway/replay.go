@@ -78,7 +78,12 @@ func replayCommand(ctx context.Context, args []string, getenv func(string) strin
 	if err != nil {
 		return err
 	}
-	a, closeApp, err := openApp(ctx, acfg, "replay", *db, true)
+	// A dry run only reads: it stores no conformance resources either.
+	use := dbWrite
+	if !*apply {
+		acfg.NoSeed, use = true, dbRead
+	}
+	a, closeApp, err := openApp(ctx, acfg, "replay", *db, use)
 	if err != nil {
 		return err
 	}

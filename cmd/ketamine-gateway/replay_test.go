@@ -1,8 +1,14 @@
 package main
 
 import (
+	"context"
+	"database/sql"
 	"path/filepath"
 	"testing"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
 )
 
 // TestReplayApplyNeedsConfig: an apply writes with the configured safety
@@ -41,4 +47,31 @@ func TestReplayApplyNeedsConfig(t *testing.T) {
 	}
 	// A dry run needs no configuration.
 	wantCLI(t, []string{"replay", "--db", delivered}, 0, "1 unchanged")
+}
+
+// TestReplayDryRunWritesNothing: a dry replay only reads (docs/mapping.md
+// §10 runs it on a database another release serves): it does not store
+// this build's conformance resources, as serve's start does.
+func TestReplayDryRunWritesNothing(t *testing.T) {
+	db := rollbackDB(t, func(context.Context, store.Store, *sql.DB) error { return nil })
+	versions := func() int {
+		t.Helper()
+		st, err := sqlite.Open(context.Background(), db, sqlite.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		_, total, err := st.History(context.Background(), store.HistoryQuery{Tenant: search.AllTenants})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return total
+	}
+	before := versions()
+	if _, errOut, code := cli(t, "", "replay", "--db", db); code != 0 {
+		t.Fatalf("replay: exit %d, stderr %q", code, errOut)
+	}
+	if after := versions(); after != before {
+		t.Errorf("a dry replay left %d versions, want the %d before", after, before)
+	}
 }

@@ -27,7 +27,6 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/jobs"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/operator"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
-	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/postgres"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
@@ -51,6 +50,7 @@ type serveConfig struct {
 	maxImport                         int64
 	jobWorkers                        int
 	jobRetention, jobLease            time.Duration
+	migrateOnly                       bool
 }
 
 // serve runs the HTTP server until ctx is cancelled, then drains it.
@@ -77,6 +77,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		"how long finished jobs and their files (exports, reports) are kept (GATEWAY_JOB_RETENTION)")
 	fs.DurationVar(&cfg.jobLease, "job-lease", 30*time.Second,
 		"a running job's claim, renewed every third of it: the job of a process that died resumes elsewhere after this long")
+	fs.BoolVar(&cfg.migrateOnly, "migrate-only", false, "create or migrate the database, log what the migrations change, and exit without serving (docs/deployment.md, \"Upgrading\")")
 	pos, err := parse(fs, "serve", args, stdout)
 	if err != nil {
 		return err
@@ -113,6 +114,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	}
 	if err := checkDB("serve", cfg.db); err != nil {
 		return err
+	}
+	if cfg.migrateOnly {
+		return migrateOnly(ctx, cfg.db, stderr)
 	}
 	if err := checkAddr(cfg.addr); err != nil {
 		return usageError("serve", "%v", err)
@@ -160,20 +164,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		_ = tel.Shutdown(sctx)
 	}()
 	logger := slog.New(telemetry.LogHandler(slog.NewJSONHandler(stderr, nil)))
-	st, err := openStore(ctx, cfg.db, false)
+	st, err := openStore(ctx, cfg.db, dbCreate)
 	if err != nil {
 		return &exitError{code: openExit(err), msg: openFailure(err)}
 	}
 	defer st.Close()
 	logRecovery(ctx, st, logger, time.Now())
-	if v, err := st.IndexVersion(ctx); err != nil {
-		logger.Warn("could not read the search index's version", "error", err.Error())
-	} else if v < search.IndexVersion {
-		logger.Warn("the search index holds rows an older build wrote: some searches may miss resources written before "+
-			"the upgrade; run 'ketamine-gateway reindex' on this database, beside the running gateway, once every "+
-			"replica runs this version (docs/deployment.md, \"Rebuilding the search index\")",
-			"index_version", v, "build_index_version", search.IndexVersion)
-	}
+	logIndexVersion(ctx, st, logger)
 	configuredBase := cfg.identifierBase
 	if cfg.identifierBase, err = identifierBase(ctx, "serve", st, cfg.identifierBase); err != nil {
 		return err
@@ -318,8 +315,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	} else {
 		workerDone <- nil
 	}
+	// Every request's context derives from reqCtx, which the drain
+	// cancels when its deadline passes: the requests' database work
+	// (a host that stopped answering) ends then, not minutes later.
+	reqCtx, cancelRequests := context.WithCancel(context.Background())
+	defer cancelRequests()
 	hs := &http.Server{
 		Handler:           srv,
+		BaseContext:       func(net.Listener) context.Context { return reqCtx },
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
 		WriteTimeout:      writeTimeout,
@@ -357,7 +360,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	logger.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), drainBudget)
 	defer cancel()
-	if err := drain(sctx, hs.Shutdown, stopWorker, workerDone); err != nil {
+	if err := drain(sctx, hs.Shutdown, cancelRequests, stopWorker, workerDone); err != nil {
 		return err
 	}
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -409,20 +412,30 @@ func checkConsole(fc *fileConfig, authenticated bool) error {
 // openStore opens the database named by --db: a postgres:// or
 // postgresql:// URL selects PostgreSQL (pool and timeouts from the URL's
 // query, see package postgres), anything else is a SQLite file path (the
-// embedded default). existing opens only a database the gateway set up,
-// creating and migrating nothing (store.ErrNoDatabase otherwise).
-func openStore(ctx context.Context, db string, existing bool) (store.Store, error) {
+// embedded default). Unless use is dbCreate it opens only a database the
+// gateway set up, creating and migrating nothing (store.ErrNoDatabase
+// otherwise). A database a newer release upgraded is store.ErrNewerRelease:
+// its schema for every use, its search index for a use that writes
+// (checkIndexNotNewer).
+func openStore(ctx context.Context, db string, use dbUse) (store.Store, error) {
+	existing := use != dbCreate
+	var st store.Store
+	var err error
+	what := "database"
 	if strings.HasPrefix(db, "postgres://") || strings.HasPrefix(db, "postgresql://") {
-		st, err := postgres.Open(ctx, db, postgres.Options{Existing: existing})
-		if err != nil {
-			// The URL may hold a password: it is not repeated here.
-			return nil, fmt.Errorf("open PostgreSQL database %s: %w", describeDB(db), err)
-		}
-		return st, nil
+		what = "PostgreSQL database"
+		st, err = postgres.Open(ctx, db, postgres.Options{Existing: existing})
+	} else {
+		st, err = sqlite.Open(ctx, db, sqlite.Options{Existing: existing})
 	}
-	st, err := sqlite.Open(ctx, db, sqlite.Options{Existing: existing})
+	if err == nil && use != dbRead {
+		if err = checkIndexNotNewer(ctx, st); err != nil {
+			st.Close()
+		}
+	}
 	if err != nil {
-		return nil, fmt.Errorf("open database %s: %w", describeDB(db), err)
+		// The URL may hold a password: it is not repeated here.
+		return nil, fmt.Errorf("open %s %s: %w", what, describeDB(db), err)
 	}
 	return st, nil
 }
@@ -445,15 +458,22 @@ func checkDB(name, db string) error {
 		"(docs/deployment.md), or the path of a SQLite file", name)}
 }
 
-// openExisting opens the database a read-only command reads: one the
-// gateway set up (serve creates and migrates it). Anything else is exit 3
-// (could not check), naming where it looked; nothing is created.
-func openExisting(ctx context.Context, name, db string) (store.Store, error) {
+// openExisting opens the database a command other than serve and import
+// reads (use dbRead) or writes (dbWrite): one the gateway set up (serve
+// creates and migrates it). Anything else is exit 3 (could not check),
+// naming where it looked, except a rollback (a database a newer release
+// upgraded: exit 2); nothing is created.
+func openExisting(ctx context.Context, name, db string, use dbUse) (store.Store, error) {
 	if err := checkDB(name, db); err != nil {
 		return nil, err
 	}
-	st, err := openStore(ctx, db, true)
+	st, err := openStore(ctx, db, use)
+	var ve *store.SchemaVersionError
 	switch {
+	case errors.Is(err, store.ErrNewerRelease):
+		return nil, &exitError{code: openExit(err), msg: rollbackMessage(name, err)}
+	case errors.As(err, &ve) && ve.Have < ve.Want:
+		return nil, &exitError{code: exitUnchecked, msg: migrationPendingMessage(name, err)}
 	case errors.Is(err, store.ErrNoDatabase):
 		why := "it was never set up by the gateway, or by an older version (run serve once to migrate it)"
 		if _, serr := os.Stat(db); serr != nil && !strings.Contains(db, "://") {
@@ -621,13 +641,27 @@ func (o deliveryObserver) OnBacklog(store.DestinationStats) {}
 // default is 90 s) gives before SIGKILL.
 const drainBudget = 20 * time.Second
 
+// drainGrace is how long the requests still in flight at the drain's
+// deadline, their contexts cancelled, have to answer.
+const drainGrace = 2 * time.Second
+
 // drain stops serving and delivering at once: the HTTP server drains its
 // requests (shutdownHTTP, until ctx ends) while the delivery worker, told
 // to stop, finishes or cuts off its attempts (they stay in the outbox and
-// are sent again after a restart); it returns when both have.
-func drain(ctx context.Context, shutdownHTTP func(context.Context) error, stopWorker func(), workerDone <-chan error) error {
+// are sent again after a restart); it returns when both have. Requests
+// still in flight when ctx ends (waiting on a database that stopped
+// answering) have their contexts cancelled (cancelRequests), which ends
+// their database work, and drainGrace more to answer; the error then
+// reports the deadline.
+func drain(ctx context.Context, shutdownHTTP func(context.Context) error, cancelRequests, stopWorker func(), workerDone <-chan error) error {
 	stopWorker()
 	err := shutdownHTTP(ctx)
+	if err != nil {
+		cancelRequests()
+		gctx, cancel := context.WithTimeout(context.Background(), drainGrace)
+		_ = shutdownHTTP(gctx)
+		cancel()
+	}
 	<-workerDone
 	if err != nil {
 		return fmt.Errorf("shutdown: %w", err)

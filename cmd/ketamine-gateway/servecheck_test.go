@@ -98,8 +98,39 @@ func TestDrainAtOnce(t *testing.T) {
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-	}, func() { close(stopped); workerDone <- nil }, workerDone)
+	}, func() {}, func() { close(stopped); workerDone <- nil }, workerDone)
 	if err != nil {
 		t.Errorf("drain = %v, want the HTTP server and the worker drained together", err)
+	}
+}
+
+// TestDrainCancelsRequests: when the drain deadline passes with requests
+// still in flight (their database work waits on a host that stopped
+// answering), their contexts are cancelled, so that work ends and the
+// stop does not outlast the drain budget; drain still reports the
+// deadline.
+func TestDrainCancelsRequests(t *testing.T) {
+	reqCtx, cancelRequests := context.WithCancel(context.Background())
+	defer cancelRequests()
+	finished := make(chan struct{})
+	go func() { <-reqCtx.Done(); close(finished) }() // a request that ends only when its context does
+	expired, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+	defer cancel()
+	workerDone := make(chan error, 1)
+	err := drain(expired, func(ctx context.Context) error {
+		select {
+		case <-finished:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}, cancelRequests, func() { workerDone <- nil }, workerDone)
+	select {
+	case <-finished:
+	default:
+		t.Error("drain returned with the request still running: its context was not cancelled at the deadline")
+	}
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("drain = %v, want the deadline reported", err)
 	}
 }

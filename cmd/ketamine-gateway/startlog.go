@@ -12,18 +12,12 @@ import (
 )
 
 // logRecovery logs, once at start, what serve found of a previous process:
-// the schema it migrated, the deliveries in flight (a stopped process's
+// the schema it migrated (and what each migration applied changes), the deliveries in flight (a stopped process's
 // claims lapse, and their records are sent again, the attempt cut off
 // recorded as interrupted) and the jobs running (a stopped process's
 // resume when their lease runs out). Counts only, never a record.
 func logRecovery(ctx context.Context, st store.Store, logger *slog.Logger, now time.Time) {
-	switch m := st.Migrated(); {
-	case m == store.Migration{}:
-	case m.From == 0:
-		logger.Info("store: new database created", "schema", m.To)
-	default:
-		logger.Info("store: schema migrated", "from", m.From, "to", m.To)
-	}
+	logMigration(st, logger)
 	stats, err := st.Stats(ctx) // counts: no delivery read
 	if err != nil {
 		logger.Warn("delivery: could not count the deliveries in flight", "error_class", store.ErrorClass(err))
@@ -58,14 +52,48 @@ func logRecovery(ctx context.Context, st store.Store, logger *slog.Logger, now t
 	}
 }
 
+// logIndexVersion warns, at start, when the database's search index holds
+// rows an older build wrote, naming the command that rewrites them.
+func logIndexVersion(ctx context.Context, st store.Store, logger *slog.Logger) {
+	if v, err := st.IndexVersion(ctx); err != nil {
+		logger.Warn("could not read the search index's version", "error", err.Error())
+	} else if v < search.IndexVersion {
+		logger.Warn("the search index holds rows an older build wrote: some searches may miss resources written before "+
+			"the upgrade; run 'ketamine-gateway reindex' on this database, beside the running gateway, once every "+
+			"replica runs this version (docs/deployment.md, \"Rebuilding the search index\")",
+			"index_version", v, "build_index_version", search.IndexVersion)
+	}
+}
+
+// logMigration logs what opening st migrated of the schema: a new
+// database, or the versions from and to and a line per migration applied
+// with what it changes for the operator.
+func logMigration(st store.Store, logger *slog.Logger) {
+	switch m := st.Migrated(); {
+	case m.To == 0:
+	case m.From == 0:
+		logger.Info("store: new database created", "schema", m.To)
+	default:
+		logger.Info("store: schema migrated", "from", m.From, "to", m.To)
+		// What each migration changes for the operator (docs/deployment.md,
+		// "Upgrading"): delivery ids that no longer work, a reindex to run.
+		for _, a := range m.Applied {
+			logger.Info("store: migration applied", "version", a.Version, "change", a.Note)
+		}
+	}
+}
+
 // openExit is the exit status of a database that could not be opened:
 // 2 (configuration refused) for settings the store refuses and for a
 // server that refuses the login, the grants, the database's name or its
 // certificate (a person must correct --db, the password or the server;
-// restarting alone does not mend it), 3 (could not open: try again
-// later) otherwise.
+// restarting alone does not mend it) and for a database a newer release
+// upgraded (a rollback: run that release or restore the backup; a
+// supervisor restarting this one would be refused forever), 3 (could not
+// open: try again later) otherwise.
 func openExit(err error) int {
-	if errors.Is(err, store.ErrInvalidSettings) || store.LoginRefused(store.UnavailableCause(err)) {
+	if errors.Is(err, store.ErrInvalidSettings) || store.LoginRefused(store.UnavailableCause(err)) ||
+		errors.Is(err, store.ErrNewerRelease) {
 		return exitUsage
 	}
 	return exitUnchecked
@@ -76,6 +104,9 @@ func openExit(err error) int {
 // server refusing the login, the grants or its certificate says what to
 // check.
 func openFailure(err error) string {
+	if errors.Is(err, store.ErrNewerRelease) {
+		return rollbackMessage("serve", err)
+	}
 	if errors.Is(err, store.ErrInvalidSettings) {
 		return fmt.Sprintf("serve: the database settings are refused: %v; correct --db or GATEWAY_DB", err)
 	}

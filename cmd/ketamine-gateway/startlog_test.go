@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -56,6 +57,22 @@ func TestLogRecovery(t *testing.T) {
 	l := logLines(t, migratedStore{Store: st, m: store.Migration{From: 15, To: 16}})["store: schema migrated"]
 	if l == nil || l["level"] != "INFO" || l["from"] != float64(15) || l["to"] != float64(16) {
 		t.Errorf("schema migrated line = %v, want INFO from 15 to 16", l)
+	}
+	// Each migration applied gets a line of its own, with its note, in
+	// the order they ran.
+	var buf bytes.Buffer
+	m := store.Migration{From: 14, To: 16, Applied: []store.AppliedMigration{{Version: 15, Note: "claims dropped"},
+		{Version: 16, Note: "delivery ids changed"}}}
+	logRecovery(context.Background(), migratedStore{Store: st, m: m}, slog.New(slog.NewJSONHandler(&buf, nil)), time.Now())
+	var applied []string
+	for line := range strings.SplitSeq(strings.TrimSpace(buf.String()), "\n") {
+		var l map[string]any
+		if json.Unmarshal([]byte(line), &l) == nil && l["msg"] == "store: migration applied" && l["level"] == "INFO" {
+			applied = append(applied, fmt.Sprint(l["version"], ": ", l["change"]))
+		}
+	}
+	if want := []string{"15: claims dropped", "16: delivery ids changed"}; !slices.Equal(applied, want) {
+		t.Errorf("migration lines = %q, want %q", applied, want)
 	}
 	if l := logLines(t, st)["store: new database created"]; l == nil || l["schema"] == nil {
 		t.Errorf("new database line = %v, want one with its schema version", l)
@@ -112,6 +129,9 @@ func TestOpenFailure(t *testing.T) {
 		{"certificate", fmt.Errorf("connect: %w", store.Unavailable(store.CauseCertificate, errors.New("x509"))),
 			"sslrootcert", "could not open"},
 		{"settings", fmt.Errorf("postgres: %w: the setting sslmode", store.ErrInvalidSettings), "settings are refused", "could not open"},
+		{"newer schema", fmt.Errorf("migrate: %w", &store.SchemaVersionError{Have: 17, Want: 16}),
+			"refusing a rollback (a downgrade to an older release): migrate: the database's schema is version 17, this release's 16", "check --db"},
+		{"newer index", fmt.Errorf("open: %w", &indexVersionError{have: 9, want: 8}), "restore the backup taken before the upgrade", "check --db"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := openFailure(tc.err)
@@ -140,6 +160,9 @@ func TestOpenExit(t *testing.T) {
 		{store.Unavailable(store.CauseNoDatabase, errors.New("3D000")), exitUsage},
 		{store.Unavailable(store.CauseCertificate, errors.New("x509")), exitUsage},
 		{fmt.Errorf("open: %w", store.ErrInvalidSettings), exitUsage},
+		{&store.SchemaVersionError{Have: 17, Want: 16}, exitUsage}, // a rollback: no restart mends it
+		{&indexVersionError{have: 9, want: 8}, exitUsage},
+		{&store.SchemaVersionError{Have: 15, Want: 16}, exitUnchecked}, // a migration pending (serve migrates it)
 	} {
 		if got := openExit(fmt.Errorf("open: %w", tc.err)); got != tc.want {
 			t.Errorf("openExit(%v) = %d, want %d", tc.err, got, tc.want)

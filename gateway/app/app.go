@@ -87,6 +87,10 @@ type Config struct {
 	// NoJobRunner keeps Start from running jobs (a CLI command shares the
 	// database with servers, which run them).
 	NoJobRunner bool
+	// NoSeed keeps Start from storing the gateway's conformance resources
+	// (Engine.Seed): a command that only reads (a dry replay) writes
+	// nothing to a database another release may be serving.
+	NoSeed bool
 }
 
 // App is the gateway's application.
@@ -110,6 +114,7 @@ type App struct {
 
 	backlogEvery time.Duration
 	runJobs      bool
+	seed         bool
 }
 
 // New assembles the application. It compiles the schemas and the FHIR
@@ -126,7 +131,7 @@ func New(cfg Config) (*App, error) {
 	if cfg.BacklogEvery == 0 {
 		cfg.BacklogEvery = time.Minute
 	}
-	a := &App{Store: cfg.Store, IdentifierBase: cfg.IdentifierBase, backlogEvery: cfg.BacklogEvery, runJobs: !cfg.NoJobRunner}
+	a := &App{Store: cfg.Store, IdentifierBase: cfg.IdentifierBase, backlogEvery: cfg.BacklogEvery, runJobs: !cfg.NoJobRunner, seed: !cfg.NoSeed}
 	// AuditEvents take their time from the engine's clock, which is never
 	// before a write's meta.lastUpdated (those may run ahead of cfg.Now
 	// under load: engine.Engine.Now): an AuditEvent recorded after a write
@@ -164,10 +169,10 @@ func New(cfg Config) (*App, error) {
 	return a, nil
 }
 
-// Start stores the gateway's conformance resources and starts the audit
+// Start stores the gateway's conformance resources (unless NoSeed) and starts the audit
 // log. Returns the store's errors.
 func (a *App) Start(ctx context.Context) error {
-	if a.Engine != nil {
+	if a.Engine != nil && a.seed {
 		if err := a.Engine.Seed(ctx); err != nil {
 			return fmt.Errorf("start: %w", err)
 		}

@@ -85,6 +85,7 @@ type Receipt struct {
 	Content        string   `json:"content"`
 	ContentHash    string   `json:"contentHash,omitempty"`
 	MappingVersion string   `json:"mappingVersion,omitempty"`
+	Reason         string   `json:"reason,omitempty"` // why it was written again: a replay's --reason, the Provenance's reason.text
 	Client         string   `json:"client"`
 	TraceID        string   `json:"traceId,omitempty"`
 	Resources      []string `json:"resources"`
@@ -455,6 +456,11 @@ func receipt(ctx context.Context, st store.Store, ids *deliveryIDs, tenant, prov
 	rc.TraceID = extString(p, audit.ExtTraceID)
 	if a, ok := dig(p, "activity", "coding").([]any); ok && len(a) > 0 {
 		rc.Activity, _ = dig(a[0], "code").(string)
+	}
+	for _, r := range list(p["reason"]) {
+		if text, ok := dig(r, "text").(string); ok && rc.Reason == "" {
+			rc.Reason = text
+		}
 	}
 	for _, t := range list(p["target"]) {
 		if ref, ok := dig(t, "reference").(string); ok {

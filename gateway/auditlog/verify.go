@@ -189,8 +189,12 @@ func Verify(ctx context.Context, st store.Store, now time.Time, anchors ...Ancho
 	}
 	out.IndexChecked = iv == search.IndexVersion
 	if !out.IndexChecked {
+		what := "run reindex"
+		if iv > search.IndexVersion { // a rollback: this build's reindex refuses the database
+			what = "a newer release wrote it: run that release's audit verify"
+		}
 		out.IndexNote = fmt.Sprintf("the AuditEvents' search index rows were not compared: the index was written by index version %d, "+
-			"this build's is %d (run reindex)", iv, search.IndexVersion)
+			"this build's is %d (%s)", iv, search.IndexVersion, what)
 	}
 	headSeq, headHash, err := st.AuditChainHead(ctx)
 	headMissing := errors.Is(err, store.ErrNotFound)

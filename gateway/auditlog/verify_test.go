@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
 	_ "modernc.org/sqlite"
@@ -272,5 +273,44 @@ func TestVerifyAnchors(t *testing.T) {
 	}
 	if a, err := ParseAnchor(fmt.Sprintf("%d:%s", anchor.Seq, anchor.Hash)); err != nil || a != anchor {
 		t.Errorf("ParseAnchor of a verification's head = %v, %v", a, err)
+	}
+}
+
+// TestVerifyIndexNote: when the index rows are not compared, the note
+// says why and what to do: reindex after an upgrade (an older build's
+// rows), the newer release's own check after a rollback (reindex would
+// be refused).
+func TestVerifyIndexNote(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		version   int
+		want, not string
+	}{
+		{"older index", search.IndexVersion - 1, "(run reindex)", "newer release"},
+		{"newer index", search.IndexVersion + 1, "a newer release wrote it: run that release's audit verify", "run reindex"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "kg.db"), sqlite.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			ev := newEvent("", audit.Record{ID: "ae1", Recorded: time.Now(), Interaction: "read", Status: 200, ClientID: "c",
+				ClientAddr: "127.0.0.1", Observer: "kg", RequestID: "r", TraceID: "t"})
+			if err := st.Write(ctx, ev.put); err != nil {
+				t.Fatal(err)
+			}
+			if err := st.MarkIndexed(ctx, tc.version); err != nil {
+				t.Fatal(err)
+			}
+			res, err := Verify(ctx, st, time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.IndexChecked || !strings.Contains(res.IndexNote, tc.want) || strings.Contains(res.IndexNote, tc.not) {
+				t.Errorf("Verify: IndexChecked %v, note %q; want not checked, saying %q and not %q", res.IndexChecked, res.IndexNote, tc.want, tc.not)
+			}
+		})
 	}
 }

@@ -126,6 +126,12 @@ func (s *Service) Export(ctx context.Context, sc *auditlog.Scope, p ExportParams
 	if n >= maxActiveExports {
 		return nil, errTooMany
 	}
+	// After every write stamped at or before it has committed, before
+	// every write stamped later (engine.TransactionTime): this export and
+	// the next one _since it miss nothing between them.
+	if req.TransactionTime, err = s.cfg.Engine.TransactionTime(ctx); err != nil {
+		return nil, err
+	}
 	raw, err := json.Marshal(req)
 	if err != nil {
 		return nil, err
@@ -174,10 +180,10 @@ var (
 
 // exportRequest reads and checks the kick-off's parameters.
 func (s *Service) exportRequest(ctx context.Context, sc *auditlog.Scope, p ExportParams) (*exportRequest, error) {
-	// The engine's clock: never before a write's meta.lastUpdated, which
-	// may run ahead of s.cfg.Now under load.
+	// The engine's clock, for _since (Export takes the transactionTime
+	// once the request is accepted).
 	now := s.cfg.Engine.Now()
-	req := &exportRequest{Level: p.Level, Request: p.Request, Base: p.Base, TransactionTime: now, Scopes: sc.Principal.Scopes.String(),
+	req := &exportRequest{Level: p.Level, Request: p.Request, Base: p.Base, Scopes: sc.Principal.Scopes.String(),
 		NoToken: p.NoToken}
 	lenient := prefers(p.Prefer, "handling=lenient")
 	for _, name := range slices.Sorted(maps.Keys(p.Query)) {

@@ -69,9 +69,10 @@ type Manifest struct {
 	Output              []ManifestFile `json:"output"`
 	// Deleted lists, for an export with _since, the files of the
 	// resources deleted since then (Bulk Data IG v2): each line a Bundle
-	// of type transaction whose entry DELETEs one resource. Absent
-	// without _since.
-	Deleted []ManifestFile `json:"deleted,omitempty"`
+	// of type transaction whose entry DELETEs one resource: [] when
+	// nothing was deleted (omitzero keeps an empty list, omitempty did
+	// not), absent (nil) without _since.
+	Deleted []ManifestFile `json:"deleted,omitzero"`
 	Error   []ManifestFile `json:"error"`
 }
 
@@ -178,6 +179,12 @@ func (x *exporter) exportType(ctx context.Context, typ string) error {
 	if filters != nil && len(filters) == 0 {
 		return nil // a Group without members: nothing of the compartment
 	}
+	if filters != nil {
+		// The store filters current versions: those changed since the
+		// transaction time come whatever they match now, and are
+		// exported when their version of then matched (selectsAsOf).
+		q.ChangedAfter = x.req.TransactionTime
+	}
 	for {
 		page, err := x.s.cfg.Store.Export(ctx, q)
 		if err != nil {
@@ -185,10 +192,14 @@ func (x *exporter) exportType(ctx context.Context, typ string) error {
 		}
 		for _, r := range page {
 			q.After = r.ID
+			changed := r.LastUpdated.After(x.req.TransactionTime)
 			if r, err = x.asOf(ctx, r); err != nil {
 				return err
 			}
 			if r == nil || !x.s.cfg.Visible(x.sc, r) {
+				continue
+			}
+			if changed && filters != nil && !selectsAsOf(filters, r) {
 				continue
 			}
 			var patients []string

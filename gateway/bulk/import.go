@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
@@ -39,6 +40,13 @@ type ImportOptions struct {
 	// records being stored complete and are counted, and Import returns
 	// ErrStopped with the counts of every record it stored or rejected.
 	Stop <-chan struct{}
+	// OwnFrom and OwnTo, when not zero, bound when an earlier run of this
+	// import (a job resumed after its runner died, before it saved its
+	// counts) stored records: a record version received before, first
+	// received in [OwnFrom, OwnTo), counts as stored, not as already
+	// stored. (A record repeated in the input within that earlier run's
+	// unsaved records counts as stored twice.)
+	OwnFrom, OwnTo time.Time
 }
 
 // ErrStopped is returned by Import when ImportOptions.Stop closed before
@@ -134,9 +142,10 @@ func (s *Service) Import(ctx context.Context, sc *auditlog.Scope, src Source, op
 			}
 			return result{rec: rec, err: rec.Err}
 		}
-		again, err := svc.Import(ctx, rsc, opts.Kind, rec.Body)
+		received, err := svc.Import(ctx, rsc, opts.Kind, rec.Body)
 		rec.Body = nil
-		return result{rec: rec, again: again, err: err}
+		own := !opts.OwnTo.IsZero() && !received.Before(opts.OwnFrom) && received.Before(opts.OwnTo)
+		return result{rec: rec, again: !received.IsZero() && !own, err: err}
 	}, func(r result) error {
 		return s.account(&counts, r.rec, r.again, r.err, opts)
 	})

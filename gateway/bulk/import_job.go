@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
@@ -174,18 +175,31 @@ func (s *Service) runImport(ctx context.Context, run *jobs.Run) ([]byte, error) 
 	// the middle of one's transaction); its counts are then its result.
 	stop := run.Cancelled()
 	base := cp.Counts
-	save := func() error {
+	// save saves the counts and the report's new parts; with drop, the
+	// last save, it deletes the input too: the records posted (PHI) are
+	// kept only while the job needs them (a run resumed after it finds
+	// every record done).
+	save := func(drop ...int) error {
 		parts := cp.Report.Take()
 		raw, err := json.Marshal(cp)
 		if err != nil {
 			return err
 		}
-		return run.Save(ctx, raw, parts)
+		return run.SaveDropping(ctx, raw, parts, drop...)
+	}
+	// A run that resumes the job after its runner died (a claim since the
+	// last checkpoint before this one) finds the records that runner
+	// stored after it in the ledger: those are this job's own, stored,
+	// not records the client sent that were stored before the job.
+	var ownFrom, ownTo time.Time
+	if run.Job.Attempts > 1 {
+		ownFrom, ownTo = run.Job.Created, s.cfg.Now()
 	}
 	var since int64
 	var saveErr error
 	_, err := s.Import(ctx, sc, NDJSON(pr, s.cfg.MaxRecordBytes), ImportOptions{
 		Kind: req.Kind, Deliver: req.Deliver, Skip: base.Records, RunID: run.Job.ID, Stop: stop,
+		OwnFrom: ownFrom, OwnTo: ownTo,
 		Rejected: func(r Rejection) error { return cp.Report.WriteLine(r) },
 		Done: func(c ImportCounts) {
 			cp.Counts = ImportCounts{Records: base.Records + c.Records, Stored: base.Stored + c.Stored,
@@ -214,7 +228,7 @@ func (s *Service) runImport(ctx context.Context, run *jobs.Run) ([]byte, error) 
 	if err != nil {
 		return nil, err
 	}
-	if err := save(); err != nil {
+	if err := save(importInput); err != nil {
 		return nil, err
 	}
 	res := ImportResult{Kind: req.Kind, Records: cp.Counts.Records, Stored: cp.Counts.Stored,

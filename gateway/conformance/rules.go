@@ -263,6 +263,7 @@ func GatewayRules() []Rule {
 		{"job-file-unknown", "No such file of the job."},
 		{"delivery-unknown", "No such delivery."},
 		{"delivery-not-dead", "Only a dead delivery can be retried."},
+		{"delivery-superseded", "A dead letter is not retried when a later delivery of the same record to the same destination was delivered or is pending: its older version would overwrite the later one (a replay sends the current version)."},
 		{"ehr-answer-truncated", "An EHR's OperationOutcome over the 64 KiB a delivery attempt records keeps its first issues; this last issue, the gateway's, says how many were left out."},
 		{"delivery-not-cancellable", "Only a pending delivery or a dead letter can be cancelled (not one in flight or delivered, nor one refused as its record was stored)."},
 		{"delivery-cancel-reason-missing", "A delivery's cancel says why (the reason becomes its last error and is audited)."},

@@ -105,13 +105,14 @@ func plainText(v string) bool {
 	return text.OneLine(v, 200)
 }
 
-// validate returns a message per malformed field (the field's label, what
-// is wanted; never the value).
-func (q *auditSearch) validate() []string {
-	var bad []string
-	for _, f := range []struct{ label, v string }{{"Patient identifier", q.Patient}, {"Client", q.Client}} {
+// validate returns a message per malformed field, by the field's name
+// (the field's label, what is wanted; never the value): the page marks
+// each field invalid and describes it by its message (probe p26 F2).
+func (q *auditSearch) validate() map[string]string {
+	bad := map[string]string{}
+	for _, f := range []struct{ name, label, v string }{{"patient", "Patient identifier", q.Patient}, {"client", "Client", q.Client}} {
 		if !plainText(f.v) {
-			bad = append(bad, f.label+": at most 200 characters, without control characters")
+			bad[f.name] = f.label + ": at most 200 characters, without control characters"
 		}
 	}
 	// The identifier is searched as a FHIR token: what the token parser
@@ -119,39 +120,58 @@ func (q *auditSearch) validate() []string {
 	// results page as a FHIR parameter the person never typed (probe p16
 	// F10).
 	if q.Patient != "" && plainText(q.Patient) && !patientToken(q.Patient) {
-		bad = append(bad, "Patient identifier: a value, or system|value: at most one |, with a system or a value beside it")
+		bad["patient"] = "Patient identifier: a value, or system|value: at most one |, with a system or a value beside it"
 	}
 	if !slices.Contains([]string{"", "C", "R", "U", "D", "E"}, q.Action) {
-		bad = append(bad, "Action: choose one of the listed actions")
+		bad["action"] = "Action: choose one of the listed actions"
 	}
 	if !slices.Contains([]string{"", "0", "4", "8"}, q.Outcome) {
-		bad = append(bad, "Outcome: choose one of the listed outcomes")
+		bad["outcome"] = "Outcome: choose one of the listed outcomes"
 	}
 	if q.Interaction != "" && !audit.Known(q.Interaction) {
-		bad = append(bad, "Interaction: choose one of the listed interactions")
+		bad["interaction"] = "Interaction: choose one of the listed interactions"
 	}
 	from, okFrom := readFormDate(q.From)
 	to, okTo := readFormDate(q.To)
 	if !okFrom {
-		bad = append(bad, "From: a date like 2026-11-25 (or a date and time)")
+		bad["from"] = "From: a date like 2026-11-25 (or a date and time)"
 	}
 	if !okTo {
-		bad = append(bad, "To: a date like 2026-11-25 (or a date and time)")
+		bad["to"] = "To: a date like 2026-11-25 (or a date and time)"
 	}
 	// "To" includes the whole day, minute or second typed.
 	if okFrom && okTo && q.From != "" && q.To != "" && to.high.Before(from.low) {
-		bad = append(bad, "To: must not be before From")
+		bad["to"] = "To: must not be before From"
 	}
 	return bad
 }
+
+// searchFields are the search form's fields in their order on the page.
+var searchFields = []string{"patient", "client", "interaction", "action", "outcome", "from", "to"}
+
+// fieldError is one item of a form's error summary: the message and the
+// id of the field it links to.
+type fieldError struct{ ID, Message string }
 
 // searchForm is the search page's data.
 type searchForm struct {
 	Q            auditSearch
 	ID           string
-	Errors       []string
+	Errors       map[string]string // by field name (validate)
 	Interactions []string
 	Results      *searchResults
+}
+
+// ErrorList is Errors in the form's order, each with the id of its field,
+// for the summary above the form.
+func (f searchForm) ErrorList() []fieldError {
+	var out []fieldError
+	for _, k := range searchFields {
+		if m, ok := f.Errors[k]; ok {
+			out = append(out, fieldError{ID: "f-" + k, Message: m})
+		}
+	}
+	return out
 }
 
 // searchResults is one page of matches.
@@ -167,6 +187,19 @@ type searchResults struct {
 	// Params is the FHIR search run (without paging), for an export's
 	// self link: patients by id, never by identifier.
 	Params url.Values
+}
+
+// summary is what the search found, in a few words, for the page's title.
+func (r *searchResults) summary() string {
+	switch {
+	case r.NoPatient:
+		return "No patient has that identifier"
+	case len(r.Rows) == 0:
+		return "No request matches"
+	case r.Total >= 0:
+		return fmt.Sprintf("Requests %d to %d of %d", r.From, r.To, r.Total)
+	}
+	return fmt.Sprintf("Requests %d to %d", r.From, r.To)
 }
 
 // searchParams are params without the paging and counting ones.
@@ -228,6 +261,7 @@ func (c *Console) auditSearch(rq *request) error {
 	}
 	res.Page = page
 	form.Results = res
+	rq.outcome = res.summary()
 	return rq.render("audit", "Audit trail", form)
 }
 

@@ -83,15 +83,17 @@ func backlogCharts(samples []operator.BacklogSample, now time.Time) []chart {
 		}
 		svg.WriteString(`</svg>`)
 		last := pts[len(pts)-1]
-		minP, maxP := last.pending, last.pending
+		minP, maxP, minD, maxD := last.pending, last.pending, last.dead, last.dead
 		for _, p := range pts {
 			minP, maxP = min(minP, p.pending), max(maxP, p.pending)
+			minD, maxD = min(minD, p.dead), max(maxD, p.dead)
 		}
 		out = append(out, chart{
 			Destination: name,
 			SVG:         template.HTML(svg.String()), // built above from numbers only
-			Summary: fmt.Sprintf("%s since %s: pending between %d and %d, now %d pending and %d dead.",
-				auditlog.Counted(len(pts), "sample"), when(pts[0].at), minP, maxP, last.pending, last.dead),
+			// Both series the SVG draws (probe p26 F9: the dead one was left out).
+			Summary: fmt.Sprintf("%s since %s: pending between %d and %d, dead between %d and %d; now %d pending and %d dead.",
+				auditlog.Counted(len(pts), "sample"), when(pts[0].at), minP, maxP, minD, maxD, last.pending, last.dead),
 		})
 	}
 	return out

@@ -123,7 +123,7 @@ func New(cfg Config) (*Console, error) {
 		return nil, err
 	}
 	c.static = http.StripPrefix(Prefix+"/static/", http.FileServerFS(sub))
-	c.sessions = newSessions(st.sessionTTL, cfg.Now)
+	c.sessions = newSessions(st.sessionTTL, st.sessionMaxAge, cfg.Now)
 	if st.Issuer != "" {
 		c.oidc = newOIDC(st, cfg.HTTPClient)
 	} else {
@@ -206,6 +206,7 @@ type request struct {
 	// exactly one of page, redirect or download is set by a handler.
 	page     string
 	title    string
+	outcome  string // a few words the title starts with: what the action or search came to
 	data     any
 	redirect string
 	download *download
@@ -360,9 +361,55 @@ func (c *Console) fail(rq *request, err error) {
 		msgs = append(msgs, is.Message)
 	}
 	rq.redirect, rq.download = "", nil
-	rq.page, rq.title = "error", "Not done"
-	rq.data = errorPage{Status: rq.status, Messages: msgs, RequestID: rq.sc.RequestID,
-		SignIn: errors.Is(err, errStale)}
+	rq.page, rq.title = "error", errorTitle(rq.status, err)
+	rq.data = errorPage{Status: rq.status, Messages: msgs, RequestID: rq.sc.RequestID}
+	if errors.Is(err, errStale) {
+		rq.data = errorPage{Status: rq.status, Messages: msgs, RequestID: rq.sc.RequestID, SignIn: true,
+			Next: c.formPage(rq.r.URL.Path)}
+	}
+}
+
+// errorTitle names an error page by what happened (probe p26 F8: every
+// one was "Not done"), so that the window's title and the heading tell a
+// person where they are.
+func errorTitle(status int, err error) string {
+	switch {
+	case errors.Is(err, errStale):
+		return "Session ended"
+	case errors.Is(err, errForged):
+		return "Form refused"
+	}
+	switch status {
+	case http.StatusForbidden:
+		return "Not allowed"
+	case http.StatusNotFound:
+		return "Not found"
+	case http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnprocessableEntity, http.StatusConflict:
+		return "Request refused"
+	case http.StatusTooManyRequests:
+		return "Too many requests"
+	case http.StatusServiceUnavailable:
+		return "Not done: try again later"
+	}
+	return "Not done"
+}
+
+// formPage is the page a form sent to path is on, for the sign-in link of
+// a form sent from an ended session: the form's own address when it also
+// shows a page, else the page that holds the form; the start page for
+// anything else.
+func (c *Console) formPage(path string) string {
+	switch path {
+	case Prefix + "/audit/export":
+		return Prefix + "/audit"
+	case Prefix + "/replay":
+		return Prefix + "/deliveries"
+	}
+	r := &http.Request{Method: http.MethodGet, URL: &url.URL{Path: path}}
+	if _, pattern := c.mux.Handler(r); pattern == "" || pattern == Prefix+"/" {
+		return Prefix + "/"
+	}
+	return safeNext(path)
 }
 
 // errorPage is the error template's data.
@@ -371,6 +418,7 @@ type errorPage struct {
 	Messages  []string
 	RequestID string
 	SignIn    bool
+	Next      string // the page to return to after signing in
 }
 
 // finish audits the request and sends the answer, rendered in full first:
@@ -397,7 +445,7 @@ func (c *Console) finish(rq *request) {
 	if rq.sc.Interaction != "" && c.app.Audit.Enabled() {
 		if err := c.app.Audit.Append(rq.sc, status); err != nil {
 			c.log.ErrorContext(rq.ctx(), "audit write failed", "route", rq.r.Pattern, "status", status)
-			rq.page, rq.title, rq.redirect, rq.download = "error", "Not done", "", nil
+			rq.page, rq.title, rq.redirect, rq.download = "error", "Not done: try again later", "", nil
 			rq.data = errorPage{Status: http.StatusServiceUnavailable, RequestID: rq.sc.RequestID,
 				Messages: []string{"the request could not be audited and was not answered; retry later"}}
 			body.Reset()

@@ -325,5 +325,6 @@ func (c *Console) chainVerify(rq *request) error {
 	c.verifyMu.Lock()
 	c.lastVerify, c.lastBy = res, who
 	c.verifyMu.Unlock()
+	rq.sess.setFlash(map[bool]string{true: "Chain intact", false: "Chain broken"}[res.Intact], "")
 	return rq.seeOther(Prefix + "/audit/chain")
 }

@@ -166,7 +166,7 @@ func (c *Console) replayStart(rq *request) error {
 	if err != nil {
 		return err
 	}
-	rq.sess.setFlash("The replay has started; this page shows its progress and, when it is done, its report.")
+	rq.sess.setFlash("Replay started", "The replay has started; this page shows its progress and, when it is done, its report.")
 	return rq.seeOther(Prefix + "/replays/" + j.ID)
 }
 

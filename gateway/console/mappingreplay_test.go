@@ -70,7 +70,7 @@ func TestReplayPages(t *testing.T) {
 				t.Errorf("%s: an error at %s, which was fine", tc.name, other)
 			}
 		}
-		if strings.Contains(page, "Not done") || !strings.Contains(page, "You have started no replay") {
+		if strings.Contains(page, `<p class="status">`) /* the error page */ || !strings.Contains(page, "You have started no replay") {
 			t.Errorf("%s: not the replay page, or a replay started:\n%s", tc.name, page)
 		}
 	}

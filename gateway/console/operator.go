@@ -263,9 +263,9 @@ func (c *Console) retry(rq *request) error {
 	rq.sc.Description = fmt.Sprintf("console retry of delivery %s", v.ID)
 	if waitingFor != "" {
 		rq.sc.Description += "; it waits for delivery " + waitingFor
-		rq.sess.setFlash(fmt.Sprintf("Delivery %s is %s.", v.ID, operator.WaitingMessage(waitingFor)))
+		rq.sess.setFlash("Waiting", fmt.Sprintf("Delivery %s is %s.", v.ID, operator.WaitingMessage(waitingFor)))
 	} else {
-		rq.sess.setFlash(fmt.Sprintf("Delivery %s is queued again; it is sent with the next attempts.", v.ID))
+		rq.sess.setFlash("Queued again", fmt.Sprintf("Delivery %s is queued again; it is sent with the next attempts.", v.ID))
 	}
 	return rq.seeOther(Prefix + "/deliveries/" + v.ID)
 }
@@ -301,7 +301,7 @@ func (c *Console) replay(rq *request) error {
 		return err
 	}
 	rq.sc.Description = fmt.Sprintf("console replay: %d deliveries", n)
-	rq.sess.setFlash(fmt.Sprintf("%s to %s %s queued again.", auditlog.CountedAs(n, "delivery", "deliveries"), dest,
+	rq.sess.setFlash("Replayed", fmt.Sprintf("%s to %s %s queued again.", auditlog.CountedAs(n, "delivery", "deliveries"), dest,
 		map[bool]string{true: "is", false: "are"}[n == 1]))
 	return rq.seeOther(Prefix + "/deliveries")
 }

@@ -24,7 +24,13 @@ type view struct {
 	Dev, SignedIn      bool
 	Auditor, Operator  bool
 	CSRF, Flash, Route string
-	Page               any
+	// Outcome, a few words, starts the page's title after an action:
+	// the flash's title, or the handler's (request.outcome).
+	Outcome string
+	// SessionLimit tells a signed-in person when the session ends (not
+	// in development mode, which has no sign-in).
+	SessionLimit string
+	Page         any
 }
 
 // parsePages parses the layout with each page template.
@@ -94,12 +100,19 @@ func (c *Console) execute(w io.Writer, rq *request) error {
 	v := view{Title: rq.title, Dev: c.Development(), Route: rq.r.Pattern, Page: rq.data}
 	if rq.sess != nil {
 		p := rq.sess.principal
-		v.SignedIn, v.CSRF, v.Flash = true, rq.sess.csrf, rq.sess.takeFlash()
+		f := rq.sess.takeFlash()
+		v.SignedIn, v.CSRF, v.Flash, v.Outcome = true, rq.sess.csrf, f.Message, f.Title
 		v.Person = strings.TrimPrefix(p.ClientID, auth.PersonPrefix)
 		if v.Person == "" {
 			v.Person = "development mode"
 		}
 		v.Auditor, v.Operator = p.Scopes.Has(auth.ScopeAuditor), p.Scopes.Has(auth.ScopeOperator)
+		if !v.Dev {
+			v.SessionLimit = c.sessions.limit(rq.sess)
+		}
+	}
+	if rq.outcome != "" {
+		v.Outcome = rq.outcome
 	}
 	return t.ExecuteTemplate(w, "layout", v)
 }

@@ -7,6 +7,7 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"sync"
 	"time"
@@ -41,17 +42,27 @@ const (
 	loginTTL    = 10 * time.Minute
 )
 
-// session is one signed-in person (or the development-mode visitor).
+// session is one signed-in person (or the development-mode visitor). It
+// ends after the idle limit without a request, and at the latest at the
+// absolute cap after sign-in (deadline): each request moves expires on
+// (WCAG 2.2.1: a person at work is not signed out mid-form at a fixed
+// hour; probe p26 F3).
 type session struct {
 	id, csrf  string
 	principal *auth.Principal
-	expires   time.Time
+	expires   time.Time // the idle limit after the last request, at most deadline
+	deadline  time.Time // the absolute cap after sign-in
 
 	mu       sync.Mutex
 	searches map[string]auditSearch
 	order    []string
-	flash    string
+	flash    flash
 }
+
+// flash is a one-time notice of an action's outcome for the page it leads
+// to: Title, a few words, starts the page's title (read first when a page
+// loads: probe p26 F7), Message (optional) is shown and focused.
+type flash struct{ Title, Message string }
 
 // pendingLogin is a sign-in on its way through the issuer, as its sealed
 // cookie holds it.
@@ -65,13 +76,14 @@ type pendingLogin struct {
 
 type sessions struct {
 	mu   sync.Mutex
-	ttl  time.Duration
+	idle time.Duration // a session ends this long after its last request
+	max  time.Duration // and at the latest this long after sign-in
 	now  func() time.Time
 	live map[string]*session
 	seal cipher.AEAD // seals the sign-in cookie
 }
 
-func newSessions(ttl time.Duration, now func() time.Time) *sessions {
+func newSessions(idle, max time.Duration, now func() time.Time) *sessions {
 	key := make([]byte, 32)
 	_, _ = rand.Read(key) // crypto/rand.Read never fails (Go 1.24+)
 	block, err := aes.NewCipher(key)
@@ -82,7 +94,7 @@ func newSessions(ttl time.Duration, now func() time.Time) *sessions {
 	if err != nil {
 		panic(err) // AES has a 16-byte block
 	}
-	return &sessions{ttl: ttl, now: now, live: map[string]*session{}, seal: seal}
+	return &sessions{idle: idle, max: max, now: now, live: map[string]*session{}, seal: seal}
 }
 
 // token returns 32 random bytes, base64url.
@@ -107,7 +119,8 @@ func setCookie(w http.ResponseWriter, name, value string, maxAge int) {
 // create starts a session for p and sets its cookie.
 func (s *sessions) create(w http.ResponseWriter, name string, p *auth.Principal) *session {
 	now := s.now()
-	sess := &session{id: token(), csrf: token(), principal: p, expires: now.Add(s.ttl), searches: map[string]auditSearch{}}
+	sess := &session{id: token(), csrf: token(), principal: p, deadline: now.Add(s.max), searches: map[string]auditSearch{}}
+	sess.expires = s.until(now, sess)
 	s.mu.Lock()
 	s.prune(now)
 	if len(s.live) >= maxSessions {
@@ -115,8 +128,38 @@ func (s *sessions) create(w http.ResponseWriter, name string, p *auth.Principal)
 	}
 	s.live[sess.id] = sess
 	s.mu.Unlock()
-	setCookie(w, sessionCookie, sess.id, int(s.ttl.Seconds()))
+	// The cookie lasts to the cap; the server ends the session earlier
+	// when it is idle.
+	setCookie(w, sessionCookie, sess.id, int(s.max.Seconds()))
 	return sess
+}
+
+// limit tells a person when sess ends, for every page (WCAG 2.2.1: no
+// one is surprised mid-form; it needs no script).
+func (s *sessions) limit(sess *session) string {
+	return fmt.Sprintf("Your session ends after %s without a request, at the latest %s.",
+		span(s.idle), sess.deadline.UTC().Format("2 Jan 15:04 UTC"))
+}
+
+// span is a duration in hours and minutes, for people.
+func span(d time.Duration) string {
+	h, m := int(d.Hours()), int(d.Minutes())%60
+	switch {
+	case h == 0:
+		return fmt.Sprintf("%d min", m)
+	case m == 0:
+		return fmt.Sprintf("%d h", h)
+	}
+	return fmt.Sprintf("%d h %d min", h, m)
+}
+
+// until is when sess ends if it has no request after now: the idle limit
+// from now, but not past its cap.
+func (s *sessions) until(now time.Time, sess *session) time.Time {
+	if t := now.Add(s.idle); t.Before(sess.deadline) {
+		return t
+	}
+	return sess.deadline
 }
 
 // prune drops expired sessions (s.mu held).
@@ -141,7 +184,8 @@ func (s *sessions) dropOldest() {
 	}
 }
 
-// fromRequest returns the request's live session, or nil.
+// fromRequest returns the request's live session, or nil; a request to a
+// live session moves its idle limit on.
 func (s *sessions) fromRequest(r *http.Request) *session {
 	c, err := r.Cookie(sessionCookie)
 	if err != nil {
@@ -153,10 +197,12 @@ func (s *sessions) fromRequest(r *http.Request) *session {
 	if sess == nil {
 		return nil
 	}
-	if s.now().After(sess.expires) {
+	now := s.now()
+	if now.After(sess.expires) {
 		delete(s.live, sess.id)
 		return nil
 	}
+	sess.expires = s.until(now, sess)
 	return sess
 }
 
@@ -263,17 +309,17 @@ func (sess *session) search(id string) (auditSearch, bool) {
 }
 
 // setFlash keeps a one-time notice for the next page.
-func (sess *session) setFlash(msg string) {
+func (sess *session) setFlash(title, msg string) {
 	sess.mu.Lock()
-	sess.flash = msg
+	sess.flash = flash{Title: title, Message: msg}
 	sess.mu.Unlock()
 }
 
 // takeFlash returns and clears the notice.
-func (sess *session) takeFlash() string {
+func (sess *session) takeFlash() flash {
 	sess.mu.Lock()
 	defer sess.mu.Unlock()
 	m := sess.flash
-	sess.flash = ""
+	sess.flash = flash{}
 	return m
 }

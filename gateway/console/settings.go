@@ -41,10 +41,14 @@ type Settings struct {
 	// TraceURL links trace ids to the site's tracing UI: "{traceId}" is
 	// replaced by the id (e.g. "https://jaeger.example.org/trace/{traceId}").
 	TraceURL string `json:"traceUrl"`
-	// SessionTTL is how long a sign-in lasts ("8h" by default).
+	// SessionTTL is how long a session lasts without a request ("1h" by
+	// default): each page or form sent moves it on.
 	SessionTTL string `json:"sessionTTL"`
+	// SessionMaxAge is how long a session lasts at most after sign-in,
+	// however active ("12h" by default, or sessionTTL if that is longer).
+	SessionMaxAge string `json:"sessionMaxAge"`
 
-	sessionTTL time.Duration
+	sessionTTL, sessionMaxAge time.Duration
 }
 
 // Check reports what New would refuse in the settings (a malformed
@@ -54,13 +58,21 @@ func (s Settings) Check() error { return s.normalise() }
 
 // normalise checks the settings and fills in the defaults.
 func (s *Settings) normalise() error {
-	s.sessionTTL = 8 * time.Hour
+	s.sessionTTL = time.Hour
 	if s.SessionTTL != "" {
 		d, err := time.ParseDuration(s.SessionTTL)
 		if err != nil || d < time.Minute || d > 7*24*time.Hour {
 			return errors.New("console: sessionTTL must be a duration from 1m to 168h")
 		}
 		s.sessionTTL = d
+	}
+	s.sessionMaxAge = max(12*time.Hour, s.sessionTTL)
+	if s.SessionMaxAge != "" {
+		d, err := time.ParseDuration(s.SessionMaxAge)
+		if err != nil || d < s.sessionTTL || d > 7*24*time.Hour {
+			return errors.New("console: sessionMaxAge must be a duration from sessionTTL to 168h")
+		}
+		s.sessionMaxAge = d
 	}
 	if s.TraceURL != "" {
 		u, err := url.Parse(strings.ReplaceAll(s.TraceURL, "{traceId}", "0"))

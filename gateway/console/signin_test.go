@@ -178,7 +178,7 @@ func TestSignInSurvivesFlood(t *testing.T) {
 func TestSignInCookie(t *testing.T) {
 	now := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
 	clock := func() time.Time { return now }
-	s, other := newSessions(time.Hour, clock), newSessions(time.Hour, clock)
+	s, other := newSessions(time.Hour, time.Hour, clock), newSessions(time.Hour, time.Hour, clock)
 	start := func(s *sessions) (*http.Cookie, string) {
 		w := httptest.NewRecorder()
 		state := s.startLogin(w, &pendingLogin{Verifier: "v", Nonce: "n", Next: "/console/audit"})
@@ -310,7 +310,7 @@ func TestPersonIsNotAClient(t *testing.T) {
 // six times longer (&, <, >) makes no cookie browsers would drop: the
 // sign-in returns to the start page instead (review).
 func TestSignInCookieFits(t *testing.T) {
-	s := newSessions(time.Hour, time.Now)
+	s := newSessions(time.Hour, time.Hour, time.Now)
 	next := Prefix + "/audit?" + strings.Repeat("&", maxNext-len(Prefix)-8)
 	if safeNext(next) != next {
 		t.Fatalf("the return path was refused by safeNext: the test needs one it keeps")

@@ -262,17 +262,23 @@ func (p *plan) partial(r Result, failed []*step) Result {
 			break
 		}
 	}
-	if !answered {
+	// A batch answered entry by entry is recorded so, also when the
+	// failed entries are the first answered.
+	if !answered && r.EntryStatus == 0 {
 		return r
 	}
-	if r.HTTPStatus != 0 {
+	status := r.HTTPStatus
+	if r.EntryStatus != 0 {
+		status = r.EntryStatus
+	}
+	if status != 0 {
 		var outcome json.RawMessage
 		if json.Valid(r.Body) && bytes.HasPrefix(bytes.TrimSpace(r.Body), []byte("{")) {
 			outcome = r.Body
 		}
 		for _, s := range failed {
 			if s.entry.Response == nil {
-				s.entry.Response = &fhirwire.Response{Status: strconv.Itoa(r.HTTPStatus) + " " + http.StatusText(r.HTTPStatus), Outcome: outcome}
+				s.entry.Response = &fhirwire.Response{Status: strconv.Itoa(status) + " " + http.StatusText(status), Outcome: outcome}
 			}
 		}
 	}

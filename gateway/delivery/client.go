@@ -14,6 +14,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -159,9 +160,23 @@ type netError struct {
 	reason   string
 	destWide bool // the destination as a whole is unreachable
 	cause    error
+	status   int // the HTTP status of an answer that failed after its status line, else 0
 }
 
 func (e *netError) Error() string { return e.reason }
+
+// outage tells a network failure of an EHR down or overloaded (no
+// connection, a timeout, a reset) from a configuration problem (TLS,
+// authorization).
+func (e *netError) outage() bool {
+	var opErr *net.OpError
+	var dnsErr *net.DNSError
+	var netErr net.Error
+	c := e.cause
+	return c != nil && (errors.Is(c, syscall.ECONNREFUSED) || errors.Is(c, syscall.ECONNRESET) || errors.Is(c, context.DeadlineExceeded) ||
+		errors.Is(c, io.EOF) || errors.Is(c, io.ErrUnexpectedEOF) || errors.As(c, &dnsErr) ||
+		(errors.As(c, &netErr) && netErr.Timeout()) || (errors.As(c, &opErr) && opErr.Op == "dial" && !strings.HasPrefix(e.reason, "tls")))
+}
 func (e *netError) Unwrap() error { return e.cause }
 
 // describe turns a transport error into a netError.
@@ -270,6 +285,9 @@ func (c *Client) do(ctx context.Context, method, target string, body []byte, hdr
 			return nil, err
 		}
 		if resp.status == http.StatusUnauthorized && try == 0 && c.auth != nil && c.auth.invalidate(tok) {
+			if n, ok := ctx.Value(refusedKey{}).(*atomic.Int32); ok {
+				n.Add(1)
+			}
 			continue
 		}
 		return resp, nil
@@ -306,9 +324,21 @@ func (c *Client) exchange(ctx context.Context, method, target string, body []byt
 		return nil, describe(err)
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
+	// One byte more than the limit tells an answer over it.
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse+1))
 	if err != nil {
-		return nil, describe(err)
+		// The EHR answered, then the answer was cut off: say so, with the
+		// status it sent (it may well have stored the record).
+		how := "connection closed"
+		if r := describe(err).reason; r == "timeout" || r == "cancelled" {
+			how = r
+		}
+		return nil, &netError{reason: fmt.Sprintf("http %d, then the answer was cut off (%s)", resp.StatusCode, how),
+			cause: err, status: resp.StatusCode}
+	}
+	if len(data) > maxResponse {
+		return nil, &netError{reason: fmt.Sprintf("http %d, the answer exceeded the gateway's %d MiB limit", resp.StatusCode, maxResponse>>20),
+			status: resp.StatusCode}
 	}
 	return &response{status: resp.StatusCode, header: resp.Header, body: data}, nil
 }

@@ -191,6 +191,9 @@ func (m *memoryOutbox) Complete(ctx context.Context, a *store.Attempt, status st
 		return store.ErrNotFound
 	}
 	mi.item.Attempts++
+	if a.Probe {
+		mi.item.Probes++
+	}
 	a.N = mi.item.Attempts
 	mi.attempts = append(mi.attempts, *a)
 	mi.gen++

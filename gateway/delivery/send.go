@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
@@ -47,6 +48,15 @@ type Result struct {
 	// (unreachable, 429, 503, authorization): the worker then pauses the
 	// destination, not just the item.
 	DestinationWide bool
+	// Outage marks a failure of an EHR that is down or overloaded (no
+	// connection, a timeout, a 5xx, a 429), not a configuration problem
+	// (authorization, TLS, a redirect): a probe of a destination on hold
+	// that fails so does not count toward the record's attempt limit.
+	Outage bool
+	// EntryStatus is the status of the entry that failed when the EHR
+	// answered a batch with a status per entry (HTTPStatus is then the
+	// status of the answer itself, 200); 0 otherwise.
+	EntryStatus int
 	// Mode is the mode the attempt ended in (after fallbacks).
 	Mode Mode
 	// NotSent marks an attempt that ended before any request left: the
@@ -62,7 +72,8 @@ func notSent(reason string) Result { return Result{Outcome: OutcomeDead, Error: 
 
 func netResult(err error) Result {
 	ne := describe(err)
-	return Result{Outcome: OutcomeRetry, Error: ne.reason, DestinationWide: ne.destWide}
+	return Result{Outcome: OutcomeRetry, Error: ne.reason, DestinationWide: ne.destWide, HTTPStatus: ne.status,
+		Outage: ne.outage()}
 }
 
 // issueCode keeps an OperationOutcome issue code printable in a reason.
@@ -92,8 +103,8 @@ func classifyStatus(code int) (outcome string, destWide bool) {
 		return OutcomeRetry, true
 	case code >= 300 && code < 400:
 		return OutcomeRetry, true // a redirect not followed: a configuration problem
-	case code == http.StatusRequestTimeout, code >= 500:
-		return OutcomeRetry, false
+	case code == http.StatusRequestTimeout, code == http.StatusConflict, code >= 500:
+		return OutcomeRetry, false // a 409 up to ConflictAttempts (worker)
 	case code >= 400:
 		return OutcomeDead, false
 	}
@@ -121,7 +132,8 @@ func (c *Client) failure(what string, resp *response, outcome []byte) Result {
 		reason = what + ": " + reason
 	}
 	return Result{Outcome: out, HTTPStatus: resp.status, Body: outcome, Error: reason,
-		RetryAfter: retryAfter(resp.header, c.clock.Now()), DestinationWide: wide}
+		RetryAfter: retryAfter(resp.header, c.clock.Now()), DestinationWide: wide,
+		Outage: resp.status >= 500 || resp.status == http.StatusTooManyRequests}
 }
 
 func is2xx(code int) bool { return code >= 200 && code < 300 }
@@ -132,6 +144,27 @@ func is2xx(code int) bool { return code >= 200 && code < 300 }
 // mode; a batch answered 413 in single mode. It never panics on any
 // answer; errors are in the Result.
 func (c *Client) Deliver(ctx context.Context, payload []byte, mode Mode) Result {
+	var refused atomic.Int32
+	r := c.deliver(context.WithValue(ctx, refusedKey{}, &refused), payload, mode)
+	if n := refused.Load(); n > 0 {
+		// The EHR received the payload (or an entry of it) more than once:
+		// the attempt says so, also when it succeeded.
+		note := fmt.Sprintf("%d request(s) refused with http 401 and sent again with a new token", n)
+		if r.Error == "" {
+			r.Error = note
+		} else {
+			r.Error += "; " + note
+		}
+	}
+	return r
+}
+
+// refusedKey is the context key of the count of requests of one attempt
+// the EHR refused with a 401 and the client sent again (Client.do).
+type refusedKey struct{}
+
+// deliver is Deliver without the note on refused requests.
+func (c *Client) deliver(ctx context.Context, payload []byte, mode Mode) Result {
 	b, err := parsePayload(payload)
 	if err != nil {
 		return deadResult(err.Error())
@@ -247,6 +280,7 @@ func (c *Client) sendBatch(ctx context.Context, p *plan, chunk []*step) Result {
 			continue
 		}
 		r := c.failure(s.what(), &response{status: code, header: resp.header}, e.Response.Outcome)
+		r.HTTPStatus, r.EntryStatus = resp.status, code // the EHR answered 200; the entry failed
 		if r.Body == nil {
 			r.Body = resp.body
 		}
@@ -350,3 +384,10 @@ func (c *Client) redirectTarget(h http.Header) string {
 	}
 	return to + " (another path than the base's)"
 }
+
+// ConflictAttempts is the attempt at which a 409 makes a record a dead
+// letter. A 409 is mostly a transient version conflict at a FHIR server,
+// or the EHR still processing an earlier attempt that timed out (two
+// conditional writes of the same identifiers at once): it is retried, not
+// before the destination's timeout has passed, until then.
+const ConflictAttempts = 5

@@ -293,6 +293,19 @@ func TestBatchEntryStatuses(t *testing.T) {
 			if tc.status == "400 Bad Request" && !strings.Contains(string(evs[0].A.Outcome), "bad system") {
 				t.Fatalf("entry outcome not recorded: %s", evs[0].A.Outcome)
 			}
+			// The status the EHR sent is the batch-response's 200; the
+			// entries' statuses are in the recorded transaction-response
+			// of every entry, even when the first one failed (p23 F7).
+			if tc.status != "" {
+				var rb fhirwire.Bundle
+				if evs[0].A.HTTPStatus != http.StatusOK {
+					t.Errorf("attempt 1 records http %d, want the 200 the EHR sent", evs[0].A.HTTPStatus)
+				}
+				if err := json.Unmarshal(evs[0].A.Outcome, &rb); err != nil || rb.Type != "transaction-response" ||
+					len(rb.Entry) < 2 || rb.Entry[0].Response == nil || rb.Entry[1].Response != nil {
+					t.Errorf("attempt 1 records %s, want a transaction-response of every entry, the first failed, the others not sent", evs[0].A.Outcome)
+				}
+			}
 		})
 	}
 }

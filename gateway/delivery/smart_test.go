@@ -236,7 +236,11 @@ func TestSMARTBackendServices(t *testing.T) {
 				mu.Lock()
 				revoked = 2 // the EHR no longer takes tok-2: a 401, one refresh, one retry
 				mu.Unlock()
-				send("4")
+				// The attempt is done, and says the first send was refused:
+				// the EHR received the payload twice (p23 F7).
+				if ev := send("4"); ev.A.HTTPStatus != 200 || !strings.Contains(ev.A.Error, "refused with http 401") {
+					t.Errorf("attempt after a refresh: http %d %q, want 200 saying a send was refused with 401", ev.A.HTTPStatus, ev.A.Error)
+				}
 				if n := len(ts.tokens()); n != 3 {
 					t.Fatalf("%d tokens issued after a 401, want 3", n)
 				}

@@ -159,7 +159,7 @@ func TestClassifyStatus(t *testing.T) {
 	for code, want := range map[int]string{
 		200: OutcomeRetry, // never asked for 2xx; anything unexpected is retried
 		301: OutcomeRetry, 400: OutcomeDead, 401: OutcomeRetry, 403: OutcomeDead, 404: OutcomeDead,
-		408: OutcomeRetry, 409: OutcomeDead, 412: OutcomeDead, 422: OutcomeDead, 429: OutcomeRetry,
+		408: OutcomeRetry, 409: OutcomeRetry, 412: OutcomeDead, 422: OutcomeDead, 429: OutcomeRetry,
 		500: OutcomeRetry, 502: OutcomeRetry, 503: OutcomeRetry, 504: OutcomeRetry,
 	} {
 		if got, _ := classifyStatus(code); got != want {
@@ -273,7 +273,7 @@ func TestRetryNeverPastTheDeadLetterDeadline(t *testing.T) {
 				MaxAge: 72 * time.Hour, Rand: func() float64 { return 0 }}}
 			d := &destWorker{w: w}
 			res := Result{Outcome: OutcomeRetry, Error: "http 429", RetryAfter: tc.retryAfter}
-			status, next := d.decide(&store.OutboxItem{Created: created, Attempts: 1}, &res, created.Add(tc.age))
+			status, next := d.decide(&store.OutboxItem{Created: created, Attempts: 1}, &res, created.Add(tc.age), false)
 			if status != store.StatusPending || !next.Equal(created.Add(tc.want)) {
 				t.Fatalf("decide = %s, next at +%v; want pending at +%v", status, next.Sub(created), tc.want)
 			}

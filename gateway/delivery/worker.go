@@ -304,7 +304,7 @@ func (d *destWorker) run(ctx context.Context) {
 			for _, it := range items {
 				d.inflight.Add(1)
 				d.setRunning(it.ID, true)
-				sends.Go(func() { d.attempt(sendCtx, it) })
+				sends.Go(func() { d.attempt(sendCtx, it, probing) })
 			}
 		}
 		c, stop := o.Clock.NewTimer(wakeAt)
@@ -489,7 +489,12 @@ func (w *Worker) Holds() map[string]time.Time {
 }
 
 // attempt sends one claimed item and records the attempt.
-func (d *destWorker) attempt(ctx context.Context, it *store.OutboxItem) {
+//
+// probe tells that the attempt probes the destination after a hold: if it
+// fails (and the record is not a dead letter for its own sake, OutcomeDead),
+// it does not count toward the record's MaxAttempts (Attempt.Probe), or
+// the oldest record would take every failure of a long outage.
+func (d *destWorker) attempt(ctx context.Context, it *store.OutboxItem, probe bool) {
 	o := &d.w.opts
 	defer func() {
 		if p := recover(); p != nil {
@@ -524,9 +529,10 @@ func (d *destWorker) attempt(ctx context.Context, it *store.OutboxItem) {
 			"retry_after_s", res.RetryAfter.Seconds(), "cap_s", o.BackoffMax.Seconds())
 		res.RetryAfter = o.BackoffMax
 	}
-	status, next := d.decide(it, &res, now)
+	probe = probe && res.Outcome == OutcomeRetry && res.Outage
+	status, next := d.decide(it, &res, now, probe)
 	a := &store.Attempt{ItemID: it.ID, N: it.Attempts + 1, At: start, Duration: now.Sub(start), HTTPStatus: res.HTTPStatus,
-		Outcome: excerpt(res.Body), Error: res.Error}
+		Outcome: excerpt(res.Body), Error: res.Error, Probe: probe}
 	if o.TraceID != nil {
 		a.TraceID = o.TraceID(ctx)
 	}
@@ -563,6 +569,11 @@ func (d *destWorker) attempt(ctx context.Context, it *store.OutboxItem) {
 	if status == store.StatusPending {
 		// A dead letter has no next attempt (next is the zero time).
 		attrs = append(attrs, "next_attempt", next)
+	}
+	if n := ehrWarnings(res.Body); status == store.StatusDone && n > 0 {
+		// The EHR took the record but warned: the count, never its texts.
+		level, msg = slog.LevelWarn, "delivery: delivered with EHR warnings"
+		attrs = append(attrs, "ehr_warnings", n)
 	}
 	o.Logger.Log(ctx, level, msg, attrs...)
 	if err != nil {
@@ -666,7 +677,9 @@ func (d *destWorker) send(ctx context.Context, it *store.OutboxItem) (res Result
 
 // decide turns an attempt's Result into the item's next status (done,
 // pending or dead) and retry time, adding to res.Error when giving up.
-func (d *destWorker) decide(it *store.OutboxItem, res *Result, now time.Time) (string, time.Time) {
+// The failed probes of a destination on hold (probe: this one, and
+// it.Probes) do not count toward MaxAttempts; MaxAge still applies.
+func (d *destWorker) decide(it *store.OutboxItem, res *Result, now time.Time, probe bool) (string, time.Time) {
 	o := &d.w.opts
 	switch res.Outcome {
 	case OutcomeDone:
@@ -678,15 +691,30 @@ func (d *destWorker) decide(it *store.OutboxItem, res *Result, now time.Time) (s
 		res.Error = "unknown failure"
 	}
 	n := it.Attempts + 1
-	if n >= o.MaxAttempts {
+	counted := n - it.Probes
+	if probe {
+		counted--
+	}
+	if counted >= o.MaxAttempts {
 		res.Error += fmt.Sprintf(" (gave up after %d attempts)", n)
+		return store.StatusDead, time.Time{}
+	}
+	conflict := res.HTTPStatus == http.StatusConflict || res.EntryStatus == http.StatusConflict
+	if conflict && n >= ConflictAttempts {
+		res.Error += fmt.Sprintf(" (gave up after %d attempts: a conflict that does not clear)", n)
 		return store.StatusDead, time.Time{}
 	}
 	if o.MaxAge > 0 && !it.Created.IsZero() && now.Sub(it.Created) >= o.MaxAge {
 		res.Error += fmt.Sprintf(" (gave up after %v)", o.MaxAge)
 		return store.StatusDead, time.Time{}
 	}
-	next := now.Add(max(d.backoff(n), res.RetryAfter))
+	wait := max(d.backoff(n), res.RetryAfter)
+	if conflict {
+		// The EHR may still be processing an earlier attempt of the
+		// record (one that timed out): not before it could be done.
+		wait = max(wait, d.dest.Timeout)
+	}
+	next := now.Add(wait)
 	if o.MaxAge > 0 && !it.Created.IsZero() {
 		// Never wait past the dead-letter deadline: the attempt at the
 		// deadline is the last one.

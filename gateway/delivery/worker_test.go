@@ -180,10 +180,13 @@ func TestConnectionRefused(t *testing.T) {
 		t.Run(string(mode), func(t *testing.T) {
 			d := testDest("ehr", "http://"+addr+"/fhir")
 			d.Mode = mode
-			h := newHarness(t, []Destination{d}, func(o *WorkerOptions) { o.MaxAttempts = 2 })
+			// The second attempt probes the destination on hold: its
+			// failure does not count toward MaxAttempts, and the record is
+			// a dead letter after MaxAge.
+			h := newHarness(t, []Destination{d}, func(o *WorkerOptions) { o.MaxAttempts, o.MaxAge = 2, time.Hour })
 			_, evs := h.sendOne(sessionBundle("P-1", "S-1", "completed", true))
 			wantAttempt(t, evs[0], 1, store.StatusPending, 0, "connection refused")
-			wantAttempt(t, evs[1], 2, store.StatusDead, 0, "connection refused (gave up after 2 attempts)")
+			wantAttempt(t, evs[1], 2, store.StatusDead, 0, "connection refused (gave up after 1h0m0s)")
 			for _, ev := range evs {
 				if strings.Contains(ev.A.Error, "P-1") || strings.Contains(ev.A.Error, "S-1") || strings.Contains(ev.A.Error, "identifier") {
 					t.Errorf("error names the record: %q", ev.A.Error)

@@ -151,9 +151,29 @@ func (e *Engine) KnownType(typ string) bool { return e.v.KnownType(typ) }
 // Now is the engine's clock, in whole milliseconds, and never before the
 // meta.lastUpdated of a write the engine has begun (whose instants may run
 // ahead of the clock under load: writeClock). A bulk export's
-// transactionTime is taken from it, so that what committed before the
-// kick-off is not after it.
+// transactionTime is not (TransactionTime: a write may take this very
+// instant after the call).
 func (e *Engine) Now() time.Time { return e.clock.latest() }
+
+// TransactionTime returns a bulk export's transactionTime T: every
+// resource version the engine has stamped at or before T (meta.lastUpdated
+// <= T) is committed, or rolled back, when it returns, and every version
+// it stamps after the call is after T. So an export of what was last
+// updated at or before T, and the next one _since T, miss nothing between
+// them, on PostgreSQL too, where writers run in parallel and a write
+// stamped before T may still be committing (store.Store.AwaitWrites waits
+// for it, in any gateway process on the database: their clocks must agree,
+// docs/bulk.md). Returns the store's errors, or ctx's.
+func (e *Engine) TransactionTime(ctx context.Context) (time.Time, error) {
+	// Every instant given before the boundary is before it, and every
+	// one after at it or later; a write takes its instant in its store
+	// transaction, after the fence's shared lock (sqlstore.Dialect).
+	t := e.clock.boundary().Add(-time.Millisecond)
+	if err := e.store.AwaitWrites(ctx); err != nil {
+		return time.Time{}, err
+	}
+	return t, nil
+}
 
 // Seed stores the gateway's own conformance resources (its CodeSystems,
 // ValueSets, StructureDefinitions, SearchParameters, OperationDefinitions

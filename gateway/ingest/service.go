@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	fhir "github.com/samply/golang-fhir-models/fhir-models/fhir"
 	"go.opentelemetry.io/otel/attribute"
@@ -126,27 +127,32 @@ var errNoStore = outcome.New(outcome.NotImplemented, "not-supported", "storage-u
 // client wants written resources answered. Client mistakes are classified
 // errors (package outcome); nothing is stored then.
 func (s *Service) Ingest(ctx context.Context, sc *auditlog.Scope, kind mapping.Kind, body []byte, dryRun bool, ans engine.Answer) ([]byte, error) {
-	out, _, err := s.ingest(ctx, sc, kind, body, dryRun, ans)
+	out, _, err := s.ingest(ctx, sc, kind, body, dryRun, ans, nil)
 	return out, err
 }
 
 // Import stores one native record of a bulk import as Ingest does (no dry
-// run, no answer); again reports a record version received before, which
-// wrote nothing.
+// run, no answer). For a record version received before, which wrote
+// nothing, received is when it was first received (its ledger entry's
+// time: an import resumed after its runner died tells its own records,
+// stored before, from others'); zero when Import stored it.
 //
 // A refused record leaves the AuditEvent a refused POST /ingest leaves (the
 // record, and the stored patients it was read against), committed before
 // Import returns (Refused).
-func (s *Service) Import(ctx context.Context, sc *auditlog.Scope, kind mapping.Kind, body []byte) (again bool, err error) {
-	_, again, err = s.ingest(ctx, sc, kind, body, false, engine.Answer{})
+func (s *Service) Import(ctx context.Context, sc *auditlog.Scope, kind mapping.Kind, body []byte) (received time.Time, err error) {
+	_, again, err := s.ingest(ctx, sc, kind, body, false, engine.Answer{}, &received)
+	if !again {
+		received = time.Time{}
+	}
 	// Every answer a client would get as a 4xx is audited as the edge
 	// audits it (a write conflict left after the retries too).
 	if kind, _ := outcome.From(err); err != nil && kind.HTTPStatus() < 500 {
 		if aerr := s.Refused(sc, err); aerr != nil {
-			return false, aerr
+			return time.Time{}, aerr
 		}
 	}
-	return again, err
+	return received, err
 }
 
 // errRefusalUnaudited is a refused record of an import whose AuditEvent
@@ -172,7 +178,10 @@ func (s *Service) Refused(sc *auditlog.Scope, err error) error {
 }
 
 // ingest is Ingest, also reporting whether the version was received before.
-func (s *Service) ingest(ctx context.Context, sc *auditlog.Scope, kind mapping.Kind, body []byte, dryRun bool, ans engine.Answer) ([]byte, bool, error) {
+// received, when not nil, is set to when a version received before was
+// first received.
+func (s *Service) ingest(ctx context.Context, sc *auditlog.Scope, kind mapping.Kind, body []byte, dryRun bool, ans engine.Answer,
+	received *time.Time) ([]byte, bool, error) {
 	if !KnownKind(kind) {
 		return nil, false, ErrKindUnknown
 	}
@@ -221,7 +230,7 @@ func (s *Service) ingest(ctx context.Context, sc *auditlog.Scope, kind mapping.K
 	if s.engine == nil {
 		return nil, false, errNoStore
 	}
-	answer, again, err := s.store(ctx, sc, record{kind: kind, body: body, rec: rec, opts: opts}, res, raws, docs, ans)
+	answer, again, err := s.store(ctx, sc, record{kind: kind, body: body, rec: rec, opts: opts, received: received}, res, raws, docs, ans)
 	if err != nil {
 		s.metrics.IngestRecord(ctx, string(kind), "failed")
 		return nil, false, err
@@ -277,6 +286,16 @@ type record struct {
 	rec           mapping.Record  // body decoded
 	opts          mapping.Options // the tenant's mapping options
 	hash, version string
+	// received, when not nil, is set to when a version received before
+	// was first received (setReceived).
+	received *time.Time
+}
+
+// setReceived notes when the version was first received, for Import.
+func (r record) setReceived(t time.Time) {
+	if r.received != nil {
+		*r.received = t
+	}
 }
 
 // storeTx is store's database transaction; it returns the answer.
@@ -336,6 +355,7 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 		sc.Description = fmt.Sprintf("%s record version already received: nothing written", rec.kind)
 		sc.SetAction("R") // the stored answer read again; nothing created
 		sc.Concern(patientsAnswered(l.Response)...)
+		rec.setReceived(l.Received)
 		return l.Response, true, nil
 	case err == nil:
 		// A retry whose source.lastUpdated writes the same instant
@@ -348,6 +368,7 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 			sc.Description = fmt.Sprintf("%s record version already received: nothing written", rec.kind)
 			sc.SetAction("R")
 			sc.Concern(patientsAnswered(in.Response)...)
+			rec.setReceived(in.Received)
 			return in.Response, true, nil
 		}
 		reused = errVersionReused(first.Source.Version == "")
@@ -437,6 +458,9 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 			}
 			return err
 		}
+		if err := checkSameInstrument(res, current); err != nil {
+			return err
+		}
 		if err := checkNestedNotStale(st, nested, rec, res, current); err != nil {
 			return err
 		}
@@ -469,7 +493,7 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 	var notSent []string // destinations another tenant holds the source at
 	err = stage.Run(ctx, s.tracer, "outbox.enqueue", func(context.Context) error {
 		var err error
-		notSent, err = s.enqueue(st, tenant, rec.kind, res, raws, rec.version, sc.TraceID, tx.ClaimSource)
+		notSent, err = s.enqueue(st, tenant, rec.kind, rec.rec, res, raws, rec.version, sc.TraceID, tx.ClaimSource)
 		return err
 	}, attribute.String("ingest.kind", string(rec.kind)))
 	if err != nil {
@@ -643,7 +667,7 @@ func NestedRecords(base, source string, r mapping.Record) []audit.NestedRecord {
 // engine.Tx.ClaimSource) gets a dead letter without payload instead, whose
 // reason the operator sees; those routes are returned (notSent). The record
 // is stored all the same: the clinic needs it in its record.
-func (s *Service) enqueue(tx store.Tx, tenant string, kind mapping.Kind, res *mapping.Result, raws [][]byte, version, traceID string,
+func (s *Service) enqueue(tx store.Tx, tenant string, kind mapping.Kind, rec mapping.Record, res *mapping.Result, raws [][]byte, version, traceID string,
 	claim func(system, dest string, receives func(tenant, kind string) bool) (bool, error)) (notSent []string, err error) {
 	var items []*store.OutboxItem
 	var payload []byte
@@ -656,7 +680,7 @@ func (s *Service) enqueue(tx store.Tx, tenant string, kind mapping.Kind, res *ma
 			return nil, err
 		}
 		if !ok {
-			it := OutboxItem(r.Name, kind, res, version, nil, traceID)
+			it := OutboxItem(r.Name, kind, rec, res, version, nil, traceID)
 			it.Status, it.LastError = store.StatusDead, store.Refused+engine.RuleSourceOtherTenant+": "+notSentReason
 			items, notSent = append(items, it), append(notSent, r.Name)
 			continue
@@ -666,7 +690,7 @@ func (s *Service) enqueue(tx store.Tx, tenant string, kind mapping.Kind, res *ma
 				return nil, err
 			}
 		}
-		items = append(items, OutboxItem(r.Name, kind, res, version, payload, traceID))
+		items = append(items, OutboxItem(r.Name, kind, rec, res, version, payload, traceID))
 	}
 	if len(items) == 0 {
 		return nil, nil
@@ -735,19 +759,47 @@ func warn(b *fhirwire.Bundle, issues []outcome.Issue) error {
 }
 
 // OutboxItem is the outbox item that delivers payload, the transaction
-// Bundle of version of a record mapped as res, to dest: ordered after the
-// record's earlier deliveries (OrderKey) and with its patient's (Patient).
-// A replay's correction is enqueued the same way.
-func OutboxItem(dest string, kind mapping.Kind, res *mapping.Result, version string, payload []byte, traceID string) *store.OutboxItem {
+// Bundle of version of record rec mapped as res, to dest: ordered after
+// the earlier deliveries of each record identity it carries (OrderKey,
+// OrderKeys: OrderKeys) and with its patient's (Patient). A replay's
+// correction is enqueued the same way.
+func OutboxItem(dest string, kind mapping.Kind, rec mapping.Record, res *mapping.Result, version string, payload []byte, traceID string) *store.OutboxItem {
 	patient := ""
 	if len(res.Entries) > 0 && res.Entries[0].ResourceType == "Patient" {
 		patient = res.Entries[0].IdentifierValue
 	}
 	return &store.OutboxItem{
-		Destination: dest, OrderKey: res.Source.System + "|" + string(kind) + "|" + res.Source.RecordID,
-		Patient: res.Source.System + "|" + patient, Kind: string(kind), Source: res.Source.System,
+		Destination: dest, OrderKey: OrderKey(res.Source.System, kind, res.Source.RecordID),
+		OrderKeys: OrderKeys(res.Source.System, kind, res.Source.RecordID, rec),
+		Patient:   res.Source.System + "|" + patient, Kind: string(kind), Source: res.Source.System,
 		RecordID: res.Source.RecordID, Version: version, Payload: payload, TraceID: traceID,
 	}
+}
+
+// OrderKey is the outbox order key of a record: its identity (source
+// system, kind, record id).
+func OrderKey(system string, kind mapping.Kind, recordID string) string {
+	return system + "|" + string(kind) + "|" + recordID
+}
+
+// OrderKeys are the further record identities a record of kind carries
+// (docs/records.md, "Record identity"), as order keys: a session's
+// infusion (the session's record id) and its nested records; an
+// infusion's session. rec may be nil for a kind other than session.
+func OrderKeys(system string, kind mapping.Kind, recordID string, rec mapping.Record) []string {
+	switch kind {
+	case mapping.KindInfusion:
+		return []string{OrderKey(system, mapping.KindSession, recordID)}
+	case mapping.KindSession:
+		keys := []string{OrderKey(system, mapping.KindInfusion, recordID)}
+		if sess, ok := rec.(*mapping.Session); ok {
+			for _, n := range sess.Nested() {
+				keys = append(keys, OrderKey(system, n.Kind, n.RecordID))
+			}
+		}
+		return keys
+	}
+	return nil
 }
 
 // entries turns mapped entries into engine entries: typed, straight from

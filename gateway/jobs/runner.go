@@ -98,10 +98,21 @@ func (r *Run) Progress(done, total int64) {
 // the job is cancelled (see Cancelled), and ErrLost once it is no longer
 // this runner's otherwise (and then ends the handler's context).
 func (r *Run) Save(ctx context.Context, checkpoint []byte, parts []store.JobPart) error {
+	return r.save(ctx, checkpoint, parts, nil)
+}
+
+// SaveDropping is Save that also deletes the parts of the files drop, in
+// the same transaction: an input the job has done with (an import's
+// records, PHI, kept no longer than needed: docs/bulk.md).
+func (r *Run) SaveDropping(ctx context.Context, checkpoint []byte, parts []store.JobPart, drop ...int) error {
+	return r.save(ctx, checkpoint, parts, drop)
+}
+
+func (r *Run) save(ctx context.Context, checkpoint []byte, parts []store.JobPart, drop []int) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	err := r.s.st.SaveJob(ctx, r.Job.ID, r.claim, r.s.cfg.Now().Add(r.s.cfg.Lease),
-		store.JobProgress{Done: r.done.Load(), Total: r.total.Load(), Checkpoint: checkpoint, Parts: parts})
+		store.JobProgress{Done: r.done.Load(), Total: r.total.Load(), Checkpoint: checkpoint, Parts: parts, Drop: drop})
 	if errors.Is(err, store.ErrNotFound) {
 		return r.fenced(ctx)
 	}

@@ -43,11 +43,14 @@ type View struct {
 	// WaitingFor is, for a pending delivery, the id of the delivery of an
 	// earlier version of its record that is pending or in flight: it goes
 	// first (order per source record), so this one waits for it.
-	WaitingFor string          `json:"waitingFor,omitempty"`
-	Created    time.Time       `json:"created"`
-	Updated    time.Time       `json:"updated"`
-	History    []AttemptView   `json:"attemptHistory,omitempty"`
-	Payload    json.RawMessage `json:"payload,omitempty"`
+	WaitingFor string `json:"waitingFor,omitempty"`
+	// EHRWarnings is, for a delivered one, how many warnings the EHR's
+	// answer to the attempt that delivered it carried (AttemptView).
+	EHRWarnings int             `json:"ehrWarnings,omitempty"`
+	Created     time.Time       `json:"created"`
+	Updated     time.Time       `json:"updated"`
+	History     []AttemptView   `json:"attemptHistory,omitempty"`
+	Payload     json.RawMessage `json:"payload,omitempty"`
 	// Tenant is the delivery's tenant (not shown: the caller's own, or
 	// any for an all-tenant operator).
 	Tenant string `json:"-"`
@@ -73,6 +76,9 @@ type AttemptView struct {
 	// header is not recorded).
 	AnswerText string `json:"ehrResponseText,omitempty"`
 	AnswerType string `json:"ehrResponseContentType,omitempty"`
+	// EHRWarnings is how many issues of severity warning the EHR's answer
+	// carried (its OperationOutcome, or its entries' outcomes).
+	EHRWarnings int `json:"ehrWarnings,omitempty"`
 }
 
 // sniffType guesses the media type of an answer that is not JSON from its
@@ -136,7 +142,11 @@ func NewView(ids *IDs, it *store.OutboxItem, attempts []*store.Attempt, withPayl
 	for _, a := range attempts {
 		av := AttemptView{N: a.N, At: a.At, DurationMS: a.Duration.Milliseconds(), HTTPStatus: a.HTTPStatus, Error: a.Error, TraceID: a.TraceID}
 		av.setAnswer(a.Outcome, withPayload)
+		av.EHRWarnings = ehrWarnings(a.Outcome)
 		v.History = append(v.History, av)
+	}
+	if it.Status == store.StatusDone && len(v.History) > 0 {
+		v.EHRWarnings = v.History[len(v.History)-1].EHRWarnings
 	}
 	if withPayload {
 		v.Payload = it.Payload
@@ -300,7 +310,9 @@ func (s *Service) find(ctx context.Context, tenant, id string) (*store.OutboxIte
 // Retry puts a dead letter back in the queue, due now, or makes a pending
 // delivery (waiting for its next attempt, e.g. after a long Retry-After)
 // due now, ending its destination's hold (SetWorker). NotFound as for
-// Show; Conflict when the delivery is in flight or delivered, or a dead
+// Show; Conflict when the delivery is in flight or delivered, a dead
+// letter that a later delivery of its record to the destination
+// supersedes (delivery-superseded: store.LaterDeliveryError), or a dead
 // letter refused as its record was stored (store.Refused: it has nothing
 // to send, and sending the record there is what the refusal prevents).
 // Forbidden (tenant-required) for a caller acting for every tenant.
@@ -321,9 +333,16 @@ func (s *Service) Retry(ctx context.Context, tenant, id string) (waitingFor stri
 	if it.Status == store.StatusDead && strings.HasPrefix(it.LastError, store.Refused) {
 		return "", errRefusedWhenStored
 	}
+	var later *store.LaterDeliveryError
 	if err := s.store.Retry(ctx, it.ID, s.now()); errors.Is(err, store.ErrNotFound) {
 		return "", outcome.New(outcome.Conflict, "conflict", "delivery-not-dead",
 			"only a dead letter or a pending delivery can be retried; this one is in flight or delivered")
+	} else if errors.As(err, &later) {
+		ids, err := s.IDs(ctx)
+		if err != nil {
+			return "", err
+		}
+		return "", supersededError(ids.Encode(later.ID), later.Status)
 	} else if err != nil {
 		return "", err
 	}
@@ -337,6 +356,19 @@ func (s *Service) Retry(ctx context.Context, tenant, id string) (waitingFor stri
 		return "", err
 	}
 	return s.blocker(ctx, ids, it.ID)
+}
+
+// supersededError refuses the retry of a dead letter that a later
+// delivery of the same record (a later version, a session nesting it, a
+// withdrawal) to the same destination supersedes: sent now, its older
+// version would overwrite the later one at the EHR.
+func supersededError(later, status string) error {
+	state := map[string]string{store.StatusDone: "was delivered", store.StatusPending: "is pending",
+		store.StatusInFlight: "is being sent"}[status]
+	return outcome.New(outcome.Conflict, "conflict", "delivery-superseded",
+		"delivery "+later+", a later delivery of the same record to this destination, "+state+
+			": this dead letter's older version would overwrite it there, so it is not retried. "+
+			"To send the record's current version again, use `deliveries replay` (the API's replay) for the destination")
 }
 
 // WaitingMessage says that a retried delivery waits for delivery
@@ -467,8 +499,10 @@ type Readiness struct {
 	// (it answers reads, but another process holds its write lock, or
 	// a lock on a table requests write, so every write would wait or
 	// fail), "timeout" (it did not answer the probe within ProbeTimeout),
-	// or "full", "read-only" or "io-error" (the last write failed so and
-	// none has committed since: see databaseState).
+	// "circuit-open" (connection attempts failed repeatedly: the store
+	// refuses calls at once while a probe connection retries), or "full",
+	// "read-only" or "io-error" (the last write failed so and none has
+	// committed since: see databaseState).
 	Database string
 	// Backlog is each destination's: pending, dead and the oldest pending
 	// item's age.
@@ -538,6 +572,8 @@ func databaseState(err error) string {
 		return "io-error"
 	case store.CauseTimeout:
 		return "timeout"
+	case store.CauseCircuitOpen:
+		return "circuit-open"
 	}
 	return "unavailable"
 }
@@ -564,7 +600,7 @@ func (s *Service) Ready(ctx context.Context) (Readiness, error) {
 		return Readiness{}, false
 	}
 	if err := s.store.Ping(pctx); err != nil {
-		if r, ok := notReady(err); ok && r.Database == "timeout" {
+		if r, ok := notReady(err); ok && (r.Database == "timeout" || r.Database == "circuit-open") {
 			return r, nil
 		}
 		return Readiness{Database: "unavailable"}, nil

@@ -440,3 +440,63 @@ func TestReadyBoundedByProbeTimeout(t *testing.T) {
 		t.Errorf("Ready waited for the caller's deadline, not its own")
 	}
 }
+
+// TestRetryRefusesASupersededDeadLetter: a dead letter whose record has a
+// later delivery to the same destination, delivered or still to be sent,
+// is not retried: the old version would overwrite the later one at the EHR
+// (p23 F2). The refusal names the later delivery and says what to do.
+func TestRetryRefusesASupersededDeadLetter(t *testing.T) {
+	st := openStore(t)
+	ctx := context.Background()
+	ops := operator.New(st, []string{"hosp"}, nil, nil)
+	ids, err := ops.IDs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v1 := enqueue(t, st, "hosp", "R1", "1", store.StatusDead)
+	v2 := enqueue(t, st, "hosp", "R1", "2", store.StatusDone)
+	alone := enqueue(t, st, "hosp", "R2", "1", store.StatusDead)
+	_, err = ops.Retry(ctx, "", ids.Encode(v1))
+	kind, issues := outcome.From(err)
+	if kind != outcome.Conflict || !slices.Contains(outcome.Rules(err), "delivery-superseded") || len(issues) != 1 ||
+		!strings.Contains(issues[0].Message, ids.Encode(v2)) || !strings.Contains(issues[0].Message, "deliveries replay") {
+		t.Errorf("Retry(v1, v2 delivered) = %v, want Conflict delivery-superseded naming %s and replay", err, ids.Encode(v2))
+	}
+	if v, err := ops.Show(ctx, "", ids.Encode(v1), false); err != nil || v.Status != store.StatusDead {
+		t.Errorf("after the refused retry: %+v %v, want still dead", v, err)
+	}
+	if _, err := ops.Retry(ctx, "", ids.Encode(alone)); err != nil {
+		t.Errorf("Retry of a dead letter with no later delivery = %v", err)
+	}
+}
+
+// TestViewCountsEHRWarnings: warnings in the OperationOutcomes of an EHR's
+// 200 answer are counted on the attempt and the delivery (ehrWarnings), so
+// an operator sees them without opening every attempt (p23 F8).
+func TestViewCountsEHRWarnings(t *testing.T) {
+	st := openStore(t)
+	ctx := context.Background()
+	it := &store.OutboxItem{Destination: "hosp", OrderKey: "src|vitals|W", Patient: "src|P", Kind: "vitals",
+		Source: "src", RecordID: "W", Version: "1", Payload: []byte(`{}`)}
+	if err := st.Write(ctx, func(tx store.Tx) error { return tx.Enqueue(it) }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Claim(ctx, "hosp", time.Now().Add(time.Second), time.Minute, 1); err != nil {
+		t.Fatal(err)
+	}
+	answer := `{"resourceType":"Bundle","type":"transaction-response","entry":[
+		{"response":{"status":"201","outcome":{"resourceType":"OperationOutcome","issue":[{"severity":"warning","code":"business-rule","diagnostics":"x"},{"severity":"information","code":"informational"}]}}},
+		{"response":{"status":"200","outcome":{"resourceType":"OperationOutcome","issue":[{"severity":"warning","code":"code-invalid"}]}}}]}`
+	if err := st.Complete(ctx, &store.Attempt{ItemID: it.ID, At: time.Now(), HTTPStatus: 200, Outcome: []byte(answer)}, store.StatusDone, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	ops := operator.New(st, []string{"hosp"}, nil, nil)
+	ids, err := ops.IDs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := ops.Show(ctx, "", ids.Encode(it.ID), false)
+	if err != nil || v.EHRWarnings != 2 || len(v.History) != 1 || v.History[0].EHRWarnings != 2 {
+		t.Fatalf("Show = %+v %v, want 2 EHR warnings on the delivery and its attempt", v, err)
+	}
+}

@@ -187,8 +187,14 @@ func FHIRIssues(res *r4.Result) []Issue {
 }
 
 // RuleStoreBusy is the rule of a request refused for back-pressure: the
-// store's write queue was full (store.ErrBusy).
+// store's write queue was full (store.ErrBusy), or it waited on a lock
+// another database session held past the lock timeout (store.CauseLocked).
 const RuleStoreBusy = "store-busy"
+
+// RuleStoreUnavailable is the rule of a request the database could not
+// serve (store.ErrUnavailable but a lock: unreachable, refused, timed
+// out, the store's circuit breaker open).
+const RuleStoreUnavailable = "store-unavailable"
 
 // From classifies any error: the kind and the issues to report. Typed errors
 // of the packages below keep their details; anything else is Internal with
@@ -230,8 +236,13 @@ func From(err error) (Kind, []Issue) {
 		return Conflict, []Issue{{Severity: "error", Code: "conflict", Rule: "write-conflict", Message: "a concurrent write conflicted with this one; retry"}}
 	case errors.Is(err, store.ErrBusy):
 		return Unavailable, []Issue{{Severity: "error", Code: "transient", Rule: "store-busy", Message: "too many writes are waiting for the database; retry later"}}
+	case errors.Is(err, store.ErrUnavailable) && store.UnavailableCause(err) == store.CauseLocked:
+		// The database is there, but what the request reads or writes was
+		// locked by another session past the lock timeout (a LOCK TABLE,
+		// a long ALTER TABLE, a migration): busy, as a full write queue.
+		return Unavailable, []Issue{{Severity: "error", Code: "transient", Rule: RuleStoreBusy, Message: "the data this request needs is locked by another database session; retry later"}}
 	case errors.Is(err, store.ErrUnavailable):
-		return Unavailable, []Issue{{Severity: "error", Code: "transient", Rule: "store-unavailable", Message: "the database is unavailable; retry later"}}
+		return Unavailable, []Issue{{Severity: "error", Code: "transient", Rule: RuleStoreUnavailable, Message: "the database is unavailable; retry later"}}
 	case errors.As(err, &ve):
 		out := make([]Issue, 0, len(ve.Issues))
 		kind := Invalid

@@ -2,6 +2,7 @@ package profile
 
 import (
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
@@ -79,18 +80,30 @@ func prefixed(prefixes ...string) func(string) bool {
 	}
 }
 
-// instruments are the code-table key prefixes of the assessment
-// instruments.
-var instruments = []string{"phq9.", "gad7.", "cssrs.", "madrs.", "qids.", "cadss.", "moaas."}
-
-// instrumentKey selects an instrument's keys by their last segment.
-func instrumentKey(match func(last string) bool) func(string) bool {
-	return func(k string) bool {
-		if !prefixed(instruments...)(k) || strings.HasPrefix(k, "cssrs.risk.") {
-			return false
+// instrumentKeys selects the code-table keys of the instruments' panels,
+// items (their difficulty question included) or scores, as
+// mapping.Instruments defines them: a new instrument is in the ValueSets
+// without a list here.
+func instrumentKeys(part string) func(string) bool {
+	keys := map[string]bool{}
+	for _, in := range mapping.Instruments() {
+		switch part {
+		case "panel":
+			if in.Items > 0 {
+				keys[in.Key+".panel"] = true
+			}
+		case "item":
+			for n := 1; n <= in.Items; n++ {
+				keys[in.Key+"."+strconv.Itoa(n)] = true
+			}
+			if in.Difficulty != "" {
+				keys[in.Difficulty] = true
+			}
+		case "score":
+			keys[in.Key+".total"] = true
 		}
-		return match(k[strings.IndexByte(k, '.')+1:])
 	}
+	return func(k string) bool { return keys[k] }
 }
 
 // aeAssessment are the adverse-event keys that are not the event itself.
@@ -103,11 +116,11 @@ var aeAssessment = []string{"ae.severity.", "ae.serious.", "ae.criterion.", "ae.
 func valueSetDefs() []valueSetDef {
 	return []valueSetDef{
 		{"kg-survey-panel-codes", "Assessment panel codes", "The codes of the assessment panels (Observation.code of kg-survey-panel): LOINC where the instrument has a panel code, the gateway's local codes otherwise.",
-			instrumentKey(func(l string) bool { return l == "panel" })},
+			instrumentKeys("panel")},
 		{"kg-survey-item-codes", "Assessment item codes", "The codes of the answered items (Observation.code of kg-survey-item), the PHQ-9 difficulty question included.",
-			instrumentKey(func(l string) bool { return l != "panel" && l != "total" })},
+			instrumentKeys("item")},
 		{"kg-survey-score-codes", "Assessment score codes", "The codes of total scores and derived levels (Observation.code of kg-survey-score).",
-			instrumentKey(func(l string) bool { return l == "total" })},
+			instrumentKeys("score")},
 		{"kg-survey-answers", "Assessment answers", "The answers of assessment items (Observation.valueCodeableConcept of kg-survey-item): LOINC answer codes, the local scales' scores.",
 			prefixed("answer.")},
 		{"kg-cssrs-risk-levels", "C-SSRS screener risk levels", "The suicide risk level derived from the C-SSRS screener's answers.",

@@ -234,7 +234,7 @@ func (s *Service) destinations(ctx context.Context, l *store.Ledger, src string)
 func (s *Service) items(m *remapped, dests []string, payload []byte, traceID string) []*store.OutboxItem {
 	out := make([]*store.OutboxItem, len(dests))
 	for i, d := range dests {
-		out[i] = ingest.OutboxItem(d, mapping.Kind(m.l.Kind), m.res, m.l.Version, payload, traceID)
+		out[i] = ingest.OutboxItem(d, mapping.Kind(m.l.Kind), m.rec, m.res, m.l.Version, payload, traceID)
 	}
 	return out
 }

@@ -262,7 +262,7 @@ var (
 	// go to hospitals' EHRs, and the gateway's Provenance of each says why
 	// (the EHRs receive the corrected resources, not the reason).
 	errReasonMissing = outcome.New(outcome.Invalid, "required", "replay-reason-missing",
-		"reason: say why the changes are applied (the gateway keeps it in each correction's Provenance and AuditEvent; the EHRs receive the corrected resources, not the reason)")
+		"reason: say why the changes are applied (the gateway keeps it in each correction's Provenance, shown in the record's lineage; the EHRs receive the corrected resources, not the reason)")
 	// errReasonInvalid refuses a reason that is not one short line.
 	errReasonInvalid = outcome.New(outcome.Invalid, "value", "replay-reason-invalid",
 		fmt.Sprintf("reason: at most %d characters, without control characters (line breaks, tabs)", MaxReason))

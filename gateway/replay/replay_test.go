@@ -490,8 +490,13 @@ func TestApply(t *testing.T) {
 			t.Errorf("delivery %d listed under two receipts", row)
 		}
 		seenItem[row] = true
-		if corr := strings.Contains(rc.MappingVersion, "2.0.0-test"); corr != (row > items[0].ID) {
+		corr := strings.Contains(rc.MappingVersion, "2.0.0-test")
+		if corr != (row > items[0].ID) {
 			t.Errorf("receipt %d (mapping %s) lists delivery %d (newest before the replay: %d)", i, rc.MappingVersion, row, items[0].ID)
+		}
+		// The replay's receipt gives its reason (p20 F8); the ingest's has none.
+		if want := map[bool]string{true: "heart rate display fixed"}[corr]; rc.Reason != want {
+			t.Errorf("receipt %d (mapping %s): reason %q, want %q", i, rc.MappingVersion, rc.Reason, want)
 		}
 	}
 	entries := ledger(t, f)

@@ -25,6 +25,11 @@ type ExportQuery struct {
 	// (each a set of search clauses ANDed, on Type; their Type, Tenant,
 	// paging and includes are ignored).
 	Filters []*search.Query
+	// ChangedAfter, when not zero and Filters are given, keeps too the
+	// resources last updated after it, whether their current version
+	// matches the filters or not: a bulk export decides on their version
+	// as of its transaction time itself.
+	ChangedAfter time.Time
 	// Limit is the page size (default 1000).
 	Limit int
 	// Deleted selects the resources whose current version is a deletion

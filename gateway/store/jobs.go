@@ -63,11 +63,14 @@ type JobPart struct {
 
 // JobProgress is what a runner records of a claimed job at once: its
 // counts, its new checkpoint (nil keeps the old one) and the file parts
-// written since the last one.
+// written since the last one; the parts of the files Drop are deleted
+// (an input the job no longer needs: an import's records, PHI, once it
+// has done them all).
 type JobProgress struct {
 	Done, Total int64
 	Checkpoint  []byte
 	Parts       []JobPart
+	Drop        []int
 }
 
 // JobFilter selects jobs for a listing, newest first. Kind, Owner and

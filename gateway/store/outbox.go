@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"time"
 )
 
@@ -38,6 +39,14 @@ type OutboxItem struct {
 	// pending or in flight, so an amendment never overtakes its original
 	// (and one tenant's items never hold up another's).
 	OrderKey string
+	// OrderKeys are the item's other order keys, those of the further
+	// records it delivers (a session: its infusion's and each nested
+	// record's; an infusion: its session's): it is ordered on each of
+	// them as on OrderKey, so that a session and the same vitals record
+	// sent on its own are never sent out of order (docs/records.md,
+	// "Record identity"). Enqueue stores them; Claim and the listings do
+	// not return them.
+	OrderKeys []string
 	// Tenant is the tenant the record belongs to ("" the default
 	// tenant), returned by Claim, Deliveries and Delivery; Replay copies
 	// it.
@@ -46,10 +55,14 @@ type OutboxItem struct {
 	Patient                         string
 	Kind, Source, RecordID, Version string
 	// TraceID is the trace of the request that stored the record.
-	TraceID     string
-	Payload     []byte
-	Status      string
-	Attempts    int
+	TraceID  string
+	Payload  []byte
+	Status   string
+	Attempts int
+	// Probes counts the attempts among Attempts that probed the
+	// destination while it was on hold and failed (Attempt.Probe): they do
+	// not count toward the worker's attempt limit.
+	Probes      int
 	NextAttempt time.Time
 	LastError   string
 	Created     time.Time
@@ -73,6 +86,10 @@ type Attempt struct {
 	TraceID string
 	// Error is a PHI-free reason ("http 503", "timeout", ...).
 	Error string
+	// Probe marks a failed attempt that probed its destination while it
+	// was on hold (a destination-wide outage): Complete counts it in the
+	// item's Probes as well as in its Attempts.
+	Probe bool
 }
 
 // AnswerTruncated is the code (system AnswerNoteSystem, the gateway's
@@ -130,8 +147,8 @@ type Outbox interface {
 	// now+lease and returns them: pending items whose NextAttempt has come
 	// (or in-flight items whose lease expired: their LastError becomes
 	// LeaseEnded and their NextAttempt the time they were claimed) that are
-	// the earliest undelivered item of their OrderKey (dead items do not
-	// block), in id order. limit <= 0 means 1.
+	// the earliest undelivered item of each of their order keys (OrderKey
+	// and OrderKeys; dead items do not block), in id order. limit <= 0 means 1.
 	Claim(ctx context.Context, destination string, now time.Time, lease time.Duration, limit int) ([]*OutboxItem, error)
 	// Renew extends the leases of the given items that are still in flight
 	// to until (a worker renews the claims of the attempts it is running,
@@ -160,16 +177,20 @@ type Outbox interface {
 	DeliveryIDKey(ctx context.Context) ([]byte, error)
 	// Retry puts a dead item back to pending, due now, and makes a
 	// pending item (waiting for its next attempt) due now; ErrNotFound if
-	// it is neither (absent, in flight or done).
+	// it is neither (absent, in flight or done). It refuses a dead item,
+	// changing nothing, with a *LaterDeliveryError when a later item to
+	// its destination and tenant shares one of its order keys and is
+	// done, pending or in flight: sent again, the dead item's older
+	// version would overwrite that later one at the destination.
 	Retry(ctx context.Context, id int64, now time.Time) error
 	// Cancel makes a pending or dead item a dead letter with lastError,
 	// as of now, so that it is never sent and no longer holds back the
-	// later items of its OrderKey; ErrNotFound if it is neither (absent,
+	// later items of its order keys; ErrNotFound if it is neither (absent,
 	// in flight or done).
 	Cancel(ctx context.Context, id int64, lastError string, now time.Time) error
 	// Blocker returns the id of the earliest item that is pending or in
-	// flight to the same destination, with the same OrderKey and tenant as
-	// item id and an id below it: the item Claim sends first. ErrNotFound
+	// flight to the same destination, sharing an order key (OrderKey or
+	// OrderKeys) and the tenant of item id, with an id below it: the item Claim sends first. ErrNotFound
 	// if there is none (or item id is absent).
 	Blocker(ctx context.Context, id int64) (int64, error)
 	// Replay enqueues again (as new pending items, of the same tenant) the
@@ -181,4 +202,17 @@ type Outbox interface {
 	Replay(ctx context.Context, destination string, since, now time.Time) (int, error)
 	// Stats reports the backlog per destination, over every tenant.
 	Stats(ctx context.Context) ([]DestinationStats, error)
+}
+
+// LaterDeliveryError is Retry's refusal of a dead item that a later item
+// of the same record (a shared order key) to the same destination
+// supersedes: ID is the latest such item, Status its status (done,
+// pending or in flight).
+type LaterDeliveryError struct {
+	ID     int64
+	Status string
+}
+
+func (e *LaterDeliveryError) Error() string {
+	return fmt.Sprintf("outbox: a later delivery of the record (%d, %s) supersedes this one", e.ID, e.Status)
 }

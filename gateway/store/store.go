@@ -13,6 +13,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
@@ -36,6 +37,11 @@ var (
 	// gateway never set up, or one whose schema is older than the
 	// program's (serve migrates it).
 	ErrNoDatabase = errors.New("no gateway database there")
+	// ErrNewerRelease: a newer release than this program has upgraded the
+	// database (its schema, as SchemaVersionError says, or its search
+	// index): running this program on it is a rollback, which it refuses
+	// before changing anything.
+	ErrNewerRelease = errors.New("a newer release has upgraded it")
 	// ErrInvalidSettings: Open refused the database's settings (a
 	// PostgreSQL URL that cannot be read unambiguously, a setting of its
 	// query out of range, a CA file that is missing or holds no
@@ -155,6 +161,13 @@ type Store interface {
 	// waiting already, Write fails at once with ErrBusy, unless ctx is
 	// the audit trail's (WithAuditWrite).
 	Write(ctx context.Context, fn func(Tx) error) error
+	// AwaitWrites returns once every write transaction that began before
+	// the call, in any process on the database, has ended (committed or
+	// rolled back): a bulk export's transactionTime is taken before it,
+	// so that every version stamped before that time is committed when
+	// the export reads (docs/bulk.md). It may hold back writes that begin
+	// while it waits. Returns ErrUnavailable errors, or ctx's.
+	AwaitWrites(ctx context.Context) error
 	// Read returns the current version; ErrNotFound, or ErrGone with the
 	// deletion version's metadata in the returned Resource.
 	Read(ctx context.Context, typ, id string) (*Resource, error)
@@ -440,5 +453,33 @@ type Tx interface {
 }
 
 // Migration is what opening a Store migrated: the schema version it found
-// (0: a new database) and the one it left. The zero Migration: nothing.
-type Migration struct{ From, To int }
+// (0: a new database) and the one it left, and, for a database that was
+// not new, each migration applied. The zero Migration: nothing.
+type Migration struct {
+	From, To int
+	Applied  []AppliedMigration
+}
+
+// AppliedMigration is one schema migration that opening a Store applied:
+// its version and what it changes, said for the operator who upgrades
+// (what to expect, what to do), one line.
+type AppliedMigration struct {
+	Version int
+	Note    string
+}
+
+// SchemaVersionError is a database whose schema version (Have) is not the
+// program's (Want): an older one, which the program migrates when it
+// opens the database for serving and which is ErrNoDatabase when it may
+// not (opened as existing: a migration is pending), or a newer one, which
+// is ErrNewerRelease.
+type SchemaVersionError struct{ Have, Want int }
+
+func (e *SchemaVersionError) Error() string {
+	return fmt.Sprintf("the database's schema is version %d, this release's %d", e.Have, e.Want)
+}
+
+// Is makes an older schema ErrNoDatabase and a newer one ErrNewerRelease.
+func (e *SchemaVersionError) Is(target error) bool {
+	return (target == ErrNoDatabase && e.Have < e.Want) || (target == ErrNewerRelease && e.Have > e.Want)
+}

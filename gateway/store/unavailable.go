@@ -32,6 +32,10 @@ const (
 	CauseShutdown    = "shutting down"    // the server is shutting down or starting
 	CauseTimeout     = "statement timeout"
 	CauseNoConn      = "no free connection" // every pooled connection stayed busy for the acquire timeout
+	// CauseCircuitOpen: connection attempts failed or timed out
+	// repeatedly (a host that vanished), so the store refuses calls at
+	// once until a probe connection succeeds (PostgreSQL).
+	CauseCircuitOpen = "circuit open"
 	// The server refused the gateway's connection: its configured login
 	// or the server's grants are wrong, not the gateway.
 	CauseLogin       = "login rejected"      // a wrong password, no such role, pg_hba.conf refused it

@@ -6,10 +6,13 @@ import (
 	"github.com/chromedp/chromedp"
 )
 
-// TestPagesFitNarrowScreens: every console page, at the width of a phone
-// held upright (420 CSS pixels), scrolls vertically only: long identifiers
-// (a request's trace id, a hash) wrap, wide tables scroll in their own box
-// (probe p8: the request page's heading was 648 pixels wide).
+// TestPagesFitNarrowScreens: every console page, at 320 CSS pixels (a
+// 1280-pixel window zoomed to 400%, WCAG 1.4.10 Reflow; narrower than any
+// phone), scrolls vertically only: long identifiers (a request's trace id, a
+// hash) wrap, form fields stack under their labels, wide tables scroll in
+// their own box (probe p8: the request page's heading was 648 pixels wide;
+// p26 F1: the audit search form was 365 pixels wide, a request's timeline
+// 375).
 func TestPagesFitNarrowScreens(t *testing.T) {
 	ctx := browser(t)
 	e := newEHR(t, true)
@@ -20,7 +23,7 @@ func TestPagesFitNarrowScreens(t *testing.T) {
 	g.ingest(t, "session", "routine-ketamine-iv-session.json")
 	g.waitDelivery(t, "done")
 
-	run(t, ctx, "a narrow screen", chromedp.EmulateViewport(420, 800))
+	run(t, ctx, "a narrow screen", chromedp.EmulateViewport(320, 800))
 	const overflowJS = `document.documentElement.scrollWidth - window.innerWidth`
 	check := func(what string) {
 		t.Helper()
@@ -28,7 +31,7 @@ func TestPagesFitNarrowScreens(t *testing.T) {
 			wide := eval[[]string](t, ctx, `Array.from(document.querySelectorAll("main *"))
   .filter(e => e.getBoundingClientRect().right > window.innerWidth + 1 && !e.closest(".scroll-x"))
   .slice(0, 5).map(e => e.tagName + (e.className ? "." + e.className : ""))`)
-			t.Errorf("%s is %d pixels wider than a 420-pixel screen; too wide: %v", what, over, wide)
+			t.Errorf("%s is %d pixels wider than a 320-pixel screen; too wide: %v", what, over, wide)
 		}
 	}
 	for _, p := range []struct{ path, wait string }{
@@ -40,6 +43,8 @@ func TestPagesFitNarrowScreens(t *testing.T) {
 		{"/console/deliveries/" + dead + "/retry", "main form"},
 		{"/console/replays", "main form"},
 		{"/console/playground", "main form"},
+		{"/console/audit", "form.search"},
+		{"/console/audit/chain", "main form"},
 		{"/console/records?source=serenity-clinic-emr&record=INF-2026-0310-001", "#h-access"},
 	} {
 		run(t, ctx, "open "+p.path, chromedp.Navigate(g.base+p.path), chromedp.WaitVisible(chromedp.CSS(p.wait)))

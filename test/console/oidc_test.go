@@ -59,6 +59,16 @@ func TestOIDCSignIn(t *testing.T) {
 	if nav := text(t, ctx, "header nav"); strings.Contains(nav, "Deliveries") || !strings.Contains(nav, "Audit trail") {
 		t.Errorf("an auditor's menu: %q", nav)
 	}
+	// The header tells when the session ends, and still fits a 320-pixel
+	// screen (probe p26 F3, F1).
+	if s := text(t, ctx, "header .session-limit"); !strings.Contains(s, "Your session ends after 1 h without a request") {
+		t.Errorf("the header tells of the session: %q", s)
+	}
+	run(t, ctx, "a narrow screen", chromedp.EmulateViewport(320, 800), chromedp.Reload())
+	if over := eval[int](t, ctx, `document.documentElement.scrollWidth - window.innerWidth`); over > 0 {
+		t.Errorf("a signed-in person's page is %d pixels wider than a 320-pixel screen", over)
+	}
+	run(t, ctx, "a wide screen", chromedp.EmulateViewport(1280, 900))
 	c := sessionCookie(t, ctx)
 	if c == nil || !c.HTTPOnly || !c.Secure || c.SameSite != network.CookieSameSiteStrict || c.Path != "/" {
 		t.Errorf("session cookie = %+v, want HttpOnly, Secure, SameSite=Strict, Path=/", c)

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/internal/sqlstore"
 )
 
@@ -27,9 +29,9 @@ func (c conns) Begin(ctx context.Context) (sqlstore.Tx, error) {
 		if err != nil {
 			return nil, err
 		}
-		ptx, err := pc.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted, AccessMode: pgx.ReadWrite})
+		ptx, err := s.begin(ctx, pc, pgx.TxOptions{IsoLevel: pgx.ReadCommitted, AccessMode: pgx.ReadWrite})
 		if err == nil {
-			return &tx{conn: conn{ptx, s.generic}, ptx: ptx, c: pc}, nil
+			return &tx{conn: s.conn(ptx), ptx: ptx, c: pc}, nil
 		}
 		pc.Release()
 		if attempt > 0 || !lostConn(ctx, err) {
@@ -41,13 +43,13 @@ func (c conns) Begin(ctx context.Context) (sqlstore.Tx, error) {
 
 // Read runs fn with a pooled connection (see Store.single).
 func (c conns) Read(ctx context.Context, fn func(sqlstore.Conn) error) error {
-	return c.s.single(ctx, func(q querier) error { return fn(conn{q, c.s.generic}) })
+	return c.s.single(ctx, func(q querier) error { return fn(c.s.conn(q)) })
 }
 
 // Snapshot runs fn in a REPEATABLE READ, READ ONLY transaction (see
 // Store.readTx).
 func (c conns) Snapshot(ctx context.Context, fn func(sqlstore.Conn) error) error {
-	return c.s.readTx(ctx, func(q querier) error { return fn(conn{q, c.s.generic}) })
+	return c.s.readTx(ctx, func(q querier) error { return fn(c.s.conn(q)) })
 }
 
 // Autocommit runs fn with a pooled connection, once: when the connection
@@ -60,7 +62,7 @@ func (c conns) Autocommit(ctx context.Context, fn func(sqlstore.Conn) error) err
 		return err
 	}
 	defer pc.Release()
-	err = fn(conn{pc, s.generic})
+	err = fn(s.conn(pc))
 	if err != nil && lostConn(ctx, err) {
 		s.pool.Reset() // the others are likely gone too
 	}
@@ -82,6 +84,81 @@ type querier interface {
 type conn struct {
 	q       querier
 	generic map[string]bool // statements that may run on a generic plan
+	answer  time.Duration   // see limits.answer
+}
+
+// conn is a sqlstore.Conn on q.
+func (s *Store) conn(q querier) conn { return conn{q: q, generic: s.generic, answer: s.answer} }
+
+// begin starts a transaction on pc, waiting for the server's answer at
+// most the answer bound.
+func (s *Store) begin(ctx context.Context, pc *pgxpool.Conn, opts pgx.TxOptions) (pgx.Tx, error) {
+	bctx, cancel := bound(ctx, s.answer)
+	defer cancel()
+	ptx, err := pc.BeginTx(bctx, opts)
+	return ptx, noAnswer(ctx, bctx, s.answer, err)
+}
+
+// bound is ctx ending after answer too (none when answer is 0): the
+// context of one round trip to the server (a statement, a batch, BEGIN,
+// COMMIT). pgx closes the connection when it ends before the answer.
+func bound(ctx context.Context, answer time.Duration) (context.Context, context.CancelFunc) {
+	if answer <= 0 {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, answer)
+}
+
+// noAnswer is err, or when bctx (bound of ctx) ended before the server
+// answered and ctx did not, store.ErrUnavailable: the server did not
+// answer within the statement timeout and more (a host gone without a
+// TCP reset).
+func noAnswer(ctx, bctx context.Context, answer time.Duration, err error) error {
+	if err == nil || ctx.Err() != nil || !errors.Is(bctx.Err(), context.DeadlineExceeded) {
+		return err
+	}
+	return store.Unavailable(store.CauseUnreachable, fmt.Errorf("%w within %v: %w", errNoAnswer, answer, err))
+}
+
+// errNoAnswer marks a round trip the server did not answer within the
+// answer bound: running it again on another connection is no use (the
+// server is likely gone), so it is not retried (lostConn).
+var errNoAnswer = errors.New("no answer from the server")
+
+// boundRows are rows read under a bound context, which their end cancels.
+type boundRows struct {
+	pgx.Rows
+	ctx, bctx context.Context
+	answer    time.Duration
+	cancel    context.CancelFunc
+}
+
+func (r *boundRows) Next() bool {
+	if r.Rows.Next() {
+		return true
+	}
+	r.cancel()
+	return false
+}
+
+func (r *boundRows) Err() error { return noAnswer(r.ctx, r.bctx, r.answer, r.Rows.Err()) }
+
+func (r *boundRows) Close() {
+	r.Rows.Close()
+	r.cancel()
+}
+
+// boundRow is a row read under a bound context, which Scan cancels.
+type boundRow struct {
+	pgx.Row
+	ctx, bctx context.Context
+	answer    time.Duration
+	cancel    context.CancelFunc
+}
+
+func (r *boundRow) Scan(dest ...any) error {
+	defer r.cancel()
+	return noAnswer(r.ctx, r.bctx, r.answer, r.Row.Scan(dest...))
 }
 
 // Plans.
@@ -115,20 +192,25 @@ func (c conn) args(sql string, args []any) []any {
 }
 
 func (c conn) Exec(ctx context.Context, sql string, args ...any) (int64, error) {
-	tag, err := c.q.Exec(ctx, sql, c.args(sql, args)...)
-	return tag.RowsAffected(), err
+	bctx, cancel := bound(ctx, c.answer)
+	defer cancel()
+	tag, err := c.q.Exec(bctx, sql, c.args(sql, args)...)
+	return tag.RowsAffected(), noAnswer(ctx, bctx, c.answer, err)
 }
 
 func (c conn) Query(ctx context.Context, sql string, args ...any) (sqlstore.Rows, error) {
-	rows, err := c.q.Query(ctx, sql, c.args(sql, args)...)
+	bctx, cancel := bound(ctx, c.answer)
+	rows, err := c.q.Query(bctx, sql, c.args(sql, args)...)
 	if err != nil {
-		return nil, err
+		cancel()
+		return nil, noAnswer(ctx, bctx, c.answer, err)
 	}
-	return rows, nil
+	return &boundRows{Rows: rows, ctx: ctx, bctx: bctx, answer: c.answer, cancel: cancel}, nil
 }
 
 func (c conn) QueryRow(ctx context.Context, sql string, args ...any) sqlstore.Row {
-	return c.q.QueryRow(ctx, sql, c.args(sql, args)...)
+	bctx, cancel := bound(ctx, c.answer)
+	return &boundRow{Row: c.q.QueryRow(bctx, sql, c.args(sql, args)...), ctx: ctx, bctx: bctx, answer: c.answer, cancel: cancel}
 }
 
 // tx is a write transaction as sqlstore.Tx; it releases its connection
@@ -141,25 +223,29 @@ type tx struct {
 
 // Batch sends the statements in one round trip.
 func (t *tx) Batch(ctx context.Context, stmts []sqlstore.Stmt) error {
-	br := t.send(ctx, stmts)
+	bctx, cancel := bound(ctx, t.answer)
+	defer cancel()
+	br := t.send(bctx, stmts)
 	for _, st := range stmts {
 		tag, err := br.Exec()
 		if err != nil {
 			_ = br.Close()
-			return err
+			return noAnswer(ctx, bctx, t.answer, err)
 		}
 		if st.Affected != nil {
 			*st.Affected += tag.RowsAffected()
 		}
 	}
-	return br.Close()
+	return noAnswer(ctx, bctx, t.answer, br.Close())
 }
 
 // QueryBatch sends the queries in one round trip. They run as prepared
 // statements (pgx's default for a batch): the conditional lookups it
 // serves are sqlstore.PlanOnce.
 func (t *tx) QueryBatch(ctx context.Context, stmts []sqlstore.Stmt, fn func(i int, rows sqlstore.Rows) error) error {
-	br := t.send(ctx, stmts)
+	bctx, cancel := bound(ctx, t.answer)
+	defer cancel()
+	br := t.send(bctx, stmts)
 	for i := range stmts {
 		rows, err := br.Query()
 		if err == nil {
@@ -167,10 +253,10 @@ func (t *tx) QueryBatch(ctx context.Context, stmts []sqlstore.Stmt, fn func(i in
 		}
 		if err != nil {
 			_ = br.Close()
-			return err
+			return noAnswer(ctx, bctx, t.answer, err)
 		}
 	}
-	return br.Close()
+	return noAnswer(ctx, bctx, t.answer, br.Close())
 }
 
 // send sends stmts as one pgx batch; the caller reads the results in
@@ -185,11 +271,13 @@ func (t *tx) send(ctx context.Context, stmts []sqlstore.Stmt) pgx.BatchResults {
 
 func (t *tx) Commit(ctx context.Context) error {
 	defer t.c.Release()
-	err := t.ptx.Commit(ctx)
+	bctx, cancel := bound(ctx, t.answer)
+	defer cancel()
+	err := t.ptx.Commit(bctx)
 	if errors.Is(err, pgx.ErrTxCommitRollback) {
 		return errors.New("the transaction was rolled back after a failed statement")
 	}
-	return err
+	return noAnswer(ctx, bctx, t.answer, err)
 }
 
 func (t *tx) Rollback(ctx context.Context) {

@@ -24,4 +24,8 @@ var dialect = &sqlstore.Dialect{
 	JoinMatches: true,
 	NonceKey:    func(key string) any { return []byte(key) },
 	Err:         mapErr,
+	// The bulk export's fence (store.Store.AwaitWrites), per schema: the
+	// writes of another schema's gateway are not waited for.
+	WriteFence: `SELECT pg_advisory_xact_lock_shared(hashtext('kg-writes'), hashtext(current_schema()))`,
+	AwaitFence: `SELECT pg_advisory_xact_lock(hashtext('kg-writes'), hashtext(current_schema()))`,
 }

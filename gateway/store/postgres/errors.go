@@ -170,7 +170,7 @@ func isConnErr(err error) bool {
 // broken (rather than the server refusing the statement or being
 // overloaded): then another connection may well succeed.
 func lostConn(ctx context.Context, err error) bool {
-	if ctx.Err() != nil {
+	if ctx.Err() != nil || errors.Is(err, errNoAnswer) {
 		return false
 	}
 	var pe *pgconn.PgError

@@ -51,9 +51,18 @@
 //
 // Connection settings come from the URL (every pgx/libpq setting, plus
 // pool_max_conns and the other pool_* settings of pgxpool) and Options.
-// The URL may also carry statement_timeout (e.g. "30s", "500ms" or a number
-// of milliseconds) and pool_acquire_timeout (a Go duration); Options fields
-// that are set take precedence over the URL.
+// The URL may also carry statement_timeout and lock_timeout (e.g. "30s",
+// "500ms" or a number of milliseconds), pool_acquire_timeout (a Go
+// duration) and libpq's TCP keepalive settings (keepalive.go); Options
+// fields that are set take precedence over the URL.
+//
+// A server that stops answering without a TCP reset (its host vanished)
+// is found by timeouts: the connect timeout, the pool's liveness ping,
+// the bound on each round trip (statement timeout plus connect timeout),
+// the TCP keepalives and user timeout; and a circuit breaker (breaker.go)
+// then refuses calls at once until a probe connection succeeds. A
+// statement that waits on another session's lock past the lock timeout
+// is store.ErrUnavailable with store.CauseLocked.
 //
 // Planner statistics: every 1,000 resources it writes (and after 100, 300
 // and 900), a Store analyses the tables that changed enough since their
@@ -67,6 +76,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"runtime"
 	"strconv"
 	"strings"
@@ -90,6 +100,14 @@ type Options struct {
 	// store.ErrUnavailable. URL: statement_timeout. Default 30s; a negative
 	// value, or statement_timeout=0 in the URL, means none.
 	StatementTimeout time.Duration
+	// LockTimeout is set on every connection (SET lock_timeout): a
+	// statement that waits longer for a lock another session holds (a
+	// LOCK TABLE, an ALTER TABLE, a row another transaction writes) fails
+	// with store.ErrUnavailable, cause store.CauseLocked (503 store-busy
+	// with Retry-After at the edge). URL: lock_timeout. Default 5s; a
+	// negative value, or lock_timeout=0 in the URL, means none. The
+	// schema's migration waits without one.
+	LockTimeout time.Duration
 	// AcquireTimeout is how long an operation waits for a free pooled
 	// connection before failing with store.ErrUnavailable. URL:
 	// pool_acquire_timeout. Default 10s.
@@ -97,6 +115,9 @@ type Options struct {
 	// ConnectTimeout bounds establishing one connection. URL:
 	// connect_timeout (seconds). Default 5s.
 	ConnectTimeout time.Duration
+	// Logger receives the circuit breaker's WARN lines (see breaker.go).
+	// Default: a logger that discards.
+	Logger *slog.Logger
 	// Now is the store's clock: the time a Put, PutLedger or Enqueue
 	// stamps when the caller gives none, nonce expiry, date "ap" searches
 	// and the time a migration is recorded. Default time.Now.
@@ -123,6 +144,7 @@ const (
 	DefaultStatementTimeout = 30 * time.Second
 	DefaultAcquireTimeout   = 10 * time.Second
 	DefaultConnectTimeout   = 5 * time.Second
+	DefaultLockTimeout      = 5 * time.Second
 	DefaultWriteLanes       = 2
 )
 
@@ -132,6 +154,8 @@ type Store struct {
 
 	pool           *pgxpool.Pool
 	acquireTimeout time.Duration
+	answer         time.Duration // how long a statement waits for the server's answer (see limits)
+	breaker        *breaker
 	now            func() time.Time
 	analyzer       analyzer        // planner statistics after bulk writes
 	generic        map[string]bool // see conn.args; read-only after Open
@@ -148,10 +172,11 @@ var _ store.Store = (*Store)(nil)
 // is parsed from it); a server that cannot be reached, or that refuses
 // the login (see mapErr), is store.ErrUnavailable.
 func Open(ctx context.Context, url string, opts Options) (*Store, error) {
-	cfg, acquire, wcfg, err := config(url, opts)
+	cfg, lim, wcfg, err := config(url, opts)
 	if err != nil {
 		return nil, err
 	}
+	probeCfg := cfg.ConnConfig.Copy()
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", mapErr(ctx, err))
@@ -160,7 +185,18 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	if now == nil {
 		now = time.Now
 	}
-	s := &Store{pool: pool, acquireTimeout: acquire, now: now}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Store{pool: pool, acquireTimeout: lim.acquire, answer: lim.answer, now: now}
+	s.breaker = newBreaker(func(ctx context.Context) error {
+		c, err := pgx.ConnectConfig(ctx, probeCfg) // bounded by the connect timeout
+		if err != nil {
+			return err
+		}
+		return c.Close(ctx)
+	}, pool.Reset, log, now)
 	wcfg.Now = now
 	s.Store = sqlstore.New(conns{s}, dialect, wcfg)
 	s.generic = map[string]bool{}
@@ -184,34 +220,62 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	return s, nil
 }
 
+// limits are the store's own bounds (see config).
+type limits struct {
+	acquire time.Duration // Options.AcquireTimeout
+	// answer bounds the wait for the server's answer to one statement on
+	// the gateway's side: the statement timeout plus the connect timeout
+	// (the server's own cancellation, on a server that is slow to
+	// answer). A server that has not answered by then is not there (a
+	// host that vanished without a TCP reset, behind a proxy that keeps
+	// the connection open): the connection is closed and the call fails
+	// with store.ErrUnavailable. 0 (no statement timeout): no bound but
+	// the TCP keepalives and user timeout.
+	answer time.Duration
+}
+
 // config parses url and applies opts: the pool configuration (with the
-// statement timeout set on every new connection), the acquire timeout and
-// the group commit's configuration. Without a pool size in opts or the
-// URL, the pool has DefaultMaxConns connections.
-func config(url string, opts Options) (*pgxpool.Config, time.Duration, sqlstore.Config, error) {
+// statement and lock timeouts set on every new connection, the connect
+// timeout, TCP keepalives and user timeout on every socket, the pool's
+// liveness ping bounded), the store's limits and the group commit's
+// configuration. Without a pool size in opts or the URL, the pool has
+// DefaultMaxConns connections.
+func config(url string, opts Options) (*pgxpool.Config, limits, sqlstore.Config, error) {
 	var wcfg sqlstore.Config
+	var lim limits
 	if ambiguous(url) {
-		return nil, 0, wcfg, errAmbiguousURL
+		return nil, lim, wcfg, errAmbiguousURL
 	}
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		// pgconn's parse errors may quote the URL: never echo a password,
 		// nor a value; the setting's name only.
-		return nil, 0, wcfg, settingError(url, err)
+		return nil, lim, wcfg, settingError(url, err)
 	}
 	params := cfg.ConnConfig.RuntimeParams
 	stmt := DefaultStatementTimeout
 	if v, ok := params["statement_timeout"]; ok {
 		delete(params, "statement_timeout")
 		if stmt, err = parseTimeout(v); err != nil {
-			return nil, 0, wcfg, invalidSetting("statement_timeout", "want a duration such as 30s, 500ms or 2min, or a number of milliseconds")
+			return nil, lim, wcfg, invalidSetting("statement_timeout", "want a duration such as 30s, 500ms or 2min, or a number of milliseconds")
 		}
+	}
+	lock := DefaultLockTimeout
+	if v, ok := params["lock_timeout"]; ok {
+		delete(params, "lock_timeout")
+		if lock, err = parseTimeout(v); err != nil {
+			return nil, lim, wcfg, invalidSetting("lock_timeout", "want a duration such as 5s, 500ms or 1min, or a number of milliseconds")
+		}
+	}
+	ka, err := keepaliveSettings(params)
+	if err != nil {
+		return nil, lim, wcfg, err
 	}
 	acquire := DefaultAcquireTimeout
 	if v, ok := params["pool_acquire_timeout"]; ok {
 		delete(params, "pool_acquire_timeout")
 		if acquire, err = time.ParseDuration(v); err != nil || acquire <= 0 {
-			return nil, 0, wcfg, invalidSetting("pool_acquire_timeout", "want a positive duration such as 10s")
+			return nil, lim, wcfg, invalidSetting("pool_acquire_timeout", "want a positive duration such as 10s")
 		}
 	}
 	wcfg.Lanes = DefaultWriteLanes
@@ -224,7 +288,7 @@ func config(url string, opts Options) (*pgxpool.Config, time.Duration, sqlstore.
 			delete(params, p.name)
 			n, err := strconv.Atoi(v)
 			if err != nil || n <= 0 {
-				return nil, 0, wcfg, invalidSetting(p.name, "want a positive number")
+				return nil, lim, wcfg, invalidSetting(p.name, "want a positive number")
 			}
 			*p.dst = n
 		}
@@ -241,6 +305,12 @@ func config(url string, opts Options) (*pgxpool.Config, time.Duration, sqlstore.
 	case opts.StatementTimeout < 0:
 		stmt = 0
 	}
+	switch {
+	case opts.LockTimeout > 0:
+		lock = opts.LockTimeout
+	case opts.LockTimeout < 0:
+		lock = 0
+	}
 	if opts.AcquireTimeout > 0 {
 		acquire = opts.AcquireTimeout
 	}
@@ -252,16 +322,33 @@ func config(url string, opts Options) (*pgxpool.Config, time.Duration, sqlstore.
 	} else if cfg.ConnConfig.ConnectTimeout == 0 {
 		cfg.ConnConfig.ConnectTimeout = DefaultConnectTimeout
 	}
+	connect := cfg.ConnConfig.ConnectTimeout
+	// The connect timeout bounds the whole attempt (TCP, TLS, the
+	// login); the dialer's own bounds the TCP connection, and its
+	// keepalives and user timeout find a peer gone without a reset.
+	cfg.ConnConfig.DialFunc = ka.dialer(connect).DialContext
+	if !strings.Contains(url, "pool_ping_timeout") {
+		// pgxpool pings a connection idle for over a second before
+		// handing it out: a dead one fails within this, not after the
+		// acquire timeout.
+		cfg.PingTimeout = connect
+	}
+	if stmt > 0 {
+		lim.answer = stmt + connect
+	}
+	lim.acquire = acquire
 	ms := strconv.FormatInt(stmt.Milliseconds(), 10)
+	lms := strconv.FormatInt(lock.Milliseconds(), 10)
 	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
 		// plan_cache_mode auto, whatever the server's or role's default:
 		// the statements that must be planned for their values run as
 		// unnamed statements, the others as prepared statements that may
 		// switch to their generic plan (see conn.args).
-		_, err := c.Exec(ctx, `SELECT set_config('statement_timeout', $1, false), set_config('plan_cache_mode', 'auto', false)`, ms)
+		_, err := c.Exec(ctx, `SELECT set_config('statement_timeout', $1, false), set_config('lock_timeout', $2, false), `+
+			`set_config('plan_cache_mode', 'auto', false)`, ms, lms)
 		return err
 	}
-	return cfg, acquire, wcfg, nil
+	return cfg, lim, wcfg, nil
 }
 
 // DefaultMaxConns is the pool size when neither Options.MaxConns nor the
@@ -299,19 +386,40 @@ func parseTimeout(v string) (time.Duration, error) {
 
 // acquire takes a pooled connection, waiting at most the acquire timeout:
 // a pool that stays exhausted, or a database that cannot be reached, is
-// store.ErrUnavailable.
+// store.ErrUnavailable; so is every call while the circuit breaker is
+// open (see breaker.go), at once.
 func (s *Store) acquire(ctx context.Context) (*pgxpool.Conn, error) {
+	if err := s.breaker.check(); err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
 	actx, cancel := context.WithTimeout(ctx, s.acquireTimeout)
 	defer cancel()
 	c, err := s.pool.Acquire(actx)
 	if err == nil {
+		s.breaker.succeeded()
 		return c, nil
 	}
-	if ctx.Err() == nil && actx.Err() != nil {
-		return nil, fmt.Errorf("postgres: %w", store.Unavailable(store.CauseNoConn,
-			fmt.Errorf("no free connection within %v: %v", s.acquireTimeout, err)))
+	if ctx.Err() != nil {
+		return nil, fmt.Errorf("postgres: connect: %w", mapErr(ctx, err))
 	}
-	return nil, fmt.Errorf("postgres: connect: %w", mapErr(ctx, err))
+	if actx.Err() != nil {
+		if st := s.pool.Stat(); st.AcquiredConns() >= st.MaxConns() {
+			// Every connection is in use: the pool is too small for the
+			// load, the database is there.
+			return nil, fmt.Errorf("postgres: %w", store.Unavailable(store.CauseNoConn,
+				fmt.Errorf("no free connection within %v: %v", s.acquireTimeout, err)))
+		}
+		// The time went on connecting or on pinging pooled
+		// connections that did not answer.
+		s.breaker.failed(store.CauseUnreachable)
+		return nil, fmt.Errorf("postgres: %w", store.Unavailable(store.CauseUnreachable,
+			fmt.Errorf("no connection could be made within %v: %v", s.acquireTimeout, err)))
+	}
+	err = mapErr(ctx, err)
+	if cause := store.UnavailableCause(err); cause != "" {
+		s.breaker.failed(cause)
+	}
+	return nil, fmt.Errorf("postgres: connect: %w", err)
 }
 
 // rollback ends ptx, also when ctx is already cancelled (a failed rollback
@@ -326,7 +434,7 @@ func rollback(ctx context.Context, ptx pgx.Tx) {
 // statements of one search or history page see one snapshot.
 func (s *Store) readTx(ctx context.Context, fn func(q querier) error) error {
 	return s.single(ctx, func(q querier) error {
-		ptx, err := q.(*pgxpool.Conn).BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+		ptx, err := s.begin(ctx, q.(*pgxpool.Conn), pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
 		if err != nil {
 			return fmt.Errorf("postgres: begin: %w", mapErr(ctx, err))
 		}
@@ -354,12 +462,33 @@ func (s *Store) single(ctx context.Context, fn func(q querier) error) error {
 	}
 }
 
+// closeWait bounds Close's wait for the writes queued and the connections
+// in use (statements on a server that stopped answering end by
+// themselves within the answer bound, or when their callers' contexts
+// are cancelled, see serve's drain).
+const closeWait = 5 * time.Second
+
 // Close stops taking writes, waits for those queued, and closes the pool,
-// waiting for connections in use to be released; it is safe to call more
-// than once.
+// waiting for connections in use to be released, all for at most
+// closeWait: past it Close returns an error and leaves the rest to end
+// on its own (the process is stopping). It is safe to call more than
+// once.
 func (s *Store) Close() error {
-	s.CloseWrites()
-	s.stopAnalyzer()
-	s.pool.Close()
-	return nil
+	s.breaker.close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.CloseWrites()
+		s.stopAnalyzer()
+		s.pool.Close()
+	}()
+	t := time.NewTimer(closeWait)
+	defer t.Stop()
+	select {
+	case <-done:
+		return nil
+	case <-t.C:
+		return fmt.Errorf("postgres: close: %w", store.Unavailable(store.CauseUnreachable,
+			fmt.Errorf("connections still in use after %v, left to close", closeWait)))
+	}
 }

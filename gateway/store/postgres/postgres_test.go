@@ -155,13 +155,13 @@ func TestNewerSchemaRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	s2, err := Open(context.Background(), u, Options{})
-	if err == nil {
-		s2.Close()
-		t.Fatal("Open of a newer schema succeeded")
-	}
-	if !strings.Contains(err.Error(), "newer") {
-		t.Errorf("error does not say why: %v", err)
+	for _, existing := range []bool{false, true} {
+		s2, err := Open(context.Background(), u, Options{Existing: existing})
+		if err == nil {
+			s2.Close()
+			t.Fatal("Open of a newer schema succeeded")
+		}
+		storetest.SchemaVersionRefused(t, err, schemaVersion+1, schemaVersion)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 // BIGINT unix milliseconds (UTC), text is compared bytewise (COLLATE "C").
 var migrations = []sqlstore.Migration{{
 	Version: 1,
+	Note:    "the gateway's tables: resources, their versions and search index, conditional create keys, the ledger of native records",
 	Stmts: []string{
 		// Every version of every resource; body is NULL for a deletion.
 		`CREATE TABLE resources (
@@ -130,6 +131,7 @@ var migrations = []sqlstore.Migration{{
 	},
 }, {
 	Version: 2,
+	Note:    "the outbox of deliveries to EHRs and their attempts",
 	Stmts: []string{
 		// The transactional outbox: one row per record and destination.
 		`CREATE TABLE outbox (
@@ -168,6 +170,7 @@ var migrations = []sqlstore.Migration{{
 	},
 }, {
 	Version: 3,
+	Note:    "the audit trail's hash chain; deliveries looked up by record and by trace",
 	Stmts: []string{
 		// The audit hash chain: entry seq links AuditEvent/id (version 1)
 		// to entry seq-1 (see audit.Link).
@@ -190,6 +193,7 @@ var migrations = []sqlstore.Migration{{
 	},
 }, {
 	Version: 4,
+	Note:    "tenants: every resource, version and delivery stored before belongs to the default tenant",
 	Stmts: []string{
 		// Tenants: every resource version, current row and outbox item
 		// belongs to one tenant; the rows of before belong to the default
@@ -222,6 +226,7 @@ var migrations = []sqlstore.Migration{{
 	},
 }, {
 	Version: 5,
+	Note:    "the nonces of SMART client assertions (a client assertion is accepted once)",
 	Stmts: []string{
 		// One-time values (store.Nonces): the key is used until exp (unix
 		// milliseconds); expired rows are purged in exp order.
@@ -233,6 +238,7 @@ var migrations = []sqlstore.Migration{{
 	},
 }, {
 	Version: 6,
+	Note:    "the ledger keeps each record's tenant, mapping version and validated input (records stored before have none: replay reports them without a stored input); durable background jobs",
 	Stmts: []string{
 		// The ledger keeps each record's validated input, the mapping
 		// version that produced its resources and its tenant (replay:
@@ -278,6 +284,7 @@ var migrations = []sqlstore.Migration{{
 	},
 }, {
 	Version: 7,
+	Note:    "AuditEvents are indexed after their commit; narrower indexes of tokens by system and references by URL; indexes of the open deliveries and of a patient's",
 	Stmts: []string{
 		// AuditEvents are indexed after their commit (sqlstore's audit
 		// indexer): every chain entry up to seq has its index rows. Those
@@ -306,6 +313,7 @@ var migrations = []sqlstore.Migration{{
 	},
 }, {
 	Version: 8,
+	Note:    "drops the index of tokens by system alone (no statement needs it; writes get cheaper)",
 	Stmts: []string{
 		// Nearly every token has a system, so idx_token_system held a
 		// second entry for nearly every token row, one more B-tree insert
@@ -316,6 +324,7 @@ var migrations = []sqlstore.Migration{{
 	},
 }, {
 	Version: 9,
+	Note:    "drops the foreign keys of current and the index tables (each cost a trigger query and a row lock per inserted row)",
 	Stmts: []string{
 		// PostgreSQL checks a foreign key with a trigger that, for every
 		// inserted row, runs a query and locks the referenced row (FOR KEY
@@ -337,6 +346,7 @@ var migrations = []sqlstore.Migration{{
 	},
 }, {
 	Version: 10,
+	Note:    "AuditEvent bodies are stored packed from now on: an older release refuses this database, so a rollback needs the backup taken before the upgrade",
 	// No statement: from this version the store packs AuditEvent bodies
 	// (store.PackBody). Bodies written before read as they are; an older
 	// program, which would hand packed bodies to clients as they are,
@@ -344,6 +354,7 @@ var migrations = []sqlstore.Migration{{
 	Stmts: []string{},
 }, {
 	Version: 11,
+	Note:    "the tenant indexes hold named tenants' rows only: five indexes rebuilt in the migration's transaction, which holds writes meanwhile (seconds per million versions)",
 	Stmts: []string{
 		// As SQLite's schema 9: the tenant indexes hold only the rows of
 		// named tenants. Those of the default tenant '' (every row of a
@@ -367,12 +378,14 @@ var migrations = []sqlstore.Migration{{
 	},
 }, {
 	Version: 12,
+	Note:    "references typed only by Reference.type are typed Patient; the patient rows written before stay, unread, until reindex removes them",
 	Stmts: []string{
 		// As SQLite's schema 11.
 		sqlstore.TypePatientReferences,
 	},
 }, {
 	Version: 13,
+	Note:    "large values are compressed with lz4 where the server can (PostgreSQL 14+); values stored before keep pglz",
 	Stmts: []string{
 		// Large values compressed with lz4 rather than pglz (where the
 		// server has lz4: PostgreSQL 14 and newer, built with it; otherwise
@@ -382,10 +395,12 @@ var migrations = []sqlstore.Migration{{
 	},
 }, {
 	Version: 14,
+	Note:    "the database records its search index version: serve warns while it is older than this release's (run reindex once every replica runs this release)",
 	// As SQLite's schema 12: the index version the rows were written with.
 	Stmts: sqlstore.IndexState,
 }, {
 	Version: 15,
+	Note:    "each version records the method and status that made it, which history shows; versions stored before show as before",
 	Stmts: []string{
 		// As SQLite's schema 13: how each version was made (the method of
 		// the interaction that wrote it and the status it answered); ''
@@ -396,11 +411,13 @@ var migrations = []sqlstore.Migration{{
 	},
 }, {
 	Version: 16,
+	Note:    "quantities are indexed with their comparator (<5 is a range); rows written before read as the point until reindex rewrites them",
 	// As SQLite's schema 14: a quantity's comparator (a constant default:
 	// the table is not rewritten).
 	Stmts: []string{sqlstore.QuantityComparator},
 }, {
 	Version: 17,
+	Note:    "drops the claims of source systems at delivery destinations: the next record of each source claims it again, for the tenant that stored its first record",
 	// Which tenant holds a source system at a delivery destination was
 	// claimed by the first tenant to store a record after the destination
 	// appeared; it is now the tenant that stored the source's first record
@@ -409,11 +426,25 @@ var migrations = []sqlstore.Migration{{
 	Stmts: []string{sqlstore.DropSourceClaims},
 }, {
 	Version: 18,
+	Note:    "delivery ids are now keyed public ids: the numbers of before (in tickets, runbooks, `deliveries show 3`) no longer find a delivery; look it up again with `deliveries list`",
 	// As SQLite's schema 16: the deployment's secret keys, and the key of
 	// the delivery ids shown outside the store (operator.IDs), made here
 	// once (under the migration lock: one key, whoever migrates).
 	Stmts: sqlstore.DeploymentKeys,
 	After: sqlstore.PutDeliveryIDKey,
+}, {
+	Version: 19,
+	Note:    "deliveries are ordered on every record they carry (a session on its nested records and infusion; items queued before keep their own record alone), and a destination's outage probes no longer count toward a record's attempt limit",
+	// As SQLite's schema 17: an outbox item's order keys, and its probes.
+	Stmts: []string{`CREATE TABLE outbox_keys (
+			item_id BIGINT NOT NULL,
+			order_key TEXT COLLATE "C" NOT NULL,
+			destination TEXT COLLATE "C" NOT NULL,
+			tenant TEXT COLLATE "C" NOT NULL,
+			live INTEGER NOT NULL,
+			PRIMARY KEY (item_id, order_key)
+		)`, sqlstore.OutboxKeysIndex, sqlstore.OutboxKeysFill,
+		`ALTER TABLE outbox ADD COLUMN probes INTEGER NOT NULL DEFAULT 0`},
 }}
 
 // lz4Columns sets the TOAST compression of the columns that hold large
@@ -460,7 +491,7 @@ func (s *Store) migrate(ctx context.Context) error {
 		var from int
 		if from, err = migrateTx(ctx, ptx, schemaVersion, s.now); err == nil {
 			if err = ptx.Commit(ctx); err == nil {
-				s.SetMigrated(from, schemaVersion)
+				s.SetMigrated(from, migrations)
 			}
 		}
 	}
@@ -486,8 +517,14 @@ func (s *Store) checkVersion(ctx context.Context) error {
 // migrateTx migrates the database to version upTo (tests build older
 // schemas with it) in tx; now stamps the migrations applied.
 func migrateTx(ctx context.Context, tx pgx.Tx, upTo int, now func() time.Time) (from int, err error) {
-	if _, err := tx.Exec(ctx, `SET LOCAL statement_timeout = 0`); err != nil {
-		return 0, err
+	// Neither the statement timeout nor the lock timeout: the migration
+	// waits for the migration lock another process holds, and for the
+	// tables its DDL alters (requests that meanwhile wait on it get the
+	// lock timeout, 503 store-busy, and retry).
+	for _, set := range []string{`SET LOCAL statement_timeout = 0`, `SET LOCAL lock_timeout = 0`} {
+		if _, err := tx.Exec(ctx, set); err != nil {
+			return 0, err
+		}
 	}
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, migrationLock); err != nil {
 		return 0, fmt.Errorf("migration lock: %w", err)

@@ -55,6 +55,18 @@ func TestMigrateIndexVersion(t *testing.T) {
 // by rows, which Open migrates to the latest.
 func openMigrated(t *testing.T, version int, rows []string) *Store {
 	t.Helper()
+	s, err := Open(context.Background(), buildAt(t, version, rows), Options{})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// buildAt builds a database at schema version, filled by rows, and
+// returns its URL.
+func buildAt(t *testing.T, version int, rows []string) string {
+	t.Helper()
 	ctx := context.Background()
 	u := freshDB(t)
 	conn, err := pgx.Connect(ctx, u)
@@ -76,12 +88,7 @@ func openMigrated(t *testing.T, version int, rows []string) *Store {
 	if err != nil {
 		t.Fatalf("build a version %d database: %v", version, err)
 	}
-	s, err := Open(ctx, u, Options{})
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
+	return u
 }
 
 // TestMigrateSourceClaims: a database of schema version 16 loses its
@@ -95,4 +102,33 @@ func TestMigrateSourceClaims(t *testing.T) {
 // delivery id key on Open (see storetest.MigratedDeliveryIDKey).
 func TestMigrateDeliveryIDKey(t *testing.T) {
 	storetest.MigratedDeliveryIDKey(t, openMigrated(t, 17, nil))
+}
+
+// TestMigrationNotes: each migration says what it changes for the
+// operator, and opening a database of an older schema lists those it
+// applied (the start log gives them: serve's logRecovery).
+func TestMigrationNotes(t *testing.T) {
+	for _, m := range migrations {
+		if m.Note == "" {
+			t.Errorf("migration %d has no note", m.Version)
+		}
+	}
+	storetest.MigrationNotes(t, openMigrated(t, 16, nil), 16, schemaVersion)
+}
+
+// TestOlderSchemaExisting: opened as existing (the read-only commands), a
+// database of an older schema is refused saying both versions, and is
+// left unmigrated.
+func TestOlderSchemaExisting(t *testing.T) {
+	u := buildAt(t, 16, nil)
+	_, err := Open(context.Background(), u, Options{Existing: true})
+	storetest.SchemaVersionRefused(t, err, 16, schemaVersion)
+	s, err := Open(context.Background(), u, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if m := s.Migrated(); m.From != 16 {
+		t.Errorf("after the refused existing open, Open migrated %+v, want from 16", m)
+	}
 }

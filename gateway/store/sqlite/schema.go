@@ -18,6 +18,7 @@ import (
 // statements (see plannerStats).
 var migrations = []sqlstore.Migration{{
 	Version: 1,
+	Note:    "the gateway's tables: resources, their versions and search index, conditional create keys, the ledger of native records",
 	Stmts: []string{
 		// Every version of every resource; body is NULL for a deletion.
 		`CREATE TABLE resources (
@@ -132,6 +133,7 @@ var migrations = []sqlstore.Migration{{
 	After: seedStats,
 }, {
 	Version: 2,
+	Note:    "the outbox of deliveries to EHRs and their attempts",
 	Stmts: []string{
 		// The transactional outbox: one row per record and destination.
 		`CREATE TABLE outbox (
@@ -170,6 +172,7 @@ var migrations = []sqlstore.Migration{{
 	},
 }, {
 	Version: 3,
+	Note:    "the audit trail's hash chain; deliveries looked up by record and by trace",
 	Stmts: []string{
 		// The audit hash chain: entry seq links AuditEvent/id (version 1)
 		// to entry seq-1 (see audit.Link).
@@ -192,6 +195,7 @@ var migrations = []sqlstore.Migration{{
 	},
 }, {
 	Version: 4,
+	Note:    "tenants: every resource, version and delivery stored before belongs to the default tenant",
 	Stmts: []string{
 		// Tenants: every resource version, current row and outbox item
 		// belongs to one tenant; the rows of before belong to the default
@@ -212,6 +216,7 @@ var migrations = []sqlstore.Migration{{
 	After: putStats(tenantStats),
 }, {
 	Version: 5,
+	Note:    "the nonces of SMART client assertions (a client assertion is accepted once)",
 	Stmts: []string{
 		// One-time values (store.Nonces): the key is used until exp (unix
 		// milliseconds); expired rows are purged in exp order.
@@ -223,6 +228,7 @@ var migrations = []sqlstore.Migration{{
 	},
 }, {
 	Version: 6,
+	Note:    "the ledger keeps each record's tenant, mapping version and validated input (records stored before have none: replay reports them without a stored input); durable background jobs",
 	Stmts: []string{
 		// The ledger keeps each record's validated input, the mapping
 		// version that produced its resources and its tenant (replay:
@@ -271,6 +277,7 @@ var migrations = []sqlstore.Migration{{
 	}),
 }, {
 	Version: 7,
+	Note:    "AuditEvents are indexed after their commit; narrower indexes of tokens by system and references by URL; indexes of the open deliveries and of a patient's",
 	Stmts: []string{
 		// AuditEvents are indexed after their commit (sqlstore's audit
 		// indexer): every chain entry up to seq has its index rows. Those
@@ -301,6 +308,7 @@ var migrations = []sqlstore.Migration{{
 	}),
 }, {
 	Version: 8,
+	Note:    "drops the index of tokens by system alone (no statement needs it; writes get cheaper)",
 	Stmts: []string{
 		// Nearly every token has a system, so idx_token_system held a
 		// second entry for nearly every token row, one more B-tree insert
@@ -312,6 +320,7 @@ var migrations = []sqlstore.Migration{{
 	},
 }, {
 	Version: 9,
+	Note:    "the tenant indexes hold named tenants' rows only: five indexes rebuilt in the migration's transaction, which holds writes meanwhile (seconds per million versions)",
 	Stmts: []string{
 		// The tenant indexes hold only the rows of named tenants. Those of
 		// the default tenant '' (every row of a single-tenant gateway)
@@ -346,6 +355,7 @@ var migrations = []sqlstore.Migration{{
 	}, tenantStats...)),
 }, {
 	Version: 10,
+	Note:    "AuditEvent bodies are stored packed from now on: an older release refuses this database, so a rollback needs the backup taken before the upgrade",
 	// No statement: from this version the store packs AuditEvent bodies
 	// (store.PackBody). Bodies written before read as they are; an older
 	// program, which would hand packed bodies to clients as they are,
@@ -353,6 +363,7 @@ var migrations = []sqlstore.Migration{{
 	Stmts: []string{},
 }, {
 	Version: 11,
+	Note:    "references typed only by Reference.type are typed Patient; the patient rows written before stay, unread, until reindex removes them",
 	Stmts: []string{
 		// References typed by Reference.type only get that type where
 		// a patient row says Patient (see the statement).
@@ -360,10 +371,12 @@ var migrations = []sqlstore.Migration{{
 	},
 }, {
 	Version: 12,
+	Note:    "the database records its search index version: serve warns while it is older than this release's (run reindex once every replica runs this release)",
 	// The index version the rows were written with (see the statements).
 	Stmts: sqlstore.IndexState,
 }, {
 	Version: 13,
+	Note:    "each version records the method and status that made it, which history shows; versions stored before show as before",
 	Stmts: []string{
 		// How each version was made: the method of the interaction that
 		// wrote it and the status it answered (a history's entry.request
@@ -375,12 +388,14 @@ var migrations = []sqlstore.Migration{{
 	},
 }, {
 	Version: 14,
+	Note:    "quantities are indexed with their comparator (<5 is a range); rows written before read as the point until reindex rewrites them",
 	// A quantity's comparator: "<5" is the range (-inf, 5) that search
 	// prefixes compare with (search.IndexVersion 4). The rows written
 	// before have none until reindex rewrites those that have one.
 	Stmts: []string{sqlstore.QuantityComparator},
 }, {
 	Version: 15,
+	Note:    "drops the claims of source systems at delivery destinations: the next record of each source claims it again, for the tenant that stored its first record",
 	// Which tenant holds a source system at a delivery destination was
 	// claimed by the first tenant to store a record after the destination
 	// appeared; it is now the tenant that stored the source's first record
@@ -389,10 +404,27 @@ var migrations = []sqlstore.Migration{{
 	Stmts: []string{sqlstore.DropSourceClaims},
 }, {
 	Version: 16,
+	Note:    "delivery ids are now keyed public ids: the numbers of before (in tickets, runbooks, `deliveries show 3`) no longer find a delivery; look it up again with `deliveries list`",
 	// The deployment's secret keys, and the key of the delivery ids shown
 	// outside the store (operator.IDs), made here once.
 	Stmts: sqlstore.DeploymentKeys,
 	After: sqlstore.PutDeliveryIDKey,
+}, {
+	Version: 17,
+	Note:    "deliveries are ordered on every record they carry (a session on its nested records and infusion; items queued before keep their own record alone), and a destination's outage probes no longer count toward a record's attempt limit",
+	// An outbox item's order keys (store.OutboxItem.OrderKeys): the items
+	// of before have their OrderKey alone. And its probes.
+	Stmts: []string{`CREATE TABLE outbox_keys (
+			item_id INTEGER NOT NULL REFERENCES outbox (id),
+			order_key TEXT NOT NULL,
+			destination TEXT NOT NULL,
+			tenant TEXT NOT NULL,
+			live INTEGER NOT NULL,
+			PRIMARY KEY (item_id, order_key)
+		)`, sqlstore.OutboxKeysIndex, sqlstore.OutboxKeysFill,
+		// The failed attempts that probed a destination on hold
+		// (store.OutboxItem.Probes).
+		`ALTER TABLE outbox ADD COLUMN probes INTEGER NOT NULL DEFAULT 0`},
 }}
 
 // tenantStats are the tenant indexes' planner statistics, as plannerStats:

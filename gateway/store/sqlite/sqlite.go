@@ -175,7 +175,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	c.rs = newStmtCache(r.PrepareContext, false)
 	s := &Store{w: w, r: r, c: c}
 	s.Store = sqlstore.New(c, dialect, sqlstore.Config{Now: now, MaxBatch: opts.MaxBatch, MaxQueue: opts.MaxQueue})
-	s.SetMigrated(from, schemaVersion)
+	s.SetMigrated(from, migrations)
 	if err := s.prepare(ctx); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("sqlite: prepare: %w", err)

@@ -143,9 +143,13 @@ func TestNewerSchemaRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	if s, err := Open(context.Background(), path, Options{}); err == nil {
-		s.Close()
-		t.Fatal("Open of a newer schema succeeded")
+	for _, existing := range []bool{false, true} {
+		s, err := Open(context.Background(), path, Options{Existing: existing})
+		if err == nil {
+			s.Close()
+			t.Fatal("Open of a newer schema succeeded")
+		}
+		storetest.SchemaVersionRefused(t, err, schemaVersion+1, schemaVersion)
 	}
 }
 

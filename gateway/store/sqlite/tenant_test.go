@@ -29,6 +29,18 @@ func TestMigrateTenants(t *testing.T) {
 // rows, which Open migrates to schemaVersion.
 func openMigrated(t *testing.T, version int, rows []string) *Store {
 	t.Helper()
+	s, err := Open(context.Background(), buildAt(t, version, rows), Options{})
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// buildAt builds a database at schema version, filled by rows, and
+// returns its path.
+func buildAt(t *testing.T, version int, rows []string) string {
+	t.Helper()
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), fmt.Sprintf("v%d.db", version))
 	db, err := sql.Open("sqlite", dsn(path, 5*time.Second, false))
@@ -46,12 +58,7 @@ func openMigrated(t *testing.T, version int, rows []string) *Store {
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s, err := Open(ctx, path, Options{})
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
+	return path
 }
 
 // TestMigratePatientRows: a database of schema version 10 has its subject
@@ -95,5 +102,34 @@ func TestDeliveryIDKeyPerDatabase(t *testing.T) {
 	b := storetest.MigratedDeliveryIDKey(t, openMigrated(t, schemaVersion, nil))
 	if string(a) == string(b) {
 		t.Error("two databases have one delivery id key, want a random key each")
+	}
+}
+
+// TestMigrationNotes: each migration says what it changes for the
+// operator, and opening a database of an older schema lists those it
+// applied (the start log gives them: serve's logRecovery).
+func TestMigrationNotes(t *testing.T) {
+	for _, m := range migrations {
+		if m.Note == "" {
+			t.Errorf("migration %d has no note", m.Version)
+		}
+	}
+	storetest.MigrationNotes(t, openMigrated(t, 14, nil), 14, schemaVersion)
+}
+
+// TestOlderSchemaExisting: opened as existing (the read-only commands), a
+// database of an older schema is refused saying both versions, and is
+// left unmigrated.
+func TestOlderSchemaExisting(t *testing.T) {
+	path := buildAt(t, 14, nil)
+	_, err := Open(context.Background(), path, Options{Existing: true})
+	storetest.SchemaVersionRefused(t, err, 14, schemaVersion)
+	s, err := Open(context.Background(), path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if m := s.Migrated(); m.From != 14 {
+		t.Errorf("after the refused existing open, Open migrated %+v, want from 14", m)
 	}
 }

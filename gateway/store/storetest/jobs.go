@@ -81,6 +81,15 @@ func testJobs(t *testing.T, s store.Store) {
 	if f := jobFile(t, s, "j1", 3); f != "" {
 		t.Errorf("file 3 = %q, want none", f)
 	}
+	// Drop deletes a file's parts (an import's input, once done) in the
+	// save that adds another's.
+	if err := s.SaveJob(ctx, "j1", "c1", now.Add(2*time.Minute), store.JobProgress{Done: 5, Total: 10, Drop: []int{2},
+		Parts: []store.JobPart{{File: 3, Part: 0, Data: []byte("e\n")}}}); err != nil {
+		t.Fatalf("SaveJob dropping file 2: %v", err)
+	}
+	if f1, f2, f3 := jobFile(t, s, "j1", 1), jobFile(t, s, "j1", 2), jobFile(t, s, "j1", 3); f1 != "a\nb\nd\n" || f2 != "" || f3 != "e\n" {
+		t.Errorf("after dropping file 2: files %q %q %q, want a b d, none, e", f1, f2, f3)
+	}
 	cur, err := s.Job(ctx, "j1")
 	if err != nil || cur.Done != 5 || cur.Total != 10 || string(cur.Checkpoint) != `{"at":3}` || !cur.LeaseUntil.Equal(now.Add(2*time.Minute)) {
 		t.Errorf("Job after saves = %+v, %v", cur, err)

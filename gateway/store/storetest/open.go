@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 
@@ -241,5 +242,42 @@ func MigratedSourceClaims(t *testing.T, s store.Store) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// MigrationNotes checks s, opened on a database of schema version from
+// that it migrated to version to: Migrated says so and lists each
+// migration applied, in order, with its note for the operator.
+func MigrationNotes(t *testing.T, s store.Store, from, to int) {
+	t.Helper()
+	m := s.Migrated()
+	if m.From != from || m.To != to || len(m.Applied) != to-from {
+		t.Fatalf("Migrated = %+v, want from %d to %d with %d migrations applied", m, from, to, to-from)
+	}
+	for i, a := range m.Applied {
+		if a.Version != from+1+i || a.Note == "" {
+			t.Errorf("Migrated.Applied[%d] = %+v, want version %d with a note", i, a, from+1+i)
+		}
+	}
+}
+
+// SchemaVersionRefused checks the error of opening a database whose
+// schema is version have with a program whose schema is want: a
+// *store.SchemaVersionError saying both, ErrNewerRelease for a newer
+// schema (a rollback), ErrNoDatabase for an older one (a migration
+// pending, opened as existing).
+func SchemaVersionRefused(t *testing.T, err error, have, want int) {
+	t.Helper()
+	var ve *store.SchemaVersionError
+	if !errors.As(err, &ve) || ve.Have != have || ve.Want != want {
+		t.Fatalf("Open = %v, want a SchemaVersionError of %d against %d", err, have, want)
+	}
+	text := fmt.Sprintf("the database's schema is version %d, this release's %d", have, want)
+	if !strings.Contains(err.Error(), text) {
+		t.Errorf("Open = %q, want it to say %q", err, text)
+	}
+	newer, none := errors.Is(err, store.ErrNewerRelease), errors.Is(err, store.ErrNoDatabase)
+	if newer != (have > want) || none != (have < want) {
+		t.Errorf("Open = %v: ErrNewerRelease %v, ErrNoDatabase %v; want %v, %v", err, newer, none, have > want, have < want)
 	}
 }

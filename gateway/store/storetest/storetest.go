@@ -76,6 +76,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"OutboxReplay", testOutboxReplay},
 		{"OutboxLease", testOutboxLease},
 		{"OutboxCancel", testOutboxCancel},
+		{"OutboxKeys", testOutboxKeys},
+		{"OutboxRetryLater", testOutboxRetryLater},
 		{"DeliveryFilter", testDeliveryFilter},
 		{"DeliveryIDKey", testDeliveryIDKey},
 		{"AuditChain", testAuditChain},

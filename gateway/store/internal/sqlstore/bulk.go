@@ -69,6 +69,9 @@ func (s *Store) Export(ctx context.Context, q store.ExportQuery) ([]*store.Resou
 			}
 			b.Add(`)`)
 		}
+		if !q.ChangedAfter.IsZero() {
+			b.Add(` OR c.last_updated > ?`, q.ChangedAfter.UnixMilli())
+		}
 		b.Add(`)`)
 	}
 	b.Add(` ORDER BY c.type, c.id LIMIT ?`, limit)

@@ -455,10 +455,38 @@ func (s *Store) begin(ctx context.Context) (*tx, error) {
 	if err != nil {
 		return nil, err
 	}
+	if s.d.WriteFence != "" {
+		if _, err := c.Exec(ctx, s.d.WriteFence); err != nil {
+			c.Rollback(ctx)
+			return nil, fmt.Errorf("%s: begin: %w", s.d.Name, s.err(ctx, err))
+		}
+	}
 	if s.d.FlushAhead {
 		c = &aheadTx{tx: c}
 	}
 	return &tx{ctx: ctx, c: c, s: s}, nil
+}
+
+// AwaitWrites implements store.Store: with a Dialect.AwaitFence, a
+// transaction that takes the fence's lock exclusively (waiting for every
+// write transaction holding it shared, which each takes before its
+// function runs) and ends at once; without one, an empty write
+// transaction, which the database's one write lock (SQLite's BEGIN
+// IMMEDIATE, for every process) lets begin only after the write running
+// ends, and which the write queue runs after those queued before it.
+func (s *Store) AwaitWrites(ctx context.Context) error {
+	if s.d.AwaitFence == "" {
+		return s.Write(ctx, func(store.Tx) error { return nil })
+	}
+	c, err := s.db.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Rollback(ctx)
+	if _, err := c.Exec(ctx, s.d.AwaitFence); err != nil {
+		return fmt.Errorf("%s: await writes: %w", s.d.Name, s.err(ctx, err))
+	}
+	return nil
 }
 
 // finish flushes the transaction's buffered writes, appends its audit

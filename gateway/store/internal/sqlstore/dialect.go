@@ -36,6 +36,15 @@ type Dialect struct {
 	// order key, so that claims do not interleave and an order key's
 	// items get their ids in commit order. Without RowLocks it is "".
 	Lock string
+	// WriteFence, if not "", is a statement every write transaction runs
+	// first, before its function runs (and so before the engine takes
+	// the instant of what it writes): it takes a shared lock held to the
+	// transaction's end. AwaitFence takes the same lock exclusively, in a
+	// transaction of its own that ends at once: it waits for every write
+	// transaction holding the shared lock, of any process on the
+	// database (PostgreSQL: advisory locks). Without them (SQLite, one
+	// writer at a time) AwaitWrites is an empty write transaction.
+	WriteFence, AwaitFence string
 	// Arrays tells that a Go slice binds as an array (PostgreSQL): a set
 	// of values travels as one argument (unnest, = ANY) instead of one
 	// placeholder each, and a resource's index entries are inserted with

@@ -240,6 +240,11 @@ func (s *Store) SaveJob(ctx context.Context, id, claim string, until time.Time, 
 		if n == 0 {
 			return fmt.Errorf("job %s is no longer this runner's: %w", id, store.ErrNotFound)
 		}
+		for _, f := range p.Drop {
+			if _, err := t.c.Exec(t.ctx, s.bind(`DELETE FROM job_parts WHERE job_id = ? AND file = ?`), id, f); err != nil {
+				return fmt.Errorf("%s: save job: %w", s.d.Name, s.err(t.ctx, err))
+			}
+		}
 		return t.insertParts(id, p.Parts)
 	})
 }

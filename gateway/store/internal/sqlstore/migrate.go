@@ -13,7 +13,11 @@ import (
 // order inside the migration transaction, then After.
 type Migration struct {
 	Version int
-	Stmts   []string
+	// Note says, in one line for the operator who upgrades, what the
+	// migration changes that they may notice or must act on; the start
+	// log gives it when the migration runs (store.AppliedMigration).
+	Note  string
+	Stmts []string
 	// After, if not nil, runs after Stmts in the same transaction (SQLite
 	// writes its planner statistics there).
 	After func(ctx context.Context, c Conn) error
@@ -61,7 +65,7 @@ func Migrate(ctx context.Context, c Conn, d *Dialect, migrations []Migration, up
 		return 0, fmt.Errorf("read schema version: %w", err)
 	}
 	if latest := migrations[len(migrations)-1].Version; have > latest {
-		return 0, fmt.Errorf("database schema version %d is newer than this program's %d", have, latest)
+		return 0, &store.SchemaVersionError{Have: have, Want: latest}
 	}
 	record := bind(d, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`)
 	for _, m := range migrations {
@@ -87,8 +91,10 @@ func Migrate(ctx context.Context, c Conn, d *Dialect, migrations []Migration, up
 
 // CheckVersion reports, without changing anything, whether c's database
 // is a gateway database at schema version latest: store.ErrNoDatabase
-// (wrapped, with the reason) when it was never set up or is older, an
-// error when it is newer.
+// (wrapped, with the reason) when it was never set up, a
+// *store.SchemaVersionError when its schema is older (also
+// store.ErrNoDatabase: a migration is pending) or newer
+// (store.ErrNewerRelease).
 func CheckVersion(ctx context.Context, c Conn, latest int) error {
 	var have int
 	if err := c.QueryRow(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&have); err != nil {
@@ -101,11 +107,8 @@ func CheckVersion(ctx context.Context, c Conn, latest int) error {
 	switch {
 	case have == 0:
 		return fmt.Errorf("the database was never set up by the gateway: %w", store.ErrNoDatabase)
-	case have < latest:
-		return fmt.Errorf("the database's schema is version %d, this program's %d (run serve once to migrate it): %w",
-			have, latest, store.ErrNoDatabase)
-	case have > latest:
-		return fmt.Errorf("database schema version %d is newer than this program's %d", have, latest)
+	case have != latest:
+		return &store.SchemaVersionError{Have: have, Want: latest}
 	}
 	return nil
 }
@@ -116,3 +119,19 @@ func CheckVersion(ctx context.Context, c Conn, latest int) error {
 // destination appeared took; the next record of each source decides again
 // from the ledger which tenant stored it first.
 const DropSourceClaims = `DELETE FROM conditional_keys WHERE key LIKE 'source-system|%'`
+
+// Applied lists the migrations of ms (oldest first) that brought a
+// database from schema version from to to, with their notes; none for a
+// new database (from 0), which the log reports as created.
+func Applied(ms []Migration, from, to int) []store.AppliedMigration {
+	if from == 0 {
+		return nil
+	}
+	var out []store.AppliedMigration
+	for _, m := range ms {
+		if m.Version > from && m.Version <= to {
+			out = append(out, store.AppliedMigration{Version: m.Version, Note: m.Note})
+		}
+	}
+	return out
+}

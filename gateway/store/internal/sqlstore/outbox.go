@@ -16,7 +16,7 @@ import (
 // see the package documentation for how they are serialised.
 
 const outboxCols = `id, destination, order_key, patient, kind, source, record_id, version, trace_id, payload,
-	status, attempts, next_attempt, last_error, created, updated, tenant`
+	status, attempts, next_attempt, last_error, created, updated, tenant, probes`
 
 // lockOutbox takes the Dialect.Lock of a destination (and tenant and order
 // key), if the dialect has one. The default tenant's keys are those of
@@ -50,8 +50,15 @@ func (t *tx) Enqueue(items ...*store.OutboxItem) error {
 		if it.NextAttempt.IsZero() {
 			it.NextAttempt = now
 		}
-		if err := t.lockOutbox(it.Destination, it.Tenant, it.OrderKey); err != nil {
-			return fmt.Errorf("%s: enqueue: %w", s.d.Name, s.err(t.ctx, err))
+		// Each key's items get their ids in commit order (locks taken in
+		// one order, so that two enqueues never wait for each other).
+		keys := orderKeys(it)
+		locks := slices.Clone(keys)
+		slices.Sort(locks)
+		for _, k := range locks {
+			if err := t.lockOutbox(it.Destination, it.Tenant, k); err != nil {
+				return fmt.Errorf("%s: enqueue: %w", s.d.Name, s.err(t.ctx, err))
+			}
 		}
 		payload := it.Payload
 		if payload == nil {
@@ -64,6 +71,9 @@ func (t *tx) Enqueue(items ...*store.OutboxItem) error {
 			s.text(it.RecordID), s.text(it.Version), s.text(it.TraceID), payload, it.Status, it.NextAttempt.UnixMilli(),
 			now.UnixMilli(), now.UnixMilli(), it.Tenant, s.text(it.LastError)).
 			Scan(&it.ID)
+		if err == nil {
+			err = t.insertKeys(it, keys)
+		}
 		if err != nil {
 			return fmt.Errorf("%s: enqueue: %w", s.d.Name, s.err(t.ctx, err))
 		}
@@ -92,8 +102,9 @@ func (s *Store) Claim(ctx context.Context, destination string, now time.Time, le
 		rows, err := t.c.Query(t.ctx, s.bind(`UPDATE outbox SET status = 'inflight', lease_until = ?, updated = ?
 			WHERE status = 'pending' AND id IN (SELECT o.id FROM outbox o
 				WHERE o.destination = ? AND o.status = 'pending' AND o.next_attempt <= ?
-				  AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.destination = o.destination AND p.order_key = o.order_key
-				                  AND p.tenant = o.tenant AND p.id < o.id AND p.status IN ('pending', 'inflight'))
+				  AND NOT EXISTS (SELECT 1 FROM outbox_keys k JOIN outbox_keys p ON p.destination = k.destination
+				                  AND p.tenant = k.tenant AND p.order_key = k.order_key AND p.live = 1 AND p.item_id < k.item_id
+				                  WHERE k.item_id = o.id)
 				ORDER BY o.id LIMIT ?)
 			RETURNING `+outboxCols), now.Add(lease).UnixMilli(), nowMS, s.text(destination), nowMS, limit)
 		if err == nil {
@@ -153,14 +164,22 @@ func (s *Store) Complete(ctx context.Context, a *store.Attempt, status string, n
 		}
 		n++
 		a.N = n
-		err = t.c.Batch(t.ctx, []Stmt{
+		probe := 0
+		if a.Probe {
+			probe = 1
+		}
+		stmts := []Stmt{
 			{SQL: s.bind(`INSERT INTO delivery_attempts (item_id, n, at, duration_ms, http_status, outcome, trace_id, error)
 				VALUES (?, ?, ?, ?, ?, ?, ?, ?)`), Args: []any{a.ItemID, n, a.At.UnixMilli(), a.Duration.Milliseconds(), a.HTTPStatus,
 				a.Outcome, s.text(a.TraceID), s.text(a.Error)}},
 			{SQL: s.bind(`UPDATE outbox SET status = ?, attempts = ?, next_attempt = ?, lease_until = 0,
-				last_error = ?, updated = ? WHERE id = ?`), Args: []any{status, n, nextAttempt.UnixMilli(), s.text(a.Error), a.At.UnixMilli(), a.ItemID}},
-		})
-		if err != nil {
+				last_error = ?, updated = ?, probes = probes + ? WHERE id = ?`), Args: []any{status, n, nextAttempt.UnixMilli(),
+				s.text(a.Error), a.At.UnixMilli(), probe, a.ItemID}},
+		}
+		if status != store.StatusPending { // done or dead: it holds back no later item
+			stmts = append(stmts, Stmt{SQL: s.bind(setLive), Args: []any{0, a.ItemID}})
+		}
+		if err = t.c.Batch(t.ctx, stmts); err != nil {
 			return fmt.Errorf("%s: complete: %w", s.d.Name, s.err(t.ctx, err))
 		}
 		return nil
@@ -258,13 +277,30 @@ func (s *Store) Delivery(ctx context.Context, id int64) (*store.OutboxItem, []*s
 // Retry implements store.Outbox.
 func (s *Store) Retry(ctx context.Context, id int64, now time.Time) error {
 	return s.write(ctx, func(t *tx) error {
-		n, err := t.c.Exec(t.ctx, s.bind(`UPDATE outbox SET status = 'pending', next_attempt = ?, updated = ?
-			WHERE id = ? AND status IN ('dead', 'pending')`), now.UnixMilli(), now.UnixMilli(), id)
+		var status string
+		err := t.c.QueryRow(t.ctx, s.bind(`SELECT status FROM outbox WHERE id = ?`+s.forUpdate()), id).Scan(&status)
+		if errNoRows(err) || (err == nil && status != store.StatusDead && status != store.StatusPending) {
+			return store.ErrNotFound
+		}
 		if err != nil {
 			return fmt.Errorf("%s: retry: %w", s.d.Name, s.err(t.ctx, err))
 		}
-		if n == 0 {
-			return store.ErrNotFound
+		if status == store.StatusDead {
+			later, lstatus, err := t.laterItem(id)
+			if err != nil {
+				return fmt.Errorf("%s: retry: %w", s.d.Name, s.err(t.ctx, err))
+			}
+			if later != 0 {
+				return &store.LaterDeliveryError{ID: later, Status: lstatus}
+			}
+		}
+		err = t.c.Batch(t.ctx, []Stmt{
+			{SQL: s.bind(`UPDATE outbox SET status = 'pending', next_attempt = ?, updated = ? WHERE id = ?`),
+				Args: []any{now.UnixMilli(), now.UnixMilli(), id}},
+			{SQL: s.bind(setLive), Args: []any{1, id}},
+		})
+		if err != nil {
+			return fmt.Errorf("%s: retry: %w", s.d.Name, s.err(t.ctx, err))
 		}
 		return nil
 	})
@@ -275,6 +311,9 @@ func (s *Store) Cancel(ctx context.Context, id int64, lastError string, now time
 	return s.write(ctx, func(t *tx) error {
 		n, err := t.c.Exec(t.ctx, s.bind(`UPDATE outbox SET status = 'dead', last_error = ?, lease_until = 0, updated = ?
 			WHERE id = ? AND status IN ('dead', 'pending')`), s.text(lastError), now.UnixMilli(), id)
+		if err == nil && n > 0 {
+			_, err = t.c.Exec(t.ctx, s.bind(setLive), 0, id)
+		}
 		if err != nil {
 			return fmt.Errorf("%s: cancel: %w", s.d.Name, s.err(t.ctx, err))
 		}
@@ -289,10 +328,10 @@ func (s *Store) Cancel(ctx context.Context, id int64, lastError string, now time
 func (s *Store) Blocker(ctx context.Context, id int64) (int64, error) {
 	var blocker int64
 	err := s.db.Read(ctx, func(c Conn) error {
-		err := c.QueryRow(ctx, s.bind(`SELECT p.id FROM outbox o JOIN outbox p
-			ON p.destination = o.destination AND p.order_key = o.order_key AND p.tenant = o.tenant
-			WHERE o.id = ? AND p.id < o.id AND p.status IN ('pending', 'inflight')
-			ORDER BY p.id LIMIT 1`), id).Scan(&blocker)
+		err := c.QueryRow(ctx, s.bind(`SELECT p.item_id FROM outbox_keys k JOIN outbox_keys p
+			ON p.destination = k.destination AND p.tenant = k.tenant AND p.order_key = k.order_key
+			WHERE k.item_id = ? AND p.live = 1 AND p.item_id < k.item_id
+			ORDER BY p.item_id LIMIT 1`), id).Scan(&blocker)
 		if errNoRows(err) {
 			return store.ErrNotFound
 		}
@@ -315,21 +354,38 @@ func (s *Store) Replay(ctx context.Context, destination string, since, now time.
 			return fmt.Errorf("%s: replay: %w", s.d.Name, s.err(t.ctx, err))
 		}
 		ms := now.UnixMilli()
-		var err error
 		// Per record (tenant and order key) only its latest delivery, and
 		// only when that was delivered: an older version would roll the
 		// EHR back, a copy of an earlier replay is the same record again,
 		// a pending one is sent anyway and a dead letter is retried, not
 		// replayed.
-		n, err = t.c.Exec(t.ctx, s.bind(`INSERT INTO outbox (destination, order_key, patient, kind, source, record_id,
-			version, trace_id, payload, status, next_attempt, created, updated, tenant)
-			SELECT o.destination, o.order_key, o.patient, o.kind, o.source, o.record_id, o.version, o.trace_id, o.payload,
-				'pending', ?, ?, ?, o.tenant
-			FROM outbox o WHERE o.destination = ? AND o.created >= ? AND o.status = 'done'
+		rows, err := t.c.Query(t.ctx, s.bind(`SELECT o.id FROM outbox o
+			WHERE o.destination = ? AND o.created >= ? AND o.status = 'done'
 			  AND NOT EXISTS (SELECT 1 FROM outbox l WHERE l.destination = o.destination AND l.order_key = o.order_key
 			                  AND l.tenant = o.tenant AND l.id > o.id)
-			ORDER BY o.id`),
-			ms, ms, ms, s.text(destination), since.UnixMilli())
+			ORDER BY o.id`), s.text(destination), since.UnixMilli())
+		var ids []int64
+		if err == nil {
+			ids, err = scanIDs(rows)
+		}
+		// Each copy is ordered on the keys of its original (a session's
+		// nested records too).
+		n = 0
+		for _, id := range ids {
+			if err != nil {
+				break
+			}
+			var copyID int64
+			err = t.c.QueryRow(t.ctx, s.bind(`INSERT INTO outbox (destination, order_key, patient, kind, source, record_id,
+				version, trace_id, payload, status, next_attempt, created, updated, tenant)
+				SELECT destination, order_key, patient, kind, source, record_id, version, trace_id, payload,
+					'pending', ?, ?, ?, tenant FROM outbox WHERE id = ? RETURNING id`), ms, ms, ms, id).Scan(&copyID)
+			if err == nil {
+				_, err = t.c.Exec(t.ctx, s.bind(`INSERT INTO outbox_keys (item_id, order_key, destination, tenant, live)
+					SELECT ?, order_key, destination, tenant, 1 FROM outbox_keys WHERE item_id = ?`), copyID, id)
+			}
+			n++
+		}
 		if err != nil {
 			return fmt.Errorf("%s: replay: %w", s.d.Name, s.err(t.ctx, err))
 		}
@@ -380,11 +436,26 @@ func scanItems(rows Rows) ([]*store.OutboxItem, error) {
 		it := &store.OutboxItem{}
 		var next, created, updated int64
 		if err := rows.Scan(&it.ID, &it.Destination, &it.OrderKey, &it.Patient, &it.Kind, &it.Source, &it.RecordID,
-			&it.Version, &it.TraceID, &it.Payload, &it.Status, &it.Attempts, &next, &it.LastError, &created, &updated, &it.Tenant); err != nil {
+			&it.Version, &it.TraceID, &it.Payload, &it.Status, &it.Attempts, &next, &it.LastError, &created, &updated, &it.Tenant,
+			&it.Probes); err != nil {
 			return nil, err
 		}
 		it.NextAttempt, it.Created, it.Updated = time.UnixMilli(next).UTC(), time.UnixMilli(created).UTC(), time.UnixMilli(updated).UTC()
 		out = append(out, it)
+	}
+	return out, rows.Err()
+}
+
+// scanIDs reads rows of one id and closes them.
+func scanIDs(rows Rows) ([]int64, error) {
+	defer rows.Close()
+	var out []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		out = append(out, id)
 	}
 	return out, rows.Err()
 }

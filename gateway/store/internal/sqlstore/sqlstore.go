@@ -294,10 +294,11 @@ func (s *Store) forUpdate() string {
 // Migrated implements store.Store: what opening the database migrated.
 func (s *Store) Migrated() store.Migration { return s.migrated }
 
-// SetMigrated records what the backend's Open migrated, from (the schema
-// version it found, 0 for a new database) to to; nothing when from is to.
-func (s *Store) SetMigrated(from, to int) {
-	if from != to {
-		s.migrated = store.Migration{From: from, To: to}
+// SetMigrated records what the backend's Open migrated of its
+// migrations ms: from (the schema version it found, 0 for a new database)
+// to the last of ms; nothing when from is that.
+func (s *Store) SetMigrated(from int, ms []Migration) {
+	if to := ms[len(ms)-1].Version; from != to {
+		s.migrated = store.Migration{From: from, To: to, Applied: Applied(ms, from, to)}
 	}
 }

@@ -1,0 +1,189 @@
+package gateway_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/internal/blackhole"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/postgres"
+)
+
+// faultHangGuard bounds one request that must be answered by itself
+// (within the store's configured timeouts): no performance assertion,
+// only what tells a hang from an answer.
+const faultHangGuard = 60 * time.Second
+
+// pgSchema creates an empty schema on GATEWAY_TEST_POSTGRES_URL's
+// database (dropped at the end) and returns the URL selecting it, or
+// skips the test.
+func pgSchema(t *testing.T, name string) string {
+	t.Helper()
+	base := os.Getenv("GATEWAY_TEST_POSTGRES_URL")
+	if base == "" {
+		t.Skip("GATEWAY_TEST_POSTGRES_URL not set")
+	}
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	for _, q := range []string{"DROP SCHEMA IF EXISTS " + name + " CASCADE", "CREATE SCHEMA " + name} {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		if c, err := pgx.Connect(ctx, base); err == nil {
+			_, _ = c.Exec(ctx, "DROP SCHEMA IF EXISTS "+name+" CASCADE")
+			c.Close(ctx)
+		}
+	})
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("search_path", name)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// guarded serves one request, failing the test if it is not answered
+// within faultHangGuard.
+func guarded(t *testing.T, h http.Handler, method, target, body string) *httptest.ResponseRecorder {
+	t.Helper()
+	done := make(chan *httptest.ResponseRecorder, 1)
+	go func() { done <- req(h, method, target, body) }()
+	select {
+	case rec := <-done:
+		return rec
+	case <-time.After(faultHangGuard):
+		t.Fatalf("%s %s: no answer within %v", method, target, faultHangGuard)
+		return nil
+	}
+}
+
+// isRule tells whether rec is an OperationOutcome of rule.
+func isRule(rec *httptest.ResponseRecorder, rule string) bool {
+	b := rec.Body.String()
+	return strings.Contains(b, `"resourceType":"OperationOutcome"`) && strings.Contains(b, `"`+rule+`"`)
+}
+
+// TestPostgresVanishedHost: the database host vanishes without a TCP
+// reset (a proxy that holds every connection and forwards nothing).
+// Requests are answered 503 store-unavailable with Retry-After (an
+// OperationOutcome) instead of waiting; once the store's circuit breaker
+// opens, /readyz says "circuit-open"; when the host is back, the gateway
+// serves again by itself.
+func TestPostgresVanishedHost(t *testing.T) {
+	u := pgSchema(t, "kgt_gw_vanished")
+	pu, err := url.Parse(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy, err := blackhole.Start(pu.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pu.Host = proxy.Addr()
+	st, err := postgres.Open(context.Background(), pu.String(), postgres.Options{
+		MaxConns: 6, ConnectTimeout: time.Second, StatementTimeout: time.Second, AcquireTimeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newServer(t, app.Config{Store: st}, gateway.Config{})
+	t.Cleanup(func() { st.Close() })
+	t.Cleanup(func() { proxy.Close() }) // first: a store hanging on it is freed
+	if rec := guarded(t, h, "POST", "/fhir/Patient", patientJSON); rec.Code != http.StatusCreated {
+		t.Fatalf("create before the host vanished = %d %s", rec.Code, rec.Body)
+	}
+
+	proxy.Blackhole()
+	opened := false
+	for i := 0; i < 30 && !opened; i++ {
+		for _, r := range []struct{ method, target, body string }{
+			{"GET", "/fhir/Patient?family=Testpatient", ""},
+			{"POST", "/fhir/Patient", patientJSON},
+		} {
+			rec := guarded(t, h, r.method, r.target, r.body)
+			if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" || !isRule(rec, "store-unavailable") {
+				t.Fatalf("%s %s with the host vanished = %d (Retry-After %q) %s, want 503 store-unavailable with Retry-After",
+					r.method, r.target, rec.Code, rec.Header().Get("Retry-After"), rec.Body)
+			}
+		}
+		rec := guarded(t, h, "GET", "/readyz", "")
+		if rec.Code != http.StatusServiceUnavailable {
+			t.Fatalf("/readyz with the host vanished = %d %s, want 503", rec.Code, rec.Body)
+		}
+		opened = strings.Contains(rec.Body.String(), `"circuit-open"`)
+	}
+	if !opened {
+		t.Fatal(`/readyz never said "circuit-open" while the host was gone`)
+	}
+
+	proxy.Forward()
+	deadline := time.Now().Add(faultHangGuard)
+	for guarded(t, h, "GET", "/readyz", "").Code != http.StatusOK {
+		if time.Now().After(deadline) {
+			t.Fatalf("not ready within %v of the host's return", faultHangGuard)
+		}
+		time.Sleep(100 * time.Millisecond) // the store's probe reconnects in the background
+	}
+	if rec := guarded(t, h, "GET", "/fhir/Patient?family=Testpatient", ""); rec.Code != http.StatusOK {
+		t.Errorf("search after the host came back = %d %s", rec.Code, rec.Body)
+	}
+}
+
+// TestPostgresLockedSearch: a search that waits on a lock another
+// session holds (LOCK TABLE ... IN ACCESS EXCLUSIVE MODE) is answered
+// 503 store-busy with Retry-After once the lock timeout passes, not
+// search-too-costly when the search timeout does; the statement timeout
+// is longer than the hang guard, so only the lock timeout ends the wait.
+func TestPostgresLockedSearch(t *testing.T) {
+	u := pgSchema(t, "kgt_gw_locked")
+	st, err := postgres.Open(context.Background(), u, postgres.Options{LockTimeout: 300 * time.Millisecond, StatementTimeout: 2 * faultHangGuard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	h := newServer(t, app.Config{Store: st, SearchTimeout: 2 * faultHangGuard}, gateway.Config{})
+	if rec := guarded(t, h, "POST", "/fhir/Patient", patientJSON); rec.Code != http.StatusCreated {
+		t.Fatalf("create = %d %s", rec.Code, rec.Body)
+	}
+	ctx := context.Background()
+	holder, err := pgx.Connect(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close(ctx)
+	tx, err := holder.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `LOCK TABLE idx_string IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	rec := guarded(t, h, "GET", "/fhir/Patient?family=Testpatient", "")
+	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" || !isRule(rec, "store-busy") {
+		t.Errorf("search behind a lock = %d (Retry-After %q) %s, want 503 store-busy with Retry-After",
+			rec.Code, rec.Header().Get("Retry-After"), rec.Body)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if rec := guarded(t, h, "GET", "/fhir/Patient?family=Testpatient", ""); rec.Code != http.StatusOK {
+		t.Errorf("search after the lock = %d %s", rec.Code, rec.Body)
+	}
+}

@@ -1,0 +1,78 @@
+package sqlstore
+
+import (
+	"slices"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+)
+
+// Order keys.
+//
+// outbox_keys holds a row per order key of every outbox item (its
+// OrderKey, and its OrderKeys: a session's nested records and infusion),
+// with its destination and tenant, live (1) while the item is pending or
+// in flight and 0 once it is done or dead. Claim sends an item only when
+// no live row of an earlier item shares one of its keys, Blocker names
+// that earlier item, and Retry refuses a dead letter that a later item
+// of one of its keys supersedes. Every change of an item's status
+// between undone and done or dead updates live in the same transaction.
+// (PostgreSQL has no foreign key on item_id: see its schema 9.)
+
+// OutboxKeysIndex is both stores' index of outbox_keys for the order
+// checks: a key's live items, in id order, are one range.
+const OutboxKeysIndex = `CREATE INDEX outbox_keys_order ON outbox_keys (destination, tenant, order_key, live, item_id)`
+
+// OutboxKeysFill gives every outbox item stored before outbox_keys its
+// OrderKey (the migration that adds the table).
+const OutboxKeysFill = `INSERT INTO outbox_keys (item_id, order_key, destination, tenant, live)
+	SELECT id, order_key, destination, tenant, CASE WHEN status IN ('pending', 'inflight') THEN 1 ELSE 0 END FROM outbox`
+
+// orderKeys are the order keys of it, OrderKey first, without repeats.
+func orderKeys(it *store.OutboxItem) []string {
+	keys := []string{it.OrderKey}
+	for _, k := range it.OrderKeys {
+		if !slices.Contains(keys, k) {
+			keys = append(keys, k)
+		}
+	}
+	return keys
+}
+
+// setLive is the statement that sets the live flag of an item's keys
+// (arguments: live, item id).
+const setLive = `UPDATE outbox_keys SET live = ? WHERE item_id = ?`
+
+// insertKeys is the statement that adds an item's keys as live.
+func (t *tx) insertKeys(it *store.OutboxItem, keys []string) error {
+	s := t.s
+	b := s.builder()
+	b.Add(`INSERT INTO outbox_keys (item_id, order_key, destination, tenant, live) VALUES `)
+	live := 0
+	if it.Status == store.StatusPending {
+		live = 1
+	}
+	for i, k := range keys {
+		if i > 0 {
+			b.Add(`, `)
+		}
+		b.Add(`(?, ?, ?, ?, ?)`, it.ID, s.text(k), s.text(it.Destination), it.Tenant, live)
+	}
+	_, err := t.c.Exec(t.ctx, b.SQL(), b.Args()...)
+	return err
+}
+
+// laterItem returns the latest item to item id's destination and tenant
+// that shares one of its order keys, has a greater id and is not dead
+// (its id and status); id 0 if there is none.
+func (t *tx) laterItem(id int64) (later int64, status string, err error) {
+	err = t.c.QueryRow(t.ctx, t.s.bind(`SELECT l.id, l.status FROM outbox_keys k
+		JOIN outbox_keys lk ON lk.destination = k.destination AND lk.tenant = k.tenant AND lk.order_key = k.order_key
+			AND lk.item_id > k.item_id
+		JOIN outbox l ON l.id = lk.item_id
+		WHERE k.item_id = ? AND l.status <> 'dead'
+		ORDER BY l.id DESC LIMIT 1`), id).Scan(&later, &status)
+	if errNoRows(err) {
+		return 0, "", nil
+	}
+	return later, status, err
+}

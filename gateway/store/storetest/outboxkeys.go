@@ -1,0 +1,149 @@
+package storetest
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+)
+
+// testOutboxKeys: an item is ordered on each of its order keys, so that a
+// session, its nested records and its infusion, one record identity each,
+// are never sent out of order whichever way they were sent (p23 F1).
+func testOutboxKeys(t *testing.T, s store.Store) {
+	ob := store.Outbox(s)
+	ctx := context.Background()
+	session := func(v string) *store.OutboxItem {
+		it := item("ehr", "src|session|S", "p")
+		it.Version, it.OrderKeys = v, []string{"src|infusion|S", "src|vitals|V"}
+		return it
+	}
+	own := func(key string) *store.OutboxItem { return item("ehr", key, "p") }
+	s1, v1, i1, u1, other := session("1"), own("src|vitals|V"), own("src|infusion|S"), own("src|vitals|U"), item("ehr2", "src|vitals|V", "p")
+	enqueue(t, s, s1, v1, i1, u1, other)
+	now := time.Now().UTC().Add(time.Millisecond)
+	claim := func(at time.Time, want ...int64) {
+		t.Helper()
+		got, err := ob.Claim(ctx, "ehr", at, time.Hour, 10)
+		if err != nil || !equal(itemIDs(got), want) {
+			t.Fatalf("Claim = %v %v, want %v", itemIDs(got), err, want)
+		}
+	}
+	complete := func(it *store.OutboxItem, status string, next time.Time) {
+		t.Helper()
+		if err := ob.Complete(ctx, &store.Attempt{ItemID: it.ID, At: now}, status, next); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The vitals sent on its own and the infusion wait for the session
+	// that nests them; an unrelated record does not.
+	claim(now, s1.ID, u1.ID)
+	if b, err := ob.Blocker(ctx, v1.ID); err != nil || b != s1.ID {
+		t.Errorf("Blocker(vitals) = %d %v, want the session %d", b, err, s1.ID)
+	}
+	complete(s1, store.StatusPending, now.Add(time.Minute)) // the EHR answered 500
+	claim(now)
+	claim(now.Add(time.Minute), s1.ID)
+	complete(s1, store.StatusDone, now)
+	claim(now.Add(time.Minute), v1.ID, i1.ID)
+	// And the other way round: a session waits for the vitals record
+	// sent on its own before it, and for its infusion.
+	v2, i2, s2 := own("src|vitals|V"), own("src|infusion|S"), session("2")
+	v2.Version, i2.Version = "2", "2"
+	enqueue(t, s, v2, i2, s2)
+	complete(v1, store.StatusDone, now)
+	complete(i1, store.StatusDead, now)
+	claim(now.Add(time.Minute), v2.ID, i2.ID)
+	complete(v2, store.StatusDone, now)
+	claim(now.Add(time.Minute)) // i2 in flight
+	if b, err := ob.Blocker(ctx, s2.ID); err != nil || b != i2.ID {
+		t.Errorf("Blocker(session) = %d %v, want the infusion %d", b, err, i2.ID)
+	}
+	complete(i2, store.StatusDone, now)
+	claim(now.Add(time.Minute), s2.ID)
+	// A cancelled item no longer holds back the later ones of any of its
+	// keys.
+	s3, v3 := session("3"), own("src|vitals|V")
+	enqueue(t, s, s3, v3)
+	complete(s2, store.StatusDone, now)
+	if err := ob.Cancel(ctx, s3.ID, "wrong hospital", now); err != nil {
+		t.Fatal(err)
+	}
+	claim(now.Add(time.Minute), v3.ID)
+	// A replay's copy of a session is ordered on its nested records too.
+	complete(v3, store.StatusDone, now)
+	s4 := item("ehr", "src|session|T", "p")
+	s4.OrderKeys = []string{"src|vitals|N"}
+	enqueue(t, s, s4)
+	claim(now.Add(time.Minute), s4.ID)
+	complete(s4, store.StatusDone, now)
+	if n, err := ob.Replay(ctx, "ehr", now.Add(-time.Hour), now); err != nil || n == 0 {
+		t.Fatalf("Replay = %d %v", n, err)
+	}
+	n1 := own("src|vitals|N")
+	enqueue(t, s, n1)
+	got, err := ob.Claim(ctx, "ehr", now.Add(time.Minute), time.Minute, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, it := range got {
+		if it.ID == n1.ID {
+			t.Errorf("Claim after a replay = %v: the vitals record %d overtook the replayed session nesting it", itemIDs(got), n1.ID)
+		}
+	}
+}
+
+// testOutboxRetryLater: a dead letter that a later item of the same
+// record (any shared order key) to the same destination supersedes, done,
+// pending or in flight, is not retried (p23 F2); with no later item, or
+// only a dead one, or one to another destination, it is.
+func testOutboxRetryLater(t *testing.T, s store.Store) {
+	ob := store.Outbox(s)
+	ctx := context.Background()
+	now := time.Now().UTC().Add(time.Millisecond)
+	v1, v2, free, elsewhere := item("ehr", "src|vitals|W", "p"), item("ehr", "src|vitals|W", "p"), item("ehr", "src|vitals|F", "p"), item("ehr2", "src|vitals|W", "p")
+	v2.Version = "2"
+	enqueue(t, s, v1, free)
+	got, err := ob.Claim(ctx, "ehr", now.Add(time.Minute), time.Minute, 10)
+	if err != nil || len(got) != 2 {
+		t.Fatalf("Claim = %v %v", itemIDs(got), err)
+	}
+	for _, it := range got {
+		if err := ob.Complete(ctx, &store.Attempt{ItemID: it.ID, At: now, HTTPStatus: 422}, store.StatusDead, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A session nesting the record, sent later, supersedes it as well.
+	sess := item("ehr", "src|session|S", "p")
+	sess.OrderKeys = []string{"src|vitals|W"}
+	enqueue(t, s, v2, elsewhere, sess)
+	var later *store.LaterDeliveryError
+	if err := ob.Retry(ctx, v1.ID, now); !errors.As(err, &later) || later.ID != sess.ID || later.Status != store.StatusPending {
+		t.Fatalf("Retry(v1, later session pending) = %v, want a LaterDeliveryError naming %d", err, sess.ID)
+	}
+	if it, _, _ := ob.Delivery(ctx, v1.ID); it.Status != store.StatusDead {
+		t.Errorf("refused Retry changed the status to %s", it.Status)
+	}
+	if err := ob.Cancel(ctx, sess.ID, "test", now); err != nil {
+		t.Fatal(err)
+	}
+	if err := ob.Retry(ctx, v1.ID, now); !errors.As(err, &later) || later.ID != v2.ID {
+		t.Fatalf("Retry(v1, v2 pending) = %v, want a LaterDeliveryError naming %d", err, v2.ID)
+	}
+	got, _ = ob.Claim(ctx, "ehr", now.Add(time.Minute), time.Minute, 10)
+	if !equal(itemIDs(got), []int64{v2.ID}) {
+		t.Fatalf("Claim = %v, want v2", itemIDs(got))
+	}
+	if err := ob.Complete(ctx, &store.Attempt{ItemID: v2.ID, At: now, HTTPStatus: 200}, store.StatusDone, now); err != nil {
+		t.Fatal(err)
+	}
+	if err := ob.Retry(ctx, v1.ID, now); !errors.As(err, &later) || later.ID != v2.ID || later.Status != store.StatusDone {
+		t.Fatalf("Retry(v1, v2 done) = %v, want a LaterDeliveryError naming %d done", err, v2.ID)
+	}
+	// No later item of its own record: retried.
+	if err := ob.Retry(ctx, free.ID, now); err != nil {
+		t.Errorf("Retry(free) = %v", err)
+	}
+}
