@@ -28,18 +28,22 @@ import (
 // request.
 type View struct {
 	// ID is the delivery's public id (IDs), never the outbox row's number.
-	ID          string     `json:"id"`
-	Destination string     `json:"destination"`
-	Status      string     `json:"status"`
-	Kind        string     `json:"kind"`
-	Source      string     `json:"source"`
-	RecordID    string     `json:"recordId"`
-	Version     string     `json:"version"`
-	Patient     string     `json:"patient"`
-	TraceID     string     `json:"traceId,omitempty"`
-	Attempts    int        `json:"attempts"`
-	NextAttempt *time.Time `json:"nextAttempt,omitempty"` // pending and in-flight deliveries only
-	LastError   string     `json:"lastError,omitempty"`
+	ID          string `json:"id"`
+	Destination string `json:"destination"`
+	Status      string `json:"status"`
+	Kind        string `json:"kind"`
+	Source      string `json:"source"`
+	RecordID    string `json:"recordId"`
+	Version     string `json:"version"`
+	Patient     string `json:"patient"`
+	TraceID     string `json:"traceId,omitempty"`
+	Attempts    int    `json:"attempts"`
+	// OutageProbes is how many of Attempts probed the destination while
+	// it was on hold and failed on the outage (no connection, timeout,
+	// 5xx, 429): they do not count toward the attempt limit.
+	OutageProbes int        `json:"outageProbes,omitempty"`
+	NextAttempt  *time.Time `json:"nextAttempt,omitempty"` // pending and in-flight deliveries only
+	LastError    string     `json:"lastError,omitempty"`
 	// WaitingFor is, for a pending delivery, the id of the delivery of an
 	// earlier version of its record that is pending or in flight: it goes
 	// first (order per source record), so this one waits for it.
@@ -134,7 +138,7 @@ func (av *AttemptView) setAnswer(raw []byte, withPayload bool) {
 func NewView(ids *IDs, it *store.OutboxItem, attempts []*store.Attempt, withPayload bool) View {
 	v := View{ID: ids.Encode(it.ID), Destination: it.Destination, Status: it.Status, Kind: it.Kind, Source: it.Source,
 		RecordID: it.RecordID, Version: it.Version, Patient: it.Patient, TraceID: it.TraceID, Attempts: it.Attempts,
-		LastError: it.LastError, Created: it.Created, Updated: it.Updated, Tenant: it.Tenant}
+		OutageProbes: it.Probes, LastError: it.LastError, Created: it.Created, Updated: it.Updated, Tenant: it.Tenant}
 	if (it.Status == store.StatusPending || it.Status == store.StatusInFlight) && !it.NextAttempt.IsZero() {
 		next := it.NextAttempt
 		v.NextAttempt = &next

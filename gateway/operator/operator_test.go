@@ -2,6 +2,7 @@ package operator_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -498,5 +499,42 @@ func TestViewCountsEHRWarnings(t *testing.T) {
 	v, err := ops.Show(ctx, "", ids.Encode(it.ID), false)
 	if err != nil || v.EHRWarnings != 2 || len(v.History) != 1 || v.History[0].EHRWarnings != 2 {
 		t.Fatalf("Show = %+v %v, want 2 EHR warnings on the delivery and its attempt", v, err)
+	}
+}
+
+// TestViewCountsOutageProbes: a delivery's view says how many of its
+// attempts were probes of a destination on hold that failed on the
+// outage, which do not count toward the attempt limit (p23 F3), so an
+// operator reading "attempts: 12" knows how close the record is to a
+// dead letter.
+func TestViewCountsOutageProbes(t *testing.T) {
+	st := openStore(t)
+	ctx := context.Background()
+	it := &store.OutboxItem{Destination: "hosp", OrderKey: "src|vitals|W", Patient: "src|P", Kind: "vitals",
+		Source: "src", RecordID: "W", Version: "1", Payload: []byte(`{}`)}
+	if err := st.Write(ctx, func(tx store.Tx) error { return tx.Enqueue(it) }); err != nil {
+		t.Fatal(err)
+	}
+	for i, probe := range []bool{true, false} {
+		if _, err := st.Claim(ctx, "hosp", time.Now().Add(time.Hour), time.Minute, 1); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Complete(ctx, &store.Attempt{ItemID: it.ID, At: time.Now(), HTTPStatus: 503, Error: "http 503", Probe: probe},
+			store.StatusPending, time.Now().Add(-time.Second)); err != nil {
+			t.Fatalf("attempt %d: %v", i+1, err)
+		}
+	}
+	ops := operator.New(st, []string{"hosp"}, nil, nil)
+	ids, err := ops.IDs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := ops.Show(ctx, "", ids.Encode(it.ID), false)
+	if err != nil || v.Attempts != 2 || v.OutageProbes != 1 {
+		t.Fatalf("Show = %+v %v, want 2 attempts, 1 of them an outage probe", v, err)
+	}
+	raw, _ := json.Marshal(v)
+	if !strings.Contains(string(raw), `"outageProbes":1`) {
+		t.Errorf("the view's JSON does not say so: %s", raw)
 	}
 }
