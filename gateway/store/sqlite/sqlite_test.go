@@ -577,20 +577,35 @@ func TestCheckIntegrityFinds(t *testing.T) {
 	ctx := context.Background()
 	for _, tc := range []struct {
 		name, stmt, want string
+		enqueue          bool // an outbox item stored first
 	}{
 		{"current row without its version",
 			`INSERT INTO current (type, id, version, last_updated) VALUES ('Patient', 'p-orphan', 1, 0)`,
-			"a current row without its version: Patient/p-orphan"},
+			"a current row without its version: Patient/p-orphan", false},
 		{"index row without its resource",
 			`INSERT INTO idx_token (type, id, param, system, code, text) VALUES ('Observation', 'o-orphan', 'code', 's', 'c', '')`,
-			"a row of idx_token without a current, non-deleted resource: Observation/o-orphan"},
+			"a row of idx_token without a current, non-deleted resource: Observation/o-orphan", false},
 		{"delivery attempt without its outbox item",
 			`INSERT INTO delivery_attempts (item_id, n, at, duration_ms, http_status, trace_id, error) VALUES (42, 1, 0, 0, 0, '', '')`,
-			"a delivery attempt without its outbox item: 42/1"},
+			"a delivery attempt without its outbox item: 42/1", false},
+		{"order key without its outbox item",
+			`INSERT INTO outbox_keys (item_id, order_key, destination, tenant, live) VALUES (43, 'k', 'hosp', '', 1)`,
+			"an order key without its outbox item: 43/1", false},
+		{"outbox item without its order keys", `DELETE FROM outbox_keys`,
+			"an outbox item without its order keys: ", true},
+		{"order key live for an item done", `UPDATE outbox_keys SET live = 0`,
+			"an order key whose live flag disagrees with its item's status: ", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s, _ := openTemp(t, Options{})
 			defer s.Close()
+			if tc.enqueue {
+				it := &store.OutboxItem{Destination: "hosp", OrderKey: "src|vitals|W", OrderKeys: []string{"src|session|S"},
+					Patient: "src|P", Kind: "vitals", Source: "src", RecordID: "W", Version: "1", Payload: []byte(`{}`)}
+				if err := s.Write(ctx, func(tx store.Tx) error { return tx.Enqueue(it) }); err != nil {
+					t.Fatal(err)
+				}
+			}
 			if err := s.CheckIntegrity(ctx); err != nil {
 				t.Fatalf("a new database: %v", err)
 			}
