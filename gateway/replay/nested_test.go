@@ -242,14 +242,32 @@ func TestWithdrawnNestedNotRevived(t *testing.T) {
 		!strings.Contains(withdrawn, "12:30:00") {
 		t.Fatal("the examples are not as this test expects")
 	}
+	// A second nested adverse event, withdrawn too: each withdrawal is its
+	// own record's (the session's replay reads each one's Provenances).
+	var doc map[string]any
+	if err := json.Unmarshal(session, &doc); err != nil {
+		t.Fatal(err)
+	}
+	aes := doc["adverseEvents"].([]any)
+	second := map[string]any{}
+	for k, v := range aes[0].(map[string]any) {
+		second[k] = v
+	}
+	second["recordId"], second["event"] = "AE-2026-0310-002", "dizziness"
+	doc["adverseEvents"] = append(aes, second)
+	if session, err = json.Marshal(doc); err != nil {
+		t.Fatal(err)
+	}
+	withdrawn2 := strings.Replace(strings.Replace(withdrawn, "AE-2026-0310-001", "AE-2026-0310-002", 1), `"nausea"`, `"dizziness"`, 1)
 	f := newFixture(t)
 	f.ingest(t, "", "session", session)
-	if len(f.versions(t, "", "AdverseEvent")) != 1 {
-		t.Fatal("the session stored no AdverseEvent")
+	if len(f.versions(t, "", "AdverseEvent")) != 2 {
+		t.Fatal("the session stored no two AdverseEvents")
 	}
 	f.ingest(t, "", "adverse-event", []byte(withdrawn))
+	f.ingest(t, "", "adverse-event", []byte(withdrawn2))
 	if n := len(f.versions(t, "", "AdverseEvent")); n != 0 {
-		t.Fatalf("the withdrawal left %d AdverseEvents", n)
+		t.Fatalf("the withdrawals left %d AdverseEvents", n)
 	}
 	before := map[int64]bool{} // the deliveries the ingests queued
 	items, _ := f.st.Deliveries(context.Background(), store.DeliveryFilter{Limit: 1000})

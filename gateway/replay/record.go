@@ -35,6 +35,8 @@ type remapped struct {
 	raws    [][]byte
 	entries []*match
 	removed []*store.Resource
+	// refs are the record's last answer's locations ("Type/id"), by entry.
+	refs []string
 }
 
 // match is one resource the mapping makes now and what is stored of it.
@@ -194,6 +196,7 @@ func (s *Service) match(ctx context.Context, m *remapped, values, fast bool) err
 			refs[i] = parts[0] + "/" + parts[1]
 		}
 	}
+	m.refs = refs
 	stored, err := s.cfg.Store.ReadCurrent(ctx, refs)
 	if err != nil {
 		return err
@@ -476,19 +479,17 @@ func (s *Service) guard(ctx context.Context, m *remapped) error {
 // record's own: nothing to report; one by another writer (a client's
 // DELETE) is reported, left as it is.
 func (s *Service) deleted(ctx context.Context, m *remapped, own, other map[string]int64) error {
-	var resp fhirwire.Bundle
-	_ = json.Unmarshal(m.l.Response, &resp)
-	var nested map[string]int64 // the versions the nested records' Provenances list
+	nested := map[string]int64{}  // the versions the nested records' Provenances list
+	searched := map[string]bool{} // the nested records (pointers) whose Provenances are in nested
 	for _, mt := range m.entries {
 		if mt.stored != nil {
 			continue
 		}
 		e := m.res.Entries[mt.i]
 		var typ, id string
-		if mt.i < len(resp.Entry) && resp.Entry[mt.i].Response != nil {
-			parts := strings.Split(resp.Entry[mt.i].Response.Location, "/")
-			if len(parts) >= 2 && parts[0] == e.ResourceType {
-				typ, id = parts[0], parts[1]
+		if mt.i < len(m.refs) {
+			if t, i, _ := strings.Cut(m.refs[mt.i], "/"); t == e.ResourceType {
+				typ, id = t, i
 			}
 		}
 		if id == "" && e.Method == fhir.HTTPVerbPUT && !strings.Contains(e.URL, "?") {
@@ -509,10 +510,9 @@ func (s *Service) deleted(ctx context.Context, m *remapped, own, other map[strin
 			continue
 		}
 		mt.gone = typ + "/" + id
-		if sess, ok := m.rec.(*mapping.Session); ok && e.Record != "" && nested == nil {
-			nested = map[string]int64{}
-			kind, rid := nestedAt(sess, e.Record)
-			if rid != "" {
+		if sess, ok := m.rec.(*mapping.Session); ok && e.Record != "" && !searched[e.Record] {
+			searched[e.Record] = true
+			if kind, rid := nestedAt(sess, e.Record); rid != "" {
 				ps, err := s.provenances(ctx, m.l.Tenant, mapping.RecordSystem(s.cfg.IdentifierBase, recordSource(m.l), kind), rid)
 				if err != nil {
 					return err
