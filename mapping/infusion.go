@@ -106,10 +106,13 @@ func checkInfusion(in *InfusionBody, p string, v *violations) {
 		}
 		// A session stopped early may stop between the two sprays of a
 		// device (one per nostril): its dose given is whole sprays.
-		if a := in.AdministeredDoseMg; a != nil && in.Status == "stopped-early" && math.Mod(*a, EsketamineSprayMg) != 0 {
-			v.add("infusion.dose-plausible", p+"/administeredDoseMg", "an esketamine nasal dose given is a whole number of %d mg sprays (two to a %d mg device: 0, 14, 28, 42, ... up to the planned dose)", EsketamineSprayMg, EsketamineDeviceMg)
-		} else if a != nil && in.Status != "stopped-early" && math.Mod(*a, EsketamineDeviceMg) != 0 {
-			v.add("infusion.dose-plausible", p+"/administeredDoseMg", "an esketamine nasal dose given is a whole number of %d mg devices (0, 28, 56 or 84 mg); a session stopped early may end after one spray of a device (%d mg)", EsketamineDeviceMg, EsketamineSprayMg)
+		if a := in.AdministeredDoseMg; a != nil {
+			switch stopped := in.Status == "stopped-early"; {
+			case stopped && math.Mod(*a, EsketamineSprayMg) != 0:
+				v.add("infusion.dose-plausible", p+"/administeredDoseMg", "an esketamine nasal dose given is a whole number of %d mg sprays (two to a %d mg device: 0, 14, 28, 42, ... up to the planned dose)", EsketamineSprayMg, EsketamineDeviceMg)
+			case !stopped && math.Mod(*a, EsketamineDeviceMg) != 0:
+				v.add("infusion.dose-plausible", p+"/administeredDoseMg", "an esketamine nasal dose given is a whole number of %d mg devices (0, 28, 56 or 84 mg); a session stopped early may end after one spray of a device (%d mg)", EsketamineDeviceMg, EsketamineSprayMg)
+			}
 		}
 		if in.DoseMgPerKg != nil {
 			v.add("infusion.iv-only", p+"/doseMgPerKg", "esketamine nasal spray is dosed in %d mg devices, not by weight: leave out doseMgPerKg and send totalDoseMg", EsketamineDeviceMg)

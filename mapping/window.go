@@ -156,9 +156,11 @@ func vitalsDuring(vs *VitalsBody) bool { return vs.Timepoint == "post-dose-40min
 
 // assessmentDuring reports whether an assessment rates the session's acute
 // effects (sedation, dissociation) and so is taken during it.
-func assessmentDuring(a *AssessmentBody) bool {
-	return a.Instrument == "MOAA-S" || a.Instrument == "CADSS"
-}
+func assessmentDuring(a *AssessmentBody) bool { return isRating(a.Instrument) }
+
+// isRating reports whether the instrument named rates a session's acute
+// effects: sedation (MOAA/S) or dissociation (CADSS).
+func isRating(instrument string) bool { return instrument == "MOAA-S" || instrument == "CADSS" }
 
 // checkWindowed checks one record of a session against its window: the
 // adverse event's onset, or the time of a measurement taken during the
@@ -182,8 +184,10 @@ func checkWindowed(rec any, w Window, p string, v *violations) {
 			v.add("session.time-window", p+"/measuredAt", "discharge vitals are measured after the infusion ends; send the measurement under the time point it was taken at")
 		}
 	case *AssessmentBody:
-		if t, ok := parseTime(r.TakenAt); ok && assessmentDuring(r) && w.ratingMiss(t) != "" {
-			v.add("session.time-window", p+"/takenAt", "a sedation or dissociation rating of a session is taken from %d hours before the infusion's start (a baseline) to the end of monitoring; %s", BaselineMinutes/60, w.ratingMiss(t))
+		if t, ok := parseTime(r.TakenAt); ok && assessmentDuring(r) {
+			if miss := w.ratingMiss(t); miss != "" {
+				v.add("session.time-window", p+"/takenAt", "a sedation or dissociation rating of a session is taken from %d hours before the infusion's start (a baseline) to the end of monitoring; %s", BaselineMinutes/60, miss)
+			}
 		}
 	}
 }
@@ -371,12 +375,15 @@ func storedDuring(doc map[string]any) bool {
 // storedRating reports whether a stored Observation is a MOAA/S score or a
 // CADSS panel (a rating, which may be a baseline before the infusion).
 func storedRating(doc map[string]any) bool {
-	ratings := map[string]bool{}
-	for _, key := range []string{"moaas.total", "cadss.panel"} {
-		ratings[concept(key).System+"|"+concept(key).Code] = true
-	}
 	code, _ := doc["code"].(map[string]any)
-	return codedAs(code, ratings)
+	codings, _ := code["coding"].([]any)
+	for _, c := range codings {
+		cm, _ := c.(map[string]any)
+		if name, ok := InstrumentCoded(str(cm, "system"), str(cm, "code")); ok && isRating(name) {
+			return true
+		}
+	}
+	return false
 }
 
 // storedAt reports whether a stored Observation is a vitals measurement at
