@@ -341,4 +341,20 @@ func TestDeletedByClientNotRevived(t *testing.T) {
 	if n := len(f.versions(t, "", "AdverseEvent")); n != 0 {
 		t.Fatalf("the apply brought back %d AdverseEvents", n)
 	}
+	// Without the record's receipts (an audit trail that was off), who
+	// deleted it cannot be told, but it is still not made again.
+	// (Receipts are read-only through the API: deleted in the store.)
+	for _, r := range f.versions(t, "", "Provenance") {
+		gone := &store.Resource{Type: r.Type, ID: r.ID, Version: r.Version + 1, Deleted: true, Tenant: r.Tenant, Method: "DELETE", Status: 204}
+		if err := f.st.Write(context.Background(), func(tx store.Tx) error { return tx.Put(gone, nil) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(f.versions(t, "", "Provenance")); n != 0 {
+		t.Fatalf("%d receipts left", n)
+	}
+	run(t, f.service(heartRateDisplay), replay.Options{Tenant: search.AllTenants, Apply: true, Reason: "test"})
+	if n := len(f.versions(t, "", "AdverseEvent")); n != 0 {
+		t.Fatalf("without receipts, the apply brought back %d AdverseEvents", n)
+	}
 }

@@ -375,7 +375,10 @@ func (s *Service) guard(ctx context.Context, m *remapped) error {
 		return err
 	}
 	if len(provs) == 0 {
-		return nil // the audit trail was off (or the id names nothing a search can): nothing tells another writer apart
+		// The audit trail was off (or the id names nothing a search can):
+		// nothing tells another writer apart, but a resource deleted since
+		// is still not made again.
+		return s.deleted(ctx, m, nil, nil)
 	}
 	own := map[string]int64{}   // the versions this record wrote
 	other := map[string]int64{} // the versions the record's other form wrote
