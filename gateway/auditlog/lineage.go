@@ -458,8 +458,9 @@ func receipt(ctx context.Context, st store.Store, ids *deliveryIDs, tenant, prov
 		rc.Activity, _ = dig(a[0], "code").(string)
 	}
 	for _, r := range list(p["reason"]) {
-		if text, ok := dig(r, "text").(string); ok && rc.Reason == "" {
+		if text, ok := dig(r, "text").(string); ok {
 			rc.Reason = text
+			break
 		}
 	}
 	for _, t := range list(p["target"]) {
@@ -636,7 +637,7 @@ func (d *deletions) of(ctx context.Context, tenant string, refs []string) ([]Del
 			if len(versions) > 0 && versions[0].Deleted {
 				w := versions[0]
 				v = &DeletedView{Resource: typ + "/" + id, Version: fmt.Sprintf("%s/%s/_history/%d", typ, id, w.Version),
-					At: w.LastUpdated.UTC().Format("2006-01-02T15:04:05.000Z07:00")}
+					At: fhirwire.Instant(w.LastUpdated)}
 			}
 			if d.seen == nil {
 				d.seen = map[string]*DeletedView{}
