@@ -56,7 +56,7 @@ func logRecovery(ctx context.Context, st store.Store, logger *slog.Logger, now t
 // rows an older build wrote, naming the command that rewrites them.
 func logIndexVersion(ctx context.Context, st store.Store, logger *slog.Logger) {
 	if v, err := st.IndexVersion(ctx); err != nil {
-		logger.Warn("could not read the search index's version", "error", err.Error())
+		logger.Warn("could not read the search index's version", "error_class", store.ErrorClass(err))
 	} else if v < search.IndexVersion {
 		logger.Warn("the search index holds rows an older build wrote: some searches may miss resources written before "+
 			"the upgrade; run 'ketamine-gateway reindex' on this database, beside the running gateway, once every "+
