@@ -570,10 +570,13 @@ func (d *destWorker) attempt(ctx context.Context, it *store.OutboxItem, probe bo
 		// A dead letter has no next attempt (next is the zero time).
 		attrs = append(attrs, "next_attempt", next)
 	}
-	if n := ehrWarnings(res.Body); status == store.StatusDone && n > 0 {
-		// The EHR took the record but warned: the count, never its texts.
-		level, msg = slog.LevelWarn, "delivery: delivered with EHR warnings"
-		attrs = append(attrs, "ehr_warnings", n)
+	if status == store.StatusDone {
+		// The EHR took the record but warned: the count, never its texts
+		// (the answer is read for them only once the record is delivered).
+		if n := ehrWarnings(res.Body); n > 0 {
+			level, msg = slog.LevelWarn, "delivery: delivered with EHR warnings"
+			attrs = append(attrs, "ehr_warnings", n)
+		}
 	}
 	o.Logger.Log(ctx, level, msg, attrs...)
 	if err != nil {
