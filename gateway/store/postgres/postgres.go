@@ -327,7 +327,7 @@ func config(url string, opts Options) (*pgxpool.Config, limits, sqlstore.Config,
 	// login); the dialer's own bounds the TCP connection, and its
 	// keepalives and user timeout find a peer gone without a reset.
 	cfg.ConnConfig.DialFunc = ka.dialer(connect).DialContext
-	if !strings.Contains(url, "pool_ping_timeout") {
+	if cfg.PingTimeout == 0 { // no pool_ping_timeout in the URL (pgxpool parsed it)
 		// pgxpool pings a connection idle for over a second before
 		// handing it out: a dead one fails within this, not after the
 		// acquire timeout.
