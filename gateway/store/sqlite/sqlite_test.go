@@ -24,6 +24,9 @@ func openTemp(t testing.TB, opts Options) (*Store, string) {
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
+	// Closed before t.TempDir's removal (cleanups run last first): the
+	// checkpointer may still be writing the WAL when a test returns.
+	t.Cleanup(func() { s.Close() })
 	return s, path
 }
 
