@@ -18,18 +18,25 @@ import (
 // conns are a Store's pool as sqlstore uses it (sqlstore.DB).
 type conns struct{ s *Store }
 
-// Begin starts a READ COMMITTED transaction on a pooled connection. When
-// the connection turns out to have been closed by the server, the pool
-// drops every connection it holds and BEGIN runs once more on a new one
-// (nothing was written yet).
-func (c conns) Begin(ctx context.Context) (sqlstore.Tx, error) {
+// Begin starts a READ COMMITTED transaction on a pooled connection, with
+// first (a fence's lock) in BEGIN's round trip: one query of the simple
+// protocol. When it fails the connection is left in an aborted
+// transaction, which the pool closes on release. When the connection
+// turns out to have been closed by the server, the pool drops every
+// connection it holds and BEGIN runs once more on a new one (nothing was
+// written yet).
+func (c conns) Begin(ctx context.Context, first string) (sqlstore.Tx, error) {
 	s := c.s
+	opts := pgx.TxOptions{IsoLevel: pgx.ReadCommitted, AccessMode: pgx.ReadWrite}
+	if first != "" {
+		opts.BeginQuery = "BEGIN ISOLATION LEVEL READ COMMITTED READ WRITE; " + first
+	}
 	for attempt := 0; ; attempt++ {
 		pc, err := s.acquire(ctx)
 		if err != nil {
 			return nil, err
 		}
-		ptx, err := s.begin(ctx, pc, pgx.TxOptions{IsoLevel: pgx.ReadCommitted, AccessMode: pgx.ReadWrite})
+		ptx, err := s.begin(ctx, pc, opts)
 		if err == nil {
 			return &tx{conn: s.conn(ptx), ptx: ptx, c: pc}, nil
 		}

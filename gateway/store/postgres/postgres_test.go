@@ -503,3 +503,50 @@ func TestWritesAhead(t *testing.T) {
 		t.Error("a write transaction does not write ahead")
 	}
 }
+
+// TestWriteFenceHeld: a write transaction takes the write fence in its
+// BEGIN's round trip; while an export's kick-off holds the fence
+// exclusively longer than the lock timeout, a write fails with
+// ErrUnavailable (CauseLocked), writes nothing, and the connections it
+// used are usable again once the fence is free.
+func TestWriteFenceHeld(t *testing.T) {
+	ctx := context.Background()
+	s, u := openFresh(t, Options{MaxConns: 2, LockTimeout: 200 * time.Millisecond})
+	holder, err := pgx.Connect(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close(ctx)
+	htx, err := holder.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := htx.Exec(ctx, dialect.AwaitFence); err != nil {
+		t.Fatal(err)
+	}
+	put := func(id string) error {
+		return s.Write(ctx, func(tx store.Tx) error {
+			return tx.Put(&store.Resource{Type: "Basic", ID: id, Version: 1, LastUpdated: time.Now(), Body: []byte(`{"resourceType":"Basic","id":"` + id + `"}`)}, nil)
+		})
+	}
+	for _, id := range []string{"a", "b", "c"} { // more than the pool holds
+		err := put(id)
+		if !errors.Is(err, store.ErrUnavailable) || store.UnavailableCause(err) != store.CauseLocked {
+			t.Fatalf("write while the fence is held: %v, want ErrUnavailable (locked)", err)
+		}
+	}
+	if err := htx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"d", "e", "f"} {
+		if err := put(id); err != nil {
+			t.Fatalf("write after the fence is free: %v", err)
+		}
+	}
+	if _, err := s.Read(ctx, "Basic", "a"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("a refused write's resource: %v, want ErrNotFound", err)
+	}
+	if err := s.AwaitWrites(ctx); err != nil {
+		t.Errorf("AwaitWrites: %v", err)
+	}
+}

@@ -84,7 +84,7 @@ func (c *conns) changes(ctx context.Context) int64 {
 // rolls a transaction back when a statement in it is interrupted, and
 // the statements that followed would then commit one by one. A lock held
 // by another process is waited for at most the busy timeout.
-func (c *conns) Begin(ctx context.Context) (sqlstore.Tx, error) {
+func (c *conns) Begin(ctx context.Context, first string) (sqlstore.Tx, error) {
 	c.wmu.Lock()
 	if c.cp.restart.Swap(false) {
 		c.restartWAL(ctx)
@@ -105,6 +105,12 @@ func (c *conns) Begin(ctx context.Context) (sqlstore.Tx, error) {
 		return nil, fmt.Errorf("sqlite: begin: %w", mapErr(err))
 	}
 	c.inTx.Store(true)
+	if first != "" {
+		if _, err := t.Exec(ctx, first); err != nil {
+			t.Rollback(ctx)
+			return nil, fmt.Errorf("sqlite: begin: %w", mapErr(err))
+		}
+	}
 	return t, nil
 }
 

@@ -451,15 +451,9 @@ func (s *Store) runAlone(r *request) (res result) {
 
 // begin starts a write transaction on ctx.
 func (s *Store) begin(ctx context.Context) (*tx, error) {
-	c, err := s.db.Begin(ctx)
+	c, err := s.db.Begin(ctx, s.d.WriteFence)
 	if err != nil {
 		return nil, err
-	}
-	if s.d.WriteFence != "" {
-		if _, err := c.Exec(ctx, s.d.WriteFence); err != nil {
-			c.Rollback(ctx)
-			return nil, fmt.Errorf("%s: begin: %w", s.d.Name, s.err(ctx, err))
-		}
 	}
 	if s.d.FlushAhead {
 		c = &aheadTx{tx: c}
@@ -478,14 +472,11 @@ func (s *Store) AwaitWrites(ctx context.Context) error {
 	if s.d.AwaitFence == "" {
 		return s.Write(ctx, func(store.Tx) error { return nil })
 	}
-	c, err := s.db.Begin(ctx)
+	c, err := s.db.Begin(ctx, s.d.AwaitFence)
 	if err != nil {
 		return err
 	}
-	defer c.Rollback(ctx)
-	if _, err := c.Exec(ctx, s.d.AwaitFence); err != nil {
-		return fmt.Errorf("%s: await writes: %w", s.d.Name, s.err(ctx, err))
-	}
+	c.Rollback(ctx)
 	return nil
 }
 

@@ -21,7 +21,7 @@ type lockedDB struct {
 	wait   chan struct{}
 }
 
-func (d *lockedDB) Begin(context.Context) (Tx, error) {
+func (d *lockedDB) Begin(context.Context, string) (Tx, error) {
 	if d.begins.Add(1) == 1 {
 		<-d.wait
 	}

@@ -79,8 +79,10 @@ type Dialect struct {
 // methods themselves (no connection, BEGIN failed) come back named and
 // classified (see Dialect.Err); fn's errors come back unchanged.
 type DB interface {
-	// Begin starts a write transaction.
-	Begin(ctx context.Context) (Tx, error)
+	// Begin starts a write transaction and, when first is not "", runs
+	// first in it (Dialect.WriteFence or AwaitFence), in the same round
+	// trip as BEGIN where the backend can.
+	Begin(ctx context.Context, first string) (Tx, error)
 	// Read runs fn, which only reads, with a connection. It may run fn
 	// again, on a new connection, when the first turned out to be lost.
 	Read(ctx context.Context, fn func(Conn) error) error
