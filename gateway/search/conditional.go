@@ -201,18 +201,70 @@ func Satisfies(q *Query, entries []Entry) bool {
 // the stores compare them. A clause that certainly fails decides the
 // query (selected false, known true) whatever the others are.
 func Selects(q *Query, id string, entries []Entry) (selected, known bool) {
+	return selects(q, id, entries, false)
+}
+
+// SelectsStored is Selects for the entries of a stored resource, whose
+// references are resolved (those of a resource a transaction is about
+// to write may still name its other entries' fullUrls): it also decides
+// :missing and references to a resource by type and id, where a
+// reference parameter's literal references are where the stores keep
+// them (ReferenceRows: an Observation's patient is its subject of type
+// Patient). A reference by URL or by bare id stays the store's.
+func SelectsStored(q *Query, id string, entries []Entry) (selected, known bool) {
+	return selects(q, id, entries, true)
+}
+
+func selects(q *Query, id string, entries []Entry, stored bool) (selected, known bool) {
 	if q == nil || len(q.Clauses) == 0 {
 		return false, false
 	}
 	known = true
 	for _, c := range q.Clauses {
-		ok, k := selectsClause(c, id, entries)
+		ok, k := false, false
+		if stored && (c.Missing != nil || c.Type == TypeReference) {
+			ok, k = selectsStoredClause(q.Type, c, entries)
+		} else {
+			ok, k = selectsClause(c, id, entries)
+		}
 		if k && !ok {
 			return false, true
 		}
 		known = known && k
 	}
 	return known, known
+}
+
+// selectsStoredClause is SelectsStored for a :missing clause or a
+// reference clause of a resource of typ.
+func selectsStoredClause(typ string, c Clause, entries []Entry) (ok, known bool) {
+	if c.Chain != nil || c.Has != nil {
+		return false, false
+	}
+	param, refType := c.Param, ""
+	if c.Type == TypeReference {
+		param, refType = ReferenceRows(typ, c.Param)
+	}
+	isRef := func(e Entry) bool {
+		return e.Param == param && e.Type == TypeReference && (refType == "" || e.RefType == refType)
+	}
+	switch {
+	case c.Missing != nil:
+		present := slices.ContainsFunc(entries, func(e Entry) bool {
+			return isRef(e) || e.Param == c.Param && (c.Type != TypeReference || e.Type == TypeToken)
+		})
+		return present == !*c.Missing, true
+	case c.Modifier == "":
+		if slices.ContainsFunc(c.Values, func(v Value) bool { return v.RefID == "" || v.RefType == "" }) {
+			return false, false // a URL, or a bare id (of any type)
+		}
+		return slices.ContainsFunc(entries, func(e Entry) bool {
+			return isRef(e) && slices.ContainsFunc(c.Values, func(v Value) bool {
+				return e.RefType == v.RefType && e.RefID == v.RefID
+			})
+		}), true
+	}
+	return false, false
 }
 
 // selectsClause is Selects for one clause (its values ORed).

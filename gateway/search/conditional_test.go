@@ -249,3 +249,50 @@ func TestSelects(t *testing.T) {
 		}
 	}
 }
+
+// TestSelectsStored: for a stored resource's entries, references by type
+// and id and :missing are decided too; what Selects decides is decided
+// the same; references by URL or bare id stay the store's.
+func TestSelectsStored(t *testing.T) {
+	doc := map[string]any{"resourceType": "Observation", "status": "final",
+		"code":    map[string]any{"coding": []any{map[string]any{"system": "http://loinc.org", "code": "8867-4"}}},
+		"subject": map[string]any{"reference": "Patient/p1"}}
+	entries := Extract("Observation", doc)
+	const yes, no, unknown = "yes", "no", "unknown"
+	tests := []struct{ criteria, want, selects string }{
+		{"patient=Patient/p1", yes, unknown},
+		{"patient=Patient/p2", no, unknown},
+		{"subject=Patient/p1", yes, unknown},
+		{"subject=Group/p1", no, unknown},
+		{"subject=Patient/p1&code=8867-4", yes, unknown},
+		{"subject=Patient/p1&code=1234-5", no, no},
+		{"patient=p1", yes, unknown}, // of type Patient: its one target
+		{"subject=p1", unknown, unknown}, // of any type
+		{"patient=http://other.example/fhir/Patient/p1", unknown, unknown},
+		{"has-member:missing=true", yes, unknown},
+		{"has-member:missing=false", no, unknown},
+		{"patient:missing=false", yes, unknown},
+		{"patient:missing=true", no, unknown},
+		{"code:missing=false&status=final", yes, unknown},
+		{"patient.name=ann", unknown, unknown},
+	}
+	for _, tt := range tests {
+		q, err := ParseConditional("Observation", tt.criteria)
+		if err != nil {
+			t.Fatalf("ParseConditional(%s): %v", tt.criteria, err)
+		}
+		for _, f := range []struct {
+			name string
+			fn   func(*Query, string, []Entry) (bool, bool)
+			want string
+		}{{"SelectsStored", SelectsStored, tt.want}, {"Selects", Selects, tt.selects}} {
+			got := unknown
+			if sel, known := f.fn(q, "o1", entries); known {
+				got = map[bool]string{true: yes, false: no}[sel]
+			}
+			if got != f.want {
+				t.Errorf("%s(%s) = %s, want %s", f.name, tt.criteria, got, f.want)
+			}
+		}
+	}
+}
