@@ -266,7 +266,7 @@ func TestSelectsStored(t *testing.T) {
 		{"subject=Group/p1", no, unknown},
 		{"subject=Patient/p1&code=8867-4", yes, unknown},
 		{"subject=Patient/p1&code=1234-5", no, no},
-		{"patient=p1", yes, unknown}, // of type Patient: its one target
+		{"patient=p1", yes, unknown},     // of type Patient: its one target
 		{"subject=p1", unknown, unknown}, // of any type
 		{"patient=http://other.example/fhir/Patient/p1", unknown, unknown},
 		{"has-member:missing=true", yes, unknown},
