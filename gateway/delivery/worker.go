@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
 
@@ -573,7 +574,7 @@ func (d *destWorker) attempt(ctx context.Context, it *store.OutboxItem, probe bo
 	if status == store.StatusDone {
 		// The EHR took the record but warned: the count, never its texts
 		// (the answer is read for them only once the record is delivered).
-		if n := ehrWarnings(res.Body); n > 0 {
+		if n := fhirwire.Warnings(res.Body); n > 0 {
 			level, msg = slog.LevelWarn, "delivery: delivered with EHR warnings"
 			attrs = append(attrs, "ehr_warnings", n)
 		}

@@ -153,30 +153,3 @@ func gatewayNote(i map[string]any) bool {
 	}
 	return false
 }
-
-// ehrWarnings counts the issues of severity warning in an EHR's answer: an
-// OperationOutcome's, or those of a Bundle's entries' outcomes; 0 for an
-// answer that is not JSON.
-func ehrWarnings(raw []byte) int {
-	var r map[string]any
-	if len(raw) == 0 || json.Unmarshal(raw, &r) != nil {
-		return 0
-	}
-	count := func(oo map[string]any) int {
-		n := 0
-		for _, i := range list(oo["issue"]) {
-			if mapOf(i)["severity"] == "warning" {
-				n++
-			}
-		}
-		return n
-	}
-	if r["resourceType"] == "OperationOutcome" {
-		return count(r)
-	}
-	n := 0
-	for _, e := range list(r["entry"]) {
-		n += count(mapOf(mapOf(mapOf(e)["response"])["outcome"]))
-	}
-	return n
-}

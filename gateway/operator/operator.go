@@ -17,6 +17,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/internal/text"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
@@ -146,7 +147,7 @@ func NewView(ids *IDs, it *store.OutboxItem, attempts []*store.Attempt, withPayl
 	for _, a := range attempts {
 		av := AttemptView{N: a.N, At: a.At, DurationMS: a.Duration.Milliseconds(), HTTPStatus: a.HTTPStatus, Error: a.Error, TraceID: a.TraceID}
 		av.setAnswer(a.Outcome, withPayload)
-		av.EHRWarnings = ehrWarnings(a.Outcome)
+		av.EHRWarnings = fhirwire.Warnings(a.Outcome)
 		v.History = append(v.History, av)
 	}
 	if it.Status == store.StatusDone && len(v.History) > 0 {
