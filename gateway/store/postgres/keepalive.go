@@ -42,11 +42,12 @@ func keepaliveSettings(params map[string]string) (keepalive, error) {
 		dst  *time.Duration
 		n    *int
 		min  int
+		want string
 	}{
-		{"keepalives_idle", time.Second, &ka.idle, nil, 1},
-		{"keepalives_interval", time.Second, &ka.every, nil, 1},
-		{"keepalives_count", 0, nil, &ka.count, 1},
-		{"tcp_user_timeout", time.Millisecond, &ka.userTimeout, nil, 0},
+		{"keepalives_idle", time.Second, &ka.idle, nil, 1, "a whole number of seconds, at least 1"},
+		{"keepalives_interval", time.Second, &ka.every, nil, 1, "a whole number of seconds, at least 1"},
+		{"keepalives_count", 0, nil, &ka.count, 1, "a whole number of probes, at least 1"},
+		{"tcp_user_timeout", time.Millisecond, &ka.userTimeout, nil, 0, "a whole number of milliseconds (0: the system's)"},
 	} {
 		v, ok := params[p.name]
 		if !ok {
@@ -55,7 +56,7 @@ func keepaliveSettings(params map[string]string) (keepalive, error) {
 		delete(params, p.name)
 		n, err := strconv.Atoi(v)
 		if err != nil || n < p.min {
-			return ka, invalidSetting(p.name, "want a whole number ("+map[bool]string{true: "seconds", false: "milliseconds"}[p.unit == time.Second]+" for the timeouts)")
+			return ka, invalidSetting(p.name, "want "+p.want)
 		}
 		if p.n != nil {
 			*p.n = n

@@ -3,6 +3,7 @@ package postgres
 import (
 	"errors"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -19,20 +20,23 @@ func TestTimeoutSettings(t *testing.T) {
 		name, query string
 		want        keepalive
 		invalid     bool
+		hint        string // in an invalid setting's message
 	}{
-		{"defaults", "", keepalive{on: true, idle: DefaultKeepaliveIdle, every: DefaultKeepaliveInterval, count: DefaultKeepaliveCount, userTimeout: DefaultTCPUserTimeout}, false},
+		{"defaults", "", keepalive{on: true, idle: DefaultKeepaliveIdle, every: DefaultKeepaliveInterval, count: DefaultKeepaliveCount, userTimeout: DefaultTCPUserTimeout}, false, ""},
 		{"set", "keepalives_idle=30&keepalives_interval=2&keepalives_count=4&tcp_user_timeout=10000&lock_timeout=2s",
-			keepalive{on: true, idle: 30 * time.Second, every: 2 * time.Second, count: 4, userTimeout: 10 * time.Second}, false},
-		{"off", "keepalives=0&tcp_user_timeout=0", keepalive{idle: DefaultKeepaliveIdle, every: DefaultKeepaliveInterval, count: DefaultKeepaliveCount}, false},
-		{"bad idle", "keepalives_idle=soon", keepalive{}, true},
-		{"bad keepalives", "keepalives=yes", keepalive{}, true},
-		{"bad lock_timeout", "lock_timeout=forever", keepalive{}, true},
+			keepalive{on: true, idle: 30 * time.Second, every: 2 * time.Second, count: 4, userTimeout: 10 * time.Second}, false, ""},
+		{"off", "keepalives=0&tcp_user_timeout=0", keepalive{idle: DefaultKeepaliveIdle, every: DefaultKeepaliveInterval, count: DefaultKeepaliveCount}, false, ""},
+		{"bad idle", "keepalives_idle=soon", keepalive{}, true, "seconds"},
+		{"bad count", "keepalives_count=0", keepalive{}, true, "number of probes, at least 1"},
+		{"bad user timeout", "tcp_user_timeout=30s", keepalive{}, true, "milliseconds"},
+		{"bad keepalives", "keepalives=yes", keepalive{}, true, ""},
+		{"bad lock_timeout", "lock_timeout=forever", keepalive{}, true, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg, _, _, err := config(base+tc.query, Options{})
 			if tc.invalid {
-				if !errors.Is(err, store.ErrInvalidSettings) {
-					t.Errorf("config(%q) = %v, want ErrInvalidSettings", tc.query, err)
+				if !errors.Is(err, store.ErrInvalidSettings) || !strings.Contains(err.Error(), tc.hint) {
+					t.Errorf("config(%q) = %v, want ErrInvalidSettings saying %q", tc.query, err, tc.hint)
 				}
 				return
 			}
