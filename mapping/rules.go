@@ -163,6 +163,7 @@ func Rules() []Rule {
 		{"infusion.dose-atypical", "A warning, the record being stored: an IV ketamine plan above 1.0 mg/kg or above 200 mg, beyond the protocols for depression (0.5 mg/kg, titrated up to about 1.0 mg/kg)."},
 		{"infusion.duration-atypical", "A warning, the record being stored: an IV ketamine infusion given as planned ran under 20 minutes or over 2 hours (protocols run about 40 minutes)."},
 		{"infusion.esketamine-monitoring-short", "A warning, the record being stored: an esketamine session that gave a dose records less than 2 hours of monitoring after the administration (monitoringEnd after infusionEnd, else infusionStart), or no monitoringEnd; the esketamine REMS requires at least 2 hours."},
+		{"session.dosed-despite-critical-vitals", "A warning, the record being stored: a session gave its drug (not not-done, a dose above 0) after a pre-dose vital sign the safety thresholds interpret as critical (HH or LL); one warning at each critical value, and the session's Bundle carries a DetectedIssue (profile kg-detected-issue) for the receiving clinician."},
 		{"assessment.phq9-item9-unanswered", "A warning, the record being stored: a PHQ-9 sent with its items does not include item 9, so no safety Flag comes from item 9; that is not a negative answer. (A PHQ-9 sent as its total only claims no item and is not warned on.)"},
 		{"vitals.empty", "A vitals record has at least one measurement."},
 		{"vitals.bp-order", "Systolic blood pressure is greater than diastolic."},
