@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -433,6 +434,11 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 	if err := checkStored(st, rec.rec, res, rec.opts, id.patientID); err != nil {
 		return nil, false, err
 	}
+	// The patient's other sessions: warnings, never a refusal.
+	spacing, err := sessionSpacing(st, rec.rec, rec.opts, id.patientID)
+	if err != nil {
+		return nil, false, err
+	}
 	// The MRN added or changed makes a new version of the same Patient,
 	// which keeps everything else it holds.
 	var patient map[string]any
@@ -503,7 +509,7 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 		sc.Description += fmt.Sprintf("; not delivered to %s (%s)", strings.Join(notSent, ", "), engine.RuleSourceOtherTenant)
 	}
 	b := s.engine.Response(fhirwire.TypeTransactionResponse, entries, nil, ans)
-	warnings := append(mappingWarnings(res.Warnings), demographicsWarning(id.unapplied)...)
+	warnings := append(mappingWarnings(slices.Concat(res.Warnings, spacing)), demographicsWarning(id.unapplied)...)
 	if err := warn(&b, append(warnings, notSentWarning(notSent)...)); err != nil {
 		return nil, false, err
 	}

@@ -161,13 +161,53 @@ func infusionEndOf(rec mapping.Record) time.Time {
 	return t
 }
 
+// sessionSpacing returns the warnings of a session that gave its drug
+// against the same patient's other stored sessions that gave theirs
+// (mapping.SessionSpacing): their MedicationAdministrations, which hold
+// the infusion's period, its status and the dose given, found by one
+// indexed search, by patient and by the identifier system of the source's
+// sessions. Nothing for another record, a withdrawal, or a patient not
+// stored yet (patientID "").
+func sessionSpacing(st store.Tx, rec mapping.Record, opts mapping.Options, patientID string) ([]mapping.Violation, error) {
+	id, ok := mapping.DosedSession(rec, opts)
+	if !ok || patientID == "" {
+		return nil, nil
+	}
+	found, err := searchQuery(st, "MedicationAdministration", "patient="+url.QueryEscape("Patient/"+patientID)+
+		"&identifier="+url.QueryEscape(search.Token(id.System, "")))
+	if err != nil {
+		return nil, err
+	}
+	var others []mapping.OtherSession
+	for _, r := range found {
+		doc, err := decode(r)
+		if err != nil {
+			return nil, err
+		}
+		if o, ok := mapping.OtherSessionOf(doc, id); ok {
+			others = append(others, o)
+		}
+	}
+	return mapping.SessionSpacing(rec, others, opts), nil
+}
+
 // searchAll returns every current resource of typ whose param matches
 // value (a search value: a token built with search.Token, a reference),
 // page by page.
 func searchAll(st store.Tx, typ, param, value string) ([]*store.Resource, error) {
-	q, err := search.ParseConditional(typ, param+"="+url.QueryEscape(value))
+	out, err := searchQuery(st, typ, param+"="+url.QueryEscape(value))
 	if err != nil {
 		return nil, fmt.Errorf("search %s by %s: %w", typ, param, err)
+	}
+	return out, nil
+}
+
+// searchQuery returns every current resource of typ that the search query
+// (name=value pairs, escaped) matches, page by page.
+func searchQuery(st store.Tx, typ, query string) ([]*store.Resource, error) {
+	q, err := search.ParseConditional(typ, query)
+	if err != nil {
+		return nil, err
 	}
 	q.Count = search.MaxCount
 	var out []*store.Resource
