@@ -27,32 +27,41 @@ type criticalValue struct {
 func criticalPreDose(s *Session, lim Safety) []criticalValue {
 	var out []criticalValue
 	for i := range s.Vitals {
-		vs := &s.Vitals[i]
-		if vs.Timepoint != "pre-dose" {
-			continue
+		for _, c := range criticalVitals(&s.Vitals[i], fmt.Sprintf("/vitals/%d", i), lim) {
+			c.vitals = i
+			out = append(out, c)
 		}
-		p := fmt.Sprintf("/vitals/%d", i)
-		add := func(l Limits, v float64, key, name, ptr string) {
-			if in := l.interpret(v); severity(in) == 2 {
-				out = append(out, criticalValue{vitals: i, key: key, name: name, interp: in, pointer: p + ptr})
-			}
+	}
+	return out
+}
+
+// criticalVitals lists the critical values of one vitals record at the
+// pre-dose time point (none at another time point), at pointer p.
+func criticalVitals(vs *VitalsBody, p string, lim Safety) []criticalValue {
+	if vs.Timepoint != "pre-dose" {
+		return nil
+	}
+	var out []criticalValue
+	add := func(l Limits, v float64, key, name, ptr string) {
+		if in := l.interpret(v); severity(in) == 2 {
+			out = append(out, criticalValue{key: key, name: name, interp: in, pointer: p + ptr})
 		}
-		if bp := vs.BloodPressure; bp != nil {
-			add(lim.Systolic, bp.Systolic, "vitals.bp", "systolic blood pressure", "/bloodPressure/systolic")
-			add(lim.Diastolic, bp.Diastolic, "vitals.bp", "diastolic blood pressure", "/bloodPressure/diastolic")
-		}
-		if hr := vs.HeartRate; hr != nil {
-			add(lim.HeartRate, *hr, "vitals.heart-rate", "heart rate", "/heartRate")
-		}
-		if rr := vs.RespiratoryRate; rr != nil {
-			add(lim.RespiratoryRate, *rr, "vitals.respiratory-rate", "respiratory rate", "/respiratoryRate")
-		}
-		if s := vs.SpO2; s != nil {
-			add(lim.SpO2, *s, "vitals.spo2", "SpO2", "/spo2")
-		}
-		if t := vs.Temperature; t != nil {
-			add(lim.Temperature, celsius(t.Value, t.Unit), "vitals.temperature", "body temperature", "/temperature/value")
-		}
+	}
+	if bp := vs.BloodPressure; bp != nil {
+		add(lim.Systolic, bp.Systolic, "vitals.bp", "systolic blood pressure", "/bloodPressure/systolic")
+		add(lim.Diastolic, bp.Diastolic, "vitals.bp", "diastolic blood pressure", "/bloodPressure/diastolic")
+	}
+	if hr := vs.HeartRate; hr != nil {
+		add(lim.HeartRate, *hr, "vitals.heart-rate", "heart rate", "/heartRate")
+	}
+	if rr := vs.RespiratoryRate; rr != nil {
+		add(lim.RespiratoryRate, *rr, "vitals.respiratory-rate", "respiratory rate", "/respiratoryRate")
+	}
+	if s := vs.SpO2; s != nil {
+		add(lim.SpO2, *s, "vitals.spo2", "SpO2", "/spo2")
+	}
+	if t := vs.Temperature; t != nil {
+		add(lim.Temperature, celsius(t.Value, t.Unit), "vitals.temperature", "body temperature", "/temperature/value")
 	}
 	return out
 }
@@ -150,4 +159,53 @@ func (m *mapper) detectedIssue(s *Session, recordID string) {
 		issue.Detail = ptr(fmt.Sprintf("%s given after %s", drugs[in.Drug].medText, what))
 	}
 	m.add("DetectedIssue", id, issue)
+}
+
+// PreDoseWarnings warns the sender of a pre-dose vitals record sent on its
+// own that names a session (sessionId) at each critical value, for the
+// ingest to answer when the named session is stored and gave its drug
+// (the cross-record form of the DetectedIssue: a warning only; the
+// DetectedIssue is the session document's). Nil for other records and a
+// withdrawal.
+func PreDoseWarnings(rec Record, opts Options) []Violation {
+	r, ok := rec.(*Vitals)
+	if !ok || r.SessionID == "" || r.Source.Status == "entered-in-error" {
+		return nil
+	}
+	var w violations
+	for _, c := range criticalVitals(&r.VitalsBody, "", opts.safety()) {
+		w.add("session.dosed-despite-critical-vitals", c.pointer,
+			"the session this measurement names (sessionId), stored before, gave its drug after this critical pre-dose %s (%s): tell the session's clinician; the record is stored as sent",
+			c.name, concept(c.interp).Code)
+	}
+	if len(w) == 0 {
+		return nil
+	}
+	return w.err(KindVitals).(*RuleError).Violations
+}
+
+// StoredCriticalWarnings warns the sender of a session that gave its drug
+// (DosedSession) about the pre-dose vitals records stored apart from it
+// that name it and were charted critical (Linked.Critical): one warning
+// per vitals record, at infusionStart, naming it (the cross-record form
+// of the DetectedIssue).
+func StoredCriticalWarnings(rec Record, linked []Linked, opts Options) []Violation {
+	if _, ok := DosedSession(rec, opts); !ok {
+		return nil
+	}
+	_, p := infusionOf(rec)
+	var w violations
+	seen := map[string]bool{}
+	for _, l := range linked {
+		if !l.Critical || l.Kind != KindVitals || l.OtherPatient || seen[l.RecordID] {
+			continue
+		}
+		seen[l.RecordID] = true
+		w.add("session.dosed-despite-critical-vitals", p+"/infusionStart",
+			"the session gave its drug after a pre-dose measurement charted critical (HH or LL), vitals record %s stored before: check the measurement and the session; the record is stored as sent", l.RecordID)
+	}
+	if len(w) == 0 {
+		return nil
+	}
+	return w
 }

@@ -150,3 +150,80 @@ func TestDosedDespiteCriticalVitals(t *testing.T) {
 		})
 	}
 }
+
+// TestCriticalPreDoseAcrossRecords: the cross-record forms warn, as
+// session.dosed-despite-critical-vitals: a pre-dose vitals record sent on
+// its own with a critical value, at each critical value (whether its
+// session gave the drug is the caller's to know), and a session that gave
+// its drug after a stored pre-dose measurement charted critical (HH, LL),
+// at infusionStart naming the vitals record. LinkedOf reads the stored
+// interpretation.
+func TestCriticalPreDoseAcrossRecords(t *testing.T) {
+	vitals := func(timepoint, bp string) string {
+		return `{` + envelope + `, "sessionId": "S-1", "timepoint": "` + timepoint + `", "measuredAt": "2026-05-20T09:50:00Z", "bloodPressure": ` + bp + `, "spo2": 97}`
+	}
+	for _, tc := range []struct{ name, rec, want string }{
+		{"pre-dose SBP 186", vitals("pre-dose", `{"systolic": 186, "diastolic": 90}`), "/bloodPressure/systolic"},
+		{"pre-dose SBP 186, DBP 112", vitals("pre-dose", `{"systolic": 186, "diastolic": 112}`), "/bloodPressure/diastolic; /bloodPressure/systolic"},
+		{"pre-dose SBP 150", vitals("pre-dose", `{"systolic": 150, "diastolic": 90}`), ""},
+		{"discharge SBP 186", vitals("discharge", `{"systolic": 186, "diastolic": 90}`), ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec, err := mapping.Decode(mapping.KindVitals, []byte(tc.rec))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, w := range mapping.PreDoseWarnings(rec, mapping.Options{}) {
+				if w.Rule != "session.dosed-despite-critical-vitals" || strings.Contains(w.Message, "186") {
+					t.Errorf("warning %s: %q", w.Rule, w.Message)
+				}
+				got = append(got, w.Pointer)
+			}
+			if s := strings.Join(got, "; "); s != tc.want {
+				t.Errorf("PreDoseWarnings() at %q, want %q", s, tc.want)
+			}
+
+			// The same record stored: what a session arriving after it reads.
+			critical := false
+			for _, r := range mapped(t, mapping.KindVitals, tc.rec, mapping.Options{}) {
+				if r["resourceType"] == "Observation" {
+					critical = critical || mapping.LinkedOf(r).Critical
+				}
+			}
+			if critical != (tc.want != "") {
+				t.Errorf("LinkedOf(stored).Critical = %v, want %v", critical, tc.want != "")
+			}
+		})
+	}
+
+	const iv = `"drug": "ketamine-iv", "status": "completed", "doseMgPerKg": 0.5, "bodyWeightKg": 80, "totalDoseMg": 40,
+		"infusionStart": "2026-05-20T10:00:00Z", "infusionEnd": "2026-05-20T10:40:00Z"`
+	linked := []mapping.Linked{
+		{Kind: mapping.KindVitals, RecordID: "V-7", Critical: true},
+		{Kind: mapping.KindVitals, RecordID: "V-7", Critical: true}, // its SpO2 too
+		{Kind: mapping.KindVitals, RecordID: "V-8"},
+	}
+	for _, tc := range []struct{ name, kind, rec, want string }{
+		{"infusion", "infusion", `{` + envelope + `, ` + iv + `}`, "/infusionStart V-7"},
+		{"session", "session", `{` + envelope + `, "infusion": {` + iv + `}}`, "/infusion/infusionStart V-7"},
+		{"not done", "infusion", `{` + envelope + `, "drug": "ketamine-iv", "status": "not-done", "statusReason": {"code": "elevated-blood-pressure"}, "scheduledAt": "2026-05-20T10:00:00Z"}`, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec, err := mapping.Decode(mapping.Kind(tc.kind), []byte(tc.rec))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, w := range mapping.StoredCriticalWarnings(rec, linked, mapping.Options{}) {
+				if w.Rule != "session.dosed-despite-critical-vitals" || !strings.Contains(w.Message, "vitals record V-7") {
+					t.Errorf("warning %s: %q", w.Rule, w.Message)
+				}
+				got = append(got, w.Pointer+" V-7")
+			}
+			if s := strings.Join(got, "; "); s != tc.want {
+				t.Errorf("StoredCriticalWarnings() = %q, want %q", s, tc.want)
+			}
+		})
+	}
+}

@@ -288,3 +288,53 @@ func TestSessionSpacingStored(t *testing.T) {
 		}
 	})
 }
+
+// TestCriticalPreDoseAcrossRecords: the cross-record forms of the
+// DetectedIssue are warnings (session.dosed-despite-critical-vitals): a
+// pre-dose vitals record sent on its own with a critical value that names
+// a stored session which gave its drug is warned at the value; a session
+// that gave its drug, arriving after such a stored measurement, at its
+// infusionStart, naming the vitals record. A session not done, a
+// measurement not critical, and a session not stored yet are not.
+func TestCriticalPreDoseAcrossRecords(t *testing.T) {
+	vitals := func(id, session, sbp string) string {
+		return rec(id, "1", "P-1", "", `"sessionId": "`+session+`", "timepoint": "pre-dose", "measuredAt": "2026-03-02T08:50:00-05:00",
+			"bloodPressure": {"systolic": `+sbp+`, "diastolic": 90}`)
+	}
+	notDone := `"drug": "ketamine-iv", "status": "not-done", "statusReason": {"code": "elevated-blood-pressure"}, "scheduledAt": "2026-03-02T09:00:00-05:00"`
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			g := b.open(t, app.Config{})
+			step := func(name string, kind mapping.Kind, doc string, want ...string) {
+				t.Helper()
+				var got []string
+				for _, is := range g.answerIssuesRun(t, kind, doc, false) {
+					rule, msg, _ := strings.Cut(is, "|")
+					if strings.Contains(msg, "186") || strings.Contains(msg, "2026") {
+						t.Errorf("%s: a warning quotes a value: %q", name, msg)
+					}
+					if strings.Contains(msg, "vitals record V-") {
+						rule += " " + msg[strings.Index(msg, "vitals record V-")+len("vitals record "):][:3]
+					}
+					got = append(got, rule)
+				}
+				if strings.Join(got, "; ") != strings.Join(want, "; ") {
+					t.Errorf("%s: answer issues %q, want %q", name, got, want)
+				}
+			}
+			// The session first, the measurement after it.
+			step("session S-1", mapping.KindInfusion, rec("S-1", "1", "P-1", "", infusionBody))
+			step("critical pre-dose vitals naming S-1", mapping.KindVitals, vitals("V-1", "S-1", "186"),
+				"warning session.dosed-despite-critical-vitals /bloodPressure/systolic")
+			step("pre-dose vitals not critical naming S-1", mapping.KindVitals, vitals("V-2", "S-1", "150"))
+			step("session S-2 not done", mapping.KindInfusion, rec("S-2", "1", "P-1", "", notDone))
+			step("critical pre-dose vitals naming S-2 (not done)", mapping.KindVitals, vitals("V-3", "S-2", "186"))
+			// The measurement first, the session after it.
+			step("critical pre-dose vitals naming S-3 (not stored)", mapping.KindVitals, vitals("V-4", "S-3", "186"))
+			step("session S-3 dosed after it", mapping.KindInfusion, rec("S-3", "1", "P-1", "", strings.Replace(infusionBody, "2026-03-02", "2026-03-05", -1)),
+				"warning session.dosed-despite-critical-vitals /infusionStart V-4")
+			step("critical pre-dose vitals naming S-4 (not stored)", mapping.KindVitals, vitals("V-5", "S-4", "186"))
+			step("session S-4 not done", mapping.KindInfusion, rec("S-4", "1", "P-1", "", strings.Replace(notDone, "2026-03-02", "2026-03-08", -1)))
+		})
+	}
+}

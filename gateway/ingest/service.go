@@ -431,7 +431,8 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 	if err != nil {
 		return nil, false, err
 	}
-	if err := checkStored(st, rec.rec, res, rec.opts, id.patientID); err != nil {
+	across, err := checkStored(st, rec.rec, res, rec.opts, id.patientID)
+	if err != nil {
 		return nil, false, err
 	}
 	// The patient's other sessions: warnings, never a refusal.
@@ -509,7 +510,7 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 		sc.Description += fmt.Sprintf("; not delivered to %s (%s)", strings.Join(notSent, ", "), engine.RuleSourceOtherTenant)
 	}
 	b := s.engine.Response(fhirwire.TypeTransactionResponse, entries, nil, ans)
-	warnings := append(mappingWarnings(slices.Concat(res.Warnings, spacing)), demographicsWarning(id.unapplied)...)
+	warnings := append(mappingWarnings(slices.Concat(res.Warnings, across, spacing)), demographicsWarning(id.unapplied)...)
 	if err := warn(&b, append(warnings, notSentWarning(notSent)...)); err != nil {
 		return nil, false, err
 	}
