@@ -1,6 +1,7 @@
 package ingest_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -16,6 +17,7 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/postgres"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
@@ -107,8 +109,14 @@ func criticalSession(recordID, version, sbp string) string {
 func TestDosedDespiteCriticalVitalsStored(t *testing.T) {
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
-			g := b.open(t, app.Config{})
+			g := b.open(t, app.Config{Routes: []ingest.Route{{Name: "ehr", Accepts: func(string, string) bool { return true },
+				AcceptsTenant: func(x string) bool { return x != search.AllTenants }}}})
 			issues := g.answerIssues(t, mapping.KindSession, criticalSession("S-1", "1", "186"))
+			// The Bundle delivered to the EHR is the session's, DetectedIssue included.
+			items := g.deliveries(t, "", "serenity-clinic-emr", "S-1")
+			if len(items) != 1 || !bytes.Contains(items[0].Payload, []byte(`"resourceType":"DetectedIssue"`)) {
+				t.Errorf("%d deliveries; want one whose Bundle carries the DetectedIssue", len(items))
+			}
 			if want := "warning session.dosed-despite-critical-vitals /vitals/0/bloodPressure/systolic"; strings.Join(issues, "; ") != want {
 				t.Fatalf("answer issues %q, want %q", issues, want)
 			}
