@@ -93,8 +93,8 @@ func TestConformanceResourcesServed(t *testing.T) {
 	if got := search("ValueSet", "url="+url.QueryEscape("https://ketamine-gateway.org/fhir/ValueSet/kg-drugs")); !slices.Equal(got, []string{"kg-drugs"}) {
 		t.Errorf("ValueSet?url = %v", got)
 	}
-	if got := search("StructureDefinition", "url:below="+url.QueryEscape("https://ketamine-gateway.org/fhir/StructureDefinition/kg-")+"&_count=100"); len(got) != 10 {
-		t.Errorf("StructureDefinition?url:below=...kg- = %d profiles, want 10", len(got))
+	if got := search("StructureDefinition", "url:below="+url.QueryEscape("https://ketamine-gateway.org/fhir/StructureDefinition/kg-")+"&_count=100"); len(got) != 11 {
+		t.Errorf("StructureDefinition?url:below=...kg- = %d profiles, want 11", len(got))
 	}
 	for _, typ := range []string{"SearchParameter", "OperationDefinition", "ImplementationGuide", "CodeSystem"} {
 		if got := search(typ, "version="+mapping.Version+"&_count=100"); len(got) == 0 && typ != "SearchParameter" {
@@ -143,6 +143,9 @@ func TestConformanceResourcesServed(t *testing.T) {
 	}
 	if sp := supported("AdverseEvent"); !slices.Equal(sp, []string{"https://ketamine-gateway.org/fhir/StructureDefinition/kg-adverse-event"}) {
 		t.Errorf("AdverseEvent supportedProfile = %v", sp)
+	}
+	if sp := supported("DetectedIssue"); !slices.Equal(sp, []string{"https://ketamine-gateway.org/fhir/StructureDefinition/kg-detected-issue"}) {
+		t.Errorf("DetectedIssue supportedProfile = %v", sp)
 	}
 	for _, i := range asList(byType["StructureDefinition"]["interaction"]) {
 		if code := i.(map[string]any)["code"]; code == "create" || code == "update" || code == "delete" {

@@ -172,6 +172,7 @@ func newConceptTable() conceptTable {
 		{"flag.madrs-item10", SystemLocal, "flag-madrs-item10", "MADRS item 10 (suicidal thoughts) at or above the safety threshold", false},
 		{"flag.qids-item12", SystemLocal, "flag-qids-item12", "QIDS-SR16 item 12 (thoughts of death or suicide) at or above the safety threshold", false},
 		{"flag.suicidal-ideation-event", SystemLocal, "flag-suicidal-ideation-event", "Suicidal ideation recorded as an adverse event", false},
+		{"issue.observation-alert", SystemActCode, "OBSA", "Observation Alert", false},
 
 		// Vital signs.
 		{"vitals.bp", SystemLOINC, "85354-9", "Blood pressure panel with all children optional", false},

@@ -156,11 +156,11 @@ func Map(rec Record, opts Options) (*Result, error) {
 	case *Session:
 		m.session(r)
 	}
-	return &Result{Kind: rec.Kind(), Source: rec.Env().Source, Entries: m.entries, Warnings: warnings(rec)}, nil
+	return &Result{Kind: rec.Kind(), Source: rec.Env().Source, Entries: m.entries, Warnings: warnings(rec, opts)}, nil
 }
 
 // warnings collects the warnings of a checked record, in pointer order.
-func warnings(rec Record) []Violation {
+func warnings(rec Record, opts Options) []Violation {
 	var w violations
 	switch r := rec.(type) {
 	case *Assessment:
@@ -169,6 +169,7 @@ func warnings(rec Record) []Violation {
 		infusionWarnings(&r.InfusionBody, "", &w)
 	case *Session:
 		infusionWarnings(&r.Infusion, "/infusion", &w)
+		sessionWarnings(r, opts.safety(), &w)
 		for i := range r.Assessments {
 			assessmentWarnings(&r.Assessments[i], fmt.Sprintf("/assessments/%d", i), &w)
 		}

@@ -28,6 +28,10 @@ type Safety struct {
 	// AdverseEventGrade names an adverse event of at least this CTCAE grade
 	// (1-5) in its session's summary; serious events are always named.
 	AdverseEventGrade int
+	// SessionMinIntervalHours is the least time between the starts of two
+	// sessions of a patient that gave their drug; closer is a warning to
+	// the sender (session.interval-short). 0: not checked.
+	SessionMinIntervalHours float64
 	// The vital-sign limits (blood pressure in mm[Hg], rates in /min, SpO2
 	// in %, temperature in Cel; a temperature sent in [degF] is converted to
 	// compare).
@@ -73,24 +77,35 @@ type Limits struct {
 //     rate H from 21, HH from 25, L at 11 and below, LL at 8 and below /min;
 //     temperature H from 38.1, HH from 39.1, L at 36.0 and below, LL at 35.0
 //     and below Cel.
+//   - Sessions at least 20 hours apart: no IV ketamine or esketamine
+//     protocol for depression doses more than once a day (IV ketamine two
+//     or three times a week, e.g. six infusions over two to three weeks,
+//     Wan et al. 2015, J Clin Psychiatry 76:247; esketamine twice a week
+//     in its induction phase, the Spravato label); 20 hours rather than 24
+//     lets a next-day session start earlier in the day than the last.
 //   - SpO2: L below 94 % (the lower end of the target range of the BTS
 //     guideline for oxygen use, O'Driscoll et al. 2017, Thorax 72:i1), LL
 //     below 90 % (hypoxaemia).
 func DefaultSafety() Safety {
 	return Safety{
-		PHQ9Item9:         1,
-		MADRSItem10:       4,
-		QIDSItem12:        2,
-		CSSRSRisk:         "low",
-		AdverseEventGrade: 3,
-		Systolic:          Limits{High: 140, CriticalHigh: 180, Low: 90},
-		Diastolic:         Limits{High: 90, CriticalHigh: 110, Low: 60},
-		HeartRate:         Limits{High: 111, CriticalHigh: 131, Low: 51, CriticalLow: 41},
-		RespiratoryRate:   Limits{High: 21, CriticalHigh: 25, Low: 12, CriticalLow: 9},
-		SpO2:              Limits{Low: 94, CriticalLow: 90},
-		Temperature:       Limits{High: 38.1, CriticalHigh: 39.1, Low: 36.1, CriticalLow: 35.1},
+		PHQ9Item9:               1,
+		MADRSItem10:             4,
+		QIDSItem12:              2,
+		CSSRSRisk:               "low",
+		AdverseEventGrade:       3,
+		SessionMinIntervalHours: 20,
+		Systolic:                Limits{High: 140, CriticalHigh: 180, Low: 90},
+		Diastolic:               Limits{High: 90, CriticalHigh: 110, Low: 60},
+		HeartRate:               Limits{High: 111, CriticalHigh: 131, Low: 51, CriticalLow: 41},
+		RespiratoryRate:         Limits{High: 21, CriticalHigh: 25, Low: 12, CriticalLow: 9},
+		SpO2:                    Limits{Low: 94, CriticalLow: 90},
+		Temperature:             Limits{High: 38.1, CriticalHigh: 39.1, Low: 36.1, CriticalLow: 35.1},
 	}
 }
+
+// MaxSessionIntervalHours is the largest SessionMinIntervalHours (a week):
+// beyond it the warning would flag ordinary weekly maintenance sessions.
+const MaxSessionIntervalHours = 7 * 24
 
 // cssrsLevels orders the C-SSRS screener risk levels.
 var cssrsLevels = map[string]int{"none": 0, "low": 1, "moderate": 2, "high": 3}
@@ -112,6 +127,9 @@ func (s Safety) Validate() error {
 	}
 	if s.AdverseEventGrade < 1 || s.AdverseEventGrade > 5 {
 		return errors.New("adverseEventMinGrade must be 1 to 5")
+	}
+	if h := s.SessionMinIntervalHours; h < 0 || h > MaxSessionIntervalHours || math.IsNaN(h) {
+		return fmt.Errorf("sessionMinIntervalHours must be 0 (not checked) to %d", MaxSessionIntervalHours)
 	}
 	for _, l := range s.limits() {
 		if err := l.limits.validate(); err != nil {

@@ -420,6 +420,8 @@ func TestSafetyValidate(t *testing.T) {
 		{"phq9 item 9 of 0", func(s *mapping.Safety) { s.PHQ9Item9 = 0 }, "phq9Item9Min"},
 		{"cssrs none", func(s *mapping.Safety) { s.CSSRSRisk = "none" }, "cssrsMinRisk"},
 		{"grade 6", func(s *mapping.Safety) { s.AdverseEventGrade = 6 }, "adverseEventMinGrade"},
+		{"session interval -1 hours", func(s *mapping.Safety) { s.SessionMinIntervalHours = -1 }, "sessionMinIntervalHours"},
+		{"session interval 8 days", func(s *mapping.Safety) { s.SessionMinIntervalHours = 192 }, "sessionMinIntervalHours"},
 		{"madrs item 10 of 7", func(s *mapping.Safety) { s.MADRSItem10 = 7 }, "madrsItem10Min"},
 		{"madrs item 10 of 0", func(s *mapping.Safety) { s.MADRSItem10 = 0 }, "madrsItem10Min"},
 		{"qids item 12 of 4", func(s *mapping.Safety) { s.QIDSItem12 = 4 }, "qidsItem12Min"},

@@ -60,7 +60,9 @@ func checkSession(s *Session, v *violations) {
 // the infusion's dosing weight, the MedicationRequest and the
 // MedicationAdministration reference that vitals Observation and the
 // infusion makes none of its own. The session's serious (or high-grade)
-// adverse events are named in the Procedure's complications.
+// adverse events are named in the Procedure's complications, and a drug
+// given after a critical pre-dose measurement is a DetectedIssue
+// (detectedissue.go).
 func (m *mapper) session(s *Session) {
 	id := s.Source.RecordID
 	extra := sessionExtras{complications: m.complications(s.AdverseEvents)}
@@ -90,6 +92,7 @@ func (m *mapper) session(s *Session) {
 	for i := range s.AdverseEvents {
 		nested("adverseEvents", i, func() { m.adverseEvent(&s.AdverseEvents[i], s.AdverseEvents[i].RecordID, &id) })
 	}
+	m.detectedIssue(s, id)
 }
 
 // WeightAgreementKg is how far a vitals body weight may differ from the

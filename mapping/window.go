@@ -275,6 +275,9 @@ type Linked struct {
 	OtherPatient bool
 	// Causality: an adverse event that judges the session's drug.
 	Causality bool
+	// Critical: a pre-dose vital sign charted critical (interpretation HH
+	// or LL, on the Observation or a component).
+	Critical bool
 	// Kind and RecordID name the source record the resource was mapped
 	// from (the clinic's own identifiers, no value of it), so that a
 	// refusal says which stored record is at fault; empty when unknown.
@@ -311,6 +314,7 @@ func LinkedOf(doc map[string]any) Linked {
 			l.Rating = storedRating(doc)
 		case storedAt(doc, "timepoint.pre-dose"):
 			l.PreDose = t
+			l.Critical = storedCritical(doc)
 		case storedAt(doc, "timepoint.discharge"):
 			l.Discharge = t
 		}
@@ -380,6 +384,34 @@ func storedRating(doc map[string]any) bool {
 	for _, c := range codings {
 		cm, _ := c.(map[string]any)
 		if name, ok := InstrumentCoded(str(cm, "system"), str(cm, "code")); ok && isRating(name) {
+			return true
+		}
+	}
+	return false
+}
+
+// storedCritical reports whether a stored Observation, or one of its
+// components, is interpreted critical (HH or LL).
+func storedCritical(doc map[string]any) bool {
+	set := map[string]bool{}
+	for _, key := range []string{"interp.HH", "interp.LL"} {
+		set[concept(key).System+"|"+concept(key).Code] = true
+	}
+	critical := func(m map[string]any) bool {
+		ins, _ := m["interpretation"].([]any)
+		for _, in := range ins {
+			if im, _ := in.(map[string]any); codedAs(im, set) {
+				return true
+			}
+		}
+		return false
+	}
+	if critical(doc) {
+		return true
+	}
+	comps, _ := doc["component"].([]any)
+	for _, c := range comps {
+		if cm, _ := c.(map[string]any); critical(cm) {
 			return true
 		}
 	}

@@ -25,12 +25,13 @@ type safetyConfig struct {
 
 // safetyOverride is one set of overrides.
 type safetyOverride struct {
-	PHQ9Item9Min         *int                      `json:"phq9Item9Min"`
-	MADRSItem10Min       *int                      `json:"madrsItem10Min"`
-	QIDSItem12Min        *int                      `json:"qidsItem12Min"`
-	CSSRSMinRisk         *string                   `json:"cssrsMinRisk"`
-	AdverseEventMinGrade *int                      `json:"adverseEventMinGrade"`
-	Vitals               map[string]limitsOverride `json:"vitals"`
+	PHQ9Item9Min            *int                      `json:"phq9Item9Min"`
+	MADRSItem10Min          *int                      `json:"madrsItem10Min"`
+	QIDSItem12Min           *int                      `json:"qidsItem12Min"`
+	CSSRSMinRisk            *string                   `json:"cssrsMinRisk"`
+	AdverseEventMinGrade    *int                      `json:"adverseEventMinGrade"`
+	SessionMinIntervalHours *float64                  `json:"sessionMinIntervalHours"`
+	Vitals                  map[string]limitsOverride `json:"vitals"`
 }
 
 // limitsOverride overrides one measurement's limits (0 turns a limit off).
@@ -50,6 +51,7 @@ func (o safetyOverride) apply(base mapping.Safety) (mapping.Safety, error) {
 	set(&s.QIDSItem12, o.QIDSItem12Min)
 	set(&s.CSSRSRisk, o.CSSRSMinRisk)
 	set(&s.AdverseEventGrade, o.AdverseEventMinGrade)
+	set(&s.SessionMinIntervalHours, o.SessionMinIntervalHours)
 	limits := map[string]*mapping.Limits{"systolic": &s.Systolic, "diastolic": &s.Diastolic, "heartRate": &s.HeartRate,
 		"respiratoryRate": &s.RespiratoryRate, "spo2": &s.SpO2, "temperature": &s.Temperature}
 	for name, lo := range o.Vitals {

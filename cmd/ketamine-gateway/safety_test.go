@@ -17,7 +17,7 @@ func TestSafetyConfig(t *testing.T) {
 	fc, err := readConfig(writeTemp(t, "c.json", `{"safety": {
 		"phq9Item9Min": 2, "madrsItem10Min": 5, "qidsItem12Min": 3,
 		"vitals": {"systolic": {"criticalHigh": 170}},
-		"tenants": {"harbor-clinic": {"cssrsMinRisk": "moderate", "vitals": {"spo2": {"low": 0, "criticalLow": 88}}}}}}`))
+		"tenants": {"harbor-clinic": {"cssrsMinRisk": "moderate", "sessionMinIntervalHours": 44, "vitals": {"spo2": {"low": 0, "criticalLow": 88}}}}}}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,7 +30,7 @@ func TestSafetyConfig(t *testing.T) {
 	if *all != want {
 		t.Errorf("every tenant: %+v, want %+v", *all, want)
 	}
-	want.CSSRSRisk, want.SpO2 = "moderate", mapping.Limits{CriticalLow: 88}
+	want.CSSRSRisk, want.SpO2, want.SessionMinIntervalHours = "moderate", mapping.Limits{CriticalLow: 88}, 44
 	if got := tenants["harbor-clinic"]; got != want || len(tenants) != 1 {
 		t.Errorf("harbor-clinic: %+v, want %+v", got, want)
 	}
@@ -38,13 +38,15 @@ func TestSafetyConfig(t *testing.T) {
 		t.Errorf("no safety section: %v %v %v, want the defaults", all, tenants, err)
 	}
 	for name, tc := range map[string]struct{ body, want string }{
-		"unknown key":         {`{"safety": {"phq9": 1}}`, "unknown field"},
-		"unknown measurement": {`{"safety": {"vitals": {"pulse": {"high": 100}}}}`, "safety.vitals.pulse"},
-		"item 9 of 4":         {`{"safety": {"phq9Item9Min": 4}}`, "safety.phq9Item9Min"},
-		"risk level":          {`{"safety": {"cssrsMinRisk": "any"}}`, "safety.cssrsMinRisk"},
-		"madrs item 10 of 7":  {`{"safety": {"madrsItem10Min": 7}}`, "safety.madrsItem10Min"},
-		"qids item 12 of 0":   {`{"safety": {"tenants": {"t": {"qidsItem12Min": 0}}}}`, "safety.tenants.t.qidsItem12Min"},
-		"limits out of order": {`{"safety": {"tenants": {"t": {"vitals": {"heartRate": {"criticalHigh": 100}}}}}}`, "safety.tenants.t.vitals.heartRate"},
+		"unknown key":                {`{"safety": {"phq9": 1}}`, "unknown field"},
+		"unknown measurement":        {`{"safety": {"vitals": {"pulse": {"high": 100}}}}`, "safety.vitals.pulse"},
+		"item 9 of 4":                {`{"safety": {"phq9Item9Min": 4}}`, "safety.phq9Item9Min"},
+		"risk level":                 {`{"safety": {"cssrsMinRisk": "any"}}`, "safety.cssrsMinRisk"},
+		"madrs item 10 of 7":         {`{"safety": {"madrsItem10Min": 7}}`, "safety.madrsItem10Min"},
+		"qids item 12 of 0":          {`{"safety": {"tenants": {"t": {"qidsItem12Min": 0}}}}`, "safety.tenants.t.qidsItem12Min"},
+		"session interval below 0":   {`{"safety": {"sessionMinIntervalHours": -1}}`, "safety.sessionMinIntervalHours"},
+		"session interval of 8 days": {`{"safety": {"tenants": {"t": {"sessionMinIntervalHours": 192}}}}`, "safety.tenants.t.sessionMinIntervalHours"},
+		"limits out of order":        {`{"safety": {"tenants": {"t": {"vitals": {"heartRate": {"criticalHigh": 100}}}}}}`, "safety.tenants.t.vitals.heartRate"},
 	} {
 		fc, err := readConfig(writeTemp(t, "c.json", tc.body))
 		if err == nil {

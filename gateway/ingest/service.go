@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -430,7 +431,13 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 	if err != nil {
 		return nil, false, err
 	}
-	if err := checkStored(st, rec.rec, res, rec.opts, id.patientID); err != nil {
+	across, err := checkStored(st, rec.rec, res, rec.opts, id.patientID)
+	if err != nil {
+		return nil, false, err
+	}
+	// The patient's other sessions: warnings, never a refusal.
+	spacing, err := sessionSpacing(st, rec.rec, rec.opts, id.patientID)
+	if err != nil {
 		return nil, false, err
 	}
 	// The MRN added or changed makes a new version of the same Patient,
@@ -503,7 +510,7 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 		sc.Description += fmt.Sprintf("; not delivered to %s (%s)", strings.Join(notSent, ", "), engine.RuleSourceOtherTenant)
 	}
 	b := s.engine.Response(fhirwire.TypeTransactionResponse, entries, nil, ans)
-	warnings := append(mappingWarnings(res.Warnings), demographicsWarning(id.unapplied)...)
+	warnings := append(mappingWarnings(slices.Concat(res.Warnings, across, spacing)), demographicsWarning(id.unapplied)...)
 	if err := warn(&b, append(warnings, notSentWarning(notSent)...)); err != nil {
 		return nil, false, err
 	}

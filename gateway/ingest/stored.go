@@ -20,31 +20,33 @@ import (
 // checkStored applies the rules across records to rec, mapped as res with
 // opts; patientID is the stored Patient the record's patient resolves to
 // ("" for a new one). A broken rule is a *mapping.RuleError; a withdrawn
-// record is always accepted.
-func checkStored(st store.Tx, rec mapping.Record, res *mapping.Result, opts mapping.Options, patientID string) error {
+// record is always accepted. The warnings are those of a drug given after
+// a critical pre-dose measurement sent apart from its session (the
+// cross-record form of the session document's DetectedIssue).
+func checkStored(st store.Tx, rec mapping.Record, res *mapping.Result, opts mapping.Options, patientID string) ([]mapping.Violation, error) {
 	if rec.Env().Source.Status == "entered-in-error" {
-		return nil
+		return nil, nil
 	}
 	if id, ok := mapping.NamedSession(rec, opts); ok {
-		return checkNamedSession(st, rec, id, patientID)
+		return checkNamedSession(st, rec, id, opts, patientID)
 	}
 	if id, ok := mapping.OwnSession(rec, opts); ok {
-		return checkSessionRecords(st, rec, res, id, patientID)
+		return checkSessionRecords(st, rec, res, id, opts, patientID)
 	}
-	return nil
+	return nil, nil
 }
 
 // checkNamedSession checks a record against the stored session it names;
 // a session not stored yet has nothing to check (the record's reference
 // by identifier links it when the session arrives).
-func checkNamedSession(st store.Tx, rec mapping.Record, id mapping.SessionID, patientID string) error {
+func checkNamedSession(st store.Tx, rec mapping.Record, id mapping.SessionID, opts mapping.Options, patientID string) ([]mapping.Violation, error) {
 	procs, err := searchAll(st, "Procedure", "identifier", search.Token(id.System, id.Value))
 	if err != nil || len(procs) == 0 {
-		return err
+		return nil, err
 	}
 	doc, err := decode(procs[0])
 	if err != nil {
-		return err
+		return nil, err
 	}
 	s := mapping.StoredSession{OtherPatient: !samePatient(doc, patientID), NotDone: str(doc, "status") == "not-done"}
 	if status := str(doc, "status"); status != "not-done" && status != "entered-in-error" {
@@ -52,11 +54,42 @@ func checkNamedSession(st store.Tx, rec mapping.Record, id mapping.SessionID, pa
 		s.Window, s.HasWindow = mapping.WindowFrom(str(period, "start"), str(period, "end"))
 		if s.HasWindow {
 			if s.Window.InfusionEnd, err = infusionEnd(st, id); err != nil {
-				return err
+				return nil, err
 			}
 		}
 	}
-	return mapping.CheckLinked(rec, s)
+	if err := mapping.CheckLinked(rec, s); err != nil {
+		return nil, err
+	}
+	// A critical pre-dose measurement of a session that gave its drug.
+	warnings := mapping.PreDoseWarnings(rec, opts)
+	if len(warnings) == 0 || s.OtherPatient {
+		return nil, nil
+	}
+	if dosed, err := storedDosed(st, id); err != nil || !dosed {
+		return nil, err
+	}
+	return warnings, nil
+}
+
+// storedDosed reports whether the stored session gave its drug: its
+// MedicationAdministration (<sessionId>-medication) is not not-done or
+// withdrawn and gave a dose above 0 (mapping.OtherSessionOf).
+func storedDosed(st store.Tx, id mapping.SessionID) (bool, error) {
+	meds, err := searchAll(st, "MedicationAdministration", "identifier", search.Token(id.System, id.Value+"-medication"))
+	if err != nil {
+		return false, err
+	}
+	for _, m := range meds {
+		doc, err := decode(m)
+		if err != nil {
+			return false, err
+		}
+		if _, ok := mapping.OtherSessionOf(doc, id); ok {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // infusionEnd is when the stored session's infusion ended: the end of its
@@ -90,7 +123,7 @@ func infusionEnd(st store.Tx, id mapping.SessionID) (time.Time, error) {
 // to its identifier (records sent before or after it on their own) and to
 // its stored Procedure (records of earlier versions of its session
 // document), leaving out the resources this record writes itself.
-func checkSessionRecords(st store.Tx, rec mapping.Record, res *mapping.Result, id mapping.SessionID, patientID string) error {
+func checkSessionRecords(st store.Tx, rec mapping.Record, res *mapping.Result, id mapping.SessionID, opts mapping.Options, patientID string) ([]mapping.Violation, error) {
 	token := search.Token(id.System, id.Value)
 	queries := [][3]string{
 		{"AdverseEvent", "substance:identifier", token},
@@ -98,7 +131,7 @@ func checkSessionRecords(st store.Tx, rec mapping.Record, res *mapping.Result, i
 	}
 	procs, err := searchAll(st, "Procedure", "identifier", token)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	// A discharge measurement stored before its session's infusion end
 	// (accepted on its own before that check read the infusion's end) does
@@ -109,7 +142,7 @@ func checkSessionRecords(st store.Tx, rec mapping.Record, res *mapping.Result, i
 		ref := "Procedure/" + procs[0].ID
 		queries = append(queries, [3]string{"AdverseEvent", "substance", ref}, [3]string{"Observation", "part-of", ref})
 		if storedEnd, err = infusionEnd(st, id); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	sameEnd := !storedEnd.IsZero() && storedEnd.Equal(infusionEndOf(rec))
@@ -122,7 +155,7 @@ func checkSessionRecords(st store.Tx, rec mapping.Record, res *mapping.Result, i
 	for _, q := range queries {
 		found, err := searchAll(st, q[0], q[1], q[2])
 		if err != nil {
-			return err
+			return nil, err
 		}
 		for _, r := range found {
 			if seen[r.Type+"/"+r.ID] {
@@ -131,7 +164,7 @@ func checkSessionRecords(st store.Tx, rec mapping.Record, res *mapping.Result, i
 			seen[r.Type+"/"+r.ID] = true
 			doc, err := decode(r)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			if str(doc, "status") == "entered-in-error" || ownResource(doc, own) {
 				continue
@@ -144,7 +177,10 @@ func checkSessionRecords(st store.Tx, rec mapping.Record, res *mapping.Result, i
 			linked = append(linked, l)
 		}
 	}
-	return mapping.CheckStored(rec, linked)
+	if err := mapping.CheckStored(rec, linked); err != nil {
+		return nil, err
+	}
+	return mapping.StoredCriticalWarnings(rec, linked, opts), nil
 }
 
 // infusionEndOf is the infusionEnd of an infusion or session record (zero
@@ -161,13 +197,53 @@ func infusionEndOf(rec mapping.Record) time.Time {
 	return t
 }
 
+// sessionSpacing returns the warnings of a session that gave its drug
+// against the same patient's other stored sessions that gave theirs
+// (mapping.SessionSpacing): their MedicationAdministrations, which hold
+// the infusion's period, its status and the dose given, found by one
+// indexed search, by patient and by the identifier system of the source's
+// sessions. Nothing for another record, a withdrawal, or a patient not
+// stored yet (patientID "").
+func sessionSpacing(st store.Tx, rec mapping.Record, opts mapping.Options, patientID string) ([]mapping.Violation, error) {
+	id, ok := mapping.DosedSession(rec, opts)
+	if !ok || patientID == "" {
+		return nil, nil
+	}
+	found, err := searchQuery(st, "MedicationAdministration", "patient="+url.QueryEscape("Patient/"+patientID)+
+		"&identifier="+url.QueryEscape(search.Token(id.System, "")))
+	if err != nil {
+		return nil, err
+	}
+	var others []mapping.OtherSession
+	for _, r := range found {
+		doc, err := decode(r)
+		if err != nil {
+			return nil, err
+		}
+		if o, ok := mapping.OtherSessionOf(doc, id); ok {
+			others = append(others, o)
+		}
+	}
+	return mapping.SessionSpacing(rec, others, opts), nil
+}
+
 // searchAll returns every current resource of typ whose param matches
 // value (a search value: a token built with search.Token, a reference),
 // page by page.
 func searchAll(st store.Tx, typ, param, value string) ([]*store.Resource, error) {
-	q, err := search.ParseConditional(typ, param+"="+url.QueryEscape(value))
+	out, err := searchQuery(st, typ, param+"="+url.QueryEscape(value))
 	if err != nil {
 		return nil, fmt.Errorf("search %s by %s: %w", typ, param, err)
+	}
+	return out, nil
+}
+
+// searchQuery returns every current resource of typ that the search query
+// (name=value pairs, escaped) matches, page by page.
+func searchQuery(st store.Tx, typ, query string) ([]*store.Resource, error) {
+	q, err := search.ParseConditional(typ, query)
+	if err != nil {
+		return nil, err
 	}
 	q.Count = search.MaxCount
 	var out []*store.Resource

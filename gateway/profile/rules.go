@@ -35,6 +35,8 @@ func Rules() []Rule {
 		{"profile.planned-dose", "a session's plan states its planned dose in dosageInstruction.doseAndRate.doseQuantity"},
 		{"profile.flag-detail", "a safety flag points at the record that raised it (extension flag-detail)"},
 		{"profile.flag-category", "a safety flag has category safety"},
+		{"profile.issue-patient", "a detected issue references its patient in patient"},
+		{"profile.issue-implicated", "a detected issue names the action it is about (the drug given) in implicated"},
 		{"profile.event-coded", "an adverse event states its event"},
 		{"profile.event-date", "an adverse event states its onset in date"},
 		{"profile.unknown", "the profile (claimed in meta.profile, or asked for in $validate) is not one the gateway knows"},

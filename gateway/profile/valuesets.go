@@ -158,8 +158,9 @@ func valueSetDefs() []valueSetDef {
 
 // hl7Bound are the code-table keys whose element is bound to an HL7 value
 // set, not one of the gateway's (data-absent.: Observation.dataAbsentReason,
-// bound by R4 to data-absent-reason).
-var hl7Bound = []string{"category.", "ae.severity.", "ae.serious.", "ae.outcome.", "ae.causality.", "flag.category.", "idtype.", "security.", "data-absent."}
+// bound by R4 to data-absent-reason; issue.: DetectedIssue.code, bound by R4
+// to detectedissue-category).
+var hl7Bound = []string{"category.", "issue.", "ae.severity.", "ae.serious.", "ae.outcome.", "ae.causality.", "flag.category.", "idtype.", "security.", "data-absent."}
 
 // vitalUnits are the UCUM units of the mapped vital signs (ValueSet
 // kg-vital-sign-units, bound required by kg-vital-signs).

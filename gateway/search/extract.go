@@ -47,7 +47,10 @@ const maxWalkDepth = 1000
 //	8  a date, dateTime or instant in year 0001 or 9999 that falls
 //	   outside them in UTC (9999-12-31T23:59:59-14:00) has a date row,
 //	   clamped to the index's ends; it had none, so no date search found it
-const IndexVersion = 8
+//	9  DetectedIssue is indexed by R4's author, code, identified,
+//	   identifier and implicated (it had only patient), for the
+//	   DetectedIssues the mapping writes
+const IndexVersion = 9
 
 // Extract returns the de-duplicated index entries of a resource of
 // resourceType for every parameter Params lists, in parameter-name order. The

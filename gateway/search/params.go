@@ -223,6 +223,16 @@ func specificDefs(rt string) []def {
 			ref("subject", "The identity of a subject to list flags for",
 				[]string{"Group", "Location", "Medication", "Organization", "Patient", "PlanDefinition", "Practitioner", "Procedure"}, "subject"),
 		}
+	case "DetectedIssue":
+		return []def{
+			ref("author", "The provider or device that identified the issue",
+				[]string{"Device", "Practitioner", "PractitionerRole"}, "author"),
+			token("code", "Issue Category, e.g. drug-drug, duplicate therapy, etc.", p("code", kConcept)),
+			date("identified", "When identified", p("identifiedDateTime", kDate), p("identifiedPeriod", kPeriod)),
+			identifier("detected issue"),
+			ref("implicated", "Problem resource", nil, "implicated"),
+			patientRef("Associated patient", "patient"),
+		}
 	case "AdverseEvent":
 		// R4 defines no patient parameter for AdverseEvent: use subject.
 		return []def{

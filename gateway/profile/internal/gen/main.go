@@ -53,7 +53,7 @@ const Source = "HL7 FHIR R4 4.0.1 definitions (CC0), from the npm package @medpl
 
 // resources are the resource StructureDefinitions kept.
 var resources = []string{"Resource", "DomainResource", "Patient", "Observation", "Procedure",
-	"MedicationAdministration", "MedicationRequest", "Flag", "AdverseEvent"}
+	"MedicationAdministration", "MedicationRequest", "Flag", "AdverseEvent", "DetectedIssue"}
 
 // vitalProfiles are the R4 vital-signs profiles kept.
 var vitalProfiles = []string{"vitalsigns", "bp", "heartrate", "resprate", "oxygensat", "bodytemp", "bodyweight"}

@@ -1,0 +1,348 @@
+package ingest_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"net/url"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/postgres"
+	"github.com/ketamine-gateway/ketamine-gateway/mapping"
+)
+
+// answerIssues ingests a record and returns its answer's issues as
+// "severity rule pointer".
+func (g *gw) answerIssues(t *testing.T, kind mapping.Kind, doc string) []string {
+	t.Helper()
+	var out []string
+	for _, is := range g.answerIssuesRun(t, kind, doc, false) {
+		out = append(out, is[:strings.IndexByte(is, '|')])
+	}
+	return out
+}
+
+// answerIssuesRun is answerIssues, a dry run when dryRun, with each
+// issue's message after a "|".
+func (g *gw) answerIssuesRun(t *testing.T, kind mapping.Kind, doc string, dryRun bool) []string {
+	t.Helper()
+	sc := auditlog.NewScope("ingest", &auth.Principal{ClientID: "test"})
+	answer, err := g.a.Ingest.Ingest(context.Background(), sc, kind, []byte(doc), dryRun, engine.Answer{})
+	if err != nil {
+		t.Fatalf("Ingest: %v", err)
+	}
+	var b struct {
+		Entry []struct {
+			Response struct {
+				Outcome *struct {
+					Issue []struct {
+						Severity    string
+						Details     struct{ Coding []struct{ Code string } }
+						Location    []string
+						Diagnostics string
+					}
+				}
+			}
+		}
+	}
+	if err := json.Unmarshal(answer, &b); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	if oo := b.Entry[0].Response.Outcome; oo != nil {
+		for _, is := range oo.Issue {
+			code := ""
+			if len(is.Details.Coding) == 1 {
+				code = is.Details.Coding[0].Code
+			}
+			got = append(got, is.Severity+" "+code+" "+strings.Join(is.Location, ",")+"|"+is.Diagnostics)
+		}
+	}
+	return got
+}
+
+// one returns the id of the only current resource of typ matching params.
+func (g *gw) one(t *testing.T, typ, params string) string {
+	t.Helper()
+	vals, err := url.ParseQuery(params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := search.Parse(typ, vals, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, err := g.a.Store.Search(context.Background(), q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Matches) != 1 {
+		t.Fatalf("%s?%s: %d matches, want 1", typ, params, len(page.Matches))
+	}
+	return page.Matches[0].ID
+}
+
+// criticalSession is a session whose pre-dose systolic pressure is sbp.
+func criticalSession(recordID, version, sbp string) string {
+	return rec(recordID, version, "P-1", "", `"infusion": {`+infusionBody+`, "clinician": {"id": "C-7"}},
+		"vitals": [{"recordId": "V-`+recordID+`", "timepoint": "pre-dose", "measuredAt": "2026-03-02T08:50:00-05:00",
+		"bloodPressure": {"systolic": `+sbp+`, "diastolic": 90}}]`)
+}
+
+// TestDosedDespiteCriticalVitalsStored: a session dosed after a critical
+// pre-dose systolic pressure is stored with its DetectedIssue, found by
+// patient, by implicated (the administration) and by identifier, and the
+// answer warns at the critical value; a corrected version marks it
+// entered-in-error, and so does a withdrawal.
+func TestDosedDespiteCriticalVitalsStored(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			g := b.open(t, app.Config{Routes: []ingest.Route{{Name: "ehr", Accepts: func(string, string) bool { return true },
+				AcceptsTenant: func(x string) bool { return x != search.AllTenants }}}})
+			issues := g.answerIssues(t, mapping.KindSession, criticalSession("S-1", "1", "186"))
+			// The Bundle delivered to the EHR is the session's, DetectedIssue included.
+			items := g.deliveries(t, "", "serenity-clinic-emr", "S-1")
+			if len(items) != 1 || !bytes.Contains(items[0].Payload, []byte(`"resourceType":"DetectedIssue"`)) {
+				t.Errorf("%d deliveries; want one whose Bundle carries the DetectedIssue", len(items))
+			}
+			if want := "warning session.dosed-despite-critical-vitals /vitals/0/bloodPressure/systolic"; strings.Join(issues, "; ") != want {
+				t.Fatalf("answer issues %q, want %q", issues, want)
+			}
+			sys := mapping.DefaultIdentifierBase + "/serenity-clinic-emr/"
+			patient := g.one(t, "Patient", "identifier="+sys+"patient|P-1")
+			admin := g.one(t, "MedicationAdministration", "identifier="+sys+"infusion-session|S-1-medication")
+			issue := g.one(t, "DetectedIssue", "identifier="+sys+"infusion-session|S-1-critical-pre-dose-vitals")
+			for _, params := range []string{"patient=Patient/" + patient, "implicated=MedicationAdministration/" + admin,
+				"code=http://terminology.hl7.org/CodeSystem/v3-ActCode|OBSA", "author:identifier=" + sys + "practitioner|C-7"} {
+				if n := g.count(t, "", "DetectedIssue", params); n != 1 {
+					t.Errorf("DetectedIssue?%s: %d, want 1", params, n)
+				}
+			}
+			status := func() string {
+				r, err := g.a.Store.Read(context.Background(), "DetectedIssue", issue)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var d struct{ Status string }
+				if err := json.Unmarshal(r.Body, &d); err != nil {
+					t.Fatal(err)
+				}
+				return d.Status
+			}
+			if s := status(); s != "final" {
+				t.Fatalf("status %s, want final", s)
+			}
+			if issues := g.answerIssues(t, mapping.KindSession, criticalSession("S-1", "2", "150")); len(issues) != 0 {
+				t.Errorf("corrected version: answer issues %q, want none", issues)
+			}
+			if s := status(); s != "entered-in-error" {
+				t.Errorf("after the corrected version: status %s, want entered-in-error", s)
+			}
+			g.answerIssues(t, mapping.KindSession, criticalSession("S-1", "3", "186"))
+			if s := status(); s != "final" {
+				t.Errorf("after version 3: status %s, want final", s)
+			}
+			withdrawn := strings.Replace(criticalSession("S-1", "4", "186"), `"version": "4"`, `"version": "4", "status": "entered-in-error"`, 1)
+			g.answerIssues(t, mapping.KindSession, withdrawn)
+			if s := status(); s != "entered-in-error" {
+				t.Errorf("after the withdrawal: status %s, want entered-in-error", s)
+			}
+		})
+	}
+}
+
+// newGatewayPG is newGateway over PostgreSQL, in a fresh schema of
+// GATEWAY_TEST_POSTGRES_URL (the test is skipped when it is not set).
+func newGatewayPG(t *testing.T, cfg app.Config) *gw {
+	t.Helper()
+	base := os.Getenv("GATEWAY_TEST_POSTGRES_URL")
+	if base == "" {
+		t.Skip("GATEWAY_TEST_POSTGRES_URL not set: set it to a postgres:// URL to run the ingest tests on PostgreSQL")
+	}
+	ctx := context.Background()
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatalf("GATEWAY_TEST_POSTGRES_URL must be a URL: %v", err)
+	}
+	var rnd [6]byte
+	_, _ = rand.Read(rnd[:])
+	schema := "kgi_" + hex.EncodeToString(rnd[:])
+	exec := func(sql string) error {
+		conn, err := pgx.Connect(ctx, base)
+		if err != nil {
+			return err
+		}
+		defer conn.Close(ctx)
+		_, err = conn.Exec(ctx, sql)
+		return err
+	}
+	if err := exec("CREATE SCHEMA " + schema); err != nil {
+		t.Fatalf("create schema: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := exec("DROP SCHEMA IF EXISTS " + schema + " CASCADE"); err != nil {
+			t.Logf("drop schema %s: %v", schema, err)
+		}
+	})
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	st, err := postgres.Open(ctx, u.String(), postgres.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Store = st
+	a, err := app.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = a.Close()
+		_ = st.Close()
+	})
+	return &gw{a: a}
+}
+
+// backends open a gateway over each store the ingest runs on.
+var backends = []struct {
+	name string
+	open func(*testing.T, app.Config) *gw
+}{{"sqlite", newGateway}, {"postgres", newGatewayPG}}
+
+// infusionAt is an IV infusion given from start to end.
+func infusionAt(start, end string) string {
+	return `"drug": "ketamine-iv", "status": "completed", "doseMgPerKg": 0.5, "bodyWeightKg": 80, "totalDoseMg": 40,
+		"infusionStart": "` + start + `", "infusionEnd": "` + end + `"`
+}
+
+// TestSessionSpacingStored: a session that gave its drug is warned about
+// the same patient's other stored sessions whose infusion overlaps its own
+// (session.overlap) or starts less than 20 hours from it
+// (session.interval-short), each warning naming the other session's record
+// id; never refused. Another patient's sessions, the session's own earlier
+// version, sessions not done or withdrawn, and a dry run are not compared;
+// the tenant's sessionMinIntervalHours applies.
+func TestSessionSpacingStored(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			g := b.open(t, app.Config{})
+			step := func(name string, kind mapping.Kind, doc string, dryRun bool, want ...string) {
+				t.Helper()
+				got := g.answerIssuesRun(t, kind, doc, dryRun)
+				var rules []string
+				for _, is := range got {
+					rule, msg, _ := strings.Cut(is, "|")
+					if strings.Contains(msg, "2026") || strings.Contains(msg, "P-1") {
+						t.Errorf("%s: a warning quotes a value: %q", name, msg)
+					}
+					named := ""
+					for _, id := range []string{"S-1", "S-2", "S-3", "S-4", "S-5"} {
+						if strings.Contains(msg, "session "+id+",") {
+							named = " " + id
+						}
+					}
+					rules = append(rules, rule+named)
+				}
+				if strings.Join(rules, "; ") != strings.Join(want, "; ") {
+					t.Errorf("%s: answer issues %q, want %q", name, rules, want)
+				}
+			}
+			const day1, day2 = "2026-03-02T", "2026-03-03T"
+			step("first session", mapping.KindInfusion, rec("S-1", "1", "P-1", "", infusionAt(day1+"09:00:00-05:00", day1+"09:40:00-05:00")), false)
+			step("another patient at the same time", mapping.KindInfusion, rec("S-9", "1", "P-2", "", infusionAt(day1+"09:00:00-05:00", day1+"09:40:00-05:00")), false)
+			step("dry run of an overlapping session", mapping.KindSession,
+				rec("S-2", "1", "P-1", "", `"infusion": {`+infusionAt(day1+"09:20:00-05:00", day1+"10:00:00-05:00")+`}`), true)
+			step("overlapping session document", mapping.KindSession,
+				rec("S-2", "1", "P-1", "", `"infusion": {`+infusionAt(day1+"09:20:00-05:00", day1+"10:00:00-05:00")+`}`), false,
+				"warning session.overlap /infusion/infusionStart S-1")
+			step("19 hours after both", mapping.KindInfusion, rec("S-3", "1", "P-1", "", infusionAt(day2+"04:30:00-05:00", day2+"05:10:00-05:00")), false,
+				"warning session.interval-short /infusionStart S-1", "warning session.interval-short /infusionStart S-2")
+			step("a new version of the first", mapping.KindInfusion, rec("S-1", "2", "P-1", "", infusionAt(day1+"09:00:00-05:00", day1+"09:30:00-05:00")), false,
+				"warning session.overlap /infusionStart S-2", "warning session.interval-short /infusionStart S-3")
+			step("not done at the same time", mapping.KindInfusion, rec("S-4", "1", "P-1", "",
+				`"drug": "ketamine-iv", "status": "not-done", "statusReason": {"code": "elevated-blood-pressure"}, "scheduledAt": "`+day1+`09:00:00-05:00"`), false)
+			withdrawn := strings.Replace(rec("S-2", "2", "P-1", "", `"infusion": {`+infusionAt(day1+"09:20:00-05:00", day1+"10:00:00-05:00")+`}`),
+				`"version": "2"`, `"version": "2", "status": "entered-in-error"`, 1)
+			step("the overlapping one withdrawn", mapping.KindSession, withdrawn, false)
+			step("a fifth after the withdrawal", mapping.KindInfusion, rec("S-5", "1", "P-1", "", infusionAt(day1+"09:10:00-05:00", day1+"09:50:00-05:00")), false,
+				"warning session.overlap /infusionStart S-1", "warning session.interval-short /infusionStart S-3")
+		})
+	}
+	t.Run("tenant threshold", func(t *testing.T) {
+		s := mapping.DefaultSafety()
+		s.SessionMinIntervalHours = 12
+		g := newGateway(t, app.Config{Safety: &s})
+		g.answerIssues(t, mapping.KindInfusion, rec("S-1", "1", "P-1", "", infusionAt("2026-03-02T09:00:00-05:00", "2026-03-02T09:40:00-05:00")))
+		if got := g.answerIssues(t, mapping.KindInfusion, rec("S-2", "1", "P-1", "", infusionAt("2026-03-03T04:30:00-05:00", "2026-03-03T05:10:00-05:00"))); len(got) != 0 {
+			t.Errorf("19 hours apart with sessionMinIntervalHours 12: %q, want no issues", got)
+		}
+		if got := g.answerIssues(t, mapping.KindInfusion, rec("S-3", "1", "P-1", "", infusionAt("2026-03-03T14:00:00-05:00", "2026-03-03T14:40:00-05:00"))); strings.Join(got, "; ") != "warning session.interval-short /infusionStart" {
+			t.Errorf("9.5 hours after S-2 with sessionMinIntervalHours 12: %q, want one interval-short", got)
+		}
+	})
+}
+
+// TestCriticalPreDoseAcrossRecords: the cross-record forms of the
+// DetectedIssue are warnings (session.dosed-despite-critical-vitals): a
+// pre-dose vitals record sent on its own with a critical value that names
+// a stored session which gave its drug is warned at the value; a session
+// that gave its drug, arriving after such a stored measurement, at its
+// infusionStart, naming the vitals record. A session not done, a
+// measurement not critical, and a session not stored yet are not.
+func TestCriticalPreDoseAcrossRecords(t *testing.T) {
+	vitals := func(id, session, sbp string) string {
+		return rec(id, "1", "P-1", "", `"sessionId": "`+session+`", "timepoint": "pre-dose", "measuredAt": "2026-03-02T08:50:00-05:00",
+			"bloodPressure": {"systolic": `+sbp+`, "diastolic": 90}`)
+	}
+	notDone := `"drug": "ketamine-iv", "status": "not-done", "statusReason": {"code": "elevated-blood-pressure"}, "scheduledAt": "2026-03-02T09:00:00-05:00"`
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			g := b.open(t, app.Config{})
+			step := func(name string, kind mapping.Kind, doc string, want ...string) {
+				t.Helper()
+				var got []string
+				for _, is := range g.answerIssuesRun(t, kind, doc, false) {
+					rule, msg, _ := strings.Cut(is, "|")
+					if strings.Contains(msg, "186") || strings.Contains(msg, "2026") {
+						t.Errorf("%s: a warning quotes a value: %q", name, msg)
+					}
+					if strings.Contains(msg, "vitals record V-") {
+						rule += " " + msg[strings.Index(msg, "vitals record V-")+len("vitals record "):][:3]
+					}
+					got = append(got, rule)
+				}
+				if strings.Join(got, "; ") != strings.Join(want, "; ") {
+					t.Errorf("%s: answer issues %q, want %q", name, got, want)
+				}
+			}
+			// The session first, the measurement after it.
+			step("session S-1", mapping.KindInfusion, rec("S-1", "1", "P-1", "", infusionBody))
+			step("critical pre-dose vitals naming S-1", mapping.KindVitals, vitals("V-1", "S-1", "186"),
+				"warning session.dosed-despite-critical-vitals /bloodPressure/systolic")
+			step("pre-dose vitals not critical naming S-1", mapping.KindVitals, vitals("V-2", "S-1", "150"))
+			step("session S-2 not done", mapping.KindInfusion, rec("S-2", "1", "P-1", "", notDone))
+			step("critical pre-dose vitals naming S-2 (not done)", mapping.KindVitals, vitals("V-3", "S-2", "186"))
+			// The measurement first, the session after it.
+			step("critical pre-dose vitals naming S-3 (not stored)", mapping.KindVitals, vitals("V-4", "S-3", "186"))
+			step("session S-3 dosed after it", mapping.KindInfusion, rec("S-3", "1", "P-1", "", strings.Replace(infusionBody, "2026-03-02", "2026-03-05", -1)),
+				"warning session.dosed-despite-critical-vitals /infusionStart V-4")
+			step("critical pre-dose vitals naming S-4 (not stored)", mapping.KindVitals, vitals("V-5", "S-4", "186"))
+			step("session S-4 not done", mapping.KindInfusion, rec("S-4", "1", "P-1", "", strings.Replace(notDone, "2026-03-02", "2026-03-08", -1)))
+		})
+	}
+}

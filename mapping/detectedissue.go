@@ -1,0 +1,211 @@
+package mapping
+
+import (
+	"fmt"
+	"strings"
+
+	fhir "github.com/samply/golang-fhir-models/fhir-models/fhir"
+)
+
+// criticalValue is one pre-dose measurement of a session that the Safety
+// thresholds interpret as critical (HH or LL).
+type criticalValue struct {
+	// vitals is the index of the session's vitals record.
+	vitals int
+	// key is the code table key of the Observation that charts it.
+	key string
+	// name says what was measured, for DetectedIssue.detail.
+	name string
+	// interp is the interpretation's code table key (interp.HH, interp.LL).
+	interp string
+	// pointer is the JSON pointer of the value in the session document.
+	pointer string
+}
+
+// criticalPreDose lists the critical values among a session's vitals at
+// the pre-dose time point, in document order.
+func criticalPreDose(s *Session, lim Safety) []criticalValue {
+	var out []criticalValue
+	for i := range s.Vitals {
+		for _, c := range criticalVitals(&s.Vitals[i], fmt.Sprintf("/vitals/%d", i), lim) {
+			c.vitals = i
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// criticalVitals lists the critical values of one vitals record at the
+// pre-dose time point (none at another time point), at pointer p.
+func criticalVitals(vs *VitalsBody, p string, lim Safety) []criticalValue {
+	if vs.Timepoint != "pre-dose" {
+		return nil
+	}
+	var out []criticalValue
+	add := func(l Limits, v float64, key, name, ptr string) {
+		if in := l.interpret(v); severity(in) == 2 {
+			out = append(out, criticalValue{key: key, name: name, interp: in, pointer: p + ptr})
+		}
+	}
+	if bp := vs.BloodPressure; bp != nil {
+		add(lim.Systolic, bp.Systolic, "vitals.bp", "systolic blood pressure", "/bloodPressure/systolic")
+		add(lim.Diastolic, bp.Diastolic, "vitals.bp", "diastolic blood pressure", "/bloodPressure/diastolic")
+	}
+	if hr := vs.HeartRate; hr != nil {
+		add(lim.HeartRate, *hr, "vitals.heart-rate", "heart rate", "/heartRate")
+	}
+	if rr := vs.RespiratoryRate; rr != nil {
+		add(lim.RespiratoryRate, *rr, "vitals.respiratory-rate", "respiratory rate", "/respiratoryRate")
+	}
+	if s := vs.SpO2; s != nil {
+		add(lim.SpO2, *s, "vitals.spo2", "SpO2", "/spo2")
+	}
+	if t := vs.Temperature; t != nil {
+		add(lim.Temperature, celsius(t.Value, t.Unit), "vitals.temperature", "body temperature", "/temperature/value")
+	}
+	return out
+}
+
+// hasPreDoseSignal reports whether a session has a pre-dose measurement
+// the thresholds interpret (anything but a body weight): one that could
+// raise the DetectedIssue.
+func hasPreDoseSignal(s *Session) bool {
+	for i := range s.Vitals {
+		vs := &s.Vitals[i]
+		if vs.Timepoint == "pre-dose" && (vs.BloodPressure != nil || vs.HeartRate != nil ||
+			vs.RespiratoryRate != nil || vs.SpO2 != nil || vs.Temperature != nil) {
+			return true
+		}
+	}
+	return false
+}
+
+// dosed reports whether a session gave its drug: not not-done, and a dose
+// given above 0.
+func dosed(in *InfusionBody) bool {
+	if in.Status == "not-done" {
+		return false
+	}
+	a := administered(in)
+	return a.doseMg != nil && *a.doseMg > 0
+}
+
+// sessionWarnings warns the sender of a session that gave its drug after a
+// critical pre-dose measurement, one warning at each critical value (none
+// for a withdrawal: its DetectedIssue is entered-in-error).
+func sessionWarnings(s *Session, lim Safety, w *violations) {
+	if !dosed(&s.Infusion) || s.Source.Status == "entered-in-error" {
+		return
+	}
+	for _, c := range criticalPreDose(s, lim) {
+		w.add("session.dosed-despite-critical-vitals", c.pointer,
+			"the session gave its drug after a critical pre-dose %s (%s): the session is charted with a DetectedIssue for the receiving clinician; the record is stored as sent",
+			c.name, concept(c.interp).Code)
+	}
+}
+
+// issueSuffix derives the DetectedIssue's identifier from the session's.
+const issueSuffix = "critical-pre-dose-vitals"
+
+// detectedIssue adds, to a session that gave its drug after a critical
+// pre-dose measurement, a DetectedIssue implicating the administration and
+// the critical Observations: final. A later version (update mode) of a
+// session with pre-dose measurements always carries it, entered-in-error
+// when it no longer raises it (the measurement or the dose was charted in
+// error: the session happened once), and so does a withdrawn session.
+func (m *mapper) detectedIssue(s *Session, recordID string) {
+	in := &s.Infusion
+	crit := criticalPreDose(s, m.opts.safety())
+	raised := dosed(in) && len(crit) > 0
+	if !raised && (!m.opts.Update || !hasPreDoseSignal(s)) {
+		return
+	}
+	status := fhir.ObservationStatusFinal
+	if m.withdrawn || !raised {
+		status = fhir.ObservationStatusEnteredInError
+	}
+	procID, medID, _ := m.sessionIDs(recordID)
+	id := procID.child(issueSuffix)
+	issue := fhir.DetectedIssue{
+		Meta:               meta(profile("kg-detected-issue")),
+		Identifier:         []fhir.Identifier{identifier(id)},
+		Status:             status,
+		Code:               ptr(cc("", "issue.observation-alert")),
+		Severity:           ptr(fhir.DetectedIssueSeverityHigh),
+		Patient:            ptr(m.patient),
+		IdentifiedDateTime: strp(in.InfusionStart),
+		Author:             m.practitioner(in.Clinician),
+		Implicated:         []fhir.Reference{literal(medID.fullURL())},
+	}
+	if raised {
+		var evidence []fhir.Reference
+		var names []string
+		seen := map[string]bool{}
+		for _, c := range crit {
+			names = append(names, fmt.Sprintf("%s (%s)", c.name, concept(c.interp).Code))
+			obs := m.ident(nsVitals, s.Vitals[c.vitals].RecordID).child(concept(c.key).Code)
+			if seen[obs.Value] {
+				continue // both blood pressures of one panel
+			}
+			seen[obs.Value] = true
+			evidence = append(evidence, literal(obs.fullURL()))
+		}
+		issue.Implicated = append(issue.Implicated, evidence...)
+		issue.Evidence = []fhir.DetectedIssueEvidence{{Detail: evidence}}
+		what := "a critical pre-dose " + names[0]
+		if len(names) > 1 {
+			what = "critical pre-dose values: " + strings.Join(names, ", ")
+		}
+		issue.Detail = ptr(fmt.Sprintf("%s given after %s", drugs[in.Drug].medText, what))
+	}
+	m.add("DetectedIssue", id, issue)
+}
+
+// PreDoseWarnings warns the sender of a pre-dose vitals record sent on its
+// own that names a session (sessionId) at each critical value, for the
+// ingest to answer when the named session is stored and gave its drug
+// (the cross-record form of the DetectedIssue: a warning only; the
+// DetectedIssue is the session document's). Nil for other records and a
+// withdrawal.
+func PreDoseWarnings(rec Record, opts Options) []Violation {
+	r, ok := rec.(*Vitals)
+	if !ok || r.SessionID == "" || r.Source.Status == "entered-in-error" {
+		return nil
+	}
+	var w violations
+	for _, c := range criticalVitals(&r.VitalsBody, "", opts.safety()) {
+		w.add("session.dosed-despite-critical-vitals", c.pointer,
+			"the session this measurement names (sessionId), stored before, gave its drug after this critical pre-dose %s (%s): tell the session's clinician; the record is stored as sent",
+			c.name, concept(c.interp).Code)
+	}
+	if len(w) == 0 {
+		return nil
+	}
+	return w.err(KindVitals).(*RuleError).Violations
+}
+
+// StoredCriticalWarnings warns the sender of a session that gave its drug
+// (DosedSession) about the pre-dose vitals records stored apart from it
+// that name it and were charted critical (Linked.Critical): one warning
+// per vitals record, at infusionStart, naming it (the cross-record form
+// of the DetectedIssue).
+func StoredCriticalWarnings(rec Record, linked []Linked, opts Options) []Violation {
+	if _, ok := DosedSession(rec, opts); !ok {
+		return nil
+	}
+	_, p := infusionOf(rec)
+	var w violations
+	seen := map[string]bool{}
+	for _, l := range linked {
+		if !l.Critical || l.Kind != KindVitals || l.OtherPatient || seen[l.RecordID] {
+			continue
+		}
+		seen[l.RecordID] = true
+		w.add("session.dosed-despite-critical-vitals", p+"/infusionStart",
+			"the session gave its drug after a pre-dose measurement charted critical (HH or LL), vitals record %s stored before: check the measurement and the session; the record is stored as sent", l.RecordID)
+	}
+	if len(w) == 0 {
+		return nil
+	}
+	return w
+}
