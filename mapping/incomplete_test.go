@@ -181,3 +181,57 @@ func TestIVDoseAndDurationWarnings(t *testing.T) {
 		})
 	}
 }
+
+// TestDoseAbovePlanCharted: a session that gave more than its plan (a
+// pump or dilution error, a device too many) is charted as it happened:
+// stored with a warning, its MedicationAdministration's dose the dose
+// given and a note saying it was above the plan; never refused, which
+// would leave a real overdose unchartable (p25 F5).
+func TestDoseAbovePlanCharted(t *testing.T) {
+	rec := func(body string) string {
+		return `{` + envelope + `, ` + body + `, "infusionStart": "2026-05-20T10:00:00Z", "infusionEnd": "2026-05-20T10:40:00Z", "monitoringEnd": "2026-05-20T12:40:00Z"}`
+	}
+	const warned = "infusion.administered-above-plan at /administeredDoseMg"
+	tests := []struct {
+		name, rec, want, dose, note string
+	}{
+		{"IV given as planned", rec(`"drug": "ketamine-iv", "status": "completed", "doseMgPerKg": 0.5, "bodyWeightKg": 80, "totalDoseMg": 40`), "", "40", ""},
+		{"IV, 60 mg of a 40 mg plan", rec(`"drug": "ketamine-iv", "status": "completed", "doseMgPerKg": 0.5, "bodyWeightKg": 80, "totalDoseMg": 40, "administeredDoseMg": 60`),
+			warned, "60", "Dose given above the planned dose: 60 mg given, 40 mg planned."},
+		{"IV stopped early above plan", rec(`"drug": "ketamine-iv", "status": "stopped-early", "statusReason": {"code": "adverse-event"}, "doseMgPerKg": 0.5, "bodyWeightKg": 92, "totalDoseMg": 46, "administeredDoseMg": 46.5`),
+			warned, "46.5", "Dose given above the planned dose: 46.5 mg given, 46 mg planned."},
+		{"esketamine, three devices of a 56 mg plan", rec(`"drug": "esketamine-nasal", "status": "completed", "totalDoseMg": 56, "administeredDoseMg": 84`),
+			warned, "84", "Dose given above the planned dose: 84 mg given, 56 mg planned."},
+		{"esketamine stopped, five sprays of a 56 mg plan", rec(`"drug": "esketamine-nasal", "status": "stopped-early", "statusReason": {"code": "patient-request"}, "totalDoseMg": 56, "administeredDoseMg": 70`),
+			warned, "70", "Dose given above the planned dose: 70 mg given, 56 mg planned."},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			resources, warnings := mapWarnings(t, mapping.KindInfusion, tc.rec)
+			if got := strings.Join(warnings, "; "); got != tc.want {
+				t.Errorf("warnings %q, want %q", got, tc.want)
+			}
+			found := false
+			for _, r := range resources {
+				if r["resourceType"] != "MedicationAdministration" {
+					continue
+				}
+				found = true
+				dose := r["dosage"].(map[string]any)["dose"].(map[string]any)["value"]
+				if got := fmt.Sprint(dose); got != tc.dose {
+					t.Errorf("dosage.dose = %s mg, want %s", got, tc.dose)
+				}
+				note := ""
+				if n, ok := r["note"].([]any); ok && len(n) > 0 {
+					note, _ = n[0].(map[string]any)["text"].(string)
+				}
+				if note != tc.note {
+					t.Errorf("note %q, want %q", note, tc.note)
+				}
+			}
+			if !found {
+				t.Fatal("no MedicationAdministration")
+			}
+		})
+	}
+}

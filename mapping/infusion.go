@@ -218,9 +218,19 @@ func checkAdministered(in *InfusionBody, p string, v *violations) {
 	if in.Drug != "ketamine-iv" && in.AdministeredDurationMin != nil {
 		v.add("infusion.administered-not-applicable", p+"/administeredDurationMin", "administeredDurationMin applies to IV infusions only")
 	}
-	if a, t := in.AdministeredDoseMg, in.TotalDoseMg; a != nil && t != nil && *a > *t {
-		v.add("infusion.administered-above-plan", p+"/administeredDoseMg", "administeredDoseMg must not exceed the planned totalDoseMg")
+}
+
+// abovePlan reports whether a session gave more than its planned dose (a
+// pump or dilution error, a device too many), and the note that charts it
+// on the MedicationAdministration beside the dose given: the record is
+// charted as it happened, never refused (a refusal would leave a real
+// overdose unchartable).
+func abovePlan(in *InfusionBody) (bool, string) {
+	a, t := in.AdministeredDoseMg, in.TotalDoseMg
+	if a == nil || t == nil || *a <= *t || in.Status == "not-done" {
+		return false, ""
 	}
+	return true, fmt.Sprintf("Dose given above the planned dose: %g mg given, %g mg planned.", *a, *t)
 }
 
 // administration is what was actually given in a session.
@@ -278,6 +288,7 @@ type medAdmin struct {
 	ReasonCode                []fhir.CodeableConcept                   `json:"reasonCode,omitempty"`
 	Request                   *fhir.Reference                          `json:"request,omitempty"`
 	Dosage                    *fhir.MedicationAdministrationDosage     `json:"dosage,omitempty"`
+	Note                      []fhir.Annotation                        `json:"note,omitempty"`
 }
 
 // medRequest is a MedicationRequest: the session's plan. samply's type
@@ -435,6 +446,9 @@ func (m *mapper) infusion(in *InfusionBody, recordID string, extra sessionExtras
 	if given {
 		med.Request = ptr(literal(planID.fullURL()))
 		med.Dosage = m.dosage(in, drug.route, drug.routeText, drug.medText)
+		if above, note := abovePlan(in); above {
+			med.Note = annotation(note)
+		}
 	}
 	m.add("MedicationAdministration", medID, med)
 
@@ -593,6 +607,9 @@ const (
 // EsketamineMonitoringMinutes of monitoring after the administration
 // (infusionEnd, else infusionStart), or no monitoringEnd.
 func infusionWarnings(in *InfusionBody, p string, w *violations) {
+	if above, _ := abovePlan(in); above {
+		w.add("infusion.administered-above-plan", p+"/administeredDoseMg", "the dose given is above the planned totalDoseMg: it is charted as given, with a note on the MedicationAdministration; check the dose, and send an adverse-event record if it was a medication error; the record is stored as sent")
+	}
 	if in.Drug == "ketamine-iv" && in.Status != "not-done" {
 		switch {
 		case in.DoseMgPerKg != nil && *in.DoseMgPerKg > IVUsualMaxMgPerKg:

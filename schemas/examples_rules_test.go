@@ -185,8 +185,6 @@ func (c *ruleCheck) infusion(in mapping.InfusionBody) {
 		c.failf("infusion.administered-missing", "")
 	case in.Status == "not-done" && (in.AdministeredDoseMg != nil || in.AdministeredDurationMin != nil):
 		c.failf("infusion.administered-not-applicable", "")
-	case in.AdministeredDoseMg != nil && in.TotalDoseMg != nil && *in.AdministeredDoseMg > *in.TotalDoseMg:
-		c.failf("infusion.administered-above-plan", "")
 	}
 	if in.InfusionStart != "" && in.InfusionEnd != "" && !instant(in.InfusionEnd).After(instant(in.InfusionStart)) {
 		c.failf("time.order", "infusionEnd")

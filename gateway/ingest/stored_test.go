@@ -1165,17 +1165,25 @@ func TestSessionUpdatesNestedRecords(t *testing.T) {
 func TestMappingWarnings(t *testing.T) {
 	g := newGateway(t, app.Config{})
 	screener := `"instrument": "C-SSRS-screener", "takenAt": "2026-03-02T08:45:00-05:00", "items": [{"number": 1, "answer": false}]`
+	// A dose given above the plan is charted as given (p25 F5): the
+	// MedicationAdministration with its note passes the profiles.
+	aboveOrder := `"drug": "ketamine-iv", "status": "stopped-early", "statusReason": {"code": "elevated-blood-pressure"},
+		"doseMgPerKg": 0.5, "bodyWeightKg": 92, "totalDoseMg": 46, "infusionStart": "2026-06-02T09:05:00-05:00",
+		"infusionEnd": "2026-06-02T09:27:00-05:00", "administeredDoseMg": 47`
 	for _, tc := range []struct {
-		name, doc string
-		want      string
+		name string
+		kind mapping.Kind
+		doc  string
+		want string
 	}{
-		{"incomplete screener", rec("A-1", "1", "P-1", "", screener), "warning assessment.cssrs-incomplete /items"},
-		{"the same again", rec("A-1", "1", "P-1", "", screener), "warning assessment.cssrs-incomplete /items"},
-		{"complete screener", rec("A-2", "1", "P-1", "", strings.Replace(screener, `false}]`, `false}, {"number": 2, "answer": false}, {"number": 6, "answer": false}]`, 1)), ""},
+		{"incomplete screener", mapping.KindAssessment, rec("A-1", "1", "P-1", "", screener), "warning assessment.cssrs-incomplete /items"},
+		{"the same again", mapping.KindAssessment, rec("A-1", "1", "P-1", "", screener), "warning assessment.cssrs-incomplete /items"},
+		{"complete screener", mapping.KindAssessment, rec("A-2", "1", "P-1", "", strings.Replace(screener, `false}]`, `false}, {"number": 2, "answer": false}, {"number": 6, "answer": false}]`, 1)), ""},
+		{"dose given above the plan", mapping.KindInfusion, rec("S-1", "1", "P-1", "", aboveOrder), "warning infusion.administered-above-plan /administeredDoseMg"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			sc := auditlog.NewScope("ingest", &auth.Principal{ClientID: "test"})
-			answer, err := g.a.Ingest.Ingest(context.Background(), sc, mapping.KindAssessment, []byte(tc.doc), false, engine.Answer{})
+			answer, err := g.a.Ingest.Ingest(context.Background(), sc, tc.kind, []byte(tc.doc), false, engine.Answer{})
 			if err != nil {
 				t.Fatal(err)
 			}
