@@ -29,6 +29,15 @@ type Rewriter struct {
 	// server's), and a conditional one written [base]/Type?criteria is
 	// resolved as Type?criteria.
 	Local func(ref string) string
+	// FullURL is the fullUrl of the entry whose resource is rewritten, and
+	// Base the server's own FHIR base URL: a relative Reference.reference
+	// (Type/id) is resolved against FullURL's base when FullURL is a
+	// RESTful URL ([base]/Type/id), against Base otherwise (a urn:, or no
+	// fullUrl: in a transaction a relative reference is relative to the
+	// server), and rewritten when the absolute URL it makes is a fullUrl of
+	// IDs (bundle.html#references). Both empty: relative references are
+	// left alone.
+	FullURL, Base string
 	// Unresolved, when set, is returned for a Reference.reference that is
 	// a urn: naming no entry of IDs; nil leaves such references alone.
 	Unresolved error
@@ -192,6 +201,9 @@ func (rw Rewriter) reference(ref string) (string, error) {
 	if to, ok := rw.IDs[ref]; ok {
 		return to, nil
 	}
+	if to, ok := rw.relative(ref); ok {
+		return to, nil
+	}
 	if rw.Unresolved != nil && (strings.HasPrefix(ref, "urn:uuid:") || strings.HasPrefix(ref, "urn:oid:")) {
 		return "", rw.Unresolved
 	}
@@ -207,6 +219,54 @@ func (rw Rewriter) reference(ref string) (string, error) {
 	}
 	return local, nil
 }
+
+// relative resolves a relative literal reference (Type/id) to the
+// identity of the entry whose fullUrl it names once made absolute
+// (bundle.html#references: the base of the holding entry's fullUrl when
+// that is a RESTful URL, else the server's base); ok is false for any
+// other reference, and for one that names no fullUrl of IDs.
+func (rw Rewriter) relative(ref string) (string, bool) {
+	typ, id, ok := strings.Cut(ref, "/")
+	if !ok || !resourceType(typ) || !ValidID(id) {
+		return "", false
+	}
+	base := rw.Base
+	if strings.HasPrefix(rw.FullURL, "http://") || strings.HasPrefix(rw.FullURL, "https://") {
+		if base, ok = restfulBase(rw.FullURL); !ok {
+			return "", false // a URL, but not [base]/Type/id: no base to resolve against
+		}
+	}
+	if base == "" {
+		return "", false
+	}
+	to, ok := rw.IDs[strings.TrimRight(base, "/")+"/"+ref]
+	return to, ok
+}
+
+// restfulBase returns the base of a RESTful URL [base]/Type/id.
+func restfulBase(u string) (string, bool) {
+	rest, id, ok := cutLast(u)
+	if !ok || !ValidID(id) {
+		return "", false
+	}
+	base, typ, ok := cutLast(rest)
+	if !ok || !resourceType(typ) || !strings.Contains(base, "://") || strings.HasSuffix(base, ":/") {
+		return "", false
+	}
+	return base, true
+}
+
+// cutLast cuts s around its last "/".
+func cutLast(s string) (before, after string, ok bool) {
+	i := strings.LastIndexByte(s, '/')
+	if i < 0 {
+		return s, "", false
+	}
+	return s[:i], s[i+1:], true
+}
+
+// resourceType reports whether typ is an R4 resource type.
+func resourceType(typ string) bool { return r4.ResourceNode(typ).Type() != "" }
 
 // narrative rewrites href="..." and src="..." attributes of an XHTML div
 // that name an entry's fullUrl.

@@ -142,3 +142,66 @@ func TestStatusLine(t *testing.T) {
 		}
 	}
 }
+
+// TestRewriterRelative: a relative reference (Type/id) is resolved as
+// bundle.html#references says: against the base of the fullUrl of the
+// entry that holds it when that is a RESTful URL, against the server's
+// base (Rewriter.Base) otherwise (a urn: or no fullUrl), and the absolute
+// URL found among the fullUrls is rewritten to that entry's identity
+// (http.html#trules). One that names no fullUrl is left as it is.
+func TestRewriterRelative(t *testing.T) {
+	ids := map[string]string{
+		"http://own/fhir/Patient/tempA":                 "Patient/new1",
+		"http://other/r4/Patient/tempB":                 "Patient/new2",
+		"http://own/fhir/Patient/putB":                  "Patient/putB",
+		"urn:uuid:c0ffee00-0000-4000-8000-000000000001": "Patient/new3",
+	}
+	tests := []struct {
+		name, fullURL, base, in, want string
+	}{
+		{"urn entry, server base", "urn:uuid:4444", "http://own/fhir",
+			`{"resourceType":"Observation","subject":{"reference":"Patient/tempA"}}`,
+			`{"resourceType":"Observation","subject":{"reference":"Patient/new1"}}`},
+		{"no fullUrl, server base", "", "http://own/fhir",
+			`{"resourceType":"Observation","subject":{"reference":"Patient/tempA"}}`,
+			`{"resourceType":"Observation","subject":{"reference":"Patient/new1"}}`},
+		{"RESTful entry, its own base", "http://other/r4/Observation/o1", "http://own/fhir",
+			`{"resourceType":"Observation","subject":{"reference":"Patient/tempB"},"focus":[{"reference":"Patient/tempA"}]}`,
+			`{"resourceType":"Observation","subject":{"reference":"Patient/new2"},"focus":[{"reference":"Patient/tempA"}]}`},
+		{"PUT entry's fullUrl keeps its id", "http://own/fhir/Patient/putB", "http://own/fhir",
+			`{"resourceType":"Patient","link":[{"other":{"reference":"Patient/tempA"},"type":"seealso"},{"other":{"reference":"Patient/putB"},"type":"seealso"}]}`,
+			`{"resourceType":"Patient","link":[{"other":{"reference":"Patient/new1"},"type":"seealso"},{"other":{"reference":"Patient/putB"},"type":"seealso"}]}`},
+		{"nested and contained", "http://own/fhir/Observation/o1", "",
+			`{"resourceType":"Observation","contained":[{"resourceType":"Provenance","id":"p","target":[{"reference":"Patient/tempA"}],"agent":[{"who":{"reference":"Patient/tempA"}}]}],"extension":[{"url":"http://x/e","valueReference":{"reference":"Patient/tempA"}}]}`,
+			`{"resourceType":"Observation","contained":[{"resourceType":"Provenance","id":"p","target":[{"reference":"Patient/new1"}],"agent":[{"who":{"reference":"Patient/new1"}}]}],"extension":[{"url":"http://x/e","valueReference":{"reference":"Patient/new1"}}]}`},
+		{"no matching fullUrl stays", "urn:uuid:4444", "http://own/fhir",
+			`{"resourceType":"Observation","subject":{"reference":"Patient/elsewhere"},"focus":[{"reference":"Patient/tempA/_history/1"},{"reference":"#x"},{"reference":"Patient"}]}`,
+			`{"resourceType":"Observation","subject":{"reference":"Patient/elsewhere"},"focus":[{"reference":"Patient/tempA/_history/1"},{"reference":"#x"},{"reference":"Patient"}]}`},
+		{"no base: relative references stay", "urn:uuid:4444", "",
+			`{"resourceType":"Observation","subject":{"reference":"Patient/tempA"}}`,
+			`{"resourceType":"Observation","subject":{"reference":"Patient/tempA"}}`},
+		{"a fullUrl that is not RESTful names no base", "http://own/fhir/weird", "http://own/fhir",
+			`{"resourceType":"Observation","subject":{"reference":"Patient/tempA"}}`,
+			`{"resourceType":"Observation","subject":{"reference":"Patient/tempA"}}`},
+		{"data and uri elements are not references", "urn:uuid:4444", "http://own/fhir",
+			`{"resourceType":"Observation","identifier":[{"system":"Patient/tempA","value":"Patient/tempA"}],"code":{"text":"Patient/tempA"}}`,
+			`{"resourceType":"Observation","identifier":[{"system":"Patient/tempA","value":"Patient/tempA"}],"code":{"text":"Patient/tempA"}}`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var doc, want any
+			if err := json.Unmarshal([]byte(tc.in), &doc); err != nil {
+				t.Fatal(err)
+			}
+			_ = json.Unmarshal([]byte(tc.want), &want)
+			rw := Rewriter{IDs: ids, FullURL: tc.fullURL, Base: tc.base}
+			if err := rw.Rewrite(doc); err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(doc, want) {
+				got, _ := json.Marshal(doc)
+				t.Errorf("Rewrite(%s) in entry %q on base %q = %s, want %s", tc.in, tc.fullURL, tc.base, got, tc.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,87 @@
+package gateway_test
+
+import (
+	"strings"
+	"testing"
+)
+
+// entryLocation returns "Type/id" of entry i of a Bundle response.
+func entryLocation(t *testing.T, b map[string]any, i int) string {
+	t.Helper()
+	loc, _ := b["entry"].([]any)[i].(map[string]any)["response"].(map[string]any)["location"].(string)
+	parts := strings.Split(loc, "/")
+	if len(parts) < 2 {
+		t.Fatalf("entry %d: location %q", i, loc)
+	}
+	return parts[0] + "/" + parts[1]
+}
+
+// TestTransactionRelativeReferences: a relative reference Patient/tempA
+// in a transaction names the entry whose fullUrl is [base]/Patient/tempA,
+// the base being that of the holding entry's RESTful fullUrl, or the
+// server's own for an entry with a urn:uuid fullUrl (bundle.html#references),
+// and is stored as the id the POST gave it (http.html#trules: "Servers
+// SHALL replace all matching links in the bundle"), in a POSTed and a PUT
+// entry, nested elements included; a relative reference naming no entry
+// is stored as written.
+func TestTransactionRelativeReferences(t *testing.T) {
+	h := fhirServer(t)
+	const base = "http://example.com/fhir" // httptest's Host
+	body := txBundle(
+		`{"fullUrl":"`+base+`/Patient/tempA","resource":{"resourceType":"Patient","name":[{"family":"Relative"}]},"request":{"method":"POST","url":"Patient"}}`,
+		`{"fullUrl":"urn:uuid:44444444-0000-4000-8000-000000000001","resource":{"resourceType":"Observation","status":"final","code":{"text":"x"},`+
+			`"subject":{"reference":"Patient/tempA"},"focus":[{"reference":"`+base+`/Patient/tempA"}],"performer":[{"reference":"Patient/nowhere"}],`+
+			`"extension":[{"url":"http://example.org/e","valueReference":{"reference":"Patient/tempA"}}]},"request":{"method":"POST","url":"Observation"}}`,
+		`{"fullUrl":"`+base+`/Patient/putB","resource":{"resourceType":"Patient","id":"putB","link":[{"other":{"reference":"Patient/tempA"},"type":"seealso"}]},`+
+			`"request":{"method":"PUT","url":"Patient/putB"}}`,
+		`{"fullUrl":"`+base+`/Observation/tempC","resource":{"resourceType":"Observation","status":"final","code":{"text":"y"},`+
+			`"performer":[{"reference":"Patient/putB"}],"derivedFrom":[{"reference":"Observation/tempD"}],"subject":{"reference":"Patient/tempA"}},"request":{"method":"POST","url":"Observation"}}`,
+	)
+	rec := req(h, "POST", "/fhir", body)
+	if rec.Code != 200 {
+		t.Fatalf("transaction = %d %s", rec.Code, rec.Body)
+	}
+	b := decode(t, rec)
+	patient := entryLocation(t, b, 0)
+	if patient == "Patient/tempA" {
+		t.Fatalf("the POSTed Patient kept its fullUrl's id")
+	}
+	if got := entryLocation(t, b, 2); got != "Patient/putB" {
+		t.Fatalf("the PUT entry is at %s, want Patient/putB", got)
+	}
+	read := func(loc string) map[string]any {
+		rec := req(h, "GET", "/fhir/"+loc, "")
+		if rec.Code != 200 {
+			t.Fatalf("GET %s = %d %s", loc, rec.Code, rec.Body)
+		}
+		return decode(t, rec)
+	}
+	refAt := func(doc map[string]any, path ...any) string {
+		var v any = doc
+		for _, p := range path {
+			switch p := p.(type) {
+			case string:
+				v = v.(map[string]any)[p]
+			case int:
+				v = v.([]any)[p]
+			}
+		}
+		s, _ := v.(string)
+		return s
+	}
+	obs, putB, obsC := read(entryLocation(t, b, 1)), read("Patient/putB"), read(entryLocation(t, b, 3))
+	for _, c := range []struct{ name, got, want string }{
+		{"urn entry's subject", refAt(obs, "subject", "reference"), patient},
+		{"urn entry's absolute focus", refAt(obs, "focus", 0, "reference"), patient},
+		{"urn entry's extension valueReference", refAt(obs, "extension", 0, "valueReference", "reference"), patient},
+		{"a reference naming no entry", refAt(obs, "performer", 0, "reference"), "Patient/nowhere"},
+		{"PUT entry's link.other", refAt(putB, "link", 0, "other", "reference"), patient},
+		{"RESTful entry's subject", refAt(obsC, "subject", "reference"), patient},
+		{"RESTful entry's reference to a PUT entry", refAt(obsC, "performer", 0, "reference"), "Patient/putB"},
+		{"RESTful entry's reference naming no entry", refAt(obsC, "derivedFrom", 0, "reference"), "Observation/tempD"},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s = %q, want %q", c.name, c.got, c.want)
+		}
+	}
+}

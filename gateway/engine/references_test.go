@@ -1,0 +1,71 @@
+package engine
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
+)
+
+// TestTransactionRelativeReferences: in a transaction, a relative
+// reference (Type/id) names the entry whose fullUrl it makes once resolved
+// as bundle.html#references says, against the base of the holding entry's
+// RESTful fullUrl or, for a urn: fullUrl, against the server's base, and
+// is rewritten to the id that entry's POST was given (http.html#trules).
+// A relative reference naming no fullUrl is left as it is.
+func TestTransactionRelativeReferences(t *testing.T) {
+	const base = "http://own.example/fhir"
+	e := New(Config{})
+	mk := func(i int, fullURL string, doc string) *Entry {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(doc), &m); err != nil {
+			t.Fatal(err)
+		}
+		en, err := e.NewEntry(i, "POST", m["resourceType"].(string), fullURL, m, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return en
+	}
+	entries := []*Entry{
+		mk(0, base+"/Patient/tempA", `{"resourceType":"Patient"}`),
+		mk(1, "urn:uuid:44444444-0000-4000-8000-000000000001",
+			`{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/tempA"},"performer":[{"reference":"Patient/other"}]}`),
+		mk(2, "http://elsewhere.example/r4/Observation/o2",
+			`{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/tempB"},"focus":[{"reference":"Patient/tempA"}]}`),
+		mk(3, "http://elsewhere.example/r4/Patient/tempB", `{"resourceType":"Patient"}`),
+	}
+	sc := &auditlog.Scope{Base: base}
+	if err := e.runTransaction(&recordingTx{}, sc, entries, time.Now(), nil); err != nil {
+		t.Fatal(err)
+	}
+	ref := func(en *Entry, path ...string) string {
+		var v any = en.doc
+		for _, p := range path {
+			switch x := v.(type) {
+			case map[string]any:
+				v = x[p]
+			case []any:
+				v = x[0].(map[string]any)[p]
+			}
+		}
+		s, _ := v.(string)
+		return s
+	}
+	for _, c := range []struct {
+		name, got, want string
+	}{
+		{"urn entry's relative reference, on the server's base", ref(entries[1], "subject", "reference"), "Patient/" + entries[0].id},
+		{"a relative reference naming no fullUrl", ref(entries[1], "performer", "reference"), "Patient/other"},
+		{"RESTful entry's relative reference, on its own base", ref(entries[2], "subject", "reference"), "Patient/" + entries[3].id},
+		{"RESTful entry's relative reference of another base", ref(entries[2], "focus", "reference"), "Patient/tempA"},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s = %q, want %q", c.name, c.got, c.want)
+		}
+	}
+	if entries[0].id == "tempA" || entries[3].id == "tempB" {
+		t.Errorf("POST entries kept their fullUrl ids: %s, %s", entries[0].id, entries[3].id)
+	}
+}
