@@ -85,3 +85,28 @@ func TestTransactionRelativeReferences(t *testing.T) {
 		}
 	}
 }
+
+// TestTransactionNarrativeLinks: a narrative link to an entry is rewritten
+// whatever well-formed XHTML attribute syntax it is written in: single
+// quotes, whitespace around = (http.html#trules; p27 F2).
+func TestTransactionNarrativeLinks(t *testing.T) {
+	h := fhirServer(t)
+	const urn = "urn:uuid:77777777-0000-4000-8000-000000000001"
+	div := `<div xmlns=\"http://www.w3.org/1999/xhtml\"><a href='` + urn + `'>single</a> <a  href = \"` + urn + `\">spaced</a></div>`
+	rec := req(h, "POST", "/fhir", txBundle(
+		`{"fullUrl":"`+urn+`","resource":{"resourceType":"Patient","name":[{"family":"Narrative"}]},"request":{"method":"POST","url":"Patient"}}`,
+		`{"fullUrl":"urn:uuid:77777777-0000-4000-8000-000000000002","resource":{"resourceType":"Observation",`+
+			`"text":{"status":"generated","div":"`+div+`"},"status":"final","code":{"text":"x"},"subject":{"reference":"`+urn+`"}},`+
+			`"request":{"method":"POST","url":"Observation"}}`))
+	if rec.Code != 200 {
+		t.Fatalf("transaction = %d %s", rec.Code, rec.Body)
+	}
+	b := decode(t, rec)
+	patient := entryLocation(t, b, 0)
+	obs := decode(t, req(h, "GET", "/fhir/"+entryLocation(t, b, 1), ""))
+	got := obs["text"].(map[string]any)["div"].(string)
+	want := `<div xmlns="http://www.w3.org/1999/xhtml"><a href='` + patient + `'>single</a> <a  href = "` + patient + `">spaced</a></div>`
+	if got != want {
+		t.Errorf("stored narrative = %s, want %s", got, want)
+	}
+}

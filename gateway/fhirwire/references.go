@@ -268,30 +268,71 @@ func cutLast(s string) (before, after string, ok bool) {
 // resourceType reports whether typ is an R4 resource type.
 func resourceType(typ string) bool { return r4.ResourceNode(typ).Type() != "" }
 
-// narrative rewrites href="..." and src="..." attributes of an XHTML div
-// that name an entry's fullUrl.
+// narrativeLinks are the attributes of the narrative that are links
+// (http.html#trules: <a href=""> and <img src="">), by element.
+var narrativeLinks = map[string]string{"a": "href", "img": "src"}
+
+// narrative rewrites the href attributes of a elements and the src
+// attributes of img elements of an XHTML div that name an entry's fullUrl.
+// It reads the markup as XML does (XHTML attribute syntax: a name,
+// optional whitespace, =, optional whitespace, a value in single or double
+// quotes), so that text, comments and other attributes are never taken
+// for a link, whatever they hold.
 func (rw Rewriter) narrative(div string) string {
 	if len(rw.IDs) == 0 {
 		return div
 	}
 	var b strings.Builder
 	last := 0
-	for pos := 0; ; {
-		i := nextAttr(div[pos:])
-		if i < 0 {
+	for i := 0; i < len(div); {
+		lt := strings.IndexByte(div[i:], '<')
+		if lt < 0 {
 			break
 		}
-		i += pos
-		end := strings.IndexByte(div[i:], '"')
-		if end < 0 {
-			break
+		i += lt
+		switch rest := div[i:]; {
+		case strings.HasPrefix(rest, "<!--"):
+			i = skipPast(div, i+4, "-->")
+			continue
+		case strings.HasPrefix(rest, "<![CDATA["):
+			i = skipPast(div, i+9, "]]>")
+			continue
+		case strings.HasPrefix(rest, "<!"), strings.HasPrefix(rest, "<?"), strings.HasPrefix(rest, "</"):
+			i = skipPast(div, i+2, ">")
+			continue
 		}
-		if to, ok := rw.IDs[div[i:i+end]]; ok {
-			b.WriteString(div[last:i])
-			b.WriteString(to)
-			last = i + end
+		name := xmlName(div[i+1:])
+		link := narrativeLinks[name]
+		j := i + 1 + len(name)
+		for {
+			j = skipSpace(div, j)
+			attr := xmlName(div[j:])
+			if attr == "" {
+				break // the tag's end (> or />), or markup that is not an attribute
+			}
+			j = skipSpace(div, j+len(attr))
+			if j >= len(div) || div[j] != '=' {
+				break
+			}
+			j = skipSpace(div, j+1)
+			if j >= len(div) || (div[j] != '"' && div[j] != '\'') {
+				break
+			}
+			end := strings.IndexByte(div[j+1:], div[j])
+			if end < 0 {
+				break
+			}
+			from, to := j+1, j+1+end
+			if attr == link {
+				if id, ok := rw.IDs[div[from:to]]; ok {
+					b.WriteString(div[last:from])
+					b.WriteString(id)
+					last = to
+				}
+			}
+			j = to + 1
 		}
-		pos = i + end
+		i = j
 	}
 	if last == 0 {
 		return div
@@ -300,14 +341,35 @@ func (rw Rewriter) narrative(div string) string {
 	return b.String()
 }
 
-// nextAttr returns the offset of the value of the next href="..." or
-// src="..." attribute in s, or -1.
-func nextAttr(s string) int {
-	best := -1
-	for _, a := range []string{`href="`, `src="`} {
-		if i := strings.Index(s, a); i >= 0 && (best < 0 || i+len(a) < best) {
-			best = i + len(a)
-		}
+// skipPast returns the offset in s after the first end at or after i, or
+// len(s).
+func skipPast(s string, i int, end string) int {
+	if k := strings.Index(s[i:], end); k >= 0 {
+		return i + k + len(end)
 	}
-	return best
+	return len(s)
+}
+
+// skipSpace returns the offset of the first byte at or after i in s that
+// is not XML whitespace.
+func skipSpace(s string, i int) int {
+	for i < len(s) && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// xmlName returns the XML name (ASCII letters, digits, -, _, ., :; not
+// starting with a digit, - or .) that s starts with, or "".
+func xmlName(s string) string {
+	n := 0
+	for n < len(s) {
+		c := s[n]
+		letter := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_' || c == ':'
+		if !letter && (n == 0 || !(c >= '0' && c <= '9' || c == '-' || c == '.')) {
+			break
+		}
+		n++
+	}
+	return s[:n]
 }

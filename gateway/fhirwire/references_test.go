@@ -50,6 +50,13 @@ func TestRewriter(t *testing.T) {
 			`{"resourceType":"Observation","subject":{"reference":"Patient/c1"}}`, nil},
 		{"narrative", `{"resourceType":"Observation","text":{"div":"<div><a href=\"urn:uuid:a\">p</a><img src=\"urn:uuid:b\"/></div>"}}`,
 			`{"resourceType":"Observation","text":{"div":"<div><a href=\"Patient/1\">p</a><img src=\"urn:uuid:b\"/></div>"}}`, nil},
+		// XHTML attribute syntax: single or double quotes, whitespace
+		// around =, other attributes before; only a's href and img's src
+		// (http.html#trules), never text or another attribute's value.
+		{"narrative attribute syntax", `{"resourceType":"Observation","text":{"div":"<div><a href='urn:uuid:a'>1</a><a  href = \"urn:uuid:a\">2</a><a class=\"x\" title='a > b'\nhref\t=\n'urn:uuid:a'>3</a><img alt=\"i\" src = 'urn:uuid:a' /></div>"}}`,
+			`{"resourceType":"Observation","text":{"div":"<div><a href='Patient/1'>1</a><a  href = \"Patient/1\">2</a><a class=\"x\" title='a > b'\nhref\t=\n'Patient/1'>3</a><img alt=\"i\" src = 'Patient/1' /></div>"}}`, nil},
+		{"narrative text and other attributes stay", `{"resourceType":"Observation","text":{"div":"<div>href=\"urn:uuid:a\" <a title=\"href='urn:uuid:a'\" href=\"urn:uuid:b\">x</a><img href=\"urn:uuid:a\" src=\"urn:uuid:b\"/><span src=\"urn:uuid:a\">y</span><!-- <a href=\"urn:uuid:a\"> --><ab href=\"urn:uuid:a\">z</ab></div>"}}`,
+			`{"resourceType":"Observation","text":{"div":"<div>href=\"urn:uuid:a\" <a title=\"href='urn:uuid:a'\" href=\"urn:uuid:b\">x</a><img href=\"urn:uuid:a\" src=\"urn:uuid:b\"/><span src=\"urn:uuid:a\">y</span><!-- <a href=\"urn:uuid:a\"> --><ab href=\"urn:uuid:a\">z</ab></div>"}}`, nil},
 		{"unknown urn", `{"resourceType":"Observation","subject":{"reference":"urn:uuid:zz"}}`, "", errUnresolved},
 		{"unknown urn in a contained resource", `{"resourceType":"Observation","contained":[{"resourceType":"Patient","id":"p","generalPractitioner":[{"reference":"urn:uuid:zz"}]}]}`, "", errUnresolved},
 		{"strings, markdown and codes stay",
@@ -204,4 +211,20 @@ func TestRewriterRelative(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzNarrative: the narrative's links are read from any text without
+// panicking, and text that names no fullUrl comes back as it was.
+func FuzzNarrative(f *testing.F) {
+	for _, s := range []string{`<div><a href='urn:uuid:a'>x</a></div>`, `<div><img  src = "urn:uuid:a"/></div>`,
+		`<div><!-- <a href="urn:uuid:a"> --></div>`, `<a href=`, `<a href='`, `<![CDATA[`, `<img src="urn:uuid:a`, `<`} {
+		f.Add(s)
+	}
+	rw := Rewriter{IDs: map[string]string{"urn:uuid:a": "Patient/1"}}
+	f.Fuzz(func(t *testing.T, div string) {
+		got := rw.narrative(div)
+		if !strings.Contains(div, "urn:uuid:a") && got != div {
+			t.Errorf("narrative(%q) = %q, want it unchanged", div, got)
+		}
+	})
 }
