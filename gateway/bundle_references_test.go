@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 )
@@ -108,5 +109,38 @@ func TestTransactionNarrativeLinks(t *testing.T) {
 	want := `<div xmlns="http://www.w3.org/1999/xhtml"><a href='` + patient + `'>single</a> <a  href = "` + patient + `">spaced</a></div>`
 	if got != want {
 		t.Errorf("stored narrative = %s, want %s", got, want)
+	}
+}
+
+// TestEntryFullURLDisagrees: a transaction entry whose fullUrl names
+// another id than its resource (fullUrl .../Patient/zzX, PUT Patient/zzY)
+// is refused with 400 naming Bundle.entry[n].fullUrl, and nothing is
+// written (R4 Bundle.entry.fullUrl: "The fullUrl SHALL NOT disagree with
+// the id in the resource"; p27 F5). In a batch the entry fails alone.
+func TestEntryFullURLDisagrees(t *testing.T) {
+	h := fhirServer(t)
+	const base = "http://example.com/fhir"
+	ok := `{"fullUrl":"` + base + `/Patient/zzA","resource":{"resourceType":"Patient","id":"zzA"},"request":{"method":"PUT","url":"Patient/zzA"}}`
+	bad := `{"fullUrl":"` + base + `/Patient/zzX","resource":{"resourceType":"Patient","id":"zzY"},"request":{"method":"PUT","url":"Patient/zzY"}}`
+	rec := req(h, "POST", "/fhir", txBundle(ok, bad))
+	if s := rec.Body.String(); rec.Code != 400 || !strings.Contains(s, "bundle-entry-fullurl-mismatch") || !strings.Contains(s, `"Bundle.entry[1].fullUrl"`) {
+		t.Fatalf("transaction = %d %s; want 400 bundle-entry-fullurl-mismatch at Bundle.entry[1].fullUrl", rec.Code, s)
+	}
+	for _, id := range []string{"zzA", "zzY"} {
+		if rec := req(h, "GET", "/fhir/Patient/"+id, ""); rec.Code != 404 {
+			t.Errorf("GET Patient/%s = %d, want 404: the failed transaction wrote nothing", id, rec.Code)
+		}
+	}
+	rec = req(h, "POST", "/fhir", strings.Replace(txBundle(ok, bad), `"transaction"`, `"batch"`, 1))
+	if rec.Code != 200 {
+		t.Fatalf("batch = %d %s", rec.Code, rec.Body)
+	}
+	entries := decode(t, rec)["entry"].([]any)
+	if s := entries[0].(map[string]any)["response"].(map[string]any)["status"]; !strings.HasPrefix(s.(string), "201") {
+		t.Errorf("batch entry 0 = %v, want 201", s)
+	}
+	resp := entries[1].(map[string]any)["response"].(map[string]any)
+	if s, _ := json.Marshal(resp); !strings.HasPrefix(resp["status"].(string), "400") || !strings.Contains(string(s), "Bundle.entry[1].fullUrl") {
+		t.Errorf("batch entry 1 = %s, want 400 naming Bundle.entry[1].fullUrl", s)
 	}
 }

@@ -2,10 +2,13 @@ package engine
 
 import (
 	"encoding/json"
+	"errors"
 	"testing"
 	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 )
 
 // TestTransactionRelativeReferences: in a transaction, a relative
@@ -67,5 +70,54 @@ func TestTransactionRelativeReferences(t *testing.T) {
 	}
 	if entries[0].id == "tempA" || entries[3].id == "tempB" {
 		t.Errorf("POST entries kept their fullUrl ids: %s, %s", entries[0].id, entries[3].id)
+	}
+}
+
+// TestEntryFullURLAgreesWithID: a Bundle entry whose RESTful fullUrl
+// names another type or id than its resource is Invalid
+// bundle-entry-fullurl-mismatch at Bundle.entry[i].fullUrl (R4
+// Bundle.entry.fullUrl: "The fullUrl SHALL NOT disagree with the id in the
+// resource"), in a Bundle validated whole and in a batch's entry alike; a
+// POST's resource may have no id, and a urn: fullUrl names no id.
+func TestEntryFullURLAgreesWithID(t *testing.T) {
+	e := New(Config{})
+	const base = "http://own.example/fhir"
+	for _, tc := range []struct {
+		name, fullURL, method, url, resource string
+		ok                                   bool
+	}{
+		{"PUT, another id", base + "/Patient/zzX", "PUT", "Patient/zzY", `{"resourceType":"Patient","id":"zzY"}`, false},
+		{"PUT, another server's base, another id", "https://other.example/r4/Patient/zzX", "PUT", "Patient/zzY", `{"resourceType":"Patient","id":"zzY"}`, false},
+		{"PUT, another type", base + "/Observation/zzY", "PUT", "Patient/zzY", `{"resourceType":"Patient","id":"zzY"}`, false},
+		{"POST, another id", base + "/Patient/zzX", "POST", "Patient", `{"resourceType":"Patient","id":"zzY"}`, false},
+		{"conditional PUT, another id", base + "/Patient/zzX", "PUT", "Patient?identifier=s|v", `{"resourceType":"Patient","id":"zzY"}`, false},
+		{"PUT, the same id", base + "/Patient/zzY", "PUT", "Patient/zzY", `{"resourceType":"Patient","id":"zzY"}`, true},
+		{"POST, no id", base + "/Patient/tempA", "POST", "Patient", `{"resourceType":"Patient"}`, true},
+		{"conditional PUT, no id", base + "/Patient/zzX", "PUT", "Patient?identifier=s|v", `{"resourceType":"Patient"}`, true},
+		{"urn fullUrl", "urn:uuid:44444444-0000-4000-8000-000000000001", "PUT", "Patient/zzY", `{"resourceType":"Patient","id":"zzY"}`, true},
+		{"a URL that is not RESTful", "http://own.example/patients?id=zzX", "PUT", "Patient/zzY", `{"resourceType":"Patient","id":"zzY"}`, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var res map[string]any
+			if err := json.Unmarshal([]byte(tc.resource), &res); err != nil {
+				t.Fatal(err)
+			}
+			m := map[string]any{"fullUrl": tc.fullURL, "resource": res, "request": map[string]any{"method": tc.method, "url": tc.url}}
+			raw, _ := json.Marshal(m)
+			var w fhirwire.Entry
+			if err := json.Unmarshal(raw, &w); err != nil {
+				t.Fatal(err)
+			}
+			for name, en := range map[string]*Entry{"decoded": e.decodedEntry(2, m, []string{base}), "batch": e.parseEntry(2, &w, []string{base})} {
+				var oe *outcome.Error
+				switch {
+				case tc.ok && en.perr != nil:
+					t.Errorf("%s entry: %v, want no problem", name, en.perr)
+				case !tc.ok && (!errors.As(en.perr, &oe) || oe.Issues[0].Rule != "bundle-entry-fullurl-mismatch" ||
+					oe.Issues[0].Expression != "Bundle.entry[2].fullUrl"):
+					t.Errorf("%s entry: %v, want bundle-entry-fullurl-mismatch at Bundle.entry[2].fullUrl", name, en.perr)
+				}
+			}
+		})
 	}
 }

@@ -232,7 +232,7 @@ func (rw Rewriter) relative(ref string) (string, bool) {
 	}
 	base := rw.Base
 	if strings.HasPrefix(rw.FullURL, "http://") || strings.HasPrefix(rw.FullURL, "https://") {
-		if base, ok = restfulBase(rw.FullURL); !ok {
+		if base, _, _, ok = RESTfulURL(rw.FullURL); !ok {
 			return "", false // a URL, but not [base]/Type/id: no base to resolve against
 		}
 	}
@@ -243,17 +243,23 @@ func (rw Rewriter) relative(ref string) (string, bool) {
 	return to, ok
 }
 
-// restfulBase returns the base of a RESTful URL [base]/Type/id.
-func restfulBase(u string) (string, bool) {
+// RESTfulURL splits a RESTful URL, http(s)://.../[base]/Type/id with Type
+// an R4 resource type and id a FHIR id, into its base, type and id; ok is
+// false for any other string (a urn:, a version-specific URL, a URL that
+// does not end in Type/id).
+func RESTfulURL(u string) (base, typ, id string, ok bool) {
+	if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+		return "", "", "", false
+	}
 	rest, id, ok := cutLast(u)
 	if !ok || !ValidID(id) {
-		return "", false
+		return "", "", "", false
 	}
-	base, typ, ok := cutLast(rest)
-	if !ok || !resourceType(typ) || !strings.Contains(base, "://") || strings.HasSuffix(base, ":/") {
-		return "", false
+	base, typ, ok = cutLast(rest)
+	if !ok || !resourceType(typ) || strings.HasSuffix(base, ":/") {
+		return "", "", "", false
 	}
-	return base, true
+	return base, typ, id, true
 }
 
 // cutLast cuts s around its last "/".
