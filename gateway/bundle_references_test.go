@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"encoding/json"
+	"net/url"
 	"strings"
 	"testing"
 )
@@ -142,5 +143,33 @@ func TestEntryFullURLDisagrees(t *testing.T) {
 	resp := entries[1].(map[string]any)["response"].(map[string]any)
 	if s, _ := json.Marshal(resp); !strings.HasPrefix(resp["status"].(string), "400") || !strings.Contains(string(s), "Bundle.entry[1].fullUrl") {
 		t.Errorf("batch entry 1 = %s, want 400 naming Bundle.entry[1].fullUrl", s)
+	}
+}
+
+// TestTransactionGetEntryPlaceholder: a GET entry's search naming the
+// urn:uuid of a POST entry finds what that entry created (GETs run after
+// the writes, and criteria resolve placeholders the same way), and its
+// self link names the id, not the urn (p27 F4).
+func TestTransactionGetEntryPlaceholder(t *testing.T) {
+	h := fhirServer(t)
+	const urn = "urn:uuid:55555555-0000-4000-8000-000000000001"
+	rec := req(h, "POST", "/fhir", txBundle(
+		`{"fullUrl":"`+urn+`","resource":{"resourceType":"Patient","name":[{"family":"Placeholder"}]},"request":{"method":"POST","url":"Patient"}}`,
+		`{"fullUrl":"urn:uuid:55555555-0000-4000-8000-000000000002","resource":{"resourceType":"Observation","status":"final","code":{"text":"x"},`+
+			`"subject":{"reference":"`+urn+`"}},"request":{"method":"POST","url":"Observation"}}`,
+		`{"request":{"method":"GET","url":"Observation?subject=`+urn+`"}}`))
+	if rec.Code != 200 {
+		t.Fatalf("transaction = %d %s", rec.Code, rec.Body)
+	}
+	b := decode(t, rec)
+	patient := entryLocation(t, b, 0)
+	got := b["entry"].([]any)[2].(map[string]any)["resource"].(map[string]any)
+	if got["total"] != float64(1) {
+		t.Errorf("GET entry's search total = %v, want 1: %v", got["total"], got)
+	}
+	links, _ := json.Marshal(got["link"])
+	self, _ := url.QueryUnescape(string(links))
+	if strings.Contains(self, "urn:uuid") || !strings.Contains(self, "subject="+patient) {
+		t.Errorf("GET entry's links %s, want the search of %s", self, patient)
 	}
 }

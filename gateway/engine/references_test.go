@@ -3,6 +3,7 @@ package engine
 import (
 	"encoding/json"
 	"errors"
+	"net/url"
 	"testing"
 	"time"
 
@@ -117,6 +118,39 @@ func TestEntryFullURLAgreesWithID(t *testing.T) {
 					oe.Issues[0].Expression != "Bundle.entry[2].fullUrl"):
 					t.Errorf("%s entry: %v, want bundle-entry-fullurl-mismatch at Bundle.entry[2].fullUrl", name, en.perr)
 				}
+			}
+		})
+	}
+}
+
+// TestGetEntryPlaceholders: a transaction's GET entry runs after its
+// writes, so a reference or uri value of its search naming an entry's
+// fullUrl is the identity that entry was given, as in conditional
+// criteria; a token or string value equal to a fullUrl is data, and a
+// urn no entry has stays as written.
+func TestGetEntryPlaceholders(t *testing.T) {
+	e := New(Config{})
+	ids := map[string]string{"urn:uuid:5555": "Patient/p1", "http://own.example/fhir/Patient/tempA": "Patient/p2",
+		"urn:uuid:6666": "Questionnaire/q1"}
+	for _, tc := range []struct{ url, want string }{
+		{"Observation?subject=urn:uuid:5555", "subject=Patient/p1"},
+		{"Observation?subject:Patient=urn:uuid:5555,urn:uuid:zz&code=urn:uuid:5555", "code=urn:uuid:5555&subject:Patient=Patient/p1,urn:uuid:zz"},
+		{"Observation?subject=http://own.example/fhir/Patient/tempA", "subject=Patient/p2"},
+		{"ValueSet?url=urn:uuid:6666", "url=Questionnaire/q1"},
+		{"Patient?identifier=urn:ietf:rfc:3986|urn:uuid:5555&name=urn:uuid:5555", "identifier=urn:ietf:rfc:3986|urn:uuid:5555&name=urn:uuid:5555"},
+		{"Patient/p9/Observation?subject=urn:uuid:5555", "subject=Patient/p1"},
+	} {
+		t.Run(tc.url, func(t *testing.T) {
+			en, err := e.NewEntry(3, "GET", tc.url, "", nil, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if en.params, err = ParseQuery(en.queryType(), en.query); err != nil {
+				t.Fatal(err)
+			}
+			e.getPlaceholders(e.Limits(), en, ids)
+			if got, _ := url.QueryUnescape(en.params.Encode()); got != tc.want {
+				t.Errorf("GET %s searches %s, want %s", tc.url, got, tc.want)
 			}
 		})
 	}

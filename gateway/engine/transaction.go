@@ -547,7 +547,7 @@ func (e *Engine) execEntry(tx store.Tx, sc *auditlog.Scope, en *Entry, rw *fhirw
 			err = tx.ClaimKey(en.key, en.typ, en.id)
 		}
 	case "GET":
-		err = e.getEntry(tx, sc, en)
+		err = e.getEntry(tx, sc, en, rw.IDs) // the fullUrls of the entries, all decided
 	}
 	return err
 }
