@@ -190,6 +190,9 @@ func (s *Server) respondRead(c echo.Context, r *store.Resource, version bool) er
 		setVersionHeaders(c, r)
 		return c.NoContent(http.StatusNotModified)
 	}
+	if accept, ok := c.Get(rawKey).(string); ok && r.Type == "Binary" {
+		return respondBinary(c, r, accept)
+	}
 	r, err := s.app.Engine.Subset(r, c.QueryParams())
 	if err != nil {
 		return err
