@@ -108,16 +108,28 @@ func (s *Server) handleConditionalUpdate(c echo.Context) error {
 // preconditions are the conditional headers of a create, update, patch or delete
 // (RFC 9110 13.1), for the engine to evaluate inside the write's
 // transaction (and If-None-Exist, which only a create takes); a header
-// sent on several lines is one list. If-Modified-Since
-// applies to GET and HEAD only (RFC 9110 13.1.3) and is not read here.
+// sent on several lines is one list, and one sent with no value is named
+// in Empty (never taken as absent). If-Modified-Since applies to GET and
+// HEAD only (RFC 9110 13.1.3) and is not read here.
 func preconditions(c echo.Context) engine.Preconditions {
 	h := c.Request().Header
-	return engine.Preconditions{
-		IfMatch:           strings.Join(h.Values("If-Match"), ", "),
-		IfNoneMatch:       strings.Join(h.Values("If-None-Match"), ", "),
-		IfUnmodifiedSince: strings.Join(h.Values("If-Unmodified-Since"), ", "),
-		IfNoneExist:       strings.Join(h.Values("If-None-Exist"), ", "),
+	var empty []string
+	value := func(name string) string {
+		vs := h.Values(name)
+		v := strings.Join(vs, ", ")
+		if len(vs) > 0 && strings.TrimSpace(v) == "" {
+			empty = append(empty, name)
+		}
+		return v
 	}
+	p := engine.Preconditions{
+		IfMatch:           value("If-Match"),
+		IfNoneMatch:       value("If-None-Match"),
+		IfUnmodifiedSince: value("If-Unmodified-Since"),
+		IfNoneExist:       value("If-None-Exist"),
+	}
+	p.Empty = strings.Join(empty, ", ")
+	return p
 }
 
 // handleDelete is DELETE /fhir/{type}/{id}.
@@ -177,6 +189,9 @@ func (s *Server) respondRead(c echo.Context, r *store.Resource, version bool) er
 	if fhirwire.NotModified(h.Get("If-None-Match"), since, r.Version, r.LastUpdated, sole) {
 		setVersionHeaders(c, r)
 		return c.NoContent(http.StatusNotModified)
+	}
+	if accept, ok := c.Get(rawKey).(string); ok && r.Type == "Binary" {
+		return respondBinary(c, r, accept)
 	}
 	r, err := s.app.Engine.Subset(r, c.QueryParams())
 	if err != nil {

@@ -128,7 +128,9 @@ func (s *Server) fhirFormat(next echo.HandlerFunc) echo.HandlerFunc {
 				return errFormatVersion
 			}
 			c.Set(formatKey, mt)
-		} else if a := strings.Join(c.Request().Header.Values("Accept"), ", "); a != "" {
+		} else if a := strings.Join(c.Request().Header.Values("Accept"), ", "); rawBinaryRead(c, a) {
+			c.Set(rawKey, a) // the Binary's own content (respondRead)
+		} else if a != "" {
 			mt, err := negotiate(a)
 			if err != nil {
 				return err

@@ -153,6 +153,12 @@ func (e *Engine) CapabilityStatement(base string, sec Security) map[string]any {
 				"the same total and following next in any order returns each of them once. The reads of the pages, " +
 				"themselves audited, are found by a new search."
 		}
+		if typ == "Binary" {
+			res["documentation"] = "A read or vread whose Accept names no FHIR type (text/plain, */*, a browser's) answers " +
+				"the content in the Binary's contentType (binary.html), with X-Content-Type-Options: nosniff, " +
+				"Content-Security-Policy: sandbox, and as an attachment what a browser would render; an Accept " +
+				"naming a FHIR type, _format, or no Accept answer the resource as FHIR JSON."
+		}
 		// Conditional writes and If-Match on update only where clients
 		// write: a read-only type (AuditEvent, the conformance types)
 		// keeps its versions, and that is all it claims.

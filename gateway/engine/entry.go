@@ -445,9 +445,36 @@ func (en *Entry) resource(doc map[string]any, expr string) *Entry {
 			return en
 		}
 	}
+	if err := en.fullURLAgrees(doc); err != nil {
+		en.perr = err
+		return en
+	}
 	en.doc = doc
 	en.bodyID, _ = doc["id"].(string)
 	return en
+}
+
+// fullURLAgrees checks that the entry's fullUrl, when a RESTful URL
+// ([base]/Type/id), names the resource it carries (Bundle.entry.fullUrl:
+// "The fullUrl SHALL NOT disagree with the id in the resource"): its type,
+// and its id when the resource has one (a POST's, or a conditional
+// update's, may have none). A urn: fullUrl names no id. A disagreeing one
+// is Invalid bundle-entry-fullurl-mismatch: references to the fullUrl
+// would otherwise be rewritten to a resource of another id.
+func (en *Entry) fullURLAgrees(doc map[string]any) error {
+	_, typ, id, ok := fhirwire.RESTfulURL(en.fullURL)
+	if !ok {
+		return nil
+	}
+	rt, _ := doc["resourceType"].(string)
+	bid, _ := doc["id"].(string)
+	if typ == rt && (bid == "" || bid == id) {
+		return nil
+	}
+	return outcome.New(outcome.Invalid, "invalid", "bundle-entry-fullurl-mismatch",
+		"the entry's fullUrl names another resource type or id than its resource has; the fullUrl shall not "+
+			"disagree with the resource's id (Bundle.entry.fullUrl): make them agree, or use a urn:uuid fullUrl").
+		At(fmt.Sprintf("Bundle.entry[%d].fullUrl", en.index))
 }
 
 // fail keeps an Invalid problem of the entry.

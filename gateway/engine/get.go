@@ -9,6 +9,7 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
 
@@ -149,13 +150,14 @@ func (e *Engine) parseGet(en *Entry, parts []string) error {
 // it asks for (reads{tx}): the resource read is kept in en.res, a search's
 // or history's answer in en.searched or en.hist, to be shaped into the
 // entry's resource by Response.
-func (e *Engine) getEntry(tx store.Tx, sc *auditlog.Scope, en *Entry) error {
+func (e *Engine) getEntry(tx store.Tx, sc *auditlog.Scope, en *Entry, ids map[string]string) error {
 	// The transaction's reads have its own context.
 	ctx, in := context.Background(), reads{tx: tx}
 	var err error
 	if en.params, err = ParseQuery(en.queryType(), en.query); err != nil {
 		return err
 	}
+	e.getPlaceholders(e.limitsFor(sc), en, ids)
 	if f := en.params.Get("_format"); f != "" && !fhirwire.JSONFormat(f) {
 		return errEntryFormat
 	} else if v, ok := fhirwire.FHIRVersion(f); ok && !fhirwire.R4Version(v) {
@@ -199,6 +201,50 @@ func (e *Engine) getEntry(tx store.Tx, sc *auditlog.Scope, en *Entry) error {
 		err = e.checkMetadata(en.params)
 	}
 	return err
+}
+
+// getPlaceholders replaces, in the parameters of a GET entry that
+// searches (a type's or a compartment's), each reference or uri value
+// naming the fullUrl of an entry of the transaction (ids: fullUrl ->
+// Type/id) by the identity that entry was given. GET entries run after
+// every write (http.html#trules), so the search finds what the entry
+// wrote, as conditional criteria naming a placeholder do
+// (substitutePlaceholders), and the searchset's self link names the id.
+// Token and string values equal to a fullUrl are data and stay, as do
+// parameters the search would refuse (it reports them).
+func (e *Engine) getPlaceholders(lim search.Limits, en *Entry, ids map[string]string) {
+	if len(ids) == 0 || (en.get != getSearch && en.get != getCompartment) {
+		return
+	}
+	q, _, err := lim.Parse(en.queryType(), en.params, true)
+	if err != nil {
+		return
+	}
+	named := map[string]bool{} // the parameters (name:modifier) whose values name a fullUrl
+	_ = placeholderValues(q, func(c search.Clause, _ *search.Value, url string) error {
+		if _, ok := ids[url]; ok {
+			key := c.Param
+			if c.Modifier != "" {
+				key += ":" + c.Modifier
+			}
+			named[key] = true
+		}
+		return nil
+	})
+	for key, vs := range en.params {
+		if !named[key] {
+			continue
+		}
+		for i, v := range vs {
+			parts := strings.Split(v, ",") // a URL or urn has no escaped comma (\,) to keep whole
+			for j, p := range parts {
+				if to, ok := ids[p]; ok {
+					parts[j] = to
+				}
+			}
+			vs[i] = strings.Join(parts, ",")
+		}
+	}
 }
 
 // queryType is the type a GET entry's parameters are read for ("" for

@@ -40,6 +40,24 @@ type Preconditions struct {
 	// it meant a guard the write would not apply: Invalid
 	// precondition-unsupported.
 	IfNoneExist string
+	// Empty names the headers among these the client sent with no value
+	// ("If-Match", several separated by ", "). An empty header is not one
+	// left out: If-Match with no entity tag names no version, If-None-Exist
+	// no criteria, and a client whose ETag or criteria variable came out
+	// empty would otherwise get the lost update or the duplicate the header
+	// was sent to prevent. Invalid precondition-invalid, naming them.
+	Empty string
+}
+
+// empty fails a request that sent a conditional header with no value
+// (Preconditions.Empty).
+func (p Preconditions) empty() error {
+	if p.Empty == "" {
+		return nil
+	}
+	return outcome.New(outcome.Invalid, "value", "precondition-invalid",
+		"the "+p.Empty+" header is sent with no value, which names no version or criteria (RFC 9110 13.1; "+
+			"http.html#ccreate); send the value, or leave the header out; nothing was written")
 }
 
 // conditions are Preconditions parsed: ifMatch and ifNoneMatch are
@@ -68,6 +86,9 @@ func (p Preconditions) parse(entry bool) (conditions, error) {
 	}
 	const tags = `"*" or a list of entity tags such as W/"3"`
 	var c conditions
+	if err := p.empty(); err != nil {
+		return c, err
+	}
 	if strings.TrimSpace(p.IfNoneExist) != "" {
 		return c, outcome.New(outcome.Invalid, "not-supported", "precondition-unsupported",
 			"If-None-Exist makes a POST a conditional create (http.html#ccreate); an update, patch or delete takes "+

@@ -1,10 +1,14 @@
 package engine
 
 import (
+	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
@@ -32,6 +36,10 @@ func TestPreconditionsParse(t *testing.T) {
 		{"only commas", Preconditions{IfMatch: ",,"}, false},
 		{"an RFC 3339 date", Preconditions{IfUnmodifiedSince: "2001-01-01T00:00:00Z"}, false},
 		{"two dates", Preconditions{IfUnmodifiedSince: "Sun, 06 Nov 1994 08:49:37 GMT, Sun, 06 Nov 1994 08:49:37 GMT"}, false},
+		// A header sent with no value is not one left out (p27 F3).
+		{"an empty If-Match", Preconditions{Empty: "If-Match"}, false},
+		{"an empty If-None-Match", Preconditions{Empty: "If-None-Match"}, false},
+		{"an empty If-Unmodified-Since", Preconditions{Empty: "If-Unmodified-Since"}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := tc.pre.parse(false)
@@ -41,6 +49,48 @@ func TestPreconditionsParse(t *testing.T) {
 				t.Errorf("parse(%+v) = %v, want no error", tc.pre, err)
 			case !tc.ok && (!errors.As(err, &oe) || oe.Kind != outcome.Invalid || oe.Issues[0].Rule != "precondition-invalid"):
 				t.Errorf("parse(%+v) = %v, want Invalid precondition-invalid", tc.pre, err)
+			}
+		})
+	}
+}
+
+// TestEmptyPreconditionHeader: a conditional header sent with no value
+// (If-None-Exist: on a create, If-Match: on an update) is Invalid
+// precondition-invalid naming the header, never taken as absent: an
+// empty criteria or ETag variable would otherwise make the duplicate or
+// the lost update the header was sent to prevent.
+func TestEmptyPreconditionHeader(t *testing.T) {
+	e := New(Config{})
+	sc := auditlog.NewScope("create", &auth.Principal{ClientID: "c", Tenant: "t", Scopes: auth.ParseScopes("system/*.cruds")})
+	unread := func() ([]byte, error) { t.Fatal("the body was read"); return nil, nil }
+	for _, tc := range []struct {
+		name   string
+		header string
+		call   func(pre Preconditions) error
+	}{
+		{"create, If-None-Exist", "If-None-Exist", func(pre Preconditions) error {
+			_, err := e.Create(context.Background(), sc, "Patient", unread, pre)
+			return err
+		}},
+		{"update, If-Match", "If-Match", func(pre Preconditions) error {
+			_, err := e.Update(context.Background(), sc, "Patient", "p1", unread, pre)
+			return err
+		}},
+		{"conditional update, If-Match", "If-Match", func(pre Preconditions) error {
+			_, err := e.ConditionalUpdate(context.Background(), sc, "Patient", "identifier=s|v", unread, pre)
+			return err
+		}},
+		{"delete, If-Match", "If-Match", func(pre Preconditions) error {
+			_, err := e.Delete(context.Background(), sc, "Patient", "p1", pre)
+			return err
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.call(Preconditions{Empty: tc.header})
+			var oe *outcome.Error
+			if !errors.As(err, &oe) || oe.Kind != outcome.Invalid || oe.Issues[0].Rule != "precondition-invalid" ||
+				!strings.Contains(oe.Issues[0].Message, tc.header) {
+				t.Fatalf("%s with an empty %s = %v, want Invalid precondition-invalid naming the header", tc.name, tc.header, err)
 			}
 		})
 	}

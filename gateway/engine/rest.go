@@ -235,6 +235,9 @@ func (e *Engine) Create(ctx context.Context, sc *auditlog.Scope, typ string, bod
 	if err := allow(sc, typ, 'c'); err != nil {
 		return nil, err
 	}
+	if err := pre.empty(); err != nil {
+		return nil, err
+	}
 	ifNoneExist := pre.IfNoneExist
 	if pre != (Preconditions{IfNoneExist: ifNoneExist}) {
 		return nil, outcome.New(outcome.Invalid, "not-supported", "precondition-unsupported",

@@ -134,6 +134,7 @@ func (e *Engine) runTransaction(tx store.Tx, sc *auditlog.Scope, entries []*Entr
 		IDs:         ids,
 		Conditional: refs.resolve,
 		Local:       func(ref string) string { return search.LocalReference(lim.Base, ref) },
+		Base:        lim.Base, // a relative reference in an entry with a urn: fullUrl
 	}
 	if len(entries) != 1 || !entries[0].rest {
 		// In a Bundle (or the application's entries) a urn: names an
@@ -147,7 +148,7 @@ func (e *Engine) runTransaction(tx store.Tx, sc *auditlog.Scope, entries []*Entr
 		if en.doc == nil {
 			continue
 		}
-		rw.Changes, refs.cur = &en.rewrites, en
+		rw.Changes, refs.cur, rw.FullURL = &en.rewrites, en, en.fullURL
 		if err := rw.Rewrite(en.doc); err != nil {
 			return fail(en, err)
 		}
@@ -161,7 +162,7 @@ func (e *Engine) runTransaction(tx store.Tx, sc *auditlog.Scope, entries []*Entr
 	defer render(entries, now, store.TxWritesAhead(tx))()
 	shown := 0
 	for _, en := range order {
-		refs.cur = en // a patch's references are rewritten as it runs
+		refs.cur, rw.FullURL = en, en.fullURL // a patch's references are rewritten as it runs
 		if err := e.execEntry(tx, sc, en, &rw, now); err != nil {
 			return fail(en, err)
 		}
@@ -546,7 +547,7 @@ func (e *Engine) execEntry(tx store.Tx, sc *auditlog.Scope, en *Entry, rw *fhirw
 			err = tx.ClaimKey(en.key, en.typ, en.id)
 		}
 	case "GET":
-		err = e.getEntry(tx, sc, en)
+		err = e.getEntry(tx, sc, en, rw.IDs) // the fullUrls of the entries, all decided
 	}
 	return err
 }

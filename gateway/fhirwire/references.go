@@ -29,6 +29,15 @@ type Rewriter struct {
 	// server's), and a conditional one written [base]/Type?criteria is
 	// resolved as Type?criteria.
 	Local func(ref string) string
+	// FullURL is the fullUrl of the entry whose resource is rewritten, and
+	// Base the server's own FHIR base URL: a relative Reference.reference
+	// (Type/id) is resolved against FullURL's base when FullURL is a
+	// RESTful URL ([base]/Type/id), against Base otherwise (a urn:, or no
+	// fullUrl: in a transaction a relative reference is relative to the
+	// server), and rewritten when the absolute URL it makes is a fullUrl of
+	// IDs (bundle.html#references). Both empty: relative references are
+	// left alone.
+	FullURL, Base string
 	// Unresolved, when set, is returned for a Reference.reference that is
 	// a urn: naming no entry of IDs; nil leaves such references alone.
 	Unresolved error
@@ -192,6 +201,9 @@ func (rw Rewriter) reference(ref string) (string, error) {
 	if to, ok := rw.IDs[ref]; ok {
 		return to, nil
 	}
+	if to, ok := rw.relative(ref); ok {
+		return to, nil
+	}
 	if rw.Unresolved != nil && (strings.HasPrefix(ref, "urn:uuid:") || strings.HasPrefix(ref, "urn:oid:")) {
 		return "", rw.Unresolved
 	}
@@ -208,30 +220,125 @@ func (rw Rewriter) reference(ref string) (string, error) {
 	return local, nil
 }
 
-// narrative rewrites href="..." and src="..." attributes of an XHTML div
-// that name an entry's fullUrl.
+// relative resolves a relative literal reference (Type/id) to the
+// identity of the entry whose fullUrl it names once made absolute
+// (bundle.html#references: the base of the holding entry's fullUrl when
+// that is a RESTful URL, else the server's base); ok is false for any
+// other reference, and for one that names no fullUrl of IDs.
+func (rw Rewriter) relative(ref string) (string, bool) {
+	typ, id, ok := strings.Cut(ref, "/")
+	if !ok || !resourceType(typ) || !ValidID(id) {
+		return "", false
+	}
+	base := rw.Base
+	if strings.HasPrefix(rw.FullURL, "http://") || strings.HasPrefix(rw.FullURL, "https://") {
+		if base, _, _, ok = RESTfulURL(rw.FullURL); !ok {
+			return "", false // a URL, but not [base]/Type/id: no base to resolve against
+		}
+	}
+	if base == "" {
+		return "", false
+	}
+	to, ok := rw.IDs[strings.TrimRight(base, "/")+"/"+ref]
+	return to, ok
+}
+
+// RESTfulURL splits a RESTful URL, http(s)://.../[base]/Type/id with Type
+// an R4 resource type and id a FHIR id, into its base, type and id; ok is
+// false for any other string (a urn:, a version-specific URL, a URL that
+// does not end in Type/id).
+func RESTfulURL(u string) (base, typ, id string, ok bool) {
+	if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+		return "", "", "", false
+	}
+	rest, id, ok := cutLast(u)
+	if !ok || !ValidID(id) {
+		return "", "", "", false
+	}
+	base, typ, ok = cutLast(rest)
+	if !ok || !resourceType(typ) || strings.HasSuffix(base, ":/") {
+		return "", "", "", false
+	}
+	return base, typ, id, true
+}
+
+// cutLast cuts s around its last "/".
+func cutLast(s string) (before, after string, ok bool) {
+	i := strings.LastIndexByte(s, '/')
+	if i < 0 {
+		return s, "", false
+	}
+	return s[:i], s[i+1:], true
+}
+
+// resourceType reports whether typ is an R4 resource type.
+func resourceType(typ string) bool { return r4.ResourceNode(typ).Type() != "" }
+
+// narrativeLinks are the attributes of the narrative that are links
+// (http.html#trules: <a href=""> and <img src="">), by element.
+var narrativeLinks = map[string]string{"a": "href", "img": "src"}
+
+// narrative rewrites the href attributes of a elements and the src
+// attributes of img elements of an XHTML div that name an entry's fullUrl.
+// It reads the markup as XML does (XHTML attribute syntax: a name,
+// optional whitespace, =, optional whitespace, a value in single or double
+// quotes), so that text, comments and other attributes are never taken
+// for a link, whatever they hold.
 func (rw Rewriter) narrative(div string) string {
 	if len(rw.IDs) == 0 {
 		return div
 	}
 	var b strings.Builder
 	last := 0
-	for pos := 0; ; {
-		i := nextAttr(div[pos:])
-		if i < 0 {
+	for i := 0; i < len(div); {
+		lt := strings.IndexByte(div[i:], '<')
+		if lt < 0 {
 			break
 		}
-		i += pos
-		end := strings.IndexByte(div[i:], '"')
-		if end < 0 {
-			break
+		i += lt
+		switch rest := div[i:]; {
+		case strings.HasPrefix(rest, "<!--"):
+			i = skipPast(div, i+4, "-->")
+			continue
+		case strings.HasPrefix(rest, "<![CDATA["):
+			i = skipPast(div, i+9, "]]>")
+			continue
+		case strings.HasPrefix(rest, "<!"), strings.HasPrefix(rest, "<?"), strings.HasPrefix(rest, "</"):
+			i = skipPast(div, i+2, ">")
+			continue
 		}
-		if to, ok := rw.IDs[div[i:i+end]]; ok {
-			b.WriteString(div[last:i])
-			b.WriteString(to)
-			last = i + end
+		name := xmlName(div[i+1:])
+		link := narrativeLinks[name]
+		j := i + 1 + len(name)
+		for {
+			j = skipSpace(div, j)
+			attr := xmlName(div[j:])
+			if attr == "" {
+				break // the tag's end (> or />), or markup that is not an attribute
+			}
+			j = skipSpace(div, j+len(attr))
+			if j >= len(div) || div[j] != '=' {
+				break
+			}
+			j = skipSpace(div, j+1)
+			if j >= len(div) || (div[j] != '"' && div[j] != '\'') {
+				break
+			}
+			end := strings.IndexByte(div[j+1:], div[j])
+			if end < 0 {
+				break
+			}
+			from, to := j+1, j+1+end
+			if attr == link {
+				if id, ok := rw.IDs[div[from:to]]; ok {
+					b.WriteString(div[last:from])
+					b.WriteString(id)
+					last = to
+				}
+			}
+			j = to + 1
 		}
-		pos = i + end
+		i = j
 	}
 	if last == 0 {
 		return div
@@ -240,14 +347,35 @@ func (rw Rewriter) narrative(div string) string {
 	return b.String()
 }
 
-// nextAttr returns the offset of the value of the next href="..." or
-// src="..." attribute in s, or -1.
-func nextAttr(s string) int {
-	best := -1
-	for _, a := range []string{`href="`, `src="`} {
-		if i := strings.Index(s, a); i >= 0 && (best < 0 || i+len(a) < best) {
-			best = i + len(a)
-		}
+// skipPast returns the offset in s after the first end at or after i, or
+// len(s).
+func skipPast(s string, i int, end string) int {
+	if k := strings.Index(s[i:], end); k >= 0 {
+		return i + k + len(end)
 	}
-	return best
+	return len(s)
+}
+
+// skipSpace returns the offset of the first byte at or after i in s that
+// is not XML whitespace.
+func skipSpace(s string, i int) int {
+	for i < len(s) && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// xmlName returns the XML name (ASCII letters, digits, -, _, ., :; not
+// starting with a digit, - or .) that s starts with, or "".
+func xmlName(s string) string {
+	n := 0
+	for n < len(s) {
+		c := s[n]
+		letter := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_' || c == ':'
+		if !letter && (n == 0 || !(c >= '0' && c <= '9' || c == '-' || c == '.')) {
+			break
+		}
+		n++
+	}
+	return s[:n]
 }

@@ -50,6 +50,13 @@ func TestRewriter(t *testing.T) {
 			`{"resourceType":"Observation","subject":{"reference":"Patient/c1"}}`, nil},
 		{"narrative", `{"resourceType":"Observation","text":{"div":"<div><a href=\"urn:uuid:a\">p</a><img src=\"urn:uuid:b\"/></div>"}}`,
 			`{"resourceType":"Observation","text":{"div":"<div><a href=\"Patient/1\">p</a><img src=\"urn:uuid:b\"/></div>"}}`, nil},
+		// XHTML attribute syntax: single or double quotes, whitespace
+		// around =, other attributes before; only a's href and img's src
+		// (http.html#trules), never text or another attribute's value.
+		{"narrative attribute syntax", `{"resourceType":"Observation","text":{"div":"<div><a href='urn:uuid:a'>1</a><a  href = \"urn:uuid:a\">2</a><a class=\"x\" title='a > b'\nhref\t=\n'urn:uuid:a'>3</a><img alt=\"i\" src = 'urn:uuid:a' /></div>"}}`,
+			`{"resourceType":"Observation","text":{"div":"<div><a href='Patient/1'>1</a><a  href = \"Patient/1\">2</a><a class=\"x\" title='a > b'\nhref\t=\n'Patient/1'>3</a><img alt=\"i\" src = 'Patient/1' /></div>"}}`, nil},
+		{"narrative text and other attributes stay", `{"resourceType":"Observation","text":{"div":"<div>href=\"urn:uuid:a\" <a title=\"href='urn:uuid:a'\" href=\"urn:uuid:b\">x</a><img href=\"urn:uuid:a\" src=\"urn:uuid:b\"/><span src=\"urn:uuid:a\">y</span><!-- <a href=\"urn:uuid:a\"> --><ab href=\"urn:uuid:a\">z</ab></div>"}}`,
+			`{"resourceType":"Observation","text":{"div":"<div>href=\"urn:uuid:a\" <a title=\"href='urn:uuid:a'\" href=\"urn:uuid:b\">x</a><img href=\"urn:uuid:a\" src=\"urn:uuid:b\"/><span src=\"urn:uuid:a\">y</span><!-- <a href=\"urn:uuid:a\"> --><ab href=\"urn:uuid:a\">z</ab></div>"}}`, nil},
 		{"unknown urn", `{"resourceType":"Observation","subject":{"reference":"urn:uuid:zz"}}`, "", errUnresolved},
 		{"unknown urn in a contained resource", `{"resourceType":"Observation","contained":[{"resourceType":"Patient","id":"p","generalPractitioner":[{"reference":"urn:uuid:zz"}]}]}`, "", errUnresolved},
 		{"strings, markdown and codes stay",
@@ -141,4 +148,83 @@ func TestStatusLine(t *testing.T) {
 			t.Errorf("StatusCode(%q) = %d, want %d", want, got, code)
 		}
 	}
+}
+
+// TestRewriterRelative: a relative reference (Type/id) is resolved as
+// bundle.html#references says: against the base of the fullUrl of the
+// entry that holds it when that is a RESTful URL, against the server's
+// base (Rewriter.Base) otherwise (a urn: or no fullUrl), and the absolute
+// URL found among the fullUrls is rewritten to that entry's identity
+// (http.html#trules). One that names no fullUrl is left as it is.
+func TestRewriterRelative(t *testing.T) {
+	ids := map[string]string{
+		"http://own/fhir/Patient/tempA":                 "Patient/new1",
+		"http://other/r4/Patient/tempB":                 "Patient/new2",
+		"http://own/fhir/Patient/putB":                  "Patient/putB",
+		"urn:uuid:c0ffee00-0000-4000-8000-000000000001": "Patient/new3",
+	}
+	tests := []struct {
+		name, fullURL, base, in, want string
+	}{
+		{"urn entry, server base", "urn:uuid:4444", "http://own/fhir",
+			`{"resourceType":"Observation","subject":{"reference":"Patient/tempA"}}`,
+			`{"resourceType":"Observation","subject":{"reference":"Patient/new1"}}`},
+		{"no fullUrl, server base", "", "http://own/fhir",
+			`{"resourceType":"Observation","subject":{"reference":"Patient/tempA"}}`,
+			`{"resourceType":"Observation","subject":{"reference":"Patient/new1"}}`},
+		{"RESTful entry, its own base", "http://other/r4/Observation/o1", "http://own/fhir",
+			`{"resourceType":"Observation","subject":{"reference":"Patient/tempB"},"focus":[{"reference":"Patient/tempA"}]}`,
+			`{"resourceType":"Observation","subject":{"reference":"Patient/new2"},"focus":[{"reference":"Patient/tempA"}]}`},
+		{"PUT entry's fullUrl keeps its id", "http://own/fhir/Patient/putB", "http://own/fhir",
+			`{"resourceType":"Patient","link":[{"other":{"reference":"Patient/tempA"},"type":"seealso"},{"other":{"reference":"Patient/putB"},"type":"seealso"}]}`,
+			`{"resourceType":"Patient","link":[{"other":{"reference":"Patient/new1"},"type":"seealso"},{"other":{"reference":"Patient/putB"},"type":"seealso"}]}`},
+		{"nested and contained", "http://own/fhir/Observation/o1", "",
+			`{"resourceType":"Observation","contained":[{"resourceType":"Provenance","id":"p","target":[{"reference":"Patient/tempA"}],"agent":[{"who":{"reference":"Patient/tempA"}}]}],"extension":[{"url":"http://x/e","valueReference":{"reference":"Patient/tempA"}}]}`,
+			`{"resourceType":"Observation","contained":[{"resourceType":"Provenance","id":"p","target":[{"reference":"Patient/new1"}],"agent":[{"who":{"reference":"Patient/new1"}}]}],"extension":[{"url":"http://x/e","valueReference":{"reference":"Patient/new1"}}]}`},
+		{"no matching fullUrl stays", "urn:uuid:4444", "http://own/fhir",
+			`{"resourceType":"Observation","subject":{"reference":"Patient/elsewhere"},"focus":[{"reference":"Patient/tempA/_history/1"},{"reference":"#x"},{"reference":"Patient"}]}`,
+			`{"resourceType":"Observation","subject":{"reference":"Patient/elsewhere"},"focus":[{"reference":"Patient/tempA/_history/1"},{"reference":"#x"},{"reference":"Patient"}]}`},
+		{"no base: relative references stay", "urn:uuid:4444", "",
+			`{"resourceType":"Observation","subject":{"reference":"Patient/tempA"}}`,
+			`{"resourceType":"Observation","subject":{"reference":"Patient/tempA"}}`},
+		{"a fullUrl that is not RESTful names no base", "http://own/fhir/weird", "http://own/fhir",
+			`{"resourceType":"Observation","subject":{"reference":"Patient/tempA"}}`,
+			`{"resourceType":"Observation","subject":{"reference":"Patient/tempA"}}`},
+		{"data and uri elements are not references", "urn:uuid:4444", "http://own/fhir",
+			`{"resourceType":"Observation","identifier":[{"system":"Patient/tempA","value":"Patient/tempA"}],"code":{"text":"Patient/tempA"}}`,
+			`{"resourceType":"Observation","identifier":[{"system":"Patient/tempA","value":"Patient/tempA"}],"code":{"text":"Patient/tempA"}}`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var doc, want any
+			if err := json.Unmarshal([]byte(tc.in), &doc); err != nil {
+				t.Fatal(err)
+			}
+			_ = json.Unmarshal([]byte(tc.want), &want)
+			rw := Rewriter{IDs: ids, FullURL: tc.fullURL, Base: tc.base}
+			if err := rw.Rewrite(doc); err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(doc, want) {
+				got, _ := json.Marshal(doc)
+				t.Errorf("Rewrite(%s) in entry %q on base %q = %s, want %s", tc.in, tc.fullURL, tc.base, got, tc.want)
+			}
+		})
+	}
+}
+
+// FuzzNarrative: the narrative's links are read from any text without
+// panicking, and text that names no fullUrl comes back as it was.
+func FuzzNarrative(f *testing.F) {
+	for _, s := range []string{`<div><a href='urn:uuid:a'>x</a></div>`, `<div><img  src = "urn:uuid:a"/></div>`,
+		`<div><!-- <a href="urn:uuid:a"> --></div>`, `<a href=`, `<a href='`, `<![CDATA[`, `<img src="urn:uuid:a`, `<`} {
+		f.Add(s)
+	}
+	rw := Rewriter{IDs: map[string]string{"urn:uuid:a": "Patient/1"}}
+	f.Fuzz(func(t *testing.T, div string) {
+		got := rw.narrative(div)
+		if !strings.Contains(div, "urn:uuid:a") && got != div {
+			t.Errorf("narrative(%q) = %q, want it unchanged", div, got)
+		}
+	})
 }
