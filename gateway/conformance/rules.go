@@ -290,6 +290,7 @@ func GatewayRules() []Rule {
 		{"console-sign-in-failed", "Signing in to the console failed."},
 		{"console-issuer-unavailable", "The console's identity provider could not be reached; retry later."},
 		{"console-no-tenant", "The signed-in user has no tenant."},
+		{"console-no-role", "The signed-in user has no console role (auditor or operator)."},
 		{"console-role", "The signed-in user's role does not allow this page."},
 		{"console-search-unknown", "The console search is not one it offers."},
 		{"console-export-format", "The console export format is not one it offers."},
