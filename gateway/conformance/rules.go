@@ -250,6 +250,7 @@ func GatewayRules() []Rule {
 		{"export-type-not-in-compartment", "_type names a resource type outside the Patient compartment of a patient-level export."},
 		{"export-typefilter-invalid", "A _typeFilter is not a valid search of a type _type names."},
 		{"export-too-many", "Too many exports are running; retry later."},
+		{"job-too-many", "The client has too many imports, replays or reindexes of a kind waiting or running; retry later."},
 		{"export-group-too-large", "The Group has more members than an export takes."},
 		{"import-empty", "The import holds no record."},
 		{"import-not-ndjson", "The import is not NDJSON (one JSON record per line)."},
