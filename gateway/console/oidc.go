@@ -3,6 +3,7 @@ package console
 import (
 	"context"
 	"net/http"
+	"path"
 	"slices"
 	"strings"
 	"sync"
@@ -41,6 +42,11 @@ var errIssuer = outcome.New(outcome.Unavailable, "transient", "console-issuer-un
 // errSignInFailed answers a sign-in that did not prove who is there.
 var errSignInFailed = outcome.New(outcome.Unauthorized, "login", "console-sign-in-failed",
 	"the sign-in did not succeed (it may have expired or been started elsewhere); sign in again")
+
+// errNoRole answers a sign-in of a person whose claims grant no console
+// role.
+var errNoRole = outcome.New(outcome.Forbidden, "forbidden", "console-no-role",
+	"your account has no console role (auditor or operator); ask the gateway's administrator, who sets the groups that grant them")
 
 // ctx carries the console's HTTP client to go-oidc and oauth2 (they use
 // http.DefaultClient otherwise).
@@ -101,7 +107,8 @@ func (o *oidcClient) exchange(ctx context.Context, code string, p *pendingLogin)
 
 // principal maps a person's claims to the gateway's principal: the name
 // claim (or sub) after auth.PersonPrefix, the tenant claim (or every tenant)
-// and the scopes of their roles.
+// and the scopes of their roles. Returns errNoRole if the claims grant
+// neither console role.
 func (st *Settings) principal(claims map[string]any) (*auth.Principal, error) {
 	name, _ := claims[st.NameClaim].(string)
 	if name == "" {
@@ -136,6 +143,11 @@ func (st *Settings) principal(claims map[string]any) (*auth.Principal, error) {
 	if slices.ContainsFunc(roles, func(r string) bool { return slices.Contains(st.Operators, r) }) {
 		scopes = append(scopes, auth.ScopeOperator)
 	}
+	if len(scopes) == 0 {
+		// Nothing is kept for a person without a role: their sign-ins
+		// cannot fill the session store (probe p30 F3).
+		return nil, errNoRole
+	}
 	return &auth.Principal{ClientID: auth.PersonPrefix + name, Tenant: tenant, Scopes: auth.ParseScopes(strings.Join(scopes, " ")),
 		Issuer: st.Issuer}, nil
 }
@@ -151,13 +163,31 @@ type loginPage struct {
 const maxNext = 2048
 
 // safeNext keeps a return path inside the console (no open redirect), and
-// short enough for the sign-in cookie (the start page otherwise).
+// short enough for the sign-in cookie (the start page otherwise). Its path
+// is checked as a browser will resolve it: dot segments resolved first,
+// and encoded dots or backslashes, which a browser may resolve or turn
+// into slashes, refused (probe p30 F6: /console/../../evil led to /evil).
 func safeNext(next string) string {
-	if !strings.HasPrefix(next, Prefix+"/") || strings.HasPrefix(next, "//") || strings.ContainsAny(next, "\\\r\n") ||
+	start := Prefix + "/"
+	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.ContainsAny(next, "\\\r\n") ||
 		len(next) > maxNext {
-		return Prefix + "/"
+		return start
 	}
-	return next
+	p, rest := next, ""
+	if i := strings.IndexAny(next, "?#"); i >= 0 {
+		p, rest = next[:i], next[i:]
+	}
+	if lower := strings.ToLower(p); strings.Contains(lower, "%2e") || strings.Contains(lower, "%5c") {
+		return start
+	}
+	clean := path.Clean(p)
+	if strings.HasSuffix(p, "/") && clean != "/" {
+		clean += "/"
+	}
+	if !strings.HasPrefix(clean, start) {
+		return start
+	}
+	return clean + rest
 }
 
 // login shows the sign-in page (a GET without a session lands here).

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -35,11 +36,15 @@ const (
 )
 
 // Bounds of the in-memory stores: a flood of sessions cannot grow memory
-// without limit (the oldest are dropped).
+// without limit. A person keeps at most maxPersonSessions sessions, their
+// own oldest ending when another begins, so one person's sign-ins never
+// end another person's session (probe p30 F3); the process keeps at most
+// maxSessions (a thousand people at the cap each), the oldest dropped.
 const (
-	maxSessions = 10000
-	maxSearches = 20
-	loginTTL    = 10 * time.Minute
+	maxSessions       = 10000
+	maxPersonSessions = 10
+	maxSearches       = 20
+	loginTTL          = 10 * time.Minute
 )
 
 // session is one signed-in person (or the development-mode visitor). It
@@ -49,6 +54,7 @@ const (
 // hour; probe p26 F3).
 type session struct {
 	id, csrf  string
+	person    string // whose session: the principal's id ("" in development mode)
 	principal *auth.Principal
 	expires   time.Time // the idle limit after the last request, at most deadline
 	deadline  time.Time // the absolute cap after sign-in
@@ -116,13 +122,18 @@ func setCookie(w http.ResponseWriter, name, value string, maxAge int) {
 		HttpOnly: true, Secure: true, SameSite: same})
 }
 
-// create starts a session for p and sets its cookie.
+// create starts a session for p, whose principal id is name ("" in
+// development mode, which has no sign-in), and sets its cookie; the
+// person's oldest session ends if they already have maxPersonSessions.
 func (s *sessions) create(w http.ResponseWriter, name string, p *auth.Principal) *session {
 	now := s.now()
-	sess := &session{id: token(), csrf: token(), principal: p, deadline: now.Add(s.max), searches: map[string]auditSearch{}}
+	sess := &session{id: token(), csrf: token(), person: name, principal: p, deadline: now.Add(s.max), searches: map[string]auditSearch{}}
 	sess.expires = s.until(now, sess)
 	s.mu.Lock()
 	s.prune(now)
+	if name != "" {
+		s.capPerson(name)
+	}
 	if len(s.live) >= maxSessions {
 		s.dropOldest()
 	}
@@ -168,6 +179,24 @@ func (s *sessions) prune(now time.Time) {
 		if now.After(x.expires) {
 			delete(s.live, id)
 		}
+	}
+}
+
+// capPerson ends person's oldest sessions (the earliest signed in) until
+// there is room for one more of theirs (s.mu held).
+func (s *sessions) capPerson(person string) {
+	var mine []*session
+	for _, x := range s.live {
+		if x.person == person {
+			mine = append(mine, x)
+		}
+	}
+	if len(mine) < maxPersonSessions {
+		return
+	}
+	slices.SortFunc(mine, func(a, b *session) int { return a.deadline.Compare(b.deadline) })
+	for _, x := range mine[:len(mine)-maxPersonSessions+1] {
+		delete(s.live, x.id)
 	}
 }
 

@@ -119,3 +119,35 @@ func TestSessionLimitShown(t *testing.T) {
 		t.Errorf("development mode tells of a session limit")
 	}
 }
+
+// TestSessionsPerPerson: one person's sign-ins, however many, end only
+// that person's own oldest sessions (maxPersonSessions a person), never
+// another person's (probe p30 F3: 10,080 sign-ins of one person signed
+// every other person out).
+func TestSessionsPerPerson(t *testing.T) {
+	now := time.Date(2026, 12, 5, 8, 0, 0, 0, time.UTC)
+	s := newSessions(time.Hour, 12*time.Hour, func() time.Time { return now })
+	live := func(sess *session) bool {
+		r := httptest.NewRequest(http.MethodGet, "/console/", nil)
+		r.AddCookie(&http.Cookie{Name: sessionCookie, Value: sess.id})
+		return s.fromRequest(r) != nil
+	}
+	victim := s.create(httptest.NewRecorder(), "person:alice", nil)
+	var mallory []*session
+	for range maxSessions + 80 {
+		now = now.Add(time.Millisecond)
+		mallory = append(mallory, s.create(httptest.NewRecorder(), "person:mallory", nil))
+	}
+	if !live(victim) {
+		t.Errorf("alice's session ended after mallory signed in %d times", len(mallory))
+	}
+	for i, sess := range mallory {
+		if want := i >= len(mallory)-maxPersonSessions; live(sess) != want {
+			t.Errorf("mallory's sign-in #%d live = %v, want %v (the newest %d are kept)", i, !want, want, maxPersonSessions)
+			break
+		}
+	}
+	if n := len(s.live); n != maxPersonSessions+1 {
+		t.Errorf("%d sessions kept, want %d", n, maxPersonSessions+1)
+	}
+}

@@ -327,3 +327,62 @@ func TestSignInCookieFits(t *testing.T) {
 		t.Errorf("sign-in = %+v, want one returning to the start page", p)
 	}
 }
+
+// TestSignInWithoutRole: a person whose claims map to no console role is
+// refused with 403 and a page saying so and whom to ask; no session is
+// kept, so such sign-ins fill nothing (probe p30 F3).
+func TestSignInWithoutRole(t *testing.T) {
+	f, is := signInFixture(t)
+	for _, groups := range []any{[]string{}, []string{"kg-nobody"}, nil} {
+		person := map[string]any{"sub": "u-9", "email": "mallory@example.org", "tenant": "clinic-a"}
+		if groups != nil {
+			person["groups"] = groups
+		}
+		code, page := f.finishSignIn(t, is, f.startSignIn(t), person)
+		if code != http.StatusForbidden || !strings.Contains(page, "no console role") || !strings.Contains(page, "administrator") {
+			t.Errorf("sign-in with groups %v = %d, want 403 saying the account has no console role:\n%.2000s", groups, code, page)
+		}
+	}
+	if n := len(f.c.sessions.live); n != 0 {
+		t.Errorf("%d sessions kept for sign-ins without a role, want none", n)
+	}
+	if code, _, h := f.get(t, "/console/playground"); code != http.StatusSeeOther || !strings.HasPrefix(h.Get("Location"), "/console/login") {
+		t.Errorf("GET /console/playground after a refused sign-in = %d to %q, want the sign-in page", code, h.Get("Location"))
+	}
+}
+
+// TestSafeNext: a return path stays inside the console: dot segments are
+// resolved before the check (a browser resolves them), encoded dots and
+// backslashes are refused, and anything else leads to the start page
+// (probe p30 F6: /console/../../evil led to /evil).
+func TestSafeNext(t *testing.T) {
+	for _, tc := range []struct{ next, want string }{
+		{"/console/replays", "/console/replays"},
+		{"/console/", "/console/"},
+		{"/console/audit?patient=x&page=2", "/console/audit?patient=x&page=2"},
+		{"/console/audit?q=../..", "/console/audit?q=../.."},
+		{"/console/deliveries/", "/console/deliveries/"},
+		{"/console/./replays", "/console/replays"},
+		{"/console/audit/../replays", "/console/replays"},
+		{"/console//replays", "/console/replays"},
+		{"/console/../../evil", "/console/"},
+		{"/console/..", "/console/"},
+		{"/console/../console/replays", "/console/replays"},
+		{"/console/%2e%2e/evil", "/console/"},
+		{"/console/%2E%2E/%2e%2E/evil", "/console/"},
+		{"/console/.%2e/evil", "/console/"},
+		{"/console/%5c%5cevil.example", "/console/"},
+		{"/console/\\evil", "/console/"},
+		{"/console/x\r\nSet-Cookie: a=b", "/console/"},
+		{"//evil.example/console/", "/console/"},
+		{"https://evil.example/console/", "/console/"},
+		{"/consoleevil", "/console/"},
+		{"", "/console/"},
+	} {
+		t.Run(tc.next, func(t *testing.T) {
+			if got := safeNext(tc.next); got != tc.want {
+				t.Errorf("safeNext(%q) = %q, want %q", tc.next, got, tc.want)
+			}
+		})
+	}
+}

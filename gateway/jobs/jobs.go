@@ -187,10 +187,43 @@ var (
 	errShutdown = errors.New("the runner is closing")
 )
 
+// MaxActive bounds the jobs of one kind (imports, replays, reindexes, ...)
+// a client has uploading, queued or running: an import's input waits in the
+// database until it runs, and a client's queue must neither fill the disk
+// nor grow without end (probe p30 F4). Exports have their own, equal,
+// bound (bulk: export-too-many).
+const MaxActive = 3
+
+// tooMany is the Throttled answer to a client with MaxActive jobs of kind.
+func tooMany(kind string) error {
+	return &outcome.Error{Kind: outcome.Throttled, RetryAfter: 60, Issues: []outcome.Issue{{Severity: "error",
+		Code: "throttled", Rule: "job-too-many", Message: fmt.Sprintf("this client has %d %s jobs waiting or running; "+
+			"wait for one to finish (poll its status) or cancel one, then retry", MaxActive, kind)}}}
+}
+
 // Submit creates a job of kind for the caller of sc with request (JSON):
 // queued, or JobUploading when its input follows (Upload, then Queue).
-// Returns store errors.
+// Returns a Throttled error (rule job-too-many) if the caller has MaxActive
+// jobs of kind uploading, queued or running; store errors.
 func (s *Service) Submit(ctx context.Context, sc *auditlog.Scope, kind string, request []byte, uploading bool) (*store.Job, error) {
+	mine, err := s.st.ListJobs(ctx, store.JobFilter{Kind: kind, Tenant: sc.TenantOf(), Owner: sc.ClientID, Limit: 1000})
+	if err != nil {
+		return nil, fmt.Errorf("submit %s job: %w", kind, err)
+	}
+	now, active := s.cfg.Now(), 0
+	for _, j := range mine {
+		switch j.Status {
+		case store.JobQueued, store.JobRunning:
+			active++
+		case store.JobUploading:
+			if j.Expires.IsZero() || now.Before(j.Expires) { // an abandoned upload expires
+				active++
+			}
+		}
+	}
+	if active >= MaxActive {
+		return nil, tooMany(kind)
+	}
 	j := &store.Job{ID: store.NewID(), Kind: kind, Tenant: sc.TenantOf(), Owner: sc.ClientID, Request: request, Total: -1}
 	if uploading {
 		// An upload abandoned half way is purged after the retention.

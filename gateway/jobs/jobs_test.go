@@ -486,3 +486,43 @@ func TestFailures(t *testing.T) {
 		t.Errorf("a job failing with the database unavailable ran %d times, want 3 (MaxAttempts)", calls.Load())
 	}
 }
+
+// TestActivePerClient: a client has at most MaxActive jobs of a kind
+// queued, uploading or running; one more is Throttled (429 with
+// Retry-After, rule job-too-many), while other clients, tenants and kinds
+// are unaffected, and a cancelled job frees its place (probe p30 F4: one
+// client's imports, unbounded, held the queue for every tenant).
+func TestActivePerClient(t *testing.T) {
+	st := openStore(t)
+	s := New(Config{Store: st, Handlers: map[string]Handler{"count": counter(new(atomic.Int32), nil)}}) // not started: jobs stay queued
+	ctx := context.Background()
+	alice := caller("alice", "clinic-a")
+	var ids []string
+	for i := range MaxActive {
+		j, err := s.Submit(ctx, alice, "count", []byte(`{"N":1}`), i == 0) // the first one still uploading
+		if err != nil {
+			t.Fatalf("Submit #%d = %v", i+1, err)
+		}
+		ids = append(ids, j.ID)
+	}
+	_, err := s.Submit(ctx, alice, "count", []byte(`{"N":1}`), false)
+	kind, _ := outcome.From(err)
+	var oe *outcome.Error
+	if kind != outcome.Throttled || !slices.Contains(outcome.Rules(err), "job-too-many") || !errors.As(err, &oe) || oe.RetryAfter <= 0 {
+		t.Fatalf("Submit #%d = %v, want Throttled job-too-many with a Retry-After", MaxActive+1, err)
+	}
+	for name, sc := range map[string]*auditlog.Scope{"another client": caller("bob", "clinic-a"), "another tenant": caller("alice", "clinic-b")} {
+		if _, err := s.Submit(ctx, sc, "count", []byte(`{"N":1}`), false); err != nil {
+			t.Errorf("%s: Submit = %v, want a job", name, err)
+		}
+	}
+	if _, err := s.Submit(ctx, alice, "other", []byte(`{}`), false); err != nil {
+		t.Errorf("another kind: Submit = %v, want a job", err)
+	}
+	if err := s.Cancel(ctx, alice, ids[0]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Submit(ctx, alice, "count", []byte(`{"N":1}`), false); err != nil {
+		t.Errorf("Submit after a cancel = %v, want a job", err)
+	}
+}

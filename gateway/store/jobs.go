@@ -101,8 +101,11 @@ type Jobs interface {
 	// (what the upload told) and clears its Expires; ErrNotFound if it is
 	// not uploading.
 	QueueJob(ctx context.Context, id string, total int64) error
-	// ClaimJob claims the oldest claimable job of one of kinds (queued,
-	// or running with its lease run out): it becomes running under claim
+	// ClaimJob claims a claimable job of one of kinds (queued, or running
+	// with its lease run out): the oldest of the tenant with the fewest
+	// jobs running under a live lease (all-tenant clients' jobs, tenant
+	// search.AllTenants, count as one tenant), so no tenant's queue holds
+	// up another's. The job becomes running under claim
 	// until now+lease, Attempts + 1, and is returned. It returns nil and
 	// no error when there is none. Concurrent claims, from any process,
 	// never return the same job while its lease runs.

@@ -254,6 +254,49 @@ func testJobClaimConcurrent(t *testing.T, s store.Store) {
 	jobClaimRace(t, s, s)
 }
 
+// testJobClaimFair: ClaimJob takes the oldest job of the tenant with the
+// fewest jobs running (leases run out not counted), so one tenant's queue
+// of imports does not hold up every other tenant's jobs (probe p30 F4: a
+// later tenant's export waited 35 s behind four imports).
+func testJobClaimFair(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	for _, id := range []string{"a1", "a2", "a3"} {
+		newJob(t, s, id, "fair", "clinic-a")
+	}
+	newJob(t, s, "b1", "fair", "clinic-b")
+	claim := func(want string, at time.Time) {
+		t.Helper()
+		got, err := s.ClaimJob(ctx, []string{"fair"}, "c-"+want, at, time.Minute)
+		if err != nil || got == nil || got.ID != want {
+			t.Fatalf("ClaimJob = %+v, %v; want %s", got, err, want)
+		}
+	}
+	claim("a1", now) // no tenant has a job running: the oldest
+	claim("b1", now) // clinic-a has one running, clinic-b none
+	claim("a2", now) // one each: the oldest
+	newJob(t, s, "b2", "fair", "clinic-b")
+	newJob(t, s, "c1", "fair", search.AllTenants)
+	claim("c1", now) // the all-tenant clients run none
+	claim("b2", now) // clinic-a runs two, clinic-b one
+	// Later, the leases of a1, a2 and c1 have run out: those jobs are
+	// claimable again, and not counted as running; clinic-b's b1 and b2
+	// are renewed.
+	later := now.Add(2 * time.Minute)
+	for _, id := range []string{"b1", "b2"} {
+		if err := s.SaveJob(ctx, id, "c-"+id, later.Add(time.Minute), store.JobProgress{Done: 1}); err != nil {
+			t.Fatalf("SaveJob(%s): %v", id, err)
+		}
+	}
+	claim("a1", later) // none runs in clinic-a or for all tenants: the oldest
+	claim("c1", later) // clinic-a runs one, clinic-b two
+	claim("a2", later) // one each in clinic-a and for all tenants: the oldest
+	claim("a3", later)
+	if got, err := s.ClaimJob(ctx, []string{"fair"}, "c-none", later, time.Minute); err != nil || got != nil {
+		t.Errorf("ClaimJob with every job running = %+v, %v; want nothing", got, err)
+	}
+}
+
 // testJobsShared: runners of two stores on one database (two processes)
 // claim each job exactly once.
 func testJobsShared(t *testing.T, a, b store.Store) {

@@ -103,6 +103,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Jobs", testJobs},
 		{"JobLease", testJobLease},
 		{"JobClaimConcurrent", testJobClaimConcurrent},
+		{"JobClaimFair", testJobClaimFair},
 		{"Export", testExport},
 		{"LedgerEntries", testLedgerEntries},
 		{"SourceTenants", testSourceTenants},

@@ -178,8 +178,8 @@ func (s *Store) jobUpdate(ctx context.Context, op, q string, args ...any) error 
 	})
 }
 
-// ClaimJob implements store.Jobs: the candidate is selected and updated in
-// one write transaction; where writers run in parallel the SELECT skips
+// ClaimJob implements store.Jobs: the candidate (the oldest job of the
+// tenant running fewest) is selected and updated in one write transaction; where writers run in parallel the SELECT skips
 // rows another claim has locked (FOR UPDATE SKIP LOCKED) and the UPDATE
 // checks the row is still claimable.
 func (s *Store) ClaimJob(ctx context.Context, kinds []string, claim string, now time.Time, lease time.Duration) (*store.Job, error) {
@@ -188,9 +188,13 @@ func (s *Store) ClaimJob(ctx context.Context, kinds []string, claim string, now 
 	}
 	nowMS := now.UnixMilli()
 	b := s.builder()
-	b.Add(`SELECT id FROM jobs WHERE (status = 'queued' OR (status = 'running' AND lease_until <= ?)) AND `, nowMS)
-	b.in("kind", kinds)
-	b.Add(` ORDER BY created, id LIMIT 1`)
+	// Fair across tenants (probe p30 F4: FIFO let one clinic's imports
+	// hold up every other tenant's jobs): the oldest job of the tenant
+	// with the fewest jobs running under a live lease (jobs_tenant).
+	b.Add(`SELECT j.id FROM jobs j WHERE (j.status = 'queued' OR (j.status = 'running' AND j.lease_until <= ?)) AND `, nowMS)
+	b.in("j.kind", kinds)
+	b.Add(` ORDER BY (SELECT COUNT(*) FROM jobs r WHERE r.tenant = j.tenant AND r.status = 'running' AND r.lease_until > ?),
+		j.created, j.id LIMIT 1`, nowMS)
 	sel := b.SQL()
 	if s.d.RowLocks {
 		sel += " FOR UPDATE SKIP LOCKED"
