@@ -497,6 +497,9 @@ func (en *Entry) need() (typ string, perm byte) {
 
 // allowNeed checks that the caller may do what en needs (need).
 func allowNeed(sc *auditlog.Scope, en *Entry) error {
+	if en.method == "PATCH" {
+		return allowPatch(sc, en.typ)
+	}
 	typ, perm := en.need()
 	if perm == 0 {
 		return nil

@@ -501,6 +501,9 @@ func (e *Engine) execEntry(tx store.Tx, sc *auditlog.Scope, en *Entry, rw *fhirw
 			return err
 		}
 	}
+	if en.client {
+		en.pre.blind = !mayRead(sc, en.typ)
+	}
 	var err error
 	switch en.method {
 	case "PATCH":
