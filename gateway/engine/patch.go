@@ -359,6 +359,9 @@ func (e *Engine) patchEntry(tx store.Tx, en *Entry, rw *fhirwire.Rewriter, now t
 			return nil, err
 		}
 	}
+	if err := e.reservedIdentifier(en, doc, cur); err != nil {
+		return nil, err
+	}
 	en.doc = doc
 	return e.update(tx, en.typ, en.id, doc, en.pre, now, false, "PATCH")
 }
