@@ -1,6 +1,7 @@
 package test
 
 import (
+	"encoding/base64"
 	"fmt"
 	"net/url"
 	"os"
@@ -25,6 +26,8 @@ var scopeClients = []securedClient{
 	{id: "obs-prov", tenant: "clinic-a", scopes: []string{"system/Observation.rs", "system/Provenance.rs"}},
 	{id: "obs-patient-creator", tenant: "clinic-a", scopes: []string{"system/Observation.rs", "system/Patient.c"}},
 	{id: "all-reader", tenant: "clinic-a", scopes: []string{"system/*.rs"}},
+	{id: "obs-updater", tenant: "clinic-a", scopes: []string{"system/Observation.u"}},
+	{id: "obs-deleter", tenant: "clinic-a", scopes: []string{"system/Observation.d"}},
 	{id: "other-tenant", tenant: "hospital-b", scopes: []string{"system/*.rs"}},
 }
 
@@ -46,6 +49,10 @@ func get(t *testing.T, url, token string) []map[string]any {
 	}
 	return []map[string]any{b}
 }
+
+// patchTest is a JSON Patch that writes nothing: it tests that the
+// resource's id is id (a client that may not read learns whether it holds).
+func patchTest(id string) string { return `[{"op":"test","path":"/id","value":"` + id + `"}]` }
 
 var disclosureWays = []disclosureWay{
 	{"read", func(t *testing.T, base, token string, ids seeded) (out []map[string]any) {
@@ -130,6 +137,40 @@ var disclosureWays = []disclosureWay{
 			t.Errorf("batch = %d %v", status, b)
 		}
 		return []map[string]any{b}
+	}},
+	{"patch", func(t *testing.T, base, token string, ids seeded) (out []map[string]any) {
+		// A patch that changes nothing answers the stored version: a
+		// client with u needs r (or s) too (docs/security.md).
+		var entries []string
+		for typ, id := range ids {
+			status, _, b := doReq(t, "PATCH", base+"/fhir/"+typ+"/"+id, patchTest(id), "Authorization: Bearer "+token,
+				"Content-Type: application/json-patch+json", "Prefer: return=representation")
+			if status >= 500 {
+				t.Errorf("PATCH %s = %d %v", typ, status, b)
+			}
+			out = append(out, b)
+			entries = append(entries, fmt.Sprintf(`{"resource":{"resourceType":"Binary","contentType":"application/json-patch+json","data":"%s"},`+
+				`"request":{"method":"PATCH","url":"%s/%s"}}`, base64.StdEncoding.EncodeToString([]byte(patchTest(id))), typ, id))
+		}
+		// A FHIRPath Patch that replaces a value by itself.
+		status, _, b := doReq(t, "PATCH", base+"/fhir/Observation/"+ids["Observation"], `{"resourceType":"Parameters","parameter":[{"name":"operation","part":[`+
+			`{"name":"type","valueCode":"replace"},{"name":"path","valueString":"Observation.status"},{"name":"value","valueCode":"final"}]}]}`,
+			"Authorization: Bearer "+token, "Content-Type: application/fhir+json", "Prefer: return=representation")
+		if status >= 500 {
+			t.Errorf("FHIRPath PATCH = %d %v", status, b)
+		}
+		out = append(out, b)
+		for _, kind := range []string{"batch", "transaction"} {
+			for _, e := range entries {
+				status, _, b := doReq(t, "POST", base+"/fhir", `{"resourceType":"Bundle","type":"`+kind+`","entry":[`+e+`]}`,
+					"Authorization: Bearer "+token, "Content-Type: application/fhir+json", "Prefer: return=representation")
+				if status >= 500 {
+					t.Errorf("%s PATCH entry = %d %v", kind, status, b)
+				}
+				out = append(out, b)
+			}
+		}
+		return out
 	}},
 	{"transaction response", func(t *testing.T, base, token string, ids seeded) (out []map[string]any) {
 		for typ, id := range ids {
@@ -260,6 +301,10 @@ func TestScopeMatrix(t *testing.T) {
 				t.Errorf("%s for system/*.rs carried %v, want %s among them", way, got, rt)
 			}
 		}
+	}
+	if got := resourceTypes(disclosureWays[slices.IndexFunc(disclosureWays, func(w disclosureWay) bool { return w.name == "patch" })].
+		fetch(t, s.base, seeder, ids)); !slices.Contains(got, "Observation") || !slices.Contains(got, "Patient") {
+		t.Errorf("patch for system/*.cruds carried %v, want Observation and Patient among them", got)
 	}
 	obs := s.token(t, "obs-reader", "system/Observation.rs")
 	_, _, b := call(t, "GET", s.base+"/fhir/Observation?_include=Observation:subject&_revinclude=Provenance:target", obs, "")

@@ -152,7 +152,7 @@ func New(cfg Config) (*App, error) {
 		a.Engine = engine.New(engine.Config{Store: cfg.Store, Audit: a.Audit, Validator: v,
 			MaxBundleEntries: cfg.MaxBundleEntries, MaxBundleAnswer: cfg.MaxBundleAnswer, MaxResourceBytes: cfg.MaxResourceBytes, Now: cfg.Now, Tracer: cfg.Tracer,
 			SearchLimits: cfg.SearchLimits, SearchTimeout: cfg.SearchTimeout, SearchesPerClient: cfg.SearchesPerClient,
-			UpdateCreate: cfg.UpdateCreate})
+			UpdateCreate: cfg.UpdateCreate, IdentifierBase: cfg.IdentifierBase})
 		icfg.Engine = a.Engine
 		a.Operator = operator.New(cfg.Store, dests, cfg.Notify, cfg.Now)
 	}

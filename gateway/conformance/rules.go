@@ -62,6 +62,7 @@ func GatewayRules() []Rule {
 		{"audit-read-only", "AuditEvents are written by the gateway only."},
 		{"provenance-read-only", "The gateway's own Provenance resources cannot be changed or deleted."},
 		{"provenance-agent-reserved", "A client's Provenance cannot claim the agent the gateway reserves for itself."},
+		{"identifier-reserved", "A client's write cannot give a resource an identifier in a system the gateway mints for native records' resources (under its identifier base)."},
 		{"results-withheld", "Some matches are not shown because the access token's scopes do not cover them."},
 		{"operation-parameters-invalid", "An operation's Parameters body is not a Parameters resource, or a parameter has no value of the type the operation's OperationDefinition gives it."},
 		{"validate-resource-missing", "$validate needs a resource in the body (or a Parameters with one)."},

@@ -24,6 +24,19 @@ func allow(sc *auditlog.Scope, typ string, perm byte) error {
 	return nil
 }
 
+// mayRead reports whether the caller of sc may read (r) or search (s)
+// resources of typ, which Visible asks of every resource shown: a write
+// of a caller that may not must disclose nothing of what is stored beyond
+// what the write itself sent (a PATCH is refused, allowPatch; a 412 names
+// no version, conditions.blind).
+func mayRead(sc *auditlog.Scope, typ string) bool {
+	if sc == nil || sc.Principal == nil {
+		return false
+	}
+	p := sc.Principal
+	return p.Scopes.Allows(typ, 'r') || p.Scopes.Allows(typ, 's')
+}
+
 // Visible reports whether the caller of sc may be shown r: it is the one
 // decision for every resource that leaves the server, whatever the way
 // (read, search match, _include, _revinclude, history, a Bundle's GET entry

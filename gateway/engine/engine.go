@@ -76,6 +76,11 @@ type Config struct {
 	// id-unavailable whether the id is unused or another tenant's. The
 	// application's own writes (ingest's derived ids) are not affected.
 	UpdateCreate bool
+	// IdentifierBase is the namespace of the identifier systems the
+	// mappings mint for native records (mapping.DefaultIdentifierBase if
+	// empty): every system under it ("<base>/…") is reserved, and a
+	// client's write may not add an identifier in one (reservedIdentifier).
+	IdentifierBase string
 }
 
 // Engine is the FHIR engine over one store. Its methods are safe for
@@ -94,6 +99,7 @@ type Engine struct {
 	searchTimeout time.Duration
 	searches      *slots
 	updateCreate  bool
+	reservedSys   string // "<identifier base>/": the systems reserved for the mappings' identifiers
 }
 
 // New returns an engine. It does no I/O: Seed stores the gateway's
@@ -126,7 +132,8 @@ func New(cfg Config) *Engine {
 	return &Engine{store: cfg.Store, audit: cfg.Audit, v: cfg.Validator, maxEntries: cfg.MaxBundleEntries, maxAnswer: cfg.MaxBundleAnswer,
 		maxResource: cfg.MaxResourceBytes,
 		now:         cfg.Now, clock: &writeClock{now: cfg.Now}, tracer: stage.Tracer(cfg.Tracer), limits: cfg.SearchLimits.WithDefaults(),
-		searchTimeout: cfg.SearchTimeout, searches: newSlots(cfg.SearchesPerClient), updateCreate: cfg.UpdateCreate}
+		searchTimeout: cfg.SearchTimeout, searches: newSlots(cfg.SearchesPerClient), updateCreate: cfg.UpdateCreate,
+		reservedSys: reservedSystems(cfg.IdentifierBase)}
 }
 
 // Limits returns the search limits the engine applies (defaults filled in).

@@ -55,6 +55,9 @@ type Entry struct {
 	// patch of one resource), which no Bundle holds: a urn: reference in
 	// it names no entry and is kept as written.
 	rest bool
+	// mints is set for a client's entry whose caller may write the
+	// identifiers the mappings mint (mayMint).
+	mints bool
 
 	// Resolved inside the transaction.
 	matched  *store.Resource // POST ifNoneExist / PUT criteria matched this
@@ -524,6 +527,9 @@ func (en *Entry) need() (typ string, perm byte) {
 
 // allowNeed checks that the caller may do what en needs (need).
 func allowNeed(sc *auditlog.Scope, en *Entry) error {
+	if en.method == "PATCH" {
+		return allowPatch(sc, en.typ)
+	}
 	typ, perm := en.need()
 	if perm == 0 {
 		return nil

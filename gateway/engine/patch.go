@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
@@ -187,13 +188,33 @@ func (e *Engine) ConditionalPatch(ctx context.Context, sc *auditlog.Scope, typ, 
 	return e.patch(ctx, sc, &Entry{method: "PATCH", typ: typ, query: query, client: true, rest: true}, format, body, pre)
 }
 
+// allowPatch checks the scopes a PATCH of typ needs: update (u), and read
+// (r, or s, which reads the same resources by _id). A patch is computed on
+// the stored content, which the client does not send: its result (the
+// answer, and a patch that changes nothing answers the stored version as
+// it is), and its failures (a JSON Patch test that fails is
+// patch-test-failed) tell the client what is stored. SMART's u does not
+// include reading, so without r or s the PATCH is 403 naming
+// system/<Type>.r, before the patch is looked at: the same answer whether
+// it would hold or not. The REST PATCH (patch) and a Bundle's PATCH entry
+// (allowNeed) both come here.
+func allowPatch(sc *auditlog.Scope, typ string) error {
+	if err := allow(sc, typ, 'u'); err != nil {
+		return err
+	}
+	if !mayRead(sc, typ) {
+		return auth.InsufficientScope(sc.Principal.ClientID, "system/"+typ+".r")
+	}
+	return nil
+}
+
 // patch runs a PATCH entry, with the preconditions pre, as a one-entry
 // transaction.
 func (e *Engine) patch(ctx context.Context, sc *auditlog.Scope, en *Entry, format PatchFormat, body Body, pre Preconditions) (*Result, error) {
 	if err := clientWritableAt(en.typ, en.id); err != nil {
 		return nil, err
 	}
-	if err := allow(sc, en.typ, 'u'); err != nil {
+	if err := allowPatch(sc, en.typ); err != nil {
 		return nil, err
 	}
 	var err error
@@ -337,6 +358,9 @@ func (e *Engine) patchEntry(tx store.Tx, en *Entry, rw *fhirwire.Rewriter, now t
 		if err := provenanceWrite(tx, "", doc); err != nil {
 			return nil, err
 		}
+	}
+	if err := e.reservedIdentifier(en, doc, cur); err != nil {
+		return nil, err
 	}
 	en.doc = doc
 	return e.update(tx, en.typ, en.id, doc, en.pre, now, false, "PATCH")

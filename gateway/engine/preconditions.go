@@ -68,6 +68,15 @@ type conditions struct {
 	// versionAlways has the write make a version even when it changes
 	// nothing (Entry.VersionAlways).
 	versionAlways bool
+	// blind is set for a client's write whose caller may not read the
+	// type (mayRead: a client with u or d alone): its answers disclose no
+	// version it did not write. A failed precondition says which failed
+	// but not what the latest version is (or that it is a deletion); an
+	// update writes a version even when it changes nothing (the
+	// "unchanged" answer would carry the stored version, and tell the
+	// client that what it sent is what is stored); a delete of a deleted
+	// resource answers without the deletion's version (Result.Gone).
+	blind bool
 }
 
 // parse checks and reads p. In a Bundle entry (entry) the fields are the
@@ -176,6 +185,11 @@ func (c conditions) check(latest *store.Resource, versions versionReader) error 
 	current := latest != nil && !latest.Deleted
 	if c.ifMatch != "" {
 		if !ifMatch(c.ifMatch, latest) {
+			if c.blind {
+				return outcome.New(outcome.PreconditionFailed, "conflict", "version-mismatch",
+					"If-Match does not name the resource's latest version (or the resource does not exist); "+
+						"the access token's scopes do not allow reading it, so its version is not told")
+			}
 			return errIfMatch(c.ifMatch, latest)
 		}
 	} else if !c.unmodifiedSince.IsZero() && latest != nil &&
@@ -185,7 +199,7 @@ func (c conditions) check(latest *store.Resource, versions versionReader) error 
 			})
 		}) {
 		return outcome.New(outcome.PreconditionFailed, "conflict", "modified-since",
-			"the resource was modified after the If-Unmodified-Since date"+deletedNote(latest)+" (or more than one "+
+			"the resource was modified after the If-Unmodified-Since date"+c.deletedNote(latest)+" (or more than one "+
 				"of its versions was written in the date's second, which the date cannot tell apart); read it again, "+
 				"and send its ETag in If-Match")
 	}
@@ -197,9 +211,13 @@ func (c conditions) check(latest *store.Resource, versions versionReader) error 
 						"to change it, send If-Match with its ETag instead")
 			}
 		} else if latest != nil && namesVersion(c.ifNoneMatch, latest.Version) {
+			if c.blind {
+				return outcome.New(outcome.PreconditionFailed, "conflict", "version-matched",
+					"If-None-Match names the resource's latest version, so nothing was written")
+			}
 			return outcome.New(outcome.PreconditionFailed, "conflict", "version-matched",
 				fmt.Sprintf("If-None-Match names the resource's latest version (%d)%s, so nothing was written",
-					latest.Version, deletedNote(latest)))
+					latest.Version, c.deletedNote(latest)))
 		}
 	}
 	return nil
@@ -253,9 +271,10 @@ func namesVersion(list string, version int64) bool {
 	return false
 }
 
-// deletedNote says, for a 412, that latest is a deletion.
-func deletedNote(latest *store.Resource) string {
-	if latest != nil && latest.Deleted {
+// deletedNote says, for a 412, that latest is a deletion (not to a blind
+// caller).
+func (c conditions) deletedNote(latest *store.Resource) string {
+	if latest != nil && latest.Deleted && !c.blind {
 		return fmt.Sprintf(" (the resource is deleted: its deletion is version %d)", latest.Version)
 	}
 	return ""

@@ -205,7 +205,7 @@ func (e *Engine) update(tx store.Tx, typ, id string, doc map[string]any, pre con
 	if err := pre.check(latest, tx); err != nil {
 		return nil, err
 	}
-	if exists && !pre.versionAlways {
+	if exists && !pre.versionAlways && !pre.blind {
 		same, err := unchanged(cur, doc)
 		if err != nil {
 			return nil, err
@@ -291,7 +291,7 @@ func (e *Engine) remove(tx store.Tx, typ, id string, pre conditions, now time.Ti
 	}
 	if !exists {
 		res := &Result{Status: fhirwire.StatusNoContent}
-		if latest != nil && latest.Deleted {
+		if latest != nil && latest.Deleted && !pre.blind {
 			res.Gone = latest
 		}
 		return res, nil

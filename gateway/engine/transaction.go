@@ -50,6 +50,10 @@ func (t *Tx) RunChecked(entries []*Entry, check func(current []*store.Resource) 
 	return nil
 }
 
+// Audited reports whether the gateway writes Provenance (the audit trail
+// is not switched off): only then does a resource a record made have one.
+func (t *Tx) Audited() bool { return t.e.audit.Enabled() }
+
 // Provenance writes the Provenance p of the versions targets (nothing for
 // none) and names it in the request's AuditEvent.
 func (t *Tx) Provenance(p audit.Provenance, targets []*store.Resource) error {
@@ -499,6 +503,13 @@ func pinnedID(q *search.Query) (string, error) {
 func (e *Engine) execEntry(tx store.Tx, sc *auditlog.Scope, en *Entry, rw *fhirwire.Rewriter, now time.Time) error {
 	if en.client && en.typ == "Provenance" {
 		if err := clientProvenance(tx, en); err != nil {
+			return err
+		}
+	}
+	if en.client {
+		en.pre.blind = !mayRead(sc, en.typ)
+		en.mints = mayMint(sc)
+		if err := e.clientIdentifiers(tx, en); err != nil {
 			return err
 		}
 	}

@@ -468,6 +468,11 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 		if err := checkSameInstrument(res, current); err != nil {
 			return err
 		}
+		if tx.Audited() { // without the audit trail (app.Config.NoAudit) no Provenance tells who wrote a resource
+			if err := checkMatchedOwn(st, res, current); err != nil {
+				return err
+			}
+		}
 		if err := checkNestedNotStale(st, nested, rec, res, current); err != nil {
 			return err
 		}

@@ -32,6 +32,14 @@ func newGateway(t *testing.T, cfg app.Config) *gw {
 	return newGatewayOver(t, cfg, nil)
 }
 
+// legacyEngine is an engine over g's store of a build before the
+// identifier systems the mappings mint were reserved (it reserves only a
+// namespace nobody uses): a test writes with it what a client could write
+// then (engine.Config.IdentifierBase).
+func legacyEngine(g *gw) *engine.Engine {
+	return engine.New(engine.Config{Store: g.a.Store, Audit: g.a.Audit, IdentifierBase: "https://unused.example/sid"})
+}
+
 // newGatewayOver is newGateway over wrap(the store) (wrap nil: the store).
 func newGatewayOver(t *testing.T, cfg app.Config, wrap func(store.Store) store.Store) *gw {
 	t.Helper()
@@ -252,7 +260,7 @@ func TestIdentityConflictOtherSystem(t *testing.T) {
 	bundle, _ := json.Marshal(map[string]any{"resourceType": "Bundle", "type": "transaction", "entry": []any{map[string]any{
 		"resource": patient, "request": map[string]any{"method": "PUT", "url": "Patient/" + page.Matches[0].ID}}}})
 	admin := auditlog.NewScope("transaction", &auth.Principal{ClientID: "admin", Scopes: auth.ParseScopes("system/*.cruds")})
-	if _, err := g.a.Engine.Bundle(context.Background(), admin, bundle, engine.Answer{}); err != nil {
+	if _, err := legacyEngine(g).Bundle(context.Background(), admin, bundle, engine.Answer{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := g.ingest("", mapping.KindAssessment, other("Y-1")); err != nil {
@@ -577,7 +585,7 @@ func TestRulesAgainstStoredSession(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := g.a.Engine.Bundle(context.Background(), auditlog.NewScope("transaction", &auth.Principal{ClientID: "test", Scopes: auth.ParseScopes("system/*.cruds")}), bundle, engine.Answer{}); err != nil {
+		if _, err := legacyEngine(g).Bundle(context.Background(), auditlog.NewScope("transaction", &auth.Principal{ClientID: "test", Scopes: auth.ParseScopes("system/*.cruds")}), bundle, engine.Answer{}); err != nil {
 			t.Fatal(err)
 		}
 		noted := strings.Replace(infusionBody, `"status"`, `"notes": "typo fixed", "status"`, 1)

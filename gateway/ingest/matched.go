@@ -1,0 +1,63 @@
+package ingest
+
+import (
+	"fmt"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+	"github.com/ketamine-gateway/ketamine-gateway/mapping"
+)
+
+// RuleResourceForeign is the rule id of a record whose conditional create
+// matched a resource no native record wrote.
+const RuleResourceForeign = "record-resource-foreign"
+
+// checkMatchedOwn checks the resources the record's conditional creates
+// matched (current, by entry of res: engine.Tx.RunChecked). A record's
+// resource is a conditional create on the identifier the mapping mints
+// for it, and a match is taken as the resource already stored, so nothing
+// is written for it: that is right only for a resource a record wrote
+// (the same resource of a nested record stored before, a record stored
+// again). One that a client wrote with that identifier (the engine
+// refuses it now, identifier-reserved, but a database may hold one
+// written before) would stand in for the record's measurement, which
+// would never be stored while the answer said 200. A resource a record
+// wrote is the target of that record's Provenance (audit.RecordProvenanceID,
+// ids no client may write), so a match without one is 409 naming the
+// entry, and nothing of the record is stored. The record's Patient (entry
+// 0) is not checked: it is resolved by its own rules (identity.go), and
+// a Patient matched is the record's patient, not a measurement lost.
+// Only matches are looked up, which for a record's own resources happen
+// only when it is stored again in another form.
+func checkMatchedOwn(st store.Tx, res *mapping.Result, current []*store.Resource) error {
+	var issues []outcome.Issue
+	for i, r := range current {
+		if i == 0 || r == nil || i >= len(res.Entries) || res.Entries[i].Method.Code() != "POST" {
+			continue
+		}
+		provs, err := searchAll(st, "Provenance", "target", r.Type+"/"+r.ID)
+		if err != nil {
+			return fmt.Errorf("provenance of %s/%s: %w", r.Type, r.ID, err)
+		}
+		own := false
+		for _, p := range provs {
+			if audit.ReservedProvenanceID(p.ID) {
+				own = true
+				break
+			}
+		}
+		if !own {
+			issues = append(issues, outcome.Issue{Severity: "error", Code: "conflict", Rule: RuleResourceForeign,
+				Expression: fmt.Sprintf("Bundle.entry[%d]", i),
+				Message: fmt.Sprintf("entry %d (a %s) matched a stored resource carrying the identifier the gateway mints for "+
+					"it, which no native record wrote (a client's resource): the record is not stored, so that its "+
+					"%s is not lost; an operator must remove or re-identify that resource, then send the record again",
+					i, r.Type, r.Type)})
+		}
+	}
+	if len(issues) == 0 {
+		return nil
+	}
+	return &outcome.Error{Kind: outcome.Conflict, Issues: issues}
+}
