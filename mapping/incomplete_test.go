@@ -2,6 +2,7 @@ package mapping_test
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -231,6 +232,46 @@ func TestDoseAbovePlanCharted(t *testing.T) {
 			}
 			if !found {
 				t.Fatal("no MedicationAdministration")
+			}
+		})
+	}
+}
+
+// TestDoseGivenCeiling: a dose given above the plan is charted up to the
+// plausible ceiling (IV 2.0 mg/kg of bodyWeightKg, esketamine 84 mg);
+// beyond it, a typo is likelier than a pump error, and it is refused.
+func TestDoseGivenCeiling(t *testing.T) {
+	rec := func(body string) string {
+		return `{` + envelope + `, ` + body + `, "infusionStart": "2026-05-20T10:00:00Z", "infusionEnd": "2026-05-20T10:40:00Z", "monitoringEnd": "2026-05-20T12:40:00Z"}`
+	}
+	const iv = `"drug": "ketamine-iv", "status": "completed", "doseMgPerKg": 0.5, "bodyWeightKg": 80, "totalDoseMg": 40, "administeredDoseMg": `
+	const esk = `"drug": "esketamine-nasal", "status": "completed", "totalDoseMg": 56, "administeredDoseMg": `
+	tests := []struct{ name, rec, want string }{
+		{"IV at 2.0 mg/kg", rec(iv + "160"), ""},
+		{"IV above 2.0 mg/kg", rec(iv + "161"), "infusion.dose-plausible /administeredDoseMg"},
+		{"IV a hundredfold", rec(iv + "4000"), "infusion.dose-plausible /administeredDoseMg"},
+		{"esketamine 84 mg", rec(esk + "84"), ""},
+		{"esketamine 112 mg", rec(esk + "112"), "infusion.dose-plausible /administeredDoseMg"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			rec, err := mapping.Decode(mapping.KindInfusion, []byte(tc.rec))
+			if err != nil {
+				t.Fatalf("Decode: %v", err)
+			}
+			_, err = mapping.Map(rec, mapping.Options{})
+			got := ""
+			if err != nil {
+				var re *mapping.RuleError
+				if !errors.As(err, &re) {
+					t.Fatalf("Map: %v", err)
+				}
+				for _, v := range re.Violations {
+					got += v.Rule + " " + v.Pointer
+				}
+			}
+			if got != tc.want {
+				t.Errorf("refused %q, want %q", got, tc.want)
 			}
 		})
 	}

@@ -58,6 +58,15 @@ const (
 	EsketamineSprayMg  = 14
 )
 
+// The plausible ceilings of a dose, planned or given: IV ketamine
+// 2.0 mg/kg (the plan's range is 0.1-2.0 mg/kg; anaesthetic induction
+// doses start about there), esketamine three devices, 84 mg (the label's
+// highest dose). A dose given above the plan is charted up to them.
+const (
+	IVMaxMgPerKg    = 2.0
+	EsketamineMaxMg = 3 * EsketamineDeviceMg
+)
+
 // minutesBetween is the time from start to end in minutes, computed from
 // seconds so that spans beyond time.Duration's 292 years stay exact.
 func minutesBetween(start, end time.Time) float64 {
@@ -97,8 +106,14 @@ func checkInfusion(in *InfusionBody, p string, v *violations) {
 	}
 	switch in.Drug {
 	case "ketamine-iv":
-		if k := in.DoseMgPerKg; k != nil && (*k < 0.1 || *k > 2.0) {
-			v.add("infusion.dose-plausible", p+"/doseMgPerKg", "an IV ketamine dose must lie between 0.1 and 2.0 mg/kg")
+		if k := in.DoseMgPerKg; k != nil && (*k < 0.1 || *k > IVMaxMgPerKg) {
+			v.add("infusion.dose-plausible", p+"/doseMgPerKg", "an IV ketamine dose must lie between 0.1 and %g mg/kg", IVMaxMgPerKg)
+		}
+		// A dose given above the plan is charted (a warning), up to the
+		// plausible ceiling: beyond it, a typo (4600 for 46) is likelier
+		// than a pump error and would chart a hundredfold overdose.
+		if a, w := in.AdministeredDoseMg, in.BodyWeightKg; a != nil && w != nil && *a > IVMaxMgPerKg**w {
+			v.add("infusion.dose-plausible", p+"/administeredDoseMg", "an IV ketamine dose given must lie at most %g mg/kg of bodyWeightKg: check administeredDoseMg", IVMaxMgPerKg)
 		}
 	case "esketamine-nasal":
 		if t := in.TotalDoseMg; t != nil && !esketamineDoses[*t] {
@@ -108,8 +123,10 @@ func checkInfusion(in *InfusionBody, p string, v *violations) {
 		// device (one per nostril): its dose given is whole sprays.
 		if a := in.AdministeredDoseMg; a != nil {
 			switch stopped := in.Status == "stopped-early"; {
+			case *a > EsketamineMaxMg:
+				v.add("infusion.dose-plausible", p+"/administeredDoseMg", "an esketamine nasal dose given is at most %d mg (three %d mg devices): check administeredDoseMg", EsketamineMaxMg, EsketamineDeviceMg)
 			case stopped && math.Mod(*a, EsketamineSprayMg) != 0:
-				v.add("infusion.dose-plausible", p+"/administeredDoseMg", "an esketamine nasal dose given is a whole number of %d mg sprays (two to a %d mg device: 0, 14, 28, 42, ... up to the planned dose)", EsketamineSprayMg, EsketamineDeviceMg)
+				v.add("infusion.dose-plausible", p+"/administeredDoseMg", "an esketamine nasal dose given is a whole number of %d mg sprays (two to a %d mg device: 0, 14, 28, 42, ... 84)", EsketamineSprayMg, EsketamineDeviceMg)
 			case !stopped && math.Mod(*a, EsketamineDeviceMg) != 0:
 				v.add("infusion.dose-plausible", p+"/administeredDoseMg", "an esketamine nasal dose given is a whole number of %d mg devices (0, 28, 56 or 84 mg); a session stopped early may end after one spray of a device (%d mg)", EsketamineDeviceMg, EsketamineSprayMg)
 			}
@@ -182,8 +199,10 @@ func checkTimes(in *InfusionBody, p string, v *violations) {
 
 // checkAdministered enforces the rules on the dose actually given: a
 // session stopped early states it (and, IV, when it stopped or how long it
-// ran), it never exceeds the plan, a completed session gave some, and a
-// session not done gave nothing, ran no time and had no outcome.
+// ran), a completed session gave some, and a session not done gave
+// nothing, ran no time and had no outcome. A dose above the plan is a
+// warning (infusionWarnings), within the plausible ceiling checked with
+// the plan's (checkInfusion).
 func checkAdministered(in *InfusionBody, p string, v *violations) {
 	switch in.Status {
 	case "not-done":

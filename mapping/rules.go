@@ -174,7 +174,7 @@ func Rules() []Rule {
 		{"infusion.administered-missing", "A session stopped early states the dose actually given (administeredDoseMg) and, for IV ketamine, when it stopped (infusionEnd) or how long it ran (administeredDurationMin)."},
 		{"infusion.administered-not-applicable", "A session not done states no dose given, no run time, no infusion or monitoring end and no outcome; administeredDurationMin is for IV infusions only."},
 		{"infusion.administered-none", "A completed session gave a dose: administeredDoseMg 0 is a session not done (or stopped early)."},
-		{"infusion.dose-plausible", "IV ketamine is dosed at 0.1-2.0 mg/kg; esketamine nasal at 28, 56 or 84 mg planned, and given in whole 28 mg devices (0, 28, 56 or 84 mg), or, for a session stopped early, whole 14 mg sprays (two to a device)."},
+		{"infusion.dose-plausible", "IV ketamine is dosed at 0.1-2.0 mg/kg, and a dose given is at most 2.0 mg/kg of bodyWeightKg; esketamine nasal at 28, 56 or 84 mg planned, and given in whole 28 mg devices (0, 28, 56 or 84 mg), or, for a session stopped early, whole 14 mg sprays (two to a device), at most 84 mg."},
 		{"infusion.iv-only", "A weight-based dose (doseMgPerKg) and an infusion rate (rate) are for IV ketamine only; esketamine nasal spray is dosed in 28 mg devices."},
 		{"infusion.rate-mismatch", "For an IV session given as planned, whose administration charts the planned rate, a rate in mg over the time the infusion ran (administeredDurationMin, else infusionEnd - infusionStart) gives totalDoseMg within 10% (at least 0.5 mg)."},
 		{"infusion.duration-plausible", "An administration runs 1 minute to 24 hours (infusionEnd - infusionStart, and administeredDurationMin), and monitoring ends at most 24 hours after the infusion."},
