@@ -45,3 +45,26 @@ func TestImportTooMany(t *testing.T) {
 		t.Errorf("another client's import = %d %s, want 202", rec.Code, rec.Body)
 	}
 }
+
+// TestExportTooMany: a client with three exports waiting is answered 429
+// export-too-many with Retry-After for a fourth kick-off.
+func TestExportTooMany(t *testing.T) {
+	h, st, tok := clientsServer(t, []auth.Client{
+		{ID: "warehouse", Tenant: "clinic-a", Scopes: []string{"system/Patient.rs"}},
+	})
+	ctx := context.Background()
+	for i := range 3 {
+		// Uploading, which no runner claims (a queued one could be run,
+		// and fail, before the kick-off): it counts as waiting.
+		j := &store.Job{ID: fmt.Sprintf("export-%d", i), Kind: "export", Tenant: "clinic-a", Owner: "warehouse",
+			Status: store.JobUploading, Request: []byte(`{}`), Total: -1, Expires: time.Now().Add(time.Hour)}
+		if err := st.CreateJob(ctx, j); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec := req(h, "GET", "/fhir/Patient/$export?_type=Patient", "", tok["warehouse"], "Prefer: respond-async")
+	assertOutcome(t, rec, http.StatusTooManyRequests, "export-too-many", "")
+	if rec.Header().Get("Retry-After") == "" {
+		t.Errorf("429 without Retry-After")
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/jobs"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
@@ -78,7 +79,7 @@ var (
 	errNotAsync = kickoffError("export-prefer-respond-async",
 		"a bulk export runs asynchronously: send the header Prefer: respond-async")
 	errTooMany = &outcome.Error{Kind: outcome.Throttled, RetryAfter: 60, Issues: []outcome.Issue{{Severity: "error",
-		Code: "throttled", Rule: "export-too-many", Message: fmt.Sprintf("this client has %d exports queued or running; wait for one to finish or cancel one", maxActiveExports)}}}
+		Code: "throttled", Rule: "export-too-many", Message: fmt.Sprintf("this client has %d exports queued or running; wait for one to finish or cancel one", jobs.MaxActive)}}}
 )
 
 // The refusals of a _type or _typeFilter value name the parameter and the
@@ -93,9 +94,6 @@ var (
 		"a _typeFilter's resource type is not one exported: name a type of _type (or, without _type, one the "+
 			"access token's scopes let the client read)").At("_typeFilter")
 )
-
-// maxActiveExports bounds the exports one client has queued or running.
-const maxActiveExports = 3
 
 // Export checks an $export kick-off and submits its job: the job, whose
 // status is polled at Base/jobs/{id}. Bad parameters are Invalid errors
@@ -113,18 +111,13 @@ func (s *Service) Export(ctx context.Context, sc *auditlog.Scope, p ExportParams
 	if err != nil {
 		return nil, err
 	}
-	active, err := s.cfg.Jobs.List(ctx, store.JobFilter{Kind: KindExport, Tenant: sc.TenantOf(), Owner: sc.ClientID, Limit: 1000})
-	if err != nil {
-		return nil, err
-	}
-	n := 0
-	for _, j := range active {
-		if j.Status == store.JobQueued || j.Status == store.JobRunning {
-			n++
+	// Checked before the transaction time's wait for the writes in
+	// flight, and by Submit again.
+	if err := s.cfg.Jobs.CheckActive(ctx, sc, KindExport); err != nil {
+		if jobs.TooMany(err) {
+			return nil, errTooMany
 		}
-	}
-	if n >= maxActiveExports {
-		return nil, errTooMany
+		return nil, err
 	}
 	// After every write stamped at or before it has committed, before
 	// every write stamped later (engine.TransactionTime): this export and
@@ -137,6 +130,9 @@ func (s *Service) Export(ctx context.Context, sc *auditlog.Scope, p ExportParams
 		return nil, err
 	}
 	j, err := s.cfg.Jobs.Submit(ctx, sc, KindExport, raw, false)
+	if jobs.TooMany(err) {
+		return nil, errTooMany
+	}
 	if err != nil {
 		return nil, err
 	}

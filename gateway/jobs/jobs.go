@@ -103,6 +103,11 @@ type Service struct {
 	running sync.WaitGroup
 	active  map[string]*Run     // the runs of this process, by job id
 	needs   map[string][]string // the scopes each kind's owner must still have
+
+	// submitMu makes Submit's count and create one step in this process:
+	// a client's requests sent at once cannot all pass the bound.
+	// (Gateways on one database each bound it: at most MaxActive each.)
+	submitMu sync.Mutex
 }
 
 // New returns a Service. It does no I/O and starts nothing: see Start.
@@ -201,28 +206,48 @@ func tooMany(kind string) error {
 			"wait for one to finish (poll its status) or cancel one, then retry", MaxActive, kind)}}}
 }
 
-// Submit creates a job of kind for the caller of sc with request (JSON):
-// queued, or JobUploading when its input follows (Upload, then Queue).
-// Returns a Throttled error (rule job-too-many) if the caller has MaxActive
-// jobs of kind uploading, queued or running; store errors.
-func (s *Service) Submit(ctx context.Context, sc *auditlog.Scope, kind string, request []byte, uploading bool) (*store.Job, error) {
-	mine, err := s.st.ListJobs(ctx, store.JobFilter{Kind: kind, Tenant: sc.TenantOf(), Owner: sc.ClientID, Limit: 1000})
-	if err != nil {
-		return nil, fmt.Errorf("submit %s job: %w", kind, err)
-	}
+// CheckActive returns a Throttled error (rule job-too-many) when the
+// caller of sc has MaxActive jobs of kind waiting or running: queued,
+// running, or uploading and not expired (an abandoned upload expires).
+// Submit checks it; a caller may check it first, before costly work.
+func (s *Service) CheckActive(ctx context.Context, sc *auditlog.Scope, kind string) error {
 	now, active := s.cfg.Now(), 0
-	for _, j := range mine {
-		switch j.Status {
-		case store.JobQueued, store.JobRunning:
-			active++
-		case store.JobUploading:
-			if j.Expires.IsZero() || now.Before(j.Expires) { // an abandoned upload expires
+	for _, status := range []string{store.JobQueued, store.JobRunning, store.JobUploading} {
+		f := store.JobFilter{Kind: kind, Tenant: sc.TenantOf(), Owner: sc.ClientID, Status: status, Limit: MaxActive}
+		if status == store.JobUploading {
+			f.Limit = 100 // expired ones wait for the purge
+		}
+		js, err := s.st.ListJobs(ctx, f)
+		if err != nil {
+			return fmt.Errorf("submit %s job: %w", kind, err)
+		}
+		for _, j := range js {
+			if status != store.JobUploading || j.Expires.IsZero() || now.Before(j.Expires) {
 				active++
 			}
 		}
 	}
 	if active >= MaxActive {
-		return nil, tooMany(kind)
+		return tooMany(kind)
+	}
+	return nil
+}
+
+// TooMany reports whether err is CheckActive's refusal.
+func TooMany(err error) bool {
+	var oe *outcome.Error
+	return errors.As(err, &oe) && len(oe.Issues) == 1 && oe.Issues[0].Rule == "job-too-many"
+}
+
+// Submit creates a job of kind for the caller of sc with request (JSON):
+// queued, or JobUploading when its input follows (Upload, then Queue).
+// Returns a Throttled error (rule job-too-many) if the caller has MaxActive
+// jobs of kind uploading, queued or running; store errors.
+func (s *Service) Submit(ctx context.Context, sc *auditlog.Scope, kind string, request []byte, uploading bool) (*store.Job, error) {
+	s.submitMu.Lock()
+	defer s.submitMu.Unlock()
+	if err := s.CheckActive(ctx, sc, kind); err != nil {
+		return nil, err
 	}
 	j := &store.Job{ID: store.NewID(), Kind: kind, Tenant: sc.TenantOf(), Owner: sc.ClientID, Request: request, Total: -1}
 	if uploading {

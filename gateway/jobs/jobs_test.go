@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -524,5 +525,33 @@ func TestActivePerClient(t *testing.T) {
 	}
 	if _, err := s.Submit(ctx, alice, "count", []byte(`{"N":1}`), false); err != nil {
 		t.Errorf("Submit after a cancel = %v, want a job", err)
+	}
+}
+
+// TestActivePerClientAtOnce: a client's submits sent at the same moment
+// cannot all pass the bound (counted and created as one step).
+func TestActivePerClientAtOnce(t *testing.T) {
+	st := openStore(t)
+	s := New(Config{Store: st, Handlers: map[string]Handler{"count": counter(new(atomic.Int32), nil)}}) // not started
+	ctx := context.Background()
+	alice := caller("alice", "clinic-a")
+	var wg sync.WaitGroup
+	var ok, refused atomic.Int32
+	for range 4 * MaxActive {
+		wg.Go(func() {
+			_, err := s.Submit(ctx, alice, "count", []byte(`{"N":1}`), false)
+			switch {
+			case err == nil:
+				ok.Add(1)
+			case TooMany(err):
+				refused.Add(1)
+			default:
+				t.Errorf("Submit = %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	if ok.Load() != MaxActive || refused.Load() != 3*MaxActive {
+		t.Errorf("%d submitted, %d refused; want %d and %d", ok.Load(), refused.Load(), MaxActive, 3*MaxActive)
 	}
 }

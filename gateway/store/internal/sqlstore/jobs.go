@@ -190,14 +190,18 @@ func (s *Store) ClaimJob(ctx context.Context, kinds []string, claim string, now 
 	b := s.builder()
 	// Fair across tenants (probe p30 F4: FIFO let one clinic's imports
 	// hold up every other tenant's jobs): the oldest job of the tenant
-	// with the fewest jobs running under a live lease (jobs_tenant).
-	b.Add(`SELECT j.id FROM jobs j WHERE (j.status = 'queued' OR (j.status = 'running' AND j.lease_until <= ?)) AND `, nowMS)
+	// with the fewest jobs running under a live lease. The running jobs
+	// are counted once, by tenant (jobs_claim's status prefix), not per
+	// candidate: a correlated count read every job a tenant keeps (24 h
+	// of finished ones) for each job queued, under the write lock.
+	b.Add(`SELECT j.id FROM jobs j LEFT JOIN (SELECT tenant, COUNT(*) AS n FROM jobs
+		WHERE status = 'running' AND lease_until > ? GROUP BY tenant) r ON r.tenant = j.tenant
+		WHERE (j.status = 'queued' OR (j.status = 'running' AND j.lease_until <= ?)) AND `, nowMS, nowMS)
 	b.in("j.kind", kinds)
-	b.Add(` ORDER BY (SELECT COUNT(*) FROM jobs r WHERE r.tenant = j.tenant AND r.status = 'running' AND r.lease_until > ?),
-		j.created, j.id LIMIT 1`, nowMS)
+	b.Add(` ORDER BY COALESCE(r.n, 0), j.created, j.id LIMIT 1`)
 	sel := b.SQL()
 	if s.d.RowLocks {
-		sel += " FOR UPDATE SKIP LOCKED"
+		sel += " FOR UPDATE OF j SKIP LOCKED"
 	}
 	var j *store.Job
 	err := s.write(ctx, func(t *tx) error {
