@@ -314,7 +314,7 @@ var (
 func (c *Console) prepare(rq *request, n need) error {
 	sess := c.sessions.fromRequest(rq.r)
 	if sess == nil && c.Development() {
-		sess = c.sessions.create(rq.w, "", c.devScope)
+		sess = c.sessions.create(rq.w, c.devScope)
 	}
 	if sess == nil && n == public {
 		return nil

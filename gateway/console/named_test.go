@@ -31,7 +31,7 @@ import (
 func (f *fixture) signInAs(t *testing.T, p *auth.Principal) string {
 	t.Helper()
 	w := httptest.NewRecorder()
-	sess := f.c.sessions.create(w, p.ClientID, p)
+	sess := f.c.sessions.create(w, p)
 	f.cl.Jar.SetCookies(mustURL(t, f.srv.URL), w.Result().Cookies())
 	return sess.csrf
 }

@@ -169,8 +169,11 @@ const maxNext = 2048
 // into slashes, refused (probe p30 F6: /console/../../evil led to /evil).
 func safeNext(next string) string {
 	start := Prefix + "/"
-	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.ContainsAny(next, "\\\r\n") ||
-		len(next) > maxNext {
+	// Every control character (a browser drops a tab or newline from a
+	// URL, so "/console/.\t./evil" would be "/console/../evil"), and a
+	// backslash (a browser reads it as a slash).
+	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || len(next) > maxNext ||
+		strings.ContainsFunc(next, func(r rune) bool { return r < 0x20 || r == 0x7f || r == '\\' }) {
 		return start
 	}
 	p, rest := next, ""
@@ -234,7 +237,7 @@ func (c *Console) callback(rq *request) error {
 		rq.sc.Description = "console sign-in: refused"
 		return err
 	}
-	rq.sess = c.sessions.create(rq.w, pr.ClientID, pr)
+	rq.sess = c.sessions.create(rq.w, pr)
 	rq.sc.SetPrincipal(pr)
 	rq.sc.Description = "console sign-in: " + roleWords(pr)
 	// A page, not a redirect: the SameSite=Strict session cookie is sent

@@ -54,7 +54,6 @@ const (
 // hour; probe p26 F3).
 type session struct {
 	id, csrf  string
-	person    string // whose session: the principal's id ("" in development mode)
 	principal *auth.Principal
 	expires   time.Time // the idle limit after the last request, at most deadline
 	deadline  time.Time // the absolute cap after sign-in
@@ -122,17 +121,17 @@ func setCookie(w http.ResponseWriter, name, value string, maxAge int) {
 		HttpOnly: true, Secure: true, SameSite: same})
 }
 
-// create starts a session for p, whose principal id is name ("" in
-// development mode, which has no sign-in), and sets its cookie; the
-// person's oldest session ends if they already have maxPersonSessions.
-func (s *sessions) create(w http.ResponseWriter, name string, p *auth.Principal) *session {
+// create starts a session for p and sets its cookie; the person's (p's
+// ClientID, "" in development mode, which has no sign-in) oldest session
+// ends if they already have maxPersonSessions.
+func (s *sessions) create(w http.ResponseWriter, p *auth.Principal) *session {
 	now := s.now()
-	sess := &session{id: token(), csrf: token(), person: name, principal: p, deadline: now.Add(s.max), searches: map[string]auditSearch{}}
+	sess := &session{id: token(), csrf: token(), principal: p, deadline: now.Add(s.max), searches: map[string]auditSearch{}}
 	sess.expires = s.until(now, sess)
 	s.mu.Lock()
 	s.prune(now)
-	if name != "" {
-		s.capPerson(name)
+	if person := sess.person(); person != "" {
+		s.capPerson(person)
 	}
 	if len(s.live) >= maxSessions {
 		s.dropOldest()
@@ -182,12 +181,21 @@ func (s *sessions) prune(now time.Time) {
 	}
 }
 
+// person is whose session sess is: its principal's id ("" in
+// development mode).
+func (sess *session) person() string {
+	if sess.principal == nil {
+		return ""
+	}
+	return sess.principal.ClientID
+}
+
 // capPerson ends person's oldest sessions (the earliest signed in) until
 // there is room for one more of theirs (s.mu held).
 func (s *sessions) capPerson(person string) {
 	var mine []*session
 	for _, x := range s.live {
-		if x.person == person {
+		if x.person() == person {
 			mine = append(mine, x)
 		}
 	}

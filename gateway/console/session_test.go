@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
 )
 
 // TestSessionIdleLimit: a session ends after the idle limit without a
@@ -29,7 +31,7 @@ func TestSessionIdleLimit(t *testing.T) {
 			now := start
 			s := newSessions(time.Hour, 3*time.Hour, func() time.Time { return now })
 			w := httptest.NewRecorder()
-			sess := s.create(w, "", nil)
+			sess := s.create(w, nil)
 			if c := w.Result().Cookies(); len(c) != 1 || c[0].MaxAge != int((3*time.Hour).Seconds()) {
 				t.Errorf("session cookie = %+v, want one lasting to the cap (3h)", c)
 			}
@@ -132,11 +134,11 @@ func TestSessionsPerPerson(t *testing.T) {
 		r.AddCookie(&http.Cookie{Name: sessionCookie, Value: sess.id})
 		return s.fromRequest(r) != nil
 	}
-	victim := s.create(httptest.NewRecorder(), "person:alice", nil)
+	victim := s.create(httptest.NewRecorder(), &auth.Principal{ClientID: "person:alice"})
 	var mallory []*session
 	for range maxSessions + 80 {
 		now = now.Add(time.Millisecond)
-		mallory = append(mallory, s.create(httptest.NewRecorder(), "person:mallory", nil))
+		mallory = append(mallory, s.create(httptest.NewRecorder(), &auth.Principal{ClientID: "person:mallory"}))
 	}
 	if !live(victim) {
 		t.Errorf("alice's session ended after mallory signed in %d times", len(mallory))

@@ -226,6 +226,9 @@ func (rw Rewriter) reference(ref string) (string, error) {
 // that is a RESTful URL, else the server's base); ok is false for any
 // other reference, and for one that names no fullUrl of IDs.
 func (rw Rewriter) relative(ref string) (string, bool) {
+	if len(rw.IDs) == 0 { // a write of its own: no entry to name
+		return "", false
+	}
 	typ, id, ok := strings.Cut(ref, "/")
 	if !ok || !resourceType(typ) || !ValidID(id) {
 		return "", false

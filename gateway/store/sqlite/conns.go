@@ -84,6 +84,9 @@ func (c *conns) changes(ctx context.Context) int64 {
 // rolls a transaction back when a statement in it is interrupted, and
 // the statements that followed would then commit one by one. A lock held
 // by another process is waited for at most the busy timeout.
+//
+// first is always "": SQLite's dialect has no fences (its one writer at a
+// time is the fence).
 func (c *conns) Begin(ctx context.Context, first string) (sqlstore.Tx, error) {
 	c.wmu.Lock()
 	if c.cp.restart.Swap(false) {
@@ -105,12 +108,6 @@ func (c *conns) Begin(ctx context.Context, first string) (sqlstore.Tx, error) {
 		return nil, fmt.Errorf("sqlite: begin: %w", mapErr(err))
 	}
 	c.inTx.Store(true)
-	if first != "" {
-		if _, err := t.Exec(ctx, first); err != nil {
-			t.Rollback(ctx)
-			return nil, fmt.Errorf("sqlite: begin: %w", mapErr(err))
-		}
-	}
 	return t, nil
 }
 
