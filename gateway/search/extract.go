@@ -47,7 +47,12 @@ const maxWalkDepth = 1000
 //	8  a date, dateTime or instant in year 0001 or 9999 that falls
 //	   outside them in UTC (9999-12-31T23:59:59-14:00) has a date row,
 //	   clamped to the index's ends; it had none, so no date search found it
-const IndexVersion = 8
+//	9  strings and token texts drop only accents and are recomposed
+//	   (NFC): a Hangul syllable was its jamo (이 matched 임), a kana lost
+//	   its voicing mark (が was か), Indic and Thai vowel signs were
+//	   dropped; a rewritten resource's conditional keys of search
+//	   criteria, folded the old way, are dropped by the pass
+const IndexVersion = 9
 
 // Extract returns the de-duplicated index entries of a resource of
 // resourceType for every parameter Params lists, in parameter-name order. The
