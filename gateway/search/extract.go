@@ -51,7 +51,9 @@ const maxWalkDepth = 1000
 //	   (NFC): a Hangul syllable was its jamo (이 matched 임), a kana lost
 //	   its voicing mark (が was か), Indic and Thai vowel signs were
 //	   dropped; a rewritten resource's conditional keys of search
-//	   criteria, folded the old way, are dropped by the pass
+//	   criteria, folded the old way, are dropped by the pass; a leap
+//	   second (23:59:60) is its minute's last instant, in its own day (it
+//	   was the next day's first second)
 const IndexVersion = 9
 
 // Extract returns the de-duplicated index entries of a resource of

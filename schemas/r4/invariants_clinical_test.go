@@ -69,6 +69,9 @@ var invariantCases = []invariantCase{
 	{"per-1", period("2026-12-06", "2026-12-06"), period("2026-12-07", "2026-12-06"), periodExpr},
 	{"per-1", period("2026-12-31", "2026-12"), period("2027-01-01", "2026-12"), periodExpr},
 	{"per-1", period("2026", "2026-01-01"), period("2026-02", "2026-01-31"), periodExpr},
+	// A leap second is in the minute it ends (finding p28 F4).
+	{"per-1", period("2026-12-06T23:59:60Z", "2026-12-06T23:59:60Z"), period("2026-12-07T00:00:00Z", "2026-12-06T23:59:60Z"), periodExpr},
+	{"per-1", period("2026-12-06", "2026-12-06T23:59:60Z"), period("2026-12-07T00:00:00.5Z", "2026-12-06T23:59:60.9Z"), periodExpr},
 	{"rng-2", obs(`,"valueRange":{"low":{"value":1,"unit":"mg"},"high":{"value":5,"unit":"mg"}}`),
 		obs(`,"valueRange":{"low":{"value":5,"unit":"mg"},"high":{"value":1,"unit":"mg"}}`), "Observation.valueRange"},
 	{"rng-2", obs(`,"valueRange":{"low":{"value":5,"system":"http://unitsofmeasure.org","code":"g"},"high":{"value":1,"system":"http://unitsofmeasure.org","code":"kg"}}`),

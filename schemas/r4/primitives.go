@@ -579,6 +579,9 @@ func boundariesOrdered(a, b []byte) (ordered, ok bool) {
 // of a second leaves unsaid (999999999ns without one, 0 with 9 digits).
 func fractionRest(s []byte) time.Duration {
 	t := bytes.IndexByte(s, 'T')
+	if t >= 0 && t+8 < len(s) && s[t+7] == '6' && s[t+8] == '0' {
+		return 0 // a leap second: dateTimeValue gives its minute's last instant
+	}
 	if t < 0 || t+9 >= len(s) || s[t+9] != '.' {
 		return time.Second - time.Nanosecond
 	}
@@ -631,6 +634,11 @@ func dateTimeValue(s []byte) (int, [3]int, time.Time, bool) {
 	nanos := 0
 	for i, scale := 9, 100000000; i < tl && scale > 0; i, scale = i+1, scale/10 {
 		nanos += int(ts[i]-'0') * scale
+	}
+	if sec == 60 {
+		// A leap second lies in the minute it ends: its last instant,
+		// not the next minute's first (time.Date's reading).
+		sec, nanos = 59, 999999999
 	}
 	return 4, f, time.Date(f[0], time.Month(f[1]), f[2], h, mi, sec, nanos, time.FixedZone("", off*60)), true
 }
