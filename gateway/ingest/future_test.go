@@ -93,3 +93,37 @@ func TestVersionStaleFuture(t *testing.T) {
 		})
 	}
 }
+
+// TestCanonicallyEquivalentContent: a record version re-sent with its
+// names decomposed (NFD: an engine on macOS, Java's Normalizer) is the
+// same version again, and a new version with the names so written is the
+// same patient's demographics: canonically equivalent text is one text
+// (finding p28 F5).
+func TestCanonicallyEquivalentContent(t *testing.T) {
+	g := newGateway(t, app.Config{})
+	nfc := `"name": {"family": "Te Wh\u0101riki", "given": ["M\u0101ui"]}`
+	nfd := `"name": {"family": "Te Wha\u0304riki", "given": ["Ma\u0304ui"]}`
+	doc := func(version, name string) string {
+		d := rec("A-NFC", version, "P-NFC", "", phq9Body)
+		return strings.Replace(d, `"patient": {"id": "P-NFC"`, `"patient": {"id": "P-NFC", `+name, 1)
+	}
+	send := func(body string) (string, error) {
+		sc := auditlog.NewScope("ingest", &auth.Principal{ClientID: "test"})
+		out, err := g.a.Ingest.Ingest(context.Background(), sc, mapping.KindAssessment, []byte(body), false, engine.Answer{})
+		return string(out), err
+	}
+	first, err := send(doc("1", nfc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, err := send(doc("1", nfd)); err != nil || again != first {
+		t.Errorf("version 1 again in NFD = %v; want the first answer again", err)
+	}
+	out, err := send(doc("2", nfd))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(out, ingest.RuleDemographicsNotApplied) {
+		t.Errorf("version 2 in NFD warns %s: the name is the same", ingest.RuleDemographicsNotApplied)
+	}
+}

@@ -128,8 +128,8 @@ func sameBut(a, b []byte) bool {
 
 // sameButNotation reports whether two records are the same content but
 // for how their source.lastUpdated writes one instant (12:00:00Z,
-// 07:00:00-05:00, 12:00:00.000Z): a retry re-serialised by an integration
-// engine. Numbers compare as the content hash compares them (76 and 76.0
+// 07:00:00-05:00, 12:00:00.000Z) and how their text is composed (NFC or
+// NFD: equivalent): a retry re-serialised by an integration engine. Numbers compare as the content hash compares them (76 and 76.0
 // are the same); the clinical times stay as written, since they are
 // charted as written.
 func sameButNotation(a, b []byte) bool {
@@ -167,7 +167,7 @@ func sameContent(a, b map[string]any) bool {
 		c["source"] = s
 		bare[i] = c
 	}
-	return at[0].Equal(at[1]) && reflect.DeepEqual(bare[0], bare[1])
+	return at[0].Equal(at[1]) && equivalent(bare[0], bare[1])
 }
 
 // decodeAny decodes a JSON object, numbers as written.
