@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 // maxWalkDepth bounds the walk of the gateway's own patient parameter. Decoded JSON is
@@ -53,7 +55,8 @@ const maxWalkDepth = 1000
 //	   dropped; a rewritten resource's conditional keys of search
 //	   criteria, folded the old way, are dropped by the pass; a leap
 //	   second (23:59:60) is its minute's last instant, in its own day (it
-//	   was the next day's first second)
+//	   was the next day's first second); a string's Exact value (:exact)
+//	   is its NFC form, so that text composed otherwise (NFD) is one text
 const IndexVersion = 9
 
 // Extract returns the de-duplicated index entries of a resource of
@@ -72,7 +75,7 @@ const IndexVersion = 9
 //     system the element's R4 required binding implies for it, if any: see
 //     CodeSystem), boolean/id/string (Code only), ContactPoint (value).
 //     Text is Normalize()d, so token :text values must be too.
-//   - string: Norm = Normalize(value), Exact = value; a HumanName gives one
+//   - string: Norm = Normalize(value), Exact = the value in NFC; a HumanName gives one
 //     entry per family, given, prefix, suffix and text; an Address per line,
 //     city, district, state, postalCode, country and text.
 //   - date: date, dateTime, instant, Period (an open end is MinTime/MaxTime),
@@ -258,7 +261,7 @@ func (x *extractor) token(system, code, text string) {
 
 func (x *extractor) str(s string) {
 	if s != "" {
-		x.add(Entry{Type: TypeString, Norm: Normalize(s), Exact: s})
+		x.add(Entry{Type: TypeString, Norm: Normalize(s), Exact: norm.NFC.String(s)})
 	}
 }
 
