@@ -43,7 +43,7 @@ func TestExactCanonical(t *testing.T) {
 		}
 	}
 	for query, want := range map[string]float64{
-		"family:exact=" + url.QueryEscape("Te Wh\u0101riki"): 1, // NFC query, NFD stored
+		"family:exact=" + url.QueryEscape("Te Wh\u0101riki"):  1, // NFC query, NFD stored
 		"family:exact=" + url.QueryEscape("Te Wha\u0304riki"): 1,
 		"family:exact=" + url.QueryEscape("Nga\u0304ti"):      1, // NFD query, NFC stored
 		"family:exact=" + url.QueryEscape("Ngati"):            0,
