@@ -229,6 +229,9 @@ func timeParam(c echo.Context, name string) (time.Time, error) {
 		return time.Time{}, nil
 	}
 	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil && search.PlusAsSpace(v) {
+		return time.Time{}, paramInvalid(name + " holds a space where its time zone's + was: " + search.PlusAdvice)
+	}
 	if err != nil {
 		return time.Time{}, paramInvalid(name + " must be an RFC 3339 time")
 	}

@@ -47,3 +47,24 @@ func TestDatesAtTheYearRangeEnds(t *testing.T) {
 		})
 	}
 }
+
+// TestLeapSecondDay: a leap second (23:59:60, which FHIR's dateTime
+// allows) is found on its own day, not the next (finding p28 F4).
+func TestLeapSecondDay(t *testing.T) {
+	h := fhirServer(t)
+	body := `{"resourceType":"Observation","id":"leap","status":"final","code":{"text":"x"},"effectiveDateTime":"2026-12-06T23:59:60Z"}`
+	if rec := req(h, "PUT", "/fhir/Observation/leap", body); rec.Code != http.StatusCreated {
+		t.Fatalf("PUT Observation/leap = %d %s", rec.Code, rec.Body)
+	}
+	for query, want := range map[string]float64{
+		"date=2026-12-06":             1,
+		"date=2026-12-07":             0,
+		"date=lt2026-12-07":           1,
+		"date=ge2026-12-06T23:59:59Z": 1,
+	} {
+		rec := req(h, "GET", "/fhir/Observation?"+query, "")
+		if got := decode(t, rec)["total"]; rec.Code != http.StatusOK || got != want {
+			t.Errorf("GET Observation?%s = %d, total %v; want %v", query, rec.Code, got, want)
+		}
+	}
+}

@@ -181,6 +181,7 @@ func Rules() []Rule {
 		{"infusion.time-missing", "A session that was not done states when it was scheduled."},
 		{"time.order", "Times are in order: infusion end after start, monitoring end not before infusion end, the infusion's run time (administeredDurationMin) not longer than from its start to its end, detection and recording not before onset, recording not before detection."},
 		{"time.after-last-updated", "A record's clinical times are not later than its source.lastUpdated (by more than 10 minutes, for clocks that differ): a record cannot describe what happened after it was last changed. A session not done's scheduled time is not compared."},
+		{"source.last-updated-future", "A record's source.lastUpdated is not more than 5 minutes ahead of the gateway's clock (checked by the gateway when it receives the record, also in a dry run): a record is not changed in the future; most often a local time was sent with Z or with another zone's offset."},
 		{"adverse-event.severity-missing", "An adverse event has a severity or a CTCAE grade."},
 		{"adverse-event.severity-grade-mismatch", "Severity agrees with the CTCAE grade (1 mild, 2 moderate, 3-5 severe)."},
 		{"adverse-event.grade-implies-serious", "CTCAE grade 4 and 5 events are serious."},

@@ -161,10 +161,11 @@ func checkJSON(doc []byte, maxDepth, maxValues int) []Issue {
 					"number out of range: a number must be 0 or between 1e-300 and 1e300 in magnitude and have no more significant "+
 						"digits than a 64-bit floating point value keeps (15 always fit), like the FHIR decimal it becomes"))
 			}
-			if str, ok := t.(string); ok && !r4.NoControl(str) {
+			if str, ok := t.(string); ok && !noControl(str) {
 				issues = append(issues, newIssue(RuleJSONControlCharacter, CodeValue,
 					append(path[:len(path):len(path)], top.child()),
-					"control character: text may hold no character below U+0020 except tab, line feed and carriage return (FHIR strings cannot carry them)"))
+					"control character: text may hold no control character (below U+0020 except tab, line feed and carriage "+
+						"return, which FHIR strings cannot carry; nor DEL or U+0080-U+009F, which show as nothing or as garbage)"))
 			}
 			top.valueDone()
 		}
@@ -394,4 +395,22 @@ func invalidUTF8Offset(doc []byte) int {
 // absurdly long.
 func numberInRange(s string) bool {
 	return len(s) <= maxNumberLen && r4.ExactDecimal(s)
+}
+
+// noControl reports that the record string s holds no control character
+// (Unicode Cc) other than tab, line feed and carriage return: none of C0
+// (r4.NoControl: FHIR strings cannot carry them), DEL nor C1 (U+0080 to
+// U+009F, in UTF-8 0xC2 then 0x80-0x9F), which FHIR strings may carry but
+// no clinic means to send (a NEL from an EBCDIC conversion, an escape
+// sequence's CSI): a chart shows them as nothing or as garbage.
+func noControl(s string) bool {
+	if !r4.NoControl(s) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c == 0x7f || c == 0xc2 && i+1 < len(s) && s[i+1] >= 0x80 && s[i+1] <= 0x9f {
+			return false
+		}
+	}
+	return true
 }

@@ -42,6 +42,15 @@ const (
 	// disagree on what \s covers, so they are listed).
 	mrnPattern = "^[^" + spaces + "]([\\s\\S]*[^" + spaces + "])?$"
 	spaces     = "\\s\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+	// notBlankPattern is text with a visible character: not only white
+	// space (Go's \S, the pattern's engine here, is ASCII only: a no-break
+	// or ideographic space passed it), nor invisible characters (DEL and
+	// the C1 controls, the soft hyphen, zero-width spaces and joiners,
+	// direction marks and overrides, word joiners, variation selectors, the
+	// Hangul fillers), which a chart would show as a blank name.
+	notBlankPattern = "^$|[^" + spaces + invisible + "]"
+	invisible       = "\u007f-\u009f\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e" +
+		"\u2060-\u206f\u3164\ufe00-\ufe0f\uffa0"
 
 	// year is 0001-9999, the years a FHIR date can hold.
 	year = `(000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})`
@@ -55,7 +64,7 @@ var patterns = map[string]patternInfo{
 	`^` + year + `-[0-9]{2}-[0-9]{2}$`:                                        {RuleFormat, dateWhat},
 	`^urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`: {RuleFormat, "a urn:uuid: URI with a lowercase UUID (urn:uuid:xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)"},
 	`^urn:oid:[0-2](\.(0|[1-9][0-9]*))+$`:                                     {RuleFormat, "a urn:oid: URI with an OID (digits separated by dots, such as urn:oid:2.16.840.1.113883)"},
-	`^$|\S`:                                                                   {RulePattern, "text that is not blank (not only spaces, tabs or line breaks)"},
+	notBlankPattern:                                                           {RulePattern, "text that is not blank (not only spaces, tabs, line breaks or invisible characters such as a zero-width space)"},
 	`^\S+$`:                                                                   {RuleFormat, "an absolute URI without spaces (FHIR's uri holds no whitespace)"},
 	mrnPattern:                                                                {RulePattern, "an identifier value without spaces at its start or end (a padded number is not the hospital's number)"},
 }

@@ -52,7 +52,7 @@ const (
 	RuleJSONNotObject        = "json-not-object"        // top-level value is not an object
 	RuleJSONNumber           = "json-number"            // number a stored FHIR decimal cannot hold exactly (r4.ExactDecimal)
 	RuleJSONTooLarge         = "json-too-large"         // more than MaxValues values
-	RuleJSONControlCharacter = "json-control-character" // a string holds a C0 control character other than tab, LF, CR
+	RuleJSONControlCharacter = "json-control-character" // a string holds a control character (C0 other than tab, LF, CR; DEL; C1)
 	RuleKindUnknown          = "kind-unknown"           // no schema for the requested kind
 	RuleIssuesCut            = "issues-cut"             // more issues than a response lists: the last says how many more
 
@@ -87,7 +87,7 @@ func Rules() []RuleInfo {
 		{RuleJSONDepth, "Objects and arrays nest no deeper than a record ever needs."},
 		{RuleJSONNumber, "A number is one a FHIR decimal stored by the gateway holds exactly (0, or 1e-300 to 1e300 in magnitude, at most the digits of a 64-bit float) and at most 100 characters long."},
 		{RuleJSONTooLarge, "A record has no more JSON values than any valid record comes close to."},
-		{RuleJSONControlCharacter, "A string holds no control character (U+0000-U+001F) other than tab, line feed and carriage return: FHIR strings cannot carry them."},
+		{RuleJSONControlCharacter, "A string holds no control character other than tab, line feed and carriage return: none of U+0000-U+001F (FHIR strings cannot carry them), U+007F (DEL) or U+0080-U+009F (C1)."},
 		{RuleKindUnknown, "The record kind is one the gateway maps (assessment, vitals, infusion, adverse-event, session)."},
 		{RuleIssuesCut, "Not a rule of the record: the last issue of a response that found more than it lists (at most 50), saying how many more there are."},
 		{RuleRequired, "A property the record's schema requires is present."},

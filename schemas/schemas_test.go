@@ -185,6 +185,10 @@ func invalidCases(t testing.TB) []invalidCase {
 		{name: "identifier system with a space", kind: "vitals", doc: mutate(t, "vitals", "pre-dose-baseline.json", put("/patient/mrn/system", "https://hospital.example/fhir/ rn")), rule: RuleFormat, pointer: "/patient/mrn/system"},
 		{name: "control character in a name", kind: "vitals", doc: mutate(t, "vitals", "pre-dose-baseline.json", put("/patient/name/family", "Test\u0000patient")), rule: RuleJSONControlCharacter, pointer: "/patient/name/family"},
 		{name: "control character in an array item", kind: "vitals", doc: mutate(t, "vitals", "pre-dose-baseline.json", put("/patient/name/given/0", "\u001b[31m")), rule: RuleJSONControlCharacter, pointer: "/patient/name/given/0"},
+		// DEL and the C1 controls are control characters too (finding p28 F6).
+		{name: "DEL in a name", kind: "vitals", doc: mutate(t, "vitals", "pre-dose-baseline.json", put("/patient/name/family", "Sm\u007fith")), rule: RuleJSONControlCharacter, pointer: "/patient/name/family"},
+		{name: "NEL (C1) in a name", kind: "vitals", doc: mutate(t, "vitals", "pre-dose-baseline.json", put("/patient/name/family", "Sm\u0085ith")), rule: RuleJSONControlCharacter, pointer: "/patient/name/family"},
+		{name: "CSI (C1) in notes", kind: "infusion", doc: mutate(t, "infusion", "esketamine-nasal-56mg-completed.json", put("/notes", "x\u009b31m")), rule: RuleJSONControlCharacter, pointer: "/notes"},
 		{name: "lowercase z", kind: "adverse-event", doc: mutate(t, "adverse-event", "nausea-mild.json", put("/onsetAt", "2026-03-10T09:55:00z")), rule: RuleFormat, pointer: "/onsetAt"},
 
 		// Assessment.
@@ -237,6 +241,15 @@ func invalidCases(t testing.TB) []invalidCase {
 		{name: "blank clinician name", kind: "infusion", doc: mutate(t, "infusion", "ketamine-iv-with-rate-and-lot.json", put("/clinician/name", " \t ")), rule: RulePattern, pointer: "/clinician/name"},
 		{name: "blank statusReason text", kind: "infusion", doc: mutate(t, "infusion", "ketamine-iv-not-done-no-show.json", put("/statusReason/text", "  ")), rule: RulePattern, pointer: "/statusReason/text"},
 		{name: "blank notes", kind: "infusion", doc: mutate(t, "infusion", "esketamine-nasal-56mg-completed.json", put("/notes", "\r\n")), rule: RulePattern, pointer: "/notes"},
+		// Blank is any white space or invisible character, not ASCII only (finding p28 F6).
+		{name: "no-break space family name", kind: "assessment", doc: mutate(t, "assessment", "phq9-moderate.json", put("/patient/name/family", "\u00a0")), rule: RulePattern, pointer: "/patient/name/family"},
+		{name: "ideographic space family name", kind: "assessment", doc: mutate(t, "assessment", "phq9-moderate.json", put("/patient/name/family", "\u3000")), rule: RulePattern, pointer: "/patient/name/family"},
+		{name: "em space given name", kind: "assessment", doc: mutate(t, "assessment", "phq9-moderate.json", put("/patient/name/given/0", "\u2003")), rule: RulePattern, pointer: "/patient/name/given/0"},
+		{name: "zero-width space clinician name", kind: "infusion", doc: mutate(t, "infusion", "ketamine-iv-with-rate-and-lot.json", put("/clinician/name", "\u200b")), rule: RulePattern, pointer: "/clinician/name"},
+		{name: "joiners family name", kind: "assessment", doc: mutate(t, "assessment", "phq9-moderate.json", put("/patient/name/family", "\u200d\u200c")), rule: RulePattern, pointer: "/patient/name/family"},
+		{name: "byte order mark lot number", kind: "infusion", doc: mutate(t, "infusion", "esketamine-nasal-56mg-completed.json", put("/lotNumber", "\ufeff")), rule: RulePattern, pointer: "/lotNumber"},
+		{name: "right-to-left override assigner", kind: "assessment", doc: mutate(t, "assessment", "phq9-moderate.json", put("/patient/mrn/assigner", "\u202e")), rule: RulePattern, pointer: "/patient/mrn/assigner"},
+		{name: "soft hyphen and word joiner eventText", kind: "adverse-event", doc: mutate(t, "adverse-event", "other-blurred-vision.json", put("/eventText", "\u00ad\u2060 ")), rule: RulePattern, pointer: "/eventText"},
 		{name: "rate without unit", kind: "infusion", doc: mutate(t, "infusion", "ketamine-iv-with-rate-and-lot.json", del("/rate/durationUnit")), rule: RuleRequired, pointer: "/rate/durationUnit"},
 
 		// Adverse event.
@@ -484,7 +497,11 @@ func TestCheckJSON(t *testing.T) {
 		{`{"a": "\u00e9\ud83d\ude00"}`, 4, nil, nil},
 		{"{\"a\": \"\x01\"}", 4, []string{RuleJSONSyntax}, []string{""}},
 		{`{"a": "x\u0001y", "b": ["\t\r\n", "\u001f"], "c": {"d": "\u0000"}, "e\u0001": 1}`, 4, []string{RuleJSONControlCharacter, RuleJSONControlCharacter, RuleJSONControlCharacter}, []string{"/a", "/b/1", "/c/d"}},
-		{`{"a": "\u007f\u0080\u2028 tab\tend"}`, 4, nil, nil},
+		{`{"a": "\u00a0\u2028 tab\tend\u00a1\u00ff"}`, 4, nil, nil},
+		// DEL and the C1 controls, escaped or raw (finding p28 F6).
+		{"{\"a\": \"\\u007f\", \"b\": \"x\\u0080\", \"c\": \"\\u009f\", \"d\": \"\x7f\", \"e\": \"\xc2\x85\"}", 4,
+			[]string{RuleJSONControlCharacter, RuleJSONControlCharacter, RuleJSONControlCharacter, RuleJSONControlCharacter, RuleJSONControlCharacter},
+			[]string{"/a", "/b", "/c", "/d", "/e"}},
 		{`null`, 4, []string{RuleJSONNotObject}, []string{""}},
 		{`12`, 4, []string{RuleJSONNotObject}, []string{""}},
 		{`nul`, 4, []string{RuleJSONSyntax}, []string{""}},
@@ -957,5 +974,22 @@ func TestKindMismatch(t *testing.T) {
 	var ve *ValidationError
 	if errors.As(s.Validate("assessment", []byte(`{"source": {}}`)), &ve) && slices.ContainsFunc(ve.Issues, func(i Issue) bool { return i.Rule == RuleKindMismatch }) {
 		t.Errorf("a record valid as no kind names one: %+v", ve.Issues)
+	}
+}
+
+// TestVisibleTextValid: text with something visible in it passes the
+// "not blank" pattern and the control character check, whatever its
+// script, spaces or invisible characters beside the visible ones (the
+// rules refuse only text with nothing visible, and control characters).
+func TestVisibleTextValid(t *testing.T) {
+	s := set(t)
+	for _, name := range []string{"José", "李小龍", "임", "Ngā\u00a0Tāngata", "\u200bAnn", "Ann\u200dLee", "O’Brien", "👍",
+		"\ufeffSmith", "ab\tc", "محمد", "\u202eevil", "x\u00ad", "\u3000a\u3000", "Œ", "\u00a0\u00a0b"} {
+		t.Run(name, func(t *testing.T) {
+			doc := mutate(t, "assessment", "phq9-moderate.json", put("/patient/name/family", name))
+			if err := s.Validate("assessment", doc); err != nil {
+				t.Errorf("Validate with family %q = %v, want valid", name, err)
+			}
+		})
 	}
 }

@@ -147,7 +147,7 @@ func New(cfg Config) (*App, error) {
 		dests[i] = r.Name
 	}
 	icfg := ingest.Config{Pipeline: p, Routes: cfg.Routes, Notify: cfg.Notify, Metrics: cfg.Metrics, Tracer: cfg.Tracer,
-		Safety: cfg.TenantSafety}
+		Safety: cfg.TenantSafety, Now: cfg.Now}
 	if cfg.Store != nil {
 		a.Engine = engine.New(engine.Config{Store: cfg.Store, Audit: a.Audit, Validator: v,
 			MaxBundleEntries: cfg.MaxBundleEntries, MaxBundleAnswer: cfg.MaxBundleAnswer, MaxResourceBytes: cfg.MaxResourceBytes, Now: cfg.Now, Tracer: cfg.Tracer,

@@ -220,12 +220,9 @@ func (s *Service) exportRequest(ctx context.Context, sc *auditlog.Scope, p Expor
 	if v := p.Query.Get("_since"); v != "" {
 		t, err := time.Parse(time.RFC3339Nano, v)
 		switch {
-		case err != nil && strings.Contains(v, " "):
-			if _, err := time.Parse(time.RFC3339Nano, strings.ReplaceAll(v, " ", "+")); err == nil {
-				return nil, kickoffError("export-since-invalid", "_since holds a space where its time zone's + was: "+
-					"a + in a query string means a space; encode + as %2B (such as 2026-01-31T00:00:00%2B01:00), or give the time in Z").At("_since")
-			}
-			fallthrough
+		case err != nil && search.PlusAsSpace(v):
+			return nil, kickoffError("export-since-invalid", "_since holds a space where its time zone's + was: "+
+				search.PlusAdvice).At("_since")
 		case err != nil:
 			return nil, kickoffError("export-since-invalid", "_since must be a FHIR instant with a time zone, such as 2026-01-31T00:00:00Z").At("_since")
 		case t.After(now):

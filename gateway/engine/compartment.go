@@ -124,6 +124,9 @@ func (e *Engine) everything(ctx context.Context, sc *auditlog.Scope, in reads, i
 			}
 		case "_since":
 			t, err := time.Parse(time.RFC3339Nano, v)
+			if err != nil && search.PlusAsSpace(v) {
+				return nil, bad(key, "_since holds a space where its time zone's + was: "+search.PlusAdvice)
+			}
 			if err != nil {
 				return nil, bad(key, "_since must be an instant")
 			}

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"reflect"
 	"slices"
 	"strings"
 
@@ -389,7 +388,8 @@ var demographics = []struct{ element, pointer, expression string }{
 // Patient, gives otherwise than stored, the stored Patient, holds them:
 // the gateway keeps the Patient the first record made (only an MRN added
 // or changed makes a new version), so they are not applied. A field the
-// record leaves out is not listed.
+// record leaves out is not listed; text composed otherwise (NFC, NFD) is
+// the same (equivalent).
 func unapplied(patient any, stored map[string]any) ([]string, error) {
 	raw, err := json.Marshal(patient)
 	if err != nil {
@@ -401,7 +401,7 @@ func unapplied(patient any, stored map[string]any) ([]string, error) {
 	}
 	var out []string
 	for _, d := range demographics {
-		if v, ok := mine[d.element]; ok && !reflect.DeepEqual(v, stored[d.element]) {
+		if v, ok := mine[d.element]; ok && !equivalent(v, stored[d.element]) {
 			out = append(out, d.element)
 		}
 	}

@@ -66,6 +66,9 @@ type Config struct {
 	// Safety holds the safety thresholds of the tenants that override the
 	// pipeline's (mapping.Options.Safety; DefaultSafety when unset).
 	Safety map[string]mapping.Safety
+	// Now is the clock a record's source.lastUpdated is compared with
+	// (checkNotFuture; time.Now when nil).
+	Now func() time.Time
 }
 
 // Service ingests native records.
@@ -77,6 +80,7 @@ type Service struct {
 	metrics Metrics
 	tracer  trace.Tracer
 	safety  map[string]mapping.Safety
+	now     func() time.Time
 }
 
 type noMetrics struct{}
@@ -91,8 +95,11 @@ func New(cfg Config) *Service {
 	if cfg.Metrics == nil {
 		cfg.Metrics = noMetrics{}
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	return &Service{engine: cfg.Engine, p: cfg.Pipeline, routes: cfg.Routes, notify: cfg.Notify, metrics: cfg.Metrics,
-		tracer: stage.Tracer(cfg.Tracer), safety: cfg.Safety}
+		tracer: stage.Tracer(cfg.Tracer), safety: cfg.Safety, now: cfg.Now}
 }
 
 // Options are the mapping options for a tenant's records: the pipeline's,
@@ -204,6 +211,9 @@ func (s *Service) ingest(ctx context.Context, sc *auditlog.Scope, kind mapping.K
 				return err
 			}
 			s.nameRecords(sc, kind, rec)
+			if err := checkNotFuture(rec, s.now()); err != nil {
+				return err
+			}
 			res, err = mapping.Map(rec, opts)
 			return err
 		}, attrs...)
@@ -397,7 +407,7 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 		}
 		reused = refusal
 	}
-	if err := checkNotStale(st, rec); err != nil {
+	if err := checkNotStale(st, rec, s.now()); err != nil {
 		return nil, false, err
 	}
 	res, raws, docs := first, firstRaws, firstDocs
@@ -473,7 +483,7 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 				return err
 			}
 		}
-		if err := checkNestedNotStale(st, nested, rec, res, current); err != nil {
+		if err := checkNestedNotStale(st, nested, rec, res, current, s.now()); err != nil {
 			return err
 		}
 		return reused

@@ -34,6 +34,26 @@ var errVersionStale = &outcome.Error{Kind: outcome.Conflict, Issues: []outcome.I
 		"older version is not applied; if it is a late retry, nothing needs to be done, else send the record as it is " +
 		"now with a new version and a later source.lastUpdated"}}}
 
+// errVersionStaleFuture refuses a version older than a stored one whose
+// source.lastUpdated is ahead of the gateway's clock by more than
+// LastUpdatedAhead (stored before the gateway refused such times:
+// RuleLastUpdatedFuture): no truthful version can be later than it until
+// the clock passes it, so the message says so, and what to do.
+func errVersionStaleFuture(ahead time.Duration) error {
+	return &outcome.Error{Kind: outcome.Conflict, Issues: []outcome.Issue{staleFutureIssue(ahead)}}
+}
+
+// staleFutureIssue is errVersionStaleFuture's issue.
+func staleFutureIssue(ahead time.Duration) outcome.Issue {
+	return outcome.Issue{
+		Severity: "error", Code: "conflict", Rule: RuleVersionStale, Pointer: "/source/lastUpdated", Expression: "source.lastUpdated",
+		Message: fmt.Sprintf("a version of this record is stored with a source.lastUpdated %s ahead of the gateway's clock "+
+			"(stored before the gateway refused times in the future; most often a local time sent with Z or with "+
+			"another zone's offset), and this version's is earlier, so it is not applied. Do not send a false later "+
+			"time: send this version again once the gateway's clock has passed the stored one's (in %s), or ask the "+
+			"gateway's operator, who can see the record's versions (lineage)", roughly(ahead), roughly(ahead))}
+}
+
 // RuleVersionReused is the rule id of a record version received before
 // with other content.
 const RuleVersionReused = "record-version-reused"
@@ -108,8 +128,8 @@ func sameBut(a, b []byte) bool {
 
 // sameButNotation reports whether two records are the same content but
 // for how their source.lastUpdated writes one instant (12:00:00Z,
-// 07:00:00-05:00, 12:00:00.000Z): a retry re-serialised by an integration
-// engine. Numbers compare as the content hash compares them (76 and 76.0
+// 07:00:00-05:00, 12:00:00.000Z) and how their text is composed (NFC or
+// NFD: equivalent): a retry re-serialised by an integration engine. Numbers compare as the content hash compares them (76 and 76.0
 // are the same); the clinical times stay as written, since they are
 // charted as written.
 func sameButNotation(a, b []byte) bool {
@@ -147,7 +167,7 @@ func sameContent(a, b map[string]any) bool {
 		c["source"] = s
 		bare[i] = c
 	}
-	return at[0].Equal(at[1]) && reflect.DeepEqual(bare[0], bare[1])
+	return at[0].Equal(at[1]) && equivalent(bare[0], bare[1])
 }
 
 // decodeAny decodes a JSON object, numbers as written.
@@ -162,15 +182,15 @@ func decodeAny(b []byte) (map[string]any, bool) {
 // source.lastUpdated is earlier than a stored version's (errVersionStale).
 // Versions are compared only when both carry source.lastUpdated; a new
 // version label with the same lastUpdated is a new version.
-func checkNotStale(st store.Tx, rec record) error {
+func checkNotStale(st store.Tx, rec record, now time.Time) error {
 	src := rec.rec.Env().Source
 	at, ok := instant(src.LastUpdated)
 	if !ok {
 		return nil
 	}
 	for _, kind := range mapping.SameRecord(rec.kind) {
-		if newer, err := newerStored(st, src.System, kind, src.RecordID, at, nil); err != nil || newer {
-			return cmpErr(err, newer)
+		if newer, err := newerStored(st, src.System, kind, src.RecordID, at, nil); err != nil || !newer.IsZero() {
+			return cmpErr(err, newer, now)
 		}
 	}
 	return nil
@@ -200,30 +220,31 @@ func (in *storedInput) nests(kind mapping.Kind, recordID string) bool {
 	return false
 }
 
-// newerStored reports whether a stored version of (source, kind, recordID)
-// that passes keep (nil: every one) has a source.lastUpdated later than
-// at.
-func newerStored(st store.Tx, source string, kind mapping.Kind, recordID string, at time.Time, keep func(*storedInput) bool) (bool, error) {
+// newerStored returns the latest source.lastUpdated of the stored
+// versions of (source, kind, recordID) that pass keep (nil: every one)
+// when it is later than at, else the zero time.
+func newerStored(st store.Tx, source string, kind mapping.Kind, recordID string, at time.Time, keep func(*storedInput) bool) (time.Time, error) {
 	versions, err := st.LedgerVersions(source, string(kind), recordID)
 	if err != nil {
-		return false, err
+		return time.Time{}, err
 	}
 	return newerIn(versions, at, keep), nil
 }
 
-// newerIn reports whether one of versions that passes keep (nil: every
-// one) has a source.lastUpdated later than at.
-func newerIn(versions []*store.Ledger, at time.Time, keep func(*storedInput) bool) bool {
+// newerIn returns the latest source.lastUpdated of versions that pass
+// keep (nil: every one) when it is later than at, else the zero time.
+func newerIn(versions []*store.Ledger, at time.Time, keep func(*storedInput) bool) time.Time {
+	var newest time.Time
 	for _, l := range versions {
 		var in storedInput
 		if len(l.Input) == 0 || json.Unmarshal(l.Input, &in) != nil {
 			continue // written before the ledger kept inputs
 		}
-		if stored, ok := instant(in.Source.LastUpdated); ok && at.Before(stored) && (keep == nil || keep(&in)) {
-			return true
+		if stored, ok := instant(in.Source.LastUpdated); ok && at.Before(stored) && stored.After(newest) && (keep == nil || keep(&in)) {
+			newest = stored
 		}
 	}
-	return false
+	return newest
 }
 
 // nestedLedgers are the ledger versions of the records a session nests,
@@ -262,7 +283,7 @@ func (n *nestedLedgers) versions(source string, kind mapping.Kind, recordID stri
 // its own, and a record sent on its own when the stored session version
 // that nests it is later. current are the stored targets of res's entries
 // (engine.Tx.RunChecked).
-func checkNestedNotStale(st store.Tx, nested *nestedLedgers, rec record, res *mapping.Result, current []*store.Resource) error {
+func checkNestedNotStale(st store.Tx, nested *nestedLedgers, rec record, res *mapping.Result, current []*store.Resource, now time.Time) error {
 	src := rec.rec.Env().Source
 	at, ok := instant(src.LastUpdated)
 	if !ok {
@@ -270,6 +291,7 @@ func checkNestedNotStale(st store.Tx, nested *nestedLedgers, rec record, res *ma
 	}
 	if s, ok := rec.rec.(*mapping.Session); ok {
 		var issues []outcome.Issue
+		var latest time.Time // the latest newer source.lastUpdated of a nested record
 		index := map[mapping.Kind]int{}
 		for _, n := range s.Nested() {
 			i := index[n.Kind]
@@ -278,7 +300,10 @@ func checkNestedNotStale(st store.Tx, nested *nestedLedgers, rec record, res *ma
 			if err != nil {
 				return err
 			}
-			if newerIn(versions, at, nil) {
+			if newer := newerIn(versions, at, nil); !newer.IsZero() {
+				if newer.After(latest) {
+					latest = newer
+				}
 				ptr := fmt.Sprintf("/%s/%d", nestedMember[n.Kind], i)
 				issues = append(issues, outcome.Issue{Severity: "error", Code: "conflict", Rule: RuleVersionStale,
 					Pointer: ptr + "/recordId", Expression: nestedExpression(ptr) + ".recordId",
@@ -288,6 +313,9 @@ func checkNestedNotStale(st store.Tx, nested *nestedLedgers, rec record, res *ma
 		}
 		if len(issues) == 0 {
 			return nil
+		}
+		if ahead := latest.Sub(now); ahead > LastUpdatedAhead {
+			return &outcome.Error{Kind: outcome.Conflict, Issues: append([]outcome.Issue{staleFutureIssue(ahead)}, issues...)}
 		}
 		return &outcome.Error{Kind: outcome.Conflict, Issues: append([]outcome.Issue{{Severity: "error", Code: "conflict",
 			Rule: RuleVersionStale, Pointer: "/source/lastUpdated", Expression: "source.lastUpdated",
@@ -319,7 +347,7 @@ func checkNestedNotStale(st store.Tx, nested *nestedLedgers, rec record, res *ma
 		newer, err := newerStored(st, src.System, mapping.KindSession, sid, at, func(in *storedInput) bool {
 			return in.nests(rec.kind, src.RecordID)
 		})
-		return cmpErr(err, newer)
+		return cmpErr(err, newer, now)
 	}
 	return nil
 }
@@ -328,12 +356,17 @@ func checkNestedNotStale(st store.Tx, nested *nestedLedgers, rec record, res *ma
 var nestedMember = map[mapping.Kind]string{mapping.KindVitals: "vitals", mapping.KindAssessment: "assessments",
 	mapping.KindAdverseEvent: "adverseEvents"}
 
-// cmpErr is err, else errVersionStale when newer.
-func cmpErr(err error, newer bool) error {
-	if err == nil && newer {
-		return errVersionStale
+// cmpErr is err, else, when newer (a stored version's later
+// source.lastUpdated) is not zero, errVersionStale, or
+// errVersionStaleFuture when newer is ahead of now.
+func cmpErr(err error, newer, now time.Time) error {
+	switch {
+	case err != nil || newer.IsZero():
+		return err
+	case newer.Sub(now) > LastUpdatedAhead:
+		return errVersionStaleFuture(newer.Sub(now))
 	}
-	return err
+	return errVersionStale
 }
 
 // sessionProcedure returns the id of the Procedure a stored Observation

@@ -90,6 +90,13 @@ func DateRange(s string) (low, high time.Time, ok bool) {
 			}
 		}
 	}
+	if sec == 60 {
+		// A leap second (FHIR's dateTime allows :60) lies in the minute it
+		// ends, and in its day: it is indexed as that minute's last
+		// instant, not as the next minute's first (time.Date's reading,
+		// which filed 23:59:60 under the next day).
+		sec, nanos, unit = 59, 999999999, time.Millisecond
+	}
 	loc := time.UTC
 	if !p.done() {
 		offset, ok := p.zone()

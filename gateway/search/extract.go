@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 // maxWalkDepth bounds the walk of the gateway's own patient parameter. Decoded JSON is
@@ -50,7 +52,15 @@ const maxWalkDepth = 1000
 //	9  DetectedIssue is indexed by R4's author, code, identified,
 //	   identifier and implicated (it had only patient), for the
 //	   DetectedIssues the mapping writes
-const IndexVersion = 9
+//	10 strings and token texts drop only accents and are recomposed
+//	   (NFC): a Hangul syllable was its jamo (이 matched 임), a kana lost
+//	   its voicing mark (が was か), Indic and Thai vowel signs were
+//	   dropped; a rewritten resource's conditional keys of search
+//	   criteria, folded the old way, are dropped by the pass; a leap
+//	   second (23:59:60) is its minute's last instant, in its own day (it
+//	   was the next day's first second); a string's Exact value (:exact)
+//	   is its NFC form, so that text composed otherwise (NFD) is one text
+const IndexVersion = 10
 
 // Extract returns the de-duplicated index entries of a resource of
 // resourceType for every parameter Params lists, in parameter-name order. The
@@ -68,7 +78,7 @@ const IndexVersion = 9
 //     system the element's R4 required binding implies for it, if any: see
 //     CodeSystem), boolean/id/string (Code only), ContactPoint (value).
 //     Text is Normalize()d, so token :text values must be too.
-//   - string: Norm = Normalize(value), Exact = value; a HumanName gives one
+//   - string: Norm = Normalize(value), Exact = the value in NFC; a HumanName gives one
 //     entry per family, given, prefix, suffix and text; an Address per line,
 //     city, district, state, postalCode, country and text.
 //   - date: date, dateTime, instant, Period (an open end is MinTime/MaxTime),
@@ -254,7 +264,7 @@ func (x *extractor) token(system, code, text string) {
 
 func (x *extractor) str(s string) {
 	if s != "" {
-		x.add(Entry{Type: TypeString, Norm: Normalize(s), Exact: s})
+		x.add(Entry{Type: TypeString, Norm: Normalize(s), Exact: norm.NFC.String(s)})
 	}
 }
 

@@ -14,22 +14,28 @@ import (
 // rune by rune:
 //
 //  1. lower-case (unicode.ToLower), then decompose (Unicode canonical
-//     decomposition, NFD) and drop the combining marks: é (precomposed or
-//     e + U+0301) -> e, ễ -> e, ǚ -> u, ñ -> n, a Hangul syllable its
-//     jamo, so NFC and NFD input compare equal;
+//     decomposition, NFD) and drop the accents, the combining marks
+//     Unicode calls diacritics (isAccent): é (precomposed or e + U+0301)
+//     -> e, ễ -> e, ǚ -> u, ñ -> n, ā -> a; Hebrew points and Arabic
+//     harakat too (written or not, the same name);
 //  2. a Latin letter that does not decompose becomes its base letter(s)
 //     (ø->o, ł->l, đ->d, ı->i; ß->ss, æ->ae, œ->oe, þ->th, ð->d, ĳ->ij);
-//  3. other letters and digits (any script) are kept;
+//  3. other letters, digits and marks (any script) are kept: a kana's
+//     voicing marks (が is not か), an Indic or Thai vowel sign;
 //  4. any Unicode white space, and punctuation and symbols other than an
 //     apostrophe, become a space, a word boundary: "Smith-Jones" ->
 //     "smith jones", "Dr.A.B." -> "dr a b";
-//  5. apostrophes (' ’ ‘ ` ´ ʼ) and everything else (marks, controls,
-//     invisible format characters such as a zero-width space, other
-//     numerals) are dropped: "O'Brien" -> "obrien";
+//  5. apostrophes (' ’ ‘ ` ´ ʼ) and everything else (controls, invisible
+//     format characters such as a zero-width space, variation
+//     selectors, other numerals) are dropped: "O'Brien" -> "obrien";
 //
-// then runs of spaces collapse to one and leading/trailing spaces go. A
-// value of only punctuation, symbols or invisible characters normalises
-// to "" (Parse refuses it as a search value). Normalize is idempotent.
+// then runs of spaces collapse to one, leading/trailing spaces go, and
+// what is left is recomposed (NFC): what NFD split apart other than
+// accents is whole again, so a Hangul syllable is one letter (이 is not a
+// prefix of 임, as its jamo ㅇㅣ are of ㅇㅣㅁ) and NFC and NFD input
+// compare equal. A value of only punctuation, symbols or invisible
+// characters normalises to "" (Parse refuses it as a search value).
+// Normalize is idempotent.
 // ASCII input, most index rows, takes a fast path, and is returned as it
 // is when it is already normalised.
 func Normalize(s string) string {
@@ -107,6 +113,7 @@ func normalizeUnicode(s string) string {
 	var b strings.Builder
 	b.Grow(len(s))
 	space := false // a space is pending
+	ascii := true  // b holds ASCII only: nothing to recompose
 	var enc [utf8.UTFMax]byte
 	emit := func(r rune) {
 		if r < utf8.RuneSelf {
@@ -128,7 +135,7 @@ func normalizeUnicode(s string) string {
 			}
 			b.WriteString(out)
 			return
-		} else if !unicode.IsLetter(r) && !unicode.IsDigit(r) {
+		} else if !unicode.IsLetter(r) && !unicode.IsDigit(r) && !keptMark(r) {
 			if unicode.IsSpace(r) || unicode.IsPunct(r) || unicode.IsSymbol(r) {
 				space = b.Len() > 0
 			}
@@ -138,6 +145,9 @@ func normalizeUnicode(s string) string {
 			b.WriteByte(' ')
 			space = false
 		}
+		if r >= utf8.RuneSelf {
+			ascii = false
+		}
 		b.WriteRune(r)
 	}
 	for _, r := range s {
@@ -146,34 +156,38 @@ func normalizeUnicode(s string) string {
 			emit(r)
 			continue
 		}
-		if r >= hangulFirst && r <= hangulLast {
-			// A Hangul syllable decomposes by arithmetic, not by the
-			// tables Properties reads (Unicode §3.12).
-			i := r - hangulFirst
-			emit(0x1100 + i/588)
-			emit(0x1161 + i%588/28)
-			if t := i % 28; t != 0 {
-				emit(0x11A7 + t)
-			}
-			continue
-		}
 		n := utf8.EncodeRune(enc[:], r)
 		d := norm.NFD.Properties(enc[:n]).Decomposition()
 		if d == nil {
-			emit(r)
+			emit(r) // a Hangul syllable too: NFD splits it by arithmetic, which NFC undoes
 			continue
 		}
 		for _, dr := range string(d) {
-			if !unicode.Is(unicode.Mn, dr) {
-				emit(dr)
-			}
+			emit(dr)
 		}
 	}
-	return b.String()
+	if ascii {
+		return b.String()
+	}
+	return norm.NFC.String(b.String())
 }
 
-// The precomposed Hangul syllables.
-const hangulFirst, hangulLast = 0xAC00, 0xD7A3
+// keptMark reports whether r is a mark that Normalize keeps: a
+// combining mark that is not an accent (isAccent) nor invisible (a
+// variation selector, the combining grapheme joiner).
+func keptMark(r rune) bool {
+	return unicode.IsMark(r) && !isAccent(r) && !unicode.Is(unicode.Variation_Selector, r) && r != '\u034f'
+}
+
+// isAccent reports whether r is a combining mark that Normalize drops: a
+// non-spacing mark with Unicode's Diacritic property (the accents of
+// Latin, Greek and Cyrillic letters, Vietnamese and pinyin tones, Hebrew
+// points, Arabic harakat, ...) other than the kana voicing marks, which
+// make another kana (か + U+3099 is が, a different sound and name) and
+// so are kept, as HAPI FHIR's search normaliser keeps them.
+func isAccent(r rune) bool {
+	return unicode.Is(unicode.Mn, r) && unicode.Is(unicode.Diacritic, r) && r != '\u3099' && r != '\u309a'
+}
 
 // isApostrophe reports whether r is written as an apostrophe inside names
 // (O’Brien, D´Angelo), which Normalize drops rather than reading as a

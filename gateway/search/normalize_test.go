@@ -1,9 +1,9 @@
 package search
 
 import (
+	"strings"
 	"testing"
 	"time"
-	"unicode"
 	"unicode/utf8"
 
 	"golang.org/x/text/unicode/norm"
@@ -68,7 +68,25 @@ func TestNormalize(t *testing.T) {
 		{"Øyvind Æbelø Œil Łódź Ħal Ŀlibre ĳs", "oyvind aebelo oeil lodz hal llibre ijs"},
 		{"Šťastný Čapek", "stastny capek"},
 		{"Anh Nguyễn-Trần", "anh nguyen tran"},
-		{"한국어", "\u1112\u1161\u11ab\u1100\u116e\u11a8\u110b\u1165"}, // Hangul: its jamo, as NFD has it
+		// Marks that are not accents stay, recomposed (NFC): a Hangul
+		// syllable is one letter (이 is no prefix of 임), a kana's voicing
+		// mark (dakuten) makes another kana, an Indic vowel sign is part
+		// of the word (finding p28 F2).
+		{"한국어", "한국어"},
+		{"\u1112\u1161\u11ab\u1100\u116e\u11a8\u110b\u1165", "한국어"}, // written as jamo (NFD)
+		{"임 하늘", "임 하늘"},
+		{"が", "が"},
+		{"か\u3099", "が"},
+		{"ガンバ", "ガンバ"},
+		{"パ", "パ"},
+		{"राम कुमार", "राम कुमार"},
+		{"ฉันทนา", "ฉันทนา"},
+		{"Whāriki Māori", "whariki maori"},
+		{"Hoàng Văn Đức", "hoang van duc"},
+		{"ﺑ", "ﺑ"},           // a compatibility form is no accent: left as written
+		{"מֹשֶׁה", "משה"},    // Hebrew points: optional, dropped
+		{"مُحَمَّد", "محمد"}, // Arabic harakat: optional, dropped
+		{"👍\ufe0f", ""},      // an emoji and its variation selector: symbols, invisible
 		{"Москва Ёлкин Йошкар", "москва елкин иошкар"},
 		{"hello", "hello"},
 		{"a  b", "a b"},
@@ -93,14 +111,14 @@ func TestNormalize(t *testing.T) {
 // normalise alike, and the ASCII fast path agrees with the general one.
 func TestNormalizeForms(t *testing.T) {
 	for _, s := range []string{"Nguyễn Thị Ánh", "Lǚ Xiǎo", "José Müller", "Ångström", "Çağrı", "Ελένη", "Ọlọ́run",
-		"Zoë Brontë", "Ǆemal", "Thủy", "Ţ Ș", "한국어 가", "\u212b"} { // U+212B ANGSTROM SIGN decomposes to A + ring
+		"Zoë Brontë", "Ǆemal", "Thủy", "Ţ Ș", "한국어 가", "\u212b", "이 임", "がガぱ", "राम कुमार", "Whāriki"} { // U+212B ANGSTROM SIGN decomposes to A + ring
 		nfc, nfd := norm.NFC.String(s), norm.NFD.String(s)
 		if Normalize(nfc) != Normalize(nfd) {
 			t.Errorf("Normalize(NFC %q) = %q, Normalize(NFD) = %q; want equal", s, Normalize(nfc), Normalize(nfd))
 		}
 		for _, r := range Normalize(s) {
-			if unicode.Is(unicode.Mn, r) {
-				t.Errorf("Normalize(%q) = %q keeps a combining mark", s, Normalize(s))
+			if isAccent(r) {
+				t.Errorf("Normalize(%q) = %q keeps an accent", s, Normalize(s))
 			}
 		}
 	}
@@ -135,6 +153,11 @@ func TestParseDateRange(t *testing.T) {
 		{in: "2026-03-02T09:00:00.123456+01:00", low: utc(2026, 3, 2, 8, 0, 0, 123), hi: utc(2026, 3, 2, 8, 0, 0, 123), ok: true},
 		{in: "2026-01-01T00:30:00+01:00", low: utc(2025, 12, 31, 23, 30, 0, 0), hi: utc(2025, 12, 31, 23, 30, 0, 999), ok: true},
 		{in: "9999", low: utc(9999, 1, 1, 0, 0, 0, 0), hi: MaxTime(), ok: true},
+		// A leap second is in its own day: the last instant of the minute
+		// it ends (finding p28 F4: it was the next day's first second).
+		{in: "2026-12-06T23:59:60Z", low: utc(2026, 12, 6, 23, 59, 59, 999), hi: utc(2026, 12, 6, 23, 59, 59, 999), ok: true},
+		{in: "2026-12-06T23:59:60.5Z", low: utc(2026, 12, 6, 23, 59, 59, 999), hi: utc(2026, 12, 6, 23, 59, 59, 999), ok: true},
+		{in: "2026-12-07T12:59:60+13:00", low: utc(2026, 12, 6, 23, 59, 59, 999), hi: utc(2026, 12, 6, 23, 59, 59, 999), ok: true},
 		{in: "26"}, {in: "2026-13"}, {in: "2026-02-30"}, {in: "2026-1-01"}, {in: "2026-03-02T"},
 		{in: "2026-03-02T25:00:00Z"}, {in: "2026-03-02T09:00:00.Z"}, {in: "2026-03-02T09"},
 		{in: "2026-03-02T09:00:00+1:00"}, {in: "2026-03-02T09:00:00+15:00"}, {in: "2026-03-02Z"},
@@ -157,6 +180,42 @@ func TestParseDateRange(t *testing.T) {
 			}
 			if ok && (lo.Location() != time.UTC || hi.Location() != time.UTC) {
 				t.Errorf("DateRange(%q) not in UTC", tt.in)
+			}
+		})
+	}
+}
+
+// TestNormalizePrefix: a prefix match on Normalize of a value selects by
+// whole letters; different names whose folded forms only share part of a
+// letter (a Hangul syllable's initial consonant, a kana without its
+// voicing mark) do not match (finding p28 F2).
+func TestNormalizePrefix(t *testing.T) {
+	tests := []struct {
+		value, query string
+		want         bool
+	}{
+		{"임", "이", false},
+		{"이", "이", true},
+		{"윤", "유", false},
+		{"한", "하", false},
+		{"석", "서", false},
+		{"이하늘", "이", true},
+		{"が", "か", false},
+		{"か", "が", false},
+		{"がっこう", "が", true},
+		{"कुमार", "क", true},
+		{"कमार", "कुमार", false},
+		{"Nguyễn", "nguyen", true},
+		{"Te Whāriki", "te whar", true},
+		{"Øyvind", "oy", true},
+		{"Straße", "strass", true},
+		{"İstanbul", "ist", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.value+"/"+tt.query, func(t *testing.T) {
+			v, q := Normalize(tt.value), Normalize(tt.query)
+			if got := strings.HasPrefix(v, q); got != tt.want {
+				t.Errorf("HasPrefix(Normalize(%q) = %q, Normalize(%q) = %q) = %v, want %v", tt.value, v, tt.query, q, got, tt.want)
 			}
 		})
 	}

@@ -289,6 +289,10 @@ func (ps *parser) param(key string, vals []string) *Error {
 				continue
 			}
 			v, ok := parseValue(p, mod, piece, ps.base)
+			if !ok && p.Type == TypeDate && PlusAsSpace(piece) {
+				return ps.errorf(key, RuleValueInvalid, "a value of %s holds a space where its time zone's + was: %s",
+					ps.named(key), PlusAdvice)
+			}
 			if !ok {
 				return ps.errorf(key, RuleValueInvalid, "a value of %s is not a valid %s", ps.named(key), valueFormat(p.Type, mod))
 			}

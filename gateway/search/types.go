@@ -75,7 +75,7 @@ type Entry struct {
 
 	// string: Norm is lower-cased with accents and punctuation folded
 	// (search.html#string: case- and accent-insensitive prefix match);
-	// Exact is the original value (:exact).
+	// Exact is the original value (:exact), in NFC (Extract).
 	Norm, Exact string
 
 	// date: the instant range the value covers, [Low, High] inclusive, UTC.

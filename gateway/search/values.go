@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"golang.org/x/text/unicode/norm"
 )
 
 // splitEscaped splits s at every sep that is not escaped by a backslash
@@ -259,6 +261,9 @@ func parseValue(p Param, mod, raw, base string) (Value, bool) {
 		return parseToken(raw)
 	case TypeString, TypeURI:
 		s := unescape(raw)
+		if p.Type == TypeString && mod == "exact" {
+			s = norm.NFC.String(s) // as Extract keeps Entry.Exact
+		}
 		return Value{Str: s}, s != ""
 	case TypeDate:
 		prefix, rest := splitPrefix(raw)

@@ -171,7 +171,15 @@ func (o *objView) failAt(rule, name string, index int, msg string) {
 // values are compared at their common precision, and values that are
 // equal there but differ in precision (the FHIRPath comparison is empty)
 // fail the constraint.
-func periodOrdered(o *objView) bool { return dateTimesOrdered(o, "start", "end") }
+func periodOrdered(o *objView) bool {
+	s, e := o.val("start"), o.val("end")
+	if s < 0 || e < 0 || o.w.nodes[s].kind != kString || o.w.nodes[e].kind != kString {
+		return true
+	}
+	a := o.w.strCopy(s)
+	ordered, ok := boundariesOrdered([]byte(a), o.w.str(e))
+	return !ok || ordered
+}
 
 // checkObs7 implements obs-7: value.empty() or
 // component.code.where(coding.intersect(%resource.code.coding).exists()).empty().

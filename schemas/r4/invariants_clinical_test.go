@@ -47,8 +47,31 @@ func basicExt(value string) string {
 	return `{"resourceType":"Basic","code":{"text":"x"},"extension":[{"url":"http://e","` + value + `}]}`
 }
 
+// period is an Observation with effectivePeriod start and end.
+func period(start, end string) string {
+	return obs(`,"effectivePeriod":{"start":"` + start + `","end":"` + end + `"}`)
+}
+
+const periodExpr = "Observation.effectivePeriod"
+
 var invariantCases = []invariantCase{
 	// Data types.
+	// per-1 as R5 states it, start.lowBoundary() <= end.highBoundary():
+	// values of different precisions compare by the span each can mean,
+	// a date without a zone by the widest zones (+14:00 for its start,
+	// -12:00 for its end) against a time with one (finding p28 F7).
+	{"per-1", period("2026-12-06", "2026-12-06T08:00:00Z"), period("2026-12-07", "2026-12-06T08:00:00Z"), periodExpr},
+	{"per-1", period("2026-12", "2026-12-06T08:00:00Z"), period("2027", "2026-12-31T08:00:00Z"), periodExpr},
+	{"per-1", period("2026-12-07", "2026-12-06T20:00:00-14:00"), period("2026-12-09", "2026-12-06T20:00:00-14:00"), periodExpr},
+	{"per-1", period("2026-12-06T08:00:00Z", "2026-12-06"), period("2026-12-07T13:00:00Z", "2026-12-06"), periodExpr},
+	{"per-1", period("2026-12-06T08:00:00.5Z", "2026-12-06T08:00:00Z"), period("2026-12-06T08:00:01Z", "2026-12-06T08:00:00.999Z"), periodExpr},
+	{"per-1", period("2026-12-06T08:00:00+13:00", "2026-12-05T19:00:00Z"), period("2026-12-06T08:00:00+13:00", "2026-12-05T18:59:59Z"), periodExpr},
+	{"per-1", period("2026-12-06", "2026-12-06"), period("2026-12-07", "2026-12-06"), periodExpr},
+	{"per-1", period("2026-12-31", "2026-12"), period("2027-01-01", "2026-12"), periodExpr},
+	{"per-1", period("2026", "2026-01-01"), period("2026-02", "2026-01-31"), periodExpr},
+	// A leap second is in the minute it ends (finding p28 F4).
+	{"per-1", period("2026-12-06T23:59:60Z", "2026-12-06T23:59:60Z"), period("2026-12-07T00:00:00Z", "2026-12-06T23:59:60Z"), periodExpr},
+	{"per-1", period("2026-12-06", "2026-12-06T23:59:60Z"), period("2026-12-07T00:00:00.5Z", "2026-12-06T23:59:60.9Z"), periodExpr},
 	{"rng-2", obs(`,"valueRange":{"low":{"value":1,"unit":"mg"},"high":{"value":5,"unit":"mg"}}`),
 		obs(`,"valueRange":{"low":{"value":5,"unit":"mg"},"high":{"value":1,"unit":"mg"}}`), "Observation.valueRange"},
 	{"rng-2", obs(`,"valueRange":{"low":{"value":5,"system":"http://unitsofmeasure.org","code":"g"},"high":{"value":1,"system":"http://unitsofmeasure.org","code":"kg"}}`),

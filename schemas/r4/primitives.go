@@ -1,6 +1,7 @@
 package r4
 
 import (
+	"bytes"
 	"math"
 	"strconv"
 	"time"
@@ -520,6 +521,81 @@ func compareDateTimes(a, b []byte) (c int, ambiguous, ok bool) {
 	return 0, pa != pb, true
 }
 
+// The zones furthest east and west: a date or dateTime without a zone
+// can mean its span in any of them (FHIRPath lowBoundary and
+// highBoundary).
+var (
+	zoneEast = time.FixedZone("", 14*3600)
+	zoneWest = time.FixedZone("", -12*3600)
+)
+
+// boundariesOrdered reports whether date or dateTime a's low boundary is
+// not after b's high boundary, as R5 states per-1 (start.lowBoundary() <=
+// end.highBoundary()), so that values of different precisions compare by
+// the span each can mean: 2026-12-06 is not after 2026-12-06T08:00:00Z,
+// 2026-12-31 not after 2026-12. A time's span runs to the last instant its
+// precision leaves open (08:00:00Z to 08:00:00.999999999Z). Two dates
+// (no time, no zone) are read in the same zone, whatever it is; a date
+// against a time in any of them, the widest: from 00:00 at +14:00 for a,
+// to 24:00 at -12:00 for b. ok is false for malformed values.
+func boundariesOrdered(a, b []byte) (ordered, ok bool) {
+	pa, fa, ta, oka := dateTimeValue(a)
+	pb, fb, tb, okb := dateTimeValue(b)
+	if !oka || !okb {
+		return false, false
+	}
+	low := ta
+	if pa < 4 {
+		zone := time.UTC // two dates: their own (one) zone
+		if pb == 4 {
+			zone = zoneEast
+		}
+		low = time.Date(fa[0], time.Month(fa[1]), fa[2], 0, 0, 0, 0, zone)
+	}
+	var high time.Time
+	if pb < 4 {
+		zone := time.UTC
+		if pa == 4 {
+			zone = zoneWest
+		}
+		end := time.Date(fb[0], time.Month(fb[1]), fb[2], 0, 0, 0, 0, zone)
+		switch pb {
+		case 1:
+			end = end.AddDate(1, 0, 0)
+		case 2:
+			end = end.AddDate(0, 1, 0)
+		default:
+			end = end.AddDate(0, 0, 1)
+		}
+		high = end.Add(-time.Nanosecond)
+	} else {
+		high = tb.Add(fractionRest(b))
+	}
+	return !low.After(high), true
+}
+
+// fractionRest is how much later than the instant it names the last
+// instant a well-formed dateTime with a time can mean: what its fraction
+// of a second leaves unsaid (999999999ns without one, 0 with 9 digits).
+func fractionRest(s []byte) time.Duration {
+	t := bytes.IndexByte(s, 'T')
+	if t >= 0 && t+8 < len(s) && s[t+7] == '6' && s[t+8] == '0' {
+		return 0 // a leap second: dateTimeValue gives its minute's last instant
+	}
+	if t < 0 || t+9 >= len(s) || s[t+9] != '.' {
+		return time.Second - time.Nanosecond
+	}
+	k := 0
+	for i := t + 10; i < len(s) && s[i] >= '0' && s[i] <= '9'; i++ {
+		k++
+	}
+	rest := time.Duration(1)
+	for ; k < 9; k++ {
+		rest *= 10
+	}
+	return rest - 1
+}
+
 // dateTimeValue parses a date or dateTime into its precision (1 year,
 // 2 month, 3 day, 4 time), its literal year, month and day, and, with a
 // time, the instant.
@@ -558,6 +634,11 @@ func dateTimeValue(s []byte) (int, [3]int, time.Time, bool) {
 	nanos := 0
 	for i, scale := 9, 100000000; i < tl && scale > 0; i, scale = i+1, scale/10 {
 		nanos += int(ts[i]-'0') * scale
+	}
+	if sec == 60 {
+		// A leap second lies in the minute it ends: its last instant,
+		// not the next minute's first (time.Date's reading).
+		sec, nanos = 59, 999999999
 	}
 	return 4, f, time.Date(f[0], time.Month(f[1]), f[2], h, mi, sec, nanos, time.FixedZone("", off*60)), true
 }

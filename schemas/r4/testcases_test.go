@@ -8,12 +8,21 @@ import (
 )
 
 // minInvalidRejected is the number of the HL7 validator's expected-invalid
-// cases that this package rejects: 53 of 98, measured when it was written.
+// cases that this package rejects (53 of 98 when it was written; 52 of 97
+// since encounter-period is a deliberate difference: deliberate).
 // Most of the others need terminology services (displays, SNOMED/LOINC
 // codes), profiles and extension definitions, signature checks, reference
 // resolution or resource-specific business rules, which are out of scope.
 // Raise it when the validator improves; the test fails if the number drops.
-const minInvalidRejected = 53
+const minInvalidRejected = 52
+
+// deliberate lists expected-invalid cases that this package accepts on
+// purpose, with why; the test checks that it does.
+var deliberate = map[string]string{
+	"encounter-period": "per-1 as R5 states it (start.lowBoundary() <= end.highBoundary()): a day-precision start with a " +
+		"timed end on that day is ordered; R4's start <= end is empty for mixed precisions, which the R4 reference " +
+		"validator counts as a failure (finding p28 F7; HAPI accepts it too)",
+}
 
 // optionDependent lists cases whose expected outcome depends on an HL7
 // validator setting that this package does not have: the same file is also
@@ -73,6 +82,12 @@ func TestHL7Cases(t *testing.T) {
 				t.Errorf("valid case %s (%s) rejected: %s at %s: %s", c.Name, c.File, e.Rule, e.Expression, e.Message)
 			}
 		case "invalid":
+			if why, ok := deliberate[c.Name]; ok {
+				for _, e := range errs {
+					t.Errorf("invalid case %s, accepted on purpose (%s), rejected: %s at %s: %s", c.Name, why, e.Rule, e.Expression, e.Message)
+				}
+				continue
+			}
 			invalidN++
 			if len(errs) > 0 {
 				invalidRejected++
@@ -84,8 +99,8 @@ func TestHL7Cases(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("HL7 cases: valid accepted %d/%d, invalid rejected %d/%d (option-dependent skipped: %d)",
-		validOK, validN, invalidRejected, invalidN, len(optionDependent))
+	t.Logf("HL7 cases: valid accepted %d/%d, invalid rejected %d/%d (option-dependent skipped: %d, accepted on purpose: %d)",
+		validOK, validN, invalidRejected, invalidN, len(optionDependent), len(deliberate))
 	if invalidRejected < minInvalidRejected {
 		t.Errorf("invalid cases rejected dropped to %d, below the recorded %d", invalidRejected, minInvalidRejected)
 	}

@@ -232,7 +232,7 @@ var ruleCases = []ruleCase{
 	{name: "obs-7", doc: `{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"1-8"}]},"valueString":"a","component":[{"code":{"coding":[{"system":"http://loinc.org","code":"1-8"}]},"valueString":"b"}]}`,
 		rule: "obs-7", expr: "Observation.component[0]"},
 	{name: "per-1", doc: patient(`"name":[{"period":{"start":"2020-02-01","end":"2020-01-01"}}]`), rule: "per-1", expr: "Patient.name[0].period"},
-	{name: "per-1 mixed precision", doc: patient(`"name":[{"period":{"start":"2023-06-21","end":"2023-06-21T06:20:00Z"}}]`), rule: "per-1", expr: "Patient.name[0].period"},
+	{name: "per-1 mixed precision", doc: patient(`"name":[{"period":{"start":"2023-06-22","end":"2023-06-21T06:20:00Z"}}]`), rule: "per-1", expr: "Patient.name[0].period"},
 	{name: "bdl-7", doc: `{"resourceType":"Bundle","type":"collection","entry":[{"fullUrl":"http://x/Patient/1","resource":{"resourceType":"Patient"}},{"fullUrl":"http://x/Patient/1","resource":{"resourceType":"Patient"}}]}`,
 		rule: "bdl-7", expr: "Bundle.entry[1]"},
 	{name: "bdl-3", doc: `{"resourceType":"Bundle","type":"transaction","entry":[{"fullUrl":"http://x/Patient/1","resource":{"resourceType":"Patient"}}]}`,

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -344,4 +345,54 @@ func testReindexRace(t *testing.T, s store.Store) {
 	}
 	expect(t, s, "by the code of version 2", query("Observation", clause("code", search.TypeToken, "", vSys("urn:rx", "v2"))), "rr")
 	expect(t, s, "by the code of version 1", query("Observation", clause("code", search.TypeToken, "", vSys("urn:rx", "v1"))))
+}
+
+// testReindexKeys: a resource whose rows Reindex rewrites loses the
+// conditional keys of search criteria it held ("Type?param=value", a
+// tenant's "tenant:<t>|Type?..."), which an older build folded its own
+// way and which could hold a key the current folding gives another
+// resource's criteria; its other keys (ingest's MRN key "Patient|...")
+// stay, and so do the keys of a resource whose rows are left alone.
+func testReindexKeys(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	reindexPut(t, s, "Patient/rx-p1", 1, "")                                     // no rows: rewritten
+	reindexPut(t, s, "ValueSet/rx-vs", 1, "", extracted(t, "ValueSet/rx-vs")...) // its own rows: left alone
+	keys := map[string]string{                                                   // key -> the resource claiming it
+		"Patient?family=reindexer":               "Patient/rx-p1",
+		"tenant:clinic-a|Patient?family=ada":     "Patient/rx-p1",
+		"Patient|identifier=urn:mrn|M-1?x":       "Patient/rx-p1",
+		"tenant:clinic-a|Patient|identifier=s|v": "Patient/rx-p1",
+		"ValueSet?url=https://example.org/vs":    "ValueSet/rx-vs",
+	}
+	err := s.Write(ctx, func(tx store.Tx) error {
+		for k, owner := range keys {
+			typ, id, _ := strings.Cut(owner, "/")
+			if err := tx.ClaimKey(k, typ, id); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, changed, _ := reindexAll(t, s, store.ReindexQuery{Tenant: search.AllTenants}); changed != 1 {
+		t.Errorf("reindex: changed %d; want 1", changed)
+	}
+	gone := map[string]bool{"Patient?family=reindexer": true, "tenant:clinic-a|Patient?family=ada": true}
+	err = s.Write(ctx, func(tx store.Tx) error {
+		for k, owner := range keys {
+			typ, id, err := tx.KeyOwner(k)
+			switch {
+			case gone[k] && !errors.Is(err, store.ErrNotFound):
+				t.Errorf("after reindex KeyOwner(%q) = %s/%s, %v; want ErrNotFound", k, typ, id, err)
+			case !gone[k] && (err != nil || typ+"/"+id != owner):
+				t.Errorf("after reindex KeyOwner(%q) = %s/%s, %v; want %s", k, typ, id, err, owner)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }

@@ -109,6 +109,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"SourceTenants", testSourceTenants},
 		{"EnqueueDead", testEnqueueDead},
 		{"Reindex", testReindex},
+		{"ReindexKeys", testReindexKeys},
 		{"ReindexConcurrent", testReindexConcurrent},
 		{"ReindexRace", testReindexRace},
 	}

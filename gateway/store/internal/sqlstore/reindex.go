@@ -387,9 +387,22 @@ func (s *Store) rewriteStmts(diff []reindexed) []Stmt {
 	var stmts []Stmt
 	for _, r := range diff {
 		stmts = s.indexDelStmts(stmts, r.key)
+		stmts = append(stmts, Stmt{SQL: s.bind(sqlDelCriteriaKeys), Args: []any{r.key.typ, r.key.id, "%" + r.key.typ + "?%"}})
 	}
 	return s.indexRowStmts(stmts, len(diff), func(i int) (resKey, *indexRows) { return diff[i].key, &diff[i].rows })
 }
+
+// sqlDelCriteriaKeys deletes the conditional keys of search criteria
+// (search.Key: "Type?param=value", a tenant's "tenant:<t>|Type?...") that
+// a resource whose index rows a pass rewrites holds. They were normalised
+// by the build that wrote the rows (search.Normalize), and one could be the
+// key the current build gives other criteria, which would refuse another
+// resource's conditional create as if it raced this one. A key only keeps
+// two racing creates from both succeeding (the search decides what
+// matches), so dropping it, as a new version of the resource does, loses
+// nothing. The other keys (ingest's MRN key "Patient|mrn|<hash>", a
+// tenant's claims) hold no "?" and stay.
+const sqlDelCriteriaKeys = `DELETE FROM conditional_keys WHERE type = ? AND id = ? AND key LIKE ?`
 
 // IndexState is both stores' migration to the recorded index version
 // (SQLite's schema 12, PostgreSQL's 14): index_state holds the
