@@ -112,12 +112,14 @@ const issueSuffix = "critical-pre-dose-vitals"
 // the critical Observations: final. A later version (update mode) of a
 // session with pre-dose measurements always carries it, entered-in-error
 // when it no longer raises it (the measurement or the dose was charted in
-// error: the session happened once), and so does a withdrawn session.
+// error: the session happened once); a withdrawn session always carries it
+// entered-in-error, whatever its body still holds (as the Flag of a
+// withdrawn assessment), so a withdrawal voids what a version wrote.
 func (m *mapper) detectedIssue(s *Session, recordID string) {
 	in := &s.Infusion
 	crit := criticalPreDose(s, m.opts.safety())
 	raised := dosed(in) && len(crit) > 0
-	if !raised && (!m.opts.Update || !hasPreDoseSignal(s)) {
+	if !raised && !m.withdrawn && (!m.opts.Update || !hasPreDoseSignal(s)) {
 		return
 	}
 	status := fhir.ObservationStatusFinal
