@@ -71,6 +71,31 @@ func DosedSession(rec Record, opts Options) (id SessionID, ok bool) {
 	return OwnSession(rec, opts)
 }
 
+// SpacingRange is the time within which another session's infusion must
+// lie for SessionSpacing to warn about it, for a session that gave its
+// drug (DosedSession): from its start less SessionMinIntervalHours to its
+// end (its start when it has none) plus as much; the margin is at least
+// the longest run infusion.duration-plausible accepts (MaxRunMinutes), so
+// a session charted by its start alone is found too. The ingest bounds
+// its search of the patient's sessions with it: an infusion whose period
+// shares no time with it can neither overlap nor start close enough.
+func SpacingRange(rec Record, opts Options) (from, to time.Time, ok bool) {
+	if _, ok := DosedSession(rec, opts); !ok {
+		return from, to, false
+	}
+	in, _ := infusionOf(rec)
+	start, ok := parseTime(in.InfusionStart)
+	if !ok {
+		return from, to, false
+	}
+	end, hasEnd := parseTime(in.InfusionEnd)
+	if !hasEnd || end.Before(start) {
+		end = start
+	}
+	margin := time.Duration(max(opts.safety().SessionMinIntervalHours*60, MaxRunMinutes) * float64(time.Minute))
+	return start.Add(-margin), end.Add(margin), true
+}
+
 // infusionOf returns an infusion or session record's infusion and its
 // pointer prefix (nil for other records).
 func infusionOf(rec Record) (*InfusionBody, string) {
