@@ -177,7 +177,8 @@ func PreDoseWarnings(rec Record, opts Options) []Violation {
 // (DosedSession) about the pre-dose vitals records stored apart from it
 // that name it and were charted critical (Linked.Critical): one warning
 // per vitals record, at infusionStart, naming it (the cross-record form
-// of the DetectedIssue).
+// of the DetectedIssue). linked is what CheckStored accepted: none of
+// another patient.
 func StoredCriticalWarnings(rec Record, linked []Linked, opts Options) []Violation {
 	if _, ok := DosedSession(rec, opts); !ok {
 		return nil
@@ -186,7 +187,7 @@ func StoredCriticalWarnings(rec Record, linked []Linked, opts Options) []Violati
 	var w violations
 	seen := map[string]bool{}
 	for _, l := range linked {
-		if !l.Critical || l.Kind != KindVitals || l.OtherPatient || seen[l.RecordID] {
+		if !l.Critical || l.Kind != KindVitals || seen[l.RecordID] {
 			continue
 		}
 		seen[l.RecordID] = true
