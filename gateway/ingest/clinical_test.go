@@ -239,7 +239,8 @@ func infusionAt(start, end string) string {
 // (session.interval-short), each warning naming the other session's record
 // id; never refused. Another patient's sessions, the session's own earlier
 // version, sessions not done or withdrawn, and a dry run are not compared;
-// the tenant's sessionMinIntervalHours applies.
+// the tenant's sessionMinIntervalHours applies; a long infusion that
+// began the day before is found by the date-bounded search.
 func TestSessionSpacingStored(t *testing.T) {
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
@@ -254,7 +255,7 @@ func TestSessionSpacingStored(t *testing.T) {
 						t.Errorf("%s: a warning quotes a value: %q", name, msg)
 					}
 					named := ""
-					for _, id := range []string{"S-1", "S-2", "S-3", "S-4", "S-5"} {
+					for _, id := range []string{"S-1", "S-2", "S-3", "S-4", "S-5", "S-6"} {
 						if strings.Contains(msg, "session "+id+",") {
 							named = " " + id
 						}
@@ -284,6 +285,12 @@ func TestSessionSpacingStored(t *testing.T) {
 			step("the overlapping one withdrawn", mapping.KindSession, withdrawn, false)
 			step("a fifth after the withdrawal", mapping.KindInfusion, rec("S-5", "1", "P-1", "", infusionAt(day1+"09:10:00-05:00", day1+"09:50:00-05:00")), false,
 				"warning session.overlap /infusionStart S-1", "warning session.interval-short /infusionStart S-3")
+			// The search is bounded by date: a long infusion that began
+			// the day before still overlaps.
+			step("a long infusion a month later", mapping.KindInfusion, rec("S-6", "1", "P-1", "", infusionAt("2026-04-01T09:30:00-05:00", "2026-04-02T09:10:00-05:00")), false,
+				"warning infusion.duration-atypical /infusionEnd")
+			step("a session during it", mapping.KindInfusion, rec("S-7", "1", "P-1", "", infusionAt("2026-04-02T09:00:00-05:00", "2026-04-02T09:40:00-05:00")), false,
+				"warning session.overlap /infusionStart S-6")
 		})
 	}
 	t.Run("tenant threshold", func(t *testing.T) {
