@@ -42,26 +42,10 @@ func criticalVitals(vs *VitalsBody, p string, lim Safety) []criticalValue {
 		return nil
 	}
 	var out []criticalValue
-	add := func(l Limits, v float64, key, name, ptr string) {
-		if in := l.interpret(v); severity(in) == 2 {
-			out = append(out, criticalValue{key: key, name: name, interp: in, pointer: p + ptr})
+	for _, x := range measurements(vs, lim) {
+		if severity(x.interp) == 2 {
+			out = append(out, criticalValue{key: x.key, name: x.name, interp: x.interp, pointer: p + x.pointer})
 		}
-	}
-	if bp := vs.BloodPressure; bp != nil {
-		add(lim.Systolic, bp.Systolic, "vitals.bp", "systolic blood pressure", "/bloodPressure/systolic")
-		add(lim.Diastolic, bp.Diastolic, "vitals.bp", "diastolic blood pressure", "/bloodPressure/diastolic")
-	}
-	if hr := vs.HeartRate; hr != nil {
-		add(lim.HeartRate, *hr, "vitals.heart-rate", "heart rate", "/heartRate")
-	}
-	if rr := vs.RespiratoryRate; rr != nil {
-		add(lim.RespiratoryRate, *rr, "vitals.respiratory-rate", "respiratory rate", "/respiratoryRate")
-	}
-	if s := vs.SpO2; s != nil {
-		add(lim.SpO2, *s, "vitals.spo2", "SpO2", "/spo2")
-	}
-	if t := vs.Temperature; t != nil {
-		add(lim.Temperature, celsius(t.Value, t.Unit), "vitals.temperature", "body temperature", "/temperature/value")
 	}
 	return out
 }
@@ -69,12 +53,15 @@ func criticalVitals(vs *VitalsBody, p string, lim Safety) []criticalValue {
 // hasPreDoseSignal reports whether a session has a pre-dose measurement
 // the thresholds interpret (anything but a body weight): one that could
 // raise the DetectedIssue.
-func hasPreDoseSignal(s *Session) bool {
+func hasPreDoseSignal(s *Session, lim Safety) bool {
 	for i := range s.Vitals {
-		vs := &s.Vitals[i]
-		if vs.Timepoint == "pre-dose" && (vs.BloodPressure != nil || vs.HeartRate != nil ||
-			vs.RespiratoryRate != nil || vs.SpO2 != nil || vs.Temperature != nil) {
-			return true
+		if s.Vitals[i].Timepoint != "pre-dose" {
+			continue
+		}
+		for _, x := range measurements(&s.Vitals[i], lim) {
+			if x.interpreted {
+				return true
+			}
 		}
 	}
 	return false
@@ -112,12 +99,14 @@ const issueSuffix = "critical-pre-dose-vitals"
 // the critical Observations: final. A later version (update mode) of a
 // session with pre-dose measurements always carries it, entered-in-error
 // when it no longer raises it (the measurement or the dose was charted in
-// error: the session happened once), and so does a withdrawn session.
+// error: the session happened once); a withdrawn session always carries it
+// entered-in-error, whatever its body still holds (as the Flag of a
+// withdrawn assessment), so a withdrawal voids what a version wrote.
 func (m *mapper) detectedIssue(s *Session, recordID string) {
 	in := &s.Infusion
 	crit := criticalPreDose(s, m.opts.safety())
 	raised := dosed(in) && len(crit) > 0
-	if !raised && (!m.opts.Update || !hasPreDoseSignal(s)) {
+	if !raised && !m.withdrawn && (!m.opts.Update || !hasPreDoseSignal(s, m.opts.safety())) {
 		return
 	}
 	status := fhir.ObservationStatusFinal
@@ -188,7 +177,8 @@ func PreDoseWarnings(rec Record, opts Options) []Violation {
 // (DosedSession) about the pre-dose vitals records stored apart from it
 // that name it and were charted critical (Linked.Critical): one warning
 // per vitals record, at infusionStart, naming it (the cross-record form
-// of the DetectedIssue).
+// of the DetectedIssue). linked is what CheckStored accepted: none of
+// another patient.
 func StoredCriticalWarnings(rec Record, linked []Linked, opts Options) []Violation {
 	if _, ok := DosedSession(rec, opts); !ok {
 		return nil
@@ -197,7 +187,7 @@ func StoredCriticalWarnings(rec Record, linked []Linked, opts Options) []Violati
 	var w violations
 	seen := map[string]bool{}
 	for _, l := range linked {
-		if !l.Critical || l.Kind != KindVitals || l.OtherPatient || seen[l.RecordID] {
+		if !l.Critical || l.Kind != KindVitals || seen[l.RecordID] {
 			continue
 		}
 		seen[l.RecordID] = true

@@ -82,6 +82,12 @@ func TestDosedDespiteCriticalVitals(t *testing.T) {
 		{"later version no longer critical", patch{}, mapping.Options{Update: true}, "entered-in-error", "", nil},
 		{"later version not done", notDone(patch{sbp185: 185.0}), mapping.Options{Update: true}, "entered-in-error", "", nil},
 		{"withdrawn", patch{sbp185: 185.0, "/source/status": "entered-in-error"}, withdrawn, "entered-in-error", "", nil},
+		// Every withdrawal voids the DetectedIssue a version may have
+		// written, whatever the withdrawn body still says (docs/mapping.md
+		// §7: "withdraw the session").
+		{"withdrawn without vitals", patch{"/vitals": []any{}, "/source/status": "entered-in-error"}, withdrawn, "entered-in-error", "", nil},
+		{"withdrawn without pre-dose vitals", patch{"/vitals": nil, "/source/status": "entered-in-error"}, withdrawn, "entered-in-error", "", nil},
+		{"withdrawn not done", notDone(patch{"/source/status": "entered-in-error"}), withdrawn, "entered-in-error", "", nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -26,7 +26,8 @@ type OtherSession struct {
 // OtherSessionOf reads a stored session's MedicationAdministration (its
 // identifier <sessionId>-medication in the system of id): ok is false
 // for an administration of no session of that system, one not done,
-// withdrawn (entered-in-error) or of a dose of 0, and one without a start.
+// withdrawn (entered-in-error) or of a dose of 0, and one without an
+// effectivePeriod start.
 func OtherSessionOf(doc map[string]any, id SessionID) (s OtherSession, ok bool) {
 	switch str(doc, "status") {
 	case "not-done", "entered-in-error":
@@ -48,27 +49,52 @@ func OtherSessionOf(doc map[string]any, id SessionID) (s OtherSession, ok bool) 
 			return s, false
 		}
 	}
+	// The mapping charts a session that gave its drug with an
+	// effectivePeriod (infusionStart is required then); effectiveDateTime
+	// is a session not done's.
 	period, _ := doc["effectivePeriod"].(map[string]any)
-	start, err := time.Parse(time.RFC3339Nano, str(period, "start"))
-	if err != nil {
-		if start, err = time.Parse(time.RFC3339Nano, str(doc, "effectiveDateTime")); err != nil {
-			return s, false
-		}
+	if s.Start, ok = parseTime(str(period, "start")); !ok {
+		return s, false
 	}
-	s.Start = start
-	s.End, _ = time.Parse(time.RFC3339Nano, str(period, "end"))
+	s.End, _ = parseTime(str(period, "end"))
 	return s, true
 }
 
 // DosedSession returns the session an infusion or session record is when
-// it gave its drug (not not-done, a dose above 0, an infusionStart) and is
-// not a withdrawal: the records whose spacing SessionSpacing checks.
+// it gave its drug (not not-done, a dose above 0; the schema requires its
+// infusionStart then) and is not a withdrawal: the records whose spacing
+// SessionSpacing checks.
 func DosedSession(rec Record, opts Options) (id SessionID, ok bool) {
 	in, _ := infusionOf(rec)
-	if in == nil || rec.Env().Source.Status == "entered-in-error" || !dosed(in) || in.InfusionStart == "" {
+	if in == nil || rec.Env().Source.Status == "entered-in-error" || !dosed(in) {
 		return SessionID{}, false
 	}
 	return OwnSession(rec, opts)
+}
+
+// SpacingRange is the time within which another session's infusion must
+// lie for SessionSpacing to warn about it, for a session that gave its
+// drug (DosedSession): from its start less SessionMinIntervalHours to its
+// end (its start when it has none) plus as much; the margin is at least
+// the longest run infusion.duration-plausible accepts (MaxRunMinutes), so
+// a session charted by its start alone is found too. The ingest bounds
+// its search of the patient's sessions with it: an infusion whose period
+// shares no time with it can neither overlap nor start close enough.
+func SpacingRange(rec Record, opts Options) (from, to time.Time, ok bool) {
+	if _, ok := DosedSession(rec, opts); !ok {
+		return from, to, false
+	}
+	in, _ := infusionOf(rec)
+	start, ok := parseTime(in.InfusionStart)
+	if !ok {
+		return from, to, false
+	}
+	end, hasEnd := parseTime(in.InfusionEnd)
+	if !hasEnd || end.Before(start) {
+		end = start
+	}
+	margin := time.Duration(max(opts.safety().SessionMinIntervalHours*60, MaxRunMinutes) * float64(time.Minute))
+	return start.Add(-margin), end.Add(margin), true
 }
 
 // infusionOf returns an infusion or session record's infusion and its

@@ -69,6 +69,78 @@ func checkVitals(vs *VitalsBody, p string, v *violations) {
 // units gives the human-readable unit of each UCUM code used for vitals.
 var units = map[string]string{"Cel": "°C", "[degF]": "°F", "kg": "kg", "[lb_av]": "lb"}
 
+// measure is one value of a vitals record: what vitals charts, and what
+// the Safety thresholds interpret (the DetectedIssue's critical values
+// are read from the same list, so a vital sign charted is a vital sign
+// checked).
+type measure struct {
+	// key is the code table key of the Observation that charts it; the
+	// measures of one key (the two pressures) are one Observation, each a
+	// component (component: its code table key).
+	key, component string
+	// name says what was measured, for DetectedIssue.detail.
+	name string
+	// pointer is the JSON pointer of the value in the vitals record.
+	pointer string
+	// value is the value as sent, in unit (human-readable) and ucum.
+	value      float64
+	unit, ucum string
+	// interp is the thresholds' interpretation (a code table key, "" for
+	// none); interpreted is false for a measurement they do not judge
+	// (body weight).
+	interp      string
+	interpreted bool
+}
+
+// measurements lists the values of a vitals record in the order vitals
+// charts them, interpreted by the limits of lim.
+func measurements(vs *VitalsBody, lim Safety) []measure {
+	var out []measure
+	judged := func(key, component, name, pointer string, v float64, unit, ucum string, l Limits, limitValue float64) {
+		out = append(out, measure{key: key, component: component, name: name, pointer: pointer, value: v,
+			unit: unit, ucum: ucum, interp: l.interpret(limitValue), interpreted: true})
+	}
+	if bp := vs.BloodPressure; bp != nil {
+		judged("vitals.bp", "vitals.bp.systolic", "systolic blood pressure", "/bloodPressure/systolic", bp.Systolic, "mmHg", "mm[Hg]", lim.Systolic, bp.Systolic)
+		judged("vitals.bp", "vitals.bp.diastolic", "diastolic blood pressure", "/bloodPressure/diastolic", bp.Diastolic, "mmHg", "mm[Hg]", lim.Diastolic, bp.Diastolic)
+	}
+	if hr := vs.HeartRate; hr != nil {
+		judged("vitals.heart-rate", "", "heart rate", "/heartRate", *hr, "beats/minute", "/min", lim.HeartRate, *hr)
+	}
+	if rr := vs.RespiratoryRate; rr != nil {
+		judged("vitals.respiratory-rate", "", "respiratory rate", "/respiratoryRate", *rr, "breaths/minute", "/min", lim.RespiratoryRate, *rr)
+	}
+	if s := vs.SpO2; s != nil {
+		judged("vitals.spo2", "", "SpO2", "/spo2", *s, "%", "%", lim.SpO2, *s)
+	}
+	if t := vs.Temperature; t != nil {
+		judged("vitals.temperature", "", "body temperature", "/temperature/value", t.Value, units[t.Unit], t.Unit, lim.Temperature, celsius(t.Value, t.Unit))
+	}
+	if w := vs.BodyWeight; w != nil {
+		out = append(out, measure{key: "vitals.body-weight", name: "body weight", pointer: "/bodyWeight/value",
+			value: w.Value, unit: units[w.Unit], ucum: w.Unit})
+	}
+	return out
+}
+
+// vitalChart says how vitals charts the Observation of a measure key: its
+// core R4 profile, the codes after the key's, and code.text.
+var vitalChart = map[string]struct {
+	coreProfile string
+	extraCodes  []string
+	text        string
+}{
+	"vitals.bp":               {coreProfile: profileBP},
+	"vitals.heart-rate":       {coreProfile: profileHeartRate},
+	"vitals.respiratory-rate": {coreProfile: profileRespRate},
+	// The text says what was measured: the first coding is 2708-6
+	// (arterial blood), as the R4 oxygensat profile requires, but the
+	// reading is a pulse oximeter's (59408-5).
+	"vitals.spo2":        {coreProfile: profileOxygenSat, extraCodes: []string{"vitals.spo2.pulse-ox"}, text: spo2Text},
+	"vitals.temperature": {coreProfile: profileBodyTemp},
+	"vitals.body-weight": {coreProfile: profileBodyWeight},
+}
+
 // vitals maps one time point's measurements: one vital-signs Observation per
 // measurement (blood pressure as the 85354-9 panel with two components),
 // each partOf the session Procedure when linked.
@@ -79,63 +151,41 @@ func (m *mapper) vitals(vs *VitalsBody, recordID, sessionInBundle string) {
 		partOf = m.sessionRef(sessionInBundle, true)
 	}
 	performer := m.practitioner(vs.MeasuredBy)
-	lim := m.opts.safety()
 	timepoint := fhir.Extension{Url: extensionURL("monitoring-timepoint"),
 		ValueCodeableConcept: ptr(cc(vs.TimepointText, "timepoint."+vs.Timepoint))}
-	add := func(key, coreProfile string, fill func(*fhir.Observation), extraCodes ...string) {
+	ms := measurements(vs, m.opts.safety())
+	for i := 0; i < len(ms); {
+		j := i + 1
+		for j < len(ms) && ms[j].key == ms[i].key {
+			j++
+		}
+		group := ms[i:j]
+		i = j
+		key, chart := group[0].key, vitalChart[group[0].key]
 		oid := id.child(concept(key).Code)
-		o := m.observation(oid, "category.vital-signs", cc("", append([]string{key}, extraCodes...)...),
-			vs.MeasuredAt, performer, partOf, profile("kg-vital-signs"), profileVitalSigns, coreProfile)
+		o := m.observation(oid, "category.vital-signs", cc("", append([]string{key}, chart.extraCodes...)...),
+			vs.MeasuredAt, performer, partOf, profile("kg-vital-signs"), profileVitalSigns, chart.coreProfile)
 		o.Extension = []fhir.Extension{timepoint}
-		fill(&o)
+		if chart.text != "" {
+			o.Code.Text = strp(chart.text)
+		}
+		if group[0].component == "" {
+			o.ValueQuantity = quantity(group[0].value, group[0].unit, group[0].ucum)
+			o.Interpretation = interpretation(group[0].interp)
+		} else {
+			// A panel carries the more severe of its components'
+			// interpretations (the first of equals).
+			worst := group[0].interp
+			for _, c := range group {
+				o.Component = append(o.Component, fhir.ObservationComponent{Code: cc("", c.component),
+					ValueQuantity: quantity(c.value, c.unit, c.ucum), Interpretation: interpretation(c.interp)})
+				if severity(c.interp) > severity(worst) {
+					worst = c.interp
+				}
+			}
+			o.Interpretation = interpretation(worst)
+		}
 		m.add("Observation", oid, o)
-	}
-	if bp := vs.BloodPressure; bp != nil {
-		add("vitals.bp", profileBP, func(o *fhir.Observation) {
-			sys, dia := lim.Systolic.interpret(bp.Systolic), lim.Diastolic.interpret(bp.Diastolic)
-			o.Component = []fhir.ObservationComponent{
-				{Code: cc("", "vitals.bp.systolic"), ValueQuantity: quantity(bp.Systolic, "mmHg", "mm[Hg]"), Interpretation: interpretation(sys)},
-				{Code: cc("", "vitals.bp.diastolic"), ValueQuantity: quantity(bp.Diastolic, "mmHg", "mm[Hg]"), Interpretation: interpretation(dia)},
-			}
-			// The panel carries the more severe of its components'.
-			if severity(dia) > severity(sys) {
-				sys = dia
-			}
-			o.Interpretation = interpretation(sys)
-		})
-	}
-	if hr := vs.HeartRate; hr != nil {
-		add("vitals.heart-rate", profileHeartRate, func(o *fhir.Observation) {
-			o.ValueQuantity = quantity(*hr, "beats/minute", "/min")
-			o.Interpretation = interpretation(lim.HeartRate.interpret(*hr))
-		})
-	}
-	if rr := vs.RespiratoryRate; rr != nil {
-		add("vitals.respiratory-rate", profileRespRate, func(o *fhir.Observation) {
-			o.ValueQuantity = quantity(*rr, "breaths/minute", "/min")
-			o.Interpretation = interpretation(lim.RespiratoryRate.interpret(*rr))
-		})
-	}
-	if s := vs.SpO2; s != nil {
-		add("vitals.spo2", profileOxygenSat, func(o *fhir.Observation) {
-			// The text says what was measured: the first coding is 2708-6
-			// (arterial blood), as the R4 oxygensat profile requires, but
-			// the reading is a pulse oximeter's (59408-5).
-			o.Code.Text = strp(spo2Text)
-			o.ValueQuantity = quantity(*s, "%", "%")
-			o.Interpretation = interpretation(lim.SpO2.interpret(*s))
-		}, "vitals.spo2.pulse-ox")
-	}
-	if t := vs.Temperature; t != nil {
-		add("vitals.temperature", profileBodyTemp, func(o *fhir.Observation) {
-			o.ValueQuantity = quantity(t.Value, units[t.Unit], t.Unit)
-			o.Interpretation = interpretation(lim.Temperature.interpret(celsius(t.Value, t.Unit)))
-		})
-	}
-	if w := vs.BodyWeight; w != nil {
-		add("vitals.body-weight", profileBodyWeight, func(o *fhir.Observation) {
-			o.ValueQuantity = quantity(w.Value, units[w.Unit], w.Unit)
-		})
 	}
 }
 

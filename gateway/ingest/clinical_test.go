@@ -6,9 +6,11 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"net/url"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -19,6 +21,7 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/postgres"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
 )
@@ -236,7 +239,8 @@ func infusionAt(start, end string) string {
 // (session.interval-short), each warning naming the other session's record
 // id; never refused. Another patient's sessions, the session's own earlier
 // version, sessions not done or withdrawn, and a dry run are not compared;
-// the tenant's sessionMinIntervalHours applies.
+// the tenant's sessionMinIntervalHours applies; a long infusion that
+// began the day before is found by the date-bounded search.
 func TestSessionSpacingStored(t *testing.T) {
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
@@ -251,7 +255,7 @@ func TestSessionSpacingStored(t *testing.T) {
 						t.Errorf("%s: a warning quotes a value: %q", name, msg)
 					}
 					named := ""
-					for _, id := range []string{"S-1", "S-2", "S-3", "S-4", "S-5"} {
+					for _, id := range []string{"S-1", "S-2", "S-3", "S-4", "S-5", "S-6"} {
 						if strings.Contains(msg, "session "+id+",") {
 							named = " " + id
 						}
@@ -281,6 +285,12 @@ func TestSessionSpacingStored(t *testing.T) {
 			step("the overlapping one withdrawn", mapping.KindSession, withdrawn, false)
 			step("a fifth after the withdrawal", mapping.KindInfusion, rec("S-5", "1", "P-1", "", infusionAt(day1+"09:10:00-05:00", day1+"09:50:00-05:00")), false,
 				"warning session.overlap /infusionStart S-1", "warning session.interval-short /infusionStart S-3")
+			// The search is bounded by date: a long infusion that began
+			// the day before still overlaps.
+			step("a long infusion a month later", mapping.KindInfusion, rec("S-6", "1", "P-1", "", infusionAt("2026-04-01T09:30:00-05:00", "2026-04-02T09:10:00-05:00")), false,
+				"warning infusion.duration-atypical /infusionEnd")
+			step("a session during it", mapping.KindInfusion, rec("S-7", "1", "P-1", "", infusionAt("2026-04-02T09:00:00-05:00", "2026-04-02T09:40:00-05:00")), false,
+				"warning session.overlap /infusionStart S-6")
 		})
 	}
 	t.Run("tenant threshold", func(t *testing.T) {
@@ -344,5 +354,86 @@ func TestCriticalPreDoseAcrossRecords(t *testing.T) {
 			step("critical pre-dose vitals naming S-4 (not stored)", mapping.KindVitals, vitals("V-5", "S-4", "186"))
 			step("session S-4 not done", mapping.KindInfusion, rec("S-4", "1", "P-1", "", strings.Replace(notDone, "2026-03-02", "2026-03-08", -1)))
 		})
+	}
+}
+
+// medCountStore counts, in its write transactions, the searches of
+// MedicationAdministrations and the matches they return.
+type medCountStore struct {
+	store.Store
+	searches, matches atomic.Int64
+}
+
+func (s *medCountStore) Write(ctx context.Context, fn func(store.Tx) error) error {
+	return s.Store.Write(ctx, func(tx store.Tx) error { return fn(&medCountTx{Tx: tx, s: s}) })
+}
+
+type medCountTx struct {
+	store.Tx
+	s *medCountStore
+}
+
+func (t *medCountTx) Search(q *search.Query) (*store.Page, error) {
+	page, err := t.Tx.Search(q)
+	if q.Type == "MedicationAdministration" && err == nil {
+		t.s.searches.Add(1)
+		t.s.matches.Add(int64(len(page.Matches)))
+	}
+	return page, err
+}
+
+// TestStoredSessionsReadBounded: the rules across records read what they
+// need of the stored sessions and no more. A session's spacing reads the
+// patient's administrations near its own infusion (an overlapping long
+// infusion, a session starting 13 hours before), not the patient's older
+// sessions; a pre-dose measurement naming a stored session reads the
+// session's administration once (its infusion's end and its dose).
+func TestStoredSessionsReadBounded(t *testing.T) {
+	var st *medCountStore
+	g := newGatewayOver(t, app.Config{}, func(inner store.Store) store.Store {
+		st = &medCountStore{Store: inner}
+		return st
+	})
+	for d := 1; d <= 6; d++ {
+		day := fmt.Sprintf("2025-01-%02dT", d)
+		if err := g.ingest("", mapping.KindInfusion, rec(fmt.Sprintf("S-old-%d", d), "1", "P-1", "",
+			infusionAt(day+"09:00:00-05:00", day+"09:40:00-05:00"))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, doc := range []string{
+		rec("S-near", "1", "P-1", "", infusionAt("2026-03-01T20:00:00-05:00", "2026-03-01T20:40:00-05:00")),
+		rec("S-long", "1", "P-1", "", infusionAt("2026-03-01T09:30:00-05:00", "2026-03-02T09:10:00-05:00")),
+	} {
+		if err := g.ingest("", mapping.KindInfusion, doc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st.searches.Store(0)
+	st.matches.Store(0)
+	var got []string
+	for _, is := range g.answerIssuesRun(t, mapping.KindInfusion, rec("S-1", "1", "P-1", "", infusionBody), false) {
+		rule, msg, _ := strings.Cut(is, "|")
+		for _, id := range []string{"S-near", "S-long", "S-old"} {
+			if strings.Contains(msg, "session "+id) {
+				rule += " " + id
+			}
+		}
+		got = append(got, rule)
+	}
+	if want := "warning session.overlap /infusionStart S-long; warning session.interval-short /infusionStart S-near"; strings.Join(got, "; ") != want {
+		t.Errorf("answer issues %q, want %q", got, want)
+	}
+	if n := st.matches.Load(); n != 2 {
+		t.Errorf("the spacing read %d stored administrations, want the 2 near the session (not the 6 older ones)", n)
+	}
+	st.searches.Store(0)
+	vitals := rec("V-1", "1", "P-1", "", `"sessionId": "S-1", "timepoint": "pre-dose", "measuredAt": "2026-03-02T08:50:00-05:00",
+		"bloodPressure": {"systolic": 186, "diastolic": 90}`)
+	if got := g.answerIssues(t, mapping.KindVitals, vitals); strings.Join(got, "; ") != "warning session.dosed-despite-critical-vitals /bloodPressure/systolic" {
+		t.Errorf("critical pre-dose vitals naming S-1: %q", got)
+	}
+	if n := st.searches.Load(); n != 1 {
+		t.Errorf("a measurement naming a stored session searched its administration %d times, want 1", n)
 	}
 }

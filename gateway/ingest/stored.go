@@ -52,70 +52,69 @@ func checkNamedSession(st store.Tx, rec mapping.Record, id mapping.SessionID, op
 	if status := str(doc, "status"); status != "not-done" && status != "entered-in-error" {
 		period, _ := doc["performedPeriod"].(map[string]any)
 		s.Window, s.HasWindow = mapping.WindowFrom(str(period, "start"), str(period, "end"))
+	}
+	// A critical pre-dose measurement of a session that gave its drug:
+	// the session's administration, read once, says whether it did and
+	// when its infusion ended.
+	warnings := mapping.PreDoseWarnings(rec, opts)
+	var med administration
+	if s.HasWindow || len(warnings) > 0 {
+		if med, err = storedAdministration(st, id); err != nil {
+			return nil, err
+		}
 		if s.HasWindow {
-			if s.Window.InfusionEnd, err = infusionEnd(st, id); err != nil {
-				return nil, err
-			}
+			s.Window.InfusionEnd = med.end
 		}
 	}
+	// CheckLinked refuses a record of another patient than the session's.
 	if err := mapping.CheckLinked(rec, s); err != nil {
 		return nil, err
 	}
-	// A critical pre-dose measurement of a session that gave its drug.
-	warnings := mapping.PreDoseWarnings(rec, opts)
-	if len(warnings) == 0 || s.OtherPatient {
+	if !med.dosed {
 		return nil, nil
-	}
-	if dosed, err := storedDosed(st, id); err != nil || !dosed {
-		return nil, err
 	}
 	return warnings, nil
 }
 
-// storedDosed reports whether the stored session gave its drug: its
-// MedicationAdministration (<sessionId>-medication) is not not-done or
-// withdrawn and gave a dose above 0 (mapping.OtherSessionOf).
-func storedDosed(st store.Tx, id mapping.SessionID) (bool, error) {
-	meds, err := searchAll(st, "MedicationAdministration", "identifier", search.Token(id.System, id.Value+"-medication"))
-	if err != nil {
-		return false, err
-	}
-	for _, m := range meds {
-		doc, err := decode(m)
-		if err != nil {
-			return false, err
-		}
-		if _, ok := mapping.OtherSessionOf(doc, id); ok {
-			return true, nil
-		}
-	}
-	return false, nil
+// administration is what the rules across records read from a stored
+// session's MedicationAdministration (identifier <sessionId>-medication).
+type administration struct {
+	// end is when the infusion ended, the end of its effectivePeriod (the
+	// infusion's infusionEnd); zero when it has none. The Procedure's
+	// performedPeriod ends at monitoringEnd, so without it a discharge
+	// measurement sent on its own was checked only against the start,
+	// and a session document or a later session version against the
+	// infusion's end: a discharge the gateway accepted then blocked every
+	// later version of its session.
+	end time.Time
+	// dosed: the session gave its drug, its administration neither
+	// not-done nor withdrawn and of a dose above 0
+	// (mapping.OtherSessionOf).
+	dosed bool
 }
 
-// infusionEnd is when the stored session's infusion ended: the end of its
-// MedicationAdministration's effectivePeriod (identifier
-// <sessionId>-medication, the infusion's infusionEnd); zero when it has
-// none. The Procedure's performedPeriod ends at monitoringEnd, so without
-// it a discharge measurement sent on its own was checked only against the
-// start, and a session document or a later session version against the
-// infusion's end: a discharge the gateway accepted then blocked every later
-// version of its session.
-func infusionEnd(st store.Tx, id mapping.SessionID) (time.Time, error) {
+// storedAdministration reads the stored session's MedicationAdministration
+// (one search, each match decoded once).
+func storedAdministration(st store.Tx, id mapping.SessionID) (administration, error) {
+	var a administration
 	meds, err := searchAll(st, "MedicationAdministration", "identifier", search.Token(id.System, id.Value+"-medication"))
 	if err != nil {
-		return time.Time{}, err
+		return a, err
 	}
 	for _, m := range meds {
 		doc, err := decode(m)
 		if err != nil {
-			return time.Time{}, err
+			return administration{}, err
 		}
-		period, _ := doc["effectivePeriod"].(map[string]any)
-		if t, err := time.Parse(time.RFC3339Nano, str(period, "end")); err == nil {
-			return t, nil
+		if a.end.IsZero() {
+			period, _ := doc["effectivePeriod"].(map[string]any)
+			a.end, _ = time.Parse(time.RFC3339Nano, str(period, "end"))
+		}
+		if _, ok := mapping.OtherSessionOf(doc, id); ok {
+			a.dosed = true
 		}
 	}
-	return time.Time{}, nil
+	return a, nil
 }
 
 // checkSessionRecords checks a session (an infusion or session record)
@@ -141,9 +140,11 @@ func checkSessionRecords(st store.Tx, rec mapping.Record, res *mapping.Result, i
 	if len(procs) > 0 {
 		ref := "Procedure/" + procs[0].ID
 		queries = append(queries, [3]string{"AdverseEvent", "substance", ref}, [3]string{"Observation", "part-of", ref})
-		if storedEnd, err = infusionEnd(st, id); err != nil {
+		med, err := storedAdministration(st, id)
+		if err != nil {
 			return nil, err
 		}
+		storedEnd = med.end
 	}
 	sameEnd := !storedEnd.IsZero() && storedEnd.Equal(infusionEndOf(rec))
 	own := map[string]bool{}
@@ -201,16 +202,25 @@ func infusionEndOf(rec mapping.Record) time.Time {
 // against the same patient's other stored sessions that gave theirs
 // (mapping.SessionSpacing): their MedicationAdministrations, which hold
 // the infusion's period, its status and the dose given, found by one
-// indexed search, by patient and by the identifier system of the source's
-// sessions. Nothing for another record, a withdrawal, or a patient not
-// stored yet (patientID "").
+// indexed search, by patient, by the identifier system of the source's
+// sessions and by effective time (mapping.SpacingRange). Nothing for
+// another record, a withdrawal, or a patient not stored yet (patientID
+// "").
 func sessionSpacing(st store.Tx, rec mapping.Record, opts mapping.Options, patientID string) ([]mapping.Violation, error) {
 	id, ok := mapping.DosedSession(rec, opts)
-	if !ok || patientID == "" {
+	from, to, inRange := mapping.SpacingRange(rec, opts)
+	if !ok || !inRange || patientID == "" {
 		return nil, nil
 	}
+	// Only the administrations whose effective time shares time with the
+	// range (a Period matches ge/le where it overlaps the value): not
+	// every session the patient ever had, inside the write transaction.
+	// Whole seconds, widened outwards.
+	ge := from.UTC().Truncate(time.Second).Format(time.RFC3339)
+	le := to.UTC().Add(time.Second - 1).Truncate(time.Second).Format(time.RFC3339)
 	found, err := searchQuery(st, "MedicationAdministration", "patient="+url.QueryEscape("Patient/"+patientID)+
-		"&identifier="+url.QueryEscape(search.Token(id.System, "")))
+		"&identifier="+url.QueryEscape(search.Token(id.System, ""))+
+		"&effective-time="+url.QueryEscape("ge"+ge)+"&effective-time="+url.QueryEscape("le"+le))
 	if err != nil {
 		return nil, err
 	}

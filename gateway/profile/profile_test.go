@@ -141,7 +141,7 @@ func TestMutations(t *testing.T) {
 			[]want{{"profile.issue-implicated", "DetectedIssue.implicated"}}},
 		{"detected issue without patient", "kg-detected-issue", "",
 			func(d map[string]any) { delete(d, "patient") },
-			[]want{{"profile.issue-patient", "DetectedIssue.patient"}}},
+			[]want{{"profile.subject", "DetectedIssue.patient"}}},
 		{"detected issue without code text", "kg-detected-issue", "",
 			func(d map[string]any) { delete(at(d, "code"), "text") },
 			[]want{{"profile.code-text", "DetectedIssue.code.text"}}},

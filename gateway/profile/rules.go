@@ -22,7 +22,7 @@ func Rules() []Rule {
 	return []Rule{
 		{"profile.identifier", "a gateway-profiled resource carries an identifier with system and value"},
 		{"profile.security-label", "a gateway-profiled resource is labelled PSY (v3-ActCode) and R (v3-Confidentiality) in meta.security"},
-		{"profile.subject", "the resource references its patient in subject"},
+		{"profile.subject", "the resource references its patient in subject (a detected issue: in patient)"},
 		{"profile.effective", "the Observation states effectiveDateTime"},
 		{"profile.code-text", "code.text is always set"},
 		{"profile.category", "the Observation has the category of its profile (survey, vital-signs)"},
@@ -35,7 +35,6 @@ func Rules() []Rule {
 		{"profile.planned-dose", "a session's plan states its planned dose in dosageInstruction.doseAndRate.doseQuantity"},
 		{"profile.flag-detail", "a safety flag points at the record that raised it (extension flag-detail)"},
 		{"profile.flag-category", "a safety flag has category safety"},
-		{"profile.issue-patient", "a detected issue references its patient in patient"},
 		{"profile.issue-implicated", "a detected issue names the action it is about (the drug given) in implicated"},
 		{"profile.event-coded", "an adverse event states its event"},
 		{"profile.event-date", "an adverse event states its onset in date"},

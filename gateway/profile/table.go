@@ -32,7 +32,7 @@ func (p Profile) URL() string { return Prefix + p.Name }
 func Profiles() []Profile {
 	obs := "Observation"
 	survey := func(name, title, desc string, codes string, extra ...*ElementDefinition) Profile {
-		els := append(common(obs), subject(obs), effective(), codeText(obs),
+		els := append(common(obs), subject(obs+".subject"), effective(), codeText(obs),
 			el("Observation.code", "", binding("extensible", codes)),
 			el("Observation.interpretation", "", binding("extensible", vsURL("kg-observation-interpretations"))))
 		els = append(append(els, category("survey", "survey")...), extra...)
@@ -67,7 +67,7 @@ func Profiles() []Profile {
 		vitalSigns(),
 		{Name: "kg-infusion-session", Type: "Procedure", Title: "Ketamine-therapy gateway infusion session",
 			Description: "A ketamine or esketamine treatment session, monitoring included, as a Procedure; the drug given is a MedicationAdministration partOf it.",
-			Elements: append(common("Procedure"), subject("Procedure"), codeText("Procedure"),
+			Elements: append(common("Procedure"), subject("Procedure.subject"), codeText("Procedure"),
 				el("Procedure.code", "", binding("extensible", vsURL("kg-session-procedure-codes"))),
 				el("Procedure.category", "", binding("extensible", vsURL("kg-procedure-categories"))),
 				el("Procedure.statusReason", "", binding("extensible", vsURL("kg-stop-reasons"))),
@@ -76,7 +76,7 @@ func Profiles() []Profile {
 				el("Procedure.complication", "", binding("extensible", vsURL("kg-adverse-event-types"))))},
 		{Name: "kg-medication-request", Type: "MedicationRequest", Title: "Ketamine-therapy gateway planned dose",
 			Description: "A session's plan: the prescribed drug, route, dose (mg, and mg/kg with the weight it used) and rate.",
-			Elements: append(common("MedicationRequest"), subject("MedicationRequest"),
+			Elements: append(common("MedicationRequest"), subject("MedicationRequest.subject"),
 				el("MedicationRequest", "", invariant("profile.planned-dose",
 					"dosageInstruction.empty() or dosageInstruction.doseAndRate.dose.ofType(Quantity).where(value.exists() and unit.exists() and system = '"+mapping.SystemUCUM+"' and code.exists()).exists()")),
 				el("MedicationRequest.medication[x]", "", binding("extensible", vsURL("kg-drugs"))),
@@ -87,7 +87,7 @@ func Profiles() []Profile {
 				el("MedicationRequest.dosageInstruction.route", "", binding("extensible", vsURL("kg-routes"))))},
 		{Name: "kg-medication-administration", Type: "MedicationAdministration", Title: "Ketamine-therapy gateway drug given",
 			Description: "The drug actually given in a session: dose, rate and route, partOf the session Procedure.",
-			Elements: append(common("MedicationAdministration"), subject("MedicationAdministration"),
+			Elements: append(common("MedicationAdministration"), subject("MedicationAdministration.subject"),
 				el("MedicationAdministration.extension", "", slicedBy("open", "value", "url")),
 				el("MedicationAdministration.extension:lotNumber", "", atMost("1"), extension("medication-lot-number")),
 				el("MedicationAdministration.partOf", "profile.part-of-session", atLeast(1), mustSupport()),
@@ -99,7 +99,7 @@ func Profiles() []Profile {
 				el("MedicationAdministration.dosage.route", "", binding("extensible", vsURL("kg-routes"))))},
 		{Name: "kg-safety-flag", Type: "Flag", Title: "Ketamine-therapy gateway safety flag",
 			Description: "A safety signal on the patient (a positive PHQ-9 item 9 or C-SSRS screener), pointing at the Observation that raised it.",
-			Elements: append(common("Flag"), subject("Flag"), codeText("Flag"),
+			Elements: append(common("Flag"), subject("Flag.subject"), codeText("Flag"),
 				el("Flag.extension", "", slicedBy("open", "value", "url")),
 				el("Flag.extension:flagDetail", "profile.flag-detail", atLeast(1), extension(mapping.ExtFlagDetail),
 					invariant("profile.flag-detail", "value.ofType(Reference).reference.exists()")),
@@ -110,15 +110,14 @@ func Profiles() []Profile {
 		{Name: "kg-detected-issue", Type: "DetectedIssue", Title: "Ketamine-therapy gateway detected issue",
 			Description: "A clinical problem with an action taken in a session: the drug given after a critical pre-dose vital sign, implicating the administration and the Observations that were critical.",
 			Elements: append(common("DetectedIssue"),
-				el("DetectedIssue.patient", "profile.issue-patient", atLeast(1), mustSupport(),
-					invariant("profile.issue-patient", "reference.exists() or identifier.exists()")),
+				subject("DetectedIssue.patient"),
 				el("DetectedIssue.code", "profile.code-text", atLeast(1), mustSupport()),
 				codeText("DetectedIssue"),
 				el("DetectedIssue.severity", "", mustSupport()),
 				el("DetectedIssue.implicated", "profile.issue-implicated", atLeast(1), mustSupport()))},
 		{Name: "kg-adverse-event", Type: "AdverseEvent", Title: "Ketamine-therapy gateway adverse event",
 			Description: "A side effect of a ketamine or esketamine session: the event (SNOMED CT and MedDRA), onset, severity, seriousness with its criteria, outcome, the action taken and the suspected session.",
-			Elements: append(common("AdverseEvent"), subject("AdverseEvent"),
+			Elements: append(common("AdverseEvent"), subject("AdverseEvent.subject"),
 				el("AdverseEvent.extension", "", slicedBy("open", "value", "url")),
 				el("AdverseEvent.extension:ctcaeGrade", "", atMost("1"), extension("ctcae-grade")),
 				el("AdverseEvent.extension:seriousnessCriterion", "", extension("seriousness-criterion")),
@@ -142,7 +141,7 @@ func vitalSigns() Profile {
 			el(id+":valueQuantity.code", "profile.vital-quantity", atLeast(1)),
 		}
 	}
-	els := append(common("Observation"), subject("Observation"), effective(), codeText("Observation"),
+	els := append(common("Observation"), subject("Observation.subject"), effective(), codeText("Observation"),
 		el("Observation", "", invariant("profile.vital-quantity", "dataAbsentReason.exists() or component.exists() or value.exists()")),
 		el("Observation.extension", "", slicedBy("open", "value", "url")),
 		el("Observation.extension:timepoint", "", atMost("1"), extension("monitoring-timepoint")),
@@ -177,9 +176,10 @@ func common(t string) []*ElementDefinition {
 	}
 }
 
-// subject: the resource names its patient.
-func subject(t string) *ElementDefinition {
-	return el(t+".subject", "profile.subject", atLeast(1), mustSupport(),
+// subject: the resource names its patient, in the element at path (its
+// subject; DetectedIssue.patient).
+func subject(path string) *ElementDefinition {
+	return el(path, "profile.subject", atLeast(1), mustSupport(),
 		invariant("profile.subject", "reference.exists() or identifier.exists()"))
 }
 
