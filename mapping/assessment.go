@@ -305,6 +305,7 @@ func (m *mapper) flag(record ident, s safetySignal, when string, author *fhir.Re
 		Period:     period,
 		Author:     author,
 	})
+	m.entries[len(m.entries)-1].Withdraws = status != fhir.FlagStatusActive
 }
 
 // interpretation is Observation.interpretation for a code table key (nil

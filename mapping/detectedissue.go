@@ -148,6 +148,7 @@ func (m *mapper) detectedIssue(s *Session, recordID string) {
 		issue.Detail = ptr(fmt.Sprintf("%s given after %s", drugs[in.Drug].medText, what))
 	}
 	m.add("DetectedIssue", id, issue)
+	m.entries[len(m.entries)-1].Withdraws = status == fhir.ObservationStatusEnteredInError
 }
 
 // PreDoseWarnings warns the sender of a pre-dose vitals record sent on its

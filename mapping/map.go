@@ -122,6 +122,13 @@ type Entry struct {
 	// (its panel, or the score of an instrument without items), the
 	// instrument's native name; "" otherwise. Not part of the Bundle.
 	Instrument string
+	// Withdraws marks an entry that only withdraws what an earlier
+	// version of the record may have made (a DetectedIssue
+	// entered-in-error, a Flag no longer active): the mapping cannot know
+	// whether one is stored, so the ingest drops the entry where none is,
+	// and a corrected or withdrawn record never makes one. Not part of
+	// the Bundle.
+	Withdraws bool
 }
 
 // Result is the mapped form of one record.

@@ -437,3 +437,50 @@ func TestStoredSessionsReadBounded(t *testing.T) {
 		t.Errorf("a measurement naming a stored session searched its administration %d times, want 1", n)
 	}
 }
+
+// TestNoPhantomWithdrawals: a corrected or withdrawn record that never
+// raised a DetectedIssue or a safety Flag makes none (the mapping's
+// entered-in-error or inactive entry only withdraws a stored one), at the
+// gateway and in the Bundle for the EHR (probe p31 F1: every corrected
+// session with pre-dose vitals left a DetectedIssue entered-in-error).
+func TestNoPhantomWithdrawals(t *testing.T) {
+	g := newGateway(t, app.Config{Routes: []ingest.Route{{Name: "ehr", Accepts: func(string, string) bool { return true },
+		AcceptsTenant: func(x string) bool { return x != search.AllTenants }}}})
+	g.answerIssues(t, mapping.KindSession, criticalSession("S-9", "1", "130"))
+	g.answerIssues(t, mapping.KindSession, criticalSession("S-9", "2", "132"))
+	withdrawn := strings.Replace(criticalSession("S-9", "3", "132"), `"version": "3"`, `"version": "3", "status": "entered-in-error"`, 1)
+	g.answerIssues(t, mapping.KindSession, withdrawn)
+	if n := g.count(t, "", "DetectedIssue", ""); n != 0 {
+		t.Errorf("%d DetectedIssues stored for a session never dosed after a critical value, want none", n)
+	}
+	for _, it := range g.deliveries(t, "", "serenity-clinic-emr", "S-9") {
+		if bytes.Contains(it.Payload, []byte(`"resourceType":"DetectedIssue"`)) {
+			t.Errorf("delivery %d carries a DetectedIssue", it.ID)
+		}
+	}
+	// A PHQ-9 whose item 9 was never positive: its new version and its
+	// withdrawal make no Flag.
+	phq := func(version, status string) string {
+		return rec("A-9", version, "P-1", "", `"instrument": "PHQ-9", "takenAt": "2026-03-02T08:45:00-05:00", `+
+			`"items": [{"number": 1, "score": 1}, {"number": 2, "score": 1}, {"number": 3, "score": 0}, {"number": 4, "score": 0}, `+
+			`{"number": 5, "score": 0}, {"number": 6, "score": 0}, {"number": 7, "score": 0}, {"number": 8, "score": 0}, {"number": 9, "score": 0}]`)
+	}
+	g.answerIssues(t, mapping.KindAssessment, phq("1", ""))
+	g.answerIssues(t, mapping.KindAssessment, phq("2", ""))
+	g.answerIssues(t, mapping.KindAssessment, strings.Replace(phq("3", ""), `"version": "3"`, `"version": "3", "status": "entered-in-error"`, 1))
+	if n := g.count(t, "", "Flag", ""); n != 0 {
+		t.Errorf("%d Flags stored for a PHQ-9 never positive, want none", n)
+	}
+	// One that was: its correction still withdraws the Flag (inactive).
+	positive := strings.Replace(phq("1", ""), `{"number": 9, "score": 0}`, `{"number": 9, "score": 1}`, 1)
+	positive = strings.Replace(positive, `"recordId": "A-9"`, `"recordId": "A-10"`, 1)
+	g.answerIssues(t, mapping.KindAssessment, positive)
+	g.answerIssues(t, mapping.KindAssessment, strings.Replace(phq("2", ""), `"recordId": "A-9"`, `"recordId": "A-10"`, 1))
+	r, err := g.a.Store.Read(context.Background(), "Flag", g.one(t, "Flag", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(r.Body, []byte(`"status":"inactive"`)) {
+		t.Errorf("the positive PHQ-9's Flag after its correction: %s, want inactive", r.Body)
+	}
+}

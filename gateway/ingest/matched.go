@@ -61,3 +61,51 @@ func checkMatchedOwn(st store.Tx, res *mapping.Result, current []*store.Resource
 	}
 	return &outcome.Error{Kind: outcome.Conflict, Issues: issues}
 }
+
+// dropPhantoms returns res (and its parallel raws, docs and checked, each
+// nil or one per entry) without the entries that only withdraw a resource an
+// earlier version may have made (mapping.Entry.Withdraws: a DetectedIssue
+// entered-in-error, a Flag no longer active) where none is stored under
+// their identifier: a corrected or withdrawn record that never raised one
+// would otherwise make one, at the gateway and at every EHR (probe p31
+// F1). One identifier search per such entry, which only new versions and
+// withdrawals have.
+func dropPhantoms(st store.Tx, res *mapping.Result, raws [][]byte, docs []map[string]any, checked []error) (*mapping.Result, [][]byte, []map[string]any, []error, error) {
+	keep := make([]bool, len(res.Entries))
+	dropped := false
+	for i, e := range res.Entries {
+		keep[i] = true
+		if !e.Withdraws {
+			continue
+		}
+		stored, err := searchAll(st, e.ResourceType, "identifier", e.IdentifierSystem+"|"+e.IdentifierValue)
+		if err != nil {
+			return nil, nil, nil, nil, fmt.Errorf("%s stored: %w", e.ResourceType, err)
+		}
+		if len(stored) == 0 {
+			keep[i], dropped = false, true
+		}
+	}
+	if !dropped {
+		return res, raws, docs, checked, nil
+	}
+	// A copy: res may be the record's first mapping, which a run again
+	// (a conflict) starts from.
+	kept := *res
+	kept.Entries = keepOnly(res.Entries, keep)
+	return &kept, keepOnly(raws, keep), keepOnly(docs, keep), keepOnly(checked, keep), nil
+}
+
+// keepOnly is the elements of s that keep marks (nil for nil).
+func keepOnly[T any](s []T, keep []bool) []T {
+	if s == nil {
+		return nil
+	}
+	out := make([]T, 0, len(s))
+	for i, v := range s {
+		if keep[i] {
+			out = append(out, v)
+		}
+	}
+	return out
+}

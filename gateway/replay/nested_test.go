@@ -145,11 +145,10 @@ func TestNestedRecordSentOnItsOwn(t *testing.T) {
 }
 
 // TestNewVersionReplayed: a record's new version is stored in update mode,
-// whose PHQ-9 (and C-SSRS) Observations always carry their Flag (inactive
-// when no longer positive, mapping.md §6). The replay compares the latest
-// version as it was stored: the Flag is the mapping's, not a resource it no
-// longer makes (which reported the record diverged on every run), and a
-// first version, stored without that Flag, is not given one.
+// whose PHQ-9 (and C-SSRS) Observations carry their Flag inactive when no
+// longer positive (mapping.md §6); one never positive has none stored. The
+// replay compares the latest version as it was stored: unchanged, and a
+// mapping change applies to it as to any record.
 func TestNewVersionReplayed(t *testing.T) {
 	session, err := os.ReadFile(filepath.Join("..", "..", "schemas", "examples", "session", "routine-ketamine-iv-session.json"))
 	if err != nil {
@@ -166,8 +165,12 @@ func TestNewVersionReplayed(t *testing.T) {
 		}
 	}
 	f.ingest(t, "", "session", []byte(v4))
-	if len(f.versions(t, "", "Flag")) == 0 {
-		t.Fatal("the new version stored no Flag: the example no longer shows the case")
+	// Since probe p31 F1 the ingest drops the inactive Flag of a signal
+	// that was never positive (no Flag stored to withdraw); databases
+	// written before hold one, which asStored still reads as the
+	// mapping's.
+	if n := len(f.versions(t, "", "Flag")); n != 0 {
+		t.Errorf("the new version stored %d Flags of a signal never positive, want none", n)
 	}
 	sum, got := run(t, f.service(nil), replay.Options{Tenant: search.AllTenants})
 	if sum.Records != 1 || sum.Unchanged != 1 {
