@@ -47,10 +47,12 @@ const (
 	// or ideographic space passed it), nor invisible characters (DEL and
 	// the C1 controls, the soft hyphen, zero-width spaces and joiners,
 	// direction marks and overrides, word joiners, variation selectors, the
-	// Hangul fillers), which a chart would show as a blank name.
+	// Hangul fillers, the Braille blank, the tag characters and the other
+	// default-ignorable ones beyond the BMP), which a chart would show as a
+	// blank name.
 	notBlankPattern = "^$|[^" + spaces + invisible + "]"
 	invisible       = "\u007f-\u009f\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e" +
-		"\u2060-\u206f\u3164\ufe00-\ufe0f\uffa0"
+		"\u2060-\u206f\u3164\ufe00-\ufe0f\uffa0\u2800\U000E0000-\U000E0FFF\U0001BCA0-\U0001BCA3\U0001D173-\U0001D17A"
 
 	// year is 0001-9999, the years a FHIR date can hold.
 	year = `(000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})`

@@ -249,6 +249,8 @@ func invalidCases(t testing.TB) []invalidCase {
 		{name: "joiners family name", kind: "assessment", doc: mutate(t, "assessment", "phq9-moderate.json", put("/patient/name/family", "\u200d\u200c")), rule: RulePattern, pointer: "/patient/name/family"},
 		{name: "byte order mark lot number", kind: "infusion", doc: mutate(t, "infusion", "esketamine-nasal-56mg-completed.json", put("/lotNumber", "\ufeff")), rule: RulePattern, pointer: "/lotNumber"},
 		{name: "right-to-left override assigner", kind: "assessment", doc: mutate(t, "assessment", "phq9-moderate.json", put("/patient/mrn/assigner", "\u202e")), rule: RulePattern, pointer: "/patient/mrn/assigner"},
+		{name: "tag characters family name", kind: "assessment", doc: mutate(t, "assessment", "phq9-moderate.json", put("/patient/name/family", "\U000E0020\U000E0041")), rule: RulePattern, pointer: "/patient/name/family"},
+		{name: "Braille blank given name", kind: "assessment", doc: mutate(t, "assessment", "phq9-moderate.json", put("/patient/name/given/0", "\u2800")), rule: RulePattern, pointer: "/patient/name/given/0"},
 		{name: "soft hyphen and word joiner eventText", kind: "adverse-event", doc: mutate(t, "adverse-event", "other-blurred-vision.json", put("/eventText", "\u00ad\u2060 ")), rule: RulePattern, pointer: "/eventText"},
 		{name: "rate without unit", kind: "infusion", doc: mutate(t, "infusion", "ketamine-iv-with-rate-and-lot.json", del("/rate/durationUnit")), rule: RuleRequired, pointer: "/rate/durationUnit"},
 

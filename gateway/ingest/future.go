@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
@@ -41,7 +42,16 @@ func checkNotFuture(rec mapping.Record, now time.Time) error {
 			"is not changed in the future. Most often this is a local time sent with Z or with another zone's offset; "+
 			"send the time the record was last changed with the UTC offset of the clock that wrote it (09:30 in "+
 			"Auckland in summer is 09:30:00+13:00, not 09:30:00Z) or converted to UTC, and check the sending "+
-			"system's clock", roughly(ahead), roughly(LastUpdatedAhead))}}}
+			"system's clock", aheadText(at, now), roughly(LastUpdatedAhead))}}}
+}
+
+// aheadText is how far at is after now, for people: roughly, or, beyond
+// what a time.Duration holds (292 years: a mistyped year), in days.
+func aheadText(at, now time.Time) string {
+	if d := at.Sub(now); d < math.MaxInt64 {
+		return roughly(d)
+	}
+	return fmt.Sprintf("%d days", (at.Unix()-now.Unix())/86400)
 }
 
 // roughly writes a positive duration for people: whole days from two

@@ -36,6 +36,7 @@ func TestLastUpdatedFuture(t *testing.T) {
 	}{
 		{"13 hours ahead: a local time sent with Z", "2026-12-06T14:35:00Z", "13 hours"},
 		{"a year ahead: a typo", "2027-12-06T01:35:00Z", "365 days"},
+		{"year 9999: beyond a Duration", "9999-12-06T01:35:00Z", "2912078 days"},
 		{"6 minutes ahead", "2026-12-06T01:41:00Z", "6 minutes"},
 		{"the wrong offset: 14:35 at -00:00 for +13:00", "2026-12-06T14:35:00-00:00", "13 hours"},
 		{"5 minutes ahead: clocks differ", "2026-12-06T01:40:00Z", ""},
