@@ -117,14 +117,18 @@ func (st *Settings) principal(claims map[string]any) (*auth.Principal, error) {
 	if name == "" {
 		return nil, errSignInFailed
 	}
+	// A refused sign-in still names the account (with no scopes), so
+	// that its AuditEvent says who tried (probe p31 F4).
+	refused := &auth.Principal{ClientID: auth.PersonPrefix + name, Issuer: st.Issuer}
 	tenant := search.AllTenants
 	if st.TenantClaim != "" {
 		tenant, _ = claims[st.TenantClaim].(string)
 		if tenant == "" || tenant == search.AllTenants || search.Reserved(tenant) {
-			return nil, outcome.New(outcome.Forbidden, "forbidden", "console-no-tenant",
+			return refused, outcome.New(outcome.Forbidden, "forbidden", "console-no-tenant",
 				"your account names no tenant; ask the gateway's administrator")
 		}
 	}
+	refused.Tenant = tenant
 	var roles []string
 	switch v := claims[st.RoleClaim].(type) {
 	case string:
@@ -146,7 +150,7 @@ func (st *Settings) principal(claims map[string]any) (*auth.Principal, error) {
 	if len(scopes) == 0 {
 		// Nothing is kept for a person without a role: their sign-ins
 		// cannot fill the session store (probe p30 F3).
-		return nil, errNoRole
+		return refused, errNoRole
 	}
 	return &auth.Principal{ClientID: auth.PersonPrefix + name, Tenant: tenant, Scopes: auth.ParseScopes(strings.Join(scopes, " ")),
 		Issuer: st.Issuer}, nil
@@ -234,6 +238,9 @@ func (c *Console) callback(rq *request) error {
 	}
 	pr, err := c.settings.principal(claims)
 	if err != nil {
+		if pr != nil {
+			rq.sc.SetPrincipal(pr) // who was refused, for the AuditEvent
+		}
 		rq.sc.Description = "console sign-in: refused"
 		return err
 	}

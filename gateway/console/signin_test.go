@@ -349,6 +349,25 @@ func TestSignInWithoutRole(t *testing.T) {
 	if code, _, h := f.get(t, "/console/playground"); code != http.StatusSeeOther || !strings.HasPrefix(h.Get("Location"), "/console/login") {
 		t.Errorf("GET /console/playground after a refused sign-in = %d to %q, want the sign-in page", code, h.Get("Location"))
 	}
+	// Each refusal's AuditEvent names who tried (probe p31 F4: it named
+	// an anonymous client).
+	refused := 0
+	err := f.st.AuditChain(context.Background(), func(e audit.ChainEntry) error {
+		if !strings.Contains(string(e.Body), "console-no-role") {
+			return nil
+		}
+		refused++
+		if !strings.Contains(string(e.Body), `"value":"person:`) {
+			t.Errorf("a refused sign-in's AuditEvent names no person: %s", e.Body)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if refused != 3 {
+		t.Errorf("%d AuditEvents of refused sign-ins, want 3", refused)
+	}
 }
 
 // TestSafeNext: a return path stays inside the console: dot segments are
