@@ -2,8 +2,6 @@ package bulk_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"net/url"
 	"os"
@@ -23,6 +21,7 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/jobs"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/postgres"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/postgres/pgtest"
 )
 
 // newPostgresApp is newApp on a PostgreSQL store in a fresh schema of
@@ -30,39 +29,9 @@ import (
 // the schema's name too.
 func newPostgresApp(t *testing.T) (*app.App, string) {
 	t.Helper()
-	base := os.Getenv("GATEWAY_TEST_POSTGRES_URL")
-	if base == "" {
-		t.Skip("GATEWAY_TEST_POSTGRES_URL not set")
-	}
 	ctx := context.Background()
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatalf("GATEWAY_TEST_POSTGRES_URL must be a URL: %v", err)
-	}
-	var rnd [6]byte
-	rand.Read(rnd[:])
-	schema := "kgb_" + hex.EncodeToString(rnd[:])
-	exec := func(sql string) error {
-		conn, err := pgx.Connect(ctx, base)
-		if err != nil {
-			return err
-		}
-		defer conn.Close(ctx)
-		_, err = conn.Exec(ctx, sql)
-		return err
-	}
-	if err := exec("CREATE SCHEMA " + schema); err != nil {
-		t.Fatalf("create schema: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := exec("DROP SCHEMA IF EXISTS " + schema + " CASCADE"); err != nil {
-			t.Logf("drop schema %s: %v", schema, err)
-		}
-	})
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	st, err := postgres.Open(ctx, u.String(), postgres.Options{})
+	dsn, schema := pgtest.Schema(t, "kgb", "the export fence test")
+	st, err := postgres.Open(ctx, dsn, postgres.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,23 +2,18 @@ package delivery
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
-	"net/url"
-	"os"
 	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/postgres"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/postgres/pgtest"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
 )
 
@@ -69,39 +64,9 @@ func openSQLite(t *testing.T) testOutbox {
 
 func openPostgres(t *testing.T) testOutbox {
 	t.Helper()
-	base := os.Getenv("GATEWAY_TEST_POSTGRES_URL")
-	if base == "" {
-		t.Skip("GATEWAY_TEST_POSTGRES_URL not set: set it to a postgres:// URL (.ci/run does) to run the delivery tests on PostgreSQL")
-	}
 	ctx := context.Background()
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatalf("GATEWAY_TEST_POSTGRES_URL must be a URL: %v", err)
-	}
-	var rnd [6]byte
-	rand.Read(rnd[:])
-	schema := "kgd_" + hex.EncodeToString(rnd[:])
-	exec := func(sql string) error {
-		conn, err := pgx.Connect(ctx, base)
-		if err != nil {
-			return err
-		}
-		defer conn.Close(ctx)
-		_, err = conn.Exec(ctx, sql)
-		return err
-	}
-	if err := exec("CREATE SCHEMA " + schema); err != nil {
-		t.Fatalf("create schema: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := exec("DROP SCHEMA IF EXISTS " + schema + " CASCADE"); err != nil {
-			t.Logf("drop schema %s: %v", schema, err)
-		}
-	})
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	st, err := postgres.Open(ctx, u.String(), postgres.Options{})
+	dsn, _ := pgtest.Schema(t, "kgd", "the delivery tests")
+	st, err := postgres.Open(ctx, dsn, postgres.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,17 +3,12 @@ package ingest_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/url"
-	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
@@ -23,6 +18,7 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/postgres"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/postgres/pgtest"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
 )
 
@@ -170,39 +166,9 @@ func TestDosedDespiteCriticalVitalsStored(t *testing.T) {
 // GATEWAY_TEST_POSTGRES_URL (the test is skipped when it is not set).
 func newGatewayPG(t *testing.T, cfg app.Config) *gw {
 	t.Helper()
-	base := os.Getenv("GATEWAY_TEST_POSTGRES_URL")
-	if base == "" {
-		t.Skip("GATEWAY_TEST_POSTGRES_URL not set: set it to a postgres:// URL to run the ingest tests on PostgreSQL")
-	}
 	ctx := context.Background()
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatalf("GATEWAY_TEST_POSTGRES_URL must be a URL: %v", err)
-	}
-	var rnd [6]byte
-	_, _ = rand.Read(rnd[:])
-	schema := "kgi_" + hex.EncodeToString(rnd[:])
-	exec := func(sql string) error {
-		conn, err := pgx.Connect(ctx, base)
-		if err != nil {
-			return err
-		}
-		defer conn.Close(ctx)
-		_, err = conn.Exec(ctx, sql)
-		return err
-	}
-	if err := exec("CREATE SCHEMA " + schema); err != nil {
-		t.Fatalf("create schema: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := exec("DROP SCHEMA IF EXISTS " + schema + " CASCADE"); err != nil {
-			t.Logf("drop schema %s: %v", schema, err)
-		}
-	})
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	st, err := postgres.Open(ctx, u.String(), postgres.Options{})
+	dsn, _ := pgtest.Schema(t, "kgi", "the ingest tests")
+	st, err := postgres.Open(ctx, dsn, postgres.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
