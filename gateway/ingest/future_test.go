@@ -3,6 +3,7 @@ package ingest_test
 import (
 	"context"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -70,14 +71,17 @@ func TestLastUpdatedFuture(t *testing.T) {
 // do, rather than asking for a later source.lastUpdated, which the clinic
 // cannot truthfully send (finding p28 F1).
 func TestVersionStaleFuture(t *testing.T) {
-	now := time.Date(2026, 12, 6, 14, 35, 0, 0, time.UTC)
-	g := newGateway(t, app.Config{Now: func() time.Time { return now }})
+	// The clock is read by the app's background work too (race-free).
+	var now atomic.Pointer[time.Time]
+	set := func(t time.Time) { now.Store(&t) }
+	set(time.Date(2026, 12, 6, 14, 35, 0, 0, time.UTC))
+	g := newGateway(t, app.Config{Now: func() time.Time { return *now.Load() }})
 	// Stored while the clock read 14:35, as a build without the check
 	// stored it at 01:35.
 	if err := g.ingest("", mapping.KindVitals, vitalsAt("V-FUT-S", "1", "2026-12-06T14:30:00Z", "2026-12-06T14:20:00Z")); err != nil {
 		t.Fatal(err)
 	}
-	now = time.Date(2026, 12, 6, 1, 35, 0, 0, time.UTC)
+	set(time.Date(2026, 12, 6, 1, 35, 0, 0, time.UTC))
 	for _, tt := range []struct{ name, doc string }{
 		{"a correction", vitalsAt("V-FUT-S", "2", "2026-12-06T01:35:00Z", "2026-12-06T01:20:00Z")},
 		{"a withdrawal", strings.Replace(vitalsAt("V-FUT-S", "3", "2026-12-06T01:36:00Z", "2026-12-06T01:20:00Z"),
