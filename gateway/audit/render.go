@@ -164,7 +164,7 @@ func Render(r Record) (body []byte, entries []search.Entry) {
 	}
 	x.param("action").token(search.CodeSystem("AuditEvent", "action", action), action, "")
 	if r.ClientAddr != "" {
-		x.param("address").add(search.Entry{Type: search.TypeString, Norm: search.Normalize(r.ClientAddr), Exact: r.ClientAddr})
+		x.param("address").add(search.StringEntry(r.ClientAddr))
 	}
 	if r.ClientID != "" {
 		x.param("agent").token(SystemClient, r.ClientID, "")

@@ -264,8 +264,15 @@ func (x *extractor) token(system, code, text string) {
 
 func (x *extractor) str(s string) {
 	if s != "" {
-		x.add(Entry{Type: TypeString, Norm: Normalize(s), Exact: norm.NFC.String(s)})
+		x.add(StringEntry(s))
 	}
+}
+
+// StringEntry is the index entry of the string s: Norm its Normalize,
+// Exact its NFC form (:exact compares canonically equivalent text as one).
+// Every writer of string entries (Extract, the audit's Render) calls it.
+func StringEntry(s string) Entry {
+	return Entry{Type: TypeString, Norm: Normalize(s), Exact: norm.NFC.String(s)}
 }
 
 func (x *extractor) dateValue(v any) {
