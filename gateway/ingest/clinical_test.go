@@ -172,19 +172,7 @@ func newGatewayPG(t *testing.T, cfg app.Config) *gw {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Store = st
-	a, err := app.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = a.Close()
-		_ = st.Close()
-	})
-	return &gw{a: a}
+	return gatewayOn(t, cfg, st, nil)
 }
 
 // backends open a gateway over each store the ingest runs on.

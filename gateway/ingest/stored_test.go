@@ -43,11 +43,17 @@ func legacyEngine(g *gw) *engine.Engine {
 // newGatewayOver is newGateway over wrap(the store) (wrap nil: the store).
 func newGatewayOver(t *testing.T, cfg app.Config, wrap func(store.Store) store.Store) *gw {
 	t.Helper()
-	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "kg.db"), sqlite.Options{})
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "kg.db"), sqlite.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return gatewayOn(t, cfg, st, wrap)
+}
+
+// gatewayOn is the application started over wrap(st) (wrap nil: st),
+// closed with st when the test ends.
+func gatewayOn(t *testing.T, cfg app.Config, st store.Store, wrap func(store.Store) store.Store) *gw {
+	t.Helper()
 	cfg.Store = st
 	if wrap != nil {
 		cfg.Store = wrap(st)
@@ -56,7 +62,7 @@ func newGatewayOver(t *testing.T, cfg app.Config, wrap func(store.Store) store.S
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := a.Start(ctx); err != nil {
+	if err := a.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
