@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 
@@ -11,7 +12,8 @@ import (
 
 // TestEverythingDeclared: the CapabilityStatement names the gateway's own
 // $everything OperationDefinition, which declares exactly what the
-// operation takes (instance level; _count, _offset, _since, _type), is
+// operation takes (instance level; start, end, _since, _type, _count,
+// _offset), is
 // served and valid R4; the operation answers GET and POST (a Parameters
 // body) alike, and refuses what the definition does not declare.
 func TestEverythingDeclared(t *testing.T) {
@@ -52,8 +54,8 @@ func TestEverythingDeclared(t *testing.T) {
 			in = append(in, p["name"].(string))
 		}
 	}
-	if strings.Join(in, ",") != "_since,_type,_count,_offset" {
-		t.Errorf("declared in-parameters %v, want _since,_type,_count,_offset", in)
+	if strings.Join(in, ",") != "start,end,_since,_type,_count,_offset" {
+		t.Errorf("declared in-parameters %v, want start,end,_since,_type,_count,_offset", in)
 	}
 
 	// total counts every match; the page holds _count of them.
@@ -92,21 +94,108 @@ func TestEverythingDeclared(t *testing.T) {
 		{"not a Parameters", `{"resourceType":"Patient"}`, "operation-parameters-invalid"},
 		{"_count as a string", `{"resourceType":"Parameters","parameter":[{"name":"_count","valueString":"5"}]}`, "operation-parameters-invalid"},
 		{"_since without a value", `{"resourceType":"Parameters","parameter":[{"name":"_since"}]}`, "operation-parameters-invalid"},
-		{"start", `{"resourceType":"Parameters","parameter":[{"name":"start","valueDate":"2020-01-01"}]}`, "search-param-unsupported"},
+		{"start as an integer", `{"resourceType":"Parameters","parameter":[{"name":"start","valueInteger":2020}]}`, "operation-parameters-invalid"},
+		{"start not a date", `{"resourceType":"Parameters","parameter":[{"name":"start","valueDateTime":"2020-13"}]}`, "primitive-format"},
+		{"end before start", `{"resourceType":"Parameters","parameter":[{"name":"start","valueDate":"2021"},{"name":"end","valueDate":"2020-12-31"}]}`, "search-value-invalid"},
+		{"a parameter not declared", `{"resourceType":"Parameters","parameter":[{"name":"date","valueDate":"2020-01-01"}]}`, "search-param-unsupported"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			assertOutcome(t, req(h, "POST", path, tc.body), 400, tc.rule, "")
 		})
 	}
 	// What the definition does not declare is refused, saying what is taken.
-	rec = req(h, "GET", path+"?start=2020-01-01", "")
+	rec = req(h, "GET", path+"?date=2020-01-01", "")
 	assertOutcome(t, rec, 400, "search-param-unsupported", "")
-	if !strings.Contains(rec.Body.String(), "_since") {
-		t.Errorf("start: %s, want the parameters taken named", rec.Body)
+	if !strings.Contains(rec.Body.String(), "start, end, _since") {
+		t.Errorf("date: %s, want the parameters taken named", rec.Body)
 	}
 	rec = req(h, "GET", "/fhir/Patient/$everything", "")
 	assertOutcome(t, rec, 404, "operation-unknown", "")
 	if !strings.Contains(rec.Body.String(), "/fhir/Patient/{id}") {
 		t.Errorf("Patient/$everything: %s, want the instance form named", rec.Body)
+	}
+}
+
+// TestEverythingCarePeriod: start and end keep the resources whose date of
+// care (an Observation's effective[x], a MedicationAdministration's
+// effective period, an AdverseEvent's date) overlaps the period, those
+// without one, and those of types without a care date (Condition);
+// the Patient is first whatever they say, a dateTime and a partial date
+// are taken, and the next page keeps the period.
+func TestEverythingCarePeriod(t *testing.T) {
+	h := fhirServer(t)
+	rec := req(h, "POST", "/fhir/Patient", `{"resourceType":"Patient","name":[{"family":"Okafor"}]}`)
+	if rec.Code != http.StatusCreated {
+		t.Fatalf("create Patient = %d %s", rec.Code, rec.Body)
+	}
+	pid := decode(t, rec)["id"].(string)
+	subject := `"subject":{"reference":"Patient/` + pid + `"}`
+	made := map[string]string{}
+	for name, body := range map[string]string{
+		"obs-march": `{"resourceType":"Observation","status":"final","code":{"text":"PHQ-9"},` + subject + `,"effectiveDateTime":"2026-03-10T09:00:00Z"}`,
+		"obs-june":  `{"resourceType":"Observation","status":"final","code":{"text":"PHQ-9"},` + subject + `,"effectiveDateTime":"2026-06-15"}`,
+		"obs-none":  `{"resourceType":"Observation","status":"final","code":{"text":"PHQ-9"},` + subject + `}`,
+		"ma-june":   `{"resourceType":"MedicationAdministration","status":"completed","medicationCodeableConcept":{"text":"ketamine"},` + subject + `,"effectivePeriod":{"start":"2026-05-31T23:20:00Z","end":"2026-06-01T00:10:00Z"}}`,
+		"ae-march":  `{"resourceType":"AdverseEvent","actuality":"actual",` + subject + `,"date":"2026-03-10T10:00:00Z"}`,
+		"cond-2019": `{"resourceType":"Condition",` + subject + `,"code":{"text":"depression"},"onsetDateTime":"2019-01-01"}`,
+	} {
+		rec := req(h, "POST", "/fhir/"+strings.SplitN(body, `"`, 5)[3], body)
+		if rec.Code != http.StatusCreated {
+			t.Fatalf("create %s = %d %s", name, rec.Code, rec.Body)
+		}
+		made[decode(t, rec)["id"].(string)] = name
+	}
+	names := func(b map[string]any) []string {
+		var out []string
+		for _, e := range b["entry"].([]any) {
+			r := e.(map[string]any)["resource"].(map[string]any)
+			if r["resourceType"] == "Patient" {
+				out = append(out, "patient")
+			} else if n, ok := made[r["id"].(string)]; ok {
+				out = append(out, n)
+			}
+		}
+		return out
+	}
+	path := "/fhir/Patient/" + pid + "/$everything"
+	for _, tc := range []struct{ query, want string }{
+		{"start=2026-06&end=2026-06", "patient,cond-2019,ma-june,obs-june,obs-none"},
+		{"start=2026-06-01", "patient,cond-2019,ma-june,obs-june,obs-none"},
+		{"end=2026-03-31", "patient,ae-march,cond-2019,obs-march,obs-none"},
+		{"start=2026-03-10T09:30:00Z&end=2026-03-10T11:00:00Z", "patient,ae-march,cond-2019,obs-none"},
+		{"start=2025&end=2025&_type=Observation", "patient,obs-none"},
+		{"start=2026-06&_type=Condition,Observation", "patient,cond-2019,obs-june,obs-none"},
+	} {
+		rec := req(h, "GET", path+"?"+tc.query, "")
+		if rec.Code != http.StatusOK {
+			t.Fatalf("$everything?%s = %d %s", tc.query, rec.Code, rec.Body)
+		}
+		got := names(decode(t, rec))
+		if len(got) == 0 || got[0] != "patient" {
+			t.Errorf("$everything?%s: %v, want the Patient first", tc.query, got)
+			continue
+		}
+		slices.Sort(got[1:])
+		if strings.Join(got, ",") != tc.want {
+			t.Errorf("$everything?%s = %s, want %s", tc.query, strings.Join(got, ","), tc.want)
+		}
+	}
+	// Paged, the next link keeps the period.
+	var seen []string
+	next := path + "?start=2026-06&end=2026-06&_count=2"
+	for next != "" {
+		b := decode(t, req(h, "GET", next, ""))
+		seen = append(seen, names(b)...)
+		next = ""
+		for _, l := range b["link"].([]any) {
+			if l := l.(map[string]any); l["relation"] == "next" {
+				_, rest, _ := strings.Cut(l["url"].(string), "/fhir/")
+				next = "/fhir/" + rest
+			}
+		}
+	}
+	slices.Sort(seen)
+	if strings.Join(seen, ",") != "cond-2019,ma-june,obs-june,obs-none,patient" {
+		t.Errorf("$everything June, paged by 2: %v", seen)
 	}
 }

@@ -1,7 +1,10 @@
 package conformance
 
 import (
+	"strings"
+
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/profile"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
 )
 
@@ -83,8 +86,8 @@ func OperationDefinitions() []OperationDefinition {
 }
 
 // everything is Patient $everything as the gateway implements it: R4's
-// (patient-operation-everything.html) at the instance level only, without
-// start and end, with _offset for paging.
+// (patient-operation-everything.html) at the instance level only, with
+// _offset for paging.
 func everything() OperationDefinition {
 	return OperationDefinition{
 		ResourceType: "OperationDefinition", ID: "Patient-everything", URL: EverythingURL, Version: mapping.Version,
@@ -94,10 +97,15 @@ func everything() OperationDefinition {
 			"them; the resources those reference (Practitioners, Medications) are not added.",
 		Code: "everything", Base: "http://hl7.org/fhir/OperationDefinition/Patient-everything",
 		Comment: "GET [base]/Patient/[id]/$everything?parameters, or POST with a Parameters body (or none). Only the " +
-			"instance level: [base]/Patient/$everything (every patient) is not supported, nor R4's start and end (care " +
-			"dates): any parameter not declared here is a 400 naming it.",
+			"instance level: [base]/Patient/$everything (every patient) is not supported. start and end compare each " +
+			"resource's date of care, the search parameter " + careDates() + "; resources of other types, and those " +
+			"without that date, are returned whatever the period. Any parameter not declared here is a 400 naming it.",
 		Resource: []string{"Patient"}, System: false, Type: false, Instance: true,
 		Parameter: []OperationParameter{
+			{Name: "start", Use: "in", Min: 0, Max: "1", Type: "date",
+				Documentation: "The start of the period of care (a date; a dateTime is taken too): resources whose date of care ends before it are left out. Without it, all care up to end."},
+			{Name: "end", Use: "in", Min: 0, Max: "1", Type: "date",
+				Documentation: "The end of the period of care (a date covers its whole day): resources whose date of care begins after it are left out. Without it, all care from start on."},
 			{Name: "_since", Use: "in", Min: 0, Max: "1", Type: "instant",
 				Documentation: "Only resources updated at or after this instant (meta.lastUpdated); the Patient is returned whatever it says."},
 			{Name: "_type", Use: "in", Min: 0, Max: "*", Type: "code",
@@ -110,4 +118,16 @@ func everything() OperationDefinition {
 				Documentation: "A searchset Bundle: the Patient, then the resources of its compartment."},
 		},
 	}
+}
+
+// careDates lists the types whose date of care $everything's start and end
+// compare, with its search parameter ("AdverseEvent date, ...").
+func careDates() string {
+	var out []string
+	for _, t := range search.PatientCompartmentTypes() {
+		if p := search.CareDate(t); p != "" {
+			out = append(out, t+" "+p)
+		}
+	}
+	return strings.Join(out, ", ")
 }

@@ -85,7 +85,9 @@ func (e *Engine) searchCompartment(ctx context.Context, sc *auditlog.Scope, in r
 // the Patient, first, and the resources of its compartment the caller may
 // see, one page of them (newest last), with the parameters _count (default 50,
 // at most 1000), _offset (the paging cursor), _since (an instant: only
-// resources updated since) and _type (a comma list of compartment types).
+// resources updated since), _type (a comma list of compartment types), and
+// start and end (dates: a period of care, see search.Compartment; the
+// Patient is there whatever they say).
 // Without _type the types are those the caller's scopes let it read or
 // search, but AuditEvent, which only a _type naming it adds; a _type the
 // scopes do not allow is Forbidden. The caller needs
@@ -132,6 +134,19 @@ func (e *Engine) everything(ctx context.Context, sc *auditlog.Scope, in reads, i
 			}
 			q.Clauses = append(q.Clauses, search.Clause{Param: "_lastUpdated", Type: search.TypeDate,
 				Values: []search.Value{{Prefix: search.PrefixGe, Low: t.UTC(), High: t.UTC()}}})
+		case "start", "end":
+			low, high, ok := search.DateRange(v)
+			if !ok && search.PlusAsSpace(v) {
+				return nil, bad(key, key+" holds a space where its time zone's + was: "+search.PlusAdvice)
+			}
+			if !ok {
+				return nil, bad(key, key+" must be a date (YYYY, YYYY-MM or YYYY-MM-DD; a dateTime is taken too)")
+			}
+			if key == "start" {
+				q.Compartment.Start = low
+			} else {
+				q.Compartment.End = high
+			}
 		case "_type":
 			for _, t := range strings.Split(v, ",") {
 				if _, ok := search.PatientCompartment(t); !ok {
@@ -147,8 +162,11 @@ func (e *Engine) everything(ctx context.Context, sc *auditlog.Scope, in reads, i
 		case "_format", "_pretty":
 		default:
 			return nil, outcome.New(outcome.Invalid, "not-supported", search.RuleParamUnsupported,
-				"$everything takes _count, _offset, _since and _type").At(search.ShownName("Patient", key))
+				"$everything takes start, end, _since, _type, _count and _offset").At(search.ShownName("Patient", key))
 		}
+	}
+	if cp := q.Compartment; !cp.Start.IsZero() && !cp.End.IsZero() && cp.End.Before(cp.Start) {
+		return nil, bad("end", "end is before start: the period of care is empty")
 	}
 	if q.Types == nil {
 		for _, t := range search.PatientCompartmentTypes() {

@@ -17,7 +17,7 @@ import (
 // empty body is no parameters. Each parameter takes the value type of the
 // gateway's OperationDefinition (EverythingURL): _count and _offset an
 // integer, _since an instant, _type a code or string (repeated, or a comma
-// list). A body that is not a Parameters resource, or a parameter without
+// list), start and end a date. A body that is not a Parameters resource, or a parameter without
 // such a value, is Invalid operation-parameters-invalid naming it; a name
 // $everything does not take is then Everything's to refuse, as in a URL.
 func (e *Engine) EverythingParameters(query url.Values, body []byte) (url.Values, error) {
@@ -34,7 +34,7 @@ func (e *Engine) EverythingParameters(query url.Values, body []byte) (url.Values
 			return nil, verr // a Parameters R4 refuses: its own issues, naming the element
 		}
 		return nil, outcome.New(outcome.Invalid, "structure", "operation-parameters-invalid",
-			"the body of POST $everything must be a Parameters resource (or empty), with _count, _offset, _since or _type")
+			"the body of POST $everything must be a Parameters resource (or empty), with start, end, _since, _type, _count or _offset")
 	}
 	params, _ := doc["parameter"].([]any)
 	var types []string
@@ -76,6 +76,8 @@ var everythingValues = map[string][]string{
 	"_offset": {"Integer", "PositiveInt", "UnsignedInt"},
 	"_since":  {"Instant", "DateTime"},
 	"_type":   {"Code", "String"},
+	"start":   {"Date", "DateTime"},
+	"end":     {"Date", "DateTime"},
 }
 
 // expectedValues says which value[x] a parameter of $everything takes.
@@ -85,6 +87,8 @@ func expectedValues(name string) string {
 		return "a valueInteger"
 	case "_since":
 		return "a valueInstant"
+	case "start", "end":
+		return "a valueDate"
 	default:
 		return "a valueCode (a resource type; the parameter repeated for several)"
 	}

@@ -1,6 +1,9 @@
 package search
 
-import "slices"
+import (
+	"slices"
+	"time"
+)
 
 // PatientCompartment returns the reference parameter of resource type rt
 // through which a resource is in a patient's compartment, and whether rt
@@ -63,6 +66,37 @@ func PatientCompartmentTypes() []string {
 // parameter.
 type Compartment struct {
 	PatientID string
+	// Start and End, when not zero, narrow it to a period of care
+	// ($everything's start and end): a resource of a type with a
+	// CareDate parameter is kept when a value of that parameter overlaps
+	// [Start, End], or when it has none (nothing says it lies outside);
+	// the resources of other types are kept whatever their dates.
+	Start, End time.Time
+}
+
+// CareDate returns the date parameter that holds when the care a resource
+// of type rt records took place (R4's clinical-date where the gateway
+// indexes it, the period of an administration, when an issue was
+// identified or a Provenance recorded), or "" for the types of the patient
+// compartment the gateway indexes no such date of. $everything's start
+// and end compare it.
+func CareDate(rt string) string {
+	return careDates[rt]
+}
+
+// careDates are the CareDate parameters, by type. Every date parameter the
+// gateway indexes on a type of the patient compartment is here, or on
+// Patient (birthdate: not a date of care); TestCareDates checks it.
+var careDates = map[string]string{
+	"AdverseEvent":             "date",
+	"AuditEvent":               "date",
+	"DetectedIssue":            "identified",
+	"Encounter":                "date",
+	"Flag":                     "date",
+	"MedicationAdministration": "effective-time",
+	"Observation":              "date",
+	"Procedure":                "date",
+	"Provenance":               "recorded",
 }
 
 // PatientsParam returns the reference parameter of resource type rt that

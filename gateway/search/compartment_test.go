@@ -25,3 +25,28 @@ func TestPatientCompartment(t *testing.T) {
 		t.Errorf("PatientCompartmentTypes() has %d types, want the 67 of R4's definition", n)
 	}
 }
+
+// TestCareDates: every date parameter the gateway indexes on a type of the
+// patient compartment is that type's CareDate (or Patient's birthdate), so
+// that a new one is a decision for $everything's start and end, not
+// silently left out; and each CareDate is a date parameter of its type.
+func TestCareDates(t *testing.T) {
+	for _, rt := range PatientCompartmentTypes() {
+		for _, p := range Params(rt) {
+			if p.Type != TypeDate || p.Name == "_lastUpdated" || rt == "Patient" && p.Name == "birthdate" {
+				continue
+			}
+			if got := CareDate(rt); got != p.Name {
+				t.Errorf("%s: date parameter %s, CareDate %q: say in careDates which one dates its care", rt, p.Name, got)
+			}
+		}
+	}
+	for rt, name := range careDates {
+		if p, ok := Lookup(rt, name); !ok || p.Type != TypeDate {
+			t.Errorf("careDates: %s %s is not a date parameter of the type", rt, name)
+		}
+		if _, ok := PatientCompartment(rt); !ok {
+			t.Errorf("careDates: %s is not a type of the patient compartment", rt)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
@@ -237,5 +238,55 @@ func testSearchCompartment(t *testing.T, s store.Store) {
 	q.Total = true
 	if pg = doSearch(t, s, q); pg.Total != 1 || len(pg.Matches) != 1 {
 		t.Errorf("compartment of p1 among Encounter: total %d, %d matches; want 1", pg.Total, len(pg.Matches))
+	}
+}
+
+// testSearchCarePeriod: a compartment search narrowed to a period of care
+// ($everything's start and end): a resource of a type with a care date
+// (search.CareDate) is kept when that date overlaps the period or when it
+// has none; the other types always; dates of another parameter do not
+// count.
+func testSearchCarePeriod(t *testing.T, s store.Store) {
+	patients(t, s)
+	p1 := ref("subject", "Patient", "p1")
+	load(t, s,
+		doc{"Observation", "o-may", []search.Entry{p1, date("date", day(2026, 5, 10))}},
+		doc{"Observation", "o-july", []search.Entry{p1, date("date", day(2026, 7, 1))}},
+		doc{"Observation", "o-undated", []search.Entry{p1}},
+		// Its care date in July; another date parameter's in May.
+		doc{"Procedure", "pr-july", []search.Entry{p1, date("date", day(2026, 7, 2)), date("other", day(2026, 5, 2))}},
+		// An infusion across midnight, from the last day of June.
+		doc{"MedicationAdministration", "ma-cross", []search.Entry{p1, date("effective-time",
+			period(instant(time.Date(2026, 6, 30, 23, 30, 0, 0, time.UTC)), instant(time.Date(2026, 7, 1, 0, 45, 0, 0, time.UTC))))}},
+		// A type without a care date: whatever its dates.
+		doc{"Immunization", "i-2010", []search.Entry{ref("patient", "Patient", "p1"), date("date", day(2010, 1, 1))}},
+	)
+	in := func(start, end time.Time, types ...string) []string {
+		t.Helper()
+		q := &search.Query{Types: types, Count: 50, Total: true,
+			Compartment: &search.Compartment{PatientID: "p1", Start: start, End: end}}
+		pg := doSearch(t, s, q)
+		if pg.Total != len(pg.Matches) {
+			t.Errorf("total %d, %d matches", pg.Total, len(pg.Matches))
+		}
+		return sorted(ids(pg.Matches))
+	}
+	july, endJuly := day(2026, 7, 1)[0], day(2026, 7, 31)[1]
+	for _, c := range []struct {
+		name       string
+		start, end time.Time
+		types      []string
+		want       string
+	}{
+		{"July", july, endJuly, nil, "i-2010,ma-cross,o-july,o-undated,p1,pr-july"},
+		{"from July on", july, time.Time{}, nil, "i-2010,ma-cross,o-july,o-undated,p1,pr-july"},
+		{"up to May", time.Time{}, day(2026, 5, 31)[1], nil, "i-2010,o-may,o-undated,p1"},
+		{"the last minute of June", time.Date(2026, 6, 30, 23, 59, 0, 0, time.UTC), day(2026, 6, 30)[1], nil, "i-2010,ma-cross,o-undated,p1"},
+		{"July's Observations", july, endJuly, []string{"Observation"}, "o-july,o-undated"},
+		{"2025", day(2025, 1, 1)[0], day(2025, 12, 31)[1], []string{"Observation", "Procedure", "MedicationAdministration"}, "o-undated"},
+	} {
+		if got := strings.Join(in(c.start, c.end, c.types...), ","); got != c.want {
+			t.Errorf("%s: compartment of p1 = %s, want %s", c.name, got, c.want)
+		}
 	}
 }

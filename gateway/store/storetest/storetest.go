@@ -65,6 +65,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"TenantChain", testTenantChain},
 		{"TenantSharedChain", testTenantSharedChain},
 		{"SearchCompartment", testSearchCompartment},
+		{"SearchCarePeriod", testSearchCarePeriod},
 		{"SearchPatientRows", testSearchPatientRows},
 		{"BadQueries", testBadQueries},
 		{"NormalizedOnPut", testNormalizedOnPut},

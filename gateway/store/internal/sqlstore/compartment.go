@@ -55,4 +55,47 @@ func (b *Builder) compartmentCond(cp *search.Compartment, types []string) {
 		b.add(")")
 	}
 	b.add(")))")
+	if !cp.Start.IsZero() || !cp.End.IsZero() {
+		b.careCond(cp, types)
+	}
+}
+
+// careCond narrows a compartment search to a period of care (see
+// search.Compartment): a resource of a type with a search.CareDate
+// parameter is kept when one of its values overlaps [Start, End] or it
+// has none; the other types are kept. Each subquery reads the resource's
+// own rows (idx_date by type and id).
+func (b *Builder) careCond(cp *search.Compartment, types []string) {
+	lo, hi := int64(minMS), int64(maxMS)
+	if !cp.Start.IsZero() {
+		lo = storedMS(cp.Start)
+	}
+	if !cp.End.IsZero() {
+		hi = storedMS(cp.End)
+	}
+	var undated []string
+	b.add(" AND (")
+	n := 0
+	for _, t := range types {
+		p := search.CareDate(t)
+		if p == "" {
+			undated = append(undated, t)
+			continue
+		}
+		if n > 0 {
+			b.add(" OR ")
+		}
+		n++
+		b.add("(c.type = ? AND (EXISTS (SELECT 1 FROM idx_date x WHERE x.type = c.type AND x.id = c.id AND x.param = ? AND x.high >= ? AND x.low <= ?)"+
+			" OR NOT EXISTS (SELECT 1 FROM idx_date x WHERE x.type = c.type AND x.id = c.id AND x.param = ?)))", t, p, lo, hi, p)
+	}
+	if len(undated) > 0 {
+		if n > 0 {
+			b.add(" OR ")
+		}
+		b.in("c.type", undated)
+	} else if n == 0 {
+		b.add("1 = 0")
+	}
+	b.add(")")
 }
