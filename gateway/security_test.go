@@ -348,6 +348,64 @@ func TestSearchLimits(t *testing.T) {
 	}
 }
 
+// TestMetadataSearchLimits: the CapabilityStatement states the search
+// limits the server applies (the configured ones), so that a client knows
+// them before it meets search-limit-exceeded: _count's largest page, the
+// parameters, occurrences and values of a search, the includes, and the
+// :text/:contains values in all (search.MaxScanValues), and what it states
+// is what a search meets.
+func TestMetadataSearchLimits(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		limits search.Limits
+		want   []string
+	}{
+		{"defaults", search.Limits{}, []string{
+			fmt.Sprintf("_count at most %d", search.MaxCount),
+			fmt.Sprintf("at most %d parameters", search.DefaultMaxParams),
+			fmt.Sprintf("%d occurrences of one parameter", search.DefaultMaxRepeats),
+			fmt.Sprintf("%d comma-separated values", search.DefaultMaxValues),
+			fmt.Sprintf("%d _include and _revinclude", search.DefaultMaxIncludes),
+			fmt.Sprintf("%d included resources", search.DefaultMaxIncluded),
+			fmt.Sprintf("at most %d :text and :contains values", search.MaxScanValues),
+		}},
+		{"configured", search.Limits{Params: 12, Repeats: 2, Values: 7, Includes: 3, Included: 40}, []string{
+			"at most 12 parameters", "2 occurrences of one parameter", "7 comma-separated values",
+			"3 _include and _revinclude", "40 included resources",
+			fmt.Sprintf("at most %d :text and :contains values", search.MaxScanValues),
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h, _ := sqliteServer(t, app.Config{SearchLimits: tc.limits})
+			var cs struct {
+				Rest []struct{ Documentation string }
+			}
+			if err := json.Unmarshal(req(h, "GET", "/fhir/metadata", "").Body.Bytes(), &cs); err != nil || len(cs.Rest) != 1 {
+				t.Fatalf("metadata: %v, %d rest", err, len(cs.Rest))
+			}
+			var missing []string
+			for _, w := range tc.want {
+				if !strings.Contains(cs.Rest[0].Documentation, w) {
+					missing = append(missing, w)
+				}
+			}
+			if len(missing) > 0 {
+				t.Errorf("rest.documentation does not say %q: %s", missing, cs.Rest[0].Documentation)
+			}
+		})
+	}
+	// The :text/:contains bound stated is the one a search meets (across
+	// parameters and occurrences).
+	h, _ := sqliteServer(t, app.Config{})
+	values := func(n int) string { return strings.TrimSuffix(strings.Repeat("x,", n), ",") }
+	half := search.MaxScanValues / 2
+	if rec := req(h, "GET", "/fhir/Observation?code:text="+values(half)+"&category:text="+values(search.MaxScanValues-half), ""); rec.Code != http.StatusOK {
+		t.Errorf("%d :text values = %d %s, want 200", search.MaxScanValues, rec.Code, rec.Body)
+	}
+	assertOutcome(t, req(h, "GET", "/fhir/Observation?code:text="+values(half)+"&category:text="+values(search.MaxScanValues-half+1), ""),
+		http.StatusBadRequest, "search-limit-exceeded", "")
+}
+
 // searchLimits allows n repetitions of a parameter.
 func searchLimits(n int) search.Limits { return search.Limits{Repeats: n} }
 

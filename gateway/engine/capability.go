@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"fmt"
 	"net/url"
 	"strings"
 
@@ -217,7 +218,8 @@ func (e *Engine) CapabilityStatement(base string, sec Security) map[string]any {
 				"parameters support _id, _lastUpdated and patient: R4's where R4 defines one for the type (its definition is cited), " +
 				"else the gateway's own, any reference to a Patient. The patient compartment uses R4's patient parameter of each type " +
 				"(AdverseEvent's subject, Group's member, Schedule's actor, SupplyRequest's subject where R4 has none), not the " +
-				"parameters that name the patient as a participant (asserter, recorder, performer, author).",
+				"parameters that name the patient as a participant (asserter, recorder, performer, author). " +
+				searchLimitsDoc(e.limits),
 			"resource":    resources,
 			"interaction": systemInteractions(),
 			// GET /fhir/Patient/{id}/{type}: the patient compartment.
@@ -233,6 +235,21 @@ func (e *Engine) CapabilityStatement(base string, sec Security) map[string]any {
 			"security": capabilitySecurity(sec),
 		}},
 	}
+}
+
+// searchLimitsDoc states the search limits l (the engine's, defaults
+// filled in) and those of the search package, so that a client knows them
+// before a search meets them (R4's CapabilityStatement has no element for
+// them).
+func searchLimitsDoc(l search.Limits) string {
+	return fmt.Sprintf("Search limits: _count at most %d (a larger _count is taken as %d); at most %d parameters in a "+
+		"search (every occurrence counted), %d occurrences of one parameter, %d comma-separated values in one occurrence, "+
+		"%d _include and _revinclude, %d included resources in a page, and at most %d :text and :contains values in all "+
+		"(every occurrence and comma-separated value counted: each reads every entry of its parameter rather than an index); "+
+		"beyond them a search is 400 search-limit-exceeded (before the database is asked; the included resources as they "+
+		"are found). _include:iterate and _revinclude:iterate stop after %d further rounds (an outcome entry says so).",
+		search.MaxCount, search.MaxCount, l.Params, l.Repeats, l.Values, l.Includes, l.Included, search.MaxScanValues,
+		l.IncludeRounds)
 }
 
 // The FHIR Bulk Data Access IG (v2) canonical URLs of the export the

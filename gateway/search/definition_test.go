@@ -1,6 +1,7 @@
 package search_test
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
@@ -39,11 +40,20 @@ func TestParamDefinitions(t *testing.T) {
 			t.Errorf("Lookup(%s, %s).Definition = %q, %v; want %q", tc.typ, tc.name, p.Definition, ok, tc.want)
 		}
 	}
-	// No parameter is left without one but the approximated patient.
+	// No parameter is left without one but the approximated patient; one
+	// R4 defines cites R4's SearchParameter, one it does not the
+	// gateway's own, never HL7's.
 	for _, typ := range search.Types() {
 		for _, p := range search.Params(typ) {
 			if p.Definition == "" && !(p.Name == "patient" && len(p.Paths) == 0) {
 				t.Errorf("%s %s has no definition", typ, p.Name)
+			}
+			r4 := search.R4Definition(typ, p.Name)
+			switch {
+			case strings.HasPrefix(p.Definition, hl7) && p.Definition != r4:
+				t.Errorf("%s %s cites %s, but R4's is %q", typ, p.Name, p.Definition, r4)
+			case strings.HasPrefix(p.Definition, kg) && r4 != "":
+				t.Errorf("%s %s cites the gateway's %s, but R4 defines it: %s", typ, p.Name, p.Definition, r4)
 			}
 		}
 	}

@@ -233,6 +233,14 @@ func TestParseErrors(t *testing.T) {
 		{"Patient", "_has:Observation:patient:date=" + secret, RuleValueInvalid, "_has:Observation:patient:date"},
 		{"Patient", "foo=" + secret, RuleParamUnknown, ""},
 		{"Patient", "_tag=" + secret, RuleParamUnsupported, "_tag"},
+		// A parameter R4 defines for the type that the gateway does not
+		// support is named; one only a later version defines (R5's
+		// DetectedIssue status, ServiceRequest order-detail) is unknown
+		// in R4, so not.
+		{"Condition", "clinical-status=active", RuleParamUnsupported, "clinical-status"},
+		{"DetectedIssue", "status=final", RuleParamUnknown, ""},
+		{"ServiceRequest", "order-detail=x", RuleParamUnknown, ""},
+		{"DeviceDefinition", "classification=x", RuleParamUnknown, ""},
 		{"Patient", "_elements=name.family", RuleValueInvalid, "_elements"},
 		{"Patient", "_elements=Observation.status", RuleValueInvalid, "_elements"},
 		{"Patient", "_elements=name&_summary=true", RuleValueInvalid, "_summary"},
