@@ -92,7 +92,8 @@ func r4SearchParameters(t *testing.T) ([]byte, []r4SearchParameter) {
 // r4ParamsHeader is the header of r4params.txt, of the source's number of
 // SearchParameters and sha256.
 const r4ParamsHeader = `# The search parameters HL7 FHIR R4 (4.0.1) defines, from HL7's search-parameters.json of R4 (published at
-# hl7.org/fhir/R4/search-parameters.json; HL7's definitions are CC0). The copy read: Bundle "searchParams",
+# hl7.org/fhir/R4/search-parameters.json; HL7's definitions are CC0). The copy read (as vendored at
+# github.com/medizininformatik-initiative/torch, search-parameters.json, commit cd2b1ff): Bundle "searchParams",
 # meta.lastUpdated 2019-11-01T09:29:23.356+11:00, %d SearchParameters all of version 4.0.1, sha256
 # %s.
 # One line per base: base type, code, SearchParameter id (http://hl7.org/fhir/SearchParameter/<id>).
