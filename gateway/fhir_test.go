@@ -1706,11 +1706,33 @@ func TestPagingCursor(t *testing.T) {
 	if want := "B A E D C"; strings.Join(got, " ") != want {
 		t.Errorf("newest first, F created after page 1: pages gave %v, want %s", got, want)
 	}
+	// In the order of a date parameter too: birth dates newest first, a
+	// Patient born later than the cursor's created between the pages
+	// sorts before it and does not push the next page down.
+	for i := range ids {
+		body := fmt.Sprintf(`{"resourceType":"Patient","id":"%s","birthDate":"199%d-01-01","name":[{"family":"Cursor","given":["%c"]}]}`, ids[i], i, 'A'+i)
+		if rec := req(h, "PUT", "/fhir/Patient/"+ids[i], body); rec.Code != 200 {
+			t.Fatalf("update = %d %s", rec.Code, rec.Body)
+		}
+	}
+	got = walk("/fhir/Patient?family=cursor&_count=2&_sort=-birthdate", func() {
+		if rec := req(h, "POST", "/fhir/Patient", `{"resourceType":"Patient","birthDate":"2001-01-01","name":[{"family":"Cursor","given":["G"]}]}`); rec.Code != 201 {
+			t.Fatal(rec.Body)
+		}
+	})
+	if want := "E D C B A F"; strings.Join(got, " ") != want {
+		t.Errorf("by birth date newest first, G born later created after page 1: pages gave %v, want %s", got, want)
+	}
+	if rec := req(h, "GET", "/fhir/Patient?_cursor=631152000000~1.Patient.x&_sort=birthdate", ""); rec.Code != 200 {
+		t.Errorf("a date order's cursor = %d %s", rec.Code, rec.Body)
+	}
 	for _, target := range []string{
 		"/fhir/Patient?_cursor=yesterday",
 		"/fhir/Patient?_cursor=1.Nope.x",
 		"/fhir/Patient?_cursor=1.Patient.a%20b",
 		"/fhir/Patient?_cursor=1.Patient.x&_sort=birthdate",
+		"/fhir/Patient?_cursor=5~1.Patient.x",
+		"/fhir/Patient?_cursor=x~1.Patient.x&_sort=birthdate",
 	} {
 		assertOutcome(t, req(h, "GET", target, ""), 400, "search-value-invalid", "")
 	}

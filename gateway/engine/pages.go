@@ -45,6 +45,8 @@ func (e *Engine) Searchset(base, typ, path string, params url.Values, res *Searc
 			// updated meanwhile moves to the end of the order, and the
 			// matches the total counted may no longer end at an offset.
 			b.Link = append(b.Link, fhirwire.Link{Relation: "next", URL: pageURL(base, path, self, q.Offset+q.Count, q.Count, res.Next)})
+		case res.Paged:
+			// The last page: the store found no match after it.
 		case len(page.Matches) == q.Count && (page.Total < 0 || q.Offset+q.Count < page.Total) ||
 			res.Withheld > 0 && q.Offset+q.Count < page.Total:
 			b.Link = append(b.Link, fhirwire.Link{Relation: "next", URL: pageURL(base, path, self, q.Offset+q.Count, q.Count, nil)})

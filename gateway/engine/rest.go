@@ -370,10 +370,14 @@ type SearchResult struct {
 	// rounds of _include:iterate stopped at their bound.
 	Warnings []outcome.Issue
 	// Next is where the next page starts (its link's _cursor): the last
-	// match of the page, shown or withheld, when more follow it in a
-	// Keyset order (store.Page.More); nil otherwise (in another order
-	// the next page is at an offset).
+	// match of the page, shown or withheld, when more follow it
+	// (store.Page.Next); nil otherwise.
 	Next *search.Cursor
+	// Paged says that the store looked one match past the page (an
+	// ordered search): no Next means no next page, whatever the total
+	// (counted at another moment) says. Without it (the offset pages of
+	// $everything), a full page below the total has a next one.
+	Paged bool
 	// Bound is the _lastUpdated value (lt<instant>) the engine added to
 	// a search of AuditEvents to make its pages a snapshot (auditSnapshot),
 	// "" when it added none (another type, or the parameters held a
@@ -445,10 +449,8 @@ func (e *Engine) search(ctx context.Context, sc *auditlog.Scope, in reads, typ s
 	if err != nil {
 		return nil, err
 	}
-	if q := out.Query; q.Keyset() && out.Page.More && len(out.Page.Matches) > 0 {
-		last := out.Page.Matches[len(out.Page.Matches)-1]
-		out.Next = &search.Cursor{LastUpdated: last.LastUpdated.UnixMilli(), Type: last.Type, ID: last.ID}
-	}
+	out.Next = out.Page.Next
+	out.Paged = !out.Query.Unordered || len(out.Query.Sort) > 0
 	var wm int
 	out.Page.Matches, wm = e.Disclose(sc, out.Page.Matches)
 	out.Withheld += wm

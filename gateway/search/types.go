@@ -226,7 +226,8 @@ type Query struct {
 	// starts the page after this position of the order instead of at
 	// Offset (which then only numbers the page): a resource updated, and
 	// so moved to the end of the default order, while a client pages
-	// cannot make it skip the one after it. Only for a Keyset order.
+	// cannot make it skip the one after it, nor one written before the
+	// position push the next page down. Its Keys are SortValues long.
 	After *Cursor
 	// Unordered says that the caller takes the matches in any order (a
 	// conditional interaction tells none, one and several apart): without
@@ -274,44 +275,68 @@ type Query struct {
 	Shared []string
 }
 
-// Keyset reports whether q's order is one a Cursor positions in: it sorts
-// by _lastUpdated and _id alone (or by nothing: last updated, then id).
-func (q *Query) Keyset() bool {
+// SortValues is the number of q's sort keys whose value a Cursor carries:
+// those by a date parameter (not _lastUpdated or _id, which it always
+// carries).
+func (q *Query) SortValues() int {
+	n := 0
 	for _, k := range q.Sort {
 		if k.Param != "_lastUpdated" && k.Param != "_id" {
-			return false
+			n++
 		}
 	}
-	return true
+	return n
 }
 
-// Cursor is a position in a Keyset order: the last match of a page, by
-// its last update (Unix milliseconds), type and id. Its text form,
-// "<milliseconds>.<type>.<id>", is the _cursor parameter's value.
+// Cursor is a position in a search's order: the last match of a page, by
+// the values of the order's date sort keys (Keys, one for each of
+// Query.SortValues, in the order of Query.Sort: a resource's earliest
+// value's start ascending, its latest value's end descending, in Unix
+// milliseconds; math.MaxInt64 ascending and math.MinInt64 descending for
+// a resource without one, which sorts last), its last update (Unix
+// milliseconds), type and id. Its text form, "<milliseconds>.<type>.<id>"
+// after "<key>~" for each date key, is the _cursor parameter's value.
 type Cursor struct {
+	Keys        []int64
 	LastUpdated int64
 	Type, ID    string
 }
 
 // String is c's _cursor value.
 func (c Cursor) String() string {
-	return strconv.FormatInt(c.LastUpdated, 10) + "." + c.Type + "." + c.ID
+	var b strings.Builder
+	for _, k := range c.Keys {
+		b.WriteString(strconv.FormatInt(k, 10))
+		b.WriteByte('~')
+	}
+	b.WriteString(strconv.FormatInt(c.LastUpdated, 10))
+	return b.String() + "." + c.Type + "." + c.ID
 }
 
 // ParseCursor parses a _cursor value.
 func ParseCursor(s string) (Cursor, error) {
-	lu, rest, ok := strings.Cut(s, ".")
+	head, rest, ok := strings.Cut(s, ".")
 	typ, id, ok2 := strings.Cut(rest, ".")
+	values := strings.Split(head, "~")
+	lu := values[len(values)-1]
 	n, err := strconv.ParseInt(lu, 10, 64)
 	switch {
 	case !ok || !ok2 || err != nil || n < 0:
-		return Cursor{}, errors.New("not <milliseconds>.<type>.<id>")
+		return Cursor{}, errors.New("not [<key>~...]<milliseconds>.<type>.<id>")
 	case !isResourceType(typ):
 		return Cursor{}, errors.New("not a resource type")
 	case !validID(id):
 		return Cursor{}, errors.New("not a resource id")
 	}
-	return Cursor{LastUpdated: n, Type: typ, ID: id}, nil
+	c := Cursor{LastUpdated: n, Type: typ, ID: id}
+	for _, v := range values[:len(values)-1] {
+		k, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return Cursor{}, errors.New("not a sort key's value")
+		}
+		c.Keys = append(c.Keys, k)
+	}
+	return c, nil
 }
 
 // AllTenants as Query.Tenant (or a store's history query tenant) searches

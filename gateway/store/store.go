@@ -91,10 +91,12 @@ type Page struct {
 	Included []*Resource
 	// Total is the number of matches, or -1 when not counted.
 	Total int
-	// More says that matches follow this page's in the order of a
-	// search.Query.Keyset order (the store looked one match further);
-	// false for another order.
+	// More says that matches follow this page's in the query's order (the
+	// store looked one match further; false for an unordered query), and
+	// Next is then the position of the page's last match, where the next
+	// page starts (search.Query.After).
 	More bool
+	Next *search.Cursor
 }
 
 // HistoryQuery selects versions for _history.

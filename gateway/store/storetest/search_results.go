@@ -149,6 +149,59 @@ func testPaging(t *testing.T, s store.Store) {
 			t.Errorf("cursor pages (descending %v): got %v, want %v", desc, got, want)
 		}
 	}
+	// Paging by cursor in the order of a date parameter: ties on the date
+	// (by last update and id), resources without one last, and the
+	// cursor (Page.Next) carrying the date so that a match written
+	// before its position does not push the next page down.
+	for i := range 7 {
+		var entries []search.Entry
+		if i < 6 {
+			entries = []search.Entry{date("date", day(2026, 3, 1+i/2))} // two a day
+		}
+		put(t, s, &store.Resource{Type: "Procedure", ID: fmt.Sprintf("pr%d", i), Version: 1,
+			LastUpdated: base.Add(time.Duration(i) * time.Minute), Body: []byte(`{}`)}, entries...)
+	}
+	for _, desc := range []bool{false, true} {
+		var got []string
+		var after *search.Cursor
+		for n := 0; n < 10; n++ {
+			qq := query("Procedure")
+			qq.Sort = []search.SortKey{{Param: "date", Descending: desc}}
+			qq.Count, qq.After = 3, after
+			pg := doSearch(t, s, qq)
+			got = append(got, ids(pg.Matches)...)
+			if n == 0 {
+				// Written between the pages, sorting before the cursor.
+				id, when := "pr-late-a", day(2026, 3, 1)
+				if desc {
+					id, when = "pr-late-d", day(2026, 3, 9)
+				}
+				put(t, s, &store.Resource{Type: "Procedure", ID: id, Version: 1,
+					LastUpdated: base.Add(time.Hour), Body: []byte(`{}`)}, date("date", when))
+			}
+			if !pg.More {
+				if pg.Next != nil {
+					t.Errorf("date cursor pages: the last page has a Next %v", pg.Next)
+				}
+				break
+			}
+			if pg.Next == nil || len(pg.Next.Keys) != 1 {
+				t.Fatalf("date cursor pages: Next = %+v, want the date's value in it", pg.Next)
+			}
+			after = pg.Next
+		}
+		// Ascending, pr-late-a (1 March, written after page 1) sorts
+		// before the cursor; descending, pr-late-d (9 March) does, and
+		// pr-late-a comes after 1 March's others.
+		want := "pr0,pr1,pr2,pr3,pr4,pr5,pr6"
+		if desc {
+			want = "pr4,pr5,pr2,pr3,pr0,pr1,pr-late-a,pr6"
+		}
+		if strings.Join(got, ",") != want {
+			t.Errorf("date cursor pages (descending %v): got %v, want %s", desc, got, want)
+		}
+	}
+
 	if pg := doSearch(t, s, q(25, 0, true)); pg.More || len(pg.Matches) != 25 {
 		t.Errorf("the whole result on one page: %d matches, More %v, want 25 and no more", len(pg.Matches), pg.More)
 	}

@@ -132,6 +132,11 @@ func (s *Store) search(ctx context.Context, c Conn, q *search.Query, withInclude
 			return nil, err
 		}
 	}
+	if pg.More && len(pg.Matches) > 0 {
+		if pg.Next, err = s.cursorAt(ctx, c, q, pg.Matches[len(pg.Matches)-1]); err != nil {
+			return nil, err
+		}
+	}
 	if withIncludes && (len(q.Includes) > 0 || len(q.RevIncludes) > 0) {
 		var err error
 		if pg.Included, err = s.includes(ctx, c, q, keys); err != nil {
@@ -233,16 +238,14 @@ func SearchStatements(d *Dialect, q *search.Query, now time.Time) (page, count S
 		sel = PlanOnce + sel
 	} else {
 		parts, oargs, cols := order(q)
-		if q.After != nil && cols != nil {
+		if q.After != nil && len(q.After.Keys) == q.SortValues() {
 			// The page starts after the cursor, not at the offset (which
 			// only numbered it): see search.Query.After.
 			cond, cargs := after(cols, q.After)
 			b.Add(" AND "+cond, cargs...)
 			offset = 0
 		}
-		if cols != nil {
-			n++ // one more: is there a next page? (search trims it: Page.More)
-		}
+		n++ // one more: is there a next page? (search trims it: Page.More)
 		b.Add(" ORDER BY "+strings.Join(parts, ", "), oargs...)
 		b.Add(" LIMIT ? OFFSET ?", n, offset)
 	}
@@ -268,7 +271,7 @@ func unordered(q *search.Query) bool { return q.Unordered && len(q.Sort) == 0 }
 // more than that, to tell whether a next page follows (a Keyset order:
 // see SearchStatements), and 0 when it does not.
 func peeked(q *search.Query) int {
-	if unordered(q) || !q.Keyset() {
+	if unordered(q) {
 		return 0
 	}
 	n, _ := pageBounds(q.Count, q.Offset)
