@@ -17,9 +17,10 @@ import (
 // delivery.
 //
 // Transaction and Batch come from the rest (mode server) interaction
-// codes, Resources from its resource entries. No size hint is read: R4 defines none in the CapabilityStatement,
-// so the entry limit is Destination.MaxEntries, and a 413 Payload Too Large
-// lowers the mode for that attempt (transaction -> batch -> single).
+// codes, Resources from its resource entries. No size hint is read: R4
+// defines none in the CapabilityStatement, so the entry limit is
+// Destination.MaxEntries, and a 413 Payload Too Large lowers the mode for
+// that attempt (transaction -> batch -> single).
 type Capabilities struct {
 	// FHIRVersion is the statement's fhirVersion (e.g. 4.0.1).
 	FHIRVersion string
