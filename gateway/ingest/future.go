@@ -34,8 +34,9 @@ const RuleTimeFuture = "record.time-future"
 // after now: one issue per time, at its pointer, saying by how much and
 // the likely cause, never the value. A clinical time is checked with or
 // without a source.lastUpdated (with one, time.after-last-updated
-// compares the two, but lets a time be later by
-// mapping.LastUpdatedSkew).
+// compares the two, but lets a time be later by mapping.LastUpdatedSkew),
+// but not in a withdrawal: the times of what it withdraws (perhaps stored
+// before this check, and wrong) do not matter.
 func checkNotFuture(rec mapping.Record, now time.Time) error {
 	var issues []outcome.Issue
 	if at, ok := instant(rec.Env().Source.LastUpdated); ok && at.Sub(now) > LastUpdatedAhead {
@@ -48,7 +49,11 @@ func checkNotFuture(rec mapping.Record, now time.Time) error {
 				"Auckland in summer is 09:30:00+13:00, not 09:30:00Z) or converted to UTC, and check the sending "+
 				"system's clock", aheadText(at, now), roughly(LastUpdatedAhead))})
 	}
+	withdrawn := rec.Env().Source.Status == "entered-in-error"
 	for _, c := range mapping.ClinicalTimes(rec) {
+		if withdrawn {
+			break
+		}
 		at, ok := instant(c.At)
 		if !ok || at.Sub(now) <= LastUpdatedAhead {
 			continue

@@ -72,7 +72,8 @@ func TestLastUpdatedFuture(t *testing.T) {
 // or without a source.lastUpdated, stored or in a dry run: one issue per
 // time at its pointer, saying how far ahead and the likely cause, never
 // the value. A session not done's scheduled time may lie ahead (cancelled
-// in advance).
+// in advance), and a withdrawal is not refused for the times of what it
+// withdraws (one stored before this check, whose time was wrong).
 func TestClinicalTimeFuture(t *testing.T) {
 	now := time.Date(2026, 12, 6, 1, 35, 0, 0, time.UTC)
 	g := newGateway(t, app.Config{Now: func() time.Time { return now }})
@@ -100,6 +101,9 @@ func TestClinicalTimeFuture(t *testing.T) {
 			session, []string{"/infusion/infusionStart", "/infusion/infusionEnd", "/vitals/1/measuredAt"}, "13 hours"},
 		{"5 minutes ahead: clocks differ", mapping.KindVitals,
 			rec("V-CF-3", "1", "P-1", "", `"timepoint": "pre-dose", "measuredAt": "2026-12-06T01:40:00Z", "heartRate": 72`), nil, ""},
+		{"a withdrawal of a record sent with a time ahead", mapping.KindVitals,
+			strings.Replace(rec("V-CF-4", "2", "P-1", "", `"timepoint": "pre-dose", "measuredAt": "`+later+`", "heartRate": 72`),
+				`"version": "`, `"status": "entered-in-error", "version": "`, 1), nil, ""},
 		{"a session not done scheduled ahead", mapping.KindInfusion,
 			rec("I-CF-1", "1", "P-1", "", `"drug": "ketamine-iv", "status": "not-done", "statusReason": {"code": "patient-no-show"}, `+
 				`"scheduledAt": "`+later+`"`), nil, ""},
