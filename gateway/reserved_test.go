@@ -166,3 +166,67 @@ func TestReservedIdentifiers(t *testing.T) {
 		}
 	}
 }
+
+// TestValidateReservedIdentifiers: $validate reports what the write it
+// stands for would refuse, identifier-reserved included (a create, or an
+// update adding an identifier in a system the gateway mints, was valid
+// by $validate and then 403 at the write): an error issue naming the
+// identifier, in mode create and update; an update keeping an identifier
+// the stored version carries, and a client that may send native records,
+// are valid as their writes are.
+func TestValidateReservedIdentifiers(t *testing.T) {
+	h, _, tok := clientsServer(t, reservedClients)
+	const system = "https://ketamine-gateway.org/fhir/sid/serenity-clinic-emr/vitals"
+	obs := func(id string) string {
+		s := `{"resourceType":"Observation","status":"final","code":{"text":"x"},` +
+			`"identifier":[{"system":"http://other.example/ids","value":"x"},{"system":"` + system + `","value":"V-1"}]`
+		if id != "" {
+			s += `,"id":"` + id + `"`
+		}
+		return s + `}`
+	}
+	plain := req(h, "POST", "/fhir/Observation", `{"resourceType":"Observation","status":"final","code":{"text":"x"}}`, tok["full"])
+	if plain.Code != http.StatusCreated {
+		t.Fatalf("create = %d %s", plain.Code, plain.Body)
+	}
+	plainID := decode(t, plain)["id"].(string)
+	minted := req(h, "POST", "/fhir/Observation", obs(""), tok["full-ingest"])
+	if minted.Code != http.StatusCreated {
+		t.Fatalf("create by a client with gateway/ingest = %d %s", minted.Code, minted.Body)
+	}
+	mintedID := decode(t, minted)["id"].(string)
+	for _, tc := range []struct {
+		name, client, target, body string
+		expr                       string // "" valid
+	}{
+		{"create", "full", "/fhir/Observation/$validate", obs(""), "Observation.identifier[1].system"},
+		{"create, mode given", "full", "/fhir/Observation/$validate?mode=create", obs(""), "Observation.identifier[1].system"},
+		{"create at the system level", "full", "/fhir/$validate", obs(""), "Observation.identifier[1].system"},
+		{"update adding one", "full", "/fhir/Observation/" + plainID + "/$validate", obs(plainID), "Observation.identifier[1].system"},
+		{"update adding one, mode given", "full", "/fhir/Observation/$validate?mode=update", obs(plainID), "Observation.identifier[1].system"},
+		{"update keeping one", "full", "/fhir/Observation/" + mintedID + "/$validate", obs(mintedID), ""},
+		{"create by a client with gateway/ingest", "full-ingest", "/fhir/Observation/$validate", obs(""), ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := req(h, "POST", tc.target, tc.body, tok[tc.client])
+			if rec.Code != http.StatusOK {
+				t.Fatalf("POST %s = %d %s, want 200", tc.target, rec.Code, rec.Body)
+			}
+			is := issues(t, decode(t, rec))
+			if tc.expr == "" {
+				if hasIssue(is, "identifier-reserved", "") {
+					t.Errorf("POST %s = %v, want no identifier-reserved", tc.target, is)
+				}
+				return
+			}
+			if !hasIssue(is, "identifier-reserved", tc.expr) {
+				t.Errorf("POST %s = %v, want identifier-reserved at %s", tc.target, is, tc.expr)
+			}
+			for _, i := range is {
+				if i["rule"] == "identifier-reserved" && i["severity"] != "error" {
+					t.Errorf("POST %s: identifier-reserved is %s, want an error", tc.target, i["severity"])
+				}
+			}
+		})
+	}
+}

@@ -36,22 +36,32 @@ func Check(rec Record) error {
 // differ by seconds or minutes, a wrong date or year by much more.
 const LastUpdatedSkew = 10 * time.Minute
 
-// checkLastUpdated refuses a record that describes what happened after it
-// was last changed: a clinical time later than source.lastUpdated (beyond
-// LastUpdatedSkew). One of the two is wrong. A session not done's
-// scheduled time may lie ahead (a session cancelled in advance), so it and
-// the infusionStart that may stand for it are not compared. One issue, at
-// source.lastUpdated, naming the first field found.
-func checkLastUpdated(rec Record, v *violations) {
-	last, ok := parseTime(rec.Env().Source.LastUpdated)
-	if !ok {
-		return
-	}
-	type clinicalTime struct{ at, field string }
-	var times []clinicalTime
+// ClinicalTime is one clinical time of a record: when something it
+// describes happened (an assessment taken, vitals measured, an infusion's
+// start and end, the end of monitoring, an adverse event's onset,
+// detection and recording).
+type ClinicalTime struct {
+	// At is the time as the record writes it (RFC 3339).
+	At string
+	// Pointer is its JSON pointer in the record ("/vitals/0/measuredAt").
+	Pointer string
+}
+
+// Expression is the time's location as a FHIRPath-style path over the
+// native JSON ("vitals[0].measuredAt").
+func (c ClinicalTime) Expression() string { return pointerPath(c.Pointer) }
+
+// ClinicalTimes are rec's clinical times in document order, those of a
+// session's nested records included. A session not done's scheduled time
+// may lie ahead (a session cancelled in advance), so neither it nor the
+// infusionStart that may stand for it is one; nor is an empty time.
+func ClinicalTimes(rec Record) []ClinicalTime {
+	var times []ClinicalTime
 	add := func(prefix string, pairs ...string) {
 		for i := 0; i < len(pairs); i += 2 {
-			times = append(times, clinicalTime{pairs[i], prefix + pairs[i+1]})
+			if pairs[i] != "" {
+				times = append(times, ClinicalTime{At: pairs[i], Pointer: prefix + "/" + pairs[i+1]})
+			}
 		}
 	}
 	infusion := func(in *InfusionBody, prefix string) {
@@ -72,21 +82,35 @@ func checkLastUpdated(rec Record, v *violations) {
 	case *AdverseEvent:
 		ae(&r.AdverseEventBody, "")
 	case *Session:
-		infusion(&r.Infusion, "infusion.")
+		infusion(&r.Infusion, "/infusion")
 		for i := range r.Vitals {
-			add(fmt.Sprintf("vitals[%d].", i), r.Vitals[i].MeasuredAt, "measuredAt")
+			add(fmt.Sprintf("/vitals/%d", i), r.Vitals[i].MeasuredAt, "measuredAt")
 		}
 		for i := range r.Assessments {
-			add(fmt.Sprintf("assessments[%d].", i), r.Assessments[i].TakenAt, "takenAt")
+			add(fmt.Sprintf("/assessments/%d", i), r.Assessments[i].TakenAt, "takenAt")
 		}
 		for i := range r.AdverseEvents {
-			ae(&r.AdverseEvents[i], fmt.Sprintf("adverseEvents[%d].", i))
+			ae(&r.AdverseEvents[i], fmt.Sprintf("/adverseEvents/%d", i))
 		}
 	}
-	for _, c := range times {
-		if t, ok := parseTime(c.at); ok && t.Sub(last) > LastUpdatedSkew {
+	return times
+}
+
+// checkLastUpdated refuses a record that describes what happened after it
+// was last changed: a clinical time later than source.lastUpdated (beyond
+// LastUpdatedSkew). One of the two is wrong. A session not done's
+// scheduled time may lie ahead (a session cancelled in advance), so it and
+// the infusionStart that may stand for it are not compared. One issue, at
+// source.lastUpdated, naming the first field found.
+func checkLastUpdated(rec Record, v *violations) {
+	last, ok := parseTime(rec.Env().Source.LastUpdated)
+	if !ok {
+		return
+	}
+	for _, c := range ClinicalTimes(rec) {
+		if t, ok := parseTime(c.At); ok && t.Sub(last) > LastUpdatedSkew {
 			v.add("time.after-last-updated", "/source/lastUpdated",
-				"source.lastUpdated is before the record's %s: a record cannot describe what happened after it was last changed; correct the one that is wrong", c.field)
+				"source.lastUpdated is before the record's %s: a record cannot describe what happened after it was last changed; correct the one that is wrong", c.Expression())
 			return
 		}
 	}
@@ -182,6 +206,7 @@ func Rules() []Rule {
 		{"time.order", "Times are in order: infusion end after start, monitoring end not before infusion end, the infusion's run time (administeredDurationMin) not longer than from its start to its end, detection and recording not before onset, recording not before detection."},
 		{"time.after-last-updated", "A record's clinical times are not later than its source.lastUpdated (by more than 10 minutes, for clocks that differ): a record cannot describe what happened after it was last changed. A session not done's scheduled time is not compared."},
 		{"source.last-updated-future", "A record's source.lastUpdated is not more than 5 minutes ahead of the gateway's clock (checked by the gateway when it receives the record, also in a dry run): a record is not changed in the future; most often a local time was sent with Z or with another zone's offset."},
+		{"record.time-future", "A record's clinical times (takenAt, measuredAt, infusionStart, infusionEnd, monitoringEnd, onsetAt, detectedAt, recordedAt, also of a session's nested records; not a session not done's scheduled time; a withdrawal is not checked) are not more than 5 minutes ahead of the gateway's clock (checked by the gateway when it receives the record, also in a dry run, with or without source.lastUpdated): a record does not describe what has not happened yet; most often a local time was sent with Z or with another zone's offset."},
 		{"adverse-event.severity-missing", "An adverse event has a severity or a CTCAE grade."},
 		{"adverse-event.severity-grade-mismatch", "Severity agrees with the CTCAE grade (1 mild, 2 moderate, 3-5 severe)."},
 		{"adverse-event.grade-implies-serious", "CTCAE grade 4 and 5 events are serious."},

@@ -58,7 +58,9 @@ func OperationDefinitions() []OperationDefinition {
 		Description: "Validates a resource against R4 (structure, cardinality, primitives, required bindings, invariants), " +
 			"the profiles it claims in meta.profile that the gateway knows (its kg-* profiles and the R4 vital-signs profiles) and " +
 			"the profile given in the profile parameter; with mode=update also that it carries the id (the URL's at the " +
-			"instance level) and that clients write its type and id; with mode=delete, whatever the content, that the resource " +
+			"instance level) and that clients write its type and id; with mode=create and update also that it adds no identifier " +
+			"in a system the gateway mints for native records' resources (identifier-reserved, as the write would refuse it); " +
+			"with mode=delete, whatever the content, that the resource " +
 			"named exists and clients may delete it. The answer is an OperationOutcome whose issues name the rule and the " +
 			"element (FHIRPath); it is 200 whatever the verdict. An unknown profile, a mode outside create, update and delete, " +
 			"and any parameter not declared here are a 400.",

@@ -9,15 +9,18 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ketamine-gateway/ketamine-gateway/mapping"
 )
 
 // Capabilities is what a destination's CapabilityStatement says about
 // delivery.
 //
 // Transaction and Batch come from the rest (mode server) interaction
-// codes. No size hint is read: R4 defines none in the CapabilityStatement,
-// so the entry limit is Destination.MaxEntries, and a 413 Payload Too Large
-// lowers the mode for that attempt (transaction -> batch -> single).
+// codes, Resources from its resource entries. No size hint is read: R4
+// defines none in the CapabilityStatement, so the entry limit is
+// Destination.MaxEntries, and a 413 Payload Too Large lowers the mode for
+// that attempt (transaction -> batch -> single).
 type Capabilities struct {
 	// FHIRVersion is the statement's fhirVersion (e.g. 4.0.1).
 	FHIRVersion string
@@ -25,8 +28,47 @@ type Capabilities struct {
 	Transaction, Batch bool
 	// Software is the server's software name and version, if given.
 	Software string
+	// Resources are the resource types the statement lists (rest mode
+	// server, resource.type) with the interaction codes it lists for each.
+	Resources map[string][]string
+	// Unsupported are the resource types the gateway delivers
+	// (WorkerOptions.Resources) that the statement does not list, or lists
+	// without an interaction the deliveries use, by type; the worker fills
+	// it in.
+	Unsupported []TypeGap
 	// Checked is when the statement was read.
 	Checked time.Time
+}
+
+// TypeGap is a resource type the gateway delivers that a destination's
+// CapabilityStatement does not support.
+type TypeGap struct {
+	Type string
+	// Listed is whether the statement lists the type (under rest.resource).
+	Listed bool
+	// Missing are the interactions the deliveries use on it that the
+	// statement does not list (all of them when the type is not listed).
+	Missing []string
+}
+
+// Gaps returns the types of needs (what the gateway delivers) that c
+// does not list, or lists without some of their interactions, in the
+// order of needs.
+func (c Capabilities) Gaps(needs []mapping.Write) []TypeGap {
+	var out []TypeGap
+	for _, n := range needs {
+		listed, ok := c.Resources[n.Type]
+		var missing []string
+		for _, in := range n.Interactions {
+			if !slices.Contains(listed, in) {
+				missing = append(missing, in)
+			}
+		}
+		if len(missing) > 0 {
+			out = append(out, TypeGap{Type: n.Type, Listed: ok, Missing: missing})
+		}
+	}
+	return out
 }
 
 // Mode returns the strongest mode up to configured that the statement
@@ -65,6 +107,12 @@ func (c *Client) Capabilities(ctx context.Context) (Capabilities, error) {
 			Interaction []struct {
 				Code string `json:"code"`
 			} `json:"interaction"`
+			Resource []struct {
+				Type        string `json:"type"`
+				Interaction []struct {
+					Code string `json:"code"`
+				} `json:"interaction"`
+			} `json:"resource"`
 		} `json:"rest"`
 	}
 	if json.Unmarshal(resp.body, &cs) != nil || cs.ResourceType != "CapabilityStatement" {
@@ -82,6 +130,20 @@ func (c *Client) Capabilities(ctx context.Context) (Capabilities, error) {
 		}
 		caps.Transaction = caps.Transaction || slices.Contains(codes, "transaction")
 		caps.Batch = caps.Batch || slices.Contains(codes, "batch")
+		for _, res := range r.Resource {
+			if caps.Resources == nil {
+				caps.Resources = map[string][]string{}
+			}
+			typ := clip(res.Type)
+			for _, in := range res.Interaction {
+				if code := clip(in.Code); !slices.Contains(caps.Resources[typ], code) {
+					caps.Resources[typ] = append(caps.Resources[typ], code)
+				}
+			}
+			if caps.Resources[typ] == nil {
+				caps.Resources[typ] = []string{}
+			}
+		}
 	}
 	return caps, nil
 }

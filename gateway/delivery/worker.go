@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+	"github.com/ketamine-gateway/ketamine-gateway/mapping"
 )
 
 // Observer receives delivery metrics; the gateway bridges it to
@@ -97,6 +99,13 @@ type WorkerOptions struct {
 	// CapabilityStatement is read (default 1h, negative: never, the
 	// configured mode is used as it is).
 	CapabilityInterval time.Duration
+	// Resources are the resource types the gateway delivers, the
+	// interactions its deliveries use on each and the kinds of record that
+	// carry them (default mapping.Writes()): the capability check warns of
+	// each one a destination receives (its filter's kinds) that its
+	// CapabilityStatement does not list, or lists without one of those
+	// interactions (Capabilities.Unsupported).
+	Resources []mapping.Write
 	// BacklogInterval is how often Observer.OnBacklog is fed (default 30s,
 	// negative: never).
 	BacklogInterval time.Duration
@@ -135,6 +144,9 @@ func (o *WorkerOptions) setDefaults() {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Resources == nil {
+		o.Resources = mapping.Writes()
 	}
 }
 
@@ -352,6 +364,7 @@ func (d *destWorker) checkCapabilities(ctx context.Context) time.Duration {
 		}
 		return min(o.CapabilityInterval, 5*time.Minute)
 	}
+	caps.Unsupported = caps.Gaps(d.needs())
 	d.mu.Lock()
 	old, failed := d.caps, d.capsFailed
 	d.caps, d.capsFailed = &caps, false
@@ -366,7 +379,53 @@ func (d *destWorker) checkCapabilities(ctx context.Context) time.Duration {
 	if !caps.R4() {
 		o.Logger.Warn("delivery: destination is not FHIR R4", "destination", d.dest.Name, "fhir_version", caps.FHIRVersion)
 	}
+	d.logGaps(old, caps)
 	return o.CapabilityInterval
+}
+
+// needs are the resource types the destination is sent
+// (WorkerOptions.Resources of the kinds its filter accepts) and the
+// interactions their deliveries use.
+func (d *destWorker) needs() []mapping.Write {
+	if len(d.dest.Filter.Kinds) == 0 {
+		return d.w.opts.Resources
+	}
+	var out []mapping.Write
+	for _, w := range d.w.opts.Resources {
+		if len(w.Kinds) == 0 || slices.ContainsFunc(w.Kinds, func(k mapping.Kind) bool { return slices.Contains(d.dest.Filter.Kinds, string(k)) }) {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// logGaps warns of each resource type the gateway delivers that the
+// destination's statement caps does not support (Capabilities.Unsupported),
+// when they differ from the last statement read (old; nil for none), and
+// says when none is left: a missing type is the EHR's configuration to
+// change (or the destination's filter), not a record's fault, and each
+// delivery with such a resource would otherwise fail on its own. The
+// worker still delivers: the EHR may accept what it does not declare.
+func (d *destWorker) logGaps(old *Capabilities, caps Capabilities) {
+	o := &d.w.opts
+	var before []TypeGap
+	if old != nil {
+		before = old.Unsupported
+	}
+	if slices.EqualFunc(before, caps.Unsupported, func(a, b TypeGap) bool {
+		return a.Type == b.Type && a.Listed == b.Listed && slices.Equal(a.Missing, b.Missing)
+	}) {
+		return
+	}
+	for _, g := range caps.Unsupported {
+		o.Logger.Warn("delivery: destination does not support a resource type the gateway delivers", "destination", d.dest.Name,
+			"resource_type", g.Type, "listed", g.Listed, "missing_interactions", strings.Join(g.Missing, ","),
+			"hint", "its CapabilityStatement (rest.resource) does not list the type or these interactions: "+
+				"deliveries carrying it may be refused; enable them at the EHR, or keep such records from this destination")
+	}
+	if len(caps.Unsupported) == 0 && len(before) > 0 {
+		o.Logger.Info("delivery: destination supports every resource type the gateway delivers", "destination", d.dest.Name)
+	}
 }
 
 // setRunning records that the attempt of item id runs (or ended).

@@ -1,12 +1,14 @@
 package engine
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
@@ -94,10 +96,51 @@ func (e *Engine) reservedIdentifier(en *Entry, doc map[string]any, cur *store.Re
 	if !en.rest && en.method != "PATCH" { // a Bundle entry's resource (a patch's result is in none)
 		expr = nestedExpr(fmt.Sprintf("Bundle.entry[%d].resource", en.index), en.typ, expr)
 	}
+	return e.errReserved(expr)
+}
+
+// errReserved is identifier-reserved at expr, the system of the
+// identifier a client's write may not add.
+func (e *Engine) errReserved(expr string) error {
 	return outcome.New(outcome.Forbidden, "forbidden", "identifier-reserved",
 		"this identifier's system is one the gateway mints for the resources of native records (under "+
 			strings.TrimSuffix(e.reservedSys, "/")+"): a client may not give a resource one it does not carry "+
 			"already; use your own identifier system").At(expr)
+}
+
+// reservedIssues is identifier-reserved as $validate reports it, an
+// error issue of the verdict: the resource raw, of type rt, validated as
+// a create (id "") or as an update of id, adds an identifier in a
+// reserved system that the version it would replace (id's current one in
+// the caller's tenant) does not carry, as the write would refuse it
+// (clientIdentifiers). Nothing for a caller that may mint (mayMint).
+func (e *Engine) reservedIssues(ctx context.Context, sc *auditlog.Scope, rt, id string, raw []byte) ([]outcome.Issue, error) {
+	if mayMint(sc) || !e.v.KnownType(rt) {
+		return nil, nil
+	}
+	doc, err := decodeJSON(raw)
+	if err != nil || firstReserved(e.reservedSys, doc, nil) < 0 {
+		return nil, nil // the structural issues say what is wrong with a body that does not decode
+	}
+	var had map[string]any
+	if id != "" && fhirwire.ValidID(id) {
+		cur, err := e.reader(sc, reads{}).Read(ctx, rt, id)
+		switch {
+		case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrGone), errors.Is(err, errForeign):
+		case err != nil:
+			return nil, err
+		case cur.Tenant == sc.TenantOf() && !cur.Deleted && cur.Body != nil:
+			if had, err = decodeJSON(cur.Body); err != nil {
+				return nil, fmt.Errorf("%s/%s: stored body: %w", cur.Type, cur.ID, err)
+			}
+		}
+	}
+	i := firstReserved(e.reservedSys, doc, had)
+	if i < 0 {
+		return nil, nil
+	}
+	_, issues := outcome.From(e.errReserved(fmt.Sprintf("%s.identifier[%d].system", rt, i)))
+	return issues, nil
 }
 
 // firstReserved returns the index of the first identifier of doc whose

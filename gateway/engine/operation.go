@@ -141,13 +141,22 @@ func (e *Engine) Validate(ctx context.Context, sc *auditlog.Scope, req ValidateR
 	}
 	valid, issues := e.v.Check(in.resource, req.Type, urls...)
 	issues = append(issues, extra...)
+	id := ""
 	if in.mode == modeUpdate {
 		more, err := e.validateUpdate(ctx, sc, req, rt, in.resource)
 		if err != nil {
 			return false, nil, err
 		}
 		issues = append(issues, more...)
+		if id = req.ID; id == "" {
+			id = resourceID(in.resource)
+		}
 	}
+	more, err := e.reservedIssues(ctx, sc, rt, id, in.resource)
+	if err != nil {
+		return false, nil, err
+	}
+	issues = append(issues, more...)
 	valid = valid && !slices.ContainsFunc(issues, func(i outcome.Issue) bool { return i.Severity == "error" || i.Severity == "fatal" })
 	return valid, issues, nil
 }
@@ -267,6 +276,15 @@ func resourceTypeOf(raw []byte) string {
 	}
 	_ = json.Unmarshal(raw, &r)
 	return r.ResourceType
+}
+
+// resourceID is the id of a JSON resource ("" when it has none).
+func resourceID(raw []byte) string {
+	var r struct {
+		ID string `json:"id"`
+	}
+	_ = json.Unmarshal(raw, &r)
+	return r.ID
 }
 
 // resolveProfile resolves a profile given to $validate of a resource of

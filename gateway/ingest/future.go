@@ -23,26 +23,54 @@ const LastUpdatedAhead = 5 * time.Minute
 // clock.
 const RuleLastUpdatedFuture = "source.last-updated-future"
 
-// checkNotFuture refuses rec when its source.lastUpdated is more than
-// LastUpdatedAhead after now, saying by how much and the likely cause,
-// never the value.
+// RuleTimeFuture is the rule id of a record with a clinical time
+// (mapping.ClinicalTimes) more than LastUpdatedAhead ahead of the
+// gateway's clock: what it describes has not happened yet, and the time
+// is wrong, most often a local time sent with Z.
+const RuleTimeFuture = "record.time-future"
+
+// checkNotFuture refuses rec when its source.lastUpdated, or one of its
+// clinical times (mapping.ClinicalTimes), is more than LastUpdatedAhead
+// after now: one issue per time, at its pointer, saying by how much and
+// the likely cause, never the value. A clinical time is checked with or
+// without a source.lastUpdated (with one, time.after-last-updated
+// compares the two, but lets a time be later by mapping.LastUpdatedSkew),
+// but not in a withdrawal: the times of what it withdraws (perhaps stored
+// before this check, and wrong) do not matter.
 func checkNotFuture(rec mapping.Record, now time.Time) error {
-	at, ok := instant(rec.Env().Source.LastUpdated)
-	if !ok {
+	var issues []outcome.Issue
+	if at, ok := instant(rec.Env().Source.LastUpdated); ok && at.Sub(now) > LastUpdatedAhead {
+		issues = append(issues, outcome.Issue{
+			Severity: "error", Code: "business-rule", Rule: RuleLastUpdatedFuture,
+			Pointer: "/source/lastUpdated", Expression: "source.lastUpdated",
+			Message: fmt.Sprintf("source.lastUpdated is %s ahead of the gateway's clock (clocks may differ by %s): a record "+
+				"is not changed in the future. Most often this is a local time sent with Z or with another zone's offset; "+
+				"send the time the record was last changed with the UTC offset of the clock that wrote it (09:30 in "+
+				"Auckland in summer is 09:30:00+13:00, not 09:30:00Z) or converted to UTC, and check the sending "+
+				"system's clock", aheadText(at, now), roughly(LastUpdatedAhead))})
+	}
+	withdrawn := rec.Env().Source.Status == "entered-in-error"
+	for _, c := range mapping.ClinicalTimes(rec) {
+		if withdrawn {
+			break
+		}
+		at, ok := instant(c.At)
+		if !ok || at.Sub(now) <= LastUpdatedAhead {
+			continue
+		}
+		issues = append(issues, outcome.Issue{
+			Severity: "error", Code: "business-rule", Rule: RuleTimeFuture,
+			Pointer: c.Pointer, Expression: c.Expression(),
+			Message: fmt.Sprintf("%s is %s ahead of the gateway's clock (clocks may differ by %s): a record does not "+
+				"describe what has not happened yet. Most often this is a local time sent with Z or with another zone's "+
+				"offset; send the time with the UTC offset of the clock that took it (09:30 in Auckland in summer is "+
+				"09:30:00+13:00, not 09:30:00Z) or converted to UTC, and check the sending system's clock",
+				c.Expression(), aheadText(at, now), roughly(LastUpdatedAhead))})
+	}
+	if len(issues) == 0 {
 		return nil
 	}
-	ahead := at.Sub(now)
-	if ahead <= LastUpdatedAhead {
-		return nil
-	}
-	return &outcome.Error{Kind: outcome.Unprocessable, Issues: []outcome.Issue{{
-		Severity: "error", Code: "business-rule", Rule: RuleLastUpdatedFuture,
-		Pointer: "/source/lastUpdated", Expression: "source.lastUpdated",
-		Message: fmt.Sprintf("source.lastUpdated is %s ahead of the gateway's clock (clocks may differ by %s): a record "+
-			"is not changed in the future. Most often this is a local time sent with Z or with another zone's offset; "+
-			"send the time the record was last changed with the UTC offset of the clock that wrote it (09:30 in "+
-			"Auckland in summer is 09:30:00+13:00, not 09:30:00Z) or converted to UTC, and check the sending "+
-			"system's clock", aheadText(at, now), roughly(LastUpdatedAhead))}}}
+	return &outcome.Error{Kind: outcome.Unprocessable, Issues: issues}
 }
 
 // aheadText is how far at is after now, for people: roughly, or, beyond

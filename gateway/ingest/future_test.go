@@ -65,6 +65,72 @@ func TestLastUpdatedFuture(t *testing.T) {
 	}
 }
 
+// TestClinicalTimeFuture: a clinical time (an assessment's or vitals'
+// effective time, a session's start and end, an adverse event's onset,
+// also of a session's nested records) more than ingest.LastUpdatedAhead
+// ahead of the gateway's clock is refused as source.lastUpdated is, with
+// or without a source.lastUpdated, stored or in a dry run: one issue per
+// time at its pointer, saying how far ahead and the likely cause, never
+// the value. A session not done's scheduled time may lie ahead (cancelled
+// in advance), and a withdrawal is not refused for the times of what it
+// withdraws (one stored before this check, whose time was wrong).
+func TestClinicalTimeFuture(t *testing.T) {
+	now := time.Date(2026, 12, 6, 1, 35, 0, 0, time.UTC)
+	g := newGateway(t, app.Config{Now: func() time.Time { return now }})
+	const later = "2026-12-06T14:35:00Z" // 13 hours ahead: a local time in Auckland sent with Z
+	session := rec("S-FUT", "1", "P-1", "", `"infusion": {"drug": "ketamine-iv", "status": "completed", "doseMgPerKg": 0.5, `+
+		`"bodyWeightKg": 80, "totalDoseMg": 40, "infusionStart": "`+later+`", "infusionEnd": "2026-12-06T15:15:00Z"}, `+
+		`"vitals": [{"recordId": "V-S-FUT", "timepoint": "pre-dose", "measuredAt": "2026-12-06T01:20:00Z", "heartRate": 72}, `+
+		`{"recordId": "V-S-FUT-2", "timepoint": "pre-dose", "measuredAt": "`+later+`", "heartRate": 72}]`)
+	tests := []struct {
+		name     string
+		kind     mapping.Kind
+		doc      string
+		pointers []string // none: stored
+		ahead    string
+	}{
+		{"vitals 13 hours ahead, no lastUpdated", mapping.KindVitals,
+			rec("V-CF-1", "1", "P-1", "", `"timepoint": "pre-dose", "measuredAt": "`+later+`", "heartRate": 72`), []string{"/measuredAt"}, "13 hours"},
+		{"vitals 8 minutes ahead of a lastUpdated of now", mapping.KindVitals,
+			vitalsAt("V-CF-2", "1", "2026-12-06T01:35:00Z", "2026-12-06T01:43:00Z"), []string{"/measuredAt"}, "8 minutes"},
+		{"an assessment a day ahead", mapping.KindAssessment,
+			rec("A-CF-1", "1", "P-1", "", `"instrument": "PHQ-9", "takenAt": "2026-12-07T01:35:00Z", "total": 6`), []string{"/takenAt"}, "24 hours"},
+		{"an adverse event's onset ahead", mapping.KindAdverseEvent,
+			rec("AE-CF-1", "1", "P-1", "", aeBody("", later)[len(`"sessionId": "", `):]), []string{"/onsetAt"}, "13 hours"},
+		{"a session's infusion and its nested vitals ahead", mapping.KindSession,
+			session, []string{"/infusion/infusionStart", "/infusion/infusionEnd", "/vitals/1/measuredAt"}, "13 hours"},
+		{"5 minutes ahead: clocks differ", mapping.KindVitals,
+			rec("V-CF-3", "1", "P-1", "", `"timepoint": "pre-dose", "measuredAt": "2026-12-06T01:40:00Z", "heartRate": 72`), nil, ""},
+		{"a withdrawal of a record sent with a time ahead", mapping.KindVitals,
+			strings.Replace(rec("V-CF-4", "2", "P-1", "", `"timepoint": "pre-dose", "measuredAt": "`+later+`", "heartRate": 72`),
+				`"version": "`, `"status": "entered-in-error", "version": "`, 1), nil, ""},
+		{"a session not done scheduled ahead", mapping.KindInfusion,
+			rec("I-CF-1", "1", "P-1", "", `"drug": "ketamine-iv", "status": "not-done", "statusReason": {"code": "patient-no-show"}, `+
+				`"scheduledAt": "`+later+`"`), nil, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, dry := range []bool{true, false} {
+				sc := auditlog.NewScope("ingest", &auth.Principal{ClientID: "test"})
+				_, err := g.a.Ingest.Ingest(context.Background(), sc, tt.kind, []byte(tt.doc), dry, engine.Answer{})
+				if tt.pointers == nil {
+					if err != nil {
+						t.Errorf("dryRun %v: %v", dry, err)
+					}
+					continue
+				}
+				wantIssues(t, err, outcome.Unprocessable, ingest.RuleTimeFuture, tt.pointers...)
+				_, issues := outcome.From(err)
+				for _, is := range issues {
+					if !strings.Contains(is.Message, tt.ahead) || !strings.Contains(is.Message, "offset") || is.Expression == "" {
+						t.Errorf("dryRun %v: %s %q; want its FHIRPath, how far ahead (%s) and the likely cause", dry, is.Expression, is.Message, tt.ahead)
+					}
+				}
+			}
+		})
+	}
+}
+
 // TestVersionStaleFuture: against a stored version whose
 // source.lastUpdated is ahead of the gateway's clock (stored before the
 // gateway refused such times), record-version-stale says so and what to

@@ -932,7 +932,7 @@ func TestTenantSafety(t *testing.T) {
 // TestRuleIDsCatalogued: the ingest's rule ids are in the validation-rule
 // CodeSystem.
 func TestRuleIDsCatalogued(t *testing.T) {
-	for _, id := range []string{ingest.RuleIdentityConflict, ingest.RulePatientChanged, ingest.RuleInstrumentChanged, ingest.RuleVersionStale, ingest.RuleLastUpdatedFuture, "session.time-window", "session.patient-mismatch"} {
+	for _, id := range []string{ingest.RuleIdentityConflict, ingest.RulePatientChanged, ingest.RuleInstrumentChanged, ingest.RuleVersionStale, ingest.RuleLastUpdatedFuture, ingest.RuleTimeFuture, "session.time-window", "session.patient-mismatch"} {
 		found := false
 		for _, r := range mapping.Rules() {
 			found = found || r.ID == id

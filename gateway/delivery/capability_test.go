@@ -1,0 +1,135 @@
+package delivery
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/ketamine-gateway/ketamine-gateway/mapping"
+)
+
+// capabilityStatement is an EHR's CapabilityStatement listing every type
+// the mapping writes with its interactions, but for drop: a type mapped
+// to nil is not listed, one mapped to interactions is listed without
+// them.
+func capabilityStatement(t *testing.T, drop map[string][]string) []byte {
+	t.Helper()
+	var resources []any
+	for _, w := range mapping.Writes() {
+		skip, dropped := drop[w.Type]
+		if dropped && skip == nil {
+			continue
+		}
+		var ins []any
+		for _, in := range append(slices.Clone(w.Interactions), "read", "search-type") {
+			if !slices.Contains(skip, in) {
+				ins = append(ins, map[string]any{"code": in})
+			}
+		}
+		resources = append(resources, map[string]any{"type": w.Type, "interaction": ins})
+	}
+	b, err := json.Marshal(map[string]any{"resourceType": "CapabilityStatement", "fhirVersion": "4.0.1",
+		"rest": []any{map[string]any{"mode": "server", "resource": resources,
+			"interaction": []any{map[string]any{"code": "transaction"}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestCapabilityResourceTypes: the capability check reads the resource
+// types the EHR's CapabilityStatement lists (rest.resource) and warns,
+// once per change and naming the destination and the type, of each type
+// the gateway delivers (mapping.Writes) that it does not list, or lists
+// without an interaction the deliveries use; Capabilities says which.
+// The worker still delivers (each delivery's answer is the EHR's to
+// give). An EHR without DetectedIssue got no warning, and its deliveries
+// failed one by one (probe leftover).
+func TestCapabilityResourceTypes(t *testing.T) {
+	var statement atomic.Value
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/fhir+json")
+		w.Write(statement.Load().([]byte))
+	}))
+	t.Cleanup(srv.Close)
+	var logs bytes.Buffer
+	w, err := NewWorker(newMemoryOutbox(), []Destination{testDest("ehr", srv.URL+"/fhir")},
+		WorkerOptions{Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := w.dests[0]
+	const warn = `"level":"WARN","msg":"delivery: destination does not support a resource type the gateway delivers","destination":"ehr"`
+	gaps := func() []string {
+		var out []string
+		for _, g := range w.Capabilities()["ehr"].Unsupported {
+			out = append(out, g.Type+":"+strings.Join(g.Missing, ","))
+		}
+		return out
+	}
+	for _, step := range []struct {
+		name  string
+		drop  map[string][]string
+		gaps  []string // Capabilities().Unsupported, as type:missing
+		lines []string // logged by this check
+	}{
+		{"every type", nil, nil, nil},
+		{"no DetectedIssue, AdverseEvent without delete",
+			map[string][]string{"DetectedIssue": nil, "AdverseEvent": {"delete"}},
+			[]string{"AdverseEvent:delete", "DetectedIssue:create,update"},
+			[]string{warn + `,"resource_type":"AdverseEvent","listed":true,"missing_interactions":"delete"`,
+				warn + `,"resource_type":"DetectedIssue","listed":false,"missing_interactions":"create,update"`}},
+		{"the same again: not logged again",
+			map[string][]string{"DetectedIssue": nil, "AdverseEvent": {"delete"}},
+			[]string{"AdverseEvent:delete", "DetectedIssue:create,update"}, nil},
+		{"every type again", nil, nil,
+			[]string{`"level":"INFO","msg":"delivery: destination supports every resource type the gateway delivers","destination":"ehr"`}},
+	} {
+		t.Run(step.name, func(t *testing.T) {
+			statement.Store(capabilityStatement(t, step.drop))
+			logs.Reset()
+			d.checkCapabilities(context.Background())
+			if got := gaps(); !slices.Equal(got, step.gaps) {
+				t.Errorf("Capabilities().Unsupported = %v, want %v", got, step.gaps)
+			}
+			for _, line := range step.lines {
+				if !strings.Contains(logs.String(), line) {
+					t.Errorf("log lacks %s:\n%s", line, logs.String())
+				}
+			}
+			if n := strings.Count(logs.String(), "resource type"); n != len(step.lines) {
+				t.Errorf("%d lines about resource types, want %d:\n%s", n, len(step.lines), logs.String())
+			}
+		})
+	}
+	// A destination that receives vitals only is sent Patients and
+	// Observations: a statement without DetectedIssue is all it needs.
+	vitals := testDest("vitals-only", srv.URL+"/fhir")
+	vitals.Filter.Kinds = []string{"vitals"}
+	wv, err := NewWorker(newMemoryOutbox(), []Destination{vitals}, WorkerOptions{Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	statement.Store(capabilityStatement(t, map[string][]string{"DetectedIssue": nil, "AdverseEvent": nil, "Observation": {"update"}}))
+	logs.Reset()
+	wv.dests[0].checkCapabilities(context.Background())
+	if got := wv.Capabilities()["vitals-only"].Unsupported; len(got) != 1 || got[0].Type != "Observation" {
+		t.Errorf("a vitals-only destination: unsupported %+v, want Observation only", got)
+	}
+	if strings.Contains(logs.String(), "DetectedIssue") || !strings.Contains(logs.String(), `"resource_type":"Observation"`) {
+		t.Errorf("a vitals-only destination:\n%s", logs.String())
+	}
+	// A statement without rest.resource lists none of them.
+	statement.Store([]byte(`{"resourceType":"CapabilityStatement","fhirVersion":"4.0.1","rest":[{"mode":"server"}]}`))
+	d.checkCapabilities(context.Background())
+	if got := len(w.Capabilities()["ehr"].Unsupported); got != len(mapping.Writes()) {
+		t.Errorf("a statement without rest.resource: %d types unsupported, want all %d", got, len(mapping.Writes()))
+	}
+}

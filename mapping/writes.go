@@ -1,0 +1,36 @@
+package mapping
+
+// Write is a resource type the mapping's transaction Bundles write, the
+// FHIR interactions (restful-interaction codes) their entries use on it
+// (create: a conditional create, POST with ifNoneExist; update: a
+// conditional update, PUT Type?identifier=..., or a PUT of a
+// deterministic id; delete) and the kinds of record whose Bundles may
+// carry it.
+type Write struct {
+	Type         string
+	Interactions []string
+	Kinds        []Kind
+}
+
+// Writes returns what the mapping's Bundles write, first versions and
+// updates alike, by resource type (sorted): what a receiver's FHIR server
+// must support to take them. TestWrites keeps it equal to the entries the
+// mapping makes from every golden input.
+func Writes() []Write {
+	both := []string{"create", "update"}
+	all := []Kind{KindAdverseEvent, KindAssessment, KindInfusion, KindSession, KindVitals}
+	infusion := []Kind{KindInfusion, KindSession}
+	return []Write{
+		// PUT AdverseEvent/<id>: R4 cannot search it by identifier; a
+		// withdrawn event is deleted (it has no status).
+		{Type: "AdverseEvent", Interactions: []string{"delete", "update"}, Kinds: []Kind{KindAdverseEvent, KindSession}},
+		{Type: "DetectedIssue", Interactions: both, Kinds: []Kind{KindSession}},
+		{Type: "Flag", Interactions: both, Kinds: []Kind{KindAdverseEvent, KindAssessment, KindSession}},
+		{Type: "MedicationAdministration", Interactions: both, Kinds: infusion},
+		{Type: "MedicationRequest", Interactions: both, Kinds: infusion},
+		{Type: "Observation", Interactions: both, Kinds: []Kind{KindAssessment, KindInfusion, KindSession, KindVitals}},
+		// One Patient per clinic patient id, never updated by a record.
+		{Type: "Patient", Interactions: []string{"create"}, Kinds: all},
+		{Type: "Procedure", Interactions: both, Kinds: infusion},
+	}
+}
