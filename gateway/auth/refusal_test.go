@@ -87,6 +87,8 @@ func TestTokenPartialGrant(t *testing.T) {
 		{"unknown and unregistered", "openid system/Patient.rs gateway/operator", "system/Patient.rs",
 			"scope 1 (unrecognised) gateway/operator (not-registered)"},
 		{"narrowed is not dropped", "system/*.cruds", "system/*.rs system/Observation.cruds", ""},
+		{"many dropped, bounded", "a b c d e f g system/Patient.rs", "system/Patient.rs",
+			"scope 1 (unrecognised) scope 2 (unrecognised) scope 3 (unrecognised) scope 4 (unrecognised) scope 5 (unrecognised) and 2 more"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

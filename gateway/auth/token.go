@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/go-jose/go-jose/v4"
@@ -38,9 +39,10 @@ type TokenResponse struct {
 	// each requested scope that grants nothing and why, as
 	// "system/Observation.rs?... (granular)", "gateway/operator
 	// (not-registered)" or "scope 3 (unrecognised)": never a granular
-	// scope's restriction or a string of no form the gateway grants.
-	// Scopes granted narrower (system/*.cruds as system/*.rs) are not in
-	// it; Scope says what they got.
+	// scope's restriction or a string of no form the gateway grants; at
+	// most five, then "and N more". Scopes granted narrower
+	// (system/*.cruds as system/*.rs) are not in it; Scope says what they
+	// got.
 	NotGranted []string `json:"-"`
 }
 
@@ -111,7 +113,11 @@ func (s *Server) Token(ctx context.Context, form url.Values) (*TokenResponse, *F
 			Description: refusedDescription(refused), Reason: "scope-not-granted", ClientID: client.id}
 	}
 	var notGranted []string
-	for _, r := range refused {
+	for i, r := range refused {
+		if i == maxExplained { // a 64 KiB scope parameter must not make a 64 KiB log line
+			notGranted = append(notGranted, "and "+strconv.Itoa(len(refused)-maxExplained)+" more")
+			break
+		}
 		notGranted = append(notGranted, r.short())
 	}
 	token, err := s.issue(client, granted, now)
