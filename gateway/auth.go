@@ -4,6 +4,7 @@ import (
 	"errors"
 	"mime"
 	"net/http"
+	"strings"
 
 	"github.com/labstack/echo/v4"
 
@@ -54,6 +55,17 @@ func (s *Server) handleToken(c echo.Context) error {
 	}
 	sc.ClientID, sc.Tenant = resp.ClientID, resp.Tenant
 	sc.Description = "access token issued for " + resp.Scope
+	if len(resp.NotGranted) > 0 {
+		// SMART lets the token endpoint grant fewer scopes than asked, and
+		// the response's scope says which; the operator hears which were
+		// left out and why (a client asking for granular scopes, which the
+		// gateway does not support, gets less than it expects). NotGranted
+		// names no restriction and no foreign string: no PHI.
+		notGranted := strings.Join(resp.NotGranted, ", ")
+		sc.Description += "; not granted: " + notGranted
+		s.log.InfoContext(r.Context(), "token granted fewer scopes than requested", "client", resp.ClientID,
+			"scopes_granted", resp.Scope, "scopes_not_granted", notGranted)
+	}
 	return c.JSON(http.StatusOK, resp)
 }
 

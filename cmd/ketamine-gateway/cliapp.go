@@ -34,7 +34,7 @@ func cliAppConfig(configFile, identifierBase string, withDestinations bool, gete
 	if err != nil {
 		return app.Config{}, 0, &exitError{code: exitUsage, msg: err.Error()}
 	}
-	acfg := app.Config{IdentifierBase: identifierBase, Instance: envOr(getenv, "GATEWAY_INSTANCE", defaultInstance()),
+	acfg := app.Config{IdentifierBase: identifierBase, Instance: envOr(getenv, "GATEWAY_INSTANCE", defaultInstance()), Version: version(),
 		Safety: allSafety, TenantSafety: tenantSafety, NoJobRunner: true, BacklogEvery: -1}
 	if !withDestinations {
 		return acfg, 0, nil

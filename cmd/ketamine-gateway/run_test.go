@@ -513,7 +513,7 @@ func TestServeStartsAndStops(t *testing.T) {
 	ehr := httptest.NewServer(http.NotFoundHandler())
 	defer ehr.Close()
 	db := filepath.Join(t.TempDir(), "kg.db")
-	addr, logs := serveUntilUp(t, db, "--ehr-url", ehr.URL)
+	addr, logs, metadata := serveUntilUpMetadata(t, db, "--ehr-url", ehr.URL)
 	// The startup line tells an operator what is running where.
 	var start map[string]any
 	for _, line := range strings.Split(logs, "\n") {
@@ -530,6 +530,12 @@ func TestServeStartsAndStops(t *testing.T) {
 	if v, _ := start["version"].(string); v == "" {
 		t.Errorf("startup line has no version: %v", start)
 	}
+	// The CapabilityStatement names the same build (not the mapping
+	// version, which its implementation.description gives).
+	sw, _ := metadata["software"].(map[string]any)
+	if sw["version"] != version() || sw["version"] != start["version"] {
+		t.Errorf("metadata software.version = %v, want %q, the startup line's and `version`'s", sw["version"], version())
+	}
 }
 
 // serveUntilUp runs serve on db (and args) on a free loopback port until
@@ -540,6 +546,14 @@ func TestServeStartsAndStops(t *testing.T) {
 // took serve more than the 5 s once allowed to come up on a busy machine
 // under -race).
 func serveUntilUp(t *testing.T, db string, args ...string) (addr, logs string) {
+	t.Helper()
+	addr, logs, _ = serveUntilUpMetadata(t, db, args...)
+	return addr, logs
+}
+
+// serveUntilUpMetadata is serveUntilUp that also returns the
+// CapabilityStatement serve answered.
+func serveUntilUpMetadata(t *testing.T, db string, args ...string) (addr, logs string, metadata map[string]any) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -571,6 +585,9 @@ func serveUntilUp(t *testing.T, db string, args ...string) (addr, logs string) {
 	resp, err := http.Get("http://" + addr + "/fhir/metadata")
 	up := err == nil && resp.StatusCode == http.StatusOK
 	if err == nil {
+		if up {
+			_ = json.NewDecoder(resp.Body).Decode(&metadata)
+		}
 		resp.Body.Close()
 	}
 	cancel()
@@ -581,7 +598,7 @@ func serveUntilUp(t *testing.T, db string, args ...string) (addr, logs string) {
 		t.Fatalf("serve did not answer /fhir/metadata on %s: %v", addr, err)
 	}
 	http.DefaultClient.CloseIdleConnections()
-	return addr, out.String()
+	return addr, out.String(), metadata
 }
 
 // listeningAddr is the address of serve's startup line in logs ("" before

@@ -187,7 +187,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	defer metrics.Close()
-	acfg := app.Config{Store: st, IdentifierBase: cfg.identifierBase, Instance: cfg.instance,
+	acfg := app.Config{Store: st, IdentifierBase: cfg.identifierBase, Instance: cfg.instance, Version: version(),
 		MaxBundleEntries: cfg.maxEntries, MaxResourceBytes: cfg.maxBody, Tracer: tel.TracerProvider(), Metrics: metrics,
 		Safety: allSafety, TenantSafety: tenantSafety,
 		SearchLimits: limits, SearchTimeout: searchTimeout, SearchesPerClient: perClient,

@@ -41,6 +41,9 @@ type Config struct {
 	// Instance names this gateway process in audit records;
 	// "ketamine-gateway" by default.
 	Instance string
+	// Version is the build's version, as `ketamine-gateway version` prints
+	// it (engine.Config.Version).
+	Version string
 	// MaxBundleEntries limits transaction and batch Bundles.
 	MaxBundleEntries int
 	// MaxBundleAnswer bounds the resources a Bundle's GET entries answer
@@ -152,7 +155,7 @@ func New(cfg Config) (*App, error) {
 		a.Engine = engine.New(engine.Config{Store: cfg.Store, Audit: a.Audit, Validator: v,
 			MaxBundleEntries: cfg.MaxBundleEntries, MaxBundleAnswer: cfg.MaxBundleAnswer, MaxResourceBytes: cfg.MaxResourceBytes, Now: cfg.Now, Tracer: cfg.Tracer,
 			SearchLimits: cfg.SearchLimits, SearchTimeout: cfg.SearchTimeout, SearchesPerClient: cfg.SearchesPerClient,
-			UpdateCreate: cfg.UpdateCreate, IdentifierBase: cfg.IdentifierBase})
+			UpdateCreate: cfg.UpdateCreate, IdentifierBase: cfg.IdentifierBase, Version: cfg.Version})
 		icfg.Engine = a.Engine
 		a.Operator = operator.New(cfg.Store, dests, cfg.Notify, cfg.Now)
 	}

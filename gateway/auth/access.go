@@ -101,7 +101,9 @@ func (s *Server) issue(client *registeredClient, granted Scopes, now time.Time) 
 // registered) or one from a configured external issuer (RS256, RS384, ES256
 // or ES384 with a key from that issuer's JWKS URL, aud containing its
 // Audience, a tenant claim). exp is required, nbf honoured and an iat in
-// the future refused, with 30 seconds of clock skew. The principal's scopes
+// the future refused, with 30 seconds of clock skew (for exp only on
+// external issuers' tokens: the gateway's own are refused from their exp,
+// tokenTTL after issue). The principal's scopes
 // are the token's, clipped to what the client or issuer may have; they may
 // be empty, which the caller's Allows checks then refuse.
 //
@@ -177,7 +179,12 @@ func (s *Server) verifyOwn(tok *jwt.JSONWebToken) (*Principal, *Failure) {
 	if c.Issuer != s.tokenURL {
 		return nil, invalidToken("iss-unknown", "the access token's issuer is not accepted", "")
 	}
-	if f := checkTimes(c.Claims, s.now(), c.Subject); f != nil {
+	// The gateway set exp on its own clock, tokenTTL after issue: no skew
+	// is added to it, so a token is never accepted longer than tokenTTL
+	// (docs/security.md). A replica checks it on its own clock, so replicas'
+	// clocks must agree (NTP); iat keeps the skew, lest a replica whose clock
+	// is a moment behind refuse a token just issued.
+	if f := checkTimes(c.Claims, s.now(), c.Subject, 0); f != nil {
 		return nil, f
 	}
 	client := s.clients[c.Subject]
@@ -195,13 +202,13 @@ func (s *Server) verifyOwn(tok *jwt.JSONWebToken) (*Principal, *Failure) {
 	}, nil
 }
 
-// checkTimes enforces exp (required), nbf and iat (not in the future) with
-// clockSkew.
-func checkTimes(c jwt.Claims, now time.Time, clientID string) *Failure {
+// checkTimes enforces exp (required; accepted until expSkew after it), nbf
+// and iat (not in the future by more than clockSkew).
+func checkTimes(c jwt.Claims, now time.Time, clientID string, expSkew time.Duration) *Failure {
 	if c.Expiry == nil {
 		return invalidToken("exp-missing", "the access token has no expiry", clientID)
 	}
-	if !now.Before(c.Expiry.Time().Add(clockSkew)) {
+	if !now.Before(c.Expiry.Time().Add(expSkew)) {
 		return invalidToken("expired", "the access token has expired", clientID)
 	}
 	if ahead(c.NotBefore, now) {

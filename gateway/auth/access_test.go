@@ -287,3 +287,49 @@ func TestPrincipalKey(t *testing.T) {
 		}
 	}
 }
+
+// TestTokenExpiry pins when a token stops working, by an injected clock:
+// the gateway's own tokens exactly at their exp (tokenTTL after issue: it
+// made them on its own clock, so no skew stretches a stolen token's life),
+// an external issuer's tokens with clockSkew past theirs (another clock).
+func TestTokenExpiry(t *testing.T) {
+	tests := []struct {
+		name     string
+		external bool
+		ttl      time.Duration // own tokens' tokenTTL; 0 the default
+		after    time.Duration // own: since issue; external: since exp
+		wantOK   bool
+	}{
+		{"own, a second before exp", false, 0, maxTokenTTL - time.Second, true},
+		{"own, at exp", false, 0, maxTokenTTL, false},
+		{"own, a second after exp", false, 0, maxTokenTTL + time.Second, false},
+		{"own, within the old 30 s skew", false, 0, maxTokenTTL + clockSkew - time.Second, false},
+		{"own 3 s token, at 2 s", false, 3 * time.Second, 2 * time.Second, true},
+		{"own 3 s token, at 3 s", false, 3 * time.Second, 3 * time.Second, false},
+		{"external, a second before exp", true, 0, -time.Second, true},
+		{"external, within the skew after exp", true, 0, clockSkew - time.Second, true},
+		{"external, skew passed", true, 0, clockSkew, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fx := newExternalFixture(t, func(cfg *Config) { cfg.TokenTTL = tt.ttl })
+			var header string
+			if tt.external {
+				claims := extClaims(fx.c.Now())
+				claims["iat"] = fx.c.Now().Add(-time.Minute).Unix()
+				claims["exp"] = fx.c.Now().Unix()
+				header = "Bearer " + sign(t, jose.RS256, fx.rsa.Key, fx.rsa.KeyID, claims, nil)
+			} else {
+				header = "Bearer " + issueToken(t, fx.s, fx.c, "system/*.rs")
+			}
+			fx.c.Advance(tt.after)
+			_, f := fx.s.Authenticate(context.Background(), header)
+			switch {
+			case tt.wantOK && f != nil:
+				t.Errorf("Authenticate() after %s = %v (%s), want success", tt.after, f, f.Reason)
+			case !tt.wantOK && (f == nil || f.Reason != "expired"):
+				t.Errorf("Authenticate() after %s = %v, want invalid_token (expired)", tt.after, f)
+			}
+		})
+	}
+}

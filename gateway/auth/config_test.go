@@ -153,7 +153,7 @@ func TestSmartConfiguration(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `{"capabilities":["client-confidential-asymmetric","permission-v2"],` +
+	want := `{"capabilities":["client-confidential-asymmetric","permission-v1","permission-v2"],` +
 		`"grant_types_supported":["client_credentials"],` +
 		`"scopes_supported":["system/*.cruds","system/*.rs","system/*.read","system/*.write","gateway/ingest","gateway/operator"],` +
 		`"token_endpoint":"https://gateway.example/auth/token",` +

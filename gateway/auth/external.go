@@ -267,7 +267,7 @@ func (s *Server) verifyExternal(ctx context.Context, tok *jwt.JSONWebToken) (*Pr
 	if !c.Audience.Contains(iss.audience) {
 		return nil, invalid("aud-mismatch", "the access token's audience is not this gateway", clientID)
 	}
-	if f := checkTimes(c, s.now(), clientID); f != nil {
+	if f := checkTimes(c, s.now(), clientID, clockSkew); f != nil { // the issuer's clock is not the gateway's
 		if clientID != "" {
 			f.Issuer = iss.issuer
 		}

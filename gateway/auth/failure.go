@@ -24,8 +24,11 @@ const (
 )
 
 // Failure is a refused token request or a refused API request. It is safe to
-// show to the client and to log: Description is a fixed, PHI-free sentence
-// that never echoes the assertion, the token or their claims.
+// show to the client and to log: Description is a PHI-free sentence that
+// never echoes the assertion, the token or their claims. Only an
+// invalid_scope Description names request content: the refused scopes
+// that are of the gateway's own grammar (a granular scope without its
+// restriction), in RFC 6749's error_description characters.
 //
 // From Server.Token: Status 400 with Code invalid_request,
 // unsupported_grant_type or invalid_scope; 401 with invalid_client (every

@@ -158,3 +158,40 @@ func FuzzAuthenticate(f *testing.F) {
 		checkFailure(t, fail, strings.TrimPrefix(header, "Bearer "))
 	})
 }
+
+// FuzzScopeRefusals: whatever a client sends as scope, the explanation of
+// what is not granted names only scopes of the gateway's grammar (never a
+// restriction or a foreign string, which may carry anything) and stays in
+// RFC 6749's error_description characters.
+func FuzzScopeRefusals(f *testing.F) {
+	allowed := ParseScopes("system/*.rs system/Observation.cruds gateway/ingest")
+	for _, seed := range []string{"", vitalSigns, "system/Patient.cud gateway/operator", "patient/*.rs user/x openid",
+		`"a\b"` + "\x00\xff", "system/Patient.rs?_id=1 system/*.rs", "system/*.cruds?a=b?c", "system/?x user/?", "a b c d e f g"} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, requested string) {
+		granted := grant(ParseScopes(requested), allowed)
+		rs := refusals(requested, allowed, granted)
+		for _, r := range rs {
+			name, _, _ := strings.Cut(r.name, "?")
+			if _, ok := parseScope(name); r.name != "" && !ok && name != "patient/..." && name != "user/..." {
+				t.Fatalf("refusal names %q, not a scope of the gateway's grammar", r.name)
+			}
+			if !strings.Contains(requested, strings.TrimSuffix(name, "...")) {
+				t.Fatalf("refusal names %q, which was not requested", r.name)
+			}
+		}
+		for _, s := range append([]string{refusedDescription(rs)}, func() (out []string) {
+			for _, r := range rs {
+				out = append(out, r.short())
+			}
+			return out
+		}()...) {
+			for _, c := range s {
+				if c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
+					t.Fatalf("%q has %q, outside RFC 6749's error_description characters", s, c)
+				}
+			}
+		}
+	})
+}

@@ -47,9 +47,11 @@ type Scopes struct {
 // system scopes (system/<Type|*>.<non-empty subset of "cruds", in that order>),
 // SMART v1 system scopes (system/<Type|*>.read|write|*, where read means rs,
 // write means cud and * means cruds) and the gateway scopes ScopeIngest,
-// ScopeOperator and ScopeAuditor. Anything else (patient/ and user/ scopes, openid, v2 scopes
-// with query parameters, typos) is ignored: ParseScopes never fails, and an
-// ignored scope grants nothing. Duplicates are dropped.
+// ScopeOperator and ScopeAuditor. Anything else (patient/ and user/ scopes, openid, v2 granular
+// scopes, restricted by search parameters after "?", which the gateway
+// does not enforce and so never grants, typos) is ignored: ParseScopes
+// never fails, and an ignored scope grants nothing (the token endpoint
+// tells the client why: refusals). Duplicates are dropped.
 func ParseScopes(s string) Scopes {
 	var out Scopes
 	for _, f := range strings.Fields(s) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/go-jose/go-jose/v4"
@@ -34,6 +35,15 @@ type TokenResponse struct {
 
 	ClientID string `json:"-"`
 	Tenant   string `json:"-"`
+	// NotGranted names, for the log and the audit record (not encoded),
+	// each requested scope that grants nothing and why, as
+	// "system/Observation.rs?... (granular)", "gateway/operator
+	// (not-registered)" or "scope 3 (unrecognised)": never a granular
+	// scope's restriction or a string of no form the gateway grants; at
+	// most five, then "and N more". Scopes granted narrower
+	// (system/*.cruds as system/*.rs) are not in it; Scope says what they
+	// got.
+	NotGranted []string `json:"-"`
 }
 
 // Token handles a POST to the token endpoint, given its parsed
@@ -50,7 +60,12 @@ type TokenResponse struct {
 // passed or more than 5 minutes ahead, nbf or iat ahead beyond the 30 s
 // clock skew, jti missing or replayed, a client_id parameter that differs
 // from iss); invalid_scope if no scope was
-// requested or none of the requested scopes is granted.
+// requested or none of the requested scopes is granted, its Description
+// then saying why for each (a granular scope, with ?, is not supported; a
+// scope outside the client's registration; a form the gateway does not
+// grant). Granting some of the requested scopes is success (SMART allows
+// fewer): Scope is exactly what the token grants, NotGranted what it
+// does not.
 func (s *Server) Token(ctx context.Context, form url.Values) (*TokenResponse, *Failure) {
 	for _, k := range []string{"grant_type", "client_assertion_type", "client_assertion", "scope", "client_id"} {
 		if len(form[k]) > 1 {
@@ -92,9 +107,18 @@ func (s *Server) Token(ctx context.Context, form url.Values) (*TokenResponse, *F
 			Description: "scope is required", Reason: "scope-missing", ClientID: client.id}
 	}
 	granted := grant(requested, client.scopes)
+	refused := refusals(form.Get("scope"), client.scopes, granted)
 	if granted.empty() {
 		return nil, &Failure{Status: http.StatusBadRequest, Code: CodeInvalidScope,
-			Description: "none of the requested scopes can be granted to this client", Reason: "scope-not-granted", ClientID: client.id}
+			Description: refusedDescription(refused), Reason: "scope-not-granted", ClientID: client.id}
+	}
+	var notGranted []string
+	for i, r := range refused {
+		if i == maxExplained { // a 64 KiB scope parameter must not make a 64 KiB log line
+			notGranted = append(notGranted, "and "+strconv.Itoa(len(refused)-maxExplained)+" more")
+			break
+		}
+		notGranted = append(notGranted, r.short())
 	}
 	token, err := s.issue(client, granted, now)
 	if err != nil {
@@ -108,6 +132,7 @@ func (s *Server) Token(ctx context.Context, form url.Values) (*TokenResponse, *F
 		Scope:       granted.String(),
 		ClientID:    client.id,
 		Tenant:      client.tenant,
+		NotGranted:  notGranted,
 	}, nil
 }
 

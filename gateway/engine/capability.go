@@ -191,16 +191,25 @@ func (e *Engine) CapabilityStatement(base string, sec Security) map[string]any {
 		}
 		resources = append(resources, res)
 	}
+	// software is the build (what `ketamine-gateway version` prints), by
+	// which a support ticket names what runs; the mapping version, which
+	// versions the FHIR the gateway makes and its conformance resources, is
+	// in implementation.description.
+	software := map[string]any{"name": "ketamine-gateway"}
+	if e.version != "" {
+		software["version"] = e.version
+	}
 	return map[string]any{
 		"resourceType": "CapabilityStatement",
 		"status":       "active",
 		"date":         "2026-11-25",
 		"publisher":    "ketamine-gateway project",
 		"kind":         "instance",
-		"software":     map[string]any{"name": "ketamine-gateway", "version": mapping.Version},
+		"software":     software,
 		"implementation": map[string]any{
-			"description": "Ketamine-therapy FHIR gateway",
-			"url":         base,
+			"description": "Ketamine-therapy FHIR gateway; mapping " + mapping.Version +
+				" (the version of the FHIR it maps native records to and of its profiles, ValueSets, CodeSystems and ImplementationGuide)",
+			"url": base,
 		},
 		"instantiates":        []string{bulkDataCapabilityURL},
 		"fhirVersion":         "4.0.1",

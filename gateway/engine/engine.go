@@ -81,6 +81,11 @@ type Config struct {
 	// empty): every system under it ("<base>/…") is reserved, and a
 	// client's write may not add an identifier in one (reservedIdentifier).
 	IdentifierBase string
+	// Version is the build's version (what `ketamine-gateway version`
+	// prints), the CapabilityStatement's software.version; empty leaves
+	// that element out. The mapping version is not it: it has its own
+	// places (implementation.description, the conformance resources).
+	Version string
 }
 
 // Engine is the FHIR engine over one store. Its methods are safe for
@@ -100,6 +105,7 @@ type Engine struct {
 	searches      *slots
 	updateCreate  bool
 	reservedSys   string // "<identifier base>/": the systems reserved for the mappings' identifiers
+	version       string // the build's, for software.version
 }
 
 // New returns an engine. It does no I/O: Seed stores the gateway's
@@ -133,7 +139,7 @@ func New(cfg Config) *Engine {
 		maxResource: cfg.MaxResourceBytes,
 		now:         cfg.Now, clock: &writeClock{now: cfg.Now}, tracer: stage.Tracer(cfg.Tracer), limits: cfg.SearchLimits.WithDefaults(),
 		searchTimeout: cfg.SearchTimeout, searches: newSlots(cfg.SearchesPerClient), updateCreate: cfg.UpdateCreate,
-		reservedSys: reservedSystems(cfg.IdentifierBase)}
+		reservedSys: reservedSystems(cfg.IdentifierBase), version: cfg.Version}
 }
 
 // Limits returns the search limits the engine applies (defaults filled in).
