@@ -450,7 +450,7 @@ func (e *Engine) search(ctx context.Context, sc *auditlog.Scope, in reads, typ s
 		return nil, err
 	}
 	out.Next = out.Page.Next
-	out.Paged = !out.Query.Unordered || len(out.Query.Sort) > 0
+	out.Paged = out.Query.Ordered()
 	var wm int
 	out.Page.Matches, wm = e.Disclose(sc, out.Page.Matches)
 	out.Withheld += wm

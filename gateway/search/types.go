@@ -275,6 +275,12 @@ type Query struct {
 	Shared []string
 }
 
+// Ordered reports whether q's matches come in its order (the default one
+// unless Sort names another): all but an Unordered query without Sort. A
+// store pages an ordered query by looking one match past the page
+// (store.Page.More, Next).
+func (q *Query) Ordered() bool { return !q.Unordered || len(q.Sort) > 0 }
+
 // SortValues is the number of q's sort keys whose value a Cursor carries:
 // those by a date parameter (not _lastUpdated or _id, which it always
 // carries).

@@ -1,13 +1,10 @@
 package sqlstore
 
 import (
-	"context"
-	"fmt"
 	"math"
 	"strings"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
-	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
 
 // OrderBy is the ORDER BY of q's sort keys ("?" placeholders, for Add),
@@ -95,9 +92,11 @@ func dateKey(k search.SortKey) (string, []any) {
 }
 
 // after is the condition ("?" placeholders) that a row comes after cur in
-// the order of cols: (c1 > v1) OR (c1 = v1 AND c2 > v2) OR ..., with <
-// for a descending column. A type-level search orders by id without the
-// type, and its cursor's type is the searched one.
+// the order of cols: c1 > v1 OR (c1 = v1 AND (c2 > v2 OR (c2 = v2 AND
+// ...))), with < for a descending column, nested so that a date sort
+// key's expression (a subquery) is written twice, not once for each
+// column after it. A type-level search orders by id without the type, and
+// its cursor's type is the searched one.
 func after(cols []orderCol, cur *search.Cursor) (string, []any) {
 	val := func(c orderCol) any {
 		switch {
@@ -110,51 +109,25 @@ func after(cols []orderCol, cur *search.Cursor) (string, []any) {
 		}
 		return cur.ID
 	}
-	var ors []string
+	var sb strings.Builder
 	var args []any
 	for i, c := range cols {
-		var ands []string
-		for _, e := range cols[:i] {
-			ands = append(ands, e.col+" = ?")
-			args = append(append(args, e.args...), val(e))
-		}
 		op := " > ?"
 		if c.desc {
 			op = " < ?"
 		}
-		ands = append(ands, c.col+op)
+		sb.WriteString("(" + c.col + op)
 		args = append(append(args, c.args...), val(c))
-		ors = append(ors, "("+strings.Join(ands, " AND ")+")")
-	}
-	return "(" + strings.Join(ors, " OR ") + ")", args
-}
-
-// cursorAt is the Cursor of the match r in q's order: the values of q's
-// date sort keys, read with c, and r's last update, type and id.
-func (s *Store) cursorAt(ctx context.Context, c Conn, q *search.Query, r *store.Resource) (*search.Cursor, error) {
-	cur := &search.Cursor{LastUpdated: r.LastUpdated.UnixMilli(), Type: r.Type, ID: r.ID}
-	if q.SortValues() == 0 {
-		return cur, nil
-	}
-	_, _, cols := order(q)
-	b := NewBuilder(s.d, q.Type, s.now())
-	b.Add("SELECT ")
-	for _, col := range cols {
-		if col.key >= 0 {
-			if len(cur.Keys) > 0 {
-				b.Add(", ")
-			}
-			b.Add(col.col, col.args...)
-			cur.Keys = append(cur.Keys, 0)
+		if i < len(cols)-1 {
+			sb.WriteString(" OR (" + c.col + " = ? AND ")
+			args = append(append(args, c.args...), val(c))
 		}
 	}
-	b.Add(" FROM current c WHERE c.type = ? AND c.id = ?", r.Type, r.ID)
-	dest := make([]any, len(cur.Keys))
-	for i := range cur.Keys {
-		dest[i] = &cur.Keys[i]
+	for i := range cols {
+		sb.WriteString(")")
+		if i < len(cols)-1 {
+			sb.WriteString(")")
+		}
 	}
-	if err := c.QueryRow(ctx, b.SQL(), b.Args()...).Scan(dest...); err != nil {
-		return nil, fmt.Errorf("%s: search cursor: %w", s.d.Name, s.err(ctx, err))
-	}
-	return cur, nil
+	return sb.String(), args
 }

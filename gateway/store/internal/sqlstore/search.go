@@ -100,10 +100,14 @@ func (s *Store) search(ctx context.Context, c Conn, q *search.Query, withInclude
 	}
 
 	var keys []key
+	// The values of the date sort keys of each match, which the page's
+	// statement selects after its columns (see SearchStatements).
+	vals := sortValues{n: q.SortValues()}
 	if joinMatches(s.d, q) {
 		rows, err := c.Query(ctx, page.SQL, page.Args...)
 		if err == nil {
-			pg.Matches, err = collect(rows)
+			vals.Rows = rows
+			pg.Matches, err = collect(&vals)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("%s: search: %w", s.d.Name, s.err(ctx, err))
@@ -120,7 +124,8 @@ func (s *Store) search(ctx context.Context, c Conn, q *search.Query, withInclude
 	} else {
 		rows, err := c.Query(ctx, page.SQL, page.Args...)
 		if err == nil {
-			keys, err = scanKeys(rows, nil)
+			vals.Rows = rows
+			keys, err = scanKeys(&vals, nil)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("%s: search: %w", s.d.Name, s.err(ctx, err))
@@ -133,8 +138,10 @@ func (s *Store) search(ctx context.Context, c Conn, q *search.Query, withInclude
 		}
 	}
 	if pg.More && len(pg.Matches) > 0 {
-		if pg.Next, err = s.cursorAt(ctx, c, q, pg.Matches[len(pg.Matches)-1]); err != nil {
-			return nil, err
+		last := pg.Matches[len(pg.Matches)-1]
+		pg.Next = &search.Cursor{LastUpdated: last.LastUpdated.UnixMilli(), Type: last.Type, ID: last.ID}
+		if vals.n > 0 {
+			pg.Next.Keys = vals.of[len(pg.Matches)-1]
 		}
 	}
 	if withIncludes && (len(q.Includes) > 0 || len(q.RevIncludes) > 0) {
@@ -223,11 +230,32 @@ func SearchStatements(d *Dialect, q *search.Query, now time.Time) (page, count S
 	}
 	where := b.SQL()
 	count = Stmt{SQL: `SELECT COUNT(*) FROM current c WHERE ` + where, Args: slices.Clip(b.Args())}
-	sel := `SELECT c.type, c.id, c.version FROM current c WHERE `
+	cols := `c.type, c.id, c.version`
+	from := ` FROM current c WHERE `
 	if joinMatches(d, q) {
-		sel = `SELECT ` + resourceCols + ` FROM current c
+		cols = resourceCols
+		from = ` FROM current c
 			JOIN resources r ON r.type = c.type AND r.id = c.id AND r.version = c.version
 			WHERE `
+	}
+	sel := `SELECT ` + cols + from
+	if !unordered(q) && q.SortValues() > 0 {
+		// The values of the date sort keys follow the columns (for the
+		// next page's cursor: sortValues): their arguments come before the
+		// condition's, so the page's statement is built anew.
+		b = NewBuilder(d, q.Type, now)
+		b.Add(`SELECT ` + cols)
+		_, _, ocols := order(q)
+		for _, oc := range ocols {
+			if oc.key >= 0 {
+				b.Add(", "+oc.col, oc.args...)
+			}
+		}
+		b.Add(from)
+		if err := b.Where(q); err != nil {
+			return Stmt{}, Stmt{}, err
+		}
+		sel = ""
 	}
 	n, offset := pageBounds(q.Count, q.Offset)
 	if unordered(q) {
@@ -265,7 +293,7 @@ const PlanOnce = "/* plan once */ "
 
 // unordered reports whether the matches of q may come in any order: the
 // caller said so, and named no sort.
-func unordered(q *search.Query) bool { return q.Unordered && len(q.Sort) == 0 }
+func unordered(q *search.Query) bool { return !q.Ordered() }
 
 // peeked is the page size of q when its page statement selects one match
 // more than that, to tell whether a next page follows (a Keyset order:
@@ -284,6 +312,30 @@ func peeked(q *search.Query) int {
 // keys: its plan is then that of the conditions alone, with no join to
 // weigh (and PostgreSQL plans it once: see PlanOnce).
 func joinMatches(d *Dialect, q *search.Query) bool { return d.JoinMatches && !unordered(q) }
+
+// sortValues reads rows whose last n columns are the values of a query's
+// date sort keys (n may be 0): Scan takes the other columns and keeps
+// those values, of each row in turn, in of.
+type sortValues struct {
+	Rows
+	n  int
+	of [][]int64
+}
+
+func (v *sortValues) Scan(dest ...any) error {
+	if v.n == 0 {
+		return v.Rows.Scan(dest...)
+	}
+	row := make([]int64, v.n)
+	for i := range row {
+		dest = append(dest, &row[i])
+	}
+	if err := v.Rows.Scan(dest...); err != nil {
+		return err
+	}
+	v.of = append(v.of, row)
+	return nil
+}
 
 // scanKeys appends rows of (type, id, version) to keys and closes them.
 func scanKeys(rows Rows, keys []key) ([]key, error) {
