@@ -27,7 +27,7 @@ func TestJobsListAndCancel(t *testing.T) {
 		{ID: "j2", Kind: "export", Tenant: "clinic-b", Owner: "clinicB-emr", Request: []byte(`{}`), Total: -1},
 	}
 	for _, j := range jobs {
-		if err := st.CreateJob(ctx, j); err != nil {
+		if err := st.CreateJob(ctx, j, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
