@@ -236,6 +236,7 @@ type Store interface {
 	Outbox
 	Nonces
 	Jobs
+	Instances
 	Bulk
 	Reindexer
 }
