@@ -177,6 +177,9 @@ func New(cfg Config) (*App, error) {
 	if cfg.Store != nil {
 		jcfg := cfg.Jobs
 		jcfg.Store, jcfg.Now, jcfg.Logger = cfg.Store, cfg.Now, cfg.Logger
+		if jcfg.Instance == "" {
+			jcfg.Instance = cfg.ProcessName
+		}
 		a.Jobs = jobs.New(jcfg)
 		a.Bulk = bulk.New(bulk.Config{Store: cfg.Store, Engine: a.Engine, Ingest: a.Ingest, Jobs: a.Jobs, Now: cfg.Now})
 		a.Replay = replay.New(replay.Config{Store: cfg.Store, Engine: a.Engine, Ingest: a.Ingest, Jobs: a.Jobs,

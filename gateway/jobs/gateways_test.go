@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/postgres"
@@ -131,5 +132,40 @@ func TestActivePerClientAtOnceAcrossGateways(t *testing.T) {
 		if ok.Load() != MaxActive || refused.Load() != 3*MaxActive {
 			t.Errorf("round %d: %d submitted, %d refused; want %d and %d", round, ok.Load(), refused.Load(), MaxActive, 3*MaxActive)
 		}
+	}
+}
+
+// TestClaimNamesItsGateway: a running job's claim names the gateway that
+// holds it (Config.Instance), for jobs list (probe p33 F5).
+func TestClaimNamesItsGateway(t *testing.T) {
+	st := openStore(t)
+	started, release := make(chan struct{}), make(chan struct{})
+	s := New(Config{Store: st, Instance: "gw-a pid 7", Poll: 5 * time.Millisecond, Handlers: map[string]Handler{
+		"block": func(ctx context.Context, run *Run) ([]byte, error) {
+			close(started)
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+			return []byte(`{}`), nil
+		}}})
+	s.Start()
+	defer s.Close()
+	ctx := context.Background()
+	j, err := s.Submit(ctx, caller("alice", "clinic-a"), "block", []byte(`{}`), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	got, err := st.Job(ctx, j.ID)
+	close(release)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := ClaimHolder(got.Claim); got.Status != store.JobRunning || h != "gw-a pid 7" {
+		t.Errorf("running job: status %s, ClaimHolder(claim) = %q; want running, held by gw-a pid 7", got.Status, h)
+	}
+	if h := ClaimHolder(ClaimToken("")); h != "" {
+		t.Errorf("ClaimHolder(a claim of no instance) = %q, want none", h)
 	}
 }

@@ -74,6 +74,10 @@ type Config struct {
 	MaxAttempts int
 	// Now is the clock (time.Now by default).
 	Now func() time.Time
+	// Instance names this process among those on the database: its
+	// claims carry it (ClaimHolder), so an operator sees which gateway
+	// runs a job.
+	Instance string
 	// Logger gets PHI-free events (default: discarded).
 	Logger *slog.Logger
 	// Registry, when set, is the clients' current registration: a job
@@ -160,6 +164,24 @@ func Scope(j *store.Job, interaction, scopes string) *auditlog.Scope {
 	sc := auditlog.NewScope(interaction, &auth.Principal{ClientID: j.Owner, Tenant: j.Tenant, Scopes: auth.ParseScopes(scopes)})
 	sc.RequestID = j.ID
 	return sc
+}
+
+// ClaimToken is a new claim of the process named instance: a random
+// token that tells its holder (ClaimHolder).
+func ClaimToken(instance string) string {
+	if instance == "" {
+		return store.NewID()
+	}
+	return instance + "#" + store.NewID()
+}
+
+// ClaimHolder is the name of the process that holds claim (ClaimToken),
+// "" when the claim does not tell (a process of an older release, or none).
+func ClaimHolder(claim string) string {
+	if i := strings.LastIndexByte(claim, '#'); i > 0 {
+		return claim[:i]
+	}
+	return ""
 }
 
 // Retention is how long finished jobs are kept.
