@@ -162,7 +162,13 @@ func (s *Server) handleReady(c echo.Context) error {
 	if !s.readyFigures(c) {
 		return c.JSON(http.StatusOK, map[string]any{"status": "ready", "database": r.Database})
 	}
-	return c.JSON(http.StatusOK, map[string]any{"status": "ready", "database": r.Database, "deliveries": r.Backlog})
+	out := map[string]any{"status": "ready", "database": r.Database, "deliveries": r.Backlog}
+	if s.app.Settings != nil {
+		// The other live gateways on the database whose settings differ
+		// from this one's, by group (docs/deployment.md): never values.
+		out["settingsDiffer"] = s.app.Settings.Differences()
+	}
+	return c.JSON(http.StatusOK, out)
 }
 
 // readyFigures reports whether /readyz's caller may see the delivery

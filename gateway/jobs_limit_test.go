@@ -27,7 +27,7 @@ func TestImportTooMany(t *testing.T) {
 	for i := range 3 {
 		j := &store.Job{ID: fmt.Sprintf("upload-%d", i), Kind: "import", Tenant: "clinic-a", Owner: "ingester",
 			Status: store.JobUploading, Request: []byte(`{}`), Total: -1, Expires: time.Now().Add(time.Hour)}
-		if err := st.CreateJob(ctx, j); err != nil {
+		if err := st.CreateJob(ctx, j, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -58,7 +58,7 @@ func TestExportTooMany(t *testing.T) {
 		// and fail, before the kick-off): it counts as waiting.
 		j := &store.Job{ID: fmt.Sprintf("export-%d", i), Kind: "export", Tenant: "clinic-a", Owner: "warehouse",
 			Status: store.JobUploading, Request: []byte(`{}`), Total: -1, Expires: time.Now().Add(time.Hour)}
-		if err := st.CreateJob(ctx, j); err != nil {
+		if err := st.CreateJob(ctx, j, nil); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -84,23 +84,36 @@ func jobsCommand(ctx context.Context, args []string, getenv func(string) string,
 // jobView is a job as jobs list prints it (no request, checkpoint or
 // result: a request may name patients).
 type jobView struct {
-	ID       string     `json:"id"`
-	Kind     string     `json:"kind"`
-	Tenant   string     `json:"tenant"`
-	Owner    string     `json:"owner"`
-	Status   string     `json:"status"`
-	Done     int64      `json:"done"`
-	Total    int64      `json:"total"`
-	Error    string     `json:"error,omitempty"`
-	Created  time.Time  `json:"created"`
-	Updated  time.Time  `json:"updated"`
-	Finished *time.Time `json:"finished,omitempty"`
-	Expires  *time.Time `json:"expires,omitempty"`
+	ID     string `json:"id"`
+	Kind   string `json:"kind"`
+	Tenant string `json:"tenant"`
+	Owner  string `json:"owner"`
+	Status string `json:"status"`
+	Done   int64  `json:"done"`
+	Total  int64  `json:"total"`
+	Error  string `json:"error,omitempty"`
+	// ClaimedBy and LeaseUntil are, for a running job, the gateway
+	// (serve --instance and its process id) that holds it and when its
+	// claim runs out unless that gateway renews it: a lease in the past
+	// is a gateway that stopped, whose job another claims at its next poll.
+	ClaimedBy  string     `json:"claimedBy,omitempty"`
+	LeaseUntil *time.Time `json:"leaseUntil,omitempty"`
+	Created    time.Time  `json:"created"`
+	Updated    time.Time  `json:"updated"`
+	Finished   *time.Time `json:"finished,omitempty"`
+	Expires    *time.Time `json:"expires,omitempty"`
 }
 
 func newJobView(j *store.Job) jobView {
 	v := jobView{ID: j.ID, Kind: j.Kind, Tenant: j.Tenant, Owner: j.Owner, Status: j.Status, Done: j.Done, Total: j.Total,
 		Error: j.Error, Created: j.Created.UTC(), Updated: j.Updated.UTC()}
+	if j.Status == store.JobRunning {
+		v.ClaimedBy = jobs.ClaimHolder(j.Claim)
+		if !j.LeaseUntil.IsZero() {
+			t := j.LeaseUntil.UTC()
+			v.LeaseUntil = &t
+		}
+	}
 	if !j.Finished.IsZero() {
 		t := j.Finished.UTC()
 		v.Finished = &t

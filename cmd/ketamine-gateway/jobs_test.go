@@ -6,7 +6,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/jobs"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
 )
@@ -27,7 +29,7 @@ func TestJobsListAndCancel(t *testing.T) {
 		{ID: "j2", Kind: "export", Tenant: "clinic-b", Owner: "clinicB-emr", Request: []byte(`{}`), Total: -1},
 	}
 	for _, j := range jobs {
-		if err := st.CreateJob(ctx, j); err != nil {
+		if err := st.CreateJob(ctx, j, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -61,6 +63,51 @@ func TestJobsListAndCancel(t *testing.T) {
 	for _, args := range [][]string{{"jobs", "frob"}, {"jobs", "cancel"}, {"jobs", "list", "--status", "lost"}, {"jobs", "list", "x"}} {
 		if _, _, code := cli(t, "", append(args, "--db", db)...); code != exitUsage {
 			t.Errorf("%v: exit %d, want %d", args, code, exitUsage)
+		}
+	}
+}
+
+// TestJobsListHolder: jobs list shows which gateway holds a running job
+// and when its lease runs out (probe p33 F5: a job whose gateway died
+// showed "running" until another claimed it, with nothing to tell a
+// stalled job from a slow one, nor which replica to look at).
+func TestJobsListHolder(t *testing.T) {
+	ctx := context.Background()
+	db := filepath.Join(t.TempDir(), "kg.db")
+	st, err := sqlite.Open(ctx, db, sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"j1", "j2"} {
+		if err := st.CreateJob(ctx, &store.Job{ID: id, Kind: "import", Tenant: "clinic-a", Owner: "mover", Request: []byte(`{}`), Total: -1}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := time.Date(2026, 12, 6, 5, 0, 0, 0, time.UTC)
+	if _, err := st.ClaimJob(ctx, []string{"import"}, jobs.ClaimToken("gw-b pid 42"), now, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	out, errOut, code := cli(t, "", "jobs", "list", "--db", db)
+	var list struct {
+		Jobs []struct {
+			ID, Status, ClaimedBy string
+			LeaseUntil            *time.Time
+		}
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &list) != nil || len(list.Jobs) != 2 {
+		t.Fatalf("jobs list: exit %d, %s %s; want both jobs", code, out, errOut)
+	}
+	for _, j := range list.Jobs {
+		switch j.Status {
+		case store.JobRunning:
+			if j.ClaimedBy != "gw-b pid 42" || j.LeaseUntil == nil || !j.LeaseUntil.Equal(now.Add(30*time.Second)) {
+				t.Errorf("jobs list: running job %+v, want claimedBy gw-b pid 42 and leaseUntil %v:\n%s", j, now.Add(30*time.Second), out)
+			}
+		default:
+			if j.ClaimedBy != "" || j.LeaseUntil != nil {
+				t.Errorf("jobs list: %s job %+v, want no holder nor lease:\n%s", j.Status, j, out)
+			}
 		}
 	}
 }

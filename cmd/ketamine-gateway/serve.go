@@ -192,7 +192,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		Safety: allSafety, TenantSafety: tenantSafety,
 		SearchLimits: limits, SearchTimeout: searchTimeout, SearchesPerClient: perClient,
 		UpdateCreate: clientIDsSafe(fc), Logger: logger,
-		Jobs: jobs.Config{Workers: cfg.jobWorkers, Retention: cfg.jobRetention, Lease: cfg.jobLease}}
+		Jobs: jobs.Config{Workers: cfg.jobWorkers, Retention: cfg.jobRetention, Lease: cfg.jobLease},
+		// Gateways on one host may share the default --instance: the pid
+		// tells them apart (their settings' records, their jobs' claims).
+		Settings:    settingsFingerprints(fc, getenv, allSafety, tenantSafety, dests, cfg.identifierBase),
+		ProcessName: fmt.Sprintf("%s pid %d", cfg.instance, os.Getpid())}
 	gcfg := gateway.Config{MaxBodyBytes: cfg.maxBody, Logger: logger, BaseURL: cfg.baseURL, Telemetry: tel,
 		Metrics: metrics, Auth: authn, RateLimit: cfg.rateLimit, TrustedProxies: proxies, MaxImportBytes: cfg.maxImport}
 	switch {
@@ -225,6 +229,11 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			logger.Warn(w.Message, "client", w.Client, "scopes_not_granted", strings.Join(w.NotGranted, " "))
 		}
 		logger.Info("authentication: SMART Backend Services", "clients", len(fc.Auth.Clients), "external_issuers", len(fc.Auth.External))
+		if isPostgres(cfg.db) && getenv("GATEWAY_TOKEN_SECRET") == "" && len(fc.Auth.SigningSecret) == 0 {
+			logger.Warn("GATEWAY_TOKEN_SECRET is not set: this gateway signs its access tokens with a random key of its " +
+				"own, which every other gateway on this database refuses (401); give every gateway the same " +
+				"GATEWAY_TOKEN_SECRET (docs/configuration.md)")
+		}
 	} else {
 		logger.Warn("development mode: no authentication configured; every request is served as an anonymous client " +
 			"with every permission, on a loopback address only")
@@ -287,6 +296,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	application, err = app.New(acfg)
 	if err != nil {
 		return err
+	}
+	if settings := application.Settings; settings != nil {
+		metrics.RegisterSettings(func() int64 { return int64(len(settings.Differences())) })
 	}
 	if err := application.Start(ctx); err != nil {
 		kind, _ := outcome.From(err)

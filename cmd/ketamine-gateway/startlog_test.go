@@ -88,7 +88,7 @@ func TestLogRecovery(t *testing.T) {
 	if got, err := st.Claim(ctx, "ehr", time.Now(), time.Minute, 2); err != nil || len(got) != 2 {
 		t.Fatalf("Claim = %d, %v", len(got), err)
 	}
-	if err := st.CreateJob(ctx, &store.Job{ID: "j1", Kind: "reindex", Tenant: search.AllTenants, Owner: "op"}); err != nil {
+	if err := st.CreateJob(ctx, &store.Job{ID: "j1", Kind: "reindex", Tenant: search.AllTenants, Owner: "op"}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if j, err := st.ClaimJob(ctx, []string{"reindex"}, "c1", time.Now(), time.Minute); err != nil || j == nil {

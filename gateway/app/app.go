@@ -90,6 +90,17 @@ type Config struct {
 	// NoJobRunner keeps Start from running jobs (a CLI command shares the
 	// database with servers, which run them).
 	NoJobRunner bool
+	// Settings are this gateway's settings fingerprints by group
+	// (operator.Fingerprint): when set (serve), Start records them with
+	// a heartbeat every SettingsEvery (default 30 s) and warns of another
+	// live gateway on the database whose fingerprints differ (App.Settings),
+	// as ProcessName.
+	Settings      map[string]string
+	SettingsEvery time.Duration
+	// ProcessName names this process among the gateways on the database
+	// (Instance if empty): a name no other running gateway has. The
+	// settings check records it, the job runner's claims carry it.
+	ProcessName string
 	// NoSeed keeps Start from storing the gateway's conformance resources
 	// (Engine.Seed): a command that only reads (a dry replay) writes
 	// nothing to a database another release may be serving.
@@ -111,6 +122,9 @@ type App struct {
 	Replay *replay.Service
 	// Reindex rebuilds the search index as a job (nil without a store).
 	Reindex *reindex.Service
+	// Settings compares this gateway's settings with the other gateways'
+	// on the database (nil without a store or Config.Settings).
+	Settings *operator.SettingsCheck
 	// IdentifierBase is the deployment's identifier namespace ("" the
 	// default), for lineage queries.
 	IdentifierBase string
@@ -130,6 +144,9 @@ func New(cfg Config) (*App, error) {
 	p, err := ingest.NewPipeline(mapping.Options{IdentifierBase: cfg.IdentifierBase, Safety: cfg.Safety}, v)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.ProcessName == "" {
+		cfg.ProcessName = cfg.Instance
 	}
 	if cfg.BacklogEvery == 0 {
 		cfg.BacklogEvery = time.Minute
@@ -163,11 +180,18 @@ func New(cfg Config) (*App, error) {
 	if cfg.Store != nil {
 		jcfg := cfg.Jobs
 		jcfg.Store, jcfg.Now, jcfg.Logger = cfg.Store, cfg.Now, cfg.Logger
+		if jcfg.Instance == "" {
+			jcfg.Instance = cfg.ProcessName
+		}
 		a.Jobs = jobs.New(jcfg)
 		a.Bulk = bulk.New(bulk.Config{Store: cfg.Store, Engine: a.Engine, Ingest: a.Ingest, Jobs: a.Jobs, Now: cfg.Now})
 		a.Replay = replay.New(replay.Config{Store: cfg.Store, Engine: a.Engine, Ingest: a.Ingest, Jobs: a.Jobs,
 			IdentifierBase: cfg.IdentifierBase, Destinations: dests, Notify: cfg.Notify, Now: cfg.Now})
 		a.Reindex = reindex.New(reindex.Config{Store: cfg.Store, Jobs: a.Jobs})
+		if len(cfg.Settings) > 0 {
+			a.Settings = operator.NewSettingsCheck(operator.SettingsCheckConfig{Store: cfg.Store, Instance: cfg.ProcessName,
+				Fingerprints: cfg.Settings, Every: cfg.SettingsEvery, Logger: cfg.Logger, Now: cfg.Now})
+		}
 	}
 	return a, nil
 }
@@ -187,6 +211,9 @@ func (a *App) Start(ctx context.Context) error {
 	if a.Jobs != nil && a.runJobs {
 		a.Jobs.Start()
 	}
+	if a.Settings != nil {
+		a.Settings.Start()
+	}
 	return nil
 }
 
@@ -194,6 +221,9 @@ func (a *App) Start(ctx context.Context) error {
 // from their checkpoints), the backlog sampler and the audit log once the
 // records already queued are committed. It does not close the store.
 func (a *App) Close() error {
+	if a.Settings != nil {
+		a.Settings.Close()
+	}
 	if a.Jobs != nil {
 		a.Jobs.Close()
 	}

@@ -74,6 +74,10 @@ type Config struct {
 	MaxAttempts int
 	// Now is the clock (time.Now by default).
 	Now func() time.Time
+	// Instance names this process among those on the database: its
+	// claims carry it (ClaimHolder), so an operator sees which gateway
+	// runs a job.
+	Instance string
 	// Logger gets PHI-free events (default: discarded).
 	Logger *slog.Logger
 	// Registry, when set, is the clients' current registration: a job
@@ -103,11 +107,6 @@ type Service struct {
 	running sync.WaitGroup
 	active  map[string]*Run     // the runs of this process, by job id
 	needs   map[string][]string // the scopes each kind's owner must still have
-
-	// submitMu makes Submit's count and create one step in this process:
-	// a client's requests sent at once cannot all pass the bound.
-	// (Gateways on one database each bound it: at most MaxActive each.)
-	submitMu sync.Mutex
 }
 
 // New returns a Service. It does no I/O and starts nothing: see Start.
@@ -167,6 +166,24 @@ func Scope(j *store.Job, interaction, scopes string) *auditlog.Scope {
 	return sc
 }
 
+// ClaimToken is a new claim of the process named instance: a random
+// token that tells its holder (ClaimHolder).
+func ClaimToken(instance string) string {
+	if instance == "" {
+		return store.NewID()
+	}
+	return instance + "#" + store.NewID()
+}
+
+// ClaimHolder is the name of the process that holds claim (ClaimToken),
+// "" when the claim does not tell (a process of an older release, or none).
+func ClaimHolder(claim string) string {
+	if i := strings.LastIndexByte(claim, '#'); i > 0 {
+		return claim[:i]
+	}
+	return ""
+}
+
 // Retention is how long finished jobs are kept.
 func (s *Service) Retention() time.Duration { return s.cfg.Retention }
 
@@ -209,7 +226,8 @@ func tooMany(kind string) error {
 // CheckActive returns a Throttled error (rule job-too-many) when the
 // caller of sc has MaxActive jobs of kind waiting or running: queued,
 // running, or uploading and not expired (an abandoned upload expires).
-// Submit checks it; a caller may check it first, before costly work.
+// It is advisory, for a caller to check before costly work: Submit's own
+// check, in the store, is the one that holds.
 func (s *Service) CheckActive(ctx context.Context, sc *auditlog.Scope, kind string) error {
 	now, active := s.cfg.Now(), 0
 	for _, status := range []string{store.JobQueued, store.JobRunning, store.JobUploading} {
@@ -242,19 +260,21 @@ func TooMany(err error) bool {
 // Submit creates a job of kind for the caller of sc with request (JSON):
 // queued, or JobUploading when its input follows (Upload, then Queue).
 // Returns a Throttled error (rule job-too-many) if the caller has MaxActive
-// jobs of kind uploading, queued or running; store errors.
+// jobs of kind uploading, queued or running; store errors. The store
+// counts and creates in one step for the whole database: a client's
+// requests sent at once, to one gateway or to several sharing the
+// database, cannot together pass the bound (probe p33 F1).
 func (s *Service) Submit(ctx context.Context, sc *auditlog.Scope, kind string, request []byte, uploading bool) (*store.Job, error) {
-	s.submitMu.Lock()
-	defer s.submitMu.Unlock()
-	if err := s.CheckActive(ctx, sc, kind); err != nil {
-		return nil, err
-	}
 	j := &store.Job{ID: store.NewID(), Kind: kind, Tenant: sc.TenantOf(), Owner: sc.ClientID, Request: request, Total: -1}
 	if uploading {
 		// An upload abandoned half way is purged after the retention.
 		j.Status, j.Expires = store.JobUploading, s.cfg.Now().Add(s.cfg.Retention)
 	}
-	if err := s.st.CreateJob(ctx, j); err != nil {
+	err := s.st.CreateJob(ctx, j, &store.JobLimit{Max: MaxActive, Now: s.cfg.Now()})
+	if errors.Is(err, store.ErrLimit) {
+		return nil, tooMany(kind)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("submit %s job: %w", kind, err)
 	}
 	if !uploading {

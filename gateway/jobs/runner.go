@@ -179,7 +179,7 @@ func (s *Service) loop(ctx context.Context, done chan struct{}, kinds []string) 
 		claimed := false
 		select {
 		case slots <- struct{}{}:
-			j, err := s.st.ClaimJob(ctx, kinds, store.NewID(), now, s.cfg.Lease)
+			j, err := s.st.ClaimJob(ctx, kinds, ClaimToken(s.cfg.Instance), now, s.cfg.Lease)
 			if err != nil && ctx.Err() == nil {
 				s.cfg.Logger.Log(ctx, store.LogLevel(err), "jobs: claim failed", "cause", store.UnavailableCause(err), "error_class", store.ErrorClass(err))
 			}

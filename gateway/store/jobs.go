@@ -81,14 +81,26 @@ type JobFilter struct {
 	Limit                       int
 }
 
+// JobLimit bounds CreateJob: a client may have at most Max jobs of a kind
+// queued, running, or uploading and not expired at Now (an abandoned
+// upload expires).
+type JobLimit struct {
+	Max int
+	Now time.Time
+}
+
 // Jobs is the part of a Store that keeps durable jobs and their files.
 // Every method returns ErrUnavailable when the database cannot be reached.
 type Jobs interface {
 	// CreateJob inserts j (ID, Kind, Tenant, Owner, Request, Total and
 	// Expires from j; Status JobUploading or JobQueued, JobQueued when
 	// empty); Created and Updated are set to now, and written back into
-	// j. ErrConflict if the id exists.
-	CreateJob(ctx context.Context, j *Job) error
+	// j. ErrConflict if the id exists. With limit (nil: none) it is
+	// ErrLimit, with nothing written, when j's Owner has limit.Max jobs of
+	// j.Kind in j.Tenant already waiting or running (see JobLimit): the
+	// count and the insert are one step for every process on the
+	// database, so gateways sharing it cannot together pass the bound.
+	CreateJob(ctx context.Context, j *Job, limit *JobLimit) error
 	// Job returns a job; ErrNotFound if there is none (or it was purged).
 	Job(ctx context.Context, id string) (*Job, error)
 	// ListJobs lists the jobs f selects, newest first, without their

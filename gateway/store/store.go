@@ -32,6 +32,9 @@ var (
 	ErrConflict = errors.New("conflict")
 	// ErrUnavailable: the database cannot be reached or is overloaded.
 	ErrUnavailable = errors.New("database unavailable")
+	// ErrLimit: a bounded insert (CreateJob with a JobLimit) found the
+	// bound reached, and wrote nothing.
+	ErrLimit = errors.New("limit reached")
 	// ErrNoDatabase: opened as an existing database (the read-only
 	// commands do), there is none: no such SQLite file, a database the
 	// gateway never set up, or one whose schema is older than the
@@ -235,6 +238,7 @@ type Store interface {
 	Outbox
 	Nonces
 	Jobs
+	Instances
 	Bulk
 	Reindexer
 }

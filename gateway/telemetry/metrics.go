@@ -23,6 +23,7 @@ const (
 	MetricOldestPendingAge   = "gateway.delivery.oldest_pending_age"
 	MetricDeliveryDead       = "gateway.delivery.dead"
 	MetricDeliveryHeld       = "gateway.delivery.held"
+	MetricSettingsDiffering  = "gateway.settings.differing"
 )
 
 // Attribute keys recorded by Metrics (all on the allow-list).
@@ -70,9 +71,12 @@ type Metrics struct {
 	oldestAge        metric.Float64ObservableGauge
 	dead             metric.Int64ObservableGauge
 	held             metric.Int64ObservableGauge
+	settings         metric.Int64ObservableGauge
 
-	backlogFn atomic.Pointer[func(context.Context) []BacklogStat]
-	reg       metric.Registration
+	backlogFn   atomic.Pointer[func(context.Context) []BacklogStat]
+	settingsFn  atomic.Pointer[func() int64]
+	reg         metric.Registration
+	settingsReg metric.Registration
 }
 
 // NewMetrics creates the gateway instruments on mp.
@@ -113,11 +117,25 @@ func NewMetrics(mp metric.MeterProvider) (*Metrics, error) {
 		metric.WithDescription("1 while the destination is on hold (nothing is sent to it), else 0, by destination."),
 		metric.WithUnit("1"))
 	err = errors.Join(err, e)
+	m.settings, e = meter.Int64ObservableGauge(MetricSettingsDiffering,
+		metric.WithDescription("Other live gateways on the database whose settings differ from this one's (docs/deployment.md)."),
+		metric.WithUnit("{gateway}"))
+	err = errors.Join(err, e)
 	if err != nil {
 		return nil, err
 	}
 	m.reg, err = meter.RegisterCallback(m.observeBacklog, m.backlog, m.oldestAge, m.dead, m.held)
 	if err != nil {
+		return nil, err
+	}
+	m.settingsReg, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		if fn := m.settingsFn.Load(); fn != nil {
+			o.ObserveInt64(m.settings, (*fn)())
+		}
+		return nil
+	}, m.settings)
+	if err != nil {
+		_ = m.reg.Unregister()
 		return nil, err
 	}
 	return m, nil
@@ -167,12 +185,26 @@ func (m *Metrics) RegisterBacklog(fn func(context.Context) []BacklogStat) {
 	m.backlogFn.Store(&fn)
 }
 
-// Close unregisters the backlog callback from the meter provider.
+// RegisterSettings sets the function that reports how many other live
+// gateways on the database have settings that differ from this one's
+// (gateway.settings.differing); nil stops reporting.
+func (m *Metrics) RegisterSettings(fn func() int64) {
+	if m == nil {
+		return
+	}
+	if fn == nil {
+		m.settingsFn.Store(nil)
+		return
+	}
+	m.settingsFn.Store(&fn)
+}
+
+// Close unregisters the callbacks from the meter provider.
 func (m *Metrics) Close() error {
 	if m == nil || m.reg == nil {
 		return nil
 	}
-	return m.reg.Unregister()
+	return errors.Join(m.reg.Unregister(), m.settingsReg.Unregister())
 }
 
 func (m *Metrics) observeBacklog(ctx context.Context, o metric.Observer) error {

@@ -25,6 +25,7 @@ func TestMetrics(t *testing.T) {
 	m.RegisterBacklog(func(context.Context) []BacklogStat {
 		return []BacklogStat{{Destination: "ehr-primary", Pending: 7, OldestPendingAge: 90 * time.Second, Dead: 3, Held: true}}
 	})
+	m.RegisterSettings(func() int64 { return 2 })
 
 	var rm metricdata.ResourceMetrics
 	if err := reader.Collect(ctx, &rm); err != nil {
@@ -67,8 +68,13 @@ func TestMetrics(t *testing.T) {
 		t.Errorf("oldest pending age = %+v", dps)
 	}
 
+	if dps := findMetric(t, rm, MetricSettingsDiffering).Data.(metricdata.Gauge[int64]).DataPoints; len(dps) != 1 || dps[0].Value != 2 {
+		t.Errorf("settings differing = %+v, want 2", dps)
+	}
+
 	// nil stops backlog reporting.
 	m.RegisterBacklog(nil)
+	m.RegisterSettings(nil)
 	if err := reader.Collect(ctx, &rm); err != nil {
 		t.Fatal(err)
 	}

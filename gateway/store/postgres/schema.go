@@ -445,6 +445,16 @@ var migrations = []sqlstore.Migration{{
 			PRIMARY KEY (item_id, order_key)
 		)`, sqlstore.OutboxKeysIndex, sqlstore.OutboxKeysFill,
 		`ALTER TABLE outbox ADD COLUMN probes INTEGER NOT NULL DEFAULT 0`},
+}, {
+	Version: 20,
+	Note:    "the gateways sharing the database record a fingerprint of the settings that must agree between them, and warn of a gateway whose settings differ (docs/deployment.md, \"Settings every gateway must share\")",
+	// One row per gateway instance (store.Instances): fingerprints is a
+	// JSON object of opaque hashes, seen its heartbeat (Unix ms).
+	Stmts: []string{`CREATE TABLE instances (
+			name TEXT COLLATE "C" PRIMARY KEY,
+			fingerprints TEXT NOT NULL,
+			seen BIGINT NOT NULL
+		)`},
 }}
 
 // lz4Columns sets the TOAST compression of the columns that hold large

@@ -425,6 +425,16 @@ var migrations = []sqlstore.Migration{{
 		// The failed attempts that probed a destination on hold
 		// (store.OutboxItem.Probes).
 		`ALTER TABLE outbox ADD COLUMN probes INTEGER NOT NULL DEFAULT 0`},
+}, {
+	Version: 18,
+	Note:    "the gateways sharing the database record a fingerprint of the settings that must agree between them, and warn of a gateway whose settings differ (docs/deployment.md, \"Settings every gateway must share\")",
+	// One row per gateway instance (store.Instances): fingerprints is a
+	// JSON object of opaque hashes, seen its heartbeat (Unix ms).
+	Stmts: []string{`CREATE TABLE instances (
+			name TEXT PRIMARY KEY,
+			fingerprints TEXT NOT NULL,
+			seen INTEGER NOT NULL
+		)`},
 }}
 
 // tenantStats are the tenant indexes' planner statistics, as plannerStats:

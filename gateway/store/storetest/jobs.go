@@ -19,7 +19,7 @@ import (
 func newJob(t *testing.T, s store.Store, id, kind, tenant string) *store.Job {
 	t.Helper()
 	j := &store.Job{ID: id, Kind: kind, Tenant: tenant, Owner: "client-" + tenant, Request: []byte(`{"a":1}`), Total: -1}
-	if err := s.CreateJob(context.Background(), j); err != nil {
+	if err := s.CreateJob(context.Background(), j, nil); err != nil {
 		t.Fatalf("CreateJob(%s): %v", id, err)
 	}
 	return j
@@ -45,7 +45,7 @@ func testJobs(t *testing.T, s store.Store) {
 	if j.Status != store.JobQueued || j.Created.IsZero() {
 		t.Errorf("CreateJob: status %q created %v, want queued and a time", j.Status, j.Created)
 	}
-	isErr(t, "CreateJob again", s.CreateJob(ctx, &store.Job{ID: "j1", Kind: "export"}), store.ErrConflict)
+	isErr(t, "CreateJob again", s.CreateJob(ctx, &store.Job{ID: "j1", Kind: "export"}, nil), store.ErrConflict)
 	if got, err := s.ClaimJob(ctx, []string{"import"}, "c0", now, time.Minute); err != nil || got != nil {
 		t.Errorf("ClaimJob(import) = %v, %v; want nothing", got, err)
 	}
@@ -225,7 +225,7 @@ func testJobLease(t *testing.T, s store.Store) {
 	isErr(t, "CancelJob again", s.CancelJob(ctx, "j1", later), store.ErrNotFound)
 
 	up := &store.Job{ID: "up", Kind: "import", Status: store.JobUploading, Expires: later.Add(time.Hour)}
-	if err := s.CreateJob(ctx, up); err != nil {
+	if err := s.CreateJob(ctx, up, nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.PutJobParts(ctx, "up", []store.JobPart{{File: 0, Part: 0, Data: []byte("in")}}); err != nil {

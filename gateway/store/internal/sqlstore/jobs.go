@@ -24,8 +24,13 @@ const jobCols = `id, kind, tenant, owner, status, request, progress_done, progre
 // jobPartsPage is how many parts JobFile reads per statement.
 const jobPartsPage = 4
 
-// CreateJob implements store.Jobs.
-func (s *Store) CreateJob(ctx context.Context, j *store.Job) error {
+// CreateJob implements store.Jobs. With a limit, the count of the owner's
+// active jobs and the insert are one write transaction: SQLite's one
+// writer serialises them; on PostgreSQL, where writers run in parallel, the
+// transaction first takes the Dialect.Lock of (tenant, owner, kind), so
+// the submits of one client and kind, from any process, count one after
+// the other, each seeing the jobs the ones before it committed.
+func (s *Store) CreateJob(ctx context.Context, j *store.Job, limit *store.JobLimit) error {
 	switch j.Status {
 	case "":
 		j.Status = store.JobQueued
@@ -45,6 +50,11 @@ func (s *Store) CreateJob(ctx context.Context, j *store.Job) error {
 		req = []byte{}
 	}
 	return s.write(ctx, func(t *tx) error {
+		if limit != nil {
+			if err := t.checkJobLimit(j, limit); err != nil {
+				return err
+			}
+		}
 		_, err := t.c.Exec(t.ctx, s.bind(`INSERT INTO jobs (id, kind, tenant, owner, status, request, progress_done,
 			progress_total, error, attempts, claim, lease_until, created, updated, finished, expires)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, '', 0, '', 0, ?, ?, 0, ?)`),
@@ -55,6 +65,31 @@ func (s *Store) CreateJob(ctx context.Context, j *store.Job) error {
 		}
 		return nil
 	})
+}
+
+// checkJobLimit returns store.ErrLimit when j's owner has limit.Max jobs
+// of j's kind in j's tenant queued, running, or uploading and not expired
+// at limit.Now.
+func (t *tx) checkJobLimit(j *store.Job, limit *store.JobLimit) error {
+	s := t.s
+	if s.d.Lock != "" {
+		key := "kg-jobs\x1f" + j.Tenant + "\x1f" + s.text(j.Owner) + "\x1f" + s.text(j.Kind)
+		if _, err := t.c.Exec(t.ctx, s.bind(s.d.Lock), key); err != nil {
+			return fmt.Errorf("%s: create job: %w", s.d.Name, s.err(t.ctx, err))
+		}
+	}
+	var n int
+	err := t.c.QueryRow(t.ctx, s.bind(`SELECT COUNT(*) FROM jobs WHERE tenant = ? AND owner = ? AND kind = ?
+		AND (status IN (?, ?) OR status = ? AND (expires = 0 OR expires > ?))`),
+		j.Tenant, s.text(j.Owner), s.text(j.Kind), store.JobQueued, store.JobRunning, store.JobUploading,
+		limit.Now.UnixMilli()).Scan(&n)
+	if err != nil {
+		return fmt.Errorf("%s: create job: %w", s.d.Name, s.err(t.ctx, err))
+	}
+	if n >= limit.Max {
+		return fmt.Errorf("create %s job: %d active: %w", s.text(j.Kind), n, store.ErrLimit)
+	}
+	return nil
 }
 
 // Job implements store.Jobs.
