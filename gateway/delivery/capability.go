@@ -53,8 +53,13 @@ type TypeGap struct {
 
 // Gaps returns the types of needs (what the gateway delivers) that c
 // does not list, or lists without some of their interactions, in the
-// order of needs.
+// order of needs. A statement that lists no resource at all (rest.resource
+// is optional in R4; minimal servers leave it out) says nothing about any
+// type, and has no gaps.
 func (c Capabilities) Gaps(needs []mapping.Write) []TypeGap {
+	if c.Resources == nil {
+		return nil
+	}
 	var out []TypeGap
 	for _, n := range needs {
 		listed, ok := c.Resources[n.Type]
