@@ -81,12 +81,9 @@ func (e *Engine) reservedIdentifier(en *Entry, doc map[string]any, cur *store.Re
 	if !en.client || en.mints {
 		return nil
 	}
-	var had map[string]any
-	if cur != nil && !cur.Deleted && cur.Body != nil {
-		var err error
-		if had, err = decodeJSON(cur.Body); err != nil {
-			return fmt.Errorf("%s/%s: stored body: %w", cur.Type, cur.ID, err)
-		}
+	had, err := storedContent(cur)
+	if err != nil {
+		return err
 	}
 	i := firstReserved(e.reservedSys, doc, had)
 	if i < 0 {
@@ -97,6 +94,19 @@ func (e *Engine) reservedIdentifier(en *Entry, doc map[string]any, cur *store.Re
 		expr = nestedExpr(fmt.Sprintf("Bundle.entry[%d].resource", en.index), en.typ, expr)
 	}
 	return e.errReserved(expr)
+}
+
+// storedContent decodes the body of cur, the version a write replaces:
+// nil for none (cur nil, or a deletion).
+func storedContent(cur *store.Resource) (map[string]any, error) {
+	if cur == nil || cur.Deleted || cur.Body == nil {
+		return nil, nil
+	}
+	doc, err := decodeJSON(cur.Body)
+	if err != nil {
+		return nil, fmt.Errorf("%s/%s: stored body: %w", cur.Type, cur.ID, err)
+	}
+	return doc, nil
 }
 
 // errReserved is identifier-reserved at expr, the system of the
@@ -129,9 +139,9 @@ func (e *Engine) reservedIssues(ctx context.Context, sc *auditlog.Scope, rt, id 
 		case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrGone), errors.Is(err, errForeign):
 		case err != nil:
 			return nil, err
-		case cur.Tenant == sc.TenantOf() && !cur.Deleted && cur.Body != nil:
-			if had, err = decodeJSON(cur.Body); err != nil {
-				return nil, fmt.Errorf("%s/%s: stored body: %w", cur.Type, cur.ID, err)
+		case cur.Tenant == sc.TenantOf():
+			if had, err = storedContent(cur); err != nil {
+				return nil, err
 			}
 		}
 	}

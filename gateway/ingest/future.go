@@ -40,37 +40,33 @@ const RuleTimeFuture = "record.time-future"
 func checkNotFuture(rec mapping.Record, now time.Time) error {
 	var issues []outcome.Issue
 	if at, ok := instant(rec.Env().Source.LastUpdated); ok && at.Sub(now) > LastUpdatedAhead {
-		issues = append(issues, outcome.Issue{
-			Severity: "error", Code: "business-rule", Rule: RuleLastUpdatedFuture,
-			Pointer: "/source/lastUpdated", Expression: "source.lastUpdated",
-			Message: fmt.Sprintf("source.lastUpdated is %s ahead of the gateway's clock (clocks may differ by %s): a record "+
-				"is not changed in the future. Most often this is a local time sent with Z or with another zone's offset; "+
-				"send the time the record was last changed with the UTC offset of the clock that wrote it (09:30 in "+
-				"Auckland in summer is 09:30:00+13:00, not 09:30:00Z) or converted to UTC, and check the sending "+
-				"system's clock", aheadText(at, now), roughly(LastUpdatedAhead))})
+		issues = append(issues, futureIssue(RuleLastUpdatedFuture, "/source/lastUpdated", "source.lastUpdated",
+			"a record is not changed in the future", "the time the record was last changed", at, now))
 	}
-	withdrawn := rec.Env().Source.Status == "entered-in-error"
-	for _, c := range mapping.ClinicalTimes(rec) {
-		if withdrawn {
-			break
+	if rec.Env().Source.Status != "entered-in-error" { // a withdrawal may take back a record stored with a future time
+		for _, c := range mapping.ClinicalTimes(rec) {
+			if at, ok := instant(c.At); ok && at.Sub(now) > LastUpdatedAhead {
+				issues = append(issues, futureIssue(RuleTimeFuture, c.Pointer, c.Expression(),
+					"a record does not describe what has not happened yet", "the time", at, now))
+			}
 		}
-		at, ok := instant(c.At)
-		if !ok || at.Sub(now) <= LastUpdatedAhead {
-			continue
-		}
-		issues = append(issues, outcome.Issue{
-			Severity: "error", Code: "business-rule", Rule: RuleTimeFuture,
-			Pointer: c.Pointer, Expression: c.Expression(),
-			Message: fmt.Sprintf("%s is %s ahead of the gateway's clock (clocks may differ by %s): a record does not "+
-				"describe what has not happened yet. Most often this is a local time sent with Z or with another zone's "+
-				"offset; send the time with the UTC offset of the clock that took it (09:30 in Auckland in summer is "+
-				"09:30:00+13:00, not 09:30:00Z) or converted to UTC, and check the sending system's clock",
-				c.Expression(), aheadText(at, now), roughly(LastUpdatedAhead))})
 	}
 	if len(issues) == 0 {
 		return nil
 	}
 	return &outcome.Error{Kind: outcome.Unprocessable, Issues: issues}
+}
+
+// futureIssue is the error issue of rule at a time (pointer, expr) that
+// lies at, ahead of now: how far, why it cannot be (claim), and what to
+// send instead (what: the time to send), never the value itself.
+func futureIssue(rule, pointer, expr, claim, what string, at, now time.Time) outcome.Issue {
+	return outcome.Issue{
+		Severity: "error", Code: "business-rule", Rule: rule, Pointer: pointer, Expression: expr,
+		Message: fmt.Sprintf("%s is %s ahead of the gateway's clock (clocks may differ by %s): %s. Most often this is "+
+			"a local time sent with Z or with another zone's offset; send %s with the UTC offset of the clock that "+
+			"wrote it (09:30 in Auckland in summer is 09:30:00+13:00, not 09:30:00Z) or converted to UTC, and check "+
+			"the sending system's clock", expr, aheadText(at, now), roughly(LastUpdatedAhead), claim, what)}
 }
 
 // aheadText is how far at is after now, for people: roughly, or, beyond
