@@ -152,6 +152,23 @@ var commands = []command{
 			"could not be read, 2 usage (also a --tenant that holds no resource), 3 no database there, it could not be\n" +
 			"reached, or interrupted (run it again).",
 		examples: []string{"ketamine-gateway reindex --db kg.db --dry-run", "ketamine-gateway reindex --db postgres://kg@db/kg --type Observation"}},
+	{name: "client", summary: "make a SMART client's key pair and JWKS, and get an access token with it",
+		usage: "client keygen --out FILE --jwks FILE [--kid K] | client token --key FILE --client-id ID --token-url URL [--scope S] [--kid K] [--bare | --assertion-only] [--timeout D]",
+		detail: "  keygen  --out FILE --jwks FILE      a new EC P-384 key (ES384): the private key as PKCS #8 PEM (mode 0600)\n" +
+			"                                      and its public key as a JWKS to register in auth.clients (jwksFile);\n" +
+			"                                      kid is the key's JWK thumbprint (RFC 7638); no file is overwritten\n" +
+			"  token   --key FILE --client-id ID --token-url URL [--scope S]\n" +
+			"                                      signs a client assertion (iss = sub = ID, aud = URL, exp in 4 minutes, a\n" +
+			"                                      new jti) and posts a client_credentials request with it (client_assertion_type\n" +
+			"                                      urn:ietf:params:oauth:client-assertion-type:jwt-bearer), as SMART Backend\n" +
+			"                                      Services does; prints the token response JSON (--bare: the access token only)\n" +
+			"Use the token as Authorization: Bearer TOKEN; it lasts the gateway's tokenTTL (at most 5 minutes), then ask\n" +
+			"again. See docs/security.md, \"Your first token\".\n" +
+			"Exit status: 0 done, 1 the token endpoint refused (its error and what to check on stderr), 2 usage (a key that\n" +
+			"cannot be read or used), 3 the token endpoint could not be reached or answered no token.",
+		examples: []string{"ketamine-gateway client keygen --out client.key --jwks client.jwks",
+			"ketamine-gateway client token --key client.key --client-id my-emr --token-url http://127.0.0.1:8080/auth/token --scope 'system/*.rs'",
+			"curl -H \"Authorization: Bearer $(ketamine-gateway client token --bare --key client.key --client-id my-emr --token-url http://127.0.0.1:8080/auth/token)\" http://127.0.0.1:8080/fhir/Patient"}},
 	{name: "codesystem", summary: "print one of the gateway's own CodeSystem resources",
 		usage:    "codesystem [--id ID]",
 		examples: []string{"ketamine-gateway codesystem --id validation-rule"}},
