@@ -45,7 +45,7 @@ const (
 )
 
 // clientCommand runs client keygen or client token.
-func clientCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func clientCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(args) < 1 || args[0] == "-h" || args[0] == "--help" || args[0] == "-help" {
 		if len(args) == 1 {
 			fs, _ := clientFlags("client")

@@ -56,7 +56,7 @@ func dispatch(ctx context.Context, args []string, getenv func(string) string,
 	case "reindex":
 		return reindexCommand(ctx, rest, getenv, stdout, stderr)
 	case "client":
-		return clientCommand(ctx, rest, stdout, stderr)
+		return clientCommand(ctx, rest, stdout)
 	case "codesystem":
 		return codeSystemCommand(rest, stdout, stderr)
 	case "ig":
