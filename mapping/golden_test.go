@@ -74,6 +74,13 @@ func goldenCases(t *testing.T) []goldenCase {
 	return cases
 }
 
+// goldenAdvice is what to do when a golden file differs: the order
+// TestVersionBumped asks for too (p34 F6: "run -update" here, "bump the
+// version first" there).
+const goldenAdvice = "if the input is unchanged, this changes the output a receiver gets: first bump mapping.Version " +
+	"(mapping/map.go) and add its entry to docs/mapping-changelog.md (docs/mapping.md §10 says which part to bump), " +
+	"then run go test ./mapping -update and review the diff"
+
 // TestGolden maps every input and compares the transaction Bundle with its
 // golden file (go test ./mapping -update rewrites them; review the diff).
 func TestGolden(t *testing.T) {
@@ -101,7 +108,7 @@ func TestGolden(t *testing.T) {
 				t.Fatalf("no golden file (run go test ./mapping -update): %v", err)
 			}
 			if !bytes.Equal(got, want) {
-				t.Errorf("Map(%s) differs from %s; run go test ./mapping -update and review the diff", tc.name, tc.golden)
+				t.Errorf("Map(%s) differs from %s; %s", tc.name, tc.golden, goldenAdvice)
 			}
 		})
 	}

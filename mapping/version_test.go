@@ -140,10 +140,10 @@ func unbumped(recorded, now sums) error {
 		return nil
 	}
 	return fmt.Errorf("%s changed, but mapping.Version is still %s: a receiver would get other codes or resources "+
-		"under the same version. Bump mapping.Version (mapping/map.go; a new instrument or code is a minor version), "+
-		"add an entry \"## <new version>\" to %s saying what a receiver sees differently and what senders must "+
-		"change, update the version docs/conformance.md and docs/mapping.md state, then run go test ./mapping -update "+
-		"(docs/mapping.md §10)", strings.Join(what, " and "), now.version, changelogDoc)
+		"under the same version. First bump mapping.Version (mapping/map.go; docs/mapping.md §10 says whether a "+
+		"change is a patch, minor or major version) and add an entry \"## <new version>\" to %s saying what a "+
+		"receiver sees differently and what senders must change, then run go test ./mapping -update (it rewrites "+
+		"the goldens, outputs.sum and the version docs/conformance.md and docs/mapping.md state) and review the diff", strings.Join(what, " and "), now.version, changelogDoc)
 }
 
 // TestVersionBumped: an output changed for an unchanged input, or a
@@ -212,10 +212,27 @@ func TestUnbumped(t *testing.T) {
 			case tc.want == "" && err != nil:
 				t.Errorf("unbumped() = %v, want nil", err)
 			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want) ||
-				!strings.Contains(err.Error(), "Bump mapping.Version") || !strings.Contains(err.Error(), changelogDoc)):
+				!strings.Contains(err.Error(), "bump mapping.Version") || !strings.Contains(err.Error(), changelogDoc)):
 				t.Errorf("unbumped() = %v, want an error naming %q, the bump and the changelog", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestAdviceOrder: TestGolden and TestVersionBumped give the same order,
+// the bump before -update (p34 F6: TestGolden said only "run -update",
+// which rewrites the goldens and fails again).
+func TestAdviceOrder(t *testing.T) {
+	recorded := sums{version: "1.0.0", cases: map[string]caseSum{"a": {"i", "o"}}}
+	err := unbumped(recorded, sums{version: "1.0.0", cases: map[string]caseSum{"a": {"i", "oX"}}})
+	if err == nil {
+		t.Fatal("unbumped() = nil for a changed output")
+	}
+	for name, msg := range map[string]string{"TestGolden": goldenAdvice, "TestVersionBumped": err.Error()} {
+		bump, upd := strings.Index(strings.ToLower(msg), "bump mapping.version"), strings.Index(msg, "go test ./mapping -update")
+		if bump < 0 || upd < 0 || bump > upd || !strings.Contains(msg, "mapping-changelog.md") {
+			t.Errorf("%s's advice %q: want the bump of mapping.Version and the changelog entry, then go test ./mapping -update", name, msg)
+		}
 	}
 }
 
@@ -233,32 +250,130 @@ func TestChangedOutputs(t *testing.T) {
 	}
 }
 
-// TestDocsNameVersion: the docs that state the mapping version (the
-// version of the published conformance resources and IG package) state
-// mapping.Version: a bump that leaves them is caught here (p19 F3).
-func TestDocsNameVersion(t *testing.T) {
-	// Versions of other things these docs name: FHIR R4, the profiles'
-	// own version of conformance resources that are not the mapping's,
-	// npm packages, an address.
-	others := map[string]bool{"4.0.1": true, "1.0.0": true, "4.12.0": true, "5.2.13": true, "127.0.0": true}
+// versionDocs are the docs that state the mapping version: each with the
+// finder of the versions it states (TestDocsNameVersion).
+var versionDocs = []struct {
+	path  string
+	stale func(doc, version string) []staleVersion
+}{
+	{"../docs/conformance.md", staleSemvers},
+	{"../docs/mapping.md", staleStated},
+}
+
+// staleVersion is a version a doc states that is not mapping.Version: the
+// line (1-based) and the text to replace.
+type staleVersion struct {
+	line int
+	old  string
+}
+
+// otherVersions are versions of other things docs/conformance.md names:
+// FHIR R4, the profiles' own version of conformance resources that are not
+// the mapping's, npm packages, an address.
+var otherVersions = map[string]bool{"4.0.1": true, "1.0.0": true, "4.12.0": true, "5.2.13": true, "127.0.0": true}
+
+// staleSemvers finds every version in doc (conformance.md: the version of
+// the conformance resources and the IG package) that is neither version
+// nor one of otherVersions.
+func staleSemvers(doc, version string) []staleVersion {
 	semver := regexp.MustCompile(`\b\d+\.\d+\.\d+\b`)
-	b, err := os.ReadFile("../docs/conformance.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for n, line := range strings.Split(string(b), "\n") {
+	var out []staleVersion
+	for n, line := range strings.Split(doc, "\n") {
 		for _, v := range semver.FindAllString(line, -1) {
-			if !others[v] && v != mapping.Version {
-				t.Errorf("docs/conformance.md:%d names version %s, not mapping.Version %s", n+1, v, mapping.Version)
+			if !otherVersions[v] && v != version {
+				out = append(out, staleVersion{n + 1, v})
 			}
 		}
 	}
-	b, err = os.ReadFile("../docs/mapping.md")
-	if err != nil {
-		t.Fatal(err)
+	return out
+}
+
+// stated is how docs/mapping.md §1 states the version.
+var stated = regexp.MustCompile("`mapping\\.Version` \\(`([^`]+)`\\)")
+
+// staleStated finds docs/mapping.md's statement of the version when it is
+// not version (or a missing statement, line 0).
+func staleStated(doc, version string) []staleVersion {
+	loc := stated.FindStringSubmatchIndex(doc)
+	if loc == nil {
+		return []staleVersion{{0, ""}}
 	}
-	stated := regexp.MustCompile("`mapping\\.Version` \\(`([^`]+)`\\)").FindSubmatch(b)
-	if stated == nil || string(stated[1]) != mapping.Version {
-		t.Errorf("docs/mapping.md states mapping.Version as %q, want %s", stated, mapping.Version)
+	if v := doc[loc[2]:loc[3]]; v != version {
+		return []staleVersion{{strings.Count(doc[:loc[2]], "\n") + 1, v}}
+	}
+	return nil
+}
+
+// rewriteVersions replaces each stale version on its line by version.
+func rewriteVersions(doc, version string, stale []staleVersion) string {
+	lines := strings.Split(doc, "\n")
+	for _, s := range stale {
+		if s.line > 0 && s.old != "" {
+			lines[s.line-1] = regexp.MustCompile(`\b`+regexp.QuoteMeta(s.old)+`\b`).ReplaceAllString(lines[s.line-1], version)
+		}
+	}
+	return strings.Join(lines, "\n")
+}
+
+// TestDocsNameVersion: the docs that state the mapping version (the
+// version of the published conformance resources and IG package) state
+// mapping.Version: a bump that leaves them is caught here (p19 F3). Every
+// stale line of every doc is named in one run, and go test ./mapping
+// -update rewrites them (p34 F6: one file a run, each edited by hand).
+func TestDocsNameVersion(t *testing.T) {
+	var stale []string
+	for _, d := range versionDocs {
+		b, err := os.ReadFile(d.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := d.stale(string(b), mapping.Version)
+		if len(found) == 0 {
+			continue
+		}
+		if *update && found[0].line > 0 {
+			if err := os.WriteFile(d.path, []byte(rewriteVersions(string(b), mapping.Version, found)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		for _, f := range found {
+			if f.line == 0 {
+				stale = append(stale, fmt.Sprintf("%s: no statement of the version", d.path))
+				continue
+			}
+			stale = append(stale, fmt.Sprintf("%s:%d: %s", d.path, f.line, f.old))
+		}
+	}
+	if len(stale) > 0 {
+		t.Errorf("these docs state another mapping version than mapping.Version %s (run go test ./mapping -update to rewrite them, "+
+			"after the bump):\n%s", mapping.Version, strings.Join(stale, "\n"))
+	}
+}
+
+// TestStaleVersions: a bump's stale versions are found in both docs at
+// once, and rewriting them leaves none.
+func TestStaleVersions(t *testing.T) {
+	conf := "version 2.3.0, canonical\nFHIR 4.0.1 and 2.3.0 of the IG\nnothing here\n"
+	mdoc := "intro\n- The mapping version is `mapping.Version` (`2.3.0`); it is bumped\n"
+	found := map[string][]staleVersion{}
+	for _, d := range versionDocs {
+		doc := conf
+		if strings.HasSuffix(d.path, "mapping.md") {
+			doc = mdoc
+		}
+		found[d.path] = d.stale(doc, "2.4.0")
+		if got := d.stale(rewriteVersions(doc, "2.4.0", found[d.path]), "2.4.0"); len(got) != 0 {
+			t.Errorf("%s: after rewriteVersions, stale = %v, want none", d.path, got)
+		}
+	}
+	if got := found["../docs/conformance.md"]; !slices.Equal(got, []staleVersion{{1, "2.3.0"}, {2, "2.3.0"}}) {
+		t.Errorf("staleSemvers = %v, want lines 1 and 2", got)
+	}
+	if got := found["../docs/mapping.md"]; !slices.Equal(got, []staleVersion{{2, "2.3.0"}}) {
+		t.Errorf("staleStated = %v, want line 2", got)
+	}
+	if got := rewriteVersions(conf, "2.4.0", found["../docs/conformance.md"]); !strings.Contains(got, "FHIR 4.0.1 and 2.4.0") {
+		t.Errorf("rewriteVersions changed another version: %q", got)
 	}
 }

@@ -20,8 +20,8 @@ import (
 // `go run ./cmd/ketamine-gateway ...`, optionally after a `$ ` prompt) is an
 // example; every command of it runs in order, in the repository's root,
 // against one gateway per document (development mode, its own database,
-// started by the test): `--db kg.db` means that gateway's database, and
-// 127.0.0.1:8080 (or 8090) its address. An example passes when each command
+// started by the test): `--db kg.db`, or no --db (GATEWAY_DB is set), means
+// that gateway's database, and 127.0.0.1:8080 (or 8090) its address. An example passes when each command
 // exits 0 and, for curl, answers the HTTP status its block shows (an
 // `HTTP/1.1 200 OK` line) or, without one, a status below 400.
 //

@@ -46,7 +46,7 @@ var commands = []command{
 		usage: "serve [--addr HOST:PORT] [--db FILE_OR_URL] [--config FILE] [flags]",
 		detail: "Listens on --addr (a loopback address unless authentication is configured) and serves until\n" +
 			"interrupted. The database is created and migrated when needed. See docs/configuration.md.",
-		examples: []string{"ketamine-gateway serve --db kg.db", "ketamine-gateway serve --config /etc/ketamine-gateway/config.json --db postgres://kg@db/kg"}},
+		examples: []string{"ketamine-gateway serve", "ketamine-gateway serve --config /etc/ketamine-gateway/config.json --db postgres://kg@db/kg"}},
 	{name: "map", summary: "map a native record to its FHIR transaction Bundle, offline",
 		usage: "map --kind KIND [--update] FILE",
 		detail: "Prints the Bundle (exit 0), or the OperationOutcome naming each rule broken (exit 1), on stdout.\n" +
@@ -68,9 +68,9 @@ var commands = []command{
 			"  replay  --destination D --since T   deliver again everything since T\n" +
 			"ID is a delivery's id as list shows it (13 letters and digits, e.g. k7q2xw4mbn3ra), the id the API and\n" +
 			"the console show. Times are RFC 3339 (2026-12-01T08:00:00Z) or relative to now (90m, 24h, 7d). Output is JSON.",
-		examples: []string{"ketamine-gateway deliveries list --status dead --db kg.db", "ketamine-gateway deliveries show k7q2xw4mbn3ra --db kg.db",
-			"ketamine-gateway deliveries cancel k7q2xw4mbn3ra --reason 'EHR refuses this version; corrected in v2' --db kg.db",
-			"ketamine-gateway deliveries replay --destination ehr --since 24h --db kg.db"}},
+		examples: []string{"ketamine-gateway deliveries list --status dead", "ketamine-gateway deliveries show k7q2xw4mbn3ra",
+			"ketamine-gateway deliveries cancel k7q2xw4mbn3ra --reason 'EHR refuses this version; corrected in v2'",
+			"ketamine-gateway deliveries replay --destination ehr --since 24h"}},
 	{name: "jobs", summary: "list the background jobs of every client, and cancel any of them, on the database",
 		usage: "jobs list|cancel [flags] [ID]",
 		detail: "  list    [--tenant T] [--owner CLIENT] [--kind K] [--status S] [--limit N]\n" +
@@ -82,9 +82,9 @@ var commands = []command{
 			"running the job notices within a second and stops after the records it is storing; what it stored\n" +
 			"stays).\n" +
 			"Output is JSON. Exit status: 0 done, 2 usage, 3 no database there, 4 no such job, or cancelled already.",
-		examples: []string{"ketamine-gateway jobs list --db kg.db --status running",
-			"ketamine-gateway jobs list --db kg.db --owner clinicA-emr --kind import",
-			"ketamine-gateway jobs cancel 01a24796c7858ef562a3dcb870371555 --db kg.db"}},
+		examples: []string{"ketamine-gateway jobs list --status running",
+			"ketamine-gateway jobs list --owner clinicA-emr --kind import",
+			"ketamine-gateway jobs cancel 01a24796c7858ef562a3dcb870371555"}},
 	{name: "audit", summary: "check the audit trail's hash chain and the receipts and delivery attempts it vouches for",
 		usage: "audit verify [--db FILE_OR_URL] [--expect SEQ:HASH]...",
 		detail: "Prints the result as JSON: exit 0 intact, exit 1 naming the first broken link or finding, exit 3\n" +
@@ -99,16 +99,16 @@ var commands = []command{
 			"them to a later verify as --expect headSeq:headHash: whoever can write the database can rewrite a\n" +
 			"record and compute every later hash again, which only such an anchor shows (exit 1, the anchor not\n" +
 			"held).",
-		examples: []string{"ketamine-gateway audit verify --db kg.db",
-			"ketamine-gateway audit verify --db kg.db --expect 166:c251ac437b85e72722c206a2c2430320d7d10c23e9ad1b4cad14157adf15d48f"}},
+		examples: []string{"ketamine-gateway audit verify",
+			"ketamine-gateway audit verify --expect 166:c251ac437b85e72722c206a2c2430320d7d10c23e9ad1b4cad14157adf15d48f"}},
 	{name: "lineage", summary: "the story of a source record, resource or trace, as JSON",
 		usage: "lineage [--db FILE_OR_URL] [--tenant T] (--source S --record ID [--kind K] | --resource Type/id | --trace TRACEID)",
 		detail: "Each receipt (time, client, trace id, content hash), the resource versions it produced, every\n" +
 			"delivery attempt with the EHR's answer, and the requests' AuditEvents (docs/audit.md). Without\n" +
 			"--tenant the story spans every tenant (a record id two clinics share gives a receipt of each, each\n" +
 			"naming its tenant); --tenant \"\" is the default tenant's alone.",
-		examples: []string{"ketamine-gateway lineage --db kg.db --source serenity-clinic-emr --record INF-2026-0310-001",
-			"ketamine-gateway lineage --db kg.db --tenant clinic-a --resource Observation/6231b0218d2d43adb0a6f46054209d61"}},
+		examples: []string{"ketamine-gateway lineage --source serenity-clinic-emr --record INF-2026-0310-001",
+			"ketamine-gateway lineage --tenant clinic-a --resource Observation/6231b0218d2d43adb0a6f46054209d61"}},
 	{name: "import", summary: "load a clinic's history of native records, with progress and a report",
 		usage: "import --kind KIND [--db FILE_OR_URL] [--tenant T [--new-tenant]] [--deliver [--config FILE]] [--report FILE] [--workers N] FILE|DIR|-",
 		detail: "Loads native records of one kind through the same checks as POST /ingest/{kind} (schemas, clinical\n" +
@@ -123,7 +123,7 @@ var commands = []command{
 			"records is exit 2, listing them; --new-tenant for a tenant's first records).\n" +
 			"Exit status: 0 every record stored, 1 some rejected (see the report), 2 usage, 3 the database could not\n" +
 			"be opened or failed, or the import was interrupted (run it again to continue). See docs/bulk.md.",
-		examples: []string{"ketamine-gateway import --kind session --db kg.db --tenant clinic-a sessions.ndjson"}},
+		examples: []string{"ketamine-gateway import --kind session --tenant clinic-a sessions.ndjson"}},
 	{name: "replay", summary: "what this binary's mapping changes in the stored records; --apply writes and sends the corrections",
 		usage: "replay [--db FILE_OR_URL] [--kind K] [--since T] [--tenant T] [--source S] [--apply --reason TEXT ([--config FILE] [--ehr-url URL] | --no-config)] [--show-values] [--json]",
 		detail: "Maps every stored native record (the latest version of each) again with this binary's mapping, without\n" +
@@ -136,8 +136,8 @@ var commands = []command{
 			"Exit status: 0 nothing (left) to change, also when no record matches; 1 records would change (dry run) or\n" +
 			"are refused, diverged or in conflict; 2 usage, an unknown kind or tenant; 3 no database there, or it\n" +
 			"failed. See docs/mapping.md §10.",
-		examples: []string{"ketamine-gateway replay --db kg.db --kind session --since 2026-01-01T00:00:00Z",
-			`ketamine-gateway replay --db kg.db --kind session --apply --reason "display of LOINC 8867-4 fixed" --config gw.json`}},
+		examples: []string{"ketamine-gateway replay --kind session --since 2026-01-01T00:00:00Z",
+			`ketamine-gateway replay --kind session --apply --reason "display of LOINC 8867-4 fixed" --config gw.json`}},
 	{name: "reindex", summary: "rebuild the search index from the stored resources, after an upgrade that changed it",
 		usage: "reindex [--db FILE_OR_URL] [--type TYPE] [--tenant T] [--dry-run] [--batch N]",
 		detail: "Extracts the search index entries of every current resource from its stored body, as this build does on\n" +
@@ -151,7 +151,24 @@ var commands = []command{
 			"Exit status: 0 done (with --dry-run: nothing to change), 1 --dry-run found rows to change, or a stored body\n" +
 			"could not be read, 2 usage (also a --tenant that holds no resource), 3 no database there, it could not be\n" +
 			"reached, or interrupted (run it again).",
-		examples: []string{"ketamine-gateway reindex --db kg.db --dry-run", "ketamine-gateway reindex --db postgres://kg@db/kg --type Observation"}},
+		examples: []string{"ketamine-gateway reindex --dry-run", "ketamine-gateway reindex --db postgres://kg@db/kg --type Observation"}},
+	{name: "client", summary: "make a SMART client's key pair and JWKS, and get an access token with it",
+		usage: "client keygen --out FILE --jwks FILE [--kid K] | client token --key FILE --client-id ID --token-url URL [--scope S] [--kid K] [--bare | --assertion-only] [--timeout D]",
+		detail: "  keygen  --out FILE --jwks FILE      a new EC P-384 key (ES384): the private key as PKCS #8 PEM (mode 0600)\n" +
+			"                                      and its public key as a JWKS to register in auth.clients (jwksFile);\n" +
+			"                                      kid is the key's JWK thumbprint (RFC 7638); no file is overwritten\n" +
+			"  token   --key FILE --client-id ID --token-url URL [--scope S]\n" +
+			"                                      signs a client assertion (iss = sub = ID, aud = URL, exp in 4 minutes, a\n" +
+			"                                      new jti) and posts a client_credentials request with it (client_assertion_type\n" +
+			"                                      urn:ietf:params:oauth:client-assertion-type:jwt-bearer), as SMART Backend\n" +
+			"                                      Services does; prints the token response JSON (--bare: the access token only)\n" +
+			"Use the token as Authorization: Bearer TOKEN; it lasts the gateway's tokenTTL (at most 5 minutes), then ask\n" +
+			"again. See docs/security.md, \"Your first token\".\n" +
+			"Exit status: 0 done, 1 the token endpoint refused (its error and what to check on stderr), 2 usage (a key that\n" +
+			"cannot be read or used), 3 the token endpoint could not be reached or answered no token.",
+		examples: []string{"ketamine-gateway client keygen --out client.key --jwks client.jwks",
+			"ketamine-gateway client token --key client.key --client-id my-emr --token-url http://127.0.0.1:8080/auth/token --scope 'system/*.rs'",
+			"curl -H \"Authorization: Bearer $(ketamine-gateway client token --bare --key client.key --client-id my-emr --token-url http://127.0.0.1:8080/auth/token)\" http://127.0.0.1:8080/fhir/Patient"}},
 	{name: "codesystem", summary: "print one of the gateway's own CodeSystem resources",
 		usage:    "codesystem [--id ID]",
 		examples: []string{"ketamine-gateway codesystem --id validation-rule"}},
