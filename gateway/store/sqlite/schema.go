@@ -425,6 +425,18 @@ var migrations = []sqlstore.Migration{{
 		// The failed attempts that probed a destination on hold
 		// (store.OutboxItem.Probes).
 		`ALTER TABLE outbox ADD COLUMN probes INTEGER NOT NULL DEFAULT 0`},
+}, {
+	Version: 18,
+	Note:    "an index of the open deliveries in id order: listings of dead letters no longer read the delivered ones",
+	Stmts: []string{
+		// The dead letters (and pending or in-flight items) listed newest
+		// first read only the open items, in id order (store.Deliveries
+		// says status <> 'done'); without it such a listing read every
+		// delivery ever made, payloads too (p32: 0.5 s over 6,000 of them
+		// with no dead letter at all).
+		`CREATE INDEX outbox_open_id ON outbox (status, id) WHERE status <> 'done'`,
+	},
+	After: putStats([][2]string{{"outbox", "outbox_open_id 10000 3000 1"}}),
 }}
 
 // tenantStats are the tenant indexes' planner statistics, as plannerStats:
