@@ -183,6 +183,15 @@ func (s *Server) handleError(err error, c echo.Context) {
 	}
 	kind, issues := outcome.From(err)
 	status := kind.HTTPStatus()
+	if status >= 500 && outcome.ClientClosed(c.Request().Context()) {
+		// The client went away, and the work it asked for stopped with
+		// it: no fault of the gateway's, logged by the request's line
+		// alone (INFO, status 499), and answered to nobody.
+		if werr := writeResource(c, StatusClientClosed, outcome.Resource(issues)); werr != nil {
+			s.log.Debug("write error response", "route", c.Path(), "error", werr.Error())
+		}
+		return
+	}
 	scopeOf(c).Rules = outcome.Rules(err)
 	if kind == outcome.Invalid || kind == outcome.Unprocessable {
 		for _, i := range issues {
@@ -223,3 +232,7 @@ func (s *Server) handleError(err error, c echo.Context) {
 		s.log.Error("write error response", "route", c.Path(), "error", werr.Error())
 	}
 }
+
+// StatusClientClosed is the status a request is answered and logged with
+// when its client went away before the answer (outcome.StatusClientClosed).
+const StatusClientClosed = outcome.StatusClientClosed

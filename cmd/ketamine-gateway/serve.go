@@ -330,7 +330,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	// Every request's context derives from reqCtx, which the drain
 	// cancels when its deadline passes: the requests' database work
 	// (a host that stopped answering) ends then, not minutes later.
-	reqCtx, cancelRequests := context.WithCancel(context.Background())
+	// Cancelled with a cause of its own, so that the requests it cuts off
+	// are not taken for clients that went away (outcome.ClientClosed).
+	reqCtx, cancelCause := context.WithCancelCause(context.Background())
+	cancelRequests := func() { cancelCause(errDrainDeadline) }
 	defer cancelRequests()
 	hs := &http.Server{
 		Handler:           srv,
@@ -656,6 +659,10 @@ const drainBudget = 20 * time.Second
 // drainGrace is how long the requests still in flight at the drain's
 // deadline, their contexts cancelled, have to answer.
 const drainGrace = 2 * time.Second
+
+// errDrainDeadline is the cause of the contexts of the requests a drain
+// gives up waiting for.
+var errDrainDeadline = errors.New("shutdown: the drain's deadline passed")
 
 // drain stops serving and delivering at once: the HTTP server drains its
 // requests (shutdownHTTP, until ctx ends) while the delivery worker, told

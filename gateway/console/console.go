@@ -352,6 +352,11 @@ func (c *Console) fail(rq *request, err error) {
 	kind, issues := outcome.From(err)
 	rq.status = kind.HTTPStatus()
 	rq.sc.Rules = outcome.Rules(err)
+	if rq.status >= 500 && outcome.ClientClosed(rq.r.Context()) {
+		// The client went away: no fault of the gateway's, logged by the
+		// request's line alone (INFO, status 499).
+		rq.status, rq.sc.Rules = outcome.StatusClientClosed, nil
+	}
 	if rq.status >= 500 && kind != outcome.Unavailable {
 		c.log.ErrorContext(rq.ctx(), "console request failed", "route", rq.r.Pattern, "status", rq.status,
 			"error_class", fmt.Sprintf("%T", errors.Unwrap(err)))

@@ -169,14 +169,18 @@ type destWorker struct {
 	wake        chan struct{} // an attempt finished
 	inflight    atomic.Int64
 
-	mu         sync.Mutex
-	running    map[int64]bool // the items of the attempts in progress (their leases are renewed)
-	caps       *Capabilities  // nil until read
-	capsFailed bool           // the last capability check failed (its recovery is logged)
-	hold       time.Time      // no claims before (destination-wide failure)
-	holdSet    time.Time      // when the current round of failures bumped streak
-	streak     int            // consecutive rounds of destination-wide failures
-	failing    int            // consecutive attempts that failed but were retried (500s, timeouts), no success between
+	mu      sync.Mutex
+	running map[int64]bool // the items of the attempts in progress (their leases are renewed)
+	// settling are the items whose outcome is being recorded (Complete
+	// called, not yet returned): once it commits they are no longer in
+	// flight, and a renewal leaves them, without their lease running out.
+	settling   map[int64]bool
+	caps       *Capabilities // nil until read
+	capsFailed bool          // the last capability check failed (its recovery is logged)
+	hold       time.Time     // no claims before (destination-wide failure)
+	holdSet    time.Time     // when the current round of failures bumped streak
+	streak     int           // consecutive rounds of destination-wide failures
+	failing    int           // consecutive attempts that failed but were retried (500s, timeouts), no success between
 }
 
 // failingWarnEvery is how many consecutive failed attempts to one
@@ -442,17 +446,40 @@ func (d *destWorker) setRunning(id int64, on bool) {
 	}
 }
 
-// stillRunning counts the attempts of ids that are still running.
-func (d *destWorker) stillRunning(ids []int64) int {
+// complete records an attempt's outcome (Outbox.Complete). The item is
+// settling meanwhile, and once recorded no longer running, in one step:
+// a renewal that finds it no longer in flight never takes it for a lease
+// that ran out (p32 F6: it did when the outcome committed before the
+// attempt's deferred bookkeeping ran).
+func (d *destWorker) complete(ctx context.Context, a *store.Attempt, status string, next time.Time) error {
+	d.mu.Lock()
+	if d.settling == nil {
+		d.settling = map[int64]bool{}
+	}
+	d.settling[a.ItemID] = true
+	d.mu.Unlock()
+	err := d.w.outbox.Complete(ctx, a, status, next)
+	d.mu.Lock()
+	delete(d.settling, a.ItemID)
+	if err == nil {
+		delete(d.running, a.ItemID)
+	}
+	d.mu.Unlock()
+	return err
+}
+
+// unsettled returns those of ids whose attempts are still running and
+// not recording their outcome.
+func (d *destWorker) unsettled(ids []int64) []int64 {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	n := 0
+	var out []int64
 	for _, id := range ids {
-		if d.running[id] {
-			n++
+		if d.running[id] && !d.settling[id] {
+			out = append(out, id)
 		}
 	}
-	return n
+	return out
 }
 
 // renewLeases renews the claims of the running attempts every third of
@@ -481,13 +508,21 @@ func (d *destWorker) renewLeases(ctx context.Context) {
 		case err != nil && ctx.Err() == nil:
 			o.Logger.Warn("delivery: renewing leases failed", "destination", d.dest.Name, "items", len(ids), "error", err)
 		case err == nil && n < len(ids):
-			// An attempt that ended between the snapshot and the renewal
-			// is no longer in flight: not renewed, and not lost.
-			if lost := d.stillRunning(ids) - n; lost > 0 {
+			// An attempt that ended between the snapshot and the renewal,
+			// or whose outcome is being recorded, is no longer in flight:
+			// not renewed, and not lost. Those of the others still
+			// running are renewed one by one to find the lost ones, and
+			// looked at again after (an outcome recorded meanwhile).
+			for _, id := range d.unsettled(ids) {
+				m, err := d.w.outbox.Renew(ctx, []int64{id}, o.Clock.Now().Add(o.Lease))
+				if err != nil || m > 0 || len(d.unsettled([]int64{id})) == 0 {
+					continue
+				}
 				// An attempt outlived its lease (a stall longer than the
 				// lease): another worker may send the item too; the EHR's
 				// conditional requests keep that from duplicating anything.
-				o.Logger.Warn("delivery: a lease ran out during its attempt", "destination", d.dest.Name, "lost", lost)
+				o.Logger.Warn("delivery: a lease ran out during its attempt", "destination", d.dest.Name,
+					"delivery", o.DeliveryID(id))
 			}
 		}
 	}
@@ -607,7 +642,7 @@ func (d *destWorker) attempt(ctx context.Context, it *store.OutboxItem, probe bo
 			return
 		}
 	}
-	err := d.persist(cctx, stop, it, a.N, "attempt", func(ctx context.Context) error { return d.w.outbox.Complete(ctx, a, status, next) })
+	err := d.persist(cctx, stop, it, a.N, "attempt", func(ctx context.Context) error { return d.complete(ctx, a, status, next) })
 	end(outcome)
 	if o.Observer != nil {
 		o.Observer.OnAttempt(d.dest.Name, outcome, a.Duration)
@@ -663,7 +698,7 @@ func (d *destWorker) interrupted(ctx context.Context, it *store.OutboxItem) {
 		}
 	}
 	if err := d.persist(cctx, ctx, it, a.N, "attempt", func(ctx context.Context) error {
-		return d.w.outbox.Complete(ctx, a, store.StatusPending, o.Clock.Now())
+		return d.complete(ctx, a, store.StatusPending, o.Clock.Now())
 	}); err != nil {
 		o.Logger.Error("delivery: recording an interrupted attempt failed", "destination", d.dest.Name, "delivery", o.DeliveryID(it.ID), "error", err)
 		return

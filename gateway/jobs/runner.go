@@ -158,6 +158,43 @@ func (s *Service) Close() error {
 // purgeEvery is how often a runner purges expired jobs.
 const purgeEvery = time.Minute
 
+// purgeBatch is how many expired jobs one purge transaction deletes (with
+// their files: an export's parts can be large), and purgeBudget how long
+// one round of purging may go on before the runner claims jobs again.
+const (
+	purgeBatch  = 10
+	purgeBudget = 5 * time.Second
+)
+
+// purge deletes the jobs expired by now, with their files, in batches of
+// purgeBatch until none is left, so that retention holds however many
+// jobs finish a minute; it returns how many it deleted, and more when
+// purgeBudget ran out first (the runner purges again at once then).
+func (s *Service) purge(ctx context.Context, now time.Time) (deleted int, more bool) {
+	start := time.Now() // the work's own duration, whatever the clock
+	for {
+		n, err := s.st.PurgeJobs(ctx, now, purgeBatch)
+		deleted += n
+		if err != nil {
+			if ctx.Err() == nil {
+				s.cfg.Logger.Warn("jobs: purge failed", "error", err)
+			}
+			break
+		}
+		if n < purgeBatch {
+			break
+		}
+		if time.Since(start) >= purgeBudget {
+			more = true
+			break
+		}
+	}
+	if deleted > 0 {
+		s.cfg.Logger.Info("jobs: purged expired jobs", "jobs", deleted)
+	}
+	return deleted, more
+}
+
 // loop claims and starts jobs of kinds until ctx ends, then waits for
 // them.
 func (s *Service) loop(ctx context.Context, done chan struct{}, kinds []string) {
@@ -170,10 +207,8 @@ func (s *Service) loop(ctx context.Context, done chan struct{}, kinds []string) 
 		now := s.cfg.Now()
 		if !now.Before(nextPurge) {
 			nextPurge = now.Add(purgeEvery)
-			if n, err := s.st.PurgeJobs(ctx, now, 10); err != nil && ctx.Err() == nil {
-				s.cfg.Logger.Warn("jobs: purge failed", "error", err)
-			} else if n > 0 {
-				s.cfg.Logger.Info("jobs: purged expired jobs", "jobs", n)
+			if _, more := s.purge(ctx, now); more {
+				nextPurge = now // after a look for jobs to run
 			}
 		}
 		claimed := false

@@ -455,6 +455,17 @@ var migrations = []sqlstore.Migration{{
 			fingerprints TEXT NOT NULL,
 			seen BIGINT NOT NULL
 		)`},
+}, {
+	Version: 21,
+	Note:    "an index of the open deliveries in id order: listings of dead letters no longer read the delivered ones",
+	Stmts: []string{
+		// The dead letters (and pending or in-flight items) listed newest
+		// first read only the open items, in id order (store.Deliveries
+		// says status <> 'done'); without it such a listing read every
+		// delivery ever made, payloads too (p32: 0.5 s over 6,000 of them
+		// with no dead letter at all).
+		`CREATE INDEX outbox_open_id ON outbox (status, id) WHERE status <> 'done'`,
+	},
 }}
 
 // lz4Columns sets the TOAST compression of the columns that hold large

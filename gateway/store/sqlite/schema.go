@@ -435,6 +435,18 @@ var migrations = []sqlstore.Migration{{
 			fingerprints TEXT NOT NULL,
 			seen INTEGER NOT NULL
 		)`},
+}, {
+	Version: 19,
+	Note:    "an index of the open deliveries in id order: listings of dead letters no longer read the delivered ones",
+	Stmts: []string{
+		// The dead letters (and pending or in-flight items) listed newest
+		// first read only the open items, in id order (store.Deliveries
+		// says status <> 'done'); without it such a listing read every
+		// delivery ever made, payloads too (p32: 0.5 s over 6,000 of them
+		// with no dead letter at all).
+		`CREATE INDEX outbox_open_id ON outbox (status, id) WHERE status <> 'done'`,
+	},
+	After: putStats([][2]string{{"outbox", "outbox_open_id 10000 3000 1"}}),
 }}
 
 // tenantStats are the tenant indexes' planner statistics, as plannerStats:

@@ -189,7 +189,29 @@ func (s *Store) Complete(ctx context.Context, a *store.Attempt, status string, n
 // Deliveries implements store.Outbox: f.Tenant "" lists every tenant's
 // items.
 func (s *Store) Deliveries(ctx context.Context, f store.DeliveryFilter) ([]*store.OutboxItem, error) {
-	b := s.builder()
+	st, ok := DeliveriesStatement(s.d, f)
+	if !ok {
+		return nil, nil // no item has the tenant
+	}
+	var out []*store.OutboxItem
+	err := s.db.Read(ctx, func(c Conn) error {
+		rows, err := c.Query(ctx, st.SQL, st.Args...)
+		if err == nil {
+			out, err = scanItems(rows)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: deliveries: %w", s.d.Name, s.err(ctx, err))
+		}
+		return nil
+	})
+	return out, err
+}
+
+// DeliveriesStatement is the statement of Store.Deliveries (exported for
+// the stores' plan tests); false when no item can match (a tenant no item
+// has).
+func DeliveriesStatement(d *Dialect, f store.DeliveryFilter) (Stmt, bool) {
+	b := NewBuilder(d, "", time.Time{})
 	b.Add(`SELECT ` + outboxCols + ` FROM outbox`)
 	and := " WHERE "
 	eq := func(col, v string) {
@@ -199,6 +221,12 @@ func (s *Store) Deliveries(ctx context.Context, f store.DeliveryFilter) ([]*stor
 		}
 	}
 	eq("status", f.Status)
+	if f.Status != "" && f.Status != store.StatusDone {
+		// Said in the text so that a planner may use the partial indexes
+		// of the open items (outbox_open_id: in id order), which hold no
+		// delivered row: a "?" proves nothing.
+		b.Add(" AND status <> 'done'")
+	}
 	eq("destination", f.Destination)
 	eq("patient", f.Patient)
 	eq("source", f.Source)
@@ -206,7 +234,7 @@ func (s *Store) Deliveries(ctx context.Context, f store.DeliveryFilter) ([]*stor
 	eq("record_id", f.RecordID)
 	eq("trace_id", f.TraceID)
 	if f.Tenant != "" && !validTenant(f.Tenant) {
-		return nil, nil // no item has it
+		return Stmt{}, false
 	}
 	eq("tenant", f.Tenant)
 	if !f.Since.IsZero() {
@@ -221,18 +249,7 @@ func (s *Store) Deliveries(ctx context.Context, f store.DeliveryFilter) ([]*stor
 		limit = 100
 	}
 	b.Add(` ORDER BY id DESC LIMIT ? OFFSET ?`, limit, max(f.Offset, 0))
-	var out []*store.OutboxItem
-	err := s.db.Read(ctx, func(c Conn) error {
-		rows, err := c.Query(ctx, b.SQL(), b.Args()...)
-		if err == nil {
-			out, err = scanItems(rows)
-		}
-		if err != nil {
-			return fmt.Errorf("%s: deliveries: %w", s.d.Name, s.err(ctx, err))
-		}
-		return nil
-	})
-	return out, err
+	return Stmt{SQL: b.SQL(), Args: b.Args()}, true
 }
 
 // Delivery implements store.Outbox.
@@ -394,21 +411,57 @@ func (s *Store) Replay(ctx context.Context, destination string, since, now time.
 	return int(n), err
 }
 
-// Stats implements store.Outbox.
-func (s *Store) Stats(ctx context.Context) ([]store.DestinationStats, error) {
-	var out []store.DestinationStats
-	err := s.db.Read(ctx, func(c Conn) error {
-		rows, err := c.Query(ctx, `SELECT destination,
+// OutboxStatsSQL counts the open items (pending, in flight, dead) per
+// destination. It reads only the partial index outbox_open (exported for
+// the stores' plan tests): never a delivered row, of which the outbox holds
+// every one ever made (p32: /readyz at 0.4 s over 6,000 of them when this
+// read them all, payloads too).
+const OutboxStatsSQL = `SELECT destination,
 			COUNT(*) FILTER (WHERE status IN ('pending', 'inflight')),
 			COUNT(*) FILTER (WHERE status = 'inflight'),
 			COUNT(*) FILTER (WHERE status = 'dead'),
 			MIN(created) FILTER (WHERE status IN ('pending', 'inflight'))
-			FROM outbox GROUP BY destination ORDER BY destination`)
+			FROM outbox WHERE status <> 'done' GROUP BY destination`
+
+// OutboxDestinationsSQL lists the destinations the outbox holds items to,
+// done ones too, in order: a loose index scan (one index lookup per
+// destination, on the indexes led by destination), where a DISTINCT would
+// read every item's index entry.
+const OutboxDestinationsSQL = `WITH RECURSIVE d (name) AS (
+			SELECT MIN(destination) FROM outbox
+			UNION ALL
+			SELECT (SELECT MIN(destination) FROM outbox WHERE destination > d.name) FROM d WHERE d.name IS NOT NULL)
+			SELECT name FROM d WHERE name IS NOT NULL`
+
+// Stats implements store.Outbox: every destination the outbox holds an
+// item to, with the counts of its open ones (zero when all are done).
+func (s *Store) Stats(ctx context.Context) ([]store.DestinationStats, error) {
+	var out []store.DestinationStats
+	err := s.db.Read(ctx, func(c Conn) error {
+		rows, err := c.Query(ctx, OutboxDestinationsSQL)
+		if err != nil {
+			return fmt.Errorf("%s: stats: %w", s.d.Name, s.err(ctx, err))
+		}
+		out = nil // fn may run again
+		for rows.Next() {
+			var st store.DestinationStats
+			if err := rows.Scan(&st.Destination); err != nil {
+				rows.Close()
+				return fmt.Errorf("%s: stats: %w", s.d.Name, s.err(ctx, err))
+			}
+			out = append(out, st)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("%s: stats: %w", s.d.Name, s.err(ctx, err))
+		}
+		// In byte order, whatever the database's collation.
+		slices.SortFunc(out, func(a, b store.DestinationStats) int { return cmp.Compare(a.Destination, b.Destination) })
+		rows, err = c.Query(ctx, OutboxStatsSQL)
 		if err != nil {
 			return fmt.Errorf("%s: stats: %w", s.d.Name, s.err(ctx, err))
 		}
 		defer rows.Close()
-		out = nil // fn may run again
 		for rows.Next() {
 			var st store.DestinationStats
 			var oldest *int64
@@ -418,7 +471,16 @@ func (s *Store) Stats(ctx context.Context) ([]store.DestinationStats, error) {
 			if oldest != nil {
 				st.OldestPending = time.UnixMilli(*oldest).UTC()
 			}
-			out = append(out, st)
+			// An item enqueued after the first query: its destination
+			// is listed too.
+			i, found := slices.BinarySearchFunc(out, st.Destination, func(a store.DestinationStats, name string) int {
+				return cmp.Compare(a.Destination, name)
+			})
+			if found {
+				out[i] = st
+			} else {
+				out = slices.Insert(out, i, st)
+			}
 		}
 		if err := rows.Err(); err != nil {
 			return fmt.Errorf("%s: stats: %w", s.d.Name, s.err(ctx, err))

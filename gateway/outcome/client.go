@@ -1,0 +1,21 @@
+package outcome
+
+import (
+	"context"
+	"errors"
+)
+
+// StatusClientClosed is the status a request is answered (to nobody) and
+// logged with when its client went away before the answer: nginx's 499
+// "client closed request". It is no failure of the gateway's: logged at
+// INFO, never as a 500.
+const StatusClientClosed = 499
+
+// ClientClosed reports whether ctx, a request's context, ended because the
+// request's client went away: canceled with no cause of its own. (The HTTP
+// server cancels a request's context so when its connection closes; serve's
+// drain cancels the requests it gives up on with a cause, and a timeout is a
+// deadline: neither is the client's doing.)
+func ClientClosed(ctx context.Context) bool {
+	return errors.Is(ctx.Err(), context.Canceled) && context.Cause(ctx) == context.Canceled
+}
