@@ -49,6 +49,9 @@ type route struct {
 func (s *Server) table() []route {
 	const get, post, put, del, patch = http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodPatch
 	return []route{
+		// The index: where things are (a browser goes to the console).
+		{method: get, path: "/", handle: s.index, exempt: true, public: true, head: true},
+
 		// Health probes.
 		{method: get, path: "/healthz", handle: s.healthz, exempt: true, public: true},
 		{method: get, path: "/readyz", handle: s.handleReady, exempt: true, public: true, store: true},

@@ -56,6 +56,38 @@ func (id ident) fullURL() string { return "urn:uuid:" + id.uuid() }
 // "identifier=https://...|A778". Values need no escaping (see child).
 func (id ident) search() string { return "identifier=" + id.System + "|" + id.Value }
 
+// token is system|value as a token search value of a conditional
+// request's criteria, for values from outside (a hospital MRN) that may
+// hold any character: FHIR's escapes (search.html#escaping: \ , | $) for
+// what the token syntax gives a meaning, then percent-encoding for what a
+// query string does (& + = # % ; space, \ and anything outside ASCII's
+// visible characters). A receiver decodes the query, then splits it.
+func token(system, value string) string {
+	return queryEscape(searchEscape(system)) + "|" + queryEscape(searchEscape(value))
+}
+
+// searchEscape escapes \ , | and $ with a backslash (search.html#escaping).
+func searchEscape(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `,`, `\,`, `|`, `\|`, `$`, `\$`).Replace(s)
+}
+
+// queryEscape percent-encodes the bytes of s that a query string decoder
+// would read as something else, and every byte outside ASCII's visible
+// characters; a URL's ordinary characters (: / . - _ ~ and the like) and
+// the token syntax's , | $ stay as they are, readable.
+func queryEscape(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`&+=#%;\"<>^{}[]`+"`", c) >= 0 {
+			fmt.Fprintf(&b, "%%%02X", c)
+			continue
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}
+
 // RecordSystem is the identifier system of the source records of one kind
 // from one clinic system, as the gateway's Provenance names them:
 // <identifier base>/<source>/<kind>-record ("" base: DefaultIdentifierBase).

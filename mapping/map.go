@@ -111,9 +111,16 @@ type Entry struct {
 	// record always yields the same pair.
 	IdentifierSystem, IdentifierValue string
 	// Method, URL and IfNoneExist form the Bundle entry request.
+	// IfNoneExist is also what the gateway's own store matches on.
 	Method      fhir.HTTPVerb
 	URL         string
 	IfNoneExist string
+	// DeliverIfNoneExist, when set, is the entry request's ifNoneExist in
+	// the transaction Bundle (what the EHRs receive) in place of
+	// IfNoneExist: the Patient's matches the clinic identifier or the
+	// hospital's MRN there (DECISIONS.md 7), while the gateway's own store
+	// keeps matching the clinic identifier alone. Not otherwise used.
+	DeliverIfNoneExist string
 	// Record is the JSON pointer of the nested record of a session that
 	// produced the resource ("/vitals/2"); "" for the record itself (and a
 	// session's infusion). Not part of the Bundle.
@@ -221,8 +228,12 @@ func MarshalResource(v any) ([]byte, error) { return fhirwire.Marshal(v) }
 func (r *Result) bundle(raws [][]byte) fhirwire.Bundle {
 	b := fhirwire.Bundle{ResourceType: "Bundle", Type: fhirwire.TypeTransaction, Entry: make([]fhirwire.Entry, 0, len(r.Entries))}
 	for i, e := range r.Entries {
+		ifNoneExist := e.IfNoneExist
+		if e.DeliverIfNoneExist != "" {
+			ifNoneExist = e.DeliverIfNoneExist
+		}
 		entry := fhirwire.Entry{FullURL: e.FullURL,
-			Request: &fhirwire.Request{Method: e.Method.Code(), URL: e.URL, IfNoneExist: e.IfNoneExist}}
+			Request: &fhirwire.Request{Method: e.Method.Code(), URL: e.URL, IfNoneExist: ifNoneExist}}
 		if e.Method != fhir.HTTPVerbDELETE {
 			entry.Resource = raws[i]
 		}

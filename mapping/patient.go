@@ -4,9 +4,14 @@ import (
 	fhir "github.com/samply/golang-fhir-models/fhir-models/fhir"
 )
 
-// patientEntry adds the Patient. It is always a conditional create on the
-// clinic's patient identifier, never an update: a hospital that already holds
-// the patient keeps its demographics and gets no duplicate (DECISIONS.md 7).
+// patientEntry adds the Patient. It is always a conditional create, never
+// an update: a hospital that already holds the patient keeps its
+// demographics and gets no duplicate (DECISIONS.md 7). The gateway's own
+// store matches the clinic's patient identifier (IfNoneExist); the Bundle
+// the EHRs receive matches that or the hospital's MRN when the record
+// carries one with a system (DeliverIfNoneExist), since a hospital knows
+// its patients by MRN and never by the identifier the gateway mints. Two
+// Patients matching there (one by each) is the EHR's 412, a dead letter.
 func (m *mapper) patientEntry(p *Patient) {
 	id := m.ident(nsPatient, p.ID)
 	pi := identifier(id)
@@ -33,11 +38,15 @@ func (m *mapper) patientEntry(p *Patient) {
 		res.Gender = &g
 	}
 	m.patient = literal(id.fullURL())
-	m.entries = append(m.entries, Entry{
+	e := Entry{
 		FullURL: id.fullURL(), ResourceType: "Patient", Resource: res,
 		IdentifierSystem: id.System, IdentifierValue: id.Value,
 		Method: fhir.HTTPVerbPOST, URL: "Patient", IfNoneExist: id.search(),
-	})
+	}
+	if p.MRN != nil && p.MRN.System != "" {
+		e.DeliverIfNoneExist = id.search() + "," + token(p.MRN.System, p.MRN.Value)
+	}
+	m.entries = append(m.entries, e)
 }
 
 // genders maps the native gender to FHIR. Samply enums marshal their zero

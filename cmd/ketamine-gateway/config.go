@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -128,7 +129,37 @@ func readConfig(configFile string) (*fileConfig, error) {
 	if err := dec.Decode(&fc); err != nil {
 		return nil, fmt.Errorf("--config %s: %v", configFile, err)
 	}
+	dir, err := filepath.Abs(filepath.Dir(configFile))
+	if err != nil {
+		return nil, fmt.Errorf("--config: %v", err)
+	}
+	fc.resolvePaths(dir)
 	return &fc, nil
+}
+
+// resolvePaths makes the file paths the configuration names (jwksFile,
+// privateKeyFile, tls.caFile, certFile, keyFile) absolute: a relative one
+// names a file in dir, the configuration file's directory, wherever the
+// gateway was started (docs/configuration.md), as a configuration kept
+// beside its keys expects.
+func (fc *fileConfig) resolvePaths(dir string) {
+	abs := func(p *string) {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(dir, *p)
+		}
+	}
+	if fc.Auth != nil {
+		for i := range fc.Auth.Clients {
+			abs(&fc.Auth.Clients[i].JWKSFile)
+		}
+	}
+	for i := range fc.Destinations {
+		d := &fc.Destinations[i]
+		abs(&d.Auth.PrivateKeyFile)
+		abs(&d.TLS.CAFile)
+		abs(&d.TLS.CertFile)
+		abs(&d.TLS.KeyFile)
+	}
 }
 
 // authConfigured reports whether the file registers any client or issuer.

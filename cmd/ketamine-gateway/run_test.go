@@ -935,3 +935,35 @@ func TestKeywordDSNRefused(t *testing.T) {
 		t.Errorf("a file named after the connection string was created")
 	}
 }
+
+// TestConfigPathsRelativeToFile: a relative file path in the --config file
+// (jwksFile, privateKeyFile, tls files) names a file beside the
+// configuration file, wherever serve was started; an absolute one stays.
+func TestConfigPathsRelativeToFile(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "c.json")
+	body := `{"auth":{"clients":[{"id":"a","jwksFile":"keys/a.jwks.json"},{"id":"b","jwksFile":"/etc/kg/b.jwks.json"},{"id":"c","jwks":{"keys":[]}}]},
+		"destinations":[{"name":"h","baseUrl":"https://e.example/fhir","auth":{"type":"smart-backend","privateKeyFile":"ehr-key.pem"},
+			"tls":{"caFile":"ca.pem","certFile":"../client.pem","keyFile":"/etc/kg/client.key"}}]}`
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fc, err := readConfig(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := fc.Destinations[0]
+	for _, tc := range []struct{ setting, got, want string }{
+		{"auth.clients[0].jwksFile", fc.Auth.Clients[0].JWKSFile, filepath.Join(dir, "keys/a.jwks.json")},
+		{"auth.clients[1].jwksFile", fc.Auth.Clients[1].JWKSFile, "/etc/kg/b.jwks.json"},
+		{"auth.clients[2].jwksFile", fc.Auth.Clients[2].JWKSFile, ""},
+		{"destinations[0].auth.privateKeyFile", d.Auth.PrivateKeyFile, filepath.Join(dir, "ehr-key.pem")},
+		{"destinations[0].tls.caFile", d.TLS.CAFile, filepath.Join(dir, "ca.pem")},
+		{"destinations[0].tls.certFile", d.TLS.CertFile, filepath.Join(filepath.Dir(dir), "client.pem")},
+		{"destinations[0].tls.keyFile", d.TLS.KeyFile, "/etc/kg/client.key"},
+	} {
+		if tc.got != tc.want {
+			t.Errorf("readConfig(%s): %s = %q, want %q", p, tc.setting, tc.got, tc.want)
+		}
+	}
+}

@@ -114,7 +114,7 @@ func tlsConfig(t TLS) (*tls.Config, error) {
 	if t.CAFile != "" {
 		pem, err := os.ReadFile(t.CAFile)
 		if err != nil {
-			return nil, fmt.Errorf("CA file: %w", err)
+			return nil, fmt.Errorf("tls.caFile: %w", err)
 		}
 		pool, err := x509.SystemCertPool()
 		if err != nil || pool == nil {
@@ -126,9 +126,19 @@ func tlsConfig(t TLS) (*tls.Config, error) {
 		conf.RootCAs = pool
 	}
 	if t.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		// A file that cannot be read: its setting, path and the system's
+		// reason; one that does not parse: never its content.
+		certPEM, err := os.ReadFile(t.CertFile)
 		if err != nil {
-			return nil, errors.New("client certificate: cannot load the certificate and key files")
+			return nil, fmt.Errorf("tls.certFile: %w", err)
+		}
+		keyPEM, err := os.ReadFile(t.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls.keyFile: %w", err)
+		}
+		cert, err := tls.X509KeyPair(certPEM, keyPEM)
+		if err != nil {
+			return nil, errors.New("client certificate: tls.certFile and tls.keyFile are not a PEM certificate and its key")
 		}
 		conf.Certificates = []tls.Certificate{cert}
 	}

@@ -128,6 +128,12 @@ func (c *Client) failure(what string, resp *response, outcome []byte) Result {
 	if code := outcomeCode(outcome); code != "" {
 		reason += " (" + code + ")"
 	}
+	if resp.status == http.StatusPreconditionFailed {
+		// What the EHR's 412 means for the gateway's conditional requests,
+		// and the remedy (docs/mapping.md §6).
+		reason += ": more than one resource at the EHR matches a conditional request's criteria (for a Patient: " +
+			"one with the clinic identifier, another with the MRN); merge them at the EHR, then retry the delivery"
+	}
 	if what != "" {
 		reason = what + ": " + reason
 	}

@@ -438,3 +438,31 @@ func TestPartialDeliveryRecorded(t *testing.T) {
 		})
 	}
 }
+
+// TestPreconditionFailedExplained: an EHR's 412 (a conditional create
+// whose criteria match several resources there, as a Patient the clinic
+// identifier finds and another the MRN finds) is a dead letter whose
+// reason says what it means and what to do.
+func TestPreconditionFailedExplained(t *testing.T) {
+	ehr := newStubEHR(t)
+	ehr.intercept = func(n int, w http.ResponseWriter, r *http.Request, body []byte) bool {
+		if r.Method != http.MethodPost {
+			return false
+		}
+		writeJSON(w, http.StatusPreconditionFailed, outcome("multiple-matches", "2 matches"))
+		return true
+	}
+	h := newHarness(t, []Destination{testDest("ehr", ehr.base())}, func(o *WorkerOptions) { o.CapabilityInterval = time.Hour })
+	id := h.enqueue("ehr", "k", sessionBundle("P-1", "S-1", "completed", false))
+	h.run()
+	evs := h.retryUntilFinal(id)
+	last := evs[len(evs)-1]
+	if last.Status != store.StatusDead || last.A.HTTPStatus != http.StatusPreconditionFailed {
+		t.Fatalf("a 412 became %s (http %d), want a dead letter", last.Status, last.A.HTTPStatus)
+	}
+	for _, want := range []string{"http 412", "more than one resource", "merge"} {
+		if !strings.Contains(last.A.Error, want) {
+			t.Errorf("dead letter reason %q, want it to contain %q", last.A.Error, want)
+		}
+	}
+}

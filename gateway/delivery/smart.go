@@ -58,7 +58,8 @@ func newTokenSource(cfg SMART, c *Client) (*tokenSource, error) {
 	if cfg.PrivateKeyFile != "" {
 		var err error
 		if data, err = os.ReadFile(cfg.PrivateKeyFile); err != nil {
-			return nil, errors.New("smart: cannot read the private key file")
+			// The path and the system's reason, never the content.
+			return nil, fmt.Errorf("smart: privateKeyFile: cannot read the private key file: %w", err)
 		}
 	}
 	key, err := parsePrivateKey(data)

@@ -16,6 +16,7 @@ import (
 	"math/big"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -316,5 +317,37 @@ func TestParsePrivateKeyFormats(t *testing.T) {
 	p256, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if _, err := keyAlg(p256, ""); err == nil {
 		t.Error("a P-256 key was accepted for ES384")
+	}
+}
+
+// TestKeyFilesUnreadable: a privateKeyFile or TLS file that cannot be read
+// stops the client with the setting, the path and the system's reason (no
+// key material: there is none to show).
+func TestKeyFilesUnreadable(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "no-such-file.pem")
+	for _, tc := range []struct {
+		setting string
+		set     func(d *Destination)
+	}{
+		{"privateKeyFile", func(d *Destination) {
+			d.Auth = Auth{Type: AuthSMARTBackend, SMART: SMART{ClientID: "c", TokenURL: "https://ehr.example/token",
+				Scope: "system/*.write", KeyID: "k1", PrivateKeyFile: missing}}
+		}},
+		{"tls.caFile", func(d *Destination) { d.TLS.CAFile = missing }},
+		{"tls.certFile", func(d *Destination) { d.TLS.CertFile, d.TLS.KeyFile = missing, missing }},
+	} {
+		t.Run(tc.setting, func(t *testing.T) {
+			d := testDest("ehr", "https://ehr.example/fhir")
+			tc.set(&d)
+			_, err := NewClient(d, ClientOptions{})
+			if err == nil {
+				t.Fatalf("NewClient with a missing %s succeeded", tc.setting)
+			}
+			for _, want := range []string{`destination "ehr"`, tc.setting, missing, "no such file or directory"} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("NewClient error = %q, want it to contain %q", err, want)
+				}
+			}
+		})
 	}
 }

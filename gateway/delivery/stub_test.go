@@ -233,13 +233,45 @@ func (s *stubEHR) bundle(body []byte) (int, any) {
 	return http.StatusBadRequest, outcome("not-supported", "unsupported Bundle type")
 }
 
-// criteriaKey turns "identifier=system|value" into "Type|system|value".
-func criteriaKey(typ, criteria string) string {
+// lookup finds the resource of type typ with one of the identifiers of
+// a token search value "system|value[,system|value...]" (an OR, FHIR's
+// backslash escapes undone): the first that matches, "" for none.
+func (s *stubEHR) lookup(typ, identifier string) string {
+	var values []string
+	var cur strings.Builder
+	for i := 0; i < len(identifier); i++ {
+		switch c := identifier[i]; {
+		case c == '\\' && i+1 < len(identifier):
+			i++
+			if identifier[i] == '|' {
+				cur.WriteString("\x00") // an escaped "|" is the value's, not the separator
+			} else {
+				cur.WriteByte(identifier[i])
+			}
+		case c == ',':
+			values, cur = append(values, cur.String()), strings.Builder{}
+		default:
+			cur.WriteByte(c)
+		}
+	}
+	values = append(values, cur.String())
+	for _, v := range values {
+		system, value, _ := strings.Cut(v, "|")
+		key := typ + "|" + strings.ReplaceAll(system, "\x00", "|") + "|" + strings.ReplaceAll(value, "\x00", "|")
+		if ref := s.ident[key]; ref != "" {
+			return ref
+		}
+	}
+	return ""
+}
+
+// criteriaRef is the resource conditional criteria "identifier=..." find.
+func (s *stubEHR) criteriaRef(typ, criteria string) string {
 	q, err := url.ParseQuery(criteria)
 	if err != nil || q.Get("identifier") == "" {
 		return ""
 	}
-	return typ + "|" + q.Get("identifier")
+	return s.lookup(typ, q.Get("identifier"))
 }
 
 // target is where a write lands (caller holds mu), allocating ids.
@@ -247,11 +279,11 @@ func (s *stubEHR) target(method, rawURL, ifNoneExist string) string {
 	path, query, _ := strings.Cut(rawURL, "?")
 	switch {
 	case method == http.MethodPost && ifNoneExist != "":
-		if ref := s.ident[criteriaKey(path, ifNoneExist)]; ref != "" {
+		if ref := s.criteriaRef(path, ifNoneExist); ref != "" {
 			return ref
 		}
 	case method == http.MethodPut && query != "":
-		if ref := s.ident[criteriaKey(path, query)]; ref != "" {
+		if ref := s.criteriaRef(path, query); ref != "" {
 			return ref
 		}
 	case strings.Contains(path, "/"):
@@ -341,7 +373,7 @@ func (s *stubEHR) search(path string, q url.Values) any {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var entries []any
-	if ref := s.ident[path+"|"+q.Get("identifier")]; ref != "" && s.res[ref] != nil {
+	if ref := s.lookup(path, q.Get("identifier")); ref != "" && s.res[ref] != nil {
 		entries = append(entries, map[string]any{"resource": s.res[ref], "search": map[string]any{"mode": "match"}})
 	}
 	return map[string]any{"resourceType": "Bundle", "type": "searchset", "entry": entries}

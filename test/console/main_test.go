@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -167,8 +168,56 @@ func chromium(t *testing.T) string {
 // $GATEWAY_TEST_ARTIFACTS (or a temporary directory, named in the log).
 func browser(t *testing.T) context.Context {
 	t.Helper()
+	ctx, err := startBrowser(t, chromium(t), browserStarts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ctx
+}
+
+// browserStarts is how many times browser tries to start Chromium: on a
+// loaded machine a start sometimes fails (the process exits before it
+// listens, printing only its usual noise), and a test must not fail for it.
+const browserStarts = 3
+
+// startBrowser starts the browser at path up to tries times, each with a
+// fresh profile directory and a pause of a second more than the last
+// between them, and returns the context of the first that starts. The
+// error names, for every start, how the process ended and the tail of what
+// it printed.
+func startBrowser(t *testing.T, path string, tries int) (context.Context, error) {
+	t.Helper()
+	var failures []string
+	for i := 1; i <= tries; i++ {
+		ctx, err := startBrowserOnce(t, path)
+		if err == nil {
+			if i > 1 {
+				t.Logf("Chromium started at the %d. try; before:\n%s", i, strings.Join(failures, "\n"))
+			}
+			return ctx, nil
+		}
+		failures = append(failures, fmt.Sprintf("try %d: %v", i, err))
+		if i < tries {
+			time.Sleep(time.Duration(i) * time.Second) // back off before starting a process again
+		}
+	}
+	return nil, fmt.Errorf("start Chromium (%s): it failed %d times; on a loaded machine run the package alone "+
+		"(go test ./test/console), check that /dev/shm has room, or set GATEWAY_TEST_CHROMIUM to another build:\n%s",
+		path, tries, strings.Join(failures, "\n"))
+}
+
+// startBrowserOnce starts the browser at path once and returns its context
+// (stopped when the test ends), or an error saying how the process ended
+// and the last lines it printed.
+func startBrowserOnce(t *testing.T, path string) (context.Context, error) {
+	t.Helper()
+	dir, err := os.MkdirTemp(t.TempDir(), "profile")
+	if err != nil {
+		return nil, err
+	}
+	var cmd *exec.Cmd
 	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(chromium(t)),
+		chromedp.ExecPath(path),
 		chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun, chromedp.NoDefaultBrowserCheck,
 		chromedp.Flag("disable-background-networking", true),
 		chromedp.Flag("disable-component-update", true),
@@ -177,28 +226,43 @@ func browser(t *testing.T) context.Context {
 		chromedp.Flag("disable-extensions", true),
 		chromedp.Flag("disable-default-apps", true),
 		chromedp.Flag("disable-features", "Translate,OptimizationHints,MediaRouter"),
-		chromedp.UserDataDir(t.TempDir()),
+		chromedp.UserDataDir(dir),
 		chromedp.WindowSize(1280, 900),
+		chromedp.ModifyCmdFunc(func(c *exec.Cmd) { cmd = c }),
 	}
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancelCtx := chromedp.NewContext(actx)
 	ctx, cancelTimeout := context.WithTimeout(ctx, 2*time.Minute)
-	started := false
+	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
+		// No screenshot and no second start: chromedp would try to start
+		// the browser again on this context (and panic).
+		cancelTimeout()
+		cancelCtx()
+		cancelAlloc() // waits for the process
+		ended := "still running when given up"
+		if cmd != nil && cmd.ProcessState != nil {
+			ended = cmd.ProcessState.String()
+		}
+		return nil, fmt.Errorf("%s; printed, last lines:\n%s", ended, lastLines(err.Error(), 12))
+	}
 	t.Cleanup(func() {
-		// A screenshot needs the browser: on a context whose start
-		// failed, chromedp would try to start it again (and panic).
-		if t.Failed() && started {
+		if t.Failed() {
 			saveScreenshot(t, ctx)
 		}
 		cancelTimeout()
 		cancelCtx()
 		cancelAlloc()
 	})
-	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
-		t.Fatalf("start Chromium: %v", err)
+	return ctx, nil
+}
+
+// lastLines is the last n lines of s.
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = append([]string{"..."}, lines[len(lines)-n:]...)
 	}
-	started = true
-	return ctx
+	return strings.Join(lines, "\n")
 }
 
 // saveScreenshot writes the current page of a failed test to a file.
