@@ -20,14 +20,14 @@ func TestPurgeKeepsRetention(t *testing.T) {
 	now := time.Now()
 	for i := range 45 {
 		id := fmt.Sprintf("expired-%d", i)
-		if err := st.CreateJob(ctx, &store.Job{ID: id, Kind: "export", Owner: "alice"}); err != nil {
+		if err := st.CreateJob(ctx, &store.Job{ID: id, Kind: "export", Owner: "alice"}, nil); err != nil {
 			t.Fatal(err)
 		}
 		if err := st.CancelJob(ctx, id, now.Add(-time.Minute)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := st.CreateJob(ctx, &store.Job{ID: "kept", Kind: "export", Owner: "alice"}); err != nil {
+	if err := st.CreateJob(ctx, &store.Job{ID: "kept", Kind: "export", Owner: "alice"}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := st.CancelJob(ctx, "kept", now.Add(time.Hour)); err != nil {
