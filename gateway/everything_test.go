@@ -30,6 +30,9 @@ func TestEverythingDeclared(t *testing.T) {
 		for _, op := range r["operation"].([]any) {
 			if op := op.(map[string]any); op["name"] == "everything" {
 				def = op["definition"].(string)
+				if doc, _ := op["documentation"].(string); !strings.Contains(doc, "start and end") || strings.Contains(doc, "not R4's start") {
+					t.Errorf("metadata: the everything operation's documentation does not say it takes start and end: %q", doc)
+				}
 			}
 		}
 	}

@@ -183,7 +183,7 @@ func (s *Server) handleError(err error, c echo.Context) {
 	}
 	kind, issues := outcome.From(err)
 	status := kind.HTTPStatus()
-	if status >= 500 && outcome.ClientClosed(c.Request().Context()) {
+	if status >= 500 && outcome.ClientClosed(c.Request().Context(), err) {
 		// The client went away, and the work it asked for stopped with
 		// it: no fault of the gateway's, logged by the request's line
 		// alone (INFO, status 499), and answered to nobody.

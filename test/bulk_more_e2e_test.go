@@ -29,7 +29,9 @@ func TestBulkExportReplicasOnce(t *testing.T) {
 		// At most 3 exports of one client at once: the rest wait.
 		if i == 3 {
 			for _, loc := range locs {
-				pollJob(t, loc, time.Minute)
+				if status, body := pollJob(t, loc, time.Minute); status != http.StatusOK {
+					t.Fatalf("export %s = %d %s", loc, status, body)
+				}
 			}
 		}
 		locs = append(locs, kickoff(t, gs[i%2].base+"/fhir/$export?_type=Patient,Observation,Encounter"))

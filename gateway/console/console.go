@@ -352,7 +352,7 @@ func (c *Console) fail(rq *request, err error) {
 	kind, issues := outcome.From(err)
 	rq.status = kind.HTTPStatus()
 	rq.sc.Rules = outcome.Rules(err)
-	if rq.status >= 500 && outcome.ClientClosed(rq.r.Context()) {
+	if rq.status >= 500 && outcome.ClientClosed(rq.r.Context(), err) {
 		// The client went away: no fault of the gateway's, logged by the
 		// request's line alone (INFO, status 499).
 		rq.status, rq.sc.Rules = outcome.StatusClientClosed, nil

@@ -183,7 +183,8 @@ func (e *Engine) CapabilityStatement(base string, sec Security) map[string]any {
 			res["operation"] = []map[string]any{{"name": "everything",
 				"definition": conformance.EverythingURL,
 				"documentation": "GET or POST Patient/{id}/$everything: the Patient and its compartment's resources the caller " +
-					"may see; _since, _type, _count and paging (_offset), not R4's start and end, nor the type-level form. " +
+					"may see; start and end (a period of care, compared with each type's date of care), _since, _type, _count and " +
+					"paging (_offset); not the type-level form. " +
 					"AuditEvents only when _type names them. Resources the compartment's resources reference are not added."},
 				bulkExport(bulkPatientExportURL, "The Patients and the resources about them, as NDJSON files")}
 		case "Group":

@@ -63,7 +63,7 @@ func checkNotFuture(rec mapping.Record, now time.Time) error {
 func futureIssue(rule, pointer, expr, claim, what string, at, now time.Time) outcome.Issue {
 	return outcome.Issue{
 		Severity: "error", Code: "business-rule", Rule: rule, Pointer: pointer, Expression: expr,
-		Message: fmt.Sprintf("%s is %s ahead of the gateway's clock (clocks may differ by %s): %s. Most often this is "+
+		Message: fmt.Sprintf("%s is %s ahead of the gateway's clock (clocks may differ by up to %s): %s. Most often this is "+
 			"a local time sent with Z or with another zone's offset; send %s with the UTC offset of the clock that "+
 			"wrote it (09:30 in Auckland in summer is 09:30:00+13:00, not 09:30:00Z) or converted to UTC, and check "+
 			"the sending system's clock", expr, aheadText(at, now), roughly(LastUpdatedAhead), claim, what)}
@@ -79,7 +79,9 @@ func aheadText(at, now time.Time) string {
 }
 
 // roughly writes a positive duration for people: whole days from two
-// days, else hours and minutes, else minutes (at least 1), rounded down.
+// days, else hours and minutes, else minutes (at least 1), rounded down;
+// under ten minutes with the seconds too, so that a time just past the
+// tolerance does not read as the tolerance itself.
 func roughly(d time.Duration) string {
 	plural := func(n int64, unit string) string {
 		if n == 1 {
@@ -94,6 +96,8 @@ func roughly(d time.Duration) string {
 		return plural(h, "hour") + " " + plural(m, "minute")
 	case h > 0:
 		return plural(h, "hour")
+	case m > 0 && m < 10 && d%time.Minute >= time.Second:
+		return plural(m, "minute") + " " + plural(int64(d%time.Minute/time.Second), "second")
 	default:
 		return plural(max(m, 1), "minute")
 	}

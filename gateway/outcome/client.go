@@ -11,11 +11,14 @@ import (
 // INFO, never as a 500.
 const StatusClientClosed = 499
 
-// ClientClosed reports whether ctx, a request's context, ended because the
-// request's client went away: canceled with no cause of its own. (The HTTP
-// server cancels a request's context so when its connection closes; serve's
-// drain cancels the requests it gives up on with a cause, and a timeout is a
-// deadline: neither is the client's doing.)
-func ClientClosed(ctx context.Context) bool {
-	return errors.Is(ctx.Err(), context.Canceled) && context.Cause(ctx) == context.Canceled
+// ClientClosed reports whether err, the failure of the request whose
+// context is ctx, is that request's client going away: ctx canceled with no
+// cause of its own, and err that cancellation (errors.Is context.Canceled),
+// not a fault that happened to come as the client gave up (a database
+// that hung until the client's timeout is still the gateway's fault).
+// (The HTTP server cancels a request's context so when its connection
+// closes; serve's drain cancels the requests it gives up on with a cause,
+// and a timeout is a deadline: neither is the client's doing.)
+func ClientClosed(ctx context.Context, err error) bool {
+	return errors.Is(err, context.Canceled) && errors.Is(ctx.Err(), context.Canceled) && context.Cause(ctx) == context.Canceled
 }
