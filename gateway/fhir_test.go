@@ -1723,8 +1723,14 @@ func TestPagingCursor(t *testing.T) {
 	if want := "E D C B A F"; strings.Join(got, " ") != want {
 		t.Errorf("by birth date newest first, G born later created after page 1: pages gave %v, want %s", got, want)
 	}
-	if rec := req(h, "GET", "/fhir/Patient?_cursor=631152000000~1.Patient.x&_sort=birthdate", ""); rec.Code != 200 {
-		t.Errorf("a date order's cursor = %d %s", rec.Code, rec.Body)
+	for _, target := range []string{
+		"/fhir/Patient?_cursor=birthdate!631152000000~1.Patient.x&_sort=birthdate",
+		"/fhir/Patient?_cursor=-_lastUpdated!1.Patient.x&_sort=-_lastUpdated",
+		"/fhir/Patient?_cursor=1.Patient.x&_sort=-_lastUpdated", // a link made before cursors named their order
+	} {
+		if rec := req(h, "GET", target, ""); rec.Code != 200 {
+			t.Errorf("GET %s = %d %s", target, rec.Code, rec.Body)
+		}
 	}
 	for _, target := range []string{
 		"/fhir/Patient?_cursor=yesterday",
@@ -1733,6 +1739,14 @@ func TestPagingCursor(t *testing.T) {
 		"/fhir/Patient?_cursor=1.Patient.x&_sort=birthdate",
 		"/fhir/Patient?_cursor=5~1.Patient.x",
 		"/fhir/Patient?_cursor=x~1.Patient.x&_sort=birthdate",
+		// A cursor of another order, or of another type's search, is
+		// refused, not taken for a position in this one (p36 F1).
+		"/fhir/Patient?_cursor=631152000000~1.Patient.x&_sort=birthdate",
+		"/fhir/Patient?_cursor=-birthdate!631152000000~1.Patient.x&_sort=birthdate",
+		"/fhir/Patient?_cursor=birthdate!631152000000~1.Patient.x&_sort=birthdate,-_lastUpdated",
+		"/fhir/Patient?_cursor=-_lastUpdated!1.Patient.x&_sort=_lastUpdated",
+		"/fhir/Patient?_cursor=1.Observation.x",
+		"/fhir/Patient?_cursor=bad%20order!1.Patient.x",
 	} {
 		assertOutcome(t, req(h, "GET", target, ""), 400, "search-value-invalid", "")
 	}

@@ -99,9 +99,9 @@ func parse(rt string, params url.Values, lenient, conditional bool, limits Limit
 		ps.q.Includes, ps.q.RevIncludes = ps.q.Includes[:ni], ps.q.RevIncludes[:nr]
 		ps.ignored = append(ps.ignored, key)
 	}
-	if ps.q.After != nil && len(ps.q.After.Keys) != ps.q.SortValues() {
+	if a := ps.q.After; a != nil && !a.fits(ps.q) {
 		return nil, nil, ps.errorf("_cursor", RuleValueInvalid,
-			"_cursor is the position of a next link of a search with another _sort: keep the _sort of the link's search, or start again from the first page")
+			"_cursor is the position of a next link of another search (another _sort or type): keep the link's _sort, or start again from the first page")
 	}
 	return ps.q, ps.ignored, nil
 }

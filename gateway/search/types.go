@@ -303,14 +303,36 @@ func (q *Query) SortValues() int {
 // milliseconds), type and id. Its text form, "<milliseconds>.<type>.<id>"
 // after "<key>~" for each date key, is the _cursor parameter's value.
 type Cursor struct {
+	// Order is the Query.OrderSignature of the search it comes from ("" for
+	// the default order, and in cursors made before it was kept): a cursor
+	// positions only in the order it was taken in.
+	Order       string
 	Keys        []int64
 	LastUpdated int64
 	Type, ID    string
 }
 
-// String is c's _cursor value.
+// OrderSignature names q's order: its sort keys as _sort writes them
+// ("-date,_id"), "" for the default order.
+func (q *Query) OrderSignature() string {
+	parts := make([]string, len(q.Sort))
+	for i, k := range q.Sort {
+		parts[i] = k.Param
+		if k.Descending {
+			parts[i] = "-" + k.Param
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
+// String is c's _cursor value: "<order>!" first when the order is not the
+// default one.
 func (c Cursor) String() string {
 	var b strings.Builder
+	if c.Order != "" {
+		b.WriteString(c.Order)
+		b.WriteByte('!')
+	}
 	for _, k := range c.Keys {
 		b.WriteString(strconv.FormatInt(k, 10))
 		b.WriteByte('~')
@@ -319,8 +341,30 @@ func (c Cursor) String() string {
 	return b.String() + "." + c.Type + "." + c.ID
 }
 
+// fits reports whether c positions in q's order: taken in a search of the
+// same order (a cursor without one, made before cursors named it, only in
+// an order of _lastUpdated and _id) with a value for each of its date
+// keys, and of q's type when q searches one.
+func (c *Cursor) fits(q *Query) bool {
+	switch {
+	case len(c.Keys) != q.SortValues():
+		return false
+	case q.Type != "" && c.Type != q.Type:
+		return false
+	case c.Order == "":
+		return q.SortValues() == 0
+	}
+	return c.Order == q.OrderSignature()
+}
+
 // ParseCursor parses a _cursor value.
 func ParseCursor(s string) (Cursor, error) {
+	order, s, named := strings.Cut(s, "!")
+	if !named {
+		order, s = "", order
+	} else if order == "" || strings.Trim(order, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-,") != "" {
+		return Cursor{}, errors.New("not an order")
+	}
 	head, rest, ok := strings.Cut(s, ".")
 	typ, id, ok2 := strings.Cut(rest, ".")
 	values := strings.Split(head, "~")
@@ -334,7 +378,7 @@ func ParseCursor(s string) (Cursor, error) {
 	case !validID(id):
 		return Cursor{}, errors.New("not a resource id")
 	}
-	c := Cursor{LastUpdated: n, Type: typ, ID: id}
+	c := Cursor{Order: order, LastUpdated: n, Type: typ, ID: id}
 	for _, v := range values[:len(values)-1] {
 		k, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {

@@ -139,7 +139,7 @@ func (s *Store) search(ctx context.Context, c Conn, q *search.Query, withInclude
 	}
 	if pg.More && len(pg.Matches) > 0 {
 		last := pg.Matches[len(pg.Matches)-1]
-		pg.Next = &search.Cursor{LastUpdated: last.LastUpdated.UnixMilli(), Type: last.Type, ID: last.ID}
+		pg.Next = &search.Cursor{Order: q.OrderSignature(), LastUpdated: last.LastUpdated.UnixMilli(), Type: last.Type, ID: last.ID}
 		if vals.n > 0 {
 			pg.Next.Keys = vals.of[len(pg.Matches)-1]
 		}
