@@ -100,7 +100,7 @@ func TestFirstToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.Cmd.Dir = work // the document's jwksFile is relative to where serve runs
+	p.Cmd.Dir = work // as the document runs its commands (its jwksFile is relative to the config file, in the same directory)
 	if err := p.Start(); err != nil {
 		t.Fatal(err)
 	}
