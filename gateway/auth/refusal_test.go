@@ -86,7 +86,8 @@ func TestTokenPartialGrant(t *testing.T) {
 		{"granular covered by a wildcard", "system/Patient.rs?_id=1 system/*.rs", "system/*.rs", ""},
 		{"unknown and unregistered", "openid system/Patient.rs gateway/operator", "system/Patient.rs",
 			"scope 1 (unrecognised) gateway/operator (not-registered)"},
-		{"narrowed is not dropped", "system/*.cruds", "system/*.rs system/Observation.cruds", ""},
+		{"narrowed is reported, not dropped", "system/*.cruds", "system/*.rs system/Observation.cruds", "system/*.cruds (narrowed)"},
+		{"narrowed by type", "system/Patient.cruds system/Observation.cruds", "system/Patient.rs system/Observation.cruds", "system/Patient.cruds (narrowed)"},
 		{"many dropped, bounded", "a b c d e f g system/Patient.rs", "system/Patient.rs",
 			"scope 1 (unrecognised) scope 2 (unrecognised) scope 3 (unrecognised) scope 4 (unrecognised) scope 5 (unrecognised) and 2 more"},
 	}

@@ -40,9 +40,9 @@ type TokenResponse struct {
 	// "system/Observation.rs?... (granular)", "gateway/operator
 	// (not-registered)" or "scope 3 (unrecognised)": never a granular
 	// scope's restriction or a string of no form the gateway grants; at
-	// most five, then "and N more". Scopes granted narrower
-	// (system/*.cruds as system/*.rs) are not in it; Scope says what they
-	// got.
+	// most five, then "and N more"; and each resource scope granted
+	// narrower than asked, as "system/Patient.cruds (narrowed)" (Scope
+	// says what it got).
 	NotGranted []string `json:"-"`
 }
 
@@ -112,13 +112,14 @@ func (s *Server) Token(ctx context.Context, form url.Values) (*TokenResponse, *F
 		return nil, &Failure{Status: http.StatusBadRequest, Code: CodeInvalidScope,
 			Description: refusedDescription(refused), Reason: "scope-not-granted", ClientID: client.id}
 	}
-	var notGranted []string
-	for i, r := range refused {
-		if i == maxExplained { // a 64 KiB scope parameter must not make a 64 KiB log line
-			notGranted = append(notGranted, "and "+strconv.Itoa(len(refused)-maxExplained)+" more")
-			break
-		}
-		notGranted = append(notGranted, r.short())
+	var short []string
+	for _, r := range refused {
+		short = append(short, r.short())
+	}
+	short = append(short, narrowed(requested, granted)...)
+	notGranted := short
+	if len(short) > maxExplained { // a 64 KiB scope parameter must not make a 64 KiB log line
+		notGranted = append(short[:maxExplained:maxExplained], "and "+strconv.Itoa(len(short)-maxExplained)+" more")
 	}
 	token, err := s.issue(client, granted, now)
 	if err != nil {
@@ -285,4 +286,27 @@ func b64urlValue(c byte) int {
 		return 63
 	}
 	return -1
+}
+
+// narrowed returns, as "<scope> (narrowed)", the requested resource scopes
+// of which granted grants some permissions but not all (system/*.cruds
+// granted as system/*.rs): the auditor sees that the client asked for
+// more than it is registered for.
+func narrowed(requested, granted Scopes) []string {
+	var out []string
+	for _, r := range requested.list {
+		if r.resourceType == "" {
+			continue
+		}
+		var have uint8
+		for _, g := range granted.list {
+			if g.resourceType == "*" || r.resourceType != "*" && g.resourceType == r.resourceType {
+				have |= g.perms
+			}
+		}
+		if r.perms&have != 0 && r.perms&^have != 0 {
+			out = append(out, r.text+" (narrowed)")
+		}
+	}
+	return out
 }
