@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway"
@@ -60,5 +61,14 @@ func TestReadySettingsDiffer(t *testing.T) {
 	}
 	if d := body.SettingsDiffer; len(d) != 1 || d[0].Instance != "gw1" || len(d[0].Groups) != 1 || d[0].Groups[0] != operator.SettingsClinical {
 		t.Errorf("/readyz = %s, want settingsDiffer naming gw1 and the group clinical", rec.Body)
+	}
+	// gw1 stops cleanly (its record deleted): none differ, an empty list.
+	a1.Settings.Close()
+	if err := a0.Settings.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rec = req(h0, http.MethodGet, "/readyz", "")
+	if !strings.Contains(rec.Body.String(), `"settingsDiffer":[]`) {
+		t.Errorf("/readyz after gw1 stopped = %s, want \"settingsDiffer\":[]", rec.Body)
 	}
 }

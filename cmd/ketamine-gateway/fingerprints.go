@@ -3,10 +3,12 @@ package main
 import (
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"slices"
 	"strings"
 
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/delivery"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/operator"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
@@ -61,9 +63,32 @@ func settingsFingerprints(fc *fileConfig, getenv func(string) string, all *mappi
 		fp[operator.SettingsTokenSecret] = operator.Fingerprint(operator.SettingsTokenSecret, secret)
 		clients := *fc.Auth
 		clients.SigningSecret = nil
+		// A client's keys, not where they are read from: the same keys
+		// under another configuration directory are the same setting.
+		// (A key set that does not load stops the gateway in authServer;
+		// its error text stands for it here.)
+		clients.Clients = slices.Clone(clients.Clients)
+		for i, c := range clients.Clients {
+			set, err := auth.KeySet(c)
+			if err != nil {
+				set, _ = json.Marshal(err.Error())
+			}
+			clients.Clients[i].JWKS, clients.Clients[i].JWKSFile = set, ""
+		}
 		put(operator.SettingsClients, clients)
 	}
 	return fp
+}
+
+// processName names this process among the gateways on the database: its
+// --instance and a short random suffix drawn at start (the settings
+// check's record, the job claims' claimedBy). Not the pid: in containers
+// every gateway is pid 1, and a gateway restarted with the same pid would
+// take for another gateway the record its previous process left.
+func processName(instance string) string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return instance + " " + hex.EncodeToString(b[:])
 }
 
 // isPostgres tells whether --db names a PostgreSQL database (which

@@ -84,7 +84,7 @@ func TestJobsListHolder(t *testing.T) {
 		}
 	}
 	now := time.Date(2026, 12, 6, 5, 0, 0, 0, time.UTC)
-	if _, err := st.ClaimJob(ctx, []string{"import"}, jobs.ClaimToken("gw-b pid 42"), now, 30*time.Second); err != nil {
+	if _, err := st.ClaimJob(ctx, []string{"import"}, jobs.ClaimToken("gw-b 5e0f2a91"), now, 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	st.Close()
@@ -101,8 +101,8 @@ func TestJobsListHolder(t *testing.T) {
 	for _, j := range list.Jobs {
 		switch j.Status {
 		case store.JobRunning:
-			if j.ClaimedBy != "gw-b pid 42" || j.LeaseUntil == nil || !j.LeaseUntil.Equal(now.Add(30*time.Second)) {
-				t.Errorf("jobs list: running job %+v, want claimedBy gw-b pid 42 and leaseUntil %v:\n%s", j, now.Add(30*time.Second), out)
+			if j.ClaimedBy != "gw-b 5e0f2a91" || j.LeaseUntil == nil || !j.LeaseUntil.Equal(now.Add(30*time.Second)) {
+				t.Errorf("jobs list: running job %+v, want claimedBy gw-b 5e0f2a91 and leaseUntil %v:\n%s", j, now.Add(30*time.Second), out)
 			}
 		default:
 			if j.ClaimedBy != "" || j.LeaseUntil != nil {

@@ -193,10 +193,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		SearchLimits: limits, SearchTimeout: searchTimeout, SearchesPerClient: perClient,
 		UpdateCreate: clientIDsSafe(fc), Logger: logger,
 		Jobs: jobs.Config{Workers: cfg.jobWorkers, Retention: cfg.jobRetention, Lease: cfg.jobLease},
-		// Gateways on one host may share the default --instance: the pid
-		// tells them apart (their settings' records, their jobs' claims).
-		Settings:    settingsFingerprints(fc, getenv, allSafety, tenantSafety, dests, cfg.identifierBase),
-		ProcessName: fmt.Sprintf("%s pid %d", cfg.instance, os.Getpid())}
+		// Gateways may share one --instance (replicas of one deployment):
+		// a random suffix per process tells them apart (their jobs'
+		// claims, their settings' records).
+		ProcessName: processName(cfg.instance)}
+	if isPostgres(cfg.db) {
+		// Only PostgreSQL is shared by several gateways (docs/deployment.md):
+		// there each records its settings and compares them with the others'.
+		acfg.Settings = settingsFingerprints(fc, getenv, allSafety, tenantSafety, dests, cfg.identifierBase)
+	}
 	gcfg := gateway.Config{MaxBodyBytes: cfg.maxBody, Logger: logger, BaseURL: cfg.baseURL, Telemetry: tel,
 		Metrics: metrics, Auth: authn, RateLimit: cfg.rateLimit, TrustedProxies: proxies, MaxImportBytes: cfg.maxImport}
 	switch {

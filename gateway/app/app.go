@@ -91,7 +91,7 @@ type Config struct {
 	// database with servers, which run them).
 	NoJobRunner bool
 	// Settings are this gateway's settings fingerprints by group
-	// (operator.Fingerprint): when set (serve), Start records them with
+	// (operator.Fingerprint): when set (serve on PostgreSQL), Start records them with
 	// a heartbeat every SettingsEvery (default 30 s) and warns of another
 	// live gateway on the database whose fingerprints differ (App.Settings),
 	// as ProcessName.

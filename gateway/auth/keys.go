@@ -7,7 +7,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 
 	"github.com/go-jose/go-jose/v4"
 )
@@ -54,6 +56,25 @@ func loadClientKeys(c Client) (map[string]jose.JSONWebKey, error) {
 		keys[k.KeyID] = k
 	}
 	return keys, nil
+}
+
+// KeySet returns c's public keys (its jwks, or its jwksFile's content) as
+// a canonical JWK Set: each key as go-jose writes it, in kid order. The
+// same keys give the same bytes however the file is named or laid out
+// (the settings fingerprint of the clients compares gateways by it).
+// Errors are loadClientKeys's.
+func KeySet(c Client) ([]byte, error) {
+	keys, err := loadClientKeys(c)
+	if err != nil {
+		return nil, err
+	}
+	var set struct {
+		Keys []jose.JSONWebKey `json:"keys"`
+	}
+	for _, kid := range slices.Sorted(maps.Keys(keys)) {
+		set.Keys = append(set.Keys, keys[kid])
+	}
+	return json.Marshal(set)
 }
 
 // checkClientKey enforces what a client may sign assertions with: RSA >= 2048

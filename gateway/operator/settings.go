@@ -152,11 +152,12 @@ func (c *SettingsCheck) Check(ctx context.Context) error {
 }
 
 // Differences returns the other live gateways whose settings differed
-// at the last Check.
+// at the last Check; none is an empty list, never nil (readyz shows
+// "settingsDiffer": []).
 func (c *SettingsCheck) Differences() []SettingsDifference {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return slices.Clone(c.diffs)
+	return append([]SettingsDifference{}, c.diffs...)
 }
 
 // Start checks at once and then every heartbeat until Close; a check
@@ -187,15 +188,23 @@ func (c *SettingsCheck) Start() {
 	}()
 }
 
-// Close stops Start's checks and waits for them; safe to call twice or
-// without Start.
+// Close stops Start's checks, waits for them and deletes this gateway's
+// record (a clean shutdown: the gateway that replaces it, under another
+// process name, is not compared with it for three heartbeats); safe to
+// call twice or without Start. A record it cannot delete (the database
+// unreachable) ages out.
 func (c *SettingsCheck) Close() {
 	c.mu.Lock()
 	stop, done := c.stop, c.done
 	c.mu.Unlock()
-	if stop == nil {
-		return
+	if stop != nil {
+		stop()
+		<-done
 	}
-	stop()
-	<-done
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.st.DeleteInstance(ctx, c.self.Name); err != nil {
+		c.log.Warn("settings check: could not delete this gateway's record; it ages out in three heartbeats",
+			"error_class", store.ErrorClass(err))
+	}
 }

@@ -105,15 +105,22 @@ func TestSettingsCheck(t *testing.T) {
 					t.Errorf("the log holds %q (a value, or a gateway no longer running):\n%s", v, out)
 				}
 			}
-			// gw2 restarted with the shared settings: the others stop warning.
-			gws[2] = check("gw2", fps("100", "s3cret"))
+			// gw2 restarted with the shared settings, as another process
+			// (its name is new): the others stop warning, and the new
+			// process is not compared with the old one's record, deleted
+			// when it stopped.
+			gws[2].Close()
+			gws[2] = check("gw2 again", fps("100", "s3cret"))
 			for _, c := range []*SettingsCheck{gws[2], gws[0]} {
 				if err := c.Check(ctx); err != nil {
 					t.Fatal(err)
 				}
 			}
-			if got := gws[0].Differences(); len(got) != 0 {
-				t.Errorf("after gw2 agrees: Differences() = %+v, want none", got)
+			if got := gws[0].Differences(); got == nil || len(got) != 0 {
+				t.Errorf("after gw2 agrees: Differences() = %#v, want none (an empty list)", got)
+			}
+			if got := gws[2].Differences(); len(got) != 0 {
+				t.Errorf("gw2 restarted: Differences() = %+v, want none (not its own stopped process)", got)
 			}
 		})
 	}

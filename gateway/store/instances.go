@@ -30,4 +30,7 @@ type Instances interface {
 	PutInstance(ctx context.Context, in Instance) error
 	// ListInstances returns the instances seen at or after since, by name.
 	ListInstances(ctx context.Context, since time.Time) ([]Instance, error)
+	// DeleteInstance deletes the record of name (a gateway stopping
+	// cleanly); none is not an error.
+	DeleteInstance(ctx context.Context, name string) error
 }

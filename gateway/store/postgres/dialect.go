@@ -19,6 +19,7 @@ var dialect = &sqlstore.Dialect{
 	RowLocks:    true,
 	// The key's first part keeps these apart from the migration lock.
 	Lock:        `SELECT pg_advisory_xact_lock(hashtext('kg-outbox'), hashtext(?))`,
+	JobLock:     `SELECT pg_advisory_xact_lock(hashtext('kg-jobs'), hashtext(?))`,
 	Arrays:      true,
 	FlushAhead:  true,
 	JoinMatches: true,

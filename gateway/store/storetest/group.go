@@ -331,3 +331,46 @@ func testGroupCommitFair(t *testing.T, s store.Store) {
 		}
 	}
 }
+
+// testGroupCommitJobLimit: a job submit refused at its client's limit
+// (CreateJob with a JobLimit, store.ErrLimit) inside a group-committed
+// batch is an answer, not a failure of the batch: the writes sharing its
+// transaction commit in their first run (each write's fn runs once), and
+// the refused job is not inserted.
+func testGroupCommitJobLimit(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	held := &store.Job{ID: "gl-held", Kind: "export", Tenant: "clinic-a", Owner: "client-gl", Total: -1}
+	if err := s.CreateJob(ctx, held, nil); err != nil {
+		t.Fatalf("CreateJob: %v", err)
+	}
+	const n = 8
+	const refused = 3
+	errs := make([]error, n)
+	runs := make([]int, n)
+	QueuedTogether(t, s, n, func(i int) {
+		if i == refused {
+			j := &store.Job{ID: "gl-refused", Kind: "export", Tenant: "clinic-a", Owner: "client-gl", Total: -1}
+			errs[i] = s.CreateJob(ctx, j, &store.JobLimit{Max: 1, Now: time.Now()})
+			return
+		}
+		errs[i] = s.Write(ctx, func(tx store.Tx) error {
+			runs[i]++
+			return entryWrites(tx, fmt.Sprint("gl", i))
+		})
+	})
+	for i := range n {
+		switch {
+		case i == refused:
+			if !errors.Is(errs[i], store.ErrLimit) {
+				t.Errorf("refused submit = %v, want ErrLimit", errs[i])
+			}
+		case errs[i] != nil:
+			t.Errorf("write %d = %v", i, errs[i])
+		case runs[i] != 1:
+			t.Errorf("write %d ran %d times, want once: the refused submit failed its batch", i, runs[i])
+		}
+	}
+	if _, err := s.Job(ctx, "gl-refused"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("the refused job: %v, want ErrNotFound (not inserted)", err)
+	}
+}

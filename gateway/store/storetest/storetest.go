@@ -94,6 +94,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"GroupCommitSeesEarlier", testGroupCommitSeesEarlier},
 		{"GroupCommitFlushConflict", testGroupCommitFlushConflict},
 		{"GroupCommitFair", testGroupCommitFair},
+		{"GroupCommitJobLimit", testGroupCommitJobLimit},
 		{"TenantSearch", testTenantSearch},
 		{"TenantInclude", testTenantInclude},
 		{"TenantHistory", testTenantHistory},

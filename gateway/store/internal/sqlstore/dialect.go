@@ -36,6 +36,12 @@ type Dialect struct {
 	// order key, so that claims do not interleave and an order key's
 	// items get their ids in commit order. Without RowLocks it is "".
 	Lock string
+	// JobLock is Lock for a bounded job submit (CreateJob with a
+	// JobLimit), on its tenant, owner and kind: a lock of its own (its
+	// key's first part differs from Lock's), so that a job submit never
+	// waits for an outbox claim whose key hashes alike. Without RowLocks
+	// it is "".
+	JobLock string
 	// WriteFence, if not "", is a statement every write transaction runs
 	// first, before its function runs (and so before the engine takes
 	// the instant of what it writes): it takes a shared lock held to the

@@ -35,6 +35,16 @@ func (s *Store) PutInstance(ctx context.Context, in store.Instance) error {
 	})
 }
 
+// DeleteInstance implements store.Instances.
+func (s *Store) DeleteInstance(ctx context.Context, name string) error {
+	return s.db.Autocommit(ctx, func(c Conn) error {
+		if _, err := c.Exec(ctx, s.bind(`DELETE FROM instances WHERE name = ?`), s.text(name)); err != nil {
+			return fmt.Errorf("%s: delete instance: %w", s.d.Name, s.err(ctx, err))
+		}
+		return nil
+	})
+}
+
 // ListInstances implements store.Instances.
 func (s *Store) ListInstances(ctx context.Context, since time.Time) ([]store.Instance, error) {
 	var out []store.Instance

@@ -27,7 +27,7 @@ const jobPartsPage = 4
 // CreateJob implements store.Jobs. With a limit, the count of the owner's
 // active jobs and the insert are one write transaction: SQLite's one
 // writer serialises them; on PostgreSQL, where writers run in parallel, the
-// transaction first takes the Dialect.Lock of (tenant, owner, kind), so
+// transaction first takes the Dialect.JobLock of (tenant, owner, kind), so
 // the submits of one client and kind, from any process, count one after
 // the other, each seeing the jobs the ones before it committed.
 func (s *Store) CreateJob(ctx context.Context, j *store.Job, limit *store.JobLimit) error {
@@ -49,9 +49,17 @@ func (s *Store) CreateJob(ctx context.Context, j *store.Job, limit *store.JobLim
 	if req == nil {
 		req = []byte{}
 	}
-	return s.write(ctx, func(t *tx) error {
+	// A submit refused at its limit is an answer, not a failure of the
+	// transaction: fn returns nil without inserting, so that the writes
+	// group-committed with it are not rolled back and run again (see
+	// commit.go). fn may run more than once: refused is set by its last
+	// run.
+	var refused error
+	err := s.write(ctx, func(t *tx) error {
+		refused = nil
 		if limit != nil {
-			if err := t.checkJobLimit(j, limit); err != nil {
+			var err error
+			if refused, err = t.checkJobLimit(j, limit); err != nil || refused != nil {
 				return err
 			}
 		}
@@ -65,31 +73,35 @@ func (s *Store) CreateJob(ctx context.Context, j *store.Job, limit *store.JobLim
 		}
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	return refused
 }
 
-// checkJobLimit returns store.ErrLimit when j's owner has limit.Max jobs
-// of j's kind in j's tenant queued, running, or uploading and not expired
-// at limit.Now.
-func (t *tx) checkJobLimit(j *store.Job, limit *store.JobLimit) error {
+// checkJobLimit returns a refusal wrapping store.ErrLimit when j's owner
+// has limit.Max jobs of j's kind in j's tenant queued, running, or
+// uploading and not expired at limit.Now; its error is the database's.
+func (t *tx) checkJobLimit(j *store.Job, limit *store.JobLimit) (refused, err error) {
 	s := t.s
-	if s.d.Lock != "" {
-		key := "kg-jobs\x1f" + j.Tenant + "\x1f" + s.text(j.Owner) + "\x1f" + s.text(j.Kind)
-		if _, err := t.c.Exec(t.ctx, s.bind(s.d.Lock), key); err != nil {
-			return fmt.Errorf("%s: create job: %w", s.d.Name, s.err(t.ctx, err))
+	if s.d.JobLock != "" {
+		key := j.Tenant + "\x1f" + s.text(j.Owner) + "\x1f" + s.text(j.Kind)
+		if _, err := t.c.Exec(t.ctx, s.bind(s.d.JobLock), key); err != nil {
+			return nil, fmt.Errorf("%s: create job: %w", s.d.Name, s.err(t.ctx, err))
 		}
 	}
 	var n int
-	err := t.c.QueryRow(t.ctx, s.bind(`SELECT COUNT(*) FROM jobs WHERE tenant = ? AND owner = ? AND kind = ?
+	err = t.c.QueryRow(t.ctx, s.bind(`SELECT COUNT(*) FROM jobs WHERE tenant = ? AND owner = ? AND kind = ?
 		AND (status IN (?, ?) OR status = ? AND (expires = 0 OR expires > ?))`),
 		j.Tenant, s.text(j.Owner), s.text(j.Kind), store.JobQueued, store.JobRunning, store.JobUploading,
 		limit.Now.UnixMilli()).Scan(&n)
 	if err != nil {
-		return fmt.Errorf("%s: create job: %w", s.d.Name, s.err(t.ctx, err))
+		return nil, fmt.Errorf("%s: create job: %w", s.d.Name, s.err(t.ctx, err))
 	}
 	if n >= limit.Max {
-		return fmt.Errorf("create %s job: %d active: %w", s.text(j.Kind), n, store.ErrLimit)
+		return fmt.Errorf("create %s job: %d active: %w", s.text(j.Kind), n, store.ErrLimit), nil
 	}
-	return nil
+	return nil, nil
 }
 
 // Job implements store.Jobs.
