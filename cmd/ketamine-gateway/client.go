@@ -6,7 +6,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
@@ -25,6 +24,8 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/delivery"
 )
 
 // The client command is a SMART Backend Services client's tooling (docs/
@@ -278,48 +279,19 @@ func tokenHint(code string) string {
 	return ""
 }
 
-// signingKey reads the first private key of a PEM file and its SMART alg.
+// signingKey reads the first private key of a PEM file and its SMART alg,
+// as a destination's SMART client reads its own (delivery.ParsePrivateKey,
+// delivery.KeyAlg).
 func signingKey(data []byte) (crypto.Signer, jose.SignatureAlgorithm, error) {
-	for {
-		var block *pem.Block
-		block, data = pem.Decode(data)
-		if block == nil {
-			return nil, "", errors.New("no PEM private key in it (want -----BEGIN PRIVATE KEY-----, as client keygen writes)")
-		}
-		if _, enc := block.Headers["Proc-Type"]; enc || block.Type == "ENCRYPTED PRIVATE KEY" {
-			return nil, "", errors.New("the key is encrypted; decrypt it first (openssl pkcs8 -topk8 -nocrypt)")
-		}
-		var (
-			key any
-			err error
-		)
-		switch block.Type {
-		case "PRIVATE KEY":
-			key, err = x509.ParsePKCS8PrivateKey(block.Bytes)
-		case "EC PRIVATE KEY":
-			key, err = x509.ParseECPrivateKey(block.Bytes)
-		case "RSA PRIVATE KEY":
-			key, err = x509.ParsePKCS1PrivateKey(block.Bytes)
-		default:
-			continue
-		}
-		if err != nil {
-			return nil, "", fmt.Errorf("cannot parse its %s block", block.Type)
-		}
-		switch k := key.(type) {
-		case *ecdsa.PrivateKey:
-			if k.Curve != elliptic.P384() {
-				return nil, "", fmt.Errorf("an EC key on %s; SMART's ES384 needs P-384 (client keygen makes one)", k.Curve.Params().Name)
-			}
-			return k, jose.ES384, nil
-		case *rsa.PrivateKey:
-			if k.N.BitLen() < 2048 {
-				return nil, "", fmt.Errorf("an RSA key of %d bits; RS384 needs 2048 or more", k.N.BitLen())
-			}
-			return k, jose.RS384, nil
-		}
-		return nil, "", errors.New("not an EC P-384 or RSA key")
+	key, err := delivery.ParsePrivateKey(data)
+	if err != nil {
+		return nil, "", err
 	}
+	alg, err := delivery.KeyAlg(key, "")
+	if err != nil {
+		return nil, "", fmt.Errorf("%w (client keygen makes an ES384 P-384 key)", err)
+	}
+	return key, jose.SignatureAlgorithm(alg), nil
 }
 
 // signAssertion is the client assertion SMART Backend Services asks for:

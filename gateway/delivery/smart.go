@@ -62,11 +62,11 @@ func newTokenSource(cfg SMART, c *Client) (*tokenSource, error) {
 			return nil, fmt.Errorf("smart: privateKeyFile: cannot read the private key file: %w", err)
 		}
 	}
-	key, err := parsePrivateKey(data)
+	key, err := ParsePrivateKey(data)
 	if err != nil {
 		return nil, err
 	}
-	alg, err := keyAlg(key, cfg.Alg)
+	alg, err := KeyAlg(key, cfg.Alg)
 	if err != nil {
 		return nil, err
 	}
@@ -78,17 +78,18 @@ func newTokenSource(cfg SMART, c *Client) (*tokenSource, error) {
 	return &tokenSource{cfg: cfg, signer: signer, c: c, sem: make(chan struct{}, 1), tokenURL: cfg.TokenURL}, nil
 }
 
-// parsePrivateKey reads the first private key PEM block. Errors never
-// contain key material.
-func parsePrivateKey(data []byte) (crypto.Signer, error) {
+// ParsePrivateKey reads the first private key PEM block (PKCS#8, SEC 1 or
+// PKCS#1), as the SMART client of a destination and the CLI's client
+// token read their key. Errors never contain key material.
+func ParsePrivateKey(data []byte) (crypto.Signer, error) {
 	for {
 		var block *pem.Block
 		block, data = pem.Decode(data)
 		if block == nil {
-			return nil, errors.New("smart: private key: no PEM private key block")
+			return nil, errors.New("smart: private key: no PEM private key block (want -----BEGIN PRIVATE KEY-----)")
 		}
 		if _, enc := block.Headers["Proc-Type"]; enc || block.Type == "ENCRYPTED PRIVATE KEY" {
-			return nil, errors.New("smart: private key: encrypted keys are not supported")
+			return nil, errors.New("smart: private key: encrypted keys are not supported; decrypt it first (openssl pkcs8 -topk8 -nocrypt)")
 		}
 		var (
 			key any
@@ -114,8 +115,10 @@ func parsePrivateKey(data []byte) (crypto.Signer, error) {
 	}
 }
 
-// keyAlg checks key against the configured alg (or picks one by type).
-func keyAlg(key crypto.Signer, want string) (string, error) {
+// KeyAlg checks key against the configured alg (or picks one by type,
+// want ""): RS384 for an RSA key of 2048 bits or more, ES384 for a P-384
+// EC key.
+func KeyAlg(key crypto.Signer, want string) (string, error) {
 	switch k := key.(type) {
 	case *rsa.PrivateKey:
 		if want != "" && want != algRS384 {

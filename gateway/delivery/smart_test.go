@@ -299,10 +299,10 @@ func TestParsePrivateKeyFormats(t *testing.T) {
 		"encrypted-pkcs": {string(pem.EncodeToMemory(&pem.Block{Type: "ENCRYPTED PRIVATE KEY", Bytes: []byte{1}})), "", "error"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			key, err := parsePrivateKey([]byte(tc.pem))
+			key, err := ParsePrivateKey([]byte(tc.pem))
 			got := "error"
 			if err == nil {
-				if got, err = keyAlg(key, tc.alg); err != nil {
+				if got, err = KeyAlg(key, tc.alg); err != nil {
 					got = "error"
 				}
 			}
@@ -315,7 +315,7 @@ func TestParsePrivateKeyFormats(t *testing.T) {
 		})
 	}
 	p256, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if _, err := keyAlg(p256, ""); err == nil {
+	if _, err := KeyAlg(p256, ""); err == nil {
 		t.Error("a P-256 key was accepted for ES384")
 	}
 }
