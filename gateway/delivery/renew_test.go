@@ -82,19 +82,7 @@ func TestRenewAfterAttemptEnded(t *testing.T) {
 			}}
 			d.w = &Worker{outbox: ob, opts: WorkerOptions{Clock: clock, Lease: 30 * time.Second,
 				Logger: slog.New(slog.NewTextHandler(&logs, nil)), DeliveryID: func(id int64) string { return fmt.Sprintf("public-%d", id) }}}
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan struct{})
-			go func() { defer close(done); d.renewLeases(ctx) }()
-			for clock.pending() == 0 {
-				time.Sleep(time.Millisecond)
-			}
-			clock.Advance(10 * time.Second)
-			<-ob.renewed
-			for clock.pending() == 0 { // the loop went round: the warning, if any, is written
-				time.Sleep(time.Millisecond)
-			}
-			cancel()
-			<-done
+			renewOneTick(d, clock, func() { <-ob.renewed })
 			if got := strings.Contains(logs.String(), "lease ran out"); got != tc.wantWarn {
 				t.Errorf("warned %v, want %v: %s", got, tc.wantWarn, logs.String())
 			}
@@ -155,19 +143,7 @@ func TestRenewWhileOutcomeCommits(t *testing.T) {
 		completed <- d.complete(context.Background(), &store.Attempt{ItemID: 2}, store.StatusDone, time.Time{})
 	}()
 	<-ob.committed
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); d.renewLeases(ctx) }()
-	for clock.pending() == 0 {
-		time.Sleep(time.Millisecond)
-	}
-	clock.Advance(10 * time.Second)
-	<-ob.renewed
-	for clock.pending() == 0 { // the loop went round: the warning, if any, is written
-		time.Sleep(time.Millisecond)
-	}
-	cancel()
-	<-done
+	renewOneTick(d, clock, func() { <-ob.renewed })
 	close(ob.release)
 	if err := <-completed; err != nil {
 		t.Fatal(err)
@@ -175,4 +151,24 @@ func TestRenewWhileOutcomeCommits(t *testing.T) {
 	if strings.Contains(logs.String(), "lease ran out") {
 		t.Errorf("warned of a lease that ran out for an attempt whose outcome was committed: %s", logs.String())
 	}
+}
+
+// renewOneTick runs d's lease renewal for one tick of clock: it waits for
+// the loop to sleep, moves the clock on a renewal interval, waits for the
+// renewal (renewed), then for the loop to sleep again (so the warning, if
+// any, is written), and stops it.
+func renewOneTick(d *destWorker, clock *fakeClock, renewed func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); d.renewLeases(ctx) }()
+	for clock.pending() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	clock.Advance(10 * time.Second)
+	renewed()
+	for clock.pending() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	<-done
 }
