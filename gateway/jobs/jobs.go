@@ -228,8 +228,13 @@ func tooMany(kind string) error {
 // running, or uploading and not expired (an abandoned upload expires).
 // It is advisory, for a caller to check before costly work: Submit's own
 // check, in the store, is the one that holds.
+//
+// Each status is its own read, and a job may change status between them
+// (claimed from queued to running, released back to queued): it is
+// counted once, by its id, never twice (a client with two exports had its
+// third refused when one was claimed between the reads, CI of session 30).
 func (s *Service) CheckActive(ctx context.Context, sc *auditlog.Scope, kind string) error {
-	now, active := s.cfg.Now(), 0
+	now, active := s.cfg.Now(), map[string]bool{}
 	for _, status := range []string{store.JobQueued, store.JobRunning, store.JobUploading} {
 		f := store.JobFilter{Kind: kind, Tenant: sc.TenantOf(), Owner: sc.ClientID, Status: status, Limit: MaxActive}
 		if status == store.JobUploading {
@@ -241,11 +246,11 @@ func (s *Service) CheckActive(ctx context.Context, sc *auditlog.Scope, kind stri
 		}
 		for _, j := range js {
 			if status != store.JobUploading || j.Expires.IsZero() || now.Before(j.Expires) {
-				active++
+				active[j.ID] = true
 			}
 		}
 	}
-	if active >= MaxActive {
+	if len(active) >= MaxActive {
 		return tooMany(kind)
 	}
 	return nil

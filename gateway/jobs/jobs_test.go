@@ -555,3 +555,43 @@ func TestActivePerClientAtOnce(t *testing.T) {
 		t.Errorf("%d submitted, %d refused; want %d and %d", ok.Load(), refused.Load(), MaxActive, 3*MaxActive)
 	}
 }
+
+// claimingStore claims a queued job right after CheckActive's read of the
+// queued jobs, before its read of the running ones: the moment a runner
+// (of any gateway) claims one between the two reads.
+type claimingStore struct {
+	Store
+	once sync.Once
+}
+
+func (c *claimingStore) ListJobs(ctx context.Context, f store.JobFilter) ([]*store.Job, error) {
+	js, err := c.Store.ListJobs(ctx, f)
+	if err == nil && f.Status == store.JobQueued && len(js) > 0 {
+		c.once.Do(func() {
+			_, err = c.Store.ClaimJob(ctx, []string{f.Kind}, "other-gateway", time.Now(), time.Minute)
+		})
+	}
+	return js, err
+}
+
+// TestActiveCountsAJobOnce: a job claimed (queued to running) while the
+// client's active jobs are counted is one job, not two: with two jobs the
+// third is accepted (session 30's CI: a replica's claim between the reads
+// refused an export that was within the bound).
+func TestActiveCountsAJobOnce(t *testing.T) {
+	st := &claimingStore{Store: openStore(t)}
+	s := New(Config{Store: st, Handlers: map[string]Handler{"count": counter(new(atomic.Int32), nil)}}) // not started
+	ctx := context.Background()
+	alice := caller("alice", "clinic-a")
+	for i := range MaxActive - 1 {
+		if _, err := s.Submit(ctx, alice, "count", []byte(`{"N":1}`), false); err != nil {
+			t.Fatalf("Submit #%d = %v", i+1, err)
+		}
+	}
+	if err := s.CheckActive(ctx, alice, "count"); err != nil {
+		t.Errorf("CheckActive with %d jobs, one claimed meanwhile = %v, want nil", MaxActive-1, err)
+	}
+	if _, err := s.Submit(ctx, alice, "count", []byte(`{"N":1}`), false); err != nil {
+		t.Errorf("Submit #%d = %v, want a job", MaxActive, err)
+	}
+}
