@@ -314,9 +314,16 @@ func (d *destWorker) run(ctx context.Context) {
 			wakeAt = hold
 		} else if free > 0 {
 			items, err := d.w.outbox.Claim(ctx, d.dest.Name, now, o.Lease, int(free))
-			if err != nil && ctx.Err() == nil {
-				o.Logger.Log(ctx, store.LogLevel(err), "delivery: claim failed", "destination", d.dest.Name,
-					"cause", store.UnavailableCause(err), "error_class", store.ErrorClass(err))
+			if err != nil {
+				// Nothing was claimed: items a failed claim had in hand
+				// are still pending (its commit may have failed), and a
+				// send of one would reach the EHR again at the next claim
+				// (probe p37 F1).
+				items = nil
+				if ctx.Err() == nil {
+					o.Logger.Log(ctx, store.LogLevel(err), "delivery: claim failed", "destination", d.dest.Name,
+						"cause", store.UnavailableCause(err), "error_class", store.ErrorClass(err))
+				}
 			}
 			for _, it := range items {
 				d.inflight.Add(1)

@@ -1202,3 +1202,61 @@ func TestFailingDestinationWarns(t *testing.T) {
 		t.Errorf("the count did not start again after a success:\n%s", buf.String())
 	}
 }
+
+// uncommittedOutbox's first Claim returns the due item with an error, as
+// a store whose claim transaction failed at its commit (a connection the
+// database server terminated) would have had it in hand: the item is not
+// claimed, still pending.
+type uncommittedOutbox struct {
+	*memoryOutbox
+	id     int64
+	failed atomic.Bool
+}
+
+func (o *uncommittedOutbox) Claim(ctx context.Context, destination string, now time.Time, lease time.Duration, limit int) ([]*store.OutboxItem, error) {
+	if o.failed.CompareAndSwap(false, true) {
+		it, _, err := o.Delivery(ctx, o.id)
+		if err != nil {
+			return nil, err
+		}
+		return []*store.OutboxItem{it}, store.Unavailable(store.CauseShutdown, errors.New("terminating connection"))
+	}
+	return o.memoryOutbox.Claim(ctx, destination, now, lease, limit)
+}
+
+// TestUncommittedClaimIsNotSent: a claim that failed sends nothing, even
+// items it returned: they were never claimed, and the next claim sends them
+// (probe p37 F1: after a terminated database connection a delivery reached
+// the EHR twice, its first send recorded nowhere).
+func TestUncommittedClaimIsNotSent(t *testing.T) {
+	ehr := newStubEHR(t)
+	ob := &uncommittedOutbox{memoryOutbox: newMemoryOutbox()}
+	h := newHarnessOn(t, ob, []Destination{testDest("ehr", ehr.base())}, nil)
+	id := h.enqueue("ehr", "k1", sessionBundle("P-1", "S-1", "completed", false))
+	ob.id = id
+	h.run()
+	// After the failed claim the worker claims again at its next poll.
+	var ev event
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		select {
+		case ev = <-h.outbox.events:
+		case <-time.After(10 * time.Millisecond):
+			if time.Now().After(deadline) {
+				t.Fatal("no attempt recorded within 20s")
+			}
+			h.clock.Advance(time.Second)
+			continue
+		}
+		break
+	}
+	if ev.Err != nil {
+		t.Fatalf("complete item %d: %v", ev.ID, ev.Err)
+	}
+	wantAttempt(t, ev, 1, store.StatusDone, 200, "")
+	ehr.mu.Lock()
+	n := len(ehr.requests)
+	ehr.mu.Unlock()
+	if n != 1 || !ob.failed.Load() {
+		t.Errorf("the EHR got %d requests (the failed claim seen: %v), want 1", n, ob.failed.Load())
+	}
+}

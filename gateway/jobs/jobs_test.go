@@ -595,3 +595,45 @@ func TestActiveCountsAJobOnce(t *testing.T) {
 		t.Errorf("Submit #%d = %v, want a job", MaxActive, err)
 	}
 }
+
+// uncommittedClaimStore's first ClaimJob returns a queued job with an
+// error, as a claim whose transaction failed at its commit had it in hand:
+// the job is not claimed.
+type uncommittedClaimStore struct {
+	Store
+	id     string
+	failed atomic.Bool
+}
+
+func (u *uncommittedClaimStore) ClaimJob(ctx context.Context, kinds []string, claim string, now time.Time, lease time.Duration) (*store.Job, error) {
+	if u.id != "" && u.failed.CompareAndSwap(false, true) {
+		j, err := u.Store.Job(ctx, u.id)
+		if err != nil {
+			return nil, err
+		}
+		return j, store.Unavailable(store.CauseShutdown, errors.New("terminating connection"))
+	}
+	return u.Store.ClaimJob(ctx, kinds, claim, now, lease)
+}
+
+// TestUncommittedClaimIsNotRun: a job a failed claim returned is not run;
+// the next claim runs it, once (probe p37 F1: the outbox sent what a
+// failed claim returned).
+func TestUncommittedClaimIsNotRun(t *testing.T) {
+	st := &uncommittedClaimStore{Store: openStore(t)}
+	var started atomic.Int32
+	s := New(Config{Store: st, Handlers: map[string]Handler{"count": counter(&started, nil)}, Poll: 10 * time.Millisecond})
+	ctx := context.Background()
+	alice := caller("alice", "clinic-a")
+	j, err := s.Submit(ctx, alice, "count", []byte(`{"N":2}`), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.id = j.ID
+	s.Start()
+	defer s.Close()
+	wait(t, s, alice, j.ID, func(j *store.Job) bool { return j.Status == store.JobDone })
+	if !st.failed.Load() || started.Load() != 1 {
+		t.Errorf("handler started %d times (the failed claim seen: %v), want once", started.Load(), st.failed.Load())
+	}
+}

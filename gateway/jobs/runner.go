@@ -215,8 +215,11 @@ func (s *Service) loop(ctx context.Context, done chan struct{}, kinds []string) 
 		select {
 		case slots <- struct{}{}:
 			j, err := s.st.ClaimJob(ctx, kinds, ClaimToken(s.cfg.Instance), now, s.cfg.Lease)
-			if err != nil && ctx.Err() == nil {
-				s.cfg.Logger.Log(ctx, store.LogLevel(err), "jobs: claim failed", "cause", store.UnavailableCause(err), "error_class", store.ErrorClass(err))
+			if err != nil {
+				j = nil // a failed claim claimed nothing: never run what it returned
+				if ctx.Err() == nil {
+					s.cfg.Logger.Log(ctx, store.LogLevel(err), "jobs: claim failed", "cause", store.UnavailableCause(err), "error_class", store.ErrorClass(err))
+				}
 			}
 			if j == nil {
 				<-slots

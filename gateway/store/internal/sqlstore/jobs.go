@@ -273,7 +273,10 @@ func (s *Store) ClaimJob(ctx context.Context, kinds []string, claim string, now 
 		}
 		return nil
 	})
-	return j, err
+	if err != nil {
+		return nil, err // not claimed: the transaction did not commit (probe p37 F1's outbox twin)
+	}
+	return j, nil
 }
 
 // SaveJob implements store.Jobs.

@@ -117,7 +117,13 @@ func (s *Store) Claim(ctx context.Context, destination string, now time.Time, le
 		slices.SortFunc(out, func(a, b *store.OutboxItem) int { return cmp.Compare(a.ID, b.ID) })
 		return nil
 	})
-	return out, err
+	if err != nil {
+		// The transaction did not commit (or its commit's fate is
+		// unknown): nothing is claimed, and the items read inside it must
+		// not be sent (probe p37 F1).
+		return nil, err
+	}
+	return out, nil
 }
 
 // Renew implements store.Outbox.
