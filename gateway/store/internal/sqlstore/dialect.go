@@ -57,8 +57,9 @@ type Dialect struct {
 	// one statement per index table instead of one per entry.
 	Arrays bool
 	// JoinMatches tells that a search reads the resources of its page in
-	// the statement that selects the page (PostgreSQL, which limits the
-	// page before it joins). Otherwise the page's keys are selected first
+	// the statement that selects the page (PostgreSQL: the statement cuts
+	// the page from the matches' keys and then joins its resources; see
+	// outer in search.go). Otherwise the page's keys are selected first
 	// and the resources read by key in a second statement (SQLite, which
 	// would join, and read, every match's body before sorting).
 	JoinMatches bool

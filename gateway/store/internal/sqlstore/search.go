@@ -231,13 +231,16 @@ func SearchStatements(d *Dialect, q *search.Query, now time.Time) (page, count S
 	where := b.SQL()
 	count = Stmt{SQL: `SELECT COUNT(*) FROM current c WHERE ` + where, Args: slices.Clip(b.Args())}
 	cols := `c.type, c.id, c.version`
-	from := ` FROM current c WHERE `
-	if joinMatches(d, q) {
-		cols = resourceCols
-		from = ` FROM current c
-			JOIN resources r ON r.type = c.type AND r.id = c.id AND r.version = c.version
-			WHERE `
+	join := joinMatches(d, q)
+	if join {
+		// The page is ordered and cut from the matches' keys first, and
+		// only its rows are joined with their resources: joined before
+		// the sort, every match's resource row was read to keep 20 (a
+		// code's 4,281 Observations: 1.4-2.0 s against 0.15-0.22 s; probe
+		// p37 F3). outer wraps the statement.
+		cols += `, c.last_updated`
 	}
+	from := ` FROM current c WHERE `
 	sel := `SELECT ` + cols + from
 	if !unordered(q) && q.SortValues() > 0 {
 		// The values of the date sort keys follow the columns (for the
@@ -248,7 +251,7 @@ func SearchStatements(d *Dialect, q *search.Query, now time.Time) (page, count S
 		_, _, ocols := order(q)
 		for _, oc := range ocols {
 			if oc.key >= 0 {
-				b.Add(", "+oc.col, oc.args...)
+				b.Add(", "+oc.col+" AS k"+strconv.Itoa(oc.key), oc.args...)
 			}
 		}
 		b.Add(from)
@@ -274,12 +277,55 @@ func SearchStatements(d *Dialect, q *search.Query, now time.Time) (page, count S
 			offset = 0
 		}
 		n++ // one more: is there a next page? (search trims it: Page.More)
+		if join {
+			// The date sort keys by their names (computed once a row),
+			// the order again outside.
+			for i, c := range cols {
+				if c.key >= 0 {
+					parts[i] = "k" + strconv.Itoa(c.key) + strings.TrimPrefix(parts[i], c.col)
+					oargs = oargs[len(c.args):]
+				}
+			}
+		}
 		b.Add(" ORDER BY "+strings.Join(parts, ", "), oargs...)
 		b.Add(" LIMIT ? OFFSET ?", n, offset)
+		if join {
+			page.SQL, page.Args = outer(q, sel+b.SQL()), b.Args()
+			return page, count, nil
+		}
 	}
 	page.SQL = sel + b.SQL()
 	page.Args = b.Args()
 	return page, count, nil
+}
+
+// outer is the page statement of an ordered search whose matches' resources
+// are joined (joinMatches): inner, the page of the matches' keys (type,
+// id, version, last_updated and the date sort keys k0, k1, ...), joined
+// with their resources and ordered again.
+func outer(q *search.Query, inner string) string {
+	_, _, cols := order(q)
+	sel := make([]string, 0, q.SortValues())
+	by := make([]string, len(cols))
+	for i, c := range cols {
+		dir := " ASC"
+		if c.desc {
+			dir = " DESC"
+		}
+		name := "p." + strings.TrimPrefix(c.col, "c.")
+		if c.key >= 0 {
+			name = "p.k" + strconv.Itoa(c.key)
+			sel = append(sel, name)
+		}
+		by[i] = name + dir
+	}
+	keys := ""
+	if len(sel) > 0 {
+		keys = ", " + strings.Join(sel, ", ")
+	}
+	return `SELECT ` + resourceCols + keys + ` FROM (` + inner + `) p
+			JOIN resources r ON r.type = p.type AND r.id = p.id AND r.version = p.version
+			ORDER BY ` + strings.Join(by, ", ")
 }
 
 // PlanOnce begins a statement whose plan does not depend on its values, so
