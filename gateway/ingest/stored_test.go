@@ -342,7 +342,9 @@ func TestMRNChangeKeepsDemographics(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", recordID, err)
 		}
-		for _, v := range []string{"Xavier", "Other", "1970", "1999"} {
+		// Birth dates as written ("1970-01-01"): a bare year could be part
+		// of a generated id in the answer.
+		for _, v := range []string{"Xavier", "Other", "1970-", "1999-"} {
 			if strings.Contains(string(answer), v) {
 				t.Errorf("%s: the answer quotes a value %q", recordID, v)
 			}
