@@ -154,7 +154,7 @@ func (e *Engine) runTransaction(tx store.Tx, sc *auditlog.Scope, entries []*Entr
 		}
 		rw.Changes, refs.cur, rw.FullURL = &en.rewrites, en, en.fullURL
 		if err := rw.Rewrite(en.doc); err != nil {
-			return fail(en, err)
+			return fail(en, en.linkAt(err))
 		}
 	}
 	rw.Changes = nil
@@ -659,4 +659,23 @@ func touchEntries(sc *auditlog.Scope, entries []*Entry, errs []error) {
 // transaction (after a conflict) sees the same placeholders as the first.
 func (en *Entry) namesResource() bool {
 	return en.doc != nil && en.method != "PATCH"
+}
+
+// linkAt puts the FHIRPath of the element a reference error names
+// (fhirwire.LinkError) on its issues: the reference in the entry's resource
+// (Bundle.entry[i].resource.ofType(Observation).subject.reference), which
+// the client can find and fix, rather than the entry alone, and in place of
+// what the issue named before (the search parameter of a conditional
+// reference's criteria, which is not an element of the Bundle). An error
+// that is not an *outcome.Error (a scope failure) is returned as it is.
+func (en *Entry) linkAt(err error) error {
+	var le *fhirwire.LinkError
+	var oe *outcome.Error
+	if !errors.As(err, &le) || !errors.As(le.Err, &oe) {
+		return err
+	}
+	if en.rest || !en.client {
+		return oe.At(le.Path)
+	}
+	return oe.At(nestedExpr(fmt.Sprintf("Bundle.entry[%d].resource", en.index), en.typ, le.Path))
 }

@@ -1,6 +1,7 @@
 package fhirwire
 
 import (
+	"strconv"
 	"strings"
 
 	"github.com/ketamine-gateway/ketamine-gateway/schemas/r4"
@@ -105,11 +106,57 @@ func (rw Rewriter) record(c change) {
 // narrative (xhtml) that name a fullUrl. Elements R4 does not define, and
 // a document whose resourceType is not an R4 resource type, are left
 // alone. The first error of Conditional (or Unresolved) stops it.
+//
+// The error is a *LinkError naming the element at fault.
 func (rw Rewriter) Rewrite(doc any) error {
-	if m, ok := doc.(map[string]any); ok {
-		return rw.resource(m)
+	m, ok := doc.(map[string]any)
+	if !ok {
+		return nil
 	}
-	return nil
+	err := rw.resource(m)
+	if le, ok := err.(*LinkError); ok {
+		rt, _ := m["resourceType"].(string)
+		var b strings.Builder
+		b.WriteString(rt)
+		for i := len(le.rev) - 1; i >= 0; i-- {
+			b.WriteString(le.rev[i])
+		}
+		le.Path, le.rev = b.String(), nil
+	}
+	return err
+}
+
+// LinkError is the failure of Rewrite at one element: Path is the element's
+// FHIRPath from the resource type, with array indexes and ofType for a
+// nested resource, as schemas/r4 writes issue expressions
+// (Observation.contained[0].ofType(Provenance).target[0].reference); Err is
+// what Conditional or Unresolved returned.
+type LinkError struct {
+	Path string
+	Err  error
+	rev  []string // Path's steps, innermost first, while Rewrite returns
+}
+
+func (e *LinkError) Error() string { return "link at " + e.Path + ": " + e.Err.Error() }
+func (e *LinkError) Unwrap() error { return e.Err }
+
+// at adds the step of an enclosing element (".name", ".name[i]",
+// ".ofType(T)") to the path of err, a failure inside it.
+func at(err error, step string) error {
+	le, ok := err.(*LinkError)
+	if !ok {
+		le = &LinkError{Err: err}
+	}
+	le.rev = append(le.rev, step)
+	return le
+}
+
+// step is the path step of element k, item i of it when i >= 0.
+func step(k string, i int) string {
+	if i < 0 {
+		return "." + k
+	}
+	return "." + k + "[" + strconv.Itoa(i) + "]"
 }
 
 // resource rewrites a resource's object. A Bundle resource (a document, a
@@ -137,7 +184,7 @@ func (rw Rewriter) object(m map[string]any, n r4.Node) error {
 		case string:
 			to, err := rw.str(v, typ, ref)
 			if err != nil {
-				return err
+				return at(err, step(k, -1))
 			}
 			rw.set(m, k, v, to)
 		case []any:
@@ -145,18 +192,18 @@ func (rw Rewriter) object(m map[string]any, n r4.Node) error {
 				if s, ok := item.(string); ok {
 					to, err := rw.str(s, typ, ref)
 					if err != nil {
-						return err
+						return at(err, step(k, i))
 					}
 					rw.setAt(v, i, s, to)
 					continue
 				}
 				if err := rw.nested(item, typ, child); err != nil {
-					return err
+					return at(err, step(k, i))
 				}
 			}
 		default:
 			if err := rw.nested(v, typ, child); err != nil {
-				return err
+				return at(err, step(k, -1))
 			}
 		}
 	}
@@ -171,7 +218,11 @@ func (rw Rewriter) nested(v any, typ string, n r4.Node) error {
 		return nil
 	}
 	if typ == "Resource" {
-		return rw.resource(m)
+		if err := rw.resource(m); err != nil {
+			rt, _ := m["resourceType"].(string)
+			return at(err, ".ofType("+rt+")")
+		}
+		return nil
 	}
 	return rw.object(m, n)
 }

@@ -228,3 +228,31 @@ func FuzzNarrative(f *testing.F) {
 		}
 	})
 }
+
+// TestRewriterErrorPath: a link Rewrite cannot resolve fails it with a
+// *LinkError whose Path is the FHIRPath of that element, as schemas/r4
+// writes issue expressions: array indexes, ofType for a nested resource.
+func TestRewriterErrorPath(t *testing.T) {
+	errNo := errors.New("unresolved")
+	rw := Rewriter{IDs: map[string]string{"urn:uuid:a": "Patient/1"}, Unresolved: errNo,
+		Conditional: func(string, string) (string, error) { return "", errNo }}
+	for _, tc := range []struct{ in, want string }{
+		{`{"resourceType":"Observation","subject":{"reference":"urn:uuid:zz"}}`, "Observation.subject.reference"},
+		{`{"resourceType":"Observation","focus":[{"reference":"urn:uuid:a"},{"reference":"Patient?identifier=s|v"}]}`, "Observation.focus[1].reference"},
+		{`{"resourceType":"Observation","extension":[{"url":"http://x/e","valueString":"v"},{"url":"http://x/f","valueReference":{"reference":"urn:uuid:zz"}}]}`,
+			"Observation.extension[1].valueReference.reference"},
+		{`{"resourceType":"Observation","contained":[{"resourceType":"Patient","id":"p"},{"resourceType":"Provenance","id":"q","target":[{"reference":"urn:uuid:zz"}]}]}`,
+			"Observation.contained[1].ofType(Provenance).target[0].reference"},
+		{`{"resourceType":"Parameters","parameter":[{"name":"a","resource":{"resourceType":"Observation","subject":{"reference":"urn:uuid:zz"}}}]}`,
+			"Parameters.parameter[0].resource.ofType(Observation).subject.reference"},
+	} {
+		var doc any
+		if err := json.Unmarshal([]byte(tc.in), &doc); err != nil {
+			t.Fatal(err)
+		}
+		var le *LinkError
+		if err := rw.Rewrite(doc); !errors.As(err, &le) || le.Path != tc.want || !errors.Is(err, errNo) {
+			t.Errorf("Rewrite(%s) = %v, want a LinkError at %s", tc.in, err, tc.want)
+		}
+	}
+}

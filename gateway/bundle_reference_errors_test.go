@@ -1,0 +1,83 @@
+package gateway_test
+
+import (
+	"encoding/json"
+	"net/http/httptest"
+	"testing"
+)
+
+// issueAt returns the rule and the expressions of the first issue of an
+// OperationOutcome response.
+func issueAt(t *testing.T, rec *httptest.ResponseRecorder) (rule string, expr []string) {
+	t.Helper()
+	var oo outcome
+	if err := json.Unmarshal(rec.Body.Bytes(), &oo); err != nil || len(oo.Issue) == 0 {
+		t.Fatalf("body is not an OperationOutcome with issues: %s", rec.Body)
+	}
+	if c := oo.Issue[0].Details.Coding; len(c) > 0 {
+		rule = c[0].Code
+	}
+	return rule, oo.Issue[0].Expression
+}
+
+// TestTransactionReferenceErrorsNameElement: a reference a transaction
+// cannot resolve (a urn no entry has, a conditional reference with no or
+// several matches, or criteria the gateway cannot search) fails it with an
+// OperationOutcome whose expression is the FHIRPath of that reference
+// element, inside contained resources and extensions too, not just the
+// entry (LinuxForHealth/FHIR#2556 asked the same of its server), and
+// nothing is written.
+func TestTransactionReferenceErrorsNameElement(t *testing.T) {
+	h := fhirServer(t)
+	for _, id := range []string{"dupA", "dupB"} {
+		if rec := req(h, "PUT", "/fhir/Patient/"+id, `{"resourceType":"Patient","id":"`+id+`","identifier":[{"system":"http://ex.org/mrn","value":"DUP"}]}`); rec.Code != 201 {
+			t.Fatalf("PUT Patient/%s = %d %s", id, rec.Code, rec.Body)
+		}
+	}
+	const patient = `{"fullUrl":"urn:uuid:90000000-0000-4000-8000-000000000001","resource":{"resourceType":"Patient","name":[{"family":"Errpath"}]},"request":{"method":"POST","url":"Patient"}}`
+	obs := func(members string) string {
+		return `{"fullUrl":"urn:uuid:90000000-0000-4000-8000-000000000002","resource":{"resourceType":"Observation","status":"final","code":{"text":"x"},` +
+			members + `},"request":{"method":"POST","url":"Observation"}}`
+	}
+	const at = "Bundle.entry[1].resource.ofType(Observation)."
+	for _, tc := range []struct {
+		name, members string
+		status        int
+		rule, expr    string
+	}{
+		{"urn naming no entry", `"subject":{"reference":"urn:uuid:90000000-0000-4000-8000-00000000dead"}`,
+			400, "reference-unresolved", at + "subject.reference"},
+		{"urn in a contained resource", `"focus":[{"reference":"#p"}],"contained":[{"resourceType":"Provenance","id":"p","recorded":"2020-01-01T00:00:00Z",` +
+			`"agent":[{"who":{"reference":"urn:uuid:90000000-0000-4000-8000-000000000001"}}],"target":[{"reference":"urn:uuid:90000000-0000-4000-8000-00000000dead"}]}]`,
+			400, "reference-unresolved", at + "contained[0].ofType(Provenance).target[0].reference"},
+		{"conditional reference matching nothing, in an extension", `"extension":[{"url":"http://ex.org/e","valueString":"s"},` +
+			`{"url":"http://ex.org/f","valueReference":{"reference":"Patient?identifier=http://ex.org/mrn|NOBODY"}}]`,
+			400, "conditional-reference-unresolved", at + "extension[1].valueReference.reference"},
+		{"conditional reference matching several", `"subject":{"reference":"urn:uuid:90000000-0000-4000-8000-000000000001"},` +
+			`"performer":[{"reference":"Patient?identifier=http://ex.org/mrn|DUP"}]`,
+			412, "conditional-multiple-matches", at + "performer[0].reference"},
+		{"conditional reference with a parameter the type lacks", `"subject":{"reference":"Patient?nope=1"}`,
+			400, "", at + "subject.reference"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			count := func() any {
+				return decode(t, req(h, "GET", "/fhir/Patient?family=Errpath&_summary=count", ""))["total"]
+			}
+			before := count()
+			rec := req(h, "POST", "/fhir", txBundle(patient, obs(tc.members)))
+			if rec.Code != tc.status {
+				t.Fatalf("transaction = %d %s, want %d", rec.Code, rec.Body, tc.status)
+			}
+			rule, expr := issueAt(t, rec)
+			if tc.rule != "" && rule != tc.rule {
+				t.Errorf("rule = %s, want %s", rule, tc.rule)
+			}
+			if len(expr) != 1 || expr[0] != tc.expr {
+				t.Errorf("expression = %v, want [%s]", expr, tc.expr)
+			}
+			if after := count(); after != before {
+				t.Errorf("a failed transaction wrote its Patient: %v Patients, then %v", before, after)
+			}
+		})
+	}
+}
