@@ -81,3 +81,38 @@ func TestTransactionReferenceErrorsNameElement(t *testing.T) {
 		})
 	}
 }
+
+// TestConditionalReferencePlaceholders: a conditional reference's criteria
+// may name an entry's fullUrl where a link would stand (a reference or uri
+// parameter's value), as conditional create and update criteria and GET
+// entries may: they search for the id that entry was given
+// (http.html#trules: "Servers SHALL replace all matching links in the
+// bundle"), so a reference by criteria finds a resource linked to another
+// the same transaction creates. A urn no entry has is searched as written.
+func TestConditionalReferencePlaceholders(t *testing.T) {
+	h := fhirServer(t)
+	const (
+		pat = "urn:uuid:91000000-0000-4000-8000-000000000001"
+		obs = "urn:uuid:91000000-0000-4000-8000-000000000002"
+	)
+	entries := func(criteria string) string {
+		return txBundle(
+			`{"fullUrl":"`+pat+`","resource":{"resourceType":"Patient","name":[{"family":"Condplace"}]},"request":{"method":"POST","url":"Patient"}}`,
+			`{"fullUrl":"`+obs+`","resource":{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"8867-4"}]},`+
+				`"subject":{"reference":"`+pat+`"}},"request":{"method":"POST","url":"Observation"}}`,
+			`{"resource":{"resourceType":"Observation","status":"final","code":{"text":"panel"},"hasMember":[{"reference":"`+criteria+`"}]},`+
+				`"request":{"method":"POST","url":"Observation"}}`)
+	}
+	rec := req(h, "POST", "/fhir", entries("Observation?subject="+pat+"&code=http://loinc.org|8867-4"))
+	if rec.Code != 200 {
+		t.Fatalf("transaction = %d %s", rec.Code, rec.Body)
+	}
+	b := decode(t, rec)
+	panel := decode(t, req(h, "GET", "/fhir/"+entryLocation(t, b, 2), ""))
+	if got, want := panel["hasMember"].([]any)[0].(map[string]any)["reference"], entryLocation(t, b, 1); got != want {
+		t.Errorf("hasMember = %v, want %s", got, want)
+	}
+
+	rec = req(h, "POST", "/fhir", entries("Observation?subject=urn:uuid:91000000-0000-4000-8000-0000000000ff"))
+	assertOutcome(t, rec, 400, "conditional-reference-unresolved", "")
+}

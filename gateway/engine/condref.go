@@ -45,11 +45,16 @@ type condRefs struct {
 	tx      store.Tx
 	lim     search.Limits // the criteria are parsed within them, on the request's base
 	entries []*Entry
-	cur     *Entry              // the entry whose references are being rewritten
-	memo    map[string]*condRef // by the criteria's key
-	order   []*condRef          // to verify, in the order first met
-	byType  map[string]*typeWrites
-	rows    map[*Entry][]search.Entry // the index entries of written resources, extracted once
+	// ids and full are the transaction's fullUrls: the identity each
+	// entry was given, and those that name an entry's resource. Criteria
+	// naming one search for that identity (substitutePlaceholders).
+	ids    map[string]string
+	full   map[string]bool
+	cur    *Entry              // the entry whose references are being rewritten
+	memo   map[string]*condRef // by the criteria's key
+	order  []*condRef          // to verify, in the order first met
+	byType map[string]*typeWrites
+	rows   map[*Entry][]search.Entry // the index entries of written resources, extracted once
 }
 
 // condRef is one conditional reference's resolution.
@@ -81,6 +86,12 @@ func (c *condRefs) resolve(typ, query string) (string, error) {
 		if err := allowLinked(c.sc, q); err != nil {
 			return "", err
 		}
+	}
+	// A reference or uri value naming an entry's fullUrl is the identity
+	// that entry was given, as in the resources' links; every entry's is
+	// decided before references are resolved.
+	if err := substitutePlaceholders(q, c.ids, c.full, ""); err != nil {
+		return "", err
 	}
 	key := search.Key(typ, q)
 	if r, ok := c.memo[key]; ok {

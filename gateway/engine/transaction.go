@@ -133,7 +133,7 @@ func (e *Engine) runTransaction(tx store.Tx, sc *auditlog.Scope, entries []*Entr
 
 	// 2. Rewrite references (one rule for the whole gateway: fhirwire);
 	// conditional references as the transaction will leave the store.
-	refs := &condRefs{e: e, sc: sc, tx: tx, lim: lim, entries: entries, memo: map[string]*condRef{}}
+	refs := &condRefs{e: e, sc: sc, tx: tx, lim: lim, entries: entries, ids: ids, full: full, memo: map[string]*condRef{}}
 	rw := fhirwire.Rewriter{
 		IDs:         ids,
 		Conditional: refs.resolve,
