@@ -116,3 +116,67 @@ func TestConditionalReferencePlaceholders(t *testing.T) {
 	rec = req(h, "POST", "/fhir", entries("Observation?subject=urn:uuid:91000000-0000-4000-8000-0000000000ff"))
 	assertOutcome(t, rec, 400, "conditional-reference-unresolved", "")
 }
+
+// TestTransactionVersionedReferences: a version-specific reference
+// ([fullUrl]/_history/n, or a relative Type/id/_history/n that makes one)
+// names an entry with that fullUrl (bundle.html#references: the version
+// is matched apart). When the entry keeps the id its fullUrl names (a PUT),
+// the reference is stored as that id and version; when the server gives
+// the entry's resource its id (a POST, a urn: fullUrl) the reference would
+// name a version of a resource that does not exist, so the transaction is
+// refused with 400 reference-version-placeholder at the reference, and
+// nothing is written. A version-specific reference naming no entry is kept.
+func TestTransactionVersionedReferences(t *testing.T) {
+	h := fhirServer(t)
+	const base = "http://example.com/fhir" // httptest's Host
+	obs := func(ref string) string {
+		return `{"fullUrl":"urn:uuid:92000000-0000-4000-8000-000000000002","resource":{"resourceType":"Observation","status":"final","code":{"text":"v"},` +
+			`"subject":{"reference":"` + ref + `"}},"request":{"method":"POST","url":"Observation"}}`
+	}
+	post := func(fullURL string) string {
+		return `{"fullUrl":"` + fullURL + `","resource":{"resourceType":"Patient","name":[{"family":"Versioned"}]},"request":{"method":"POST","url":"Patient"}}`
+	}
+	put := func(fullURL, id string) string {
+		return `{"fullUrl":"` + fullURL + `","resource":{"resourceType":"Patient","id":"` + id + `"},"request":{"method":"PUT","url":"Patient/` + id + `"}}`
+	}
+	for _, tc := range []struct {
+		name, patient, ref string
+		want               string // the stored reference, or "" for the refusal
+	}{
+		{"relative, to a POST's RESTful fullUrl", post(base + "/Patient/tempV"), "Patient/tempV/_history/1", ""},
+		{"absolute, to a POST's RESTful fullUrl", post(base + "/Patient/tempV"), base + "/Patient/tempV/_history/1", ""},
+		{"to a urn fullUrl", post("urn:uuid:92000000-0000-4000-8000-000000000001"), "urn:uuid:92000000-0000-4000-8000-000000000001/_history/1", ""},
+		{"relative, to a PUT's fullUrl", put(base+"/Patient/keepV", "keepV"), "Patient/keepV/_history/1", "Patient/keepV/_history/1"},
+		{"absolute, to a PUT's fullUrl on another base", put("http://other.example/r4/Patient/keepW", "keepW"),
+			"http://other.example/r4/Patient/keepW/_history/1", "Patient/keepW/_history/1"},
+		{"naming no entry", post(base + "/Patient/tempV"), "Patient/elsewhere/_history/3", "Patient/elsewhere/_history/3"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			count := func() any {
+				return decode(t, req(h, "GET", "/fhir/Patient?family=Versioned&_summary=count", ""))["total"]
+			}
+			before := count()
+			rec := req(h, "POST", "/fhir", txBundle(tc.patient, obs(tc.ref)))
+			if tc.want == "" {
+				if rec.Code != 400 {
+					t.Fatalf("transaction = %d %s, want 400", rec.Code, rec.Body)
+				}
+				rule, expr := issueAt(t, rec)
+				if want := "Bundle.entry[1].resource.ofType(Observation).subject.reference"; rule != "reference-version-placeholder" || len(expr) != 1 || expr[0] != want {
+					t.Errorf("issue = %s at %v, want reference-version-placeholder at %s", rule, expr, want)
+				}
+				if after := count(); after != before {
+					t.Errorf("a failed transaction wrote its Patient: %v Patients, then %v", before, after)
+				}
+				return
+			}
+			if rec.Code != 200 {
+				t.Fatalf("transaction = %d %s", rec.Code, rec.Body)
+			}
+			o := decode(t, req(h, "GET", "/fhir/"+entryLocation(t, decode(t, rec), 1), ""))
+			if got := o["subject"].(map[string]any)["reference"]; got != tc.want {
+				t.Errorf("stored subject = %v, want %s", got, tc.want)
+			}
+		})
+	}
+}

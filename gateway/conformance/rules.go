@@ -68,6 +68,7 @@ func GatewayRules() []Rule {
 		{"validate-resource-missing", "$validate needs a resource in the body (or a Parameters with one)."},
 		{"validate-mode-unsupported", "$validate's mode=profile is not supported: give the profile without a mode."},
 		{"reference-unresolved", "A reference names a resource that is neither in the Bundle nor stored."},
+		{"reference-version-placeholder", "A transaction's version-specific reference (/_history/n) names an entry whose resource gets a new id from the server (a urn or a POST's fullUrl), so the version it names will never exist."},
 		{"conditional-criteria-missing", "A conditional interaction needs criteria."},
 		{"conditional-criteria-unmatched", "The resource does not match its own conditional criteria, so they would never find it again."},
 		{"conditional-create-duplicate", "A resource a transaction's conditional create or update makes is not the only one the transaction leaves that its criteria select."},

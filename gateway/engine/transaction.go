@@ -147,6 +147,7 @@ func (e *Engine) runTransaction(tx store.Tx, sc *auditlog.Scope, entries []*Entr
 		// kept as written (referential integrity is off).
 		rw.Unresolved = outcome.New(outcome.Invalid, "not-found", "reference-unresolved",
 			"a reference names a urn that is not the fullUrl of any entry of the Bundle")
+		rw.Versioned = errVersionedPlaceholder
 	}
 	for _, en := range entries {
 		if en.doc == nil {
@@ -191,6 +192,14 @@ func (e *Engine) runTransaction(tx store.Tx, sc *auditlog.Scope, entries []*Entr
 	// transaction wrote find exactly the resource they were resolved to.
 	return refs.verify()
 }
+
+// errVersionedPlaceholder answers a version-specific reference
+// ([fullUrl]/_history/n) to an entry whose resource the transaction gives
+// an id of the server's choosing (fhirwire.Rewriter.Versioned).
+var errVersionedPlaceholder = outcome.New(outcome.Invalid, "invalid", "reference-version-placeholder",
+	"a version-specific reference (/_history/n) names an entry whose fullUrl is a placeholder (a urn, or the "+
+		"RESTful fullUrl of a POST): the resource gets a new id from the server, so no version of the resource the "+
+		"reference names will exist; reference the entry's fullUrl without /_history/n")
 
 // overlap fails a transaction two of whose entries change the same
 // resource (http.html#trules: "If any resource identities (including

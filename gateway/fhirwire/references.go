@@ -42,6 +42,15 @@ type Rewriter struct {
 	// Unresolved, when set, is returned for a Reference.reference that is
 	// a urn: naming no entry of IDs; nil leaves such references alone.
 	Unresolved error
+	// Versioned, when set, is returned for a version-specific
+	// Reference.reference ([fullUrl]/_history/v, or a relative
+	// Type/id/_history/v that makes one) naming an entry of IDs whose
+	// identity is not the Type/id its fullUrl names (a urn:, or a RESTful
+	// fullUrl of a resource given another id): the version would be one
+	// of a resource that does not exist. One naming an entry that keeps
+	// its Type/id is rewritten to that identity and version. nil leaves
+	// version-specific references alone.
+	Versioned error
 	// Changes, when set, records every string Rewrite replaces, so that
 	// Changes.Restore can put the document back as it was.
 	Changes *Changes
@@ -255,6 +264,9 @@ func (rw Rewriter) reference(ref string) (string, error) {
 	if to, ok := rw.relative(ref); ok {
 		return to, nil
 	}
+	if to, ok, err := rw.versioned(ref); ok || err != nil {
+		return to, err
+	}
 	if rw.Unresolved != nil && (strings.HasPrefix(ref, "urn:uuid:") || strings.HasPrefix(ref, "urn:oid:")) {
 		return "", rw.Unresolved
 	}
@@ -295,6 +307,37 @@ func (rw Rewriter) relative(ref string) (string, bool) {
 	}
 	to, ok := rw.IDs[strings.TrimRight(base, "/")+"/"+ref]
 	return to, ok
+}
+
+// versioned resolves a version-specific reference to the entry whose
+// fullUrl its versionless part names (bundle.html#references: "If the
+// reference is version specific ... remove the version from the URL before
+// matching fullUrl"); ok is false for a reference naming no entry, and
+// for every reference without Versioned (see there).
+func (rw Rewriter) versioned(ref string) (to string, ok bool, err error) {
+	const hist = "/_history/"
+	i := strings.LastIndex(ref, hist)
+	if rw.Versioned == nil || i < 0 {
+		return "", false, nil
+	}
+	full, v := ref[:i], ref[i+len(hist):]
+	if !ValidID(v) {
+		return "", false, nil
+	}
+	var same bool
+	if to, ok = rw.IDs[full]; ok {
+		_, typ, id, restful := RESTfulURL(full)
+		same = restful && to == typ+"/"+id
+	} else if to, ok = rw.relative(full); ok {
+		same = to == full
+	}
+	switch {
+	case !ok:
+		return "", false, nil
+	case !same:
+		return "", false, rw.Versioned
+	}
+	return to + hist + v, true, nil
 }
 
 // RESTfulURL splits a RESTful URL, http(s)://.../[base]/Type/id with Type
