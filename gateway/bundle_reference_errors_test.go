@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http/httptest"
 	"testing"
 )
@@ -178,5 +179,61 @@ func TestTransactionVersionedReferences(t *testing.T) {
 				t.Errorf("stored subject = %v, want %s", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestBatchReferencesToOtherEntries: a batch resolves no reference between
+// its entries, and a reference from one entry to the resource another
+// creates is non-conformant (http.html#transaction: "references within a
+// Bundle.entry.resource to another Bundle.entry.resource that is being
+// created within the batch are considered to be non-conformant"). So an
+// entry that references another POST entry's fullUrl (a urn, or a RESTful
+// fullUrl whose resource gets a new id, named absolutely or by a relative
+// reference that makes it as bundle.html#references says) fails alone with
+// 400 batch-interdependent at the reference, instead of being stored with
+// a reference to a resource that does not exist; the others are processed.
+// A reference to a PUT entry's resource names its id, which exists once
+// the batch ran, and is kept.
+func TestBatchReferencesToOtherEntries(t *testing.T) {
+	h := fhirServer(t)
+	const base = "http://example.com/fhir" // httptest's Host
+	obs := func(fullURL, members string) string {
+		return `{"fullUrl":"` + fullURL + `","resource":{"resourceType":"Observation","status":"final","code":{"text":"b"},` + members +
+			`},"request":{"method":"POST","url":"Observation"}}`
+	}
+	rec := req(h, "POST", "/fhir", batchBundle(
+		`{"fullUrl":"`+base+`/Patient/tmpB","resource":{"resourceType":"Patient"},"request":{"method":"POST","url":"Patient"}}`,
+		obs("urn:uuid:93000000-0000-4000-8000-000000000001", `"subject":{"reference":"Patient/tmpB"}`),
+		obs("urn:uuid:93000000-0000-4000-8000-000000000002", `"subject":{"reference":"`+base+`/Patient/tmpB"}`),
+		obs("urn:uuid:93000000-0000-4000-8000-000000000003", `"focus":[{"reference":"#p"}],"contained":[{"resourceType":"Patient","id":"p",`+
+			`"link":[{"type":"seealso","other":{"reference":"urn:uuid:93000000-0000-4000-8000-000000000009"}}]}]`),
+		obs("http://other.example/r4/Observation/o4", `"subject":{"reference":"Patient/tmpB"}`),
+		`{"fullUrl":"`+base+`/Patient/keepB","resource":{"resourceType":"Patient","id":"keepB"},"request":{"method":"PUT","url":"Patient/keepB"}}`,
+		obs("urn:uuid:93000000-0000-4000-8000-000000000006", `"subject":{"reference":"Patient/keepB"}`),
+		`{"fullUrl":"urn:uuid:93000000-0000-4000-8000-000000000009","resource":{"resourceType":"Patient"},"request":{"method":"POST","url":"Patient"}}`,
+	))
+	if rec.Code != 200 {
+		t.Fatalf("batch = %d %s", rec.Code, rec.Body)
+	}
+	const at = ".resource.ofType(Observation)."
+	want := []string{"201", "subject.reference", "subject.reference", "contained[0].ofType(Patient).link[0].other.reference", "201", "201", "201", "201"}
+	for i, e := range decode(t, rec)["entry"].([]any) {
+		r := e.(map[string]any)["response"].(map[string]any)
+		status, _ := r["status"].(string)
+		if len(want[i]) == 3 {
+			if status[:3] != want[i] {
+				t.Errorf("entry %d: %s %v, want %s", i, status, r["outcome"], want[i])
+			}
+			continue
+		}
+		oo, _ := r["outcome"].(map[string]any)
+		raw, _ := json.Marshal(oo)
+		var o outcome
+		_ = json.Unmarshal(raw, &o)
+		wantExpr := fmt.Sprintf("Bundle.entry[%d]%s%s", i, at, want[i])
+		if status[:3] != "400" || len(o.Issue) == 0 || len(o.Issue[0].Details.Coding) == 0 || o.Issue[0].Details.Coding[0].Code != "batch-interdependent" ||
+			len(o.Issue[0].Expression) != 1 || o.Issue[0].Expression[0] != wantExpr {
+			t.Errorf("entry %d: %s %s, want 400 batch-interdependent at %s", i, status, raw, wantExpr)
+		}
 	}
 }

@@ -596,33 +596,6 @@ func clientProvenance(tx store.Tx, en *Entry) error {
 // Config.UpdateCreate says.
 func (e *Engine) mayChoose(en *Entry) bool { return !en.chosen || !en.client || e.updateCreate }
 
-// urnReference reports whether a document references a urn: (an entry of
-// the same Bundle). The references inside a Bundle resource are its own,
-// to its own entries (fhirwire.Rewriter leaves them), and do not count.
-func urnReference(node any) bool {
-	switch n := node.(type) {
-	case map[string]any:
-		if n["resourceType"] == "Bundle" {
-			return false
-		}
-		for k, v := range n {
-			if ref, ok := v.(string); ok && k == "reference" && strings.HasPrefix(ref, "urn:") {
-				return true
-			}
-			if urnReference(v) {
-				return true
-			}
-		}
-	case []any:
-		for _, v := range n {
-			if urnReference(v) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
 // searchError classifies a search parse error: Invalid, naming the
 // parameter.
 func searchError(err error) error {

@@ -51,6 +51,12 @@ type Rewriter struct {
 	// its Type/id is rewritten to that identity and version. nil leaves
 	// version-specific references alone.
 	Versioned error
+	// Refused, when set, are fullUrls a Reference.reference may not name
+	// (the other entries of a batch, between which nothing is resolved):
+	// one naming one, as written or made absolute as for IDs, fails with
+	// RefusedErr.
+	Refused    map[string]bool
+	RefusedErr error
 	// Changes, when set, records every string Rewrite replaces, so that
 	// Changes.Restore can put the document back as it was.
 	Changes *Changes
@@ -258,6 +264,11 @@ var linkType = map[string]bool{"uri": true, "url": true, "canonical": true, "oid
 
 // reference rewrites one Reference.reference.
 func (rw Rewriter) reference(ref string) (string, error) {
+	if len(rw.Refused) > 0 {
+		if abs, ok := rw.absolute(ref); rw.Refused[ref] || ok && rw.Refused[abs] {
+			return "", rw.RefusedErr
+		}
+	}
 	if to, ok := rw.IDs[ref]; ok {
 		return to, nil
 	}
@@ -292,6 +303,19 @@ func (rw Rewriter) relative(ref string) (string, bool) {
 	if len(rw.IDs) == 0 { // a write of its own: no entry to name
 		return "", false
 	}
+	abs, ok := rw.absolute(ref)
+	if !ok {
+		return "", false
+	}
+	to, ok := rw.IDs[abs]
+	return to, ok
+}
+
+// absolute returns the absolute URL a relative literal reference (Type/id)
+// makes as bundle.html#references says: on the base of the holding entry's
+// fullUrl when that is a RESTful URL, else on the server's base; ok is
+// false for any other reference, and without a base.
+func (rw Rewriter) absolute(ref string) (string, bool) {
 	typ, id, ok := strings.Cut(ref, "/")
 	if !ok || !resourceType(typ) || !ValidID(id) {
 		return "", false
@@ -305,8 +329,7 @@ func (rw Rewriter) relative(ref string) (string, bool) {
 	if base == "" {
 		return "", false
 	}
-	to, ok := rw.IDs[strings.TrimRight(base, "/")+"/"+ref]
-	return to, ok
+	return strings.TrimRight(base, "/") + "/" + ref, true
 }
 
 // versioned resolves a version-specific reference to the entry whose
