@@ -237,3 +237,46 @@ func TestBatchReferencesToOtherEntries(t *testing.T) {
 		}
 	}
 }
+
+// TestTransactionDuplicateFullURL: in a transaction a fullUrl names one
+// entry, the one references to it resolve to (bundle.html#references). Two
+// entries with the same fullUrl (which bdl-7 lets through when their
+// resources' meta.versionId differ, as a history Bundle's versions do)
+// would leave it to chance which one a reference names: the transaction is
+// refused with 400 bundle-entry-fullurl-duplicate at the later entry's
+// fullUrl, and nothing is written.
+func TestTransactionDuplicateFullURL(t *testing.T) {
+	h := fhirServer(t)
+	const urn = "urn:uuid:94000000-0000-4000-8000-000000000001"
+	patient := func(fullURL, version, method, url string) string {
+		return `{"fullUrl":"` + fullURL + `","resource":{"resourceType":"Patient","meta":{"versionId":"` + version + `"},"name":[{"family":"Dupfull"}]},` +
+			`"request":{"method":"` + method + `","url":"` + url + `"}}`
+	}
+	const observation = `{"fullUrl":"urn:uuid:94000000-0000-4000-8000-000000000002","resource":{"resourceType":"Observation","status":"final","code":{"text":"d"},` +
+		`"subject":{"reference":"` + urn + `"}},"request":{"method":"POST","url":"Observation"}}`
+	for _, tc := range []struct {
+		name    string
+		entries []string
+	}{
+		{"two POSTs", []string{patient(urn, "1", "POST", "Patient"), observation, patient(urn, "2", "POST", "Patient")}},
+		{"a DELETE and a POST", []string{`{"fullUrl":"` + urn + `","request":{"method":"DELETE","url":"Patient/dupGone"}}`, observation,
+			patient(urn, "2", "POST", "Patient")}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			count := func() any {
+				return decode(t, req(h, "GET", "/fhir/Patient?family=Dupfull&_summary=count", ""))["total"]
+			}
+			before := count()
+			rec := req(h, "POST", "/fhir", txBundle(tc.entries...))
+			if rec.Code != 400 {
+				t.Fatalf("transaction = %d %s, want 400", rec.Code, rec.Body)
+			}
+			if rule, expr := issueAt(t, rec); rule != "bundle-entry-fullurl-duplicate" || len(expr) != 1 || expr[0] != "Bundle.entry[2].fullUrl" {
+				t.Errorf("issue = %s at %v, want bundle-entry-fullurl-duplicate at Bundle.entry[2].fullUrl", rule, expr)
+			}
+			if after := count(); after != before {
+				t.Errorf("a failed transaction wrote its Patient: %v Patients, then %v", before, after)
+			}
+		})
+	}
+}

@@ -87,6 +87,7 @@ func GatewayRules() []Rule {
 		{"bundle-entry-method-unsupported", "A Bundle entry's method is not one the gateway supports there."},
 		{"bundle-entry-url-invalid", "A Bundle entry's request URL is not one the gateway understands."},
 		{"bundle-entry-fullurl-mismatch", "A Bundle entry's RESTful fullUrl names another resource type or id than its resource has (R4 Bundle.entry.fullUrl)."},
+		{"bundle-entry-fullurl-duplicate", "Two entries of a transaction have the same fullUrl, so a reference to it would not name one entry."},
 		{"bundle-entry-if-modified-since", "A Bundle entry's ifModifiedSince is not a valid instant."},
 		{"bundle-entry-identity-overlap", "Two entries of a transaction act on the same resource."},
 		{"batch-interdependent", "A batch entry refers to another entry; use a transaction."},

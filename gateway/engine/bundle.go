@@ -112,6 +112,9 @@ func (e *Engine) transaction(ctx context.Context, sc *auditlog.Scope, body []byt
 			return nil, &outcome.EntryError{Index: en.index, Err: en.perr}
 		}
 	}
+	if err := uniqueFullURLs(entries); err != nil {
+		return nil, err
+	}
 	// One entry the caller may not perform fails the whole transaction.
 	for _, en := range entries {
 		err := allowNeed(sc, en)
@@ -140,6 +143,29 @@ func (e *Engine) transaction(ctx context.Context, sc *auditlog.Scope, body []byt
 	ans.Scope = sc
 	b := e.Response(fhirwire.TypeTransactionResponse, entries, nil, ans)
 	return &b, nil
+}
+
+// uniqueFullURLs fails a transaction two of whose entries have the same
+// fullUrl: a fullUrl names the one entry references to it resolve to
+// (bundle.html#references), and bdl-7 lets two through when their
+// resources' meta.versionId differ (the versions of a history Bundle),
+// which would leave it to the processing order which one a reference
+// names. Invalid bundle-entry-fullurl-duplicate at the later one's fullUrl.
+func uniqueFullURLs(entries []*Entry) error {
+	first := map[string]int{}
+	for _, en := range entries {
+		if en.fullURL == "" {
+			continue
+		}
+		if i, ok := first[en.fullURL]; ok {
+			return &outcome.EntryError{Index: en.index, Err: outcome.New(outcome.Invalid, "invalid", "bundle-entry-fullurl-duplicate",
+				fmt.Sprintf("entry %d has the same fullUrl; in a transaction a fullUrl names one entry, the one references "+
+					"to it resolve to (bundle.html#references): give each entry its own fullUrl", i)).
+				At(fmt.Sprintf("Bundle.entry[%d].fullUrl", en.index))}
+		}
+		first[en.fullURL] = en.index
+	}
+	return nil
 }
 
 // batch runs a batch Bundle's parsed entries: one database transaction,
