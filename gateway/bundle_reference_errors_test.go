@@ -26,8 +26,9 @@ func issueAt(t *testing.T, rec *httptest.ResponseRecorder) (rule string, expr []
 // several matches, or criteria the gateway cannot search) fails it with an
 // OperationOutcome whose expression is the FHIRPath of that reference
 // element, inside contained resources and extensions too, not just the
-// entry (LinuxForHealth/FHIR#2556 asked the same of its server), and
-// nothing is written.
+// entry (LinuxForHealth/FHIR#2556 asked the same of its server), also
+// when the match is judged by a search after the writes (criteria of a
+// date over a resource the transaction writes), and nothing is written.
 func TestTransactionReferenceErrorsNameElement(t *testing.T) {
 	h := fhirServer(t)
 	for _, id := range []string{"dupA", "dupB"} {
@@ -57,6 +58,8 @@ func TestTransactionReferenceErrorsNameElement(t *testing.T) {
 		{"conditional reference matching several", `"subject":{"reference":"urn:uuid:90000000-0000-4000-8000-000000000001"},` +
 			`"performer":[{"reference":"Patient?identifier=http://ex.org/mrn|DUP"}]`,
 			412, "conditional-multiple-matches", at + "performer[0].reference"},
+		{"conditional reference found to match nothing once written", `"focus":[{"reference":"urn:uuid:90000000-0000-4000-8000-000000000001"},` +
+			`{"reference":"Patient?birthdate=1913"}]`, 400, "conditional-reference-unresolved", at + "focus[1].reference"},
 		{"conditional reference with a parameter the type lacks", `"subject":{"reference":"Patient?nope=1"}`,
 			400, "", at + "subject.reference"},
 	} {

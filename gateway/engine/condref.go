@@ -1,11 +1,13 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
@@ -60,6 +62,7 @@ type condRefs struct {
 // condRef is one conditional reference's resolution.
 type condRef struct {
 	q      *search.Query
+	key    string // the criteria's search.Key
 	en     *Entry // the first entry that holds it
 	ref    string // "Type/id"
 	err    error
@@ -97,7 +100,7 @@ func (c *condRefs) resolve(typ, query string) (string, error) {
 	if r, ok := c.memo[key]; ok {
 		return r.ref, r.err
 	}
-	r := &condRef{q: q, en: c.cur}
+	r := &condRef{q: q, key: key, en: c.cur}
 	c.memo[key] = r
 	r.ref, r.verify, r.err = c.decide(typ, key, q)
 	if r.verify {
@@ -366,7 +369,7 @@ func (c *condRefs) verify() error {
 		if err != nil {
 			return err
 		}
-		var err2 error
+		var err2 *outcome.Error
 		switch {
 		case len(page.Matches) == 0:
 			err2 = errCondRefNone
@@ -379,10 +382,46 @@ func (c *condRefs) verify() error {
 					"reference that resource by its fullUrl instead")
 		}
 		if err2 != nil {
-			return &outcome.EntryError{Index: r.en.index, Err: err2}
+			return &outcome.EntryError{Index: r.en.index, Err: c.at(r, err2)}
 		}
 	}
 	return nil
+}
+
+// at puts on err, the failure of the conditional reference r found by
+// verify, the FHIRPath of the element of r.en's resource that holds it (the
+// first, when the entry holds the same criteria twice), as a failure found
+// while rewriting has (Entry.linkAt). The document is gone over again as it
+// was sent, by a Rewriter that stops at the reference whose criteria are
+// r's; the transaction fails, and a run after this one starts from the
+// document as sent anyway. A patch's references are in the patched result,
+// not in the entry: its failure names the entry alone.
+func (c *condRefs) at(r *condRef, err *outcome.Error) error {
+	en := r.en
+	if en == nil || en.doc == nil || en.method == "PATCH" {
+		return err
+	}
+	found := errors.New("found")
+	var back fhirwire.Changes
+	en.rewrites.Restore()
+	rw := fhirwire.Rewriter{
+		Changes: &back,
+		Local:   func(ref string) string { return search.LocalReference(c.lim.Base, ref) },
+		Conditional: func(typ, query string) (string, error) {
+			q, perr := c.lim.ParseConditional(typ, query)
+			if perr == nil && substitutePlaceholders(q, c.ids, c.full, "") == nil && search.Key(typ, q) == r.key {
+				return "", found
+			}
+			return typ + "/other", nil
+		},
+	}
+	lerr := rw.Rewrite(en.doc)
+	back.Restore()
+	var le *fhirwire.LinkError
+	if !errors.Is(lerr, found) || !errors.As(lerr, &le) {
+		return err
+	}
+	return en.linkAt(&fhirwire.LinkError{Path: le.Path, Err: err})
 }
 
 var (
