@@ -120,7 +120,8 @@ func (rw Rewriter) record(c change) {
 // Conditional and Unresolved, and the href and src attributes of the
 // narrative (xhtml) that name a fullUrl. Elements R4 does not define, and
 // a document whose resourceType is not an R4 resource type, are left
-// alone. The first error of Conditional (or Unresolved) stops it.
+// alone. The first error of Conditional (or Unresolved, Versioned,
+// RefusedErr) stops it.
 //
 // The error is a *LinkError naming the element at fault.
 func (rw Rewriter) Rewrite(doc any) error {
@@ -145,7 +146,7 @@ func (rw Rewriter) Rewrite(doc any) error {
 // FHIRPath from the resource type, with array indexes and ofType for a
 // nested resource, as schemas/r4 writes issue expressions
 // (Observation.contained[0].ofType(Provenance).target[0].reference); Err is
-// what Conditional or Unresolved returned.
+// what Conditional returned, or Unresolved, Versioned, RefusedErr.
 type LinkError struct {
 	Path string
 	Err  error
@@ -333,9 +334,9 @@ func (rw Rewriter) absolute(ref string) (string, bool) {
 }
 
 // versioned resolves a version-specific reference to the entry whose
-// fullUrl its versionless part names (bundle.html#references: "If the
-// reference is version specific ... remove the version from the URL before
-// matching fullUrl"); ok is false for a reference naming no entry, and
+// fullUrl its versionless part names (bundle.html#references matches a
+// version-specific reference by its URL without the version, and the
+// version apart); ok is false for a reference naming no entry, and
 // for every reference without Versioned (see there).
 func (rw Rewriter) versioned(ref string) (to string, ok bool, err error) {
 	const hist = "/_history/"
