@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 
 	"go.opentelemetry.io/otel/attribute"
 
@@ -111,6 +112,9 @@ func (e *Engine) transaction(ctx context.Context, sc *auditlog.Scope, body []byt
 			return nil, &outcome.EntryError{Index: en.index, Err: en.perr}
 		}
 	}
+	if err := uniqueFullURLs(entries); err != nil {
+		return nil, err
+	}
 	// One entry the caller may not perform fails the whole transaction.
 	for _, en := range entries {
 		err := allowNeed(sc, en)
@@ -141,6 +145,29 @@ func (e *Engine) transaction(ctx context.Context, sc *auditlog.Scope, body []byt
 	return &b, nil
 }
 
+// uniqueFullURLs fails a transaction two of whose entries have the same
+// fullUrl: a fullUrl names the one entry references to it resolve to
+// (bundle.html#references), and bdl-7 lets two through when their
+// resources' meta.versionId differ (the versions of a history Bundle),
+// which would leave it to the processing order which one a reference
+// names. Invalid bundle-entry-fullurl-duplicate at the later one's fullUrl.
+func uniqueFullURLs(entries []*Entry) error {
+	first := map[string]int{}
+	for _, en := range entries {
+		if en.fullURL == "" {
+			continue
+		}
+		if i, ok := first[en.fullURL]; ok {
+			return &outcome.EntryError{Index: en.index, Err: outcome.New(outcome.Invalid, "invalid", "bundle-entry-fullurl-duplicate",
+				fmt.Sprintf("entry %d has the same fullUrl; in a transaction a fullUrl names one entry, the one references "+
+					"to it resolve to (bundle.html#references): give each entry its own fullUrl", i)).
+				At(fmt.Sprintf("Bundle.entry[%d].fullUrl", en.index))}
+		}
+		first[en.fullURL] = en.index
+	}
+	return nil
+}
+
 // batch runs a batch Bundle's parsed entries: one database transaction,
 // each entry in a savepoint, so an entry fails alone and the batch's
 // AuditEvent and Provenance commit with exactly the entries that succeeded.
@@ -156,12 +183,14 @@ func (e *Engine) batch(ctx context.Context, sc *auditlog.Scope, body []byte, ent
 	if err := e.indexAuditsFor(ctx, entries); err != nil {
 		return nil, err
 	}
+	created := createdFullURLs(entries)
+	base := e.limitsFor(sc).Base
 	errs := make([]error, len(entries))
 	err := e.stage(ctx, "store.transaction", func(ctx context.Context) error {
 		return e.Write(ctx, sc, func(tx *Tx) (int, error) {
 			failed, shown := 0, 0
 			for i, en := range entries {
-				errs[i] = e.batchEntry(tx, en)
+				errs[i] = e.batchEntry(tx, en, created, base)
 				if errors.Is(errs[i], store.ErrConflict) || errors.Is(errs[i], store.ErrUnavailable) {
 					return 0, errs[i] // the transaction is lost: retry the batch
 				}
@@ -185,16 +214,49 @@ func (e *Engine) batch(ctx context.Context, sc *auditlog.Scope, body []byte, ent
 	return &b, nil
 }
 
-// batchEntry runs one batch entry in a savepoint of tx.
-func (e *Engine) batchEntry(tx *Tx, en *Entry) error {
+// batchEntry runs one batch entry in a savepoint of tx. A batch resolves
+// no reference between its entries (http.html#transaction: a reference to
+// a resource another entry creates is non-conformant), so an entry whose
+// references name a urn, or the fullUrl of another entry's POST (created:
+// its resource gets a new id, and the reference would name none; a
+// relative one made absolute against base or the entry's fullUrl, as in a
+// transaction), fails alone: Invalid batch-interdependent at the reference.
+func (e *Engine) batchEntry(tx *Tx, en *Entry, created map[string]bool, base string) error {
 	if en.perr != nil {
 		return en.perr
 	}
-	if urnReference(en.doc) {
-		return outcome.New(outcome.Invalid, "invalid", "batch-interdependent",
-			"batch entries may not reference each other by urn; use a transaction")
+	if en.doc != nil {
+		others := created
+		if created[en.fullURL] {
+			others = maps.Clone(created)
+			delete(others, en.fullURL) // its own fullUrl names its own resource
+		}
+		// Without IDs the Rewriter changes nothing: it only checks.
+		chk := fhirwire.Rewriter{Refused: others, RefusedErr: errBatchInterdependent, Unresolved: errBatchInterdependent,
+			FullURL: en.fullURL, Base: base}
+		if err := chk.Rewrite(en.doc); err != nil {
+			return en.linkAt(err)
+		}
 	}
 	return tx.st.Savepoint(func() error { return e.runTransaction(tx.st, tx.sc, []*Entry{en}, tx.now, nil) })
+}
+
+// errBatchInterdependent answers a batch entry that references another
+// entry (batchEntry).
+var errBatchInterdependent = outcome.New(outcome.Invalid, "invalid", "batch-interdependent",
+	"a batch entry may not reference another entry of the batch (a urn, or the fullUrl of an entry that creates a "+
+		"resource, which gets a new id): a batch resolves no reference between its entries; use a transaction")
+
+// createdFullURLs returns the fullUrls of a batch's POST entries, whose
+// resources get ids of the server's choosing.
+func createdFullURLs(entries []*Entry) map[string]bool {
+	out := map[string]bool{}
+	for _, en := range entries {
+		if en.fullURL != "" && en.method == "POST" && en.namesResource() {
+			out[en.fullURL] = true
+		}
+	}
+	return out
 }
 
 // The values of Answer.Return (Prefer: return=).

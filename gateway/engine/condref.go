@@ -1,11 +1,13 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
@@ -45,16 +47,22 @@ type condRefs struct {
 	tx      store.Tx
 	lim     search.Limits // the criteria are parsed within them, on the request's base
 	entries []*Entry
-	cur     *Entry              // the entry whose references are being rewritten
-	memo    map[string]*condRef // by the criteria's key
-	order   []*condRef          // to verify, in the order first met
-	byType  map[string]*typeWrites
-	rows    map[*Entry][]search.Entry // the index entries of written resources, extracted once
+	// ids and full are the transaction's fullUrls: the identity each
+	// entry was given, and those that name an entry's resource. Criteria
+	// naming one search for that identity (substitutePlaceholders).
+	ids    map[string]string
+	full   map[string]bool
+	cur    *Entry              // the entry whose references are being rewritten
+	memo   map[string]*condRef // by the criteria's key
+	order  []*condRef          // to verify, in the order first met
+	byType map[string]*typeWrites
+	rows   map[*Entry][]search.Entry // the index entries of written resources, extracted once
 }
 
 // condRef is one conditional reference's resolution.
 type condRef struct {
 	q      *search.Query
+	key    string // the criteria's search.Key
 	en     *Entry // the first entry that holds it
 	ref    string // "Type/id"
 	err    error
@@ -82,11 +90,17 @@ func (c *condRefs) resolve(typ, query string) (string, error) {
 			return "", err
 		}
 	}
+	// A reference or uri value naming an entry's fullUrl is the identity
+	// that entry was given, as in the resources' links; every entry's is
+	// decided before references are resolved.
+	if err := substitutePlaceholders(q, c.ids, c.full, ""); err != nil {
+		return "", err
+	}
 	key := search.Key(typ, q)
 	if r, ok := c.memo[key]; ok {
 		return r.ref, r.err
 	}
-	r := &condRef{q: q, en: c.cur}
+	r := &condRef{q: q, key: key, en: c.cur}
 	c.memo[key] = r
 	r.ref, r.verify, r.err = c.decide(typ, key, q)
 	if r.verify {
@@ -355,7 +369,7 @@ func (c *condRefs) verify() error {
 		if err != nil {
 			return err
 		}
-		var err2 error
+		var err2 *outcome.Error
 		switch {
 		case len(page.Matches) == 0:
 			err2 = errCondRefNone
@@ -368,10 +382,46 @@ func (c *condRefs) verify() error {
 					"reference that resource by its fullUrl instead")
 		}
 		if err2 != nil {
-			return &outcome.EntryError{Index: r.en.index, Err: err2}
+			return &outcome.EntryError{Index: r.en.index, Err: c.at(r, err2)}
 		}
 	}
 	return nil
+}
+
+// at puts on err, the failure of the conditional reference r found by
+// verify, the FHIRPath of the element of r.en's resource that holds it (the
+// first, when the entry holds the same criteria twice), as a failure found
+// while rewriting has (Entry.linkAt). The document is gone over again as it
+// was sent, by a Rewriter that stops at the reference whose criteria are
+// r's; the transaction fails, and a run after this one starts from the
+// document as sent anyway. A patch's references are in the patched result,
+// not in the entry: its failure names the entry alone.
+func (c *condRefs) at(r *condRef, err *outcome.Error) error {
+	en := r.en
+	if en == nil || en.doc == nil || en.method == "PATCH" {
+		return err
+	}
+	found := errors.New("found")
+	var back fhirwire.Changes
+	en.rewrites.Restore()
+	rw := fhirwire.Rewriter{
+		Changes: &back,
+		Local:   func(ref string) string { return search.LocalReference(c.lim.Base, ref) },
+		Conditional: func(typ, query string) (string, error) {
+			q, perr := c.lim.ParseConditional(typ, query)
+			if perr == nil && substitutePlaceholders(q, c.ids, c.full, "") == nil && search.Key(typ, q) == r.key {
+				return "", found
+			}
+			return typ + "/other", nil
+		},
+	}
+	lerr := rw.Rewrite(en.doc)
+	back.Restore()
+	var le *fhirwire.LinkError
+	if !errors.Is(lerr, found) || !errors.As(lerr, &le) {
+		return err
+	}
+	return en.linkAt(&fhirwire.LinkError{Path: le.Path, Err: err})
 }
 
 var (

@@ -133,7 +133,7 @@ func (e *Engine) runTransaction(tx store.Tx, sc *auditlog.Scope, entries []*Entr
 
 	// 2. Rewrite references (one rule for the whole gateway: fhirwire);
 	// conditional references as the transaction will leave the store.
-	refs := &condRefs{e: e, sc: sc, tx: tx, lim: lim, entries: entries, memo: map[string]*condRef{}}
+	refs := &condRefs{e: e, sc: sc, tx: tx, lim: lim, entries: entries, ids: ids, full: full, memo: map[string]*condRef{}}
 	rw := fhirwire.Rewriter{
 		IDs:         ids,
 		Conditional: refs.resolve,
@@ -147,6 +147,7 @@ func (e *Engine) runTransaction(tx store.Tx, sc *auditlog.Scope, entries []*Entr
 		// kept as written (referential integrity is off).
 		rw.Unresolved = outcome.New(outcome.Invalid, "not-found", "reference-unresolved",
 			"a reference names a urn that is not the fullUrl of any entry of the Bundle")
+		rw.Versioned = errVersionedPlaceholder
 	}
 	for _, en := range entries {
 		if en.doc == nil {
@@ -154,7 +155,7 @@ func (e *Engine) runTransaction(tx store.Tx, sc *auditlog.Scope, entries []*Entr
 		}
 		rw.Changes, refs.cur, rw.FullURL = &en.rewrites, en, en.fullURL
 		if err := rw.Rewrite(en.doc); err != nil {
-			return fail(en, err)
+			return fail(en, en.linkAt(err))
 		}
 	}
 	rw.Changes = nil
@@ -191,6 +192,14 @@ func (e *Engine) runTransaction(tx store.Tx, sc *auditlog.Scope, entries []*Entr
 	// transaction wrote find exactly the resource they were resolved to.
 	return refs.verify()
 }
+
+// errVersionedPlaceholder answers a version-specific reference
+// ([fullUrl]/_history/n) to an entry whose resource the transaction gives
+// an id of the server's choosing (fhirwire.Rewriter.Versioned).
+var errVersionedPlaceholder = outcome.New(outcome.Invalid, "invalid", "reference-version-placeholder",
+	"a version-specific reference (/_history/n) names an entry whose fullUrl is a placeholder (a urn, or the "+
+		"RESTful fullUrl of a POST): the resource gets a new id from the server, so no version of the resource the "+
+		"reference names will exist; reference the entry's fullUrl without /_history/n")
 
 // overlap fails a transaction two of whose entries change the same
 // resource (http.html#trules: "If any resource identities (including
@@ -587,33 +596,6 @@ func clientProvenance(tx store.Tx, en *Entry) error {
 // Config.UpdateCreate says.
 func (e *Engine) mayChoose(en *Entry) bool { return !en.chosen || !en.client || e.updateCreate }
 
-// urnReference reports whether a document references a urn: (an entry of
-// the same Bundle). The references inside a Bundle resource are its own,
-// to its own entries (fhirwire.Rewriter leaves them), and do not count.
-func urnReference(node any) bool {
-	switch n := node.(type) {
-	case map[string]any:
-		if n["resourceType"] == "Bundle" {
-			return false
-		}
-		for k, v := range n {
-			if ref, ok := v.(string); ok && k == "reference" && strings.HasPrefix(ref, "urn:") {
-				return true
-			}
-			if urnReference(v) {
-				return true
-			}
-		}
-	case []any:
-		for _, v := range n {
-			if urnReference(v) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
 // searchError classifies a search parse error: Invalid, naming the
 // parameter.
 func searchError(err error) error {
@@ -659,4 +641,23 @@ func touchEntries(sc *auditlog.Scope, entries []*Entry, errs []error) {
 // transaction (after a conflict) sees the same placeholders as the first.
 func (en *Entry) namesResource() bool {
 	return en.doc != nil && en.method != "PATCH"
+}
+
+// linkAt puts the FHIRPath of the element a reference error names
+// (fhirwire.LinkError) on its issues: the reference in the entry's resource
+// (Bundle.entry[i].resource.ofType(Observation).subject.reference), which
+// the client can find and fix, rather than the entry alone, and in place of
+// what the issue named before (the search parameter of a conditional
+// reference's criteria, which is not an element of the Bundle). An error
+// that is not an *outcome.Error (a scope failure) is returned as it is.
+func (en *Entry) linkAt(err error) error {
+	var le *fhirwire.LinkError
+	var oe *outcome.Error
+	if !errors.As(err, &le) || !errors.As(le.Err, &oe) {
+		return err
+	}
+	if en.rest || !en.client {
+		return oe.At(le.Path)
+	}
+	return oe.At(nestedExpr(fmt.Sprintf("Bundle.entry[%d].resource", en.index), en.typ, le.Path))
 }

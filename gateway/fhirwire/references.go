@@ -1,6 +1,7 @@
 package fhirwire
 
 import (
+	"strconv"
 	"strings"
 
 	"github.com/ketamine-gateway/ketamine-gateway/schemas/r4"
@@ -41,6 +42,21 @@ type Rewriter struct {
 	// Unresolved, when set, is returned for a Reference.reference that is
 	// a urn: naming no entry of IDs; nil leaves such references alone.
 	Unresolved error
+	// Versioned, when set, is returned for a version-specific
+	// Reference.reference ([fullUrl]/_history/v, or a relative
+	// Type/id/_history/v that makes one) naming an entry of IDs whose
+	// identity is not the Type/id its fullUrl names (a urn:, or a RESTful
+	// fullUrl of a resource given another id): the version would be one
+	// of a resource that does not exist. One naming an entry that keeps
+	// its Type/id is rewritten to that identity and version. nil leaves
+	// version-specific references alone.
+	Versioned error
+	// Refused, when set, are fullUrls a Reference.reference may not name
+	// (the other entries of a batch, between which nothing is resolved):
+	// one naming one, as written or made absolute as for IDs, fails with
+	// RefusedErr.
+	Refused    map[string]bool
+	RefusedErr error
 	// Changes, when set, records every string Rewrite replaces, so that
 	// Changes.Restore can put the document back as it was.
 	Changes *Changes
@@ -104,12 +120,59 @@ func (rw Rewriter) record(c change) {
 // Conditional and Unresolved, and the href and src attributes of the
 // narrative (xhtml) that name a fullUrl. Elements R4 does not define, and
 // a document whose resourceType is not an R4 resource type, are left
-// alone. The first error of Conditional (or Unresolved) stops it.
+// alone. The first error of Conditional (or Unresolved, Versioned,
+// RefusedErr) stops it.
+//
+// The error is a *LinkError naming the element at fault.
 func (rw Rewriter) Rewrite(doc any) error {
-	if m, ok := doc.(map[string]any); ok {
-		return rw.resource(m)
+	m, ok := doc.(map[string]any)
+	if !ok {
+		return nil
 	}
-	return nil
+	err := rw.resource(m)
+	if le, ok := err.(*LinkError); ok {
+		rt, _ := m["resourceType"].(string)
+		var b strings.Builder
+		b.WriteString(rt)
+		for i := len(le.rev) - 1; i >= 0; i-- {
+			b.WriteString(le.rev[i])
+		}
+		le.Path, le.rev = b.String(), nil
+	}
+	return err
+}
+
+// LinkError is the failure of Rewrite at one element: Path is the element's
+// FHIRPath from the resource type, with array indexes and ofType for a
+// nested resource, as schemas/r4 writes issue expressions
+// (Observation.contained[0].ofType(Provenance).target[0].reference); Err is
+// what Conditional returned, or Unresolved, Versioned, RefusedErr.
+type LinkError struct {
+	Path string
+	Err  error
+	rev  []string // Path's steps, innermost first, while Rewrite returns
+}
+
+func (e *LinkError) Error() string { return "link at " + e.Path + ": " + e.Err.Error() }
+func (e *LinkError) Unwrap() error { return e.Err }
+
+// at adds the step of an enclosing element (".name", ".name[i]",
+// ".ofType(T)") to the path of err, a failure inside it.
+func at(err error, step string) error {
+	le, ok := err.(*LinkError)
+	if !ok {
+		le = &LinkError{Err: err}
+	}
+	le.rev = append(le.rev, step)
+	return le
+}
+
+// step is the path step of element k, item i of it when i >= 0.
+func step(k string, i int) string {
+	if i < 0 {
+		return "." + k
+	}
+	return "." + k + "[" + strconv.Itoa(i) + "]"
 }
 
 // resource rewrites a resource's object. A Bundle resource (a document, a
@@ -137,7 +200,7 @@ func (rw Rewriter) object(m map[string]any, n r4.Node) error {
 		case string:
 			to, err := rw.str(v, typ, ref)
 			if err != nil {
-				return err
+				return at(err, step(k, -1))
 			}
 			rw.set(m, k, v, to)
 		case []any:
@@ -145,18 +208,18 @@ func (rw Rewriter) object(m map[string]any, n r4.Node) error {
 				if s, ok := item.(string); ok {
 					to, err := rw.str(s, typ, ref)
 					if err != nil {
-						return err
+						return at(err, step(k, i))
 					}
 					rw.setAt(v, i, s, to)
 					continue
 				}
 				if err := rw.nested(item, typ, child); err != nil {
-					return err
+					return at(err, step(k, i))
 				}
 			}
 		default:
 			if err := rw.nested(v, typ, child); err != nil {
-				return err
+				return at(err, step(k, -1))
 			}
 		}
 	}
@@ -171,7 +234,11 @@ func (rw Rewriter) nested(v any, typ string, n r4.Node) error {
 		return nil
 	}
 	if typ == "Resource" {
-		return rw.resource(m)
+		if err := rw.resource(m); err != nil {
+			rt, _ := m["resourceType"].(string)
+			return at(err, ".ofType("+rt+")")
+		}
+		return nil
 	}
 	return rw.object(m, n)
 }
@@ -198,11 +265,19 @@ var linkType = map[string]bool{"uri": true, "url": true, "canonical": true, "oid
 
 // reference rewrites one Reference.reference.
 func (rw Rewriter) reference(ref string) (string, error) {
+	if len(rw.Refused) > 0 {
+		if abs, ok := rw.absolute(ref); rw.Refused[ref] || ok && rw.Refused[abs] {
+			return "", rw.RefusedErr
+		}
+	}
 	if to, ok := rw.IDs[ref]; ok {
 		return to, nil
 	}
 	if to, ok := rw.relative(ref); ok {
 		return to, nil
+	}
+	if to, ok, err := rw.versioned(ref); ok || err != nil {
+		return to, err
 	}
 	if rw.Unresolved != nil && (strings.HasPrefix(ref, "urn:uuid:") || strings.HasPrefix(ref, "urn:oid:")) {
 		return "", rw.Unresolved
@@ -229,6 +304,19 @@ func (rw Rewriter) relative(ref string) (string, bool) {
 	if len(rw.IDs) == 0 { // a write of its own: no entry to name
 		return "", false
 	}
+	abs, ok := rw.absolute(ref)
+	if !ok {
+		return "", false
+	}
+	to, ok := rw.IDs[abs]
+	return to, ok
+}
+
+// absolute returns the absolute URL a relative literal reference (Type/id)
+// makes as bundle.html#references says: on the base of the holding entry's
+// fullUrl when that is a RESTful URL, else on the server's base; ok is
+// false for any other reference, and without a base.
+func (rw Rewriter) absolute(ref string) (string, bool) {
 	typ, id, ok := strings.Cut(ref, "/")
 	if !ok || !resourceType(typ) || !ValidID(id) {
 		return "", false
@@ -242,8 +330,38 @@ func (rw Rewriter) relative(ref string) (string, bool) {
 	if base == "" {
 		return "", false
 	}
-	to, ok := rw.IDs[strings.TrimRight(base, "/")+"/"+ref]
-	return to, ok
+	return strings.TrimRight(base, "/") + "/" + ref, true
+}
+
+// versioned resolves a version-specific reference to the entry whose
+// fullUrl its versionless part names (bundle.html#references matches a
+// version-specific reference by its URL without the version, and the
+// version apart); ok is false for a reference naming no entry, and
+// for every reference without Versioned (see there).
+func (rw Rewriter) versioned(ref string) (to string, ok bool, err error) {
+	const hist = "/_history/"
+	i := strings.LastIndex(ref, hist)
+	if rw.Versioned == nil || i < 0 {
+		return "", false, nil
+	}
+	full, v := ref[:i], ref[i+len(hist):]
+	if !ValidID(v) {
+		return "", false, nil
+	}
+	var same bool
+	if to, ok = rw.IDs[full]; ok {
+		_, typ, id, restful := RESTfulURL(full)
+		same = restful && to == typ+"/"+id
+	} else if to, ok = rw.relative(full); ok {
+		same = to == full
+	}
+	switch {
+	case !ok:
+		return "", false, nil
+	case !same:
+		return "", false, rw.Versioned
+	}
+	return to + hist + v, true, nil
 }
 
 // RESTfulURL splits a RESTful URL, http(s)://.../[base]/Type/id with Type

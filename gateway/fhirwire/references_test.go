@@ -228,3 +228,78 @@ func FuzzNarrative(f *testing.F) {
 		}
 	})
 }
+
+// TestRewriterErrorPath: a link Rewrite cannot resolve fails it with a
+// *LinkError whose Path is the FHIRPath of that element, as schemas/r4
+// writes issue expressions: array indexes, ofType for a nested resource.
+func TestRewriterErrorPath(t *testing.T) {
+	errNo := errors.New("unresolved")
+	rw := Rewriter{IDs: map[string]string{"urn:uuid:a": "Patient/1"}, Unresolved: errNo,
+		Conditional: func(string, string) (string, error) { return "", errNo }}
+	for _, tc := range []struct{ in, want string }{
+		{`{"resourceType":"Observation","subject":{"reference":"urn:uuid:zz"}}`, "Observation.subject.reference"},
+		{`{"resourceType":"Observation","focus":[{"reference":"urn:uuid:a"},{"reference":"Patient?identifier=s|v"}]}`, "Observation.focus[1].reference"},
+		{`{"resourceType":"Observation","extension":[{"url":"http://x/e","valueString":"v"},{"url":"http://x/f","valueReference":{"reference":"urn:uuid:zz"}}]}`,
+			"Observation.extension[1].valueReference.reference"},
+		{`{"resourceType":"Observation","contained":[{"resourceType":"Patient","id":"p"},{"resourceType":"Provenance","id":"q","target":[{"reference":"urn:uuid:zz"}]}]}`,
+			"Observation.contained[1].ofType(Provenance).target[0].reference"},
+		{`{"resourceType":"Parameters","parameter":[{"name":"a","resource":{"resourceType":"Observation","subject":{"reference":"urn:uuid:zz"}}}]}`,
+			"Parameters.parameter[0].resource.ofType(Observation).subject.reference"},
+	} {
+		var doc any
+		if err := json.Unmarshal([]byte(tc.in), &doc); err != nil {
+			t.Fatal(err)
+		}
+		var le *LinkError
+		if err := rw.Rewrite(doc); !errors.As(err, &le) || le.Path != tc.want || !errors.Is(err, errNo) {
+			t.Errorf("Rewrite(%s) = %v, want a LinkError at %s", tc.in, err, tc.want)
+		}
+	}
+}
+
+// TestRewriterVersionedAndRefused: a version-specific reference names the
+// entry whose fullUrl its versionless part is: rewritten to that identity
+// and version when the entry keeps the Type/id its fullUrl names, Versioned
+// otherwise (a urn, a fullUrl whose resource got another id). A reference
+// naming a fullUrl of Refused, as written or made absolute, is RefusedErr.
+func TestRewriterVersionedAndRefused(t *testing.T) {
+	errVersioned, errRefused := errors.New("versioned"), errors.New("refused")
+	rw := Rewriter{
+		IDs: map[string]string{"http://own/fhir/Patient/tempA": "Patient/new1", "http://other/r4/Patient/keep": "Patient/keep",
+			"urn:uuid:a": "Patient/new2"},
+		Base: "http://own/fhir", FullURL: "urn:uuid:holder", Versioned: errVersioned,
+	}
+	for _, tc := range []struct {
+		ref, want string
+		err       error
+	}{
+		{"Patient/tempA/_history/1", "", errVersioned},
+		{"http://own/fhir/Patient/tempA/_history/2", "", errVersioned},
+		{"urn:uuid:a/_history/1", "", errVersioned},
+		{"http://other/r4/Patient/keep/_history/3", "Patient/keep/_history/3", nil},
+		{"Patient/elsewhere/_history/3", "Patient/elsewhere/_history/3", nil},
+		{"Patient/tempA/_history/", "Patient/tempA/_history/", nil},
+	} {
+		got, err := rw.reference(tc.ref)
+		if got != tc.want || !errors.Is(err, tc.err) {
+			t.Errorf("reference(%s) = %q, %v; want %q, %v", tc.ref, got, err, tc.want, tc.err)
+		}
+	}
+	chk := Rewriter{Refused: map[string]bool{"http://own/fhir/Patient/tmpB": true, "urn:uuid:b": true}, RefusedErr: errRefused,
+		Base: "http://own/fhir", FullURL: "urn:uuid:holder"}
+	for _, tc := range []struct {
+		fullURL, ref string
+		err          error
+	}{
+		{"urn:uuid:holder", "Patient/tmpB", errRefused},
+		{"urn:uuid:holder", "http://own/fhir/Patient/tmpB", errRefused},
+		{"urn:uuid:holder", "urn:uuid:b", errRefused},
+		{"http://other/r4/Observation/o", "Patient/tmpB", nil}, // relative to the other base
+		{"urn:uuid:holder", "Patient/other", nil},
+	} {
+		chk.FullURL = tc.fullURL
+		if got, err := chk.reference(tc.ref); !errors.Is(err, tc.err) || tc.err == nil && got != tc.ref {
+			t.Errorf("reference(%s) from %s = %q, %v; want it kept or %v", tc.ref, tc.fullURL, got, err, tc.err)
+		}
+	}
+}
