@@ -221,7 +221,7 @@ func (s *Server) handleVerifyAudit(c echo.Context) error {
 	sc := scopeOf(c)
 	if t := sc.TenantOf(); t != "" && t != search.AllTenants {
 		// The chain spans every tenant: its length alone tells of others' activity.
-		return outcome.New(outcome.Forbidden, "forbidden", "tenant-audit-verify", "verifying the audit chain needs an all-tenant operator")
+		return outcome.New(outcome.Forbidden, "forbidden", "tenant-audit-verify", "verifying the audit chain needs an all-tenant auditor or operator")
 	}
 	var anchors []auditlog.Anchor
 	for _, v := range c.QueryParams()["expect"] {
