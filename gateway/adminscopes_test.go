@@ -28,6 +28,7 @@ func TestAdminScopes(t *testing.T) {
 		{"POST", "/admin/reindex", operator},
 		{"GET", "/admin/lineage", auditor},
 		{"GET", "/admin/audit/verify", auditor},
+		{"GET", "/admin/audit/export", auditor},
 	}
 	got := gateway.AdminScopes()
 	for _, r := range routes {

@@ -98,6 +98,8 @@ func (s *Server) table() []route {
 			params: []string{"source", "record", "kind", "resource", "trace"}},
 		{method: get, path: "/admin/audit/verify", handle: s.handleVerifyAudit, interaction: "audit-verify", scope: auth.ScopeAuditor, store: true,
 			params: []string{"expect"}},
+		{method: get, path: "/admin/audit/export", handle: s.handleExportAudit, interaction: "audit-export", scope: auth.ScopeAuditor, store: true,
+			params: []string{"since", "until"}},
 
 		// The FHIR R4 RESTful API (http.html).
 		{method: get, path: "/fhir/metadata", handle: s.handleMetadata, interaction: "capabilities", public: true, fhir: true, head: true, store: true},
