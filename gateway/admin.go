@@ -276,6 +276,33 @@ func (s *Server) handleExportAudit(c echo.Context) error {
 	return nil
 }
 
+// handleListClients is GET /admin/clients: the registered clients (id,
+// tenant, scopes, key ids; never keys) for an access review; a clinic's
+// caller sees its clinic's clients, an all-tenant one every client and
+// the external issuers. In development mode (no clients) the lists are
+// empty.
+func (s *Server) handleListClients(c echo.Context) error {
+	sc := scopeOf(c)
+	out := struct {
+		Clients []auth.Registration       `json:"clients"`
+		Issuers []auth.IssuerRegistration `json:"issuers"`
+	}{[]auth.Registration{}, []auth.IssuerRegistration{}}
+	if s.cfg.Auth != nil {
+		clients, issuers := s.cfg.Auth.Registrations()
+		t := sc.TenantOf()
+		for _, r := range clients {
+			if t == search.AllTenants || r.Tenant == t {
+				out.Clients = append(out.Clients, r)
+			}
+		}
+		if t == search.AllTenants {
+			out.Issuers = issuers
+		}
+	}
+	sc.Description = fmt.Sprintf("%d clients, %d external issuers listed", len(out.Clients), len(out.Issuers))
+	return c.JSON(http.StatusOK, out)
+}
+
 func timeParam(c echo.Context, name string) (time.Time, error) {
 	v := c.QueryParam(name)
 	if v == "" {

@@ -29,6 +29,7 @@ func TestAdminScopes(t *testing.T) {
 		{"GET", "/admin/lineage", auditor},
 		{"GET", "/admin/audit/verify", auditor},
 		{"GET", "/admin/audit/export", auditor},
+		{"GET", "/admin/clients", auditor},
 	}
 	got := gateway.AdminScopes()
 	for _, r := range routes {

@@ -166,6 +166,7 @@ func TestEveryRouteAudited(t *testing.T) {
 		{"GET /admin/audit/verify", "GET", "/admin/audit/verify", "", 200},
 		{"GET /admin/audit/export", "GET", "/admin/audit/export?since=2026-01-01T00:00:00Z", "", 200},
 		{"GET /admin/audit/export", "GET", "/admin/audit/export?since=nope", "", 400},
+		{"GET /admin/clients", "GET", "/admin/clients", "", 200},
 		{"GET /fhir/:type/:id", "GET", "/fhir/CodeSystem/validation-rule", "", 200}, // a seeded resource
 		{"unknown", "GET", "/no/such/endpoint", "", 404},
 		{"GET /.well-known/smart-configuration", "GET", "/.well-known/smart-configuration", "", 404},

@@ -100,6 +100,9 @@ func (s *Server) table() []route {
 			params: []string{"expect"}},
 		{method: get, path: "/admin/audit/export", handle: s.handleExportAudit, interaction: "audit-export", scope: auth.ScopeAuditor, store: true,
 			params: []string{"since", "until"}},
+		// The access review: who may do what (docs/security.md).
+		{method: get, path: "/admin/clients", handle: s.handleListClients, interaction: "client-list", scope: auth.ScopeAuditor,
+			params: []string{}},
 
 		// The FHIR R4 RESTful API (http.html).
 		{method: get, path: "/fhir/metadata", handle: s.handleMetadata, interaction: "capabilities", public: true, fhir: true, head: true, store: true},

@@ -175,6 +175,13 @@ var commands = []command{
 		examples: []string{"ketamine-gateway client keygen --out client.key --jwks client.jwks",
 			"ketamine-gateway client token --key client.key --client-id my-emr --token-url http://127.0.0.1:8080/auth/token --scope 'system/*.rs'",
 			"curl -H \"Authorization: Bearer $(ketamine-gateway client token --bare --key client.key --client-id my-emr --token-url http://127.0.0.1:8080/auth/token)\" http://127.0.0.1:8080/fhir/Patient"}},
+	{name: "clients", summary: "the access review: the registered clients, their tenants, scopes and key ids",
+		usage: "clients list --config FILE",
+		detail: "Prints, as JSON, each client the configuration registers (auth.clients: id, tenant, scopes, key ids)\n" +
+			"and each external issuer (issuer, JWKS URL, scopes, tenants), as serve would load them, never a key.\n" +
+			"GET /admin/clients answers the same to an auditor (a clinic's: its clinic's clients). See\n" +
+			"docs/security.md, \"Access review\". Exit status: 0 listed, 2 usage or a configuration serve would refuse.",
+		examples: []string{"ketamine-gateway clients list --config /etc/ketamine-gateway/config.json"}},
 	{name: "codesystem", summary: "print one of the gateway's own CodeSystem resources",
 		usage:    "codesystem [--id ID]",
 		examples: []string{"ketamine-gateway codesystem --id validation-rule"}},
