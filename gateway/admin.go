@@ -221,7 +221,7 @@ func (s *Server) handleVerifyAudit(c echo.Context) error {
 	sc := scopeOf(c)
 	if t := sc.TenantOf(); t != "" && t != search.AllTenants {
 		// The chain spans every tenant: its length alone tells of others' activity.
-		return outcome.New(outcome.Forbidden, "forbidden", "tenant-audit-verify", "verifying the audit chain needs an all-tenant operator")
+		return outcome.New(outcome.Forbidden, "forbidden", "tenant-audit-verify", "verifying the audit chain needs an all-tenant auditor or operator")
 	}
 	var anchors []auditlog.Anchor
 	for _, v := range c.QueryParams()["expect"] {
@@ -238,6 +238,69 @@ func (s *Server) handleVerifyAudit(c echo.Context) error {
 	}
 	sc.Description = fmt.Sprintf("audit chain intact=%t, %d records verified, %d AuditEvents served otherwise than chained", res.Intact, res.Records, res.FaultCount)
 	return c.JSON(http.StatusOK, res)
+}
+
+// handleExportAudit is GET /admin/audit/export?since=&until=: the audit
+// chain's slice for the period as NDJSON with its links and a manifest
+// (auditlog.Export), for a reviewer who checks it without the database
+// (audit verify-export). The chain spans every tenant, so only an
+// all-tenant caller exports it; a tenant's shares of all-tenant
+// AuditEvents are not chained and not exported.
+func (s *Server) handleExportAudit(c echo.Context) error {
+	sc := scopeOf(c)
+	if t := sc.TenantOf(); t != "" && t != search.AllTenants {
+		return outcome.New(outcome.Forbidden, "forbidden", "tenant-audit-export", "exporting the audit chain needs an all-tenant auditor or operator")
+	}
+	since, err := timeParam(c, "since")
+	if err != nil {
+		return err
+	}
+	until, err := timeParam(c, "until")
+	if err != nil {
+		return err
+	}
+	if !since.IsZero() && !until.IsZero() && !until.After(since) {
+		return paramInvalid("until must be after since")
+	}
+	liftWriteDeadline(c.Response())
+	c.Response().Header().Set(echo.HeaderContentType, "application/x-ndjson")
+	c.Response().WriteHeader(http.StatusOK)
+	m, err := auditlog.Export(c.Request().Context(), s.app.Store, since, until, time.Now(), c.Response())
+	if err != nil {
+		// The answer has begun: it ends without its manifest, which
+		// verify-export reports as cut off.
+		sc.Description = "audit export cut off: the chain could not be read"
+		return err
+	}
+	sc.Description = fmt.Sprintf("audit export: %d records (%d to %d), head %d", m.Records, m.FirstSeq, m.LastSeq, m.HeadSeq)
+	return nil
+}
+
+// handleListClients is GET /admin/clients: the registered clients (id,
+// tenant, scopes, key ids; never keys) for an access review; a clinic's
+// caller sees its clinic's clients, an all-tenant one every client and
+// the external issuers. In development mode (no clients) the lists are
+// empty.
+func (s *Server) handleListClients(c echo.Context) error {
+	sc := scopeOf(c)
+	out := struct {
+		Clients []auth.Registration       `json:"clients"`
+		Issuers []auth.IssuerRegistration `json:"issuers"`
+	}{[]auth.Registration{}, []auth.IssuerRegistration{}}
+	if s.cfg.Auth != nil {
+		clients, issuers := s.cfg.Auth.Registrations()
+		t := sc.TenantOf()
+		for _, r := range clients {
+			if t == search.AllTenants || r.Tenant == t {
+				out.Clients = append(out.Clients, r)
+			}
+		}
+		if t == search.AllTenants {
+			out.Issuers = issuers
+		}
+	}
+	sc.Description = fmt.Sprintf("%d clients, %d external issuers listed", len(out.Clients), len(out.Issuers))
+	return c.JSON(http.StatusOK, out)
 }
 
 func timeParam(c echo.Context, name string) (time.Time, error) {

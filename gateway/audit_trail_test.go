@@ -164,6 +164,9 @@ func TestEveryRouteAudited(t *testing.T) {
 		{"GET /admin/lineage", "GET", "/admin/lineage?resource=Patient/p1", "", 200},
 		{"GET /admin/lineage", "GET", "/admin/lineage", "", 400},
 		{"GET /admin/audit/verify", "GET", "/admin/audit/verify", "", 200},
+		{"GET /admin/audit/export", "GET", "/admin/audit/export?since=2026-01-01T00:00:00Z", "", 200},
+		{"GET /admin/audit/export", "GET", "/admin/audit/export?since=nope", "", 400},
+		{"GET /admin/clients", "GET", "/admin/clients", "", 200},
 		{"GET /fhir/:type/:id", "GET", "/fhir/CodeSystem/validation-rule", "", 200}, // a seeded resource
 		{"unknown", "GET", "/no/such/endpoint", "", 404},
 		{"GET /.well-known/smart-configuration", "GET", "/.well-known/smart-configuration", "", 404},
@@ -1155,5 +1158,82 @@ func TestLineageMarksDeleted(t *testing.T) {
 	d := l.Receipts[0].Deleted
 	if len(d) != 1 || d[0].Resource != obs || !strings.HasPrefix(d[0].Version, obs+"/_history/") || d[0].At == "" {
 		t.Errorf("deleted = %+v, want %s alone, with the deletion's version and time", d, obs)
+	}
+}
+
+// TestLineageMarksChangedSince: a receipt lists each resource it produced
+// whose current version a client wrote later through the FHIR API (stored,
+// not delivered: operations.md), with that version, its time, method and
+// client, as it lists deletions, so that an auditor asked whether the EHR
+// holds the change does not answer yes (p39 F5). A later native version
+// of the record, which is delivered, is no such change.
+func TestLineageMarksChangedSince(t *testing.T) {
+	s, _ := auditServer(t)
+	doc := string(exampleDoc(t, "assessment/phq9-moderate.json"))
+	if rec := send(s, "POST", "/ingest/assessment", doc); rec.Code != http.StatusOK {
+		t.Fatalf("ingest = %d %s", rec.Code, rec.Body)
+	}
+	const query = "/admin/lineage?source=serenity-clinic-emr&record=ASM-2026-0310-001"
+	type changed struct{ Resource, Version, At, Method, Client string }
+	type lineage struct {
+		Receipts []struct {
+			Resources []string
+			Changed   []changed `json:"changedSince"`
+		}
+	}
+	read := func(receipts int) lineage {
+		t.Helper()
+		rec := send(s, "GET", query, "")
+		var l lineage
+		if err := json.Unmarshal(rec.Body.Bytes(), &l); err != nil || len(l.Receipts) != receipts {
+			t.Fatalf("lineage = %d %s, want %d receipts", rec.Code, rec.Body, receipts)
+		}
+		return l
+	}
+	l := read(1)
+	if len(l.Receipts[0].Changed) != 0 {
+		t.Fatalf("nothing changed yet, lineage lists %+v", l.Receipts[0].Changed)
+	}
+	var obs string
+	for _, r := range l.Receipts[0].Resources {
+		if strings.HasPrefix(r, "Observation/") && obs == "" {
+			obs = strings.Split(r, "/_history")[0]
+		}
+	}
+	if obs == "" {
+		t.Fatalf("the receipt produced no Observation: %v", l.Receipts[0].Resources)
+	}
+	rec := send(s, "GET", "/fhir/"+obs, "")
+	var body map[string]any
+	if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil {
+		t.Fatalf("GET %s = %d %s", obs, rec.Code, rec.Body)
+	}
+	body["status"] = "entered-in-error"
+	b, _ := json.Marshal(body)
+	if rec := send(s, "PUT", "/fhir/"+obs, string(b)); rec.Code != http.StatusOK {
+		t.Fatalf("PUT %s = %d %s", obs, rec.Code, rec.Body)
+	}
+	l = read(1)
+	c := l.Receipts[0].Changed
+	if len(c) != 1 || c[0].Resource != obs || c[0].Version != obs+"/_history/2" || c[0].At == "" || c[0].Method != "PUT" || c[0].Client == "" {
+		t.Errorf("changedSince = %+v, want %s alone, at version 2 by PUT, with its time and client", c, obs)
+	}
+	// The console's record page says so, as it says "Deleted since".
+	page := send(s, "GET", "/console/records?source=serenity-clinic-emr&record=ASM-2026-0310-001", "").Body.String()
+	if !strings.Contains(page, "Changed since through the FHIR API, not delivered") || !strings.Contains(page, obs+"/_history/2") {
+		t.Errorf("the console's record page does not mark %s as changed since:\n%.4000s", obs, page)
+	}
+
+	// The record's version 2: its resources are delivered, nothing is
+	// changed since either receipt.
+	v2 := strings.Replace(strings.Replace(doc, `"version": "1"`, `"version": "2"`, 1), `"total": 11`, `"total": 12`, 1)
+	v2 = strings.Replace(v2, `{"number": 9, "score": 0}`, `{"number": 9, "score": 1}`, 1)
+	if rec := send(s, "POST", "/ingest/assessment", v2); rec.Code != http.StatusOK {
+		t.Fatalf("ingest v2 = %d %s", rec.Code, rec.Body)
+	}
+	for i, r := range read(2).Receipts {
+		if len(r.Changed) != 0 {
+			t.Errorf("receipt %d: changedSince = %+v after the record's version 2, want none", i, r.Changed)
+		}
 	}
 }

@@ -515,12 +515,14 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-// requireScope checks a gateway scope (ingest, operator).
+// requireScope checks a gateway scope (ingest, operator, auditor); the
+// operator's scope grants the auditor's reads too. A refusal names the
+// scope the route needs.
 func requireScope(name string) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			p := scopeOf(c).Principal
-			if p == nil || !p.Scopes.Has(name) {
+			if p == nil || !(p.Scopes.Has(name) || name == auth.ScopeAuditor && p.Scopes.Has(auth.ScopeOperator)) {
 				id := ""
 				if p != nil {
 					id = p.ClientID

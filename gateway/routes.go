@@ -21,8 +21,11 @@ type route struct {
 	interaction string
 	exempt      bool
 	// scope is the gateway scope the caller needs (auth.ScopeIngest,
-	// auth.ScopeOperator); FHIR routes check SMART scopes per resource
-	// type in the engine instead.
+	// auth.ScopeOperator, auth.ScopeAuditor); FHIR routes check SMART
+	// scopes per resource type in the engine instead. auth.ScopeAuditor
+	// marks a read of the auditor's API: gateway/operator grants it too
+	// (an operator reads what it acts on), while an auditor gets none of
+	// the operator's writes (separation of duties).
 	scope string
 	// public routes need no authentication.
 	public bool
@@ -72,10 +75,11 @@ func (s *Server) table() []route {
 		{method: del, path: "/jobs/:id", handle: s.handleCancelJob, interaction: "job-cancel", store: true},
 		{method: get, path: "/jobs/:id/files/:n", handle: s.handleJobFile, interaction: "job-download", head: true, store: true},
 
-		// The operator API (docs/operations.md).
-		{method: get, path: "/admin/deliveries", handle: s.handleListDeliveries, interaction: "delivery-list", scope: auth.ScopeOperator, store: true,
+		// The operator API (docs/operations.md): its reads are the
+		// auditor's too (scope auth.ScopeAuditor), its writes the operator's.
+		{method: get, path: "/admin/deliveries", handle: s.handleListDeliveries, interaction: "delivery-list", scope: auth.ScopeAuditor, store: true,
 			params: []string{"status", "destination", "patient", "since", "until", "limit", "offset"}},
-		{method: get, path: "/admin/deliveries/:id", handle: s.handleShowDelivery, interaction: "delivery-read", scope: auth.ScopeOperator, store: true,
+		{method: get, path: "/admin/deliveries/:id", handle: s.handleShowDelivery, interaction: "delivery-read", scope: auth.ScopeAuditor, store: true,
 			params: []string{"payload"}},
 		{method: post, path: "/admin/deliveries/:id/retry", handle: s.handleRetryDelivery, interaction: "delivery-retry", scope: auth.ScopeOperator, store: true,
 			params: []string{}},
@@ -90,10 +94,15 @@ func (s *Server) table() []route {
 		{method: post, path: "/admin/reindex", handle: s.handleReindexJob, interaction: "reindex", scope: auth.ScopeOperator, store: true,
 			params: []string{"type", "dryRun", "batch"}},
 		// The auditor's API (docs/audit.md).
-		{method: get, path: "/admin/lineage", handle: s.handleLineage, interaction: "lineage", scope: auth.ScopeOperator, store: true,
+		{method: get, path: "/admin/lineage", handle: s.handleLineage, interaction: "lineage", scope: auth.ScopeAuditor, store: true,
 			params: []string{"source", "record", "kind", "resource", "trace"}},
-		{method: get, path: "/admin/audit/verify", handle: s.handleVerifyAudit, interaction: "audit-verify", scope: auth.ScopeOperator, store: true,
+		{method: get, path: "/admin/audit/verify", handle: s.handleVerifyAudit, interaction: "audit-verify", scope: auth.ScopeAuditor, store: true,
 			params: []string{"expect"}},
+		{method: get, path: "/admin/audit/export", handle: s.handleExportAudit, interaction: "audit-export", scope: auth.ScopeAuditor, store: true,
+			params: []string{"since", "until"}},
+		// The access review: who may do what (docs/security.md).
+		{method: get, path: "/admin/clients", handle: s.handleListClients, interaction: "client-list", scope: auth.ScopeAuditor,
+			params: []string{}},
 
 		// The FHIR R4 RESTful API (http.html).
 		{method: get, path: "/fhir/metadata", handle: s.handleMetadata, interaction: "capabilities", public: true, fhir: true, head: true, store: true},

@@ -5,6 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
@@ -23,21 +25,20 @@ func auditCommand(ctx context.Context, args []string, getenv func(string) string
 	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
 		args = []string{"verify", "-h"}
 	}
+	if len(args) > 0 && args[0] == "export" {
+		return auditExportCommand(ctx, args[1:], getenv, stdout)
+	}
+	if len(args) > 0 && args[0] == "verify-export" {
+		return auditVerifyExportCommand(args[1:], stdout, stderr)
+	}
 	if len(args) < 1 || args[0] != "verify" {
-		return usageError("audit", "the subcommand is verify")
+		return usageError("audit", "the subcommand is verify, export or verify-export")
 	}
 	fs := newFlags("audit verify")
 	db := dbFlag(fs, getenv)
 	var anchors []auditlog.Anchor
-	fs.Func("expect", "an anchor, `SEQ:HASH`, the headSeq and headHash of an earlier verification kept outside the database: "+
-		"the chain must still hold that record with that hash (repeatable)", func(v string) error {
-		a, err := auditlog.ParseAnchor(v)
-		if err != nil {
-			return err
-		}
-		anchors = append(anchors, a)
-		return nil
-	})
+	anchorFlag(fs, &anchors, "an anchor, `SEQ:HASH`, the headSeq and headHash of an earlier verification kept outside the database: "+
+		"the chain must still hold that record with that hash (repeatable)")
 	pos, err := parse(fs, "audit verify", args[1:], stdout)
 	if err != nil {
 		return err
@@ -65,6 +66,117 @@ func auditCommand(ctx context.Context, args []string, getenv func(string) string
 	}
 	if !res.Intact {
 		return &exitError{code: exitInvalid, msg: res.Summary()}
+	}
+	return nil
+}
+
+// anchorFlag adds --expect SEQ:HASH (repeatable) to fs.
+func anchorFlag(fs *flag.FlagSet, anchors *[]auditlog.Anchor, usage string) {
+	fs.Func("expect", usage, func(v string) error {
+		a, err := auditlog.ParseAnchor(v)
+		if err != nil {
+			return err
+		}
+		*anchors = append(*anchors, a)
+		return nil
+	})
+}
+
+// auditExportCommand is the CLI twin of GET /admin/audit/export: the
+// chain's slice for a period, with its links and manifest, as NDJSON.
+func auditExportCommand(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	fs := newFlags("audit export")
+	db := dbFlag(fs, getenv)
+	since := fs.String("since", "", "the period's start `T`: RFC 3339, a date or a duration before now (90m, 24h, 7d); none: from record 1")
+	until := fs.String("until", "", "the period's end `T` (excluded), as --since; none: up to the chain head")
+	out := fs.String("out", "", "write the export to `FILE` (created, or replaced once complete) instead of standard output")
+	pos, err := parse(fs, "audit export", args, stdout)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usageError("audit export", "takes no arguments")
+	}
+	now := time.Now()
+	from, err := parseTimeFlag(*since, now)
+	if err != nil {
+		return usageError("audit export", "--since: %v", err)
+	}
+	to, err := parseTimeFlag(*until, now)
+	if err != nil {
+		return usageError("audit export", "--until: %v", err)
+	}
+	if !from.IsZero() && !to.IsZero() && !to.After(from) {
+		return usageError("audit export", "--until must be after --since")
+	}
+	st, err := openExisting(ctx, "audit export", *db, dbRead)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	w := stdout
+	var f *os.File
+	if *out != "" {
+		if f, err = os.CreateTemp(filepath.Dir(*out), ".audit-export-*"); err != nil {
+			return &exitError{code: exitUnchecked, msg: fmt.Sprintf("audit export: %v", err)}
+		}
+		defer os.Remove(f.Name())
+		defer f.Close()
+		w = f
+	}
+	if _, err := auditlog.Export(ctx, st, from, to, now, w); err != nil {
+		return &exitError{code: exitUnchecked, msg: fmt.Sprintf("audit export: could not export: %v", err)}
+	}
+	if f != nil {
+		if err := f.Close(); err != nil {
+			return &exitError{code: exitUnchecked, msg: fmt.Sprintf("audit export: %v", err)}
+		}
+		if err := os.Rename(f.Name(), *out); err != nil {
+			return &exitError{code: exitUnchecked, msg: fmt.Sprintf("audit export: %v", err)}
+		}
+	}
+	return nil
+}
+
+// auditVerifyExportCommand checks an export file without the database:
+// exit 0 it links and holds every anchor, 1 it does not, 3 it could not
+// be read.
+func auditVerifyExportCommand(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("audit verify-export")
+	var anchors []auditlog.Anchor
+	anchorFlag(fs, &anchors, "an anchor, `SEQ:HASH`, kept outside the database (an earlier verify's headSeq and headHash, or an "+
+		"earlier export's lastSeq and lastHash): the export must hold that record, the one before its first, or its head, with that hash (repeatable)")
+	pos, err := parse(fs, "audit verify-export", args, stdout)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usageError("audit verify-export", "takes one argument, the export FILE (- for standard input is not taken: name the file)")
+	}
+	f, err := os.Open(pos[0])
+	if err != nil {
+		return &exitError{code: exitUnchecked, msg: fmt.Sprintf("audit verify-export: could not read %s: %v", pos[0], err)}
+	}
+	defer f.Close()
+	res, err := auditlog.VerifyExport(f, anchors...)
+	if err != nil {
+		return &exitError{code: exitUnchecked, msg: fmt.Sprintf("audit verify-export: could not read %s: %v", pos[0], err)}
+	}
+	if err := printJSON(stdout, res); err != nil {
+		return err
+	}
+	if !res.Intact {
+		msg := "audit verify-export: " + res.Reason
+		for _, a := range res.Anchors {
+			if !a.Held {
+				msg = fmt.Sprintf("audit verify-export: anchor %d not held: %s", a.Seq, a.Problem)
+				break
+			}
+		}
+		if res.Reason != "" {
+			msg = fmt.Sprintf("audit verify-export: broken at record %d: %s", res.BrokenAt, res.Reason)
+		}
+		return &exitError{code: exitInvalid, msg: msg}
 	}
 	return nil
 }

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -71,5 +73,86 @@ func TestAuditVerifyAttempt(t *testing.T) {
 	if code != exitInvalid || !strings.Contains(out, `"about": "`+about+`"`) ||
 		!strings.Contains(errOut, "receipts or delivery attempts stored otherwise") || !strings.Contains(errOut, "its HTTP status is 200 where the AuditEvent says 500") {
 		t.Errorf("audit verify of a rewritten attempt = exit %d, %s %s; want %d naming %s", code, out, errOut, exitInvalid, about)
+	}
+}
+
+// TestAuditExportCLI: audit export writes the chain's slice for a period
+// with its links and manifest (to --out or standard output); audit
+// verify-export checks such a file without the database, exit 0 when it
+// links and holds each --expect, 1 when a record was changed or an anchor
+// is not held, 2 for a bad command line, 3 when the file cannot be read
+// (p39 F6).
+func TestAuditExportCLI(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	db := filepath.Join(dir, "kg.db")
+	st, err := sqlite.Open(ctx, db, sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, at := range []string{"2026-12-01T08:00:00.000Z", "2026-12-02T08:00:00.000Z", "2026-12-03T08:00:00.000Z"} {
+		id := "ae" + string(rune('1'+i))
+		body := []byte(`{"resourceType":"AuditEvent","id":"` + id + `","recorded":"` + at + `"}`)
+		err := st.Write(ctx, func(tx store.Tx) error {
+			if err := tx.Put(&store.Resource{Type: "AuditEvent", ID: id, Version: 1, Body: body}, nil); err != nil {
+				return err
+			}
+			return tx.AppendAudit(id, body, nil)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	st.Close()
+	out, errOut, code := cli(t, "", "audit", "verify", "--db", db)
+	var v struct{ HeadSeq int64 }
+	if code != 0 || json.Unmarshal([]byte(out), &v) != nil || v.HeadSeq != 3 {
+		t.Fatalf("audit verify = exit %d, %s %s", code, out, errOut)
+	}
+	file := filepath.Join(dir, "export.ndjson")
+	if out, errOut, code := cli(t, "", "audit", "export", "--db", db, "--since", "2026-12-02", "--out", file); code != 0 || out != "" {
+		t.Fatalf("audit export = exit %d, %q %s", code, out, errOut)
+	}
+	stdout, _, code := cli(t, "", "audit", "export", "--db", db, "--since", "2026-12-02")
+	b, err := os.ReadFile(file)
+	if err != nil || code != 0 {
+		t.Fatal(code, err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], `{"seq":2,`) || !strings.HasPrefix(lines[2], `{"manifest":`) {
+		t.Fatalf("export = %s, want records 2 and 3 and the manifest", b)
+	}
+	var l auditlog.ExportLine
+	if err := json.Unmarshal([]byte(lines[0]), &l); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(stdout, `"manifest"`) || !strings.HasPrefix(stdout, lines[0]) {
+		t.Errorf("audit export to standard output = %s, want the same lines", stdout)
+	}
+	changed := filepath.Join(dir, "changed.ndjson")
+	if err := os.WriteFile(changed, []byte(strings.Replace(string(b), `"id":"ae3","recorded":"2026`, `"id":"ae3","recorded":"2025`, 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{file}, 0, `"intact": true`},
+		{[]string{file, "--expect", "1:" + l.Prev}, 0, `"held": true`},
+		{[]string{"--expect", "2:" + l.Hash, file}, 0, `"held": true`},
+		{[]string{file, "--expect", "1:" + l.Hash}, exitInvalid, "rewritten"},
+		{[]string{changed}, exitInvalid, "record 3 or its hash was changed"},
+		{[]string{filepath.Join(dir, "nope.ndjson")}, exitUnchecked, "could not read"},
+		{[]string{}, exitUsage, "FILE"},
+		{[]string{file, "--expect", "1:zz"}, exitUsage, "64 lowercase hexadecimal"},
+	} {
+		out, errOut, code := cli(t, "", append([]string{"audit", "verify-export"}, tc.args...)...)
+		if code != tc.code || !strings.Contains(out+errOut, tc.want) {
+			t.Errorf("audit verify-export %v = exit %d, %s %s; want %d and %q", tc.args, code, out, errOut, tc.code, tc.want)
+		}
+	}
+	if _, errOut, code := cli(t, "", "audit", "export", "--db", db, "--since", "soon"); code != exitUsage || !strings.Contains(errOut, "not a time") {
+		t.Errorf("audit export --since soon = exit %d %s, want %d", code, errOut, exitUsage)
 	}
 }

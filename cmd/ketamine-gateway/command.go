@@ -86,7 +86,7 @@ var commands = []command{
 			"ketamine-gateway jobs list --owner clinicA-emr --kind import",
 			"ketamine-gateway jobs cancel 01a24796c7858ef562a3dcb870371555"}},
 	{name: "audit", summary: "check the audit trail's hash chain and the receipts and delivery attempts it vouches for",
-		usage: "audit verify [--db FILE_OR_URL] [--expect SEQ:HASH]...",
+		usage: "audit verify [--db FILE_OR_URL] [--expect SEQ:HASH]... | audit export [--db FILE_OR_URL] [--since T] [--until T] [--out FILE] | audit verify-export [--expect SEQ:HASH]... FILE",
 		detail: "Prints the result as JSON: exit 0 intact, exit 1 naming the first broken link or finding, exit 3\n" +
 			"when the chain could not be checked (no database there, or it could not be read).\n" +
 			"Besides the chain and how the AuditEvents are served, it checks the lineage beside the chain against\n" +
@@ -98,9 +98,15 @@ var commands = []command{
 			"Record the printed headSeq and headHash where the database's administrators cannot write, and give\n" +
 			"them to a later verify as --expect headSeq:headHash: whoever can write the database can rewrite a\n" +
 			"record and compute every later hash again, which only such an anchor shows (exit 1, the anchor not\n" +
-			"held).",
+			"held).\n" +
+			"export writes the chain's records for a period (by recorded time; the slice is contiguous) as NDJSON,\n" +
+			"each with its seq, prev and hash and its stored JSON as hashed, then a manifest line with the hash of\n" +
+			"the record before the first and the chain head; verify-export checks such a file without the database\n" +
+			"(exit 0 it links, 1 it does not or an anchor is not held, 3 it could not be read). See docs/audit.md.",
 		examples: []string{"ketamine-gateway audit verify",
-			"ketamine-gateway audit verify --expect 166:c251ac437b85e72722c206a2c2430320d7d10c23e9ad1b4cad14157adf15d48f"}},
+			"ketamine-gateway audit verify --expect 166:c251ac437b85e72722c206a2c2430320d7d10c23e9ad1b4cad14157adf15d48f",
+			"ketamine-gateway audit export --since 2026-11-01 --until 2026-12-01 --out audit-2026-11.ndjson",
+			"ketamine-gateway audit verify-export --expect 166:c251ac437b85e72722c206a2c2430320d7d10c23e9ad1b4cad14157adf15d48f audit-2026-11.ndjson"}},
 	{name: "lineage", summary: "the story of a source record, resource or trace, as JSON",
 		usage: "lineage [--db FILE_OR_URL] [--tenant T] (--source S --record ID [--kind K] | --resource Type/id | --trace TRACEID)",
 		detail: "Each receipt (time, client, trace id, content hash), the resource versions it produced, every\n" +
@@ -169,6 +175,13 @@ var commands = []command{
 		examples: []string{"ketamine-gateway client keygen --out client.key --jwks client.jwks",
 			"ketamine-gateway client token --key client.key --client-id my-emr --token-url http://127.0.0.1:8080/auth/token --scope 'system/*.rs'",
 			"curl -H \"Authorization: Bearer $(ketamine-gateway client token --bare --key client.key --client-id my-emr --token-url http://127.0.0.1:8080/auth/token)\" http://127.0.0.1:8080/fhir/Patient"}},
+	{name: "clients", summary: "the access review: the registered clients, their tenants, scopes and key ids",
+		usage: "clients list --config FILE",
+		detail: "Prints, as JSON, each client the configuration registers (auth.clients: id, tenant, scopes, key ids)\n" +
+			"and each external issuer (issuer, JWKS URL, scopes, tenants), as serve would load them, never a key.\n" +
+			"GET /admin/clients answers the same to an auditor (a clinic's: its clinic's clients). See\n" +
+			"docs/security.md, \"Access review\". Exit status: 0 listed, 2 usage or a configuration serve would refuse.",
+		examples: []string{"ketamine-gateway clients list --config /etc/ketamine-gateway/config.json"}},
 	{name: "codesystem", summary: "print one of the gateway's own CodeSystem resources",
 		usage:    "codesystem [--id ID]",
 		examples: []string{"ketamine-gateway codesystem --id validation-rule"}},

@@ -30,7 +30,7 @@ func dispatch(ctx context.Context, args []string, getenv func(string) string,
 		return usageError("", "no command given")
 	}
 	cmd, rest := args[1], args[2:]
-	if len(rest) > 0 && (rest[0] == "-h" || rest[0] == "--help" || rest[0] == "-help") && cmd != "deliveries" && cmd != "audit" && cmd != "jobs" && cmd != "client" {
+	if len(rest) > 0 && (rest[0] == "-h" || rest[0] == "--help" || rest[0] == "-help") && cmd != "deliveries" && cmd != "audit" && cmd != "jobs" && cmd != "client" && cmd != "clients" {
 		// Every command's help, even before its own flags are known.
 		rest = rest[:1]
 	}
@@ -57,6 +57,8 @@ func dispatch(ctx context.Context, args []string, getenv func(string) string,
 		return reindexCommand(ctx, rest, getenv, stdout, stderr)
 	case "client":
 		return clientCommand(ctx, rest, stdout)
+	case "clients":
+		return clientsCommand(rest, getenv, stdout)
 	case "codesystem":
 		return codeSystemCommand(rest, stdout, stderr)
 	case "ig":

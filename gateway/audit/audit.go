@@ -221,6 +221,8 @@ var interactions = map[string]kind{
 	"delivery-send":    {action: "R", gateway: true, export: true, display: "send a record to an EHR"},
 	"lineage":          {action: "R", gateway: true, display: "lineage query"},
 	"audit-verify":     {action: "E", gateway: true, display: "verify the audit chain"},
+	"audit-export":     {action: "R", gateway: true, display: "export the audit chain"},
+	"client-list":      {action: "R", gateway: true, display: "list the registered clients"},
 	"smart-config":     {action: "R", gateway: true, display: "SMART configuration"},
 	"bulk-export":      {action: "E", gateway: true, display: "bulk data export kick-off"},
 	"bulk-import":      {action: "C", gateway: true, display: "bulk import of native records"},

@@ -92,7 +92,12 @@ type Receipt struct {
 	// Deleted are the resources among Resources whose current version is
 	// a deletion (a client's DELETE, a record withdrawn): the deletion's
 	// version and time.
-	Deleted    []DeletedView   `json:"deleted,omitempty"`
+	Deleted []DeletedView `json:"deleted,omitempty"`
+	// Changed are the resources among Resources whose current version is
+	// a later one no native record produced: a client's write through the
+	// FHIR API (PUT, PATCH, a Bundle), stored and not delivered
+	// (docs/operations.md), so the EHR holds the receipt's version.
+	Changed    []ChangedView   `json:"changedSince,omitempty"`
 	Request    *RequestView    `json:"request,omitempty"`
 	Deliveries []operator.View `json:"deliveries"`
 
@@ -106,6 +111,16 @@ type DeletedView struct {
 	Resource string `json:"resource"` // Type/id
 	Version  string `json:"version"`  // the deletion, Type/id/_history/n
 	At       string `json:"at"`       // when it was deleted
+}
+
+// ChangedView is a resource a receipt produced that a client changed
+// since through the FHIR API: its current version, not delivered.
+type ChangedView struct {
+	Resource string `json:"resource"`         // Type/id
+	Version  string `json:"version"`          // the current version, Type/id/_history/n
+	At       string `json:"at"`               // when it was written
+	Method   string `json:"method,omitempty"` // PUT, PATCH or POST (a Bundle entry's), as the store recorded it
+	Client   string `json:"client,omitempty"` // who wrote it, as the request's AuditEvent or the Bundle's Provenance names it
 }
 
 // RequestView is an AuditEvent as the lineage shows it.
@@ -255,6 +270,9 @@ func BuildLineage(ctx context.Context, st store.Store, q LineageQuery) (*Lineage
 			return nil, err
 		}
 		if rc.Deleted, err = deleted.of(ctx, r.Tenant, rc.Resources); err != nil {
+			return nil, err
+		}
+		if rc.Changed, err = deleted.changed(ctx, r.Tenant, rc.Resources); err != nil {
 			return nil, err
 		}
 		out.Receipts = append(out.Receipts, rc)
@@ -607,46 +625,4 @@ func extString(v any, url string) string {
 		}
 	}
 	return ""
-}
-
-// deletions finds which of the resources receipts produced are deleted
-// since, reading each resource's current version once however many
-// receipts name it.
-type deletions struct {
-	st   store.Store
-	seen map[string]*DeletedView // by tenant and Type/id; nil value: not deleted
-}
-
-// of are the deleted ones among refs (Type/id/_history/n or Type/id) in
-// tenant, in refs' order.
-func (d *deletions) of(ctx context.Context, tenant string, refs []string) ([]DeletedView, error) {
-	var out []DeletedView
-	for _, ref := range refs {
-		typ, rest, _ := strings.Cut(ref, "/")
-		id, _, _ := strings.Cut(rest, "/")
-		if typ == "" || id == "" {
-			continue
-		}
-		key := tenant + "\x00" + typ + "/" + id
-		v, ok := d.seen[key]
-		if !ok {
-			versions, _, err := d.st.History(ctx, store.HistoryQuery{Type: typ, ID: id, Count: 1, Tenant: tenant})
-			if err != nil {
-				return nil, err
-			}
-			if len(versions) > 0 && versions[0].Deleted {
-				w := versions[0]
-				v = &DeletedView{Resource: typ + "/" + id, Version: fmt.Sprintf("%s/%s/_history/%d", typ, id, w.Version),
-					At: fhirwire.Instant(w.LastUpdated)}
-			}
-			if d.seen == nil {
-				d.seen = map[string]*DeletedView{}
-			}
-			d.seen[key] = v
-		}
-		if v != nil && !slices.ContainsFunc(out, func(x DeletedView) bool { return x.Resource == v.Resource }) {
-			out = append(out, *v)
-		}
-	}
-	return out, nil
 }

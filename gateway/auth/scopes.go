@@ -7,12 +7,13 @@ import "strings"
 const (
 	// ScopeIngest allows native record ingest.
 	ScopeIngest = "gateway/ingest"
-	// ScopeOperator allows the operator API: deliveries admin, audit chain
-	// verification and lineage.
+	// ScopeOperator allows the operator API: deliveries admin (reads and
+	// writes), audit chain verification and lineage.
 	ScopeOperator = "gateway/operator"
-	// ScopeAuditor marks a person of the console who follows the audit
-	// trail (AuditEvents, lineage, the audit chain) without acting on
-	// deliveries; the console grants it with system/*.rs (docs/console.md).
+	// ScopeAuditor marks a person of the console or an API client that
+	// follows the audit trail (AuditEvents, lineage, the audit chain,
+	// delivery listings) without acting on deliveries: the read-only
+	// admin API; the console grants it with system/*.rs (docs/console.md).
 	ScopeAuditor = "gateway/auditor"
 )
 

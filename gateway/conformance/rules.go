@@ -285,7 +285,8 @@ func GatewayRules() []Rule {
 		{"reindex-type-unknown", "The reindex names a resource type that is not indexed."},
 		{"reindex-tenant-unknown", "The reindex names an unknown tenant."},
 		{"reindex-batch-range", "The reindex batch size is out of range."},
-		{"tenant-audit-verify", "Verifying a tenant's audit chain is for an all-tenant operator."},
+		{"tenant-audit-verify", "Verifying the audit chain, which spans every tenant, is for an all-tenant auditor or operator."},
+		{"tenant-audit-export", "Exporting the audit chain, which spans every tenant, is for an all-tenant auditor or operator."},
 		{"tenant-replay", "A replay across tenants is for an all-tenant operator."},
 		// The console.
 		{"console-page-unknown", "No such console page."},

@@ -1,0 +1,346 @@
+package auditlog
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+)
+
+// An audit export is the audit chain's slice for a period, for a reviewer
+// who verifies it without the database (docs/audit.md, "A verifiable
+// export"): NDJSON, one ExportLine per chained AuditEvent in chain order,
+// then one line {"manifest": ExportManifest}. Each line's hash is
+// audit.Link(prev, resource's bytes), the chain's own formula; the
+// manifest's prev links the slice to the record before it (an anchor a
+// reviewer kept), and its head is the chain head when the export began.
+
+// ExportLine is one chained AuditEvent of an export: its record number,
+// id, the hash of the record before it, its own hash, and its stored JSON
+// exactly as hashed (Resource; Body64, base64, instead for a stored body
+// that is not one line of JSON, so that the bytes stay the hashed ones).
+type ExportLine struct {
+	Seq      int64           `json:"seq"`
+	ID       string          `json:"id"`
+	Prev     string          `json:"prev"`
+	Hash     string          `json:"hash"`
+	Resource json.RawMessage `json:"resource,omitempty"`
+	Body64   []byte          `json:"body64,omitempty"`
+}
+
+// ExportManifest closes an export: what it holds and how it links.
+type ExportManifest struct {
+	Since      string `json:"since,omitempty"`
+	Until      string `json:"until,omitempty"`
+	ExportedAt string `json:"exportedAt"`
+	Records    int64  `json:"records"`
+	// FirstSeq and LastSeq are the records exported (0 when none); Prev
+	// is the hash of record FirstSeq-1 ("" when FirstSeq is 1), LastHash
+	// record LastSeq's.
+	FirstSeq int64  `json:"firstSeq,omitempty"`
+	LastSeq  int64  `json:"lastSeq,omitempty"`
+	Prev     string `json:"prev"`
+	LastHash string `json:"lastHash,omitempty"`
+	// HeadSeq and HeadHash are the chain head when the export began (the
+	// export's own AuditEvent comes after it).
+	HeadSeq  int64  `json:"headSeq"`
+	HeadHash string `json:"headHash"`
+}
+
+// exportSlack is how long after until the walk goes on looking for
+// records recorded before until: records are chained in commit order, and
+// a request's AuditEvent is recorded when the request ends, so concurrent
+// requests' times interleave by up to a request's commit.
+const exportSlack = 5 * time.Minute
+
+// Export writes the audit chain's slice for [since, until) (a zero time:
+// unbounded) to w: every record from the first recorded at or after
+// since to the last recorded before until, in chain order, each whatever
+// its own time (a slice is contiguous, or it would not link), then the
+// manifest, which it also returns. It reads the chain as stored and
+// checks nothing (Verify does; VerifyExport checks the export). A
+// database that cannot be read is an error, as is w failing; an export
+// cut off by one has no manifest, which VerifyExport reports.
+func Export(ctx context.Context, st store.Store, since, until, now time.Time, w io.Writer) (ExportManifest, error) {
+	m := ExportManifest{ExportedAt: now.UTC().Format(time.RFC3339Nano)}
+	if !since.IsZero() {
+		m.Since = since.UTC().Format(time.RFC3339Nano)
+	}
+	if !until.IsZero() {
+		m.Until = until.UTC().Format(time.RFC3339Nano)
+	}
+	var err error
+	m.HeadSeq, m.HeadHash, err = st.AuditChainHead(ctx)
+	headless := errors.Is(err, store.ErrNotFound) // the head's record is missing: Verify's finding
+	if err != nil && !headless {
+		return m, fmt.Errorf("audit export: chain head: %w", err)
+	}
+	bw := bufio.NewWriter(w)
+	var (
+		prev    string               // the hash of the record before the one walked
+		started bool                 // a record of the period was met
+		pending []audit.ChainEntry   // records after the last of the period so far
+		pprev   string               // the hash before pending[0]
+		stop    = errors.New("stop") // the walk is past the period
+	)
+	emit := func(e audit.ChainEntry, before string) error {
+		if m.FirstSeq == 0 {
+			m.FirstSeq, m.Prev = e.Seq, before
+		}
+		m.LastSeq, m.LastHash, m.Records = e.Seq, e.Hash, m.Records+1
+		return writeExportLine(bw, e, before)
+	}
+	err = st.AuditChain(ctx, func(e audit.ChainEntry) error {
+		if e.Seq > m.HeadSeq && !headless {
+			return stop // appended since the export began
+		}
+		before := prev
+		prev = e.Hash
+		at := recordedOf(e.Body)
+		inPeriod := (since.IsZero() || !at.Before(since)) && (until.IsZero() || at.Before(until))
+		switch {
+		case !started && !inPeriod:
+			return nil
+		case inPeriod:
+			started = true
+			for i, p := range pending {
+				b := pprev
+				if i > 0 {
+					b = pending[i-1].Hash
+				}
+				if err := emit(p, b); err != nil {
+					return err
+				}
+			}
+			pending = nil
+			return emit(e, before)
+		case !until.IsZero() && !at.Before(until.Add(exportSlack)):
+			return stop
+		default:
+			if len(pending) == 0 {
+				pprev = before
+			}
+			pending = append(pending, e)
+			return nil
+		}
+	})
+	if err != nil && !errors.Is(err, stop) {
+		return m, fmt.Errorf("audit export: %w", err)
+	}
+	line, err := json.Marshal(struct {
+		Manifest ExportManifest `json:"manifest"`
+	}{m})
+	if err != nil {
+		return m, err
+	}
+	bw.Write(line)
+	bw.WriteByte('\n')
+	return m, bw.Flush()
+}
+
+// writeExportLine writes e as an ExportLine, its body's bytes as stored.
+func writeExportLine(w *bufio.Writer, e audit.ChainEntry, prev string) error {
+	l := ExportLine{Seq: e.Seq, ID: e.ID, Prev: prev, Hash: e.Hash}
+	if json.Valid(e.Body) && !bytes.ContainsAny(e.Body, "\r\n") {
+		l.Resource = e.Body
+	} else {
+		l.Body64 = e.Body
+		if l.Body64 == nil {
+			l.Body64 = []byte{} // missing: hashed as nothing, shown as ""
+		}
+	}
+	// encoding/json would compact and escape a RawMessage; the bytes
+	// hashed are written as they are instead.
+	head, err := json.Marshal(struct {
+		Seq  int64  `json:"seq"`
+		ID   string `json:"id"`
+		Prev string `json:"prev"`
+		Hash string `json:"hash"`
+	}{l.Seq, l.ID, l.Prev, l.Hash})
+	if err != nil {
+		return err
+	}
+	w.Write(head[:len(head)-1])
+	if l.Resource != nil {
+		w.WriteString(`,"resource":`)
+		w.Write(l.Resource)
+	} else {
+		b64, _ := json.Marshal(l.Body64)
+		w.WriteString(`,"body64":`)
+		w.Write(b64)
+	}
+	_, err = w.WriteString("}\n")
+	return err
+}
+
+// recordedOf is an AuditEvent body's recorded time (zero when it has
+// none: such a record is in a period only when it is unbounded, or
+// between records that are).
+func recordedOf(body []byte) time.Time {
+	var ae struct {
+		Recorded string `json:"recorded"`
+	}
+	if json.Unmarshal(body, &ae) != nil {
+		return time.Time{}
+	}
+	t, _ := time.Parse(time.RFC3339Nano, ae.Recorded)
+	return t
+}
+
+// ExportCheck is what VerifyExport found.
+type ExportCheck struct {
+	Intact  bool  `json:"intact"`
+	Records int64 `json:"records"`
+	// The manifest's links, as checked.
+	FirstSeq int64  `json:"firstSeq,omitempty"`
+	LastSeq  int64  `json:"lastSeq,omitempty"`
+	Prev     string `json:"prev"`
+	LastHash string `json:"lastHash,omitempty"`
+	HeadSeq  int64  `json:"headSeq,omitempty"`
+	HeadHash string `json:"headHash,omitempty"`
+	// BrokenAt and Reason name the first thing that does not hold:
+	// BrokenAt is the record where it starts (the one after the last
+	// read, for a cut export or a manifest that disagrees).
+	BrokenAt int64  `json:"brokenAt,omitempty"`
+	Reason   string `json:"reason,omitempty"`
+	// Anchors are those asked to be checked: a record of the export, the
+	// record before its first (prev) or its head.
+	Anchors []AnchorCheck `json:"anchors,omitempty"`
+}
+
+// VerifyExport checks an export read from r without the database: the
+// lines are consecutive records, each linked to the one before it and
+// hashed as the chain hashes (audit.Link), the manifest closes them and
+// agrees, and each anchor is held. An anchor is checked against the
+// records exported, the record before the first (the manifest's prev) and
+// the head; one elsewhere is not held (the export cannot show it). It
+// fails only when r cannot be read.
+func VerifyExport(r io.Reader, anchors ...Anchor) (ExportCheck, error) {
+	var out ExportCheck
+	hashes := map[int64]string{}
+	fail := func(at int64, format string, args ...any) {
+		if out.Reason == "" {
+			out.BrokenAt, out.Reason = at, fmt.Sprintf(format, args...)
+		}
+	}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 1<<20), 64<<20)
+	var (
+		n        int64
+		last     *ExportLine
+		manifest *ExportManifest
+	)
+	for sc.Scan() {
+		n++
+		if len(bytes.TrimSpace(sc.Bytes())) == 0 {
+			continue
+		}
+		if manifest != nil {
+			fail(nextSeq(last), "line %d comes after the manifest", n)
+			break
+		}
+		var l struct {
+			ExportLine
+			Manifest *ExportManifest `json:"manifest"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			fail(nextSeq(last), "line %d is not JSON", n)
+			break
+		}
+		if l.Manifest != nil {
+			manifest = l.Manifest
+			continue
+		}
+		e := l.ExportLine
+		body := []byte(e.Resource)
+		if e.Resource == nil {
+			body = e.Body64
+		}
+		switch {
+		case last == nil:
+			out.FirstSeq, out.Prev = e.Seq, e.Prev
+		case e.Seq != last.Seq+1:
+			fail(e.Seq, "line %d holds record %d after record %d: records %d to %d are missing", n, e.Seq, last.Seq, last.Seq+1, e.Seq-1)
+		case e.Prev != last.Hash:
+			fail(e.Seq, "line %d: record %d's prev is not record %d's hash", n, e.Seq, last.Seq)
+		}
+		if audit.Link(e.Prev, body) != e.Hash {
+			fail(e.Seq, "line %d: record %d or its hash was changed (its hash is not SHA-256 of prev and its resource)", n, e.Seq)
+		}
+		hashes[e.Seq] = e.Hash
+		out.Records++
+		last = &e
+	}
+	if err := sc.Err(); err != nil {
+		return out, fmt.Errorf("read the export: %w", err)
+	}
+	if last != nil {
+		out.LastSeq, out.LastHash = last.Seq, last.Hash
+	}
+	switch m := manifest; {
+	case m == nil:
+		fail(nextSeq(last), "the export has no manifest line: it was cut off after record %d", out.LastSeq)
+	default:
+		out.HeadSeq, out.HeadHash = m.HeadSeq, m.HeadHash
+		switch {
+		case m.Records != out.Records || m.FirstSeq != out.FirstSeq || m.LastSeq != out.LastSeq || m.LastHash != out.LastHash:
+			fail(nextSeq(last), "the manifest names records %d to %d (%d), the export holds %d to %d (%d)", m.FirstSeq, m.LastSeq, m.Records, out.FirstSeq, out.LastSeq, out.Records)
+		case out.Records > 0 && m.Prev != out.Prev:
+			fail(out.FirstSeq, "the manifest's prev is not record %d's prev", out.FirstSeq)
+		case out.Records == 0:
+			out.Prev = m.Prev
+		}
+		if out.LastSeq > 0 && out.LastSeq == m.HeadSeq && out.LastHash != m.HeadHash {
+			fail(out.LastSeq, "the head is record %d, whose hash the manifest gives otherwise", m.HeadSeq)
+		}
+		if out.LastSeq > m.HeadSeq {
+			fail(out.LastSeq, "the export holds record %d, past the head (record %d)", out.LastSeq, m.HeadSeq)
+		}
+	}
+	for _, a := range anchors {
+		c := AnchorCheck{Anchor: a}
+		got, ok := hashes[a.Seq]
+		switch {
+		case ok:
+		case out.FirstSeq > 0 && a.Seq == out.FirstSeq-1:
+			got, ok = out.Prev, true
+		case a.Seq == out.HeadSeq && manifest != nil:
+			got, ok = out.HeadHash, true
+		}
+		switch {
+		case !ok:
+			c.Problem = fmt.Sprintf("the export does not show record %d (it holds records %d to %d, the hash of the record before them, and the head, record %d): export the period that starts after it", a.Seq, out.FirstSeq, out.LastSeq, out.HeadSeq)
+		case got != a.Hash:
+			c.Problem = fmt.Sprintf("the export gives record %d another hash: the chain was rewritten at or before it", a.Seq)
+		default:
+			c.Held = true
+		}
+		out.Anchors = append(out.Anchors, c)
+	}
+	out.Intact = out.Reason == "" && !slicesHasUnheld(out.Anchors)
+	return out, nil
+}
+
+// nextSeq is the record after l (1 when there is none).
+func nextSeq(l *ExportLine) int64 {
+	if l == nil {
+		return 1
+	}
+	return l.Seq + 1
+}
+
+func slicesHasUnheld(as []AnchorCheck) bool {
+	for _, a := range as {
+		if !a.Held {
+			return true
+		}
+	}
+	return false
+}
