@@ -554,7 +554,11 @@ func ViewAuditEvent(ev map[string]any) RequestView {
 	v.Description, _ = ev["outcomeDesc"].(string)
 	v.Tenant, _ = dig(ev, "source", "site").(string)
 	if st := list(ev["subtype"]); len(st) > 0 {
-		v.Interaction, _ = dig(st[0], "code").(string)
+		// The interaction's name, as the search form and the API's
+		// lineage take it: a login is "login", not DICOM's 110122.
+		sys, _ := dig(st[0], "system").(string)
+		code, _ := dig(st[0], "code").(string)
+		v.Interaction = audit.InteractionOf(sys, code)
 	}
 	for _, a := range list(ev["agent"]) {
 		if req, _ := dig(a, "requestor").(bool); !req {

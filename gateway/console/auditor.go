@@ -309,7 +309,9 @@ func (c *Console) runSearch(rq *request, q auditSearch, count, offset int, total
 		params.Set("outcome", q.Outcome)
 	}
 	if q.Interaction != "" {
-		params.Set("subtype", q.Interaction)
+		// What the interaction is stored as: login and logout under their
+		// DICOM codes (audit.Subtype).
+		params.Set("subtype", search.Token(audit.Subtype(q.Interaction)))
 	}
 	if q.From != "" {
 		params.Add("date", "ge"+searchDate(q.From))

@@ -297,7 +297,7 @@ func TestSearchAndExport(t *testing.T) {
 		}
 	}
 	if len(urls.Link) != 1 || urls.Link[0].Relation != "self" || !strings.HasPrefix(urls.Link[0].URL, f.srv.URL+"/fhir/AuditEvent?") ||
-		!strings.Contains(urls.Link[0].URL, "subtype=ingest") || strings.Contains(urls.Link[0].URL, "MRN") {
+		!strings.Contains(urls.Link[0].URL, "subtype="+url.QueryEscape(audit.SystemGatewayInteraction+"|ingest")) || strings.Contains(urls.Link[0].URL, "MRN") {
 		t.Errorf("Bundle export: links %+v, want a self link naming the search (patients by id)", urls.Link)
 	}
 
