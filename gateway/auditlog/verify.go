@@ -62,7 +62,12 @@ type Anchor struct {
 type AnchorCheck struct {
 	Anchor
 	Held bool `json:"held"`
-	// Problem says, when not held, what the chain holds instead.
+	// NotChecked tells that the anchor was not checked: the chain is
+	// broken at or before its record, and the walk stops at the first
+	// broken link (Problem says where). It is not held either.
+	NotChecked bool `json:"notChecked,omitempty"`
+	// Problem says, when not held, what the chain holds instead, or why
+	// the anchor was not checked.
 	Problem string `json:"problem,omitempty"`
 }
 
@@ -126,7 +131,10 @@ func (v *AuditVerification) Summary() string {
 			"of receipts or delivery attempts stored otherwise than the chained AuditEvents that wrote them say"))
 	}
 	for _, a := range v.Anchors {
-		if !a.Held {
+		switch {
+		case a.NotChecked:
+			parts = append(parts, "anchor "+strconv.FormatInt(a.Seq, 10)+" "+a.Problem)
+		case !a.Held:
 			parts = append(parts, "anchor "+strconv.FormatInt(a.Seq, 10)+" not held: "+a.Problem)
 		}
 	}
@@ -168,7 +176,9 @@ func (v *AuditVerification) firstFault(lineage bool, n int, what string) string 
 // store's.
 //
 // Each anchor is checked too: the chain must still hold its record with
-// its hash (AuditVerification.Anchors).
+// its hash (AuditVerification.Anchors). An anchor at or after the first
+// broken link, where the walk stops, is not checked (NotChecked), and
+// not held.
 //
 // So is the lineage beside the chain: every Provenance version and
 // delivery attempt a chained AuditEvent names with its hashes (the
@@ -223,8 +233,9 @@ func Verify(ctx context.Context, st store.Store, now time.Time, anchors ...Ancho
 		return nil
 	})
 	var bl *audit.BrokenLink
+	stopped := errors.As(err, &bl) // the walk stopped at a broken link
 	switch {
-	case errors.As(err, &bl):
+	case stopped:
 		out.Intact, out.BrokenAt, out.Reason = false, bl.Seq, bl.Reason
 	case err != nil:
 		return nil, err
@@ -256,6 +267,14 @@ func Verify(ctx context.Context, st store.Store, now time.Time, anchors ...Ancho
 		switch h := walked[a.Seq]; {
 		case h == a.Hash:
 			c.Held = true
+		case h == "" && stopped && a.Seq == out.BrokenAt:
+			c.NotChecked = true
+			c.Problem = fmt.Sprintf("not checked: the chain is broken at record %d, this anchor's record", out.BrokenAt)
+		case h == "" && stopped && a.Seq > out.BrokenAt:
+			// The walk stopped at the break: the record may well be
+			// there, so it was not cut off, only not reached.
+			c.NotChecked = true
+			c.Problem = fmt.Sprintf("not checked: the chain is broken at record %d, before this anchor", out.BrokenAt)
 		case h == "":
 			c.Problem = fmt.Sprintf("the chain holds no record %d (it ends at record %d): records were cut off", a.Seq, out.HeadSeq)
 		default:

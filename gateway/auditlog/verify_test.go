@@ -276,6 +276,76 @@ func TestVerifyAnchors(t *testing.T) {
 	}
 }
 
+// TestVerifyAnchorPastBreak: an anchor after the first broken link is not
+// checked (the walk stops at the break), and is said so, not "cut off":
+// its record is still there (probe p39 F2). An anchor before the break is
+// checked; one past the end of a cut chain is still "cut off".
+func TestVerifyAnchorPastBreak(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct {
+		name    string
+		tamper  string
+		anchor  int64 // the anchored record (its hash from before the tamper)
+		held    bool
+		problem string
+	}{
+		{"after the break", `UPDATE audit_chain SET hash = '` + strings.Repeat("0", 64) + `' WHERE seq = 2`, 4, false,
+			"anchor 4 not checked: the chain is broken at record 2, before this anchor"},
+		{"at the break", `UPDATE audit_chain SET hash = '` + strings.Repeat("0", 64) + `' WHERE seq = 2`, 2, false,
+			"anchor 2 not checked: the chain is broken at record 2, this anchor's record"},
+		{"before the break", `UPDATE audit_chain SET hash = '` + strings.Repeat("0", 64) + `' WHERE seq = 3`, 2, true, ""},
+		{"cut off", `DELETE FROM audit_chain WHERE seq > 3`, 4, false,
+			"anchor 4 not held: the chain holds no record 4 (it ends at record 3): records were cut off"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			db := filepath.Join(t.TempDir(), "kg.db")
+			st, err := sqlite.Open(ctx, db, sqlite.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			hashes := map[int64]string{}
+			for i := 1; i <= 5; i++ {
+				id := fmt.Sprintf("ae%d", i)
+				body := fmt.Appendf(nil, `{"resourceType":"AuditEvent","id":%q}`, id)
+				err := st.Write(ctx, func(tx store.Tx) error {
+					if err := tx.Put(&store.Resource{Type: "AuditEvent", ID: id, Version: 1, Body: body}, nil); err != nil {
+						return err
+					}
+					return tx.AppendAudit(id, body, nil)
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				res, err := Verify(ctx, st, time.Now())
+				if err != nil || !res.Intact {
+					t.Fatalf("Verify = %+v, %v", res, err)
+				}
+				hashes[res.HeadSeq] = res.HeadHash
+			}
+			raw, err := sql.Open("sqlite", db)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer raw.Close()
+			if _, err := raw.Exec(tc.tamper); err != nil {
+				t.Fatalf("%s: %v", tc.tamper, err)
+			}
+			res, err := Verify(ctx, st, time.Now(), Anchor{Seq: tc.anchor, Hash: hashes[tc.anchor]})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Intact || len(res.Anchors) != 1 || res.Anchors[0].Held != tc.held {
+				t.Fatalf("Verify = %+v, want not intact, the anchor held %t", res, tc.held)
+			}
+			if s := res.Summary(); tc.problem != "" && !strings.Contains(s, tc.problem) || tc.held && strings.Contains(s, "anchor") {
+				t.Errorf("Verify(...).Summary() = %q, want %q", s, tc.problem)
+			}
+		})
+	}
+}
+
 // TestVerifyIndexNote: when the index rows are not compared, the note
 // says why and what to do: reindex after an upgrade (an older build's
 // rows), the newer release's own check after a rollback (reindex would

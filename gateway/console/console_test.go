@@ -692,7 +692,10 @@ func TestChainPageBroken(t *testing.T) {
 	}
 	_, page, _ = f.get(t, "/console/audit/chain")
 	for _, want := range []string{"Broken at record 3", "<dt>Last intact record</dt><dd>record 2,", "<dt>Head the database holds (not verified)</dt>",
-		"A broken chain has no head to record", "record " + m[1] + ", hash <code>" + m[2] + "</code>: <strong>not held</strong>"} {
+		"A broken chain has no head to record",
+		// The anchor is past the break, where the walk stopped: not
+		// checked, not "cut off" (probe p39 F2).
+		"record " + m[1] + ", hash <code>" + m[2] + "</code>: <strong>not checked: the chain is broken at record 3, before this anchor</strong>"} {
 		if !strings.Contains(page, want) {
 			t.Errorf("the broken chain's page lacks %q", want)
 		}
