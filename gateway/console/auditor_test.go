@@ -1,13 +1,17 @@
 package console
 
 import (
+	"context"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
 )
 
 // TestAuditSearchLogin: the form's interactions login and logout find the
@@ -43,5 +47,47 @@ func TestAuditSearchLogin(t *testing.T) {
 				t.Errorf("CSV export of interaction %s = %d, want it named so:\n%s", tc.interaction, code, csvBody)
 			}
 		})
+	}
+}
+
+// TestRecordPageOwnResources: the source record's page lists the requests
+// that touched the record's own resources, not every request about its
+// patient (another record's ingest names the same Patient), says where the
+// patient's trail is, and says when the newest-100 cap cut the list
+// (probe p39 F4).
+func TestRecordPageOwnResources(t *testing.T) {
+	f := newFixture(t, nil)
+	ingest := func(file string) string {
+		doc, err := os.ReadFile(filepath.Join("..", "..", "schemas", "examples", "assessment", file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.app.Ingest.Ingest(context.Background(), auditlog.NewScope("ingest", f.c.devScope), "assessment", doc, false, engine.Answer{}); err != nil {
+			t.Fatal(err)
+		}
+		return lastEvent(t, f.st, "ingest")
+	}
+	own := ingest("phq9-moderate.json") // ASM-2026-0310-001
+	other := ingest("gad7-mild.json")   // ASM-2026-0310-002, the same patient
+	const path = "/console/records?source=serenity-clinic-emr&record=ASM-2026-0310-001"
+	code, page, _ := f.get(t, path)
+	if code != http.StatusOK || !strings.Contains(page, "/console/audit/events/"+own) {
+		t.Fatalf("GET %s = %d, want the record's own ingest listed:\n%.3000s", path, code, page)
+	}
+	if strings.Contains(page, "/console/audit/events/"+other) {
+		t.Errorf("GET %s lists another record's ingest (it names the same Patient)", path)
+	}
+	if !strings.Contains(page, "search the audit trail by the patient") || strings.Contains(page, "more are not shown") {
+		t.Errorf("GET %s: want the patient's trail pointed to, and no cap reached:\n%.4000s", path, page)
+	}
+	// Each view of the page is an AuditEvent naming the record's
+	// Provenance: past 100 of them, the page says the list was cut.
+	for range 100 {
+		if code, _, _ := f.get(t, path); code != http.StatusOK {
+			t.Fatalf("GET %s = %d", path, code)
+		}
+	}
+	if _, page, _ = f.get(t, path); !strings.Contains(page, "the newest 100 are shown; more are not shown") {
+		t.Errorf("GET %s after 101 views does not say the list was cut:\n%.4000s", path, page)
 	}
 }
