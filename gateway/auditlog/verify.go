@@ -45,6 +45,12 @@ type AuditVerification struct {
 	// chain still holds it; one it does not makes the trail not intact.
 	Anchors []AnchorCheck `json:"anchors,omitempty"`
 	Checked time.Time     `json:"checked"`
+
+	// The faults by kind, for Describe: AuditEvents stored but not in the
+	// chain, and the lineage's Provenance versions and delivery attempts
+	// stored otherwise (the rest of FaultCount are AuditEvents served
+	// otherwise than chained).
+	unchained, provenanceFaults, attemptFaults int
 }
 
 // Anchor is a record of the chain and its hash as an auditor wrote them
@@ -113,6 +119,62 @@ func (v *AuditVerification) faultAbout(seq int64, id, about, problem string) {
 	if len(v.Faults) < maxFaults {
 		v.Faults = append(v.Faults, AuditFault{Seq: seq, AuditEvent: id, About: about, Problem: problem})
 	}
+}
+
+// lineageFault records a fault of about, a Provenance version or a
+// delivery attempt of the lineage that AuditEvent id (record seq) names.
+func (v *AuditVerification) lineageFault(seq int64, id, about, problem string) {
+	v.Lineage.Faults++
+	if strings.HasPrefix(about, "Provenance/") {
+		v.provenanceFaults++
+	} else {
+		v.attemptFaults++
+	}
+	v.faultAbout(seq, id, about, problem)
+}
+
+// unchainedFault records an AuditEvent stored that the chain does not hold.
+func (v *AuditVerification) unchainedFault(id string) {
+	v.unchained++
+	v.fault(0, id, "stored, but not in the audit chain: the gateway did not write it")
+}
+
+// Describe is the verification in counts, for the audit-verify
+// AuditEvent's description (the API's, the console's): whether the trail
+// is intact, the records verified, where the chain broke, and each kind
+// of fault with its count. It names no record's content.
+func (v *AuditVerification) Describe() string {
+	parts := []string{fmt.Sprintf("audit chain intact=%t, %s verified", v.Intact, Counted(int(v.Records), "record"))}
+	if v.BrokenAt > 0 {
+		parts = append(parts, fmt.Sprintf("broken at record %d", v.BrokenAt))
+	}
+	held, unchecked := 0, 0
+	for _, a := range v.Anchors {
+		switch {
+		case a.NotChecked:
+			unchecked++
+		case !a.Held:
+			held++
+		}
+	}
+	for _, k := range []struct {
+		n         int
+		one, many string
+	}{
+		{v.FaultCount - v.unchained - v.Lineage.Faults, "AuditEvent served otherwise than chained", "AuditEvents served otherwise than chained"},
+		{v.unchained, "AuditEvent stored but not in the chain", "AuditEvents stored but not in the chain"},
+		{v.provenanceFaults, "Provenance version stored otherwise than its AuditEvent says",
+			"Provenance versions stored otherwise than their AuditEvents say"},
+		{v.attemptFaults, "delivery attempt stored otherwise than its AuditEvent says",
+			"delivery attempts stored otherwise than their AuditEvents say"},
+		{held, "anchor not held", "anchors not held"},
+		{unchecked, "anchor not checked", "anchors not checked"},
+	} {
+		if k.n > 0 {
+			parts = append(parts, CountedAs(k.n, k.one, k.many))
+		}
+	}
+	return strings.Join(parts, ", ")
 }
 
 // Summary is the verdict in one line: "audit trail intact", or the first
@@ -290,10 +352,11 @@ func Verify(ctx context.Context, st store.Store, now time.Time, anchors ...Ancho
 		return nil, err
 	}
 	for _, id := range ids {
-		out.fault(0, id, "stored, but not in the audit chain: the gateway did not write it")
+		out.unchainedFault(id)
 	}
 	if extra := n - len(ids); extra > 0 {
 		out.FaultCount += extra // past maxFaults: counted, not listed
+		out.unchained += extra
 		out.Intact = false
 	}
 	if !out.Intact && !headMissing {

@@ -384,3 +384,45 @@ func TestVerifyIndexNote(t *testing.T) {
 		})
 	}
 }
+
+// TestVerificationDescribe: the audit-verify AuditEvent's description
+// names each kind of fault with its count: an AuditEvent served otherwise
+// than chained is not a Provenance or a delivery attempt stored otherwise
+// (probe p39 F8: "1 AuditEvents served otherwise than chained" counted a
+// delivery payload's fault).
+func TestVerificationDescribe(t *testing.T) {
+	tests := []struct {
+		name  string
+		build func(v *AuditVerification)
+		want  string
+	}{
+		{"intact", func(*AuditVerification) {}, "audit chain intact=true, 24 records verified"},
+		{"an attempt", func(v *AuditVerification) {
+			v.lineageFault(3, "ae3", "delivery k7q2xw4mbn3ra attempt 1", "payload differs")
+		}, "audit chain intact=false, 24 records verified, 1 delivery attempt stored otherwise than its AuditEvent says"},
+		{"each kind", func(v *AuditVerification) {
+			v.BrokenAt = 25
+			v.fault(4, "ae4", "shadow version")
+			v.fault(5, "ae5", "index row")
+			v.unchainedFault("ae9")
+			v.lineageFault(3, "ae3", "Provenance/rec-1/_history/1", "differs")
+			v.lineageFault(6, "ae6", "delivery k7q2xw4mbn3ra attempt 2", "differs")
+			v.lineageFault(7, "ae7", "delivery k7q2xw4mbn3ra attempt 3", "differs")
+			v.Anchors = []AnchorCheck{{Held: true}, {}, {NotChecked: true}, {NotChecked: true}}
+		}, "audit chain intact=false, 24 records verified, broken at record 25, 2 AuditEvents served otherwise than chained, " +
+			"1 AuditEvent stored but not in the chain, 1 Provenance version stored otherwise than its AuditEvent says, " +
+			"2 delivery attempts stored otherwise than their AuditEvents say, 1 anchor not held, 2 anchors not checked"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			v := &AuditVerification{Intact: true, Records: 24}
+			tc.build(v)
+			if v.BrokenAt > 0 || len(v.Anchors) > 1 {
+				v.Intact = false
+			}
+			if got := v.Describe(); got != tc.want {
+				t.Errorf("Describe() = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}

@@ -348,7 +348,14 @@ func (c *Console) runSearch(rq *request, q auditSearch, count, offset int, total
 		raws = append(raws, m.Body)
 	}
 	res.From, res.To = offset+1, offset+len(res.Rows)
-	rq.sc.Description = fmt.Sprintf("console AuditEvent search: %d matches", len(res.Rows))
+	// The API's words (engine searchDescription): the matches in all,
+	// when counted, and those on this page.
+	rq.sc.Description = fmt.Sprintf("console AuditEvent search: %s on this page (total not counted)",
+		auditlog.CountedAs(len(res.Rows), "match", "matches"))
+	if res.Total >= 0 {
+		rq.sc.Description = fmt.Sprintf("console AuditEvent search: %s in all, %d on this page",
+			auditlog.CountedAs(res.Total, "match", "matches"), len(res.Rows))
+	}
 	return res, raws, nil
 }
 

@@ -91,3 +91,60 @@ func TestRecordPageOwnResources(t *testing.T) {
 		t.Errorf("GET %s after 101 views does not say the list was cut:\n%.4000s", path, page)
 	}
 }
+
+// TestAuditSearchDescription: the console search's own AuditEvent says
+// how many matched in all and how many the page showed, in the API's
+// words (probe p39 F8: "25 matches" when 27 matched).
+func TestAuditSearchDescription(t *testing.T) {
+	f := newFixture(t, nil)
+	for range pageSize + 2 {
+		if err := f.app.Audit.Append(auditlog.NewScope("login", &auth.Principal{ClientID: "person:auditor@clinic.example"}), http.StatusOK); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, page, _ := f.get(t, "/console/audit")
+	_, _, h := f.post(t, "/console/audit", url.Values{"csrf": {csrf(t, page)}, "interaction": {"login"}})
+	for _, tc := range []struct{ page, want string }{
+		{"1", "console AuditEvent search: 27 matches in all, 25 on this page"},
+		{"2", "console AuditEvent search: 27 matches in all, 2 on this page"},
+	} {
+		if code, _, _ := f.get(t, h.Get("Location")+"&page="+tc.page); code != http.StatusOK {
+			t.Fatalf("page %s = %d", tc.page, code)
+		}
+		got, err := f.app.Store.Read(context.Background(), "AuditEvent", lastEvent(t, f.st, ""))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(got.Body), tc.want) {
+			t.Errorf("page %s: the search's AuditEvent %s, want %q", tc.page, got.Body, tc.want)
+		}
+	}
+}
+
+// TestDeliverySendOutcomeWords: an attempt the EHR answered with 500 or
+// 422 is not labelled "failed (server)" or "refused (client)", which read
+// as the gateway's fault or the clinic's: the words say it was the EHR's
+// answer (probe p39 F8).
+func TestDeliverySendOutcomeWords(t *testing.T) {
+	f := newFixture(t, nil)
+	for _, status := range []int{500, 422, 502} {
+		sc := auditlog.NewScope("delivery-send", nil)
+		sc.Description = "delivery k7q2xw4mbn3ra to ehr: attempt 1: not delivered"
+		if err := f.app.Audit.Append(sc, status); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, page, _ := f.get(t, "/console/audit")
+	_, _, h := f.post(t, "/console/audit", url.Values{"csrf": {csrf(t, page)}, "interaction": {"delivery-send"}})
+	_, body, _ := f.get(t, h.Get("Location"))
+	for _, want := range []string{"the EHR answered 500 (its fault)", "the EHR refused it (422)", "no answer from the EHR (or it answered 502)"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("the delivery-send rows lack %q", want)
+		}
+	}
+	for _, not := range []string{">failed (server)</span>", ">refused (client)</span>"} {
+		if strings.Contains(body, not) {
+			t.Errorf("a delivery-send row reads %q", not)
+		}
+	}
+}

@@ -340,7 +340,7 @@ func (c *Console) chainVerify(rq *request) error {
 	if err != nil {
 		return err
 	}
-	rq.sc.Description = fmt.Sprintf("audit chain intact=%t, %d records verified, %d AuditEvents served otherwise than chained", res.Intact, res.Records, res.FaultCount)
+	rq.sc.Description = res.Describe()
 	who := rq.sess.principal.ClientID
 	if who == "" {
 		who = "development mode"
