@@ -3,6 +3,7 @@ package console
 import (
 	"context"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 )
 
 // TestAuditSearchLogin: the form's interactions login and logout find the
@@ -29,8 +31,8 @@ func TestAuditSearchLogin(t *testing.T) {
 	for _, tc := range []struct {
 		interaction, want string
 	}{
-		{"login", "Requests 1 to 2 of 2,"},
-		{"logout", "Requests 1 to 1 of 1,"},
+		{"login", "AuditEvents 1 to 2 of 2,"},
+		{"logout", "AuditEvents 1 to 1 of 1,"},
 	} {
 		t.Run(tc.interaction, func(t *testing.T) {
 			_, page, _ := f.get(t, "/console/audit")
@@ -146,5 +148,57 @@ func TestDeliverySendOutcomeWords(t *testing.T) {
 		if strings.Contains(body, not) {
 			t.Errorf("a delivery-send row reads %q", not)
 		}
+	}
+}
+
+// allTenantSession makes the fixture's browser an all-tenant auditor's,
+// as a sign-in without a tenant claim does.
+func allTenantSession(t *testing.T, f *fixture) {
+	t.Helper()
+	w := httptest.NewRecorder()
+	f.c.sessions.create(w, &auth.Principal{ClientID: "person:auditor@clinic.example", Tenant: search.AllTenants,
+		Scopes: auth.ParseScopes("system/*.rs " + auth.ScopeAuditor)})
+	u, _ := url.Parse(f.srv.URL)
+	f.cl.Jar.SetCookies(u, w.Result().Cookies())
+}
+
+// TestAllTenantReaderSharesFolded: an all-tenant request is stored whole
+// (for all-tenant readers) and as each tenant's share; an all-tenant
+// auditor sees each request once, in the audit search's page and the
+// record page, and the search counts AuditEvents as AuditEvents (probe
+// p39 F7).
+func TestAllTenantReaderSharesFolded(t *testing.T) {
+	f := newFixture(t, nil)
+	doc, err := os.ReadFile(filepath.Join("..", "..", "schemas", "examples", "assessment", "phq9-moderate.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	isc := auditlog.NewScope("ingest", f.c.devScope)
+	isc.TraceID = "4bf92f3577b34da6a3ce929d0e0e4736"
+	if _, err := f.app.Ingest.Ingest(context.Background(), isc, "assessment", doc, false, engine.Answer{}); err != nil {
+		t.Fatal(err)
+	}
+	ingested := lastEvent(t, f.st, "ingest")
+	allTenantSession(t, f)
+	// An all-tenant auditor's look at the record: its AuditEvent whole
+	// and the default tenant's share, of one request.
+	const path = "/console/records?source=serenity-clinic-emr&record=ASM-2026-0310-001"
+	if code, body, _ := f.get(t, path); code != http.StatusOK {
+		t.Fatalf("GET %s = %d:\n%.2000s", path, code, body)
+	}
+	_, page, _ := f.get(t, "/console/audit")
+	_, _, h := f.post(t, "/console/audit", url.Values{"csrf": {csrf(t, page)}, "client": {"person:auditor@clinic.example"},
+		"interaction": {"lineage"}})
+	_, body, _ := f.get(t, h.Get("Location"))
+	if !strings.Contains(body, "AuditEvents 1 to 2 of 2") || strings.Count(body, "<td><a href=\"/console/audit/events/") != 1 ||
+		!strings.Contains(body, "1 tenant's share of a request shown is folded into it") {
+		t.Errorf("the search of the record page's view: want 2 AuditEvents counted, 1 row, the share folded:\n%.5000s", body)
+	}
+	_, body, _ = f.get(t, path)
+	if n := strings.Count(body, "<td>lineage</td><td>person:auditor@clinic.example</td>"); n != 1 {
+		t.Errorf("the record page lists the earlier view %d times, want once:\n%.5000s", n, body)
+	}
+	if !strings.Contains(body, "/console/audit/events/"+ingested) {
+		t.Errorf("the record page does not list the ingest")
 	}
 }

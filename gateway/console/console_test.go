@@ -262,7 +262,7 @@ func TestSearchAndExport(t *testing.T) {
 		"from": {today.Add(-time.Hour).Format("2006-01-02T15:04")}, "to": {today.Format("2006-01-02")}, "interaction": {"ingest"}})
 	loc := h.Get("Location")
 	code, body, _ := f.get(t, loc)
-	if code != http.StatusOK || !strings.Contains(body, "Requests 1 to 1 of 1,") || !strings.Contains(body, "/console/audit/events/") {
+	if code != http.StatusOK || !strings.Contains(body, "AuditEvents 1 to 1 of 1,") || !strings.Contains(body, "/console/audit/events/") {
 		t.Fatalf("search = %d:\n%.3000s", code, body)
 	}
 	q := strings.TrimPrefix(loc, "/console/audit?q=")
@@ -825,7 +825,7 @@ func TestAuditSearchPagesSnapshot(t *testing.T) {
 	_, page, _ := f.get(t, "/console/audit")
 	_, _, h := f.post(t, "/console/audit", url.Values{"csrf": {csrf(t, page)}, "patient": {"MRN-TEST-000123"}})
 	loc := h.Get("Location")
-	total := regexp.MustCompile(`Requests \d+ to \d+ of ([\d,]+)`)
+	total := regexp.MustCompile(`AuditEvents \d+ to \d+ of ([\d,]+)`)
 	event := regexp.MustCompile(`/console/audit/events/([0-9a-f]+)`)
 	seen := map[string]bool{}
 	first := ""

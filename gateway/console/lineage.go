@@ -243,6 +243,9 @@ func (c *Console) recordPage(rq *request) error {
 		}
 	}
 	sort.SliceStable(d.Accesses, func(i, j int) bool { return d.Accesses[i].Recorded > d.Accesses[j].Recorded })
+	// Each request once: an all-tenant reader finds an all-tenant
+	// request's whole record and its tenants' shares.
+	d.Accesses, _ = auditlog.FoldShares(d.Accesses)
 	rq.sc.Description = fmt.Sprintf("console record page: %s, %s", auditlog.Counted(len(d.Receipts), "receipt"),
 		auditlog.CountedAs(len(d.Accesses), "access", "accesses"))
 	return rq.render("record", "Source record", d)

@@ -59,7 +59,7 @@ func TestAuditorFollowsRequestToEHRAnswer(t *testing.T) {
 	if !strings.Contains(rows, "ingest") {
 		t.Fatalf("the search found no ingest request: %q", rows)
 	}
-	if st := text(t, ctx, "#h-results + p[role=status]"); !regexp.MustCompile(`^Requests 1 to \d+ of \d+, newest first`).MatchString(st) {
+	if st := text(t, ctx, "#h-results + p[role=status]"); !regexp.MustCompile(`^AuditEvents 1 to \d+ of \d+, newest first`).MatchString(st) {
 		t.Errorf("the results do not say the total: %q", st)
 	}
 	run(t, ctx, "open the ingest request",

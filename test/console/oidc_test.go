@@ -84,7 +84,7 @@ func TestOIDCSignIn(t *testing.T) {
 		chromedp.SetValue(chromedp.CSS("#f-interaction"), "login"),
 		chromedp.Click(chromedp.CSS("form.search button[type=submit]")),
 		chromedp.WaitVisible(chromedp.CSS("#h-results")))
-	if st := text(t, ctx, "#h-results + p[role=status]"); !strings.HasPrefix(st, "Requests 1 to ") {
+	if st := text(t, ctx, "#h-results + p[role=status]"); !strings.HasPrefix(st, "AuditEvents 1 to ") {
 		t.Errorf("a search by interaction login: %q, want alice's sign-in", st)
 	} else if rows := text(t, ctx, "table.data tbody"); !strings.Contains(rows, "login (") || !strings.Contains(rows, "person:alice@example.org") {
 		t.Errorf("a search by interaction login found %q, want alice's sign-in", rows)
