@@ -236,7 +236,7 @@ func (s *Server) handleVerifyAudit(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	sc.Description = fmt.Sprintf("audit chain intact=%t, %d records verified, %d AuditEvents served otherwise than chained", res.Intact, res.Records, res.FaultCount)
+	sc.Description = res.Describe()
 	return c.JSON(http.StatusOK, res)
 }
 

@@ -252,6 +252,27 @@ func Known(interaction string) bool {
 	return ok
 }
 
+// Subtype is the AuditEvent.subtype coding (system, code) the gateway
+// records an interaction with: most interactions under their own code,
+// login and logout under DICOM's 110122 Login and 110123 Logout. A search
+// by interaction searches this token (search.Token(Subtype(i))).
+func Subtype(interaction string) (system, code string) {
+	_, _, st := classify(interaction)
+	return st[0], st[1]
+}
+
+// InteractionOf is the interaction a stored AuditEvent's subtype coding
+// (system, code) records, the inverse of Subtype: 110122 is "login". A
+// coding the gateway does not record is returned as its code.
+func InteractionOf(system, code string) string {
+	for in := range interactions {
+		if s, c := Subtype(in); s == system && c == code {
+			return in
+		}
+	}
+	return code
+}
+
 // outcome maps an HTTP status to AuditEvent.outcome: 0 success, 4 minor
 // failure (the client's mistake), 8 serious failure (the server's).
 func outcome(status int) string {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strings"
 )
 
 // ShareOf is how the description of a tenant's share of an all-tenant
@@ -28,4 +29,13 @@ func SharedWith(body []byte, tenant string) bool {
 		return false
 	}
 	return bytes.Contains(body, enc[1:len(enc)-1])
+}
+
+// IsShare reports whether an AuditEvent whose description (outcomeDesc)
+// is description is a tenant's share of an all-tenant client's request,
+// not the request's whole record (ShareOf; both name the client's tenant,
+// "*", as their source.site).
+func IsShare(description string) bool {
+	i := strings.Index(description, "the share of ")
+	return i >= 0 && strings.Contains(description[i:], " of an all-tenant client's request")
 }

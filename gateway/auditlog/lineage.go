@@ -59,6 +59,10 @@ type Lineage struct {
 	// them all.
 	RequestsOmitted int    `json:"requestsOmitted,omitempty"`
 	RequestsSearch  string `json:"requestsSearch,omitempty"`
+	// SharesFolded counts the tenants' shares of all-tenant requests left
+	// out of Requests and Accesses because the request's whole record is
+	// listed (FoldShares).
+	SharesFolded int `json:"sharesFolded,omitempty"`
 	// Accesses are the newest requests that touched the resource
 	// (resource queries; at most maxAccesses).
 	Accesses []RequestView `json:"accesses,omitempty"`
@@ -137,9 +141,45 @@ type RequestView struct {
 	RequestID   string   `json:"requestId,omitempty"`
 	TraceID     string   `json:"traceId,omitempty"`
 	Entities    []string `json:"entities,omitempty"`
+	// Share tells that the AuditEvent is Tenant's share of an all-tenant
+	// client's request, not the request's whole record (which only
+	// all-tenant readers see: FoldShares).
+	Share bool `json:"share,omitempty"`
 
 	// patients are the entities of role Patient.
 	patients []string
+}
+
+// FoldShares returns rows without the tenants' shares of the all-tenant
+// requests whose whole record (the same request: its id, time, client,
+// interaction, outcome, trace) is in rows too, and
+// how many it left out. Only an all-tenant reader sees both: for it a
+// share repeats, for one tenant, the request its whole record shows, and
+// listed beside it would show one request as two (probe p39 F7). A share
+// whose whole record is not in rows stays (a tenant's reader sees only
+// its share).
+func FoldShares(rows []RequestView) ([]RequestView, int) {
+	whole := map[[8]string]bool{}
+	for _, r := range rows {
+		if !r.Share {
+			whole[r.request()] = true
+		}
+	}
+	out := make([]RequestView, 0, len(rows))
+	for _, r := range rows {
+		if r.Share && whole[r.request()] {
+			continue
+		}
+		out = append(out, r)
+	}
+	return out, len(rows) - len(out)
+}
+
+// request is what a share has of its request's whole record
+// (audit.Record.SameRequest): the request id, and the rest for a request
+// the edge gave none.
+func (r RequestView) request() [8]string {
+	return [8]string{r.RequestID, r.Recorded, r.Client, r.Address, r.Interaction, r.Action, r.Outcome, r.TraceID}
 }
 
 // Limits of one lineage answer.
@@ -341,6 +381,12 @@ func BuildLineage(ctx context.Context, st store.Store, q LineageQuery) (*Lineage
 		}
 	}
 	sort.SliceStable(out.Requests, func(i, j int) bool { return out.Requests[i].Recorded < out.Requests[j].Recorded })
+	// Each request once: an all-tenant reader finds both the whole record
+	// and the shares of an all-tenant request.
+	var folded int
+	out.Requests, out.SharesFolded = FoldShares(out.Requests)
+	out.Accesses, folded = FoldShares(out.Accesses)
+	out.SharesFolded += folded
 	switch {
 	case q.TraceID != "" && len(out.Receipts) == 0 && len(out.Requests) == 0:
 		return nil, lineageNotFound("the gateway holds no receipt and no request of this trace")
@@ -571,8 +617,13 @@ func ViewAuditEvent(ev map[string]any) RequestView {
 	v.Outcome, _ = ev["outcome"].(string)
 	v.Description, _ = ev["outcomeDesc"].(string)
 	v.Tenant, _ = dig(ev, "source", "site").(string)
+	v.Share = audit.IsShare(v.Description)
 	if st := list(ev["subtype"]); len(st) > 0 {
-		v.Interaction, _ = dig(st[0], "code").(string)
+		// The interaction's name, as the search form and the API's
+		// lineage take it: a login is "login", not DICOM's 110122.
+		sys, _ := dig(st[0], "system").(string)
+		code, _ := dig(st[0], "code").(string)
+		v.Interaction = audit.InteractionOf(sys, code)
 	}
 	for _, a := range list(ev["agent"]) {
 		if req, _ := dig(a, "requestor").(bool); !req {

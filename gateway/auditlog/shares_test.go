@@ -252,3 +252,44 @@ func TestShareNamesRecordInEveryTenant(t *testing.T) {
 		t.Errorf("the record is named in the events of %v, want the whole record's and both clinics' shares", named)
 	}
 }
+
+// TestFoldShares: an all-tenant reader's list shows each all-tenant
+// request once: a tenant's share is left out when the request's whole
+// record is listed, kept when it is not (a tenant's reader sees only its
+// share), and a tenant-bound request is never folded (probe p39 F7).
+func TestFoldShares(t *testing.T) {
+	view := func(id, req, desc string) RequestView {
+		return ViewAuditEvent(map[string]any{"id": id, "recorded": "2026-12-06T08:00:00.000Z", "outcomeDesc": desc,
+			"source": map[string]any{"site": "*"},
+			"entity": []any{map[string]any{"what": map[string]any{"identifier": map[string]any{"system": audit.SystemRequestID, "value": req}}}}})
+	}
+	share := func(tenant string) string {
+		return "HTTP 200 OK: " + audit.ShareOf(tenant) + " of an all-tenant client's request (its data named here: 1 resource, 1 patient; " +
+			"the whole record is the request's AuditEvent kept for all-tenant readers)"
+	}
+	tests := []struct {
+		name   string
+		rows   []RequestView
+		want   []string
+		folded int
+	}{
+		{"whole and shares", []RequestView{view("w", "r1", "HTTP 200 OK: lineage"), view("sa", "r1", share("clinic-a")), view("sd", "r1", share(""))},
+			[]string{"AuditEvent/w"}, 2},
+		{"a share alone", []RequestView{view("sa", "r1", share("clinic-a")), view("w2", "r2", "HTTP 200 OK: lineage")},
+			[]string{"AuditEvent/sa", "AuditEvent/w2"}, 0},
+		{"tenant-bound", []RequestView{view("a", "r1", "HTTP 200 OK: read"), view("b", "r2", "HTTP 200 OK: read")},
+			[]string{"AuditEvent/a", "AuditEvent/b"}, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, folded := FoldShares(tc.rows)
+			var ids []string
+			for _, r := range got {
+				ids = append(ids, r.AuditEvent)
+			}
+			if !slices.Equal(ids, tc.want) || folded != tc.folded {
+				t.Errorf("FoldShares = %v, %d; want %v, %d", ids, folded, tc.want, tc.folded)
+			}
+		})
+	}
+}

@@ -45,6 +45,12 @@ type AuditVerification struct {
 	// chain still holds it; one it does not makes the trail not intact.
 	Anchors []AnchorCheck `json:"anchors,omitempty"`
 	Checked time.Time     `json:"checked"`
+
+	// The faults by kind, for Describe: AuditEvents stored but not in the
+	// chain, and the lineage's Provenance versions and delivery attempts
+	// stored otherwise (the rest of FaultCount are AuditEvents served
+	// otherwise than chained).
+	unchained, provenanceFaults, attemptFaults int
 }
 
 // Anchor is a record of the chain and its hash as an auditor wrote them
@@ -62,7 +68,12 @@ type Anchor struct {
 type AnchorCheck struct {
 	Anchor
 	Held bool `json:"held"`
-	// Problem says, when not held, what the chain holds instead.
+	// NotChecked tells that the anchor was not checked: the chain is
+	// broken at or before its record, and the walk stops at the first
+	// broken link (Problem says where). It is not held either.
+	NotChecked bool `json:"notChecked,omitempty"`
+	// Problem says, when not held, what the chain holds instead, or why
+	// the anchor was not checked.
 	Problem string `json:"problem,omitempty"`
 }
 
@@ -110,6 +121,62 @@ func (v *AuditVerification) faultAbout(seq int64, id, about, problem string) {
 	}
 }
 
+// lineageFault records a fault of about, a Provenance version or a
+// delivery attempt of the lineage that AuditEvent id (record seq) names.
+func (v *AuditVerification) lineageFault(seq int64, id, about, problem string) {
+	v.Lineage.Faults++
+	if strings.HasPrefix(about, "Provenance/") {
+		v.provenanceFaults++
+	} else {
+		v.attemptFaults++
+	}
+	v.faultAbout(seq, id, about, problem)
+}
+
+// unchainedFault records an AuditEvent stored that the chain does not hold.
+func (v *AuditVerification) unchainedFault(id string) {
+	v.unchained++
+	v.fault(0, id, "stored, but not in the audit chain: the gateway did not write it")
+}
+
+// Describe is the verification in counts, for the audit-verify
+// AuditEvent's description (the API's, the console's): whether the trail
+// is intact, the records verified, where the chain broke, and each kind
+// of fault with its count. It names no record's content.
+func (v *AuditVerification) Describe() string {
+	parts := []string{fmt.Sprintf("audit chain intact=%t, %s verified", v.Intact, Counted(int(v.Records), "record"))}
+	if v.BrokenAt > 0 {
+		parts = append(parts, fmt.Sprintf("broken at record %d", v.BrokenAt))
+	}
+	held, unchecked := 0, 0
+	for _, a := range v.Anchors {
+		switch {
+		case a.NotChecked:
+			unchecked++
+		case !a.Held:
+			held++
+		}
+	}
+	for _, k := range []struct {
+		n         int
+		one, many string
+	}{
+		{v.FaultCount - v.unchained - v.Lineage.Faults, "AuditEvent served otherwise than chained", "AuditEvents served otherwise than chained"},
+		{v.unchained, "AuditEvent stored but not in the chain", "AuditEvents stored but not in the chain"},
+		{v.provenanceFaults, "Provenance version stored otherwise than its AuditEvent says",
+			"Provenance versions stored otherwise than their AuditEvents say"},
+		{v.attemptFaults, "delivery attempt stored otherwise than its AuditEvent says",
+			"delivery attempts stored otherwise than their AuditEvents say"},
+		{held, "anchor not held", "anchors not held"},
+		{unchecked, "anchor not checked", "anchors not checked"},
+	} {
+		if k.n > 0 {
+			parts = append(parts, CountedAs(k.n, k.one, k.many))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
 // Summary is the verdict in one line: "audit trail intact", or the first
 // broken link and how many findings of AuditEvents served otherwise than
 // chained there are, naming the first.
@@ -126,7 +193,10 @@ func (v *AuditVerification) Summary() string {
 			"of receipts or delivery attempts stored otherwise than the chained AuditEvents that wrote them say"))
 	}
 	for _, a := range v.Anchors {
-		if !a.Held {
+		switch {
+		case a.NotChecked:
+			parts = append(parts, "anchor "+strconv.FormatInt(a.Seq, 10)+" "+a.Problem)
+		case !a.Held:
 			parts = append(parts, "anchor "+strconv.FormatInt(a.Seq, 10)+" not held: "+a.Problem)
 		}
 	}
@@ -168,7 +238,9 @@ func (v *AuditVerification) firstFault(lineage bool, n int, what string) string 
 // store's.
 //
 // Each anchor is checked too: the chain must still hold its record with
-// its hash (AuditVerification.Anchors).
+// its hash (AuditVerification.Anchors). An anchor at or after the first
+// broken link, where the walk stops, is not checked (NotChecked), and
+// not held.
 //
 // So is the lineage beside the chain: every Provenance version and
 // delivery attempt a chained AuditEvent names with its hashes (the
@@ -223,8 +295,9 @@ func Verify(ctx context.Context, st store.Store, now time.Time, anchors ...Ancho
 		return nil
 	})
 	var bl *audit.BrokenLink
+	stopped := errors.As(err, &bl) // the walk stopped at a broken link
 	switch {
-	case errors.As(err, &bl):
+	case stopped:
 		out.Intact, out.BrokenAt, out.Reason = false, bl.Seq, bl.Reason
 	case err != nil:
 		return nil, err
@@ -256,6 +329,14 @@ func Verify(ctx context.Context, st store.Store, now time.Time, anchors ...Ancho
 		switch h := walked[a.Seq]; {
 		case h == a.Hash:
 			c.Held = true
+		case h == "" && stopped && a.Seq == out.BrokenAt:
+			c.NotChecked = true
+			c.Problem = fmt.Sprintf("not checked: the chain is broken at record %d, this anchor's record", out.BrokenAt)
+		case h == "" && stopped && a.Seq > out.BrokenAt:
+			// The walk stopped at the break: the record may well be
+			// there, so it was not cut off, only not reached.
+			c.NotChecked = true
+			c.Problem = fmt.Sprintf("not checked: the chain is broken at record %d, before this anchor", out.BrokenAt)
 		case h == "":
 			c.Problem = fmt.Sprintf("the chain holds no record %d (it ends at record %d): records were cut off", a.Seq, out.HeadSeq)
 		default:
@@ -271,10 +352,11 @@ func Verify(ctx context.Context, st store.Store, now time.Time, anchors ...Ancho
 		return nil, err
 	}
 	for _, id := range ids {
-		out.fault(0, id, "stored, but not in the audit chain: the gateway did not write it")
+		out.unchainedFault(id)
 	}
 	if extra := n - len(ids); extra > 0 {
 		out.FaultCount += extra // past maxFaults: counted, not listed
+		out.unchained += extra
 		out.Intact = false
 	}
 	if !out.Intact && !headMissing {

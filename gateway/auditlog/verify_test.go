@@ -276,6 +276,76 @@ func TestVerifyAnchors(t *testing.T) {
 	}
 }
 
+// TestVerifyAnchorPastBreak: an anchor after the first broken link is not
+// checked (the walk stops at the break), and is said so, not "cut off":
+// its record is still there (probe p39 F2). An anchor before the break is
+// checked; one past the end of a cut chain is still "cut off".
+func TestVerifyAnchorPastBreak(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct {
+		name    string
+		tamper  string
+		anchor  int64 // the anchored record (its hash from before the tamper)
+		held    bool
+		problem string
+	}{
+		{"after the break", `UPDATE audit_chain SET hash = '` + strings.Repeat("0", 64) + `' WHERE seq = 2`, 4, false,
+			"anchor 4 not checked: the chain is broken at record 2, before this anchor"},
+		{"at the break", `UPDATE audit_chain SET hash = '` + strings.Repeat("0", 64) + `' WHERE seq = 2`, 2, false,
+			"anchor 2 not checked: the chain is broken at record 2, this anchor's record"},
+		{"before the break", `UPDATE audit_chain SET hash = '` + strings.Repeat("0", 64) + `' WHERE seq = 3`, 2, true, ""},
+		{"cut off", `DELETE FROM audit_chain WHERE seq > 3`, 4, false,
+			"anchor 4 not held: the chain holds no record 4 (it ends at record 3): records were cut off"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			db := filepath.Join(t.TempDir(), "kg.db")
+			st, err := sqlite.Open(ctx, db, sqlite.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			hashes := map[int64]string{}
+			for i := 1; i <= 5; i++ {
+				id := fmt.Sprintf("ae%d", i)
+				body := fmt.Appendf(nil, `{"resourceType":"AuditEvent","id":%q}`, id)
+				err := st.Write(ctx, func(tx store.Tx) error {
+					if err := tx.Put(&store.Resource{Type: "AuditEvent", ID: id, Version: 1, Body: body}, nil); err != nil {
+						return err
+					}
+					return tx.AppendAudit(id, body, nil)
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				res, err := Verify(ctx, st, time.Now())
+				if err != nil || !res.Intact {
+					t.Fatalf("Verify = %+v, %v", res, err)
+				}
+				hashes[res.HeadSeq] = res.HeadHash
+			}
+			raw, err := sql.Open("sqlite", db)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer raw.Close()
+			if _, err := raw.Exec(tc.tamper); err != nil {
+				t.Fatalf("%s: %v", tc.tamper, err)
+			}
+			res, err := Verify(ctx, st, time.Now(), Anchor{Seq: tc.anchor, Hash: hashes[tc.anchor]})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Intact || len(res.Anchors) != 1 || res.Anchors[0].Held != tc.held {
+				t.Fatalf("Verify = %+v, want not intact, the anchor held %t", res, tc.held)
+			}
+			if s := res.Summary(); tc.problem != "" && !strings.Contains(s, tc.problem) || tc.held && strings.Contains(s, "anchor") {
+				t.Errorf("Verify(...).Summary() = %q, want %q", s, tc.problem)
+			}
+		})
+	}
+}
+
 // TestVerifyIndexNote: when the index rows are not compared, the note
 // says why and what to do: reindex after an upgrade (an older build's
 // rows), the newer release's own check after a rollback (reindex would
@@ -310,6 +380,48 @@ func TestVerifyIndexNote(t *testing.T) {
 			}
 			if res.IndexChecked || !strings.Contains(res.IndexNote, tc.want) || strings.Contains(res.IndexNote, tc.not) {
 				t.Errorf("Verify: IndexChecked %v, note %q; want not checked, saying %q and not %q", res.IndexChecked, res.IndexNote, tc.want, tc.not)
+			}
+		})
+	}
+}
+
+// TestVerificationDescribe: the audit-verify AuditEvent's description
+// names each kind of fault with its count: an AuditEvent served otherwise
+// than chained is not a Provenance or a delivery attempt stored otherwise
+// (probe p39 F8: "1 AuditEvents served otherwise than chained" counted a
+// delivery payload's fault).
+func TestVerificationDescribe(t *testing.T) {
+	tests := []struct {
+		name  string
+		build func(v *AuditVerification)
+		want  string
+	}{
+		{"intact", func(*AuditVerification) {}, "audit chain intact=true, 24 records verified"},
+		{"an attempt", func(v *AuditVerification) {
+			v.lineageFault(3, "ae3", "delivery k7q2xw4mbn3ra attempt 1", "payload differs")
+		}, "audit chain intact=false, 24 records verified, 1 delivery attempt stored otherwise than its AuditEvent says"},
+		{"each kind", func(v *AuditVerification) {
+			v.BrokenAt = 25
+			v.fault(4, "ae4", "shadow version")
+			v.fault(5, "ae5", "index row")
+			v.unchainedFault("ae9")
+			v.lineageFault(3, "ae3", "Provenance/rec-1/_history/1", "differs")
+			v.lineageFault(6, "ae6", "delivery k7q2xw4mbn3ra attempt 2", "differs")
+			v.lineageFault(7, "ae7", "delivery k7q2xw4mbn3ra attempt 3", "differs")
+			v.Anchors = []AnchorCheck{{Held: true}, {}, {NotChecked: true}, {NotChecked: true}}
+		}, "audit chain intact=false, 24 records verified, broken at record 25, 2 AuditEvents served otherwise than chained, " +
+			"1 AuditEvent stored but not in the chain, 1 Provenance version stored otherwise than its AuditEvent says, " +
+			"2 delivery attempts stored otherwise than their AuditEvents say, 1 anchor not held, 2 anchors not checked"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			v := &AuditVerification{Intact: true, Records: 24}
+			tc.build(v)
+			if v.BrokenAt > 0 || len(v.Anchors) > 1 {
+				v.Intact = false
+			}
+			if got := v.Describe(); got != tc.want {
+				t.Errorf("Describe() = %q, want %q", got, tc.want)
 			}
 		})
 	}

@@ -156,8 +156,7 @@ func detail(ds []struct {
 
 // fault records a lineage fault of AuditEvent e about what.
 func (c *lineageChecker) fault(e audit.ChainEntry, about, problem string) {
-	c.out.Lineage.Faults++
-	c.out.faultAbout(e.Seq, e.ID, about, problem)
+	c.out.lineageFault(e.Seq, e.ID, about, problem)
 }
 
 // checkProvenances checks each Provenance version e wrote with its hash;
@@ -329,8 +328,7 @@ func (c *lineageChecker) finish() {
 	left := slices.SortedFunc(maps.Values(c.cutOff), func(a, b AuditFault) int { return cmp.Compare(a.Seq, b.Seq) })
 	for _, f := range left {
 		c.out.Lineage.Attempts--
-		c.out.Lineage.Faults++
-		c.out.faultAbout(f.Seq, f.AuditEvent, f.About, f.Problem)
+		c.out.lineageFault(f.Seq, f.AuditEvent, f.About, f.Problem)
 	}
 	c.out.Lineage.note()
 }

@@ -176,11 +176,16 @@ func (f searchForm) ErrorList() []fieldError {
 
 // searchResults is one page of matches.
 type searchResults struct {
-	Rows      []auditlog.RequestView
-	Page      int
-	From, To  int
-	Total     int  // every match (-1 not counted)
-	More      bool // a next page has matches
+	Rows     []auditlog.RequestView
+	Page     int
+	From, To int
+	Total    int  // every match (-1 not counted)
+	More     bool // a next page has matches
+	// Folded counts the tenants' shares of all-tenant requests on this
+	// page left out because the request's whole record is on it: From,
+	// To and Total count AuditEvents, Rows shows each request once
+	// (auditlog.FoldShares).
+	Folded    int
 	NoPatient bool
 	// Bound is the snapshot the engine ran the search at (SearchResult.Bound).
 	Bound string
@@ -197,9 +202,9 @@ func (r *searchResults) summary() string {
 	case len(r.Rows) == 0:
 		return "No request matches"
 	case r.Total >= 0:
-		return fmt.Sprintf("Requests %d to %d of %d", r.From, r.To, r.Total)
+		return fmt.Sprintf("AuditEvents %d to %d of %d", r.From, r.To, r.Total)
 	}
-	return fmt.Sprintf("Requests %d to %d", r.From, r.To)
+	return fmt.Sprintf("AuditEvents %d to %d", r.From, r.To)
 }
 
 // searchParams are params without the paging and counting ones.
@@ -260,6 +265,9 @@ func (c *Console) auditSearch(rq *request) error {
 		rq.sess.boundSearch(id, res.Bound)
 	}
 	res.Page = page
+	// The page shows each request once; an export keeps every AuditEvent
+	// (the Bundle is what is stored, the CSV a row each).
+	res.Rows, res.Folded = auditlog.FoldShares(res.Rows)
 	form.Results = res
 	rq.outcome = res.summary()
 	return rq.render("audit", "Audit trail", form)
@@ -309,7 +317,9 @@ func (c *Console) runSearch(rq *request, q auditSearch, count, offset int, total
 		params.Set("outcome", q.Outcome)
 	}
 	if q.Interaction != "" {
-		params.Set("subtype", q.Interaction)
+		// What the interaction is stored as: login and logout under their
+		// DICOM codes (audit.Subtype).
+		params.Set("subtype", search.Token(audit.Subtype(q.Interaction)))
 	}
 	if q.From != "" {
 		params.Add("date", "ge"+searchDate(q.From))
@@ -346,7 +356,14 @@ func (c *Console) runSearch(rq *request, q auditSearch, count, offset int, total
 		raws = append(raws, m.Body)
 	}
 	res.From, res.To = offset+1, offset+len(res.Rows)
-	rq.sc.Description = fmt.Sprintf("console AuditEvent search: %d matches", len(res.Rows))
+	// The API's words (engine searchDescription): the matches in all,
+	// when counted, and those on this page.
+	rq.sc.Description = fmt.Sprintf("console AuditEvent search: %s on this page (total not counted)",
+		auditlog.CountedAs(len(res.Rows), "match", "matches"))
+	if res.Total >= 0 {
+		rq.sc.Description = fmt.Sprintf("console AuditEvent search: %s in all, %d on this page",
+			auditlog.CountedAs(res.Total, "match", "matches"), len(res.Rows))
+	}
 	return res, raws, nil
 }
 

@@ -262,7 +262,7 @@ func TestSearchAndExport(t *testing.T) {
 		"from": {today.Add(-time.Hour).Format("2006-01-02T15:04")}, "to": {today.Format("2006-01-02")}, "interaction": {"ingest"}})
 	loc := h.Get("Location")
 	code, body, _ := f.get(t, loc)
-	if code != http.StatusOK || !strings.Contains(body, "Requests 1 to 1 of 1,") || !strings.Contains(body, "/console/audit/events/") {
+	if code != http.StatusOK || !strings.Contains(body, "AuditEvents 1 to 1 of 1,") || !strings.Contains(body, "/console/audit/events/") {
 		t.Fatalf("search = %d:\n%.3000s", code, body)
 	}
 	q := strings.TrimPrefix(loc, "/console/audit?q=")
@@ -297,7 +297,7 @@ func TestSearchAndExport(t *testing.T) {
 		}
 	}
 	if len(urls.Link) != 1 || urls.Link[0].Relation != "self" || !strings.HasPrefix(urls.Link[0].URL, f.srv.URL+"/fhir/AuditEvent?") ||
-		!strings.Contains(urls.Link[0].URL, "subtype=ingest") || strings.Contains(urls.Link[0].URL, "MRN") {
+		!strings.Contains(urls.Link[0].URL, "subtype="+url.QueryEscape(audit.SystemGatewayInteraction+"|ingest")) || strings.Contains(urls.Link[0].URL, "MRN") {
 		t.Errorf("Bundle export: links %+v, want a self link naming the search (patients by id)", urls.Link)
 	}
 
@@ -692,7 +692,10 @@ func TestChainPageBroken(t *testing.T) {
 	}
 	_, page, _ = f.get(t, "/console/audit/chain")
 	for _, want := range []string{"Broken at record 3", "<dt>Last intact record</dt><dd>record 2,", "<dt>Head the database holds (not verified)</dt>",
-		"A broken chain has no head to record", "record " + m[1] + ", hash <code>" + m[2] + "</code>: <strong>not held</strong>"} {
+		"A broken chain has no head to record",
+		// The anchor is past the break, where the walk stopped: not
+		// checked, not "cut off" (probe p39 F2).
+		"record " + m[1] + ", hash <code>" + m[2] + "</code>: <strong>not checked: the chain is broken at record 3, before this anchor</strong>"} {
 		if !strings.Contains(page, want) {
 			t.Errorf("the broken chain's page lacks %q", want)
 		}
@@ -822,7 +825,7 @@ func TestAuditSearchPagesSnapshot(t *testing.T) {
 	_, page, _ := f.get(t, "/console/audit")
 	_, _, h := f.post(t, "/console/audit", url.Values{"csrf": {csrf(t, page)}, "patient": {"MRN-TEST-000123"}})
 	loc := h.Get("Location")
-	total := regexp.MustCompile(`Requests \d+ to \d+ of ([\d,]+)`)
+	total := regexp.MustCompile(`AuditEvents \d+ to \d+ of ([\d,]+)`)
 	event := regexp.MustCompile(`/console/audit/events/([0-9a-f]+)`)
 	seen := map[string]bool{}
 	first := ""

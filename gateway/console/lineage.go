@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -154,10 +155,20 @@ type recordData struct {
 	Asked                bool
 	Receipts             []auditlog.Receipt
 	Accesses             []auditlog.RequestView
+	// Capped tells that more than maxAccesses requests touched the
+	// record's resources: Accesses holds the newest maxAccesses of them.
+	Capped bool
 }
 
+// maxAccesses bounds the requests a source record's page lists.
+const maxAccesses = 100
+
 // recordPage shows a source record: every version received, the resources
-// each produced, their deliveries, and who touched those resources since.
+// each produced, their deliveries, and who touched those resources since:
+// the record's own resources and Provenance, not its Patient, which every
+// record of the patient shares (a search naming it would list the whole
+// patient's trail as this record's: probe p39 F4); the page says where
+// the patient's trail is.
 // Source and record ids name a clinic's record, not a patient, so they may
 // stand in the URL (the gateway logs only route templates anyway).
 func (c *Console) recordPage(rq *request) error {
@@ -193,6 +204,9 @@ func (c *Console) recordPage(rq *request) error {
 			if i := strings.Index(r, "/_history/"); i > 0 {
 				r = r[:i]
 			}
+			if strings.HasPrefix(r, "Patient/") {
+				continue
+			}
 			if !refs[r] {
 				refs[r] = true
 				list = append(list, r)
@@ -201,11 +215,15 @@ func (c *Console) recordPage(rq *request) error {
 	}
 	if len(list) > 0 {
 		sr, err := c.app.Engine.Search(rq.ctx(), rq.sc, "AuditEvent",
-			url.Values{"entity": {strings.Join(list, ",")}, "_sort": {"-date"}, "_count": {"100"}, "_total": {"none"}}, false)
+			url.Values{"entity": {strings.Join(list, ",")}, "_sort": {"-date"}, "_count": {strconv.Itoa(maxAccesses + 1)}, "_total": {"none"}}, false)
 		if err != nil {
 			return err
 		}
-		for _, m := range sr.Page.Matches {
+		matches := sr.Page.Matches
+		if len(matches) > maxAccesses { // one more than shown tells that the list is cut
+			matches, d.Capped = matches[:maxAccesses], true
+		}
+		for _, m := range matches {
 			var doc map[string]any
 			if err := json.Unmarshal(m.Body, &doc); err != nil {
 				return fmt.Errorf("stored AuditEvent %s: %w", m.ID, err)
@@ -225,6 +243,9 @@ func (c *Console) recordPage(rq *request) error {
 		}
 	}
 	sort.SliceStable(d.Accesses, func(i, j int) bool { return d.Accesses[i].Recorded > d.Accesses[j].Recorded })
+	// Each request once: an all-tenant reader finds an all-tenant
+	// request's whole record and its tenants' shares.
+	d.Accesses, _ = auditlog.FoldShares(d.Accesses)
 	rq.sc.Description = fmt.Sprintf("console record page: %s, %s", auditlog.Counted(len(d.Receipts), "receipt"),
 		auditlog.CountedAs(len(d.Accesses), "access", "accesses"))
 	return rq.render("record", "Source record", d)
@@ -322,7 +343,7 @@ func (c *Console) chainVerify(rq *request) error {
 	if err != nil {
 		return err
 	}
-	rq.sc.Description = fmt.Sprintf("audit chain intact=%t, %d records verified, %d AuditEvents served otherwise than chained", res.Intact, res.Records, res.FaultCount)
+	rq.sc.Description = res.Describe()
 	who := rq.sess.principal.ClientID
 	if who == "" {
 		who = "development mode"

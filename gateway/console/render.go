@@ -36,12 +36,11 @@ type view struct {
 // parsePages parses the layout with each page template.
 func (c *Console) parsePages() (map[string]*template.Template, error) {
 	funcs := template.FuncMap{
-		"traceURL": c.settings.traceLink,
-		"when":     when,
-		"pretty":   pretty,
-		"outcomeWord": func(code string) string {
-			return map[string]string{"0": "success", "4": "refused (client)", "8": "failed (server)"}[code]
-		},
+		"traceURL":    c.settings.traceLink,
+		"when":        when,
+		"pretty":      pretty,
+		"outcomeWord": outcomeWord,
+		"outcomeOf":   outcomeOf,
 		"actionWord": func(code string) string {
 			return map[string]string{"C": "create", "R": "read", "U": "update", "D": "delete", "E": "execute"}[code]
 		},
@@ -299,4 +298,32 @@ func (c *Console) rules(rq *request) error {
 // notFound answers a console path that names no page.
 func (c *Console) notFound(rq *request) error {
 	return outcome.New(outcome.NotFound, "not-found", "console-page-unknown", "there is no such page in the console")
+}
+
+// outcomeWord names an AuditEvent.outcome code, as the search form offers it.
+func outcomeWord(code string) string {
+	return map[string]string{"0": "success", "4": "refused (client)", "8": "failed (server)"}[code]
+}
+
+// outcomeOf names the outcome of an AuditEvent of interaction, whose
+// description (outcomeDesc) starts with the HTTP status. A delivery-send's
+// status is the EHR's answer to the gateway: "failed (server)" would read
+// as the gateway's fault and "refused (client)" as the clinic's, so its
+// words name the EHR (probe p39 F8); 502 is also what an attempt without
+// an answer (unreachable, a timeout) is recorded with.
+func outcomeOf(interaction, code, description string) string {
+	var status int
+	if interaction != "delivery-send" || code == "0" {
+		return outcomeWord(code)
+	}
+	if _, err := fmt.Sscanf(description, "HTTP %d", &status); err != nil {
+		return outcomeWord(code)
+	}
+	switch {
+	case status == 502: // Bad Gateway
+		return "no answer from the EHR (or it answered 502)"
+	case code == "8":
+		return fmt.Sprintf("the EHR answered %d (its fault)", status)
+	}
+	return fmt.Sprintf("the EHR refused it (%d)", status)
 }

@@ -199,7 +199,7 @@ func TestOutcomeAnnounced(t *testing.T) {
 		chromedp.SendKeys(chromedp.CSS("#f-patient"), "MRN-TEST-000123"),
 		chromedp.Click(chromedp.CSS("form.search button[type=submit]")),
 		chromedp.WaitVisible(chromedp.CSS("#h-results")))
-	check("after the search", "Requests 1 to ", "#h-results + p[role=status]")
+	check("after the search", "AuditEvents 1 to ", "#h-results + p[role=status]")
 }
 
 // landmarksJS lists what is wrong with the page's landmarks (probe p26

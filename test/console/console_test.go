@@ -59,7 +59,7 @@ func TestAuditorFollowsRequestToEHRAnswer(t *testing.T) {
 	if !strings.Contains(rows, "ingest") {
 		t.Fatalf("the search found no ingest request: %q", rows)
 	}
-	if st := text(t, ctx, "#h-results + p[role=status]"); !regexp.MustCompile(`^Requests 1 to \d+ of \d+, newest first`).MatchString(st) {
+	if st := text(t, ctx, "#h-results + p[role=status]"); !regexp.MustCompile(`^AuditEvents 1 to \d+ of \d+, newest first`).MatchString(st) {
 		t.Errorf("the results do not say the total: %q", st)
 	}
 	run(t, ctx, "open the ingest request",
@@ -335,8 +335,10 @@ func TestAuditorSeesBrokenChain(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS("div.problem")))
 	checkLabels(t, ctx)
 	facts := factsOf("div.problem")
-	if a := facts["Anchors"]; !strings.HasPrefix(a, "record "+m[1]+", hash "+m[2]+": not held") {
-		t.Errorf("the anchor reads %q, want not held", a)
+	// The anchor is past the broken link, where the walk stopped: not
+	// checked, not "cut off" (probe p39 F2).
+	if a := facts["Anchors"]; a != "record "+m[1]+", hash "+m[2]+": not checked: the chain is broken at record 2, before this anchor" {
+		t.Errorf("the anchor reads %q, want not checked", a)
 	}
 	if s := text(t, ctx, "div.problem strong"); !strings.HasPrefix(s, "Broken at record 2") {
 		t.Errorf("the verification says %q, want broken at record 2", s)

@@ -76,6 +76,19 @@ func TestOIDCSignIn(t *testing.T) {
 	if n := g.allTenantAudits(t, url.Values{"subtype": {"110122"}, "agent:identifier": {"https://ketamine-gateway.org/fhir/sid/client|person:alice@example.org"}}); n != 1 {
 		t.Errorf("sign-in AuditEvents of alice = %d, want 1", n)
 	}
+	// The form's interaction "login" finds the sign-in, stored under
+	// DICOM's 110122 Login (probe p39 F1).
+	run(t, ctx, "search the sign-ins",
+		chromedp.Navigate(g.base+"/console/audit"),
+		chromedp.WaitVisible(chromedp.CSS("#f-interaction")),
+		chromedp.SetValue(chromedp.CSS("#f-interaction"), "login"),
+		chromedp.Click(chromedp.CSS("form.search button[type=submit]")),
+		chromedp.WaitVisible(chromedp.CSS("#h-results")))
+	if st := text(t, ctx, "#h-results + p[role=status]"); !strings.HasPrefix(st, "AuditEvents 1 to ") {
+		t.Errorf("a search by interaction login: %q, want alice's sign-in", st)
+	} else if rows := text(t, ctx, "table.data tbody"); !strings.Contains(rows, "login (") || !strings.Contains(rows, "person:alice@example.org") {
+		t.Errorf("a search by interaction login found %q, want alice's sign-in", rows)
+	}
 	resp, err := http.Get(g.base + "/console/login")
 	if err != nil {
 		t.Fatal(err)
