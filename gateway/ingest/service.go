@@ -444,6 +444,7 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 	if err != nil {
 		return nil, false, err
 	}
+	id.deliverMatching(rec.rec, res)
 	across, err := checkStored(st, rec.rec, res, rec.opts, id.patientID)
 	if err != nil {
 		return nil, false, err
