@@ -219,13 +219,25 @@ func (id *identity) nextPatient(mapped map[string]any) map[string]any {
 // knows by MRN, not on a second Patient made from the clinic identifier
 // alone (DECISIONS.md 7). Only the Bundle the EHRs receive is concerned.
 func (id *identity) deliverMatching(rec mapping.Record, res *mapping.Result) {
+	DeliverMatching(rec, res, id.stored)
+}
+
+// DeliverMatching sets the criteria the EHRs match the Patient (entry 0)
+// of res, rec mapped, by: its clinic identifier, rec's MRN with a system,
+// or any other MRN that stored, the record's stored Patient decoded (nil
+// for none), holds (identity.deliverMatching). The ingest's deliveries
+// and a replay's corrections use it.
+func DeliverMatching(rec mapping.Record, res *mapping.Result, stored map[string]any) {
+	if len(res.Entries) == 0 || res.Entries[0].ResourceType != "Patient" {
+		return
+	}
 	var mrns []mapping.MRN
 	own := rec.Env().Patient.MRN
 	if own != nil && own.System != "" {
 		mrns = append(mrns, *own)
 	}
-	stored, _ := id.stored["identifier"].([]any)
-	for _, i := range stored {
+	ids, _ := stored["identifier"].([]any)
+	for _, i := range ids {
 		m, _ := i.(map[string]any)
 		system := str(m, "system")
 		if !isMRN(m) || system == "" || own != nil && own.System == system {
