@@ -43,10 +43,30 @@ func (m *mapper) patientEntry(p *Patient) {
 		IdentifierSystem: id.System, IdentifierValue: id.Value,
 		Method: fhir.HTTPVerbPOST, URL: "Patient", IfNoneExist: id.search(),
 	}
-	if p.MRN != nil && p.MRN.System != "" {
-		e.DeliverIfNoneExist = id.search() + "," + token(p.MRN.System, p.MRN.Value)
+	if p.MRN != nil {
+		e.DeliverMatching([]MRN{*p.MRN})
 	}
 	m.entries = append(m.entries, e)
+}
+
+// DeliverMatching sets the DeliverIfNoneExist of e, a Patient entry, to
+// match the clinic identifier (IfNoneExist) or any of mrns that has a
+// system (a token OR, each MRN escaped: token); with none, the clinic
+// identifier alone (DeliverIfNoneExist empty). The mapping gives it the
+// record's MRN; the ingest gives it the MRNs the gateway holds for the
+// patient, so that a record without an MRN is charted on the hospital's
+// Patient too.
+func (e *Entry) DeliverMatching(mrns []MRN) {
+	criteria := e.IfNoneExist
+	for _, mrn := range mrns {
+		if mrn.System != "" {
+			criteria += "," + token(mrn.System, mrn.Value)
+		}
+	}
+	e.DeliverIfNoneExist = ""
+	if criteria != e.IfNoneExist {
+		e.DeliverIfNoneExist = criteria
+	}
 }
 
 // genders maps the native gender to FHIR. Samply enums marshal their zero

@@ -3,6 +3,8 @@ package auditlog
 import (
 	"context"
 	"fmt"
+	"regexp"
+	"strconv"
 	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
@@ -31,7 +33,9 @@ type Sent struct {
 // durable: the gateway is the requesting agent, the destination the other;
 // it names the delivery, the destination, the source record, its
 // Provenance and its patients, in the record's tenant, with the EHR's HTTP
-// status (502 for an attempt without an answer) and the attempt's trace.
+// status (502 for an attempt without an answer; the failed entry's for a
+// batch- or transaction-response the EHR answered 2xx, whose status the
+// description and the attempt's details keep) and the attempt's trace.
 // The delivery worker calls it before it records the attempt, so that no
 // transmission the outbox records lacks its AuditEvent (a crash in between
 // sends the record again, audited again; a crash during the send leaves an
@@ -64,7 +68,14 @@ func (l *Log) AppendSent(ctx context.Context, st store.Store, base string, s Sen
 		verdict = s.Outcome
 	}
 	status := a.HTTPStatus
-	if status == 0 || (s.Outcome != "done" && status < 400) {
+	entry := 0 // the failed entry's status in a 2xx answer
+	if s.Outcome != "done" && status >= 200 && status < 300 {
+		entry = entryStatus(a.Error)
+	}
+	switch {
+	case entry != 0:
+		status = entry // the EHR answered 2xx, an entry of it failed: its status is the outcome's
+	case status == 0 || (s.Outcome != "done" && status < 400):
 		status = 502 // Bad Gateway: no answer, or one the worker did not take (auditlog knows no HTTP)
 	}
 	sc.Description = fmt.Sprintf("delivery %s to %s: attempt %d: %s", s.Delivery, s.Destination, a.N, verdict)
@@ -76,9 +87,29 @@ func (l *Log) AppendSent(ctx context.Context, st store.Store, base string, s Sen
 		sc.periodEnd = sc.periodStart.Add(a.Duration.Truncate(time.Millisecond))
 	}
 	if s.Outcome != "done" && s.Outcome != "interrupted" && a.Error != "" {
-		sc.Description += " (" + a.Error + ")" // PHI-free: "http 503", "timeout", ...
+		if entry != 0 {
+			sc.Description += fmt.Sprintf(" (the EHR answered http %d; %s)", a.HTTPStatus, a.Error)
+		} else {
+			sc.Description += " (" + a.Error + ")" // PHI-free: "http 503", "timeout", ...
+		}
 	}
 	return l.Append(sc, status)
+}
+
+// entryFailed is how the delivery client's reason names the entry that
+// failed in a batch- or transaction-response the EHR answered 2xx
+// ("entry 0 (POST Patient): http 412 ...").
+var entryFailed = regexp.MustCompile(`^entry [0-9]+ \([A-Z]+ [A-Za-z]*\): http ([1-5][0-9][0-9])\b`)
+
+// entryStatus is the status of the failed entry an attempt's error names
+// (entryFailed); 0 when it names none.
+func entryStatus(errText string) int {
+	m := entryFailed.FindStringSubmatch(errText)
+	if m == nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(m[1])
+	return n
 }
 
 // nameDestination names an EHR destination by its configured name.

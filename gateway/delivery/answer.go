@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
 
@@ -21,7 +22,77 @@ func excerpt(b []byte) []byte {
 	if cut := cutOutcome(b, MaxOutcome); cut != nil {
 		return cut
 	}
+	if cut := cutResponses(b, MaxOutcome); cut != nil {
+		return cut
+	}
 	return slices.Clone(b[:MaxOutcome])
+}
+
+// cutResponses returns the transaction- or batch-response b without the
+// resources its entries return (an EHR that ignores Prefer:
+// return=minimal), keeping each entry's response: status, location,
+// etag, lastModified, and the outcomes when they all fit in limit bytes,
+// tagged with the gateway's note (store.AnswerTruncated); nil if b is no
+// such Bundle, or what it keeps does not fit. So an attempt still records where the EHR wrote each
+// resource.
+func cutResponses(b []byte, limit int) []byte {
+	var in fhirwire.Bundle
+	if json.Unmarshal(b, &in) != nil || in.ResourceType != "Bundle" ||
+		(in.Type != fhirwire.TypeTransactionResponse && in.Type != fhirwire.TypeBatchResponse) {
+		return nil
+	}
+	type tag struct {
+		System  string `json:"system"`
+		Code    string `json:"code"`
+		Display string `json:"display"`
+	}
+	type entry struct {
+		Response *fhirwire.Response `json:"response,omitempty"`
+	}
+	out := struct {
+		ResourceType string `json:"resourceType"`
+		Meta         struct {
+			Tag []tag `json:"tag"`
+		} `json:"meta"`
+		Type  string  `json:"type"`
+		Entry []entry `json:"entry"`
+	}{ResourceType: "Bundle", Type: in.Type, Entry: make([]entry, len(in.Entry))}
+	resources := 0
+	for i, e := range in.Entry {
+		if len(e.Resource) > 0 {
+			resources++
+		}
+		if e.Response != nil {
+			r := *e.Response
+			out.Entry[i].Response = &r
+		}
+	}
+	note := func(outcomes string) {
+		out.Meta.Tag = []tag{{System: store.AnswerNoteSystem, Code: store.AnswerTruncated,
+			Display: fmt.Sprintf("the EHR's answer, %d bytes, was over the %d KiB an attempt records: the gateway kept each "+
+				"entry's response and left out the %d resources the EHR returned%s", len(b), limit>>10, resources, outcomes)}}
+	}
+	note("")
+	raw, err := json.Marshal(out)
+	if err != nil {
+		return nil
+	}
+	if len(raw) <= limit {
+		return raw
+	}
+	// The outcomes too large: left out, and the note says so.
+	dropped := 0
+	for _, e := range out.Entry {
+		if e.Response != nil && e.Response.Outcome != nil {
+			e.Response.Outcome = nil
+			dropped++
+		}
+	}
+	note(fmt.Sprintf(", and the entries' %d outcomes", dropped))
+	if raw, err = json.Marshal(out); err != nil || len(raw) > limit {
+		return nil
+	}
+	return raw
 }
 
 // cutOutcome returns the OperationOutcome b with as many of its first

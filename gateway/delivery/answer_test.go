@@ -56,3 +56,65 @@ func TestExcerptCutsAnOperationOutcomeAtIssues(t *testing.T) {
 		t.Errorf("excerpt of a small answer = %s", got)
 	}
 }
+
+// TestExcerptKeepsEntryResponses: a transaction- or batch-response over
+// MaxOutcome (an EHR that ignores Prefer: return=minimal and returns every
+// resource written) is recorded as JSON with each entry's response
+// (status, location, etag, lastModified, and a failed entry's outcome) and
+// without the resources, tagged with the gateway's note, so that the
+// attempt still says where the EHR wrote each resource (p40 F5); it is
+// not cut mid-JSON.
+func TestExcerptKeepsEntryResponses(t *testing.T) {
+	for _, typ := range []string{"transaction-response", "batch-response"} {
+		t.Run(typ, func(t *testing.T) {
+			var entries []string
+			for i := range 60 {
+				status, outcome := "201 Created", ""
+				if i == 7 {
+					status, outcome = "412 Precondition Failed", `,"outcome":{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"duplicate"}]}`
+				}
+				entries = append(entries, fmt.Sprintf(`{"resource":{"resourceType":"Observation","id":"o%d","note":[{"text":"%s"}]},`+
+					`"response":{"status":"%s","location":"Observation/o%d/_history/1","etag":"W/\"1\"","lastModified":"2026-12-06T08:00:00Z"%s}}`,
+					i, strings.Repeat("z", 2000), status, i, outcome))
+			}
+			big := []byte(`{"resourceType":"Bundle","type":"` + typ + `","entry":[` + strings.Join(entries, ",") + `]}`)
+			if len(big) <= MaxOutcome {
+				t.Fatalf("the answer is %d bytes, want over %d", len(big), MaxOutcome)
+			}
+			got := excerpt(big)
+			var b struct {
+				ResourceType, Type string
+				Meta               struct {
+					Tag []struct{ System, Code, Display string } `json:"tag"`
+				} `json:"meta"`
+				Entry []struct {
+					Resource json.RawMessage `json:"resource"`
+					Response struct {
+						Status, Location, Etag, LastModified string
+						Outcome                              json.RawMessage
+					} `json:"response"`
+				} `json:"entry"`
+			}
+			if len(got) > MaxOutcome || json.Unmarshal(got, &b) != nil || b.ResourceType != "Bundle" || b.Type != typ || len(b.Entry) != 60 {
+				t.Fatalf("excerpt = %d bytes (%.80s...), %d entries; want a %s of at most %d bytes with every entry", len(got), got, len(b.Entry), typ, MaxOutcome)
+			}
+			for i, e := range b.Entry {
+				wantStatus := "201 Created"
+				if i == 7 {
+					wantStatus = "412 Precondition Failed"
+					if !strings.Contains(string(e.Response.Outcome), "duplicate") {
+						t.Errorf("entry %d: outcome %s, want the EHR's", i, e.Response.Outcome)
+					}
+				}
+				if e.Resource != nil || e.Response.Status != wantStatus || e.Response.Location != fmt.Sprintf("Observation/o%d/_history/1", i) ||
+					e.Response.Etag != `W/"1"` || e.Response.LastModified != "2026-12-06T08:00:00Z" {
+					t.Errorf("entry %d = %+v (resource %d bytes), want its response and no resource", i, e.Response, len(e.Resource))
+				}
+			}
+			if len(b.Meta.Tag) != 1 || b.Meta.Tag[0].System != store.AnswerNoteSystem || b.Meta.Tag[0].Code != store.AnswerTruncated ||
+				!strings.Contains(b.Meta.Tag[0].Display, "60 resources") {
+				t.Errorf("meta.tag = %+v, want the gateway's note that the resources were left out", b.Meta.Tag)
+			}
+		})
+	}
+}

@@ -182,7 +182,7 @@ func (c *Client) deliver(ctx context.Context, payload []byte, mode Mode) Result 
 		mode = ModeBatch
 	}
 	if mode == ModeTransaction {
-		r := c.sendTransaction(ctx, payload, len(b.Entry))
+		r := c.sendTransaction(ctx, payload, b)
 		if r.HTTPStatus != http.StatusRequestEntityTooLarge {
 			r.Mode = ModeTransaction
 			return r
@@ -205,7 +205,7 @@ func (c *Client) deliver(ctx context.Context, payload []byte, mode Mode) Result 
 	return r
 }
 
-func (c *Client) sendTransaction(ctx context.Context, payload []byte, n int) Result {
+func (c *Client) sendTransaction(ctx context.Context, payload []byte, b *fhirwire.Bundle) Result {
 	resp, err := c.do(ctx, http.MethodPost, c.url(""), payload, http.Header{"Prefer": {"return=minimal"}})
 	if err != nil {
 		return netResult(err)
@@ -213,29 +213,96 @@ func (c *Client) sendTransaction(ctx context.Context, payload []byte, n int) Res
 	if !is2xx(resp.status) {
 		return c.failure("", resp, nil)
 	}
-	rb, err := readResponseBundle(resp.body, "transaction-response", n)
+	rb, err := readResponseBundle(resp.body, "transaction-response", len(b.Entry))
 	if err != nil {
 		return Result{Outcome: OutcomeRetry, HTTPStatus: resp.status, Body: resp.body, Error: err.Error()}
 	}
-	for i, e := range rb.Entry {
-		if code := fhirwire.StatusCode(e.Response.Status); !is2xx(code) {
-			return Result{Outcome: OutcomeRetry, HTTPStatus: resp.status, Body: resp.body,
-				Error: fmt.Sprintf("transaction-response entry %d has status %d", i, code)}
+	// An EHR that answers a transaction 2xx with a failed entry did not
+	// apply it atomically (or answered a DELETE of what is gone 404): each
+	// entry is classified as in batch mode.
+	r := c.entriesFailure(resp, rb, func(i int) (string, string) {
+		req := b.Entry[i].Request
+		return entryWhat(i, req.Method, entryType(req.URL)), req.Method
+	})
+	if r == nil {
+		return Result{Outcome: OutcomeDone, HTTPStatus: resp.status, Body: resp.body}
+	}
+	applied := 0
+	for _, e := range rb.Entry {
+		if is2xx(fhirwire.StatusCode(e.Response.Status)) {
+			applied++
 		}
 	}
-	return Result{Outcome: OutcomeDone, HTTPStatus: resp.status, Body: resp.body}
+	if applied > 0 {
+		r.Error += fmt.Sprintf("; the EHR applied the transaction's other entries (%d of %d answered 2xx): it did not "+
+			"process the transaction atomically, and holds them", applied, len(rb.Entry))
+	}
+	r.Body = resp.body // the transaction-response: every entry's status, the failed one's outcome
+	return *r
 }
 
-// entryOK reports whether code completes entry s: 2xx, or 404/410 for a
-// DELETE (already gone: a re-sent delete).
-func entryOK(s *step, code int) bool {
-	return is2xx(code) || (s.entry.Request.Method == http.MethodDelete &&
-		(code == http.StatusNotFound || code == http.StatusGone))
+// entriesFailure classifies the entries of rb, the 2xx batch- or
+// transaction-response resp, as entryFailure does each (name gives entry
+// i's name and request method): the first dead letter (permanent:
+// retrying the others cannot help), else the first failure to retry; nil
+// when every entry is complete.
+func (c *Client) entriesFailure(resp *response, rb *fhirwire.Bundle, name func(i int) (what, method string)) *Result {
+	var retry *Result
+	for i, e := range rb.Entry {
+		what, method := name(i)
+		r := c.entryFailure(what, method, resp, e.Response)
+		switch {
+		case r == nil:
+		case r.Outcome == OutcomeDead:
+			return r
+		case retry == nil:
+			retry = r
+		}
+	}
+	return retry
 }
 
-func (s *step) what() string {
-	return fmt.Sprintf("entry %d (%s %s)", s.index, s.entry.Request.Method, s.typ)
+// entryFailure classifies one entry's answer (e, of the entry that what
+// names, whose request method is method) in resp, a 2xx batch- or
+// transaction-response: nil when it completes the entry (entryOK); else
+// what the same status would be for a request of its own (failure: a 4xx
+// a dead letter, a 412 with its remedy, a 5xx or 429 retried), recording
+// the status the EHR answered (HTTPStatus) and the entry's (EntryStatus).
+func (c *Client) entryFailure(what, method string, resp *response, e *fhirwire.Response) *Result {
+	code := fhirwire.StatusCode(e.Status)
+	if entryOK(method, code) {
+		return nil
+	}
+	r := c.failure(what, &response{status: code, header: resp.header}, e.Outcome)
+	r.HTTPStatus, r.EntryStatus = resp.status, code // the EHR answered 2xx; the entry failed
+	if r.Body == nil {
+		r.Body = resp.body
+	}
+	return &r
 }
+
+// entryOK reports whether code completes an entry whose request method
+// is method: 2xx, or 404/410 for a DELETE (already gone: a re-sent
+// delete).
+func entryOK(method string, code int) bool {
+	return is2xx(code) || (method == http.MethodDelete && (code == http.StatusNotFound || code == http.StatusGone))
+}
+
+// entryWhat names entry index of a payload (its request's method, and the
+// resource type typ) in a reason.
+func entryWhat(index int, method, typ string) string {
+	return fmt.Sprintf("entry %d (%s %s)", index, method, typ)
+}
+
+// entryType is the resource type of a request URL ("Patient",
+// "Observation?identifier=..." and "AdverseEvent/<id>" name theirs).
+func entryType(u string) string {
+	typ, _, _ := strings.Cut(u, "?")
+	typ, _, _ = strings.Cut(typ, "/")
+	return typ
+}
+
+func (s *step) what() string { return entryWhat(s.index, s.entry.Request.Method, s.typ) }
 
 func (c *Client) sendBatches(ctx context.Context, p *plan) Result {
 	size := c.dest.MaxEntries
@@ -278,27 +345,13 @@ func (c *Client) sendBatch(ctx context.Context, p *plan, chunk []*step) Result {
 	if err != nil {
 		return Result{Outcome: OutcomeRetry, HTTPStatus: resp.status, Body: resp.body, Error: err.Error()}
 	}
-	var retry *Result
 	for i, e := range rb.Entry {
-		s, code := chunk[i], fhirwire.StatusCode(e.Response.Status)
-		s.entry.Response = e.Response
-		if entryOK(s, code) {
-			continue
-		}
-		r := c.failure(s.what(), &response{status: code, header: resp.header}, e.Response.Outcome)
-		r.HTTPStatus, r.EntryStatus = resp.status, code // the EHR answered 200; the entry failed
-		if r.Body == nil {
-			r.Body = resp.body
-		}
-		if r.Outcome == OutcomeDead {
-			return r // permanent: retrying the others cannot help
-		}
-		if retry == nil {
-			retry = &r
-		}
+		chunk[i].entry.Response = e.Response
 	}
-	if retry != nil {
-		return *retry
+	if r := c.entriesFailure(resp, rb, func(i int) (string, string) {
+		return chunk[i].what(), chunk[i].entry.Request.Method
+	}); r != nil {
+		return *r
 	}
 	for i, e := range rb.Entry {
 		if r := c.resolve(ctx, p, chunk[i], e.Response.Location, e.Resource); r != nil {
@@ -343,7 +396,7 @@ func (c *Client) sendSingle(ctx context.Context, p *plan, s *step) *Result {
 		r.Error = s.what() + ": " + r.Error
 		return &r
 	}
-	if !entryOK(s, resp.status) {
+	if !entryOK(s.entry.Request.Method, resp.status) {
 		r := c.failure(s.what(), resp, nil)
 		return &r
 	}

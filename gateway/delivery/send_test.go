@@ -466,3 +466,72 @@ func TestPreconditionFailedExplained(t *testing.T) {
 		}
 	}
 }
+
+// TestTransactionEntryStatuses: an EHR that answers a transaction 200
+// with a failed entry (one that did not apply it atomically, or a DELETE
+// of what is already gone) is classified entry by entry as in batch mode
+// (entryFailure): a 412 is a dead letter with its remedy, a 4xx a dead
+// letter, a 5xx retried, a DELETE answered 404 or 410 done; the attempt
+// records the 200 the EHR sent, and its reason the entry's status and
+// that the EHR applied the other entries.
+func TestTransactionEntryStatuses(t *testing.T) {
+	del := []byte(`{"resourceType":"Bundle","type":"transaction","entry":[` +
+		`{"request":{"method":"DELETE","url":"AdverseEvent/ae-1"}}]}`)
+	for _, tc := range []struct {
+		name, status string
+		payload      []byte
+		want         []string
+		reason       []string
+	}{
+		{"precondition-failed", "412 Precondition Failed", nil, []string{store.StatusDead},
+			[]string{"entry 0 (POST Patient): http 412 (invalid)", "merge them at the EHR", "the EHR applied the transaction's other"}},
+		{"bad-request", "400 Bad Request", nil, []string{store.StatusDead}, []string{"entry 0 (POST Patient): http 400 (invalid)"}},
+		{"server-error", "500", nil, []string{store.StatusPending, store.StatusDone}, []string{"entry 0 (POST Patient): http 500"}},
+		{"delete-not-found", "404 Not Found", del, []string{store.StatusDone}, nil},
+		{"delete-gone", "410 Gone", del, []string{store.StatusDone}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ehr := newStubEHR(t)
+			sent := 0 // transactions answered
+			ehr.intercept = func(_ int, w http.ResponseWriter, r *http.Request, body []byte) bool {
+				var b fhirwire.Bundle
+				if r.Method != http.MethodPost || json.Unmarshal(body, &b) != nil || b.Type != "transaction" ||
+					sent > 0 && tc.payload == nil {
+					return false
+				}
+				sent++
+				entries := []any{map[string]any{"response": map[string]any{"status": tc.status,
+					"outcome": outcome("invalid", "Patient.identifier: bad system")}}}
+				for range b.Entry[1:] {
+					entries = append(entries, map[string]any{"response": map[string]any{"status": "201 Created"}})
+				}
+				writeJSON(w, http.StatusOK, map[string]any{"resourceType": "Bundle", "type": "transaction-response", "entry": entries})
+				return true
+			}
+			h := newHarness(t, []Destination{testDest("ehr", ehr.base())}, func(o *WorkerOptions) { o.CapabilityInterval = time.Hour })
+			payload := tc.payload
+			if payload == nil {
+				payload = sessionBundle("P-1", "S-1", "completed", false)
+			}
+			id := h.enqueue("ehr", "k", payload)
+			h.run()
+			evs := h.retryUntilFinal(id)
+			if len(evs) != len(tc.want) {
+				t.Fatalf("%d attempts (the first %s %q), want %d", len(evs), evs[0].Status, evs[0].A.Error, len(tc.want))
+			}
+			for i, ev := range evs {
+				if ev.Status != tc.want[i] {
+					t.Fatalf("attempt %d: %s %q, want %s", i+1, ev.Status, ev.A.Error, tc.want[i])
+				}
+			}
+			for _, want := range tc.reason {
+				if !strings.Contains(evs[0].A.Error, want) {
+					t.Errorf("attempt 1: error %q, want it to contain %q", evs[0].A.Error, want)
+				}
+			}
+			if evs[0].A.HTTPStatus != http.StatusOK {
+				t.Errorf("attempt 1 records http %d, want the 200 the EHR sent", evs[0].A.HTTPStatus)
+			}
+		})
+	}
+}

@@ -122,6 +122,13 @@ func (r *Result) Deleted() *store.Resource {
 // auditor follows every record version to what the EHR received.
 func (en *Entry) VersionAlways() { en.pre.versionAlways = true }
 
+// VersionWhenChanged undoes VersionAlways: the entry, an update, writes
+// no version when it changes nothing (Result.Unchanged), as a client's
+// update. The application calls it from RunChecked's check, once it knows
+// the stored resource: a native record's new version leaves a resource it
+// does not change as it is.
+func (en *Entry) VersionWhenChanged() { en.pre.versionAlways = false }
+
 // Result returns the entry's outcome once its transaction ran (nil for a
 // GET that searched).
 func (en *Entry) Result() *Result { return en.res }

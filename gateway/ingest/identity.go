@@ -211,6 +211,43 @@ func (id *identity) nextPatient(mapped map[string]any) map[string]any {
 	return next
 }
 
+// deliverMatching sets the criteria the EHRs match the record's Patient
+// (res.Entries[0]) by: its clinic identifier, or the record's MRN with a
+// system, or any other MRN the stored Patient holds (rec's MRN system's
+// excepted, which the record's replaces: nextPatient). A record without an
+// MRN is then charted at the EHR on the hospital's Patient the gateway
+// knows by MRN, not on a second Patient made from the clinic identifier
+// alone (DECISIONS.md 7). Only the Bundle the EHRs receive is concerned.
+func (id *identity) deliverMatching(rec mapping.Record, res *mapping.Result) {
+	DeliverMatching(rec, res, id.stored)
+}
+
+// DeliverMatching sets the criteria the EHRs match the Patient (entry 0)
+// of res, rec mapped, by: its clinic identifier, rec's MRN with a system,
+// or any other MRN that stored, the record's stored Patient decoded (nil
+// for none), holds (identity.deliverMatching). The ingest's deliveries
+// and a replay's corrections use it.
+func DeliverMatching(rec mapping.Record, res *mapping.Result, stored map[string]any) {
+	if len(res.Entries) == 0 || res.Entries[0].ResourceType != "Patient" {
+		return
+	}
+	var mrns []mapping.MRN
+	own := rec.Env().Patient.MRN
+	if own != nil && own.System != "" {
+		mrns = append(mrns, *own)
+	}
+	ids, _ := stored["identifier"].([]any)
+	for _, i := range ids {
+		m, _ := i.(map[string]any)
+		system := str(m, "system")
+		if !isMRN(m) || system == "" || own != nil && own.System == system {
+			continue
+		}
+		mrns = append(mrns, mapping.MRN{System: system, Value: str(m, "value")})
+	}
+	res.Entries[0].DeliverMatching(mrns)
+}
+
 // isMRN reports whether a decoded Identifier is typed as a medical record
 // number (v2-0203 MR), as the mapping types a record's patient.mrn.
 func isMRN(ident map[string]any) bool {

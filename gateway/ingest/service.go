@@ -444,6 +444,7 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 	if err != nil {
 		return nil, false, err
 	}
+	id.deliverMatching(rec.rec, res)
 	across, err := checkStored(st, rec.rec, res, rec.opts, id.patientID)
 	if err != nil {
 		return nil, false, err
@@ -465,10 +466,11 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 		}
 		patient = id.nextPatient(mapped)
 	}
-	entries, err := s.entries(res, raws, docs, checked, tenant, patient)
+	entries, entryDocs, err := s.entries(res, raws, docs, checked, tenant, patient)
 	if err != nil {
 		return nil, false, err
 	}
+	var kept map[int]string // the resources the new version leaves as they are (keepUnchanged)
 	err = tx.RunChecked(entries, func(current []*store.Resource) error {
 		if err := checkSamePatient(res, current, id.patientID); err != nil {
 			for _, r := range current { // the patients the record is stored for
@@ -489,7 +491,15 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 		if err := checkNestedNotStale(st, nested, rec, res, current, s.now()); err != nil {
 			return err
 		}
-		return reused
+		if reused != nil {
+			return reused
+		}
+		if opts.Update || len(opts.UpdateNested) > 0 {
+			var err error
+			kept, err = keepUnchanged(res, entries, entryDocs, current)
+			return err
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, false, err
@@ -518,7 +528,11 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 	var notSent []string // destinations another tenant holds the source at
 	err = stage.Run(ctx, s.tracer, "outbox.enqueue", func(context.Context) error {
 		var err error
-		notSent, err = s.enqueue(st, tenant, rec.kind, rec.rec, res, raws, rec.version, sc.TraceID, tx.ClaimSource)
+		sent, sentRaws, err := deliveredKept(res, raws, entries, kept)
+		if err != nil {
+			return err
+		}
+		notSent, err = s.enqueue(st, tenant, rec.kind, rec.rec, sent, sentRaws, rec.version, sc.TraceID, tx.ClaimSource)
 		return err
 	}, attribute.String("ingest.kind", string(rec.kind)))
 	if err != nil {
@@ -834,8 +848,9 @@ func OrderKeys(system string, kind mapping.Kind, recordID string, rec mapping.Re
 // update on its clinic identifier writing it, for the gateway's store
 // only: the Bundle the EHRs receive keeps its conditional create
 // (DECISIONS.md 7).
-func (s *Service) entries(res *mapping.Result, raws [][]byte, docs []map[string]any, checked []error, tenant string, patient map[string]any) ([]*engine.Entry, error) {
+func (s *Service) entries(res *mapping.Result, raws [][]byte, docs []map[string]any, checked []error, tenant string, patient map[string]any) ([]*engine.Entry, []map[string]any, error) {
 	out := make([]*engine.Entry, len(res.Entries))
+	written := make([]map[string]any, len(res.Entries))
 	for i, e := range res.Entries {
 		url, method, ifNoneExist := e.URL, e.Method.Code(), e.IfNoneExist
 		var doc map[string]any
@@ -847,7 +862,7 @@ func (s *Service) entries(res *mapping.Result, raws [][]byte, docs []map[string]
 		} else if raw := raws[i]; raw != nil {
 			var err error
 			if doc, err = engine.DecodeResource(raw); err != nil {
-				return nil, fmt.Errorf("mapped entry %d: %w", i, err)
+				return nil, nil, fmt.Errorf("mapped entry %d: %w", i, err)
 			}
 		}
 		if doc != nil {
@@ -857,7 +872,7 @@ func (s *Service) entries(res *mapping.Result, raws [][]byte, docs []map[string]
 		}
 		en, err := s.engine.NewEntry(i, method, url, e.FullURL, doc, ifNoneExist)
 		if err != nil {
-			return nil, fmt.Errorf("mapped entry %d: %w", i, err)
+			return nil, nil, fmt.Errorf("mapped entry %d: %w", i, err)
 		}
 		en.VersionAlways() // each record version has its own versions, Provenance and delivery
 
@@ -868,11 +883,11 @@ func (s *Service) entries(res *mapping.Result, raws [][]byte, docs []map[string]
 			perr = s.checkProfile(i, doc)
 		}
 		if perr != nil {
-			return nil, fmt.Errorf("mapped entry %d: %w", i, perr)
+			return nil, nil, fmt.Errorf("mapped entry %d: %w", i, perr)
 		}
-		out[i] = en
+		out[i], written[i] = en, doc
 	}
-	return out, nil
+	return out, written, nil
 }
 
 // ownURL gives doc, the resource of e, its deterministic id (PUT Type/id)

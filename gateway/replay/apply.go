@@ -275,6 +275,17 @@ func (s *Service) payload(m *remapped) ([]byte, error) {
 	}
 	if len(m.res.Entries) > 0 && m.res.Entries[0].ResourceType == "Patient" {
 		want[0] = true
+		// Matched at the EHR by the MRNs the gateway holds for the patient
+		// too, as the record's own delivery is (a record without an MRN).
+		for _, mt := range m.entries {
+			if mt.i == 0 && mt.stored != nil && mt.stored.Type == "Patient" {
+				patient, err := fhirwire.Decode(mt.stored.Body)
+				if err != nil {
+					return nil, fmt.Errorf("stored Patient/%s: %w", mt.stored.ID, err)
+				}
+				ingest.DeliverMatching(m.rec, m.res, patient)
+			}
+		}
 	}
 	sub := &mapping.Result{Kind: m.res.Kind, Source: m.res.Source}
 	var raws [][]byte

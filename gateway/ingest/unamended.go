@@ -1,0 +1,164 @@
+package ingest
+
+import (
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"strings"
+
+	fhir "github.com/samply/golang-fhir-models/fhir-models/fhir"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+	"github.com/ketamine-gateway/ketamine-gateway/mapping"
+)
+
+// A record's new version is mapped in update mode: each resource a
+// conditional update, each Observation amended (mapping.Options.Update),
+// as the mapping has no prior state. What the new version does not change
+// is left as it is (p40 F7): a resource whose only difference from the
+// stored one is the status amended (and meta) keeps its version and its
+// status (final stays final: a clinician sees as amended only what was),
+// and the EHRs receive it as a conditional create that matches what they
+// hold and changes nothing (keeping the Bundle's references whole).
+
+// keepUnchanged finds, once the stored resources are known (current, by
+// entry: engine.Tx.RunChecked's check), the conditional updates of res,
+// a record version mapped in update mode, that change nothing but an
+// Observation's status to amended: it sets their documents' status (docs,
+// by entry) back to the stored one and has the engine write them only when
+// changed (engine.Entry.VersionWhenChanged, whose own unchanged check
+// decides). It returns the stored status of each, by entry. A version that
+// changes nothing at all is left as before, each resource written again
+// (its Provenance names them; nothing else would).
+func keepUnchanged(res *mapping.Result, entries []*engine.Entry, docs []map[string]any, current []*store.Resource) (map[int]string, error) {
+	ids := map[string]string{} // the entries' fullUrls, as the stored references name them
+	for i, e := range res.Entries {
+		if current[i] != nil && e.FullURL != "" {
+			ids[e.FullURL] = current[i].Type + "/" + current[i].ID
+		}
+	}
+	kept := map[int]string{}
+	writes := false // another entry writes
+	for i, e := range res.Entries {
+		switch {
+		case e.ResourceType == "Patient":
+			continue // matched, or made: never versioned by a record
+		case e.Method == fhir.HTTPVerbPOST && current[i] != nil:
+			continue // a conditional create that matched: writes nothing
+		case e.Method != fhir.HTTPVerbPUT || !strings.Contains(e.URL, "?") || current[i] == nil || docs[i] == nil:
+			writes = true
+			continue
+		}
+		status, same, err := sameButAmended(docs[i], current[i], ids)
+		if err != nil {
+			return nil, err
+		}
+		if !same {
+			writes = true
+			continue
+		}
+		kept[i] = status
+	}
+	if !writes {
+		return nil, nil
+	}
+	for i, status := range kept {
+		if status != "" {
+			docs[i]["status"] = status
+		}
+		entries[i].VersionWhenChanged()
+	}
+	return kept, nil
+}
+
+// sameButAmended reports whether doc, a mapped resource (its references
+// to the record's entries still their fullUrls, ids maps them to the
+// stored ids), is the stored resource cur but for meta and an
+// Observation's status amended where cur's is final, amended or
+// corrected; status is then cur's status ("" for another type).
+func sameButAmended(doc map[string]any, cur *store.Resource, ids map[string]string) (status string, same bool, err error) {
+	var stored map[string]any
+	if err := json.Unmarshal(cur.Body, &stored); err != nil {
+		return "", false, fmt.Errorf("stored %s/%s: %w", cur.Type, cur.ID, err)
+	}
+	raw, err := json.Marshal(doc)
+	if err != nil {
+		return "", false, fmt.Errorf("mapped %s: %w", cur.Type, err)
+	}
+	var mapped map[string]any
+	if err := json.Unmarshal(raw, &mapped); err != nil {
+		return "", false, fmt.Errorf("mapped %s: %w", cur.Type, err)
+	}
+	mapped = resolveRefs(mapped, ids).(map[string]any)
+	if cur.Type == "Observation" {
+		status = str(stored, "status")
+		switch {
+		case mapped["status"] == "amended" && (status == "final" || status == "amended" || status == "corrected"):
+			mapped["status"] = status
+		case mapped["status"] != status:
+			return "", false, nil
+		}
+	}
+	for _, m := range []map[string]any{stored, mapped} {
+		delete(m, "meta")
+		delete(m, "id")
+	}
+	return status, reflect.DeepEqual(stored, mapped), nil
+}
+
+// resolveRefs is v with each reference to a fullUrl of ids replaced by
+// the stored Type/id.
+func resolveRefs(v any, ids map[string]string) any {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			if s, ok := e.(string); ok && k == "reference" && ids[s] != "" {
+				x[k] = ids[s]
+				continue
+			}
+			x[k] = resolveRefs(e, ids)
+		}
+	case []any:
+		for i, e := range x {
+			x[i] = resolveRefs(e, ids)
+		}
+	}
+	return v
+}
+
+// deliveredKept is res and raws as the EHRs receive them: each entry that
+// keepUnchanged kept (kept, by entry, with the stored status) and the
+// engine left unchanged a conditional create on its identifier (matching
+// what the EHR holds, it changes nothing; an EHR that lost it gets it
+// again), its resource with the stored status. res and raws are not
+// changed.
+func deliveredKept(res *mapping.Result, raws [][]byte, entries []*engine.Entry, kept map[int]string) (*mapping.Result, [][]byte, error) {
+	if len(kept) == 0 {
+		return res, raws, nil
+	}
+	out := *res
+	out.Entries = append([]mapping.Entry(nil), res.Entries...)
+	raws = append([][]byte(nil), raws...)
+	for i, status := range kept {
+		if r := entries[i].Result(); r == nil || !r.Unchanged {
+			continue // written after all: a difference of meta; delivered as the update it is
+		}
+		e := &out.Entries[i]
+		typ, query, _ := strings.Cut(e.URL, "?")
+		e.Method, e.URL, e.IfNoneExist = fhir.HTTPVerbPOST, typ, query
+		if status == "" {
+			continue
+		}
+		doc, err := fhirwire.Decode(raws[i])
+		if err != nil {
+			return nil, nil, fmt.Errorf("mapped entry %d: %w", i, err)
+		}
+		doc["status"] = status
+		if raws[i], err = fhirwire.Marshal(doc); err != nil {
+			return nil, nil, fmt.Errorf("mapped entry %d: %w", i, err)
+		}
+	}
+	return &out, raws, nil
+}

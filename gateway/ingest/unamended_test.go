@@ -1,0 +1,112 @@
+package ingest_test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+	"github.com/ketamine-gateway/ketamine-gateway/mapping"
+)
+
+// TestCorrectionAmendsOnlyWhatChanged: a new version of a record that
+// changes one value writes a new version (status amended) of the resource
+// that holds it, and of no other: a resource whose only difference from
+// the stored one is the status amended (and meta) keeps its version and
+// its status, and its delivery is a conditional create that matches what
+// the EHR holds (changing nothing, and keeping the Bundle's references
+// whole), not an update that would flag an unchanged value as amended at
+// the EHR (p40 F7). The changed one is delivered as the update it is.
+func TestCorrectionAmendsOnlyWhatChanged(t *testing.T) {
+	g := newGateway(t, app.Config{Routes: []ingest.Route{{Name: "ehr", Accepts: func(string, string) bool { return true }}}})
+	raw, err := os.ReadFile("../../schemas/examples/vitals/pre-dose-baseline.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2 := strings.NewReplacer(`"version": "1"`, `"version": "2"`, `"2026-03-10T09:16:40-05:00"`, `"2026-03-10T10:00:00-05:00"`,
+		`"heartRate": 76`, `"heartRate": 77`).Replace(string(raw))
+	for _, doc := range []string{string(raw), v2} {
+		if err := g.ingest("", mapping.KindVitals, doc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	q, err := search.Parse("Observation", nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, err := g.a.Store.Search(context.Background(), q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const heartRate = "8867-4" // LOINC
+	amended := 0
+	for _, r := range page.Matches {
+		var o struct {
+			Status string
+			Code   struct{ Coding []struct{ Code string } }
+		}
+		if err := json.Unmarshal(r.Body, &o); err != nil {
+			t.Fatal(err)
+		}
+		hr := len(o.Code.Coding) > 0 && o.Code.Coding[0].Code == heartRate
+		switch {
+		case hr && (r.Version != 2 || o.Status != "amended"):
+			t.Errorf("heart rate: version %d %s, want version 2 amended", r.Version, o.Status)
+		case !hr && (r.Version != 1 || o.Status != "final"):
+			t.Errorf("unchanged Observation %v: version %d %s, want version 1 final", o.Code.Coding, r.Version, o.Status)
+		case hr:
+			amended++
+		}
+	}
+	if amended != 1 || len(page.Matches) < 4 {
+		t.Fatalf("%d Observations, %d heart rates amended; want several, one", len(page.Matches), amended)
+	}
+	items := g.deliveries(t, "", "serenity-clinic-emr", "VIT-2026-0310-001")
+	if len(items) != 2 {
+		t.Fatalf("%d deliveries, want 2", len(items))
+	}
+	second := items[0]
+	if second.Version != "2" {
+		second = items[1]
+	}
+	var b struct {
+		Entry []struct {
+			Resource json.RawMessage
+			Request  struct{ Method, URL, IfNoneExist string }
+		}
+	}
+	if err := json.Unmarshal(second.Payload, &b); err != nil {
+		t.Fatal(err)
+	}
+	updates := 0
+	for _, e := range b.Entry {
+		if !strings.HasPrefix(e.Request.URL, "Observation") {
+			continue
+		}
+		var o struct {
+			Status string
+			Code   struct{ Coding []struct{ Code string } }
+		}
+		if err := json.Unmarshal(e.Resource, &o); err != nil {
+			t.Fatal(err)
+		}
+		hr := len(o.Code.Coding) > 0 && o.Code.Coding[0].Code == heartRate
+		switch {
+		case hr && (e.Request.Method != "PUT" || o.Status != "amended"):
+			t.Errorf("delivered heart rate: %s %s %s, want a PUT, amended", e.Request.Method, e.Request.URL, o.Status)
+		case !hr && (e.Request.Method != "POST" || e.Request.URL != "Observation" ||
+			!strings.HasPrefix(e.Request.IfNoneExist, "identifier=") || o.Status != "final"):
+			t.Errorf("delivered unchanged Observation %v: %s %s (ifNoneExist %q) %s, want a conditional create, final",
+				o.Code.Coding, e.Request.Method, e.Request.URL, e.Request.IfNoneExist, o.Status)
+		case hr:
+			updates++
+		}
+	}
+	if updates != 1 {
+		t.Errorf("%d heart rates delivered, want 1", updates)
+	}
+}
