@@ -1,6 +1,10 @@
 package auth
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+)
 
 // Gateway-specific scopes, granted like any other scope but outside FHIR's
 // resource model.
@@ -34,6 +38,13 @@ type scope struct {
 	text         string // as written, or the v2 form for a derived scope
 	resourceType string // a FHIR resource type or "*"; "" for gateway scopes
 	perms        uint8
+	// query is a granular scope's restriction as written (after "?"; ""
+	// for an unrestricted scope), key its canonical form (search.Key:
+	// equal for equal restrictions) and clauses its token clauses
+	// (granular.go).
+	query   string
+	key     string
+	clauses []search.Clause
 }
 
 // Scopes is a parsed set of SMART system scopes and gateway scopes. The zero
@@ -47,19 +58,30 @@ type Scopes struct {
 // system scopes (system/<Type|*>.<non-empty subset of "cruds", in that order>),
 // SMART v1 system scopes (system/<Type|*>.read|write|*, where read means rs,
 // write means cud and * means cruds) and the gateway scopes ScopeIngest,
-// ScopeOperator and ScopeAuditor. Anything else (patient/ and user/ scopes, openid, v2 granular
-// scopes, restricted by search parameters after "?", which the gateway
-// does not enforce and so never grants, typos) is ignored: ParseScopes
-// never fails, and an ignored scope grants nothing (the token endpoint
-// tells the client why: refusals). Duplicates are dropped.
+// ScopeOperator and ScopeAuditor, and SMART v2 granular system scopes of
+// the grammar the gateway enforces (granular.go:
+// system/Observation.rs?category=system|code). Anything else (patient/ and
+// user/ scopes, openid, granular scopes of another form, typos) is ignored:
+// ParseScopes never fails, and an ignored scope grants nothing (the token
+// endpoint tells the client why: refusals). Duplicates are dropped.
 func ParseScopes(s string) Scopes {
 	var out Scopes
 	for _, f := range strings.Fields(s) {
-		if sc, ok := parseScope(f); ok {
+		if sc, ok := parseAny(f); ok {
 			out.add(sc)
 		}
 	}
 	return out
+}
+
+// parseAny parses one scope of any form the gateway grants, granular or
+// not.
+func parseAny(s string) (scope, bool) {
+	if strings.Contains(s, "?") {
+		sc, err := parseGranular(s)
+		return sc, err == nil
+	}
+	return parseScope(s)
 }
 
 func parseScope(s string) (scope, bool) {
@@ -133,6 +155,12 @@ func permBit(perm byte) uint8 {
 }
 
 func v2Text(resourceType string, perms uint8) string {
+	return v2TextQuery(resourceType, perms, "")
+}
+
+// v2TextQuery is v2Text with a granular scope's restriction query ("" for
+// none).
+func v2TextQuery(resourceType string, perms uint8, query string) string {
 	var b strings.Builder
 	b.WriteString("system/")
 	b.WriteString(resourceType)
@@ -142,13 +170,17 @@ func v2Text(resourceType string, perms uint8) string {
 			b.WriteByte(permLetters[i])
 		}
 	}
+	if query != "" {
+		b.WriteByte('?')
+		b.WriteString(query)
+	}
 	return b.String()
 }
 
 // add appends sc unless an identical scope is already present.
 func (s *Scopes) add(sc scope) {
 	for _, x := range s.list {
-		if x.resourceType == sc.resourceType && x.perms == sc.perms &&
+		if x.resourceType == sc.resourceType && x.perms == sc.perms && x.key == sc.key &&
 			(sc.resourceType != "" || x.text == sc.text) {
 			return
 		}
@@ -160,7 +192,9 @@ func (s *Scopes) add(sc scope) {
 // 'd' or 's') on resources of type resourceType. A system/*.x scope covers
 // every type; asking about resourceType "*" (all types at once, as in a
 // whole-system search) needs a system/* scope. An unknown perm or an empty
-// resourceType is never allowed.
+// resourceType is never allowed. A granular scope counts: Allows says
+// that some resources of the type may be granted, and the caller then
+// asks Restriction or Grants which.
 func (s Scopes) Allows(resourceType string, perm byte) bool {
 	bit := permBit(perm)
 	if bit == 0 || resourceType == "" {
@@ -177,9 +211,12 @@ func (s Scopes) Allows(resourceType string, perm byte) bool {
 // Has reports whether the scopes cover the single scope name: for a gateway
 // scope, whether it was granted; for a system resource scope, whether every
 // permission it names is granted for its type (possibly by several scopes
-// together, or by a system/* scope). An unrecognised name is never covered.
+// together, or by a system/* scope). A granular scope is covered by the
+// unrestricted scopes Has covers and by scopes of the same type with the
+// same restriction (search.Key); a granular scope never covers an
+// unrestricted one. An unrecognised name is never covered.
 func (s Scopes) Has(name string) bool {
-	want, ok := parseScope(name)
+	want, ok := parseAny(name)
 	if !ok {
 		return false
 	}
@@ -194,7 +231,9 @@ func (s Scopes) Has(name string) bool {
 	var have uint8
 	for _, sc := range s.list {
 		if sc.resourceType == "*" || (sc.resourceType != "" && sc.resourceType == want.resourceType) {
-			have |= sc.perms
+			if sc.key == "" || sc.key == want.key {
+				have |= sc.perms
+			}
 		}
 	}
 	return want.perms&^have == 0
@@ -218,11 +257,11 @@ func readOnly(s Scopes) (kept Scopes, removed []string) {
 	const reads = permRead | permSearch
 	for _, sc := range s.list {
 		if sc.resourceType != "" && sc.perms&^reads != 0 {
-			removed = append(removed, v2Text(sc.resourceType, sc.perms&^reads))
+			removed = append(removed, v2TextQuery(sc.resourceType, sc.perms&^reads, sc.query))
 			if sc.perms&reads == 0 {
 				continue
 			}
-			sc = scope{text: v2Text(sc.resourceType, sc.perms&reads), resourceType: sc.resourceType, perms: sc.perms & reads}
+			sc.text, sc.perms = v2TextQuery(sc.resourceType, sc.perms&reads, sc.query), sc.perms&reads
 		}
 		kept.add(sc)
 	}
@@ -250,8 +289,13 @@ func grant(requested, allowed Scopes) Scopes {
 			}
 			continue
 		}
+		if r.query != "" {
+			// Granular scopes are parsed but not yet granted: every
+			// path must enforce them first (docs/security.md).
+			continue
+		}
 		for _, a := range allowed.list {
-			if a.resourceType == "" {
+			if a.resourceType == "" || a.query != "" {
 				continue
 			}
 			var typ string
@@ -281,7 +325,7 @@ func grant(requested, allowed Scopes) Scopes {
 		}
 		text := v2Text(typ, p)
 		for _, r := range requested.list {
-			if r.resourceType == typ && r.perms == p {
+			if r.resourceType == typ && r.perms == p && r.query == "" {
 				text = r.text
 				break
 			}

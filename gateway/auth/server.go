@@ -234,6 +234,13 @@ func configScopes(list []string) (Scopes, error) {
 		return out, errors.New("no scopes")
 	}
 	for _, name := range list {
+		if base, _, ok := strings.Cut(name, "?"); ok {
+			if _, err := parseGranular(name); err != nil {
+				return out, fmt.Errorf("scope %q: %v", base+"?...", err)
+			}
+			// Not granted until every path enforces it (docs/security.md).
+			return out, fmt.Errorf("scope %q: scopes restricted by search parameters are not granted by this server", base+"?...")
+		}
 		sc, ok := parseScope(name)
 		if !ok {
 			return out, fmt.Errorf("unrecognised scope %q", name)
