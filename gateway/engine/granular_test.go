@@ -1,0 +1,155 @@
+package engine_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
+)
+
+// The granular scopes' tests: a hospital given the vital signs
+// (system/Observation.rs restricted to the vital-signs category) sees the
+// vital-sign Observation and nothing of the PHQ-9 Observation of the same
+// patient, by every way a resource leaves the engine.
+
+const (
+	catSystem     = "http://terminology.hl7.org/CodeSystem/observation-category"
+	vitalScope    = "system/Observation.rs?category=" + catSystem + "|vital-signs"
+	hospitalScope = vitalScope + " system/Patient.rs"
+)
+
+// chart is a clinic's patient with a vital-sign and a PHQ-9 Observation.
+type chart struct {
+	a                    *app.App
+	patient, vital, phq9 string
+}
+
+func observation(category, code, patient string) map[string]any {
+	return map[string]any{"resourceType": "Observation", "status": "final",
+		"category": []any{map[string]any{"coding": []any{map[string]any{"system": catSystem, "code": category}}}},
+		"code":     map[string]any{"coding": []any{map[string]any{"system": "http://loinc.org", "code": code}}},
+		"subject":  map[string]any{"reference": patient}}
+}
+
+func newChart(t *testing.T) *chart {
+	t.Helper()
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "granular.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	a, err := app.New(app.Config{Store: db, BacklogEvery: -1, NoJobRunner: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	const pu = "urn:uuid:0b7e6c1e-1111-4b6e-9c1a-000000000001"
+	entry := func(fullURL string, r map[string]any) map[string]any {
+		return map[string]any{"fullUrl": fullURL, "resource": r,
+			"request": map[string]any{"method": "POST", "url": r["resourceType"]}}
+	}
+	body, _ := json.Marshal(map[string]any{"resourceType": "Bundle", "type": "transaction", "entry": []any{
+		entry(pu, map[string]any{"resourceType": "Patient", "gender": "female"}),
+		entry("urn:uuid:0b7e6c1e-2222-4b6e-9c1a-000000000002", observation("vital-signs", "85354-9", pu)),
+		entry("urn:uuid:0b7e6c1e-3333-4b6e-9c1a-000000000003", observation("survey", "44261-6", pu)),
+	}})
+	res, err := a.Engine.Bundle(ctx, clinic("transaction"), body, engine.Answer{Base: "https://gw/fhir"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, e := range res.Entry {
+		ids = append(ids, strings.Split(e.Response.Location, "/")[1])
+	}
+	return &chart{a: a, patient: ids[0], vital: ids[1], phq9: ids[2]}
+}
+
+func clinic(interaction string) *auditlog.Scope {
+	return auditlog.NewScope(interaction, &auth.Principal{ClientID: "clinic", Tenant: "clinic-a",
+		Scopes: auth.ParseScopes("system/*.cruds")})
+}
+
+func hospital(interaction, scopes string) *auditlog.Scope {
+	return auditlog.NewScope(interaction, &auth.Principal{ClientID: "hospital", Tenant: "clinic-a",
+		Scopes: auth.ParseScopes(scopes)})
+}
+
+// ids are the Type/id of rs.
+func ids(rs []*store.Resource) []string {
+	var out []string
+	for _, r := range rs {
+		out = append(out, r.Type+"/"+r.ID)
+	}
+	return out
+}
+
+func wantKind(t *testing.T, what string, err error, want outcome.Kind) {
+	t.Helper()
+	if k, _ := outcome.From(err); err == nil || k != want {
+		t.Errorf("%s = %v, want %v", what, err, want.HTTPStatus())
+	}
+}
+
+// TestGranularReads: read, vread, _include/_revinclude and a Bundle's GET
+// entries show a hidden resource as one of another tenant: not found.
+func TestGranularReads(t *testing.T) {
+	c := newChart(t)
+	ctx := context.Background()
+	e := c.a.Engine
+	t.Run("read", func(t *testing.T) {
+		if _, err := e.Read(ctx, hospital("read", hospitalScope), "Observation", c.vital); err != nil {
+			t.Errorf("Read(vital) = %v, want it", err)
+		}
+		_, err := e.Read(ctx, hospital("read", hospitalScope), "Observation", c.phq9)
+		wantKind(t, "Read(PHQ-9)", err, outcome.NotFound)
+	})
+	t.Run("vread", func(t *testing.T) {
+		if _, err := e.VRead(ctx, hospital("vread", hospitalScope), "Observation", c.vital, "1"); err != nil {
+			t.Errorf("VRead(vital) = %v, want it", err)
+		}
+		_, err := e.VRead(ctx, hospital("vread", hospitalScope), "Observation", c.phq9, "1")
+		wantKind(t, "VRead(PHQ-9)", err, outcome.NotFound)
+	})
+	t.Run("revinclude", func(t *testing.T) {
+		res, err := e.Search(ctx, hospital("search-type", hospitalScope), "Patient",
+			url.Values{"_revinclude": {"Observation:subject"}}, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := strings.Join(ids(res.Page.Included), " ")
+		if got != "Observation/"+c.vital || res.Withheld != 0 {
+			t.Errorf("Patient?_revinclude=Observation:subject included %q, withheld %d; want only the vital sign, none counted",
+				got, res.Withheld)
+		}
+	})
+	t.Run("bundle GET", func(t *testing.T) {
+		body, _ := json.Marshal(map[string]any{"resourceType": "Bundle", "type": "batch", "entry": []any{
+			map[string]any{"request": map[string]any{"method": "GET", "url": "Observation/" + c.vital}},
+			map[string]any{"request": map[string]any{"method": "GET", "url": "Observation/" + c.phq9}},
+		}})
+		res, err := e.Bundle(ctx, hospital("batch", hospitalScope), body, engine.Answer{Base: "https://gw/fhir"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s := res.Entry[0].Response.Status; !strings.HasPrefix(s, "200") {
+			t.Errorf("GET Observation/vital = %s, want 200", s)
+		}
+		if s := res.Entry[1].Response.Status; !strings.HasPrefix(s, "404") || res.Entry[1].Resource != nil {
+			t.Errorf("GET Observation/phq9 = %s with resource %s, want 404 without it", s, res.Entry[1].Resource)
+		}
+	})
+}
