@@ -153,3 +153,56 @@ func TestGranularReads(t *testing.T) {
 		}
 	})
 }
+
+// TestGranularSearch: a search of a restricted type answers the resources
+// the restriction selects, and its total counts only them.
+func TestGranularSearch(t *testing.T) {
+	c := newChart(t)
+	ctx := context.Background()
+	tests := []struct {
+		name, scopes string
+		params       url.Values
+		want         []string // the matches' ids; nil with rule
+		rule         string
+	}{
+		{"all", hospitalScope, url.Values{}, []string{c.vital}, ""},
+		{"by patient", hospitalScope, url.Values{"patient": {c.patient}}, []string{c.vital}, ""},
+		{"by the PHQ-9's code", hospitalScope, url.Values{"code": {"44261-6"}}, []string{}, ""},
+		{"count", hospitalScope, url.Values{"_summary": {"count"}}, []string{}, ""},
+		{"unrestricted too", hospitalScope + " system/Observation.s", url.Values{}, []string{c.vital, c.phq9}, ""},
+		{"two of one param", vitalScope + " system/Observation.rs?category=survey", url.Values{}, []string{c.vital, c.phq9}, ""},
+		{"two params", vitalScope + " system/Observation.rs?code=44261-6", url.Values{}, nil, "scope-restriction-unenforceable"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res, err := c.a.Engine.Search(ctx, hospital("search-type", tt.scopes), "Observation", tt.params, false)
+			if tt.rule != "" {
+				k, issues := outcome.From(err)
+				if err == nil || k != outcome.Forbidden || issues[0].Rule != tt.rule {
+					t.Fatalf("Search = %v, want 403 %s", err, tt.rule)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantTotal := len(tt.want)
+			if tt.name == "count" {
+				wantTotal = 1
+			}
+			var got []string
+			for _, r := range res.Page.Matches {
+				got = append(got, r.ID)
+			}
+			if len(got) != len(tt.want) || res.Page.Total != wantTotal || res.Withheld != 0 {
+				t.Errorf("Search(Observation?%s) = %v, total %d, withheld %d; want %v, total %d, none withheld",
+					tt.params.Encode(), got, res.Page.Total, res.Withheld, tt.want, wantTotal)
+			}
+			for _, id := range tt.want {
+				if !strings.Contains(strings.Join(got, " "), id) {
+					t.Errorf("Search(Observation?%s) = %v, want %s among them", tt.params.Encode(), got, id)
+				}
+			}
+		})
+	}
+}

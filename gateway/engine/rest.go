@@ -434,6 +434,9 @@ func (e *Engine) search(ctx context.Context, sc *auditlog.Scope, in reads, typ s
 		return nil, err
 	}
 	out.Query.Clauses = append(out.Query.Clauses, extra...)
+	if err := restrict(sc, out.Query); err != nil {
+		return nil, err
+	}
 	err = e.queryIn(ctx, sc, in, func(ctx context.Context, st reader) error {
 		var err error
 		if out.Page, err = st.Search(ctx, out.Query); err != nil {

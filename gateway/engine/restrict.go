@@ -1,0 +1,95 @@
+package engine
+
+import (
+	"slices"
+	"strings"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+)
+
+// Granular scopes (system/Observation.rs?category=...) restrict a type to
+// the resources their search parameters select. Visible decides one
+// resource; a search of a restricted type gets the restriction added to
+// its criteria (ANDed with the client's), so that its total and its pages
+// are those of the resources the caller may see, never telling how many
+// others there are. What cannot be confined that way exactly is refused
+// (403 scope-restriction-unenforceable), never answered with a count or a
+// link that tells of resources the scope does not grant (docs/security.md).
+
+// Rules of the granular scopes' refusals (gateway/conformance/rules.go).
+const (
+	ruleRestrictionUnenforceable = "scope-restriction-unenforceable"
+	ruleRestrictionWrite         = "scope-restriction-write"
+)
+
+// restrictionClauses returns the clauses to add to a search of typ by the
+// caller of sc that needs perms (some of 'r', 's'): none when a scope
+// grants them unrestricted. Several granular scopes on typ are ORed: their
+// restrictions are expressed as one set of clauses when each is a single
+// clause of the same parameter (their values then ORed in one clause);
+// otherwise the search is refused (scope-restriction-unenforceable).
+func restrictionClauses(sc *auditlog.Scope, typ, perms string) ([]search.Clause, error) {
+	if sc == nil || sc.Principal == nil {
+		return nil, nil
+	}
+	restrictions, unrestricted := sc.Principal.Scopes.Restriction(typ, perms)
+	if unrestricted || len(restrictions) == 0 {
+		return nil, nil
+	}
+	keys := map[string]bool{}
+	var distinct [][]search.Clause
+	for _, cs := range restrictions {
+		if k := search.Key(typ, &search.Query{Clauses: cs}); !keys[k] {
+			keys[k] = true
+			distinct = append(distinct, cs)
+		}
+	}
+	if len(distinct) == 1 {
+		return slices.Clone(distinct[0]), nil
+	}
+	merged := search.Clause{Param: distinct[0][0].Param, Type: search.TypeToken}
+	for _, cs := range distinct {
+		if len(cs) != 1 || cs[0].Param != merged.Param {
+			return nil, unenforceable("the access token's scopes restrict " + typ + " by different search parameters (" +
+				restrictionParams(distinct) + "), which the gateway cannot apply together to one search exactly: ask " +
+				"for a token with one of them, or with restrictions of one parameter each")
+		}
+		merged.Values = append(merged.Values, cs[0].Values...)
+	}
+	return []search.Clause{merged}, nil
+}
+
+// restrictionParams names the parameters of restrictions, each
+// restriction's joined by &, the restrictions by " or ": never a value.
+func restrictionParams(restrictions [][]search.Clause) string {
+	var out []string
+	for _, cs := range restrictions {
+		var names []string
+		for _, c := range cs {
+			names = append(names, c.Param)
+		}
+		out = append(out, strings.Join(names, "&"))
+	}
+	return strings.Join(out, " or ")
+}
+
+func unenforceable(msg string) error {
+	return outcome.New(outcome.Forbidden, "forbidden", ruleRestrictionUnenforceable, msg)
+}
+
+// restrict adds to q, a search of q.Type by the caller of sc, the
+// restriction of its granular scopes (restrictionClauses with s, the
+// permission a search needs).
+func restrict(sc *auditlog.Scope, q *search.Query) error {
+	if q == nil || q.Type == "" {
+		return nil
+	}
+	cs, err := restrictionClauses(sc, q.Type, "s")
+	if err != nil {
+		return err
+	}
+	q.Clauses = append(q.Clauses, cs...)
+	return nil
+}
