@@ -206,3 +206,68 @@ func TestGranularSearch(t *testing.T) {
 		})
 	}
 }
+
+// TestGranularHistoryEverything: an instance's history shows the versions
+// the restriction selects (a hidden resource has none: not found); a
+// type's history and $everything of the restricted type cannot be confined
+// exactly, and tell nothing of the hidden resources.
+func TestGranularHistoryEverything(t *testing.T) {
+	c := newChart(t)
+	ctx := context.Background()
+	e := c.a.Engine
+	// The vital sign gets a second version outside the restriction
+	// (re-categorised as a survey), then a third back in it.
+	for i, cat := range []string{"survey", "vital-signs"} {
+		doc := observation(cat, "85354-9", "Patient/"+c.patient)
+		doc["id"] = c.vital
+		b, _ := json.Marshal(doc)
+		if _, err := e.Update(ctx, clinic("update"), "Observation", c.vital, func() ([]byte, error) { return b, nil },
+			engine.Preconditions{}); err != nil {
+			t.Fatalf("update %d: %v", i, err)
+		}
+	}
+	t.Run("instance", func(t *testing.T) {
+		h, err := e.History(ctx, hospital("history-instance", hospitalScope), "Observation", c.vital, url.Values{}, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var vs []int64
+		for _, v := range h.Versions {
+			vs = append(vs, v.Version)
+		}
+		if h.Total != 2 || len(vs) != 2 || vs[0] != 3 || vs[1] != 1 {
+			t.Errorf("History(vital) = versions %v, total %d; want [3 1], 2", vs, h.Total)
+		}
+		h, err = e.History(ctx, hospital("history-instance", hospitalScope), "Observation", c.vital,
+			url.Values{"_count": {"1"}, "_offset": {"1"}}, false)
+		if err != nil || h.Total != 2 || len(h.Versions) != 1 || h.Versions[0].Version != 1 {
+			t.Errorf("History(vital, _count=1&_offset=1) = %v, %v; want version 1 of 2", h, err)
+		}
+	})
+	t.Run("hidden instance", func(t *testing.T) {
+		_, err := e.History(ctx, hospital("history-instance", hospitalScope), "Observation", c.phq9, url.Values{}, false)
+		wantKind(t, "History(PHQ-9)", err, outcome.NotFound)
+	})
+	t.Run("type", func(t *testing.T) {
+		_, err := e.History(ctx, hospital("history-type", hospitalScope), "Observation", "", url.Values{}, false)
+		k, issues := outcome.From(err)
+		if err == nil || k != outcome.Forbidden || issues[0].Rule != "scope-restriction-unenforceable" {
+			t.Errorf("History(Observation) = %v, want 403 scope-restriction-unenforceable", err)
+		}
+	})
+	t.Run("everything", func(t *testing.T) {
+		res, err := e.Everything(ctx, hospital("operation", hospitalScope), c.patient, url.Values{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := strings.Join(ids(res.Page.Matches), " ")
+		if got != "Patient/"+c.patient || res.Page.Total != 1 || res.Withheld != 0 || len(res.Warnings) != 1 {
+			t.Errorf("$everything = %s, total %d, withheld %d, warnings %v; want the Patient alone, total 1, a warning",
+				got, res.Page.Total, res.Withheld, res.Warnings)
+		}
+		_, err = e.Everything(ctx, hospital("operation", hospitalScope), c.patient, url.Values{"_type": {"Observation"}})
+		if k, issues := outcome.From(err); err == nil || k != outcome.Forbidden || issues[0].Rule != "scope-restriction-unenforceable" {
+			t.Errorf("$everything?_type=Observation = %v, want 403 scope-restriction-unenforceable", err)
+		}
+	})
+}

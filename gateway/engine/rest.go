@@ -518,10 +518,22 @@ func (e *Engine) history(ctx context.Context, sc *auditlog.Scope, in reads, typ,
 	if countOnly {
 		q.Count = 1 // the store pages at least one; none is answered
 	}
+	restricted := q.Type != "" && restrictedFor(sc, q.Type, "rs")
+	if restricted && q.ID == "" {
+		// The versions of a type are not indexed by their content: their
+		// total and pages could not be confined to the restriction.
+		return nil, unenforceable("the access token reads " + q.Type + " through granular scopes only (restricted " +
+			"by search parameters), and the history of every " + q.Type + " cannot be confined to them: read the " +
+			"history of each resource (" + q.Type + "/{id}/_history) or search " + q.Type + " with _lastUpdated")
+	}
 	var versions []*store.Resource
 	var total int
 	err = e.queryIn(ctx, sc, in, func(ctx context.Context, st reader) error {
 		var err error
+		if restricted {
+			versions, total, err = restrictedHistory(ctx, e, sc, st, q)
+			return err
+		}
 		versions, total, err = st.History(ctx, q)
 		return err
 	})

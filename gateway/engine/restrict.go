@@ -1,12 +1,14 @@
 package engine
 
 import (
+	"context"
 	"slices"
 	"strings"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
 
 // Granular scopes (system/Observation.rs?category=...) restrict a type to
@@ -92,4 +94,33 @@ func restrict(sc *auditlog.Scope, q *search.Query) error {
 	}
 	q.Clauses = append(q.Clauses, cs...)
 	return nil
+}
+
+// restrictedHistory is the history q of one resource of a type the caller
+// reads through granular scopes only: every version is read, those the
+// restriction does not select (Visible; a deletion, which has no content,
+// is not selected) are left out, and the total and the page are of those
+// shown, so that neither tells how many versions were left out.
+func restrictedHistory(ctx context.Context, e *Engine, sc *auditlog.Scope, st reader, q store.HistoryQuery) ([]*store.Resource, int, error) {
+	all := q
+	all.Offset, all.Count = 0, search.MaxCount
+	var shown []*store.Resource
+	for {
+		vs, _, err := st.History(ctx, all)
+		if err != nil {
+			return nil, 0, err
+		}
+		for _, v := range vs {
+			if e.Visible(sc, v) {
+				shown = append(shown, v)
+			}
+		}
+		if len(vs) < all.Count {
+			break
+		}
+		all.Offset += len(vs)
+	}
+	total := len(shown)
+	lo := min(q.Offset, total)
+	return shown[lo:min(lo+q.Count, total)], total, nil
 }
