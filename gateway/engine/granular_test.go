@@ -271,3 +271,98 @@ func TestGranularHistoryEverything(t *testing.T) {
 		}
 	})
 }
+
+// TestGranularWrites: a write through a granular scope must leave a
+// version the restriction selects and, for an update or delete, find one;
+// otherwise 403 scope-restriction-write and nothing is written.
+// Conditional criteria find only what the caller's search would.
+func TestGranularWrites(t *testing.T) {
+	c := newChart(t)
+	ctx := context.Background()
+	e := c.a.Engine
+	const writer = "system/Observation.cud?category=" + catSystem + "|vital-signs " + hospitalScope
+	body := func(category, code, id string) engine.Body {
+		doc := observation(category, code, "Patient/"+c.patient)
+		if id != "" {
+			doc["id"] = id
+		}
+		b, _ := json.Marshal(doc)
+		return func() ([]byte, error) { return b, nil }
+	}
+	count := func() int {
+		res, err := e.Search(ctx, clinic("search-type"), "Observation", url.Values{"_summary": {"count"}}, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Page.Total
+	}
+	refusedWrite := func(t *testing.T, what string, err error) {
+		t.Helper()
+		k, issues := outcome.From(err)
+		if err == nil || k != outcome.Forbidden || issues[0].Rule != "scope-restriction-write" {
+			t.Errorf("%s = %v, want 403 scope-restriction-write", what, err)
+		}
+	}
+	tests := []struct {
+		name    string
+		do      func() (*engine.Result, error)
+		allowed bool
+		added   int // Observations the write adds
+	}{
+		{"create a vital sign", func() (*engine.Result, error) {
+			return e.Create(ctx, hospital("create", writer), "Observation", body("vital-signs", "8867-4", ""), engine.Preconditions{})
+		}, true, 1},
+		{"create a survey", func() (*engine.Result, error) {
+			return e.Create(ctx, hospital("create", writer), "Observation", body("survey", "44261-6", ""), engine.Preconditions{})
+		}, false, 0},
+		{"conditional create matching only a hidden resource", func() (*engine.Result, error) {
+			return e.Create(ctx, hospital("create", writer), "Observation", body("vital-signs", "44261-6", ""),
+				engine.Preconditions{IfNoneExist: "code=44261-6"})
+		}, true, 1},
+		{"update a vital sign into a survey", func() (*engine.Result, error) {
+			return e.Update(ctx, hospital("update", writer), "Observation", c.vital, body("survey", "85354-9", c.vital), engine.Preconditions{})
+		}, false, 0},
+		{"update the PHQ-9 into a vital sign", func() (*engine.Result, error) {
+			return e.Update(ctx, hospital("update", writer), "Observation", c.phq9, body("vital-signs", "44261-6", c.phq9), engine.Preconditions{})
+		}, false, 0},
+		{"update a vital sign", func() (*engine.Result, error) {
+			return e.Update(ctx, hospital("update", writer), "Observation", c.vital, body("vital-signs", "8480-6", c.vital), engine.Preconditions{})
+		}, true, 0},
+		{"delete the PHQ-9", func() (*engine.Result, error) {
+			return e.Delete(ctx, hospital("delete", writer), "Observation", c.phq9, engine.Preconditions{})
+		}, false, 0},
+		{"transaction with a survey", func() (*engine.Result, error) {
+			b, _ := json.Marshal(map[string]any{"resourceType": "Bundle", "type": "transaction", "entry": []any{
+				map[string]any{"resource": observation("vital-signs", "8867-4", "Patient/"+c.patient), "request": map[string]any{"method": "POST", "url": "Observation"}},
+				map[string]any{"resource": observation("survey", "44261-6", "Patient/"+c.patient), "request": map[string]any{"method": "POST", "url": "Observation"}},
+			}})
+			_, err := e.Bundle(ctx, hospital("transaction", writer), b, engine.Answer{Base: "https://gw/fhir"})
+			return nil, err
+		}, false, 0},
+		{"delete a vital sign", func() (*engine.Result, error) {
+			return e.Delete(ctx, hospital("delete", writer), "Observation", c.vital, engine.Preconditions{})
+		}, true, -1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := count()
+			res, err := tt.do()
+			if tt.allowed {
+				if err != nil {
+					t.Fatalf("%s = %v, want it done", tt.name, err)
+				}
+				if tt.added == 1 && (res == nil || !res.Created) {
+					t.Errorf("%s: created %v, want a new resource", tt.name, res != nil && res.Created)
+				}
+			} else {
+				refusedWrite(t, tt.name, err)
+			}
+			if got := count(); got != before+tt.added {
+				t.Errorf("%s: Observations %d -> %d, want %d", tt.name, before, got, before+tt.added)
+			}
+		})
+	}
+	if r, err := e.Read(ctx, clinic("read"), "Observation", c.phq9); err != nil || !strings.Contains(string(r.Body), "survey") {
+		t.Errorf("the PHQ-9 after the refused writes = %v, want it unchanged", err)
+	}
+}

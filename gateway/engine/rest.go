@@ -344,6 +344,9 @@ func (e *Engine) Delete(ctx context.Context, sc *auditlog.Scope, typ, id string,
 				return 0, err
 			}
 		}
+		if err := checkStored(tx.st, sc, typ, id, 'd'); err != nil {
+			return 0, err
+		}
 		var err error
 		if res, err = e.remove(tx.st, typ, id, cond, tx.now); err != nil {
 			return 0, err

@@ -124,3 +124,57 @@ func restrictedHistory(ctx context.Context, e *Engine, sc *auditlog.Scope, st re
 	lo := min(q.Offset, total)
 	return shown[lo:min(lo+q.Count, total)], total, nil
 }
+
+// writePerm is the permission a write of method needs (0 for a read).
+func writePerm(method string) byte {
+	switch method {
+	case "POST":
+		return 'c'
+	case "PUT", "PATCH":
+		return 'u'
+	case "DELETE":
+		return 'd'
+	}
+	return 0
+}
+
+// checkStored checks, for an update, patch or delete (perm 'u' or 'd') of
+// typ/id by the caller of sc, that granular scopes granting perm on typ
+// select its stored version: a resource outside the restriction is not
+// changed through it (403 scope-restriction-write). Nothing stored (or of
+// another tenant, which the write itself answers) passes.
+func checkStored(tx store.Tx, sc *auditlog.Scope, typ, id string, perm byte) error {
+	if !restrictedFor(sc, typ, string(perm)) {
+		return nil
+	}
+	cur, err := tx.Read(typ, id)
+	if err != nil || cur == nil || cur.Deleted {
+		return nil
+	}
+	if !grants(sc.Principal.Scopes, string(perm), cur) {
+		return restrictionWriteError(typ, perm, true)
+	}
+	return nil
+}
+
+// checkWritten checks that the version r a create, update or patch (perm
+// 'c' or 'u') of the caller of sc wrote is one granular scopes granting
+// perm on its type select, by its own index entries: else 403
+// scope-restriction-write, and the write is undone with its transaction.
+func checkWritten(sc *auditlog.Scope, r *store.Resource, perm byte) error {
+	if !restrictedFor(sc, r.Type, string(perm)) || grants(sc.Principal.Scopes, string(perm), r) {
+		return nil
+	}
+	return restrictionWriteError(r.Type, perm, false)
+}
+
+func restrictionWriteError(typ string, perm byte, stored bool) error {
+	verb := map[byte]string{'c': "create", 'u': "update", 'd': "delete"}[perm]
+	what := "the resource written is"
+	if stored {
+		what = "the stored version of the resource is"
+	}
+	return outcome.New(outcome.Forbidden, "forbidden", ruleRestrictionWrite, "the access token's scopes grant "+verb+
+		" ("+string(perm)+") of "+typ+" only through granular scopes (system/"+typ+"."+string(perm)+"?..., restricted "+
+		"by search parameters), and "+what+" not one their search parameters select").At(typ)
+}
