@@ -77,6 +77,16 @@ func restrictionParams(restrictions [][]search.Clause) string {
 	return strings.Join(out, " or ")
 }
 
+// Restriction returns the clauses that confine a search of typ by the
+// caller of sc to what its granular scopes grant (none when a scope grants
+// search on typ unrestricted): other ways that search for a client (a bulk
+// export, as an implicit _typeFilter) add them as a search does. Returns
+// an *outcome.Error (403 scope-restriction-unenforceable) when the scopes'
+// restrictions cannot be one set of clauses.
+func Restriction(sc *auditlog.Scope, typ string) ([]search.Clause, error) {
+	return restrictionClauses(sc, typ, "s")
+}
+
 func unenforceable(msg string) error {
 	return outcome.New(outcome.Forbidden, "forbidden", ruleRestrictionUnenforceable, msg)
 }
