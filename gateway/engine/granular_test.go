@@ -366,3 +366,51 @@ func TestGranularWrites(t *testing.T) {
 		t.Errorf("the PHQ-9 after the refused writes = %v, want it unchanged", err)
 	}
 }
+
+// TestGranularLinked: a chain or _has into a restricted type would select
+// by hidden resources: refused, whether it would match or not; one from
+// the restricted type to another is confined as the search is.
+func TestGranularLinked(t *testing.T) {
+	c := newChart(t)
+	ctx := context.Background()
+	tests := []struct {
+		name, typ string
+		params    url.Values
+		want      int // matches; -1 refused
+	}{
+		{"_has the PHQ-9", "Patient", url.Values{"_has:Observation:patient:code": {"44261-6"}}, -1},
+		{"_has the vital sign", "Patient", url.Values{"_has:Observation:patient:code": {"85354-9"}}, -1},
+		{"_has nothing", "Patient", url.Values{"_has:Observation:patient:code": {"0000-0"}}, -1},
+		{"chain from the restricted type", "Observation", url.Values{"patient.gender": {"female"}}, 1},
+		{"conditional criteria with _has", "Patient", nil, -1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var err error
+			var n int
+			if tt.params == nil {
+				b, _ := json.Marshal(map[string]any{"resourceType": "Patient", "gender": "male"})
+				_, err = c.a.Engine.Create(ctx, hospital("create", hospitalScope+" system/Patient.c"), "Patient",
+					func() ([]byte, error) { return b, nil }, engine.Preconditions{IfNoneExist: "_has:Observation:patient:code=44261-6"})
+			} else {
+				var res *engine.SearchResult
+				res, err = c.a.Engine.Search(ctx, hospital("search-type", hospitalScope), tt.typ, tt.params, false)
+				if err == nil {
+					n = len(res.Page.Matches)
+					if res.Page.Total != n {
+						t.Errorf("%s: total %d, matches %d", tt.name, res.Page.Total, n)
+					}
+				}
+			}
+			if tt.want < 0 {
+				if k, issues := outcome.From(err); err == nil || k != outcome.Forbidden || issues[0].Rule != "scope-restriction-unenforceable" {
+					t.Errorf("%s = %v, want 403 scope-restriction-unenforceable", tt.name, err)
+				}
+				return
+			}
+			if err != nil || n != tt.want {
+				t.Errorf("%s = %d matches, %v; want %d", tt.name, n, err, tt.want)
+			}
+		})
+	}
+}
