@@ -39,6 +39,14 @@ func mayRead(sc *auditlog.Scope, typ string) bool {
 	return p.Scopes.Allows(typ, 'r') || p.Scopes.Allows(typ, 's')
 }
 
+// blindTo reports whether a write of typ by the caller of sc must disclose
+// nothing stored beyond what it sends (conditions.blind): a caller that may
+// not read typ, or reads it through granular scopes only, whose restriction
+// may hide the very resource written (a 412 must not name its version).
+func blindTo(sc *auditlog.Scope, typ string) bool {
+	return !mayRead(sc, typ) || restrictedFor(sc, typ, "rs")
+}
+
 // Visible reports whether the caller of sc may be shown r: it is the one
 // decision for every resource that leaves the server, whatever the way
 // (read, search match, _include, _revinclude, history, a Bundle's GET entry

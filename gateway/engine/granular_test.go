@@ -414,3 +414,20 @@ func TestGranularLinked(t *testing.T) {
 		})
 	}
 }
+
+// TestGranularBlindWrite: a caller that writes a type unrestricted but
+// reads it through a granular scope is told nothing of a hidden resource's
+// versions by a failed precondition (the 412 of a blind write).
+func TestGranularBlindWrite(t *testing.T) {
+	c := newChart(t)
+	ctx := context.Background()
+	doc := observation("survey", "44261-6", "Patient/"+c.patient)
+	doc["id"] = c.phq9
+	b, _ := json.Marshal(doc)
+	_, err := c.a.Engine.Update(ctx, hospital("update", hospitalScope+" system/Observation.u"), "Observation", c.phq9,
+		func() ([]byte, error) { return b, nil }, engine.Preconditions{IfMatch: `W/"7"`})
+	k, issues := outcome.From(err)
+	if err == nil || k != outcome.PreconditionFailed || !strings.Contains(issues[0].Message, "its version is not told") {
+		t.Errorf("Update(PHQ-9, If-Match 7) = %v, want a 412 that does not tell the version", err)
+	}
+}

@@ -336,7 +336,7 @@ func (e *Engine) Delete(ctx context.Context, sc *auditlog.Scope, typ, id string,
 	if err != nil {
 		return nil, err
 	}
-	cond.blind = !mayRead(sc, typ)
+	cond.blind = blindTo(sc, typ)
 	var res *Result
 	err = e.Write(ctx, sc, func(tx *Tx) (int, error) {
 		if typ == "Provenance" {

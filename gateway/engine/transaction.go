@@ -545,7 +545,7 @@ func (e *Engine) execResolved(tx store.Tx, sc *auditlog.Scope, en *Entry, rw *fh
 		}
 	}
 	if en.client {
-		en.pre.blind = !mayRead(sc, en.typ)
+		en.pre.blind = blindTo(sc, en.typ)
 		en.mints = mayMint(sc)
 		if err := e.clientIdentifiers(tx, en); err != nil {
 			return err
