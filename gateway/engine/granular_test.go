@@ -431,3 +431,24 @@ func TestGranularBlindWrite(t *testing.T) {
 		t.Errorf("Update(PHQ-9, If-Match 7) = %v, want a 412 that does not tell the version", err)
 	}
 }
+
+// TestGranularPatchReads: a patch answers content the client did not send
+// (and a JSON Patch test is an oracle of it), so a caller that reads the
+// type through a granular scope may patch only what it may read: a hidden
+// resource is not found, as its read is, even with an unrestricted u.
+func TestGranularPatchReads(t *testing.T) {
+	c := newChart(t)
+	ctx := context.Background()
+	scopes := hospitalScope + " system/Observation.u"
+	patch := func(id string) engine.Body {
+		b := []byte(`[{"op":"test","path":"/status","value":"final"}]`)
+		return func() ([]byte, error) { return b, nil }
+	}
+	if _, err := c.a.Engine.Patch(ctx, hospital("patch", scopes), "Observation", c.vital, engine.PatchJSON, patch(c.vital), engine.Preconditions{}); err != nil {
+		t.Errorf("Patch(vital) = %v, want it applied", err)
+	}
+	res, err := c.a.Engine.Patch(ctx, hospital("patch", scopes), "Observation", c.phq9, engine.PatchJSON, patch(c.phq9), engine.Preconditions{})
+	if k, _ := outcome.From(err); err == nil || k != outcome.NotFound {
+		t.Errorf("Patch(PHQ-9) = %v, %v; want 404 as its read", res, err)
+	}
+}

@@ -188,3 +188,20 @@ func restrictionWriteError(typ string, perm byte, stored bool) error {
 		" ("+string(perm)+") of "+typ+" only through granular scopes (system/"+typ+"."+string(perm)+"?..., restricted "+
 		"by search parameters), and "+what+" not one their search parameters select").At(typ)
 }
+
+// mayPatch reports whether the caller of sc may patch typ/id as far as
+// reading goes: a patch answers (and a JSON Patch test tests) stored
+// content the client did not send, so a caller that reads typ through
+// granular scopes only may patch what their restriction selects, and a
+// resource it hides is not found, as its read is (allowPatch checks the
+// type).
+func mayPatch(tx store.Tx, sc *auditlog.Scope, typ, id string) bool {
+	if !restrictedFor(sc, typ, "rs") {
+		return true
+	}
+	cur, err := tx.Read(typ, id)
+	if err != nil || cur == nil || cur.Deleted {
+		return true // the patch answers these itself
+	}
+	return grants(sc.Principal.Scopes, "rs", cur)
+}

@@ -528,6 +528,9 @@ func (e *Engine) execEntry(tx store.Tx, sc *auditlog.Scope, en *Entry, rw *fhirw
 			return err
 		}
 	}
+	if en.method == "PATCH" && !mayPatch(tx, sc, en.typ, en.id) {
+		return errResourceUnkown
+	}
 	if err := e.execResolved(tx, sc, en, rw, now); err != nil {
 		return err
 	}
