@@ -452,3 +452,45 @@ func TestGranularPatchReads(t *testing.T) {
 		t.Errorf("Patch(PHQ-9) = %v, %v; want 404 as its read", res, err)
 	}
 }
+
+// TestGranularDeleted: a deletion has no content to select; it is shown
+// (410) to a caller whose restriction selected the resource's last
+// version, and to another as a resource of another tenant (404): a 410
+// would tell that a hidden resource existed.
+func TestGranularDeleted(t *testing.T) {
+	c := newChart(t)
+	ctx := context.Background()
+	e := c.a.Engine
+	for _, id := range []string{c.vital, c.phq9} {
+		if _, err := e.Delete(ctx, clinic("delete"), "Observation", id, engine.Preconditions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read := func(id string) error {
+		_, err := e.Read(ctx, hospital("read", hospitalScope), "Observation", id)
+		return err
+	}
+	vread := func(id, v string) error {
+		_, err := e.VRead(ctx, hospital("vread", hospitalScope), "Observation", id, v)
+		return err
+	}
+	tests := []struct {
+		name string
+		err  error
+		want outcome.Kind
+		rule string // "" for any
+	}{
+		{"read the vital sign", read(c.vital), outcome.Gone, ""},
+		{"read the PHQ-9", read(c.phq9), outcome.NotFound, "resource-unknown"},
+		{"vread the vital sign's deletion", vread(c.vital, "2"), outcome.Gone, ""},
+		{"vread the PHQ-9's deletion", vread(c.phq9, "2"), outcome.NotFound, ""},
+		{"vread a version the vital sign never had", vread(c.vital, "9"), outcome.NotFound, "version-unknown"},
+		{"vread a version the PHQ-9 never had", vread(c.phq9, "9"), outcome.NotFound, "resource-unknown"},
+	}
+	for _, tt := range tests {
+		k, issues := outcome.From(tt.err)
+		if tt.err == nil || k != tt.want || tt.rule != "" && issues[0].Rule != tt.rule {
+			t.Errorf("%s = %v, want %d %s", tt.name, tt.err, tt.want.HTTPStatus(), tt.rule)
+		}
+	}
+}

@@ -106,6 +106,9 @@ func (e *Engine) read(ctx context.Context, sc *auditlog.Scope, in reads, typ, id
 		return nil, outcome.New(outcome.NotFound, "not-found", "resource-unknown", "the gateway publishes no "+typ+
 			" with this id; GET /fhir/"+typ+" lists those it publishes, ?url= finds one by its canonical url").At(typ + ".id")
 	}
+	if errors.Is(err, store.ErrGone) && !e.deletionShown(ctx, sc, e.reader(sc, in), r) {
+		return nil, errResourceUnkown
+	}
 	if err != nil {
 		return r, err
 	}
@@ -142,12 +145,16 @@ func (e *Engine) vread(ctx context.Context, sc *auditlog.Scope, in reads, typ, i
 		// No such version: of a resource the caller could read (or a
 		// deleted one, which read reports too) it is version-unknown, so
 		// a client tells a wrong version from a wrong id.
-		if cur, rerr := st.Read(ctx, typ, id); rerr == nil && e.Visible(sc, cur) || errors.Is(rerr, store.ErrGone) {
+		if cur, rerr := st.Read(ctx, typ, id); rerr == nil && e.Visible(sc, cur) ||
+			errors.Is(rerr, store.ErrGone) && e.deletionShown(ctx, sc, st, cur) {
 			return nil, errVersionUnknown
 		}
 	}
 	if err != nil {
 		return nil, err
+	}
+	if r.Deleted && !e.deletionShown(ctx, sc, st, r) {
+		return nil, errVersionUnknown
 	}
 	if r.Deleted {
 		return r, outcome.New(outcome.Gone, "deleted", "resource-deleted", "this version is a deletion")

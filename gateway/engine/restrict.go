@@ -205,3 +205,21 @@ func mayPatch(tx store.Tx, sc *auditlog.Scope, typ, id string) bool {
 	}
 	return grants(sc.Principal.Scopes, "rs", cur)
 }
+
+// deletionShown reports whether the caller of sc may be told that the
+// deletion del happened (410): a deletion has no content for a granular
+// scope's restriction to select, so a caller that reads its type through
+// granular scopes only is told of it when the version before it (the
+// resource's last content) is one it may see; otherwise the resource is
+// as one of another tenant (404), since a 410 would tell that a hidden
+// resource existed.
+func (e *Engine) deletionShown(ctx context.Context, sc *auditlog.Scope, st reader, del *store.Resource) bool {
+	if del == nil || !restrictedFor(sc, del.Type, "rs") {
+		return true
+	}
+	if del.Version < 2 {
+		return false
+	}
+	prev, err := st.VRead(ctx, del.Type, del.ID, del.Version-1)
+	return err == nil && prev != nil && !prev.Deleted && e.Visible(sc, prev)
+}
