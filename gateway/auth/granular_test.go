@@ -99,17 +99,80 @@ func TestScopesHasGranular(t *testing.T) {
 	}
 }
 
-// TestGranularNotYetGranted: until every path enforces a restriction, the
-// token endpoint's grant and the configuration refuse granular scopes.
-func TestGranularNotYetGranted(t *testing.T) {
-	if g := grant(ParseScopes(vitalSigns), ParseScopes("system/*.rs")); !g.empty() {
-		t.Errorf("grant(%q, system/*.rs) = %q, want nothing", vitalSigns, g)
+// TestGrantGranular: a granular scope is granted as requested where the
+// client may have it or its unrestricted scope; an unrestricted scope asked
+// by a client registered for a granular one only gets the granular one; a
+// granular scope covered by an unrestricted one granted is dropped.
+func TestGrantGranular(t *testing.T) {
+	const vs = "system/Observation.rs?category=vital-signs"
+	tests := []struct {
+		name, requested, allowed, want string
+		narrowed                       string
+	}{
+		{"as registered", vitalSigns, vitalSigns, vitalSigns, ""},
+		{"narrowed from the unrestricted", vitalSigns, "system/Observation.cruds", vitalSigns, ""},
+		{"narrowed from a wildcard", vitalSigns, "system/*.rs", vitalSigns, ""},
+		{"fewer permissions", "system/Observation.r?category=vital-signs", vs, "system/Observation.r?category=vital-signs", ""},
+		{"permissions clipped", "system/Observation.cruds?category=vital-signs", vs, vs, "system/Observation.cruds?... (narrowed)"},
+		{"other restriction", "system/Observation.rs?category=survey", vs, "", ""},
+		{"unrestricted asked, granular registered", "system/Observation.rs", vs, vs, "system/Observation.rs (narrowed)"},
+		{"wildcard asked, granular registered", "system/*.rs", vs + " system/Patient.rs", "system/Patient.rs " + vs, ""},
+		{"covered by an unrestricted scope", vs + " system/Observation.rs", "system/Observation.rs", "system/Observation.rs", ""},
+		{"partly covered", "system/Observation.rs?category=vital-signs system/Observation.r", "system/Observation.rs",
+			"system/Observation.r system/Observation.s?category=vital-signs", ""},
+		{"two restrictions", vs + " system/Observation.rs?category=laboratory", "system/Observation.rs",
+			vs + " system/Observation.rs?category=laboratory", ""},
 	}
-	if _, err := configScopes([]string{vitalSigns}); err == nil {
-		t.Errorf("configScopes(%q) = nil error, want refused", vitalSigns)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			allowed, err := configScopes(strings.Fields(tt.allowed))
+			if err != nil {
+				t.Fatal(err)
+			}
+			g := grant(ParseScopes(tt.requested), allowed)
+			if g.String() != tt.want {
+				t.Errorf("grant(%q, %q) = %q, want %q", tt.requested, tt.allowed, g, tt.want)
+			}
+			if n := strings.Join(narrowed(ParseScopes(tt.requested), g), " "); n != tt.narrowed {
+				t.Errorf("narrowed(%q, %q) = %q, want %q", tt.requested, g, n, tt.narrowed)
+			}
+			if strings.Contains(g.Shown(), "vital-signs") {
+				t.Errorf("Shown(%q) = %q: the log would carry the restriction", g, g.Shown())
+			}
+		})
 	}
 	_, err := configScopes([]string{"system/Observation.rs?date=2026"})
-	if err == nil || !strings.Contains(err.Error(), "date parameter") {
-		t.Errorf("configScopes(date restriction) = %v, want the grammar's reason", err)
+	if err == nil || !strings.Contains(err.Error(), "date parameter") || strings.Contains(err.Error(), "2026") {
+		t.Errorf("configScopes(date restriction) = %v, want the grammar's reason, without the value", err)
 	}
+}
+
+// FuzzParseGranular: any scope text parses or is refused without a panic;
+// a refusal's reason quotes nothing after the "?" but the parameter names
+// the gateway knows; what parses is shown without its restriction and
+// decides any index entries.
+func FuzzParseGranular(f *testing.F) {
+	for _, seed := range []string{vitalSigns, "system/Observation.rs?status=final,amended&code=http://loinc.org|",
+		"system/Observation.rs?date=2026", "system/*.rs?category=x", "system/Patient.rs?_has:Observation:patient:code=x",
+		"system/Observation.rs?category=%ZZ", "system/Observation.rs?category=a\\,b", "system/Observation.rs?&&", "?"} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if strings.ContainsAny(s, " \t\n\r\v\f") {
+			return // scopes are space-separated: one never holds a space
+		}
+		sc, err := parseGranular(s)
+		_, query, _ := strings.Cut(s, "?")
+		if err != nil {
+			if len(query) >= 8 && strings.Contains(err.Error(), query) {
+				t.Fatalf("parseGranular(%q) = %v: the reason quotes the restriction", s, err)
+			}
+			return
+		}
+		base, _, _ := strings.Cut(s, "?")
+		if shown := (Scopes{list: []scope{sc}}).Shown(); shown != base+"?..." || ShownScopes(s) != shown {
+			t.Fatalf("Shown(%q) = %q, ShownScopes %q; want %q", s, shown, ShownScopes(s), base+"?...")
+		}
+		(Scopes{list: []scope{sc}}).Grants(sc.resourceType, "rs", nil)
+	})
 }

@@ -257,7 +257,7 @@ func readOnly(s Scopes) (kept Scopes, removed []string) {
 	const reads = permRead | permSearch
 	for _, sc := range s.list {
 		if sc.resourceType != "" && sc.perms&^reads != 0 {
-			removed = append(removed, v2TextQuery(sc.resourceType, sc.perms&^reads, sc.query))
+			removed = append(removed, scope{text: v2TextQuery(sc.resourceType, sc.perms&^reads, sc.query), query: sc.query}.shown())
 			if sc.perms&reads == 0 {
 				continue
 			}
@@ -278,10 +278,28 @@ func (s Scopes) empty() bool { return len(s.list) == 0 }
 // with its permissions merged, types already covered by a granted
 // system/* scope dropped. A granted scope keeps the requested text when it
 // equals a requested scope exactly (so a v1 request gets a v1 answer).
+//
+// Granular scopes (granular.go): one requested is granted, as requested,
+// where the client may have the same restriction or the unrestricted scope
+// of its type; an unrestricted scope requested where the client may have
+// only a granular one of the type grants that granular one (narrowed). A
+// granular scope is merged with those of the same type and restriction,
+// and dropped where unrestricted scopes granted cover its permissions.
 func grant(requested, allowed Scopes) Scopes {
 	var out Scopes
 	var order []string
 	perms := map[string]uint8{}
+	type restricted struct{ typ, key string }
+	var rorder []restricted
+	rperms := map[restricted]uint8{}
+	rscope := map[restricted]scope{}
+	addRestricted := func(typ string, from scope, p uint8) {
+		k := restricted{typ, from.key}
+		if _, seen := rperms[k]; !seen {
+			rorder, rscope[k] = append(rorder, k), from
+		}
+		rperms[k] |= p
+	}
 	for _, r := range requested.list {
 		if r.resourceType == "" {
 			if allowed.Has(r.text) {
@@ -289,13 +307,8 @@ func grant(requested, allowed Scopes) Scopes {
 			}
 			continue
 		}
-		if r.query != "" {
-			// Granular scopes are parsed but not yet granted: every
-			// path must enforce them first (docs/security.md).
-			continue
-		}
 		for _, a := range allowed.list {
-			if a.resourceType == "" || a.query != "" {
+			if a.resourceType == "" {
 				continue
 			}
 			var typ string
@@ -311,10 +324,17 @@ func grant(requested, allowed Scopes) Scopes {
 			if p == 0 {
 				continue
 			}
-			if _, seen := perms[typ]; !seen {
-				order = append(order, typ)
+			switch {
+			case r.query == "" && a.query == "":
+				if _, seen := perms[typ]; !seen {
+					order = append(order, typ)
+				}
+				perms[typ] |= p
+			case a.query == "":
+				addRestricted(typ, r, p) // narrowed as requested
+			case r.query == "" || r.key == a.key:
+				addRestricted(typ, a, p) // the client's own restriction
 			}
-			perms[typ] |= p
 		}
 	}
 	star := perms["*"]
@@ -332,5 +352,55 @@ func grant(requested, allowed Scopes) Scopes {
 		}
 		out.add(scope{text: text, resourceType: typ, perms: p})
 	}
+	for _, k := range rorder {
+		p := rperms[k] &^ (perms[k.typ] | star)
+		if p == 0 {
+			continue // unrestricted scopes granted cover it
+		}
+		from := rscope[k]
+		text := v2TextQuery(k.typ, p, from.query)
+		for _, r := range requested.list {
+			if r.resourceType == k.typ && r.key == k.key && r.perms == p {
+				text = r.text
+				break
+			}
+		}
+		out.add(scope{text: text, resourceType: k.typ, perms: p, query: from.query, key: from.key, clauses: from.clauses})
+	}
 	return out
+}
+
+// shown is how the log and the audit's refusals name sc: as written, a
+// granular scope without its restriction (which may name a patient).
+func (sc scope) shown() string {
+	if sc.query == "" {
+		return sc.text
+	}
+	base, _, _ := strings.Cut(sc.text, "?")
+	return base + "?..."
+}
+
+// Shown returns the scopes space-separated as the log names them: a
+// granular scope without its restriction ("system/Observation.rs?..."),
+// which may name a patient. The token response and the audit record carry
+// the scopes whole (String).
+func (s Scopes) Shown() string {
+	parts := make([]string, len(s.list))
+	for i, sc := range s.list {
+		parts[i] = sc.shown()
+	}
+	return strings.Join(parts, " ")
+}
+
+// ShownScopes returns the space-separated scopes s as the log names them:
+// each granular scope without its restriction ("system/Observation.rs?..."),
+// which may name a patient.
+func ShownScopes(s string) string {
+	fields := strings.Fields(s)
+	for i, f := range fields {
+		if base, _, ok := strings.Cut(f, "?"); ok {
+			fields[i] = base + "?..."
+		}
+	}
+	return strings.Join(fields, " ")
 }

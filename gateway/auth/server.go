@@ -235,11 +235,12 @@ func configScopes(list []string) (Scopes, error) {
 	}
 	for _, name := range list {
 		if base, _, ok := strings.Cut(name, "?"); ok {
-			if _, err := parseGranular(name); err != nil {
+			sc, err := parseGranular(name)
+			if err != nil {
 				return out, fmt.Errorf("scope %q: %v", base+"?...", err)
 			}
-			// Not granted until every path enforces it (docs/security.md).
-			return out, fmt.Errorf("scope %q: scopes restricted by search parameters are not granted by this server", base+"?...")
+			out.add(sc)
+			continue
 		}
 		sc, ok := parseScope(name)
 		if !ok {
