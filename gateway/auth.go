@@ -58,13 +58,15 @@ func (s *Server) handleToken(c echo.Context) error {
 	if len(resp.NotGranted) > 0 {
 		// SMART lets the token endpoint grant fewer scopes than asked, and
 		// the response's scope says which; the operator hears which were
-		// left out and why (a client asking for granular scopes, which the
-		// gateway does not support, gets less than it expects). NotGranted
-		// names no restriction and no foreign string: no PHI.
+		// left out and why (a client asking for a granular scope of a form
+		// the gateway does not enforce gets less than it expects).
+		// NotGranted names no restriction and no foreign string, and the
+		// log names the granted granular scopes without theirs: no PHI.
+		// The audit record keeps the granted scopes whole.
 		notGranted := strings.Join(resp.NotGranted, ", ")
 		sc.Description += "; not granted: " + notGranted
 		s.log.InfoContext(r.Context(), "token granted fewer scopes than requested", "client", resp.ClientID,
-			"scopes_granted", resp.Scope, "scopes_not_granted", notGranted)
+			"scopes_granted", auth.ShownScopes(resp.Scope), "scopes_not_granted", notGranted)
 	}
 	return c.JSON(http.StatusOK, resp)
 }

@@ -155,7 +155,8 @@ func TestSmartConfiguration(t *testing.T) {
 	}
 	want := `{"capabilities":["client-confidential-asymmetric","permission-v1","permission-v2"],` +
 		`"grant_types_supported":["client_credentials"],` +
-		`"scopes_supported":["system/*.cruds","system/*.rs","system/*.read","system/*.write","gateway/ingest","gateway/operator"],` +
+		`"scopes_supported":["system/*.cruds","system/*.rs","system/*.read","system/*.write",` +
+		`"system/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|vital-signs","gateway/ingest","gateway/operator"],` +
 		`"token_endpoint":"https://gateway.example/auth/token",` +
 		`"token_endpoint_auth_methods_supported":["private_key_jwt"],` +
 		`"token_endpoint_auth_signing_alg_values_supported":["RS384","ES384"]}`

@@ -12,13 +12,17 @@ func SmartConfiguration(tokenURL string) map[string]any {
 		"grant_types_supported":                            []string{grantClientCredentials},
 		"scopes_supported": []string{
 			"system/*.cruds", "system/*.rs", "system/*.read", "system/*.write",
+			"system/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|vital-signs",
 			ScopeIngest, ScopeOperator,
 		},
 		// SMART's capability names (App Launch 2.x, Conformance): v1 scope
 		// syntax (system/Patient.read) is accepted as well as v2
-		// (system/Patient.rs). permission-v2's granular scopes (with ?) are
-		// not granted, and the token endpoint says so (docs/security.md);
-		// SMART leaves every search parameter of them optional.
+		// (system/Patient.rs), and permission-v2's granular scopes
+		// restricted by token search parameters
+		// (system/Observation.rs?category=system|code), enforced on every
+		// way a resource is read, searched, written or exported; other
+		// restrictions are refused, the token endpoint says why
+		// (docs/security.md).
 		"capabilities": []string{"client-confidential-asymmetric", "permission-v1", "permission-v2"},
 	}
 }

@@ -320,7 +320,7 @@ func claimScopes(raw json.RawMessage) Scopes {
 	if json.Unmarshal(raw, &list) == nil {
 		var out Scopes
 		for _, item := range list {
-			if sc, ok := parseScope(item); ok {
+			if sc, ok := parseAny(item); ok {
 				out.add(sc)
 			}
 		}

@@ -8,7 +8,7 @@ import (
 // Why a requested scope grants nothing (refusal.reason; the log's and the
 // audit record's words).
 const (
-	refusedGranular      = "granular"       // system/<Type>.<perms>?<params>: restrictions are not supported
+	refusedGranular      = "granular"       // system/<Type>.<perms>?<params> of a form the gateway does not enforce
 	refusedNotRegistered = "not-registered" // the client is not registered for it
 	refusedLaunchContext = "launch-context" // patient/ or user/: needs a launch, Backend Services has none
 	refusedUnrecognised  = "unrecognised"   // no form the gateway grants
@@ -20,7 +20,7 @@ const maxExplained = 5
 // scopeForms ends an error_description that found a scope of no form the
 // gateway grants: the forms it does grant.
 const scopeForms = "; this server grants system/<Type or *>.<c r u d s, in that order>, system/<Type or *>.read, .write " +
-	"or .*, gateway/ingest, gateway/operator and gateway/auditor"
+	"or .*, system/<Type>.<c r u d s>?<token parameter>=<system|code>[&...], gateway/ingest, gateway/operator and gateway/auditor"
 
 // refusal is one requested scope that grants nothing, and why.
 type refusal struct {
@@ -31,6 +31,9 @@ type refusal struct {
 	// instead is, for a granular scope, what its base gets this client
 	// ("" if nothing).
 	instead Scopes
+	// why is, for a granular scope, why its restriction is not of the
+	// form the gateway enforces (errGranular: no value of it).
+	why string
 }
 
 // refusals returns the requested scopes (the scope parameter as sent)
@@ -49,17 +52,20 @@ func refusals(requested string, allowed, granted Scopes) []refusal {
 		}
 		seen[f] = true
 		r := refusal{n: i + 1}
-		if sc, ok := parseScope(f); ok {
+		if sc, ok := parseAny(f); ok {
 			if !grant(Scopes{list: []scope{sc}}, allowed).empty() {
 				continue
 			}
-			r.name, r.reason = f, refusedNotRegistered
+			r.name, r.reason = sc.shown(), refusedNotRegistered
 			out = append(out, r)
 			continue
 		}
 		base, _, granular := strings.Cut(f, "?")
 		if sc, ok := parseScope(base); granular && ok && sc.resourceType != "" {
 			r.name, r.base, r.reason = base+"?...", base, refusedGranular
+			if _, err := parseGranular(f); err != nil {
+				r.why = err.Error()
+			}
 			r.instead = grant(Scopes{list: []scope{sc}}, allowed)
 			if covered(granted, r.instead) && !r.instead.empty() {
 				continue
@@ -100,19 +106,21 @@ func (r refusal) short() string {
 
 // explain is the sentence of an error_description saying why r grants
 // nothing. It names only what the gateway's grammar allows (scopes of
-// letters, "/", "." and "*"), never a granular scope's restriction, which
-// may name a patient, nor a string of another form.
+// letters, "/", "." and "*"), never a granular scope's restriction's
+// values, which may name a patient (only the parameter names the gateway
+// knows), nor a string of another form.
 func (r refusal) explain() string {
 	switch r.reason {
 	case refusedGranular:
-		s := r.name + " is restricted by search parameters (?), which this server does not support"
+		s := r.name + " is restricted by search parameters (?) in a form this server does not enforce (" + r.why + ")"
 		switch {
 		case r.instead.empty():
 			return s + ", and this client is not registered for " + r.base + " either"
 		case r.instead.String() == r.base:
-			return s + ": ask for the unrestricted " + r.base + " instead"
+			return s + ": ask for a restriction of token parameters, or the unrestricted " + r.base
 		}
-		return s + ": ask for unrestricted scopes instead: this client can get " + r.instead.String()
+		return s + ": ask for a restriction of token parameters, or unrestricted scopes: this client can get " +
+			r.instead.Shown()
 	case refusedNotRegistered:
 		return "this client is not registered for " + r.name
 	case refusedLaunchContext:

@@ -9,8 +9,8 @@ import (
 const vitalSigns = "system/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|vital-signs"
 
 // TestTokenScopeRefusals: when nothing requested can be granted, the
-// invalid_scope error_description says why for each scope (granular scopes
-// are not supported, and what to ask instead; a scope outside the
+// invalid_scope error_description says why for each scope (a granular scope
+// of a form the gateway does not enforce, and what to ask instead; a scope outside the
 // client's registration; a form the gateway does not grant), echoing only
 // scopes of the gateway's own grammar: never a granular scope's
 // restriction or a string of another form.
@@ -22,18 +22,23 @@ func TestTokenScopeRefusals(t *testing.T) {
 		want    string   // the description after prefix
 		mustNot []string // never in the description
 	}{
-		{"granular, base registered", vitalSigns,
-			"system/Observation.rs?... is restricted by search parameters (?), which this server does not support: " +
-				"ask for the unrestricted system/Observation.rs instead",
-			[]string{"category", "vital-signs", "terminology"}},
+		{"granular of a date, base registered", "system/Observation.rs?date=2026-01",
+			"system/Observation.rs?... is restricted by search parameters (?) in a form this server does not enforce " +
+				"(the restriction's parameter date of Observation is a date parameter: only token parameters may restrict a " +
+				"scope): ask for a restriction of token parameters, or the unrestricted system/Observation.rs",
+			[]string{"2026"}},
 		{"granular wildcard, base narrowed", "system/*.cruds?_tag=x",
-			"system/*.cruds?... is restricted by search parameters (?), which this server does not support: " +
-				"ask for unrestricted scopes instead: this client can get system/*.rs system/Observation.cruds",
-			[]string{"_tag"}},
+			"system/*.cruds?... is restricted by search parameters (?) in a form this server does not enforce (a " +
+				"restriction by search parameters needs a resource type, not *: the parameters are those of one type): " +
+				"ask for a restriction of token parameters, or unrestricted scopes: this client can get system/*.rs system/Observation.cruds",
+			[]string{"_tag", "=x"}},
 		{"granular, base not registered", "system/Patient.cud?_id=p-123",
-			"system/Patient.cud?... is restricted by search parameters (?), which this server does not support, " +
-				"and this client is not registered for system/Patient.cud either",
-			[]string{"p-123", "_id"}},
+			"system/Patient.cud?... is restricted by search parameters (?) in a form this server does not enforce (the " +
+				"restriction may name only token search parameters of Patient, without modifiers or chains: not _id, _has, " +
+				"modifiers (:), chains (.) or result parameters), and this client is not registered for system/Patient.cud either",
+			[]string{"p-123"}},
+		{"granular, not registered", "system/Patient.cud?gender=female",
+			"this client is not registered for system/Patient.cud?...", []string{"female"}},
 		{"outside the registration", "system/Patient.cud gateway/operator",
 			"this client is not registered for system/Patient.cud; this client is not registered for gateway/operator", nil},
 		{"patient context", "patient/Observation.rs?code=1234-5",
@@ -81,7 +86,10 @@ func TestTokenPartialGrant(t *testing.T) {
 		wantScope  string
 		notGranted string
 	}{
-		{"granular dropped", vitalSigns + " system/Patient.rs", "system/Patient.rs", "system/Observation.rs?... (granular)"},
+		{"granular granted", vitalSigns + " system/Patient.rs", "system/Patient.rs " + vitalSigns, ""},
+		{"granular of another form dropped", "system/Observation.rs?date=2026 system/Patient.rs", "system/Patient.rs",
+			"system/Observation.rs?... (granular)"},
+		{"granular narrowed", "system/Observation.cruds?category=vital-signs", "system/Observation.cruds?category=vital-signs", ""},
 		{"granular covered by its unrestricted scope", vitalSigns + " system/Observation.rs", "system/Observation.rs", ""},
 		{"granular covered by a wildcard", "system/Patient.rs?_id=1 system/*.rs", "system/*.rs", ""},
 		{"unknown and unregistered", "openid system/Patient.rs gateway/operator", "system/Patient.rs",

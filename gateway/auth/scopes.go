@@ -1,6 +1,10 @@
 package auth
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+)
 
 // Gateway-specific scopes, granted like any other scope but outside FHIR's
 // resource model.
@@ -35,6 +39,13 @@ type scope struct {
 	text         string // as written, or the v2 form for a derived scope
 	resourceType string // a FHIR resource type or "*"; "" for gateway scopes
 	perms        uint8
+	// query is a granular scope's restriction as written (after "?"; ""
+	// for an unrestricted scope), key its canonical form (search.Key:
+	// equal for equal restrictions) and clauses its token clauses
+	// (granular.go).
+	query   string
+	key     string
+	clauses []search.Clause
 }
 
 // Scopes is a parsed set of SMART system scopes and gateway scopes. The zero
@@ -48,19 +59,30 @@ type Scopes struct {
 // system scopes (system/<Type|*>.<non-empty subset of "cruds", in that order>),
 // SMART v1 system scopes (system/<Type|*>.read|write|*, where read means rs,
 // write means cud and * means cruds) and the gateway scopes ScopeIngest,
-// ScopeOperator and ScopeAuditor. Anything else (patient/ and user/ scopes, openid, v2 granular
-// scopes, restricted by search parameters after "?", which the gateway
-// does not enforce and so never grants, typos) is ignored: ParseScopes
-// never fails, and an ignored scope grants nothing (the token endpoint
-// tells the client why: refusals). Duplicates are dropped.
+// ScopeOperator and ScopeAuditor, and SMART v2 granular system scopes of
+// the grammar the gateway enforces (granular.go:
+// system/Observation.rs?category=system|code). Anything else (patient/ and
+// user/ scopes, openid, granular scopes of another form, typos) is ignored:
+// ParseScopes never fails, and an ignored scope grants nothing (the token
+// endpoint tells the client why: refusals). Duplicates are dropped.
 func ParseScopes(s string) Scopes {
 	var out Scopes
 	for _, f := range strings.Fields(s) {
-		if sc, ok := parseScope(f); ok {
+		if sc, ok := parseAny(f); ok {
 			out.add(sc)
 		}
 	}
 	return out
+}
+
+// parseAny parses one scope of any form the gateway grants, granular or
+// not.
+func parseAny(s string) (scope, bool) {
+	if strings.Contains(s, "?") {
+		sc, err := parseGranular(s)
+		return sc, err == nil
+	}
+	return parseScope(s)
 }
 
 func parseScope(s string) (scope, bool) {
@@ -134,6 +156,12 @@ func permBit(perm byte) uint8 {
 }
 
 func v2Text(resourceType string, perms uint8) string {
+	return v2TextQuery(resourceType, perms, "")
+}
+
+// v2TextQuery is v2Text with a granular scope's restriction query ("" for
+// none).
+func v2TextQuery(resourceType string, perms uint8, query string) string {
 	var b strings.Builder
 	b.WriteString("system/")
 	b.WriteString(resourceType)
@@ -143,13 +171,17 @@ func v2Text(resourceType string, perms uint8) string {
 			b.WriteByte(permLetters[i])
 		}
 	}
+	if query != "" {
+		b.WriteByte('?')
+		b.WriteString(query)
+	}
 	return b.String()
 }
 
 // add appends sc unless an identical scope is already present.
 func (s *Scopes) add(sc scope) {
 	for _, x := range s.list {
-		if x.resourceType == sc.resourceType && x.perms == sc.perms &&
+		if x.resourceType == sc.resourceType && x.perms == sc.perms && x.key == sc.key &&
 			(sc.resourceType != "" || x.text == sc.text) {
 			return
 		}
@@ -161,7 +193,9 @@ func (s *Scopes) add(sc scope) {
 // 'd' or 's') on resources of type resourceType. A system/*.x scope covers
 // every type; asking about resourceType "*" (all types at once, as in a
 // whole-system search) needs a system/* scope. An unknown perm or an empty
-// resourceType is never allowed.
+// resourceType is never allowed. A granular scope counts: Allows says
+// that some resources of the type may be granted, and the caller then
+// asks Restriction or Grants which.
 func (s Scopes) Allows(resourceType string, perm byte) bool {
 	bit := permBit(perm)
 	if bit == 0 || resourceType == "" {
@@ -178,9 +212,12 @@ func (s Scopes) Allows(resourceType string, perm byte) bool {
 // Has reports whether the scopes cover the single scope name: for a gateway
 // scope, whether it was granted; for a system resource scope, whether every
 // permission it names is granted for its type (possibly by several scopes
-// together, or by a system/* scope). An unrecognised name is never covered.
+// together, or by a system/* scope). A granular scope is covered by the
+// unrestricted scopes Has covers and by scopes of the same type with the
+// same restriction (search.Key); a granular scope never covers an
+// unrestricted one. An unrecognised name is never covered.
 func (s Scopes) Has(name string) bool {
-	want, ok := parseScope(name)
+	want, ok := parseAny(name)
 	if !ok {
 		return false
 	}
@@ -195,7 +232,9 @@ func (s Scopes) Has(name string) bool {
 	var have uint8
 	for _, sc := range s.list {
 		if sc.resourceType == "*" || (sc.resourceType != "" && sc.resourceType == want.resourceType) {
-			have |= sc.perms
+			if sc.key == "" || sc.key == want.key {
+				have |= sc.perms
+			}
 		}
 	}
 	return want.perms&^have == 0
@@ -219,11 +258,11 @@ func readOnly(s Scopes) (kept Scopes, removed []string) {
 	const reads = permRead | permSearch
 	for _, sc := range s.list {
 		if sc.resourceType != "" && sc.perms&^reads != 0 {
-			removed = append(removed, v2Text(sc.resourceType, sc.perms&^reads))
+			removed = append(removed, scope{text: v2TextQuery(sc.resourceType, sc.perms&^reads, sc.query), query: sc.query}.shown())
 			if sc.perms&reads == 0 {
 				continue
 			}
-			sc = scope{text: v2Text(sc.resourceType, sc.perms&reads), resourceType: sc.resourceType, perms: sc.perms & reads}
+			sc.text, sc.perms = v2TextQuery(sc.resourceType, sc.perms&reads, sc.query), sc.perms&reads
 		}
 		kept.add(sc)
 	}
@@ -240,10 +279,28 @@ func (s Scopes) empty() bool { return len(s.list) == 0 }
 // with its permissions merged, types already covered by a granted
 // system/* scope dropped. A granted scope keeps the requested text when it
 // equals a requested scope exactly (so a v1 request gets a v1 answer).
+//
+// Granular scopes (granular.go): one requested is granted, as requested,
+// where the client may have the same restriction or the unrestricted scope
+// of its type; an unrestricted scope requested where the client may have
+// only a granular one of the type grants that granular one (narrowed). A
+// granular scope is merged with those of the same type and restriction,
+// and dropped where unrestricted scopes granted cover its permissions.
 func grant(requested, allowed Scopes) Scopes {
 	var out Scopes
 	var order []string
 	perms := map[string]uint8{}
+	type restricted struct{ typ, key string }
+	var rorder []restricted
+	rperms := map[restricted]uint8{}
+	rscope := map[restricted]scope{}
+	addRestricted := func(typ string, from scope, p uint8) {
+		k := restricted{typ, from.key}
+		if _, seen := rperms[k]; !seen {
+			rorder, rscope[k] = append(rorder, k), from
+		}
+		rperms[k] |= p
+	}
 	for _, r := range requested.list {
 		if r.resourceType == "" {
 			if allowed.Has(r.text) {
@@ -268,10 +325,17 @@ func grant(requested, allowed Scopes) Scopes {
 			if p == 0 {
 				continue
 			}
-			if _, seen := perms[typ]; !seen {
-				order = append(order, typ)
+			switch {
+			case r.query == "" && a.query == "":
+				if _, seen := perms[typ]; !seen {
+					order = append(order, typ)
+				}
+				perms[typ] |= p
+			case a.query == "":
+				addRestricted(typ, r, p) // narrowed as requested
+			case r.query == "" || r.key == a.key:
+				addRestricted(typ, a, p) // the client's own restriction
 			}
-			perms[typ] |= p
 		}
 	}
 	star := perms["*"]
@@ -282,12 +346,62 @@ func grant(requested, allowed Scopes) Scopes {
 		}
 		text := v2Text(typ, p)
 		for _, r := range requested.list {
-			if r.resourceType == typ && r.perms == p {
+			if r.resourceType == typ && r.perms == p && r.query == "" {
 				text = r.text
 				break
 			}
 		}
 		out.add(scope{text: text, resourceType: typ, perms: p})
 	}
+	for _, k := range rorder {
+		p := rperms[k] &^ (perms[k.typ] | star)
+		if p == 0 {
+			continue // unrestricted scopes granted cover it
+		}
+		from := rscope[k]
+		text := v2TextQuery(k.typ, p, from.query)
+		for _, r := range requested.list {
+			if r.resourceType == k.typ && r.key == k.key && r.perms == p {
+				text = r.text
+				break
+			}
+		}
+		out.add(scope{text: text, resourceType: k.typ, perms: p, query: from.query, key: from.key, clauses: from.clauses})
+	}
 	return out
+}
+
+// shown is how the log and the audit's refusals name sc: as written, a
+// granular scope without its restriction (which may name a patient).
+func (sc scope) shown() string {
+	if sc.query == "" {
+		return sc.text
+	}
+	base, _, _ := strings.Cut(sc.text, "?")
+	return base + "?..."
+}
+
+// Shown returns the scopes space-separated as the log names them: a
+// granular scope without its restriction ("system/Observation.rs?..."),
+// which may name a patient. The token response and the audit record carry
+// the scopes whole (String).
+func (s Scopes) Shown() string {
+	parts := make([]string, len(s.list))
+	for i, sc := range s.list {
+		parts[i] = sc.shown()
+	}
+	return strings.Join(parts, " ")
+}
+
+// ShownScopes returns the space-separated scopes s as the log names them:
+// each granular scope without its restriction ("system/Observation.rs?..."),
+// which may name a patient.
+func ShownScopes(s string) string {
+	fields := strings.Fields(s)
+	for i, f := range fields {
+		if base, _, ok := strings.Cut(f, "?"); ok {
+			fields[i] = base + "?..."
+		}
+	}
+	return strings.Join(fields, " ")
 }

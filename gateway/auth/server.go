@@ -234,6 +234,14 @@ func configScopes(list []string) (Scopes, error) {
 		return out, errors.New("no scopes")
 	}
 	for _, name := range list {
+		if base, _, ok := strings.Cut(name, "?"); ok {
+			sc, err := parseGranular(name)
+			if err != nil {
+				return out, fmt.Errorf("scope %q: %v", base+"?...", err)
+			}
+			out.add(sc)
+			continue
+		}
 		sc, ok := parseScope(name)
 		if !ok {
 			return out, fmt.Errorf("unrecognised scope %q", name)

@@ -61,7 +61,8 @@ type TokenResponse struct {
 // clock skew, jti missing or replayed, a client_id parameter that differs
 // from iss); invalid_scope if no scope was
 // requested or none of the requested scopes is granted, its Description
-// then saying why for each (a granular scope, with ?, is not supported; a
+// then saying why for each (a granular scope of a form the gateway does
+// not enforce; a
 // scope outside the client's registration; a form the gateway does not
 // grant). Granting some of the requested scopes is success (SMART allows
 // fewer): Scope is exactly what the token grants, NotGranted what it
@@ -291,21 +292,27 @@ func b64urlValue(c byte) int {
 // narrowed returns, as "<scope> (narrowed)", the requested resource scopes
 // of which granted grants some permissions but not all (system/*.cruds
 // granted as system/*.rs): the auditor sees that the client asked for
-// more than it is registered for.
+// more than it is registered for. A scope granted only restricted (an
+// unrestricted scope asked by a client registered for a granular one) is
+// narrowed too. The scopes are named as the log names them (shown).
 func narrowed(requested, granted Scopes) []string {
 	var out []string
 	for _, r := range requested.list {
 		if r.resourceType == "" {
 			continue
 		}
-		var have uint8
+		var whole, some uint8 // granted as asked (or wider), granted restricted
 		for _, g := range granted.list {
 			if g.resourceType == "*" || r.resourceType != "*" && g.resourceType == r.resourceType {
-				have |= g.perms
+				if g.query == "" || g.key == r.key {
+					whole |= g.perms
+				} else {
+					some |= g.perms
+				}
 			}
 		}
-		if r.perms&have != 0 && r.perms&^have != 0 {
-			out = append(out, r.text+" (narrowed)")
+		if r.perms&(whole|some) != 0 && r.perms&^whole != 0 {
+			out = append(out, r.shown()+" (narrowed)")
 		}
 	}
 	return out

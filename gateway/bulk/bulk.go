@@ -81,6 +81,10 @@ type Service struct {
 func New(cfg Config) *Service {
 	if cfg.Visible == nil {
 		cfg.Visible = Visible
+		if e := cfg.Engine; e != nil {
+			// The engine's one decision too: granular scopes' restrictions.
+			cfg.Visible = func(sc *auditlog.Scope, r *store.Resource) bool { return Visible(sc, r) && e.Visible(sc, r) }
+		}
 	}
 	if cfg.FileResources <= 0 {
 		cfg.FileResources = 100_000

@@ -271,6 +271,13 @@ func (s *Service) exportRequest(ctx context.Context, sc *auditlog.Scope, p Expor
 	if err := req.typeFilters(sc, p.Query["_typeFilter"], s.cfg.Engine.Limits().Params); err != nil {
 		return nil, err
 	}
+	for _, typ := range req.Types {
+		// Refused now rather than failing the job: granular scopes whose
+		// restrictions cannot be one implicit _typeFilter.
+		if _, err := engine.Restriction(sc, typ); err != nil {
+			return nil, err
+		}
+	}
 	if p.Level == LevelGroup {
 		members, tenant, err := s.groupMembers(ctx, sc, p.Group)
 		if err != nil {

@@ -9,6 +9,7 @@ import (
 	"strconv"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/jobs"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
@@ -275,6 +276,19 @@ func (x *exporter) filters(typ string) ([]*search.Query, error) {
 			}
 		}
 		base = &search.Query{Clauses: []search.Clause{cl}}
+	}
+	// A type the caller reads through granular scopes is exported as if
+	// their restriction were a _typeFilter ANDed with the others (each
+	// resource passes Visible besides).
+	restriction, err := engine.Restriction(x.sc, typ)
+	if err != nil {
+		return nil, err
+	}
+	if len(restriction) > 0 {
+		if base == nil {
+			base = &search.Query{}
+		}
+		base.Clauses = append(base.Clauses, restriction...)
 	}
 	tf := x.req.TypeFilters[typ]
 	if len(tf) == 0 {

@@ -206,6 +206,8 @@ func GatewayRules() []Rule {
 		{"vs-3", "A vital sign's component has a value or a dataAbsentReason (FHIR R4 vitalsigns vs-3)."},
 		// Authentication (auth-<reason>; a 403 reports scope-insufficient).
 		{"scope-insufficient", "The access token's scopes do not allow this request."},
+		{"scope-restriction-unenforceable", "The request would need the gateway to confine it to a granular scope's restriction (search parameters after ?) in a way it cannot do exactly (scopes restricted by different parameters together, a chain or _has into the restricted type, a type's history, a restricted type in $everything), so it is refused rather than answered with what the scope does not grant."},
+		{"scope-restriction-write", "The resource written (or, for an update or delete, its stored version) is not one the granular scope's restriction (search parameters after ?) selects."},
 		{"auth-not-configured", "The gateway runs without authentication (development mode), so this endpoint does not exist."},
 		{"auth-token-missing", "The request carries no access token."},
 		{"auth-scheme-unsupported", "The Authorization header's scheme is not Bearer."},

@@ -1,12 +1,14 @@
 package engine
 
 import (
+	"encoding/json"
 	"fmt"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
 
@@ -37,6 +39,14 @@ func mayRead(sc *auditlog.Scope, typ string) bool {
 	return p.Scopes.Allows(typ, 'r') || p.Scopes.Allows(typ, 's')
 }
 
+// blindTo reports whether a write of typ by the caller of sc must disclose
+// nothing stored beyond what it sends (conditions.blind): a caller that may
+// not read typ, or reads it through granular scopes only, whose restriction
+// may hide the very resource written (a 412 must not name its version).
+func blindTo(sc *auditlog.Scope, typ string) bool {
+	return !mayRead(sc, typ) || restrictedFor(sc, typ, "rs")
+}
+
 // Visible reports whether the caller of sc may be shown r: it is the one
 // decision for every resource that leaves the server, whatever the way
 // (read, search match, _include, _revinclude, history, a Bundle's GET entry
@@ -45,8 +55,12 @@ func mayRead(sc *auditlog.Scope, typ string) bool {
 // tenant (or be a shared conformance resource, or the caller an all-tenant
 // client), and its scopes must allow reading (r) or searching (s) r's type:
 // either lets it fetch the resource directly (a search by _id), so either
-// lets it see the resource by any other way. A version the request itself
-// just wrote is the caller's own content and is not passed through here.
+// lets it see the resource by any other way. When the scopes that grant r
+// or s on the type are all granular (system/Observation.rs?category=...),
+// r must be one their restriction selects, by the index entries the
+// stores keep of it (grants): a deletion, which has none, is not. A version
+// the request itself just wrote is the caller's own content and is not
+// passed through here.
 func (e *Engine) Visible(sc *auditlog.Scope, r *store.Resource) bool {
 	p := sc.Principal
 	if p == nil || r == nil {
@@ -55,18 +69,52 @@ func (e *Engine) Visible(sc *auditlog.Scope, r *store.Resource) bool {
 	if !visible(p.Tenant, r.Type, r.Tenant) {
 		return false
 	}
-	return p.Scopes.Allows(r.Type, 'r') || p.Scopes.Allows(r.Type, 's')
+	return grants(p.Scopes, "rs", r)
+}
+
+// grants reports whether scopes grant one of perms on the stored version
+// r: an unrestricted scope on its type, or a granular one whose restriction
+// selects r's index entries (search.Extract of its body, as the stores
+// index it, so that a scope selects exactly what its search would).
+func grants(scopes auth.Scopes, perms string, r *store.Resource) bool {
+	restrictions, unrestricted := scopes.Restriction(r.Type, perms)
+	if unrestricted {
+		return true
+	}
+	if len(restrictions) == 0 || r.Deleted || len(r.Body) == 0 {
+		return false
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(r.Body, &doc); err != nil {
+		return false
+	}
+	return scopes.Grants(r.Type, perms, search.Extract(r.Type, doc))
+}
+
+// restrictedFor reports whether the caller's scopes grant perms on typ only
+// through granular scopes (some do, none unrestricted).
+func restrictedFor(sc *auditlog.Scope, typ, perms string) bool {
+	if sc == nil || sc.Principal == nil {
+		return false
+	}
+	restrictions, unrestricted := sc.Principal.Scopes.Restriction(typ, perms)
+	return !unrestricted && len(restrictions) > 0
 }
 
 // Disclose returns the resources of rs the caller may be shown (Visible),
 // in order, and how many it left out. Every list of resources that leaves
-// the server goes through it (or Visible, one at a time).
+// the server goes through it (or Visible, one at a time). A resource of a
+// type the caller reads through granular scopes only, which their
+// restriction does not select, is left out and not counted: the count
+// would tell that such resources exist (docs/security.md).
 func (e *Engine) Disclose(sc *auditlog.Scope, rs []*store.Resource) (shown []*store.Resource, withheld int) {
 	shown = rs[:0:0]
 	for _, r := range rs {
-		if e.Visible(sc, r) {
+		switch {
+		case e.Visible(sc, r):
 			shown = append(shown, r)
-		} else {
+		case sc.Principal != nil && visible(sc.Principal.Tenant, r.Type, r.Tenant) && restrictedFor(sc, r.Type, "rs"):
+		default:
 			withheld++
 		}
 	}

@@ -298,6 +298,8 @@ func capabilitySecurity(sec Security) map[string]any {
 			"extension": []any{map[string]any{"url": "token", "valueUri": sec.TokenURL}},
 		}},
 		"description": "SMART Backend Services (client_credentials with a private_key_jwt assertion); SMART v2 system " +
-			"scopes per interaction and Bundle entry; each client sees only its tenant's data. See /.well-known/smart-configuration.",
+			"scopes per interaction and Bundle entry, and granular scopes restricted by token search parameters " +
+			"(system/Observation.rs?category=system|code), enforced on every read, search (criteria and total), write " +
+			"and export; each client sees only its tenant's data. See /.well-known/smart-configuration.",
 	}
 }

@@ -155,6 +155,9 @@ func (e *Engine) everything(ctx context.Context, sc *auditlog.Scope, in reads, i
 				if err := allowSee(sc, t); err != nil {
 					return nil, err
 				}
+				if restrictedFor(sc, t, "rs") {
+					return nil, unenforceable(everythingRestricted(t, id))
+				}
 				if !slices.Contains(q.Types, t) {
 					q.Types = append(q.Types, t)
 				}
@@ -168,6 +171,7 @@ func (e *Engine) everything(ctx context.Context, sc *auditlog.Scope, in reads, i
 	if cp := q.Compartment; !cp.Start.IsZero() && !cp.End.IsZero() && cp.End.Before(cp.Start) {
 		return nil, bad("end", "end is before start: the period of care is empty")
 	}
+	var left []string // types read through granular scopes only: not in $everything
 	if q.Types == nil {
 		for _, t := range search.PatientCompartmentTypes() {
 			// The audit trail is the gateway's record of who saw the
@@ -178,9 +182,14 @@ func (e *Engine) everything(ctx context.Context, sc *auditlog.Scope, in reads, i
 			if t == "AuditEvent" {
 				continue
 			}
-			if allowSee(sc, t) == nil {
-				q.Types = append(q.Types, t)
+			if allowSee(sc, t) != nil {
+				continue
 			}
+			if restrictedFor(sc, t, "rs") {
+				left = append(left, t)
+				continue
+			}
+			q.Types = append(q.Types, t)
 		}
 	}
 	patient, err := e.reader(sc, in).Read(ctx, "Patient", id)
@@ -201,6 +210,10 @@ func (e *Engine) everything(ctx context.Context, sc *auditlog.Scope, in reads, i
 		rest.Offset = q.Offset - 1
 	}
 	out := &SearchResult{Query: q, Page: &store.Page{}}
+	for _, t := range left {
+		out.Warnings = append(out.Warnings, outcome.Issue{Severity: "warning", Code: "suppressed",
+			Rule: ruleRestrictionUnenforceable, Expression: "_type", Message: everythingRestricted(t, id)})
+	}
 	if len(rest.Types) > 0 {
 		want := rest.Count
 		rest.Count = max(rest.Count, 1) // a store query of 0 would only count
@@ -222,4 +235,13 @@ func (e *Engine) everything(ctx context.Context, sc *auditlog.Scope, in reads, i
 	sc.Touch(out.Page.Matches...)
 	sc.Description = fmt.Sprintf("Patient $everything: %d resources, %d withheld", len(out.Page.Matches), out.Withheld)
 	return out, nil
+}
+
+// everythingRestricted says why typ, read through granular scopes only, is
+// not in a $everything of Patient id: one search of several types cannot
+// be confined to one type's restriction exactly (its total and pages would
+// tell of resources the scope does not grant).
+func everythingRestricted(typ, id string) string {
+	return "the access token reads " + typ + " through granular scopes only (restricted by search parameters), which " +
+		"$everything cannot apply exactly: search " + typ + "?patient=" + id + " for them"
 }

@@ -100,6 +100,12 @@ func (c *condRefs) resolve(typ, query string) (string, error) {
 	if r, ok := c.memo[key]; ok {
 		return r.ref, r.err
 	}
+	if client {
+		// As lookUp: the client's criteria find only what its search would.
+		if err := restrict(c.sc, q); err != nil {
+			return "", err
+		}
+	}
 	r := &condRef{q: q, key: key, en: c.cur}
 	c.memo[key] = r
 	r.ref, r.verify, r.err = c.decide(typ, key, q)

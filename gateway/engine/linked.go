@@ -10,18 +10,30 @@ import (
 // says (Observation?patient.identifier=MRN tells which Observations belong
 // to the Patient with that MRN), so it needs the right to see that other
 // type too: read or search, as Visible asks of a resource shown. Without
-// it the search is refused (403 naming the scope), never answered.
+// it the search is refused (403 naming the scope), never answered; so is
+// one whose other type the caller reads through granular scopes only
+// (403 scope-restriction-unenforceable).
 
-// linkedTypes are the types the chains and _has of q look into.
+// linkedTypes are the types the chains and _has of q look into, at every
+// link of them.
 func linkedTypes(q *search.Query) []string {
 	var out []string
-	for _, c := range q.Clauses {
+	var walk func(c search.Clause)
+	walk = func(c search.Clause) {
 		switch {
 		case c.Chain != nil:
 			out = append(out, c.Chain.Types()...)
+			walk(c.Chain.Clause)
+			for _, o := range c.Chain.Or {
+				walk(o.Clause)
+			}
 		case c.Has != nil:
 			out = append(out, c.Has.Type)
+			walk(c.Has.Clause)
 		}
+	}
+	for _, c := range q.Clauses {
+		walk(c)
 	}
 	return out
 }
@@ -35,6 +47,15 @@ func allowLinked(sc *auditlog.Scope, q *search.Query) error {
 	for _, typ := range linkedTypes(q) {
 		if err := allowSee(sc, typ); err != nil {
 			return err
+		}
+		if restrictedFor(sc, typ, "rs") {
+			// A chain or _has tests resources of typ by their content: one
+			// the restriction hides would still select (or not) what the
+			// caller sees. The store's chains take one clause per link,
+			// where the restriction would add its own: refused.
+			return unenforceable("the access token reads " + typ + " through granular scopes only (restricted by " +
+				"search parameters), and a chain or _has into " + typ + " cannot be confined to them: search " + typ +
+				" itself, or ask for a token without the restriction")
 		}
 	}
 	return nil

@@ -287,10 +287,15 @@ func describeMediaType(ct string) string {
 // select.
 // Criteria naming the fullUrl of an entry processed before it search for
 // the id that entry was given (substitutePlaceholders: ids, full).
-func (e *Engine) resolvePatchTarget(tx store.Tx, lim search.Limits, en *Entry, ids map[string]string, full map[string]bool) error {
+func (e *Engine) resolvePatchTarget(tx store.Tx, sc *auditlog.Scope, lim search.Limits, en *Entry, ids map[string]string, full map[string]bool) error {
 	q, err := lim.ParseConditional(en.typ, en.query)
 	if err != nil {
 		return searchError(err)
+	}
+	if en.client {
+		if err := restrict(sc, q); err != nil { // as lookUp: only what the caller's search finds
+			return err
+		}
 	}
 	if err := substitutePlaceholders(q, ids, full, "request.url"); err != nil {
 		return err

@@ -106,6 +106,9 @@ func (e *Engine) read(ctx context.Context, sc *auditlog.Scope, in reads, typ, id
 		return nil, outcome.New(outcome.NotFound, "not-found", "resource-unknown", "the gateway publishes no "+typ+
 			" with this id; GET /fhir/"+typ+" lists those it publishes, ?url= finds one by its canonical url").At(typ + ".id")
 	}
+	if errors.Is(err, store.ErrGone) && !e.deletionShown(ctx, sc, e.reader(sc, in), r) {
+		return nil, errResourceUnkown
+	}
 	if err != nil {
 		return r, err
 	}
@@ -142,12 +145,16 @@ func (e *Engine) vread(ctx context.Context, sc *auditlog.Scope, in reads, typ, i
 		// No such version: of a resource the caller could read (or a
 		// deleted one, which read reports too) it is version-unknown, so
 		// a client tells a wrong version from a wrong id.
-		if cur, rerr := st.Read(ctx, typ, id); rerr == nil && e.Visible(sc, cur) || errors.Is(rerr, store.ErrGone) {
+		if cur, rerr := st.Read(ctx, typ, id); rerr == nil && e.Visible(sc, cur) ||
+			errors.Is(rerr, store.ErrGone) && e.deletionShown(ctx, sc, st, cur) {
 			return nil, errVersionUnknown
 		}
 	}
 	if err != nil {
 		return nil, err
+	}
+	if r.Deleted && !e.deletionShown(ctx, sc, st, r) {
+		return nil, errVersionUnknown
 	}
 	if r.Deleted {
 		return r, outcome.New(outcome.Gone, "deleted", "resource-deleted", "this version is a deletion")
@@ -336,13 +343,16 @@ func (e *Engine) Delete(ctx context.Context, sc *auditlog.Scope, typ, id string,
 	if err != nil {
 		return nil, err
 	}
-	cond.blind = !mayRead(sc, typ)
+	cond.blind = blindTo(sc, typ)
 	var res *Result
 	err = e.Write(ctx, sc, func(tx *Tx) (int, error) {
 		if typ == "Provenance" {
 			if err := provenanceWrite(tx.st, id, nil); err != nil {
 				return 0, err
 			}
+		}
+		if err := checkStored(tx.st, sc, typ, id, 'd'); err != nil {
+			return 0, err
 		}
 		var err error
 		if res, err = e.remove(tx.st, typ, id, cond, tx.now); err != nil {
@@ -434,6 +444,9 @@ func (e *Engine) search(ctx context.Context, sc *auditlog.Scope, in reads, typ s
 		return nil, err
 	}
 	out.Query.Clauses = append(out.Query.Clauses, extra...)
+	if err := restrict(sc, out.Query); err != nil {
+		return nil, err
+	}
 	err = e.queryIn(ctx, sc, in, func(ctx context.Context, st reader) error {
 		var err error
 		if out.Page, err = st.Search(ctx, out.Query); err != nil {
@@ -515,10 +528,22 @@ func (e *Engine) history(ctx context.Context, sc *auditlog.Scope, in reads, typ,
 	if countOnly {
 		q.Count = 1 // the store pages at least one; none is answered
 	}
+	restricted := q.Type != "" && restrictedFor(sc, q.Type, "rs")
+	if restricted && q.ID == "" {
+		// The versions of a type are not indexed by their content: their
+		// total and pages could not be confined to the restriction.
+		return nil, unenforceable("the access token reads " + q.Type + " through granular scopes only (restricted " +
+			"by search parameters), and the history of every " + q.Type + " cannot be confined to them: read the " +
+			"history of each resource (" + q.Type + "/{id}/_history) or search " + q.Type + " with _lastUpdated")
+	}
 	var versions []*store.Resource
 	var total int
 	err = e.queryIn(ctx, sc, in, func(ctx context.Context, st reader) error {
 		var err error
+		if restricted {
+			versions, total, err = restrictedHistory(ctx, e, sc, st, q)
+			return err
+		}
 		versions, total, err = st.History(ctx, q)
 		return err
 	})

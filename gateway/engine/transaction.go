@@ -90,7 +90,7 @@ func (e *Engine) runTransaction(tx store.Tx, sc *auditlog.Scope, entries []*Entr
 	sort.SliceStable(order, func(i, j int) bool {
 		return fhirwire.MethodRank(order[i].method) < fhirwire.MethodRank(order[j].method)
 	})
-	looks := e.lookUp(tx, lim, order, full)
+	looks := e.lookUp(tx, sc, lim, order, full)
 	for i, en := range order {
 		en.matched, en.key, en.criteria, en.res, en.again = nil, "", nil, nil, false
 		en.params, en.searched, en.hist = nil, nil, nil
@@ -104,7 +104,7 @@ func (e *Engine) runTransaction(tx store.Tx, sc *auditlog.Scope, entries []*Entr
 			}
 		}
 		if en.method == "PATCH" && en.query != "" {
-			if err := e.resolvePatchTarget(tx, lim, en, ids, full); err != nil {
+			if err := e.resolvePatchTarget(tx, sc, lim, en, ids, full); err != nil {
 				return fail(en, err)
 			}
 		}
@@ -296,7 +296,13 @@ type lookup struct {
 // An entry whose criteria are invalid holds the error, and the entries
 // after it are not searched (they are never reached); so does the first
 // entry whose criteria the store did not answer.
-func (e *Engine) lookUp(tx store.Tx, lim search.Limits, entries []*Entry, full map[string]bool) []*lookup {
+//
+// A client's criteria of a type it searches through granular scopes get
+// their restriction (restrictionClauses, after the key: the same criteria
+// claim the same key whoever sends them): a conditional interaction finds
+// only what a search of the caller would, never a resource the scopes do
+// not grant.
+func (e *Engine) lookUp(tx store.Tx, sc *auditlog.Scope, lim search.Limits, entries []*Entry, full map[string]bool) []*lookup {
 	looks := make([]*lookup, len(entries))
 	var qs []*search.Query
 	var searched []*lookup
@@ -315,10 +321,18 @@ func (e *Engine) lookUp(tx store.Tx, lim search.Limits, entries []*Entry, full m
 		if l.pinned, l.err = pinnedID(l.q); l.err != nil {
 			break
 		}
+		var restriction []search.Clause
+		if en.client {
+			if restriction, l.err = restrictionClauses(sc, en.typ, "s"); l.err != nil {
+				break
+			}
+		}
 		if l.placeholders = namesPlaceholder(l.q, full); l.placeholders {
+			l.q.Clauses = append(l.q.Clauses, restriction...)
 			continue
 		}
 		l.key = search.Key(en.typ, l.q)
+		l.q.Clauses = append(l.q.Clauses, restriction...)
 		if !seen[l.key] {
 			seen[l.key] = true
 			qs, searched = append(qs, l.q), append(searched, l)
@@ -508,15 +522,42 @@ func pinnedID(q *search.Query) (string, error) {
 	return id, nil
 }
 
-// execEntry performs one resolved entry for the caller of sc.
+// execEntry performs one resolved entry for the caller of sc. A client's
+// write through granular scopes must find the stored version (of an update,
+// patch or delete) and leave the version it writes within their
+// restriction (checkStored, checkWritten): otherwise it fails, and the
+// whole transaction with it.
 func (e *Engine) execEntry(tx store.Tx, sc *auditlog.Scope, en *Entry, rw *fhirwire.Rewriter, now time.Time) error {
+	perm := writePerm(en.method)
+	if !en.client || perm == 0 {
+		return e.execResolved(tx, sc, en, rw, now)
+	}
+	if en.method != "POST" {
+		if err := checkStored(tx, sc, en.typ, en.id, perm); err != nil {
+			return err
+		}
+	}
+	if en.method == "PATCH" && !mayPatch(tx, sc, en.typ, en.id) {
+		return errResourceUnkown
+	}
+	if err := e.execResolved(tx, sc, en, rw, now); err != nil {
+		return err
+	}
+	if en.method == "DELETE" || en.res == nil || en.res.Resource == nil || en.method == "POST" && !en.res.Created {
+		return nil
+	}
+	return checkWritten(sc, en.res.Resource, perm)
+}
+
+// execResolved is execEntry without the granular scopes' checks.
+func (e *Engine) execResolved(tx store.Tx, sc *auditlog.Scope, en *Entry, rw *fhirwire.Rewriter, now time.Time) error {
 	if en.client && en.typ == "Provenance" {
 		if err := clientProvenance(tx, en); err != nil {
 			return err
 		}
 	}
 	if en.client {
-		en.pre.blind = !mayRead(sc, en.typ)
+		en.pre.blind = blindTo(sc, en.typ)
 		en.mints = mayMint(sc)
 		if err := e.clientIdentifiers(tx, en); err != nil {
 			return err

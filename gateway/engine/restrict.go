@@ -1,0 +1,225 @@
+package engine
+
+import (
+	"context"
+	"slices"
+	"strings"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+)
+
+// Granular scopes (system/Observation.rs?category=...) restrict a type to
+// the resources their search parameters select. Visible decides one
+// resource; a search of a restricted type gets the restriction added to
+// its criteria (ANDed with the client's), so that its total and its pages
+// are those of the resources the caller may see, never telling how many
+// others there are. What cannot be confined that way exactly is refused
+// (403 scope-restriction-unenforceable), never answered with a count or a
+// link that tells of resources the scope does not grant (docs/security.md).
+
+// Rules of the granular scopes' refusals (gateway/conformance/rules.go).
+const (
+	ruleRestrictionUnenforceable = "scope-restriction-unenforceable"
+	ruleRestrictionWrite         = "scope-restriction-write"
+)
+
+// restrictionClauses returns the clauses to add to a search of typ by the
+// caller of sc that needs perms (some of 'r', 's'): none when a scope
+// grants them unrestricted. Several granular scopes on typ are ORed: their
+// restrictions are expressed as one set of clauses when each is a single
+// clause of the same parameter (their values then ORed in one clause);
+// otherwise the search is refused (scope-restriction-unenforceable).
+func restrictionClauses(sc *auditlog.Scope, typ, perms string) ([]search.Clause, error) {
+	if sc == nil || sc.Principal == nil {
+		return nil, nil
+	}
+	restrictions, unrestricted := sc.Principal.Scopes.Restriction(typ, perms)
+	if unrestricted || len(restrictions) == 0 {
+		return nil, nil
+	}
+	keys := map[string]bool{}
+	var distinct [][]search.Clause
+	for _, cs := range restrictions {
+		if k := search.Key(typ, &search.Query{Clauses: cs}); !keys[k] {
+			keys[k] = true
+			distinct = append(distinct, cs)
+		}
+	}
+	if len(distinct) == 1 {
+		return slices.Clone(distinct[0]), nil
+	}
+	merged := search.Clause{Param: distinct[0][0].Param, Type: search.TypeToken}
+	for _, cs := range distinct {
+		if len(cs) != 1 || cs[0].Param != merged.Param {
+			return nil, unenforceable("the access token's scopes restrict " + typ + " by different search parameters (" +
+				restrictionParams(distinct) + "), which the gateway cannot apply together to one search exactly: ask " +
+				"for a token with one of them, or with restrictions of one parameter each")
+		}
+		merged.Values = append(merged.Values, cs[0].Values...)
+	}
+	return []search.Clause{merged}, nil
+}
+
+// restrictionParams names the parameters of restrictions, each
+// restriction's joined by &, the restrictions by " or ": never a value.
+func restrictionParams(restrictions [][]search.Clause) string {
+	var out []string
+	for _, cs := range restrictions {
+		var names []string
+		for _, c := range cs {
+			names = append(names, c.Param)
+		}
+		out = append(out, strings.Join(names, "&"))
+	}
+	return strings.Join(out, " or ")
+}
+
+// Restriction returns the clauses that confine a search of typ by the
+// caller of sc to what its granular scopes grant (none when a scope grants
+// search on typ unrestricted): other ways that search for a client (a bulk
+// export, as an implicit _typeFilter) add them as a search does. Returns
+// an *outcome.Error (403 scope-restriction-unenforceable) when the scopes'
+// restrictions cannot be one set of clauses.
+func Restriction(sc *auditlog.Scope, typ string) ([]search.Clause, error) {
+	return restrictionClauses(sc, typ, "s")
+}
+
+func unenforceable(msg string) error {
+	return outcome.New(outcome.Forbidden, "forbidden", ruleRestrictionUnenforceable, msg)
+}
+
+// restrict adds to q, a search of q.Type by the caller of sc, the
+// restriction of its granular scopes (restrictionClauses with s, the
+// permission a search needs).
+func restrict(sc *auditlog.Scope, q *search.Query) error {
+	if q == nil || q.Type == "" {
+		return nil
+	}
+	cs, err := restrictionClauses(sc, q.Type, "s")
+	if err != nil {
+		return err
+	}
+	q.Clauses = append(q.Clauses, cs...)
+	return nil
+}
+
+// restrictedHistory is the history q of one resource of a type the caller
+// reads through granular scopes only: every version is read, those the
+// restriction does not select (Visible; a deletion, which has no content,
+// is not selected) are left out, and the total and the page are of those
+// shown, so that neither tells how many versions were left out.
+func restrictedHistory(ctx context.Context, e *Engine, sc *auditlog.Scope, st reader, q store.HistoryQuery) ([]*store.Resource, int, error) {
+	all := q
+	all.Offset, all.Count = 0, search.MaxCount
+	var shown []*store.Resource
+	for {
+		vs, _, err := st.History(ctx, all)
+		if err != nil {
+			return nil, 0, err
+		}
+		for _, v := range vs {
+			if e.Visible(sc, v) {
+				shown = append(shown, v)
+			}
+		}
+		if len(vs) < all.Count {
+			break
+		}
+		all.Offset += len(vs)
+	}
+	total := len(shown)
+	lo := min(q.Offset, total)
+	return shown[lo:min(lo+q.Count, total)], total, nil
+}
+
+// writePerm is the permission a write of method needs (0 for a read).
+func writePerm(method string) byte {
+	switch method {
+	case "POST":
+		return 'c'
+	case "PUT", "PATCH":
+		return 'u'
+	case "DELETE":
+		return 'd'
+	}
+	return 0
+}
+
+// checkStored checks, for an update, patch or delete (perm 'u' or 'd') of
+// typ/id by the caller of sc, that granular scopes granting perm on typ
+// select its stored version: a resource outside the restriction is not
+// changed through it (403 scope-restriction-write). Nothing stored (or of
+// another tenant, which the write itself answers) passes.
+func checkStored(tx store.Tx, sc *auditlog.Scope, typ, id string, perm byte) error {
+	if !restrictedFor(sc, typ, string(perm)) {
+		return nil
+	}
+	cur, err := tx.Read(typ, id)
+	if err != nil || cur == nil || cur.Deleted {
+		return nil
+	}
+	if !grants(sc.Principal.Scopes, string(perm), cur) {
+		return restrictionWriteError(typ, perm, true)
+	}
+	return nil
+}
+
+// checkWritten checks that the version r a create, update or patch (perm
+// 'c' or 'u') of the caller of sc wrote is one granular scopes granting
+// perm on its type select, by its own index entries: else 403
+// scope-restriction-write, and the write is undone with its transaction.
+func checkWritten(sc *auditlog.Scope, r *store.Resource, perm byte) error {
+	if !restrictedFor(sc, r.Type, string(perm)) || grants(sc.Principal.Scopes, string(perm), r) {
+		return nil
+	}
+	return restrictionWriteError(r.Type, perm, false)
+}
+
+func restrictionWriteError(typ string, perm byte, stored bool) error {
+	verb := map[byte]string{'c': "create", 'u': "update", 'd': "delete"}[perm]
+	what := "the resource written is"
+	if stored {
+		what = "the stored version of the resource is"
+	}
+	return outcome.New(outcome.Forbidden, "forbidden", ruleRestrictionWrite, "the access token's scopes grant "+verb+
+		" ("+string(perm)+") of "+typ+" only through granular scopes (system/"+typ+"."+string(perm)+"?..., restricted "+
+		"by search parameters), and "+what+" not one their search parameters select").At(typ)
+}
+
+// mayPatch reports whether the caller of sc may patch typ/id as far as
+// reading goes: a patch answers (and a JSON Patch test tests) stored
+// content the client did not send, so a caller that reads typ through
+// granular scopes only may patch what their restriction selects, and a
+// resource it hides is not found, as its read is (allowPatch checks the
+// type).
+func mayPatch(tx store.Tx, sc *auditlog.Scope, typ, id string) bool {
+	if !restrictedFor(sc, typ, "rs") {
+		return true
+	}
+	cur, err := tx.Read(typ, id)
+	if err != nil || cur == nil || cur.Deleted {
+		return true // the patch answers these itself
+	}
+	return grants(sc.Principal.Scopes, "rs", cur)
+}
+
+// deletionShown reports whether the caller of sc may be told that the
+// deletion del happened (410): a deletion has no content for a granular
+// scope's restriction to select, so a caller that reads its type through
+// granular scopes only is told of it when the version before it (the
+// resource's last content) is one it may see; otherwise the resource is
+// as one of another tenant (404), since a 410 would tell that a hidden
+// resource existed.
+func (e *Engine) deletionShown(ctx context.Context, sc *auditlog.Scope, st reader, del *store.Resource) bool {
+	if del == nil || !restrictedFor(sc, del.Type, "rs") {
+		return true
+	}
+	if del.Version < 2 {
+		return false
+	}
+	prev, err := st.VRead(ctx, del.Type, del.ID, del.Version-1)
+	return err == nil && prev != nil && !prev.Deleted && e.Visible(sc, prev)
+}
