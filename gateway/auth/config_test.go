@@ -156,7 +156,7 @@ func TestSmartConfiguration(t *testing.T) {
 	want := `{"capabilities":["client-confidential-asymmetric","permission-v1","permission-v2"],` +
 		`"grant_types_supported":["client_credentials"],` +
 		`"scopes_supported":["system/*.cruds","system/*.rs","system/*.read","system/*.write",` +
-		`"system/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|vital-signs","gateway/ingest","gateway/operator"],` +
+		`"system/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|vital-signs","gateway/ingest","gateway/operator","gateway/auditor"],` +
 		`"token_endpoint":"https://gateway.example/auth/token",` +
 		`"token_endpoint_auth_methods_supported":["private_key_jwt"],` +
 		`"token_endpoint_auth_signing_alg_values_supported":["RS384","ES384"]}`

@@ -13,7 +13,7 @@ func SmartConfiguration(tokenURL string) map[string]any {
 		"scopes_supported": []string{
 			"system/*.cruds", "system/*.rs", "system/*.read", "system/*.write",
 			"system/Observation.rs?category=http://terminology.hl7.org/CodeSystem/observation-category|vital-signs",
-			ScopeIngest, ScopeOperator,
+			ScopeIngest, ScopeOperator, ScopeAuditor,
 		},
 		// SMART's capability names (App Launch 2.x, Conformance): v1 scope
 		// syntax (system/Patient.read) is accepted as well as v2
