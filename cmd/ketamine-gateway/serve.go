@@ -294,6 +294,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			}
 			return out
 		})
+		metrics.RegisterCapabilities(func() []telemetry.CapabilityStat {
+			checks := worker.CapabilityChecks()
+			out := make([]telemetry.CapabilityStat, 0, len(checks))
+			for _, c := range checks {
+				out = append(out, telemetry.CapabilityStat{Destination: c.Destination,
+					Unsupported: int64(len(c.Unsupported)), CheckFailed: c.Failed != ""})
+			}
+			return out
+		})
 	}
 	if !acfg.UpdateCreate {
 		logger.Info("clients cannot choose resource ids (update-as-create is off): several tenants share the id space")
