@@ -543,24 +543,25 @@ func (d *destWorker) renewLeases(ctx context.Context) {
 		if len(ids) == 0 {
 			continue
 		}
-		n, err := d.w.outbox.Renew(ctx, ids, o.Clock.Now().Add(o.Lease))
-		switch {
-		case err != nil && ctx.Err() == nil:
-			o.Logger.Warn("delivery: renewing leases failed", "destination", d.dest.Name, "items", len(ids), "error", err)
-		case err == nil && n < len(ids):
-			// An attempt that ended between the snapshot and the renewal,
-			// or whose outcome is being recorded, is no longer in flight:
-			// not renewed, and not lost. Those of the others still
-			// running are renewed one by one to find the lost ones, and
-			// looked at again after (an outcome recorded meanwhile).
-			for _, id := range d.unsettled(ids) {
-				m, err := d.w.outbox.Renew(ctx, []int64{id}, o.Clock.Now().Add(o.Lease))
-				if err != nil || m > 0 || len(d.unsettled([]int64{id})) == 0 {
-					continue
-				}
-				// An attempt outlived its lease (a stall longer than the
-				// lease): another worker may send the item too; the EHR's
-				// conditional requests keep that from duplicating anything.
+		renewed, err := d.w.outbox.Renew(ctx, ids, o.Clock.Now().Add(o.Lease))
+		if err != nil {
+			if ctx.Err() == nil {
+				o.Logger.Warn("delivery: renewing leases failed", "destination", d.dest.Name, "items", len(ids), "error", err)
+			}
+			continue
+		}
+		if len(renewed) == len(ids) {
+			continue
+		}
+		// An attempt that ended between the snapshot and the renewal, or
+		// whose outcome is being recorded, is no longer in flight: not
+		// renewed, and not lost. One not renewed that is still running
+		// (looked at after the renewal: an outcome recorded meanwhile is
+		// not) outlived its lease (a stall longer than the lease): another
+		// worker may send the item too; the EHR's conditional requests keep
+		// that from duplicating anything.
+		for _, id := range d.unsettled(ids) {
+			if !slices.Contains(renewed, id) {
 				o.Logger.Warn("delivery: a lease ran out during its attempt", "destination", d.dest.Name,
 					"delivery", o.DeliveryID(id))
 			}
