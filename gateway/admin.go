@@ -143,7 +143,9 @@ func (s *Server) handleReplay(c echo.Context) error {
 // handleReady is the readiness probe: the database answers and could take
 // a write (not locked by another process, no lock held on the tables a
 // request writes), all within operator.ProbeTimeout, and the delivery
-// backlog and oldest pending age per destination. It always answers its
+// backlog and oldest pending age per destination, and what the capability
+// check found wrong with the destinations (no reason to be unready: the
+// gateway still takes and stores records). It always answers its
 // JSON (503 "unavailable" when not ready, whatever failed). The backlog
 // figures go only to whom may see every tenant's deliveries
 // (readyFigures): per destination they count a clinic's records.
@@ -163,6 +165,11 @@ func (s *Server) handleReady(c echo.Context) error {
 		return c.JSON(http.StatusOK, map[string]any{"status": "ready", "database": r.Database})
 	}
 	out := map[string]any{"status": "ready", "database": r.Database, "deliveries": r.Backlog}
+	if r.CapabilityGaps != nil {
+		// What the delivery worker's capability check found wrong with
+		// the destinations (docs/operations.md): a warning, still ready.
+		out["capabilityGaps"] = r.CapabilityGaps
+	}
 	if s.app.Settings != nil {
 		// The other live gateways on the database whose settings differ
 		// from this one's, by group (docs/deployment.md): never values.

@@ -202,3 +202,41 @@ func TestEverythingCarePeriod(t *testing.T) {
 		t.Errorf("$everything June, paged by 2: %v", seen)
 	}
 }
+
+// TestEverythingDateTimeNeedsZone: a start or end with a time but no time
+// zone is refused, naming the parameter and the rule, by GET as by POST
+// (R4 datatypes.html#dateTime: "If hours and minutes are specified, a time
+// zone SHALL be populated"; a Parameters' valueDateTime without one is
+// refused by R4's structure): the period of care is not guessed in UTC
+// (probe p36 F7). A date, and a dateTime with Z or an offset, are taken.
+func TestEverythingDateTimeNeedsZone(t *testing.T) {
+	h := fhirServer(t)
+	rec := req(h, "POST", "/fhir/Patient", `{"resourceType":"Patient","name":[{"family":"Okafor"}]}`)
+	if rec.Code != http.StatusCreated {
+		t.Fatalf("create Patient = %d %s", rec.Code, rec.Body)
+	}
+	path := "/fhir/Patient/" + decode(t, rec)["id"].(string) + "/$everything"
+	for _, tc := range []struct{ query, param string }{
+		{"start=2026-03-10T09:30", "start"},
+		{"start=2026-03-10T09:30:00", "start"},
+		{"end=2026-03-10T09:30:00.250", "end"},
+		{"start=2026-03-10&end=2026-03-10T23:59:59", "end"},
+	} {
+		t.Run(tc.query, func(t *testing.T) {
+			rec := req(h, "GET", path+"?"+tc.query, "")
+			assertOutcome(t, rec, 400, "search-value-invalid", "")
+			if b := rec.Body.String(); !strings.Contains(b, `"expression":["`+tc.param+`"]`) || !strings.Contains(b, "time zone") {
+				t.Errorf("$everything?%s = %s, want the issue at %s saying a time zone is needed", tc.query, b, tc.param)
+			}
+		})
+	}
+	rec = req(h, "POST", path, `{"resourceType":"Parameters","parameter":[{"name":"start","valueDateTime":"2026-03-10T09:30:00"}]}`)
+	if rec.Code != http.StatusBadRequest {
+		t.Errorf("POST start valueDateTime without a zone = %d %s, want 400", rec.Code, rec.Body)
+	}
+	for _, q := range []string{"start=2026-03-10", "start=2026-03-10T09:30:00Z", "start=2026-03-10T09:30:00%2B01:00&end=2026-03-11T00:00:00-05:00"} {
+		if rec := req(h, "GET", path+"?"+q, ""); rec.Code != http.StatusOK {
+			t.Errorf("$everything?%s = %d %s, want 200", q, rec.Code, rec.Body)
+		}
+	}
+}

@@ -1,12 +1,18 @@
 package gateway_test
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"testing"
+	"time"
 
+	"github.com/ketamine-gateway/ketamine-gateway/gateway"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/operator"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
 )
 
 // TestReadyFiguresNeedAllTenantOperator: with clients configured, /readyz
@@ -45,5 +51,60 @@ func TestReadyFiguresNeedAllTenantOperator(t *testing.T) {
 				t.Errorf("/readyz = %s, want status ready, database ok", rec.Body)
 			}
 		})
+	}
+}
+
+// gapsWorker is a delivery worker whose capability check found gaps.
+type gapsWorker struct{ gaps []operator.CapabilityGap }
+
+func (gapsWorker) Holds() map[string]time.Time                { return nil }
+func (gapsWorker) Release(string) bool                        { return false }
+func (w gapsWorker) CapabilityGaps() []operator.CapabilityGap { return w.gaps }
+
+// TestReadyCapabilityGaps: /readyz lists, to whom may see the delivery
+// figures, each destination's capability gaps (the resource types its
+// CapabilityStatement does not support, a check that failed) and stays
+// ready (200): an EHR's configuration is no reason to take a replica out
+// of rotation; [] when there are none, absent without destinations.
+func TestReadyCapabilityGaps(t *testing.T) {
+	ctx := context.Background()
+	st := tempSQLite(t, sqlite.Options{})
+	a, err := app.New(app.Config{Store: st, BacklogEvery: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Close() })
+	h, err := gateway.NewServer(gateway.Config{App: a, RateLimit: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := func() map[string]json.RawMessage {
+		t.Helper()
+		rec := req(h, http.MethodGet, "/readyz", "")
+		var b map[string]json.RawMessage
+		if err := json.Unmarshal(rec.Body.Bytes(), &b); err != nil || rec.Code != http.StatusOK || string(b["status"]) != `"ready"` {
+			t.Fatalf("/readyz = %d %s (%v), want 200 ready", rec.Code, rec.Body, err)
+		}
+		return b
+	}
+	if g, ok := body()["capabilityGaps"]; ok {
+		t.Errorf("/readyz without a delivery worker: capabilityGaps %s, want none", g)
+	}
+	a.Operator.SetWorker(gapsWorker{})
+	if g := string(body()["capabilityGaps"]); g != "[]" {
+		t.Errorf("/readyz capabilityGaps = %s, want []", g)
+	}
+	since := time.Date(2026, 12, 6, 8, 0, 0, 0, time.UTC)
+	a.Operator.SetWorker(gapsWorker{gaps: []operator.CapabilityGap{
+		{Destination: "hosp", Unsupported: []operator.UnsupportedType{{ResourceType: "AdverseEvent", Listed: true, MissingInteractions: []string{"delete"}}}},
+		{Destination: "lab", CheckFailed: "metadata: connection refused", CheckFailedSince: &since},
+	}})
+	want := `[{"destination":"hosp","unsupported":[{"resourceType":"AdverseEvent","listed":true,"missingInteractions":["delete"]}]},` +
+		`{"destination":"lab","checkFailed":"metadata: connection refused","checkFailedSince":"2026-12-06T08:00:00Z"}]`
+	if g := string(body()["capabilityGaps"]); g != want {
+		t.Errorf("/readyz capabilityGaps = %s, want %s", g, want)
 	}
 }

@@ -294,6 +294,15 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			}
 			return out
 		})
+		metrics.RegisterCapabilities(func() []telemetry.CapabilityStat {
+			checks := worker.CapabilityChecks()
+			out := make([]telemetry.CapabilityStat, 0, len(checks))
+			for _, c := range checks {
+				out = append(out, telemetry.CapabilityStat{Destination: c.Destination,
+					Unsupported: int64(len(c.Unsupported)), CheckFailed: c.Failed != ""})
+			}
+			return out
+		})
 	}
 	if !acfg.UpdateCreate {
 		logger.Info("clients cannot choose resource ids (update-as-create is off): several tenants share the id space")
@@ -312,7 +321,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	defer application.Close()
 	if application.Operator != nil {
 		if worker != nil {
-			application.Operator.SetWorker(worker) // /readyz shows a destination on hold; a retry ends it
+			// /readyz and the console show a destination on hold and its
+			// capability gaps; a retry ends a hold.
+			application.Operator.SetWorker(operatorWorker{worker})
 		}
 		warnUnconfigured(ctx, application.Operator, logger)
 	}
@@ -654,6 +665,34 @@ func (o deliveryObserver) OnAttempt(dest, outcome string, d time.Duration) {
 // OnBacklog implements delivery.Observer (the backlog gauges read the
 // store directly, see RegisterBacklog).
 func (o deliveryObserver) OnBacklog(store.DestinationStats) {}
+
+// operatorWorker is the delivery worker as the operator service uses it:
+// its holds, and its capability checks as operator.CapabilityGap (the
+// operator package knows nothing of delivery's types).
+type operatorWorker struct{ *delivery.Worker }
+
+// CapabilityGaps implements operator.Worker: the destinations whose
+// CapabilityStatement lacks a type the gateway sends them, or could not be
+// read, in the order they are configured.
+func (w operatorWorker) CapabilityGaps() []operator.CapabilityGap {
+	out := []operator.CapabilityGap{}
+	for _, c := range w.CapabilityChecks() {
+		if len(c.Unsupported) == 0 && c.Failed == "" {
+			continue
+		}
+		g := operator.CapabilityGap{Destination: c.Destination, CheckFailed: c.Failed}
+		if c.Failed != "" {
+			since := c.FailedSince.UTC()
+			g.CheckFailedSince = &since
+		}
+		for _, u := range c.Unsupported {
+			g.Unsupported = append(g.Unsupported, operator.UnsupportedType{ResourceType: u.Type, Listed: u.Listed,
+				MissingInteractions: u.Missing})
+		}
+		out = append(out, g)
+	}
+	return out
+}
 
 // drainBudget bounds a graceful stop: in-flight requests and in-flight
 // delivery attempts drain at the same time, each for at most this long,

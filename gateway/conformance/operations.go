@@ -105,9 +105,9 @@ func everything() OperationDefinition {
 		Resource: []string{"Patient"}, System: false, Type: false, Instance: true,
 		Parameter: []OperationParameter{
 			{Name: "start", Use: "in", Min: 0, Max: "1", Type: "date",
-				Documentation: "The start of the period of care (a date; a dateTime is taken too): resources whose date of care ends before it are left out. Without it, all care up to end."},
+				Documentation: "The start of the period of care (a date; a dateTime with its time zone is taken too): resources whose date of care ends before it are left out. Without it, all care up to end."},
 			{Name: "end", Use: "in", Min: 0, Max: "1", Type: "date",
-				Documentation: "The end of the period of care (a date covers its whole day): resources whose date of care begins after it are left out. Without it, all care from start on."},
+				Documentation: "The end of the period of care (a date covers its whole day; a dateTime with its time zone is taken too): resources whose date of care begins after it are left out. Without it, all care from start on."},
 			{Name: "_since", Use: "in", Min: 0, Max: "1", Type: "instant",
 				Documentation: "Only resources updated at or after this instant (meta.lastUpdated); the Patient is returned whatever it says."},
 			{Name: "_type", Use: "in", Min: 0, Max: "*", Type: "code",

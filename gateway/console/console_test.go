@@ -26,6 +26,7 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/operator"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
 )
@@ -771,8 +772,45 @@ func TestRecordPageInfusionOfSession(t *testing.T) {
 // heldWorker is a delivery worker whose destination "ehr" is on hold.
 type heldWorker struct{ until time.Time }
 
-func (w heldWorker) Holds() map[string]time.Time { return map[string]time.Time{"ehr": w.until} }
-func (heldWorker) Release(string) bool           { return true }
+func (w heldWorker) Holds() map[string]time.Time            { return map[string]time.Time{"ehr": w.until} }
+func (heldWorker) Release(string) bool                      { return true }
+func (heldWorker) CapabilityGaps() []operator.CapabilityGap { return nil }
+
+// gapsWorker is a delivery worker whose capability check found gaps.
+type gapsWorker struct{ gaps []operator.CapabilityGap }
+
+func (gapsWorker) Holds() map[string]time.Time                { return nil }
+func (gapsWorker) Release(string) bool                        { return false }
+func (w gapsWorker) CapabilityGaps() []operator.CapabilityGap { return w.gaps }
+
+// TestDeliveriesShowCapabilityGaps: the deliveries page tells an
+// all-tenant operator what /readyz tells: each resource type a
+// destination's CapabilityStatement does not support, and a capability
+// check that failed, also for a destination with no delivery yet.
+func TestDeliveriesShowCapabilityGaps(t *testing.T) {
+	f := newFixtureApp(t, nil, app.Config{Routes: []ingest.Route{{Name: "ehr", Accepts: func(string, string) bool { return true }}}})
+	if _, page, _ := f.get(t, "/console/deliveries"); strings.Contains(page, "Destination capabilities") {
+		t.Errorf("capabilities shown without a worker:\n%s", page)
+	}
+	since := time.Date(2026, 12, 6, 8, 0, 0, 0, time.UTC)
+	f.app.Operator.SetWorker(gapsWorker{gaps: []operator.CapabilityGap{
+		{Destination: "ehr", Unsupported: []operator.UnsupportedType{
+			{ResourceType: "DetectedIssue", MissingInteractions: []string{"create", "update"}},
+			{ResourceType: "AdverseEvent", Listed: true, MissingInteractions: []string{"delete"}}}},
+		{Destination: "lab", CheckFailed: "metadata: http 503", CheckFailedSince: &since},
+	}})
+	_, page, _ := f.get(t, "/console/deliveries")
+	for _, want := range []string{
+		"Destination capabilities",
+		"<strong>ehr</strong> does not support <strong>DetectedIssue</strong>: its CapabilityStatement does not list the type",
+		"<strong>ehr</strong> does not support <strong>AdverseEvent</strong>: its CapabilityStatement lists the type without delete",
+		"<strong>lab</strong>: its CapabilityStatement could not be read since 2026-12-06 08:00:00.000 UTC (metadata: http 503)",
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the deliveries page lacks %q:\n%s", want, page)
+		}
+	}
+}
 
 // TestDeliveriesShowHold: the deliveries page says a destination is on
 // hold, and until when, or not configured, as /readyz does (probe p10

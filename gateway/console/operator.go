@@ -42,6 +42,10 @@ type deliveriesData struct {
 	// (every tenant's deliveries) shown and the replay (which re-sends
 	// every tenant's records) offered.
 	AllTenants bool
+	// CapabilityGaps is what the delivery worker's capability check found
+	// wrong with the destinations (all-tenant operators only, as the
+	// backlog: it names the destinations and their EHRs' configuration).
+	CapabilityGaps []operator.CapabilityGap
 }
 
 // ReplayErrorList is ReplayErrors in the form's order, for the summary
@@ -84,7 +88,7 @@ func (c *Console) deliveriesPage(rq *request, d deliveriesData) error {
 	t := rq.sc.TenantOf()
 	d.AllTenants = t == "" || t == search.AllTenants
 	if d.AllTenants {
-		d.Backlog = ready.Backlog
+		d.Backlog, d.CapabilityGaps = ready.Backlog, ready.CapabilityGaps
 		for _, b := range ready.Backlog {
 			d.Destinations = append(d.Destinations, b.Destination)
 		}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
 )
@@ -132,5 +133,89 @@ func TestCapabilityResourceTypes(t *testing.T) {
 	d.checkCapabilities(context.Background())
 	if got := w.Capabilities()["ehr"].Unsupported; len(got) != 0 {
 		t.Errorf("a statement without rest.resource: %d types unsupported, want none", len(got))
+	}
+}
+
+// TestCapabilityChecks: CapabilityChecks tells, for every destination in
+// configuration order, what its last CapabilityStatement lacks and whether
+// the last check failed (since when, why: no PHI, the reason only), so
+// that readiness, the console and the metrics show what the log warns of:
+// a destination not checked yet has nothing to say; a failed check keeps
+// the gaps of the last statement read; a check that succeeds again clears
+// the failure.
+func TestCapabilityChecks(t *testing.T) {
+	var status atomic.Int64
+	status.Store(http.StatusOK)
+	statement := capabilityStatement(t, map[string][]string{"DetectedIssue": nil})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s := int(status.Load()); s != http.StatusOK {
+			w.WriteHeader(s)
+			return
+		}
+		w.Header().Set("Content-Type", "application/fhir+json")
+		w.Write(statement)
+	}))
+	t.Cleanup(srv.Close)
+	clock := newFakeClock()
+	w, err := NewWorker(newMemoryOutbox(), []Destination{testDest("ehr", srv.URL+"/fhir"), testDest("lab", srv.URL+"/fhir")},
+		WorkerOptions{Clock: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	show := func(c CapabilityCheck) string {
+		var gaps []string
+		for _, g := range c.Unsupported {
+			gaps = append(gaps, g.Type+":"+strings.Join(g.Missing, ","))
+		}
+		s := c.Destination + " gaps=" + strings.Join(gaps, ";") + " failed=" + c.Failed
+		if !c.Checked.IsZero() {
+			s += " checked=" + c.Checked.Format(time.TimeOnly)
+		}
+		if !c.FailedSince.IsZero() {
+			s += " since=" + c.FailedSince.Format(time.TimeOnly)
+		}
+		return s
+	}
+	checks := func() []string {
+		var out []string
+		for _, c := range w.CapabilityChecks() {
+			out = append(out, show(c))
+		}
+		return out
+	}
+	ehr := w.dests[0]
+	for _, step := range []struct {
+		name   string
+		status int
+		want   []string
+	}{
+		{"not checked yet", 0, []string{"ehr gaps= failed=", "lab gaps= failed="}},
+		{"a statement without DetectedIssue", http.StatusOK,
+			[]string{"ehr gaps=DetectedIssue:create,update failed= checked=12:01:00", "lab gaps= failed="}},
+		{"the check fails: the gaps read stay", http.StatusServiceUnavailable,
+			[]string{"ehr gaps=DetectedIssue:create,update failed=metadata: http 503 checked=12:01:00 since=12:02:00", "lab gaps= failed="}},
+		{"fails again: since the first failure", http.StatusBadGateway,
+			[]string{"ehr gaps=DetectedIssue:create,update failed=metadata: http 502 checked=12:01:00 since=12:02:00", "lab gaps= failed="}},
+		{"read again", http.StatusOK,
+			[]string{"ehr gaps=DetectedIssue:create,update failed= checked=12:04:00", "lab gaps= failed="}},
+	} {
+		t.Run(step.name, func(t *testing.T) {
+			if step.status != 0 {
+				status.Store(int64(step.status))
+				ehr.checkCapabilities(context.Background())
+			}
+			if got := checks(); !slices.Equal(got, step.want) {
+				t.Errorf("CapabilityChecks() = %q, want %q", got, step.want)
+			}
+			clock.Advance(time.Minute)
+		})
+	}
+	// A destination that is never read (the check turned off) says nothing.
+	off, err := NewWorker(newMemoryOutbox(), []Destination{testDest("ehr", srv.URL+"/fhir")}, WorkerOptions{CapabilityInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := off.CapabilityChecks(); len(got) != 1 || show(got[0]) != "ehr gaps= failed=" {
+		t.Errorf("CapabilityChecks() without checks = %+v", got)
 	}
 }

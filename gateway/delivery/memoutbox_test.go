@@ -154,13 +154,13 @@ func (m *memoryOutbox) Claim(ctx context.Context, destination string, now time.T
 }
 
 // Renew implements Outbox.
-func (m *memoryOutbox) Renew(ctx context.Context, ids []int64, until time.Time) (int, error) {
+func (m *memoryOutbox) Renew(ctx context.Context, ids []int64, until time.Time) ([]int64, error) {
 	if err := ctx.Err(); err != nil {
-		return 0, err
+		return nil, err
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	n := 0
+	var renewed []int64
 	for _, id := range ids {
 		mi := m.items[id]
 		if mi == nil || mi.item.Status != store.StatusInFlight {
@@ -169,9 +169,10 @@ func (m *memoryOutbox) Renew(ctx context.Context, ids []int64, until time.Time) 
 		mi.leaseUntil = until
 		mi.gen++
 		m.dest(mi.item.Destination).push(until, mi)
-		n++
+		renewed = append(renewed, id)
 	}
-	return n, nil
+	slices.Sort(renewed)
+	return renewed, nil
 }
 
 // Complete implements Outbox.

@@ -38,9 +38,10 @@ type Outbox interface {
 	Claim(ctx context.Context, destination string, now time.Time, lease time.Duration, limit int) ([]*store.OutboxItem, error)
 
 	// Renew extends to until the leases of those of ids still in flight
-	// and returns how many: the worker renews the claims of the attempts
-	// it is running, so a short lease finds a crashed worker's claims soon.
-	Renew(ctx context.Context, ids []int64, until time.Time) (int, error)
+	// and returns their ids: the worker renews the claims of the attempts
+	// it is running, so a short lease finds a crashed worker's claims soon,
+	// and the ids it does not get back are the attempts no longer in flight.
+	Renew(ctx context.Context, ids []int64, until time.Time) ([]int64, error)
 
 	// Complete records attempt a of item a.ItemID and moves the item to
 	// status:

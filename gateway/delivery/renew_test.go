@@ -24,19 +24,19 @@ type renewOutbox struct {
 	renewed chan int
 }
 
-func (o *renewOutbox) Renew(_ context.Context, ids []int64, _ time.Time) (int, error) {
+func (o *renewOutbox) Renew(_ context.Context, ids []int64, _ time.Time) ([]int64, error) {
 	o.end.Do(o.ends)
-	n := 0
+	var renewed []int64
 	for _, id := range ids {
 		if id != 2 {
-			n++
+			renewed = append(renewed, id)
 		}
 	}
 	select {
-	case o.renewed <- n:
+	case o.renewed <- len(renewed):
 	default:
 	}
-	return n, nil
+	return renewed, nil
 }
 
 // syncBuf is a log buffer safe for the worker's goroutine.
@@ -111,20 +111,20 @@ func (o *completingOutbox) Complete(context.Context, *store.Attempt, string, tim
 	return nil
 }
 
-func (o *completingOutbox) Renew(_ context.Context, ids []int64, _ time.Time) (int, error) {
+func (o *completingOutbox) Renew(_ context.Context, ids []int64, _ time.Time) ([]int64, error) {
 	defer func() {
 		select {
 		case o.renewed <- struct{}{}:
 		default:
 		}
 	}()
-	n := 0
+	var renewed []int64
 	for _, id := range ids {
 		if id != 2 { // item 2's outcome is committed
-			n++
+			renewed = append(renewed, id)
 		}
 	}
-	return n, nil
+	return renewed, nil
 }
 
 // TestRenewWhileOutcomeCommits: an attempt whose outcome is committed but

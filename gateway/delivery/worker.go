@@ -176,7 +176,8 @@ type destWorker struct {
 	// flight, and a renewal leaves them, without their lease running out.
 	settling   map[int64]bool
 	caps       *Capabilities // nil until read
-	capsFailed bool          // the last capability check failed (its recovery is logged)
+	capsFailed string        // why the last capability check failed, "" if it did not (its recovery is logged)
+	capsSince  time.Time     // when the failures of capsFailed began
 	hold       time.Time     // no claims before (destination-wide failure)
 	holdSet    time.Time     // when the current round of failures bumped streak
 	streak     int           // consecutive rounds of destination-wide failures
@@ -249,6 +250,42 @@ func (w *Worker) Capabilities() map[string]Capabilities {
 			out[d.dest.Name] = *d.caps
 		}
 		d.mu.Unlock()
+	}
+	return out
+}
+
+// CapabilityCheck is what the capability check knows of one destination:
+// what the operator must see besides the log (readiness, the console, the
+// metrics). It names resource types and interactions, never data.
+type CapabilityCheck struct {
+	Destination string
+	// Checked is when the destination's CapabilityStatement was last read
+	// (zero: not yet, or the check is off), and Unsupported what that
+	// statement lacks (Capabilities.Unsupported); both stay while later
+	// checks fail.
+	Checked     time.Time
+	Unsupported []TypeGap
+	// Failed is why the last check failed ("metadata: http 503",
+	// "metadata: not a CapabilityStatement", a connection's reason; no
+	// URL, no body), "" when it succeeded or none ran; FailedSince is
+	// when the checks began to fail.
+	Failed      string
+	FailedSince time.Time
+}
+
+// CapabilityChecks returns the capability check of every destination, in
+// the order they are configured.
+func (w *Worker) CapabilityChecks() []CapabilityCheck {
+	out := make([]CapabilityCheck, 0, len(w.dests))
+	for _, d := range w.dests {
+		c := CapabilityCheck{Destination: d.dest.Name}
+		d.mu.Lock()
+		if d.caps != nil {
+			c.Checked, c.Unsupported = d.caps.Checked, slices.Clone(d.caps.Unsupported)
+		}
+		c.Failed, c.FailedSince = d.capsFailed, d.capsSince
+		d.mu.Unlock()
+		out = append(out, c)
 	}
 	return out
 }
@@ -370,15 +407,18 @@ func (d *destWorker) checkCapabilities(ctx context.Context) time.Duration {
 		if ctx.Err() == nil {
 			o.Logger.Warn("delivery: capability check failed", "destination", d.dest.Name, "error", err)
 			d.mu.Lock()
-			d.capsFailed = true
+			if d.capsFailed == "" {
+				d.capsSince = o.Clock.Now()
+			}
+			d.capsFailed = err.Error()
 			d.mu.Unlock()
 		}
 		return min(o.CapabilityInterval, 5*time.Minute)
 	}
 	caps.Unsupported = caps.Gaps(d.needs())
 	d.mu.Lock()
-	old, failed := d.caps, d.capsFailed
-	d.caps, d.capsFailed = &caps, false
+	old, failed := d.caps, d.capsFailed != ""
+	d.caps, d.capsFailed, d.capsSince = &caps, "", time.Time{}
 	d.mu.Unlock()
 	if failed {
 		o.Logger.Info("delivery: capability check recovered", "destination", d.dest.Name, "fhir_version", caps.FHIRVersion)
@@ -510,24 +550,25 @@ func (d *destWorker) renewLeases(ctx context.Context) {
 		if len(ids) == 0 {
 			continue
 		}
-		n, err := d.w.outbox.Renew(ctx, ids, o.Clock.Now().Add(o.Lease))
-		switch {
-		case err != nil && ctx.Err() == nil:
-			o.Logger.Warn("delivery: renewing leases failed", "destination", d.dest.Name, "items", len(ids), "error", err)
-		case err == nil && n < len(ids):
-			// An attempt that ended between the snapshot and the renewal,
-			// or whose outcome is being recorded, is no longer in flight:
-			// not renewed, and not lost. Those of the others still
-			// running are renewed one by one to find the lost ones, and
-			// looked at again after (an outcome recorded meanwhile).
-			for _, id := range d.unsettled(ids) {
-				m, err := d.w.outbox.Renew(ctx, []int64{id}, o.Clock.Now().Add(o.Lease))
-				if err != nil || m > 0 || len(d.unsettled([]int64{id})) == 0 {
-					continue
-				}
-				// An attempt outlived its lease (a stall longer than the
-				// lease): another worker may send the item too; the EHR's
-				// conditional requests keep that from duplicating anything.
+		renewed, err := d.w.outbox.Renew(ctx, ids, o.Clock.Now().Add(o.Lease))
+		if err != nil {
+			if ctx.Err() == nil {
+				o.Logger.Warn("delivery: renewing leases failed", "destination", d.dest.Name, "items", len(ids), "error", err)
+			}
+			continue
+		}
+		if len(renewed) == len(ids) {
+			continue
+		}
+		// An attempt that ended between the snapshot and the renewal, or
+		// whose outcome is being recorded, is no longer in flight: not
+		// renewed, and not lost. One not renewed that is still running
+		// (looked at after the renewal: an outcome recorded meanwhile is
+		// not) outlived its lease (a stall longer than the lease): another
+		// worker may send the item too; the EHR's conditional requests keep
+		// that from duplicating anything.
+		for _, id := range d.unsettled(ids) {
+			if !slices.Contains(renewed, id) {
 				o.Logger.Warn("delivery: a lease ran out during its attempt", "destination", d.dest.Name,
 					"delivery", o.DeliveryID(id))
 			}

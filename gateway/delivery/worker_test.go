@@ -690,10 +690,10 @@ type leaseOutbox struct {
 	completed chan struct{}
 }
 
-func (o *leaseOutbox) Renew(ctx context.Context, ids []int64, until time.Time) (int, error) {
-	n, err := o.testOutbox.Renew(ctx, ids, until)
-	o.renewed.Add(int32(n))
-	return n, err
+func (o *leaseOutbox) Renew(ctx context.Context, ids []int64, until time.Time) ([]int64, error) {
+	renewed, err := o.testOutbox.Renew(ctx, ids, until)
+	o.renewed.Add(int32(len(renewed)))
+	return renewed, err
 }
 
 func (o *leaseOutbox) Complete(ctx context.Context, a *store.Attempt, status string, next time.Time) error {

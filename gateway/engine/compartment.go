@@ -140,7 +140,15 @@ func (e *Engine) everything(ctx context.Context, sc *auditlog.Scope, in reads, i
 				return nil, bad(key, key+" holds a space where its time zone's + was: "+search.PlusAdvice)
 			}
 			if !ok {
-				return nil, bad(key, key+" must be a date (YYYY, YYYY-MM or YYYY-MM-DD; a dateTime is taken too)")
+				return nil, bad(key, key+" must be a date (YYYY, YYYY-MM or YYYY-MM-DD; a dateTime with its time zone is taken too)")
+			}
+			if !hasZone(v) {
+				// R4 datatypes.html#dateTime: a time needs its zone. A
+				// Parameters' valueDateTime without one is refused by R4's
+				// structure; the URL's is refused alike, not guessed in
+				// UTC (a clinic's local evening would shift by hours).
+				return nil, bad(key, key+" has a time without a time zone: a dateTime with a time must end in Z or "+
+					"an offset (+hh:mm, sent as %2B, or -hh:mm), or give a date alone (YYYY-MM-DD)")
 			}
 			if key == "start" {
 				q.Compartment.Start = low
@@ -244,4 +252,11 @@ func (e *Engine) everything(ctx context.Context, sc *auditlog.Scope, in reads, i
 func everythingRestricted(typ, id string) string {
 	return "the access token reads " + typ + " through granular scopes only (restricted by search parameters), which " +
 		"$everything cannot apply exactly: search " + typ + "?patient=" + id + " for them"
+}
+
+// hasZone reports whether v, a date or dateTime search.DateRange parsed,
+// has no time or ends in a time zone (Z, +hh:mm or -hh:mm after the time).
+func hasZone(v string) bool {
+	_, clock, timed := strings.Cut(v, "T")
+	return !timed || strings.HasSuffix(clock, "Z") || strings.ContainsAny(clock, "+-")
 }

@@ -179,6 +179,37 @@ type Worker interface {
 	Holds() map[string]time.Time
 	// Release ends the hold of a destination.
 	Release(destination string) bool
+	// CapabilityGaps returns what the capability check found wrong with
+	// the destinations (none: empty).
+	CapabilityGaps() []CapabilityGap
+}
+
+// CapabilityGap is what the delivery worker's capability check found
+// wrong with one destination: resource types the gateway sends it that
+// its CapabilityStatement does not support, or a check that failed (its
+// metadata could not be read). It is a warning, not unreadiness: the
+// gateway still stores records and the worker still delivers them (the
+// EHR may take what it does not declare). Names and types only, no data.
+type CapabilityGap struct {
+	Destination string `json:"destination"`
+	// Unsupported are the types the destination's last statement read
+	// does not list, or lists without an interaction the deliveries use.
+	Unsupported []UnsupportedType `json:"unsupported,omitempty"`
+	// CheckFailed is why the last check failed ("metadata: http 503"), and
+	// CheckFailedSince when the checks began to fail.
+	CheckFailed      string     `json:"checkFailed,omitempty"`
+	CheckFailedSince *time.Time `json:"checkFailedSince,omitempty"`
+}
+
+// UnsupportedType is a resource type the gateway sends a destination that
+// its CapabilityStatement does not support.
+type UnsupportedType struct {
+	ResourceType string `json:"resourceType"`
+	// Listed is whether the statement lists the type at all;
+	// MissingInteractions the interactions the deliveries use on it that
+	// it does not list (every one when the type is not listed).
+	Listed              bool     `json:"listed"`
+	MissingInteractions []string `json:"missingInteractions"`
 }
 
 // New returns the operator service over st; destinations are the names of
@@ -512,6 +543,11 @@ type Readiness struct {
 	// Backlog is each destination's: pending, dead and the oldest pending
 	// item's age.
 	Backlog []Backlog
+	// CapabilityGaps is what the delivery worker's capability check found
+	// wrong with the destinations (Worker.CapabilityGaps; empty, not nil,
+	// when nothing is), nil without a worker (a command on the database,
+	// a gateway without destinations). It does not change Ready.
+	CapabilityGaps []CapabilityGap
 }
 
 // Backlog is one destination's delivery backlog.
@@ -530,7 +566,7 @@ type Backlog struct {
 }
 
 // SetWorker gives the service the serving gateway's delivery worker: Ready
-// shows its holds, and Retry releases the hold of the delivery's
+// shows its holds and capability gaps, and Retry releases the hold of the delivery's
 // destination. Call it before serving.
 func (s *Service) SetWorker(w Worker) {
 	s.mu.Lock()
@@ -632,6 +668,7 @@ func (s *Service) Ready(ctx context.Context) (Readiness, error) {
 	var holds map[string]time.Time
 	if w := s.deliveryWorker(); w != nil {
 		holds = w.Holds()
+		out.CapabilityGaps = append([]CapabilityGap{}, w.CapabilityGaps()...)
 	}
 	for _, st := range stats {
 		b := Backlog{Destination: st.Destination, Pending: st.Pending, Dead: st.Dead}

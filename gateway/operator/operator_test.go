@@ -99,6 +99,46 @@ func TestReadyShowsHoldsAndUnconfiguredDestinations(t *testing.T) {
 	}
 }
 
+// TestReadyShowsCapabilityGaps: readiness lists what the delivery
+// worker's capability check found wrong with each destination (resource
+// types its CapabilityStatement does not support, a check that failed),
+// also of a destination with no delivery yet, without making the gateway
+// unready; [] when nothing is wrong, and nothing for a command on the
+// database, which runs no worker.
+func TestReadyShowsCapabilityGaps(t *testing.T) {
+	st := openStore(t)
+	since := time.Date(2026, 12, 6, 8, 0, 0, 0, time.UTC)
+	gaps := []operator.CapabilityGap{
+		{Destination: "hosp", Unsupported: []operator.UnsupportedType{{ResourceType: "DetectedIssue", MissingInteractions: []string{"create", "update"}}}},
+		{Destination: "lab", CheckFailed: "metadata: http 503", CheckFailedSince: &since},
+	}
+	for _, tc := range []struct {
+		name   string
+		worker *fakeWorker
+		want   string
+	}{
+		{"gaps", &fakeWorker{gaps: gaps}, `[{"destination":"hosp","unsupported":[{"resourceType":"DetectedIssue","listed":false,` +
+			`"missingInteractions":["create","update"]}]},{"destination":"lab","checkFailed":"metadata: http 503",` +
+			`"checkFailedSince":"2026-12-06T08:00:00Z"}]`},
+		{"none", &fakeWorker{}, `[]`},
+		{"no worker", nil, `null`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ops := operator.New(st, []string{"hosp", "lab"}, nil, nil)
+			if tc.worker != nil {
+				ops.SetWorker(tc.worker)
+			}
+			r, err := ops.Ready(context.Background())
+			if err != nil || !r.Ready {
+				t.Fatalf("Ready = %+v %v, want ready", r, err)
+			}
+			if b, _ := json.Marshal(r.CapabilityGaps); string(b) != tc.want {
+				t.Errorf("Ready().CapabilityGaps = %s, want %s", b, tc.want)
+			}
+		})
+	}
+}
+
 // TestReplayRefusesAnUnconfiguredDestination: a serving gateway does not
 // queue a replay that no worker would send; a command on the database,
 // which knows no configuration, replays to any destination delivered to.
@@ -165,13 +205,16 @@ func TestViewSummarizesTheEHRAnswer(t *testing.T) {
 	}
 }
 
-// fakeWorker is a delivery worker's holds.
+// fakeWorker is a delivery worker's holds and capability checks.
 type fakeWorker struct {
 	holds    map[string]time.Time
 	released []string
+	gaps     []operator.CapabilityGap
 }
 
 func (w *fakeWorker) Holds() map[string]time.Time { return w.holds }
+
+func (w *fakeWorker) CapabilityGaps() []operator.CapabilityGap { return w.gaps }
 
 func (w *fakeWorker) Release(dest string) bool {
 	w.released = append(w.released, dest)

@@ -154,9 +154,10 @@ type Outbox interface {
 	// Renew extends the leases of the given items that are still in flight
 	// to until (a worker renews the claims of the attempts it is running,
 	// so that a short lease finds a crashed worker's claims quickly) and
-	// returns how many it extended: an item no longer in flight (completed,
-	// or claimed again after its lease ran out) is left alone.
-	Renew(ctx context.Context, ids []int64, until time.Time) (int, error)
+	// returns the ids of those it extended, in ascending order: an item no
+	// longer in flight (completed, or claimed again after its lease ran
+	// out) is left alone, and its id is not returned.
+	Renew(ctx context.Context, ids []int64, until time.Time) ([]int64, error)
 	// Complete records an attempt and sets the item's status (done,
 	// pending for a retry at nextAttempt, or dead). It returns ErrNotFound
 	// and changes nothing when the item is absent or not in flight (a late

@@ -24,6 +24,11 @@ const (
 	MetricDeliveryDead       = "gateway.delivery.dead"
 	MetricDeliveryHeld       = "gateway.delivery.held"
 	MetricSettingsDiffering  = "gateway.settings.differing"
+	// MetricDeliveryUnsupported counts, by destination, the resource types
+	// the gateway sends it that its CapabilityStatement does not support;
+	// MetricDeliveryCapabilityFailed is 1 while its capability check fails.
+	MetricDeliveryUnsupported      = "gateway.delivery.unsupported_types"
+	MetricDeliveryCapabilityFailed = "gateway.delivery.capability_check_failed"
 )
 
 // Attribute keys recorded by Metrics (all on the allow-list).
@@ -56,6 +61,20 @@ type BacklogStat struct {
 	Held bool
 }
 
+// CapabilityStat is what the delivery worker's capability check found of
+// one destination, reported by the callback given to
+// Metrics.RegisterCapabilities.
+type CapabilityStat struct {
+	// Destination is the configured destination name (not a URL).
+	Destination string
+	// Unsupported is how many resource types the gateway sends the
+	// destination its last CapabilityStatement read does not support.
+	Unsupported int64
+	// CheckFailed is whether the last capability check failed (the
+	// statement could not be read).
+	CheckFailed bool
+}
+
 // Metrics holds the gateway's own instruments. Request counts and latencies
 // come from otelhttp (ServerHandler, ClientTransport).
 //
@@ -72,11 +91,15 @@ type Metrics struct {
 	dead             metric.Int64ObservableGauge
 	held             metric.Int64ObservableGauge
 	settings         metric.Int64ObservableGauge
+	unsupported      metric.Int64ObservableGauge
+	capsFailed       metric.Int64ObservableGauge
 
 	backlogFn   atomic.Pointer[func(context.Context) []BacklogStat]
 	settingsFn  atomic.Pointer[func() int64]
+	capsFn      atomic.Pointer[func() []CapabilityStat]
 	reg         metric.Registration
 	settingsReg metric.Registration
+	capsReg     metric.Registration
 }
 
 // NewMetrics creates the gateway instruments on mp.
@@ -121,6 +144,14 @@ func NewMetrics(mp metric.MeterProvider) (*Metrics, error) {
 		metric.WithDescription("Other live gateways on the database whose settings differ from this one's (docs/deployment.md)."),
 		metric.WithUnit("{gateway}"))
 	err = errors.Join(err, e)
+	m.unsupported, e = meter.Int64ObservableGauge(MetricDeliveryUnsupported,
+		metric.WithDescription("Resource types the gateway sends the destination that its CapabilityStatement does not support (not listed, or without an interaction the deliveries use), by destination."),
+		metric.WithUnit("{type}"))
+	err = errors.Join(err, e)
+	m.capsFailed, e = meter.Int64ObservableGauge(MetricDeliveryCapabilityFailed,
+		metric.WithDescription("1 while the destination's CapabilityStatement cannot be read (the capability check fails), else 0, by destination."),
+		metric.WithUnit("1"))
+	err = errors.Join(err, e)
 	if err != nil {
 		return nil, err
 	}
@@ -136,6 +167,12 @@ func NewMetrics(mp metric.MeterProvider) (*Metrics, error) {
 	}, m.settings)
 	if err != nil {
 		_ = m.reg.Unregister()
+		return nil, err
+	}
+	m.capsReg, err = meter.RegisterCallback(m.observeCapabilities, m.unsupported, m.capsFailed)
+	if err != nil {
+		_ = m.reg.Unregister()
+		_ = m.settingsReg.Unregister()
 		return nil, err
 	}
 	return m, nil
@@ -199,12 +236,43 @@ func (m *Metrics) RegisterSettings(fn func() int64) {
 	m.settingsFn.Store(&fn)
 }
 
+// RegisterCapabilities sets the function that reports each destination's
+// capability check (gateway.delivery.unsupported_types,
+// gateway.delivery.capability_check_failed); nil stops reporting.
+func (m *Metrics) RegisterCapabilities(fn func() []CapabilityStat) {
+	if m == nil {
+		return
+	}
+	if fn == nil {
+		m.capsFn.Store(nil)
+		return
+	}
+	m.capsFn.Store(&fn)
+}
+
 // Close unregisters the callbacks from the meter provider.
 func (m *Metrics) Close() error {
 	if m == nil || m.reg == nil {
 		return nil
 	}
-	return errors.Join(m.reg.Unregister(), m.settingsReg.Unregister())
+	return errors.Join(m.reg.Unregister(), m.settingsReg.Unregister(), m.capsReg.Unregister())
+}
+
+func (m *Metrics) observeCapabilities(_ context.Context, o metric.Observer) error {
+	fn := m.capsFn.Load()
+	if fn == nil {
+		return nil
+	}
+	for _, s := range (*fn)() {
+		attrs := metric.WithAttributes(attrDeliveryDestination.String(s.Destination))
+		o.ObserveInt64(m.unsupported, s.Unsupported, attrs)
+		failed := int64(0)
+		if s.CheckFailed {
+			failed = 1
+		}
+		o.ObserveInt64(m.capsFailed, failed, attrs)
+	}
+	return nil
 }
 
 func (m *Metrics) observeBacklog(ctx context.Context, o metric.Observer) error {

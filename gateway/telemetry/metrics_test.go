@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -26,6 +27,9 @@ func TestMetrics(t *testing.T) {
 		return []BacklogStat{{Destination: "ehr-primary", Pending: 7, OldestPendingAge: 90 * time.Second, Dead: 3, Held: true}}
 	})
 	m.RegisterSettings(func() int64 { return 2 })
+	m.RegisterCapabilities(func() []CapabilityStat {
+		return []CapabilityStat{{Destination: "ehr-primary", Unsupported: 2}, {Destination: "lab", CheckFailed: true}}
+	})
 
 	var rm metricdata.ResourceMetrics
 	if err := reader.Collect(ctx, &rm); err != nil {
@@ -72,9 +76,26 @@ func TestMetrics(t *testing.T) {
 		t.Errorf("settings differing = %+v, want 2", dps)
 	}
 
+	// Every destination is reported, 0 included: an alert on the value
+	// finds the series.
+	for name, want := range map[string]map[string]int64{
+		MetricDeliveryUnsupported:      {"ehr-primary": 2, "lab": 0},
+		MetricDeliveryCapabilityFailed: {"ehr-primary": 0, "lab": 1},
+	} {
+		got := map[string]int64{}
+		for _, dp := range findMetric(t, rm, name).Data.(metricdata.Gauge[int64]).DataPoints {
+			d, _ := dp.Attributes.Value("delivery.destination")
+			got[d.AsString()] = dp.Value
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("%s = %v, want %v", name, got, want)
+		}
+	}
+
 	// nil stops backlog reporting.
 	m.RegisterBacklog(nil)
 	m.RegisterSettings(nil)
+	m.RegisterCapabilities(nil)
 	if err := reader.Collect(ctx, &rm); err != nil {
 		t.Fatal(err)
 	}

@@ -232,7 +232,7 @@ func TestLandmarksNamedOnce(t *testing.T) {
 	for _, p := range []struct{ path, wait string }{
 		{"/console/", ".cards"},
 		{"/console/rules", "#cs-validation-rule"},
-		{"/console/deliveries", "#h-charts"},
+		{"/console/deliveries", "#capability-gaps"},
 		{"/console/deliveries/" + dead, "table.ehr-outcome"},
 		{"/console/records?source=serenity-clinic-emr&record=ASM-2026-0310-001", "#h-access"},
 		{"/console/audit", "form.search"},
@@ -241,5 +241,11 @@ func TestLandmarksNamedOnce(t *testing.T) {
 		if bad := eval[[]string](t, ctx, landmarksJS); len(bad) > 0 {
 			t.Errorf("%s: %v", p.path, bad)
 		}
+	}
+	// The EHR's CapabilityStatement lacks DetectedIssue: the deliveries
+	// page says so under Readiness, as /readyz does.
+	run(t, ctx, "open the deliveries", chromedp.Navigate(g.base+"/console/deliveries"), chromedp.WaitVisible(chromedp.CSS("#capability-gaps")))
+	if s := text(t, ctx, "#capability-gaps"); !strings.Contains(s, "ehr does not support DetectedIssue: its CapabilityStatement does not list the type") {
+		t.Errorf("the capability gaps say %q, want DetectedIssue of ehr", s)
 	}
 }

@@ -20,7 +20,10 @@ import (
 
 // ehr is a hospital EHR stand-in: it answers transaction Bundles with a
 // transaction-response, or, while reject is set, with 422 and an
-// OperationOutcome (which makes the delivery a dead letter at once).
+// OperationOutcome (which makes the delivery a dead letter at once). Its
+// CapabilityStatement (ehrStatement) does not list DetectedIssue, which
+// the gateway sends with session records: a capability gap the console
+// shows.
 type ehr struct {
 	*httptest.Server
 	mu     sync.Mutex
@@ -34,6 +37,11 @@ const rejectText = "Patient identifier system is not registered at this hospital
 func newEHR(t *testing.T, reject bool) *ehr {
 	e := &ehr{reject: reject}
 	e.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && r.URL.Path == "/metadata" {
+			w.Header().Set("Content-Type", "application/fhir+json")
+			fmt.Fprint(w, ehrStatement)
+			return
+		}
 		var b struct{ Entry []json.RawMessage }
 		_ = json.NewDecoder(r.Body).Decode(&b)
 		e.mu.Lock()
@@ -55,6 +63,18 @@ func newEHR(t *testing.T, reject bool) *ehr {
 	t.Cleanup(e.Close)
 	return e
 }
+
+// ehrStatement is the EHR's CapabilityStatement: transactions, and every
+// type the gateway sends but DetectedIssue.
+const ehrStatement = `{"resourceType":"CapabilityStatement","status":"active","kind":"instance","fhirVersion":"4.0.1",` +
+	`"format":["json"],"rest":[{"mode":"server","interaction":[{"code":"transaction"}],"resource":[` +
+	`{"type":"Patient","interaction":[{"code":"create"},{"code":"update"}]},` +
+	`{"type":"Observation","interaction":[{"code":"create"},{"code":"update"}]},` +
+	`{"type":"Flag","interaction":[{"code":"create"},{"code":"update"}]},` +
+	`{"type":"Procedure","interaction":[{"code":"create"},{"code":"update"}]},` +
+	`{"type":"MedicationRequest","interaction":[{"code":"create"},{"code":"update"}]},` +
+	`{"type":"MedicationAdministration","interaction":[{"code":"create"},{"code":"update"}]},` +
+	`{"type":"AdverseEvent","interaction":[{"code":"create"},{"code":"update"},{"code":"delete"}]}]}]}`
 
 // accept makes the EHR take what it is sent.
 func (e *ehr) accept() {

@@ -127,9 +127,9 @@ func (s *Store) Claim(ctx context.Context, destination string, now time.Time, le
 }
 
 // Renew implements store.Outbox.
-func (s *Store) Renew(ctx context.Context, ids []int64, until time.Time) (int, error) {
+func (s *Store) Renew(ctx context.Context, ids []int64, until time.Time) ([]int64, error) {
 	if len(ids) == 0 {
-		return 0, nil
+		return nil, nil
 	}
 	b := s.builder()
 	b.Add(`UPDATE outbox SET lease_until = ? WHERE status = 'inflight' AND id IN (`, until.UnixMilli())
@@ -139,17 +139,20 @@ func (s *Store) Renew(ctx context.Context, ids []int64, until time.Time) (int, e
 		}
 		b.Add(`?`, id)
 	}
-	b.Add(`)`)
-	var n int64
+	b.Add(`) RETURNING id`)
+	var renewed []int64
 	err := s.db.Autocommit(ctx, func(c Conn) error {
-		var err error
-		n, err = c.Exec(ctx, b.SQL(), b.Args()...)
+		rows, err := c.Query(ctx, b.SQL(), b.Args()...)
+		if err == nil {
+			renewed, err = scanIDs(rows)
+		}
 		return err
 	})
 	if err != nil {
-		return 0, fmt.Errorf("%s: renew: %w", s.d.Name, s.err(ctx, err))
+		return nil, fmt.Errorf("%s: renew: %w", s.d.Name, s.err(ctx, err))
 	}
-	return int(n), nil
+	slices.Sort(renewed) // UPDATE ... RETURNING has no order
+	return renewed, nil
 }
 
 // Complete implements store.Outbox.
