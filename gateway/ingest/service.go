@@ -528,11 +528,11 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 	var notSent []string // destinations another tenant holds the source at
 	err = stage.Run(ctx, s.tracer, "outbox.enqueue", func(context.Context) error {
 		var err error
-		sent, sentRaws, err := deliveredKept(res, raws, entries, kept)
+		sentRaws, err := deliveredKept(raws, kept)
 		if err != nil {
 			return err
 		}
-		notSent, err = s.enqueue(st, tenant, rec.kind, rec.rec, sent, sentRaws, rec.version, sc.TraceID, tx.ClaimSource)
+		notSent, err = s.enqueue(st, tenant, rec.kind, rec.rec, res, sentRaws, rec.version, sc.TraceID, tx.ClaimSource)
 		return err
 	}, attribute.String("ingest.kind", string(rec.kind)))
 	if err != nil {

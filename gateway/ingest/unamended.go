@@ -20,8 +20,8 @@ import (
 // is left as it is (p40 F7): a resource whose only difference from the
 // stored one is the status amended (and meta) keeps its version and its
 // status (final stays final: a clinician sees as amended only what was),
-// and the EHRs receive it as a conditional create that matches what they
-// hold and changes nothing (keeping the Bundle's references whole).
+// and the EHRs receive it with that status, as the conditional update it
+// was mapped as (deliveredKept).
 
 // keepUnchanged finds, once the stored resources are known (current, by
 // entry: engine.Tx.RunChecked's check), the conditional updates of res,
@@ -128,37 +128,31 @@ func resolveRefs(v any, ids map[string]string) any {
 	return v
 }
 
-// deliveredKept is res and raws as the EHRs receive them: each entry that
-// keepUnchanged kept (kept, by entry, with the stored status) and the
-// engine left unchanged a conditional create on its identifier (matching
-// what the EHR holds, it changes nothing; an EHR that lost it gets it
-// again), its resource with the stored status. res and raws are not
+// deliveredKept is raws as the EHRs receive them: each entry that
+// keepUnchanged kept (kept, by entry, with the stored status) carries the
+// stored status, as the gateway stores it (written again or not: a
+// difference of meta alone writes a new version with that status). Each
+// stays the conditional update it was mapped as: an EHR that holds it
+// finds nothing to change, and one whose copy is older (an earlier
+// version's delivery was dead-lettered) is brought up to date. raws is not
 // changed.
-func deliveredKept(res *mapping.Result, raws [][]byte, entries []*engine.Entry, kept map[int]string) (*mapping.Result, [][]byte, error) {
+func deliveredKept(raws [][]byte, kept map[int]string) ([][]byte, error) {
 	if len(kept) == 0 {
-		return res, raws, nil
+		return raws, nil
 	}
-	out := *res
-	out.Entries = append([]mapping.Entry(nil), res.Entries...)
 	raws = append([][]byte(nil), raws...)
 	for i, status := range kept {
-		if r := entries[i].Result(); r == nil || !r.Unchanged {
-			continue // written after all: a difference of meta; delivered as the update it is
-		}
-		e := &out.Entries[i]
-		typ, query, _ := strings.Cut(e.URL, "?")
-		e.Method, e.URL, e.IfNoneExist = fhir.HTTPVerbPOST, typ, query
 		if status == "" {
 			continue
 		}
 		doc, err := fhirwire.Decode(raws[i])
 		if err != nil {
-			return nil, nil, fmt.Errorf("mapped entry %d: %w", i, err)
+			return nil, fmt.Errorf("mapped entry %d: %w", i, err)
 		}
 		doc["status"] = status
 		if raws[i], err = fhirwire.Marshal(doc); err != nil {
-			return nil, nil, fmt.Errorf("mapped entry %d: %w", i, err)
+			return nil, fmt.Errorf("mapped entry %d: %w", i, err)
 		}
 	}
-	return &out, raws, nil
+	return raws, nil
 }
