@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 
 	"go.opentelemetry.io/otel/attribute"
 
@@ -226,13 +225,9 @@ func (e *Engine) batchEntry(tx *Tx, en *Entry, created map[string]bool, base str
 		return en.perr
 	}
 	if en.doc != nil {
-		others := created
-		if created[en.fullURL] {
-			others = maps.Clone(created)
-			delete(others, en.fullURL) // its own fullUrl names its own resource
-		}
-		// Without IDs the Rewriter changes nothing: it only checks.
-		chk := fhirwire.Rewriter{Refused: others, RefusedErr: errBatchInterdependent, Unresolved: errBatchInterdependent,
+		// Without IDs the Rewriter changes nothing: it only checks (its
+		// own fullUrl, which names its own resource, is not refused).
+		chk := fhirwire.Rewriter{Refused: created, RefusedErr: errBatchInterdependent, Unresolved: errBatchInterdependent,
 			FullURL: en.fullURL, Base: base}
 		if err := chk.Rewrite(en.doc); err != nil {
 			return en.linkAt(err)

@@ -54,7 +54,8 @@ type Rewriter struct {
 	// Refused, when set, are fullUrls a Reference.reference may not name
 	// (the other entries of a batch, between which nothing is resolved):
 	// one naming one, as written or made absolute as for IDs, fails with
-	// RefusedErr.
+	// RefusedErr; FullURL's own is not refused (it names the entry's own
+	// resource), so one map serves every entry of a batch.
 	Refused    map[string]bool
 	RefusedErr error
 	// Changes, when set, records every string Rewrite replaces, so that
@@ -266,7 +267,8 @@ var linkType = map[string]bool{"uri": true, "url": true, "canonical": true, "oid
 // reference rewrites one Reference.reference.
 func (rw Rewriter) reference(ref string) (string, error) {
 	if len(rw.Refused) > 0 {
-		if abs, ok := rw.absolute(ref); rw.Refused[ref] || ok && rw.Refused[abs] {
+		abs, ok := rw.absolute(ref)
+		if rw.Refused[ref] && ref != rw.FullURL || ok && rw.Refused[abs] && abs != rw.FullURL {
 			return "", rw.RefusedErr
 		}
 	}
