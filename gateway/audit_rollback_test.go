@@ -85,3 +85,52 @@ func TestRolledBackWriteNamesNothingWritten(t *testing.T) {
 		t.Errorf("Verify after a rolled-back write = %+v, %v, want intact", res, err)
 	}
 }
+
+// runsTwice is a store that runs each write's fn twice in one
+// transaction, the first run in a savepoint rolled back (as the group
+// commit does when another write of the batch failed: the batch runs
+// again with a savepoint each), and commits the second.
+type runsTwice struct{ store.Store }
+
+var errOtherFailed = errors.New("another write of the batch failed")
+
+func (r runsTwice) Write(ctx context.Context, fn func(store.Tx) error) error {
+	return r.Store.Write(ctx, func(tx store.Tx) error {
+		if err := tx.Savepoint(func() error {
+			if err := fn(tx); err != nil {
+				return err
+			}
+			return errOtherFailed
+		}); !errors.Is(err, errOtherFailed) {
+			return err
+		}
+		return fn(tx)
+	})
+}
+
+// TestRerunWriteNamesOnlyCommitted (p37 F2): a write whose fn ran twice
+// (the first run rolled back) names as written only the Provenance of the
+// run that committed, and verify finds it intact.
+func TestRerunWriteNamesOnlyCommitted(t *testing.T) {
+	st := tempSQLite(t, sqlite.Options{})
+	s := newServer(t, app.Config{Store: runsTwice{st}}, gateway.Config{RateLimit: -1})
+	bundle := `{"resourceType":"Bundle","type":"transaction","entry":[
+	 {"fullUrl":"urn:uuid:0b8a1c52-7a0c-4d33-9f4e-9d1b2f8f6a12","resource":{"resourceType":"Patient","gender":"male"},"request":{"method":"POST","url":"Patient"}}]}`
+	if rec := do(s, http.MethodPost, "/fhir", gateway.ContentTypeFHIR, []byte(bundle)); rec.Code != http.StatusOK {
+		t.Fatalf("transaction = %d %s, want 200", rec.Code, rec.Body)
+	}
+	var provenances int
+	if err := st.AuditChain(context.Background(), func(e audit.ChainEntry) error {
+		provenances += strings.Count(string(e.Body), `"reference":"Provenance/`)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if provenances != 1 {
+		t.Errorf("Provenances named by the AuditEvents = %d, want 1 (the committed run's)", provenances)
+	}
+	res, err := auditlog.Verify(context.Background(), st, time.Now())
+	if err != nil || !res.Intact || res.Lineage.Provenances != 1 {
+		t.Errorf("Verify after a rerun write = %+v, %v, want intact with 1 Provenance checked", res, err)
+	}
+}
