@@ -90,7 +90,11 @@ type Scope struct {
 	attempt                *audit.Attempt
 	periodStart, periodEnd time.Time
 	patients               once[string]
-	committed              bool
+	// concerned are the patients recorded by Concern or ConcernIn (a
+	// stored patient the request concerned), not by touching a version:
+	// they stay named when the transaction rolls back (RolledBack).
+	concerned once[string]
+	committed bool
 	// owners, for an all-tenant caller's request only, are the tenants
 	// whose the entities, patients and identified things recorded are,
 	// where known when recorded (the rest are looked up when the
@@ -275,15 +279,20 @@ func (sc *Scope) patient(refs ...string) {
 // touching a resource of theirs: the stored patient of a record re-sent
 // or refused, the patients whose data a downloaded file holds, the
 // patients a lineage answer is about.
-func (sc *Scope) Concern(patients ...string) { sc.patient(patientRefs(patients...)...) }
+func (sc *Scope) Concern(patients ...string) {
+	refs := patientRefs(patients...)
+	sc.patient(refs...)
+	for _, p := range refs {
+		sc.concerned.add(p)
+	}
+}
 
 // ConcernIn is Concern for patients known to be tenant's (an all-tenant
 // request's AuditEvent then needs not look them up for their tenant's
 // share).
 func (sc *Scope) ConcernIn(tenant string, patients ...string) {
-	refs := patientRefs(patients...)
-	sc.patient(refs...)
-	sc.own(tenant, audit.Entity{}, refs)
+	sc.Concern(patients...)
+	sc.own(tenant, audit.Entity{}, patientRefs(patients...))
 }
 
 // Name records something the request concerned that is named by
@@ -334,10 +343,29 @@ func (sc *Scope) Patients() []string { return sc.patients.list }
 // Identified returns what was named by identifier so far.
 func (sc *Scope) Identified() []audit.Identified { return sc.identified }
 
-// Reset forgets what a rolled-back transaction attempt recorded.
+// Reset forgets what an earlier attempt of the request's transaction
+// recorded: each attempt records what it does afresh.
 func (sc *Scope) Reset() {
-	sc.entities, sc.patients, sc.covered, sc.written, sc.identified, sc.action = once[audit.Entity]{}, once[string]{}, nil, nil, nil, ""
+	sc.entities, sc.patients, sc.concerned, sc.covered, sc.written, sc.identified, sc.action = once[audit.Entity]{}, once[string]{}, once[string]{}, nil, nil, nil, ""
 	sc.owners = nil
+}
+
+// RolledBack forgets what the request's transaction wrote, once it ended
+// without committing (its fn failed, or its commit did: a connection
+// terminated at COMMIT): the versions it touched (written or not, they
+// are not stored as recorded), the Provenance it wrote and what that
+// covers, and the patients known only from those versions (a Patient
+// minted there was never stored). The request's AuditEvent, written
+// after it, then names nothing as written: `audit verify` would otherwise
+// look for a receipt that never existed and report it deleted (p37 F2).
+// What the request concerned otherwise stays named: the records it named
+// by identifier, the stored patients it concerned (Concern), its Target.
+func (sc *Scope) RolledBack() {
+	sc.entities, sc.covered, sc.written = once[audit.Entity]{}, nil, nil
+	sc.patients = once[string]{}
+	for _, p := range sc.concerned.list {
+		sc.patients.add(p)
+	}
 }
 
 // Committed reports whether the request's AuditEvent was committed with

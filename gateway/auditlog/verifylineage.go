@@ -42,6 +42,13 @@ type LineageCheck struct {
 	// AuditEvents written before their hashes were recorded (an older
 	// gateway's): nothing to compare them with, not a fault.
 	Unchecked int `json:"unchecked"`
+	// RolledBack counts the Provenance versions named as written by the
+	// AuditEvent of a write that failed (outcome not success): an earlier
+	// build's record of a transaction that rolled back (its commit
+	// failed), which named what the transaction had written though
+	// nothing of it was stored. Not compared, and not a fault: the
+	// receipt never existed, so none was deleted.
+	RolledBack int `json:"rolledBack,omitempty"`
 	// InProgress counts the attempts whose AuditEvent is committed while
 	// the outbox has not recorded them yet (a worker between the two
 	// writes, or one that stopped there: the next records the attempt as
@@ -52,10 +59,17 @@ type LineageCheck struct {
 
 // note says what was not checked, when something was not.
 func (c *LineageCheck) note() {
+	var notes []string
 	if c.Unchecked > 0 {
-		c.Note = fmt.Sprintf("%s (Provenance versions and delivery attempts) could not be checked: the AuditEvents that "+
-			"name them were written before the gateway recorded their hashes", Counted(c.Unchecked, "lineage record"))
+		notes = append(notes, fmt.Sprintf("%s (Provenance versions and delivery attempts) could not be checked: the AuditEvents that "+
+			"name them were written before the gateway recorded their hashes", Counted(c.Unchecked, "lineage record")))
 	}
+	if c.RolledBack > 0 {
+		notes = append(notes, fmt.Sprintf("%s named as written by the AuditEvent of a write that failed were not looked for: "+
+			"the write's transaction rolled back, so they were never stored (an earlier gateway named them)",
+			Counted(c.RolledBack, "Provenance version")))
+	}
+	c.Note = strings.Join(notes, "; ")
 }
 
 // lineageChecker compares, during Verify's walk, what the chained
@@ -161,6 +175,10 @@ func (c *lineageChecker) fault(e audit.ChainEntry, about, problem string) {
 
 // checkProvenances checks each Provenance version e wrote with its hash;
 // a successful write's Provenance named without one is an older record.
+// A failed write wrote nothing (its transaction rolled back, p37 F2): the
+// versions its AuditEvent names as written (an earlier build's) are
+// counted as RolledBack, not looked for. Changing an AuditEvent's outcome
+// to hide a deleted receipt breaks the chain, which vouches for its body.
 func (c *lineageChecker) checkProvenances(ctx context.Context, e audit.ChainEntry, ev *chainedEvent) error {
 	var unhashed int
 	hashed := false
@@ -181,6 +199,12 @@ func (c *lineageChecker) checkProvenances(ctx context.Context, e audit.ChainEntr
 			continue
 		}
 		hashed = true
+		if ev.Outcome != "0" {
+			// A failed write's: its transaction rolled back, nothing of
+			// it is stored (this build names nothing written then).
+			c.out.Lineage.RolledBack++
+			continue
+		}
 		r, err := c.st.Read(ctx, "Provenance", id)
 		switch {
 		case errors.Is(err, store.ErrNotFound):

@@ -230,7 +230,8 @@ func (e *Engine) Seed(ctx context.Context) error {
 // retried when a concurrent writer took a unique key first, and appends
 // the request's AuditEvent (with the status fn reports) in the same
 // transaction: the data and its audit commit together or not at all.
-// fn's error is returned unchanged.
+// When the transaction does not commit, sc forgets what it wrote
+// (Scope.RolledBack). fn's error is returned unchanged.
 func (e *Engine) Write(ctx context.Context, sc *auditlog.Scope, fn func(tx *Tx) (status int, err error)) error {
 	tenant := sc.TenantOf()
 	err := store.Retry(ctx, e.store, func(raw store.Tx) error {
@@ -244,7 +245,13 @@ func (e *Engine) Write(ctx context.Context, sc *auditlog.Scope, fn func(tx *Tx) 
 		}
 		return e.audit.AppendTx(raw, sc, status)
 	})
-	if err == nil && sc.Interaction != "" && e.audit.Enabled() {
+	switch {
+	case err != nil:
+		// Nothing of the last attempt (nor of an earlier one, which the
+		// group commit ran and rolled back) is stored: the request's
+		// AuditEvent, written after, must not name it as written.
+		sc.RolledBack()
+	case sc.Interaction != "" && e.audit.Enabled():
 		sc.MarkCommitted()
 	}
 	return err

@@ -30,8 +30,13 @@ const (
 	CauseResources   = "out of resources" // the server's memory or connections ran out
 	CauseUnreachable = "unreachable"      // the server cannot be reached, or the connection broke
 	CauseShutdown    = "shutting down"    // the server is shutting down or starting
-	CauseTimeout     = "statement timeout"
-	CauseNoConn      = "no free connection" // every pooled connection stayed busy for the acquire timeout
+	// CauseTerminated: the server ended the gateway's session (PostgreSQL's
+	// 57P01 admin_shutdown: pg_terminate_backend, failover tooling, a
+	// server's fast shutdown), not the gateway shutting down: look at the
+	// database server's log for who ended it. The pool connects anew.
+	CauseTerminated = "connection terminated by the database server"
+	CauseTimeout    = "statement timeout"
+	CauseNoConn     = "no free connection" // every pooled connection stayed busy for the acquire timeout
 	// CauseCircuitOpen: connection attempts failed or timed out
 	// repeatedly (a host that vanished), so the store refuses calls at
 	// once until a probe connection succeeds (PostgreSQL).

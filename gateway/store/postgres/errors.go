@@ -116,6 +116,11 @@ func unavailableCause(code string) string {
 		return store.CauseTimeout
 	case code == "55P03":
 		return store.CauseLocked
+	case code == "57P01":
+		// admin_shutdown ends this session only, as often as the whole
+		// server: pg_terminate_backend, failover tooling, a fast
+		// shutdown. "Shutting down" read as the gateway's own (p37 F6).
+		return store.CauseTerminated
 	case strings.HasPrefix(code, "57P"):
 		return store.CauseShutdown
 	}

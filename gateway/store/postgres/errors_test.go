@@ -24,7 +24,8 @@ func TestMapErrCause(t *testing.T) {
 		{"53200", store.CauseResources, true},   // out_of_memory
 		{"53300", store.CauseResources, true},   // too_many_connections
 		{"25006", store.CauseReadOnly, true},    // read_only_sql_transaction (a hot standby)
-		{"57P01", store.CauseShutdown, true},    // admin_shutdown
+		{"57P01", store.CauseTerminated, true},  // admin_shutdown: pg_terminate_backend, a failover (p37 F6)
+		{"57P02", store.CauseShutdown, true},    // crash_shutdown
 		{"57P03", store.CauseShutdown, true},    // cannot_connect_now
 		{"08006", store.CauseUnreachable, true}, // connection_failure
 		{"55P03", store.CauseLocked, true},      // lock_not_available
