@@ -32,8 +32,9 @@ func excerpt(b []byte) []byte {
 // resources its entries return (an EHR that ignores Prefer:
 // return=minimal), keeping each entry's response: status, location,
 // etag, lastModified, and the outcomes when they all fit in limit bytes,
-// tagged with the gateway's note (store.AnswerTruncated); nil if b is no
-// such Bundle, or what it keeps does not fit. So an attempt still records where the EHR wrote each
+// tagged with the gateway's note (store.AnswerTruncated), and of the
+// first entries only when all their responses do not fit (the note says
+// how many); nil if b is no such Bundle. So an attempt still records where the EHR wrote each
 // resource.
 func cutResponses(b []byte, limit int) []byte {
 	var in fhirwire.Bundle
@@ -89,8 +90,25 @@ func cutResponses(b []byte, limit int) []byte {
 		}
 	}
 	note(fmt.Sprintf(", and the entries' %d outcomes", dropped))
-	if raw, err = json.Marshal(out); err != nil || len(raw) > limit {
+	if raw, err = json.Marshal(out); err != nil {
 		return nil
+	}
+	// The responses alone too many (some 500 entries and more): the first
+	// that fit, and the note says how many were left out; never a cut in
+	// the middle of the JSON.
+	for all := len(out.Entry); len(raw) > limit; {
+		n := len(out.Entry) * limit / len(raw) * 9 / 10
+		if n >= len(out.Entry) {
+			n = len(out.Entry) - 1
+		}
+		if n < 1 {
+			return nil
+		}
+		out.Entry = out.Entry[:n]
+		note(fmt.Sprintf(", and the entries' %d outcomes; it kept the responses of the first %d of the %d entries", dropped, n, all))
+		if raw, err = json.Marshal(out); err != nil {
+			return nil
+		}
 	}
 	return raw
 }

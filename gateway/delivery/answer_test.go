@@ -118,3 +118,36 @@ func TestExcerptKeepsEntryResponses(t *testing.T) {
 		})
 	}
 }
+
+// TestExcerptManyEntryResponses: a response whose entries' responses alone
+// are over the limit (some thousands of entries) keeps the first that fit,
+// as JSON, and says how many it kept: never a cut in the middle of the
+// JSON (a reviewer).
+func TestExcerptManyEntryResponses(t *testing.T) {
+	var entries []string
+	for i := range 3000 {
+		entries = append(entries, fmt.Sprintf(`{"response":{"status":"201 Created","location":"Observation/o%d/_history/1","etag":"W/\"1\"","lastModified":"2026-12-06T08:00:00Z"}}`, i))
+	}
+	big := []byte(`{"resourceType":"Bundle","type":"batch-response","entry":[` + strings.Join(entries, ",") + `]}`)
+	got := excerpt(big)
+	var b struct {
+		Meta struct {
+			Tag []struct{ Code, Display string } `json:"tag"`
+		} `json:"meta"`
+		Entry []struct {
+			Response struct{ Location string } `json:"response"`
+		} `json:"entry"`
+	}
+	if len(got) > MaxOutcome || json.Unmarshal(got, &b) != nil || len(b.Entry) < 100 || len(b.Entry) >= 3000 {
+		t.Fatalf("excerpt = %d bytes (%.80s...), %d entries; want JSON of at most %d bytes with the first entries", len(got), got, len(b.Entry), MaxOutcome)
+	}
+	for i, e := range b.Entry {
+		if want := fmt.Sprintf("Observation/o%d/_history/1", i); e.Response.Location != want {
+			t.Fatalf("entry %d location %q, want %q", i, e.Response.Location, want)
+		}
+	}
+	if len(b.Meta.Tag) != 1 || b.Meta.Tag[0].Code != store.AnswerTruncated ||
+		!strings.Contains(b.Meta.Tag[0].Display, fmt.Sprintf("first %d of the 3000 entries", len(b.Entry))) {
+		t.Errorf("meta.tag = %+v, want the note naming how many entries it kept", b.Meta.Tag)
+	}
+}
