@@ -990,9 +990,11 @@ func TestFilterTakenOffIsNotSent(t *testing.T) {
 
 // TestAttemptAuditedBeforeRecorded: the worker makes an attempt's
 // AuditEvent durable before it records the attempt; when that fails, the
-// attempt is not recorded and the record is sent again once its lease
-// ends, audited then, so every transmission the outbox records has its
-// AuditEvent.
+// AuditEvent is tried again (not the send) and the attempt recorded only
+// after it, so every transmission the outbox records has its AuditEvent.
+// The lease is long: one that ran out while the worker waited to try
+// again would let the item be claimed and sent again (on a loaded host a
+// 300 ms lease did).
 func TestAttemptAuditedBeforeRecorded(t *testing.T) {
 	ehr, posts := acceptingEHR(t)
 	ob := openSQLite(t)
@@ -1000,7 +1002,7 @@ func TestAttemptAuditedBeforeRecorded(t *testing.T) {
 	var mu sync.Mutex
 	var audited []string
 	w, err := NewWorker(ob, []Destination{{Name: "ehr", BaseURL: ehr.URL + "/fhir", Timeout: 5 * time.Second}},
-		WorkerOptions{PollInterval: 20 * time.Millisecond, Lease: 300 * time.Millisecond, BacklogInterval: -1,
+		WorkerOptions{PollInterval: 20 * time.Millisecond, Lease: 5 * time.Second, BacklogInterval: -1,
 			Audit: func(ctx context.Context, got *store.OutboxItem, a *store.Attempt, outcome string) error {
 				_, recorded, err := ob.Delivery(ctx, got.ID)
 				mu.Lock()
