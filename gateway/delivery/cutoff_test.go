@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
@@ -38,7 +39,11 @@ func TestAnswerCutOffOrTooLarge(t *testing.T) {
 				tc.answer(w)
 				return true
 			}
-			h := newHarness(t, []Destination{testDest("ehr", ehr.base())}, func(o *WorkerOptions) { o.MaxAttempts = 1 })
+			// A long timeout: reading 16 MiB under -race on a loaded host
+			// took over testDest's 5 s (a timeout is another outcome).
+			d := testDest("ehr", ehr.base())
+			d.Timeout = 2 * time.Minute
+			h := newHarness(t, []Destination{d}, func(o *WorkerOptions) { o.MaxAttempts = 1 })
 			_, evs := h.sendOne(sessionBundle("P-1", "S-1", "completed", false))
 			wantAttempt(t, evs[0], 1, store.StatusDead, 200, tc.want)
 		})
