@@ -73,10 +73,14 @@ type Metrics struct {
 	held             metric.Int64ObservableGauge
 	settings         metric.Int64ObservableGauge
 
+	store   storeInstruments
+	storeFn atomic.Pointer[func() PoolStat]
+
 	backlogFn   atomic.Pointer[func(context.Context) []BacklogStat]
 	settingsFn  atomic.Pointer[func() int64]
 	reg         metric.Registration
 	settingsReg metric.Registration
+	storeReg    metric.Registration
 }
 
 // NewMetrics creates the gateway instruments on mp.
@@ -121,6 +125,7 @@ func NewMetrics(mp metric.MeterProvider) (*Metrics, error) {
 		metric.WithDescription("Other live gateways on the database whose settings differ from this one's (docs/deployment.md)."),
 		metric.WithUnit("{gateway}"))
 	err = errors.Join(err, e)
+	err = errors.Join(err, m.store.create(meter))
 	if err != nil {
 		return nil, err
 	}
@@ -136,6 +141,17 @@ func NewMetrics(mp metric.MeterProvider) (*Metrics, error) {
 	}, m.settings)
 	if err != nil {
 		_ = m.reg.Unregister()
+		return nil, err
+	}
+	m.storeReg, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		if fn := m.storeFn.Load(); fn != nil {
+			m.store.observe(o, (*fn)())
+		}
+		return nil
+	}, m.store.instruments()...)
+	if err != nil {
+		_ = m.reg.Unregister()
+		_ = m.settingsReg.Unregister()
 		return nil, err
 	}
 	return m, nil
@@ -204,7 +220,7 @@ func (m *Metrics) Close() error {
 	if m == nil || m.reg == nil {
 		return nil
 	}
-	return errors.Join(m.reg.Unregister(), m.settingsReg.Unregister())
+	return errors.Join(m.reg.Unregister(), m.settingsReg.Unregister(), m.storeReg.Unregister())
 }
 
 func (m *Metrics) observeBacklog(ctx context.Context, o metric.Observer) error {
