@@ -143,7 +143,8 @@ func (s *Server) handleReplay(c echo.Context) error {
 // handleReady is the readiness probe: the database answers and could take
 // a write (not locked by another process, no lock held on the tables a
 // request writes), all within operator.ProbeTimeout, and the delivery
-// backlog and oldest pending age per destination. It always answers its
+// backlog and oldest pending age per destination and the store's pool
+// (connections in use, waits, write queue). It always answers its
 // JSON (503 "unavailable" when not ready, whatever failed). The backlog
 // figures go only to whom may see every tenant's deliveries
 // (readyFigures): per destination they count a clinic's records.
@@ -163,12 +164,29 @@ func (s *Server) handleReady(c echo.Context) error {
 		return c.JSON(http.StatusOK, map[string]any{"status": "ready", "database": r.Database})
 	}
 	out := map[string]any{"status": "ready", "database": r.Database, "deliveries": r.Backlog}
+	if sr, ok := s.app.Store.(store.StatsReporter); ok {
+		// The connections and the write queue, to triage a slow gateway
+		// (read without a query; the full set is in the metrics).
+		p := sr.PoolStats()
+		out["pool"] = readyPool{InUse: p.InUse, Max: p.Max, Waits: p.Waits, WriteQueue: p.WriteQueue, WriteQueueMax: p.WriteQueueMax}
+	}
 	if s.app.Settings != nil {
 		// The other live gateways on the database whose settings differ
 		// from this one's, by group (docs/deployment.md): never values.
 		out["settingsDiffer"] = s.app.Settings.Differences()
 	}
 	return c.JSON(http.StatusOK, out)
+}
+
+// readyPool is /readyz's "pool": connections in use of the most the pool
+// opens, the acquires that waited for one since start, and the writes
+// waiting for a write lane of the most that may wait (then 503 store-busy).
+type readyPool struct {
+	InUse         int64 `json:"inUse"`
+	Max           int64 `json:"max"`
+	Waits         int64 `json:"waits"`
+	WriteQueue    int64 `json:"writeQueue"`
+	WriteQueueMax int64 `json:"writeQueueMax"`
 }
 
 // readyFigures reports whether /readyz's caller may see the delivery
