@@ -143,7 +143,8 @@ func (s *Server) handleReplay(c echo.Context) error {
 // handleReady is the readiness probe: the database answers and could take
 // a write (not locked by another process, no lock held on the tables a
 // request writes), all within operator.ProbeTimeout, and the delivery
-// backlog and oldest pending age per destination, and what the capability
+// backlog and oldest pending age per destination, the store's pool
+// (connections in use, waits, write queue), and what the capability
 // check found wrong with the destinations (no reason to be unready: the
 // gateway still takes and stores records). It always answers its
 // JSON (503 "unavailable" when not ready, whatever failed). The backlog
@@ -170,12 +171,29 @@ func (s *Server) handleReady(c echo.Context) error {
 		// the destinations (docs/operations.md): a warning, still ready.
 		out["capabilityGaps"] = r.CapabilityGaps
 	}
+	if sr, ok := s.app.Store.(store.StatsReporter); ok {
+		// The connections and the write queue, to triage a slow gateway
+		// (read without a query; the full set is in the metrics).
+		p := sr.PoolStats()
+		out["pool"] = readyPool{InUse: p.InUse, Max: p.Max, Waits: p.Waits, WriteQueue: p.WriteQueue, WriteQueueMax: p.WriteQueueMax}
+	}
 	if s.app.Settings != nil {
 		// The other live gateways on the database whose settings differ
 		// from this one's, by group (docs/deployment.md): never values.
 		out["settingsDiffer"] = s.app.Settings.Differences()
 	}
 	return c.JSON(http.StatusOK, out)
+}
+
+// readyPool is /readyz's "pool": connections in use of the most the pool
+// opens, the acquires that waited for one since start, and the writes
+// waiting for a write lane of the most that may wait (then 503 store-busy).
+type readyPool struct {
+	InUse         int64 `json:"inUse"`
+	Max           int64 `json:"max"`
+	Waits         int64 `json:"waits"`
+	WriteQueue    int64 `json:"writeQueue"`
+	WriteQueueMax int64 `json:"writeQueueMax"`
 }
 
 // readyFigures reports whether /readyz's caller may see the delivery

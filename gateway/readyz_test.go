@@ -47,6 +47,16 @@ func TestReadyFiguresNeedAllTenantOperator(t *testing.T) {
 			if _, ok := body["deliveries"]; ok != tc.figures {
 				t.Errorf("/readyz = %s: deliveries given %v, want %v", rec.Body, ok, tc.figures)
 			}
+			if _, ok := body["pool"]; ok != tc.figures {
+				t.Errorf("/readyz = %s: pool given %v, want %v", rec.Body, ok, tc.figures)
+			}
+			if tc.figures {
+				var pool struct{ InUse, Max, Waits, WriteQueue, WriteQueueMax *int64 }
+				if err := json.Unmarshal(body["pool"], &pool); err != nil || pool.InUse == nil || pool.Max == nil ||
+					*pool.Max < 1 || pool.Waits == nil || pool.WriteQueue == nil || pool.WriteQueueMax == nil || *pool.WriteQueueMax < 1 {
+					t.Errorf("/readyz pool = %s (%v), want inUse, max >= 1, waits, writeQueue, writeQueueMax >= 1", body["pool"], err)
+				}
+			}
 			if string(body["status"]) != `"ready"` || string(body["database"]) != `"ok"` {
 				t.Errorf("/readyz = %s, want status ready, database ok", rec.Body)
 			}

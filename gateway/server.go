@@ -198,6 +198,14 @@ func (s *Server) handleError(err error, c echo.Context) {
 			s.cfg.Metrics.ValidationFailure(c.Request().Context(), i.Rule)
 		}
 	}
+	if kind == outcome.Unavailable || kind == outcome.Throttled {
+		// Back-pressure and unavailable dependencies (store-busy,
+		// store-unavailable, search-concurrency-limit, search-too-costly,
+		// rate-limited, ...): what an operator alerts on.
+		for _, i := range issues {
+			s.cfg.Metrics.Refused(c.Request().Context(), i.Rule)
+		}
+	}
 	var oe *outcome.Error
 	if kind == outcome.MethodNotAllowed && c.Response().Header().Get("Allow") == "" {
 		// RFC 9110 15.5.6: a 405 says what the target does allow.

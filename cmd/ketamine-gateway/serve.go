@@ -163,7 +163,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		defer cancel()
 		_ = tel.Shutdown(sctx)
 	}()
+	mln, err := metricsListener(tel)
+	if err != nil {
+		return err
+	}
 	logger := slog.New(telemetry.LogHandler(slog.NewJSONHandler(stderr, nil)))
+	if mln != nil {
+		defer serveMetrics(mln, tel, logger)()
+	}
 	st, err := openStore(ctx, cfg.db, dbCreate)
 	if err != nil {
 		return &exitError{code: openExit(err), msg: openFailure(err)}
@@ -187,6 +194,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	defer metrics.Close()
+	if err := telemetry.StartRuntime(tel.MeterProvider()); err != nil {
+		return err
+	}
+	metrics.RegisterStore(poolStats(st))
 	acfg := app.Config{Store: st, IdentifierBase: cfg.identifierBase, Instance: cfg.instance, Version: version(),
 		MaxBundleEntries: cfg.maxEntries, MaxResourceBytes: cfg.maxBody, Tracer: tel.TracerProvider(), Metrics: metrics,
 		Safety: allSafety, TenantSafety: tenantSafety,

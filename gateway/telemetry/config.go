@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"fmt"
+	"net"
 	"net/url"
 	"slices"
 	"strconv"
@@ -29,6 +30,16 @@ const (
 	envSamplerArg         = "OTEL_TRACES_SAMPLER_ARG"
 	envMetricInterval     = "OTEL_METRIC_EXPORT_INTERVAL"
 	envMetricTimeout      = "OTEL_METRIC_EXPORT_TIMEOUT"
+	envPrometheusHost     = "OTEL_EXPORTER_PROMETHEUS_HOST"
+	envPrometheusPort     = "OTEL_EXPORTER_PROMETHEUS_PORT"
+)
+
+// Defaults of the Prometheus exporter's listen address (the OpenTelemetry
+// specification's port; the host is loopback, not the specification's
+// "localhost", so that it never resolves to another interface).
+const (
+	defaultPrometheusHost = "127.0.0.1"
+	defaultPrometheusPort = "9464"
 )
 
 // DefaultServiceName is the service.name used when neither OTEL_SERVICE_NAME
@@ -40,6 +51,9 @@ const (
 	exporterOTLP    = "otlp"
 	exporterConsole = "console"
 	exporterNone    = "none"
+	// exporterPrometheus is a pull exporter: metrics only, served on
+	// their own listener (PrometheusAddr).
+	exporterPrometheus = "prometheus"
 
 	protocolHTTPProtobuf = "http/protobuf"
 	protocolGRPC         = "grpc"
@@ -113,7 +127,17 @@ func exporters(e env, sig signal) ([]string, error) {
 			if !slices.Contains(names, name) {
 				names = append(names, name)
 			}
+		case exporterPrometheus:
+			if sig.name != metricsSignal.name {
+				return nil, fmt.Errorf("telemetry: %s: unsupported exporter %q (prometheus exports metrics only; want otlp, console or none)", sig.exporterVar, name)
+			}
+			if !slices.Contains(names, name) {
+				names = append(names, name)
+			}
 		default:
+			if sig.name == metricsSignal.name {
+				return nil, fmt.Errorf("telemetry: %s: unsupported exporter %q (want otlp, prometheus, console or none)", sig.exporterVar, name)
+			}
 			return nil, fmt.Errorf("telemetry: %s: unsupported exporter %q (want otlp, console or none)", sig.exporterVar, name)
 		}
 	}
@@ -257,4 +281,26 @@ func millis(e env, key string, def time.Duration) (time.Duration, error) {
 		return 0, fmt.Errorf("telemetry: %s: %q is not a positive number of milliseconds", key, raw)
 	}
 	return time.Duration(n) * time.Millisecond, nil
+}
+
+// prometheusAddr returns the listen address of the Prometheus exporter from
+// OTEL_EXPORTER_PROMETHEUS_HOST and OTEL_EXPORTER_PROMETHEUS_PORT (default
+// 127.0.0.1:9464). The port must be a number from 0 to 65535 (0: any free
+// port, for tests).
+func prometheusAddr(e env) (string, error) {
+	host := e.get(envPrometheusHost)
+	if host == "" {
+		host = defaultPrometheusHost
+	}
+	if strings.ContainsAny(host, "/ ") {
+		return "", fmt.Errorf("telemetry: %s: want a host name or IP address", envPrometheusHost)
+	}
+	port := e.get(envPrometheusPort)
+	if port == "" {
+		port = defaultPrometheusPort
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return "", fmt.Errorf("telemetry: %s: %q is not a port number (0 to 65535)", envPrometheusPort, port)
+	}
+	return net.JoinHostPort(strings.Trim(host, "[]"), port), nil
 }

@@ -53,6 +53,12 @@
 // read: the sampler, the resource, the endpoints, the protocol, the metric
 // export interval/timeout and the exemplar filter (always off).
 //
+// OTEL_METRICS_EXPORTER=prometheus builds the Prometheus pull exporter on a
+// registry of its own (never the client library's default registry) and
+// reads OTEL_EXPORTER_PROMETHEUS_HOST / OTEL_EXPORTER_PROMETHEUS_PORT
+// (default 127.0.0.1:9464); the caller serves [Telemetry.PrometheusHandler]
+// on [Telemetry.PrometheusAddr], apart from the FHIR listener.
+//
 // Unlike the OpenTelemetry specification, which asks SDKs to ignore invalid
 // values, Setup fails on an unknown exporter, sampler or protocol name, or on
 // a malformed endpoint: a typo must not silently disable (or redirect)

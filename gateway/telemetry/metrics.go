@@ -94,12 +94,16 @@ type Metrics struct {
 	unsupported      metric.Int64ObservableGauge
 	capsFailed       metric.Int64ObservableGauge
 
+	store   storeInstruments
+	storeFn atomic.Pointer[func() PoolStat]
+
 	backlogFn   atomic.Pointer[func(context.Context) []BacklogStat]
 	settingsFn  atomic.Pointer[func() int64]
 	capsFn      atomic.Pointer[func() []CapabilityStat]
 	reg         metric.Registration
 	settingsReg metric.Registration
 	capsReg     metric.Registration
+	storeReg    metric.Registration
 }
 
 // NewMetrics creates the gateway instruments on mp.
@@ -152,6 +156,7 @@ func NewMetrics(mp metric.MeterProvider) (*Metrics, error) {
 		metric.WithDescription("1 while the destination's CapabilityStatement cannot be read (the capability check fails), else 0, by destination."),
 		metric.WithUnit("1"))
 	err = errors.Join(err, e)
+	err = errors.Join(err, m.store.create(meter))
 	if err != nil {
 		return nil, err
 	}
@@ -170,6 +175,17 @@ func NewMetrics(mp metric.MeterProvider) (*Metrics, error) {
 		return nil, err
 	}
 	m.capsReg, err = meter.RegisterCallback(m.observeCapabilities, m.unsupported, m.capsFailed)
+	if err != nil {
+		_ = m.reg.Unregister()
+		_ = m.settingsReg.Unregister()
+		return nil, err
+	}
+	m.storeReg, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		if fn := m.storeFn.Load(); fn != nil {
+			m.store.observe(o, (*fn)())
+		}
+		return nil
+	}, m.store.instruments()...)
 	if err != nil {
 		_ = m.reg.Unregister()
 		_ = m.settingsReg.Unregister()
@@ -255,7 +271,7 @@ func (m *Metrics) Close() error {
 	if m == nil || m.reg == nil {
 		return nil
 	}
-	return errors.Join(m.reg.Unregister(), m.settingsReg.Unregister(), m.capsReg.Unregister())
+	return errors.Join(m.reg.Unregister(), m.settingsReg.Unregister(), m.capsReg.Unregister(), m.storeReg.Unregister())
 }
 
 func (m *Metrics) observeCapabilities(_ context.Context, o metric.Observer) error {

@@ -56,6 +56,10 @@ var allowed = map[string]struct{}{
 	// Gateway.
 	"gateway.instance": {},
 	"audit.outcome":    {},
+	"refusal.rule":     {}, // a rule id of the gateway's published list
+
+	// Go runtime (go.opentelemetry.io/contrib/instrumentation/runtime).
+	"go.memory.type": {}, // "stack" or "other"
 }
 
 // AllowedAttributes returns, sorted, every span and metric attribute key the

@@ -5,13 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetricgrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetrichttp"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	"go.opentelemetry.io/otel/exporters/stdout/stdoutmetric"
 	"go.opentelemetry.io/otel/exporters/stdout/stdouttrace"
 	"go.opentelemetry.io/otel/metric"
@@ -50,6 +54,11 @@ type Telemetry struct {
 	traceKinds, metricKinds []string
 	spanExporters           []sdktrace.SpanExporter
 	metricExporters         []sdkmetric.Exporter
+
+	// The Prometheus exporter's scrape handler and listen address, when
+	// OTEL_METRICS_EXPORTER names prometheus.
+	promHandler http.Handler
+	promAddr    string
 }
 
 // Propagator returns the W3C tracecontext + baggage propagator that the
@@ -77,6 +86,10 @@ func Propagator() propagation.TextMapPropagator {
 //   - OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG (default
 //     parentbased_always_on).
 //   - OTEL_METRIC_EXPORT_INTERVAL / OTEL_METRIC_EXPORT_TIMEOUT (milliseconds).
+//   - OTEL_METRICS_EXPORTER=prometheus: a pull exporter; Setup builds its
+//     scrape handler (PrometheusHandler) and reads its listen address from
+//     OTEL_EXPORTER_PROMETHEUS_HOST / OTEL_EXPORTER_PROMETHEUS_PORT (default
+//     127.0.0.1:9464, PrometheusAddr); the caller listens and serves it.
 //
 // With no trace exporter the SDK tracer provider is still installed, so that
 // trace ids exist for the traceresponse header and log correlation. With no
@@ -243,6 +256,14 @@ func (t *Telemetry) setupMetrics(ctx context.Context, e env, res *resource.Resou
 			}
 		case exporterOTLP:
 			kind, exp, err = newOTLPMetricExporter(ctx, e)
+		case exporterPrometheus:
+			var r sdkmetric.Reader
+			r, err = t.newPrometheusReader(e)
+			if err == nil {
+				t.metricKinds = append(t.metricKinds, exporterPrometheus)
+				readers = append(readers, r)
+				continue
+			}
 		}
 		if err != nil {
 			for _, r := range readers {
@@ -289,6 +310,44 @@ func newOTLPMetricExporter(ctx context.Context, e env) (string, sdkmetric.Export
 		return "", nil, fmt.Errorf("telemetry: otlp metric exporter (%s): %w", proto, err)
 	}
 	return "otlp/" + proto, exp, nil
+}
+
+// newPrometheusReader builds the Prometheus pull exporter on a registry of
+// its own (never the client library's global one) and the handler that
+// serves that registry in the Prometheus text format.
+func (t *Telemetry) newPrometheusReader(e env) (sdkmetric.Reader, error) {
+	addr, err := prometheusAddr(e)
+	if err != nil {
+		return nil, err
+	}
+	reg := prometheus.NewRegistry()
+	r, err := otelprom.New(otelprom.WithRegisterer(reg))
+	if err != nil {
+		return nil, fmt.Errorf("telemetry: prometheus exporter: %w", err)
+	}
+	t.promAddr = addr
+	t.promHandler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	return r, nil
+}
+
+// PrometheusHandler returns the handler that serves the metrics in the
+// Prometheus text format, or nil when OTEL_METRICS_EXPORTER does not name
+// prometheus. Serve it on PrometheusAddr, not on the FHIR listener.
+func (t *Telemetry) PrometheusHandler() http.Handler {
+	if t == nil {
+		return nil
+	}
+	return t.promHandler
+}
+
+// PrometheusAddr returns the address the Prometheus scrape endpoint is to
+// listen on (OTEL_EXPORTER_PROMETHEUS_HOST:OTEL_EXPORTER_PROMETHEUS_PORT),
+// or "" when OTEL_METRICS_EXPORTER does not name prometheus.
+func (t *Telemetry) PrometheusAddr() string {
+	if t == nil {
+		return ""
+	}
+	return t.promAddr
 }
 
 // newMeterProvider builds an SDK MeterProvider with the PHI attribute view

@@ -181,7 +181,7 @@ func (e errEx) Error() string { return string(e) }
 func TestSetupErrors(t *testing.T) {
 	for name, kv := range map[string][]string{
 		"unknown traces exporter":  {envTracesExporter, "zipkin"},
-		"unknown metrics exporter": {envMetricsExporter, "prometheus"},
+		"unknown metrics exporter": {envMetricsExporter, "zipkin"},
 		"none with others":         {envTracesExporter, "none,console"},
 		"json protocol":            {envTracesExporter, "otlp", envProtocol, "http/json"},
 		"endpoint without scheme":  {envTracesExporter, "otlp", envEndpoint, "localhost:4318"},

@@ -162,6 +162,17 @@ type Store struct {
 }
 
 var _ store.Store = (*Store)(nil)
+var _ store.StatsReporter = (*Store)(nil)
+
+// PoolStats implements store.StatsReporter: the pgxpool's connections (reads
+// and write lanes take them alike) and acquire waits, and the write queue.
+func (s *Store) PoolStats() store.PoolStats {
+	st := s.WriteStats()
+	p := s.pool.Stat()
+	st.InUse, st.Idle, st.Open, st.Max = int64(p.AcquiredConns()), int64(p.IdleConns()), int64(p.TotalConns()), int64(p.MaxConns())
+	st.Waits, st.WaitDuration, st.Canceled = p.EmptyAcquireCount(), p.EmptyAcquireWaitTime(), p.CanceledAcquireCount()
+	return st
+}
 
 // Open connects to the PostgreSQL database at url (postgres:// or
 // postgresql://, or a key=value connection string), migrates its schema and

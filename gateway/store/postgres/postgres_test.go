@@ -550,3 +550,9 @@ func TestWriteFenceHeld(t *testing.T) {
 		t.Errorf("AwaitWrites: %v", err)
 	}
 }
+
+func TestPoolStats(t *testing.T) {
+	testURL(t)
+	s, _ := openFresh(t, Options{WriteLanes: 1, MaxQueue: 50})
+	storetest.PoolStats(t, s, int64(s.pool.Config().MaxConns), 50, true)
+}

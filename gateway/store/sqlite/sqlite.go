@@ -93,6 +93,18 @@ type Store struct {
 var _ store.Store = (*Store)(nil)
 var _ store.WriteProber = (*Store)(nil)
 
+var _ store.StatsReporter = (*Store)(nil)
+
+// PoolStats implements store.StatsReporter: the read pool's connections and
+// the write queue (SQLite has one write connection: its lane).
+func (s *Store) PoolStats() store.PoolStats {
+	st := s.WriteStats()
+	r := s.r.Stats()
+	st.InUse, st.Idle, st.Open, st.Max = int64(r.InUse), int64(r.Idle), int64(r.OpenConnections), int64(r.MaxOpenConnections)
+	st.Waits, st.WaitDuration = r.WaitCount, r.WaitDuration
+	return st
+}
+
 // ProbeWrite implements store.WriteProber: a write transaction could
 // begin now, not blocked by another process's lock (conns.ProbeWrite).
 func (s *Store) ProbeWrite(ctx context.Context) error { return s.c.ProbeWrite(ctx) }

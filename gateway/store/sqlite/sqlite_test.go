@@ -639,3 +639,8 @@ func TestNoWritesAhead(t *testing.T) {
 		t.Error("a write transaction writes ahead")
 	}
 }
+
+func TestPoolStats(t *testing.T) {
+	s, _ := openTemp(t, Options{MaxReadConns: 3, MaxQueue: 50})
+	storetest.PoolStats(t, s, 3, 50, false)
+}

@@ -177,6 +177,23 @@ func (c *committer) queued() int {
 	return c.waiting
 }
 
+// stats fills in the write queue's figures of st.
+func (c *committer) stats(st *store.PoolStats) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st.WriteQueue, st.WriteQueueMax = int64(c.waiting), int64(c.maxQueue)
+	st.WriteLanesBusy, st.WriteLanes = int64(c.running), int64(c.lanes)
+}
+
+// WriteStats returns the write queue's figures (the Write* fields of
+// store.PoolStats; the backend fills in its connections'). It runs no
+// query.
+func (s *Store) WriteStats() store.PoolStats {
+	var st store.PoolStats
+	s.w.stats(&st)
+	return st
+}
+
 // close stops taking requests and waits for the lanes to finish those
 // already queued.
 func (c *committer) close() {
