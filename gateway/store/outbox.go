@@ -202,6 +202,20 @@ type Outbox interface {
 	Replay(ctx context.Context, destination string, since, now time.Time) (int, error)
 	// Stats reports the backlog per destination, over every tenant.
 	Stats(ctx context.Context) ([]DestinationStats, error)
+	// RepairOrder makes the order keys agree with the items where a
+	// gateway of a release before them (SQLite schema 17, PostgreSQL 19)
+	// wrote the outbox during a rolling upgrade: it gives each pending, in
+	// flight or dead item without keys its OrderKey, and clears the live
+	// flag of the keys of items done or dead. It reads the open items and
+	// the live keys only (their partial indexes), never the delivered
+	// history; the gateway runs it at start and then periodically.
+	RepairOrder(ctx context.Context) (OrderRepair, error)
+}
+
+// OrderRepair is what Outbox.RepairOrder changed: Keyed items given their
+// keys, the live flags of Cleared keys cleared.
+type OrderRepair struct {
+	Keyed, Cleared int
 }
 
 // LaterDeliveryError is Retry's refusal of a dead item that a later item

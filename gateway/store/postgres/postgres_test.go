@@ -550,3 +550,13 @@ func TestWriteFenceHeld(t *testing.T) {
 		t.Errorf("AwaitWrites: %v", err)
 	}
 }
+
+// TestOutboxOldRelease: a process of a release before the order keys
+// writes the outbox beside this one (a rolling upgrade, p38 F1 F2).
+func TestOutboxOldRelease(t *testing.T) {
+	s, _ := openFresh(t, Options{})
+	storetest.OutboxOldRelease(t, s, func(query string) error {
+		_, err := s.pool.Exec(context.Background(), query)
+		return err
+	})
+}

@@ -466,6 +466,11 @@ var migrations = []sqlstore.Migration{{
 		// with no dead letter at all).
 		`CREATE INDEX outbox_open_id ON outbox (status, id) WHERE status <> 'done'`,
 	},
+}, {
+	Version: 22,
+	Note:    "an index of the live delivery order keys: the gateway repairs, at start and every 30 s, the keys a release before schema 19 left wrong during a rolling upgrade",
+	// As SQLite's schema 20.
+	Stmts: []string{sqlstore.OutboxKeysLive},
 }}
 
 // lz4Columns sets the TOAST compression of the columns that hold large

@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"os"
@@ -638,4 +639,20 @@ func TestNoWritesAhead(t *testing.T) {
 	if ahead {
 		t.Error("a write transaction writes ahead")
 	}
+}
+
+// TestOutboxOldRelease: a process of a release before the order keys
+// writes the outbox beside this one (a rolling upgrade, p38 F1 F2), as
+// another connection to the same file.
+func TestOutboxOldRelease(t *testing.T) {
+	s, path := openTemp(t, Options{})
+	db, err := sql.Open("sqlite", dsn(path, 5*time.Second, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	storetest.OutboxOldRelease(t, s, func(query string) error {
+		_, err := db.ExecContext(context.Background(), query)
+		return err
+	})
 }
