@@ -196,7 +196,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		// Gateways may share one --instance (replicas of one deployment):
 		// a random suffix per process tells them apart (their jobs'
 		// claims, their settings' records).
-		ProcessName: processName(cfg.instance)}
+		ProcessName: processName(cfg.instance),
+		// Several processes may share the database, SQLite's file too.
+		WatchUpgrades: true}
 	if isPostgres(cfg.db) {
 		// Only PostgreSQL is shared by several gateways (docs/deployment.md):
 		// there each records its settings and compares them with the others'.
@@ -251,7 +253,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		if err != nil {
 			return &exitError{code: exitUnchecked, msg: fmt.Sprintf("serve: could not read the delivery id key from the database: %v", err)}
 		}
-		worker, err = delivery.NewWorker(st, dests, delivery.WorkerOptions{
+		// A gateway a later release superseded claims nothing more
+		// (operator.UpgradeWatch).
+		gated := operator.GateOutbox(st, func() bool { return application.Upgrade.Superseded() })
+		worker, err = delivery.NewWorker(gated, dests, delivery.WorkerOptions{
 			Logger:     logger,
 			DeliveryID: ids.Encode,
 			// Every attempt to send a record is audited (DICOM Export)

@@ -231,6 +231,11 @@ type Store interface {
 	// Migrated tells what opening the store migrated of the database's
 	// schema (the zero Migration when nothing), for the start-up log.
 	Migrated() Migration
+	// SchemaFloor reads the database's schema version and floor (the
+	// oldest schema a running gateway may have) and tells this program's:
+	// a gateway whose schema is below the floor must stop serving (see
+	// SchemaFloor). ErrUnavailable when the database cannot be reached.
+	SchemaFloor(ctx context.Context) (SchemaFloor, error)
 	// Close releases the database; the Store must not be used afterwards.
 	// It is safe to call more than once.
 	Close() error
@@ -457,6 +462,19 @@ type Tx interface {
 
 	OutboxTx
 }
+
+// SchemaFloor is a database's schema Database and Floor, the oldest schema
+// a gateway may have and keep running on it: a later release's migration
+// that an older gateway must not outlive (a stop-the-world upgrade) raises
+// it. Program is this program's schema (0: the store did not migrate, as
+// read-only commands open it).
+type SchemaFloor struct {
+	Database, Floor, Program int
+}
+
+// TooOld reports whether this program must stop serving the database: a
+// later release migrated it past a schema this program can serve safely.
+func (f SchemaFloor) TooOld() bool { return f.Program > 0 && f.Floor > f.Program }
 
 // Migration is what opening a Store migrated: the schema version it found
 // (0: a new database) and the one it left, and, for a database that was

@@ -345,8 +345,9 @@ var migrations = []sqlstore.Migration{{
 		`ALTER TABLE idx_uri DROP CONSTRAINT IF EXISTS idx_uri_type_id_fkey`,
 	},
 }, {
-	Version: 10,
-	Note:    "AuditEvent bodies are stored packed from now on: an older release refuses this database, so a rollback needs the backup taken before the upgrade",
+	Version:    10,
+	NotRolling: true,
+	Note:       "AuditEvent bodies are stored packed from now on: an older release refuses this database, so a rollback needs the backup taken before the upgrade",
 	// No statement: from this version the store packs AuditEvent bodies
 	// (store.PackBody). Bodies written before read as they are; an older
 	// program, which would hand packed bodies to clients as they are,
@@ -433,8 +434,9 @@ var migrations = []sqlstore.Migration{{
 	Stmts: sqlstore.DeploymentKeys,
 	After: sqlstore.PutDeliveryIDKey,
 }, {
-	Version: 19,
-	Note:    "deliveries are ordered on every record they carry (a session on its nested records and infusion; items queued before keep their own record alone), and a destination's outage probes no longer count toward a record's attempt limit",
+	Version:    19,
+	NotRolling: true,
+	Note:       "deliveries are ordered on every record they carry (a session on its nested records and infusion; items queued before keep their own record alone), and a destination's outage probes no longer count toward a record's attempt limit",
 	// As SQLite's schema 17: an outbox item's order keys, and its probes.
 	Stmts: []string{`CREATE TABLE outbox_keys (
 			item_id BIGINT NOT NULL,

@@ -354,8 +354,9 @@ var migrations = []sqlstore.Migration{{
 		{"resources", "resources_lu 3000000 2 2"},
 	}, tenantStats...)),
 }, {
-	Version: 10,
-	Note:    "AuditEvent bodies are stored packed from now on: an older release refuses this database, so a rollback needs the backup taken before the upgrade",
+	Version:    10,
+	NotRolling: true,
+	Note:       "AuditEvent bodies are stored packed from now on: an older release refuses this database, so a rollback needs the backup taken before the upgrade",
 	// No statement: from this version the store packs AuditEvent bodies
 	// (store.PackBody). Bodies written before read as they are; an older
 	// program, which would hand packed bodies to clients as they are,
@@ -410,8 +411,9 @@ var migrations = []sqlstore.Migration{{
 	Stmts: sqlstore.DeploymentKeys,
 	After: sqlstore.PutDeliveryIDKey,
 }, {
-	Version: 17,
-	Note:    "deliveries are ordered on every record they carry (a session on its nested records and infusion; items queued before keep their own record alone), and a destination's outage probes no longer count toward a record's attempt limit",
+	Version:    17,
+	NotRolling: true,
+	Note:       "deliveries are ordered on every record they carry (a session on its nested records and infusion; items queued before keep their own record alone), and a destination's outage probes no longer count toward a record's attempt limit",
 	// An outbox item's order keys (store.OutboxItem.OrderKeys): the items
 	// of before have their OrderKey alone. And its probes.
 	Stmts: []string{`CREATE TABLE outbox_keys (

@@ -656,3 +656,35 @@ func TestOutboxOldRelease(t *testing.T) {
 		return err
 	})
 }
+
+// TestSchemaFloor: a database migrated past schema 17 (the order keys,
+// which a gateway of an older schema must not outlive) has floor 17; a
+// later release that raises the floor above this program's schema makes
+// it too old (p38 F3: an older gateway kept serving once a newer one had
+// migrated past schema 10).
+func TestSchemaFloor(t *testing.T) {
+	ctx := context.Background()
+	path := buildAt(t, 9, nil)
+	s, err := Open(ctx, path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	f, err := s.SchemaFloor(ctx)
+	if want := (store.SchemaFloor{Database: schemaVersion, Floor: 17, Program: schemaVersion}); err != nil || f != want || f.TooOld() {
+		t.Fatalf("SchemaFloor = %+v %v, want %+v", f, err, want)
+	}
+	db, err := sql.Open("sqlite", dsn(path, 5*time.Second, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	later := schemaVersion + 3
+	if _, err := db.ExecContext(ctx, fmt.Sprintf(`INSERT INTO schema_migrations (version, applied_at) VALUES (%d, 0);
+		UPDATE schema_floor SET version = %d`, later, later)); err != nil {
+		t.Fatal(err)
+	}
+	if f, err := s.SchemaFloor(ctx); err != nil || f.Floor != later || f.Database != later || !f.TooOld() {
+		t.Fatalf("SchemaFloor after a later release = %+v %v, want floor %d, too old", f, err, later)
+	}
+}

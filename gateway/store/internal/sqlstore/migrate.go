@@ -21,7 +21,25 @@ type Migration struct {
 	// After, if not nil, runs after Stmts in the same transaction (SQLite
 	// writes its planner statistics there).
 	After func(ctx context.Context, c Conn) error
+	// NotRolling marks a migration that gateways of an older schema must
+	// not outlive: still running once it has run, they would serve wrong
+	// answers (schema 10's packed AuditEvents) or break the delivery
+	// order (the order keys). Migrate raises the database's floor
+	// (schema_floor, store.SchemaFloor) to it; a running gateway whose
+	// schema is below the floor stops claiming work and answers unready
+	// (operator.UpgradeWatch). docs/deployment.md lists them: such an
+	// upgrade stops every older gateway first.
+	NotRolling bool
 }
+
+// floorTable is the database's floor: the oldest schema a running
+// gateway may have (the latest NotRolling migration applied). Kept by
+// Migrate, as schema_migrations, outside the numbered migrations; a
+// release before it ignores it.
+const floorTable = `CREATE TABLE IF NOT EXISTS schema_floor (
+		one INTEGER NOT NULL PRIMARY KEY CHECK (one = 1),
+		version INTEGER NOT NULL
+	)`
 
 // TypePatientReferences is both stores' migration to the patient references
 // kept once (search.ReferenceRows: an Observation's patient is its subject
@@ -60,6 +78,9 @@ func Migrate(ctx context.Context, c Conn, d *Dialect, migrations []Migration, up
 	)`); err != nil {
 		return 0, fmt.Errorf("create schema_migrations: %w", err)
 	}
+	if _, err := c.Exec(ctx, floorTable); err != nil {
+		return 0, fmt.Errorf("create schema_floor: %w", err)
+	}
 	var have int
 	if err := c.QueryRow(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&have); err != nil {
 		return 0, fmt.Errorf("read schema version: %w", err)
@@ -68,7 +89,11 @@ func Migrate(ctx context.Context, c Conn, d *Dialect, migrations []Migration, up
 		return 0, &store.SchemaVersionError{Have: have, Want: latest}
 	}
 	record := bind(d, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`)
+	floor := 0
 	for _, m := range migrations {
+		if m.NotRolling && m.Version <= max(have, upTo) {
+			floor = m.Version
+		}
 		if m.Version <= have || m.Version > upTo {
 			continue
 		}
@@ -86,7 +111,35 @@ func Migrate(ctx context.Context, c Conn, d *Dialect, migrations []Migration, up
 			return 0, fmt.Errorf("migration %d: %w", m.Version, err)
 		}
 	}
+	if floor > 0 {
+		if _, err := c.Exec(ctx, bind(d, `INSERT INTO schema_floor (one, version) VALUES (1, ?)
+			ON CONFLICT (one) DO UPDATE SET version = excluded.version WHERE schema_floor.version < excluded.version`), floor); err != nil {
+			return 0, fmt.Errorf("schema floor: %w", err)
+		}
+	}
 	return have, nil
+}
+
+// SchemaFloor implements store.Store: the database's schema version and
+// floor (0 when no gateway of this release or later migrated it), and the
+// program's schema version (0 when the store was opened without
+// migrating).
+func (s *Store) SchemaFloor(ctx context.Context) (store.SchemaFloor, error) {
+	f := store.SchemaFloor{Program: s.program}
+	err := s.db.Read(ctx, func(c Conn) error {
+		if err := c.QueryRow(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&f.Database); err != nil {
+			return err
+		}
+		err := c.QueryRow(ctx, `SELECT version FROM schema_floor WHERE one = 1`).Scan(&f.Floor)
+		if errNoRows(err) {
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		return store.SchemaFloor{}, fmt.Errorf("%s: schema floor: %w", s.d.Name, s.err(ctx, err))
+	}
+	return f, nil
 }
 
 // CheckVersion reports, without changing anything, whether c's database
