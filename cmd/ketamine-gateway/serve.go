@@ -164,7 +164,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		_ = tel.Shutdown(sctx)
 	}()
 	logger := slog.New(telemetry.LogHandler(slog.NewJSONHandler(stderr, nil)))
-	st, err := openStore(ctx, cfg.db, dbCreate)
+	st, err := openStore(ctx, cfg.db, dbCreate, logger)
 	if err != nil {
 		return &exitError{code: openExit(err), msg: openFailure(err)}
 	}
@@ -442,16 +442,23 @@ func checkConsole(fc *fileConfig, authenticated bool) error {
 // otherwise). A database a newer release upgraded is store.ErrNewerRelease:
 // its schema for every use, its search index for a use that writes
 // (checkIndexNotNewer).
-func openStore(ctx context.Context, db string, use dbUse) (store.Store, error) {
+//
+// logger, if not nil, gets a migration's progress as it runs
+// (migrationProgress).
+func openStore(ctx context.Context, db string, use dbUse, logger *slog.Logger) (store.Store, error) {
+	var progress func(store.MigrationStep)
+	if logger != nil {
+		progress = migrationProgress(logger)
+	}
 	existing := use != dbCreate
 	var st store.Store
 	var err error
 	what := "database"
 	if strings.HasPrefix(db, "postgres://") || strings.HasPrefix(db, "postgresql://") {
 		what = "PostgreSQL database"
-		st, err = postgres.Open(ctx, db, postgres.Options{Existing: existing})
+		st, err = postgres.Open(ctx, db, postgres.Options{Existing: existing, Progress: progress})
 	} else {
-		st, err = sqlite.Open(ctx, db, sqlite.Options{Existing: existing})
+		st, err = sqlite.Open(ctx, db, sqlite.Options{Existing: existing, Progress: progress})
 	}
 	if err == nil && use != dbRead {
 		if err = checkIndexNotNewer(ctx, st); err != nil {
@@ -492,7 +499,7 @@ func openExisting(ctx context.Context, name, db string, use dbUse) (store.Store,
 	if err := checkDB(name, db); err != nil {
 		return nil, err
 	}
-	st, err := openStore(ctx, db, use)
+	st, err := openStore(ctx, db, use, nil)
 	var ve *store.SchemaVersionError
 	switch {
 	case errors.Is(err, store.ErrNewerRelease):

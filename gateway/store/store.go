@@ -476,6 +476,16 @@ type SchemaFloor struct {
 // later release migrated it past a schema this program can serve safely.
 func (f SchemaFloor) TooOld() bool { return f.Program > 0 && f.Floor > f.Program }
 
+// MigrationStep is what a migration about to run tells (the stores'
+// Options.Progress): the database's schema From, the program's To and how
+// many Steps lie between; then, for each step as it starts, its Version
+// and Note (Version 0: the migration as a whole is about to begin).
+type MigrationStep struct {
+	From, To, Steps int
+	Version         int
+	Note            string
+}
+
 // Migration is what opening a Store migrated: the schema version it found
 // (0: a new database) and the one it left, and, for a database that was
 // not new, each migration applied. The zero Migration: nothing.

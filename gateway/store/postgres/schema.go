@@ -7,6 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/internal/sqlstore"
 )
 
@@ -517,7 +518,7 @@ func (s *Store) migrate(ctx context.Context) error {
 	if err == nil {
 		defer rollback(ctx, ptx)
 		var from int
-		if from, err = migrateTx(ctx, ptx, schemaVersion, s.now); err == nil {
+		if from, err = migrateProgress(ctx, ptx, schemaVersion, s.now, s.progress); err == nil {
 			if err = ptx.Commit(ctx); err == nil {
 				s.SetMigrated(from, migrations)
 			}
@@ -545,6 +546,12 @@ func (s *Store) checkVersion(ctx context.Context) error {
 // migrateTx migrates the database to version upTo (tests build older
 // schemas with it) in tx; now stamps the migrations applied.
 func migrateTx(ctx context.Context, tx pgx.Tx, upTo int, now func() time.Time) (from int, err error) {
+	return migrateProgress(ctx, tx, upTo, now, nil)
+}
+
+// migrateProgress is migrateTx telling progress of each step
+// (sqlstore.Migrate).
+func migrateProgress(ctx context.Context, tx pgx.Tx, upTo int, now func() time.Time, progress func(store.MigrationStep)) (from int, err error) {
 	// Neither the statement timeout nor the lock timeout: the migration
 	// waits for the migration lock another process holds, and for the
 	// tables its DDL alters (requests that meanwhile wait on it get the
@@ -557,5 +564,5 @@ func migrateTx(ctx context.Context, tx pgx.Tx, upTo int, now func() time.Time) (
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, migrationLock); err != nil {
 		return 0, fmt.Errorf("migration lock: %w", err)
 	}
-	return sqlstore.Migrate(ctx, conn{q: tx}, dialect, migrations, upTo, now)
+	return sqlstore.Migrate(ctx, conn{q: tx}, dialect, migrations, upTo, now, progress)
 }

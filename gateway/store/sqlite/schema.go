@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/internal/sqlstore"
 )
 
@@ -477,14 +478,14 @@ var schemaVersion = migrations[len(migrations)-1].Version
 // gateway starts while another process (a backup, an sqlite3 shell)
 // holds that lock, as a running one goes on serving reads then.
 // from is the version the database was at (0: a new one).
-func migrate(ctx context.Context, db *sql.DB, wait time.Duration, now func() time.Time) (from int, err error) {
+func migrate(ctx context.Context, db *sql.DB, wait time.Duration, now func() time.Time, progress func(store.MigrationStep)) (from int, err error) {
 	if v, err := readVersion(ctx, db); err == nil && v == schemaVersion {
 		return v, nil
 	}
 	wctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	for {
-		from, err := migrateOnce(ctx, db, schemaVersion, now)
+		from, err := migrateProgress(ctx, db, schemaVersion, now, progress)
 		if err == nil || !isBusy(err) {
 			return from, mapErr(err)
 		}
@@ -511,6 +512,12 @@ func readVersion(ctx context.Context, db *sql.DB) (int, error) {
 // migrateOnce migrates the database to version upTo (tests build older
 // schemas with it) in one transaction.
 func migrateOnce(ctx context.Context, db *sql.DB, upTo int, now func() time.Time) (from int, err error) {
+	return migrateProgress(ctx, db, upTo, now, nil)
+}
+
+// migrateProgress is migrateOnce telling progress of each step
+// (sqlstore.Migrate).
+func migrateProgress(ctx context.Context, db *sql.DB, upTo int, now func() time.Time, progress func(store.MigrationStep)) (from int, err error) {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return 0, err
@@ -520,7 +527,7 @@ func migrateOnce(ctx context.Context, db *sql.DB, upTo int, now func() time.Time
 			err = errors.Join(err, ignoreDone(tx.Rollback()))
 		}
 	}()
-	if from, err = sqlstore.Migrate(ctx, conn{q: tx}, dialect, migrations, upTo, now); err != nil {
+	if from, err = sqlstore.Migrate(ctx, conn{q: tx}, dialect, migrations, upTo, now, progress); err != nil {
 		return 0, err
 	}
 	if err := tx.Commit(); err != nil {

@@ -688,3 +688,34 @@ func TestSchemaFloor(t *testing.T) {
 		t.Fatalf("SchemaFloor after a later release = %+v %v, want floor %d, too old", f, err, later)
 	}
 }
+
+// TestMigrationProgress: Options.Progress hears of a migration before it
+// runs (from, to, how many steps) and of each step as it starts, in order
+// (p38 F5: a long migration logged nothing until it had committed).
+func TestMigrationProgress(t *testing.T) {
+	ctx := context.Background()
+	path := buildAt(t, 17, nil)
+	var got []store.MigrationStep
+	s, err := Open(ctx, path, Options{Progress: func(m store.MigrationStep) { got = append(got, m) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	want := []store.MigrationStep{{From: 17, To: schemaVersion, Steps: schemaVersion - 17}}
+	for _, m := range migrations[17:] {
+		want = append(want, store.MigrationStep{From: 17, To: schemaVersion, Steps: schemaVersion - 17, Version: m.Version, Note: m.Note})
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("Progress got %+v,\nwant %+v", got, want)
+	}
+	// Reopened at the program's schema: nothing to hear.
+	got = nil
+	s2, err := Open(ctx, path, Options{Progress: func(m store.MigrationStep) { got = append(got, m) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2.Close()
+	if len(got) != 0 {
+		t.Errorf("Progress on a migrated database got %+v, want nothing", got)
+	}
+}

@@ -70,7 +70,11 @@ const QuantityComparator = `ALTER TABLE idx_quantity ADD COLUMN comparator TEXT 
 // schema_migrations with its version and now. A database whose schema is
 // newer than the program's is an error. from is the version the database
 // was at (0: a new one).
-func Migrate(ctx context.Context, c Conn, d *Dialect, migrations []Migration, upTo int, now func() time.Time) (from int, err error) {
+//
+// progress, if not nil, hears of the migration before its first step
+// (MigrationStep.Version 0) and of each step as it starts.
+func Migrate(ctx context.Context, c Conn, d *Dialect, migrations []Migration, upTo int, now func() time.Time,
+	progress func(store.MigrationStep)) (from int, err error) {
 	// BIGINT: a PostgreSQL type, an INTEGER to SQLite.
 	if _, err := c.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 		version INTEGER NOT NULL PRIMARY KEY,
@@ -89,6 +93,15 @@ func Migrate(ctx context.Context, c Conn, d *Dialect, migrations []Migration, up
 		return 0, &store.SchemaVersionError{Have: have, Want: latest}
 	}
 	record := bind(d, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`)
+	step := store.MigrationStep{From: have, To: upTo}
+	for _, m := range migrations {
+		if m.Version > have && m.Version <= upTo {
+			step.Steps++
+		}
+	}
+	if progress != nil && step.Steps > 0 {
+		progress(step)
+	}
 	floor := 0
 	for _, m := range migrations {
 		if m.NotRolling && m.Version <= max(have, upTo) {
@@ -96,6 +109,11 @@ func Migrate(ctx context.Context, c Conn, d *Dialect, migrations []Migration, up
 		}
 		if m.Version <= have || m.Version > upTo {
 			continue
+		}
+		if progress != nil {
+			s := step
+			s.Version, s.Note = m.Version, m.Note
+			progress(s)
 		}
 		for _, st := range m.Stmts {
 			if _, err := c.Exec(ctx, st); err != nil {
