@@ -148,7 +148,9 @@ type Outbox interface {
 	// (or in-flight items whose lease expired: their LastError becomes
 	// LeaseEnded and their NextAttempt the time they were claimed) that are
 	// the earliest undelivered item of each of their order keys (OrderKey
-	// and OrderKeys; dead items do not block), in id order. limit <= 0 means 1.
+	// and OrderKeys; dead items do not block), in id order; an item without
+	// keys (a release before them enqueued it) waits for RepairOrder.
+	// limit <= 0 means 1.
 	Claim(ctx context.Context, destination string, now time.Time, lease time.Duration, limit int) ([]*OutboxItem, error)
 	// Renew extends the leases of the given items that are still in flight
 	// to until (a worker renews the claims of the attempts it is running,

@@ -14,8 +14,11 @@ import (
 // OrderKey, and its OrderKeys: a session's nested records and infusion),
 // with its destination and tenant, live (1) while the item is pending or
 // in flight and 0 once it is done or dead. Claim sends an item only when
-// no live row of an earlier item shares one of its keys, Blocker names
-// that earlier item, and Retry refuses a dead letter that a later item
+// no live row of an earlier item still pending or in flight shares one of
+// its keys (a release before the keys, running beside this one in a
+// rolling upgrade, leaves the flags of the items it completes set, and
+// enqueues items without keys: Claim waits for RepairOrder to give them
+// theirs), Blocker names that earlier item, and Retry refuses a dead letter that a later item
 // of one of its keys supersedes. Every change of an item's status
 // between undone and done or dead updates live in the same transaction.
 // (PostgreSQL has no foreign key on item_id: see its schema 9.)
