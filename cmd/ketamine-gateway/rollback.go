@@ -101,7 +101,7 @@ func openMessage(name string, err error) string {
 // release's replicas start (docs/deployment.md, "Upgrading").
 func migrateOnly(ctx context.Context, db string, stderr io.Writer) error {
 	logger := slog.New(slog.NewJSONHandler(stderr, nil))
-	st, err := openStore(ctx, db, dbCreate)
+	st, err := openStore(ctx, db, dbCreate, logger)
 	if err != nil {
 		return &exitError{code: openExit(err), msg: openFailure(err)}
 	}

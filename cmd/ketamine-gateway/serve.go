@@ -171,7 +171,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if mln != nil {
 		defer serveMetrics(mln, tel, logger)()
 	}
-	st, err := openStore(ctx, cfg.db, dbCreate)
+	st, err := openStore(ctx, cfg.db, dbCreate, logger)
 	if err != nil {
 		return &exitError{code: openExit(err), msg: openFailure(err)}
 	}
@@ -207,7 +207,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		// Gateways may share one --instance (replicas of one deployment):
 		// a random suffix per process tells them apart (their jobs'
 		// claims, their settings' records).
-		ProcessName: processName(cfg.instance)}
+		ProcessName: processName(cfg.instance),
+		// Several processes may share the database, SQLite's file too.
+		WatchUpgrades: true}
 	if isPostgres(cfg.db) {
 		// Only PostgreSQL is shared by several gateways (docs/deployment.md):
 		// there each records its settings and compares them with the others'.
@@ -262,7 +264,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		if err != nil {
 			return &exitError{code: exitUnchecked, msg: fmt.Sprintf("serve: could not read the delivery id key from the database: %v", err)}
 		}
-		worker, err = delivery.NewWorker(st, dests, delivery.WorkerOptions{
+		// A gateway a later release superseded claims nothing more
+		// (operator.UpgradeWatch).
+		gated := operator.GateOutbox(st, func() bool { return application.Upgrade.Superseded() })
+		worker, err = delivery.NewWorker(gated, dests, delivery.WorkerOptions{
 			Logger:     logger,
 			DeliveryID: ids.Encode,
 			// Every attempt to send a record is audited (DICOM Export)
@@ -459,16 +464,23 @@ func checkConsole(fc *fileConfig, authenticated bool) error {
 // otherwise). A database a newer release upgraded is store.ErrNewerRelease:
 // its schema for every use, its search index for a use that writes
 // (checkIndexNotNewer).
-func openStore(ctx context.Context, db string, use dbUse) (store.Store, error) {
+//
+// logger, if not nil, gets a migration's progress as it runs
+// (migrationProgress).
+func openStore(ctx context.Context, db string, use dbUse, logger *slog.Logger) (store.Store, error) {
+	var progress func(store.MigrationStep)
+	if logger != nil {
+		progress = migrationProgress(logger)
+	}
 	existing := use != dbCreate
 	var st store.Store
 	var err error
 	what := "database"
 	if strings.HasPrefix(db, "postgres://") || strings.HasPrefix(db, "postgresql://") {
 		what = "PostgreSQL database"
-		st, err = postgres.Open(ctx, db, postgres.Options{Existing: existing})
+		st, err = postgres.Open(ctx, db, postgres.Options{Existing: existing, Progress: progress})
 	} else {
-		st, err = sqlite.Open(ctx, db, sqlite.Options{Existing: existing})
+		st, err = sqlite.Open(ctx, db, sqlite.Options{Existing: existing, Progress: progress})
 	}
 	if err == nil && use != dbRead {
 		if err = checkIndexNotNewer(ctx, st); err != nil {
@@ -509,7 +521,7 @@ func openExisting(ctx context.Context, name, db string, use dbUse) (store.Store,
 	if err := checkDB(name, db); err != nil {
 		return nil, err
 	}
-	st, err := openStore(ctx, db, use)
+	st, err := openStore(ctx, db, use, nil)
 	var ve *store.SchemaVersionError
 	switch {
 	case errors.Is(err, store.ErrNewerRelease):

@@ -133,3 +133,23 @@ func openFailure(err error) string {
 	}
 	return fmt.Sprintf("serve: could not open or create the database: %v; check --db or GATEWAY_DB", err)
 }
+
+// migrationProgress logs a migration as it runs (the stores'
+// Options.Progress): before it begins, the versions from and to and how
+// many steps, and each step as it starts with what it changes. The
+// listener starts only once the store is open: meanwhile /healthz and
+// /readyz do not answer, which the first line says.
+func migrationProgress(logger *slog.Logger) func(store.MigrationStep) {
+	n := 0
+	return func(m store.MigrationStep) {
+		if m.Version == 0 {
+			n = 0
+			logger.Info("store: migrating the schema", "from", m.From, "to", m.To, "steps", m.Steps,
+				"probes", "/healthz and /readyz answer once it has finished; give a long migration time "+
+					"(serve --migrate-only before starting, docs/deployment.md)")
+			return
+		}
+		n++
+		logger.Info("store: migration starting", "version", m.Version, "step", fmt.Sprintf("%d/%d", n, m.Steps), "change", m.Note)
+	}
+}

@@ -169,3 +169,39 @@ func TestOpenExit(t *testing.T) {
 		}
 	}
 }
+
+// TestMigrationProgressLog: serve logs a migration before it runs (from,
+// to, steps) and each step as it starts, with what it changes (p38 F5:
+// nothing was logged until the migration had committed, and no listener
+// answered meanwhile).
+func TestMigrationProgressLog(t *testing.T) {
+	var buf bytes.Buffer
+	progress := migrationProgress(slog.New(slog.NewJSONHandler(&buf, nil)))
+	progress(store.MigrationStep{From: 7, To: 9, Steps: 2})
+	progress(store.MigrationStep{From: 7, To: 9, Steps: 2, Version: 8, Note: "drops an index"})
+	progress(store.MigrationStep{From: 7, To: 9, Steps: 2, Version: 9, Note: "rebuilds five indexes"})
+	var lines []map[string]any
+	for line := range strings.SplitSeq(strings.TrimSpace(buf.String()), "\n") {
+		var l map[string]any
+		if err := json.Unmarshal([]byte(line), &l); err != nil {
+			t.Fatal(err)
+		}
+		lines = append(lines, l)
+	}
+	if len(lines) != 3 {
+		t.Fatalf("logged %d lines, want 3: %s", len(lines), buf.String())
+	}
+	if l := lines[0]; l["msg"] != "store: migrating the schema" || l["from"] != float64(7) || l["to"] != float64(9) || l["steps"] != float64(2) ||
+		!strings.Contains(fmt.Sprint(l["probes"]), "--migrate-only") {
+		t.Errorf("first line = %v, want the migration's from, to, steps and the probes' advice", l)
+	}
+	for i, want := range []struct {
+		version float64
+		step    string
+		change  string
+	}{{8, "1/2", "drops an index"}, {9, "2/2", "rebuilds five indexes"}} {
+		if l := lines[i+1]; l["msg"] != "store: migration starting" || l["version"] != want.version || l["step"] != want.step || l["change"] != want.change {
+			t.Errorf("line %d = %v, want version %v, step %s, change %q", i+1, l, want.version, want.step, want.change)
+		}
+	}
+}

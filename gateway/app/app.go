@@ -101,6 +101,14 @@ type Config struct {
 	// (Instance if empty): a name no other running gateway has. The
 	// settings check records it, the job runner's claims carry it.
 	ProcessName string
+	// WatchUpgrades (serve) makes Start run an operator.UpgradeWatch every
+	// UpgradeEvery (default 30 s): the delivery order keys an older
+	// release wrote are repaired, and once a later release migrated the
+	// database past a schema this gateway can serve, its job runner (and
+	// the delivery worker its outbox gates: App.Upgrade) claims nothing
+	// and readiness answers unready.
+	WatchUpgrades bool
+	UpgradeEvery  time.Duration
 	// NoSeed keeps Start from storing the gateway's conformance resources
 	// (Engine.Seed): a command that only reads (a dry replay) writes
 	// nothing to a database another release may be serving.
@@ -125,6 +133,10 @@ type App struct {
 	// Settings compares this gateway's settings with the other gateways'
 	// on the database (nil without a store or Config.Settings).
 	Settings *operator.SettingsCheck
+	// Upgrade watches the database's schema floor and repairs the order
+	// keys (nil without a store or Config.WatchUpgrades; its Superseded is
+	// false on nil).
+	Upgrade *operator.UpgradeWatch
 	// IdentifierBase is the deployment's identifier namespace ("" the
 	// default), for lineage queries.
 	IdentifierBase string
@@ -178,8 +190,12 @@ func New(cfg Config) (*App, error) {
 	}
 	a.Ingest = ingest.New(icfg)
 	if cfg.Store != nil {
+		if cfg.WatchUpgrades {
+			a.Upgrade = operator.NewUpgradeWatch(operator.UpgradeWatchConfig{Store: cfg.Store, Every: cfg.UpgradeEvery, Logger: cfg.Logger})
+			a.Operator.SetUpgradeWatch(a.Upgrade)
+		}
 		jcfg := cfg.Jobs
-		jcfg.Store, jcfg.Now, jcfg.Logger = cfg.Store, cfg.Now, cfg.Logger
+		jcfg.Store, jcfg.Now, jcfg.Logger = operator.GateJobs(cfg.Store, a.Upgrade.Superseded), cfg.Now, cfg.Logger
 		if jcfg.Instance == "" {
 			jcfg.Instance = cfg.ProcessName
 		}
@@ -214,6 +230,9 @@ func (a *App) Start(ctx context.Context) error {
 	if a.Settings != nil {
 		a.Settings.Start()
 	}
+	if a.Upgrade != nil {
+		a.Upgrade.Start()
+	}
 	return nil
 }
 
@@ -221,6 +240,9 @@ func (a *App) Start(ctx context.Context) error {
 // from their checkpoints), the backlog sampler and the audit log once the
 // records already queued are committed. It does not close the store.
 func (a *App) Close() error {
+	if a.Upgrade != nil {
+		a.Upgrade.Close()
+	}
 	if a.Settings != nil {
 		a.Settings.Close()
 	}

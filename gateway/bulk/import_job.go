@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
@@ -38,7 +39,14 @@ type importRequest struct {
 type importCheckpoint struct {
 	Counts ImportCounts   `json:"counts"`
 	Report jobs.FileParts `json:"report"`
+	// Mappings are the mapping versions of its runs, in order, each once
+	// (ImportResult.MappingVersions).
+	Mappings []string `json:"mappings,omitempty"`
 }
+
+// unrecordedMapping stands for the mapping of a run of a release that did
+// not record it in the checkpoint.
+const unrecordedMapping = "unrecorded"
 
 // ImportResult is a finished import job's result.
 type ImportResult struct {
@@ -60,6 +68,12 @@ type ImportResult struct {
 	Cancelled bool   `json:"cancelled,omitempty"`
 	LastLine  int64  `json:"lastLine,omitempty"`
 	Summary   string `json:"summary,omitempty"`
+	// MappingVersions are the mappings that stored its records, in the
+	// order its runs used them, when more than one did (an import cut off
+	// and resumed by a gateway of another release, p38 F4: it continues,
+	// and says so here and in Summary; each record's ledger entry names
+	// its own). "unrecorded" is a run of a release that did not record it.
+	MappingVersions []string `json:"mappingVersions,omitempty"`
 }
 
 // errNotNDJSON refuses a body that is one JSON document (Shape), as the
@@ -156,6 +170,14 @@ func (s *Service) runImport(ctx context.Context, run *jobs.Run) ([]byte, error) 
 			return nil, fmt.Errorf("import checkpoint: %w", err)
 		}
 	}
+	// A run under another mapping than the last one's (the gateway was
+	// upgraded while the import ran) continues: the result says so.
+	if len(cp.Mappings) == 0 && cp.Counts.Records > 0 {
+		cp.Mappings = []string{unrecordedMapping}
+	}
+	if n := len(cp.Mappings); n == 0 || cp.Mappings[n-1] != mapping.Version {
+		cp.Mappings = append(cp.Mappings, mapping.Version)
+	}
 	total := run.Job.Total
 	sc := jobs.Scope(run.Job, "ingest", req.Scopes)
 	sc.Addr = req.Addr
@@ -218,7 +240,9 @@ func (s *Service) runImport(ctx context.Context, run *jobs.Run) ([]byte, error) 
 	select {
 	case <-stop:
 		if saveErr == nil && (err == nil || errors.Is(err, ErrStopped)) {
-			return json.Marshal(cancelledResult(req.Kind, cp.Counts, total))
+			res := cancelledResult(req.Kind, cp.Counts, total)
+			mappingsOf(&res, cp.Mappings)
+			return json.Marshal(res)
 		}
 	default:
 	}
@@ -236,6 +260,7 @@ func (s *Service) runImport(ctx context.Context, run *jobs.Run) ([]byte, error) 
 	if res.Rejected > 0 {
 		res.Report = jobs.FileURL(req.Base, run.Job.ID, importReport)
 	}
+	mappingsOf(&res, cp.Mappings)
 	return json.Marshal(res)
 }
 
@@ -254,4 +279,21 @@ func cancelledResult(kind mapping.Kind, c ImportCounts, total int64) ImportResul
 		Rejected: c.Rejected, Cancelled: true, LastLine: c.Line,
 		Summary: fmt.Sprintf("the import stopped after %d%s records%s: %d stored, %d already stored, %d rejected; "+
 			"no record after those was imported", c.Records, of, at, c.Stored, c.AlreadyStored, c.Rejected)}
+}
+
+// mappingsOf sets res's MappingVersions, and says so in its Summary, when
+// more than one mapping stored its records.
+func mappingsOf(res *ImportResult, mappings []string) {
+	if len(mappings) < 2 {
+		return
+	}
+	res.MappingVersions = mappings
+	note := fmt.Sprintf("the import was resumed by a gateway of another release: its records were stored by mappings %s "+
+		"in turn (each record's lineage names its own); replay them to bring them to mapping %s",
+		strings.Join(mappings, ", then "), mappings[len(mappings)-1])
+	if res.Summary == "" {
+		res.Summary = note
+	} else {
+		res.Summary += "; " + note
+	}
 }

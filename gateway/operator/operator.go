@@ -167,9 +167,10 @@ type Service struct {
 	now          func() time.Time
 	hist         history
 
-	mu     sync.Mutex
-	worker Worker // SetWorker
-	ids    *IDs   // IDs: loaded from the store once
+	mu      sync.Mutex
+	worker  Worker        // SetWorker
+	upgrade *UpgradeWatch // SetUpgradeWatch
+	ids     *IDs          // IDs: loaded from the store once
 }
 
 // Worker is what the service uses of the serving gateway's delivery
@@ -536,9 +537,11 @@ type Readiness struct {
 	// a lock on a table requests write, so every write would wait or
 	// fail), "timeout" (it did not answer the probe within ProbeTimeout),
 	// "circuit-open" (connection attempts failed repeatedly: the store
-	// refuses calls at once while a probe connection retries), or "full",
+	// refuses calls at once while a probe connection retries), "full",
 	// "read-only" or "io-error" (the last write failed so and none has
-	// committed since: see databaseState).
+	// committed since: see databaseState), or "superseded" (a later
+	// release migrated it past a schema this gateway can serve:
+	// UpgradeWatch).
 	Database string
 	// Backlog is each destination's: pending, dead and the oldest pending
 	// item's age.
@@ -572,6 +575,15 @@ func (s *Service) SetWorker(w Worker) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.worker = w
+}
+
+// SetUpgradeWatch gives the service the serving gateway's UpgradeWatch:
+// Ready answers unready ("superseded") once a later release superseded
+// this gateway. Call it before serving.
+func (s *Service) SetUpgradeWatch(w *UpgradeWatch) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.upgrade = w
 }
 
 func (s *Service) deliveryWorker() Worker {
@@ -629,6 +641,12 @@ const ProbeTimeout = 4 * time.Second
 // all within ProbeTimeout. Ready is false (with a nil error) when the
 // database does not answer, could not take a write, or takes longer.
 func (s *Service) Ready(ctx context.Context) (Readiness, error) {
+	s.mu.Lock()
+	up := s.upgrade
+	s.mu.Unlock()
+	if up.Superseded() {
+		return Readiness{Database: "superseded"}, nil
+	}
 	pctx, cancel := context.WithTimeout(ctx, ProbeTimeout)
 	defer cancel()
 	notReady := func(err error) (Readiness, bool) {

@@ -2,6 +2,7 @@ package replay
 
 import (
 	"context"
+	"encoding/json"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
@@ -20,3 +21,13 @@ func RunUntil(ctx context.Context, s *Service, sc *auditlog.Scope, opts Options,
 
 // Stopped is the final state of a replay job cancelled after sum.
 func Stopped(sum *Summary) string { return sum.stopped() }
+
+// CheckJobMapping is the check a replay job's handler makes first: that
+// this service's mapping is the one j was submitted under.
+func CheckJobMapping(s *Service, j *store.Job) error {
+	var req jobRequest
+	if err := json.Unmarshal(j.Request, &req); err != nil {
+		return err
+	}
+	return s.jobMapping(req)
+}

@@ -11,6 +11,7 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/internal/ordered"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/jobs"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
@@ -27,6 +28,9 @@ type jobRequest struct {
 	Scopes  string     `json:"scopes"`
 	Base    string     `json:"base"`
 	Addr    string     `json:"addr,omitempty"`
+	// MappingVersion is the mapping the replay was submitted under
+	// (jobMapping); "" in a job an older release queued.
+	MappingVersion string `json:"mappingVersion,omitempty"`
 }
 
 // jobOptions are Options as a job keeps them.
@@ -93,7 +97,7 @@ func (s *Service) Submit(ctx context.Context, sc *auditlog.Scope, opts Options, 
 	if sc.Principal != nil {
 		scopes = sc.Principal.Scopes.String()
 	}
-	raw, err := json.Marshal(jobRequest{Options: jo, Scopes: scopes, Base: base, Addr: sc.Addr})
+	raw, err := json.Marshal(jobRequest{Options: jo, Scopes: scopes, Base: base, Addr: sc.Addr, MappingVersion: s.cfg.MappingVersion})
 	if err != nil {
 		return nil, err
 	}
@@ -126,6 +130,9 @@ func (s *Service) runJob(ctx context.Context, run *jobs.Run) ([]byte, error) {
 	var req jobRequest
 	if err := json.Unmarshal(run.Job.Request, &req); err != nil {
 		return nil, fmt.Errorf("replay request: %w", err)
+	}
+	if err := s.jobMapping(req); err != nil {
+		return nil, err
 	}
 	opts, err := req.Options.options()
 	if err != nil {
@@ -201,4 +208,29 @@ func (o jobOptions) options() (Options, error) {
 		opts.Since = t
 	}
 	return opts, nil
+}
+
+// jobMapping refuses a job submitted under another mapping than this
+// service's (p38 F4): its dry run, and the review an apply's reason
+// names, were of that mapping, and a gateway of another release claimed
+// it (an upgrade while it was queued, or an older replica during a rolling
+// one). An apply that a release before this check queued, which did not
+// record its mapping, is refused as well; a dry run of it writes nothing,
+// and its report names the mapping it ran.
+func (s *Service) jobMapping(req jobRequest) error {
+	switch {
+	case req.MappingVersion == s.cfg.MappingVersion:
+		return nil
+	case req.MappingVersion != "":
+		return outcome.New(outcome.Conflict, "conflict", "replay-mapping-changed", fmt.Sprintf(
+			"the replay was submitted under mapping %s, and the gateway that took it runs mapping %s (it was upgraded "+
+				"while the replay was queued): nothing was replayed; run a dry replay under mapping %s, review it, "+
+				"and submit the replay again", req.MappingVersion, s.cfg.MappingVersion, s.cfg.MappingVersion))
+	case req.Options.Apply:
+		return outcome.New(outcome.Conflict, "conflict", "replay-mapping-changed", fmt.Sprintf(
+			"the replay was submitted by an older release, which did not record its mapping, and the gateway that "+
+				"took it runs mapping %s: nothing was applied; run a dry replay under mapping %s, review it, and "+
+				"submit the apply again", s.cfg.MappingVersion, s.cfg.MappingVersion))
+	}
+	return nil
 }

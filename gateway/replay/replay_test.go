@@ -923,3 +923,70 @@ func TestMRNChangeUnchanged(t *testing.T) {
 		}
 	}
 }
+
+// TestJobMapping: a replay job records the mapping it was submitted
+// under; a gateway running another mapping fails it, naming both (p38 F4:
+// an apply queued and reviewed under 2.0.1 ran under 2.3.0 after the
+// upgrade, writing 23 versions nobody had reviewed). An apply queued by a
+// release that did not record its mapping is failed too; a dry run of it
+// runs.
+func TestJobMapping(t *testing.T) {
+	f := newFixture(t)
+	f.load(t)
+	ctx := context.Background()
+	clinicOperator := auditlog.NewScope("mapping-replay", &auth.Principal{ClientID: "ops-a", Tenant: "",
+		Scopes: auth.ParseScopes("system/*.cruds gateway/operator")})
+	with := func(version string) *replay.Service {
+		return replay.New(replay.Config{Store: f.st, Engine: f.a.Engine, Ingest: f.a.Ingest, Jobs: f.a.Jobs, MappingVersion: version})
+	}
+	old, cur := with("2.0.1"), with("2.3.0")
+	apply, err := old.Submit(ctx, clinicOperator, replay.Options{Apply: true, Reason: "reviewed-dry-run-2.0.1"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dry, err := old.Submit(ctx, clinicOperator, replay.Options{}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	unrecorded := func(j *store.Job) *store.Job {
+		var req map[string]any
+		if err := json.Unmarshal(j.Request, &req); err != nil {
+			t.Fatal(err)
+		}
+		delete(req, "mappingVersion")
+		c := *j
+		c.Request, _ = json.Marshal(req)
+		return &c
+	}
+	for _, tc := range []struct {
+		name string
+		s    *replay.Service
+		job  *store.Job
+		want []string // in the reason; none: it runs
+	}{
+		{"apply, same mapping", old, apply, nil},
+		{"apply, other mapping", cur, apply, []string{"replay-mapping-changed", "2.0.1", "2.3.0"}},
+		{"dry run, other mapping", cur, dry, []string{"replay-mapping-changed", "2.0.1", "2.3.0"}},
+		{"apply of an older release", cur, unrecorded(apply), []string{"replay-mapping-changed", "2.3.0"}},
+		{"dry run of an older release", cur, unrecorded(dry), nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := replay.CheckJobMapping(tc.s, tc.job)
+			if tc.want == nil {
+				if err != nil {
+					t.Fatalf("CheckJobMapping = %v, want it run", err)
+				}
+				return
+			}
+			kind, issues := outcome.From(err)
+			if kind == outcome.Internal || len(issues) != 1 {
+				t.Fatalf("CheckJobMapping = %v (%v), want a reason the job's owner reads", err, kind)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(issues[0].Rule+" "+issues[0].Message, w) {
+					t.Errorf("CheckJobMapping = %s %q, want %q in it", issues[0].Rule, issues[0].Message, w)
+				}
+			}
+		})
+	}
+}

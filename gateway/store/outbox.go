@@ -148,8 +148,9 @@ type Outbox interface {
 	// (or in-flight items whose lease expired: their LastError becomes
 	// LeaseEnded and their NextAttempt the time they were claimed) that are
 	// the earliest undelivered item of each of their order keys (OrderKey
-	// and OrderKeys; dead items do not block), in id order. limit <= 0 means 1.
-	// With an error it returns no items: none is claimed.
+	// and OrderKeys; dead items do not block), in id order; an item without
+	// keys (a release before them enqueued it) waits for RepairOrder.
+	// limit <= 0 means 1. With an error it returns no items: none is claimed.
 	Claim(ctx context.Context, destination string, now time.Time, lease time.Duration, limit int) ([]*OutboxItem, error)
 	// Renew extends the leases of the given items that are still in flight
 	// to until (a worker renews the claims of the attempts it is running,
@@ -204,6 +205,20 @@ type Outbox interface {
 	Replay(ctx context.Context, destination string, since, now time.Time) (int, error)
 	// Stats reports the backlog per destination, over every tenant.
 	Stats(ctx context.Context) ([]DestinationStats, error)
+	// RepairOrder makes the order keys agree with the items where a
+	// gateway of a release before them (SQLite schema 17, PostgreSQL 19)
+	// wrote the outbox during a rolling upgrade: it gives each pending, in
+	// flight or dead item without keys its OrderKey, and clears the live
+	// flag of the keys of items done or dead. It reads the open items and
+	// the live keys only (their partial indexes), never the delivered
+	// history; the gateway runs it at start and then periodically.
+	RepairOrder(ctx context.Context) (OrderRepair, error)
+}
+
+// OrderRepair is what Outbox.RepairOrder changed: Keyed items given their
+// keys, the live flags of Cleared keys cleared.
+type OrderRepair struct {
+	Keyed, Cleared int
 }
 
 // LaterDeliveryError is Retry's refusal of a dead item that a later item

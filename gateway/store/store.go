@@ -231,6 +231,11 @@ type Store interface {
 	// Migrated tells what opening the store migrated of the database's
 	// schema (the zero Migration when nothing), for the start-up log.
 	Migrated() Migration
+	// SchemaFloor reads the database's schema version and floor (the
+	// oldest schema a running gateway may have) and tells this program's:
+	// a gateway whose schema is below the floor must stop serving (see
+	// SchemaFloor). ErrUnavailable when the database cannot be reached.
+	SchemaFloor(ctx context.Context) (SchemaFloor, error)
 	// Close releases the database; the Store must not be used afterwards.
 	// It is safe to call more than once.
 	Close() error
@@ -456,6 +461,29 @@ type Tx interface {
 	Savepoint(fn func() error) error
 
 	OutboxTx
+}
+
+// SchemaFloor is a database's schema Database and Floor, the oldest schema
+// a gateway may have and keep running on it: a later release's migration
+// that an older gateway must not outlive (a stop-the-world upgrade) raises
+// it. Program is this program's schema (0: the store did not migrate, as
+// read-only commands open it).
+type SchemaFloor struct {
+	Database, Floor, Program int
+}
+
+// TooOld reports whether this program must stop serving the database: a
+// later release migrated it past a schema this program can serve safely.
+func (f SchemaFloor) TooOld() bool { return f.Program > 0 && f.Floor > f.Program }
+
+// MigrationStep is what a migration about to run tells (the stores'
+// Options.Progress): the database's schema From, the program's To and how
+// many Steps lie between; then, for each step as it starts, its Version
+// and Note (Version 0: the migration as a whole is about to begin).
+type MigrationStep struct {
+	From, To, Steps int
+	Version         int
+	Note            string
 }
 
 // Migration is what opening a Store migrated: the schema version it found

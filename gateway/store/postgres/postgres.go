@@ -122,6 +122,9 @@ type Options struct {
 	// stamps when the caller gives none, nonce expiry, date "ap" searches
 	// and the time a migration is recorded. Default time.Now.
 	Now func() time.Time
+	// Progress, if not nil, hears of a migration before it runs and of
+	// each of its steps as it starts (store.MigrationStep).
+	Progress func(store.MigrationStep)
 	// Existing opens only a database the gateway set up, at the
 	// program's schema version, migrating nothing (the read-only
 	// commands): otherwise store.ErrNoDatabase.
@@ -157,8 +160,9 @@ type Store struct {
 	answer         time.Duration // how long a statement waits for the server's answer (see limits)
 	breaker        *breaker
 	now            func() time.Time
-	analyzer       analyzer        // planner statistics after bulk writes
-	generic        map[string]bool // see conn.args; read-only after Open
+	progress       func(store.MigrationStep) // Options.Progress
+	analyzer       analyzer                  // planner statistics after bulk writes
+	generic        map[string]bool           // see conn.args; read-only after Open
 }
 
 var _ store.Store = (*Store)(nil)
@@ -200,7 +204,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Store{pool: pool, acquireTimeout: lim.acquire, answer: lim.answer, now: now}
+	s := &Store{pool: pool, acquireTimeout: lim.acquire, answer: lim.answer, now: now, progress: opts.Progress}
 	s.breaker = newBreaker(func(ctx context.Context) error {
 		c, err := pgx.ConnectConfig(ctx, probeCfg) // bounded by the connect timeout
 		if err != nil {

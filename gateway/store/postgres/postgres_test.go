@@ -556,3 +556,35 @@ func TestPoolStats(t *testing.T) {
 	s, _ := openFresh(t, Options{WriteLanes: 1, MaxQueue: 50})
 	storetest.PoolStats(t, s, int64(s.pool.Config().MaxConns), 50, true)
 }
+
+// TestOutboxOldRelease: a process of a release before the order keys
+// writes the outbox beside this one (a rolling upgrade, p38 F1 F2).
+func TestOutboxOldRelease(t *testing.T) {
+	s, _ := openFresh(t, Options{})
+	storetest.OutboxOldRelease(t, s, func(query string) error {
+		_, err := s.pool.Exec(context.Background(), query)
+		return err
+	})
+}
+
+// TestSchemaFloor: a new database has floor 19 (the order keys, which a
+// gateway of an older schema must not outlive); a later release that
+// raises it above this program's schema makes it too old (p38 F3).
+func TestSchemaFloor(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openFresh(t, Options{})
+	f, err := s.SchemaFloor(ctx)
+	if want := (store.SchemaFloor{Database: schemaVersion, Floor: 19, Program: schemaVersion}); err != nil || f != want || f.TooOld() {
+		t.Fatalf("SchemaFloor = %+v %v, want %+v", f, err, want)
+	}
+	later := schemaVersion + 3
+	if _, err := s.pool.Exec(ctx, fmt.Sprintf(`INSERT INTO schema_migrations (version, applied_at) VALUES (%d, 0)`, later)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.pool.Exec(ctx, fmt.Sprintf(`UPDATE schema_floor SET version = %d`, later)); err != nil {
+		t.Fatal(err)
+	}
+	if f, err := s.SchemaFloor(ctx); err != nil || f.Floor != later || f.Database != later || !f.TooOld() {
+		t.Fatalf("SchemaFloor after a later release = %+v %v, want floor %d, too old", f, err, later)
+	}
+}

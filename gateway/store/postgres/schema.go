@@ -7,6 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/internal/sqlstore"
 )
 
@@ -345,8 +346,9 @@ var migrations = []sqlstore.Migration{{
 		`ALTER TABLE idx_uri DROP CONSTRAINT IF EXISTS idx_uri_type_id_fkey`,
 	},
 }, {
-	Version: 10,
-	Note:    "AuditEvent bodies are stored packed from now on: an older release refuses this database, so a rollback needs the backup taken before the upgrade",
+	Version:    10,
+	NotRolling: true,
+	Note:       "AuditEvent bodies are stored packed from now on: an older release refuses this database, so a rollback needs the backup taken before the upgrade",
 	// No statement: from this version the store packs AuditEvent bodies
 	// (store.PackBody). Bodies written before read as they are; an older
 	// program, which would hand packed bodies to clients as they are,
@@ -433,8 +435,9 @@ var migrations = []sqlstore.Migration{{
 	Stmts: sqlstore.DeploymentKeys,
 	After: sqlstore.PutDeliveryIDKey,
 }, {
-	Version: 19,
-	Note:    "deliveries are ordered on every record they carry (a session on its nested records and infusion; items queued before keep their own record alone), and a destination's outage probes no longer count toward a record's attempt limit",
+	Version:    19,
+	NotRolling: true,
+	Note:       "deliveries are ordered on every record they carry (a session on its nested records and infusion; items queued before keep their own record alone), and a destination's outage probes no longer count toward a record's attempt limit",
 	// As SQLite's schema 17: an outbox item's order keys, and its probes.
 	Stmts: []string{`CREATE TABLE outbox_keys (
 			item_id BIGINT NOT NULL,
@@ -466,6 +469,11 @@ var migrations = []sqlstore.Migration{{
 		// with no dead letter at all).
 		`CREATE INDEX outbox_open_id ON outbox (status, id) WHERE status <> 'done'`,
 	},
+}, {
+	Version: 22,
+	Note:    "an index of the live delivery order keys: the gateway repairs, at start and every 30 s, the keys a release before schema 19 left wrong during a rolling upgrade",
+	// As SQLite's schema 20.
+	Stmts: []string{sqlstore.OutboxKeysLive},
 }}
 
 // lz4Columns sets the TOAST compression of the columns that hold large
@@ -510,7 +518,7 @@ func (s *Store) migrate(ctx context.Context) error {
 	if err == nil {
 		defer rollback(ctx, ptx)
 		var from int
-		if from, err = migrateTx(ctx, ptx, schemaVersion, s.now); err == nil {
+		if from, err = migrateProgress(ctx, ptx, schemaVersion, s.now, s.progress); err == nil {
 			if err = ptx.Commit(ctx); err == nil {
 				s.SetMigrated(from, migrations)
 			}
@@ -538,6 +546,12 @@ func (s *Store) checkVersion(ctx context.Context) error {
 // migrateTx migrates the database to version upTo (tests build older
 // schemas with it) in tx; now stamps the migrations applied.
 func migrateTx(ctx context.Context, tx pgx.Tx, upTo int, now func() time.Time) (from int, err error) {
+	return migrateProgress(ctx, tx, upTo, now, nil)
+}
+
+// migrateProgress is migrateTx telling progress of each step
+// (sqlstore.Migrate).
+func migrateProgress(ctx context.Context, tx pgx.Tx, upTo int, now func() time.Time, progress func(store.MigrationStep)) (from int, err error) {
 	// Neither the statement timeout nor the lock timeout: the migration
 	// waits for the migration lock another process holds, and for the
 	// tables its DDL alters (requests that meanwhile wait on it get the
@@ -550,5 +564,5 @@ func migrateTx(ctx context.Context, tx pgx.Tx, upTo int, now func() time.Time) (
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, migrationLock); err != nil {
 		return 0, fmt.Errorf("migration lock: %w", err)
 	}
-	return sqlstore.Migrate(ctx, conn{q: tx}, dialect, migrations, upTo, now)
+	return sqlstore.Migrate(ctx, conn{q: tx}, dialect, migrations, upTo, now, progress)
 }

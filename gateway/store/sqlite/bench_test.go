@@ -20,3 +20,8 @@ func BenchmarkSearchTenants(b *testing.B) {
 	defer s.Close()
 	storetest.BenchmarkSearch(b, s, "clinic-a", "clinic-b", "clinic-c", "clinic-d")
 }
+
+func BenchmarkClaim(b *testing.B) {
+	s, _ := openTemp(b, Options{})
+	storetest.BenchmarkClaim(b, s)
+}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/internal/sqlstore"
 )
 
@@ -354,8 +355,9 @@ var migrations = []sqlstore.Migration{{
 		{"resources", "resources_lu 3000000 2 2"},
 	}, tenantStats...)),
 }, {
-	Version: 10,
-	Note:    "AuditEvent bodies are stored packed from now on: an older release refuses this database, so a rollback needs the backup taken before the upgrade",
+	Version:    10,
+	NotRolling: true,
+	Note:       "AuditEvent bodies are stored packed from now on: an older release refuses this database, so a rollback needs the backup taken before the upgrade",
 	// No statement: from this version the store packs AuditEvent bodies
 	// (store.PackBody). Bodies written before read as they are; an older
 	// program, which would hand packed bodies to clients as they are,
@@ -410,8 +412,9 @@ var migrations = []sqlstore.Migration{{
 	Stmts: sqlstore.DeploymentKeys,
 	After: sqlstore.PutDeliveryIDKey,
 }, {
-	Version: 17,
-	Note:    "deliveries are ordered on every record they carry (a session on its nested records and infusion; items queued before keep their own record alone), and a destination's outage probes no longer count toward a record's attempt limit",
+	Version:    17,
+	NotRolling: true,
+	Note:       "deliveries are ordered on every record they carry (a session on its nested records and infusion; items queued before keep their own record alone), and a destination's outage probes no longer count toward a record's attempt limit",
 	// An outbox item's order keys (store.OutboxItem.OrderKeys): the items
 	// of before have their OrderKey alone. And its probes.
 	Stmts: []string{`CREATE TABLE outbox_keys (
@@ -447,6 +450,13 @@ var migrations = []sqlstore.Migration{{
 		`CREATE INDEX outbox_open_id ON outbox (status, id) WHERE status <> 'done'`,
 	},
 	After: putStats([][2]string{{"outbox", "outbox_open_id 10000 3000 1"}}),
+}, {
+	Version: 20,
+	Note:    "an index of the live delivery order keys: the gateway repairs, at start and every 30 s, the keys a release before schema 17 left wrong during a rolling upgrade",
+	// RepairOrder (sqlstore) finds the live keys of delivered items
+	// through it, not through every key ever written.
+	Stmts: []string{sqlstore.OutboxKeysLive},
+	After: putStats([][2]string{{"outbox_keys", "outbox_keys_live 1000 1"}}),
 }}
 
 // tenantStats are the tenant indexes' planner statistics, as plannerStats:
@@ -468,14 +478,14 @@ var schemaVersion = migrations[len(migrations)-1].Version
 // gateway starts while another process (a backup, an sqlite3 shell)
 // holds that lock, as a running one goes on serving reads then.
 // from is the version the database was at (0: a new one).
-func migrate(ctx context.Context, db *sql.DB, wait time.Duration, now func() time.Time) (from int, err error) {
+func migrate(ctx context.Context, db *sql.DB, wait time.Duration, now func() time.Time, progress func(store.MigrationStep)) (from int, err error) {
 	if v, err := readVersion(ctx, db); err == nil && v == schemaVersion {
 		return v, nil
 	}
 	wctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	for {
-		from, err := migrateOnce(ctx, db, schemaVersion, now)
+		from, err := migrateProgress(ctx, db, schemaVersion, now, progress)
 		if err == nil || !isBusy(err) {
 			return from, mapErr(err)
 		}
@@ -502,6 +512,12 @@ func readVersion(ctx context.Context, db *sql.DB) (int, error) {
 // migrateOnce migrates the database to version upTo (tests build older
 // schemas with it) in one transaction.
 func migrateOnce(ctx context.Context, db *sql.DB, upTo int, now func() time.Time) (from int, err error) {
+	return migrateProgress(ctx, db, upTo, now, nil)
+}
+
+// migrateProgress is migrateOnce telling progress of each step
+// (sqlstore.Migrate).
+func migrateProgress(ctx context.Context, db *sql.DB, upTo int, now func() time.Time, progress func(store.MigrationStep)) (from int, err error) {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return 0, err
@@ -511,7 +527,7 @@ func migrateOnce(ctx context.Context, db *sql.DB, upTo int, now func() time.Time
 			err = errors.Join(err, ignoreDone(tx.Rollback()))
 		}
 	}()
-	if from, err = sqlstore.Migrate(ctx, conn{q: tx}, dialect, migrations, upTo, now); err != nil {
+	if from, err = sqlstore.Migrate(ctx, conn{q: tx}, dialect, migrations, upTo, now, progress); err != nil {
 		return 0, err
 	}
 	if err := tx.Commit(); err != nil {

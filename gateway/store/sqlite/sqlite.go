@@ -64,6 +64,10 @@ type Options struct {
 	// stamps when the caller gives none, nonce expiry, date "ap" searches
 	// and the time a migration is recorded. Default time.Now.
 	Now func() time.Time
+	// Progress, if not nil, hears of a migration before it runs and of
+	// each of its steps as it starts (store.MigrationStep): a long one
+	// holds the start (serve logs them).
+	Progress func(store.MigrationStep)
 	// Existing opens only an existing gateway database at the program's
 	// schema version, creating and migrating nothing (the read-only
 	// commands): a missing file or a database not set up is
@@ -152,7 +156,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	w.SetConnMaxIdleTime(0)
 	from := schemaVersion
 	if !opts.Existing {
-		if from, err = migrate(ctx, w, 2*busy, now); err != nil {
+		if from, err = migrate(ctx, w, 2*busy, now, opts.Progress); err != nil {
 			w.Close()
 			return nil, fmt.Errorf("sqlite: migrate %s: %w", path, err)
 		}

@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"os"
@@ -643,4 +644,83 @@ func TestNoWritesAhead(t *testing.T) {
 func TestPoolStats(t *testing.T) {
 	s, _ := openTemp(t, Options{MaxReadConns: 3, MaxQueue: 50})
 	storetest.PoolStats(t, s, 3, 50, false)
+}
+
+// TestOutboxOldRelease: a process of a release before the order keys
+// writes the outbox beside this one (a rolling upgrade, p38 F1 F2), as
+// another connection to the same file.
+func TestOutboxOldRelease(t *testing.T) {
+	s, path := openTemp(t, Options{})
+	db, err := sql.Open("sqlite", dsn(path, 5*time.Second, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	storetest.OutboxOldRelease(t, s, func(query string) error {
+		_, err := db.ExecContext(context.Background(), query)
+		return err
+	})
+}
+
+// TestSchemaFloor: a database migrated past schema 17 (the order keys,
+// which a gateway of an older schema must not outlive) has floor 17; a
+// later release that raises the floor above this program's schema makes
+// it too old (p38 F3: an older gateway kept serving once a newer one had
+// migrated past schema 10).
+func TestSchemaFloor(t *testing.T) {
+	ctx := context.Background()
+	path := buildAt(t, 9, nil)
+	s, err := Open(ctx, path, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	f, err := s.SchemaFloor(ctx)
+	if want := (store.SchemaFloor{Database: schemaVersion, Floor: 17, Program: schemaVersion}); err != nil || f != want || f.TooOld() {
+		t.Fatalf("SchemaFloor = %+v %v, want %+v", f, err, want)
+	}
+	db, err := sql.Open("sqlite", dsn(path, 5*time.Second, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	later := schemaVersion + 3
+	if _, err := db.ExecContext(ctx, fmt.Sprintf(`INSERT INTO schema_migrations (version, applied_at) VALUES (%d, 0);
+		UPDATE schema_floor SET version = %d`, later, later)); err != nil {
+		t.Fatal(err)
+	}
+	if f, err := s.SchemaFloor(ctx); err != nil || f.Floor != later || f.Database != later || !f.TooOld() {
+		t.Fatalf("SchemaFloor after a later release = %+v %v, want floor %d, too old", f, err, later)
+	}
+}
+
+// TestMigrationProgress: Options.Progress hears of a migration before it
+// runs (from, to, how many steps) and of each step as it starts, in order
+// (p38 F5: a long migration logged nothing until it had committed).
+func TestMigrationProgress(t *testing.T) {
+	ctx := context.Background()
+	path := buildAt(t, 17, nil)
+	var got []store.MigrationStep
+	s, err := Open(ctx, path, Options{Progress: func(m store.MigrationStep) { got = append(got, m) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	want := []store.MigrationStep{{From: 17, To: schemaVersion, Steps: schemaVersion - 17}}
+	for _, m := range migrations[17:] {
+		want = append(want, store.MigrationStep{From: 17, To: schemaVersion, Steps: schemaVersion - 17, Version: m.Version, Note: m.Note})
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("Progress got %+v,\nwant %+v", got, want)
+	}
+	// Reopened at the program's schema: nothing to hear.
+	got = nil
+	s2, err := Open(ctx, path, Options{Progress: func(m store.MigrationStep) { got = append(got, m) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2.Close()
+	if len(got) != 0 {
+		t.Errorf("Progress on a migrated database got %+v, want nothing", got)
+	}
 }

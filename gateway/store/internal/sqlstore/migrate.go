@@ -21,7 +21,25 @@ type Migration struct {
 	// After, if not nil, runs after Stmts in the same transaction (SQLite
 	// writes its planner statistics there).
 	After func(ctx context.Context, c Conn) error
+	// NotRolling marks a migration that gateways of an older schema must
+	// not outlive: still running once it has run, they would serve wrong
+	// answers (schema 10's packed AuditEvents) or break the delivery
+	// order (the order keys). Migrate raises the database's floor
+	// (schema_floor, store.SchemaFloor) to it; a running gateway whose
+	// schema is below the floor stops claiming work and answers unready
+	// (operator.UpgradeWatch). docs/deployment.md lists them: such an
+	// upgrade stops every older gateway first.
+	NotRolling bool
 }
+
+// floorTable is the database's floor: the oldest schema a running
+// gateway may have (the latest NotRolling migration applied). Kept by
+// Migrate, as schema_migrations, outside the numbered migrations; a
+// release before it ignores it.
+const floorTable = `CREATE TABLE IF NOT EXISTS schema_floor (
+		one INTEGER NOT NULL PRIMARY KEY CHECK (one = 1),
+		version INTEGER NOT NULL
+	)`
 
 // TypePatientReferences is both stores' migration to the patient references
 // kept once (search.ReferenceRows: an Observation's patient is its subject
@@ -52,13 +70,20 @@ const QuantityComparator = `ALTER TABLE idx_quantity ADD COLUMN comparator TEXT 
 // schema_migrations with its version and now. A database whose schema is
 // newer than the program's is an error. from is the version the database
 // was at (0: a new one).
-func Migrate(ctx context.Context, c Conn, d *Dialect, migrations []Migration, upTo int, now func() time.Time) (from int, err error) {
+//
+// progress, if not nil, hears of the migration before its first step
+// (MigrationStep.Version 0) and of each step as it starts.
+func Migrate(ctx context.Context, c Conn, d *Dialect, migrations []Migration, upTo int, now func() time.Time,
+	progress func(store.MigrationStep)) (from int, err error) {
 	// BIGINT: a PostgreSQL type, an INTEGER to SQLite.
 	if _, err := c.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 		version INTEGER NOT NULL PRIMARY KEY,
 		applied_at BIGINT NOT NULL
 	)`); err != nil {
 		return 0, fmt.Errorf("create schema_migrations: %w", err)
+	}
+	if _, err := c.Exec(ctx, floorTable); err != nil {
+		return 0, fmt.Errorf("create schema_floor: %w", err)
 	}
 	var have int
 	if err := c.QueryRow(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&have); err != nil {
@@ -68,9 +93,27 @@ func Migrate(ctx context.Context, c Conn, d *Dialect, migrations []Migration, up
 		return 0, &store.SchemaVersionError{Have: have, Want: latest}
 	}
 	record := bind(d, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`)
+	step := store.MigrationStep{From: have, To: upTo}
 	for _, m := range migrations {
+		if m.Version > have && m.Version <= upTo {
+			step.Steps++
+		}
+	}
+	if progress != nil && step.Steps > 0 {
+		progress(step)
+	}
+	floor := 0
+	for _, m := range migrations {
+		if m.NotRolling && m.Version <= max(have, upTo) {
+			floor = m.Version
+		}
 		if m.Version <= have || m.Version > upTo {
 			continue
+		}
+		if progress != nil {
+			s := step
+			s.Version, s.Note = m.Version, m.Note
+			progress(s)
 		}
 		for _, st := range m.Stmts {
 			if _, err := c.Exec(ctx, st); err != nil {
@@ -86,7 +129,35 @@ func Migrate(ctx context.Context, c Conn, d *Dialect, migrations []Migration, up
 			return 0, fmt.Errorf("migration %d: %w", m.Version, err)
 		}
 	}
+	if floor > 0 {
+		if _, err := c.Exec(ctx, bind(d, `INSERT INTO schema_floor (one, version) VALUES (1, ?)
+			ON CONFLICT (one) DO UPDATE SET version = excluded.version WHERE schema_floor.version < excluded.version`), floor); err != nil {
+			return 0, fmt.Errorf("schema floor: %w", err)
+		}
+	}
 	return have, nil
+}
+
+// SchemaFloor implements store.Store: the database's schema version and
+// floor (0 when no gateway of this release or later migrated it), and the
+// program's schema version (0 when the store was opened without
+// migrating).
+func (s *Store) SchemaFloor(ctx context.Context) (store.SchemaFloor, error) {
+	f := store.SchemaFloor{Program: s.program}
+	err := s.db.Read(ctx, func(c Conn) error {
+		if err := c.QueryRow(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&f.Database); err != nil {
+			return err
+		}
+		err := c.QueryRow(ctx, `SELECT version FROM schema_floor WHERE one = 1`).Scan(&f.Floor)
+		if errNoRows(err) {
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		return store.SchemaFloor{}, fmt.Errorf("%s: schema floor: %w", s.d.Name, s.err(ctx, err))
+	}
+	return f, nil
 }
 
 // CheckVersion reports, without changing anything, whether c's database

@@ -99,11 +99,30 @@ func (s *Store) Claim(ctx context.Context, destination string, now time.Time, le
 			WHERE destination = ? AND status = 'inflight' AND lease_until <= ?`), store.LeaseEnded, s.text(destination), nowMS); err != nil {
 			return fmt.Errorf("%s: claim: %w", s.d.Name, s.err(t.ctx, err))
 		}
+		// An item is sent when it is the earliest undelivered one of each
+		// of its keys: its record's previous item (OrderKey) is not
+		// pending or in flight, checked first (one probe of outbox_order,
+		// which settles most held-back items; it also holds an item back
+		// behind one that a release before the keys enqueued without
+		// them; the tenant is compared on that item only, since a
+		// condition on it in the probe makes SQLite walk the tenant's
+		// items instead), it
+		// has its keys (one enqueued without them waits for RepairOrder),
+		// and no earlier live key of its keys belongs to an item pending
+		// or in flight (a release before the keys marked items done or
+		// dead without clearing their flags). p38 F1, F2: a rolling
+		// upgrade past the keys' migration.
 		rows, err := t.c.Query(t.ctx, s.bind(`UPDATE outbox SET status = 'inflight', lease_until = ?, updated = ?
 			WHERE status = 'pending' AND id IN (SELECT o.id FROM outbox o
 				WHERE o.destination = ? AND o.status = 'pending' AND o.next_attempt <= ?
+				  AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.id = (SELECT b.id FROM outbox b
+				                      WHERE b.destination = o.destination AND b.order_key = o.order_key AND b.id < o.id
+				                      ORDER BY b.id DESC LIMIT 1)
+				                  AND p.tenant = o.tenant AND p.status IN ('pending', 'inflight'))
+				  AND EXISTS (SELECT 1 FROM outbox_keys k WHERE k.item_id = o.id)
 				  AND NOT EXISTS (SELECT 1 FROM outbox_keys k JOIN outbox_keys p ON p.destination = k.destination
 				                  AND p.tenant = k.tenant AND p.order_key = k.order_key AND p.live = 1 AND p.item_id < k.item_id
+				                  JOIN outbox po ON po.id = p.item_id AND po.status IN ('pending', 'inflight')
 				                  WHERE k.item_id = o.id)
 				ORDER BY o.id LIMIT ?)
 			RETURNING `+outboxCols), now.Add(lease).UnixMilli(), nowMS, s.text(destination), nowMS, limit)
@@ -356,6 +375,7 @@ func (s *Store) Blocker(ctx context.Context, id int64) (int64, error) {
 	err := s.db.Read(ctx, func(c Conn) error {
 		err := c.QueryRow(ctx, s.bind(`SELECT p.item_id FROM outbox_keys k JOIN outbox_keys p
 			ON p.destination = k.destination AND p.tenant = k.tenant AND p.order_key = k.order_key
+			JOIN outbox po ON po.id = p.item_id AND po.status IN ('pending', 'inflight')
 			WHERE k.item_id = ? AND p.live = 1 AND p.item_id < k.item_id
 			ORDER BY p.item_id LIMIT 1`), id).Scan(&blocker)
 		if errNoRows(err) {

@@ -1,6 +1,8 @@
 package sqlstore
 
 import (
+	"context"
+	"fmt"
 	"slices"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
@@ -12,8 +14,11 @@ import (
 // OrderKey, and its OrderKeys: a session's nested records and infusion),
 // with its destination and tenant, live (1) while the item is pending or
 // in flight and 0 once it is done or dead. Claim sends an item only when
-// no live row of an earlier item shares one of its keys, Blocker names
-// that earlier item, and Retry refuses a dead letter that a later item
+// no live row of an earlier item still pending or in flight shares one of
+// its keys (a release before the keys, running beside this one in a
+// rolling upgrade, leaves the flags of the items it completes set, and
+// enqueues items without keys: Claim waits for RepairOrder to give them
+// theirs), Blocker names that earlier item, and Retry refuses a dead letter that a later item
 // of one of its keys supersedes. Every change of an item's status
 // between undone and done or dead updates live in the same transaction.
 // (PostgreSQL has no foreign key on item_id: see its schema 9.)
@@ -75,4 +80,37 @@ func (t *tx) laterItem(id int64) (later int64, status string, err error) {
 		return 0, "", nil
 	}
 	return later, status, err
+}
+
+// OutboxKeysLive is both stores' index of the live keys (a migration after
+// OutboxKeysIndex's): RepairOrder finds the flags to clear through it,
+// never reading the keys of the delivered history.
+const OutboxKeysLive = `CREATE INDEX outbox_keys_live ON outbox_keys (item_id) WHERE live = 1`
+
+// RepairOrder implements store.Outbox: in one write transaction, the open
+// items without keys (through the partial index of the open items,
+// outbox_open_id) get their OrderKey, live while pending or in flight, and
+// the live keys (outbox_keys_live) of items done or dead are cleared. A
+// release before the keys writes both during a rolling upgrade; Claim
+// already ignores the stale flags, and waits for the keys of the items
+// without them.
+func (s *Store) RepairOrder(ctx context.Context) (store.OrderRepair, error) {
+	var r store.OrderRepair
+	err := s.write(ctx, func(t *tx) error {
+		keyed, err := t.c.Exec(t.ctx, `INSERT INTO outbox_keys (item_id, order_key, destination, tenant, live)
+			SELECT o.id, o.order_key, o.destination, o.tenant, CASE WHEN o.status IN ('pending', 'inflight') THEN 1 ELSE 0 END
+			FROM outbox o WHERE o.status <> 'done' AND NOT EXISTS (SELECT 1 FROM outbox_keys k WHERE k.item_id = o.id)`)
+		if err != nil {
+			return fmt.Errorf("%s: repair order: %w", s.d.Name, s.err(t.ctx, err))
+		}
+		cleared, err := t.c.Exec(t.ctx, `UPDATE outbox_keys SET live = 0 WHERE live = 1
+			AND item_id IN (SELECT k.item_id FROM outbox_keys k JOIN outbox o ON o.id = k.item_id
+				WHERE k.live = 1 AND o.status IN ('done', 'dead'))`)
+		if err != nil {
+			return fmt.Errorf("%s: repair order: %w", s.d.Name, s.err(t.ctx, err))
+		}
+		r = store.OrderRepair{Keyed: int(keyed), Cleared: int(cleared)}
+		return nil
+	})
+	return r, err
 }

@@ -115,6 +115,7 @@ type Store struct {
 	ix  auditIndexer
 
 	migrated store.Migration // what Open migrated (SetMigrated)
+	program  int             // the schema version Open migrated to (SetMigrated)
 
 	indexDel []string      // each of indexTables' delete statement (bound)
 	bound    sync.Map      // statement with "?" -> in the dialect's placeholders
@@ -298,6 +299,7 @@ func (s *Store) Migrated() store.Migration { return s.migrated }
 // migrations ms: from (the schema version it found, 0 for a new database)
 // to the last of ms; nothing when from is that.
 func (s *Store) SetMigrated(from int, ms []Migration) {
+	s.program = ms[len(ms)-1].Version
 	if to := ms[len(ms)-1].Version; from != to {
 		s.migrated = store.Migration{From: from, To: to, Applied: Applied(ms, from, to)}
 	}
