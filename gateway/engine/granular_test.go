@@ -104,6 +104,16 @@ func wantKind(t *testing.T, what string, err error, want outcome.Kind) {
 	}
 }
 
+// wantRule checks that err is an OperationOutcome of kind want whose
+// first issue has rule.
+func wantRule(t *testing.T, what string, err error, want outcome.Kind, rule string) {
+	t.Helper()
+	k, issues := outcome.From(err)
+	if err == nil || k != want || len(issues) == 0 || issues[0].Rule != rule {
+		t.Errorf("%s = %v, want %d %s", what, err, want.HTTPStatus(), rule)
+	}
+}
+
 // TestGranularReads: read, vread, _include/_revinclude and a Bundle's GET
 // entries show a hidden resource as one of another tenant: not found.
 func TestGranularReads(t *testing.T) {
@@ -115,14 +125,18 @@ func TestGranularReads(t *testing.T) {
 			t.Errorf("Read(vital) = %v, want it", err)
 		}
 		_, err := e.Read(ctx, hospital("read", hospitalScope), "Observation", c.phq9)
-		wantKind(t, "Read(PHQ-9)", err, outcome.NotFound)
+		wantRule(t, "Read(PHQ-9)", err, outcome.NotFound, "resource-unknown")
 	})
 	t.Run("vread", func(t *testing.T) {
 		if _, err := e.VRead(ctx, hospital("vread", hospitalScope), "Observation", c.vital, "1"); err != nil {
 			t.Errorf("VRead(vital) = %v, want it", err)
 		}
-		_, err := e.VRead(ctx, hospital("vread", hospitalScope), "Observation", c.phq9, "1")
-		wantKind(t, "VRead(PHQ-9)", err, outcome.NotFound)
+		// A hidden resource answers every version as one of another
+		// tenant does: a version it has and one it never had alike.
+		for _, v := range []string{"1", "9"} {
+			_, err := e.VRead(ctx, hospital("vread", hospitalScope), "Observation", c.phq9, v)
+			wantRule(t, "VRead(PHQ-9, "+v+")", err, outcome.NotFound, "resource-unknown")
+		}
 	})
 	t.Run("revinclude", func(t *testing.T) {
 		res, err := e.Search(ctx, hospital("search-type", hospitalScope), "Patient",
@@ -483,7 +497,8 @@ func TestGranularDeleted(t *testing.T) {
 		{"read the vital sign", read(c.vital), outcome.Gone, ""},
 		{"read the PHQ-9", read(c.phq9), outcome.NotFound, "resource-unknown"},
 		{"vread the vital sign's deletion", vread(c.vital, "2"), outcome.Gone, ""},
-		{"vread the PHQ-9's deletion", vread(c.phq9, "2"), outcome.NotFound, ""},
+		{"vread the PHQ-9's deletion", vread(c.phq9, "2"), outcome.NotFound, "resource-unknown"},
+		{"vread the deleted PHQ-9's content", vread(c.phq9, "1"), outcome.NotFound, "resource-unknown"},
 		{"vread a version the vital sign never had", vread(c.vital, "9"), outcome.NotFound, "version-unknown"},
 		{"vread a version the PHQ-9 never had", vread(c.phq9, "9"), outcome.NotFound, "resource-unknown"},
 	}

@@ -140,15 +140,19 @@ func (e *Engine) vread(ctx context.Context, sc *auditlog.Scope, in reads, typ, i
 		return nil, errVersionUnknown
 	}
 	st := e.reader(sc, in)
+	// A resource whose read the caller gets (its current version, or its
+	// deletion, shown) tells a wrong version from a wrong id
+	// (version-unknown). One whose read is 404 is, in every version, as
+	// one of another tenant (resource-unknown): a version-unknown for a
+	// version it has, or had, would tell that it exists.
+	cur, rerr := st.Read(ctx, typ, id)
+	known := rerr == nil && e.Visible(sc, cur) || errors.Is(rerr, store.ErrGone) && e.deletionShown(ctx, sc, st, cur)
+	if !known && (rerr == nil || errors.Is(rerr, store.ErrGone)) {
+		return nil, errForeign
+	}
 	r, err := st.VRead(ctx, typ, id, v)
-	if errors.Is(err, store.ErrNotFound) {
-		// No such version: of a resource the caller could read (or a
-		// deleted one, which read reports too) it is version-unknown, so
-		// a client tells a wrong version from a wrong id.
-		if cur, rerr := st.Read(ctx, typ, id); rerr == nil && e.Visible(sc, cur) ||
-			errors.Is(rerr, store.ErrGone) && e.deletionShown(ctx, sc, st, cur) {
-			return nil, errVersionUnknown
-		}
+	if errors.Is(err, store.ErrNotFound) && known {
+		return nil, errVersionUnknown
 	}
 	if err != nil {
 		return nil, err
