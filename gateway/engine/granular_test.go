@@ -13,6 +13,7 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
 )
@@ -43,13 +44,19 @@ func observation(category, code, patient string) map[string]any {
 
 func newChart(t *testing.T) *chart {
 	t.Helper()
+	return newChartWith(t, search.Limits{})
+}
+
+// newChartWith is newChart with the search limits limits.
+func newChartWith(t *testing.T, limits search.Limits) *chart {
+	t.Helper()
 	ctx := context.Background()
 	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "granular.db"), sqlite.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	a, err := app.New(app.Config{Store: db, BacklogEvery: -1, NoJobRunner: true})
+	a, err := app.New(app.Config{Store: db, BacklogEvery: -1, NoJobRunner: true, SearchLimits: limits})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -508,4 +515,63 @@ func TestGranularDeleted(t *testing.T) {
 			t.Errorf("%s = %v, want %d %s", tt.name, tt.err, tt.want.HTTPStatus(), tt.rule)
 		}
 	}
+}
+
+// TestGranularIncludeBounds: the included resources' bound and the
+// include-iterate-incomplete warning count what the caller is told of
+// (shown, or withheld for a type it cannot read at all), never a resource
+// a granular scope hides: reacting to one would tell that it exists.
+func TestGranularIncludeBounds(t *testing.T) {
+	ctx := context.Background()
+	t.Run("bound", func(t *testing.T) {
+		// The Patient's two Observations exceed a bound of one; the
+		// caller is shown one of them.
+		c := newChartWith(t, search.Limits{Included: 1})
+		res, err := c.a.Engine.Search(ctx, hospital("search-type", hospitalScope), "Patient",
+			url.Values{"_revinclude": {"Observation:subject"}}, false)
+		if err != nil {
+			t.Fatalf("Patient?_revinclude=Observation:subject with a bound of 1 = %v, want the vital sign", err)
+		}
+		if got := strings.Join(ids(res.Page.Included), " "); got != "Observation/"+c.vital {
+			t.Errorf("included %q, want the vital sign", got)
+		}
+		// Without granular scopes, both count.
+		_, err = c.a.Engine.Search(ctx, clinic("search-type"), "Patient",
+			url.Values{"_revinclude": {"Observation:subject"}}, false)
+		wantRule(t, "the clinic's Patient?_revinclude=Observation:subject with a bound of 1", err,
+			outcome.Invalid, "search-limit-exceeded")
+	})
+	t.Run("iterate", func(t *testing.T) {
+		// a -> b -> c (vital signs) -> h (a survey): one further round
+		// reaches c; the one after would reach only h.
+		c := newChartWith(t, search.Limits{IncludeRounds: 1})
+		member := ""
+		var last string
+		for _, cat := range []string{"survey", "vital-signs", "vital-signs", "vital-signs"} {
+			doc := observation(cat, "85354-9", "Patient/"+c.patient)
+			if member != "" {
+				doc["hasMember"] = []any{map[string]any{"reference": "Observation/" + member}}
+			}
+			b, _ := json.Marshal(doc)
+			res, err := c.a.Engine.Create(ctx, clinic("create"), "Observation", func() ([]byte, error) { return b, nil },
+				engine.Preconditions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			member, last = res.Resource.ID, res.Resource.ID
+		}
+		params := url.Values{"_id": {last}, "_include:iterate": {"Observation:has-member"}}
+		res, err := c.a.Engine.Search(ctx, hospital("search-type", hospitalScope), "Observation", params, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Page.Included) != 2 || len(res.Warnings) != 0 || res.Withheld != 0 {
+			t.Errorf("Observation?%s = %d included, warnings %v, withheld %d; want 2, no warning, none",
+				params.Encode(), len(res.Page.Included), res.Warnings, res.Withheld)
+		}
+		res, err = c.a.Engine.Search(ctx, clinic("search-type"), "Observation", params, false)
+		if err != nil || len(res.Warnings) != 1 || res.Warnings[0].Rule != "include-iterate-incomplete" {
+			t.Errorf("the clinic's Observation?%s = %v, warnings %v; want include-iterate-incomplete", params.Encode(), err, res)
+		}
+	})
 }
