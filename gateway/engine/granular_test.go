@@ -317,41 +317,62 @@ func TestGranularWrites(t *testing.T) {
 		}
 		return res.Page.Total
 	}
-	refusedWrite := func(t *testing.T, what string, err error) {
-		t.Helper()
-		k, issues := outcome.From(err)
-		if err == nil || k != outcome.Forbidden || issues[0].Rule != "scope-restriction-write" {
-			t.Errorf("%s = %v, want 403 scope-restriction-write", what, err)
-		}
-	}
+	// reader writes what its granular scope selects, and reads every
+	// Observation: the PHQ-9 is no secret to it.
+	const reader = "system/Observation.u?category=" + catSystem + "|vital-signs system/Observation.rs"
 	tests := []struct {
 		name    string
 		do      func() (*engine.Result, error)
 		allowed bool
-		added   int // Observations the write adds
+		added   int    // Observations the write adds
+		rule    string // the refusal's rule, when not allowed ("" for scope-restriction-write)
 	}{
 		{"create a vital sign", func() (*engine.Result, error) {
 			return e.Create(ctx, hospital("create", writer), "Observation", body("vital-signs", "8867-4", ""), engine.Preconditions{})
-		}, true, 1},
+		}, true, 1, ""},
 		{"create a survey", func() (*engine.Result, error) {
 			return e.Create(ctx, hospital("create", writer), "Observation", body("survey", "44261-6", ""), engine.Preconditions{})
-		}, false, 0},
+		}, false, 0, ""},
 		{"conditional create matching only a hidden resource", func() (*engine.Result, error) {
 			return e.Create(ctx, hospital("create", writer), "Observation", body("vital-signs", "44261-6", ""),
 				engine.Preconditions{IfNoneExist: "code=44261-6"})
-		}, true, 1},
+		}, true, 1, ""},
 		{"update a vital sign into a survey", func() (*engine.Result, error) {
 			return e.Update(ctx, hospital("update", writer), "Observation", c.vital, body("survey", "85354-9", c.vital), engine.Preconditions{})
-		}, false, 0},
+		}, false, 0, ""},
+		// The PHQ-9 is hidden from writer: as another tenant's resource.
 		{"update the PHQ-9 into a vital sign", func() (*engine.Result, error) {
 			return e.Update(ctx, hospital("update", writer), "Observation", c.phq9, body("vital-signs", "44261-6", c.phq9), engine.Preconditions{})
-		}, false, 0},
+		}, false, 0, "id-unavailable"},
+		{"patch the PHQ-9 in a transaction", func() (*engine.Result, error) {
+			patch, _ := json.Marshal(map[string]any{"resourceType": "Parameters", "parameter": []any{map[string]any{
+				"name": "operation", "part": []any{
+					map[string]any{"name": "type", "valueCode": "replace"},
+					map[string]any{"name": "path", "valueString": "Observation.status"},
+					map[string]any{"name": "value", "valueCode": "amended"}}}}})
+			var p map[string]any
+			_ = json.Unmarshal(patch, &p)
+			b, _ := json.Marshal(map[string]any{"resourceType": "Bundle", "type": "transaction", "entry": []any{
+				map[string]any{"resource": p, "request": map[string]any{"method": "PATCH", "url": "Observation/" + c.phq9}},
+			}})
+			_, err := e.Bundle(ctx, hospital("transaction", writer), b, engine.Answer{Base: "https://gw/fhir"})
+			return nil, err
+		}, false, 0, "resource-unknown"},
+		{"update the PHQ-9, which the writer may read", func() (*engine.Result, error) {
+			return e.Update(ctx, hospital("update", reader), "Observation", c.phq9, body("vital-signs", "44261-6", c.phq9), engine.Preconditions{})
+		}, false, 0, ""},
+		{"delete the PHQ-9, which the writer may read", func() (*engine.Result, error) {
+			return e.Delete(ctx, hospital("delete", "system/Observation.d?category="+catSystem+"|vital-signs system/Observation.rs"),
+				"Observation", c.phq9, engine.Preconditions{})
+		}, false, 0, ""},
 		{"update a vital sign", func() (*engine.Result, error) {
 			return e.Update(ctx, hospital("update", writer), "Observation", c.vital, body("vital-signs", "8480-6", c.vital), engine.Preconditions{})
-		}, true, 0},
+		}, true, 0, ""},
+		// Hidden: deleted as another tenant's resource is, which changes
+		// nothing (204).
 		{"delete the PHQ-9", func() (*engine.Result, error) {
 			return e.Delete(ctx, hospital("delete", writer), "Observation", c.phq9, engine.Preconditions{})
-		}, false, 0},
+		}, true, 0, ""},
 		{"transaction with a survey", func() (*engine.Result, error) {
 			b, _ := json.Marshal(map[string]any{"resourceType": "Bundle", "type": "transaction", "entry": []any{
 				map[string]any{"resource": observation("vital-signs", "8867-4", "Patient/"+c.patient), "request": map[string]any{"method": "POST", "url": "Observation"}},
@@ -359,10 +380,10 @@ func TestGranularWrites(t *testing.T) {
 			}})
 			_, err := e.Bundle(ctx, hospital("transaction", writer), b, engine.Answer{Base: "https://gw/fhir"})
 			return nil, err
-		}, false, 0},
+		}, false, 0, ""},
 		{"delete a vital sign", func() (*engine.Result, error) {
 			return e.Delete(ctx, hospital("delete", writer), "Observation", c.vital, engine.Preconditions{})
-		}, true, -1},
+		}, true, -1, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -375,8 +396,10 @@ func TestGranularWrites(t *testing.T) {
 				if tt.added == 1 && (res == nil || !res.Created) {
 					t.Errorf("%s: created %v, want a new resource", tt.name, res != nil && res.Created)
 				}
+			} else if tt.rule == "" {
+				wantRule(t, tt.name, err, outcome.Forbidden, "scope-restriction-write")
 			} else {
-				refusedWrite(t, tt.name, err)
+				wantRule(t, tt.name, err, outcome.NotFound, tt.rule)
 			}
 			if got := count(); got != before+tt.added {
 				t.Errorf("%s: Observations %d -> %d, want %d", tt.name, before, got, before+tt.added)
@@ -469,9 +492,14 @@ func TestGranularPatchReads(t *testing.T) {
 		t.Errorf("Patch(vital) = %v, want it applied", err)
 	}
 	res, err := c.a.Engine.Patch(ctx, hospital("patch", scopes), "Observation", c.phq9, engine.PatchJSON, patch(c.phq9), engine.Preconditions{})
-	if k, _ := outcome.From(err); err == nil || k != outcome.NotFound {
-		t.Errorf("Patch(PHQ-9) = %v, %v; want 404 as its read", res, err)
+	if k, issues := outcome.From(err); err == nil || k != outcome.NotFound || issues[0].Rule != "resource-unknown" {
+		t.Errorf("Patch(PHQ-9) = %v, %v; want 404 resource-unknown as its read", res, err)
 	}
+	// So with a granular u too: the 404 of its read, not a 403 that would
+	// tell the PHQ-9 exists.
+	scopes = hospitalScope + " system/Observation.u?category=" + catSystem + "|vital-signs"
+	_, err = c.a.Engine.Patch(ctx, hospital("patch", scopes), "Observation", c.phq9, engine.PatchJSON, patch(c.phq9), engine.Preconditions{})
+	wantRule(t, "Patch(PHQ-9) with a granular u", err, outcome.NotFound, "resource-unknown")
 }
 
 // TestGranularDeleted: a deletion has no content to select; it is shown

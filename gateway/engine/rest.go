@@ -355,11 +355,14 @@ func (e *Engine) Delete(ctx context.Context, sc *auditlog.Scope, typ, id string,
 				return 0, err
 			}
 		}
-		if err := checkStored(tx.st, sc, typ, id, 'd'); err != nil {
+		st := tx.st
+		if err := e.checkStored(st, sc, typ, id, 'd'); errors.Is(err, errForeign) {
+			st = hiding{Tx: st, typ: typ, id: id}
+		} else if err != nil {
 			return 0, err
 		}
 		var err error
-		if res, err = e.remove(tx.st, typ, id, cond, tx.now); err != nil {
+		if res, err = e.remove(st, typ, id, cond, tx.now); err != nil {
 			return 0, err
 		}
 		sc.TouchDeletion(res.Resource, res.Was)

@@ -150,10 +150,13 @@ func writePerm(method string) byte {
 
 // checkStored checks, for an update, patch or delete (perm 'u' or 'd') of
 // typ/id by the caller of sc, that granular scopes granting perm on typ
-// select its stored version: a resource outside the restriction is not
-// changed through it (403 scope-restriction-write). Nothing stored (or of
+// select its stored version: a resource outside the restriction that the
+// caller may read is not changed through it (403 scope-restriction-write).
+// One it may not read (not Visible) is, to it, as a resource of another
+// tenant: errForeign, which the caller answers as the write answers a
+// foreign id (a 403 would tell that it exists). Nothing stored (or of
 // another tenant, which the write itself answers) passes.
-func checkStored(tx store.Tx, sc *auditlog.Scope, typ, id string, perm byte) error {
+func (e *Engine) checkStored(tx store.Tx, sc *auditlog.Scope, typ, id string, perm byte) error {
 	if !restrictedFor(sc, typ, string(perm)) {
 		return nil
 	}
@@ -161,10 +164,27 @@ func checkStored(tx store.Tx, sc *auditlog.Scope, typ, id string, perm byte) err
 	if err != nil || cur == nil || cur.Deleted {
 		return nil
 	}
-	if !grants(sc.Principal.Scopes, string(perm), cur) {
-		return restrictionWriteError(typ, perm, true)
+	switch {
+	case grants(sc.Principal.Scopes, string(perm), cur):
+		return nil
+	case !e.Visible(sc, cur):
+		return errForeign
 	}
-	return nil
+	return restrictionWriteError(typ, perm, true)
+}
+
+// hiding is tx with typ/id read as a resource of another tenant
+// (errForeign): a write through it answers as for a foreign id.
+type hiding struct {
+	store.Tx
+	typ, id string
+}
+
+func (h hiding) Read(typ, id string) (*store.Resource, error) {
+	if typ == h.typ && id == h.id {
+		return nil, errForeign
+	}
+	return h.Tx.Read(typ, id)
 }
 
 // checkWritten checks that the version r a create, update or patch (perm
