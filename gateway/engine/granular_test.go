@@ -3,6 +3,7 @@ package engine_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/url"
 	"path/filepath"
 	"strings"
@@ -267,7 +268,7 @@ func TestGranularHistoryEverything(t *testing.T) {
 	})
 	t.Run("hidden instance", func(t *testing.T) {
 		_, err := e.History(ctx, hospital("history-instance", hospitalScope), "Observation", c.phq9, url.Values{}, false)
-		wantKind(t, "History(PHQ-9)", err, outcome.NotFound)
+		wantRule(t, "History(PHQ-9)", err, outcome.NotFound, "resource-unknown")
 	})
 	t.Run("type", func(t *testing.T) {
 		_, err := e.History(ctx, hospital("history-type", hospitalScope), "Observation", "", url.Values{}, false)
@@ -543,6 +544,21 @@ func TestGranularDeleted(t *testing.T) {
 			t.Errorf("%s = %v, want %d %s", tt.name, tt.err, tt.want.HTTPStatus(), tt.rule)
 		}
 	}
+	// A client syncing by history learns of the deletion of a resource
+	// it could read; of the PHQ-9's, nothing.
+	h, err := e.History(ctx, hospital("history-instance", hospitalScope), "Observation", c.vital, url.Values{}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, v := range h.Versions {
+		got = append(got, fmt.Sprintf("%d deleted=%t", v.Version, v.Deleted))
+	}
+	if want := "2 deleted=true, 1 deleted=false"; strings.Join(got, ", ") != want || h.Total != 2 {
+		t.Errorf("History(vital) = %v, total %d; want %s, total 2", got, h.Total, want)
+	}
+	_, err = e.History(ctx, hospital("history-instance", hospitalScope), "Observation", c.phq9, url.Values{}, false)
+	wantRule(t, "History(PHQ-9)", err, outcome.NotFound, "resource-unknown")
 }
 
 // TestGranularIncludeBounds: the included resources' bound and the

@@ -562,10 +562,13 @@ func (e *Engine) history(ctx context.Context, sc *auditlog.Scope, in reads, typ,
 	}
 	// The scope check above covers every version's type; Disclose keeps
 	// the one decision in one place (and the tenant check twice).
+	// restrictedHistory decided already, deletions included.
 	if countOnly {
 		versions, q.Count = nil, 0
 	}
-	versions, _ = e.Disclose(sc, versions)
+	if !restricted {
+		versions, _ = e.Disclose(sc, versions)
+	}
 	sc.Touch(versions...)
 	sc.Description = fmt.Sprintf("%d versions", len(versions))
 	return &HistoryResult{Query: q, Versions: versions, Total: total, Ignored: ignored}, nil

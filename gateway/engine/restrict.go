@@ -108,9 +108,12 @@ func restrict(sc *auditlog.Scope, q *search.Query) error {
 
 // restrictedHistory is the history q of one resource of a type the caller
 // reads through granular scopes only: every version is read, those the
-// restriction does not select (Visible; a deletion, which has no content,
-// is not selected) are left out, and the total and the page are of those
-// shown, so that neither tells how many versions were left out.
+// restriction does not select (Visible) are left out, and the total and
+// the page are of those shown, so that neither tells how many versions
+// were left out. A deletion, which has no content to select, is shown when
+// the version before it is (deletionShown): a client syncing by history
+// learns that a resource it could read was deleted. What it returns has
+// been decided here: the caller does not Disclose it again.
 func restrictedHistory(ctx context.Context, e *Engine, sc *auditlog.Scope, st reader, q store.HistoryQuery) ([]*store.Resource, int, error) {
 	all := q
 	all.Offset, all.Count = 0, search.MaxCount
@@ -121,7 +124,7 @@ func restrictedHistory(ctx context.Context, e *Engine, sc *auditlog.Scope, st re
 			return nil, 0, err
 		}
 		for _, v := range vs {
-			if e.Visible(sc, v) {
+			if v.Deleted && e.deletionShown(ctx, sc, st, v) || !v.Deleted && e.Visible(sc, v) {
 				shown = append(shown, v)
 			}
 		}
