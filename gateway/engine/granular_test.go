@@ -359,6 +359,16 @@ func TestGranularWrites(t *testing.T) {
 			_, err := e.Bundle(ctx, hospital("transaction", writer), b, engine.Answer{Base: "https://gw/fhir"})
 			return nil, err
 		}, false, 0, "resource-unknown"},
+		{"delete the PHQ-9 in a transaction", func() (*engine.Result, error) {
+			b, _ := json.Marshal(map[string]any{"resourceType": "Bundle", "type": "transaction", "entry": []any{
+				map[string]any{"request": map[string]any{"method": "DELETE", "url": "Observation/" + c.phq9}},
+			}})
+			res, err := e.Bundle(ctx, hospital("transaction", writer), b, engine.Answer{Base: "https://gw/fhir"})
+			if err == nil && !strings.HasPrefix(res.Entry[0].Response.Status, "204") {
+				t.Errorf("DELETE entry = %s, want 204", res.Entry[0].Response.Status)
+			}
+			return nil, err
+		}, true, 0, ""},
 		{"update the PHQ-9, which the writer may read", func() (*engine.Result, error) {
 			return e.Update(ctx, hospital("update", reader), "Observation", c.phq9, body("vital-signs", "44261-6", c.phq9), engine.Preconditions{})
 		}, false, 0, ""},
