@@ -66,7 +66,7 @@ func (s *Server) handleToken(c echo.Context) error {
 		notGranted := strings.Join(resp.NotGranted, ", ")
 		sc.Description += "; not granted: " + notGranted
 		s.log.InfoContext(r.Context(), "token granted fewer scopes than requested", "client", resp.ClientID,
-			"scopes_granted", auth.ShownScopes(resp.Scope), "scopes_not_granted", notGranted)
+			"scopes_granted", auth.ParseScopes(resp.Scope).Shown(), "scopes_not_granted", notGranted)
 	}
 	return c.JSON(http.StatusOK, resp)
 }

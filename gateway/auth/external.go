@@ -320,7 +320,7 @@ func claimScopes(raw json.RawMessage) Scopes {
 	if json.Unmarshal(raw, &list) == nil {
 		var out Scopes
 		for _, item := range list {
-			if sc, ok := parseAny(item); ok {
+			if sc, err := parseAny(item); err == nil {
 				out.add(sc)
 			}
 		}

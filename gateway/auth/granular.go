@@ -135,24 +135,3 @@ func (s Scopes) Restriction(typ, perms string) (restrictions [][]search.Clause, 
 	}
 	return restrictions, false
 }
-
-// Grants reports whether the scopes grant one of perms (some of 'c', 'r',
-// 'u', 'd', 's') on the resource of typ whose search index entries are
-// entries (search.Extract, as the stores index it): some scope granting
-// one of them on typ (or *) is unrestricted, or its restriction selects
-// the entries, exactly as the equivalent search would (search.Satisfies).
-func (s Scopes) Grants(typ, perms string, entries []search.Entry) bool {
-	restrictions, unrestricted := s.Restriction(typ, perms)
-	if unrestricted {
-		return true
-	}
-	return slices.ContainsFunc(restrictions, func(cs []search.Clause) bool {
-		return search.Satisfies(&search.Query{Type: typ, Clauses: cs}, entries)
-	})
-}
-
-// Restricted reports whether some of the scopes is granular (restricted by
-// search parameters).
-func (s Scopes) Restricted() bool {
-	return slices.ContainsFunc(s.list, func(sc scope) bool { return sc.query != "" })
-}

@@ -170,9 +170,25 @@ func FuzzParseGranular(f *testing.F) {
 			return
 		}
 		base, _, _ := strings.Cut(s, "?")
-		if shown := (Scopes{list: []scope{sc}}).Shown(); shown != base+"?..." || ShownScopes(s) != shown {
-			t.Fatalf("Shown(%q) = %q, ShownScopes %q; want %q", s, shown, ShownScopes(s), base+"?...")
+		if shown := (Scopes{list: []scope{sc}}).Shown(); shown != base+"?..." || ParseScopes(s).Shown() != shown {
+			t.Fatalf("Shown(%q) = %q, ParseScopes(%[1]q).Shown() %q; want %q", s, shown, ParseScopes(s).Shown(), base+"?...")
 		}
-		(Scopes{list: []scope{sc}}).Grants(sc.resourceType, "rs", nil)
+		(Scopes{list: []scope{sc}}).Restriction(sc.resourceType, "rs")
 	})
+}
+
+func TestScopesRestriction(t *testing.T) {
+	s := ParseScopes(vitalSigns + " system/Observation.rs?code=44261-6 system/Patient.rs system/*.c")
+	if rs, un := s.Restriction("Observation", "rs"); un || len(rs) != 2 {
+		t.Errorf("Restriction(Observation, rs) = %d restrictions, unrestricted %v; want 2, false", len(rs), un)
+	}
+	if rs, un := s.Restriction("Patient", "r"); !un || rs != nil {
+		t.Errorf("Restriction(Patient, r) = %v, %v; want nil, true", rs, un)
+	}
+	if rs, un := s.Restriction("Observation", "c"); !un || rs != nil {
+		t.Errorf("Restriction(Observation, c) = %v, %v; want nil, true (system/*.c)", rs, un)
+	}
+	if rs, un := s.Restriction("Observation", "d"); un || rs != nil {
+		t.Errorf("Restriction(Observation, d) = %v, %v; want nothing granted", rs, un)
+	}
 }

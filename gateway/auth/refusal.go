@@ -52,7 +52,8 @@ func refusals(requested string, allowed, granted Scopes) []refusal {
 		}
 		seen[f] = true
 		r := refusal{n: i + 1}
-		if sc, ok := parseAny(f); ok {
+		sc, err := parseAny(f)
+		if err == nil {
 			if !grant(Scopes{list: []scope{sc}}, allowed).empty() {
 				continue
 			}
@@ -63,9 +64,7 @@ func refusals(requested string, allowed, granted Scopes) []refusal {
 		base, _, granular := strings.Cut(f, "?")
 		if sc, ok := parseScope(base); granular && ok && sc.resourceType != "" {
 			r.name, r.base, r.reason = base+"?...", base, refusedGranular
-			if _, err := parseGranular(f); err != nil {
-				r.why = err.Error()
-			}
+			r.why = err.Error() // parseGranular's reason: f holds a "?"
 			r.instead = grant(Scopes{list: []scope{sc}}, allowed)
 			if covered(granted, r.instead) && !r.instead.empty() {
 				continue

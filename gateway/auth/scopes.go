@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"errors"
 	"strings"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
@@ -68,21 +69,28 @@ type Scopes struct {
 func ParseScopes(s string) Scopes {
 	var out Scopes
 	for _, f := range strings.Fields(s) {
-		if sc, ok := parseAny(f); ok {
+		if sc, err := parseAny(f); err == nil {
 			out.add(sc)
 		}
 	}
 	return out
 }
 
+// errScopeUnknown is parseAny's error for a scope the gateway does not
+// know (not granular, not one parseScope reads).
+var errScopeUnknown = errors.New("not a scope the gateway grants")
+
 // parseAny parses one scope of any form the gateway grants, granular or
-// not.
-func parseAny(s string) (scope, bool) {
+// not. The error of a granular one says why it is refused (parseGranular,
+// never quoting the restriction); of another, errScopeUnknown.
+func parseAny(s string) (scope, error) {
 	if strings.Contains(s, "?") {
-		sc, err := parseGranular(s)
-		return sc, err == nil
+		return parseGranular(s)
 	}
-	return parseScope(s)
+	if sc, ok := parseScope(s); ok {
+		return sc, nil
+	}
+	return scope{}, errScopeUnknown
 }
 
 func parseScope(s string) (scope, bool) {
@@ -217,8 +225,8 @@ func (s Scopes) Allows(resourceType string, perm byte) bool {
 // same restriction (search.Key); a granular scope never covers an
 // unrestricted one. An unrecognised name is never covered.
 func (s Scopes) Has(name string) bool {
-	want, ok := parseAny(name)
-	if !ok {
+	want, err := parseAny(name)
+	if err != nil {
 		return false
 	}
 	if want.resourceType == "" {
@@ -391,17 +399,4 @@ func (s Scopes) Shown() string {
 		parts[i] = sc.shown()
 	}
 	return strings.Join(parts, " ")
-}
-
-// ShownScopes returns the space-separated scopes s as the log names them:
-// each granular scope without its restriction ("system/Observation.rs?..."),
-// which may name a patient.
-func ShownScopes(s string) string {
-	fields := strings.Fields(s)
-	for i, f := range fields {
-		if base, _, ok := strings.Cut(f, "?"); ok {
-			fields[i] = base + "?..."
-		}
-	}
-	return strings.Join(fields, " ")
 }

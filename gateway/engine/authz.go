@@ -1,8 +1,8 @@
 package engine
 
 import (
-	"encoding/json"
 	"fmt"
+	"slices"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
@@ -74,21 +74,26 @@ func (e *Engine) Visible(sc *auditlog.Scope, r *store.Resource) bool {
 
 // grants reports whether scopes grant one of perms on the stored version
 // r: an unrestricted scope on its type, or a granular one whose restriction
-// selects r's index entries (search.Extract of its body, as the stores
-// index it, so that a scope selects exactly what its search would).
+// selects r's index entries (search.Extract of its body decoded as the
+// stores decode it to index it, storedContent, tested with
+// search.Satisfies, so that a scope selects exactly what its search
+// would). Several scopes are ORed.
 func grants(scopes auth.Scopes, perms string, r *store.Resource) bool {
 	restrictions, unrestricted := scopes.Restriction(r.Type, perms)
 	if unrestricted {
 		return true
 	}
-	if len(restrictions) == 0 || r.Deleted || len(r.Body) == 0 {
+	if len(restrictions) == 0 {
 		return false
 	}
-	var doc map[string]any
-	if err := json.Unmarshal(r.Body, &doc); err != nil {
+	doc, err := storedContent(r)
+	if err != nil || doc == nil {
 		return false
 	}
-	return scopes.Grants(r.Type, perms, search.Extract(r.Type, doc))
+	entries := search.Extract(r.Type, doc)
+	return slices.ContainsFunc(restrictions, func(cs []search.Clause) bool {
+		return search.Satisfies(&search.Query{Type: r.Type, Clauses: cs}, entries)
+	})
 }
 
 // restrictedFor reports whether the caller's scopes grant perms on typ only

@@ -3,6 +3,7 @@ package engine_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/url"
 	"path/filepath"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
 )
@@ -43,13 +45,19 @@ func observation(category, code, patient string) map[string]any {
 
 func newChart(t *testing.T) *chart {
 	t.Helper()
+	return newChartWith(t, search.Limits{})
+}
+
+// newChartWith is newChart with the search limits limits.
+func newChartWith(t *testing.T, limits search.Limits) *chart {
+	t.Helper()
 	ctx := context.Background()
 	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "granular.db"), sqlite.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	a, err := app.New(app.Config{Store: db, BacklogEvery: -1, NoJobRunner: true})
+	a, err := app.New(app.Config{Store: db, BacklogEvery: -1, NoJobRunner: true, SearchLimits: limits})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,6 +112,16 @@ func wantKind(t *testing.T, what string, err error, want outcome.Kind) {
 	}
 }
 
+// wantRule checks that err is an OperationOutcome of kind want whose
+// first issue has rule.
+func wantRule(t *testing.T, what string, err error, want outcome.Kind, rule string) {
+	t.Helper()
+	k, issues := outcome.From(err)
+	if err == nil || k != want || len(issues) == 0 || issues[0].Rule != rule {
+		t.Errorf("%s = %v, want %d %s", what, err, want.HTTPStatus(), rule)
+	}
+}
+
 // TestGranularReads: read, vread, _include/_revinclude and a Bundle's GET
 // entries show a hidden resource as one of another tenant: not found.
 func TestGranularReads(t *testing.T) {
@@ -115,14 +133,18 @@ func TestGranularReads(t *testing.T) {
 			t.Errorf("Read(vital) = %v, want it", err)
 		}
 		_, err := e.Read(ctx, hospital("read", hospitalScope), "Observation", c.phq9)
-		wantKind(t, "Read(PHQ-9)", err, outcome.NotFound)
+		wantRule(t, "Read(PHQ-9)", err, outcome.NotFound, "resource-unknown")
 	})
 	t.Run("vread", func(t *testing.T) {
 		if _, err := e.VRead(ctx, hospital("vread", hospitalScope), "Observation", c.vital, "1"); err != nil {
 			t.Errorf("VRead(vital) = %v, want it", err)
 		}
-		_, err := e.VRead(ctx, hospital("vread", hospitalScope), "Observation", c.phq9, "1")
-		wantKind(t, "VRead(PHQ-9)", err, outcome.NotFound)
+		// A hidden resource answers every version as one of another
+		// tenant does: a version it has and one it never had alike.
+		for _, v := range []string{"1", "9"} {
+			_, err := e.VRead(ctx, hospital("vread", hospitalScope), "Observation", c.phq9, v)
+			wantRule(t, "VRead(PHQ-9, "+v+")", err, outcome.NotFound, "resource-unknown")
+		}
 	})
 	t.Run("revinclude", func(t *testing.T) {
 		res, err := e.Search(ctx, hospital("search-type", hospitalScope), "Patient",
@@ -246,7 +268,7 @@ func TestGranularHistoryEverything(t *testing.T) {
 	})
 	t.Run("hidden instance", func(t *testing.T) {
 		_, err := e.History(ctx, hospital("history-instance", hospitalScope), "Observation", c.phq9, url.Values{}, false)
-		wantKind(t, "History(PHQ-9)", err, outcome.NotFound)
+		wantRule(t, "History(PHQ-9)", err, outcome.NotFound, "resource-unknown")
 	})
 	t.Run("type", func(t *testing.T) {
 		_, err := e.History(ctx, hospital("history-type", hospitalScope), "Observation", "", url.Values{}, false)
@@ -296,41 +318,72 @@ func TestGranularWrites(t *testing.T) {
 		}
 		return res.Page.Total
 	}
-	refusedWrite := func(t *testing.T, what string, err error) {
-		t.Helper()
-		k, issues := outcome.From(err)
-		if err == nil || k != outcome.Forbidden || issues[0].Rule != "scope-restriction-write" {
-			t.Errorf("%s = %v, want 403 scope-restriction-write", what, err)
-		}
-	}
+	// reader writes what its granular scope selects, and reads every
+	// Observation: the PHQ-9 is no secret to it.
+	const reader = "system/Observation.u?category=" + catSystem + "|vital-signs system/Observation.rs"
 	tests := []struct {
 		name    string
 		do      func() (*engine.Result, error)
 		allowed bool
-		added   int // Observations the write adds
+		added   int    // Observations the write adds
+		rule    string // the refusal's rule, when not allowed ("" for scope-restriction-write)
 	}{
 		{"create a vital sign", func() (*engine.Result, error) {
 			return e.Create(ctx, hospital("create", writer), "Observation", body("vital-signs", "8867-4", ""), engine.Preconditions{})
-		}, true, 1},
+		}, true, 1, ""},
 		{"create a survey", func() (*engine.Result, error) {
 			return e.Create(ctx, hospital("create", writer), "Observation", body("survey", "44261-6", ""), engine.Preconditions{})
-		}, false, 0},
+		}, false, 0, ""},
 		{"conditional create matching only a hidden resource", func() (*engine.Result, error) {
 			return e.Create(ctx, hospital("create", writer), "Observation", body("vital-signs", "44261-6", ""),
 				engine.Preconditions{IfNoneExist: "code=44261-6"})
-		}, true, 1},
+		}, true, 1, ""},
 		{"update a vital sign into a survey", func() (*engine.Result, error) {
 			return e.Update(ctx, hospital("update", writer), "Observation", c.vital, body("survey", "85354-9", c.vital), engine.Preconditions{})
-		}, false, 0},
+		}, false, 0, ""},
+		// The PHQ-9 is hidden from writer: as another tenant's resource.
 		{"update the PHQ-9 into a vital sign", func() (*engine.Result, error) {
 			return e.Update(ctx, hospital("update", writer), "Observation", c.phq9, body("vital-signs", "44261-6", c.phq9), engine.Preconditions{})
-		}, false, 0},
+		}, false, 0, "id-unavailable"},
+		{"patch the PHQ-9 in a transaction", func() (*engine.Result, error) {
+			patch, _ := json.Marshal(map[string]any{"resourceType": "Parameters", "parameter": []any{map[string]any{
+				"name": "operation", "part": []any{
+					map[string]any{"name": "type", "valueCode": "replace"},
+					map[string]any{"name": "path", "valueString": "Observation.status"},
+					map[string]any{"name": "value", "valueCode": "amended"}}}}})
+			var p map[string]any
+			_ = json.Unmarshal(patch, &p)
+			b, _ := json.Marshal(map[string]any{"resourceType": "Bundle", "type": "transaction", "entry": []any{
+				map[string]any{"resource": p, "request": map[string]any{"method": "PATCH", "url": "Observation/" + c.phq9}},
+			}})
+			_, err := e.Bundle(ctx, hospital("transaction", writer), b, engine.Answer{Base: "https://gw/fhir"})
+			return nil, err
+		}, false, 0, "resource-unknown"},
+		{"delete the PHQ-9 in a transaction", func() (*engine.Result, error) {
+			b, _ := json.Marshal(map[string]any{"resourceType": "Bundle", "type": "transaction", "entry": []any{
+				map[string]any{"request": map[string]any{"method": "DELETE", "url": "Observation/" + c.phq9}},
+			}})
+			res, err := e.Bundle(ctx, hospital("transaction", writer), b, engine.Answer{Base: "https://gw/fhir"})
+			if err == nil && !strings.HasPrefix(res.Entry[0].Response.Status, "204") {
+				t.Errorf("DELETE entry = %s, want 204", res.Entry[0].Response.Status)
+			}
+			return nil, err
+		}, true, 0, ""},
+		{"update the PHQ-9, which the writer may read", func() (*engine.Result, error) {
+			return e.Update(ctx, hospital("update", reader), "Observation", c.phq9, body("vital-signs", "44261-6", c.phq9), engine.Preconditions{})
+		}, false, 0, ""},
+		{"delete the PHQ-9, which the writer may read", func() (*engine.Result, error) {
+			return e.Delete(ctx, hospital("delete", "system/Observation.d?category="+catSystem+"|vital-signs system/Observation.rs"),
+				"Observation", c.phq9, engine.Preconditions{})
+		}, false, 0, ""},
 		{"update a vital sign", func() (*engine.Result, error) {
 			return e.Update(ctx, hospital("update", writer), "Observation", c.vital, body("vital-signs", "8480-6", c.vital), engine.Preconditions{})
-		}, true, 0},
+		}, true, 0, ""},
+		// Hidden: deleted as another tenant's resource is, which changes
+		// nothing (204).
 		{"delete the PHQ-9", func() (*engine.Result, error) {
 			return e.Delete(ctx, hospital("delete", writer), "Observation", c.phq9, engine.Preconditions{})
-		}, false, 0},
+		}, true, 0, ""},
 		{"transaction with a survey", func() (*engine.Result, error) {
 			b, _ := json.Marshal(map[string]any{"resourceType": "Bundle", "type": "transaction", "entry": []any{
 				map[string]any{"resource": observation("vital-signs", "8867-4", "Patient/"+c.patient), "request": map[string]any{"method": "POST", "url": "Observation"}},
@@ -338,10 +391,10 @@ func TestGranularWrites(t *testing.T) {
 			}})
 			_, err := e.Bundle(ctx, hospital("transaction", writer), b, engine.Answer{Base: "https://gw/fhir"})
 			return nil, err
-		}, false, 0},
+		}, false, 0, ""},
 		{"delete a vital sign", func() (*engine.Result, error) {
 			return e.Delete(ctx, hospital("delete", writer), "Observation", c.vital, engine.Preconditions{})
-		}, true, -1},
+		}, true, -1, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -354,8 +407,10 @@ func TestGranularWrites(t *testing.T) {
 				if tt.added == 1 && (res == nil || !res.Created) {
 					t.Errorf("%s: created %v, want a new resource", tt.name, res != nil && res.Created)
 				}
+			} else if tt.rule == "" {
+				wantRule(t, tt.name, err, outcome.Forbidden, "scope-restriction-write")
 			} else {
-				refusedWrite(t, tt.name, err)
+				wantRule(t, tt.name, err, outcome.NotFound, tt.rule)
 			}
 			if got := count(); got != before+tt.added {
 				t.Errorf("%s: Observations %d -> %d, want %d", tt.name, before, got, before+tt.added)
@@ -448,9 +503,14 @@ func TestGranularPatchReads(t *testing.T) {
 		t.Errorf("Patch(vital) = %v, want it applied", err)
 	}
 	res, err := c.a.Engine.Patch(ctx, hospital("patch", scopes), "Observation", c.phq9, engine.PatchJSON, patch(c.phq9), engine.Preconditions{})
-	if k, _ := outcome.From(err); err == nil || k != outcome.NotFound {
-		t.Errorf("Patch(PHQ-9) = %v, %v; want 404 as its read", res, err)
+	if k, issues := outcome.From(err); err == nil || k != outcome.NotFound || issues[0].Rule != "resource-unknown" {
+		t.Errorf("Patch(PHQ-9) = %v, %v; want 404 resource-unknown as its read", res, err)
 	}
+	// So with a granular u too: the 404 of its read, not a 403 that would
+	// tell the PHQ-9 exists.
+	scopes = hospitalScope + " system/Observation.u?category=" + catSystem + "|vital-signs"
+	_, err = c.a.Engine.Patch(ctx, hospital("patch", scopes), "Observation", c.phq9, engine.PatchJSON, patch(c.phq9), engine.Preconditions{})
+	wantRule(t, "Patch(PHQ-9) with a granular u", err, outcome.NotFound, "resource-unknown")
 }
 
 // TestGranularDeleted: a deletion has no content to select; it is shown
@@ -483,7 +543,8 @@ func TestGranularDeleted(t *testing.T) {
 		{"read the vital sign", read(c.vital), outcome.Gone, ""},
 		{"read the PHQ-9", read(c.phq9), outcome.NotFound, "resource-unknown"},
 		{"vread the vital sign's deletion", vread(c.vital, "2"), outcome.Gone, ""},
-		{"vread the PHQ-9's deletion", vread(c.phq9, "2"), outcome.NotFound, ""},
+		{"vread the PHQ-9's deletion", vread(c.phq9, "2"), outcome.NotFound, "resource-unknown"},
+		{"vread the deleted PHQ-9's content", vread(c.phq9, "1"), outcome.NotFound, "resource-unknown"},
 		{"vread a version the vital sign never had", vread(c.vital, "9"), outcome.NotFound, "version-unknown"},
 		{"vread a version the PHQ-9 never had", vread(c.phq9, "9"), outcome.NotFound, "resource-unknown"},
 	}
@@ -493,4 +554,78 @@ func TestGranularDeleted(t *testing.T) {
 			t.Errorf("%s = %v, want %d %s", tt.name, tt.err, tt.want.HTTPStatus(), tt.rule)
 		}
 	}
+	// A client syncing by history learns of the deletion of a resource
+	// it could read; of the PHQ-9's, nothing.
+	h, err := e.History(ctx, hospital("history-instance", hospitalScope), "Observation", c.vital, url.Values{}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, v := range h.Versions {
+		got = append(got, fmt.Sprintf("%d deleted=%t", v.Version, v.Deleted))
+	}
+	if want := "2 deleted=true, 1 deleted=false"; strings.Join(got, ", ") != want || h.Total != 2 {
+		t.Errorf("History(vital) = %v, total %d; want %s, total 2", got, h.Total, want)
+	}
+	_, err = e.History(ctx, hospital("history-instance", hospitalScope), "Observation", c.phq9, url.Values{}, false)
+	wantRule(t, "History(PHQ-9)", err, outcome.NotFound, "resource-unknown")
+}
+
+// TestGranularIncludeBounds: the included resources' bound and the
+// include-iterate-incomplete warning count what the caller is told of
+// (shown, or withheld for a type it cannot read at all), never a resource
+// a granular scope hides: reacting to one would tell that it exists.
+func TestGranularIncludeBounds(t *testing.T) {
+	ctx := context.Background()
+	t.Run("bound", func(t *testing.T) {
+		// The Patient's two Observations exceed a bound of one; the
+		// caller is shown one of them.
+		c := newChartWith(t, search.Limits{Included: 1})
+		res, err := c.a.Engine.Search(ctx, hospital("search-type", hospitalScope), "Patient",
+			url.Values{"_revinclude": {"Observation:subject"}}, false)
+		if err != nil {
+			t.Fatalf("Patient?_revinclude=Observation:subject with a bound of 1 = %v, want the vital sign", err)
+		}
+		if got := strings.Join(ids(res.Page.Included), " "); got != "Observation/"+c.vital {
+			t.Errorf("included %q, want the vital sign", got)
+		}
+		// Without granular scopes, both count.
+		_, err = c.a.Engine.Search(ctx, clinic("search-type"), "Patient",
+			url.Values{"_revinclude": {"Observation:subject"}}, false)
+		wantRule(t, "the clinic's Patient?_revinclude=Observation:subject with a bound of 1", err,
+			outcome.Invalid, "search-limit-exceeded")
+	})
+	t.Run("iterate", func(t *testing.T) {
+		// a -> b -> c (vital signs) -> h (a survey): one further round
+		// reaches c; the one after would reach only h.
+		c := newChartWith(t, search.Limits{IncludeRounds: 1})
+		member := ""
+		var last string
+		for _, cat := range []string{"survey", "vital-signs", "vital-signs", "vital-signs"} {
+			doc := observation(cat, "85354-9", "Patient/"+c.patient)
+			if member != "" {
+				doc["hasMember"] = []any{map[string]any{"reference": "Observation/" + member}}
+			}
+			b, _ := json.Marshal(doc)
+			res, err := c.a.Engine.Create(ctx, clinic("create"), "Observation", func() ([]byte, error) { return b, nil },
+				engine.Preconditions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			member, last = res.Resource.ID, res.Resource.ID
+		}
+		params := url.Values{"_id": {last}, "_include:iterate": {"Observation:has-member"}}
+		res, err := c.a.Engine.Search(ctx, hospital("search-type", hospitalScope), "Observation", params, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Page.Included) != 2 || len(res.Warnings) != 0 || res.Withheld != 0 {
+			t.Errorf("Observation?%s = %d included, warnings %v, withheld %d; want 2, no warning, none",
+				params.Encode(), len(res.Page.Included), res.Warnings, res.Withheld)
+		}
+		res, err = c.a.Engine.Search(ctx, clinic("search-type"), "Observation", params, false)
+		if err != nil || len(res.Warnings) != 1 || res.Warnings[0].Rule != "include-iterate-incomplete" {
+			t.Errorf("the clinic's Observation?%s = %v, warnings %v; want include-iterate-incomplete", params.Encode(), err, res)
+		}
+	})
 }

@@ -19,19 +19,23 @@ import (
 // starts from what the caller was shown of the round before, never from a
 // resource withheld from it, and its resources pass Disclose like the
 // first round's: a link through a resource the caller may not see is not
-// followed. The rounds are bounded: every resource included (shown or not)
-// counts against Query.MaxIncluded (beyond it the search is refused,
+// followed. The rounds are bounded: every resource included that the
+// caller is told of (shown, or counted withheld) counts against
+// Query.MaxIncluded (beyond it the search is refused,
 // search-limit-exceeded, as for one round), and after Limits.IncludeRounds
-// further rounds a round that would still add resources is not run: the
-// page answers what it has, and out.Warnings says the inclusion stopped.
+// further rounds a round that would still add such resources is not run:
+// the page answers what it has, and out.Warnings says the inclusion
+// stopped. A resource a granular scope hides (which Disclose neither shows
+// nor counts) counts toward neither: reacting to it would tell that it
+// exists.
 func (e *Engine) include(ctx context.Context, sc *auditlog.Scope, st reader, out *SearchResult) error {
 	q, pg := out.Query, out.Page
 	limit := q.MaxIncluded
-	count := len(pg.Included)
+	shown, withheld := e.Disclose(sc, pg.Included)
+	count := len(shown) + withheld
 	if limit > 0 && count > limit {
 		return searchError(search.LimitError(limit))
 	}
-	shown, withheld := e.Disclose(sc, pg.Included)
 	iq := iterating(q)
 	if iq == nil || len(shown) == 0 {
 		pg.Included, out.Withheld = shown, out.Withheld+withheld
@@ -57,7 +61,8 @@ func (e *Engine) include(ctx context.Context, sc *auditlog.Scope, st reader, out
 				fresh = append(fresh, r)
 			}
 		}
-		if len(fresh) == 0 {
+		next, w := e.Disclose(sc, fresh)
+		if len(next)+w == 0 {
 			break
 		}
 		if rounds := e.limits.IncludeRounds; round > rounds {
@@ -67,12 +72,10 @@ func (e *Engine) include(ctx context.Context, sc *auditlog.Scope, st reader, out
 					"further round would include are not on the page (search them from the last ones included)", rounds)})
 			break
 		}
-		if count += len(fresh); limit > 0 && count > limit {
+		if count += len(next) + w; limit > 0 && count > limit {
 			return searchError(search.LimitError(limit))
 		}
-		var w int
-		from, w = e.Disclose(sc, fresh)
-		withheld += w
+		from, withheld = next, withheld+w
 		included = append(included, from...)
 	}
 	pg.Included, out.Withheld = included, out.Withheld+withheld

@@ -265,6 +265,9 @@ func (e *Engine) createAt(tx store.Tx, typ, id string, doc map[string]any, pre c
 // owns reports whether the tenant of tx may write r (a shared conformance
 // resource is readable by every tenant but written only by its own).
 func owns(tx store.Tx, r *store.Resource) bool {
+	if h, ok := tx.(hiding); ok {
+		tx = h.Tx
+	}
 	if tt, ok := tx.(tenantTx); ok && r != nil {
 		return r.Tenant == tt.tenant
 	}

@@ -140,15 +140,19 @@ func (e *Engine) vread(ctx context.Context, sc *auditlog.Scope, in reads, typ, i
 		return nil, errVersionUnknown
 	}
 	st := e.reader(sc, in)
+	// A resource whose read the caller gets (its current version, or its
+	// deletion, shown) tells a wrong version from a wrong id
+	// (version-unknown). One whose read is 404 is, in every version, as
+	// one of another tenant (resource-unknown): a version-unknown for a
+	// version it has, or had, would tell that it exists.
+	cur, rerr := st.Read(ctx, typ, id)
+	known := rerr == nil && e.Visible(sc, cur) || errors.Is(rerr, store.ErrGone) && e.deletionShown(ctx, sc, st, cur)
+	if !known && (rerr == nil || errors.Is(rerr, store.ErrGone)) {
+		return nil, errForeign
+	}
 	r, err := st.VRead(ctx, typ, id, v)
-	if errors.Is(err, store.ErrNotFound) {
-		// No such version: of a resource the caller could read (or a
-		// deleted one, which read reports too) it is version-unknown, so
-		// a client tells a wrong version from a wrong id.
-		if cur, rerr := st.Read(ctx, typ, id); rerr == nil && e.Visible(sc, cur) ||
-			errors.Is(rerr, store.ErrGone) && e.deletionShown(ctx, sc, st, cur) {
-			return nil, errVersionUnknown
-		}
+	if errors.Is(err, store.ErrNotFound) && known {
+		return nil, errVersionUnknown
 	}
 	if err != nil {
 		return nil, err
@@ -351,11 +355,14 @@ func (e *Engine) Delete(ctx context.Context, sc *auditlog.Scope, typ, id string,
 				return 0, err
 			}
 		}
-		if err := checkStored(tx.st, sc, typ, id, 'd'); err != nil {
+		st := tx.st
+		if err := e.checkStored(st, sc, typ, id, 'd'); errors.Is(err, errForeign) {
+			st = hiding{Tx: st, typ: typ, id: id}
+		} else if err != nil {
 			return 0, err
 		}
 		var err error
-		if res, err = e.remove(tx.st, typ, id, cond, tx.now); err != nil {
+		if res, err = e.remove(st, typ, id, cond, tx.now); err != nil {
 			return 0, err
 		}
 		sc.TouchDeletion(res.Resource, res.Was)
@@ -555,10 +562,13 @@ func (e *Engine) history(ctx context.Context, sc *auditlog.Scope, in reads, typ,
 	}
 	// The scope check above covers every version's type; Disclose keeps
 	// the one decision in one place (and the tenant check twice).
+	// restrictedHistory decided already, deletions included.
 	if countOnly {
 		versions, q.Count = nil, 0
 	}
-	versions, _ = e.Disclose(sc, versions)
+	if !restricted {
+		versions, _ = e.Disclose(sc, versions)
+	}
 	sc.Touch(versions...)
 	sc.Description = fmt.Sprintf("%d versions", len(versions))
 	return &HistoryResult{Query: q, Versions: versions, Total: total, Ignored: ignored}, nil

@@ -108,9 +108,12 @@ func restrict(sc *auditlog.Scope, q *search.Query) error {
 
 // restrictedHistory is the history q of one resource of a type the caller
 // reads through granular scopes only: every version is read, those the
-// restriction does not select (Visible; a deletion, which has no content,
-// is not selected) are left out, and the total and the page are of those
-// shown, so that neither tells how many versions were left out.
+// restriction does not select (Visible) are left out, and the total and
+// the page are of those shown, so that neither tells how many versions
+// were left out. A deletion, which has no content to select, is shown when
+// the version before it is (deletionShown): a client syncing by history
+// learns that a resource it could read was deleted. What it returns has
+// been decided here: the caller does not Disclose it again.
 func restrictedHistory(ctx context.Context, e *Engine, sc *auditlog.Scope, st reader, q store.HistoryQuery) ([]*store.Resource, int, error) {
 	all := q
 	all.Offset, all.Count = 0, search.MaxCount
@@ -121,7 +124,7 @@ func restrictedHistory(ctx context.Context, e *Engine, sc *auditlog.Scope, st re
 			return nil, 0, err
 		}
 		for _, v := range vs {
-			if e.Visible(sc, v) {
+			if v.Deleted && e.deletionShown(ctx, sc, st, v) || !v.Deleted && e.Visible(sc, v) {
 				shown = append(shown, v)
 			}
 		}
@@ -150,10 +153,13 @@ func writePerm(method string) byte {
 
 // checkStored checks, for an update, patch or delete (perm 'u' or 'd') of
 // typ/id by the caller of sc, that granular scopes granting perm on typ
-// select its stored version: a resource outside the restriction is not
-// changed through it (403 scope-restriction-write). Nothing stored (or of
+// select its stored version: a resource outside the restriction that the
+// caller may read is not changed through it (403 scope-restriction-write).
+// One it may not read (not Visible) is, to it, as a resource of another
+// tenant: errForeign, which the caller answers as the write answers a
+// foreign id (a 403 would tell that it exists). Nothing stored (or of
 // another tenant, which the write itself answers) passes.
-func checkStored(tx store.Tx, sc *auditlog.Scope, typ, id string, perm byte) error {
+func (e *Engine) checkStored(tx store.Tx, sc *auditlog.Scope, typ, id string, perm byte) error {
 	if !restrictedFor(sc, typ, string(perm)) {
 		return nil
 	}
@@ -161,10 +167,27 @@ func checkStored(tx store.Tx, sc *auditlog.Scope, typ, id string, perm byte) err
 	if err != nil || cur == nil || cur.Deleted {
 		return nil
 	}
-	if !grants(sc.Principal.Scopes, string(perm), cur) {
-		return restrictionWriteError(typ, perm, true)
+	switch {
+	case grants(sc.Principal.Scopes, string(perm), cur):
+		return nil
+	case !e.Visible(sc, cur):
+		return errForeign
 	}
-	return nil
+	return restrictionWriteError(typ, perm, true)
+}
+
+// hiding is tx with typ/id read as a resource of another tenant
+// (errForeign): a write through it answers as for a foreign id.
+type hiding struct {
+	store.Tx
+	typ, id string
+}
+
+func (h hiding) Read(typ, id string) (*store.Resource, error) {
+	if typ == h.typ && id == h.id {
+		return nil, errForeign
+	}
+	return h.Tx.Read(typ, id)
 }
 
 // checkWritten checks that the version r a create, update or patch (perm

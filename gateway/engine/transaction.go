@@ -532,13 +532,24 @@ func (e *Engine) execEntry(tx store.Tx, sc *auditlog.Scope, en *Entry, rw *fhirw
 	if !en.client || perm == 0 {
 		return e.execResolved(tx, sc, en, rw, now)
 	}
-	if en.method != "POST" {
-		if err := checkStored(tx, sc, en.typ, en.id, perm); err != nil {
-			return err
-		}
-	}
 	if en.method == "PATCH" && !mayPatch(tx, sc, en.typ, en.id) {
 		return errResourceUnkown
+	}
+	if en.method != "POST" {
+		// A stored version hidden from the caller is another tenant's
+		// resource to it: an update answers errIDTaken (as update does for
+		// a foreign id), a patch resource-unknown (as its read), a delete
+		// changes nothing.
+		switch err := e.checkStored(tx, sc, en.typ, en.id, perm); {
+		case errors.Is(err, errForeign) && en.method == "PUT":
+			return errIDTaken
+		case errors.Is(err, errForeign) && en.method == "PATCH":
+			return errResourceUnkown
+		case errors.Is(err, errForeign):
+			tx = hiding{Tx: tx, typ: en.typ, id: en.id}
+		case err != nil:
+			return err
+		}
 	}
 	if err := e.execResolved(tx, sc, en, rw, now); err != nil {
 		return err
