@@ -145,7 +145,7 @@ func auditVerifyExportCommand(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("audit verify-export")
 	var anchors []auditlog.Anchor
 	anchorFlag(fs, &anchors, "an anchor, `SEQ:HASH`, kept outside the database (an earlier verify's headSeq and headHash, or an "+
-		"earlier export's lastSeq and lastHash): the export must hold that record, the one before its first, or its head, with that hash (repeatable)")
+		"earlier export's lastSeq and lastHash): the export must hold that record or the one before its first with that hash (repeatable)")
 	pos, err := parse(fs, "audit verify-export", args, stdout)
 	if err != nil {
 		return err

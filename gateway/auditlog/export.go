@@ -210,8 +210,10 @@ type ExportCheck struct {
 	// read, for a cut export or a manifest that disagrees).
 	BrokenAt int64  `json:"brokenAt,omitempty"`
 	Reason   string `json:"reason,omitempty"`
-	// Anchors are those asked to be checked: a record of the export, the
-	// record before its first (prev) or its head.
+	// Anchors are those asked to be checked: a record of the export or
+	// the record before its first (prev). The manifest's head is not one:
+	// no hash of the file binds headHash unless the head is its last
+	// record, and then that record holds the anchor.
 	Anchors []AnchorCheck `json:"anchors,omitempty"`
 }
 
@@ -219,8 +221,9 @@ type ExportCheck struct {
 // lines are consecutive records, each linked to the one before it and
 // hashed as the chain hashes (audit.Link), the manifest closes them and
 // agrees, and each anchor is held. An anchor is checked against the
-// records exported, the record before the first (the manifest's prev) and
-// the head; one elsewhere is not held (the export cannot show it). It
+// records exported and the record before the first (its prev), the hashes
+// the lines bind; one elsewhere, the head included, is not held (the
+// export cannot show it). It
 // fails only when r cannot be read.
 func VerifyExport(r io.Reader, anchors ...Anchor) (ExportCheck, error) {
 	var out ExportCheck
@@ -311,12 +314,10 @@ func VerifyExport(r io.Reader, anchors ...Anchor) (ExportCheck, error) {
 		case ok:
 		case out.FirstSeq > 0 && a.Seq == out.FirstSeq-1:
 			got, ok = out.Prev, true
-		case a.Seq == out.HeadSeq && manifest != nil:
-			got, ok = out.HeadHash, true
 		}
 		switch {
 		case !ok:
-			c.Problem = fmt.Sprintf("the export does not show record %d (it holds records %d to %d, the hash of the record before them, and the head, record %d): export the period that starts after it", a.Seq, out.FirstSeq, out.LastSeq, out.HeadSeq)
+			c.Problem = fmt.Sprintf("the export does not show record %d (it holds records %d to %d and the hash of the record before them): export a period that holds it or starts after it", a.Seq, out.FirstSeq, out.LastSeq)
 		case got != a.Hash:
 			c.Problem = fmt.Sprintf("the export gives record %d another hash: the chain was rewritten at or before it", a.Seq)
 		default:
