@@ -139,13 +139,14 @@ func auditExportCommand(ctx context.Context, args []string, getenv func(string) 
 }
 
 // auditVerifyExportCommand checks an export file without the database:
-// exit 0 it links and holds every anchor, 1 it does not, 3 it could not
-// be read.
+// exit 0 it links and holds every anchor (one at least), 1 it does not
+// or no anchor was given, 3 it could not be read.
 func auditVerifyExportCommand(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("audit verify-export")
 	var anchors []auditlog.Anchor
 	anchorFlag(fs, &anchors, "an anchor, `SEQ:HASH`, kept outside the database (an earlier verify's headSeq and headHash, or an "+
-		"earlier export's lastSeq and lastHash): the export must hold that record or the one before its first with that hash (repeatable)")
+		"earlier export's lastSeq and lastHash): the export must hold that record or the one before its first with that hash (repeatable); "+
+		"without one held the exit is 1, as the file then proves its internal consistency only")
 	pos, err := parse(fs, "audit verify-export", args, stdout)
 	if err != nil {
 		return err
@@ -177,6 +178,9 @@ func auditVerifyExportCommand(args []string, stdout, stderr io.Writer) error {
 			msg = fmt.Sprintf("audit verify-export: broken at record %d: %s", res.BrokenAt, res.Reason)
 		}
 		return &exitError{code: exitInvalid, msg: msg}
+	}
+	if !res.Anchored {
+		return &exitError{code: exitInvalid, msg: "audit verify-export: not anchored: proves internal consistency only (a file built from another chain, or cut and its manifest edited, links as well): give --expect SEQ:HASH, a hash kept outside the database"}
 	}
 	return nil
 }

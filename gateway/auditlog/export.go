@@ -196,8 +196,12 @@ func recordedOf(body []byte) time.Time {
 
 // ExportCheck is what VerifyExport found.
 type ExportCheck struct {
-	Intact  bool  `json:"intact"`
-	Records int64 `json:"records"`
+	Intact bool `json:"intact"`
+	// Anchored is true when at least one anchor held. An export none
+	// holds proves its internal consistency only: a file built from
+	// another chain, or cut and its manifest edited, links as well.
+	Anchored bool  `json:"anchored"`
+	Records  int64 `json:"records"`
 	// The manifest's links, as checked.
 	FirstSeq int64  `json:"firstSeq,omitempty"`
 	LastSeq  int64  `json:"lastSeq,omitempty"`
@@ -274,6 +278,9 @@ func VerifyExport(r io.Reader, anchors ...Anchor) (ExportCheck, error) {
 		case e.Prev != last.Hash:
 			fail(e.Seq, "line %d: record %d's prev is not record %d's hash", n, e.Seq, last.Seq)
 		}
+		if e.Seq == 1 && e.Prev != "" {
+			fail(1, "line %d: record 1's prev is not empty: nothing comes before record 1, so the file was cut from another chain or renumbered", n)
+		}
 		if audit.Link(e.Prev, body) != e.Hash {
 			fail(e.Seq, "line %d: record %d or its hash was changed (its hash is not SHA-256 of prev and its resource)", n, e.Seq)
 		}
@@ -321,7 +328,7 @@ func VerifyExport(r io.Reader, anchors ...Anchor) (ExportCheck, error) {
 		case got != a.Hash:
 			c.Problem = fmt.Sprintf("the export gives record %d another hash: the chain was rewritten at or before it", a.Seq)
 		default:
-			c.Held = true
+			c.Held, out.Anchored = true, true
 		}
 		out.Anchors = append(out.Anchors, c)
 	}
