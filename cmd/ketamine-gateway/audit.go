@@ -88,7 +88,7 @@ func auditExportCommand(ctx context.Context, args []string, getenv func(string) 
 	fs := newFlags("audit export")
 	db := dbFlag(fs, getenv)
 	since := fs.String("since", "", "the period's start `T`: RFC 3339, a date or a duration before now (90m, 24h, 7d); none: from record 1")
-	until := fs.String("until", "", "the period's end `T` (excluded), as --since; none: up to the chain head")
+	until := fs.String("until", "", "the period's end `T` (excluded), as --since, at least 5 minutes ago (records are chained as they commit); none: up to the chain head")
 	out := fs.String("out", "", "write the export to `FILE` (created, or replaced once complete) instead of standard output")
 	pos, err := parse(fs, "audit export", args, stdout)
 	if err != nil {
@@ -108,6 +108,9 @@ func auditExportCommand(ctx context.Context, args []string, getenv func(string) 
 	}
 	if !from.IsZero() && !to.IsZero() && !to.After(from) {
 		return usageError("audit export", "--until must be after --since")
+	}
+	if from := auditlog.ExportableFrom(to); !to.IsZero() && now.Before(from) {
+		return usageError("audit export", "--until has not passed by the commit slack (5 minutes): records made before it may still be chained; the period can be exported from %s", from.UTC().Format(time.RFC3339))
 	}
 	st, err := openExisting(ctx, "audit export", *db, dbRead)
 	if err != nil {

@@ -155,4 +155,8 @@ func TestAuditExportCLI(t *testing.T) {
 	if _, errOut, code := cli(t, "", "audit", "export", "--db", db, "--since", "soon"); code != exitUsage || !strings.Contains(errOut, "not a time") {
 		t.Errorf("audit export --since soon = exit %d %s, want %d", code, errOut, exitUsage)
 	}
+	// A period that has not ended is refused, saying when it can be.
+	if _, errOut, code := cli(t, "", "audit", "export", "--db", db, "--until", "1m"); code != exitUsage || !strings.Contains(errOut, "can be exported from") {
+		t.Errorf("audit export --until 1m = exit %d %s, want %d saying when the period can be exported", code, errOut, exitUsage)
+	}
 }

@@ -60,6 +60,12 @@ type ExportManifest struct {
 // requests' times interleave by up to a request's commit.
 const exportSlack = 5 * time.Minute
 
+// ExportableFrom is when a period ending at until can be exported: until
+// plus the commit slack. Before then a record made just before until may
+// commit after the export read the head, and it would be in neither this
+// export nor the next (which starts at until), so callers refuse it.
+func ExportableFrom(until time.Time) time.Time { return until.Add(exportSlack) }
+
 // Export writes the audit chain's slice for [since, until) (a zero time:
 // unbounded) to w: every record from the first recorded at or after
 // since to the last recorded before until, in chain order, each whatever
