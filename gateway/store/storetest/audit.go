@@ -314,7 +314,7 @@ func testAuditChainServed(t *testing.T, s store.Store) {
 		// An all-tenant client's request (site "*"): its whole record under
 		// search.AllTenantsAudit (sv7) and moved to a clinic (sv8); clinic-a's
 		// share of it under clinic-a (sv9) and moved to clinic-b (sv10).
-		share, err := json.Marshal(audit.ShareOf("clinic-a") + " of an all-tenant client's request (its data named here: ...)")
+		share, err := json.Marshal(audit.ShareDescription("clinic-a") + " (its data named here: ...)")
 		if err != nil {
 			return err
 		}
