@@ -287,10 +287,16 @@ func (s *Server) handleExportAudit(c echo.Context) error {
 	if !since.IsZero() && !until.IsZero() && !until.After(since) {
 		return paramInvalid("until must be after since")
 	}
+	now := time.Now()
+	if from := auditlog.ExportableFrom(until); !until.IsZero() && now.Before(from) {
+		return outcome.New(outcome.Invalid, "invalid", "audit-export-period-open",
+			"until has not passed by the commit slack: records made before it may still be chained; the period can be exported from "+
+				from.UTC().Format(time.RFC3339)).At("until")
+	}
 	liftWriteDeadline(c.Response())
 	c.Response().Header().Set(echo.HeaderContentType, "application/x-ndjson")
 	c.Response().WriteHeader(http.StatusOK)
-	m, err := auditlog.Export(c.Request().Context(), s.app.Store, since, until, time.Now(), c.Response())
+	m, err := auditlog.Export(c.Request().Context(), s.app.Store, since, until, now, c.Response())
 	if err != nil {
 		// The answer has begun: it ends without its manifest, which
 		// verify-export reports as cut off.

@@ -88,7 +88,7 @@ func auditExportCommand(ctx context.Context, args []string, getenv func(string) 
 	fs := newFlags("audit export")
 	db := dbFlag(fs, getenv)
 	since := fs.String("since", "", "the period's start `T`: RFC 3339, a date or a duration before now (90m, 24h, 7d); none: from record 1")
-	until := fs.String("until", "", "the period's end `T` (excluded), as --since; none: up to the chain head")
+	until := fs.String("until", "", "the period's end `T` (excluded), as --since, at least 5 minutes ago (records are chained as they commit); none: up to the chain head")
 	out := fs.String("out", "", "write the export to `FILE` (created, or replaced once complete) instead of standard output")
 	pos, err := parse(fs, "audit export", args, stdout)
 	if err != nil {
@@ -108,6 +108,9 @@ func auditExportCommand(ctx context.Context, args []string, getenv func(string) 
 	}
 	if !from.IsZero() && !to.IsZero() && !to.After(from) {
 		return usageError("audit export", "--until must be after --since")
+	}
+	if from := auditlog.ExportableFrom(to); !to.IsZero() && now.Before(from) {
+		return usageError("audit export", "--until has not passed by the commit slack (5 minutes): records made before it may still be chained; the period can be exported from %s", from.UTC().Format(time.RFC3339))
 	}
 	st, err := openExisting(ctx, "audit export", *db, dbRead)
 	if err != nil {
@@ -139,13 +142,14 @@ func auditExportCommand(ctx context.Context, args []string, getenv func(string) 
 }
 
 // auditVerifyExportCommand checks an export file without the database:
-// exit 0 it links and holds every anchor, 1 it does not, 3 it could not
-// be read.
+// exit 0 it links and holds every anchor (one at least), 1 it does not
+// or no anchor was given, 3 it could not be read.
 func auditVerifyExportCommand(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("audit verify-export")
 	var anchors []auditlog.Anchor
 	anchorFlag(fs, &anchors, "an anchor, `SEQ:HASH`, kept outside the database (an earlier verify's headSeq and headHash, or an "+
-		"earlier export's lastSeq and lastHash): the export must hold that record, the one before its first, or its head, with that hash (repeatable)")
+		"earlier export's lastSeq and lastHash): the export must hold that record or the one before its first with that hash (repeatable); "+
+		"without one held the exit is 1, as the file then proves its internal consistency only")
 	pos, err := parse(fs, "audit verify-export", args, stdout)
 	if err != nil {
 		return err
@@ -177,6 +181,9 @@ func auditVerifyExportCommand(args []string, stdout, stderr io.Writer) error {
 			msg = fmt.Sprintf("audit verify-export: broken at record %d: %s", res.BrokenAt, res.Reason)
 		}
 		return &exitError{code: exitInvalid, msg: msg}
+	}
+	if !res.Anchored {
+		return &exitError{code: exitInvalid, msg: "audit verify-export: not anchored: proves internal consistency only (a file built from another chain, or cut and its manifest edited, links as well): give --expect SEQ:HASH, a hash kept outside the database"}
 	}
 	return nil
 }

@@ -79,8 +79,8 @@ func TestAuditVerifyAttempt(t *testing.T) {
 // TestAuditExportCLI: audit export writes the chain's slice for a period
 // with its links and manifest (to --out or standard output); audit
 // verify-export checks such a file without the database, exit 0 when it
-// links and holds each --expect, 1 when a record was changed or an anchor
-// is not held, 2 for a bad command line, 3 when the file cannot be read
+// links and holds each --expect (one at least), 1 when a record was
+// changed, an anchor is not held or none was given, 2 for a bad command line, 3 when the file cannot be read
 // (p39 F6).
 func TestAuditExportCLI(t *testing.T) {
 	ctx := context.Background()
@@ -138,8 +138,8 @@ func TestAuditExportCLI(t *testing.T) {
 		code int
 		want string
 	}{
-		{[]string{file}, 0, `"intact": true`},
-		{[]string{file, "--expect", "1:" + l.Prev}, 0, `"held": true`},
+		{[]string{file}, exitInvalid, "not anchored: proves internal consistency only"},
+		{[]string{file, "--expect", "1:" + l.Prev}, 0, `"anchored": true`},
 		{[]string{"--expect", "2:" + l.Hash, file}, 0, `"held": true`},
 		{[]string{file, "--expect", "1:" + l.Hash}, exitInvalid, "rewritten"},
 		{[]string{changed}, exitInvalid, "record 3 or its hash was changed"},
@@ -154,5 +154,9 @@ func TestAuditExportCLI(t *testing.T) {
 	}
 	if _, errOut, code := cli(t, "", "audit", "export", "--db", db, "--since", "soon"); code != exitUsage || !strings.Contains(errOut, "not a time") {
 		t.Errorf("audit export --since soon = exit %d %s, want %d", code, errOut, exitUsage)
+	}
+	// A period that has not ended is refused, saying when it can be.
+	if _, errOut, code := cli(t, "", "audit", "export", "--db", db, "--until", "1m"); code != exitUsage || !strings.Contains(errOut, "can be exported from") {
+		t.Errorf("audit export --until 1m = exit %d %s, want %d saying when the period can be exported", code, errOut, exitUsage)
 	}
 }

@@ -272,9 +272,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			DeliveryID: ids.Encode,
 			// Every attempt to send a record is audited (DICOM Export)
 			// before the outbox records it.
-			Audit: func(ctx context.Context, it *store.OutboxItem, a *store.Attempt, outcome string) error {
+			Audit: func(ctx context.Context, it *store.OutboxItem, a *store.Attempt, outcome string, entryStatus int) error {
 				return application.Audit.AppendSent(ctx, st, cfg.identifierBase, auditlog.Sent{
-					Delivery: ids.Encode(it.ID), Destination: it.Destination, Item: it, Attempt: a, Outcome: outcome})
+					Delivery: ids.Encode(it.ID), Destination: it.Destination, Item: it, Attempt: a, Outcome: outcome, EntryStatus: entryStatus})
 			},
 			Observer: deliveryObserver{metrics: metrics},
 			TraceID:  telemetry.TraceID,

@@ -144,3 +144,26 @@ func TestSameRequest(t *testing.T) {
 		}
 	}
 }
+
+// TestShareWording: the description a share is written with
+// (ShareDescription) is what SharedWith and IsShare read back, for a named
+// tenant and the default one, after failure rules and before what the
+// share names; the whole record's description is not a share.
+func TestShareWording(t *testing.T) {
+	for _, tc := range []struct {
+		tenant, other string
+	}{
+		{"clinic-a", "clinic-b"},
+		{"", "clinic-a"},
+	} {
+		desc := "HTTP 403 Forbidden (rule x); " + ShareDescription(tc.tenant) + " (its data named here: 1 resource)"
+		body, _ := json.Marshal(map[string]string{"outcomeDesc": desc})
+		if !IsShare(desc) || !SharedWith(body, tc.tenant) || SharedWith(body, tc.other) {
+			t.Errorf("share of %q: IsShare %t, SharedWith(its tenant) %t, SharedWith(%q) %t; want true, true, false",
+				tc.tenant, IsShare(desc), SharedWith(body, tc.tenant), tc.other, SharedWith(body, tc.other))
+		}
+	}
+	if IsShare("HTTP 200 OK: an all-tenant client's request, its whole record") {
+		t.Error("IsShare of a whole record's description = true")
+	}
+}

@@ -60,6 +60,12 @@ type ExportManifest struct {
 // requests' times interleave by up to a request's commit.
 const exportSlack = 5 * time.Minute
 
+// ExportableFrom is when a period ending at until can be exported: until
+// plus the commit slack. Before then a record made just before until may
+// commit after the export read the head, and it would be in neither this
+// export nor the next (which starts at until), so callers refuse it.
+func ExportableFrom(until time.Time) time.Time { return until.Add(exportSlack) }
+
 // Export writes the audit chain's slice for [since, until) (a zero time:
 // unbounded) to w: every record from the first recorded at or after
 // since to the last recorded before until, in chain order, each whatever
@@ -97,7 +103,9 @@ func Export(ctx context.Context, st store.Store, since, until, now time.Time, w 
 		m.LastSeq, m.LastHash, m.Records = e.Seq, e.Hash, m.Records+1
 		return writeExportLine(bw, e, before)
 	}
-	err = st.AuditChain(ctx, func(e audit.ChainEntry) error {
+	// The lean walk: the export checks nothing (Verify does), so it
+	// reads no index rows and no fault columns.
+	err = st.AuditChainFrom(ctx, 0, func(e audit.ChainEntry) error {
 		if e.Seq > m.HeadSeq && !headless {
 			return stop // appended since the export began
 		}
@@ -196,8 +204,12 @@ func recordedOf(body []byte) time.Time {
 
 // ExportCheck is what VerifyExport found.
 type ExportCheck struct {
-	Intact  bool  `json:"intact"`
-	Records int64 `json:"records"`
+	Intact bool `json:"intact"`
+	// Anchored is true when at least one anchor held. An export none
+	// holds proves its internal consistency only: a file built from
+	// another chain, or cut and its manifest edited, links as well.
+	Anchored bool  `json:"anchored"`
+	Records  int64 `json:"records"`
 	// The manifest's links, as checked.
 	FirstSeq int64  `json:"firstSeq,omitempty"`
 	LastSeq  int64  `json:"lastSeq,omitempty"`
@@ -210,8 +222,10 @@ type ExportCheck struct {
 	// read, for a cut export or a manifest that disagrees).
 	BrokenAt int64  `json:"brokenAt,omitempty"`
 	Reason   string `json:"reason,omitempty"`
-	// Anchors are those asked to be checked: a record of the export, the
-	// record before its first (prev) or its head.
+	// Anchors are those asked to be checked: a record of the export or
+	// the record before its first (prev). The manifest's head is not one:
+	// no hash of the file binds headHash unless the head is its last
+	// record, and then that record holds the anchor.
 	Anchors []AnchorCheck `json:"anchors,omitempty"`
 }
 
@@ -219,8 +233,9 @@ type ExportCheck struct {
 // lines are consecutive records, each linked to the one before it and
 // hashed as the chain hashes (audit.Link), the manifest closes them and
 // agrees, and each anchor is held. An anchor is checked against the
-// records exported, the record before the first (the manifest's prev) and
-// the head; one elsewhere is not held (the export cannot show it). It
+// records exported and the record before the first (its prev), the hashes
+// the lines bind; one elsewhere, the head included, is not held (the
+// export cannot show it). It
 // fails only when r cannot be read.
 func VerifyExport(r io.Reader, anchors ...Anchor) (ExportCheck, error) {
 	var out ExportCheck
@@ -271,6 +286,9 @@ func VerifyExport(r io.Reader, anchors ...Anchor) (ExportCheck, error) {
 		case e.Prev != last.Hash:
 			fail(e.Seq, "line %d: record %d's prev is not record %d's hash", n, e.Seq, last.Seq)
 		}
+		if e.Seq == 1 && e.Prev != "" {
+			fail(1, "line %d: record 1's prev is not empty: nothing comes before record 1, so the file was cut from another chain or renumbered", n)
+		}
 		if audit.Link(e.Prev, body) != e.Hash {
 			fail(e.Seq, "line %d: record %d or its hash was changed (its hash is not SHA-256 of prev and its resource)", n, e.Seq)
 		}
@@ -311,16 +329,14 @@ func VerifyExport(r io.Reader, anchors ...Anchor) (ExportCheck, error) {
 		case ok:
 		case out.FirstSeq > 0 && a.Seq == out.FirstSeq-1:
 			got, ok = out.Prev, true
-		case a.Seq == out.HeadSeq && manifest != nil:
-			got, ok = out.HeadHash, true
 		}
 		switch {
 		case !ok:
-			c.Problem = fmt.Sprintf("the export does not show record %d (it holds records %d to %d, the hash of the record before them, and the head, record %d): export the period that starts after it", a.Seq, out.FirstSeq, out.LastSeq, out.HeadSeq)
+			c.Problem = fmt.Sprintf("the export does not show record %d (it holds records %d to %d and the hash of the record before them): export a period that holds it or starts after it", a.Seq, out.FirstSeq, out.LastSeq)
 		case got != a.Hash:
 			c.Problem = fmt.Sprintf("the export gives record %d another hash: the chain was rewritten at or before it", a.Seq)
 		default:
-			c.Held = true
+			c.Held, out.Anchored = true, true
 		}
 		out.Anchors = append(out.Anchors, c)
 	}

@@ -3,8 +3,6 @@ package auditlog
 import (
 	"context"
 	"fmt"
-	"regexp"
-	"strconv"
 	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
@@ -26,6 +24,10 @@ type Sent struct {
 	// "interrupted" (an attempt whose worker stopped before recording it,
 	// recorded by the next: it may have been delivered).
 	Outcome string
+	// EntryStatus is the status of the entry that failed when the EHR
+	// answered a batch or transaction 2xx (delivery.Result.EntryStatus);
+	// 0 otherwise.
+	EntryStatus int
 }
 
 // AppendSent commits the AuditEvent of an attempt to send a record to an
@@ -70,7 +72,7 @@ func (l *Log) AppendSent(ctx context.Context, st store.Store, base string, s Sen
 	status := a.HTTPStatus
 	entry := 0 // the failed entry's status in a 2xx answer
 	if s.Outcome != "done" && status >= 200 && status < 300 {
-		entry = entryStatus(a.Error)
+		entry = s.EntryStatus
 	}
 	switch {
 	case entry != 0:
@@ -94,22 +96,6 @@ func (l *Log) AppendSent(ctx context.Context, st store.Store, base string, s Sen
 		}
 	}
 	return l.Append(sc, status)
-}
-
-// entryFailed is how the delivery client's reason names the entry that
-// failed in a batch- or transaction-response the EHR answered 2xx
-// ("entry 0 (POST Patient): http 412 ...").
-var entryFailed = regexp.MustCompile(`^entry [0-9]+ \([A-Z]+ [A-Za-z]*\): http ([1-5][0-9][0-9])\b`)
-
-// entryStatus is the status of the failed entry an attempt's error names
-// (entryFailed); 0 when it names none.
-func entryStatus(errText string) int {
-	m := entryFailed.FindStringSubmatch(errText)
-	if m == nil {
-		return 0
-	}
-	n, _ := strconv.Atoi(m[1])
-	return n
 }
 
 // nameDestination names an EHR destination by its configured name.

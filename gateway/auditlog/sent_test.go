@@ -41,34 +41,42 @@ func TestAppendSent(t *testing.T) {
 	const interrupted = "interrupted: the gateway stopped during this attempt"
 	tests := []struct {
 		name, delivery, outcome, errText string
-		status                           int
+		status, entry                    int
 		answer                           string
 		at                               time.Time
 		took                             time.Duration
 		wantOutcome, wantDesc            string
 		wantStart, wantEnd               string
 	}{
-		{"delivered", "abcdefghijklm", "done", "", 200, `{"resourceType":"Bundle","type":"transaction-response"}`,
+		{"delivered", "abcdefghijklm", "done", "", 200, 0, `{"resourceType":"Bundle","type":"transaction-response"}`,
 			claimed, 27*time.Millisecond + 900*time.Microsecond, "0",
 			"HTTP 200 OK: delivery abcdefghijklm to general-hospital: attempt 1: delivered",
 			"2026-12-05T18:56:52.162Z", "2026-12-05T18:56:52.189Z"},
-		{"refused", "bcdefghijklmn", "dead", "http 422", 422, `{"resourceType":"OperationOutcome"}`, claimed, time.Second, "4",
+		{"refused", "bcdefghijklmn", "dead", "http 422", 422, 0, `{"resourceType":"OperationOutcome"}`, claimed, time.Second, "4",
 			"HTTP 422 Unprocessable Entity: delivery bcdefghijklmn to general-hospital: attempt 1: not delivered, a dead letter (http 422)",
 			"2026-12-05T18:56:52.162Z", "2026-12-05T18:56:53.162Z"},
-		{"no answer", "cdefghijklmno", "retry", "timeout", 0, "", claimed, 30 * time.Second, "8",
+		{"no answer", "cdefghijklmno", "retry", "timeout", 0, 0, "", claimed, 30 * time.Second, "8",
 			"HTTP 502 Bad Gateway: delivery cdefghijklmno to general-hospital: attempt 1: not delivered, to be retried (timeout)",
 			"2026-12-05T18:56:52.162Z", "2026-12-05T18:57:22.162Z"},
-		{"an entry refused in a 200 answer", "efghijklmnopq", "dead", "entry 0 (POST Patient): http 412 (duplicate): merge them", 200,
+		{"an entry refused in a 200 answer", "efghijklmnopq", "dead", "entry 0 (POST Patient): http 412 (duplicate): merge them", 200, 412,
 			`{"resourceType":"Bundle","type":"transaction-response"}`, claimed, time.Second, "4",
 			"HTTP 412 Precondition Failed: delivery efghijklmnopq to general-hospital: attempt 1: not delivered, a dead letter " +
 				"(the EHR answered http 200; entry 0 (POST Patient): http 412 (duplicate): merge them)",
 			"2026-12-05T18:56:52.162Z", "2026-12-05T18:56:53.162Z"},
-		{"an entry to retry in a 200 answer", "fghijklmnopqr", "retry", "entry 3 (PUT Observation): http 500", 200,
+		{"an entry to retry in a 200 answer", "fghijklmnopqr", "retry", "entry 3 (PUT Observation): http 500", 200, 500,
 			`{"resourceType":"Bundle","type":"batch-response"}`, claimed, time.Second, "8",
 			"HTTP 500 Internal Server Error: delivery fghijklmnopqr to general-hospital: attempt 1: not delivered, to be retried " +
 				"(the EHR answered http 200; entry 3 (PUT Observation): http 500)",
 			"2026-12-05T18:56:52.162Z", "2026-12-05T18:56:53.162Z"},
-		{"interrupted, recovered much later", "defghijklmnop", "interrupted", interrupted, 0, "", claimed, 0, "8",
+		// The entry's status is the delivery client's, not read back
+		// from its text: an entry named by a path with an id is one the
+		// text's pattern did not know.
+		{"an entry with an id refused in a 200 answer", "ghijklmnopqrs", "dead", "entry 2 (PUT Observation/o1): http 409", 200, 409,
+			`{"resourceType":"Bundle","type":"transaction-response"}`, claimed, time.Second, "4",
+			"HTTP 409 Conflict: delivery ghijklmnopqrs to general-hospital: attempt 1: not delivered, a dead letter " +
+				"(the EHR answered http 200; entry 2 (PUT Observation/o1): http 409)",
+			"2026-12-05T18:56:52.162Z", "2026-12-05T18:56:53.162Z"},
+		{"interrupted, recovered much later", "defghijklmnop", "interrupted", interrupted, 0, 0, "", claimed, 0, "8",
 			"HTTP 502 Bad Gateway: delivery defghijklmnop to general-hospital: attempt 1: interrupted: the gateway stopped, or could not " +
 				"record it, before its answer was recorded; the EHR may have received the record, which is sent again",
 			"2026-12-05T18:56:52.162Z", ""},
@@ -79,7 +87,7 @@ func TestAppendSent(t *testing.T) {
 			if tc.answer != "" {
 				a.Outcome = []byte(tc.answer)
 			}
-			if err := l.AppendSent(ctx, st, "", Sent{Delivery: tc.delivery, Destination: it.Destination, Item: it, Attempt: a, Outcome: tc.outcome}); err != nil {
+			if err := l.AppendSent(ctx, st, "", Sent{Delivery: tc.delivery, Destination: it.Destination, Item: it, Attempt: a, Outcome: tc.outcome, EntryStatus: tc.entry}); err != nil {
 				t.Fatal(err)
 			}
 			q, err := search.Parse("AuditEvent", url.Values{"entity:identifier": {audit.SystemDelivery + "|" + tc.delivery}}, false)

@@ -113,9 +113,9 @@ func (l *Log) shares(sc *Scope, first audit.Record, read func(typ, id string) (*
 		if sc.Disclosed != "" {
 			disclosed = sc.Disclosed + "; "
 		}
-		r.Description = fmt.Sprintf("%s of an all-tenant client's request (its data named here: %s, %s; %s"+
+		r.Description = fmt.Sprintf("%s (its data named here: %s, %s; %s"+
 			"the whole record is the request's AuditEvent kept for all-tenant readers)",
-			audit.ShareOf(t), Counted(len(p.Entities), "resource"), Counted(len(p.Patients), "patient"), disclosed)
+			audit.ShareDescription(t), Counted(len(p.Entities), "resource"), Counted(len(p.Patients), "patient"), disclosed)
 		if rules := failureDescription(first.Status, sc.Rules); rules != "" {
 			r.Description = rules + "; " + r.Description
 		}

@@ -264,7 +264,7 @@ func TestFoldShares(t *testing.T) {
 			"entity": []any{map[string]any{"what": map[string]any{"identifier": map[string]any{"system": audit.SystemRequestID, "value": req}}}}})
 	}
 	share := func(tenant string) string {
-		return "HTTP 200 OK: " + audit.ShareOf(tenant) + " of an all-tenant client's request (its data named here: 1 resource, 1 patient; " +
+		return "HTTP 200 OK: " + audit.ShareDescription(tenant) + " (its data named here: 1 resource, 1 patient; " +
 			"the whole record is the request's AuditEvent kept for all-tenant readers)"
 	}
 	tests := []struct {

@@ -112,7 +112,9 @@ func (d *deletions) changeOf(ctx context.Context, tenant string, w *store.Resour
 	v := &ChangedView{Resource: res, Version: ver, At: fhirwire.Instant(w.LastUpdated), Method: w.Method}
 	// The Provenance naming that version: a receipt's (delivered) or a
 	// Bundle's (its client).
-	provs, err := searchStored(ctx, d.st, tenant, "Provenance", url.Values{"target": {res}}, maxLineageReceipts)
+	// The newest first: a resource named by more Provenances than the
+	// cap keeps the recent ones, the version's among them.
+	provs, err := searchStored(ctx, d.st, tenant, "Provenance", url.Values{"target": {res}, "_sort": {"-_lastUpdated"}}, maxLineageReceipts)
 	if err != nil {
 		return nil, err
 	}
@@ -141,8 +143,11 @@ func (d *deletions) changeOf(ctx context.Context, tenant string, w *store.Resour
 		break
 	}
 	if v != nil && v.Client == "" {
-		// A single write's AuditEvent names the version it wrote.
-		evs, err := searchAll(ctx, d.st, tenant, "AuditEvent", url.Values{"entity": {res}, "_sort": {"-date"}}, maxAccesses)
+		// A single write's AuditEvent names the version it wrote. Writes
+		// only (create, update, delete, and E for a transaction or batch):
+		// reads name the version too, and would push the write out of
+		// the newest maxAccesses or stand in for it.
+		evs, err := searchAll(ctx, d.st, tenant, "AuditEvent", url.Values{"entity": {res}, "action": {"C,U,D,E"}, "_sort": {"-date"}}, maxAccesses)
 		if err != nil {
 			return nil, err
 		}

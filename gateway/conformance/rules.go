@@ -290,6 +290,7 @@ func GatewayRules() []Rule {
 		{"reindex-batch-range", "The reindex batch size is out of range."},
 		{"tenant-audit-verify", "Verifying the audit chain, which spans every tenant, is for an all-tenant auditor or operator."},
 		{"tenant-audit-export", "Exporting the audit chain, which spans every tenant, is for an all-tenant auditor or operator."},
+		{"audit-export-period-open", "The audit export's period has not ended: its until is later than now less 5 minutes, and a record made before it may still be chained; export it from until plus 5 minutes."},
 		{"tenant-replay", "A replay across tenants is for an all-tenant operator."},
 		// The console.
 		{"console-page-unknown", "No such console page."},

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -482,13 +483,14 @@ func TestTransactionEntryStatuses(t *testing.T) {
 		payload      []byte
 		want         []string
 		reason       []string
+		entry        int // the entry status the first attempt's audit is given (-1: not checked)
 	}{
 		{"precondition-failed", "412 Precondition Failed", nil, []string{store.StatusDead},
-			[]string{"entry 0 (POST Patient): http 412 (invalid)", "merge them at the EHR", "the EHR applied the transaction's other"}},
-		{"bad-request", "400 Bad Request", nil, []string{store.StatusDead}, []string{"entry 0 (POST Patient): http 400 (invalid)"}},
-		{"server-error", "500", nil, []string{store.StatusPending, store.StatusDone}, []string{"entry 0 (POST Patient): http 500"}},
-		{"delete-not-found", "404 Not Found", del, []string{store.StatusDone}, nil},
-		{"delete-gone", "410 Gone", del, []string{store.StatusDone}, nil},
+			[]string{"entry 0 (POST Patient): http 412 (invalid)", "merge them at the EHR", "the EHR applied the transaction's other"}, 412},
+		{"bad-request", "400 Bad Request", nil, []string{store.StatusDead}, []string{"entry 0 (POST Patient): http 400 (invalid)"}, 400},
+		{"server-error", "500", nil, []string{store.StatusPending, store.StatusDone}, []string{"entry 0 (POST Patient): http 500"}, 500},
+		{"delete-not-found", "404 Not Found", del, []string{store.StatusDone}, nil, -1},
+		{"delete-gone", "410 Gone", del, []string{store.StatusDone}, nil, -1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ehr := newStubEHR(t)
@@ -508,7 +510,17 @@ func TestTransactionEntryStatuses(t *testing.T) {
 				writeJSON(w, http.StatusOK, map[string]any{"resourceType": "Bundle", "type": "transaction-response", "entry": entries})
 				return true
 			}
-			h := newHarness(t, []Destination{testDest("ehr", ehr.base())}, func(o *WorkerOptions) { o.CapabilityInterval = time.Hour })
+			var audited []int // the entry status each attempt's audit was given
+			var mu sync.Mutex
+			h := newHarness(t, []Destination{testDest("ehr", ehr.base())}, func(o *WorkerOptions) {
+				o.CapabilityInterval = time.Hour
+				o.Audit = func(_ context.Context, _ *store.OutboxItem, _ *store.Attempt, _ string, entry int) error {
+					mu.Lock()
+					defer mu.Unlock()
+					audited = append(audited, entry)
+					return nil
+				}
+			})
 			payload := tc.payload
 			if payload == nil {
 				payload = sessionBundle("P-1", "S-1", "completed", false)
@@ -529,6 +541,11 @@ func TestTransactionEntryStatuses(t *testing.T) {
 					t.Errorf("attempt 1: error %q, want it to contain %q", evs[0].A.Error, want)
 				}
 			}
+			mu.Lock()
+			if tc.entry >= 0 && (len(audited) == 0 || audited[0] != tc.entry) {
+				t.Errorf("entry statuses audited = %v, want the first %d (the audit is told the entry's status, not left to parse it)", audited, tc.entry)
+			}
+			mu.Unlock()
 			if evs[0].A.HTTPStatus != http.StatusOK {
 				t.Errorf("attempt 1 records http %d, want the 200 the EHR sent", evs[0].A.HTTPStatus)
 			}

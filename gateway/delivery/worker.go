@@ -56,14 +56,16 @@ type WorkerOptions struct {
 	WrapTransport func(http.RoundTripper) http.RoundTripper
 	// Audit, when set, makes an attempt's AuditEvent durable (it is told
 	// the outcome: OutcomeDone, OutcomeRetry, OutcomeDead or
-	// OutcomeInterrupted). The worker calls it after the attempt and
+	// OutcomeInterrupted) and, for a batch or transaction the EHR
+	// answered 2xx with an entry failed, that entry's status
+	// (Result.EntryStatus; 0 otherwise). The worker calls it after the attempt and
 	// before recording it, so that every transmission the outbox records
 	// has its AuditEvent. When it fails, it is called again, and so is a
 	// failed recording, for up to RecordRetry (the item's lease renewed
 	// meanwhile); past that, or when the worker stops, the attempt is not
 	// recorded, and the worker that claims the item after its lease ends
 	// records and audits it as interrupted before sending again.
-	Audit func(ctx context.Context, it *store.OutboxItem, a *store.Attempt, outcome string) error
+	Audit func(ctx context.Context, it *store.OutboxItem, a *store.Attempt, outcome string, entryStatus int) error
 	// RecordRetry is how long an attempt's AuditEvent and attempt row are
 	// retried when the database fails (locked, unreachable): default 2m.
 	RecordRetry time.Duration
@@ -683,7 +685,7 @@ func (d *destWorker) attempt(ctx context.Context, it *store.OutboxItem, probe bo
 	outcome := map[string]string{store.StatusDone: OutcomeDone, store.StatusPending: OutcomeRetry, store.StatusDead: OutcomeDead}[status]
 	cctx := context.WithoutCancel(ctx)
 	if o.Audit != nil && !res.NotSent { // nothing left, nothing disclosed: no transmission to audit
-		if err := d.persist(cctx, stop, it, a.N, "AuditEvent", func(ctx context.Context) error { return o.Audit(ctx, it, a, outcome) }); err != nil {
+		if err := d.persist(cctx, stop, it, a.N, "AuditEvent", func(ctx context.Context) error { return o.Audit(ctx, it, a, outcome, res.EntryStatus) }); err != nil {
 			end(outcome)
 			o.Logger.Error("delivery: the attempt's AuditEvent could not be written; the record is sent again when its lease ends, and this attempt recorded as interrupted",
 				"destination", d.dest.Name, "delivery", o.DeliveryID(it.ID), "attempt", a.N, "error", err)
@@ -739,7 +741,7 @@ func (d *destWorker) interrupted(ctx context.Context, it *store.OutboxItem) {
 	a := &store.Attempt{ItemID: it.ID, N: it.Attempts + 1, At: it.NextAttempt, Error: interruptedError, TraceID: it.TraceID}
 	cctx := context.WithoutCancel(ctx)
 	if o.Audit != nil {
-		if err := d.persist(cctx, ctx, it, a.N, "AuditEvent", func(ctx context.Context) error { return o.Audit(ctx, it, a, OutcomeInterrupted) }); err != nil {
+		if err := d.persist(cctx, ctx, it, a.N, "AuditEvent", func(ctx context.Context) error { return o.Audit(ctx, it, a, OutcomeInterrupted, 0) }); err != nil {
 			o.Logger.Error("delivery: an interrupted attempt's AuditEvent could not be written; tried again when the lease ends",
 				"destination", d.dest.Name, "delivery", o.DeliveryID(it.ID), "attempt", a.N, "error", err)
 			return

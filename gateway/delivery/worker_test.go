@@ -969,7 +969,10 @@ func TestFilterTakenOffIsNotSent(t *testing.T) {
 			d.Filter = tc.filter
 			var audited atomic.Int32
 			h := newHarness(t, []Destination{d}, func(o *WorkerOptions) {
-				o.Audit = func(context.Context, *store.OutboxItem, *store.Attempt, string) error { audited.Add(1); return nil }
+				o.Audit = func(context.Context, *store.OutboxItem, *store.Attempt, string, int) error {
+					audited.Add(1)
+					return nil
+				}
 			})
 			it := &store.OutboxItem{Destination: "ehr", OrderKey: "k", Patient: "P", Kind: "session", Source: "clinic",
 				Tenant: "clinic-a", RecordID: "k", Version: "1", Payload: sessionBundle("P-1", "S-1", "completed", false), NextAttempt: h.clock.Now(), Created: h.clock.Now()}
@@ -1003,7 +1006,7 @@ func TestAttemptAuditedBeforeRecorded(t *testing.T) {
 	var audited []string
 	w, err := NewWorker(ob, []Destination{{Name: "ehr", BaseURL: ehr.URL + "/fhir", Timeout: 5 * time.Second}},
 		WorkerOptions{PollInterval: 20 * time.Millisecond, Lease: 5 * time.Second, BacklogInterval: -1,
-			Audit: func(ctx context.Context, got *store.OutboxItem, a *store.Attempt, outcome string) error {
+			Audit: func(ctx context.Context, got *store.OutboxItem, a *store.Attempt, outcome string, _ int) error {
 				_, recorded, err := ob.Delivery(ctx, got.ID)
 				mu.Lock()
 				defer mu.Unlock()
@@ -1046,7 +1049,7 @@ func TestInterruptedAttemptRecorded(t *testing.T) {
 	var audited []string
 	w, err := NewWorker(ob, []Destination{{Name: "ehr", BaseURL: ehr.URL + "/fhir", Timeout: 5 * time.Second}},
 		WorkerOptions{PollInterval: 20 * time.Millisecond, Lease: 300 * time.Millisecond, BacklogInterval: -1,
-			Audit: func(ctx context.Context, got *store.OutboxItem, a *store.Attempt, outcome string) error {
+			Audit: func(ctx context.Context, got *store.OutboxItem, a *store.Attempt, outcome string, _ int) error {
 				mu.Lock()
 				defer mu.Unlock()
 				audited = append(audited, fmt.Sprintf("attempt %d %s", a.N, outcome))

@@ -117,9 +117,22 @@ func testAuditChain(t *testing.T, s store.Store) {
 		t.Errorf("AuditChainHead = %d, %q, %v; want the last entry's seq 5 and hash %q", seq, hash, err, entries[4].Hash)
 	}
 
+	// The lean walk from a seq: the same entries and bodies after it.
+	var from []string
+	err := s.AuditChainFrom(ctx, 2, func(e audit.ChainEntry) error {
+		if len(entries) == 5 && (e.Hash != entries[e.Seq-1].Hash || !bytes.Equal(e.Body, entries[e.Seq-1].Body)) {
+			t.Errorf("AuditChainFrom entry %d = %s, want AuditChain's hash and body", e.Seq, e.Hash)
+		}
+		from = append(from, fmt.Sprintf("%d:%s", e.Seq, e.ID))
+		return nil
+	})
+	if err != nil || strings.Join(from, " ") != "3:a3 4:a4 5:a5" {
+		t.Errorf("AuditChainFrom(2) = %v, %v; want 3:a3 4:a4 5:a5", from, err)
+	}
+
 	stop := errors.New("stop")
 	calls := 0
-	err := s.AuditChain(ctx, func(audit.ChainEntry) error {
+	err = s.AuditChain(ctx, func(audit.ChainEntry) error {
 		calls++
 		return stop
 	})
@@ -314,7 +327,7 @@ func testAuditChainServed(t *testing.T, s store.Store) {
 		// An all-tenant client's request (site "*"): its whole record under
 		// search.AllTenantsAudit (sv7) and moved to a clinic (sv8); clinic-a's
 		// share of it under clinic-a (sv9) and moved to clinic-b (sv10).
-		share, err := json.Marshal(audit.ShareOf("clinic-a") + " of an all-tenant client's request (its data named here: ...)")
+		share, err := json.Marshal(audit.ShareDescription("clinic-a") + " (its data named here: ...)")
 		if err != nil {
 			return err
 		}

@@ -144,6 +144,50 @@ func (s *Store) AuditChain(ctx context.Context, fn func(audit.ChainEntry) error)
 	}
 }
 
+// sqlChainFrom is AuditChainFrom's page: the chain's entries and their
+// version 1 bodies, nothing else.
+const sqlChainFrom = `SELECT a.seq, a.id, a.hash, r.body FROM audit_chain a
+	LEFT JOIN resources r ON r.type = 'AuditEvent' AND r.id = a.id AND r.version = 1
+	WHERE a.seq > ? ORDER BY a.seq LIMIT ?`
+
+// AuditChainFrom implements store.Store, in pages of auditPage entries,
+// each read in one snapshot.
+func (s *Store) AuditChainFrom(ctx context.Context, after int64, fn func(audit.ChainEntry) error) error {
+	for {
+		var page []audit.ChainEntry
+		err := s.db.Snapshot(ctx, func(c Conn) error {
+			rows, err := c.Query(ctx, s.bind(sqlChainFrom), after, auditPage)
+			if err != nil {
+				return err
+			}
+			defer rows.Close()
+			for rows.Next() {
+				var e audit.ChainEntry
+				if err := rows.Scan(&e.Seq, &e.ID, &e.Hash, &e.Body); err != nil { // NULL: nil Body
+					return err
+				}
+				if e.Body != nil {
+					e.Body = auditJSON(e.Body)
+				}
+				page = append(page, e)
+			}
+			return rows.Err()
+		})
+		if err != nil {
+			return fmt.Errorf("%s: audit chain: %w", s.d.Name, s.err(ctx, err))
+		}
+		for _, e := range page {
+			if err := fn(e); err != nil {
+				return err
+			}
+		}
+		if len(page) < auditPage {
+			return nil
+		}
+		after = page[len(page)-1].Seq
+	}
+}
+
 // AuditChainHead implements store.Store.
 func (s *Store) AuditChainHead(ctx context.Context) (seq int64, hash string, err error) {
 	err = s.db.Read(ctx, func(c Conn) error {
