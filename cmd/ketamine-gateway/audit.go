@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
@@ -38,7 +40,7 @@ func auditCommand(ctx context.Context, args []string, getenv func(string) string
 	db := dbFlag(fs, getenv)
 	var anchors []auditlog.Anchor
 	anchorFlag(fs, &anchors, "an anchor, `SEQ:HASH`, the headSeq and headHash of an earlier verification kept outside the database: "+
-		"the chain must still hold that record with that hash (repeatable)")
+		"the chain must still hold that record with that hash (repeatable); @FILE takes the head of a verification saved as JSON")
 	pos, err := parse(fs, "audit verify", args[1:], stdout)
 	if err != nil {
 		return err
@@ -70,9 +72,19 @@ func auditCommand(ctx context.Context, args []string, getenv func(string) string
 	return nil
 }
 
-// anchorFlag adds --expect SEQ:HASH (repeatable) to fs.
+// anchorFlag adds --expect SEQ:HASH (repeatable) to fs; --expect @FILE
+// takes the head of the verification FILE holds (the JSON of audit verify
+// --json or GET /admin/audit/verify: headSeq and headHash).
 func anchorFlag(fs *flag.FlagSet, anchors *[]auditlog.Anchor, usage string) {
 	fs.Func("expect", usage, func(v string) error {
+		if file, ok := strings.CutPrefix(v, "@"); ok {
+			a, err := verificationHead(file)
+			if err != nil {
+				return err
+			}
+			*anchors = append(*anchors, a)
+			return nil
+		}
 		a, err := auditlog.ParseAnchor(v)
 		if err != nil {
 			return err
@@ -80,6 +92,22 @@ func anchorFlag(fs *flag.FlagSet, anchors *[]auditlog.Anchor, usage string) {
 		*anchors = append(*anchors, a)
 		return nil
 	})
+}
+
+// verificationHead is the anchor of the head a saved verification names.
+func verificationHead(file string) (auditlog.Anchor, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return auditlog.Anchor{}, fmt.Errorf("read the verification: %w", err)
+	}
+	var v struct {
+		HeadSeq  int64  `json:"headSeq"`
+		HeadHash string `json:"headHash"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil || v.HeadSeq < 1 {
+		return auditlog.Anchor{}, fmt.Errorf("%s is not a verification's JSON with a head (headSeq, headHash: the output of audit verify --json or GET /admin/audit/verify)", file)
+	}
+	return auditlog.ParseAnchor(fmt.Sprintf("%d:%s", v.HeadSeq, v.HeadHash))
 }
 
 // auditExportCommand is the CLI twin of GET /admin/audit/export: the
@@ -149,6 +177,7 @@ func auditVerifyExportCommand(args []string, stdout, stderr io.Writer) error {
 	var anchors []auditlog.Anchor
 	anchorFlag(fs, &anchors, "an anchor, `SEQ:HASH`, kept outside the database (an earlier verify's headSeq and headHash, or an "+
 		"earlier export's lastSeq and lastHash): the export must hold that record or the one before its first with that hash (repeatable); "+
+		"@FILE takes the head of a verification saved as JSON (audit verify --json, GET /admin/audit/verify); "+
 		"without one held the exit is 1, as the file then proves its internal consistency only")
 	pos, err := parse(fs, "audit verify-export", args, stdout)
 	if err != nil {

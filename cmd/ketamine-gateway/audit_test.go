@@ -129,6 +129,15 @@ func TestAuditExportCLI(t *testing.T) {
 	if !strings.Contains(stdout, `"manifest"`) || !strings.HasPrefix(stdout, lines[0]) {
 		t.Errorf("audit export to standard output = %s, want the same lines", stdout)
 	}
+	// The verification saved as JSON anchors the export (--expect @FILE).
+	verification := filepath.Join(dir, "verify.json")
+	if err := os.WriteFile(verification, []byte(out), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	notJSON := filepath.Join(dir, "not.json")
+	if err := os.WriteFile(notJSON, []byte("not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	changed := filepath.Join(dir, "changed.ndjson")
 	if err := os.WriteFile(changed, []byte(strings.Replace(string(b), `"id":"ae3","recorded":"2026`, `"id":"ae3","recorded":"2025`, 1)), 0o600); err != nil {
 		t.Fatal(err)
@@ -146,6 +155,8 @@ func TestAuditExportCLI(t *testing.T) {
 		{[]string{filepath.Join(dir, "nope.ndjson")}, exitUnchecked, "could not read"},
 		{[]string{}, exitUsage, "FILE"},
 		{[]string{file, "--expect", "1:zz"}, exitUsage, "64 lowercase hexadecimal"},
+		{[]string{"--expect", "@" + verification, file}, 0, `"anchored": true`},
+		{[]string{"--expect", "@" + notJSON, file}, exitUsage, "not a verification's JSON"},
 	} {
 		out, errOut, code := cli(t, "", append([]string{"audit", "verify-export"}, tc.args...)...)
 		if code != tc.code || !strings.Contains(out+errOut, tc.want) {
