@@ -148,7 +148,7 @@ func TestAuditTrailE2E(t *testing.T) {
 	if err != nil || !bytes.Contains(out, []byte(`"receipts"`)) {
 		t.Fatalf("lineage CLI: %v\n%s", err, out)
 	}
-	sdb, err := sql.Open("sqlite", db)
+	sdb, err := sql.Open("sqlite", "file:"+db+"?_pragma=busy_timeout(10000)")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,7 +31,7 @@ func rollbackDB(t *testing.T, change func(ctx context.Context, st store.Store, d
 	if err != nil {
 		t.Fatal(err)
 	}
-	db, err := sql.Open("sqlite", path)
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)")
 	if err != nil {
 		t.Fatal(err)
 	}

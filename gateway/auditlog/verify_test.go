@@ -58,7 +58,7 @@ func TestVerifyChainHead(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			raw, err := sql.Open("sqlite", db)
+			raw, err := sql.Open("sqlite", "file:"+db+"?_pragma=busy_timeout(10000)") // the store writes meanwhile (its audit index)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -155,7 +155,7 @@ func TestVerifyServedAsChained(t *testing.T) {
 			if err := st.IndexAudits(ctx); err != nil {
 				t.Fatal(err)
 			}
-			raw, err := sql.Open("sqlite", db)
+			raw, err := sql.Open("sqlite", "file:"+db+"?_pragma=busy_timeout(10000)") // the store writes meanwhile (its audit index)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -324,7 +324,7 @@ func TestVerifyAnchorPastBreak(t *testing.T) {
 				}
 				hashes[res.HeadSeq] = res.HeadHash
 			}
-			raw, err := sql.Open("sqlite", db)
+			raw, err := sql.Open("sqlite", "file:"+db+"?_pragma=busy_timeout(10000)") // the store writes meanwhile (its audit index)
 			if err != nil {
 				t.Fatal(err)
 			}

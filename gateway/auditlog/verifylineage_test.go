@@ -211,7 +211,7 @@ func TestVerifyLineage(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newLineageFixture(t)
-			raw, err := sql.Open("sqlite", f.db)
+			raw, err := sql.Open("sqlite", "file:"+f.db+"?_pragma=busy_timeout(10000)") // the store writes meanwhile (its audit index)
 			if err != nil {
 				t.Fatal(err)
 			}
