@@ -30,15 +30,7 @@ func exportChain(t *testing.T, t0 time.Time) (store.Store, map[int64]string) {
 		id := fmt.Sprintf("ae%d", i+1)
 		body := fmt.Appendf(nil, `{"resourceType":"AuditEvent","id":%q,"recorded":%q,"outcomeDesc":"a <b> & c"}`, id,
 			t0.Add(time.Duration(min)*time.Minute).Format("2006-01-02T15:04:05.000Z"))
-		err := st.Write(ctx, func(tx store.Tx) error {
-			if err := tx.Put(&store.Resource{Type: "AuditEvent", ID: id, Version: 1, Body: body}, nil); err != nil {
-				return err
-			}
-			return tx.AppendAudit(id, body, nil)
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
+		appendAuditEvent(t, st, id, body)
 	}
 	hashes := map[int64]string{}
 	if err := st.AuditChain(ctx, func(e audit.ChainEntry) error { hashes[e.Seq] = e.Hash; return nil }); err != nil {

@@ -48,15 +48,7 @@ func TestVerifyChainHead(t *testing.T) {
 			for i := 1; i <= 5; i++ {
 				id := fmt.Sprintf("ae%d", i)
 				body := fmt.Appendf(nil, `{"resourceType":"AuditEvent","id":%q}`, id)
-				err := st.Write(ctx, func(tx store.Tx) error {
-					if err := tx.Put(&store.Resource{Type: "AuditEvent", ID: id, Version: 1, Body: body}, nil); err != nil {
-						return err
-					}
-					return tx.AppendAudit(id, body, nil)
-				})
-				if err != nil {
-					t.Fatal(err)
-				}
+				appendAuditEvent(t, st, id, body)
 			}
 			raw, err := sql.Open("sqlite", "file:"+db+"?_pragma=busy_timeout(10000)") // the store writes meanwhile (its audit index)
 			if err != nil {
@@ -223,15 +215,7 @@ func TestVerifyAnchors(t *testing.T) {
 	for i := 1; i <= 5; i++ {
 		id := fmt.Sprintf("ae%d", i)
 		body := fmt.Appendf(nil, `{"resourceType":"AuditEvent","id":%q}`, id)
-		err := st.Write(ctx, func(tx store.Tx) error {
-			if err := tx.Put(&store.Resource{Type: "AuditEvent", ID: id, Version: 1, Body: body}, nil); err != nil {
-				return err
-			}
-			return tx.AppendAudit(id, body, nil)
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
+		appendAuditEvent(t, st, id, body)
 		if i == 3 {
 			res, err := Verify(ctx, st, time.Now())
 			if err != nil || !res.Intact {
@@ -309,15 +293,7 @@ func TestVerifyAnchorPastBreak(t *testing.T) {
 			for i := 1; i <= 5; i++ {
 				id := fmt.Sprintf("ae%d", i)
 				body := fmt.Appendf(nil, `{"resourceType":"AuditEvent","id":%q}`, id)
-				err := st.Write(ctx, func(tx store.Tx) error {
-					if err := tx.Put(&store.Resource{Type: "AuditEvent", ID: id, Version: 1, Body: body}, nil); err != nil {
-						return err
-					}
-					return tx.AppendAudit(id, body, nil)
-				})
-				if err != nil {
-					t.Fatal(err)
-				}
+				appendAuditEvent(t, st, id, body)
 				res, err := Verify(ctx, st, time.Now())
 				if err != nil || !res.Intact {
 					t.Fatalf("Verify = %+v, %v", res, err)
@@ -424,5 +400,20 @@ func TestVerificationDescribe(t *testing.T) {
 				t.Errorf("Describe() = %q, want %q", got, tc.want)
 			}
 		})
+	}
+}
+
+// appendAuditEvent stores the AuditEvent body as id and chains it, as the
+// audit log does, in one write.
+func appendAuditEvent(t *testing.T, st store.Store, id string, body []byte) {
+	t.Helper()
+	err := st.Write(context.Background(), func(tx store.Tx) error {
+		if err := tx.Put(&store.Resource{Type: "AuditEvent", ID: id, Version: 1, Body: body}, nil); err != nil {
+			return err
+		}
+		return tx.AppendAudit(id, body, nil)
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
