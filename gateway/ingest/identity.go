@@ -211,22 +211,15 @@ func (id *identity) nextPatient(mapped map[string]any) map[string]any {
 	return next
 }
 
-// deliverMatching sets the criteria the EHRs match the record's Patient
-// (res.Entries[0]) by: its clinic identifier, or the record's MRN with a
-// system, or any other MRN the stored Patient holds (rec's MRN system's
-// excepted, which the record's replaces: nextPatient). A record without an
-// MRN is then charted at the EHR on the hospital's Patient the gateway
-// knows by MRN, not on a second Patient made from the clinic identifier
-// alone (DECISIONS.md 7). Only the Bundle the EHRs receive is concerned.
-func (id *identity) deliverMatching(rec mapping.Record, res *mapping.Result) {
-	DeliverMatching(rec, res, id.stored)
-}
-
 // DeliverMatching sets the criteria the EHRs match the Patient (entry 0)
 // of res, rec mapped, by: its clinic identifier, rec's MRN with a system,
 // or any other MRN that stored, the record's stored Patient decoded (nil
-// for none), holds (identity.deliverMatching). The ingest's deliveries
-// and a replay's corrections use it.
+// for none), holds (rec's MRN system's excepted, which the record's
+// replaces: nextPatient). A record without an MRN is then charted at the
+// EHR on the hospital's Patient the gateway knows by MRN, not on a second
+// Patient made from the clinic identifier alone (DECISIONS.md 7). Only the
+// Bundle the EHRs receive is concerned: the ingest's deliveries and a
+// replay's corrections use it.
 func DeliverMatching(rec mapping.Record, res *mapping.Result, stored map[string]any) {
 	if len(res.Entries) == 0 || res.Entries[0].ResourceType != "Patient" {
 		return

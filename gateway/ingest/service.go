@@ -444,7 +444,7 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 	if err != nil {
 		return nil, false, err
 	}
-	id.deliverMatching(rec.rec, res)
+	DeliverMatching(rec.rec, res, id.stored)
 	across, err := checkStored(st, rec.rec, res, rec.opts, id.patientID)
 	if err != nil {
 		return nil, false, err
