@@ -47,10 +47,10 @@ type AuditVerification struct {
 	Checked time.Time     `json:"checked"`
 
 	// The faults by kind, for Describe: AuditEvents stored but not in the
-	// chain, and the lineage's Provenance versions and delivery attempts
-	// stored otherwise (the rest of FaultCount are AuditEvents served
-	// otherwise than chained).
-	unchained, provenanceFaults, attemptFaults int
+	// chain, and the lineage's Provenance versions stored otherwise (the
+	// rest of Lineage.Faults are delivery attempts; the rest of FaultCount
+	// AuditEvents served otherwise than chained).
+	unchained, provenanceFaults int
 }
 
 // Anchor is a record of the chain and its hash as an auditor wrote them
@@ -127,8 +127,6 @@ func (v *AuditVerification) lineageFault(seq int64, id, about, problem string) {
 	v.Lineage.Faults++
 	if strings.HasPrefix(about, "Provenance/") {
 		v.provenanceFaults++
-	} else {
-		v.attemptFaults++
 	}
 	v.faultAbout(seq, id, about, problem)
 }
@@ -148,13 +146,13 @@ func (v *AuditVerification) Describe() string {
 	if v.BrokenAt > 0 {
 		parts = append(parts, fmt.Sprintf("broken at record %d", v.BrokenAt))
 	}
-	held, unchecked := 0, 0
+	notHeld, unchecked := 0, 0
 	for _, a := range v.Anchors {
 		switch {
 		case a.NotChecked:
 			unchecked++
 		case !a.Held:
-			held++
+			notHeld++
 		}
 	}
 	for _, k := range []struct {
@@ -165,9 +163,9 @@ func (v *AuditVerification) Describe() string {
 		{v.unchained, "AuditEvent stored but not in the chain", "AuditEvents stored but not in the chain"},
 		{v.provenanceFaults, "Provenance version stored otherwise than its AuditEvent says",
 			"Provenance versions stored otherwise than their AuditEvents say"},
-		{v.attemptFaults, "delivery attempt stored otherwise than its AuditEvent says",
+		{v.Lineage.Faults - v.provenanceFaults, "delivery attempt stored otherwise than its AuditEvent says",
 			"delivery attempts stored otherwise than their AuditEvents say"},
-		{held, "anchor not held", "anchors not held"},
+		{notHeld, "anchor not held", "anchors not held"},
 		{unchecked, "anchor not checked", "anchors not checked"},
 	} {
 		if k.n > 0 {
