@@ -63,9 +63,10 @@ func (c *Console) parsePages() (map[string]*template.Template, error) {
 			}
 			return fmt.Sprintf("%d times", n)
 		},
-		"counted":   auditlog.Counted,
-		"localCS":   localCodeSystem,
-		"published": conformanceURL,
+		"counted":     auditlog.Counted,
+		"resourceURL": resourceURL,
+		"localCS":     localCodeSystem,
+		"published":   conformanceURL,
 	}
 	base, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFiles, "templates/layout.html")
 	if err != nil {

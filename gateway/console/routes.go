@@ -30,6 +30,8 @@ func (c *Console) routes() {
 	c.handle("POST "+Prefix+"/audit/export", "search-type", auditorRole, c.auditExport)
 	c.handle("GET "+Prefix+"/audit/events/{id}", "lineage", auditorRole, c.requestPage)
 	c.handle("GET "+Prefix+"/records", "lineage", auditorRole, c.recordPage)
+	// A resource's versions, read as GET /fhir/{type}/{id}/_history is.
+	c.handle("GET "+Prefix+"/resources/{type}/{id}", "history-instance", auditorRole, c.resourcePage)
 	c.handle("GET "+Prefix+"/audit/chain", "", auditorRole, c.chainPage)
 	c.handle("POST "+Prefix+"/audit/chain", "audit-verify", auditorRole, c.chainVerify)
 
