@@ -93,7 +93,7 @@ func TestResourcePage(t *testing.T) {
 			[]string{`</span>    &#34;versionId&#34;`, `</span>    &#34;lastUpdated&#34;`}},
 		{"diff by the form, newer first", base + "?from=2&to=1", 200, []string{`id="diff"`, "Version 1 and version 2"}, nil},
 		{"deleted resource", "/console/resources/Observation/" + f.deleted, 200,
-			[]string{"<strong>Deleted</strong> in version 2", `<tr id="v2" class="deleted">`, "The last version with content, version 1"}, nil},
+			[]string{"<strong>Deleted</strong> in version 2", `<tr id="v2" class="deleted">`, "The last version with content, version 1", "delete request</a>"}, nil},
 		{"diff with a deletion", "/console/resources/Observation/" + f.deleted + "?diff=1..2", 200,
 			[]string{"version 2 (deleted)", `<span class="d del">`}, nil},
 		{"another tenant's resource", "/console/resources/" + other, 404, []string{"no such resource"}, []string{"clinic-a"}},

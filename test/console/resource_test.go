@@ -93,4 +93,9 @@ func TestAuditorComparesResourceVersions(t *testing.T) {
 	if u := location(t, ctx); !strings.Contains(u, "from=1") || !strings.Contains(u, "to=2") {
 		t.Errorf("the comparison's address is %s, want the two versions in it", u)
 	}
+	// On a narrow screen the page scrolls within its boxes, not as a whole.
+	run(t, ctx, "a narrow screen", chromedp.EmulateViewport(320, 800), chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS("#diff")))
+	if over := eval[int](t, ctx, `document.documentElement.scrollWidth - window.innerWidth`); over > 0 {
+		t.Errorf("the resource page is %d pixels wider than a 320-pixel screen", over)
+	}
 }
