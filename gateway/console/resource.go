@@ -1,6 +1,7 @@
 package console
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
@@ -69,14 +71,14 @@ func (c *Console) resourcePage(rq *request) error {
 	if kind, _ := outcome.From(err); err != nil && kind == outcome.NotFound {
 		// The same words for an id nobody holds and one of another tenant.
 		return outcome.New(outcome.NotFound, "not-found", "resource-unknown",
-			"no such resource: no "+typ+" you may read has that id (open resources from a source record or a request)")
+			"no such resource: none you may read has this type and id (open resources from a source record or a request)")
 	}
 	if err != nil {
 		return err
 	}
 	if len(hist.Versions) == 0 { // not one disclosed: as unknown
 		return outcome.New(outcome.NotFound, "not-found", "resource-unknown",
-			"no such resource: no "+typ+" you may read has that id (open resources from a source record or a request)")
+			"no such resource: none you may read has this type and id (open resources from a source record or a request)")
 	}
 	l, err := auditlog.BuildLineage(rq.ctx(), c.app.Store, auditlog.LineageQuery{Resource: typ + "/" + id,
 		IdentifierBase: c.app.IdentifierBase, Tenant: rq.sc.TenantOf()})
@@ -88,7 +90,8 @@ func (c *Console) resourcePage(rq *request) error {
 		return err
 	}
 	if l != nil {
-		l.Audit(rq.sc) // the receipts and requests shown
+		l.Accesses = nil // not shown here
+		l.Audit(rq.sc)   // the receipts and the requests that wrote them, shown
 	}
 	d := resourceData{Type: typ, ID: id, Versions: versions, Total: hist.Total, Current: &versions[0]}
 	for i, v := range hist.Versions {
@@ -215,21 +218,25 @@ func viewOf(r *store.Resource, vs []auditlog.VersionView) *auditlog.VersionView 
 			return &vs[i]
 		}
 	}
-	return &auditlog.VersionView{Version: r.Version, Deleted: r.Deleted, Method: r.Method,
-		LastUpdated: r.LastUpdated.UTC().Format("2006-01-02T15:04:05.000Z")}
+	return &auditlog.VersionView{Version: r.Version, Deleted: r.Deleted, Method: r.Method, LastUpdated: fhirwire.Instant(r.LastUpdated)}
 }
 
 // contentLines is a version's JSON, indented, without meta.versionId and
 // meta.lastUpdated (returned apart: every two versions differ in them),
-// in lines (none for a deletion). Keys are in alphabetical order, the
-// same in both versions compared.
+// in lines (none for a deletion, whose version and time are returned).
+// Keys are in alphabetical order, the same in both versions compared;
+// numbers and text are as stored (a decimal keeps its precision).
 func contentLines(r *store.Resource) ([]string, map[string]string, error) {
 	meta := map[string]string{}
 	if r.Deleted || r.Body == nil {
+		meta["versionId"] = strconv.FormatInt(r.Version, 10)
+		meta["lastUpdated"] = fhirwire.Instant(r.LastUpdated)
 		return nil, meta, nil
 	}
 	var doc map[string]any
-	if err := json.Unmarshal(r.Body, &doc); err != nil {
+	dec := json.NewDecoder(bytes.NewReader(r.Body))
+	dec.UseNumber()
+	if err := dec.Decode(&doc); err != nil {
 		return nil, nil, fmt.Errorf("stored %s/%s version %d: %w", r.Type, r.ID, r.Version, err)
 	}
 	if m, ok := doc["meta"].(map[string]any); ok {
@@ -243,11 +250,13 @@ func contentLines(r *store.Resource) ([]string, map[string]string, error) {
 			delete(doc, "meta")
 		}
 	}
-	b, err := json.Marshal(doc)
-	if err != nil {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false) // the page escapes; the text is shown as stored
+	if err := enc.Encode(doc); err != nil {
 		return nil, nil, errors.New("a stored version could not be shown")
 	}
-	return lines(b), meta, nil
+	return lines(bytes.TrimSpace(b.Bytes())), meta, nil
 }
 
 // slicesDiffer reports whether a difference has a line added or removed.

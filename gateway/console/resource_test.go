@@ -3,6 +3,7 @@ package console
 import (
 	"context"
 	"encoding/json"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
@@ -10,11 +11,13 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
 
 // resourceFixture is a console whose store holds one PHQ-9 record: its
@@ -185,4 +188,41 @@ func newestEvent(t *testing.T, f *fixture, tenant, subtype string) auditlog.Requ
 		t.Fatal(err)
 	}
 	return auditlog.ViewAuditEvent(doc)
+}
+
+// TestContentLines: a version compared is shown as stored: a decimal
+// keeps its precision (FHIR's 0.10 is not 0.1), text keeps its
+// characters, a deletion has no lines but its version's bookkeeping, and
+// meta.versionId and lastUpdated are set apart, the rest of meta kept.
+func TestContentLines(t *testing.T) {
+	at := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name  string
+		r     *store.Resource
+		lines []string
+		meta  map[string]string
+	}{
+		{"content", &store.Resource{Type: "Observation", ID: "o1", Version: 2, Body: []byte(
+			`{"resourceType":"Observation","id":"o1","meta":{"versionId":"2","lastUpdated":"2026-12-06T10:00:00.000Z","tag":[{"code":"t"}]},` +
+				`"valueQuantity":{"value":0.10},"note":[{"text":"a<b & c"}]}`)},
+			[]string{`{`, `  "id": "o1",`, `  "meta": {`, `    "tag": [`, `      {`, `        "code": "t"`, `      }`, `    ]`, `  },`,
+				`  "note": [`, `    {`, `      "text": "a<b & c"`, `    }`, `  ],`, `  "resourceType": "Observation",`,
+				`  "valueQuantity": {`, `    "value": 0.10`, `  }`, `}`},
+			map[string]string{"versionId": "2", "lastUpdated": "2026-12-06T10:00:00.000Z"}},
+		{"deletion", &store.Resource{Type: "Observation", ID: "o1", Version: 3, Deleted: true, LastUpdated: at},
+			nil, map[string]string{"versionId": "3", "lastUpdated": "2026-12-06T10:00:00.000Z"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			lines, meta, err := contentLines(tc.r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(lines, tc.lines) {
+				t.Errorf("contentLines lines =\n%s\nwant\n%s", strings.Join(lines, "\n"), strings.Join(tc.lines, "\n"))
+			}
+			if !maps.Equal(meta, tc.meta) {
+				t.Errorf("contentLines meta = %v, want %v", meta, tc.meta)
+			}
+		})
+	}
 }
