@@ -27,6 +27,11 @@ import (
 // maxVersionsShown bounds the versions the page lists (newest first).
 const maxVersionsShown = 100
 
+// errNoResource answers an id nobody holds and one of another tenant or
+// that the person's scopes do not let them read, in the same words.
+var errNoResource = outcome.New(outcome.NotFound, "not-found", "resource-unknown",
+	"no such resource: none you may read has this type and id (open resources from a source record or a request)")
+
 // resourceData is the resource page's data.
 type resourceData struct {
 	Type, ID string
@@ -69,16 +74,13 @@ func (c *Console) resourcePage(rq *request) error {
 	}
 	hist, err := c.app.Engine.History(rq.ctx(), rq.sc, typ, id, url.Values{"_count": {strconv.Itoa(maxVersionsShown)}}, false)
 	if kind, _ := outcome.From(err); err != nil && kind == outcome.NotFound {
-		// The same words for an id nobody holds and one of another tenant.
-		return outcome.New(outcome.NotFound, "not-found", "resource-unknown",
-			"no such resource: none you may read has this type and id (open resources from a source record or a request)")
+		return errNoResource
 	}
 	if err != nil {
 		return err
 	}
 	if len(hist.Versions) == 0 { // not one disclosed: as unknown
-		return outcome.New(outcome.NotFound, "not-found", "resource-unknown",
-			"no such resource: none you may read has this type and id (open resources from a source record or a request)")
+		return errNoResource
 	}
 	l, err := auditlog.BuildLineage(rq.ctx(), c.app.Store, auditlog.LineageQuery{Resource: typ + "/" + id,
 		IdentifierBase: c.app.IdentifierBase, Tenant: rq.sc.TenantOf()})
