@@ -26,6 +26,9 @@ func (s *Server) handleReplayJob(c echo.Context) error {
 	if opts.ShowValues, err = boolParam(c, "showValues"); err != nil {
 		return err
 	}
+	if opts.Downgrade, err = boolParam(c, "downgrade"); err != nil {
+		return err
+	}
 	if _, ok := c.QueryParams()["tenant"]; !ok {
 		opts.Tenant = "*" // every tenant the operator may see
 	}

@@ -33,6 +33,7 @@ func replayCommand(ctx context.Context, args []string, getenv func(string) strin
 	apply := fs.Bool("apply", false, "write the changes and enqueue the corrections")
 	reason := fs.String("reason", "", "why the changes are applied (required with --apply; recorded in each correction's Provenance)")
 	showValues := fs.Bool("show-values", false, "print the old and new values (PHI)")
+	downgrade := fs.Bool("downgrade", false, "replay records a newer mapping stored too, writing this build's mapping back over them (to undo a replay); without it they are refused (replay-newer-mapping) and left as they are")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	configFile, base := appConfigFlags(fs, getenv)
 	ehrURL := fs.String("ehr-url", getenv("GATEWAY_EHR_URL"), "the EHR serve delivers to with --ehr-url: corrections are enqueued for it as destination \"ehr\" (GATEWAY_EHR_URL)")
@@ -48,7 +49,7 @@ func replayCommand(ctx context.Context, args []string, getenv func(string) strin
 		return usageError("replay", "--kind %q: the kinds are %s", *kind, kindList())
 	}
 	opts := replay.Options{Kind: mapping.Kind(*kind), Tenant: *tenant, Source: *source, Apply: *apply, Reason: *reason,
-		ShowValues: *showValues}
+		ShowValues: *showValues, Downgrade: *downgrade}
 	if opts.Since, err = parseTimeFlag(*since, time.Now()); err != nil {
 		return usageError("replay", "--since: %v", err)
 	}
@@ -117,7 +118,7 @@ func replayCommand(ctx context.Context, args []string, getenv func(string) strin
 	}, func(done int) { bar.set(int64(done), int64(changed)) })
 	bar.finish()
 	if sum != nil {
-		if werr := rep.summary(sum, opts); werr != nil && err == nil {
+		if werr := rep.summary(sum, opts, err != nil); werr != nil && err == nil {
 			err = werr
 		}
 	}
@@ -125,7 +126,16 @@ func replayCommand(ctx context.Context, args []string, getenv func(string) strin
 		if errors.Is(err, context.Canceled) {
 			return &exitError{code: exitUnchecked, msg: "replay interrupted; run it again to continue"}
 		}
-		return &exitError{code: exitUnchecked, msg: fmt.Sprintf("replay stopped: %v; run it again to continue", describe(err))}
+		msg := fmt.Sprintf("replay stopped: %v", describe(err))
+		if sum != nil {
+			msg = fmt.Sprintf("replay stopped after %s: %v", auditlog.Counted(sum.Records, "record"), describe(err))
+		}
+		if errors.Is(err, store.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
+			// A passing failure: the records replayed stay so, and a run
+			// again goes on with the others.
+			msg += "; run it again to continue"
+		}
+		return &exitError{code: exitUnchecked, msg: msg}
 	}
 	pending := sum.Refused + sum.Diverged + sum.Conflicts
 	if !opts.Apply {
@@ -211,7 +221,15 @@ func (p *replayReport) record(r replay.RecordResult) error {
 	}
 	fmt.Fprintf(p.w, "%s: %s\n", name, status)
 	for _, i := range r.Issues {
-		fmt.Fprintf(p.w, "    %s at %s\n", i.Rule, orRoot(i.Pointer))
+		switch {
+		case i.Rule == "replay-newer-mapping":
+			fmt.Fprintf(p.w, "    %s: stored by mapping %s, newer than this build's; left as it is (--downgrade writes this build's back)\n",
+				i.Rule, r.MappingVersion)
+		case i.Expression != "" && i.Pointer == "":
+			fmt.Fprintf(p.w, "    %s at %s (in the mapping's output: the mapping is at fault, not the record)\n", i.Rule, i.Expression)
+		default:
+			fmt.Fprintf(p.w, "    %s at %s\n", i.Rule, orRoot(i.Pointer))
+		}
 	}
 	for _, d := range r.Resources {
 		if d.Change != replay.OpChanged {
@@ -252,8 +270,9 @@ func valueText(v any) string {
 	return string(b)
 }
 
-// summary prints the summary (and closes the JSON document).
-func (p *replayReport) summary(s *replay.Summary, opts replay.Options) error {
+// summary prints the summary (and closes the JSON document); stopped
+// when the replay stopped on an error before its end.
+func (p *replayReport) summary(s *replay.Summary, opts replay.Options, stopped bool) error {
 	if p.json {
 		b, err := json.MarshalIndent(s, "  ", "  ")
 		if err != nil {
@@ -272,7 +291,7 @@ func (p *replayReport) summary(s *replay.Summary, opts replay.Options) error {
 	}
 	tw := tabwriter.NewWriter(p.w, 0, 4, 2, ' ', 0)
 	defer tw.Flush()
-	if s.Records == 0 {
+	if s.Records == 0 && !stopped {
 		fmt.Fprintf(tw, "No stored record matches the filter: nothing to replay (mapping %s).\n", s.MappingVersion)
 		return nil
 	}

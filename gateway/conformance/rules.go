@@ -282,6 +282,7 @@ func GatewayRules() []Rule {
 		{"replay-tenant-unknown", "The replay names a tenant without records."},
 		{"replay-source-unknown", "The replay names a clinic source system of which no record is stored (for the tenant replayed)."},
 		{"replay-since-future", "The replay's since is in the future: no record was received after it."},
+		{"replay-newer-mapping", "A replay leaves a record a newer mapping stored as it is (an older build would undo that mapping's corrections), unless asked to downgrade."},
 		{"replay-mapping-changed", "A queued replay job was taken by a gateway running another mapping than the one it was submitted under (an upgrade while it was queued): it is failed, nothing replayed."},
 		{"replay-reason-missing", "A replay that applies its changes says why (the reason is kept in each correction's Provenance at the gateway; the EHRs receive the corrected resources, not the reason)."},
 		{"replay-reason-invalid", "The replay's reason is longer than 200 characters or holds control characters."},

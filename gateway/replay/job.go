@@ -42,6 +42,7 @@ type jobOptions struct {
 	Apply      bool   `json:"apply,omitempty"`
 	Reason     string `json:"reason,omitempty"`
 	ShowValues bool   `json:"showValues,omitempty"`
+	Downgrade  bool   `json:"downgrade,omitempty"`
 }
 
 // jobCheckpoint is where a replay job got to.
@@ -89,7 +90,7 @@ func (s *Service) Submit(ctx context.Context, sc *auditlog.Scope, opts Options, 
 		return nil, err
 	}
 	jo := jobOptions{Kind: string(opts.Kind), Source: opts.Source, Tenant: opts.Tenant, Apply: opts.Apply, Reason: opts.Reason,
-		ShowValues: opts.ShowValues}
+		ShowValues: opts.ShowValues, Downgrade: opts.Downgrade}
 	if !opts.Since.IsZero() {
 		jo.Since = opts.Since.UTC().Format("2006-01-02T15:04:05.000Z07:00")
 	}
@@ -199,7 +200,8 @@ func (s *Service) runJob(ctx context.Context, run *jobs.Run) ([]byte, error) {
 
 // options turns a job's options back into Options.
 func (o jobOptions) options() (Options, error) {
-	opts := Options{Kind: mapping.Kind(o.Kind), Source: o.Source, Tenant: o.Tenant, Apply: o.Apply, Reason: o.Reason, ShowValues: o.ShowValues}
+	opts := Options{Kind: mapping.Kind(o.Kind), Source: o.Source, Tenant: o.Tenant, Apply: o.Apply, Reason: o.Reason, ShowValues: o.ShowValues,
+		Downgrade: o.Downgrade}
 	if o.Since != "" {
 		t, err := time.Parse(time.RFC3339Nano, o.Since)
 		if err != nil {

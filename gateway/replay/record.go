@@ -74,11 +74,7 @@ func (s *Service) record(ctx context.Context, sc *auditlog.Scope, l *store.Ledge
 		return r, err
 	}
 	if refused != nil {
-		r.Status = StatusRefused
-		_, issues := outcome.From(refused)
-		for _, i := range issues {
-			r.Issues = append(r.Issues, Issue{Rule: i.Rule, Pointer: i.Pointer})
-		}
+		r.refuse(refused)
 		return r, nil
 	}
 	for _, mt := range m.entries {
@@ -94,12 +90,70 @@ func (s *Service) record(ctx context.Context, sc *auditlog.Scope, l *store.Ledge
 	}
 	r.Resources = m.diffs()
 	r.Status = status(r.Resources)
+	if r.Status == StatusChanged && !opts.Downgrade && newerMapping(l.MappingVersion, s.cfg.MappingVersion) {
+		// Stored by a newer mapping (another build's replay, or records a
+		// newer gateway stored): this build's would undo its corrections.
+		r.Resources = nil
+		r.refuse(outcome.New(outcome.Conflict, "conflict", "replay-newer-mapping", fmt.Sprintf(
+			"the record was stored by mapping %s, newer than this build's %s: left as it is (replay with the newer "+
+				"build, or pass --downgrade / downgrade=true to write this mapping's resources back)", l.MappingVersion, s.cfg.MappingVersion)))
+		return r, nil
+	}
+	if r.Status == StatusChanged {
+		// What an apply would write, checked as it would be, in a dry run
+		// too: a profile the mapping's output breaks refuses the record
+		// (the mapping is at fault; the issue names the element), not the
+		// whole replay.
+		if err := s.checkOutput(m); err != nil {
+			if kind, _ := outcome.From(err); kind == outcome.Internal {
+				return r, err
+			}
+			r.Resources = nil
+			r.refuse(err)
+			return r, nil
+		}
+	}
 	if opts.Apply && r.Status == StatusChanged {
 		if err := s.apply(ctx, sc, m, opts, &r); err != nil {
 			return r, err
 		}
 	}
 	return r, nil
+}
+
+// refuse marks r refused by err's issues: each rule and where.
+func (r *RecordResult) refuse(err error) {
+	r.Status = StatusRefused
+	_, issues := outcome.From(err)
+	for _, i := range issues {
+		r.Issues = append(r.Issues, Issue{Rule: i.Rule, Pointer: i.Pointer, Expression: i.Expression})
+	}
+}
+
+// newerMapping reports whether mapping version stored (major.minor.patch)
+// is newer than mine. A version either does not parse ("" for a record
+// stored before versions were kept) is not newer.
+func newerMapping(stored, mine string) bool {
+	a, okA := semver(stored)
+	b, okB := semver(mine)
+	return okA && okB && slices.Compare(a, b) > 0
+}
+
+// semver is a major.minor.patch version's numbers.
+func semver(v string) ([]int, bool) {
+	parts := strings.Split(v, ".")
+	if len(parts) != 3 {
+		return nil, false
+	}
+	out := make([]int, 3)
+	for i, p := range parts {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 0 {
+			return nil, false
+		}
+		out[i] = n
+	}
+	return out, true
 }
 
 // remap maps the record's stored input again and matches each resource

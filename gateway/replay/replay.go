@@ -133,6 +133,12 @@ type Options struct {
 	Reason string
 	// ShowValues puts the old and new values in the diffs (PHI).
 	ShowValues bool
+	// Downgrade replays records a newer mapping stored too: without it,
+	// such a record is refused (replay.newer-mapping) and left as the
+	// newer mapping made it, so that an older build's replay does not undo
+	// a newer one's corrections by accident. With it (to undo a replay),
+	// the older mapping's resources are written back as corrections.
+	Downgrade bool
 
 	// after resumes a replay after a record (a job's checkpoint).
 	after store.LedgerKey
@@ -203,10 +209,13 @@ type ResourceDiff struct {
 }
 
 // Issue is one rule a refused record breaks: its id and where, never a
-// value.
+// value. Pointer is the JSON pointer into the record; Expression the
+// FHIRPath of the mapped resource's element, for a rule the mapping's
+// output breaks (a profile's: the mapping is at fault, not the record).
 type Issue struct {
-	Rule    string `json:"rule"`
-	Pointer string `json:"pointer,omitempty"`
+	Rule       string `json:"rule"`
+	Pointer    string `json:"pointer,omitempty"`
+	Expression string `json:"expression,omitempty"`
 }
 
 // Summary counts a replay's records by status and groups the changes.
