@@ -671,7 +671,7 @@ func parseCIDRs(list string) ([]*net.IPNet, error) {
 func routes(dests []delivery.Destination) []ingest.Route {
 	out := make([]ingest.Route, len(dests))
 	for i, d := range dests {
-		out[i] = ingest.Route{Name: d.Name, Accepts: d.Accepts, AcceptsTenant: d.AcceptsTenant}
+		out[i] = ingest.Route{Name: d.Name, Accepts: d.Accepts, AcceptsTenant: d.AcceptsTenant, MRNSystems: d.MRNSystems}
 	}
 	return out
 }
