@@ -710,7 +710,7 @@ func (w operatorWorker) CapabilityGaps() []operator.CapabilityGap {
 		}
 		for _, u := range c.Unsupported {
 			g.Unsupported = append(g.Unsupported, operator.UnsupportedType{ResourceType: u.Type, Listed: u.Listed,
-				MissingInteractions: u.Missing})
+				MissingInteractions: u.Missing, MissingFlags: u.Flags})
 		}
 		out = append(out, g)
 	}
