@@ -381,11 +381,11 @@ func TestDestinationsConfig(t *testing.T) {
 	}
 	for name, body := range map[string]string{
 		"empty mrn system": `{"destinations":[{"name":"h","baseUrl":"https://e.example/fhir","mrnSystems":[" "]}]}`,
-		"unknown field": `{"destinations":[{"name":"h","baseUrl":"https://e.example/fhir","colour":"red"}]}`,
-		"missing env":   `{"destinations":[{"name":"h","baseUrl":"https://e.example/fhir","auth":{"type":"bearer","token":"env:NOPE"}}]}`,
-		"http remote":   `{"destinations":[{"name":"h","baseUrl":"http://e.example/fhir"}]}`,
-		"duplicate":     `{"destinations":[{"name":"h","baseUrl":"https://a.example/fhir"},{"name":"h","baseUrl":"https://b.example/fhir"}]}`,
-		"bad timeout":   `{"destinations":[{"name":"h","baseUrl":"https://a.example/fhir","timeout":"soon"}]}`,
+		"unknown field":    `{"destinations":[{"name":"h","baseUrl":"https://e.example/fhir","colour":"red"}]}`,
+		"missing env":      `{"destinations":[{"name":"h","baseUrl":"https://e.example/fhir","auth":{"type":"bearer","token":"env:NOPE"}}]}`,
+		"http remote":      `{"destinations":[{"name":"h","baseUrl":"http://e.example/fhir"}]}`,
+		"duplicate":        `{"destinations":[{"name":"h","baseUrl":"https://a.example/fhir"},{"name":"h","baseUrl":"https://b.example/fhir"}]}`,
+		"bad timeout":      `{"destinations":[{"name":"h","baseUrl":"https://a.example/fhir","timeout":"soon"}]}`,
 	} {
 		fc, err := readConfig(writeTemp(t, "c.json", body))
 		if err == nil {
