@@ -121,6 +121,11 @@ type Entry struct {
 	// hospital's MRN there (DECISIONS.md 7), while the gateway's own store
 	// keeps matching the clinic identifier alone. Not otherwise used.
 	DeliverIfNoneExist string
+	// DeliverMRNs are the MRNs (each with a system) DeliverIfNoneExist
+	// matches besides the clinic identifier, as DeliverMatching set them:
+	// an EHR that knows only some hospitals' MRNs is sent only theirs
+	// (DeliverMatching again, with those). Not part of the Bundle.
+	DeliverMRNs []MRN
 	// Record is the JSON pointer of the nested record of a session that
 	// produced the resource ("/vitals/2"); "" for the record itself (and a
 	// session's infusion). Not part of the Bundle.

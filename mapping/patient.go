@@ -52,15 +52,18 @@ func (m *mapper) patientEntry(p *Patient) {
 // DeliverMatching sets the DeliverIfNoneExist of e, a Patient entry, to
 // match the clinic identifier (IfNoneExist) or any of mrns that has a
 // system (a token OR, each MRN escaped: token); with none, the clinic
-// identifier alone (DeliverIfNoneExist empty). The mapping gives it the
+// identifier alone (DeliverIfNoneExist empty); DeliverMRNs keeps those
+// matched. The mapping gives it the
 // record's MRN; the ingest gives it the MRNs the gateway holds for the
 // patient, so that a record without an MRN is charted on the hospital's
 // Patient too.
 func (e *Entry) DeliverMatching(mrns []MRN) {
 	criteria := e.IfNoneExist
+	e.DeliverMRNs = nil
 	for _, mrn := range mrns {
 		if mrn.System != "" {
 			criteria += "," + token(mrn.System, mrn.Value)
+			e.DeliverMRNs = append(e.DeliverMRNs, mrn)
 		}
 	}
 	e.DeliverIfNoneExist = ""

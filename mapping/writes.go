@@ -9,8 +9,21 @@ package mapping
 type Write struct {
 	Type         string
 	Interactions []string
-	Kinds        []Kind
+	// Flags are the CapabilityStatement flags (rest.resource) those
+	// entries rely on, sorted: conditionalCreate (a POST with
+	// ifNoneExist), conditionalUpdate (a PUT Type?identifier=...),
+	// updateCreate (a PUT of a deterministic id the receiver may not hold
+	// yet, which creates it).
+	Flags []string
+	Kinds []Kind
 }
+
+// The CapabilityStatement flags of Write.Flags.
+const (
+	FlagConditionalCreate = "conditionalCreate"
+	FlagConditionalUpdate = "conditionalUpdate"
+	FlagUpdateCreate      = "updateCreate"
+)
 
 // Writes returns what the mapping's Bundles write, first versions and
 // updates alike, by resource type (sorted): what a receiver's FHIR server
@@ -18,19 +31,20 @@ type Write struct {
 // mapping makes from every golden input.
 func Writes() []Write {
 	both := []string{"create", "update"}
+	conditional := []string{FlagConditionalCreate, FlagConditionalUpdate}
 	all := []Kind{KindAdverseEvent, KindAssessment, KindInfusion, KindSession, KindVitals}
 	infusion := []Kind{KindInfusion, KindSession}
 	return []Write{
 		// PUT AdverseEvent/<id>: R4 cannot search it by identifier; a
 		// withdrawn event is deleted (it has no status).
-		{Type: "AdverseEvent", Interactions: []string{"delete", "update"}, Kinds: []Kind{KindAdverseEvent, KindSession}},
-		{Type: "DetectedIssue", Interactions: both, Kinds: []Kind{KindSession}},
-		{Type: "Flag", Interactions: both, Kinds: []Kind{KindAdverseEvent, KindAssessment, KindSession}},
-		{Type: "MedicationAdministration", Interactions: both, Kinds: infusion},
-		{Type: "MedicationRequest", Interactions: both, Kinds: infusion},
-		{Type: "Observation", Interactions: both, Kinds: []Kind{KindAssessment, KindInfusion, KindSession, KindVitals}},
+		{Type: "AdverseEvent", Interactions: []string{"delete", "update"}, Flags: []string{FlagUpdateCreate}, Kinds: []Kind{KindAdverseEvent, KindSession}},
+		{Type: "DetectedIssue", Interactions: both, Flags: conditional, Kinds: []Kind{KindSession}},
+		{Type: "Flag", Interactions: both, Flags: conditional, Kinds: []Kind{KindAdverseEvent, KindAssessment, KindSession}},
+		{Type: "MedicationAdministration", Interactions: both, Flags: conditional, Kinds: infusion},
+		{Type: "MedicationRequest", Interactions: both, Flags: conditional, Kinds: infusion},
+		{Type: "Observation", Interactions: both, Flags: conditional, Kinds: []Kind{KindAssessment, KindInfusion, KindSession, KindVitals}},
 		// One Patient per clinic patient id, never updated by a record.
-		{Type: "Patient", Interactions: []string{"create"}, Kinds: all},
-		{Type: "Procedure", Interactions: both, Kinds: infusion},
+		{Type: "Patient", Interactions: []string{"create"}, Flags: []string{FlagConditionalCreate}, Kinds: all},
+		{Type: "Procedure", Interactions: both, Flags: conditional, Kinds: infusion},
 	}
 }

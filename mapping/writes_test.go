@@ -20,7 +20,7 @@ import (
 // naming it fails here.
 func TestWrites(t *testing.T) {
 	interaction := map[fhir.HTTPVerb]string{fhir.HTTPVerbPOST: "create", fhir.HTTPVerbPUT: "update", fhir.HTTPVerbDELETE: "delete"}
-	got, kinds := map[string]map[string]bool{}, map[string]map[string]bool{}
+	got, kinds, flags := map[string]map[string]bool{}, map[string]map[string]bool{}, map[string]map[string]bool{}
 	for _, tc := range goldenCases(t) {
 		for _, upd := range []bool{false, true} {
 			rec, err := mapping.Decode(tc.kind, tc.input)
@@ -37,14 +37,22 @@ func TestWrites(t *testing.T) {
 					t.Fatalf("%s: %s entry with method %v", tc.name, e.ResourceType, e.Method)
 				}
 				if got[e.ResourceType] == nil {
-					got[e.ResourceType], kinds[e.ResourceType] = map[string]bool{}, map[string]bool{}
+					got[e.ResourceType], kinds[e.ResourceType], flags[e.ResourceType] = map[string]bool{}, map[string]bool{}, map[string]bool{}
 				}
 				got[e.ResourceType][in] = true
+				switch {
+				case e.Method == fhir.HTTPVerbPOST && e.IfNoneExist != "":
+					flags[e.ResourceType][mapping.FlagConditionalCreate] = true
+				case e.Method == fhir.HTTPVerbPUT && strings.Contains(e.URL, "?"):
+					flags[e.ResourceType][mapping.FlagConditionalUpdate] = true
+				case e.Method == fhir.HTTPVerbPUT:
+					flags[e.ResourceType][mapping.FlagUpdateCreate] = true
+				}
 				kinds[e.ResourceType][string(tc.kind)] = true
 			}
 		}
 	}
-	want, wantKinds := map[string]string{}, map[string]string{}
+	want, wantKinds, wantFlags := map[string]string{}, map[string]string{}, map[string]string{}
 	for _, w := range mapping.Writes() {
 		if _, dup := want[w.Type]; dup {
 			t.Errorf("Writes() lists %s twice", w.Type)
@@ -53,6 +61,10 @@ func TestWrites(t *testing.T) {
 			t.Errorf("Writes() %s: interactions %v or kinds %v not sorted", w.Type, w.Interactions, w.Kinds)
 		}
 		want[w.Type] = strings.Join(w.Interactions, ",")
+		if !slices.IsSorted(w.Flags) {
+			t.Errorf("Writes() %s: flags %v not sorted", w.Type, w.Flags)
+		}
+		wantFlags[w.Type] = strings.Join(w.Flags, ",")
 		for _, k := range w.Kinds {
 			wantKinds[w.Type] += string(k) + ","
 		}
@@ -60,6 +72,9 @@ func TestWrites(t *testing.T) {
 	for typ, ins := range got {
 		if s := strings.Join(slices.Sorted(maps.Keys(ins)), ","); want[typ] != s {
 			t.Errorf("the mapping writes %s with %s; Writes() says %q", typ, s, want[typ])
+		}
+		if s := strings.Join(slices.Sorted(maps.Keys(flags[typ])), ","); wantFlags[typ] != s {
+			t.Errorf("the mapping writes %s relying on the capability flags %q; Writes() says %q", typ, s, wantFlags[typ])
 		}
 		if s := strings.Join(slices.Sorted(maps.Keys(kinds[typ])), ",") + ","; wantKinds[typ] != s {
 			t.Errorf("the mapping writes %s in the Bundles of %s; Writes() says %q", typ, s, wantKinds[typ])

@@ -20,7 +20,13 @@ import (
 func TestCapabilityGapsOnReadyz(t *testing.T) {
 	var types []string
 	for _, typ := range []string{"Patient", "Observation", "Flag", "Procedure", "MedicationRequest", "MedicationAdministration", "AdverseEvent"} {
-		types = append(types, fmt.Sprintf(`{"type":%q,"interaction":[{"code":"create"},{"code":"update"},{"code":"delete"}]}`, typ))
+		// Every flag the deliveries rely on declared true, but Patient's
+		// conditionalCreate.
+		flags := `"conditionalCreate":true,"conditionalUpdate":true,"updateCreate":true`
+		if typ == "Patient" {
+			flags = `"conditionalCreate":false,"conditionalUpdate":true`
+		}
+		types = append(types, fmt.Sprintf(`{"type":%q,"interaction":[{"code":"create"},{"code":"update"},{"code":"delete"}],%s}`, typ, flags))
 	}
 	statement := `{"resourceType":"CapabilityStatement","status":"active","kind":"instance","fhirVersion":"4.0.1","format":["json"],` +
 		`"rest":[{"mode":"server","interaction":[{"code":"transaction"}],"resource":[` + strings.Join(types, ",") + `]}]}`
@@ -53,6 +59,7 @@ func TestCapabilityGapsOnReadyz(t *testing.T) {
 			ResourceType        string   `json:"resourceType"`
 			Listed              bool     `json:"listed"`
 			MissingInteractions []string `json:"missingInteractions"`
+			MissingFlags        []string `json:"missingFlags"`
 		} `json:"unsupported"`
 		CheckFailed      string     `json:"checkFailed"`
 		CheckFailedSince *time.Time `json:"checkFailedSince"`
@@ -81,9 +88,12 @@ func TestCapabilityGapsOnReadyz(t *testing.T) {
 		time.Sleep(20 * time.Millisecond) // polling the running binary: the worker checks at start
 	}
 	h, x := ready.CapabilityGaps[0], ready.CapabilityGaps[1]
-	if h.Destination != "hosp" || len(h.Unsupported) != 1 || h.Unsupported[0].ResourceType != "DetectedIssue" ||
+	if h.Destination != "hosp" || len(h.Unsupported) != 2 || h.Unsupported[0].ResourceType != "DetectedIssue" ||
 		h.Unsupported[0].Listed || strings.Join(h.Unsupported[0].MissingInteractions, ",") != "create,update" || h.CheckFailed != "" {
-		t.Errorf("hosp = %+v, want DetectedIssue not listed, create and update missing", h)
+		t.Errorf("hosp = %+v, want DetectedIssue not listed, create and update missing; and Patient", h)
+	} else if p := h.Unsupported[1]; p.ResourceType != "Patient" || !p.Listed || len(p.MissingInteractions) != 0 ||
+		strings.Join(p.MissingFlags, ",") != "conditionalCreate" {
+		t.Errorf("hosp's Patient gap = %+v, want listed, conditionalCreate missing", p)
 	}
 	if x.Destination != "gone" || len(x.Unsupported) != 0 || !strings.HasPrefix(x.CheckFailed, "metadata: ") || x.CheckFailedSince == nil {
 		t.Errorf("gone = %+v, want its check failed, since a time", x)
@@ -91,7 +101,8 @@ func TestCapabilityGapsOnReadyz(t *testing.T) {
 	if strings.Contains(x.CheckFailed, gone.URL) || strings.Contains(x.CheckFailed, "127.0.0.1") {
 		t.Errorf("the failure names the address: %q", x.CheckFailed)
 	}
-	if logs := g.Logs.String(); !strings.Contains(logs, `"resource_type":"DetectedIssue"`) {
+	if logs := g.Logs.String(); !strings.Contains(logs, `"resource_type":"DetectedIssue"`) ||
+		!strings.Contains(logs, `"resource_type":"Patient","listed":true,"missing_interactions":"","missing_flags":"conditionalCreate"`) {
 		t.Errorf("the log does not warn of DetectedIssue:\n%s", logs)
 	}
 }

@@ -227,6 +227,7 @@ type destinationConfig struct {
 		CertFile string `json:"certFile"`
 		KeyFile  string `json:"keyFile"`
 	} `json:"tls"`
+	MRNSystems []string `json:"mrnSystems"`
 }
 
 // destinations reads the delivery destinations from --config and/or
@@ -269,8 +270,9 @@ func (dc destinationConfig) destination(getenv func(string) string) (delivery.De
 	d := delivery.Destination{
 		Name: dc.Name, BaseURL: dc.BaseURL, Mode: delivery.Mode(dc.Mode), MaxEntries: dc.MaxEntries,
 		RateLimit: dc.RateLimit, Burst: dc.Burst, Concurrency: dc.Concurrency,
-		Filter: delivery.Filter{Kinds: dc.Filter.Kinds, Sources: dc.Filter.Sources, Tenants: dc.Filter.Tenants},
-		TLS:    delivery.TLS{CAFile: dc.TLS.CAFile, CertFile: dc.TLS.CertFile, KeyFile: dc.TLS.KeyFile},
+		Filter:     delivery.Filter{Kinds: dc.Filter.Kinds, Sources: dc.Filter.Sources, Tenants: dc.Filter.Tenants},
+		TLS:        delivery.TLS{CAFile: dc.TLS.CAFile, CertFile: dc.TLS.CertFile, KeyFile: dc.TLS.KeyFile},
+		MRNSystems: dc.MRNSystems,
 	}
 	for i, k := range dc.Filter.Kinds {
 		if !knownKind(k) {

@@ -40,10 +40,16 @@ func settingsFingerprints(fc *fileConfig, getenv func(string) string, all *mappi
 		Mode          delivery.Mode
 		MaxEntries    int
 		Filter        delivery.Filter
+		// MRNSystems is left out when not set, so that a gateway of an
+		// earlier build without it has the same fingerprint.
+		MRNSystems *[]string `json:",omitempty"`
 	}
 	var ds []dest
 	for _, d := range dests {
-		ds = append(ds, dest{d.Name, strings.TrimRight(d.BaseURL, "/"), d.Mode, d.MaxEntries, d.Filter})
+		ds = append(ds, dest{d.Name, strings.TrimRight(d.BaseURL, "/"), d.Mode, d.MaxEntries, d.Filter, nil})
+		if d.MRNSystems != nil {
+			ds[len(ds)-1].MRNSystems = &d.MRNSystems
+		}
 	}
 	slices.SortFunc(ds, func(a, b dest) int { return strings.Compare(a.Name, b.Name) })
 	put(operator.SettingsDestinations, ds)

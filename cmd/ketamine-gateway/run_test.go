@@ -365,7 +365,7 @@ func TestDestinationsConfig(t *testing.T) {
 		}
 		return ""
 	}
-	good := writeTemp(t, "c.json", `{"destinations":[{"name":"h1","baseUrl":"https://ehr.example/fhir","auth":{"type":"bearer","token":"env:TOK"},"timeout":"10s","filter":{"kinds":["session"]}}]}`)
+	good := writeTemp(t, "c.json", `{"destinations":[{"name":"h1","baseUrl":"https://ehr.example/fhir","auth":{"type":"bearer","token":"env:TOK"},"timeout":"10s","filter":{"kinds":["session"]},"mrnSystems":["https://ehr.example/mrn"]}]}`)
 	fc, err := readConfig(good)
 	if err != nil {
 		t.Fatal(err)
@@ -374,12 +374,18 @@ func TestDestinationsConfig(t *testing.T) {
 	if err != nil || len(dests) != 2 || dests[0].Auth.Token != "secret-token" || dests[0].Timeout.Seconds() != 10 || !dests[0].Accepts("session", "x") || dests[0].Accepts("vitals", "x") {
 		t.Fatalf("destinations = %+v, %v", dests, err)
 	}
+	// The MRN systems reach the ingest's routes; the --ehr-url destination
+	// has none set (every MRN).
+	if r := routes(dests); len(r) != 2 || !slices.Equal(r[0].MRNSystems, []string{"https://ehr.example/mrn"}) || r[1].MRNSystems != nil {
+		t.Errorf("routes(destinations) = %+v, want h1's MRN system, none for ehr", r)
+	}
 	for name, body := range map[string]string{
-		"unknown field": `{"destinations":[{"name":"h","baseUrl":"https://e.example/fhir","colour":"red"}]}`,
-		"missing env":   `{"destinations":[{"name":"h","baseUrl":"https://e.example/fhir","auth":{"type":"bearer","token":"env:NOPE"}}]}`,
-		"http remote":   `{"destinations":[{"name":"h","baseUrl":"http://e.example/fhir"}]}`,
-		"duplicate":     `{"destinations":[{"name":"h","baseUrl":"https://a.example/fhir"},{"name":"h","baseUrl":"https://b.example/fhir"}]}`,
-		"bad timeout":   `{"destinations":[{"name":"h","baseUrl":"https://a.example/fhir","timeout":"soon"}]}`,
+		"empty mrn system": `{"destinations":[{"name":"h","baseUrl":"https://e.example/fhir","mrnSystems":[" "]}]}`,
+		"unknown field":    `{"destinations":[{"name":"h","baseUrl":"https://e.example/fhir","colour":"red"}]}`,
+		"missing env":      `{"destinations":[{"name":"h","baseUrl":"https://e.example/fhir","auth":{"type":"bearer","token":"env:NOPE"}}]}`,
+		"http remote":      `{"destinations":[{"name":"h","baseUrl":"http://e.example/fhir"}]}`,
+		"duplicate":        `{"destinations":[{"name":"h","baseUrl":"https://a.example/fhir"},{"name":"h","baseUrl":"https://b.example/fhir"}]}`,
+		"bad timeout":      `{"destinations":[{"name":"h","baseUrl":"https://a.example/fhir","timeout":"soon"}]}`,
 	} {
 		fc, err := readConfig(writeTemp(t, "c.json", body))
 		if err == nil {

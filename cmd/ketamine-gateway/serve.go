@@ -671,7 +671,7 @@ func parseCIDRs(list string) ([]*net.IPNet, error) {
 func routes(dests []delivery.Destination) []ingest.Route {
 	out := make([]ingest.Route, len(dests))
 	for i, d := range dests {
-		out[i] = ingest.Route{Name: d.Name, Accepts: d.Accepts, AcceptsTenant: d.AcceptsTenant}
+		out[i] = ingest.Route{Name: d.Name, Accepts: d.Accepts, AcceptsTenant: d.AcceptsTenant, MRNSystems: d.MRNSystems}
 	}
 	return out
 }
@@ -710,7 +710,7 @@ func (w operatorWorker) CapabilityGaps() []operator.CapabilityGap {
 		}
 		for _, u := range c.Unsupported {
 			g.Unsupported = append(g.Unsupported, operator.UnsupportedType{ResourceType: u.Type, Listed: u.Listed,
-				MissingInteractions: u.Missing})
+				MissingInteractions: u.Missing, MissingFlags: u.Flags})
 		}
 		out = append(out, g)
 	}

@@ -175,8 +175,12 @@ func New(cfg Config) (*App, error) {
 	}
 	a.Audit = auditlog.New(cfg.Store, auditlog.Config{Observer: cfg.Instance, Now: auditNow, Disabled: cfg.NoAudit})
 	dests := make([]string, len(cfg.Routes)) // the destinations' names
+	mrnSystems := map[string][]string{}      // those of the destinations that set them
 	for i, r := range cfg.Routes {
 		dests[i] = r.Name
+		if r.MRNSystems != nil {
+			mrnSystems[r.Name] = r.MRNSystems
+		}
 	}
 	icfg := ingest.Config{Pipeline: p, Routes: cfg.Routes, Notify: cfg.Notify, Metrics: cfg.Metrics, Tracer: cfg.Tracer,
 		Safety: cfg.TenantSafety, Now: cfg.Now}
@@ -202,7 +206,7 @@ func New(cfg Config) (*App, error) {
 		a.Jobs = jobs.New(jcfg)
 		a.Bulk = bulk.New(bulk.Config{Store: cfg.Store, Engine: a.Engine, Ingest: a.Ingest, Jobs: a.Jobs, Now: cfg.Now})
 		a.Replay = replay.New(replay.Config{Store: cfg.Store, Engine: a.Engine, Ingest: a.Ingest, Jobs: a.Jobs,
-			IdentifierBase: cfg.IdentifierBase, Destinations: dests, Notify: cfg.Notify, Now: cfg.Now})
+			IdentifierBase: cfg.IdentifierBase, Destinations: dests, MRNSystems: mrnSystems, Notify: cfg.Notify, Now: cfg.Now})
 		a.Reindex = reindex.New(reindex.Config{Store: cfg.Store, Jobs: a.Jobs})
 		if len(cfg.Settings) > 0 {
 			a.Settings = operator.NewSettingsCheck(operator.SettingsCheckConfig{Store: cfg.Store, Instance: cfg.ProcessName,

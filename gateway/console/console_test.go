@@ -796,14 +796,18 @@ func TestDeliveriesShowCapabilityGaps(t *testing.T) {
 	f.app.Operator.SetWorker(gapsWorker{gaps: []operator.CapabilityGap{
 		{Destination: "ehr", Unsupported: []operator.UnsupportedType{
 			{ResourceType: "DetectedIssue", MissingInteractions: []string{"create", "update"}},
-			{ResourceType: "AdverseEvent", Listed: true, MissingInteractions: []string{"delete"}}}},
+			{ResourceType: "AdverseEvent", Listed: true, MissingInteractions: []string{"delete"}},
+			{ResourceType: "Patient", Listed: true, MissingFlags: []string{"conditionalCreate"}},
+			{ResourceType: "Observation", Listed: true, MissingInteractions: []string{"update"}, MissingFlags: []string{"conditionalUpdate"}}}},
 		{Destination: "lab", CheckFailed: "metadata: http 503", CheckFailedSince: &since},
 	}})
 	_, page, _ := f.get(t, "/console/deliveries")
 	for _, want := range []string{
 		"Destination capabilities",
 		"<strong>ehr</strong> does not support <strong>DetectedIssue</strong>: its CapabilityStatement does not list the type",
-		"<strong>ehr</strong> does not support <strong>AdverseEvent</strong>: its CapabilityStatement lists the type without delete",
+		"<strong>ehr</strong> does not support <strong>AdverseEvent</strong>: its CapabilityStatement lists the type without delete<",
+		"<strong>ehr</strong> does not support <strong>Patient</strong>: its CapabilityStatement does not declare conditionalCreate true for it<",
+		"<strong>ehr</strong> does not support <strong>Observation</strong>: its CapabilityStatement lists the type without update, and does not declare conditionalUpdate true for it<",
 		"<strong>lab</strong>: its CapabilityStatement could not be read since 2026-12-06 08:00:00.000 UTC (metadata: http 503)",
 	} {
 		if !strings.Contains(page, want) {

@@ -31,10 +31,15 @@ type Capabilities struct {
 	// Resources are the resource types the statement lists (rest mode
 	// server, resource.type) with the interaction codes it lists for each.
 	Resources map[string][]string
+	// Flags are, by resource type listed, the flags of mapping.Write.Flags
+	// (conditionalCreate, conditionalUpdate, updateCreate) the statement
+	// declares true; one declared false or left out (R4's default: false)
+	// is not in it.
+	Flags map[string][]string
 	// Unsupported are the resource types the gateway delivers
 	// (WorkerOptions.Resources) that the statement does not list, or lists
-	// without an interaction the deliveries use, by type; the worker fills
-	// it in.
+	// without an interaction or a flag the deliveries use, by type; the
+	// worker fills it in.
 	Unsupported []TypeGap
 	// Checked is when the statement was read.
 	Checked time.Time
@@ -49,11 +54,18 @@ type TypeGap struct {
 	// Missing are the interactions the deliveries use on it that the
 	// statement does not list (all of them when the type is not listed).
 	Missing []string
+	// Flags are the capability flags the deliveries rely on for it
+	// (mapping.Write.Flags: conditionalCreate for a conditional create,
+	// conditionalUpdate for a conditional update, updateCreate for a PUT
+	// that creates) that the statement declares false or leaves out (all
+	// of them when the type is not listed). An EHR may still honour them
+	// undeclared: a gap, not a refusal.
+	Flags []string
 }
 
 // Gaps returns the types of needs (what the gateway delivers) that c
-// does not list, or lists without some of their interactions, in the
-// order of needs. A statement that lists no resource at all (rest.resource
+// does not list, or lists without some of their interactions or without
+// declaring some of their flags true, in the order of needs. A statement that lists no resource at all (rest.resource
 // is optional in R4; minimal servers leave it out) says nothing about any
 // type, and has no gaps.
 func (c Capabilities) Gaps(needs []mapping.Write) []TypeGap {
@@ -69,8 +81,14 @@ func (c Capabilities) Gaps(needs []mapping.Write) []TypeGap {
 				missing = append(missing, in)
 			}
 		}
-		if len(missing) > 0 {
-			out = append(out, TypeGap{Type: n.Type, Listed: ok, Missing: missing})
+		var flags []string
+		for _, f := range n.Flags {
+			if !slices.Contains(c.Flags[n.Type], f) {
+				flags = append(flags, f)
+			}
+		}
+		if len(missing) > 0 || len(flags) > 0 {
+			out = append(out, TypeGap{Type: n.Type, Listed: ok, Missing: missing, Flags: flags})
 		}
 	}
 	return out
@@ -117,6 +135,10 @@ func (c *Client) Capabilities(ctx context.Context) (Capabilities, error) {
 				Interaction []struct {
 					Code string `json:"code"`
 				} `json:"interaction"`
+				// The flags of mapping.Write.Flags; absent is false.
+				ConditionalCreate bool `json:"conditionalCreate"`
+				ConditionalUpdate bool `json:"conditionalUpdate"`
+				UpdateCreate      bool `json:"updateCreate"`
 			} `json:"resource"`
 		} `json:"rest"`
 	}
@@ -147,6 +169,16 @@ func (c *Client) Capabilities(ctx context.Context) (Capabilities, error) {
 			}
 			if caps.Resources[typ] == nil {
 				caps.Resources[typ] = []string{}
+			}
+			for f, on := range map[string]bool{mapping.FlagConditionalCreate: res.ConditionalCreate,
+				mapping.FlagConditionalUpdate: res.ConditionalUpdate, mapping.FlagUpdateCreate: res.UpdateCreate} {
+				if !on || slices.Contains(caps.Flags[typ], f) {
+					continue
+				}
+				if caps.Flags == nil {
+					caps.Flags = map[string][]string{}
+				}
+				caps.Flags[typ] = append(caps.Flags[typ], f)
 			}
 		}
 	}

@@ -17,9 +17,9 @@ import (
 )
 
 // capabilityStatement is an EHR's CapabilityStatement listing every type
-// the mapping writes with its interactions, but for drop: a type mapped
-// to nil is not listed, one mapped to interactions is listed without
-// them.
+// the mapping writes with its interactions and the flags its deliveries
+// rely on declared true, but for drop: a type mapped to nil is not
+// listed, one mapped to interactions is listed without them.
 func capabilityStatement(t *testing.T, drop map[string][]string) []byte {
 	t.Helper()
 	var resources []any
@@ -34,7 +34,11 @@ func capabilityStatement(t *testing.T, drop map[string][]string) []byte {
 				ins = append(ins, map[string]any{"code": in})
 			}
 		}
-		resources = append(resources, map[string]any{"type": w.Type, "interaction": ins})
+		res := map[string]any{"type": w.Type, "interaction": ins}
+		for _, f := range w.Flags {
+			res[f] = true
+		}
+		resources = append(resources, res)
 	}
 	b, err := json.Marshal(map[string]any{"resourceType": "CapabilityStatement", "fhirVersion": "4.0.1",
 		"rest": []any{map[string]any{"mode": "server", "resource": resources,
@@ -217,5 +221,101 @@ func TestCapabilityChecks(t *testing.T) {
 	}
 	if got := off.CapabilityChecks(); len(got) != 1 || show(got[0]) != "ehr gaps= failed=" {
 		t.Errorf("CapabilityChecks() without checks = %+v", got)
+	}
+}
+
+// TestCapabilityFlags: the gateway delivers Patients by conditional create,
+// corrections and new versions by conditional update, and AdverseEvents by
+// a PUT of their id that creates them: an EHR whose CapabilityStatement
+// declares conditionalCreate, conditionalUpdate or updateCreate false for
+// a type it is sent, or leaves it out (R4's default: false), has a gap
+// naming the type and the flag, on the same surfaces as a missing
+// interaction (Capabilities, CapabilityChecks, the log). The worker still
+// delivers.
+func TestCapabilityFlags(t *testing.T) {
+	var statement atomic.Value
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/fhir+json")
+		w.Write(statement.Load().([]byte))
+	}))
+	t.Cleanup(srv.Close)
+	var logs bytes.Buffer
+	w, err := NewWorker(newMemoryOutbox(), []Destination{testDest("ehr", srv.URL+"/fhir")},
+		WorkerOptions{Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// with is the complete statement with the flags of types set to v
+	// (nil: left out).
+	with := func(v any, set map[string][]string) []byte {
+		var cs map[string]any
+		if err := json.Unmarshal(capabilityStatement(t, nil), &cs); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range cs["rest"].([]any)[0].(map[string]any)["resource"].([]any) {
+			res := r.(map[string]any)
+			for _, f := range set[res["type"].(string)] {
+				if v == nil {
+					delete(res, f)
+				} else {
+					res[f] = v
+				}
+			}
+		}
+		b, _ := json.Marshal(cs)
+		return b
+	}
+	every := map[string][]string{}
+	var everyGap []string
+	for _, wr := range mapping.Writes() {
+		every[wr.Type] = wr.Flags
+		everyGap = append(everyGap, wr.Type+"::"+strings.Join(wr.Flags, ","))
+	}
+	const warn = `"level":"WARN","msg":"delivery: destination does not support a resource type the gateway delivers","destination":"ehr"`
+	for _, step := range []struct {
+		name      string
+		statement []byte
+		gaps      []string // type:missing interactions:missing flags
+		lines     []string
+	}{
+		{"declared true", capabilityStatement(t, nil), nil, nil},
+		{"conditionalCreate false for Patient", with(false, map[string][]string{"Patient": {"conditionalCreate"}}),
+			[]string{"Patient::conditionalCreate"},
+			[]string{warn + `,"resource_type":"Patient","listed":true,"missing_interactions":"","missing_flags":"conditionalCreate"`}},
+		{"conditionalUpdate false for Observation", with(false, map[string][]string{"Observation": {"conditionalUpdate"}}),
+			[]string{"Observation::conditionalUpdate"},
+			[]string{warn + `,"resource_type":"Observation","listed":true,"missing_interactions":"","missing_flags":"conditionalUpdate"`}},
+		{"updateCreate false for AdverseEvent", with(false, map[string][]string{"AdverseEvent": {"updateCreate"}}),
+			[]string{"AdverseEvent::updateCreate"},
+			[]string{warn + `,"resource_type":"AdverseEvent","listed":true,"missing_interactions":"","missing_flags":"updateCreate"`}},
+		{"every flag absent: R4's default false", with(nil, every), everyGap, nil},
+		{"declared true again", capabilityStatement(t, nil), nil, nil},
+	} {
+		t.Run(step.name, func(t *testing.T) {
+			statement.Store(step.statement)
+			logs.Reset()
+			w.dests[0].checkCapabilities(context.Background())
+			var got []string
+			for _, g := range w.Capabilities()["ehr"].Unsupported {
+				got = append(got, g.Type+":"+strings.Join(g.Missing, ",")+":"+strings.Join(g.Flags, ","))
+			}
+			if !slices.Equal(got, step.gaps) {
+				t.Errorf("Capabilities().Unsupported = %q, want %q", got, step.gaps)
+			}
+			var checked []string
+			for _, c := range w.CapabilityChecks() {
+				for _, g := range c.Unsupported {
+					checked = append(checked, g.Type+":"+strings.Join(g.Missing, ",")+":"+strings.Join(g.Flags, ","))
+				}
+			}
+			if !slices.Equal(checked, step.gaps) {
+				t.Errorf("CapabilityChecks() gaps = %q, want %q", checked, step.gaps)
+			}
+			for _, line := range step.lines {
+				if !strings.Contains(logs.String(), line) {
+					t.Errorf("log lacks %s:\n%s", line, logs.String())
+				}
+			}
+		})
 	}
 }

@@ -72,6 +72,12 @@ type Destination struct {
 	Concurrency int
 	// TLS configures outbound TLS. Certificates are always verified.
 	TLS TLS
+	// MRNSystems are the identifier systems of the MRNs the EHR knows as
+	// its own: the Patient it receives carries, in its identifiers and in
+	// its ifNoneExist, only MRNs of these systems besides the clinic
+	// identifier, never another hospital's. nil (the default): every MRN
+	// the gateway holds for the patient; empty: none.
+	MRNSystems []string
 }
 
 // Auth configures authentication to a destination.
@@ -209,6 +215,11 @@ func (d Destination) Validate() error {
 	for _, s := range d.Filter.Sources {
 		if strings.TrimSpace(s) == "" {
 			bad("filter: empty source")
+		}
+	}
+	for _, s := range d.MRNSystems {
+		if strings.TrimSpace(s) == "" {
+			bad("mrn systems: empty system")
 		}
 	}
 	errs = append(errs, d.Auth.validate()...)

@@ -33,8 +33,10 @@
 // batch -> single), by a Bundle larger than Destination.MaxEntries and by a
 // 413 answer. The same check warns of each resource type the destination
 // is sent (WorkerOptions.Resources: mapping.Writes) that the statement
-// does not list with the interactions the deliveries use
-// (Capabilities.Unsupported); nothing is held for it. In batch and single mode the urn:uuid references between
+// does not list with the interactions the deliveries use, or without
+// declaring true the flags they rely on (conditionalCreate,
+// conditionalUpdate, updateCreate: Capabilities.Unsupported); nothing is
+// held for it. In batch and single mode the urn:uuid references between
 // entries are resolved by the gateway: entries are sent in dependency order
 // and references are rewritten to the ids the EHR assigned. Only the
 // configured base URL is ever contacted: Location headers and URLs in

@@ -466,15 +466,18 @@ func (d *destWorker) logGaps(old *Capabilities, caps Capabilities) {
 		before = old.Unsupported
 	}
 	if slices.EqualFunc(before, caps.Unsupported, func(a, b TypeGap) bool {
-		return a.Type == b.Type && a.Listed == b.Listed && slices.Equal(a.Missing, b.Missing)
+		return a.Type == b.Type && a.Listed == b.Listed && slices.Equal(a.Missing, b.Missing) && slices.Equal(a.Flags, b.Flags)
 	}) {
 		return
 	}
 	for _, g := range caps.Unsupported {
 		o.Logger.Warn("delivery: destination does not support a resource type the gateway delivers", "destination", d.dest.Name,
 			"resource_type", g.Type, "listed", g.Listed, "missing_interactions", strings.Join(g.Missing, ","),
-			"hint", "its CapabilityStatement (rest.resource) does not list the type or these interactions: "+
-				"deliveries carrying it may be refused; enable them at the EHR, or keep such records from this destination")
+			"missing_flags", strings.Join(g.Flags, ","),
+			"hint", "its CapabilityStatement (rest.resource) does not list the type or these interactions, or does not "+
+				"declare these flags true (conditionalCreate: the Patient's conditional create; conditionalUpdate: new "+
+				"versions' conditional updates; updateCreate: a PUT of an id the EHR does not hold yet): deliveries "+
+				"carrying it may be refused or duplicate resources; enable them at the EHR, or keep such records from this destination")
 	}
 	if len(caps.Unsupported) == 0 && len(before) > 0 {
 		o.Logger.Info("delivery: destination supports every resource type the gateway delivers", "destination", d.dest.Name)

@@ -2,6 +2,7 @@ package ingest_test
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 
@@ -59,6 +60,93 @@ func TestDeliveredPatientStoredMRN(t *testing.T) {
 		}
 		if got := b.Entry[0].Request.IfNoneExist; got != tc.want {
 			t.Errorf("%s: delivered Patient ifNoneExist = %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestDeliveredPatientMRNSystems: a destination with MRN systems set
+// receives, of the MRNs the gateway holds for a patient, only those of its
+// systems, in the Patient's identifiers and in its ifNoneExist, besides the
+// clinic identifier: one hospital's EHR never learns another's MRN. A
+// destination without the setting receives every MRN (the default); one
+// with an empty list none.
+func TestDeliveredPatientMRNSystems(t *testing.T) {
+	const sysA, sysB = "https://hospital.example/mrn", "https://hospital-b.example/mrn"
+	all := func(string, string) bool { return true }
+	g := newGateway(t, app.Config{Routes: []ingest.Route{
+		{Name: "every-mrn", Accepts: all},
+		{Name: "hospital-a", Accepts: all, MRNSystems: []string{sysA}},
+		{Name: "hospital-b", Accepts: all, MRNSystems: []string{sysB, "https://unused.example/mrn"}},
+		{Name: "registry", Accepts: all, MRNSystems: []string{}},
+	}})
+	const clinic = "identifier=https://ketamine-gateway.org/fhir/sid/serenity-clinic-emr/patient|P-1"
+	const clinicSys = "https://ketamine-gateway.org/fhir/sid/serenity-clinic-emr/patient"
+	// A-1 carries hospital A's MRN; A-2 hospital B's, which the stored
+	// Patient holds besides A's.
+	if err := g.ingest("", mapping.KindAssessment, rec("A-1", "1", "P-1", "MRN-A", phq9Body)); err != nil {
+		t.Fatal(err)
+	}
+	docB := strings.Replace(rec("A-2", "1", "P-1", "MRN-B", phq9Body), sysA, sysB, 1)
+	if err := g.ingest("", mapping.KindAssessment, docB); err != nil {
+		t.Fatal(err)
+	}
+	type want struct {
+		ifNoneExist string
+		identifiers []string // system|value of the delivered Patient's
+	}
+	for _, tc := range []struct {
+		record string
+		want   map[string]want
+	}{
+		{"A-1", map[string]want{
+			"every-mrn":  {clinic + "," + sysA + "|MRN-A", []string{clinicSys + "|P-1", sysA + "|MRN-A"}},
+			"hospital-a": {clinic + "," + sysA + "|MRN-A", []string{clinicSys + "|P-1", sysA + "|MRN-A"}},
+			"hospital-b": {clinic, []string{clinicSys + "|P-1"}},
+			"registry":   {clinic, []string{clinicSys + "|P-1"}},
+		}},
+		{"A-2", map[string]want{
+			"every-mrn":  {clinic + "," + sysB + "|MRN-B," + sysA + "|MRN-A", []string{clinicSys + "|P-1", sysB + "|MRN-B"}},
+			"hospital-a": {clinic + "," + sysA + "|MRN-A", []string{clinicSys + "|P-1"}},
+			"hospital-b": {clinic + "," + sysB + "|MRN-B", []string{clinicSys + "|P-1", sysB + "|MRN-B"}},
+			"registry":   {clinic, []string{clinicSys + "|P-1"}},
+		}},
+	} {
+		items := g.deliveries(t, "", "serenity-clinic-emr", tc.record)
+		if len(items) != len(tc.want) {
+			t.Fatalf("%s: %d deliveries, want %d", tc.record, len(items), len(tc.want))
+		}
+		for _, it := range items {
+			var b struct {
+				Entry []struct {
+					Resource struct {
+						Identifier []struct{ System, Value string } `json:"identifier"`
+					} `json:"resource"`
+					Request struct {
+						URL         string `json:"url"`
+						IfNoneExist string `json:"ifNoneExist"`
+					} `json:"request"`
+				} `json:"entry"`
+			}
+			if err := json.Unmarshal(it.Payload, &b); err != nil {
+				t.Fatal(err)
+			}
+			if len(b.Entry) == 0 || b.Entry[0].Request.URL != "Patient" {
+				t.Fatalf("%s to %s: payload's first entry is not the Patient", tc.record, it.Destination)
+			}
+			w := tc.want[it.Destination]
+			if got := b.Entry[0].Request.IfNoneExist; got != w.ifNoneExist {
+				t.Errorf("%s to %s: Patient ifNoneExist = %q, want %q", tc.record, it.Destination, got, w.ifNoneExist)
+			}
+			var ids []string
+			for _, id := range b.Entry[0].Resource.Identifier {
+				ids = append(ids, id.System+"|"+id.Value)
+			}
+			if !slices.Equal(ids, w.identifiers) {
+				t.Errorf("%s to %s: Patient identifiers = %q, want %q", tc.record, it.Destination, ids, w.identifiers)
+			}
+			if n := len(b.Entry); n < 2 {
+				t.Errorf("%s to %s: %d entries, want the record's too", tc.record, it.Destination, n)
+			}
 		}
 	}
 }

@@ -8,8 +8,10 @@ package ingest
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
 	"github.com/ketamine-gateway/ketamine-gateway/schemas"
@@ -137,4 +139,48 @@ func (p *Pipeline) MarshalDecoded(res *mapping.Result) ([][]byte, []map[string]a
 // anything at the EHR.
 func Transaction(res *mapping.Result, raws [][]byte) ([]byte, error) {
 	return res.TransactionFrom(raws)
+}
+
+// TransactionFor renders the transaction Bundle a destination that knows
+// only the MRNs of mrnSystems as its own (Route.MRNSystems) receives: its
+// Patient (entry 0) carries, in its identifiers and in its ifNoneExist,
+// only the MRNs of those systems besides the clinic identifier, so that no
+// EHR learns another hospital's MRN (a disclosure beyond need). nil
+// mrnSystems: every MRN, as Transaction. The bytes rendered are what the
+// destination's outbox item holds, sends and its delivery-send AuditEvent
+// hashes.
+func TransactionFor(res *mapping.Result, raws [][]byte, mrnSystems []string) ([]byte, error) {
+	if mrnSystems == nil || len(res.Entries) == 0 || res.Entries[0].ResourceType != "Patient" || len(raws) == 0 {
+		return Transaction(res, raws)
+	}
+	var keep []mapping.MRN
+	for _, m := range res.Entries[0].DeliverMRNs {
+		if slices.Contains(mrnSystems, m.System) {
+			keep = append(keep, m)
+		}
+	}
+	r := *res
+	r.Entries = slices.Clone(res.Entries)
+	r.Entries[0].DeliverMatching(keep)
+	patient, err := fhirwire.Decode(raws[0])
+	if err != nil {
+		return nil, fmt.Errorf("mapped Patient: %w", err)
+	}
+	ids, _ := patient["identifier"].([]any)
+	kept := make([]any, 0, len(ids))
+	for _, i := range ids {
+		m, _ := i.(map[string]any)
+		if isMRN(m) && !slices.Contains(mrnSystems, str(m, "system")) {
+			continue
+		}
+		kept = append(kept, i)
+	}
+	if len(kept) != len(ids) {
+		patient["identifier"] = kept
+		raws = slices.Clone(raws)
+		if raws[0], err = fhirwire.Marshal(patient); err != nil {
+			return nil, fmt.Errorf("mapped Patient: %w", err)
+		}
+	}
+	return Transaction(&r, raws)
 }

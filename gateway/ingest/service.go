@@ -34,6 +34,12 @@ type Route struct {
 	// AcceptsTenant reports whether records of a tenant go there (nil:
 	// every tenant's).
 	AcceptsTenant func(tenant string) bool
+	// MRNSystems are the identifier systems of the MRNs the destination
+	// knows as its own (delivery.Destination.MRNSystems): the Patient it
+	// receives carries, and is matched by, only MRNs of those systems
+	// besides the clinic identifier (TransactionFor). nil: every MRN the
+	// gateway holds for the patient; empty: none.
+	MRNSystems []string
 }
 
 // receives reports, for the records of source, whether records of a tenant
@@ -701,7 +707,8 @@ func NestedRecords(base, source string, r mapping.Record) []audit.NestedRecord {
 
 // enqueue puts the mapped record in the outbox of every route that accepts
 // it, inside the transaction that stores it. The payload is the mapped
-// transaction Bundle, built from the resources' rendered bytes. A route
+// transaction Bundle, built from the resources' rendered bytes, with only
+// the MRNs a route's destination knows (TransactionFor). A route
 // where another tenant holds the record's source system (claim:
 // engine.Tx.ClaimSource) gets a dead letter without payload instead, whose
 // reason the operator sees; those routes are returned (notSent). The record
@@ -709,7 +716,7 @@ func NestedRecords(base, source string, r mapping.Record) []audit.NestedRecord {
 func (s *Service) enqueue(tx store.Tx, tenant string, kind mapping.Kind, rec mapping.Record, res *mapping.Result, raws [][]byte, version, traceID string,
 	claim func(system, dest string, receives func(tenant, kind string) bool) (bool, error)) (notSent []string, err error) {
 	var items []*store.OutboxItem
-	var payload []byte
+	var every []byte // the payload of the destinations that take every MRN
 	for _, r := range s.routes {
 		if !r.Accepts(string(kind), res.Source.System) || (r.AcceptsTenant != nil && !r.AcceptsTenant(tenant)) {
 			continue
@@ -724,9 +731,13 @@ func (s *Service) enqueue(tx store.Tx, tenant string, kind mapping.Kind, rec map
 			items, notSent = append(items, it), append(notSent, r.Name)
 			continue
 		}
-		if payload == nil {
-			if payload, err = Transaction(res, raws); err != nil {
+		payload := every
+		if r.MRNSystems != nil || every == nil {
+			if payload, err = TransactionFor(res, raws, r.MRNSystems); err != nil {
 				return nil, err
+			}
+			if r.MRNSystems == nil {
+				every = payload
 			}
 		}
 		items = append(items, OutboxItem(r.Name, kind, rec, res, version, payload, traceID))

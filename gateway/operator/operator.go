@@ -194,7 +194,8 @@ type Worker interface {
 type CapabilityGap struct {
 	Destination string `json:"destination"`
 	// Unsupported are the types the destination's last statement read
-	// does not list, or lists without an interaction the deliveries use.
+	// does not list, or lists without an interaction the deliveries use or
+	// without declaring a flag they rely on.
 	Unsupported []UnsupportedType `json:"unsupported,omitempty"`
 	// CheckFailed is why the last check failed ("metadata: http 503"), and
 	// CheckFailedSince when the checks began to fail.
@@ -211,6 +212,11 @@ type UnsupportedType struct {
 	// it does not list (every one when the type is not listed).
 	Listed              bool     `json:"listed"`
 	MissingInteractions []string `json:"missingInteractions"`
+	// MissingFlags are the capability flags the deliveries rely on for it
+	// (conditionalCreate, conditionalUpdate, updateCreate: each names the
+	// interaction it qualifies) that the statement declares false or
+	// leaves out (R4's default: false).
+	MissingFlags []string `json:"missingFlags,omitempty"`
 }
 
 // New returns the operator service over st; destinations are the names of

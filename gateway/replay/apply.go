@@ -95,9 +95,9 @@ func (s *Service) apply(ctx context.Context, sc *auditlog.Scope, m *remapped, op
 	if err != nil {
 		return err
 	}
-	var payload []byte
+	var payloads map[string][]byte
 	if len(dests) > 0 {
-		if payload, err = s.payload(m); err != nil {
+		if payloads, err = s.payloads(m, dests); err != nil {
 			return err
 		}
 	}
@@ -181,7 +181,7 @@ func (s *Service) apply(ctx context.Context, sc *auditlog.Scope, m *remapped, op
 			return 0, err
 		}
 		if len(dests) > 0 {
-			if err := st.Enqueue(s.items(m, dests, payload, rsc.TraceID)...); err != nil {
+			if err := st.Enqueue(s.items(m, dests, payloads, rsc.TraceID)...); err != nil {
 				return 0, err
 			}
 		}
@@ -250,22 +250,23 @@ func (s *Service) destinations(ctx context.Context, l *store.Ledger, src string)
 // items are the outbox items of a record's correction: the record's own
 // (ingest.OutboxItem), so that the correction follows the original in
 // each destination's order.
-func (s *Service) items(m *remapped, dests []string, payload []byte, traceID string) []*store.OutboxItem {
+func (s *Service) items(m *remapped, dests []string, payloads map[string][]byte, traceID string) []*store.OutboxItem {
 	out := make([]*store.OutboxItem, len(dests))
 	for i, d := range dests {
-		out[i] = ingest.OutboxItem(d, mapping.Kind(m.l.Kind), m.rec, m.res, m.l.Version, payload, traceID)
+		out[i] = ingest.OutboxItem(d, mapping.Kind(m.l.Kind), m.rec, m.res, m.l.Version, payloads[d], traceID)
 	}
 	return out
 }
 
-// payload is the transaction Bundle a destination receives for the
-// correction: each changed resource as a conditional update on its
+// payloads are the transaction Bundles the destinations dests receive
+// for the correction, by destination (each with only the MRNs it knows:
+// ingest.TransactionFor, Config.MRNSystems): each changed resource as a conditional update on its
 // identifier (an Observation corrected), each added one the same way, the
 // Patient as the conditional create it always is (DECISIONS.md 7: a
 // hospital's Patient is matched, never overwritten), and the unchanged
 // resources those reference as conditional creates, which match what the
 // destination holds and change nothing, so that every reference resolves.
-func (s *Service) payload(m *remapped) ([]byte, error) {
+func (s *Service) payloads(m *remapped, dests []string) (map[string][]byte, error) {
 	byURL := map[string]int{}
 	for i, e := range m.res.Entries {
 		byURL[e.FullURL] = i
@@ -331,7 +332,15 @@ func (s *Service) payload(m *remapped) ([]byte, error) {
 		sub.Entries = append(sub.Entries, e)
 		raws = append(raws, raw)
 	}
-	return sub.TransactionFrom(raws)
+	out := make(map[string][]byte, len(dests))
+	for _, d := range dests {
+		b, err := ingest.TransactionFor(sub, raws, s.cfg.MRNSystems[d])
+		if err != nil {
+			return nil, err
+		}
+		out[d] = b
+	}
+	return out, nil
 }
 
 // remarshal is a rendered resource with an Observation's status corrected.

@@ -75,6 +75,10 @@ type Config struct {
 	// Destinations are the delivery destinations configured now: an
 	// apply enqueues a correction for those of them that had the record.
 	Destinations []string
+	// MRNSystems are, by destination, the MRN systems of those that set
+	// them (ingest.Route.MRNSystems): a correction's Patient carries only
+	// their MRNs there. A destination not in it receives every MRN.
+	MRNSystems map[string][]string
 	// Notify wakes the delivery worker after corrections were enqueued.
 	Notify func()
 	// Workers is how many records are compared at once (default 4).

@@ -990,3 +990,46 @@ func TestJobMapping(t *testing.T) {
 		})
 	}
 }
+
+// TestApplyMRNSystems: a correction a replay enqueues for a destination
+// with MRN systems set carries, as the ingest's deliveries do, only the
+// MRNs of those systems (here none of the records'), in the Patient's
+// identifiers and in its ifNoneExist.
+func TestApplyMRNSystems(t *testing.T) {
+	f := newFixture(t)
+	f.load(t)
+	ctx := context.Background()
+	const mrnSystem = "https://serenity-test-hospital.example/fhir/mrn"
+	items, _ := f.st.Deliveries(ctx, store.DeliveryFilter{Destination: "ehr", Limit: 1000})
+	before := map[int64]bool{}
+	carried := false // the originals carry the MRN: the test can fail
+	for _, it := range items {
+		before[it.ID] = true
+		carried = carried || strings.Contains(string(it.Payload), mrnSystem)
+	}
+	if !carried {
+		t.Fatal("no original delivery carries the records' MRN")
+	}
+	s := replay.New(replay.Config{Store: f.st, Engine: f.a.Engine, Ingest: f.a.Ingest, Map: heartRateDisplay, MappingVersion: "2.0.0-test",
+		Destinations: []string{"ehr", "ehr-main"}, MRNSystems: map[string][]string{"ehr": {"https://other-hospital.example/mrn"}}})
+	if sum, _ := run(t, s, replay.Options{Tenant: search.AllTenants, Apply: true, Reason: "heart rate display fixed"}); sum.Deliveries == 0 {
+		t.Fatalf("apply summary = %+v, want corrections", sum)
+	}
+	after, _ := f.st.Deliveries(ctx, store.DeliveryFilter{Destination: "ehr", Limit: 1000})
+	n := 0
+	for _, it := range after {
+		if before[it.ID] {
+			continue
+		}
+		n++
+		if !strings.Contains(string(it.Payload), `"url":"Patient"`) {
+			t.Errorf("correction %d has no Patient entry", it.ID)
+		}
+		if strings.Contains(string(it.Payload), mrnSystem) {
+			t.Errorf("correction %d to ehr carries an MRN of a system it does not know", it.ID)
+		}
+	}
+	if n == 0 {
+		t.Fatal("no correction enqueued for ehr")
+	}
+}

@@ -149,7 +149,7 @@ func NewMetrics(mp metric.MeterProvider) (*Metrics, error) {
 		metric.WithUnit("{gateway}"))
 	err = errors.Join(err, e)
 	m.unsupported, e = meter.Int64ObservableGauge(MetricDeliveryUnsupported,
-		metric.WithDescription("Resource types the gateway sends the destination that its CapabilityStatement does not support (not listed, or without an interaction the deliveries use), by destination."),
+		metric.WithDescription("Resource types the gateway sends the destination that its CapabilityStatement does not support (not listed, or without an interaction the deliveries use or a flag they rely on declared true: conditionalCreate, conditionalUpdate, updateCreate), by destination."),
 		metric.WithUnit("{type}"))
 	err = errors.Join(err, e)
 	m.capsFailed, e = meter.Int64ObservableGauge(MetricDeliveryCapabilityFailed,
