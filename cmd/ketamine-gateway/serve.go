@@ -243,6 +243,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		// the scope its kind needs fails when claimed (docs/security.md,
 		// "Client lifecycle").
 		acfg.Jobs.Registry = authn
+		// Start audits every client added, changed or removed since the
+		// database last recorded them (docs/audit.md, "Registered clients").
+		acfg.Clients, _ = authn.Registrations()
 		for _, w := range authn.Warnings() {
 			logger.Warn(w.Message, "client", w.Client, "scopes_not_granted", strings.Join(w.NotGranted, " "))
 		}

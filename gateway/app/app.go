@@ -13,11 +13,13 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/bulk"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
@@ -113,6 +115,12 @@ type Config struct {
 	// (Engine.Seed): a command that only reads (a dry replay) writes
 	// nothing to a database another release may be serving.
 	NoSeed bool
+	// Clients are the registered SMART clients (serve with authentication:
+	// auth.Server.Registrations). When not nil, Start compares them with
+	// those the database last recorded and audits every client added,
+	// changed or removed (auditlog.Log.RecordClients); nil compares
+	// nothing (CLI commands, development mode).
+	Clients []auth.Registration
 }
 
 // App is the gateway's application.
@@ -144,6 +152,8 @@ type App struct {
 	backlogEvery time.Duration
 	runJobs      bool
 	seed         bool
+	clients      []auth.Registration
+	logger       *slog.Logger
 }
 
 // New assembles the application. It compiles the schemas and the FHIR
@@ -163,7 +173,8 @@ func New(cfg Config) (*App, error) {
 	if cfg.BacklogEvery == 0 {
 		cfg.BacklogEvery = time.Minute
 	}
-	a := &App{Store: cfg.Store, IdentifierBase: cfg.IdentifierBase, backlogEvery: cfg.BacklogEvery, runJobs: !cfg.NoJobRunner, seed: !cfg.NoSeed}
+	a := &App{Store: cfg.Store, IdentifierBase: cfg.IdentifierBase, backlogEvery: cfg.BacklogEvery, runJobs: !cfg.NoJobRunner, seed: !cfg.NoSeed,
+		clients: cfg.Clients, logger: cfg.Logger}
 	// AuditEvents take their time from the engine's clock, which is never
 	// before a write's meta.lastUpdated (those may run ahead of cfg.Now
 	// under load: engine.Engine.Now): an AuditEvent recorded after a write
@@ -216,12 +227,24 @@ func New(cfg Config) (*App, error) {
 	return a, nil
 }
 
-// Start stores the gateway's conformance resources (unless NoSeed) and starts the audit
-// log. Returns the store's errors.
+// Start stores the gateway's conformance resources (unless NoSeed),
+// audits the changes of the registered clients (Config.Clients) and
+// starts the audit log. Returns the store's errors.
 func (a *App) Start(ctx context.Context) error {
 	if a.Engine != nil && a.seed {
 		if err := a.Engine.Seed(ctx); err != nil {
 			return fmt.Errorf("start: %w", err)
+		}
+	}
+	if a.Store != nil && a.clients != nil {
+		ch, err := a.Audit.RecordClients(ctx, a.clients)
+		if err != nil {
+			return fmt.Errorf("start: %w", err)
+		}
+		if n := len(ch.Added) + len(ch.Changed) + len(ch.Removed); n > 0 && a.logger != nil {
+			a.logger.Info("registered clients changed since the database last recorded them: each change is in the audit trail "+
+				"(AuditEvent?type=110137)", "added", strings.Join(ch.Added, ","), "changed", strings.Join(ch.Changed, ","),
+				"removed", strings.Join(ch.Removed, ","))
 		}
 	}
 	a.Audit.Start()

@@ -3,6 +3,7 @@ package app_test
 import (
 	"context"
 	"errors"
+	"net/url"
 	"path/filepath"
 	"testing"
 
@@ -10,6 +11,7 @@ import (
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
@@ -65,5 +67,54 @@ func TestStartClose(t *testing.T) {
 	}
 	if err := goleak.Find(storeOwn...); err != nil {
 		t.Errorf("goroutines outlive Close: %v", err)
+	}
+}
+
+// TestStartRecordsClients: Start audits the registered clients' changes
+// (Config.Clients) since the database last recorded them, once; without
+// Clients (a CLI command) it compares nothing.
+func TestStartRecordsClients(t *testing.T) {
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "kg.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	count := func() int {
+		q, err := search.Parse("AuditEvent", url.Values{"type": {"110137"}, "_total": {"accurate"}}, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q.Tenant = search.AllTenants
+		page, err := st.Search(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return page.Total
+	}
+	a := auth.Registration{ID: "a", Tenant: "clinic-a", Scopes: []string{"system/Patient.rs"}, KeyIDs: []string{"k"}}
+	for i, tc := range []struct {
+		name    string
+		clients []auth.Registration
+		want    int
+	}{
+		{"a CLI command compares nothing", nil, 0},
+		{"the first start records A as added", []auth.Registration{a}, 1},
+		{"a start without a change records nothing", []auth.Registration{a}, 1},
+		{"a start without A records it removed", []auth.Registration{}, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ap, err := app.New(app.Config{Store: st, Clients: tc.clients, NoJobRunner: true, NoSeed: i > 0})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := ap.Start(ctx); err != nil {
+				t.Fatal(err)
+			}
+			defer ap.Close()
+			if got := count(); got != tc.want {
+				t.Errorf("%d client-registration AuditEvents, want %d", got, tc.want)
+			}
+		})
 	}
 }

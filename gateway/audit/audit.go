@@ -118,7 +118,7 @@ type Record struct {
 	// search-type, search-system, capabilities, transaction, batch,
 	// operation) or one of the gateway's own (see Interactions).
 	Interaction string
-	Status      int    // the HTTP status answered
+	Status      int    // the HTTP status answered (0: no HTTP exchange; see outcomeDesc)
 	ClientID    string // from authentication; "" when anonymous (development mode) or unauthenticated
 	// Unauthenticated tells, for a record without a ClientID, that the
 	// deployment authenticates its clients and this caller did not
@@ -153,6 +153,10 @@ type Record struct {
 	// Attempt is, for a delivery-send, the attempt as the outbox records
 	// it (nil: none).
 	Attempt *Attempt
+	// ByGateway tells that the gateway itself acted, no client (a change
+	// of the registered clients it found at start: client-registration):
+	// it is the requesting agent, by Observer.
+	ByGateway bool
 }
 
 // SameRequest is a record of the same request as r (a further part of
@@ -164,7 +168,7 @@ func (r Record) SameRequest(id string) Record {
 	return Record{ID: id, Recorded: r.Recorded, Interaction: r.Interaction, Status: r.Status, ClientID: r.ClientID,
 		Unauthenticated: r.Unauthenticated, ClientAddr: r.ClientAddr, Observer: r.Observer, Tenant: r.Tenant,
 		Action: r.Action, Recipient: r.Recipient, RequestID: r.RequestID, TraceID: r.TraceID,
-		PeriodStart: r.PeriodStart, PeriodEnd: r.PeriodEnd}
+		PeriodStart: r.PeriodStart, PeriodEnd: r.PeriodEnd, ByGateway: r.ByGateway}
 }
 
 // anonymous is the display of a record's client without a ClientID.
@@ -189,8 +193,11 @@ type kind struct {
 	action  string // AuditEvent.action: C R U D E
 	gateway bool   // subtype from SystemGatewayInteraction
 	login   bool   // type DCM 110114 User Authentication
-	export  bool   // type DCM 110106 Export (the gateway sends data out)
-	display string
+	// security: type DCM 110137 User Security Attributes Changed (a
+	// registered client's tenant, scopes or keys)
+	security bool
+	export   bool // type DCM 110106 Export (the gateway sends data out)
+	display  string
 }
 
 // interactions are the interactions the gateway records.
@@ -234,6 +241,9 @@ var interactions = map[string]kind{
 	"unknown-endpoint": {action: "E", gateway: true, display: "request to no endpoint"},
 	"login":            {action: "E", login: true, display: "Login"},
 	"logout":           {action: "E", login: true, display: "Logout"},
+	// A registered client added (C), changed (U) or removed (D), as the
+	// gateway found at start (auditlog.Log.RecordClients).
+	"client-registration": {action: "U", gateway: true, security: true, display: "registered client added, changed or removed"},
 }
 
 // Interactions lists the interaction codes Event knows, sorted.
@@ -300,7 +310,7 @@ func Event(r Record) map[string]any {
 	switch {
 	case r.ClientID != "":
 		client["who"] = map[string]any{"identifier": map[string]any{"system": SystemClient, "value": r.ClientID}}
-	case r.Recipient != "":
+	case r.Recipient != "" || r.ByGateway:
 		client["who"] = map[string]any{"display": r.Observer} // the gateway sent it
 	default:
 		client["who"] = map[string]any{"display": r.anonymous()}
@@ -426,6 +436,8 @@ func classify(interaction string) (kind, [3]string, [3]string) {
 		typ, subtype = [3]string{systemAgentType, "110114", "User Authentication"}, [3]string{systemAgentType, "110122", "Login"}
 	case k.export:
 		typ, subtype = [3]string{systemAgentType, "110106", "Export"}, [3]string{SystemGatewayInteraction, interaction, k.display}
+	case k.security:
+		typ, subtype = [3]string{systemAgentType, "110137", "User Security Attributes Changed"}, [3]string{SystemGatewayInteraction, interaction, k.display}
 	case k.gateway:
 		subtype = [3]string{SystemGatewayInteraction, interaction, k.display}
 	}
@@ -433,8 +445,12 @@ func classify(interaction string) (kind, [3]string, [3]string) {
 }
 
 // outcomeDesc is AuditEvent.outcomeDesc: the HTTP status and the record's
-// PHI-free description.
+// PHI-free description; the description alone for a record of no HTTP
+// exchange (status 0: a change the gateway found at start).
 func outcomeDesc(status int, description string) string {
+	if status == 0 {
+		return description
+	}
 	desc := "HTTP " + strconv.Itoa(status) + " " + http.StatusText(status)
 	if description != "" {
 		desc += ": " + description

@@ -167,3 +167,26 @@ func TestShareWording(t *testing.T) {
 		t.Error("IsShare of a whole record's description = true")
 	}
 }
+
+// TestClientRegistrationEvent: a change of the registered clients is a
+// DICOM 110137 User Security Attributes Changed event, the gateway its
+// requesting agent, the client an entity by identifier, its outcomeDesc
+// the change alone (no HTTP exchange).
+func TestClientRegistrationEvent(t *testing.T) {
+	r := Record{ID: "a1", Recorded: time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC), Interaction: "client-registration",
+		Action: "D", Observer: "gw-1", Tenant: "clinic-a", ByGateway: true,
+		Identified:  []Identified{{System: SystemClient, Value: "old-ehr", Description: "the registered client"}},
+		Description: "registered client removed"}
+	b, _ := json.Marshal(Event(r))
+	for _, want := range []string{`"type":{"code":"110137","display":"User Security Attributes Changed","system":"http://dicom.nema.org/resources/ontology/DCM"}`,
+		`"subtype":[{"code":"client-registration"`, `"action":"D"`, `"outcome":"0"`, `"outcomeDesc":"registered client removed"`,
+		`"requestor":true,"type":{"coding":[{"code":"110153","display":"Source Role ID","system":"http://dicom.nema.org/resources/ontology/DCM"}]},"who":{"display":"gw-1"}`,
+		`"what":{"identifier":{"system":"https://ketamine-gateway.org/fhir/sid/client","value":"old-ehr"}}`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("Event(client-registration) lacks %s: %s", want, b)
+		}
+	}
+	if sys, code := Subtype("client-registration"); sys != SystemGatewayInteraction || code != "client-registration" || InteractionOf(sys, code) != "client-registration" {
+		t.Errorf("Subtype(client-registration) = %s %s", sys, code)
+	}
+}

@@ -45,7 +45,7 @@ func Render(r Record) (body []byte, entries []search.Entry) {
 		b = append(b, `,"value":`...)
 		b = fhirwire.AppendString(b, r.ClientID)
 		b = append(b, `}}`...)
-	case r.Recipient != "":
+	case r.Recipient != "" || r.ByGateway:
 		b = append(b, `{"display":`...)
 		b = fhirwire.AppendString(b, r.Observer)
 		b = append(b, '}')

@@ -81,6 +81,12 @@ func TestRenderMatchesEvent(t *testing.T) {
 			r.Identified = []audit.Identified{{System: "s", Value: "v<&>", Description: "the source record"}}
 		}),
 		"an action of its own": with(func(r *audit.Record) { r.Interaction, r.Action = "ingest", "U" }),
+		"a registered client changed, by the gateway": with(func(r *audit.Record) {
+			r.Interaction, r.Action, r.Status, r.ClientID, r.ClientAddr, r.RequestID, r.TraceID = "client-registration", "U", 0, "", "", "", ""
+			r.ByGateway, r.Patients, r.Entities = true, nil, nil
+			r.Identified = []audit.Identified{{System: audit.SystemClient, Value: "ehr-client", Description: "the registered client"}}
+			r.Description = "registered client changed: scopes added: system/Patient.rs"
+		}),
 		"a Provenance written, with its hash": with(func(r *audit.Record) {
 			r.Interaction = "ingest"
 			r.Entities = append(r.Entities, audit.Entity{Type: "Provenance", ID: "rec-1", Version: 1, SHA256: audit.SHA256([]byte("{}"))})

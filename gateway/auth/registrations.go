@@ -1,6 +1,8 @@
 package auth
 
 import (
+	"crypto"
+	"encoding/base64"
 	"slices"
 	"strings"
 )
@@ -13,6 +15,12 @@ type Registration struct {
 	Tenant string   `json:"tenant"`
 	Scopes []string `json:"scopes"`
 	KeyIDs []string `json:"keyIds"`
+	// KeyThumbprints are its keys' RFC 7638 JWK thumbprints (SHA-256,
+	// base64url) by key id: public, never key material, and changed by a
+	// key replaced under the same kid. The gateway records them to audit
+	// changes of its clients (auditlog.Log.RecordClients); the access
+	// review does not show them.
+	KeyThumbprints map[string]string `json:"-"`
 }
 
 // IssuerRegistration is an external issuer as an access review shows it:
@@ -31,9 +39,13 @@ type IssuerRegistration struct {
 func (s *Server) Registrations() ([]Registration, []IssuerRegistration) {
 	clients := make([]Registration, 0, len(s.clients))
 	for _, c := range s.clients {
-		r := Registration{ID: c.id, Tenant: c.tenant, Scopes: strings.Fields(c.scopes.String()), KeyIDs: []string{}}
-		for kid := range c.keys {
+		r := Registration{ID: c.id, Tenant: c.tenant, Scopes: strings.Fields(c.scopes.String()), KeyIDs: []string{},
+			KeyThumbprints: map[string]string{}}
+		for kid, k := range c.keys {
 			r.KeyIDs = append(r.KeyIDs, kid)
+			if tp, err := k.Thumbprint(crypto.SHA256); err == nil {
+				r.KeyThumbprints[kid] = base64.RawURLEncoding.EncodeToString(tp)
+			}
 		}
 		slices.Sort(r.KeyIDs)
 		clients = append(clients, r)

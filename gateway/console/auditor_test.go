@@ -202,3 +202,22 @@ func TestAllTenantReaderSharesFolded(t *testing.T) {
 		t.Errorf("the record page does not list the ingest")
 	}
 }
+
+// TestAuditSearchClientRegistration: the form's interaction
+// client-registration finds the changes of the registered clients the
+// gateway recorded at start, which an all-tenant auditor sees (they are
+// kept with the all-tenant AuditEvents).
+func TestAuditSearchClientRegistration(t *testing.T) {
+	f := newFixture(t, nil)
+	if _, err := f.app.Audit.RecordClients(context.Background(), []auth.Registration{
+		{ID: "ehr-a", Tenant: "clinic-a", Scopes: []string{"system/Patient.rs"}, KeyIDs: []string{"k1"}}}); err != nil {
+		t.Fatal(err)
+	}
+	allTenantSession(t, f)
+	_, page, _ := f.get(t, "/console/audit")
+	_, _, h := f.post(t, "/console/audit", url.Values{"csrf": {csrf(t, page)}, "interaction": {"client-registration"}})
+	code, body, _ := f.get(t, h.Get("Location"))
+	if code != http.StatusOK || !strings.Contains(body, "AuditEvents 1 to 1 of 1,") || !strings.Contains(body, "registered client added") {
+		t.Fatalf("search by interaction client-registration = %d, want the client added:\n%.3000s", code, body)
+	}
+}

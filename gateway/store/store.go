@@ -465,6 +465,17 @@ type Tx interface {
 	// ErrConflict or ErrUnavailable the caller ends the transaction (and
 	// may run it again); on other errors it may go on.
 	Savepoint(fn func() error) error
+	// ClientRecords returns the registered clients as last recorded
+	// (ClientRecord), by id; none is no error.
+	ClientRecords() ([]ClientRecord, error)
+	// SwapClientRecord replaces the record of id whose digest is was (""
+	// for none) by rec (nil: the record is deleted; else rec.ID is id). A
+	// record whose digest is not was (another gateway recorded a change
+	// first, or is recording one in a transaction not yet committed,
+	// which it waits for) is ErrConflict, after which the caller reads
+	// the records again in a new transaction. A zero rec.Recorded is set
+	// to now (by the store's clock).
+	SwapClientRecord(id, was string, rec *ClientRecord) error
 
 	OutboxTx
 }

@@ -474,6 +474,20 @@ var migrations = []sqlstore.Migration{{
 	Note:    "an index of the live delivery order keys: the gateway repairs, at start and every 30 s, the keys a release before schema 19 left wrong during a rolling upgrade",
 	// As SQLite's schema 20.
 	Stmts: []string{sqlstore.OutboxKeysLive},
+}, {
+	// client-registrations: the registered clients as last recorded.
+	Version: 23,
+	Note:    "the gateway records its registered clients (a digest of each one's tenant, scopes and keys) and audits every client added, changed or removed at start; the first start records every client as added (docs/audit.md)",
+	// One row per registered client (store.ClientRecord): registration is
+	// its tenant, scopes and key ids with their thumbprints as JSON,
+	// digest their SHA-256, recorded Unix ms. A new table: older gateways
+	// still running ignore it (rolling).
+	Stmts: []string{`CREATE TABLE client_registrations (
+			id TEXT COLLATE "C" PRIMARY KEY,
+			digest TEXT NOT NULL,
+			registration TEXT NOT NULL,
+			recorded BIGINT NOT NULL
+		)`},
 }}
 
 // lz4Columns sets the TOAST compression of the columns that hold large

@@ -457,6 +457,20 @@ var migrations = []sqlstore.Migration{{
 	// through it, not through every key ever written.
 	Stmts: []string{sqlstore.OutboxKeysLive},
 	After: putStats([][2]string{{"outbox_keys", "outbox_keys_live 1000 1"}}),
+}, {
+	// client-registrations: the registered clients as last recorded.
+	Version: 21,
+	Note:    "the gateway records its registered clients (a digest of each one's tenant, scopes and keys) and audits every client added, changed or removed at start; the first start records every client as added (docs/audit.md)",
+	// One row per registered client (store.ClientRecord): registration is
+	// its tenant, scopes and key ids with their thumbprints as JSON,
+	// digest their SHA-256, recorded Unix ms. A new table: older gateways
+	// still running ignore it (rolling).
+	Stmts: []string{`CREATE TABLE client_registrations (
+			id TEXT PRIMARY KEY,
+			digest TEXT NOT NULL,
+			registration TEXT NOT NULL,
+			recorded BIGINT NOT NULL
+		)`},
 }}
 
 // tenantStats are the tenant indexes' planner statistics, as plannerStats:

@@ -101,6 +101,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"TenantRead", testTenantRead},
 		{"TenantOutbox", testTenantOutbox},
 		{"Nonces", testNonces},
+		{"ClientRecords", testClientRecords},
 		{"NoncesConcurrent", testNoncesConcurrent},
 		{"Jobs", testJobs},
 		{"JobLease", testJobLease},
