@@ -438,6 +438,11 @@ func TestDateSortPlan(t *testing.T) {
 			if !strings.Contains(plan, tc.want) {
 				t.Errorf("page plan lacks %q:\n%s", tc.want, plan)
 			}
+			for _, step := range strings.Split(plan, "\n") {
+				if strings.HasPrefix(step, "SCAN c") || strings.Contains(step, "SCAN current") {
+					t.Errorf("a step scans the resources: %q in\n%s", step, plan)
+				}
+			}
 			if strings.Contains(tc.raw, "patient") {
 				return
 			}
