@@ -37,3 +37,10 @@ func BenchmarkSearchTenants(b *testing.B) {
 	s, _ := openFresh(b, Options{})
 	storetest.BenchmarkSearch(b, s, "clinic-a", "clinic-b", "clinic-c", "clinic-d")
 }
+
+// BenchmarkDateSort runs storetest.BenchmarkDateSort on a fresh database.
+func BenchmarkDateSort(b *testing.B) {
+	testURL(b)
+	s, _ := openFresh(b, Options{})
+	storetest.BenchmarkDateSort(b, s)
+}

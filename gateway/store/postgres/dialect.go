@@ -23,6 +23,7 @@ var dialect = &sqlstore.Dialect{
 	Arrays:      true,
 	FlushAhead:  true,
 	JoinMatches: true,
+	RowID:       "ctid",
 	NonceKey:    func(key string) any { return []byte(key) },
 	Err:         mapErr,
 	// The bulk export's fence (store.Store.AwaitWrites), per schema: the

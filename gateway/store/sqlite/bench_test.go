@@ -25,3 +25,10 @@ func BenchmarkClaim(b *testing.B) {
 	s, _ := openTemp(b, Options{})
 	storetest.BenchmarkClaim(b, s)
 }
+
+// BenchmarkDateSort runs storetest.BenchmarkDateSort on a fresh database.
+func BenchmarkDateSort(b *testing.B) {
+	s, _ := openTemp(b, Options{})
+	defer s.Close()
+	storetest.BenchmarkDateSort(b, s)
+}

@@ -14,5 +14,7 @@ var dialect = &sqlstore.Dialect{
 	Name:        "sqlite",
 	Placeholder: func(int) string { return "?" },
 	NotDeleted:  "c.deleted = 0",
+	RowID:       "rowid",
+	Opaque:      "+",
 	Err:         func(_ context.Context, err error) error { return mapErr(err) },
 }

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -387,6 +388,66 @@ func TestQueryPlan(t *testing.T) {
 						t.Errorf("a step scans the resources: %q in\n%s", step, plan)
 					}
 				}
+			}
+		})
+	}
+}
+
+// TestDateSortPlan: a search sorted first by a date walks that
+// parameter's index rows in the order of the sort key (the earliest start
+// ascending, idx_date_low; the latest end descending, idx_date_high) and
+// stops when its page is full, also after a cursor and with criteria
+// that match many; it sorts only the ties of one value (the right part
+// of the order), never every match. With selective criteria (a patient)
+// the matches are found by them and sorted. Before the walk every match's
+// sort key was computed and sorted: a page cost as much as the matches.
+func TestDateSortPlan(t *testing.T) {
+	s, _ := openTemp(t, Options{})
+	defer s.Close()
+	tests := []struct {
+		raw, want string
+		cursor    bool
+	}{
+		{"_sort=-date", "USING INDEX idx_date_high (type=? AND param=? AND high>?)", false},
+		{"_sort=date", "USING INDEX idx_date_low (type=? AND param=? AND low<?)", false},
+		{"_sort=-date", "USING INDEX idx_date_high (type=? AND param=? AND high>? AND high<?)", true},
+		{"_sort=date", "USING INDEX idx_date_low (type=? AND param=? AND low>? AND low<?)", true},
+		{"_sort=-date,_id&code=8867-4", "USING INDEX idx_date_high (type=? AND param=? AND high>?)", false},
+		{"_sort=date,-_lastUpdated&status=final&code=8867-4", "USING INDEX idx_date_low (type=? AND param=? AND low<?)", false},
+		{"_sort=-date&patient=Patient/p1", "USING INDEX idx_reference_target", false},
+	}
+	for _, tc := range tests {
+		t.Run(fmt.Sprintf("%s cursor %v", tc.raw, tc.cursor), func(t *testing.T) {
+			v, err := url.ParseQuery(tc.raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			q, err := search.Parse("Observation", v, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			q.Count = 20
+			if tc.cursor {
+				q.After = &search.Cursor{Keys: []int64{1.7e12}, LastUpdated: 1.7e12, Type: "Observation", ID: "o1"}
+			}
+			page, _, err := sqlstore.SearchStatements(dialect, q, time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			plan := explain(t, s, page.SQL, page.Args...)
+			if !strings.Contains(plan, tc.want) {
+				t.Errorf("page plan lacks %q:\n%s", tc.want, plan)
+			}
+			for _, step := range strings.Split(plan, "\n") {
+				if strings.HasPrefix(step, "SCAN c") || strings.Contains(step, "SCAN current") {
+					t.Errorf("a step scans the resources: %q in\n%s", step, plan)
+				}
+			}
+			if strings.Contains(tc.raw, "patient") {
+				return
+			}
+			if strings.Contains(plan, "USE TEMP B-TREE FOR ORDER BY") {
+				t.Errorf("page plan sorts every match:\n%s", plan)
 			}
 		})
 	}

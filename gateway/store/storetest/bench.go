@@ -224,3 +224,68 @@ func BenchmarkClaim(b *testing.B, s store.Store) {
 		}
 	}
 }
+
+// benchAuditEvents is how many AuditEvents BenchmarkDateSort loads.
+const benchAuditEvents = 20000
+
+// BenchmarkDateSort measures pages of 20 of a search sorted by date over
+// benchAuditEvents AuditEvents that it loads into s, a new and empty
+// store, 500 to a transaction (AuditEvent i recorded at minute i, action
+// E or R in turn, one in 50 without a date): descending and ascending,
+// the page after the first one's cursor, with a criterion half of them
+// match, and with the total counted. A search soak took 0.85-1.5 s for
+// AuditEvent?_sort=-date&_count=20 over 17,740 AuditEvents on PostgreSQL
+// while every match's sort key was computed and sorted.
+func BenchmarkDateSort(b *testing.B, s store.Store) {
+	ctx := context.Background()
+	for start := 0; start < benchAuditEvents; start += 500 {
+		err := s.Write(ctx, func(tx store.Tx) error {
+			for i := start; i < start+500; i++ {
+				entries := []search.Entry{tok("action", "", []string{"E", "R"}[i%2])}
+				if i%50 != 0 {
+					entries = append(entries, date("date", instant(base.Add(time.Duration(i)*time.Minute))))
+				}
+				if err := tx.Put(res("AuditEvent", fmt.Sprint("a", i), 1, base.Add(time.Duration(i)*time.Second)), entries); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	q := func(desc, total bool, clauses ...search.Clause) *search.Query {
+		qq := query("AuditEvent", clauses...)
+		qq.Sort, qq.Count, qq.Total = []search.SortKey{{Param: "date", Descending: desc}}, 20, total
+		return qq
+	}
+	next := q(true, false)
+	pg, err := s.Search(ctx, next)
+	if err != nil || pg.Next == nil {
+		b.Fatalf("first page: %v, next %v", err, pg)
+	}
+	next.After = pg.Next
+	for _, bq := range []struct {
+		name string
+		q    *search.Query
+	}{
+		{"Desc", q(true, false)},
+		{"Asc", q(false, false)},
+		{"DescNextPage", next},
+		{"DescAction", q(true, false, clause("action", search.TypeToken, "", vCode("E")))},
+		{"DescTotal", q(true, true)},
+	} {
+		b.Run(bq.name, func(b *testing.B) {
+			for b.Loop() {
+				pg, err := s.Search(ctx, bq.q)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(pg.Matches) != 20 {
+					b.Fatalf("%d matches, want 20", len(pg.Matches))
+				}
+			}
+		})
+	}
+}

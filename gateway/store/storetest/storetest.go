@@ -71,6 +71,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"NormalizedOnPut", testNormalizedOnPut},
 		{"Sort", testSort},
 		{"Paging", testPaging},
+		{"DateSortPages", testDateSortPages},
 		{"Include", testInclude},
 		{"RevInclude", testRevInclude},
 		{"Outbox", testOutbox},

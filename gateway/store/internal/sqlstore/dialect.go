@@ -63,6 +63,16 @@ type Dialect struct {
 	// and the resources read by key in a second statement (SQLite, which
 	// would join, and read, every match's body before sorting).
 	JoinMatches bool
+	// RowID is the column that tells apart a table's rows that are
+	// otherwise equal (SQLite: rowid; PostgreSQL: ctid, stable within a
+	// statement): a date-sorted search keeps one index row for each
+	// resource (see walkFrom).
+	RowID string
+	// Opaque prefixes a column whose equality to another must not be
+	// carried over to that other's index (SQLite: "+", which also keeps
+	// the planner from inferring the column's conditions for the other);
+	// "" where the planner may (PostgreSQL).
+	Opaque string
 	// FlushAhead tells that a write transaction sends its buffered rows
 	// ahead of the commit once they are many (see tx's flushing ahead):
 	// where the database works in another process, on another core, while

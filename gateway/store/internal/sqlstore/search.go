@@ -34,7 +34,9 @@ func (s *Store) Search(ctx context.Context, q *search.Query) (*store.Page, error
 		return err
 	}
 	var err error
-	if q.Total || len(q.Includes) > 0 || len(q.RevIncludes) > 0 {
+	if q.Total || len(q.Includes) > 0 || len(q.RevIncludes) > 0 || formOf(q) == formDated {
+		// (A walked search's page may take a second statement, for its
+		// matches without a date: see UndatedStatement.)
 		err = s.db.Snapshot(ctx, run)
 	} else {
 		// The page's keys and then its resources (see Dialect.JoinMatches)
@@ -103,15 +105,42 @@ func (s *Store) search(ctx context.Context, c Conn, q *search.Query, withInclude
 	// The values of the date sort keys of each match, which the page's
 	// statement selects after its columns (see SearchStatements).
 	vals := sortValues{n: q.SortValues()}
-	if joinMatches(s.d, q) {
-		rows, err := c.Query(ctx, page.SQL, page.Args...)
+	join := joinMatches(s.d, q)
+	got := 0 // the rows the statements selected
+	run := func(st Stmt) error {
+		rows, err := c.Query(ctx, st.SQL, st.Args...)
 		if err == nil {
 			vals.Rows = rows
-			pg.Matches, err = collect(&vals)
+			if join {
+				var res []*store.Resource
+				res, err = collect(&vals)
+				pg.Matches, got = append(pg.Matches, res...), got+len(res)
+			} else {
+				n := len(keys)
+				keys, err = scanKeys(&vals, keys)
+				got += len(keys) - n
+			}
 		}
 		if err != nil {
-			return nil, fmt.Errorf("%s: search: %w", s.d.Name, s.err(ctx, err))
+			return fmt.Errorf("%s: search: %w", s.d.Name, s.err(ctx, err))
 		}
+		return nil
+	}
+	if err := run(page); err != nil {
+		return nil, err
+	}
+	if n := peeked(q); formOf(q) == formDated && got < n+1 {
+		// The matches with a value of the first sort key ran out before
+		// the page did: those without follow.
+		rest, err := UndatedStatement(s.d, q, s.now(), n+1-got)
+		if err != nil {
+			return nil, err
+		}
+		if err := run(rest); err != nil {
+			return nil, err
+		}
+	}
+	if join {
 		if n := peeked(q); n > 0 && len(pg.Matches) > n {
 			pg.Matches, pg.More = pg.Matches[:n], true
 		}
@@ -122,17 +151,10 @@ func (s *Store) search(ctx context.Context, c Conn, q *search.Query, withInclude
 			}
 		}
 	} else {
-		rows, err := c.Query(ctx, page.SQL, page.Args...)
-		if err == nil {
-			vals.Rows = rows
-			keys, err = scanKeys(&vals, nil)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%s: search: %w", s.d.Name, s.err(ctx, err))
-		}
 		if n := peeked(q); n > 0 && len(keys) > n {
 			keys, pg.More = keys[:n], true
 		}
+		var err error
 		if pg.Matches, err = s.fetch(ctx, c, keys); err != nil {
 			return nil, err
 		}
@@ -222,8 +244,30 @@ func (s *Store) searchEach(ctx context.Context, c Tx, qs []*search.Query) ([]*st
 // SearchStatements are the statements a search of q runs in dialect d at
 // now: page selects its page of matches (with Dialect.JoinMatches their
 // resources, otherwise their keys: type, id, version) and count counts
-// every match. The backends' tests explain their plans.
+// every match. A search sorted first by a date parameter that it walks
+// (see walked) may need a second statement for its page, which
+// UndatedStatement makes: page then selects only the matches with a value
+// of that parameter (or, when the cursor is past them, only those
+// without). The backends' tests explain their plans.
 func SearchStatements(d *Dialect, q *search.Query, now time.Time) (page, count Stmt, err error) {
+	n, _ := pageBounds(q.Count, q.Offset)
+	return statements(d, q, now, formOf(q), n+1)
+}
+
+// UndatedStatement is the page statement of the matches of q without a
+// value of its first sort key, from the first of them, limit at most:
+// the rest of a page of a walked search (see walked) whose matches with
+// a value ran out before the page was full.
+func UndatedStatement(d *Dialect, q *search.Query, now time.Time, limit int) (Stmt, error) {
+	qq := *q
+	qq.After, qq.Offset = nil, 0
+	page, _, err := statements(d, &qq, now, formUndated, limit)
+	return page, err
+}
+
+// statements is SearchStatements in form f, with a page of at most limit
+// matches when q is ordered.
+func statements(d *Dialect, q *search.Query, now time.Time, f form, limit int) (page, count Stmt, err error) {
 	b := NewBuilder(d, q.Type, now)
 	if err := b.Where(q); err != nil {
 		return Stmt{}, Stmt{}, err
@@ -242,61 +286,85 @@ func SearchStatements(d *Dialect, q *search.Query, now time.Time) (page, count S
 	}
 	from := ` FROM current c WHERE `
 	sel := `SELECT ` + cols + from
-	if !unordered(q) && q.SortValues() > 0 {
+	if unordered(q) {
+		// The page bounds written out: a generic plan takes a LIMIT or
+		// OFFSET argument for a tenth of the rows, and PostgreSQL would
+		// keep planning the statement anew (see PlanOnce).
+		n, offset := pageBounds(q.Count, q.Offset)
+		b.Add(" LIMIT " + strconv.Itoa(n) + " OFFSET " + strconv.Itoa(offset))
+		return Stmt{SQL: PlanOnce + sel + b.SQL(), Args: b.Args()}, count, nil
+	}
+	parts, oargs, ocols := order(q)
+	if f != formAll {
+		// The first sort key is the walked index row's value, or for the
+		// matches without a value the constant they all sort by.
+		first := walkCol(q.Sort[0], f)
+		dir := " ASC"
+		if first.desc {
+			dir = " DESC"
+		}
+		oargs = append(slices.Clip(first.args), oargs[len(ocols[0].args):]...)
+		parts[0], ocols[0] = first.col+dir, first
+	}
+	if q.SortValues() > 0 {
 		// The values of the date sort keys follow the columns (for the
 		// next page's cursor: sortValues): their arguments come before the
 		// condition's, so the page's statement is built anew.
 		b = NewBuilder(d, q.Type, now)
 		b.Add(`SELECT ` + cols)
-		_, _, ocols := order(q)
 		for _, oc := range ocols {
 			if oc.key >= 0 {
 				b.Add(", "+oc.col+" AS k"+strconv.Itoa(oc.key), oc.args...)
 			}
 		}
-		b.Add(from)
+		if f == formDated {
+			walkFrom(b, q.Type, q.Sort[0])
+		} else {
+			b.Add(from)
+		}
 		if err := b.Where(q); err != nil {
 			return Stmt{}, Stmt{}, err
 		}
+		if f == formUndated {
+			undatedCond(b, q.Sort[0])
+		}
 		sel = ""
 	}
-	n, offset := pageBounds(q.Count, q.Offset)
-	if unordered(q) {
-		// The page bounds written out: a generic plan takes a LIMIT or
-		// OFFSET argument for a tenth of the rows, and PostgreSQL would
-		// keep planning the statement anew (see PlanOnce).
-		b.Add(" LIMIT " + strconv.Itoa(n) + " OFFSET " + strconv.Itoa(offset))
-		sel = PlanOnce + sel
-	} else {
-		parts, oargs, cols := order(q)
-		if q.After != nil && len(q.After.Keys) == q.SortValues() {
-			// The page starts after the cursor, not at the offset (which
-			// only numbered it): see search.Query.After.
-			cond, cargs := after(cols, q.After)
-			b.Add(" AND "+cond, cargs...)
-			offset = 0
+	_, offset := pageBounds(q.Count, q.Offset)
+	if cursorUsable(q) {
+		// The page starts after the cursor, not at the offset (which
+		// only numbered it): see search.Query.After.
+		if f == formDated {
+			walkBound(b, q.Sort[0], q.After.Keys[0])
 		}
-		n++ // one more: is there a next page? (search trims it: Page.More)
-		if join {
-			// The date sort keys by their names (computed once a row),
-			// the order again outside.
-			for i, c := range cols {
-				if c.key >= 0 {
-					parts[i] = "k" + strconv.Itoa(c.key) + strings.TrimPrefix(parts[i], c.col)
-					oargs = oargs[len(c.args):]
-				}
+		cond, cargs := after(ocols, q.After)
+		b.Add(" AND "+cond, cargs...)
+		offset = 0
+	}
+	if join {
+		// The date sort keys by their names (computed once a row),
+		// the order again outside.
+		for i, c := range ocols {
+			if c.key >= 0 {
+				parts[i] = "k" + strconv.Itoa(c.key) + strings.TrimPrefix(parts[i], c.col)
+				oargs = oargs[len(c.args):]
 			}
 		}
-		b.Add(" ORDER BY "+strings.Join(parts, ", "), oargs...)
-		b.Add(" LIMIT ? OFFSET ?", n, offset)
-		if join {
-			page.SQL, page.Args = outer(q, sel+b.SQL()), b.Args()
-			return page, count, nil
-		}
 	}
-	page.SQL = sel + b.SQL()
-	page.Args = b.Args()
-	return page, count, nil
+	b.Add(" ORDER BY "+strings.Join(parts, ", "), oargs...)
+	// limit is one more than the page: is there a next page? (search
+	// trims it: Page.More)
+	b.Add(" LIMIT ? OFFSET ?", limit, offset)
+	if join {
+		return Stmt{SQL: outer(q, sel+b.SQL()), Args: b.Args()}, count, nil
+	}
+	return Stmt{SQL: sel + b.SQL(), Args: b.Args()}, count, nil
+}
+
+// cursorUsable reports whether q's page starts after its cursor (one
+// value for each date sort key), not at its offset.
+func cursorUsable(q *search.Query) bool {
+	return q.After != nil && len(q.After.Keys) == q.SortValues()
 }
 
 // outer is the page statement of an ordered search whose matches' resources
