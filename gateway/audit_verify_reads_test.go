@@ -10,6 +10,8 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/postgres"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
 )
 
@@ -18,9 +20,26 @@ import (
 // hash (it wrote none). Verify counts as unchecked only the receipts a
 // request wrote without recording their hash (an older gateway's): on a
 // database this build wrote, after an ingest and batches and a
-// transaction that only read its receipt, nothing is unchecked.
+// transaction that only read its receipt, nothing is unchecked. On both
+// stores (PostgreSQL's with GATEWAY_TEST_POSTGRES_URL).
 func TestVerifyCountsNoReceiptRead(t *testing.T) {
-	st := tempSQLite(t, sqlite.Options{})
+	for _, backend := range []string{"sqlite", "postgres"} {
+		t.Run(backend, func(t *testing.T) {
+			var st store.Store = tempSQLite(t, sqlite.Options{})
+			if backend == "postgres" {
+				pg, err := postgres.Open(context.Background(), pgSchema(t, "kg_verify_reads"), postgres.Options{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { pg.Close() })
+				st = pg
+			}
+			verifyCountsNoReceiptRead(t, st)
+		})
+	}
+}
+
+func verifyCountsNoReceiptRead(t *testing.T, st store.Store) {
 	s := newServer(t, app.Config{Store: st}, gateway.Config{})
 	rec := do(s, http.MethodPost, "/ingest/session", "application/json", example(t, "session/routine-ketamine-iv-session.json"))
 	if rec.Code != http.StatusCreated && rec.Code != http.StatusOK {
