@@ -8,12 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
 
@@ -103,8 +105,9 @@ type checkedDelivery struct {
 
 // chainedEvent is what the checker reads of a chained AuditEvent.
 type chainedEvent struct {
-	Outcome string `json:"outcome"`
-	Subtype []struct {
+	Recorded string `json:"recorded"`
+	Outcome  string `json:"outcome"`
+	Subtype  []struct {
 		Code string `json:"code"`
 	} `json:"subtype"`
 	Period *struct {
@@ -135,6 +138,12 @@ var (
 // Provenance they wrote.
 var writesProvenance = map[string]bool{"ingest": true, "transaction": true, "batch": true, "mapping-replay": true}
 
+// readsProvenance are those of writesProvenance whose AuditEvent also
+// names the Provenances the request only read (a Bundle's GET entries,
+// its searches), alike: role and type are the same, and only a written
+// one carries its hash (json-sha256), since this build.
+var readsProvenance = map[string]bool{"transaction": true, "batch": true}
+
 // check compares what chained AuditEvent e says of the lineage's records
 // with the stored ones. Only the store's errors are returned.
 func (c *lineageChecker) check(ctx context.Context, e audit.ChainEntry) error {
@@ -150,7 +159,7 @@ func (c *lineageChecker) check(ctx context.Context, e audit.ChainEntry) error {
 	case code == "delivery-send":
 		return c.checkSent(ctx, e, &ev)
 	case writesProvenance[code]:
-		return c.checkProvenances(ctx, e, &ev)
+		return c.checkProvenances(ctx, e, &ev, readsProvenance[code])
 	}
 	return nil
 }
@@ -179,8 +188,14 @@ func (c *lineageChecker) fault(e audit.ChainEntry, about, problem string) {
 // versions its AuditEvent names as written (an earlier build's) are
 // counted as RolledBack, not looked for. Changing an AuditEvent's outcome
 // to hide a deleted receipt breaks the chain, which vouches for its body.
-func (c *lineageChecker) checkProvenances(ctx context.Context, e audit.ChainEntry, ev *chainedEvent) error {
-	var unhashed int
+//
+// reads tells that e may also name Provenances its request only read (a
+// Bundle's): without a hash, a written one and a read one look alike
+// (p41 F4: any reader's batch of GETs of receipts was counted). A request
+// that wrote a Provenance is the first to name it, so an unhashed one
+// named earlier by another AuditEvent was read (firstNamed).
+func (c *lineageChecker) checkProvenances(ctx context.Context, e audit.ChainEntry, ev *chainedEvent, reads bool) error {
+	var unhashed []string
 	hashed := false
 	for _, en := range ev.Entity {
 		ref := en.What.Reference
@@ -195,7 +210,7 @@ func (c *lineageChecker) checkProvenances(ctx context.Context, e audit.ChainEntr
 		}
 		want, ok := detail(en.Detail, audit.DetailJSONSHA256)
 		if !ok {
-			unhashed++
+			unhashed = append(unhashed, id)
 			continue
 		}
 		hashed = true
@@ -223,10 +238,49 @@ func (c *lineageChecker) checkProvenances(ctx context.Context, e audit.ChainEntr
 			c.out.Lineage.Provenances++
 		}
 	}
-	if !hashed && ev.Outcome == "0" {
-		c.out.Lineage.Unchecked += unhashed
+	if hashed || ev.Outcome != "0" {
+		return nil // this build's: what it wrote is hashed, the others it read
+	}
+	for _, id := range unhashed {
+		if reads {
+			first, err := c.firstNamed(ctx, e, ev, id)
+			if err != nil {
+				return err
+			}
+			if !first {
+				continue // read: another AuditEvent named it before
+			}
+		}
+		c.out.Lineage.Unchecked++
 	}
 	return nil
+}
+
+// firstNamed reports whether e, whose AuditEvent (ev) names
+// Provenance/id without a hash, is the first AuditEvent to name it, as
+// the request that wrote it is (lineage.go's receipt finds that request
+// so): no AuditEvent naming it was recorded before ev. One recorded at
+// the same instant, or an index that does not find the earlier one, is
+// taken as not earlier: the version is counted as unchecked, as it was.
+func (c *lineageChecker) firstNamed(ctx context.Context, e audit.ChainEntry, ev *chainedEvent, id string) (bool, error) {
+	at, err := time.Parse(time.RFC3339Nano, ev.Recorded)
+	if err != nil {
+		return true, nil // the chain's own check reports a changed body
+	}
+	evs, err := searchAll(ctx, c.st, search.AllTenants, "AuditEvent",
+		url.Values{"entity": {"Provenance/" + id}, "_sort": {"date"}}, 1)
+	if err != nil {
+		return false, fmt.Errorf("AuditEvents naming Provenance %s: %w", id, err)
+	}
+	if len(evs) == 0 {
+		return true, nil
+	}
+	if other, _ := evs[0]["id"].(string); other == e.ID {
+		return true, nil
+	}
+	recorded, _ := evs[0]["recorded"].(string)
+	first, err := time.Parse(time.RFC3339Nano, recorded)
+	return err != nil || !first.Before(at), nil
 }
 
 // checkSent checks the attempt a delivery-send AuditEvent recorded against

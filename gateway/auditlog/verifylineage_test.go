@@ -266,3 +266,60 @@ func TestVerifyLineage(t *testing.T) {
 		})
 	}
 }
+
+// TestVerifyUncheckedWrittenOnly (p41 F4): a Bundle's AuditEvent names,
+// without a hash, both the Provenance an older gateway's Bundle wrote
+// and any a Bundle's GET entries read. Only the written ones are counted
+// as unchecked: a Provenance is written by the request whose AuditEvent
+// names it first; a later one only read it (as the lineage finds the
+// request that wrote a receipt).
+func TestVerifyUncheckedWrittenOnly(t *testing.T) {
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "kg.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	l := New(st, Config{Observer: "gw-1"})
+	l.Start()
+	defer l.Close()
+	now := time.Now().UTC().Truncate(time.Millisecond)
+
+	// An older gateway's transaction: its Provenance stored, its
+	// AuditEvent naming it without a hash.
+	p, entries, err := store.NewVersion("Provenance", "bundle-old", 1, map[string]any{"recorded": "2026-12-01T08:00:00.000Z"}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := audit.Record{ID: "old-tx", Recorded: now, Observer: "gw-0", Interaction: "transaction", Status: 200,
+		Entities: []audit.Entity{{Type: "Provenance", ID: "bundle-old", Version: 1}}}
+	if err := st.Write(ctx, func(tx store.Tx) error {
+		if err := tx.Put(p, entries); err != nil {
+			return err
+		}
+		return newEvent("", old).put(tx)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// Later Bundles that only read it, an older gateway's and this one's.
+	if err := st.Write(ctx, newEvent("", audit.Record{ID: "old-read", Recorded: now.Add(time.Second), Observer: "gw-0",
+		Interaction: "batch", Status: 200, Entities: []audit.Entity{{Type: "Provenance", ID: "bundle-old", Version: 1}}}).put); err != nil {
+		t.Fatal(err)
+	}
+	for _, interaction := range []string{"batch", "transaction"} {
+		sc := NewScope(interaction, nil)
+		sc.Touch(p)
+		if err := l.Append(sc, 200); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	res, err := Verify(ctx, st, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Intact || res.Lineage.Unchecked != 1 || !strings.Contains(res.Lineage.Note, "1 lineage record ") {
+		t.Errorf("Verify = intact %t, lineage %+v; want intact, the older gateway's written receipt (only) unchecked, with a note",
+			res.Intact, res.Lineage)
+	}
+}
