@@ -408,7 +408,10 @@ func TestVerificationDescribe(t *testing.T) {
 func appendAuditEvent(t *testing.T, st store.Store, id string, body []byte) {
 	t.Helper()
 	err := st.Write(context.Background(), func(tx store.Tx) error {
-		if err := tx.Put(&store.Resource{Type: "AuditEvent", ID: id, Version: 1, Body: body}, nil); err != nil {
+		// Stored at its recorded time, as the audit log stores it (a body
+		// without one: at no time).
+		r := &store.Resource{Type: "AuditEvent", ID: id, Version: 1, LastUpdated: recordedOf(body), Body: body}
+		if err := tx.Put(r, nil); err != nil {
 			return err
 		}
 		return tx.AppendAudit(id, body, nil)
