@@ -373,6 +373,8 @@ func TestVerificationDescribe(t *testing.T) {
 		want  string
 	}{
 		{"intact", func(*AuditVerification) {}, "audit chain intact=true, 24 records verified"},
+		{"from a trusted head", func(v *AuditVerification) { v.From = &Anchor{Seq: 166} },
+			"audit chain intact=true, 24 records verified from record 166 (a trusted earlier head; those before it not checked now)"},
 		{"an attempt", func(v *AuditVerification) {
 			v.lineageFault(3, "ae3", "delivery k7q2xw4mbn3ra attempt 1", "payload differs")
 		}, "audit chain intact=false, 24 records verified, 1 delivery attempt stored otherwise than its AuditEvent says"},
