@@ -28,7 +28,7 @@ func auditCommand(ctx context.Context, args []string, getenv func(string) string
 		args = []string{"verify", "-h"}
 	}
 	if len(args) > 0 && args[0] == "export" {
-		return auditExportCommand(ctx, args[1:], getenv, stdout)
+		return auditExportCommand(ctx, args[1:], getenv, stdout, stderr)
 	}
 	if len(args) > 0 && args[0] == "verify-export" {
 		return auditVerifyExportCommand(args[1:], stdout, stderr)
@@ -149,7 +149,7 @@ func verificationHead(file string) (auditlog.Anchor, error) {
 
 // auditExportCommand is the CLI twin of GET /admin/audit/export: the
 // chain's slice for a period, with its links and manifest, as NDJSON.
-func auditExportCommand(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+func auditExportCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := newFlags("audit export")
 	db := dbFlag(fs, getenv)
 	since := fs.String("since", "", "the period's start `T`: RFC 3339, a date or a duration before now (90m, 24h, 7d); none: from record 1")
@@ -192,7 +192,10 @@ func auditExportCommand(ctx context.Context, args []string, getenv func(string) 
 		defer f.Close()
 		w = f
 	}
-	if _, err := auditlog.Export(ctx, st, from, to, now, w); err != nil {
+	bar := newProgress(stderr, "audit export", "records", "", -1)
+	_, err = auditlog.ExportProgress(ctx, st, from, to, now, w, func(n int64) { bar.set(n, 0) })
+	bar.finish()
+	if err != nil {
 		return &exitError{code: exitUnchecked, msg: fmt.Sprintf("audit export: could not export: %v", err)}
 	}
 	if f != nil {

@@ -103,7 +103,7 @@ var commands = []command{
 			"earlier head on, in time proportional to the records appended since: the chain must still hold that\n" +
 			"record with that hash (else exit 1, nothing else checked); the records before it are not checked now,\n" +
 			"the earlier verification vouches for them (stderr says so). Without it the whole chain is walked.\n" +
-			"A walk of more than a few seconds shows its progress on stderr.\n" +
+			"A walk (verify, export) of more than a few seconds shows its progress on stderr.\n" +
 			"export writes the chain's records for a period (by recorded time; the slice is contiguous) as NDJSON,\n" +
 			"each with its seq, prev and hash and its stored JSON as hashed, then a manifest line with the hash of\n" +
 			"the record before the first and the chain head; verify-export checks such a file without the database\n" +

@@ -115,9 +115,13 @@ func TestExportSeeks(t *testing.T) {
 			}
 			st := &countingStore{Store: base}
 			var got bytes.Buffer
-			m, err := Export(ctx, st, tc.since, tc.until, now, &got)
+			var progress int64 = -1
+			m, err := ExportProgress(ctx, st, tc.since, tc.until, now, &got, func(n int64) { progress = n })
 			if err != nil {
 				t.Fatal(err)
+			}
+			if progress != int64(st.read) {
+				t.Errorf("ExportProgress told %d records read at the end, want %d", progress, st.read)
 			}
 			if !bytes.Equal(got.Bytes(), want.Bytes()) {
 				t.Fatalf("Export(%s, %s) differs from the walk from record 1:\n got %.300s\nwant %.300s", tc.since, tc.until, got.String(), want.String())
