@@ -562,6 +562,11 @@ func TestOperatorParameters(t *testing.T) {
 		{"GET", "/admin/audit/verify", 200, `"intact":true`},
 		{"GET", "/admin/audit/verify?expect=1:" + strings.Repeat("0a", 32), 200, `"held":false`},
 		{"GET", "/admin/audit/verify?expect=7", 400, "an anchor is <record number>:<hash>"},
+		// From a head: one the chain does not hold is a broken chain there.
+		{"GET", "/admin/audit/verify?from=1:" + strings.Repeat("0a", 32), 200, `"brokenAt":1`},
+		{"GET", "/admin/audit/verify?from=1:" + strings.Repeat("0a", 32), 200, `"scope":"from record 1`},
+		{"GET", "/admin/audit/verify?from=x", 400, `"expression":["from"]`},
+		{"GET", "/admin/audit/verify?from=2:" + strings.Repeat("0a", 32) + "&expect=1:" + strings.Repeat("0a", 32), 400, "an anchor before from"},
 	} {
 		rec := send(s, tc.method, tc.target, "")
 		if rec.Code != tc.status || !strings.Contains(rec.Body.String(), tc.want) {

@@ -97,7 +97,7 @@ func (s *Server) table() []route {
 		{method: get, path: "/admin/lineage", handle: s.handleLineage, interaction: "lineage", scope: auth.ScopeAuditor, store: true,
 			params: []string{"source", "record", "kind", "resource", "trace"}},
 		{method: get, path: "/admin/audit/verify", handle: s.handleVerifyAudit, interaction: "audit-verify", scope: auth.ScopeAuditor, store: true,
-			params: []string{"expect"}},
+			params: []string{"expect", "from"}},
 		{method: get, path: "/admin/audit/export", handle: s.handleExportAudit, interaction: "audit-export", scope: auth.ScopeAuditor, store: true,
 			params: []string{"since", "until"}},
 		// The access review: who may do what (docs/security.md).

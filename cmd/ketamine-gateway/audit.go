@@ -28,7 +28,7 @@ func auditCommand(ctx context.Context, args []string, getenv func(string) string
 		args = []string{"verify", "-h"}
 	}
 	if len(args) > 0 && args[0] == "export" {
-		return auditExportCommand(ctx, args[1:], getenv, stdout)
+		return auditExportCommand(ctx, args[1:], getenv, stdout, stderr)
 	}
 	if len(args) > 0 && args[0] == "verify-export" {
 		return auditVerifyExportCommand(args[1:], stdout, stderr)
@@ -41,6 +41,11 @@ func auditCommand(ctx context.Context, args []string, getenv func(string) string
 	var anchors []auditlog.Anchor
 	anchorFlag(fs, &anchors, "an anchor, `SEQ:HASH`, the headSeq and headHash of an earlier verification kept outside the database: "+
 		"the chain must still hold that record with that hash (repeatable); @FILE takes the head of a verification saved as JSON")
+	var from []auditlog.Anchor
+	fs.Func("from", "verify only from `SEQ:HASH`, a head an earlier verification recorded (kept outside the database), to the head: "+
+		"the chain must hold that record with that hash, and the records after it are checked as the whole walk checks them, "+
+		"in time proportional to them; the records before it are not checked now; @FILE takes the head of a verification saved as JSON "+
+		"(default: the whole chain, from record 1)", anchorValue(&from))
 	pos, err := parse(fs, "audit verify", args[1:], stdout)
 	if err != nil {
 		return err
@@ -48,17 +53,43 @@ func auditCommand(ctx context.Context, args []string, getenv func(string) string
 	if len(pos) > 0 {
 		return usageError("audit verify", "takes no arguments")
 	}
+	opts := auditlog.VerifyOptions{Anchors: anchors}
+	switch len(from) {
+	case 0:
+	case 1:
+		opts.From = &from[0]
+		for _, a := range anchors {
+			if a.Seq < opts.From.Seq {
+				return usageError("audit verify", "--expect %d is before --from %d: a verification from a head checks only the records from it on", a.Seq, opts.From.Seq)
+			}
+		}
+	default:
+		return usageError("audit verify", "--from is given once")
+	}
 	st, err := openExisting(ctx, "audit verify", *db, dbRead)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	res, err := auditlog.Verify(ctx, st, time.Now(), anchors...)
+	total := int64(-1)
+	if head, _, err := st.AuditChainHead(ctx); err == nil {
+		total = head
+		if opts.From != nil {
+			total = max(head-opts.From.Seq+1, 0)
+		}
+	}
+	bar := newProgress(stderr, "audit verify", "records", "", total)
+	opts.Progress = func(n int64) { bar.set(n, 0) }
+	res, err := auditlog.VerifyWith(ctx, st, time.Now(), opts)
+	bar.finish()
 	if err != nil {
 		return &exitError{code: exitUnchecked, msg: fmt.Sprintf("audit verify: could not check: %v", err)}
 	}
 	if err := printJSON(stdout, res); err != nil {
 		return err
+	}
+	if res.Scope != "" {
+		fmt.Fprintf(stderr, "audit verify: %s\n", res.Scope)
 	}
 	if res.IndexNote != "" {
 		fmt.Fprintf(stderr, "audit verify: %s\n", res.IndexNote)
@@ -76,7 +107,13 @@ func auditCommand(ctx context.Context, args []string, getenv func(string) string
 // takes the head of the verification FILE holds (the JSON of audit verify
 // --json or GET /admin/audit/verify: headSeq and headHash).
 func anchorFlag(fs *flag.FlagSet, anchors *[]auditlog.Anchor, usage string) {
-	fs.Func("expect", usage, func(v string) error {
+	fs.Func("expect", usage, anchorValue(anchors))
+}
+
+// anchorValue parses a flag's SEQ:HASH or @FILE (the head of a saved
+// verification) and appends it to anchors.
+func anchorValue(anchors *[]auditlog.Anchor) func(string) error {
+	return func(v string) error {
 		if file, ok := strings.CutPrefix(v, "@"); ok {
 			a, err := verificationHead(file)
 			if err != nil {
@@ -91,7 +128,7 @@ func anchorFlag(fs *flag.FlagSet, anchors *[]auditlog.Anchor, usage string) {
 		}
 		*anchors = append(*anchors, a)
 		return nil
-	})
+	}
 }
 
 // verificationHead is the anchor of the head a saved verification names.
@@ -112,7 +149,7 @@ func verificationHead(file string) (auditlog.Anchor, error) {
 
 // auditExportCommand is the CLI twin of GET /admin/audit/export: the
 // chain's slice for a period, with its links and manifest, as NDJSON.
-func auditExportCommand(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+func auditExportCommand(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := newFlags("audit export")
 	db := dbFlag(fs, getenv)
 	since := fs.String("since", "", "the period's start `T`: RFC 3339, a date or a duration before now (90m, 24h, 7d); none: from record 1")
@@ -155,7 +192,10 @@ func auditExportCommand(ctx context.Context, args []string, getenv func(string) 
 		defer f.Close()
 		w = f
 	}
-	if _, err := auditlog.Export(ctx, st, from, to, now, w); err != nil {
+	bar := newProgress(stderr, "audit export", "records", "", -1)
+	_, err = auditlog.ExportProgress(ctx, st, from, to, now, w, func(n int64) { bar.set(n, 0) })
+	bar.finish()
+	if err != nil {
 		return &exitError{code: exitUnchecked, msg: fmt.Sprintf("audit export: could not export: %v", err)}
 	}
 	if f != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -93,8 +94,9 @@ func TestAuditExportCLI(t *testing.T) {
 	for i, at := range []string{"2026-12-01T08:00:00.000Z", "2026-12-02T08:00:00.000Z", "2026-12-03T08:00:00.000Z"} {
 		id := "ae" + string(rune('1'+i))
 		body := []byte(`{"resourceType":"AuditEvent","id":"` + id + `","recorded":"` + at + `"}`)
+		recorded, _ := time.Parse(time.RFC3339, at) // stored at its recorded time, as the audit log stores it
 		err := st.Write(ctx, func(tx store.Tx) error {
-			if err := tx.Put(&store.Resource{Type: "AuditEvent", ID: id, Version: 1, Body: body}, nil); err != nil {
+			if err := tx.Put(&store.Resource{Type: "AuditEvent", ID: id, Version: 1, LastUpdated: recorded, Body: body}, nil); err != nil {
 				return err
 			}
 			return tx.AppendAudit(id, body, nil)
@@ -169,5 +171,86 @@ func TestAuditExportCLI(t *testing.T) {
 	// A period that has not ended is refused, saying when it can be.
 	if _, errOut, code := cli(t, "", "audit", "export", "--db", db, "--until", "1m"); code != exitUsage || !strings.Contains(errOut, "can be exported from") {
 		t.Errorf("audit export --until 1m = exit %d %s, want %d saying when the period can be exported", code, errOut, exitUsage)
+	}
+}
+
+// TestAuditVerifyFromCLI: audit verify --from a saved verification's head
+// checks the records from it on (saying that those before were not
+// checked now), finds a record changed after it (exit 1), refuses a head
+// the chain does not hold (exit 1) and a malformed one or an --expect
+// before it (exit 2).
+func TestAuditVerifyFromCLI(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	db := filepath.Join(dir, "kg.db")
+	st, err := sqlite.Open(ctx, db, sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	add := func(from, to int) {
+		for i := from; i <= to; i++ {
+			id := fmt.Sprintf("ae%d", i)
+			body := []byte(`{"resourceType":"AuditEvent","id":"` + id + `"}`)
+			err := st.Write(ctx, func(tx store.Tx) error {
+				if err := tx.Put(&store.Resource{Type: "AuditEvent", ID: id, Version: 1, Body: body}, nil); err != nil {
+					return err
+				}
+				return tx.AppendAudit(id, body, nil)
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	add(1, 4)
+	saved, errOut, code := cli(t, "", "audit", "verify", "--db", db)
+	if code != 0 {
+		t.Fatalf("audit verify = exit %d, %s %s", code, saved, errOut)
+	}
+	verification := filepath.Join(dir, "verify.json")
+	if err := os.WriteFile(verification, []byte(saved), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var head struct {
+		HeadSeq  int64
+		HeadHash string
+	}
+	if err := json.Unmarshal([]byte(saved), &head); err != nil {
+		t.Fatal(err)
+	}
+	add(5, 7)
+	st.Close()
+	other := "4:" + strings.Repeat("ab", 32)
+	for _, tc := range []struct {
+		name      string
+		args      []string
+		code      int
+		want, err string
+	}{
+		{"from a saved verification", []string{"--from", "@" + verification}, 0, `"records": 4`, "records 1 to 3 were not checked now"},
+		{"from its head", []string{"--from", fmt.Sprintf("%d:%s", head.HeadSeq, head.HeadHash), "--expect", fmt.Sprintf("%d:%s", head.HeadSeq, head.HeadHash)},
+			0, `"from": {`, "not checked now"},
+		{"a head the chain does not hold", []string{"--from", other}, exitInvalid, `"brokenAt": 4`, "another hash than the anchor"},
+		{"malformed", []string{"--from", "4"}, exitUsage, "", "an anchor is <record number>:<hash>"},
+		{"an anchor before it", []string{"--from", "@" + verification, "--expect", "2:" + strings.Repeat("ab", 32)}, exitUsage, "", "before --from"},
+		{"twice", []string{"--from", "@" + verification, "--from", "@" + verification}, exitUsage, "", "given once"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, errOut, code := cli(t, "", append([]string{"audit", "verify", "--db", db}, tc.args...)...)
+			if code != tc.code || !strings.Contains(out, tc.want) || !strings.Contains(errOut, tc.err) {
+				t.Errorf("audit verify %v = exit %d, %s %s; want %d, %q and %q", tc.args, code, out, errOut, tc.code, tc.want, tc.err)
+			}
+		})
+	}
+	raw, err := sql.Open("sqlite", "file:"+db+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	if _, err := raw.Exec(`UPDATE resources SET body = CAST('{"resourceType":"AuditEvent","id":"ae6","x":1}' AS BLOB) WHERE id = 'ae6'`); err != nil {
+		t.Fatal(err)
+	}
+	if out, errOut, code := cli(t, "", "audit", "verify", "--db", db, "--from", "@"+verification); code != exitInvalid || !strings.Contains(errOut, "broken at record 6") {
+		t.Errorf("audit verify --from after a record after it changed = exit %d, %s %s; want 1, broken at record 6", code, out, errOut)
 	}
 }

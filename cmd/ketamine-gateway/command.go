@@ -86,7 +86,7 @@ var commands = []command{
 			"ketamine-gateway jobs list --owner clinicA-emr --kind import",
 			"ketamine-gateway jobs cancel 01a24796c7858ef562a3dcb870371555"}},
 	{name: "audit", summary: "check the audit trail's hash chain and the receipts and delivery attempts it vouches for",
-		usage: "audit verify [--db FILE_OR_URL] [--expect SEQ:HASH]... | audit export [--db FILE_OR_URL] [--since T] [--until T] [--out FILE] | audit verify-export [--expect SEQ:HASH]... FILE",
+		usage: "audit verify [--db FILE_OR_URL] [--from SEQ:HASH|@FILE] [--expect SEQ:HASH]... | audit export [--db FILE_OR_URL] [--since T] [--until T] [--out FILE] | audit verify-export [--expect SEQ:HASH]... FILE",
 		detail: "Prints the result as JSON: exit 0 intact, exit 1 naming the first broken link or finding, exit 3\n" +
 			"when the chain could not be checked (no database there, or it could not be read).\n" +
 			"Besides the chain and how the AuditEvents are served, it checks the lineage beside the chain against\n" +
@@ -99,12 +99,18 @@ var commands = []command{
 			"them to a later verify as --expect headSeq:headHash: whoever can write the database can rewrite a\n" +
 			"record and compute every later hash again, which only such an anchor shows (exit 1, the anchor not\n" +
 			"held).\n" +
+			"--from headSeq:headHash (or @verify.json, a verification saved with its head) verifies only from that\n" +
+			"earlier head on, in time proportional to the records appended since: the chain must still hold that\n" +
+			"record with that hash (else exit 1, nothing else checked); the records before it are not checked now,\n" +
+			"the earlier verification vouches for them (stderr says so). Without it the whole chain is walked.\n" +
+			"A walk (verify, export) of more than a few seconds shows its progress on stderr.\n" +
 			"export writes the chain's records for a period (by recorded time; the slice is contiguous) as NDJSON,\n" +
 			"each with its seq, prev and hash and its stored JSON as hashed, then a manifest line with the hash of\n" +
 			"the record before the first and the chain head; verify-export checks such a file without the database\n" +
 			"(exit 0 it links, 1 it does not or an anchor is not held, 3 it could not be read). See docs/audit.md.",
 		examples: []string{"ketamine-gateway audit verify",
 			"ketamine-gateway audit verify --expect 166:c251ac437b85e72722c206a2c2430320d7d10c23e9ad1b4cad14157adf15d48f",
+			"ketamine-gateway audit verify --from @audit-verify-2026-11.json",
 			"ketamine-gateway audit export --since 2026-11-01 --until 2026-12-01 --out audit-2026-11.ndjson",
 			"ketamine-gateway audit verify-export --expect 166:c251ac437b85e72722c206a2c2430320d7d10c23e9ad1b4cad14157adf15d48f audit-2026-11.ndjson"}},
 	{name: "lineage", summary: "the story of a source record, resource or trace, as JSON",

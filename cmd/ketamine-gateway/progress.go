@@ -104,7 +104,11 @@ func (p *progress) draw(final bool) {
 			eta = " ETA " + clock(time.Duration(float64(p.total-done)/rate*float64(time.Second)))
 		}
 	}
-	line := fmt.Sprintf("%s: %s, %.0f %s/s, %d %s%s", p.what, count, rate, p.unit, x, p.extra, eta)
+	second := ""
+	if p.extra != "" {
+		second = fmt.Sprintf(", %d %s", x, p.extra)
+	}
+	line := fmt.Sprintf("%s: %s, %.0f %s/s%s%s", p.what, count, rate, p.unit, second, eta)
 	if !p.tty {
 		if !final {
 			fmt.Fprintln(p.w, line)

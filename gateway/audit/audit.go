@@ -545,5 +545,12 @@ func (v *Verifier) Add(e ChainEntry) error {
 	return nil
 }
 
+// Resume makes v go on from entry seq, whose stored hash is hash (a
+// verification from a record checked before: the next entry Add takes is
+// seq+1). seq 0 is the start of the chain.
+func (v *Verifier) Resume(seq int64, hash string) {
+	v.prev, v.next = hash, seq+1
+}
+
 // Verified is the number of entries verified so far.
 func (v *Verifier) Verified() int64 { return v.n }

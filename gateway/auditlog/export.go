@@ -75,6 +75,12 @@ func ExportableFrom(until time.Time) time.Time { return until.Add(exportSlack) }
 // database that cannot be read is an error, as is w failing; an export
 // cut off by one has no manifest, which VerifyExport reports.
 func Export(ctx context.Context, st store.Store, since, until, now time.Time, w io.Writer) (ExportManifest, error) {
+	return ExportProgress(ctx, st, since, until, now, w, nil)
+}
+
+// ExportProgress is Export telling progress, if not nil, the number of
+// chain records read so far, every 1,000 records and at the end.
+func ExportProgress(ctx context.Context, st store.Store, since, until, now time.Time, w io.Writer, progress func(read int64)) (ExportManifest, error) {
 	m := ExportManifest{ExportedAt: now.UTC().Format(time.RFC3339Nano)}
 	if !since.IsZero() {
 		m.Since = since.UTC().Format(time.RFC3339Nano)
@@ -103,9 +109,35 @@ func Export(ctx context.Context, st store.Store, since, until, now time.Time, w 
 		m.LastSeq, m.LastHash, m.Records = e.Seq, e.Hash, m.Records+1
 		return writeExportLine(bw, e, before)
 	}
+	// Where to start: the record before the period's first, whose hash
+	// is the first line's prev (0: from record 1, for a period with no
+	// start). The period's first record is the lowest seq whose stored
+	// time is in it (store.AuditChainSeek): the records before it are not
+	// in the period, so the walk from there skips them as a walk from
+	// record 1 would, and writes the same lines. A period no record is in
+	// is written as such a walk writes it, with no line but the manifest.
+	var after int64
+	if !since.IsZero() {
+		_, before, ok, err := st.AuditChainSeek(ctx, since, until)
+		switch {
+		case err != nil:
+			return m, fmt.Errorf("audit export: %w", err)
+		case !ok:
+			if progress != nil {
+				progress(0)
+			}
+			return m, writeManifest(bw, m)
+		case before > 0:
+			after = before - 1
+		}
+	}
 	// The lean walk: the export checks nothing (Verify does), so it
 	// reads no index rows and no fault columns.
-	err = st.AuditChainFrom(ctx, 0, func(e audit.ChainEntry) error {
+	var read int64
+	err = st.AuditChainFrom(ctx, after, func(e audit.ChainEntry) error {
+		if read++; progress != nil && read%1000 == 0 {
+			progress(read)
+		}
 		if e.Seq > m.HeadSeq && !headless {
 			return stop // appended since the export began
 		}
@@ -139,18 +171,26 @@ func Export(ctx context.Context, st store.Store, since, until, now time.Time, w 
 			return nil
 		}
 	})
+	if progress != nil {
+		progress(read)
+	}
 	if err != nil && !errors.Is(err, stop) {
 		return m, fmt.Errorf("audit export: %w", err)
 	}
+	return m, writeManifest(bw, m)
+}
+
+// writeManifest writes m's line and flushes w.
+func writeManifest(w *bufio.Writer, m ExportManifest) error {
 	line, err := json.Marshal(struct {
 		Manifest ExportManifest `json:"manifest"`
 	}{m})
 	if err != nil {
-		return m, err
+		return err
 	}
-	bw.Write(line)
-	bw.WriteByte('\n')
-	return m, bw.Flush()
+	w.Write(line)
+	w.WriteByte('\n')
+	return w.Flush()
 }
 
 // writeExportLine writes e as an ExportLine, its body's bytes as stored.

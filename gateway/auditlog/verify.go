@@ -44,7 +44,13 @@ type AuditVerification struct {
 	// Anchors are the anchors asked to be checked, each with whether the
 	// chain still holds it; one it does not makes the trail not intact.
 	Anchors []AnchorCheck `json:"anchors,omitempty"`
-	Checked time.Time     `json:"checked"`
+	// From is, for a verification from a trusted earlier head
+	// (VerifyOptions.From), that head: the records after it were checked
+	// now, those before it were not (an earlier verification did), and
+	// Scope says so. Records counts the records checked now.
+	From    *Anchor   `json:"from,omitempty"`
+	Scope   string    `json:"scope,omitempty"`
+	Checked time.Time `json:"checked"`
 
 	// The faults by kind, for Describe: AuditEvents stored but not in the
 	// chain, and the lineage's Provenance versions stored otherwise (the
@@ -143,6 +149,9 @@ func (v *AuditVerification) unchainedFault(id string) {
 // of fault with its count. It names no record's content.
 func (v *AuditVerification) Describe() string {
 	parts := []string{fmt.Sprintf("audit chain intact=%t, %s verified", v.Intact, Counted(int(v.Records), "record"))}
+	if v.From != nil {
+		parts[0] += fmt.Sprintf(" from record %d (a trusted earlier head; those before it not checked now)", v.From.Seq)
+	}
 	if v.BrokenAt > 0 {
 		parts = append(parts, fmt.Sprintf("broken at record %d", v.BrokenAt))
 	}
@@ -247,7 +256,35 @@ func (v *AuditVerification) firstFault(lineage bool, n int, what string) string 
 // (AuditVerification.Lineage); AuditEvents written before those hashes
 // were recorded are counted as unchecked.
 func Verify(ctx context.Context, st store.Store, now time.Time, anchors ...Anchor) (*AuditVerification, error) {
+	return VerifyWith(ctx, st, now, VerifyOptions{Anchors: anchors})
+}
+
+// VerifyOptions are a verification's: the anchors to check, where to
+// start and whom to tell how far it got.
+type VerifyOptions struct {
+	Anchors []Anchor
+	// From, if set, is a head recorded from an earlier verification (its
+	// headSeq and headHash, kept outside the database): the walk starts
+	// at that record instead of record 1, so its time is proportional to
+	// the records appended since. The chain must still hold that record
+	// with that hash, its body linking to the hash of the record before
+	// it; if it does not, nothing else is checked and the trail is not
+	// intact (BrokenAt names the record): the chain was rewritten at or
+	// before it, or the anchor is not this chain's. What it proves: the
+	// records after From are those the chain linked to From's hash, and
+	// served as chained; the records before it are vouched for by the
+	// earlier verification only. Anchors before From are not checked.
+	From *Anchor
+	// Progress, if not nil, is called with the number of records walked
+	// so far, every 1,000 records and at the end.
+	Progress func(walked int64)
+}
+
+// VerifyWith is Verify with options (VerifyOptions): with From, an
+// incremental verification from a trusted earlier head.
+func VerifyWith(ctx context.Context, st store.Store, now time.Time, opts VerifyOptions) (*AuditVerification, error) {
 	var v audit.Verifier
+	anchors := opts.Anchors
 	out := &AuditVerification{Intact: true, Checked: now.UTC()}
 	walked := map[int64]string{} // the walked hash of each anchored record
 	for _, a := range anchors {
@@ -273,9 +310,26 @@ func Verify(ctx context.Context, st store.Store, now time.Time, anchors ...Ancho
 	}
 	var atHead string // the walked hash of record headSeq
 	lc := &lineageChecker{st: st, ids: &deliveryIDs{st: st}, out: out}
-	err = st.AuditChain(ctx, func(e audit.ChainEntry) error {
+	var after, count int64 // the walk starts after record after; count records walked
+	if f := opts.From; f != nil {
+		out.From = f
+		out.Scope = fmt.Sprintf("from record %d: the records after it were checked now, linking to the hash it was given; "+
+			"records 1 to %d were not checked now (the earlier verification whose head it is vouches for them)", f.Seq, f.Seq-1)
+		var done bool
+		if after, done, err = startFrom(ctx, st, &v, *f, out); err != nil || done {
+			return out, err
+		}
+	}
+	err = st.AuditChainAfter(ctx, after, func(e audit.ChainEntry) error {
+		if count++; opts.Progress != nil && count%1000 == 0 {
+			opts.Progress(count)
+		}
 		if err := v.Add(e); err != nil {
 			return err
+		}
+		if f := opts.From; f != nil && e.Seq == f.Seq && e.Hash != f.Hash {
+			return &audit.BrokenLink{Seq: e.Seq, Reason: fmt.Sprintf("the chain holds record %d with another hash than the anchor verified from: "+
+				"the chain was rewritten at or before record %d, or the anchor is not this chain's (verify the whole chain)", e.Seq, e.Seq)}
 		}
 		if err := lc.check(ctx, e); err != nil {
 			return err
@@ -292,8 +346,17 @@ func Verify(ctx context.Context, st store.Store, now time.Time, anchors ...Ancho
 		}
 		return nil
 	})
+	if opts.Progress != nil {
+		opts.Progress(count)
+	}
 	var bl *audit.BrokenLink
 	stopped := errors.As(err, &bl) // the walk stopped at a broken link
+	if f := opts.From; f != nil && err == nil && out.HeadSeq < f.Seq {
+		// The record after which the walk began was read, so this is
+		// the one the anchor names being gone.
+		err = &audit.BrokenLink{Seq: f.Seq, Reason: fmt.Sprintf("the chain holds no record %d, the anchor verified from: records were cut off (verify the whole chain)", f.Seq)}
+		stopped = errors.As(err, &bl)
+	}
 	switch {
 	case stopped:
 		out.Intact, out.BrokenAt, out.Reason = false, bl.Seq, bl.Reason
@@ -327,6 +390,9 @@ func Verify(ctx context.Context, st store.Store, now time.Time, anchors ...Ancho
 		switch h := walked[a.Seq]; {
 		case h == a.Hash:
 			c.Held = true
+		case opts.From != nil && a.Seq < opts.From.Seq:
+			c.NotChecked = true
+			c.Problem = fmt.Sprintf("not checked: before record %d, which this verification started from", opts.From.Seq)
 		case h == "" && stopped && a.Seq == out.BrokenAt:
 			c.NotChecked = true
 			c.Problem = fmt.Sprintf("not checked: the chain is broken at record %d, this anchor's record", out.BrokenAt)
@@ -361,4 +427,28 @@ func Verify(ctx context.Context, st store.Store, now time.Time, anchors ...Ancho
 		out.StoredHead = &Anchor{Seq: headSeq, Hash: headHash}
 	}
 	return out, nil
+}
+
+// startFrom prepares v to verify the chain from anchor f: the walk (after
+// the returned seq) takes record f.Seq first and links it to the stored
+// hash of the entry before it, read here. done is true when the chain
+// cannot start there (it holds no record before f.Seq as numbered), out
+// then saying why.
+func startFrom(ctx context.Context, st store.Store, v *audit.Verifier, f Anchor, out *AuditVerification) (after int64, done bool, err error) {
+	if f.Seq == 1 {
+		return 0, false, nil
+	}
+	var prev audit.ChainEntry
+	stop := errors.New("stop")
+	err = st.AuditChainFrom(ctx, f.Seq-2, func(e audit.ChainEntry) error { prev = e; return stop })
+	if err != nil && !errors.Is(err, stop) {
+		return 0, false, err
+	}
+	if prev.Seq != f.Seq-1 {
+		out.Intact, out.BrokenAt = false, f.Seq
+		out.Reason = fmt.Sprintf("the chain holds no record %d, the one before the anchor verified from: records were deleted or cut off (verify the whole chain)", f.Seq-1)
+		return 0, true, nil
+	}
+	v.Resume(prev.Seq, prev.Hash)
+	return prev.Seq, false, nil
 }

@@ -373,6 +373,8 @@ func TestVerificationDescribe(t *testing.T) {
 		want  string
 	}{
 		{"intact", func(*AuditVerification) {}, "audit chain intact=true, 24 records verified"},
+		{"from a trusted head", func(v *AuditVerification) { v.From = &Anchor{Seq: 166} },
+			"audit chain intact=true, 24 records verified from record 166 (a trusted earlier head; those before it not checked now)"},
 		{"an attempt", func(v *AuditVerification) {
 			v.lineageFault(3, "ae3", "delivery k7q2xw4mbn3ra attempt 1", "payload differs")
 		}, "audit chain intact=false, 24 records verified, 1 delivery attempt stored otherwise than its AuditEvent says"},
@@ -408,7 +410,10 @@ func TestVerificationDescribe(t *testing.T) {
 func appendAuditEvent(t *testing.T, st store.Store, id string, body []byte) {
 	t.Helper()
 	err := st.Write(context.Background(), func(tx store.Tx) error {
-		if err := tx.Put(&store.Resource{Type: "AuditEvent", ID: id, Version: 1, Body: body}, nil); err != nil {
+		// Stored at its recorded time, as the audit log stores it (a body
+		// without one: at no time).
+		r := &store.Resource{Type: "AuditEvent", ID: id, Version: 1, LastUpdated: recordedOf(body), Body: body}
+		if err := tx.Put(r, nil); err != nil {
 			return err
 		}
 		return tx.AppendAudit(id, body, nil)

@@ -221,6 +221,20 @@ type Store interface {
 	// nothing checked (no Faults) and no index rows read. Errors as
 	// AuditChain.
 	AuditChainFrom(ctx context.Context, after int64, fn func(audit.ChainEntry) error) error
+	// AuditChainAfter is AuditChain from the entry after seq after (0:
+	// from seq 1), with the same Faults: an incremental verification
+	// from a record verified before. Errors as AuditChain.
+	AuditChainAfter(ctx context.Context, after int64, fn func(audit.ChainEntry) error) error
+	// AuditChainSeek finds where an export of the period [since, until)
+	// (a zero until: no end) starts without walking the chain: first is
+	// the lowest seq of the chain entries whose AuditEvent's version 1 is
+	// stored with a lastUpdated (its recorded time, to the millisecond)
+	// in the period, and before the seq of the chain entry before it (0:
+	// none); ok is false when no entry's AuditEvent is. The times are the
+	// stored versions' (the column the verifier compares with each body's
+	// meta.lastUpdated), so it reads an index of the period's AuditEvents,
+	// not the chain before them. Errors as AuditChain.
+	AuditChainSeek(ctx context.Context, since, until time.Time) (first, before int64, ok bool, err error)
 	// UnchainedAudits returns the ids of the AuditEvents stored (a version
 	// or a current row) that the audit chain does not hold, in id order,
 	// at most limit of them, and how many there are: every AuditEvent the

@@ -85,6 +85,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"AuditChain", testAuditChain},
 		{"AuditEventBodies", testAuditEventBodies},
 		{"AuditChainPaging", testAuditChainPaging},
+		{"AuditChainSeek", testAuditChainSeek},
 		{"AuditChainRollback", testAuditChainRollback},
 		{"AuditChainConcurrent", testAuditChainConcurrent},
 		{"AuditChainServed", testAuditChainServed},

@@ -3,6 +3,8 @@ package sqlstore
 import (
 	"context"
 	"fmt"
+	"math"
+	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
@@ -121,7 +123,11 @@ func (t *tx) appendChain() error {
 // auditPage entries by seq, each page in one snapshot with what is wrong
 // with how the store serves its AuditEvents (auditcheck.go).
 func (s *Store) AuditChain(ctx context.Context, fn func(audit.ChainEntry) error) error {
-	var after int64
+	return s.AuditChainAfter(ctx, 0, fn)
+}
+
+// AuditChainAfter implements store.Store, as AuditChain.
+func (s *Store) AuditChainAfter(ctx context.Context, after int64, fn func(audit.ChainEntry) error) error {
 	for {
 		var page []audit.ChainEntry
 		err := s.db.Snapshot(ctx, func(c Conn) error {
@@ -186,6 +192,50 @@ func (s *Store) AuditChainFrom(ctx context.Context, after int64, fn func(audit.C
 		}
 		after = page[len(page)-1].Seq
 	}
+}
+
+// sqlChainSeek is AuditChainSeek's first entry: the period's AuditEvent
+// versions 1, found by resources_type_lu (type, last_updated), each
+// looked up in the chain by its id (unique). MIN, not ORDER BY seq LIMIT
+// 1, so that the planner drives it from the period's index range rather
+// than from the chain's first seq.
+const sqlChainSeek = `SELECT COALESCE(MIN(a.seq), 0) FROM resources r JOIN audit_chain a ON a.id = r.id
+	WHERE r.type = 'AuditEvent' AND r.last_updated >= ? AND r.last_updated < ? AND r.version = 1`
+
+// sqlChainBefore is the chain entry before a seq (0: none), whatever gap
+// lies between them: the record an export's first line links to.
+const sqlChainBefore = `SELECT COALESCE(MAX(seq), 0) FROM audit_chain WHERE seq < ?`
+
+// AuditChainSeek implements store.Store, in one snapshot. The period is
+// widened to whole milliseconds (the column's unit): since down, until
+// up, so that every AuditEvent recorded in it is found.
+func (s *Store) AuditChainSeek(ctx context.Context, since, until time.Time) (first, before int64, ok bool, err error) {
+	lo, hi := int64(math.MinInt64), int64(math.MaxInt64)
+	if !since.IsZero() {
+		lo = since.UnixMilli()
+		if since.Before(time.UnixMilli(lo)) { // before 1970 UnixMilli rounds up
+			lo--
+		}
+	}
+	if !until.IsZero() {
+		hi = until.UnixMilli()
+		if until.After(time.UnixMilli(hi)) {
+			hi++
+		}
+	}
+	err = s.db.Snapshot(ctx, func(c Conn) error {
+		if err := c.QueryRow(ctx, s.bind(sqlChainSeek), lo, hi).Scan(&first); err != nil {
+			return err
+		}
+		if first == 0 {
+			return nil
+		}
+		return c.QueryRow(ctx, s.bind(sqlChainBefore), first).Scan(&before)
+	})
+	if err != nil {
+		return 0, 0, false, fmt.Errorf("%s: audit chain seek: %w", s.d.Name, s.err(ctx, err))
+	}
+	return first, before, first > 0, nil
 }
 
 // AuditChainHead implements store.Store.
