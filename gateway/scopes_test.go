@@ -299,7 +299,9 @@ func TestGranularHiddenIDs(t *testing.T) {
 		if rec.Code < 300 {
 			return strconv.Itoa(rec.Code)
 		}
-		var oo struct{ Issue []struct{ Diagnostics, Code string } }
+		var oo struct {
+			Issue []struct{ Diagnostics, Code string }
+		}
 		_ = json.Unmarshal(rec.Body.Bytes(), &oo)
 		var rules []string
 		for _, i := range oo.Issue {
