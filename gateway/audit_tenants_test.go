@@ -46,6 +46,13 @@ func tenantsServer(t *testing.T) (http.Handler, store.Store, map[string]string) 
 // header of each client's access token, by id, granting all its scopes.
 func clientsServer(t *testing.T, clients []auth.Client) (http.Handler, store.Store, map[string]string) {
 	t.Helper()
+	return clientsServerWith(t, clients, app.Config{})
+}
+
+// clientsServerWith is clientsServer with the application configured as
+// acfg says (its store the server's own).
+func clientsServerWith(t *testing.T, clients []auth.Client, acfg app.Config) (http.Handler, store.Store, map[string]string) {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -83,7 +90,8 @@ func clientsServer(t *testing.T, clients []auth.Client) (http.Handler, store.Sto
 		tokens[c.ID] = "Authorization: Bearer " + tok
 	}
 	st := tempSQLite(t, sqlite.Options{})
-	h := newServer(t, app.Config{Store: st}, gateway.Config{Auth: as, AuthTokenURL: tenantsTokenURL})
+	acfg.Store = st
+	h := newServer(t, acfg, gateway.Config{Auth: as, AuthTokenURL: tenantsTokenURL})
 	return h, st, tokens
 }
 

@@ -6,9 +6,11 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
 )
 
@@ -254,6 +256,86 @@ func TestExportScopes(t *testing.T) {
 			}
 			if strings.Contains(rec.Body.String(), "Bravopatient") {
 				t.Errorf("the refusal quotes the request: %s", rec.Body)
+			}
+		})
+	}
+}
+
+// TestGranularHiddenIDs: with one tenant (update-as-create on), a client
+// whose granular scopes hide the clinic's psychiatric Observations gets,
+// for a write naming the id of one (live or deleted), the answer an id
+// nobody holds gets, and writes nothing: before, If-None-Exist _id=<hidden>
+// was 412 conditional-id-taken where an unused id was 201, a PUT to the
+// hidden id 404 where an unused one was 201, and a PUT to the deleted
+// one took over its id and history (201, W/"3").
+func TestGranularHiddenIDs(t *testing.T) {
+	const vital = "category=http://terminology.hl7.org/CodeSystem/observation-category|vital-signs"
+	clients := []auth.Client{
+		{ID: "full", Tenant: "clinic-a", Scopes: []string{"system/*.cruds"}},
+		{ID: "hcond", Tenant: "clinic-a", Scopes: []string{"system/Observation.cruds?" + vital}},
+	}
+	h, _, tok := clientsServerWith(t, clients, app.Config{UpdateCreate: true})
+	obs := func(category, id string) string {
+		idField := ""
+		if id != "" {
+			idField = `"id":"` + id + `",`
+		}
+		return `{"resourceType":"Observation",` + idField + `"status":"final","category":[{"coding":[{"system":` +
+			`"http://terminology.hl7.org/CodeSystem/observation-category","code":"` + category + `"}]}],` +
+			`"code":{"coding":[{"system":"http://loinc.org","code":"44261-6"}]}}`
+	}
+	create := func() string {
+		rec := req(h, "POST", "/fhir/Observation", obs("survey", ""), tok["full"])
+		if rec.Code != http.StatusCreated {
+			t.Fatalf("create the survey = %d %s", rec.Code, rec.Body)
+		}
+		return decode(t, rec)["id"].(string)
+	}
+	phq9, deleted := create(), create()
+	if rec := req(h, "DELETE", "/fhir/Observation/"+deleted, "", tok["full"]); rec.Code != http.StatusNoContent {
+		t.Fatalf("delete = %d %s", rec.Code, rec.Body)
+	}
+	answer := func(rec *httptest.ResponseRecorder) string {
+		if rec.Code < 300 {
+			return strconv.Itoa(rec.Code)
+		}
+		var oo struct {
+			Issue []struct{ Diagnostics, Code string }
+		}
+		_ = json.Unmarshal(rec.Body.Bytes(), &oo)
+		var rules []string
+		for _, i := range oo.Issue {
+			rules = append(rules, i.Code)
+		}
+		return strconv.Itoa(rec.Code) + " " + strings.Join(rules, ",") + " " + rec.Body.String()
+	}
+	for i, tc := range []struct {
+		name string
+		do   func(id string) *httptest.ResponseRecorder
+	}{
+		{"If-None-Exist _id", func(id string) *httptest.ResponseRecorder {
+			return req(h, "POST", "/fhir/Observation", obs("vital-signs", ""), tok["hcond"], "If-None-Exist: _id="+id)
+		}},
+		{"PUT", func(id string) *httptest.ResponseRecorder {
+			return req(h, "PUT", "/fhir/Observation/"+id, obs("vital-signs", id), tok["hcond"])
+		}},
+		{"conditional PUT _id", func(id string) *httptest.ResponseRecorder {
+			return req(h, "PUT", "/fhir/Observation?_id="+id, obs("vital-signs", ""), tok["hcond"])
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			unused := "unused-" + strconv.Itoa(i)
+			want := answer(tc.do(unused))
+			if !strings.HasPrefix(want, "404") {
+				t.Errorf("%s of an unused id = %s, want 404 (a client whose scopes hide resources chooses no ids)", tc.name, want)
+			}
+			for _, id := range []string{phq9, deleted} {
+				if got := strings.ReplaceAll(answer(tc.do(id)), id, unused); got != want {
+					t.Errorf("%s of a hidden id = %s, of an unused one %s: want the same", tc.name, got, want)
+				}
+			}
+			if rec := req(h, "GET", "/fhir/Observation/"+deleted+"/_history", "", tok["full"]); !strings.Contains(rec.Body.String(), `"total":2`) {
+				t.Errorf("the deleted survey's history = %s, want its 2 versions only", rec.Body)
 			}
 		})
 	}

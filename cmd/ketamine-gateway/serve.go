@@ -247,6 +247,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		// database last recorded them (docs/audit.md, "Registered clients").
 		acfg.Clients, _ = authn.Registrations()
 		for _, w := range authn.Warnings() {
+			if len(w.NotGranted) == 0 {
+				logger.Warn(w.Message, "client", w.Client)
+				continue
+			}
 			logger.Warn(w.Message, "client", w.Client, "scopes_not_granted", strings.Join(w.NotGranted, " "))
 		}
 		logger.Info("authentication: SMART Backend Services", "clients", len(fc.Auth.Clients), "external_issuers", len(fc.Auth.External))

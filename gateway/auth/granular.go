@@ -3,6 +3,7 @@ package auth
 import (
 	"errors"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
@@ -134,4 +135,121 @@ func (s Scopes) Restriction(typ, perms string) (restrictions [][]search.Clause, 
 		restrictions = append(restrictions, sc.clauses)
 	}
 	return restrictions, false
+}
+
+// narrower reports whether the restriction of r selects only what that of
+// a selects: every clause of a has a clause of r of its parameter whose
+// values a's values all cover (system|code by itself, system| by any code
+// of the system, code by itself in any system). r may add parameters.
+func narrower(r, a scope) bool {
+	if r.query == "" || a.query == "" {
+		return false
+	}
+	return !slices.ContainsFunc(a.clauses, func(ac search.Clause) bool {
+		return !slices.ContainsFunc(r.clauses, func(rc search.Clause) bool {
+			return rc.Param == ac.Param && !slices.ContainsFunc(rc.Values, func(rv search.Value) bool {
+				return !slices.ContainsFunc(ac.Values, func(av search.Value) bool { return covers(av, rv) })
+			})
+		})
+	})
+}
+
+// covers reports whether the token value av selects everything rv does.
+func covers(av, rv search.Value) bool {
+	switch {
+	case !av.HasSystem:
+		return av.Code == rv.Code
+	case av.Code == "":
+		return rv.HasSystem && rv.System == av.System
+	}
+	return rv.HasSystem && rv.System == av.System && rv.Code == av.Code
+}
+
+// searchConflict returns a type whose searches the scopes restrict only
+// through restrictions the engine cannot apply to one search (of
+// different parameters, or of more than one parameter, ORed: every search
+// of the type is 403 scope-restriction-unenforceable), and the
+// parameters, each restriction's joined by & and the restrictions by " or "
+// (no value); "" when there is none.
+func (s Scopes) searchConflict() (typ, params string) {
+	var types []string
+	for _, sc := range s.list {
+		if sc.query != "" && sc.perms&permSearch != 0 && !slices.Contains(types, sc.resourceType) {
+			types = append(types, sc.resourceType)
+		}
+	}
+	for _, typ := range types {
+		restrictions, unrestricted := s.Restriction(typ, "s")
+		if unrestricted {
+			continue
+		}
+		keys := map[string]bool{}
+		var names []string
+		param, one := "", true
+		for _, cs := range restrictions {
+			k := search.Key(typ, &search.Query{Clauses: cs})
+			if keys[k] {
+				continue
+			}
+			keys[k] = true
+			var ps []string
+			for _, c := range cs {
+				ps = append(ps, c.Param)
+			}
+			if n := strings.Join(ps, "&"); !slices.Contains(names, n) {
+				names = append(names, n)
+			}
+			if len(cs) != 1 || param != "" && cs[0].Param != param {
+				one = false
+			}
+			param = cs[0].Param
+		}
+		if len(keys) > 1 && !one {
+			return typ, strings.Join(names, " or ")
+		}
+	}
+	return "", ""
+}
+
+// SearchConflict returns a type whose searches the scopes (a client's
+// registration) restrict by granular scopes of different parameters,
+// which the gateway cannot enforce together (a token granting them all is
+// refused), and the parameters; "" when there is none. serve warns of
+// such a registration; the text names no value of a restriction.
+func SearchConflict(scopes []string) (typ, params string) {
+	return ParseScopes(strings.Join(scopes, " ")).searchConflict()
+}
+
+// named names the restricted scopes of s by their parameters, without
+// values, told apart as far as parameters tell them:
+// "system/Observation.c?category=... (2 scopes), system/Observation.c?code=...".
+func (s Scopes) named() string {
+	var order []string
+	count := map[string]int{}
+	for _, sc := range s.list {
+		n := sc.shown()
+		if sc.query != "" {
+			var ps []string
+			for _, c := range sc.clauses {
+				ps = append(ps, c.Param+"=...")
+			}
+			base, _, _ := strings.Cut(sc.text, "?")
+			n = base + "?" + strings.Join(ps, "&")
+		}
+		if count[n] == 0 {
+			order = append(order, n)
+		}
+		count[n]++
+	}
+	for i, n := range order {
+		if count[n] > 1 {
+			order[i] = n + " (" + strconv.Itoa(count[n]) + " scopes)"
+		}
+	}
+	return strings.Join(order, ", ")
+}
+
+// restricted reports whether some scope of s is granular.
+func (s Scopes) restricted() bool {
+	return slices.ContainsFunc(s.list, func(sc scope) bool { return sc.query != "" })
 }

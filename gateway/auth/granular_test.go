@@ -1,7 +1,9 @@
 package auth
 
 import (
+	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -191,4 +193,94 @@ func TestScopesRestriction(t *testing.T) {
 	if rs, un := s.Restriction("Observation", "d"); un || rs != nil {
 		t.Errorf("Restriction(Observation, d) = %v, %v; want nothing granted", rs, un)
 	}
+}
+
+// TestGranularNarrowerAndConflicts: a restriction narrower than the one a
+// client is registered for (a parameter added, or fewer values) is granted
+// as asked; one of another parameter alone is not. A grant whose
+// restrictions of one type's searches are of different parameters (every
+// search of it would be 403 scope-restriction-unenforceable) is refused at
+// the token endpoint, saying why and naming no value; SearchConflict names
+// such a registration for serve's warning. Refusal texts name the
+// registered restrictions by their parameters, told apart. Before, the
+// narrower request was "not registered for", the conflicting grant was
+// issued, and the registered restrictions read "system/Observation.c?...
+// system/Observation.c?...".
+func TestGranularNarrowerAndConflicts(t *testing.T) {
+	const (
+		vital = "system/Observation.rs?category=" + catSys + "|vital-signs"
+		both  = vital + "&code=http://loinc.org|8867-4"
+	)
+	tests := []struct {
+		name, requested, allowed, want string
+	}{
+		{"a parameter added", both, vital, both},
+		{"fewer values", "system/Observation.rs?category=" + catSys + "|vital-signs", "system/Observation.rs?category=" + catSys + "|vital-signs," + catSys + "|laboratory", vital},
+		{"a system's code", vital, "system/Observation.rs?category=" + catSys + "|", vital},
+		{"another parameter alone", "system/Observation.rs?code=http://loinc.org|8867-4", vital, ""},
+		{"a wider value", "system/Observation.rs?category=vital-signs", vital, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			allowed, err := configScopes(strings.Fields(tt.allowed))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if g := grant(ParseScopes(tt.requested), allowed); g.String() != tt.want {
+				t.Errorf("grant(%q, %q) = %q, want %q", tt.requested, tt.allowed, g, tt.want)
+			}
+		})
+	}
+
+	mixed := []string{vital, "system/Observation.rs?code=http://loinc.org|44261-6"}
+	for _, tc := range []struct {
+		name   string
+		scopes []string
+		typ    string
+	}{
+		{"two parameters", mixed, "Observation"},
+		{"one parameter twice", []string{vital, "system/Observation.rs?category=" + catSys + "|laboratory"}, ""},
+		{"two parameters, searched by one", []string{vital, "system/Observation.r?code=http://loinc.org|44261-6"}, ""},
+		{"two parameters in one scope", []string{both}, ""},
+		{"covered by an unrestricted search", append(slices.Clone(mixed), "system/Observation.s"), ""},
+	} {
+		if typ, params := SearchConflict(tc.scopes); typ != tc.typ || tc.typ != "" && params != "category or code" {
+			t.Errorf("SearchConflict(%s) = %q, %q; want %q", tc.name, typ, params, tc.typ)
+		}
+	}
+
+	s, c := newTestServerWith(t, mixed)
+	if ws := s.Warnings(); len(ws) != 1 || !strings.Contains(ws[0].Message, "Observation by different search parameters (category or code)") ||
+		strings.Contains(ws[0].Message, "vital") {
+		t.Errorf("Warnings() = %+v, want one naming Observation's category or code, no value", ws)
+	}
+	for _, scope := range []string{"system/Observation.rs", strings.Join(mixed, " ")} {
+		_, f := s.Token(context.Background(), tokenForm(rsAssertion(t, c.Now()), scope))
+		if f == nil || f.Code != CodeInvalidScope || f.Reason != "scope-restriction-unenforceable" ||
+			!strings.Contains(f.Description, "Observation") || !strings.Contains(f.Description, "category or code") ||
+			strings.Contains(f.Description, "vital") || strings.Contains(f.Description, "44261") {
+			t.Errorf("Token(%q) = %+v, want invalid_scope naming Observation's category or code, no value", scope, f)
+		}
+	}
+	if resp, f := s.Token(context.Background(), tokenForm(rsAssertion(t, c.Now()), vital)); f != nil || resp.Scope != vital {
+		t.Errorf("Token(one of them) = %+v, %+v; want it granted", resp, f)
+	}
+
+	s, c = newTestServerWith(t, []string{"system/Observation.c?category=" + catSys + "|vital-signs",
+		"system/Observation.c?category=" + catSys + "|laboratory", "system/Observation.c?code=http://loinc.org|8867-4"})
+	_, f := s.Token(context.Background(), tokenForm(rsAssertion(t, c.Now()), "system/Observation.c?date=gt2020"))
+	const want = "or one of the restricted scopes this client is registered for: system/Observation.c?category=... (2 scopes), " +
+		"system/Observation.c?code=..."
+	if f == nil || !strings.HasSuffix(f.Description, want) {
+		t.Errorf("Token(a date restriction) = %+v, want a description ending %q", f, want)
+	}
+}
+
+const catSys = "http://terminology.hl7.org/CodeSystem/observation-category"
+
+// newTestServerWith is newTestServer with the RS384 client (rsAssertion's)
+// registered for scopes.
+func newTestServerWith(t *testing.T, scopes []string) (*Server, *clock) {
+	t.Helper()
+	return newTestServer(t, func(cfg *Config) { cfg.Clients[0].Scopes = scopes })
 }

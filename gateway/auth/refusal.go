@@ -118,6 +118,10 @@ func (r refusal) explain() string {
 		case r.instead.String() == r.base:
 			return s + ": ask for a restriction of token parameters, or the unrestricted " + r.base
 		}
+		if r.instead.restricted() {
+			return s + ": ask for a restriction of token parameters, or one of the restricted scopes this client is " +
+				"registered for: " + r.instead.named()
+		}
 		return s + ": ask for a restriction of token parameters, or unrestricted scopes: this client can get " +
 			r.instead.Shown()
 	case refusedNotRegistered:

@@ -343,6 +343,8 @@ func grant(requested, allowed Scopes) Scopes {
 				addRestricted(typ, r, p) // narrowed as requested
 			case r.query == "" || r.key == a.key:
 				addRestricted(typ, a, p) // the client's own restriction
+			case r.resourceType == a.resourceType && narrower(r, a):
+				addRestricted(typ, r, p) // narrower than the client's, as requested
 			}
 		}
 	}

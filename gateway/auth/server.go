@@ -49,10 +49,12 @@ type Warning struct {
 	NotGranted []string
 }
 
-// Warnings returns what NewServer noticed in the configuration, one per
-// client: an all-tenant client registered with scopes it can never use
-// (create, update or delete scopes, which its tokens are not granted) or
-// with gateway/ingest, which serves it for dry runs only.
+// Warnings returns what NewServer noticed in the configuration: an
+// all-tenant client registered with scopes it can never use (create,
+// update or delete scopes, which its tokens are not granted) or with
+// gateway/ingest, which serves it for dry runs only; a client whose
+// granular scopes restrict a type's searches by different parameters
+// (searchConflict; named without values).
 func (s *Server) Warnings() []Warning { return s.warnings }
 
 type registeredClient struct {
@@ -126,6 +128,12 @@ func NewServer(cfg Config) (*Server, error) {
 		s.clients[rc.id] = rc
 		if w, ok := allTenantWarning(rc, c.Scopes); ok {
 			s.warnings = append(s.warnings, w)
+		}
+		if typ, params := rc.scopes.searchConflict(); typ != "" {
+			s.warnings = append(s.warnings, Warning{Client: rc.id, Message: "a client's granular scopes restrict searches of " +
+				typ + " by different search parameters (" + params + "), which the gateway cannot apply together to one " +
+				"search: a token request that would grant them all is refused (invalid_scope); the client asks for " +
+				"the restricted scopes of one parameter, or register restrictions of one parameter (docs/security.md)"})
 		}
 	}
 	for i, e := range cfg.External {

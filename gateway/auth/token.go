@@ -113,6 +113,12 @@ func (s *Server) Token(ctx context.Context, form url.Values) (*TokenResponse, *F
 		return nil, &Failure{Status: http.StatusBadRequest, Code: CodeInvalidScope,
 			Description: refusedDescription(refused), Reason: "scope-not-granted", ClientID: client.id}
 	}
+	if typ, params := granted.searchConflict(); typ != "" {
+		return nil, &Failure{Status: http.StatusBadRequest, Code: CodeInvalidScope, Reason: "scope-restriction-unenforceable",
+			ClientID: client.id, Description: "the scopes this request would grant restrict searches of " + typ +
+				" by different search parameters (" + params + "), which this server cannot apply together to one " +
+				"search: every search of " + typ + " would be refused; ask for the restricted scopes of one parameter"}
+	}
 	var short []string
 	for _, r := range refused {
 		short = append(short, r.short())

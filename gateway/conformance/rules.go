@@ -241,6 +241,7 @@ func GatewayRules() []Rule {
 		{"auth-param-repeated", "A token request parameter is repeated."},
 		{"auth-scope-missing", "The token request asks for no scope."},
 		{"auth-scope-not-granted", "The client may not have the scopes it asked for."},
+		{"auth-scope-restriction-unenforceable", "The scopes asked for would restrict one type's searches by granular scopes of different parameters, which the gateway cannot apply together to one search."},
 		{"auth-scope-insufficient", "The access token's scopes do not allow this request."},
 		{"auth-tenant-missing", "The client or token names no tenant where one is required."},
 		{"auth-tenant-mismatch", "The token's tenant is not the one the request names."},

@@ -75,6 +75,8 @@ type Config struct {
 	// write to an id its tenant does not hold answers the same 404
 	// id-unavailable whether the id is unused or another tenant's. The
 	// application's own writes (ingest's derived ids) are not affected.
+	// A client that reads or writes a type through granular scopes only
+	// chooses no ids of it either way (choosesIDs).
 	UpdateCreate bool
 	// IdentifierBase is the namespace of the identifier systems the
 	// mappings mint for native records (mapping.DefaultIdentifierBase if

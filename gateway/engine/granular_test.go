@@ -51,13 +51,21 @@ func newChart(t *testing.T) *chart {
 // newChartWith is newChart with the search limits limits.
 func newChartWith(t *testing.T, limits search.Limits) *chart {
 	t.Helper()
+	return newChartConfig(t, app.Config{SearchLimits: limits})
+}
+
+// newChartConfig is newChart with the engine configured as cfg says (its
+// store and background work the chart's own).
+func newChartConfig(t *testing.T, cfg app.Config) *chart {
+	t.Helper()
 	ctx := context.Background()
 	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "granular.db"), sqlite.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	a, err := app.New(app.Config{Store: db, BacklogEvery: -1, NoJobRunner: true, SearchLimits: limits})
+	cfg.Store, cfg.BacklogEvery, cfg.NoJobRunner = db, -1, true
+	a, err := app.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

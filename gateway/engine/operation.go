@@ -413,14 +413,34 @@ func (e *Engine) writableIssues(ctx context.Context, sc *auditlog.Scope, typ, id
 	if err := clientWritableAt(typ, id); err != nil {
 		return asIssues(err), nil
 	}
-	cur, err := e.reader(sc, reads{}).Read(ctx, typ, id)
+	rd := e.reader(sc, reads{})
+	perm := byte('u')
+	if del {
+		perm = 'd'
+	}
+	// As the write's granular scopes' checks answer (checkStored): a
+	// resource they hide is another tenant's, a deleted one by the
+	// version before the deletion.
+	switch err := e.checkStored(readsAt{ctx, rd}, sc, typ, id, perm); {
+	case errors.Is(err, errForeign) && !del:
+		return asIssues(errIDTaken), nil
+	case errors.Is(err, errForeign):
+		return []outcome.Issue{{Severity: "error", Code: "not-found", Rule: "resource-unknown", Expression: typ + ".id",
+			Message: "no such resource: a DELETE would answer 204 and delete nothing"}}, nil
+	case err != nil:
+		return asIssues(err), nil
+	}
+	cur, err := rd.Read(ctx, typ, id)
+	if del && errors.Is(err, store.ErrGone) && !e.deletionShown(ctx, sc, rd, cur) {
+		err = store.ErrNotFound // a deletion the caller may not be told of
+	}
 	switch {
 	case !del && (errors.Is(err, errForeign) || cur != nil && cur.Tenant != sc.TenantOf()):
 		// As update answers: an id another tenant holds (or a shared
 		// conformance resource) cannot be updated, and the answer is the
 		// one an unused id gets without update-as-create.
 		return asIssues(errIDTaken), nil
-	case !del && errors.Is(err, store.ErrNotFound) && !e.updateCreate:
+	case !del && errors.Is(err, store.ErrNotFound) && !e.choosesIDs(sc, typ, 'u'):
 		return asIssues(errIDTaken), nil // a client may not choose the id
 	case errors.Is(err, store.ErrGone) && del:
 		return []outcome.Issue{{Severity: "error", Code: "not-found", Rule: "resource-deleted", Expression: typ + ".id",

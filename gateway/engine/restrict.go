@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 
@@ -157,14 +158,25 @@ func writePerm(method string) byte {
 // caller may read is not changed through it (403 scope-restriction-write).
 // One it may not read (not Visible) is, to it, as a resource of another
 // tenant: errForeign, which the caller answers as the write answers a
-// foreign id (a 403 would tell that it exists). Nothing stored (or of
-// another tenant, which the write itself answers) passes.
-func (e *Engine) checkStored(tx store.Tx, sc *auditlog.Scope, typ, id string, perm byte) error {
+// foreign id (a 403 would tell that it exists). A deletion has no content:
+// the version before it decides, as it decides whether a read tells of the
+// deletion (deletionShown), so that an update never revives a hidden
+// resource's id and history; deleting a deletion the caller may see
+// changes nothing and passes. Nothing stored (or of another tenant, which
+// the write itself answers) passes. st is the write's transaction, or the
+// engine's reads for $validate (readsAt).
+func (e *Engine) checkStored(st storedReader, sc *auditlog.Scope, typ, id string, perm byte) error {
 	if !restrictedFor(sc, typ, string(perm)) {
 		return nil
 	}
-	cur, err := tx.Read(typ, id)
-	if err != nil || cur == nil || cur.Deleted {
+	cur, err := st.Read(typ, id)
+	deleted := errors.Is(err, store.ErrGone) && cur != nil
+	switch {
+	case deleted:
+		if cur = lastContent(st, cur); cur == nil {
+			return errForeign
+		}
+	case err != nil || cur == nil || cur.Deleted:
 		return nil
 	}
 	switch {
@@ -172,8 +184,77 @@ func (e *Engine) checkStored(tx store.Tx, sc *auditlog.Scope, typ, id string, pe
 		return nil
 	case !e.Visible(sc, cur):
 		return errForeign
+	case deleted && perm == 'd':
+		return nil
 	}
 	return restrictionWriteError(typ, perm, true)
+}
+
+// hiddenAt reports whether typ/id is a resource of the caller's tenant
+// that the caller of sc may not read (not Visible; a deletion by the
+// version before it, as deletionShown decides): to a write that would
+// create it (a conditional create whose _id criterion names it), it is a
+// resource of another tenant, since a 412 conditional-id-taken would tell
+// that it exists.
+func (e *Engine) hiddenAt(tx store.Tx, sc *auditlog.Scope, typ, id string) bool {
+	if sc == nil || sc.Principal == nil {
+		return false
+	}
+	cur, err := tx.Read(typ, id)
+	switch {
+	case err == nil && cur != nil && owns(tx, cur):
+		return !e.Visible(sc, cur)
+	case errors.Is(err, store.ErrGone) && cur != nil && owns(tx, cur):
+		if !restrictedFor(sc, typ, "rs") {
+			return false
+		}
+		prev := lastContent(tx, cur)
+		return prev == nil || !e.Visible(sc, prev)
+	}
+	return false
+}
+
+// lastContent returns the version before the deletion del (the resource's
+// last content), nil when there is none.
+func lastContent(st storedReader, del *store.Resource) *store.Resource {
+	if del.Version < 2 {
+		return nil
+	}
+	prev, err := st.VRead(del.Type, del.ID, del.Version-1)
+	if err != nil || prev == nil || prev.Deleted {
+		return nil
+	}
+	return prev
+}
+
+// storedReader is what checkStored reads: a store.Tx, or readsAt.
+type storedReader interface {
+	Read(typ, id string) (*store.Resource, error)
+	VRead(typ, id string, version int64) (*store.Resource, error)
+}
+
+// readsAt is a reader's reads with ctx, as a storedReader.
+type readsAt struct {
+	ctx context.Context
+	r   reader
+}
+
+func (a readsAt) Read(typ, id string) (*store.Resource, error) { return a.r.Read(a.ctx, typ, id) }
+
+func (a readsAt) VRead(typ, id string, version int64) (*store.Resource, error) {
+	return a.r.VRead(a.ctx, typ, id, version)
+}
+
+// choosesIDs reports whether the caller of sc may create a resource of typ
+// at an id it chooses (update-as-create, a conditional create or update
+// by _id), by a write needing perm ('c' or 'u'): when Config.UpdateCreate
+// lets clients, and neither its reading of typ nor perm on it is granted
+// through granular scopes only. A client whose scopes hide some resources
+// of typ would otherwise tell an id they hide (404 id-unavailable, as a
+// foreign id) from one nobody holds (created), so to it every id it does
+// not hold answers alike, as with several tenants (docs/security.md).
+func (e *Engine) choosesIDs(sc *auditlog.Scope, typ string, perm byte) bool {
+	return e.updateCreate && !restrictedFor(sc, typ, "rs") && !restrictedFor(sc, typ, string(perm))
 }
 
 // hiding is tx with typ/id read as a resource of another tenant
@@ -223,6 +304,12 @@ func mayPatch(tx store.Tx, sc *auditlog.Scope, typ, id string) bool {
 		return true
 	}
 	cur, err := tx.Read(typ, id)
+	if errors.Is(err, store.ErrGone) && cur != nil && owns(tx, cur) {
+		// A 410 tells of the deletion: only of one whose last content
+		// the caller may see (deletionShown).
+		prev := lastContent(tx, cur)
+		return prev != nil && grants(sc.Principal.Scopes, "rs", prev)
+	}
 	if err != nil || cur == nil || cur.Deleted {
 		return true // the patch answers these itself
 	}

@@ -535,6 +535,11 @@ func (e *Engine) execEntry(tx store.Tx, sc *auditlog.Scope, en *Entry, rw *fhirw
 	if en.method == "PATCH" && !mayPatch(tx, sc, en.typ, en.id) {
 		return errResourceUnkown
 	}
+	if en.method == "POST" && en.pinned && en.matched == nil && !en.again && e.hiddenAt(tx, sc, en.typ, en.id) {
+		// The _id criterion names a resource hidden from the caller: as
+		// another tenant's id, not creatable (createAt).
+		return errIDTaken
+	}
 	if en.method != "POST" {
 		// A stored version hidden from the caller is another tenant's
 		// resource to it: an update answers errIDTaken (as update does for
@@ -594,7 +599,7 @@ func (e *Engine) execResolved(tx store.Tx, sc *auditlog.Scope, en *Entry, rw *fh
 		}
 		if en.pinned {
 			// The id an _id criterion names: created where nothing lives.
-			if en.res, err = e.createAt(tx, en.typ, en.id, en.doc, conditions{}, now, e.mayChoose(en), "POST"); err != nil {
+			if en.res, err = e.createAt(tx, en.typ, en.id, en.doc, conditions{}, now, e.mayChoose(sc, en, 'c'), "POST"); err != nil {
 				return err
 			}
 			return nil
@@ -611,10 +616,10 @@ func (e *Engine) execResolved(tx store.Tx, sc *auditlog.Scope, en *Entry, rw *fh
 		en.res = &Result{Status: fhirwire.StatusCreated, Resource: r, Created: true}
 	case "PUT":
 		if en.pinned {
-			en.res, err = e.createAt(tx, en.typ, en.id, en.doc, en.pre, now, e.mayChoose(en), "PUT")
+			en.res, err = e.createAt(tx, en.typ, en.id, en.doc, en.pre, now, e.mayChoose(sc, en, 'u'), "PUT")
 			return err
 		}
-		en.res, err = e.update(tx, en.typ, en.id, en.doc, en.pre, now, e.mayChoose(en), "PUT")
+		en.res, err = e.update(tx, en.typ, en.id, en.doc, en.pre, now, e.mayChoose(sc, en, 'u'), "PUT")
 		if err == nil && en.key != "" && en.res.Created {
 			err = tx.ClaimKey(en.key, en.typ, en.id)
 		}
@@ -643,10 +648,12 @@ func clientProvenance(tx store.Tx, en *Entry) error {
 	return nil
 }
 
-// mayChoose reports whether en may create a resource with its id: always
-// when the server chose the id or the application made the entry, else as
-// Config.UpdateCreate says.
-func (e *Engine) mayChoose(en *Entry) bool { return !en.chosen || !en.client || e.updateCreate }
+// mayChoose reports whether en, a write needing perm, may create a
+// resource with its id: always when the server chose the id or the
+// application made the entry, else as choosesIDs says for the caller of sc.
+func (e *Engine) mayChoose(sc *auditlog.Scope, en *Entry, perm byte) bool {
+	return !en.chosen || !en.client || e.choosesIDs(sc, en.typ, perm)
+}
 
 // searchError classifies a search parse error: Invalid, naming the
 // parameter.
