@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -89,12 +90,17 @@ func kindNames() []string {
 }
 
 // mapCommand: map --kind KIND FILE prints the transaction Bundle (exit 0) or
-// the OperationOutcome (exit 1, on stdout).
+// the OperationOutcome (exit 1, on stdout), with the verdict ingest gives
+// the record (ingest.Service.DryRun): the clock and the profiles are
+// checked too, the safety thresholds are --config's (--tenant's), and the
+// warnings a stored record would be answered with are printed on stderr.
 func mapCommand(args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := newFlags("map")
 	kind := fs.String("kind", "", "record kind: "+strings.Join(kindNames(), ", "))
 	base := fs.String("identifier-base", getenv("GATEWAY_IDENTIFIER_BASE"), "namespace of minted identifier systems (GATEWAY_IDENTIFIER_BASE)")
 	update := fs.Bool("update", false, "map as a newer version of a record already sent (conditional updates, amended)")
+	configFile := fs.String("config", getenv("GATEWAY_CONFIG"), "configuration file whose safety thresholds to map with, as serve does (GATEWAY_CONFIG; docs/configuration.md)")
+	tenant := fs.String("tenant", "", "map with this tenant's safety thresholds (safety.tenants of --config)")
 	pos, err := parse(fs, "map", args, stdout)
 	if err != nil {
 		return err
@@ -108,6 +114,17 @@ func mapCommand(args []string, getenv func(string) string, stdin io.Reader, stdo
 	if err := oneOf("map", "kind", *kind, kindNames()); err != nil {
 		return err
 	}
+	fc, err := readConfig(*configFile)
+	if err != nil {
+		return usageError("map", "%v", err)
+	}
+	allSafety, tenantSafety, err := safety(fc)
+	if err != nil {
+		return usageError("map", "%v", err)
+	}
+	if _, ok := tenantSafety[*tenant]; *tenant != "" && !ok {
+		return usageError("map", "--tenant %s has no safety thresholds of its own in --config (safety.tenants); leave it out to map with the gateway's", *tenant)
+	}
 	doc, err := readInput("map", pos[0], stdin)
 	if err != nil {
 		return err
@@ -115,19 +132,19 @@ func mapCommand(args []string, getenv func(string) string, stdin io.Reader, stdo
 	if err := ingest.CheckIdentifierBase(*base); err != nil {
 		return usageError("map", "--identifier-base: %v", err)
 	}
-	p, err := ingest.NewPipeline(mapping.Options{IdentifierBase: *base, Update: *update}, nil)
+	p, err := ingest.NewPipeline(mapping.Options{IdentifierBase: *base, Safety: allSafety}, nil)
 	if err != nil {
 		return err
 	}
-	res, err := p.Map(mapping.Kind(*kind), doc)
+	svc := ingest.New(ingest.Config{Pipeline: p, Safety: tenantSafety})
+	v, err := svc.DryRun(context.Background(), *tenant, mapping.Kind(*kind), doc, *update)
 	if err != nil {
 		return printOutcome(stdout, err)
 	}
-	out, err := res.TransactionJSON()
-	if err != nil {
-		return err
+	for _, w := range v.Warnings {
+		fmt.Fprintf(stderr, "warning %s at %s: %s\n", w.Rule, w.Pointer, w.Message)
 	}
-	_, err = fmt.Fprintf(stdout, "%s\n", out)
+	_, err = fmt.Fprintf(stdout, "%s\n", v.Bundle)
 	return err
 }
 

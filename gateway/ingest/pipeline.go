@@ -21,6 +21,9 @@ type Pipeline struct {
 	opts    mapping.Options
 	schemas *schemas.Set
 	v       *engine.Validator
+	// profiles checks a rendered resource against the profiles it claims
+	// (v.Profiles; a test puts a stricter check here).
+	profiles func(doc map[string]any, expr string) error
 }
 
 // NewPipeline compiles the schemas once; v validates the mapped FHIR
@@ -33,7 +36,7 @@ func NewPipeline(opts mapping.Options, v *engine.Validator) (*Pipeline, error) {
 	if v == nil {
 		v = engine.NewValidator()
 	}
-	return &Pipeline{opts: opts, schemas: set, v: v}, nil
+	return &Pipeline{opts: opts, schemas: set, v: v, profiles: v.Profiles}, nil
 }
 
 // Options are the pipeline's mapping options.
