@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/conformance"
@@ -15,6 +16,7 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
+	"github.com/ketamine-gateway/ketamine-gateway/schemas"
 )
 
 // readInput reads FILE, or standard input for "-"; a file that cannot be
@@ -139,6 +141,14 @@ func mapCommand(args []string, getenv func(string) string, stdin io.Reader, stdo
 	svc := ingest.New(ingest.Config{Pipeline: p, Safety: tenantSafety})
 	v, err := svc.DryRun(context.Background(), *tenant, mapping.Kind(*kind), doc, *update)
 	if err != nil {
+		if slices.Contains(outcome.Rules(err), schemas.RuleAdditionalProperty) {
+			// The OperationOutcome never names a stray key (it may be
+			// data); the developer's own file, read here, may.
+			for _, ptr := range p.UnknownProperties(mapping.Kind(*kind), doc) {
+				fmt.Fprintf(stderr, "%s: the %s schema does not define the property at %s (named here only, on your "+
+					"own file: the gateway's answers never repeat a property name)\n", schemas.RuleAdditionalProperty, *kind, ptr)
+			}
+		}
 		return printOutcome(stdout, err)
 	}
 	for _, w := range v.Warnings {

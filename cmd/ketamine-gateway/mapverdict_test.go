@@ -21,13 +21,14 @@ func TestMapCommandVerdict(t *testing.T) {
 	config := writeTemp(t, "c.json", `{"safety": {"vitals": {"heartRate": {"high": 100}},
 		"tenants": {"strict": {"vitals": {"heartRate": {"criticalHigh": 100}}}}}}`)
 	tests := []struct {
-		name   string
-		args   []string
-		input  string
-		code   int
-		stdout []string
-		stderr string
-		interp string // the heart rate's interpretation, for a Bundle
+		name      string
+		args      []string
+		input     string
+		code      int
+		stdout    []string
+		stderr    string
+		notStdout string // never in the OperationOutcome
+		interp    string // the heart rate's interpretation, for a Bundle
 	}{
 		{name: "future time", args: []string{"--kind", "vitals"}, input: future, code: exitInvalid,
 			stdout: []string{`"code": "record.time-future"`, `"/measuredAt"`}},
@@ -36,6 +37,13 @@ func TestMapCommandVerdict(t *testing.T) {
 		{name: "tenant", args: []string{"--kind", "vitals", "--config", config, "--tenant", "strict"}, input: vitals, interp: "HH"},
 		{name: "tenant unknown", args: []string{"--kind", "vitals", "--config", config, "--tenant", "other"}, input: vitals,
 			code: exitUsage, stderr: "safety.tenants"},
+		// An unknown property is named on stderr, on the developer's own
+		// file; the OperationOutcome names its object only (F6).
+		{name: "unknown property", args: []string{"--kind", "vitals"}, input: strings.Replace(vitals, `"heartRate"`, `"pulseRate": 1, "heartRate"`, 1),
+			code: exitInvalid, stdout: []string{`"code": "schema.additional-property"`}, notStdout: "pulseRate",
+			stderr: "schema.additional-property: the vitals schema does not define the property at /pulseRate"},
+		{name: "unknown nested property", args: []string{"--kind", "vitals"}, input: strings.Replace(vitals, `"id": "P-1"`, `"id": "P-1", "ssn": "x"`, 1),
+			code: exitInvalid, stderr: "at /patient/ssn"},
 		{name: "warning", args: []string{"--kind", "infusion"}, input: above,
 			stderr: "warning infusion.administered-above-plan at /administeredDoseMg"},
 	}
@@ -49,6 +57,9 @@ func TestMapCommandVerdict(t *testing.T) {
 				if !strings.Contains(out, want) {
 					t.Errorf("stdout lacks %s: %.500s", want, out)
 				}
+			}
+			if tt.notStdout != "" && strings.Contains(out, tt.notStdout) {
+				t.Errorf("stdout names %s: %s", tt.notStdout, out)
 			}
 			if !strings.Contains(errOut, tt.stderr) {
 				t.Errorf("stderr %q, want %q", errOut, tt.stderr)

@@ -141,3 +141,11 @@ func (p *Pipeline) MarshalDecoded(res *mapping.Result) ([][]byte, []map[string]a
 func Transaction(res *mapping.Result, raws [][]byte) ([]byte, error) {
 	return res.TransactionFrom(raws)
 }
+
+// UnknownProperties are the JSON pointers of the properties of doc, a
+// record of kind, that its schema does not define
+// (schemas.Set.UnknownProperties): the sender's text, for the sender's own
+// tools (the CLI's map), never for an answer or a log.
+func (p *Pipeline) UnknownProperties(kind mapping.Kind, doc []byte) []string {
+	return p.schemas.UnknownProperties(string(kind), doc)
+}
