@@ -1,7 +1,8 @@
 // Package ingest takes native clinic records into the gateway: the
 // Pipeline validates a record against its JSON Schema, checks its clinical
-// rules and maps it to FHIR (no store: the CLI's map and the dry run use it
-// alone); the Service stores a mapped record through the FHIR engine in one
+// rules and maps it to FHIR; Service.DryRun gives the verdict ingest gives
+// a record without a store (the dry run, the CLI's map and the console's
+// playground answer through it); the Service stores a mapped record through the FHIR engine in one
 // transaction with its ledger entry (idempotent per source record version),
 // its Provenance, its AuditEvent and its deliveries to the EHRs.
 package ingest
