@@ -48,9 +48,10 @@ var commands = []command{
 			"interrupted. The database is created and migrated when needed. See docs/configuration.md.",
 		examples: []string{"ketamine-gateway serve", "ketamine-gateway serve --config /etc/ketamine-gateway/config.json --db postgres://kg@db/kg"}},
 	{name: "map", summary: "map a native record to its FHIR transaction Bundle, offline",
-		usage: "map --kind KIND [--update] FILE",
-		detail: "Prints the Bundle (exit 0), or the OperationOutcome naming each rule broken (exit 1), on stdout.\n" +
-			"FILE may be - for standard input.",
+		usage: "map --kind KIND [--update] [--config FILE [--tenant T]] FILE",
+		detail: "Prints the Bundle (exit 0), or the OperationOutcome naming each rule broken (exit 1), on stdout:\n" +
+			"the verdict POST /ingest/{kind}?dryRun=true gives (the clock and the profiles checked too), with\n" +
+			"the record's warnings on stderr and --config's safety thresholds. FILE may be - for standard input.",
 		examples: []string{"ketamine-gateway map --kind session schemas/examples/session/routine-ketamine-iv-session.json"}},
 	{name: "validate", summary: "validate a FHIR R4 resource or Bundle, offline",
 		usage: "validate FILE",
