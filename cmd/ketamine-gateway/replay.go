@@ -104,7 +104,7 @@ func replayCommand(ctx context.Context, args []string, getenv func(string) strin
 	}
 	sc := auditlog.NewScope("mapping-replay", &auth.Principal{ClientID: cliClient("replay"), Tenant: search.AllTenants,
 		Scopes: auth.ParseScopes("system/*.cruds " + auth.ScopeOperator)})
-	sc.RequestID = runID("replay")
+	sc.RequestID, sc.NoHTTP = runID("replay"), true
 	out := bufio.NewWriter(stdout)
 	defer out.Flush()
 	rep := newReplayReport(out, *asJSON)
