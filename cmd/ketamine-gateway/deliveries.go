@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/operator"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
@@ -75,11 +76,8 @@ func deliveriesCommand(ctx context.Context, args []string, getenv func(string) s
 		}
 		id = pos[0]
 	}
-	use := dbWrite // retry, cancel, replay
-	if sub == "list" || sub == "show" {
-		use = dbRead
-	}
-	st, err := openExisting(ctx, name, *db, use)
+	// dbWrite: every subcommand writes (list and show their AuditEvent).
+	st, err := openExisting(ctx, name, *db, dbWrite)
 	if err != nil {
 		return err
 	}
@@ -92,11 +90,30 @@ func deliveriesCommand(ctx context.Context, args []string, getenv func(string) s
 		if err != nil {
 			return opError(name, err)
 		}
+		// Its AuditEvent is GET /admin/deliveries's (delivery-list).
+		sc := cliScope("deliveries", "delivery-list")
+		if err := nameDisclosed(ctx, st, name, sc, getenv, func(base string) error {
+			return auditlog.NameDeliveryList(ctx, st, sc, base, search.AllTenants, *f, out)
+		}); err != nil {
+			return err
+		}
 		return printJSON(stdout, map[string]any{"deliveries": out})
 	case "show":
 		v, err := ops.Show(ctx, search.AllTenants, id, *payload)
 		if err != nil {
 			return opError(name, err)
+		}
+		// Its AuditEvent is GET /admin/deliveries/{id}'s (delivery-read),
+		// which says whether the payload was disclosed.
+		shown := auditlog.ShownSummary
+		if *payload {
+			shown = auditlog.ShownPayload
+		}
+		sc := cliScope("deliveries", "delivery-read")
+		if err := nameDisclosed(ctx, st, name, sc, getenv, func(base string) error {
+			return auditlog.NameDelivery(ctx, st, sc, base, v, shown)
+		}); err != nil {
+			return err
 		}
 		return printJSON(stdout, v)
 	case "retry":
@@ -131,6 +148,20 @@ func deliveriesCommand(ctx context.Context, args []string, getenv func(string) s
 		}
 		return printJSON(stdout, map[string]any{"destination": f.Destination, "since": f.Since, "replayed": replayed})
 	}
+}
+
+// nameDisclosed records, in sc, what command name is about to show (named,
+// given the database's identifier base) and commits its AuditEvent
+// (recordCLI) before anything is shown.
+func nameDisclosed(ctx context.Context, st store.Store, name string, sc *auditlog.Scope, getenv func(string) string, named func(base string) error) error {
+	base, err := identifierBase(ctx, name, st, "")
+	if err != nil {
+		return err
+	}
+	if err := named(base); err != nil {
+		return auditFailed(name, err)
+	}
+	return recordCLI(st, name, sc, getenv)
 }
 
 // deliveryTenant is the tenant of delivery id: the database's
