@@ -30,13 +30,29 @@ func cliScope(command, interaction string) *auditlog.Scope {
 // committed is exit 3, and nothing is shown, as the API answers 503
 // audit-unavailable instead of the data.
 func recordCLI(st store.Store, name string, sc *auditlog.Scope, getenv func(string) string) error {
+	return auditFailed(name, appendCLI(st, sc, getenv))
+}
+
+// recordCLIChange commits sc's AuditEvent, for command name, once the
+// change it records is made (deliveries retry, cancel, replay: their API
+// twins record theirs after the change as well). An AuditEvent that
+// cannot be committed is exit 3, saying the change stays made.
+func recordCLIChange(st store.Store, name string, sc *auditlog.Scope, getenv func(string) string) error {
+	if err := appendCLI(st, sc, getenv); err != nil {
+		return &exitError{code: exitUnchecked, msg: fmt.Sprintf("%s: done, but its AuditEvent could not be recorded: %v", name, describe(err))}
+	}
+	return nil
+}
+
+// appendCLI commits sc's AuditEvent on st with an audit log of its own.
+func appendCLI(st store.Store, sc *auditlog.Scope, getenv func(string) string) error {
 	l := auditlog.New(st, auditlog.Config{Observer: envOr(getenv, "GATEWAY_INSTANCE", defaultInstance())})
 	l.Start()
 	err := l.Append(sc, http.StatusOK)
 	if cerr := l.Close(); err == nil {
 		err = cerr
 	}
-	return auditFailed(name, err)
+	return err
 }
 
 // auditFailed is the exit of a command whose AuditEvent could not be
