@@ -282,7 +282,8 @@ func lineageCommand(ctx context.Context, args []string, getenv func(string) stri
 		_, issues := outcome.From(err)
 		return usageError("lineage", "%s", issues[0].Message)
 	}
-	st, err := openExisting(ctx, "lineage", *db, dbRead)
+	// dbWrite: its AuditEvent is written, as GET /admin/lineage's is.
+	st, err := openExisting(ctx, "lineage", *db, dbWrite)
 	if err != nil {
 		return err
 	}
@@ -294,6 +295,12 @@ func lineageCommand(ctx context.Context, args []string, getenv func(string) stri
 	if err != nil {
 		kind, _ := outcome.From(err)
 		return &exitError{code: exitCode(kind), msg: "lineage: " + describe(err)}
+	}
+	sc := cliScope("lineage", "lineage")
+	l.Audit(sc)
+	sc.Description = l.Describe("lineage")
+	if err := recordCLI(st, "lineage", sc, getenv); err != nil {
+		return err
 	}
 	return printJSON(stdout, l)
 }

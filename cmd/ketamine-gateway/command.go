@@ -138,7 +138,7 @@ var commands = []command{
 			"be opened or failed, or the import was interrupted (run it again to continue). See docs/bulk.md.",
 		examples: []string{"ketamine-gateway import --kind session --tenant clinic-a sessions.ndjson"}},
 	{name: "replay", summary: "what this binary's mapping changes in the stored records; --apply writes and sends the corrections",
-		usage: "replay [--db FILE_OR_URL] [--kind K] [--since T] [--tenant T] [--source S] [--apply --reason TEXT ([--config FILE] [--ehr-url URL] | --no-config)] [--show-values] [--json]",
+		usage: "replay [--db FILE_OR_URL] [--kind K] [--since T] [--tenant T] [--source S] [--apply --reason TEXT ([--config FILE] [--ehr-url URL] | --no-config)] [--show-values] [--downgrade] [--json]",
 		detail: "Maps every stored native record (the latest version of each) again with this binary's mapping, without\n" +
 			"writing, and reports per record: unchanged, changed (the element paths added, removed and changed; values\n" +
 			"only with --show-values, which prints PHI), refused now (rule ids and pointers), diverged (differences left\n" +
