@@ -104,8 +104,8 @@ func auditCommand(ctx context.Context, args []string, getenv func(string) string
 }
 
 // anchorFlag adds --expect SEQ:HASH (repeatable) to fs; --expect @FILE
-// takes the head of the verification FILE holds (the JSON of audit verify
-// --json or GET /admin/audit/verify: headSeq and headHash).
+// takes the head of the verification FILE holds (the JSON audit verify
+// prints or GET /admin/audit/verify answers: headSeq and headHash).
 func anchorFlag(fs *flag.FlagSet, anchors *[]auditlog.Anchor, usage string) {
 	fs.Func("expect", usage, anchorValue(anchors))
 }
@@ -142,7 +142,7 @@ func verificationHead(file string) (auditlog.Anchor, error) {
 		HeadHash string `json:"headHash"`
 	}
 	if err := json.Unmarshal(b, &v); err != nil || v.HeadSeq < 1 {
-		return auditlog.Anchor{}, fmt.Errorf("%s is not a verification's JSON with a head (headSeq, headHash: the output of audit verify --json or GET /admin/audit/verify)", file)
+		return auditlog.Anchor{}, fmt.Errorf("%s is not a verification's JSON with a head (headSeq, headHash: the output of audit verify, which prints JSON, or GET /admin/audit/verify, saved)", file)
 	}
 	return auditlog.ParseAnchor(fmt.Sprintf("%d:%s", v.HeadSeq, v.HeadHash))
 }
@@ -217,7 +217,7 @@ func auditVerifyExportCommand(args []string, stdout, stderr io.Writer) error {
 	var anchors []auditlog.Anchor
 	anchorFlag(fs, &anchors, "an anchor, `SEQ:HASH`, kept outside the database (an earlier verify's headSeq and headHash, or an "+
 		"earlier export's lastSeq and lastHash): the export must hold that record or the one before its first with that hash (repeatable); "+
-		"@FILE takes the head of a verification saved as JSON (audit verify --json, GET /admin/audit/verify); "+
+		"@FILE takes the head of a verification saved as JSON (audit verify > FILE, or GET /admin/audit/verify); "+
 		"without one held the exit is 1, as the file then proves its internal consistency only")
 	pos, err := parse(fs, "audit verify-export", args, stdout)
 	if err != nil {
