@@ -246,8 +246,11 @@ func auditVerifyExportCommand(args []string, stdout, stderr io.Writer) error {
 				break
 			}
 		}
-		if res.Reason != "" {
+		switch {
+		case res.Reason != "" && res.BrokenAt > 0:
 			msg = fmt.Sprintf("audit verify-export: broken at record %d: %s", res.BrokenAt, res.Reason)
+		case res.Reason != "": // the manifest alone is wrong: no record is at fault
+			msg = "audit verify-export: " + res.Reason
 		}
 		return &exitError{code: exitInvalid, msg: msg}
 	}

@@ -145,12 +145,25 @@ func TestAuditExportCLI(t *testing.T) {
 	if err := os.WriteFile(changed, []byte(strings.Replace(string(b), `"id":"ae3","recorded":"2026`, `"id":"ae3","recorded":"2025`, 1)), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// A line's id that is not its resource's (the hash binds the
+	// resource's), and a manifest that alone is wrong (no record is at
+	// fault: the message names none).
+	bogusID := filepath.Join(dir, "bogus-id.ndjson")
+	if err := os.WriteFile(bogusID, []byte(strings.Replace(string(b), `{"seq":3,"id":"ae3"`, `{"seq":3,"id":"bogus"`, 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	miscounted := filepath.Join(dir, "miscounted.ndjson")
+	if err := os.WriteFile(miscounted, []byte(strings.Replace(string(b), `"records":2`, `"records":3`, 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		args []string
 		code int
 		want string
 	}{
 		{[]string{file}, exitInvalid, "not anchored: proves internal consistency only"},
+		{[]string{"--expect", "1:" + l.Prev, bogusID}, exitInvalid, "broken at record 3: line 2: its id is not record 3's resource's id"},
+		{[]string{"--expect", "1:" + l.Prev, miscounted}, exitInvalid, "audit verify-export: the manifest says 3 records, the file holds 2"},
 		{[]string{file, "--expect", "1:" + l.Prev}, 0, `"anchored": true`},
 		{[]string{"--expect", "2:" + l.Hash, file}, 0, `"held": true`},
 		{[]string{file, "--expect", "1:" + l.Hash}, exitInvalid, "rewritten"},
