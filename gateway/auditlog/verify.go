@@ -272,8 +272,10 @@ type VerifyOptions struct {
 	// intact (BrokenAt names the record): the chain was rewritten at or
 	// before it, or the anchor is not this chain's. What it proves: the
 	// records after From are those the chain linked to From's hash, and
-	// served as chained; the records before it are vouched for by the
-	// earlier verification only. Anchors before From are not checked.
+	// served as chained; the records before it, and the receipts
+	// (Provenance versions) and delivery attempts they vouch for, are
+	// vouched for by the earlier verification only (not compared again
+	// now). Anchors before From are not checked.
 	From *Anchor
 	// Progress, if not nil, is called with the number of records walked
 	// so far, every 1,000 records and at the end.
@@ -314,7 +316,8 @@ func VerifyWith(ctx context.Context, st store.Store, now time.Time, opts VerifyO
 	if f := opts.From; f != nil {
 		out.From = f
 		out.Scope = fmt.Sprintf("from record %d: the records after it were checked now, linking to the hash it was given; "+
-			"records 1 to %d were not checked now (the earlier verification whose head it is vouches for them)", f.Seq, f.Seq-1)
+			"records 1 to %d were not checked now (the earlier verification whose head it is vouches for them), "+
+			"nor the receipts (Provenance versions) and delivery attempts they vouch for: those were not compared again now", f.Seq, f.Seq-1)
 		var done bool
 		if after, done, err = startFrom(ctx, st, &v, *f, out); err != nil || done {
 			return out, err
@@ -327,9 +330,12 @@ func VerifyWith(ctx context.Context, st store.Store, now time.Time, opts VerifyO
 		if err := v.Add(e); err != nil {
 			return err
 		}
-		if f := opts.From; f != nil && e.Seq == f.Seq && e.Hash != f.Hash {
-			return &audit.BrokenLink{Seq: e.Seq, Reason: fmt.Sprintf("the chain holds record %d with another hash than the anchor verified from: "+
-				"the chain was rewritten at or before record %d, or the anchor is not this chain's (verify the whole chain)", e.Seq, e.Seq)}
+		if f := opts.From; f != nil && e.Seq == f.Seq {
+			if e.Hash != f.Hash {
+				return &audit.BrokenLink{Seq: e.Seq, Reason: fmt.Sprintf("the chain holds record %d with another hash than the anchor verified from: "+
+					"the chain was rewritten at or before record %d, or the anchor is not this chain's (verify the whole chain)", e.Seq, e.Seq)}
+			}
+			lc.startAt(e)
 		}
 		if err := lc.check(ctx, e); err != nil {
 			return err

@@ -88,12 +88,39 @@ type lineageChecker struct {
 	// interrupted: right when the worker stopped after the AuditEvent and
 	// the next one recorded the attempt, with an interrupted attempt's
 	// AuditEvent of its own, later in the chain. Those left at the end are
-	// faults.
-	cutOff map[string]AuditFault
+	// faults, but for a walk from an anchor (fromAt set).
+	cutOff map[string]cutOffAttempt
 	// interrupted are the attempts an interrupted attempt's AuditEvent
 	// vouched for (a stalled worker's own AuditEvent of the attempt may
-	// come after it).
+	// come after it). The walk fills it: from an anchor, it holds none of
+	// those before the anchor.
 	interrupted map[string]bool
+	// fromAt is, for a walk from an anchor (VerifyOptions.From), when the
+	// anchor's AuditEvent was recorded: an attempt begun before it may
+	// have been recorded, and audited, as interrupted before the anchor,
+	// by an AuditEvent the earlier verification checked and this walk
+	// does not read, so it is no fault when left cut off.
+	fromAt time.Time
+}
+
+// cutOffAttempt is an attempt of lineageChecker.cutOff: the fault it is
+// if no AuditEvent of an interrupted attempt vouches for it, and when the
+// attempt began.
+type cutOffAttempt struct {
+	fault AuditFault
+	at    time.Time
+}
+
+// startAt notes e, the anchor a walk from an anchor starts at: when its
+// AuditEvent was recorded (none known: every cut-off attempt left is a
+// fault, as in a whole walk).
+func (c *lineageChecker) startAt(e audit.ChainEntry) {
+	var ev struct {
+		Recorded string `json:"recorded"`
+	}
+	if json.Unmarshal(e.Body, &ev) == nil {
+		c.fromAt, _ = time.Parse(time.RFC3339Nano, ev.Recorded)
+	}
 }
 
 // checkedDelivery is one outbox item as the store holds it (nil item: not
@@ -378,10 +405,10 @@ func (c *lineageChecker) checkSent(ctx context.Context, e audit.ChainEntry, ev *
 		// the attempt's row: the next worker recorded the attempt as
 		// interrupted, with an AuditEvent of its own that must follow.
 		if c.cutOff == nil {
-			c.cutOff = map[string]AuditFault{}
+			c.cutOff = map[string]cutOffAttempt{}
 		}
-		c.cutOff[key] = AuditFault{Seq: e.Seq, AuditEvent: e.ID, About: about,
-			Problem: "the outbox records this attempt as interrupted, but no AuditEvent of an interrupted attempt says so: " + strings.Join(differs, "; ")}
+		c.cutOff[key] = cutOffAttempt{at: a.At, fault: AuditFault{Seq: e.Seq, AuditEvent: e.ID, About: about,
+			Problem: "the outbox records this attempt as interrupted, but no AuditEvent of an interrupted attempt says so: " + strings.Join(differs, "; ")}}
 		c.out.Lineage.Attempts++
 	default:
 		c.fault(e, about, "the attempt is recorded otherwise than this AuditEvent says: "+strings.Join(differs, "; "))
@@ -401,10 +428,16 @@ func textOf(s string) string {
 }
 
 // finish reports the attempts recorded as interrupted that no AuditEvent
-// of an interrupted attempt vouches for, and the note.
+// of an interrupted attempt vouches for, and the note. From an anchor,
+// an attempt begun before the anchor's AuditEvent is left out: the one
+// that vouches for it may be before the anchor, not walked.
 func (c *lineageChecker) finish() {
-	left := slices.SortedFunc(maps.Values(c.cutOff), func(a, b AuditFault) int { return cmp.Compare(a.Seq, b.Seq) })
-	for _, f := range left {
+	left := slices.SortedFunc(maps.Values(c.cutOff), func(a, b cutOffAttempt) int { return cmp.Compare(a.fault.Seq, b.fault.Seq) })
+	for _, x := range left {
+		if !c.fromAt.IsZero() && x.at.Before(c.fromAt) {
+			continue
+		}
+		f := x.fault
 		c.out.Lineage.Attempts--
 		c.out.lineageFault(f.Seq, f.AuditEvent, f.About, f.Problem)
 	}
