@@ -95,6 +95,9 @@ type lineageChecker struct {
 	// come after it). The walk fills it: from an anchor, it holds none of
 	// those before the anchor.
 	interrupted map[string]bool
+	// firsts caches firstNamed's search by Provenance id: every
+	// pre-hash Bundle that reads a receipt names it again.
+	firsts map[string]firstNaming
 	// fromAt is, for a walk from an anchor (VerifyOptions.From), when the
 	// anchor's AuditEvent was recorded: an attempt begun before it may
 	// have been recorded, and audited, as interrupted before the anchor,
@@ -294,20 +297,34 @@ func (c *lineageChecker) firstNamed(ctx context.Context, e audit.ChainEntry, ev 
 	if err != nil {
 		return true, nil // the chain's own check reports a changed body
 	}
-	evs, err := searchAll(ctx, c.st, search.AllTenants, "AuditEvent",
-		url.Values{"entity": {"Provenance/" + id}, "_sort": {"date"}}, 1)
-	if err != nil {
-		return false, fmt.Errorf("AuditEvents naming Provenance %s: %w", id, err)
+	f, ok := c.firsts[id]
+	if !ok {
+		evs, err := searchAll(ctx, c.st, search.AllTenants, "AuditEvent",
+			url.Values{"entity": {"Provenance/" + id}, "_sort": {"date"}}, 1)
+		if err != nil {
+			return false, fmt.Errorf("AuditEvents naming Provenance %s: %w", id, err)
+		}
+		if len(evs) > 0 {
+			f.id, _ = evs[0]["id"].(string)
+			recorded, _ := evs[0]["recorded"].(string)
+			f.at, _ = time.Parse(time.RFC3339Nano, recorded)
+		}
+		if len(c.firsts) >= 10_000 || c.firsts == nil { // keep few: the pre-hash receipts read are many on a large trail
+			c.firsts = map[string]firstNaming{}
+		}
+		c.firsts[id] = f
 	}
-	if len(evs) == 0 {
+	if f.id == "" || f.id == e.ID {
 		return true, nil
 	}
-	if other, _ := evs[0]["id"].(string); other == e.ID {
-		return true, nil
-	}
-	recorded, _ := evs[0]["recorded"].(string)
-	first, err := time.Parse(time.RFC3339Nano, recorded)
-	return err != nil || !first.Before(at), nil
+	return f.at.IsZero() || !f.at.Before(at), nil
+}
+
+// firstNaming is the first AuditEvent to name a Provenance (id "": none
+// found; at zero: its recorded time unreadable).
+type firstNaming struct {
+	id string
+	at time.Time
 }
 
 // checkSent checks the attempt a delivery-send AuditEvent recorded against
