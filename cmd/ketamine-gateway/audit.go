@@ -58,13 +58,12 @@ func auditCommand(ctx context.Context, args []string, getenv func(string) string
 	case 0:
 	case 1:
 		opts.From = &from[0]
-		for _, a := range anchors {
-			if a.Seq < opts.From.Seq {
-				return usageError("audit verify", "--expect %d is before --from %d: a verification from a head checks only the records from it on", a.Seq, opts.From.Seq)
-			}
-		}
 	default:
 		return usageError("audit verify", "--from is given once")
+	}
+	if err := opts.Check(); err != nil {
+		_, issues := outcome.From(err)
+		return usageError("audit verify", "%s", issues[0].Message)
 	}
 	st, err := openExisting(ctx, "audit verify", *db, dbRead)
 	if err != nil {

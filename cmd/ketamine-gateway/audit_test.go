@@ -242,7 +242,7 @@ func TestAuditVerifyFromCLI(t *testing.T) {
 			0, `"from": {`, "not checked now"},
 		{"a head the chain does not hold", []string{"--from", other}, exitInvalid, `"brokenAt": 4`, "another hash than the anchor"},
 		{"malformed", []string{"--from", "4"}, exitUsage, "", "an anchor is <record number>:<hash>"},
-		{"an anchor before it", []string{"--from", "@" + verification, "--expect", "2:" + strings.Repeat("ab", 32)}, exitUsage, "", "before --from"},
+		{"an anchor before it", []string{"--from", "@" + verification, "--expect", "2:" + strings.Repeat("ab", 32)}, exitUsage, "", "an anchor before from"},
 		{"twice", []string{"--from", "@" + verification, "--from", "@" + verification}, exitUsage, "", "given once"},
 		{"a verification not intact", []string{"--from", "@" + notIntact}, exitUsage, "", "vouches for nothing"},
 		{"a verification without its verdict", []string{"--from", "@" + noVerdict}, exitUsage, "", "vouches for nothing"},

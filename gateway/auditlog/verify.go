@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
@@ -275,16 +276,37 @@ type VerifyOptions struct {
 	// served as chained; the records before it, and the receipts
 	// (Provenance versions) and delivery attempts they vouch for, are
 	// vouched for by the earlier verification only (not compared again
-	// now). Anchors before From are not checked.
+	// now). Anchors before From are refused (Check).
 	From *Anchor
 	// Progress, if not nil, is called with the number of records walked
 	// so far, every 1,000 records and at the end.
 	Progress func(walked int64)
 }
 
+// Check returns the Invalid *outcome.Error (parameter-invalid, at
+// expect) of options no verification honours, or nil: an anchor before
+// From, which a verification from From would not check. The one check of
+// the API and the CLI, which needs no database; VerifyWith returns it too.
+func (o VerifyOptions) Check() error {
+	if o.From == nil {
+		return nil
+	}
+	for _, a := range o.Anchors {
+		if a.Seq < o.From.Seq {
+			return outcome.New(outcome.Invalid, "invalid", "parameter-invalid", fmt.Sprintf("expect: an anchor before from "+
+				"(record %d, from record %d): a verification from a head checks only the records from it on", a.Seq, o.From.Seq)).At("expect")
+		}
+	}
+	return nil
+}
+
 // VerifyWith is Verify with options (VerifyOptions): with From, an
-// incremental verification from a trusted earlier head.
+// incremental verification from a trusted earlier head. Options that
+// fail their Check are its error.
 func VerifyWith(ctx context.Context, st store.Store, now time.Time, opts VerifyOptions) (*AuditVerification, error) {
+	if err := opts.Check(); err != nil {
+		return nil, err
+	}
 	var v audit.Verifier
 	anchors := opts.Anchors
 	out := &AuditVerification{Intact: true, Checked: now.UTC()}
@@ -396,9 +418,6 @@ func VerifyWith(ctx context.Context, st store.Store, now time.Time, opts VerifyO
 		switch h := walked[a.Seq]; {
 		case h == a.Hash:
 			c.Held = true
-		case opts.From != nil && a.Seq < opts.From.Seq:
-			c.NotChecked = true
-			c.Problem = fmt.Sprintf("not checked: before record %d, which this verification started from", opts.From.Seq)
 		case h == "" && stopped && a.Seq == out.BrokenAt:
 			c.NotChecked = true
 			c.Problem = fmt.Sprintf("not checked: the chain is broken at record %d, this anchor's record", out.BrokenAt)
