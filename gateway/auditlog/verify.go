@@ -241,7 +241,7 @@ func (v *AuditVerification) firstFault(lineage bool, n int, what string) string 
 // misplaced record, or a chain that ends before its head (a cut tail) or
 // whose head names another hash (a changed head or tail). So are the
 // faults of how the store serves the chained AuditEvents (their current
-// rows, other versions, search index rows: store.Store.AuditChain) and
+// rows, other versions, search index rows: store.Store.AuditChainAfter) and
 // every AuditEvent stored that the chain does not hold. Errors are the
 // store's.
 //

@@ -28,10 +28,6 @@ func (c *walkCounter) AuditChainAfter(ctx context.Context, after int64, fn func(
 	})
 }
 
-func (c *walkCounter) AuditChain(ctx context.Context, fn func(audit.ChainEntry) error) error {
-	return c.AuditChainAfter(ctx, 0, fn)
-}
-
 // TestVerifyFrom: a verification from a trusted earlier head walks only
 // the records from it on (read counted), finds a record changed after
 // it, and refuses an anchor the chain does not hold as it was given; what
