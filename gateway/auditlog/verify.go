@@ -463,17 +463,15 @@ func startFrom(ctx context.Context, st store.Store, v *audit.Verifier, f Anchor,
 	if f.Seq == 1 {
 		return 0, false, nil
 	}
-	var prev audit.ChainEntry
-	stop := errors.New("stop")
-	err = st.AuditChainFrom(ctx, f.Seq-2, func(e audit.ChainEntry) error { prev = e; return stop })
-	if err != nil && !errors.Is(err, stop) {
-		return 0, false, err
-	}
-	if prev.Seq != f.Seq-1 {
+	hash, err := st.AuditChainHash(ctx, f.Seq-1)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
 		out.Intact, out.BrokenAt = false, f.Seq
 		out.Reason = fmt.Sprintf("the chain holds no record %d, the one before the anchor verified from: records were deleted or cut off (verify the whole chain)", f.Seq-1)
 		return 0, true, nil
+	case err != nil:
+		return 0, false, err
 	}
-	v.Resume(prev.Seq, prev.Hash)
-	return prev.Seq, false, nil
+	v.Resume(f.Seq-1, hash)
+	return f.Seq - 1, false, nil
 }

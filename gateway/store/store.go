@@ -222,6 +222,10 @@ type Store interface {
 	// only, nothing checked (no Faults) and no index rows read. Errors as
 	// AuditChainAfter.
 	AuditChainFrom(ctx context.Context, after int64, fn func(audit.ChainEntry) error) error
+	// AuditChainHash returns the hash of the chain entry seq as appended
+	// (nothing else read): where an incremental verification links its
+	// first record. Returns ErrNotFound if the chain holds no entry seq.
+	AuditChainHash(ctx context.Context, seq int64) (string, error)
 	// AuditChainSeek finds where an export of the period [since, until)
 	// (a zero until: no end) starts without walking the chain: before is
 	// the seq of the chain entry before the period's first (0: none), the

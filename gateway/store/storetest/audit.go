@@ -130,6 +130,16 @@ func testAuditChain(t *testing.T, s store.Store) {
 		t.Errorf("AuditChainFrom(2) = %v, %v; want 3:a3 4:a4 5:a5", from, err)
 	}
 
+	// One entry's hash, read alone.
+	if hash, err := s.AuditChainHash(ctx, 4); len(entries) == 5 && (hash != entries[3].Hash || err != nil) {
+		t.Errorf("AuditChainHash(4) = %q, %v; want %q", hash, err, entries[3].Hash)
+	}
+	for _, seq := range []int64{0, 6} {
+		if hash, err := s.AuditChainHash(ctx, seq); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("AuditChainHash(%d) = %q, %v; want ErrNotFound", seq, hash, err)
+		}
+	}
+
 	stop := errors.New("stop")
 	calls := 0
 	err = s.AuditChainAfter(ctx, 0, func(audit.ChainEntry) error {

@@ -234,6 +234,23 @@ func (s *Store) AuditChainSeek(ctx context.Context, since, until time.Time) (bef
 	return before, first > 0, nil
 }
 
+// sqlChainHash is one chain entry's hash.
+const sqlChainHash = `SELECT hash FROM audit_chain WHERE seq = ?`
+
+// AuditChainHash implements store.Store.
+func (s *Store) AuditChainHash(ctx context.Context, seq int64) (hash string, err error) {
+	err = s.db.Read(ctx, func(c Conn) error {
+		return c.QueryRow(ctx, s.bind(sqlChainHash), seq).Scan(&hash)
+	})
+	switch {
+	case errNoRows(err):
+		return "", fmt.Errorf("%s: audit chain entry %d: %w", s.d.Name, seq, store.ErrNotFound)
+	case err != nil:
+		return "", fmt.Errorf("%s: audit chain entry %d: %w", s.d.Name, seq, s.err(ctx, err))
+	}
+	return hash, nil
+}
+
 // AuditChainHead implements store.Store.
 func (s *Store) AuditChainHead(ctx context.Context) (seq int64, hash string, err error) {
 	err = s.db.Read(ctx, func(c Conn) error {
