@@ -108,7 +108,7 @@ func TestGolden(t *testing.T) {
 				t.Fatalf("no golden file (run go test ./mapping -update): %v", err)
 			}
 			if !bytes.Equal(got, want) {
-				t.Errorf("Map(%s) differs from %s; %s", tc.name, tc.golden, goldenAdvice)
+				t.Errorf("Map(%s) differs from %s; %s\n%s", tc.name, tc.golden, goldenAdvice, jsonDiff(want, got))
 			}
 		})
 	}

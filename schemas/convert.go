@@ -239,11 +239,11 @@ func convertError(e gojsonschema.ResultError, root any) Issue {
 			label, withArticle(detailString(d, "expected")), withArticle(detailString(d, "given"))))
 
 	case "enum":
-		// The allowed codes are not listed: a misspelt code is often a
-		// substring of an allowed one, so listing them could repeat the
-		// document's value. They are in the schema and docs/records.md.
+		// The allowed codes are the schema's constants, the same whatever
+		// was sent: listing them says nothing of the value (which is never
+		// repeated), and tells the sender what to send (Cel, [degF]).
 		return newIssue(RuleEnum, CodeCodeInvalid, path,
-			label+" is not one of the allowed codes for this field (listed in the schema of this record kind)")
+			label+" is not one of the allowed codes for this field: "+detailString(d, "allowed"))
 
 	case "const":
 		return newIssue(RuleConst, CodeValue, path, label+" does not have the value the schema requires")

@@ -334,6 +334,12 @@ func assertNoCodes(t *testing.T, issues []Issue) {
 			// holds "min").
 			msg, _, _ = strings.Cut(msg, "; the properties ")
 		}
+		if is.Rule == RuleEnum {
+			// The allowed codes listed are the schema's constants, the
+			// same list whatever the document holds (never its value,
+			// which is none of them).
+			msg, _, _ = strings.Cut(msg, " for this field: ")
+		}
 		for _, c := range codes {
 			if len(c) >= 3 && strings.Contains(msg, c) {
 				t.Errorf("message of %s at %q contains the code %q: %s", is.Rule, is.Pointer, c, is.Message)

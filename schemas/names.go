@@ -1,6 +1,7 @@
 package schemas
 
 import (
+	"encoding/json"
 	"slices"
 	"strings"
 )
@@ -250,4 +251,46 @@ func propertyNames(props map[string][]schemaNode) []string {
 	}
 	slices.Sort(names)
 	return names
+}
+
+// UnknownProperties returns the JSON pointers of the properties of doc, a
+// record of kind, that its schema does not define (the stray keys a
+// RuleAdditionalProperty issue is about, which the issues never name). A
+// pointer holds the sender's text: it is for the sender's own tools (the
+// CLI's map, on the developer's file), never for an answer to a client or
+// a log. None when doc is no JSON or the kind is unknown.
+func (s *Set) UnknownProperties(kind string, doc []byte) []string {
+	if _, ok := s.parsed[kind]; !ok {
+		return nil
+	}
+	var v any
+	if json.Unmarshal(doc, &v) != nil {
+		return nil
+	}
+	var out []string
+	var walk func(x any, path []pathElem)
+	walk = func(x any, path []pathElem) {
+		switch y := x.(type) {
+		case map[string]any:
+			keys := make([]string, 0, len(y))
+			for k := range y {
+				keys = append(keys, k)
+			}
+			slices.Sort(keys)
+			for _, k := range keys {
+				p := append(slices.Clip(path), keyElem(k))
+				if _, _, cut := s.knownPrefix(kind, v, p); cut {
+					out = append(out, pointer(p))
+					continue
+				}
+				walk(y[k], p)
+			}
+		case []any:
+			for i, e := range y {
+				walk(e, append(slices.Clip(path), indexElem(i)))
+			}
+		}
+	}
+	walk(v, nil)
+	return out
 }

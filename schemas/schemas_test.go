@@ -419,6 +419,9 @@ func TestMessages(t *testing.T) {
 		{"assessment", mutate(t, "assessment", "phq9-moderate.json", put("/takenAt", "2026-02-30T09:05:00-05:00")), "takenAt is not a real calendar date: that month has no such day"},
 		{"assessment", mutate(t, "assessment", "phq9-moderate.json", put("/takenAt", "2026-13-01T09:05:00-05:00")), "takenAt is not a real calendar date"},
 		{"assessment", mutate(t, "assessment", "phq9-moderate.json", put("/instrument", "PHQ9")), "instrument is not one of the allowed codes for this field"},
+		// The allowed codes are listed (probe p42 F6): the schema's
+		// constants, never the value sent.
+		{"vitals", mutate(t, "vitals", "pre-dose-baseline.json", put("/temperature/unit", "C")), `temperature.unit is not one of the allowed codes for this field: "Cel", "[degF]"`},
 		{"vitals", mutate(t, "vitals", "discharge.json", put("/heartRate", "72")), "heartRate must be a number, not a string"},
 		{"vitals", mutate(t, "vitals", "discharge.json", put("/spo2", -1)), "spo2 must be greater than 0"},
 		{"session", mutate(t, "session", "routine-ketamine-iv-session.json", del("/vitals/0/recordId")), "recordId is required on a record nested in a session"},

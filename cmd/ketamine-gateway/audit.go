@@ -103,8 +103,8 @@ func auditCommand(ctx context.Context, args []string, getenv func(string) string
 }
 
 // anchorFlag adds --expect SEQ:HASH (repeatable) to fs; --expect @FILE
-// takes the head of the verification FILE holds (the JSON of audit verify
-// --json or GET /admin/audit/verify: headSeq and headHash).
+// takes the head of the verification FILE holds (the JSON audit verify
+// prints or GET /admin/audit/verify answers: headSeq and headHash).
 func anchorFlag(fs *flag.FlagSet, anchors *[]auditlog.Anchor, usage string) {
 	fs.Func("expect", usage, anchorValue(anchors, false))
 }
@@ -147,7 +147,7 @@ func verificationHead(file string, intact bool) (auditlog.Anchor, error) {
 		HeadHash string `json:"headHash"`
 	}
 	if err := json.Unmarshal(b, &v); err != nil || v.HeadSeq < 1 {
-		return auditlog.Anchor{}, fmt.Errorf("%s is not a verification's JSON with a head (headSeq, headHash: the output of audit verify --json or GET /admin/audit/verify)", file)
+		return auditlog.Anchor{}, fmt.Errorf("%s is not a verification's JSON with a head (headSeq, headHash: the output of audit verify, which prints JSON, or GET /admin/audit/verify, saved)", file)
 	}
 	if intact && (v.Intact == nil || !*v.Intact) {
 		found := "found the trail not intact"
@@ -231,7 +231,7 @@ func auditVerifyExportCommand(args []string, stdout, stderr io.Writer) error {
 	var anchors []auditlog.Anchor
 	anchorFlag(fs, &anchors, "an anchor, `SEQ:HASH`, kept outside the database (an earlier verify's headSeq and headHash, or an "+
 		"earlier export's lastSeq and lastHash): the export must hold that record or the one before its first with that hash (repeatable); "+
-		"@FILE takes the head of a verification saved as JSON (audit verify --json, GET /admin/audit/verify); "+
+		"@FILE takes the head of a verification saved as JSON (audit verify > FILE, or GET /admin/audit/verify); "+
 		"without one held the exit is 1, as the file then proves its internal consistency only")
 	pos, err := parse(fs, "audit verify-export", args, stdout)
 	if err != nil {
@@ -260,8 +260,11 @@ func auditVerifyExportCommand(args []string, stdout, stderr io.Writer) error {
 				break
 			}
 		}
-		if res.Reason != "" {
+		switch {
+		case res.Reason != "" && res.BrokenAt > 0:
 			msg = fmt.Sprintf("audit verify-export: broken at record %d: %s", res.BrokenAt, res.Reason)
+		case res.Reason != "": // the manifest alone is wrong: no record is at fault
+			msg = "audit verify-export: " + res.Reason
 		}
 		return &exitError{code: exitInvalid, msg: msg}
 	}
@@ -296,7 +299,8 @@ func lineageCommand(ctx context.Context, args []string, getenv func(string) stri
 		_, issues := outcome.From(err)
 		return usageError("lineage", "%s", issues[0].Message)
 	}
-	st, err := openExisting(ctx, "lineage", *db, dbRead)
+	// dbWrite: its AuditEvent is written, as GET /admin/lineage's is.
+	st, err := openExisting(ctx, "lineage", *db, dbWrite)
 	if err != nil {
 		return err
 	}
@@ -308,6 +312,12 @@ func lineageCommand(ctx context.Context, args []string, getenv func(string) stri
 	if err != nil {
 		kind, _ := outcome.From(err)
 		return &exitError{code: exitCode(kind), msg: "lineage: " + describe(err)}
+	}
+	sc := cliScope("lineage", "lineage")
+	l.Audit(sc)
+	sc.Description = l.Describe("lineage")
+	if err := recordCLI(st, "lineage", sc, getenv); err != nil {
+		return err
 	}
 	return printJSON(stdout, l)
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -144,12 +145,25 @@ func TestAuditExportCLI(t *testing.T) {
 	if err := os.WriteFile(changed, []byte(strings.Replace(string(b), `"id":"ae3","recorded":"2026`, `"id":"ae3","recorded":"2025`, 1)), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// A line's id that is not its resource's (the hash binds the
+	// resource's), and a manifest that alone is wrong (no record is at
+	// fault: the message names none).
+	bogusID := filepath.Join(dir, "bogus-id.ndjson")
+	if err := os.WriteFile(bogusID, []byte(strings.Replace(string(b), `{"seq":3,"id":"ae3"`, `{"seq":3,"id":"bogus"`, 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	miscounted := filepath.Join(dir, "miscounted.ndjson")
+	if err := os.WriteFile(miscounted, []byte(strings.Replace(string(b), `"records":2`, `"records":3`, 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		args []string
 		code int
 		want string
 	}{
 		{[]string{file}, exitInvalid, "not anchored: proves internal consistency only"},
+		{[]string{"--expect", "1:" + l.Prev, bogusID}, exitInvalid, "broken at record 3: line 2: its id is not record 3's resource's id"},
+		{[]string{"--expect", "1:" + l.Prev, miscounted}, exitInvalid, "audit verify-export: the manifest says 3 records, the file holds 2"},
 		{[]string{file, "--expect", "1:" + l.Prev}, 0, `"anchored": true`},
 		{[]string{"--expect", "2:" + l.Hash, file}, 0, `"held": true`},
 		{[]string{file, "--expect", "1:" + l.Hash}, exitInvalid, "rewritten"},
@@ -265,5 +279,39 @@ func TestAuditVerifyFromCLI(t *testing.T) {
 	}
 	if out, errOut, code := cli(t, "", "audit", "verify", "--db", db, "--from", "@"+verification); code != exitInvalid || !strings.Contains(errOut, "broken at record 6") {
 		t.Errorf("audit verify --from after a record after it changed = exit %d, %s %s; want 1, broken at record 6", code, out, errOut)
+	}
+}
+
+// TestAuditHelpNamesRealFlags: every "audit verify --FLAG" that the audit
+// commands' help texts and messages tell a user to run is a flag audit
+// verify takes (the help once said "audit verify --json", exit 2: p41 F5).
+func TestAuditHelpNamesRealFlags(t *testing.T) {
+	verifyHelp, _, _ := cli(t, "", "audit", "verify", "-h")
+	dir := t.TempDir()
+	notJSON := filepath.Join(dir, "not.json")
+	if err := os.WriteFile(notJSON, []byte("{}"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var texts []string
+	for _, args := range [][]string{
+		{"audit", "verify", "-h"},
+		{"audit", "export", "-h"},
+		{"audit", "verify-export", "-h"},
+		{"audit", "verify-export", "--expect", "@" + notJSON, "x.ndjson"},
+		{"audit", "verify", "--db", filepath.Join(dir, "kg.db"), "--from", "@" + notJSON},
+	} {
+		out, errOut, _ := cli(t, "", args...)
+		texts = append(texts, out+errOut)
+	}
+	mention := regexp.MustCompile(`audit verify (--[a-z-]+)`)
+	for _, text := range texts {
+		for _, m := range mention.FindAllStringSubmatch(text, -1) {
+			if !strings.Contains(verifyHelp, "\n  "+m[1]+" ") && !strings.Contains(verifyHelp, "\n  "+m[1]+"\n") {
+				t.Errorf("a help text or message says %q, a flag audit verify does not take (its flags:\n%s)", m[0], verifyHelp)
+			}
+		}
+	}
+	if !strings.Contains(strings.Join(texts, ""), "the output of audit verify") {
+		t.Errorf("the messages no longer say where a verification's JSON comes from:\n%s", strings.Join(texts, "\n"))
 	}
 }

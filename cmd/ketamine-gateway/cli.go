@@ -1,11 +1,13 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/conformance"
@@ -14,6 +16,7 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
+	"github.com/ketamine-gateway/ketamine-gateway/schemas"
 )
 
 // readInput reads FILE, or standard input for "-"; a file that cannot be
@@ -89,12 +92,17 @@ func kindNames() []string {
 }
 
 // mapCommand: map --kind KIND FILE prints the transaction Bundle (exit 0) or
-// the OperationOutcome (exit 1, on stdout).
+// the OperationOutcome (exit 1, on stdout), with the verdict ingest gives
+// the record (ingest.Service.DryRun): the clock and the profiles are
+// checked too, the safety thresholds are --config's (--tenant's), and the
+// warnings a stored record would be answered with are printed on stderr.
 func mapCommand(args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := newFlags("map")
 	kind := fs.String("kind", "", "record kind: "+strings.Join(kindNames(), ", "))
 	base := fs.String("identifier-base", getenv("GATEWAY_IDENTIFIER_BASE"), "namespace of minted identifier systems (GATEWAY_IDENTIFIER_BASE)")
 	update := fs.Bool("update", false, "map as a newer version of a record already sent (conditional updates, amended)")
+	configFile := fs.String("config", getenv("GATEWAY_CONFIG"), "configuration file whose safety thresholds to map with, as serve does (GATEWAY_CONFIG; docs/configuration.md)")
+	tenant := fs.String("tenant", "", "map with this tenant's safety thresholds (safety.tenants of --config)")
 	pos, err := parse(fs, "map", args, stdout)
 	if err != nil {
 		return err
@@ -108,6 +116,17 @@ func mapCommand(args []string, getenv func(string) string, stdin io.Reader, stdo
 	if err := oneOf("map", "kind", *kind, kindNames()); err != nil {
 		return err
 	}
+	fc, err := readConfig(*configFile)
+	if err != nil {
+		return usageError("map", "%v", err)
+	}
+	allSafety, tenantSafety, err := safety(fc)
+	if err != nil {
+		return usageError("map", "%v", err)
+	}
+	if _, ok := tenantSafety[*tenant]; *tenant != "" && !ok {
+		return usageError("map", "--tenant %s has no safety thresholds of its own in --config (safety.tenants); leave it out to map with the gateway's", *tenant)
+	}
 	doc, err := readInput("map", pos[0], stdin)
 	if err != nil {
 		return err
@@ -115,19 +134,27 @@ func mapCommand(args []string, getenv func(string) string, stdin io.Reader, stdo
 	if err := ingest.CheckIdentifierBase(*base); err != nil {
 		return usageError("map", "--identifier-base: %v", err)
 	}
-	p, err := ingest.NewPipeline(mapping.Options{IdentifierBase: *base, Update: *update}, nil)
+	p, err := ingest.NewPipeline(mapping.Options{IdentifierBase: *base, Safety: allSafety}, nil)
 	if err != nil {
 		return err
 	}
-	res, err := p.Map(mapping.Kind(*kind), doc)
+	svc := ingest.New(ingest.Config{Pipeline: p, Safety: tenantSafety})
+	v, err := svc.DryRun(context.Background(), *tenant, mapping.Kind(*kind), doc, *update)
 	if err != nil {
+		if slices.Contains(outcome.Rules(err), schemas.RuleAdditionalProperty) {
+			// The OperationOutcome never names a stray key (it may be
+			// data); the developer's own file, read here, may.
+			for _, ptr := range p.UnknownProperties(mapping.Kind(*kind), doc) {
+				fmt.Fprintf(stderr, "%s: the %s schema does not define the property at %s (named here only, on your "+
+					"own file: the gateway's answers never repeat a property name)\n", schemas.RuleAdditionalProperty, *kind, ptr)
+			}
+		}
 		return printOutcome(stdout, err)
 	}
-	out, err := res.TransactionJSON()
-	if err != nil {
-		return err
+	for _, w := range v.Warnings {
+		fmt.Fprintf(stderr, "warning %s at %s: %s\n", w.Rule, w.Pointer, w.Message)
 	}
-	_, err = fmt.Fprintf(stdout, "%s\n", out)
+	_, err = fmt.Fprintf(stdout, "%s\n", v.Bundle)
 	return err
 }
 

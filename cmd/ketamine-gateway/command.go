@@ -48,9 +48,10 @@ var commands = []command{
 			"interrupted. The database is created and migrated when needed. See docs/configuration.md.",
 		examples: []string{"ketamine-gateway serve", "ketamine-gateway serve --config /etc/ketamine-gateway/config.json --db postgres://kg@db/kg"}},
 	{name: "map", summary: "map a native record to its FHIR transaction Bundle, offline",
-		usage: "map --kind KIND [--update] FILE",
-		detail: "Prints the Bundle (exit 0), or the OperationOutcome naming each rule broken (exit 1), on stdout.\n" +
-			"FILE may be - for standard input.",
+		usage: "map --kind KIND [--update] [--config FILE [--tenant T]] FILE",
+		detail: "Prints the Bundle (exit 0), or the OperationOutcome naming each rule broken (exit 1), on stdout:\n" +
+			"the verdict POST /ingest/{kind}?dryRun=true gives (the clock and the profiles checked too), with\n" +
+			"the record's warnings on stderr and --config's safety thresholds. FILE may be - for standard input.",
 		examples: []string{"ketamine-gateway map --kind session schemas/examples/session/routine-ketamine-iv-session.json"}},
 	{name: "validate", summary: "validate a FHIR R4 resource or Bundle, offline",
 		usage: "validate FILE",
@@ -137,7 +138,7 @@ var commands = []command{
 			"be opened or failed, or the import was interrupted (run it again to continue). See docs/bulk.md.",
 		examples: []string{"ketamine-gateway import --kind session --tenant clinic-a sessions.ndjson"}},
 	{name: "replay", summary: "what this binary's mapping changes in the stored records; --apply writes and sends the corrections",
-		usage: "replay [--db FILE_OR_URL] [--kind K] [--since T] [--tenant T] [--source S] [--apply --reason TEXT ([--config FILE] [--ehr-url URL] | --no-config)] [--show-values] [--json]",
+		usage: "replay [--db FILE_OR_URL] [--kind K] [--since T] [--tenant T] [--source S] [--apply --reason TEXT ([--config FILE] [--ehr-url URL] | --no-config)] [--show-values] [--downgrade] [--json]",
 		detail: "Maps every stored native record (the latest version of each) again with this binary's mapping, without\n" +
 			"writing, and reports per record: unchanged, changed (the element paths added, removed and changed; values\n" +
 			"only with --show-values, which prints PHI), refused now (rule ids and pointers), diverged (differences left\n" +

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/operator"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
@@ -75,11 +76,8 @@ func deliveriesCommand(ctx context.Context, args []string, getenv func(string) s
 		}
 		id = pos[0]
 	}
-	use := dbWrite // retry, cancel, replay
-	if sub == "list" || sub == "show" {
-		use = dbRead
-	}
-	st, err := openExisting(ctx, name, *db, use)
+	// dbWrite: every subcommand writes (list and show their AuditEvent).
+	st, err := openExisting(ctx, name, *db, dbWrite)
 	if err != nil {
 		return err
 	}
@@ -92,21 +90,51 @@ func deliveriesCommand(ctx context.Context, args []string, getenv func(string) s
 		if err != nil {
 			return opError(name, err)
 		}
+		// Its AuditEvent is GET /admin/deliveries's (delivery-list).
+		sc := cliScope("deliveries", "delivery-list")
+		if err := nameDisclosed(ctx, st, name, sc, getenv, func(base string) error {
+			return auditlog.NameDeliveryList(ctx, st, sc, base, search.AllTenants, *f, out)
+		}); err != nil {
+			return err
+		}
 		return printJSON(stdout, map[string]any{"deliveries": out})
 	case "show":
 		v, err := ops.Show(ctx, search.AllTenants, id, *payload)
 		if err != nil {
 			return opError(name, err)
 		}
+		// Its AuditEvent is GET /admin/deliveries/{id}'s (delivery-read),
+		// which says whether the payload was disclosed.
+		shown := auditlog.ShownSummary
+		if *payload {
+			shown = auditlog.ShownPayload
+		}
+		sc := cliScope("deliveries", "delivery-read")
+		if err := nameDisclosed(ctx, st, name, sc, getenv, func(base string) error {
+			return auditlog.NameDelivery(ctx, st, sc, base, v, shown)
+		}); err != nil {
+			return err
+		}
 		return printJSON(stdout, v)
 	case "retry":
-		tenant, err := deliveryTenant(ctx, ops, id)
+		// The database's administrator retries it as its tenant (the
+		// operator service lets no caller acting for every tenant change
+		// one). Its AuditEvent is POST /admin/deliveries/{id}/retry's.
+		v, err := ops.Show(ctx, search.AllTenants, id, false)
 		if err != nil {
 			return opError(name, err)
 		}
-		waitingFor, err := ops.Retry(ctx, tenant, id)
+		waitingFor, err := ops.Retry(ctx, v.Tenant, id)
 		if err != nil {
 			return opError(name, err)
+		}
+		sc := cliScope("deliveries", "delivery-retry")
+		desc := fmt.Sprintf("delivery %s queued again", v.ID)
+		if waitingFor != "" {
+			desc += "; it waits for delivery " + waitingFor
+		}
+		if err := nameChange(ctx, st, name, sc, getenv, v, desc); err != nil {
+			return err
 		}
 		answer := map[string]any{"id": id, "status": store.StatusPending}
 		if waitingFor != "" {
@@ -115,12 +143,17 @@ func deliveriesCommand(ctx context.Context, args []string, getenv func(string) s
 		}
 		return printJSON(stdout, answer)
 	case "cancel":
-		tenant, err := deliveryTenant(ctx, ops, id)
+		// As retry; its AuditEvent is POST /admin/deliveries/{id}/cancel's.
+		v, err := ops.Show(ctx, search.AllTenants, id, false)
 		if err != nil {
 			return opError(name, err)
 		}
-		if err := ops.Cancel(ctx, tenant, id, *d.reason); err != nil {
+		if err := ops.Cancel(ctx, v.Tenant, id, *d.reason); err != nil {
 			return opError(name, err)
+		}
+		sc := cliScope("deliveries", "delivery-cancel")
+		if err := nameChange(ctx, st, name, sc, getenv, v, fmt.Sprintf("delivery %s cancelled (the reason is recorded with the delivery)", v.ID)); err != nil {
+			return err
 		}
 		return printJSON(stdout, map[string]any{"id": id, "status": store.StatusDead,
 			"lastError": operator.CancelledPrefix + strings.TrimSpace(*d.reason)})
@@ -129,19 +162,44 @@ func deliveriesCommand(ctx context.Context, args []string, getenv func(string) s
 		if err != nil {
 			return opError(name, err)
 		}
+		// Its AuditEvent is POST /admin/deliveries/replay's.
+		sc := cliScope("deliveries", "delivery-replay")
+		sc.Description = "delivery replay: " + auditlog.CountedAs(replayed, "delivery", "deliveries") + " queued again"
+		if err := recordCLIChange(st, name, sc, getenv); err != nil {
+			return err
+		}
 		return printJSON(stdout, map[string]any{"destination": f.Destination, "since": f.Since, "replayed": replayed})
 	}
 }
 
-// deliveryTenant is the tenant of delivery id: the database's
-// administrator retries or cancels it as its tenant (the operator service
-// lets no caller acting for every tenant change one).
-func deliveryTenant(ctx context.Context, ops *operator.Service, id string) (string, error) {
-	v, err := ops.Show(ctx, search.AllTenants, id, false)
+// nameDisclosed records, in sc, what command name is about to show (named,
+// given the database's identifier base) and commits its AuditEvent
+// (recordCLI) before anything is shown.
+func nameDisclosed(ctx context.Context, st store.Store, name string, sc *auditlog.Scope, getenv func(string) string, named func(base string) error) error {
+	base, err := identifierBase(ctx, name, st, "")
 	if err != nil {
-		return "", err
+		return err
 	}
-	return v.Tenant, nil
+	if err := named(base); err != nil {
+		return auditFailed(name, err)
+	}
+	return recordCLI(st, name, sc, getenv)
+}
+
+// nameChange records, in sc, the delivery v a retry or cancel changed, as
+// its API twin names it (the delivery, its source record, Provenance and
+// patient), with the description desc, and commits its AuditEvent
+// (recordCLIChange).
+func nameChange(ctx context.Context, st store.Store, name string, sc *auditlog.Scope, getenv func(string) string, v operator.View, desc string) error {
+	base, err := identifierBase(ctx, name, st, "")
+	if err == nil {
+		err = auditlog.NameDelivery(ctx, st, sc, base, v, auditlog.ShownSummary)
+	}
+	if err != nil {
+		return &exitError{code: exitUnchecked, msg: fmt.Sprintf("%s: done, but its AuditEvent could not be recorded: %v", name, describe(err))}
+	}
+	sc.Description = desc
+	return recordCLIChange(st, name, sc, getenv)
 }
 
 // deliveryArgs are the flags of the deliveries subcommands.

@@ -114,6 +114,7 @@ func importCommand(ctx context.Context, args []string, getenv func(string) strin
 	runID := runID("import")
 	sc := auditlog.NewScope("ingest", &auth.Principal{ClientID: cliClient("import"), Tenant: *tenant,
 		Scopes: auth.ParseScopes(auth.ScopeIngest)})
+	sc.NoHTTP = true // no HTTP exchange: its AuditEvents claim no HTTP status
 	bar := newProgress(stderr, "import", "records", "rejected", total)
 	start := time.Now()
 	counts, err := a.Bulk.Import(ctx, sc, src, bulk.ImportOptions{

@@ -2,11 +2,13 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -83,6 +85,9 @@ func replayCommand(ctx context.Context, args []string, getenv func(string) strin
 	use := dbWrite
 	if !*apply {
 		acfg.NoSeed, use = true, dbRead
+		if *showValues {
+			use = dbWrite // the report's AuditEvent is written
+		}
 	}
 	a, closeApp, err := openApp(ctx, acfg, "replay", *db, use)
 	if err != nil {
@@ -104,8 +109,18 @@ func replayCommand(ctx context.Context, args []string, getenv func(string) strin
 	}
 	sc := auditlog.NewScope("mapping-replay", &auth.Principal{ClientID: cliClient("replay"), Tenant: search.AllTenants,
 		Scopes: auth.ParseScopes("system/*.cruds " + auth.ScopeOperator)})
-	sc.RequestID = runID("replay")
-	out := bufio.NewWriter(stdout)
+	sc.RequestID, sc.NoHTTP = runID("replay"), true
+	// A report with values is held until its AuditEvent, naming each
+	// patient whose values it shows, is committed (as the API's download
+	// of such a report is).
+	var held *bytes.Buffer
+	var values *valuesShown
+	dst := stdout
+	if opts.ShowValues {
+		held, values = &bytes.Buffer{}, newValuesShown(sc.RequestID, opts)
+		dst = held
+	}
+	out := bufio.NewWriter(dst)
 	defer out.Flush()
 	rep := newReplayReport(out, *asJSON)
 	bar := newProgress(stderr, "replay", "records", "changed", -1)
@@ -114,12 +129,24 @@ func replayCommand(ctx context.Context, args []string, getenv func(string) strin
 		if r.Status == replay.StatusChanged {
 			changed++
 		}
+		values.add(r)
 		return rep.record(r)
 	}, func(done int) { bar.set(int64(done), int64(changed)) })
 	bar.finish()
 	if sum != nil {
 		if werr := rep.summary(sum, opts, err != nil); werr != nil && err == nil {
 			err = werr
+		}
+	}
+	if held != nil {
+		if aerr := auditFailed("replay", a.Audit.Append(values.sc, http.StatusOK)); aerr != nil {
+			return aerr
+		}
+		if ferr := out.Flush(); ferr == nil {
+			_, ferr = held.WriteTo(stdout)
+			if ferr != nil && err == nil {
+				err = ferr
+			}
 		}
 	}
 	if err != nil {
@@ -322,4 +349,47 @@ func (p *replayReport) summary(s *replay.Summary, opts replay.Options, stopped b
 // two requests (the time in milliseconds and 80 random bits).
 func runID(command string) string {
 	return command + "-" + store.NewID()
+}
+
+// valuesShown is the AuditEvent of a replay report that shows the records'
+// old and new values (--show-values), as that of the API's download of
+// such a report: each patient whose values it shows, in the record's
+// tenant, and a description saying they were disclosed. A nil
+// *valuesShown records nothing.
+type valuesShown struct {
+	sc      *auditlog.Scope
+	what    string // dry run, apply
+	records int    // records shown with values
+}
+
+// newValuesShown is the report's AuditEvent, of the run requestID.
+func newValuesShown(requestID string, opts replay.Options) *valuesShown {
+	sc := cliScope("replay", "mapping-replay")
+	sc.RequestID = requestID
+	what := "dry run"
+	if opts.Apply {
+		what = "apply"
+	}
+	sc.Disclosed = "the old and new values of the records' changed elements disclosed (showValues)"
+	v := &valuesShown{sc: sc, what: what}
+	v.describe()
+	return v
+}
+
+// describe says how many records the report shows with values.
+func (v *valuesShown) describe() {
+	v.sc.Description = fmt.Sprintf("mapping replay (%s) report: %s shown with values; %s", v.what,
+		auditlog.Counted(v.records, "record"), v.sc.Disclosed)
+}
+
+// add names r's patient, if its values are shown.
+func (v *valuesShown) add(r replay.RecordResult) {
+	if v == nil {
+		return
+	}
+	if p := r.DisclosedPatient(); p != "" {
+		v.sc.ConcernIn(r.Tenant, p)
+		v.records++
+		v.describe()
+	}
 }

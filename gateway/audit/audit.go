@@ -145,6 +145,11 @@ type Record struct {
 	RequestID   string
 	TraceID     string
 	Description string
+	// NoHTTP tells that the request had no HTTP exchange (a CLI command
+	// on the database): outcomeDesc then says what was done without an
+	// HTTP status, and outcome still follows Status's class (2xx done,
+	// 4xx refused, 5xx failed).
+	NoHTTP bool
 	// PeriodStart and PeriodEnd are AuditEvent.period, when the activity
 	// happened where that is not when it was recorded (an attempt to send
 	// a record to an EHR: from its start to its answer; an interrupted
@@ -165,7 +170,7 @@ type Record struct {
 // what r names (patients, entities, identified things, the attempt) or
 // says (Description).
 func (r Record) SameRequest(id string) Record {
-	return Record{ID: id, Recorded: r.Recorded, Interaction: r.Interaction, Status: r.Status, ClientID: r.ClientID,
+	return Record{ID: id, Recorded: r.Recorded, Interaction: r.Interaction, Status: r.Status, NoHTTP: r.NoHTTP, ClientID: r.ClientID,
 		Unauthenticated: r.Unauthenticated, ClientAddr: r.ClientAddr, Observer: r.Observer, Tenant: r.Tenant,
 		Action: r.Action, Recipient: r.Recipient, RequestID: r.RequestID, TraceID: r.TraceID,
 		PeriodStart: r.PeriodStart, PeriodEnd: r.PeriodEnd, ByGateway: r.ByGateway}
@@ -296,6 +301,23 @@ func outcome(status int) string {
 	}
 }
 
+// outcomeText is r's AuditEvent.outcomeDesc: outcomeDesc, or for a
+// request of no HTTP exchange (NoHTTP) the description alone (the
+// outcome's class when there is none), which claims no HTTP status.
+func (r Record) outcomeText() string {
+	switch {
+	case !r.NoHTTP:
+		return outcomeDesc(r.Status, r.Description)
+	case r.Description != "":
+		return r.Description
+	case r.Status >= 500:
+		return "failed"
+	case r.Status >= 400:
+		return "rejected"
+	}
+	return "succeeded"
+}
+
 // Event renders the record as an AuditEvent resource (JSON-ready: only
 // strings, bools, []any and map[string]any). An unknown interaction is
 // recorded as "operation". It is the readable definition of the AuditEvent
@@ -323,7 +345,7 @@ func Event(r Record) map[string]any {
 		"who":       map[string]any{"display": r.destination()},
 		"requestor": false,
 	}
-	desc := outcomeDesc(r.Status, r.Description)
+	desc := r.outcomeText()
 	source := map[string]any{
 		"observer": map[string]any{"display": r.Observer},
 		"type":     []any{coding(systemSourceType, "4", "Application Server")},

@@ -123,7 +123,7 @@ func Render(r Record) (body []byte, entries []search.Entry) {
 	b = append(b, `,"versionId":"1"},"outcome":`...)
 	b = fhirwire.AppendString(b, outcome(r.Status))
 	b = append(b, `,"outcomeDesc":`...)
-	b = fhirwire.AppendString(b, outcomeDesc(r.Status, r.Description))
+	b = fhirwire.AppendString(b, r.outcomeText())
 	if !r.PeriodStart.IsZero() {
 		b = append(b, `,"period":{`...)
 		if !r.PeriodEnd.IsZero() {

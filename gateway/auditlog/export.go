@@ -259,7 +259,8 @@ type ExportCheck struct {
 	HeadHash string `json:"headHash,omitempty"`
 	// BrokenAt and Reason name the first thing that does not hold:
 	// BrokenAt is the record where it starts (the one after the last
-	// read, for a cut export or a manifest that disagrees).
+	// read, for a cut export; 0 when only the manifest's count of
+	// records is wrong).
 	BrokenAt int64  `json:"brokenAt,omitempty"`
 	Reason   string `json:"reason,omitempty"`
 	// Anchors are those asked to be checked: a record of the export or
@@ -271,15 +272,18 @@ type ExportCheck struct {
 
 // VerifyExport checks an export read from r without the database: the
 // lines are consecutive records, each linked to the one before it and
-// hashed as the chain hashes (audit.Link), the manifest closes them and
-// agrees, and each anchor is held. An anchor is checked against the
-// records exported and the record before the first (its prev), the hashes
-// the lines bind; one elsewhere, the head included, is not held (the
-// export cannot show it). It
-// fails only when r cannot be read.
+// hashed as the chain hashes (audit.Link), each line's id its resource's
+// id and no field but those (every field of a line is hashed or checked
+// against what is), the manifest closes them and agrees (its period too:
+// the first and last records are recorded in it), and each anchor is
+// held. An anchor is checked against the records exported and the record
+// before the first (its prev), the hashes the lines bind; one elsewhere,
+// the head included, is not held (the export cannot show it). It fails
+// only when r cannot be read.
 func VerifyExport(r io.Reader, anchors ...Anchor) (ExportCheck, error) {
 	var out ExportCheck
 	hashes := map[int64]string{}
+	lineOf := map[int64]int64{} // the line that holds each record
 	fail := func(at int64, format string, args ...any) {
 		if out.Reason == "" {
 			out.BrokenAt, out.Reason = at, fmt.Sprintf(format, args...)
@@ -290,6 +294,7 @@ func VerifyExport(r io.Reader, anchors ...Anchor) (ExportCheck, error) {
 	var (
 		n        int64
 		last     *ExportLine
+		firstAt  time.Time // the first record's recorded time
 		manifest *ExportManifest
 	)
 	for sc.Scan() {
@@ -298,19 +303,26 @@ func VerifyExport(r io.Reader, anchors ...Anchor) (ExportCheck, error) {
 			continue
 		}
 		if manifest != nil {
-			fail(nextSeq(last), "line %d comes after the manifest", n)
+			fail(nextSeq(last), "line %d comes after the manifest: an export ends with its manifest (check each file on its own)", n)
 			break
 		}
+		keys, err := lineKeys(sc.Bytes())
 		var l struct {
 			ExportLine
 			Manifest *ExportManifest `json:"manifest"`
 		}
-		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+		if err == nil {
+			err = json.Unmarshal(sc.Bytes(), &l)
+		}
+		if err != nil {
 			fail(nextSeq(last), "line %d is not JSON", n)
 			break
 		}
 		if l.Manifest != nil {
 			manifest = l.Manifest
+			if k := otherKey(keys, "manifest"); k != "" {
+				fail(nextSeq(last), "line %d, the manifest, has a field %q: a manifest line holds the manifest only", n, k)
+			}
 			continue
 		}
 		e := l.ExportLine
@@ -319,8 +331,15 @@ func VerifyExport(r io.Reader, anchors ...Anchor) (ExportCheck, error) {
 			body = e.Body64
 		}
 		switch {
+		case e.Seq < 1:
+			fail(nextSeq(last), "line %d holds record %d: records are numbered from 1", n, e.Seq)
 		case last == nil:
 			out.FirstSeq, out.Prev = e.Seq, e.Prev
+			firstAt = recordedOf(body)
+		case lineOf[e.Seq] != 0:
+			fail(e.Seq, "line %d repeats record %d (line %d holds it): an export holds each record once", n, e.Seq, lineOf[e.Seq])
+		case e.Seq < last.Seq:
+			fail(e.Seq, "line %d holds record %d after record %d: the records are out of order (an export holds them in chain order, each line the record after the line before)", n, e.Seq, last.Seq)
 		case e.Seq != last.Seq+1:
 			fail(e.Seq, "line %d holds record %d after record %d: records %d to %d are missing", n, e.Seq, last.Seq, last.Seq+1, e.Seq-1)
 		case e.Prev != last.Hash:
@@ -329,10 +348,23 @@ func VerifyExport(r io.Reader, anchors ...Anchor) (ExportCheck, error) {
 		if e.Seq == 1 && e.Prev != "" {
 			fail(1, "line %d: record 1's prev is not empty: nothing comes before record 1, so the file was cut from another chain or renumbered", n)
 		}
+		if k := lineFieldProblem(keys); k != "" {
+			fail(e.Seq, "line %d %s", n, k)
+		}
 		if audit.Link(e.Prev, body) != e.Hash {
 			fail(e.Seq, "line %d: record %d or its hash was changed (its hash is not SHA-256 of prev and its resource)", n, e.Seq)
 		}
+		// The id is not hashed as such: the resource's is, and the
+		// line's must be it, or a reviewer keyed on it is misled.
+		if id, ok := resourceID(body); !ok {
+			fail(e.Seq, "line %d: record %d's resource has no id, so the line's id cannot be checked", n, e.Seq)
+		} else if id != e.ID {
+			fail(e.Seq, "line %d: its id is not record %d's resource's id (the id its hash binds)", n, e.Seq)
+		}
 		hashes[e.Seq] = e.Hash
+		if lineOf[e.Seq] == 0 {
+			lineOf[e.Seq] = n
+		}
 		out.Records++
 		last = &e
 	}
@@ -347,13 +379,9 @@ func VerifyExport(r io.Reader, anchors ...Anchor) (ExportCheck, error) {
 		fail(nextSeq(last), "the export has no manifest line: it was cut off after record %d", out.LastSeq)
 	default:
 		out.HeadSeq, out.HeadHash = m.HeadSeq, m.HeadHash
-		switch {
-		case m.Records != out.Records || m.FirstSeq != out.FirstSeq || m.LastSeq != out.LastSeq || m.LastHash != out.LastHash:
-			fail(nextSeq(last), "the manifest names records %d to %d (%d), the export holds %d to %d (%d)", m.FirstSeq, m.LastSeq, m.Records, out.FirstSeq, out.LastSeq, out.Records)
-		case out.Records > 0 && m.Prev != out.Prev:
-			fail(out.FirstSeq, "the manifest's prev is not record %d's prev", out.FirstSeq)
-		case out.Records == 0:
-			out.Prev = m.Prev
+		checkManifest(&out, m, fail)
+		if out.Records > 0 {
+			checkPeriod(m, out.FirstSeq, firstAt, out.LastSeq, recordedOf(lastBody(last)), fail)
 		}
 		if out.LastSeq > 0 && out.LastSeq == m.HeadSeq && out.LastHash != m.HeadHash {
 			fail(out.LastSeq, "the head is record %d, whose hash the manifest gives otherwise", m.HeadSeq)
@@ -382,6 +410,154 @@ func VerifyExport(r io.Reader, anchors ...Anchor) (ExportCheck, error) {
 	}
 	out.Intact = out.Reason == "" && !slicesHasUnheld(out.Anchors)
 	return out, nil
+}
+
+// checkManifest reports where the manifest m disagrees with the records
+// read (out), each difference for what it is: records missing from the
+// file's start or end, a count or hash the lines do not give. BrokenAt is
+// 0 when the manifest alone is wrong.
+func checkManifest(out *ExportCheck, m *ExportManifest, fail func(int64, string, ...any)) {
+	switch {
+	case out.Records == 0 && m.Records+m.FirstSeq+m.LastSeq > 0:
+		fail(max(m.FirstSeq, 1), "the file holds no record, the manifest names records %d to %d (%d)", m.FirstSeq, m.LastSeq, m.Records)
+	case out.Records == 0:
+		out.Prev = m.Prev
+	case m.FirstSeq != out.FirstSeq:
+		fail(min(max(m.FirstSeq, 1), out.FirstSeq), "the file starts at record %d, the manifest says it starts at record %d: "+
+			"records were removed from the start, or added before it", out.FirstSeq, m.FirstSeq)
+	case m.LastSeq != out.LastSeq:
+		fail(min(m.LastSeq, out.LastSeq)+1, "the file ends at record %d, the manifest says it ends at record %d: "+
+			"records were removed from the end, or added after it", out.LastSeq, m.LastSeq)
+	case m.Records != out.Records:
+		fail(0, "the manifest says %d records, the file holds %d (records %d to %d)", m.Records, out.Records, out.FirstSeq, out.LastSeq)
+	case m.LastHash != out.LastHash:
+		fail(out.LastSeq, "the manifest gives record %d's hash otherwise than its line", out.LastSeq)
+	case m.Prev != out.Prev:
+		fail(out.FirstSeq, "the manifest's prev is not record %d's prev", out.FirstSeq)
+	}
+}
+
+// checkPeriod reports a first or last record recorded outside the
+// manifest's period: an export runs from the first record recorded in
+// its period to the last (those between may be recorded at any time), so
+// a manifest whose since or until says otherwise was edited.
+func checkPeriod(m *ExportManifest, firstSeq int64, firstAt time.Time, lastSeq int64, lastAt time.Time, fail func(int64, string, ...any)) {
+	since, err1 := parseBound(m.Since)
+	until, err2 := parseBound(m.Until)
+	if err1 != nil || err2 != nil {
+		fail(0, "the manifest's period is not RFC 3339 times")
+		return
+	}
+	in := func(at time.Time) bool {
+		return (since.IsZero() || !at.Before(since)) && (until.IsZero() || at.Before(until))
+	}
+	for _, r := range []struct {
+		seq  int64
+		at   time.Time
+		what string
+	}{{firstSeq, firstAt, "first"}, {lastSeq, lastAt, "last"}} {
+		if !in(r.at) {
+			fail(r.seq, "record %d, the %s, was recorded at %s, outside the manifest's period [%s, %s): the first and last records of an export are recorded in its period",
+				r.seq, r.what, r.at.UTC().Format(time.RFC3339Nano), m.Since, m.Until)
+			return
+		}
+	}
+}
+
+// parseBound parses a manifest's since or until ("": unbounded).
+func parseBound(s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	return time.Parse(time.RFC3339Nano, s)
+}
+
+// lastBody is the hashed body of l (nil for none).
+func lastBody(l *ExportLine) []byte {
+	switch {
+	case l == nil:
+		return nil
+	case l.Resource != nil:
+		return l.Resource
+	}
+	return l.Body64
+}
+
+// lineKeys is the top-level keys of a JSON object line, in order, with
+// repeats (encoding/json keeps a repeated key's last value; another
+// reader may keep its first).
+func lineKeys(line []byte) ([]string, error) {
+	dec := json.NewDecoder(bytes.NewReader(line))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil, errors.New("not a JSON object")
+	}
+	var keys []string
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		k, _ := t.(string)
+		keys = append(keys, k)
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, err
+		}
+	}
+	return keys, nil
+}
+
+// otherKey is the first of keys that is not want, or given twice.
+func otherKey(keys []string, want string) string {
+	seen := false
+	for _, k := range keys {
+		if k != want || seen {
+			return k
+		}
+		seen = true
+	}
+	return ""
+}
+
+// lineFieldProblem says what is wrong with a record line's fields ("" for
+// nothing): each of seq, id, prev and hash once, and one of resource or
+// body64, nothing else (a field the hash does not bind and nothing checks
+// would be an unchecked word in a verified file).
+func lineFieldProblem(keys []string) string {
+	seen := map[string]bool{}
+	for _, k := range keys {
+		switch {
+		case seen[k]:
+			return fmt.Sprintf("gives %q twice", k)
+		case k != "seq" && k != "id" && k != "prev" && k != "hash" && k != "resource" && k != "body64":
+			return fmt.Sprintf("has a field %q, which an export line does not have", k)
+		}
+		seen[k] = true
+	}
+	switch {
+	case seen["resource"] && seen["body64"]:
+		return "has both resource and body64: a record's bytes are given once"
+	case !seen["resource"] && !seen["body64"]:
+		return "has neither resource nor body64"
+	}
+	for _, k := range []string{"seq", "id", "prev", "hash"} {
+		if !seen[k] {
+			return fmt.Sprintf("has no %q", k)
+		}
+	}
+	return ""
+}
+
+// resourceID is the id of the resource body holds (false when it is no
+// JSON object with a string id).
+func resourceID(body []byte) (string, bool) {
+	var r struct {
+		ID *string `json:"id"`
+	}
+	if json.Unmarshal(body, &r) != nil || r.ID == nil {
+		return "", false
+	}
+	return *r.ID, true
 }
 
 // nextSeq is the record after l (1 when there is none).

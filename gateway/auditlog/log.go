@@ -319,7 +319,7 @@ func (l *Log) record(sc *Scope, status int) audit.Record {
 		desc = rules // the rule ids of the failure; the token endpoint sets its own
 	}
 	return audit.Record{
-		ID: store.NewID(), Recorded: l.now(), Interaction: sc.Interaction, Status: status,
+		ID: store.NewID(), Recorded: l.now(), Interaction: sc.Interaction, Status: status, NoHTTP: sc.NoHTTP,
 		ClientID: sc.ClientID, Unauthenticated: sc.ClientID == "" && sc.AuthRequired, ClientAddr: sc.Addr, Observer: l.observer, Tenant: sc.Tenant,
 		Patients: sc.patients.list, Entities: entities, Identified: sc.identified, Action: sc.action,
 		Recipient: sc.Recipient, RequestID: sc.RequestID, TraceID: sc.TraceID, Description: desc,

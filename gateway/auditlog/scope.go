@@ -54,6 +54,11 @@ type Scope struct {
 	// base of the fullUrls the answer carries. A reference search value or
 	// conditional criteria below it name this server's resources.
 	Base string
+	// NoHTTP tells that the request had no HTTP exchange: a CLI command
+	// on the database (its AuditEvent names no HTTP status:
+	// audit.Record.NoHTTP). Status is then the one the API's twin of the
+	// command would answer.
+	NoHTTP bool
 	// Recipient is the destination the gateway sent data to (a
 	// delivery-send, which has no client).
 	Recipient string

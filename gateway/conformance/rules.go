@@ -32,6 +32,7 @@ func GatewayRules() []Rule {
 		{"server-busy", "The gateway is at its limit of concurrent requests; retry later."},
 		{"http-error", "An HTTP-level failure the gateway has no more specific rule for."},
 		{"internal", "The gateway failed to process the request; the failure is logged."},
+		{"mapping-output-nonconformant", "The gateway's mapping of the record produced a resource its profile refuses: a defect of the gateway's mapping, not of the record (HTTP 500; nothing is stored); the following issues name the profile rule and where in the mapped Bundle."},
 		{"write-conflict", "A concurrent write conflicted with this one; retry."},
 		{"store-busy", "Too many writes are waiting for the database; retry later."},
 		{"store-unavailable", "The database is unavailable; retry later."},

@@ -59,8 +59,8 @@ func (c *Console) diffMap(rq *request) error {
 		return err
 	}
 	d.Old, d.New = string(oldDoc), string(newDoc)
-	oldB, _, errOld := c.dryRun(mapping.Kind(d.Kind), oldDoc, false)
-	newB, _, errNew := c.dryRun(mapping.Kind(d.Kind), newDoc, d.AsUpdate)
+	oldV, errOld := c.dryRun(rq, mapping.Kind(d.Kind), oldDoc, false)
+	newV, errNew := c.dryRun(rq, mapping.Kind(d.Kind), newDoc, d.AsUpdate)
 	var rules []string
 	for _, e := range []struct {
 		err error
@@ -83,7 +83,7 @@ func (c *Console) diffMap(rq *request) error {
 		rq.sc.Rules = rules
 		return rq.render("diff", "Compare mappings", d)
 	}
-	d.Resources = diffBundles(oldB, newB)
+	d.Resources = diffBundles(oldV.Bundle, newV.Bundle)
 	d.Total = len(d.Resources)
 	for _, r := range d.Resources {
 		if r.Change != "same" {

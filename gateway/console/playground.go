@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"net/http"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 
@@ -42,6 +43,9 @@ type playgroundData struct {
 	Tried    bool
 	OK       bool
 	Issues   []issueView
+	// Warnings are the mapped record's warnings (a record stored would
+	// be answered with them).
+	Warnings []issueView
 	Document template.HTML // the input with the issues highlighted
 	NotJSON  bool
 	// TooLarge: the record is nested deeper or would render larger than
@@ -109,8 +113,10 @@ func readRecord(rq *request, field string) ([]byte, error) {
 	return []byte(rq.r.PostFormValue(field)), nil
 }
 
-// playgroundMap maps the record without storing it, like POST
-// /ingest/{kind}?dryRun=true, and shows the Bundle or the issues.
+// playgroundMap maps the record without storing it, as POST
+// /ingest/{kind}?dryRun=true does (ingest.Service.DryRun, with the
+// signed-in person's tenant's options), and shows the Bundle and its
+// warnings, or the issues.
 func (c *Console) playgroundMap(rq *request) error {
 	d := playgroundData{Kinds: kinds(), Examples: examples(), Kind: rq.r.PostFormValue("kind"), Tried: true}
 	doc, err := readRecord(rq, "record")
@@ -118,41 +124,37 @@ func (c *Console) playgroundMap(rq *request) error {
 		return err
 	}
 	d.Input = string(doc)
-	bundle, n, err := c.dryRun(mapping.Kind(d.Kind), doc, false)
+	v, err := c.dryRun(rq, mapping.Kind(d.Kind), doc, false)
 	if err != nil {
 		kind, issues := outcome.From(err)
-		if kind.HTTPStatus() >= 500 {
+		// A mapping's defect is the gateway's (500), but its issues name
+		// the rule and the entry: shown, as a dry run answers them.
+		if kind.HTTPStatus() >= 500 && !slices.Contains(outcome.Rules(err), ingest.RuleMappingNonconformant) {
 			return err
 		}
 		rq.status, rq.sc.Rules = kind.HTTPStatus(), outcome.Rules(err)
 		d.anchorIssues(doc, issues)
 		return rq.render("playground", "Mapping playground", d)
 	}
-	d.OK, d.Bundle, d.Entries = true, pretty(bundle), n
+	n := len(v.Result.Entries)
+	d.OK, d.Bundle, d.Entries = true, pretty(v.Bundle), n
+	for i, w := range v.Warnings {
+		d.Warnings = append(d.Warnings, issueView{N: i + 1, Severity: w.Severity, Rule: w.Rule, Message: w.Message,
+			Pointer: w.Pointer, Expression: w.Expression})
+	}
 	var err2 error
 	d.Document, _, err2 = renderJSON(doc, nil)
 	d.TooLarge = errors.Is(err2, errViewLimit)
-	d.Profiles, d.Systems = canonicals(bundle)
+	d.Profiles, d.Systems = canonicals(v.Bundle)
 	rq.sc.Description = fmt.Sprintf("console dry run: %s record: %d entries", d.Kind, n)
 	return rq.render("playground", "Mapping playground", d)
 }
 
-// dryRun validates and maps a record (update: as a newer version) and
-// returns its transaction Bundle and entry count.
-func (c *Console) dryRun(kind mapping.Kind, doc []byte, update bool) ([]byte, int, error) {
-	p := c.app.Ingest.Pipeline()
-	opts := p.Options()
-	opts.Update = update
-	res, err := p.MapWith(kind, doc, opts)
-	if err != nil {
-		return nil, 0, err
-	}
-	raws, err := p.Marshal(res)
-	if err != nil {
-		return nil, 0, err
-	}
-	b, err := ingest.Transaction(res, raws)
-	return b, len(res.Entries), err
+// dryRun validates and maps a record (update: as a newer version) as
+// ingest does, without storing it, with the options of the signed-in
+// person's tenant.
+func (c *Console) dryRun(rq *request, kind mapping.Kind, doc []byte, update bool) (*ingest.Verdict, error) {
+	return c.app.Ingest.DryRun(rq.ctx(), rq.sc.TenantOf(), kind, doc, update)
 }
 
 // anchorIssues numbers the issues and highlights each at its place in the

@@ -1,7 +1,8 @@
 // Package ingest takes native clinic records into the gateway: the
 // Pipeline validates a record against its JSON Schema, checks its clinical
-// rules and maps it to FHIR (no store: the CLI's map and the dry run use it
-// alone); the Service stores a mapped record through the FHIR engine in one
+// rules and maps it to FHIR; Service.DryRun gives the verdict ingest gives
+// a record without a store (the dry run, the CLI's map and the console's
+// playground answer through it); the Service stores a mapped record through the FHIR engine in one
 // transaction with its ledger entry (idempotent per source record version),
 // its Provenance, its AuditEvent and its deliveries to the EHRs.
 package ingest
@@ -23,6 +24,9 @@ type Pipeline struct {
 	opts    mapping.Options
 	schemas *schemas.Set
 	v       *engine.Validator
+	// profiles checks a rendered resource against the profiles it claims
+	// (v.Profiles; a test puts a stricter check here).
+	profiles func(doc map[string]any, expr string) error
 }
 
 // NewPipeline compiles the schemas once; v validates the mapped FHIR
@@ -35,7 +39,7 @@ func NewPipeline(opts mapping.Options, v *engine.Validator) (*Pipeline, error) {
 	if v == nil {
 		v = engine.NewValidator()
 	}
-	return &Pipeline{opts: opts, schemas: set, v: v}, nil
+	return &Pipeline{opts: opts, schemas: set, v: v, profiles: v.Profiles}, nil
 }
 
 // Options are the pipeline's mapping options.
@@ -183,4 +187,12 @@ func TransactionFor(res *mapping.Result, raws [][]byte, mrnSystems []string) ([]
 		}
 	}
 	return Transaction(&r, raws)
+}
+
+// UnknownProperties are the JSON pointers of the properties of doc, a
+// record of kind, that its schema does not define
+// (schemas.Set.UnknownProperties): the sender's text, for the sender's own
+// tools (the CLI's map), never for an answer or a log.
+func (p *Pipeline) UnknownProperties(kind mapping.Kind, doc []byte) []string {
+	return p.schemas.UnknownProperties(string(kind), doc)
 }

@@ -196,58 +196,32 @@ func (s *Service) Refused(sc *auditlog.Scope, err error) error {
 // first received.
 func (s *Service) ingest(ctx context.Context, sc *auditlog.Scope, kind mapping.Kind, body []byte, dryRun bool, ans engine.Answer,
 	received *time.Time) ([]byte, bool, error) {
-	if !KnownKind(kind) {
-		return nil, false, ErrKindUnknown
-	}
-	attrs := []attribute.KeyValue{attribute.String("ingest.kind", string(kind)), attribute.String("mapping.version", mapping.Version)}
-	err := stage.Run(ctx, s.tracer, "ingest.schema", func(context.Context) error {
-		return s.p.ValidateRecord(kind, body)
-	}, attrs...)
-	var (
-		rec  mapping.Record
-		res  *mapping.Result
-		raws [][]byte
-		docs []map[string]any
-	)
-	opts := s.Options(sc.TenantOf())
-	if err == nil {
-		err = stage.Run(ctx, s.tracer, "ingest.map", func(context.Context) error {
-			var err error
-			if rec, err = Decode(kind, body); err != nil {
-				return err
-			}
-			s.nameRecords(sc, kind, rec)
-			if err := checkNotFuture(rec, s.now()); err != nil {
-				return err
-			}
-			res, err = mapping.Map(rec, opts)
-			return err
-		}, attrs...)
-	}
-	if err == nil {
-		err = stage.Run(ctx, s.tracer, "fhir.validate", func(context.Context) error {
-			var err error
-			raws, docs, err = s.p.MarshalDecoded(res)
-			return err
-		}, append(attrs, attribute.Int("fhir.entry_count", len(res.Entries)))...)
-	}
+	tenant := sc.TenantOf()
+	pr, err := s.prepare(ctx, kind, body, s.Options(tenant), tenant, func(rec mapping.Record) { s.nameRecords(sc, kind, rec) })
 	if err != nil {
 		s.metrics.IngestRecord(ctx, string(kind), "rejected")
 		return nil, false, err
 	}
 	if dryRun {
-		out, err := Transaction(res, raws)
+		out, err := pr.answer()
 		if err != nil {
-			return nil, false, fmt.Errorf("render %s bundle: %w", kind, err)
+			s.metrics.IngestRecord(ctx, string(kind), "failed")
+			return nil, false, err
 		}
 		sc.Description = fmt.Sprintf("%s record dry run: nothing stored", kind)
 		sc.SetAction("E") // mapped and answered, nothing created
-		return out, false, nil
+		if ans.Return == engine.ReturnOutcome {
+			// Prefer: return=OperationOutcome (http.html#ops): the hints
+			// and warnings instead of the Bundle.
+			b, err := fhirwire.Marshal(dryRunOutcome(out))
+			return b, false, err
+		}
+		return out.Bundle, false, nil
 	}
 	if s.engine == nil {
 		return nil, false, errNoStore
 	}
-	answer, again, err := s.store(ctx, sc, record{kind: kind, body: body, rec: rec, opts: opts, received: received}, res, raws, docs, ans)
+	answer, again, err := s.store(ctx, sc, record{kind: kind, body: body, rec: pr.rec, opts: pr.opts, received: received}, pr.res, pr.raws, pr.docs, pr.checked, ans)
 	if err != nil {
 		s.metrics.IngestRecord(ctx, string(kind), "failed")
 		return nil, false, err
@@ -267,8 +241,12 @@ func (s *Service) ingest(ctx context.Context, sc *auditlog.Scope, kind mapping.K
 // the first attempt of the transaction works on them, so that the write
 // lane does not decode what the pipeline decoded already; an attempt after
 // it decodes firstRaws again (an attempt changes the documents it writes).
+// checked is the profile check of firstDocs (checkProfiles): it needs no
+// database, so it ran before the transaction every writer waits for, and
+// storeTx reports its result where it would have run it (a version
+// received before gets its stored answer again).
 func (s *Service) store(ctx context.Context, sc *auditlog.Scope, rec record, first *mapping.Result,
-	firstRaws [][]byte, firstDocs []map[string]any, ans engine.Answer) (answer []byte, again bool, err error) {
+	firstRaws [][]byte, firstDocs []map[string]any, checked []error, ans engine.Answer) (answer []byte, again bool, err error) {
 	if rec.hash, err = contentHash(rec.body); err != nil {
 		return nil, false, err
 	}
@@ -276,10 +254,6 @@ func (s *Service) store(ctx context.Context, sc *auditlog.Scope, rec record, fir
 	if rec.version == "" {
 		rec.version = first.Source.LastUpdated
 	}
-	// The profile check of the rendered resources needs no database: it
-	// runs here, not in the transaction every writer waits for, and
-	// storeTx reports its result where it would have run it.
-	checked := s.checkProfiles(first, firstDocs, sc.TenantOf())
 	err = stage.Run(ctx, s.tracer, "store.transaction", func(ctx context.Context) error {
 		return s.engine.Write(ctx, sc, func(tx *engine.Tx) (int, error) {
 			docs, pre := firstDocs, checked
@@ -938,12 +912,16 @@ func (s *Service) checkProfiles(res *mapping.Result, docs []map[string]any, tena
 }
 
 // checkProfile checks doc, the resource of entry i, against the profiles
-// it claims (nil for a nil doc).
+// it claims (nil for a nil doc). A profile the gateway's own output breaks
+// is the mapping's defect, not the record's (errMappingDefect).
 func (s *Service) checkProfile(i int, doc map[string]any) error {
 	if doc == nil {
 		return nil
 	}
-	return s.engine.Validator().Profiles(doc, fmt.Sprintf("Bundle.entry[%d].resource", i))
+	if err := s.p.profiles(doc, fmt.Sprintf("Bundle.entry[%d].resource", i)); err != nil {
+		return mappingDefect(err)
+	}
+	return nil
 }
 
 // ResourceID is the id, in tenant's namespace, of a resource the mappings

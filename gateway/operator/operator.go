@@ -51,11 +51,14 @@ type View struct {
 	WaitingFor string `json:"waitingFor,omitempty"`
 	// EHRWarnings is, for a delivered one, how many warnings the EHR's
 	// answer to the attempt that delivered it carried (AttemptView).
-	EHRWarnings int             `json:"ehrWarnings,omitempty"`
-	Created     time.Time       `json:"created"`
-	Updated     time.Time       `json:"updated"`
-	History     []AttemptView   `json:"attemptHistory,omitempty"`
-	Payload     json.RawMessage `json:"payload,omitempty"`
+	EHRWarnings int `json:"ehrWarnings,omitempty"`
+	// Correction marks the delivery of a mapping replay's correction of
+	// its record version (nil: the record as received; markCorrections).
+	Correction *Correction     `json:"correction,omitempty"`
+	Created    time.Time       `json:"created"`
+	Updated    time.Time       `json:"updated"`
+	History    []AttemptView   `json:"attemptHistory,omitempty"`
+	Payload    json.RawMessage `json:"payload,omitempty"`
 	// Tenant is the delivery's tenant (not shown: the caller's own, or
 	// any for an all-tenant operator).
 	Tenant string `json:"-"`
@@ -272,6 +275,9 @@ func (s *Service) List(ctx context.Context, tenant string, f store.DeliveryFilte
 	for _, it := range items {
 		out = append(out, NewView(ids, it, nil, false))
 	}
+	if err := s.markCorrections(ctx, tenant, out); err != nil {
+		return nil, err
+	}
 	return out, nil
 }
 
@@ -313,7 +319,11 @@ func (s *Service) Show(ctx context.Context, tenant, id string, withPayload bool)
 			return View{}, err
 		}
 	}
-	return v, nil
+	one := []View{v}
+	if err := s.markCorrections(ctx, tenant, one); err != nil {
+		return View{}, err
+	}
+	return one[0], nil
 }
 
 // blocker returns the public id of the delivery that item id waits for

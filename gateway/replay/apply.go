@@ -111,6 +111,7 @@ func (s *Service) apply(ctx context.Context, sc *auditlog.Scope, m *remapped, op
 	p.Tenant = l.Tenant // the write is the record's tenant's
 	rsc := auditlog.NewScope("mapping-replay", p)
 	rsc.ClientID, rsc.Addr, rsc.TraceID, rsc.RequestID = sc.ClientID, sc.Addr, sc.TraceID, sc.RequestID
+	rsc.NoHTTP = sc.NoHTTP
 	if rsc.TraceID == "" {
 		// A replay without a caller's trace (the CLI, the job) gives each
 		// record's correction a trace of its own, as a bulk import does:

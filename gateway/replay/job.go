@@ -168,8 +168,8 @@ func (s *Service) runJob(ctx context.Context, run *jobs.Run) ([]byte, error) {
 	var sum *Summary
 	start := cp.Summary
 	sum, err = s.run(ctx, sc, opts, &start, func(r RecordResult) error {
-		if r.patient != "" && r.showsValues() {
-			cp.Patients.WriteText(r.patient + " " + strconv.Quote(r.Tenant))
+		if p := r.DisclosedPatient(); p != "" {
+			cp.Patients.WriteText(p + " " + strconv.Quote(r.Tenant))
 		}
 		return cp.Report.WriteLine(r)
 	}, func(done int) {

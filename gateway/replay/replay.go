@@ -182,6 +182,18 @@ type RecordResult struct {
 	patient string
 }
 
+// DisclosedPatient is the patient whose data r's report discloses: its
+// stored Patient ("Patient/<id>") when r's diffs carry values
+// (Options.ShowValues), "" otherwise (a record reported without values, or
+// of no stored Patient). The AuditEvent of a report with values names it
+// (a replay job's download; the CLI's report).
+func (r *RecordResult) DisclosedPatient() string {
+	if r.patient == "" || !r.showsValues() {
+		return ""
+	}
+	return r.patient
+}
+
 // showsValues reports whether r's diffs carry values (Options.ShowValues).
 func (r *RecordResult) showsValues() bool {
 	for _, d := range r.Resources {

@@ -1,0 +1,130 @@
+package operator
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+)
+
+// Correction marks the delivery of a mapping replay's correction: it
+// sends the record version its original delivery sent, as the mapping
+// MappingVersion now makes it (PreviousMappingVersion made the version
+// corrected). The outbox item does not say so; the replay's Provenance
+// does, found by the delivery's trace id (each corrected record's trace is
+// its own, and its delivery, and a re-send of it, carries it).
+type Correction struct {
+	MappingVersion         string `json:"mappingVersion"`
+	PreviousMappingVersion string `json:"previousMappingVersion,omitempty"`
+}
+
+// String is the correction's marker in a listing: "correction, mapping
+// 2.3.0 -> 2.3.1".
+func (c *Correction) String() string {
+	from := c.PreviousMappingVersion
+	if from == "" {
+		from = "?"
+	}
+	return fmt.Sprintf("correction, mapping %s -> %s", from, c.MappingVersion)
+}
+
+// markCorrections sets Correction on the views (those tenant may see) that
+// deliver a mapping replay's correction: one search of the Provenances of
+// their traces for the whole page, not one a delivery. Returns the store's
+// errors (ErrUnavailable).
+func (s *Service) markCorrections(ctx context.Context, tenant string, vs []View) error {
+	var traces []string
+	seen := map[string]bool{}
+	for _, v := range vs {
+		if v.TraceID != "" && !seen[v.TraceID] && !strings.ContainsAny(v.TraceID, ",|\\$") {
+			seen[v.TraceID] = true
+			traces = append(traces, v.TraceID)
+		}
+	}
+	byTrace := map[string]*Correction{}
+	for len(traces) > 0 {
+		n := min(len(traces), search.MaxCount/2)
+		batch := traces[:n]
+		traces = traces[n:]
+		// A record's receipt and its replays' Provenances: a trace holds
+		// one or two (at most MaxCount for a batch of MaxCount/2).
+		q, err := search.Parse("Provenance", url.Values{"trace-id": {strings.Join(batch, ",")},
+			"_count": {strconv.Itoa(search.MaxCount)}}, false)
+		if err != nil {
+			return fmt.Errorf("corrections query: %w", err)
+		}
+		q.Tenant = tenant
+		page, err := s.store.Search(ctx, q)
+		if err != nil {
+			return err
+		}
+		for _, r := range page.Matches {
+			doc, err := fhirwire.Decode(r.Body)
+			if err != nil {
+				return fmt.Errorf("stored Provenance/%s: %w", r.ID, err)
+			}
+			if trace, c := correctionOf(doc); c != nil {
+				byTrace[trace] = c
+			}
+		}
+	}
+	for i := range vs {
+		if c := byTrace[vs[i].TraceID]; c != nil {
+			cp := *c
+			vs[i].Correction = &cp
+		}
+	}
+	return nil
+}
+
+// correctionOf is the trace and correction of doc, a stored Provenance, if
+// it is a mapping replay's: the gateway's mapping version as an agent and
+// the version it corrected as a revision entity.
+func correctionOf(doc map[string]any) (string, *Correction) {
+	trace := ""
+	exts, _ := doc["extension"].([]any)
+	for _, e := range exts {
+		m, _ := e.(map[string]any)
+		if m["url"] == audit.ExtTraceID {
+			trace, _ = m["valueString"].(string)
+		}
+	}
+	c := &Correction{}
+	agents, _ := doc["agent"].([]any)
+	for _, a := range agents {
+		if sys, val := identifierOf(a, "who"); sys == audit.SystemMappingVersion {
+			c.MappingVersion = val
+		}
+	}
+	revision := false
+	entities, _ := doc["entity"].([]any)
+	for _, e := range entities {
+		m, _ := e.(map[string]any)
+		if m["role"] != "revision" {
+			continue
+		}
+		if sys, val := identifierOf(e, "what"); sys == audit.SystemMappingVersion {
+			c.PreviousMappingVersion, revision = val, true
+		}
+	}
+	if trace == "" || !revision || c.MappingVersion == "" {
+		return "", nil
+	}
+	return trace, c
+}
+
+// identifierOf is the identifier (system, value) of x's member (a
+// Reference).
+func identifierOf(x any, member string) (string, string) {
+	m, _ := x.(map[string]any)
+	ref, _ := m[member].(map[string]any)
+	id, _ := ref["identifier"].(map[string]any)
+	sys, _ := id["system"].(string)
+	val, _ := id["value"].(string)
+	return sys, val
+}
