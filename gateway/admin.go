@@ -266,14 +266,11 @@ func (s *Server) handleVerifyAudit(c echo.Context) error {
 			return outcome.New(outcome.Invalid, "invalid", "parameter-invalid", "from: "+err.Error()).At("from")
 		}
 		opts.From = &a
-		for _, e := range anchors {
-			if e.Seq < a.Seq {
-				return outcome.New(outcome.Invalid, "invalid", "parameter-invalid",
-					"expect: an anchor before from: a verification from a head checks only the records from it on").At("expect")
-			}
-		}
 	default:
 		return outcome.New(outcome.Invalid, "invalid", "parameter-invalid", "from: given once").At("from")
+	}
+	if err := opts.Check(); err != nil {
+		return err
 	}
 	liftWriteDeadline(c.Response())
 	res, err := auditlog.VerifyWith(c.Request().Context(), s.app.Store, time.Now(), opts)

@@ -63,7 +63,7 @@ func TestRolledBackWriteNamesNothingWritten(t *testing.T) {
 		t.Fatalf("transaction whose commit fails = %d %s, want 503", rec.Code, rec.Body)
 	}
 	var failed []audit.ChainEntry
-	if err := st.AuditChain(context.Background(), func(e audit.ChainEntry) error {
+	if err := st.AuditChainAfter(context.Background(), 0, func(e audit.ChainEntry) error {
 		if strings.Contains(string(e.Body), `"outcome":"8"`) {
 			failed = append(failed, e)
 		}
@@ -120,7 +120,7 @@ func TestRerunWriteNamesOnlyCommitted(t *testing.T) {
 		t.Fatalf("transaction = %d %s, want 200", rec.Code, rec.Body)
 	}
 	var provenances int
-	if err := st.AuditChain(context.Background(), func(e audit.ChainEntry) error {
+	if err := st.AuditChainAfter(context.Background(), 0, func(e audit.ChainEntry) error {
 		provenances += strings.Count(string(e.Body), `"reference":"Provenance/`)
 		return nil
 	}); err != nil {

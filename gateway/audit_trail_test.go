@@ -84,7 +84,7 @@ func NewTestServer(t testing.TB, acfg app.Config, cfg Config, withConsole func(*
 func chain(t *testing.T, st store.Store) []audit.ChainEntry {
 	t.Helper()
 	var out []audit.ChainEntry
-	if err := st.AuditChain(context.Background(), func(e audit.ChainEntry) error {
+	if err := st.AuditChainAfter(context.Background(), 0, func(e audit.ChainEntry) error {
 		out = append(out, e)
 		return nil
 	}); err != nil {

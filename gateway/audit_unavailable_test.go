@@ -193,7 +193,7 @@ func TestWriteBackPressure(t *testing.T) {
 			rec.Code, rec.Header().Get("Retry-After"), rec.Body)
 	}
 	refusals := 0
-	if err := st.AuditChain(context.Background(), func(e audit.ChainEntry) error {
+	if err := st.AuditChainAfter(context.Background(), 0, func(e audit.ChainEntry) error {
 		if strings.Contains(string(e.Body), "store-busy") {
 			refusals++
 		}
@@ -310,7 +310,7 @@ func TestJobFileNotAnsweredUnaudited(t *testing.T) {
 	audits := func() int {
 		t.Helper()
 		n := 0
-		if err := st.AuditChain(context.Background(), func(audit.ChainEntry) error { n++; return nil }); err != nil {
+		if err := st.AuditChainAfter(context.Background(), 0, func(audit.ChainEntry) error { n++; return nil }); err != nil {
 			t.Fatal(err)
 		}
 		return n
@@ -325,7 +325,7 @@ func TestJobFileNotAnsweredUnaudited(t *testing.T) {
 	}
 	// It names the patient whose data the file holds.
 	var last []byte
-	_ = st.AuditChain(context.Background(), func(e audit.ChainEntry) error { last = e.Body; return nil })
+	_ = st.AuditChainAfter(context.Background(), 0, func(e audit.ChainEntry) error { last = e.Body; return nil })
 	if want := `"role":{"code":"1","display":"Patient"`; !strings.Contains(string(last), want) ||
 		!strings.Contains(string(last), `"reference":"Patient/`+patient.ID+`"`) {
 		t.Errorf("the download's AuditEvent does not name Patient/%s: %s", patient.ID, last)

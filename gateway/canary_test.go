@@ -309,7 +309,7 @@ func TestCanaryNoPHI(t *testing.T) {
 		t.Fatal("no spans exported")
 	}
 	var descs bytes.Buffer
-	err = base.AuditChain(context.Background(), func(e audit.ChainEntry) error {
+	err = base.AuditChainAfter(context.Background(), 0, func(e audit.ChainEntry) error {
 		var ev map[string]any
 		if err := json.Unmarshal(e.Body, &ev); err != nil {
 			return err

@@ -66,7 +66,7 @@ func TestCancelDeliveryAPI(t *testing.T) {
 	// The reason is the operator's free text: with the delivery, not in
 	// the AuditEvent (docs/audit.md: descriptions carry no free text).
 	var last []byte
-	if err := st.AuditChain(ctx, func(e audit.ChainEntry) error { last = e.Body; return nil }); err != nil {
+	if err := st.AuditChainAfter(ctx, 0, func(e audit.ChainEntry) error { last = e.Body; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(string(last), "delivery-cancel") || strings.Contains(string(last), "corrected in v2") {

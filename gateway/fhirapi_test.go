@@ -194,7 +194,7 @@ func TestAuditChainFromTheAPI(t *testing.T) {
 		req(h, "POST", "/fhir/Patient", patientJSON)
 	}
 	prev, n := "", 0
-	err := st.AuditChain(context.Background(), func(e audit.ChainEntry) error {
+	err := st.AuditChainAfter(context.Background(), 0, func(e audit.ChainEntry) error {
 		rec := req(h, "GET", "/fhir/AuditEvent/"+e.ID, "")
 		if rec.Code != 200 {
 			t.Fatalf("GET AuditEvent/%s = %d", e.ID, rec.Code)

@@ -107,7 +107,7 @@ type event struct{ subtype, desc, body string }
 func lastEvent(t *testing.T, st store.Store) event {
 	t.Helper()
 	var last event
-	err := st.AuditChain(context.Background(), func(e audit.ChainEntry) error {
+	err := st.AuditChainAfter(context.Background(), 0, func(e audit.ChainEntry) error {
 		var ev struct {
 			Subtype     []struct{ Code string }
 			Outcome     string

@@ -45,7 +45,7 @@ func auditCommand(ctx context.Context, args []string, getenv func(string) string
 	fs.Func("from", "verify only from `SEQ:HASH`, a head an earlier verification recorded (kept outside the database), to the head: "+
 		"the chain must hold that record with that hash, and the records after it are checked as the whole walk checks them, "+
 		"in time proportional to them; the records before it are not checked now; @FILE takes the head of a verification saved as JSON "+
-		"(default: the whole chain, from record 1)", anchorValue(&from))
+		"(default: the whole chain, from record 1); a verification that found the trail not intact is refused", anchorValue(&from, true))
 	pos, err := parse(fs, "audit verify", args[1:], stdout)
 	if err != nil {
 		return err
@@ -58,13 +58,12 @@ func auditCommand(ctx context.Context, args []string, getenv func(string) string
 	case 0:
 	case 1:
 		opts.From = &from[0]
-		for _, a := range anchors {
-			if a.Seq < opts.From.Seq {
-				return usageError("audit verify", "--expect %d is before --from %d: a verification from a head checks only the records from it on", a.Seq, opts.From.Seq)
-			}
-		}
 	default:
 		return usageError("audit verify", "--from is given once")
+	}
+	if err := opts.Check(); err != nil {
+		_, issues := outcome.From(err)
+		return usageError("audit verify", "%s", issues[0].Message)
 	}
 	st, err := openExisting(ctx, "audit verify", *db, dbRead)
 	if err != nil {
@@ -107,15 +106,17 @@ func auditCommand(ctx context.Context, args []string, getenv func(string) string
 // takes the head of the verification FILE holds (the JSON audit verify
 // prints or GET /admin/audit/verify answers: headSeq and headHash).
 func anchorFlag(fs *flag.FlagSet, anchors *[]auditlog.Anchor, usage string) {
-	fs.Func("expect", usage, anchorValue(anchors))
+	fs.Func("expect", usage, anchorValue(anchors, false))
 }
 
 // anchorValue parses a flag's SEQ:HASH or @FILE (the head of a saved
-// verification) and appends it to anchors.
-func anchorValue(anchors *[]auditlog.Anchor) func(string) error {
+// verification) and appends it to anchors. trusted (--from) takes the
+// head of a verification that found the trail intact only: one that did
+// not vouches for none of the records up to its head.
+func anchorValue(anchors *[]auditlog.Anchor, trusted bool) func(string) error {
 	return func(v string) error {
 		if file, ok := strings.CutPrefix(v, "@"); ok {
-			a, err := verificationHead(file)
+			a, err := verificationHead(file, trusted)
 			if err != nil {
 				return err
 			}
@@ -132,17 +133,30 @@ func anchorValue(anchors *[]auditlog.Anchor) func(string) error {
 }
 
 // verificationHead is the anchor of the head a saved verification names.
-func verificationHead(file string) (auditlog.Anchor, error) {
+// intact requires the verification to have found the trail intact (its
+// "intact": true): the head of one that did not is still the head the
+// chain held then (an anchor to expect), but no trusted start.
+func verificationHead(file string, intact bool) (auditlog.Anchor, error) {
 	b, err := os.ReadFile(file)
 	if err != nil {
 		return auditlog.Anchor{}, fmt.Errorf("read the verification: %w", err)
 	}
 	var v struct {
+		Intact   *bool  `json:"intact"`
 		HeadSeq  int64  `json:"headSeq"`
 		HeadHash string `json:"headHash"`
 	}
 	if err := json.Unmarshal(b, &v); err != nil || v.HeadSeq < 1 {
 		return auditlog.Anchor{}, fmt.Errorf("%s is not a verification's JSON with a head (headSeq, headHash: the output of audit verify, which prints JSON, or GET /admin/audit/verify, saved)", file)
+	}
+	if intact && (v.Intact == nil || !*v.Intact) {
+		found := "found the trail not intact"
+		if v.Intact == nil {
+			found = "does not say the trail was intact (no \"intact\")"
+		}
+		return auditlog.Anchor{}, fmt.Errorf("%s %s: a verification that found the trail not intact vouches for nothing: "+
+			"its faults, unchained AuditEvents or anchors not held may lie before its head; verify the whole chain (without --from), "+
+			"or start from the head of a verification that found the trail intact", file, found)
 	}
 	return auditlog.ParseAnchor(fmt.Sprintf("%d:%s", v.HeadSeq, v.HeadHash))
 }

@@ -232,6 +232,16 @@ func TestAuditVerifyFromCLI(t *testing.T) {
 	if err := json.Unmarshal([]byte(saved), &head); err != nil {
 		t.Fatal(err)
 	}
+	// A verification that found the trail not intact, or a head without
+	// its verdict, is no trusted start (--expect still takes its head).
+	notIntact := filepath.Join(dir, "not-intact.json")
+	noVerdict := filepath.Join(dir, "no-verdict.json")
+	for file, verdict := range map[string]string{notIntact: `"intact":false,`, noVerdict: ""} {
+		b := fmt.Sprintf(`{%s"records":4,"headSeq":%d,"headHash":%q,"faultCount":1}`, verdict, head.HeadSeq, head.HeadHash)
+		if err := os.WriteFile(file, []byte(b), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	add(5, 7)
 	st.Close()
 	other := "4:" + strings.Repeat("ab", 32)
@@ -246,8 +256,11 @@ func TestAuditVerifyFromCLI(t *testing.T) {
 			0, `"from": {`, "not checked now"},
 		{"a head the chain does not hold", []string{"--from", other}, exitInvalid, `"brokenAt": 4`, "another hash than the anchor"},
 		{"malformed", []string{"--from", "4"}, exitUsage, "", "an anchor is <record number>:<hash>"},
-		{"an anchor before it", []string{"--from", "@" + verification, "--expect", "2:" + strings.Repeat("ab", 32)}, exitUsage, "", "before --from"},
+		{"an anchor before it", []string{"--from", "@" + verification, "--expect", "2:" + strings.Repeat("ab", 32)}, exitUsage, "", "an anchor before from"},
 		{"twice", []string{"--from", "@" + verification, "--from", "@" + verification}, exitUsage, "", "given once"},
+		{"a verification not intact", []string{"--from", "@" + notIntact}, exitUsage, "", "vouches for nothing"},
+		{"a verification without its verdict", []string{"--from", "@" + noVerdict}, exitUsage, "", "vouches for nothing"},
+		{"expecting a verification's head not intact", []string{"--expect", "@" + notIntact}, 0, `"held": true`, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, errOut, code := cli(t, "", append([]string{"audit", "verify", "--db", db}, tc.args...)...)

@@ -30,7 +30,7 @@ func auditEvents(t *testing.T, db string) []cliEvent {
 	}
 	defer st.Close()
 	var out []cliEvent
-	err = st.AuditChain(context.Background(), func(e audit.ChainEntry) error {
+	err = st.AuditChainAfter(context.Background(), 0, func(e audit.ChainEntry) error {
 		var ev struct {
 			Subtype     []struct{ Code string }
 			Action      string

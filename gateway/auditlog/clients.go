@@ -52,8 +52,12 @@ func (l *Log) RecordClients(ctx context.Context, clients []auth.Registration) (C
 	if l.disabled {
 		return ClientChanges{}, nil
 	}
-	want := make(map[string]registration, len(clients))
-	digests := make(map[string][]byte, len(clients))
+	// want is each client's registration and its recorded bytes.
+	type wanted struct {
+		reg   registration
+		bytes []byte
+	}
+	want := make(map[string]wanted, len(clients))
 	for _, c := range clients {
 		r := registration{Tenant: c.Tenant, Scopes: slices.Sorted(slices.Values(c.Scopes)), Keys: map[string]string{}}
 		for _, kid := range c.KeyIDs {
@@ -63,7 +67,7 @@ func (l *Log) RecordClients(ctx context.Context, clients []auth.Registration) (C
 		if err != nil {
 			return ClientChanges{}, fmt.Errorf("record the registered clients: %w", err)
 		}
-		want[c.ID], digests[c.ID] = r, b
+		want[c.ID] = wanted{r, b}
 	}
 	var changes ClientChanges
 	err := store.Retry(ctx, l.store, func(tx store.Tx) error {
@@ -76,7 +80,7 @@ func (l *Log) RecordClients(ctx context.Context, clients []auth.Registration) (C
 		for _, r := range recorded {
 			have[r.ID] = r
 		}
-		ids := slices.Sorted(maps.Keys(want))
+		ids := slices.Collect(maps.Keys(want))
 		for id := range have {
 			if _, ok := want[id]; !ok {
 				ids = append(ids, id)
@@ -86,10 +90,11 @@ func (l *Log) RecordClients(ctx context.Context, clients []auth.Registration) (C
 		now := l.now()
 		for _, id := range ids {
 			h, had := have[id]
-			w, wanted := want[id]
+			x, wanted := want[id]
+			w := x.reg
 			var next *store.ClientRecord
 			if wanted {
-				next = &store.ClientRecord{ID: id, Digest: audit.SHA256(digests[id]), Registration: digests[id], Recorded: now}
+				next = &store.ClientRecord{ID: id, Digest: audit.SHA256(x.bytes), Registration: x.bytes, Recorded: now}
 				if had && h.Digest == next.Digest {
 					continue
 				}

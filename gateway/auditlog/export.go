@@ -118,7 +118,7 @@ func ExportProgress(ctx context.Context, st store.Store, since, until, now time.
 	// is written as such a walk writes it, with no line but the manifest.
 	var after int64
 	if !since.IsZero() {
-		_, before, ok, err := st.AuditChainSeek(ctx, since, until)
+		before, ok, err := st.AuditChainSeek(ctx, since, until)
 		switch {
 		case err != nil:
 			return m, fmt.Errorf("audit export: %w", err)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
@@ -240,7 +241,7 @@ func (v *AuditVerification) firstFault(lineage bool, n int, what string) string 
 // misplaced record, or a chain that ends before its head (a cut tail) or
 // whose head names another hash (a changed head or tail). So are the
 // faults of how the store serves the chained AuditEvents (their current
-// rows, other versions, search index rows: store.Store.AuditChain) and
+// rows, other versions, search index rows: store.Store.AuditChainAfter) and
 // every AuditEvent stored that the chain does not hold. Errors are the
 // store's.
 //
@@ -272,17 +273,40 @@ type VerifyOptions struct {
 	// intact (BrokenAt names the record): the chain was rewritten at or
 	// before it, or the anchor is not this chain's. What it proves: the
 	// records after From are those the chain linked to From's hash, and
-	// served as chained; the records before it are vouched for by the
-	// earlier verification only. Anchors before From are not checked.
+	// served as chained; the records before it, and the receipts
+	// (Provenance versions) and delivery attempts they vouch for, are
+	// vouched for by the earlier verification only (not compared again
+	// now). Anchors before From are refused (Check).
 	From *Anchor
 	// Progress, if not nil, is called with the number of records walked
 	// so far, every 1,000 records and at the end.
 	Progress func(walked int64)
 }
 
+// Check returns the Invalid *outcome.Error (parameter-invalid, at
+// expect) of options no verification honours, or nil: an anchor before
+// From, which a verification from From would not check. The one check of
+// the API and the CLI, which needs no database; VerifyWith returns it too.
+func (o VerifyOptions) Check() error {
+	if o.From == nil {
+		return nil
+	}
+	for _, a := range o.Anchors {
+		if a.Seq < o.From.Seq {
+			return outcome.New(outcome.Invalid, "invalid", "parameter-invalid", fmt.Sprintf("expect: an anchor before from "+
+				"(record %d, from record %d): a verification from a head checks only the records from it on", a.Seq, o.From.Seq)).At("expect")
+		}
+	}
+	return nil
+}
+
 // VerifyWith is Verify with options (VerifyOptions): with From, an
-// incremental verification from a trusted earlier head.
+// incremental verification from a trusted earlier head. Options that
+// fail their Check are its error.
 func VerifyWith(ctx context.Context, st store.Store, now time.Time, opts VerifyOptions) (*AuditVerification, error) {
+	if err := opts.Check(); err != nil {
+		return nil, err
+	}
 	var v audit.Verifier
 	anchors := opts.Anchors
 	out := &AuditVerification{Intact: true, Checked: now.UTC()}
@@ -314,7 +338,8 @@ func VerifyWith(ctx context.Context, st store.Store, now time.Time, opts VerifyO
 	if f := opts.From; f != nil {
 		out.From = f
 		out.Scope = fmt.Sprintf("from record %d: the records after it were checked now, linking to the hash it was given; "+
-			"records 1 to %d were not checked now (the earlier verification whose head it is vouches for them)", f.Seq, f.Seq-1)
+			"records 1 to %d were not checked now (the earlier verification whose head it is vouches for them), "+
+			"nor the receipts (Provenance versions) and delivery attempts they vouch for: those were not compared again now", f.Seq, f.Seq-1)
 		var done bool
 		if after, done, err = startFrom(ctx, st, &v, *f, out); err != nil || done {
 			return out, err
@@ -327,9 +352,12 @@ func VerifyWith(ctx context.Context, st store.Store, now time.Time, opts VerifyO
 		if err := v.Add(e); err != nil {
 			return err
 		}
-		if f := opts.From; f != nil && e.Seq == f.Seq && e.Hash != f.Hash {
-			return &audit.BrokenLink{Seq: e.Seq, Reason: fmt.Sprintf("the chain holds record %d with another hash than the anchor verified from: "+
-				"the chain was rewritten at or before record %d, or the anchor is not this chain's (verify the whole chain)", e.Seq, e.Seq)}
+		if f := opts.From; f != nil && e.Seq == f.Seq {
+			if e.Hash != f.Hash {
+				return &audit.BrokenLink{Seq: e.Seq, Reason: fmt.Sprintf("the chain holds record %d with another hash than the anchor verified from: "+
+					"the chain was rewritten at or before record %d, or the anchor is not this chain's (verify the whole chain)", e.Seq, e.Seq)}
+			}
+			lc.startAt(e)
 		}
 		if err := lc.check(ctx, e); err != nil {
 			return err
@@ -390,9 +418,6 @@ func VerifyWith(ctx context.Context, st store.Store, now time.Time, opts VerifyO
 		switch h := walked[a.Seq]; {
 		case h == a.Hash:
 			c.Held = true
-		case opts.From != nil && a.Seq < opts.From.Seq:
-			c.NotChecked = true
-			c.Problem = fmt.Sprintf("not checked: before record %d, which this verification started from", opts.From.Seq)
 		case h == "" && stopped && a.Seq == out.BrokenAt:
 			c.NotChecked = true
 			c.Problem = fmt.Sprintf("not checked: the chain is broken at record %d, this anchor's record", out.BrokenAt)
@@ -438,17 +463,15 @@ func startFrom(ctx context.Context, st store.Store, v *audit.Verifier, f Anchor,
 	if f.Seq == 1 {
 		return 0, false, nil
 	}
-	var prev audit.ChainEntry
-	stop := errors.New("stop")
-	err = st.AuditChainFrom(ctx, f.Seq-2, func(e audit.ChainEntry) error { prev = e; return stop })
-	if err != nil && !errors.Is(err, stop) {
-		return 0, false, err
-	}
-	if prev.Seq != f.Seq-1 {
+	hash, err := st.AuditChainHash(ctx, f.Seq-1)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
 		out.Intact, out.BrokenAt = false, f.Seq
 		out.Reason = fmt.Sprintf("the chain holds no record %d, the one before the anchor verified from: records were deleted or cut off (verify the whole chain)", f.Seq-1)
 		return 0, true, nil
+	case err != nil:
+		return 0, false, err
 	}
-	v.Resume(prev.Seq, prev.Hash)
-	return prev.Seq, false, nil
+	v.Resume(f.Seq-1, hash)
+	return f.Seq - 1, false, nil
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/operator"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
 )
@@ -25,10 +26,6 @@ func (c *walkCounter) AuditChainAfter(ctx context.Context, after int64, fn func(
 		c.read++
 		return fn(e)
 	})
-}
-
-func (c *walkCounter) AuditChain(ctx context.Context, fn func(audit.ChainEntry) error) error {
-	return c.AuditChainAfter(ctx, 0, fn)
 }
 
 // TestVerifyFrom: a verification from a trusted earlier head walks only
@@ -140,4 +137,75 @@ func appendMany(t *testing.T, st store.Store, first, n int) {
 func changeBody(seq int) string {
 	return fmt.Sprintf(`UPDATE resources SET body = CAST('{"resourceType":"AuditEvent","id":"ae%06d","outcomeDesc":"y"}' AS BLOB)
 		WHERE type = 'AuditEvent' AND id = 'ae%06d'`, seq, seq)
+}
+
+// TestVerifyFromStalledWorker: an attempt the next worker recorded, and
+// audited, as interrupted before the anchor, whose stalled worker's own
+// AuditEvent of it comes after the anchor, is no fault of a verification
+// from the anchor (the whole walk pairs the two; from the anchor, the
+// first is vouched for by the earlier verification).
+func TestVerifyFromStalledWorker(t *testing.T) {
+	ctx := context.Background()
+	db := filepath.Join(t.TempDir(), "kg.db")
+	st, err := sqlite.Open(ctx, db, sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	l := New(st, Config{Observer: "gw-1"})
+	l.Start()
+	defer l.Close()
+	now := time.Now().UTC().Add(time.Hour).Truncate(time.Second) // after the store's clock, which dates the items
+	item := &store.OutboxItem{Destination: "ehr-b", OrderKey: "emr|session|INF-2", Kind: "session", Source: "emr", RecordID: "INF-2",
+		Version: "1", Payload: []byte(`{"resourceType":"Bundle","type":"transaction"}`)}
+	if err := st.Write(ctx, func(tx store.Tx) error { return tx.Enqueue(item) }); err != nil {
+		t.Fatal(err)
+	}
+	ids, err := operator.LoadIDs(ctx, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	claim := func(at time.Time, lease time.Duration) *store.OutboxItem {
+		t.Helper()
+		its, err := st.Claim(ctx, "ehr-b", at, lease, 1)
+		if err != nil || len(its) != 1 {
+			t.Fatalf("Claim = %v, %v; want one item", its, err)
+		}
+		return its[0]
+	}
+	send := func(it *store.OutboxItem, a *store.Attempt, outcome string) {
+		t.Helper()
+		if err := l.AppendSent(ctx, st, "https://x.example/sid", Sent{Delivery: ids.Encode(it.ID), Destination: it.Destination,
+			Item: it, Attempt: a, Outcome: outcome}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stalled := claim(now, time.Millisecond)
+	next := claim(now.Add(35*time.Second), time.Minute)
+	interrupted := &store.Attempt{ItemID: next.ID, N: next.Attempts + 1, At: next.NextAttempt, TraceID: next.TraceID,
+		Error: "interrupted: the gateway stopped during this attempt"}
+	send(next, interrupted, "interrupted")
+	if err := st.Complete(ctx, interrupted, store.StatusPending, interrupted.At); err != nil {
+		t.Fatal(err)
+	}
+	// The anchor: an AuditEvent recorded after the attempt began.
+	rec := audit.Record{ID: "anchor", Interaction: "read", Status: 200, Recorded: now.Add(time.Minute), Observer: "gw-1"}
+	if err := st.Write(ctx, newEvent("", rec).put); err != nil {
+		t.Fatal(err)
+	}
+	earlier, err := Verify(ctx, st, time.Now())
+	if err != nil || !earlier.Intact {
+		t.Fatalf("Verify = %+v, %v; want intact", earlier, err)
+	}
+	anchor := Anchor{Seq: earlier.HeadSeq, Hash: earlier.HeadHash}
+	// The stalled worker's AuditEvent of its attempt, after the anchor:
+	// its row was never written (the next worker's is).
+	send(stalled, &store.Attempt{ItemID: stalled.ID, N: 1, At: now, Duration: 8 * time.Second, HTTPStatus: 200,
+		Outcome: []byte(`{"resourceType":"Bundle","type":"transaction-response"}`)}, "done")
+	for _, opts := range []VerifyOptions{{}, {From: &anchor}} {
+		res, err := VerifyWith(ctx, st, time.Now(), opts)
+		if err != nil || !res.Intact || res.Lineage.Faults != 0 {
+			t.Errorf("VerifyWith(from %v) = %s (%+v), %v; want intact, no lineage fault", opts.From, res.Summary(), res.Faults, err)
+		}
+	}
 }

@@ -88,12 +88,42 @@ type lineageChecker struct {
 	// interrupted: right when the worker stopped after the AuditEvent and
 	// the next one recorded the attempt, with an interrupted attempt's
 	// AuditEvent of its own, later in the chain. Those left at the end are
-	// faults.
-	cutOff map[string]AuditFault
+	// faults, but for a walk from an anchor (fromAt set).
+	cutOff map[string]cutOffAttempt
 	// interrupted are the attempts an interrupted attempt's AuditEvent
 	// vouched for (a stalled worker's own AuditEvent of the attempt may
-	// come after it).
+	// come after it). The walk fills it: from an anchor, it holds none of
+	// those before the anchor.
 	interrupted map[string]bool
+	// firsts caches firstNamed's search by Provenance id: every
+	// pre-hash Bundle that reads a receipt names it again.
+	firsts map[string]firstNaming
+	// fromAt is, for a walk from an anchor (VerifyOptions.From), when the
+	// anchor's AuditEvent was recorded: an attempt begun before it may
+	// have been recorded, and audited, as interrupted before the anchor,
+	// by an AuditEvent the earlier verification checked and this walk
+	// does not read, so it is no fault when left cut off.
+	fromAt time.Time
+}
+
+// cutOffAttempt is an attempt of lineageChecker.cutOff: the fault it is
+// if no AuditEvent of an interrupted attempt vouches for it, and when the
+// attempt began.
+type cutOffAttempt struct {
+	fault AuditFault
+	at    time.Time
+}
+
+// startAt notes e, the anchor a walk from an anchor starts at: when its
+// AuditEvent was recorded (none known: every cut-off attempt left is a
+// fault, as in a whole walk).
+func (c *lineageChecker) startAt(e audit.ChainEntry) {
+	var ev struct {
+		Recorded string `json:"recorded"`
+	}
+	if json.Unmarshal(e.Body, &ev) == nil {
+		c.fromAt, _ = time.Parse(time.RFC3339Nano, ev.Recorded)
+	}
 }
 
 // checkedDelivery is one outbox item as the store holds it (nil item: not
@@ -267,20 +297,34 @@ func (c *lineageChecker) firstNamed(ctx context.Context, e audit.ChainEntry, ev 
 	if err != nil {
 		return true, nil // the chain's own check reports a changed body
 	}
-	evs, err := searchAll(ctx, c.st, search.AllTenants, "AuditEvent",
-		url.Values{"entity": {"Provenance/" + id}, "_sort": {"date"}}, 1)
-	if err != nil {
-		return false, fmt.Errorf("AuditEvents naming Provenance %s: %w", id, err)
+	f, ok := c.firsts[id]
+	if !ok {
+		evs, err := searchAll(ctx, c.st, search.AllTenants, "AuditEvent",
+			url.Values{"entity": {"Provenance/" + id}, "_sort": {"date"}}, 1)
+		if err != nil {
+			return false, fmt.Errorf("AuditEvents naming Provenance %s: %w", id, err)
+		}
+		if len(evs) > 0 {
+			f.id, _ = evs[0]["id"].(string)
+			recorded, _ := evs[0]["recorded"].(string)
+			f.at, _ = time.Parse(time.RFC3339Nano, recorded)
+		}
+		if len(c.firsts) >= 10_000 || c.firsts == nil { // keep few: the pre-hash receipts read are many on a large trail
+			c.firsts = map[string]firstNaming{}
+		}
+		c.firsts[id] = f
 	}
-	if len(evs) == 0 {
+	if f.id == "" || f.id == e.ID {
 		return true, nil
 	}
-	if other, _ := evs[0]["id"].(string); other == e.ID {
-		return true, nil
-	}
-	recorded, _ := evs[0]["recorded"].(string)
-	first, err := time.Parse(time.RFC3339Nano, recorded)
-	return err != nil || !first.Before(at), nil
+	return f.at.IsZero() || !f.at.Before(at), nil
+}
+
+// firstNaming is the first AuditEvent to name a Provenance (id "": none
+// found; at zero: its recorded time unreadable).
+type firstNaming struct {
+	id string
+	at time.Time
 }
 
 // checkSent checks the attempt a delivery-send AuditEvent recorded against
@@ -378,10 +422,10 @@ func (c *lineageChecker) checkSent(ctx context.Context, e audit.ChainEntry, ev *
 		// the attempt's row: the next worker recorded the attempt as
 		// interrupted, with an AuditEvent of its own that must follow.
 		if c.cutOff == nil {
-			c.cutOff = map[string]AuditFault{}
+			c.cutOff = map[string]cutOffAttempt{}
 		}
-		c.cutOff[key] = AuditFault{Seq: e.Seq, AuditEvent: e.ID, About: about,
-			Problem: "the outbox records this attempt as interrupted, but no AuditEvent of an interrupted attempt says so: " + strings.Join(differs, "; ")}
+		c.cutOff[key] = cutOffAttempt{at: a.At, fault: AuditFault{Seq: e.Seq, AuditEvent: e.ID, About: about,
+			Problem: "the outbox records this attempt as interrupted, but no AuditEvent of an interrupted attempt says so: " + strings.Join(differs, "; ")}}
 		c.out.Lineage.Attempts++
 	default:
 		c.fault(e, about, "the attempt is recorded otherwise than this AuditEvent says: "+strings.Join(differs, "; "))
@@ -401,10 +445,16 @@ func textOf(s string) string {
 }
 
 // finish reports the attempts recorded as interrupted that no AuditEvent
-// of an interrupted attempt vouches for, and the note.
+// of an interrupted attempt vouches for, and the note. From an anchor,
+// an attempt begun before the anchor's AuditEvent is left out: the one
+// that vouches for it may be before the anchor, not walked.
 func (c *lineageChecker) finish() {
-	left := slices.SortedFunc(maps.Values(c.cutOff), func(a, b AuditFault) int { return cmp.Compare(a.Seq, b.Seq) })
-	for _, f := range left {
+	left := slices.SortedFunc(maps.Values(c.cutOff), func(a, b cutOffAttempt) int { return cmp.Compare(a.fault.Seq, b.fault.Seq) })
+	for _, x := range left {
+		if !c.fromAt.IsZero() && x.at.Before(c.fromAt) {
+			continue
+		}
+		f := x.fault
 		c.out.Lineage.Attempts--
 		c.out.lineageFault(f.Seq, f.AuditEvent, f.About, f.Problem)
 	}

@@ -254,7 +254,7 @@ func TestImportAuditsRejected(t *testing.T) {
 		bulk.ImportOptions{Kind: "assessment", RunID: "imp", Workers: 1,
 			Done: func(bulk.ImportCounts) {
 				n := 0
-				_ = st.AuditChain(context.Background(), func(audit.ChainEntry) error { n++; return nil })
+				_ = st.AuditChainAfter(context.Background(), 0, func(audit.ChainEntry) error { n++; return nil })
 				audited = append(audited, n)
 			}})
 	if err != nil || counts.Stored != 1 || counts.Rejected != 4 {
@@ -266,7 +266,7 @@ func TestImportAuditsRejected(t *testing.T) {
 		Named         []string
 	}
 	byRequest := map[string]event{}
-	_ = st.AuditChain(context.Background(), func(e audit.ChainEntry) error {
+	_ = st.AuditChainAfter(context.Background(), 0, func(e audit.ChainEntry) error {
 		var ev struct {
 			Outcome     string `json:"outcome"`
 			OutcomeDesc string `json:"outcomeDesc"`

@@ -334,7 +334,7 @@ func TestSearchAndExport(t *testing.T) {
 func lastEvent(t *testing.T, st store.Store, subtype string) string {
 	t.Helper()
 	id := ""
-	err := st.AuditChain(context.Background(), func(e audit.ChainEntry) error {
+	err := st.AuditChainAfter(context.Background(), 0, func(e audit.ChainEntry) error {
 		if subtype == "" || strings.Contains(string(e.Body), `"code":"`+subtype+`"`) {
 			id = e.ID
 		}

@@ -274,7 +274,7 @@ func TestPersonIsNotAClient(t *testing.T) {
 	}
 
 	var agents []string
-	err = f.st.AuditChain(ctx, func(e audit.ChainEntry) error {
+	err = f.st.AuditChainAfter(ctx, 0, func(e audit.ChainEntry) error {
 		if strings.Contains(string(e.Body), `"code":"110122"`) || strings.Contains(string(e.Body), "console replay") {
 			var ev struct {
 				Agent []struct {
@@ -352,7 +352,7 @@ func TestSignInWithoutRole(t *testing.T) {
 	// Each refusal's AuditEvent names who tried (probe p31 F4: it named
 	// an anonymous client).
 	refused := 0
-	err := f.st.AuditChain(context.Background(), func(e audit.ChainEntry) error {
+	err := f.st.AuditChainAfter(context.Background(), 0, func(e audit.ChainEntry) error {
 		if !strings.Contains(string(e.Body), "console-no-role") {
 			return nil
 		}

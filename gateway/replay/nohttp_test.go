@@ -35,7 +35,7 @@ func TestApplyOutcomeDesc(t *testing.T) {
 				t.Fatalf("Run: %v", err)
 			}
 			var descs []string
-			_ = f.st.AuditChain(ctx, func(e audit.ChainEntry) error {
+			_ = f.st.AuditChainAfter(ctx, 0, func(e audit.ChainEntry) error {
 				var ev struct {
 					Subtype     []struct{ Code string }
 					OutcomeDesc string

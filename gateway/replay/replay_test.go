@@ -417,7 +417,7 @@ func TestApply(t *testing.T) {
 	// Its AuditEvent names the source record by identifier, as the
 	// record's ingest did: AuditEvent?entity:identifier=<record> finds it.
 	named := false
-	_ = f.st.AuditChain(ctx, func(e audit.ChainEntry) error {
+	_ = f.st.AuditChainAfter(ctx, 0, func(e audit.ChainEntry) error {
 		var ev struct {
 			Subtype []struct{ Code string }
 			Entity  []struct {

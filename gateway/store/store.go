@@ -198,8 +198,9 @@ type Store interface {
 	// to search AuditEvents inside a write transaction (Tx.Search does not
 	// wait for them).
 	IndexAudits(ctx context.Context) error
-	// AuditChain calls fn for every entry of the audit hash chain in seq
-	// order, from seq 1 (feed them to an audit.Verifier): ID, Seq and Hash
+	// AuditChainAfter calls fn for every entry of the audit hash chain
+	// after seq after (0: from seq 1; a later seq: an incremental
+	// verification from a record verified before) in seq order (feed them to an audit.Verifier): ID, Seq and Hash
 	// as appended, Body the stored body of version 1 of AuditEvent/ID (nil
 	// when that version is missing, which the verifier reports as a broken
 	// link), and Faults what differs, in how reads and searches would
@@ -214,27 +215,28 @@ type Store interface {
 	// or may not be included. An error of fn stops the walk and is
 	// returned unchanged; a database that cannot be reached is
 	// ErrUnavailable.
-	AuditChain(ctx context.Context, fn func(audit.ChainEntry) error) error
-	// AuditChainFrom is AuditChain's lean walk, for an export: fn gets
-	// every entry after seq after (0: from seq 1) in seq order with ID,
-	// Seq, Hash and Body (version 1's stored body, nil when missing) only,
-	// nothing checked (no Faults) and no index rows read. Errors as
-	// AuditChain.
-	AuditChainFrom(ctx context.Context, after int64, fn func(audit.ChainEntry) error) error
-	// AuditChainAfter is AuditChain from the entry after seq after (0:
-	// from seq 1), with the same Faults: an incremental verification
-	// from a record verified before. Errors as AuditChain.
 	AuditChainAfter(ctx context.Context, after int64, fn func(audit.ChainEntry) error) error
+	// AuditChainFrom is AuditChainAfter's lean walk, for an export: fn
+	// gets every entry after seq after (0: from seq 1) in seq order with
+	// ID, Seq, Hash and Body (version 1's stored body, nil when missing)
+	// only, nothing checked (no Faults) and no index rows read. Errors as
+	// AuditChainAfter.
+	AuditChainFrom(ctx context.Context, after int64, fn func(audit.ChainEntry) error) error
+	// AuditChainHash returns the hash of the chain entry seq as appended
+	// (nothing else read): where an incremental verification links its
+	// first record. Returns ErrNotFound if the chain holds no entry seq.
+	AuditChainHash(ctx context.Context, seq int64) (string, error)
 	// AuditChainSeek finds where an export of the period [since, until)
-	// (a zero until: no end) starts without walking the chain: first is
-	// the lowest seq of the chain entries whose AuditEvent's version 1 is
-	// stored with a lastUpdated (its recorded time, to the millisecond)
-	// in the period, and before the seq of the chain entry before it (0:
-	// none); ok is false when no entry's AuditEvent is. The times are the
-	// stored versions' (the column the verifier compares with each body's
-	// meta.lastUpdated), so it reads an index of the period's AuditEvents,
-	// not the chain before them. Errors as AuditChain.
-	AuditChainSeek(ctx context.Context, since, until time.Time) (first, before int64, ok bool, err error)
+	// (a zero until: no end) starts without walking the chain: before is
+	// the seq of the chain entry before the period's first (0: none), the
+	// period's first being the lowest seq of the chain entries whose
+	// AuditEvent's version 1 is stored with a lastUpdated (its recorded
+	// time, to the millisecond) in the period; ok is false when no
+	// entry's AuditEvent is. The times are the stored versions' (the
+	// column the verifier compares with each body's meta.lastUpdated), so
+	// it reads an index of the period's AuditEvents, not the chain before
+	// them. Errors as AuditChainAfter.
+	AuditChainSeek(ctx context.Context, since, until time.Time) (before int64, ok bool, err error)
 	// UnchainedAudits returns the ids of the AuditEvents stored (a version
 	// or a current row) that the audit chain does not hold, in id order,
 	// at most limit of them, and how many there are: every AuditEvent the

@@ -27,7 +27,7 @@ func chainIDs(t *testing.T, s *Store) []string {
 	t.Helper()
 	var v audit.Verifier
 	var ids []string
-	err := s.AuditChain(context.Background(), func(e audit.ChainEntry) error {
+	err := s.AuditChainAfter(context.Background(), 0, func(e audit.ChainEntry) error {
 		ids = append(ids, e.ID)
 		return v.Add(e)
 	})

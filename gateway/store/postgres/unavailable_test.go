@@ -52,8 +52,8 @@ func ops(s *Store) map[string]func(ctx context.Context) error {
 				})
 			})
 		},
-		"AuditChain": func(ctx context.Context) error {
-			return s.AuditChain(ctx, func(audit.ChainEntry) error { return nil })
+		"AuditChainAfter": func(ctx context.Context) error {
+			return s.AuditChainAfter(ctx, 0, func(audit.ChainEntry) error { return nil })
 		},
 		"UseNonce": func(ctx context.Context) error {
 			_, err := s.UseNonce(ctx, "client:jti", time.Now().Add(time.Minute))

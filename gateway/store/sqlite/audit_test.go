@@ -125,14 +125,14 @@ func verify(t *testing.T, s *Store) error {
 	t.Helper()
 	var v audit.Verifier
 	var broken error
-	err := s.AuditChain(context.Background(), func(e audit.ChainEntry) error {
+	err := s.AuditChainAfter(context.Background(), 0, func(e audit.ChainEntry) error {
 		if broken == nil {
 			broken = v.Add(e)
 		}
 		return nil
 	})
 	if err != nil {
-		t.Fatalf("AuditChain: %v", err)
+		t.Fatalf("AuditChainAfter: %v", err)
 	}
 	return broken
 }

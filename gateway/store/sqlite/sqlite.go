@@ -17,7 +17,7 @@
 // kept in memory, and the write connection's page cache is large enough
 // for a batch's pages. UseNonce is one statement on the write connection,
 // serialised the same way. Reads (Read, VRead,
-// History, Search, the outbox listings, AuditChain) use a separate pool of
+// History, Search, the outbox listings, AuditChainAfter) use a separate pool of
 // read-only connections and never wait for writers. A database locked
 // longer than Options.BusyTimeout (another process writing, a checkpoint)
 // is store.ErrUnavailable; a unique or primary key violation is

@@ -54,7 +54,7 @@ func verifyChain(t *testing.T, s store.Store) ([]audit.ChainEntry, error) {
 	var v audit.Verifier
 	var entries []audit.ChainEntry
 	var broken error
-	err := s.AuditChain(context.Background(), func(e audit.ChainEntry) error {
+	err := s.AuditChainAfter(context.Background(), 0, func(e audit.ChainEntry) error {
 		entries = append(entries, e)
 		if broken == nil {
 			broken = v.Add(e)
@@ -62,7 +62,7 @@ func verifyChain(t *testing.T, s store.Store) ([]audit.ChainEntry, error) {
 		return nil
 	})
 	if err != nil {
-		t.Fatalf("AuditChain: %v", err)
+		t.Fatalf("AuditChainAfter: %v", err)
 	}
 	if broken == nil && v.Verified() != int64(len(entries)) {
 		t.Errorf("Verified() = %d, want %d", v.Verified(), len(entries))
@@ -130,14 +130,24 @@ func testAuditChain(t *testing.T, s store.Store) {
 		t.Errorf("AuditChainFrom(2) = %v, %v; want 3:a3 4:a4 5:a5", from, err)
 	}
 
+	// One entry's hash, read alone.
+	if hash, err := s.AuditChainHash(ctx, 4); len(entries) == 5 && (hash != entries[3].Hash || err != nil) {
+		t.Errorf("AuditChainHash(4) = %q, %v; want %q", hash, err, entries[3].Hash)
+	}
+	for _, seq := range []int64{0, 6} {
+		if hash, err := s.AuditChainHash(ctx, seq); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("AuditChainHash(%d) = %q, %v; want ErrNotFound", seq, hash, err)
+		}
+	}
+
 	stop := errors.New("stop")
 	calls := 0
-	err = s.AuditChain(ctx, func(audit.ChainEntry) error {
+	err = s.AuditChainAfter(ctx, 0, func(audit.ChainEntry) error {
 		calls++
 		return stop
 	})
 	if err != stop || calls != 1 {
-		t.Errorf("AuditChain with a failing fn = %v after %d calls, want fn's error unchanged after 1", err, calls)
+		t.Errorf("AuditChainAfter with a failing fn = %v after %d calls, want fn's error unchanged after 1", err, calls)
 	}
 
 	err = s.Write(ctx, func(tx store.Tx) error {

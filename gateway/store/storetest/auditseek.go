@@ -11,11 +11,11 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
 
-// testAuditChainSeek: AuditChainSeek finds the lowest seq whose
-// AuditEvent's stored time is in a period, also when the chain's times are
-// out of order (a request that committed late), and the entry before it
+// testAuditChainSeek: AuditChainSeek finds the entry before the lowest
+// seq whose AuditEvent's stored time is in a period, also when the
+// chain's times are out of order (a request that committed late), and
 // across a gap; AuditChainAfter walks from a seq with the same entries as
-// AuditChain.
+// from seq 1.
 func testAuditChainSeek(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	t0 := time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC)
@@ -51,9 +51,10 @@ func testAuditChainSeek(t *testing.T, s store.Store) {
 		{"nothing in a gap", at(0).Add(time.Second), at(1), 0, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			first, before, ok, err := s.AuditChainSeek(ctx, tc.since, tc.until)
-			if err != nil || first != tc.first || before != tc.before || ok != (tc.first > 0) {
-				t.Errorf("AuditChainSeek(%s, %s) = %d, %d, %t, %v; want %d, %d", tc.since, tc.until, first, before, ok, err, tc.first, tc.before)
+			before, ok, err := s.AuditChainSeek(ctx, tc.since, tc.until)
+			if err != nil || before != tc.before || ok != (tc.first > 0) {
+				t.Errorf("AuditChainSeek(%s, %s) = %d, %t, %v; want %d, %t (the first record %d)", tc.since, tc.until, before, ok, err,
+					tc.before, tc.first > 0, tc.first)
 			}
 		})
 	}

@@ -11,8 +11,8 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
 
-// auditPage is how many chain entries AuditChain reads per query: the
-// connection (and the snapshot it pins) is free again before fn sees the
+// auditPage is how many chain entries AuditChainAfter and AuditChainFrom
+// read per query: the connection (and the snapshot it pins) is free again before fn sees the
 // entries.
 const auditPage = 1000
 
@@ -119,14 +119,9 @@ func (t *tx) appendChain() error {
 	return nil
 }
 
-// AuditChain implements store.Store, reading the chain in pages of
+// AuditChainAfter implements store.Store, reading the chain in pages of
 // auditPage entries by seq, each page in one snapshot with what is wrong
 // with how the store serves its AuditEvents (auditcheck.go).
-func (s *Store) AuditChain(ctx context.Context, fn func(audit.ChainEntry) error) error {
-	return s.AuditChainAfter(ctx, 0, fn)
-}
-
-// AuditChainAfter implements store.Store, as AuditChain.
 func (s *Store) AuditChainAfter(ctx context.Context, after int64, fn func(audit.ChainEntry) error) error {
 	for {
 		var page []audit.ChainEntry
@@ -209,7 +204,8 @@ const sqlChainBefore = `SELECT COALESCE(MAX(seq), 0) FROM audit_chain WHERE seq 
 // AuditChainSeek implements store.Store, in one snapshot. The period is
 // widened to whole milliseconds (the column's unit): since down, until
 // up, so that every AuditEvent recorded in it is found.
-func (s *Store) AuditChainSeek(ctx context.Context, since, until time.Time) (first, before int64, ok bool, err error) {
+func (s *Store) AuditChainSeek(ctx context.Context, since, until time.Time) (before int64, ok bool, err error) {
+	var first int64
 	lo, hi := int64(math.MinInt64), int64(math.MaxInt64)
 	if !since.IsZero() {
 		lo = since.UnixMilli()
@@ -233,9 +229,26 @@ func (s *Store) AuditChainSeek(ctx context.Context, since, until time.Time) (fir
 		return c.QueryRow(ctx, s.bind(sqlChainBefore), first).Scan(&before)
 	})
 	if err != nil {
-		return 0, 0, false, fmt.Errorf("%s: audit chain seek: %w", s.d.Name, s.err(ctx, err))
+		return 0, false, fmt.Errorf("%s: audit chain seek: %w", s.d.Name, s.err(ctx, err))
 	}
-	return first, before, first > 0, nil
+	return before, first > 0, nil
+}
+
+// sqlChainHash is one chain entry's hash.
+const sqlChainHash = `SELECT hash FROM audit_chain WHERE seq = ?`
+
+// AuditChainHash implements store.Store.
+func (s *Store) AuditChainHash(ctx context.Context, seq int64) (hash string, err error) {
+	err = s.db.Read(ctx, func(c Conn) error {
+		return c.QueryRow(ctx, s.bind(sqlChainHash), seq).Scan(&hash)
+	})
+	switch {
+	case errNoRows(err):
+		return "", fmt.Errorf("%s: audit chain entry %d: %w", s.d.Name, seq, store.ErrNotFound)
+	case err != nil:
+		return "", fmt.Errorf("%s: audit chain entry %d: %w", s.d.Name, seq, s.err(ctx, err))
+	}
+	return hash, nil
 }
 
 // AuditChainHead implements store.Store.
