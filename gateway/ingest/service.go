@@ -751,10 +751,16 @@ func notSentWarning(notSent []string) []outcome.Issue {
 // unknown that a clinician must know, mapping.Result.Warnings) as warning
 // issues of the answer.
 func mappingWarnings(ws []mapping.Violation) []outcome.Issue {
+	return warningIssues(ws, "the record is stored; ")
+}
+
+// warningIssues are the mapping's warnings as warning issues, each message
+// after lead.
+func warningIssues(ws []mapping.Violation, lead string) []outcome.Issue {
 	var issues []outcome.Issue
 	for _, w := range ws {
 		issues = append(issues, outcome.Issue{Severity: "warning", Code: "business-rule", Rule: w.Rule,
-			Pointer: w.Pointer, Expression: w.Expression, Message: "the record is stored; " + w.Message})
+			Pointer: w.Pointer, Expression: w.Expression, Message: lead + w.Message})
 	}
 	return issues
 }

@@ -129,12 +129,7 @@ func (pr *prepared) answer() (*Verdict, error) {
 // dryRunWarnings are the mapping's warnings of a record not stored, as
 // warning issues.
 func dryRunWarnings(ws []mapping.Violation) []outcome.Issue {
-	var issues []outcome.Issue
-	for _, w := range ws {
-		issues = append(issues, outcome.Issue{Severity: "warning", Code: "business-rule", Rule: w.Rule,
-			Pointer: w.Pointer, Expression: w.Expression, Message: "the record would be stored; " + w.Message})
-	}
-	return issues
+	return warningIssues(ws, "the record would be stored; ")
 }
 
 // dryRunOutcome is the OperationOutcome a dry run answers instead of the
