@@ -51,8 +51,9 @@ func formOf(q *search.Query) form {
 // first sort key, a date parameter: q is ordered, of one type, and starts
 // at its cursor or at the first match (an offset past the matches with a
 // value cannot be told from the walk), and none of its criteria is
-// selective (see selective): a few matches cost less found by their
-// criteria and sorted than looked for along a walk of every value.
+// selective (see selective) or a condition on the sorted parameter or on
+// _lastUpdated: a few matches cost less found by their criteria and
+// sorted than looked for along a walk of every value.
 func walked(q *search.Query) bool {
 	if unordered(q) || q.Type == "" || len(q.Sort) == 0 || q.Compartment != nil {
 		return false
@@ -64,7 +65,13 @@ func walked(q *search.Query) bool {
 		return false
 	}
 	for i := range q.Clauses {
-		if selective(&q.Clauses[i]) {
+		cl := &q.Clauses[i]
+		if cl.Param == q.Sort[0].Param || cl.Param == "_lastUpdated" || selective(cl) {
+			// A range of the walked parameter (or its :missing) or of
+			// _lastUpdated: its matches are found by their own index,
+			// where a walk could read everything before them (date=ge
+			// near the end of the order: 1.4 ms found, 278 ms walked,
+			// over 30,000 Encounters).
 			return false
 		}
 	}
