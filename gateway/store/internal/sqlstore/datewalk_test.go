@@ -1,7 +1,11 @@
 package sqlstore
 
 import (
+	"context"
+	"database/sql"
 	"net/url"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
@@ -52,6 +56,97 @@ func TestWalked(t *testing.T) {
 			}
 			if got := walked(q); got != tc.want {
 				t.Errorf("walked(%s) = %v, want %v", tc.raw, got, tc.want)
+			}
+		})
+	}
+}
+
+// budgetConn answers a walked search's statements: the budget's value
+// (none when budget is nil) and no rows for the others, which it records.
+type budgetConn struct {
+	budget *int64
+	stmts  []Stmt
+}
+
+func (c *budgetConn) Exec(context.Context, string, ...any) (int64, error) { return 0, nil }
+
+func (c *budgetConn) Query(_ context.Context, sql string, args ...any) (Rows, error) {
+	c.stmts = append(c.stmts, Stmt{SQL: sql, Args: args})
+	return noRows{}, nil
+}
+
+func (c *budgetConn) QueryRow(_ context.Context, sql string, args ...any) Row {
+	c.stmts = append(c.stmts, Stmt{SQL: sql, Args: args})
+	return budgetRow{c.budget}
+}
+
+type noRows struct{}
+
+func (noRows) Next() bool        { return false }
+func (noRows) Scan(...any) error { return nil }
+func (noRows) Err() error        { return nil }
+func (noRows) Close()            {}
+
+type budgetRow struct{ v *int64 }
+
+func (r budgetRow) Scan(dest ...any) error {
+	if r.v == nil {
+		return sql.ErrNoRows
+	}
+	*dest[0].(*int64) = *r.v
+	return nil
+}
+
+// TestWalkBudget: a walk reads its index only to the value of the
+// walkBudgetPerRow*limit-th row from its start (a rare code's matches, or
+// a small tenant's, may lie anywhere along it) and, when its page is not
+// full by then, finds the page by the criteria (formAll); with fewer
+// index rows than that it reads to the end and then the matches without
+// a value (formUndated). Before the budget a walk read the whole index:
+// 219 ms for a rare code's page over 30,000 Encounters, 0.56 ms found by
+// the code and sorted.
+func TestWalkBudget(t *testing.T) {
+	s := New(nil, &Dialect{Name: "test", Placeholder: func(int) string { return "?" }, Opaque: "+", RowID: "rowid"}, Config{})
+	kth := int64(1_700_000_000_000)
+	tests := []struct {
+		name     string
+		budget   *int64
+		walkCond string // the walk's condition on its value
+		then     string // the third statement has it (the second's rest)
+	}{
+		{"the budget reached", &kth, "w.high >= ?", "COALESCE((SELECT MAX(d.high)"},
+		{"fewer rows than the budget", nil, "w.high > ?", "NOT EXISTS (SELECT 1 FROM idx_date u"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			v, err := url.ParseQuery("_sort=-date&code=rare&_count=20")
+			if err != nil {
+				t.Fatal(err)
+			}
+			q, err := search.Parse("Observation", v, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			q.Total = false
+			c := &budgetConn{budget: tc.budget}
+			if _, err := s.search(t.Context(), c, q, false); err != nil {
+				t.Fatal(err)
+			}
+			if len(c.stmts) != 3 {
+				t.Fatalf("search ran %d statements, want 3 (budget, walk, rest):\n%v", len(c.stmts), c.stmts)
+			}
+			budget, walk, rest := c.stmts[0], c.stmts[1], c.stmts[2]
+			if !strings.Contains(budget.SQL, "ORDER BY high DESC LIMIT 1 OFFSET ?") || budget.Args[len(budget.Args)-1] != walkBudgetPerRow*21-1 {
+				t.Errorf("budget statement = %s %v, want the %d-th value of high descending", budget.SQL, budget.Args, walkBudgetPerRow*21)
+			}
+			if !strings.Contains(walk.SQL, tc.walkCond) {
+				t.Errorf("walk lacks %q: %s", tc.walkCond, walk.SQL)
+			}
+			if tc.budget != nil && !slices.Contains(walk.Args, any(kth)) {
+				t.Errorf("walk's arguments %v lack the budget %d", walk.Args, kth)
+			}
+			if strings.Contains(rest.SQL, "idx_date w") || !strings.Contains(rest.SQL, tc.then) {
+				t.Errorf("rest of the page = %s, want a statement with %q and no walk", rest.SQL, tc.then)
 			}
 		})
 	}
