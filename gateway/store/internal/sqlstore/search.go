@@ -105,7 +105,7 @@ func (s *Store) search(ctx context.Context, c Conn, q *search.Query, withInclude
 	n, _ := pageBounds(q.Count, q.Offset)
 	f := formOf(q)
 	var until *int64 // a walk's budget (see walkBudget)
-	if f == formDated {
+	if f == formDated && s.d.WalkBudget {
 		bst := walkBudget(s.d, q, n+1)
 		var v int64
 		switch err := c.QueryRow(ctx, bst.SQL, bst.Args...).Scan(&v); {
