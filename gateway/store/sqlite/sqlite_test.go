@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"net/url"
 	"os"
 	"os/exec"
@@ -415,9 +416,16 @@ func TestDateSortPlan(t *testing.T) {
 		{"_sort=-date,_id&code=8867-4", "USING INDEX idx_date_high (type=? AND param=? AND high>?)", false},
 		{"_sort=date,-_lastUpdated&status=final&code=8867-4", "USING INDEX idx_date_low (type=? AND param=? AND low<?)", false},
 		{"_sort=-date&patient=Patient/p1", "USING INDEX idx_reference_target", false},
+		// A cursor among the matches without a date: they are read in
+		// the order of the rest of the sort (current_type_lu), not all
+		// sorted (a constant first in the order did that: 222 ms for
+		// 2.3 ms over 30,000 Encounters).
+		{"_sort=date", "USING INDEX current_type_lu", true},
+		{"_sort=-date", "USING INDEX current_type_lu", true},
 	}
-	for _, tc := range tests {
-		t.Run(fmt.Sprintf("%s cursor %v", tc.raw, tc.cursor), func(t *testing.T) {
+	for i, tc := range tests {
+		undated := i >= len(tests)-2
+		t.Run(fmt.Sprintf("%s cursor %v undated %v", tc.raw, tc.cursor, undated), func(t *testing.T) {
 			v, err := url.ParseQuery(tc.raw)
 			if err != nil {
 				t.Fatal(err)
@@ -430,6 +438,12 @@ func TestDateSortPlan(t *testing.T) {
 			if tc.cursor {
 				q.After = &search.Cursor{Keys: []int64{1.7e12}, LastUpdated: 1.7e12, Type: "Observation", ID: "o1"}
 			}
+			if undated {
+				q.After.Keys[0] = math.MaxInt64
+				if q.Sort[0].Descending {
+					q.After.Keys[0] = math.MinInt64
+				}
+			}
 			page, _, err := sqlstore.SearchStatements(dialect, q, time.Now())
 			if err != nil {
 				t.Fatal(err)
@@ -439,6 +453,9 @@ func TestDateSortPlan(t *testing.T) {
 				t.Errorf("page plan lacks %q:\n%s", tc.want, plan)
 			}
 			for _, step := range strings.Split(plan, "\n") {
+				if undated {
+					break // they are read from the type's resources
+				}
 				if strings.HasPrefix(step, "SCAN c") || strings.Contains(step, "SCAN current") {
 					t.Errorf("a step scans the resources: %q in\n%s", step, plan)
 				}

@@ -54,7 +54,8 @@ func (f dated) sortKey(param string, desc bool) int64 {
 }
 
 // datedFixtures are n Encounters drawn from a fixed seed: few distinct
-// dates and instants, so that sort keys and last_updated tie often.
+// dates and instants, so that sort keys and last_updated tie often, and
+// one in 30 of status "cancelled".
 func datedFixtures(n int) []dated {
 	rng := rand.New(rand.NewPCG(37, 2026))
 	value := func() [2]time.Time {
@@ -93,6 +94,9 @@ func datedFixtures(n int) []dated {
 		for range rng.IntN(2) {
 			f.period = append(f.period, value())
 		}
+		if i%30 == 0 {
+			f.status = "cancelled" // few: a walk gives up on them
+		}
 		out[i] = f
 	}
 	return out
@@ -102,10 +106,12 @@ func datedFixtures(n int) []dated {
 // through its matches in the order computed here from the fixtures (keys,
 // then _lastUpdated, then id), ascending and descending, with and without
 // criteria (selective or not), with the resources without a value last,
-// ties on every key and pages that end inside a run of ties; and the
-// total, the first page at an offset and Page.More agree.
+// ties on every key and pages that end inside a run of ties, among
+// another tenant's Encounters with the same values; and the total, the
+// first page at an offset and Page.More agree.
 func testDateSortPages(t *testing.T, s store.Store) {
 	fx := datedFixtures(90)
+	yes := true
 	err := s.Write(t.Context(), func(tx store.Tx) error {
 		for _, f := range fx {
 			entries := []search.Entry{tok("status", "", f.status), ref("subject", "Patient", f.subject)}
@@ -115,8 +121,16 @@ func testDateSortPages(t *testing.T, s store.Store) {
 			for _, v := range f.period {
 				entries = append(entries, date("period", v))
 			}
-			if err := tx.Put(res("Encounter", f.id, 1, f.lu), entries); err != nil {
-				return err
+			// The searched tenant's, and another's with the same values
+			// (the walk reads idx_date, which has no tenant).
+			for _, r := range []*store.Resource{res("Encounter", f.id, 1, f.lu), res("Encounter", "x"+f.id, 1, f.lu)} {
+				r.Tenant = "clinic-a"
+				if r.ID != f.id {
+					r.Tenant = "clinic-b"
+				}
+				if err := tx.Put(r, entries); err != nil {
+					return err
+				}
 			}
 		}
 		// Another type's values of the same parameter, and a deleted
@@ -124,10 +138,12 @@ func testDateSortPages(t *testing.T, s store.Store) {
 		if err := tx.Put(res("Procedure", "x1", 1, base), []search.Entry{date("date", year(2024))}); err != nil {
 			return err
 		}
-		if err := tx.Put(res("Encounter", "gone", 1, base), []search.Entry{date("date", year(2030))}); err != nil {
+		gone, del := res("Encounter", "gone", 1, base), deletion("Encounter", "gone", 2, base.Add(time.Hour))
+		gone.Tenant, del.Tenant = "clinic-a", "clinic-a"
+		if err := tx.Put(gone, []search.Entry{date("date", year(2030))}); err != nil {
 			return err
 		}
-		return tx.Put(deletion("Encounter", "gone", 2, base.Add(time.Hour)), nil)
+		return tx.Put(del, nil)
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -148,10 +164,20 @@ func testDateSortPages(t *testing.T, s store.Store) {
 		"none": {nil, func(dated) bool { return true }},
 		"status": {[]search.Clause{clause("status", search.TypeToken, "", vCode("finished"))},
 			func(f dated) bool { return f.status == "finished" }},
+		"status rare": {[]search.Clause{clause("status", search.TypeToken, "", vCode("cancelled"))},
+			func(f dated) bool { return f.status == "cancelled" }},
 		"subject": {[]search.Clause{clause("subject", search.TypeReference, "", vRef("Patient", "p1"))},
 			func(f dated) bool { return f.subject == "p1" }},
 		"_id": {[]search.Clause{clause("_id", search.TypeToken, "", vCode("e005"), vCode("e017"), vCode("e042"))},
 			func(f dated) bool { return f.id == "e005" || f.id == "e017" || f.id == "e042" }},
+		// Conditions on a sorted parameter (walked before, when it was
+		// the first).
+		"date=gt": {[]search.Clause{clause("date", search.TypeDate, "", vDate(search.PrefixGt, day(2024, 1, 15)))},
+			func(f dated) bool {
+				return slices.ContainsFunc(f.date, func(v [2]time.Time) bool { return v[1].After(day(2024, 1, 15)[1]) })
+			}},
+		"date:missing": {[]search.Clause{{Param: "date", Type: search.TypeDate, Modifier: "missing", Missing: &yes}},
+			func(f dated) bool { return len(f.date) == 0 }},
 	}
 	for _, sortName := range slices.Sorted(maps.Keys(sorts)) {
 		keys := sorts[sortName]
@@ -191,7 +217,7 @@ func testDateSortPages(t *testing.T, s store.Store) {
 				name := fmt.Sprintf("_sort=%s criteria %s _count=%d", sortName, critName, count)
 				q := func() *search.Query {
 					qq := query("Encounter", crit.clauses...)
-					qq.Sort, qq.Count = keys, count
+					qq.Sort, qq.Count, qq.Tenant = keys, count, "clinic-a"
 					return qq
 				}
 				var got []string

@@ -1,7 +1,6 @@
 package sqlstore
 
 import (
-	"math"
 	"strings"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
@@ -83,12 +82,13 @@ func order(q *search.Query) (parts []string, args []any, cols []orderCol) {
 // their arguments): its earliest Low ascending, its latest High
 // descending; without a value, the end of the order.
 func dateKey(k search.SortKey) (string, []any) {
+	col, _ := walkOrder(k)
+	agg := "MIN"
 	if k.Descending {
-		return "COALESCE((SELECT MAX(d.high) FROM idx_date d WHERE d.type = c.type AND d.id = c.id AND d.param = ?), ?)",
-			[]any{k.Param, int64(math.MinInt64)}
+		agg = "MAX"
 	}
-	return "COALESCE((SELECT MIN(d.low) FROM idx_date d WHERE d.type = c.type AND d.id = c.id AND d.param = ?), ?)",
-		[]any{k.Param, int64(math.MaxInt64)}
+	return "COALESCE((SELECT " + agg + "(d." + col + ") FROM idx_date d WHERE d.type = c.type AND d.id = c.id AND d.param = ?), ?)",
+		[]any{k.Param, noValue(k)}
 }
 
 // after is the condition ("?" placeholders) that a row comes after cur in
