@@ -15,11 +15,9 @@ import (
 	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
-	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/replay"
-	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
 )
@@ -107,9 +105,7 @@ func replayCommand(ctx context.Context, args []string, getenv func(string) strin
 		}
 		return &exitError{code: exitUnchecked, msg: fmt.Sprintf("replay: %v", err)}
 	}
-	sc := auditlog.NewScope("mapping-replay", &auth.Principal{ClientID: cliClient("replay"), Tenant: search.AllTenants,
-		Scopes: auth.ParseScopes("system/*.cruds " + auth.ScopeOperator)})
-	sc.RequestID, sc.NoHTTP = runID("replay"), true
+	sc := cliScope("replay", "mapping-replay")
 	// A report with values is held until its AuditEvent, naming each
 	// patient whose values it shows, is committed (as the API's download
 	// of such a report is).
