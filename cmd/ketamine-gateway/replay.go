@@ -135,7 +135,13 @@ func replayCommand(ctx context.Context, args []string, getenv func(string) strin
 		}
 	}
 	if held != nil {
-		if aerr := auditFailed("replay", a.Audit.Append(values.sc, http.StatusOK)); aerr != nil {
+		// An applied run's corrections are made (a second run finds none
+		// to make): its report is not shown, and the run is done.
+		failed := auditFailed
+		if opts.Apply {
+			failed = changeAuditFailed
+		}
+		if aerr := failed("replay", a.Audit.Append(values.sc, http.StatusOK)); aerr != nil {
 			return aerr
 		}
 		if ferr := out.Flush(); ferr == nil {
