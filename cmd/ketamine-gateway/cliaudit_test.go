@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -306,5 +307,34 @@ func TestCLIReplayApplyValuesUnaudited(t *testing.T) {
 	}
 	if out, errOut, code := cli(t, "", "replay", "--db", db); code != 0 {
 		t.Errorf("replay after the corrections were applied: exit %d, %s %s; want 0 (nothing to change)", code, out, errOut)
+	}
+}
+
+// TestCLIReplayValuesHeldInAFile: replay --show-values holds its report
+// (PHI) in a file of the temporary directory until its AuditEvent is
+// committed, not in memory (a report grows with the records): without a
+// usable temporary directory it shows nothing and changes nothing (exit
+// 3), and with one it leaves nothing behind there.
+func TestCLIReplayValuesHeldInAFile(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "kg.db")
+	importExample(t, db, "vitals/pre-dose-baseline.json")
+	divergeHeartRate(t, db)
+	before := len(auditEvents(t, db))
+	t.Setenv("TMPDIR", writeTemp(t, "not-a-directory", ""))
+	out, errOut, code := cli(t, "", "replay", "--show-values", "--db", db)
+	if code != exitUnchecked || out != "" || !strings.Contains(errOut, "no file to hold the report") {
+		t.Errorf("replay --show-values without a temporary directory: exit %d, stdout %q, stderr %q; want exit %d, nothing printed, and why",
+			code, out, errOut, exitUnchecked)
+	}
+	if n := len(auditEvents(t, db)); n != before {
+		t.Errorf("replay --show-values that could hold no report: %d AuditEvents written, want none", n-before)
+	}
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	if out, errOut, code := cli(t, "", "replay", "--show-values", "--db", db); code != exitInvalid || !strings.Contains(out, "99") {
+		t.Fatalf("replay --show-values: exit %d, stdout %q, stderr %q; want exit %d and the values", code, out, errOut, exitInvalid)
+	}
+	if left, err := os.ReadDir(tmp); err != nil || len(left) != 0 {
+		t.Errorf("the temporary directory after replay --show-values holds %v (%v), want nothing", left, err)
 	}
 }
