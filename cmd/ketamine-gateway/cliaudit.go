@@ -38,10 +38,17 @@ func recordCLI(st store.Store, name string, sc *auditlog.Scope, getenv func(stri
 // twins record theirs after the change as well). An AuditEvent that
 // cannot be committed is exit 3, saying the change stays made.
 func recordCLIChange(st store.Store, name string, sc *auditlog.Scope, getenv func(string) string) error {
-	if err := appendCLI(st, sc, getenv); err != nil {
-		return &exitError{code: exitUnchecked, msg: fmt.Sprintf("%s: done, but its AuditEvent could not be recorded: %v", name, describe(err))}
+	return changeAuditFailed(name, appendCLI(st, sc, getenv))
+}
+
+// changeAuditFailed is the exit of a command whose change is made and
+// whose AuditEvent could not be committed (err; nil: none): running it
+// again would not make the change again.
+func changeAuditFailed(name string, err error) error {
+	if err == nil {
+		return nil
 	}
-	return nil
+	return &exitError{code: exitUnchecked, msg: fmt.Sprintf("%s: done, but its AuditEvent could not be recorded: %v", name, describe(err))}
 }
 
 // appendCLI commits sc's AuditEvent on st with an audit log of its own.

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -219,5 +221,120 @@ func TestCLIAuditedAsTheAPI(t *testing.T) {
 				t.Errorf("the default tenant has no share naming %s: %+v", patient, evs)
 			}
 		})
+	}
+}
+
+// refuseAudit makes db refuse to store an AuditEvent (when: a SQL
+// condition on the new resources row, NEW; "1": every AuditEvent), as a
+// database that cannot record the audit trail would.
+func refuseAudit(t *testing.T, db, when string) {
+	t.Helper()
+	raw, err := sql.Open("sqlite", "file:"+db+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	if _, err := raw.Exec(`CREATE TRIGGER refuse_audit BEFORE INSERT ON resources WHEN NEW.type = 'AuditEvent' AND (` + when + `)
+		BEGIN SELECT RAISE(ABORT, 'audit refused'); END`); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCLIReadUnauditedShowsNothing: a CLI read that discloses the patients'
+// data commits its AuditEvent before anything is printed; when it cannot
+// be committed the command exits 3 and prints nothing (as the API answers
+// 503 audit-unavailable instead of the data).
+func TestCLIReadUnauditedShowsNothing(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "kg.db")
+	dest := writeTemp(t, "d.json", `{"destinations": [{"name": "hosp", "baseUrl": "http://127.0.0.1:1/fhir"}]}`)
+	importExample(t, db, "vitals/pre-dose-baseline.json", "--deliver", "--config", dest)
+	divergeHeartRate(t, db)
+	out, errOut, code := cli(t, "", "deliveries", "list", "--db", db)
+	var list struct {
+		Deliveries []struct{ ID, Source, RecordID string }
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &list) != nil || len(list.Deliveries) != 1 {
+		t.Fatalf("deliveries list: exit %d, %s %s", code, out, errOut)
+	}
+	d := list.Deliveries[0]
+	refuseAudit(t, db, "1")
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"deliveries list", []string{"deliveries", "list"}},
+		{"deliveries show", []string{"deliveries", "show", d.ID}},
+		{"deliveries show --payload", []string{"deliveries", "show", "--payload", d.ID}},
+		{"lineage", []string{"lineage", "--source", d.Source, "--record", d.RecordID}},
+		{"replay --show-values", []string{"replay", "--show-values"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, errOut, code := cli(t, "", append(tc.args, "--db", db)...)
+			if code != exitUnchecked || out != "" || !strings.Contains(errOut, "AuditEvent could not be recorded, so nothing is shown") {
+				t.Errorf("with the AuditEvent refused: exit %d, stdout %q, stderr %q; want exit %d, nothing printed, and why",
+					code, out, errOut, exitUnchecked)
+			}
+		})
+	}
+}
+
+// TestCLIReplayApplyValuesUnaudited: replay --apply --show-values whose
+// report's AuditEvent cannot be committed has made its corrections (a
+// second run finds nothing to change): it says so, exits 3 and shows no
+// values, rather than asking to run it again.
+func TestCLIReplayApplyValuesUnaudited(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "kg.db")
+	importExample(t, db, "vitals/pre-dose-baseline.json")
+	raw, err := sql.Open("sqlite", "file:"+db+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The heart rate as an older mapping stored it: the replay corrects it.
+	res, err := raw.Exec(`UPDATE resources SET body = CAST(replace(CAST(body AS TEXT), '"value":76', '"value":75') AS BLOB)
+		WHERE type = 'Observation' AND CAST(body AS TEXT) LIKE '%"8867-4"%'`)
+	raw.Close()
+	if n, _ := res.RowsAffected(); err != nil || n != 1 {
+		t.Fatalf("make the heart rate stale: %d rows, %v", n, err)
+	}
+	// The report's AuditEvent (all-tenant, as the CLI's) only: the
+	// corrections, the record's tenant's, are audited.
+	refuseAudit(t, db, "NEW.tenant = '"+search.AllTenantsAudit+"'")
+	out, errOut, code := cli(t, "", "replay", "--apply", "--reason", "r", "--no-config", "--show-values", "--db", db)
+	if code != exitUnchecked || out != "" || !strings.Contains(errOut, "replay: done, but its AuditEvent could not be recorded") ||
+		strings.Contains(errOut, "run it again") {
+		t.Fatalf("replay --apply --show-values, its report's AuditEvent refused: exit %d, stdout %q, stderr %q; want exit %d, nothing printed, done",
+			code, out, errOut, exitUnchecked)
+	}
+	if out, errOut, code := cli(t, "", "replay", "--db", db); code != 0 {
+		t.Errorf("replay after the corrections were applied: exit %d, %s %s; want 0 (nothing to change)", code, out, errOut)
+	}
+}
+
+// TestCLIReplayValuesHeldInAFile: replay --show-values holds its report
+// (PHI) in a file of the temporary directory until its AuditEvent is
+// committed, not in memory (a report grows with the records): without a
+// usable temporary directory it shows nothing and changes nothing (exit
+// 3), and with one it leaves nothing behind there.
+func TestCLIReplayValuesHeldInAFile(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "kg.db")
+	importExample(t, db, "vitals/pre-dose-baseline.json")
+	divergeHeartRate(t, db)
+	before := len(auditEvents(t, db))
+	t.Setenv("TMPDIR", writeTemp(t, "not-a-directory", ""))
+	out, errOut, code := cli(t, "", "replay", "--show-values", "--db", db)
+	if code != exitUnchecked || out != "" || !strings.Contains(errOut, "no file to hold the report") {
+		t.Errorf("replay --show-values without a temporary directory: exit %d, stdout %q, stderr %q; want exit %d, nothing printed, and why",
+			code, out, errOut, exitUnchecked)
+	}
+	if n := len(auditEvents(t, db)); n != before {
+		t.Errorf("replay --show-values that could hold no report: %d AuditEvents written, want none", n-before)
+	}
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	if out, errOut, code := cli(t, "", "replay", "--show-values", "--db", db); code != exitInvalid || !strings.Contains(out, "99") {
+		t.Fatalf("replay --show-values: exit %d, stdout %q, stderr %q; want exit %d and the values", code, out, errOut, exitInvalid)
+	}
+	if left, err := os.ReadDir(tmp); err != nil || len(left) != 0 {
+		t.Errorf("the temporary directory after replay --show-values holds %v (%v), want nothing", left, err)
 	}
 }

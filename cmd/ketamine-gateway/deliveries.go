@@ -188,18 +188,18 @@ func nameDisclosed(ctx context.Context, st store.Store, name string, sc *auditlo
 
 // nameChange records, in sc, the delivery v a retry or cancel changed, as
 // its API twin names it (the delivery, its source record, Provenance and
-// patient), with the description desc, and commits its AuditEvent
-// (recordCLIChange).
+// patient), with the description desc, and commits its AuditEvent: a
+// failure of either is changeAuditFailed, as recordCLIChange's.
 func nameChange(ctx context.Context, st store.Store, name string, sc *auditlog.Scope, getenv func(string) string, v operator.View, desc string) error {
 	base, err := identifierBase(ctx, name, st, "")
 	if err == nil {
 		err = auditlog.NameDelivery(ctx, st, sc, base, v, auditlog.ShownSummary)
 	}
-	if err != nil {
-		return &exitError{code: exitUnchecked, msg: fmt.Sprintf("%s: done, but its AuditEvent could not be recorded: %v", name, describe(err))}
+	if err == nil {
+		sc.Description = desc
+		err = appendCLI(st, sc, getenv)
 	}
-	sc.Description = desc
-	return recordCLIChange(st, name, sc, getenv)
+	return changeAuditFailed(name, err)
 }
 
 // deliveryArgs are the flags of the deliveries subcommands.

@@ -2,24 +2,22 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
-	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/replay"
-	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
 )
@@ -107,17 +105,20 @@ func replayCommand(ctx context.Context, args []string, getenv func(string) strin
 		}
 		return &exitError{code: exitUnchecked, msg: fmt.Sprintf("replay: %v", err)}
 	}
-	sc := auditlog.NewScope("mapping-replay", &auth.Principal{ClientID: cliClient("replay"), Tenant: search.AllTenants,
-		Scopes: auth.ParseScopes("system/*.cruds " + auth.ScopeOperator)})
-	sc.RequestID, sc.NoHTTP = runID("replay"), true
+	sc := cliScope("replay", "mapping-replay")
 	// A report with values is held until its AuditEvent, naming each
 	// patient whose values it shows, is committed (as the API's download
-	// of such a report is).
-	var held *bytes.Buffer
+	// of such a report is): in a file, as large as the report may grow.
+	var held *os.File
 	var values *valuesShown
 	dst := stdout
 	if opts.ShowValues {
-		held, values = &bytes.Buffer{}, newValuesShown(sc.RequestID, opts)
+		f, discard, err := holdReport()
+		if err != nil {
+			return &exitError{code: exitUnchecked, msg: fmt.Sprintf("replay: no file to hold the report with values until its AuditEvent is committed: %v", err)}
+		}
+		defer discard()
+		held, values = f, newValuesShown(sc.RequestID, opts)
 		dst = held
 	}
 	out := bufio.NewWriter(dst)
@@ -139,14 +140,25 @@ func replayCommand(ctx context.Context, args []string, getenv func(string) strin
 		}
 	}
 	if held != nil {
-		if aerr := auditFailed("replay", a.Audit.Append(values.sc, http.StatusOK)); aerr != nil {
+		// An applied run's corrections are made (a second run finds none
+		// to make): its report is not shown, and the run is done.
+		failed := auditFailed
+		if opts.Apply {
+			failed = changeAuditFailed
+		}
+		values.describe()
+		if aerr := failed("replay", a.Audit.Append(values.sc, http.StatusOK)); aerr != nil {
 			return aerr
 		}
-		if ferr := out.Flush(); ferr == nil {
-			_, ferr = held.WriteTo(stdout)
-			if ferr != nil && err == nil {
-				err = ferr
-			}
+		ferr := out.Flush()
+		if ferr == nil {
+			_, ferr = held.Seek(0, io.SeekStart)
+		}
+		if ferr == nil {
+			_, ferr = io.Copy(stdout, held)
+		}
+		if ferr != nil && err == nil {
+			err = ferr
 		}
 	}
 	if err != nil {
@@ -371,12 +383,31 @@ func newValuesShown(requestID string, opts replay.Options) *valuesShown {
 		what = "apply"
 	}
 	sc.Disclosed = "the old and new values of the records' changed elements disclosed (showValues)"
-	v := &valuesShown{sc: sc, what: what}
-	v.describe()
-	return v
+	return &valuesShown{sc: sc, what: what}
 }
 
-// describe says how many records the report shows with values.
+// holdReport creates the file that holds a report with values (PHI) until
+// its AuditEvent is committed: in the temporary directory, readable by its
+// owner only (os.CreateTemp's 0600), and unlinked at once where the system
+// allows it (the open file stays usable), so that nothing is left behind
+// even by a process killed; discard closes it (and removes it where it
+// could not be unlinked at once), also after an error or an interrupt.
+func holdReport() (f *os.File, discard func(), err error) {
+	f, err = os.CreateTemp("", "ketamine-gateway-replay-*")
+	if err != nil {
+		return nil, nil, err
+	}
+	unlinked := os.Remove(f.Name()) == nil
+	return f, func() {
+		f.Close()
+		if !unlinked {
+			os.Remove(f.Name())
+		}
+	}, nil
+}
+
+// describe says how many records the report shows with values (once
+// every record is reported, before its AuditEvent is appended).
 func (v *valuesShown) describe() {
 	v.sc.Description = fmt.Sprintf("mapping replay (%s) report: %s shown with values; %s", v.what,
 		auditlog.Counted(v.records, "record"), v.sc.Disclosed)
@@ -390,6 +421,5 @@ func (v *valuesShown) add(r replay.RecordResult) {
 	if p := r.DisclosedPatient(); p != "" {
 		v.sc.ConcernIn(r.Tenant, p)
 		v.records++
-		v.describe()
 	}
 }

@@ -118,8 +118,11 @@ type Record struct {
 	// search-type, search-system, capabilities, transaction, batch,
 	// operation) or one of the gateway's own (see Interactions).
 	Interaction string
-	Status      int    // the HTTP status answered (0: no HTTP exchange; see outcomeDesc)
-	ClientID    string // from authentication; "" when anonymous (development mode) or unauthenticated
+	// Status is the HTTP status answered; for a record of no HTTP
+	// exchange (NoHTTP) the one whose class (2xx done, 4xx refused, 5xx
+	// failed) is its outcome (0: done).
+	Status   int
+	ClientID string // from authentication; "" when anonymous (development mode) or unauthenticated
 	// Unauthenticated tells, for a record without a ClientID, that the
 	// deployment authenticates its clients and this caller did not
 	// (UnauthenticatedClient); false: development mode (AnonymousClient).
@@ -146,8 +149,9 @@ type Record struct {
 	TraceID     string
 	Description string
 	// NoHTTP tells that the request had no HTTP exchange (a CLI command
-	// on the database): outcomeDesc then says what was done without an
-	// HTTP status, and outcome still follows Status's class (2xx done,
+	// on the database, a change the gateway found at start): its
+	// outcomeDesc then says what was done without an HTTP status
+	// (outcomeText), and outcome still follows Status's class (2xx done,
 	// 4xx refused, 5xx failed).
 	NoHTTP bool
 	// PeriodStart and PeriodEnd are AuditEvent.period, when the activity
@@ -466,13 +470,10 @@ func classify(interaction string) (kind, [3]string, [3]string) {
 	return k, typ, subtype
 }
 
-// outcomeDesc is AuditEvent.outcomeDesc: the HTTP status and the record's
-// PHI-free description; the description alone for a record of no HTTP
-// exchange (status 0: a change the gateway found at start).
+// outcomeDesc is AuditEvent.outcomeDesc of a request with an HTTP
+// exchange: the HTTP status and the record's PHI-free description (one of
+// no HTTP exchange: Record.outcomeText).
 func outcomeDesc(status int, description string) string {
-	if status == 0 {
-		return description
-	}
 	desc := "HTTP " + strconv.Itoa(status) + " " + http.StatusText(status)
 	if description != "" {
 		desc += ": " + description

@@ -174,7 +174,7 @@ func TestShareWording(t *testing.T) {
 // the change alone (no HTTP exchange).
 func TestClientRegistrationEvent(t *testing.T) {
 	r := Record{ID: "a1", Recorded: time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC), Interaction: "client-registration",
-		Action: "D", Observer: "gw-1", Tenant: "clinic-a", ByGateway: true,
+		Action: "D", Observer: "gw-1", Tenant: "clinic-a", ByGateway: true, NoHTTP: true,
 		Identified:  []Identified{{System: SystemClient, Value: "old-ehr", Description: "the registered client"}},
 		Description: "registered client removed"}
 	b, _ := json.Marshal(Event(r))

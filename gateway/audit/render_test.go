@@ -83,7 +83,7 @@ func TestRenderMatchesEvent(t *testing.T) {
 		"an action of its own": with(func(r *audit.Record) { r.Interaction, r.Action = "ingest", "U" }),
 		"a registered client changed, by the gateway": with(func(r *audit.Record) {
 			r.Interaction, r.Action, r.Status, r.ClientID, r.ClientAddr, r.RequestID, r.TraceID = "client-registration", "U", 0, "", "", "", ""
-			r.ByGateway, r.Patients, r.Entities = true, nil, nil
+			r.ByGateway, r.NoHTTP, r.Patients, r.Entities = true, true, nil, nil
 			r.Identified = []audit.Identified{{System: audit.SystemClient, Value: "ehr-client", Description: "the registered client"}}
 			r.Description = "registered client changed: scopes added: system/Patient.rs"
 		}),

@@ -102,7 +102,7 @@ func (l *Log) RecordClients(ctx context.Context, clients []auth.Registration) (C
 			// source.site "*" (search.AllTenants): kept with the all-tenant
 			// callers' AuditEvents; the client's tenant is in the description.
 			rec := audit.Record{ID: store.NewID(), Recorded: now, Interaction: "client-registration", Observer: l.observer,
-				Tenant: search.AllTenants, ByGateway: true, Identified: []audit.Identified{{System: audit.SystemClient, Value: id, Description: "the registered client"}}}
+				Tenant: search.AllTenants, ByGateway: true, NoHTTP: true, Identified: []audit.Identified{{System: audit.SystemClient, Value: id, Description: "the registered client"}}}
 			switch {
 			case !had:
 				rec.Action, rec.Description = "C", "registered client added: "+describe(w)

@@ -157,6 +157,17 @@ func NewScope(interaction string, p *auth.Principal) *Scope {
 	return sc
 }
 
+// Sub is the scope of a part of sc's request that has an AuditEvent of
+// its own (each record of a bulk import, each record a replay corrects),
+// for interaction by p: the same request as sc's, by the same client
+// (ClientID), from the same address, under its trace and request ids, with
+// or without an HTTP exchange as sc. What sc recorded is not carried over.
+func (sc *Scope) Sub(interaction string, p *auth.Principal) *Scope {
+	sub := NewScope(interaction, p)
+	sub.ClientID, sub.Addr, sub.TraceID, sub.RequestID, sub.NoHTTP = sc.ClientID, sc.Addr, sc.TraceID, sc.RequestID, sc.NoHTTP
+	return sub
+}
+
 // SetPrincipal records the authenticated caller.
 func (sc *Scope) SetPrincipal(p *auth.Principal) {
 	sc.Principal = p

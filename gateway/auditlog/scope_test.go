@@ -8,6 +8,7 @@ import (
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
 
@@ -152,5 +153,31 @@ func TestScopeNamesExternalClient(t *testing.T) {
 	}
 	if reg := NewScope("read", &auth.Principal{ClientID: "ehr-a", Tenant: "t", Issuer: "https://gw.example/auth/token"}); reg.ClientID != "ehr-a" {
 		t.Errorf("registered client recorded as %q", reg.ClientID)
+	}
+}
+
+// TestScopeSub: a part of a request with an AuditEvent of its own (a bulk
+// import's record, a replay's correction) is the same request: the same
+// client, address, trace and request ids and HTTP exchange (or none); it
+// acts as its principal and carries nothing the request recorded.
+func TestScopeSub(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		noHTTP bool
+	}{
+		{"an API request", false},
+		{"a CLI command", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sc := NewScope("mapping-replay", &auth.Principal{ClientID: "ops", Tenant: search.AllTenants})
+			sc.Addr, sc.TraceID, sc.RequestID, sc.NoHTTP, sc.Description = "10.0.0.1", "trace-1", "req-1", tc.noHTTP, "the run"
+			sc.Concern("Patient/p1")
+			sub := sc.Sub("ingest", &auth.Principal{ClientID: "ops", Tenant: "clinic-a"})
+			if sub.Interaction != "ingest" || sub.ClientID != sc.ClientID || sub.Tenant != "clinic-a" || sub.Addr != "10.0.0.1" ||
+				sub.TraceID != "trace-1" || sub.RequestID != "req-1" || sub.NoHTTP != tc.noHTTP || sub.Description != "" || len(sub.Patients()) != 0 {
+				t.Errorf("Sub(ingest) = %+v; want the request's client, address, trace, request id and NoHTTP %t, tenant clinic-a, nothing recorded",
+					sub, tc.noHTTP)
+			}
+		})
 	}
 }

@@ -125,8 +125,7 @@ func (s *Service) Import(ctx context.Context, sc *auditlog.Scope, src Source, op
 			}
 		}
 	}, func(ctx context.Context, rec Record) result {
-		rsc := auditlog.NewScope("ingest", sc.Principal)
-		rsc.Addr, rsc.TraceID, rsc.NoHTTP = sc.Addr, sc.TraceID, sc.NoHTTP
+		rsc := sc.Sub("ingest", sc.Principal)
 		if rsc.TraceID == "" {
 			// Each record a trace of its own, as each request to the API
 			// has: its AuditEvent, Provenance and deliveries carry it (a

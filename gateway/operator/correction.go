@@ -1,6 +1,7 @@
 package operator
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/url"
@@ -64,11 +65,11 @@ func (s *Service) markCorrections(ctx context.Context, tenant string, vs []View)
 			return err
 		}
 		for _, r := range page.Matches {
-			doc, err := fhirwire.Decode(r.Body)
+			trace, c, err := correctionIn(r.Body)
 			if err != nil {
 				return fmt.Errorf("stored Provenance/%s: %w", r.ID, err)
 			}
-			if trace, c := correctionOf(doc); c != nil {
+			if c != nil {
 				byTrace[trace] = c
 			}
 		}
@@ -80,6 +81,22 @@ func (s *Service) markCorrections(ctx context.Context, tenant string, vs []View)
 		}
 	}
 	return nil
+}
+
+// correctionIn is correctionOf of body, a stored Provenance. Most of those
+// a trace finds are receipts, not a replay's: a body without a revision
+// entity's role (the gateway writes its Provenances with encoding/json,
+// which escapes no letter) is not one, and is not decoded.
+func correctionIn(body []byte) (string, *Correction, error) {
+	if !bytes.Contains(body, []byte(`"revision"`)) {
+		return "", nil, nil
+	}
+	doc, err := fhirwire.Decode(body)
+	if err != nil {
+		return "", nil, err
+	}
+	trace, c := correctionOf(doc)
+	return trace, c, nil
 }
 
 // correctionOf is the trace and correction of doc, a stored Provenance, if

@@ -109,9 +109,7 @@ func (s *Service) apply(ctx context.Context, sc *auditlog.Scope, m *remapped, op
 		p = &auth.Principal{}
 	}
 	p.Tenant = l.Tenant // the write is the record's tenant's
-	rsc := auditlog.NewScope("mapping-replay", p)
-	rsc.ClientID, rsc.Addr, rsc.TraceID, rsc.RequestID = sc.ClientID, sc.Addr, sc.TraceID, sc.RequestID
-	rsc.NoHTTP = sc.NoHTTP
+	rsc := sc.Sub("mapping-replay", p)
 	if rsc.TraceID == "" {
 		// A replay without a caller's trace (the CLI, the job) gives each
 		// record's correction a trace of its own, as a bulk import does:
