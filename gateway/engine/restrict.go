@@ -158,7 +158,11 @@ func writePerm(method string) byte {
 // caller may read is not changed through it (403 scope-restriction-write).
 // One it may not read (not Visible) is, to it, as a resource of another
 // tenant: errForeign, which the caller answers as the write answers a
-// foreign id (a 403 would tell that it exists). A deletion has no content:
+// foreign id (a 403 would tell that it exists). That holds as well when
+// only its reading is restricted (system/Observation.rs?... with an
+// unrestricted system/Observation.ud): a write must not overwrite, delete
+// or revive what the client's reads hide, nor answer otherwise than for
+// an id nobody holds. A deletion has no content:
 // the version before it decides, as it decides whether a read tells of the
 // deletion (deletionShown), so that an update never revives a hidden
 // resource's id and history; deleting a deletion the caller may see
@@ -166,7 +170,8 @@ func writePerm(method string) byte {
 // the write itself answers) passes. st is the write's transaction, or the
 // engine's reads for $validate (readsAt).
 func (e *Engine) checkStored(st storedReader, sc *auditlog.Scope, typ, id string, perm byte) error {
-	if !restrictedFor(sc, typ, string(perm)) {
+	permRestricted, readRestricted := restrictedFor(sc, typ, string(perm)), restrictedFor(sc, typ, "rs")
+	if !permRestricted && !readRestricted {
 		return nil
 	}
 	cur, err := st.Read(typ, id)
@@ -180,7 +185,9 @@ func (e *Engine) checkStored(st storedReader, sc *auditlog.Scope, typ, id string
 		return nil
 	}
 	switch {
-	case grants(sc.Principal.Scopes, string(perm), cur):
+	case readRestricted && !e.Visible(sc, cur):
+		return errForeign
+	case !permRestricted || grants(sc.Principal.Scopes, string(perm), cur):
 		return nil
 	case !e.Visible(sc, cur):
 		return errForeign
