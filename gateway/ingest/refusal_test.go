@@ -39,7 +39,7 @@ func TestImportAuditsMappingDefect(t *testing.T) {
 		var ev struct {
 			OutcomeDesc string `json:"outcomeDesc"`
 			Entity      []struct {
-				Role struct{ Code string } `json:"role"`
+				Role struct{ Code string }      `json:"role"`
 				What struct{ Reference string } `json:"what"`
 			} `json:"entity"`
 		}
