@@ -431,7 +431,7 @@ func (e *Engine) writableIssues(ctx context.Context, sc *auditlog.Scope, typ, id
 		return asIssues(err), nil
 	}
 	cur, err := rd.Read(ctx, typ, id)
-	if del && errors.Is(err, store.ErrGone) && !e.deletionShown(ctx, sc, rd, cur) {
+	if del && errors.Is(err, store.ErrGone) && !e.deletionShown(sc, readsAt{ctx, rd}, cur) {
 		err = store.ErrNotFound // a deletion the caller may not be told of
 	}
 	switch {

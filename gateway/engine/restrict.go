@@ -125,7 +125,7 @@ func restrictedHistory(ctx context.Context, e *Engine, sc *auditlog.Scope, st re
 			return nil, 0, err
 		}
 		for _, v := range vs {
-			if v.Deleted && e.deletionShown(ctx, sc, st, v) || !v.Deleted && e.Visible(sc, v) {
+			if v.Deleted && e.deletionShown(sc, readsAt{ctx, st}, v) || !v.Deleted && e.Visible(sc, v) {
 				shown = append(shown, v)
 			}
 		}
@@ -212,11 +212,7 @@ func (e *Engine) hiddenAt(tx store.Tx, sc *auditlog.Scope, typ, id string) bool 
 	case err == nil && cur != nil && owns(tx, cur):
 		return !e.Visible(sc, cur)
 	case errors.Is(err, store.ErrGone) && cur != nil && owns(tx, cur):
-		if !restrictedFor(sc, typ, "rs") {
-			return false
-		}
-		prev := lastContent(tx, cur)
-		return prev == nil || !e.Visible(sc, prev)
+		return !e.deletionShown(sc, tx, cur)
 	}
 	return false
 }
@@ -306,16 +302,13 @@ func restrictionWriteError(typ string, perm byte, stored bool) error {
 // granular scopes only may patch what their restriction selects, and a
 // resource it hides is not found, as its read is (allowPatch checks the
 // type).
-func mayPatch(tx store.Tx, sc *auditlog.Scope, typ, id string) bool {
+func (e *Engine) mayPatch(tx store.Tx, sc *auditlog.Scope, typ, id string) bool {
 	if !restrictedFor(sc, typ, "rs") {
 		return true
 	}
 	cur, err := tx.Read(typ, id)
 	if errors.Is(err, store.ErrGone) && cur != nil && owns(tx, cur) {
-		// A 410 tells of the deletion: only of one whose last content
-		// the caller may see (deletionShown).
-		prev := lastContent(tx, cur)
-		return prev != nil && grants(sc.Principal.Scopes, "rs", prev)
+		return e.deletionShown(sc, tx, cur) // a 410 tells of the deletion
 	}
 	if err != nil || cur == nil || cur.Deleted {
 		return true // the patch answers these itself
@@ -330,13 +323,11 @@ func mayPatch(tx store.Tx, sc *auditlog.Scope, typ, id string) bool {
 // resource's last content) is one it may see; otherwise the resource is
 // as one of another tenant (404), since a 410 would tell that a hidden
 // resource existed.
-func (e *Engine) deletionShown(ctx context.Context, sc *auditlog.Scope, st reader, del *store.Resource) bool {
+// st is a write's transaction, or a reader's reads with ctx (readsAt).
+func (e *Engine) deletionShown(sc *auditlog.Scope, st storedReader, del *store.Resource) bool {
 	if del == nil || !restrictedFor(sc, del.Type, "rs") {
 		return true
 	}
-	if del.Version < 2 {
-		return false
-	}
-	prev, err := st.VRead(ctx, del.Type, del.ID, del.Version-1)
-	return err == nil && prev != nil && !prev.Deleted && e.Visible(sc, prev)
+	prev := lastContent(st, del)
+	return prev != nil && e.Visible(sc, prev)
 }
