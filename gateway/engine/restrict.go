@@ -3,8 +3,6 @@ package engine
 import (
 	"context"
 	"errors"
-	"slices"
-	"strings"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
@@ -29,53 +27,20 @@ const (
 
 // restrictionClauses returns the clauses to add to a search of typ by the
 // caller of sc that needs perms (some of 'r', 's'): none when a scope
-// grants them unrestricted. Several granular scopes on typ are ORed: their
-// restrictions are expressed as one set of clauses when each is a single
-// clause of the same parameter (their values then ORed in one clause);
+// grants them unrestricted. Several granular scopes on typ are ORed, as
+// one set of clauses when they can be (auth.Scopes.SearchRestriction);
 // otherwise the search is refused (scope-restriction-unenforceable).
 func restrictionClauses(sc *auditlog.Scope, typ, perms string) ([]search.Clause, error) {
 	if sc == nil || sc.Principal == nil {
 		return nil, nil
 	}
-	restrictions, unrestricted := sc.Principal.Scopes.Restriction(typ, perms)
-	if unrestricted || len(restrictions) == 0 {
-		return nil, nil
+	cs, conflict := sc.Principal.Scopes.SearchRestriction(typ, perms)
+	if conflict != "" {
+		return nil, unenforceable("the access token's scopes restrict " + typ + " by different search parameters (" +
+			conflict + "), which the gateway cannot apply together to one search exactly: ask " +
+			"for a token with one of them, or with restrictions of one parameter each")
 	}
-	keys := map[string]bool{}
-	var distinct [][]search.Clause
-	for _, cs := range restrictions {
-		if k := search.Key(typ, &search.Query{Clauses: cs}); !keys[k] {
-			keys[k] = true
-			distinct = append(distinct, cs)
-		}
-	}
-	if len(distinct) == 1 {
-		return slices.Clone(distinct[0]), nil
-	}
-	merged := search.Clause{Param: distinct[0][0].Param, Type: search.TypeToken}
-	for _, cs := range distinct {
-		if len(cs) != 1 || cs[0].Param != merged.Param {
-			return nil, unenforceable("the access token's scopes restrict " + typ + " by different search parameters (" +
-				restrictionParams(distinct) + "), which the gateway cannot apply together to one search exactly: ask " +
-				"for a token with one of them, or with restrictions of one parameter each")
-		}
-		merged.Values = append(merged.Values, cs[0].Values...)
-	}
-	return []search.Clause{merged}, nil
-}
-
-// restrictionParams names the parameters of restrictions, each
-// restriction's joined by &, the restrictions by " or ": never a value.
-func restrictionParams(restrictions [][]search.Clause) string {
-	var out []string
-	for _, cs := range restrictions {
-		var names []string
-		for _, c := range cs {
-			names = append(names, c.Param)
-		}
-		out = append(out, strings.Join(names, "&"))
-	}
-	return strings.Join(out, " or ")
+	return cs, nil
 }
 
 // Restriction returns the clauses that confine a search of typ by the
