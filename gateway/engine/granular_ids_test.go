@@ -121,6 +121,10 @@ func testHiddenIDs(t *testing.T, updateCreate bool, cond, writer string) {
 					_, err := e.Patch(ctx, hospital("patch", cond), "Observation", id, engine.PatchJSON, body(patch), engine.Preconditions{})
 					return err
 				}},
+				{"conditional PATCH by _id", func(id string) error {
+					_, err := e.ConditionalPatch(ctx, hospital("patch", cond), "Observation", "_id="+id, engine.PatchJSON, body(patch), engine.Preconditions{})
+					return err
+				}},
 				{"DELETE", func(id string) error {
 					_, err := e.Delete(ctx, hospital("delete", writer), "Observation", id, engine.Preconditions{})
 					return err
