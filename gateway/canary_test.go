@@ -44,7 +44,7 @@ func (m *markers) next() string {
 // text (free text and identifiers: names, notes, ids, lot numbers, ...)
 // by a marker, keeping the record valid: a replacement that the schema or
 // the clinical rules reject is undone (codes, dates, enums).
-func markRecord(t *testing.T, p *ingest.Pipeline, kind mapping.Kind, raw []byte, m *markers) []byte {
+func markRecord(t *testing.T, s *ingest.Service, kind mapping.Kind, raw []byte, m *markers) []byte {
 	t.Helper()
 	var doc any
 	if err := json.Unmarshal(raw, &doc); err != nil {
@@ -52,7 +52,7 @@ func markRecord(t *testing.T, p *ingest.Pipeline, kind mapping.Kind, raw []byte,
 	}
 	valid := func() bool {
 		b, _ := json.Marshal(doc)
-		_, err := p.Map(kind, b)
+		_, err := s.DryRun(context.Background(), "", kind, b, false)
 		return err == nil
 	}
 	// try puts a marker where orig was and keeps it if the record stays valid.
@@ -197,7 +197,7 @@ func TestCanaryNoPHI(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			rec := markRecord(t, s.app.Ingest.Pipeline(), kind, raw, m)
+			rec := markRecord(t, s.app.Ingest, kind, raw, m)
 			call("POST", "/ingest/"+string(kind), "application/json", rec, 200)
 			stored++
 
@@ -228,7 +228,7 @@ func TestCanaryNoPHI(t *testing.T) {
 	}
 	// A clinical rule error (PHQ-9 total that does not add up).
 	phq, _ := os.ReadFile(filepath.Join("..", "schemas", "examples", "assessment", "phq9-moderate.json"))
-	phq = markRecord(t, s.app.Ingest.Pipeline(), "assessment", phq, m)
+	phq = markRecord(t, s.app.Ingest, "assessment", phq, m)
 	var pd map[string]any
 	_ = json.Unmarshal(phq, &pd)
 	pd["total"] = pd["total"].(float64) + 1

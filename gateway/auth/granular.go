@@ -165,12 +165,61 @@ func covers(av, rv search.Value) bool {
 	return rv.HasSystem && rv.System == av.System && rv.Code == av.Code
 }
 
+// SearchRestriction returns the clauses that confine a search needing
+// perms (some of 'r', 's') on typ to what the scopes grant: none when a
+// scope grants perms on typ unrestricted (or nothing grants them).
+// Several granular scopes are ORed, expressed as one set of clauses when
+// each is a single clause of the same parameter (their values then ORed
+// in one clause). Otherwise conflict names their parameters, each
+// restriction's joined by & and the restrictions by " or " (never a
+// value), and clauses is nil: no one search applies them exactly.
+func (s Scopes) SearchRestriction(typ, perms string) (clauses []search.Clause, conflict string) {
+	restrictions, unrestricted := s.Restriction(typ, perms)
+	if unrestricted || len(restrictions) == 0 {
+		return nil, ""
+	}
+	keys := map[string]bool{}
+	var distinct [][]search.Clause
+	for _, cs := range restrictions {
+		if k := search.Key(typ, &search.Query{Clauses: cs}); !keys[k] {
+			keys[k] = true
+			distinct = append(distinct, cs)
+		}
+	}
+	if len(distinct) == 1 {
+		return slices.Clone(distinct[0]), ""
+	}
+	merged := search.Clause{Param: distinct[0][0].Param, Type: search.TypeToken}
+	for _, cs := range distinct {
+		if len(cs) != 1 || cs[0].Param != merged.Param {
+			return nil, restrictionParams(distinct)
+		}
+		merged.Values = append(merged.Values, cs[0].Values...)
+	}
+	return []search.Clause{merged}, ""
+}
+
+// restrictionParams names the parameters of restrictions, each
+// restriction's joined by &, the restrictions by " or ", each name once:
+// never a value.
+func restrictionParams(restrictions [][]search.Clause) string {
+	var names []string
+	for _, cs := range restrictions {
+		var ps []string
+		for _, c := range cs {
+			ps = append(ps, c.Param)
+		}
+		if n := strings.Join(ps, "&"); !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	}
+	return strings.Join(names, " or ")
+}
+
 // searchConflict returns a type whose searches the scopes restrict only
-// through restrictions the engine cannot apply to one search (of
-// different parameters, or of more than one parameter, ORed: every search
-// of the type is 403 scope-restriction-unenforceable), and the
-// parameters, each restriction's joined by & and the restrictions by " or "
-// (no value); "" when there is none.
+// through restrictions the engine cannot apply to one search (every search
+// of the type is 403 scope-restriction-unenforceable), and the parameters
+// (SearchRestriction's conflict); "" when there is none.
 func (s Scopes) searchConflict() (typ, params string) {
 	var types []string
 	for _, sc := range s.list {
@@ -179,45 +228,11 @@ func (s Scopes) searchConflict() (typ, params string) {
 		}
 	}
 	for _, typ := range types {
-		restrictions, unrestricted := s.Restriction(typ, "s")
-		if unrestricted {
-			continue
-		}
-		keys := map[string]bool{}
-		var names []string
-		param, one := "", true
-		for _, cs := range restrictions {
-			k := search.Key(typ, &search.Query{Clauses: cs})
-			if keys[k] {
-				continue
-			}
-			keys[k] = true
-			var ps []string
-			for _, c := range cs {
-				ps = append(ps, c.Param)
-			}
-			if n := strings.Join(ps, "&"); !slices.Contains(names, n) {
-				names = append(names, n)
-			}
-			if len(cs) != 1 || param != "" && cs[0].Param != param {
-				one = false
-			}
-			param = cs[0].Param
-		}
-		if len(keys) > 1 && !one {
-			return typ, strings.Join(names, " or ")
+		if _, conflict := s.SearchRestriction(typ, "s"); conflict != "" {
+			return typ, conflict
 		}
 	}
 	return "", ""
-}
-
-// SearchConflict returns a type whose searches the scopes (a client's
-// registration) restrict by granular scopes of different parameters,
-// which the gateway cannot enforce together (a token granting them all is
-// refused), and the parameters; "" when there is none. serve warns of
-// such a registration; the text names no value of a restriction.
-func SearchConflict(scopes []string) (typ, params string) {
-	return ParseScopes(strings.Join(scopes, " ")).searchConflict()
 }
 
 // named names the restricted scopes of s by their parameters, without

@@ -200,8 +200,8 @@ func TestScopesRestriction(t *testing.T) {
 // as asked; one of another parameter alone is not. A grant whose
 // restrictions of one type's searches are of different parameters (every
 // search of it would be 403 scope-restriction-unenforceable) is refused at
-// the token endpoint, saying why and naming no value; SearchConflict names
-// such a registration for serve's warning. Refusal texts name the
+// the token endpoint, saying why and naming no value; NewServer's Warnings
+// name such a registration for serve's warning. Refusal texts name the
 // registered restrictions by their parameters, told apart. Before, the
 // narrower request was "not registered for", the conflicting grant was
 // issued, and the registered restrictions read "system/Observation.c?...
@@ -244,8 +244,16 @@ func TestGranularNarrowerAndConflicts(t *testing.T) {
 		{"two parameters in one scope", []string{both}, ""},
 		{"covered by an unrestricted search", append(slices.Clone(mixed), "system/Observation.s"), ""},
 	} {
-		if typ, params := SearchConflict(tc.scopes); typ != tc.typ || tc.typ != "" && params != "category or code" {
-			t.Errorf("SearchConflict(%s) = %q, %q; want %q", tc.name, typ, params, tc.typ)
+		s, _ := newTestServerWith(t, tc.scopes)
+		var got string
+		for _, w := range s.Warnings() {
+			if strings.Contains(w.Message, "by different search parameters") {
+				got = w.Message
+			}
+		}
+		if want := "searches of " + tc.typ + " by different search parameters (category or code)"; tc.typ == "" && got != "" ||
+			tc.typ != "" && !strings.Contains(got, want) {
+			t.Errorf("Warnings(%s) = %q, want one containing %q", tc.name, got, want)
 		}
 	}
 

@@ -23,13 +23,32 @@ import (
 // conditional-id-taken where an unused one was created (201) or 404; a PUT
 // to an unused id created it (201) where the hidden one was 404; a PUT to
 // the deleted survey took over its id and history (201, W/"3").
+//
+// The same holds for a client that reads through granular scopes only but
+// writes unrestricted (system/Observation.rs?category=... with
+// system/Observation.cud): before, its PUT to the hidden PHQ-9 overwrote it
+// (200) where an unused id was 404, its DELETE deleted it, and $validate
+// called both valid.
 func TestGranularHiddenIDs(t *testing.T) {
-	const (
-		cond   = "system/Observation.cruds?category=" + catSystem + "|vital-signs system/Patient.rs"
-		writer = "system/Observation.cud?category=" + catSystem + "|vital-signs " + hospitalScope
-	)
-	for _, updateCreate := range []bool{true, false} {
-		t.Run(fmt.Sprintf("UpdateCreate=%t", updateCreate), func(t *testing.T) {
+	for _, scopes := range []struct{ name, cond, writer string }{
+		{"restricted writes",
+			"system/Observation.cruds?category=" + catSystem + "|vital-signs system/Patient.rs",
+			"system/Observation.cud?category=" + catSystem + "|vital-signs " + hospitalScope},
+		{"restricted reads, unrestricted writes",
+			vitalScope + " system/Observation.cud system/Patient.rs",
+			vitalScope + " system/Observation.ud system/Patient.rs"},
+	} {
+		for _, updateCreate := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%s/UpdateCreate=%t", scopes.name, updateCreate), func(t *testing.T) {
+				testHiddenIDs(t, updateCreate, scopes.cond, scopes.writer)
+			})
+		}
+	}
+}
+
+func testHiddenIDs(t *testing.T, updateCreate bool, cond, writer string) {
+	{
+		{
 			c := newChartConfig(t, app.Config{UpdateCreate: updateCreate})
 			ctx := context.Background()
 			e := c.a.Engine
@@ -102,6 +121,10 @@ func TestGranularHiddenIDs(t *testing.T) {
 					_, err := e.Patch(ctx, hospital("patch", cond), "Observation", id, engine.PatchJSON, body(patch), engine.Preconditions{})
 					return err
 				}},
+				{"conditional PATCH by _id", func(id string) error {
+					_, err := e.ConditionalPatch(ctx, hospital("patch", cond), "Observation", "_id="+id, engine.PatchJSON, body(patch), engine.Preconditions{})
+					return err
+				}},
 				{"DELETE", func(id string) error {
 					_, err := e.Delete(ctx, hospital("delete", writer), "Observation", id, engine.Preconditions{})
 					return err
@@ -158,6 +181,6 @@ func TestGranularHiddenIDs(t *testing.T) {
 					}
 				})
 			}
-		})
+		}
 	}
 }

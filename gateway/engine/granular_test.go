@@ -479,19 +479,29 @@ func TestGranularLinked(t *testing.T) {
 }
 
 // TestGranularBlindWrite: a caller that writes a type unrestricted but
-// reads it through a granular scope is told nothing of a hidden resource's
-// versions by a failed precondition (the 412 of a blind write).
+// reads it through a granular scope is told nothing of a resource's
+// versions by a failed precondition (the 412 of a blind write), and of a
+// hidden resource not even that it exists: its update answers as an
+// unused id's (404 id-unavailable), not 412.
 func TestGranularBlindWrite(t *testing.T) {
 	c := newChart(t)
 	ctx := context.Background()
-	doc := observation("survey", "44261-6", "Patient/"+c.patient)
-	doc["id"] = c.phq9
-	b, _ := json.Marshal(doc)
-	_, err := c.a.Engine.Update(ctx, hospital("update", hospitalScope+" system/Observation.u"), "Observation", c.phq9,
-		func() ([]byte, error) { return b, nil }, engine.Preconditions{IfMatch: `W/"7"`})
-	k, issues := outcome.From(err)
-	if err == nil || k != outcome.PreconditionFailed || !strings.Contains(issues[0].Message, "its version is not told") {
-		t.Errorf("Update(PHQ-9, If-Match 7) = %v, want a 412 that does not tell the version", err)
+	update := func(id string) error {
+		doc := observation("vital-signs", "8867-4", "Patient/"+c.patient)
+		doc["id"] = id
+		b, _ := json.Marshal(doc)
+		_, err := c.a.Engine.Update(ctx, hospital("update", hospitalScope+" system/Observation.u"), "Observation", id,
+			func() ([]byte, error) { return b, nil }, engine.Preconditions{IfMatch: `W/"7"`})
+		return err
+	}
+	k, issues := outcome.From(update(c.vital))
+	if k != outcome.PreconditionFailed || len(issues) == 0 || !strings.Contains(issues[0].Message, "its version is not told") {
+		t.Errorf("Update(vital, If-Match 7) = %v %v, want a 412 that does not tell the version", k, issues)
+	}
+	hk, hidden := outcome.From(update(c.phq9))
+	uk, unused := outcome.From(update("unused-id"))
+	if hk != outcome.NotFound || uk != hk || len(hidden) == 0 || len(unused) == 0 || hidden[0].Rule != unused[0].Rule {
+		t.Errorf("Update(PHQ-9, If-Match 7) = %v %v, of an unused id %v %v: want the same 404", hk, hidden, uk, unused)
 	}
 }
 

@@ -413,7 +413,8 @@ func (e *Engine) writableIssues(ctx context.Context, sc *auditlog.Scope, typ, id
 	if err := clientWritableAt(typ, id); err != nil {
 		return asIssues(err), nil
 	}
-	rd := e.reader(sc, reads{})
+	// Each version is read once, whichever check asks for it.
+	rd := &readOnce{storedReader: readsAt{ctx, e.reader(sc, reads{})}}
 	perm := byte('u')
 	if del {
 		perm = 'd'
@@ -421,7 +422,7 @@ func (e *Engine) writableIssues(ctx context.Context, sc *auditlog.Scope, typ, id
 	// As the write's granular scopes' checks answer (checkStored): a
 	// resource they hide is another tenant's, a deleted one by the
 	// version before the deletion.
-	switch err := e.checkStored(readsAt{ctx, rd}, sc, typ, id, perm); {
+	switch err := e.checkStored(rd, sc, typ, id, perm); {
 	case errors.Is(err, errForeign) && !del:
 		return asIssues(errIDTaken), nil
 	case errors.Is(err, errForeign):
@@ -430,8 +431,8 @@ func (e *Engine) writableIssues(ctx context.Context, sc *auditlog.Scope, typ, id
 	case err != nil:
 		return asIssues(err), nil
 	}
-	cur, err := rd.Read(ctx, typ, id)
-	if del && errors.Is(err, store.ErrGone) && !e.deletionShown(ctx, sc, rd, cur) {
+	cur, err := rd.Read(typ, id)
+	if del && errors.Is(err, store.ErrGone) && !e.deletionShown(sc, rd, cur) {
 		err = store.ErrNotFound // a deletion the caller may not be told of
 	}
 	switch {

@@ -106,7 +106,7 @@ func (e *Engine) read(ctx context.Context, sc *auditlog.Scope, in reads, typ, id
 		return nil, outcome.New(outcome.NotFound, "not-found", "resource-unknown", "the gateway publishes no "+typ+
 			" with this id; GET /fhir/"+typ+" lists those it publishes, ?url= finds one by its canonical url").At(typ + ".id")
 	}
-	if errors.Is(err, store.ErrGone) && !e.deletionShown(ctx, sc, e.reader(sc, in), r) {
+	if errors.Is(err, store.ErrGone) && !e.deletionShown(sc, readsAt{ctx, e.reader(sc, in)}, r) {
 		return nil, errResourceUnkown
 	}
 	if err != nil {
@@ -146,7 +146,7 @@ func (e *Engine) vread(ctx context.Context, sc *auditlog.Scope, in reads, typ, i
 	// one of another tenant (resource-unknown): a version-unknown for a
 	// version it has, or had, would tell that it exists.
 	cur, rerr := st.Read(ctx, typ, id)
-	known := rerr == nil && e.Visible(sc, cur) || errors.Is(rerr, store.ErrGone) && e.deletionShown(ctx, sc, st, cur)
+	known := rerr == nil && e.Visible(sc, cur) || errors.Is(rerr, store.ErrGone) && e.deletionShown(sc, readsAt{ctx, st}, cur)
 	if !known && (rerr == nil || errors.Is(rerr, store.ErrGone)) {
 		return nil, errForeign
 	}
@@ -157,7 +157,7 @@ func (e *Engine) vread(ctx context.Context, sc *auditlog.Scope, in reads, typ, i
 	if err != nil {
 		return nil, err
 	}
-	if r.Deleted && !e.deletionShown(ctx, sc, st, r) {
+	if r.Deleted && !e.deletionShown(sc, readsAt{ctx, st}, r) {
 		return nil, errVersionUnknown
 	}
 	if r.Deleted {

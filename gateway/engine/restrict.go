@@ -3,8 +3,6 @@ package engine
 import (
 	"context"
 	"errors"
-	"slices"
-	"strings"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
@@ -29,53 +27,20 @@ const (
 
 // restrictionClauses returns the clauses to add to a search of typ by the
 // caller of sc that needs perms (some of 'r', 's'): none when a scope
-// grants them unrestricted. Several granular scopes on typ are ORed: their
-// restrictions are expressed as one set of clauses when each is a single
-// clause of the same parameter (their values then ORed in one clause);
+// grants them unrestricted. Several granular scopes on typ are ORed, as
+// one set of clauses when they can be (auth.Scopes.SearchRestriction);
 // otherwise the search is refused (scope-restriction-unenforceable).
 func restrictionClauses(sc *auditlog.Scope, typ, perms string) ([]search.Clause, error) {
 	if sc == nil || sc.Principal == nil {
 		return nil, nil
 	}
-	restrictions, unrestricted := sc.Principal.Scopes.Restriction(typ, perms)
-	if unrestricted || len(restrictions) == 0 {
-		return nil, nil
+	cs, conflict := sc.Principal.Scopes.SearchRestriction(typ, perms)
+	if conflict != "" {
+		return nil, unenforceable("the access token's scopes restrict " + typ + " by different search parameters (" +
+			conflict + "), which the gateway cannot apply together to one search exactly: ask " +
+			"for a token with one of them, or with restrictions of one parameter each")
 	}
-	keys := map[string]bool{}
-	var distinct [][]search.Clause
-	for _, cs := range restrictions {
-		if k := search.Key(typ, &search.Query{Clauses: cs}); !keys[k] {
-			keys[k] = true
-			distinct = append(distinct, cs)
-		}
-	}
-	if len(distinct) == 1 {
-		return slices.Clone(distinct[0]), nil
-	}
-	merged := search.Clause{Param: distinct[0][0].Param, Type: search.TypeToken}
-	for _, cs := range distinct {
-		if len(cs) != 1 || cs[0].Param != merged.Param {
-			return nil, unenforceable("the access token's scopes restrict " + typ + " by different search parameters (" +
-				restrictionParams(distinct) + "), which the gateway cannot apply together to one search exactly: ask " +
-				"for a token with one of them, or with restrictions of one parameter each")
-		}
-		merged.Values = append(merged.Values, cs[0].Values...)
-	}
-	return []search.Clause{merged}, nil
-}
-
-// restrictionParams names the parameters of restrictions, each
-// restriction's joined by &, the restrictions by " or ": never a value.
-func restrictionParams(restrictions [][]search.Clause) string {
-	var out []string
-	for _, cs := range restrictions {
-		var names []string
-		for _, c := range cs {
-			names = append(names, c.Param)
-		}
-		out = append(out, strings.Join(names, "&"))
-	}
-	return strings.Join(out, " or ")
+	return cs, nil
 }
 
 // Restriction returns the clauses that confine a search of typ by the
@@ -125,7 +90,7 @@ func restrictedHistory(ctx context.Context, e *Engine, sc *auditlog.Scope, st re
 			return nil, 0, err
 		}
 		for _, v := range vs {
-			if v.Deleted && e.deletionShown(ctx, sc, st, v) || !v.Deleted && e.Visible(sc, v) {
+			if v.Deleted && e.deletionShown(sc, readsAt{ctx, st}, v) || !v.Deleted && e.Visible(sc, v) {
 				shown = append(shown, v)
 			}
 		}
@@ -158,7 +123,11 @@ func writePerm(method string) byte {
 // caller may read is not changed through it (403 scope-restriction-write).
 // One it may not read (not Visible) is, to it, as a resource of another
 // tenant: errForeign, which the caller answers as the write answers a
-// foreign id (a 403 would tell that it exists). A deletion has no content:
+// foreign id (a 403 would tell that it exists). That holds as well when
+// only its reading is restricted (system/Observation.rs?... with an
+// unrestricted system/Observation.ud): a write must not overwrite, delete
+// or revive what the client's reads hide, nor answer otherwise than for
+// an id nobody holds. A deletion has no content:
 // the version before it decides, as it decides whether a read tells of the
 // deletion (deletionShown), so that an update never revives a hidden
 // resource's id and history; deleting a deletion the caller may see
@@ -166,7 +135,8 @@ func writePerm(method string) byte {
 // the write itself answers) passes. st is the write's transaction, or the
 // engine's reads for $validate (readsAt).
 func (e *Engine) checkStored(st storedReader, sc *auditlog.Scope, typ, id string, perm byte) error {
-	if !restrictedFor(sc, typ, string(perm)) {
+	permRestricted, readRestricted := restrictedFor(sc, typ, string(perm)), restrictedFor(sc, typ, "rs")
+	if !permRestricted && !readRestricted {
 		return nil
 	}
 	cur, err := st.Read(typ, id)
@@ -180,7 +150,9 @@ func (e *Engine) checkStored(st storedReader, sc *auditlog.Scope, typ, id string
 		return nil
 	}
 	switch {
-	case grants(sc.Principal.Scopes, string(perm), cur):
+	case readRestricted && !e.Visible(sc, cur):
+		return errForeign
+	case !permRestricted || grants(sc.Principal.Scopes, string(perm), cur):
 		return nil
 	case !e.Visible(sc, cur):
 		return errForeign
@@ -205,11 +177,7 @@ func (e *Engine) hiddenAt(tx store.Tx, sc *auditlog.Scope, typ, id string) bool 
 	case err == nil && cur != nil && owns(tx, cur):
 		return !e.Visible(sc, cur)
 	case errors.Is(err, store.ErrGone) && cur != nil && owns(tx, cur):
-		if !restrictedFor(sc, typ, "rs") {
-			return false
-		}
-		prev := lastContent(tx, cur)
-		return prev == nil || !e.Visible(sc, prev)
+		return !e.deletionShown(sc, tx, cur)
 	}
 	return false
 }
@@ -243,6 +211,42 @@ func (a readsAt) Read(typ, id string) (*store.Resource, error) { return a.r.Read
 
 func (a readsAt) VRead(typ, id string, version int64) (*store.Resource, error) {
 	return a.r.VRead(a.ctx, typ, id, version)
+}
+
+// readOnce is a storedReader that reads each version of one resource
+// once, however many checks ask for it ($validate's writableIssues: the
+// granular scopes' check, the verdict and a deletion's last content).
+type readOnce struct {
+	storedReader
+	read     bool
+	cur      *store.Resource
+	err      error
+	versions map[int64]readVersion
+}
+
+type readVersion struct {
+	r   *store.Resource
+	err error
+}
+
+func (o *readOnce) Read(typ, id string) (*store.Resource, error) {
+	if !o.read {
+		o.cur, o.err = o.storedReader.Read(typ, id)
+		o.read = true
+	}
+	return o.cur, o.err
+}
+
+func (o *readOnce) VRead(typ, id string, version int64) (*store.Resource, error) {
+	v, ok := o.versions[version]
+	if !ok {
+		v.r, v.err = o.storedReader.VRead(typ, id, version)
+		if o.versions == nil {
+			o.versions = map[int64]readVersion{}
+		}
+		o.versions[version] = v
+	}
+	return v.r, v.err
 }
 
 // choosesIDs reports whether the caller of sc may create a resource of typ
@@ -299,16 +303,13 @@ func restrictionWriteError(typ string, perm byte, stored bool) error {
 // granular scopes only may patch what their restriction selects, and a
 // resource it hides is not found, as its read is (allowPatch checks the
 // type).
-func mayPatch(tx store.Tx, sc *auditlog.Scope, typ, id string) bool {
+func (e *Engine) mayPatch(tx store.Tx, sc *auditlog.Scope, typ, id string) bool {
 	if !restrictedFor(sc, typ, "rs") {
 		return true
 	}
 	cur, err := tx.Read(typ, id)
 	if errors.Is(err, store.ErrGone) && cur != nil && owns(tx, cur) {
-		// A 410 tells of the deletion: only of one whose last content
-		// the caller may see (deletionShown).
-		prev := lastContent(tx, cur)
-		return prev != nil && grants(sc.Principal.Scopes, "rs", prev)
+		return e.deletionShown(sc, tx, cur) // a 410 tells of the deletion
 	}
 	if err != nil || cur == nil || cur.Deleted {
 		return true // the patch answers these itself
@@ -323,13 +324,11 @@ func mayPatch(tx store.Tx, sc *auditlog.Scope, typ, id string) bool {
 // resource's last content) is one it may see; otherwise the resource is
 // as one of another tenant (404), since a 410 would tell that a hidden
 // resource existed.
-func (e *Engine) deletionShown(ctx context.Context, sc *auditlog.Scope, st reader, del *store.Resource) bool {
+// st is a write's transaction, or a reader's reads with ctx (readsAt).
+func (e *Engine) deletionShown(sc *auditlog.Scope, st storedReader, del *store.Resource) bool {
 	if del == nil || !restrictedFor(sc, del.Type, "rs") {
 		return true
 	}
-	if del.Version < 2 {
-		return false
-	}
-	prev, err := st.VRead(ctx, del.Type, del.ID, del.Version-1)
-	return err == nil && prev != nil && !prev.Deleted && e.Visible(sc, prev)
+	prev := lastContent(st, del)
+	return prev != nil && e.Visible(sc, prev)
 }

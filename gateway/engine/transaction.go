@@ -532,7 +532,7 @@ func (e *Engine) execEntry(tx store.Tx, sc *auditlog.Scope, en *Entry, rw *fhirw
 	if !en.client || perm == 0 {
 		return e.execResolved(tx, sc, en, rw, now)
 	}
-	if en.method == "PATCH" && !mayPatch(tx, sc, en.typ, en.id) {
+	if en.method == "PATCH" && !e.mayPatch(tx, sc, en.typ, en.id) {
 		return errResourceUnkown
 	}
 	if en.method == "POST" && en.pinned && en.matched == nil && !en.again && e.hiddenAt(tx, sc, en.typ, en.id) {

@@ -37,7 +37,10 @@ func benchPipeline(b *testing.B) ([]byte, *ingest.Pipeline) {
 // does and returns its transaction Bundle.
 func benchTransaction(b *testing.B, p *ingest.Pipeline, doc []byte) []byte {
 	b.Helper()
-	res, err := p.Map(mapping.KindSession, doc)
+	if err := p.ValidateRecord(mapping.KindSession, doc); err != nil {
+		b.Fatal(err)
+	}
+	res, err := mapValid(mapping.KindSession, doc)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -42,9 +42,6 @@ func NewPipeline(opts mapping.Options, v *engine.Validator) (*Pipeline, error) {
 	return &Pipeline{opts: opts, schemas: set, v: v, profiles: v.Profiles}, nil
 }
 
-// Options are the pipeline's mapping options.
-func (p *Pipeline) Options() mapping.Options { return p.opts }
-
 // ErrKindUnknown answers a record kind the gateway does not map.
 var ErrKindUnknown = outcome.New(outcome.NotFound, "not-found", "kind-unknown",
 	"unknown record kind; use assessment, vitals, infusion, adverse-event or session")
@@ -59,22 +56,6 @@ func KnownKind(k mapping.Kind) bool {
 	return false
 }
 
-// Map validates a native record against its schema, checks its clinical
-// rules and maps it. Client mistakes come back as ErrKindUnknown,
-// *schemas.ValidationError or *mapping.RuleError.
-func (p *Pipeline) Map(kind mapping.Kind, doc []byte) (*mapping.Result, error) {
-	return p.MapWith(kind, doc, p.opts)
-}
-
-// MapWith is Map with other mapping options (e.g. Update for a newer
-// version of a stored record).
-func (p *Pipeline) MapWith(kind mapping.Kind, doc []byte, opts mapping.Options) (*mapping.Result, error) {
-	if err := p.ValidateRecord(kind, doc); err != nil {
-		return nil, err
-	}
-	return p.MapValid(kind, doc, opts)
-}
-
 // ValidateRecord checks a native record against its kind's JSON Schema:
 // ErrKindUnknown, or *schemas.ValidationError for a client mistake.
 func (p *Pipeline) ValidateRecord(kind mapping.Kind, doc []byte) error {
@@ -82,17 +63,6 @@ func (p *Pipeline) ValidateRecord(kind mapping.Kind, doc []byte) error {
 		return ErrKindUnknown
 	}
 	return p.schemas.Validate(string(kind), doc)
-}
-
-// MapValid checks the clinical rules of a record ValidateRecord accepted
-// and maps it (*mapping.RuleError for a broken rule); the schema is not
-// checked again.
-func (p *Pipeline) MapValid(kind mapping.Kind, doc []byte, opts mapping.Options) (*mapping.Result, error) {
-	rec, err := Decode(kind, doc)
-	if err != nil {
-		return nil, err
-	}
-	return mapping.Map(rec, opts)
 }
 
 // Decode decodes a record ValidateRecord accepted; an error is the

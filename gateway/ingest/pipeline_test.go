@@ -76,7 +76,7 @@ func TestSchemaAdmitsOnlyValidFHIR(t *testing.T) {
 					}
 					continue
 				}
-				res, err := p.MapValid(kind, body, p.Options())
+				res, err := mapValid(kind, body)
 				if err != nil {
 					var re *mapping.RuleError
 					if !errors.As(err, &re) {
@@ -173,4 +173,15 @@ func replace(doc any, parts []string, val any) any {
 		x[i] = replace(x[i], parts[1:], val)
 	}
 	return doc
+}
+
+// mapValid checks the clinical rules of a record ValidateRecord accepted
+// and maps it with the default options, as ingest does after the schema
+// (*mapping.RuleError for a broken rule).
+func mapValid(kind mapping.Kind, doc []byte) (*mapping.Result, error) {
+	rec, err := ingest.Decode(kind, doc)
+	if err != nil {
+		return nil, err
+	}
+	return mapping.Map(rec, mapping.Options{})
 }

@@ -159,9 +159,9 @@ func (s *Service) Import(ctx context.Context, sc *auditlog.Scope, kind mapping.K
 	if !again {
 		received = time.Time{}
 	}
-	// Every answer a client would get as a 4xx is audited as the edge
-	// audits it (a write conflict left after the retries too).
-	if kind, _ := outcome.From(err); err != nil && kind.HTTPStatus() < 500 {
+	// Every refusal is audited as the edge audits it (a write conflict
+	// left after the retries too).
+	if refusal(err) {
 		if aerr := s.Refused(sc, err); aerr != nil {
 			return time.Time{}, aerr
 		}
@@ -556,17 +556,25 @@ func (s *Service) nameRecords(sc *auditlog.Scope, kind mapping.Kind, r mapping.R
 // gateway classified), as opposed to a failure of the gateway or a
 // transaction to run again.
 func refused(err error) bool {
-	if err == nil {
-		return false
-	}
-	// Every classified refusal: the gateway's own (*outcome.Error) and the
-	// clinical rules' (*mapping.RuleError, the rules against the stored
-	// session among them).
 	if errors.Is(err, store.ErrConflict) {
 		return false // a concurrent write: the transaction runs again
 	}
+	return refusal(err)
+}
+
+// refusal reports whether err refuses the record: every classified
+// refusal a client gets as a 4xx (the gateway's own *outcome.Error and the
+// clinical rules' *mapping.RuleError, the rules against the stored session
+// among them), and a mapped resource breaking its profile, which is the
+// gateway's defect (500 RuleMappingNonconformant, mappingDefect) but
+// refuses the record all the same: audited, naming the patients it
+// concerns, as a 4xx refusal is.
+func refusal(err error) bool {
+	if err == nil {
+		return false
+	}
 	kind, _ := outcome.From(err)
-	return kind.HTTPStatus() < 500
+	return kind.HTTPStatus() < 500 || slices.Contains(outcome.Rules(err), RuleMappingNonconformant)
 }
 
 // raced tells a refusal that a concurrent write made from one that stands.

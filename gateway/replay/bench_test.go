@@ -14,6 +14,7 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/bulk"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/replay"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
@@ -113,7 +114,14 @@ func BenchmarkReplaySessions(b *testing.B) {
 				b.Fatal(err)
 			}
 			for _, l := range page {
-				res, err := p.Map(mapping.Kind(l.Kind), l.Input)
+				var res *mapping.Result
+				err := p.ValidateRecord(mapping.Kind(l.Kind), l.Input)
+				if err == nil {
+					var rec mapping.Record
+					if rec, err = ingest.Decode(mapping.Kind(l.Kind), l.Input); err == nil {
+						res, err = mapping.Map(rec, a.Ingest.Options(l.Tenant))
+					}
+				}
 				if err == nil {
 					_, err = p.Marshal(res)
 				}
