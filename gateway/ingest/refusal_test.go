@@ -35,7 +35,7 @@ func TestImportAuditsMappingDefect(t *testing.T) {
 		t.Fatalf("Import = %v, want %s", err, ingest.RuleMappingNonconformant)
 	}
 	var found bool
-	_ = g.a.Store.AuditChain(context.Background(), func(e audit.ChainEntry) error {
+	_ = g.a.Store.AuditChainAfter(context.Background(), 0, func(e audit.ChainEntry) error {
 		var ev struct {
 			OutcomeDesc string `json:"outcomeDesc"`
 			Entity      []struct {
