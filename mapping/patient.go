@@ -1,6 +1,9 @@
 package mapping
 
 import (
+	"net/url"
+	"strings"
+
 	fhir "github.com/samply/golang-fhir-models/fhir-models/fhir"
 )
 
@@ -79,4 +82,59 @@ var genders = map[string]fhir.AdministrativeGender{
 	"female":  fhir.AdministrativeGenderFemale,
 	"other":   fhir.AdministrativeGenderOther,
 	"unknown": fhir.AdministrativeGenderUnknown,
+}
+
+// IsMRN reports whether a decoded Identifier is typed as a medical record
+// number (v2-0203 MR), as the mapping types a record's patient.mrn.
+func IsMRN(ident map[string]any) bool {
+	typ, _ := ident["type"].(map[string]any)
+	codings, _ := typ["coding"].([]any)
+	for _, c := range codings {
+		cm, _ := c.(map[string]any)
+		if s, _ := cm["system"].(string); s == SystemV2IDType {
+			if code, _ := cm["code"].(string); code == "MR" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// MatchedMRNSystems are the systems of the MRNs a Patient entry's
+// ifNoneExist in a transaction Bundle matches besides the clinic
+// identifier (its first token), as DeliverMatching writes it: each token
+// query-decoded, then split at the commas and bars FHIR's \ escapes do not
+// hide. ok is false when ifNoneExist is not such criteria (undecodable).
+func MatchedMRNSystems(ifNoneExist string) (systems []string, ok bool) {
+	q, found := strings.CutPrefix(ifNoneExist, "identifier=")
+	if !found {
+		return nil, ifNoneExist == ""
+	}
+	q, err := url.QueryUnescape(q)
+	if err != nil {
+		return nil, false
+	}
+	tokens := splitEscaped(q, ',')
+	for _, t := range tokens[1:] {
+		system := splitEscaped(t, '|')[0]
+		systems = append(systems, strings.NewReplacer(`\\`, `\`, `\,`, `,`, `\|`, `|`, `\$`, `$`).Replace(system))
+	}
+	return systems, true
+}
+
+// splitEscaped splits s at each sep not escaped with a backslash, keeping
+// the escapes.
+func splitEscaped(s string, sep byte) []string {
+	var parts []string
+	start := 0
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '\\':
+			i++
+		case sep:
+			parts = append(parts, s[start:i])
+			start = i + 1
+		}
+	}
+	return append(parts, s[start:])
 }

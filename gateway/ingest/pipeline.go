@@ -174,7 +174,7 @@ func TransactionFor(res *mapping.Result, raws [][]byte, mrnSystems []string) ([]
 	kept := make([]any, 0, len(ids))
 	for _, i := range ids {
 		m, _ := i.(map[string]any)
-		if isMRN(m) && !slices.Contains(mrnSystems, str(m, "system")) {
+		if mapping.IsMRN(m) && !slices.Contains(mrnSystems, str(m, "system")) {
 			continue
 		}
 		kept = append(kept, i)
