@@ -275,6 +275,22 @@ type CapabilityCheck struct {
 	FailedSince time.Time
 }
 
+// Counts are how many types of c.Unsupported the statement does not list
+// or lists without an interaction the deliveries use (unsupported), and
+// how many it lists with every interaction but without declaring a flag
+// they rely on true (undeclaredFlags: many EHRs honour the flags
+// undeclared, so those are no alarm).
+func (c CapabilityCheck) Counts() (unsupported, undeclaredFlags int) {
+	for _, g := range c.Unsupported {
+		if len(g.Missing) > 0 {
+			unsupported++
+		} else if len(g.Flags) > 0 {
+			undeclaredFlags++
+		}
+	}
+	return unsupported, undeclaredFlags
+}
+
 // CapabilityChecks returns the capability check of every destination, in
 // the order they are configured.
 func (w *Worker) CapabilityChecks() []CapabilityCheck {
