@@ -23,12 +23,9 @@ func TestMatchedMRNSystems(t *testing.T) {
 			for _, m := range tc.mrns {
 				want = append(want, m.System)
 			}
-			got, ok := MatchedMRNSystems(e.DeliverIfNoneExist)
-			if e.DeliverIfNoneExist == "" {
-				got, ok = MatchedMRNSystems(e.IfNoneExist)
-			}
+			got, ok := MatchedMRNSystems(e.DeliverCriteria())
 			if !ok || !slices.Equal(got, want) {
-				t.Errorf("MatchedMRNSystems(%q) = %q, %v; want %q", e.DeliverIfNoneExist, got, ok, want)
+				t.Errorf("MatchedMRNSystems(%q) = %q, %v; want %q", e.DeliverCriteria(), got, ok, want)
 			}
 		})
 	}

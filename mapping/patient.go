@@ -12,7 +12,7 @@ import (
 // demographics and gets no duplicate (DECISIONS.md 7). The gateway's own
 // store matches the clinic's patient identifier (IfNoneExist); the Bundle
 // the EHRs receive matches that or the hospital's MRN when the record
-// carries one with a system (DeliverIfNoneExist), since a hospital knows
+// carries one with a system (DeliverCriteria), since a hospital knows
 // its patients by MRN and never by the identifier the gateway mints. Two
 // Patients matching there (one by each) is the EHR's 412, a dead letter.
 func (m *mapper) patientEntry(p *Patient) {
@@ -52,27 +52,32 @@ func (m *mapper) patientEntry(p *Patient) {
 	m.entries = append(m.entries, e)
 }
 
-// DeliverMatching sets the DeliverIfNoneExist of e, a Patient entry, to
-// match the clinic identifier (IfNoneExist) or any of mrns that has a
-// system (a token OR, each MRN escaped: token); with none, the clinic
-// identifier alone (DeliverIfNoneExist empty); DeliverMRNs keeps those
-// matched. The mapping gives it the
-// record's MRN; the ingest gives it the MRNs the gateway holds for the
-// patient, so that a record without an MRN is charted on the hospital's
-// Patient too.
+// DeliverMatching sets the MRNs e, a Patient entry, is matched by at the
+// EHRs besides the clinic identifier (DeliverMRNs): those of mrns that
+// have a system (DeliverCriteria). The mapping gives it the record's MRN;
+// the ingest gives it the MRNs the gateway holds for the patient, so that
+// a record without an MRN is charted on the hospital's Patient too.
 func (e *Entry) DeliverMatching(mrns []MRN) {
-	criteria := e.IfNoneExist
 	e.DeliverMRNs = nil
 	for _, mrn := range mrns {
 		if mrn.System != "" {
-			criteria += "," + token(mrn.System, mrn.Value)
 			e.DeliverMRNs = append(e.DeliverMRNs, mrn)
 		}
 	}
-	e.DeliverIfNoneExist = ""
-	if criteria != e.IfNoneExist {
-		e.DeliverIfNoneExist = criteria
+}
+
+// DeliverCriteria is the entry request's ifNoneExist in the transaction
+// Bundle (what the EHRs receive): IfNoneExist, or for a Patient with
+// DeliverMRNs, the clinic identifier or any of those MRNs (a token OR,
+// each MRN escaped: token), since a hospital knows its patients by MRN
+// (DECISIONS.md 7), while the gateway's own store keeps matching the
+// clinic identifier alone.
+func (e *Entry) DeliverCriteria() string {
+	criteria := e.IfNoneExist
+	for _, mrn := range e.DeliverMRNs {
+		criteria += "," + token(mrn.System, mrn.Value)
 	}
+	return criteria
 }
 
 // genders maps the native gender to FHIR. Samply enums marshal their zero

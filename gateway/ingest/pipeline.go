@@ -165,7 +165,7 @@ func TransactionFor(res *mapping.Result, raws [][]byte, mrnSystems []string) ([]
 	}
 	r := *res
 	r.Entries = slices.Clone(res.Entries)
-	r.Entries[0].DeliverMatching(keep)
+	r.Entries[0].DeliverMRNs = keep
 	patient, err := fhirwire.Decode(raws[0])
 	if err != nil {
 		return nil, fmt.Errorf("mapped Patient: %w", err)
