@@ -59,3 +59,22 @@ func TestTransactionForPatientNotFirst(t *testing.T) {
 		t.Errorf("TransactionFor(its own system) carries MRN-77 %d times, want 2 (identifier, ifNoneExist): %s", n, b)
 	}
 }
+
+// TestPayloads: each destination's Bundle carries the MRNs of its systems
+// only; those that take every MRN share one rendering.
+func TestPayloads(t *testing.T) {
+	res, raws := mappedWithMRN(t)
+	systems := map[string][]string{"b": {}, "d": {"https://hosp.example/mrn"}}
+	out, err := ingest.Payloads(res, raws, []string{"a", "b", "c", "d"}, func(d string) []string { return systems[d] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	for d, want := range map[string]int{"a": 2, "b": 0, "c": 2, "d": 2} {
+		if n := strings.Count(string(out[d]), "MRN-77"); n != want {
+			t.Errorf("Payloads()[%s] carries MRN-77 %d times, want %d", d, n, want)
+		}
+	}
+	if &out["a"][0] != &out["c"][0] {
+		t.Errorf("Payloads(): the destinations that take every MRN got a rendering each, want one shared")
+	}
+}

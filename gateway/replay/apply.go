@@ -333,15 +333,7 @@ func (s *Service) payloads(m *remapped, dests []string) (map[string][]byte, erro
 		sub.Entries = append(sub.Entries, e)
 		raws = append(raws, raw)
 	}
-	out := make(map[string][]byte, len(dests))
-	for _, d := range dests {
-		b, err := ingest.TransactionFor(sub, raws, s.cfg.MRNSystems[d])
-		if err != nil {
-			return nil, err
-		}
-		out[d] = b
-	}
-	return out, nil
+	return ingest.Payloads(sub, raws, dests, func(d string) []string { return s.cfg.MRNSystems[d] })
 }
 
 // remarshal is a rendered resource with an Observation's status corrected.
