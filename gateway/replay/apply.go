@@ -276,7 +276,7 @@ func (s *Service) payloads(m *remapped, dests []string) (map[string][]byte, erro
 	send := map[int]bool{} // written: changed or added
 	gone := map[int]bool{} // deleted since: never sent again
 	for _, mt := range m.entries {
-		if mt.stored == nil && mt.gone == "" || len(mt.changes) > 0 && mt.skipped == "" {
+		if mt.written() {
 			want[mt.i], send[mt.i] = true, true
 		}
 		if mt.gone != "" {
