@@ -117,4 +117,12 @@ func TestReadyCapabilityGaps(t *testing.T) {
 	if g := string(body()["capabilityGaps"]); g != want {
 		t.Errorf("/readyz capabilityGaps = %s, want %s", g, want)
 	}
+	// A flags-only gap: missingInteractions is [] (as documented), not null.
+	a.Operator.SetWorker(gapsWorker{gaps: []operator.CapabilityGap{
+		{Destination: "hosp", Unsupported: []operator.UnsupportedType{{ResourceType: "Patient", Listed: true, MissingFlags: []string{"conditionalCreate"}}}},
+	}})
+	want = `[{"destination":"hosp","unsupported":[{"resourceType":"Patient","listed":true,"missingInteractions":[],"missingFlags":["conditionalCreate"]}]}]`
+	if g := string(body()["capabilityGaps"]); g != want {
+		t.Errorf("/readyz capabilityGaps = %s, want %s", g, want)
+	}
 }

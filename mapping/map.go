@@ -115,16 +115,11 @@ type Entry struct {
 	Method      fhir.HTTPVerb
 	URL         string
 	IfNoneExist string
-	// DeliverIfNoneExist, when set, is the entry request's ifNoneExist in
-	// the transaction Bundle (what the EHRs receive) in place of
-	// IfNoneExist: the Patient's matches the clinic identifier or the
-	// hospital's MRN there (DECISIONS.md 7), while the gateway's own store
-	// keeps matching the clinic identifier alone. Not otherwise used.
-	DeliverIfNoneExist string
-	// DeliverMRNs are the MRNs (each with a system) DeliverIfNoneExist
-	// matches besides the clinic identifier, as DeliverMatching set them:
-	// an EHR that knows only some hospitals' MRNs is sent only theirs
-	// (DeliverMatching again, with those). Not part of the Bundle.
+	// DeliverMRNs are the MRNs (each with a system) the entry request's
+	// ifNoneExist in the transaction Bundle matches besides the clinic
+	// identifier (DeliverCriteria), as DeliverMatching set them: an EHR
+	// that knows only some hospitals' MRNs is sent only theirs. Not
+	// otherwise part of the Bundle.
 	DeliverMRNs []MRN
 	// Record is the JSON pointer of the nested record of a session that
 	// produced the resource ("/vitals/2"); "" for the record itself (and a
@@ -233,12 +228,8 @@ func MarshalResource(v any) ([]byte, error) { return fhirwire.Marshal(v) }
 func (r *Result) bundle(raws [][]byte) fhirwire.Bundle {
 	b := fhirwire.Bundle{ResourceType: "Bundle", Type: fhirwire.TypeTransaction, Entry: make([]fhirwire.Entry, 0, len(r.Entries))}
 	for i, e := range r.Entries {
-		ifNoneExist := e.IfNoneExist
-		if e.DeliverIfNoneExist != "" {
-			ifNoneExist = e.DeliverIfNoneExist
-		}
 		entry := fhirwire.Entry{FullURL: e.FullURL,
-			Request: &fhirwire.Request{Method: e.Method.Code(), URL: e.URL, IfNoneExist: ifNoneExist}}
+			Request: &fhirwire.Request{Method: e.Method.Code(), URL: e.URL, IfNoneExist: e.DeliverCriteria()}}
 		if e.Method != fhir.HTTPVerbDELETE {
 			entry.Resource = raws[i]
 		}

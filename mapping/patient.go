@@ -1,6 +1,9 @@
 package mapping
 
 import (
+	"net/url"
+	"strings"
+
 	fhir "github.com/samply/golang-fhir-models/fhir-models/fhir"
 )
 
@@ -9,7 +12,7 @@ import (
 // demographics and gets no duplicate (DECISIONS.md 7). The gateway's own
 // store matches the clinic's patient identifier (IfNoneExist); the Bundle
 // the EHRs receive matches that or the hospital's MRN when the record
-// carries one with a system (DeliverIfNoneExist), since a hospital knows
+// carries one with a system (DeliverCriteria), since a hospital knows
 // its patients by MRN and never by the identifier the gateway mints. Two
 // Patients matching there (one by each) is the EHR's 412, a dead letter.
 func (m *mapper) patientEntry(p *Patient) {
@@ -49,27 +52,32 @@ func (m *mapper) patientEntry(p *Patient) {
 	m.entries = append(m.entries, e)
 }
 
-// DeliverMatching sets the DeliverIfNoneExist of e, a Patient entry, to
-// match the clinic identifier (IfNoneExist) or any of mrns that has a
-// system (a token OR, each MRN escaped: token); with none, the clinic
-// identifier alone (DeliverIfNoneExist empty); DeliverMRNs keeps those
-// matched. The mapping gives it the
-// record's MRN; the ingest gives it the MRNs the gateway holds for the
-// patient, so that a record without an MRN is charted on the hospital's
-// Patient too.
+// DeliverMatching sets the MRNs e, a Patient entry, is matched by at the
+// EHRs besides the clinic identifier (DeliverMRNs): those of mrns that
+// have a system (DeliverCriteria). The mapping gives it the record's MRN;
+// the ingest gives it the MRNs the gateway holds for the patient, so that
+// a record without an MRN is charted on the hospital's Patient too.
 func (e *Entry) DeliverMatching(mrns []MRN) {
-	criteria := e.IfNoneExist
 	e.DeliverMRNs = nil
 	for _, mrn := range mrns {
 		if mrn.System != "" {
-			criteria += "," + token(mrn.System, mrn.Value)
 			e.DeliverMRNs = append(e.DeliverMRNs, mrn)
 		}
 	}
-	e.DeliverIfNoneExist = ""
-	if criteria != e.IfNoneExist {
-		e.DeliverIfNoneExist = criteria
+}
+
+// DeliverCriteria is the entry request's ifNoneExist in the transaction
+// Bundle (what the EHRs receive): IfNoneExist, or for a Patient with
+// DeliverMRNs, the clinic identifier or any of those MRNs (a token OR,
+// each MRN escaped: token), since a hospital knows its patients by MRN
+// (DECISIONS.md 7), while the gateway's own store keeps matching the
+// clinic identifier alone.
+func (e *Entry) DeliverCriteria() string {
+	criteria := e.IfNoneExist
+	for _, mrn := range e.DeliverMRNs {
+		criteria += "," + token(mrn.System, mrn.Value)
 	}
+	return criteria
 }
 
 // genders maps the native gender to FHIR. Samply enums marshal their zero
@@ -79,4 +87,59 @@ var genders = map[string]fhir.AdministrativeGender{
 	"female":  fhir.AdministrativeGenderFemale,
 	"other":   fhir.AdministrativeGenderOther,
 	"unknown": fhir.AdministrativeGenderUnknown,
+}
+
+// IsMRN reports whether a decoded Identifier is typed as a medical record
+// number (v2-0203 MR), as the mapping types a record's patient.mrn.
+func IsMRN(ident map[string]any) bool {
+	typ, _ := ident["type"].(map[string]any)
+	codings, _ := typ["coding"].([]any)
+	for _, c := range codings {
+		cm, _ := c.(map[string]any)
+		if s, _ := cm["system"].(string); s == SystemV2IDType {
+			if code, _ := cm["code"].(string); code == "MR" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// MatchedMRNSystems are the systems of the MRNs a Patient entry's
+// ifNoneExist in a transaction Bundle matches besides the clinic
+// identifier (its first token), as DeliverMatching writes it: each token
+// query-decoded, then split at the commas and bars FHIR's \ escapes do not
+// hide. ok is false when ifNoneExist is not such criteria (undecodable).
+func MatchedMRNSystems(ifNoneExist string) (systems []string, ok bool) {
+	q, found := strings.CutPrefix(ifNoneExist, "identifier=")
+	if !found {
+		return nil, ifNoneExist == ""
+	}
+	q, err := url.QueryUnescape(q)
+	if err != nil {
+		return nil, false
+	}
+	tokens := splitEscaped(q, ',')
+	for _, t := range tokens[1:] {
+		system := splitEscaped(t, '|')[0]
+		systems = append(systems, strings.NewReplacer(`\\`, `\`, `\,`, `,`, `\|`, `|`, `\$`, `$`).Replace(system))
+	}
+	return systems, true
+}
+
+// splitEscaped splits s at each sep not escaped with a backslash, keeping
+// the escapes.
+func splitEscaped(s string, sep byte) []string {
+	var parts []string
+	start := 0
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '\\':
+			i++
+		case sep:
+			parts = append(parts, s[start:i])
+			start = i + 1
+		}
+	}
+	return append(parts, s[start:])
 }

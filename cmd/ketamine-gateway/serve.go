@@ -321,8 +321,9 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			checks := worker.CapabilityChecks()
 			out := make([]telemetry.CapabilityStat, 0, len(checks))
 			for _, c := range checks {
+				unsupported, flags := c.Counts()
 				out = append(out, telemetry.CapabilityStat{Destination: c.Destination,
-					Unsupported: int64(len(c.Unsupported)), CheckFailed: c.Failed != ""})
+					Unsupported: int64(unsupported), UndeclaredFlags: int64(flags), CheckFailed: c.Failed != ""})
 			}
 			return out
 		})

@@ -170,16 +170,18 @@ func (c *Client) Capabilities(ctx context.Context) (Capabilities, error) {
 			if caps.Resources[typ] == nil {
 				caps.Resources[typ] = []string{}
 			}
-			for f, on := range map[string]bool{mapping.FlagConditionalCreate: res.ConditionalCreate,
-				mapping.FlagConditionalUpdate: res.ConditionalUpdate, mapping.FlagUpdateCreate: res.UpdateCreate} {
-				if !on || slices.Contains(caps.Flags[typ], f) {
-					continue
+			flag := func(on bool, f string) {
+				if !on || slices.Contains(caps.Flags[typ], f) { // a type listed twice
+					return
 				}
 				if caps.Flags == nil {
 					caps.Flags = map[string][]string{}
 				}
 				caps.Flags[typ] = append(caps.Flags[typ], f)
 			}
+			flag(res.ConditionalCreate, mapping.FlagConditionalCreate)
+			flag(res.ConditionalUpdate, mapping.FlagConditionalUpdate)
+			flag(res.UpdateCreate, mapping.FlagUpdateCreate)
 		}
 	}
 	return caps, nil

@@ -319,3 +319,18 @@ func TestCapabilityFlags(t *testing.T) {
 		})
 	}
 }
+
+// TestCapabilityCheckCounts: a type the statement does not list, or lists
+// without an interaction the deliveries use, is unsupported; one it lists
+// with every interaction but without declaring a flag true (which many
+// EHRs honour undeclared) counts apart, in undeclaredFlags only.
+func TestCapabilityCheckCounts(t *testing.T) {
+	c := CapabilityCheck{Unsupported: []TypeGap{
+		{Type: "DetectedIssue", Missing: []string{"create"}, Flags: []string{"conditionalCreate"}},
+		{Type: "AdverseEvent", Listed: true, Missing: []string{"update"}},
+		{Type: "Patient", Listed: true, Flags: []string{"conditionalCreate"}},
+	}}
+	if unsupported, flags := c.Counts(); unsupported != 2 || flags != 1 {
+		t.Errorf("Counts() = %d, %d; want 2, 1", unsupported, flags)
+	}
+}

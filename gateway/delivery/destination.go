@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -8,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/ketamine-gateway/ketamine-gateway/mapping"
 )
 
 // Mode is how Bundles are sent to a destination.
@@ -309,4 +312,44 @@ func isLoopback(host string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// knowsMRNs reports whether the Patient of payload (a transaction
+// Bundle's entry 0) carries only MRNs of d.MRNSystems, in its MR-typed
+// identifiers and in its request's ifNoneExist; a payload without a
+// Patient first carries none. One that does not decode is left to the
+// EHR to refuse.
+func (d *Destination) knowsMRNs(payload []byte) bool {
+	var b struct {
+		Entry []struct {
+			Resource json.RawMessage `json:"resource"`
+			Request  struct {
+				IfNoneExist string `json:"ifNoneExist"`
+			} `json:"request"`
+		} `json:"entry"`
+	}
+	var patient struct {
+		ResourceType string           `json:"resourceType"`
+		Identifier   []map[string]any `json:"identifier"`
+	}
+	if json.Unmarshal(payload, &b) != nil || len(b.Entry) == 0 || json.Unmarshal(b.Entry[0].Resource, &patient) != nil ||
+		patient.ResourceType != "Patient" {
+		return true
+	}
+	e := b.Entry[0]
+	for _, ident := range patient.Identifier {
+		if s, _ := ident["system"].(string); mapping.IsMRN(ident) && !slices.Contains(d.MRNSystems, s) {
+			return false
+		}
+	}
+	systems, ok := mapping.MatchedMRNSystems(e.Request.IfNoneExist)
+	if !ok {
+		return false
+	}
+	for _, s := range systems {
+		if !slices.Contains(d.MRNSystems, s) {
+			return false
+		}
+	}
+	return true
 }

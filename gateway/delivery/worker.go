@@ -275,6 +275,22 @@ type CapabilityCheck struct {
 	FailedSince time.Time
 }
 
+// Counts are how many types of c.Unsupported the statement does not list
+// or lists without an interaction the deliveries use (unsupported), and
+// how many it lists with every interaction but without declaring a flag
+// they rely on true (undeclaredFlags: many EHRs honour the flags
+// undeclared, so those are no alarm).
+func (c CapabilityCheck) Counts() (unsupported, undeclaredFlags int) {
+	for _, g := range c.Unsupported {
+		if len(g.Missing) > 0 {
+			unsupported++
+		} else if len(g.Flags) > 0 {
+			undeclaredFlags++
+		}
+	}
+	return unsupported, undeclaredFlags
+}
+
 // CapabilityChecks returns the capability check of every destination, in
 // the order they are configured.
 func (w *Worker) CapabilityChecks() []CapabilityCheck {
@@ -822,6 +838,11 @@ func (d *destWorker) send(ctx context.Context, it *store.OutboxItem) (res Result
 		return notSent(it.LastError)
 	case len(it.Payload) == 0:
 		return notSent("not sent: empty payload")
+	case d.dest.MRNSystems != nil && !d.dest.knowsMRNs(it.Payload):
+		// Built before mrnSystems was set or changed (queued, retried,
+		// or a dead letter put back): sending it would disclose another
+		// hospital's MRN. A replay of the record builds it anew.
+		return notSent("not sent: built before mrnSystems was set; it carries an MRN of a system this destination does not know")
 	}
 	return d.client.Deliver(ctx, it.Payload, d.mode())
 }

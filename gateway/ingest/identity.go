@@ -195,14 +195,14 @@ func (id *identity) nextPatient(mapped map[string]any) map[string]any {
 	for _, i := range ids {
 		m, _ := i.(map[string]any)
 		mine[str(m, "system")+"|"+str(m, "value")] = true
-		if isMRN(m) {
+		if mapping.IsMRN(m) {
 			mrnSystems[str(m, "system")] = true
 		}
 	}
 	old, _ := id.stored["identifier"].([]any)
 	for _, i := range old {
 		m, _ := i.(map[string]any)
-		if mine[str(m, "system")+"|"+str(m, "value")] || (isMRN(m) && mrnSystems[str(m, "system")]) {
+		if mine[str(m, "system")+"|"+str(m, "value")] || (mapping.IsMRN(m) && mrnSystems[str(m, "system")]) {
 			continue
 		}
 		ids = append(ids, i)
@@ -233,26 +233,12 @@ func DeliverMatching(rec mapping.Record, res *mapping.Result, stored map[string]
 	for _, i := range ids {
 		m, _ := i.(map[string]any)
 		system := str(m, "system")
-		if !isMRN(m) || system == "" || own != nil && own.System == system {
+		if !mapping.IsMRN(m) || system == "" || own != nil && own.System == system {
 			continue
 		}
 		mrns = append(mrns, mapping.MRN{System: system, Value: str(m, "value")})
 	}
 	res.Entries[0].DeliverMatching(mrns)
-}
-
-// isMRN reports whether a decoded Identifier is typed as a medical record
-// number (v2-0203 MR), as the mapping types a record's patient.mrn.
-func isMRN(ident map[string]any) bool {
-	typ, _ := ident["type"].(map[string]any)
-	codings, _ := typ["coding"].([]any)
-	for _, c := range codings {
-		cm, _ := c.(map[string]any)
-		if str(cm, "system") == mapping.SystemV2IDType && str(cm, "code") == "MR" {
-			return true
-		}
-	}
-	return false
 }
 
 // claim records the MRN as the Patient's, after the transaction wrote the

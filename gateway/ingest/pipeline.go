@@ -116,47 +116,80 @@ func Transaction(res *mapping.Result, raws [][]byte) ([]byte, error) {
 }
 
 // TransactionFor renders the transaction Bundle a destination that knows
-// only the MRNs of mrnSystems as its own (Route.MRNSystems) receives: its
-// Patient (entry 0) carries, in its identifiers and in its ifNoneExist,
-// only the MRNs of those systems besides the clinic identifier, so that no
-// EHR learns another hospital's MRN (a disclosure beyond need). nil
-// mrnSystems: every MRN, as Transaction. The bytes rendered are what the
-// destination's outbox item holds, sends and its delivery-send AuditEvent
-// hashes.
+// only the MRNs of mrnSystems as its own (Route.MRNSystems) receives: each
+// Patient (entry 0, as mapped) carries, in its identifiers and in its
+// ifNoneExist, only the MRNs of those systems besides the clinic
+// identifier, so that no EHR learns another hospital's MRN (a disclosure
+// beyond need). nil mrnSystems: every MRN, as Transaction. The bytes
+// rendered are what the destination's outbox item holds, sends and its
+// delivery-send AuditEvent hashes.
 func TransactionFor(res *mapping.Result, raws [][]byte, mrnSystems []string) ([]byte, error) {
-	if mrnSystems == nil || len(res.Entries) == 0 || res.Entries[0].ResourceType != "Patient" || len(raws) == 0 {
+	if mrnSystems == nil {
 		return Transaction(res, raws)
 	}
-	var keep []mapping.MRN
-	for _, m := range res.Entries[0].DeliverMRNs {
-		if slices.Contains(mrnSystems, m.System) {
-			keep = append(keep, m)
-		}
+	if len(raws) != len(res.Entries) {
+		return nil, fmt.Errorf("transaction of %d entries from %d resources", len(res.Entries), len(raws))
 	}
 	r := *res
 	r.Entries = slices.Clone(res.Entries)
-	r.Entries[0].DeliverMatching(keep)
-	patient, err := fhirwire.Decode(raws[0])
-	if err != nil {
-		return nil, fmt.Errorf("mapped Patient: %w", err)
-	}
-	ids, _ := patient["identifier"].([]any)
-	kept := make([]any, 0, len(ids))
-	for _, i := range ids {
-		m, _ := i.(map[string]any)
-		if isMRN(m) && !slices.Contains(mrnSystems, str(m, "system")) {
+	raws = slices.Clone(raws)
+	for i := range r.Entries {
+		if r.Entries[i].ResourceType != "Patient" {
 			continue
 		}
-		kept = append(kept, i)
-	}
-	if len(kept) != len(ids) {
-		patient["identifier"] = kept
-		raws = slices.Clone(raws)
-		if raws[0], err = fhirwire.Marshal(patient); err != nil {
+		var keep []mapping.MRN
+		for _, m := range r.Entries[i].DeliverMRNs {
+			if slices.Contains(mrnSystems, m.System) {
+				keep = append(keep, m)
+			}
+		}
+		r.Entries[i].DeliverMRNs = keep
+		patient, err := fhirwire.Decode(raws[i])
+		if err != nil {
 			return nil, fmt.Errorf("mapped Patient: %w", err)
+		}
+		ids, _ := patient["identifier"].([]any)
+		kept := make([]any, 0, len(ids))
+		for _, id := range ids {
+			m, _ := id.(map[string]any)
+			if mapping.IsMRN(m) && !slices.Contains(mrnSystems, str(m, "system")) {
+				continue
+			}
+			kept = append(kept, id)
+		}
+		if len(kept) != len(ids) {
+			patient["identifier"] = kept
+			if raws[i], err = fhirwire.Marshal(patient); err != nil {
+				return nil, fmt.Errorf("mapped Patient: %w", err)
+			}
 		}
 	}
 	return Transaction(&r, raws)
+}
+
+// Payloads are the transaction Bundles dests receive of a mapped record
+// (res, rendered as raws), by destination: each with only the MRNs of
+// systems(dest) (TransactionFor; nil: every MRN). The destinations that
+// take every MRN share one rendering.
+func Payloads(res *mapping.Result, raws [][]byte, dests []string, systems func(dest string) []string) (map[string][]byte, error) {
+	out := make(map[string][]byte, len(dests))
+	var every []byte
+	for _, d := range dests {
+		s := systems(d)
+		if s == nil && every != nil {
+			out[d] = every
+			continue
+		}
+		b, err := TransactionFor(res, raws, s)
+		if err != nil {
+			return nil, err
+		}
+		if s == nil {
+			every = b
+		}
+		out[d] = b
+	}
+	return out, nil
 }
 
 // UnknownProperties are the JSON pointers of the properties of doc, a

@@ -698,7 +698,8 @@ func NestedRecords(base, source string, r mapping.Record) []audit.NestedRecord {
 func (s *Service) enqueue(tx store.Tx, tenant string, kind mapping.Kind, rec mapping.Record, res *mapping.Result, raws [][]byte, version, traceID string,
 	claim func(system, dest string, receives func(tenant, kind string) bool) (bool, error)) (notSent []string, err error) {
 	var items []*store.OutboxItem
-	var every []byte // the payload of the destinations that take every MRN
+	var dests []string // those that receive it
+	systems := map[string][]string{}
 	for _, r := range s.routes {
 		if !r.Accepts(string(kind), res.Source.System) || (r.AcceptsTenant != nil && !r.AcceptsTenant(tenant)) {
 			continue
@@ -713,16 +714,17 @@ func (s *Service) enqueue(tx store.Tx, tenant string, kind mapping.Kind, rec map
 			items, notSent = append(items, it), append(notSent, r.Name)
 			continue
 		}
-		payload := every
-		if r.MRNSystems != nil || every == nil {
-			if payload, err = TransactionFor(res, raws, r.MRNSystems); err != nil {
-				return nil, err
-			}
-			if r.MRNSystems == nil {
-				every = payload
-			}
+		dests, systems[r.Name] = append(dests, r.Name), r.MRNSystems
+		items = append(items, OutboxItem(r.Name, kind, rec, res, version, nil, traceID)) // its payload below
+	}
+	payloads, err := Payloads(res, raws, dests, func(d string) []string { return systems[d] })
+	if err != nil {
+		return nil, err
+	}
+	for _, it := range items {
+		if it.Status != store.StatusDead {
+			it.Payload = payloads[it.Destination]
 		}
-		items = append(items, OutboxItem(r.Name, kind, rec, res, version, payload, traceID))
 	}
 	if len(items) == 0 {
 		return nil, nil

@@ -702,7 +702,20 @@ func (s *Service) Ready(ctx context.Context) (Readiness, error) {
 	var holds map[string]time.Time
 	if w := s.deliveryWorker(); w != nil {
 		holds = w.Holds()
-		out.CapabilityGaps = append([]CapabilityGap{}, w.CapabilityGaps()...)
+		for _, g := range w.CapabilityGaps() {
+			// A flags-only gap lists its missing interactions as [], not
+			// null: the answer's shape does not change with its content.
+			g.Unsupported = slices.Clone(g.Unsupported)
+			for i := range g.Unsupported {
+				if g.Unsupported[i].MissingInteractions == nil {
+					g.Unsupported[i].MissingInteractions = []string{}
+				}
+			}
+			out.CapabilityGaps = append(out.CapabilityGaps, g)
+		}
+		if out.CapabilityGaps == nil {
+			out.CapabilityGaps = []CapabilityGap{}
+		}
 	}
 	for _, st := range stats {
 		b := Backlog{Destination: st.Destination, Pending: st.Pending, Dead: st.Dead}

@@ -274,7 +274,7 @@ func (s *Service) payloads(m *remapped, dests []string) (map[string][]byte, erro
 	send := map[int]bool{} // written: changed or added
 	gone := map[int]bool{} // deleted since: never sent again
 	for _, mt := range m.entries {
-		if mt.stored == nil && mt.gone == "" || len(mt.changes) > 0 && mt.skipped == "" {
+		if mt.written() {
 			want[mt.i], send[mt.i] = true, true
 		}
 		if mt.gone != "" {
@@ -331,15 +331,7 @@ func (s *Service) payloads(m *remapped, dests []string) (map[string][]byte, erro
 		sub.Entries = append(sub.Entries, e)
 		raws = append(raws, raw)
 	}
-	out := make(map[string][]byte, len(dests))
-	for _, d := range dests {
-		b, err := ingest.TransactionFor(sub, raws, s.cfg.MRNSystems[d])
-		if err != nil {
-			return nil, err
-		}
-		out[d] = b
-	}
-	return out, nil
+	return ingest.Payloads(sub, raws, dests, func(d string) []string { return s.cfg.MRNSystems[d] })
 }
 
 // remarshal is a rendered resource with an Observation's status corrected.

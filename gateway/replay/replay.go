@@ -138,7 +138,7 @@ type Options struct {
 	// ShowValues puts the old and new values in the diffs (PHI).
 	ShowValues bool
 	// Downgrade replays records a newer mapping stored too: without it,
-	// such a record is refused (replay.newer-mapping) and left as the
+	// such a record is refused (replay-newer-mapping) and left as the
 	// newer mapping made it, so that an older build's replay does not undo
 	// a newer one's corrections by accident. With it (to undo a replay),
 	// the older mapping's resources are written back as corrections.

@@ -10,7 +10,7 @@ import (
 
 // TestDeliveredPatientCriteriaParse: the delivered Patient's conditional
 // create criteria (the clinic identifier OR the hospital's MRN, mapping's
-// DeliverIfNoneExist), parsed as a receiver does (this gateway, when it is
+// DeliverCriteria), parsed as a receiver does (this gateway, when it is
 // the EHR), are two token values, the MRN's back as the record gave it
 // whatever characters it holds.
 func TestDeliveredPatientCriteriaParse(t *testing.T) {
@@ -26,7 +26,7 @@ func TestDeliveredPatientCriteriaParse(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		criteria := res.Entries[0].DeliverIfNoneExist
+		criteria := res.Entries[0].DeliverCriteria()
 		q, err := search.ParseConditional("Patient", criteria)
 		if err != nil {
 			t.Fatalf("ParseConditional(%q): %v", criteria, err)

@@ -25,9 +25,13 @@ const (
 	MetricDeliveryHeld       = "gateway.delivery.held"
 	MetricSettingsDiffering  = "gateway.settings.differing"
 	// MetricDeliveryUnsupported counts, by destination, the resource types
-	// the gateway sends it that its CapabilityStatement does not support;
+	// the gateway sends it that its CapabilityStatement does not list or
+	// lists without an interaction the deliveries use;
+	// MetricDeliveryUndeclaredFlags those it lists with every interaction
+	// but without declaring a flag they rely on true;
 	// MetricDeliveryCapabilityFailed is 1 while its capability check fails.
 	MetricDeliveryUnsupported      = "gateway.delivery.unsupported_types"
+	MetricDeliveryUndeclaredFlags  = "gateway.delivery.undeclared_flags"
 	MetricDeliveryCapabilityFailed = "gateway.delivery.capability_check_failed"
 )
 
@@ -68,8 +72,13 @@ type CapabilityStat struct {
 	// Destination is the configured destination name (not a URL).
 	Destination string
 	// Unsupported is how many resource types the gateway sends the
-	// destination its last CapabilityStatement read does not support.
+	// destination its last CapabilityStatement read does not list, or lists
+	// without an interaction the deliveries use.
 	Unsupported int64
+	// UndeclaredFlags is how many it lists with every interaction but
+	// without declaring true a flag the deliveries rely on
+	// (conditionalCreate, conditionalUpdate, updateCreate).
+	UndeclaredFlags int64
 	// CheckFailed is whether the last capability check failed (the
 	// statement could not be read).
 	CheckFailed bool
@@ -92,6 +101,7 @@ type Metrics struct {
 	held             metric.Int64ObservableGauge
 	settings         metric.Int64ObservableGauge
 	unsupported      metric.Int64ObservableGauge
+	undeclared       metric.Int64ObservableGauge
 	capsFailed       metric.Int64ObservableGauge
 
 	store   storeInstruments
@@ -149,7 +159,11 @@ func NewMetrics(mp metric.MeterProvider) (*Metrics, error) {
 		metric.WithUnit("{gateway}"))
 	err = errors.Join(err, e)
 	m.unsupported, e = meter.Int64ObservableGauge(MetricDeliveryUnsupported,
-		metric.WithDescription("Resource types the gateway sends the destination that its CapabilityStatement does not support (not listed, or without an interaction the deliveries use or a flag they rely on declared true: conditionalCreate, conditionalUpdate, updateCreate), by destination."),
+		metric.WithDescription("Resource types the gateway sends the destination that its CapabilityStatement does not support (not listed, or without an interaction the deliveries use), by destination."),
+		metric.WithUnit("{type}"))
+	err = errors.Join(err, e)
+	m.undeclared, e = meter.Int64ObservableGauge(MetricDeliveryUndeclaredFlags,
+		metric.WithDescription("Resource types the destination's CapabilityStatement lists with every interaction the deliveries use but without declaring true a flag they rely on (conditionalCreate, conditionalUpdate, updateCreate), by destination."),
 		metric.WithUnit("{type}"))
 	err = errors.Join(err, e)
 	m.capsFailed, e = meter.Int64ObservableGauge(MetricDeliveryCapabilityFailed,
@@ -174,7 +188,7 @@ func NewMetrics(mp metric.MeterProvider) (*Metrics, error) {
 		_ = m.reg.Unregister()
 		return nil, err
 	}
-	m.capsReg, err = meter.RegisterCallback(m.observeCapabilities, m.unsupported, m.capsFailed)
+	m.capsReg, err = meter.RegisterCallback(m.observeCapabilities, m.unsupported, m.undeclared, m.capsFailed)
 	if err != nil {
 		_ = m.reg.Unregister()
 		_ = m.settingsReg.Unregister()
@@ -282,6 +296,7 @@ func (m *Metrics) observeCapabilities(_ context.Context, o metric.Observer) erro
 	for _, s := range (*fn)() {
 		attrs := metric.WithAttributes(attrDeliveryDestination.String(s.Destination))
 		o.ObserveInt64(m.unsupported, s.Unsupported, attrs)
+		o.ObserveInt64(m.undeclared, s.UndeclaredFlags, attrs)
 		failed := int64(0)
 		if s.CheckFailed {
 			failed = 1

@@ -28,7 +28,7 @@ func TestMetrics(t *testing.T) {
 	})
 	m.RegisterSettings(func() int64 { return 2 })
 	m.RegisterCapabilities(func() []CapabilityStat {
-		return []CapabilityStat{{Destination: "ehr-primary", Unsupported: 2}, {Destination: "lab", CheckFailed: true}}
+		return []CapabilityStat{{Destination: "ehr-primary", Unsupported: 2, UndeclaredFlags: 1}, {Destination: "lab", CheckFailed: true}}
 	})
 
 	var rm metricdata.ResourceMetrics
@@ -81,6 +81,7 @@ func TestMetrics(t *testing.T) {
 	for name, want := range map[string]map[string]int64{
 		MetricDeliveryUnsupported:      {"ehr-primary": 2, "lab": 0},
 		MetricDeliveryCapabilityFailed: {"ehr-primary": 0, "lab": 1},
+		MetricDeliveryUndeclaredFlags:  {"ehr-primary": 1, "lab": 0},
 	} {
 		got := map[string]int64{}
 		for _, dp := range findMetric(t, rm, name).Data.(metricdata.Gauge[int64]).DataPoints {

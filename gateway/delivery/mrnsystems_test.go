@@ -1,0 +1,99 @@
+package delivery
+
+import (
+	"context"
+	"encoding/json"
+	"sync/atomic"
+	"testing"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+	"github.com/ketamine-gateway/ketamine-gateway/mapping"
+)
+
+// withMRN is sessionBundle's payload with its Patient carrying an MRN of
+// system identSystem as an MR-typed identifier (when identSystem is set)
+// and a token of tokenSystem in its ifNoneExist (when set): a delivery as
+// ingest built it before a destination's mrnSystems left those out.
+func withMRN(t *testing.T, identSystem, tokenSystem string) []byte {
+	t.Helper()
+	var b map[string]any
+	if err := json.Unmarshal(sessionBundle("P-1", "S-1", "completed", false), &b); err != nil {
+		t.Fatal(err)
+	}
+	e := b["entry"].([]any)[0].(map[string]any)
+	if identSystem != "" {
+		p := e["resource"].(map[string]any)
+		p["identifier"] = append(p["identifier"].([]any), map[string]any{"system": identSystem, "value": "M,1",
+			"type": map[string]any{"coding": []any{map[string]any{"system": mapping.SystemV2IDType, "code": "MR"}}}})
+	}
+	if tokenSystem != "" {
+		r := e["request"].(map[string]any)
+		r["ifNoneExist"] = r["ifNoneExist"].(string) + "," + tokens[tokenSystem]
+	}
+	data, err := json.Marshal(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// tokens are the MRN tokens of withMRN's ifNoneExist by system, escaped as
+// the mapping escapes them (FHIR's \ escapes, then percent-encoding).
+var tokens = map[string]string{mine: `urn:oid:1.2.3%5C|h1|M%5C,1`, other: `urn:h2|M%5C,1`}
+
+const mine, other = "urn:oid:1.2.3|h1", "urn:h2"
+
+// TestMRNSystemsBuiltBefore: a delivery built before its destination's
+// mrnSystems was set or changed (queued, retried, or a dead letter put
+// back) that carries an MRN of a system the destination does not know, as
+// an identifier or in its ifNoneExist, is not sent there: a dead letter
+// saying to replay the record, with no AuditEvent of a transmission. One
+// with only the MRNs of its systems, or to a destination without
+// mrnSystems, is sent.
+func TestMRNSystemsBuiltBefore(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		systems      []string
+		ident, token string
+		refused      bool
+	}{
+		{"other identifier", []string{mine}, other, "", true},
+		{"other token", []string{mine}, "", other, true},
+		{"none known", []string{}, mine, mine, true},
+		{"own MRN", []string{mine}, mine, mine, false},
+		{"no MRN", []string{}, "", "", false},
+		{"every MRN", nil, other, other, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ehr := newStubEHR(t)
+			d := testDest("ehr", ehr.base())
+			d.MRNSystems = tc.systems
+			var audited atomic.Int32
+			h := newHarness(t, []Destination{d}, func(o *WorkerOptions) {
+				o.Audit = func(context.Context, *store.OutboxItem, *store.Attempt, string, int) error {
+					audited.Add(1)
+					return nil
+				}
+			})
+			it := &store.OutboxItem{Destination: "ehr", OrderKey: "k", Patient: "P", Kind: "session", Source: "clinic",
+				Tenant: "clinic-a", RecordID: "k", Version: "1", Payload: withMRN(t, tc.ident, tc.token),
+				NextAttempt: h.clock.Now(), Created: h.clock.Now()}
+			if err := h.outbox.Enqueue(it); err != nil {
+				t.Fatal(err)
+			}
+			h.run()
+			ev := h.next()
+			if !tc.refused {
+				wantAttempt(t, ev, 1, store.StatusDone, 200, "")
+				return
+			}
+			wantAttempt(t, ev, 1, store.StatusDead, 0, "not sent: built before mrnSystems was set")
+			if n := ehr.count("Patient") + ehr.count("Procedure"); n != 0 {
+				t.Errorf("the EHR received %d resources", n)
+			}
+			if n := audited.Load(); n != 0 {
+				t.Errorf("%d AuditEvents of a transmission for an attempt that sent nothing", n)
+			}
+		})
+	}
+}
