@@ -49,6 +49,26 @@ func capabilityStatement(t *testing.T, drop map[string][]string) []byte {
 	return b
 }
 
+// statementWorker is a worker with one destination, "ehr", whose
+// CapabilityStatement is what statement holds when it is read, and the
+// buffer its log lines (JSON) go to, and the EHR's base URL.
+func statementWorker(t *testing.T) (*Worker, *atomic.Value, *bytes.Buffer, string) {
+	t.Helper()
+	statement := &atomic.Value{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/fhir+json")
+		w.Write(statement.Load().([]byte))
+	}))
+	t.Cleanup(srv.Close)
+	logs := &bytes.Buffer{}
+	w, err := NewWorker(newMemoryOutbox(), []Destination{testDest("ehr", srv.URL+"/fhir")},
+		WorkerOptions{Logger: slog.New(slog.NewJSONHandler(logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w, statement, logs, srv.URL + "/fhir"
+}
+
 // TestCapabilityResourceTypes: the capability check reads the resource
 // types the EHR's CapabilityStatement lists (rest.resource) and warns,
 // once per change and naming the destination and the type, of each type
@@ -58,18 +78,7 @@ func capabilityStatement(t *testing.T, drop map[string][]string) []byte {
 // give). An EHR without DetectedIssue got no warning, and its deliveries
 // failed one by one (probe leftover).
 func TestCapabilityResourceTypes(t *testing.T) {
-	var statement atomic.Value
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/fhir+json")
-		w.Write(statement.Load().([]byte))
-	}))
-	t.Cleanup(srv.Close)
-	var logs bytes.Buffer
-	w, err := NewWorker(newMemoryOutbox(), []Destination{testDest("ehr", srv.URL+"/fhir")},
-		WorkerOptions{Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
+	w, statement, logs, base := statementWorker(t)
 	d := w.dests[0]
 	const warn = `"level":"WARN","msg":"delivery: destination does not support a resource type the gateway delivers","destination":"ehr"`
 	gaps := func() []string {
@@ -116,9 +125,9 @@ func TestCapabilityResourceTypes(t *testing.T) {
 	}
 	// A destination that receives vitals only is sent Patients and
 	// Observations: a statement without DetectedIssue is all it needs.
-	vitals := testDest("vitals-only", srv.URL+"/fhir")
+	vitals := testDest("vitals-only", base)
 	vitals.Filter.Kinds = []string{"vitals"}
-	wv, err := NewWorker(newMemoryOutbox(), []Destination{vitals}, WorkerOptions{Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	wv, err := NewWorker(newMemoryOutbox(), []Destination{vitals}, WorkerOptions{Logger: slog.New(slog.NewJSONHandler(logs, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,18 +242,7 @@ func TestCapabilityChecks(t *testing.T) {
 // interaction (Capabilities, CapabilityChecks, the log). The worker still
 // delivers.
 func TestCapabilityFlags(t *testing.T) {
-	var statement atomic.Value
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/fhir+json")
-		w.Write(statement.Load().([]byte))
-	}))
-	t.Cleanup(srv.Close)
-	var logs bytes.Buffer
-	w, err := NewWorker(newMemoryOutbox(), []Destination{testDest("ehr", srv.URL+"/fhir")},
-		WorkerOptions{Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
+	w, statement, logs, _ := statementWorker(t)
 	// with is the complete statement with the flags of types set to v
 	// (nil: left out).
 	with := func(v any, set map[string][]string) []byte {

@@ -1,9 +1,7 @@
 package delivery
 
 import (
-	"context"
 	"encoding/json"
-	"sync/atomic"
 	"testing"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
@@ -68,32 +66,12 @@ func TestMRNSystemsBuiltBefore(t *testing.T) {
 			ehr := newStubEHR(t)
 			d := testDest("ehr", ehr.base())
 			d.MRNSystems = tc.systems
-			var audited atomic.Int32
-			h := newHarness(t, []Destination{d}, func(o *WorkerOptions) {
-				o.Audit = func(context.Context, *store.OutboxItem, *store.Attempt, string, int) error {
-					audited.Add(1)
-					return nil
-				}
-			})
-			it := &store.OutboxItem{Destination: "ehr", OrderKey: "k", Patient: "P", Kind: "session", Source: "clinic",
-				Tenant: "clinic-a", RecordID: "k", Version: "1", Payload: withMRN(t, tc.ident, tc.token),
-				NextAttempt: h.clock.Now(), Created: h.clock.Now()}
-			if err := h.outbox.Enqueue(it); err != nil {
-				t.Fatal(err)
-			}
-			h.run()
-			ev := h.next()
+			ev, audited := sendOne(t, d, withMRN(t, tc.ident, tc.token))
 			if !tc.refused {
 				wantAttempt(t, ev, 1, store.StatusDone, 200, "")
 				return
 			}
-			wantAttempt(t, ev, 1, store.StatusDead, 0, "not sent: built before mrnSystems was set")
-			if n := ehr.count("Patient") + ehr.count("Procedure"); n != 0 {
-				t.Errorf("the EHR received %d resources", n)
-			}
-			if n := audited.Load(); n != 0 {
-				t.Errorf("%d AuditEvents of a transmission for an attempt that sent nothing", n)
-			}
+			wantNotSent(t, ev, ehr, audited, "not sent: built before mrnSystems was set")
 		})
 	}
 }

@@ -967,27 +967,44 @@ func TestFilterTakenOffIsNotSent(t *testing.T) {
 			ehr := newStubEHR(t)
 			d := testDest("ehr", ehr.base())
 			d.Filter = tc.filter
-			var audited atomic.Int32
-			h := newHarness(t, []Destination{d}, func(o *WorkerOptions) {
-				o.Audit = func(context.Context, *store.OutboxItem, *store.Attempt, string, int) error {
-					audited.Add(1)
-					return nil
-				}
-			})
-			it := &store.OutboxItem{Destination: "ehr", OrderKey: "k", Patient: "P", Kind: "session", Source: "clinic",
-				Tenant: "clinic-a", RecordID: "k", Version: "1", Payload: sessionBundle("P-1", "S-1", "completed", false), NextAttempt: h.clock.Now(), Created: h.clock.Now()}
-			if err := h.outbox.Enqueue(it); err != nil {
-				t.Fatal(err)
-			}
-			h.run()
-			wantAttempt(t, h.next(), 1, store.StatusDead, 0, "not sent: the destination's filter."+tc.field+" does not accept")
-			if n := ehr.count("Patient") + ehr.count("Procedure"); n != 0 {
-				t.Errorf("the EHR received %d resources", n)
-			}
-			if n := audited.Load(); n != 0 {
-				t.Errorf("%d AuditEvents of a transmission for an attempt that sent nothing", n)
-			}
+			ev, audited := sendOne(t, d, sessionBundle("P-1", "S-1", "completed", false))
+			wantNotSent(t, ev, ehr, audited, "not sent: the destination's filter."+tc.field+" does not accept")
 		})
+	}
+}
+
+// sendOne runs a worker with destination d (named "ehr") over one session
+// record's delivery whose payload is payload, and returns its first
+// attempt and how many transmissions were audited.
+func sendOne(t *testing.T, d Destination, payload []byte) (event, int32) {
+	t.Helper()
+	var audited atomic.Int32
+	h := newHarness(t, []Destination{d}, func(o *WorkerOptions) {
+		o.Audit = func(context.Context, *store.OutboxItem, *store.Attempt, string, int) error {
+			audited.Add(1)
+			return nil
+		}
+	})
+	it := &store.OutboxItem{Destination: "ehr", OrderKey: "k", Patient: "P", Kind: "session", Source: "clinic",
+		Tenant: "clinic-a", RecordID: "k", Version: "1", Payload: payload, NextAttempt: h.clock.Now(), Created: h.clock.Now()}
+	if err := h.outbox.Enqueue(it); err != nil {
+		t.Fatal(err)
+	}
+	h.run()
+	ev := h.next()
+	return ev, audited.Load()
+}
+
+// wantNotSent checks that ev is a dead letter not sent (reason containing
+// errPart): the EHR received nothing and no transmission was audited.
+func wantNotSent(t *testing.T, ev event, ehr *stubEHR, audited int32, errPart string) {
+	t.Helper()
+	wantAttempt(t, ev, 1, store.StatusDead, 0, errPart)
+	if n := ehr.count("Patient") + ehr.count("Procedure"); n != 0 {
+		t.Errorf("the EHR received %d resources", n)
+	}
+	if audited != 0 {
+		t.Errorf("%d AuditEvents of a transmission for an attempt that sent nothing", audited)
 	}
 }
 
