@@ -111,20 +111,21 @@ func TestTenantIndexPlans(t *testing.T) {
 // from its matches' keys before their resources are joined, in every
 // order (probe p37 F3: joined first, a code's 4,281 Observations were each
 // read from resources to keep 20, 1.4-2.0 s instead of 0.15-0.22 s). On
-// the statement that joined first the plan's top is the Limit.
-func TestPageJoinsResourcesAfterItsLimit(t *testing.T) {
-	testURL(t)
-	s, _ := openFresh(t, Options{})
+
+// putAnalyzed stores n Observations (body(i) is the i-th, its id "o-i")
+// in one transaction, with their index rows, then has PostgreSQL analyze
+// them, so that plans are those of a database of that size.
+func putAnalyzed(t *testing.T, s *Store, n int, body func(int) []byte) {
+	t.Helper()
 	ctx := context.Background()
 	err := s.Write(ctx, func(tx store.Tx) error {
-		for i := range 500 {
-			id := fmt.Sprintf("o-%d", i)
-			body := fmt.Appendf(nil, `{"resourceType":"Observation","id":%q,"status":"final","code":{"coding":[{"system":"http://loinc.org","code":"8867-4"}]},"effectiveDateTime":"2026-01-%02dT10:00:00Z"}`, id, 1+i%28)
+		for i := range n {
+			b := body(i)
 			var doc map[string]any
-			if err := json.Unmarshal(body, &doc); err != nil {
+			if err := json.Unmarshal(b, &doc); err != nil {
 				return err
 			}
-			if err := tx.Put(&store.Resource{Type: "Observation", ID: id, Version: 1, Body: body}, search.Extract("Observation", doc)); err != nil {
+			if err := tx.Put(&store.Resource{Type: "Observation", ID: fmt.Sprintf("o-%d", i), Version: 1, Body: b}, search.Extract("Observation", doc)); err != nil {
 				return err
 			}
 		}
@@ -136,6 +137,16 @@ func TestPageJoinsResourcesAfterItsLimit(t *testing.T) {
 	if _, err := s.pool.Exec(ctx, `ANALYZE`); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// the statement that joined first the plan's top is the Limit.
+func TestPageJoinsResourcesAfterItsLimit(t *testing.T) {
+	testURL(t)
+	s, _ := openFresh(t, Options{})
+	ctx := context.Background()
+	putAnalyzed(t, s, 500, func(i int) []byte {
+		return fmt.Appendf(nil, `{"resourceType":"Observation","id":"o-%d","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"8867-4"}]},"effectiveDateTime":"2026-01-%02dT10:00:00Z"}`, i, 1+i%28)
+	})
 	for _, raw := range []string{"code=http://loinc.org|8867-4", "_sort=-date", "_sort=date,-_lastUpdated&code=8867-4", "_sort=_id"} {
 		t.Run(raw, func(t *testing.T) {
 			v, _ := url.ParseQuery(raw)
@@ -171,34 +182,16 @@ func TestPageJoinsResourcesAfterItsLimit(t *testing.T) {
 func TestDateSortWalksItsIndex(t *testing.T) {
 	testURL(t)
 	s, _ := openFresh(t, Options{})
-	ctx := context.Background()
-	err := s.Write(ctx, func(tx store.Tx) error {
-		for i := range 3000 {
-			id := fmt.Sprintf("o-%d", i)
-			code, when := "8867-4", fmt.Sprintf(`,"effectiveDateTime":"2026-%02d-%02dT10:00:00Z"`, 1+i%12, 1+i%28)
-			if i%2 == 1 {
-				code = fmt.Sprintf("x-%d", i%40)
-			}
-			if i%10 == 0 {
-				when = "" // no date
-			}
-			body := fmt.Appendf(nil, `{"resourceType":"Observation","id":%q,"status":"final","code":{"coding":[{"system":"http://loinc.org","code":%q}]}%s}`, id, code, when)
-			var doc map[string]any
-			if err := json.Unmarshal(body, &doc); err != nil {
-				return err
-			}
-			if err := tx.Put(&store.Resource{Type: "Observation", ID: id, Version: 1, Body: body}, search.Extract("Observation", doc)); err != nil {
-				return err
-			}
+	putAnalyzed(t, s, 3000, func(i int) []byte {
+		code, when := "8867-4", fmt.Sprintf(`,"effectiveDateTime":"2026-%02d-%02dT10:00:00Z"`, 1+i%12, 1+i%28)
+		if i%2 == 1 {
+			code = fmt.Sprintf("x-%d", i%40)
 		}
-		return nil
+		if i%10 == 0 {
+			when = "" // no date
+		}
+		return fmt.Appendf(nil, `{"resourceType":"Observation","id":"o-%d","status":"final","code":{"coding":[{"system":"http://loinc.org","code":%q}]}%s}`, i, code, when)
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.pool.Exec(ctx, `ANALYZE`); err != nil {
-		t.Fatal(err)
-	}
 	const desc, asc = "Index Scan Backward using idx_date_high on idx_date w", "Index Scan using idx_date_low on idx_date w"
 	tests := []struct {
 		raw, want string
