@@ -409,16 +409,18 @@ func TestVerificationDescribe(t *testing.T) {
 // audit log does, in one write.
 func appendAuditEvent(t *testing.T, st store.Store, id string, body []byte) {
 	t.Helper()
-	err := st.Write(context.Background(), func(tx store.Tx) error {
-		// Stored at its recorded time, as the audit log stores it (a body
-		// without one: at no time).
-		r := &store.Resource{Type: "AuditEvent", ID: id, Version: 1, LastUpdated: recordedOf(body), Body: body}
-		if err := tx.Put(r, nil); err != nil {
-			return err
-		}
-		return tx.AppendAudit(id, body, nil)
-	})
-	if err != nil {
+	if err := st.Write(context.Background(), func(tx store.Tx) error { return putAuditEvent(tx, id, body) }); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// putAuditEvent stores an AuditEvent in tx and chains it.
+func putAuditEvent(tx store.Tx, id string, body []byte) error {
+	// Stored at its recorded time, as the audit log stores it (a body
+	// without one: at no time).
+	r := &store.Resource{Type: "AuditEvent", ID: id, Version: 1, LastUpdated: recordedOf(body), Body: body}
+	if err := tx.Put(r, nil); err != nil {
+		return err
+	}
+	return tx.AppendAudit(id, body, nil)
 }

@@ -118,11 +118,7 @@ func appendMany(t *testing.T, st store.Store, first, n int) {
 	err := st.Write(context.Background(), func(tx store.Tx) error {
 		for seq := first; seq < first+n; seq++ {
 			id := fmt.Sprintf("ae%06d", seq)
-			body := fmt.Appendf(nil, `{"resourceType":"AuditEvent","id":%q,"outcomeDesc":"x"}`, id)
-			if err := tx.Put(&store.Resource{Type: "AuditEvent", ID: id, Version: 1, Body: body}, nil); err != nil {
-				return err
-			}
-			if err := tx.AppendAudit(id, body, nil); err != nil {
+			if err := putAuditEvent(tx, id, fmt.Appendf(nil, `{"resourceType":"AuditEvent","id":%q,"outcomeDesc":"x"}`, id)); err != nil {
 				return err
 			}
 		}
