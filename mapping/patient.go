@@ -1,9 +1,6 @@
 package mapping
 
 import (
-	"net/url"
-	"strings"
-
 	fhir "github.com/samply/golang-fhir-models/fhir-models/fhir"
 )
 
@@ -103,43 +100,4 @@ func IsMRN(ident map[string]any) bool {
 		}
 	}
 	return false
-}
-
-// MatchedMRNSystems are the systems of the MRNs a Patient entry's
-// ifNoneExist in a transaction Bundle matches besides the clinic
-// identifier (its first token), as DeliverMatching writes it: each token
-// query-decoded, then split at the commas and bars FHIR's \ escapes do not
-// hide. ok is false when ifNoneExist is not such criteria (undecodable).
-func MatchedMRNSystems(ifNoneExist string) (systems []string, ok bool) {
-	q, found := strings.CutPrefix(ifNoneExist, "identifier=")
-	if !found {
-		return nil, ifNoneExist == ""
-	}
-	q, err := url.QueryUnescape(q)
-	if err != nil {
-		return nil, false
-	}
-	tokens := splitEscaped(q, ',')
-	for _, t := range tokens[1:] {
-		system := splitEscaped(t, '|')[0]
-		systems = append(systems, strings.NewReplacer(`\\`, `\`, `\,`, `,`, `\|`, `|`, `\$`, `$`).Replace(system))
-	}
-	return systems, true
-}
-
-// splitEscaped splits s at each sep not escaped with a backslash, keeping
-// the escapes.
-func splitEscaped(s string, sep byte) []string {
-	var parts []string
-	start := 0
-	for i := 0; i < len(s); i++ {
-		switch s[i] {
-		case '\\':
-			i++
-		case sep:
-			parts = append(parts, s[start:i])
-			start = i + 1
-		}
-	}
-	return append(parts, s[start:])
 }

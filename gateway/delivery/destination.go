@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
 )
 
@@ -314,11 +315,12 @@ func isLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// knowsMRNs reports whether the Patient of payload (a transaction
-// Bundle's entry 0) carries only MRNs of d.MRNSystems, in its MR-typed
-// identifiers and in its request's ifNoneExist; a payload without a
-// Patient first carries none. One that does not decode is left to the
-// EHR to refuse.
+// knowsMRNs reports whether every Patient of payload (a transaction
+// Bundle) carries only MRNs of d.MRNSystems, in its MR-typed identifiers
+// and in its request's ifNoneExist (read as the engine reads conditional
+// criteria: its identifier tokens after the first, the clinic's); a
+// payload without a Patient carries none. One that does not decode is
+// left to the EHR to refuse; criteria that do not parse are not sent.
 func (d *Destination) knowsMRNs(payload []byte) bool {
 	var b struct {
 		Entry []struct {
@@ -328,27 +330,38 @@ func (d *Destination) knowsMRNs(payload []byte) bool {
 			} `json:"request"`
 		} `json:"entry"`
 	}
-	var patient struct {
-		ResourceType string           `json:"resourceType"`
-		Identifier   []map[string]any `json:"identifier"`
-	}
-	if json.Unmarshal(payload, &b) != nil || len(b.Entry) == 0 || json.Unmarshal(b.Entry[0].Resource, &patient) != nil ||
-		patient.ResourceType != "Patient" {
+	if json.Unmarshal(payload, &b) != nil {
 		return true
 	}
-	e := b.Entry[0]
-	for _, ident := range patient.Identifier {
-		if s, _ := ident["system"].(string); mapping.IsMRN(ident) && !slices.Contains(d.MRNSystems, s) {
+	for _, e := range b.Entry {
+		var patient struct {
+			ResourceType string           `json:"resourceType"`
+			Identifier   []map[string]any `json:"identifier"`
+		}
+		if json.Unmarshal(e.Resource, &patient) != nil || patient.ResourceType != "Patient" {
+			continue
+		}
+		for _, ident := range patient.Identifier {
+			if s, _ := ident["system"].(string); mapping.IsMRN(ident) && !slices.Contains(d.MRNSystems, s) {
+				return false
+			}
+		}
+		if e.Request.IfNoneExist == "" {
+			continue
+		}
+		q, err := search.ParseConditional("Patient", e.Request.IfNoneExist)
+		if err != nil {
 			return false
 		}
-	}
-	systems, ok := mapping.MatchedMRNSystems(e.Request.IfNoneExist)
-	if !ok {
-		return false
-	}
-	for _, s := range systems {
-		if !slices.Contains(d.MRNSystems, s) {
-			return false
+		for _, cl := range q.Clauses {
+			if cl.Param != "identifier" || len(cl.Values) == 0 {
+				continue
+			}
+			for _, v := range cl.Values[1:] {
+				if !slices.Contains(d.MRNSystems, v.System) {
+					return false
+				}
+			}
 		}
 	}
 	return true

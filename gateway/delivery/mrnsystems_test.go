@@ -75,3 +75,50 @@ func TestMRNSystemsBuiltBefore(t *testing.T) {
 		})
 	}
 }
+
+// TestKnowsMRNsReadsCriteria: the MRN systems the mapping writes into a
+// Patient's ifNoneExist (mapping.Entry.DeliverCriteria, whatever their
+// characters) are read back as the engine reads conditional criteria: a
+// destination that knows every one of them is sent the Patient, one that
+// lacks any is not, wherever the Patient stands in the Bundle.
+func TestKnowsMRNsReadsCriteria(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		mrns []mapping.MRN
+	}{
+		{"none", nil},
+		{"one", []mapping.MRN{{System: "urn:h1", Value: "M1"}}},
+		{"escapes", []mapping.MRN{{System: `urn:a|b,c\d$e f&g%`, Value: `v,|\$`}, {System: "urn:h2", Value: "x"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := mapping.Entry{IfNoneExist: "identifier=https://example.org/sid/patient|P-1"}
+			e.DeliverMatching(tc.mrns)
+			var systems []string
+			for _, m := range tc.mrns {
+				systems = append(systems, m.System)
+			}
+			for _, first := range []bool{true, false} {
+				patient := map[string]any{"fullUrl": "urn:uuid:p", "resource": map[string]any{"resourceType": "Patient"},
+					"request": map[string]any{"method": "POST", "url": "Patient", "ifNoneExist": e.DeliverCriteria()}}
+				other := map[string]any{"fullUrl": "urn:uuid:o", "resource": map[string]any{"resourceType": "Observation"},
+					"request": map[string]any{"method": "POST", "url": "Observation"}}
+				entries := []any{patient, other}
+				if !first {
+					entries = []any{other, patient}
+				}
+				payload, err := json.Marshal(map[string]any{"resourceType": "Bundle", "type": "transaction", "entry": entries})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if d := (&Destination{MRNSystems: append([]string{}, systems...)}); !d.knowsMRNs(payload) {
+					t.Errorf("first=%v: a destination knowing %q is refused %s", first, systems, e.DeliverCriteria())
+				}
+				if len(systems) > 0 {
+					if d := (&Destination{MRNSystems: systems[1:]}); d.knowsMRNs(payload) {
+						t.Errorf("first=%v: a destination not knowing %q is sent %s", first, systems[0], e.DeliverCriteria())
+					}
+				}
+			}
+		})
+	}
+}

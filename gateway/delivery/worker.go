@@ -841,7 +841,7 @@ func (d *destWorker) send(ctx context.Context, it *store.OutboxItem) (res Result
 	case d.dest.MRNSystems != nil && !d.dest.knowsMRNs(it.Payload):
 		// Built before mrnSystems was set or changed (queued, retried,
 		// or a dead letter put back): sending it would disclose another
-		// hospital's MRN. A replay of the record builds it anew.
+		// hospital's MRN. A new version of the record builds it anew (docs/configuration.md).
 		return notSent("not sent: built before mrnSystems was set; it carries an MRN of a system this destination does not know")
 	}
 	return d.client.Deliver(ctx, it.Payload, d.mode())
