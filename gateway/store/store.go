@@ -489,8 +489,8 @@ type Tx interface {
 	// record whose digest is not was (another gateway recorded a change
 	// first, or is recording one in a transaction not yet committed,
 	// which it waits for) is ErrConflict, after which the caller reads
-	// the records again in a new transaction. A zero rec.Recorded is set
-	// to now (by the store's clock).
+	// the records again in a new transaction. rec.Recorded is kept to the
+	// millisecond.
 	SwapClientRecord(id, was string, rec *ClientRecord) error
 
 	OutboxTx

@@ -16,6 +16,5 @@ var dialect = &sqlstore.Dialect{
 	NotDeleted:  "c.deleted = 0",
 	RowID:       "rowid",
 	Opaque:      "+",
-	WalkBudget:  true,
 	Err:         func(_ context.Context, err error) error { return mapErr(err) },
 }

@@ -208,16 +208,10 @@ func (s *Store) AuditChainSeek(ctx context.Context, since, until time.Time) (bef
 	var first int64
 	lo, hi := int64(math.MinInt64), int64(math.MaxInt64)
 	if !since.IsZero() {
-		lo = since.UnixMilli()
-		if since.Before(time.UnixMilli(lo)) { // before 1970 UnixMilli rounds up
-			lo--
-		}
+		lo = since.UnixMilli() // rounds down, before 1970 too
 	}
 	if !until.IsZero() {
-		hi = until.UnixMilli()
-		if until.After(time.UnixMilli(hi)) {
-			hi++
-		}
+		hi = ceilMS(until)
 	}
 	err = s.db.Snapshot(ctx, func(c Conn) error {
 		if err := c.QueryRow(ctx, s.bind(sqlChainSeek), lo, hi).Scan(&first); err != nil {

@@ -62,10 +62,6 @@ func (t *tx) SwapClientRecord(id, was string, rec *store.ClientRecord) error {
 	case rec == nil:
 		n, err = t.c.Exec(t.ctx, s.bind(sqlClientRecordDelete), s.text(id), s.text(was))
 	default:
-		if rec.Recorded.IsZero() {
-			rec.Recorded = s.now()
-		}
-		rec.Recorded = rec.Recorded.UTC().Truncate(time.Millisecond)
 		if was == "" {
 			n, err = t.c.Exec(t.ctx, s.bind(sqlClientRecordInsert), s.text(id), s.text(rec.Digest), s.text(string(rec.Registration)),
 				rec.Recorded.UnixMilli())

@@ -198,11 +198,7 @@ func walkBudget(d *Dialect, q *search.Query, limit int) Stmt {
 	if cursorUsable(q) {
 		walkBound(b, "", k, q.After.Keys[0])
 	}
-	dir := " ASC"
-	if k.Descending {
-		dir = " DESC"
-	}
-	b.Add(" ORDER BY "+col+dir+" LIMIT 1 OFFSET ?", walkBudgetPerRow*limit-1)
+	b.Add(" ORDER BY "+col+direction(k.Descending)+" LIMIT 1 OFFSET ?", walkBudgetPerRow*limit-1)
 	return Stmt{SQL: b.SQL(), Args: b.Args()}
 }
 

@@ -97,7 +97,7 @@ func (r budgetRow) Scan(dest ...any) error {
 	return nil
 }
 
-// TestWalkBudget: where the dialect asks for it (Dialect.WalkBudget), a
+// TestWalkBudget: where the walk is forced (Dialect.Opaque set), a
 // walk reads its index only to the value of the
 // walkBudgetPerRow*limit-th row from its start (a rare code's matches, or
 // a small tenant's, may lie anywhere along it) and, when its page is not
@@ -107,7 +107,7 @@ func (r budgetRow) Scan(dest ...any) error {
 // 219 ms for a rare code's page over 30,000 Encounters, 0.56 ms found by
 // the code and sorted. Without it (PostgreSQL) the walk has no budget.
 func TestWalkBudget(t *testing.T) {
-	d := &Dialect{Name: "test", Placeholder: func(int) string { return "?" }, Opaque: "+", RowID: "rowid", WalkBudget: true}
+	d := &Dialect{Name: "test", Placeholder: func(int) string { return "?" }, Opaque: "+", RowID: "rowid"}
 	s := New(nil, d, Config{})
 	kth := int64(1_700_000_000_000)
 	tests := []struct {

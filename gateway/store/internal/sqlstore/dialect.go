@@ -71,15 +71,14 @@ type Dialect struct {
 	// Opaque prefixes a column whose equality to another must not be
 	// carried over to that other's index (SQLite: "+", which also keeps
 	// the planner from inferring the column's conditions for the other);
-	// "" where the planner may (PostgreSQL).
+	// "" where the planner may (PostgreSQL). Where it is set, a date-sorted
+	// search's walk is taken whatever the criteria (see walkFrom), so the
+	// walk stops at a budget (see walkBudget) before it finds the page by
+	// its criteria; a planner that weighs the walk against the criteria by
+	// its statistics (PostgreSQL) needs none, and the budget's statement
+	// cost it more than it saved (BenchmarkDateSort: 12-30 ms for 4-7 ms a
+	// page).
 	Opaque string
-	// WalkBudget tells that a date-sorted search's walk stops at a budget
-	// (see walkBudget) before it finds the page by its criteria: where the
-	// walk is taken whatever the criteria (SQLite, see walkFrom). A planner
-	// that weighs the walk against the criteria by its statistics
-	// (PostgreSQL) needs none, and the budget's statement cost it more
-	// than it saved (BenchmarkDateSort: 12-30 ms for 4-7 ms a page).
-	WalkBudget bool
 	// FlushAhead tells that a write transaction sends its buffered rows
 	// ahead of the commit once they are many (see tx's flushing ahead):
 	// where the database works in another process, on another core, while

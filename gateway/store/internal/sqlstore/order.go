@@ -27,15 +27,19 @@ type orderCol struct {
 }
 
 // order is OrderBy's terms and arguments and the columns a cursor
+// direction is an ORDER BY term's direction.
+func direction(desc bool) string {
+	if desc {
+		return " DESC"
+	}
+	return " ASC"
+}
+
 // positions in (see after).
 func order(q *search.Query) (parts []string, args []any, cols []orderCol) {
 	seenLU, seenID := false, false
 	column := func(col string, desc bool) {
-		dir := " ASC"
-		if desc {
-			dir = " DESC"
-		}
-		parts = append(parts, col+dir)
+		parts = append(parts, col+direction(desc))
 		cols = append(cols, orderCol{col: col, key: -1, desc: desc})
 	}
 	keys := 0
@@ -56,11 +60,7 @@ func order(q *search.Query) (parts []string, args []any, cols []orderCol) {
 			seenID = true
 		default:
 			expr, eargs := dateKey(k)
-			dir := " ASC"
-			if k.Descending {
-				dir = " DESC"
-			}
-			parts = append(parts, expr+dir)
+			parts = append(parts, expr+direction(k.Descending))
 			args = append(args, eargs...)
 			cols = append(cols, orderCol{col: expr, args: eargs, key: keys, desc: k.Descending})
 			keys++

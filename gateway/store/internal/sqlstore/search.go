@@ -104,8 +104,8 @@ func (s *Store) search(ctx context.Context, c Conn, q *search.Query, withInclude
 
 	n, _ := pageBounds(q.Count, q.Offset)
 	f := formOf(q)
-	var until *int64 // a walk's budget (see walkBudget)
-	if f == formDated && s.d.WalkBudget {
+	var until *int64 // a walk's budget (see walkBudget): a forced walk's (see Dialect.Opaque)
+	if f == formDated && s.d.Opaque != "" {
 		bst := walkBudget(s.d, q, n+1)
 		var v int64
 		switch err := c.QueryRow(ctx, bst.SQL, bst.Args...).Scan(&v); {
@@ -148,7 +148,7 @@ func (s *Store) search(ctx context.Context, c Conn, q *search.Query, withInclude
 	if err := run(page); err != nil {
 		return nil, err
 	}
-	if n := peeked(q); f == formDated && got < n+1 {
+	if f == formDated && got < n+1 { // (a walked search peeks: n is peeked(q))
 		var rest Stmt
 		if until != nil {
 			// The walk reached the end of its budget before the page was
@@ -341,12 +341,8 @@ func statements(d *Dialect, q *search.Query, now time.Time, f form, limit int, u
 	case formDated:
 		// The first sort key is the walked index row's value.
 		first := walkCol(q.Sort[0])
-		dir := " ASC"
-		if first.desc {
-			dir = " DESC"
-		}
 		oargs = oargs[len(ocols[0].args):]
-		parts[0], ocols[0] = first.col+dir, first
+		parts[0], ocols[0] = first.col+direction(first.desc), first
 	case formUndated:
 		// The matches without a value all sort by the same constant,
 		// selected for the cursor but not ordered by: a constant first
@@ -419,16 +415,12 @@ func outer(q *search.Query, inner string) string {
 	sel := make([]string, 0, q.SortValues())
 	by := make([]string, len(cols))
 	for i, c := range cols {
-		dir := " ASC"
-		if c.desc {
-			dir = " DESC"
-		}
 		name := "p." + strings.TrimPrefix(c.col, "c.")
 		if c.key >= 0 {
 			name = "p.k" + strconv.Itoa(c.key)
 			sel = append(sel, name)
 		}
-		by[i] = name + dir
+		by[i] = name + direction(c.desc)
 	}
 	keys := ""
 	if len(sel) > 0 {
