@@ -41,6 +41,11 @@ type LineageQuery struct {
 	// Tenant confines the answer to one tenant's records (search.AllTenants:
 	// every tenant, the CLI's view).
 	Tenant string `json:"-"`
+	// ReceiptsOnly asks for the receipts and their requests alone: not
+	// which of a receipt's resources were deleted or changed since, nor a
+	// resource's accesses (the console's resource page, which shows each
+	// version's writer).
+	ReceiptsOnly bool `json:"-"`
 }
 
 // Lineage is the answer.
@@ -309,11 +314,13 @@ func BuildLineage(ctx context.Context, st store.Store, q LineageQuery) (*Lineage
 		if err != nil {
 			return nil, err
 		}
-		if rc.Deleted, err = deleted.of(ctx, r.Tenant, rc.Resources); err != nil {
-			return nil, err
-		}
-		if rc.Changed, err = deleted.changed(ctx, r.Tenant, rc.Resources); err != nil {
-			return nil, err
+		if !q.ReceiptsOnly {
+			if rc.Deleted, err = deleted.of(ctx, r.Tenant, rc.Resources); err != nil {
+				return nil, err
+			}
+			if rc.Changed, err = deleted.changed(ctx, r.Tenant, rc.Resources); err != nil {
+				return nil, err
+			}
 		}
 		out.Receipts = append(out.Receipts, rc)
 	}
@@ -365,7 +372,7 @@ func BuildLineage(ctx context.Context, st store.Store, q LineageQuery) (*Lineage
 			}
 		}
 	}
-	if q.Resource != "" {
+	if q.Resource != "" && !q.ReceiptsOnly {
 		// The requests that named the resource, and those that wrote it
 		// (their AuditEvents name the Provenance listing the versions).
 		refs := []string{q.Resource}

@@ -39,18 +39,18 @@ type VersionView struct {
 // lineage l of that resource (BuildLineage with Resource; nil: no receipt
 // names it): the receipt whose Provenance lists each version, and for the
 // others the write whose AuditEvent names the version, among the newest
-// maxAccesses writes of the resource in l's tenant. It reads only
+// maxAccesses writes of the resource in the reader's tenant (a shared
+// resource another tenant holds has no lineage in the reader's: its
+// writers are not the reader's to see). It reads only
 // AuditEvents (the record of who did what), never another version's
 // content. Returns store errors (ErrUnavailable) unchanged.
-func Versions(ctx context.Context, st store.Store, l *Lineage, versions []*store.Resource) ([]VersionView, error) {
+func Versions(ctx context.Context, st store.Store, tenant string, l *Lineage, versions []*store.Resource) ([]VersionView, error) {
 	out := make([]VersionView, 0, len(versions))
 	if len(versions) == 0 {
 		return out, nil
 	}
 	byRef := map[string]*Receipt{}
-	var tenant string
 	if l != nil {
-		tenant = l.Query.Tenant
 		for i := range l.Receipts {
 			for _, ref := range l.Receipts[i].Resources {
 				if _, ok := byRef[ref]; !ok {

@@ -8,6 +8,7 @@ import (
 	"html/template"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
@@ -83,17 +84,16 @@ func (c *Console) resourcePage(rq *request) error {
 		return errNoResource
 	}
 	l, err := auditlog.BuildLineage(rq.ctx(), c.app.Store, auditlog.LineageQuery{Resource: typ + "/" + id,
-		IdentifierBase: c.app.IdentifierBase, Tenant: rq.sc.TenantOf()})
+		IdentifierBase: c.app.IdentifierBase, Tenant: rq.sc.TenantOf(), ReceiptsOnly: true})
 	if kind, _ := outcome.From(err); err != nil && kind != outcome.NotFound {
 		return err
 	}
-	versions, err := auditlog.Versions(rq.ctx(), c.app.Store, l, hist.Versions)
+	versions, err := auditlog.Versions(rq.ctx(), c.app.Store, rq.sc.TenantOf(), l, hist.Versions)
 	if err != nil {
 		return err
 	}
 	if l != nil {
-		l.Accesses = nil // not shown here
-		l.Audit(rq.sc)   // the receipts and the requests that wrote them, shown
+		l.Audit(rq.sc) // the receipts and the requests that wrote them, shown
 	}
 	d := resourceData{Type: typ, ID: id, Versions: versions, Total: hist.Total, Current: &versions[0]}
 	for i, v := range hist.Versions {
@@ -109,7 +109,7 @@ func (c *Console) resourcePage(rq *request) error {
 		d.From, d.To = rq.r.URL.Query().Get("from"), rq.r.URL.Query().Get("to")
 	} else if asked {
 		d.From, d.To = strconv.FormatInt(a, 10), strconv.FormatInt(b, 10)
-		d.Diff, d.DiffError, err = c.compare(rq, typ, id, a, b, versions)
+		d.Diff, d.DiffError, err = c.compare(rq, typ, id, a, b, hist.Versions, versions)
 		if err != nil {
 			return err
 		}
@@ -176,12 +176,16 @@ func diffVersions(q url.Values) (a, b int64, asked bool, msg string) {
 	return min(x, y), max(x, y), true, ""
 }
 
-// compare reads versions a and b (a older) through the engine and
-// compares them; msg says why they cannot be (a version the resource does
-// not have).
-func (c *Console) compare(rq *request, typ, id string, a, b int64, vs []auditlog.VersionView) (*versionDiff, string, error) {
+// compare compares versions a and b (a older): those the page's history
+// read (listed), else read through the engine; msg says why they cannot
+// be (a version the resource does not have).
+func (c *Console) compare(rq *request, typ, id string, a, b int64, listed []*store.Resource, vs []auditlog.VersionView) (*versionDiff, string, error) {
 	var sides [2]*store.Resource
 	for i, v := range []int64{a, b} {
+		if j := slices.IndexFunc(listed, func(r *store.Resource) bool { return r.Version == v }); j >= 0 {
+			sides[i] = listed[j]
+			continue
+		}
 		r, err := c.app.Engine.VRead(rq.ctx(), rq.sc, typ, id, strconv.FormatInt(v, 10))
 		kind, _ := outcome.From(err)
 		switch {
@@ -208,7 +212,7 @@ func (c *Console) compare(rq *request, typ, id string, a, b int64, vs []auditlog
 		}
 	}
 	d.Lines = diffLines(oldLines, newLines)
-	d.Same = !slicesDiffer(d.Lines)
+	d.Same = slices.Equal(oldLines, newLines)
 	return d, "", nil
 }
 
@@ -259,16 +263,6 @@ func contentLines(r *store.Resource) ([]string, map[string]string, error) {
 		return nil, nil, errors.New("a stored version could not be shown")
 	}
 	return lines(bytes.TrimSpace(b.Bytes())), meta, nil
-}
-
-// slicesDiffer reports whether a difference has a line added or removed.
-func slicesDiffer(ls []diffLine) bool {
-	for _, l := range ls {
-		if l.Op != " " {
-			return true
-		}
-	}
-	return false
 }
 
 // resourceRef is a reference the console links to the resource page:

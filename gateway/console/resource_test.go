@@ -226,3 +226,40 @@ func TestContentLines(t *testing.T) {
 		})
 	}
 }
+
+// TestResourcePageSharedType: a tenant's auditor may read a resource the
+// gateway publishes to every tenant (a ValueSet, held by the default
+// tenant), and its page names no request of another tenant as its writer:
+// a default-tenant client's batch that named it stays the default
+// tenant's (the writers were searched in the default tenant when the
+// reader's had no lineage of the resource).
+func TestResourcePageSharedType(t *testing.T) {
+	f := newFixture(t, nil)
+	ctx := context.Background()
+	res, err := f.app.Engine.Search(ctx, auditlog.NewScope("search-type", f.c.devScope), "ValueSet", url.Values{}, false)
+	if err != nil || len(res.Page.Matches) == 0 {
+		t.Fatalf("no published ValueSet: %v", err)
+	}
+	vs := res.Page.Matches[0].ID
+	sc := auditlog.NewScope("batch", f.c.devScope)
+	sc.ClientID = "default-tenant-client"
+	body := `{"resourceType":"Bundle","type":"batch","entry":[{"request":{"method":"GET","url":"ValueSet/` + vs + `"}}]}`
+	if _, err := f.app.Engine.Bundle(ctx, sc, []byte(body), engine.Answer{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.app.Audit.Append(sc, http.StatusOK); err != nil {
+		t.Fatal(err)
+	}
+	batch := newestEvent(t, f, "", "batch")
+	f.signInAs(t, &auth.Principal{ClientID: "person:ann@clinic-a.example", Tenant: "clinic-a",
+		Scopes: auth.ParseScopes(auth.ScopeAuditor + " system/*.rs")})
+	code, page, _ := f.get(t, "/console/resources/ValueSet/"+vs)
+	if code != http.StatusOK {
+		t.Fatalf("a tenant's auditor reads a published ValueSet: %d, want 200", code)
+	}
+	for _, leak := range []string{batch.AuditEvent, "default-tenant-client"} {
+		if strings.Contains(page, leak) {
+			t.Errorf("the clinic-a auditor's page names the default tenant's request (%s)", leak)
+		}
+	}
+}
