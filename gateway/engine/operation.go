@@ -413,8 +413,7 @@ func (e *Engine) writableIssues(ctx context.Context, sc *auditlog.Scope, typ, id
 	if err := clientWritableAt(typ, id); err != nil {
 		return asIssues(err), nil
 	}
-	// Each version is read once, whichever check asks for it.
-	rd := &readOnce{storedReader: readsAt{ctx, e.reader(sc, reads{})}}
+	rd := readsAt{ctx, e.reader(sc, reads{})}
 	perm := byte('u')
 	if del {
 		perm = 'd'
@@ -431,10 +430,10 @@ func (e *Engine) writableIssues(ctx context.Context, sc *auditlog.Scope, typ, id
 	case err != nil:
 		return asIssues(err), nil
 	}
+	// (A deletion the caller may not be told of was refused above as
+	// another tenant's: checkStored judges it by its last content, as
+	// deletionShown does.)
 	cur, err := rd.Read(typ, id)
-	if del && errors.Is(err, store.ErrGone) && !e.deletionShown(sc, rd, cur) {
-		err = store.ErrNotFound // a deletion the caller may not be told of
-	}
 	switch {
 	case !del && (errors.Is(err, errForeign) || cur != nil && cur.Tenant != sc.TenantOf()):
 		// As update answers: an id another tenant holds (or a shared
