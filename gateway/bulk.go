@@ -262,7 +262,7 @@ func (s *Server) handleJobFile(c echo.Context) error {
 	if n == 1 && replay.ShowsValues(j) {
 		// The report shows the records' old and new values: the patients'
 		// data (jobs.File names them from the report's companion file).
-		sc.Disclosed = "the old and new values of the records' changed elements disclosed (showValues)"
+		sc.Disclosed = replay.ValuesDisclosed
 		sc.Description += "; " + sc.Disclosed
 	}
 	rc := http.NewResponseController(c.Response())

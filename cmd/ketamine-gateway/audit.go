@@ -207,7 +207,7 @@ func auditExportCommand(ctx context.Context, args []string, getenv func(string) 
 		w = f
 	}
 	bar := newProgress(stderr, "audit export", "records", "", -1)
-	_, err = auditlog.ExportProgress(ctx, st, from, to, now, w, func(n int64) { bar.set(n, 0) })
+	_, err = auditlog.Export(ctx, st, from, to, now, w, func(n int64) { bar.set(n, 0) })
 	bar.finish()
 	if err != nil {
 		return &exitError{code: exitUnchecked, msg: fmt.Sprintf("audit export: could not export: %v", err)}

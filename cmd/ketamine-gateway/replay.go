@@ -382,7 +382,7 @@ func newValuesShown(requestID string, opts replay.Options) *valuesShown {
 	if opts.Apply {
 		what = "apply"
 	}
-	sc.Disclosed = "the old and new values of the records' changed elements disclosed (showValues)"
+	sc.Disclosed = replay.ValuesDisclosed
 	return &valuesShown{sc: sc, what: what}
 }
 

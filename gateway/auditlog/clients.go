@@ -90,10 +90,10 @@ func (l *Log) RecordClients(ctx context.Context, clients []auth.Registration) (C
 		now := l.now()
 		for _, id := range ids {
 			h, had := have[id]
-			x, wanted := want[id]
+			x, keep := want[id]
 			w := x.reg
 			var next *store.ClientRecord
-			if wanted {
+			if keep {
 				next = &store.ClientRecord{ID: id, Digest: audit.SHA256(x.bytes), Registration: x.bytes, Recorded: now}
 				if had && h.Digest == next.Digest {
 					continue
@@ -107,7 +107,7 @@ func (l *Log) RecordClients(ctx context.Context, clients []auth.Registration) (C
 			case !had:
 				rec.Action, rec.Description = "C", "registered client added: "+describe(w)
 				changes.Added = append(changes.Added, id)
-			case !wanted:
+			case !keep:
 				var old registration
 				rec.Action, rec.Description = "D", "registered client removed"
 				if json.Unmarshal(h.Registration, &old) == nil {

@@ -73,14 +73,10 @@ func ExportableFrom(until time.Time) time.Time { return until.Add(exportSlack) }
 // manifest, which it also returns. It reads the chain as stored and
 // checks nothing (Verify does; VerifyExport checks the export). A
 // database that cannot be read is an error, as is w failing; an export
-// cut off by one has no manifest, which VerifyExport reports.
-func Export(ctx context.Context, st store.Store, since, until, now time.Time, w io.Writer) (ExportManifest, error) {
-	return ExportProgress(ctx, st, since, until, now, w, nil)
-}
-
-// ExportProgress is Export telling progress, if not nil, the number of
-// chain records read so far, every 1,000 records and at the end.
-func ExportProgress(ctx context.Context, st store.Store, since, until, now time.Time, w io.Writer, progress func(read int64)) (ExportManifest, error) {
+// cut off by one has no manifest, which VerifyExport reports. progress,
+// if not nil, is told the number of chain records read so far, every
+// 1,000 records and at the end.
+func Export(ctx context.Context, st store.Store, since, until, now time.Time, w io.Writer, progress func(read int64)) (ExportManifest, error) {
 	m := ExportManifest{ExportedAt: now.UTC().Format(time.RFC3339Nano)}
 	if !since.IsZero() {
 		m.Since = since.UTC().Format(time.RFC3339Nano)
@@ -282,8 +278,10 @@ type ExportCheck struct {
 // only when r cannot be read.
 func VerifyExport(r io.Reader, anchors ...Anchor) (ExportCheck, error) {
 	var out ExportCheck
-	hashes := map[int64]string{}
-	lineOf := map[int64]int64{} // the line that holds each record
+	hashes := map[int64]string{} // of the records anchored, as read
+	for _, a := range anchors {
+		hashes[a.Seq] = ""
+	}
 	fail := func(at int64, format string, args ...any) {
 		if out.Reason == "" {
 			out.BrokenAt, out.Reason = at, fmt.Sprintf(format, args...)
@@ -295,6 +293,7 @@ func VerifyExport(r io.Reader, anchors ...Anchor) (ExportCheck, error) {
 		n        int64
 		last     *ExportLine
 		firstAt  time.Time // the first record's recorded time
+		lastBody []byte    // the last record's hashed body
 		manifest *ExportManifest
 	)
 	for sc.Scan() {
@@ -336,8 +335,10 @@ func VerifyExport(r io.Reader, anchors ...Anchor) (ExportCheck, error) {
 		case last == nil:
 			out.FirstSeq, out.Prev = e.Seq, e.Prev
 			firstAt = recordedOf(body)
-		case lineOf[e.Seq] != 0:
-			fail(e.Seq, "line %d repeats record %d (line %d holds it): an export holds each record once", n, e.Seq, lineOf[e.Seq])
+		case e.Seq >= out.FirstSeq && e.Seq <= last.Seq:
+			// (The records before were consecutive from the first, or
+			// the file already failed: this one was read before.)
+			fail(e.Seq, "line %d repeats record %d: an export holds each record once", n, e.Seq)
 		case e.Seq < last.Seq:
 			fail(e.Seq, "line %d holds record %d after record %d: the records are out of order (an export holds them in chain order, each line the record after the line before)", n, e.Seq, last.Seq)
 		case e.Seq != last.Seq+1:
@@ -361,12 +362,11 @@ func VerifyExport(r io.Reader, anchors ...Anchor) (ExportCheck, error) {
 		} else if id != e.ID {
 			fail(e.Seq, "line %d: its id is not record %d's resource's id (the id its hash binds)", n, e.Seq)
 		}
-		hashes[e.Seq] = e.Hash
-		if lineOf[e.Seq] == 0 {
-			lineOf[e.Seq] = n
+		if h, anchored := hashes[e.Seq]; anchored && h == "" {
+			hashes[e.Seq] = e.Hash
 		}
 		out.Records++
-		last = &e
+		last, lastBody = &e, body
 	}
 	if err := sc.Err(); err != nil {
 		return out, fmt.Errorf("read the export: %w", err)
@@ -381,7 +381,7 @@ func VerifyExport(r io.Reader, anchors ...Anchor) (ExportCheck, error) {
 		out.HeadSeq, out.HeadHash = m.HeadSeq, m.HeadHash
 		checkManifest(&out, m, fail)
 		if out.Records > 0 {
-			checkPeriod(m, out.FirstSeq, firstAt, out.LastSeq, recordedOf(lastBody(last)), fail)
+			checkPeriod(m, out.FirstSeq, firstAt, out.LastSeq, recordedOf(lastBody), fail)
 		}
 		if out.LastSeq > 0 && out.LastSeq == m.HeadSeq && out.LastHash != m.HeadHash {
 			fail(out.LastSeq, "the head is record %d, whose hash the manifest gives otherwise", m.HeadSeq)
@@ -392,7 +392,8 @@ func VerifyExport(r io.Reader, anchors ...Anchor) (ExportCheck, error) {
 	}
 	for _, a := range anchors {
 		c := AnchorCheck{Anchor: a}
-		got, ok := hashes[a.Seq]
+		got := hashes[a.Seq]
+		ok := got != ""
 		switch {
 		case ok:
 		case out.FirstSeq > 0 && a.Seq == out.FirstSeq-1:
@@ -470,17 +471,6 @@ func parseBound(s string) (time.Time, error) {
 		return time.Time{}, nil
 	}
 	return time.Parse(time.RFC3339Nano, s)
-}
-
-// lastBody is the hashed body of l (nil for none).
-func lastBody(l *ExportLine) []byte {
-	switch {
-	case l == nil:
-		return nil
-	case l.Resource != nil:
-		return l.Resource
-	}
-	return l.Body64
 }
 
 // lineKeys is the top-level keys of a JSON object line, in order, with

@@ -61,7 +61,7 @@ func TestExport(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var buf bytes.Buffer
-			m, err := Export(context.Background(), st, tc.since, tc.until, t0.Add(time.Hour), &buf)
+			m, err := Export(context.Background(), st, tc.since, tc.until, t0.Add(time.Hour), &buf, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -94,7 +94,7 @@ func TestExport(t *testing.T) {
 	}
 
 	var buf bytes.Buffer
-	if _, err := Export(context.Background(), st, t0.Add(time.Minute), t0.Add(4*time.Minute), t0, &buf); err != nil {
+	if _, err := Export(context.Background(), st, t0.Add(time.Minute), t0.Add(4*time.Minute), t0, &buf, nil); err != nil {
 		t.Fatal(err)
 	}
 	export := buf.String() // records 2 to 5, prev record 1's hash, head 6

@@ -110,18 +110,18 @@ func TestExportSeeks(t *testing.T) {
 			ctx := context.Background()
 			old := &countingStore{Store: base, fromOne: true}
 			var want bytes.Buffer
-			if _, err := Export(ctx, old, tc.since, tc.until, now, &want); err != nil {
+			if _, err := Export(ctx, old, tc.since, tc.until, now, &want, nil); err != nil {
 				t.Fatal(err)
 			}
 			st := &countingStore{Store: base}
 			var got bytes.Buffer
 			var progress int64 = -1
-			m, err := ExportProgress(ctx, st, tc.since, tc.until, now, &got, func(n int64) { progress = n })
+			m, err := Export(ctx, st, tc.since, tc.until, now, &got, func(n int64) { progress = n })
 			if err != nil {
 				t.Fatal(err)
 			}
 			if progress != int64(st.read) {
-				t.Errorf("ExportProgress told %d records read at the end, want %d", progress, st.read)
+				t.Errorf("Export told %d records read at the end, want %d", progress, st.read)
 			}
 			if !bytes.Equal(got.Bytes(), want.Bytes()) {
 				t.Fatalf("Export(%s, %s) differs from the walk from record 1:\n got %.300s\nwant %.300s", tc.since, tc.until, got.String(), want.String())
@@ -175,7 +175,7 @@ func BenchmarkExportLastPercent(b *testing.B) {
 			st := &countingStore{Store: base, fromOne: bc.fromOne}
 			for b.Loop() {
 				st.read = 0
-				if _, err := Export(context.Background(), st, since, time.Time{}, t0.Add(48*time.Hour), &bytes.Buffer{}); err != nil {
+				if _, err := Export(context.Background(), st, since, time.Time{}, t0.Add(48*time.Hour), &bytes.Buffer{}, nil); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -22,7 +22,7 @@ func TestVerifyExportCrafted(t *testing.T) {
 	export := func(since, until time.Time) []string {
 		t.Helper()
 		var buf bytes.Buffer
-		if _, err := Export(context.Background(), st, since, until, t0.Add(time.Hour), &buf); err != nil {
+		if _, err := Export(context.Background(), st, since, until, t0.Add(time.Hour), &buf, nil); err != nil {
 			t.Fatal(err)
 		}
 		return strings.SplitAfter(strings.TrimSuffix(buf.String(), "\n"), "\n")
@@ -61,7 +61,7 @@ func TestVerifyExportCrafted(t *testing.T) {
 		{"a field the hash does not cover", join(edit(all, 2, `"id":"ae3","prev"`, `"id":"ae3","note":"reviewed","prev"`)), 3, `line 3 has a field "note"`},
 		{"both resource and body64", join(edit(all, 2, `"resource":`, `"body64":"",  "resource":`)), 3, "line 3 has both resource and body64"},
 		{"a manifest line with more", join(edit(all, 6, `{"manifest":`, `{"seq":7,"manifest":`)), 7, `line 7, the manifest, has a field "seq"`},
-		{"a duplicated line", join(all[:2], all[1:]), 2, "line 3 repeats record 2 (line 2 holds it)"},
+		{"a duplicated line", join(all[:2], all[1:]), 2, "line 3 repeats record 2: an export holds each record once"},
 		{"records out of order", join(second[:len(second)-1], first), 1, "line 5 holds record 1 after record 6: the records are out of order"},
 		{"a record left out", join(all[:2], all[3:]), 4, "records 3 to 3 are missing"},
 		{"the first line dropped", join(all[1:]), 1, "the file starts at record 2, the manifest says it starts at record 1"},

@@ -117,14 +117,7 @@ type cutOffAttempt struct {
 // startAt notes e, the anchor a walk from an anchor starts at: when its
 // AuditEvent was recorded (none known: every cut-off attempt left is a
 // fault, as in a whole walk).
-func (c *lineageChecker) startAt(e audit.ChainEntry) {
-	var ev struct {
-		Recorded string `json:"recorded"`
-	}
-	if json.Unmarshal(e.Body, &ev) == nil {
-		c.fromAt, _ = time.Parse(time.RFC3339Nano, ev.Recorded)
-	}
-}
+func (c *lineageChecker) startAt(e audit.ChainEntry) { c.fromAt = recordedOf(e.Body) }
 
 // checkedDelivery is one outbox item as the store holds it (nil item: not
 // stored).
