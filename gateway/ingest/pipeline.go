@@ -127,26 +127,35 @@ func TransactionFor(res *mapping.Result, raws [][]byte, mrnSystems []string) ([]
 	if mrnSystems == nil {
 		return Transaction(res, raws)
 	}
-	if len(raws) != len(res.Entries) {
-		return nil, fmt.Errorf("transaction of %d entries from %d resources", len(res.Entries), len(raws))
+	r, rr, _, err := withMRNsOf(res, raws, mrnSystems)
+	if err != nil {
+		return nil, err
 	}
-	r := *res
-	r.Entries = slices.Clone(res.Entries)
-	raws = slices.Clone(raws)
-	for i := range r.Entries {
-		if r.Entries[i].ResourceType != "Patient" {
+	return Transaction(r, rr)
+}
+
+// withMRNsOf is res, rendered as raws, with every Patient entry carrying
+// only the MRNs of mrnSystems (in its DeliverMRNs and its MR-typed
+// identifiers), and whether that left any out (else res and raws
+// themselves).
+func withMRNsOf(res *mapping.Result, raws [][]byte, mrnSystems []string) (*mapping.Result, [][]byte, bool, error) {
+	if len(raws) != len(res.Entries) {
+		return nil, nil, false, fmt.Errorf("transaction of %d entries from %d resources", len(res.Entries), len(raws))
+	}
+	r, rr, dropped := res, raws, false
+	for i := range res.Entries {
+		if res.Entries[i].ResourceType != "Patient" {
 			continue
 		}
 		var keep []mapping.MRN
-		for _, m := range r.Entries[i].DeliverMRNs {
+		for _, m := range res.Entries[i].DeliverMRNs {
 			if slices.Contains(mrnSystems, m.System) {
 				keep = append(keep, m)
 			}
 		}
-		r.Entries[i].DeliverMRNs = keep
 		patient, err := fhirwire.Decode(raws[i])
 		if err != nil {
-			return nil, fmt.Errorf("mapped Patient: %w", err)
+			return nil, nil, false, fmt.Errorf("mapped Patient: %w", err)
 		}
 		ids, _ := patient["identifier"].([]any)
 		kept := make([]any, 0, len(ids))
@@ -157,37 +166,53 @@ func TransactionFor(res *mapping.Result, raws [][]byte, mrnSystems []string) ([]
 			}
 			kept = append(kept, id)
 		}
+		if len(keep) == len(res.Entries[i].DeliverMRNs) && len(kept) == len(ids) {
+			continue // nothing of another system
+		}
+		if !dropped { // copies, before the first change
+			c := *res
+			c.Entries = slices.Clone(res.Entries)
+			r, rr, dropped = &c, slices.Clone(raws), true
+		}
+		r.Entries[i].DeliverMRNs = keep
 		if len(kept) != len(ids) {
 			patient["identifier"] = kept
-			if raws[i], err = fhirwire.Marshal(patient); err != nil {
-				return nil, fmt.Errorf("mapped Patient: %w", err)
+			if rr[i], err = fhirwire.Marshal(patient); err != nil {
+				return nil, nil, false, fmt.Errorf("mapped Patient: %w", err)
 			}
 		}
 	}
-	return Transaction(&r, raws)
+	return r, rr, dropped, nil
 }
 
 // Payloads are the transaction Bundles dests receive of a mapped record
 // (res, rendered as raws), by destination: each with only the MRNs of
-// systems(dest) (TransactionFor; nil: every MRN). The destinations that
-// take every MRN share one rendering.
+// systems(dest) (nil: every MRN). The destinations that are sent every
+// MRN the record has (no mrnSystems, or theirs leave none out) share one
+// rendering.
 func Payloads(res *mapping.Result, raws [][]byte, dests []string, systems func(dest string) []string) (map[string][]byte, error) {
 	out := make(map[string][]byte, len(dests))
 	var every []byte
 	for _, d := range dests {
-		s := systems(d)
-		if s == nil && every != nil {
-			out[d] = every
-			continue
+		if s := systems(d); s != nil {
+			r, rr, dropped, err := withMRNsOf(res, raws, s)
+			if err != nil {
+				return nil, err
+			}
+			if dropped {
+				if out[d], err = Transaction(r, rr); err != nil {
+					return nil, err
+				}
+				continue
+			}
 		}
-		b, err := TransactionFor(res, raws, s)
-		if err != nil {
-			return nil, err
+		if every == nil {
+			var err error
+			if every, err = Transaction(res, raws); err != nil {
+				return nil, err
+			}
 		}
-		if s == nil {
-			every = b
-		}
-		out[d] = b
+		out[d] = every
 	}
 	return out, nil
 }

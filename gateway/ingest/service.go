@@ -881,7 +881,7 @@ func (s *Service) entries(res *mapping.Result, raws [][]byte, docs []map[string]
 		if checked != nil && !(i == 0 && patient != nil) {
 			perr = checked[i]
 		} else {
-			perr = s.checkProfile(i, doc)
+			perr = s.CheckProfile(i, doc)
 		}
 		if perr != nil {
 			return nil, nil, fmt.Errorf("mapped entry %d: %w", i, perr)
@@ -922,15 +922,17 @@ func (s *Service) checkProfiles(res *mapping.Result, docs []map[string]any, tena
 		if doc != nil {
 			ownURL(res.Entries[i], tenant, doc)
 		}
-		out[i] = s.checkProfile(i, doc)
+		out[i] = s.CheckProfile(i, doc)
 	}
 	return out
 }
 
-// checkProfile checks doc, the resource of entry i, against the profiles
+// CheckProfile checks doc, the resource of entry i, against the profiles
 // it claims (nil for a nil doc). A profile the gateway's own output breaks
-// is the mapping's defect, not the record's (errMappingDefect).
-func (s *Service) checkProfile(i int, doc map[string]any) error {
+// is the mapping's defect, not the record's (mappingDefect: rule
+// RuleMappingNonconformant, then the profile's). Replay checks what it
+// would write with it too.
+func (s *Service) CheckProfile(i int, doc map[string]any) error {
 	if doc == nil {
 		return nil
 	}

@@ -61,7 +61,9 @@ func TestTransactionForPatientNotFirst(t *testing.T) {
 }
 
 // TestPayloads: each destination's Bundle carries the MRNs of its systems
-// only; those that take every MRN share one rendering.
+// only; those sent every MRN the record has share one rendering, a
+// destination whose mrnSystems leave none out too (not a rendering of its
+// own in the write transaction).
 func TestPayloads(t *testing.T) {
 	res, raws := mappedWithMRN(t)
 	systems := map[string][]string{"b": {}, "d": {"https://hosp.example/mrn"}}
@@ -74,7 +76,7 @@ func TestPayloads(t *testing.T) {
 			t.Errorf("Payloads()[%s] carries MRN-77 %d times, want %d", d, n, want)
 		}
 	}
-	if &out["a"][0] != &out["c"][0] {
-		t.Errorf("Payloads(): the destinations that take every MRN got a rendering each, want one shared")
+	if &out["a"][0] != &out["c"][0] || &out["a"][0] != &out["d"][0] {
+		t.Errorf("Payloads(): the destinations sent every MRN the record has (d: its mrnSystems leave none out) got a rendering each, want one shared")
 	}
 }

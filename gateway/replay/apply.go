@@ -74,7 +74,7 @@ func (s *Service) checkOutput(m *remapped) error {
 			continue
 		}
 		doc := corrected(m.res.Entries[mt.i].ResourceType, fhirwire.Copy(mt.doc).(map[string]any))
-		if err := s.cfg.Engine.Validator().Profiles(doc, fmt.Sprintf("Bundle.entry[%d].resource", mt.i)); err != nil {
+		if err := s.cfg.Ingest.CheckProfile(mt.i, doc); err != nil {
 			return err
 		}
 	}
@@ -131,12 +131,13 @@ func (s *Service) apply(ctx context.Context, sc *auditlog.Scope, m *remapped, op
 			return 0, err
 		}
 		for _, mt := range m.entries {
+			if !mt.written() {
+				continue // unchanged, skipped, or deleted since (a replay does not bring it back)
+			}
 			e := m.res.Entries[mt.i]
 			doc := corrected(e.ResourceType, fhirwire.Copy(mt.doc).(map[string]any))
 			var url string
 			switch {
-			case mt.gone != "":
-				continue // deleted since: a replay does not bring it back
 			case mt.stored == nil && e.Method == fhir.HTTPVerbPUT && !strings.Contains(e.URL, "?"):
 				// A deterministic id, in the tenant's namespace (as ingest).
 				typ, id, _ := strings.Cut(e.URL, "/")
@@ -145,10 +146,8 @@ func (s *Service) apply(ctx context.Context, sc *auditlog.Scope, m *remapped, op
 			case mt.stored == nil:
 				url = e.ResourceType + "?identifier=" + e.IdentifierSystem + "|" + e.IdentifierValue
 				delete(doc, "id")
-			case len(mt.changes) > 0 && mt.skipped == "":
+			default: // changed
 				url, doc["id"] = mt.stored.Type+"/"+mt.stored.ID, mt.stored.ID
-			default:
-				continue
 			}
 			en, err := s.cfg.Engine.NewEntry(len(entries), "PUT", url, e.FullURL, doc, "")
 			if err != nil {

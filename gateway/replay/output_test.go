@@ -3,6 +3,7 @@ package replay_test
 import (
 	"testing"
 
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/replay"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 )
@@ -43,8 +44,10 @@ func TestOutputProfileRefusesRecord(t *testing.T) {
 			if r.Status != replay.StatusRefused {
 				continue
 			}
-			if len(r.Issues) == 0 || r.Issues[0].Expression == "" || r.Issues[0].Pointer != "" || r.Applied || len(r.Resources) != 0 {
-				t.Errorf("apply=%v: %s: %+v; want a profile rule with its element's expression, nothing applied", apply, id, r)
+			if len(r.Issues) < 2 || r.Issues[0].Rule != ingest.RuleMappingNonconformant || r.Issues[1].Rule != "profile.vital-unit" ||
+				r.Issues[0].Expression == "" || r.Issues[0].Pointer != "" || r.Applied || len(r.Resources) != 0 {
+				t.Errorf("apply=%v: %s: %+v; want ingest's verdict (%s, then the profile's rule) with the element's expression, nothing applied",
+					apply, id, r, ingest.RuleMappingNonconformant)
 			}
 		}
 	}

@@ -105,7 +105,7 @@ func (s *Service) record(ctx context.Context, sc *auditlog.Scope, l *store.Ledge
 		// (the mapping is at fault; the issue names the element), not the
 		// whole replay.
 		if err := s.checkOutput(m); err != nil {
-			if kind, _ := outcome.From(err); kind == outcome.Internal {
+			if !slices.Contains(outcome.Rules(err), ingest.RuleMappingNonconformant) {
 				return r, err
 			}
 			r.Resources = nil
