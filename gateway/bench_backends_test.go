@@ -2,7 +2,6 @@ package gateway_test
 
 import (
 	"context"
-	"fmt"
 	"io/fs"
 	"net/http"
 	"net/http/httptest"
@@ -78,7 +77,7 @@ func BenchmarkIngestBackends(b *testing.B) {
 					} else {
 						for range 8 {
 							n := seq.Add(1)
-							jobs = append(jobs, strings.ReplaceAll(string(session), "-2026-0310-", fmt.Sprintf("-2026-0310-B%d-", n)))
+							jobs = append(jobs, sessionVariant(string(session), "B", int(n)))
 						}
 					}
 					var wg sync.WaitGroup

@@ -2,7 +2,6 @@ package gateway_test
 
 import (
 	"context"
-	"fmt"
 	"io/fs"
 	"net/http"
 	"net/http/httptest"
@@ -41,8 +40,9 @@ func BenchmarkIngestOutbox(b *testing.B) {
 			s := newServer(b, app.Config{Store: st, Routes: tc.routes}, gateway.Config{})
 			i := 0
 			for b.Loop() {
-				// A new record id each time, so every request stores.
-				body := strings.ReplaceAll(string(doc), "-2026-0310-", fmt.Sprintf("-2026-0310-B%d-", i))
+				// A new record of a new patient each time, so every request
+				// stores (and no clinical check reads the earlier ones).
+				body := sessionVariant(string(doc), "B", i)
 				i++
 				r := httptest.NewRequest(http.MethodPost, "/ingest/session", strings.NewReader(body))
 				r.Header.Set("Content-Type", "application/json")
