@@ -332,6 +332,41 @@ func testGroupCommitFair(t *testing.T, s store.Store) {
 	}
 }
 
+// testGroupCommitShare: with several lanes, a lane takes its share of the
+// writes waiting (their number over the lanes, rounded up), not all of
+// them: n writes queued at once behind the held lanes run in batches of
+// at most ceil(n / lanes), so the lanes split them.
+func testGroupCommitShare(t *testing.T, s store.Store) {
+	g, ok := s.(GroupCommitter)
+	if !ok {
+		t.Skip("the store has no group commit")
+	}
+	lanes, maxBatch := g.GroupCommit()
+	if lanes < 2 {
+		t.Skip("one write lane: it takes the queue")
+	}
+	n := min(4*lanes+1, lanes*maxBatch)
+	share := (n + lanes - 1) / lanes
+	var mu sync.Mutex
+	sizes := map[store.Tx]int{}
+	QueuedTogether(t, s, n, func(i int) {
+		err := s.Write(context.Background(), func(tx store.Tx) error {
+			mu.Lock()
+			sizes[tx]++
+			mu.Unlock()
+			return tx.Put(res("Basic", fmt.Sprint("share-", i), 1, base), nil)
+		})
+		if err != nil {
+			t.Errorf("write %d: %v", i, err)
+		}
+	})
+	for _, k := range sizes {
+		if k > share {
+			t.Errorf("a batch ran %d of the %d writes queued together, more than a share of %d for %d lanes", k, n, share, lanes)
+		}
+	}
+}
+
 // testGroupCommitJobLimit: a job submit refused at its client's limit
 // (CreateJob with a JobLimit, store.ErrLimit) inside a group-committed
 // batch is an answer, not a failure of the batch: the writes sharing its

@@ -96,6 +96,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"GroupCommitSeesEarlier", testGroupCommitSeesEarlier},
 		{"GroupCommitFlushConflict", testGroupCommitFlushConflict},
 		{"GroupCommitFair", testGroupCommitFair},
+		{"GroupCommitShare", testGroupCommitShare},
 		{"GroupCommitJobLimit", testGroupCommitJobLimit},
 		{"TenantSearch", testTenantSearch},
 		{"TenantInclude", testTenantInclude},
