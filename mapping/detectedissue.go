@@ -50,23 +50,6 @@ func criticalVitals(vs *VitalsBody, p string, lim Safety) []criticalValue {
 	return out
 }
 
-// hasPreDoseSignal reports whether a session has a pre-dose measurement
-// the thresholds interpret (anything but a body weight): one that could
-// raise the DetectedIssue.
-func hasPreDoseSignal(s *Session, lim Safety) bool {
-	for i := range s.Vitals {
-		if s.Vitals[i].Timepoint != "pre-dose" {
-			continue
-		}
-		for _, x := range measurements(&s.Vitals[i], lim) {
-			if x.interpreted {
-				return true
-			}
-		}
-	}
-	return false
-}
-
 // dosed reports whether a session gave its drug: not not-done, and a dose
 // given above 0.
 func dosed(in *InfusionBody) bool {
@@ -96,17 +79,19 @@ const issueSuffix = "critical-pre-dose-vitals"
 
 // detectedIssue adds, to a session that gave its drug after a critical
 // pre-dose measurement, a DetectedIssue implicating the administration and
-// the critical Observations: final. A later version (update mode) of a
-// session with pre-dose measurements always carries it, entered-in-error
-// when it no longer raises it (the measurement or the dose was charted in
-// error: the session happened once); a withdrawn session always carries it
-// entered-in-error, whatever its body still holds (as the Flag of a
-// withdrawn assessment), so a withdrawal voids what a version wrote.
+// the critical Observations: final. A later version (update mode) always
+// carries it, entered-in-error when it no longer raises it for any reason
+// (a value corrected, the pre-dose record relabelled or left out, the
+// session not done or given no dose: charted in error, since the session
+// happened once); a withdrawn session always carries it entered-in-error,
+// whatever its body still holds (as the Flag of a withdrawn assessment),
+// so a withdrawal voids what a version wrote. The ingest drops such an
+// entry where no DetectedIssue is stored (Entry.Withdraws).
 func (m *mapper) detectedIssue(s *Session, recordID string) {
 	in := &s.Infusion
 	crit := criticalPreDose(s, m.opts.safety())
 	raised := dosed(in) && len(crit) > 0
-	if !raised && !m.withdrawn && (!m.opts.Update || !hasPreDoseSignal(s, m.opts.safety())) {
+	if !raised && !m.opts.Update { // a withdrawal maps in update mode
 		return
 	}
 	status := fhir.ObservationStatusFinal

@@ -81,6 +81,13 @@ func TestDosedDespiteCriticalVitals(t *testing.T) {
 		{"later version still critical", patch{sbp185: 185.0}, mapping.Options{Update: true}, "final", sbp185, []string{"V-1-85354-9"}},
 		{"later version no longer critical", patch{}, mapping.Options{Update: true}, "entered-in-error", "", nil},
 		{"later version not done", notDone(patch{sbp185: 185.0}), mapping.Options{Update: true}, "entered-in-error", "", nil},
+		// A version whose pre-dose values are no longer critical for any
+		// reason retires the issue (probe p45 F1 b): the ingest keeps the
+		// entry only where one is stored (Entry.Withdraws).
+		{"later version relabels the critical pre-dose record", patch{sbp185: 185.0, "/vitals/0/timepoint": "other",
+			"/vitals/0/timepointText": "before the session"}, mapping.Options{Update: true}, "entered-in-error", "", nil},
+		{"later version leaves the pre-dose record out", patch{"/vitals/0": nil}, mapping.Options{Update: true}, "entered-in-error", "", nil},
+		{"later version without vitals", patch{"/vitals": nil}, mapping.Options{Update: true}, "entered-in-error", "", nil},
 		{"withdrawn", patch{sbp185: 185.0, "/source/status": "entered-in-error"}, withdrawn, "entered-in-error", "", nil},
 		// Every withdrawal voids the DetectedIssue a version may have
 		// written, whatever the withdrawn body still says (docs/mapping.md

@@ -438,3 +438,64 @@ func TestNoPhantomWithdrawals(t *testing.T) {
 		t.Errorf("the positive PHQ-9's Flag after its correction: %s, want inactive", r.Body)
 	}
 }
+
+// TestCorrectionRetiresSignal: a new version that removes the cause of a
+// safety signal retires the stored signal, and one of a record that never
+// raised it writes none (probe p45 F1): a suicidal-ideation adverse event
+// corrected to another event makes its Flag inactive, and a session whose
+// critical pre-dose record is relabelled or left out makes its
+// DetectedIssue entered-in-error.
+func TestCorrectionRetiresSignal(t *testing.T) {
+	ae := func(id, version, event string) string {
+		return rec(id, version, "P-1", "", `"event": "`+event+`", "onsetAt": "2026-03-02T09:25:00-05:00", "severity": "moderate", "serious": false`)
+	}
+	relabelled := func(recordID, version, sbp string) string {
+		return strings.Replace(criticalSession(recordID, version, sbp), `"timepoint": "pre-dose"`, `"timepoint": "other", "timepointText": "at check-in"`, 1)
+	}
+	leftOut := func(recordID, version, sbp string) string {
+		return rec(recordID, version, "P-1", "", `"infusion": {`+infusionBody+`, "clinician": {"id": "C-7"}}`)
+	}
+	tests := []struct {
+		name, typ   string
+		kind        mapping.Kind
+		first, next string
+		want        string // the stored resource's status; "" none stored
+	}{
+		{"suicidal ideation corrected to anxiety", "Flag", mapping.KindAdverseEvent, ae("AE-1", "1", "suicidal-ideation"), ae("AE-1", "2", "anxiety"), "inactive"},
+		{"anxiety corrected to nausea", "Flag", mapping.KindAdverseEvent, ae("AE-2", "1", "anxiety"), ae("AE-2", "2", "nausea"), ""},
+		{"critical pre-dose record relabelled", "DetectedIssue", mapping.KindSession, criticalSession("S-1", "1", "186"), relabelled("S-1", "2", "186"), "entered-in-error"},
+		{"critical pre-dose record left out", "DetectedIssue", mapping.KindSession, criticalSession("S-2", "1", "186"), leftOut("S-2", "2", "186"), "entered-in-error"},
+		{"routine pre-dose record relabelled", "DetectedIssue", mapping.KindSession, criticalSession("S-3", "1", "130"), relabelled("S-3", "2", "130"), ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			g := newGateway(t, app.Config{Routes: []ingest.Route{{Name: "ehr", Accepts: func(string, string) bool { return true },
+				AcceptsTenant: func(x string) bool { return x != search.AllTenants }}}})
+			g.answerIssues(t, tc.kind, tc.first)
+			g.answerIssues(t, tc.kind, tc.next)
+			if tc.want == "" {
+				if n := g.count(t, "", tc.typ, ""); n != 0 {
+					t.Errorf("%d %ss stored for a record that never raised one, want none", n, tc.typ)
+				}
+				return
+			}
+			r, err := g.a.Store.Read(context.Background(), tc.typ, g.one(t, tc.typ, ""))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var doc struct {
+				Status string
+				Period struct{ End string }
+			}
+			if err := json.Unmarshal(r.Body, &doc); err != nil {
+				t.Fatal(err)
+			}
+			if doc.Status != tc.want || r.Version != 2 {
+				t.Errorf("%s after the correction: status %s, version %d; want %s, version 2", tc.typ, doc.Status, r.Version, tc.want)
+			}
+			if tc.typ == "Flag" && doc.Period.End == "" {
+				t.Errorf("inactive Flag without period.end: %s", r.Body)
+			}
+		})
+	}
+}
