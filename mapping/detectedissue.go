@@ -136,6 +136,43 @@ func (m *mapper) detectedIssue(s *Session, recordID string) {
 	m.entries[len(m.entries)-1].Withdraws = status == fhir.ObservationStatusEnteredInError
 }
 
+// retireSessionIssue adds, to a later version (update mode) of a vitals
+// record sent on its own that names its session (sessionId) and holds no
+// critical pre-dose value any more (corrected, relabelled to another time
+// point, withdrawn), the session's DetectedIssue entered-in-error: the
+// entry a session version that no longer raises it carries. The mapping
+// does not know the session's other pre-dose measurements nor whether the
+// session raised the issue: the ingest keeps the entry only where the
+// DetectedIssue is stored (Entry.Withdraws) and no other stored pre-dose
+// measurement of the session is charted critical (docs/mapping.md §9).
+// The administration is referenced by identifier: it is not in the Bundle.
+func (m *mapper) retireSessionIssue(vs *VitalsBody) {
+	if vs.SessionID == "" || !m.opts.Update || (!m.withdrawn && len(criticalVitals(vs, "", m.opts.safety())) > 0) {
+		return
+	}
+	procID, medID, _ := m.sessionIDs(vs.SessionID)
+	id := procID.child(issueSuffix)
+	m.add("DetectedIssue", id, fhir.DetectedIssue{
+		Meta:       meta(profile("kg-detected-issue")),
+		Identifier: []fhir.Identifier{identifier(id)},
+		Status:     fhir.ObservationStatusEnteredInError,
+		Code:       ptr(cc("", "issue.observation-alert")),
+		Severity:   ptr(fhir.DetectedIssueSeverityHigh),
+		Patient:    ptr(m.patient),
+		Implicated: []fhir.Reference{logical("MedicationAdministration", medID, "")},
+	})
+	m.entries[len(m.entries)-1].Withdraws = true
+}
+
+// IssueRetiredBy reports whether entry e of rec's mapping is the session
+// DetectedIssue a vitals record sent on its own retires
+// (retireSessionIssue), which the ingest keeps only while no other stored
+// pre-dose measurement of the session is critical.
+func IssueRetiredBy(rec Record, e *Entry) bool {
+	_, ok := rec.(*Vitals)
+	return ok && e.ResourceType == "DetectedIssue" && e.Withdraws
+}
+
 // PreDoseWarnings warns the sender of a pre-dose vitals record sent on its
 // own that names a session (sessionId) at each critical value, for the
 // ingest to answer when the named session is stored and gave its drug

@@ -499,3 +499,76 @@ func TestCorrectionRetiresSignal(t *testing.T) {
 		})
 	}
 }
+
+// TestStandaloneVitalsRetireIssue: a pre-dose vitals record corrected on
+// its own (sessionId, a new version) so that the session's pre-dose values
+// are no longer critical makes the session's stored DetectedIssue
+// entered-in-error, in the same write, and in the Bundle for the EHR
+// (probe p45 F1 c); it stays final while another stored pre-dose value of
+// the session is critical, and a session that never raised one gets none.
+func TestStandaloneVitalsRetireIssue(t *testing.T) {
+	vitals := func(recordID, version, session, timepoint, measurements string) string {
+		return rec(recordID, version, "P-1", "", `"sessionId": "`+session+`", "timepoint": "`+timepoint+`", "measuredAt": "2026-03-02T08:50:00-05:00", `+measurements)
+	}
+	const normal, critical = `"bloodPressure": {"systolic": 128, "diastolic": 80}`, `"bloodPressure": {"systolic": 186, "diastolic": 90}`
+	twoCritical := rec("S-5", "1", "P-1", "", `"infusion": {`+infusionBody+`, "clinician": {"id": "C-7"}},
+		"vitals": [{"recordId": "V-S-5", "timepoint": "pre-dose", "measuredAt": "2026-03-02T08:50:00-05:00", `+critical+`},
+		{"recordId": "V-S-5b", "timepoint": "pre-dose", "measuredAt": "2026-03-02T08:52:00-05:00", "heartRate": 135}]`)
+	withdrawn := func(doc string) string {
+		return strings.Replace(doc, `"version": "2"`, `"version": "2", "status": "entered-in-error"`, 1)
+	}
+	tests := []struct {
+		name, session, correction string
+		want                      string // the DetectedIssue's status; "" none stored
+		delivered                 bool   // the correction's Bundle carries it
+	}{
+		{"corrected below the critical band", criticalSession("S-1", "1", "186"), vitals("V-S-1", "2", "S-1", "pre-dose", normal), "entered-in-error", true},
+		{"relabelled", criticalSession("S-2", "1", "186"), vitals("V-S-2", "2", "S-2", "other", `"timepointText": "at check-in", `+critical), "entered-in-error", true},
+		{"withdrawn", criticalSession("S-3", "1", "186"), withdrawn(vitals("V-S-3", "2", "S-3", "pre-dose", critical)), "entered-in-error", true},
+		{"still critical", criticalSession("S-4", "1", "186"), vitals("V-S-4", "2", "S-4", "pre-dose", `"bloodPressure": {"systolic": 190, "diastolic": 90}`), "final", false},
+		{"another pre-dose value still critical", twoCritical, vitals("V-S-5", "2", "S-5", "pre-dose", normal), "final", false},
+		{"never raised", criticalSession("S-6", "1", "130"), vitals("V-S-6", "2", "S-6", "pre-dose", normal), "", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			g := newGateway(t, app.Config{Routes: []ingest.Route{{Name: "ehr", Accepts: func(string, string) bool { return true },
+				AcceptsTenant: func(x string) bool { return x != search.AllTenants }}}})
+			g.answerIssues(t, mapping.KindSession, tc.session)
+			g.answerIssues(t, mapping.KindVitals, tc.correction)
+			var corr struct{ Source struct{ RecordID string } }
+			if err := json.Unmarshal([]byte(tc.correction), &corr); err != nil {
+				t.Fatal(err)
+			}
+			items := g.deliveries(t, "", "serenity-clinic-emr", corr.Source.RecordID)
+			if len(items) != 1 {
+				t.Fatalf("%d deliveries of the correction, want 1", len(items))
+			}
+			if got := bytes.Contains(items[0].Payload, []byte(`"resourceType":"DetectedIssue"`)); got != tc.delivered {
+				t.Errorf("the correction's Bundle carries a DetectedIssue: %v, want %v", got, tc.delivered)
+			}
+			if tc.want == "" {
+				if n := g.count(t, "", "DetectedIssue", ""); n != 0 {
+					t.Errorf("%d DetectedIssues stored for a session that never raised one, want none", n)
+				}
+				return
+			}
+			r, err := g.a.Store.Read(context.Background(), "DetectedIssue", g.one(t, "DetectedIssue", ""))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var doc struct {
+				Status     string
+				Implicated []struct{ Reference string }
+			}
+			if err := json.Unmarshal(r.Body, &doc); err != nil {
+				t.Fatal(err)
+			}
+			if doc.Status != tc.want {
+				t.Errorf("DetectedIssue after the correction: %s, want %s", doc.Status, tc.want)
+			}
+			if tc.delivered && (r.Version != 2 || len(doc.Implicated) == 0) {
+				t.Errorf("DetectedIssue version %d, implicated %v: want version 2 implicating the administration", r.Version, doc.Implicated)
+			}
+		})
+	}
+}

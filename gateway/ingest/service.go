@@ -419,6 +419,9 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 	if res, raws, docs, checked, err = dropPhantoms(st, res, raws, docs, checked); err != nil {
 		return nil, false, err
 	}
+	if res, raws, docs, checked, err = keepRetiredIssue(st, rec.rec, rec.opts, res, raws, docs, checked); err != nil {
+		return nil, false, err
+	}
 	// What is stored: one Patient per person, and the rules across records.
 	id, err = resolveIdentity(st, rec.rec, res)
 	if err != nil {
