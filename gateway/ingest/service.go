@@ -491,8 +491,14 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 	if err := id.claim(st, entries[0].Result().Resource.ID); err != nil {
 		return nil, false, err
 	}
+	// v3-DataOperation: a withdrawal (entered-in-error) is NULLIFY, so
+	// that withdrawals are found by Provenance, not only by the statuses
+	// of their targets.
 	activity := "CREATE"
-	if stored != nil {
+	switch {
+	case src.Status == "entered-in-error":
+		activity = "NULLIFY"
+	case stored != nil:
 		activity = "UPDATE"
 	}
 	err = tx.Provenance(audit.Provenance{
