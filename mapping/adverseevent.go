@@ -212,3 +212,33 @@ func suspectCause(ae *AdverseEventBody, nestedIn *Session) bool {
 	start, ok2 := parseTime(in.InfusionStart)
 	return !ok1 || !ok2 || !onset.Before(start)
 }
+
+// SuspectWarnings warns the sender of an adverse event sent on its own
+// without causality whose stored session (s, as checkNamedSession reads it)
+// says the drug cannot have caused it: the session was not done, or its
+// infusion began after the event's onset. Its mapping, which does not know
+// the session, names the session's drug and session as suspected causes
+// (suspectCause); the warning says so and how to chart the event without a
+// suspect. Nil for other records, an event with causality (the rules
+// refuse those against such a session) and a withdrawal.
+func SuspectWarnings(rec Record, s StoredSession) []Violation {
+	r, ok := rec.(*AdverseEvent)
+	if !ok || r.SessionID == "" || r.Causality != "" || r.Source.Status == "entered-in-error" {
+		return nil
+	}
+	onset, ok := parseTime(r.OnsetAt)
+	var why string
+	switch {
+	case s.NotDone:
+		why = "was not done (no drug was given)"
+	case s.HasWindow && ok && onset.Before(s.Window.Start):
+		why = "began its infusion after this event's onset"
+	default:
+		return nil
+	}
+	var w violations
+	w.add("adverse-event.suspect-not-dosed", "/sessionId",
+		"the session this event names %s, yet the event is charted with the session's drug and session as its suspected causes (AdverseEvent.suspectEntity: an event sent on its own is mapped without its session); the record is stored as sent: to chart it linked to the session without a suspect, withdraw it and send it in the session document",
+		why)
+	return w.err(KindAdverseEvent).(*RuleError).Violations
+}

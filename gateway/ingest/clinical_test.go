@@ -572,3 +572,46 @@ func TestStandaloneVitalsRetireIssue(t *testing.T) {
 		})
 	}
 }
+
+// TestStandaloneEventSuspectWarning: an adverse event sent on its own
+// without causality names its session's drug as suspected cause (its
+// mapping does not know the session); when the stored session says the
+// drug cannot have caused it (not done, or the infusion began after the
+// onset) the answer warns the sender, at /sessionId, and how to chart it
+// without a suspect (probe p45 F2: ae-1004). Nothing is refused.
+func TestStandaloneEventSuspectWarning(t *testing.T) {
+	notDone := `"drug": "ketamine-iv", "status": "not-done", "statusReason": {"code": "elevated-blood-pressure"},
+		"scheduledAt": "2026-03-02T09:00:00-05:00"`
+	const warn = "warning adverse-event.suspect-not-dosed /sessionId"
+	tests := []struct {
+		name, session, event, want string
+	}{
+		{"onset before the infusion", infusionBody, aeBody("S-1", "2026-03-02T08:45:00-05:00"), warn},
+		{"onset a second before, in another offset", infusionBody, aeBody("S-1", "2026-03-02T13:59:59Z"), warn},
+		{"session not done", notDone, aeBody("S-1", "2026-03-02T09:30:00-05:00"), warn},
+		{"onset during the infusion", infusionBody, aeBody("S-1", "2026-03-02T09:10:00-05:00"), ""},
+		{"onset at the infusion start", infusionBody, aeBody("S-1", "2026-03-02T14:00:00Z"), ""},
+		{"with causality, during", infusionBody, aeBody("S-1", "2026-03-02T09:10:00-05:00") + `, "causality": "possible"`, ""},
+		{"session not stored", infusionBody, aeBody("S-9", "2026-03-02T08:45:00-05:00"), ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			g := newGateway(t, app.Config{})
+			if err := g.ingest("", mapping.KindInfusion, rec("S-1", "1", "P-1", "", tc.session)); err != nil {
+				t.Fatal(err)
+			}
+			got := g.answerIssuesRun(t, mapping.KindAdverseEvent, rec("AE-1", "1", "P-1", "", tc.event), false)
+			var issues []string
+			for _, is := range got {
+				msg := is[strings.IndexByte(is, '|')+1:]
+				if strings.Contains(msg, "2026") || strings.Contains(msg, "S-1") {
+					t.Errorf("the warning quotes a value: %q", msg)
+				}
+				issues = append(issues, is[:strings.IndexByte(is, '|')])
+			}
+			if s := strings.Join(issues, "; "); s != tc.want {
+				t.Errorf("answer issues %q, want %q", s, tc.want)
+			}
+		})
+	}
+}
