@@ -101,19 +101,23 @@ func eventConcept(ae *AdverseEventBody) fhir.CodeableConcept {
 // identifier, so it gets a deterministic id derived from its identifier and
 // is written with PUT AdverseEvent/<id> (idempotent), or deleted when the
 // record is withdrawn (R4 AdverseEvent has no status to mark it).
-// sessionInBundle is the session's record id when the Procedure and
-// MedicationAdministration travel in the same Bundle.
-func (m *mapper) adverseEvent(ae *AdverseEventBody, recordID string, sessionInBundle *string) {
+// nestedIn is the session document the event is nested in (its Procedure
+// and MedicationAdministration travel in the same Bundle), nil for an
+// event sent on its own.
+func (m *mapper) adverseEvent(ae *AdverseEventBody, recordID string, nestedIn *Session) {
 	id := m.ident(nsAdverseEvent, recordID)
 	rid := id.uuid()
 	url := "AdverseEvent/" + rid
 	// An event of suicidal ideation flags the patient, as a positive
-	// suicide screen does (the Flag points at the AdverseEvent); a
-	// withdrawn one marks its Flag entered-in-error.
+	// suicide screen does (the Flag points at the AdverseEvent). A later
+	// version always carries the Flag, as a later PHQ-9 does: inactive
+	// when the event is no longer suicidal ideation (a correction retires
+	// the signal), entered-in-error when the record is withdrawn, whatever
+	// event the withdrawn body names; the ingest drops such an entry where
+	// no Flag is stored (Entry.Withdraws).
 	defer func() {
-		if ae.Event == "suicidal-ideation" {
-			m.flag(id, safetySignal{flag: "flag.suicidal-ideation-event", source: id, positive: true}, ae.OnsetAt, m.practitioner(ae.Recorder))
-		}
+		m.flag(id, safetySignal{flag: "flag.suicidal-ideation-event", source: id, positive: ae.Event == "suicidal-ideation"},
+			ae.OnsetAt, m.practitioner(ae.Recorder))
 	}()
 	if m.withdrawn {
 		m.entries = append(m.entries, Entry{FullURL: id.fullURL(), ResourceType: "AdverseEvent",
@@ -155,29 +159,86 @@ func (m *mapper) adverseEvent(ae *AdverseEventBody, recordID string, sessionInBu
 		res.Outcome = ptr(cc("", "ae.outcome."+ae.Outcome))
 	}
 
-	// The suspected cause: the drug given in the session and the session.
-	sessionID, inBundle := ae.SessionID, false
-	if sessionInBundle != nil {
-		sessionID, inBundle = *sessionInBundle, true
+	// The suspected cause: the drug given in the session and the session,
+	// where the drug can have caused the event (suspectCause); else only
+	// the link to the session (related-session).
+	sessionID := ae.SessionID
+	if nestedIn != nil {
+		sessionID = nestedIn.Source.RecordID
 	}
 	if sessionID != "" {
 		procID, medID, _ := m.sessionIDs(sessionID)
-		var causality []fhir.AdverseEventSuspectEntityCausality
-		if ae.Causality != "" {
-			causality = []fhir.AdverseEventSuspectEntityCausality{{
-				Assessment: ptr(cc("", "ae.causality."+ae.Causality)),
-				Author:     m.practitioner(ae.Recorder),
-			}}
-		}
 		medRef, procRef := logical("MedicationAdministration", medID, ""), logical("Procedure", procID, "")
-		if inBundle {
+		if nestedIn != nil {
 			medRef, procRef = literal(medID.fullURL()), literal(procID.fullURL())
 		}
-		res.SuspectEntity = []fhir.AdverseEventSuspectEntity{
-			{Instance: medRef, Causality: causality},
-			{Instance: procRef, Causality: causality},
+		if suspectCause(ae, nestedIn) {
+			var causality []fhir.AdverseEventSuspectEntityCausality
+			if ae.Causality != "" {
+				causality = []fhir.AdverseEventSuspectEntityCausality{{
+					Assessment: ptr(cc("", "ae.causality."+ae.Causality)),
+					Author:     m.practitioner(ae.Recorder),
+				}}
+			}
+			res.SuspectEntity = []fhir.AdverseEventSuspectEntity{
+				{Instance: medRef, Causality: causality},
+				{Instance: procRef, Causality: causality},
+			}
+		} else {
+			res.Extension = append(res.Extension, fhir.Extension{Url: ExtRelatedSession, ValueReference: &procRef})
 		}
 	}
 	m.entries = append(m.entries, Entry{FullURL: id.fullURL(), ResourceType: "AdverseEvent", Resource: res,
 		IdentifierSystem: id.System, IdentifierValue: id.Value, Method: fhir.HTTPVerbPUT, URL: url})
+}
+
+// suspectCause reports whether an adverse event names its session's drug
+// and session as suspected causes (R4 suspectEntity: "the entity that is
+// suspected to have caused the adverse event"): always with a causality
+// assessment (the clinic judged the drug; the rules keep it to a session
+// that gave it, from its start), and otherwise unless the session document
+// it is nested in says the drug cannot have caused it: the session was not
+// done, or the event began before the infusion started. An event sent on
+// its own is mapped without its session: its sessionId names the suspects.
+func suspectCause(ae *AdverseEventBody, nestedIn *Session) bool {
+	if ae.Causality != "" || nestedIn == nil {
+		return true
+	}
+	in := &nestedIn.Infusion
+	if in.Status == "not-done" {
+		return false
+	}
+	onset, ok1 := parseTime(ae.OnsetAt)
+	start, ok2 := parseTime(in.InfusionStart)
+	return !ok1 || !ok2 || !onset.Before(start)
+}
+
+// SuspectWarnings warns the sender of an adverse event sent on its own
+// without causality whose stored session (s, as checkNamedSession reads it)
+// says the drug cannot have caused it: the session was not done, or its
+// infusion began after the event's onset. Its mapping, which does not know
+// the session, names the session's drug and session as suspected causes
+// (suspectCause); the warning says so and how to chart the event without a
+// suspect. Nil for other records, an event with causality (the rules
+// refuse those against such a session) and a withdrawal.
+func SuspectWarnings(rec Record, s StoredSession) []Violation {
+	r, ok := rec.(*AdverseEvent)
+	if !ok || r.SessionID == "" || r.Causality != "" || r.Source.Status == "entered-in-error" {
+		return nil
+	}
+	onset, ok := parseTime(r.OnsetAt)
+	var why string
+	switch {
+	case s.NotDone:
+		why = "was not done (no drug was given)"
+	case s.HasWindow && ok && onset.Before(s.Window.Start):
+		why = "began its infusion after this event's onset"
+	default:
+		return nil
+	}
+	var w violations
+	w.add("adverse-event.suspect-not-dosed", "/sessionId",
+		"the session this event names %s, yet the event is charted with the session's drug and session as its suspected causes (AdverseEvent.suspectEntity: an event sent on its own is mapped without its session); the record is stored as sent: to chart it linked to the session without a suspect, withdraw it and send it in the session document",
+		why)
+	return w.err(KindAdverseEvent).(*RuleError).Violations
 }

@@ -41,6 +41,10 @@ const (
 	// ExtFlagDetail is the core extension pointing a Flag at the record
 	// that supports it (R4 Flag has no element for it).
 	ExtFlagDetail = "http://hl7.org/fhir/StructureDefinition/flag-detail"
+	// ExtRelatedSession links an adverse event that the session's drug
+	// cannot have caused to its session's Procedure (R4 AdverseEvent has
+	// no element for a related, not suspected, procedure).
+	ExtRelatedSession = Canonical + "/StructureDefinition/related-session"
 )
 
 // Concept is one row of the code table.

@@ -50,23 +50,6 @@ func criticalVitals(vs *VitalsBody, p string, lim Safety) []criticalValue {
 	return out
 }
 
-// hasPreDoseSignal reports whether a session has a pre-dose measurement
-// the thresholds interpret (anything but a body weight): one that could
-// raise the DetectedIssue.
-func hasPreDoseSignal(s *Session, lim Safety) bool {
-	for i := range s.Vitals {
-		if s.Vitals[i].Timepoint != "pre-dose" {
-			continue
-		}
-		for _, x := range measurements(&s.Vitals[i], lim) {
-			if x.interpreted {
-				return true
-			}
-		}
-	}
-	return false
-}
-
 // dosed reports whether a session gave its drug: not not-done, and a dose
 // given above 0.
 func dosed(in *InfusionBody) bool {
@@ -96,17 +79,19 @@ const issueSuffix = "critical-pre-dose-vitals"
 
 // detectedIssue adds, to a session that gave its drug after a critical
 // pre-dose measurement, a DetectedIssue implicating the administration and
-// the critical Observations: final. A later version (update mode) of a
-// session with pre-dose measurements always carries it, entered-in-error
-// when it no longer raises it (the measurement or the dose was charted in
-// error: the session happened once); a withdrawn session always carries it
-// entered-in-error, whatever its body still holds (as the Flag of a
-// withdrawn assessment), so a withdrawal voids what a version wrote.
+// the critical Observations: final. A later version (update mode) always
+// carries it, entered-in-error when it no longer raises it for any reason
+// (a value corrected, the pre-dose record relabelled or left out, the
+// session not done or given no dose: charted in error, since the session
+// happened once); a withdrawn session always carries it entered-in-error,
+// whatever its body still holds (as the Flag of a withdrawn assessment),
+// so a withdrawal voids what a version wrote. The ingest drops such an
+// entry where no DetectedIssue is stored (Entry.Withdraws).
 func (m *mapper) detectedIssue(s *Session, recordID string) {
 	in := &s.Infusion
 	crit := criticalPreDose(s, m.opts.safety())
 	raised := dosed(in) && len(crit) > 0
-	if !raised && !m.withdrawn && (!m.opts.Update || !hasPreDoseSignal(s, m.opts.safety())) {
+	if !raised && !m.opts.Update { // a withdrawal maps in update mode
 		return
 	}
 	status := fhir.ObservationStatusFinal
@@ -149,6 +134,43 @@ func (m *mapper) detectedIssue(s *Session, recordID string) {
 	}
 	m.add("DetectedIssue", id, issue)
 	m.entries[len(m.entries)-1].Withdraws = status == fhir.ObservationStatusEnteredInError
+}
+
+// retireSessionIssue adds, to a later version (update mode) of a vitals
+// record sent on its own that names its session (sessionId) and holds no
+// critical pre-dose value any more (corrected, relabelled to another time
+// point, withdrawn), the session's DetectedIssue entered-in-error: the
+// entry a session version that no longer raises it carries. The mapping
+// does not know the session's other pre-dose measurements nor whether the
+// session raised the issue: the ingest keeps the entry only where the
+// DetectedIssue is stored (Entry.Withdraws) and no other stored pre-dose
+// measurement of the session is charted critical (docs/mapping.md §9).
+// The administration is referenced by identifier: it is not in the Bundle.
+func (m *mapper) retireSessionIssue(vs *VitalsBody) {
+	if vs.SessionID == "" || !m.opts.Update || (!m.withdrawn && len(criticalVitals(vs, "", m.opts.safety())) > 0) {
+		return
+	}
+	procID, medID, _ := m.sessionIDs(vs.SessionID)
+	id := procID.child(issueSuffix)
+	m.add("DetectedIssue", id, fhir.DetectedIssue{
+		Meta:       meta(profile("kg-detected-issue")),
+		Identifier: []fhir.Identifier{identifier(id)},
+		Status:     fhir.ObservationStatusEnteredInError,
+		Code:       ptr(cc("", "issue.observation-alert")),
+		Severity:   ptr(fhir.DetectedIssueSeverityHigh),
+		Patient:    ptr(m.patient),
+		Implicated: []fhir.Reference{logical("MedicationAdministration", medID, "")},
+	})
+	m.entries[len(m.entries)-1].Withdraws = true
+}
+
+// IssueRetiredBy reports whether entry e of rec's mapping is the session
+// DetectedIssue a vitals record sent on its own retires
+// (retireSessionIssue), which the ingest keeps only while no other stored
+// pre-dose measurement of the session is critical.
+func IssueRetiredBy(rec Record, e *Entry) bool {
+	_, ok := rec.(*Vitals)
+	return ok && e.ResourceType == "DetectedIssue" && e.Withdraws
 }
 
 // PreDoseWarnings warns the sender of a pre-dose vitals record sent on its

@@ -2,8 +2,11 @@ package mapping_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
+
+	fhir "github.com/samply/golang-fhir-models/fhir-models/fhir"
 
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
 )
@@ -81,6 +84,13 @@ func TestDosedDespiteCriticalVitals(t *testing.T) {
 		{"later version still critical", patch{sbp185: 185.0}, mapping.Options{Update: true}, "final", sbp185, []string{"V-1-85354-9"}},
 		{"later version no longer critical", patch{}, mapping.Options{Update: true}, "entered-in-error", "", nil},
 		{"later version not done", notDone(patch{sbp185: 185.0}), mapping.Options{Update: true}, "entered-in-error", "", nil},
+		// A version whose pre-dose values are no longer critical for any
+		// reason retires the issue (probe p45 F1 b): the ingest keeps the
+		// entry only where one is stored (Entry.Withdraws).
+		{"later version relabels the critical pre-dose record", patch{sbp185: 185.0, "/vitals/0/timepoint": "other",
+			"/vitals/0/timepointText": "before the session"}, mapping.Options{Update: true}, "entered-in-error", "", nil},
+		{"later version leaves the pre-dose record out", patch{"/vitals/0": nil}, mapping.Options{Update: true}, "entered-in-error", "", nil},
+		{"later version without vitals", patch{"/vitals": nil}, mapping.Options{Update: true}, "entered-in-error", "", nil},
 		{"withdrawn", patch{sbp185: 185.0, "/source/status": "entered-in-error"}, withdrawn, "entered-in-error", "", nil},
 		// Every withdrawal voids the DetectedIssue a version may have
 		// written, whatever the withdrawn body still says (docs/mapping.md
@@ -229,6 +239,59 @@ func TestCriticalPreDoseAcrossRecords(t *testing.T) {
 			}
 			if s := strings.Join(got, "; "); s != tc.want {
 				t.Errorf("StoredCriticalWarnings() = %q, want %q", s, tc.want)
+			}
+		})
+	}
+}
+
+// TestRetireSessionIssue: a later version or withdrawal of a vitals record
+// sent on its own that names its session and holds no critical pre-dose
+// value carries the session's DetectedIssue entered-in-error (a
+// withdrawing entry, for the ingest to re-judge); a first version, a
+// still-critical correction and a record without a session carry none.
+func TestRetireSessionIssue(t *testing.T) {
+	vitals := func(session, timepoint, status string, sbp int) string {
+		s := ""
+		if session != "" {
+			s = `"sessionId": "` + session + `", `
+		}
+		return `{"source": {"system": "serenity-clinic-emr", "recordId": "V-1", "version": "2"` + status + `}, "patient": {"id": "P-1"}, ` + s +
+			`"timepoint": "` + timepoint + `", "timepointText": "x", "measuredAt": "2026-05-20T09:50:00Z", "bloodPressure": {"systolic": ` + fmt.Sprint(sbp) + `, "diastolic": 80}}`
+	}
+	update := mapping.Options{Update: true}
+	for _, tc := range []struct {
+		name, rec string
+		opts      mapping.Options
+		want      bool
+	}{
+		{"correction below the band", vitals("S-1", "pre-dose", "", 128), update, true},
+		{"correction relabelled", vitals("S-1", "other", "", 186), update, true},
+		{"withdrawal, still critical", vitals("S-1", "pre-dose", `, "status": "entered-in-error"`, 186), mapping.Options{}, true},
+		{"correction still critical", vitals("S-1", "pre-dose", "", 186), update, false},
+		{"first version", vitals("S-1", "pre-dose", "", 128), mapping.Options{}, false},
+		{"no session", vitals("", "pre-dose", "", 128), update, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec, err := mapping.Decode(mapping.KindVitals, []byte(tc.rec))
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := mapping.Map(rec, tc.opts)
+			if err != nil {
+				t.Fatalf("Map: %v", describe(err))
+			}
+			last := res.Entries[len(res.Entries)-1]
+			got := last.ResourceType == "DetectedIssue"
+			if got != tc.want {
+				t.Fatalf("last entry %s, want a DetectedIssue: %v", last.ResourceType, tc.want)
+			}
+			if !got {
+				return
+			}
+			issue := last.Resource.(fhir.DetectedIssue)
+			if issue.Status.Code() != "entered-in-error" || !last.Withdraws || !mapping.IssueRetiredBy(rec, &last) ||
+				last.IdentifierValue != "S-1-critical-pre-dose-vitals" || len(issue.Implicated) != 1 || issue.Implicated[0].Identifier == nil {
+				t.Errorf("DetectedIssue %s %s (withdraws %v), implicated %v", last.IdentifierValue, issue.Status.Code(), last.Withdraws, issue.Implicated)
 			}
 		})
 	}

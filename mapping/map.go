@@ -163,6 +163,7 @@ func Map(rec Record, opts Options) (*Result, error) {
 		m.assessment(&r.AssessmentBody, r.Source.RecordID, "")
 	case *Vitals:
 		m.vitals(&r.VitalsBody, r.Source.RecordID, "")
+		m.retireSessionIssue(&r.VitalsBody)
 	case *Infusion:
 		m.infusion(&r.InfusionBody, r.Source.RecordID, sessionExtras{})
 	case *AdverseEvent:

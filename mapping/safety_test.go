@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	fhir "github.com/samply/golang-fhir-models/fhir-models/fhir"
+
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
 )
 
@@ -435,6 +437,62 @@ func TestSafetyValidate(t *testing.T) {
 			tc.edit(&s)
 			if err := s.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("Validate() = %v, want an error naming %s", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestAdverseEventFlag: an adverse event of suicidal ideation flags the
+// patient; a later version that changes the event to another one retires
+// the Flag (inactive, its period ending at the version's lastUpdated, as
+// a PHQ-9 corrected at item 9 does: probe p45 F1 a), and a withdrawal
+// marks it entered-in-error whatever the withdrawn body says. The ingest
+// keeps a retiring entry only where a Flag is stored (Entry.Withdraws).
+func TestAdverseEventFlag(t *testing.T) {
+	ae := func(event, status string) string {
+		src := `"source": {"system": "serenity-clinic-emr", "recordId": "AE-1", "version": "2", "lastUpdated": "2026-05-21T10:00:00Z"` + status + `}`
+		return `{` + src + `, "patient": {"id": "P-1"}, "event": "` + event + `", "onsetAt": "2026-05-20T09:00:00Z", "severity": "moderate", "serious": false}`
+	}
+	const withdrawn = `, "status": "entered-in-error"`
+	tests := []struct {
+		name, rec string
+		opts      mapping.Options
+		want      string // status, period end, Withdraws
+	}{
+		{"suicidal ideation", ae("suicidal-ideation", ""), mapping.Options{}, "active  false"},
+		{"anxiety", ae("anxiety", ""), mapping.Options{}, ""},
+		{"later version still suicidal ideation", ae("suicidal-ideation", ""), mapping.Options{Update: true}, "active  false"},
+		{"later version corrected to anxiety", ae("anxiety", ""), mapping.Options{Update: true}, "inactive 2026-05-21T10:00:00Z true"},
+		{"withdrawn suicidal ideation", ae("suicidal-ideation", withdrawn), mapping.Options{}, "entered-in-error  true"},
+		{"withdrawn anxiety", ae("anxiety", withdrawn), mapping.Options{}, "entered-in-error  true"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			rec, err := mapping.Decode(mapping.KindAdverseEvent, []byte(tc.rec))
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := mapping.Map(rec, tc.opts)
+			if err != nil {
+				t.Fatalf("Map: %v", describe(err))
+			}
+			var got []string
+			for _, e := range res.Entries {
+				if e.ResourceType != "Flag" {
+					continue
+				}
+				f := e.Resource.(fhir.Flag)
+				end := ""
+				if f.Period != nil && f.Period.End != nil {
+					end = *f.Period.End
+				}
+				if e.IdentifierValue != "AE-1-flag-suicidal-ideation-event" {
+					t.Errorf("Flag identifier %s", e.IdentifierValue)
+				}
+				got = append(got, fmt.Sprintf("%s %s %v", f.Status.Code(), end, e.Withdraws))
+			}
+			if s := strings.Join(got, "; "); s != tc.want {
+				t.Errorf("Flags = %q, want %q", s, tc.want)
 			}
 		})
 	}

@@ -90,7 +90,7 @@ func (m *mapper) session(s *Session) {
 		nested("assessments", i, func() { m.assessment(&s.Assessments[i], s.Assessments[i].RecordID, id) })
 	}
 	for i := range s.AdverseEvents {
-		nested("adverseEvents", i, func() { m.adverseEvent(&s.AdverseEvents[i], s.AdverseEvents[i].RecordID, &id) })
+		nested("adverseEvents", i, func() { m.adverseEvent(&s.AdverseEvents[i], s.AdverseEvents[i].RecordID, s) })
 	}
 	m.detectedIssue(s, id)
 }

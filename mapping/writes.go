@@ -38,7 +38,9 @@ func Writes() []Write {
 		// PUT AdverseEvent/<id>: R4 cannot search it by identifier; a
 		// withdrawn event is deleted (it has no status).
 		{Type: "AdverseEvent", Interactions: []string{"delete", "update"}, Flags: []string{FlagUpdateCreate}, Kinds: []Kind{KindAdverseEvent, KindSession}},
-		{Type: "DetectedIssue", Interactions: both, Flags: conditional, Kinds: []Kind{KindSession}},
+		// A vitals record corrected on its own retires its session's
+		// (retireSessionIssue).
+		{Type: "DetectedIssue", Interactions: both, Flags: conditional, Kinds: []Kind{KindSession, KindVitals}},
 		{Type: "Flag", Interactions: both, Flags: conditional, Kinds: []Kind{KindAdverseEvent, KindAssessment, KindSession}},
 		{Type: "MedicationAdministration", Interactions: both, Flags: conditional, Kinds: infusion},
 		{Type: "MedicationRequest", Interactions: both, Flags: conditional, Kinds: infusion},

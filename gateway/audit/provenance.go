@@ -90,7 +90,7 @@ func IsGatewayProvenance(doc map[string]any) bool {
 }
 
 // activityDisplay are the v3-DataOperation displays.
-var activityDisplay = map[string]string{"CREATE": "create", "UPDATE": "revise", "DELETE": "delete", "EXECUTE": "execute"}
+var activityDisplay = map[string]string{"CREATE": "create", "UPDATE": "revise", "DELETE": "delete", "EXECUTE": "execute", "NULLIFY": "nullify"}
 
 // Provenance describes where a set of resource versions came from: a
 // native record the gateway mapped, or a Bundle a client posted.
@@ -99,8 +99,9 @@ type Provenance struct {
 	Recorded time.Time
 	// Targets are the resource versions written.
 	Targets []Entity
-	// Activity is a v3-DataOperation code: CREATE, UPDATE, DELETE or
-	// EXECUTE (a Bundle of several).
+	// Activity is a v3-DataOperation code: CREATE, UPDATE, DELETE,
+	// NULLIFY (a native record withdrawn) or EXECUTE (a Bundle of
+	// several).
 	Activity string
 	// Source is the clinic system of a native record ("" for a Bundle).
 	Source string

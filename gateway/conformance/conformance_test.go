@@ -47,7 +47,7 @@ func TestResources(t *testing.T) {
 		seen[key], seen[r.URL] = true, true
 		counts[r.ResourceType]++
 	}
-	for typ, want := range map[string]int{"StructureDefinition": 23, "ValueSet": 20, "CodeSystem": 2,
+	for typ, want := range map[string]int{"StructureDefinition": 24, "ValueSet": 20, "CodeSystem": 2,
 		"SearchParameter": 4, "OperationDefinition": 2, "ImplementationGuide": 1} {
 		if counts[typ] != want {
 			t.Errorf("%d %s, want %d", counts[typ], typ, want)

@@ -123,21 +123,22 @@ func TestCapabilityResourceTypes(t *testing.T) {
 			}
 		})
 	}
-	// A destination that receives vitals only is sent Patients and
-	// Observations: a statement without DetectedIssue is all it needs.
+	// A destination that receives vitals only is sent Patients,
+	// Observations and the DetectedIssue a vitals correction retires
+	// (mapping.Writes): a statement without AdverseEvent is all it needs.
 	vitals := testDest("vitals-only", base)
 	vitals.Filter.Kinds = []string{"vitals"}
 	wv, err := NewWorker(newMemoryOutbox(), []Destination{vitals}, WorkerOptions{Logger: slog.New(slog.NewJSONHandler(logs, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
-	statement.Store(capabilityStatement(t, map[string][]string{"DetectedIssue": nil, "AdverseEvent": nil, "Observation": {"update"}}))
+	statement.Store(capabilityStatement(t, map[string][]string{"AdverseEvent": nil, "Observation": {"update"}}))
 	logs.Reset()
 	wv.dests[0].checkCapabilities(context.Background())
 	if got := wv.Capabilities()["vitals-only"].Unsupported; len(got) != 1 || got[0].Type != "Observation" {
 		t.Errorf("a vitals-only destination: unsupported %+v, want Observation only", got)
 	}
-	if strings.Contains(logs.String(), "DetectedIssue") || !strings.Contains(logs.String(), `"resource_type":"Observation"`) {
+	if strings.Contains(logs.String(), "AdverseEvent") || !strings.Contains(logs.String(), `"resource_type":"Observation"`) {
 		t.Errorf("a vitals-only destination:\n%s", logs.String())
 	}
 	// A statement without rest.resource says nothing about the types

@@ -438,3 +438,180 @@ func TestNoPhantomWithdrawals(t *testing.T) {
 		t.Errorf("the positive PHQ-9's Flag after its correction: %s, want inactive", r.Body)
 	}
 }
+
+// TestCorrectionRetiresSignal: a new version that removes the cause of a
+// safety signal retires the stored signal, and one of a record that never
+// raised it writes none (probe p45 F1): a suicidal-ideation adverse event
+// corrected to another event makes its Flag inactive, and a session whose
+// critical pre-dose record is relabelled or left out makes its
+// DetectedIssue entered-in-error.
+func TestCorrectionRetiresSignal(t *testing.T) {
+	ae := func(id, version, event string) string {
+		return rec(id, version, "P-1", "", `"event": "`+event+`", "onsetAt": "2026-03-02T09:25:00-05:00", "severity": "moderate", "serious": false`)
+	}
+	relabelled := func(recordID, version, sbp string) string {
+		return strings.Replace(criticalSession(recordID, version, sbp), `"timepoint": "pre-dose"`, `"timepoint": "other", "timepointText": "at check-in"`, 1)
+	}
+	leftOut := func(recordID, version, sbp string) string {
+		return rec(recordID, version, "P-1", "", `"infusion": {`+infusionBody+`, "clinician": {"id": "C-7"}}`)
+	}
+	tests := []struct {
+		name, typ   string
+		kind        mapping.Kind
+		first, next string
+		want        string // the stored resource's status; "" none stored
+	}{
+		{"suicidal ideation corrected to anxiety", "Flag", mapping.KindAdverseEvent, ae("AE-1", "1", "suicidal-ideation"), ae("AE-1", "2", "anxiety"), "inactive"},
+		{"anxiety corrected to nausea", "Flag", mapping.KindAdverseEvent, ae("AE-2", "1", "anxiety"), ae("AE-2", "2", "nausea"), ""},
+		{"critical pre-dose record relabelled", "DetectedIssue", mapping.KindSession, criticalSession("S-1", "1", "186"), relabelled("S-1", "2", "186"), "entered-in-error"},
+		{"critical pre-dose record left out", "DetectedIssue", mapping.KindSession, criticalSession("S-2", "1", "186"), leftOut("S-2", "2", "186"), "entered-in-error"},
+		{"routine pre-dose record relabelled", "DetectedIssue", mapping.KindSession, criticalSession("S-3", "1", "130"), relabelled("S-3", "2", "130"), ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			g := newGateway(t, app.Config{Routes: []ingest.Route{{Name: "ehr", Accepts: func(string, string) bool { return true },
+				AcceptsTenant: func(x string) bool { return x != search.AllTenants }}}})
+			g.answerIssues(t, tc.kind, tc.first)
+			g.answerIssues(t, tc.kind, tc.next)
+			if tc.want == "" {
+				if n := g.count(t, "", tc.typ, ""); n != 0 {
+					t.Errorf("%d %ss stored for a record that never raised one, want none", n, tc.typ)
+				}
+				return
+			}
+			r, err := g.a.Store.Read(context.Background(), tc.typ, g.one(t, tc.typ, ""))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var doc struct {
+				Status string
+				Period struct{ End string }
+			}
+			if err := json.Unmarshal(r.Body, &doc); err != nil {
+				t.Fatal(err)
+			}
+			if doc.Status != tc.want || r.Version != 2 {
+				t.Errorf("%s after the correction: status %s, version %d; want %s, version 2", tc.typ, doc.Status, r.Version, tc.want)
+			}
+			if tc.typ == "Flag" && doc.Period.End == "" {
+				t.Errorf("inactive Flag without period.end: %s", r.Body)
+			}
+		})
+	}
+}
+
+// TestStandaloneVitalsRetireIssue: a pre-dose vitals record corrected on
+// its own (sessionId, a new version) so that the session's pre-dose values
+// are no longer critical makes the session's stored DetectedIssue
+// entered-in-error, in the same write, and in the Bundle for the EHR
+// (probe p45 F1 c); it stays final while another stored pre-dose value of
+// the session is critical, and a session that never raised one gets none.
+func TestStandaloneVitalsRetireIssue(t *testing.T) {
+	vitals := func(recordID, version, session, timepoint, measurements string) string {
+		return rec(recordID, version, "P-1", "", `"sessionId": "`+session+`", "timepoint": "`+timepoint+`", "measuredAt": "2026-03-02T08:50:00-05:00", `+measurements)
+	}
+	const normal, critical = `"bloodPressure": {"systolic": 128, "diastolic": 80}`, `"bloodPressure": {"systolic": 186, "diastolic": 90}`
+	twoCritical := rec("S-5", "1", "P-1", "", `"infusion": {`+infusionBody+`, "clinician": {"id": "C-7"}},
+		"vitals": [{"recordId": "V-S-5", "timepoint": "pre-dose", "measuredAt": "2026-03-02T08:50:00-05:00", `+critical+`},
+		{"recordId": "V-S-5b", "timepoint": "pre-dose", "measuredAt": "2026-03-02T08:52:00-05:00", "heartRate": 135}]`)
+	withdrawn := func(doc string) string {
+		return strings.Replace(doc, `"version": "2"`, `"version": "2", "status": "entered-in-error"`, 1)
+	}
+	tests := []struct {
+		name, session, correction string
+		want                      string // the DetectedIssue's status; "" none stored
+		delivered                 bool   // the correction's Bundle carries it
+	}{
+		{"corrected below the critical band", criticalSession("S-1", "1", "186"), vitals("V-S-1", "2", "S-1", "pre-dose", normal), "entered-in-error", true},
+		{"relabelled", criticalSession("S-2", "1", "186"), vitals("V-S-2", "2", "S-2", "other", `"timepointText": "at check-in", `+critical), "entered-in-error", true},
+		{"withdrawn", criticalSession("S-3", "1", "186"), withdrawn(vitals("V-S-3", "2", "S-3", "pre-dose", critical)), "entered-in-error", true},
+		{"still critical", criticalSession("S-4", "1", "186"), vitals("V-S-4", "2", "S-4", "pre-dose", `"bloodPressure": {"systolic": 190, "diastolic": 90}`), "final", false},
+		{"another pre-dose value still critical", twoCritical, vitals("V-S-5", "2", "S-5", "pre-dose", normal), "final", false},
+		{"never raised", criticalSession("S-6", "1", "130"), vitals("V-S-6", "2", "S-6", "pre-dose", normal), "", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			g := newGateway(t, app.Config{Routes: []ingest.Route{{Name: "ehr", Accepts: func(string, string) bool { return true },
+				AcceptsTenant: func(x string) bool { return x != search.AllTenants }}}})
+			g.answerIssues(t, mapping.KindSession, tc.session)
+			g.answerIssues(t, mapping.KindVitals, tc.correction)
+			var corr struct{ Source struct{ RecordID string } }
+			if err := json.Unmarshal([]byte(tc.correction), &corr); err != nil {
+				t.Fatal(err)
+			}
+			items := g.deliveries(t, "", "serenity-clinic-emr", corr.Source.RecordID)
+			if len(items) != 1 {
+				t.Fatalf("%d deliveries of the correction, want 1", len(items))
+			}
+			if got := bytes.Contains(items[0].Payload, []byte(`"resourceType":"DetectedIssue"`)); got != tc.delivered {
+				t.Errorf("the correction's Bundle carries a DetectedIssue: %v, want %v", got, tc.delivered)
+			}
+			if tc.want == "" {
+				if n := g.count(t, "", "DetectedIssue", ""); n != 0 {
+					t.Errorf("%d DetectedIssues stored for a session that never raised one, want none", n)
+				}
+				return
+			}
+			r, err := g.a.Store.Read(context.Background(), "DetectedIssue", g.one(t, "DetectedIssue", ""))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var doc struct {
+				Status     string
+				Implicated []struct{ Reference string }
+			}
+			if err := json.Unmarshal(r.Body, &doc); err != nil {
+				t.Fatal(err)
+			}
+			if doc.Status != tc.want {
+				t.Errorf("DetectedIssue after the correction: %s, want %s", doc.Status, tc.want)
+			}
+			if tc.delivered && (r.Version != 2 || len(doc.Implicated) == 0) {
+				t.Errorf("DetectedIssue version %d, implicated %v: want version 2 implicating the administration", r.Version, doc.Implicated)
+			}
+		})
+	}
+}
+
+// TestStandaloneEventSuspectWarning: an adverse event sent on its own
+// without causality names its session's drug as suspected cause (its
+// mapping does not know the session); when the stored session says the
+// drug cannot have caused it (not done, or the infusion began after the
+// onset) the answer warns the sender, at /sessionId, and how to chart it
+// without a suspect (probe p45 F2: ae-1004). Nothing is refused.
+func TestStandaloneEventSuspectWarning(t *testing.T) {
+	notDone := `"drug": "ketamine-iv", "status": "not-done", "statusReason": {"code": "elevated-blood-pressure"},
+		"scheduledAt": "2026-03-02T09:00:00-05:00"`
+	const warn = "warning adverse-event.suspect-not-dosed /sessionId"
+	tests := []struct {
+		name, session, event, want string
+	}{
+		{"onset before the infusion", infusionBody, aeBody("S-1", "2026-03-02T08:45:00-05:00"), warn},
+		{"onset a second before, in another offset", infusionBody, aeBody("S-1", "2026-03-02T13:59:59Z"), warn},
+		{"session not done", notDone, aeBody("S-1", "2026-03-02T09:30:00-05:00"), warn},
+		{"onset during the infusion", infusionBody, aeBody("S-1", "2026-03-02T09:10:00-05:00"), ""},
+		{"onset at the infusion start", infusionBody, aeBody("S-1", "2026-03-02T14:00:00Z"), ""},
+		{"with causality, during", infusionBody, aeBody("S-1", "2026-03-02T09:10:00-05:00") + `, "causality": "possible"`, ""},
+		{"session not stored", infusionBody, aeBody("S-9", "2026-03-02T08:45:00-05:00"), ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			g := newGateway(t, app.Config{})
+			if err := g.ingest("", mapping.KindInfusion, rec("S-1", "1", "P-1", "", tc.session)); err != nil {
+				t.Fatal(err)
+			}
+			got := g.answerIssuesRun(t, mapping.KindAdverseEvent, rec("AE-1", "1", "P-1", "", tc.event), false)
+			var issues []string
+			for _, is := range got {
+				msg := is[strings.IndexByte(is, '|')+1:]
+				if strings.Contains(msg, "2026") || strings.Contains(msg, "S-1") {
+					t.Errorf("the warning quotes a value: %q", msg)
+				}
+				issues = append(issues, is[:strings.IndexByte(is, '|')])
+			}
+			if s := strings.Join(issues, "; "); s != tc.want {
+				t.Errorf("answer issues %q, want %q", s, tc.want)
+			}
+		})
+	}
+}

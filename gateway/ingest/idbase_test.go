@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
@@ -183,5 +184,43 @@ func TestCheckIdentifierBase(t *testing.T) {
 				t.Fatalf("ingest with base %q: %v", tc.base, err)
 			}
 		})
+	}
+}
+
+// TestReceiptActivity: a record version's Provenance says what it did:
+// v3-DataOperation CREATE for a first version, UPDATE for a correction,
+// NULLIFY ("nullify": treat as though it never existed) for a withdrawal,
+// so that an auditor finds withdrawals by Provenance (probe p45 F5).
+func TestReceiptActivity(t *testing.T) {
+	ctx := context.Background()
+	g := newGateway(t, app.Config{})
+	phq := func(version, status, total string) string {
+		return rec("A-1", version, "P-1", "", `"instrument": "PHQ-9", "takenAt": "2026-03-02T08:45:00-05:00", "total": `+total)
+	}
+	withdrawal := strings.Replace(phq("3", "", "7"), `"version": "3"`, `"version": "3", "status": "entered-in-error"`, 1)
+	for _, doc := range []string{phq("1", "", "6"), phq("2", "", "7"), withdrawal} {
+		if err := g.ingest("", mapping.KindAssessment, doc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l, err := auditlog.BuildLineage(ctx, g.a.Store, auditlog.LineageQuery{Source: "serenity-clinic-emr", RecordID: "A-1",
+		Kind: string(mapping.KindAssessment)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range l.Receipts {
+		got = append(got, r.Activity)
+	}
+	if s := strings.Join(got, " "); s != "CREATE UPDATE NULLIFY" {
+		t.Errorf("receipts' activities %q, want CREATE UPDATE NULLIFY", s)
+	}
+	// The code's display is the v3-DataOperation one.
+	b, err := json.Marshal(audit.ProvenanceResource(audit.Provenance{Activity: "NULLIFY", WhatDisplay: "x"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"code":"NULLIFY","display":"nullify","system":"http://terminology.hl7.org/CodeSystem/v3-DataOperation"}`; !strings.Contains(string(b), want) {
+		t.Errorf("a withdrawal's Provenance: %s, want the activity %s", b, want)
 	}
 }

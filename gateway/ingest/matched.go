@@ -5,6 +5,7 @@ import (
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
 )
@@ -94,6 +95,77 @@ func dropPhantoms(st store.Tx, res *mapping.Result, raws [][]byte, docs []map[st
 	kept := *res
 	kept.Entries = keepOnly(res.Entries, keep)
 	return &kept, keepOnly(raws, keep), keepOnly(docs, keep), keepOnly(checked, keep), nil
+}
+
+// keepRetiredIssue returns res (and its parallel raws, docs and checked)
+// without the session DetectedIssue entered-in-error that a vitals record
+// sent on its own retires (mapping.IssueRetiredBy: a correction that holds
+// no critical pre-dose value any more) while the issue still stands: a
+// pre-dose measurement of the session stored apart from this record (in
+// the session document or on its own) is charted critical (its stored
+// interpretation, mapping.LinkedOf). The re-judgment runs in the write
+// transaction, after dropPhantoms (so only where the DetectedIssue is
+// stored), on the session's Observations found as checkSessionRecords
+// finds them, leaving out this record's own and those entered-in-error.
+func keepRetiredIssue(st store.Tx, rec mapping.Record, opts mapping.Options, res *mapping.Result, raws [][]byte, docs []map[string]any, checked []error) (*mapping.Result, [][]byte, []map[string]any, []error, error) {
+	at := -1
+	for i := range res.Entries {
+		if mapping.IssueRetiredBy(rec, &res.Entries[i]) {
+			at = i
+		}
+	}
+	id, ok := mapping.NamedSession(rec, opts)
+	if at < 0 || !ok {
+		return res, raws, docs, checked, nil
+	}
+	stands, err := issueStands(st, id, res)
+	if err != nil || !stands {
+		return res, raws, docs, checked, err
+	}
+	keep := make([]bool, len(res.Entries))
+	for i := range keep {
+		keep[i] = i != at
+	}
+	kept := *res
+	kept.Entries = keepOnly(res.Entries, keep)
+	return &kept, keepOnly(raws, keep), keepOnly(docs, keep), keepOnly(checked, keep), nil
+}
+
+// issueStands reports whether a pre-dose measurement of the session id,
+// stored apart from the record being written (res), is charted critical.
+func issueStands(st store.Tx, id mapping.SessionID, res *mapping.Result) (bool, error) {
+	token := search.Token(id.System, id.Value)
+	queries := [][2]string{{"part-of:identifier", token}}
+	procs, err := searchAll(st, "Procedure", "identifier", token)
+	if err != nil {
+		return false, err
+	}
+	if len(procs) > 0 {
+		queries = append(queries, [2]string{"part-of", "Procedure/" + procs[0].ID})
+	}
+	own := map[string]bool{}
+	for _, e := range res.Entries {
+		own[e.IdentifierSystem+"|"+e.IdentifierValue] = true
+	}
+	for _, q := range queries {
+		found, err := searchAll(st, "Observation", q[0], q[1])
+		if err != nil {
+			return false, err
+		}
+		for _, r := range found {
+			doc, err := decode(r)
+			if err != nil {
+				return false, err
+			}
+			if ownResource(doc, own) {
+				continue
+			}
+			if mapping.LinkedOf(doc).Critical { // nothing for one entered in error
+				return true, nil
+			}
+		}
+	}
+	return false, nil
 }
 
 // keepOnly is the elements of s that keep marks (nil for nil).

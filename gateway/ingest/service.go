@@ -419,6 +419,9 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 	if res, raws, docs, checked, err = dropPhantoms(st, res, raws, docs, checked); err != nil {
 		return nil, false, err
 	}
+	if res, raws, docs, checked, err = keepRetiredIssue(st, rec.rec, rec.opts, res, raws, docs, checked); err != nil {
+		return nil, false, err
+	}
 	// What is stored: one Patient per person, and the rules across records.
 	id, err = resolveIdentity(st, rec.rec, res)
 	if err != nil {
@@ -488,8 +491,14 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 	if err := id.claim(st, entries[0].Result().Resource.ID); err != nil {
 		return nil, false, err
 	}
+	// v3-DataOperation: a withdrawal (entered-in-error) is NULLIFY, so
+	// that withdrawals are found by Provenance, not only by the statuses
+	// of their targets.
 	activity := "CREATE"
-	if stored != nil {
+	switch {
+	case src.Status == "entered-in-error":
+		activity = "NULLIFY"
+	case stored != nil:
 		activity = "UPDATE"
 	}
 	err = tx.Provenance(audit.Provenance{

@@ -70,10 +70,12 @@ func checkNamedSession(st store.Tx, rec mapping.Record, id mapping.SessionID, op
 	if err := mapping.CheckLinked(rec, s); err != nil {
 		return nil, err
 	}
+	// An adverse event the drug cannot have caused, named its suspect.
+	suspect := mapping.SuspectWarnings(rec, s)
 	if !med.dosed {
-		return nil, nil
+		return suspect, nil
 	}
-	return warnings, nil
+	return append(suspect, warnings...), nil
 }
 
 // administration is what the rules across records read from a stored

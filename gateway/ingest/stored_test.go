@@ -835,6 +835,9 @@ func TestRecordVersionStale(t *testing.T) {
 	)
 	otherTotal := strings.Replace(phq9Body, `"total": 6`, `"total": 7`, 1)
 	nesting := `"infusion": {` + infusionBody + `}, "assessments": [{"recordId": "A-9", ` + phq9Body + `}]`
+	const preDoseEvent = `"event": "hypertension", "onsetAt": "2026-03-02T08:50:00-05:00", "severity": "mild", "serious": false`
+	preDoseAE := `"infusion": {` + infusionBody + `}, "adverseEvents": [{"recordId": "AE-9", ` + preDoseEvent + `}]`
+	aeStandalone := `"sessionId": "S-4", ` + preDoseEvent
 	steps := []struct {
 		name             string
 		doc              func() (mapping.Kind, string)
@@ -870,6 +873,12 @@ func TestRecordVersionStale(t *testing.T) {
 		{"a new session nesting A-9, earlier than A-9", at(mapping.KindSession, "S-3", "1", "2026-03-10T12:45:00Z", nesting), stale, "/source/lastUpdated /assessments/0/recordId"},
 		{"the session again, later", at(mapping.KindSession, "S-2", "3", "2026-03-10T14:00:00Z", nesting), "", ""},
 		{"A-9 on its own, earlier than the session", at(A, "A-9", "3", "2026-03-10T13:30:00Z", phq9Body), stale, "/source/lastUpdated"},
+		// An adverse event the drug cannot have caused (it began before
+		// the dose) names no suspect: its session is found by the
+		// related-session extension (probe p45 F2).
+		{"a session nesting AE-9, begun before the dose", at(mapping.KindSession, "S-4", "1", "2026-03-10T12:00:00Z", preDoseAE), "", ""},
+		{"AE-9 on its own, earlier", at(mapping.KindAdverseEvent, "AE-9", "2", "2026-03-10T10:00:00Z", aeStandalone), stale, "/source/lastUpdated"},
+		{"AE-9 on its own, later", at(mapping.KindAdverseEvent, "AE-9", "3", "2026-03-10T13:00:00Z", aeStandalone), "", ""},
 	}
 	g := newGateway(t, app.Config{})
 	for _, s := range steps {

@@ -370,24 +370,35 @@ func cmpErr(err error, newer, now time.Time) error {
 }
 
 // sessionProcedure returns the id of the Procedure a stored Observation
-// is part of, or a stored AdverseEvent names as suspect entity, by literal
-// reference (as a session document's resources are written); "" for none.
+// is part of, or a stored AdverseEvent names as suspect entity or, when
+// its session's drug cannot have caused it, as its related session
+// (mapping.ExtRelatedSession), by literal reference (as a session
+// document's resources are written); "" for none.
 func sessionProcedure(r *store.Resource) (string, error) {
 	var doc struct {
 		PartOf        []struct{ Reference string } `json:"partOf"`
 		SuspectEntity []struct {
 			Instance struct{ Reference string } `json:"instance"`
 		} `json:"suspectEntity"`
+		Extension []struct {
+			URL            string `json:"url"`
+			ValueReference struct{ Reference string }
+		} `json:"extension"`
 	}
 	if err := json.Unmarshal(r.Body, &doc); err != nil {
 		return "", fmt.Errorf("stored %s/%s: %w", r.Type, r.ID, err)
 	}
-	refs := make([]string, 0, len(doc.PartOf)+len(doc.SuspectEntity))
+	refs := make([]string, 0, len(doc.PartOf)+len(doc.SuspectEntity)+1)
 	for _, p := range doc.PartOf {
 		refs = append(refs, p.Reference)
 	}
 	for _, s := range doc.SuspectEntity {
 		refs = append(refs, s.Instance.Reference)
+	}
+	for _, x := range doc.Extension {
+		if x.URL == mapping.ExtRelatedSession {
+			refs = append(refs, x.ValueReference.Reference)
+		}
 	}
 	for _, ref := range refs {
 		if id, ok := strings.CutPrefix(ref, "Procedure/"); ok {

@@ -22,6 +22,8 @@ func extensionDefs() []extensionDef {
 			vs: vsURL("kg-seriousness-criteria"), description: "Why a serious adverse event is serious (results in death, is life-threatening, requires hospitalization, ...); R4 AdverseEvent has one seriousness only."},
 		{name: "adverse-event-action-taken", title: "Action taken", context: []string{"AdverseEvent"}, valueType: "CodeableConcept", repeats: true,
 			vs: vsURL("kg-adverse-event-actions"), description: "What was done about the adverse event during the session (infusion paused, slowed or stopped, medication given, ...)."},
+		{name: "related-session", title: "Related session", context: []string{"AdverseEvent"}, valueType: "Reference",
+			description: "The session (its Procedure) an adverse event was recorded in when the session's drug cannot have caused it (the session was not done, or the event began before the infusion), so the event names no suspect entity."},
 		{name: "medication-lot-number", title: "Lot number", context: []string{"MedicationAdministration"}, valueType: "string",
 			description: "The lot number of the drug given (R4 MedicationAdministration has no element for it without a Medication resource)."},
 		{name: "weight-based-dose", title: "Weight-based dose", context: []string{"Dosage", "MedicationAdministration.dosage"}, valueType: "Quantity",

@@ -239,7 +239,7 @@ func TestExtensionURLs(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"monitoring-timepoint", "ctcae-grade", "seriousness-criterion", "adverse-event-action-taken",
-		"medication-lot-number", "weight-based-dose", "trace-id", "receipt-patient", "content-hash", "record-kind", "record-version", "validation-rule"} {
+		"related-session", "medication-lot-number", "weight-based-dose", "trace-id", "receipt-patient", "content-hash", "record-kind", "record-version", "validation-rule"} {
 		if !slices.ContainsFunc(s.Extensions(), func(sd *StructureDefinition) bool { return sd.URL == mapping.Canonical+"/StructureDefinition/"+name }) {
 			t.Errorf("no extension %s", name)
 		}

@@ -122,6 +122,7 @@ func Profiles() []Profile {
 				el("AdverseEvent.extension:ctcaeGrade", "", atMost("1"), extension("ctcae-grade")),
 				el("AdverseEvent.extension:seriousnessCriterion", "", extension("seriousness-criterion")),
 				el("AdverseEvent.extension:actionTaken", "", extension("adverse-event-action-taken")),
+				el("AdverseEvent.extension:relatedSession", "", atMost("1"), extension("related-session")),
 				el("AdverseEvent.event", "profile.event-coded", atLeast(1), mustSupport(),
 					binding("extensible", vsURL("kg-adverse-event-types"))),
 				el("AdverseEvent.date", "profile.event-date", atLeast(1), mustSupport()))},

@@ -309,6 +309,13 @@ func (s *Service) match(ctx context.Context, m *remapped, values, fast bool) err
 				return err
 			}
 		}
+		if mt.stored == nil && e.Withdraws {
+			// An entry that only retires what an earlier version made (a
+			// Flag no longer active, a DetectedIssue entered-in-error) is
+			// nothing to make where none is stored, as the ingest drops it
+			// (dropPhantoms): a withdrawn adverse event's Flag, say.
+			continue
+		}
 		if mt.stored != nil {
 			used[mt.stored] = true
 			ids[e.FullURL] = mt.stored.Type + "/" + mt.stored.ID

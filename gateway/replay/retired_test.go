@@ -1,0 +1,59 @@
+package replay_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/replay"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+)
+
+// TestRetiredSignalsUnchanged: records whose versions retired a safety
+// signal, or never raised one, replay unchanged under the same mapping
+// (probe p45 F1): an adverse event corrected from suicidal ideation (its
+// Flag inactive), one withdrawn that never raised a Flag (the mapping's
+// retiring entry, which the ingest dropped, is not the replay's to add),
+// and a pre-dose vitals record corrected on its own (the session's
+// DetectedIssue entered-in-error, written with it).
+func TestRetiredSignalsUnchanged(t *testing.T) {
+	rec := func(id, version, lastUpdated, status, body string) []byte {
+		return []byte(`{"source": {"system": "serenity-clinic-emr", "recordId": "` + id + `", "version": "` + version +
+			`", "lastUpdated": "` + lastUpdated + `"` + status + `}, "patient": {"id": "P-1"}, ` + body + `}`)
+	}
+	ae := func(event string) string {
+		return `"event": "` + event + `", "onsetAt": "2026-03-02T09:25:00-05:00", "severity": "moderate", "serious": false`
+	}
+	const withdrawn = `, "status": "entered-in-error"`
+	session := `"infusion": {"drug": "ketamine-iv", "status": "completed", "doseMgPerKg": 0.5, "bodyWeightKg": 80,
+		"totalDoseMg": 40, "infusionStart": "2026-03-02T09:00:00-05:00", "infusionEnd": "2026-03-02T09:40:00-05:00",
+		"monitoringEnd": "2026-03-02T11:00:00-05:00"}, "vitals": [{"recordId": "V-1", "timepoint": "pre-dose",
+		"measuredAt": "2026-03-02T08:50:00-05:00", "bloodPressure": {"systolic": 186, "diastolic": 90}}]`
+	f := newFixture(t)
+	f.ingest(t, "", "adverse-event", rec("AE-1", "1", "2026-03-02T18:00:00Z", "", ae("suicidal-ideation")))
+	f.ingest(t, "", "adverse-event", rec("AE-1", "2", "2026-03-03T12:00:00Z", "", ae("anxiety")))
+	f.ingest(t, "", "adverse-event", rec("AE-2", "1", "2026-03-02T18:00:00Z", "", ae("nausea")))
+	f.ingest(t, "", "adverse-event", rec("AE-2", "2", "2026-03-03T12:00:00Z", withdrawn, ae("nausea")))
+	f.ingest(t, "", "session", rec("S-1", "1", "2026-03-02T18:00:00Z", "", session))
+	f.ingest(t, "", "vitals", rec("V-1", "2", "2026-03-03T12:00:00Z", "", `"sessionId": "S-1", "timepoint": "pre-dose",
+		"measuredAt": "2026-03-02T08:50:00-05:00", "bloodPressure": {"systolic": 128, "diastolic": 80}`))
+	for _, typ := range []string{"Flag", "DetectedIssue"} {
+		vs := f.versions(t, "", typ)
+		if len(vs) != 1 {
+			t.Fatalf("%d %ss stored, want the one retired", len(vs), typ)
+		}
+		for _, v := range vs {
+			if body := string(v.Body); !strings.Contains(body, `"status":"inactive"`) && !strings.Contains(body, `"status":"entered-in-error"`) {
+				t.Fatalf("%s not retired: %s", typ, body)
+			}
+		}
+	}
+	_, got := run(t, f.service(nil), replay.Options{Tenant: search.AllTenants})
+	for id, r := range got {
+		if r.Status != replay.StatusUnchanged {
+			t.Errorf("%s is %s %+v, want unchanged", id, r.Status, r.Resources)
+		}
+	}
+	if len(got) == 0 {
+		t.Fatal("nothing replayed")
+	}
+}
