@@ -272,8 +272,8 @@ func hasZone(v string) bool {
 // written late on that day east of UTC, and _since is the watermark a
 // client syncs from, which must not skip changes.
 const sinceForm = "_since must be an instant: a date and a time to the second with its time zone, such as " +
-	"2026-12-06T14:50:00Z (or an offset, 2026-12-06T15:50:00%2B01:00, the + sent as %2B); a date alone, a time without " +
-	"seconds or without a time zone is not taken"
+	"2026-12-06T14:50:00Z (or an offset such as +01:00 in place of the Z); a date alone, a time without seconds or " +
+	"without a time zone is not taken"
 
 // parseSince reads a _since instant; msg ("" for none) says what is wrong,
 // never quoting v.
