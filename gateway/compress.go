@@ -15,9 +15,11 @@ import (
 // megabyte and more) are gzipped for a client that accepts gzip, as HAPI
 // FHIR and Medplum do. An answer is compressed only from compressMin bytes
 // on: below that gzip's framing and CPU cost more than they save. Only
-// routes of the FHIR API (route.fhir) are compressed: a job's file
-// download streams its parts as they are read (docs/bulk.md), the console
-// streams its exports, and neither is held back here.
+// routes of the FHIR API (/fhir) are compressed: a job's file download
+// streams its parts as they are read (docs/bulk.md), the console streams
+// its exports, and neither is held back here; the native ingest's answers
+// are small and its clients (Go's http.Client among them) ask for gzip
+// without needing it, so its hot path does not pay for it.
 
 // compressMin is the size from which an answer is gzipped.
 const compressMin = 1024
@@ -37,14 +39,14 @@ func (p *gzipPool) get(w io.Writer) *gzip.Writer {
 
 func (p *gzipPool) put(z *gzip.Writer) { p.pool.Put(z) }
 
-// compress gzips the answer of a FHIR route when the request accepts gzip
+// compress gzips the answer of a route of the FHIR API when the request accepts gzip
 // (acceptsGzip), and says Vary: Accept-Encoding on every answer of one.
 // HEAD is answered as it is (no body to compress). It runs outermost, so
 // the answers the error handler and the audit middleware write are
 // compressed alike.
 func (s *Server) compress(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if rt := s.routeOf(c); rt == nil || !rt.fhir {
+		if rt := s.routeOf(c); rt == nil || !rt.fhir || !strings.HasPrefix(rt.path, "/fhir") {
 			return next(c)
 		}
 		res := c.Response()
