@@ -2,6 +2,8 @@ package fhirwire
 
 import (
 	"fmt"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -109,4 +111,28 @@ func TestParseTags(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzParseTags: any header value parses or is refused without panic; a
+// value that parses names a version only as one of its tags' text, and
+// the gateway's own ETag of a version always names it.
+func FuzzParseTags(f *testing.F) {
+	for _, s := range []string{`W/"1"`, `"2", W/"3"`, `*`, `3`, `W/"+4"`, `W/"05"`, `, ,W/"x"`, `W/"`} {
+		f.Add(s, int64(3))
+	}
+	f.Fuzz(func(t *testing.T, v string, version int64) {
+		if version < 1 {
+			return
+		}
+		if tags, ok := ParseTags(ETag(version)); !ok || !tags.Names(version) || tags.Names(version+1) {
+			t.Fatalf("ParseTags(ETag(%d)) = %v, %v", version, tags, ok)
+		}
+		tags, ok := ParseTags(v)
+		if !ok && (tags.Any || tags.Names(version)) {
+			t.Errorf("ParseTags(%q) refused the value but names version %d", v, version)
+		}
+		if ok && !tags.Any && tags.Names(version) && !strings.Contains(v, `"`+strconv.FormatInt(version, 10)+`"`) {
+			t.Errorf("ParseTags(%q) names version %d, which none of its tags is", v, version)
+		}
+	})
 }
