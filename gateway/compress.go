@@ -93,6 +93,15 @@ func acceptsGzip(values []string) bool {
 	return star > 0
 }
 
+// compressible reports whether an answer of the media type ct gains from
+// gzip: JSON, XML and text do; a Binary's own content read raw (an image,
+// a PDF, an archive) is mostly compressed already.
+func compressible(ct string) bool {
+	mt, _, _ := strings.Cut(strings.ToLower(ct), ";")
+	mt = strings.TrimSpace(mt)
+	return strings.HasPrefix(mt, "text/") || strings.HasSuffix(mt, "json") || strings.HasSuffix(mt, "xml")
+}
+
 // gzipWriter holds an answer's first bytes until it knows whether the
 // answer reaches compressMin: then it sends the status with
 // Content-Encoding: gzip and compresses the rest; a smaller answer is sent
@@ -135,7 +144,8 @@ func (w *gzipWriter) Write(p []byte) (int, error) {
 // coding) and sends what was held.
 func (w *gzipWriter) start() error {
 	h := w.Header()
-	if h.Get("Content-Encoding") != "" || w.status < 200 || w.status == http.StatusNoContent || w.status == http.StatusNotModified {
+	if h.Get("Content-Encoding") != "" || !compressible(h.Get("Content-Type")) ||
+		w.status < 200 || w.status == http.StatusNoContent || w.status == http.StatusNotModified {
 		return w.sendPlain()
 	}
 	h.Set("Content-Encoding", "gzip")

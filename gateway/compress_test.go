@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"compress/gzip"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -25,6 +26,10 @@ func TestCompression(t *testing.T) {
 			t.Fatalf("seed = %d %s", rec.Code, rec.Body)
 		}
 	}
+	png := base64.StdEncoding.EncodeToString(append([]byte("\x89PNG\r\n\x1a\n"), make([]byte, 4096)...))
+	if rec := req(h, "PUT", "/fhir/Binary/img", `{"resourceType":"Binary","id":"img","contentType":"image/png","data":"`+png+`"}`); rec.Code >= 300 {
+		t.Fatalf("seed Binary = %d %s", rec.Code, rec.Body)
+	}
 	big := "/fhir/Patient?_count=30"
 	for _, tc := range []struct {
 		name, method, target string
@@ -44,6 +49,8 @@ func TestCompression(t *testing.T) {
 		{"not modified", "GET", "/fhir/Patient/gz00", []string{"Accept-Encoding: gzip", `If-None-Match: W/"1"`}, false},
 		{"HEAD", "HEAD", big, []string{"Accept-Encoding: gzip"}, false},
 		{"the capability statement", "GET", "/fhir/metadata", []string{"Accept-Encoding: gzip"}, true},
+		{"a Binary's image read raw", "GET", "/fhir/Binary/img", []string{"Accept-Encoding: gzip", "Accept: image/png"}, false},
+		{"a Binary as JSON", "GET", "/fhir/Binary/img", []string{"Accept-Encoding: gzip"}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rec := req(h, tc.method, tc.target, "", tc.headers...)
