@@ -32,6 +32,17 @@ var (
 		Severity: "error", Code: "not-supported", Rule: "method-not-allowed",
 		Message: "_search takes POST (search.html): send the parameters as an application/x-www-form-urlencoded body " +
 			"(or in the URL), or search with GET /fhir/{type}?parameters"}}}
+	// errValidateMethod answers $validate asked with another method than
+	// POST, at any level (GET /fhir/Patient/{id}/$validate?mode=delete,
+	// which R4 would allow as the operation does not affect state,
+	// included): the gateway's $validate reads what it checks from the
+	// body (a resource, or a Parameters), and a mode=delete on an instance
+	// is a POST with no body.
+	errValidateMethod = &outcome.Error{Kind: outcome.MethodNotAllowed, Allow: []string{http.MethodPost}, Issues: []outcome.Issue{{
+		Severity: "error", Code: "not-supported", Rule: "method-not-allowed",
+		Message: "$validate takes POST, with the resource (or a Parameters with resource, mode and profile) as the body: " +
+			"POST /fhir/$validate, /fhir/{type}/$validate or /fhir/{type}/{id}/$validate; to check a delete send " +
+			"POST /fhir/{type}/{id}/$validate?mode=delete with no body"}}}
 	// errSystemSearchMethod answers GET /fhir?parameters: only a Bundle is
 	// posted there.
 	errSystemSearchMethod = &outcome.Error{Kind: outcome.MethodNotAllowed, Allow: []string{http.MethodPost}, Issues: []outcome.Issue{{
@@ -203,6 +214,8 @@ func fromEchoError(he *echo.HTTPError, r *http.Request) error {
 			return errExportMethod
 		case r.Method == http.MethodDelete && len(segs) == 1 && !strings.HasPrefix(segs[0], "_") && !strings.HasPrefix(segs[0], "$"):
 			return errConditionalDelete
+		case segs[len(segs)-1] == "$validate":
+			return errValidateMethod
 		case strings.HasPrefix(segs[len(segs)-1], "$") && !slices.Contains([]string{"$validate", "$everything", "$export"}, segs[len(segs)-1]):
 			// An operation the gateway does not have there (POST
 			// /fhir/Patient/{id}/$nope), which the router took for a

@@ -45,7 +45,7 @@ func (s *Server) answer(c echo.Context) engine.Answer {
 
 // security is what the CapabilityStatement says of security.
 func (s *Server) security() engine.Security {
-	return engine.Security{Enabled: s.cfg.Auth != nil, TokenURL: s.cfg.AuthTokenURL}
+	return engine.Security{Enabled: s.cfg.Auth != nil, TokenURL: s.cfg.AuthTokenURL, CORS: s.cors.enabled()}
 }
 
 // body reads the request body when the engine asks for it, in the

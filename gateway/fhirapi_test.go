@@ -339,6 +339,9 @@ func TestConditionalRead(t *testing.T) {
 	}{
 		{"matching ETag", "/fhir/Patient/" + id, `If-None-Match: W/"1"`, 304},
 		{"ETag of another version", "/fhir/Patient/" + id, `If-None-Match: W/"2"`, 200},
+		// Tags compare as strings; a bare number is no tag (p43 F1).
+		{"ETag with a leading zero", "/fhir/Patient/" + id, `If-None-Match: W/"01"`, 200},
+		{"a bare number", "/fhir/Patient/" + id, `If-None-Match: 1`, 200},
 		{"vread, matching ETag", "/fhir/Patient/" + id + "/_history/1", `If-None-Match: W/"1"`, 304},
 		{"not modified since", "/fhir/Patient/" + id, "If-Modified-Since: " + lm, 304},
 		{"modified since", "/fhir/Patient/" + id, "If-Modified-Since: Mon, 02 Jan 2006 15:04:05 GMT", 200},

@@ -181,7 +181,8 @@ func canonicalVersion(vid string) bool {
 // an id or a compartment but is an operation ("$name") the gateway does
 // not have there, the capability statement ("metadata") asked with
 // another method than GET, a type's _search asked with another method
-// than POST, or a search of all types (/fhir/_search): a 404 naming the
+// than POST, $validate asked with another method than POST, or a search
+// of all types (/fhir/_search): a 404 naming the
 // operations there are (never the name sent), or a 405 with Allow, instead
 // of "no such resource" or "not a FHIR R4 resource type".
 func operationOrMetadata(c echo.Context) error {
@@ -191,7 +192,13 @@ func operationOrMetadata(c echo.Context) error {
 		return errExportMethod
 	}
 	for _, name := range []string{"type", "id", "compartment"} {
-		if strings.HasPrefix(c.Param(name), "$") {
+		if v := c.Param(name); strings.HasPrefix(v, "$") {
+			if v == "$validate" && strings.HasSuffix(c.Path(), "/:"+name) {
+				// $validate where the gateway has it (the URL's last
+				// segment), asked with GET, HEAD, PUT...: only the method
+				// is wrong.
+				return errValidateMethod
+			}
 			return errOperationUnknown
 		}
 	}

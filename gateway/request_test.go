@@ -139,6 +139,16 @@ func TestMethodNotAllowed(t *testing.T) {
 		{"DELETE", "/fhir/AuditEvent/1", "GET, HEAD", ""},
 		{"PUT", "/healthz", "OPTIONS, GET", ""},
 		{"DELETE", "/admin/deliveries", "OPTIONS, GET", ""},
+		// $validate takes POST at every level: another method is 405, not
+		// 404 operation-unknown (p43 F3).
+		{"GET", "/fhir/$validate", "POST", "$validate takes POST"},
+		{"GET", "/fhir/Patient/$validate", "POST", "$validate takes POST"},
+		{"HEAD", "/fhir/Patient/$validate", "POST", ""},
+		{"PUT", "/fhir/Patient/$validate", "POST", "$validate takes POST"},
+		{"GET", "/fhir/Patient/p1/$validate?mode=delete", "POST", "POST /fhir/{type}/{id}/$validate?mode=delete"},
+		{"HEAD", "/fhir/Patient/p1/$validate", "POST", ""},
+		{"DELETE", "/fhir/Patient/p1/$validate", "OPTIONS, POST", "$validate takes POST"},
+		{"PUT", "/fhir/Patient/p1/$everything", "OPTIONS, GET, HEAD, POST", ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.method+" "+tc.target, func(t *testing.T) {

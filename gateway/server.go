@@ -74,6 +74,9 @@ type Config struct {
 	// Console is the web console served under /console (nil: none). It
 	// authenticates people and audits its pages itself.
 	Console http.Handler
+	// CORSOrigins are the browser origins (scheme://host[:port], or "*")
+	// whose scripts may call the FHIR API (cors.go). None: no CORS.
+	CORSOrigins []string
 }
 
 // Server serves the gateway's HTTP API.
@@ -86,6 +89,8 @@ type Server struct {
 	routes                   map[string]*route // "METHOD template" -> its row of the route table
 	ipLimiter, clientLimiter *auth.Limiter
 	inFlight                 chan struct{}
+	gzip                     gzipPool
+	cors                     cors
 }
 
 // NewServer builds the HTTP handler over cfg.App. It does no I/O.
@@ -106,9 +111,12 @@ func NewServer(cfg Config) (*Server, error) {
 		cfg.MaxInFlight = 256
 	}
 	s := &Server{cfg: cfg, app: cfg.App, log: cfg.Logger, inFlight: make(chan struct{}, cfg.MaxInFlight)}
+	var err error
+	if s.cors, err = newCORS(cfg.CORSOrigins); err != nil {
+		return nil, err
+	}
 	if cfg.RateLimit > 0 {
 		burst := max(int(2*cfg.RateLimit), 1)
-		var err error
 		if s.ipLimiter, err = auth.NewLimiter(cfg.RateLimit, burst, 100000); err != nil {
 			return nil, err
 		}
@@ -135,11 +143,12 @@ func NewServer(cfg Config) (*Server, error) {
 		e.SchemeExtractor = echo.ExtractSchemeFromHeaders(trust...)
 	}
 	// Outermost first: the log line and the AuditEvent see the final
-	// status, also of a panic.
+	// status, also of a panic; compression wraps every answer of a FHIR
+	// route, the error handler's and the audit's replacement included.
 	// Requests refused by the concurrency bound or the per-address rate
 	// limit are logged but not audited: a flood must not become a flood of
 	// database writes.
-	e.Use(s.logRequests, s.boundConcurrency, s.limitIP, s.auditRequests, s.recoverPanics, s.routeTemplate,
+	e.Use(s.compress, s.logRequests, s.boundConcurrency, s.limitIP, s.auditRequests, s.recoverPanics, s.routeTemplate,
 		s.checkRequest, s.authenticate)
 	s.echo = e
 	s.handler = e
@@ -154,6 +163,9 @@ func NewServer(cfg Config) (*Server, error) {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	requestTLS(r)
 	operationPath(r.URL)
+	if s.cors.handle(w, r) {
+		return
+	}
 	s.handler.ServeHTTP(w, r)
 }
 

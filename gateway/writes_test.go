@@ -211,6 +211,15 @@ func TestWritePreconditions(t *testing.T) {
 		{"PUT malformed If-Unmodified-Since", "v1", "PUT", "/fhir/Patient/%s", "", []string{"If-Unmodified-Since: yesterday"}, 400, "precondition-invalid", `W/"1"`},
 		{"PUT malformed If-None-Match", "v1", "PUT", "/fhir/Patient/%s", "", []string{"If-None-Match: abc"}, 400, "precondition-invalid", `W/"1"`},
 		{"PUT malformed If-Match", "v1", "PUT", "/fhir/Patient/%s", "", []string{`If-Match: W/"1`}, 400, "precondition-invalid", `W/"1"`},
+		// Entity-tags compare as strings (RFC 9110 8.8.3.2), and a bare
+		// number is no entity-tag (p43 F1).
+		{"PUT If-Match with a leading zero", "v1", "PUT", "/fhir/Patient/%s", "", []string{`If-Match: W/"01"`}, 412, "version-mismatch", `W/"1"`},
+		{"PUT If-Match with a sign", "v1", "PUT", "/fhir/Patient/%s", "", []string{`If-Match: W/"+1"`}, 412, "version-mismatch", `W/"1"`},
+		{"PUT If-Match a bare number", "v1", "PUT", "/fhir/Patient/%s", "", []string{`If-Match: 1`}, 400, "precondition-invalid", `W/"1"`},
+		{"PUT If-None-Match a bare number", "v1", "PUT", "/fhir/Patient/%s", "", []string{`If-None-Match: 1`}, 400, "precondition-invalid", `W/"1"`},
+		{"DELETE If-Match with a leading zero", "v1", "DELETE", "/fhir/Patient/%s", "-", []string{`If-Match: "01"`}, 412, "version-mismatch", `W/"1"`},
+		{"transaction PUT ifMatch with a leading zero", "v1", "POST", "/fhir", `{"resourceType":"Bundle","type":"transaction","entry":[{"resource":{resource},"request":{"method":"PUT","url":"Patient/{id}","ifMatch":"W/\"01\""}}]}`, nil, 412, "version-mismatch", `W/"1"`},
+		{"transaction PUT ifMatch a bare number", "v1", "POST", "/fhir", `{"resourceType":"Bundle","type":"transaction","entry":[{"resource":{resource},"request":{"method":"PUT","url":"Patient/{id}","ifMatch":"1"}}]}`, nil, 400, "precondition-invalid", `W/"1"`},
 		{"PATCH If-None-Match *", "v1", "PATCH", "/fhir/Patient/%s", patch, []string{"If-None-Match: *", "Content-Type: application/json-patch+json"}, 412, "resource-exists", `W/"1"`},
 		{"PATCH If-Unmodified-Since before the last update", "v1", "PATCH", "/fhir/Patient/%s", patch, []string{"If-Unmodified-Since: " + old, "Content-Type: application/json-patch+json"}, 412, "modified-since", `W/"1"`},
 		{"PATCH If-Unmodified-Since after the last update", "v1", "PATCH", "/fhir/Patient/%s", patch, []string{"If-Unmodified-Since: " + future, "Content-Type: application/json-patch+json"}, 200, "", `W/"2"`},

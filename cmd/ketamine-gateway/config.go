@@ -33,6 +33,14 @@ type fileConfig struct {
 	Console *console.Settings `json:"console"`
 	// Search bounds searches (docs/security.md, "Limits").
 	Search *searchConfig `json:"search"`
+	// CORS lists the browser origins whose scripts may call the FHIR API
+	// (--cors-origins, which wins when given).
+	CORS *corsConfig `json:"cors"`
+}
+
+// corsConfig is the "cors" section of the --config file.
+type corsConfig struct {
+	Origins []string `json:"origins"`
 }
 
 // searchConfig is the "search" section of the --config file: the search

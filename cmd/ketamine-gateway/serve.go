@@ -43,7 +43,7 @@ type serveConfig struct {
 	addr, db, identifierBase, baseURL string
 	configFile, ehrURL, instance      string
 	tlsCert, tlsKey                   string
-	trustedProxies                    string
+	trustedProxies, corsOrigins       string
 	maxBody                           int64
 	maxEntries                        int
 	rateLimit                         float64
@@ -69,6 +69,7 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	fs.StringVar(&cfg.tlsKey, "tls-key", getenv("GATEWAY_TLS_KEY"), "PEM private key of --tls-cert (GATEWAY_TLS_KEY)")
 	fs.Float64Var(&cfg.rateLimit, "rate-limit", -1, "requests per second per client address and per client, bursts of twice that; 0 turns it off (default 100 with authentication, off in development mode)")
 	fs.StringVar(&cfg.trustedProxies, "trusted-proxies", getenv("GATEWAY_TRUSTED_PROXIES"), "comma-separated CIDRs of the load balancers in front: the client address is then taken from X-Forwarded-For and the scheme from X-Forwarded-Proto (GATEWAY_TRUSTED_PROXIES)")
+	fs.StringVar(&cfg.corsOrigins, "cors-origins", getenv("GATEWAY_CORS_ORIGINS"), "comma-separated browser origins (https://app.example.org) whose scripts may call the FHIR API (CORS; GATEWAY_CORS_ORIGINS, or cors.origins in --config); default none (docs/security.md)")
 	fs.StringVar(&cfg.instance, "instance", envOr(getenv, "GATEWAY_INSTANCE", defaultInstance()), "this process's name in audit records (GATEWAY_INSTANCE)")
 	fs.Int64Var(&cfg.maxImport, "max-import", gateway.DefaultMaxImportBytes, "body limit of POST /ingest/{kind}/$import in bytes")
 	fs.IntVar(&cfg.jobWorkers, "job-workers", 1, "background jobs (exports, imports, replays) this process runs at once")
@@ -103,6 +104,10 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	fc, err := readConfig(cfg.configFile)
 	if err != nil {
 		return &exitError{code: exitUsage, msg: err.Error()}
+	}
+	corsOrigins, err := corsOriginsOf(cfg.corsOrigins, set["cors-origins"], fc)
+	if err != nil {
+		return err
 	}
 	allSafety, tenantSafety, err := safety(fc)
 	if err != nil {
@@ -216,7 +221,8 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		acfg.Settings = settingsFingerprints(fc, getenv, allSafety, tenantSafety, dests, cfg.identifierBase)
 	}
 	gcfg := gateway.Config{MaxBodyBytes: cfg.maxBody, Logger: logger, BaseURL: cfg.baseURL, Telemetry: tel,
-		Metrics: metrics, Auth: authn, RateLimit: cfg.rateLimit, TrustedProxies: proxies, MaxImportBytes: cfg.maxImport}
+		Metrics: metrics, Auth: authn, RateLimit: cfg.rateLimit, TrustedProxies: proxies, MaxImportBytes: cfg.maxImport,
+		CORSOrigins: corsOrigins}
 	switch {
 	case cfg.rateLimit < 0 && authn != nil:
 		gcfg.RateLimit = 100
@@ -761,4 +767,27 @@ func drain(ctx context.Context, shutdownHTTP func(context.Context) error, cancel
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	return nil
+}
+
+// corsOriginsOf reads the CORS origins: --cors-origins (or
+// GATEWAY_CORS_ORIGINS), a comma-separated list, else the config file's
+// cors.origins; each must be an origin (gateway.CheckCORSOrigins).
+func corsOriginsOf(list string, flagSet bool, fc *fileConfig) ([]string, error) {
+	name := "--cors-origins"
+	if !flagSet {
+		name = "GATEWAY_CORS_ORIGINS"
+	}
+	var origins []string
+	for o := range strings.SplitSeq(list, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			origins = append(origins, o)
+		}
+	}
+	if origins == nil && fc.CORS != nil {
+		name, origins = "--config: cors.origins", fc.CORS.Origins
+	}
+	if err := gateway.CheckCORSOrigins(origins); err != nil {
+		return nil, usageError("serve", "%s: %v", name, err)
+	}
+	return origins, nil
 }

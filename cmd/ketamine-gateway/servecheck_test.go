@@ -41,6 +41,8 @@ func TestServeRefusesValues(t *testing.T) {
 		{"zero import", []string{"--max-import", "0"}, nil, "--max-import must be a positive number of bytes"},
 		{"zero entries", []string{"--max-entries", "0"}, nil, "--max-entries must be a positive number of Bundle entries"},
 		{"negative rate", []string{"--rate-limit", "-1"}, nil, "--rate-limit must be requests per second, 0 to turn it off"},
+		{"CORS origin with a path", []string{"--cors-origins", "https://app.example/"}, nil, "--cors-origins: CORS origin"},
+		{"CORS origin without a scheme", nil, map[string]string{"GATEWAY_CORS_ORIGINS": "https://a.example, app.example"}, "GATEWAY_CORS_ORIGINS: CORS origin"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			db := filepath.Join(t.TempDir(), "kg.db")

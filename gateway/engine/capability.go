@@ -47,6 +47,9 @@ type Security struct {
 	Enabled bool
 	// TokenURL is the SMART token endpoint's public URL.
 	TokenURL string
+	// CORS tells that browser apps of other origins may call the API
+	// (the gateway's CORS origins are configured).
+	CORS bool
 }
 
 // errNoTerminologyCapabilities answers metadata?mode=terminology.
@@ -286,11 +289,11 @@ func bulkExport(definition, what string) map[string]any {
 // Backend Services with the token endpoint, or development mode.
 func capabilitySecurity(sec Security) map[string]any {
 	if !sec.Enabled {
-		return map[string]any{"cors": false,
+		return map[string]any{"cors": sec.CORS,
 			"description": "Development mode: no authentication (served on a loopback address only)."}
 	}
 	return map[string]any{
-		"cors": false,
+		"cors": sec.CORS,
 		"service": []any{map[string]any{"coding": []any{map[string]any{
 			"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "SMART-on-FHIR"}}}},
 		"extension": []any{map[string]any{

@@ -115,22 +115,21 @@ func (e *Engine) everything(ctx context.Context, sc *auditlog.Scope, in reads, i
 		v := vals[0]
 		switch key {
 		case "_count", "_offset":
+			// _count=0 is the total only, as a search's (search.html#count).
 			n, err := strconv.Atoi(v)
-			if err != nil || n < 0 || key == "_count" && n == 0 {
-				return nil, bad(key, key+" must be a positive integer")
+			if err != nil || n < 0 {
+				return nil, bad(key, key+" must be a non-negative integer")
 			}
 			if key == "_count" {
 				q.Count = min(n, search.MaxCount)
+				q.SummaryCount = n == 0
 			} else {
 				q.Offset = n
 			}
 		case "_since":
-			t, err := time.Parse(time.RFC3339Nano, v)
-			if err != nil && search.PlusAsSpace(v) {
-				return nil, bad(key, "_since holds a space where its time zone's + was: "+search.PlusAdvice)
-			}
-			if err != nil {
-				return nil, bad(key, "_since must be an instant")
+			t, msg := parseSince(v)
+			if msg != "" {
+				return nil, bad(key, msg)
 			}
 			q.Clauses = append(q.Clauses, search.Clause{Param: "_lastUpdated", Type: search.TypeDate,
 				Values: []search.Value{{Prefix: search.PrefixGe, Low: t.UTC(), High: t.UTC()}}})
@@ -210,11 +209,15 @@ func (e *Engine) everything(ctx context.Context, sc *auditlog.Scope, in reads, i
 	// The Patient is always the first entry of the first page, whatever
 	// _type and _since say (clients take it from entry[0]); the other
 	// resources follow, so the store pages them one place later.
+	// _count=0 asks for the total only: the store counts (a query of 0),
+	// and the page holds no Patient either.
 	rest := *q
 	rest.Types = slices.DeleteFunc(slices.Clone(q.Types), func(t string) bool { return t == "Patient" })
-	if q.Offset == 0 {
+	switch {
+	case q.Count == 0:
+	case q.Offset == 0:
 		rest.Count = q.Count - 1
-	} else {
+	default:
 		rest.Offset = q.Offset - 1
 	}
 	out := &SearchResult{Query: q, Page: &store.Page{}}
@@ -224,7 +227,9 @@ func (e *Engine) everything(ctx context.Context, sc *auditlog.Scope, in reads, i
 	}
 	if len(rest.Types) > 0 {
 		want := rest.Count
-		rest.Count = max(rest.Count, 1) // a store query of 0 would only count
+		if q.Count > 0 {
+			rest.Count = max(rest.Count, 1) // a store query of 0 would only count
+		}
 		err = e.queryIn(ctx, sc, chartReads(sc, in, patient.Tenant), func(ctx context.Context, st reader) error {
 			var err error
 			out.Page, err = st.Search(ctx, &rest)
@@ -237,7 +242,7 @@ func (e *Engine) everything(ctx context.Context, sc *auditlog.Scope, in reads, i
 	}
 	out.Page.Matches, out.Withheld = e.Disclose(sc, out.Page.Matches)
 	out.Page.Total++
-	if q.Offset == 0 {
+	if q.Offset == 0 && q.Count > 0 {
 		out.Page.Matches = append([]*store.Resource{patient}, out.Page.Matches...)
 	}
 	sc.Touch(out.Page.Matches...)
@@ -259,4 +264,27 @@ func everythingRestricted(typ, id string) string {
 func hasZone(v string) bool {
 	_, clock, timed := strings.Cut(v, "T")
 	return !timed || strings.HasSuffix(clock, "Z") || strings.ContainsAny(clock, "+-")
+}
+
+// sinceForm says what _since takes (history, $everything): R4 makes it an
+// instant, and the gateway takes no less. A date alone, or a time without
+// its zone, names no instant: taken in UTC it would leave out what was
+// written late on that day east of UTC, and _since is the watermark a
+// client syncs from, which must not skip changes.
+const sinceForm = "_since must be an instant: a date and a time to the second with its time zone, such as " +
+	"2026-12-06T14:50:00Z (or an offset such as +01:00 in place of the Z); a date alone, a time without seconds or " +
+	"without a time zone is not taken"
+
+// parseSince reads a _since instant; msg ("" for none) says what is wrong,
+// never quoting v.
+func parseSince(v string) (t time.Time, msg string) {
+	t, err := time.Parse(time.RFC3339Nano, v)
+	switch {
+	case err == nil:
+		return t, ""
+	case search.PlusAsSpace(v):
+		return t, "_since holds a space where its time zone's + was: " + search.PlusAdvice
+	default:
+		return t, sinceForm
+	}
 }

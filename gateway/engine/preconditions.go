@@ -3,7 +3,6 @@ package engine
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -61,9 +60,9 @@ func (p Preconditions) empty() error {
 }
 
 // conditions are Preconditions parsed: ifMatch and ifNoneMatch are
-// well-formed lists ("" for none), unmodifiedSince is zero for none.
+// well-formed lists (nil for none), unmodifiedSince is zero for none.
 type conditions struct {
-	ifMatch, ifNoneMatch string
+	ifMatch, ifNoneMatch *fhirwire.Tags
 	unmodifiedSince      fhirwire.Since
 	// versionAlways has the write make a version even when it changes
 	// nothing (Entry.VersionAlways).
@@ -105,16 +104,18 @@ func (p Preconditions) parse(entry bool) (conditions, error) {
 				"when the resource does not exist PUT it at its id with If-None-Match: *")
 	}
 	if strings.TrimSpace(p.IfMatch) != "" {
-		if !validTagList(p.IfMatch) {
+		t, ok := fhirwire.ParseTags(p.IfMatch)
+		if !ok {
 			return c, fail("If-Match", "ifMatch", tags)
 		}
-		c.ifMatch = p.IfMatch
+		c.ifMatch = &t
 	}
 	if strings.TrimSpace(p.IfNoneMatch) != "" {
-		if !validTagList(p.IfNoneMatch) {
+		t, ok := fhirwire.ParseTags(p.IfNoneMatch)
+		if !ok {
 			return c, fail("If-None-Match", "ifNoneMatch", tags)
 		}
-		c.ifNoneMatch = p.IfNoneMatch
+		c.ifNoneMatch = &t
 	}
 	if v := strings.TrimSpace(p.IfUnmodifiedSince); v != "" {
 		t, ok := parseHTTPDate(v)
@@ -124,36 +125,6 @@ func (p Preconditions) parse(entry bool) (conditions, error) {
 		c.unmodifiedSince = fhirwire.HTTPDate(t)
 	}
 	return c, nil
-}
-
-// validTagList reports whether v is "*" or a list of entity tags (RFC
-// 9110 8.8.3: [W/]"etagc*"; empty list elements ignored), also the bare
-// version numbers (3, W/3) the gateway has always taken for its own.
-func validTagList(v string) bool {
-	if strings.TrimSpace(v) == "*" {
-		return true
-	}
-	n := 0
-	for _, tag := range strings.Split(v, ",") {
-		tag = strings.TrimSpace(tag)
-		if tag == "" {
-			continue
-		}
-		n++
-		t := strings.TrimPrefix(tag, "W/")
-		if len(t) >= 2 && t[0] == '"' && t[len(t)-1] == '"' {
-			for _, c := range []byte(t[1 : len(t)-1]) {
-				if c == '"' || c < 0x21 || c == 0x7f {
-					return false
-				}
-			}
-			continue
-		}
-		if _, err := strconv.ParseUint(t, 10, 63); err != nil {
-			return false
-		}
-	}
-	return n > 0
 }
 
 // httpDateLayouts are the forms of an HTTP-date (RFC 9110 5.6.7): IMF-fixdate
@@ -183,14 +154,14 @@ type versionReader interface {
 // and why.
 func (c conditions) check(latest *store.Resource, versions versionReader) error {
 	current := latest != nil && !latest.Deleted
-	if c.ifMatch != "" {
-		if !ifMatch(c.ifMatch, latest) {
+	if c.ifMatch != nil {
+		if !ifMatch(*c.ifMatch, latest) {
 			if c.blind {
 				return outcome.New(outcome.PreconditionFailed, "conflict", "version-mismatch",
 					"If-Match does not name the resource's latest version (or the resource does not exist); "+
 						"the access token's scopes do not allow reading it, so its version is not told")
 			}
-			return errIfMatch(c.ifMatch, latest)
+			return errIfMatch(*c.ifMatch, latest)
 		}
 	} else if !c.unmodifiedSince.IsZero() && latest != nil &&
 		!c.unmodifiedSince.Unmodified(latest.LastUpdated, func() bool {
@@ -203,14 +174,14 @@ func (c conditions) check(latest *store.Resource, versions versionReader) error 
 				"of its versions was written in the date's second, which the date cannot tell apart); read it again, "+
 				"and send its ETag in If-Match")
 	}
-	if c.ifNoneMatch != "" {
-		if strings.TrimSpace(c.ifNoneMatch) == "*" {
+	if c.ifNoneMatch != nil {
+		if c.ifNoneMatch.Any {
 			if current {
 				return outcome.New(outcome.PreconditionFailed, "duplicate", "resource-exists",
 					"If-None-Match: * writes only a resource that does not exist, and this one does; "+
 						"to change it, send If-Match with its ETag instead")
 			}
-		} else if latest != nil && namesVersion(c.ifNoneMatch, latest.Version) {
+		} else if latest != nil && c.ifNoneMatch.Names(latest.Version) {
 			if c.blind {
 				return outcome.New(outcome.PreconditionFailed, "conflict", "version-matched",
 					"If-None-Match names the resource's latest version, so nothing was written")
@@ -250,25 +221,14 @@ func (e *Engine) SoleIn(ctx context.Context, sc *auditlog.Scope, r *store.Resour
 
 // ifMatch reports whether an If-Match list holds for latest (see
 // Preconditions.IfMatch).
-func ifMatch(list string, latest *store.Resource) bool {
+func ifMatch(list fhirwire.Tags, latest *store.Resource) bool {
 	if latest == nil {
 		return false
 	}
-	if strings.TrimSpace(list) == "*" {
+	if list.Any {
 		return !latest.Deleted
 	}
-	return namesVersion(list, latest.Version)
-}
-
-// namesVersion reports whether an entity-tag list names version (weak
-// comparison: W/"3" and "3" alike).
-func namesVersion(list string, version int64) bool {
-	for _, tag := range strings.Split(list, ",") {
-		if v, ok := fhirwire.ParseETag(tag); ok && v == version {
-			return true
-		}
-	}
-	return false
+	return list.Names(latest.Version)
 }
 
 // deletedNote says, for a 412, that latest is a deletion (not to a blind
@@ -282,13 +242,13 @@ func (c conditions) deletedNote(latest *store.Resource) string {
 
 // errIfMatch is the version-mismatch failure of an If-Match list for
 // latest (http.html#concurrency), saying what the latest version is.
-func errIfMatch(list string, latest *store.Resource) error {
+func errIfMatch(list fhirwire.Tags, latest *store.Resource) error {
 	var msg string
 	switch {
 	case latest == nil:
 		msg = "If-Match names a version, but the resource does not exist; leave If-Match out to create it " +
 			"(with If-None-Match: * to create it only if it still does not exist)"
-	case latest.Deleted && strings.TrimSpace(list) == "*":
+	case latest.Deleted && list.Any:
 		msg = fmt.Sprintf("If-Match: * holds only for a resource that exists, and this one is deleted (its deletion is "+
 			"version %d); to restore it only if nothing changed since, send If-Match: W/\"%d\"", latest.Version, latest.Version)
 	case latest.Deleted:

@@ -25,7 +25,11 @@ func TestPreconditionsParse(t *testing.T) {
 		{"star", Preconditions{IfMatch: "*", IfNoneMatch: " * "}, true},
 		{"weak and strong tags", Preconditions{IfMatch: `W/"1", "2"`, IfNoneMatch: `"abc"`}, true},
 		{"empty list elements", Preconditions{IfNoneMatch: `, W/"1",,`}, true},
-		{"a bare version number", Preconditions{IfMatch: "3"}, true},
+		{"a tag with leading zeros", Preconditions{IfMatch: `W/"003"`}, true},
+		// An entity-tag is quoted (RFC 9110 8.8.3): a bare number is none (p43 F1).
+		{"a bare version number", Preconditions{IfMatch: "3"}, false},
+		{"a weak bare version number", Preconditions{IfNoneMatch: "W/3"}, false},
+		{"a bare number in a list", Preconditions{IfMatch: `W/"1", 3`}, false},
 		{"IMF-fixdate", Preconditions{IfUnmodifiedSince: "Sun, 06 Nov 1994 08:49:37 GMT"}, true},
 		{"RFC 850 date", Preconditions{IfUnmodifiedSince: "Sunday, 06-Nov-94 08:49:37 GMT"}, true},
 		{"asctime date", Preconditions{IfUnmodifiedSince: "Sun Nov  6 08:49:37 1994"}, true},
@@ -128,6 +132,10 @@ func TestPreconditionsCheck(t *testing.T) {
 	}{
 		{"If-Match current", Preconditions{IfMatch: `W/"3"`}, current, nil, ""},
 		{"If-Match older", Preconditions{IfMatch: `W/"2"`}, current, nil, "version-mismatch"},
+		// Tags compare as strings (RFC 9110 8.8.3.2; p43 F1).
+		{"If-Match with a leading zero", Preconditions{IfMatch: `W/"03"`}, current, nil, "version-mismatch"},
+		{"If-Match with a sign", Preconditions{IfMatch: `W/"+3"`}, current, nil, "version-mismatch"},
+		{"If-None-Match with leading zeros", Preconditions{IfNoneMatch: `"003"`}, current, nil, ""},
 		{"If-Match star current", Preconditions{IfMatch: "*"}, current, nil, ""},
 		{"If-Match star deleted", Preconditions{IfMatch: "*"}, deleted, nil, "version-mismatch"},
 		{"If-Match the deletion", Preconditions{IfMatch: `W/"4"`}, deleted, nil, ""},

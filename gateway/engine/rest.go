@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 
@@ -609,12 +608,9 @@ func historyParams(q *store.HistoryQuery, typ string, params url.Values, lenient
 			}
 			q.Offset = n
 		case "_since":
-			t, err := time.Parse(time.RFC3339Nano, v)
-			if err != nil && search.PlusAsSpace(v) {
-				return nil, bad(key, "_since holds a space where its time zone's + was: "+search.PlusAdvice)
-			}
-			if err != nil {
-				return nil, bad(key, "_since must be an instant")
+			t, msg := parseSince(v)
+			if msg != "" {
+				return nil, bad(key, msg)
 			}
 			q.Since = t
 		case "_type":

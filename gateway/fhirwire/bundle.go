@@ -129,15 +129,6 @@ func StatusCode(s string) int {
 // ETag is the weak ETag of a version: W/"3".
 func ETag(version int64) string { return `W/"` + strconv.FormatInt(version, 10) + `"` }
 
-// ParseETag reads W/"n" (or "n", or n).
-func ParseETag(s string) (int64, bool) {
-	s = strings.TrimSpace(s)
-	s = strings.TrimPrefix(s, "W/")
-	s = strings.Trim(s, `"`)
-	v, err := strconv.ParseInt(s, 10, 64)
-	return v, err == nil && v > 0
-}
-
 // Instant formats a time as a FHIR instant with millisecond precision.
 func Instant(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }
 

@@ -1,6 +1,7 @@
 package fhirwire
 
 import (
+	"strconv"
 	"strings"
 	"time"
 )
@@ -77,11 +78,66 @@ func (s Since) Unmodified(lastUpdated time.Time, sole func() bool) bool {
 	}
 }
 
+// Tags is an If-Match or If-None-Match value as ParseTags read it: "*"
+// (Any) or a list of entity-tags.
+type Tags struct {
+	Any    bool
+	opaque []string // the tags' opaque-tags, without quotes
+}
+
+// ParseTags reads an If-Match or If-None-Match header (or a Bundle entry's
+// ifMatch, ifNoneMatch): "*", or a comma-separated list of entity-tags
+// (RFC 9110 8.8.3: [W/]"etagc*"; empty list elements ignored). ok is false
+// when v is neither: a bare number (3, W/3) is no entity-tag. Reads and
+// writes parse the headers with it alike; a write refuses a value that is
+// not well-formed, a read ignores it (the resource is sent).
+func ParseTags(v string) (tags Tags, ok bool) {
+	if strings.TrimSpace(v) == "*" {
+		return Tags{Any: true}, true
+	}
+	for _, tag := range strings.Split(v, ",") {
+		tag = strings.TrimSpace(tag)
+		if tag == "" {
+			continue
+		}
+		t := strings.TrimPrefix(tag, "W/")
+		if len(t) < 2 || t[0] != '"' || t[len(t)-1] != '"' {
+			return Tags{}, false
+		}
+		t = t[1 : len(t)-1]
+		for _, c := range []byte(t) {
+			if c == '"' || c < 0x21 || c == 0x7f {
+				return Tags{}, false
+			}
+		}
+		tags.opaque = append(tags.opaque, t)
+	}
+	return tags, len(tags.opaque) > 0
+}
+
+// Names reports whether tags names version: "*", or a tag whose
+// opaque-tag is the version's ETag's (weak comparison, RFC 9110 8.8.3.2:
+// W/"3" and "3" alike). The opaque-tags are compared as strings, so
+// "03" and "+3" do not name version 3.
+func (t Tags) Names(version int64) bool {
+	if t.Any {
+		return true
+	}
+	s := strconv.FormatInt(version, 10)
+	for _, o := range t.opaque {
+		if o == s {
+			return true
+		}
+	}
+	return false
+}
+
 // NotModified reports whether a conditional read of a version (its number
 // and last update) is answered 304 Not Modified (RFC 9110 13.1.2,
 // 13.1.3; http.html#cread). ifNoneMatch is the If-None-Match value ("" for
 // none): "*", or a comma-separated list of entity tags, each compared
-// weakly with the version's ETag (W/"3" and "3" both name version 3).
+// weakly with the version's ETag (W/"3" and "3" both name version 3;
+// ParseTags), a value that is not well-formed naming none.
 // since is the If-Modified-Since date (zero for none), considered only
 // without ifNoneMatch: the version is not modified when it is unmodified
 // since the date (Since.Unmodified, with sole): a version written in the
@@ -89,42 +145,11 @@ func (s Since) Unmodified(lastUpdated time.Time, sole func() bool) bool {
 // date may name.
 func NotModified(ifNoneMatch string, since Since, version int64, lastUpdated time.Time, sole func() bool) bool {
 	if strings.TrimSpace(ifNoneMatch) != "" {
-		for _, tag := range strings.Split(ifNoneMatch, ",") {
-			tag = strings.TrimSpace(tag)
-			if tag == "*" {
-				return true
-			}
-			if v, ok := ParseETag(tag); ok && v == version && strings.HasSuffix(tag, `"`) {
-				return true
-			}
-		}
-		return false
+		tags, _ := ParseTags(ifNoneMatch)
+		return tags.Names(version)
 	}
 	if since.IsZero() {
 		return false
 	}
 	return since.Unmodified(lastUpdated, sole)
-}
-
-// IfMatch reports whether an If-Match precondition holds for a resource
-// whose current version is version (exists false when there is none: never
-// created, or deleted). ifMatch is the header's (or a Bundle entry's
-// ifMatch) value, not empty: "*" holds when a current version exists (RFC
-// 9110 13.1.1); otherwise a comma-separated list of entity tags, one of
-// which must name the current version (W/"3" and "3" alike, as the
-// gateway's ETags are weak).
-func IfMatch(ifMatch string, version int64, exists bool) bool {
-	if !exists {
-		return false
-	}
-	for _, tag := range strings.Split(ifMatch, ",") {
-		tag = strings.TrimSpace(tag)
-		if tag == "*" {
-			return true
-		}
-		if v, ok := ParseETag(tag); ok && v == version {
-			return true
-		}
-	}
-	return false
 }

@@ -58,6 +58,15 @@ var ruleCases = []ruleCase{
 	{name: "narrative with comments, nested XHTML and a redundant default namespace", doc: patient(`"text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\"><!-- n --><p xmlns=\"http://www.w3.org/1999/xhtml\">a<br/><img src=\"x.png\" alt=\"\"/></p></div> "}`)},
 	{name: "safe styles", doc: patient(`"text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\"><p style=\"color: rgb(0,0,0); font-weight: bold\" title=\"data: see table\">x</p></div>"}`)},
 	{name: "raster data image", doc: patient(`"text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\"><img src=\"data:image/png;base64,iVBORw0KGgo=\" alt=\"chart\"/></div>"}`)},
+	// txt-1: the basic HTML formatting elements R4 allows (the HL7
+	// validator's list), all of them (p43 F5).
+	{name: "narrative with every element R4 allows", doc: patient(`"text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\">` +
+		`<h1>1</h1><h2>2</h2><h3>3</h3><h4>4</h4><h5>5</h5><h6>6</h6><p>a <span>s</span> <a href=\"#l\">l</a> <a name=\"l\">n</a> <b>b</b><br/><em>e</em><i>i</i>` +
+		`<strong>s</strong><small>s</small><big>b</big><tt>t</tt><dfn>d</dfn><q>q</q><var>v</var><abbr title=\"t\">a</abbr><acronym title=\"t\">a</acronym>` +
+		`<cite>c</cite><bdo dir=\"rtl\">b</bdo><kbd>k</kbd><sub>s</sub><sup>s</sup><code>c</code><samp>s</samp></p><blockquote><p>q</p></blockquote><hr/>` +
+		`<address>a</address><ul><li>u</li></ul><ol><li>o</li></ol><dl><dt>t</dt><dd>d</dd></dl><pre>p</pre>` +
+		`<table><caption>c</caption><colgroup><col/></colgroup><thead><tr><th>h</th></tr></thead><tfoot><tr><td>f</td></tr></tfoot><tbody><tr><td>d</td></tr></tbody></table>` +
+		`<img src=\"x.png\" alt=\"x\" usemap=\"#m\"/><map name=\"m\"><area shape=\"rect\" coords=\"0,0,1,1\" href=\"#l\" alt=\"a\"/></map><div>d</div></div>"}`)},
 	{name: "leap day", doc: patient(`"birthDate":"2000-02-29"`)},
 	{name: "parameters resource", doc: `{"resourceType":"Parameters","parameter":[{"name":"p","resource":{"resourceType":"Patient","id":"x"}}]}`},
 	{name: "same type as", as: "Patient", doc: `{"resourceType":"Patient"}`},
@@ -158,6 +167,19 @@ var ruleCases = []ruleCase{
 	{name: "narrative svg script under prefixes", doc: patient(`"text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\"><svg:svg xmlns:svg=\"http://www.w3.org/2000/svg\"><svg:script>1</svg:script></svg:svg></div>"}`), rule: "xhtml-unsafe", expr: "Patient.text.div"},
 	{name: "narrative event handler under a prefix", doc: patient(`"text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\"><p xmlns:x=\"urn:x\" x:onclick=\"alert(1)\">x</p></div>"}`), rule: "xhtml-unsafe", expr: "Patient.text.div"},
 	{name: "narrative data URL under a prefixed href", doc: patient(`"text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\"><a xmlns:x=\"urn:x\" x:href=\"data:text/html,x\">x</a></div>"}`), rule: "xhtml-unsafe", expr: "Patient.text.div"},
+	// An element outside txt-1's list, or not in XHTML's lower case, is
+	// refused at text.div (p43 F5).
+	{name: "narrative unknown element", doc: patient(`"text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\"><SECRETTAG/></div>"}`), rule: "primitive-format", expr: "Patient.text.div"},
+	{name: "narrative made-up element", doc: patient(`"text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\"><foo>x</foo></div>"}`), rule: "primitive-format", expr: "Patient.text.div"},
+	{name: "narrative upper-case P", doc: patient(`"text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\"><P>x</P></div>"}`), rule: "primitive-format", expr: "Patient.text.div"},
+	{name: "narrative mixed-case Table", doc: patient(`"text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\"><Table><tr><td>x</td></tr></Table></div>"}`), rule: "primitive-format", expr: "Patient.text.div"},
+	{name: "narrative HTML5 element", doc: patient(`"text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\"><section>x</section></div>"}`), rule: "primitive-format", expr: "Patient.text.div"},
+	{name: "narrative font element", doc: patient(`"text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\"><font>x</font></div>"}`), rule: "primitive-format", expr: "Patient.text.div"},
+	{name: "narrative title element", doc: patient(`"text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\"><title>x</title></div>"}`), rule: "primitive-format", expr: "Patient.text.div"},
+	{name: "narrative unknown element in a contained resource", doc: patient(`"contained":[{"resourceType":"Organization","id":"o1","name":"o","text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\"><x-y>x</x-y></div>"}}],"managingOrganization":{"reference":"#o1"}`), rule: "primitive-format", expr: "Patient.contained[0].ofType(Organization).text.div"},
+	// The deny-list still names what is unsafe, before the allow-list.
+	{name: "narrative script", doc: patient(`"text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\"><script>1</script></div>"}`), rule: "xhtml-unsafe", expr: "Patient.text.div"},
+	{name: "narrative upper-case SCRIPT", doc: patient(`"text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\"><SCRIPT>1</SCRIPT></div>"}`), rule: "xhtml-unsafe", expr: "Patient.text.div"},
 	{name: "narrative not div", doc: patient(`"text":{"status":"generated","div":"<p>x</p>"}`), rule: "primitive-format", expr: "Patient.text.div"},
 	{name: "narrative without namespace", doc: patient(`"text":{"status":"generated","div":"<div>no namespace</div>"}`), rule: "primitive-format", expr: "Patient.text.div"},
 	{name: "narrative with another namespace", doc: patient(`"text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml/\">x</div>"}`), rule: "primitive-format", expr: "Patient.text.div"},
@@ -358,6 +380,7 @@ func TestNoPHIInIssues(t *testing.T) {
 		patient(`"SECRETPHI":1,"name":[{"SECRETPHI x":"y","family":["SECRETPHI"]}]`),
 		patient(`"managingOrganization":{"reference":"SECRETPHI/1"},"text":{"status":"generated","div":"<div><script>SECRETPHI</script></div>"}`),
 		patient(`"gender":"male","gender":"SECRETPHI","SECRETPHI":1,"SECRETPHI":2`),
+		patient(`"text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\"><SECRETPHI>x</SECRETPHI></div>"}`),
 		`{"resourceType":"SECRETPHI"}`,
 		`{"resourceType":"Patient","name":[{"text":"SECRETPHI"}],}`,
 		`{"resourceType":"Bundle","type":"SECRETPHI","entry":[{"fullUrl":"SECRETPHI","resource":{"resourceType":"SECRETPHI"}}]}`,

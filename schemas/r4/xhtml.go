@@ -12,7 +12,7 @@ import (
 // Narrative (xhtml) checks. FHIR narrative is a restricted XHTML <div>
 // (txt-1, txt-2) that SHALL NOT hold active content. The value is parsed
 // as XML, its namespaces resolved (parseXHTML: one well-formed div with
-// content, XHTML elements only), and its bytes are scanned as a browser
+// content, only the XHTML elements txt-1 allows: narrativeElements), and its bytes are scanned as a browser
 // would read them (unsafeMarkup), which catches what is unsafe to render
 // (rule xhtml-unsafe) even where the XML is broken:
 // script-capable elements, event-handler attributes (on*), javascript: and
@@ -29,6 +29,23 @@ var unsafeTags = map[string]bool{
 	"object": true, "embed": true, "applet": true, "form": true,
 	"input": true, "button": true, "base": true, "link": true,
 	"meta": true, "style": true, "svg": true, "math": true,
+}
+
+// narrativeElements are the elements a narrative may hold (txt-1: "the
+// basic html formatting elements described in chapters 7-11 (except
+// section 4 of chapter 9) and 15 of the HTML 4.0 standard, <a> elements
+// (either name or href), images and internally contained stylesheets"),
+// as the HL7 validator lists them, in XHTML's lower case. The style
+// element, which txt-1 would allow, is among unsafeTags: a stylesheet can
+// load content (url(), @import), and it is refused as unsafe first.
+var narrativeElements = map[string]bool{
+	"p": true, "br": true, "div": true, "h1": true, "h2": true, "h3": true, "h4": true, "h5": true, "h6": true,
+	"a": true, "span": true, "b": true, "em": true, "i": true, "strong": true, "small": true, "big": true,
+	"tt": true, "dfn": true, "q": true, "var": true, "abbr": true, "acronym": true, "cite": true,
+	"blockquote": true, "hr": true, "address": true, "bdo": true, "kbd": true, "sub": true, "sup": true,
+	"ul": true, "ol": true, "li": true, "dl": true, "dt": true, "dd": true, "pre": true,
+	"table": true, "caption": true, "colgroup": true, "col": true, "thead": true, "tr": true, "tfoot": true,
+	"tbody": true, "th": true, "td": true, "code": true, "samp": true, "img": true, "map": true, "area": true,
 }
 
 // xhtmlNamespace is the namespace the narrative's div declares (R4
@@ -86,7 +103,7 @@ type xhtmlTree struct {
 // entities), holding something other than whitespace (txt-2), every
 // element in the XHTML namespace, none of those narrative.html forbids
 // (html, head, body), none that unsafeTags lists and no on* attribute,
-// however prefixed. Its messages quote no content, only a line.
+// however prefixed, and every element one of narrativeElements (txt-1). Its messages quote no content, only a line.
 func parseXHTML(s []byte) xhtmlTree {
 	var tree xhtmlTree
 	d := xml.NewDecoder(bytes.NewReader(s))
@@ -124,10 +141,17 @@ func parseXHTML(s []byte) xhtmlTree {
 			case unsafeTags[local]:
 				tree.unsafe = "a script-capable element"
 				return tree
+			case tree.format != "":
 			case depth > 1 && t.Name.Space != xhtmlNamespace:
 				tree.format = "the narrative holds an element outside the XHTML namespace (R4 narrative.html: XHTML only)"
 			case local == "html" || local == "head" || local == "body":
 				tree.format = "the narrative holds an html, head or body element, which R4 narrative.html forbids (txt-1)"
+			case !narrativeElements[t.Name.Local]:
+				// The name is not quoted: it is content.
+				tree.format = "the narrative holds an element that R4 does not allow in a narrative: only the basic HTML " +
+					"formatting elements, in lower case (txt-1: p, br, div, h1-h6, a, span, b, em, i, strong, small, big, tt, " +
+					"dfn, q, var, abbr, acronym, cite, blockquote, hr, address, bdo, kbd, sub, sup, ul, ol, li, dl, dt, dd, pre, " +
+					"table, caption, colgroup, col, thead, tr, tfoot, tbody, th, td, code, samp, img, map, area)"
 			}
 			seen := make(map[xml.Name]bool, len(t.Attr))
 			for _, a := range t.Attr {
