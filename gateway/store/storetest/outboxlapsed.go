@@ -99,3 +99,63 @@ func testOutboxCancelLapsed(t *testing.T, s store.Store) {
 		}
 	}
 }
+
+// testOutboxAttemptsAfter: AttemptsAfter pages through the attempts of
+// every item in item and number order, from a time on, without the EHR's
+// answers (audit verify's count of the attempts no AuditEvent names).
+func testOutboxAttemptsAfter(t *testing.T, s store.Store) {
+	ob := store.Outbox(s)
+	ctx := context.Background()
+	a, b := item("ehr", "AA", "p"), item("ehr", "AB", "p")
+	enqueue(t, s, a, b)
+	t0 := time.Now().UTC().Truncate(time.Millisecond).Add(time.Millisecond)
+	for i := range 3 {
+		at := t0.Add(time.Duration(i) * time.Minute)
+		if got, err := ob.Claim(ctx, "ehr", at, time.Second, 10); err != nil || len(got) != 2 {
+			t.Fatalf("Claim %d = %v %v", i, itemIDs(got), err)
+		}
+		for _, id := range []int64{b.ID, a.ID} {
+			err := ob.Complete(ctx, &store.Attempt{ItemID: id, At: at, Duration: time.Second, HTTPStatus: 503, Error: "http 503",
+				Outcome: []byte(`{"resourceType":"OperationOutcome"}`)}, store.StatusPending, at)
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	type key struct {
+		item int64
+		n    int
+	}
+	var all []key
+	var id int64
+	n := 0
+	for {
+		page, err := ob.AttemptsAfter(ctx, id, n, time.Time{}, 4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, x := range page {
+			if len(x.Outcome) != 0 || x.HTTPStatus != 503 || x.Error != "http 503" || x.Duration != time.Second {
+				t.Errorf("attempt %d/%d = %+v, want 503, its error and duration, no answer", x.ItemID, x.N, x)
+			}
+			all = append(all, key{x.ItemID, x.N})
+		}
+		if len(page) < 4 {
+			break
+		}
+		id, n = page[len(page)-1].ItemID, page[len(page)-1].N
+	}
+	want := []key{{a.ID, 1}, {a.ID, 2}, {a.ID, 3}, {b.ID, 1}, {b.ID, 2}, {b.ID, 3}}
+	if len(all) != len(want) {
+		t.Fatalf("AttemptsAfter pages = %v, want %v", all, want)
+	}
+	for i := range want {
+		if all[i] != want[i] {
+			t.Fatalf("AttemptsAfter pages = %v, want %v", all, want)
+		}
+	}
+	since, err := ob.AttemptsAfter(ctx, 0, 0, t0.Add(time.Minute), 0)
+	if err != nil || len(since) != 4 || since[0].N != 2 {
+		t.Fatalf("AttemptsAfter since the second round = %d attempts %v, want 4 from attempt 2", len(since), err)
+	}
+}

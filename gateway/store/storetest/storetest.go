@@ -79,6 +79,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"OutboxLease", testOutboxLease},
 		{"OutboxCancel", testOutboxCancel},
 		{"OutboxCancelLapsed", testOutboxCancelLapsed},
+		{"OutboxAttemptsAfter", testOutboxAttemptsAfter},
 		{"OutboxKeys", testOutboxKeys},
 		{"OutboxRetryLater", testOutboxRetryLater},
 		{"DeliveryFilter", testDeliveryFilter},

@@ -319,6 +319,39 @@ func (s *Store) Delivery(ctx context.Context, id int64) (*store.OutboxItem, []*s
 	return items[0], attempts, nil
 }
 
+// AttemptsAfter implements store.Outbox: one page, by the primary key of
+// delivery_attempts (item_id, n).
+func (s *Store) AttemptsAfter(ctx context.Context, itemID int64, n int, since time.Time, limit int) ([]*store.Attempt, error) {
+	if limit <= 0 {
+		limit = 1000
+	}
+	var out []*store.Attempt
+	err := s.db.Read(ctx, func(c Conn) error {
+		rows, err := c.Query(ctx, s.bind(`SELECT item_id, n, at, duration_ms, http_status, error FROM delivery_attempts
+			WHERE (item_id > ? OR (item_id = ? AND n > ?)) AND at >= ? ORDER BY item_id, n LIMIT ?`),
+			itemID, itemID, n, since.UnixMilli(), limit)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		out = nil // fn may run again
+		for rows.Next() {
+			a := &store.Attempt{}
+			var at, dur int64
+			if err := rows.Scan(&a.ItemID, &a.N, &at, &dur, &a.HTTPStatus, &a.Error); err != nil {
+				return err
+			}
+			a.At, a.Duration = time.UnixMilli(at).UTC(), time.Duration(dur)*time.Millisecond
+			out = append(out, a)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s: attempts: %w", s.d.Name, s.err(ctx, err))
+	}
+	return out, nil
+}
+
 // Retry implements store.Outbox.
 func (s *Store) Retry(ctx context.Context, id int64, now time.Time) error {
 	return s.write(ctx, func(t *tx) error {
