@@ -269,7 +269,10 @@ func (v *AuditVerification) firstFault(lineage bool, n int, what string) string 
 // AuditEvent of the ingest, Bundle or replay that wrote the Provenance;
 // the delivery-send of the attempt) is compared with the stored one
 // (AuditVerification.Lineage); AuditEvents written before those hashes
-// were recorded are counted as unchecked.
+// were recorded are counted as unchecked. And every delivery attempt the
+// outbox holds must be named by a delivery-send AuditEvent: one that none
+// names is a fault (LineageCheck.Unaudited), unless it began before the
+// trail's first delivery-send (LineageCheck.BeforeAuditing).
 func Verify(ctx context.Context, st store.Store, now time.Time, anchors ...Anchor) (*AuditVerification, error) {
 	return VerifyWith(ctx, st, now, VerifyOptions{Anchors: anchors})
 }
