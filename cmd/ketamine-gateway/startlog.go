@@ -94,8 +94,8 @@ func logMigration(st store.Store, logger *slog.Logger) {
 // version applied (store.AppliedMigration.NotRolling).
 func stopTheWorld(version int) string {
 	return fmt.Sprintf("store: stop-the-world migration applied: stop every gateway and CLI of a release older than schema %d "+
-		"now (a gateway of this release or later refuses to run beside them; one of an older release does not know it "+
-		"must stop, and keeps claiming and sending deliveries)", version)
+		"now: one of a release that reads the database's floor stops claiming work by itself, one from before does not "+
+		"know it must and keeps claiming and sending deliveries", version)
 }
 
 // openExit is the exit status of a database that could not be opened:

@@ -349,7 +349,7 @@ var migrations = []sqlstore.Migration{{
 	Version:    10,
 	NotRolling: true,
 	Note:       "AuditEvent bodies are stored packed from now on: an older release refuses this database, so a rollback needs the backup taken before the upgrade",
-	Older:      "it hands AuditEvents stored packed to clients as they are (unreadable), and its audit verify reports each as changed",
+	Older:      "it answers a read of an AuditEvent stored packed with the packed bytes as its body, and a search or history that includes one with 500",
 	// No statement: from this version the store packs AuditEvent bodies
 	// (store.PackBody). Bodies written before read as they are; an older
 	// program, which would hand packed bodies to clients as they are,
