@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
@@ -50,9 +51,11 @@ func cliAppConfig(configFile, identifierBase string, withDestinations bool, gete
 // openApp opens the database db for command name and starts the
 // application of acfg on it; close stops both. use dbWrite opens only a
 // database the gateway set up (openExisting); dbCreate creates and
-// migrates one as serve does. A database that cannot be opened exits 3,
-// one a newer release upgraded 2 (openExit).
-func openApp(ctx context.Context, acfg app.Config, name, db string, use dbUse) (a *app.App, close func(), err error) {
+// migrates one as serve does, logging to logger (if not nil) what it
+// migrated as serve does (a stop-the-world migration at WARN: p44 F1). A
+// database that cannot be opened exits 3, one a newer release upgraded 2
+// (openExit).
+func openApp(ctx context.Context, acfg app.Config, name, db string, use dbUse, logger *slog.Logger) (a *app.App, close func(), err error) {
 	var st store.Store
 	if err := checkDB(name, db); err != nil {
 		return nil, nil, err
@@ -64,6 +67,9 @@ func openApp(ctx context.Context, acfg app.Config, name, db string, use dbUse) (
 	}
 	if err != nil {
 		return nil, nil, err
+	}
+	if use == dbCreate && logger != nil {
+		logMigration(st, logger)
 	}
 	acfg.Store = st
 	if acfg.IdentifierBase, err = identifierBase(ctx, name, st, acfg.IdentifierBase); err != nil {

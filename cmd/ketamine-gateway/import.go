@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/user"
 	"strings"
@@ -83,7 +84,7 @@ func importCommand(ctx context.Context, args []string, getenv func(string) strin
 	if err := checkReport(*reportFile); err != nil {
 		return usageError("import", "%v", err)
 	}
-	a, closeApp, err := openApp(ctx, acfg, "import", *db, dbCreate)
+	a, closeApp, err := openApp(ctx, acfg, "import", *db, dbCreate, slog.New(slog.NewJSONHandler(stderr, nil)))
 	if err != nil && ctx.Err() != nil {
 		return interrupted
 	}

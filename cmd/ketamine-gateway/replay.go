@@ -87,7 +87,7 @@ func replayCommand(ctx context.Context, args []string, getenv func(string) strin
 			use = dbWrite // the report's AuditEvent is written
 		}
 	}
-	a, closeApp, err := openApp(ctx, acfg, "replay", *db, use)
+	a, closeApp, err := openApp(ctx, acfg, "replay", *db, use, nil)
 	if err != nil {
 		return err
 	}

@@ -78,9 +78,24 @@ func logMigration(st store.Store, logger *slog.Logger) {
 		// What each migration changes for the operator (docs/deployment.md,
 		// "Upgrading"): delivery ids that no longer work, a reindex to run.
 		for _, a := range m.Applied {
+			if a.NotRolling {
+				// Releases before it never read the schema floor: this
+				// line is the operator's only warning (p44 F1).
+				logger.Warn(stopTheWorld(a.Version), "version", a.Version, "change", a.Note, "older_releases", a.Older,
+					"docs", `docs/deployment.md, "Rolling and stop-the-world upgrades"`)
+				continue
+			}
 			logger.Info("store: migration applied", "version", a.Version, "change", a.Note)
 		}
 	}
+}
+
+// stopTheWorld is the message of a stop-the-world migration to schema
+// version applied (store.AppliedMigration.NotRolling).
+func stopTheWorld(version int) string {
+	return fmt.Sprintf("store: stop-the-world migration applied: stop every gateway and CLI of a release older than schema %d "+
+		"now: one of a release that reads the database's floor stops claiming work by itself, one from before does not "+
+		"know it must and keeps claiming and sending deliveries", version)
 }
 
 // openExit is the exit status of a database that could not be opened:

@@ -58,6 +58,9 @@ type AuditVerification struct {
 	// rest of Lineage.Faults are delivery attempts; the rest of FaultCount
 	// AuditEvents served otherwise than chained).
 	unchained, provenanceFaults int
+	// unauditedDeliveries are the first deliveries with an attempt no
+	// AuditEvent names (Lineage.Unaudited), for Summary.
+	unauditedDeliveries []string
 }
 
 // Anchor is a record of the chain and its hash as an auditor wrote them
@@ -173,8 +176,9 @@ func (v *AuditVerification) Describe() string {
 		{v.unchained, "AuditEvent stored but not in the chain", "AuditEvents stored but not in the chain"},
 		{v.provenanceFaults, "Provenance version stored otherwise than its AuditEvent says",
 			"Provenance versions stored otherwise than their AuditEvents say"},
-		{v.Lineage.Faults - v.provenanceFaults, "delivery attempt stored otherwise than its AuditEvent says",
+		{v.Lineage.Faults - v.provenanceFaults - v.Lineage.Unaudited, "delivery attempt stored otherwise than its AuditEvent says",
 			"delivery attempts stored otherwise than their AuditEvents say"},
+		{v.Lineage.Unaudited, "delivery attempt no AuditEvent names", "delivery attempts no AuditEvent names"},
 		{notHeld, "anchor not held", "anchors not held"},
 		{unchecked, "anchor not checked", "anchors not checked"},
 	} {
@@ -196,9 +200,19 @@ func (v *AuditVerification) Summary() string {
 	if served := v.FaultCount - v.Lineage.Faults; served > 0 {
 		parts = append(parts, v.firstFault(false, served, "of AuditEvents served otherwise than the audit chain holds them"))
 	}
-	if v.Lineage.Faults > 0 {
-		parts = append(parts, v.firstFault(true, v.Lineage.Faults,
+	if n := v.Lineage.Faults - v.Lineage.Unaudited; n > 0 {
+		parts = append(parts, v.firstFault(true, n,
 			"of receipts or delivery attempts stored otherwise than the chained AuditEvents that wrote them say"))
+	}
+	if n := v.Lineage.Unaudited; n > 0 {
+		named := strings.Join(v.unauditedDeliveries, ", ")
+		if n > len(v.unauditedDeliveries) {
+			named += ", ..."
+		}
+		parts = append(parts, fmt.Sprintf("%s that no delivery-send AuditEvent names (deliveries %s): a gateway that did not "+
+			"audit them sent those records (a release from before delivery auditing left running past an upgrade: stop every "+
+			"gateway older than the database's schema), or the audit chain lost their AuditEvents",
+			CountedAs(n, "delivery attempt", "delivery attempts"), named))
 	}
 	for _, a := range v.Anchors {
 		switch {
@@ -219,7 +233,7 @@ func (v *AuditVerification) Summary() string {
 func (v *AuditVerification) firstFault(lineage bool, n int, what string) string {
 	s := Counted(n, "finding") + " " + what
 	for _, f := range v.Faults {
-		if (f.About != "") != lineage {
+		if (f.About != "") != lineage || (lineage && f.AuditEvent == "") { // an attempt no AuditEvent names: said apart
 			continue
 		}
 		where := "not in the chain"
@@ -255,7 +269,10 @@ func (v *AuditVerification) firstFault(lineage bool, n int, what string) string 
 // AuditEvent of the ingest, Bundle or replay that wrote the Provenance;
 // the delivery-send of the attempt) is compared with the stored one
 // (AuditVerification.Lineage); AuditEvents written before those hashes
-// were recorded are counted as unchecked.
+// were recorded are counted as unchecked. And every delivery attempt the
+// outbox holds must be named by a delivery-send AuditEvent: one that none
+// names is a fault (LineageCheck.Unaudited), unless it began before the
+// trail's first delivery-send (LineageCheck.BeforeAuditing).
 func Verify(ctx context.Context, st store.Store, now time.Time, anchors ...Anchor) (*AuditVerification, error) {
 	return VerifyWith(ctx, st, now, VerifyOptions{Anchors: anchors})
 }
@@ -412,6 +429,13 @@ func VerifyWith(ctx context.Context, st store.Store, now time.Time, opts VerifyO
 		}
 	}
 	out.Records = v.Verified()
+	if !stopped {
+		// A broken chain was not walked to its end: the attempts its
+		// AuditEvents after the break name would all look unnamed.
+		if err := lc.checkUnaudited(ctx, out.HeadSeq); err != nil {
+			return nil, err
+		}
+	}
 	lc.finish()
 	for _, a := range anchors {
 		c := AnchorCheck{Anchor: a}

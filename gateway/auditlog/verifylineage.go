@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/operator"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
@@ -55,8 +56,15 @@ type LineageCheck struct {
 	// the outbox has not recorded them yet (a worker between the two
 	// writes, or one that stopped there: the next records the attempt as
 	// interrupted). Not a fault.
-	InProgress int    `json:"inProgress,omitempty"`
-	Note       string `json:"note,omitempty"`
+	InProgress int `json:"inProgress,omitempty"`
+	// Unaudited counts the delivery attempts the outbox holds that no
+	// delivery-send AuditEvent names, begun after the trail's first one:
+	// each is a fault (verifyunaudited.go). BeforeAuditing counts those
+	// begun before it (a release before delivery auditing sent them): not
+	// faults, said in the Note.
+	Unaudited      int    `json:"unaudited,omitempty"`
+	BeforeAuditing int    `json:"beforeAuditing,omitempty"`
+	Note           string `json:"note,omitempty"`
 }
 
 // note says what was not checked, when something was not.
@@ -70,6 +78,10 @@ func (c *LineageCheck) note() {
 		notes = append(notes, fmt.Sprintf("%s named as written by the AuditEvent of a write that failed were not looked for: "+
 			"the write's transaction rolled back, so they were never stored (an earlier gateway named them)",
 			Counted(c.RolledBack, "Provenance version")))
+	}
+	if c.BeforeAuditing > 0 {
+		notes = append(notes, fmt.Sprintf("%s no AuditEvent names began before the trail's first delivery-send AuditEvent: "+
+			"a release that did not audit deliveries yet sent them (not a fault)", CountedAs(c.BeforeAuditing, "delivery attempt", "delivery attempts")))
 	}
 	c.Note = strings.Join(notes, "; ")
 }
@@ -104,6 +116,9 @@ type lineageChecker struct {
 	// by an AuditEvent the earlier verification checked and this walk
 	// does not read, so it is no fault when left cut off.
 	fromAt time.Time
+	// sent are the attempts the delivery-send AuditEvents walked name
+	// (checkUnaudited).
+	sent sentNames
 }
 
 // cutOffAttempt is an attempt of lineageChecker.cutOff: the fault it is
@@ -180,6 +195,9 @@ func (c *lineageChecker) check(ctx context.Context, e audit.ChainEntry) error {
 	}
 	switch code := ev.Subtype[0].Code; {
 	case code == "delivery-send":
+		if err := c.nameSent(ctx, &ev); err != nil {
+			return err
+		}
 		return c.checkSent(ctx, e, &ev)
 	case writesProvenance[code]:
 		return c.checkProvenances(ctx, e, &ev, readsProvenance[code])
@@ -361,6 +379,13 @@ func (c *lineageChecker) checkSent(ctx context.Context, e audit.ChainEntry, ev *
 	if a == nil {
 		if d.item.Attempts < n && (d.item.Status == store.StatusInFlight || strings.HasPrefix(d.item.LastError, store.LeaseEnded)) {
 			c.out.Lineage.InProgress++ // its worker is recording it, or stopped: the next records it
+			return nil
+		}
+		if d.item.Attempts+1 == n && d.item.Status == store.StatusDead && strings.HasPrefix(d.item.LastError, operator.CancelledPrefix) {
+			// Its worker stopped after this AuditEvent, and an operator
+			// cancelled the delivery once its claim lapsed (p44 F2),
+			// before any gateway recorded the attempt cut off.
+			c.out.Lineage.InProgress++
 			return nil
 		}
 		c.fault(e, about, "the attempt this AuditEvent records is not in the outbox: its row was deleted")

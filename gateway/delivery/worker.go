@@ -913,8 +913,9 @@ func (d *destWorker) backoff(n int) time.Duration {
 // already running when a round's first failure set the hold are the same
 // round: they do not lengthen the backoff (with concurrency 4, one short
 // outage would otherwise count as 4 failures a round and hold the
-// destination for minutes after it recovered). Holding and resuming are
-// logged, with until when.
+// destination for minutes after it recovered); they only lengthen the
+// hold to their own Retry-After. Holding (once a round, with until when
+// the round's first failure holds it) and resuming are logged.
 func (d *destWorker) track(res Result, start, now time.Time) {
 	log := d.w.opts.Logger
 	d.mu.Lock()
@@ -941,16 +942,22 @@ func (d *destWorker) track(res Result, start, now time.Time) {
 		}
 		d.streak, d.hold, d.holdSet = 0, time.Time{}, time.Time{}
 	case res.Outcome == OutcomeRetry && res.DestinationWide:
-		wait := res.RetryAfter
-		if start.After(d.holdSet) {
+		// The round's first failure sets the hold and logs it; an attempt
+		// of the same round only lengthens it to its own Retry-After, not
+		// logged: "destination on hold" is one line a round (p44 F5: with
+		// a Retry-After, each of 4 concurrent attempts logged one).
+		wait, first := res.RetryAfter, start.After(d.holdSet)
+		if first {
 			d.streak++
 			d.holdSet = now
 			wait = max(d.backoff(d.streak), wait)
 		}
 		if until := now.Add(wait); until.After(d.hold) {
 			d.hold = until
-			log.Warn("delivery: destination on hold", "destination", d.dest.Name, "until", until,
-				"failed_rounds", d.streak, "http_status", res.HTTPStatus, "error", res.Error)
+			if first {
+				log.Warn("delivery: destination on hold", "destination", d.dest.Name, "until", until,
+					"failed_rounds", d.streak, "http_status", res.HTTPStatus, "error", res.Error)
+			}
 		}
 	}
 }

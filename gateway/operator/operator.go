@@ -44,7 +44,15 @@ type View struct {
 	// 5xx, 429): they do not count toward the attempt limit.
 	OutageProbes int        `json:"outageProbes,omitempty"`
 	NextAttempt  *time.Time `json:"nextAttempt,omitempty"` // pending and in-flight deliveries only
-	LastError    string     `json:"lastError,omitempty"`
+	// ClaimUntil is, for a delivery in flight, when the claim of the
+	// gateway sending it ends: a live gateway renews it while its attempt
+	// runs. ClaimLapsed tells that it has passed (that gateway is gone:
+	// stopped, killed, or the database restored), and ClaimNote says, in
+	// words, what either means for the operator (Service.noteClaim).
+	ClaimUntil  *time.Time `json:"claimUntil,omitempty"`
+	ClaimLapsed bool       `json:"claimLapsed,omitempty"`
+	ClaimNote   string     `json:"claimNote,omitempty"`
+	LastError   string     `json:"lastError,omitempty"`
 	// WaitingFor is, for a pending delivery, the id of the delivery of an
 	// earlier version of its record that is pending or in flight: it goes
 	// first (order per source record), so this one waits for it.
@@ -146,6 +154,10 @@ func NewView(ids *IDs, it *store.OutboxItem, attempts []*store.Attempt, withPayl
 	if (it.Status == store.StatusPending || it.Status == store.StatusInFlight) && !it.NextAttempt.IsZero() {
 		next := it.NextAttempt
 		v.NextAttempt = &next
+	}
+	if it.Status == store.StatusInFlight && !it.LeaseUntil.IsZero() {
+		until := it.LeaseUntil
+		v.ClaimUntil = &until
 	}
 	for _, a := range attempts {
 		av := AttemptView{N: a.N, At: a.At, DurationMS: a.Duration.Milliseconds(), HTTPStatus: a.HTTPStatus, Error: a.Error, TraceID: a.TraceID}
@@ -272,8 +284,11 @@ func (s *Service) List(ctx context.Context, tenant string, f store.DeliveryFilte
 		return nil, err
 	}
 	out := make([]View, 0, len(items))
+	now := s.now()
 	for _, it := range items {
-		out = append(out, NewView(ids, it, nil, false))
+		v := NewView(ids, it, nil, false)
+		v.noteClaim(now)
+		out = append(out, v)
 	}
 	if err := s.markCorrections(ctx, tenant, out); err != nil {
 		return nil, err
@@ -314,6 +329,7 @@ func (s *Service) Show(ctx context.Context, tenant, id string, withPayload bool)
 		return View{}, err
 	}
 	v := NewView(ids, it, attempts, withPayload)
+	v.noteClaim(s.now())
 	if it.Status == store.StatusPending {
 		if v.WaitingFor, err = s.blocker(ctx, ids, it.ID); err != nil {
 			return View{}, err
@@ -389,7 +405,7 @@ func (s *Service) Retry(ctx context.Context, tenant, id string) (waitingFor stri
 	var later *store.LaterDeliveryError
 	if err := s.store.Retry(ctx, it.ID, s.now()); errors.Is(err, store.ErrNotFound) {
 		return "", outcome.New(outcome.Conflict, "conflict", "delivery-not-dead",
-			"only a dead letter or a pending delivery can be retried; this one is in flight or delivered")
+			"only a dead letter or a pending delivery can be retried; "+s.stateNow(ctx, it.ID, false))
 	} else if errors.As(err, &later) {
 		ids, err := s.IDs(ctx)
 		if err != nil {
@@ -448,12 +464,69 @@ var errAllTenantWrite = outcome.New(outcome.Forbidden, "forbidden", "tenant-requ
 
 var (
 	errCancelReasonMissing = outcome.New(outcome.Invalid, "required", "delivery-cancel-reason-missing",
-		"reason: say why the delivery is cancelled (it becomes the dead letter's last error and is audited)")
+		"reason: say why the delivery is cancelled (it is kept with the delivery as the dead letter's last error; "+
+			"the delivery-cancel AuditEvent records that it was cancelled, not the reason)")
 	errCancelReasonInvalid = outcome.New(outcome.Invalid, "value", "delivery-cancel-reason-invalid",
 		fmt.Sprintf("reason: at most %d characters, without control characters (line breaks, tabs)", MaxCancelReason))
-	errNotCancellable = outcome.New(outcome.Conflict, "conflict", "delivery-not-cancellable",
-		"only a pending delivery or a dead letter can be cancelled; this one is in flight (wait for its attempt to end) or delivered")
 )
+
+// ClaimLapsedNote is what a delivery in flight whose claim lapsed at
+// (formatted) means for the operator (View.ClaimNote).
+func ClaimLapsedNote(at string) string {
+	return "claim lapsed at " + at + ": the gateway sending it stopped before recording its attempt (which may have " +
+		"reached the EHR); the next gateway to start or poll recovers it, records that attempt as interrupted and sends " +
+		"it again, unless it is cancelled first (deliveries cancel)"
+}
+
+// claimLiveNote is what a live claim until at means.
+func claimLiveNote(at string) string {
+	return "in flight: a gateway holds its claim until " + at + ", renewed while its attempt runs"
+}
+
+// noteClaim says, for a delivery in flight, whether its claim has lapsed
+// at now and what that means (ClaimLapsed, ClaimNote).
+func (v *View) noteClaim(now time.Time) {
+	if v.ClaimUntil == nil {
+		return
+	}
+	at := v.ClaimUntil.UTC().Format(time.RFC3339)
+	if v.ClaimLapsed = !v.ClaimUntil.After(now); v.ClaimLapsed {
+		v.ClaimNote = ClaimLapsedNote(at)
+	} else {
+		v.ClaimNote = claimLiveNote(at)
+	}
+}
+
+// stateNow says, for a retry or cancel the store refused, the state the
+// delivery (row id) is in now, read again: delivered, or in flight with a
+// live claim until when (cancel: it may be cancelled once the claim
+// lapses), or lapsed (retry: the next gateway sends it again).
+func (s *Service) stateNow(ctx context.Context, id int64, cancel bool) string {
+	it, _, err := s.store.Delivery(ctx, id)
+	switch {
+	case err != nil:
+		return "it is in flight or delivered"
+	case it.Status == store.StatusDone:
+		return "this one was delivered"
+	case it.Status != store.StatusInFlight:
+		return "this one is " + it.Status + " now: try again"
+	case it.LeaseUntil.IsZero():
+		return "this one is in flight"
+	}
+	at := it.LeaseUntil.UTC().Format(time.RFC3339)
+	if !it.LeaseUntil.After(s.now()) {
+		if cancel {
+			return "this one is in flight, its claim lapsed at " + at + ": try again"
+		}
+		return "this one is in flight and its " + ClaimLapsedNote(at)
+	}
+	if cancel {
+		return "this one is in flight: a gateway holds its claim until " + at + " (renewed while its attempt runs). " +
+			"Cancel it once its attempt has ended (it is then pending or a dead letter, or delivered), or, if that gateway is gone, " +
+			"once the claim has lapsed"
+	}
+	return "this one is " + claimLiveNote(at) + "; its attempt's end decides (delivered, pending or a dead letter)"
+}
 
 // CheckCancelReason refuses a cancel's reason that is empty or not one
 // line of at most MaxCancelReason characters (Invalid).
@@ -467,12 +540,15 @@ func CheckCancelReason(reason string) error {
 	return nil
 }
 
-// Cancel makes a pending delivery or a dead letter a dead letter that is
-// never sent, its last error "cancelled by operator: " and reason, so that
-// the later versions of its record no longer wait for it (a record version
-// the EHR keeps refusing, a record sent in error). A retry sends it again.
+// Cancel makes a pending delivery, a dead letter or a delivery in flight
+// whose claim has lapsed (its gateway is gone: store.Outbox.Cancel) a dead
+// letter that is never sent, its last error "cancelled by operator: " and
+// reason, so that the later versions of its record no longer wait for it
+// (a record version the EHR keeps refusing, a record sent in error, one an
+// EHR received before a restore). A retry sends it again.
 // NotFound as for Show; Invalid for a reason CheckCancelReason refuses;
-// Conflict when the delivery is in flight or delivered, or is a dead
+// Conflict, naming the state, when the delivery is in flight with a live
+// claim or delivered, or is a dead
 // letter refused as its record was stored (its last error says why, which
 // a cancel would overwrite). Forbidden (tenant-required) for a caller
 // acting for every tenant.
@@ -492,7 +568,9 @@ func (s *Service) Cancel(ctx context.Context, tenant, id, reason string) error {
 			"this delivery was refused when its record was stored and is never sent; there is nothing to cancel")
 	}
 	if err := s.store.Cancel(ctx, it.ID, CancelledPrefix+strings.TrimSpace(reason), s.now()); errors.Is(err, store.ErrNotFound) {
-		return errNotCancellable
+		return outcome.New(outcome.Conflict, "conflict", "delivery-not-cancellable",
+			"only a pending delivery, a dead letter or a delivery in flight whose claim has lapsed can be cancelled; "+
+				s.stateNow(ctx, it.ID, true))
 	} else if err != nil {
 		return err
 	}

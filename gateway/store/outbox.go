@@ -64,9 +64,14 @@ type OutboxItem struct {
 	// not count toward the worker's attempt limit.
 	Probes      int
 	NextAttempt time.Time
-	LastError   string
-	Created     time.Time
-	Updated     time.Time
+	// LeaseUntil is, for an item in flight, when its claim ends: a live
+	// worker renews it while its attempt runs; once it has passed, the
+	// worker is gone (stopped, killed, or a restored database) and the
+	// next Claim takes the item again. Zero for an item not in flight.
+	LeaseUntil time.Time
+	LastError  string
+	Created    time.Time
+	Updated    time.Time
 }
 
 // MaxAttemptOutcome is the most of an answer an attempt records (64 KiB):
@@ -172,6 +177,13 @@ type Outbox interface {
 	// ErrNotFound if absent. It does not filter by tenant: a caller acting
 	// for one tenant compares the item's Tenant (as before Retry).
 	Delivery(ctx context.Context, id int64) (*OutboxItem, []*Attempt, error)
+	// AttemptsAfter returns up to limit delivery attempts begun at or
+	// after since (zero: every one), in item and number order, after the
+	// attempt (itemID, n) (0, 0: from the first): their ItemID, N, At,
+	// Duration, HTTPStatus and Error, never the EHR's answer. audit verify
+	// pages through them to find the attempts no AuditEvent names.
+	// limit <= 0 means 1000.
+	AttemptsAfter(ctx context.Context, itemID int64, n int, since time.Time, limit int) ([]*Attempt, error)
 	// DeliveryIDKey returns the deployment's secret key for the ids of
 	// deliveries shown outside the store (operator.IDs: not the row's
 	// number, one sequence over every tenant), made once by the migration
@@ -186,10 +198,13 @@ type Outbox interface {
 	// done, pending or in flight: sent again, the dead item's older
 	// version would overwrite that later one at the destination.
 	Retry(ctx context.Context, id int64, now time.Time) error
-	// Cancel makes a pending or dead item a dead letter with lastError,
-	// as of now, so that it is never sent and no longer holds back the
-	// later items of its order keys; ErrNotFound if it is neither (absent,
-	// in flight or done).
+	// Cancel makes a pending or dead item, or an in-flight one whose
+	// claim has lapsed (LeaseUntil not after now: its worker is gone), a
+	// dead letter with lastError, as of now, so that it is never sent and
+	// no longer holds back the later items of its order keys; ErrNotFound
+	// if it is none of these (absent, done, or in flight with a live
+	// claim). The lapse is checked by the update itself: a claim taken
+	// again or renewed before it keeps the item.
 	Cancel(ctx context.Context, id int64, lastError string, now time.Time) error
 	// Blocker returns the id of the earliest item that is pending or in
 	// flight to the same destination, sharing an order key (OrderKey or

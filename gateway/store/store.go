@@ -533,6 +533,11 @@ type Migration struct {
 type AppliedMigration struct {
 	Version int
 	Note    string
+	// NotRolling marks a stop-the-world migration: every gateway and CLI
+	// of a release older than Version must be stopped once it has run;
+	// Older says what one left running would do wrong.
+	NotRolling bool
+	Older      string
 }
 
 // SchemaVersionError is a database whose schema version (Have) is not the

@@ -349,6 +349,7 @@ var migrations = []sqlstore.Migration{{
 	Version:    10,
 	NotRolling: true,
 	Note:       "AuditEvent bodies are stored packed from now on: an older release refuses this database, so a rollback needs the backup taken before the upgrade",
+	Older:      "it answers a read of an AuditEvent stored packed with the packed bytes as its body, and a search or history that includes one with 500",
 	// No statement: from this version the store packs AuditEvent bodies
 	// (store.PackBody). Bodies written before read as they are; an older
 	// program, which would hand packed bodies to clients as they are,
@@ -438,6 +439,7 @@ var migrations = []sqlstore.Migration{{
 	Version:    19,
 	NotRolling: true,
 	Note:       "deliveries are ordered on every record they carry (a session on its nested records and infusion; items queued before keep their own record alone), and a destination's outage probes no longer count toward a record's attempt limit",
+	Older:      "it sends deliveries ordered on their own record only, so a session and the same vitals record sent alone can reach the EHR out of order, counts outage probes toward a record's attempt limit, and one that predates delivery auditing (before 2026-12-05: PostgreSQL schema 18 or older) sends them without delivery-send AuditEvents (audit verify counts those attempts)",
 	// As SQLite's schema 17: an outbox item's order keys, and its probes.
 	Stmts: []string{`CREATE TABLE outbox_keys (
 			item_id BIGINT NOT NULL,

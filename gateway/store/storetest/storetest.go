@@ -78,6 +78,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"OutboxReplay", testOutboxReplay},
 		{"OutboxLease", testOutboxLease},
 		{"OutboxCancel", testOutboxCancel},
+		{"OutboxCancelLapsed", testOutboxCancelLapsed},
+		{"OutboxAttemptsAfter", testOutboxAttemptsAfter},
 		{"OutboxKeys", testOutboxKeys},
 		{"OutboxRetryLater", testOutboxRetryLater},
 		{"DeliveryFilter", testDeliveryFilter},

@@ -30,6 +30,11 @@ type Migration struct {
 	// (operator.UpgradeWatch). docs/deployment.md lists them: such an
 	// upgrade stops every older gateway first.
 	NotRolling bool
+	// Older says, for a NotRolling migration, what a gateway or CLI of an
+	// older release left running would do wrong: the start log's WARN
+	// gives it (store.AppliedMigration.Older), since such a release never
+	// reads the floor and stops by itself.
+	Older string
 }
 
 // floorTable is the database's floor: the oldest schema a running
@@ -201,7 +206,7 @@ func Applied(ms []Migration, from, to int) []store.AppliedMigration {
 	var out []store.AppliedMigration
 	for _, m := range ms {
 		if m.Version > from && m.Version <= to {
-			out = append(out, store.AppliedMigration{Version: m.Version, Note: m.Note})
+			out = append(out, store.AppliedMigration{Version: m.Version, Note: m.Note, NotRolling: m.NotRolling, Older: m.Older})
 		}
 	}
 	return out

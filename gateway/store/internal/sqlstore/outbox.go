@@ -16,7 +16,7 @@ import (
 // see the package documentation for how they are serialised.
 
 const outboxCols = `id, destination, order_key, patient, kind, source, record_id, version, trace_id, payload,
-	status, attempts, next_attempt, last_error, created, updated, tenant, probes`
+	status, attempts, next_attempt, last_error, created, updated, tenant, probes, lease_until`
 
 // lockOutbox takes the Dialect.Lock of a destination (and tenant and order
 // key), if the dialect has one. The default tenant's keys are those of
@@ -319,6 +319,39 @@ func (s *Store) Delivery(ctx context.Context, id int64) (*store.OutboxItem, []*s
 	return items[0], attempts, nil
 }
 
+// AttemptsAfter implements store.Outbox: one page, by the primary key of
+// delivery_attempts (item_id, n).
+func (s *Store) AttemptsAfter(ctx context.Context, itemID int64, n int, since time.Time, limit int) ([]*store.Attempt, error) {
+	if limit <= 0 {
+		limit = 1000
+	}
+	var out []*store.Attempt
+	err := s.db.Read(ctx, func(c Conn) error {
+		rows, err := c.Query(ctx, s.bind(`SELECT item_id, n, at, duration_ms, http_status, error FROM delivery_attempts
+			WHERE (item_id > ? OR (item_id = ? AND n > ?)) AND at >= ? ORDER BY item_id, n LIMIT ?`),
+			itemID, itemID, n, since.UnixMilli(), limit)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		out = nil // fn may run again
+		for rows.Next() {
+			a := &store.Attempt{}
+			var at, dur int64
+			if err := rows.Scan(&a.ItemID, &a.N, &at, &dur, &a.HTTPStatus, &a.Error); err != nil {
+				return err
+			}
+			a.At, a.Duration = time.UnixMilli(at).UTC(), time.Duration(dur)*time.Millisecond
+			out = append(out, a)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s: attempts: %w", s.d.Name, s.err(ctx, err))
+	}
+	return out, nil
+}
+
 // Retry implements store.Outbox.
 func (s *Store) Retry(ctx context.Context, id int64, now time.Time) error {
 	return s.write(ctx, func(t *tx) error {
@@ -354,8 +387,13 @@ func (s *Store) Retry(ctx context.Context, id int64, now time.Time) error {
 // Cancel implements store.Outbox.
 func (s *Store) Cancel(ctx context.Context, id int64, lastError string, now time.Time) error {
 	return s.write(ctx, func(t *tx) error {
+		// An in-flight item only once its claim has lapsed, checked by
+		// this update: PostgreSQL evaluates the condition again on the row
+		// a concurrent Claim or Renew has just changed, and SQLite has one
+		// writer, so a live worker's claim is never taken.
 		n, err := t.c.Exec(t.ctx, s.bind(`UPDATE outbox SET status = 'dead', last_error = ?, lease_until = 0, updated = ?
-			WHERE id = ? AND status IN ('dead', 'pending')`), s.text(lastError), now.UnixMilli(), id)
+			WHERE id = ? AND (status IN ('dead', 'pending') OR (status = 'inflight' AND lease_until <= ?))`),
+			s.text(lastError), now.UnixMilli(), id, now.UnixMilli())
 		if err == nil && n > 0 {
 			_, err = t.c.Exec(t.ctx, s.bind(setLive), 0, id)
 		}
@@ -525,11 +563,14 @@ func scanItems(rows Rows) ([]*store.OutboxItem, error) {
 	var out []*store.OutboxItem
 	for rows.Next() {
 		it := &store.OutboxItem{}
-		var next, created, updated int64
+		var next, created, updated, lease int64
 		if err := rows.Scan(&it.ID, &it.Destination, &it.OrderKey, &it.Patient, &it.Kind, &it.Source, &it.RecordID,
 			&it.Version, &it.TraceID, &it.Payload, &it.Status, &it.Attempts, &next, &it.LastError, &created, &updated, &it.Tenant,
-			&it.Probes); err != nil {
+			&it.Probes, &lease); err != nil {
 			return nil, err
+		}
+		if it.Status == store.StatusInFlight && lease > 0 {
+			it.LeaseUntil = time.UnixMilli(lease).UTC()
 		}
 		it.NextAttempt, it.Created, it.Updated = time.UnixMilli(next).UTC(), time.UnixMilli(created).UTC(), time.UnixMilli(updated).UTC()
 		out = append(out, it)

@@ -1,0 +1,217 @@
+package auditlog
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+)
+
+// The other way round: every delivery attempt the outbox holds must be
+// named by a delivery-send AuditEvent (committed before the attempt's
+// row). One that none names was sent by a gateway that did not audit it:
+// a release from before delivery auditing left running past an upgrade
+// (p44 F1: an old replica delivered 225 records, none audited, and verify
+// said nothing), or the chain lost the AuditEvent. Attempts begun before
+// the trail's first delivery-send AuditEvent predate auditing: counted
+// apart (LineageCheck.BeforeAuditing), not faults.
+
+// attemptKey is one attempt: its outbox row and number.
+type attemptKey struct {
+	item int64
+	n    int
+}
+
+// sentNames are the attempts the delivery-send AuditEvents walked name.
+type sentNames struct {
+	named map[attemptKey]struct{}
+	// unnumbered counts, per outbox row, the delivery-send AuditEvents
+	// of an older gateway that name the delivery but not the attempt: each
+	// vouches for one attempt of it.
+	unnumbered map[int64]int
+	// first is when the earliest delivery-send AuditEvent walked was
+	// recorded (zero: none).
+	first time.Time
+}
+
+// add notes that AuditEvent e (its body's recorded time at) names attempt
+// n (0: not numbered) of outbox row item.
+func (s *sentNames) add(item int64, n int, at time.Time) {
+	if s.named == nil {
+		s.named, s.unnumbered = map[attemptKey]struct{}{}, map[int64]int{}
+	}
+	if n > 0 {
+		s.named[attemptKey{item, n}] = struct{}{}
+	} else {
+		s.unnumbered[item]++
+	}
+	if !at.IsZero() && (s.first.IsZero() || at.Before(s.first)) {
+		s.first = at
+	}
+}
+
+// vouched reports whether attempt a is named, taking an unnumbered
+// AuditEvent of its delivery if need be.
+func (s *sentNames) vouched(a *store.Attempt) bool {
+	if _, ok := s.named[attemptKey{a.ItemID, a.N}]; ok {
+		return true
+	}
+	if s.unnumbered[a.ItemID] > 0 {
+		s.unnumbered[a.ItemID]--
+		return true
+	}
+	return false
+}
+
+// rowOf is the outbox row a delivery-send AuditEvent's delivery value
+// names: a public id, or the row's number an AuditEvent written before
+// the public ids names. 0: none.
+func (c *lineageChecker) rowOf(ctx context.Context, delivery string) (int64, error) {
+	ids, err := c.ids.get(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if row, ok := ids.Decode(delivery); ok {
+		return row, nil
+	}
+	if row, err := strconv.ParseInt(delivery, 10, 64); err == nil && row > 0 {
+		return row, nil
+	}
+	return 0, nil
+}
+
+// notSent reports whether attempt a ended before any request left (the
+// destination's filter refused it, or it had nothing to send: the
+// delivery worker's notSent): no transmission, so no AuditEvent.
+func notSent(a *store.Attempt) bool {
+	return a.HTTPStatus == 0 && (strings.HasPrefix(a.Error, "not sent:") || strings.HasPrefix(a.Error, store.Refused))
+}
+
+// maxNamedDeliveries bounds the deliveries the summary names.
+const maxNamedDeliveries = 5
+
+// checkUnaudited pages through the outbox's attempts (from the anchor's
+// time for a walk from an anchor) and reports each one no delivery-send
+// AuditEvent names. walkedTo is the last record the walk read: an attempt
+// whose AuditEvent was committed after it (an attempt recorded while
+// verify ran) is found by reading the chain on from there once the
+// attempts have been read (their AuditEvents were committed before them).
+func (c *lineageChecker) checkUnaudited(ctx context.Context, walkedTo int64) error {
+	var left []*store.Attempt
+	var item int64
+	n := 0
+	for {
+		page, err := c.st.AttemptsAfter(ctx, item, n, c.fromAt, 1000)
+		if err != nil {
+			return err
+		}
+		for _, a := range page {
+			if !notSent(a) && !c.sent.vouched(a) {
+				left = append(left, a)
+			}
+		}
+		if len(page) < 1000 {
+			break
+		}
+		item, n = page[len(page)-1].ItemID, page[len(page)-1].N
+	}
+	if len(left) == 0 {
+		return nil
+	}
+	// The AuditEvents committed since the walk (attempts recorded
+	// meanwhile): names only.
+	err := c.st.AuditChainAfter(ctx, walkedTo, func(e audit.ChainEntry) error {
+		if !bytes.Contains(e.Body, markSent) {
+			return nil
+		}
+		var ev chainedEvent
+		if json.Unmarshal(e.Body, &ev) != nil || len(ev.Subtype) == 0 || ev.Subtype[0].Code != "delivery-send" {
+			return nil
+		}
+		return c.nameSent(ctx, &ev)
+	})
+	if err != nil {
+		return err
+	}
+	first := c.sent.first
+	if !c.fromAt.IsZero() {
+		// From an anchor: the trail may have audited deliveries since
+		// before it.
+		evs, err := searchAll(ctx, c.st, search.AllTenants, "AuditEvent", url.Values{"subtype": {"delivery-send"}, "_sort": {"date"}}, 1)
+		if err != nil {
+			return fmt.Errorf("the first delivery-send AuditEvent: %w", err)
+		}
+		if len(evs) > 0 {
+			recorded, _ := evs[0]["recorded"].(string)
+			if at, err := time.Parse(time.RFC3339Nano, recorded); err == nil && (first.IsZero() || at.Before(first)) {
+				first = at
+			}
+		}
+	}
+	ids, err := c.ids.get(ctx)
+	if err != nil {
+		return err
+	}
+	lc := &c.out.Lineage
+	for _, a := range left {
+		if c.sent.vouched(a) {
+			continue
+		}
+		if first.IsZero() || a.At.Before(first) {
+			lc.BeforeAuditing++
+			continue
+		}
+		id := ids.Encode(a.ItemID)
+		lc.Unaudited++
+		if len(c.out.unauditedDeliveries) < maxNamedDeliveries && !containsString(c.out.unauditedDeliveries, id) {
+			c.out.unauditedDeliveries = append(c.out.unauditedDeliveries, id)
+		}
+		c.out.lineageFault(0, "", fmt.Sprintf("delivery %s attempt %d", id, a.N), UnauditedProblem)
+	}
+	return nil
+}
+
+// UnauditedProblem is the fault of an attempt no AuditEvent names.
+const UnauditedProblem = "no delivery-send AuditEvent names this attempt, though the trail audits deliveries since before it: " +
+	"a gateway that did not audit it sent the record (a release from before delivery auditing left running past an upgrade: " +
+	"stop every gateway older than the database's schema), or the audit chain lost the AuditEvent"
+
+// nameSent notes the attempt a delivery-send AuditEvent names (its
+// delivery's outbox row and attempt number).
+func (c *lineageChecker) nameSent(ctx context.Context, ev *chainedEvent) error {
+	for _, en := range ev.Entity {
+		id := en.What.Identifier
+		if id == nil || id.System != audit.SystemDelivery {
+			continue
+		}
+		row, err := c.rowOf(ctx, id.Value)
+		if err != nil || row == 0 {
+			return err
+		}
+		n := 0
+		if nv, ok := detail(en.Detail, audit.DetailAttempt); ok {
+			n, _ = strconv.Atoi(nv)
+		}
+		at, _ := time.Parse(time.RFC3339Nano, ev.Recorded)
+		c.sent.add(row, n, at)
+		return nil
+	}
+	return nil
+}
+
+func containsString(ss []string, s string) bool {
+	for _, x := range ss {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,116 @@
+package auditlog
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
+)
+
+// verifyTampered runs Verify on f's database after the statements.
+func verifyTampered(t *testing.T, f *lineageFixture, stmts ...string) *AuditVerification {
+	t.Helper()
+	raw, err := sql.Open("sqlite", "file:"+f.db+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	for _, q := range stmts {
+		if _, err := raw.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, f.db, sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	res, err := Verify(ctx, st, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.BrokenAt != 0 {
+		t.Fatalf("Verify: chain broken at %d (%s), want its links intact", res.BrokenAt, res.Reason)
+	}
+	return res
+}
+
+// insertAttempt is the row of an attempt n of item at (Unix ms), as a
+// gateway that audits nothing records it.
+func insertAttempt(item int64, n int, at int64, status int, errText string) []string {
+	return []string{
+		fmt.Sprintf(`INSERT INTO delivery_attempts (item_id, n, at, duration_ms, http_status, outcome, trace_id, error)
+			VALUES (%d, %d, %d, 40, %d, X'7b7d', '', '%s')`, item, n, at, status, errText),
+		fmt.Sprintf(`UPDATE outbox SET attempts = %d WHERE id = %d`, n, item),
+	}
+}
+
+// TestVerifyUnauditedAttempts: an attempt the outbox holds that no
+// delivery-send AuditEvent names is a fault naming the delivery and the
+// attempt, and Summary and Describe count them and name the deliveries
+// (p44 F1: an old replica's 225 unaudited deliveries, verify intact); one
+// begun before the trail's first delivery-send AuditEvent predates
+// delivery auditing: counted apart, with a note, not a fault. An attempt
+// that was not sent (a filter refused it: no transmission) is neither.
+func TestVerifyUnauditedAttempts(t *testing.T) {
+	t.Run("after auditing began", func(t *testing.T) {
+		f := newLineageFixture(t)
+		res := verifyTampered(t, f, insertAttempt(f.item1, 3, f.claimedAt.Add(time.Minute).UnixMilli(), 200, "")...)
+		about := "delivery " + f.delivery1 + " attempt 3"
+		if res.Intact || res.Lineage.Unaudited != 1 || res.Lineage.Faults != 1 || res.FaultCount != 1 || len(res.Faults) != 1 {
+			t.Fatalf("Verify = intact %t, lineage %+v, faults %+v; want one fault, the attempt no AuditEvent names", res.Intact, res.Lineage, res.Faults)
+		}
+		if fl := res.Faults[0]; fl.About != about || fl.AuditEvent != "" || fl.Seq != 0 || fl.Problem != UnauditedProblem {
+			t.Errorf("fault = %+v, want one about %s, naming no AuditEvent", fl, about)
+		}
+		sum := res.Summary()
+		for _, want := range []string{"1 delivery attempt that no delivery-send AuditEvent names", "(deliveries " + f.delivery1 + ")",
+			"did not audit", "lost"} {
+			if !strings.Contains(sum, want) {
+				t.Errorf("Summary() = %q, want it to say %q", sum, want)
+			}
+		}
+		if strings.Contains(sum, "stored otherwise") {
+			t.Errorf("Summary() = %q, want the unnamed attempt not called one stored otherwise", sum)
+		}
+		if d := res.Describe(); !strings.Contains(d, "1 delivery attempt no AuditEvent names") || strings.Contains(d, "stored otherwise") {
+			t.Errorf("Describe() = %q, want the unnamed attempt counted as such", d)
+		}
+	})
+	t.Run("before auditing began", func(t *testing.T) {
+		f := newLineageFixture(t)
+		early := time.Now().Add(-24 * time.Hour).UnixMilli() // before the fixture's first delivery-send AuditEvent
+		res := verifyTampered(t, f, insertAttempt(f.item1, 3, early, 200, "")...)
+		if !res.Intact || res.Lineage.Unaudited != 0 || res.Lineage.BeforeAuditing != 1 || res.FaultCount != 0 ||
+			!strings.Contains(res.Lineage.Note, "1 delivery attempt no AuditEvent names began before the trail's first delivery-send AuditEvent") {
+			t.Errorf("Verify = intact %t, lineage %+v, faults %+v; want intact, 1 attempt before auditing, noted", res.Intact, res.Lineage, res.Faults)
+		}
+	})
+	t.Run("not sent", func(t *testing.T) {
+		f := newLineageFixture(t)
+		res := verifyTampered(t, f, insertAttempt(f.item1, 3, f.claimedAt.Add(time.Minute).UnixMilli(), 0,
+			"not sent: the destination filter.kinds does not accept this kind")...)
+		if !res.Intact || res.Lineage.Unaudited != 0 || res.Lineage.BeforeAuditing != 0 {
+			t.Errorf("Verify = intact %t, lineage %+v, faults %+v; want intact: no transmission, no AuditEvent", res.Intact, res.Lineage, res.Faults)
+		}
+	})
+}
+
+// TestVerifyCancelledAfterLapse: a delivery whose worker stopped after
+// its attempt's AuditEvent, and that an operator cancelled once its claim
+// lapsed (p44 F2) before a gateway recorded the attempt cut off, has no
+// row of that attempt: not a fault (in progress, as while in flight).
+func TestVerifyCancelledAfterLapse(t *testing.T) {
+	f := newLineageFixture(t)
+	res := verifyTampered(t, f,
+		fmt.Sprintf(`DELETE FROM delivery_attempts WHERE item_id = %d`, f.item2),
+		fmt.Sprintf(`UPDATE outbox SET attempts = 0, status = 'dead', last_error = 'cancelled by operator: delivered before the restore' WHERE id = %d`, f.item2))
+	if !res.Intact || res.FaultCount != 0 || res.Lineage.InProgress != 2 {
+		t.Errorf("Verify = intact %t, lineage %+v, faults %+v; want intact, the cut-off attempt's 2 AuditEvents in progress", res.Intact, res.Lineage, res.Faults)
+	}
+}
