@@ -4,7 +4,6 @@ import (
 	"compress/gzip"
 	"io"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 
@@ -15,9 +14,11 @@ import (
 // megabyte and more) are gzipped for a client that accepts gzip, as HAPI
 // FHIR and Medplum do. An answer is compressed only from compressMin bytes
 // on: below that gzip's framing and CPU cost more than they save. Only
-// routes of the FHIR API (/fhir) are compressed: a job's file download
-// streams its parts as they are read (docs/bulk.md), the console streams
-// its exports, and neither is held back here; the native ingest's answers
+// routes of the FHIR API (/fhir) are compressed, whose answers reach this
+// writer whole (the audit middleware holds each until it is recorded), so
+// nothing here flushes: a job's file download streams its parts as they
+// are read (docs/bulk.md), the console streams its exports, and neither
+// passes here; the native ingest's answers
 // are small and its clients (Go's http.Client among them) ask for gzip
 // without needing it, so its hot path does not pay for it.
 
@@ -65,28 +66,18 @@ func (s *Server) compress(next echo.HandlerFunc) echo.HandlerFunc {
 
 // acceptsGzip reports whether Accept-Encoding values admit gzip (RFC 9110
 // 12.5.3): gzip or x-gzip with a q above 0, or * with a q above 0 when
-// gzip is not named.
+// gzip is not named. Codings are read as the Accept header's media ranges
+// are (mediaRanges: comma-separated, q parameter).
 func acceptsGzip(values []string) bool {
 	named, star := -1.0, -1.0
-	for _, v := range values {
-		for part := range strings.SplitSeq(v, ",") {
-			coding, params, _ := strings.Cut(strings.TrimSpace(part), ";")
-			q := 1.0
-			for p := range strings.SplitSeq(params, ";") {
-				if k, val, ok := strings.Cut(strings.TrimSpace(p), "="); ok && strings.EqualFold(strings.TrimSpace(k), "q") {
-					if f, err := strconv.ParseFloat(strings.TrimSpace(val), 64); err == nil {
-						q = f
-					}
-				}
-			}
-			switch strings.ToLower(strings.TrimSpace(coding)) {
-			case "gzip", "x-gzip":
-				named = max(named, q)
-			case "*":
-				star = max(star, q)
-			}
+	mediaRanges(strings.Join(values, ","), func(coding string, q float64) {
+		switch coding {
+		case "gzip", "x-gzip":
+			named = max(named, q)
+		case "*":
+			star = max(star, q)
 		}
-	}
+	})
 	if named >= 0 {
 		return named > 0
 	}
@@ -169,18 +160,6 @@ func (w *gzipWriter) sendPlain() error {
 	_, err := w.ResponseWriter.Write(w.head)
 	w.head = nil
 	return err
-}
-
-// Flush sends what is held: a stream that flushes is not held back (what
-// is undecided then goes out uncompressed).
-func (w *gzipWriter) Flush() {
-	switch {
-	case w.z != nil:
-		_ = w.z.Flush()
-	case !w.plain:
-		_ = w.sendPlain()
-	}
-	_ = http.NewResponseController(w.ResponseWriter).Flush()
 }
 
 // Unwrap lets http.ResponseController reach the connection.

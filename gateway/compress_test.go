@@ -108,8 +108,7 @@ func TestCORS(t *testing.T) {
 	const origin = "https://app.clinic.example"
 	off := fhirServer(t)
 	on := newServer(t, app.Config{Store: tempSQLite(t, sqlite.Options{})}, gateway.Config{CORSOrigins: []string{origin, "http://localhost:3000"}})
-	preflight := []string{"Origin: " + origin, "Access-Control-Request-Method: PUT",
-		"Access-Control-Request-Headers: authorization, content-type, if-match"}
+	preflight := []string{"Origin: " + origin, "Access-Control-Request-Method: PUT"}
 
 	t.Run("off: no preflight answer", func(t *testing.T) {
 		rec := req(off, "OPTIONS", "/fhir/Patient/x", "", preflight...)
@@ -148,6 +147,14 @@ func TestCORS(t *testing.T) {
 		}
 		if !strings.Contains(strings.Join(h.Values("Vary"), ","), "Origin") {
 			t.Errorf("Vary %q, want Origin", h.Values("Vary"))
+		}
+	})
+	t.Run("preflight naming its headers", func(t *testing.T) {
+		// A client library's own header (X-Medplum) is allowed as asked.
+		const asked = "authorization, content-type, if-match, x-medplum"
+		rec := req(on, "OPTIONS", "/fhir/Patient/x", "", append(preflight, "Access-Control-Request-Headers: "+asked)...)
+		if got := rec.Header().Get("Access-Control-Allow-Headers"); rec.Code != http.StatusNoContent || got != asked {
+			t.Errorf("preflight = %d, Access-Control-Allow-Headers %q, want 204 and %q", rec.Code, got, asked)
 		}
 	})
 	t.Run("preflight from another origin", func(t *testing.T) {
@@ -223,6 +230,9 @@ func TestCORSOrigins(t *testing.T) {
 		{"app.example", false},
 		{"ftp://app.example", false},
 		{"https://user@app.example", false},
+		{"https://app.example:443", false}, // a browser's Origin leaves the default port out
+		{"http://localhost:80", false},
+		{"https://app.example:8443", true},
 		{"", false},
 	} {
 		if err := gateway.CheckCORSOrigins([]string{tc.origin}); (err == nil) != tc.ok {

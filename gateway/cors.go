@@ -19,8 +19,12 @@ import (
 // corsMethods are the methods a preflight allows: those of the FHIR API.
 const corsMethods = "GET, HEAD, POST, PUT, PATCH, DELETE"
 
-// corsRequestHeaders are the request headers a preflight allows: those
-// FHIR clients send.
+// corsRequestHeaders are the request headers a preflight allows when it
+// names none (Access-Control-Request-Headers): those FHIR clients send. A
+// preflight that names headers is allowed those (client libraries add
+// their own, such as X-Medplum): no header opens anything, since
+// credentials are never allowed and every request is still
+// authenticated.
 const corsRequestHeaders = "Authorization, Content-Type, Accept, Prefer, If-Match, If-None-Match, If-None-Exist, " +
 	"If-Modified-Since, If-Unmodified-Since, X-Request-Id"
 
@@ -57,6 +61,12 @@ func newCORS(origins []string) (cors, error) {
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
 			u.Path != "" || u.RawQuery != "" || u.Fragment != "" || o != u.Scheme+"://"+u.Host {
 			return cors{}, fmt.Errorf("CORS origin %q is not scheme://host[:port] (http or https, no path, not even /) or *", o)
+		}
+		// A browser leaves the scheme's default port out of Origin: an
+		// origin naming it would never match.
+		if p := u.Port(); (u.Scheme == "http" && p == "80") || (u.Scheme == "https" && p == "443") {
+			return cors{}, fmt.Errorf("CORS origin %q names its scheme's default port, which a browser leaves out of Origin: "+
+				"write it without the port", o)
 		}
 		c.origins[strings.ToLower(o)] = true
 	}
@@ -108,7 +118,11 @@ func (c cors) handle(w http.ResponseWriter, r *http.Request) bool {
 		h.Add("Vary", "Access-Control-Request-Method")
 		h.Add("Vary", "Access-Control-Request-Headers")
 		h.Set("Access-Control-Allow-Methods", corsMethods)
-		h.Set("Access-Control-Allow-Headers", corsRequestHeaders)
+		allowHeaders := r.Header.Get("Access-Control-Request-Headers")
+		if allowHeaders == "" {
+			allowHeaders = corsRequestHeaders
+		}
+		h.Set("Access-Control-Allow-Headers", allowHeaders)
 		h.Set("Access-Control-Max-Age", corsMaxAge)
 		w.WriteHeader(http.StatusNoContent)
 		return true

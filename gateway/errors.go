@@ -216,7 +216,7 @@ func fromEchoError(he *echo.HTTPError, r *http.Request) error {
 			return errConditionalDelete
 		case segs[len(segs)-1] == "$validate":
 			return errValidateMethod
-		case strings.HasPrefix(segs[len(segs)-1], "$") && !slices.Contains([]string{"$validate", "$everything", "$export"}, segs[len(segs)-1]):
+		case strings.HasPrefix(segs[len(segs)-1], "$") && !slices.Contains([]string{"$everything", "$export"}, segs[len(segs)-1]):
 			// An operation the gateway does not have there (POST
 			// /fhir/Patient/{id}/$nope), which the router took for a
 			// compartment's type: the GET's answer, not "use GET".

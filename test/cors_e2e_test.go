@@ -8,12 +8,13 @@ import (
 	"testing"
 )
 
-// TestCORSAndGzipE2E: the real binary with --cors-origins answers a
+// TestCORSAndGzipE2E: the real binary with --cors-origins (and
+// authentication, which CORS requires) answers a
 // preflight from that origin, says cors true in its CapabilityStatement,
 // and gzips a large answer for a client that asks (p43 F6).
 func TestCORSAndGzipE2E(t *testing.T) {
 	const origin = "https://app.clinic.example"
-	g := start(t, "--cors-origins", origin)
+	g := startSecured(t, "--cors-origins", origin).gateway // CORS needs authentication
 
 	pre, err := http.NewRequest(http.MethodOptions, g.base+"/fhir/Patient/x", nil)
 	if err != nil {

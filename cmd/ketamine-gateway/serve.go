@@ -144,6 +144,14 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	if err := checkConsole(fc, authn != nil); err != nil {
 		return &exitError{code: exitUsage, msg: err.Error()}
 	}
+	if len(corsOrigins) > 0 && authn == nil {
+		// Without authentication a listed origin's scripts would read and
+		// write every record through any visitor's browser: no token
+		// would stand between them and the API (docs/security.md).
+		return usageError("serve", "CORS origins are set but authentication is not configured: every page of those "+
+			"origins could then read and write all records through a visitor's browser; configure authentication "+
+			"(docs/security.md) or leave the CORS origins unset")
+	}
 	if err := checkSafetyTenantsFirst(fc, cfg.db); err != nil {
 		return err
 	}

@@ -42,6 +42,7 @@ func TestServeRefusesValues(t *testing.T) {
 		{"zero entries", []string{"--max-entries", "0"}, nil, "--max-entries must be a positive number of Bundle entries"},
 		{"negative rate", []string{"--rate-limit", "-1"}, nil, "--rate-limit must be requests per second, 0 to turn it off"},
 		{"CORS origin with a path", []string{"--cors-origins", "https://app.example/"}, nil, "--cors-origins: CORS origin"},
+		{"CORS without authentication", []string{"--cors-origins", "https://app.example"}, nil, "authentication is not configured"},
 		{"CORS origin without a scheme", nil, map[string]string{"GATEWAY_CORS_ORIGINS": "https://a.example, app.example"}, "GATEWAY_CORS_ORIGINS: CORS origin"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

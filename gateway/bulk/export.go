@@ -218,13 +218,10 @@ func (s *Service) exportRequest(ctx context.Context, sc *auditlog.Scope, p Expor
 		return nil, kickoffError("export-since-invalid", "_since is given more than once: it takes one instant").At("_since")
 	}
 	if v := p.Query.Get("_since"); v != "" {
-		t, err := time.Parse(time.RFC3339Nano, v)
+		t, msg := search.ParseSince(v)
 		switch {
-		case err != nil && search.PlusAsSpace(v):
-			return nil, kickoffError("export-since-invalid", "_since holds a space where its time zone's + was: "+
-				search.PlusAdvice).At("_since")
-		case err != nil:
-			return nil, kickoffError("export-since-invalid", "_since must be a FHIR instant with a time zone, such as 2026-01-31T00:00:00Z").At("_since")
+		case msg != "":
+			return nil, kickoffError("export-since-invalid", msg).At("_since")
 		case t.After(now):
 			return nil, kickoffError("export-since-future", "_since is in the future: no resource can have changed after it").At("_since")
 		}

@@ -41,6 +41,7 @@ func TestExportKickoffRefusals(t *testing.T) {
 		{"_type empty item", bulk.LevelSystem, "_type=Patient,,Observation", "respond-async", "export-type-unknown", "_type", "empty"},
 		{"_outputFormat plus", bulk.LevelSystem, "_outputFormat=application/fhir+ndjson", "respond-async", "export-format-unsupported", "_outputFormat", "%2B"},
 		{"_since plus", bulk.LevelSystem, "_since=2020-01-01T00:00:00+01:00", "respond-async", "export-since-invalid", "_since", "%2B"},
+		{"_since a date", bulk.LevelSystem, "_since=2020-01-01", "respond-async", "export-since-invalid", "_since", "to the second with its time zone"},
 		{"_typeFilter _summary", bulk.LevelSystem, "_type=Observation&_typeFilter=" + url.QueryEscape("Observation?_summary=true"), "respond-async", "export-typefilter-invalid", "_typeFilter", "_summary"},
 		{"_typeFilter _offset", bulk.LevelSystem, "_type=Observation&_typeFilter=" + url.QueryEscape("Observation?code=x&_offset=5"), "respond-async", "export-typefilter-invalid", "_typeFilter", "_offset"},
 		{"_typeFilter _elements", bulk.LevelSystem, "_type=Observation&_typeFilter=" + url.QueryEscape("Observation?_elements=id"), "respond-async", "export-typefilter-invalid", "_typeFilter", "_elements"},

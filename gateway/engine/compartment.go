@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
@@ -127,7 +126,7 @@ func (e *Engine) everything(ctx context.Context, sc *auditlog.Scope, in reads, i
 				q.Offset = n
 			}
 		case "_since":
-			t, msg := parseSince(v)
+			t, msg := search.ParseSince(v)
 			if msg != "" {
 				return nil, bad(key, msg)
 			}
@@ -264,27 +263,4 @@ func everythingRestricted(typ, id string) string {
 func hasZone(v string) bool {
 	_, clock, timed := strings.Cut(v, "T")
 	return !timed || strings.HasSuffix(clock, "Z") || strings.ContainsAny(clock, "+-")
-}
-
-// sinceForm says what _since takes (history, $everything): R4 makes it an
-// instant, and the gateway takes no less. A date alone, or a time without
-// its zone, names no instant: taken in UTC it would leave out what was
-// written late on that day east of UTC, and _since is the watermark a
-// client syncs from, which must not skip changes.
-const sinceForm = "_since must be an instant: a date and a time to the second with its time zone, such as " +
-	"2026-12-06T14:50:00Z (or an offset such as +01:00 in place of the Z); a date alone, a time without seconds or " +
-	"without a time zone is not taken"
-
-// parseSince reads a _since instant; msg ("" for none) says what is wrong,
-// never quoting v.
-func parseSince(v string) (t time.Time, msg string) {
-	t, err := time.Parse(time.RFC3339Nano, v)
-	switch {
-	case err == nil:
-		return t, ""
-	case search.PlusAsSpace(v):
-		return t, "_since holds a space where its time zone's + was: " + search.PlusAdvice
-	default:
-		return t, sinceForm
-	}
 }

@@ -608,7 +608,7 @@ func historyParams(q *store.HistoryQuery, typ string, params url.Values, lenient
 			}
 			q.Offset = n
 		case "_since":
-			t, msg := parseSince(v)
+			t, msg := search.ParseSince(v)
 			if msg != "" {
 				return nil, bad(key, msg)
 			}

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 )
 
@@ -38,6 +40,11 @@ var unsafeTags = map[string]bool{
 // as the HL7 validator lists them, in XHTML's lower case. The style
 // element, which txt-1 would allow, is among unsafeTags: a stylesheet can
 // load content (url(), @import), and it is refused as unsafe first.
+// narrativeElementsText is the error of an element not in
+// narrativeElements, which it lists.
+var narrativeElementsText = "the narrative holds an element that R4 does not allow in a narrative: only the basic HTML " +
+	"formatting elements, in lower case (txt-1: " + strings.Join(slices.Sorted(maps.Keys(narrativeElements)), ", ") + ")"
+
 var narrativeElements = map[string]bool{
 	"p": true, "br": true, "div": true, "h1": true, "h2": true, "h3": true, "h4": true, "h5": true, "h6": true,
 	"a": true, "span": true, "b": true, "em": true, "i": true, "strong": true, "small": true, "big": true,
@@ -148,10 +155,7 @@ func parseXHTML(s []byte) xhtmlTree {
 				tree.format = "the narrative holds an html, head or body element, which R4 narrative.html forbids (txt-1)"
 			case !narrativeElements[t.Name.Local]:
 				// The name is not quoted: it is content.
-				tree.format = "the narrative holds an element that R4 does not allow in a narrative: only the basic HTML " +
-					"formatting elements, in lower case (txt-1: p, br, div, h1-h6, a, span, b, em, i, strong, small, big, tt, " +
-					"dfn, q, var, abbr, acronym, cite, blockquote, hr, address, bdo, kbd, sub, sup, ul, ol, li, dl, dt, dd, pre, " +
-					"table, caption, colgroup, col, thead, tr, tfoot, tbody, th, td, code, samp, img, map, area)"
+				tree.format = narrativeElementsText
 			}
 			seen := make(map[xml.Name]bool, len(t.Attr))
 			for _, a := range t.Attr {
