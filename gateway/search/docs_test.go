@@ -28,11 +28,11 @@ func TestDocsParameterTable(t *testing.T) {
 		t.Fatalf("%s lacks the %q and %q markers", path, begin, end)
 	}
 	var tb strings.Builder
-	tb.WriteString("| type | parameters (besides `_id` and `_lastUpdated`) |\n|---|---|\n")
+	tb.WriteString("| type | parameters (besides those of every type: `_id`, `_lastUpdated`, `_profile`, `_security`, `_tag`) |\n|---|---|\n")
 	for _, typ := range search.Types() {
 		var names []string
 		for _, p := range search.Params(typ) {
-			if p.Name != "_id" && p.Name != "_lastUpdated" {
+			if p.Resource != "Resource" {
 				names = append(names, fmt.Sprintf("`%s` (%s)", p.Name, p.Type))
 			}
 		}
