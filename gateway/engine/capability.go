@@ -234,10 +234,7 @@ func (e *Engine) CapabilityStatement(base string, sec Security) map[string]any {
 			"interaction": systemInteractions(),
 			// GET /fhir/Patient/{id}/{type}: the patient compartment.
 			"compartment": []string{"http://hl7.org/fhir/CompartmentDefinition/patient"},
-			"searchParam": []map[string]any{
-				{"name": "_id", "type": "token"},
-				{"name": "_lastUpdated", "type": "date"},
-			},
+			"searchParam": commonSearchParams(),
 			"operation": []map[string]any{{
 				"name":       "validate",
 				"definition": conformance.ValidateURL,
@@ -245,6 +242,17 @@ func (e *Engine) CapabilityStatement(base string, sec Security) map[string]any {
 			"security": capabilitySecurity(sec),
 		}},
 	}
+}
+
+// commonSearchParams are the CapabilityStatement's rest.searchParam: the
+// parameters of every resource type (search.CommonParams).
+func commonSearchParams() []map[string]any {
+	var out []map[string]any
+	for _, p := range search.CommonParams() {
+		out = append(out, map[string]any{"name": p.Name, "type": string(p.Type), "definition": p.Definition,
+			"documentation": p.Description})
+	}
+	return out
 }
 
 // searchLimitsDoc states the search limits l (the engine's, defaults

@@ -714,6 +714,19 @@ func Lookup(resourceType, name string) (Param, bool) {
 	return Param{}, false
 }
 
+// CommonParams returns, sorted by name, the search parameters every
+// resource type has (_id, _lastUpdated, _profile, _security, _tag; their
+// Resource "Resource"): the CapabilityStatement's rest.searchParam.
+func CommonParams() []Param {
+	var out []Param
+	for _, p := range Params("Basic") {
+		if p.Resource == "Resource" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 // Params returns all search parameters of resourceType sorted by name, or
 // nil if it is not an R4 resource type.
 func Params(resourceType string) []Param {
