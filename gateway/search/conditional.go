@@ -179,8 +179,9 @@ func Satisfies(q *Query, entries []Entry) bool {
 		if c.Type != TypeToken || c.Modifier != "" || c.Missing != nil || c.Chain != nil || c.Has != nil {
 			return false
 		}
+		params := TokenRows(q.Type, c.Param) // combo-code: the code and component-code entries
 		if !slices.ContainsFunc(entries, func(e Entry) bool {
-			return e.Param == c.Param && e.Type == TypeToken && slices.ContainsFunc(c.Values, func(v Value) bool {
+			return slices.Contains(params, e.Param) && e.Type == TypeToken && slices.ContainsFunc(c.Values, func(v Value) bool {
 				return tokenMatches(e, v)
 			})
 		}) {
