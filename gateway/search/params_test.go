@@ -260,6 +260,10 @@ func TestReferenceRows(t *testing.T) {
 		{"AdverseEvent", "subject", "subject", ""},
 		{"Claim", "patient", "patient", ""},        // R4's Claim.patient: no other parameter has it
 		{"Immunization", "patient", "patient", ""}, // no subject
+		{"DiagnosticReport", "patient", "patient", ""}, // the gateway indexes no subject of it
+		// An Encounter's practitioner is its participant of type Practitioner.
+		{"Encounter", "practitioner", "participant", "Practitioner"},
+		{"Encounter", "participant", "participant", ""},
 		{"NotAType", "patient", "patient", ""},
 	}
 	for _, tt := range tests {
