@@ -258,8 +258,8 @@ func TestReferenceRows(t *testing.T) {
 		{"Observation", "has-member", "has-member", ""},
 		{"AuditEvent", "patient", "patient", ""}, // agent.who and entity.what: no other parameter has both
 		{"AdverseEvent", "subject", "subject", ""},
-		{"Claim", "patient", "patient", ""},        // R4's Claim.patient: no other parameter has it
-		{"Immunization", "patient", "patient", ""}, // no subject
+		{"Claim", "patient", "patient", ""},            // R4's Claim.patient: no other parameter has it
+		{"Immunization", "patient", "patient", ""},     // no subject
 		{"DiagnosticReport", "patient", "patient", ""}, // the gateway indexes no subject of it
 		// An Encounter's practitioner is its participant of type Practitioner.
 		{"Encounter", "practitioner", "participant", "Practitioner"},
