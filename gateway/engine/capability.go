@@ -225,10 +225,11 @@ func (e *Engine) CapabilityStatement(base string, sec Security) map[string]any {
 				":text, :of-type (identifier) and :identifier modifiers and the date/number/quantity prefixes. Chained parameters and _has are supported one " +
 				"link deep: param[:Type].parameter (without :Type over every target type that defines the parameter), " +
 				"and _has:Type:reference-parameter:parameter; both need the right to read or search the other type. Resource types without specific search " +
-				"parameters support _id, _lastUpdated, _profile, _security, _tag and patient: R4's where R4 defines one for the type (its definition is cited), " +
+				"parameters support _id, _lastUpdated and patient: R4's where R4 defines one for the type (its definition is cited), " +
 				"else the gateway's own, any reference to a Patient. The patient compartment uses R4's patient parameter of each type " +
 				"(AdverseEvent's subject, Group's member, Schedule's actor, SupplyRequest's subject where R4 has none), not the " +
 				"parameters that name the patient as a participant (asserter, recorder, performer, author). " +
+				"_tag, _profile and _security are not searchable (not indexed: each would add a row per label to every write). " +
 				searchLimitsDoc(e.limits),
 			"resource":    resources,
 			"interaction": systemInteractions(),

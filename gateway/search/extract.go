@@ -60,8 +60,7 @@ const maxWalkDepth = 1000
 //	   second (23:59:60) is its minute's last instant, in its own day (it
 //	   was the next day's first second); a string's Exact value (:exact)
 //	   is its NFC form, so that text composed otherwise (NFD) is one text
-//	11 every type is indexed by _profile, _security and _tag (meta); the
-//	   everyday R4 parameters are added: Observation encounter,
+//	11 the everyday R4 parameters are added: Observation encounter,
 //	   value-concept, value-string; Condition category, clinical-status,
 //	   encounter, onset-date, verification-status; Encounter class,
 //	   participant, service-provider, status, type (practitioner is

@@ -160,16 +160,15 @@ func identifier(what string) def {
 // groupPatient is the target list of the subject of most clinical resources.
 func groupPatient() []string { return []string{"Group", "Patient"} }
 
-// commonDefs are the parameters of every resource type.
+// commonDefs are the parameters of every resource type. _profile,
+// _security and _tag are not among them: each would add a row per label
+// to every write (about 1 row a resource in Synthea, 80% of the growth of
+// a session record's rows), too dear for issue 19's write cost; see
+// docs/fhir.md.
 func commonDefs() []def {
 	return []def{
 		token("_id", "Logical id of the resource", p("id", kCode)),
 		date("_lastUpdated", "When the resource version last changed", p("meta.lastUpdated", kDate)),
-		{name: "_profile", typ: TypeURI, desc: "A profile the resource claims to conform to (meta.profile)",
-			paths: []path{p("meta.profile", kURI)}},
-		token("_security", "A security label of the resource (meta.security): the gateway's PSY, R, ...",
-			p("meta.security", kCoding)),
-		token("_tag", "A tag of the resource (meta.tag)", p("meta.tag", kCoding)),
 	}
 }
 
@@ -715,7 +714,7 @@ func Lookup(resourceType, name string) (Param, bool) {
 }
 
 // CommonParams returns, sorted by name, the search parameters every
-// resource type has (_id, _lastUpdated, _profile, _security, _tag; their
+// resource type has (_id and _lastUpdated; their
 // Resource "Resource"): the CapabilityStatement's rest.searchParam.
 func CommonParams() []Param {
 	var out []Param

@@ -201,7 +201,7 @@ func knownModifier(mod string) bool {
 func unsupportedParam(name string) bool {
 	switch name {
 	case "_contained", "_containedType", "_content", "_filter", "_list",
-		"_query", "_source", "_text", "_type":
+		"_profile", "_query", "_security", "_source", "_tag", "_text", "_type":
 		return true
 	}
 	return false

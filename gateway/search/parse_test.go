@@ -233,6 +233,12 @@ func TestParseErrors(t *testing.T) {
 		{"Patient", "_has:Observation:patient:date=" + secret, RuleValueInvalid, "_has:Observation:patient:date"},
 		{"Patient", "foo=" + secret, RuleParamUnknown, ""},
 		{"Patient", "_source=" + secret, RuleParamUnsupported, "_source"},
+		// _tag, _profile and _security are not indexed (each would add a
+		// row per label to every write; docs/fhir.md).
+		{"Observation", "_tag=" + secret, RuleParamUnsupported, "_tag"},
+		{"Observation", "_profile=" + secret, RuleParamUnsupported, "_profile"},
+		{"Observation", "_security=" + secret, RuleParamUnsupported, "_security"},
+		{"Patient", "_security:not=" + secret, RuleParamUnsupported, "_security:not"},
 		// A parameter R4 defines for the type that the gateway does not
 		// support is named; one only a later version defines (R5's
 		// DetectedIssue status, ServiceRequest order-detail) is unknown
@@ -555,14 +561,14 @@ func TestUnknownParamListsKnown(t *testing.T) {
 		conditional     bool
 	}{
 		{rt: "AuditEvent", query: "date=ge2026-12-05&recorded=ge2026-12-05",
-			want: "AuditEvent's search parameters are _id, _lastUpdated, _profile, _security, _tag, action, address, agent, date (searches recorded), entity, outcome, patient, site, subtype, trace-id and type; its result parameters _count, _offset, _sort, _summary, _elements, _total, _include and _revinclude"},
+			want: "AuditEvent's search parameters are _id, _lastUpdated, action, address, agent, date (searches recorded), entity, outcome, patient, site, subtype, trace-id and type; its result parameters _count, _offset, _sort, _summary, _elements, _total, _include and _revinclude"},
 		{rt: "AuditEvent", query: "_sort=-recorded", want: "it sorts AuditEvent by _id, _lastUpdated and date (searches recorded)"},
 		{rt: "Patient", query: "birthDate=2000", want: "birthdate (searches birthDate)"},
 		{rt: "Observation", query: "effective=2026", want: "date (searches effective[x])"},
 		{rt: "Observation", query: "_include=Observation:nope", want: "the reference parameters of Observation are derived-from, encounter, has-member, part-of, patient and subject"},
-		{rt: "Observation", query: "subject:Patient.nope=x", want: "Patient's search parameters are _id, _lastUpdated, _profile, _security, _tag, active, address, address-city, address-postalcode, address-state, birthdate (searches birthDate), deceased, email, family, gender, general-practitioner, given, identifier, name, organization, phone and telecom"},
+		{rt: "Observation", query: "subject:Patient.nope=x", want: "Patient's search parameters are _id, _lastUpdated, active, address, address-city, address-postalcode, address-state, birthdate (searches birthDate), deceased, email, family, gender, general-practitioner, given, identifier, name, organization, phone and telecom"},
 		{rt: "Patient", query: "_has:Observation:patient:nope=x", want: "Observation's search parameters are _id"},
-		{rt: "Patient", query: "identifier=x&nope=x", conditional: true, want: "Patient's search parameters are _id, _lastUpdated, _profile, _security, _tag, active, address, address-city, address-postalcode, address-state, birthdate (searches birthDate), deceased, email, family, gender, general-practitioner, given, identifier, name, organization, phone and telecom"},
+		{rt: "Patient", query: "identifier=x&nope=x", conditional: true, want: "Patient's search parameters are _id, _lastUpdated, active, address, address-city, address-postalcode, address-state, birthdate (searches birthDate), deceased, email, family, gender, general-practitioner, given, identifier, name, organization, phone and telecom"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.rt+"?"+tt.query, func(t *testing.T) {

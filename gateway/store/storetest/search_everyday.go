@@ -74,7 +74,7 @@ var everydayBodies = []string{
 
 // testSearchEveryday: each of the everyday R4 parameters (Observation
 // encounter, combo-code, ...; Condition clinical-status, ...; Encounter
-// practitioner, ...; Patient phone, ...; _tag, _profile, _security) finds
+// practitioner, ...; Patient phone, ...) finds
 // exactly the resources it should, as the search package parses it and
 // extracts the resources, and _include=Encounter:practitioner includes.
 func testSearchEveryday(t *testing.T, s store.Store) {
@@ -113,11 +113,6 @@ func testSearchEveryday(t *testing.T, s store.Store) {
 		{"Observation", "combo-code=85354-9", []string{"ev-o1"}},
 		{"Observation", "combo-code:not=8480-6", []string{"ev-o3"}},
 		{"Observation", "combo-code:missing=true", nil},
-		{"Observation", "_security=PSY", []string{"ev-o1"}},
-		{"Observation", "_security=http://terminology.hl7.org/CodeSystem/v3-ActCode|PSY", []string{"ev-o1"}},
-		{"Observation", "_security:not=PSY", []string{"ev-o2", "ev-o3"}},
-		{"Observation", "_profile=https://ketamine-gateway.org/fhir/StructureDefinition/kg-vital-signs", []string{"ev-o1"}},
-		{"Patient", "_tag=urn:t|synthetic", []string{"ev-p1"}},
 		{"Condition", "clinical-status=active", []string{"ev-c1"}},
 		{"Condition", "verification-status=confirmed", []string{"ev-c1"}},
 		{"Condition", "category=encounter-diagnosis", []string{"ev-c2"}},
