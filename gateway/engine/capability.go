@@ -232,15 +232,13 @@ func (e *Engine) CapabilityStatement(base string, sec Security) map[string]any {
 				"else the gateway's own, any reference to a Patient. The patient compartment uses R4's patient parameter of each type " +
 				"(AdverseEvent's subject, Group's member, Schedule's actor, SupplyRequest's subject where R4 has none), not the " +
 				"parameters that name the patient as a participant (asserter, recorder, performer, author). " +
+				"_tag, _profile and _security are not searchable (not indexed: each would add a row per label to every write). " +
 				searchLimitsDoc(e.limits),
 			"resource":    resources,
 			"interaction": systemInteractions(),
 			// GET /fhir/Patient/{id}/{type}: the patient compartment.
 			"compartment": []string{"http://hl7.org/fhir/CompartmentDefinition/patient"},
-			"searchParam": []map[string]any{
-				{"name": "_id", "type": "token"},
-				{"name": "_lastUpdated", "type": "date"},
-			},
+			"searchParam": commonSearchParams(),
 			"operation": []map[string]any{{
 				"name":       "validate",
 				"definition": conformance.ValidateURL,
@@ -248,6 +246,17 @@ func (e *Engine) CapabilityStatement(base string, sec Security) map[string]any {
 			"security": capabilitySecurity(sec),
 		}},
 	}
+}
+
+// commonSearchParams are the CapabilityStatement's rest.searchParam: the
+// parameters of every resource type (search.CommonParams).
+func commonSearchParams() []map[string]any {
+	var out []map[string]any
+	for _, p := range search.CommonParams() {
+		out = append(out, map[string]any{"name": p.Name, "type": string(p.Type), "definition": p.Definition,
+			"documentation": p.Description})
+	}
+	return out
 }
 
 // searchLimitsDoc states the search limits l (the engine's, defaults

@@ -85,18 +85,29 @@ func CareDate(rt string) string {
 }
 
 // careDates are the CareDate parameters, by type. Every date parameter the
-// gateway indexes on a type of the patient compartment is here, or on
-// Patient (birthdate: not a date of care); TestCareDates checks it.
+// gateway indexes on a type of the patient compartment is here, or in
+// notCareDates; TestCareDates checks it.
 var careDates = map[string]string{
 	"AdverseEvent":             "date",
 	"AuditEvent":               "date",
 	"DetectedIssue":            "identified",
+	"DiagnosticReport":         "date",
 	"Encounter":                "date",
 	"Flag":                     "date",
+	"Immunization":             "date",
 	"MedicationAdministration": "effective-time",
 	"Observation":              "date",
 	"Procedure":                "date",
 	"Provenance":               "recorded",
+}
+
+// notCareDates are the date parameters of types of the patient
+// compartment that do not date care: Patient's birthdate, and a
+// Condition's onset-date (a problem that began years ago is part of the
+// care in any period: $everything keeps Conditions whatever their dates).
+var notCareDates = map[string]string{
+	"Condition": "onset-date",
+	"Patient":   "birthdate",
 }
 
 // PatientsParam returns the reference parameter of resource type rt that

@@ -179,8 +179,9 @@ func Satisfies(q *Query, entries []Entry) bool {
 		if c.Type != TypeToken || c.Modifier != "" || c.Missing != nil || c.Chain != nil || c.Has != nil {
 			return false
 		}
+		params := TokenRows(q.Type, c.Param) // combo-code: the code and component-code entries
 		if !slices.ContainsFunc(entries, func(e Entry) bool {
-			return e.Param == c.Param && e.Type == TypeToken && slices.ContainsFunc(c.Values, func(v Value) bool {
+			return slices.Contains(params, e.Param) && e.Type == TypeToken && slices.ContainsFunc(c.Values, func(v Value) bool {
 				return tokenMatches(e, v)
 			})
 		}) {
@@ -225,7 +226,7 @@ func selects(q *Query, id string, entries []Entry, stored bool) (selected, known
 		if stored && (c.Missing != nil || c.Type == TypeReference) {
 			ok, k = selectsStoredClause(q.Type, c, entries)
 		} else {
-			ok, k = selectsClause(c, id, entries)
+			ok, k = selectsClause(q.Type, c, id, entries)
 		}
 		if k && !ok {
 			return false, true
@@ -248,10 +249,14 @@ func selectsStoredClause(typ string, c Clause, entries []Entry) (ok, known bool)
 	isRef := func(e Entry) bool {
 		return e.Param == param && e.Type == TypeReference && (refType == "" || e.RefType == refType)
 	}
+	params := []string{c.Param}
+	if c.Type == TypeToken {
+		params = TokenRows(typ, c.Param)
+	}
 	switch {
 	case c.Missing != nil:
 		present := slices.ContainsFunc(entries, func(e Entry) bool {
-			return isRef(e) || e.Param == c.Param && (c.Type != TypeReference || e.Type == TypeToken)
+			return isRef(e) || slices.Contains(params, e.Param) && (c.Type != TypeReference || e.Type == TypeToken)
 		})
 		return present == !*c.Missing, true
 	case c.Modifier == "":
@@ -268,7 +273,7 @@ func selectsStoredClause(typ string, c Clause, entries []Entry) (ok, known bool)
 }
 
 // selectsClause is Selects for one clause (its values ORed).
-func selectsClause(c Clause, id string, entries []Entry) (ok, known bool) {
+func selectsClause(typ string, c Clause, id string, entries []Entry) (ok, known bool) {
 	if c.Missing != nil || c.Chain != nil || c.Has != nil {
 		return false, false
 	}
@@ -296,8 +301,12 @@ func selectsClause(c Clause, id string, entries []Entry) (ok, known bool) {
 	default:
 		return false, false
 	}
+	params := []string{c.Param}
+	if c.Type == TypeToken {
+		params = TokenRows(typ, c.Param) // combo-code: the code and component-code rows
+	}
 	for _, e := range entries {
-		if e.Param != c.Param || e.Type != c.Type {
+		if e.Type != c.Type || !slices.Contains(params, e.Param) {
 			continue
 		}
 		if slices.ContainsFunc(c.Values, func(v Value) bool { return match(e, v) }) {

@@ -296,3 +296,37 @@ func TestSelectsStored(t *testing.T) {
 		}
 	}
 }
+
+// TestSelectsComboCode: combo-code, answered from the code and
+// component-code entries (TokenRows), selects and satisfies by either; it
+// has no entries of its own, so matching its own name would say
+// "certainly not" (and a granular scope restricted by it would grant
+// nothing its search finds).
+func TestSelectsComboCode(t *testing.T) {
+	entries := Extract("Observation", map[string]any{"resourceType": "Observation",
+		"code":      map[string]any{"coding": []any{map[string]any{"system": "http://loinc.org", "code": "85354-9"}}},
+		"component": []any{map[string]any{"code": map[string]any{"coding": []any{map[string]any{"system": "http://loinc.org", "code": "8480-6"}}}}}})
+	for _, tc := range []struct {
+		query          string
+		selected, know bool
+	}{
+		{"combo-code=http://loinc.org|8480-6", true, true},
+		{"combo-code=85354-9", true, true},
+		{"combo-code=8462-4", false, true},
+	} {
+		q, err := Parse("Observation", mustQuery(t, tc.query), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Satisfies decides a granular scope's restriction (engine
+		// authz): combo-code=... must grant what the search finds.
+		if got := Satisfies(q, entries); got != tc.selected {
+			t.Errorf("Satisfies(Observation?%s) = %v, want %v", tc.query, got, tc.selected)
+		}
+		for name, f := range map[string]func(*Query, string, []Entry) (bool, bool){"Selects": Selects, "SelectsStored": SelectsStored} {
+			if sel, known := f(q, "o1", entries); sel != tc.selected || known != tc.know {
+				t.Errorf("%s(Observation?%s) = %v, %v; want %v, %v", name, tc.query, sel, known, tc.selected, tc.know)
+			}
+		}
+	}
+}

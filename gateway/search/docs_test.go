@@ -28,11 +28,15 @@ func TestDocsParameterTable(t *testing.T) {
 		t.Fatalf("%s lacks the %q and %q markers", path, begin, end)
 	}
 	var tb strings.Builder
-	tb.WriteString("| type | parameters (besides `_id` and `_lastUpdated`) |\n|---|---|\n")
+	var common []string
+	for _, p := range search.CommonParams() {
+		common = append(common, "`"+p.Name+"`")
+	}
+	fmt.Fprintf(&tb, "| type | parameters (besides those of every type: %s) |\n|---|---|\n", strings.Join(common, ", "))
 	for _, typ := range search.Types() {
 		var names []string
 		for _, p := range search.Params(typ) {
-			if p.Name != "_id" && p.Name != "_lastUpdated" {
+			if p.Resource != "Resource" {
 				names = append(names, fmt.Sprintf("`%s` (%s)", p.Name, p.Type))
 			}
 		}

@@ -60,7 +60,17 @@ const maxWalkDepth = 1000
 //	   second (23:59:60) is its minute's last instant, in its own day (it
 //	   was the next day's first second); a string's Exact value (:exact)
 //	   is its NFC form, so that text composed otherwise (NFD) is one text
-const IndexVersion = 10
+//	11 the everyday R4 parameters are added: Observation encounter,
+//	   value-concept, value-string; Condition category, clinical-status,
+//	   encounter, onset-date, verification-status; Encounter class,
+//	   participant, service-provider, status, type (practitioner is
+//	   participant's rows of type Practitioner); Procedure category,
+//	   encounter; MedicationAdministration context, medication,
+//	   performer, status; AdverseEvent actuality, category; Patient
+//	   active, address (and -city, -postalcode, -state), deceased,
+//	   email, general-practitioner, organization, phone, telecom;
+//	   DiagnosticReport and Immunization their R4 code, date, status, ...
+const IndexVersion = 11
 
 // Extract returns the de-duplicated index entries of a resource of
 // resourceType for every parameter Params lists, in parameter-name order. The
@@ -135,6 +145,10 @@ func extractDefs(ds []def, resource map[string]any) []Entry {
 			continue
 		}
 		for _, pp := range d.paths {
+			if pp.k == kDeceased {
+				x.deceased(resource)
+				continue
+			}
 			for _, v := range follow(resource, pp.p) {
 				x.value(pp, v)
 			}
@@ -334,7 +348,9 @@ func (x *extractor) value(pp path, v any) {
 			x.token("", strconv.FormatBool(t), "")
 		}
 	case kContactPoint:
-		x.token("", getStr(m, "value"), "")
+		if pp.system == "" || getStr(m, "system") == pp.system {
+			x.token("", getStr(m, "value"), "")
+		}
 	case kString:
 		if s, ok := v.(string); ok {
 			x.str(s)
@@ -417,6 +433,15 @@ func (x *extractor) concept(m map[string]any) {
 	}
 }
 
+// deceased indexes R4's "Patient.deceased.exists() and Patient.deceased
+// != false": true for deceasedBoolean true or any deceasedDateTime, false
+// otherwise (also when neither is given).
+func (x *extractor) deceased(resource map[string]any) {
+	b, _ := resource["deceasedBoolean"].(bool)
+	_, dated := resource["deceasedDateTime"].(string)
+	x.token("", strconv.FormatBool(b || dated), "")
+}
+
 // reference indexes a Reference: its literal reference and its identifier.
 func (x *extractor) reference(m map[string]any) {
 	typ := typeName(getStr(m, "type"))
@@ -441,7 +466,10 @@ func (x *extractor) reference(m map[string]any) {
 // accepts reports whether a reference to type t (empty: unknown) belongs to
 // the current parameter.
 func (x *extractor) accepts(t string) bool {
-	if x.d.patientOnly || x.d.compartment {
+	switch {
+	case x.d.only != "":
+		return t == x.d.only
+	case x.d.compartment:
 		return t == "Patient"
 	}
 	return t == "" || len(x.d.targets) == 0 || slices.Contains(x.d.targets, t)

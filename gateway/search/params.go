@@ -29,6 +29,7 @@ const (
 	kQuantity                 // Quantity -> quantity
 	kNumber                   // integer, decimal -> number
 	kURI                      // uri, url, canonical as a uri value -> uri
+	kDeceased                 // Patient.deceased[x] -> token true/false (R4: deceased.exists() and deceased != false)
 )
 
 // path is one element path of a parameter and the datatype there.
@@ -41,6 +42,10 @@ type path struct {
 	// entries. Set by defs.
 	codes r4.Node
 	key   string
+	// system, for a ContactPoint (kContactPoint), keeps only those of
+	// that ContactPoint.system (R4's "telecom.where(system='phone')");
+	// empty keeps all.
+	system string
 }
 
 // def is the gateway's definition of one search parameter.
@@ -50,9 +55,15 @@ type def struct {
 	desc    string
 	paths   []path
 	targets []string
-	// patientOnly keeps only references to a Patient: the R4 FHIRPath
-	// "X.where(resolve() is Patient)" of the patient parameters.
-	patientOnly bool
+	// only keeps only references known to be of this type: the R4
+	// FHIRPath "X.where(resolve() is Patient)" of the patient parameters
+	// (Patient), Encounter's practitioner (Practitioner).
+	only string
+	// union names the token parameters of the same resource type whose
+	// rows answer this one at query time (Observation's combo-code: its
+	// code and component-code rows): it has no rows of its own (see
+	// TokenRows).
+	union []string
 	// compartment: the generic patient parameter, any Patient reference
 	// anywhere in the resource (see Lookup).
 	compartment bool
@@ -63,10 +74,12 @@ type def struct {
 	// SearchParameter (GatewaySearchParameters); "" for R4's.
 	url string
 	// rowsOf, set by defs, names the reference parameter of the same
-	// resource type whose index rows hold this patient parameter's literal
-	// references: one with the same paths that accepts Patients (an
-	// Observation's patient is its subject where that is a Patient). Those
-	// references are not indexed twice (see ReferenceRows).
+	// resource type whose index rows hold the literal references of this
+	// parameter of one type (only): one with the same paths that accepts
+	// that type (an Observation's patient is its subject where that is a
+	// Patient, an Encounter's practitioner its participant where that is
+	// a Practitioner). Those references are not indexed twice (see
+	// ReferenceRows).
 	rowsOf string
 }
 
@@ -117,9 +130,27 @@ func ref(name, desc string, targets []string, paths ...string) def {
 }
 
 func patientRef(desc string, paths ...string) def {
-	d := ref("patient", desc, []string{"Patient"}, paths...)
-	d.patientOnly = true
+	return onlyRef("patient", desc, "Patient", paths...)
+}
+
+// onlyRef is a reference parameter of the references at paths known to
+// be of type rt (R4's "X.where(resolve() is rt)").
+func onlyRef(name, desc, rt string, paths ...string) def {
+	d := ref(name, desc, []string{rt}, paths...)
+	d.only = rt
 	return d
+}
+
+// contact is the ContactPoints at s of ContactPoint.system sys (any if
+// sys is empty).
+func contact(s, sys string) path { return path{p: s, k: kContactPoint, system: sys} }
+
+// encounterRef is R4's encounter parameter of a clinical resource: its
+// encounter element (R4's clinical-encounter also allows EpisodeOfCare,
+// which these elements cannot hold).
+func encounterRef(what string) def {
+	return ref("encounter", "The Encounter during which the "+what+" was made or took place",
+		[]string{"Encounter"}, "encounter")
 }
 
 func identifier(what string) def {
@@ -129,7 +160,11 @@ func identifier(what string) def {
 // groupPatient is the target list of the subject of most clinical resources.
 func groupPatient() []string { return []string{"Group", "Patient"} }
 
-// commonDefs are the parameters of every resource type.
+// commonDefs are the parameters of every resource type. _profile,
+// _security and _tag are not among them: each would add a row per label
+// to every write (about 1 row a resource in Synthea, 80% of the growth of
+// a session record's rows), too dear for issue 19's write cost; see
+// docs/fhir.md.
 func commonDefs() []def {
 	return []def{
 		token("_id", "Logical id of the resource", p("id", kCode)),
@@ -143,25 +178,51 @@ func specificDefs(rt string) []def {
 	switch rt {
 	case "Patient":
 		return []def{
+			token("active", "Whether the patient record is active", p("active", kCode)),
+			str("address", "A portion of any part of an address of the patient (line, city, district, state, "+
+				"postalCode, country, text)", p("address", kAddress)),
+			str("address-city", "A city specified in an address", p("address.city", kString)),
+			str("address-postalcode", "A postal code specified in an address", p("address.postalCode", kString)),
+			str("address-state", "A state specified in an address", p("address.state", kString)),
 			date("birthdate", "The patient's date of birth", p("birthDate", kDate)),
+			token("deceased", "Whether the patient is deceased: true for deceasedBoolean true or a deceasedDateTime, "+
+				"else false", p("deceased", kDeceased)),
+			token("email", "A value in an email contact", contact("telecom", "email")),
 			str("family", "A portion of the family name of the patient", p("name.family", kString)),
 			token("gender", "Gender of the patient", p("gender", kCode)),
+			ref("general-practitioner", "The patient's nominated general practitioner",
+				[]string{"Organization", "Practitioner", "PractitionerRole"}, "generalPractitioner"),
 			str("given", "A portion of the given name of the patient", p("name.given", kString)),
 			identifier("patient"),
 			str("name", "A portion of any part of a name of the patient (family, given, prefix, suffix, text)",
 				p("name", kHumanName)),
+			ref("organization", "The organization that is the custodian of the patient record",
+				[]string{"Organization"}, "managingOrganization"),
+			token("phone", "A value in a phone contact", contact("telecom", "phone")),
+			token("telecom", "The value in any kind of telecom details of the patient", contact("telecom", "")),
 		}
 	case "Encounter":
 		return []def{
+			token("class", "Classification of patient encounter", p("class", kCoding)),
 			date("date", "A date within the period the encounter lasted", p("period", kPeriod)),
 			identifier("encounter"),
+			ref("participant", "Persons involved in the encounter other than the patient",
+				[]string{"Practitioner", "PractitionerRole", "RelatedPerson"}, "participant.individual"),
 			patientRef("The patient present at the encounter", "subject"),
+			onlyRef("practitioner", "Persons involved in the encounter other than the patient, where a Practitioner",
+				"Practitioner", "participant.individual"),
+			ref("service-provider", "The organization (facility) responsible for this encounter",
+				[]string{"Organization"}, "serviceProvider"),
+			token("status", "The status of the encounter", p("status", kCode)),
 			ref("subject", "The patient or group present at the encounter", groupPatient(), "subject"),
+			token("type", "Specific type of encounter", p("type", kConcept)),
 		}
 	case "Observation":
 		return []def{
 			token("category", "The classification of the type of observation", p("category", kConcept)),
 			token("code", "The code of the observation type", p("code", kConcept)),
+			{name: "combo-code", typ: TypeToken, union: []string{"code", "component-code"},
+				desc: "The code of the observation type or of a component (answered from the code and component-code rows)"},
 			token("component-code", "The component code of the observation type", p("component.code", kConcept)),
 			date("date", "Obtained date/time; if a period, a date within it",
 				p("effectiveDateTime", kDate), p("effectivePeriod", kPeriod),
@@ -169,6 +230,7 @@ func specificDefs(rt string) []def {
 			ref("derived-from", "Related measurements the observation is made from",
 				[]string{"DocumentReference", "ImagingStudy", "Media", "MolecularSequence", "Observation", "QuestionnaireResponse"},
 				"derivedFrom"),
+			encounterRef("observation"),
 			ref("has-member", "Related resource that belongs to the observation group",
 				[]string{"MolecularSequence", "Observation", "QuestionnaireResponse"}, "hasMember"),
 			identifier("observation"),
@@ -179,14 +241,19 @@ func specificDefs(rt string) []def {
 			token("status", "The status of the observation", p("status", kCode)),
 			ref("subject", "The subject the observation is about",
 				[]string{"Device", "Group", "Location", "Patient"}, "subject"),
+			token("value-concept", "The value of the observation, if it is a CodeableConcept",
+				p("valueCodeableConcept", kConcept)),
 			{name: "value-quantity", typ: TypeQuantity, desc: "The value of the observation, if it is a Quantity",
 				paths: []path{p("valueQuantity", kQuantity)}},
+			str("value-string", "The value of the observation, if it is a string", p("valueString", kString)),
 		}
 	case "Procedure":
 		return []def{
+			token("category", "Classification of the procedure", p("category", kConcept)),
 			token("code", "A code to identify the procedure", p("code", kConcept)),
 			date("date", "When the procedure was performed",
 				p("performedDateTime", kDate), p("performedPeriod", kPeriod)),
+			encounterRef("procedure"),
 			identifier("procedure"),
 			patientRef("The patient the procedure was performed on", "subject"),
 			token("status", "The status of the procedure", p("status", kCode)),
@@ -195,12 +262,19 @@ func specificDefs(rt string) []def {
 	case "MedicationAdministration":
 		return []def{
 			token("code", "The code of the medication administered", p("medicationCodeableConcept", kConcept)),
+			ref("context", "The Encounter or EpisodeOfCare the administration is part of",
+				[]string{"Encounter", "EpisodeOfCare"}, "context"),
 			date("effective-time", "Date administration happened (or did not happen)",
 				p("effectiveDateTime", kDate), p("effectivePeriod", kPeriod)),
 			identifier("administration"),
+			ref("medication", "The Medication resource administered", []string{"Medication"}, "medicationReference"),
 			gatewayDefined(ref("part-of", "The event the administration is part of (gateway-defined: "+medAdminPartOfURL+")",
 				[]string{"MedicationAdministration", "Procedure"}, "partOf"), medAdminPartOfURL),
 			patientRef("The patient who received the medication", "subject"),
+			ref("performer", "The individual who administered the medication",
+				[]string{"Device", "Patient", "Practitioner", "PractitionerRole", "RelatedPerson"}, "performer.actor"),
+			token("status", "MedicationAdministration event status (in-progress, not-done, on-hold, completed, ...)",
+				p("status", kCode)),
 			ref("subject", "The patient or group who received the medication", groupPatient(), "subject"),
 		}
 	case "MedicationRequest":
@@ -236,6 +310,9 @@ func specificDefs(rt string) []def {
 	case "AdverseEvent":
 		// R4 defines no patient parameter for AdverseEvent: use subject.
 		return []def{
+			token("actuality", "actual | potential", p("actuality", kCode)),
+			token("category", "product-problem | product-quality | product-use-error | wrong-dose | ...",
+				p("category", kConcept)),
 			date("date", "When the event occurred", p("date", kDate)),
 			token("event", "Type of the event itself in relation to the subject", p("event", kConcept)),
 			gatewayDefined(token("identifier", "The business identifier of the adverse event (gateway-defined: "+
@@ -250,10 +327,37 @@ func specificDefs(rt string) []def {
 		}
 	case "Condition":
 		return []def{
+			token("category", "The category of the condition", p("category", kConcept)),
+			token("clinical-status", "The clinical status of the condition", p("clinicalStatus", kConcept)),
 			token("code", "Code for the condition", p("code", kConcept)),
+			encounterRef("condition"),
 			identifier("condition"),
+			date("onset-date", "Date related onsets (dateTime and Period)",
+				p("onsetDateTime", kDate), p("onsetPeriod", kPeriod)),
 			patientRef("The patient who has the condition", "subject"),
 			ref("subject", "The patient or group who has the condition", groupPatient(), "subject"),
+			token("verification-status", "unconfirmed | provisional | differential | confirmed | refuted | entered-in-error",
+				p("verificationStatus", kConcept)),
+		}
+	case "DiagnosticReport":
+		return []def{
+			token("category", "Which diagnostic discipline/department created the report", p("category", kConcept)),
+			token("code", "The code for the report, as opposed to codes for the atomic results", p("code", kConcept)),
+			date("date", "The clinically relevant time of the report",
+				p("effectiveDateTime", kDate), p("effectivePeriod", kPeriod)),
+			encounterRef("report"),
+			identifier("report"),
+			r4PatientDef("DiagnosticReport", r4PatientPaths("DiagnosticReport")),
+			ref("result", "Link to an atomic result (observation resource)", []string{"Observation"}, "result"),
+			token("status", "The status of the report", p("status", kCode)),
+		}
+	case "Immunization":
+		return []def{
+			date("date", "Vaccination (non)-Administration Date", p("occurrenceDateTime", kDate)),
+			identifier("immunization"),
+			r4PatientDef("Immunization", r4PatientPaths("Immunization")),
+			token("status", "Immunization event status", p("status", kCode)),
+			token("vaccine-code", "Vaccine Product Administered", p("vaccineCode", kConcept)),
 		}
 	case "Provenance":
 		return []def{
@@ -434,12 +538,12 @@ func CodeSystem(resourceType, name, code string) string {
 // accepts Patients. Its rows of type Patient are then exactly d's literal
 // references (see extractor.accepts).
 func rowsOf(all []def, d def) string {
-	if !d.patientOnly {
+	if d.only == "" {
 		return ""
 	}
 	for _, o := range all {
-		if o.typ == TypeReference && !o.patientOnly && !o.compartment && o.ext == "" && slices.Equal(o.paths, d.paths) &&
-			(len(o.targets) == 0 || slices.Contains(o.targets, "Patient")) {
+		if o.typ == TypeReference && o.only == "" && !o.compartment && o.ext == "" && slices.Equal(o.paths, d.paths) &&
+			(len(o.targets) == 0 || slices.Contains(o.targets, d.only)) {
 			return o.name
 		}
 	}
@@ -460,11 +564,57 @@ func rowsOf(all []def, d def) string {
 func ReferenceRows(resourceType, name string) (param, refType string) {
 	for _, d := range defs(resourceType) {
 		if d.name == name && d.rowsOf != "" {
-			return d.rowsOf, "Patient"
+			return d.rowsOf, d.only
 		}
 	}
 	return name, ""
 }
+
+// TokenRows returns the parameters whose token rows answer the token
+// parameter name of resourceType: name itself, but for a parameter the
+// gateway answers from other parameters' rows (Observation's combo-code:
+// code and component-code), of which Extract makes no rows of its own.
+func TokenRows(resourceType, name string) []string {
+	for _, d := range defs(resourceType) {
+		if d.name == name && d.union != nil {
+			return d.union
+		}
+	}
+	return []string{name}
+}
+
+// TokenRowAliases returns, for the token parameter name of every
+// resource type, the types where TokenRows gives other parameters,
+// grouped by what it gives (Params), for a search over several types.
+func TokenRowAliases(name string) []TokenAlias {
+	if v, ok := tokenAliasesOf.Load(name); ok {
+		return v.([]TokenAlias)
+	}
+	var out []TokenAlias
+	for _, t := range r4Types {
+		ps := TokenRows(t, name)
+		if len(ps) == 1 && ps[0] == name {
+			continue
+		}
+		i := slices.IndexFunc(out, func(a TokenAlias) bool { return slices.Equal(a.Params, ps) })
+		if i < 0 {
+			out = append(out, TokenAlias{Params: ps})
+			i = len(out) - 1
+		}
+		out[i].Types = append(out[i].Types, t)
+	}
+	tokenAliasesOf.Store(name, out)
+	return out
+}
+
+// TokenAlias is a set of resource types whose token parameter of one
+// name is answered from the rows of Params (see TokenRows).
+type TokenAlias struct {
+	Types  []string
+	Params []string
+}
+
+var tokenAliasesOf sync.Map // parameter name -> []TokenAlias
 
 // RowAlias is a set of resource types whose parameter of one name is kept
 // as the rows of Param of type RefType (see ReferenceRows).
@@ -514,7 +664,18 @@ func (d def) param(rt string) Param {
 	}
 	out := Param{Resource: res, Name: d.name, Type: d.typ, Description: d.desc, Definition: d.url}
 	for _, x := range d.paths {
-		out.Paths = append(out.Paths, x.p)
+		if x.system != "" {
+			out.Paths = append(out.Paths, x.p+".where(system='"+x.system+"')")
+		} else {
+			out.Paths = append(out.Paths, x.p)
+		}
+	}
+	for _, u := range d.union {
+		i := slices.IndexFunc(defs(rt), func(o def) bool { return o.name == u })
+		for _, x := range defs(rt)[i].paths {
+			out.Paths = append(out.Paths, x.p)
+		}
+		out.Text = true
 	}
 	if d.ext != "" {
 		out.Paths = append(out.Paths, "extension('"+d.ext+"').value")
@@ -550,6 +711,19 @@ func Lookup(resourceType, name string) (Param, bool) {
 		}
 	}
 	return Param{}, false
+}
+
+// CommonParams returns, sorted by name, the search parameters every
+// resource type has (_id and _lastUpdated; their
+// Resource "Resource"): the CapabilityStatement's rest.searchParam.
+func CommonParams() []Param {
+	var out []Param
+	for _, p := range Params("Basic") {
+		if p.Resource == "Resource" {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // Params returns all search parameters of resourceType sorted by name, or

@@ -55,7 +55,25 @@ func TestLookup(t *testing.T) {
 			Paths: []string{"patient"}, Targets: []string{"Patient"}}, true},
 		{"Medication", "patient", Param{Resource: "Medication", Name: "patient", Type: TypeReference,
 			Targets: []string{"Patient"}}, true},
-		{"Immunization", "vaccine-code", Param{}, false},
+		{"Immunization", "vaccine-code", Param{Resource: "Immunization", Name: "vaccine-code", Type: TypeToken,
+			Paths: []string{"vaccineCode"}}, true},
+		{"Observation", "combo-code", Param{Resource: "Observation", Name: "combo-code", Type: TypeToken,
+			Paths: []string{"code", "component.code"}}, true},
+		{"Observation", "encounter", Param{Resource: "Observation", Name: "encounter", Type: TypeReference,
+			Paths: []string{"encounter"}, Targets: []string{"Encounter"}}, true},
+		{"Encounter", "practitioner", Param{Resource: "Encounter", Name: "practitioner", Type: TypeReference,
+			Paths: []string{"participant.individual"}, Targets: []string{"Practitioner"}}, true},
+		{"Encounter", "status", Param{Resource: "Encounter", Name: "status", Type: TypeToken, Paths: []string{"status"},
+			Systems: []string{"http://hl7.org/fhir/encounter-status"}}, true},
+		{"Patient", "phone", Param{Resource: "Patient", Name: "phone", Type: TypeToken,
+			Paths: []string{"telecom.where(system='phone')"}}, true},
+		{"Patient", "deceased", Param{Resource: "Patient", Name: "deceased", Type: TypeToken, Paths: []string{"deceased"}}, true},
+		{"Condition", "onset-date", Param{Resource: "Condition", Name: "onset-date", Type: TypeDate,
+			Paths: []string{"onsetDateTime", "onsetPeriod"}}, true},
+		// Not indexed: each would add a row per label to every write.
+		{"Basic", "_profile", Param{}, false},
+		{"Observation", "_security", Param{}, false},
+		{"Patient", "_tag", Param{}, false},
 		{"Parameters", "patient", Param{}, false},
 		{"Parameters", "_id", Param{Resource: "Resource", Name: "_id", Type: TypeToken, Paths: []string{"id"}}, true},
 		{"NotAType", "_id", Param{}, false},
@@ -85,19 +103,21 @@ func TestLookup(t *testing.T) {
 
 func TestParamsNames(t *testing.T) {
 	want := map[string][]string{
-		"Patient":                  {"_id", "_lastUpdated", "birthdate", "family", "gender", "given", "identifier", "name"},
-		"Encounter":                {"_id", "_lastUpdated", "date", "identifier", "patient", "subject"},
-		"Observation":              {"_id", "_lastUpdated", "category", "code", "component-code", "date", "derived-from", "has-member", "identifier", "part-of", "patient", "status", "subject", "value-quantity"},
-		"Procedure":                {"_id", "_lastUpdated", "code", "date", "identifier", "patient", "status", "subject"},
-		"MedicationAdministration": {"_id", "_lastUpdated", "code", "effective-time", "identifier", "part-of", "patient", "subject"},
-		"AdverseEvent":             {"_id", "_lastUpdated", "date", "event", "identifier", "seriousness", "severity", "subject", "substance"},
-		"Condition":                {"_id", "_lastUpdated", "code", "identifier", "patient", "subject"},
+		"Patient":                  {"_id", "_lastUpdated", "active", "address", "address-city", "address-postalcode", "address-state", "birthdate", "deceased", "email", "family", "gender", "general-practitioner", "given", "identifier", "name", "organization", "phone", "telecom"},
+		"Encounter":                {"_id", "_lastUpdated", "class", "date", "identifier", "participant", "patient", "practitioner", "service-provider", "status", "subject", "type"},
+		"Observation":              {"_id", "_lastUpdated", "category", "code", "combo-code", "component-code", "date", "derived-from", "encounter", "has-member", "identifier", "part-of", "patient", "status", "subject", "value-concept", "value-quantity", "value-string"},
+		"Procedure":                {"_id", "_lastUpdated", "category", "code", "date", "encounter", "identifier", "patient", "status", "subject"},
+		"MedicationAdministration": {"_id", "_lastUpdated", "code", "context", "effective-time", "identifier", "medication", "part-of", "patient", "performer", "status", "subject"},
+		"AdverseEvent":             {"_id", "_lastUpdated", "actuality", "category", "date", "event", "identifier", "seriousness", "severity", "subject", "substance"},
+		"Condition":                {"_id", "_lastUpdated", "category", "clinical-status", "code", "encounter", "identifier", "onset-date", "patient", "subject", "verification-status"},
 		"Provenance":               {"_id", "_lastUpdated", "agent", "entity", "patient", "recorded", "target", "trace-id"},
 		"AuditEvent": {"_id", "_lastUpdated", "action", "address", "agent", "date", "entity", "outcome", "patient",
 			"site", "subtype", "trace-id", "type"},
-		"CarePlan":   {"_id", "_lastUpdated", "patient"},
-		"Parameters": {"_id", "_lastUpdated"},
-		"Nope":       nil,
+		"CarePlan":         {"_id", "_lastUpdated", "patient"},
+		"Parameters":       {"_id", "_lastUpdated"},
+		"DiagnosticReport": {"_id", "_lastUpdated", "category", "code", "date", "encounter", "identifier", "patient", "result", "status"},
+		"Immunization":     {"_id", "_lastUpdated", "date", "identifier", "patient", "status", "vaccine-code"},
+		"Nope":             nil,
 	}
 	for rt, names := range want {
 		t.Run(rt, func(t *testing.T) {
@@ -239,8 +259,12 @@ func TestReferenceRows(t *testing.T) {
 		{"Observation", "has-member", "has-member", ""},
 		{"AuditEvent", "patient", "patient", ""}, // agent.who and entity.what: no other parameter has both
 		{"AdverseEvent", "subject", "subject", ""},
-		{"Claim", "patient", "patient", ""},        // R4's Claim.patient: no other parameter has it
-		{"Immunization", "patient", "patient", ""}, // no subject
+		{"Claim", "patient", "patient", ""},            // R4's Claim.patient: no other parameter has it
+		{"Immunization", "patient", "patient", ""},     // no subject
+		{"DiagnosticReport", "patient", "patient", ""}, // the gateway indexes no subject of it
+		// An Encounter's practitioner is its participant of type Practitioner.
+		{"Encounter", "practitioner", "participant", "Practitioner"},
+		{"Encounter", "participant", "participant", ""},
 		{"NotAType", "patient", "patient", ""},
 	}
 	for _, tt := range tests {

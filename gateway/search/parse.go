@@ -479,6 +479,15 @@ func (ps *parser) include(key, mod string, rev bool, v string) *Error {
 	if len(parts) == 3 {
 		inc.TargetType = parts[2]
 	}
+	// Without :iterate an _include starts from the searched type: say so
+	// before judging the parameter against another type (Patient:subject
+	// on an Observation search is the wrong source, not a missing
+	// parameter of Patient).
+	if !iterate && !rev && inc.SourceType != ps.rt {
+		return ps.errorf(key, RuleValueInvalid, "without :iterate, the source type of _include must be the searched "+
+			"type %s, not %s: use %s:<parameter> (its reference parameters are %s), or _include:iterate to include "+
+			"from the resources already included", ps.rt, inc.SourceType, ps.rt, referenceParams(ps.rt))
+	}
 	p, ok := Lookup(inc.SourceType, inc.Param)
 	if !ok {
 		return ps.errorf(key, RuleParamUnknown, "%s names a parameter unknown for %s; the reference parameters of %s are %s",
@@ -493,8 +502,6 @@ func (ps *parser) include(key, mod string, rev bool, v string) *Error {
 	}
 	if !iterate {
 		switch {
-		case !rev && inc.SourceType != ps.rt:
-			return ps.errorf(key, RuleValueInvalid, "_include must start with the searched type %s (or use :iterate)", ps.rt)
 		case rev && (inc.TargetType != "" && inc.TargetType != ps.rt || !pointsTo(p, ps.rt)):
 			return ps.errorf(key, RuleValueInvalid, "_revinclude names a parameter that cannot point to %s", ps.rt)
 		}

@@ -232,12 +232,18 @@ func TestParseErrors(t *testing.T) {
 		{"Patient", "_has:Observation:patient=x", RuleValueInvalid, "_has"},
 		{"Patient", "_has:Observation:patient:date=" + secret, RuleValueInvalid, "_has:Observation:patient:date"},
 		{"Patient", "foo=" + secret, RuleParamUnknown, ""},
-		{"Patient", "_tag=" + secret, RuleParamUnsupported, "_tag"},
+		{"Patient", "_source=" + secret, RuleParamUnsupported, "_source"},
+		// _tag, _profile and _security are not indexed (each would add a
+		// row per label to every write; docs/fhir.md).
+		{"Observation", "_tag=" + secret, RuleParamUnsupported, "_tag"},
+		{"Observation", "_profile=" + secret, RuleParamUnsupported, "_profile"},
+		{"Observation", "_security=" + secret, RuleParamUnsupported, "_security"},
+		{"Patient", "_security:not=" + secret, RuleParamUnsupported, "_security:not"},
 		// A parameter R4 defines for the type that the gateway does not
 		// support is named; one only a later version defines (R5's
 		// DetectedIssue status, ServiceRequest order-detail) is unknown
 		// in R4, so not.
-		{"Condition", "clinical-status=active", RuleParamUnsupported, "clinical-status"},
+		{"Condition", "abatement-date=2026", RuleParamUnsupported, "abatement-date"},
 		{"DetectedIssue", "status=final", RuleParamUnknown, ""},
 		{"ServiceRequest", "order-detail=x", RuleParamUnknown, ""},
 		{"DeviceDefinition", "classification=x", RuleParamUnknown, ""},
@@ -516,11 +522,11 @@ func TestErrorsDoNotEchoOddNames(t *testing.T) {
 	if !errors.As(err, &se) || se.Param != "name" || strings.Contains(se.Message, "Jane") {
 		t.Errorf("Parse(name:Jane) = %+v, want the parameter named, not the modifier", err)
 	}
-	_, ignored, err := ParseLenient("Patient", url.Values{"Jane Doe": {"x"}, "shoe-size": {"1"}, "_tag": {"x"}})
-	if err != nil || !slices.Equal(ignored, []string{"Jane Doe", "_tag", "shoe-size"}) {
+	_, ignored, err := ParseLenient("Patient", url.Values{"Jane Doe": {"x"}, "shoe-size": {"1"}, "_source": {"x"}})
+	if err != nil || !slices.Equal(ignored, []string{"Jane Doe", "_source", "shoe-size"}) {
 		t.Errorf("ParseLenient ignored = %v, %v", ignored, err)
 	}
-	for key, want := range map[string]string{"Jane Doe": "", "shoe-size": "", "_tag": "_tag", "name:exact": "name:exact",
+	for key, want := range map[string]string{"Jane Doe": "", "shoe-size": "", "_source": "_source", "name:exact": "name:exact",
 		"name:Jane": "name", "subject:Patient.name": "", "birthdate:missing": "birthdate:missing", "_include:iterate": "_include:iterate"} {
 		if got := ShownName("Patient", key); got != want {
 			t.Errorf("ShownName(Patient, %q) = %q, want %q", key, got, want)
@@ -559,10 +565,10 @@ func TestUnknownParamListsKnown(t *testing.T) {
 		{rt: "AuditEvent", query: "_sort=-recorded", want: "it sorts AuditEvent by _id, _lastUpdated and date (searches recorded)"},
 		{rt: "Patient", query: "birthDate=2000", want: "birthdate (searches birthDate)"},
 		{rt: "Observation", query: "effective=2026", want: "date (searches effective[x])"},
-		{rt: "Observation", query: "_include=Observation:nope", want: "the reference parameters of Observation are derived-from, has-member, part-of, patient and subject"},
-		{rt: "Observation", query: "subject:Patient.nope=x", want: "Patient's search parameters are _id, _lastUpdated, birthdate (searches birthDate), family, gender, given, identifier and name"},
+		{rt: "Observation", query: "_include=Observation:nope", want: "the reference parameters of Observation are derived-from, encounter, has-member, part-of, patient and subject"},
+		{rt: "Observation", query: "subject:Patient.nope=x", want: "Patient's search parameters are _id, _lastUpdated, active, address, address-city, address-postalcode, address-state, birthdate (searches birthDate), deceased, email, family, gender, general-practitioner, given, identifier, name, organization, phone and telecom"},
 		{rt: "Patient", query: "_has:Observation:patient:nope=x", want: "Observation's search parameters are _id"},
-		{rt: "Patient", query: "identifier=x&nope=x", conditional: true, want: "Patient's search parameters are _id, _lastUpdated, birthdate (searches birthDate), family, gender, given, identifier and name"},
+		{rt: "Patient", query: "identifier=x&nope=x", conditional: true, want: "Patient's search parameters are _id, _lastUpdated, active, address, address-city, address-postalcode, address-state, birthdate (searches birthDate), deceased, email, family, gender, general-practitioner, given, identifier, name, organization, phone and telecom"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.rt+"?"+tt.query, func(t *testing.T) {
@@ -580,5 +586,32 @@ func TestUnknownParamListsKnown(t *testing.T) {
 				t.Errorf("ParseConditional(%s?%s) = %q, lists result parameters conditional criteria do not take", tt.rt, tt.query, se.Message)
 			}
 		})
+	}
+}
+
+// TestIncludeSourceType: an _include without :iterate whose source type is
+// not the searched type says so (finding p43 F4), whether or not the
+// parameter exists for that source type, and names no unrelated list.
+func TestIncludeSourceType(t *testing.T) {
+	for _, tc := range []struct{ rt, query, want string }{
+		{"Observation", "_include=Patient:subject", "without :iterate, the source type of _include must be the searched type Observation, not Patient"},
+		{"Observation", "_include=Patient:general-practitioner", "without :iterate, the source type of _include must be the searched type Observation, not Patient"},
+		{"Observation", "_include=Encounter:practitioner", "without :iterate, the source type of _include must be the searched type Observation, not Encounter"},
+	} {
+		_, err := Parse(tc.rt, mustQuery(t, tc.query), false)
+		var se *Error
+		if !errors.As(err, &se) || se.Rule != RuleValueInvalid || !strings.Contains(se.Message, tc.want) ||
+			strings.Contains(se.Message, "reference parameters of") {
+			t.Errorf("Parse(%s?%s) = %v, want %s saying %q", tc.rt, tc.query, err, RuleValueInvalid, tc.want)
+		}
+	}
+	// With :iterate the source type may be another; its parameter must exist.
+	if _, err := Parse("Observation", mustQuery(t, "_include=Observation:encounter&_include:iterate=Encounter:practitioner"), false); err != nil {
+		t.Errorf("Parse(Observation?_include=Observation:encounter&_include:iterate=Encounter:practitioner) = %v", err)
+	}
+	_, err := Parse("Observation", mustQuery(t, "_include:iterate=Patient:subject"), false)
+	var se *Error
+	if !errors.As(err, &se) || se.Rule != RuleParamUnknown {
+		t.Errorf("Parse(Observation?_include:iterate=Patient:subject) = %v, want %s", err, RuleParamUnknown)
 	}
 }

@@ -46,10 +46,10 @@ func TestPatientParamIsR4s(t *testing.T) {
 		for part := range strings.SplitSeq(sp.expr, " | ") {
 			want = append(want, strings.TrimSuffix(strings.TrimPrefix(part, rt+"."), ".where(resolve() is Patient)"))
 		}
-		if d.compartment || !d.patientOnly || !slices.Equal(p.Paths, want) || !slices.Equal(p.Targets, []string{"Patient"}) ||
+		if d.compartment || d.only != "Patient" || !slices.Equal(p.Paths, want) || !slices.Equal(p.Targets, []string{"Patient"}) ||
 			p.Definition != r4SearchParameterBase+sp.id {
 			t.Errorf("%s patient = paths %v targets %v definition %q (patientOnly %v); want R4's %s: paths %v, Patient only, %s",
-				rt, p.Paths, p.Targets, p.Definition, d.patientOnly, sp.expr, want, r4SearchParameterBase+sp.id)
+				rt, p.Paths, p.Targets, p.Definition, d.only == "Patient", sp.expr, want, r4SearchParameterBase+sp.id)
 		}
 		for _, path := range p.Paths { // each is a Reference element of the type
 			node, typ := r4.ResourceNode(rt), ""

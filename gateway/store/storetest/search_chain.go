@@ -258,7 +258,10 @@ func testSearchCarePeriod(t *testing.T, s store.Store) {
 		// An infusion across midnight, from the last day of June.
 		doc{"MedicationAdministration", "ma-cross", []search.Entry{p1, date("effective-time",
 			period(instant(time.Date(2026, 6, 30, 23, 30, 0, 0, time.UTC)), instant(time.Date(2026, 7, 1, 0, 45, 0, 0, time.UTC))))}},
-		// A type without a care date: whatever its dates.
+		// A type without a care date (a Condition's onset-date is none:
+		// search.CareDate): whatever its dates.
+		doc{"Condition", "c-2010", []search.Entry{ref("subject", "Patient", "p1"), date("onset-date", day(2010, 1, 1))}},
+		// A type with one (an Immunization's date) outside the periods.
 		doc{"Immunization", "i-2010", []search.Entry{ref("patient", "Patient", "p1"), date("date", day(2010, 1, 1))}},
 	)
 	in := func(start, end time.Time, types ...string) []string {
@@ -278,10 +281,10 @@ func testSearchCarePeriod(t *testing.T, s store.Store) {
 		types      []string
 		want       string
 	}{
-		{"July", july, endJuly, nil, "i-2010,ma-cross,o-july,o-undated,p1,pr-july"},
-		{"from July on", july, time.Time{}, nil, "i-2010,ma-cross,o-july,o-undated,p1,pr-july"},
-		{"up to May", time.Time{}, day(2026, 5, 31)[1], nil, "i-2010,o-may,o-undated,p1"},
-		{"the last minute of June", time.Date(2026, 6, 30, 23, 59, 0, 0, time.UTC), day(2026, 6, 30)[1], nil, "i-2010,ma-cross,o-undated,p1"},
+		{"July", july, endJuly, nil, "c-2010,ma-cross,o-july,o-undated,p1,pr-july"},
+		{"from July on", july, time.Time{}, nil, "c-2010,ma-cross,o-july,o-undated,p1,pr-july"},
+		{"up to May", time.Time{}, day(2026, 5, 31)[1], nil, "c-2010,i-2010,o-may,o-undated,p1"},
+		{"the last minute of June", time.Date(2026, 6, 30, 23, 59, 0, 0, time.UTC), day(2026, 6, 30)[1], nil, "c-2010,ma-cross,o-undated,p1"},
 		{"July's Observations", july, endJuly, []string{"Observation"}, "o-july,o-undated"},
 		{"2025", day(2025, 1, 1)[0], day(2025, 12, 31)[1], []string{"Observation", "Procedure", "MedicationAdministration"}, "o-undated"},
 	} {

@@ -67,6 +67,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"SearchCompartment", testSearchCompartment},
 		{"SearchCarePeriod", testSearchCarePeriod},
 		{"SearchPatientRows", testSearchPatientRows},
+		{"SearchEveryday", testSearchEveryday},
 		{"BadQueries", testBadQueries},
 		{"NormalizedOnPut", testNormalizedOnPut},
 		{"Sort", testSort},

@@ -155,11 +155,46 @@ func (b *Builder) memberOpen(not bool, tbl, param string) {
 	} else {
 		b.add("(c.type, c.id) " + neg + "IN (SELECT x.type, x.id FROM " + tbl + " x WHERE 1 = 1")
 	}
-	if tbl == "idx_reference" {
+	switch tbl {
+	case "idx_reference":
 		b.refRows(b.typ, param)
-	} else {
+	case "idx_token":
+		b.tokenRows(b.typ, param)
+	default:
 		b.add(" AND x.param = ?", param)
 	}
+}
+
+// tokenRows writes " AND <condition>" selecting, among token rows x, those
+// of the token parameter param of resource type typ ("" when x.type is
+// not fixed): x.param = param, or for a parameter answered from other
+// parameters' rows (search.TokenRows: an Observation's combo-code is its
+// code and component-code rows) theirs.
+func (b *Builder) tokenRows(typ, param string) {
+	if typ != "" {
+		ps := search.TokenRows(typ, param)
+		if len(ps) == 1 {
+			b.add(" AND x.param = ?", ps[0])
+			return
+		}
+		b.add(" AND ")
+		b.in("x.param", ps)
+		return
+	}
+	aliases := search.TokenRowAliases(param)
+	if len(aliases) == 0 {
+		b.add(" AND x.param = ?", param)
+		return
+	}
+	b.add(" AND (x.param = ?", param)
+	for _, a := range aliases {
+		b.add(" OR (")
+		b.in("x.param", a.Params)
+		b.add(" AND ")
+		b.in("x.type", a.Types)
+		b.add(")")
+	}
+	b.add(")")
 }
 
 // refRows writes " AND <condition>" selecting, among reference rows x, those
