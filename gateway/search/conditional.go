@@ -249,10 +249,7 @@ func selectsStoredClause(typ string, c Clause, entries []Entry) (ok, known bool)
 	isRef := func(e Entry) bool {
 		return e.Param == param && e.Type == TypeReference && (refType == "" || e.RefType == refType)
 	}
-	params := []string{c.Param}
-	if c.Type == TypeToken {
-		params = TokenRows(typ, c.Param)
-	}
+	params := TokenRows(typ, c.Param) // [c.Param] but for combo-code: the code and component-code rows
 	switch {
 	case c.Missing != nil:
 		present := slices.ContainsFunc(entries, func(e Entry) bool {
@@ -301,10 +298,7 @@ func selectsClause(typ string, c Clause, id string, entries []Entry) (ok, known 
 	default:
 		return false, false
 	}
-	params := []string{c.Param}
-	if c.Type == TypeToken {
-		params = TokenRows(typ, c.Param) // combo-code: the code and component-code rows
-	}
+	params := TokenRows(typ, c.Param) // [c.Param] but for combo-code: the code and component-code rows
 	for _, e := range entries {
 		if e.Type != c.Type || !slices.Contains(params, e.Param) {
 			continue

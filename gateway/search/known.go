@@ -20,8 +20,8 @@ var resultParams = []string{"_count", "_offset", "_sort", "_summary", "_elements
 // KnownParams says which parameters a search of resourceType takes, for an
 // error about a parameter that is not one of them: its search parameters
 // (searchParams), the result parameters, and that the CapabilityStatement
-// gives each one's type. Every type has at most 22 search parameters (Patient), so
-// all are listed. "" for an unknown type.
+// gives each one's type. No type has more than a few dozen search
+// parameters, so all are listed. "" for an unknown type.
 func KnownParams(resourceType string) string {
 	if Params(resourceType) == nil {
 		return ""

@@ -500,11 +500,8 @@ func (ps *parser) include(key, mod string, rev bool, v string) *Error {
 		len(p.Targets) > 0 && !slices.Contains(p.Targets, inc.TargetType)) {
 		return ps.errorf(key, RuleValueInvalid, "%s names a target type the parameter cannot point to", ps.named(key))
 	}
-	if !iterate {
-		switch {
-		case rev && (inc.TargetType != "" && inc.TargetType != ps.rt || !pointsTo(p, ps.rt)):
-			return ps.errorf(key, RuleValueInvalid, "_revinclude names a parameter that cannot point to %s", ps.rt)
-		}
+	if !iterate && rev && (inc.TargetType != "" && inc.TargetType != ps.rt || !pointsTo(p, ps.rt)) {
+		return ps.errorf(key, RuleValueInvalid, "_revinclude names a parameter that cannot point to %s", ps.rt)
 	}
 	list := &ps.q.Includes
 	if rev {
