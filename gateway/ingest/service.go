@@ -416,15 +416,16 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 		}
 		docs, checked = nil, nil
 	}
-	if res, raws, docs, checked, err = dropPhantoms(st, res, raws, docs, checked); err != nil {
-		return nil, false, err
-	}
-	if res, raws, docs, checked, err = keepRetiredIssue(st, rec.rec, rec.opts, res, raws, docs, checked); err != nil {
+	var retiring []map[string]any // the stored signals res retires
+	if res, raws, docs, checked, retiring, err = dropPhantoms(st, res, raws, docs, checked); err != nil {
 		return nil, false, err
 	}
 	// What is stored: one Patient per person, and the rules across records.
 	id, err = resolveIdentity(st, rec.rec, res)
 	if err != nil {
+		return nil, false, err
+	}
+	if res, raws, docs, checked, err = keepRetiredIssue(st, rec.rec, rec.opts, id.patientID, retiring, res, raws, docs, checked); err != nil {
 		return nil, false, err
 	}
 	DeliverMatching(rec.rec, res, id.stored)

@@ -284,8 +284,14 @@ func decode(r *store.Resource) (map[string]any, error) {
 // samePatient reports whether a stored resource's subject is the Patient
 // patientID ("" is a Patient not stored yet: never the same).
 func samePatient(doc map[string]any, patientID string) bool {
-	subject, _ := doc["subject"].(map[string]any)
-	return patientID != "" && str(subject, "reference") == "Patient/"+patientID
+	return samePatientOf(doc, "subject", patientID)
+}
+
+// samePatientOf is samePatient for a resource whose patient is its
+// element elem (a DetectedIssue's patient).
+func samePatientOf(doc map[string]any, elem, patientID string) bool {
+	ref, _ := doc[elem].(map[string]any)
+	return patientID != "" && str(ref, "reference") == "Patient/"+patientID
 }
 
 // ownResource reports whether a stored resource carries one of the

@@ -1,0 +1,110 @@
+package ingest_test
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+	"github.com/ketamine-gateway/ketamine-gateway/mapping"
+)
+
+// TestRetiredSignalNotRewritten: an entry that retires a safety signal is
+// written only while the stored signal is in force and, for a session's
+// DetectedIssue retired by a vitals record sent on its own, is the
+// record's patient's: a signal already retired is not rewritten by every
+// later version (its inactivation date moving), and another patient's
+// withdrawal naming the session writes nothing (reviewer of p45, 1 and 6).
+// want is the signal's stored status, version and patient after the last
+// record.
+func TestRetiredSignalNotRewritten(t *testing.T) {
+	vitals := func(recordID, version, patient, session, sbp string) string {
+		named := ""
+		if session != "" {
+			named = `"sessionId": "` + session + `", `
+		}
+		return rec(recordID, version, patient, "", named+`"timepoint": "pre-dose", "measuredAt": "2026-03-02T08:50:00-05:00", `+
+			`"bloodPressure": {"systolic": `+sbp+`, "diastolic": 80}`)
+	}
+	withdraw := func(doc, version string) string {
+		return strings.Replace(doc, `"version": "`+version+`"`, `"version": "`+version+`", "status": "entered-in-error"`, 1)
+	}
+	session := func(patient string) string {
+		return strings.Replace(criticalSession("S-1", "1", "186"), `"id": "P-1"`, `"id": "`+patient+`"`, 1)
+	}
+	ae := func(version, event string) string {
+		doc := rec("AE-1", version, "P-1", "", `"event": "`+event+`", "onsetAt": "2026-03-02T09:25:00-05:00", "severity": "moderate", "serious": false`)
+		// Each version changed at another time: an inactive Flag's period ends at the change.
+		return strings.Replace(doc, `"version": "`+version+`"`, `"version": "`+version+`", "lastUpdated": "2026-03-1`+version+`T12:00:00Z"`, 1)
+	}
+	type step struct {
+		kind mapping.Kind
+		doc  string
+	}
+	tests := []struct {
+		name    string
+		typ     string
+		steps   []step
+		status  string
+		version int64
+		patient string // the stored signal's patient, "" not checked
+	}{
+		{"another patient's withdrawal naming the session, the issue retired", "DetectedIssue", []step{
+			{mapping.KindSession, session("P-2")},
+			{mapping.KindVitals, vitals("V-S-1", "2", "P-2", "S-1", "128")}, // retires it: v2
+			{mapping.KindVitals, vitals("V-7", "1", "P-1", "", "128")},
+			{mapping.KindVitals, withdraw(vitals("V-7", "2", "P-1", "S-1", "128"), "2")},
+		}, "entered-in-error", 2, "P-2"},
+		{"another patient's withdrawal naming the session, the issue in force", "DetectedIssue", []step{
+			{mapping.KindSession, session("P-2")},
+			{mapping.KindVitals, vitals("V-S-1", "2", "P-2", "", "128")}, // names no session: the issue stays
+			{mapping.KindVitals, vitals("V-7", "1", "P-1", "", "128")},
+			{mapping.KindVitals, withdraw(vitals("V-7", "2", "P-1", "S-1", "128"), "2")},
+		}, "final", 1, "P-2"},
+		{"a correction naming a session whose issue the session retired", "DetectedIssue", []step{
+			{mapping.KindSession, criticalSession("S-1", "1", "186")},
+			{mapping.KindSession, criticalSession("S-1", "2", "128")}, // retires it: v2
+			{mapping.KindVitals, vitals("V-8", "1", "P-1", "S-1", "130")},
+			{mapping.KindVitals, vitals("V-8", "2", "P-1", "S-1", "128")},
+		}, "entered-in-error", 2, "P-1"},
+		{"an inactive Flag, a later version", "Flag", []step{
+			{mapping.KindAdverseEvent, ae("1", "suicidal-ideation")},
+			{mapping.KindAdverseEvent, ae("2", "anxiety")}, // inactive: v2
+			{mapping.KindAdverseEvent, ae("3", "nausea")},
+		}, "inactive", 2, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			g := newGateway(t, app.Config{Routes: []ingest.Route{{Name: "ehr", Accepts: func(string, string) bool { return true },
+				AcceptsTenant: func(x string) bool { return x != search.AllTenants }}}})
+			for _, s := range tc.steps {
+				if err := g.ingest("", s.kind, s.doc); err != nil {
+					t.Fatalf("ingest %s: %v", s.doc, err)
+				}
+			}
+			r, err := g.a.Store.Read(context.Background(), tc.typ, g.one(t, tc.typ, ""))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var doc struct {
+				Status  string
+				Patient struct{ Reference string }
+			}
+			if err := json.Unmarshal(r.Body, &doc); err != nil {
+				t.Fatal(err)
+			}
+			if doc.Status != tc.status || r.Version != tc.version {
+				t.Errorf("%s: status %s, version %d; want %s, version %d", tc.typ, doc.Status, r.Version, tc.status, tc.version)
+			}
+			if tc.patient != "" {
+				want := "Patient/" + g.one(t, "Patient", "identifier=https://ketamine-gateway.org/fhir/sid/serenity-clinic-emr/patient|"+tc.patient)
+				if doc.Patient.Reference != want {
+					t.Errorf("%s of patient %s, want %s", tc.typ, doc.Patient.Reference, want)
+				}
+			}
+		})
+	}
+}
