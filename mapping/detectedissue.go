@@ -83,7 +83,9 @@ const issueSuffix = "critical-pre-dose-vitals"
 // carries it, entered-in-error when it no longer raises it for any reason
 // (a value corrected, the pre-dose record relabelled or left out, the
 // session not done or given no dose: charted in error, since the session
-// happened once); a withdrawn session always carries it entered-in-error,
+// happened once), which the ingest keeps only while no pre-dose value of
+// the session stored apart from the version is critical (IssueRetiredBy:
+// a record left out stays as stored); a withdrawn session always carries it entered-in-error,
 // whatever its body still holds (as the Flag of a withdrawn assessment),
 // so a withdrawal voids what a version wrote. The ingest drops such an
 // entry where no DetectedIssue is stored (Entry.Withdraws).
@@ -164,13 +166,26 @@ func (m *mapper) retireSessionIssue(vs *VitalsBody) {
 	m.entries[len(m.entries)-1].Withdraws = true
 }
 
-// IssueRetiredBy reports whether entry e of rec's mapping is the session
-// DetectedIssue a vitals record sent on its own retires
-// (retireSessionIssue), which the ingest keeps only while no other stored
-// pre-dose measurement of the session is critical.
+// IssueRetiredBy reports whether entry e of rec's mapping is a session
+// DetectedIssue entered-in-error that the ingest re-judges against the
+// stored records (keeping it only while no pre-dose measurement of the
+// session stored apart from rec is critical): the one a vitals record
+// sent on its own retires (retireSessionIssue), and the one a session
+// version that gave its drug carries when its own pre-dose values are no
+// longer critical, since a record the version leaves out, or one sent on
+// its own, stays as stored. Not a withdrawn session's, nor one that gave
+// no drug: those retire it whatever is stored.
 func IssueRetiredBy(rec Record, e *Entry) bool {
-	_, ok := rec.(*Vitals)
-	return ok && e.ResourceType == "DetectedIssue" && e.Withdraws
+	if e.ResourceType != "DetectedIssue" || !e.Withdraws {
+		return false
+	}
+	switch r := rec.(type) {
+	case *Vitals:
+		return true
+	case *Session:
+		return r.Source.Status != "entered-in-error" && dosed(&r.Infusion)
+	}
+	return false
 }
 
 // PreDoseWarnings warns the sender of a pre-dose vitals record sent on its

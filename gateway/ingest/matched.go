@@ -135,8 +135,9 @@ func entryStatus(raws [][]byte, docs []map[string]any, i int) string {
 
 // keepRetiredIssue returns res (and its parallel raws, docs and checked)
 // without the session DetectedIssue entered-in-error that a vitals record
-// sent on its own retires (mapping.IssueRetiredBy: a correction that holds
-// no critical pre-dose value any more) where it is not the record's to
+// sent on its own, or a session version, retires (mapping.IssueRetiredBy:
+// a correction that holds no critical pre-dose value any more, a version
+// that leaves the critical record out) where it is not the record's to
 // retire: the stored issue (stored, from dropPhantoms, so only one still
 // in force) is another patient's than patientID (a withdrawal, which the
 // rules across records do not check, may name any session), or the issue
@@ -154,6 +155,9 @@ func keepRetiredIssue(st store.Tx, rec mapping.Record, opts mapping.Options, pat
 		}
 	}
 	id, ok := mapping.NamedSession(rec, opts)
+	if !ok {
+		id, ok = mapping.OwnSession(rec, opts)
+	}
 	if at < 0 || !ok {
 		return res, raws, docs, checked, nil
 	}
