@@ -3,10 +3,10 @@ package ingest
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
-	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
 )
@@ -183,38 +183,8 @@ func keepRetiredIssue(st store.Tx, rec mapping.Record, opts mapping.Options, pat
 // issueStands reports whether a pre-dose measurement of the session id,
 // stored apart from the record being written (res), is charted critical.
 func issueStands(st store.Tx, id mapping.SessionID, res *mapping.Result) (bool, error) {
-	token := search.Token(id.System, id.Value)
-	queries := [][2]string{{"part-of:identifier", token}}
-	procs, err := searchAll(st, "Procedure", "identifier", token)
-	if err != nil {
-		return false, err
-	}
-	if len(procs) > 0 {
-		queries = append(queries, [2]string{"part-of", "Procedure/" + procs[0].ID})
-	}
-	own := map[string]bool{}
-	for _, e := range res.Entries {
-		own[e.IdentifierSystem+"|"+e.IdentifierValue] = true
-	}
-	for _, q := range queries {
-		found, err := searchAll(st, "Observation", q[0], q[1])
-		if err != nil {
-			return false, err
-		}
-		for _, r := range found {
-			doc, err := decode(r)
-			if err != nil {
-				return false, err
-			}
-			if ownResource(doc, own) {
-				continue
-			}
-			if mapping.LinkedOf(doc).Critical { // nothing for one entered in error
-				return true, nil
-			}
-		}
-	}
-	return false, nil
+	linked, _, _, err := sessionLinked(st, id, ownIdentifiers(res))
+	return slices.ContainsFunc(linked, func(l mapping.Linked) bool { return l.Critical }), err
 }
 
 // keepOnly is the elements of s that keep marks (nil for nil).
