@@ -188,6 +188,36 @@ func IssueRetiredBy(rec Record, e *Entry) bool {
 	return false
 }
 
+// IssueStandsWarnings warns the sender of a record whose version would
+// retire its session's DetectedIssue (IssueRetiredBy) that the ingest
+// leaves it final, as stored, because pre-dose measurements of the session
+// stored apart from the record (critical, Linked.Critical) still raise it:
+// the issue's evidence and detail stay as they were raised and may still
+// name the value this version corrected. One warning per vitals record
+// that keeps it, naming it, at /sessionId of a vitals record and at
+// infusionStart of a session. The issue is not rewritten from the stored
+// values: a record's mapping writes the resources of that record only.
+func IssueStandsWarnings(rec Record, critical []Linked) []Violation {
+	p := "/sessionId"
+	if _, at := infusionOf(rec); at != "" {
+		p = at + "/infusionStart"
+	}
+	var w violations
+	seen := map[string]bool{}
+	for _, l := range critical {
+		if !l.Critical || l.Kind != KindVitals || seen[l.RecordID] {
+			continue
+		}
+		seen[l.RecordID] = true
+		w.add("session.critical-issue-stands", p,
+			"this version no longer raises its session's DetectedIssue, but vitals record %s, a pre-dose measurement of the session stored apart from this record, is charted critical (HH or LL): the DetectedIssue stays final as stored, its evidence and detail as they were raised, which may still name a value this version corrected; to have them rewritten, send the session document again with its pre-dose vitals as they now stand (that record among them); the record is stored as sent", l.RecordID)
+	}
+	if len(w) == 0 {
+		return nil
+	}
+	return w
+}
+
 // PreDoseWarnings warns the sender of a pre-dose vitals record sent on its
 // own that names a session (sessionId) at each critical value, for the
 // ingest to answer when the named session is stored and gave its drug

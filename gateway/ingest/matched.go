@@ -146,8 +146,9 @@ func entryStatus(raws [][]byte, docs []map[string]any, i int) string {
 // (its stored interpretation, mapping.LinkedOf). The re-judgment runs in
 // the write transaction on the session's Observations found as
 // checkSessionRecords finds them, leaving out this record's own and those
-// entered-in-error.
-func keepRetiredIssue(st store.Tx, rec mapping.Record, opts mapping.Options, patientID string, stored []map[string]any, res *mapping.Result, raws [][]byte, docs []map[string]any, checked []error) (*mapping.Result, [][]byte, []map[string]any, []error, error) {
+// entered-in-error. warnings tell the sender when the issue stands on
+// another record's value (mapping.IssueStandsWarnings).
+func keepRetiredIssue(st store.Tx, rec mapping.Record, opts mapping.Options, patientID string, stored []map[string]any, res *mapping.Result, raws [][]byte, docs []map[string]any, checked []error) (*mapping.Result, [][]byte, []map[string]any, []error, []mapping.Violation, error) {
 	at := -1
 	for i := range res.Entries {
 		if mapping.IssueRetiredBy(rec, &res.Entries[i]) {
@@ -159,17 +160,15 @@ func keepRetiredIssue(st store.Tx, rec mapping.Record, opts mapping.Options, pat
 		id, ok = mapping.OwnSession(rec, opts)
 	}
 	if at < 0 || !ok {
-		return res, raws, docs, checked, nil
+		return res, raws, docs, checked, nil, nil
 	}
-	stands := !samePatientOf(stored[at], "patient", patientID)
-	if !stands {
-		var err error
-		if stands, err = issueStands(st, id, res); err != nil {
-			return nil, nil, nil, nil, err
+	var warnings []mapping.Violation
+	if samePatientOf(stored[at], "patient", patientID) {
+		critical, err := issueStands(st, id, res)
+		if err != nil || len(critical) == 0 {
+			return res, raws, docs, checked, nil, err
 		}
-	}
-	if !stands {
-		return res, raws, docs, checked, nil
+		warnings = mapping.IssueStandsWarnings(rec, critical)
 	}
 	keep := make([]bool, len(res.Entries))
 	for i := range keep {
@@ -177,14 +176,15 @@ func keepRetiredIssue(st store.Tx, rec mapping.Record, opts mapping.Options, pat
 	}
 	kept := *res
 	kept.Entries = keepOnly(res.Entries, keep)
-	return &kept, keepOnly(raws, keep), keepOnly(docs, keep), keepOnly(checked, keep), nil
+	return &kept, keepOnly(raws, keep), keepOnly(docs, keep), keepOnly(checked, keep), warnings, nil
 }
 
-// issueStands reports whether a pre-dose measurement of the session id,
-// stored apart from the record being written (res), is charted critical.
-func issueStands(st store.Tx, id mapping.SessionID, res *mapping.Result) (bool, error) {
+// issueStands returns the pre-dose measurements of the session id,
+// stored apart from the record being written (res), that are charted
+// critical: the issue stands while there is one.
+func issueStands(st store.Tx, id mapping.SessionID, res *mapping.Result) ([]mapping.Linked, error) {
 	linked, _, _, err := sessionLinked(st, id, ownIdentifiers(res))
-	return slices.ContainsFunc(linked, func(l mapping.Linked) bool { return l.Critical }), err
+	return slices.DeleteFunc(linked, func(l mapping.Linked) bool { return !l.Critical }), err
 }
 
 // keepOnly is the elements of s that keep marks (nil for nil).

@@ -108,3 +108,72 @@ func TestRetiredSignalNotRewritten(t *testing.T) {
 		})
 	}
 }
+
+// TestIssueStandsWarning: a record whose version would retire its
+// session's DetectedIssue while another pre-dose value of the session
+// stored apart from it is charted critical leaves the issue final, as
+// stored, whose evidence and detail may still name the corrected value:
+// the answer warns the sender (session.critical-issue-stands), naming the
+// record that keeps it, and how to have it rewritten (review of fix-clin,
+// finding 3). No warning where the issue is retired, nor for another
+// patient's session.
+func TestIssueStandsWarning(t *testing.T) {
+	const normal, critical = `"bloodPressure": {"systolic": 128, "diastolic": 80}`, `"bloodPressure": {"systolic": 186, "diastolic": 90}`
+	vitals := func(recordID, version, patient, session, measurements string) string {
+		return rec(recordID, version, patient, "", `"sessionId": "`+session+`", "timepoint": "pre-dose", "measuredAt": "2026-03-02T08:52:00-05:00", `+measurements)
+	}
+	twoCritical := rec("S-5", "1", "P-1", "", `"infusion": {`+infusionBody+`, "clinician": {"id": "C-7"}},
+		"vitals": [{"recordId": "V-S-5", "timepoint": "pre-dose", "measuredAt": "2026-03-02T08:50:00-05:00", `+critical+`},
+		{"recordId": "V-S-5b", "timepoint": "pre-dose", "measuredAt": "2026-03-02T08:52:00-05:00", "heartRate": 135}]`)
+	type step struct {
+		kind mapping.Kind
+		doc  string
+	}
+	tests := []struct {
+		name  string
+		steps []step // the last one's answer is checked
+		want  string // the warning, "" none
+	}{
+		{"a correction on its own, another nested value critical", []step{
+			{mapping.KindSession, twoCritical},
+			{mapping.KindVitals, vitals("V-S-5", "2", "P-1", "S-5", normal)},
+		}, "warning session.critical-issue-stands /sessionId"},
+		{"a session version, a value sent on its own critical", []step{
+			{mapping.KindSession, criticalSession("S-1", "1", "186")},
+			{mapping.KindVitals, vitals("V-9", "1", "P-1", "S-1", `"heartRate": 135`)},
+			{mapping.KindSession, criticalSession("S-1", "2", "128")},
+		}, "warning session.critical-issue-stands /infusion/infusionStart"},
+		{"a correction on its own, nothing else critical", []step{
+			{mapping.KindSession, criticalSession("S-1", "1", "186")},
+			{mapping.KindVitals, vitals("V-S-1", "2", "P-1", "S-1", normal)},
+		}, ""},
+		{"another patient's withdrawal", []step{
+			{mapping.KindSession, twoCritical},
+			{mapping.KindVitals, vitals("V-7", "1", "P-2", "S-9", normal)},
+			{mapping.KindVitals, strings.Replace(vitals("V-7", "2", "P-2", "S-5", normal), `"version": "2"`, `"version": "2", "status": "entered-in-error"`, 1)},
+		}, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			g := newGateway(t, app.Config{})
+			var got []string
+			for i, s := range tc.steps {
+				issues := g.answerIssuesRun(t, s.kind, s.doc, false)
+				if i < len(tc.steps)-1 {
+					continue
+				}
+				for _, is := range issues {
+					if strings.Contains(is, "critical-issue-stands") {
+						got = append(got, is[:strings.IndexByte(is, '|')])
+						if msg := is[strings.IndexByte(is, '|')+1:]; !strings.Contains(msg, "V-") || strings.Contains(msg, "135") {
+							t.Errorf("the warning names no record, or quotes a value: %q", msg)
+						}
+					}
+				}
+			}
+			if s := strings.Join(got, "; "); s != tc.want {
+				t.Errorf("answer warnings %q, want %q", s, tc.want)
+			}
+		})
+	}
+}
