@@ -115,10 +115,12 @@ func (m *mapper) adverseEvent(ae *AdverseEventBody, recordID string, nestedIn *S
 	// the signal), entered-in-error when the record is withdrawn, whatever
 	// event the withdrawn body names; the ingest drops such an entry where
 	// no Flag is stored (Entry.Withdraws).
-	defer func() {
-		m.flag(id, safetySignal{flag: "flag.suicidal-ideation-event", source: id, positive: ae.Event == "suicidal-ideation"},
-			ae.OnsetAt, m.practitioner(ae.Recorder))
-	}()
+	// A withdrawal's Flag names the AdverseEvent it deletes by its id.
+	signal := safetySignal{flag: "flag.suicidal-ideation-event", source: id, positive: ae.Event == "suicidal-ideation"}
+	if m.withdrawn {
+		signal.ref = url
+	}
+	defer func() { m.flag(id, signal, ae.OnsetAt, m.practitioner(ae.Recorder)) }()
 	if m.withdrawn {
 		m.entries = append(m.entries, Entry{FullURL: id.fullURL(), ResourceType: "AdverseEvent",
 			IdentifierSystem: id.System, IdentifierValue: id.Value, Method: fhir.HTTPVerbDELETE, URL: url})

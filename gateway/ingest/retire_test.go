@@ -18,6 +18,9 @@ import (
 // record's patient's: a signal already retired is not rewritten by every
 // later version (its inactivation date moving), and another patient's
 // withdrawal naming the session writes nothing (reviewer of p45, 1 and 6).
+// A withdrawal still voids an adverse event's Flag, active or inactive:
+// its flag-detail then names the AdverseEvent the withdrawal deletes by
+// its id, not by the urn of a DELETE entry, which no Bundle resolves.
 // want is the signal's stored status, version and patient after the last
 // record.
 func TestRetiredSignalNotRewritten(t *testing.T) {
@@ -75,6 +78,15 @@ func TestRetiredSignalNotRewritten(t *testing.T) {
 			{mapping.KindAdverseEvent, ae("2", "anxiety")}, // inactive: v2
 			{mapping.KindAdverseEvent, ae("3", "nausea")},
 		}, "inactive", 2, ""},
+		{"an active Flag, withdrawn", "Flag", []step{
+			{mapping.KindAdverseEvent, ae("1", "suicidal-ideation")},
+			{mapping.KindAdverseEvent, withdraw(ae("2", "suicidal-ideation"), "2")},
+		}, "entered-in-error", 2, ""},
+		{"an inactive Flag, withdrawn", "Flag", []step{ // a withdrawal still voids it
+			{mapping.KindAdverseEvent, ae("1", "suicidal-ideation")},
+			{mapping.KindAdverseEvent, ae("2", "anxiety")},
+			{mapping.KindAdverseEvent, withdraw(ae("3", "anxiety"), "3")},
+		}, "entered-in-error", 3, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
