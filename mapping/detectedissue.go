@@ -145,8 +145,9 @@ func (m *mapper) detectedIssue(s *Session, recordID string) {
 // entry a session version that no longer raises it carries. The mapping
 // does not know the session's other pre-dose measurements nor whether the
 // session raised the issue: the ingest keeps the entry only where the
-// DetectedIssue is stored (Entry.Withdraws) and no other stored pre-dose
-// measurement of the session is charted critical (docs/mapping.md §9).
+// DetectedIssue is stored and still final (Entry.Withdraws), of the
+// record's patient, and no other stored pre-dose measurement of the
+// session is charted critical (docs/mapping.md §9).
 // The administration is referenced by identifier: it is not in the Bundle.
 func (m *mapper) retireSessionIssue(vs *VitalsBody) {
 	if vs.SessionID == "" || !m.opts.Update || (!m.withdrawn && len(criticalVitals(vs, "", m.opts.safety())) > 0) {
