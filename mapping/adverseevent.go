@@ -115,10 +115,12 @@ func (m *mapper) adverseEvent(ae *AdverseEventBody, recordID string, nestedIn *S
 	// the signal), entered-in-error when the record is withdrawn, whatever
 	// event the withdrawn body names; the ingest drops such an entry where
 	// no Flag is stored (Entry.Withdraws).
-	defer func() {
-		m.flag(id, safetySignal{flag: "flag.suicidal-ideation-event", source: id, positive: ae.Event == "suicidal-ideation"},
-			ae.OnsetAt, m.practitioner(ae.Recorder))
-	}()
+	// A withdrawal's Flag names the AdverseEvent it deletes by its id.
+	signal := safetySignal{flag: "flag.suicidal-ideation-event", source: id, positive: ae.Event == "suicidal-ideation"}
+	if m.withdrawn {
+		signal.ref = url
+	}
+	defer func() { m.flag(id, signal, ae.OnsetAt, m.practitioner(ae.Recorder)) }()
 	if m.withdrawn {
 		m.entries = append(m.entries, Entry{FullURL: id.fullURL(), ResourceType: "AdverseEvent",
 			IdentifierSystem: id.System, IdentifierValue: id.Value, Method: fhir.HTTPVerbDELETE, URL: url})
@@ -238,7 +240,7 @@ func SuspectWarnings(rec Record, s StoredSession) []Violation {
 	}
 	var w violations
 	w.add("adverse-event.suspect-not-dosed", "/sessionId",
-		"the session this event names %s, yet the event is charted with the session's drug and session as its suspected causes (AdverseEvent.suspectEntity: an event sent on its own is mapped without its session); the record is stored as sent: to chart it linked to the session without a suspect, withdraw it and send it in the session document",
+		"the session this event names %s, yet the event is charted with the session's drug and session as its suspected causes (AdverseEvent.suspectEntity: an event sent on its own is mapped without its session); the record is stored as sent: to chart it linked to the session without a suspect, send it (a new version, the same record id) in the session document, and its later versions there too (a version sent on its own names the suspects again)",
 		why)
 	return w.err(KindAdverseEvent).(*RuleError).Violations
 }

@@ -1,6 +1,7 @@
 package mapping
 
 import (
+	"cmp"
 	"fmt"
 	"sort"
 
@@ -254,6 +255,10 @@ type safetySignal struct {
 	flag     string
 	source   ident
 	positive bool
+	// ref is the reference flag-detail makes to the source when it is not
+	// the source's fullUrl: a withdrawn adverse event's id, as its Bundle
+	// deletes it (no Bundle resolves the urn of a DELETE entry).
+	ref string
 }
 
 // interpretation marks the source Observation of a positive signal POS.
@@ -296,7 +301,7 @@ func (m *mapper) flag(record ident, s safetySignal, when string, author *fhir.Re
 	id := record.child(concept(s.flag).Code)
 	m.add("Flag", id, fhir.Flag{
 		Meta:       meta(profile("kg-safety-flag")),
-		Extension:  []fhir.Extension{{Url: ExtFlagDetail, ValueReference: ptr(literal(s.source.fullURL()))}},
+		Extension:  []fhir.Extension{{Url: ExtFlagDetail, ValueReference: ptr(literal(cmp.Or(s.ref, s.source.fullURL())))}},
 		Identifier: []fhir.Identifier{identifier(id)},
 		Status:     status,
 		Category:   []fhir.CodeableConcept{cc("", "flag.category.safety")},

@@ -83,7 +83,9 @@ const issueSuffix = "critical-pre-dose-vitals"
 // carries it, entered-in-error when it no longer raises it for any reason
 // (a value corrected, the pre-dose record relabelled or left out, the
 // session not done or given no dose: charted in error, since the session
-// happened once); a withdrawn session always carries it entered-in-error,
+// happened once), which the ingest keeps only while no pre-dose value of
+// the session stored apart from the version is critical (IssueRetiredBy:
+// a record left out stays as stored); a withdrawn session always carries it entered-in-error,
 // whatever its body still holds (as the Flag of a withdrawn assessment),
 // so a withdrawal voids what a version wrote. The ingest drops such an
 // entry where no DetectedIssue is stored (Entry.Withdraws).
@@ -143,8 +145,9 @@ func (m *mapper) detectedIssue(s *Session, recordID string) {
 // entry a session version that no longer raises it carries. The mapping
 // does not know the session's other pre-dose measurements nor whether the
 // session raised the issue: the ingest keeps the entry only where the
-// DetectedIssue is stored (Entry.Withdraws) and no other stored pre-dose
-// measurement of the session is charted critical (docs/mapping.md §9).
+// DetectedIssue is stored and still final (Entry.Withdraws), of the
+// record's patient, and no other stored pre-dose measurement of the
+// session is charted critical (docs/mapping.md §9).
 // The administration is referenced by identifier: it is not in the Bundle.
 func (m *mapper) retireSessionIssue(vs *VitalsBody) {
 	if vs.SessionID == "" || !m.opts.Update || (!m.withdrawn && len(criticalVitals(vs, "", m.opts.safety())) > 0) {
@@ -164,13 +167,56 @@ func (m *mapper) retireSessionIssue(vs *VitalsBody) {
 	m.entries[len(m.entries)-1].Withdraws = true
 }
 
-// IssueRetiredBy reports whether entry e of rec's mapping is the session
-// DetectedIssue a vitals record sent on its own retires
-// (retireSessionIssue), which the ingest keeps only while no other stored
-// pre-dose measurement of the session is critical.
+// IssueRetiredBy reports whether entry e of rec's mapping is a session
+// DetectedIssue entered-in-error that the ingest re-judges against the
+// stored records (keeping it only while no pre-dose measurement of the
+// session stored apart from rec is critical): the one a vitals record
+// sent on its own retires (retireSessionIssue), and the one a session
+// version that gave its drug carries when its own pre-dose values are no
+// longer critical, since a record the version leaves out, or one sent on
+// its own, stays as stored. Not a withdrawn session's, nor one that gave
+// no drug: those retire it whatever is stored.
 func IssueRetiredBy(rec Record, e *Entry) bool {
-	_, ok := rec.(*Vitals)
-	return ok && e.ResourceType == "DetectedIssue" && e.Withdraws
+	if e.ResourceType != "DetectedIssue" || !e.Withdraws {
+		return false
+	}
+	switch r := rec.(type) {
+	case *Vitals:
+		return true
+	case *Session:
+		return r.Source.Status != "entered-in-error" && dosed(&r.Infusion)
+	}
+	return false
+}
+
+// IssueStandsWarnings warns the sender of a record whose version would
+// retire its session's DetectedIssue (IssueRetiredBy) that the ingest
+// leaves it final, as stored, because pre-dose measurements of the session
+// stored apart from the record (critical, Linked.Critical) still raise it:
+// the issue's evidence and detail stay as they were raised and may still
+// name the value this version corrected. One warning per vitals record
+// that keeps it, naming it, at /sessionId of a vitals record and at
+// infusionStart of a session. The issue is not rewritten from the stored
+// values: a record's mapping writes the resources of that record only.
+func IssueStandsWarnings(rec Record, critical []Linked) []Violation {
+	p := "/sessionId"
+	if _, at := infusionOf(rec); at != "" {
+		p = at + "/infusionStart"
+	}
+	var w violations
+	seen := map[string]bool{}
+	for _, l := range critical {
+		if !l.Critical || l.Kind != KindVitals || seen[l.RecordID] {
+			continue
+		}
+		seen[l.RecordID] = true
+		w.add("session.critical-issue-stands", p,
+			"this version no longer raises its session's DetectedIssue, but vitals record %s, a pre-dose measurement of the session stored apart from this record, is charted critical (HH or LL): the DetectedIssue stays final as stored, its evidence and detail as they were raised, which may still name a value this version corrected; to have them rewritten, send the session document again with its pre-dose vitals as they now stand (that record among them); the record is stored as sent", l.RecordID)
+	}
+	if len(w) == 0 {
+		return nil
+	}
+	return w
 }
 
 // PreDoseWarnings warns the sender of a pre-dose vitals record sent on its

@@ -18,7 +18,7 @@ import (
 
 // Version is the mapping version recorded with everything the gateway maps.
 // Bump it whenever the output for an unchanged record changes.
-const Version = "2.3.0"
+const Version = "2.3.1"
 
 // Options tune a mapping. The zero value is valid.
 type Options struct {
@@ -133,7 +133,9 @@ type Entry struct {
 	// version of the record may have made (a DetectedIssue
 	// entered-in-error, a Flag no longer active): the mapping cannot know
 	// whether one is stored, so the ingest drops the entry where none is,
-	// and a corrected or withdrawn record never makes one. Not part of
+	// and a corrected or withdrawn record never makes one, and where the
+	// stored one is retired already (entered-in-error, or of the entry's
+	// status), so a later version does not write it again. Not part of
 	// the Bundle.
 	Withdraws bool
 }

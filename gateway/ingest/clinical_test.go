@@ -443,8 +443,12 @@ func TestNoPhantomWithdrawals(t *testing.T) {
 // safety signal retires the stored signal, and one of a record that never
 // raised it writes none (probe p45 F1): a suicidal-ideation adverse event
 // corrected to another event makes its Flag inactive, and a session whose
-// critical pre-dose record is relabelled or left out makes its
-// DetectedIssue entered-in-error.
+// critical pre-dose record is relabelled makes its DetectedIssue
+// entered-in-error. A session version that leaves the critical record out
+// leaves it as stored (docs/records.md: a record left out stays as
+// stored), so its DetectedIssue stays final, as it does for a correction
+// while a critical pre-dose value sent on its own is stored (the rule the
+// vitals path, keepRetiredIssue, applies).
 func TestCorrectionRetiresSignal(t *testing.T) {
 	ae := func(id, version, event string) string {
 		return rec(id, version, "P-1", "", `"event": "`+event+`", "onsetAt": "2026-03-02T09:25:00-05:00", "severity": "moderate", "serious": false`)
@@ -464,7 +468,8 @@ func TestCorrectionRetiresSignal(t *testing.T) {
 		{"suicidal ideation corrected to anxiety", "Flag", mapping.KindAdverseEvent, ae("AE-1", "1", "suicidal-ideation"), ae("AE-1", "2", "anxiety"), "inactive"},
 		{"anxiety corrected to nausea", "Flag", mapping.KindAdverseEvent, ae("AE-2", "1", "anxiety"), ae("AE-2", "2", "nausea"), ""},
 		{"critical pre-dose record relabelled", "DetectedIssue", mapping.KindSession, criticalSession("S-1", "1", "186"), relabelled("S-1", "2", "186"), "entered-in-error"},
-		{"critical pre-dose record left out", "DetectedIssue", mapping.KindSession, criticalSession("S-2", "1", "186"), leftOut("S-2", "2", "186"), "entered-in-error"},
+		{"critical pre-dose record left out", "DetectedIssue", mapping.KindSession, criticalSession("S-2", "1", "186"), leftOut("S-2", "2", "186"), "final"},
+		{"corrected, a critical value sent on its own stored", "DetectedIssue", mapping.KindSession, criticalSession("S-4", "1", "186"), criticalSession("S-4", "2", "128"), "final"},
 		{"routine pre-dose record relabelled", "DetectedIssue", mapping.KindSession, criticalSession("S-3", "1", "130"), relabelled("S-3", "2", "130"), ""},
 	}
 	for _, tc := range tests {
@@ -472,6 +477,10 @@ func TestCorrectionRetiresSignal(t *testing.T) {
 			g := newGateway(t, app.Config{Routes: []ingest.Route{{Name: "ehr", Accepts: func(string, string) bool { return true },
 				AcceptsTenant: func(x string) bool { return x != search.AllTenants }}}})
 			g.answerIssues(t, tc.kind, tc.first)
+			if strings.HasPrefix(tc.name, "corrected, a critical value sent on its own") {
+				g.answerIssues(t, mapping.KindVitals, rec("V-9", "1", "P-1", "", `"sessionId": "S-4", "timepoint": "pre-dose", `+
+					`"measuredAt": "2026-03-02T08:52:00-05:00", "heartRate": 135`))
+			}
 			g.answerIssues(t, tc.kind, tc.next)
 			if tc.want == "" {
 				if n := g.count(t, "", tc.typ, ""); n != 0 {
@@ -490,8 +499,12 @@ func TestCorrectionRetiresSignal(t *testing.T) {
 			if err := json.Unmarshal(r.Body, &doc); err != nil {
 				t.Fatal(err)
 			}
-			if doc.Status != tc.want || r.Version != 2 {
-				t.Errorf("%s after the correction: status %s, version %d; want %s, version 2", tc.typ, doc.Status, r.Version, tc.want)
+			version := int64(2) // retired by the correction
+			if tc.want == "final" {
+				version = 1 // as stored
+			}
+			if doc.Status != tc.want || r.Version != version {
+				t.Errorf("%s after the correction: status %s, version %d; want %s, version %d", tc.typ, doc.Status, r.Version, tc.want, version)
 			}
 			if tc.typ == "Flag" && doc.Period.End == "" {
 				t.Errorf("inactive Flag without period.end: %s", r.Body)
@@ -606,6 +619,12 @@ func TestStandaloneEventSuspectWarning(t *testing.T) {
 				msg := is[strings.IndexByte(is, '|')+1:]
 				if strings.Contains(msg, "2026") || strings.Contains(msg, "S-1") {
 					t.Errorf("the warning quotes a value: %q", msg)
+				}
+				// The event nested in the session document is the same
+				// AdverseEvent (PUT by its id): a withdrawal first would
+				// deliver a DELETE and a NULLIFY Provenance for nothing.
+				if strings.Contains(msg, "withdraw") {
+					t.Errorf("the warning advises a withdrawal: %q", msg)
 				}
 				issues = append(issues, is[:strings.IndexByte(is, '|')])
 			}

@@ -1,11 +1,12 @@
 package ingest
 
 import (
+	"encoding/json"
 	"fmt"
+	"slices"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
-	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
 )
@@ -69,45 +70,85 @@ func checkMatchedOwn(st store.Tx, res *mapping.Result, current []*store.Resource
 // entered-in-error, a Flag no longer active) where none is stored under
 // their identifier: a corrected or withdrawn record that never raised one
 // would otherwise make one, at the gateway and at every EHR (probe p31
-// F1). One identifier search per such entry, which only new versions and
-// withdrawals have.
-func dropPhantoms(st store.Tx, res *mapping.Result, raws [][]byte, docs []map[string]any, checked []error) (*mapping.Result, [][]byte, []map[string]any, []error, error) {
+// F1). Nor where the stored one is retired already (retired): every later
+// version would write it again, and deliver it, an inactive Flag's
+// period.end moving to that version's lastUpdated, and a record that
+// names a session would overwrite the session's retired DetectedIssue
+// with its thinner one. stored is, for each entry kept, the stored
+// resource a withdrawing entry retires, decoded (nil for the others), for
+// keepRetiredIssue. One identifier search per such entry, which only new
+// versions and withdrawals have.
+func dropPhantoms(st store.Tx, res *mapping.Result, raws [][]byte, docs []map[string]any, checked []error) (*mapping.Result, [][]byte, []map[string]any, []error, []map[string]any, error) {
 	keep := make([]bool, len(res.Entries))
+	stored := make([]map[string]any, len(res.Entries))
 	dropped := false
 	for i, e := range res.Entries {
 		keep[i] = true
 		if !e.Withdraws {
 			continue
 		}
-		stored, err := searchAll(st, e.ResourceType, "identifier", e.IdentifierSystem+"|"+e.IdentifierValue)
+		found, err := searchAll(st, e.ResourceType, "identifier", e.IdentifierSystem+"|"+e.IdentifierValue)
 		if err != nil {
-			return nil, nil, nil, nil, fmt.Errorf("%s stored: %w", e.ResourceType, err)
+			return nil, nil, nil, nil, nil, fmt.Errorf("%s stored: %w", e.ResourceType, err)
 		}
-		if len(stored) == 0 {
+		if len(found) > 0 {
+			if stored[i], err = decode(found[0]); err != nil {
+				return nil, nil, nil, nil, nil, err
+			}
+		}
+		if stored[i] == nil || retired(stored[i], entryStatus(raws, docs, i)) {
 			keep[i], dropped = false, true
 		}
 	}
 	if !dropped {
-		return res, raws, docs, checked, nil
+		return res, raws, docs, checked, stored, nil
 	}
 	// A copy: res may be the record's first mapping, which a run again
 	// (a conflict) starts from.
 	kept := *res
 	kept.Entries = keepOnly(res.Entries, keep)
-	return &kept, keepOnly(raws, keep), keepOnly(docs, keep), keepOnly(checked, keep), nil
+	return &kept, keepOnly(raws, keep), keepOnly(docs, keep), keepOnly(checked, keep), keepOnly(stored, keep), nil
+}
+
+// retired reports whether a stored signal (a Flag, a DetectedIssue) that
+// an entry of status status retires is retired already: entered-in-error,
+// or of that status (an inactive Flag made inactive again). An inactive
+// Flag is still voided by a withdrawal (entered-in-error).
+func retired(stored map[string]any, status string) bool {
+	s := str(stored, "status")
+	return s == "entered-in-error" || s == status
+}
+
+// entryStatus is the status of the mapped resource of entry i, from its
+// decoded form when there is one, else from its rendered bytes ("" for
+// none).
+func entryStatus(raws [][]byte, docs []map[string]any, i int) string {
+	if docs != nil && docs[i] != nil {
+		return str(docs[i], "status")
+	}
+	var r struct{ Status string }
+	if raws != nil {
+		_ = json.Unmarshal(raws[i], &r) // a resource without one retires nothing twice
+	}
+	return r.Status
 }
 
 // keepRetiredIssue returns res (and its parallel raws, docs and checked)
 // without the session DetectedIssue entered-in-error that a vitals record
-// sent on its own retires (mapping.IssueRetiredBy: a correction that holds
-// no critical pre-dose value any more) while the issue still stands: a
-// pre-dose measurement of the session stored apart from this record (in
-// the session document or on its own) is charted critical (its stored
-// interpretation, mapping.LinkedOf). The re-judgment runs in the write
-// transaction, after dropPhantoms (so only where the DetectedIssue is
-// stored), on the session's Observations found as checkSessionRecords
-// finds them, leaving out this record's own and those entered-in-error.
-func keepRetiredIssue(st store.Tx, rec mapping.Record, opts mapping.Options, res *mapping.Result, raws [][]byte, docs []map[string]any, checked []error) (*mapping.Result, [][]byte, []map[string]any, []error, error) {
+// sent on its own, or a session version, retires (mapping.IssueRetiredBy:
+// a correction that holds no critical pre-dose value any more, a version
+// that leaves the critical record out) where it is not the record's to
+// retire: the stored issue (stored, from dropPhantoms, so only one still
+// in force) is another patient's than patientID (a withdrawal, which the
+// rules across records do not check, may name any session), or the issue
+// still stands: a pre-dose measurement of the session stored apart from
+// this record (in the session document or on its own) is charted critical
+// (its stored interpretation, mapping.LinkedOf). The re-judgment runs in
+// the write transaction on the session's Observations found as
+// checkSessionRecords finds them, leaving out this record's own and those
+// entered-in-error. warnings tell the sender when the issue stands on
+// another record's value (mapping.IssueStandsWarnings).
+func keepRetiredIssue(st store.Tx, rec mapping.Record, opts mapping.Options, patientID string, stored []map[string]any, res *mapping.Result, raws [][]byte, docs []map[string]any, checked []error) (*mapping.Result, [][]byte, []map[string]any, []error, []mapping.Violation, error) {
 	at := -1
 	for i := range res.Entries {
 		if mapping.IssueRetiredBy(rec, &res.Entries[i]) {
@@ -115,12 +156,19 @@ func keepRetiredIssue(st store.Tx, rec mapping.Record, opts mapping.Options, res
 		}
 	}
 	id, ok := mapping.NamedSession(rec, opts)
-	if at < 0 || !ok {
-		return res, raws, docs, checked, nil
+	if !ok {
+		id, ok = mapping.OwnSession(rec, opts)
 	}
-	stands, err := issueStands(st, id, res)
-	if err != nil || !stands {
-		return res, raws, docs, checked, err
+	if at < 0 || !ok {
+		return res, raws, docs, checked, nil, nil
+	}
+	var warnings []mapping.Violation
+	if samePatientOf(stored[at], "patient", patientID) {
+		critical, err := issueStands(st, id, res)
+		if err != nil || len(critical) == 0 {
+			return res, raws, docs, checked, nil, err
+		}
+		warnings = mapping.IssueStandsWarnings(rec, critical)
 	}
 	keep := make([]bool, len(res.Entries))
 	for i := range keep {
@@ -128,44 +176,15 @@ func keepRetiredIssue(st store.Tx, rec mapping.Record, opts mapping.Options, res
 	}
 	kept := *res
 	kept.Entries = keepOnly(res.Entries, keep)
-	return &kept, keepOnly(raws, keep), keepOnly(docs, keep), keepOnly(checked, keep), nil
+	return &kept, keepOnly(raws, keep), keepOnly(docs, keep), keepOnly(checked, keep), warnings, nil
 }
 
-// issueStands reports whether a pre-dose measurement of the session id,
-// stored apart from the record being written (res), is charted critical.
-func issueStands(st store.Tx, id mapping.SessionID, res *mapping.Result) (bool, error) {
-	token := search.Token(id.System, id.Value)
-	queries := [][2]string{{"part-of:identifier", token}}
-	procs, err := searchAll(st, "Procedure", "identifier", token)
-	if err != nil {
-		return false, err
-	}
-	if len(procs) > 0 {
-		queries = append(queries, [2]string{"part-of", "Procedure/" + procs[0].ID})
-	}
-	own := map[string]bool{}
-	for _, e := range res.Entries {
-		own[e.IdentifierSystem+"|"+e.IdentifierValue] = true
-	}
-	for _, q := range queries {
-		found, err := searchAll(st, "Observation", q[0], q[1])
-		if err != nil {
-			return false, err
-		}
-		for _, r := range found {
-			doc, err := decode(r)
-			if err != nil {
-				return false, err
-			}
-			if ownResource(doc, own) {
-				continue
-			}
-			if mapping.LinkedOf(doc).Critical { // nothing for one entered in error
-				return true, nil
-			}
-		}
-	}
-	return false, nil
+// issueStands returns the pre-dose measurements of the session id,
+// stored apart from the record being written (res), that are charted
+// critical: the issue stands while there is one.
+func issueStands(st store.Tx, id mapping.SessionID, res *mapping.Result) ([]mapping.Linked, error) {
+	linked, _, _, err := sessionLinked(st, id, ownIdentifiers(res))
+	return slices.DeleteFunc(linked, func(l mapping.Linked) bool { return !l.Critical }), err
 }
 
 // keepOnly is the elements of s that keep marks (nil for nil).

@@ -416,15 +416,17 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 		}
 		docs, checked = nil, nil
 	}
-	if res, raws, docs, checked, err = dropPhantoms(st, res, raws, docs, checked); err != nil {
-		return nil, false, err
-	}
-	if res, raws, docs, checked, err = keepRetiredIssue(st, rec.rec, rec.opts, res, raws, docs, checked); err != nil {
+	var retiring []map[string]any // the stored signals res retires
+	if res, raws, docs, checked, retiring, err = dropPhantoms(st, res, raws, docs, checked); err != nil {
 		return nil, false, err
 	}
 	// What is stored: one Patient per person, and the rules across records.
 	id, err = resolveIdentity(st, rec.rec, res)
 	if err != nil {
+		return nil, false, err
+	}
+	var standing []mapping.Violation // the issue kept final on another record's value
+	if res, raws, docs, checked, standing, err = keepRetiredIssue(st, rec.rec, rec.opts, id.patientID, retiring, res, raws, docs, checked); err != nil {
 		return nil, false, err
 	}
 	DeliverMatching(rec.rec, res, id.stored)
@@ -531,7 +533,7 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 		sc.Description += fmt.Sprintf("; not delivered to %s (%s)", strings.Join(notSent, ", "), engine.RuleSourceOtherTenant)
 	}
 	b := s.engine.Response(fhirwire.TypeTransactionResponse, entries, nil, ans)
-	warnings := append(mappingWarnings(slices.Concat(res.Warnings, across, spacing)), demographicsWarning(id.unapplied)...)
+	warnings := append(mappingWarnings(slices.Concat(res.Warnings, across, spacing, standing)), demographicsWarning(id.unapplied)...)
 	if err := warn(&b, append(warnings, notSentWarning(notSent)...)); err != nil {
 		return nil, false, err
 	}

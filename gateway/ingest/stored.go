@@ -120,17 +120,10 @@ func storedAdministration(st store.Tx, id mapping.SessionID) (administration, er
 }
 
 // checkSessionRecords checks a session (an infusion or session record)
-// against the adverse events and Observations stored for it: by reference
-// to its identifier (records sent before or after it on their own) and to
-// its stored Procedure (records of earlier versions of its session
-// document), leaving out the resources this record writes itself.
+// against the adverse events and Observations stored for it
+// (sessionLinked), leaving out the resources this record writes itself.
 func checkSessionRecords(st store.Tx, rec mapping.Record, res *mapping.Result, id mapping.SessionID, opts mapping.Options, patientID string) ([]mapping.Violation, error) {
-	token := search.Token(id.System, id.Value)
-	queries := [][3]string{
-		{"AdverseEvent", "substance:identifier", token},
-		{"Observation", "part-of:identifier", token},
-	}
-	procs, err := searchAll(st, "Procedure", "identifier", token)
+	linked, docs, stored, err := sessionLinked(st, id, ownIdentifiers(res))
 	if err != nil {
 		return nil, err
 	}
@@ -139,9 +132,7 @@ func checkSessionRecords(st store.Tx, rec mapping.Record, res *mapping.Result, i
 	// not block a version that leaves the end where the stored one has it:
 	// the clinic could otherwise not correct the session at all.
 	var storedEnd time.Time
-	if len(procs) > 0 {
-		ref := "Procedure/" + procs[0].ID
-		queries = append(queries, [3]string{"AdverseEvent", "substance", ref}, [3]string{"Observation", "part-of", ref})
+	if stored {
 		med, err := storedAdministration(st, id)
 		if err != nil {
 			return nil, err
@@ -149,16 +140,45 @@ func checkSessionRecords(st store.Tx, rec mapping.Record, res *mapping.Result, i
 		storedEnd = med.end
 	}
 	sameEnd := !storedEnd.IsZero() && storedEnd.Equal(infusionEndOf(rec))
-	own := map[string]bool{}
-	for _, e := range res.Entries {
-		own[e.IdentifierSystem+"|"+e.IdentifierValue] = true
+	for i := range linked {
+		if sameEnd && linked[i].Discharge.Before(storedEnd) {
+			linked[i].Discharge = time.Time{}
+		}
+		linked[i].OtherPatient = !samePatient(docs[i], patientID)
+	}
+	if err := mapping.CheckStored(rec, linked); err != nil {
+		return nil, err
+	}
+	return mapping.StoredCriticalWarnings(rec, linked, opts), nil
+}
+
+// sessionLinked returns the adverse events and Observations stored for
+// the session id, as the rules across records read them (mapping.LinkedOf),
+// with their decoded bodies (docs, one per linked): found by reference to
+// its identifier (records sent before or after it on their own) and to its
+// stored Procedure (records of earlier versions of its session document),
+// each once, leaving out those entered-in-error and those carrying an
+// identifier of own (the resources the record being written writes
+// itself). stored reports whether the session's Procedure is stored.
+func sessionLinked(st store.Tx, id mapping.SessionID, own map[string]bool) (linked []mapping.Linked, docs []map[string]any, stored bool, err error) {
+	token := search.Token(id.System, id.Value)
+	queries := [][3]string{
+		{"AdverseEvent", "substance:identifier", token},
+		{"Observation", "part-of:identifier", token},
+	}
+	procs, err := searchAll(st, "Procedure", "identifier", token)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	if len(procs) > 0 {
+		ref := "Procedure/" + procs[0].ID
+		queries = append(queries, [3]string{"AdverseEvent", "substance", ref}, [3]string{"Observation", "part-of", ref})
 	}
 	seen := map[string]bool{}
-	var linked []mapping.Linked
 	for _, q := range queries {
 		found, err := searchAll(st, q[0], q[1], q[2])
 		if err != nil {
-			return nil, err
+			return nil, nil, false, err
 		}
 		for _, r := range found {
 			if seen[r.Type+"/"+r.ID] {
@@ -167,23 +187,26 @@ func checkSessionRecords(st store.Tx, rec mapping.Record, res *mapping.Result, i
 			seen[r.Type+"/"+r.ID] = true
 			doc, err := decode(r)
 			if err != nil {
-				return nil, err
+				return nil, nil, false, err
 			}
 			if str(doc, "status") == "entered-in-error" || ownResource(doc, own) {
 				continue
 			}
-			l := mapping.LinkedOf(doc)
-			if sameEnd && l.Discharge.Before(storedEnd) {
-				l.Discharge = time.Time{}
-			}
-			l.OtherPatient = !samePatient(doc, patientID)
-			linked = append(linked, l)
+			linked = append(linked, mapping.LinkedOf(doc))
+			docs = append(docs, doc)
 		}
 	}
-	if err := mapping.CheckStored(rec, linked); err != nil {
-		return nil, err
+	return linked, docs, len(procs) > 0, nil
+}
+
+// ownIdentifiers is the set of the identifiers (system|value) of the
+// resources res writes.
+func ownIdentifiers(res *mapping.Result) map[string]bool {
+	own := map[string]bool{}
+	for _, e := range res.Entries {
+		own[e.IdentifierSystem+"|"+e.IdentifierValue] = true
 	}
-	return mapping.StoredCriticalWarnings(rec, linked, opts), nil
+	return own
 }
 
 // infusionEndOf is the infusionEnd of an infusion or session record (zero
@@ -284,8 +307,14 @@ func decode(r *store.Resource) (map[string]any, error) {
 // samePatient reports whether a stored resource's subject is the Patient
 // patientID ("" is a Patient not stored yet: never the same).
 func samePatient(doc map[string]any, patientID string) bool {
-	subject, _ := doc["subject"].(map[string]any)
-	return patientID != "" && str(subject, "reference") == "Patient/"+patientID
+	return samePatientOf(doc, "subject", patientID)
+}
+
+// samePatientOf is samePatient for a resource whose patient is its
+// element elem (a DetectedIssue's patient).
+func samePatientOf(doc map[string]any, elem, patientID string) bool {
+	ref, _ := doc[elem].(map[string]any)
+	return patientID != "" && str(ref, "reference") == "Patient/"+patientID
 }
 
 // ownResource reports whether a stored resource carries one of the

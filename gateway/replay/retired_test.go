@@ -13,8 +13,11 @@ import (
 // (probe p45 F1): an adverse event corrected from suicidal ideation (its
 // Flag inactive), one withdrawn that never raised a Flag (the mapping's
 // retiring entry, which the ingest dropped, is not the replay's to add),
-// and a pre-dose vitals record corrected on its own (the session's
-// DetectedIssue entered-in-error, written with it).
+// a pre-dose vitals record corrected on its own (the session's
+// DetectedIssue entered-in-error, written with it), a later version of a
+// corrected event (its inactive Flag left as stored) and a session version
+// that leaves its critical pre-dose record out (its DetectedIssue left
+// final, as stored).
 func TestRetiredSignalsUnchanged(t *testing.T) {
 	rec := func(id, version, lastUpdated, status, body string) []byte {
 		return []byte(`{"source": {"system": "serenity-clinic-emr", "recordId": "` + id + `", "version": "` + version +
@@ -31,12 +34,28 @@ func TestRetiredSignalsUnchanged(t *testing.T) {
 	f := newFixture(t)
 	f.ingest(t, "", "adverse-event", rec("AE-1", "1", "2026-03-02T18:00:00Z", "", ae("suicidal-ideation")))
 	f.ingest(t, "", "adverse-event", rec("AE-1", "2", "2026-03-03T12:00:00Z", "", ae("anxiety")))
+	f.ingest(t, "", "adverse-event", rec("AE-1", "3", "2026-03-04T12:00:00Z", "", ae("nausea"))) // leaves the inactive Flag
 	f.ingest(t, "", "adverse-event", rec("AE-2", "1", "2026-03-02T18:00:00Z", "", ae("nausea")))
 	f.ingest(t, "", "adverse-event", rec("AE-2", "2", "2026-03-03T12:00:00Z", withdrawn, ae("nausea")))
 	f.ingest(t, "", "session", rec("S-1", "1", "2026-03-02T18:00:00Z", "", session))
 	f.ingest(t, "", "vitals", rec("V-1", "2", "2026-03-03T12:00:00Z", "", `"sessionId": "S-1", "timepoint": "pre-dose",
 		"measuredAt": "2026-03-02T08:50:00-05:00", "bloodPressure": {"systolic": 128, "diastolic": 80}`))
-	for _, typ := range []string{"Flag", "DetectedIssue"} {
+	// A session version that leaves its critical pre-dose record out
+	// leaves its DetectedIssue final, as stored.
+	f.ingest(t, "", "session", rec("S-2", "1", "2026-03-02T18:00:00Z", "", strings.ReplaceAll(session, "V-1", "V-2")))
+	f.ingest(t, "", "session", rec("S-2", "2", "2026-03-03T12:00:00Z", "", session[:strings.Index(session, `, "vitals"`)]))
+	statuses := map[string]int{}
+	for _, v := range f.versions(t, "", "DetectedIssue") {
+		for _, st := range []string{"final", "entered-in-error"} {
+			if strings.Contains(string(v.Body), `"status":"`+st+`"`) {
+				statuses[st]++
+			}
+		}
+	}
+	if statuses["final"] != 1 || statuses["entered-in-error"] != 1 {
+		t.Fatalf("DetectedIssues stored by status %v, want S-1's retired and S-2's final", statuses)
+	}
+	for _, typ := range []string{"Flag"} {
 		vs := f.versions(t, "", typ)
 		if len(vs) != 1 {
 			t.Fatalf("%d %ss stored, want the one retired", len(vs), typ)
