@@ -483,16 +483,30 @@ func claimLiveNote(at string) string {
 	return "in flight: a gateway holds its claim until " + at + ", renewed while its attempt runs"
 }
 
+// claimEndingNote is what a claim that ran out at at, by this host's
+// clock, less than store.ClaimGrace ago means.
+func claimEndingNote(at, lapses string) string {
+	return "in flight: its claim ran out at " + at + " by this host's clock; it counts as lapsed, and may be cancelled, " +
+		"from " + lapses + " (the claiming gateway's clock may be behind this one's, its attempt still running)"
+}
+
 // noteClaim says, for a delivery in flight, whether its claim has lapsed
-// at now and what that means (ClaimLapsed, ClaimNote).
+// at now and what that means (ClaimLapsed, ClaimNote). Lapsed means over
+// for store.ClaimGrace, as store.Outbox.Cancel has it: the claim's end was
+// written from the claiming gateway's clock, now is this host's, and the
+// hosts' clocks are assumed synchronised (NTP) to within it.
 func (v *View) noteClaim(now time.Time) {
 	if v.ClaimUntil == nil {
 		return
 	}
 	at := v.ClaimUntil.UTC().Format(time.RFC3339)
-	if v.ClaimLapsed = !v.ClaimUntil.After(now); v.ClaimLapsed {
+	lapses := v.ClaimUntil.Add(store.ClaimGrace)
+	switch v.ClaimLapsed = !lapses.After(now); {
+	case v.ClaimLapsed:
 		v.ClaimNote = ClaimLapsedNote(at)
-	} else {
+	case !v.ClaimUntil.After(now):
+		v.ClaimNote = claimEndingNote(at, lapses.UTC().Format(time.RFC3339))
+	default:
 		v.ClaimNote = claimLiveNote(at)
 	}
 }
@@ -514,7 +528,7 @@ func (s *Service) stateNow(ctx context.Context, id int64, cancel bool) string {
 		return "this one is in flight"
 	}
 	at := it.LeaseUntil.UTC().Format(time.RFC3339)
-	if !it.LeaseUntil.After(s.now()) {
+	if !it.LeaseUntil.Add(store.ClaimGrace).After(s.now()) {
 		if cancel {
 			return "this one is in flight, its claim lapsed at " + at + ": try again"
 		}

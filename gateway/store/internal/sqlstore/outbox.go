@@ -390,10 +390,13 @@ func (s *Store) Cancel(ctx context.Context, id int64, lastError string, now time
 		// An in-flight item only once its claim has lapsed, checked by
 		// this update: PostgreSQL evaluates the condition again on the row
 		// a concurrent Claim or Renew has just changed, and SQLite has one
-		// writer, so a live worker's claim is never taken.
+		// writer, so a live worker's claim is never taken. Lapsed means
+		// over for store.ClaimGrace by now: lease_until was written from
+		// the claiming gateway's clock, now is the caller's, and the two
+		// hosts' clocks are assumed synchronised (NTP) to within it.
 		n, err := t.c.Exec(t.ctx, s.bind(`UPDATE outbox SET status = 'dead', last_error = ?, lease_until = 0, updated = ?
 			WHERE id = ? AND (status IN ('dead', 'pending') OR (status = 'inflight' AND lease_until <= ?))`),
-			s.text(lastError), now.UnixMilli(), id, now.UnixMilli())
+			s.text(lastError), now.UnixMilli(), id, now.Add(-store.ClaimGrace).UnixMilli())
 		if err == nil && n > 0 {
 			_, err = t.c.Exec(t.ctx, s.bind(setLive), 0, id)
 		}
