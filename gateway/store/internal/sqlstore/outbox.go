@@ -319,6 +319,16 @@ func (s *Store) Delivery(ctx context.Context, id int64) (*store.OutboxItem, []*s
 	return items[0], attempts, nil
 }
 
+// AttemptsAfterSQL is AttemptsAfter's page (tests explain its plan): the
+// attempts after (item_id, n), begun at or after at, by the primary key.
+// The cursor is a row comparison, as bulk's and reindex's keysets, so
+// that PostgreSQL starts its index scan there: written as item_id > ? OR
+// (item_id = ? AND n > ?) it walked the key from the first attempt. No
+// index has at: a page from a time on still reads every attempt after
+// its cursor (docs/audit.md).
+const AttemptsAfterSQL = `SELECT item_id, n, at, duration_ms, http_status, error FROM delivery_attempts
+			WHERE (item_id, n) > (?, ?) AND at >= ? ORDER BY item_id, n LIMIT ?`
+
 // AttemptsAfter implements store.Outbox: one page, by the primary key of
 // delivery_attempts (item_id, n).
 func (s *Store) AttemptsAfter(ctx context.Context, itemID int64, n int, since time.Time, limit int) ([]*store.Attempt, error) {
@@ -327,9 +337,7 @@ func (s *Store) AttemptsAfter(ctx context.Context, itemID int64, n int, since ti
 	}
 	var out []*store.Attempt
 	err := s.db.Read(ctx, func(c Conn) error {
-		rows, err := c.Query(ctx, s.bind(`SELECT item_id, n, at, duration_ms, http_status, error FROM delivery_attempts
-			WHERE (item_id > ? OR (item_id = ? AND n > ?)) AND at >= ? ORDER BY item_id, n LIMIT ?`),
-			itemID, itemID, n, since.UnixMilli(), limit)
+		rows, err := c.Query(ctx, s.bind(AttemptsAfterSQL), itemID, n, since.UnixMilli(), limit)
 		if err != nil {
 			return err
 		}
