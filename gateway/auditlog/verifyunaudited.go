@@ -92,7 +92,7 @@ func (c *lineageChecker) rowOf(ctx context.Context, delivery string) (int64, err
 // destination's filter refused it, or it had nothing to send: the
 // delivery worker's notSent): no transmission, so no AuditEvent.
 func notSent(a *store.Attempt) bool {
-	return a.HTTPStatus == 0 && (strings.HasPrefix(a.Error, "not sent:") || strings.HasPrefix(a.Error, store.Refused))
+	return a.HTTPStatus == 0 && (strings.HasPrefix(a.Error, store.NotSent) || strings.HasPrefix(a.Error, store.Refused))
 }
 
 // maxNamedDeliveries bounds the deliveries the summary names.

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
 )
 
@@ -94,7 +95,7 @@ func TestVerifyUnauditedAttempts(t *testing.T) {
 	t.Run("not sent", func(t *testing.T) {
 		f := newLineageFixture(t)
 		res := verifyTampered(t, f, insertAttempt(f.item1, 3, f.claimedAt.Add(time.Minute).UnixMilli(), 0,
-			"not sent: the destination filter.kinds does not accept this kind")...)
+			store.NotSent+"the destination filter.kinds does not accept this kind")...)
 		if !res.Intact || res.Lineage.Unaudited != 0 || res.Lineage.BeforeAuditing != 0 {
 			t.Errorf("Verify = intact %t, lineage %+v, faults %+v; want intact: no transmission, no AuditEvent", res.Intact, res.Lineage, res.Faults)
 		}

@@ -20,6 +20,13 @@ const (
 // (operator), and the worker dead-letters an empty payload again.
 const Refused = "refused when stored: "
 
+// NotSent begins the error of an attempt that ended before any request
+// left (the destination's filter no longer accepts the record, it has
+// nothing to send, or it carries an MRN the destination does not know),
+// followed by why: the delivery worker writes it, and audit verify looks
+// for no delivery-send AuditEvent of such an attempt (no transmission).
+const NotSent = "not sent: "
+
 // ClaimGrace is how long after an in-flight item's claim ran out, by the
 // caller's clock, Cancel waits before it takes the item (and the
 // operator shows the claim as lapsed). The claim's end was written from
