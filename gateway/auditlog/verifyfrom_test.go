@@ -205,3 +205,76 @@ func TestVerifyFromStalledWorker(t *testing.T) {
 		}
 	}
 }
+
+// TestVerifyFromAttemptNearAnchor: from an anchor, an attempt begun just
+// after the anchor's AuditEvent was recorded, whose delivery-send
+// AuditEvent was committed before the anchor's (a write queue's delay, a
+// replica's clock), is not walked: no fault, counted as not checked
+// (nearAnchor, with a note). One begun well after the anchor that no
+// AuditEvent names is still a fault (review of fix-ops, 4).
+func TestVerifyFromAttemptNearAnchor(t *testing.T) {
+	ctx := context.Background()
+	db := filepath.Join(t.TempDir(), "kg.db")
+	st, err := sqlite.Open(ctx, db, sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	l := New(st, Config{Observer: "gw-1"})
+	l.Start()
+	defer l.Close()
+	now := time.Now().UTC().Add(time.Hour).Truncate(time.Second) // after the store's clock, which dates the items
+	item := &store.OutboxItem{Destination: "ehr-b", OrderKey: "emr|session|NEAR-1", Kind: "session", Source: "emr", RecordID: "NEAR-1",
+		Version: "1", Payload: []byte(`{"resourceType":"Bundle","type":"transaction"}`)}
+	if err := st.Write(ctx, func(tx store.Tx) error { return tx.Enqueue(item) }); err != nil {
+		t.Fatal(err)
+	}
+	ids, err := operator.LoadIDs(ctx, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	anchorAt := now.Add(time.Minute)
+	its, err := st.Claim(ctx, "ehr-b", anchorAt, time.Minute, 1)
+	if err != nil || len(its) != 1 {
+		t.Fatalf("Claim = %v, %v; want one item", its, err)
+	}
+	// Its AuditEvent is committed before the anchor's; the attempt began
+	// 10 s after the anchor's recorded time.
+	a := &store.Attempt{ItemID: its[0].ID, N: 1, At: anchorAt.Add(10 * time.Second), Duration: time.Second, HTTPStatus: 503,
+		Error: "http 503", TraceID: its[0].TraceID}
+	if err := l.AppendSent(ctx, st, "https://x.example/sid", Sent{Delivery: ids.Encode(its[0].ID), Destination: "ehr-b",
+		Item: its[0], Attempt: a, Outcome: "retry"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Complete(ctx, a, store.StatusPending, a.At); err != nil {
+		t.Fatal(err)
+	}
+	rec := audit.Record{ID: "anchor", Interaction: "read", Status: 200, Recorded: anchorAt, Observer: "gw-1"}
+	if err := st.Write(ctx, newEvent("", rec).put); err != nil {
+		t.Fatal(err)
+	}
+	earlier, err := Verify(ctx, st, time.Now())
+	if err != nil || !earlier.Intact {
+		t.Fatalf("Verify = %+v, %v; want intact", earlier, err)
+	}
+	anchor := Anchor{Seq: earlier.HeadSeq, Hash: earlier.HeadHash}
+	res, err := VerifyWith(ctx, st, time.Now(), VerifyOptions{From: &anchor})
+	if err != nil || !res.Intact || res.Lineage.Unaudited != 0 || res.Lineage.NearAnchor != 1 ||
+		!strings.Contains(res.Lineage.Note, "began within 30s after the anchor") {
+		t.Fatalf("VerifyWith(from the anchor) = %s (lineage %+v, faults %+v), %v; want intact, the attempt not checked", res.Summary(), res.Lineage, res.Faults, err)
+	}
+
+	// An attempt no AuditEvent names, begun well after the anchor: a fault.
+	again, err := st.Claim(ctx, "ehr-b", anchorAt.Add(2*time.Minute), time.Minute, 1)
+	if err != nil || len(again) != 1 {
+		t.Fatalf("Claim = %v, %v; want one item", again, err)
+	}
+	late := &store.Attempt{ItemID: again[0].ID, N: 2, At: anchorAt.Add(2 * time.Minute), HTTPStatus: 200}
+	if err := st.Complete(ctx, late, store.StatusDone, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	res, err = VerifyWith(ctx, st, time.Now(), VerifyOptions{From: &anchor})
+	if err != nil || res.Intact || res.Lineage.Unaudited != 1 || res.Lineage.NearAnchor != 1 {
+		t.Fatalf("VerifyWith(from the anchor) = %s (lineage %+v), %v; want the later attempt a fault", res.Summary(), res.Lineage, err)
+	}
+}

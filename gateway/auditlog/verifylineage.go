@@ -62,9 +62,16 @@ type LineageCheck struct {
 	// each is a fault (verifyunaudited.go). BeforeAuditing counts those
 	// begun before it (a release before delivery auditing sent them): not
 	// faults, said in the Note.
-	Unaudited      int    `json:"unaudited,omitempty"`
-	BeforeAuditing int    `json:"beforeAuditing,omitempty"`
-	Note           string `json:"note,omitempty"`
+	Unaudited      int `json:"unaudited,omitempty"`
+	BeforeAuditing int `json:"beforeAuditing,omitempty"`
+	// NearAnchor counts, for a walk from an anchor, the attempts no
+	// walked AuditEvent names begun within anchorMargin after the
+	// anchor's AuditEvent was recorded: their delivery-send AuditEvent
+	// may have been committed before the anchor's (a write queue's
+	// delay, another replica's clock), not walked. Not checked now, not
+	// faults, said in the Note.
+	NearAnchor int    `json:"nearAnchor,omitempty"`
+	Note       string `json:"note,omitempty"`
 }
 
 // note says what was not checked, when something was not.
@@ -82,6 +89,11 @@ func (c *LineageCheck) note() {
 	if c.BeforeAuditing > 0 {
 		notes = append(notes, fmt.Sprintf("%s no AuditEvent names began before the trail's first delivery-send AuditEvent: "+
 			"a release that did not audit deliveries yet sent them (not a fault)", CountedAs(c.BeforeAuditing, "delivery attempt", "delivery attempts")))
+	}
+	if c.NearAnchor > 0 {
+		notes = append(notes, fmt.Sprintf("%s no AuditEvent walked names began within %s after the anchor: their "+
+			"delivery-send AuditEvents may precede it, so they were not checked now (a whole walk checks them)",
+			CountedAs(c.NearAnchor, "delivery attempt", "delivery attempts"), anchorMargin))
 	}
 	c.Note = strings.Join(notes, "; ")
 }

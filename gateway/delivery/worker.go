@@ -827,22 +827,22 @@ func (d *destWorker) send(ctx context.Context, it *store.OutboxItem) (res Result
 	// its records sent there. Each refusal names the filter's field.
 	switch {
 	case !d.dest.acceptsKind(it.Kind):
-		return notSent("not sent: the destination's filter.kinds does not accept this record's kind")
+		return notSent(store.NotSent + "the destination's filter.kinds does not accept this record's kind")
 	case !d.dest.acceptsSource(it.Source):
-		return notSent("not sent: the destination's filter.sources does not accept this record's source")
+		return notSent(store.NotSent + "the destination's filter.sources does not accept this record's source")
 	case !d.dest.AcceptsTenant(it.Tenant):
-		return notSent("not sent: the destination's filter.tenants does not accept this record's tenant")
+		return notSent(store.NotSent + "the destination's filter.tenants does not accept this record's tenant")
 	case len(it.Payload) == 0 && strings.HasPrefix(it.LastError, store.Refused):
 		// Refused as its record was stored (and put back by hand): the
 		// reason stands.
 		return notSent(it.LastError)
 	case len(it.Payload) == 0:
-		return notSent("not sent: empty payload")
+		return notSent(store.NotSent + "empty payload")
 	case d.dest.MRNSystems != nil && !d.dest.knowsMRNs(it.Payload):
 		// Built before mrnSystems was set or changed (queued, retried,
 		// or a dead letter put back): sending it would disclose another
 		// hospital's MRN. A new version of the record builds it anew (docs/configuration.md).
-		return notSent("not sent: built before mrnSystems was set; it carries an MRN of a system this destination does not know")
+		return notSent(store.NotSent + "built before mrnSystems was set; it carries an MRN of a system this destination does not know")
 	}
 	return d.client.Deliver(ctx, it.Payload, d.mode())
 }

@@ -1000,6 +1000,11 @@ func sendOne(t *testing.T, d Destination, payload []byte) (event, int32) {
 func wantNotSent(t *testing.T, ev event, ehr *stubEHR, audited int32, errPart string) {
 	t.Helper()
 	wantAttempt(t, ev, 1, store.StatusDead, 0, errPart)
+	// audit verify knows an attempt that sent nothing by this prefix: it
+	// looks for no AuditEvent of it.
+	if !strings.HasPrefix(ev.A.Error, store.NotSent) {
+		t.Errorf("attempt error = %q, want it to begin with store.NotSent %q", ev.A.Error, store.NotSent)
+	}
 	if n := ehr.count("Patient") + ehr.count("Procedure"); n != 0 {
 		t.Errorf("the EHR received %d resources", n)
 	}

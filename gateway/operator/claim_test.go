@@ -59,6 +59,28 @@ func TestInFlightClaim(t *testing.T) {
 		t.Errorf("Cancel (delivered) = %v, want it to say delivered, not in flight", err)
 	}
 
+	// Ran out by this clock, but within store.ClaimGrace: the claiming
+	// gateway's clock may be behind this one's, its worker still renewing
+	// the claim. Not lapsed, and not cancelled.
+	now = until.Add(store.ClaimGrace / 2)
+	v, err = ops.Show(ctx, search.AllTenants, id, false)
+	if err != nil || v.ClaimLapsed || strings.Contains(v.ClaimNote, "lapsed at") {
+		t.Fatalf("Show (within the grace) = lapsed %v note %q, %v; want not lapsed", v.ClaimLapsed, v.ClaimNote, err)
+	}
+	// The refusals say what show says (stateNow is noteClaim's): from
+	// when the claim counts as lapsed, not a claim held until a time past.
+	lapses := until.Add(store.ClaimGrace).Format(time.RFC3339)
+	err = ops.Cancel(ctx, "", id, "sent in error")
+	if kind, issues := outcome.From(err); kind != outcome.Conflict || len(issues) != 1 ||
+		strings.Contains(issues[0].Message, "lapsed at") || !strings.Contains(issues[0].Message, stamp) ||
+		!strings.Contains(issues[0].Message, "may be cancelled, from "+lapses) {
+		t.Errorf("Cancel (within the grace) = %v, want a conflict naming the claim's end %s and the lapse from %s", err, stamp, lapses)
+	}
+	_, err = ops.Retry(ctx, "", id)
+	if _, issues := outcome.From(err); len(issues) != 1 || !strings.Contains(issues[0].Message, v.ClaimNote) {
+		t.Errorf("Retry (within the grace) = %v, want it to say %q", err, v.ClaimNote)
+	}
+
 	// The claim lapsed: its gateway is gone.
 	now = until.Add(time.Minute)
 	v, err = ops.Show(ctx, search.AllTenants, id, false)

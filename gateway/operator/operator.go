@@ -470,9 +470,9 @@ var (
 		fmt.Sprintf("reason: at most %d characters, without control characters (line breaks, tabs)", MaxCancelReason))
 )
 
-// ClaimLapsedNote is what a delivery in flight whose claim lapsed at
+// claimLapsedNote is what a delivery in flight whose claim lapsed at
 // (formatted) means for the operator (View.ClaimNote).
-func ClaimLapsedNote(at string) string {
+func claimLapsedNote(at string) string {
 	return "claim lapsed at " + at + ": the gateway sending it stopped before recording its attempt (which may have " +
 		"reached the EHR); the next gateway to start or poll recovers it, records that attempt as interrupted and sends " +
 		"it again, unless it is cancelled first (deliveries cancel)"
@@ -483,24 +483,39 @@ func claimLiveNote(at string) string {
 	return "in flight: a gateway holds its claim until " + at + ", renewed while its attempt runs"
 }
 
+// claimEndingNote is what a claim that ran out at at, by this host's
+// clock, less than store.ClaimGrace ago means.
+func claimEndingNote(at, lapses string) string {
+	return "in flight: its claim ran out at " + at + " by this host's clock; it counts as lapsed, and may be cancelled, " +
+		"from " + lapses + " (the claiming gateway's clock may be behind this one's, its attempt still running)"
+}
+
 // noteClaim says, for a delivery in flight, whether its claim has lapsed
-// at now and what that means (ClaimLapsed, ClaimNote).
+// at now and what that means (ClaimLapsed, ClaimNote). Lapsed means over
+// for store.ClaimGrace, as store.Outbox.Cancel has it: the claim's end was
+// written from the claiming gateway's clock, now is this host's, and the
+// hosts' clocks are assumed synchronised (NTP) to within it.
 func (v *View) noteClaim(now time.Time) {
 	if v.ClaimUntil == nil {
 		return
 	}
 	at := v.ClaimUntil.UTC().Format(time.RFC3339)
-	if v.ClaimLapsed = !v.ClaimUntil.After(now); v.ClaimLapsed {
-		v.ClaimNote = ClaimLapsedNote(at)
-	} else {
+	lapses := v.ClaimUntil.Add(store.ClaimGrace)
+	switch v.ClaimLapsed = !lapses.After(now); {
+	case v.ClaimLapsed:
+		v.ClaimNote = claimLapsedNote(at)
+	case !v.ClaimUntil.After(now):
+		v.ClaimNote = claimEndingNote(at, lapses.UTC().Format(time.RFC3339))
+	default:
 		v.ClaimNote = claimLiveNote(at)
 	}
 }
 
 // stateNow says, for a retry or cancel the store refused, the state the
-// delivery (row id) is in now, read again: delivered, or in flight with a
-// live claim until when (cancel: it may be cancelled once the claim
-// lapses), or lapsed (retry: the next gateway sends it again).
+// delivery (row id) is in now, read again: delivered, another status, or
+// in flight as show says it (View.noteClaim: a live claim until when, one
+// that ran out within store.ClaimGrace, or lapsed); for a cancel, when it
+// may be cancelled.
 func (s *Service) stateNow(ctx context.Context, id int64, cancel bool) string {
 	it, _, err := s.store.Delivery(ctx, id)
 	switch {
@@ -510,22 +525,25 @@ func (s *Service) stateNow(ctx context.Context, id int64, cancel bool) string {
 		return "this one was delivered"
 	case it.Status != store.StatusInFlight:
 		return "this one is " + it.Status + " now: try again"
-	case it.LeaseUntil.IsZero():
+	}
+	ids, err := s.IDs(ctx)
+	if err != nil {
 		return "this one is in flight"
 	}
-	at := it.LeaseUntil.UTC().Format(time.RFC3339)
-	if !it.LeaseUntil.After(s.now()) {
-		if cancel {
-			return "this one is in flight, its claim lapsed at " + at + ": try again"
-		}
-		return "this one is in flight and its " + ClaimLapsedNote(at)
+	v := NewView(ids, it, nil, false)
+	v.noteClaim(s.now())
+	switch {
+	case v.ClaimNote == "":
+		return "this one is in flight"
+	case v.ClaimLapsed && cancel: // taken again, or renewed, since
+		return "this one is in flight and its " + v.ClaimNote + "; try again"
+	case v.ClaimLapsed:
+		return "this one is in flight and its " + v.ClaimNote
+	case cancel:
+		return "this one is " + v.ClaimNote + ". Cancel it once its attempt has ended (it is then pending or a dead " +
+			"letter, or delivered), or, if that gateway is gone, once the claim has lapsed"
 	}
-	if cancel {
-		return "this one is in flight: a gateway holds its claim until " + at + " (renewed while its attempt runs). " +
-			"Cancel it once its attempt has ended (it is then pending or a dead letter, or delivered), or, if that gateway is gone, " +
-			"once the claim has lapsed"
-	}
-	return "this one is " + claimLiveNote(at) + "; its attempt's end decides (delivered, pending or a dead letter)"
+	return "this one is " + v.ClaimNote + "; its attempt's end decides (delivered, pending or a dead letter)"
 }
 
 // CheckCancelReason refuses a cancel's reason that is empty or not one

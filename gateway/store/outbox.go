@@ -20,6 +20,25 @@ const (
 // (operator), and the worker dead-letters an empty payload again.
 const Refused = "refused when stored: "
 
+// NotSent begins the error of an attempt that ended before any request
+// left (the destination's filter no longer accepts the record, it has
+// nothing to send, or it carries an MRN the destination does not know),
+// followed by why: the delivery worker writes it, and audit verify looks
+// for no delivery-send AuditEvent of such an attempt (no transmission).
+const NotSent = "not sent: "
+
+// ClaimGrace is how long after an in-flight item's claim ran out, by the
+// caller's clock, Cancel waits before it takes the item (and the
+// operator shows the claim as lapsed). The claim's end was written from
+// the claiming gateway's clock (its lease, renewed ahead while its attempt
+// runs), the lapse is judged by the caller's (a CLI host, another
+// gateway): a caller whose clock is ahead would otherwise take a live
+// worker's claim, and that worker's attempt, which may reach the EHR,
+// would end on a cancelled dead letter sent again by a later retry. The
+// hosts' clocks are assumed synchronised (NTP) to well within it
+// (docs/deployment.md).
+const ClaimGrace = time.Minute
+
 // LeaseEnded is the LastError Claim gives an in-flight item whose lease
 // ran out (its worker stopped, or could not record its attempt): that
 // attempt may have reached the destination and has no attempt row. Claim
@@ -199,7 +218,8 @@ type Outbox interface {
 	// version would overwrite that later one at the destination.
 	Retry(ctx context.Context, id int64, now time.Time) error
 	// Cancel makes a pending or dead item, or an in-flight one whose
-	// claim has lapsed (LeaseUntil not after now: its worker is gone), a
+	// claim has lapsed (LeaseUntil at least ClaimGrace before now: its
+	// worker is gone; the hosts' clocks are assumed synchronised), a
 	// dead letter with lastError, as of now, so that it is never sent and
 	// no longer holds back the later items of its order keys; ErrNotFound
 	// if it is none of these (absent, done, or in flight with a live

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/internal/sqlstore"
@@ -67,5 +68,53 @@ func TestOutboxPlans(t *testing.T) {
 	// The destinations skip through an index: no step reads the table.
 	if plan := pgExplain(t, s, sqlstore.OutboxDestinationsSQL); strings.Contains(plan, "Seq Scan on outbox") {
 		t.Errorf("destinations plan reads every delivery:\n%s", plan)
+	}
+}
+
+// TestAttemptsAfterPlan: a page of AttemptsAfter (audit verify's walk
+// of the delivery attempts) starts its index scan of the primary key at
+// the page's cursor, an index condition, instead of walking the key from
+// the first attempt and filtering (review of fix-ops: written as
+// item_id > ? OR (item_id = ? AND n > ?), a page 80% into 1.5M attempts
+// skipped 1.2M rows, 350 ms; as the row comparison, 0.37 ms).
+func TestAttemptsAfterPlan(t *testing.T) {
+	testURL(t)
+	s, _ := openFresh(t, Options{})
+	ctx := context.Background()
+	err := s.Write(ctx, func(tx store.Tx) error {
+		for i := range 500 {
+			it := &store.OutboxItem{Destination: "ehr", OrderKey: fmt.Sprintf("k%d", i), Patient: "p", Kind: "k",
+				Source: "s", RecordID: fmt.Sprint(i), Version: "1", Payload: []byte(`{}`)}
+			if err := tx.Enqueue(it); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.pool.Exec(ctx, `INSERT INTO delivery_attempts (item_id, n, at, duration_ms, http_status, trace_id, error)
+		SELECT id, g, id * 10 + g, 1, 503, '', '' FROM outbox, generate_series(1, 5) g`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.pool.Exec(ctx, `ANALYZE`); err != nil {
+		t.Fatal(err)
+	}
+	var after int64
+	if err := s.pool.QueryRow(ctx, `SELECT id FROM outbox ORDER BY id OFFSET 400 LIMIT 1`).Scan(&after); err != nil {
+		t.Fatal(err)
+	}
+	q := sqlstore.AttemptsAfterSQL
+	for i := 1; strings.Contains(q, "?"); i++ {
+		q = strings.Replace(q, "?", fmt.Sprintf("$%d", i), 1)
+	}
+	plan := pgExplainWith(t, s, "", "", q, after, 3, int64(0), 100)
+	if !strings.Contains(plan, "delivery_attempts_pkey") || !strings.Contains(plan, "Index Cond") {
+		t.Errorf("the page walks the attempts from the first instead of starting at its cursor:\n%s", plan)
+	}
+	page, err := s.AttemptsAfter(ctx, after, 3, time.Time{}, 4)
+	if err != nil || len(page) != 4 || page[0].ItemID != after || page[0].N != 4 || page[2].ItemID != after+1 || page[2].N != 1 {
+		t.Fatalf("AttemptsAfter(%d, 3) = %d attempts %v, want %d/4, %d/5, %d/1, %d/2", after, len(page), err, after, after, after+1, after+1)
 	}
 }

@@ -34,6 +34,11 @@ func testOutboxCancelLapsed(t *testing.T, s store.Store) {
 	}
 	// A live claim is not cancelled.
 	isErr(t, "Cancel of a live claim", ob.Cancel(ctx, a.ID, "x", t0.Add(59*time.Second)), store.ErrNotFound)
+	// Nor one that ran out by the caller's clock less than ClaimGrace ago:
+	// the claiming gateway's clock may be behind the caller's (a CLI host
+	// whose clock is fast), its worker still renewing it.
+	isErr(t, "Cancel within the grace after the claim's end",
+		ob.Cancel(ctx, a.ID, "x", t0.Add(time.Minute+store.ClaimGrace-time.Millisecond)), store.ErrNotFound)
 	// Renewed before the cancel: live again.
 	if _, err := ob.Renew(ctx, []int64{b.ID}, t0.Add(3*time.Minute)); err != nil {
 		t.Fatal(err)

@@ -319,6 +319,16 @@ func (s *Store) Delivery(ctx context.Context, id int64) (*store.OutboxItem, []*s
 	return items[0], attempts, nil
 }
 
+// AttemptsAfterSQL is AttemptsAfter's page (tests explain its plan): the
+// attempts after (item_id, n), begun at or after at, by the primary key.
+// The cursor is a row comparison, as bulk's and reindex's keysets, so
+// that PostgreSQL starts its index scan there: written as item_id > ? OR
+// (item_id = ? AND n > ?) it walked the key from the first attempt. No
+// index has at: a page from a time on still reads every attempt after
+// its cursor (docs/audit.md).
+const AttemptsAfterSQL = `SELECT item_id, n, at, duration_ms, http_status, error FROM delivery_attempts
+			WHERE (item_id, n) > (?, ?) AND at >= ? ORDER BY item_id, n LIMIT ?`
+
 // AttemptsAfter implements store.Outbox: one page, by the primary key of
 // delivery_attempts (item_id, n).
 func (s *Store) AttemptsAfter(ctx context.Context, itemID int64, n int, since time.Time, limit int) ([]*store.Attempt, error) {
@@ -327,9 +337,7 @@ func (s *Store) AttemptsAfter(ctx context.Context, itemID int64, n int, since ti
 	}
 	var out []*store.Attempt
 	err := s.db.Read(ctx, func(c Conn) error {
-		rows, err := c.Query(ctx, s.bind(`SELECT item_id, n, at, duration_ms, http_status, error FROM delivery_attempts
-			WHERE (item_id > ? OR (item_id = ? AND n > ?)) AND at >= ? ORDER BY item_id, n LIMIT ?`),
-			itemID, itemID, n, since.UnixMilli(), limit)
+		rows, err := c.Query(ctx, s.bind(AttemptsAfterSQL), itemID, n, since.UnixMilli(), limit)
 		if err != nil {
 			return err
 		}
@@ -390,10 +398,13 @@ func (s *Store) Cancel(ctx context.Context, id int64, lastError string, now time
 		// An in-flight item only once its claim has lapsed, checked by
 		// this update: PostgreSQL evaluates the condition again on the row
 		// a concurrent Claim or Renew has just changed, and SQLite has one
-		// writer, so a live worker's claim is never taken.
+		// writer, so a live worker's claim is never taken. Lapsed means
+		// over for store.ClaimGrace by now: lease_until was written from
+		// the claiming gateway's clock, now is the caller's, and the two
+		// hosts' clocks are assumed synchronised (NTP) to within it.
 		n, err := t.c.Exec(t.ctx, s.bind(`UPDATE outbox SET status = 'dead', last_error = ?, lease_until = 0, updated = ?
 			WHERE id = ? AND (status IN ('dead', 'pending') OR (status = 'inflight' AND lease_until <= ?))`),
-			s.text(lastError), now.UnixMilli(), id, now.UnixMilli())
+			s.text(lastError), now.UnixMilli(), id, now.Add(-store.ClaimGrace).UnixMilli())
 		if err == nil && n > 0 {
 			_, err = t.c.Exec(t.ctx, s.bind(setLive), 0, id)
 		}
