@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -189,7 +190,7 @@ func (c *lineageChecker) checkUnaudited(ctx context.Context, walkedTo int64) err
 		}
 		id := ids.Encode(a.ItemID)
 		lc.Unaudited++
-		if len(c.out.unauditedDeliveries) < maxNamedDeliveries && !containsString(c.out.unauditedDeliveries, id) {
+		if len(c.out.unauditedDeliveries) < maxNamedDeliveries && !slices.Contains(c.out.unauditedDeliveries, id) {
 			c.out.unauditedDeliveries = append(c.out.unauditedDeliveries, id)
 		}
 		c.out.lineageFault(0, "", fmt.Sprintf("delivery %s attempt %d", id, a.N), UnauditedProblem)
@@ -223,13 +224,4 @@ func (c *lineageChecker) nameSent(ctx context.Context, ev *chainedEvent) error {
 		return nil
 	}
 	return nil
-}
-
-func containsString(ss []string, s string) bool {
-	for _, x := range ss {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

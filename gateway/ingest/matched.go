@@ -3,7 +3,6 @@ package ingest
 import (
 	"encoding/json"
 	"fmt"
-	"slices"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
@@ -164,7 +163,7 @@ func keepRetiredIssue(st store.Tx, rec mapping.Record, opts mapping.Options, pat
 	}
 	var warnings []mapping.Violation
 	if samePatientOf(stored[at], "patient", patientID) {
-		critical, err := issueStands(st, id, res)
+		critical, err := issueStands(st, id, res, patientID)
 		if err != nil || len(critical) == 0 {
 			return res, raws, docs, checked, nil, err
 		}
@@ -182,9 +181,21 @@ func keepRetiredIssue(st store.Tx, rec mapping.Record, opts mapping.Options, pat
 // issueStands returns the pre-dose measurements of the session id,
 // stored apart from the record being written (res), that are charted
 // critical: the issue stands while there is one.
-func issueStands(st store.Tx, id mapping.SessionID, res *mapping.Result) ([]mapping.Linked, error) {
-	linked, _, _, err := sessionLinked(st, id, ownIdentifiers(res))
-	return slices.DeleteFunc(linked, func(l mapping.Linked) bool { return !l.Critical }), err
+// Only the patient's own: another patient's record naming the session
+// (which checkSessionRecords refuses) neither keeps the issue nor is named
+// in this sender's warning.
+func issueStands(st store.Tx, id mapping.SessionID, res *mapping.Result, patientID string) ([]mapping.Linked, error) {
+	linked, docs, _, err := sessionLinked(st, id, ownIdentifiers(res))
+	if err != nil {
+		return nil, err
+	}
+	var critical []mapping.Linked
+	for i, l := range linked {
+		if l.Critical && samePatient(docs[i], patientID) {
+			critical = append(critical, l)
+		}
+	}
+	return critical, nil
 }
 
 // keepOnly is the elements of s that keep marks (nil for nil).

@@ -117,14 +117,14 @@ func (s *Service) Submit(ctx context.Context, sc *auditlog.Scope, opts Options, 
 	return j, nil
 }
 
-// ShowsValues reports whether a replay job's report shows values (it was
-// asked with ShowValues): its download discloses the patients' data,
-// which its AuditEvent says (and names them: the report's
 // ValuesDisclosed is what the AuditEvent of a report showing values says
 // was disclosed (auditlog.Scope.Disclosed): the API's download of such a
 // report and the CLI's replay --show-values say the same.
 const ValuesDisclosed = "the old and new values of the records' changed elements disclosed (showValues)"
 
+// ShowsValues reports whether a replay job's report shows values (it was
+// asked with ShowValues): its download discloses the patients' data,
+// which its AuditEvent says (and names them: the report's
 // jobs.PatientsFile).
 func ShowsValues(j *store.Job) bool {
 	var req jobRequest
