@@ -122,13 +122,16 @@ func (w *gzipWriter) Write(p []byte) (int, error) {
 	if w.status == 0 {
 		w.status = http.StatusOK
 	}
-	w.head = append(w.head, p...)
-	if len(w.head) >= compressMin {
-		if err := w.start(); err != nil {
-			return 0, err
-		}
+	if len(w.head)+len(p) < compressMin {
+		w.head = append(w.head, p...)
+		return len(p), nil
 	}
-	return len(p), nil
+	// Decided: p goes to the chosen writer as it is, not copied into head
+	// (an answer arrives in one Write, a searchset of a megabyte and more).
+	if err := w.start(); err != nil {
+		return 0, err
+	}
+	return w.Write(p)
 }
 
 // start decides to compress (unless the answer already has a content
