@@ -115,29 +115,7 @@ func (e *Engine) CapabilityStatement(base string, sec Security) map[string]any {
 		}
 		var params []map[string]any
 		for _, p := range search.Params(typ) {
-			sp := map[string]any{"name": p.Name, "type": string(p.Type)}
-			if p.Description != "" {
-				sp["documentation"] = p.Description
-			}
-			switch {
-			case p.Type == search.TypeReference:
-				sp["documentation"] = p.Description + ". Chainable one link deep (" + p.Name +
-					"[:Type].parameter, a search parameter of the target type); a target of _has."
-			case len(p.Systems) > 0:
-				sp["documentation"] = p.Description + ". The codes carry the system their R4 binding implies (" +
-					strings.Join(p.Systems, ", ") + "): system|code, system| and code find them, |code does not."
-			case p.Type == search.TypeQuantity || p.Type == search.TypeNumber:
-				sp["documentation"] = p.Description + ". Prefixes compare ranges (search.html#prefix): the search " +
-					"value's implicit precision (100 is [99.5, 100.5)) with the stored value, which a Quantity's " +
-					"comparator makes a range (<5 is below 5)."
-			}
-			if p.Definition != "" {
-				// R4's SearchParameter, or the gateway's own (published
-				// at /fhir/SearchParameter); none for the gateway's own
-				// patient parameter of the types R4 gives none.
-				sp["definition"] = p.Definition
-			}
-			params = append(params, sp)
+			params = append(params, searchParamEntry(p))
 		}
 		res := map[string]any{
 			"type":              typ,
@@ -253,10 +231,36 @@ func (e *Engine) CapabilityStatement(base string, sec Security) map[string]any {
 func commonSearchParams() []map[string]any {
 	var out []map[string]any
 	for _, p := range search.CommonParams() {
-		out = append(out, map[string]any{"name": p.Name, "type": string(p.Type), "definition": p.Definition,
-			"documentation": p.Description})
+		out = append(out, searchParamEntry(p))
 	}
 	return out
+}
+
+// searchParamEntry is a CapabilityStatement searchParam entry of p.
+func searchParamEntry(p search.Param) map[string]any {
+	sp := map[string]any{"name": p.Name, "type": string(p.Type)}
+	if p.Description != "" {
+		sp["documentation"] = p.Description
+	}
+	switch {
+	case p.Type == search.TypeReference:
+		sp["documentation"] = p.Description + ". Chainable one link deep (" + p.Name +
+			"[:Type].parameter, a search parameter of the target type); a target of _has."
+	case len(p.Systems) > 0:
+		sp["documentation"] = p.Description + ". The codes carry the system their R4 binding implies (" +
+			strings.Join(p.Systems, ", ") + "): system|code, system| and code find them, |code does not."
+	case p.Type == search.TypeQuantity || p.Type == search.TypeNumber:
+		sp["documentation"] = p.Description + ". Prefixes compare ranges (search.html#prefix): the search " +
+			"value's implicit precision (100 is [99.5, 100.5)) with the stored value, which a Quantity's " +
+			"comparator makes a range (<5 is below 5)."
+	}
+	if p.Definition != "" {
+		// R4's SearchParameter, or the gateway's own (published
+		// at /fhir/SearchParameter); none for the gateway's own
+		// patient parameter of the types R4 gives none.
+		sp["definition"] = p.Definition
+	}
+	return sp
 }
 
 // searchLimitsDoc states the search limits l (the engine's, defaults
