@@ -144,7 +144,9 @@ func (c *lineageChecker) checkUnaudited(ctx context.Context, walkedTo int64) err
 		for _, a := range page {
 			switch {
 			case notSent(a) || c.sent.vouched(a):
-			case !first.IsZero() && a.At.Before(first):
+			case first.IsZero() || a.At.Before(first):
+				// Before delivery auditing began (or a trail that has
+				// never audited one): counted, not held.
 				lc.BeforeAuditing++
 			case !c.fromAt.IsZero() && a.At.Before(c.fromAt.Add(anchorMargin)):
 				// Its AuditEvent may precede the anchor's, not walked.
@@ -182,10 +184,6 @@ func (c *lineageChecker) checkUnaudited(ctx context.Context, walkedTo int64) err
 	}
 	for _, a := range left {
 		if c.sent.vouched(a) {
-			continue
-		}
-		if first.IsZero() || a.At.Before(first) {
-			lc.BeforeAuditing++
 			continue
 		}
 		id := ids.Encode(a.ItemID)
