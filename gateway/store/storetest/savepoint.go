@@ -152,3 +152,67 @@ func testSavepoint(t *testing.T, s store.Store) {
 	// The undone appends used up no seq.
 	expectChain(t, s, "audit-outer1", "audit-kept", "audit-outer2")
 }
+
+// testFlushFailed: a flush whose statement failed (a version 1 of a
+// resource that exists, between two new ones in one multi-row insert)
+// fails the transaction. An fn that goes on after the error and returns
+// nil commits nothing: not the row inserted before the failing one (on
+// SQLite a multi-row insert keeps it, see sqlstore.Dialect.InsertRows),
+// nor the writes buffered with it. A savepoint rolled back after such a
+// flush undoes it, and the transaction goes on and commits.
+func testFlushFailed(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	put(t, s, res("Patient", "existing", 1, base))
+	code := func(n string) search.Entry { return tok("code", "urn:ff", n) }
+	find := func(n string) *search.Query {
+		return query("Basic", clause("code", search.TypeToken, "", vSys("urn:ff", n)))
+	}
+	failing := func(tx store.Tx, a, c string) error {
+		for _, r := range []*store.Resource{res("Basic", a, 1, base), res("Patient", "existing", 1, base), res("Basic", c, 1, base)} {
+			if err := tx.Put(r, []search.Entry{code(r.ID)}); err != nil {
+				return fmt.Errorf("Put %s/%s: %v, want the conflict found by the flush", r.Type, r.ID, err)
+			}
+		}
+		_, err := tx.Search(find(a)) // flushes the three
+		if !errors.Is(err, store.ErrConflict) {
+			return fmt.Errorf("Search after a conflicting Put = %v, want ErrConflict", err)
+		}
+		return nil // as if nothing had failed
+	}
+	var fnErr error
+	err := s.Write(ctx, func(tx store.Tx) error {
+		fnErr = failing(tx, "ff-a", "ff-c")
+		return nil
+	})
+	if fnErr != nil {
+		t.Fatal(fnErr)
+	}
+	if err == nil {
+		t.Error("Write whose flush failed = nil, want the flush's error")
+	}
+	err = s.Write(ctx, func(tx store.Tx) error {
+		err := tx.Savepoint(func() error {
+			if err := failing(tx, "ff-sa", "ff-sc"); err != nil {
+				return fmt.Errorf("%w (not a flush error)", err)
+			}
+			return nil
+		})
+		if !errors.Is(err, store.ErrConflict) {
+			return fmt.Errorf("Savepoint whose flush failed = %v, want ErrConflict", err)
+		}
+		return tx.Put(res("Basic", "ff-d", 1, base), []search.Entry{code("ff-d")})
+	})
+	if err != nil {
+		t.Fatalf("Write after a rolled back savepoint: %v", err)
+	}
+	for _, n := range []string{"ff-a", "ff-c", "ff-sa", "ff-sc"} {
+		if _, err := s.VRead(ctx, "Basic", n, 1); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("VRead Basic/%s/_history/1 = %v, want ErrNotFound: nothing of a failed flush commits", n, err)
+		}
+		expect(t, s, "Basic "+n, find(n))
+	}
+	expect(t, s, "Basic ff-d", find("ff-d"), "ff-d")
+	if r, err := s.Read(ctx, "Patient", "existing"); err != nil || r.Version != 1 {
+		t.Errorf("Patient/existing = %v %v, want version 1 unchanged", r, err)
+	}
+}

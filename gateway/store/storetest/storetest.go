@@ -95,6 +95,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"AuditIndex", testAuditIndex},
 		{"AuditIndexBatched", testAuditIndexBatched},
 		{"Savepoint", testSavepoint},
+		{"FlushFailed", testFlushFailed},
 		{"GroupCommit", testGroupCommit},
 		{"GroupCommitSeesEarlier", testGroupCommitSeesEarlier},
 		{"GroupCommitFlushConflict", testGroupCommitFlushConflict},

@@ -258,7 +258,11 @@ func (s *Store) valuesInsert(t *indexTable, n int) string {
 		names[i] = c.name
 	}
 	one := "(" + strings.TrimSuffix(strings.Repeat("?, ", len(cols)), ", ") + ")"
-	q := `INSERT INTO ` + t.name + ` (` + strings.Join(names, ", ") + `) VALUES ` +
+	verb := s.d.InsertRows
+	if verb == "" {
+		verb = "INSERT INTO"
+	}
+	q := verb + ` ` + t.name + ` (` + strings.Join(names, ", ") + `) VALUES ` +
 		strings.TrimSuffix(strings.Repeat(one+", ", n), ", ") + t.suffix
 	q = s.bind(q)
 	s.inserts.Store(key, q)

@@ -561,6 +561,7 @@ func (t *tx) request(fn func(*tx) error) (res result, lost error) {
 		}
 		return res, err
 	}
+	t.rolledBack()
 	return res, nil
 }
 

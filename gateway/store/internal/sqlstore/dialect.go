@@ -79,6 +79,18 @@ type Dialect struct {
 	// cost it more than it saved (BenchmarkDateSort: 12-30 ms for 4-7 ms a
 	// page).
 	Opaque string
+	// InsertRows begins a statement inserting many rows (valuesInsert);
+	// "" is "INSERT INTO". SQLite's is "INSERT OR FAIL INTO": a statement
+	// that may write several rows and may abort (a NOT NULL or UNIQUE
+	// column does) makes SQLite copy every page it changes into a
+	// statement journal first, to undo the statement alone; FAIL keeps
+	// the rows before a failing one instead, so there is nothing to undo
+	// and no journal (issue 19: 3-7% of a Synthea load's CPU, the copies
+	// and the memory they took). A failed flush therefore leaves part of
+	// its rows, as a Batch that stops at its failing statement leaves the
+	// statements before it: the transaction is failed (tx.failed) and
+	// commits nothing until a savepoint's rollback undoes the flush.
+	InsertRows string
 	// FlushAhead tells that a write transaction sends its buffered rows
 	// ahead of the commit once they are many (see tx's flushing ahead):
 	// where the database works in another process, on another core, while

@@ -22,6 +22,11 @@ type tx struct {
 	puts   int // resource versions written (see DB.Committed)
 	buf    putBuffer
 	audits []chainAppend // appended when the transaction commits
+	// failed is the error of a flush whose statements failed: the
+	// transaction may hold part of that flush's rows (see
+	// Dialect.InsertRows), so every later flush, and so the commit, fails
+	// with it, until the rollback of a savepoint begun before it.
+	failed error
 }
 
 var _ store.Tx = (*tx)(nil)
@@ -163,9 +168,14 @@ func (t *tx) Put(res *store.Resource, entries []search.Entry) error {
 // that another resource holds is store.ErrConflict. It first waits for
 // a flush sent ahead, whose error is then flush's.
 func (t *tx) flush() error {
+	if t.failed != nil {
+		t.buf.reset()
+		return t.failed
+	}
 	if a, ok := t.c.(*aheadTx); ok {
 		if err := a.settle(); err != nil {
 			t.buf.reset()
+			t.failed = err
 			return err
 		}
 	}
@@ -177,7 +187,8 @@ func (t *tx) flush() error {
 	claims := t.buf.claims
 	t.buf.reset()
 	if err := t.c.Batch(t.ctx, stmts); err != nil {
-		return t.flushErr(err)
+		t.failed = t.flushErr(err)
+		return t.failed
 	}
 	if claimed < int64(len(claims)) {
 		return t.checkClaims(claims)
@@ -375,6 +386,10 @@ func (t *tx) discard(n int) {
 	t.audits = t.audits[:n]
 }
 
+// rolledBack tells t that a savepoint begun after its last successful
+// flush was rolled back: the rows of a failed flush since are undone.
+func (t *tx) rolledBack() { t.failed = nil }
+
 // flushKeys flushes the buffer when it holds the deletion of a resource's
 // conditional keys or a claim, which a key statement must see.
 func (t *tx) flushKeys() error {
@@ -558,6 +573,7 @@ func (t *tx) Savepoint(fn func() error) error {
 		}
 		return fmt.Errorf("%s: rollback to savepoint (after %v): %w", s.d.Name, ferr, lostErr(s.err(t.ctx, err)))
 	}
+	t.rolledBack()
 	return ferr
 }
 
