@@ -13,8 +13,9 @@
 // transactions race-free and orders the audit chain's appends and the
 // outbox's claims without locks of their own. Concurrent Writes of this
 // process share a transaction and its commit (group commit, one lane: see
-// sqlstore), each in a savepoint; savepoint and statement journals are
-// kept in memory, and the write connection's page cache is large enough
+// sqlstore), each in a savepoint once one of them failed; savepoint
+// journals are kept in memory (multi-row inserts keep no statement
+// journal: INSERT OR FAIL), and the write connection's page cache is large enough
 // for a batch's pages. UseNonce is one statement on the write connection,
 // serialised the same way. Reads (Read, VRead,
 // History, Search, the outbox listings, AuditChainAfter) use a separate pool of
@@ -272,9 +273,10 @@ func dsn(path string, busy time.Duration, readOnly bool) string {
 		// default cache (2 MiB) they spill to the WAL before the commit
 		// and are written again by it.
 		v.Add("_pragma", fmt.Sprintf("cache_size(%d)", -writeCacheKiB))
-		// Savepoints (one per request of a group commit) and multi-row
-		// statements keep the pages they change in a journal of their own:
-		// in memory, not in a temporary file written page by page.
+		// Savepoints (one per request of a group commit, once one of its
+		// requests failed) keep the pages they change in a journal of
+		// their own: in memory, not in a temporary file written page by
+		// page. (Multi-row inserts keep none: see dialect's InsertRows.)
 		v.Add("_pragma", "temp_store(MEMORY)")
 		// The checkpointer's connection copies the WAL into the database,
 		// not a commit (see checkpointer).
@@ -301,8 +303,21 @@ func dsnCheckpoint(path string, busy time.Duration) string {
 	return path + "?" + v.Encode()
 }
 
-// writeCacheKiB is the page cache of the write connection.
-const writeCacheKiB = 32 << 10
+// writeCacheKiB is the page cache of the write connection: room for the
+// pages a large transaction dirties (a Synthea Bundle of 3.9 MB, a group
+// commit of 32 session records) without spilling them to the WAL before
+// its commit, and no more. Every page the cache holds is memory first
+// touched when the cache grows to it (two of the kernel's pages per
+// database page: the allocator's slot for a 4 KiB page and its header is
+// 8 KiB), and a new gateway's cache grows with its first writes: at 32
+// MiB, 15-25 thousand page faults of the first nine Synthea Bundles were
+// the cache's. At 8 MiB the same Bundles load 4-16% faster in eight
+// interleaved pairs of nine (the ninth 15% slower), writing the same
+// bytes (no spill: 32-34 MB either way, as 640-650 MB for 600 session
+// records at 32 clients), and six loads in a row into one database, to
+// 300 MB, run no slower once the cache is full (issue 19, thirty-fourth
+// session).
+const writeCacheKiB = 8 << 10
 
 // prepare prepares the statements writes run most once on the write
 // connection, and those of reads by id on the read pool.
