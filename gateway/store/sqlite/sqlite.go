@@ -310,8 +310,9 @@ func dsnCheckpoint(path string, busy time.Duration) string {
 // touched when the cache grows to it (two of the kernel's pages per
 // database page: the allocator's slot for a 4 KiB page and its header is
 // 8 KiB), and a new gateway's cache grows with its first writes: at 32
-// MiB, 15-25 thousand page faults of the first nine Synthea Bundles were
-// the cache's. At 8 MiB the same Bundles load 4-16% faster in eight
+// MiB a third of the 15-25 thousand page faults of the first nine
+// Synthea Bundles were SQLite's (page faults were 16-18% of the
+// gateway's CPU). At 8 MiB the same Bundles load 4-16% faster in eight
 // interleaved pairs of nine (the ninth 15% slower), writing the same
 // bytes (no spill: 32-34 MB either way, as 640-650 MB for 600 session
 // records at 32 clients), and six loads in a row into one database, to
