@@ -68,8 +68,8 @@ func TestImportLogsItsMigration(t *testing.T) {
 		if err := db.QueryRowContext(ctx, `SELECT MAX(version) FROM schema_migrations`).Scan(&latest); err != nil {
 			return err
 		}
-		// The last migration (SQLite's 21) adds client_registrations.
-		if _, err := db.ExecContext(ctx, `DROP TABLE client_registrations`); err != nil {
+		// The last migration (SQLite's 22) adds delivery_attempts_at.
+		if _, err := db.ExecContext(ctx, `DROP INDEX delivery_attempts_at`); err != nil {
 			return err
 		}
 		_, err := db.ExecContext(ctx, `DELETE FROM schema_migrations WHERE version = ?`, latest)

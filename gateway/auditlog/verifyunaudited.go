@@ -134,10 +134,9 @@ func (c *lineageChecker) checkUnaudited(ctx context.Context, walkedTo int64) err
 	}
 	lc := &c.out.Lineage
 	var left []*store.Attempt
-	var item int64
-	n := 0
+	var after *store.Attempt
 	for {
-		page, err := c.st.AttemptsAfter(ctx, item, n, c.fromAt, 1000)
+		page, err := c.st.AttemptsAfter(ctx, after, c.fromAt, 1000)
 		if err != nil {
 			return err
 		}
@@ -158,7 +157,7 @@ func (c *lineageChecker) checkUnaudited(ctx context.Context, walkedTo int64) err
 		if len(page) < 1000 {
 			break
 		}
-		item, n = page[len(page)-1].ItemID, page[len(page)-1].N
+		after = page[len(page)-1]
 	}
 	if len(left) == 0 {
 		return nil

@@ -196,13 +196,15 @@ type Outbox interface {
 	// ErrNotFound if absent. It does not filter by tenant: a caller acting
 	// for one tenant compares the item's Tenant (as before Retry).
 	Delivery(ctx context.Context, id int64) (*OutboxItem, []*Attempt, error)
-	// AttemptsAfter returns up to limit delivery attempts begun at or
-	// after since (zero: every one), in item and number order, after the
-	// attempt (itemID, n) (0, 0: from the first): their ItemID, N, At,
-	// Duration, HTTPStatus and Error, never the EHR's answer. audit verify
-	// pages through them to find the attempts no AuditEvent names.
+	// AttemptsAfter returns up to limit delivery attempts in the order
+	// they began (At, then ItemID and N), after the attempt after (one of
+	// an earlier page) or, when after is nil, from the first begun at or
+	// after since (zero: every one): their ItemID, N, At, Duration,
+	// HTTPStatus and Error, never the EHR's answer. audit verify pages
+	// through them to find the attempts no AuditEvent names; an index on
+	// the time makes a page from a time on read only what began since.
 	// limit <= 0 means 1000.
-	AttemptsAfter(ctx context.Context, itemID int64, n int, since time.Time, limit int) ([]*Attempt, error)
+	AttemptsAfter(ctx context.Context, after *Attempt, since time.Time, limit int) ([]*Attempt, error)
 	// DeliveryIDKey returns the deployment's secret key for the ids of
 	// deliveries shown outside the store (operator.IDs: not the row's
 	// number, one sequence over every tenant), made once by the migration

@@ -72,11 +72,13 @@ func TestOutboxPlans(t *testing.T) {
 }
 
 // TestAttemptsAfterPlan: a page of AttemptsAfter (audit verify's walk
-// of the delivery attempts) starts its index scan of the primary key at
-// the page's cursor, an index condition, instead of walking the key from
-// the first attempt and filtering (review of fix-ops: written as
+// of the delivery attempts) starts its scan of the index of the attempts'
+// times at the page's cursor, or at the time it pages from, an index
+// condition, instead of walking an index from its first entry and
+// filtering (review of fix-ops: the primary key's walk written as
 // item_id > ? OR (item_id = ? AND n > ?), a page 80% into 1.5M attempts
-// skipped 1.2M rows, 350 ms; as the row comparison, 0.37 ms).
+// skipped 1.2M rows, 350 ms; as the row comparison, 0.37 ms; and before
+// the index of times a page from a time on read every attempt).
 func TestAttemptsAfterPlan(t *testing.T) {
 	testURL(t)
 	s, _ := openFresh(t, Options{})
@@ -105,16 +107,31 @@ func TestAttemptsAfterPlan(t *testing.T) {
 	if err := s.pool.QueryRow(ctx, `SELECT id FROM outbox ORDER BY id OFFSET 400 LIMIT 1`).Scan(&after); err != nil {
 		t.Fatal(err)
 	}
-	q := sqlstore.AttemptsAfterSQL
-	for i := 1; strings.Contains(q, "?"); i++ {
-		q = strings.Replace(q, "?", fmt.Sprintf("$%d", i), 1)
+	numbered := func(q string) string {
+		for i := 1; strings.Contains(q, "?"); i++ {
+			q = strings.Replace(q, "?", fmt.Sprintf("$%d", i), 1)
+		}
+		return q
 	}
-	plan := pgExplainWith(t, s, "", "", q, after, 3, int64(0), 100)
-	if !strings.Contains(plan, "delivery_attempts_pkey") || !strings.Contains(plan, "Index Cond") {
-		t.Errorf("the page walks the attempts from the first instead of starting at its cursor:\n%s", plan)
+	// Attempt n of item id began at id*10+n: the cursor after/3.
+	at := after*10 + 3
+	for _, tc := range []struct {
+		name string
+		plan string
+	}{
+		{"a page after a cursor", pgExplainWith(t, s, "", "", numbered(sqlstore.AttemptsAfterSQL), at, after, 3, 100)},
+		{"the first page from a time", pgExplainWith(t, s, "", "", numbered(sqlstore.AttemptsSinceSQL), at, 100)},
+	} {
+		if !strings.Contains(tc.plan, "delivery_attempts_at") || !strings.Contains(tc.plan, "Index Cond") {
+			t.Errorf("%s walks the attempts from the first instead of starting at its cursor:\n%s", tc.name, tc.plan)
+		}
 	}
-	page, err := s.AttemptsAfter(ctx, after, 3, time.Time{}, 4)
+	page, err := s.AttemptsAfter(ctx, &store.Attempt{ItemID: after, N: 3, At: time.UnixMilli(at)}, time.Time{}, 4)
 	if err != nil || len(page) != 4 || page[0].ItemID != after || page[0].N != 4 || page[2].ItemID != after+1 || page[2].N != 1 {
-		t.Fatalf("AttemptsAfter(%d, 3) = %d attempts %v, want %d/4, %d/5, %d/1, %d/2", after, len(page), err, after, after, after+1, after+1)
+		t.Fatalf("AttemptsAfter(%d/3) = %d attempts %v, want %d/4, %d/5, %d/1, %d/2", after, len(page), err, after, after, after+1, after+1)
+	}
+	page, err = s.AttemptsAfter(ctx, nil, time.UnixMilli(at), 2)
+	if err != nil || len(page) != 2 || page[0].ItemID != after || page[0].N != 3 || page[1].N != 4 {
+		t.Fatalf("AttemptsAfter from %d = %d attempts %v, want %d/3, %d/4", at, len(page), err, after, after)
 	}
 }

@@ -490,6 +490,11 @@ var migrations = []sqlstore.Migration{{
 			registration TEXT NOT NULL,
 			recorded BIGINT NOT NULL
 		)`},
+}, {
+	Version: 24,
+	Note:    "an index of the delivery attempts by time: `audit verify --from` reads the attempts begun since its anchor, not every attempt ever made (built in the migration's transaction, which holds the attempts' writes meanwhile: about a second per million attempts)",
+	// As SQLite's schema 22.
+	Stmts: []string{sqlstore.DeliveryAttemptsAt},
 }}
 
 // lz4Columns sets the TOAST compression of the columns that hold large

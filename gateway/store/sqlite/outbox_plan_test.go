@@ -13,7 +13,8 @@ import (
 // in-flight deliveries read only the open items, through the partial
 // indexes of those, never the delivered rows (every delivery ever made,
 // each with its payload: p32 measured /readyz at 0.4 s and
-// ?status=dead at 0.5 s over 6,000 delivered rows, with no dead letter).
+// ?status=dead at 0.5 s over 6,000 delivered rows, with no dead letter);
+// audit verify's pages of the attempts seek their time in its index.
 func TestOutboxPlans(t *testing.T) {
 	s, _ := openTemp(t, Options{})
 	defer s.Close()
@@ -35,6 +36,12 @@ func TestOutboxPlans(t *testing.T) {
 		{"in flight", deliveries(store.DeliveryFilter{Status: store.StatusInFlight}), "INDEX outbox_open_id (status=?)"},
 		{"dead letters of a destination", deliveries(store.DeliveryFilter{Status: store.StatusDead, Destination: "ehr"}),
 			"status=?)"},
+		// audit verify's pages of the delivery attempts, from a time on
+		// and after a cursor, start in the index of their times.
+		{"attempts from a time", sqlstore.Stmt{SQL: sqlstore.AttemptsSinceSQL, Args: []any{int64(1), 1000}},
+			"INDEX delivery_attempts_at (at>?)"},
+		{"attempts after a cursor", sqlstore.Stmt{SQL: sqlstore.AttemptsAfterSQL, Args: []any{int64(1), int64(2), 3, 1000}},
+			"INDEX delivery_attempts_at ((at,item_id,n)>(?,?,?))"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			plan := explain(t, s, tc.st.SQL, tc.st.Args...)

@@ -106,8 +106,10 @@ func testOutboxCancelLapsed(t *testing.T, s store.Store) {
 }
 
 // testOutboxAttemptsAfter: AttemptsAfter pages through the attempts of
-// every item in item and number order, from a time on, without the EHR's
-// answers (audit verify's count of the attempts no AuditEvent names).
+// every item in the order they began (two items' attempts begin at the
+// same millisecond each round: by item, then number; a page boundary
+// falls between them), from a time on, without the EHR's answers (audit
+// verify's count of the attempts no AuditEvent names).
 func testOutboxAttemptsAfter(t *testing.T, s store.Store) {
 	ob := store.Outbox(s)
 	ctx := context.Background()
@@ -132,10 +134,9 @@ func testOutboxAttemptsAfter(t *testing.T, s store.Store) {
 		n    int
 	}
 	var all []key
-	var id int64
-	n := 0
+	var after *store.Attempt
 	for {
-		page, err := ob.AttemptsAfter(ctx, id, n, time.Time{}, 4)
+		page, err := ob.AttemptsAfter(ctx, after, time.Time{}, 3)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -145,12 +146,12 @@ func testOutboxAttemptsAfter(t *testing.T, s store.Store) {
 			}
 			all = append(all, key{x.ItemID, x.N})
 		}
-		if len(page) < 4 {
+		if len(page) < 3 {
 			break
 		}
-		id, n = page[len(page)-1].ItemID, page[len(page)-1].N
+		after = page[len(page)-1]
 	}
-	want := []key{{a.ID, 1}, {a.ID, 2}, {a.ID, 3}, {b.ID, 1}, {b.ID, 2}, {b.ID, 3}}
+	want := []key{{a.ID, 1}, {b.ID, 1}, {a.ID, 2}, {b.ID, 2}, {a.ID, 3}, {b.ID, 3}}
 	if len(all) != len(want) {
 		t.Fatalf("AttemptsAfter pages = %v, want %v", all, want)
 	}
@@ -159,8 +160,11 @@ func testOutboxAttemptsAfter(t *testing.T, s store.Store) {
 			t.Fatalf("AttemptsAfter pages = %v, want %v", all, want)
 		}
 	}
-	since, err := ob.AttemptsAfter(ctx, 0, 0, t0.Add(time.Minute), 0)
-	if err != nil || len(since) != 4 || since[0].N != 2 {
-		t.Fatalf("AttemptsAfter since the second round = %d attempts %v, want 4 from attempt 2", len(since), err)
+	since, err := ob.AttemptsAfter(ctx, nil, t0.Add(time.Minute), 0)
+	if err != nil || len(since) != 4 || since[0].N != 2 || since[0].ItemID != a.ID || !since[0].At.Equal(t0.Add(time.Minute)) {
+		t.Fatalf("AttemptsAfter since the second round = %d attempts %v, want 4 from %d/2", len(since), err, a.ID)
+	}
+	if rest, err := ob.AttemptsAfter(ctx, since[1], t0.Add(time.Minute), 0); err != nil || len(rest) != 2 || rest[0].N != 3 {
+		t.Fatalf("AttemptsAfter after %d/%d = %d attempts %v, want the last round's 2", since[1].ItemID, since[1].N, len(rest), err)
 	}
 }

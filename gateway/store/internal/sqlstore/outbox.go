@@ -319,25 +319,40 @@ func (s *Store) Delivery(ctx context.Context, id int64) (*store.OutboxItem, []*s
 	return items[0], attempts, nil
 }
 
-// AttemptsAfterSQL is AttemptsAfter's page (tests explain its plan): the
-// attempts after (item_id, n), begun at or after at, by the primary key.
-// The cursor is a row comparison, as bulk's and reindex's keysets, so
-// that PostgreSQL starts its index scan there: written as item_id > ? OR
-// (item_id = ? AND n > ?) it walked the key from the first attempt. No
-// index has at: a page from a time on still reads every attempt after
-// its cursor (docs/audit.md).
-const AttemptsAfterSQL = `SELECT item_id, n, at, duration_ms, http_status, error FROM delivery_attempts
-			WHERE (item_id, n) > (?, ?) AND at >= ? ORDER BY item_id, n LIMIT ?`
+// DeliveryAttemptsAt is the index of the delivery attempts by the time
+// they began (SQLite's schema 22, PostgreSQL's 24), in the order of
+// AttemptsAfter's pages.
+const DeliveryAttemptsAt = `CREATE INDEX delivery_attempts_at ON delivery_attempts (at, item_id, n)`
 
-// AttemptsAfter implements store.Outbox: one page, by the primary key of
-// delivery_attempts (item_id, n).
-func (s *Store) AttemptsAfter(ctx context.Context, itemID int64, n int, since time.Time, limit int) ([]*store.Attempt, error) {
+// AttemptsSinceSQL and AttemptsAfterSQL are AttemptsAfter's first page
+// and its next ones (tests explain their plans): the attempts in the
+// order of the index delivery_attempts_at (at, item_id, n), from a time
+// on, or after the last attempt of a page. The cursor is a row
+// comparison, as bulk's and reindex's keysets, so that the index scan
+// starts there (written as at > ? OR (at = ? AND ...) PostgreSQL walked
+// the index from its first entry). Before the index (schema 22 on
+// SQLite, 24 on PostgreSQL), the pages went by the primary key and read
+// every attempt, however recent the time.
+const (
+	AttemptsSinceSQL = `SELECT item_id, n, at, duration_ms, http_status, error FROM delivery_attempts
+			WHERE at >= ? ORDER BY at, item_id, n LIMIT ?`
+	AttemptsAfterSQL = `SELECT item_id, n, at, duration_ms, http_status, error FROM delivery_attempts
+			WHERE (at, item_id, n) > (?, ?, ?) ORDER BY at, item_id, n LIMIT ?`
+)
+
+// AttemptsAfter implements store.Outbox: one page, by the index of the
+// attempts' times.
+func (s *Store) AttemptsAfter(ctx context.Context, after *store.Attempt, since time.Time, limit int) ([]*store.Attempt, error) {
 	if limit <= 0 {
 		limit = 1000
 	}
+	q, args := AttemptsSinceSQL, []any{since.UnixMilli(), limit}
+	if after != nil {
+		q, args = AttemptsAfterSQL, []any{after.At.UnixMilli(), after.ItemID, after.N, limit}
+	}
 	var out []*store.Attempt
 	err := s.db.Read(ctx, func(c Conn) error {
-		rows, err := c.Query(ctx, s.bind(AttemptsAfterSQL), itemID, n, since.UnixMilli(), limit)
+		rows, err := c.Query(ctx, s.bind(q), args...)
 		if err != nil {
 			return err
 		}
