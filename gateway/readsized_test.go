@@ -42,4 +42,14 @@ func TestReadSized(t *testing.T) {
 	if err != nil || cap(got) != len(body)+1 {
 		t.Errorf("exact Content-Length: cap %d, %v; want one buffer of %d", cap(got), err, len(body)+1)
 	}
+	// A client announcing more than readAhead and sending nothing holds
+	// readAhead, not what it announced; a body that large still reads
+	// whole.
+	if got, err := readSized(strings.NewReader(""), 16<<20); err != nil || len(got) != 0 || cap(got) > readAhead+1 {
+		t.Errorf("16 MiB announced, nothing sent: %d bytes in a buffer of %d, %v; want at most %d taken", len(got), cap(got), err, readAhead+1)
+	}
+	large := strings.Repeat("x", readAhead+12345)
+	if got, err := readSized(strings.NewReader(large), int64(len(large))); err != nil || string(got) != large {
+		t.Errorf("a body over readAhead = %d bytes, %v; want %d", len(got), err, len(large))
+	}
 }

@@ -97,12 +97,14 @@ func readBodyOf(c echo.Context, limit int64, types ...string) ([]byte, error) {
 // MB was copied some twelve times, each copy into new memory the kernel
 // had to clear and map (6% of the gateway's CPU loading Synthea, issue
 // 19). A body longer than announced still reads whole (net/http stops it
-// at the Content-Length anyway).
+// at the Content-Length anyway). No more than readAhead is taken before
+// the bytes arrive: a client announcing the body limit and sending
+// nothing holds 4 MiB, not 16, and a larger body grows from there.
 func readSized(r io.Reader, n int64) ([]byte, error) {
 	if n <= 0 {
 		return io.ReadAll(r)
 	}
-	b := make([]byte, 0, n+1) // +1: room for the read that finds the end
+	b := make([]byte, 0, min(n, readAhead)+1) // +1: room for the read that finds the end
 	for {
 		m, err := r.Read(b[len(b):cap(b)])
 		b = b[:len(b)+m]
@@ -112,7 +114,10 @@ func readSized(r io.Reader, n int64) ([]byte, error) {
 		case err != nil:
 			return b, err
 		case len(b) == cap(b):
-			b = append(b, 0)[:len(b)] // longer than announced: grow
+			b = append(b, 0)[:len(b)] // longer than readAhead, or than announced: grow
 		}
 	}
 }
+
+// readAhead bounds the buffer readSized takes before the body arrives.
+const readAhead = 4 << 20
