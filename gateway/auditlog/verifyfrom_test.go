@@ -135,24 +135,31 @@ func changeBody(seq int) string {
 		WHERE type = 'AuditEvent' AND id = 'ae%06d'`, seq, seq)
 }
 
-// TestVerifyFromStalledWorker: an attempt the next worker recorded, and
-// audited, as interrupted before the anchor, whose stalled worker's own
-// AuditEvent of it comes after the anchor, is no fault of a verification
-// from the anchor (the whole walk pairs the two; from the anchor, the
-// first is vouched for by the earlier verification).
-func TestVerifyFromStalledWorker(t *testing.T) {
+// deliveryTrail is a SQLite store with an audit log and one item queued
+// for destination ehr-b (record recordID), now after the store's clock,
+// which dates the items: the fixture of the tests of attempts around an
+// anchor.
+type deliveryTrail struct {
+	ctx  context.Context
+	st   store.Store
+	l    *Log
+	ids  *operator.IDs
+	now  time.Time
+	item *store.OutboxItem
+}
+
+func newDeliveryTrail(t *testing.T, recordID string) *deliveryTrail {
+	t.Helper()
 	ctx := context.Background()
-	db := filepath.Join(t.TempDir(), "kg.db")
-	st, err := sqlite.Open(ctx, db, sqlite.Options{})
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "kg.db"), sqlite.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
+	t.Cleanup(func() { st.Close() })
 	l := New(st, Config{Observer: "gw-1"})
 	l.Start()
-	defer l.Close()
-	now := time.Now().UTC().Add(time.Hour).Truncate(time.Second) // after the store's clock, which dates the items
-	item := &store.OutboxItem{Destination: "ehr-b", OrderKey: "emr|session|INF-2", Kind: "session", Source: "emr", RecordID: "INF-2",
+	t.Cleanup(func() { l.Close() })
+	item := &store.OutboxItem{Destination: "ehr-b", OrderKey: "emr|session|" + recordID, Kind: "session", Source: "emr", RecordID: recordID,
 		Version: "1", Payload: []byte(`{"resourceType":"Bundle","type":"transaction"}`)}
 	if err := st.Write(ctx, func(tx store.Tx) error { return tx.Enqueue(item) }); err != nil {
 		t.Fatal(err)
@@ -161,45 +168,66 @@ func TestVerifyFromStalledWorker(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	claim := func(at time.Time, lease time.Duration) *store.OutboxItem {
-		t.Helper()
-		its, err := st.Claim(ctx, "ehr-b", at, lease, 1)
-		if err != nil || len(its) != 1 {
-			t.Fatalf("Claim = %v, %v; want one item", its, err)
-		}
-		return its[0]
+	return &deliveryTrail{ctx: ctx, st: st, l: l, ids: ids, now: time.Now().UTC().Add(time.Hour).Truncate(time.Second), item: item}
+}
+
+// claim claims the item at at for lease.
+func (d *deliveryTrail) claim(t *testing.T, at time.Time, lease time.Duration) *store.OutboxItem {
+	t.Helper()
+	its, err := d.st.Claim(d.ctx, "ehr-b", at, lease, 1)
+	if err != nil || len(its) != 1 {
+		t.Fatalf("Claim = %v, %v; want one item", its, err)
 	}
-	send := func(it *store.OutboxItem, a *store.Attempt, outcome string) {
-		t.Helper()
-		if err := l.AppendSent(ctx, st, "https://x.example/sid", Sent{Delivery: ids.Encode(it.ID), Destination: it.Destination,
-			Item: it, Attempt: a, Outcome: outcome}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	stalled := claim(now, time.Millisecond)
-	next := claim(now.Add(35*time.Second), time.Minute)
-	interrupted := &store.Attempt{ItemID: next.ID, N: next.Attempts + 1, At: next.NextAttempt, TraceID: next.TraceID,
-		Error: "interrupted: the gateway stopped during this attempt"}
-	send(next, interrupted, "interrupted")
-	if err := st.Complete(ctx, interrupted, store.StatusPending, interrupted.At); err != nil {
+	return its[0]
+}
+
+// send appends the delivery-send AuditEvent of attempt a of it.
+func (d *deliveryTrail) send(t *testing.T, it *store.OutboxItem, a *store.Attempt, outcome string) {
+	t.Helper()
+	if err := d.l.AppendSent(d.ctx, d.st, "https://x.example/sid", Sent{Delivery: d.ids.Encode(it.ID), Destination: it.Destination,
+		Item: it, Attempt: a, Outcome: outcome}); err != nil {
 		t.Fatal(err)
 	}
-	// The anchor: an AuditEvent recorded after the attempt began.
-	rec := audit.Record{ID: "anchor", Interaction: "read", Status: 200, Recorded: now.Add(time.Minute), Observer: "gw-1"}
-	if err := st.Write(ctx, newEvent("", rec).put); err != nil {
+}
+
+// anchor appends a read's AuditEvent recorded at recorded and returns the
+// anchor a verification then gives.
+func (d *deliveryTrail) anchor(t *testing.T, recorded time.Time) Anchor {
+	t.Helper()
+	rec := audit.Record{ID: "anchor", Interaction: "read", Status: 200, Recorded: recorded, Observer: "gw-1"}
+	if err := d.st.Write(d.ctx, newEvent("", rec).put); err != nil {
 		t.Fatal(err)
 	}
-	earlier, err := Verify(ctx, st, time.Now())
+	earlier, err := Verify(d.ctx, d.st, time.Now())
 	if err != nil || !earlier.Intact {
 		t.Fatalf("Verify = %+v, %v; want intact", earlier, err)
 	}
-	anchor := Anchor{Seq: earlier.HeadSeq, Hash: earlier.HeadHash}
+	return Anchor{Seq: earlier.HeadSeq, Hash: earlier.HeadHash}
+}
+
+// TestVerifyFromStalledWorker: an attempt the next worker recorded, and
+// audited, as interrupted before the anchor, whose stalled worker's own
+// AuditEvent of it comes after the anchor, is no fault of a verification
+// from the anchor (the whole walk pairs the two; from the anchor, the
+// first is vouched for by the earlier verification).
+func TestVerifyFromStalledWorker(t *testing.T) {
+	d := newDeliveryTrail(t, "INF-2")
+	stalled := d.claim(t, d.now, time.Millisecond)
+	next := d.claim(t, d.now.Add(35*time.Second), time.Minute)
+	interrupted := &store.Attempt{ItemID: next.ID, N: next.Attempts + 1, At: next.NextAttempt, TraceID: next.TraceID,
+		Error: "interrupted: the gateway stopped during this attempt"}
+	d.send(t, next, interrupted, "interrupted")
+	if err := d.st.Complete(d.ctx, interrupted, store.StatusPending, interrupted.At); err != nil {
+		t.Fatal(err)
+	}
+	// The anchor: an AuditEvent recorded after the attempt began.
+	anchor := d.anchor(t, d.now.Add(time.Minute))
 	// The stalled worker's AuditEvent of its attempt, after the anchor:
 	// its row was never written (the next worker's is).
-	send(stalled, &store.Attempt{ItemID: stalled.ID, N: 1, At: now, Duration: 8 * time.Second, HTTPStatus: 200,
+	d.send(t, stalled, &store.Attempt{ItemID: stalled.ID, N: 1, At: d.now, Duration: 8 * time.Second, HTTPStatus: 200,
 		Outcome: []byte(`{"resourceType":"Bundle","type":"transaction-response"}`)}, "done")
 	for _, opts := range []VerifyOptions{{}, {From: &anchor}} {
-		res, err := VerifyWith(ctx, st, time.Now(), opts)
+		res, err := VerifyWith(d.ctx, d.st, time.Now(), opts)
 		if err != nil || !res.Intact || res.Lineage.Faults != 0 {
 			t.Errorf("VerifyWith(from %v) = %s (%+v), %v; want intact, no lineage fault", opts.From, res.Summary(), res.Faults, err)
 		}
@@ -213,67 +241,31 @@ func TestVerifyFromStalledWorker(t *testing.T) {
 // (nearAnchor, with a note). One begun well after the anchor that no
 // AuditEvent names is still a fault (review of fix-ops, 4).
 func TestVerifyFromAttemptNearAnchor(t *testing.T) {
-	ctx := context.Background()
-	db := filepath.Join(t.TempDir(), "kg.db")
-	st, err := sqlite.Open(ctx, db, sqlite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	l := New(st, Config{Observer: "gw-1"})
-	l.Start()
-	defer l.Close()
-	now := time.Now().UTC().Add(time.Hour).Truncate(time.Second) // after the store's clock, which dates the items
-	item := &store.OutboxItem{Destination: "ehr-b", OrderKey: "emr|session|NEAR-1", Kind: "session", Source: "emr", RecordID: "NEAR-1",
-		Version: "1", Payload: []byte(`{"resourceType":"Bundle","type":"transaction"}`)}
-	if err := st.Write(ctx, func(tx store.Tx) error { return tx.Enqueue(item) }); err != nil {
-		t.Fatal(err)
-	}
-	ids, err := operator.LoadIDs(ctx, st)
-	if err != nil {
-		t.Fatal(err)
-	}
-	anchorAt := now.Add(time.Minute)
-	its, err := st.Claim(ctx, "ehr-b", anchorAt, time.Minute, 1)
-	if err != nil || len(its) != 1 {
-		t.Fatalf("Claim = %v, %v; want one item", its, err)
-	}
+	d := newDeliveryTrail(t, "NEAR-1")
+	anchorAt := d.now.Add(time.Minute)
+	it := d.claim(t, anchorAt, time.Minute)
 	// Its AuditEvent is committed before the anchor's; the attempt began
 	// 10 s after the anchor's recorded time.
-	a := &store.Attempt{ItemID: its[0].ID, N: 1, At: anchorAt.Add(10 * time.Second), Duration: time.Second, HTTPStatus: 503,
-		Error: "http 503", TraceID: its[0].TraceID}
-	if err := l.AppendSent(ctx, st, "https://x.example/sid", Sent{Delivery: ids.Encode(its[0].ID), Destination: "ehr-b",
-		Item: its[0], Attempt: a, Outcome: "retry"}); err != nil {
+	a := &store.Attempt{ItemID: it.ID, N: 1, At: anchorAt.Add(10 * time.Second), Duration: time.Second, HTTPStatus: 503,
+		Error: "http 503", TraceID: it.TraceID}
+	d.send(t, it, a, "retry")
+	if err := d.st.Complete(d.ctx, a, store.StatusPending, a.At); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.Complete(ctx, a, store.StatusPending, a.At); err != nil {
-		t.Fatal(err)
-	}
-	rec := audit.Record{ID: "anchor", Interaction: "read", Status: 200, Recorded: anchorAt, Observer: "gw-1"}
-	if err := st.Write(ctx, newEvent("", rec).put); err != nil {
-		t.Fatal(err)
-	}
-	earlier, err := Verify(ctx, st, time.Now())
-	if err != nil || !earlier.Intact {
-		t.Fatalf("Verify = %+v, %v; want intact", earlier, err)
-	}
-	anchor := Anchor{Seq: earlier.HeadSeq, Hash: earlier.HeadHash}
-	res, err := VerifyWith(ctx, st, time.Now(), VerifyOptions{From: &anchor})
+	anchor := d.anchor(t, anchorAt)
+	res, err := VerifyWith(d.ctx, d.st, time.Now(), VerifyOptions{From: &anchor})
 	if err != nil || !res.Intact || res.Lineage.Unaudited != 0 || res.Lineage.NearAnchor != 1 ||
 		!strings.Contains(res.Lineage.Note, "began within 30s after the anchor") {
 		t.Fatalf("VerifyWith(from the anchor) = %s (lineage %+v, faults %+v), %v; want intact, the attempt not checked", res.Summary(), res.Lineage, res.Faults, err)
 	}
 
 	// An attempt no AuditEvent names, begun well after the anchor: a fault.
-	again, err := st.Claim(ctx, "ehr-b", anchorAt.Add(2*time.Minute), time.Minute, 1)
-	if err != nil || len(again) != 1 {
-		t.Fatalf("Claim = %v, %v; want one item", again, err)
-	}
-	late := &store.Attempt{ItemID: again[0].ID, N: 2, At: anchorAt.Add(2 * time.Minute), HTTPStatus: 200}
-	if err := st.Complete(ctx, late, store.StatusDone, time.Time{}); err != nil {
+	again := d.claim(t, anchorAt.Add(2*time.Minute), time.Minute)
+	late := &store.Attempt{ItemID: again.ID, N: 2, At: anchorAt.Add(2 * time.Minute), HTTPStatus: 200}
+	if err := d.st.Complete(d.ctx, late, store.StatusDone, time.Time{}); err != nil {
 		t.Fatal(err)
 	}
-	res, err = VerifyWith(ctx, st, time.Now(), VerifyOptions{From: &anchor})
+	res, err = VerifyWith(d.ctx, d.st, time.Now(), VerifyOptions{From: &anchor})
 	if err != nil || res.Intact || res.Lineage.Unaudited != 1 || res.Lineage.NearAnchor != 1 {
 		t.Fatalf("VerifyWith(from the anchor) = %s (lineage %+v), %v; want the later attempt a fault", res.Summary(), res.Lineage, err)
 	}
