@@ -292,23 +292,12 @@ func (s *Store) Delivery(ctx context.Context, id int64) (*store.OutboxItem, []*s
 		if err != nil || len(items) == 0 {
 			return err
 		}
-		arows, err := c.Query(ctx, s.bind(`SELECT item_id, n, at, duration_ms, http_status, outcome, trace_id, error
+		arows, err := c.Query(ctx, s.bind(`SELECT `+attemptCols+`, outcome, trace_id
 			FROM delivery_attempts WHERE item_id = ? ORDER BY n`), id)
-		if err != nil {
-			return err
+		if err == nil {
+			attempts, err = scanAttempts(arows, true) // fn may run again: a new slice
 		}
-		defer arows.Close()
-		attempts = nil // fn may run again
-		for arows.Next() {
-			a := &store.Attempt{}
-			var at, dur int64
-			if err := arows.Scan(&a.ItemID, &a.N, &at, &dur, &a.HTTPStatus, &a.Outcome, &a.TraceID, &a.Error); err != nil {
-				return err
-			}
-			a.At, a.Duration = time.UnixMilli(at).UTC(), time.Duration(dur)*time.Millisecond
-			attempts = append(attempts, a)
-		}
-		return arows.Err()
+		return err
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: delivery: %w", s.d.Name, s.err(ctx, err))
@@ -334,9 +323,9 @@ const DeliveryAttemptsAt = `CREATE INDEX delivery_attempts_at ON delivery_attemp
 // SQLite, 24 on PostgreSQL), the pages went by the primary key and read
 // every attempt, however recent the time.
 const (
-	AttemptsSinceSQL = `SELECT item_id, n, at, duration_ms, http_status, error FROM delivery_attempts
+	AttemptsSinceSQL = `SELECT ` + attemptCols + ` FROM delivery_attempts
 			WHERE at >= ? ORDER BY at, item_id, n LIMIT ?`
-	AttemptsAfterSQL = `SELECT item_id, n, at, duration_ms, http_status, error FROM delivery_attempts
+	AttemptsAfterSQL = `SELECT ` + attemptCols + ` FROM delivery_attempts
 			WHERE (at, item_id, n) > (?, ?, ?) ORDER BY at, item_id, n LIMIT ?`
 )
 
@@ -353,26 +342,40 @@ func (s *Store) AttemptsAfter(ctx context.Context, after *store.Attempt, since t
 	var out []*store.Attempt
 	err := s.db.Read(ctx, func(c Conn) error {
 		rows, err := c.Query(ctx, s.bind(q), args...)
-		if err != nil {
-			return err
+		if err == nil {
+			out, err = scanAttempts(rows, false) // fn may run again: a new slice
 		}
-		defer rows.Close()
-		out = nil // fn may run again
-		for rows.Next() {
-			a := &store.Attempt{}
-			var at, dur int64
-			if err := rows.Scan(&a.ItemID, &a.N, &at, &dur, &a.HTTPStatus, &a.Error); err != nil {
-				return err
-			}
-			a.At, a.Duration = time.UnixMilli(at).UTC(), time.Duration(dur)*time.Millisecond
-			out = append(out, a)
-		}
-		return rows.Err()
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%s: attempts: %w", s.d.Name, s.err(ctx, err))
 	}
 	return out, nil
+}
+
+// attemptCols are the columns of a delivery attempt scanAttempts reads
+// first: every one but the EHR's answer and the trace id.
+const attemptCols = `item_id, n, at, duration_ms, http_status, error`
+
+// scanAttempts reads and closes rows of attemptCols, followed, with
+// answers, by outcome and trace_id.
+func scanAttempts(rows Rows, answers bool) ([]*store.Attempt, error) {
+	defer rows.Close()
+	var out []*store.Attempt
+	for rows.Next() {
+		a := &store.Attempt{}
+		var at, dur int64
+		dest := []any{&a.ItemID, &a.N, &at, &dur, &a.HTTPStatus, &a.Error}
+		if answers {
+			dest = append(dest, &a.Outcome, &a.TraceID)
+		}
+		if err := rows.Scan(dest...); err != nil {
+			return nil, err
+		}
+		a.At, a.Duration = time.UnixMilli(at).UTC(), time.Duration(dur)*time.Millisecond
+		out = append(out, a)
+	}
+	return out, rows.Err()
 }
 
 // Retry implements store.Outbox.
