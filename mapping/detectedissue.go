@@ -2,6 +2,7 @@ package mapping
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	fhir "github.com/samply/golang-fhir-models/fhir-models/fhir"
@@ -204,14 +205,9 @@ func IssueStandsWarnings(rec Record, critical []Linked) []Violation {
 		p = at + "/infusionStart"
 	}
 	var w violations
-	seen := map[string]bool{}
-	for _, l := range critical {
-		if !l.Critical || l.Kind != KindVitals || seen[l.RecordID] {
-			continue
-		}
-		seen[l.RecordID] = true
+	for _, id := range criticalVitalsRecords(critical) {
 		w.add("session.critical-issue-stands", p,
-			"this version no longer raises its session's DetectedIssue, but vitals record %s, a pre-dose measurement of the session stored apart from this record, is charted critical (HH or LL): the DetectedIssue stays final as stored, its evidence and detail as they were raised, which may still name a value this version corrected; to have them rewritten, send the session document again with its pre-dose vitals as they now stand (that record among them); the record is stored as sent", l.RecordID)
+			"this version no longer raises its session's DetectedIssue, but vitals record %s, a pre-dose measurement of the session stored apart from this record, is charted critical (HH or LL): the DetectedIssue stays final as stored, its evidence and detail as they were raised, which may still name a value this version corrected; to have them rewritten, send the session document again with its pre-dose vitals as they now stand (that record among them); the record is stored as sent", id)
 	}
 	if len(w) == 0 {
 		return nil
@@ -254,17 +250,24 @@ func StoredCriticalWarnings(rec Record, linked []Linked, opts Options) []Violati
 	}
 	_, p := infusionOf(rec)
 	var w violations
-	seen := map[string]bool{}
-	for _, l := range linked {
-		if !l.Critical || l.Kind != KindVitals || seen[l.RecordID] {
-			continue
-		}
-		seen[l.RecordID] = true
+	for _, id := range criticalVitalsRecords(linked) {
 		w.add("session.dosed-despite-critical-vitals", p+"/infusionStart",
-			"the session gave its drug after a pre-dose measurement charted critical (HH or LL), vitals record %s stored before: check the measurement and the session; the record is stored as sent", l.RecordID)
+			"the session gave its drug after a pre-dose measurement charted critical (HH or LL), vitals record %s stored before: check the measurement and the session; the record is stored as sent", id)
 	}
 	if len(w) == 0 {
 		return nil
 	}
 	return w
+}
+
+// criticalVitalsRecords are the ids of the vitals records among linked
+// charted critical (Linked.Critical), each once, in order.
+func criticalVitalsRecords(linked []Linked) []string {
+	var ids []string
+	for _, l := range linked {
+		if l.Critical && l.Kind == KindVitals && !slices.Contains(ids, l.RecordID) {
+			ids = append(ids, l.RecordID)
+		}
+	}
+	return ids
 }
