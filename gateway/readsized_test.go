@@ -39,14 +39,14 @@ func TestReadSized(t *testing.T) {
 		})
 	}
 	got, err := readSized(strings.NewReader(body), int64(len(body)))
-	if err != nil || cap(got) != len(body)+1 {
-		t.Errorf("exact Content-Length: cap %d, %v; want one buffer of %d", cap(got), err, len(body)+1)
+	if err != nil || cap(got) != len(body)+bytes.MinRead {
+		t.Errorf("exact Content-Length: cap %d, %v; want one buffer of %d", cap(got), err, len(body)+bytes.MinRead)
 	}
 	// A client announcing more than readAhead and sending nothing holds
 	// readAhead, not what it announced; a body that large still reads
 	// whole.
-	if got, err := readSized(strings.NewReader(""), 16<<20); err != nil || len(got) != 0 || cap(got) > readAhead+1 {
-		t.Errorf("16 MiB announced, nothing sent: %d bytes in a buffer of %d, %v; want at most %d taken", len(got), cap(got), err, readAhead+1)
+	if got, err := readSized(strings.NewReader(""), 16<<20); err != nil || len(got) != 0 || cap(got) > readAhead+bytes.MinRead {
+		t.Errorf("16 MiB announced, nothing sent: %d bytes in a buffer of %d, %v; want at most %d taken", len(got), cap(got), err, readAhead+bytes.MinRead)
 	}
 	large := strings.Repeat("x", readAhead+12345)
 	if got, err := readSized(strings.NewReader(large), int64(len(large))); err != nil || string(got) != large {

@@ -104,19 +104,11 @@ func readSized(r io.Reader, n int64) ([]byte, error) {
 	if n <= 0 {
 		return io.ReadAll(r)
 	}
-	b := make([]byte, 0, min(n, readAhead)+1) // +1: room for the read that finds the end
-	for {
-		m, err := r.Read(b[len(b):cap(b)])
-		b = b[:len(b)+m]
-		switch {
-		case err == io.EOF:
-			return b, nil
-		case err != nil:
-			return b, err
-		case len(b) == cap(b):
-			b = append(b, 0)[:len(b)] // longer than readAhead, or than announced: grow
-		}
-	}
+	// MinRead: the room ReadFrom wants free for the read that finds the
+	// end, so that a body of n bytes is read without growing the buffer.
+	b := bytes.NewBuffer(make([]byte, 0, min(n, readAhead)+bytes.MinRead))
+	_, err := b.ReadFrom(r)
+	return b.Bytes(), err
 }
 
 // readAhead bounds the buffer readSized takes before the body arrives.

@@ -62,7 +62,7 @@ func openApp(ctx context.Context, acfg app.Config, name, db string, use dbUse, l
 	}
 	if use != dbCreate {
 		st, err = openExisting(ctx, name, db, use)
-	} else if st, err = openStore(ctx, db, dbCreate, nil); err != nil {
+	} else if st, err = openStore(ctx, db, dbCreate, logger); err != nil {
 		err = &exitError{code: openExit(err), msg: openMessage(name, err)}
 	}
 	if err != nil {

@@ -233,7 +233,7 @@ func (v *AuditVerification) Summary() string {
 func (v *AuditVerification) firstFault(lineage bool, n int, what string) string {
 	s := Counted(n, "finding") + " " + what
 	for _, f := range v.Faults {
-		if (f.About != "") != lineage || (lineage && f.AuditEvent == "") { // an attempt no AuditEvent names: said apart
+		if (f.About != "") != lineage || f.Problem == UnauditedProblem { // an attempt no AuditEvent names: said apart
 			continue
 		}
 		where := "not in the chain"
