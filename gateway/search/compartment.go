@@ -85,8 +85,9 @@ func CareDate(rt string) string {
 }
 
 // careDates are the CareDate parameters, by type. Every date parameter the
-// gateway indexes on a type of the patient compartment is here, or in
-// notCareDates; TestCareDates checks it.
+// gateway indexes on a type of the patient compartment is here, or among
+// those that do not date care (Patient's birthdate, a Condition's
+// onset-date: TestCareDates lists them and checks it).
 var careDates = map[string]string{
 	"AdverseEvent":             "date",
 	"AuditEvent":               "date",
@@ -99,15 +100,6 @@ var careDates = map[string]string{
 	"Observation":              "date",
 	"Procedure":                "date",
 	"Provenance":               "recorded",
-}
-
-// notCareDates are the date parameters of types of the patient
-// compartment that do not date care: Patient's birthdate, and a
-// Condition's onset-date (a problem that began years ago is part of the
-// care in any period: $everything keeps Conditions whatever their dates).
-var notCareDates = map[string]string{
-	"Condition": "onset-date",
-	"Patient":   "birthdate",
 }
 
 // PatientsParam returns the reference parameter of resource type rt that

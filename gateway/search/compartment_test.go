@@ -26,6 +26,15 @@ func TestPatientCompartment(t *testing.T) {
 	}
 }
 
+// notCareDates are the date parameters of types of the patient
+// compartment that do not date care: Patient's birthdate, and a
+// Condition's onset-date (a problem that began years ago is part of the
+// care in any period: $everything keeps Conditions whatever their dates).
+var notCareDates = map[string]string{
+	"Condition": "onset-date",
+	"Patient":   "birthdate",
+}
+
 // TestCareDates: every date parameter the gateway indexes on a type of the
 // patient compartment is that type's CareDate (or Patient's birthdate), so
 // that a new one is a decision for $everything's start and end, not

@@ -40,11 +40,6 @@ var unsafeTags = map[string]bool{
 // as the HL7 validator lists them, in XHTML's lower case. The style
 // element, which txt-1 would allow, is among unsafeTags: a stylesheet can
 // load content (url(), @import), and it is refused as unsafe first.
-// narrativeElementsText is the error of an element not in
-// narrativeElements, which it lists.
-var narrativeElementsText = "the narrative holds an element that R4 does not allow in a narrative: only the basic HTML " +
-	"formatting elements, in lower case (txt-1: " + strings.Join(slices.Sorted(maps.Keys(narrativeElements)), ", ") + ")"
-
 var narrativeElements = map[string]bool{
 	"p": true, "br": true, "div": true, "h1": true, "h2": true, "h3": true, "h4": true, "h5": true, "h6": true,
 	"a": true, "span": true, "b": true, "em": true, "i": true, "strong": true, "small": true, "big": true,
@@ -54,6 +49,11 @@ var narrativeElements = map[string]bool{
 	"table": true, "caption": true, "colgroup": true, "col": true, "thead": true, "tr": true, "tfoot": true,
 	"tbody": true, "th": true, "td": true, "code": true, "samp": true, "img": true, "map": true, "area": true,
 }
+
+// narrativeElementsText is the error of an element not in
+// narrativeElements, which it lists.
+var narrativeElementsText = "the narrative holds an element that R4 does not allow in a narrative: only the basic HTML " +
+	"formatting elements, in lower case (txt-1: " + strings.Join(slices.Sorted(maps.Keys(narrativeElements)), ", ") + ")"
 
 // xhtmlNamespace is the namespace the narrative's div declares (R4
 // narrative.html, json.html: xmlns="http://www.w3.org/1999/xhtml").
