@@ -496,19 +496,22 @@ func claimEndingNote(at, lapses string) string {
 // written from the claiming gateway's clock, now is this host's, and the
 // hosts' clocks are assumed synchronised (NTP) to within it.
 func (v *View) noteClaim(now time.Time) {
-	if v.ClaimUntil == nil {
-		return
+	if v.ClaimUntil != nil {
+		v.ClaimLapsed, v.ClaimNote = claimState(*v.ClaimUntil, now)
 	}
-	at := v.ClaimUntil.UTC().Format(time.RFC3339)
-	lapses := v.ClaimUntil.Add(store.ClaimGrace)
-	switch v.ClaimLapsed = !lapses.After(now); {
-	case v.ClaimLapsed:
-		v.ClaimNote = claimLapsedNote(at)
-	case !v.ClaimUntil.After(now):
-		v.ClaimNote = claimEndingNote(at, lapses.UTC().Format(time.RFC3339))
-	default:
-		v.ClaimNote = claimLiveNote(at)
+}
+
+// claimState is noteClaim's verdict on a claim that ends at until.
+func claimState(until, now time.Time) (lapsed bool, note string) {
+	at := until.UTC().Format(time.RFC3339)
+	lapses := until.Add(store.ClaimGrace)
+	switch {
+	case !lapses.After(now):
+		return true, claimLapsedNote(at)
+	case !until.After(now):
+		return false, claimEndingNote(at, lapses.UTC().Format(time.RFC3339))
 	}
+	return false, claimLiveNote(at)
 }
 
 // stateNow says, for a retry or cancel the store refused, the state the
@@ -526,24 +529,20 @@ func (s *Service) stateNow(ctx context.Context, id int64, cancel bool) string {
 	case it.Status != store.StatusInFlight:
 		return "this one is " + it.Status + " now: try again"
 	}
-	ids, err := s.IDs(ctx)
-	if err != nil {
+	if it.LeaseUntil.IsZero() {
 		return "this one is in flight"
 	}
-	v := NewView(ids, it, nil, false)
-	v.noteClaim(s.now())
+	lapsed, note := claimState(it.LeaseUntil, s.now())
 	switch {
-	case v.ClaimNote == "":
-		return "this one is in flight"
-	case v.ClaimLapsed && cancel: // taken again, or renewed, since
-		return "this one is in flight and its " + v.ClaimNote + "; try again"
-	case v.ClaimLapsed:
-		return "this one is in flight and its " + v.ClaimNote
+	case lapsed && cancel: // taken again, or renewed, since
+		return "this one is in flight and its " + note + "; try again"
+	case lapsed:
+		return "this one is in flight and its " + note
 	case cancel:
-		return "this one is " + v.ClaimNote + ". Cancel it once its attempt has ended (it is then pending or a dead " +
+		return "this one is " + note + ". Cancel it once its attempt has ended (it is then pending or a dead " +
 			"letter, or delivered), or, if that gateway is gone, once the claim has lapsed"
 	}
-	return "this one is " + v.ClaimNote + "; its attempt's end decides (delivered, pending or a dead letter)"
+	return "this one is " + note + "; its attempt's end decides (delivered, pending or a dead letter)"
 }
 
 // CheckCancelReason refuses a cancel's reason that is empty or not one
