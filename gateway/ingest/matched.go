@@ -102,11 +102,17 @@ func dropPhantoms(st store.Tx, res *mapping.Result, raws [][]byte, docs []map[st
 	if !dropped {
 		return res, raws, docs, checked, stored, nil
 	}
-	// A copy: res may be the record's first mapping, which a run again
-	// (a conflict) starts from.
+	res, raws, docs, checked = keepEntries(res, raws, docs, checked, keep)
+	return res, raws, docs, checked, keepOnly(stored, keep), nil
+}
+
+// keepEntries returns res and its parallel raws, docs and checked with
+// only the entries keep marks. res is copied: it may be the record's first
+// mapping, which a run again (a conflict) starts from.
+func keepEntries(res *mapping.Result, raws [][]byte, docs []map[string]any, checked []error, keep []bool) (*mapping.Result, [][]byte, []map[string]any, []error) {
 	kept := *res
 	kept.Entries = keepOnly(res.Entries, keep)
-	return &kept, keepOnly(raws, keep), keepOnly(docs, keep), keepOnly(checked, keep), keepOnly(stored, keep), nil
+	return &kept, keepOnly(raws, keep), keepOnly(docs, keep), keepOnly(checked, keep)
 }
 
 // retired reports whether a stored signal (a Flag, a DetectedIssue) that
@@ -173,9 +179,8 @@ func keepRetiredIssue(st store.Tx, rec mapping.Record, opts mapping.Options, pat
 	for i := range keep {
 		keep[i] = i != at
 	}
-	kept := *res
-	kept.Entries = keepOnly(res.Entries, keep)
-	return &kept, keepOnly(raws, keep), keepOnly(docs, keep), keepOnly(checked, keep), warnings, nil
+	res, raws, docs, checked = keepEntries(res, raws, docs, checked, keep)
+	return res, raws, docs, checked, warnings, nil
 }
 
 // issueStands returns the pre-dose measurements of the session id,
