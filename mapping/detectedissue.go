@@ -101,19 +101,10 @@ func (m *mapper) detectedIssue(s *Session, recordID string) {
 	if m.withdrawn || !raised {
 		status = fhir.ObservationStatusEnteredInError
 	}
-	procID, medID, _ := m.sessionIDs(recordID)
-	id := procID.child(issueSuffix)
-	issue := fhir.DetectedIssue{
-		Meta:               meta(profile("kg-detected-issue")),
-		Identifier:         []fhir.Identifier{identifier(id)},
-		Status:             status,
-		Code:               ptr(cc("", "issue.observation-alert")),
-		Severity:           ptr(fhir.DetectedIssueSeverityHigh),
-		Patient:            ptr(m.patient),
-		IdentifiedDateTime: strp(in.InfusionStart),
-		Author:             m.practitioner(in.Clinician),
-		Implicated:         []fhir.Reference{literal(medID.fullURL())},
-	}
+	id, medID := m.sessionIssueIDs(recordID)
+	issue := m.sessionIssue(id, status, literal(medID.fullURL()))
+	issue.IdentifiedDateTime = strp(in.InfusionStart)
+	issue.Author = m.practitioner(in.Clinician)
 	if raised {
 		var evidence []fhir.Reference
 		var names []string
@@ -139,6 +130,28 @@ func (m *mapper) detectedIssue(s *Session, recordID string) {
 	m.entries[len(m.entries)-1].Withdraws = status == fhir.ObservationStatusEnteredInError
 }
 
+// sessionIssueIDs are the identifiers of the DetectedIssue of the session
+// recordID and of its MedicationAdministration.
+func (m *mapper) sessionIssueIDs(recordID string) (issue, med ident) {
+	procID, medID, _ := m.sessionIDs(recordID)
+	return procID.child(issueSuffix), medID
+}
+
+// sessionIssue is the part of a session's DetectedIssue (id) that every
+// version says, of status status, implicating the session's
+// MedicationAdministration (med).
+func (m *mapper) sessionIssue(id ident, status fhir.ObservationStatus, med fhir.Reference) fhir.DetectedIssue {
+	return fhir.DetectedIssue{
+		Meta:       meta(profile("kg-detected-issue")),
+		Identifier: []fhir.Identifier{identifier(id)},
+		Status:     status,
+		Code:       ptr(cc("", "issue.observation-alert")),
+		Severity:   ptr(fhir.DetectedIssueSeverityHigh),
+		Patient:    ptr(m.patient),
+		Implicated: []fhir.Reference{med},
+	}
+}
+
 // retireSessionIssue adds, to a later version (update mode) of a vitals
 // record sent on its own that names its session (sessionId) and holds no
 // critical pre-dose value any more (corrected, relabelled to another time
@@ -154,17 +167,8 @@ func (m *mapper) retireSessionIssue(vs *VitalsBody) {
 	if vs.SessionID == "" || !m.opts.Update || (!m.withdrawn && len(criticalVitals(vs, "", m.opts.safety())) > 0) {
 		return
 	}
-	procID, medID, _ := m.sessionIDs(vs.SessionID)
-	id := procID.child(issueSuffix)
-	m.add("DetectedIssue", id, fhir.DetectedIssue{
-		Meta:       meta(profile("kg-detected-issue")),
-		Identifier: []fhir.Identifier{identifier(id)},
-		Status:     fhir.ObservationStatusEnteredInError,
-		Code:       ptr(cc("", "issue.observation-alert")),
-		Severity:   ptr(fhir.DetectedIssueSeverityHigh),
-		Patient:    ptr(m.patient),
-		Implicated: []fhir.Reference{logical("MedicationAdministration", medID, "")},
-	})
+	id, medID := m.sessionIssueIDs(vs.SessionID)
+	m.add("DetectedIssue", id, m.sessionIssue(id, fhir.ObservationStatusEnteredInError, logical("MedicationAdministration", medID, "")))
 	m.entries[len(m.entries)-1].Withdraws = true
 }
 
