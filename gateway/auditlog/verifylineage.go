@@ -172,11 +172,30 @@ type chainedEvent struct {
 				Value  string `json:"value"`
 			} `json:"identifier"`
 		} `json:"what"`
-		Detail []struct {
-			Type        string `json:"type"`
-			ValueString string `json:"valueString"`
-		} `json:"detail"`
+		Detail []eventDetail `json:"detail"`
 	} `json:"entity"`
+}
+
+// eventDetail is an AuditEvent entity's detail.
+type eventDetail struct {
+	Type        string `json:"type"`
+	ValueString string `json:"valueString"`
+}
+
+// sent is what delivery-send AuditEvent ev names: its delivery (the
+// first entity naming one), that entity's details (the attempt's number,
+// status and hashes) and its destination.
+func (ev *chainedEvent) sent() (delivery, destination string, ds []eventDetail) {
+	for _, en := range ev.Entity {
+		switch id := en.What.Identifier; {
+		case id == nil:
+		case id.System == audit.SystemDelivery && delivery == "":
+			delivery, ds = id.Value, en.Detail
+		case id.System == audit.SystemDestination:
+			destination = id.Value
+		}
+	}
+	return delivery, destination, ds
 }
 
 var (
@@ -218,10 +237,7 @@ func (c *lineageChecker) check(ctx context.Context, e audit.ChainEntry) error {
 }
 
 // detail returns the valueString of the detail of type typ.
-func detail(ds []struct {
-	Type        string `json:"type"`
-	ValueString string `json:"valueString"`
-}, typ string) (string, bool) {
+func detail(ds []eventDetail, typ string) (string, bool) {
 	for _, d := range ds {
 		if d.Type == typ {
 			return d.ValueString, true
@@ -353,20 +369,7 @@ type firstNaming struct {
 // checkSent checks the attempt a delivery-send AuditEvent recorded against
 // the outbox's row (and the item's payload).
 func (c *lineageChecker) checkSent(ctx context.Context, e audit.ChainEntry, ev *chainedEvent) error {
-	var delivery, destination string
-	var ds []struct {
-		Type        string `json:"type"`
-		ValueString string `json:"valueString"`
-	}
-	for _, en := range ev.Entity {
-		switch id := en.What.Identifier; {
-		case id == nil:
-		case id.System == audit.SystemDelivery && delivery == "":
-			delivery, ds = id.Value, en.Detail
-		case id.System == audit.SystemDestination:
-			destination = id.Value
-		}
-	}
+	delivery, destination, ds := ev.sent()
 	nv, ok := detail(ds, audit.DetailAttempt)
 	if !ok {
 		c.out.Lineage.Unchecked++

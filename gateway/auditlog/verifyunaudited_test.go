@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -142,4 +143,81 @@ func TestVerifyCancelledAfterLapse(t *testing.T) {
 	if !res.Intact || res.FaultCount != 0 || res.Lineage.InProgress != 2 {
 		t.Errorf("Verify = intact %t, lineage %+v, faults %+v; want intact, the cut-off attempt's 2 AuditEvents in progress", res.Intact, res.Lineage, res.Faults)
 	}
+}
+
+// TestSentNames: an attempt is vouched for when an AuditEvent named it,
+// or, once each, by an AuditEvent of an older gateway that named its
+// delivery but no attempt; names added after a lookup (the AuditEvents
+// committed while verify ran) are found too; the earliest recorded time
+// is kept.
+func TestSentNames(t *testing.T) {
+	t0 := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+	var s sentNames
+	s.add(7, 2, t0.Add(time.Minute))
+	s.add(7, 1, t0.Add(2*time.Minute))
+	s.add(7, 1, t0.Add(3*time.Minute)) // named twice
+	s.add(9, 0, t0)                    // unnumbered: vouches for one attempt of row 9
+	s.add(3, 1, time.Time{})           // no recorded time
+	at := func(item int64, n int) *store.Attempt { return &store.Attempt{ItemID: item, N: n} }
+	for _, tc := range []struct {
+		a    *store.Attempt
+		want bool
+	}{
+		{at(7, 1), true}, {at(7, 2), true}, {at(7, 1), true}, {at(7, 3), false},
+		{at(3, 1), true}, {at(2, 1), false},
+		{at(9, 4), true}, {at(9, 5), false}, // one unnumbered name, one attempt
+		{at(8, 1), false},
+	} {
+		if got := s.vouched(tc.a); got != tc.want {
+			t.Errorf("vouched(row %d attempt %d) = %v, want %v", tc.a.ItemID, tc.a.N, got, tc.want)
+		}
+	}
+	if !s.first.Equal(t0) {
+		t.Errorf("first = %v, want %v", s.first, t0)
+	}
+	s.add(8, 1, t0.Add(time.Hour)) // committed while verify ran
+	if !s.vouched(at(8, 1)) || s.vouched(at(8, 2)) || !s.vouched(at(7, 2)) {
+		t.Error("a name added after a lookup: not found, or the others lost")
+	}
+	if !s.first.Equal(t0) {
+		t.Errorf("first = %v after a later name, want %v", s.first, t0)
+	}
+	var none sentNames
+	if none.vouched(at(1, 1)) {
+		t.Error("an empty set vouches")
+	}
+}
+
+// BenchmarkSentNames: the names of a full verify's 1.5 million attempts,
+// then a lookup of each (B/op is what the set holds).
+func BenchmarkSentNames(b *testing.B) {
+	const rows, attempts = 500_000, 3
+	at := time.Now()
+	b.ReportAllocs()
+	var live uint64
+	for b.Loop() {
+		var m0, m1 runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&m0)
+		var s sentNames
+		for i := range int64(rows) {
+			for n := range attempts {
+				s.add(i*7919%rows+1, n+1, at)
+			}
+		}
+		a := &store.Attempt{ItemID: 1, N: 1}
+		s.vouched(a)
+		runtime.GC()
+		runtime.ReadMemStats(&m1)
+		live = m1.HeapAlloc - m0.HeapAlloc
+		for i := range int64(rows) {
+			for n := range attempts {
+				a.ItemID, a.N = i+1, n+1
+				if !s.vouched(a) {
+					b.Fatal("not vouched")
+				}
+			}
+		}
+	}
+	b.ReportMetric(float64(live)/(rows*attempts), "live-B/attempt")
 }
