@@ -387,20 +387,33 @@ func withArticle(typ string) string {
 // instantMistakes name the common mistakes in an instant, most specific
 // first: each a shape the value has, and what is wrong with it (never the
 // value itself).
+//
+// Each shape is anchored on a date at the start and a time after it, so
+// that what it names is the instant's part it names: a day-first date
+// (10-03-2026) ends in "-2026", which an unanchored "offset without a
+// colon" took for an offset and told the sender to add a colon to (p45
+// F1); it has no date YYYY-MM-DD, and gets the format.
 var instantMistakes = []struct {
 	shape *regexp.Regexp
 	what  string
 }{
-	{regexp.MustCompile(`^\d{4}-\d{2}-\d{2}$`), "has a date but no time: an instant needs the time of day and a time zone"},
-	{regexp.MustCompile(`^\d{4}-\d{2}-\d{2} \d`), "separates the date and the time with a space: use T"},
-	{regexp.MustCompile(`^\d{4}-\d{2}-\d{2}t|\dz$`), "has a lowercase t or z: use T and Z"},
-	{regexp.MustCompile(`T\d{2}:\d{2}([Z+-]|$)`), "has no seconds: write the time as hh:mm:ss"},
-	{regexp.MustCompile(`T\d{2}:\d{2}:\d{2}(\.\d+)?$`), "has no time zone: add Z or an offset such as -05:00 (without one the instant is ambiguous)"},
-	{regexp.MustCompile(`[+-]\d{4}$`), "writes its offset without a colon: use \u00b1hh:mm, such as -05:00"},
-	{regexp.MustCompile(`\.\d{10,}`), "has more than 9 fraction digits"},
-	{regexp.MustCompile(`T\d{2}:\d{2}:60`), "has a leap second (:60), which the gateway's clock cannot hold"},
-	{regexp.MustCompile(`[+-](1[5-9]|[2-9]\d):\d{2}$|[+-]14:(0[1-9]|[1-5]\d)$`), "has an offset beyond \u00b114:00"},
+	{regexp.MustCompile(`^` + isoDate + `$`), "has a date but no time: an instant needs the time of day and a time zone"},
+	{regexp.MustCompile(`^` + isoDate + ` \d`), "separates the date and the time with a space: use T"},
+	{regexp.MustCompile(`^` + isoDate + `(t|T` + clock + `z$)`), "has a lowercase t or z: use T and Z"},
+	{regexp.MustCompile(`^` + isoDate + `T\d{2}:\d{2}([Z+-]|$)`), "has no seconds: write the time as hh:mm:ss"},
+	{regexp.MustCompile(`^` + isoDate + `T` + clock + `$`), "has no time zone: add Z or an offset such as -05:00 (without one the instant is ambiguous)"},
+	{regexp.MustCompile(`^` + isoDate + `T` + clock + `[+-]\d{4}$`), "writes its offset without a colon: use \u00b1hh:mm, such as -05:00"},
+	{regexp.MustCompile(`^` + isoDate + `T\d{2}:\d{2}:\d{2}\.\d{10,}`), "has more than 9 fraction digits"},
+	{regexp.MustCompile(`^` + isoDate + `T\d{2}:\d{2}:60`), "has a leap second (:60), which the gateway's clock cannot hold"},
+	{regexp.MustCompile(`^` + isoDate + `T` + clock + `([+-](1[5-9]|[2-9]\d):\d{2}|[+-]14:(0[1-9]|[1-5]\d))$`), "has an offset beyond \u00b114:00"},
 }
+
+// isoDate and clock are an instant's date and its time of day (seconds
+// and a fraction), as instantMistakes read them.
+const (
+	isoDate = `\d{4}-\d{2}-\d{2}`
+	clock   = `\d{2}:\d{2}:\d{2}(\.\d+)?`
+)
 
 // instantMessage is the message of a malformed instant in field label:
 // what is wrong with value when it is a common mistake, and the format.

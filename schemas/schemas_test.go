@@ -407,6 +407,15 @@ func TestMessages(t *testing.T) {
 		{"assessment", mutate(t, "assessment", "phq9-moderate.json", put("/takenAt", "2026-03-10T09:15:00z")), "takenAt has a lowercase t or z"},
 		{"assessment", mutate(t, "assessment", "phq9-moderate.json", put("/takenAt", "2026-03-10T09:15:00+15:00")), "takenAt has an offset beyond"},
 		{"assessment", mutate(t, "assessment", "phq9-moderate.json", put("/takenAt", "0000-03-10T09:15:00Z")), "takenAt must be an RFC 3339 date-time with seconds and a time zone"},
+		// A day-first date, and what a sender told to add a colon to its
+		// "offset" made of it, are no instant's parts gone wrong: the
+		// format, not a fix to a part they do not have (p45 F1).
+		{"assessment", mutate(t, "assessment", "phq9-moderate.json", put("/takenAt", "10-03-2026")), "takenAt must be an RFC 3339 date-time with seconds and a time zone"},
+		{"assessment", mutate(t, "assessment", "phq9-moderate.json", put("/takenAt", "10-03-20:26")), "takenAt must be an RFC 3339 date-time with seconds and a time zone"},
+		{"assessment", mutate(t, "assessment", "phq9-moderate.json", put("/takenAt", "abcd-2026")), "takenAt must be an RFC 3339 date-time with seconds and a time zone"},
+		{"assessment", mutate(t, "assessment", "phq9-moderate.json", put("/takenAt", "0915z")), "takenAt must be an RFC 3339 date-time with seconds and a time zone"},
+		{"assessment", mutate(t, "assessment", "phq9-moderate.json", put("/takenAt", "2026-03-10T09:15:00.5+0500")), "takenAt writes its offset without a colon"},
+		{"assessment", mutate(t, "assessment", "phq9-moderate.json", put("/takenAt", "2026-03-10t09:15:00Z")), "takenAt has a lowercase t or z"},
 		{"assessment", mutate(t, "assessment", "phq9-moderate.json", put("/items/2/score", 9)), "items[2].score must be at most 3"},
 		// A score or total above every instrument's bound gives the
 		// record's instrument's bound, so the sender fixes it once (probe
