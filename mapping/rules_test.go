@@ -380,6 +380,13 @@ func TestRuleMessages(t *testing.T) {
 	}{
 		{"moaas has no items", "assessment/moaas", patch{"/items": []any{map[string]any{"number": 1, "score": 1}}}, "MOAA-S has no items; send its score as total"},
 		{"completed with nothing given", "infusion/iv-completed", patch{"/administeredDoseMg": 0}, "send status not-done"},
+		// The usual wrong unit (a Fahrenheit reading sent as Cel) names
+		// the field, both units' ranges and what to check (p45 F2).
+		{"fahrenheit sent as celsius", "vitals/pre-dose-full", patch{"/temperature/value": 98.6},
+			"temperature.value must lie between 30 and 45 °C for unit Cel (between 86 and 113 °F for unit [degF]): check temperature.unit"},
+		{"pounds sent as kg", "vitals/pre-dose-full", patch{"/bodyWeight": map[string]any{"value": 900, "unit": "kg"}},
+			"bodyWeight.value must lie between 2 and 500 kg for unit kg (between 4.4 and 1100 lb for unit [lb_av]): check bodyWeight.unit"},
+		{"heart rate has one unit", "vitals/pre-dose-full", patch{"/heartRate": 400}, "heartRate must lie between 20 and 300"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -394,6 +401,11 @@ func TestRuleMessages(t *testing.T) {
 			}
 			if msg := re.Violations[0].Message; !strings.Contains(msg, tc.want) {
 				t.Errorf("Map() message = %q, want it to contain %q", msg, tc.want)
+			}
+			for _, v := range tc.patch {
+				if n, ok := v.(float64); ok && strings.Contains(re.Violations[0].Message, strconv.FormatFloat(n, 'g', -1, 64)) {
+					t.Errorf("Map() message = %q names the value sent", re.Violations[0].Message)
+				}
 			}
 		})
 	}

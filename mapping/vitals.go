@@ -38,9 +38,20 @@ func checkVitals(vs *VitalsBody, p string, v *violations) {
 			key += " " + unit
 		}
 		r := plausible[key]
-		if val < r.lo || val > r.hi {
-			v.add("vitals.plausible-range", ptr, "%s must lie between %g and %g", key, r.lo, r.hi)
+		if val >= r.lo && val <= r.hi {
+			return
 		}
+		if unit == "" {
+			v.add("vitals.plausible-range", ptr, "%s must lie between %g and %g", name, r.lo, r.hi)
+			return
+		}
+		// A value in the other unit's range is the usual mistake (98.6
+		// sent as Cel): both ranges are named, so the sender checks the
+		// unit, whatever the value (which is never named).
+		other := otherUnit[unit]
+		o := plausible[name+" "+other]
+		v.add("vitals.plausible-range", ptr, "%s.value must lie between %g and %g %s for unit %s (between %g and %g %s for unit %s): check %s.unit",
+			name, r.lo, r.hi, units[unit], unit, o.lo, o.hi, units[other], other, name)
 	}
 	if bp := vs.BloodPressure; bp != nil {
 		inRange("systolic", "", bp.Systolic, p+"/bloodPressure/systolic")
@@ -65,6 +76,10 @@ func checkVitals(vs *VitalsBody, p string, v *violations) {
 		inRange("bodyWeight", w.Unit, w.Value, p+"/bodyWeight/value")
 	}
 }
+
+// otherUnit is, for each unit of a measure sent in one of two units, the
+// other one.
+var otherUnit = map[string]string{"Cel": "[degF]", "[degF]": "Cel", "kg": "[lb_av]", "[lb_av]": "kg"}
 
 // units gives the human-readable unit of each UCUM code used for vitals.
 var units = map[string]string{"Cel": "°C", "[degF]": "°F", "kg": "kg", "[lb_av]": "lb"}
