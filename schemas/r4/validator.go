@@ -185,6 +185,11 @@ func isBlank(doc []byte) bool {
 	return true
 }
 
+// nativeRecordAdvice follows the missing resourceType of a document with
+// a source and a patient, the members every native record has.
+const nativeRecordAdvice = ": this looks like a clinic's native record (it has a source and a patient), not a FHIR resource; " +
+	"check it by mapping it: `ketamine-gateway map --kind KIND FILE`, or POST it to /ingest/{kind}?dryRun=true"
+
 // document validates the root value once the tape is built.
 func (w *walker) document(want string, res *Result) {
 	root := &w.nodes[0]
@@ -194,7 +199,14 @@ func (w *walker) document(want string, res *Result) {
 	}
 	rt := w.member(0, "resourceType")
 	if rt < 0 {
-		w.add(SeverityError, "element-required", want, "the resource has no resourceType")
+		msg := "the resource has no resourceType"
+		if w.member(0, "source") >= 0 && w.member(0, "patient") >= 0 {
+			// A clinic's native record sent where FHIR is read (p45 F3):
+			// it is checked by mapping it, which says what is wrong in
+			// the record's own terms.
+			msg += nativeRecordAdvice
+		}
+		w.add(SeverityError, "element-required", want, msg)
 		return
 	}
 	if w.nodes[rt].kind != kString {

@@ -492,3 +492,27 @@ func TestDecimalStringStored(t *testing.T) {
 		})
 	}
 }
+
+// TestNativeRecordAdvice: a clinic's native record (a source and a
+// patient, no resourceType) sent to be validated as FHIR is told how to
+// check it (p45 F3); another document without a resourceType is not.
+func TestNativeRecordAdvice(t *testing.T) {
+	v := testValidator()
+	for _, c := range []struct {
+		doc    string
+		advice bool
+	}{
+		{`{"source":{"system":"s","recordId":"r","version":"1"},"patient":{"id":"p"},"measuredAt":"2026-03-10T09:15:00Z"}`, true},
+		{`{"id":"x"}`, false},
+		{`{"source":{"system":"s"}}`, false},
+	} {
+		res := v.Validate([]byte(c.doc))
+		if len(res.Issues) == 0 || res.Issues[0].Rule != "element-required" {
+			t.Fatalf("%s: issues %+v, want element-required", c.doc, res.Issues)
+		}
+		msg := res.Issues[0].Message
+		if got := strings.Contains(msg, "map --kind KIND FILE") && strings.Contains(msg, "/ingest/{kind}?dryRun=true"); got != c.advice {
+			t.Errorf("%s: message %q, advice %v, want %v", c.doc, msg, got, c.advice)
+		}
+	}
+}
