@@ -404,6 +404,14 @@ func TestGatewayProvenanceReadOnly(t *testing.T) {
 			t.Errorf("%s: %s %s = %d %s, want %d %s", tc.name, tc.method, tc.target, rec.Code, rec.Body, tc.status, tc.rule)
 		}
 	}
+	// The reason fits the case: a Bundle's Provenance has no reserved id
+	// (p45 F2), a write at a reserved id is told so.
+	if body := send(s, "DELETE", "/fhir/Provenance/"+execID, "").Body.String(); !strings.Contains(body, "names the gateway's agents") || strings.Contains(body, "reserved") {
+		t.Errorf("delete a Bundle's Provenance: %s, want the reason that it is the gateway's record, and no reserved id", body)
+	}
+	if body := send(s, "PUT", "/fhir/Provenance/rec-00000000000000000000000000forged", js(with(mine, "id", "rec-00000000000000000000000000forged"))).Body.String(); !strings.Contains(body, "ids beginning rec- are reserved") {
+		t.Errorf("create at a reserved id: %s, want the reason that the id is reserved", body)
+	}
 	patch := func(target, ops string) *httptest.ResponseRecorder {
 		r := httptest.NewRequest("PATCH", target, strings.NewReader(ops))
 		r.Header.Set("Content-Type", "application/json-patch+json")

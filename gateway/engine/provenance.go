@@ -14,10 +14,22 @@ import (
 // and the lineage is built from it: clients read it but do not write it.
 // Other Provenance (Synthea's, an EHR's) stays an ordinary resource.
 
-var errProvenanceReadOnly = &outcome.Error{Kind: outcome.MethodNotAllowed, Allow: []string{"GET"}, Issues: []outcome.Issue{{
-	Severity: "error", Code: "forbidden", Rule: "provenance-read-only",
-	Message: "this Provenance is the gateway's own audit record (ids rec-… are reserved for it): it cannot be changed or deleted, " +
-		"nor created by a client; write your own Provenance with another id"}}}
+// errProvenanceReadOnly refuses a change to a stored Provenance the
+// gateway wrote (of a native record, a replay or a client's Bundle: it
+// names the gateway's agents), whatever its id; errProvenanceReserved a
+// write at an id reserved for the gateway's Provenance of native records.
+// One rule, two reasons: the message said "ids rec-… are reserved" for a
+// Bundle's Provenance whose id is not one (p45 F2).
+var (
+	errProvenanceReadOnly = &outcome.Error{Kind: outcome.MethodNotAllowed, Allow: []string{"GET"}, Issues: []outcome.Issue{{
+		Severity: "error", Code: "forbidden", Rule: "provenance-read-only",
+		Message: "this Provenance is the gateway's own audit record (it names the gateway's agents): it cannot be changed or deleted; " +
+			"to say more of the resources it covers, write a Provenance of your own"}}}
+	errProvenanceReserved = &outcome.Error{Kind: outcome.MethodNotAllowed, Allow: []string{"GET"}, Issues: []outcome.Issue{{
+		Severity: "error", Code: "forbidden", Rule: "provenance-read-only",
+		Message: "ids beginning rec- are reserved for the gateway's Provenance of native records: a client cannot create, " +
+			"change or delete one; write your own Provenance with another id"}}}
+)
 
 var errProvenanceAgent = &outcome.Error{Kind: outcome.Forbidden, Issues: []outcome.Issue{{
 	Severity: "error", Code: "forbidden", Rule: "provenance-agent-reserved",
@@ -31,20 +43,20 @@ var errProvenanceAgent = &outcome.Error{Kind: outcome.Forbidden, Issues: []outco
 // body is read.
 func clientWritableAt(typ, id string) error {
 	if typ == "Provenance" && audit.ReservedProvenanceID(id) {
-		return errProvenanceReadOnly
+		return errProvenanceReserved
 	}
 	return clientWritable(typ)
 }
 
 // provenanceWrite checks a client's write of a Provenance: at id (""
 // for a create at an id the server chooses), with the new content doc
-// (nil for a delete). Writing at a reserved id, or over a Provenance the
-// gateway wrote, is errProvenanceReadOnly; content naming the gateway's
-// agents errProvenanceAgent.
+// (nil for a delete). Writing at a reserved id is errProvenanceReserved,
+// over a Provenance the gateway wrote errProvenanceReadOnly; content
+// naming the gateway's agents errProvenanceAgent.
 func provenanceWrite(tx store.Tx, id string, doc map[string]any) error {
 	if id != "" {
 		if audit.ReservedProvenanceID(id) {
-			return errProvenanceReadOnly
+			return errProvenanceReserved
 		}
 		cur, err := tx.Read("Provenance", id)
 		switch {
