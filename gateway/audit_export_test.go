@@ -57,7 +57,17 @@ func TestAuditExportAPI(t *testing.T) {
 	if !strings.Contains(rec.Body.String(), "can be exported from") {
 		t.Errorf("export of an open period = %s, want when it can be exported", rec.Body)
 	}
-	for _, q := range []string{"since=yesterday", "until=2026-13-01T00:00:00Z", "since=2026-02-01T00:00:00Z&until=2026-01-01T00:00:00Z", "from=2026-01-01T00:00:00Z"} {
+	// A date is its midnight UTC, as the CLI's --since and --until take
+	// it (p45 F3): a past day exports, a day not yet ended is still open.
+	if rec := req(h, "GET", "/admin/audit/export?since=2000-01-01&until=2000-01-02", "", tok["audAll"]); rec.Code != http.StatusOK {
+		t.Errorf("export of a past day given as dates = %d %s, want 200", rec.Code, rec.Body)
+	}
+	tomorrow := time.Now().UTC().AddDate(0, 0, 1).Format(time.DateOnly)
+	assertIssue(t, req(h, "GET", "/admin/audit/export?until="+tomorrow, "", tok["audAll"]), http.StatusBadRequest, "audit-export-period-open", "until")
+	if rec := req(h, "GET", "/admin/audit/export?until=2026-12", "", tok["audAll"]); !strings.Contains(rec.Body.String(), "or a date (2026-12-01") {
+		t.Errorf("export?until=2026-12 = %d %s, want the formats named", rec.Code, rec.Body)
+	}
+	for _, q := range []string{"since=yesterday", "until=2026-13-01T00:00:00Z", "until=2026-13-01", "since=2026-02-01T00:00:00Z&until=2026-01-01T00:00:00Z", "from=2026-01-01T00:00:00Z"} {
 		if rec := req(h, "GET", "/admin/audit/export?"+q, "", tok["audAll"]); rec.Code != http.StatusBadRequest {
 			t.Errorf("export?%s = %d %s, want 400", q, rec.Code, rec.Body)
 		}
