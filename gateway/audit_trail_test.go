@@ -1250,3 +1250,60 @@ func TestLineageMarksChangedSince(t *testing.T) {
 		}
 	}
 }
+
+// TestAuditNamesRefusedEntryTargets: a refused entry of a Bundle that
+// targeted an instance (a PUT, PATCH or DELETE of Type/id) is named by the
+// request's AuditEvent, unversioned, as a refused request of its own is,
+// so that an attempt on a resource, an AuditEvent included, shows in its
+// trail (p45 F1); a refused create, or a target that is no instance (an
+// invalid id), names nothing.
+func TestAuditNamesRefusedEntryTargets(t *testing.T) {
+	s, st := auditServer(t)
+	rec := send(s, "POST", "/fhir/Patient", `{"resourceType":"Patient","gender":"male"}`)
+	if rec.Code != http.StatusCreated {
+		t.Fatalf("create = %d %s", rec.Code, rec.Body)
+	}
+	var p struct{ ID string }
+	if err := json.Unmarshal(rec.Body.Bytes(), &p); err != nil {
+		t.Fatal(err)
+	}
+	entries := chain(t, st)
+	ae := entries[len(entries)-1].ID // the create's AuditEvent
+	bundle := func(typ string, entries ...string) string {
+		return `{"resourceType":"Bundle","type":"` + typ + `","entry":[` + strings.Join(entries, ",") + `]}`
+	}
+	deleteAE := `{"request":{"method":"DELETE","url":"AuditEvent/` + ae + `"}}`
+	update := `{"resource":{"resourceType":"Patient","id":"` + p.ID + `","gender":"female"},"request":{"method":"PUT","url":"Patient/` + p.ID + `"}}`
+	for _, tc := range []struct {
+		name, body  string
+		status      int
+		want, never []string
+	}{
+		{"batch", bundle("batch", deleteAE, update), 200, []string{"AuditEvent/" + ae, "Patient/" + p.ID}, nil},
+		{"transaction", bundle("transaction", update, deleteAE), 405, []string{"AuditEvent/" + ae}, []string{"Patient/"}},
+		{"invalid id", bundle("batch", `{"request":{"method":"DELETE","url":"Patient/not_an_id"}}`), 200, nil, []string{"Patient/"}},
+		{"refused create", bundle("batch", `{"resource":{"resourceType":"AuditEvent"},"request":{"method":"POST","url":"AuditEvent"}}`), 200, nil, []string{"AuditEvent/"}},
+	} {
+		if rec := send(s, "POST", "/fhir", tc.body); rec.Code != tc.status {
+			t.Fatalf("%s: = %d %s, want %d", tc.name, rec.Code, rec.Body, tc.status)
+		}
+		got := lastAudit(t, st)
+		named := append(got.Refs, got.Patients...)
+		for _, w := range tc.want {
+			if !slices.Contains(named, w) {
+				t.Errorf("%s: AuditEvent names %v, want %s", tc.name, named, w)
+			}
+		}
+		for _, n := range tc.never {
+			if slices.ContainsFunc(named, func(r string) bool { return strings.HasPrefix(r, n) }) {
+				t.Errorf("%s: AuditEvent names %v, want nothing beginning %s", tc.name, named, n)
+			}
+		}
+	}
+	// An auditor's question, who tried to change this AuditEvent, finds
+	// the Bundles.
+	rec = send(s, "GET", "/fhir/AuditEvent?entity=AuditEvent/"+ae+"&_summary=count", "")
+	if !strings.Contains(rec.Body.String(), `"total":2`) {
+		t.Errorf("AuditEvent?entity=AuditEvent/%s = %s, want the batch's and the transaction's", ae, rec.Body)
+	}
+}

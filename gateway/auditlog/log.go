@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -313,6 +314,11 @@ func (l *Log) record(sc *Scope, status int) audit.Record {
 	if len(entities) == 0 && status >= 400 && sc.Target.Type != "" {
 		// A failed instance interaction still names its target.
 		entities = []audit.Entity{sc.Target}
+	}
+	for _, r := range sc.refused.list {
+		if !slices.ContainsFunc(entities, func(e audit.Entity) bool { return e.Type == r.Type && e.ID == r.ID }) {
+			entities = append(entities[:len(entities):len(entities)], r) // never into the scope's own list
+		}
 	}
 	desc := sc.Description
 	if rules := failureDescription(status, sc.Rules); rules != "" {

@@ -78,6 +78,14 @@ type Scope struct {
 	// entities are the resource versions the request touched, patients
 	// the patients it concerned, each once.
 	entities once[audit.Entity]
+	// refused are the instances failed entries of a Bundle targeted (a
+	// PUT, PATCH or DELETE refused, or the entry that failed a
+	// transaction): the AuditEvent names them, unversioned, as it names a
+	// failed instance interaction's Target, so that an attempt on a
+	// resource shows in its trail also when it was made in a Bundle (p45
+	// F1: a batch deleting an AuditEvent named only the request). They
+	// stay named when the transaction rolls back.
+	refused once[audit.Entity]
 	// identified are the things named by identifier (a source record, a
 	// delivery); action is AuditEvent.action when not the interaction's.
 	identified []audit.Identified
@@ -229,6 +237,10 @@ func (sc *Scope) TouchDeletion(del, was *store.Resource) {
 	sc.own(del.Tenant, e, patients)
 }
 
+// NameRefused records that a failed entry of the request targeted typ/id
+// (an instance the caller has checked is one: a known type, a valid id).
+func (sc *Scope) NameRefused(typ, id string) { sc.refused.add(audit.Entity{Type: typ, ID: id}) }
+
 // refer records a resource the request disclosed by reference without
 // reading it here (a lineage's Provenance, the resource it is about).
 func (sc *Scope) refer(e audit.Entity) { sc.entity(e) }
@@ -362,6 +374,7 @@ func (sc *Scope) Identified() []audit.Identified { return sc.identified }
 // Reset forgets what an earlier attempt of the request's transaction
 // recorded: each attempt records what it does afresh.
 func (sc *Scope) Reset() {
+	sc.refused = once[audit.Entity]{}
 	sc.entities, sc.patients, sc.concerned, sc.covered, sc.written, sc.identified, sc.action = once[audit.Entity]{}, once[string]{}, once[string]{}, nil, nil, nil, ""
 	sc.owners = nil
 }

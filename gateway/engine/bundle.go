@@ -105,7 +105,10 @@ func (e *Engine) Bundle(ctx context.Context, sc *auditlog.Scope, body []byte, an
 }
 
 // transaction runs a transaction Bundle's parsed entries.
-func (e *Engine) transaction(ctx context.Context, sc *auditlog.Scope, body []byte, entries []*Entry, ans Answer) (*fhirwire.Bundle, error) {
+func (e *Engine) transaction(ctx context.Context, sc *auditlog.Scope, body []byte, entries []*Entry, ans Answer) (_ *fhirwire.Bundle, err error) {
+	// The request's AuditEvent names what the entry that failed it
+	// targeted, as a failed PUT or DELETE of its own would.
+	defer func() { e.nameRefusedEntry(sc, entries, err) }()
 	for _, en := range entries {
 		if en.perr != nil {
 			return nil, &outcome.EntryError{Index: en.index, Err: en.perr}
@@ -127,7 +130,7 @@ func (e *Engine) transaction(ctx context.Context, sc *auditlog.Scope, body []byt
 	if err := e.indexAuditsFor(ctx, entries); err != nil {
 		return nil, err
 	}
-	err := e.stage(ctx, "store.transaction", func(ctx context.Context) error {
+	err = e.stage(ctx, "store.transaction", func(ctx context.Context) error {
 		return e.Write(ctx, sc, func(tx *Tx) (int, error) {
 			if err := tx.Run(entries); err != nil {
 				return 0, err
@@ -200,7 +203,7 @@ func (e *Engine) batch(ctx context.Context, sc *auditlog.Scope, body []byte, ent
 					failed++
 				}
 			}
-			touchEntries(sc, entries, errs)
+			e.touchEntries(sc, entries, errs)
 			sc.Description = fmt.Sprintf("batch: %d entries, %d failed", len(entries), failed)
 			return fhirwire.StatusOK, tx.Provenance(auditlog.BundleProvenance("batch", body), Written(entries, errs))
 		})

@@ -46,7 +46,7 @@ func (t *Tx) RunChecked(entries []*Entry, check func(current []*store.Resource) 
 	if err := t.e.runTransaction(t.st, t.sc, entries, t.now, check); err != nil {
 		return err
 	}
-	touchEntries(t.sc, entries, nil)
+	t.e.touchEntries(t.sc, entries, nil)
 	return nil
 }
 
@@ -676,9 +676,13 @@ func searchError(err error) error {
 // touchEntries records processed entries in the audit scope (a GET
 // entry's resources were recorded by the read interaction that answered
 // it).
-func touchEntries(sc *auditlog.Scope, entries []*Entry, errs []error) {
+func (e *Engine) touchEntries(sc *auditlog.Scope, entries []*Entry, errs []error) {
 	for i, en := range entries {
-		if errs != nil && errs[i] != nil || en.res == nil || en.method == "GET" {
+		if errs != nil && errs[i] != nil {
+			e.nameRefused(sc, en)
+			continue
+		}
+		if en.res == nil || en.method == "GET" {
 			continue
 		}
 		if en.method == "DELETE" {
@@ -690,6 +694,36 @@ func touchEntries(sc *auditlog.Scope, entries []*Entry, errs []error) {
 			doc = en.doc // the document just stored: no need to decode it again
 		}
 		sc.TouchDoc(en.res.Resource, doc)
+	}
+}
+
+// nameRefused names in sc the instance a failed entry targeted: a PUT,
+// PATCH or DELETE of Type/id (a known type and a valid id: what the
+// client sent may be neither), or one its criteria matched. A create
+// targets no stored instance (its id, when decided, is the gateway's).
+func (e *Engine) nameRefused(sc *auditlog.Scope, en *Entry) {
+	if en.query != "" && en.matched == nil {
+		return // conditional, and nothing matched: no instance (an id decided for a create is the gateway's)
+	}
+	switch en.method {
+	case "PUT", "PATCH", "DELETE":
+		if en.typ != "" && en.id != "" && e.checkInstance(en.typ, en.id) == nil {
+			sc.NameRefused(en.typ, en.id)
+		}
+	}
+}
+
+// nameRefusedEntry names, for a transaction that err failed, the instance
+// the entry err blames targeted (nameRefused).
+func (e *Engine) nameRefusedEntry(sc *auditlog.Scope, entries []*Entry, err error) {
+	var ee *outcome.EntryError
+	if !errors.As(err, &ee) {
+		return
+	}
+	for _, en := range entries {
+		if en.index == ee.Index {
+			e.nameRefused(sc, en)
+		}
 	}
 }
 
