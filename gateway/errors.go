@@ -93,6 +93,11 @@ var (
 			"parameters in the URL")
 	errSearchFormTooLarge = outcome.New(outcome.TooLarge, "too-costly", "search-form-too-large",
 		"the search form exceeds 64 KiB; a search is a query string, not a document")
+	errURITooLong = outcome.New(outcome.URITooLong, "too-long", "request-target-too-long",
+		"the request's URL is longer than the gateway reads (64 KiB): send a long search as POST [base]/[type]/_search "+
+			"with the parameters in an application/x-www-form-urlencoded body")
+	errHeadTooLarge = outcome.New(outcome.HeadTooLarge, "too-long", "request-head-too-large",
+		"the request's header fields are larger than the gateway reads (64 KiB in all): send fewer or shorter headers")
 	errFramingAmbiguous = outcome.New(outcome.Invalid, "structure", "request-framing-ambiguous",
 		"the request has both Content-Length and Transfer-Encoding; send one of them")
 	errAuthorizationRepeated = outcome.New(outcome.Invalid, "security", "authorization-repeated",

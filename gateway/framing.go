@@ -29,9 +29,18 @@ import (
 const framingHeader = "X-Kg-Framing-Both"
 
 // maxHeadBytes bounds the head the watcher holds back: the server's 64 KiB
-// of headers and net/http's 4 KiB of slack. A longer head is net/http's
-// to refuse (431); the watcher stands aside.
+// of headers and net/http's 4 KiB of slack. A longer head, which net/http
+// would refuse with a plain-text 431 no FHIR client reads, is replaced by
+// a short one naming what was too long (headTooLongHeader: "target" when
+// the request line alone is, "fields" otherwise), which the edge refuses
+// with an OperationOutcome (414 URI Too Long, or 431), saying to search
+// with POST; what follows on the connection is dropped, and it is closed
+// after that answer (p45 F1).
 const maxHeadBytes = 68 << 10
+
+// headTooLongHeader marks the head that replaces one too long (see
+// maxHeadBytes). A client sending it is refused the same way.
+const headTooLongHeader = "X-Kg-Head-Too-Long"
 
 // Listener returns ln whose connections have their request framing checked
 // (see framingHeader). With tlsConfig, it also terminates TLS: the
@@ -95,6 +104,7 @@ const (
 	inChunkData        // passing `remaining` bytes of chunk data and its CRLF
 	inTrailer          // reading trailer lines up to the empty one
 	standAside         // passing everything unread and unwatched
+	headRefused        // a head too long was replaced: the rest is dropped
 )
 
 // framingConn watches the requests read from its connection. Read is
@@ -133,8 +143,19 @@ func (c *framingConn) Read(p []byte) (int, error) {
 			c.readErr = nil // returned once, after the data before it
 			return 0, err
 		}
-		if c.state == standAside {
+		switch c.state {
+		case standAside:
 			return c.Conn.Read(p)
+		case headRefused:
+			// The rest of the refused head is read and dropped until the
+			// connection ends: it serves only the refusal, closed after it.
+			// (An end of file at once would make net/http cancel the
+			// refusal's own request, as a client gone.)
+			for {
+				if _, err := c.Conn.Read(c.buf[:]); err != nil {
+					return 0, err
+				}
+			}
 		}
 		n, err := c.Conn.Read(c.buf[:])
 		c.feed(c.buf[:n])
@@ -229,12 +250,11 @@ func (c *framingConn) feedHead(data []byte) []byte {
 	start := max(len(c.head)-3, 0)
 	c.head = append(c.head, data...)
 	end := headEnd(c.head, start)
+	if end < 0 && len(c.head) > maxHeadBytes || end > maxHeadBytes {
+		c.refuseHead()
+		return nil
+	}
 	if end < 0 {
-		if len(c.head) > maxHeadBytes {
-			c.ready = append(c.ready, c.head...)
-			c.head = nil
-			c.state = standAside
-		}
 		return nil
 	}
 	rest := c.head[end:]
@@ -244,6 +264,23 @@ func (c *framingConn) feedHead(data []byte) []byte {
 	out := append([]byte(nil), rest...)
 	c.head = c.head[:0]
 	return out
+}
+
+// refuseHead replaces the head being collected, too long, by one the edge
+// refuses (see maxHeadBytes); what follows on the connection is dropped.
+func (c *framingConn) refuseHead() {
+	what := "fields"
+	if bytes.IndexByte(c.head, '\n') < 0 {
+		what = "target" // the request line has not ended
+	}
+	host := "gateway"
+	if a := c.Conn.LocalAddr(); a != nil {
+		host = a.String()
+	}
+	c.ready = append(c.ready, "GET /request-head-too-long HTTP/1.1\r\nHost: "+host+"\r\n"+
+		headTooLongHeader+": "+what+"\r\nConnection: close\r\n\r\n"...)
+	c.head = nil
+	c.state = headRefused
 }
 
 // headEnd returns the index just after the empty line that ends a head

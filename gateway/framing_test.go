@@ -72,6 +72,11 @@ func FuzzFramingWatcher(f *testing.F) {
 	f.Add([]byte("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nff;x\r\n"+strings.Repeat("y", 255)+"\r\n0\r\n\r\nGET / HTTP/1.1\r\n\r\n"), uint8(1))
 	f.Add([]byte("GET / HTTP/1.1\nContent-Length: 2\n\nabGET / HTTP/1.0\r\nUpgrade: x\r\n\r\n"), uint8(200))
 	f.Fuzz(func(t *testing.T, in []byte, n uint8) {
+		if len(in) > maxHeadBytes {
+			// A head this long may be replaced by the one the edge refuses
+			// (refuseHead): TestRequestHeadTooLong holds that.
+			t.Skip()
+		}
 		fc := &framingConn{Conn: &pieces{data: bytes.Clone(in), n: int(n) + 1}}
 		out, err := io.ReadAll(fc)
 		if err != nil {

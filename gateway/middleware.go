@@ -454,7 +454,8 @@ func (b *bufferedWriter) flush() {
 	_, _ = b.ResponseWriter.Write(b.body.Bytes())
 }
 
-// checkRequest refuses requests whose meaning could differ between the
+// checkRequest refuses a request whose head was too long for the server
+// (marked by Listener, see maxHeadBytes), and requests whose meaning could differ between the
 // gateway and a proxy in front of it: both Content-Length and
 // Transfer-Encoding (marked by Listener; the connection is closed after
 // the answer, since where the body ends is in doubt), and more than one
@@ -467,6 +468,13 @@ func (s *Server) checkRequest(next echo.HandlerFunc) echo.HandlerFunc {
 		if _, ok := h[framingHeader]; ok {
 			c.Response().Header().Set("Connection", "close")
 			return errFramingAmbiguous
+		}
+		if v, ok := h[headTooLongHeader]; ok {
+			c.Response().Header().Set("Connection", "close")
+			if len(v) == 1 && v[0] == "target" {
+				return errURITooLong
+			}
+			return errHeadTooLarge
 		}
 		if len(h.Values("Authorization")) > 1 {
 			return errAuthorizationRepeated

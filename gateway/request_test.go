@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -52,7 +53,11 @@ func rawExchange(t *testing.T, addr, raw string, want int) (statuses []int, bodi
 			// connection open fails after the hang guard of 30 s).
 			_ = c.SetDeadline(time.Now().Add(30 * time.Second))
 			_, err := br.ReadByte()
-			return statuses, bodies, err == io.EOF
+			// Closed: the end of the stream, or a reset when the server
+			// closed it with bytes of ours unread (a refused request's
+			// rest); not a timeout.
+			var ne net.Error
+			return statuses, bodies, err != nil && !(errors.As(err, &ne) && ne.Timeout())
 		}
 	}
 	return statuses, bodies, false
@@ -245,5 +250,50 @@ func TestHead(t *testing.T) {
 		if res.StatusCode != http.StatusNotFound && res.StatusCode != http.StatusMethodNotAllowed {
 			t.Errorf("HEAD %s = %d, want 404 or 405", path, res.StatusCode)
 		}
+	}
+}
+
+// TestRequestHeadTooLong: a request head longer than the server reads is
+// refused with an OperationOutcome a FHIR client reads, not net/http's
+// plain text: 414 when the URL alone is too long (saying to search with
+// POST), 431 when the header fields are; the connection is closed after
+// it, and a request before it on the connection is served (p45 F1).
+func TestRequestHeadTooLong(t *testing.T) {
+	addr := framingServer(t)
+	get := "GET /fhir/Patient?_summary=count HTTP/1.1\r\nHost: x\r\n\r\n"
+	longURL := "GET /fhir/Patient?name=" + strings.Repeat("a", 100<<10) + " HTTP/1.1\r\nHost: x\r\n\r\n"
+	longFields := "GET /fhir/Patient HTTP/1.1\r\nHost: x\r\n" + strings.Repeat("X-Filler: "+strings.Repeat("b", 1000)+"\r\n", 80) + "\r\n"
+	fits := "GET /fhir/Patient?name=" + strings.Repeat("a", 60<<10) + " HTTP/1.1\r\nHost: x\r\n\r\n"
+	for _, tc := range []struct {
+		name, raw string
+		statuses  []int
+		rule      string
+	}{
+		{"URL", get + longURL, []int{200, 414}, "request-target-too-long"},
+		{"header fields", longFields, []int{431}, "request-head-too-large"},
+		{"a long URL that fits", fits, []int{200}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			statuses, bodies, closed := rawExchange(t, addr, tc.raw+get, len(tc.statuses)+1)
+			if len(statuses) < len(tc.statuses) {
+				t.Fatalf("statuses %v %v, want %v first", statuses, bodies, tc.statuses)
+			}
+			for i, want := range tc.statuses {
+				if statuses[i] != want {
+					t.Errorf("response %d = %d %s, want %d", i, statuses[i], bodies[i], want)
+				}
+			}
+			if tc.rule == "" {
+				return
+			}
+			last := bodies[len(tc.statuses)-1]
+			var oo struct{ ResourceType string }
+			if err := json.Unmarshal([]byte(last), &oo); err != nil || oo.ResourceType != "OperationOutcome" || !strings.Contains(last, tc.rule) {
+				t.Errorf("refusal %s, want an OperationOutcome of %s", last, tc.rule)
+			}
+			if len(statuses) != len(tc.statuses) || !closed {
+				t.Errorf("after the refusal: statuses %v, closed %v; want the connection closed, the next request not served", statuses, closed)
+			}
+		})
 	}
 }

@@ -108,6 +108,17 @@ func TestWeakSpots(t *testing.T) {
 			t.Errorf("70 KB token request = %d %v, want 400 saying it is too large", status, body)
 		}
 	})
+	t.Run("a URL longer than the gateway reads", func(t *testing.T) {
+		// The real server's 64 KiB limit: answered as FHIR, saying to
+		// search with POST, not net/http's plain-text 431 (p45 F1).
+		status, h, b := call(t, "GET", s.base+"/fhir/Patient?name="+strings.Repeat("a", 100<<10), clinic, "")
+		if status != 414 || !strings.HasPrefix(h.Get("Content-Type"), "application/fhir+json") || !strings.Contains(toJSON(b), "_search") {
+			t.Errorf("100 KiB URL = %d %s %v, want 414 OperationOutcome saying to POST _search", status, h.Get("Content-Type"), b)
+		}
+		if status, _, _ := call(t, "GET", s.base+"/fhir/Patient?name="+strings.Repeat("a", 60<<10), clinic, ""); status != 200 {
+			t.Errorf("60 KiB URL = %d, want 200", status)
+		}
+	})
 	t.Run("unknown parameter names are not echoed", func(t *testing.T) {
 		status, _, b := call(t, "GET", s.base+"/fhir/Patient?Jane+Doe+1980=x", clinic, "")
 		if status != 400 || strings.Contains(toJSON(b), "Jane") {

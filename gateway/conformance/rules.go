@@ -25,6 +25,8 @@ func GatewayRules() []Rule {
 		{"content-encoding-unsupported", "The request's Content-Encoding is not one the gateway accepts."},
 		{"format-unsupported", "The representation asked for (Accept or _format) is not one the gateway serves (JSON only)."},
 		{"request-framing-ambiguous", "The request's framing is ambiguous (Content-Length with Transfer-Encoding, or repeated)."},
+		{"request-target-too-long", "The request's URL is longer than the gateway reads (a long search is sent with POST _search)."},
+		{"request-head-too-large", "The request's header fields are larger than the gateway reads."},
 		{"authorization-repeated", "The request carries more than one Authorization header."},
 		{"search-form-too-large", "A search posted as a form exceeds the size limit."},
 		{"search-system-unsupported", "Searching across all resource types is not supported."},

@@ -50,11 +50,13 @@ const (
 	Throttled                      // too many requests
 	NotImplemented                 // the deployment does not offer this
 	Unavailable                    // a dependency (the database, the audit log) is unavailable or busy
+	URITooLong                     // the request's target is longer than the server reads
+	HeadTooLarge                   // the request's header fields are larger than the server reads
 )
 
 var kindNames = [...]string{"internal", "invalid", "unauthorized", "forbidden", "not-found", "method-not-allowed",
 	"not-acceptable", "conflict", "gone", "precondition-failed", "too-large", "unsupported-media", "unprocessable",
-	"throttled", "not-implemented", "unavailable"}
+	"throttled", "not-implemented", "unavailable", "uri-too-long", "head-too-large"}
 
 // statuses is the one table from kinds to HTTP statuses and default
 // OperationOutcome issue codes. The HTTP edge answers with it; the engine
@@ -80,6 +82,8 @@ var statuses = [...]struct {
 	Throttled:          {429, "throttled"},
 	NotImplemented:     {501, "not-supported"},
 	Unavailable:        {503, "transient"},
+	URITooLong:         {414, "too-long"},
+	HeadTooLarge:       {431, "too-long"},
 }
 
 // HTTPStatus is the HTTP status that answers a failure of kind k.
