@@ -82,9 +82,13 @@ func (c *LineageCheck) note() {
 			"name them were written before the gateway recorded their hashes", Counted(c.Unchecked, "lineage record")))
 	}
 	if c.RolledBack > 0 {
-		notes = append(notes, fmt.Sprintf("%s named as written by the AuditEvent of a write that failed were not looked for: "+
-			"the write's transaction rolled back, so they were never stored (an earlier gateway named them)",
-			Counted(c.RolledBack, "Provenance version")))
+		were, they, them := "were", "they were", "them"
+		if c.RolledBack == 1 {
+			were, they, them = "was", "it was", "it"
+		}
+		notes = append(notes, fmt.Sprintf("%s named as written by the AuditEvent of a write that failed %s not looked for: "+
+			"the write's transaction rolled back, so %s never stored (an earlier gateway named %s)",
+			Counted(c.RolledBack, "Provenance version"), were, they, them))
 	}
 	if c.BeforeAuditing > 0 {
 		notes = append(notes, fmt.Sprintf("%s no AuditEvent names began before the trail's first delivery-send AuditEvent: "+

@@ -221,3 +221,21 @@ func BenchmarkSentNames(b *testing.B) {
 	}
 	b.ReportMetric(float64(live)/(rows*attempts), "live-B/attempt")
 }
+
+// TestLineageNoteNumber: the note agrees with its count (p45: "1
+// Provenance version ... were not looked for").
+func TestLineageNoteNumber(t *testing.T) {
+	for _, tc := range []struct {
+		n    int
+		want string
+	}{
+		{1, "1 Provenance version named as written by the AuditEvent of a write that failed was not looked for: the write's transaction rolled back, so it was never stored (an earlier gateway named it)"},
+		{2, "2 Provenance versions named as written by the AuditEvent of a write that failed were not looked for: the write's transaction rolled back, so they were never stored (an earlier gateway named them)"},
+	} {
+		c := LineageCheck{RolledBack: tc.n}
+		c.note()
+		if c.Note != tc.want {
+			t.Errorf("note of %d = %q, want %q", tc.n, c.Note, tc.want)
+		}
+	}
+}
