@@ -300,6 +300,8 @@ func GatewayRules() []Rule {
 		// The console.
 		{"console-page-unknown", "No such console page."},
 		{"console-form-invalid", "A console form field is not valid."},
+		{"console-search-invalid", "A field of the console's audit trail search is not valid (a patient, a date, a list's value)."},
+		{"console-replay-invalid", "A field of the console's mapping replay form is not valid, or an applied replay gives no reason."},
 		{"console-csrf", "The console form's anti-forgery token is missing or wrong; reload the page."},
 		{"console-session-expired", "The console session has expired; sign in again."},
 		{"console-sign-in-failed", "Signing in to the console failed."},

@@ -152,6 +152,18 @@ func scanRules(fset *token.FileSet, f *ast.File, path string, ruleArg map[string
 					}
 				}
 			}
+		case *ast.AssignStmt:
+			// A scope's rules set outright (sc.Rules = []string{"..."}),
+			// as the console's forms do.
+			for i, lhs := range n.Lhs {
+				if sel, ok := lhs.(*ast.SelectorExpr); ok && sel.Sel.Name == "Rules" && i < len(n.Rhs) {
+					if cl, ok := n.Rhs[i].(*ast.CompositeLit); ok {
+						for _, e := range cl.Elts {
+							add(e, "")
+						}
+					}
+				}
+			}
 		case *ast.KeyValueExpr:
 			key, _ := n.Key.(*ast.Ident)
 			switch {
