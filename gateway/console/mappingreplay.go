@@ -67,11 +67,11 @@ func (f replayForm) check() (map[string]string, time.Time) {
 }
 
 // ErrorList is Errors in the form's order, for the summary above it.
-func (d replaysData) ErrorList() []string {
-	var out []string
+func (d replaysData) ErrorList() []fieldError {
+	var out []fieldError
 	for _, k := range []string{"kind", "since", "reason"} {
 		if m, ok := d.Errors[k]; ok {
-			out = append(out, m)
+			out = append(out, fieldError{ID: "r-" + k, Message: m})
 		}
 	}
 	return out

@@ -319,6 +319,11 @@ func TestAuditorSeesBrokenChain(t *testing.T) {
 	if m == nil {
 		t.Fatalf("the intact chain's facts %v name no head", factsOf("div.ok"))
 	}
+	run(t, ctx, "verify with a malformed anchor",
+		chromedp.SetValue(chromedp.CSS("#c-anchors"), "abc"),
+		chromedp.Click(`//button[text()="Verify the chain now"]`),
+		chromedp.WaitVisible(chromedp.CSS("#form-errors")))
+	summaryLinks(t, ctx, "#c-anchors") // (probe p45: the summary did not link)
 	run(t, ctx, "verify with the head as an anchor",
 		chromedp.SetValue(chromedp.CSS("#c-anchors"), m[1]+":"+m[2]),
 		chromedp.Click(`//button[text()="Verify the chain now"]`),

@@ -163,6 +163,7 @@ document.querySelector("#r-reason").value = "bell\u0007"; true`,
 			if s := text(t, ctx, "#form-errors"); !strings.Contains(s, tc.want) {
 				t.Errorf("the errors say %q, want %q", s, tc.want)
 			}
+			summaryLinks(t, ctx, tc.field) // (probe p45: the summary did not link)
 			// The error is at its field: the field is marked invalid and
 			// described by the message, which a screen reader reads out.
 			described := eval[string](t, ctx, `(() => { const f = document.querySelector("`+tc.field+`");
@@ -216,6 +217,7 @@ func TestApplyReplayAsksForReason(t *testing.T) {
 	if s := text(t, ctx, "#form-errors"); !strings.Contains(s, "Reason: say why") {
 		t.Errorf("the question again says %q, want it to ask for the reason", s)
 	}
+	summaryLinks(t, ctx, "#c-reason")
 	if h := text(t, ctx, "main h1"); h != "Apply the mapping replay" {
 		t.Errorf("heading = %q, want the question again", h)
 	}
