@@ -199,6 +199,10 @@ func (r *searchResults) summary() string {
 	switch {
 	case r.NoPatient:
 		return "No patient has that identifier"
+	case len(r.Rows) == 0 && r.Total > 0:
+		// A page past the last (a bookmark, an edited page=): the search
+		// matches, this page does not (p45: it read "No request matches").
+		return fmt.Sprintf("Page %d is past the last of %d AuditEvents", r.Page, r.Total)
 	case len(r.Rows) == 0:
 		return "No request matches"
 	case r.Total >= 0:

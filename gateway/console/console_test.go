@@ -895,4 +895,11 @@ func TestAuditSearchPagesSnapshot(t *testing.T) {
 	if len(seen) < 2*pageSize {
 		t.Errorf("%d rows over the pages, want the first page's total", len(seen))
 	}
+	// A page past the last says so, and where the matches are; it does not
+	// say that nothing matches (p45).
+	_, body, _ := f.get(t, loc+"&page=9")
+	if !strings.Contains(body, "Page 9 is past the last: the search matches "+first+" AuditEvents") ||
+		!strings.Contains(body, `href="`+loc+`"`) || strings.Contains(body, "No request matches") {
+		t.Errorf("page 9 of %s matches:\n%s", first, body)
+	}
 }
