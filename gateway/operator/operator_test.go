@@ -581,3 +581,30 @@ func TestViewCountsOutageProbes(t *testing.T) {
 		t.Errorf("the view's JSON does not say so: %s", raw)
 	}
 }
+
+// TestListPageOfThousand: a page of up to 1,000 deliveries, each of its
+// own trace, is listed (p45: beyond 100 the corrections' search of their
+// traces was refused, and the list answered 500).
+func TestListPageOfThousand(t *testing.T) {
+	st := openStore(t)
+	ctx := context.Background()
+	const n = 250
+	err := st.Write(ctx, func(tx store.Tx) error {
+		for i := range n {
+			it := &store.OutboxItem{Destination: "hosp", OrderKey: fmt.Sprint("src|vitals|R", i), Patient: "src|P", Kind: "vitals",
+				Source: "src", RecordID: fmt.Sprint("R", i), Version: "1", Payload: []byte(`{}`), TraceID: fmt.Sprintf("%032x", i+1)}
+			if err := tx.Enqueue(it); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ops := operator.New(st, []string{"hosp"}, nil, nil)
+	vs, err := ops.List(ctx, "", store.DeliveryFilter{Limit: 1000})
+	if err != nil || len(vs) != n {
+		t.Fatalf("List(limit 1000) = %d deliveries, %v; want %d", len(vs), err, n)
+	}
+}
