@@ -7,7 +7,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/bulk"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/jobs"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/reindex"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/replay"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
@@ -15,6 +18,9 @@ import (
 var jobSubcommands = []string{"list", "cancel"}
 
 // jobStatuses are the statuses jobs list --status takes.
+// jobKinds are the kinds of job the gateway runs (--kind).
+var jobKinds = []string{bulk.KindExport, bulk.KindImport, replay.KindReplay, reindex.KindReindex}
+
 var jobStatuses = []string{store.JobUploading, store.JobQueued, store.JobRunning, store.JobDone, store.JobFailed, store.JobCancelled}
 
 // jobsCommand is the administrator's view of the background jobs of every
@@ -45,8 +51,16 @@ func jobsCommand(ctx context.Context, args []string, getenv func(string) string,
 		return usageError(name, "takes no arguments")
 	case sub == "cancel" && len(pos) != 1:
 		return usageError(name, "give one job id (as jobs list shows it)")
-	case a.filter.Status != "":
+	}
+	if a.filter.Status != "" {
 		if err := oneOf(name, "--status", a.filter.Status, jobStatuses); err != nil {
+			return err
+		}
+	}
+	if a.filter.Kind != "" {
+		// A kind mistyped listed nothing, as if there were no such jobs
+		// (p45).
+		if err := oneOf(name, "--kind", a.filter.Kind, jobKinds); err != nil {
 			return err
 		}
 	}
@@ -138,7 +152,7 @@ func jobFlags(name string, getenv func(string) string) (*flag.FlagSet, *jobArgs)
 	a := &jobArgs{db: dbFlag(fs, getenv)}
 	fs.StringVar(&a.filter.Tenant, "tenant", search.AllTenants, "list: only this tenant's jobs (default \"*\": every tenant's, the all-tenant clients' too; \"\" is the default tenant)")
 	fs.StringVar(&a.filter.Owner, "owner", "", "list: only the jobs of this client (as jobs list names it: a client id, person:NAME, ISSUER|ID)")
-	fs.StringVar(&a.filter.Kind, "kind", "", "list: only jobs of this kind (export, import, replay, reindex)")
+	fs.StringVar(&a.filter.Kind, "kind", "", "list: only jobs of this kind: "+strings.Join(jobKinds, ", "))
 	fs.StringVar(&a.filter.Status, "status", "", "list: one of "+strings.Join(jobStatuses, ", "))
 	fs.IntVar(&a.filter.Limit, "limit", 100, "list: at most this many, newest first (1 to 1000)")
 	return fs, a

@@ -60,10 +60,14 @@ func TestJobsListAndCancel(t *testing.T) {
 			t.Errorf("jobs cancel %s: exit %d (%s), want %d", id, code, errOut, exitNotFound)
 		}
 	}
-	for _, args := range [][]string{{"jobs", "frob"}, {"jobs", "cancel"}, {"jobs", "list", "--status", "lost"}, {"jobs", "list", "x"}} {
+	for _, args := range [][]string{{"jobs", "frob"}, {"jobs", "cancel"}, {"jobs", "list", "--status", "lost"}, {"jobs", "list", "x"},
+		{"jobs", "list", "--kind", "imports"}} { // a kind mistyped is refused, not an empty list (p45)
 		if _, _, code := cli(t, "", append(args, "--db", db)...); code != exitUsage {
 			t.Errorf("%v: exit %d, want %d", args, code, exitUsage)
 		}
+	}
+	if out, _, code := cli(t, "", "jobs", "list", "--db", db, "--kind", "export"); code != 0 || !strings.Contains(out, `"j2"`) || strings.Contains(out, `"j1"`) {
+		t.Errorf("jobs list --kind export: exit %d\n%s", code, out)
 	}
 }
 
