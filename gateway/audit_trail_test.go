@@ -1307,3 +1307,73 @@ func TestAuditNamesRefusedEntryTargets(t *testing.T) {
 		t.Errorf("AuditEvent?entity=AuditEvent/%s = %s, want the batch's and the transaction's", ae, rec.Body)
 	}
 }
+
+// TestLineageManyReferences: a source record whose resources are more
+// than one search may OR (a session with a few more assessments: 156)
+// has its console page, listing who touched each of them, the last
+// included; a resource written by more than 100 receipts has its lineage
+// (p45: both answered 400, search-limit-exceeded).
+func TestLineageManyReferences(t *testing.T) {
+	s, st := auditServer(t)
+	var session map[string]any
+	if err := json.Unmarshal(exampleDoc(t, "session/routine-ketamine-iv-session.json"), &session); err != nil {
+		t.Fatal(err)
+	}
+	assessments := session["assessments"].([]any)
+	for i := range 4 {
+		var cadss map[string]any
+		for _, a := range assessments {
+			if a.(map[string]any)["instrument"] == "CADSS" {
+				b, _ := json.Marshal(a)
+				_ = json.Unmarshal(b, &cadss)
+			}
+		}
+		cadss["recordId"] = fmt.Sprintf("ASM-MANY-%d", i)
+		cadss["takenAt"] = fmt.Sprintf("2026-03-10T10:%02d:00-05:00", 20+5*i)
+		assessments = append(assessments, cadss)
+	}
+	session["assessments"] = assessments
+	body, _ := json.Marshal(session)
+	rec := send(s, "POST", "/ingest/session", string(body))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("ingest = %d %s", rec.Code, rec.Body)
+	}
+	var answer struct {
+		Entry []struct{ Response struct{ Location string } }
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &answer); err != nil || len(answer.Entry) <= 100 {
+		t.Fatalf("the session wrote %d resources (%v), want more than 100", len(answer.Entry), err)
+	}
+	last := answer.Entry[len(answer.Entry)-1].Response.Location
+	if i := strings.Index(last, "/_history/"); i > 0 {
+		last = last[:i]
+	}
+	if rec := send(s, "GET", "/fhir/"+last, ""); rec.Code != http.StatusOK {
+		t.Fatalf("read %s = %d", last, rec.Code)
+	}
+	entries := chain(t, st)
+	read := entries[len(entries)-1].ID
+	rec = send(s, "GET", "/console/records?source=serenity-clinic-emr&record="+session["source"].(map[string]any)["recordId"].(string), "")
+	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), read) {
+		t.Errorf("console record page = %d, want 200 listing the read of %s (AuditEvent %s)", rec.Code, last, read)
+	}
+
+	// A Patient written by 101 transactions: 101 receipts.
+	rec = send(s, "POST", "/fhir/Patient", `{"resourceType":"Patient","gender":"male"}`)
+	var p struct{ ID string }
+	if err := json.Unmarshal(rec.Body.Bytes(), &p); err != nil || p.ID == "" {
+		t.Fatalf("create = %d %s", rec.Code, rec.Body)
+	}
+	for i := range 101 {
+		tx := fmt.Sprintf(`{"resourceType":"Bundle","type":"transaction","entry":[{"resource":{"resourceType":"Patient","id":%q,"gender":"male","birthDate":"1980-01-%02d"},"request":{"method":"PUT","url":"Patient/%s"}}]}`,
+			p.ID, i%28+1, p.ID)
+		if rec := send(s, "POST", "/fhir", tx); rec.Code != http.StatusOK {
+			t.Fatalf("transaction %d = %d %s", i, rec.Code, rec.Body)
+		}
+	}
+	rec = send(s, "GET", "/admin/lineage?resource=Patient/"+p.ID, "")
+	var l struct{ Receipts []any }
+	if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &l) != nil || len(l.Receipts) < 101 {
+		t.Errorf("lineage of Patient/%s = %d, %d receipts; want 200 with 101 or more: %.300s", p.ID, rec.Code, len(l.Receipts), rec.Body)
+	}
+}

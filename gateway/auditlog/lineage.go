@@ -491,7 +491,10 @@ func searchStored(ctx context.Context, st store.Store, tenant, typ string, param
 // matches, with their total.
 func searchPage(ctx context.Context, st store.Store, tenant, typ string, params url.Values, limit int) (*store.Page, error) {
 	params.Set("_count", fmt.Sprint(limit))
-	q, err := search.Parse(typ, params, false)
+	// A resource's requests are searched by the resource and every
+	// receipt's Provenance at once: up to maxLineageReceipts+1 values
+	// ORed, beyond what a client's search may OR.
+	q, _, err := search.Limits{Values: maxLineageReceipts + 1}.Parse(typ, params, false)
 	if err != nil {
 		return nil, fmt.Errorf("lineage %s query: %w", typ, err)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -214,12 +215,27 @@ func (c *Console) recordPage(rq *request) error {
 		}
 	}
 	if len(list) > 0 {
-		sr, err := c.app.Engine.Search(rq.ctx(), rq.sc, "AuditEvent",
-			url.Values{"entity": {strings.Join(list, ",")}, "_sort": {"-date"}, "_count": {strconv.Itoa(maxAccesses + 1)}, "_total": {"none"}}, false)
-		if err != nil {
-			return err
+		// As many references a search as a parameter may OR: a session
+		// record's resources are often more (a session with a few more
+		// assessments made 156, and the page answered 400, p45). The
+		// newest maxAccesses+1 of the union are among each search's.
+		per := c.app.Engine.Limits().WithDefaults().Values
+		var matches []*store.Resource
+		seen := map[string]bool{}
+		for chunk := range slices.Chunk(list, per) {
+			sr, err := c.app.Engine.Search(rq.ctx(), rq.sc, "AuditEvent",
+				url.Values{"entity": {strings.Join(chunk, ",")}, "_sort": {"-date"}, "_count": {strconv.Itoa(maxAccesses + 1)}, "_total": {"none"}}, false)
+			if err != nil {
+				return err
+			}
+			for _, m := range sr.Page.Matches {
+				if !seen[m.ID] {
+					seen[m.ID] = true
+					matches = append(matches, m)
+				}
+			}
 		}
-		matches := sr.Page.Matches
+		slices.SortStableFunc(matches, func(a, b *store.Resource) int { return b.LastUpdated.Compare(a.LastUpdated) })
 		if len(matches) > maxAccesses { // one more than shown tells that the list is cut
 			matches, d.Capped = matches[:maxAccesses], true
 		}
