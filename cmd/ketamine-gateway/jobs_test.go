@@ -24,6 +24,16 @@ func TestJobsListAndCancel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A job that has ended (an import done), the first made, so claimed first.
+	if err := st.CreateJob(ctx, &store.Job{ID: "j3", Kind: "import", Tenant: "clinic-a", Owner: "mover", Request: []byte(`{}`), Total: 2}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := st.ClaimJob(ctx, []string{"import"}, "c3", time.Now(), time.Minute); err != nil || got == nil {
+		t.Fatalf("ClaimJob = %v, %v", got, err)
+	}
+	if err := st.FinishJob(ctx, "j3", "c3", store.JobDone, []byte(`{}`), "", time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
 	jobs := []*store.Job{
 		{ID: "j1", Kind: "import", Tenant: "clinic-a", Owner: "mover", Request: []byte(`{}`), Total: 3000},
 		{ID: "j2", Kind: "export", Tenant: "clinic-b", Owner: "clinicB-emr", Request: []byte(`{}`), Total: -1},
@@ -39,8 +49,13 @@ func TestJobsListAndCancel(t *testing.T) {
 	var list struct {
 		Jobs []struct{ ID, Kind, Tenant, Owner, Status string }
 	}
-	if code != 0 || json.Unmarshal([]byte(out), &list) != nil || len(list.Jobs) != 2 {
-		t.Fatalf("jobs list: exit %d, %s %s; want both jobs", code, out, errOut)
+	if code != 0 || json.Unmarshal([]byte(out), &list) != nil || len(list.Jobs) != 3 {
+		t.Fatalf("jobs list: exit %d, %s %s; want the three jobs", code, out, errOut)
+	}
+	// Cancelling a job that has ended says so (p45: it said "cancelled"
+	// with its count of items done, as if cut short).
+	if out, errOut, code := cli(t, "", "jobs", "cancel", "j3", "--db", db); code != 0 || !strings.Contains(out, "had ended (done) before it was cancelled") {
+		t.Errorf("jobs cancel of a finished job: exit %d, %s %s", code, out, errOut)
 	}
 	out, _, _ = cli(t, "", "jobs", "list", "--db", db, "--owner", "mover")
 	if !strings.Contains(out, `"id": "j1"`) || strings.Contains(out, `"j2"`) || !strings.Contains(out, `"owner": "mover"`) ||

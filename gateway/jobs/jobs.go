@@ -411,6 +411,11 @@ func (s *Service) cancel(ctx context.Context, j *store.Job) (string, error) {
 		case <-t.C:
 		}
 	}
+	if j.Status == store.JobDone || j.Status == store.JobFailed {
+		// Nothing was stopped: said so, not "cancelled" with its count
+		// of items as if cut short (p45).
+		return fmt.Sprintf("%s job %s had ended (%s) before it was cancelled: its files deleted", j.Kind, j.ID, j.Status), nil
+	}
 	// The cancel's AuditEvent says how far the job got (counts, no values).
 	desc := fmt.Sprintf("%s job %s cancelled, its files deleted", j.Kind, j.ID)
 	if cur, err := s.st.Job(ctx, j.ID); err == nil {
