@@ -17,10 +17,10 @@ import (
 
 var jobSubcommands = []string{"list", "cancel"}
 
-// jobStatuses are the statuses jobs list --status takes.
 // jobKinds are the kinds of job the gateway runs (--kind).
 var jobKinds = []string{bulk.KindExport, bulk.KindImport, replay.KindReplay, reindex.KindReindex}
 
+// jobStatuses are the statuses jobs list --status takes.
 var jobStatuses = []string{store.JobUploading, store.JobQueued, store.JobRunning, store.JobDone, store.JobFailed, store.JobCancelled}
 
 // jobsCommand is the administrator's view of the background jobs of every
