@@ -315,9 +315,12 @@ func (l *Log) record(sc *Scope, status int) audit.Record {
 		// A failed instance interaction still names its target.
 		entities = []audit.Entity{sc.Target}
 	}
-	for _, r := range sc.refused.list {
-		if !slices.ContainsFunc(entities, func(e audit.Entity) bool { return e.Type == r.Type && e.ID == r.ID }) {
-			entities = append(entities[:len(entities):len(entities)], r) // never into the scope's own list
+	if len(sc.refused.list) > 0 {
+		entities = slices.Clip(entities) // appended to, never into the scope's own list
+		for _, r := range sc.refused.list {
+			if !slices.ContainsFunc(entities, func(e audit.Entity) bool { return e.Type == r.Type && e.ID == r.ID }) {
+				entities = append(entities, r)
+			}
 		}
 	}
 	desc := sc.Description
