@@ -219,7 +219,7 @@ func (c *Console) recordPage(rq *request) error {
 		// record's resources are often more (a session with a few more
 		// assessments made 156, and the page answered 400, p45). The
 		// newest maxAccesses+1 of the union are among each search's.
-		per := c.app.Engine.Limits().WithDefaults().Values
+		per := c.app.Engine.Limits().Values
 		var matches []*store.Resource
 		seen := map[string]bool{}
 		for chunk := range slices.Chunk(list, per) {

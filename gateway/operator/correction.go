@@ -49,14 +49,15 @@ func (s *Service) markCorrections(ctx context.Context, tenant string, vs []View)
 	}
 	byTrace := map[string]*Correction{}
 	for len(traces) > 0 {
-		// As many traces as one parameter may OR (search.Parse refuses
-		// more: a page of 101 to 1,000 deliveries failed, 500, p45).
-		n := min(len(traces), search.DefaultMaxValues)
+		n := min(len(traces), search.MaxCount/2)
 		batch := traces[:n]
 		traces = traces[n:]
 		// A record's receipt and its replays' Provenances: a trace holds
-		// a few (MaxCount for a batch of DefaultMaxValues is ten each).
-		q, err := search.Parse("Provenance", url.Values{"trace-id": {strings.Join(batch, ",")},
+		// one or two (at most MaxCount for a batch of MaxCount/2). The
+		// batch's traces are ORed in one parameter, beyond what a client's
+		// search may OR (search.Parse's default limits refused it: a page
+		// of 101 to 1,000 deliveries answered 500, p45).
+		q, _, err := search.Limits{Values: search.MaxCount / 2}.Parse("Provenance", url.Values{"trace-id": {strings.Join(batch, ",")},
 			"_count": {strconv.Itoa(search.MaxCount)}}, false)
 		if err != nil {
 			return fmt.Errorf("corrections query: %w", err)
