@@ -186,20 +186,36 @@ type eventDetail struct {
 	ValueString string `json:"valueString"`
 }
 
-// sent is what delivery-send AuditEvent ev names: its delivery (the
-// first entity naming one), that entity's details (the attempt's number,
-// status and hashes) and its destination.
-func (ev *chainedEvent) sent() (delivery, destination string, ds []eventDetail) {
+// sentAttempt is what a delivery-send AuditEvent names: its delivery (the
+// first entity naming one), that entity's details (the attempt's status
+// and hashes), the attempt's number as written and read (numbered false:
+// an older gateway's AuditEvent named none) and the destination.
+type sentAttempt struct {
+	delivery, destination string
+	details               []eventDetail
+	attempt               string
+	n                     int
+	numbered              bool
+}
+
+// sent reads ev, a delivery-send AuditEvent, once for nameSent and
+// checkSent.
+func (ev *chainedEvent) sent() sentAttempt {
+	var s sentAttempt
 	for _, en := range ev.Entity {
 		switch id := en.What.Identifier; {
 		case id == nil:
-		case id.System == audit.SystemDelivery && delivery == "":
-			delivery, ds = id.Value, en.Detail
+		case id.System == audit.SystemDelivery && s.delivery == "":
+			s.delivery, s.details = id.Value, en.Detail
 		case id.System == audit.SystemDestination:
-			destination = id.Value
+			s.destination = id.Value
 		}
 	}
-	return delivery, destination, ds
+	s.attempt, s.numbered = detail(s.details, audit.DetailAttempt)
+	if s.numbered {
+		s.n, _ = strconv.Atoi(s.attempt)
+	}
+	return s
 }
 
 var (
@@ -230,10 +246,11 @@ func (c *lineageChecker) check(ctx context.Context, e audit.ChainEntry) error {
 	}
 	switch code := ev.Subtype[0].Code; {
 	case code == "delivery-send":
-		if err := c.nameSent(ctx, &ev); err != nil {
+		sent := ev.sent()
+		if err := c.nameSent(ctx, ev.Recorded, sent); err != nil {
 			return err
 		}
-		return c.checkSent(ctx, e, &ev)
+		return c.checkSent(ctx, e, &ev, sent)
 	case writesProvenance[code]:
 		return c.checkProvenances(ctx, e, &ev, readsProvenance[code])
 	}
@@ -370,16 +387,14 @@ type firstNaming struct {
 	at time.Time
 }
 
-// checkSent checks the attempt a delivery-send AuditEvent recorded against
-// the outbox's row (and the item's payload).
-func (c *lineageChecker) checkSent(ctx context.Context, e audit.ChainEntry, ev *chainedEvent) error {
-	delivery, destination, ds := ev.sent()
-	nv, ok := detail(ds, audit.DetailAttempt)
-	if !ok {
+// checkSent checks the attempt delivery-send AuditEvent ev recorded (sent,
+// read of it) against the outbox's row (and the item's payload).
+func (c *lineageChecker) checkSent(ctx context.Context, e audit.ChainEntry, ev *chainedEvent, sent sentAttempt) error {
+	delivery, destination, ds, n := sent.delivery, sent.destination, sent.details, sent.n
+	if !sent.numbered {
 		c.out.Lineage.Unchecked++
 		return nil
 	}
-	n, _ := strconv.Atoi(nv)
 	about := fmt.Sprintf("delivery %s attempt %d", delivery, n)
 	d, err := c.delivery(ctx, delivery)
 	if err != nil {
@@ -439,7 +454,7 @@ func (c *lineageChecker) checkSent(ctx context.Context, e audit.ChainEntry, ev *
 			}
 		}
 	}
-	key := delivery + "#" + nv
+	key := delivery + "#" + sent.attempt
 	interrupted := strings.HasPrefix(a.Error, "interrupted")
 	msg, _ := detail(ds, audit.DetailError)
 	switch {

@@ -192,7 +192,7 @@ func (c *lineageChecker) checkUnaudited(ctx context.Context, walkedTo int64) err
 		if json.Unmarshal(e.Body, &ev) != nil || len(ev.Subtype) == 0 || ev.Subtype[0].Code != "delivery-send" {
 			return nil
 		}
-		return c.nameSent(ctx, &ev)
+		return c.nameSent(ctx, ev.Recorded, ev.sent())
 	})
 	if err != nil {
 		return err
@@ -220,22 +220,17 @@ const UnauditedProblem = "no delivery-send AuditEvent names this attempt, though
 	"a gateway that did not audit it sent the record (a release from before delivery auditing left running past an upgrade: " +
 	"stop every gateway older than the database's schema), or the audit chain lost the AuditEvent"
 
-// nameSent notes the attempt a delivery-send AuditEvent names (its
-// delivery's outbox row and attempt number).
-func (c *lineageChecker) nameSent(ctx context.Context, ev *chainedEvent) error {
-	delivery, _, ds := ev.sent()
-	if delivery == "" {
+// nameSent notes the attempt a delivery-send AuditEvent recorded at
+// recorded names (its delivery's outbox row and attempt number).
+func (c *lineageChecker) nameSent(ctx context.Context, recorded string, sent sentAttempt) error {
+	if sent.delivery == "" {
 		return nil
 	}
-	row, err := c.rowOf(ctx, delivery)
+	row, err := c.rowOf(ctx, sent.delivery)
 	if err != nil || row == 0 {
 		return err
 	}
-	n := 0
-	if nv, ok := detail(ds, audit.DetailAttempt); ok {
-		n, _ = strconv.Atoi(nv)
-	}
-	at, _ := time.Parse(time.RFC3339Nano, ev.Recorded)
-	c.sent.add(row, n, at)
+	at, _ := time.Parse(time.RFC3339Nano, recorded)
+	c.sent.add(row, sent.n, at)
 	return nil
 }
