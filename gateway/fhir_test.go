@@ -1751,3 +1751,29 @@ func TestPagingCursor(t *testing.T) {
 		assertOutcome(t, req(h, "GET", target, ""), 400, "search-value-invalid", "")
 	}
 }
+
+// TestSummaryCountSelfLink: a search for the total alone links to itself
+// with the parameters it was sent, not with a page size it did not ask for.
+func TestSummaryCountSelfLink(t *testing.T) {
+	h := fhirServer(t)
+	tests := []struct{ target, want string }{
+		{"/fhir/Observation?_summary=count", "/fhir/Observation?_summary=count"},
+		{"/fhir/Observation?_count=0", "/fhir/Observation?_count=0"},
+		{"/fhir/Observation?_count=0&_summary=count&status=final", "/fhir/Observation?_count=0&_summary=count&status=final"},
+		{"/fhir/Observation?_summary=count&_offset=20", "/fhir/Observation?_summary=count"},
+		{"/fhir/Observation?status=final", "/fhir/Observation?_count=50&status=final"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.target, func(t *testing.T) {
+			b := decode(t, req(h, "GET", tc.target, ""))
+			links, _ := b["link"].([]any)
+			if len(links) == 0 {
+				t.Fatalf("no links: %v", b)
+			}
+			l := links[0].(map[string]any)
+			if l["relation"] != "self" || !strings.HasSuffix(l["url"].(string), tc.want) {
+				t.Errorf("self link %v, want ...%s", l, tc.want)
+			}
+		})
+	}
+}

@@ -33,7 +33,16 @@ func (e *Engine) Searchset(base, typ, path string, params url.Values, res *Searc
 		// first's self link included, shows the bound it searched with.
 		self[snapshotParam] = append(slices.Clone(self[snapshotParam]), res.Bound)
 	}
-	b.Link = append(b.Link, fhirwire.Link{Relation: "self", URL: pageURL(base, path, self, q.Offset, q.Count, q.After)})
+	selfURL := pageURL(base, path, self, q.Offset, q.Count, q.After)
+	if q.SummaryCount {
+		// Only the total: no page, so the link repeats the request's own
+		// _count (0) if it had one, not the page size a page would use.
+		if c, ok := params["_count"]; ok {
+			self["_count"] = c
+		}
+		selfURL = base + "/" + path + "?" + self.Encode()
+	}
+	b.Link = append(b.Link, fhirwire.Link{Relation: "self", URL: selfURL})
 	if !q.SummaryCount {
 		if q.Offset > 0 {
 			prev := max(q.Offset-q.Count, 0)
