@@ -3,6 +3,7 @@ package ingest
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
@@ -14,53 +15,208 @@ import (
 // matched a resource no native record wrote.
 const RuleResourceForeign = "record-resource-foreign"
 
+// RuleRecordIDCollides is the rule id of a record whose resources'
+// identifiers are those the gateway minted for another record's: a child
+// resource's identifier value is the record id, "-" and a code
+// (mapping ident.child), so record A-100-44250-9 of an assessment is
+// the identifier of item 44250-9 of assessment A-100.
+const RuleRecordIDCollides = "record-id-collides"
+
 // checkMatchedOwn checks the resources the record's conditional creates
 // matched (current, by entry of res: engine.Tx.RunChecked). A record's
 // resource is a conditional create on the identifier the mapping mints
 // for it, and a match is taken as the resource already stored, so nothing
-// is written for it: that is right only for a resource a record wrote
+// is written for it: that is right only for a resource this record wrote
 // (the same resource of a nested record stored before, a record stored
 // again). One that a client wrote with that identifier (the engine
 // refuses it now, identifier-reserved, but a database may hold one
 // written before) would stand in for the record's measurement, which
-// would never be stored while the answer said 200. A resource a record
+// would never be stored while the answer said 200: a resource a record
 // wrote is the target of that record's Provenance (audit.RecordProvenanceID,
 // ids no client may write), so a match without one is 409 naming the
-// entry, and nothing of the record is stored. The record's Patient (entry
-// 0) is not checked: it is resolved by its own rules (identity.go), and
-// a Patient matched is the record's patient, not a measurement lost.
-// Only matches are looked up, which for a record's own resources happen
-// only when it is stored again in another form.
-func checkMatchedOwn(st store.Tx, res *mapping.Result, current []*store.Resource) error {
+// entry (RuleResourceForeign). So would one another record wrote whose
+// id and a code make this record's identifier (RuleRecordIDCollides):
+// the Provenance names the record it stored (and those its session
+// nests), which must be this one (names, by entry: recordNames). The
+// record's Patient (entry 0) is not checked: it is resolved by its own
+// rules (identity.go), and a Patient matched is the record's patient,
+// not a measurement lost. Only matches are looked up, which for a
+// record's own resources happen only when it is stored again in another
+// form.
+func checkMatchedOwn(st store.Tx, res *mapping.Result, current []*store.Resource, names func(e *mapping.Entry) map[string]bool) error {
 	var issues []outcome.Issue
 	for i, r := range current {
 		if i == 0 || r == nil || i >= len(res.Entries) || res.Entries[i].Method.Code() != "POST" {
 			continue
 		}
-		provs, err := searchAll(st, "Provenance", "target", r.Type+"/"+r.ID)
+		e := &res.Entries[i]
+		o, err := ownersOf(st, r)
 		if err != nil {
-			return fmt.Errorf("provenance of %s/%s: %w", r.Type, r.ID, err)
+			return err
 		}
-		own := false
-		for _, p := range provs {
-			if audit.ReservedProvenanceID(p.ID) {
-				own = true
-				break
-			}
-		}
-		if !own {
+		switch {
+		case !o.reserved:
 			issues = append(issues, outcome.Issue{Severity: "error", Code: "conflict", Rule: RuleResourceForeign,
 				Expression: fmt.Sprintf("Bundle.entry[%d]", i),
 				Message: fmt.Sprintf("entry %d (a %s) matched a stored resource carrying the identifier the gateway mints for "+
 					"it, which no native record wrote (a client's resource): the record is not stored, so that its "+
 					"%s is not lost; an operator must remove or re-identify that resource, then send the record again",
 					i, r.Type, r.Type)})
+		case !o.own(e, names(e)):
+			issues = append(issues, collides(e, fmt.Sprintf("entry %d (a %s)", i, r.Type)))
 		}
 	}
 	if len(issues) == 0 {
 		return nil
 	}
 	return &outcome.Error{Kind: outcome.Conflict, Issues: issues}
+}
+
+// checkStoredOwn refuses a record whose main resource, found stored by
+// its identifier (storedMain: the record would be a new version of it),
+// another record wrote (RuleRecordIDCollides): a first version would
+// otherwise be written over that record's resource as an amendment.
+// A resource no record wrote is left to checkMatchedOwn's rule.
+func checkStoredOwn(st store.Tx, res *mapping.Result, stored *store.Resource, names func(e *mapping.Entry) map[string]bool) error {
+	i := slices.IndexFunc(res.Entries, func(e mapping.Entry) bool { return e.ResourceType != "Patient" })
+	if stored == nil || i < 0 {
+		return nil
+	}
+	o, err := ownersOf(st, stored)
+	if err != nil || !o.reserved || o.own(&res.Entries[i], names(&res.Entries[i])) {
+		return err
+	}
+	return &outcome.Error{Kind: outcome.Conflict, Issues: []outcome.Issue{collides(&res.Entries[i], "its "+stored.Type)}}
+}
+
+// collides is the RuleRecordIDCollides issue of entry e (what names it),
+// at the record id of the record it belongs to. No id is repeated.
+func collides(e *mapping.Entry, what string) outcome.Issue {
+	is := outcome.Issue{Severity: "error", Code: "conflict", Rule: RuleRecordIDCollides,
+		Pointer: "/source/recordId", Expression: "source.recordId",
+		Message: "the record is not stored: " + what + " would carry the identifier of a resource the gateway " +
+			"stored for another record of this source (a record's parts are identified by its record id, a hyphen " +
+			"and a code, so an id such as A-100-44250-9 is a part of record A-100); send this record under a record " +
+			"id that is not another record's id followed by a hyphen and a code"}
+	if e.Record != "" {
+		is.Pointer, is.Expression = e.Record+"/recordId", nestedExpression(e.Record)+".recordId"
+	}
+	return is
+}
+
+// owners is what the record Provenances targeting a stored resource say
+// of who wrote it.
+type owners struct {
+	reserved bool            // a record's Provenance targets it
+	names    map[string]bool // the records they name (system|value), nested ones included
+	// sessionAlone: one is a session's Provenance naming no nested
+	// record, which a build before the nested records were named wrote
+	// for every session: it may have written a nested record's resources.
+	sessionAlone bool
+}
+
+// stringExt is an extension with a valueString.
+type stringExt struct {
+	URL         string `json:"url"`
+	ValueString string `json:"valueString"`
+}
+
+// ownersOf reads the record Provenances targeting r.
+func ownersOf(st store.Tx, r *store.Resource) (owners, error) {
+	var o owners
+	provs, err := searchAll(st, "Provenance", "target", r.Type+"/"+r.ID)
+	if err != nil {
+		return o, fmt.Errorf("provenance of %s/%s: %w", r.Type, r.ID, err)
+	}
+	for _, p := range provs {
+		if !audit.ReservedProvenanceID(p.ID) {
+			continue
+		}
+		o.reserved = true
+		var doc struct {
+			Entity []struct {
+				Role string `json:"role"`
+				What struct {
+					Identifier struct{ System, Value string } `json:"identifier"`
+				} `json:"what"`
+				Extension []stringExt `json:"extension"`
+			} `json:"entity"`
+		}
+		if err := json.Unmarshal(p.Body, &doc); err != nil {
+			return o, fmt.Errorf("provenance %s: %w", p.ID, err)
+		}
+		sources := 0
+		for _, en := range doc.Entity {
+			if en.Role != "source" || en.What.Identifier.Value == "" {
+				continue
+			}
+			sources++
+			if o.names == nil {
+				o.names = map[string]bool{}
+			}
+			o.names[en.What.Identifier.System+"|"+en.What.Identifier.Value] = true
+		}
+		if sources == 1 && len(doc.Entity) > 0 && slices.ContainsFunc(doc.Entity[0].Extension, func(x stringExt) bool {
+			return x.URL == audit.ExtRecordKind && x.ValueString == string(mapping.KindSession)
+		}) {
+			o.sessionAlone = true
+		}
+	}
+	return o, nil
+}
+
+// own reports whether the records o names include one of names, the
+// record entry e belongs to (a nested record also when a session's
+// Provenance of an older build names none).
+func (o owners) own(e *mapping.Entry, names map[string]bool) bool {
+	for n := range names {
+		if o.names[n] {
+			return true
+		}
+	}
+	return e.Record != "" && o.sessionAlone
+}
+
+// recordNames returns, for an entry of a record's mapping, the names
+// (system|value, as its Provenance names records) of the record it
+// belongs to: the record itself, in each kind that is the same record
+// (an infusion and its session), or the record a session nests at the
+// entry's pointer.
+func recordNames(base string, rec mapping.Record, kind mapping.Kind) func(e *mapping.Entry) map[string]bool {
+	src := rec.Env().Source
+	return func(e *mapping.Entry) map[string]bool {
+		if e.Record != "" {
+			if n, ok := nestedAt(rec, e.Record); ok {
+				return map[string]bool{mapping.RecordSystem(base, src.System, n.Kind) + "|" + n.RecordID: true}
+			}
+			return nil
+		}
+		kinds := []mapping.Kind{kind}
+		if kind == mapping.KindInfusion || kind == mapping.KindSession {
+			kinds = []mapping.Kind{mapping.KindInfusion, mapping.KindSession}
+		}
+		out := map[string]bool{}
+		for _, k := range kinds {
+			out[mapping.RecordSystem(base, src.System, k)+"|"+src.RecordID] = true
+		}
+		return out
+	}
+}
+
+// nestedAt is the record a session nests at pointer ptr ("/vitals/0").
+func nestedAt(rec mapping.Record, ptr string) (mapping.NestedRecord, bool) {
+	s, ok := rec.(*mapping.Session)
+	if !ok {
+		return mapping.NestedRecord{}, false
+	}
+	index := map[mapping.Kind]int{}
+	for _, n := range s.Nested() {
+		if fmt.Sprintf("/%s/%d", nestedMember[n.Kind], index[n.Kind]) == ptr {
+			return n, true
+		}
+		index[n.Kind]++
+	}
+	return mapping.NestedRecord{}, false
 }
 
 // dropPhantoms returns res (and its parallel raws, docs and checked, each

@@ -372,6 +372,11 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 	if err != nil {
 		return nil, false, err
 	}
+	if tx.Audited() {
+		if err := checkStoredOwn(st, first, stored, recordNames(s.p.opts.IdentifierBase, rec.rec, rec.kind)); err != nil {
+			return nil, false, err
+		}
+	}
 	if reused == nil {
 		// The version received in the record's other form (nested in a
 		// session, or on its own; an infusion, or its session).
@@ -469,7 +474,7 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 			return err
 		}
 		if tx.Audited() { // without the audit trail (app.Config.NoAudit) no Provenance tells who wrote a resource
-			if err := checkMatchedOwn(st, res, current); err != nil {
+			if err := checkMatchedOwn(st, res, current, recordNames(s.p.opts.IdentifierBase, rec.rec, rec.kind)); err != nil {
 				return err
 			}
 		}
