@@ -1377,3 +1377,31 @@ func TestLineageManyReferences(t *testing.T) {
 		t.Errorf("lineage of Patient/%s = %d, %d receipts; want 200 with 101 or more: %.300s", p.ID, rec.Code, len(l.Receipts), rec.Body)
 	}
 }
+
+// TestAuditNamesDeleteOfNothing: a DELETE that deletes nothing (an id
+// never used, one deleted already; another tenant's is answered alike)
+// is answered 204 and its AuditEvent names the id it aimed at,
+// unversioned, directly and in a batch: "who tried to delete this
+// resource" finds it (an attack review: such an AuditEvent named only the
+// request).
+func TestAuditNamesDeleteOfNothing(t *testing.T) {
+	s, st := auditServer(t)
+	rec := send(s, "POST", "/fhir/Patient", `{"resourceType":"Patient","gender":"male"}`)
+	var p struct{ ID string }
+	if err := json.Unmarshal(rec.Body.Bytes(), &p); err != nil || rec.Code != http.StatusCreated {
+		t.Fatalf("create = %d %s", rec.Code, rec.Body)
+	}
+	for _, tc := range []struct{ name, method, target, body, want string }{
+		{"deleted", "DELETE", "/fhir/Patient/" + p.ID, "", "Patient/" + p.ID + "/_history/2"},
+		{"deleted already", "DELETE", "/fhir/Patient/" + p.ID, "", "Patient/" + p.ID},
+		{"never used", "DELETE", "/fhir/Patient/never-used-1", "", "Patient/never-used-1"},
+		{"in a batch", "POST", "/fhir", `{"resourceType":"Bundle","type":"batch","entry":[{"request":{"method":"DELETE","url":"Observation/never-used-2"}}]}`, "Observation/never-used-2"},
+	} {
+		if rec := send(s, tc.method, tc.target, tc.body); rec.Code >= 300 {
+			t.Fatalf("%s: = %d %s", tc.name, rec.Code, rec.Body)
+		}
+		if got := lastAudit(t, st); !slices.Contains(got.Refs, tc.want) {
+			t.Errorf("%s: AuditEvent names %v, want %s", tc.name, got.Refs, tc.want)
+		}
+	}
+}

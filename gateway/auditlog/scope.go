@@ -80,10 +80,11 @@ type Scope struct {
 	entities once[audit.Entity]
 	// refused are the instances failed entries of a Bundle targeted (a
 	// PUT, PATCH or DELETE refused, or the entry that failed a
-	// transaction): the AuditEvent names them, unversioned, as it names a
-	// failed instance interaction's Target, so that an attempt on a
-	// resource shows in its trail also when it was made in a Bundle (p45
-	// F1: a batch deleting an AuditEvent named only the request). They
+	// transaction), and those a DELETE that deleted nothing aimed at: the
+	// AuditEvent names them, unversioned, as it names a failed instance
+	// interaction's Target, so that an attempt on a resource shows in its
+	// trail also when it was made in a Bundle (p45 F1: a batch deleting an
+	// AuditEvent named only the request) or found nothing to delete. They
 	// stay named when the transaction rolls back.
 	refused once[audit.Entity]
 	// identified are the things named by identifier (a source record, a
@@ -220,11 +221,16 @@ func (sc *Scope) TouchDoc(r *store.Resource, doc map[string]any) {
 	sc.own(r.Tenant, e, patients) // a resource's patients are its tenant's
 }
 
-// TouchDeletion records a deletion del (nil: nothing was deleted) of the
-// version was: the deletion names the patients was concerned, so that a
-// patient's audit trail shows who removed their data.
-func (sc *Scope) TouchDeletion(del, was *store.Resource) {
+// TouchDeletion records a deletion del of the version was: the deletion
+// names the patients was concerned, so that a patient's audit trail shows
+// who removed their data. del nil is a DELETE of typ/id that deleted
+// nothing (an id never used, deleted already, or another tenant's: all
+// answered alike): the AuditEvent names typ/id unversioned, as it names a
+// refused request's target, so that the attempt shows in the trail of
+// that id.
+func (sc *Scope) TouchDeletion(typ, id string, del, was *store.Resource) {
 	if del == nil {
+		sc.NameRefused(typ, id)
 		return
 	}
 	e := audit.Entity{Type: del.Type, ID: del.ID, Version: del.Version}

@@ -364,7 +364,7 @@ func (e *Engine) Delete(ctx context.Context, sc *auditlog.Scope, typ, id string,
 		if res, err = e.remove(st, typ, id, cond, tx.now); err != nil {
 			return 0, err
 		}
-		sc.TouchDeletion(res.Resource, res.Was)
+		sc.TouchDeletion(typ, id, res.Resource, res.Was)
 		return fhirwire.StatusNoContent, nil
 	})
 	return res, err

@@ -686,7 +686,7 @@ func (e *Engine) touchEntries(sc *auditlog.Scope, entries []*Entry, errs []error
 			continue
 		}
 		if en.method == "DELETE" {
-			sc.TouchDeletion(en.res.Resource, en.res.Was)
+			sc.TouchDeletion(en.typ, en.id, en.res.Resource, en.res.Was)
 			continue
 		}
 		var doc map[string]any
