@@ -126,26 +126,3 @@ var ruleCode = map[string]string{
 	"attachment-size":        "value",
 	"too-costly":             "too-costly",
 }
-
-// safeName reports whether a property name from the document may appear
-// in an Expression: it must be shaped like a FHIR element name (an ASCII
-// lowerCamelCase identifier of at most 64 characters, optionally with a
-// leading '_'). Issues about other names point at the parent element
-// instead, so that arbitrary text (possibly PHI, such as a person's name
-// used as a JSON key) does not leak into issues.
-func safeName(b []byte) bool {
-	if len(b) > 0 && b[0] == '_' {
-		b = b[1:]
-	}
-	if len(b) == 0 || len(b) > 64 || b[0] < 'a' || b[0] > 'z' {
-		return false
-	}
-	for _, c := range b {
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '_':
-		default:
-			return false
-		}
-	}
-	return true
-}

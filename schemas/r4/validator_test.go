@@ -16,6 +16,10 @@ type ruleCase struct {
 	rule string
 	expr string
 	as   string // ValidateAs type, if set
+	msg  string // the issue's message holds it, if set
+	// never is text of the document the issue's message and expression
+	// must not repeat (a property name the client made up).
+	never string
 }
 
 // patient wraps Patient elements into a document.
@@ -80,7 +84,8 @@ var ruleCases = []ruleCase{
 	{name: "duplicate key", doc: patient(`"gender":"male","gender":"female"`), rule: "json-duplicate-key", expr: "Patient.gender"},
 	{name: "duplicate escaped key", doc: patient(`"gender":"male","g\u0065nder":"female"`), rule: "json-duplicate-key", expr: "Patient.gender"},
 	{name: "duplicate nested", doc: patient(`"name":[{"family":"a","family":"b"}]`), rule: "json-duplicate-key", expr: "Patient.name[0].family"},
-	{name: "duplicate in unknown", doc: patient(`"foo":{"a":1,"a":2}`), rule: "json-duplicate-key", expr: "Patient.foo"},
+	{name: "duplicate in unknown", doc: patient(`"foo":{"a":1,"a":2}`), rule: "json-duplicate-key", expr: "Patient", never: "foo"},
+	{name: "duplicate unknown", doc: patient(`"name":[{"smith":1,"smith":2}]`), rule: "json-duplicate-key", expr: "Patient.name[0]", never: "smith"},
 	{name: "duplicate resourceType", doc: `{"resourceType":"Patient","resourceType":"Patient"}`, rule: "json-duplicate-key", expr: "Patient.resourceType"},
 	{name: "depth", doc: patient(`"extension":` + strings.Repeat("[", 150) + strings.Repeat("]", 150)), rule: "json-depth"},
 	{name: "empty", doc: "", rule: "json-empty"},
@@ -96,11 +101,18 @@ var ruleCases = []ruleCase{
 	{name: "ValidateAs unknown", as: "Nope", doc: `{"resourceType":"Patient"}`, rule: "resource-type-unknown"},
 
 	// Elements.
-	{name: "unknown", doc: patient(`"foo":1`), rule: "element-unknown", expr: "Patient.foo"},
-	{name: "unknown nested", doc: patient(`"name":[{"familyName":"x"}]`), rule: "element-unknown", expr: "Patient.name[0].familyName"},
+	// An unknown name is never repeated (docs/security.md: it may be
+	// anything, a name or an MRN used as a key), lower case or not; a
+	// likely misspelling is told the element it is nearest to.
+	{name: "unknown", doc: patient(`"foo":1`), rule: "element-unknown", expr: "Patient", never: "foo"},
+	{name: "unknown nested", doc: patient(`"name":[{"familyName":"x"}]`), rule: "element-unknown", expr: "Patient.name[0]", never: "familyName"},
+	{name: "unknown lower-case name", doc: patient(`"name":[{"smith":"x"}],"mrn4711":1`), rule: "element-unknown", expr: "Patient.name[0]", never: "smith"},
+	{name: "misspelt", doc: patient(`"gendr":"male"`), rule: "element-unknown", expr: "Patient", msg: "nearest element of Patient is 'gender'", never: "gendr"},
+	{name: "misspelt choice", doc: obs(`,"valueQuantiy":{"value":1}`), rule: "element-unknown", expr: "Observation", msg: "'valueQuantity'", never: "Quantiy"},
+	{name: "far from any", doc: patient(`"xyzzy":1`), rule: "element-unknown", expr: "Patient", never: "nearest"},
 	{name: "unknown name hidden", doc: patient(`"John Smith":1`), rule: "element-unknown", expr: "Patient"},
 	{name: "underscore on complex", doc: patient(`"_name":[{"id":"x"}]`), rule: "element-unknown", expr: "Patient._name"},
-	{name: "underscore unknown inside", doc: patient(`"birthDate":"1970","_birthDate":{"foo":1}`), rule: "element-unknown", expr: "Patient.birthDate.foo"},
+	{name: "underscore unknown inside", doc: patient(`"birthDate":"1970","_birthDate":{"foo":1}`), rule: "element-unknown", expr: "Patient.birthDate", never: "foo"},
 	{name: "choice base name", doc: obs(`,"value":1`), rule: "element-unknown", expr: "Observation.value"},
 	{name: "string for boolean", doc: patient(`"active":"true"`), rule: "element-type", expr: "Patient.active"},
 	{name: "number for string", doc: patient(`"gender":1`), rule: "element-type", expr: "Patient.gender"},
@@ -235,7 +247,7 @@ var ruleCases = []ruleCase{
 		`{"fullUrl":"urn:uuid:1e6a2f0c-7f0e-4c3f-9a7a-0b7c2d1e5f60","resource":{"resourceType":"Observation","code":{"text":"x"}}}]}`,
 		rule: "element-required", expr: "Bundle.entry[1].resource.ofType(Observation).status"},
 	{name: "contained", doc: patient(`"contained":[{"resourceType":"Organization","id":"o","nam":"x"}],"managingOrganization":{"reference":"#o"}`),
-		rule: "element-unknown", expr: "Patient.contained[0].ofType(Organization).nam"},
+		rule: "element-unknown", expr: "Patient.contained[0].ofType(Organization)", msg: "nearest element of Organization is 'name'"},
 	{name: "parameters resource", doc: `{"resourceType":"Parameters","parameter":[{"name":"p","resource":{"resourceType":"Patient","gender":"x"}}]}`,
 		rule: "binding-required", expr: "Parameters.parameter[0].resource.ofType(Patient).gender"},
 	{name: "nested part", doc: `{"resourceType":"Parameters","parameter":[{"name":"p","part":[{"name":"q","valueBoolean":"yes"}]}]}`,
@@ -320,7 +332,10 @@ func TestRules(t *testing.T) {
 				t.Fatalf("want rule %s, got valid (%+v)", c.rule, res.Issues)
 			}
 			for _, is := range res.Issues {
-				if is.Rule == c.rule && (c.expr == "" || is.Expression == c.expr) {
+				if c.never != "" && (strings.Contains(is.Message, c.never) || strings.Contains(is.Expression, c.never)) {
+					t.Errorf("issue repeats %q: %+v", c.never, is)
+				}
+				if is.Rule == c.rule && (c.expr == "" || is.Expression == c.expr) && strings.Contains(is.Message, c.msg) {
 					if is.Code == "" || is.Message == "" {
 						t.Errorf("issue lacks code or message: %+v", is)
 					}

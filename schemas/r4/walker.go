@@ -2,6 +2,7 @@ package r4
 
 import (
 	"slices"
+	"strings"
 )
 
 // walker validates one parsed document against the schema. Walkers are
@@ -241,7 +242,7 @@ func (w *walker) member1(def *typeDef, sl []int32, k, v int32) bool {
 	name := w.str(k)
 	if w.isDup(k) {
 		msg := "the property appears more than once in the object"
-		if safeName(name) {
+		if knownName(def, name) {
 			w.errorAt(string(name), "json-duplicate-key", msg)
 		} else {
 			w.errorf("json-duplicate-key", msg+" (the property name is not shown)")
@@ -285,15 +286,94 @@ func (w *walker) unknown(def *typeDef, name []byte, v int32) {
 			msg = "'_' extension siblings are only allowed for primitive elements"
 		}
 	}
-	if safeName(name) {
+	if knownName(def, name) {
 		w.push(string(name))
 		w.errorf("element-unknown", msg)
 		w.dupsWithin(v)
 		w.pop()
 		return
 	}
-	w.errorf("element-unknown", msg+" (the property name is not shown)")
+	msg += " (the property name is not shown)"
+	if near := nearestKey(def, name); near != "" {
+		msg += "; the nearest element of " + def.name + " is '" + near + "'"
+	}
+	w.errorf("element-unknown", msg)
 	w.dupsWithin(v)
+}
+
+// knownName reports whether a property name of an object of type def may
+// appear in an issue: it is one of def's own element names (a JSON key,
+// a choice's base name such as value), or one with a leading '_'. Any
+// other name is the client's text, which may be anything (a person's name,
+// an MRN used as a key, a misspelt element that is one): issues about it
+// point at the object that holds it, and never repeat it
+// (docs/security.md).
+func knownName(def *typeDef, name []byte) bool {
+	n := string(name)
+	if n == "resourceType" && def.kind == kindResource {
+		return true
+	}
+	if len(n) > 1 && n[0] == '_' {
+		n = n[1:]
+	}
+	_, key := def.keys[n]
+	_, elem := def.byName[n]
+	return key || elem
+}
+
+// nearestKey is def's JSON property name nearest to name when it is a
+// likely misspelling of one (at most two edits, one in a name of four
+// characters or fewer, none under three; compared without case), ""
+// otherwise: the issue then names the element meant, not what was sent.
+func nearestKey(def *typeDef, name []byte) string {
+	if len(name) < 3 || len(name) > 64 {
+		return ""
+	}
+	most := 2 // edits allowed: one in a name of four characters or fewer
+	if len(name) <= 4 {
+		most = 1
+	}
+	lower := strings.ToLower(string(name))
+	best, bestD := "", most+1
+	for k := range def.keys {
+		if d := editDistance(lower, strings.ToLower(k), bestD+1); d < bestD || d == bestD && k < best {
+			best, bestD = k, d
+		}
+	}
+	if bestD > most {
+		return ""
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance of a and b, or limit when it
+// is limit or more.
+func editDistance(a, b string, limit int) int {
+	if d := len(a) - len(b); d >= limit || -d >= limit {
+		return limit
+	}
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		low := cur[0]
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			low = min(low, cur[j])
+		}
+		if low >= limit {
+			return limit
+		}
+		prev, cur = cur, prev
+	}
+	return min(prev[len(b)], limit)
 }
 
 // element validates the value node v of element e with type a. It returns
