@@ -19,7 +19,9 @@
 // a "search, then write" transaction that claims no key is therefore not
 // serialised against another one (the gateway claims a key for every
 // conditional create; an update of an existing resource is guarded by its
-// next version's key). The audit chain head, an outbox item being
+// next version's key, and by the version the request first read of it:
+// sqlstore's tx.seen refuses a write built from a version that a
+// concurrent writer superseded, so no update is lost). The audit chain head, an outbox item being
 // completed and the outbox's order keys are locked as sqlstore describes
 // (row locks, advisory locks).
 //

@@ -47,6 +47,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"History", testHistory},
 		{"ConcurrentConditionalCreate", testConcurrentConditionalCreate},
 		{"ConcurrentReadWrite", testConcurrentReadWrite},
+		{"LostUpdate", testLostUpdate},
 		{"IndexReplaced", testIndexReplaced},
 		{"WriteDefaults", testWriteDefaults},
 		{"SearchToken", testSearchToken},

@@ -567,6 +567,7 @@ func (t *tx) request(fn func(*tx) error) (res result, lost error) {
 
 // call runs fn, turning a panic into a result.
 func (t *tx) call(fn func(*tx) error) (res result) {
+	t.seen, t.seenUndo = nil, nil // what an earlier request of the transaction read is not this one's
 	defer func() {
 		if p := recover(); p != nil {
 			res = result{panicked: p, panics: true}

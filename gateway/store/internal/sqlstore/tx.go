@@ -27,6 +27,55 @@ type tx struct {
 	// Dialect.InsertRows), so every later flush, and so the commit, fails
 	// with it, until the rollback of a savepoint begun before it.
 	failed error
+	// seen is, with Dialect.RowLocks (writers in parallel, at READ
+	// COMMITTED), the version of each resource the running request first
+	// read (Read, a search's matches and includes) or last wrote: Put
+	// refuses, with store.ErrConflict, a version that does not follow it,
+	// as the resource changed under a concurrent writer after the request
+	// read what it writes from (a PATCH applied to a version that is no
+	// longer current, a Patient given an MRN on the version before
+	// another record's MRN). Each statement of a READ COMMITTED
+	// transaction sees what committed before it, so the request's later
+	// read (the update's own) saw the new version, and its write, built
+	// from the old, would have taken that away (lost update). The retry
+	// (store.Retry) reads the new one. Cleared for each request (call);
+	// seenUndo undoes, at a savepoint's rollback, what changed it since.
+	seen     map[resKey]int64
+	seenUndo []seenChange
+}
+
+// seenChange is a change of tx.seen made inside a savepoint: the key and
+// what it held before (had false: nothing).
+type seenChange struct {
+	k   resKey
+	v   int64
+	had bool
+}
+
+// setSeen sets tx.seen[k] to v, noting the change for a savepoint's
+// rollback.
+func (t *tx) setSeen(k resKey, v int64) {
+	old, had := t.seen[k]
+	if t.depth > 0 {
+		t.seenUndo = append(t.seenUndo, seenChange{k, old, had})
+	}
+	if t.seen == nil {
+		t.seen = map[resKey]int64{}
+	}
+	t.seen[k] = v
+}
+
+// undoSeen undoes the changes of tx.seen after the first mark of them.
+func (t *tx) undoSeen(mark int) {
+	for i := len(t.seenUndo) - 1; i >= mark; i-- {
+		c := t.seenUndo[i]
+		if c.had {
+			t.seen[c.k] = c.v
+		} else {
+			delete(t.seen, c.k)
+		}
+	}
+	t.seenUndo = t.seenUndo[:mark]
 }
 
 var _ store.Tx = (*tx)(nil)
@@ -42,7 +91,41 @@ func (t *tx) Read(typ, id string) (*store.Resource, error) {
 		}
 		return r, nil
 	}
-	return t.s.readCurrent(t.ctx, t.c, typ, id)
+	r, err := t.s.readCurrent(t.ctx, t.c, typ, id)
+	if r != nil {
+		t.saw(r)
+	}
+	return r, err
+}
+
+// saw records, for Put's check (tx.seen), the versions of rs the request
+// read, unless it read or wrote the resource before.
+func (t *tx) saw(rs ...*store.Resource) {
+	if !t.s.d.RowLocks {
+		return // writers are serialised: what a request reads stays current
+	}
+	for _, r := range rs {
+		if r == nil {
+			continue
+		}
+		k := resKey{r.Type, r.ID}
+		if _, ok := t.seen[k]; !ok {
+			t.setSeen(k, r.Version)
+		}
+	}
+}
+
+// sawPage records the matches and included resources of pages (saw).
+func (t *tx) sawPage(pages ...*store.Page) {
+	if !t.s.d.RowLocks {
+		return
+	}
+	for _, p := range pages {
+		if p != nil {
+			t.saw(p.Matches...)
+			t.saw(p.Included...)
+		}
+	}
 }
 
 // VRead implements store.Tx: a version Put in this transaction and not
@@ -72,7 +155,9 @@ func (t *tx) Search(q *search.Query) (*store.Page, error) {
 	if err := t.flush(); err != nil {
 		return nil, err
 	}
-	return t.s.search(t.ctx, t.c, q, true)
+	p, err := t.s.search(t.ctx, t.c, q, true)
+	t.sawPage(p)
+	return p, err
 }
 
 // Include implements store.Tx, after the buffered writes are flushed.
@@ -90,7 +175,9 @@ func (t *tx) Include(q *search.Query, from []*store.Resource) ([]*store.Resource
 	for i, r := range from {
 		keys[i] = key{r.Type, r.ID, r.Version}
 	}
-	return t.s.includes(t.ctx, t.c, q, keys)
+	inc, err := t.s.includes(t.ctx, t.c, q, keys)
+	t.saw(inc...)
+	return inc, err
 }
 
 // SearchEach implements store.Tx, after the buffered writes are flushed
@@ -99,7 +186,9 @@ func (t *tx) SearchEach(qs []*search.Query) ([]*store.Page, error) {
 	if err := t.flush(); err != nil {
 		return make([]*store.Page, len(qs)), err
 	}
-	return t.s.searchEach(t.ctx, t.c, qs)
+	pages, err := t.s.searchEach(t.ctx, t.c, qs)
+	t.sawPage(pages...)
+	return pages, err
 }
 
 // sqlCurVersion is the one statement of Put that reaches the database.
@@ -139,6 +228,9 @@ func (t *tx) Put(res *store.Resource, entries []search.Entry) error {
 	if res.Version != cur+1 {
 		return fmt.Errorf("%w: %s/%s version %d, current version is %d", store.ErrConflict, res.Type, res.ID, res.Version, cur)
 	}
+	if read, ok := t.seen[k]; ok && prev == nil && read != cur {
+		return fmt.Errorf("%w: %s/%s changed by a concurrent writer since version %d, which this request read", store.ErrConflict, res.Type, res.ID, read)
+	}
 	var rows [numIndexTables][][]any
 	if !res.Deleted {
 		if err := s.entryRows(&rows, entries); err != nil {
@@ -158,6 +250,9 @@ func (t *tx) Put(res *store.Resource, entries []search.Entry) error {
 	}
 	t.buf.add(k, &bufVersion{version: res.Version, lu: res.LastUpdated.UnixMilli(), deleted: res.Deleted,
 		body: body, packed: packed, tenant: res.Tenant, method: res.Method, status: int64(res.Status), rows: rows}, prev == nil && cur > 0)
+	if s.d.RowLocks {
+		t.setSeen(k, res.Version) // what the request writes next follows its own version
+	}
 	t.puts++
 	t.flushAhead()
 	return nil
@@ -553,7 +648,7 @@ func (t *tx) Savepoint(fn func() error) error {
 	if _, err := t.c.Exec(t.ctx, `SAVEPOINT `+name); err != nil {
 		return fmt.Errorf("%s: savepoint: %w", s.d.Name, lostErr(s.err(t.ctx, err)))
 	}
-	audits := len(t.audits)
+	audits, seen := len(t.audits), len(t.seenUndo)
 	ferr := fn()
 	if ferr == nil {
 		ferr = t.flush()
@@ -565,6 +660,7 @@ func (t *tx) Savepoint(fn func() error) error {
 		return nil
 	}
 	t.discard(audits)
+	t.undoSeen(seen)
 	// One statement, one round trip (pgx sends a statement without
 	// arguments as a simple query, which may hold several).
 	if _, err := t.c.Exec(t.ctx, `ROLLBACK TO SAVEPOINT `+name+`; RELEASE SAVEPOINT `+name); err != nil {
