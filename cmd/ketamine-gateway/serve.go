@@ -500,7 +500,9 @@ func openStore(ctx context.Context, db string, use dbUse, logger *slog.Logger) (
 	what := "database"
 	if strings.HasPrefix(db, "postgres://") || strings.HasPrefix(db, "postgresql://") {
 		what = "PostgreSQL database"
-		st, err = postgres.Open(ctx, db, postgres.Options{Existing: existing, Progress: progress})
+		// The logger also gets the circuit breaker's WARN lines
+		// (docs/deployment.md, when the database host vanishes).
+		st, err = postgres.Open(ctx, db, postgres.Options{Existing: existing, Progress: progress, Logger: logger})
 	} else {
 		st, err = sqlite.Open(ctx, db, sqlite.Options{Existing: existing, Progress: progress})
 	}
