@@ -102,6 +102,13 @@ var (
 		"the request has both Content-Length and Transfer-Encoding; send one of them")
 	errAuthorizationRepeated = outcome.New(outcome.Invalid, "security", "authorization-repeated",
 		"the request has more than one Authorization header; send exactly one")
+	// headerRepeated refuses a request that sends a header of
+	// singleHeaders more than once (its name is the gateway's, not the
+	// request's text).
+	headerRepeated = func(name string) error {
+		return outcome.New(outcome.Invalid, "structure", "header-repeated",
+			"the request has more than one "+name+" header, which takes one value: send it once")
+	}
 	// errAuditUnavailable replaces an answer whose AuditEvent could not be
 	// written (auditRequests, auditNow).
 	errAuditUnavailable = &outcome.Error{Kind: outcome.Unavailable, RetryAfter: 5, Issues: []outcome.Issue{{Severity: "fatal",

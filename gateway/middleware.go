@@ -454,12 +454,19 @@ func (b *bufferedWriter) flush() {
 	_, _ = b.ResponseWriter.Write(b.body.Bytes())
 }
 
+// singleHeaders are the request headers that take one value and are not
+// lists (RFC 9110 5.3): sent twice, which one a proxy read is unknown, and
+// the second would have been ignored (a conditional create's criteria,
+// the body's media type).
+var singleHeaders = []string{"Content-Type", "If-None-Exist", "If-Unmodified-Since", "If-Modified-Since"}
+
 // checkRequest refuses a request whose head was too long for the server
 // (marked by Listener, see maxHeadBytes), and requests whose meaning could differ between the
 // gateway and a proxy in front of it: both Content-Length and
 // Transfer-Encoding (marked by Listener; the connection is closed after
 // the answer, since where the body ends is in doubt), and more than one
-// Authorization header (which one a proxy checked is unknown); and bodies
+// Authorization header (which one a proxy checked is unknown), or of a
+// header that takes one value (singleHeaders); and bodies
 // with a Content-Encoding, which would otherwise be read as they are
 // (a gzip body was a JSON syntax error).
 func (s *Server) checkRequest(next echo.HandlerFunc) echo.HandlerFunc {
@@ -478,6 +485,11 @@ func (s *Server) checkRequest(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		if len(h.Values("Authorization")) > 1 {
 			return errAuthorizationRepeated
+		}
+		for _, name := range singleHeaders {
+			if len(h.Values(name)) > 1 {
+				return headerRepeated(name)
+			}
 		}
 		for _, ce := range h.Values("Content-Encoding") {
 			for _, coding := range strings.Split(ce, ",") {

@@ -124,6 +124,54 @@ func TestAuthorizationRepeated(t *testing.T) {
 	assertOutcome(t, rec, http.StatusBadRequest, "authorization-repeated", "")
 }
 
+// TestHeaderRepeated: a header that takes one value sent twice is
+// refused, nothing written: the second If-None-Exist was ignored (an
+// attack review: the create then matched, or not, by whichever came
+// first) and a second Content-Type too. Headers that are lists (If-Match,
+// Accept, Prefer) are still taken as lists.
+func TestHeaderRepeated(t *testing.T) {
+	h := fhirServer(t)
+	patient := `{"resourceType":"Patient","identifier":[{"system":"urn:x","value":"K1"}]}`
+	for _, tc := range []struct {
+		name   string
+		header string
+		values []string
+	}{
+		{"If-None-Exist", "If-None-Exist", []string{"identifier=urn:x|K1", "identifier=urn:x|NEW"}},
+		{"Content-Type", "Content-Type", []string{"application/fhir+json", "text/xml"}},
+		{"If-Unmodified-Since", "If-Unmodified-Since", []string{"Sat, 05 Dec 2026 10:00:00 GMT", "Sun, 06 Dec 2026 10:00:00 GMT"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest("POST", "/fhir/Patient", strings.NewReader(patient))
+			if tc.header != "Content-Type" {
+				r.Header.Set("Content-Type", "application/fhir+json")
+			}
+			for _, v := range tc.values {
+				r.Header.Add(tc.header, v)
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, r)
+			assertOutcome(t, rec, http.StatusBadRequest, "header-repeated", "")
+			if !strings.Contains(rec.Body.String(), tc.header) || strings.Contains(rec.Body.String(), "urn:x") {
+				t.Errorf("the outcome should name the header and no value: %s", rec.Body)
+			}
+		})
+	}
+	if b := decode(t, req(h, "GET", "/fhir/Patient?_summary=count", "")); b["total"].(float64) != 0 {
+		t.Errorf("refused creates left %v patients", b["total"])
+	}
+	r := httptest.NewRequest("GET", "/fhir/Patient", nil)
+	r.Header.Add("Accept", "application/fhir+json")
+	r.Header.Add("Accept", "application/json")
+	r.Header.Add("Prefer", "handling=lenient")
+	r.Header.Add("Prefer", "return=minimal")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, r)
+	if rec.Code != http.StatusOK {
+		t.Errorf("list headers sent twice = %d %s, want 200", rec.Code, rec.Body)
+	}
+}
+
 // TestMethodNotAllowed: every 405 says in Allow what the target serves,
 // and a search asked the wrong way (GET of a type's _search, GET /fhir?…)
 // says how to ask it.

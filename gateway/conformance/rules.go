@@ -28,6 +28,7 @@ func GatewayRules() []Rule {
 		{"request-target-too-long", "The request's URL is longer than the gateway reads (a long search is sent with POST _search)."},
 		{"request-head-too-large", "The request's header fields are larger than the gateway reads."},
 		{"authorization-repeated", "The request carries more than one Authorization header."},
+		{"header-repeated", "The request carries more than once a header that takes one value (Content-Type, If-None-Exist, If-Unmodified-Since, If-Modified-Since): which one a proxy read is unknown, so the request is refused."},
 		{"search-form-too-large", "A search posted as a form exceeds the size limit."},
 		{"search-system-unsupported", "Searching across all resource types is not supported."},
 		{"rate-limited", "The client sent too many requests; retry after the time Retry-After gives."},
