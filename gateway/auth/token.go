@@ -182,7 +182,7 @@ func (s *Server) verifyAssertion(ctx context.Context, assertion string) (*regist
 	}
 	// SMART: a jku must match one registered for the client; none are.
 	if _, ok := h.ExtraHeaders["jku"]; ok {
-		return nil, invalidClient("jku-not-allowed", "client_assertion jku is not registered for this client", client.id)
+		return nil, invalidClient("jku-not-allowed", "client_assertion must not have a jku header: the gateway verifies assertions with the keys registered for the client only (send the kid of a registered key)", client.id)
 	}
 	if h.KeyID == "" {
 		return nil, invalidClient("kid-missing", "client_assertion must have a kid header", client.id)

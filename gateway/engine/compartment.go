@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
@@ -115,8 +114,8 @@ func (e *Engine) everything(ctx context.Context, sc *auditlog.Scope, in reads, i
 		switch key {
 		case "_count", "_offset":
 			// _count=0 is the total only, as a search's (search.html#count).
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 0 {
+			n, ok := search.NonNegative(v)
+			if !ok {
 				return nil, bad(key, key+" must be a non-negative integer")
 			}
 			if key == "_count" {

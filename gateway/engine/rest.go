@@ -596,14 +596,14 @@ func historyParams(q *store.HistoryQuery, typ string, params url.Values, lenient
 		v := vals[0]
 		switch key {
 		case "_count":
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 0 {
+			n, ok := search.NonNegative(v)
+			if !ok {
 				return nil, bad(key, "_count must be a non-negative integer")
 			}
 			q.Count = min(n, search.MaxCount)
 		case "_offset":
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 0 {
+			n, ok := search.NonNegative(v)
+			if !ok {
 				return nil, bad(key, "_offset must be a non-negative integer")
 			}
 			q.Offset = n

@@ -1,6 +1,7 @@
 package search
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"net/url"
@@ -337,14 +338,35 @@ func exactHint(p Param) string {
 }
 
 // control parses a result parameter given once.
+// MaxPaging bounds what NonNegative returns: a larger _count is taken
+// as MaxCount anyway, and no result has as many matches as a larger
+// _offset skips.
+const MaxPaging = 1 << 40
+
+// NonNegative parses a paging parameter's value (_count, _offset): an
+// integer of at least 0, optionally with a leading +. A value too large
+// for an int is a valid one, taken as MaxPaging, as is any value above
+// it (ok false only for what is not such an integer).
+func NonNegative(v string) (n int, ok bool) {
+	n, err := strconv.Atoi(v)
+	var ne *strconv.NumError
+	switch {
+	case errors.As(err, &ne) && ne.Err == strconv.ErrRange && v != "" && v[0] != '-':
+		return MaxPaging, true
+	case err != nil || n < 0:
+		return 0, false
+	}
+	return min(n, MaxPaging), true
+}
+
 func (ps *parser) control(key, name, v string) *Error {
 	if v == "" {
 		return nil // an empty parameter is ignored
 	}
 	switch name {
 	case "_count":
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 {
+		n, ok := NonNegative(v)
+		if !ok {
 			return ps.errorf(key, RuleValueInvalid, "_count must be a non-negative integer")
 		}
 		ps.q.Count = min(n, MaxCount)
@@ -352,8 +374,8 @@ func (ps *parser) control(key, name, v string) *Error {
 			ps.q.SummaryCount = true
 		}
 	case "_offset":
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 {
+		n, ok := NonNegative(v)
+		if !ok {
 			return ps.errorf(key, RuleValueInvalid, "_offset must be a non-negative integer")
 		}
 		ps.q.Offset = n

@@ -253,6 +253,7 @@ func TestParseErrors(t *testing.T) {
 		{"Patient", "_elements:x=name", RuleModifierUnsupported, "_elements"},
 		{"Patient", "_count=" + secret, RuleValueInvalid, "_count"},
 		{"Patient", "_count=-1", RuleValueInvalid, "_count"},
+		{"Patient", "_count=-99999999999999999999", RuleValueInvalid, "_count"},
 		{"Patient", "_count=1&_count=2", RuleValueInvalid, "_count"},
 		{"Patient", "_count:x=1", RuleModifierUnsupported, "_count"},
 		{"Patient", "_offset=-5", RuleValueInvalid, "_offset"},
@@ -325,6 +326,10 @@ func TestParseControl(t *testing.T) {
 			return q.Type == "Patient" && q.Count == 50 && q.Offset == 0 && q.Total && !q.SummaryCount && q.Clauses == nil
 		}},
 		{"Patient", "_count=10&_offset=20", func(q *Query) bool { return q.Count == 10 && q.Offset == 20 }},
+		// Too large for an int is still a non-negative integer (an attack
+		// review: "_count must be a non-negative integer" for one).
+		{"Patient", "_count=99999999999999999999", func(q *Query) bool { return q.Count == MaxCount }},
+		{"Patient", "_offset=99999999999999999999", func(q *Query) bool { return q.Offset == MaxPaging }},
 		{"Patient", "_count=0", func(q *Query) bool { return q.Count == 0 && q.SummaryCount }},
 		{"Patient", "_count=5000", func(q *Query) bool { return q.Count == MaxCount }},
 		{"Patient", "_count=&_sort=", func(q *Query) bool { return q.Count == DefaultCount && q.Sort == nil }},
