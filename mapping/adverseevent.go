@@ -240,7 +240,7 @@ func SuspectWarnings(rec Record, s StoredSession) []Violation {
 	}
 	var w violations
 	w.add("adverse-event.suspect-not-dosed", "/sessionId",
-		"the session this event names %s, yet the event is charted with the session's drug and session as its suspected causes (AdverseEvent.suspectEntity: an event sent on its own is mapped without its session); the record is stored as sent: to chart it linked to the session without a suspect, send it (a new version, the same record id) in the session document, and its later versions there too (a version sent on its own names the suspects again)",
+		"the session this event names %s, yet the event is charted with the session's drug and session as its suspected causes (AdverseEvent.suspectEntity: an event sent on its own is mapped without its session): to chart it linked to the session without a suspect, send it (a new version, the same record id) in the session document, and its later versions there too (a version sent on its own names the suspects again)",
 		why)
 	return w.err(KindAdverseEvent).(*RuleError).Violations
 }

@@ -70,7 +70,7 @@ func sessionWarnings(s *Session, lim Safety, w *violations) {
 	}
 	for _, c := range criticalPreDose(s, lim) {
 		w.add("session.dosed-despite-critical-vitals", c.pointer,
-			"the session gave its drug after a critical pre-dose %s (%s): the session is charted with a DetectedIssue for the receiving clinician; the record is stored as sent",
+			"the session gave its drug after a critical pre-dose %s (%s): the session is charted with a DetectedIssue for the receiving clinician",
 			c.name, concept(c.interp).Code)
 	}
 }
@@ -211,7 +211,7 @@ func IssueStandsWarnings(rec Record, critical []Linked) []Violation {
 	var w violations
 	for _, id := range criticalVitalsRecords(critical) {
 		w.add("session.critical-issue-stands", p,
-			"this version no longer raises its session's DetectedIssue, but vitals record %s, a pre-dose measurement of the session stored apart from this record, is charted critical (HH or LL): the DetectedIssue stays final as stored, its evidence and detail as they were raised, which may still name a value this version corrected; to have them rewritten, send the session document again with its pre-dose vitals as they now stand (that record among them); the record is stored as sent", id)
+			"this version no longer raises its session's DetectedIssue, but vitals record %s, a pre-dose measurement of the session stored apart from this record, is charted critical (HH or LL): the DetectedIssue stays final as stored, its evidence and detail as they were raised, which may still name a value this version corrected; to have them rewritten, send the session document again with its pre-dose vitals as they now stand (that record among them)", id)
 	}
 	if len(w) == 0 {
 		return nil
@@ -233,7 +233,7 @@ func PreDoseWarnings(rec Record, opts Options) []Violation {
 	var w violations
 	for _, c := range criticalVitals(&r.VitalsBody, "", opts.safety()) {
 		w.add("session.dosed-despite-critical-vitals", c.pointer,
-			"the session this measurement names (sessionId), stored before, gave its drug after this critical pre-dose %s (%s): tell the session's clinician; the record is stored as sent",
+			"the session this measurement names (sessionId), stored before, gave its drug after this critical pre-dose %s (%s): tell the session's clinician",
 			c.name, concept(c.interp).Code)
 	}
 	if len(w) == 0 {
@@ -256,7 +256,7 @@ func StoredCriticalWarnings(rec Record, linked []Linked, opts Options) []Violati
 	var w violations
 	for _, id := range criticalVitalsRecords(linked) {
 		w.add("session.dosed-despite-critical-vitals", p+"/infusionStart",
-			"the session gave its drug after a pre-dose measurement charted critical (HH or LL), vitals record %s stored before: check the measurement and the session; the record is stored as sent", id)
+			"the session gave its drug after a pre-dose measurement charted critical (HH or LL), vitals record %s stored before: check the measurement and the session", id)
 	}
 	if len(w) == 0 {
 		return nil

@@ -144,6 +144,9 @@ func TestEsketamineMonitoringWarning(t *testing.T) {
 		{"esketamine, no monitoring end", infusion(esk, "2026-05-20T10:10:00Z", ""), warned},
 		{"esketamine stopped early, nothing given", infusion(`"drug": "esketamine-nasal", "status": "stopped-early", "statusReason": {"code": "patient-request"}, "totalDoseMg": 56, "administeredDoseMg": 0`, "2026-05-20T10:01:00Z", ""), ""},
 		{"IV, 30 minutes", infusion(iv, "2026-05-20T10:40:00Z", "2026-05-20T11:10:00Z"), ""},
+		// A withdrawal is not told to send the monitoring it lacked.
+		{"esketamine, 30 minutes, withdrawn", strings.Replace(infusion(esk, "2026-05-20T10:10:00Z", "2026-05-20T10:40:00Z"),
+			`"version": "1"}`, `"version": "2", "status": "entered-in-error"}`, 1), ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -169,6 +172,7 @@ func TestIVDoseAndDurationWarnings(t *testing.T) {
 		{"1.0 mg/kg", iv(1.0, 80, 80, forty), ""},
 		{"1.1 mg/kg", iv(1.1, 80, 88, forty), "infusion.dose-atypical at /doseMgPerKg"},
 		{"210 mg", iv(1.0, 210, 210, forty), "infusion.dose-atypical at /totalDoseMg"},
+		{"2.0 mg/kg and 1000 mg", iv(2.0, 500, 1000, forty), "infusion.dose-atypical at /doseMgPerKg; infusion.dose-atypical at /totalDoseMg"},
 		{"over 19 minutes", iv(0.5, 80, 40, "2026-05-20T10:19:00Z"), "infusion.duration-atypical at /infusionEnd"},
 		{"over 20 minutes", iv(0.5, 80, 40, "2026-05-20T10:20:00Z"), ""},
 		{"over 2 hours 1 minute", iv(0.5, 80, 40, "2026-05-20T12:01:00Z"), "infusion.duration-atypical at /infusionEnd"},

@@ -627,21 +627,23 @@ const (
 // (infusionEnd, else infusionStart), or no monitoringEnd.
 func infusionWarnings(in *InfusionBody, p string, w *violations) {
 	if above, _ := abovePlan(in); above {
-		w.add("infusion.administered-above-plan", p+"/administeredDoseMg", "the dose given is above the planned totalDoseMg: it is charted as given, with a note on the MedicationAdministration; check the dose, and send an adverse-event record if it was a medication error; the record is stored as sent")
+		w.add("infusion.administered-above-plan", p+"/administeredDoseMg", "the dose given is above the planned totalDoseMg: it is charted as given, with a note on the MedicationAdministration; check the dose, and send an adverse-event record if it was a medication error")
 	}
 	if in.Drug == "ketamine-iv" && in.Status != "not-done" {
-		switch {
-		case in.DoseMgPerKg != nil && *in.DoseMgPerKg > IVUsualMaxMgPerKg:
-			w.add("infusion.dose-atypical", p+"/doseMgPerKg", "the planned dose is above %g mg/kg, the upper end of IV ketamine protocols for depression (0.5 mg/kg, titrated up to about 1.0): check the dose; the record is stored as sent", IVUsualMaxMgPerKg)
-		case in.TotalDoseMg != nil && *in.TotalDoseMg > IVUsualMaxMg:
-			w.add("infusion.dose-atypical", p+"/totalDoseMg", "the planned dose is above %d mg, beyond IV ketamine protocols for depression: check the dose and the weight; the record is stored as sent", IVUsualMaxMg)
+		// Each bound broken is told at its own field: a sender who
+		// corrects one learns of the other now, not on the next try.
+		if in.DoseMgPerKg != nil && *in.DoseMgPerKg > IVUsualMaxMgPerKg {
+			w.add("infusion.dose-atypical", p+"/doseMgPerKg", "the planned dose is above %g mg/kg, the upper end of IV ketamine protocols for depression (0.5 mg/kg, titrated up to about 1.0): check the dose", IVUsualMaxMgPerKg)
+		}
+		if in.TotalDoseMg != nil && *in.TotalDoseMg > IVUsualMaxMg {
+			w.add("infusion.dose-atypical", p+"/totalDoseMg", "the planned dose is above %d mg, beyond IV ketamine protocols for depression: check the dose and the weight", IVUsualMaxMg)
 		}
 		if a := administered(in); a.asPlanned && a.minutes > 0 && (a.minutes < IVUsualMinMinutes || a.minutes > IVUsualMaxMinutes) {
 			ptr := p + "/infusionEnd"
 			if in.AdministeredDurationMin != nil {
 				ptr = p + "/administeredDurationMin"
 			}
-			w.add("infusion.duration-atypical", ptr, "the infusion ran under %d minutes or over %d hours, outside IV ketamine protocols for depression (about 40 minutes): check the times; the record is stored as sent", IVUsualMinMinutes, IVUsualMaxMinutes/60)
+			w.add("infusion.duration-atypical", ptr, "the infusion ran under %d minutes or over %d hours, outside IV ketamine protocols for depression (about 40 minutes): check the times", IVUsualMinMinutes, IVUsualMaxMinutes/60)
 		}
 		return
 	}

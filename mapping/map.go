@@ -177,7 +177,13 @@ func Map(rec Record, opts Options) (*Result, error) {
 }
 
 // warnings collects the warnings of a checked record, in pointer order.
+// A withdrawal (source.status entered-in-error) has none: what a record
+// leaves unknown or short of practice is nothing to act on once it is
+// withdrawn.
 func warnings(rec Record, opts Options) []Violation {
+	if rec.Env().Source.Status == "entered-in-error" {
+		return nil
+	}
 	var w violations
 	switch r := rec.(type) {
 	case *Assessment:

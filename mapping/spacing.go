@@ -149,10 +149,10 @@ func SessionSpacing(rec Record, others []OtherSession, opts Options) []Violation
 		switch {
 		case overlaps(start, end, o.Start, o.End):
 			w.add("session.overlap", p+"/infusionStart",
-				"the infusion overlaps that of session %s, another session of this patient stored before: two sessions at once is a double entry or a second dose; withdraw the one sent in error, else check the times; the record is stored as sent", o.RecordID)
+				"the infusion overlaps that of session %s, another session of this patient stored before: two sessions at once is a double entry or a second dose; withdraw the one sent in error, else check the times", o.RecordID)
 		case hours > 0 && gap < time.Duration(hours*float64(time.Hour)):
 			w.add("session.interval-short", p+"/infusionStart",
-				"the infusion starts less than %g hours (sessionMinIntervalHours) from that of session %s, another session of this patient stored before: no ketamine or esketamine protocol doses more than once a day; check for a double entry or the date; the record is stored as sent", hours, o.RecordID)
+				"the infusion starts less than %g hours (sessionMinIntervalHours) from that of session %s, another session of this patient stored before: no ketamine or esketamine protocol doses more than once a day; check for a double entry or the date", hours, o.RecordID)
 		}
 	}
 	if len(w) == 0 {

@@ -777,7 +777,7 @@ func notSentWarning(notSent []string) []outcome.Issue {
 // unknown that a clinician must know, mapping.Result.Warnings) as warning
 // issues of the answer.
 func mappingWarnings(ws []mapping.Violation) []outcome.Issue {
-	return warningIssues(ws, "the record is stored; ")
+	return warningIssues(ws, "the record is stored as sent; ")
 }
 
 // warningIssues are the mapping's warnings as warning issues, each message

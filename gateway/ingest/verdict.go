@@ -129,7 +129,7 @@ func (pr *prepared) answer() (*Verdict, error) {
 // dryRunWarnings are the mapping's warnings of a record not stored, as
 // warning issues.
 func dryRunWarnings(ws []mapping.Violation) []outcome.Issue {
-	return warningIssues(ws, "the record would be stored; ")
+	return warningIssues(ws, "the record would be stored as sent; ")
 }
 
 // dryRunOutcome is the OperationOutcome a dry run answers instead of the
