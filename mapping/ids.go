@@ -126,3 +126,8 @@ func CheckIdentifierBase(base string) error {
 	}
 	return nil
 }
+
+// ResourceUUID is the name-based UUID the mapping derives from an
+// identifier: an AdverseEvent's deterministic id, and the urn:uuid
+// fullUrl of the resource carrying that identifier.
+func ResourceUUID(system, value string) string { return ident{System: system, Value: value}.uuid() }

@@ -434,6 +434,12 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 	if res, raws, docs, checked, standing, err = keepRetiredIssue(st, rec.rec, rec.opts, id.patientID, retiring, res, raws, docs, checked); err != nil {
 		return nil, false, err
 	}
+	if src.Status == "entered-in-error" && stored != nil {
+		// A withdrawal retires what earlier versions wrote too.
+		if res, raws, docs, checked, err = s.retireLeftovers(st, tenant, rec, res, raws, docs, checked); err != nil {
+			return nil, false, err
+		}
+	}
 	DeliverMatching(rec.rec, res, id.stored)
 	across, err := checkStored(st, rec.rec, res, rec.opts, id.patientID)
 	if err != nil {

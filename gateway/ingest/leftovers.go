@@ -1,0 +1,190 @@
+package ingest
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+
+	fhir "github.com/samply/golang-fhir-models/fhir-models/fhir"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+	"github.com/ketamine-gateway/ketamine-gateway/mapping"
+)
+
+// A withdrawal retires everything the record wrote.
+//
+// A record's withdrawal (source.status entered-in-error) is mapped from
+// the withdrawal version's content: it marks entered-in-error (or
+// deletes, for an AdverseEvent) the resources that version would make.
+// A resource only an earlier version made (a dosing weight a later
+// version left out, the items of a PHQ-9 later sent as its total only, a
+// measurement or an event a later session version no longer nests) would
+// stay final, at the gateway and at every EHR, as if the clinic still
+// vouched for it. So the ingest of a withdrawal also retires each
+// resource a record Provenance of an earlier version of the record
+// targets, as long as that Provenance's version is still the resource's
+// current one (a nested record sent on its own since is its own record's
+// now) and it is not retired already: the same Bundle, the same
+// Provenance, the same deliveries. The record's Patient is never
+// retired.
+
+// withdrawnStatus is the status a withdrawal gives a resource of each
+// type the mappings write (an AdverseEvent, which has none, is deleted).
+var withdrawnStatus = map[string]bool{"Observation": true, "Procedure": true, "MedicationRequest": true,
+	"MedicationAdministration": true, "Flag": true, "DetectedIssue": true}
+
+// retireLeftovers returns res (and its parallel raws, docs and checked)
+// with an entry retiring each resource an earlier version of rec wrote
+// that res does not write (see above). Only for a withdrawal of a stored
+// record.
+func (s *Service) retireLeftovers(st store.Tx, tenant string, rec record, res *mapping.Result, raws [][]byte, docs []map[string]any, checked []error) (*mapping.Result, [][]byte, []map[string]any, []error, error) {
+	left, err := leftovers(st, tenant, rec, res)
+	if err != nil || len(left) == 0 {
+		return res, raws, docs, checked, err
+	}
+	out := *res
+	out.Entries = slices.Clone(res.Entries)
+	raws, docs, checked = slices.Clone(raws), slices.Clone(docs), slices.Clone(checked)
+	for _, l := range left {
+		e := mapping.Entry{FullURL: "urn:uuid:" + l.uuid, ResourceType: l.r.Type, IdentifierSystem: l.system,
+			IdentifierValue: l.value, Record: l.record}
+		var raw []byte
+		var doc map[string]any
+		if l.r.Type == "AdverseEvent" {
+			e.Method, e.URL = fhir.HTTPVerbDELETE, "AdverseEvent/"+l.uuid
+		} else {
+			doc = l.doc
+			doc["status"] = "entered-in-error"
+			delete(doc, "id")
+			if meta, ok := doc["meta"].(map[string]any); ok {
+				delete(meta, "versionId")
+				delete(meta, "lastUpdated")
+			}
+			if raw, err = fhirwire.Marshal(doc); err != nil {
+				return nil, nil, nil, nil, fmt.Errorf("withdrawn %s/%s: %w", l.r.Type, l.r.ID, err)
+			}
+			e.Method, e.URL = fhir.HTTPVerbPUT, l.r.Type+"?identifier="+l.system+"|"+l.value
+			e.Resource = json.RawMessage(raw)
+		}
+		out.Entries = append(out.Entries, e)
+		raws = append(raws, raw)
+		if docs != nil {
+			docs = append(docs, doc)
+		}
+		if checked != nil {
+			checked = append(checked, s.CheckProfile(len(out.Entries)-1, doc))
+		}
+	}
+	return &out, raws, docs, checked, nil
+}
+
+// leftover is a resource an earlier version of a record wrote, as stored
+// now (doc decoded), with the identifier it is found by (and the
+// mapping's deterministic id derived from it, for an AdverseEvent), and
+// the pointer of the nested record it was written for, if any.
+type leftover struct {
+	r             *store.Resource
+	doc           map[string]any
+	system, value string
+	uuid          string
+	record        string
+}
+
+// leftovers are the resources earlier versions of rec wrote (their record
+// Provenances' targets) that res does not write, whose current version
+// one of them wrote and that are not retired, in a stable order.
+func leftovers(st store.Tx, tenant string, rec record, res *mapping.Result) ([]leftover, error) {
+	src := rec.rec.Env().Source
+	kinds := []mapping.Kind{rec.kind}
+	if rec.kind == mapping.KindInfusion || rec.kind == mapping.KindSession {
+		kinds = []mapping.Kind{mapping.KindInfusion, mapping.KindSession}
+	}
+	wrote := map[string]map[int64]bool{} // Type/id -> the versions the record's versions wrote
+	for _, k := range kinds {
+		versions, err := st.LedgerVersions(src.System, string(k), src.RecordID)
+		if err != nil {
+			return nil, err
+		}
+		for _, v := range versions {
+			p, err := st.Read("Provenance", audit.RecordProvenanceID(tenant, src.System, string(k), src.RecordID, v.Version))
+			if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrGone) {
+				continue // stored before receipts had ids of their own
+			}
+			if err != nil {
+				return nil, err
+			}
+			var prov struct {
+				Target []struct{ Reference string } `json:"target"`
+			}
+			if err := json.Unmarshal(p.Body, &prov); err != nil {
+				return nil, fmt.Errorf("provenance %s: %w", p.ID, err)
+			}
+			for _, t := range prov.Target {
+				ref, ver, ok := strings.Cut(t.Reference, "/_history/")
+				n, err := strconv.ParseInt(ver, 10, 64)
+				if !ok || err != nil {
+					continue
+				}
+				if wrote[ref] == nil {
+					wrote[ref] = map[int64]bool{}
+				}
+				wrote[ref][n] = true
+			}
+		}
+	}
+	own := ownIdentifiers(res)
+	var out []leftover
+	for _, ref := range slices.Sorted(maps.Keys(wrote)) {
+		typ, id, _ := strings.Cut(ref, "/")
+		if typ == "Patient" || (!withdrawnStatus[typ] && typ != "AdverseEvent") {
+			continue
+		}
+		r, err := st.Read(typ, id)
+		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrGone) {
+			continue // deleted: nothing to retire
+		}
+		if err != nil {
+			return nil, err
+		}
+		if !wrote[ref][r.Version] {
+			continue // another record (or client) wrote it since
+		}
+		doc, err := decode(r)
+		if err != nil {
+			return nil, err
+		}
+		if ownResource(doc, own) || str(doc, "status") == "entered-in-error" {
+			continue
+		}
+		system, value := gatewayIdentifier(doc)
+		if value == "" {
+			continue
+		}
+		l := leftover{r: r, doc: doc, system: system, value: value}
+		l.uuid = mapping.ResourceUUID(system, value) // as the mapping names it (fullUrl; an AdverseEvent's id)
+		out = append(out, l)
+	}
+	return out, nil
+}
+
+// gatewayIdentifier is the first identifier of doc with a system and a
+// value (the one the mapping minted: the mappings give each resource one).
+func gatewayIdentifier(doc map[string]any) (system, value string) {
+	ids, _ := doc["identifier"].([]any)
+	if one, ok := doc["identifier"].(map[string]any); ok {
+		ids = []any{one}
+	}
+	for _, i := range ids {
+		m, _ := i.(map[string]any)
+		if s, v := str(m, "system"), str(m, "value"); s != "" && v != "" {
+			return s, v
+		}
+	}
+	return "", ""
+}

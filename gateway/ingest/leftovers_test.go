@@ -1,0 +1,102 @@
+package ingest_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+	"github.com/ketamine-gateway/ketamine-gateway/mapping"
+)
+
+// TestWithdrawalRetiresEarlierVersions: a withdrawal retires what every
+// earlier version of the record wrote, not only what its own content
+// maps to (a review: after a withdrawal the dosing weight a later
+// version left out, and a critical measurement and a fatal event a later
+// session version no longer nested, stayed final), in the same
+// transaction and in the delivery to the EHR; a nested record sent on
+// its own since is its own record's, and stays.
+func TestWithdrawalRetiresEarlierVersions(t *testing.T) {
+	all := func(string, string) bool { return true }
+	g := newGateway(t, app.Config{Routes: []ingest.Route{{Name: "ehr", Accepts: all}}})
+	const sys = "https://ketamine-gateway.org/fhir/sid/serenity-clinic-emr/"
+	esk := `"drug": "esketamine-nasal", "status": "completed", "totalDoseMg": 56, "infusionStart": "2026-03-02T09:00:00-05:00",
+		"infusionEnd": "2026-03-02T09:10:00-05:00", "monitoringEnd": "2026-03-02T11:10:00-05:00"`
+	nested := `, "vitals": [{"recordId": "V-3", "timepoint": "post-dose-40min", "measuredAt": "2026-03-02T09:50:00-05:00", "heartRate": 97},
+		{"recordId": "V-4", "timepoint": "post-dose-40min", "measuredAt": "2026-03-02T09:51:00-05:00", "heartRate": 80}],
+		"adverseEvents": [{"recordId": "E-3", ` + aeBodyNested("2026-03-02T09:20:00-05:00") + `}]`
+	steps := []struct {
+		kind mapping.Kind
+		doc  string
+	}{
+		{mapping.KindInfusion, rec("I-1", "1", "P-1", "", infusionBody)}, // IV, with a dosing weight
+		{mapping.KindInfusion, rec("I-1", "2", "P-1", "", esk)},          // esketamine: no weight
+		{mapping.KindSession, rec("S-1", "1", "P-1", "", `"infusion": {`+esk+`}`+nested)},
+		{mapping.KindSession, rec("S-1", "2", "P-1", "", `"infusion": {`+esk+`}`)},                                                                     // no longer nests V-3, V-4, E-3
+		{mapping.KindVitals, rec("V-4", "3", "P-1", "", `"timepoint": "post-dose-40min", "measuredAt": "2026-03-02T09:51:00-05:00", "heartRate": 82`)}, // V-4 on its own since
+	}
+	for i, s := range steps {
+		if err := g.ingest("", s.kind, s.doc); err != nil {
+			_, is := outcome.From(err); t.Fatalf("step %d: %v %+v", i, err, is)
+		}
+	}
+	withdrawn := func(r string) string {
+		return strings.Replace(r, `"version": "3"}`, `"version": "3", "status": "entered-in-error"}`, 1)
+	}
+	for _, w := range []struct {
+		kind mapping.Kind
+		doc  string
+	}{
+		{mapping.KindInfusion, withdrawn(rec("I-1", "3", "P-1", "", esk))},
+		{mapping.KindSession, withdrawn(rec("S-1", "3", "P-1", "", `"infusion": {`+esk+`}`))},
+	} {
+		if err := g.ingest("", w.kind, w.doc); err != nil {
+			t.Fatalf("withdrawal of %s: %v", w.kind, err)
+		}
+	}
+	status := func(typ, identifier string) string {
+		r, err := g.a.Store.Read(context.Background(), typ, g.one(t, typ, "identifier="+identifier))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var doc struct{ Status string }
+		_ = json.Unmarshal(r.Body, &doc)
+		return doc.Status
+	}
+	for _, tc := range []struct{ what, typ, identifier, want string }{
+		{"the weight only version 1 gave", "Observation", sys + "infusion-session|I-1-29463-7", "entered-in-error"},
+		{"the infusion's Procedure", "Procedure", sys + "infusion-session|I-1", "entered-in-error"},
+		{"a measurement only session version 1 nested", "Observation", sys + "vitals|V-3-8867-4", "entered-in-error"},
+		{"a measurement sent on its own since", "Observation", sys + "vitals|V-4-8867-4", "amended"},
+	} {
+		if got := status(tc.typ, tc.identifier); got != tc.want {
+			t.Errorf("%s: %s, want %s", tc.what, got, tc.want)
+		}
+	}
+	// The event only session version 1 nested is deleted (R4 AdverseEvent
+	// has no status), as a withdrawn event is.
+	_, err := g.a.Store.Read(context.Background(), "AdverseEvent", mapping.ResourceUUID(sys+"adverse-event", "E-3"))
+	if !errors.Is(err, store.ErrGone) {
+		t.Errorf("the event only session version 1 nested: %v, want deleted", err)
+	}
+	// The EHR is sent the weight's withdrawal with the infusion's.
+	sent := false
+	for _, it := range g.deliveries(t, "", "serenity-clinic-emr", "I-1") {
+		if it.Kind == string(mapping.KindInfusion) && it.Version == "3" {
+			sent = strings.Contains(string(it.Payload), "I-1-29463-7")
+		}
+	}
+	if !sent {
+		t.Errorf("the withdrawal's delivery does not retire the weight")
+	}
+}
+
+// aeBodyNested is a nested adverse event's members (no sessionId).
+func aeBodyNested(onset string) string {
+	return `"event": "nausea", "onsetAt": "` + onset + `", "severity": "mild", "serious": false, "outcome": "resolved"`
+}
