@@ -42,7 +42,8 @@ func TestWithdrawalRetiresEarlierVersions(t *testing.T) {
 	}
 	for i, s := range steps {
 		if err := g.ingest("", s.kind, s.doc); err != nil {
-			_, is := outcome.From(err); t.Fatalf("step %d: %v %+v", i, err, is)
+			_, is := outcome.From(err)
+			t.Fatalf("step %d: %v %+v", i, err, is)
 		}
 	}
 	withdrawn := func(r string) string {
