@@ -68,6 +68,16 @@ func checkAdverseEvent(ae *AdverseEventBody, p string, inSession bool, v *violat
 	}
 }
 
+// adverseEventWarnings reports what an adverse event at pointer p records
+// that does not agree without being a rule broken: an outcome fatal
+// with a severity mild or moderate (an event that results in death is
+// severe, CTCAE grade 5; a grade given is checked by the grade rules).
+func adverseEventWarnings(ae *AdverseEventBody, p string, w *violations) {
+	if ae.Outcome == "fatal" && ae.CTCAEGrade == nil && (ae.Severity == "mild" || ae.Severity == "moderate") {
+		w.add("adverse-event.fatal-severity", p+"/severity", "the event's outcome is fatal while its severity is not severe: an event that results in death is severe (CTCAE grade 5); check the severity and the outcome, and send the corrected record as a new version")
+	}
+}
+
 // checkFatal: an event that results in death is serious, with the
 // criterion death (ICH E2A), and the criterion death is an event whose
 // outcome is fatal. A grade 5 event is checked by adverse-event.fatal-grade

@@ -123,8 +123,17 @@ func assessmentWarnings(a *AssessmentBody, p string, w *violations) {
 			}
 		}
 		w.add("assessment.phq9-item9-unanswered", p+"/items", "the PHQ-9 does not tell item 9 (thoughts of being better off dead or of self-harm): no safety Flag is raised from it, which does not mean the patient has no such thoughts; send item 9 when it was asked")
+	case "MOAA-S":
+		if a.Total != nil && *a.Total <= MOAASDeepSedation {
+			w.add("assessment.moaas-deep-sedation", p+"/total", "a MOAA/S score of %d or less is deep sedation (the patient responds only to a painful stimulus, or not at all), beyond the dissociation the session intends: check the patient's airway and monitoring record, and send an adverse-event record (event sedation) if it was one", MOAASDeepSedation)
+		}
 	}
 }
+
+// MOAASDeepSedation is the highest MOAA/S score of deep sedation: 1
+// responds only to a painful stimulus, 0 does not respond (the scale's
+// anchors; 2 responds to mild prodding, still moderate sedation).
+const MOAASDeepSedation = 1
 
 // assessment maps an assessment: a panel Observation whose members are one
 // Observation per item plus the total (or, for the C-SSRS screener, the risk

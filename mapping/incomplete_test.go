@@ -280,3 +280,40 @@ func TestDoseGivenCeiling(t *testing.T) {
 		})
 	}
 }
+
+// TestClinicalConsistencyWarnings: a MOAA/S of deep sedation (1 or 0)
+// and a fatal event whose severity is not severe are stored with a
+// warning at the field to check (a mapping-developer review: both passed
+// silently); the scale's moderate sedation and a fatal event graded 5
+// are not warned on.
+func TestClinicalConsistencyWarnings(t *testing.T) {
+	moaas := func(total int) string {
+		return `{` + envelope + fmt.Sprintf(`, "instrument": "MOAA-S", "takenAt": "2026-05-20T10:30:00Z", "total": %d}`, total)
+	}
+	ae := func(severity string) string {
+		return `{` + envelope + `, "event": "sedation", "onsetAt": "2026-05-20T10:30:00Z", ` + severity +
+			`, "serious": true, "seriousnessCriteria": ["death"], "outcome": "fatal"}`
+	}
+	tests := []struct {
+		name string
+		kind mapping.Kind
+		rec  string
+		want string
+	}{
+		{"MOAA/S 0", mapping.KindAssessment, moaas(0), "assessment.moaas-deep-sedation at /total"},
+		{"MOAA/S 1", mapping.KindAssessment, moaas(1), "assessment.moaas-deep-sedation at /total"},
+		{"MOAA/S 2", mapping.KindAssessment, moaas(2), ""},
+		{"fatal, mild", mapping.KindAdverseEvent, ae(`"severity": "mild"`), "adverse-event.fatal-severity at /severity"},
+		{"fatal, moderate", mapping.KindAdverseEvent, ae(`"severity": "moderate"`), "adverse-event.fatal-severity at /severity"},
+		{"fatal, severe", mapping.KindAdverseEvent, ae(`"severity": "severe"`), ""},
+		{"fatal, grade 5", mapping.KindAdverseEvent, ae(`"ctcaeGrade": 5`), ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, warnings := mapWarnings(t, tc.kind, tc.rec)
+			if got := strings.Join(warnings, "; "); got != tc.want {
+				t.Errorf("warnings %q, want %q", got, tc.want)
+			}
+		})
+	}
+}

@@ -190,11 +190,16 @@ func warnings(rec Record, opts Options) []Violation {
 		assessmentWarnings(&r.AssessmentBody, "", &w)
 	case *Infusion:
 		infusionWarnings(&r.InfusionBody, "", &w)
+	case *AdverseEvent:
+		adverseEventWarnings(&r.AdverseEventBody, "", &w)
 	case *Session:
 		infusionWarnings(&r.Infusion, "/infusion", &w)
 		sessionWarnings(r, opts.safety(), &w)
 		for i := range r.Assessments {
 			assessmentWarnings(&r.Assessments[i], fmt.Sprintf("/assessments/%d", i), &w)
+		}
+		for i := range r.AdverseEvents {
+			adverseEventWarnings(&r.AdverseEvents[i], fmt.Sprintf("/adverseEvents/%d", i), &w)
 		}
 	}
 	if len(w) == 0 {
