@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -31,7 +30,7 @@ func TestServeLogsBreaker(t *testing.T) {
 	q := u.Query()
 	q.Set("connect_timeout", "1")
 	u.RawQuery = q.Encode()
-	var logs lockedBuffer
+	var logs syncBuffer
 	logger := slog.New(slog.NewJSONHandler(&logs, nil))
 	ctx := context.Background()
 	st, err := openStore(ctx, u.String(), dbCreate, logger)
@@ -53,24 +52,6 @@ func TestServeLogsBreaker(t *testing.T) {
 	if pu, _ := url.Parse(dsn); pu.User != nil && strings.Contains(logs.String(), pu.User.String()) {
 		t.Errorf("the log names the URL's userinfo:\n%s", logs.String())
 	}
-}
-
-// lockedBuffer is a bytes.Buffer safe for the logger's goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // proxy forwards TCP connections to a target until closed; closed, it
