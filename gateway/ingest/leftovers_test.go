@@ -101,3 +101,25 @@ func TestWithdrawalRetiresEarlierVersions(t *testing.T) {
 func aeBodyNested(onset string) string {
 	return `"event": "nausea", "onsetAt": "` + onset + `", "severity": "mild", "serious": false, "outcome": "resolved"`
 }
+
+// TestWithdrawalRetiresEarlierVersionsTenant: the same in a named tenant,
+// whose resources have ids of its own.
+func TestWithdrawalRetiresEarlierVersionsTenant(t *testing.T) {
+	g := newGateway(t, app.Config{})
+	const tenant = "clinic-a"
+	esk := `"drug": "esketamine-nasal", "status": "completed", "totalDoseMg": 56, "infusionStart": "2026-03-02T09:00:00-05:00",
+		"infusionEnd": "2026-03-02T09:10:00-05:00", "monitoringEnd": "2026-03-02T11:10:00-05:00"`
+	for i, doc := range []string{
+		rec("I-1", "1", "P-1", "", infusionBody),
+		rec("I-1", "2", "P-1", "", esk),
+		strings.Replace(rec("I-1", "3", "P-1", "", esk), `"version": "3"}`, `"version": "3", "status": "entered-in-error"}`, 1),
+	} {
+		if err := g.ingest(tenant, mapping.KindInfusion, doc); err != nil {
+			t.Fatalf("version %d: %v", i+1, err)
+		}
+	}
+	weight := "identifier=https://ketamine-gateway.org/fhir/sid/serenity-clinic-emr/infusion-session|I-1-29463-7"
+	if n := g.count(t, tenant, "Observation", weight+"&status=entered-in-error"); n != 1 {
+		t.Errorf("%d weight Observations entered-in-error in the tenant, want 1", n)
+	}
+}
