@@ -892,6 +892,13 @@ func (s *Service) entries(res *mapping.Result, raws [][]byte, docs []map[string]
 			if own := ownURL(e, tenant, doc); own != "" {
 				url = own
 			}
+		} else if method == "DELETE" && tenant != "" && !strings.Contains(url, "?") {
+			// A deterministic id (a withdrawn AdverseEvent's) is the
+			// tenant's own, as ownURL gives it to a PUT: the mapping's id
+			// deleted nothing in a named tenant, and the event stayed.
+			if typ, id, ok := strings.Cut(url, "/"); ok && id != "" && !strings.Contains(id, "/") {
+				url = typ + "/" + tenantID(tenant, id)
+			}
 		}
 		en, err := s.engine.NewEntry(i, method, url, e.FullURL, doc, ifNoneExist)
 		if err != nil {
