@@ -53,13 +53,16 @@ func (s *Service) retireLeftovers(st store.Tx, tenant string, rec record, res *m
 	raws, docs, checked = slices.Clone(raws), slices.Clone(docs), slices.Clone(checked)
 	for _, l := range left {
 		e := mapping.Entry{FullURL: "urn:uuid:" + l.uuid, ResourceType: l.r.Type, IdentifierSystem: l.system,
-			IdentifierValue: l.value, Record: l.record}
+			IdentifierValue: l.value}
 		var raw []byte
 		var doc map[string]any
 		if l.r.Type == "AdverseEvent" {
 			e.Method, e.URL = fhir.HTTPVerbDELETE, "AdverseEvent/"+l.uuid
 		} else {
 			doc = l.doc
+			if err := portable(st, doc, res, map[string]map[string]any{}); err != nil {
+				return nil, nil, nil, nil, err
+			}
 			doc["status"] = "entered-in-error"
 			delete(doc, "id")
 			if meta, ok := doc["meta"].(map[string]any); ok {
@@ -86,14 +89,12 @@ func (s *Service) retireLeftovers(st store.Tx, tenant string, rec record, res *m
 
 // leftover is a resource an earlier version of a record wrote, as stored
 // now (doc decoded), with the identifier it is found by (and the
-// mapping's deterministic id derived from it, for an AdverseEvent), and
-// the pointer of the nested record it was written for, if any.
+// mapping's name-based UUID of it: its fullUrl, an AdverseEvent's id).
 type leftover struct {
 	r             *store.Resource
 	doc           map[string]any
 	system, value string
 	uuid          string
-	record        string
 }
 
 // leftovers are the resources earlier versions of rec wrote (their record
@@ -187,4 +188,80 @@ func gatewayIdentifier(doc map[string]any) (system, value string) {
 		}
 	}
 	return "", ""
+}
+
+// portable rewrites the literal references of doc, a stored resource
+// ("Patient/<id>": ids of the gateway's, which no EHR knows), into what
+// the Bundle's receivers resolve, as the mapping writes them: the fullUrl
+// of the Bundle's entry that writes the resource referenced (the record's
+// Patient, its session's Procedure), found by identifier, else a logical
+// reference by the resource's identifier. A reference to a resource that
+// is gone or has no identifier stays as it is. done caches each
+// reference's rewrite.
+func portable(st store.Tx, doc any, res *mapping.Result, done map[string]map[string]any) error {
+	switch v := doc.(type) {
+	case []any:
+		for _, x := range v {
+			if err := portable(st, x, res, done); err != nil {
+				return err
+			}
+		}
+	case map[string]any:
+		if ref, ok := v["reference"].(string); ok {
+			to, err := portableRef(st, ref, res, done)
+			if err != nil {
+				return err
+			}
+			if to != nil {
+				delete(v, "reference")
+				for k, x := range to {
+					v[k] = x
+				}
+			}
+		}
+		for k, x := range v {
+			if k != "identifier" {
+				if err := portable(st, x, res, done); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// portableRef is the rewrite of one reference (portable): the members
+// that replace "reference", nil to leave it.
+func portableRef(st store.Tx, ref string, res *mapping.Result, done map[string]map[string]any) (map[string]any, error) {
+	if to, ok := done[ref]; ok {
+		return to, nil
+	}
+	typ, id, ok := strings.Cut(ref, "/")
+	if !ok || strings.ContainsAny(typ, ":#") || typ == "" || typ[0] < 'A' || typ[0] > 'Z' {
+		return nil, nil // urn:uuid, #contained, an absolute URL: portable already
+	}
+	id, _, _ = strings.Cut(id, "/_history/")
+	var to map[string]any
+	r, err := st.Read(typ, id)
+	switch {
+	case errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrGone):
+	case err != nil:
+		return nil, err
+	default:
+		d, err := decode(r)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range res.Entries {
+			if e.Method != fhir.HTTPVerbDELETE && e.IdentifierValue != "" && ownResource(d, map[string]bool{e.IdentifierSystem + "|" + e.IdentifierValue: true}) {
+				to = map[string]any{"reference": e.FullURL}
+				break
+			}
+		}
+		if system, value := gatewayIdentifier(d); to == nil && value != "" {
+			to = map[string]any{"type": typ, "identifier": map[string]any{"system": system, "value": value}}
+		}
+	}
+	done[ref] = to
+	return to, nil
 }

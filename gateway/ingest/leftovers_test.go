@@ -86,10 +86,41 @@ func TestWithdrawalRetiresEarlierVersions(t *testing.T) {
 		t.Errorf("the event only session version 1 nested: %v, want deleted", err)
 	}
 	// The EHR is sent the weight's withdrawal with the infusion's.
+	// Its references are the Bundle's (the Patient's and the Procedure's
+	// entries), not the gateway's ids, which the EHR does not know.
 	sent := false
 	for _, it := range g.deliveries(t, "", "serenity-clinic-emr", "I-1") {
-		if it.Kind == string(mapping.KindInfusion) && it.Version == "3" {
-			sent = strings.Contains(string(it.Payload), "I-1-29463-7")
+		if it.Kind != string(mapping.KindInfusion) || it.Version != "3" {
+			continue
+		}
+		var b struct {
+			Entry []struct {
+				FullURL  string `json:"fullUrl"`
+				Resource struct {
+					ResourceType string
+					Status       string
+					Identifier   []struct{ Value string }
+					Subject      struct{ Reference string }
+					PartOf       []struct{ Reference string }
+				}
+			}
+		}
+		if err := json.Unmarshal(it.Payload, &b); err != nil {
+			t.Fatal(err)
+		}
+		fullURLs := map[string]bool{}
+		for _, e := range b.Entry {
+			fullURLs[e.FullURL] = true
+		}
+		for _, e := range b.Entry {
+			r := e.Resource
+			if len(r.Identifier) == 0 || r.Identifier[0].Value != "I-1-29463-7" {
+				continue
+			}
+			sent = r.Status == "entered-in-error"
+			if !fullURLs[r.Subject.Reference] || len(r.PartOf) != 1 || !fullURLs[r.PartOf[0].Reference] {
+				t.Errorf("the withdrawn weight refers to %q and %v, want the Bundle's Patient and Procedure entries", r.Subject.Reference, r.PartOf)
+			}
 		}
 	}
 	if !sent {
