@@ -528,7 +528,16 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 	}
 	sc.Description = fmt.Sprintf("%s record: %d entries", rec.kind, len(entries))
 	var notSent []string // destinations another tenant holds the source at
+	// A withdrawal of a record no version of which (in either form) is
+	// stored withdraws nothing an EHR holds: it is stored, so that a
+	// version sent before it that arrives after it is refused as stale,
+	// but not delivered, which would give an EHR a patient and resources
+	// it never had (an EHR review).
+	unsent := src.Status == "entered-in-error" && stored == nil
 	err = stage.Run(ctx, s.tracer, "outbox.enqueue", func(context.Context) error {
+		if unsent {
+			return nil
+		}
 		var err error
 		sentRaws, err := deliveredKept(raws, kept)
 		if err != nil {
@@ -545,6 +554,10 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 	}
 	b := s.engine.Response(fhirwire.TypeTransactionResponse, entries, nil, ans)
 	warnings := append(mappingWarnings(slices.Concat(res.Warnings, across, spacing, standing)), demographicsWarning(id.unapplied)...)
+	if unsent {
+		warnings = append(warnings, withdrawnNotStored)
+		sc.Description += fmt.Sprintf("; not delivered (%s)", RuleWithdrawnNotStored)
+	}
 	if err := warn(&b, append(warnings, notSentWarning(notSent)...)); err != nil {
 		return nil, false, err
 	}
@@ -753,6 +766,18 @@ func (s *Service) enqueue(tx store.Tx, tenant string, kind mapping.Kind, rec map
 	}
 	return notSent, tx.Enqueue(items...)
 }
+
+// RuleWithdrawnNotStored is the rule id of the warning that a withdrawal
+// of a record the gateway holds no version of is stored and not
+// delivered.
+const RuleWithdrawnNotStored = "record.withdrawn-not-stored"
+
+// withdrawnNotStored is the RuleWithdrawnNotStored warning.
+var withdrawnNotStored = outcome.Issue{Severity: "warning", Code: "business-rule", Rule: RuleWithdrawnNotStored,
+	Pointer: "/source/status", Expression: "source.status",
+	Message: "no version of this record was stored before this withdrawal: the withdrawal is stored (a version of " +
+		"the record sent with an earlier source.lastUpdated is refused as stale) and is not sent to any EHR, which " +
+		"never received the record; nothing needs to be done if the record was never meant to be sent"}
 
 // notSentReason is why a record is not delivered to a destination where
 // another tenant holds its source system (the dead letter's reason, for
