@@ -1777,3 +1777,38 @@ func TestSummaryCountSelfLink(t *testing.T) {
 		})
 	}
 }
+
+// TestBatchShellIssues: a batch Bundle that breaks a rule of its own is
+// told that rule only; its entries are not told they lack the resource
+// the shell's check had set aside (a conformance review: bdl-5 "must
+// have a resource, a request or a response", or "an object must not be
+// empty", beside the right bdl-3).
+func TestBatchShellIssues(t *testing.T) {
+	h := fhirServer(t)
+	for _, tc := range []struct{ name, entry string }{
+		{"with fullUrl", `{"fullUrl":"urn:uuid:22222222-2222-4222-8222-222222222223","resource":{"resourceType":"Patient","active":true}}`},
+		{"without fullUrl", `{"resource":{"resourceType":"Patient","active":true}}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := req(h, "POST", "/fhir", `{"resourceType":"Bundle","type":"batch","entry":[`+tc.entry+`]}`)
+			b := decode(t, rec)
+			var rules []string
+			for _, is := range b["issue"].([]any) {
+				for _, c := range is.(map[string]any)["details"].(map[string]any)["coding"].([]any) {
+					rules = append(rules, c.(map[string]any)["code"].(string))
+				}
+			}
+			if rec.Code != http.StatusBadRequest || len(rules) != 1 || rules[0] != "bdl-3" {
+				t.Errorf("= %d with rules %v, want 400 with bdl-3 alone", rec.Code, rules)
+			}
+		})
+	}
+	// A batch whose shell is sound runs each entry, the bad one failing
+	// alone.
+	rec := req(h, "POST", "/fhir", `{"resourceType":"Bundle","type":"batch","entry":[
+		{"resource":{"resourceType":"Patient","active":true},"request":{"method":"POST","url":"Patient"}},
+		{"resource":{"resourceType":"Observation"},"request":{"method":"POST","url":"Observation"}}]}`)
+	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `"201 Created"`) || !strings.Contains(rec.Body.String(), `"400 Bad Request"`) {
+		t.Errorf("batch = %d %s, want 200 with a 201 and a 400 entry", rec.Code, rec.Body)
+	}
+}

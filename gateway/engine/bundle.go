@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 
 	"go.opentelemetry.io/otel/attribute"
 
@@ -333,7 +334,12 @@ func (e *Engine) Response(typ string, entries []*Entry, errs []error, ans Answer
 
 // validateBatchShell validates a batch Bundle without its entries'
 // resources, which are validated one by one so that one bad entry fails
-// only itself.
+// only itself. Each resource is replaced by a stub (its type, id and
+// meta.versionId, which the Bundle's own rules read: bdl-7), and issues
+// located inside an entry's resource are left to that entry. Without the
+// resource, an entry with a resource and nothing else was told it had
+// none (bdl-5), and one with neither fullUrl was told it was empty (a
+// conformance review).
 func (e *Engine) validateBatchShell(body []byte) error {
 	doc, err := decodeJSON(body)
 	if err != nil {
@@ -341,17 +347,53 @@ func (e *Engine) validateBatchShell(body []byte) error {
 	}
 	if entries, ok := doc["entry"].([]any); ok {
 		for _, en := range entries {
-			if m, ok := en.(map[string]any); ok {
-				delete(m, "resource")
+			m, ok := en.(map[string]any)
+			if !ok {
+				continue
 			}
+			r, ok := m["resource"].(map[string]any)
+			if !ok {
+				continue // the entry's own validation reports it
+			}
+			stub := map[string]any{"resourceType": r["resourceType"]}
+			if id, ok := r["id"]; ok {
+				stub["id"] = id
+			}
+			if meta, ok := r["meta"].(map[string]any); ok && meta["versionId"] != nil {
+				stub["meta"] = map[string]any{"versionId": meta["versionId"]}
+			}
+			m["resource"] = stub
 		}
 	}
 	shell, err := json.Marshal(doc)
 	if err != nil {
 		return err
 	}
-	return e.v.Structure(shell, "Bundle")
+	err = e.v.Structure(shell, "Bundle")
+	var oe *outcome.Error
+	if !errors.As(err, &oe) {
+		return err
+	}
+	kept := make([]outcome.Issue, 0, len(oe.Issues))
+	failed := false
+	for _, is := range oe.Issues {
+		if entryResourceIssue.MatchString(is.Expression) {
+			continue
+		}
+		kept = append(kept, is)
+		failed = failed || is.Severity == "error" || is.Severity == "fatal"
+	}
+	if !failed {
+		return nil
+	}
+	out := *oe
+	out.Issues = kept
+	return &out
 }
+
+// entryResourceIssue matches the location of an issue inside a Bundle
+// entry's resource.
+var entryResourceIssue = regexp.MustCompile(`^Bundle\.entry\[\d+\]\.resource($|[.\[])`)
 
 // WriteOutcome is the OperationOutcome that answers a write of method
 // (POST, PUT, PATCH, DELETE) with result res when the client asked for one
