@@ -73,7 +73,8 @@ var (
 	errContentEncoding = outcome.New(outcome.UnsupportedMedia, "not-supported", "content-encoding-unsupported",
 		"the gateway reads request bodies without a Content-Encoding (gzip and the others are not supported): send the body as it is")
 	errPatchContentType = outcome.New(outcome.UnsupportedMedia, "not-supported", "content-type-unsupported",
-		"a PATCH body must be application/json-patch+json (a JSON Patch) or application/fhir+json (a FHIRPath Patch: a Parameters resource)")
+		"a PATCH body must be application/json-patch+json (a JSON Patch) or application/fhir+json (a FHIRPath Patch: a Parameters resource; "+
+			"application/json and application/json+fhir are read as either, by the body)")
 	errFormat = outcome.New(outcome.NotAcceptable, "not-supported", "format-unsupported", "only JSON is supported (_format=json)")
 	errAccept = outcome.New(outcome.NotAcceptable, "not-supported", "format-unsupported", "only FHIR JSON is available: accept application/fhir+json (or application/json, text/json)")
 	// The fhirVersion media type parameter (http.html#version-parameter)

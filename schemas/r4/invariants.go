@@ -35,7 +35,7 @@ var quantityTypes = []string{"Quantity", "Age", "Count", "Distance", "Duration",
 // resources' invariants are in invariants_clinical.go.
 var invariants = []*invariant{
 	{key: "reference-format", types: []string{"Reference"}, check: checkReference},
-	{key: "ext-1", types: []string{"Extension"}, human: "an extension must have either extensions or a value[x], not both (ext-1)",
+	{key: "ext-1", types: []string{"Extension"}, human: "an extension must have a value[x] or extensions: one of them, not both (ext-1)",
 		check: holds(func(o *objView) bool { return o.has("extension") != o.has("value") })},
 	{key: "qty-3", types: quantityTypes, human: "if a code for the unit is present, the system must also be present (qty-3)",
 		check: holds(func(o *objView) bool { return !o.has("code") || o.has("system") })},

@@ -4,6 +4,7 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 )
 
@@ -221,8 +222,17 @@ func (w *walker) document(want string, res *Result) {
 	res.ResourceType = def.name
 	if want != "" && want != def.name {
 		w.add(SeverityError, "resource-type-mismatch", def.name,
-			"the resource is a "+def.name+" but a "+want+" was expected")
+			"the resource is "+article(def.name)+" "+def.name+" but "+article(want)+" "+want+" was expected")
 	}
 	w.root = def.name
 	w.resource(def, 0, false)
+}
+
+// article is the indefinite article of an English word (a Patient, an
+// Observation).
+func article(word string) string {
+	if word != "" && strings.ContainsRune("AEIOU", rune(word[0])) {
+		return "an"
+	}
+	return "a"
 }
