@@ -139,6 +139,7 @@ func GatewayRules() []Rule {
 		{"too-costly", "The document is too large or too deep to validate, or has too many issues."},
 		// The R4 validator: FHIR invariants (keys of the R4 specification).
 		{"ext-1", "An extension has either extensions or a value[x], not both (FHIR R4 ext-1)."},
+		{"ele-1", "An element has a value or children other than its id (FHIR R4 ele-1): an element holding only an id is refused."},
 		{"ref-1", "A reference to a contained resource is to a resource that exists (FHIR R4 ref-1)."},
 		{"qty-3", "If a Quantity has a code, it has a system (FHIR R4 qty-3)."},
 		{"cpt-2", "A ContactPoint with a value has a system (FHIR R4 cpt-2)."},

@@ -109,7 +109,7 @@ var invariantCases = []invariantCase{
 	{"con-4", condition(`,"onsetDateTime":"2020-01-01"`), condition(`,"abatementString":"after the course"`), "Condition"},
 	{"con-5", condition(`,` + conditionEE), condition(conditionStatus("active") + `,` + conditionEE), "Condition"},
 	{"con-1", condition(`,"stage":[{"summary":{"text":"II"}}]`), condition(`,"stage":[{"type":{"text":"clinical"}}]`), "Condition.stage[0]"},
-	{"con-2", condition(`,"evidence":[{"code":[{"text":"x"}]}]`), condition(`,"evidence":[{"id":"e"}]`), "Condition.evidence[0]"},
+	{"con-2", condition(`,"evidence":[{"code":[{"text":"x"}]}]`), condition(`,"evidence":[{"extension":[{"url":"http://e.org/x","valueString":"y"}]}]`), "Condition.evidence[0]"},
 	{"mad-1", medAdmin(`"dose":{"value":35,"unit":"mg"}`), medAdmin(`"text":"as planned"`), "MedicationAdministration.dosage"},
 	{"imm-1", `{"resourceType":"Immunization","status":"completed","vaccineCode":{"text":"v"},"patient":{"reference":"Patient/1"},"occurrenceDateTime":"2021-01-01","education":[{"documentType":"x"}]}`,
 		`{"resourceType":"Immunization","status":"completed","vaccineCode":{"text":"v"},"patient":{"reference":"Patient/1"},"occurrenceDateTime":"2021-01-01","education":[{"publicationDate":"2020-01-01"}]}`,

@@ -114,6 +114,13 @@ var ruleCases = []ruleCase{
 	{name: "underscore on complex", doc: patient(`"_name":[{"id":"x"}]`), rule: "element-unknown", expr: "Patient._name"},
 	{name: "underscore unknown inside", doc: patient(`"birthDate":"1970","_birthDate":{"foo":1}`), rule: "element-unknown", expr: "Patient.birthDate", never: "foo"},
 	{name: "choice base name", doc: obs(`,"value":1`), rule: "element-unknown", expr: "Observation.value"},
+	// ele-1: an element holds a value or children besides its id (a
+	// conformance review: these were accepted and stored).
+	{name: "ele-1 primitive extension with only an id", doc: patient(`"_gender":{"id":"a"}`), rule: "ele-1", expr: "Patient.gender"},
+	{name: "ele-1 complex with only an id", doc: patient(`"name":[{"id":"n"}]`), rule: "ele-1", expr: "Patient.name[0]"},
+	{name: "ele-1 choice with only an id", doc: obs(`,"valueCodeableConcept":{"id":"c"}`), rule: "ele-1", expr: "Observation.valueCodeableConcept"},
+	{name: "ele-1 id beside a value", doc: patient(`"gender":"male","_gender":{"id":"a"}`)},
+	{name: "ele-1 id beside children", doc: patient(`"name":[{"id":"n","family":"x"}]`)},
 	{name: "string for boolean", doc: patient(`"active":"true"`), rule: "element-type", expr: "Patient.active"},
 	{name: "number for string", doc: patient(`"gender":1`), rule: "element-type", expr: "Patient.gender"},
 	{name: "string for object", doc: patient(`"name":["x"]`), rule: "element-type", expr: "Patient.name[0]"},

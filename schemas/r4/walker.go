@@ -183,6 +183,9 @@ func (w *walker) object(def *typeDef, obj int32) {
 		w.errorf("value-empty", "an object must not be empty")
 		return
 	}
+	if n.count == 1 && def != w.s.element && def.kind != kindResource && w.member(obj, "id") >= 0 {
+		w.errorf("ele-1", eleOne)
+	}
 	ne := len(def.elems)
 	base := len(w.slots)
 	w.slots = slices.Grow(w.slots, 3*ne)[:base+3*ne]
@@ -196,6 +199,19 @@ func (w *walker) object(def *typeDef, obj int32) {
 			align = true
 		}
 		k = next
+	}
+	// ele-1 for a primitive's "_name" object holding only an id beside no
+	// value: neither a value nor children (a repeating primitive's items
+	// are checked by align's rules).
+	for i := range ne {
+		e := &def.elems[i]
+		if x := sl[ne+i] - 1; x >= 0 && sl[i] == 0 && !e.multi {
+			if xn := &w.nodes[x]; xn.kind == kObject && xn.count == 1 && w.member(x, "id") >= 0 {
+				w.push(e.name)
+				w.errorf("ele-1", eleOne)
+				w.pop()
+			}
+		}
 	}
 	for _, i := range def.bound {
 		// A required code given only as extensions ("_status") has no code.
@@ -300,6 +316,10 @@ func (w *walker) unknown(def *typeDef, name []byte, v int32) {
 	w.errorf("element-unknown", msg)
 	w.dupsWithin(v)
 }
+
+// eleOne is the message of R4's ele-1 broken by an element that holds
+// only its id.
+const eleOne = "an element must have a value or children other than its id (ele-1)"
 
 // knownName reports whether a property name of an object of type def may
 // appear in an issue: it is one of def's own element names (a JSON key,
