@@ -348,6 +348,7 @@ func (d *destWorker) run(ctx context.Context) {
 		}
 	}()
 	var nextCaps, nextBacklog time.Time
+	var failing store.FailureRun // claims failing in a row: an outage is logged once
 	for ctx.Err() == nil {
 		now := o.Clock.Now()
 		wakeAt := now.Add(o.PollInterval)
@@ -376,9 +377,12 @@ func (d *destWorker) run(ctx context.Context) {
 				// (probe p37 F1).
 				items = nil
 				if ctx.Err() == nil {
-					o.Logger.Log(ctx, store.LogLevel(err), "delivery: claim failed", "destination", d.dest.Name,
-						"cause", store.UnavailableCause(err), "error_class", store.ErrorClass(err))
+					level, n := failing.Failed(err)
+					o.Logger.Log(ctx, level, "delivery: claim failed", "destination", d.dest.Name,
+						"cause", store.UnavailableCause(err), "error_class", store.ErrorClass(err), "failures_in_a_row", n)
 				}
+			} else if n := failing.Succeeded(); n > 0 {
+				o.Logger.Info("delivery: claims succeed again", "destination", d.dest.Name, "failures_in_a_row", n)
 			}
 			for _, it := range items {
 				d.inflight.Add(1)

@@ -203,6 +203,7 @@ func (s *Service) loop(ctx context.Context, done chan struct{}, kinds []string) 
 	slots := make(chan struct{}, s.cfg.Workers)
 	freed := make(chan struct{}, s.cfg.Workers)
 	var nextPurge time.Time
+	var failing store.FailureRun // claims failing in a row: an outage is logged once
 	for ctx.Err() == nil {
 		now := s.cfg.Now()
 		if !now.Before(nextPurge) {
@@ -218,8 +219,12 @@ func (s *Service) loop(ctx context.Context, done chan struct{}, kinds []string) 
 			if err != nil {
 				j = nil // a failed claim claimed nothing: never run what it returned
 				if ctx.Err() == nil {
-					s.cfg.Logger.Log(ctx, store.LogLevel(err), "jobs: claim failed", "cause", store.UnavailableCause(err), "error_class", store.ErrorClass(err))
+					level, n := failing.Failed(err)
+					s.cfg.Logger.Log(ctx, level, "jobs: claim failed", "cause", store.UnavailableCause(err), "error_class", store.ErrorClass(err),
+						"failures_in_a_row", n)
 				}
+			} else if n := failing.Succeeded(); n > 0 {
+				s.cfg.Logger.Info("jobs: claims succeed again", "failures_in_a_row", n)
 			}
 			if j == nil {
 				<-slots

@@ -19,6 +19,41 @@ func LogLevel(err error) slog.Level {
 	return slog.LevelError
 }
 
+// FailureRun follows a background loop's failures of one kind (its
+// claims of work, polled every second or so), so that a database outage
+// is logged once, not at every poll: the first failure of a run of
+// failures with the same cause (or, not the database's, the same
+// ErrorClass) at LogLevel, the next ones at
+// DEBUG, and the end of the run once. Its zero value is a run of none;
+// one goroutine uses it.
+type FailureRun struct {
+	n   int    // failures in a row
+	key string // their cause, or class
+}
+
+// Failed counts err and returns the level to log it at, and how many
+// failures in a row there have been, err included.
+func (r *FailureRun) Failed(err error) (slog.Level, int) {
+	key := UnavailableCause(err)
+	if key == "" {
+		key = "class " + ErrorClass(err) // not the database's trouble
+	}
+	if r.n > 0 && key == r.key {
+		r.n++
+		return slog.LevelDebug, r.n
+	}
+	r.n, r.key = 1, key
+	return LogLevel(err), 1
+}
+
+// Succeeded ends the run and returns how many failures it had (0: none,
+// nothing to log).
+func (r *FailureRun) Succeeded() int {
+	n := r.n
+	r.n, r.key = 0, ""
+	return n
+}
+
 // Causes of an UnavailableError: what kind of trouble the database is in,
 // as the log and the readiness probe name it. They carry no data.
 const (
