@@ -68,7 +68,7 @@ var (
 			"or POST /fhir/{type}/_search")
 	errBodyTooLarge    = outcome.New(outcome.TooLarge, "too-costly", "body-too-large", "the request body exceeds the size limit")
 	errBodyUnreadable  = outcome.New(outcome.Invalid, "structure", "body-unreadable", "the request body could not be read")
-	errContentType     = outcome.New(outcome.UnsupportedMedia, "not-supported", "content-type-unsupported", "the body must be application/json or application/fhir+json")
+	errContentType     = outcome.New(outcome.UnsupportedMedia, "not-supported", "content-type-unsupported", "the body must be FHIR JSON: application/fhir+json (or application/json, application/json+fhir, text/json)")
 	errCharset         = outcome.New(outcome.UnsupportedMedia, "not-supported", "content-type-unsupported", "the body must be UTF-8 (charset=utf-8, or no charset): JSON is UTF-8")
 	errContentEncoding = outcome.New(outcome.UnsupportedMedia, "not-supported", "content-encoding-unsupported",
 		"the gateway reads request bodies without a Content-Encoding (gzip and the others are not supported): send the body as it is")

@@ -1812,3 +1812,26 @@ func TestBatchShellIssues(t *testing.T) {
 		t.Errorf("batch = %d %s, want 200 with a 201 and a 400 entry", rec.Code, rec.Body)
 	}
 }
+
+// TestWriteMediaTypes: a FHIR JSON body is taken with every JSON media
+// type the gateway answers in, text/json included (a conformance review:
+// a create with text/json was 415 while Accept: text/json was served),
+// and the refusal of another type names them all.
+func TestWriteMediaTypes(t *testing.T) {
+	h := fhirServer(t)
+	for _, tc := range []struct {
+		contentType string
+		status      int
+	}{
+		{"application/fhir+json", 201}, {"application/json", 201}, {"application/json+fhir", 201},
+		{"text/json", 201}, {"text/json; charset=utf-8", 201}, {"text/plain", 415}, {"application/fhir+xml", 415},
+	} {
+		rec := req(h, "POST", "/fhir/Patient", `{"resourceType":"Patient","active":true}`, "Content-Type: "+tc.contentType)
+		if rec.Code != tc.status {
+			t.Errorf("%s: = %d %s, want %d", tc.contentType, rec.Code, rec.Body, tc.status)
+		}
+		if tc.status == 415 && !strings.Contains(rec.Body.String(), "text/json") {
+			t.Errorf("%s: the refusal does not name the types taken: %s", tc.contentType, rec.Body)
+		}
+	}
+}

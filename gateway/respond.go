@@ -60,8 +60,14 @@ func writeRaw(c echo.Context, status int, raw []byte) error {
 // other media types with 415 and oversize bodies with 413 before reading
 // them whole where Content-Length tells.
 func readBody(c echo.Context, limit int64) ([]byte, error) {
-	return readBodyOf(c, limit, "application/json", "application/fhir+json", "application/json+fhir")
+	return readBodyOf(c, limit, writeTypes...)
 }
+
+// writeTypes are the media types of a FHIR JSON body: those an answer is
+// given in (http.html#mime: application/fhir+json, and the generic JSON
+// types a client may send, text/json among them) and R4's legacy
+// application/json+fhir.
+var writeTypes = []string{"application/fhir+json", "application/json", "application/json+fhir", "text/json"}
 
 // readBodyOf is readBody for a body of one of the media types.
 func readBodyOf(c echo.Context, limit int64, types ...string) ([]byte, error) {
