@@ -913,17 +913,8 @@ func (s *Service) entries(res *mapping.Result, raws [][]byte, docs []map[string]
 				return nil, nil, fmt.Errorf("mapped entry %d: %w", i, err)
 			}
 		}
-		if doc != nil {
-			if own := ownURL(e, tenant, doc); own != "" {
-				url = own
-			}
-		} else if method == "DELETE" && tenant != "" && !strings.Contains(url, "?") {
-			// A deterministic id (a withdrawn AdverseEvent's) is the
-			// tenant's own, as ownURL gives it to a PUT: the mapping's id
-			// deleted nothing in a named tenant, and the event stayed.
-			if typ, id, ok := strings.Cut(url, "/"); ok && id != "" && !strings.Contains(id, "/") {
-				url = typ + "/" + tenantID(tenant, id)
-			}
+		if own := ownURL(e, tenant, doc); own != "" {
+			url = own
 		}
 		en, err := s.engine.NewEntry(i, method, url, e.FullURL, doc, ifNoneExist)
 		if err != nil {
@@ -945,22 +936,27 @@ func (s *Service) entries(res *mapping.Result, raws [][]byte, docs []map[string]
 	return out, written, nil
 }
 
-// ownURL gives doc, the resource of e, its deterministic id (PUT Type/id)
-// in tenant's namespace and returns the entry's URL with it; "" when e has
-// no such id or tenant is the default one (the mapping's id stays). A
-// conditional update (PUT Type?criteria, as a record stored before is
-// mapped) has no id: its criteria are not cut at the first "/", which is
-// in the identifier system they name (that made the criteria of every
-// update in a named tenant find nothing: conditional-criteria-unmatched).
+// ownURL gives e's deterministic id (PUT or DELETE Type/id) its form in
+// tenant's namespace and returns the entry's URL with it, setting it in
+// doc, the resource of a PUT (nil for a DELETE); "" when e has no such id
+// or tenant is the default one (the mapping's id stays). A withdrawn
+// AdverseEvent's DELETE named the mapping's id, which deleted nothing in a
+// named tenant. A conditional update (PUT Type?criteria, as a record
+// stored before is mapped) has no id: its criteria are not cut at the
+// first "/", which is in the identifier system they name (that made the
+// criteria of every update in a named tenant find nothing:
+// conditional-criteria-unmatched).
 func ownURL(e mapping.Entry, tenant string, doc map[string]any) string {
-	if tenant == "" || e.Method.Code() != "PUT" || strings.Contains(e.URL, "?") {
+	if m := e.Method.Code(); tenant == "" || m != "PUT" && m != "DELETE" || strings.Contains(e.URL, "?") {
 		return ""
 	}
 	typ, id, ok := strings.Cut(e.URL, "/")
 	if !ok || id == "" || strings.Contains(id, "/") {
 		return ""
 	}
-	doc["id"] = tenantID(tenant, id)
+	if doc != nil {
+		doc["id"] = tenantID(tenant, id)
+	}
 	return typ + "/" + tenantID(tenant, id)
 }
 
