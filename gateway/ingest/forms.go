@@ -3,7 +3,6 @@ package ingest
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
 	"reflect"
 	"slices"
 
@@ -107,10 +106,8 @@ func sessionForms(st store.Tx, rec record, s *mapping.Session, mine map[string]a
 	} else {
 		all = false
 	}
-	index := map[mapping.Kind]int{}
-	for _, n := range s.Nested() {
-		i := index[n.Kind]
-		index[n.Kind]++
+	ptrs := nestedPointers(s)
+	for j, n := range s.Nested() {
 		l, err := ledgerAt(st, src.System, n.Kind, n.RecordID, rec.version)
 		if err != nil {
 			return nil, nil, err
@@ -122,7 +119,7 @@ func sessionForms(st store.Tx, rec record, s *mapping.Session, mine map[string]a
 		stored, ok := decodeRecord(l.Input)
 		nested, _ := nestedForm(mine, n.Kind, n.RecordID)
 		if ok && !sameContent(stored, nested) {
-			ptr := fmt.Sprintf("/%s/%d", nestedMember[n.Kind], i)
+			ptr := ptrs[j]
 			issues = append(issues, outcome.Issue{Severity: "error", Code: "conflict", Rule: RuleVersionReused,
 				Pointer: ptr + "/recordId", Expression: nestedExpression(ptr) + ".recordId",
 				Message: "this nested record was received on its own with this version and other content"})
@@ -185,12 +182,16 @@ func sessionsOf(st store.Tx, rec record, main *store.Resource) ([]string, error)
 // entry after the Patient), nil when it is not stored: then the record is
 // new, otherwise this is a new version of it.
 func storedMain(st store.Tx, tenant string, res *mapping.Result) (*store.Resource, error) {
-	for _, e := range res.Entries {
-		if e.ResourceType != "Patient" {
-			return storedEntry(st, tenant, &e)
-		}
+	if i := mainEntry(res); i >= 0 {
+		return storedEntry(st, tenant, &res.Entries[i])
 	}
 	return nil, nil
+}
+
+// mainEntry is the index of a mapped record's main resource, its first
+// entry after the Patient; -1 for none.
+func mainEntry(res *mapping.Result) int {
+	return slices.IndexFunc(res.Entries, func(e mapping.Entry) bool { return e.ResourceType != "Patient" })
 }
 
 // storedNested are the records nested in session s (by their entries'
@@ -204,10 +205,9 @@ func storedNested(st store.Tx, nestedL *nestedLedgers, tenant string, rec record
 	var out map[string]bool
 	src := s.Env().Source
 	var session map[string]any // rec.body decoded, once a nested record was received on its own
-	index := map[mapping.Kind]int{}
-	for _, n := range s.Nested() {
-		ptr := fmt.Sprintf("/%s/%d", nestedMember[n.Kind], index[n.Kind])
-		index[n.Kind]++
+	ptrs := nestedPointers(s)
+	for j, n := range s.Nested() {
+		ptr := ptrs[j]
 		// The ledger first (one keyed read): a record never received on
 		// its own has nothing stored of it to amend, which is the usual
 		// case, and costs no search.

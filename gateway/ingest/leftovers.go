@@ -102,12 +102,8 @@ type leftover struct {
 // one of them wrote and that are not retired, in a stable order.
 func leftovers(st store.Tx, tenant string, rec record, res *mapping.Result) ([]leftover, error) {
 	src := rec.rec.Env().Source
-	kinds := []mapping.Kind{rec.kind}
-	if rec.kind == mapping.KindInfusion || rec.kind == mapping.KindSession {
-		kinds = []mapping.Kind{mapping.KindInfusion, mapping.KindSession}
-	}
 	wrote := map[string]map[int64]bool{} // Type/id -> the versions the record's versions wrote
-	for _, k := range kinds {
+	for _, k := range recordKinds(rec.kind) {
 		versions, err := st.LedgerVersions(src.System, string(k), src.RecordID)
 		if err != nil {
 			return nil, err

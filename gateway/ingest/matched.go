@@ -78,7 +78,7 @@ func checkMatchedOwn(st store.Tx, res *mapping.Result, current []*store.Resource
 // otherwise be written over that record's resource as an amendment.
 // A resource no record wrote is left to checkMatchedOwn's rule.
 func checkStoredOwn(st store.Tx, res *mapping.Result, stored *store.Resource, names func(e *mapping.Entry) map[string]bool) error {
-	i := slices.IndexFunc(res.Entries, func(e mapping.Entry) bool { return e.ResourceType != "Patient" })
+	i := mainEntry(res)
 	if stored == nil || i < 0 {
 		return nil
 	}
@@ -191,12 +191,8 @@ func recordNames(base string, rec mapping.Record, kind mapping.Kind) func(e *map
 			}
 			return nil
 		}
-		kinds := []mapping.Kind{kind}
-		if kind == mapping.KindInfusion || kind == mapping.KindSession {
-			kinds = []mapping.Kind{mapping.KindInfusion, mapping.KindSession}
-		}
 		out := map[string]bool{}
-		for _, k := range kinds {
+		for _, k := range recordKinds(kind) {
 			out[mapping.RecordSystem(base, src.System, k)+"|"+src.RecordID] = true
 		}
 		return out
@@ -209,12 +205,8 @@ func nestedAt(rec mapping.Record, ptr string) (mapping.NestedRecord, bool) {
 	if !ok {
 		return mapping.NestedRecord{}, false
 	}
-	index := map[mapping.Kind]int{}
-	for _, n := range s.Nested() {
-		if fmt.Sprintf("/%s/%d", nestedMember[n.Kind], index[n.Kind]) == ptr {
-			return n, true
-		}
-		index[n.Kind]++
+	if i := slices.Index(nestedPointers(s), ptr); i >= 0 {
+		return s.Nested()[i], true
 	}
 	return mapping.NestedRecord{}, false
 }

@@ -372,8 +372,10 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 	if err != nil {
 		return nil, false, err
 	}
+	names := recordNames(s.p.opts.IdentifierBase, rec.rec, rec.kind) // whose resources are the record's own
+	withdrawal := src.Status == "entered-in-error"
 	if tx.Audited() {
-		if err := checkStoredOwn(st, first, stored, recordNames(s.p.opts.IdentifierBase, rec.rec, rec.kind)); err != nil {
+		if err := checkStoredOwn(st, first, stored, names); err != nil {
 			return nil, false, err
 		}
 	}
@@ -434,7 +436,7 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 	if res, raws, docs, checked, standing, err = keepRetiredIssue(st, rec.rec, rec.opts, id.patientID, retiring, res, raws, docs, checked); err != nil {
 		return nil, false, err
 	}
-	if src.Status == "entered-in-error" && stored != nil {
+	if withdrawal && stored != nil {
 		// A withdrawal retires what earlier versions wrote too.
 		if res, raws, docs, checked, err = s.retireLeftovers(st, tenant, rec, res, raws, docs, checked); err != nil {
 			return nil, false, err
@@ -480,7 +482,7 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 			return err
 		}
 		if tx.Audited() { // without the audit trail (app.Config.NoAudit) no Provenance tells who wrote a resource
-			if err := checkMatchedOwn(st, res, current, recordNames(s.p.opts.IdentifierBase, rec.rec, rec.kind)); err != nil {
+			if err := checkMatchedOwn(st, res, current, names); err != nil {
 				return err
 			}
 		}
@@ -509,7 +511,7 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 	// of their targets.
 	activity := "CREATE"
 	switch {
-	case src.Status == "entered-in-error":
+	case withdrawal:
 		activity = "NULLIFY"
 	case stored != nil:
 		activity = "UPDATE"
@@ -533,7 +535,7 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 	// version sent before it that arrives after it is refused as stale,
 	// but not delivered, which would give an EHR a patient and resources
 	// it never had (an EHR review).
-	unsent := src.Status == "entered-in-error" && stored == nil
+	unsent := withdrawal && stored == nil
 	err = stage.Run(ctx, s.tracer, "outbox.enqueue", func(context.Context) error {
 		if unsent {
 			return nil

@@ -292,10 +292,8 @@ func checkNestedNotStale(st store.Tx, nested *nestedLedgers, rec record, res *ma
 	if s, ok := rec.rec.(*mapping.Session); ok {
 		var issues []outcome.Issue
 		var latest time.Time // the latest newer source.lastUpdated of a nested record
-		index := map[mapping.Kind]int{}
-		for _, n := range s.Nested() {
-			i := index[n.Kind]
-			index[n.Kind]++
+		ptrs := nestedPointers(s)
+		for j, n := range s.Nested() {
 			versions, err := nested.versions(src.System, n.Kind, n.RecordID)
 			if err != nil {
 				return err
@@ -304,7 +302,7 @@ func checkNestedNotStale(st store.Tx, nested *nestedLedgers, rec record, res *ma
 				if newer.After(latest) {
 					latest = newer
 				}
-				ptr := fmt.Sprintf("/%s/%d", nestedMember[n.Kind], i)
+				ptr := ptrs[j]
 				issues = append(issues, outcome.Issue{Severity: "error", Code: "conflict", Rule: RuleVersionStale,
 					Pointer: ptr + "/recordId", Expression: nestedExpression(ptr) + ".recordId",
 					Message: "a version of this nested record stored on its own has a later source.lastUpdated than " +
@@ -355,6 +353,27 @@ func checkNestedNotStale(st store.Tx, nested *nestedLedgers, rec record, res *ma
 // nestedMember is the member of a session that nests records of a kind.
 var nestedMember = map[mapping.Kind]string{mapping.KindVitals: "vitals", mapping.KindAssessment: "assessments",
 	mapping.KindAdverseEvent: "adverseEvents"}
+
+// nestedPointers are the JSON pointers ("/vitals/0") of the records s
+// nests, one for each of s.Nested(), in its order.
+func nestedPointers(s *mapping.Session) []string {
+	index := map[mapping.Kind]int{}
+	var out []string
+	for _, n := range s.Nested() {
+		out = append(out, fmt.Sprintf("/%s/%d", nestedMember[n.Kind], index[n.Kind]))
+		index[n.Kind]++
+	}
+	return out
+}
+
+// recordKinds are the kinds a record of kind is in the ledger and its
+// receipts: an infusion and its session are one record (docs/records.md).
+func recordKinds(kind mapping.Kind) []mapping.Kind {
+	if kind == mapping.KindInfusion || kind == mapping.KindSession {
+		return []mapping.Kind{mapping.KindInfusion, mapping.KindSession}
+	}
+	return []mapping.Kind{kind}
+}
 
 // cmpErr is err, else, when newer (a stored version's later
 // source.lastUpdated) is not zero, errVersionStale, or
