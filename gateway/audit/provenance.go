@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -62,6 +63,18 @@ const recordProvenancePrefix = "rec-"
 func RecordProvenanceID(tenant, source, kind, recordID, version string) string {
 	sum := sha256.Sum256([]byte(tenant + "|" + source + "|" + kind + "|" + recordID + "|" + version))
 	return recordProvenancePrefix + hex.EncodeToString(sum[:16])
+}
+
+// Versioned splits a versioned reference as a Provenance targets what a
+// request wrote ("Observation/x/_history/3": "Observation/x", 3); ok is
+// false for a reference without a version.
+func Versioned(ref string) (unversioned string, version int64, ok bool) {
+	unversioned, v, ok := strings.Cut(ref, "/_history/")
+	n, err := strconv.ParseInt(v, 10, 64)
+	if !ok || err != nil {
+		return ref, 0, false
+	}
+	return unversioned, n, true
 }
 
 // ReservedProvenanceID reports whether id has the form of the ids the

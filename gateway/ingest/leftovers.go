@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strconv"
 	"strings"
 
 	fhir "github.com/samply/golang-fhir-models/fhir-models/fhir"
@@ -34,9 +33,10 @@ import (
 // Provenance, the same deliveries. The record's Patient is never
 // retired.
 
-// withdrawnStatus is the status a withdrawal gives a resource of each
-// type the mappings write (an AdverseEvent, which has none, is deleted).
-var withdrawnStatus = map[string]bool{"Observation": true, "Procedure": true, "MedicationRequest": true,
+// retiredByStatus are the types the mappings write that a withdrawal
+// retires with status entered-in-error (an AdverseEvent, which has no
+// status, is deleted).
+var retiredByStatus = map[string]bool{"Observation": true, "Procedure": true, "MedicationRequest": true,
 	"MedicationAdministration": true, "Flag": true, "DetectedIssue": true}
 
 // retireLeftovers returns res (and its parallel raws, docs and checked)
@@ -51,6 +51,7 @@ func (s *Service) retireLeftovers(st store.Tx, tenant string, rec record, res *m
 	out := *res
 	out.Entries = slices.Clone(res.Entries)
 	raws, docs, checked = slices.Clone(raws), slices.Clone(docs), slices.Clone(checked)
+	rw := newRewriter(st, res)
 	for _, l := range left {
 		e := mapping.Entry{FullURL: "urn:uuid:" + l.uuid, ResourceType: l.r.Type, IdentifierSystem: l.system,
 			IdentifierValue: l.value}
@@ -60,7 +61,7 @@ func (s *Service) retireLeftovers(st store.Tx, tenant string, rec record, res *m
 			e.Method, e.URL = fhir.HTTPVerbDELETE, "AdverseEvent/"+l.uuid
 		} else {
 			doc = l.doc
-			if err := portable(st, doc, res, map[string]map[string]any{}); err != nil {
+			if err := rw.portable(doc); err != nil {
 				return nil, nil, nil, nil, err
 			}
 			doc["status"] = "entered-in-error"
@@ -123,9 +124,8 @@ func leftovers(st store.Tx, tenant string, rec record, res *mapping.Result) ([]l
 				return nil, fmt.Errorf("provenance %s: %w", p.ID, err)
 			}
 			for _, t := range prov.Target {
-				ref, ver, ok := strings.Cut(t.Reference, "/_history/")
-				n, err := strconv.ParseInt(ver, 10, 64)
-				if !ok || err != nil {
+				ref, n, ok := audit.Versioned(t.Reference)
+				if !ok {
 					continue
 				}
 				if wrote[ref] == nil {
@@ -139,7 +139,7 @@ func leftovers(st store.Tx, tenant string, rec record, res *mapping.Result) ([]l
 	var out []leftover
 	for _, ref := range slices.Sorted(maps.Keys(wrote)) {
 		typ, id, _ := strings.Cut(ref, "/")
-		if typ == "Patient" || (!withdrawnStatus[typ] && typ != "AdverseEvent") {
+		if !retiredByStatus[typ] && typ != "AdverseEvent" { // never the Patient
 			continue
 		}
 		r, err := st.Read(typ, id)
@@ -173,17 +173,30 @@ func leftovers(st store.Tx, tenant string, rec record, res *mapping.Result) ([]l
 // gatewayIdentifier is the first identifier of doc with a system and a
 // value (the one the mapping minted: the mappings give each resource one).
 func gatewayIdentifier(doc map[string]any) (system, value string) {
-	ids, _ := doc["identifier"].([]any)
-	if one, ok := doc["identifier"].(map[string]any); ok {
-		ids = []any{one}
-	}
-	for _, i := range ids {
-		m, _ := i.(map[string]any)
-		if s, v := str(m, "system"), str(m, "value"); s != "" && v != "" {
+	for _, id := range identifiersOf(doc) {
+		if s, v, _ := strings.Cut(id, "|"); s != "" && v != "" {
 			return s, v
 		}
 	}
 	return "", ""
+}
+
+// rewriter makes the references of stored resources portable (portable),
+// for the entries of one Bundle, res: each reference is read once.
+type rewriter struct {
+	st      store.Tx
+	fullURL map[string]string         // the fullUrl of res's entry writing each identifier (system|value)
+	done    map[string]map[string]any // each reference's rewrite, nil to leave it
+}
+
+func newRewriter(st store.Tx, res *mapping.Result) *rewriter {
+	rw := &rewriter{st: st, fullURL: map[string]string{}, done: map[string]map[string]any{}}
+	for _, e := range res.Entries {
+		if e.Method != fhir.HTTPVerbDELETE && e.IdentifierValue != "" {
+			rw.fullURL[e.IdentifierSystem+"|"+e.IdentifierValue] = e.FullURL
+		}
+	}
+	return rw
 }
 
 // portable rewrites the literal references of doc, a stored resource
@@ -192,32 +205,29 @@ func gatewayIdentifier(doc map[string]any) (system, value string) {
 // of the Bundle's entry that writes the resource referenced (the record's
 // Patient, its session's Procedure), found by identifier, else a logical
 // reference by the resource's identifier. A reference to a resource that
-// is gone or has no identifier stays as it is. done caches each
-// reference's rewrite.
-func portable(st store.Tx, doc any, res *mapping.Result, done map[string]map[string]any) error {
+// is gone or has no identifier stays as it is.
+func (rw *rewriter) portable(doc any) error {
 	switch v := doc.(type) {
 	case []any:
 		for _, x := range v {
-			if err := portable(st, x, res, done); err != nil {
+			if err := rw.portable(x); err != nil {
 				return err
 			}
 		}
 	case map[string]any:
 		if ref, ok := v["reference"].(string); ok {
-			to, err := portableRef(st, ref, res, done)
+			to, err := rw.ref(ref)
 			if err != nil {
 				return err
 			}
 			if to != nil {
 				delete(v, "reference")
-				for k, x := range to {
-					v[k] = x
-				}
+				maps.Copy(v, to)
 			}
 		}
 		for k, x := range v {
 			if k != "identifier" {
-				if err := portable(st, x, res, done); err != nil {
+				if err := rw.portable(x); err != nil {
 					return err
 				}
 			}
@@ -226,10 +236,10 @@ func portable(st store.Tx, doc any, res *mapping.Result, done map[string]map[str
 	return nil
 }
 
-// portableRef is the rewrite of one reference (portable): the members
-// that replace "reference", nil to leave it.
-func portableRef(st store.Tx, ref string, res *mapping.Result, done map[string]map[string]any) (map[string]any, error) {
-	if to, ok := done[ref]; ok {
+// ref is the rewrite of one reference (portable): the members that
+// replace "reference", nil to leave it.
+func (rw *rewriter) ref(ref string) (map[string]any, error) {
+	if to, ok := rw.done[ref]; ok {
 		return to, nil
 	}
 	typ, id, ok := strings.Cut(ref, "/")
@@ -238,7 +248,7 @@ func portableRef(st store.Tx, ref string, res *mapping.Result, done map[string]m
 	}
 	id, _, _ = strings.Cut(id, "/_history/")
 	var to map[string]any
-	r, err := st.Read(typ, id)
+	r, err := rw.st.Read(typ, id)
 	switch {
 	case errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrGone):
 	case err != nil:
@@ -248,9 +258,9 @@ func portableRef(st store.Tx, ref string, res *mapping.Result, done map[string]m
 		if err != nil {
 			return nil, err
 		}
-		for _, e := range res.Entries {
-			if e.Method != fhir.HTTPVerbDELETE && e.IdentifierValue != "" && ownResource(d, map[string]bool{e.IdentifierSystem + "|" + e.IdentifierValue: true}) {
-				to = map[string]any{"reference": e.FullURL}
+		for _, ident := range identifiersOf(d) {
+			if u, ok := rw.fullURL[ident]; ok {
+				to = map[string]any{"reference": u}
 				break
 			}
 		}
@@ -258,6 +268,6 @@ func portableRef(st store.Tx, ref string, res *mapping.Result, done map[string]m
 			to = map[string]any{"type": typ, "identifier": map[string]any{"system": system, "value": value}}
 		}
 	}
-	done[ref] = to
+	rw.done[ref] = to
 	return to, nil
 }

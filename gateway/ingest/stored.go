@@ -320,17 +320,27 @@ func samePatientOf(doc map[string]any, elem, patientID string) bool {
 // ownResource reports whether a stored resource carries one of the
 // identifiers (system|value) of the resources being written.
 func ownResource(doc map[string]any, own map[string]bool) bool {
-	ids, _ := doc["identifier"].([]any)
-	if one, ok := doc["identifier"].(map[string]any); ok { // AdverseEvent.identifier is single
-		ids = []any{one}
-	}
-	for _, i := range ids {
-		m, _ := i.(map[string]any)
-		if own[str(m, "system")+"|"+str(m, "value")] {
+	for _, id := range identifiersOf(doc) {
+		if own[id] {
 			return true
 		}
 	}
 	return false
+}
+
+// identifiersOf are the identifiers of a decoded resource, as
+// system|value, in order.
+func identifiersOf(doc map[string]any) []string {
+	ids, _ := doc["identifier"].([]any)
+	if one, ok := doc["identifier"].(map[string]any); ok { // AdverseEvent.identifier is single
+		ids = []any{one}
+	}
+	out := make([]string, 0, len(ids))
+	for _, i := range ids {
+		m, _ := i.(map[string]any)
+		out = append(out, str(m, "system")+"|"+str(m, "value"))
+	}
+	return out
 }
 
 func str(m map[string]any, k string) string {

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
@@ -669,9 +670,7 @@ func (s *Service) provenancesBy(ctx context.Context, tenant string, params url.V
 			w.of = prov.Entity[0].What.Identifier.System + "|" + prov.Entity[0].What.Identifier.Value
 		}
 		for _, t := range prov.Target {
-			ref, v, ok := strings.Cut(t.Reference, "/_history/")
-			n, err := strconv.ParseInt(v, 10, 64)
-			if ok && err == nil && n > w.targets[ref] {
+			if ref, n, ok := audit.Versioned(t.Reference); ok && n > w.targets[ref] {
 				w.targets[ref] = n
 			}
 		}
