@@ -65,7 +65,7 @@ func dosed(in *InfusionBody) bool {
 // critical pre-dose measurement, one warning at each critical value (none
 // for a withdrawal: its DetectedIssue is entered-in-error).
 func sessionWarnings(s *Session, lim Safety, w *violations) {
-	if !dosed(&s.Infusion) || s.Source.Status == "entered-in-error" {
+	if !dosed(&s.Infusion) { // a withdrawal has no warnings (warnings)
 		return
 	}
 	for _, c := range criticalPreDose(s, lim) {

@@ -33,7 +33,7 @@ func (e *Engine) Searchset(base, typ, path string, params url.Values, res *Searc
 		// first's self link included, shows the bound it searched with.
 		self[snapshotParam] = append(slices.Clone(self[snapshotParam]), res.Bound)
 	}
-	selfURL := pageURL(base, path, self, q.Offset, q.Count, q.After)
+	var selfURL string
 	if q.SummaryCount {
 		// Only the total: no page, so the link repeats the request's own
 		// _count (0) if it had one, not the page size a page would use.
@@ -41,6 +41,8 @@ func (e *Engine) Searchset(base, typ, path string, params url.Values, res *Searc
 			self["_count"] = c
 		}
 		selfURL = base + "/" + path + "?" + self.Encode()
+	} else {
+		selfURL = pageURL(base, path, self, q.Offset, q.Count, q.After)
 	}
 	b.Link = append(b.Link, fhirwire.Link{Relation: "self", URL: selfURL})
 	if !q.SummaryCount {

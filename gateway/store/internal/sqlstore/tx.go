@@ -92,9 +92,7 @@ func (t *tx) Read(typ, id string) (*store.Resource, error) {
 		return r, nil
 	}
 	r, err := t.s.readCurrent(t.ctx, t.c, typ, id)
-	if r != nil {
-		t.saw(r)
-	}
+	t.saw(r) // nil when there is none
 	return r, err
 }
 
@@ -117,9 +115,6 @@ func (t *tx) saw(rs ...*store.Resource) {
 
 // sawPage records the matches and included resources of pages (saw).
 func (t *tx) sawPage(pages ...*store.Page) {
-	if !t.s.d.RowLocks {
-		return
-	}
 	for _, p := range pages {
 		if p != nil {
 			t.saw(p.Matches...)
