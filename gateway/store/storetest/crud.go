@@ -654,8 +654,8 @@ func testIndexReplaced(t *testing.T, s store.Store) {
 // COMMITTED, where the second read saw the concurrent version, and the
 // write built from the first went on top of it (a PATCH or an MRN lost:
 // a review found 1 of 10 concurrent PATCHes and 1-3 of 8 MRNs gone).
-// SQLite serialises writers, so the other writer waits (blockFor) and
-// both changes stay either way.
+// SQLite serialises writers, so the other writer waits and both changes
+// stay either way.
 func testLostUpdate(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	body := func(v int64, tags []string) *store.Resource {
@@ -675,8 +675,9 @@ func testLostUpdate(t *testing.T, s store.Store) {
 		return out
 	}
 	put(t, s, body(1, nil))
-	read, committed := make(chan struct{}), make(chan struct{})
+	read, running, committed := make(chan struct{}), make(chan struct{}), make(chan struct{})
 	var attempts atomic.Int32
+	var started sync.Once
 	errc := make(chan error, 2)
 	go func() { // the slow writer: reads, lets the other commit, reads again, writes
 		errc <- store.Retry(ctx, s, func(tx store.Tx) error {
@@ -686,9 +687,14 @@ func testLostUpdate(t *testing.T, s store.Store) {
 			}
 			if attempts.Add(1) == 1 {
 				close(read)
-				select { // SQLite: the other writer waits for this one
-				case <-committed:
-				case <-time.After(300 * time.Millisecond):
+				// Writers in parallel (PostgreSQL): the other one runs, and
+				// this one waits for its commit however long it takes.
+				// Serialised (SQLite): the other one cannot start before
+				// this one ends, which the bound tells.
+				select {
+				case <-running:
+					<-committed
+				case <-time.After(time.Second):
 				}
 			}
 			cur, err := tx.Read("Basic", "rmw")
@@ -701,6 +707,7 @@ func testLostUpdate(t *testing.T, s store.Store) {
 	<-read
 	go func() {
 		errc <- store.Retry(ctx, s, func(tx store.Tx) error {
+			started.Do(func() { close(running) })
 			cur, err := tx.Read("Basic", "rmw")
 			if err != nil {
 				return err
