@@ -227,6 +227,34 @@ func TestConcurrentConditionalCreate(t *testing.T) {
 	}
 }
 
+// TestConditionalUpdateKey: a conditional update whose new version its
+// criteria still select keeps their conditional key (engine keepKey); one
+// whose new version they no longer select frees it, so that a later
+// conditional create of the old criteria creates, as its search finds
+// nothing, rather than colliding with a key held by a resource the
+// criteria do not find.
+func TestConditionalUpdateKey(t *testing.T) {
+	h := fhirServer(t)
+	const m1 = "identifier=http://hospital.example/mrn|M1"
+	if rec := req(h, "POST", "/fhir/Patient", patientJSON, "If-None-Exist: "+m1); rec.Code != 201 {
+		t.Fatalf("conditional create = %d %s", rec.Code, rec.Body)
+	}
+	if rec := req(h, "PUT", "/fhir/Patient?"+m1, strings.Replace(patientJSON, "Ann", "Anne", 1)); rec.Code != 200 {
+		t.Fatalf("conditional update keeping the identifier = %d %s", rec.Code, rec.Body)
+	}
+	if rec := req(h, "PUT", "/fhir/Patient?"+m1, strings.Replace(patientJSON, `"M1"`, `"M2"`, 1)); rec.Code != 200 {
+		t.Fatalf("conditional update changing the identifier = %d %s", rec.Code, rec.Body)
+	}
+	if rec := req(h, "POST", "/fhir/Patient", patientJSON, "If-None-Exist: "+m1); rec.Code != 201 {
+		t.Errorf("conditional create of the identifier the update dropped = %d %s, want 201", rec.Code, rec.Body)
+	}
+	for _, id := range []string{"M1", "M2"} {
+		if n := decode(t, req(h, "GET", "/fhir/Patient?identifier=http://hospital.example/mrn|"+id, ""))["total"].(float64); n != 1 {
+			t.Errorf("%d Patients with %s, want 1", int(n), id)
+		}
+	}
+}
+
 func txBundle(entries ...string) string {
 	return `{"resourceType":"Bundle","type":"transaction","entry":[` + strings.Join(entries, ",") + `]}`
 }

@@ -61,7 +61,8 @@ type Entry struct {
 
 	// Resolved inside the transaction.
 	matched  *store.Resource // POST ifNoneExist / PUT criteria matched this
-	key      string          // conditional key to claim on create
+	key      string          // conditional key to claim on create (keepKey: and on a conditional update)
+	updating *search.Query   // the criteria of a conditional update that matched: its resource keeps their key while they select it
 	criteria *search.Query   // conditional criteria that matched nothing: the new resource must match them
 	chosen   bool            // the id is the client's (URL, body or _id criterion), not the server's
 	pinned   bool            // the id is the one an _id criterion names

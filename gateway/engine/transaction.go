@@ -92,7 +92,7 @@ func (e *Engine) runTransaction(tx store.Tx, sc *auditlog.Scope, entries []*Entr
 	})
 	looks := e.lookUp(tx, sc, lim, order, full)
 	for i, en := range order {
-		en.matched, en.key, en.criteria, en.res, en.again = nil, "", nil, nil, false
+		en.matched, en.key, en.criteria, en.updating, en.res, en.again = nil, "", nil, nil, nil, false
 		en.params, en.searched, en.hist = nil, nil, nil
 		en.chosen, en.pinned = en.method == "PUT" && en.query == "", false // PUT Type/id: the client's id
 		if l := looks[i]; l != nil {
@@ -493,6 +493,9 @@ func resolveCriteria(en *Entry, l *lookup, claimed map[string]string) error {
 				"the resource id differs from the id of the resource the criteria select").At(en.idExpr())
 		}
 		en.id, en.chosen = en.matched.ID, false
+		if en.method == "PUT" {
+			en.key, en.updating = key, q
+		}
 	default:
 		return outcome.New(outcome.PreconditionFailed, "multiple-matches", "conditional-multiple-matches",
 			"the conditional criteria match more than one resource")
@@ -620,13 +623,33 @@ func (e *Engine) execResolved(tx store.Tx, sc *auditlog.Scope, en *Entry, rw *fh
 			return err
 		}
 		en.res, err = e.update(tx, en.typ, en.id, en.doc, en.pre, now, e.mayChoose(sc, en, 'u'), "PUT")
-		if err == nil && en.key != "" && en.res.Created {
+		if err == nil && en.key != "" && (en.res.Created || keepKey(en)) {
 			err = tx.ClaimKey(en.key, en.typ, en.id)
 		}
 	case "GET":
 		err = e.getEntry(tx, sc, en, rw.IDs) // the fullUrls of the entries, all decided
 	}
 	return err
+}
+
+// keepKey reports whether the new version a conditional update wrote over
+// the resource its criteria matched holds their conditional key again:
+// the store drops a resource's keys with every version (store.Tx.Put),
+// and a version its criteria still select would otherwise leave the key
+// free while it stands. A conditional create that searched before the
+// resource was committed (PostgreSQL's READ COMMITTED) would then claim
+// the key and make a second resource, as concurrent first records of a
+// patient did (two Patients: one record created it, the next added its
+// MRN by this update). Where the criteria cannot be told from the index
+// entries (search.SelectsStored), or no longer select the resource, the
+// key stays free: a key held by a resource the criteria do not find would
+// block every later create of them.
+func keepKey(en *Entry) bool {
+	if en.updating == nil || en.res.Unchanged || en.res.Resource == nil {
+		return false // an unchanged resource wrote no version and kept its keys
+	}
+	selected, known := search.SelectsStored(en.updating, en.id, search.Extract(en.typ, en.doc))
+	return known && selected
 }
 
 // clientProvenance checks a client's Provenance entry before it runs

@@ -255,6 +255,20 @@ func (id *identity) claim(st store.Tx, patientID string) error {
 	return st.ClaimKey(id.mrnKey, "Patient", patientID)
 }
 
+// samePatientFound runs the transaction again (store.ErrConflict) when
+// the Patient entry (current[0], what its conditional create or update
+// matched) is another Patient than resolveIdentity found: one committed by
+// a concurrent request after the identity was read (PostgreSQL's READ
+// COMMITTED). Stored as it stands, the record's MRN would be claimed for
+// a Patient that does not carry it (a first record of the patient that
+// found no Patient sends none), and the Patient would lose it for good.
+func samePatientFound(current []*store.Resource, id *identity) error {
+	if len(current) == 0 || current[0] == nil || current[0].Type != "Patient" || current[0].ID == id.patientID {
+		return nil
+	}
+	return fmt.Errorf("record's patient stored while the record's identity was read: %w", store.ErrConflict)
+}
+
 // conflictOrRace tells an identity conflict from a race: the MRN's holder
 // (the Patient holderID) is the record's own patient when it carries the
 // record's clinic identifier (clinicID, system|value), written by a

@@ -102,3 +102,31 @@ func TestConcurrentSameRecord(t *testing.T) {
 		})
 	}
 }
+
+// TestConcurrentFirstRecordMRN: a record with an MRN that read no Patient
+// of its patient at its start, and whose conditional create then matched
+// the Patient a concurrent request committed meanwhile (PostgreSQL's READ
+// COMMITTED), runs again and adds its MRN to that Patient: before, it was
+// stored without adding it, and the MRN's key was claimed for a Patient
+// that does not carry it (TestConcurrentFirstRecordsOnePatient met it).
+func TestConcurrentFirstRecordMRN(t *testing.T) {
+	var st *staleStore
+	g := newGatewayOver(t, app.Config{}, func(inner store.Store) store.Store {
+		st = &staleStore{Store: inner}
+		return st
+	})
+	if err := g.ingest("", mapping.KindAdverseEvent, rec("AE-1", "1", "P-RACE", "", aeBody("S-1", "2026-03-02T10:00:00-05:00"))); err != nil {
+		t.Fatal(err)
+	}
+	st.armed.Store(true)
+	if err := g.ingest("", mapping.KindAdverseEvent, rec("AE-2", "1", "P-RACE", "MRN-9", aeBody("S-1", "2026-03-02T11:00:00-05:00"))); err != nil {
+		t.Fatal(err)
+	}
+	if st.armed.Load() {
+		t.Fatal("the stale transaction never ran")
+	}
+	patient := g.one(t, "Patient", clinicPatient+"P-RACE")
+	if got := g.one(t, "Patient", "identifier=https://hospital.example/mrn|MRN-9"); got != patient {
+		t.Errorf("the MRN is on Patient %s, want %s", got, patient)
+	}
+}

@@ -470,6 +470,9 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 	}
 	var kept map[int]string // the resources the new version leaves as they are (keepUnchanged)
 	err = tx.RunChecked(entries, func(current []*store.Resource) error {
+		if err := samePatientFound(current, id); err != nil {
+			return err
+		}
 		if err := checkSamePatient(res, current, id.patientID); err != nil {
 			for _, r := range current { // the patients the record is stored for
 				if r != nil {
