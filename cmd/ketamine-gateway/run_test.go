@@ -33,6 +33,11 @@ func cli(t *testing.T, stdin string, args ...string) (stdout, stderr string, cod
 	getenv := func(string) string { return "" }
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	if len(args) > 0 && args[0] == "import" && !slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--report") }) {
+		// The report of rejected records goes to the working directory by
+		// default: the package's source, where a test must write nothing.
+		args = append([]string{"import", "--report", filepath.Join(t.TempDir(), "import-rejected.ndjson")}, args[1:]...)
+	}
 	err := run(ctx, append([]string{"ketamine-gateway"}, args...), getenv, strings.NewReader(stdin), &out, &errb)
 	var ee *exitError
 	switch {
