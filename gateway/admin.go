@@ -24,7 +24,7 @@ import (
 
 func (s *Server) handleListDeliveries(c echo.Context) error {
 	f := store.DeliveryFilter{Status: c.QueryParam("status"), Destination: c.QueryParam("destination"),
-		Patient: c.QueryParam("patient")}
+		Patient: c.QueryParam("patient"), Source: c.QueryParam("source"), Kind: c.QueryParam("kind"), RecordID: c.QueryParam("record")}
 	var err error
 	if f.Since, err = timeParam(c, "since"); err != nil {
 		return err

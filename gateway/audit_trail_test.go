@@ -667,6 +667,65 @@ func TestOperatorParameters(t *testing.T) {
 	}
 }
 
+// TestDeliveriesOfRecord: the operator lists the deliveries of one
+// record (source, kind, record id), every version newest first, and marks
+// the one that withdrew it; a kind that is not one is refused.
+func TestDeliveriesOfRecord(t *testing.T) {
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "kg.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	s := testServer(t, app.Config{Store: st, Routes: []ingest.Route{{Name: "ehr", Accepts: func(string, string) bool { return true }}}},
+		Config{RateLimit: -1})
+	raw := string(exampleDoc(t, "assessment/phq9-moderate.json"))
+	other := strings.Replace(raw, "ASM-2026-0310-001", "ASM-2026-0310-002", 1)
+	v2 := strings.Replace(raw, `"version": "1"`, `"version": "2", "status": "entered-in-error"`, 1)
+	if v2 == raw {
+		t.Fatal("the example's version is not where the test changes it")
+	}
+	for _, doc := range []string{raw, other, v2} {
+		if rec := send(s, "POST", "/ingest/assessment", doc); rec.Code != http.StatusOK {
+			t.Fatalf("ingest = %d %s", rec.Code, rec.Body)
+		}
+	}
+	var got struct {
+		Deliveries []struct {
+			RecordID, Version string
+			Withdrawal        bool
+		}
+	}
+	rec := send(s, "GET", "/admin/deliveries?source=serenity-clinic-emr&kind=assessment&record=ASM-2026-0310-001", "")
+	if rec.Code != http.StatusOK {
+		t.Fatalf("deliveries of a record = %d %s", rec.Code, rec.Body)
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Deliveries) != 2 || got.Deliveries[0].Version != "2" || !got.Deliveries[0].Withdrawal ||
+		got.Deliveries[1].Version != "1" || got.Deliveries[1].Withdrawal {
+		t.Errorf("deliveries of a record = %+v; want version 2 marked withdrawal, then version 1 unmarked", got.Deliveries)
+	}
+	for _, q := range []string{"record=ASM-2026-0310-002", "source=other-clinic", "kind=vitals&record=ASM-2026-0310-001"} {
+		rec := send(s, "GET", "/admin/deliveries?"+q, "")
+		got.Deliveries = nil
+		if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil || rec.Code != http.StatusOK {
+			t.Fatalf("%s = %d %s", q, rec.Code, rec.Body)
+		}
+		want := 0
+		if q == "record=ASM-2026-0310-002" {
+			want = 1
+		}
+		if len(got.Deliveries) != want {
+			t.Errorf("%s: %d deliveries, want %d", q, len(got.Deliveries), want)
+		}
+	}
+	if rec := send(s, "GET", "/admin/deliveries?kind=phq9", ""); rec.Code != http.StatusBadRequest ||
+		!strings.Contains(rec.Body.String(), "kind must be one of assessment, vitals") {
+		t.Errorf("a kind that is not one = %d %s; want 400 naming the kinds", rec.Code, rec.Body)
+	}
+}
+
 // TestConcurrencyBound: with every slot taken a request waits briefly,
 // then gets 503 with Retry-After; once a slot frees, requests are served.
 func TestConcurrencyBound(t *testing.T) {

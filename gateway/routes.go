@@ -78,7 +78,7 @@ func (s *Server) table() []route {
 		// The operator API (docs/operations.md): its reads are the
 		// auditor's too (scope auth.ScopeAuditor), its writes the operator's.
 		{method: get, path: "/admin/deliveries", handle: s.handleListDeliveries, interaction: "delivery-list", scope: auth.ScopeAuditor, store: true,
-			params: []string{"status", "destination", "patient", "since", "until", "limit", "offset"}},
+			params: []string{"status", "destination", "patient", "source", "kind", "record", "since", "until", "limit", "offset"}},
 		{method: get, path: "/admin/deliveries/:id", handle: s.handleShowDelivery, interaction: "delivery-read", scope: auth.ScopeAuditor, store: true,
 			params: []string{"payload"}},
 		{method: post, path: "/admin/deliveries/:id/retry", handle: s.handleRetryDelivery, interaction: "delivery-retry", scope: auth.ScopeOperator, store: true,

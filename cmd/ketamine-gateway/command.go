@@ -61,7 +61,8 @@ var commands = []command{
 		examples: []string{"ketamine-gateway validate mapping/testdata/session/iv-routine.golden.json"}},
 	{name: "deliveries", summary: "list, show, retry, cancel and replay deliveries to EHRs, on the database",
 		usage: "deliveries list|show|retry|cancel|replay [flags] [ID]",
-		detail: "  list    [--status S] [--destination D] [--patient P] [--since T] [--until T] [--limit N]\n" +
+		detail: "  list    [--status S] [--destination D] [--patient P] [--source SYS] [--kind K] [--record ID]\n" +
+			"          [--since T] [--until T] [--limit N]   newest first; a withdrawal is marked \"withdrawal\": true\n" +
 			"  show    ID [--payload]\n" +
 			"  retry   ID                          put a dead letter back in the queue (or make a pending one due now)\n" +
 			"  cancel  ID --reason TEXT            make a pending delivery or a dead letter a dead letter that is\n" +
@@ -70,6 +71,7 @@ var commands = []command{
 			"ID is a delivery's id as list shows it (13 letters and digits, e.g. k7q2xw4mbn3ra), the id the API and\n" +
 			"the console show. Times are RFC 3339 (2026-12-01T08:00:00Z) or relative to now (90m, 24h, 7d). Output is JSON.",
 		examples: []string{"ketamine-gateway deliveries list --status dead", "ketamine-gateway deliveries show k7q2xw4mbn3ra",
+			"ketamine-gateway deliveries list --source serenity-clinic-emr --record SES-2026-0302-001",
 			"ketamine-gateway deliveries cancel k7q2xw4mbn3ra --reason 'EHR refuses this version; corrected in v2'",
 			"ketamine-gateway deliveries replay --destination ehr --since 24h"}},
 	{name: "jobs", summary: "list the background jobs of every client, and cancel any of them, on the database",

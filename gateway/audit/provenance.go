@@ -3,7 +3,9 @@ package audit
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -100,6 +102,23 @@ func IsGatewayProvenance(doc map[string]any) bool {
 		}
 	}
 	return false
+}
+
+// Nullifies reports whether body, a stored Provenance, records a NULLIFY
+// activity: the receipt of a native record version that withdraws the
+// record (source.status entered-in-error).
+func Nullifies(body []byte) bool {
+	var p struct {
+		Activity struct {
+			Coding []struct{ System, Code string }
+		}
+	}
+	if json.Unmarshal(body, &p) != nil {
+		return false
+	}
+	return slices.ContainsFunc(p.Activity.Coding, func(c struct{ System, Code string }) bool {
+		return c.System == systemDataOp && c.Code == "NULLIFY"
+	})
 }
 
 // activityDisplay are the v3-DataOperation displays.

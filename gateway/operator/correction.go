@@ -34,6 +34,57 @@ func (c *Correction) String() string {
 	return fmt.Sprintf("correction, mapping %s -> %s", from, c.MappingVersion)
 }
 
+// mark sets what the outbox items do not say on the views (those tenant
+// may see): Correction and Withdrawal, each from the Provenances of the
+// record versions delivered.
+func (s *Service) mark(ctx context.Context, tenant string, vs []View) error {
+	if err := s.markCorrections(ctx, tenant, vs); err != nil {
+		return err
+	}
+	return s.markWithdrawals(ctx, tenant, vs)
+}
+
+// markWithdrawals sets Withdrawal on the views that deliver a withdrawal:
+// the record version whose Provenance (audit.RecordProvenanceID: one per
+// record version received) records it as NULLIFY. One search of those
+// Provenances by id for the page. A replay's correction of a record
+// version delivers that version again, and is marked as it is.
+func (s *Service) markWithdrawals(ctx context.Context, tenant string, vs []View) error {
+	byProv := map[string][]int{}
+	var provs []string
+	for i, v := range vs {
+		id := audit.RecordProvenanceID(v.Tenant, v.Source, v.Kind, v.RecordID, v.Version)
+		if byProv[id] == nil {
+			provs = append(provs, id)
+		}
+		byProv[id] = append(byProv[id], i)
+	}
+	for len(provs) > 0 {
+		n := min(len(provs), search.MaxCount/2)
+		batch := provs[:n]
+		provs = provs[n:]
+		q, _, err := search.Limits{Values: search.MaxCount / 2}.Parse("Provenance", url.Values{"_id": {strings.Join(batch, ",")},
+			"_count": {strconv.Itoa(search.MaxCount)}}, false)
+		if err != nil {
+			return fmt.Errorf("withdrawals query: %w", err)
+		}
+		q.Tenant = tenant
+		page, err := s.store.Search(ctx, q)
+		if err != nil {
+			return err
+		}
+		for _, r := range page.Matches {
+			if !audit.Nullifies(r.Body) {
+				continue
+			}
+			for _, i := range byProv[r.ID] {
+				vs[i].Withdrawal = true
+			}
+		}
+	}
+	return nil
+}
+
 // markCorrections sets Correction on the views (those tenant may see) that
 // deliver a mapping replay's correction: one search of the Provenances of
 // their traces for the whole page, not one a delivery. Returns the store's

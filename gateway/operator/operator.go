@@ -62,7 +62,10 @@ type View struct {
 	EHRWarnings int `json:"ehrWarnings,omitempty"`
 	// Correction marks the delivery of a mapping replay's correction of
 	// its record version (nil: the record as received; markCorrections).
-	Correction *Correction     `json:"correction,omitempty"`
+	Correction *Correction `json:"correction,omitempty"`
+	// Withdrawal marks the delivery of a record version that withdraws
+	// the record (source.status entered-in-error; markWithdrawals).
+	Withdrawal bool            `json:"withdrawal,omitempty"`
 	Created    time.Time       `json:"created"`
 	Updated    time.Time       `json:"updated"`
 	History    []AttemptView   `json:"attemptHistory,omitempty"`
@@ -290,7 +293,7 @@ func (s *Service) List(ctx context.Context, tenant string, f store.DeliveryFilte
 		v.noteClaim(now)
 		out = append(out, v)
 	}
-	if err := s.markCorrections(ctx, tenant, out); err != nil {
+	if err := s.mark(ctx, tenant, out); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -336,7 +339,7 @@ func (s *Service) Show(ctx context.Context, tenant, id string, withPayload bool)
 		}
 	}
 	one := []View{v}
-	if err := s.markCorrections(ctx, tenant, one); err != nil {
+	if err := s.mark(ctx, tenant, one); err != nil {
 		return View{}, err
 	}
 	return one[0], nil

@@ -9,6 +9,7 @@ import (
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+	"github.com/ketamine-gateway/ketamine-gateway/mapping"
 )
 
 // The operator's parameters are checked here, once for the API, the CLI
@@ -86,7 +87,7 @@ func (s *Service) CheckFilter(ctx context.Context, f store.DeliveryFilter) error
 }
 
 // CheckValues is the part of CheckFilter that needs no database: a status
-// not in Statuses, a limit not from 1 to MaxLimit (0 is DefaultLimit), a
+// not in Statuses, a kind not a record kind, a limit not from 1 to MaxLimit (0 is DefaultLimit), a
 // patient not of the form <source system>|<clinic patient id>, a negative
 // offset, an until not later than since.
 func CheckValues(f store.DeliveryFilter) error {
@@ -102,6 +103,13 @@ func CheckValues(f store.DeliveryFilter) error {
 		if sys, id, ok := strings.Cut(f.Patient, "|"); !ok || sys == "" || id == "" {
 			return ParamInvalid("patient must be <source system>|<clinic patient id>, as each delivery's patient is shown (the clinic system the records came from, then the patient's id there)")
 		}
+	}
+	if f.Kind != "" && !slices.Contains(mapping.Kinds(), mapping.Kind(f.Kind)) {
+		kinds := make([]string, 0, len(mapping.Kinds()))
+		for _, k := range mapping.Kinds() {
+			kinds = append(kinds, string(k))
+		}
+		return ParamInvalid("kind must be one of " + strings.Join(kinds, ", "))
 	}
 	if f.Offset < 0 {
 		return ParamInvalid("offset must be 0 or more")
