@@ -1,6 +1,7 @@
 package replay_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"os"
@@ -359,5 +360,52 @@ func TestDeletedByClientNotRevived(t *testing.T) {
 	run(t, f.service(heartRateDisplay), replay.Options{Tenant: search.AllTenants, Apply: true, Reason: "test"})
 	if n := len(f.versions(t, "", "AdverseEvent")); n != 0 {
 		t.Fatalf("without receipts, the apply brought back %d AdverseEvents", n)
+	}
+}
+
+// TestDeletedMemberNotRevived: a PHQ-9 item Observation a client deleted
+// (its total's hasMember and derivedFrom name it) is reported left as it
+// is, and nothing else: the total's references to it are what is stored,
+// not changes. An apply of a mapping change to the total writes the total
+// with those references and does not fail the run (before, the total's
+// references named the item's fullUrl, which the apply does not write:
+// every apply stopped with reference-unresolved, a review found).
+func TestDeletedMemberNotRevived(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("..", "..", "schemas", "examples", "assessment", "phq9-moderate.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t)
+	f.ingest(t, "", "assessment", raw)
+	var item string
+	for id, r := range f.versions(t, "", "Observation") {
+		if !bytes.Contains(r.Body, []byte(`"44261-6"`)) && item == "" {
+			item = id
+		}
+	}
+	if item == "" {
+		t.Fatal("the assessment stored no item Observation")
+	}
+	sc := auditlog.NewScope("delete", &auth.Principal{ClientID: "clinic", Scopes: auth.ParseScopes("system/*.cruds")})
+	if _, err := f.a.Engine.Delete(context.Background(), sc, "Observation", item, engine.Preconditions{}); err != nil {
+		t.Fatal(err)
+	}
+	_, got := run(t, f.service(nil), replay.Options{Tenant: search.AllTenants})
+	r := got["ASM-2026-0310-001"]
+	if r.Status != replay.StatusDiverged || len(r.Resources) != 1 || r.Resources[0].Resource != "Observation/"+item ||
+		!strings.Contains(r.Resources[0].Skipped, "deleted since") {
+		t.Fatalf("replay = %s %+v, want diverged: only the deleted item, left as it is", r.Status, r.Resources)
+	}
+	sum, got := run(t, f.service(addedPHQCode), replay.Options{Tenant: search.AllTenants, Apply: true, Reason: "test"})
+	if r := got["ASM-2026-0310-001"]; r.Status != replay.StatusChanged || !r.Applied {
+		t.Fatalf("apply of a change to the total = %s (applied %v) %+v; summary %+v", r.Status, r.Applied, r.Resources, sum)
+	}
+	if _, ok := f.versions(t, "", "Observation")[item]; ok {
+		t.Error("the apply brought the deleted item back")
+	}
+	for _, o := range f.versions(t, "", "Observation") {
+		if bytes.Contains(o.Body, []byte(`"720433000"`)) && !bytes.Contains(o.Body, []byte(`"Observation/`+item+`"`)) {
+			t.Errorf("the corrected total no longer names the deleted item as stored: %s", o.Body)
+		}
 	}
 }

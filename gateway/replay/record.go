@@ -46,9 +46,12 @@ type match struct {
 	doc    map[string]any // the mapped resource, references rewritten to the stored ids
 	stored *store.Resource
 	// gone is, for a resource not stored (stored nil), the one the record
-	// wrote that is deleted since ("Type/id"): a withdrawal or a client's
-	// DELETE, which a replay does not undo.
-	gone string
+	// wrote that is deleted since ("Type/id"; goneAt), at version
+	// goneVersion: a withdrawal or a client's DELETE, which a replay does
+	// not undo. The other mapped resources' references to it name it, as
+	// the stored ones do.
+	gone        string
+	goneVersion int64
 	// changes are the differences (nil: unchanged, or added when stored
 	// is nil); skipped why they are left as they are.
 	changes []PathChange
@@ -116,10 +119,32 @@ func (s *Service) record(ctx context.Context, sc *auditlog.Scope, l *store.Ledge
 	}
 	if opts.Apply && r.Status == StatusChanged {
 		if err := s.apply(ctx, sc, m, opts, &r); err != nil {
-			return r, err
+			if !recordFault(err) {
+				return r, err
+			}
+			// What the record's resources break (a rule the engine
+			// enforces on the write) refuses the record, written nothing:
+			// the run goes on with the others (mapping.md §10).
+			r.Resources = nil
+			r.refuse(err)
 		}
 	}
 	return r, nil
+}
+
+// recordFault reports whether err, an apply's, is the record's: a rule
+// its resources break as written, which refuses that record only. A
+// failure of the gateway or the database (Internal, Unavailable, a
+// context's end) stops the run.
+func recordFault(err error) bool {
+	if len(outcome.Rules(err)) == 0 {
+		return false
+	}
+	switch k, _ := outcome.From(err); k {
+	case outcome.Invalid, outcome.Unprocessable, outcome.PreconditionFailed, outcome.Conflict, outcome.NotFound, outcome.Gone:
+		return true
+	}
+	return false
 }
 
 // refuse marks r refused by err's issues: each rule and where.
@@ -322,6 +347,18 @@ func (s *Service) match(ctx context.Context, m *remapped, values, fast bool) err
 			ids[e.FullURL] = mt.stored.Type + "/" + mt.stored.ID
 		}
 		m.entries = append(m.entries, mt)
+	}
+	for _, mt := range m.entries {
+		if mt.stored != nil {
+			continue
+		}
+		if mt.gone, mt.goneVersion, err = s.goneAt(ctx, m, mt); err != nil {
+			return err
+		}
+		if mt.gone != "" {
+			// Not written again: the references to it stay as stored.
+			ids[m.res.Entries[mt.i].FullURL] = mt.gone
+		}
 	}
 	rw := fhirwire.Rewriter{IDs: ids}
 	for _, mt := range m.entries {
@@ -547,34 +584,10 @@ func (s *Service) deleted(ctx context.Context, m *remapped, own, other map[strin
 	nested := map[string]int64{}  // the versions the nested records' Provenances list
 	searched := map[string]bool{} // the nested records (pointers) whose Provenances are in nested
 	for _, mt := range m.entries {
-		if mt.stored != nil {
+		if mt.stored != nil || mt.gone == "" {
 			continue
 		}
 		e := m.res.Entries[mt.i]
-		var typ, id string
-		if mt.i < len(m.refs) {
-			if t, i, _ := strings.Cut(m.refs[mt.i], "/"); t == e.ResourceType {
-				typ, id = t, i
-			}
-		}
-		if id == "" && e.Method == fhir.HTTPVerbPUT && !strings.Contains(e.URL, "?") {
-			t, i, _ := strings.Cut(e.URL, "/")
-			typ, id = t, ingest.ResourceID(m.l.Tenant, i)
-		}
-		if id == "" {
-			continue
-		}
-		r, err := s.cfg.Store.Read(ctx, typ, id)
-		if !errors.Is(err, store.ErrGone) {
-			if err != nil && !errors.Is(err, store.ErrNotFound) {
-				return err
-			}
-			continue
-		}
-		if r == nil || r.Tenant != m.l.Tenant {
-			continue
-		}
-		mt.gone = typ + "/" + id
 		if sess, ok := m.rec.(*mapping.Session); ok && e.Record != "" && !searched[e.Record] {
 			searched[e.Record] = true
 			if kind, rid := nestedAt(sess, e.Record); rid != "" {
@@ -589,11 +602,45 @@ func (s *Service) deleted(ctx context.Context, m *remapped, own, other map[strin
 				}
 			}
 		}
-		if v := r.Version; own[mt.gone] != v && other[mt.gone] != v && nested[mt.gone] != v {
+		if v := mt.goneVersion; own[mt.gone] != v && other[mt.gone] != v && nested[mt.gone] != v {
 			mt.skipped = skippedDeleted
 		}
 	}
 	return nil
+}
+
+// goneAt returns the resource the record wrote for mt, a mapped resource
+// not stored, when it is deleted since ("Type/id" and the deletion's
+// version; "" when it is not): the resource at mt's place in the record's
+// last answer, or at its deterministic id, that reads as gone in the
+// record's tenant.
+func (s *Service) goneAt(ctx context.Context, m *remapped, mt *match) (string, int64, error) {
+	e := m.res.Entries[mt.i]
+	var typ, id string
+	if mt.i < len(m.refs) {
+		if t, i, _ := strings.Cut(m.refs[mt.i], "/"); t == e.ResourceType {
+			typ, id = t, i
+		}
+	}
+	if id == "" && e.Method == fhir.HTTPVerbPUT && !strings.Contains(e.URL, "?") {
+		t, i, _ := strings.Cut(e.URL, "/")
+		typ, id = t, ingest.ResourceID(m.l.Tenant, i)
+	}
+	if id == "" {
+		return "", 0, nil
+	}
+	r, err := s.cfg.Store.Read(ctx, typ, id)
+	switch {
+	case errors.Is(err, store.ErrGone):
+	case err != nil && !errors.Is(err, store.ErrNotFound):
+		return "", 0, err
+	default:
+		return "", 0, nil
+	}
+	if r == nil || r.Tenant != m.l.Tenant {
+		return "", 0, nil
+	}
+	return typ + "/" + id, r.Version, nil
 }
 
 // skippedDeleted is why a resource deleted since by another writer is
