@@ -235,7 +235,15 @@ func storedNested(st store.Tx, nestedL *nestedLedgers, tenant string, rec record
 			return nil, err
 		}
 		if main == nil {
-			continue // received, but its resources are gone (deleted)
+			// Received, but nothing of it is stored: unless its adverse
+			// event was deleted (withdrawn), whose new version is mapped
+			// in update mode, so that its Flag is active again.
+			if gone, err := mainGone(st, tenant, &res.Entries[i]); err != nil || !gone {
+				if err != nil {
+					return nil, err
+				}
+				continue
+			}
 		}
 		if out == nil {
 			out = map[string]bool{}
@@ -243,6 +251,28 @@ func storedNested(st store.Tx, nestedL *nestedLedgers, tenant string, rec record
 		out[ptr] = true
 	}
 	return out, nil
+}
+
+// mainGone reports whether e, a record's main entry, is an AdverseEvent
+// deleted since it was stored: a withdrawal (or a client's DELETE) deletes
+// it, where it marks every other resource entered-in-error, which
+// storedEntry still finds. A version sent after it brings the record back
+// and is a new version of it (update mode): in the first-version mode
+// the conditional create of its suicidal-ideation Flag matched the Flag
+// the withdrawal left entered-in-error, at the gateway and at the EHRs,
+// and the safety signal stayed retired (an EHR review).
+func mainGone(st store.Tx, tenant string, e *mapping.Entry) (bool, error) {
+	if e.ResourceType != "AdverseEvent" {
+		return false, nil
+	}
+	_, err := st.Read("AdverseEvent", tenantID(tenant, e.URL[len("AdverseEvent/"):]))
+	switch {
+	case errors.Is(err, store.ErrGone):
+		return true, nil
+	case err == nil, errors.Is(err, store.ErrNotFound):
+		return false, nil
+	}
+	return false, err
 }
 
 // storedEntry is the stored resource a mapped entry writes, nil when

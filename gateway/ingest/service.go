@@ -374,6 +374,16 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 	}
 	names := recordNames(s.p.opts.IdentifierBase, rec.rec, rec.kind) // whose resources are the record's own
 	withdrawal := src.Status == "entered-in-error"
+	// revived: the record's main resource, an AdverseEvent, was deleted
+	// (withdrawn): this version brings it back as a new version.
+	revived := false
+	if stored == nil && !withdrawal {
+		if i := mainEntry(first); i >= 0 {
+			if revived, err = mainGone(st, tenant, &first.Entries[i]); err != nil {
+				return nil, false, err
+			}
+		}
+	}
 	if tx.Audited() {
 		if err := checkStoredOwn(st, first, stored, names); err != nil {
 			return nil, false, err
@@ -400,7 +410,7 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 	res, raws, docs := first, firstRaws, firstDocs
 	opts := rec.opts
 	switch {
-	case stored != nil: // this is a new version
+	case stored != nil || revived: // this is a new version
 		sc.SetAction("U")
 		// A new version: mapped again in update mode, and rendered and
 		// validated again too.
@@ -516,7 +526,7 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 	switch {
 	case withdrawal:
 		activity = "NULLIFY"
-	case stored != nil:
+	case stored != nil || revived:
 		activity = "UPDATE"
 	}
 	err = tx.Provenance(audit.Provenance{

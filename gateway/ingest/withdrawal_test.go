@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
@@ -216,5 +217,60 @@ func TestWithdrawalOfRecordNeverStored(t *testing.T) {
 	}
 	if items := g.deliveries(t, "", "serenity-clinic-emr", "V-8"); len(items) != 2 {
 		t.Errorf("%d deliveries of a stored record and its withdrawal, want 2", len(items))
+	}
+}
+
+// TestWithdrawnAdverseEventSentAgain: a version of an adverse event sent
+// after its withdrawal brings it back as a new version (update mode): its
+// suicidal-ideation Flag is active again at the gateway and in what the
+// EHRs receive (a conditional update, not a conditional create that
+// matches the Flag the withdrawal left entered-in-error), and its receipt
+// is an UPDATE. Before, the safety signal stayed retired (an EHR review).
+// The same for an adverse event nested in a session.
+func TestWithdrawnAdverseEventSentAgain(t *testing.T) {
+	g := newGateway(t, app.Config{Routes: []ingest.Route{{Name: "ehr", Accepts: func(string, string) bool { return true }}}})
+	ae := func(version, event, status string) string {
+		doc := rec("AE-SI", version, "P-1", "", `"event": "`+event+`", "onsetAt": "2026-03-02T09:25:00-05:00", "severity": "moderate", "serious": false`)
+		if status != "" {
+			doc = strings.Replace(doc, `"version": "`+version+`"}`, `"version": "`+version+`", "status": "`+status+`"}`, 1)
+		}
+		return doc
+	}
+	for _, doc := range []string{ae("1", "suicidal-ideation", ""), ae("2", "anxiety", ""), ae("3", "anxiety", "entered-in-error"), ae("4", "suicidal-ideation", "")} {
+		if err := g.ingest("", mapping.KindAdverseEvent, doc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	flag, err := g.a.Store.Read(context.Background(), "Flag", g.one(t, "Flag", "_count=10"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(flag.Body), `"status":"active"`) {
+		t.Errorf("the Flag after the event was sent again: %s, want active", flag.Body)
+	}
+	if n := g.count(t, "", "AdverseEvent", ""); n != 1 {
+		t.Errorf("%d AdverseEvents after the event was sent again, want 1", n)
+	}
+	items := g.deliveries(t, "", "serenity-clinic-emr", "AE-SI")
+	if len(items) != 4 {
+		t.Fatalf("%d deliveries, want 4", len(items))
+	}
+	var last *store.OutboxItem
+	for _, it := range items {
+		if it.Version == "4" {
+			last = it
+		}
+	}
+	if last == nil || !strings.Contains(string(last.Payload), `"method":"PUT","url":"Flag?identifier=`) ||
+		!strings.Contains(string(last.Payload), `"status":"active"`) {
+		t.Errorf("the delivery of version 4 does not update the Flag to active: %s", last.Payload)
+	}
+	prov, err := g.a.Store.Read(context.Background(), "Provenance",
+		audit.RecordProvenanceID("", "serenity-clinic-emr", string(mapping.KindAdverseEvent), "AE-SI", "4"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(prov.Body), `"code":"UPDATE"`) {
+		t.Errorf("the receipt of version 4 is not an UPDATE: %s", prov.Body)
 	}
 }
