@@ -689,6 +689,10 @@ func TestDeliveriesOfRecord(t *testing.T) {
 			t.Fatalf("ingest = %d %s", rec.Code, rec.Body)
 		}
 	}
+	// The withdrawal's AuditEvent says so, not only its Provenance.
+	if got := lastAudit(t, st); !strings.Contains(got.Desc, "assessment record withdrawn (entered-in-error): ") {
+		t.Errorf("the withdrawal's AuditEvent says %q", got.Desc)
+	}
 	var got struct {
 		Deliveries []struct {
 			RecordID, Version string

@@ -542,6 +542,11 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 		return nil, false, err
 	}
 	sc.Description = fmt.Sprintf("%s record: %d entries", rec.kind, len(entries))
+	if withdrawal {
+		// An auditor finds withdrawals among the AuditEvents too, not only
+		// by the Provenances' NULLIFY.
+		sc.Description = fmt.Sprintf("%s record withdrawn (entered-in-error): %d entries", rec.kind, len(entries))
+	}
 	var notSent []string // destinations another tenant holds the source at
 	// A withdrawal of a record no version of which (in either form) is
 	// stored withdraws nothing an EHR holds: it is stored, so that a
