@@ -66,6 +66,30 @@ func TestUnauthenticatedClientNamed(t *testing.T) {
 			t.Errorf("the refused requests' clients are %v; want %q, never %q", got, audit.UnauthenticatedClient, audit.AnonymousClient)
 		}
 	})
+	t.Run("authenticated client, no route", func(t *testing.T) {
+		// A valid token on a path or method no route serves (404, 405):
+		// the client is named, not "unauthenticated client" (auditor
+		// review); a request without one stays unauthenticated.
+		h, _, tokens := tenantsServer(t)
+		for _, tc := range []struct{ method, target string }{{"GET", "/nope/X"}, {"GET", "/admin/nothing"}, {"PATCH", "/ingest/assessment"}} {
+			if rec := req(h, tc.method, tc.target, "", tokens["clinA"]); rec.Code != 404 && rec.Code != 405 {
+				t.Fatalf("%s %s = %d, want 404 or 405", tc.method, tc.target, rec.Code)
+			}
+		}
+		if rec := req(h, "GET", "/nope/Y", ""); rec.Code != 404 {
+			t.Fatalf("GET /nope/Y without a token = %d, want 404", rec.Code)
+		}
+		got := displays(t, h, tokens["opAll"], "subtype=unknown-endpoint")
+		if !got[audit.UnauthenticatedClient] || len(got) != 2 {
+			t.Errorf("the unknown endpoints' clients are %v; want a client and %q", got, audit.UnauthenticatedClient)
+		}
+		rec := req(h, "GET", "/fhir/AuditEvent?subtype=unknown-endpoint&_summary=count&agent:identifier="+
+			url.QueryEscape(audit.SystemClient+"|clinA"), "", tokens["opAll"])
+		var b struct{ Total int }
+		if err := json.Unmarshal(rec.Body.Bytes(), &b); err != nil || b.Total != 3 {
+			t.Errorf("AuditEvents of clinA at unknown endpoints: %s, want 3", rec.Body)
+		}
+	})
 	t.Run("development mode", func(t *testing.T) {
 		h := fhirServer(t)
 		if rec := req(h, "GET", "/fhir/Observation/abc", ""); rec.Code != 404 {
