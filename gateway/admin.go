@@ -49,6 +49,29 @@ func (s *Server) handleListDeliveries(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]any{"deliveries": out})
 }
 
+// nameRefusedDelivery names, in the AuditEvent of a request about one
+// delivery (:id) that the caller's scopes refused, the delivery, its
+// record and patient, as the handler names them for every other answer
+// ("who tried to act on this delivery" finds a clinic's client trying an
+// operator's retry). The delivery is looked up in the caller's tenant
+// only: another tenant's is named by nothing (as the handler's 404).
+func (s *Server) nameRefusedDelivery(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		err := next(c)
+		if k, _ := outcome.From(err); err == nil || k != outcome.Forbidden {
+			return err
+		}
+		ctx, sc := c.Request().Context(), scopeOf(c)
+		if v, serr := s.app.Operator.Show(ctx, sc.TenantOf(), c.Param("id"), false); serr == nil {
+			if nerr := auditlog.NameDelivery(ctx, s.app.Store, sc, s.app.IdentifierBase, v, auditlog.ShownSummary); nerr != nil {
+				return nerr
+			}
+			sc.Description = fmt.Sprintf("delivery %s: refused, nothing shown or done", v.ID)
+		}
+		return err
+	}
+}
+
 // handleShowDelivery is GET /admin/deliveries/:id, the delivery's public
 // id (the operator service refuses any other as no delivery).
 func (s *Server) handleShowDelivery(c echo.Context) error {

@@ -18,8 +18,10 @@ import (
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
@@ -361,6 +363,47 @@ func TestAllTenantReplayApply(t *testing.T) {
 			assertIssue(t, rec, tc.status, "tenant-required", "apply")
 		} else if rec.Code != tc.status {
 			t.Errorf("%s POST /admin/replay?%s = %d %s, want %d", tc.client, tc.query, rec.Code, rec.Body, tc.status)
+		}
+	}
+}
+
+// TestRefusedDeliveryActionNamed: a retry or cancel of a delivery that the
+// caller's scopes refuse (a clinic's ingest client, an auditor: separation
+// of duties) leaves an AuditEvent naming the delivery, as every other
+// answer does, so that "who tried to act on this delivery" finds it
+// (auditor review).
+func TestRefusedDeliveryActionNamed(t *testing.T) {
+	h, _, tok := clientsServerWith(t, []auth.Client{
+		{ID: "emr", Tenant: "clinic-a", Scopes: []string{"system/*.cruds", auth.ScopeIngest}},
+		{ID: "compliance", Tenant: search.AllTenants, Scopes: []string{auth.ScopeAuditor, "system/*.rs"}},
+	}, app.Config{Routes: []ingest.Route{{Name: "ehr", Accepts: func(string, string) bool { return true }}}})
+	raw := example(t, "assessment/phq9-moderate.json")
+	if rec := req(h, "POST", "/ingest/assessment", string(raw), tok["emr"]); rec.Code != http.StatusOK {
+		t.Fatalf("ingest = %d %s", rec.Code, rec.Body)
+	}
+	rec := req(h, "GET", "/admin/deliveries", "", tok["compliance"])
+	var list struct{ Deliveries []struct{ ID string } }
+	if err := json.Unmarshal(rec.Body.Bytes(), &list); err != nil || len(list.Deliveries) != 1 {
+		t.Fatalf("deliveries = %d %s", rec.Code, rec.Body)
+	}
+	id := list.Deliveries[0].ID
+	for _, tc := range []struct{ client, action string }{{"emr", "retry"}, {"compliance", "retry"}, {"compliance", "cancel?reason=x"}} {
+		if rec := req(h, "POST", "/admin/deliveries/"+id+"/"+tc.action, "", tok[tc.client]); rec.Code != http.StatusForbidden {
+			t.Fatalf("%s %s = %d %s, want 403", tc.client, tc.action, rec.Code, rec.Body)
+		}
+	}
+	evs := auditSearch(t, h, tok["compliance"], "subtype=delivery-retry,delivery-cancel&entity:identifier="+
+		url.QueryEscape(audit.SystemDelivery+"|"+id))
+	subtypes := map[string]bool{} // the all-tenant auditor's (a whole AuditEvent and a clinic-a share each)
+	for _, e := range byClient(evs, "compliance") {
+		subtypes[e.Subtype] = true
+	}
+	if len(byClient(evs, "emr")) != 1 || !subtypes["delivery-retry"] || !subtypes["delivery-cancel"] {
+		t.Fatalf("AuditEvents naming the delivery: %+v, want the 3 refusals", evs)
+	}
+	for _, e := range evs {
+		if len(e.Patients) == 0 {
+			t.Errorf("the refusal %s names no patient", e.ID)
 		}
 	}
 }

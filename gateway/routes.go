@@ -42,6 +42,10 @@ type route struct {
 	// interaction of the API call the page stands for, so the edge neither
 	// authenticates nor audits them (it passes the request's facts on).
 	console bool
+	// delivery routes act on one delivery (:id): a caller refused for its
+	// scope is audited naming the delivery, its record and patient, as
+	// the handler names them for every other answer (nameRefusedDelivery).
+	delivery bool
 	// params, when not nil, are the only query parameters the route takes
 	// (besides _pretty, pretty and _format): any other is 400
 	// parameter-invalid naming it (the operator and auditor's API).
@@ -79,11 +83,11 @@ func (s *Server) table() []route {
 		// auditor's too (scope auth.ScopeAuditor), its writes the operator's.
 		{method: get, path: "/admin/deliveries", handle: s.handleListDeliveries, interaction: "delivery-list", scope: auth.ScopeAuditor, store: true,
 			params: []string{"status", "destination", "patient", "source", "kind", "record", "since", "until", "limit", "offset"}},
-		{method: get, path: "/admin/deliveries/:id", handle: s.handleShowDelivery, interaction: "delivery-read", scope: auth.ScopeAuditor, store: true,
+		{method: get, path: "/admin/deliveries/:id", handle: s.handleShowDelivery, interaction: "delivery-read", scope: auth.ScopeAuditor, store: true, delivery: true,
 			params: []string{"payload"}},
-		{method: post, path: "/admin/deliveries/:id/retry", handle: s.handleRetryDelivery, interaction: "delivery-retry", scope: auth.ScopeOperator, store: true,
+		{method: post, path: "/admin/deliveries/:id/retry", handle: s.handleRetryDelivery, interaction: "delivery-retry", scope: auth.ScopeOperator, store: true, delivery: true,
 			params: []string{}},
-		{method: post, path: "/admin/deliveries/:id/cancel", handle: s.handleCancelDelivery, interaction: "delivery-cancel", scope: auth.ScopeOperator, store: true,
+		{method: post, path: "/admin/deliveries/:id/cancel", handle: s.handleCancelDelivery, interaction: "delivery-cancel", scope: auth.ScopeOperator, store: true, delivery: true,
 			params: []string{"reason"}},
 		{method: post, path: "/admin/deliveries/replay", handle: s.handleReplay, interaction: "delivery-replay", scope: auth.ScopeOperator, store: true,
 			params: []string{"destination", "since"}},
@@ -160,6 +164,9 @@ func (s *Server) register() {
 		var mw []echo.MiddlewareFunc
 		if r.fhir {
 			mw = append(mw, s.fhirFormat)
+		}
+		if r.delivery {
+			mw = append(mw, s.nameRefusedDelivery)
 		}
 		if r.scope != "" {
 			mw = append(mw, requireScope(r.scope))
