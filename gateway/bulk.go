@@ -173,8 +173,17 @@ func (s *Server) handleJob(c echo.Context) error {
 // finished one deleted, with its files; 202.
 func (s *Server) handleCancelJob(c echo.Context) error {
 	sc := scopeOf(c)
+	j, err := s.app.Jobs.Job(c.Request().Context(), sc, c.Param("id"))
+	if err != nil {
+		return err
+	}
 	if err := s.app.Jobs.Cancel(c.Request().Context(), sc, c.Param("id")); err != nil {
 		return err
+	}
+	if jobs.Ended(j) {
+		// Nothing was stopped: a finished export deleted, as the Bulk
+		// Data specification has a client do once it has its files.
+		return writeResource(c, http.StatusAccepted, outcome.Information("the job had ended ("+j.Status+"): it and its files are deleted"))
 	}
 	return writeResource(c, http.StatusAccepted, outcome.Information("the job is cancelled and its files are deleted"))
 }

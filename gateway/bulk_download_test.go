@@ -144,4 +144,18 @@ func TestExportDownloadHTTP(t *testing.T) {
 			t.Errorf("HEAD Content-Type = %q", rec.Header().Get("Content-Type"))
 		}
 	}
+	// The client deletes the finished export (Bulk Data IG): 202, then
+	// 404; neither says a cut-short job was cancelled (first-hour review).
+	rec = req(h, "DELETE", status, "")
+	if rec.Code != http.StatusAccepted || !strings.Contains(rec.Body.String(), "the job had ended (done)") {
+		t.Errorf("DELETE of a finished export = %d %s, want 202 saying it had ended", rec.Code, rec.Body)
+	}
+	rec = req(h, "GET", status, "")
+	if rec.Code != http.StatusNotFound || strings.Contains(rec.Body.String(), "items were done") ||
+		!strings.Contains(rec.Body.String(), "had ended and was then deleted") {
+		t.Errorf("the deleted export's status = %d %s, want 404 saying it had ended and was deleted", rec.Code, rec.Body)
+	}
+	if rec := req(h, "GET", file, ""); rec.Code != http.StatusNotFound {
+		t.Errorf("a file of the deleted export = %d, want 404", rec.Code)
+	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"io"
 	"strings"
@@ -79,6 +80,11 @@ func jobsCommand(ctx context.Context, args []string, getenv func(string) string,
 	svc := jobs.New(jobs.Config{Store: st}) // no runner: serve runs the jobs
 	if sub == "cancel" {
 		desc, err := svc.CancelAny(ctx, pos[0])
+		if errors.Is(err, jobs.ErrUnknown) {
+			// The administrator's view is every client's: "for this
+			// client" (the API's answer) would mislead.
+			return &exitError{code: exitNotFound, msg: name + ": no job has this id: it never existed, or it expired and was removed (jobs list shows the jobs)"}
+		}
 		if err != nil {
 			return opError(name, err)
 		}
@@ -104,7 +110,7 @@ type jobView struct {
 	Owner  string `json:"owner"`
 	Status string `json:"status"`
 	Done   int64  `json:"done"`
-	Total  int64  `json:"total"`
+	Total  *int64 `json:"total,omitempty"` // absent while not known (-1 in the store), as the API's job view
 	Error  string `json:"error,omitempty"`
 	// ClaimedBy and LeaseUntil are, for a running job, the gateway
 	// (serve --instance and its process id) that holds it and when its
@@ -119,8 +125,12 @@ type jobView struct {
 }
 
 func newJobView(j *store.Job) jobView {
-	v := jobView{ID: j.ID, Kind: j.Kind, Tenant: j.Tenant, Owner: j.Owner, Status: j.Status, Done: j.Done, Total: j.Total,
+	v := jobView{ID: j.ID, Kind: j.Kind, Tenant: j.Tenant, Owner: j.Owner, Status: j.Status, Done: j.Done,
 		Error: j.Error, Created: j.Created.UTC(), Updated: j.Updated.UTC()}
+	if j.Total >= 0 {
+		total := j.Total
+		v.Total = &total
+	}
 	if j.Status == store.JobRunning {
 		v.ClaimedBy = jobs.ClaimHolder(j.Claim)
 		if !j.LeaseUntil.IsZero() {

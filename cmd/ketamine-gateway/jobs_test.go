@@ -75,6 +75,15 @@ func TestJobsListAndCancel(t *testing.T) {
 			t.Errorf("jobs cancel %s: exit %d (%s), want %d", id, code, errOut, exitNotFound)
 		}
 	}
+	// The administrator's cancel is of anyone's job: an unknown id is not
+	// "no such job for this client".
+	if _, errOut, _ := cli(t, "", "jobs", "cancel", "nosuch", "--db", db); strings.Contains(errOut, "for this client") || !strings.Contains(errOut, "no job has this id") {
+		t.Errorf("jobs cancel of an unknown id says %q", errOut)
+	}
+	// A total not known yet (an export's) is left out, not shown as -1.
+	if out, _, _ := cli(t, "", "jobs", "list", "--db", db, "--kind", "export"); strings.Contains(out, `"total": -1`) || strings.Contains(out, `"total"`) {
+		t.Errorf("jobs list shows an export's unknown total:\n%s", out)
+	}
 	for _, args := range [][]string{{"jobs", "frob"}, {"jobs", "cancel"}, {"jobs", "list", "--status", "lost"}, {"jobs", "list", "x"},
 		{"jobs", "list", "--kind", "imports"}} { // a kind mistyped is refused, not an empty list (p45)
 		if _, _, code := cli(t, "", append(args, "--db", db)...); code != exitUsage {

@@ -334,6 +334,10 @@ func cancelledError(j *store.Job) error {
 	switch {
 	case len(j.Result) > 0 && json.Unmarshal(j.Result, &res) == nil && res.Summary != "":
 		msg += ": " + res.Summary
+	case len(j.Result) > 0:
+		// A result without a summary (an export's manifest) is a job that
+		// ended before it was deleted: nothing was cut short.
+		msg = "the job had ended and was then deleted (by its client's DELETE, or by the administrator: the jobs command), and its files with it"
 	case j.Done > 0:
 		msg += fmt.Sprintf("; %d items were done when it was last saved", j.Done)
 	}
@@ -388,6 +392,11 @@ func (s *Service) CancelAny(ctx context.Context, id string) (string, error) {
 	return s.cancel(ctx, j)
 }
 
+// Ended reports whether the job, as read before a cancel, had ended (done
+// or failed): its cancel stopped nothing, it only deleted the job and its
+// files.
+func Ended(j *store.Job) bool { return j.Status == store.JobDone || j.Status == store.JobFailed }
+
 // cancel cancels j and deletes its files, waits for this process's run
 // of it to stop, and says how far the job got.
 func (s *Service) cancel(ctx context.Context, j *store.Job) (string, error) {
@@ -411,7 +420,7 @@ func (s *Service) cancel(ctx context.Context, j *store.Job) (string, error) {
 		case <-t.C:
 		}
 	}
-	if j.Status == store.JobDone || j.Status == store.JobFailed {
+	if Ended(j) {
 		// Nothing was stopped: said so, not "cancelled" with its count
 		// of items as if cut short (p45).
 		return fmt.Sprintf("%s job %s had ended (%s) before it was cancelled: its files deleted", j.Kind, j.ID, j.Status), nil
