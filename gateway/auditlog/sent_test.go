@@ -58,23 +58,23 @@ func TestAppendSent(t *testing.T) {
 		{"no answer", "cdefghijklmno", "retry", "timeout", 0, 0, "", claimed, 30 * time.Second, "8",
 			"HTTP 502 Bad Gateway: delivery cdefghijklmno to general-hospital: attempt 1: not delivered, to be retried (timeout)",
 			"2026-12-05T18:56:52.162Z", "2026-12-05T18:57:22.162Z"},
-		{"an entry refused in a 200 answer", "efghijklmnopq", "dead", "entry 0 (POST Patient): http 412 (duplicate): merge them", 200, 412,
+		{"an entry refused in a 200 answer", "efghijklmnopq", "dead", "Bundle.entry[0] (POST Patient): http 412 (duplicate): merge them", 200, 412,
 			`{"resourceType":"Bundle","type":"transaction-response"}`, claimed, time.Second, "4",
 			"HTTP 412 Precondition Failed: delivery efghijklmnopq to general-hospital: attempt 1: not delivered, a dead letter " +
-				"(the EHR answered http 200; entry 0 (POST Patient): http 412 (duplicate): merge them)",
+				"(the EHR answered http 200; Bundle.entry[0] (POST Patient): http 412 (duplicate): merge them)",
 			"2026-12-05T18:56:52.162Z", "2026-12-05T18:56:53.162Z"},
-		{"an entry to retry in a 200 answer", "fghijklmnopqr", "retry", "entry 3 (PUT Observation): http 500", 200, 500,
+		{"an entry to retry in a 200 answer", "fghijklmnopqr", "retry", "Bundle.entry[3] (PUT Observation): http 500", 200, 500,
 			`{"resourceType":"Bundle","type":"batch-response"}`, claimed, time.Second, "8",
 			"HTTP 500 Internal Server Error: delivery fghijklmnopqr to general-hospital: attempt 1: not delivered, to be retried " +
-				"(the EHR answered http 200; entry 3 (PUT Observation): http 500)",
+				"(the EHR answered http 200; Bundle.entry[3] (PUT Observation): http 500)",
 			"2026-12-05T18:56:52.162Z", "2026-12-05T18:56:53.162Z"},
 		// The entry's status is the delivery client's, not read back
 		// from its text: an entry named by a path with an id is one the
 		// text's pattern did not know.
-		{"an entry with an id refused in a 200 answer", "ghijklmnopqrs", "dead", "entry 2 (PUT Observation/o1): http 409", 200, 409,
+		{"an entry with an id refused in a 200 answer", "ghijklmnopqrs", "dead", "Bundle.entry[2] (PUT Observation/o1): http 409", 200, 409,
 			`{"resourceType":"Bundle","type":"transaction-response"}`, claimed, time.Second, "4",
 			"HTTP 409 Conflict: delivery ghijklmnopqrs to general-hospital: attempt 1: not delivered, a dead letter " +
-				"(the EHR answered http 200; entry 2 (PUT Observation/o1): http 409)",
+				"(the EHR answered http 200; Bundle.entry[2] (PUT Observation/o1): http 409)",
 			"2026-12-05T18:56:52.162Z", "2026-12-05T18:56:53.162Z"},
 		{"interrupted, recovered much later", "defghijklmnop", "interrupted", interrupted, 0, 0, "", claimed, 0, "8",
 			"HTTP 502 Bad Gateway: delivery defghijklmnop to general-hospital: attempt 1: interrupted: the gateway stopped, or could not " +

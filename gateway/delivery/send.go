@@ -291,7 +291,7 @@ func entryOK(method string, code int) bool {
 // entryWhat names entry index of a payload (its request's method, and the
 // resource type typ) in a reason.
 func entryWhat(index int, method, typ string) string {
-	return fmt.Sprintf("entry %d (%s %s)", index, method, typ)
+	return fmt.Sprintf("Bundle.entry[%d] (%s %s)", index, method, typ) // FHIRPath: counted from 0
 }
 
 // entryType is the resource type of a request URL ("Patient",

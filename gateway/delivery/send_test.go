@@ -254,9 +254,9 @@ func TestBatchEntryStatuses(t *testing.T) {
 		want         []string
 		reason       string
 	}{
-		{"bad-request", "400 Bad Request", []string{store.StatusDead}, "entry 0 (POST Patient): http 400 (invalid)"},
-		{"unavailable", "503", []string{store.StatusPending, store.StatusDone}, "entry 0 (POST Patient): http 503"},
-		{"throttled", "429", []string{store.StatusPending, store.StatusDone}, "entry 0 (POST Patient): http 429"},
+		{"bad-request", "400 Bad Request", []string{store.StatusDead}, "Bundle.entry[0] (POST Patient): http 400 (invalid)"},
+		{"unavailable", "503", []string{store.StatusPending, store.StatusDone}, "Bundle.entry[0] (POST Patient): http 503"},
+		{"throttled", "429", []string{store.StatusPending, store.StatusDone}, "Bundle.entry[0] (POST Patient): http 429"},
 		{"delete-gone", "", []string{store.StatusDone}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -486,9 +486,9 @@ func TestTransactionEntryStatuses(t *testing.T) {
 		entry        int // the entry status the first attempt's audit is given (-1: not checked)
 	}{
 		{"precondition-failed", "412 Precondition Failed", nil, []string{store.StatusDead},
-			[]string{"entry 0 (POST Patient): http 412 (invalid)", "merge them at the EHR", "the EHR applied the transaction's other"}, 412},
-		{"bad-request", "400 Bad Request", nil, []string{store.StatusDead}, []string{"entry 0 (POST Patient): http 400 (invalid)"}, 400},
-		{"server-error", "500", nil, []string{store.StatusPending, store.StatusDone}, []string{"entry 0 (POST Patient): http 500"}, 500},
+			[]string{"Bundle.entry[0] (POST Patient): http 412 (invalid)", "merge them at the EHR", "the EHR applied the transaction's other"}, 412},
+		{"bad-request", "400 Bad Request", nil, []string{store.StatusDead}, []string{"Bundle.entry[0] (POST Patient): http 400 (invalid)"}, 400},
+		{"server-error", "500", nil, []string{store.StatusPending, store.StatusDone}, []string{"Bundle.entry[0] (POST Patient): http 500"}, 500},
 		{"delete-not-found", "404 Not Found", del, []string{store.StatusDone}, nil, -1},
 		{"delete-gone", "410 Gone", del, []string{store.StatusDone}, nil, -1},
 	} {
