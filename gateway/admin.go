@@ -332,7 +332,7 @@ func (s *Server) handleExportAudit(c echo.Context) error {
 	liftWriteDeadline(c.Response())
 	c.Response().Header().Set(echo.HeaderContentType, "application/x-ndjson")
 	c.Response().WriteHeader(http.StatusOK)
-	m, err := auditlog.Export(c.Request().Context(), s.app.Store, since, until, now, c.Response(), nil)
+	m, err := auditlog.ExportNaming(c.Request().Context(), s.app.Store, sc, since, until, now, c.Response())
 	if err != nil {
 		// The answer has begun: it ends without its manifest, which
 		// verify-export reports as cut off.

@@ -46,6 +46,22 @@ func TestAuditExportAPI(t *testing.T) {
 	if ev := auditSearch(t, h, tok["audAll"], "subtype=audit-export"); len(ev) < 2 {
 		t.Errorf("AuditEvents of the exports = %d, want 2", len(ev))
 	}
+	// The export disclosed the clinic's patient (its create's AuditEvent
+	// names it): the export's AuditEvent names the patient, in the whole
+	// AuditEvent and in the clinic's share, which its auditor sees
+	// (auditor review: it named no one).
+	for _, tc := range []struct{ token, who string }{{"audAll", "the all-tenant auditor"}, {"audA", "the clinic's auditor"}} {
+		ev := auditSearch(t, h, tok[tc.token], "subtype=audit-export")
+		named := 0
+		for _, e := range ev {
+			if len(e.Patients) > 0 {
+				named++
+			}
+		}
+		if named == 0 {
+			t.Errorf("%s sees no export AuditEvent naming the patient: %+v", tc.who, ev)
+		}
+	}
 
 	assertIssue(t, req(h, "GET", "/admin/audit/export", "", tok["audA"]), http.StatusForbidden, "tenant-audit-export", "")
 	// A period that has not ended (until later than now less the commit

@@ -77,6 +77,52 @@ func ExportableFrom(until time.Time) time.Time { return until.Add(exportSlack) }
 // if not nil, is told the number of chain records read so far, every
 // 1,000 records and at the end.
 func Export(ctx context.Context, st store.Store, since, until, now time.Time, w io.Writer, progress func(read int64)) (ExportManifest, error) {
+	return export(ctx, st, since, until, now, w, progress, nil)
+}
+
+// ExportNaming is Export for a request whose AuditEvent (sc) names what
+// the export disclosed, as a search of the same AuditEvents would: the
+// patients each exported AuditEvent names, each in its tenant's share of
+// an all-tenant request (the tenant the Patient is stored in; a Patient
+// deleted or not stored is named in the whole AuditEvent only).
+func ExportNaming(ctx context.Context, st store.Store, sc *Scope, since, until, now time.Time, w io.Writer) (ExportManifest, error) {
+	seen := map[string]bool{}
+	var patients []string
+	m, err := export(ctx, st, since, until, now, w, nil, func(e audit.ChainEntry) {
+		for _, p := range PatientsIn("AuditEvent", e.ID, e.Body) {
+			if !seen[p] {
+				seen[p] = true
+				patients = append(patients, p)
+			}
+		}
+	})
+	if err != nil {
+		return m, err
+	}
+	for len(patients) > 0 {
+		batch := patients[:min(len(patients), 500)]
+		patients = patients[len(batch):]
+		stored, rerr := st.ReadCurrent(ctx, batch)
+		if rerr != nil {
+			return m, rerr
+		}
+		tenants := map[string]string{}
+		for _, r := range stored {
+			tenants["Patient/"+r.ID] = r.Tenant
+		}
+		for _, p := range batch {
+			if t, ok := tenants[p]; ok {
+				sc.ConcernIn(t, p)
+			} else {
+				sc.Concern(p)
+			}
+		}
+	}
+	return m, nil
+}
+
+// export is Export calling seen, when not nil, with each record written.
+func export(ctx context.Context, st store.Store, since, until, now time.Time, w io.Writer, progress func(read int64), seen func(audit.ChainEntry)) (ExportManifest, error) {
 	m := ExportManifest{ExportedAt: now.UTC().Format(time.RFC3339Nano)}
 	if !since.IsZero() {
 		m.Since = since.UTC().Format(time.RFC3339Nano)
@@ -103,6 +149,9 @@ func Export(ctx context.Context, st store.Store, since, until, now time.Time, w 
 			m.FirstSeq, m.Prev = e.Seq, before
 		}
 		m.LastSeq, m.LastHash, m.Records = e.Seq, e.Hash, m.Records+1
+		if seen != nil {
+			seen(e)
+		}
 		return writeExportLine(bw, e, before)
 	}
 	// Where to start: the record before the period's first, whose hash
