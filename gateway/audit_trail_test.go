@@ -730,6 +730,38 @@ func TestDeliveriesOfRecord(t *testing.T) {
 	}
 }
 
+// TestSchemaRefusalNamesRecord: a record its JSON Schema refuses for a
+// value, its identity sound, is named in the refusal's AuditEvent, so
+// that every request about that source record finds it; one whose
+// identity the schema refused names none (auditor review).
+func TestSchemaRefusalNamesRecord(t *testing.T) {
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "kg.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	s := testServer(t, app.Config{Store: st}, Config{RateLimit: -1})
+	raw := string(exampleDoc(t, "assessment/phq9-moderate.json"))
+	const record = "https://ketamine-gateway.org/fhir/sid/serenity-clinic-emr/assessment-record|ASM-2026-0310-001"
+	for _, tc := range []struct {
+		name, doc string
+		named     bool
+	}{
+		{"a total out of range", strings.Replace(raw, `"total": 11`, `"total": 99`, 1), true},
+		{"a record id that is not a string", strings.Replace(raw, `"recordId": "ASM-2026-0310-001"`, `"recordId": 7`, 1), false},
+	} {
+		if tc.doc == raw {
+			t.Fatalf("%s: the example was not changed", tc.name)
+		}
+		if rec := send(s, "POST", "/ingest/assessment", tc.doc); rec.Code != http.StatusBadRequest {
+			t.Fatalf("%s: ingest = %d %s, want 400", tc.name, rec.Code, rec.Body)
+		}
+		if got := lastAudit(t, st); slices.Contains(got.Named, record) != tc.named {
+			t.Errorf("%s: the refusal's AuditEvent names %v; record named: want %v", tc.name, got.Named, tc.named)
+		}
+	}
+}
+
 // TestConcurrencyBound: with every slot taken a request waits briefly,
 // then gets 503 with Retry-After; once a slot frees, requests are served.
 func TestConcurrencyBound(t *testing.T) {

@@ -200,6 +200,7 @@ func (s *Service) ingest(ctx context.Context, sc *auditlog.Scope, kind mapping.K
 	pr, err := s.prepare(ctx, kind, body, s.Options(tenant), tenant, func(rec mapping.Record) { s.nameRecords(sc, kind, rec) })
 	if err != nil {
 		s.metrics.IngestRecord(ctx, string(kind), "rejected")
+		s.nameRefusedBySchema(sc, kind, body, err)
 		return nil, false, err
 	}
 	if dryRun {
@@ -605,6 +606,37 @@ func (s *Service) nameRecords(sc *auditlog.Scope, kind mapping.Kind, r mapping.R
 	for _, n := range NestedRecords(base, src.System, r) {
 		sc.NameRecord(n.System, n.Value)
 	}
+}
+
+// nameRefusedBySchema names, in sc, the record a body its JSON Schema
+// refused is, when the schema found nothing wrong with its identity
+// (source.system and source.recordId, strings, neither named by an
+// issue): a value out of range refuses a record whose identity is sound,
+// and "every request about this source record" must find that refusal
+// too (auditor review). The records a session nests are not named: the
+// body was not decoded as a record.
+func (s *Service) nameRefusedBySchema(sc *auditlog.Scope, kind mapping.Kind, body []byte, err error) {
+	_, issues := outcome.From(err)
+	if len(issues) == 0 || !strings.HasPrefix(issues[0].Rule, "schema.") {
+		return
+	}
+	for _, is := range issues {
+		switch p := is.Pointer; {
+		case p == "" || p == "/" || p == "/source" || strings.HasPrefix(p, "/source/system") || strings.HasPrefix(p, "/source/recordId"):
+			return
+		}
+	}
+	var doc struct {
+		Source struct {
+			System   *string `json:"system"`
+			RecordID *string `json:"recordId"`
+		} `json:"source"`
+	}
+	if json.Unmarshal(body, &doc) != nil || doc.Source.System == nil || doc.Source.RecordID == nil ||
+		*doc.Source.System == "" || *doc.Source.RecordID == "" {
+		return
+	}
+	sc.NameRecord(mapping.RecordSystem(s.p.opts.IdentifierBase, *doc.Source.System, kind), *doc.Source.RecordID)
 }
 
 // refused reports whether err refuses the record (a client's mistake the
