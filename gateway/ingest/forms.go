@@ -179,13 +179,49 @@ func sessionsOf(st store.Tx, rec record, main *store.Resource) ([]string, error)
 }
 
 // storedMain is the stored main resource of a mapped record (its first
-// entry after the Patient), nil when it is not stored: then the record is
-// new, otherwise this is a new version of it.
-func storedMain(st store.Tx, tenant string, res *mapping.Result) (*store.Resource, error) {
-	if i := mainEntry(res); i >= 0 {
-		return storedEntry(st, tenant, &res.Entries[i])
+// entry after the Patient) and that entry's index, nil when it is not
+// stored: then the record is new, otherwise this is a new version of it.
+// A record whose parts vary from version to version (a vitals record's
+// measurements: a version adding a blood pressure maps it first) may be
+// stored by another of its own resources: when the first is not stored
+// and an earlier version of the record is in the ledger (src, kind), the
+// record's other own entries are looked up in order, and the first stored
+// is its main resource. Before, such a version was taken for a new
+// record: its conditional creates matched the stored measurements, and a
+// changed heart rate was answered 200 and never stored.
+func storedMain(st store.Tx, tenant string, res *mapping.Result, source string, kind mapping.Kind) (*store.Resource, int, error) {
+	i := mainEntry(res)
+	if i < 0 {
+		return nil, -1, nil
 	}
-	return nil, nil
+	r, err := storedEntry(st, tenant, &res.Entries[i])
+	if r != nil || err != nil {
+		return r, i, err
+	}
+	others := slices.ContainsFunc(res.Entries[i+1:], func(e mapping.Entry) bool { return ownPart(&e) })
+	if !others || res.Source.RecordID == "" {
+		return nil, i, nil
+	}
+	versions, err := st.LedgerVersions(source, string(kind), res.Source.RecordID)
+	if err != nil || len(versions) == 0 {
+		return nil, i, err
+	}
+	for j := i + 1; j < len(res.Entries); j++ {
+		if !ownPart(&res.Entries[j]) {
+			continue
+		}
+		if r, err := storedEntry(st, tenant, &res.Entries[j]); r != nil || err != nil {
+			return r, j, err
+		}
+	}
+	return nil, i, nil
+}
+
+// ownPart reports whether e is a part of the record itself, by which it
+// is found stored: not its Patient, not a record it nests, not an entry
+// that only retires what an earlier version made.
+func ownPart(e *mapping.Entry) bool {
+	return e.ResourceType != "Patient" && e.Record == "" && !e.Withdraws && e.IdentifierValue != ""
 }
 
 // mainEntry is the index of a mapped record's main resource, its first

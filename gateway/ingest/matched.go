@@ -72,13 +72,13 @@ func checkMatchedOwn(st store.Tx, res *mapping.Result, current []*store.Resource
 	return &outcome.Error{Kind: outcome.Conflict, Issues: issues}
 }
 
-// checkStoredOwn refuses a record whose main resource, found stored by
-// its identifier (storedMain: the record would be a new version of it),
+// checkStoredOwn refuses a record whose main resource (entry i), found
+// stored by its identifier (storedMain: the record would be a new version
+// of it),
 // another record wrote (RuleRecordIDCollides): a first version would
 // otherwise be written over that record's resource as an amendment.
 // A resource no record wrote is left to checkMatchedOwn's rule.
-func checkStoredOwn(st store.Tx, res *mapping.Result, stored *store.Resource, names func(e *mapping.Entry) map[string]bool) error {
-	i := mainEntry(res)
+func checkStoredOwn(st store.Tx, res *mapping.Result, stored *store.Resource, i int, names func(e *mapping.Entry) map[string]bool) error {
 	if stored == nil || i < 0 {
 		return nil
 	}

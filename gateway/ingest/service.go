@@ -369,7 +369,7 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 	}
 	tenant := sc.TenantOf()
 	// The record's main resource as stored, nil for a new record.
-	stored, err := storedMain(st, tenant, first)
+	stored, mainAt, err := storedMain(st, tenant, first, src.System, rec.kind)
 	if err != nil {
 		return nil, false, err
 	}
@@ -386,7 +386,7 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 		}
 	}
 	if tx.Audited() {
-		if err := checkStoredOwn(st, first, stored, names); err != nil {
+		if err := checkStoredOwn(st, first, stored, mainAt, names); err != nil {
 			return nil, false, err
 		}
 	}

@@ -29,7 +29,10 @@ import (
 // Observation's status to amended: it sets their documents' status (docs,
 // by entry) back to the stored one and has the engine write them only when
 // changed (engine.Entry.VersionWhenChanged, whose own unchanged check
-// decides). It returns the stored status of each, by entry. A version that
+// decides). It returns the stored status of each, by entry, and "final"
+// for each Observation the version makes that the gateway did not hold
+// (set in docs too: a resource made now was never final before, so it is
+// not amended). A version that
 // changes nothing at all is left as before, each resource written again
 // (its Provenance names them; nothing else would).
 func keepUnchanged(res *mapping.Result, entries []*engine.Entry, docs []map[string]any, current []*store.Resource) (map[int]string, error) {
@@ -40,13 +43,21 @@ func keepUnchanged(res *mapping.Result, entries []*engine.Entry, docs []map[stri
 		}
 	}
 	kept := map[int]string{}
-	writes := false // another entry writes
+	fresh := map[int]string{} // the Observations the version makes: final, never amended
+	writes := false           // another entry writes
 	for i, e := range res.Entries {
 		switch {
 		case e.ResourceType == "Patient":
 			continue // matched, or made: never versioned by a record
 		case e.Method == fhir.HTTPVerbPOST && current[i] != nil:
 			continue // a conditional create that matched: writes nothing
+		case e.ResourceType == "Observation" && current[i] == nil && docs[i] != nil && docs[i]["status"] == "amended":
+			// Amended is "modified subsequent to being final" (R4
+			// observation-status): one the gateway never held is final, here
+			// and as the EHRs receive it (an EHR review).
+			fresh[i] = "final"
+			writes = true
+			continue
 		case e.Method != fhir.HTTPVerbPUT || !strings.Contains(e.URL, "?") || current[i] == nil || docs[i] == nil:
 			writes = true
 			continue
@@ -61,6 +72,9 @@ func keepUnchanged(res *mapping.Result, entries []*engine.Entry, docs []map[stri
 		}
 		kept[i] = status
 	}
+	for i, status := range fresh {
+		docs[i]["status"] = status
+	}
 	if !writes {
 		return nil, nil
 	}
@@ -69,6 +83,9 @@ func keepUnchanged(res *mapping.Result, entries []*engine.Entry, docs []map[stri
 			docs[i]["status"] = status
 		}
 		entries[i].VersionWhenChanged()
+	}
+	for i, status := range fresh {
+		kept[i] = status // as the EHRs receive it too (deliveredKept)
 	}
 	return kept, nil
 }

@@ -274,3 +274,68 @@ func TestWithdrawnAdverseEventSentAgain(t *testing.T) {
 		t.Errorf("the receipt of version 4 is not an UPDATE: %s", prov.Body)
 	}
 }
+
+// TestNewVersionMakesFinal: a vitals record's new version that adds a
+// measurement is a new version (its changes stored), and an Observation a
+// record's new version makes
+// for the first time (a measurement the first version did not carry) is
+// final, at the gateway and as the EHRs receive it: amended is "modified
+// subsequent to being final" (R4 observation-status), and it never was
+// (an EHR review: update mode stamped every Observation amended). A
+// measurement the version changes is amended.
+func TestNewVersionMakesFinal(t *testing.T) {
+	g := newGateway(t, app.Config{Routes: []ingest.Route{{Name: "ehr", Accepts: func(string, string) bool { return true }}}})
+	const at = `"timepoint": "pre-dose", "measuredAt": "2026-03-02T08:50:00-05:00", `
+	if err := g.ingest("", mapping.KindVitals, rec("V-NEW", "1", "P-1", "", at+`"heartRate": 80`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.ingest("", mapping.KindVitals, rec("V-NEW", "2", "P-1", "", at+`"heartRate": 84, "bloodPressure": {"systolic": 120, "diastolic": 80}`)); err != nil {
+		t.Fatal(err)
+	}
+	status := func(code string) string {
+		t.Helper()
+		r, err := g.a.Store.Read(context.Background(), "Observation", g.one(t, "Observation", "code=http://loinc.org|"+code))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var doc struct{ Status string }
+		if err := json.Unmarshal(r.Body, &doc); err != nil {
+			t.Fatal(err)
+		}
+		return doc.Status
+	}
+	if s := status("85354-9"); s != "final" {
+		t.Errorf("the blood pressure the second version made is %s, want final", s)
+	}
+	if s := status("8867-4"); s != "amended" {
+		t.Errorf("the heart rate the second version changed is %s, want amended", s)
+	}
+	// The change itself is stored: the version adding a measurement was
+	// taken for a new record (its first entry, the blood pressure, not
+	// stored), and its heart rate's conditional create matched the stored
+	// one: 84 was answered 200 and never stored.
+	if n := g.count(t, "", "Observation", "code=http://loinc.org|8867-4&value-quantity=84"); n != 1 {
+		t.Errorf("the heart rate the second version sent is not stored (%d matches of 84)", n)
+	}
+	for _, it := range g.deliveries(t, "", "serenity-clinic-emr", "V-NEW") {
+		if it.Version != "2" {
+			continue
+		}
+		var b struct {
+			Entry []struct {
+				Resource struct {
+					ResourceType, Status string
+					Code                 struct{ Coding []struct{ Code string } }
+				}
+			}
+		}
+		if err := json.Unmarshal(it.Payload, &b); err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range b.Entry {
+			if r := e.Resource; r.ResourceType == "Observation" && len(r.Code.Coding) > 0 && r.Code.Coding[0].Code == "85354-9" && r.Status != "final" {
+				t.Errorf("the EHRs receive the new blood pressure %s, want final", r.Status)
+			}
+		}
+	}
+}
