@@ -43,10 +43,21 @@ var retiredByStatus = map[string]bool{"Observation": true, "Procedure": true, "M
 // with an entry retiring each resource an earlier version of rec wrote
 // that res does not write (see above). Only for a withdrawal of a stored
 // record.
-func (s *Service) retireLeftovers(st store.Tx, tenant string, rec record, res *mapping.Result, raws [][]byte, docs []map[string]any, checked []error) (*mapping.Result, [][]byte, []map[string]any, []error, error) {
+//
+// It also returns the records nested in earlier versions of rec (not in
+// the withdrawal) whose resources it retires: the withdrawal's Provenance
+// names them with the records it nests, so that the lineage of such a
+// record shows the withdrawal that retired it (an EHR review).
+func (s *Service) retireLeftovers(st store.Tx, tenant string, rec record, res *mapping.Result, raws [][]byte, docs []map[string]any, checked []error) (*mapping.Result, [][]byte, []map[string]any, []error, []audit.NestedRecord, error) {
 	left, err := leftovers(st, tenant, rec, res)
 	if err != nil || len(left) == 0 {
-		return res, raws, docs, checked, err
+		return res, raws, docs, checked, nil, err
+	}
+	var retired []audit.NestedRecord
+	for _, l := range left {
+		if l.nested != nil && !slices.Contains(retired, *l.nested) {
+			retired = append(retired, *l.nested)
+		}
 	}
 	out := *res
 	out.Entries = slices.Clone(res.Entries)
@@ -62,7 +73,7 @@ func (s *Service) retireLeftovers(st store.Tx, tenant string, rec record, res *m
 		} else {
 			doc = l.doc
 			if err := rw.portable(doc); err != nil {
-				return nil, nil, nil, nil, err
+				return nil, nil, nil, nil, nil, err
 			}
 			doc["status"] = "entered-in-error"
 			delete(doc, "id")
@@ -71,7 +82,7 @@ func (s *Service) retireLeftovers(st store.Tx, tenant string, rec record, res *m
 				delete(meta, "lastUpdated")
 			}
 			if raw, err = fhirwire.Marshal(doc); err != nil {
-				return nil, nil, nil, nil, fmt.Errorf("withdrawn %s/%s: %w", l.r.Type, l.r.ID, err)
+				return nil, nil, nil, nil, nil, fmt.Errorf("withdrawn %s/%s: %w", l.r.Type, l.r.ID, err)
 			}
 			e.Method, e.URL = fhir.HTTPVerbPUT, l.r.Type+"?identifier="+l.system+"|"+l.value
 			e.Resource = json.RawMessage(raw)
@@ -85,7 +96,7 @@ func (s *Service) retireLeftovers(st store.Tx, tenant string, rec record, res *m
 			checked = append(checked, s.CheckProfile(len(out.Entries)-1, doc))
 		}
 	}
-	return &out, raws, docs, checked, nil
+	return &out, raws, docs, checked, retired, nil
 }
 
 // leftover is a resource an earlier version of a record wrote, as stored
@@ -96,6 +107,10 @@ type leftover struct {
 	doc           map[string]any
 	system, value string
 	uuid          string
+	// nested is the record an earlier session version nested that the
+	// resource is a part of (its identifier that record's part), nil for
+	// the record's own.
+	nested *audit.NestedRecord
 }
 
 // leftovers are the resources earlier versions of rec wrote (their record
@@ -104,6 +119,7 @@ type leftover struct {
 func leftovers(st store.Tx, tenant string, rec record, res *mapping.Result) ([]leftover, error) {
 	src := rec.rec.Env().Source
 	wrote := map[string]map[int64]bool{} // Type/id -> the versions the record's versions wrote
+	var nested []audit.NestedRecord      // the records the record's versions nested
 	for _, k := range recordKinds(rec.kind) {
 		versions, err := st.LedgerVersions(src.System, string(k), src.RecordID)
 		if err != nil {
@@ -119,9 +135,24 @@ func leftovers(st store.Tx, tenant string, rec record, res *mapping.Result) ([]l
 			}
 			var prov struct {
 				Target []struct{ Reference string } `json:"target"`
+				Entity []struct {
+					Role string
+					What struct {
+						Identifier struct{ System, Value string }
+					}
+					Extension []struct{ URL, ValueString string }
+				} `json:"entity"`
 			}
 			if err := json.Unmarshal(p.Body, &prov); err != nil {
 				return nil, fmt.Errorf("provenance %s: %w", p.ID, err)
+			}
+			for _, e := range prov.Entity {
+				for _, x := range e.Extension {
+					n := audit.NestedRecord{System: e.What.Identifier.System, Value: e.What.Identifier.Value, Kind: x.ValueString}
+					if e.Role == "source" && x.URL == audit.ExtRecordKind && n.Value != "" && !slices.Contains(nested, n) {
+						nested = append(nested, n)
+					}
+				}
 			}
 			for _, t := range prov.Target {
 				ref, n, ok := audit.Versioned(t.Reference)
@@ -164,6 +195,15 @@ func leftovers(st store.Tx, tenant string, rec record, res *mapping.Result) ([]l
 			continue
 		}
 		l := leftover{r: r, doc: doc, system: system, value: value}
+		for i, n := range nested {
+			// A record's parts are identified in its kind's system by its
+			// record id, a hyphen and a code (the record's own system is
+			// that system with "-record").
+			if system == strings.TrimSuffix(n.System, "-record") && strings.HasPrefix(value, n.Value+"-") {
+				l.nested = &nested[i]
+				break
+			}
+		}
 		l.uuid = mapping.ResourceUUID(system, value) // as the mapping names it (fullUrl; an AdverseEvent's id)
 		out = append(out, l)
 	}

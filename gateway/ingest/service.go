@@ -447,9 +447,10 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 	if res, raws, docs, checked, standing, err = keepRetiredIssue(st, rec.rec, rec.opts, id.patientID, retiring, res, raws, docs, checked); err != nil {
 		return nil, false, err
 	}
+	var retiredNested []audit.NestedRecord // records earlier versions nested whose resources the withdrawal retires
 	if withdrawal && stored != nil {
 		// A withdrawal retires what earlier versions wrote too.
-		if res, raws, docs, checked, err = s.retireLeftovers(st, tenant, rec, res, raws, docs, checked); err != nil {
+		if res, raws, docs, checked, retiredNested, err = s.retireLeftovers(st, tenant, rec, res, raws, docs, checked); err != nil {
 			return nil, false, err
 		}
 	}
@@ -536,7 +537,7 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 		WhatSystem: mapping.RecordSystem(s.p.opts.IdentifierBase, src.System, rec.kind), WhatValue: src.RecordID,
 		WhatDisplay: fmt.Sprintf("%s record version %s", rec.kind, rec.version), ContentHash: rec.hash,
 		RecordKind: string(rec.kind), RecordVersion: rec.version,
-		Nested:  NestedRecords(s.p.opts.IdentifierBase, src.System, rec.rec),
+		Nested:  withRetired(NestedRecords(s.p.opts.IdentifierBase, src.System, rec.rec), retiredNested),
 		Patient: "Patient/" + entries[0].Result().Resource.ID, // the record's Patient, written or matched
 	}, engine.Written(entries, nil))
 	if err != nil {
@@ -757,6 +758,16 @@ func patientsAnswered(response []byte) []string {
 		}
 	}
 	return out
+}
+
+// withRetired is nested with the records of retired not in it.
+func withRetired(nested, retired []audit.NestedRecord) []audit.NestedRecord {
+	for _, n := range retired {
+		if !slices.Contains(nested, n) {
+			nested = append(nested, n)
+		}
+	}
+	return nested
 }
 
 // NestedRecords are the records a session nests, as its Provenance names

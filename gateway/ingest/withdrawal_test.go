@@ -339,3 +339,30 @@ func TestNewVersionMakesFinal(t *testing.T) {
 		}
 	}
 }
+
+// TestWithdrawalNamesRetiredNested: a session's withdrawal that retires
+// the resources of a record an earlier version nested (and a later one no
+// longer does) names that record in its Provenance, so that the record's
+// lineage shows the withdrawal that retired it (an EHR review).
+func TestWithdrawalNamesRetiredNested(t *testing.T) {
+	g := newGateway(t, app.Config{})
+	withVitals := criticalSession("S-9", "1", "120")
+	without := func(version string) string {
+		return rec("S-9", version, "P-1", "", `"infusion": {`+infusionBody+`, "clinician": {"id": "C-7"}}`)
+	}
+	withdrawn := strings.Replace(without("3"), `"version": "3"}`, `"version": "3", "status": "entered-in-error"}`, 1)
+	for _, doc := range []string{withVitals, without("2"), withdrawn} {
+		if err := g.ingest("", mapping.KindSession, doc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	prov, err := g.a.Store.Read(context.Background(), "Provenance",
+		audit.RecordProvenanceID("", "serenity-clinic-emr", string(mapping.KindSession), "S-9", "3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `"system":"https://ketamine-gateway.org/fhir/sid/serenity-clinic-emr/vitals-record","value":"V-S-9"`
+	if !strings.Contains(string(prov.Body), want) {
+		t.Errorf("the withdrawal's Provenance does not name the vitals record it retired: %s", prov.Body)
+	}
+}
