@@ -259,7 +259,7 @@ func storedNested(st store.Tx, nestedL *nestedLedgers, tenant string, rec record
 		}
 		latest, ok := decodeRecord(versions[len(versions)-1].Input)
 		nested, _ := nestedForm(session, n.Kind, n.RecordID)
-		if ok && sameClinical(latest, nested) {
+		if ok && sameClinical(latest, nested) && !withdrawnInput(latest) {
 			continue // it says what is stored already
 		}
 		i := slices.IndexFunc(res.Entries, func(e mapping.Entry) bool { return e.Record == ptr && e.ResourceType != "Patient" })
@@ -405,6 +405,15 @@ func sameClinical(a, b map[string]any) bool {
 		return c
 	}
 	return reflect.DeepEqual(bare(a), bare(b))
+}
+
+// withdrawnInput reports whether rec, a record as received (decoded),
+// withdraws the record (source.status entered-in-error): a version that
+// says what it says otherwise brings the record back, which is something
+// to amend.
+func withdrawnInput(rec map[string]any) bool {
+	src, _ := rec["source"].(map[string]any)
+	return src["status"] == "entered-in-error"
 }
 
 // decodeRecord decodes a record as the content hash sees it (numbers as

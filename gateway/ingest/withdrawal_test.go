@@ -366,3 +366,29 @@ func TestWithdrawalNamesRetiredNested(t *testing.T) {
 		t.Errorf("the withdrawal's Provenance does not name the vitals record it retired: %s", prov.Body)
 	}
 }
+
+// TestWithdrawnAdverseEventNestedAgain: an adverse event withdrawn on its
+// own and then nested in a session is a new version of it (the session's
+// nested record in update mode): its suicidal-ideation Flag is active
+// again, as for the event sent again on its own.
+func TestWithdrawnAdverseEventNestedAgain(t *testing.T) {
+	g := newGateway(t, app.Config{})
+	const si = `"event": "suicidal-ideation", "onsetAt": "2026-03-02T09:25:00-05:00", "severity": "moderate", "serious": false`
+	withdrawn := strings.Replace(rec("AE-N", "2", "P-1", "", `"sessionId": "S-N", `+si), `"version": "2"}`, `"version": "2", "status": "entered-in-error"}`, 1)
+	for _, doc := range []string{rec("AE-N", "1", "P-1", "", `"sessionId": "S-N", `+si), withdrawn} {
+		if err := g.ingest("", mapping.KindAdverseEvent, doc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	session := rec("S-N", "3", "P-1", "", `"infusion": {`+infusionBody+`, "clinician": {"id": "C-7"}}, "adverseEvents": [{"recordId": "AE-N", `+si+`}]`)
+	if err := g.ingest("", mapping.KindSession, session); err != nil {
+		t.Fatal(err)
+	}
+	flag, err := g.a.Store.Read(context.Background(), "Flag", g.one(t, "Flag", "_count=10"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(flag.Body), `"status":"active"`) {
+		t.Errorf("the Flag after the event was nested again: %s, want active", flag.Body)
+	}
+}
