@@ -520,6 +520,7 @@ func (s *Service) guard(ctx context.Context, m *remapped) error {
 	if err := s.deleted(ctx, m, own, other); err != nil {
 		return err
 	}
+	stale := false // a nested record's part is stored as its own later version wrote it
 	for _, mt := range m.entries {
 		if mt.stored == nil || len(mt.changes) == 0 {
 			continue
@@ -559,6 +560,9 @@ func (s *Service) guard(ctx context.Context, m *remapped) error {
 			// A later version of the same record, in its other form, wrote
 			// what is stored: compared when that version is replayed.
 			mt.changes = nil
+			if m.res.Entries[mt.i].Record != "" {
+				stale = true // a nested record's (see below)
+			}
 		case !wrote && m.res.Entries[mt.i].IfNoneExist != "":
 			// A conditional create (the Patient) that matched what another
 			// record of the person (or a client) had written: the record
@@ -569,8 +573,30 @@ func (s *Service) guard(ctx context.Context, m *remapped) error {
 			mt.skipped = skippedOther
 		}
 	}
+	// A session's safety signals (its DetectedIssue, its Flags) stand on
+	// what it nests: where a nested record's own later version (sent on
+	// its own) changed what is stored, the session's copy of it is stale,
+	// and a signal the replay derives from it would contradict the
+	// values stored (a critical pre-dose pressure corrected upward on its
+	// own, the issue retired from the session's older value: a review).
+	// Such a signal is left as stored, reported; ingest keeps it so too
+	// (session.critical-issue-stands).
+	if _, ok := m.rec.(*mapping.Session); ok && stale {
+		for _, mt := range m.entries {
+			e := m.res.Entries[mt.i]
+			if mt.stored != nil && len(mt.changes) > 0 && mt.skipped == "" && e.Record == "" &&
+				(mt.stored.Type == "DetectedIssue" || mt.stored.Type == "Flag") {
+				mt.skipped = skippedStaleNested
+			}
+		}
+	}
 	return nil
 }
+
+// skippedStaleNested is why a session's safety signal is left as it is
+// when a record it nests was changed since on its own.
+const skippedStaleNested = "a record the session nests was changed since by a later version of its own, sent on its own: " +
+	"the session's copy of it is stale, and so would this safety signal be; it is compared when that record is replayed"
 
 // deleted finds, for each resource the mapping makes that is not stored,
 // whether the record wrote it and it is deleted since (its place in the

@@ -76,3 +76,46 @@ func TestRetiredSignalsUnchanged(t *testing.T) {
 		t.Fatal("nothing replayed")
 	}
 }
+
+// TestStaleNestedSignalKept: a replay that would retire a session's
+// DetectedIssue (a threshold raised) while the pre-dose record it stands
+// on was changed since by its own later version, sent on its own, leaves
+// the issue as stored and reports it: the session's copy of that record
+// is stale (a mapping developer's review: the apply retired an issue whose
+// stored pressure was still critical under the new threshold).
+func TestStaleNestedSignalKept(t *testing.T) {
+	rec := func(id, version, lastUpdated, body string) []byte {
+		return []byte(`{"source": {"system": "serenity-clinic-emr", "recordId": "` + id + `", "version": "` + version +
+			`", "lastUpdated": "` + lastUpdated + `"}, "patient": {"id": "P-1"}, ` + body + `}`)
+	}
+	const session = `"infusion": {"drug": "ketamine-iv", "status": "completed", "doseMgPerKg": 0.5, "bodyWeightKg": 80,
+		"totalDoseMg": 40, "infusionStart": "2026-03-02T09:00:00-05:00", "infusionEnd": "2026-03-02T09:40:00-05:00",
+		"monitoringEnd": "2026-03-02T11:00:00-05:00"}, "vitals": [{"recordId": "V-Z", "timepoint": "pre-dose",
+		"measuredAt": "2026-03-02T08:50:00-05:00", "bloodPressure": {"systolic": 185, "diastolic": 90}}]`
+	f := newFixture(t)
+	f.ingest(t, "", "session", rec("S-Z", "1", "2026-03-02T18:00:00Z", session))
+	f.ingest(t, "", "vitals", rec("V-Z", "2", "2026-03-03T12:00:00Z", `"sessionId": "S-Z", "timepoint": "pre-dose",
+		"measuredAt": "2026-03-02T08:50:00-05:00", "bloodPressure": {"systolic": 190, "diastolic": 90}`))
+	// A mapping (or threshold) change that retires the session's issue.
+	retire := alter(func(typ string, doc map[string]any) {
+		if typ == "DetectedIssue" {
+			doc["status"] = "entered-in-error"
+		}
+	})
+	_, got := run(t, f.service(retire), replay.Options{Tenant: search.AllTenants, Apply: true, Reason: "test"})
+	r := got["S-Z"]
+	skipped := false
+	for _, d := range r.Resources {
+		if strings.HasPrefix(d.Resource, "DetectedIssue/") {
+			skipped = strings.Contains(d.Skipped, "changed since by a later version of its own")
+		}
+	}
+	if !skipped {
+		t.Errorf("S-Z: %s %+v, want its DetectedIssue left as stored (stale nested record)", r.Status, r.Resources)
+	}
+	for _, v := range f.versions(t, "", "DetectedIssue") {
+		if !strings.Contains(string(v.Body), `"status":"final"`) {
+			t.Errorf("the apply retired the issue: %s", v.Body)
+		}
+	}
+}
