@@ -340,3 +340,33 @@ func TestGranularHiddenIDs(t *testing.T) {
 		})
 	}
 }
+
+// TestValidateNeedsCreateScope: $validate in mode create (at the type or
+// the system level) needs the caller's create scope on the type, as the
+// create it checks does: a client that may only read Observations is
+// refused for a Patient, 403 naming the scope (an attacker's review: any
+// client could have the gateway parse and check large bodies of any
+// type).
+func TestValidateNeedsCreateScope(t *testing.T) {
+	h, _, tok := clientsServer(t, []auth.Client{
+		{ID: "reader", Tenant: "clinic-a", Scopes: []string{"system/Observation.rs"}},
+		{ID: "writer", Tenant: "clinic-a", Scopes: []string{"system/Patient.c"}},
+	})
+	for _, tc := range []struct {
+		client, target string
+		code           int
+	}{
+		{"reader", "/fhir/Patient/$validate", http.StatusForbidden},
+		{"reader", "/fhir/$validate", http.StatusForbidden},
+		{"writer", "/fhir/Patient/$validate", http.StatusOK},
+		{"writer", "/fhir/$validate", http.StatusOK},
+	} {
+		rec := req(h, "POST", tc.target, patientJSON, tok[tc.client])
+		if rec.Code != tc.code {
+			t.Errorf("%s POST %s = %d %s, want %d", tc.client, tc.target, rec.Code, rec.Body, tc.code)
+		}
+		if tc.code == http.StatusForbidden && !strings.Contains(rec.Header().Get("WWW-Authenticate"), "system/Patient.c") {
+			t.Errorf("%s POST %s: WWW-Authenticate %q, want it to name system/Patient.c", tc.client, tc.target, rec.Header().Get("WWW-Authenticate"))
+		}
+	}
+}

@@ -75,8 +75,9 @@ func errValidateParam(code, msg, where string) error {
 // (Invalid validate-mode-unsupported). An invalid resource is a result,
 // not an error; a parameter $validate does not take, a mode outside R4's
 // codes, a profile the gateway does not know are Invalid errors naming
-// where they were given. A mode=update or delete needs the caller's update
-// or delete scope on the type (Forbidden otherwise).
+// where they were given. Each mode needs the caller's scope of the
+// interaction it checks on the type: create, update or delete (Forbidden
+// otherwise).
 func (e *Engine) Validate(ctx context.Context, sc *auditlog.Scope, req ValidateRequest) (bool, []outcome.Issue, error) {
 	if req.Type != "" {
 		if err := e.checkType(req.Type); err != nil {
@@ -124,6 +125,16 @@ func (e *Engine) Validate(ctx context.Context, sc *auditlog.Scope, req ValidateR
 	rt := resourceTypeOf(in.resource)
 	if req.Type != "" {
 		rt = req.Type
+	}
+	if in.mode == modeCreate && rt != "" && e.checkType(rt) == nil {
+		// As the create it checks: a client that may not create the type
+		// has nothing to validate a create of, and a resource's validation
+		// costs what its write does (an attacker's review: any client,
+		// whatever its scopes, could have the gateway parse and check 16
+		// MiB bodies of any type).
+		if err := allow(sc, rt, 'c'); err != nil {
+			return false, nil, err
+		}
 	}
 	var urls []string
 	var extra []outcome.Issue
