@@ -93,6 +93,9 @@ func readBodyOf(c echo.Context, limit int64, types ...string) ([]byte, error) {
 	case err != nil:
 		return nil, errBodyUnreadable
 	}
+	if err := admitBody(c, len(b)); err != nil {
+		return nil, err
+	}
 	return b, nil
 }
 

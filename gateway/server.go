@@ -89,6 +89,7 @@ type Server struct {
 	routes                   map[string]*route // "METHOD template" -> its row of the route table
 	ipLimiter, clientLimiter *auth.Limiter
 	inFlight                 chan struct{}
+	bodies                   *bodyBudget // the large request bodies in process (bodybudget.go)
 	gzip                     gzipPool
 	cors                     cors
 }
@@ -110,7 +111,8 @@ func NewServer(cfg Config) (*Server, error) {
 	if cfg.MaxInFlight <= 0 {
 		cfg.MaxInFlight = 256
 	}
-	s := &Server{cfg: cfg, app: cfg.App, log: cfg.Logger, inFlight: make(chan struct{}, cfg.MaxInFlight)}
+	s := &Server{cfg: cfg, app: cfg.App, log: cfg.Logger, inFlight: make(chan struct{}, cfg.MaxInFlight),
+		bodies: newBodyBudget(cfg.MaxBodyBytes)}
 	var err error
 	if s.cors, err = newCORS(cfg.CORSOrigins); err != nil {
 		return nil, err
@@ -149,7 +151,7 @@ func NewServer(cfg Config) (*Server, error) {
 	// limit are logged but not audited: a flood must not become a flood of
 	// database writes.
 	e.Use(s.compress, s.logRequests, s.boundConcurrency, s.limitIP, s.auditRequests, s.recoverPanics, s.routeTemplate,
-		s.checkRequest, s.authenticate)
+		s.checkRequest, s.authenticate, s.holdBodies)
 	s.echo = e
 	s.handler = e
 	if cfg.Telemetry != nil {
