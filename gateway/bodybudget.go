@@ -25,7 +25,7 @@ import (
 // bodies (a native record, a search form, a typical Bundle) never wait.
 const (
 	largeBody        = 1 << 20
-	bodyBudgetBodies = 4
+	bodyBudgetBodies = 2
 	bodyWait         = 2 * time.Second
 	bodyPoll         = 20 * time.Millisecond
 )

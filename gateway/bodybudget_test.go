@@ -20,7 +20,7 @@ import (
 // in alone; giving back twice gives back once.
 func TestBodyBudget(t *testing.T) {
 	const mib = 1 << 20
-	b := newBodyBudget(16 * mib) // 64 MiB in all, 32 a client
+	b := newBodyBudget(32 * mib) // 64 MiB in all, 32 a client
 	b.wait = 30 * time.Millisecond
 	ctx := context.Background()
 	take := func(key string, n int64) (func(), error) { return b.take(ctx, key, n*mib) }
