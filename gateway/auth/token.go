@@ -184,6 +184,13 @@ func (s *Server) verifyAssertion(ctx context.Context, assertion string) (*regist
 	if _, ok := h.ExtraHeaders["jku"]; ok {
 		return nil, invalidClient("jku-not-allowed", "client_assertion must not have a jku header: the gateway verifies assertions with the keys registered for the client only (send the kid of a registered key)", client.id)
 	}
+	if _, ok := h.ExtraHeaders["crit"]; ok {
+		// RFC 7515 4.1.11: a recipient refuses a JWS whose critical
+		// extensions it does not understand; the gateway understands
+		// none. Its own reason, not a bad signature, which would send
+		// whoever investigates to the client's keys.
+		return nil, invalidClient("crit-unsupported", "client_assertion must not have a crit header: the gateway supports no critical header extension", client.id)
+	}
 	if h.KeyID == "" {
 		return nil, invalidClient("kid-missing", "client_assertion must have a kid header", client.id)
 	}

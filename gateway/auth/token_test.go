@@ -188,6 +188,14 @@ func TestTokenRejects(t *testing.T) {
 			wantStatus: 401, wantCode: "invalid_client", wantReason: "jku-not-allowed", wantClient: "rs-client",
 		},
 		{
+			name: "crit header", // RFC 7515: an extension not understood; not a bad signature
+			form: func(t *testing.T, now time.Time) url.Values {
+				h := map[jose.HeaderKey]any{"crit": []string{"foo"}, "foo": 1}
+				return tokenForm(sign(t, jose.RS384, rsaKey(), "rs-1", claims("rs-client", now), h), "system/*.rs")
+			},
+			wantStatus: 401, wantCode: "invalid_client", wantReason: "crit-unsupported", wantClient: "rs-client",
+		},
+		{
 			name: "typ not JWT",
 			form: func(t *testing.T, now time.Time) url.Values {
 				h := map[jose.HeaderKey]any{jose.HeaderType: "at+jwt"}
