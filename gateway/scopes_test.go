@@ -370,3 +370,24 @@ func TestValidateNeedsCreateScope(t *testing.T) {
 		}
 	}
 }
+
+// TestChainNamesEveryScope: a chain without a :Type goes into every type
+// its reference may target, and its 403 names every scope it lacks, not
+// only the first (an attacker's review: a client that added the one named
+// met the next 403).
+func TestChainNamesEveryScope(t *testing.T) {
+	h, _, tok := clientsServer(t, []auth.Client{{ID: "obs", Tenant: "clinic-a", Scopes: []string{"system/Observation.rs"}}})
+	rec := req(h, "GET", "/fhir/Observation?subject.name=x", "", tok["obs"])
+	if rec.Code != http.StatusForbidden {
+		t.Fatalf("untyped chain = %d %s, want 403", rec.Code, rec.Body)
+	}
+	for _, scope := range []string{"system/Patient.s", "system/Location.s"} { // the types the gateway serves
+		if !strings.Contains(rec.Body.String(), scope) || !strings.Contains(rec.Header().Get("WWW-Authenticate"), scope) {
+			t.Errorf("the 403 does not name %s: %s / %s", scope, rec.Body, rec.Header().Get("WWW-Authenticate"))
+		}
+	}
+	if rec := req(h, "GET", "/fhir/Observation?subject:Patient.name=x", "", tok["obs"]); rec.Code != http.StatusForbidden ||
+		!strings.Contains(rec.Body.String(), "(system/Patient.s is needed)") {
+		t.Errorf("typed chain = %d %s, want 403 naming system/Patient.s alone", rec.Code, rec.Body)
+	}
+}

@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"strings"
+
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
@@ -44,9 +46,14 @@ func allowLinked(sc *auditlog.Scope, q *search.Query) error {
 	if q == nil {
 		return nil
 	}
+	var missing []string // the scopes of every type the caller may not see: one 403 names them all
 	for _, typ := range linkedTypes(q) {
 		if err := allowSee(sc, typ); err != nil {
-			return err
+			if sc.Principal == nil {
+				return err
+			}
+			missing = append(missing, "system/"+typ+".s")
+			continue
 		}
 		if restrictedFor(sc, typ, "rs") {
 			// A chain or _has tests resources of typ by their content: one
@@ -57,6 +64,11 @@ func allowLinked(sc *auditlog.Scope, q *search.Query) error {
 				"search parameters), and a chain or _has into " + typ + " cannot be confined to them: search " + typ +
 				" itself, or ask for a token without the restriction")
 		}
+	}
+	if len(missing) > 0 {
+		// A chain without a :Type goes into every type its reference
+		// may target: a client told of one would meet the next 403.
+		return auth.InsufficientScope(sc.Principal.ClientID, strings.Join(missing, " "))
 	}
 	return nil
 }

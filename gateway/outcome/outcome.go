@@ -292,6 +292,10 @@ func authOutcome(f *auth.Failure) (Kind, []Issue) {
 	msg := f.Description
 	if f.Status == 403 {
 		msg = "the access token's scopes do not allow this (" + f.Scope + " is needed)"
+		if scopes := strings.Fields(f.Scope); len(scopes) > 1 {
+			msg = "the access token's scopes do not allow this (" + strings.Join(scopes[:len(scopes)-1], ", ") +
+				" and " + scopes[len(scopes)-1] + " are needed)"
+		}
 	}
 	return kind, []Issue{{Severity: "error", Code: code, Rule: rule, Message: msg}}
 }
