@@ -1863,3 +1863,37 @@ func TestWriteMediaTypes(t *testing.T) {
 		}
 	}
 }
+
+// TestInstanceHistorySinceNothingNew: the history of a resource that
+// exists, asked with a _since after its last change, is an empty history
+// (a client polling for changes), not 404; a resource never written is
+// 404 with or without _since (a conformance review).
+func TestInstanceHistorySinceNothingNew(t *testing.T) {
+	h := fhirServer(t)
+	rec := req(h, "POST", "/fhir/Patient", patientJSON)
+	if rec.Code != http.StatusCreated {
+		t.Fatalf("create = %d %s", rec.Code, rec.Body)
+	}
+	id := decode(t, rec)["id"].(string)
+	for _, tc := range []struct {
+		target string
+		code   int
+		total  float64
+	}{
+		{"/fhir/Patient/" + id + "/_history?_since=2030-01-01T00:00:00Z", 200, 0},
+		{"/fhir/Patient/" + id + "/_history?_since=2000-01-01T00:00:00Z", 200, 1},
+		{"/fhir/Patient/nobody/_history?_since=2000-01-01T00:00:00Z", 404, 0},
+		{"/fhir/Patient/nobody/_history", 404, 0},
+	} {
+		rec := req(h, "GET", tc.target, "")
+		if rec.Code != tc.code {
+			t.Errorf("GET %s = %d %s, want %d", tc.target, rec.Code, rec.Body, tc.code)
+			continue
+		}
+		if tc.code == 200 {
+			if b := decode(t, rec); b["type"] != "history" || b["total"].(float64) != tc.total {
+				t.Errorf("GET %s = %s, want a history of %v", tc.target, rec.Body, tc.total)
+			}
+		}
+	}
+}

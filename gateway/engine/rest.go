@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 
@@ -557,7 +558,31 @@ func (e *Engine) history(ctx context.Context, sc *auditlog.Scope, in reads, typ,
 		return nil, err
 	}
 	if q.ID != "" && total == 0 {
-		return nil, errResourceUnkown
+		// None since _since is an empty history of a resource that
+		// exists (a client polling for changes), not an unknown one: the
+		// versions are counted again without it.
+		exists := false
+		if !q.Since.IsZero() {
+			all := q
+			all.Since, all.Count, all.Offset = time.Time{}, 1, 0
+			err := e.queryIn(ctx, sc, in, func(ctx context.Context, st reader) error {
+				var n int
+				var err error
+				if restricted {
+					_, n, err = restrictedHistory(ctx, e, sc, st, all)
+				} else {
+					_, n, err = st.History(ctx, all)
+				}
+				exists = n > 0
+				return err
+			})
+			if err != nil {
+				return nil, err
+			}
+		}
+		if !exists {
+			return nil, errResourceUnkown
+		}
 	}
 	// The scope check above covers every version's type; Disclose keeps
 	// the one decision in one place (and the tenant check twice).
