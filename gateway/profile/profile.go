@@ -168,9 +168,22 @@ func (s *Set) Check(doc map[string]any, expr string) []outcome.Issue {
 			out = append(out, unknown(expr))
 			continue
 		}
+		if typ, _ := doc["resourceType"].(string); c.sd.Type != typ {
+			out = append(out, typeMismatch(expr, u, c.sd.Type, typ))
+			continue
+		}
 		out = append(out, c.check(doc, expr, false)...)
 	}
 	return out
+}
+
+// typeMismatch is the issue of a profile u, of resources of typ, that a
+// resource of another type (got) claims or is checked against: one issue,
+// not the profile's rules applied to elements the resource does not have
+// (a conformance review).
+func typeMismatch(expr, u, typ, got string) outcome.Issue {
+	return outcome.Issue{Severity: "error", Code: "invalid", Rule: "profile.type-mismatch", Expression: expr,
+		Message: fmt.Sprintf("the profile %s constrains %s, not %s", u, typ, got)}
 }
 
 // Validate is the check of $validate: the profiles doc claims that the
@@ -187,6 +200,8 @@ func (s *Set) Validate(doc map[string]any, expr string, requested ...string) []o
 		c := s.checkers[u]
 		switch {
 		case seen[u]:
+		case c != nil && c.sd.Type != typ:
+			out = append(out, typeMismatch(expr, u, c.sd.Type, typ))
 		case c != nil:
 			out = append(out, c.check(doc, expr, true)...)
 		case strings.HasPrefix(u, Prefix):
@@ -203,8 +218,7 @@ func (s *Set) Validate(doc map[string]any, expr string, requested ...string) []o
 		switch {
 		case c == nil || seen[u]:
 		case c.sd.Type != typ:
-			out = append(out, outcome.Issue{Severity: "error", Code: "invalid", Rule: "profile.type-mismatch", Expression: expr,
-				Message: fmt.Sprintf("the profile %s constrains %s, not %s", u, c.sd.Type, typ)})
+			out = append(out, typeMismatch(expr, u, c.sd.Type, typ))
 		default:
 			out = append(out, c.check(doc, expr, true)...)
 		}

@@ -239,6 +239,9 @@ func TestCheckOnWrite(t *testing.T) {
 		{"vital sign without category", vital, "category", "profile.category"},
 		{"vital sign without effective time", vital, "effectiveDateTime", "profile.effective"},
 		{"unknown gateway profile", unknown, "", "profile.unknown"},
+		// A profile of another type: one issue, not its rules applied to
+		// elements the resource lacks (a conformance review).
+		{"a Flag claiming the vital-signs profile", strings.Replace(flag, "kg-safety-flag", "kg-vital-signs", 1), "", "profile.type-mismatch"},
 		{"another's profile is not checked on write", other, "code", ""},
 	}
 	s := set(t)
@@ -280,6 +283,11 @@ func TestValidateRequestedProfile(t *testing.T) {
 	issues = s.Validate(hr, "Observation", "https://ketamine-gateway.org/fhir/StructureDefinition/kg-adverse-event")
 	if !slices.ContainsFunc(issues, func(i outcome.Issue) bool { return i.Rule == "profile.type-mismatch" }) {
 		t.Errorf("Validate(kg-adverse-event on an Observation) = %s", brief(issues))
+	}
+	// Claimed, not requested: the same one issue.
+	patient := map[string]any{"resourceType": "Patient", "meta": map[string]any{"profile": []any{"http://hl7.org/fhir/StructureDefinition/bp"}}}
+	if issues := s.Validate(patient, "Patient"); len(issues) != 1 || issues[0].Rule != "profile.type-mismatch" {
+		t.Errorf("Validate(a Patient claiming bp) = %s, want one profile.type-mismatch", brief(issues))
 	}
 	for url, want := range map[string]bool{
 		"https://ketamine-gateway.org/fhir/StructureDefinition/kg-vital-signs":                    true,
