@@ -1897,3 +1897,33 @@ func TestInstanceHistorySinceNothingNew(t *testing.T) {
 		}
 	}
 }
+
+// TestReadOnlyTypesAllow: a write to a type clients may not write is 405
+// with Allow naming what the target supports (GET, HEAD), not the other
+// write methods it refuses too, and OPTIONS says the same; $validate of a
+// create of one reports the refusal (a conformance review).
+func TestReadOnlyTypesAllow(t *testing.T) {
+	h := fhirServer(t)
+	for _, tc := range []struct{ method, target string }{
+		{"POST", "/fhir/ValueSet"}, {"PUT", "/fhir/ValueSet/kg-drugs"}, {"PATCH", "/fhir/ValueSet/kg-drugs"},
+		{"DELETE", "/fhir/ValueSet/kg-drugs"}, {"POST", "/fhir/StructureDefinition"}, {"POST", "/fhir/AuditEvent"},
+	} {
+		rec := req(h, tc.method, tc.target, `{"resourceType":"`+strings.Split(tc.target, "/")[2]+`"}`)
+		if rec.Code != http.StatusMethodNotAllowed || rec.Header().Get("Allow") != "GET, HEAD" {
+			t.Errorf("%s %s = %d Allow %q, want 405 Allow GET, HEAD", tc.method, tc.target, rec.Code, rec.Header().Get("Allow"))
+		}
+	}
+	for _, target := range []string{"/fhir/ValueSet/kg-drugs", "/fhir/ValueSet", "/fhir/AuditEvent/x"} {
+		rec := req(h, "OPTIONS", target, "")
+		if allow := rec.Header().Get("Allow"); allow != "OPTIONS, GET, HEAD" {
+			t.Errorf("OPTIONS %s = %d Allow %q, want OPTIONS, GET, HEAD", target, rec.Code, allow)
+		}
+	}
+	if allow := req(h, "OPTIONS", "/fhir/Patient/x", "").Header().Get("Allow"); !strings.Contains(allow, "PUT") {
+		t.Errorf("OPTIONS of a writable type's instance: Allow %q, want its write methods", allow)
+	}
+	rec := req(h, "POST", "/fhir/ValueSet/$validate?mode=create", `{"resourceType":"ValueSet","status":"draft"}`)
+	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "conformance-read-only") {
+		t.Errorf("$validate of a ValueSet create = %d %s, want the conformance-read-only error", rec.Code, rec.Body)
+	}
+}

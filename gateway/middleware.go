@@ -619,3 +619,21 @@ func (s *Server) boundConcurrency(next echo.HandlerFunc) echo.HandlerFunc {
 		return next(c)
 	}
 }
+
+// readOnlyOptions answers an OPTIONS of the type or an instance of a type
+// clients may not write (AuditEvent, the published conformance resources)
+// with the methods it supports, GET and HEAD, where the router lists
+// every method of the route template (a conformance review: OPTIONS of a
+// ValueSet listed PUT, PATCH and DELETE, which it refuses).
+func (s *Server) readOnlyOptions(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		// The router gives an OPTIONS no parameters: the type is the
+		// path's second segment.
+		if c.Request().Method == http.MethodOptions && (c.Path() == "/fhir/:type" || c.Path() == "/fhir/:type/:id") &&
+			!engine.ClientWritable(strings.Split(strings.TrimPrefix(c.Request().URL.Path, "/fhir/"), "/")[0]) {
+			allow := strings.Join(append([]string{http.MethodOptions}, engine.ReadOnlyMethods...), ", ")
+			c.Response().Before(func() { c.Response().Header().Set("Allow", allow) })
+		}
+		return next(c)
+	}
+}

@@ -151,7 +151,7 @@ func NewServer(cfg Config) (*Server, error) {
 	// limit are logged but not audited: a flood must not become a flood of
 	// database writes.
 	e.Use(s.compress, s.logRequests, s.boundConcurrency, s.limitIP, s.auditRequests, s.recoverPanics, s.routeTemplate,
-		s.checkRequest, s.authenticate, s.holdBodies)
+		s.checkRequest, s.authenticate, s.holdBodies, s.readOnlyOptions)
 	s.echo = e
 	s.handler = e
 	if cfg.Telemetry != nil {

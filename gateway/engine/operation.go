@@ -152,6 +152,18 @@ func (e *Engine) Validate(ctx context.Context, sc *auditlog.Scope, req ValidateR
 	}
 	valid, issues := e.v.Check(in.resource, req.Type, urls...)
 	issues = append(issues, extra...)
+	if in.mode == modeCreate && rt != "" {
+		// The create it checks is refused 405 for a type clients may not
+		// write (AuditEvent, the published conformance resources): so is
+		// the verdict (a conformance review: it said valid).
+		if err := clientWritable(rt); err != nil {
+			_, more := outcome.From(err)
+			for i := range more {
+				more[i].Expression = rt
+			}
+			issues = append(issues, more...)
+		}
+	}
 	id := ""
 	if in.mode == modeUpdate {
 		more, err := e.validateUpdate(ctx, sc, req, rt, in.resource)

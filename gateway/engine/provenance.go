@@ -21,11 +21,11 @@ import (
 // One rule, two reasons: the message said "ids rec-… are reserved" for a
 // Bundle's Provenance whose id is not one (p45 F2).
 var (
-	errProvenanceReadOnly = &outcome.Error{Kind: outcome.MethodNotAllowed, Allow: []string{"GET"}, Issues: []outcome.Issue{{
+	errProvenanceReadOnly = &outcome.Error{Kind: outcome.MethodNotAllowed, Allow: ReadOnlyMethods, Issues: []outcome.Issue{{
 		Severity: "error", Code: "forbidden", Rule: "provenance-read-only",
 		Message: "this Provenance is the gateway's own audit record (it names the gateway's agents): it cannot be changed or deleted; " +
 			"to say more of the resources it covers, write a Provenance of your own"}}}
-	errProvenanceReserved = &outcome.Error{Kind: outcome.MethodNotAllowed, Allow: []string{"GET"}, Issues: []outcome.Issue{{
+	errProvenanceReserved = &outcome.Error{Kind: outcome.MethodNotAllowed, Allow: ReadOnlyMethods, Issues: []outcome.Issue{{
 		Severity: "error", Code: "forbidden", Rule: "provenance-read-only",
 		Message: "ids beginning rec- are reserved for the gateway's Provenance of native records: a client cannot create, " +
 			"change or delete one; write your own Provenance with another id"}}}

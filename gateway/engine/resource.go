@@ -23,18 +23,24 @@ func clientWritable(typ string) error {
 	case typ == "AuditEvent":
 		return errAuditReadOnly
 	case publishedTypes[typ]:
-		return outcome.New(outcome.MethodNotAllowed, "forbidden", "conformance-read-only",
-			typ+" resources are the gateway's own conformance resources, published read-only; they cannot be created, changed or deleted")
+		return &outcome.Error{Kind: outcome.MethodNotAllowed, Allow: ReadOnlyMethods, Issues: []outcome.Issue{{
+			Severity: "error", Code: "forbidden", Rule: "conformance-read-only",
+			Message: typ + " resources are the gateway's own conformance resources, published read-only; they cannot be created, changed or deleted"}}}
 	}
 	return nil
 }
+
+// ReadOnlyMethods are what the type and instance endpoints of a type
+// clients may not write allow (RFC 9110 15.5.6: a 405's Allow lists what
+// the target supports, not the other write methods it refuses too).
+var ReadOnlyMethods = []string{"GET", "HEAD"}
 
 // publishedTypes are the types of the conformance resources the gateway
 // publishes (engine.Seed); clients read and search them.
 var publishedTypes = map[string]bool{"CodeSystem": true, "ValueSet": true, "StructureDefinition": true,
 	"SearchParameter": true, "OperationDefinition": true, "ImplementationGuide": true}
 
-var errAuditReadOnly = &outcome.Error{Kind: outcome.MethodNotAllowed, Allow: []string{"GET", "HEAD"}, Issues: []outcome.Issue{{
+var errAuditReadOnly = &outcome.Error{Kind: outcome.MethodNotAllowed, Allow: ReadOnlyMethods, Issues: []outcome.Issue{{
 	Severity: "error", Code: "forbidden", Rule: "audit-read-only",
 	Message: "AuditEvents are recorded by the gateway and cannot be created, changed or deleted"}}}
 
