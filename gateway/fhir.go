@@ -322,6 +322,16 @@ func (s *Server) handleSearch(c echo.Context) error {
 		for k, vs := range form {
 			params[k] = append(params[k], vs...)
 		}
+		if f, ok := form["_format"]; ok {
+			// The form's _format means what the URL's does (a conformance
+			// review: it was ignored, and the paging links repeated it).
+			if len(params["_format"]) > 1 {
+				return paramInvalid("_format is given more than once (in the URL and the form, or twice): give it once")
+			}
+			if err := useFormat(c, f[0]); err != nil {
+				return err
+			}
+		}
 	}
 	res, err := s.app.Engine.Search(c.Request().Context(), scopeOf(c), typ, params, preferLenient(preferHeader(c)))
 	if err != nil {

@@ -1927,3 +1927,23 @@ func TestReadOnlyTypesAllow(t *testing.T) {
 		t.Errorf("$validate of a ValueSet create = %d %s, want the conformance-read-only error", rec.Code, rec.Body)
 	}
 }
+
+// TestSearchFormFormat: _format in a POST _search's form body means what
+// it means in the URL (search.html): honoured, or refused alike; given in
+// both, it is 400 (a conformance review: it was ignored, and the paging
+// links repeated it).
+func TestSearchFormFormat(t *testing.T) {
+	h := fhirServer(t)
+	form := func(body string) *httptest.ResponseRecorder {
+		return req(h, "POST", "/fhir/Patient/_search", body, "Content-Type: application/x-www-form-urlencoded")
+	}
+	if rec := form("_format=xml&_count=2"); rec.Code != http.StatusNotAcceptable {
+		t.Errorf("_format=xml in the form = %d %s, want 406 as in the URL", rec.Code, rec.Body)
+	}
+	if rec := form("_format=application/json"); rec.Code != http.StatusOK || !strings.HasPrefix(rec.Header().Get("Content-Type"), "application/json") {
+		t.Errorf("_format=application/json in the form = %d %q, want 200 application/json", rec.Code, rec.Header().Get("Content-Type"))
+	}
+	if rec := req(h, "POST", "/fhir/Patient/_search?_format=json", "_format=json", "Content-Type: application/x-www-form-urlencoded"); rec.Code != http.StatusBadRequest {
+		t.Errorf("_format in the URL and the form = %d %s, want 400", rec.Code, rec.Body)
+	}
+}

@@ -120,14 +120,9 @@ func (s *Server) fhirFormat(next echo.HandlerFunc) echo.HandlerFunc {
 		// another.
 		c.Response().Header().Add("Vary", "Accept")
 		if f := c.QueryParam("_format"); f != "" {
-			mt, ok := fhirwire.FormatMediaType(f)
-			if !ok {
-				return errFormat
+			if err := useFormat(c, f); err != nil {
+				return err
 			}
-			if v, ok := fhirwire.FHIRVersion(f); ok && !fhirwire.R4Version(v) {
-				return errFormatVersion
-			}
-			c.Set(formatKey, mt)
 		} else if a := strings.Join(c.Request().Header.Values("Accept"), ", "); rawBinaryRead(c, a) {
 			c.Set(rawKey, a) // the Binary's own content (respondRead)
 		} else if a != "" {
@@ -636,4 +631,19 @@ func (s *Server) readOnlyOptions(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		return next(c)
 	}
+}
+
+// useFormat makes f, a _format value (in the URL, or in a POST _search's
+// form body, which means what the URL would: search.html), the answer's
+// media type, overriding Accept.
+func useFormat(c echo.Context, f string) error {
+	mt, ok := fhirwire.FormatMediaType(f)
+	if !ok {
+		return errFormat
+	}
+	if v, ok := fhirwire.FHIRVersion(f); ok && !fhirwire.R4Version(v) {
+		return errFormatVersion
+	}
+	c.Set(formatKey, mt)
+	return nil
 }
