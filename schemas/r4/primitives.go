@@ -256,8 +256,13 @@ func noSpace(s []byte) bool {
 }
 
 // urnOK checks the two URN forms FHIR gives a syntax for: a uri starting
-// with urn:uuid: or urn:oid: must hold a valid (lowercase) UUID or OID.
+// with urn:uuid: or urn:oid: must hold a valid (lowercase) UUID or OID,
+// which a fragment may follow (RFC 3986 3.5: any URI may carry one; an
+// IPS narrative link names an element of a Bundle entry so, urn:uuid:...#x).
 func urnOK(s []byte) bool {
+	if i := bytes.IndexByte(s, '#'); i >= 0 {
+		s = s[:i]
+	}
 	switch {
 	case len(s) >= 9 && string(s[:9]) == "urn:uuid:":
 		return isUUID(s[9:])

@@ -9,12 +9,15 @@ import (
 
 // minInvalidRejected is the number of the HL7 validator's expected-invalid
 // cases that this package rejects (53 of 98 when it was written; 52 of 97
-// since encounter-period is a deliberate difference: deliberate).
+// since encounter-period is a deliberate difference: deliberate; 51 since
+// a urn:uuid with a fragment is a valid uri: ips-htmlrefs-backwards was
+// rejected for that, while its fault is the value type its narrativeLink
+// extension's definition gives, which needs the extension definitions).
 // Most of the others need terminology services (displays, SNOMED/LOINC
 // codes), profiles and extension definitions, signature checks, reference
 // resolution or resource-specific business rules, which are out of scope.
 // Raise it when the validator improves; the test fails if the number drops.
-const minInvalidRejected = 52
+const minInvalidRejected = 51
 
 // deliberate lists expected-invalid cases that this package accepts on
 // purpose, with why; the test checks that it does.

@@ -54,6 +54,9 @@ var ruleCases = []ruleCase{
 	{name: "absolute reference", doc: patient(`"managingOrganization":{"reference":"https://example.org/fhir/Organization/1/_history/2"}`)},
 	{name: "history reference", doc: patient(`"managingOrganization":{"reference":"Organization/1/_history/2"}`)},
 	{name: "urn oid reference", doc: patient(`"managingOrganization":{"reference":"urn:oid:1.2.3"}`)},
+	// RFC 3986 3.5: any URI may carry a fragment (an IPS narrative link
+	// names an element of a Bundle entry so).
+	{name: "urn uuid with a fragment", doc: patient(`"implicitRules":"urn:uuid:8ce7db7b-9b9b-41ae-b1d7-3f2d1c728a13#x"`)},
 	{name: "local reference", doc: patient(`"contained":[{"resourceType":"Organization","id":"o1","name":"x"}],"managingOrganization":{"reference":"#o1"}`)},
 	{name: "contained refers to container", doc: patient(`"contained":[{"resourceType":"Observation","id":"o","status":"final","code":{"text":"x"},"subject":{"reference":"#"}}]`)},
 	{name: "contained referenced by canonical", doc: `{"resourceType":"Questionnaire","status":"draft","contained":[{"resourceType":"ValueSet","id":"vs","status":"draft"}],"item":[{"linkId":"1","type":"choice","answerValueSet":"#vs"}]}`},
@@ -169,6 +172,7 @@ var ruleCases = []ruleCase{
 	{name: "control char", doc: patient(`"name":[{"family":"a\u0001b"}]`), rule: "primitive-format", expr: "Patient.name[0].family"},
 	{name: "uri space", doc: patient(`"implicitRules":"http://a b"`), rule: "primitive-format", expr: "Patient.implicitRules"},
 	{name: "uuid uppercase", doc: patient(`"implicitRules":"urn:uuid:4E6A2F0C-7F0E-4C3F-9A7A-0B7C2D1E5F60"`), rule: "primitive-format", expr: "Patient.implicitRules"},
+	{name: "uuid bad before a fragment", doc: patient(`"implicitRules":"urn:uuid:nope#x"`), rule: "primitive-format", expr: "Patient.implicitRules"},
 	{name: "bad base64", doc: patient(`"photo":[{"contentType":"image/png","data":"%%%"}]`), rule: "primitive-format", expr: "Patient.photo[0].data"},
 	{name: "bad time", doc: `{"resourceType":"Basic","code":{"text":"x"},"extension":[{"url":"http://e","valueTime":"12:05"}]}`, rule: "primitive-format", expr: "Basic.extension[0].valueTime"},
 	{name: "bad oid", doc: `{"resourceType":"Basic","code":{"text":"x"},"extension":[{"url":"http://e","valueOid":"urn:oid:1.02"}]}`, rule: "primitive-format", expr: "Basic.extension[0].valueOid"},
