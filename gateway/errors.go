@@ -19,10 +19,6 @@ import (
 // types, limits. Everything else comes classified from the application.
 var (
 	errRouteUnknown = outcome.New(outcome.NotFound, "not-found", "route-unknown", "no such endpoint")
-	// errVersionForm answers a vread of a version id the gateway never
-	// issues in that form (01, +1).
-	errVersionForm = outcome.New(outcome.NotFound, "not-found", "version-unknown",
-		"no such version: the gateway's version ids are 1, 2, 3, ... written without sign or leading zeros")
 	errOperationUnknown = outcome.New(outcome.NotFound, "not-supported", "operation-unknown",
 		"the gateway has no such operation here; its operations are $validate (POST /fhir, /fhir/{type}, /fhir/{type}/{id}), "+
 			"$everything (GET or POST /fhir/Patient/{id}) and $export (GET /fhir, /fhir/Patient, /fhir/Group/{id})")

@@ -1947,3 +1947,20 @@ func TestSearchFormFormat(t *testing.T) {
 		t.Errorf("_format in the URL and the form = %d %s, want 400", rec.Code, rec.Body)
 	}
 }
+
+// TestVReadUnknownBoth: a vread naming neither a resource nor a version is
+// resource-unknown; a version that is not one of a resource that exists
+// is version-unknown (a conformance review).
+func TestVReadUnknownBoth(t *testing.T) {
+	h := fhirServer(t)
+	rec := req(h, "POST", "/fhir/Patient", patientJSON)
+	id := decode(t, rec)["id"].(string)
+	for target, rule := range map[string]string{
+		"/fhir/Patient/JohnSmith/_history/JohnSmith": "resource-unknown",
+		"/fhir/Patient/JohnSmith/_history/7":         "resource-unknown",
+		"/fhir/Patient/" + id + "/_history/JohnSmith": "version-unknown",
+		"/fhir/Patient/" + id + "/_history/7":         "version-unknown",
+	} {
+		assertOutcome(t, req(h, "GET", target, ""), http.StatusNotFound, rule, "")
+	}
+}

@@ -143,11 +143,11 @@ func (s *Server) fhirFormat(next echo.HandlerFunc) echo.HandlerFunc {
 // segment below it. Such a path is route-unknown, as /fhir/Patient/x/ is,
 // never "no such resource" or "no such version", which would tell a client
 // with a URL-building bug that the resource or version does not exist. A
-// version id the gateway never issues in that form (01, +1: its version
-// ids are 1, 2, ... in decimal) is no such version, not version 1.
+// version id the gateway never issues in that form (01, +1) is the
+// engine's to answer (vread): no such version of a resource that exists.
 func fhirPath(c echo.Context) error {
 	values := c.ParamValues()
-	for i, name := range c.ParamNames() {
+	for i := range c.ParamNames() {
 		if i >= len(values) {
 			break
 		}
@@ -155,21 +155,11 @@ func fhirPath(c echo.Context) error {
 		if v == "" || strings.Contains(v, "/") {
 			return errRouteUnknown
 		}
-		if name == "vid" && !canonicalVersion(v) {
-			return errVersionForm
-		}
 	}
 	if c.Param("type") == "metadata" && c.Param("id") != "" {
 		return errRouteUnknown
 	}
 	return nil
-}
-
-// canonicalVersion reports whether vid is written as the gateway writes
-// its version ids: a positive decimal without sign or leading zeros.
-func canonicalVersion(vid string) bool {
-	v, err := strconv.ParseInt(vid, 10, 64)
-	return err == nil && v >= 1 && strconv.FormatInt(v, 10) == vid
 }
 
 // operationOrMetadata refuses what a route's parameters took for a type,

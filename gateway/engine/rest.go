@@ -32,6 +32,10 @@ var (
 	errTypeUnknown    = outcome.New(outcome.NotFound, "not-supported", "resource-type-unknown", "not a FHIR R4 resource type")
 	errResourceUnkown = outcome.New(outcome.NotFound, "not-found", "resource-unknown", "no such resource")
 	errVersionUnknown = outcome.New(outcome.NotFound, "not-found", "version-unknown", "no such version")
+	// errVersionForm answers a vread of a version id the gateway never
+	// issues in that form (01, +1, a name) of a resource that exists.
+	errVersionForm = outcome.New(outcome.NotFound, "not-found", "version-unknown",
+		"no such version: the gateway's version ids are 1, 2, 3, ... written without sign or leading zeros")
 	// errTypeNotRESTful answers a request on /fhir/Parameters: R4 gives
 	// Parameters no RESTful endpoint (parameters.html), it is an
 	// operation's input and output, never stored.
@@ -135,10 +139,6 @@ func (e *Engine) vread(ctx context.Context, sc *auditlog.Scope, in reads, typ, i
 	if err := allow(sc, typ, 'r'); err != nil {
 		return nil, err
 	}
-	v, err := strconv.ParseInt(vid, 10, 64)
-	if err != nil || v < 1 {
-		return nil, errVersionUnknown
-	}
 	st := e.reader(sc, in)
 	// A resource whose read the caller gets (its current version, or its
 	// deletion, shown) tells a wrong version from a wrong id
@@ -150,9 +150,22 @@ func (e *Engine) vread(ctx context.Context, sc *auditlog.Scope, in reads, typ, i
 	if !known && (rerr == nil || errors.Is(rerr, store.ErrGone)) {
 		return nil, errForeign
 	}
+	v, err := strconv.ParseInt(vid, 10, 64)
+	switch canonical := err == nil && v >= 1 && strconv.FormatInt(v, 10) == vid; {
+	case !canonical && known:
+		return nil, errVersionForm
+	case !canonical:
+		// Neither the resource nor the version: the resource is what is
+		// unknown (a conformance review: "no such version" said the
+		// resource was there).
+		return nil, errResourceUnkown
+	}
 	r, err := st.VRead(ctx, typ, id, v)
-	if errors.Is(err, store.ErrNotFound) && known {
+	switch {
+	case errors.Is(err, store.ErrNotFound) && known:
 		return nil, errVersionUnknown
+	case errors.Is(err, store.ErrNotFound):
+		return nil, errResourceUnkown
 	}
 	if err != nil {
 		return nil, err
