@@ -18,7 +18,7 @@ import (
 // The failures only the HTTP edge can find: the request's shape, media
 // types, limits. Everything else comes classified from the application.
 var (
-	errRouteUnknown = outcome.New(outcome.NotFound, "not-found", "route-unknown", "no such endpoint")
+	errRouteUnknown     = outcome.New(outcome.NotFound, "not-found", "route-unknown", "no such endpoint")
 	errOperationUnknown = outcome.New(outcome.NotFound, "not-supported", "operation-unknown",
 		"the gateway has no such operation here; its operations are $validate (POST /fhir, /fhir/{type}, /fhir/{type}/{id}), "+
 			"$everything (GET or POST /fhir/Patient/{id}) and $export (GET /fhir, /fhir/Patient, /fhir/Group/{id})")

@@ -1956,8 +1956,8 @@ func TestVReadUnknownBoth(t *testing.T) {
 	rec := req(h, "POST", "/fhir/Patient", patientJSON)
 	id := decode(t, rec)["id"].(string)
 	for target, rule := range map[string]string{
-		"/fhir/Patient/JohnSmith/_history/JohnSmith": "resource-unknown",
-		"/fhir/Patient/JohnSmith/_history/7":         "resource-unknown",
+		"/fhir/Patient/JohnSmith/_history/JohnSmith":  "resource-unknown",
+		"/fhir/Patient/JohnSmith/_history/7":          "resource-unknown",
 		"/fhir/Patient/" + id + "/_history/JohnSmith": "version-unknown",
 		"/fhir/Patient/" + id + "/_history/7":         "version-unknown",
 	} {
