@@ -284,6 +284,10 @@ func parseValue(p Param, mod, raw, base string) (Value, bool) {
 	return Value{}, false
 }
 
+// storedDecimals says which decimals a search can compare (parseDecimal):
+// 1e-400 is a valid decimal, but not one the gateway stores.
+const storedDecimals = "; the decimal 0 or of magnitude 1e-300 to 1e300, as the gateway stores them"
+
 // valueFormat describes, for error messages, what a value of a type looks
 // like (the message never repeats the value itself).
 func valueFormat(t Type, mod string) string {
@@ -297,9 +301,9 @@ func valueFormat(t Type, mod string) string {
 	case t == TypeDate:
 		return "date ([prefix]yyyy[-mm[-dd[Thh:mm[:ss[.fff]][Z|+hh:mm]]]])"
 	case t == TypeNumber:
-		return "number ([prefix]decimal)"
+		return "number ([prefix]decimal" + storedDecimals + ")"
 	case t == TypeQuantity:
-		return "quantity ([prefix]decimal[|system|code])"
+		return "quantity ([prefix]decimal[|system|code]" + storedDecimals + ")"
 	case t == TypeReference:
 		return "reference (Type/id, id or absolute URL, of an allowed target type)"
 	}
