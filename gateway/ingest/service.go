@@ -509,7 +509,7 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 		}
 		if opts.Update || len(opts.UpdateNested) > 0 {
 			var err error
-			kept, err = keepUnchanged(res, entries, entryDocs, current)
+			kept, err = keepUnchanged(st, res, entries, entryDocs, current)
 			return err
 		}
 		return nil

@@ -10,6 +10,7 @@ import (
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
 )
@@ -35,7 +36,14 @@ import (
 // not amended). A version that
 // changes nothing at all is left as before, each resource written again
 // (its Provenance names them; nothing else would).
-func keepUnchanged(res *mapping.Result, entries []*engine.Entry, docs []map[string]any, current []*store.Resource) (map[int]string, error) {
+func keepUnchanged(st store.Tx, res *mapping.Result, entries []*engine.Entry, docs []map[string]any, current []*store.Resource) (map[int]string, error) {
+	logical := LogicalResolver(func(typ, system, value string) (*store.Resource, error) {
+		rs, err := searchAll(st, typ, "identifier", search.Token(system, value))
+		if err != nil || len(rs) != 1 {
+			return nil, err
+		}
+		return rs[0], nil
+	})
 	ids := map[string]string{} // the entries' fullUrls, as the stored references name them
 	for i, e := range res.Entries {
 		if current[i] != nil && e.FullURL != "" {
@@ -62,7 +70,7 @@ func keepUnchanged(res *mapping.Result, entries []*engine.Entry, docs []map[stri
 			writes = true
 			continue
 		}
-		status, same, err := sameButAmended(docs[i], current[i], ids)
+		status, same, err := sameButAmended(docs[i], current[i], ids, logical)
 		if err != nil {
 			return nil, err
 		}
@@ -71,6 +79,9 @@ func keepUnchanged(res *mapping.Result, entries []*engine.Entry, docs []map[stri
 			continue
 		}
 		kept[i] = status
+		if err := StoredForms(docs[i], current[i], logical); err != nil {
+			return nil, err
+		}
 	}
 	for i, status := range fresh {
 		docs[i]["status"] = status
@@ -95,7 +106,15 @@ func keepUnchanged(res *mapping.Result, entries []*engine.Entry, docs []map[stri
 // stored ids), is the stored resource cur but for meta and an
 // Observation's status amended where cur's is final, amended or
 // corrected; status is then cur's status ("" for another type).
-func sameButAmended(doc map[string]any, cur *store.Resource, ids map[string]string) (status string, same bool, err error) {
+//
+// A reference is compared by what it names: a logical one (a type and an
+// identifier, as a nested record sent on its own names its session's
+// Procedure) and a literal one to the stored resource that identifier
+// finds are the same (logical). Before, every measurement of a vitals
+// record amended on its own counted as changed for its partOf, and was
+// written again, amended, with the literal link to its session cut (a
+// mapping developer's review).
+func sameButAmended(doc map[string]any, cur *store.Resource, ids map[string]string, logical func(v any) (any, error)) (status string, same bool, err error) {
 	var stored map[string]any
 	if err := json.Unmarshal(cur.Body, &stored); err != nil {
 		return "", false, fmt.Errorf("stored %s/%s: %w", cur.Type, cur.ID, err)
@@ -122,7 +141,114 @@ func sameButAmended(doc map[string]any, cur *store.Resource, ids map[string]stri
 		delete(m, "meta")
 		delete(m, "id")
 	}
-	return status, reflect.DeepEqual(stored, mapped), nil
+	if reflect.DeepEqual(stored, mapped) {
+		return status, true, nil
+	}
+	ls, err := logical(stored)
+	if err != nil {
+		return "", false, err
+	}
+	lm, err := logical(mapped)
+	if err != nil {
+		return "", false, err
+	}
+	return status, reflect.DeepEqual(ls, lm), nil
+}
+
+// StoredForms gives doc, a mapped resource that cur is stored as (a
+// resource a new version keeps as it is: keepUnchanged; a replay's
+// comparison), each member that names what cur's names in another form (a
+// logical reference where cur's is literal) in cur's form: a literal link
+// to the session stays literal, the engine's own unchanged check finds
+// nothing to write, and a replay no difference. The other members (meta
+// among them) stay as mapped. logical is a LogicalResolver's.
+func StoredForms(doc map[string]any, cur *store.Resource, logical func(v any) (any, error)) error {
+	var stored map[string]any
+	if err := json.Unmarshal(cur.Body, &stored); err != nil {
+		return fmt.Errorf("stored %s/%s: %w", cur.Type, cur.ID, err)
+	}
+	for k, v := range doc {
+		sv, ok := stored[k]
+		if !ok || k == "meta" || k == "id" || k == "status" {
+			continue
+		}
+		raw, err := json.Marshal(v) // as stored: numbers compared as JSON gives them
+		if err != nil {
+			return err
+		}
+		var mv any
+		if err := json.Unmarshal(raw, &mv); err != nil || reflect.DeepEqual(mv, sv) {
+			continue
+		}
+		lm, err := logical(mv)
+		if err != nil {
+			return err
+		}
+		ls, err := logical(sv)
+		if err != nil {
+			return err
+		}
+		if reflect.DeepEqual(lm, ls) {
+			doc[k] = sv
+		}
+	}
+	return nil
+}
+
+// LogicalResolver returns a function giving a copy of a decoded resource
+// with each logical reference (a Reference with a type and an identifier
+// and no literal reference) that find resolves to a stored resource (nil:
+// none, or not exactly one) made the literal reference to it ("Type/id"),
+// for comparing references by what they name. Each is resolved once.
+func LogicalResolver(find func(typ, system, value string) (*store.Resource, error)) func(v any) (any, error) {
+	found := map[string]string{} // type|system|value -> "Type/id", "" when not exactly one
+	var walk func(v any) (any, error)
+	walk = func(v any) (any, error) {
+		switch x := v.(type) {
+		case map[string]any:
+			out := make(map[string]any, len(x))
+			typ, _ := x["type"].(string)
+			ident, _ := x["identifier"].(map[string]any)
+			if _, literal := x["reference"]; !literal && typ != "" && ident != nil {
+				sys, val := str(ident, "system"), str(ident, "value")
+				key := typ + "|" + sys + "|" + val
+				ref, ok := found[key]
+				if !ok && sys != "" && val != "" {
+					r, err := find(typ, sys, val)
+					if err != nil {
+						return nil, err
+					}
+					if r != nil {
+						ref = typ + "/" + r.ID
+					}
+					found[key] = ref
+				}
+				if ref != "" {
+					return map[string]any{"reference": ref}, nil
+				}
+			}
+			for k, e := range x {
+				w, err := walk(e)
+				if err != nil {
+					return nil, err
+				}
+				out[k] = w
+			}
+			return out, nil
+		case []any:
+			out := make([]any, len(x))
+			for i, e := range x {
+				w, err := walk(e)
+				if err != nil {
+					return nil, err
+				}
+				out[i] = w
+			}
+			return out, nil
+		}
+		return v, nil
+	}
+	return walk
 }
 
 // resolveRefs is v with each reference to a fullUrl of ids replaced by

@@ -111,3 +111,40 @@ func TestCorrectionAmendsOnlyWhatChanged(t *testing.T) {
 		t.Errorf("%d heart rates delivered, want 1", updates)
 	}
 }
+
+// TestNestedAmendedAloneKeepsUnchanged: a vitals record a session nested,
+// then sent on its own with one value changed, amends that value only:
+// its other measurements, whose only difference is their partOf written
+// as a logical reference to the session's Procedure (the record on its
+// own does not carry it) where the stored one is literal, keep their
+// version, status and literal link (a mapping developer's review: every
+// measurement was written again, amended, with its link to the session
+// cut).
+func TestNestedAmendedAloneKeepsUnchanged(t *testing.T) {
+	g := newGateway(t, app.Config{})
+	session := rec("S-PO", "1", "P-1", "", `"infusion": {`+infusionBody+`, "clinician": {"id": "C-7"}},
+		"vitals": [{"recordId": "V-PO", "timepoint": "pre-dose", "measuredAt": "2026-03-02T08:50:00-05:00",
+		"bloodPressure": {"systolic": 128, "diastolic": 82}, "spo2": 98, "heartRate": 76}]`)
+	alone := rec("V-PO", "2", "P-1", "", `"sessionId": "S-PO", "timepoint": "pre-dose", "measuredAt": "2026-03-02T08:50:00-05:00",
+		"bloodPressure": {"systolic": 131, "diastolic": 82}, "spo2": 98, "heartRate": 76`)
+	for kind, doc := range map[mapping.Kind]string{mapping.KindSession: session} {
+		if err := g.ingest("", kind, doc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := g.ingest("", mapping.KindVitals, alone); err != nil {
+		t.Fatal(err)
+	}
+	for code, want := range map[string]int64{"59408-5": 1, "8867-4": 1, "85354-9": 2} { // SpO2, heart rate: unchanged; BP changed
+		r, err := g.a.Store.Read(context.Background(), "Observation", g.one(t, "Observation", "code=http://loinc.org|"+code))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Version != want {
+			t.Errorf("Observation %s: version %d, want %d", code, r.Version, want)
+		}
+		if want == 1 && !strings.Contains(string(r.Body), `"partOf":[{"reference":"Procedure/`) {
+			t.Errorf("Observation %s lost its literal link to the session: %s", code, r.Body)
+		}
+	}
+}

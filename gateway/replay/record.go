@@ -361,6 +361,9 @@ func (s *Service) match(ctx context.Context, m *remapped, values, fast bool) err
 		}
 	}
 	rw := fhirwire.Rewriter{IDs: ids}
+	logical := ingest.LogicalResolver(func(typ, system, value string) (*store.Resource, error) {
+		return s.find(ctx, m.l.Tenant, typ, system+"|"+value)
+	})
 	for _, mt := range m.entries {
 		doc, err := engine.DecodeResource(m.raws[mt.i])
 		if err != nil {
@@ -371,6 +374,16 @@ func (s *Service) match(ctx context.Context, m *remapped, values, fast bool) err
 		}
 		mt.doc = doc
 		if mt.stored == nil || same(mt.stored, doc) {
+			continue
+		}
+		// A reference the mapping writes logically where the stored one
+		// is literal (a nested record's session, kept as stored when the
+		// record was amended on its own) names the same resource: no
+		// difference, and an apply keeps the stored form.
+		if err := ingest.StoredForms(doc, mt.stored, logical); err != nil {
+			return err
+		}
+		if same(mt.stored, doc) {
 			continue
 		}
 		sd, err := storedDoc(mt.stored)
