@@ -122,6 +122,8 @@ func GatewayRules() []Rule {
 		{"search-limit-exceeded", "The search would exceed a limit (page size, includes, values)."},
 		{"search-too-costly", "The search would take too long; narrow it."},
 		{"search-concurrency-limit", "Too many searches are running; retry later."},
+		{"body-budget-client", "This client's large request bodies in process take its share of the memory for them; retry when one of its requests has finished."},
+		{"body-budget", "The gateway is processing as many large request bodies as its memory for them allows; retry shortly."},
 		// The R4 validator: structure rules.
 		{"element-unknown", "The element is not defined for the resource or datatype."},
 		{"element-type", "The element's JSON type is not its FHIR type's."},
@@ -222,6 +224,7 @@ func GatewayRules() []Rule {
 		{"auth-kid-missing", "The JWT names no key (kid)."},
 		{"auth-kid-unknown", "The JWT's key (kid) is not one the client's key set holds."},
 		{"auth-jku-not-allowed", "The JWT's jku is not the client's registered key set URL."},
+		{"auth-crit-unsupported", "The client assertion has a crit header: the gateway supports no critical header extension."},
 		{"auth-jwks-unavailable", "The client's key set could not be fetched; retry later."},
 		{"auth-signature-invalid", "The JWT's signature does not verify."},
 		{"auth-sign-failed", "The gateway could not sign the access token."},
