@@ -65,7 +65,7 @@ func checkSession(s *Session, v *violations) {
 // (detectedissue.go).
 func (m *mapper) session(s *Session) {
 	id := s.Source.RecordID
-	extra := sessionExtras{complications: m.complications(s.AdverseEvents)}
+	extra := sessionExtras{complications: m.complications(s)}
 	if i := sessionWeight(s); i >= 0 {
 		w := m.ident(nsVitals, s.Vitals[i].RecordID).child(concept("vitals.body-weight").Code)
 		extra.weight = &w
@@ -133,12 +133,24 @@ func sessionWeight(s *Session) int {
 // coding with a text that says why it is named. An event sent with a
 // severity and no grade counts as the lowest grade of its severity (mild 1,
 // moderate 2, severe 3), the grades the mapping charts as that severity, so
-// a severe event is named whichever way the clinic says it.
-func (m *mapper) complications(aes []AdverseEventBody) []fhir.CodeableConcept {
+// a severe event is named whichever way the clinic says it. R4's
+// complication is "during the procedure, or in the immediate
+// post-performance period": a session not done has none, and an event the
+// drug cannot have caused (one that began before the infusion, without a
+// causality assessment: suspectCause) is not one (a mapping developer's
+// review: both were named).
+func (m *mapper) complications(s *Session) []fhir.CodeableConcept {
+	if s.Infusion.Status == "not-done" {
+		return nil
+	}
 	minGrade := m.opts.safety().AdverseEventGrade
 	var out []fhir.CodeableConcept
+	aes := s.AdverseEvents
 	for i := range aes {
 		ae := &aes[i]
+		if !suspectCause(ae, s) {
+			continue
+		}
 		serious := ae.Serious != nil && *ae.Serious
 		grade := severityGrade[ae.Severity]
 		if ae.CTCAEGrade != nil {
