@@ -67,13 +67,21 @@ func checkAssessment(a *AssessmentBody, p string, v *violations) {
 		v.add("assessment.total-missing", p+"/total", "%s is recorded as a total score", in.name)
 	case in.yesNo() && a.Total != nil:
 		v.add("assessment.total-not-applicable", p+"/total", "%s has no total score; its risk level is derived from the answers", in.name)
-	case a.Total != nil && (*a.Total < 0 || *a.Total > in.maxTotal):
-		v.add("assessment.total-range", p+"/total", "%s totals range from 0 to %d", in.name, in.maxTotal)
-	case a.Total != nil && len(a.Items) > 0 && !in.yesNo() && itemsOK:
-		if len(seen) != in.items {
-			v.add("assessment.items-incomplete", p+"/items", "with a total, all %d %s items are needed (or none)", in.items, in.name)
-		} else if valid == in.items && in.total(scores) != *a.Total {
-			v.add("assessment.total-mismatch", p+"/total", "total does not equal the %s scoring rule applied to the items", in.name)
+	default:
+		// Each problem of the total and the items is reported, not the
+		// first only (records.md: each stage reports every problem it
+		// finds; a mapping developer's review: a total out of range hid
+		// the items missing).
+		inRange := a.Total == nil || *a.Total >= 0 && *a.Total <= in.maxTotal
+		if !inRange {
+			v.add("assessment.total-range", p+"/total", "%s totals range from 0 to %d", in.name, in.maxTotal)
+		}
+		if a.Total != nil && len(a.Items) > 0 && itemsOK {
+			if len(seen) != in.items {
+				v.add("assessment.items-incomplete", p+"/items", "with a total, all %d %s items are needed (or none)", in.items, in.name)
+			} else if inRange && valid == in.items && in.total(scores) != *a.Total {
+				v.add("assessment.total-mismatch", p+"/total", "total does not equal the %s scoring rule applied to the items", in.name)
+			}
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -424,5 +425,36 @@ func TestNegativeZeroDose(t *testing.T) {
 	}
 	if !strings.Contains(got, `"text": "Ketamine IV 0 mg over 22 min"`) {
 		t.Errorf("Map() dosage text is not 0 mg over 22 min: %s", got)
+	}
+}
+
+// TestRulesReportEvery: the rules of one stage report every problem they
+// find, not the first only: an assessment whose total is out of range and
+// whose items are incomplete is refused for both (a mapping developer's
+// review: the second was met only after the first was fixed).
+func TestRulesReportEvery(t *testing.T) {
+	set, err := schemas.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := applyPatch(t, filepath.Join("testdata", "assessment/phq9-complete-with-total.input.json"), patch{"/items/8": nil, "/total": 28})
+	if err := set.Validate("assessment", doc); err != nil {
+		t.Fatalf("mutated record must stay schema-valid: %v", describe(err))
+	}
+	rec, err := mapping.Decode(mapping.KindAssessment, doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = mapping.Map(rec, mapping.Options{})
+	var re *mapping.RuleError
+	if !errors.As(err, &re) {
+		t.Fatalf("Map() = %v, want *RuleError", err)
+	}
+	var got []string
+	for _, v := range re.Violations {
+		got = append(got, v.Rule+" at "+v.Pointer)
+	}
+	if want := []string{"assessment.items-incomplete at /items", "assessment.total-range at /total"}; !slices.Equal(got, want) { // by pointer
+		t.Errorf("Map() broke %v, want %v", got, want)
 	}
 }
