@@ -441,18 +441,28 @@ func unapplied(patient any, stored map[string]any) ([]string, error) {
 // demographicsWarning is the warning, in the answer, that the record's
 // demographics (elements, as unapplied lists them) were not applied: the
 // record is stored; the sender is told, and how to correct the Patient.
-func demographicsWarning(elements []string) []outcome.Issue {
+//
+// stored is the stored Patient decoded: a field it does not have at all is
+// said so (an EHR review: "differs from the patient the gateway holds"
+// read as though it held another value).
+func demographicsWarning(elements []string, stored map[string]any) []outcome.Issue {
 	var issues []outcome.Issue
 	for _, d := range demographics {
 		if !slices.Contains(elements, d.element) {
 			continue
 		}
+		msg := "the record is stored, but this field differs from the patient the gateway holds for this patient id " +
+			"and was not applied: the gateway keeps the demographics of the first record it stored for the patient " +
+			"(only an MRN added or changed updates its Patient), and hospitals that hold the patient keep theirs; " +
+			"to correct the gateway's Patient, update it through the gateway's FHIR API or ask the gateway's operator"
+		if _, held := stored[d.element]; !held {
+			msg = "the record is stored, but the patient the gateway holds for this patient id has no such field (the " +
+				"first record stored for the patient gave none), and a later record's is not added: the gateway keeps the " +
+				"demographics of the first record it stored for the patient (only an MRN added or changed updates its " +
+				"Patient); to add it, update the Patient through the gateway's FHIR API or ask the gateway's operator"
+		}
 		issues = append(issues, outcome.Issue{Severity: "warning", Code: "business-rule", Rule: RuleDemographicsNotApplied,
-			Pointer: d.pointer, Expression: d.expression,
-			Message: "the record is stored, but this field differs from the patient the gateway holds for this patient id " +
-				"and was not applied: the gateway keeps the demographics of the first record it stored for the patient " +
-				"(only an MRN added or changed updates its Patient), and hospitals that hold the patient keep theirs; " +
-				"to correct the gateway's Patient, update it through the gateway's FHIR API or ask the gateway's operator"})
+			Pointer: d.pointer, Expression: d.expression, Message: msg})
 	}
 	return issues
 }

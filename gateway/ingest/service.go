@@ -575,7 +575,7 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 		sc.Description += fmt.Sprintf("; not delivered to %s (%s)", strings.Join(notSent, ", "), engine.RuleSourceOtherTenant)
 	}
 	b := s.engine.Response(fhirwire.TypeTransactionResponse, entries, nil, ans)
-	warnings := append(mappingWarnings(slices.Concat(res.Warnings, across, spacing, standing)), demographicsWarning(id.unapplied)...)
+	warnings := append(mappingWarnings(slices.Concat(res.Warnings, across, spacing, standing)), demographicsWarning(id.unapplied, id.stored)...)
 	if unsent {
 		warnings = append(warnings, withdrawnNotStored)
 		sc.Description += fmt.Sprintf("; not delivered (%s)", RuleWithdrawnNotStored)

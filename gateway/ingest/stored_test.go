@@ -1244,3 +1244,25 @@ func TestMappingWarnings(t *testing.T) {
 		})
 	}
 }
+
+// TestDemographicsNotHeldSaid: a later record's name for a patient whose
+// first record gave none is warned about as a field the gateway's Patient
+// does not have, not one that "differs" from what it holds (an EHR
+// review); a name that differs is warned as differing.
+func TestDemographicsNotHeldSaid(t *testing.T) {
+	g := newGateway(t, app.Config{})
+	const at = `"timepoint": "pre-dose", "measuredAt": "2026-03-02T08:50:00-05:00", "heartRate": 80`
+	named := func(recordID, given string) string {
+		return strings.Replace(rec(recordID, "1", "P-DEM", "", at), `"id": "P-DEM"`, `"id": "P-DEM", "name": {"family": "Testpatient", "given": ["`+given+`"]}`, 1)
+	}
+	if _, err := g.ingestAnswer(t, "", rec("V-D1", "1", "P-DEM", "", at)); err != nil {
+		t.Fatal(err)
+	}
+	warnings, err := g.ingestAnswer(t, "", named("V-D2", "Alex"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(warnings) != 1 || !strings.Contains(warnings[0], "has no such field") || strings.Contains(warnings[0], "differs") {
+		t.Errorf("a name the gateway's Patient does not have: %v, want it said so", warnings)
+	}
+}
