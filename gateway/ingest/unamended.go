@@ -141,18 +141,25 @@ func sameButAmended(doc map[string]any, cur *store.Resource, ids map[string]stri
 		delete(m, "meta")
 		delete(m, "id")
 	}
-	if reflect.DeepEqual(stored, mapped) {
-		return status, true, nil
+	same, err = sameNamed(stored, mapped, logical)
+	return status, same, err
+}
+
+// sameNamed reports whether a and b (decoded JSON) are equal, or equal once
+// their logical references are made literal (logical, a LogicalResolver's).
+func sameNamed(a, b any, logical func(v any) (any, error)) (bool, error) {
+	if reflect.DeepEqual(a, b) {
+		return true, nil
 	}
-	ls, err := logical(stored)
+	la, err := logical(a)
 	if err != nil {
-		return "", false, err
+		return false, err
 	}
-	lm, err := logical(mapped)
+	lb, err := logical(b)
 	if err != nil {
-		return "", false, err
+		return false, err
 	}
-	return status, reflect.DeepEqual(ls, lm), nil
+	return reflect.DeepEqual(la, lb), nil
 }
 
 // StoredForms gives doc, a mapped resource that cur is stored as (a
@@ -180,15 +187,9 @@ func StoredForms(doc map[string]any, cur *store.Resource, logical func(v any) (a
 		if err := json.Unmarshal(raw, &mv); err != nil || reflect.DeepEqual(mv, sv) {
 			continue
 		}
-		lm, err := logical(mv)
-		if err != nil {
+		if same, err := sameNamed(mv, sv, logical); err != nil {
 			return err
-		}
-		ls, err := logical(sv)
-		if err != nil {
-			return err
-		}
-		if reflect.DeepEqual(lm, ls) {
+		} else if same {
 			doc[k] = sv
 		}
 	}

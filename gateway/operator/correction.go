@@ -11,6 +11,7 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
 
 // Correction marks the delivery of a mapping replay's correction: it
@@ -59,14 +60,29 @@ func (s *Service) markWithdrawals(ctx context.Context, tenant string, vs []View)
 		}
 		byProv[id] = append(byProv[id], i)
 	}
-	for len(provs) > 0 {
-		n := min(len(provs), search.MaxCount/2)
-		batch := provs[:n]
-		provs = provs[n:]
-		q, _, err := search.Limits{Values: search.MaxCount / 2}.Parse("Provenance", url.Values{"_id": {strings.Join(batch, ",")},
+	return s.provenances(ctx, tenant, "_id", provs, func(r *store.Resource) error {
+		if audit.Nullifies(r.Body) {
+			for _, i := range byProv[r.ID] {
+				vs[i].Withdrawal = true
+			}
+		}
+		return nil
+	})
+}
+
+// provenances calls each with every Provenance of tenant whose param (one
+// value a Provenance, at most two: _id, trace-id) is one of values: a
+// search of up to MaxCount/2 values ORed in one parameter at a time,
+// beyond what a client's search may OR (search.Parse's default limits
+// refused it: a page of 101 to 1,000 deliveries answered 500, p45).
+func (s *Service) provenances(ctx context.Context, tenant, param string, values []string, each func(*store.Resource) error) error {
+	for len(values) > 0 {
+		batch := values[:min(len(values), search.MaxCount/2)]
+		values = values[len(batch):]
+		q, _, err := search.Limits{Values: search.MaxCount / 2}.Parse("Provenance", url.Values{param: {strings.Join(batch, ",")},
 			"_count": {strconv.Itoa(search.MaxCount)}}, false)
 		if err != nil {
-			return fmt.Errorf("withdrawals query: %w", err)
+			return fmt.Errorf("provenances by %s: %w", param, err)
 		}
 		q.Tenant = tenant
 		page, err := s.store.Search(ctx, q)
@@ -74,11 +90,8 @@ func (s *Service) markWithdrawals(ctx context.Context, tenant string, vs []View)
 			return err
 		}
 		for _, r := range page.Matches {
-			if !audit.Nullifies(r.Body) {
-				continue
-			}
-			for _, i := range byProv[r.ID] {
-				vs[i].Withdrawal = true
+			if err := each(r); err != nil {
+				return err
 			}
 		}
 	}
@@ -98,35 +111,21 @@ func (s *Service) markCorrections(ctx context.Context, tenant string, vs []View)
 			traces = append(traces, v.TraceID)
 		}
 	}
+	// A record's receipt and its replays' Provenances: a trace holds one
+	// or two (at most MaxCount for a batch of MaxCount/2).
 	byTrace := map[string]*Correction{}
-	for len(traces) > 0 {
-		n := min(len(traces), search.MaxCount/2)
-		batch := traces[:n]
-		traces = traces[n:]
-		// A record's receipt and its replays' Provenances: a trace holds
-		// one or two (at most MaxCount for a batch of MaxCount/2). The
-		// batch's traces are ORed in one parameter, beyond what a client's
-		// search may OR (search.Parse's default limits refused it: a page
-		// of 101 to 1,000 deliveries answered 500, p45).
-		q, _, err := search.Limits{Values: search.MaxCount / 2}.Parse("Provenance", url.Values{"trace-id": {strings.Join(batch, ",")},
-			"_count": {strconv.Itoa(search.MaxCount)}}, false)
+	err := s.provenances(ctx, tenant, "trace-id", traces, func(r *store.Resource) error {
+		trace, c, err := correctionIn(r.Body)
 		if err != nil {
-			return fmt.Errorf("corrections query: %w", err)
+			return fmt.Errorf("stored Provenance/%s: %w", r.ID, err)
 		}
-		q.Tenant = tenant
-		page, err := s.store.Search(ctx, q)
-		if err != nil {
-			return err
+		if c != nil {
+			byTrace[trace] = c
 		}
-		for _, r := range page.Matches {
-			trace, c, err := correctionIn(r.Body)
-			if err != nil {
-				return fmt.Errorf("stored Provenance/%s: %w", r.ID, err)
-			}
-			if c != nil {
-				byTrace[trace] = c
-			}
-		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	for i := range vs {
 		if c := byTrace[vs[i].TraceID]; c != nil {
