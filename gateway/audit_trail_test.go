@@ -525,13 +525,7 @@ func TestLineageQueries(t *testing.T) {
 // does not take, naming it: never an empty answer that looks like "no
 // dead letters" or "nothing to replay".
 func TestOperatorParameters(t *testing.T) {
-	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "kg.db"), sqlite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	s := testServer(t, app.Config{Store: st, Routes: []ingest.Route{{Name: "ehr", Accepts: func(string, string) bool { return true }}}},
-		Config{RateLimit: -1})
+	s, st := sqliteServer(t, true)
 	const since = "since=2026-12-01T00:00:00Z"
 	for _, tc := range []struct {
 		method, target string
@@ -671,13 +665,7 @@ func TestOperatorParameters(t *testing.T) {
 // record (source, kind, record id), every version newest first, and marks
 // the one that withdrew it; a kind that is not one is refused.
 func TestDeliveriesOfRecord(t *testing.T) {
-	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "kg.db"), sqlite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	s := testServer(t, app.Config{Store: st, Routes: []ingest.Route{{Name: "ehr", Accepts: func(string, string) bool { return true }}}},
-		Config{RateLimit: -1})
+	s, st := sqliteServer(t, true)
 	raw := string(exampleDoc(t, "assessment/phq9-moderate.json"))
 	other := strings.Replace(raw, "ASM-2026-0310-001", "ASM-2026-0310-002", 1)
 	v2 := strings.Replace(raw, `"version": "1"`, `"version": "2", "status": "entered-in-error"`, 1)
@@ -735,12 +723,7 @@ func TestDeliveriesOfRecord(t *testing.T) {
 // that every request about that source record finds it; one whose
 // identity the schema refused names none (auditor review).
 func TestSchemaRefusalNamesRecord(t *testing.T) {
-	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "kg.db"), sqlite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	s := testServer(t, app.Config{Store: st}, Config{RateLimit: -1})
+	s, st := sqliteServer(t, false)
 	raw := string(exampleDoc(t, "assessment/phq9-moderate.json"))
 	const record = "https://ketamine-gateway.org/fhir/sid/serenity-clinic-emr/assessment-record|ASM-2026-0310-001"
 	for _, tc := range []struct {
@@ -1499,4 +1482,20 @@ func TestAuditNamesDeleteOfNothing(t *testing.T) {
 			t.Errorf("%s: AuditEvent names %v, want %s", tc.name, got.Refs, tc.want)
 		}
 	}
+}
+
+// sqliteServer is a server over a fresh SQLite store, with one destination,
+// "ehr", that accepts every record when routed.
+func sqliteServer(t *testing.T, routed bool) (*Server, *sqlite.Store) {
+	t.Helper()
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "kg.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	cfg := app.Config{Store: st}
+	if routed {
+		cfg.Routes = []ingest.Route{{Name: "ehr", Accepts: func(string, string) bool { return true }}}
+	}
+	return testServer(t, cfg, Config{RateLimit: -1}), st
 }

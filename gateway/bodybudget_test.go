@@ -4,14 +4,11 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
-	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
 )
 
 // TestBodyBudget: large bodies take their size from the budget; a client
@@ -81,12 +78,7 @@ func kindOf(err error) outcome.Kind {
 // one is not held up; room given back by a request's end lets the large
 // body in.
 func TestBodyBudgetHTTP(t *testing.T) {
-	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "kg.db"), sqlite.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	s := testServer(t, app.Config{Store: st}, Config{RateLimit: -1})
+	s, _ := sqliteServer(t, false)
 	s.bodies.wait = 50 * time.Millisecond
 	hold, err := s.bodies.take(context.Background(), "someone else", s.bodies.total)
 	if err != nil {
