@@ -64,6 +64,20 @@ func (s *Service) retireLeftovers(st store.Tx, tenant string, rec record, res *m
 	raws, docs, checked = slices.Clone(raws), slices.Clone(docs), slices.Clone(checked)
 	rw := newRewriter(st, res)
 	for _, l := range left {
+		// A leftover names another (a retired PHQ-9's Flag its item 9, an
+		// event's Flag the event) by that one's entry in this Bundle, as
+		// the mapping names them: never by identifier alone, which the
+		// Flag's profile refuses (flag-detail needs a literal reference: a
+		// withdrawal answered 500 and was not stored, a safety review).
+		// An AdverseEvent is deleted: by its id, as the mapping names a
+		// withdrawn event (no Bundle resolves the urn of a DELETE entry).
+		to := "urn:uuid:" + l.uuid
+		if l.r.Type == "AdverseEvent" {
+			to = "AdverseEvent/" + l.uuid
+		}
+		rw.fullURL[l.system+"|"+l.value] = to
+	}
+	for _, l := range left {
 		e := mapping.Entry{FullURL: "urn:uuid:" + l.uuid, ResourceType: l.r.Type, IdentifierSystem: l.system,
 			IdentifierValue: l.value}
 		var raw []byte

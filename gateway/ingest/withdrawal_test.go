@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -390,5 +391,49 @@ func TestWithdrawnAdverseEventNestedAgain(t *testing.T) {
 	}
 	if !strings.Contains(string(flag.Body), `"status":"active"`) {
 		t.Errorf("the Flag after the event was nested again: %s, want active", flag.Body)
+	}
+}
+
+// TestWithdrawalRetiresLeftOutSignal: a session withdrawn after a version
+// that left out a nested record raising a safety Flag (a PHQ-9 with item 9
+// positive, a suicidal-ideation event) is stored, and the Flag retired:
+// the retired Flag names the retired record it stands on by that record's
+// entry, as its profile requires (a safety review: 500
+// mapping-output-nonconformant, nothing stored, the Flag left active).
+func TestWithdrawalRetiresLeftOutSignal(t *testing.T) {
+	g := newGateway(t, app.Config{Routes: []ingest.Route{{Name: "ehr", Accepts: func(string, string) bool { return true }}}})
+	infusion := `"infusion": {` + infusionBody + `, "clinician": {"id": "C-7"}}`
+	var items []string
+	for i := 1; i <= 9; i++ {
+		items = append(items, fmt.Sprintf(`{"number": %d, "score": 1}`, i))
+	}
+	phq9 := `"assessments": [{"recordId": "Q-LO", "instrument": "PHQ-9", "takenAt": "2026-03-02T08:45:00-05:00", "items": [` + strings.Join(items, ",") + `], "total": 9}]`
+	si := `"adverseEvents": [{"recordId": "AE-LO", "event": "suicidal-ideation", "onsetAt": "2026-03-02T09:25:00-05:00", "severity": "moderate", "serious": false}]`
+	for _, tc := range []struct{ name, nested string }{{"PHQ-9 item 9", phq9}, {"suicidal ideation", si}} {
+		t.Run(tc.name, func(t *testing.T) {
+			id := "S-LO-" + strings.ReplaceAll(tc.name, " ", "")
+			withdrawn := strings.Replace(rec(id, "3", "P-1", "", infusion), `"version": "3"}`, `"version": "3", "status": "entered-in-error"}`, 1)
+			for _, doc := range []string{rec(id, "1", "P-1", "", infusion+", "+tc.nested), rec(id, "2", "P-1", "", infusion), withdrawn} {
+				if err := g.ingest("", mapping.KindSession, doc); err != nil {
+					t.Fatal(err)
+				}
+			}
+			items := g.deliveries(t, "", "serenity-clinic-emr", id)
+			if len(items) != 3 {
+				t.Fatalf("%d deliveries, want 3", len(items))
+			}
+		})
+	}
+	page, err := g.a.Store.Export(context.Background(), store.ExportQuery{Type: "Flag", Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range page {
+		if !strings.Contains(string(f.Body), `"status":"entered-in-error"`) {
+			t.Errorf("a Flag of a withdrawn session is not retired: %s", f.Body)
+		}
+	}
+	if len(page) != 2 {
+		t.Errorf("%d Flags, want the 2 the sessions raised", len(page))
 	}
 }
