@@ -187,3 +187,42 @@ func TestPostgresLockedSearch(t *testing.T) {
 		t.Errorf("search after the lock = %d %s", rec.Code, rec.Body)
 	}
 }
+
+// TestPostgresValueTooLong: a resource whose searchable value is too long
+// for PostgreSQL's B-tree index entries (a 3,000-character identifier, a
+// 9,000-character name) is refused 422 value-too-long-to-index, nothing
+// written, where it answered 500 (a PostgreSQL operator's review); the
+// same resource with a short value is stored.
+func TestPostgresValueTooLong(t *testing.T) {
+	st, err := postgres.Open(context.Background(), pgSchema(t, "kgt_gw_toolong"), postgres.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	h := newServer(t, app.Config{Store: st}, gateway.Config{})
+	// Letters that do not compress (PostgreSQL compresses long index
+	// entries: a run of one letter fits).
+	letters := func(n int) string {
+		b := make([]byte, n)
+		x := uint32(2463534242)
+		for i := range b {
+			x ^= x << 13
+			x ^= x >> 17
+			x ^= x << 5
+			b[i] = 'a' + byte(x%26)
+		}
+		return string(b)
+	}
+	for _, body := range []string{
+		`{"resourceType":"Patient","identifier":[{"system":"urn:x:long","value":"` + letters(3000) + `"}]}`,
+		`{"resourceType":"Patient","name":[{"family":"` + letters(9000) + `"}]}`,
+	} {
+		assertOutcome(t, guarded(t, h, "POST", "/fhir/Patient", body), http.StatusUnprocessableEntity, "value-too-long-to-index", "")
+	}
+	if n := decode(t, req(h, "GET", "/fhir/Patient?_summary=count", ""))["total"].(float64); n != 0 {
+		t.Errorf("%v Patients stored, want none", n)
+	}
+	if rec := req(h, "POST", "/fhir/Patient", `{"resourceType":"Patient","identifier":[{"system":"urn:x:long","value":"short"}]}`); rec.Code != http.StatusCreated {
+		t.Errorf("a short identifier = %d %s", rec.Code, rec.Body)
+	}
+}

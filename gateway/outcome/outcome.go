@@ -190,6 +190,10 @@ func FHIRIssues(res *r4.Result) []Issue {
 	return out
 }
 
+// RuleValueTooLong is the rule of a write refused because a value is too
+// long for the database's search index (store.ErrValueTooLong).
+const RuleValueTooLong = "value-too-long-to-index"
+
 // RuleStoreBusy is the rule of a request refused for back-pressure: the
 // store's write queue was full (store.ErrBusy), or it waited on a lock
 // another database session held past the lock timeout (store.CauseLocked).
@@ -238,6 +242,11 @@ func From(err error) (Kind, []Issue) {
 		return Gone, []Issue{{Severity: "error", Code: "deleted", Rule: "resource-deleted", Message: "the resource has been deleted"}}
 	case errors.Is(err, store.ErrConflict):
 		return Conflict, []Issue{{Severity: "error", Code: "conflict", Rule: "write-conflict", Message: "a concurrent write conflicted with this one; retry"}}
+	case errors.Is(err, store.ErrValueTooLong):
+		return Unprocessable, []Issue{{Severity: "error", Code: "too-long", Rule: RuleValueTooLong, Message: "a searchable value " +
+			"of the resource (an identifier, a code, a string or a URI) is too long for the database's search index: on " +
+			"PostgreSQL an indexed value holds at most about 2,000 bytes; shorten it, or keep it in an element the gateway " +
+			"does not index (a note, an extension); nothing was written"}}
 	case errors.Is(err, store.ErrBusy):
 		return Unavailable, []Issue{{Severity: "error", Code: "transient", Rule: "store-busy", Message: "too many writes are waiting for the database; retry later"}}
 	case errors.Is(err, store.ErrUnavailable) && store.UnavailableCause(err) == store.CauseLocked:

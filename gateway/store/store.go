@@ -54,6 +54,11 @@ var (
 	// queue is full); it is an ErrUnavailable whose cause (ErrorClass) is
 	// CauseQueueFull. Retry in a moment.
 	ErrBusy error = &UnavailableError{Cause: CauseQueueFull, Err: errors.New("too many writes waiting")}
+	// ErrValueTooLong: a value of the resource written is too long for
+	// the database's search index (PostgreSQL's B-tree entries hold some
+	// 2,700 bytes; SQLite has no such limit): the client's to shorten,
+	// nothing written.
+	ErrValueTooLong = errors.New("a value too long for the database's search index")
 )
 
 // Resource is one version of a resource.

@@ -38,6 +38,11 @@ func mapErr(ctx context.Context, err error) error {
 		switch {
 		case isConflictCode(pe.Code):
 			return fmt.Errorf("%w: %w", store.ErrConflict, err)
+		case pe.Code == "54000":
+			// program_limit_exceeded: an index row over the B-tree's limit
+			// (a 3,000-character identifier), the value the client wrote:
+			// a 500 it was not (a PostgreSQL operator's review).
+			return fmt.Errorf("%w: %w", store.ErrValueTooLong, err)
 		case pe.Code == "57014" && ctx.Err() != nil:
 			return err // cancelled by the caller's context
 		case isUnavailableCode(pe.Code):
