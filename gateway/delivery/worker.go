@@ -379,7 +379,7 @@ func (d *destWorker) run(ctx context.Context) {
 				if ctx.Err() == nil {
 					level, n := failing.Failed(err)
 					o.Logger.Log(ctx, level, "delivery: claim failed", "destination", d.dest.Name,
-						"cause", store.UnavailableCause(err), "error_class", store.ErrorClass(err), "failures_in_a_row", n)
+						"cause", store.FailureCause(err), "error_class", store.ErrorClass(err), "failures_in_a_row", n)
 				}
 			} else if n := failing.Succeeded(); n > 0 {
 				o.Logger.Info("delivery: claims succeed again", "destination", d.dest.Name, "failures_in_a_row", n)

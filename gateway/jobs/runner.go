@@ -220,7 +220,7 @@ func (s *Service) loop(ctx context.Context, done chan struct{}, kinds []string) 
 				j = nil // a failed claim claimed nothing: never run what it returned
 				if ctx.Err() == nil {
 					level, n := failing.Failed(err)
-					s.cfg.Logger.Log(ctx, level, "jobs: claim failed", "cause", store.UnavailableCause(err), "error_class", store.ErrorClass(err),
+					s.cfg.Logger.Log(ctx, level, "jobs: claim failed", "cause", store.FailureCause(err), "error_class", store.ErrorClass(err),
 						"failures_in_a_row", n)
 				}
 			} else if n := failing.Succeeded(); n > 0 {

@@ -18,7 +18,7 @@ func TestLogLevel(t *testing.T) {
 		{fmt.Errorf("sqlite: claim: %w", Unavailable(CauseFull, errors.New("disk full"))), slog.LevelWarn},
 		{fmt.Errorf("claim: %w", ErrUnavailable), slog.LevelWarn},
 		{errors.New("no such table: outbox"), slog.LevelError},
-		{ErrConflict, slog.LevelError},
+		{fmt.Errorf("claim: %w", ErrConflict), slog.LevelWarn}, // a concurrent writer won: retried at the next poll
 	} {
 		if got := LogLevel(tc.err); got != tc.want {
 			t.Errorf("LogLevel(%v) = %v, want %v", tc.err, got, tc.want)

@@ -10,13 +10,28 @@ import (
 
 // LogLevel is the level at which a background task logs err: WARN when
 // the database is unavailable (locked by another process, disk full: the
-// database's trouble, which /readyz names, and which passes), ERROR
-// otherwise.
+// database's trouble, which /readyz names, and which passes) or a
+// concurrent writer won (ErrConflict: a deadlock PostgreSQL broke between
+// replicas; the task tries again at its next poll: a PostgreSQL operator's
+// review was paged for it at ERROR), ERROR otherwise.
 func LogLevel(err error) slog.Level {
-	if errors.Is(err, ErrUnavailable) {
+	if errors.Is(err, ErrUnavailable) || errors.Is(err, ErrConflict) {
 		return slog.LevelWarn
 	}
 	return slog.LevelError
+}
+
+// FailureCause is what a background task's log line says of err: the
+// database's trouble (UnavailableCause), "conflict" for a concurrent
+// writer that won, "" otherwise (the error class says the rest).
+func FailureCause(err error) string {
+	if c := UnavailableCause(err); c != "" {
+		return c
+	}
+	if errors.Is(err, ErrConflict) {
+		return "conflict"
+	}
+	return ""
 }
 
 // FailureRun follows a background loop's failures of one kind (its
