@@ -138,12 +138,13 @@ func admitBody(c echo.Context, n int) error {
 	return nil
 }
 
-// budgetKey names the request's client for the budget: its tenant, issuer
-// and client id (development mode's one anonymous client: ""); an
-// unauthenticated request, which no route reads the body of, by address.
+// budgetKey names the request's client for the budget as the per-client
+// rate limit does (auth.Principal.Key; development mode's one anonymous
+// client: ""); an unauthenticated request, which no route reads the body
+// of, by address.
 func budgetKey(c echo.Context) string {
 	if p := scopeOf(c).Principal; p != nil {
-		return p.Tenant + "\x00" + p.Issuer + "\x00" + p.ClientID
+		return "client:" + p.Key()
 	}
 	return "addr:" + c.RealIP()
 }
