@@ -30,9 +30,9 @@ import (
 // carries nothing new (l non-nil), the refusal of rec when one holds other
 // content (reused, record-version-reused), or neither: rec is applied; err
 // is the store's.
-// main, the record's main resource as stored (nil if it is not), finds
-// the session whose stored resources a record sent on its own is part of.
-func otherForm(st store.Tx, rec record, main *store.Resource) (l *store.Ledger, reused, err error) {
+// home is the session whose stored resources a record sent on its own is
+// part of (homeSession; "" for none).
+func otherForm(st store.Tx, rec record, home string) (l *store.Ledger, reused, err error) {
 	mine, ok := decodeRecord(rec.body)
 	if !ok {
 		return nil, nil, nil
@@ -51,11 +51,7 @@ func otherForm(st store.Tx, rec record, main *store.Resource) (l *store.Ledger, 
 		}
 		return l, nil, nil
 	}
-	sessions, err := sessionsOf(st, rec, main)
-	if err != nil {
-		return nil, nil, err
-	}
-	for _, sid := range sessions {
+	for _, sid := range sessionsOf(rec, home) {
 		l, err := ledgerAt(st, src.System, mapping.KindSession, sid, rec.version)
 		if err != nil {
 			return nil, nil, err
@@ -143,39 +139,141 @@ func sessionForms(st store.Tx, rec record, s *mapping.Session, mine map[string]a
 }
 
 // sessionsOf are the ids of the sessions a record sent on its own may be
-// nested in: the one it names (sessionId), and the one whose stored
-// resources its stored main resource (main, nil if none) is part of.
-func sessionsOf(st store.Tx, rec record, main *store.Resource) ([]string, error) {
-	var out []string
-	switch r := rec.rec.(type) {
+// nested in: the one it names (sessionId), and home, the one whose stored
+// resources its stored main resource is part of (homeSession).
+func sessionsOf(rec record, home string) []string {
+	named, ok := namedSession(rec.rec)
+	if !ok {
+		return nil
+	}
+	out := []string{named}
+	if home != "" && home != named {
+		out = append(out, home)
+	}
+	return out
+}
+
+// namedSession is the session a record that may be part of one names
+// (sessionId, "" for none); ok is false for the other kinds.
+func namedSession(rec mapping.Record) (named string, ok bool) {
+	switch r := rec.(type) {
 	case *mapping.Assessment:
-		out = append(out, r.SessionID)
+		return r.SessionID, true
 	case *mapping.Vitals:
-		out = append(out, r.SessionID)
+		return r.SessionID, true
 	case *mapping.AdverseEvent:
-		out = append(out, r.SessionID)
-	default:
-		return nil, nil
+		return r.SessionID, true
 	}
+	return "", false
+}
+
+// homeSession is the record id of the session the stored resource main is
+// part of ("" for none, or main nil): the session a record stays in
+// (inSession). A literal reference names a stored session's Procedure,
+// which read reads; a logical one (logical true) names the session by
+// identifier, as a record sent on its own naming its session is written,
+// whether or not that session is stored.
+func homeSession(read func(typ, id string) (*store.Resource, error), main *store.Resource) (home string, logical bool, err error) {
 	if main == nil {
-		return out, nil
+		return "", false, nil
 	}
-	proc, err := sessionProcedure(main)
+	proc, session, err := sessionLink(main)
 	if err != nil || proc == "" {
-		return out, err
+		return session, session != "", err
 	}
-	p, err := st.Read("Procedure", proc)
+	p, err := read("Procedure", proc)
 	if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrGone) {
-		return out, nil
+		return "", false, nil
 	}
+	if err != nil {
+		return "", false, err
+	}
+	home, err = sessionID(p)
+	return home, false, err
+}
+
+// sessionStored reports whether the session of record id session of rec's
+// source system is stored.
+func sessionStored(st store.Tx, rec record, session string) (bool, error) {
+	sid := mapping.SessionNamed(rec.rec, rec.opts, session)
+	procs, err := searchAll(st, "Procedure", "identifier", search.Token(sid.System, sid.Value))
+	return len(procs) > 0, err
+}
+
+// RuleSessionChanged is the rule id of a new version of a record, sent on
+// its own, that names another session than the one it is stored in.
+const RuleSessionChanged = "record-session-changed"
+
+// sessionChanged is the message of a RuleSessionChanged issue: what to do.
+const sessionChanged = "a record stays in its session: this record (the same source system, kind and record id) is " +
+	"stored as part of another infusion session than the one sessionId names, whose safety signals (its " +
+	"DetectedIssue) stand on its values; if it was charted to the wrong session, withdraw it (send it again as it " +
+	"was stored, with a new version and source.status entered-in-error) and send it under a new record id naming " +
+	"the right session; otherwise give the session it is stored in, or leave sessionId out"
+
+// inSession returns rec as it stays in its session home (homeSession of
+// its stored version; "" for none): a new version of an assessment, vitals
+// or adverse-event record sent on its own that names no session is still
+// part of the session it is stored in (nested in its document, or named
+// by an earlier version), and is mapped naming it, so that its resources
+// keep their link to the session and a correction re-judges the session's
+// DetectedIssue (mapping.IssueRetiredBy). Before, such a correction cut
+// the link, and the session's DetectedIssue stayed final on a pre-dose
+// value no longer critical. A version naming another session is refused
+// (RuleSessionChanged, 409) when home is stored (homeStored, called only
+// then): its safety signals stand on the record; one named by an earlier
+// version and never stored may be corrected.
+func inSession(rec mapping.Record, home string, homeStored func() (bool, error)) (mapping.Record, error) {
+	named, ok := namedSession(rec)
+	switch {
+	case !ok || home == "" || named == home:
+		return rec, nil
+	case named != "":
+		if stored, err := homeStored(); err != nil || !stored {
+			return rec, err
+		}
+		return nil, &outcome.Error{Kind: outcome.Conflict, Issues: []outcome.Issue{{Severity: "error", Code: "conflict",
+			Rule: RuleSessionChanged, Pointer: "/sessionId", Expression: "sessionId", Message: sessionChanged}}}
+	}
+	switch r := rec.(type) {
+	case *mapping.Assessment:
+		c := *r
+		c.SessionID = home
+		return &c, nil
+	case *mapping.Vitals:
+		c := *r
+		c.SessionID = home
+		return &c, nil
+	case *mapping.AdverseEvent:
+		c := *r
+		c.SessionID = home
+		return &c, nil
+	}
+	return rec, nil
+}
+
+// InSession is inSession for a replay: rec, the decoded input of a stored
+// record version, in the session of its stored resources (stored returns
+// their current versions; called only for a record that names no
+// session), as the ingest stored it; read reads a stored Procedure.
+func InSession(rec mapping.Record, stored func() ([]*store.Resource, error), read func(typ, id string) (*store.Resource, error)) (mapping.Record, error) {
+	if named, ok := namedSession(rec); !ok || named != "" {
+		return rec, nil
+	}
+	found, err := stored()
 	if err != nil {
 		return nil, err
 	}
-	sid, err := sessionID(p)
-	if err != nil || sid == "" || (len(out) > 0 && out[0] == sid) {
-		return out, err
+	for _, r := range found {
+		home, _, err := homeSession(read, r)
+		if err != nil {
+			return nil, err
+		}
+		if home != "" {
+			return inSession(rec, home, nil) // names none: never asks whether home is stored
+		}
 	}
-	return append(out, sid), nil
+	return rec, nil
 }
 
 // storedMain is the stored main resource of a mapped record (its first

@@ -3,11 +3,14 @@ package ingest_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
 )
@@ -63,7 +66,7 @@ func TestRetiredSignalNotRewritten(t *testing.T) {
 		}, "entered-in-error", 2, "P-2"},
 		{"another patient's withdrawal naming the session, the issue in force", "DetectedIssue", []step{
 			{mapping.KindSession, session("P-2")},
-			{mapping.KindVitals, vitals("V-S-1", "2", "P-2", "", "128")}, // names no session: the issue stays
+			{mapping.KindVitals, vitals("V-S-1", "2", "P-2", "", "190")}, // still critical: the issue stays
 			{mapping.KindVitals, vitals("V-7", "1", "P-1", "", "128")},
 			{mapping.KindVitals, withdraw(vitals("V-7", "2", "P-1", "S-1", "128"), "2")},
 		}, "final", 1, "P-2"},
@@ -188,4 +191,134 @@ func TestIssueStandsWarning(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRecordStaysInSession: a record nested in a session, or sent on its
+// own naming one, stays in that session: a later version sent on its own
+// that names no session is still part of it (its Observations keep their
+// partOf, and a correction that holds no critical pre-dose value any more
+// retires the session's DetectedIssue, re-judged as when it names the
+// session), and a version naming another session is refused (409
+// record-session-changed at /sessionId), nothing written. Before, the
+// correction cut the link and left the DetectedIssue final on a value no
+// longer critical.
+func TestRecordStaysInSession(t *testing.T) {
+	vitals := func(recordID, version, session, sbp string) string {
+		named := ""
+		if session != "" {
+			named = `"sessionId": "` + session + `", `
+		}
+		return rec(recordID, version, "P-1", "", named+`"timepoint": "pre-dose", "measuredAt": "2026-03-02T08:50:00-05:00", `+
+			`"bloodPressure": {"systolic": `+sbp+`, "diastolic": 90}`)
+	}
+	withdraw := func(doc, version string) string {
+		return strings.Replace(doc, `"version": "`+version+`"`, `"version": "`+version+`", "status": "entered-in-error"`, 1)
+	}
+	type step struct {
+		kind mapping.Kind
+		doc  string
+	}
+	tests := []struct {
+		name    string
+		steps   []step
+		refused string // the last step's refusal ("" stored)
+		issue   string // the DetectedIssue's status after the steps
+		session string // the session the vitals record's blood pressure is part of ("" not checked)
+	}{
+		{"nested, corrected on its own naming no session", []step{
+			{mapping.KindSession, criticalSession("S-1", "1", "186")},
+			{mapping.KindVitals, vitals("V-S-1", "2", "", "128")},
+		}, "", "entered-in-error", "S-1"},
+		{"nested, withdrawn on its own naming no session", []step{
+			{mapping.KindSession, criticalSession("S-1", "1", "186")},
+			{mapping.KindVitals, withdraw(vitals("V-S-1", "2", "", "186"), "2")},
+		}, "", "entered-in-error", ""},
+		{"nested, still critical on its own naming no session", []step{
+			{mapping.KindSession, criticalSession("S-1", "1", "186")},
+			{mapping.KindVitals, vitals("V-S-1", "2", "", "190")},
+		}, "", "final", "S-1"},
+		{"nested, moved to another session", []step{
+			{mapping.KindSession, criticalSession("S-1", "1", "186")},
+			{mapping.KindSession, criticalSession("S-2", "1", "120")},
+			{mapping.KindVitals, vitals("V-S-1", "2", "S-2", "128")},
+		}, "409 record-session-changed /sessionId", "final", "S-1"},
+		{"on its own naming the session, then another", []step{
+			{mapping.KindSession, criticalSession("S-1", "1", "186")},
+			{mapping.KindSession, criticalSession("S-2", "1", "120")},
+			{mapping.KindVitals, vitals("V-9", "1", "S-1", "120")},
+			{mapping.KindVitals, vitals("V-9", "2", "S-2", "125")},
+		}, "409 record-session-changed /sessionId", "final", "S-1"},
+		{"on its own naming a session never stored, then another", []step{
+			{mapping.KindSession, criticalSession("S-1", "1", "186")},
+			{mapping.KindVitals, vitals("V-9", "1", "S-7", "120")},
+			{mapping.KindVitals, vitals("V-9", "2", "S-1", "125")}, // a typo corrected
+		}, "", "final", "S-1"},
+		{"on its own naming the session, then naming none", []step{
+			{mapping.KindSession, criticalSession("S-1", "1", "186")},
+			{mapping.KindVitals, vitals("V-9", "1", "S-1", "120")},
+			{mapping.KindVitals, vitals("V-9", "2", "", "125")},
+		}, "", "final", "S-1"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			g := newGateway(t, app.Config{})
+			last := tc.steps[len(tc.steps)-1]
+			for _, s := range tc.steps[:len(tc.steps)-1] {
+				if err := g.ingest("", s.kind, s.doc); err != nil {
+					t.Fatalf("ingest %s: %v", s.doc, err)
+				}
+			}
+			err := g.ingest("", last.kind, last.doc)
+			if got := refusal(err); got != tc.refused {
+				t.Fatalf("last record: %q (%v), want %q", got, err, tc.refused)
+			}
+			r, err := g.a.Store.Read(context.Background(), "DetectedIssue", g.one(t, "DetectedIssue", ""))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var doc struct{ Status string }
+			if err := json.Unmarshal(r.Body, &doc); err != nil {
+				t.Fatal(err)
+			}
+			if doc.Status != tc.issue {
+				t.Errorf("DetectedIssue %s, want %s", doc.Status, tc.issue)
+			}
+			if tc.session != "" {
+				recordID := strings.SplitN(strings.SplitN(last.doc, `"recordId": "`, 2)[1], `"`, 2)[0]
+				sys := mapping.DefaultIdentifierBase + "/serenity-clinic-emr/vitals|" + recordID + "-85354-9"
+				r, err := g.a.Store.Read(context.Background(), "Observation", g.one(t, "Observation", "identifier="+sys))
+				if err != nil {
+					t.Fatal(err)
+				}
+				var obs struct {
+					PartOf []struct {
+						Reference  string
+						Identifier struct{ Value string }
+					}
+				}
+				if err := json.Unmarshal(r.Body, &obs); err != nil {
+					t.Fatal(err)
+				}
+				if len(obs.PartOf) != 1 || (!strings.HasPrefix(obs.PartOf[0].Reference, "Procedure/") && obs.PartOf[0].Identifier.Value != tc.session) {
+					t.Errorf("the blood pressure of %s is not part of its session: partOf %+v", recordID, obs.PartOf)
+				}
+			}
+		})
+	}
+}
+
+// refusal is err's HTTP status, rules and pointers ("" for nil).
+func refusal(err error) string {
+	if err == nil {
+		return ""
+	}
+	var oe *outcome.Error
+	if !errors.As(err, &oe) {
+		return err.Error()
+	}
+	out := fmt.Sprint(oe.Kind.HTTPStatus())
+	for _, is := range oe.Issues {
+		out += " " + is.Rule + " " + is.Pointer
+	}
+	return out
 }

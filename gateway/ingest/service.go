@@ -390,10 +390,21 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 			return nil, false, err
 		}
 	}
+	// The session the record's stored version is part of: a record stays
+	// in its session (inSession).
+	var (
+		home    string
+		logical bool // home named by identifier only
+	)
+	if _, ok := namedSession(rec.rec); ok {
+		if home, logical, err = homeSession(st.Read, stored); err != nil {
+			return nil, false, err
+		}
+	}
 	if reused == nil {
 		// The version received in the record's other form (nested in a
 		// session, or on its own; an infusion, or its session).
-		other, refusal, err := otherForm(st, rec, stored)
+		other, refusal, err := otherForm(st, rec, home)
 		switch {
 		case err != nil:
 			return nil, false, err
@@ -406,6 +417,18 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 		reused = refusal
 	}
 	if err := checkNotStale(st, rec, s.now()); err != nil {
+		return nil, false, err
+	}
+	// homed is the record as mapped: in the session it stays in. The
+	// rules across records judge it as sent (checkStored): one stored for
+	// another patient is refused as that, not for its session's patient.
+	homed, err := inSession(rec.rec, home, func() (bool, error) {
+		if !logical {
+			return true, nil
+		}
+		return sessionStored(st, rec, home)
+	})
+	if err != nil {
 		return nil, false, err
 	}
 	res, raws, docs := first, firstRaws, firstDocs
@@ -426,7 +449,7 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 		}
 	}
 	if opts.Update || len(opts.UpdateNested) > 0 {
-		if res, err = mapping.Map(rec.rec, opts); err != nil {
+		if res, err = mapping.Map(homed, opts); err != nil {
 			return nil, false, err
 		}
 		if raws, err = s.p.Marshal(res); err != nil {
@@ -444,7 +467,7 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 		return nil, false, err
 	}
 	var standing []mapping.Violation // the issue kept final on another record's value
-	if res, raws, docs, checked, standing, err = keepRetiredIssue(st, rec.rec, rec.opts, id.patientID, retiring, res, raws, docs, checked); err != nil {
+	if res, raws, docs, checked, standing, err = keepRetiredIssue(st, homed, rec.opts, id.patientID, retiring, res, raws, docs, checked); err != nil {
 		return nil, false, err
 	}
 	var retiredNested []audit.NestedRecord // records earlier versions nested whose resources the withdrawal retires

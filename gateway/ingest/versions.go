@@ -394,37 +394,52 @@ func cmpErr(err error, newer, now time.Time) error {
 // (mapping.ExtRelatedSession), by literal reference (as a session
 // document's resources are written); "" for none.
 func sessionProcedure(r *store.Resource) (string, error) {
+	proc, _, err := sessionLink(r)
+	return proc, err
+}
+
+// sessionLink is sessionProcedure (proc), and else the record id of the
+// session such a reference names by identifier (logical: its
+// infusion-session identifier's value, as the resources of a record sent
+// on its own naming its session are written); both "" for none.
+func sessionLink(r *store.Resource) (proc, logical string, err error) {
+	type ref struct {
+		Reference  string
+		Identifier struct{ System, Value string }
+	}
 	var doc struct {
-		PartOf        []struct{ Reference string } `json:"partOf"`
+		PartOf        []ref `json:"partOf"`
 		SuspectEntity []struct {
-			Instance struct{ Reference string } `json:"instance"`
+			Instance ref `json:"instance"`
 		} `json:"suspectEntity"`
 		Extension []struct {
 			URL            string `json:"url"`
-			ValueReference struct{ Reference string }
+			ValueReference ref
 		} `json:"extension"`
 	}
 	if err := json.Unmarshal(r.Body, &doc); err != nil {
-		return "", fmt.Errorf("stored %s/%s: %w", r.Type, r.ID, err)
+		return "", "", fmt.Errorf("stored %s/%s: %w", r.Type, r.ID, err)
 	}
-	refs := make([]string, 0, len(doc.PartOf)+len(doc.SuspectEntity)+1)
-	for _, p := range doc.PartOf {
-		refs = append(refs, p.Reference)
-	}
+	refs := append([]ref(nil), doc.PartOf...)
 	for _, s := range doc.SuspectEntity {
-		refs = append(refs, s.Instance.Reference)
+		refs = append(refs, s.Instance)
 	}
 	for _, x := range doc.Extension {
 		if x.URL == mapping.ExtRelatedSession {
-			refs = append(refs, x.ValueReference.Reference)
+			refs = append(refs, x.ValueReference)
 		}
 	}
 	for _, ref := range refs {
-		if id, ok := strings.CutPrefix(ref, "Procedure/"); ok {
-			return id, nil
+		if id, ok := strings.CutPrefix(ref.Reference, "Procedure/"); ok {
+			return id, "", nil
 		}
 	}
-	return "", nil
+	for _, ref := range refs {
+		if ref.Reference == "" && strings.HasSuffix(ref.Identifier.System, "/infusion-session") && ref.Identifier.Value != "" {
+			return "", ref.Identifier.Value, nil
+		}
+	}
+	return "", "", nil
 }
 
 // sessionID returns a stored session Procedure's record id (its

@@ -419,3 +419,42 @@ func TestDeletedMemberNotRevived(t *testing.T) {
 		}
 	}
 }
+
+// TestRecordInSessionReplayed: a record nested in a session and corrected
+// on its own naming no session stays in the session (ingest.InSession):
+// the ingest keeps its resources' link to the session, and a replay maps
+// its input the same way, so an unchanged mapping finds every record
+// unchanged rather than the link to the session cut.
+func TestRecordInSessionReplayed(t *testing.T) {
+	session, err := os.ReadFile(filepath.Join("..", "..", "schemas", "examples", "session", "routine-ketamine-iv-session.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vitals, err := os.ReadFile(filepath.Join("..", "..", "schemas", "examples", "vitals", "pre-dose-baseline.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A later version that names no session and corrects the heart rate.
+	v := strings.NewReplacer(`"sessionId": "INF-2026-0310-001",`, "", `"version": "1"`, `"version": "4"`,
+		`"lastUpdated": "2026-03-10T09:16:40-05:00"`, `"lastUpdated": "2026-03-10T12:00:00-05:00"`,
+		`"heartRate": 76`, `"heartRate": 78`).Replace(string(vitals))
+	if strings.Contains(v, "sessionId") || !strings.Contains(v, `"heartRate": 78`) || !strings.Contains(v, `"version": "4"`) {
+		t.Fatal("the vitals example is not as this test expects")
+	}
+	f := newFixture(t)
+	f.ingest(t, "", "session", session)
+	f.ingest(t, "", "vitals", []byte(v))
+	linked := 0
+	for _, r := range f.versions(t, "", "Observation") {
+		if bytes.Contains(r.Body, []byte(`"VIT-2026-0310-001-`)) && bytes.Contains(r.Body, []byte(`"partOf"`)) {
+			linked++
+		}
+	}
+	if linked == 0 {
+		t.Fatal("the corrected vitals record's Observations are not part of the session")
+	}
+	sum, got := run(t, f.service(nil), replay.Options{Tenant: search.AllTenants})
+	if sum.Records != 2 || sum.Unchanged != 2 {
+		t.Errorf("summary %+v, want 2 records unchanged: %+v", sum, got)
+	}
+}

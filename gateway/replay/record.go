@@ -195,6 +195,9 @@ func (s *Service) remap(ctx context.Context, l *store.Ledger, values bool) (m *r
 	if err != nil {
 		return nil, err, nil
 	}
+	if rec, err = s.inSession(ctx, l, rec); err != nil {
+		return nil, nil, err
+	}
 	mopts := s.cfg.Ingest.Options(l.Tenant)
 	mopts.Update = false
 	m, refused, err = s.remapAs(ctx, l, rec, mopts, values)
@@ -257,15 +260,11 @@ func asStored(m, u *remapped) bool {
 	return true
 }
 
-// match finds the stored resource of each mapped entry, rewrites the
-// mapped resources' references to the stored ids, and compares. A mapped
-// entry is matched by its identifier with the resource at its own place
-// in the record's last answer (with fast, the usual case, checked without
-// decoding and confirmed when the resources differ), else with any
-// resource of that answer, else by a search of the tenant.
-func (s *Service) match(ctx context.Context, m *remapped, values, fast bool) error {
+// answerRefs are the locations ("Type/id") of a record's answer (a
+// transaction-response Bundle), by entry ("" where none).
+func answerRefs(response []byte) []string {
 	var resp fhirwire.Bundle
-	_ = json.Unmarshal(m.l.Response, &resp) // an answer without entries matches nothing
+	_ = json.Unmarshal(response, &resp) // an answer without entries matches nothing
 	refs := make([]string, len(resp.Entry))
 	for i, e := range resp.Entry {
 		if e.Response == nil {
@@ -276,6 +275,36 @@ func (s *Service) match(ctx context.Context, m *remapped, values, fast bool) err
 			refs[i] = parts[0] + "/" + parts[1]
 		}
 	}
+	return refs
+}
+
+// inSession is rec, the record l holds, in the session its stored
+// resources are part of when it names none (ingest.InSession), as the
+// ingest mapped it: a record stays in its session.
+func (s *Service) inSession(ctx context.Context, l *store.Ledger, rec mapping.Record) (mapping.Record, error) {
+	return ingest.InSession(rec, func() ([]*store.Resource, error) {
+		found, err := s.cfg.Store.ReadCurrent(ctx, answerRefs(l.Response))
+		if err != nil {
+			return nil, err
+		}
+		var own []*store.Resource
+		for _, r := range found {
+			if r.Tenant == l.Tenant {
+				own = append(own, r)
+			}
+		}
+		return own, nil
+	}, func(typ, id string) (*store.Resource, error) { return s.cfg.Store.Read(ctx, typ, id) })
+}
+
+// match finds the stored resource of each mapped entry, rewrites the
+// mapped resources' references to the stored ids, and compares. A mapped
+// entry is matched by its identifier with the resource at its own place
+// in the record's last answer (with fast, the usual case, checked without
+// decoding and confirmed when the resources differ), else with any
+// resource of that answer, else by a search of the tenant.
+func (s *Service) match(ctx context.Context, m *remapped, values, fast bool) error {
+	refs := answerRefs(m.l.Response)
 	m.refs = refs
 	stored, err := s.cfg.Store.ReadCurrent(ctx, refs)
 	if err != nil {
