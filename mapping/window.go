@@ -562,7 +562,9 @@ func OwnSession(rec Record, opts Options) (id SessionID, ok bool) {
 }
 
 // SessionNamed is the session value of rec's source system.
-func SessionNamed(rec Record, opts Options, value string) SessionID { return sessionID(rec, opts, value) }
+func SessionNamed(rec Record, opts Options, value string) SessionID {
+	return sessionID(rec, opts, value)
+}
 
 func sessionID(rec Record, opts Options, value string) SessionID {
 	return SessionID{System: identSystem(opts.base(), rec.Env().Source.System, nsSession), Value: value}
