@@ -219,9 +219,53 @@ func leftovers(st store.Tx, tenant string, rec record, res *mapping.Result) ([]l
 			}
 		}
 		l.uuid = mapping.ResourceUUID(system, value) // as the mapping names it (fullUrl; an AdverseEvent's id)
+		if r.Type == "Flag" {
+			if other, err := causeElsewhere(st, doc, wrote); err != nil || other {
+				if err != nil {
+					return nil, err
+				}
+				continue
+			}
+		}
 		out = append(out, l)
 	}
 	return out, nil
+}
+
+// causeElsewhere reports whether a Flag (doc) stands on a resource, its
+// flag-detail, whose current version no version of the record wrote
+// (wrote: the versions each resource's versions the record wrote): a
+// record nested in the session and sent on its own since with the same
+// signal (a positive PHQ-9 item 9, suicidal ideation) rewrote its
+// Observation or event but left the Flag as it stood. The Flag is then
+// that record's, and stays, as its cause does: retiring it would retire a
+// signal whose cause stands, and naming its cause by identifier (no entry
+// of the Bundle writes it) is refused by the Flag's profile (a withdrawal
+// answered 500, a safety review).
+func causeElsewhere(st store.Tx, doc map[string]any, wrote map[string]map[int64]bool) (bool, error) {
+	exts, _ := doc["extension"].([]any)
+	for _, x := range exts {
+		ext, _ := x.(map[string]any)
+		if str(ext, "url") != mapping.ExtFlagDetail {
+			continue
+		}
+		ref, _ := ext["valueReference"].(map[string]any)
+		typ, id, ok := strings.Cut(str(ref, "reference"), "/")
+		if !ok {
+			continue
+		}
+		r, err := st.Read(typ, id)
+		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrGone) {
+			continue
+		}
+		if err != nil {
+			return false, err
+		}
+		if !wrote[typ+"/"+id][r.Version] {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // gatewayIdentifier is the first identifier of doc with a system and a

@@ -437,3 +437,65 @@ func TestWithdrawalRetiresLeftOutSignal(t *testing.T) {
 		t.Errorf("%d Flags, want the 2 the sessions raised", len(page))
 	}
 }
+
+// TestWithdrawalLeavesStandingSignal: a session whose nested PHQ-9 (item 9
+// positive) or suicidal-ideation event was sent on its own since, still
+// raising its Flag, is withdrawn by a version that nests neither: the
+// withdrawal is stored (it answered 500, mapping-output-nonconformant,
+// a safety review), the session's own resources are retired, and the
+// Flag, whose cause is now the record sent on its own, stays active.
+func TestWithdrawalLeavesStandingSignal(t *testing.T) {
+	g := newGateway(t, app.Config{Routes: []ingest.Route{{Name: "ehr", Accepts: func(string, string) bool { return true }}}})
+	infusion := `"infusion": {` + infusionBody + `, "clinician": {"id": "C-7"}}`
+	items := func(item9 int) string {
+		var out []string
+		for i := 1; i <= 9; i++ {
+			score := 1
+			if i == 9 {
+				score = item9
+			}
+			out = append(out, fmt.Sprintf(`{"number": %d, "score": %d}`, i, score))
+		}
+		return `"instrument": "PHQ-9", "takenAt": "2026-03-02T08:45:00-05:00", "items": [` + strings.Join(out, ",") + `], "total": ` + fmt.Sprint(8+item9)
+	}
+	event := `"event": "suicidal-ideation", "onsetAt": "2026-03-02T09:25:00-05:00", "severity": "moderate", "serious": false`
+	for _, tc := range []struct {
+		name, nested string
+		kind         mapping.Kind
+		alone        string
+	}{
+		{"PHQ-9 item 9", `"assessments": [{"recordId": "Q-ST", ` + items(2) + `}]`, mapping.KindAssessment, rec("Q-ST", "2", "P-1", "", `"sessionId": "S-ST-PHQ-9item9", `+items(3))},
+		{"suicidal ideation", `"adverseEvents": [{"recordId": "AE-ST", ` + event + `}]`, mapping.KindAdverseEvent,
+			rec("AE-ST", "2", "P-1", "", `"sessionId": "S-ST-suicidalideation", `+strings.Replace(event, "moderate", "severe", 1))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			id := "S-ST-" + strings.ReplaceAll(tc.name, " ", "")
+			if err := g.ingest("", mapping.KindSession, rec(id, "1", "P-1", "", infusion+", "+tc.nested)); err != nil {
+				t.Fatal(err)
+			}
+			if err := g.ingest("", tc.kind, tc.alone); err != nil {
+				t.Fatal(err)
+			}
+			withdrawn := strings.Replace(rec(id, "3", "P-1", "", infusion), `"version": "3"}`, `"version": "3", "status": "entered-in-error"}`, 1)
+			if err := g.ingest("", mapping.KindSession, withdrawn); err != nil {
+				t.Fatalf("withdrawal: %v", err)
+			}
+			proc, err := g.a.Store.Read(context.Background(), "Procedure", g.one(t, "Procedure", "identifier="+mapping.DefaultIdentifierBase+"/serenity-clinic-emr/infusion-session|"+id))
+			if err != nil || !strings.Contains(string(proc.Body), `"status":"entered-in-error"`) {
+				t.Errorf("the withdrawn session's Procedure is not retired: %v", err)
+			}
+		})
+	}
+	page, err := g.a.Store.Export(context.Background(), store.ExportQuery{Type: "Flag", Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range page {
+		if !strings.Contains(string(f.Body), `"status":"active"`) {
+			t.Errorf("a Flag whose cause stands is retired: %s", f.Body)
+		}
+	}
+	if len(page) != 2 {
+		t.Errorf("%d Flags, want 2", len(page))
+	}
+}
