@@ -199,13 +199,15 @@ func TestValidateReservedIdentifiers(t *testing.T) {
 		name, client, target, body string
 		expr                       string // "" valid
 	}{
-		{"create", "full", "/fhir/Observation/$validate", obs(""), "Observation.identifier[1].system"},
-		{"create, mode given", "full", "/fhir/Observation/$validate?mode=create", obs(""), "Observation.identifier[1].system"},
-		{"create at the system level", "full", "/fhir/$validate", obs(""), "Observation.identifier[1].system"},
-		{"update adding one", "full", "/fhir/Observation/" + plainID + "/$validate", obs(plainID), "Observation.identifier[1].system"},
-		{"update adding one, mode given", "full", "/fhir/Observation/$validate?mode=update", obs(plainID), "Observation.identifier[1].system"},
-		{"update keeping one", "full", "/fhir/Observation/" + mintedID + "/$validate", obs(mintedID), ""},
-		{"create by a client with gateway/ingest", "full-ingest", "/fhir/Observation/$validate", obs(""), ""},
+		{"create", "full", "/fhir/Observation/$validate?mode=create", obs(""), "Observation.identifier[1].system"},
+		{"create at the system level", "full", "/fhir/$validate?mode=create", obs(""), "Observation.identifier[1].system"},
+		{"update adding one", "full", "/fhir/Observation/" + plainID + "/$validate?mode=update", obs(plainID), "Observation.identifier[1].system"},
+		{"update adding one, at the type", "full", "/fhir/Observation/$validate?mode=update", obs(plainID), "Observation.identifier[1].system"},
+		{"update keeping one", "full", "/fhir/Observation/" + mintedID + "/$validate?mode=update", obs(mintedID), ""},
+		{"create by a client with gateway/ingest", "full-ingest", "/fhir/Observation/$validate?mode=create", obs(""), ""},
+		// No mode is general validation: the content, not a write's rules.
+		{"no mode", "full", "/fhir/Observation/$validate", obs(""), ""},
+		{"no mode at the instance", "full", "/fhir/Observation/" + plainID + "/$validate", obs(plainID), ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rec := req(h, "POST", tc.target, tc.body, tok[tc.client])

@@ -351,22 +351,30 @@ func TestValidateNeedsCreateScope(t *testing.T) {
 	h, _, tok := clientsServer(t, []auth.Client{
 		{ID: "reader", Tenant: "clinic-a", Scopes: []string{"system/Observation.rs"}},
 		{ID: "writer", Tenant: "clinic-a", Scopes: []string{"system/Patient.c"}},
+		{ID: "patient-reader", Tenant: "clinic-a", Scopes: []string{"system/Patient.r"}},
 	})
 	for _, tc := range []struct {
 		client, target string
 		code           int
+		scope          string // the scope a 403 names
 	}{
-		{"reader", "/fhir/Patient/$validate", http.StatusForbidden},
-		{"reader", "/fhir/$validate", http.StatusForbidden},
-		{"writer", "/fhir/Patient/$validate", http.StatusOK},
-		{"writer", "/fhir/$validate", http.StatusOK},
+		{"reader", "/fhir/Patient/$validate?mode=create", http.StatusForbidden, "system/Patient.c"},
+		{"reader", "/fhir/$validate?mode=create", http.StatusForbidden, "system/Patient.c"},
+		{"writer", "/fhir/Patient/$validate?mode=create", http.StatusOK, ""},
+		{"writer", "/fhir/$validate?mode=create", http.StatusOK, ""},
+		// General validation (no mode) needs a scope on the type: read,
+		// create or update.
+		{"reader", "/fhir/Patient/$validate", http.StatusForbidden, "system/Patient.r"},
+		{"reader", "/fhir/$validate", http.StatusForbidden, "system/Patient.r"},
+		{"writer", "/fhir/Patient/$validate", http.StatusOK, ""},
+		{"patient-reader", "/fhir/$validate", http.StatusOK, ""},
 	} {
 		rec := req(h, "POST", tc.target, patientJSON, tok[tc.client])
 		if rec.Code != tc.code {
 			t.Errorf("%s POST %s = %d %s, want %d", tc.client, tc.target, rec.Code, rec.Body, tc.code)
 		}
-		if tc.code == http.StatusForbidden && !strings.Contains(rec.Header().Get("WWW-Authenticate"), "system/Patient.c") {
-			t.Errorf("%s POST %s: WWW-Authenticate %q, want it to name system/Patient.c", tc.client, tc.target, rec.Header().Get("WWW-Authenticate"))
+		if tc.code == http.StatusForbidden && !strings.Contains(rec.Header().Get("WWW-Authenticate"), tc.scope) {
+			t.Errorf("%s POST %s: WWW-Authenticate %q, want it to name %s", tc.client, tc.target, rec.Header().Get("WWW-Authenticate"), tc.scope)
 		}
 	}
 }

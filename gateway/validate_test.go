@@ -49,6 +49,13 @@ func TestValidateModes(t *testing.T) {
 		{"delete by the resource's id", "/fhir/$validate?mode=delete", `{"resourceType":"Patient","id":"p1"}`, 200, "", ""},
 		{"delete of a conformance resource", "/fhir/StructureDefinition/kg-vital-signs/$validate?mode=delete", "", 200, "conformance-read-only", ""},
 		{"delete without an id", "/fhir/Patient/$validate?mode=delete", patient, 400, "operation-parameters-invalid", ""},
+		// No mode is R4's general validation: the content, not a write's
+		// rules (a conformance review: a valid ValueSet was "invalid" for
+		// being read-only here, an instance's body for lacking its id).
+		{"no mode, a read-only type", "/fhir/ValueSet/$validate", `{"resourceType":"ValueSet","status":"draft"}`, 200, "", ""},
+		{"no mode, an instance without id", "/fhir/Patient/p1/$validate", patient, 200, "", ""},
+		{"no mode, an instance of another id", "/fhir/Patient/p1/$validate", `{"resourceType":"Patient","id":"p2"}`, 200, "id-mismatch", "Patient.id"},
+		{"mode create, a read-only type", "/fhir/ValueSet/$validate?mode=create", `{"resourceType":"ValueSet","status":"draft"}`, 200, "conformance-read-only", ""},
 		{"create at an instance", "/fhir/Patient/p1/$validate?mode=create", `{"resourceType":"Patient","id":"p1"}`, 400, "operation-parameters-invalid", "mode"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

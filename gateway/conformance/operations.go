@@ -40,6 +40,14 @@ type OperationParameter struct {
 	Max           string `json:"max"`
 	Documentation string `json:"documentation"`
 	Type          string `json:"type"`
+	// Binding is the value set a code parameter's values come from.
+	Binding *OperationBinding `json:"binding,omitempty"`
+}
+
+// OperationBinding is OperationDefinition.parameter.binding.
+type OperationBinding struct {
+	Strength string `json:"strength"`
+	ValueSet string `json:"valueSet"`
 }
 
 // ValidateURL is the canonical url of the gateway's $validate.
@@ -67,15 +75,17 @@ func OperationDefinitions() []OperationDefinition {
 		Code: "validate", Base: "http://hl7.org/fhir/OperationDefinition/Resource-validate",
 		Comment: "POST [base]/$validate, [base]/[type]/$validate or [base]/[type]/[id]/$validate, with the resource as the body, " +
 			"or a Parameters resource with resource, mode and profile (a Parameters body with none of them is the resource " +
-			"validated). profile and mode may also be query parameters (?profile=url&mode=update). The mode is create at the " +
-			"system and type level, update at the instance level; mode=delete needs no body at the instance level, elsewhere a " +
+			"validated). profile and mode may also be query parameters (?profile=url&mode=update). Without a mode the content " +
+			"is validated (R4's general validation), at every level; mode=delete needs no body at the instance level, elsewhere a " +
 			"resource with its id. mode=profile is not supported (400 validate-mode-unsupported): give the profile without a mode.",
 		Resource: []string{"Resource"}, System: true, Type: true, Instance: true,
 		Parameter: []OperationParameter{
 			{Name: "resource", Use: "in", Min: 0, Max: "1", Type: "Resource",
 				Documentation: "The resource to validate (in a Parameters body; otherwise the body is the resource). Not needed for mode=delete."},
 			{Name: "mode", Use: "in", Min: 0, Max: "1", Type: "code",
-				Documentation: "create (the default at the system and type level), update (the default at the instance level: the " +
+				Binding: &OperationBinding{Strength: "required", ValueSet: "http://hl7.org/fhir/ValueSet/resource-validation-mode|4.0.1"},
+				Documentation: "None (the default): general validation, the content only, needing a scope on the type (read, create " +
+					"or update). create (also that clients may create the type and its identifiers; needs the create scope), update (the " +
 					"resource must carry its id, the URL's at the instance level, and clients must write its type and id; needs the " +
 					"update scope) or delete (the resource named, by the URL or the resource's type and id, must exist and clients " +
 					"may delete it; the content is not checked; needs the delete scope). R4's profile mode is not supported."},

@@ -64,10 +64,11 @@ func errValidateParam(code, msg, where string) error {
 }
 
 // Validate is $validate (resource.html#validate): the issues of a resource
-// and whether it is valid, in the mode asked (create when none at the type
-// and system level, update at the instance level). create checks the
-// resource as a create of its type would (R4 structure, the profiles it
-// claims that the gateway knows, the profile given); update also that it
+// and whether it is valid, in the mode asked. No mode is R4's general
+// validation: the resource's content (R4 structure, the profiles it claims
+// that the gateway knows, the profile given), at any level. create checks
+// the resource as a create of its type would: its content, and whether a
+// client may create the type and the identifiers it carries; update also that it
 // carries the id (the URL's at the instance level) and that its type and
 // id are ones a client may write; delete checks, ignoring any content,
 // that the resource named (the URL's instance, or the resource's type and
@@ -101,10 +102,10 @@ func (e *Engine) Validate(ctx context.Context, sc *auditlog.Scope, req ValidateR
 		return false, nil, err
 	}
 	switch {
-	case in.mode == "" && req.ID != "":
-		in.mode = modeUpdate // an instance is validated as it would be written at its id
 	case in.mode == "":
-		in.mode = modeCreate
+		// No mode is R4's default, general validation: the content only,
+		// not whether a client may write it (a conformance review: a
+		// ValueSet was "invalid" for being read-only here).
 	case !slices.Contains([]string{modeCreate, modeUpdate, modeDelete, modeProfile}, in.mode):
 		return false, nil, errValidateParam("code-invalid", "mode must be one of R4's create, update, delete or profile", in.modeWhere)
 	case in.mode == modeProfile:
@@ -126,13 +127,14 @@ func (e *Engine) Validate(ctx context.Context, sc *auditlog.Scope, req ValidateR
 	if req.Type != "" {
 		rt = req.Type
 	}
-	if in.mode == modeCreate && rt != "" && e.checkType(rt) == nil {
+	if rt != "" && e.checkType(rt) == nil {
 		// As the create it checks: a client that may not create the type
 		// has nothing to validate a create of, and a resource's validation
 		// costs what its write does (an attacker's review: any client,
 		// whatever its scopes, could have the gateway parse and check 16
-		// MiB bodies of any type).
-		if err := allow(sc, rt, 'c'); err != nil {
+		// MiB bodies of any type). General validation needs a scope on
+		// the type: to read, create or update it.
+		if err := allowValidate(sc, rt, in.mode); err != nil {
 			return false, nil, err
 		}
 	}
@@ -164,6 +166,14 @@ func (e *Engine) Validate(ctx context.Context, sc *auditlog.Scope, req ValidateR
 			issues = append(issues, more...)
 		}
 	}
+	if in.mode == "" && req.ID != "" {
+		// General validation of an instance: a resource that says it is
+		// another one is not that instance.
+		if rid := resourceID(in.resource); rid != "" && rid != req.ID {
+			issues = append(issues, outcome.Issue{Severity: "error", Code: "invalid", Rule: "id-mismatch", Expression: rt + ".id",
+				Message: "the resource id must equal the id in the URL"})
+		}
+	}
 	id := ""
 	if in.mode == modeUpdate {
 		more, err := e.validateUpdate(ctx, sc, req, rt, in.resource)
@@ -175,13 +185,35 @@ func (e *Engine) Validate(ctx context.Context, sc *auditlog.Scope, req ValidateR
 			id = resourceID(in.resource)
 		}
 	}
-	more, err := e.reservedIssues(ctx, sc, rt, id, in.resource)
-	if err != nil {
-		return false, nil, err
+	if in.mode != "" { // a write's rule
+		more, err := e.reservedIssues(ctx, sc, rt, id, in.resource)
+		if err != nil {
+			return false, nil, err
+		}
+		issues = append(issues, more...)
 	}
-	issues = append(issues, more...)
 	valid = valid && !slices.ContainsFunc(issues, func(i outcome.Issue) bool { return i.Severity == "error" || i.Severity == "fatal" })
 	return valid, issues, nil
+}
+
+// allowValidate is the scope $validate of a resource of type rt in mode
+// needs (delete's is validateDelete's): create's to validate a create
+// (update's is validateUpdate's); for general validation (no mode), the
+// scope to read, create or update the type, the first named when none.
+func allowValidate(sc *auditlog.Scope, rt, mode string) error {
+	switch mode {
+	case modeCreate:
+		return allow(sc, rt, 'c')
+	case "":
+		err := allow(sc, rt, 'r')
+		for _, perm := range []byte{'c', 'u'} {
+			if err != nil && allow(sc, rt, perm) == nil {
+				err = nil
+			}
+		}
+		return err
+	}
+	return nil
 }
 
 // validateQuery reads the query parameters of $validate: profile and
