@@ -270,6 +270,11 @@ func (t tenantTx) Enqueue(items ...*store.OutboxItem) error {
 	return t.Tx.Enqueue(items...)
 }
 
+// Reached asks about the tenant's own outbox items.
+func (t tenantTx) Reached(_, destination string, keys []string) (bool, error) {
+	return t.Tx.Reached(t.tenant, destination, keys)
+}
+
 // RuleSourceOtherTenant is the rule id of a native record whose source
 // system another tenant's records come from, to the same destination: the
 // record is stored, but not delivered there.

@@ -579,6 +579,7 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 	// but not delivered, which would give an EHR a patient and resources
 	// it never had (an EHR review).
 	unsent := withdrawal && stored == nil
+	var unreached []string // destinations a withdrawal is not sent to: they never had the record
 	err = stage.Run(ctx, s.tracer, "outbox.enqueue", func(context.Context) error {
 		if unsent {
 			return nil
@@ -588,7 +589,12 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 		if err != nil {
 			return err
 		}
-		notSent, err = s.enqueue(st, tenant, rec.kind, rec.rec, res, sentRaws, rec.version, sc.TraceID, tx.ClaimSource)
+		var reached func(dest string) (bool, error)
+		if withdrawal {
+			keys := recordOrderKeys(src.System, rec.kind, src.RecordID)
+			reached = func(dest string) (bool, error) { return st.Reached("", dest, keys) }
+		}
+		notSent, unreached, err = s.enqueue(st, tenant, rec.kind, rec.rec, res, sentRaws, rec.version, sc.TraceID, tx.ClaimSource, reached)
 		return err
 	}, attribute.String("ingest.kind", string(rec.kind)))
 	if err != nil {
@@ -597,13 +603,16 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 	if len(notSent) > 0 {
 		sc.Description += fmt.Sprintf("; not delivered to %s (%s)", strings.Join(notSent, ", "), engine.RuleSourceOtherTenant)
 	}
+	if len(unreached) > 0 {
+		sc.Description += fmt.Sprintf("; not delivered to %s (%s)", strings.Join(unreached, ", "), RuleWithdrawnNotDelivered)
+	}
 	b := s.engine.Response(fhirwire.TypeTransactionResponse, entries, nil, ans)
 	warnings := append(mappingWarnings(slices.Concat(res.Warnings, across, spacing, standing)), demographicsWarning(id.unapplied, id.stored)...)
 	if unsent {
 		warnings = append(warnings, withdrawnNotStored)
 		sc.Description += fmt.Sprintf("; not delivered (%s)", RuleWithdrawnNotStored)
 	}
-	if err := warn(&b, append(warnings, notSentWarning(notSent)...)); err != nil {
+	if err := warn(&b, slices.Concat(warnings, notSentWarning(notSent), unreachedWarning(unreached))); err != nil {
 		return nil, false, err
 	}
 	if len(id.unapplied) > 0 {
@@ -815,9 +824,19 @@ func NestedRecords(base, source string, r mapping.Record) []audit.NestedRecord {
 // where another tenant holds the record's source system (claim:
 // engine.Tx.ClaimSource) gets a dead letter without payload instead, whose
 // reason the operator sees; those routes are returned (notSent). The record
-// is stored all the same: the clinic needs it in its record.
+// is stored all the same: the clinic needs it in its record. reached, for
+// a withdrawal (nil otherwise), tells whether a route's destination has or
+// will have the record (an earlier delivery of it, in either form, not
+// dead): one that never had it (each delivery a dead letter, an operator's
+// cancel of one sent to the wrong destination, or a destination added
+// since) gets a dead letter without payload (RuleWithdrawnNotDelivered;
+// those routes are returned, unreached), which still supersedes the
+// earlier dead letters there, so that none is retried without it. Sent,
+// the withdrawal would give the EHR the patient and the record's values
+// it never had (an EHR review).
 func (s *Service) enqueue(tx store.Tx, tenant string, kind mapping.Kind, rec mapping.Record, res *mapping.Result, raws [][]byte, version, traceID string,
-	claim func(system, dest string, receives func(tenant, kind string) bool) (bool, error)) (notSent []string, err error) {
+	claim func(system, dest string, receives func(tenant, kind string) bool) (bool, error),
+	reached func(dest string) (bool, error)) (notSent, unreached []string, err error) {
 	var items []*store.OutboxItem
 	var dests []string // those that receive it
 	systems := map[string][]string{}
@@ -827,7 +846,7 @@ func (s *Service) enqueue(tx store.Tx, tenant string, kind mapping.Kind, rec map
 		}
 		ok, err := claim(res.Source.System, r.Name, r.receives(res.Source.System))
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if !ok {
 			it := OutboxItem(r.Name, kind, rec, res, version, nil, traceID)
@@ -835,12 +854,24 @@ func (s *Service) enqueue(tx store.Tx, tenant string, kind mapping.Kind, rec map
 			items, notSent = append(items, it), append(notSent, r.Name)
 			continue
 		}
+		if reached != nil {
+			had, err := reached(r.Name)
+			if err != nil {
+				return nil, nil, err
+			}
+			if !had {
+				it := OutboxItem(r.Name, kind, rec, res, version, nil, traceID)
+				it.Status, it.LastError = store.StatusDead, store.WithheldWithdrawal+": "+unreachedReason
+				items, unreached = append(items, it), append(unreached, r.Name)
+				continue
+			}
+		}
 		dests, systems[r.Name] = append(dests, r.Name), r.MRNSystems
 		items = append(items, OutboxItem(r.Name, kind, rec, res, version, nil, traceID)) // its payload below
 	}
 	payloads, err := Payloads(res, raws, dests, func(d string) []string { return systems[d] })
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	for _, it := range items {
 		if it.Status != store.StatusDead {
@@ -848,9 +879,44 @@ func (s *Service) enqueue(tx store.Tx, tenant string, kind mapping.Kind, rec map
 		}
 	}
 	if len(items) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
-	return notSent, tx.Enqueue(items...)
+	return notSent, unreached, tx.Enqueue(items...)
+}
+
+// recordOrderKeys are the order keys of a record in each of its forms (an
+// infusion and its session; a record nested in a session is one of the
+// session's items' keys, OrderKeys).
+func recordOrderKeys(system string, kind mapping.Kind, recordID string) []string {
+	var keys []string
+	for _, k := range recordKinds(kind) {
+		keys = append(keys, OrderKey(system, k, recordID))
+	}
+	return keys
+}
+
+// RuleWithdrawnNotDelivered is the rule id of a withdrawal not delivered
+// to a destination that never had the record (store.WithheldWithdrawal's).
+const RuleWithdrawnNotDelivered = "record.withdrawn-not-delivered"
+
+// unreachedReason is the dead letter's reason of a withdrawal not sent to
+// a destination that never had the record, for the operator.
+const unreachedReason = "not sent: this destination never received the record it withdraws (every earlier delivery of " +
+	"it there is a dead letter, or the destination was added since); a withdrawal would give the EHR the patient and " +
+	"the record's values it never had"
+
+// unreachedWarning is a warning per destination (unreached) a withdrawal
+// is not sent to, as it never had the record.
+func unreachedWarning(unreached []string) []outcome.Issue {
+	var issues []outcome.Issue
+	for _, dest := range unreached {
+		issues = append(issues, outcome.Issue{Severity: "warning", Code: "business-rule", Rule: RuleWithdrawnNotDelivered,
+			Pointer: "/source/status", Expression: "source.status",
+			Message: "the withdrawal is stored, but not sent to the destination " + dest + ", which never received the " +
+				"record (its earlier deliveries there were not delivered, or the destination was added since): nothing " +
+				"needs to be done there"})
+	}
+	return issues
 }
 
 // RuleWithdrawnNotStored is the rule id of the warning that a withdrawal

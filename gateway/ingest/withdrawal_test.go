@@ -499,3 +499,74 @@ func TestWithdrawalLeavesStandingSignal(t *testing.T) {
 		t.Errorf("%d Flags, want 2", len(page))
 	}
 }
+
+// TestWithdrawalNotSentWhereNeverDelivered: a withdrawal is not sent to a
+// destination that never had the record, whose earlier delivery there an
+// operator cancelled (sent to the wrong destination) or that became a
+// dead letter: it would give that EHR the patient and the record's values
+// (an EHR review). It stands there as a dead letter without payload,
+// which the answer warns about and which supersedes the earlier dead
+// letter (a retry of it is refused). A destination that had the record,
+// on its own or nested in a session, gets the withdrawal.
+func TestWithdrawalNotSentWhereNeverDelivered(t *testing.T) {
+	all := func(string, string) bool { return true }
+	g := newGateway(t, app.Config{Routes: []ingest.Route{{Name: "ehr", Accepts: all}, {Name: "lab", Accepts: all}}})
+	ctx := context.Background()
+	const vitals = `"timepoint": "pre-dose", "measuredAt": "2026-03-02T08:50:00-05:00", "heartRate": 80`
+	version := func(id, v, status string) string {
+		return strings.Replace(rec(id, v, "P-1", "", vitals), `"version": "`+v+`"}`,
+			`"version": "`+v+`", "lastUpdated": "2026-03-02T2`+v+`:00:00Z"`+status+`}`, 1)
+	}
+	if err := g.ingest("", mapping.KindVitals, version("V-1", "1", "")); err != nil {
+		t.Fatal(err)
+	}
+	var cancelled string
+	for _, it := range g.deliveries(t, "", "serenity-clinic-emr", "V-1") {
+		if it.Destination == "lab" {
+			cancelled = publicID(t, g, it.ID)
+			if err := g.a.Operator.Cancel(ctx, "", cancelled, "record sent to the wrong destination"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	warnings, err := g.ingestAnswer(t, "", version("V-1", "2", `, "status": "entered-in-error"`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(warnings, func(w string) bool { return strings.HasPrefix(w, ingest.RuleWithdrawnNotDelivered+":") }) {
+		t.Errorf("warnings %v, want %s", warnings, ingest.RuleWithdrawnNotDelivered)
+	}
+	for _, it := range g.deliveries(t, "", "serenity-clinic-emr", "V-1") {
+		if it.Version != "2" {
+			continue
+		}
+		switch it.Destination {
+		case "lab":
+			if it.Status != store.StatusDead || len(it.Payload) != 0 || !strings.HasPrefix(it.LastError, store.WithheldWithdrawal) {
+				t.Errorf("the withdrawal to lab: %s %q, %d bytes; want a dead letter without payload", it.Status, it.LastError, len(it.Payload))
+			}
+		case "ehr":
+			if it.Status == store.StatusDead || len(it.Payload) == 0 {
+				t.Errorf("the withdrawal to ehr: %s, %d bytes; want it sent", it.Status, len(it.Payload))
+			}
+		}
+	}
+	if _, err := g.a.Operator.Retry(ctx, "", cancelled); !strings.Contains(fmt.Sprint(err), "delivery-superseded") {
+		t.Errorf("retry of the cancelled first version: %v, want delivery-superseded", err)
+	}
+
+	// A vitals record nested in a session, delivered there, withdrawn on
+	// its own: both destinations had it.
+	session := rec("S-W", "1", "P-1", "", `"infusion": {`+infusionBody+`, "clinician": {"id": "C-7"}},
+		"vitals": [{"recordId": "V-N", `+vitals+`}]`)
+	if err := g.ingest("", mapping.KindSession, session); err != nil {
+		t.Fatal(err)
+	}
+	warnings, err = g.ingestAnswer(t, "", strings.Replace(rec("V-N", "2", "P-1", "", vitals), `"version": "2"}`, `"version": "2", "status": "entered-in-error"}`, 1))
+	if err != nil || len(warnings) != 0 {
+		t.Fatalf("withdrawal of a nested record: %v, warnings %v", err, warnings)
+	}
+	if items := g.deliveries(t, "", "serenity-clinic-emr", "V-N"); len(items) != 2 || items[0].Status == store.StatusDead || items[1].Status == store.StatusDead {
+		t.Errorf("%d deliveries of the nested record's withdrawal, want one to each destination, sent", len(items))
+	}
+}

@@ -435,6 +435,12 @@ func (s *Service) Retry(ctx context.Context, tenant, id string) (waitingFor stri
 // withdrawal) to the same destination supersedes: sent now, its older
 // version would overwrite the later one at the EHR.
 func supersededError(later, status string) error {
+	if status == store.StatusDead { // store.WithheldWithdrawal
+		return outcome.New(outcome.Conflict, "conflict", "delivery-superseded",
+			"delivery "+later+", a later delivery of the same record to this destination, is its withdrawal, not sent "+
+				"there as the destination never had the record: sent now, this dead letter would give the destination a "+
+				"record the clinic withdrew, so it is not retried")
+	}
 	state := map[string]string{store.StatusDone: "was delivered", store.StatusPending: "is pending",
 		store.StatusInFlight: "is being sent"}[status]
 	return outcome.New(outcome.Conflict, "conflict", "delivery-superseded",

@@ -20,6 +20,13 @@ const (
 // (operator), and the worker dead-letters an empty payload again.
 const Refused = "refused when stored: "
 
+// WithheldWithdrawal begins the LastError (after Refused) of the dead
+// letter that stands, at a destination that never had a record, for the
+// record's withdrawal not sent there: unlike other dead letters, it
+// supersedes the record's earlier dead letters there (Retry), so that
+// none is sent without its withdrawal.
+const WithheldWithdrawal = Refused + "record.withdrawn-not-delivered"
+
 // NotSent begins the error of an attempt that ended before any request
 // left (the destination's filter no longer accepts the record, it has
 // nothing to send, or it carries an MRN the destination does not know),
@@ -161,6 +168,13 @@ type OutboxTx interface {
 	// dead letter with its LastError (a delivery refused as the record was
 	// stored, Refused); every other is pending.
 	Enqueue(items ...*OutboxItem) error
+	// Reached reports whether the tenant's outbox holds an item to
+	// destination that is not dead (delivered, or pending or in flight:
+	// it may reach the destination) with one of the order keys keys
+	// (OutboxItem.OrderKey or OrderKeys): whether the destination has, or
+	// will have, the record those keys name. A tenant "" is the default
+	// tenant's.
+	Reached(tenant, destination string, keys []string) (bool, error)
 }
 
 // Outbox is the part of a Store that delivers the outbox: claims,
@@ -216,8 +230,9 @@ type Outbox interface {
 	// it is neither (absent, in flight or done). It refuses a dead item,
 	// changing nothing, with a *LaterDeliveryError when a later item to
 	// its destination and tenant shares one of its order keys and is
-	// done, pending or in flight: sent again, the dead item's older
-	// version would overwrite that later one at the destination.
+	// done, pending or in flight (or a withdrawal withheld there,
+	// WithheldWithdrawal): sent again, the dead item's older version
+	// would overwrite that later one at the destination.
 	Retry(ctx context.Context, id int64, now time.Time) error
 	// Cancel makes a pending or dead item, or an in-flight one whose
 	// claim has lapsed (LeaseUntil at least ClaimGrace before now: its

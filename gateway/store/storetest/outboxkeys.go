@@ -146,4 +146,46 @@ func testOutboxRetryLater(t *testing.T, s store.Store) {
 	if err := ob.Retry(ctx, free.ID, now); err != nil {
 		t.Errorf("Retry(free) = %v", err)
 	}
+	// A later dead letter does not supersede, except a withdrawal withheld
+	// from a destination that never had the record.
+	x1, x2, x3 := item("ehr3", "src|vitals|X", "p"), item("ehr3", "src|vitals|X", "p"), item("ehr3", "src|vitals|X", "p")
+	x1.Status, x1.LastError = store.StatusDead, "cancelled by operator: wrong destination"
+	x2.Status, x2.LastError = store.StatusDead, store.Refused+"some-rule: another reason"
+	enqueue(t, s, x1, x2)
+	if err := ob.Retry(ctx, x1.ID, now); err != nil {
+		t.Errorf("Retry(x1, a later dead letter) = %v, want it retried", err)
+	}
+	if err := ob.Cancel(ctx, x1.ID, "again", now); err != nil {
+		t.Fatal(err)
+	}
+	x3.Status, x3.LastError = store.StatusDead, store.WithheldWithdrawal+": never had it"
+	enqueue(t, s, x3)
+	if err := ob.Retry(ctx, x1.ID, now); !errors.As(err, &later) || later.ID != x3.ID || later.Status != store.StatusDead {
+		t.Errorf("Retry(x1, a withheld withdrawal later) = %v, want a LaterDeliveryError naming %d", err, x3.ID)
+	}
+	// Reached: a destination holding an item of one of the keys not dead
+	// (done, pending: the session nesting W at ehr), not one whose items
+	// of them are all dead (X at ehr3), nor another tenant's.
+	for _, tc := range []struct {
+		tenant, dest string
+		keys         []string
+		want         bool
+	}{
+		{"", "ehr", []string{"src|vitals|W"}, true},
+		{"", "ehr", []string{"src|vitals|Q", "src|vitals|F"}, true}, // F retried: pending
+		{"", "ehr", []string{"src|session|S"}, false},               // cancelled
+		{"", "ehr3", []string{"src|vitals|X"}, false},
+		{"", "ehr4", []string{"src|vitals|W"}, false},
+		{"clinic-b", "ehr", []string{"src|vitals|W"}, false},
+	} {
+		var got bool
+		err := s.Write(ctx, func(tx store.Tx) error {
+			var err error
+			got, err = tx.Reached(tc.tenant, tc.dest, tc.keys)
+			return err
+		})
+		if err != nil || got != tc.want {
+			t.Errorf("Reached(%q, %s, %v) = %v %v, want %v", tc.tenant, tc.dest, tc.keys, got, err, tc.want)
+		}
+	}
 }

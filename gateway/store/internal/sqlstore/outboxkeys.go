@@ -66,16 +66,37 @@ func (t *tx) insertKeys(it *store.OutboxItem, keys []string) error {
 	return err
 }
 
+// Reached implements store.OutboxTx: one probe of outbox_keys_order per
+// key.
+func (t *tx) Reached(tenant, destination string, keys []string) (bool, error) {
+	s := t.s
+	for _, k := range keys {
+		var one int
+		err := t.c.QueryRow(t.ctx, s.bind(`SELECT 1 FROM outbox_keys k JOIN outbox o ON o.id = k.item_id
+			WHERE k.destination = ? AND k.tenant = ? AND k.order_key = ? AND o.status <> 'dead' LIMIT 1`),
+			s.text(destination), tenant, s.text(k)).Scan(&one)
+		if errNoRows(err) {
+			continue
+		}
+		if err != nil {
+			return false, fmt.Errorf("%s: reached: %w", s.d.Name, s.err(t.ctx, err))
+		}
+		return true, nil
+	}
+	return false, nil
+}
+
 // laterItem returns the latest item to item id's destination and tenant
-// that shares one of its order keys, has a greater id and is not dead
-// (its id and status); id 0 if there is none.
+// that shares one of its order keys, has a greater id and is not dead,
+// or is a withdrawal withheld (store.WithheldWithdrawal) (its id and
+// status); id 0 if there is none.
 func (t *tx) laterItem(id int64) (later int64, status string, err error) {
 	err = t.c.QueryRow(t.ctx, t.s.bind(`SELECT l.id, l.status FROM outbox_keys k
 		JOIN outbox_keys lk ON lk.destination = k.destination AND lk.tenant = k.tenant AND lk.order_key = k.order_key
 			AND lk.item_id > k.item_id
 		JOIN outbox l ON l.id = lk.item_id
-		WHERE k.item_id = ? AND l.status <> 'dead'
-		ORDER BY l.id DESC LIMIT 1`), id).Scan(&later, &status)
+		WHERE k.item_id = ? AND (l.status <> 'dead' OR substr(l.last_error, 1, ?) = ?)
+		ORDER BY l.id DESC LIMIT 1`), id, len(store.WithheldWithdrawal), store.WithheldWithdrawal).Scan(&later, &status)
 	if errNoRows(err) {
 		return 0, "", nil
 	}
