@@ -33,9 +33,12 @@ import (
 // decides). It returns the stored status of each, by entry, and "final"
 // for each Observation the version makes that the gateway did not hold
 // (set in docs too: a resource made now was never final before, so it is
-// not amended). A version that
-// changes nothing at all is left as before, each resource written again
-// (its Provenance names them; nothing else would).
+// not amended). A version that changes no resource (the same content
+// under a new label, or one that only leaves a measurement out, which
+// stays as stored) still writes each resource again, so that its
+// Provenance names them, but with its stored status: nothing was amended
+// (an EHR review: a version leaving out two measurements sent the four
+// others to the EHR as amended).
 func keepUnchanged(st store.Tx, res *mapping.Result, entries []*engine.Entry, docs []map[string]any, current []*store.Resource) (map[int]string, error) {
 	logical := LogicalResolver(func(typ, system, value string) (*store.Resource, error) {
 		rs, err := searchAll(st, typ, "identifier", search.Token(system, value))
@@ -86,14 +89,13 @@ func keepUnchanged(st store.Tx, res *mapping.Result, entries []*engine.Entry, do
 	for i, status := range fresh {
 		docs[i]["status"] = status
 	}
-	if !writes {
-		return nil, nil
-	}
 	for i, status := range kept {
 		if status != "" {
 			docs[i]["status"] = status
 		}
-		entries[i].VersionWhenChanged()
+		if writes {
+			entries[i].VersionWhenChanged()
+		}
 	}
 	for i, status := range fresh {
 		kept[i] = status // as the EHRs receive it too (deliveredKept)
