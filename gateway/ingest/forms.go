@@ -287,7 +287,7 @@ func InSession(rec mapping.Record, stored func() ([]*store.Resource, error), rea
 // is its main resource. Before, such a version was taken for a new
 // record: its conditional creates matched the stored measurements, and a
 // changed heart rate was answered 200 and never stored.
-func storedMain(st store.Tx, tenant string, res *mapping.Result, source string, kind mapping.Kind) (*store.Resource, int, error) {
+func storedMain(st store.Tx, ledgers *nestedLedgers, tenant string, res *mapping.Result, source string, kind mapping.Kind) (*store.Resource, int, error) {
 	i := mainEntry(res)
 	if i < 0 {
 		return nil, -1, nil
@@ -300,7 +300,7 @@ func storedMain(st store.Tx, tenant string, res *mapping.Result, source string, 
 	if !others || res.Source.RecordID == "" {
 		return nil, i, nil
 	}
-	versions, err := st.LedgerVersions(source, string(kind), res.Source.RecordID)
+	versions, err := ledgers.versions(source, kind, res.Source.RecordID)
 	if err != nil || len(versions) == 0 {
 		return nil, i, err
 	}

@@ -369,7 +369,7 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 	}
 	tenant := sc.TenantOf()
 	// The record's main resource as stored, nil for a new record.
-	stored, mainAt, err := storedMain(st, tenant, first, src.System, rec.kind)
+	stored, mainAt, err := storedMain(st, nested, tenant, first, src.System, rec.kind)
 	if err != nil {
 		return nil, false, err
 	}
@@ -416,7 +416,7 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 		}
 		reused = refusal
 	}
-	if err := checkNotStale(st, rec, s.now()); err != nil {
+	if err := checkNotStale(nested, rec, s.now()); err != nil {
 		return nil, false, err
 	}
 	// homed is the record as mapped: in the session it stays in. The

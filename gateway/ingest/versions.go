@@ -182,14 +182,14 @@ func decodeAny(b []byte) (map[string]any, bool) {
 // source.lastUpdated is earlier than a stored version's (errVersionStale).
 // Versions are compared only when both carry source.lastUpdated; a new
 // version label with the same lastUpdated is a new version.
-func checkNotStale(st store.Tx, rec record, now time.Time) error {
+func checkNotStale(ledgers *nestedLedgers, rec record, now time.Time) error {
 	src := rec.rec.Env().Source
 	at, ok := instant(src.LastUpdated)
 	if !ok {
 		return nil
 	}
 	for _, kind := range mapping.SameRecord(rec.kind) {
-		if newer, err := newerStored(st, src.System, kind, src.RecordID, at, nil); err != nil || !newer.IsZero() {
+		if newer, err := newerStored(ledgers, src.System, kind, src.RecordID, at, nil); err != nil || !newer.IsZero() {
 			return cmpErr(err, newer, now)
 		}
 	}
@@ -223,8 +223,8 @@ func (in *storedInput) nests(kind mapping.Kind, recordID string) bool {
 // newerStored returns the latest source.lastUpdated of the stored
 // versions of (source, kind, recordID) that pass keep (nil: every one)
 // when it is later than at, else the zero time.
-func newerStored(st store.Tx, source string, kind mapping.Kind, recordID string, at time.Time, keep func(*storedInput) bool) (time.Time, error) {
-	versions, err := st.LedgerVersions(source, string(kind), recordID)
+func newerStored(ledgers *nestedLedgers, source string, kind mapping.Kind, recordID string, at time.Time, keep func(*storedInput) bool) (time.Time, error) {
+	versions, err := ledgers.versions(source, kind, recordID)
 	if err != nil {
 		return time.Time{}, err
 	}
@@ -247,11 +247,12 @@ func newerIn(versions []*store.Ledger, at time.Time, keep func(*storedInput) boo
 	return newest
 }
 
-// nestedLedgers are the ledger versions of the records a session nests,
-// read once in a transaction attempt: the attempt writes no ledger entry
-// of theirs (only the session's), so the update-mode decision
-// (storedNested) and the staleness check (checkNestedNotStale) share one
-// keyed read of each.
+// nestedLedgers are the ledger versions of the records a transaction
+// attempt reads before it writes its own ledger entry: the record's (its
+// main resource's lookup, storedMain, and the staleness check,
+// checkNotStale) and those of the records a session nests (the
+// update-mode decision, storedNested, and checkNestedNotStale), each read
+// once: the attempt writes no ledger entry of theirs until the end.
 type nestedLedgers struct {
 	st   store.Tx
 	read map[[3]string][]*store.Ledger // by source, kind, record id
@@ -342,7 +343,7 @@ func checkNestedNotStale(st store.Tx, nested *nestedLedgers, rec record, res *ma
 		if err != nil || sid == "" {
 			return err
 		}
-		newer, err := newerStored(st, src.System, mapping.KindSession, sid, at, func(in *storedInput) bool {
+		newer, err := newerStored(nested, src.System, mapping.KindSession, sid, at, func(in *storedInput) bool {
 			return in.nests(rec.kind, src.RecordID)
 		})
 		return cmpErr(err, newer, now)
