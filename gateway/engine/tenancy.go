@@ -275,6 +275,11 @@ func (t tenantTx) Reached(_, destination string, keys []string) (bool, error) {
 	return t.Tx.Reached(t.tenant, destination, keys)
 }
 
+// LatestItem asks about the tenant's own outbox items.
+func (t tenantTx) LatestItem(_, destination, key string) (string, string, error) {
+	return t.Tx.LatestItem(t.tenant, destination, key)
+}
+
 // RuleSourceOtherTenant is the rule id of a native record whose source
 // system another tenant's records come from, to the same destination: the
 // record is stored, but not delivered there.

@@ -2,8 +2,12 @@ package ingest
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
+	"strings"
+
+	fhir "github.com/samply/golang-fhir-models/fhir-models/fhir"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
@@ -252,6 +256,63 @@ func dropPhantoms(st store.Tx, res *mapping.Result, raws [][]byte, docs []map[st
 	}
 	res, raws, docs, checked = keepEntries(res, raws, docs, checked, keep)
 	return res, raws, docs, checked, keepOnly(stored, keep), nil
+}
+
+// dropSettledDeletes returns res (and its parallel raws, docs and
+// checked) without the DELETE of an AdverseEvent that is not stored (a
+// withdrawn session nesting an event never sent) or is deleted already
+// where every delivery destination (routes) has the deletion: the latest
+// delivery there of the record the event is (on its own, or nested) was
+// delivered, or is the withdrawal withheld from a destination that never
+// had it, or there is none. Sent again, the DELETE of a resource the EHR
+// no longer holds fails the whole transaction at an EHR that answers it
+// 404 (HAPI before 5.7, FHIR Works on AWS), and the session's withdrawal
+// became a dead letter, its Procedure left completed there (an EHR
+// review). Where a destination's delivery of the deletion is pending or
+// a dead letter, the DELETE is kept.
+func dropSettledDeletes(st store.Tx, routes []Route, tenant string, rec mapping.Record, kind mapping.Kind, res *mapping.Result, raws [][]byte, docs []map[string]any, checked []error) (*mapping.Result, [][]byte, []map[string]any, []error, error) {
+	keep := make([]bool, len(res.Entries))
+	dropped := false
+	for i, e := range res.Entries {
+		keep[i] = true
+		id, ok := strings.CutPrefix(e.URL, "AdverseEvent/")
+		if e.Method != fhir.HTTPVerbDELETE || !ok {
+			continue
+		}
+		_, err := st.Read("AdverseEvent", tenantID(tenant, id))
+		switch {
+		case err == nil:
+			continue
+		case errors.Is(err, store.ErrNotFound):
+			keep[i], dropped = false, true
+			continue
+		case !errors.Is(err, store.ErrGone):
+			return nil, nil, nil, nil, err
+		}
+		key := OrderKey(res.Source.System, kind, res.Source.RecordID)
+		if n, ok := nestedAt(rec, e.Record); ok {
+			key = OrderKey(res.Source.System, n.Kind, n.RecordID)
+		}
+		settled := true
+		for _, r := range routes {
+			status, lastError, err := st.LatestItem("", r.Name, key)
+			if err != nil {
+				return nil, nil, nil, nil, err
+			}
+			if status != "" && status != store.StatusDone && !strings.HasPrefix(lastError, store.WithheldWithdrawal) {
+				settled = false
+				break
+			}
+		}
+		if settled {
+			keep[i], dropped = false, true
+		}
+	}
+	if !dropped {
+		return res, raws, docs, checked, nil
+	}
+	res, raws, docs, checked = keepEntries(res, raws, docs, checked, keep)
+	return res, raws, docs, checked, nil
 }
 
 // keepEntries returns res and its parallel raws, docs and checked with

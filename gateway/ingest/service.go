@@ -457,6 +457,9 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 		}
 		docs, checked = nil, nil
 	}
+	if res, raws, docs, checked, err = dropSettledDeletes(st, s.routes, tenant, rec.rec, rec.kind, res, raws, docs, checked); err != nil {
+		return nil, false, err
+	}
 	var retiring []map[string]any // the stored signals res retires
 	if res, raws, docs, checked, retiring, err = dropPhantoms(st, res, raws, docs, checked); err != nil {
 		return nil, false, err

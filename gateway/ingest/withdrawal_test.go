@@ -1,6 +1,7 @@
 package ingest_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
@@ -568,5 +570,72 @@ func TestWithdrawalNotSentWhereNeverDelivered(t *testing.T) {
 	}
 	if items := g.deliveries(t, "", "serenity-clinic-emr", "V-N"); len(items) != 2 || items[0].Status == store.StatusDead || items[1].Status == store.StatusDead {
 		t.Errorf("%d deliveries of the nested record's withdrawal, want one to each destination, sent", len(items))
+	}
+}
+
+// TestSessionWithdrawalSkipsSettledDelete: a session whose nested adverse
+// event was withdrawn on its own, and that withdrawal delivered, is
+// withdrawn without a second DELETE of the event, which an EHR that
+// answers a DELETE of a missing resource with 404 fails the whole
+// transaction for (the session's resources left completed there: an EHR
+// review). While the event's deletion is not delivered somewhere (pending,
+// or a dead letter), the DELETE is kept.
+func TestSessionWithdrawalSkipsSettledDelete(t *testing.T) {
+	ctx := context.Background()
+	infusion := `"infusion": {` + infusionBody + `, "clinician": {"id": "C-7"}}`
+	event := `"event": "nausea", "onsetAt": "2026-03-02T09:25:00-05:00", "severity": "mild", "serious": false`
+	for _, tc := range []struct {
+		name      string
+		delivered bool // the event's withdrawal delivered before the session's
+		delete    bool // the session's withdrawal carries the DELETE
+	}{
+		{"event's withdrawal delivered", true, false},
+		{"event's withdrawal pending", false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := newGateway(t, app.Config{Routes: []ingest.Route{{Name: "ehr", Accepts: func(string, string) bool { return true }}}})
+			session := func(v, status, nested string) string {
+				return strings.Replace(rec("S-D", v, "P-1", "", infusion+nested), `"version": "`+v+`"}`,
+					`"version": "`+v+`", "lastUpdated": "2026-03-02T2`+v+`:00:00Z"`+status+`}`, 1)
+			}
+			if err := g.ingest("", mapping.KindSession, session("1", "", `, "adverseEvents": [{"recordId": "AE-D", `+event+`}]`)); err != nil {
+				t.Fatal(err)
+			}
+			ae := strings.Replace(rec("AE-D", "2", "P-1", "", `"sessionId": "S-D", `+event), `"version": "2"}`,
+				`"version": "2", "lastUpdated": "2026-03-02T22:00:00Z", "status": "entered-in-error"}`, 1)
+			if err := g.ingest("", mapping.KindAdverseEvent, ae); err != nil {
+				t.Fatal(err)
+			}
+			if tc.delivered {
+				ob := store.Outbox(g.a.Store)
+				for n := 0; n < 2; n++ { // the session, then the event's withdrawal (in order)
+					items, err := ob.Claim(ctx, "ehr", time.Now(), time.Minute, 10)
+					if err != nil || len(items) != 1 {
+						t.Fatalf("claim: %d items, %v; want one", len(items), err)
+					}
+					if err := ob.Complete(ctx, &store.Attempt{ItemID: items[0].ID, At: time.Now(), HTTPStatus: 200}, store.StatusDone, time.Now()); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			if err := g.ingest("", mapping.KindSession, session("3", `, "status": "entered-in-error"`, `, "adverseEvents": [{"recordId": "AE-D", `+event+`}]`)); err != nil {
+				t.Fatalf("session withdrawal: %v", err)
+			}
+			var payload []byte
+			for _, it := range g.deliveries(t, "", "serenity-clinic-emr", "S-D") {
+				if it.Version == "3" {
+					payload = it.Payload
+				}
+			}
+			if payload == nil {
+				t.Fatal("no delivery of the session's withdrawal")
+			}
+			if got := bytes.Contains(payload, []byte(`"method":"DELETE"`)); got != tc.delete {
+				t.Errorf("the session's withdrawal carries a DELETE: %v, want %v", got, tc.delete)
+			}
+			if !bytes.Contains(payload, []byte(`"entered-in-error"`)) {
+				t.Error("the session's withdrawal retires nothing")
+			}
+		})
 	}
 }

@@ -175,6 +175,9 @@ type OutboxTx interface {
 	// will have, the record those keys name. A tenant "" is the default
 	// tenant's.
 	Reached(tenant, destination string, keys []string) (bool, error)
+	// LatestItem returns the status and LastError of the tenant's latest
+	// item to destination with the order key key (both "" for none).
+	LatestItem(tenant, destination, key string) (status, lastError string, err error)
 }
 
 // Outbox is the part of a Store that delivers the outbox: claims,

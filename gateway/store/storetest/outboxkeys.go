@@ -3,6 +3,7 @@ package storetest
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -186,6 +187,23 @@ func testOutboxRetryLater(t *testing.T, s store.Store) {
 		})
 		if err != nil || got != tc.want {
 			t.Errorf("Reached(%q, %s, %v) = %v %v, want %v", tc.tenant, tc.dest, tc.keys, got, err, tc.want)
+		}
+	}
+	// LatestItem: the latest item of a key at a destination, none for
+	// another key.
+	for _, tc := range []struct{ dest, key, status, prefix string }{
+		{"ehr3", "src|vitals|X", store.StatusDead, store.WithheldWithdrawal},
+		{"ehr", "src|vitals|F", store.StatusPending, ""},
+		{"ehr", "src|vitals|none", "", ""},
+	} {
+		var status, lastError string
+		err := s.Write(ctx, func(tx store.Tx) error {
+			var err error
+			status, lastError, err = tx.LatestItem("", tc.dest, tc.key)
+			return err
+		})
+		if err != nil || status != tc.status || !strings.HasPrefix(lastError, tc.prefix) {
+			t.Errorf("LatestItem(%s, %s) = %s %q %v, want %s %q…", tc.dest, tc.key, status, lastError, err, tc.status, tc.prefix)
 		}
 	}
 }

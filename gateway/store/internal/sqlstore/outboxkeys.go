@@ -86,6 +86,21 @@ func (t *tx) Reached(tenant, destination string, keys []string) (bool, error) {
 	return false, nil
 }
 
+// LatestItem implements store.OutboxTx: one probe of outbox_keys_order.
+func (t *tx) LatestItem(tenant, destination, key string) (status, lastError string, err error) {
+	s := t.s
+	err = t.c.QueryRow(t.ctx, s.bind(`SELECT o.status, o.last_error FROM outbox_keys k JOIN outbox o ON o.id = k.item_id
+		WHERE k.destination = ? AND k.tenant = ? AND k.order_key = ? ORDER BY k.item_id DESC LIMIT 1`),
+		s.text(destination), tenant, s.text(key)).Scan(&status, &lastError)
+	if errNoRows(err) {
+		return "", "", nil
+	}
+	if err != nil {
+		return "", "", fmt.Errorf("%s: latest item: %w", s.d.Name, s.err(t.ctx, err))
+	}
+	return status, lastError, nil
+}
+
 // laterItem returns the latest item to item id's destination and tenant
 // that shares one of its order keys, has a greater id and is not dead,
 // or is a withdrawal withheld (store.WithheldWithdrawal) (its id and
