@@ -16,12 +16,18 @@ func gradeSeverity(grade int) string {
 	}
 }
 
-// checkAdverseEvent enforces the adverse-event rules at pointer p.
-// inSession is true for an event nested in a session document.
-func checkAdverseEvent(ae *AdverseEventBody, p string, inSession bool, v *violations) {
+// checkCausalitySession enforces that an event with causality names its
+// session (sessionId), unless inSession.
+func checkCausalitySession(ae *AdverseEventBody, p string, inSession bool, v *violations) {
 	if ae.Causality != "" && ae.SessionID == "" && !inSession {
 		v.add("adverse-event.causality-without-session", p+"/causality", "a causality assessment needs sessionId: it judges that session's drug")
 	}
+}
+
+// checkAdverseEvent enforces the adverse-event rules at pointer p.
+// inSession is true for an event nested in a session document.
+func checkAdverseEvent(ae *AdverseEventBody, p string, inSession bool, v *violations) {
+	checkCausalitySession(ae, p, inSession, v)
 	switch {
 	case ae.Severity == "" && ae.CTCAEGrade == nil:
 		v.add("adverse-event.severity-missing", p+"/severity", "an adverse event needs a severity or a CTCAE grade")

@@ -37,6 +37,13 @@ type Options struct {
 	// Safety holds the thresholds of the safety signals (nil:
 	// DefaultSafety()).
 	Safety *Safety
+	// SessionLater leaves out of Map's checks the one that a standalone
+	// adverse event with causality names its session
+	// (adverse-event.causality-without-session), for a caller that knows
+	// the session the record is stored in (the ingest: a record stays in
+	// its session) and checks it then (CheckSessionNamed). What Map makes
+	// of such a record without its session is not meant to be used.
+	SessionLater bool
 }
 
 func (o Options) base() string {
@@ -156,7 +163,7 @@ type Result struct {
 // Map checks rec's clinical rules and maps it. It returns a *RuleError when a
 // rule is broken; nothing else can fail for a schema-valid record.
 func Map(rec Record, opts Options) (*Result, error) {
-	if err := Check(rec); err != nil {
+	if err := check(rec, opts.SessionLater); err != nil {
 		return nil, err
 	}
 	m := newMapper(rec.Env(), opts)

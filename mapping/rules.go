@@ -8,7 +8,20 @@ import (
 
 // Check enforces the clinical rules a JSON Schema cannot express on a
 // decoded record. It returns a *RuleError listing every broken rule, or nil.
-func Check(rec Record) error {
+func Check(rec Record) error { return check(rec, false) }
+
+// CheckSessionNamed is the check Options.SessionLater leaves out: a
+// standalone adverse event with causality names its session.
+func CheckSessionNamed(rec Record) error {
+	var v violations
+	if r, ok := rec.(*AdverseEvent); ok {
+		checkCausalitySession(&r.AdverseEventBody, "", false, &v)
+	}
+	return v.err(rec.Kind())
+}
+
+// check is Check, leaving out CheckSessionNamed's rule when sessionLater.
+func check(rec Record, sessionLater bool) error {
 	var v violations
 	env := rec.Env()
 	if env.Source.Version == "" && env.Source.LastUpdated == "" {
@@ -22,7 +35,7 @@ func Check(rec Record) error {
 	case *Infusion:
 		checkInfusion(&r.InfusionBody, "", &v)
 	case *AdverseEvent:
-		checkAdverseEvent(&r.AdverseEventBody, "", false, &v)
+		checkAdverseEvent(&r.AdverseEventBody, "", sessionLater, &v)
 	case *Session:
 		checkSession(r, &v)
 	}

@@ -9,6 +9,9 @@ import (
 	"testing"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
@@ -312,6 +315,14 @@ func refusal(err error) string {
 	if err == nil {
 		return ""
 	}
+	var re *mapping.RuleError
+	if errors.As(err, &re) {
+		out := "422"
+		for _, v := range re.Violations {
+			out += " " + v.Rule + " " + v.Pointer
+		}
+		return out
+	}
 	var oe *outcome.Error
 	if !errors.As(err, &oe) {
 		return err.Error()
@@ -321,4 +332,39 @@ func refusal(err error) string {
 		out += " " + is.Rule + " " + is.Pointer
 	}
 	return out
+}
+
+// TestEventStaysInSessionWithCausality: an adverse event nested in a
+// session with causality, corrected or withdrawn on its own without
+// sessionId, stays in the session (it was refused 422
+// adverse-event.causality-without-session: a mapping developer's
+// review); a new event with causality and no session is still refused,
+// and so is a dry run, which reads nothing stored.
+func TestEventStaysInSessionWithCausality(t *testing.T) {
+	event := func(id, version, extra string) string {
+		return rec(id, version, "P-1", "", extra+`"event": "nausea", "onsetAt": "2026-03-02T09:25:00-05:00", "severity": "mild", "serious": false, "causality": "probably-likely"`)
+	}
+	g := newGateway(t, app.Config{})
+	session := rec("S-C", "1", "P-1", "", `"infusion": {`+infusionBody+`, "clinician": {"id": "C-7"}},
+		"adverseEvents": [{"recordId": "AE-C", "event": "nausea", "onsetAt": "2026-03-02T09:25:00-05:00", "severity": "mild", "serious": false, "causality": "possible"}]`)
+	if err := g.ingest("", mapping.KindSession, session); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, doc string
+		refused   string
+	}{
+		{"corrected on its own", event("AE-C", "2", ""), ""},
+		{"withdrawn on its own", strings.Replace(event("AE-C", "3", ""), `"version": "3"`, `"version": "3", "status": "entered-in-error"`, 1), ""},
+		{"a new event", event("AE-N", "1", ""), "422 adverse-event.causality-without-session /causality"},
+	} {
+		if got := refusal(g.ingest("", mapping.KindAdverseEvent, tc.doc)); got != tc.refused {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.refused)
+		}
+	}
+	sc := auditlog.NewScope("ingest", &auth.Principal{ClientID: "test"})
+	_, err := g.a.Ingest.Ingest(context.Background(), sc, mapping.KindAdverseEvent, []byte(event("AE-C", "4", "")), true, engine.Answer{})
+	if got := refusal(err); got != "422 adverse-event.causality-without-session /causality" {
+		t.Errorf("dry run: %q, want the refusal", got)
+	}
 }

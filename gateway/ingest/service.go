@@ -197,7 +197,12 @@ func (s *Service) Refused(sc *auditlog.Scope, err error) error {
 func (s *Service) ingest(ctx context.Context, sc *auditlog.Scope, kind mapping.Kind, body []byte, dryRun bool, ans engine.Answer,
 	received *time.Time) ([]byte, bool, error) {
 	tenant := sc.TenantOf()
-	pr, err := s.prepare(ctx, kind, body, s.Options(tenant), tenant, func(rec mapping.Record) { s.nameRecords(sc, kind, rec) })
+	opts := s.Options(tenant)
+	// A stored record stays in its session (inSession): whether an event
+	// with causality names its session is checked once the session it is
+	// stored in is known (storeTx). A dry run reads nothing stored.
+	opts.SessionLater = !dryRun
+	pr, err := s.prepare(ctx, kind, body, opts, tenant, func(rec mapping.Record) { s.nameRecords(sc, kind, rec) })
 	if err != nil {
 		s.metrics.IngestRecord(ctx, string(kind), "rejected")
 		s.nameRefusedBySchema(sc, kind, body, err)
@@ -431,8 +436,12 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 	if err != nil {
 		return nil, false, err
 	}
+	if err := mapping.CheckSessionNamed(homed); err != nil {
+		return nil, false, err
+	}
 	res, raws, docs := first, firstRaws, firstDocs
 	opts := rec.opts
+	opts.SessionLater = false
 	switch {
 	case stored != nil || revived: // this is a new version
 		sc.SetAction("U")
