@@ -230,7 +230,7 @@ func TestFHIRInteractions(t *testing.T) {
 }
 
 // TestNativeIngestStored: ingest stores; the same record again changes
-// nothing; a new version amends.
+// nothing; a new version amends what it changes, and only that.
 func TestNativeIngestStored(t *testing.T) {
 	g := start(t)
 	ex, err := os.ReadFile("../schemas/examples/assessment/phq9-moderate.json")
@@ -249,14 +249,32 @@ func TestNativeIngestStored(t *testing.T) {
 	}
 	var doc map[string]any
 	_ = json.Unmarshal(ex, &doc)
-	doc["source"].(map[string]any)["version"] = "2"
-	v2, _ := json.Marshal(doc)
-	if status, _, _ = doReq(t, "POST", g.base+"/ingest/assessment", string(v2)); status != 200 {
-		t.Fatalf("version 2 = %d", status)
-	}
-	_, _, amended := doReq(t, "GET", g.base+"/fhir/Observation?status=amended&_summary=count", "")
-	_, _, all := doReq(t, "GET", g.base+"/fhir/Observation?_summary=count", "")
-	if amended["total"].(float64) == 0 || amended["total"] != all["total"] {
-		t.Errorf("after version 2: %v amended of %v Observations; want all amended, none duplicated", amended["total"], all["total"])
+	_, _, before := doReq(t, "GET", g.base+"/fhir/Observation?_summary=count", "")
+	for _, v := range []struct {
+		version string
+		amended float64 // Observations amended after it
+	}{
+		{"2", 0}, // the same content: nothing amended
+		{"3", 1}, // one item's answer changed: that item (and the total it changes) only
+	} {
+		doc["source"].(map[string]any)["version"] = v.version
+		if v.version == "3" {
+			item := doc["items"].([]any)[0].(map[string]any)
+			was := item["score"].(float64)
+			item["score"] = 3 - was
+			if total, ok := doc["total"].(float64); ok {
+				doc["total"] = total + (3 - was) - was
+			}
+		}
+		body, _ := json.Marshal(doc)
+		if status, _, out := doReq(t, "POST", g.base+"/ingest/assessment", string(body)); status != 200 {
+			t.Fatalf("version %s = %d %v", v.version, status, out)
+		}
+		_, _, amended := doReq(t, "GET", g.base+"/fhir/Observation?status=amended&_summary=count", "")
+		_, _, all := doReq(t, "GET", g.base+"/fhir/Observation?_summary=count", "")
+		if amended["total"].(float64) < v.amended || amended["total"].(float64) > v.amended+2 || all["total"] != before["total"] {
+			t.Errorf("after version %s: %v amended of %v Observations (%v before); want %v (and the scores it changes), none duplicated",
+				v.version, amended["total"], all["total"], before["total"], v.amended)
+		}
 	}
 }

@@ -340,6 +340,9 @@ func (p *replayReport) summary(s *replay.Summary, opts replay.Options, stopped b
 	}
 	fmt.Fprintf(tw, "Mapping %s over %s: %d unchanged, %d %s, %d refused now, %d diverged, %d without a stored input",
 		s.MappingVersion, auditlog.Counted(s.Records, "record"), s.Unchanged, s.Changed, verb, s.Refused, s.Diverged, s.NoInput)
+	if s.Withdrawn > 0 {
+		fmt.Fprintf(tw, ", %d withdrawn (left as they are)", s.Withdrawn)
+	}
 	if s.Conflicts > 0 {
 		fmt.Fprintf(tw, ", %d changed concurrently (run again)", s.Conflicts)
 	}

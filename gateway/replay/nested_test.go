@@ -292,8 +292,12 @@ func TestWithdrawnNestedNotRevived(t *testing.T) {
 					t.Errorf("%s: %s (%s) reports %+v: the withdrawn AdverseEvent is not the replay's to add", tc.name, id, r.Status, d)
 				}
 			}
-			if tc.alter == nil && r.Status != replay.StatusUnchanged {
-				t.Errorf("%s: %s is %s %+v, want unchanged", tc.name, id, r.Status, r.Resources)
+			want := replay.StatusUnchanged
+			if strings.HasPrefix(id, "AE-") {
+				want = replay.StatusWithdrawn // not compared: its resources are retired
+			}
+			if (tc.alter == nil || want == replay.StatusWithdrawn) && r.Status != want {
+				t.Errorf("%s: %s is %s %+v, want %s", tc.name, id, r.Status, r.Resources, want)
 			}
 		}
 		run(t, f.service(tc.alter), replay.Options{Tenant: search.AllTenants, Apply: true, Reason: "test"})
@@ -456,5 +460,33 @@ func TestRecordInSessionReplayed(t *testing.T) {
 	sum, got := run(t, f.service(nil), replay.Options{Tenant: search.AllTenants})
 	if sum.Records != 2 || sum.Unchanged != 2 {
 		t.Errorf("summary %+v, want 2 records unchanged: %+v", sum, got)
+	}
+}
+
+// TestWithdrawnRecordNotReplayed: a record whose latest version withdraws
+// it is not compared with a changed mapping, nor written by an apply: its
+// resources are retired (a mapping developer's review: an apply wrote new
+// versions of a withdrawn session's resources, entered-in-error, and
+// would have sent them to the EHRs as corrections). It is counted as
+// withdrawn.
+func TestWithdrawnRecordNotReplayed(t *testing.T) {
+	vitals, err := os.ReadFile(filepath.Join("..", "..", "schemas", "examples", "vitals", "pre-dose-baseline.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	withdrawn := strings.NewReplacer(`"version": "1"`, `"version": "2", "status": "entered-in-error"`,
+		`"lastUpdated": "2026-03-10T09:16:40-05:00"`, `"lastUpdated": "2026-03-10T12:00:00-05:00"`).Replace(string(vitals))
+	f := newFixture(t)
+	f.ingest(t, "", "vitals", vitals)
+	f.ingest(t, "", "vitals", []byte(withdrawn))
+	before := f.versions(t, "", "Observation")
+	sum, got := run(t, f.service(heartRateDisplay), replay.Options{Tenant: search.AllTenants, Apply: true, Reason: "test"})
+	if sum.Records != 1 || sum.Withdrawn != 1 || sum.Changed != 0 || got["VIT-2026-0310-001"].Status != replay.StatusWithdrawn {
+		t.Errorf("summary %+v, records %+v; want the one record withdrawn", sum, got)
+	}
+	for id, r := range f.versions(t, "", "Observation") {
+		if r.Version != before[id].Version {
+			t.Errorf("Observation %s written by the replay: version %d, was %d", id, r.Version, before[id].Version)
+		}
 	}
 }

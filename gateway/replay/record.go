@@ -73,6 +73,14 @@ func (s *Service) record(ctx context.Context, sc *auditlog.Scope, l *store.Ledge
 		r.Status = StatusNoInput
 		return r, nil
 	}
+	if withdraws(l.Input) {
+		// A withdrawn record's resources are retired (entered-in-error,
+		// deleted): a mapping change is nothing to correct in them, nor to
+		// send to the EHRs (a mapping developer's review: an apply wrote
+		// new versions of a withdrawn session's resources).
+		r.Status = StatusWithdrawn
+		return r, nil
+	}
 	m, refused, err := s.remap(ctx, l, opts.ShowValues)
 	if err != nil {
 		return r, err
@@ -130,6 +138,15 @@ func (s *Service) record(ctx context.Context, sc *auditlog.Scope, l *store.Ledge
 		}
 	}
 	return r, nil
+}
+
+// withdraws reports whether a stored record version (its input)
+// withdraws the record (source.status entered-in-error).
+func withdraws(input []byte) bool {
+	var in struct {
+		Source struct{ Status string } `json:"source"`
+	}
+	return json.Unmarshal(input, &in) == nil && in.Source.Status == "entered-in-error"
 }
 
 // recordFault reports whether err, an apply's, is the record's: a rule

@@ -155,6 +155,7 @@ const (
 	StatusRefused   = "refused"   // the record breaks a rule now; left as it is
 	StatusDiverged  = "diverged"  // only resources another source changed since differ; left as they are
 	StatusNoInput   = "no-input"  // stored before inputs were kept: nothing to replay
+	StatusWithdrawn = "withdrawn" // the latest version withdraws the record: its retired resources are left as they are
 	StatusConflict  = "conflict"  // (Apply) changed by a concurrent write while replayed; run again
 )
 
@@ -244,6 +245,9 @@ type Summary struct {
 	Refused        int    `json:"refused"`
 	Diverged       int    `json:"diverged"`
 	NoInput        int    `json:"noInput"`
+	// Withdrawn counts the records whose latest version withdraws them
+	// (StatusWithdrawn): not compared, never corrected.
+	Withdrawn int `json:"withdrawn"`
 	Conflicts      int    `json:"conflicts"`
 	Deliveries     int    `json:"deliveries"`
 	// Groups count the records of each change ("Observation.code.coding.
@@ -435,6 +439,8 @@ func (sum *Summary) count(r RecordResult) {
 		sum.Diverged++
 	case StatusNoInput:
 		sum.NoInput++
+	case StatusWithdrawn:
+		sum.Withdrawn++
 	case StatusConflict:
 		sum.Conflicts++
 	}
@@ -468,14 +474,18 @@ func (sum *Summary) count(r RecordResult) {
 // after the records sum counts: what it had already written and enqueued,
 // which stays (each record was applied in a transaction of its own).
 func (sum *Summary) stopped() string {
+	withdrawn := ""
+	if sum.Withdrawn > 0 {
+		withdrawn = fmt.Sprintf(", %d withdrawn (left as they are)", sum.Withdrawn)
+	}
 	if !sum.Applied {
 		return fmt.Sprintf("the replay (dry run) stopped after %d records: %d unchanged, %d would change, %d refused now, %d diverged, "+
-			"%d without a stored input; nothing was written", sum.Records, sum.Unchanged, sum.Changed, sum.Refused, sum.Diverged, sum.NoInput)
+			"%d without a stored input%s; nothing was written", sum.Records, sum.Unchanged, sum.Changed, sum.Refused, sum.Diverged, sum.NoInput, withdrawn)
 	}
 	return fmt.Sprintf("the replay (apply) stopped after %d records: %d changed (written), %d unchanged, %d refused now, %d diverged, "+
-		"%d in conflict, %d without a stored input; %d corrections enqueued; those records stay corrected, "+
+		"%d in conflict, %d without a stored input%s; %d corrections enqueued; those records stay corrected, "+
 		"and a replay run again goes on with the others", sum.Records, sum.Changed, sum.Unchanged, sum.Refused, sum.Diverged,
-		sum.Conflicts, sum.NoInput, sum.Deliveries)
+		sum.Conflicts, sum.NoInput, withdrawn, sum.Deliveries)
 }
 
 // sortGroups lists the groups counted in Groups, most records first.

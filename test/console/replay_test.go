@@ -73,12 +73,13 @@ func TestOperatorDryRunsMappingReplay(t *testing.T) {
 			}
 			got := eval[map[string]string](t, ctx, summaryJS)
 			want := map[string]string{
-				"Records":                     tc.records,
-				"Unchanged":                   tc.records,
-				"Would change":                "0",
-				"Refused by the rules now":    "0",
-				"Diverged (left as they are)": "0",
-				"Stored without their input":  "0",
+				"Records":                      tc.records,
+				"Unchanged":                    tc.records,
+				"Would change":                 "0",
+				"Refused by the rules now":     "0",
+				"Diverged (left as they are)":  "0",
+				"Stored without their input":   "0",
+				"Withdrawn (left as they are)": "0",
 			}
 			for k, v := range want {
 				if got[k] != v {
