@@ -247,9 +247,9 @@ type Summary struct {
 	NoInput        int    `json:"noInput"`
 	// Withdrawn counts the records whose latest version withdraws them
 	// (StatusWithdrawn): not compared, never corrected.
-	Withdrawn int `json:"withdrawn"`
-	Conflicts      int    `json:"conflicts"`
-	Deliveries     int    `json:"deliveries"`
+	Withdrawn  int `json:"withdrawn"`
+	Conflicts  int `json:"conflicts"`
+	Deliveries int `json:"deliveries"`
 	// Groups count the records of each change ("Observation.code.coding.
 	// display changed"), most records first.
 	Groups []Group `json:"groups"`
