@@ -192,6 +192,30 @@ func homeSession(read func(typ, id string) (*store.Resource, error), main *store
 	return home, false, err
 }
 
+// homeInHistory is homeSession over the earlier versions of main (the
+// latest 20, newest first), for a stored resource whose current version
+// has no link to a session: a release before records stayed in their
+// session cut the link when a nested record was corrected on its own
+// without sessionId. Its next version finds the session again.
+func homeInHistory(st store.Tx, main *store.Resource) (home string, logical bool, err error) {
+	if main == nil || main.Version <= 1 {
+		return "", false, nil
+	}
+	versions, _, err := st.History(store.HistoryQuery{Type: main.Type, ID: main.ID, Count: 20})
+	if err != nil {
+		return "", false, err
+	}
+	for _, v := range versions {
+		if v.Version >= main.Version || len(v.Body) == 0 {
+			continue // the current one, or a deletion
+		}
+		if home, logical, err = homeSession(st.Read, v); err != nil || home != "" {
+			return home, logical, err
+		}
+	}
+	return "", false, nil
+}
+
 // sessionStored reports whether the session of record id session of rec's
 // source system is stored.
 func sessionStored(st store.Tx, rec record, session string) (bool, error) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
@@ -15,6 +16,7 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
 )
 
@@ -366,5 +368,54 @@ func TestEventStaysInSessionWithCausality(t *testing.T) {
 	_, err := g.a.Ingest.Ingest(context.Background(), sc, mapping.KindAdverseEvent, []byte(event("AE-C", "4", "")), true, engine.Answer{})
 	if got := refusal(err); got != "422 adverse-event.causality-without-session /causality" {
 		t.Errorf("dry run: %q, want the refusal", got)
+	}
+}
+
+// TestLinkCutBeforeFoundInHistory: a nested record whose link to its
+// session an earlier release cut (corrected on its own without
+// sessionId, before records stayed in their session) finds its session
+// again in its resource's history at its next version: the link comes
+// back and the session's DetectedIssue is re-judged (a mapping
+// developer's review: after the upgrade the issue stayed final on a value
+// no longer critical).
+func TestLinkCutBeforeFoundInHistory(t *testing.T) {
+	g := newGateway(t, app.Config{})
+	ctx := context.Background()
+	if err := g.ingest("", mapping.KindSession, criticalSession("S-1", "1", "186")); err != nil {
+		t.Fatal(err)
+	}
+	// What the earlier release stored: the blood pressure without partOf.
+	sys := mapping.DefaultIdentifierBase + "/serenity-clinic-emr/vitals|V-S-1-85354-9"
+	id := g.one(t, "Observation", "identifier="+sys)
+	err := g.a.Store.Write(ctx, func(tx store.Tx) error {
+		cur, err := tx.Read("Observation", id)
+		if err != nil {
+			return err
+		}
+		var doc map[string]any
+		if err := json.Unmarshal(cur.Body, &doc); err != nil {
+			return err
+		}
+		delete(doc, "partOf")
+		r, entries, err := store.NewVersion("Observation", id, cur.Version+1, doc, time.Now())
+		if err != nil {
+			return err
+		}
+		return tx.Put(r, entries)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := rec("V-S-1", "3", "P-1", "", `"timepoint": "pre-dose", "measuredAt": "2026-03-02T08:50:00-05:00", "bloodPressure": {"systolic": 128, "diastolic": 90}`)
+	if err := g.ingest("", mapping.KindVitals, v); err != nil {
+		t.Fatal(err)
+	}
+	r, err := g.a.Store.Read(ctx, "Observation", id)
+	if err != nil || !strings.Contains(string(r.Body), `"partOf"`) {
+		t.Errorf("the blood pressure's link to its session is not back: %v", err)
+	}
+	issue, err := g.a.Store.Read(ctx, "DetectedIssue", g.one(t, "DetectedIssue", ""))
+	if err != nil || !strings.Contains(string(issue.Body), `"status":"entered-in-error"`) {
+		t.Errorf("the session's DetectedIssue is not retired: %v", err)
 	}
 }

@@ -405,6 +405,11 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 		if home, logical, err = homeSession(st.Read, stored); err != nil {
 			return nil, false, err
 		}
+		if home == "" {
+			if home, logical, err = homeInHistory(st, stored); err != nil {
+				return nil, false, err
+			}
+		}
 	}
 	if reused == nil {
 		// The version received in the record's other form (nested in a
