@@ -224,7 +224,7 @@ func acceptsNDJSON(accept []string) bool {
 func (s *Server) handleJobFile(c echo.Context) error {
 	sc := scopeOf(c)
 	n, err := strconv.Atoi(c.Param("n"))
-	if err != nil || n < 1 {
+	if err != nil || n < 1 || strconv.Itoa(n) != c.Param("n") { // one spelling per file: 01 or +1 is none
 		return jobs.ErrFileUnknown
 	}
 	ctx := c.Request().Context()

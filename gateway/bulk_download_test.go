@@ -126,6 +126,8 @@ func TestExportDownloadHTTP(t *testing.T) {
 	}{
 		{"HEAD", file, "", http.StatusOK, false},
 		{"HEAD", status + "/files/9", "", http.StatusNotFound, false},
+		{"GET", status + "/files/01", "", http.StatusNotFound, false}, // one spelling per file (attacker's review)
+		{"GET", status + "/files/+1", "", http.StatusNotFound, false},
 		{"GET", file, "application/xml", http.StatusNotAcceptable, false},
 		{"GET", file, "application/fhir+xml, */*;q=0", http.StatusNotAcceptable, false},
 		{"GET", file, "application/fhir+ndjson", http.StatusOK, true},
