@@ -20,6 +20,22 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
 )
 
+// preDoseVitals is a pre-dose vitals record of patient with a systolic
+// pressure sbp, naming session ("" none).
+func preDoseVitals(recordID, version, patient, session, sbp string) string {
+	named := ""
+	if session != "" {
+		named = `"sessionId": "` + session + `", `
+	}
+	return rec(recordID, version, patient, "", named+`"timepoint": "pre-dose", "measuredAt": "2026-03-02T08:50:00-05:00", `+
+		`"bloodPressure": {"systolic": `+sbp+`, "diastolic": 80}`)
+}
+
+// withdrawVersion is doc, of version version, as a withdrawal.
+func withdrawVersion(doc, version string) string {
+	return strings.Replace(doc, `"version": "`+version+`"`, `"version": "`+version+`", "status": "entered-in-error"`, 1)
+}
+
 // TestRetiredSignalNotRewritten: an entry that retires a safety signal is
 // written only while the stored signal is in force and, for a session's
 // DetectedIssue retired by a vitals record sent on its own, is the
@@ -32,17 +48,7 @@ import (
 // want is the signal's stored status, version and patient after the last
 // record.
 func TestRetiredSignalNotRewritten(t *testing.T) {
-	vitals := func(recordID, version, patient, session, sbp string) string {
-		named := ""
-		if session != "" {
-			named = `"sessionId": "` + session + `", `
-		}
-		return rec(recordID, version, patient, "", named+`"timepoint": "pre-dose", "measuredAt": "2026-03-02T08:50:00-05:00", `+
-			`"bloodPressure": {"systolic": `+sbp+`, "diastolic": 80}`)
-	}
-	withdraw := func(doc, version string) string {
-		return strings.Replace(doc, `"version": "`+version+`"`, `"version": "`+version+`", "status": "entered-in-error"`, 1)
-	}
+	vitals, withdraw := preDoseVitals, withdrawVersion
 	session := func(patient string) string {
 		return strings.Replace(criticalSession("S-1", "1", "186"), `"id": "P-1"`, `"id": "`+patient+`"`, 1)
 	}
@@ -209,16 +215,9 @@ func TestIssueStandsWarning(t *testing.T) {
 // longer critical.
 func TestRecordStaysInSession(t *testing.T) {
 	vitals := func(recordID, version, session, sbp string) string {
-		named := ""
-		if session != "" {
-			named = `"sessionId": "` + session + `", `
-		}
-		return rec(recordID, version, "P-1", "", named+`"timepoint": "pre-dose", "measuredAt": "2026-03-02T08:50:00-05:00", `+
-			`"bloodPressure": {"systolic": `+sbp+`, "diastolic": 90}`)
+		return preDoseVitals(recordID, version, "P-1", session, sbp)
 	}
-	withdraw := func(doc, version string) string {
-		return strings.Replace(doc, `"version": "`+version+`"`, `"version": "`+version+`", "status": "entered-in-error"`, 1)
-	}
+	withdraw := withdrawVersion
 	type step struct {
 		kind mapping.Kind
 		doc  string
