@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -351,16 +352,34 @@ func TestEventStaysInSessionWithCausality(t *testing.T) {
 	if err := g.ingest("", mapping.KindSession, session); err != nil {
 		t.Fatal(err)
 	}
+	other := strings.ReplaceAll(strings.Replace(session, `"recordId": "AE-C"`, `"recordId": "AE-D"`, 1), "S-C", "S-D")
+	if err := g.ingest("", mapping.KindSession, other); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name, doc string
 		refused   string
 	}{
 		{"corrected on its own", event("AE-C", "2", ""), ""},
-		{"withdrawn on its own", strings.Replace(event("AE-C", "3", ""), `"version": "3"`, `"version": "3", "status": "entered-in-error"`, 1), ""},
+		{"corrected again on its own", event("AE-C", "3", ""), ""},
+		// Its session is the Procedure its suspects name, not the
+		// administration beside it (a safety review: the event was homed
+		// in "S-C-medication", and a version naming S-D was taken).
+		{"moved to another session", event("AE-C", "4", `"sessionId": "S-D", `), "409 record-session-changed /sessionId"},
+		{"withdrawn on its own", strings.Replace(event("AE-C", "5", ""), `"version": "5"`, `"version": "5", "status": "entered-in-error"`, 1), ""},
 		{"a new event", event("AE-N", "1", ""), "422 adverse-event.causality-without-session /causality"},
 	} {
 		if got := refusal(g.ingest("", mapping.KindAdverseEvent, tc.doc)); got != tc.refused {
 			t.Errorf("%s: %q, want %q", tc.name, got, tc.refused)
+		}
+		if tc.name == "corrected again on its own" {
+			ae, err := g.a.Store.Read(context.Background(), "AdverseEvent", g.one(t, "AdverseEvent", "identifier="+mapping.DefaultIdentifierBase+"/serenity-clinic-emr/adverse-event|AE-C"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if body := string(ae.Body); strings.Contains(body, "-medication-medication") || !strings.Contains(body, `"S-C-medication"`) {
+				t.Errorf("the event's suspects do not name its session's administration: %s", body)
+			}
 		}
 	}
 	sc := auditlog.NewScope("ingest", &auth.Principal{ClientID: "test"})
@@ -416,5 +435,29 @@ func TestLinkCutBeforeFoundInHistory(t *testing.T) {
 	issue, err := g.a.Store.Read(ctx, "DetectedIssue", g.one(t, "DetectedIssue", ""))
 	if err != nil || !strings.Contains(string(issue.Body), `"status":"entered-in-error"`) {
 		t.Errorf("the session's DetectedIssue is not retired: %v", err)
+	}
+}
+
+// TestRulesAcrossRecordsInSession: the rules across records judge a
+// record corrected on its own without sessionId in the session it stays
+// in, as one naming it: a critical pre-dose value is warned about, and a
+// time outside the session refused (a safety review: 200 without a
+// warning, and a post-dose measurement ten days later taken).
+func TestRulesAcrossRecordsInSession(t *testing.T) {
+	g := newGateway(t, app.Config{})
+	if err := g.ingest("", mapping.KindSession, criticalSession("S-1", "1", "128")); err != nil {
+		t.Fatal(err)
+	}
+	warnings, err := g.ingestAnswer(t, "", preDoseVitals("V-S-1", "2", "P-1", "", "190"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(warnings, func(w string) bool { return strings.HasPrefix(w, "session.dosed-despite-critical-vitals:") }) {
+		t.Errorf("warnings %v, want session.dosed-despite-critical-vitals", warnings)
+	}
+	late := rec("V-S-1", "3", "P-1", "", `"timepoint": "post-dose-40min", "measuredAt": "2026-03-12T09:50:00-05:00", `+
+		`"bloodPressure": {"systolic": 120, "diastolic": 80}`)
+	if got := refusal(g.ingest("", mapping.KindVitals, late)); !strings.HasPrefix(got, "422 session.time-window") {
+		t.Errorf("a post-dose measurement ten days after the session: %q, want 422 session.time-window", got)
 	}
 }

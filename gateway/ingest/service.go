@@ -495,7 +495,16 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 		}
 	}
 	DeliverMatching(rec.rec, res, id.stored)
-	across, err := checkStored(st, rec.rec, res, rec.opts, id.patientID)
+	// The rules across records judge the record in the session it stays
+	// in (a safety review: a critical pre-dose correction that names no
+	// session got no warning, and a time outside the session was taken),
+	// but one whose session is another patient's is stored for another
+	// patient: refused as that (record-patient-changed, RunChecked), not
+	// for naming a session it never named.
+	across, err := checkStored(st, homed, res, rec.opts, id.patientID)
+	if err != nil && homed != rec.rec && slices.Contains(outcome.Rules(err), "session.patient-mismatch") {
+		across, err = checkStored(st, rec.rec, res, rec.opts, id.patientID)
+	}
 	if err != nil {
 		return nil, false, err
 	}
@@ -608,7 +617,11 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 		}
 		var reached func(dest string) (bool, error)
 		if withdrawal {
-			keys := recordOrderKeys(src.System, rec.kind, src.RecordID)
+			// The record in either form, and for a session the records it
+			// nests, which it withdraws too: an EHR that had one of them
+			// on its own needs the withdrawal (a safety review: it kept an
+			// active suicide-risk Flag the gateway had retired).
+			keys := append(recordOrderKeys(src.System, rec.kind, src.RecordID), OrderKeys(src.System, rec.kind, src.RecordID, rec.rec)...)
 			reached = func(dest string) (bool, error) { return st.Reached("", dest, keys) }
 		}
 		notSent, unreached, err = s.enqueue(st, tenant, rec.kind, rec.rec, res, sentRaws, rec.version, sc.TraceID, tx.ClaimSource, reached)

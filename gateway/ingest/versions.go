@@ -406,6 +406,7 @@ func sessionProcedure(r *store.Resource) (string, error) {
 func sessionLink(r *store.Resource) (proc, logical string, err error) {
 	type ref struct {
 		Reference  string
+		Type       string
 		Identifier struct{ System, Value string }
 	}
 	var doc struct {
@@ -436,7 +437,12 @@ func sessionLink(r *store.Resource) (proc, logical string, err error) {
 		}
 	}
 	for _, ref := range refs {
-		if ref.Reference == "" && strings.HasSuffix(ref.Identifier.System, "/infusion-session") && ref.Identifier.Value != "" {
+		// The session's Procedure: its MedicationAdministration (an
+		// event's suspect) has an identifier in the same system, the
+		// session's id and "-medication" (a safety review: an event
+		// homed in "S-medication" named "S-medication-medication").
+		if ref.Reference == "" && ref.Type == "Procedure" && strings.HasSuffix(ref.Identifier.System, "/infusion-session") &&
+			ref.Identifier.Value != "" {
 			return "", ref.Identifier.Value, nil
 		}
 	}

@@ -639,3 +639,44 @@ func TestSessionWithdrawalSkipsSettledDelete(t *testing.T) {
 		})
 	}
 }
+
+// TestSessionWithdrawalReachesNestedRecord: a session withdrawal that
+// nests a record goes to a destination that had that record only on its
+// own (the session's own delivery there a dead letter): it withdraws the
+// record there too (a safety review: the EHR kept an active suicide-risk
+// Flag the gateway had retired).
+func TestSessionWithdrawalReachesNestedRecord(t *testing.T) {
+	ctx := context.Background()
+	g := newGateway(t, app.Config{Routes: []ingest.Route{{Name: "ehr", Accepts: func(string, string) bool { return true }}}})
+	const vitals = `"timepoint": "pre-dose", "measuredAt": "2026-03-02T08:50:00-05:00", "heartRate": 80`
+	session := func(v, status string) string {
+		return strings.Replace(rec("S-R", v, "P-1", "", `"infusion": {`+infusionBody+`, "clinician": {"id": "C-7"}},
+			"vitals": [{"recordId": "V-R", `+vitals+`}]`), `"version": "`+v+`"}`,
+			`"version": "`+v+`", "lastUpdated": "2026-03-02T2`+v+`:00:00Z"`+status+`}`, 1)
+	}
+	if err := g.ingest("", mapping.KindSession, session("1", "")); err != nil {
+		t.Fatal(err)
+	}
+	for _, it := range g.deliveries(t, "", "serenity-clinic-emr", "S-R") {
+		if err := g.a.Operator.Cancel(ctx, "", publicID(t, g, it.ID), "the EHR refused it"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v2 := strings.Replace(rec("V-R", "2", "P-1", "", `"sessionId": "S-R", `+strings.Replace(vitals, "80", "84", 1)), `"version": "2"}`,
+		`"version": "2", "lastUpdated": "2026-03-02T22:00:00Z"}`, 1)
+	if err := g.ingest("", mapping.KindVitals, v2); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.ingest("", mapping.KindSession, session("3", `, "status": "entered-in-error"`)); err != nil {
+		t.Fatal(err)
+	}
+	sent := false
+	for _, it := range g.deliveries(t, "", "serenity-clinic-emr", "S-R") {
+		if it.Version == "3" && it.Status != store.StatusDead && len(it.Payload) > 0 {
+			sent = true
+		}
+	}
+	if !sent {
+		t.Error("the session's withdrawal is not sent to the destination that had its nested record")
+	}
+}
