@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	fhir "github.com/samply/golang-fhir-models/fhir-models/fhir"
 
@@ -134,12 +135,24 @@ func leftovers(st store.Tx, tenant string, rec record, res *mapping.Result) ([]l
 	src := rec.rec.Env().Source
 	wrote := map[string]map[int64]bool{} // Type/id -> the versions the record's versions wrote
 	var nested []audit.NestedRecord      // the records the record's versions nested
+	nestedAt := map[string]time.Time{}   // kind|record id -> when the latest version nesting it was received
 	for _, k := range recordKinds(rec.kind) {
 		versions, err := st.LedgerVersions(src.System, string(k), src.RecordID)
 		if err != nil {
 			return nil, err
 		}
 		for _, v := range versions {
+			var in storedInput
+			if json.Unmarshal(v.Input, &in) == nil {
+				for kind, list := range map[mapping.Kind][]struct{ RecordID string }{mapping.KindVitals: in.Vitals,
+					mapping.KindAssessment: in.Assessments, mapping.KindAdverseEvent: in.AdverseEvents} {
+					for _, r := range list {
+						if key := string(kind) + "|" + r.RecordID; v.Received.After(nestedAt[key]) {
+							nestedAt[key] = v.Received
+						}
+					}
+				}
+			}
 			p, err := st.Read("Provenance", audit.RecordProvenanceID(tenant, src.System, string(k), src.RecordID, v.Version))
 			if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrGone) {
 				continue // stored before receipts had ids of their own
@@ -180,6 +193,24 @@ func leftovers(st store.Tx, tenant string, rec record, res *mapping.Result) ([]l
 			}
 		}
 	}
+	// A record nested in an earlier version and sent on its own since is
+	// that record's now, all of it: a correction of it on its own
+	// rewrote only what it changed, and its unchanged parts, last written
+	// by the session, are no leftover of the session's (a safety review:
+	// a withdrawal retired a PHQ-9's panel and items and left its total,
+	// item 9 and Flag standing).
+	apart := map[audit.NestedRecord]bool{}
+	for _, n := range nested {
+		versions, err := st.LedgerVersions(src.System, n.Kind, n.Value)
+		if err != nil {
+			return nil, err
+		}
+		for _, v := range versions {
+			if v.Received.After(nestedAt[n.Kind+"|"+n.Value]) {
+				apart[n] = true
+			}
+		}
+	}
 	own := ownIdentifiers(res)
 	var out []leftover
 	for _, ref := range slices.Sorted(maps.Keys(wrote)) {
@@ -211,12 +242,15 @@ func leftovers(st store.Tx, tenant string, rec record, res *mapping.Result) ([]l
 		l := leftover{r: r, doc: doc, system: system, value: value}
 		for i, n := range nested {
 			// A record's parts are identified in its kind's system by its
-			// record id, a hyphen and a code (the record's own system is
-			// that system with "-record").
-			if system == strings.TrimSuffix(n.System, "-record") && strings.HasPrefix(value, n.Value+"-") {
+			// record id (an assessment's panel), or the id, a hyphen and a
+			// code (the record's own system is that system with "-record").
+			if system == strings.TrimSuffix(n.System, "-record") && (value == n.Value || strings.HasPrefix(value, n.Value+"-")) {
 				l.nested = &nested[i]
 				break
 			}
+		}
+		if l.nested != nil && apart[*l.nested] {
+			continue // its record's, sent on its own since
 		}
 		l.uuid = mapping.ResourceUUID(system, value) // as the mapping names it (fullUrl; an AdverseEvent's id)
 		if r.Type == "Flag" {

@@ -680,3 +680,63 @@ func TestSessionWithdrawalReachesNestedRecord(t *testing.T) {
 		t.Error("the session's withdrawal is not sent to the destination that had its nested record")
 	}
 }
+
+// TestWithdrawalLeavesRecordSentApart: a session withdrawal retires
+// nothing of a record an earlier version nested and that was sent on its
+// own since, not even the parts the correction left as the session wrote
+// them (a safety review: the PHQ-9's panel and items were retired, its
+// total, item 9 and Flag left standing).
+func TestWithdrawalLeavesRecordSentApart(t *testing.T) {
+	g := newGateway(t, app.Config{})
+	infusion := `"infusion": {` + infusionBody + `, "clinician": {"id": "C-7"}}`
+	phq9 := func(item9 int) string {
+		var items []string
+		for i := 1; i <= 9; i++ {
+			score := 1
+			if i == 9 {
+				score = item9
+			}
+			items = append(items, fmt.Sprintf(`{"number": %d, "score": %d}`, i, score))
+		}
+		return `"instrument": "PHQ-9", "takenAt": "2026-03-02T08:45:00-05:00", "items": [` + strings.Join(items, ",") + `], "total": ` + fmt.Sprint(8+item9)
+	}
+	session := func(v, status, nested string) string {
+		return strings.Replace(rec("S-A", v, "P-1", "", infusion+nested), `"version": "`+v+`"}`,
+			`"version": "`+v+`", "lastUpdated": "2026-03-03T1`+v+`:00:00Z"`+status+`}`, 1)
+	}
+	steps := []struct {
+		kind mapping.Kind
+		doc  string
+	}{
+		{mapping.KindSession, session("1", "", `, "assessments": [{"recordId": "Q-A", `+phq9(1)+`}]`)},
+		{mapping.KindAssessment, strings.Replace(rec("Q-A", "2", "P-1", "", `"sessionId": "S-A", `+phq9(3)), `"version": "2"}`,
+			`"version": "2", "lastUpdated": "2026-03-03T12:30:00Z"}`, 1)},
+		{mapping.KindSession, session("3", "", "")},
+		{mapping.KindSession, session("4", `, "status": "entered-in-error"`, "")},
+	}
+	for i, s := range steps {
+		if err := g.ingest("", s.kind, s.doc); err != nil {
+			t.Fatalf("step %d: %v", i+1, err)
+		}
+	}
+	page, err := g.a.Store.Export(context.Background(), store.ExportQuery{Type: "Observation", Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, r := range page {
+		if strings.Contains(string(r.Body), "/assessment") {
+			n++
+			if strings.Contains(string(r.Body), `"status":"entered-in-error"`) {
+				t.Errorf("a part of the PHQ-9 sent on its own since is retired: %s", r.Body)
+			}
+		}
+	}
+	if n < 10 {
+		t.Errorf("%d Observations of the PHQ-9, want its panel, items and total", n)
+	}
+	proc, err := g.a.Store.Read(context.Background(), "Procedure", g.one(t, "Procedure", ""))
+	if err != nil || !strings.Contains(string(proc.Body), `"status":"entered-in-error"`) {
+		t.Errorf("the session's Procedure is not retired: %v", err)
+	}
+}
