@@ -561,6 +561,11 @@ func (v *Verifier) Add(e ChainEntry) error {
 	if e.Seq != v.next {
 		return &BrokenLink{Seq: v.next, Reason: fmt.Sprintf("record %d is missing (next stored is %d)", v.next, e.Seq)}
 	}
+	if len(e.Body) == 0 {
+		// The chain row stands, the AuditEvent it hashes does not (an
+		// auditor's review: it read "changed").
+		return &BrokenLink{Seq: e.Seq, Reason: "the record is missing: its AuditEvent was deleted, the chain still holds its hash"}
+	}
 	if want := Link(v.prev, e.Body); want != e.Hash {
 		return &BrokenLink{Seq: e.Seq, Reason: "the record or its hash was changed"}
 	}

@@ -48,6 +48,11 @@ func TestVerifyFrom(t *testing.T) {
 		{name: "the anchor's record changed", tamper: []string{changeBody(before)}, brokenAt: before, reason: "was changed"},
 		{name: "a record after the anchor deleted", tamper: []string{fmt.Sprintf(`DELETE FROM audit_chain WHERE seq = %d`, before+3)},
 			brokenAt: before + 3, reason: "is missing"},
+		// Its chain row kept: missing, not "changed" (an auditor's review).
+		{name: "an AuditEvent after the anchor deleted", tamper: []string{
+			fmt.Sprintf(`DELETE FROM current WHERE type = 'AuditEvent' AND id = 'ae%06d'`, before+4),
+			fmt.Sprintf(`DELETE FROM resources WHERE type = 'AuditEvent' AND id = 'ae%06d'`, before+4)},
+			brokenAt: before + 4, reason: "its AuditEvent was deleted"},
 		// Not this verification's to find: the earlier one vouched for it.
 		{name: "a record before the anchor changed", tamper: []string{changeBody(100)}},
 		{name: "an anchor with another hash", from: func(h Anchor) Anchor { return Anchor{h.Seq, strings.Repeat("ab", 32)} },
