@@ -492,6 +492,13 @@ func startFrom(ctx context.Context, st store.Store, v *audit.Verifier, f Anchor,
 	case errors.Is(err, store.ErrNotFound):
 		out.Intact, out.BrokenAt = false, f.Seq
 		out.Reason = fmt.Sprintf("the chain holds no record %d, the one before the anchor verified from: records were deleted or cut off (verify the whole chain)", f.Seq-1)
+		// The anchor's own record gone too is what to say first (an
+		// auditor's review: the reason named only the one before it).
+		if _, aerr := st.AuditChainHash(ctx, f.Seq); errors.Is(aerr, store.ErrNotFound) {
+			out.Reason = fmt.Sprintf("the chain holds no record %d, the anchor verified from, nor record %d before it: records were deleted or cut off (verify the whole chain)", f.Seq, f.Seq-1)
+		} else if aerr != nil {
+			return 0, false, aerr
+		}
 		return 0, true, nil
 	case err != nil:
 		return 0, false, err

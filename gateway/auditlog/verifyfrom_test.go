@@ -63,6 +63,9 @@ func TestVerifyFrom(t *testing.T) {
 			brokenAt: before + after + 1, reason: "holds no record"},
 		{name: "the record before the anchor deleted", tamper: []string{fmt.Sprintf(`DELETE FROM audit_chain WHERE seq = %d`, before-1)},
 			brokenAt: before, reason: "holds no record"},
+		{name: "the anchor's record and the one before it deleted", tamper: []string{
+			fmt.Sprintf(`DELETE FROM audit_chain WHERE seq IN (%d, %d)`, before-1, before)},
+			brokenAt: before, reason: fmt.Sprintf("no record %d, the anchor verified from", before)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			db := filepath.Join(t.TempDir(), "kg.db")
