@@ -233,7 +233,7 @@ func PreDoseWarnings(rec Record, opts Options) []Violation {
 	var w violations
 	for _, c := range criticalVitals(&r.VitalsBody, "", opts.safety()) {
 		w.add("session.dosed-despite-critical-vitals", c.pointer,
-			"the session this measurement names (sessionId), stored before, gave its drug after this critical pre-dose %s (%s): tell the session's clinician",
+			"the session this measurement is part of (sessionId, or the one its stored version is part of), stored before, gave its drug after this critical pre-dose %s (%s): tell the session's clinician",
 			c.name, concept(c.interp).Code)
 	}
 	if len(w) == 0 {
