@@ -639,8 +639,24 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 	b := s.engine.Response(fhirwire.TypeTransactionResponse, entries, nil, ans)
 	warnings := append(mappingWarnings(slices.Concat(res.Warnings, across, spacing, standing)), demographicsWarning(id.unapplied, id.stored)...)
 	if unsent {
-		warnings = append(warnings, withdrawnNotStored)
-		sc.Description += fmt.Sprintf("; not delivered (%s)", RuleWithdrawnNotStored)
+		// A record whose earlier versions are stored, its resources
+		// retired already (an adverse event deleted by a withdrawal): a
+		// withdrawal again changes nothing (an EHR review: it was told the
+		// record had never been stored).
+		known := false
+		for _, k := range recordKinds(rec.kind) {
+			versions, err := nested.versions(src.System, k, src.RecordID)
+			if err != nil {
+				return nil, false, err
+			}
+			known = known || len(versions) > 0
+		}
+		w, rule := withdrawnNotStored, RuleWithdrawnNotStored
+		if known {
+			w, rule = withdrawnAgain, RuleWithdrawnAgain
+		}
+		warnings = append(warnings, w)
+		sc.Description += fmt.Sprintf("; not delivered (%s)", rule)
 	}
 	if err := warn(&b, slices.Concat(warnings, notSentWarning(notSent), unreachedWarning(unreached))); err != nil {
 		return nil, false, err
@@ -960,6 +976,17 @@ var withdrawnNotStored = outcome.Issue{Severity: "warning", Code: "business-rule
 	Message: "no version of this record was stored before this withdrawal: the withdrawal is stored (a version of " +
 		"the record sent with an earlier source.lastUpdated is refused as stale) and is not sent to any EHR, which " +
 		"never received the record; nothing needs to be done if the record was never meant to be sent"}
+
+// RuleWithdrawnAgain is the rule id of the warning that a withdrawal of a
+// record withdrawn already changes nothing and is not delivered.
+const RuleWithdrawnAgain = "record.withdrawn-again"
+
+// withdrawnAgain is the RuleWithdrawnAgain warning.
+var withdrawnAgain = outcome.Issue{Severity: "warning", Code: "business-rule", Rule: RuleWithdrawnAgain,
+	Pointer: "/source/status", Expression: "source.status",
+	Message: "the record was withdrawn already (an earlier version's withdrawal retired its resources): this " +
+		"withdrawal is stored and changes nothing, and is not sent to the EHRs, which were sent the earlier one; if a " +
+		"destination did not receive it (a dead letter), have the gateway's operator retry that delivery"}
 
 // notSentReason is why a record is not delivered to a destination where
 // another tenant holds its source system (the dead letter's reason, for

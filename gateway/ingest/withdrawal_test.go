@@ -13,6 +13,9 @@ import (
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
@@ -738,5 +741,32 @@ func TestWithdrawalLeavesRecordSentApart(t *testing.T) {
 	proc, err := g.a.Store.Read(context.Background(), "Procedure", g.one(t, "Procedure", ""))
 	if err != nil || !strings.Contains(string(proc.Body), `"status":"entered-in-error"`) {
 		t.Errorf("the session's Procedure is not retired: %v", err)
+	}
+}
+
+// TestAdverseEventWithdrawnAgain: a second withdrawal of an adverse event
+// withdrawn already (deleted) is stored and sent nowhere, with a warning
+// that says so, not that the record was never stored (an EHR review).
+func TestAdverseEventWithdrawnAgain(t *testing.T) {
+	g := newGateway(t, app.Config{Routes: []ingest.Route{{Name: "ehr", Accepts: func(string, string) bool { return true }}}})
+	event := `"event": "nausea", "onsetAt": "2026-03-02T09:25:00-05:00", "severity": "mild", "serious": false`
+	version := func(v, status string) string {
+		return strings.Replace(rec("AE-W", v, "P-1", "", event), `"version": "`+v+`"}`, `"version": "`+v+`"`+status+`}`, 1)
+	}
+	for _, doc := range []string{version("1", ""), version("2", `, "status": "entered-in-error"`)} {
+		if err := g.ingest("", mapping.KindAdverseEvent, doc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sc := auditlog.NewScope("ingest", &auth.Principal{ClientID: "test"})
+	out, err := g.a.Ingest.Ingest(context.Background(), sc, mapping.KindAdverseEvent, []byte(version("3", `, "status": "entered-in-error"`)), false, engine.Answer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(out, []byte(ingest.RuleWithdrawnAgain)) || bytes.Contains(out, []byte(ingest.RuleWithdrawnNotStored)) {
+		t.Errorf("answer %s, want the %s warning only", out, ingest.RuleWithdrawnAgain)
+	}
+	if items := g.deliveries(t, "", "serenity-clinic-emr", "AE-W"); len(items) != 2 {
+		t.Errorf("%d deliveries, want the first version's and the first withdrawal's", len(items))
 	}
 }
