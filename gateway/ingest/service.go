@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -615,14 +616,9 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 		if err != nil {
 			return err
 		}
-		var reached func(dest string) (bool, error)
+		var reached func(dest string) (bool, map[string]bool, error)
 		if withdrawal {
-			// The record in either form, and for a session the records it
-			// nests, which it withdraws too: an EHR that had one of them
-			// on its own needs the withdrawal (a safety review: it kept an
-			// active suicide-risk Flag the gateway had retired).
-			keys := append(recordOrderKeys(src.System, rec.kind, src.RecordID), OrderKeys(src.System, rec.kind, src.RecordID, rec.rec)...)
-			reached = func(dest string) (bool, error) { return st.Reached("", dest, keys) }
+			reached = withdrawalReach(st, src.System, rec)
 		}
 		notSent, unreached, err = s.enqueue(st, tenant, rec.kind, rec.rec, res, sentRaws, rec.version, sc.TraceID, tx.ClaimSource, reached)
 		return err
@@ -882,10 +878,11 @@ func NestedRecords(base, source string, r mapping.Record) []audit.NestedRecord {
 // it never had (an EHR review).
 func (s *Service) enqueue(tx store.Tx, tenant string, kind mapping.Kind, rec mapping.Record, res *mapping.Result, raws [][]byte, version, traceID string,
 	claim func(system, dest string, receives func(tenant, kind string) bool) (bool, error),
-	reached func(dest string) (bool, error)) (notSent, unreached []string, err error) {
+	reached func(dest string) (bool, map[string]bool, error)) (notSent, unreached []string, err error) {
 	var items []*store.OutboxItem
 	var dests []string // those that receive it
 	systems := map[string][]string{}
+	partial := map[string][]byte{} // the payloads of those that had only some of a session's nested records
 	for _, r := range s.routes {
 		if !r.Accepts(string(kind), res.Source.System) || (r.AcceptsTenant != nil && !r.AcceptsTenant(tenant)) {
 			continue
@@ -901,14 +898,27 @@ func (s *Service) enqueue(tx store.Tx, tenant string, kind mapping.Kind, rec map
 			continue
 		}
 		if reached != nil {
-			had, err := reached(r.Name)
+			had, some, err := reached(r.Name)
 			if err != nil {
 				return nil, nil, err
 			}
-			if !had {
+			if !had && len(some) == 0 {
 				it := OutboxItem(r.Name, kind, rec, res, version, nil, traceID)
 				it.Status, it.LastError = store.StatusDead, store.WithheldWithdrawal+": "+unreachedReason
 				items, unreached = append(items, it), append(unreached, r.Name)
+				continue
+			}
+			if !had {
+				sub, subRaws, err := nestedOnly(res, raws, some)
+				if err != nil {
+					return nil, nil, err
+				}
+				p, err := Payloads(sub, subRaws, []string{r.Name}, func(string) []string { return r.MRNSystems })
+				if err != nil {
+					return nil, nil, err
+				}
+				partial[r.Name] = p[r.Name]
+				items = append(items, OutboxItem(r.Name, kind, rec, res, version, nil, traceID))
 				continue
 			}
 		}
@@ -920,7 +930,12 @@ func (s *Service) enqueue(tx store.Tx, tenant string, kind mapping.Kind, rec map
 		return nil, nil, err
 	}
 	for _, it := range items {
-		if it.Status != store.StatusDead {
+		if it.Status == store.StatusDead {
+			continue
+		}
+		if p, ok := partial[it.Destination]; ok {
+			it.Payload = p
+		} else {
 			it.Payload = payloads[it.Destination]
 		}
 	}
@@ -928,6 +943,106 @@ func (s *Service) enqueue(tx store.Tx, tenant string, kind mapping.Kind, rec map
 		return nil, nil, nil
 	}
 	return notSent, unreached, tx.Enqueue(items...)
+}
+
+// withdrawalReach tells, for a withdrawal of rec, whether a destination
+// had the record (an earlier delivery of it in either form, not dead:
+// Tx.Reached) and, when it did not and rec is a session, which of the
+// records the session nests it had on their own (their entries' pointers,
+// "/vitals/0"): it needs their withdrawal, and only theirs (nestedOnly).
+// A safety review found an EHR that had only a nested PHQ-9 keeping its
+// active suicide-risk Flag when the session's withdrawal was not sent
+// there; an EHR review found the same EHR then sent the whole session,
+// which it never had, when it was.
+func withdrawalReach(st store.Tx, system string, rec record) func(dest string) (bool, map[string]bool, error) {
+	src := rec.rec.Env().Source
+	keys := recordOrderKeys(system, rec.kind, src.RecordID)
+	return func(dest string) (bool, map[string]bool, error) {
+		had, err := st.Reached("", dest, keys)
+		if err != nil || had {
+			return had, nil, err
+		}
+		s, ok := rec.rec.(*mapping.Session)
+		if !ok {
+			return false, nil, nil
+		}
+		var some map[string]bool
+		ptrs := nestedPointers(s)
+		for i, n := range s.Nested() {
+			got, err := st.Reached("", dest, []string{OrderKey(system, n.Kind, n.RecordID)})
+			if err != nil {
+				return false, nil, err
+			}
+			if got {
+				if some == nil {
+					some = map[string]bool{}
+				}
+				some[ptrs[i]] = true
+			}
+		}
+		return false, some, nil
+	}
+}
+
+// nestedOnly is the part of res (and raws) a destination that had only
+// some of a session's nested records (ptrs: their pointers) receives of
+// the session's withdrawal: the Patient and those records' entries, their
+// references to the entries left out (the session's Procedure, its
+// administration) written as logical references by identifier, which no
+// entry of the Bundle resolves now.
+func nestedOnly(res *mapping.Result, raws [][]byte, ptrs map[string]bool) (*mapping.Result, [][]byte, error) {
+	keep := make([]bool, len(res.Entries))
+	logical := map[string]map[string]any{} // by fullUrl: the logical references of the entries left out
+	for i, e := range res.Entries {
+		keep[i] = e.ResourceType == "Patient" || (e.Record != "" && ptrs[e.Record])
+		if !keep[i] && e.FullURL != "" && e.IdentifierValue != "" {
+			logical[e.FullURL] = map[string]any{"type": e.ResourceType,
+				"identifier": map[string]any{"system": e.IdentifierSystem, "value": e.IdentifierValue}}
+		}
+	}
+	sub := *res
+	sub.Entries = keepOnly(res.Entries, keep)
+	subRaws := keepOnly(raws, keep)
+	for i, raw := range subRaws {
+		if raw == nil {
+			continue // a DELETE
+		}
+		doc, err := fhirwire.Decode(raw)
+		if err != nil {
+			return nil, nil, fmt.Errorf("mapped entry %d: %w", i, err)
+		}
+		if !logicalRefs(doc, logical) {
+			continue
+		}
+		if subRaws[i], err = fhirwire.Marshal(doc); err != nil {
+			return nil, nil, fmt.Errorf("mapped entry %d: %w", i, err)
+		}
+	}
+	return &sub, subRaws, nil
+}
+
+// logicalRefs rewrites each reference of v to a fullUrl in logical as that
+// logical reference; it reports whether it rewrote one.
+func logicalRefs(v any, logical map[string]map[string]any) bool {
+	changed := false
+	switch x := v.(type) {
+	case []any:
+		for _, e := range x {
+			changed = logicalRefs(e, logical) || changed
+		}
+	case map[string]any:
+		if ref, ok := x["reference"].(string); ok {
+			if to, ok := logical[ref]; ok {
+				delete(x, "reference")
+				maps.Copy(x, to)
+				return true
+			}
+		}
+		for _, e := range x {
+			changed = logicalRefs(e, logical) || changed
+		}
+	}
+	return changed
 }
 
 // recordOrderKeys are the order keys of a record in each of its forms (an

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -673,14 +674,43 @@ func TestSessionWithdrawalReachesNestedRecord(t *testing.T) {
 	if err := g.ingest("", mapping.KindSession, session("3", `, "status": "entered-in-error"`)); err != nil {
 		t.Fatal(err)
 	}
-	sent := false
+	var payload []byte
 	for _, it := range g.deliveries(t, "", "serenity-clinic-emr", "S-R") {
-		if it.Version == "3" && it.Status != store.StatusDead && len(it.Payload) > 0 {
-			sent = true
+		if it.Version == "3" && it.Status != store.StatusDead {
+			payload = it.Payload
 		}
 	}
-	if !sent {
-		t.Error("the session's withdrawal is not sent to the destination that had its nested record")
+	if len(payload) == 0 {
+		t.Fatal("the session's withdrawal is not sent to the destination that had its nested record")
+	}
+	// Only what it had (an EHR review: it was sent the whole session):
+	// the Patient and the nested record, whose link to the session is a
+	// logical reference, the Procedure being no entry of the Bundle.
+	var b struct {
+		Entry []struct {
+			FullURL  string `json:"fullUrl"`
+			Resource map[string]any
+		} `json:"entry"`
+	}
+	if err := json.Unmarshal(payload, &b); err != nil {
+		t.Fatal(err)
+	}
+	urls := map[string]bool{}
+	var types []string
+	for _, e := range b.Entry {
+		urls[e.FullURL] = true
+		types = append(types, fmt.Sprint(e.Resource["resourceType"]))
+	}
+	if strings.Join(types, ",") != "Patient,Observation" {
+		t.Errorf("the withdrawal sent there holds %v, want the Patient and the nested record's Observation", types)
+	}
+	for _, ref := range regexp.MustCompile(`"reference":"(urn:uuid:[^"]+)"`).FindAllStringSubmatch(string(payload), -1) {
+		if !urls[ref[1]] {
+			t.Errorf("reference %s resolves to no entry of the Bundle", ref[1])
+		}
+	}
+	if !strings.Contains(string(payload), `"partOf":[{"identifier"`) || !strings.Contains(string(payload), `"entered-in-error"`) {
+		t.Errorf("the nested record's withdrawal: %s", payload)
 	}
 }
 
