@@ -153,8 +153,12 @@ func importCommand(ctx context.Context, args []string, getenv func(string) strin
 	if counts.AlreadyStored > 0 {
 		already = fmt.Sprintf(", %d already stored (unchanged)", counts.AlreadyStored)
 	}
-	fmt.Fprintf(stdout, "import %s (%s records, tenant %q): %d read, %d stored%s, %d rejected in %s (%.0f records/s)\n",
-		runID, *kind, *tenant, counts.Records, counts.Stored, already, counts.Rejected, elapsed.Round(time.Millisecond),
+	tenantName := fmt.Sprintf("tenant %q", *tenant)
+	if *tenant == "" {
+		tenantName = "the default tenant"
+	}
+	fmt.Fprintf(stdout, "import %s (%s records, %s): %d read, %d stored%s, %d rejected in %s (%.0f records/s)\n",
+		runID, *kind, tenantName, counts.Records, counts.Stored, already, counts.Rejected, elapsed.Round(time.Millisecond),
 		float64(counts.Records)/max(elapsed.Seconds(), 1e-9))
 	switch {
 	case counts.Rejected > 0 && written:
