@@ -36,7 +36,7 @@ func TestAuditChainTamper(t *testing.T) {
 		{"body deleted", func(t *testing.T, s *Store) {
 			execSQL(t, s, `DELETE FROM current WHERE type = 'AuditEvent' AND id = 'ae4'`)
 			execSQL(t, s, `DELETE FROM resources WHERE type = 'AuditEvent' AND id = 'ae4'`)
-		}, 4, "changed"},
+		}, 4, "its AuditEvent was deleted"},
 		{"hash changed", func(t *testing.T, s *Store) {
 			execSQL(t, s, `UPDATE audit_chain SET hash = ? WHERE seq = 2`, audit.Link("", []byte("forged")))
 		}, 2, "changed"},
