@@ -430,9 +430,8 @@ func (s *Service) storeTx(ctx context.Context, tx *engine.Tx, sc *auditlog.Scope
 	if err := checkNotStale(nested, rec, s.now()); err != nil {
 		return nil, false, err
 	}
-	// homed is the record as mapped: in the session it stays in. The
-	// rules across records judge it as sent (checkStored): one stored for
-	// another patient is refused as that, not for its session's patient.
+	// homed is the record as mapped, and as the rules across records
+	// judge it (checkStored, below): in the session it stays in.
 	homed, err := inSession(rec.rec, home, func() (bool, error) {
 		if !logical {
 			return true, nil
