@@ -31,7 +31,7 @@ func TestJobsListAndCancel(t *testing.T) {
 	if got, err := st.ClaimJob(ctx, []string{"import"}, "c3", time.Now(), time.Minute); err != nil || got == nil {
 		t.Fatalf("ClaimJob = %v, %v", got, err)
 	}
-	if err := st.FinishJob(ctx, "j3", "c3", store.JobDone, []byte(`{}`), "", time.Now().Add(time.Hour)); err != nil {
+	if err := st.FinishJob(ctx, "j3", "c3", store.JobEnd{Status: store.JobDone, Result: []byte(`{}`), Expires: time.Now().Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 	jobs := []*store.Job{

@@ -614,6 +614,11 @@ func TestImportCancel(t *testing.T) {
 	if !res.Cancelled || res.Stored != int64(final) || res.Records != res.Stored || res.Records >= n || res.LastLine != res.Records {
 		t.Errorf("cancelled import's result %+v, with %d records stored: want cancelled, its counts the store's, stopped before line %d", res, final, n)
 	}
+	// jobs list shows how far it got, not the progress of its last save
+	// before the cancel.
+	if cur.Done != res.Records {
+		t.Errorf("the cancelled job's progress = %d, want the %d records it handled", cur.Done, res.Records)
+	}
 	want := fmt.Sprintf("stopped after %d of %d records (up to line %d): %d stored", res.Records, n, res.LastLine, res.Stored)
 	if !strings.Contains(issues[0].Message, want) {
 		t.Errorf("the cancelled job says %q, want it to say %q", issues[0].Message, want)

@@ -255,7 +255,7 @@ func (s *Service) loop(ctx context.Context, done chan struct{}, kinds []string) 
 func (s *Service) run(parent context.Context, j *store.Job) {
 	log := s.cfg.Logger.With("job", j.ID, "kind", j.Kind, "attempt", j.Attempts)
 	if j.Attempts > s.cfg.MaxAttempts {
-		s.finish(log, j, store.JobFailed, nil, givenUp(j))
+		s.finish(log, j, nil, store.JobFailed, nil, givenUp(j))
 		return
 	}
 	if why := s.revoked(j); why != "" {
@@ -263,7 +263,7 @@ func (s *Service) run(parent context.Context, j *store.Job) {
 		// more is written in its name (what it wrote before stays).
 		log.Warn("jobs: the job's client is no longer registered with the rights it was submitted with; the job is failed",
 			"owner", j.Owner, "tenant", j.Tenant, "why", why)
-		s.finish(log, j, store.JobFailed, nil, OwnerRevoked+": "+why)
+		s.finish(log, j, nil, store.JobFailed, nil, OwnerRevoked+": "+why)
 		return
 	}
 	ctx, cancel := context.WithCancelCause(context.WithoutCancel(parent))
@@ -303,17 +303,17 @@ func (s *Service) run(parent context.Context, j *store.Job) {
 		if err != nil {
 			result = nil
 		}
-		s.finish(log, j, store.JobCancelled, result, "")
+		s.finish(log, j, r, store.JobCancelled, result, "")
 	case errors.Is(cause, ErrLost):
 		log.Warn("jobs: the job was cancelled or taken over; stopped")
 	case errors.Is(cause, errShutdown) && err != nil:
 		// Closing: another process (or this one, restarted) resumes it.
-		s.finish(log, j, store.JobQueued, nil, "")
+		s.finish(log, j, r, store.JobQueued, nil, "")
 	case err == nil:
-		s.finish(log, j, store.JobDone, result, "")
+		s.finish(log, j, r, store.JobDone, result, "")
 	case errors.Is(err, store.ErrUnavailable) && j.Attempts < s.cfg.MaxAttempts:
 		log.Warn("jobs: the database is unavailable; the job is released to be tried again", "error", err)
-		s.finish(log, j, store.JobQueued, nil, "")
+		s.finish(log, j, r, store.JobQueued, nil, "")
 	default:
 		kind, issues := outcome.From(err)
 		reason := "the job failed; the failure has been logged"
@@ -322,7 +322,7 @@ func (s *Service) run(parent context.Context, j *store.Job) {
 		}
 		// The error's class and rules, never its text (it may quote values).
 		log.Error("jobs: failed", "error_class", fmt.Sprintf("%T", err), "rules", outcome.Rules(err))
-		s.finish(log, j, store.JobFailed, nil, reason)
+		s.finish(log, j, r, store.JobFailed, nil, reason)
 	}
 }
 
@@ -433,11 +433,17 @@ func (s *Service) renew(ctx context.Context, r *Run, log *slog.Logger) {
 }
 
 // finish records a job's end (or release) with a context of its own: the
-// runner may be closing.
-func (s *Service) finish(log *slog.Logger, j *store.Job, status string, result []byte, reason string) {
+// runner may be closing. Its progress is r's (nil: the job ended before
+// it ran, with the progress it was claimed with).
+func (s *Service) finish(log *slog.Logger, j *store.Job, r *Run, status string, result []byte, reason string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	err := s.st.FinishJob(ctx, j.ID, j.Claim, status, result, reason, s.cfg.Now().Add(s.cfg.Retention))
+	e := store.JobEnd{Status: status, Result: result, Error: reason, Expires: s.cfg.Now().Add(s.cfg.Retention),
+		Done: j.Done, Total: j.Total}
+	if r != nil {
+		e.Done, e.Total = r.done.Load(), r.total.Load()
+	}
+	err := s.st.FinishJob(ctx, j.ID, j.Claim, e)
 	switch {
 	case errors.Is(err, store.ErrNotFound) && status == store.JobCancelled:
 		log.Warn("jobs: the cancelled job's final state could not be recorded")

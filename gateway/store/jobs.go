@@ -73,6 +73,18 @@ type JobProgress struct {
 	Drop        []int
 }
 
+// JobEnd is how a job run ended (FinishJob).
+type JobEnd struct {
+	Status  string
+	Result  []byte
+	Error   string
+	Expires time.Time
+	// Done and Total are its progress at the end, as SaveJob's: a
+	// cancelled job's counts up to the item it stopped after, which it
+	// could not save (SaveJob refuses a cancelled job).
+	Done, Total int64
+}
+
 // JobFilter selects jobs for a listing, newest first. Kind, Owner and
 // Status filter when set; Tenant always does ("" is the default tenant,
 // search.AllTenants every tenant's). Limit <= 0 or above 1000 means 100.
@@ -127,14 +139,15 @@ type Jobs interface {
 	// written, when the job no longer runs under claim (cancelled,
 	// finished, or claimed again after the lease ran out).
 	SaveJob(ctx context.Context, id, claim string, until time.Time, p JobProgress) error
-	// FinishJob ends a job running under claim: JobDone or JobFailed with
-	// its result or error and when it expires, or JobQueued to release it
-	// (claimable at once, from its checkpoint; result, error and expires
-	// ignored), or JobCancelled for a job cancelled while it ran under
-	// claim, to record its final state as its result (its status and
-	// expiry stay). ErrNotFound when it no longer runs under claim (or,
-	// for JobCancelled, was not cancelled under it).
-	FinishJob(ctx context.Context, id, claim, status string, result []byte, errText string, expires time.Time) error
+	// FinishJob ends a job running under claim as e says: JobDone or
+	// JobFailed with its result or error, progress and when it expires,
+	// or JobQueued to release it (claimable at once, from its checkpoint;
+	// the rest of e ignored), or JobCancelled for a job cancelled while it
+	// ran under claim, to record its final state as its result and how
+	// far it got as its progress (its status and expiry stay). ErrNotFound
+	// when it no longer runs under claim (or, for JobCancelled, was not
+	// cancelled under it).
+	FinishJob(ctx context.Context, id, claim string, e JobEnd) error
 	// CancelJob cancels a job, whatever its status (a runner sees it at
 	// its next SaveJob, and may then record its final state with
 	// FinishJob), deletes its files and lets it expire at expires.

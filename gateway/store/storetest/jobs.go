@@ -95,13 +95,14 @@ func testJobs(t *testing.T, s store.Store) {
 		t.Errorf("Job after saves = %+v, %v", cur, err)
 	}
 	exp := now.Add(time.Hour)
-	isErr(t, "FinishJob with another claim", s.FinishJob(ctx, "j1", "c9", store.JobDone, nil, "", exp), store.ErrNotFound)
-	if err := s.FinishJob(ctx, "j1", "c1", store.JobDone, []byte(`{"ok":true}`), "", exp); err != nil {
+	isErr(t, "FinishJob with another claim", s.FinishJob(ctx, "j1", "c9", store.JobEnd{Status: store.JobDone, Expires: exp}), store.ErrNotFound)
+	if err := s.FinishJob(ctx, "j1", "c1", store.JobEnd{Status: store.JobDone, Result: []byte(`{"ok":true}`), Expires: exp,
+		Done: 10, Total: 10}); err != nil {
 		t.Fatalf("FinishJob: %v", err)
 	}
 	cur, err = s.Job(ctx, "j1")
 	if err != nil || cur.Status != store.JobDone || string(cur.Result) != `{"ok":true}` || cur.Claim != "" ||
-		!cur.Expires.Equal(exp) || cur.Finished.IsZero() {
+		!cur.Expires.Equal(exp) || cur.Finished.IsZero() || cur.Done != 10 || cur.Total != 10 {
 		t.Errorf("Job after finish = %+v, %v", cur, err)
 	}
 	isErr(t, "SaveJob after finish", s.SaveJob(ctx, "j1", "c1", exp, store.JobProgress{}), store.ErrNotFound)
@@ -156,7 +157,7 @@ func testJobs(t *testing.T, s store.Store) {
 	if err := s.SaveJob(ctx, "j4", "c4", now.Add(time.Minute), store.JobProgress{Parts: []store.JobPart{{File: 1, Data: []byte("z")}}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.FinishJob(ctx, "j4", "c4", store.JobDone, []byte("{}"), "", exp); err != nil {
+	if err := s.FinishJob(ctx, "j4", "c4", store.JobEnd{Status: store.JobDone, Result: []byte("{}"), Expires: exp}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.CancelJob(ctx, "j4", now); err != nil {
@@ -193,7 +194,7 @@ func testJobLease(t *testing.T, s store.Store) {
 	if f := jobFile(t, s, "j1", 1); f != "x" {
 		t.Errorf("file after a fenced save = %q, want x", f)
 	}
-	if err := s.FinishJob(ctx, "j1", "c2", store.JobQueued, nil, "", time.Time{}); err != nil {
+	if err := s.FinishJob(ctx, "j1", "c2", store.JobEnd{Status: store.JobQueued}); err != nil {
 		t.Fatalf("release: %v", err)
 	}
 	got, err = s.ClaimJob(ctx, []string{"export"}, "c3", later, time.Minute)
@@ -211,14 +212,17 @@ func testJobLease(t *testing.T, s store.Store) {
 		t.Errorf("file after cancel = %q, want none", f)
 	}
 	// The runner records the cancelled job's final state under its claim.
-	isErr(t, "FinishJob cancelled by another claim", s.FinishJob(ctx, "j1", "c2", store.JobCancelled, []byte(`{}`), "", time.Time{}), store.ErrNotFound)
-	if err := s.FinishJob(ctx, "j1", "c3", store.JobCancelled, []byte(`{"n":1}`), "", time.Time{}); err != nil {
+	isErr(t, "FinishJob cancelled by another claim", s.FinishJob(ctx, "j1", "c2", store.JobEnd{Status: store.JobCancelled, Result: []byte(`{}`)}), store.ErrNotFound)
+	// Its progress is how far it got, which it could not save (SaveJob
+	// refuses a cancelled job).
+	if err := s.FinishJob(ctx, "j1", "c3", store.JobEnd{Status: store.JobCancelled, Result: []byte(`{"n":1}`), Done: 1, Total: -1}); err != nil {
 		t.Fatalf("FinishJob of the cancelled job: %v", err)
 	}
-	if cur, err := s.Job(ctx, "j1"); err != nil || cur.Status != store.JobCancelled || string(cur.Result) != `{"n":1}` || !cur.Expires.Equal(later) {
+	if cur, err := s.Job(ctx, "j1"); err != nil || cur.Status != store.JobCancelled || string(cur.Result) != `{"n":1}` || !cur.Expires.Equal(later) ||
+		cur.Done != 1 || cur.Total != -1 {
 		t.Errorf("Job after its cancelled run ended = %+v, %v", cur, err)
 	}
-	isErr(t, "FinishJob cancelled again", s.FinishJob(ctx, "j1", "c3", store.JobCancelled, nil, "", time.Time{}), store.ErrNotFound)
+	isErr(t, "FinishJob cancelled again", s.FinishJob(ctx, "j1", "c3", store.JobEnd{Status: store.JobCancelled}), store.ErrNotFound)
 	if got, err := s.ClaimJob(ctx, []string{"export"}, "c5", later.Add(time.Hour), time.Minute); err != nil || got != nil {
 		t.Errorf("ClaimJob of a cancelled job = %+v, %v", got, err)
 	}

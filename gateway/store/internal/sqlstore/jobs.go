@@ -308,24 +308,26 @@ func (s *Store) SaveJob(ctx context.Context, id, claim string, until time.Time, 
 }
 
 // FinishJob implements store.Jobs.
-func (s *Store) FinishJob(ctx context.Context, id, claim, status string, result []byte, errText string, expires time.Time) error {
+func (s *Store) FinishJob(ctx context.Context, id, claim string, e store.JobEnd) error {
 	now := s.now().UnixMilli()
-	switch status {
+	switch e.Status {
 	case store.JobQueued:
 		return s.jobUpdate(ctx, "release job", `UPDATE jobs SET status = 'queued', claim = '', lease_until = 0, updated = ?
 			WHERE id = ? AND claim = ? AND status = 'running'`, now, id, claim)
 	case store.JobCancelled:
-		return s.jobUpdate(ctx, "record cancelled job", `UPDATE jobs SET result = ?, claim = '', updated = ?
-			WHERE id = ? AND claim = ? AND status = 'cancelled'`, result, now, id, claim)
+		return s.jobUpdate(ctx, "record cancelled job", `UPDATE jobs SET result = ?, progress_done = ?, progress_total = ?,
+			claim = '', updated = ? WHERE id = ? AND claim = ? AND status = 'cancelled'`, e.Result, e.Done, e.Total, now, id, claim)
 	case store.JobDone, store.JobFailed:
+		result := e.Result
 		if result == nil {
 			result = []byte{}
 		}
-		return s.jobUpdate(ctx, "finish job", `UPDATE jobs SET status = ?, result = ?, error = ?, claim = '', lease_until = 0,
-			updated = ?, finished = ?, expires = ? WHERE id = ? AND claim = ? AND status = 'running'`,
-			status, result, s.text(errText), now, now, millis(expires), id, claim)
+		return s.jobUpdate(ctx, "finish job", `UPDATE jobs SET status = ?, result = ?, error = ?, progress_done = ?,
+			progress_total = ?, claim = '', lease_until = 0, updated = ?, finished = ?, expires = ?
+			WHERE id = ? AND claim = ? AND status = 'running'`,
+			e.Status, result, s.text(e.Error), e.Done, e.Total, now, now, millis(e.Expires), id, claim)
 	}
-	return fmt.Errorf("%s: finish job: status %q", s.d.Name, status)
+	return fmt.Errorf("%s: finish job: status %q", s.d.Name, e.Status)
 }
 
 // CancelJob implements store.Jobs.
