@@ -745,3 +745,46 @@ func (g *gatedStore) release() {
 	g.held = false
 	g.cond.Broadcast()
 }
+
+// TestRefusedUploadLeavesNoJob: an import refused while its body is read
+// (one JSON document, empty, too large) leaves no job behind: its client
+// was never given an id, and jobs list showed it as a cancelled job.
+func TestRefusedUploadLeavesNoJob(t *testing.T) {
+	a, st := newApp(t, 64)
+	ctx := context.Background()
+	raw, err := os.ReadFile("../../schemas/examples/assessment/phq9-total-only.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var line bytes.Buffer
+	if err := json.Compact(&line, raw); err != nil {
+		t.Fatal(err)
+	}
+	sc := auditlog.NewScope("ingest", &auth.Principal{ClientID: "c", Scopes: auth.ParseScopes(auth.ScopeIngest)})
+	for name, tc := range map[string]struct {
+		body  string
+		limit int64
+		rule  string
+	}{
+		"array":     {"[" + line.String() + "]\n", 1 << 20, "import-not-ndjson"},
+		"empty":     {"", 1 << 20, "import-empty"},
+		"too large": {strings.Repeat(line.String()+"\n", 4), int64(line.Len()) * 2, "import-too-large"},
+	} {
+		j, err := a.Bulk.SubmitImport(ctx, sc, "assessment", false, strings.NewReader(tc.body), tc.limit, "https://gw")
+		if _, issues := outcome.From(err); j != nil || len(issues) != 1 || issues[0].Rule != tc.rule {
+			t.Errorf("%s: SubmitImport = %v, %v; want refused %s", name, j, err, tc.rule)
+		}
+	}
+	left, err := st.ListJobs(ctx, store.JobFilter{Tenant: search.AllTenants})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, j := range left {
+		t.Errorf("job %s left behind: %s", j.ID, j.Status)
+	}
+	// An import sent after them is taken as ever.
+	j, err := a.Bulk.SubmitImport(ctx, sc, "assessment", false, strings.NewReader(line.String()+"\n"), 1<<20, "https://gw")
+	if err != nil || j == nil {
+		t.Fatalf("SubmitImport after the refused ones = %v, %v", j, err)
+	}
+}

@@ -91,8 +91,9 @@ var errImportEmpty = outcome.New(outcome.Invalid, "invalid", "import-empty", "th
 // SubmitImport stores body, NDJSON native records of kind (at most limit
 // bytes), as the input of an import job for sc's caller and queues it;
 // base is where the gateway is reached, for the report's URL. A body
-// beyond limit is TooLarge, an empty one Invalid, and the job is
-// cancelled then; a read error of body is returned as it is.
+// beyond limit is TooLarge, an empty one Invalid, and the job and what was
+// uploaded are deleted then (no job is left for jobs list to show); a read
+// error of body is returned as it is.
 func (s *Service) SubmitImport(ctx context.Context, sc *auditlog.Scope, kind mapping.Kind, deliver bool, body io.Reader, limit int64, base string) (*store.Job, error) {
 	if !ingest.KnownKind(kind) {
 		return nil, ErrKindUnknown
@@ -110,8 +111,8 @@ func (s *Service) SubmitImport(ctx context.Context, sc *auditlog.Scope, kind map
 		err = errImportEmpty
 	}
 	if err != nil {
-		if cerr := s.cfg.Jobs.Cancel(context.WithoutCancel(ctx), sc, j.ID); cerr != nil && !errors.Is(cerr, jobs.ErrUnknown) {
-			err = errors.Join(err, cerr)
+		if derr := s.cfg.Jobs.Drop(context.WithoutCancel(ctx), j.ID); derr != nil && !errors.Is(derr, store.ErrNotFound) {
+			err = errors.Join(err, derr) // left, it expires as an abandoned upload (Submit)
 		}
 		return nil, err
 	}

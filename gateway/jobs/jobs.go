@@ -293,6 +293,13 @@ func (s *Service) Upload(ctx context.Context, id string, parts []store.JobPart) 
 	return s.st.PutJobParts(ctx, id, parts)
 }
 
+// Drop deletes a job whose upload was refused before it was queued, and
+// what was uploaded: its client never learnt its id, and jobs list shows
+// no job for it.
+func (s *Service) Drop(ctx context.Context, id string) error {
+	return s.st.DropUpload(ctx, id)
+}
+
 // Queue makes an uploaded job claimable, with total the work the upload
 // holds (-1 unknown), and wakes the runner.
 func (s *Service) Queue(ctx context.Context, id string, total int64) error {

@@ -153,6 +153,10 @@ type Jobs interface {
 	// FinishJob), deletes its files and lets it expire at expires.
 	// ErrNotFound if there is no such job or it is cancelled already.
 	CancelJob(ctx context.Context, id string, expires time.Time) error
+	// DropUpload deletes a job that is still uploading, with its parts:
+	// an upload refused before it was queued leaves no job behind (its
+	// client was never told its id). ErrNotFound if it is not uploading.
+	DropUpload(ctx context.Context, id string) error
 	// JobFile calls fn with each part of one file of a job, in order,
 	// reading a few parts at a time (fn's error stops it and is returned
 	// unchanged). A file without parts calls fn never.

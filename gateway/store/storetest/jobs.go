@@ -250,6 +250,25 @@ func testJobLease(t *testing.T, s store.Store) {
 	if f := jobFile(t, s, "up", 0); f != "in" {
 		t.Errorf("uploaded file = %q", f)
 	}
+	isErr(t, "DropUpload of a queued job", s.DropUpload(ctx, "up"), store.ErrNotFound)
+
+	// An upload refused before it was queued is deleted, parts and all.
+	refused := &store.Job{ID: "refused", Kind: "import", Status: store.JobUploading, Expires: later.Add(time.Hour)}
+	if err := s.CreateJob(ctx, refused, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutJobParts(ctx, "refused", []store.JobPart{{File: 0, Part: 0, Data: []byte("in")}}); err != nil {
+		t.Fatalf("PutJobParts: %v", err)
+	}
+	if err := s.DropUpload(ctx, "refused"); err != nil {
+		t.Fatalf("DropUpload: %v", err)
+	}
+	_, err = s.Job(ctx, "refused")
+	isErr(t, "Job after DropUpload", err, store.ErrNotFound)
+	if f := jobFile(t, s, "refused", 0); f != "" {
+		t.Errorf("file after DropUpload = %q, want none", f)
+	}
+	isErr(t, "DropUpload again", s.DropUpload(ctx, "refused"), store.ErrNotFound)
 }
 
 // testJobClaimConcurrent: many runners claim at once; each job is claimed

@@ -352,6 +352,23 @@ func (s *Store) CancelJob(ctx context.Context, id string, expires time.Time) err
 	})
 }
 
+// DropUpload implements store.Jobs.
+func (s *Store) DropUpload(ctx context.Context, id string) error {
+	return s.write(ctx, func(t *tx) error {
+		n, err := t.c.Exec(t.ctx, s.bind(`DELETE FROM jobs WHERE id = ? AND status = 'uploading'`), id)
+		if err != nil {
+			return fmt.Errorf("%s: drop upload: %w", s.d.Name, s.err(t.ctx, err))
+		}
+		if n == 0 {
+			return fmt.Errorf("drop upload %s: %w", id, store.ErrNotFound)
+		}
+		if _, err := t.c.Exec(t.ctx, s.bind(`DELETE FROM job_parts WHERE job_id = ?`), id); err != nil {
+			return fmt.Errorf("%s: drop upload: %w", s.d.Name, s.err(t.ctx, err))
+		}
+		return nil
+	})
+}
+
 // JobFile implements store.Jobs: a few parts per statement, each on a
 // connection of its own (no transaction is held while fn writes).
 func (s *Store) JobFile(ctx context.Context, id string, file int, fn func(data []byte) error) error {
