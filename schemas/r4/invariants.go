@@ -27,6 +27,16 @@ func holds(pred func(o *objView) bool) func(*objView, *invariant) {
 	}
 }
 
+// holdsAt is holds for a predicate about one element of the object: the
+// invariant fails at that element (Bundle.entry[2].fullUrl, not the entry).
+func holdsAt(name string, pred func(o *objView) bool) func(*objView, *invariant) {
+	return func(o *objView, inv *invariant) {
+		if !pred(o) {
+			o.failAt(inv.key, name, -1, inv.human)
+		}
+	}
+}
+
 var quantityTypes = []string{"Quantity", "Age", "Count", "Distance", "Duration", "MoneyQuantity", "SimpleQuantity"}
 
 // invariants is the table of checked constraints of resources and data
@@ -72,12 +82,12 @@ var invariants = []*invariant{
 	{key: "bdl-5", types: []string{"Bundle.entry"}, human: "an entry must have a resource, a request or a response (bdl-5)",
 		check: holds(func(o *objView) bool { return o.has("resource") || o.has("request") || o.has("response") })},
 	{key: "bdl-8", types: []string{"Bundle.entry"}, human: "fullUrl must not be a version-specific URL (bdl-8)",
-		check: holds(func(o *objView) bool {
+		check: holdsAt("fullUrl", func(o *objView) bool {
 			v := o.val("fullUrl")
 			return v < 0 || o.w.nodes[v].kind != kString || !bytes.Contains(o.w.str(v), []byte("/_history/"))
 		})},
 	{key: "reference-format", types: []string{"Bundle.entry"}, human: "fullUrl must be an absolute URL (or a urn:uuid / urn:oid)",
-		check: holds(func(o *objView) bool {
+		check: holdsAt("fullUrl", func(o *objView) bool {
 			v := o.val("fullUrl")
 			return v < 0 || o.w.nodes[v].kind != kString || isAbsoluteURI(o.w.str(v))
 		})},

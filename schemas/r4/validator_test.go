@@ -230,7 +230,8 @@ var ruleCases = []ruleCase{
 	{name: "conditional outside bundle", doc: patient(`"managingOrganization":{"reference":"Organization?identifier=x"}`), rule: "reference-format", expr: "Patient.managingOrganization.reference"},
 	{name: "bad local reference", doc: patient(`"managingOrganization":{"reference":"#a b"}`), rule: "reference-format", expr: "Patient.managingOrganization.reference"},
 	{name: "bad oid reference", doc: patient(`"managingOrganization":{"reference":"urn:oid:9.1"}`), rule: "reference-format", expr: "Patient.managingOrganization.reference"},
-	{name: "fullUrl relative", doc: `{"resourceType":"Bundle","type":"collection","entry":[{"fullUrl":"Patient/1","resource":{"resourceType":"Patient"}}]}`, rule: "reference-format", expr: "Bundle.entry[0]"},
+	{name: "fullUrl versioned", doc: `{"resourceType":"Bundle","type":"collection","entry":[{"fullUrl":"http://x.org/fhir/Patient/1/_history/2","resource":{"resourceType":"Patient","id":"1"}}]}`, rule: "bdl-8", expr: "Bundle.entry[0].fullUrl"},
+	{name: "fullUrl relative", doc: `{"resourceType":"Bundle","type":"collection","entry":[{"fullUrl":"Patient/1","resource":{"resourceType":"Patient"}}]}`, rule: "reference-format", expr: "Bundle.entry[0].fullUrl"},
 
 	// Narrative safety.
 	{name: "script", doc: patient(`"text":{"status":"generated","div":"<div><SCRIPT>x</SCRIPT></div>"}`), rule: "xhtml-unsafe", expr: "Patient.text.div"},
