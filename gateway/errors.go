@@ -53,6 +53,11 @@ var (
 		Severity: "error", Code: "not-supported", Rule: "method-not-allowed",
 		Message: "the $export kick-off takes GET, with Prefer: respond-async and its parameters (_type, _since, " +
 			"_typeFilter, _outputFormat) in the URL's query; a POST kick-off with a Parameters body is not supported"}}}
+	// errMetadataMethod answers /fhir/metadata asked with another method
+	// than GET or HEAD (or OPTIONS, the Allow the router gives there too).
+	errMetadataMethod = &outcome.Error{Kind: outcome.MethodNotAllowed, Allow: []string{http.MethodOptions, http.MethodGet, http.MethodHead},
+		Issues: []outcome.Issue{{Severity: "error", Code: "not-supported", Rule: "method-not-allowed",
+			Message: "the capability statement is read with GET /fhir/metadata; it cannot be written or deleted"}}}
 	// errConditionalDelete answers DELETE /fhir/{type}?criteria; the
 	// router's Allow lists the methods the type's URL takes.
 	errConditionalDelete = outcome.New(outcome.MethodNotAllowed, "not-supported", "method-not-allowed",
@@ -221,6 +226,8 @@ func fromEchoError(he *echo.HTTPError, r *http.Request) error {
 		case !strings.HasPrefix(r.URL.Path, "/fhir/"):
 		case exportPath(segs):
 			return errExportMethod
+		case len(segs) == 1 && segs[0] == "metadata":
+			return errMetadataMethod
 		case r.Method == http.MethodDelete && len(segs) == 1 && !strings.HasPrefix(segs[0], "_") && !strings.HasPrefix(segs[0], "$"):
 			return errConditionalDelete
 		case segs[len(segs)-1] == "$validate":

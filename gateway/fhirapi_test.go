@@ -244,10 +244,19 @@ func TestUnknownOperation(t *testing.T) {
 			t.Errorf("GET %s repeats the name sent: %s", target, rec.Body)
 		}
 	}
-	rec := req(h, "POST", "/fhir/metadata", patientJSON)
-	assertOutcome(t, rec, 405, "method-not-allowed", "")
-	if got := rec.Header().Get("Allow"); got != "GET, HEAD" {
-		t.Errorf("POST /fhir/metadata: Allow %q, want GET, HEAD", got)
+	// Every other method: one Allow, the one OPTIONS gives, and a text
+	// about the capability statement (DELETE was answered as a
+	// conditional delete of a type "metadata": a conformance review).
+	options := req(h, "OPTIONS", "/fhir/metadata", "").Header().Get("Allow")
+	for _, m := range []string{"POST", "PUT", "PATCH", "DELETE"} {
+		rec := req(h, m, "/fhir/metadata", patientJSON)
+		assertOutcome(t, rec, 405, "method-not-allowed", "")
+		if got := rec.Header().Get("Allow"); got != "OPTIONS, GET, HEAD" || got != options {
+			t.Errorf("%s /fhir/metadata: Allow %q, want OPTIONS, GET, HEAD (OPTIONS says %q)", m, got, options)
+		}
+		if !strings.Contains(rec.Body.String(), "capability statement") {
+			t.Errorf("%s /fhir/metadata = %s, want it to name the capability statement", m, rec.Body)
+		}
 	}
 	if rec := req(h, "GET", "/fhir/metadata", ""); rec.Code != 200 {
 		t.Errorf("GET /fhir/metadata = %d", rec.Code)

@@ -189,8 +189,7 @@ func operationOrMetadata(c echo.Context) error {
 	}
 	switch {
 	case c.Param("type") == "metadata":
-		return &outcome.Error{Kind: outcome.MethodNotAllowed, Allow: []string{http.MethodGet, http.MethodHead},
-			Issues: errMethod.Issues}
+		return errMetadataMethod
 	case c.Param("type") == "_search":
 		return errSystemSearch
 	case c.Param("id") == "_search" && c.Path() == "/fhir/:type/:id":
