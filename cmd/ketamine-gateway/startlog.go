@@ -139,6 +139,9 @@ func openFailure(err error) string {
 	case store.CauseCertificate:
 		return fmt.Sprintf("serve: the PostgreSQL server's TLS certificate failed verification: set sslrootcert to the "+
 			"CA that signed it and, with sslmode=verify-full, give --db a host name the certificate names: %v", err)
+	case store.CauseClosed:
+		return fmt.Sprintf("serve: the PostgreSQL database takes no connections now (ALTER DATABASE ... ALLOW_CONNECTIONS "+
+			"false, a step of a restore or an upgrade): start again once it is opened to connections: %v", err)
 	case store.CauseLocked:
 		return fmt.Sprintf("serve: the database is locked by another process (a backup, a migration, an sqlite3 shell "+
 			"left in a transaction), which held its write lock longer than serve waits at start to migrate it; "+

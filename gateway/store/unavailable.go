@@ -97,6 +97,10 @@ const (
 	CausePermission  = "permission denied"   // the role may not connect to the database (CONNECT revoked)
 	CauseNoDatabase  = "no such database"    // the database named in the URL does not exist
 	CauseCertificate = "certificate refused" // the server's TLS certificate failed verification (sslrootcert, host name)
+	// CauseClosed: the database takes no connections now (PostgreSQL's
+	// ALTER DATABASE ... ALLOW_CONNECTIONS false, a step of a restore or
+	// an upgrade): an administrator's doing that ends with the maintenance.
+	CauseClosed = "database closed to connections"
 	// CauseQueueFull is not the database's trouble but the gateway's
 	// back-pressure: its write queue is full (ErrBusy). The database may
 	// be healthy; the replica has more writes than it takes.

@@ -47,6 +47,13 @@ func mapErr(ctx context.Context, err error) error {
 			return err // cancelled by the caller's context
 		case isUnavailableCode(pe.Code):
 			return store.Unavailable(unavailableCause(pe.Code), err)
+		case connecting && pe.Code == "55000":
+			// object_not_in_prerequisite_state when connecting: "database
+			// is not currently accepting connections" (ALLOW_CONNECTIONS
+			// false, for a maintenance): not the gateway's fault, and over
+			// once the database is opened again (a PostgreSQL operator's
+			// review: it was a 500, and the circuit breaker never opened).
+			return store.Unavailable(store.CauseClosed, err)
 		case connecting && refusedCause(pe.Code) != "":
 			// The server refused the connection itself: the login or
 			// the grants are wrong (a password rotated, CONNECT

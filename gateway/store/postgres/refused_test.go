@@ -114,3 +114,50 @@ func TestConnectRevokedWhileServing(t *testing.T) {
 	}
 	grant()
 }
+
+// TestClosedDatabaseIsUnavailable: a database closed to connections for a
+// maintenance (ALTER DATABASE ... ALLOW_CONNECTIONS false: SQLSTATE 55000
+// when connecting) is ErrUnavailable of cause "database closed to
+// connections", for Open as for a running store whose connections were
+// ended, not an error of the gateway's (a PostgreSQL operator's review:
+// requests were 500s, the circuit breaker never opened); it serves again
+// once the database is opened.
+func TestClosedDatabaseIsUnavailable(t *testing.T) {
+	s, u := openFresh(t, Options{})
+	pu, err := url.Parse(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pu.Query().Get("search_path") != "" {
+		t.Skip("the test role may not create databases: a database of its own is needed to close it")
+	}
+	name := strings.TrimPrefix(pu.Path, "/")
+	ctx := context.Background()
+	admin, err := pgx.Connect(ctx, testURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	exec := func(q string) {
+		t.Helper()
+		if _, err := admin.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	exec("ALTER DATABASE " + name + " ALLOW_CONNECTIONS false")
+	t.Cleanup(func() { _, _ = admin.Exec(ctx, "ALTER DATABASE "+name+" ALLOW_CONNECTIONS true") })
+	exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '" + name + "' AND pid <> pg_backend_pid()")
+
+	_, err = Open(ctx, u, Options{})
+	if !errors.Is(err, store.ErrUnavailable) || store.UnavailableCause(err) != store.CauseClosed {
+		t.Errorf("Open = %v (cause %q), want ErrUnavailable of cause %q", err, store.UnavailableCause(err), store.CauseClosed)
+	}
+	_, err = s.Read(ctx, "Patient", "p1")
+	if !errors.Is(err, store.ErrUnavailable) || store.UnavailableCause(err) != store.CauseClosed {
+		t.Errorf("Read while closed = %v (cause %q), want ErrUnavailable of cause %q", err, store.UnavailableCause(err), store.CauseClosed)
+	}
+	exec("ALTER DATABASE " + name + " ALLOW_CONNECTIONS true")
+	if _, err := s.Read(ctx, "Patient", "p1"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Read once opened = %v, want not found", err)
+	}
+}
