@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -139,14 +138,14 @@ func (s *Server) handleCancelDelivery(c echo.Context) error {
 	if err := auditlog.NameDelivery(ctx, s.app.Store, sc, s.app.IdentifierBase, v, auditlog.ShownSummary); err != nil {
 		return err
 	}
-	if err := s.app.Operator.Cancel(ctx, sc.TenantOf(), id, reason); err != nil {
+	last, err := s.app.Operator.Cancel(ctx, sc.TenantOf(), id, reason)
+	if err != nil {
 		return err
 	}
 	// The reason is the operator's free text: it stays with the delivery
 	// (its lastError, which a delivery read shows), not in the AuditEvent.
 	sc.Description = fmt.Sprintf("delivery %s cancelled (the reason is recorded with the delivery)", v.ID)
-	return c.JSON(http.StatusOK, map[string]any{"id": v.ID, "status": store.StatusDead,
-		"lastError": operator.CancelledPrefix + strings.TrimSpace(reason)})
+	return c.JSON(http.StatusOK, map[string]any{"id": v.ID, "status": store.StatusDead, "lastError": last})
 }
 
 func (s *Server) handleReplay(c echo.Context) error {

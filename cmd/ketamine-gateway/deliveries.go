@@ -148,15 +148,15 @@ func deliveriesCommand(ctx context.Context, args []string, getenv func(string) s
 		if err != nil {
 			return opError(name, err)
 		}
-		if err := ops.Cancel(ctx, v.Tenant, id, *d.reason); err != nil {
+		last, err := ops.Cancel(ctx, v.Tenant, id, *d.reason)
+		if err != nil {
 			return opError(name, err)
 		}
 		sc := cliScope("deliveries", "delivery-cancel")
 		if err := nameChange(ctx, st, name, sc, getenv, v, fmt.Sprintf("delivery %s cancelled (the reason is recorded with the delivery)", v.ID)); err != nil {
 			return err
 		}
-		return printJSON(stdout, map[string]any{"id": id, "status": store.StatusDead,
-			"lastError": operator.CancelledPrefix + strings.TrimSpace(*d.reason)})
+		return printJSON(stdout, map[string]any{"id": id, "status": store.StatusDead, "lastError": last})
 	default: // replay
 		replayed, err := ops.Replay(ctx, search.AllTenants, f.Destination, f.Since)
 		if err != nil {

@@ -282,6 +282,7 @@ func GatewayRules() []Rule {
 		{"delivery-not-dead", "Only a dead delivery can be retried."},
 		{"delivery-superseded", "A dead letter is not retried when a later delivery of the same record to the same destination was delivered or is pending: its older version would overwrite the later one (a replay sends the current version)."},
 		{"ehr-answer-truncated", "An EHR's OperationOutcome over the 64 KiB a delivery attempt records keeps its first issues; this last issue, the gateway's, says how many were left out."},
+		{"delivery-cancelled-already", "A delivery an operator cancelled is not cancelled again (the first reason, in its lastError, is the only record of it); retry it to send it, and a cancel after that takes a new reason."},
 		{"delivery-not-cancellable", "Only a pending delivery, a dead letter or a delivery in flight whose claim has lapsed (its gateway is gone) can be cancelled (not one in flight with a live claim, nor a delivered one, nor one refused as its record was stored); the text names the delivery's state."},
 		{"delivery-cancel-reason-missing", "A delivery's cancel says why (the reason is kept with the delivery as its last error; the delivery-cancel AuditEvent records that it was cancelled, not the reason)."},
 		{"delivery-cancel-reason-invalid", "A cancel's reason is longer than 200 characters or holds control characters."},

@@ -44,7 +44,7 @@ func TestInFlightClaim(t *testing.T) {
 	if err != nil || v.ClaimUntil == nil || !v.ClaimUntil.Equal(until) || v.ClaimLapsed {
 		t.Fatalf("Show (live claim) = claimUntil %v lapsed %v, %v; want %v, not lapsed", v.ClaimUntil, v.ClaimLapsed, err, until)
 	}
-	err = ops.Cancel(ctx, "", id, "sent in error")
+	_, err = ops.Cancel(ctx, "", id, "sent in error")
 	if kind, issues := outcome.From(err); kind != outcome.Conflict || len(issues) != 1 ||
 		!strings.Contains(issues[0].Message, "in flight") || !strings.Contains(issues[0].Message, stamp) {
 		t.Errorf("Cancel (live claim) = %v, want a conflict naming the live claim until %s", err, stamp)
@@ -53,7 +53,7 @@ func TestInFlightClaim(t *testing.T) {
 	if _, issues := outcome.From(err); len(issues) != 1 || !strings.Contains(issues[0].Message, stamp) {
 		t.Errorf("Retry (live claim) = %v, want it to name the claim until %s", err, stamp)
 	}
-	err = ops.Cancel(ctx, "", ids.Encode(done), "sent in error")
+	_, err = ops.Cancel(ctx, "", ids.Encode(done), "sent in error")
 	if _, issues := outcome.From(err); len(issues) != 1 || !strings.Contains(issues[0].Message, "delivered") ||
 		strings.Contains(issues[0].Message, "this one is in flight") {
 		t.Errorf("Cancel (delivered) = %v, want it to say delivered, not in flight", err)
@@ -70,7 +70,7 @@ func TestInFlightClaim(t *testing.T) {
 	// The refusals say what show says (stateNow is noteClaim's): from
 	// when the claim counts as lapsed, not a claim held until a time past.
 	lapses := until.Add(store.ClaimGrace).Format(time.RFC3339)
-	err = ops.Cancel(ctx, "", id, "sent in error")
+	_, err = ops.Cancel(ctx, "", id, "sent in error")
 	if kind, issues := outcome.From(err); kind != outcome.Conflict || len(issues) != 1 ||
 		strings.Contains(issues[0].Message, "lapsed at") || !strings.Contains(issues[0].Message, stamp) ||
 		!strings.Contains(issues[0].Message, "may be cancelled, from "+lapses) {
@@ -91,7 +91,7 @@ func TestInFlightClaim(t *testing.T) {
 	if err != nil || len(list) != 1 || !list[0].ClaimLapsed || list[0].ClaimNote != v.ClaimNote {
 		t.Fatalf("List (lapsed) = %+v %v; want the lapsed claim", list, err)
 	}
-	if err := ops.Cancel(ctx, "", id, "delivered before the restore"); err != nil {
+	if _, err := ops.Cancel(ctx, "", id, "delivered before the restore"); err != nil {
 		t.Fatalf("Cancel (lapsed) = %v", err)
 	}
 	v, err = ops.Show(ctx, search.AllTenants, id, false)

@@ -571,37 +571,50 @@ func CheckCancelReason(reason string) error {
 // letter that is never sent, its last error "cancelled by operator: " and
 // reason, so that the later versions of its record no longer wait for it
 // (a record version the EHR keeps refusing, a record sent in error, one an
-// EHR received before a restore). A retry sends it again.
+// EHR received before a restore). A retry sends it again. A dead letter's
+// last error (why the EHR refused it) stays after the reason. It returns
+// the last error recorded.
 // NotFound as for Show; Invalid for a reason CheckCancelReason refuses;
 // Conflict, naming the state, when the delivery is in flight with a live
-// claim or delivered, or is a dead
-// letter refused as its record was stored (its last error says why, which
-// a cancel would overwrite). Forbidden (tenant-required) for a caller
-// acting for every tenant.
-func (s *Service) Cancel(ctx context.Context, tenant, id, reason string) error {
+// claim or delivered, was cancelled already (a second reason would
+// overwrite the first, the only record of it), or is a dead letter refused
+// as its record was stored (its last error says why, which a cancel would
+// overwrite). Forbidden (tenant-required) for a caller acting for every
+// tenant.
+func (s *Service) Cancel(ctx context.Context, tenant, id, reason string) (string, error) {
 	if err := CheckCancelReason(reason); err != nil {
-		return err
+		return "", err
 	}
 	if tenant == search.AllTenants {
-		return errAllTenantWrite
+		return "", errAllTenantWrite
 	}
 	it, _, err := s.find(ctx, tenant, id)
 	if err != nil {
-		return err
+		return "", err
 	}
-	if it.Status == store.StatusDead && strings.HasPrefix(it.LastError, store.Refused) {
-		return outcome.New(outcome.Conflict, "conflict", "delivery-not-cancellable",
-			"this delivery was refused when its record was stored and is never sent; there is nothing to cancel")
+	last := CancelledPrefix + strings.TrimSpace(reason)
+	if it.Status == store.StatusDead {
+		switch {
+		case strings.HasPrefix(it.LastError, store.Refused):
+			return "", outcome.New(outcome.Conflict, "conflict", "delivery-not-cancellable",
+				"this delivery was refused when its record was stored and is never sent; there is nothing to cancel")
+		case strings.HasPrefix(it.LastError, CancelledPrefix):
+			return "", outcome.New(outcome.Conflict, "conflict", "delivery-cancelled-already",
+				"this delivery was cancelled already (its lastError gives the reason) and is never sent; "+
+					"to send it, retry it (POST /admin/deliveries/{id}/retry, deliveries retry)")
+		case it.LastError != "":
+			last += "; it was a dead letter: " + it.LastError
+		}
 	}
-	if err := s.store.Cancel(ctx, it.ID, CancelledPrefix+strings.TrimSpace(reason), s.now()); errors.Is(err, store.ErrNotFound) {
-		return outcome.New(outcome.Conflict, "conflict", "delivery-not-cancellable",
+	if err := s.store.Cancel(ctx, it.ID, last, s.now()); errors.Is(err, store.ErrNotFound) {
+		return "", outcome.New(outcome.Conflict, "conflict", "delivery-not-cancellable",
 			"only a pending delivery, a dead letter or a delivery in flight whose claim has lapsed can be cancelled; "+
 				s.stateNow(ctx, it.ID, true))
 	} else if err != nil {
-		return err
+		return "", err
 	}
 	s.notify() // the record's next version may go now
-	return nil
+	return last, nil
 }
 
 // errRefusedWhenStored answers a retry of a dead letter refused as its

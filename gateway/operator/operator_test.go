@@ -338,7 +338,7 @@ func TestCancelLetsTheNextVersionGo(t *testing.T) {
 	if _, err := ops.Retry(ctx, search.AllTenants, id2); !slices.Contains(outcome.Rules(err), "tenant-required") {
 		t.Errorf("Retry as every tenant = %v, want tenant-required", err)
 	}
-	if err := ops.Cancel(ctx, search.AllTenants, id2, "x"); !slices.Contains(outcome.Rules(err), "tenant-required") {
+	if _, err := ops.Cancel(ctx, search.AllTenants, id2, "x"); !slices.Contains(outcome.Rules(err), "tenant-required") {
 		t.Errorf("Cancel as every tenant = %v, want tenant-required", err)
 	}
 	waiting, err := ops.Retry(ctx, "", id2)
@@ -363,7 +363,7 @@ func TestCancelLetsTheNextVersionGo(t *testing.T) {
 		{"unknown", "not-an-id", "x", outcome.NotFound, "delivery-unknown"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := ops.Cancel(ctx, "", tc.id, tc.reason)
+			_, err := ops.Cancel(ctx, "", tc.id, tc.reason)
 			kind, issues := outcome.From(err)
 			if kind != tc.kind || len(issues) != 1 || issues[0].Rule != tc.rule {
 				t.Errorf("Cancel(%q) = %v, want %v %s", tc.reason, err, tc.kind, tc.rule)
@@ -371,7 +371,7 @@ func TestCancelLetsTheNextVersionGo(t *testing.T) {
 		})
 	}
 
-	if err := ops.Cancel(ctx, "", id1, "EHR refuses v1; corrected in v2"); err != nil {
+	if _, err := ops.Cancel(ctx, "", id1, "EHR refuses v1; corrected in v2"); err != nil {
 		t.Fatalf("Cancel(v1) = %v", err)
 	}
 	v, err := ops.Show(ctx, search.AllTenants, id1, false)
@@ -385,8 +385,51 @@ func TestCancelLetsTheNextVersionGo(t *testing.T) {
 	if err != nil || len(got) != 1 || got[0].ID != v2 {
 		t.Fatalf("Claim after the cancel = %v %v, want v2 only", got, err)
 	}
-	if kind, _ := outcome.From(ops.Cancel(ctx, "", id2, "too late")); kind != outcome.Conflict {
+	if _, err := ops.Cancel(ctx, "", id2, "too late"); !slices.Contains(outcome.Rules(err), "delivery-not-cancellable") {
 		t.Errorf("Cancel of a delivery in flight = %v, want Conflict", err)
+	}
+}
+
+// TestCancelKeepsTheReasons: a cancel of a delivery cancelled already is
+// refused, the first reason kept (it overwrote it: an operator's review),
+// and a dead letter's cancel keeps why the EHR refused it after the
+// operator's reason; a retry and a cancel after it take a new reason.
+func TestCancelKeepsTheReasons(t *testing.T) {
+	st := openStore(t)
+	ctx := context.Background()
+	it := &store.OutboxItem{Destination: "hosp", OrderKey: "src|session|R1", Patient: "src|P", Kind: "session",
+		Source: "src", RecordID: "R1", Version: "1", Payload: []byte(`{}`)}
+	if err := st.Write(ctx, func(tx store.Tx) error { return tx.Enqueue(it) }); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := st.Claim(ctx, "hosp", time.Now().Add(time.Second), time.Minute, 1); err != nil || len(got) != 1 {
+		t.Fatalf("Claim = %v %v", got, err)
+	}
+	if err := st.Complete(ctx, &store.Attempt{ItemID: it.ID, At: time.Now(), HTTPStatus: 400, Error: "http 400 (invalid)"},
+		store.StatusDead, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	ops := operator.New(st, []string{"hosp"}, nil, nil)
+	ids, err := ops.IDs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := ids.Encode(it.ID)
+	want := "cancelled by operator: the EHR refuses v1; it was a dead letter: http 400 (invalid)"
+	if last, err := ops.Cancel(ctx, "", id, "the EHR refuses v1"); err != nil || last != want {
+		t.Fatalf("Cancel of the dead letter = %q, %v; want %q", last, err, want)
+	}
+	if _, err := ops.Cancel(ctx, "", id, "again"); !slices.Contains(outcome.Rules(err), "delivery-cancelled-already") {
+		t.Errorf("second Cancel = %v, want delivery-cancelled-already", err)
+	}
+	if v, err := ops.Show(ctx, search.AllTenants, id, false); err != nil || v.LastError != want {
+		t.Fatalf("after the second cancel: lastError %q, %v; want %q", v.LastError, err, want)
+	}
+	if _, err := ops.Retry(ctx, "", id); err != nil {
+		t.Fatalf("Retry = %v", err)
+	}
+	if last, err := ops.Cancel(ctx, "", id, "sent in error"); err != nil || last != "cancelled by operator: sent in error" {
+		t.Errorf("Cancel after the retry = %q, %v", last, err)
 	}
 }
 
