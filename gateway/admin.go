@@ -369,29 +369,22 @@ func (s *Server) handleListClients(c echo.Context) error {
 	return c.JSON(http.StatusOK, out)
 }
 
-// timeParam reads the time query parameter name of an admin route: RFC
-// 3339, or a date meaning its midnight UTC; zero when it is absent.
+// timeParam reads the time query parameter name of an admin route as the
+// CLI reads its time flags (operator.ParseTime); zero when it is absent.
 func timeParam(c echo.Context, name string) (time.Time, error) {
 	v := c.QueryParam(name)
 	if v == "" {
 		return time.Time{}, nil
 	}
-	t, err := time.Parse(time.RFC3339Nano, v)
-	if err != nil {
-		// A date is its midnight UTC, as the CLI's time flags take it
-		// (audit export --until 2026-12-01): the same period over HTTP
-		// was refused (p45 F3).
-		if d, derr := time.Parse(time.DateOnly, v); derr == nil {
-			return d, nil
-		}
+	// As the CLI's time flags (deliveries list --since 7d): the same
+	// period over HTTP was refused (p45 F3, an operator's review).
+	if t, ok := operator.ParseTime(v, time.Now()); ok {
+		return t, nil
 	}
-	if err != nil && search.PlusAsSpace(v) {
+	if search.PlusAsSpace(v) {
 		return time.Time{}, paramInvalid(name + " holds a space where its time zone's + was: " + search.PlusAdvice)
 	}
-	if err != nil {
-		return time.Time{}, paramInvalid(name + " must be an RFC 3339 time (2026-12-01T08:00:00Z) or a date (2026-12-01, its midnight UTC)")
-	}
-	return t, nil
+	return time.Time{}, paramInvalid(name + " must be " + operator.TimeHelp)
 }
 
 // countParam reads a count parameter whose range the application checks

@@ -80,7 +80,7 @@ func TestAuditExportAPI(t *testing.T) {
 	}
 	tomorrow := time.Now().UTC().AddDate(0, 0, 1).Format(time.DateOnly)
 	assertIssue(t, req(h, "GET", "/admin/audit/export?until="+tomorrow, "", tok["audAll"]), http.StatusBadRequest, "audit-export-period-open", "until")
-	if rec := req(h, "GET", "/admin/audit/export?until=2026-12", "", tok["audAll"]); !strings.Contains(rec.Body.String(), "or a date (2026-12-01") {
+	if rec := req(h, "GET", "/admin/audit/export?until=2026-12", "", tok["audAll"]); !strings.Contains(rec.Body.String(), "a date (2026-12-01, its midnight UTC) or a duration before now") {
 		t.Errorf("export?until=2026-12 = %d %s, want the formats named", rec.Code, rec.Body)
 	}
 	for _, q := range []string{"since=yesterday", "until=2026-13-01T00:00:00Z", "until=2026-13-01", "since=2026-02-01T00:00:00Z&until=2026-01-01T00:00:00Z", "from=2026-01-01T00:00:00Z"} {

@@ -544,6 +544,13 @@ func TestOperatorParameters(t *testing.T) {
 		{"GET", "/admin/deliveries?patient=%7CPT-000123", 400, "patient must be <source system>|<clinic patient id>"},
 		{"GET", "/admin/deliveries?patient=serenity-clinic-emr%7C", 400, "patient must be <source system>|<clinic patient id>"},
 		{"GET", "/admin/deliveries?since=2026-12-31T00:00:00Z&until=2026-12-01T00:00:00Z", 400, "until must be later than since"},
+		// The CLI's time flags' forms (deliveries list --since 7d): a
+		// duration before now, as well as a time or a date.
+		{"GET", "/admin/deliveries?since=7d&until=2h", 200, `"deliveries"`},
+		{"GET", "/admin/deliveries?since=90m", 200, `"deliveries"`},
+		{"GET", "/admin/deliveries?since=2026-12-01", 200, `"deliveries"`},
+		{"GET", "/admin/deliveries?since=yesterday", 400, "since must be RFC 3339 (2026-12-01T08:00:00Z), a date (2026-12-01, its midnight UTC) or a duration before now (90m, 24h, 7d)"},
+		{"POST", "/admin/deliveries/replay?destination=ehr&since=1h", 200, `"replayed":0`},
 		{"GET", "/admin/deliveries?statsu=dead", 400, `parameter-unknown`},
 		{"GET", "/admin/deliveries/1?payload=true&x=1", 400, "does not take was sent, and nothing was done; it takes payload, _pretty"},
 		{"GET", "/admin/deliveries/1?payload=yes", 400, "payload must be true or false"},

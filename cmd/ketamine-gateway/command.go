@@ -6,9 +6,10 @@ import (
 	"fmt"
 	"io"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/operator"
 )
 
 // Exit codes, the same for every command (README, "Exit status"), and the
@@ -331,25 +332,15 @@ func oneOf(name, flagName, v string, valid []string) error {
 	return usageError(name, "unknown %s %q; valid: %s", flagName, v, strings.Join(valid, ", "))
 }
 
-// parseTimeFlag reads a time flag: RFC 3339 (2026-12-01T08:00:00Z, or a
-// date 2026-12-01 meaning its midnight UTC) or a duration before now (90m,
-// 24h, 7d).
+// parseTimeFlag reads a time flag as the admin API reads its time
+// parameters (operator.ParseTime): RFC 3339, a date meaning its midnight
+// UTC, or a duration before now (90m, 24h, 7d).
 func parseTimeFlag(v string, now time.Time) (time.Time, error) {
 	if v == "" {
 		return time.Time{}, nil
 	}
-	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+	if t, ok := operator.ParseTime(v, now); ok {
 		return t, nil
 	}
-	if t, err := time.Parse(time.DateOnly, v); err == nil {
-		return t, nil
-	}
-	if d, ok := strings.CutSuffix(v, "d"); ok {
-		if n, err := strconv.Atoi(d); err == nil && n >= 0 {
-			return now.Add(-time.Duration(n) * 24 * time.Hour), nil
-		}
-	} else if d, err := time.ParseDuration(v); err == nil && d >= 0 {
-		return now.Add(-d), nil
-	}
-	return time.Time{}, fmt.Errorf("%q is not a time: use RFC 3339 (2026-12-01T08:00:00Z), a date (2026-12-01) or a duration before now (90m, 24h, 7d)", v)
+	return time.Time{}, fmt.Errorf("%q is not a time: use %s", v, operator.TimeHelp)
 }

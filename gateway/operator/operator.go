@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -455,6 +456,30 @@ func WaitingMessage(blocker string) string {
 	return "queued again, but it is sent only after delivery " + blocker +
 		" (an earlier version of the same record, pending or in flight): retry or cancel that one to let this one go"
 }
+
+// ParseTime reads a time parameter as the CLI's time flags and the admin
+// API's take it: RFC 3339 (2026-12-01T08:00:00Z), a date (2026-12-01, its
+// midnight UTC) or a duration before now (90m, 24h, 7d). ok is false for
+// anything else (its message: TimeHelp).
+func ParseTime(v string, now time.Time) (t time.Time, ok bool) {
+	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+		return t, true
+	}
+	if t, err := time.Parse(time.DateOnly, v); err == nil {
+		return t, true
+	}
+	if d, ok := strings.CutSuffix(v, "d"); ok {
+		if n, err := strconv.Atoi(d); err == nil && n >= 0 && n <= 100_000 {
+			return now.Add(-time.Duration(n) * 24 * time.Hour), true
+		}
+	} else if d, err := time.ParseDuration(v); err == nil && d >= 0 {
+		return now.Add(-d), true
+	}
+	return time.Time{}, false
+}
+
+// TimeHelp says what ParseTime takes.
+const TimeHelp = "RFC 3339 (2026-12-01T08:00:00Z), a date (2026-12-01, its midnight UTC) or a duration before now (90m, 24h, 7d)"
 
 // CancelledPrefix begins the last error of a delivery an operator
 // cancelled (Cancel), before the operator's reason.
