@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -135,7 +136,31 @@ func readConfig(configFile string) (*fileConfig, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&fc); err != nil {
-		return nil, fmt.Errorf("--config %s: %v", configFile, err)
+		// Where in the file: a syntax error's or a wrong type's offset,
+		// an unknown field's first key of that name. Said without the
+		// line's text: it may hold a secret.
+		off := int64(-1)
+		var se *json.SyntaxError
+		var te *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &se):
+			off = se.Offset
+		case errors.As(err, &te):
+			off = te.Offset
+		default:
+			if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+				if re, rerr := regexp.Compile(regexp.QuoteMeta(name) + `\s*:`); rerr == nil {
+					if loc := re.FindIndex(b); loc != nil {
+						off = int64(loc[0])
+					}
+				}
+			}
+		}
+		if off < 0 {
+			return nil, fmt.Errorf("--config %s: %v", configFile, err)
+		}
+		line, col := lineCol(b, off)
+		return nil, fmt.Errorf("--config %s: line %d, column %d: %v", configFile, line, col, err)
 	}
 	dir, err := filepath.Abs(filepath.Dir(configFile))
 	if err != nil {
@@ -346,4 +371,13 @@ func unmatchedFilterTenants(fc *fileConfig) []string {
 		}
 	}
 	return out
+}
+
+// lineCol is the line and column (from 1, in bytes) of offset off of b.
+func lineCol(b []byte, off int64) (line, col int) {
+	off = min(max(off, 0), int64(len(b)))
+	before := b[:off]
+	line = bytes.Count(before, []byte("\n")) + 1
+	col = int(off) - (bytes.LastIndexByte(before, '\n') + 1) + 1
+	return line, col
 }

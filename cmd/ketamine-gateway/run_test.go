@@ -404,6 +404,26 @@ func TestDestinationsConfig(t *testing.T) {
 	}
 }
 
+// TestConfigErrorsSayWhere: a configuration file the decoder refuses is
+// named with the line and column of the fault (an operator's review: with
+// several destinations, "unknown field" sent them hunting), never with
+// the line's text, which may hold a secret.
+func TestConfigErrorsSayWhere(t *testing.T) {
+	for name, tc := range map[string]struct{ body, want string }{
+		"unknown field":  {"{\n  \"destinations\": [\n    {\"name\": \"h\", \"baseUrl\": \"https://e.example/fhir\",\n     \"timout\": \"5s\"}\n  ]\n}\n", `line 4, column 6: json: unknown field "timout"`},
+		"trailing comma": {"{\n  \"destinations\": [\n    {\"name\": \"h\"},\n  ]\n}\n", "line 4, column 4: invalid character ']'"},
+		"wrong type":     {"{\"destinations\": [\n {\"name\": 5}]}", "line 2, column 12: json: cannot unmarshal number"},
+	} {
+		_, err := readConfig(writeTemp(t, "c.json", tc.body))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: readConfig = %v, want it to say %q", name, err, tc.want)
+		}
+	}
+	if line, col := lineCol([]byte("ab\ncd"), 4); line != 2 || col != 2 {
+		t.Errorf("lineCol = %d:%d, want 2:2", line, col)
+	}
+}
+
 func TestLoopback(t *testing.T) {
 	for addr, want := range map[string]bool{
 		"127.0.0.1:8080": true, "[::1]:8080": true, "localhost:0": true, "127.0.0.2:1": true,
