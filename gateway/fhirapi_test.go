@@ -1210,3 +1210,39 @@ func TestBundleAnswerBound(t *testing.T) {
 		t.Errorf("the AuditEvent's entities %v do not name Patient/ab-0 version 1", seen)
 	}
 }
+
+// TestBundleTypesStored: only document, message and collection Bundles
+// are stored as resources (HAPI's default); a transaction posted to
+// /fhir/Bundle by mistake was stored unprocessed, a 201 for writes that
+// never happened (a conformance review). It is 422 at Bundle.type, by
+// create, update and as a transaction's entry, and nothing is written.
+func TestBundleTypesStored(t *testing.T) {
+	h := fhirServer(t)
+	bundle := func(typ string) string {
+		return `{"resourceType":"Bundle","type":"` + typ + `","entry":[{"fullUrl":"urn:uuid:1f2e3d4c-0000-4000-8000-000000000001",` +
+			`"resource":{"resourceType":"Patient"},"request":{"method":"POST","url":"Patient"}}]}`
+	}
+	for _, typ := range []string{"transaction", "batch"} {
+		rec := req(h, "POST", "/fhir/Bundle", bundle(typ))
+		assertIssue(t, rec, 422, "bundle-type-not-storable", "Bundle.type")
+		if !strings.Contains(rec.Body.String(), "POST it to the FHIR base") {
+			t.Errorf("POST /fhir/Bundle of a %s = %s, want it to say where to send it", typ, rec.Body)
+		}
+		assertIssue(t, req(h, "PUT", "/fhir/Bundle/b-"+typ, strings.Replace(bundle(typ), `"Bundle",`, `"Bundle","id":"b-`+typ+`",`, 1)),
+			422, "bundle-type-not-storable", "Bundle.type")
+	}
+	tx := `{"resourceType":"Bundle","type":"transaction","entry":[{"resource":{"resourceType":"Bundle","type":"searchset"},` +
+		`"request":{"method":"POST","url":"Bundle"}}]}`
+	assertIssue(t, req(h, "POST", "/fhir", tx), 422, "bundle-type-not-storable", "Bundle.entry[0].resource.ofType(Bundle).type")
+	if rec := req(h, "GET", "/fhir/Bundle?_summary=count", ""); !strings.Contains(rec.Body.String(), `"total":0`) {
+		t.Errorf("Bundles stored after the refusals: %s", rec.Body)
+	}
+	collection := `{"resourceType":"Bundle","id":"c1","type":"collection"}`
+	if rec := req(h, "PUT", "/fhir/Bundle/c1", collection); rec.Code != 201 {
+		t.Fatalf("PUT /fhir/Bundle/c1 of a collection = %d %s, want 201", rec.Code, rec.Body)
+	}
+	// Nor is a stored collection patched into a transaction.
+	patch := `[{"op":"replace","path":"/type","value":"transaction"}]`
+	assertIssue(t, req(h, "PATCH", "/fhir/Bundle/c1", patch, "Content-Type: application/json-patch+json"),
+		422, "bundle-type-not-storable", "Bundle.type")
+}

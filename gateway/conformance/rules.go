@@ -58,6 +58,7 @@ func GatewayRules() []Rule {
 		{"version-matched", "If-None-Match names the resource's current version."},
 		{"modified-since", "The resource was changed after the If-Unmodified-Since date, or more than one of its versions was written in the second the date names."},
 		{"bundle-entry-precondition-unsupported", "A Bundle entry carries a precondition its method does not take (ifModifiedSince on a write; ifMatch or ifNoneMatch on a POST; ifNoneExist on a PUT, PATCH or DELETE)."},
+		{"bundle-type-not-storable", "Only document, message and collection Bundles are stored as resources; a transaction or batch is carried out by a POST to the FHIR base, and a search, history or response Bundle is an answer, not a record."},
 		{"resource-subsetted", "The resource carries the SUBSETTED tag: it is an incomplete copy (from _summary or _elements), not to be written back; read the whole resource first."},
 		{"fhir-version-unsupported", "The media type names a fhirVersion other than R4 (4.0)."},
 		{"terminology-capabilities-unsupported", "The gateway publishes no TerminologyCapabilities (metadata?mode=terminology)."},

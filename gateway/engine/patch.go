@@ -359,6 +359,9 @@ func (e *Engine) patchEntry(tx store.Tx, en *Entry, rw *fhirwire.Rewriter, now t
 	if i := subsettedAt(doc); i >= 0 {
 		return nil, errPatchSubsetted(en.typ, i)
 	}
+	if err := checkBundleType(doc, en.typ, en.typ+".type"); err != nil {
+		return nil, err // a stored document patched into a transaction
+	}
 	if en.client && en.typ == "Provenance" {
 		if err := provenanceWrite(tx, "", doc); err != nil {
 			return nil, err

@@ -74,8 +74,30 @@ func checkClientDoc(doc map[string]any, typ, expr string, checkID bool) error {
 	if id, ok := doc["id"].(string); ok && checkID && !writableID(id) {
 		return errIDInvalid(at(".id"))
 	}
+	return checkBundleType(doc, typ, at(".type"))
+}
+
+// checkBundleType refuses a Bundle (doc of typ) of a type not stored as a
+// resource (storableBundleTypes), at expr, its type element.
+func checkBundleType(doc map[string]any, typ, expr string) error {
+	if typ != "Bundle" {
+		return nil
+	}
+	if bt, _ := doc["type"].(string); !storableBundleTypes[bt] {
+		return outcome.New(outcome.Unprocessable, "business-rule", "bundle-type-not-storable",
+			fmt.Sprintf("a Bundle of type %s is not stored as a resource: only document, message and collection "+
+				"Bundles are; to have a transaction or batch carried out, POST it to the FHIR base (/fhir), "+
+				"not to /fhir/Bundle", bt)).At(expr)
+	}
 	return nil
 }
+
+// storableBundleTypes are the Bundle types a client may store as a
+// resource (HAPI FHIR's default too): a transaction or batch posted to
+// /fhir/Bundle by mistake was stored unprocessed, a 201 for writes that
+// never happened (a conformance review); a search or history result, or
+// a response, is an answer, not a record.
+var storableBundleTypes = map[string]bool{"document": true, "message": true, "collection": true}
 
 // errPatchSubsetted answers a patch of a stored resource tagged SUBSETTED
 // (written from an incomplete copy before the gateway refused that): the
