@@ -135,6 +135,11 @@ func TestServeDryRun(t *testing.T) {
 	if !strings.Contains(g.Logs.String(), `"route":"/ingest/:kind"`) {
 		t.Errorf("request log lacks the route template:\n%s", g.Logs)
 	}
+	// A stop says how it ended (an operator's review: "shutting down"
+	// was the last line, whether or not every request was answered).
+	if !strings.Contains(g.Logs.String(), `"msg":"stopped: every request answered`) {
+		t.Errorf("the log does not say the stop drained:\n%s", g.Logs)
+	}
 	for _, marker := range []string{"Testpatient", "serenity-clinic-emr"} {
 		if strings.Contains(g.Logs.String(), marker) {
 			t.Errorf("log contains record content %q", marker)

@@ -427,11 +427,17 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 	case <-ctx.Done():
 	}
 	logger.Info("shutting down")
+	began := time.Now()
 	sctx, cancel := context.WithTimeout(context.Background(), drainBudget)
 	defer cancel()
 	if err := drain(sctx, hs.Shutdown, cancelRequests, stopWorker, workerDone); err != nil {
+		// An operator's review: nothing said how the stop ended.
+		logger.Warn("stopped: requests still running when the drain budget ran out were cancelled (each wrote all "+
+			"or nothing; their clients got no answer and may retry)", "took", time.Since(began).Round(time.Millisecond).String())
 		return err
 	}
+	logger.Info("stopped: every request answered and the delivery attempts under way ended",
+		"took", time.Since(began).Round(time.Millisecond).String())
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}

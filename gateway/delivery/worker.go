@@ -734,6 +734,12 @@ func (d *destWorker) attempt(ctx context.Context, it *store.OutboxItem, probe bo
 	if status != store.StatusDone {
 		attrs = append(attrs, "error", a.Error)
 	}
+	if status == store.StatusDead && len(a.Outcome) > 0 {
+		// The EHR's answer may say why (a field it refused); it is kept
+		// with the attempt, never logged (it may quote the record): say
+		// where to read it (an operator's review).
+		attrs = append(attrs, "answer", "kept with the attempt: deliveries show "+o.DeliveryID(it.ID)+" --payload")
+	}
 	if status == store.StatusPending {
 		// A dead letter has no next attempt (next is the zero time).
 		attrs = append(attrs, "next_attempt", next)

@@ -799,6 +799,10 @@ func TestAttemptLogLines(t *testing.T) {
 		if _, ok := m["next_attempt"]; ok != (msg == "delivery: retry") {
 			t.Errorf("%s line: next_attempt present %v: %s", msg, ok, line)
 		}
+		// A dead letter whose EHR answered says where its answer is.
+		if want := "kept with the attempt: deliveries show " + fmt.Sprintf("public-%d", bad.ID) + " --payload"; msg == "delivery: dead letter" && m["answer"] != want {
+			t.Errorf("dead letter line: answer %v, want %q: %s", m["answer"], want, line)
+		}
 	}
 	for msg, seen := range want {
 		if !seen {
