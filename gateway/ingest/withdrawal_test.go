@@ -530,7 +530,7 @@ func TestWithdrawalNotSentWhereNeverDelivered(t *testing.T) {
 	for _, it := range g.deliveries(t, "", "serenity-clinic-emr", "V-1") {
 		if it.Destination == "lab" {
 			cancelled = publicID(t, g, it.ID)
-			if err := g.a.Operator.Cancel(ctx, "", cancelled, "record sent to the wrong destination"); err != nil {
+			if _, err := g.a.Operator.Cancel(ctx, "", cancelled, "record sent to the wrong destination"); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -662,7 +662,7 @@ func TestSessionWithdrawalReachesNestedRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, it := range g.deliveries(t, "", "serenity-clinic-emr", "S-R") {
-		if err := g.a.Operator.Cancel(ctx, "", publicID(t, g, it.ID), "the EHR refused it"); err != nil {
+		if _, err := g.a.Operator.Cancel(ctx, "", publicID(t, g, it.ID), "the EHR refused it"); err != nil {
 			t.Fatal(err)
 		}
 	}
