@@ -213,11 +213,36 @@ func TestPostgresValueTooLong(t *testing.T) {
 		}
 		return string(b)
 	}
-	for _, body := range []string{
-		`{"resourceType":"Patient","identifier":[{"system":"urn:x:long","value":"` + letters(3000) + `"}]}`,
-		`{"resourceType":"Patient","name":[{"family":"` + letters(9000) + `"}]}`,
+	for param, body := range map[string]string{
+		"identifier": `{"resourceType":"Patient","identifier":[{"system":"urn:x:long","value":"` + letters(3000) + `"}]}`,
+		"family":     `{"resourceType":"Patient","name":[{"family":"` + letters(9000) + `"}]}`,
 	} {
-		assertOutcome(t, guarded(t, h, "POST", "/fhir/Patient", body), http.StatusUnprocessableEntity, "value-too-long-to-index", "")
+		rec := guarded(t, h, "POST", "/fhir/Patient", body)
+		assertIssue(t, rec, http.StatusUnprocessableEntity, "value-too-long-to-index", "Patient")
+		if !strings.Contains(rec.Body.String(), "search parameter "+param+" of this Patient") {
+			t.Errorf("POST of a long %s = %s, want the parameter named", param, rec.Body)
+		}
+	}
+	// In a Bundle, the entry is named (a PostgreSQL operator's review: the
+	// 422 named neither entry nor element); a transaction writes nothing,
+	// a batch's other entries are written.
+	entry := func(value string) string {
+		return `{"resource":{"resourceType":"Observation","status":"final","code":{"text":"x"},` +
+			`"identifier":[{"system":"urn:x:long","value":"` + value + `"}]},"request":{"method":"POST","url":"Observation"}}`
+	}
+	tx := `{"resourceType":"Bundle","type":"transaction","entry":[` + entry("short") + `,` + entry(letters(3500)) + `]}`
+	rec := guarded(t, h, "POST", "/fhir", tx)
+	assertIssue(t, rec, http.StatusUnprocessableEntity, "value-too-long-to-index", "Bundle.entry[1].resource")
+	if n := decode(t, req(h, "GET", "/fhir/Observation?_summary=count", ""))["total"].(float64); n != 0 {
+		t.Errorf("%v Observations stored by the refused transaction, want none", n)
+	}
+	batch := strings.Replace(tx, `"transaction"`, `"batch"`, 1)
+	if status, rule, expr := batchEntryOutcome(t, guarded(t, h, "POST", "/fhir", batch), 1); !strings.HasPrefix(status, "422") ||
+		rule != "value-too-long-to-index" || expr != "Bundle.entry[1].resource" {
+		t.Errorf("batch entry 1 = %s %s %s, want 422 value-too-long-to-index at Bundle.entry[1].resource", status, rule, expr)
+	}
+	if n := decode(t, req(h, "GET", "/fhir/Observation?_summary=count", ""))["total"].(float64); n != 1 {
+		t.Errorf("%v Observations stored by the batch, want its first entry's", n)
 	}
 	if n := decode(t, req(h, "GET", "/fhir/Patient?_summary=count", ""))["total"].(float64); n != 0 {
 		t.Errorf("%v Patients stored, want none", n)

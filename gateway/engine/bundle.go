@@ -141,7 +141,7 @@ func (e *Engine) transaction(ctx context.Context, sc *auditlog.Scope, body []byt
 		})
 	}, attribute.String("fhir.bundle.type", "transaction"), attribute.Int("fhir.entry_count", len(entries)))
 	if err != nil {
-		return nil, err
+		return nil, locateTooLong(err, entries, true)
 	}
 	ans.Scope = sc
 	b := e.Response(fhirwire.TypeTransactionResponse, entries, nil, ans)
@@ -237,7 +237,8 @@ func (e *Engine) batchEntry(tx *Tx, en *Entry, created map[string]bool, base str
 			return en.linkAt(err)
 		}
 	}
-	return tx.st.Savepoint(func() error { return e.runTransaction(tx.st, tx.sc, []*Entry{en}, tx.now, nil) })
+	err := tx.st.Savepoint(func() error { return e.runTransaction(tx.st, tx.sc, []*Entry{en}, tx.now, nil) })
+	return outcome.Unentry(locateTooLong(err, []*Entry{en}, true))
 }
 
 // errBatchInterdependent answers a batch entry that references another

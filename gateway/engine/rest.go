@@ -238,12 +238,13 @@ func (e *Engine) writeOne(ctx context.Context, sc *auditlog.Scope, typ, interact
 // exactly-once key, reference handling).
 func (e *Engine) writeEntry(ctx context.Context, sc *auditlog.Scope, en *Entry, interaction string) (*Result, error) {
 	en.bodyID, _ = en.doc["id"].(string)
-	return e.writeOne(ctx, sc, en.typ, interaction, func(tx *Tx) (*Result, error) {
+	res, err := e.writeOne(ctx, sc, en.typ, interaction, func(tx *Tx) (*Result, error) {
 		if err := e.runTransaction(tx.st, tx.sc, []*Entry{en}, tx.now, nil); err != nil {
 			return nil, outcome.Unentry(err)
 		}
 		return en.res, nil
 	})
+	return res, locateTooLong(err, []*Entry{en}, false)
 }
 
 // Create creates a resource of typ (http.html#create), or, with

@@ -1,0 +1,53 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+)
+
+// locateTooLong answers a write the database refused for a value too long
+// for its search index (store.ErrValueTooLong: PostgreSQL's B-tree limit,
+// found when the rows are inserted, which does not say whose) with the
+// resource that holds the longest indexed value of those entries wrote,
+// and its search parameter: Bundle.entry[n].resource in a Bundle (inBundle),
+// else the resource's type. A PostgreSQL operator's review: a transaction's
+// 422 named neither entry nor element. Other errors, and a refusal whose
+// resource is not found, are returned as they are.
+func locateTooLong(err error, entries []*Entry, inBundle bool) error {
+	if !errors.Is(err, store.ErrValueTooLong) {
+		return err
+	}
+	var at *Entry
+	longest, param := 0, ""
+	for _, en := range entries {
+		if en.doc == nil {
+			continue // a read, a delete: nothing indexed
+		}
+		for _, ix := range search.Extract(en.typ, en.doc) {
+			n := len(ix.System) + len(ix.Code) + len(ix.Text) + len(ix.Norm) + len(ix.Exact) +
+				len(ix.RefType) + len(ix.RefID) + len(ix.RefURL) + len(ix.Unit)
+			if n > longest {
+				at, longest, param = en, n, ix.Param
+			}
+		}
+	}
+	if at == nil {
+		return err
+	}
+	expr := at.typ
+	if inBundle {
+		expr = fmt.Sprintf("Bundle.entry[%d].resource", at.index)
+	}
+	oe := outcome.New(outcome.Unprocessable, "too-long", outcome.RuleValueTooLong, fmt.Sprintf("the value of the "+
+		"search parameter %s of this %s is %d bytes, too long for the database's search index: on PostgreSQL an "+
+		"indexed value holds at most about 2,000 bytes; shorten it, or keep it in an element the gateway does not "+
+		"index (a note, an extension); nothing was written", param, at.typ, longest)).At(expr)
+	if inBundle {
+		return &outcome.EntryError{Index: at.index, Err: oe}
+	}
+	return oe
+}
