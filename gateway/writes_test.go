@@ -367,3 +367,38 @@ func fpAdd(path, name, value string) string {
 	return `{"name":"operation","part":[{"name":"type","valueCode":"add"},{"name":"path","valueString":"` + path +
 		`"},{"name":"name","valueString":"` + name + `"},` + value + `]}`
 }
+
+// TestBatchRepeatedKeys: a key repeated outside the entries' resources of
+// a batch (an entry's request given twice, its method twice, its
+// resource twice) refuses the batch, as it refuses a transaction, with
+// nothing done: decoded, the last one won, and a proxy keeping the first
+// logged a GET while the gateway ran a DELETE (an attacker's review). One
+// inside an entry's resource fails that entry alone.
+func TestBatchRepeatedKeys(t *testing.T) {
+	h := fhirServer(t)
+	if rec := req(h, "PUT", "/fhir/Patient/abc", `{"resourceType":"Patient","id":"abc"}`); rec.Code != 201 {
+		t.Fatalf("PUT = %d %s", rec.Code, rec.Body)
+	}
+	for name, tc := range map[string]struct{ entry, expr string }{
+		"request twice":  {`{"request":{"method":"GET","url":"Patient/abc"},"request":{"method":"DELETE","url":"Patient/abc"}}`, "Bundle.entry[0].request"},
+		"method twice":   {`{"request":{"method":"GET","method":"DELETE","url":"Patient/abc"}}`, "Bundle.entry[0].request.method"},
+		"resource twice": {`{"resource":{"resourceType":"Patient"},"resource":{"resourceType":"Patient","gender":"x"},"request":{"method":"POST","url":"Patient"}}`, "Bundle.entry[0].resource"},
+	} {
+		for _, typ := range []string{"batch", "transaction"} {
+			body := `{"resourceType":"Bundle","type":"` + typ + `","entry":[` + tc.entry + `]}`
+			assertIssue(t, req(h, "POST", "/fhir", body), 400, "json-duplicate-key", tc.expr)
+			if rec := req(h, "GET", "/fhir/Patient/abc", ""); rec.Code != 200 {
+				t.Fatalf("%s %s: Patient/abc = %d after the refusal", name, typ, rec.Code)
+			}
+		}
+	}
+	body := `{"resourceType":"Bundle","type":"batch","entry":[{"resource":{"resourceType":"Patient","gender":"male","gender":"female"},` +
+		`"request":{"method":"POST","url":"Patient"}},{"request":{"method":"GET","url":"Patient/abc"}}]}`
+	rec := req(h, "POST", "/fhir", body)
+	if status, rule, _ := batchEntryOutcome(t, rec, 0); !strings.HasPrefix(status, "400") || rule != "json-duplicate-key" {
+		t.Errorf("batch entry 0 with a key repeated in its resource = %s %s, want 400 json-duplicate-key", status, rule)
+	}
+	if status, _, _ := batchEntryOutcome(t, rec, 1); !strings.HasPrefix(status, "200") {
+		t.Errorf("batch entry 1 = %s, want 200", status)
+	}
+}

@@ -13,7 +13,12 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
+	"github.com/ketamine-gateway/ketamine-gateway/schemas"
 )
+
+// entryResourcePointer matches a JSON pointer inside an entry's resource
+// (not the entry's resource key itself).
+var entryResourcePointer = regexp.MustCompile(`^/entry/[0-9]+/resource/`)
 
 // Answer is how the client wants a write answered.
 type Answer struct {
@@ -342,6 +347,19 @@ func (e *Engine) Response(typ string, entries []*Entry, errs []error, ans Answer
 // none (bdl-5), and one with neither fullUrl was told it was empty (a
 // conformance review).
 func (e *Engine) validateBatchShell(body []byte) error {
+	// The shell is checked re-encoded from its decoded form, which keeps
+	// the last of two repeated keys: a key repeated outside the entries'
+	// resources (an entry's request given twice, a method twice) would
+	// run what a proxy keeping the first reads differently (an attacker's
+	// review: a GET it logged, a DELETE the gateway ran). Refused as a
+	// transaction's are; one inside a resource fails its entry alone.
+	for _, is := range schemas.CheckJSON(body, 0) {
+		if is.Rule == schemas.RuleJSONDuplicateKey && !entryResourcePointer.MatchString(is.Pointer) {
+			return outcome.New(outcome.Invalid, "structure", is.Rule, "a property name is repeated in this object: "+
+				"a key may appear only once (RFC 8259 leaves the meaning of a repeated one open); nothing was done").
+				At("Bundle." + is.Expression)
+		}
+	}
 	doc, err := decodeJSON(body)
 	if err != nil {
 		return e.v.Structure(body, "Bundle")
