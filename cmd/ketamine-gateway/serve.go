@@ -297,6 +297,12 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 				return application.Audit.AppendSent(ctx, st, cfg.identifierBase, auditlog.Sent{
 					Delivery: ids.Encode(it.ID), Destination: it.Destination, Item: it, Attempt: a, Outcome: outcome, EntryStatus: entryStatus})
 			},
+			// A withdrawal whose record never reached a destination is
+			// not sent there, even when an earlier delivery pending as it
+			// was stored ended a dead letter since.
+			Withhold: func(ctx context.Context, it *store.OutboxItem) (string, error) {
+				return application.Operator.WithheldWithdrawal(ctx, it)
+			},
 			Observer: deliveryObserver{metrics: metrics},
 			TraceID:  telemetry.TraceID,
 			StartAttempt: func(ctx context.Context, dest string, it *store.OutboxItem) (context.Context, func(string)) {

@@ -66,6 +66,11 @@ type WorkerOptions struct {
 	// recorded, and the worker that claims the item after its lease ends
 	// records and audits it as interrupted before sending again.
 	Audit func(ctx context.Context, it *store.OutboxItem, a *store.Attempt, outcome string, entryStatus int) error
+	// Withhold, when set, is asked before each item is sent: a reason
+	// ("" to send) makes it a dead letter with that reason, nothing sent
+	// (operator.Service.WithheldWithdrawal: a withdrawal whose record
+	// never reached the destination). Its error is an attempt to retry.
+	Withhold func(ctx context.Context, it *store.OutboxItem) (reason string, err error)
 	// RecordRetry is how long an attempt's AuditEvent and attempt row are
 	// retried when the database fails (locked, unreachable): default 2m.
 	RecordRetry time.Duration
@@ -853,6 +858,16 @@ func (d *destWorker) send(ctx context.Context, it *store.OutboxItem) (res Result
 		// or a dead letter put back): sending it would disclose another
 		// hospital's MRN. A new version of the record builds it anew (docs/configuration.md).
 		return notSent(store.NotSent + "built before mrnSystems was set; it carries an MRN of a system this destination does not know")
+	}
+	if w := d.w.opts.Withhold; w != nil {
+		reason, err := w(ctx, it)
+		if err != nil {
+			// Nothing sent: tried again, as an attempt the EHR never saw.
+			return Result{Outcome: OutcomeRetry, Error: store.NotSent + "could not check whether the record reached this destination; tried again", NotSent: true}
+		}
+		if reason != "" {
+			return notSent(reason)
+		}
 	}
 	return d.client.Deliver(ctx, it.Payload, d.mode())
 }

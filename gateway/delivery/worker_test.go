@@ -1297,3 +1297,57 @@ func TestUncommittedClaimIsNotSent(t *testing.T) {
 		t.Errorf("the EHR got %d requests (the failed claim seen: %v), want 1", n, ob.failed.Load())
 	}
 }
+
+// TestWithholdIsNotSent: an item Withhold gives a reason for (a withdrawal
+// whose record never reached the destination) is a dead letter with that
+// reason, nothing sent and no transmission audited; one Withhold could not
+// judge (the database failed) is tried again, nothing sent meanwhile.
+func TestWithholdIsNotSent(t *testing.T) {
+	reason := store.WithheldWithdrawal + ": never received the record"
+	for _, tc := range []struct {
+		name string
+		errs int // Withhold's failures before it answers
+	}{{"withheld", 0}, {"withheld after a failure", 1}} {
+		t.Run(tc.name, func(t *testing.T) {
+			ehr := newStubEHR(t)
+			var audited atomic.Int32
+			var calls atomic.Int32
+			h := newHarness(t, []Destination{testDest("ehr", ehr.base())}, func(o *WorkerOptions) {
+				o.Audit = func(context.Context, *store.OutboxItem, *store.Attempt, string, int) error {
+					audited.Add(1)
+					return nil
+				}
+				o.Withhold = func(context.Context, *store.OutboxItem) (string, error) {
+					if int(calls.Add(1)) <= tc.errs {
+						return "", store.ErrUnavailable
+					}
+					return reason, nil
+				}
+			})
+			it := &store.OutboxItem{Destination: "ehr", OrderKey: "k", Patient: "P", Kind: "session", Source: "clinic",
+				RecordID: "k", Version: "2", Payload: sessionBundle("P-1", "S-1", "completed", false), NextAttempt: h.clock.Now(), Created: h.clock.Now()}
+			if err := h.outbox.Enqueue(it); err != nil {
+				t.Fatal(err)
+			}
+			h.run()
+			for range tc.errs {
+				ev := h.next()
+				if ev.Status != store.StatusPending || !strings.HasPrefix(ev.A.Error, store.NotSent) {
+					t.Fatalf("attempt while Withhold failed: %s %q, want pending, not sent", ev.Status, ev.A.Error)
+				}
+				h.clock.Advance(time.Hour)
+				h.w.Notify()
+			}
+			ev := h.next()
+			if ev.Status != store.StatusDead || ev.A.Error != reason {
+				t.Errorf("attempt: %s %q, want dead %q", ev.Status, ev.A.Error, reason)
+			}
+			if n := ehr.count("Patient") + ehr.count("Procedure"); n != 0 {
+				t.Errorf("the EHR received %d resources", n)
+			}
+			if audited.Load() != 0 {
+				t.Errorf("%d AuditEvents of a transmission for attempts that sent nothing", audited.Load())
+			}
+		})
+	}
+}

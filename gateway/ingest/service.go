@@ -1062,8 +1062,8 @@ const RuleWithdrawnNotDelivered = "record.withdrawn-not-delivered"
 // unreachedReason is the dead letter's reason of a withdrawal not sent to
 // a destination that never had the record, for the operator.
 const unreachedReason = "not sent: this destination never received the record it withdraws (every earlier delivery of " +
-	"it there is a dead letter, or the destination was added since); a withdrawal would give the EHR the patient and " +
-	"the record's values it never had"
+	"it there is a dead letter the EHR applied none of, or the destination was added since); a withdrawal would give " +
+	"the EHR the patient and the record's values it never had"
 
 // unreachedWarning is a warning per destination (unreached) a withdrawal
 // is not sent to, as it never had the record.

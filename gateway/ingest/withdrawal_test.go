@@ -800,3 +800,104 @@ func TestAdverseEventWithdrawnAgain(t *testing.T) {
 		t.Errorf("%d deliveries, want the first version's and the first withdrawal's", len(items))
 	}
 }
+
+// TestWithdrawalReachJudgedByAttempts: whether a destination may hold a
+// record is told by what its earlier deliveries' attempts did (an EHR
+// review), at the withdrawal's store and again as it is sent:
+//   - an earlier delivery pending as the withdrawal was stored, that then
+//     ended a dead letter the EHR applied none of (a 400 after a 500; an
+//     operator's cancel), leaves the withdrawal withheld as it is sent: it
+//     would have given the EHR the patient and values it never had;
+//   - a dead letter the EHR may have applied (a transaction-response with
+//     a failed entry, a timeout, an interrupted attempt) counts as having
+//     reached it, at store and send alike: the EHR may hold the record's
+//     resources, final, and needs the withdrawal.
+func TestWithdrawalReachJudgedByAttempts(t *testing.T) {
+	ctx := context.Background()
+	const vitals = `"timepoint": "pre-dose", "measuredAt": "2026-03-02T08:50:00-05:00", "heartRate": 80`
+	version := func(id, v, status string) string {
+		return strings.Replace(rec(id, v, "P-1", "", vitals), `"version": "`+v+`"}`,
+			`"version": "`+v+`", "lastUpdated": "2026-03-02T2`+v+`:00:00Z"`+status+`}`, 1)
+	}
+	for _, tc := range []struct {
+		name     string
+		attempts []store.Attempt // v1's, the last one making it dead; none: cancelled
+		atStore  bool            // v1 ended before the withdrawal was stored
+		withheld bool
+	}{
+		{"refused after a 500, pending at store", []store.Attempt{{HTTPStatus: 500, Error: "http 500"}, {HTTPStatus: 400, Error: "http 400 (invalid)"}}, false, true},
+		{"cancelled, pending at store", nil, false, true},
+		{"partly applied, pending at store", []store.Attempt{{HTTPStatus: 200, Error: "entry 1 (POST Observation): http 400; the EHR applied the transaction's other entries (2 of 3 answered 2xx)"}}, false, false},
+		{"partly applied before the store", []store.Attempt{{HTTPStatus: 200, Error: "entry 1 (POST Observation): http 400; the EHR applied the transaction's other entries (2 of 3 answered 2xx)"}}, true, false},
+		{"timed out, then refused, before the store", []store.Attempt{{Error: "timeout"}, {HTTPStatus: 400, Error: "http 400 (invalid)"}}, true, false},
+		{"interrupted, then refused, pending at store", []store.Attempt{{Error: "interrupted: the gateway stopped during this attempt"}, {HTTPStatus: 422, Error: "http 422"}}, false, false},
+		{"refused before the store", []store.Attempt{{HTTPStatus: 400, Error: "http 400 (invalid)"}}, true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			all := func(string, string) bool { return true }
+			g := newGateway(t, app.Config{Routes: []ingest.Route{{Name: "ehr", Accepts: all}}})
+			if err := g.ingest("", mapping.KindVitals, version("V-1", "1", "")); err != nil {
+				t.Fatal(err)
+			}
+			v1 := g.deliveries(t, "", "serenity-clinic-emr", "V-1")[0]
+			end := func() {
+				if tc.attempts == nil {
+					if _, err := g.a.Operator.Cancel(ctx, "", publicID(t, g, v1.ID), "sent to the wrong destination"); err != nil {
+						t.Fatal(err)
+					}
+					return
+				}
+				for i, a := range tc.attempts {
+					if got, err := g.a.Store.Claim(ctx, "ehr", time.Now().Add(time.Hour), time.Minute, 1); err != nil || len(got) != 1 || got[0].ID != v1.ID {
+						t.Fatalf("Claim = %v %v, want v1", got, err)
+					}
+					a.ItemID, a.N, a.At = v1.ID, i+1, time.Now()
+					status := store.StatusPending
+					if i == len(tc.attempts)-1 {
+						status = store.StatusDead
+					}
+					if err := g.a.Store.Complete(ctx, &a, status, time.Now()); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			if tc.atStore {
+				end()
+			}
+			if _, err := g.ingestAnswer(t, "", version("V-1", "2", `, "status": "entered-in-error"`)); err != nil {
+				t.Fatal(err)
+			}
+			if !tc.atStore {
+				end()
+			}
+			var w *store.OutboxItem
+			for _, it := range g.deliveries(t, "", "serenity-clinic-emr", "V-1") {
+				if it.Version == "2" {
+					w = it
+				}
+			}
+			if w == nil {
+				t.Fatal("no delivery of the withdrawal")
+			}
+			reason := w.LastError // withheld as it was stored
+			if w.Status != store.StatusDead {
+				var err error
+				if reason, err = g.a.Operator.WithheldWithdrawal(ctx, w); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if withheld := strings.HasPrefix(reason, store.WithheldWithdrawal); withheld != tc.withheld {
+				t.Errorf("the withdrawal withheld: %v (%q), want %v", withheld, reason, tc.withheld)
+			}
+		})
+	}
+	// A record version that is no withdrawal is never withheld.
+	all := func(string, string) bool { return true }
+	g := newGateway(t, app.Config{Routes: []ingest.Route{{Name: "ehr", Accepts: all}}})
+	if err := g.ingest("", mapping.KindVitals, version("V-2", "1", "")); err != nil {
+		t.Fatal(err)
+	}
+	if reason, err := g.a.Operator.WithheldWithdrawal(ctx, g.deliveries(t, "", "serenity-clinic-emr", "V-2")[0]); err != nil || reason != "" {
+		t.Errorf("WithheldWithdrawal of a first version = %q, %v; want it sent", reason, err)
+	}
+}

@@ -3,6 +3,7 @@ package operator
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"strconv"
@@ -68,6 +69,37 @@ func (s *Service) markWithdrawals(ctx context.Context, tenant string, vs []View)
 		}
 		return nil
 	})
+}
+
+// WithheldWithdrawal tells, of a delivery about to be sent, whether it is
+// a withdrawal (its record version's Provenance records a NULLIFY) whose
+// record never reached the destination: every earlier delivery of the
+// record there a dead letter the EHR applied none of (refused, cancelled
+// before it took it, given up on errors that left nothing there:
+// store.Outbox.EarlierReached). Sent, it would give the EHR the patient
+// and the record's values, marked withdrawn, which it never had. Its
+// reason is then the dead letter's, store.WithheldWithdrawal's; "" to send
+// it. The ingest decides this when the withdrawal is stored, but an
+// earlier delivery pending then may die after (an EHR review: a
+// withdrawal sent, demographics and all, to an EHR that had refused the
+// record; and to one the operator had said was the wrong destination).
+func (s *Service) WithheldWithdrawal(ctx context.Context, it *store.OutboxItem) (string, error) {
+	r, err := s.store.Read(ctx, "Provenance", audit.RecordProvenanceID(it.Tenant, it.Source, it.Kind, it.RecordID, it.Version))
+	switch {
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrGone):
+		return "", nil // no record version's Provenance (a replay's copy of one without): not a withdrawal it can tell
+	case err != nil:
+		return "", err
+	case !audit.Nullifies(r.Body):
+		return "", nil
+	}
+	reached, err := s.store.EarlierReached(ctx, it.ID)
+	if err != nil || reached {
+		return "", err
+	}
+	return store.WithheldWithdrawal + ": not sent to this destination, which never received the record: each earlier " +
+		"delivery of it here ended a dead letter the EHR applied none of (refused, cancelled, or given up); a withdrawal " +
+		"would give the EHR the patient and the record's values it never had", nil
 }
 
 // provenances calls each with every Provenance of tenant whose param (one

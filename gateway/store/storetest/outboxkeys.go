@@ -3,6 +3,7 @@ package storetest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -205,5 +206,78 @@ func testOutboxRetryLater(t *testing.T, s store.Store) {
 		if err != nil || status != tc.status || !strings.HasPrefix(lastError, tc.prefix) {
 			t.Errorf("LatestItem(%s, %s) = %s %q %v, want %s %q…", tc.dest, tc.key, status, lastError, err, tc.status, tc.prefix)
 		}
+	}
+}
+
+// testOutboxReach: a dead letter one of whose attempts the EHR may have
+// applied (store.AmbiguousAttempt: a 2xx with a failed entry, a 409 or
+// 504, no answer after the request left) counts as having reached its
+// destination, for Reached and EarlierReached; one refused, cancelled, or
+// whose request never left does not. EarlierReached looks at the items
+// before the one asked of, of its keys, destination and tenant only.
+func testOutboxReach(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	ob := store.Outbox(s)
+	now := time.Now().UTC().Truncate(time.Millisecond).Add(time.Hour) // every item due
+	for i, tc := range []struct {
+		attempts []store.Attempt // the last one makes the item dead
+		want     bool
+	}{
+		{[]store.Attempt{{HTTPStatus: 400, Error: "http 400 (invalid)"}}, false},
+		{[]store.Attempt{{HTTPStatus: 500, Error: "http 500"}, {HTTPStatus: 422, Error: "http 422"}}, false},
+		{[]store.Attempt{{Error: "connection refused"}, {HTTPStatus: 400, Error: "http 400"}}, false},
+		{[]store.Attempt{{Error: store.NotSent + "the destination's filter.kinds does not accept this record's kind"}}, false},
+		{[]store.Attempt{{HTTPStatus: 200, Error: "entry 2 (POST Observation): http 400"}}, true},
+		{[]store.Attempt{{HTTPStatus: 409, Error: "http 409"}, {HTTPStatus: 400, Error: "http 400"}}, true},
+		{[]store.Attempt{{HTTPStatus: 504, Error: "http 504"}, {HTTPStatus: 400, Error: "http 400"}}, true},
+		{[]store.Attempt{{Error: "timeout"}, {HTTPStatus: 400, Error: "http 400"}}, true},
+		{[]store.Attempt{{Error: "connection reset"}, {HTTPStatus: 400, Error: "http 400"}}, true},
+		{[]store.Attempt{{Error: "interrupted: the gateway stopped during this attempt"}, {HTTPStatus: 400, Error: "http 400"}}, true},
+	} {
+		dest := fmt.Sprintf("reach%d", i)
+		first, later, elsewhere := item(dest, "src|vitals|R", "p"), item(dest, "src|vitals|R", "p"), item(dest, "src|vitals|Other", "p")
+		later.Version = "2"
+		enqueue(t, s, first)
+		for n, a := range tc.attempts {
+			if got, err := ob.Claim(ctx, dest, now, time.Minute, 1); err != nil || len(got) != 1 || got[0].ID != first.ID {
+				t.Fatalf("%s: Claim = %v %v", dest, itemIDs(got), err)
+			}
+			a.ItemID, a.N, a.At = first.ID, n+1, now
+			status := store.StatusPending
+			if n == len(tc.attempts)-1 {
+				status = store.StatusDead
+			}
+			if err := ob.Complete(ctx, &a, status, now); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := store.AmbiguousAttempt(tc.attempts[0].HTTPStatus, tc.attempts[0].Error); got != tc.want {
+			t.Errorf("%s: AmbiguousAttempt(%d, %q) = %v, want %v", dest, tc.attempts[0].HTTPStatus, tc.attempts[0].Error, got, tc.want)
+		}
+		var got bool
+		err := s.Write(ctx, func(tx store.Tx) error {
+			var err error
+			got, err = tx.Reached("", dest, []string{"src|vitals|R"})
+			return err
+		})
+		if err != nil || got != tc.want {
+			t.Errorf("%s: Reached after attempts %v = %v %v, want %v", dest, tc.attempts, got, err, tc.want)
+		}
+		enqueue(t, s, later, elsewhere)
+		if got, err := ob.EarlierReached(ctx, later.ID); err != nil || got != tc.want {
+			t.Errorf("%s: EarlierReached(later) = %v %v, want %v", dest, got, err, tc.want)
+		}
+		if got, err := ob.EarlierReached(ctx, first.ID); err != nil || got {
+			t.Errorf("%s: EarlierReached(first) = %v %v, want false: nothing before it", dest, got, err)
+		}
+		if got, err := ob.EarlierReached(ctx, elsewhere.ID); err != nil || got {
+			t.Errorf("%s: EarlierReached(another record's) = %v %v, want false", dest, got, err)
+		}
+	}
+	// A pending or delivered earlier item reaches it.
+	p1, p2 := item("reachP", "src|vitals|P", "p"), item("reachP", "src|vitals|P", "p")
+	enqueue(t, s, p1, p2)
+	if got, err := ob.EarlierReached(ctx, p2.ID); err != nil || !got {
+		t.Errorf("EarlierReached after a pending item = %v %v, want true", got, err)
 	}
 }

@@ -83,6 +83,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"OutboxCancelLapsed", testOutboxCancelLapsed},
 		{"OutboxAttemptsAfter", testOutboxAttemptsAfter},
 		{"OutboxKeys", testOutboxKeys},
+		{"OutboxReach", testOutboxReach},
 		{"OutboxRetryLater", testOutboxRetryLater},
 		{"DeliveryFilter", testDeliveryFilter},
 		{"DeliveryIDKey", testDeliveryIDKey},

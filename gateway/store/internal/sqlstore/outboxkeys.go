@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 )
@@ -66,6 +67,25 @@ func (t *tx) insertKeys(it *store.OutboxItem, keys []string) error {
 	return err
 }
 
+// mayHaveReached is the condition on an outbox item o that it may have
+// reached its destination, or may yet (store.Tx.Reached): not dead, or a
+// dead letter with an attempt store.AmbiguousAttempt tells.
+var mayHaveReached = `(o.status <> 'dead' OR EXISTS (SELECT 1 FROM delivery_attempts a WHERE a.item_id = o.id AND
+	((a.http_status BETWEEN 200 AND 299) OR a.http_status IN (409, 504) OR (a.http_status = 0 AND (` + ambiguousErrors() + `)))))`
+
+// ambiguousErrors is the SQL condition that a.error begins with one of
+// store.AmbiguousErrors (constants of the gateway's, no client's text).
+func ambiguousErrors() string {
+	var b strings.Builder
+	for i, p := range store.AmbiguousErrors {
+		if i > 0 {
+			b.WriteString(" OR ")
+		}
+		fmt.Fprintf(&b, "a.error LIKE '%s%%'", p)
+	}
+	return b.String()
+}
+
 // Reached implements store.OutboxTx: one probe of outbox_keys_order per
 // key.
 func (t *tx) Reached(tenant, destination string, keys []string) (bool, error) {
@@ -73,7 +93,7 @@ func (t *tx) Reached(tenant, destination string, keys []string) (bool, error) {
 	for _, k := range keys {
 		var one int
 		err := t.c.QueryRow(t.ctx, s.bind(`SELECT 1 FROM outbox_keys k JOIN outbox o ON o.id = k.item_id
-			WHERE k.destination = ? AND k.tenant = ? AND k.order_key = ? AND o.status <> 'dead' LIMIT 1`),
+			WHERE k.destination = ? AND k.tenant = ? AND k.order_key = ? AND `+mayHaveReached+` LIMIT 1`),
 			s.text(destination), tenant, s.text(k)).Scan(&one)
 		if errNoRows(err) {
 			continue
@@ -84,6 +104,24 @@ func (t *tx) Reached(tenant, destination string, keys []string) (bool, error) {
 		return true, nil
 	}
 	return false, nil
+}
+
+// EarlierReached implements store.Outbox.
+func (s *Store) EarlierReached(ctx context.Context, id int64) (bool, error) {
+	var one int
+	err := s.db.Read(ctx, func(c Conn) error {
+		return c.QueryRow(ctx, s.bind(`SELECT 1 FROM outbox_keys k JOIN outbox_keys e
+			ON e.destination = k.destination AND e.tenant = k.tenant AND e.order_key = k.order_key AND e.item_id < k.item_id
+			JOIN outbox o ON o.id = e.item_id
+			WHERE k.item_id = ? AND `+mayHaveReached+` LIMIT 1`), id).Scan(&one)
+	})
+	if errNoRows(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("%s: earlier reached: %w", s.d.Name, s.err(ctx, err))
+	}
+	return true, nil
 }
 
 // LatestItem implements store.OutboxTx: one probe of outbox_keys_order.
