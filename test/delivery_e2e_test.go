@@ -1,6 +1,7 @@
 package test
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/url"
 	"os"
@@ -164,5 +165,94 @@ func TestDeliveryAnswerLost(t *testing.T) {
 	_, _, ready := doReq(t, "GET", g.base+"/readyz", "")
 	if ready["status"] != "ready" {
 		t.Errorf("readyz = %v", ready)
+	}
+}
+
+// TestWithdrawalWithheldAsSent: a withdrawal stored while the record's
+// first delivery was still pending (so it was queued to be sent), whose
+// first delivery then ended a dead letter the EHR applied none of (here
+// an operator's cancel after the EHR's 500s, "sent to the wrong
+// destination"), is not sent when its turn comes: it would give the EHR
+// the patient's demographics and values it never had (an EHR review). It
+// stands as a dead letter saying so, and the EHR receives nothing.
+func TestWithdrawalWithheldAsSent(t *testing.T) {
+	ehr := newEHRStub(t)
+	ehr.mu.Lock()
+	ehr.fail500 = 1 << 30
+	ehr.mu.Unlock()
+	g := start(t, "--ehr-url", ehr.URL)
+	body, _ := os.ReadFile("../schemas/examples/vitals/pre-dose-baseline.json")
+	var rec map[string]any
+	if err := json.Unmarshal(body, &rec); err != nil {
+		t.Fatal(err)
+	}
+	src := rec["source"].(map[string]any)
+	src["recordId"], src["version"] = "V-WITHHELD", "1"
+	v1, _ := json.Marshal(rec)
+	if status, _, resp := doReq(t, "POST", g.base+"/ingest/vitals", string(v1)); status != 200 && status != 201 {
+		t.Fatalf("ingest v1 = %d %v", status, resp)
+	}
+	// Its first attempt failed (500): pending, retried later.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		ehr.mu.Lock()
+		posts := ehr.posts
+		ehr.mu.Unlock()
+		if posts > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the gateway never attempted the first version")
+		}
+	}
+	src["version"], src["status"], src["lastUpdated"] = "2", "entered-in-error", "2026-03-10T10:00:00-05:00"
+	v2, _ := json.Marshal(rec)
+	if status, _, resp := doReq(t, "POST", g.base+"/ingest/vitals", string(v2)); status != 200 && status != 201 {
+		t.Fatalf("ingest the withdrawal = %d %v", status, resp)
+	}
+	deliveries := func() (first, withdrawal map[string]any) {
+		_, _, list := doReq(t, "GET", g.base+"/admin/deliveries?record=V-WITHHELD", "")
+		for _, d := range list["deliveries"].([]any) {
+			m := d.(map[string]any)
+			switch m["version"] {
+			case "1":
+				first = m
+			case "2":
+				withdrawal = m
+			}
+		}
+		return first, withdrawal
+	}
+	first, withdrawal := deliveries()
+	if first == nil || withdrawal == nil || withdrawal["status"] != "pending" {
+		t.Fatalf("deliveries: first %v, withdrawal %v; want the withdrawal queued behind the first", first, withdrawal)
+	}
+	// The operator cancels the first: between attempts (one in flight is
+	// refused 409, tried again).
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		status, _, resp := doReq(t, "POST", g.base+"/admin/deliveries/"+first["id"].(string)+"/cancel?reason=sent+to+the+wrong+destination", "")
+		if status == 200 {
+			break
+		}
+		if status != 409 || time.Now().After(deadline) {
+			t.Fatalf("cancel = %d %v", status, resp)
+		}
+	}
+	ehr.mu.Lock()
+	ehr.fail500, ehr.posts = 0, 0
+	ehr.mu.Unlock()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		_, withdrawal = deliveries()
+		if withdrawal["status"] != "pending" && withdrawal["status"] != "inflight" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the withdrawal still %v after 30 s", withdrawal["status"])
+		}
+	}
+	if withdrawal["status"] != "dead" || !strings.HasPrefix(fmt.Sprint(withdrawal["lastError"]), "refused when stored: record.withdrawn-not-delivered") {
+		t.Errorf("the withdrawal: %v %v, want a dead letter withheld", withdrawal["status"], withdrawal["lastError"])
+	}
+	if _, _, posts := ehr.stats(); posts != 0 {
+		t.Errorf("the EHR received %d transactions after the cancel, want none", posts)
 	}
 }
