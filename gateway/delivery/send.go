@@ -132,7 +132,8 @@ func (c *Client) failure(what string, resp *response, outcome []byte) Result {
 		// What the EHR's 412 means for the gateway's conditional requests,
 		// and the remedy (docs/mapping.md §6).
 		reason += ": more than one resource at the EHR matches a conditional request's criteria (for a Patient: " +
-			"one with the clinic identifier, another with the MRN); merge them at the EHR, then retry the delivery"
+			"one with the clinic identifier, another with the MRN); merge them at the EHR, then retry the delivery (once a later " +
+			"version of the record is delivered there, it supersedes this one: nothing is to retry)"
 	}
 	if what != "" {
 		reason = what + ": " + reason
