@@ -13,12 +13,15 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/app"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/audit"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/sqlite"
 )
 
@@ -1245,4 +1248,74 @@ func TestBundleTypesStored(t *testing.T) {
 	patch := `[{"op":"replace","path":"/type","value":"transaction"}]`
 	assertIssue(t, req(h, "PATCH", "/fhir/Bundle/c1", patch, "Content-Type: application/json-patch+json"),
 		422, "bundle-type-not-storable", "Bundle.type")
+}
+
+// TestBatchReadsHoldNoWrite: a batch that only reads runs outside the
+// write transaction: while one of its searches runs, a write of another
+// client commits (an attacker's review: 8,000 searches in one batch held
+// every tenant's writes, 7 s, since its entries ran inside the batch's
+// write transaction), and it is audited as a search is. Once the answer's
+// bound is reached, later entries are refused without running (one that
+// would answer nothing included).
+func TestBatchReadsHoldNoWrite(t *testing.T) {
+	st := &blockingSearch{Store: tempSQLite(t, sqlite.Options{}), entered: make(chan struct{}), release: make(chan struct{})}
+	h := newServer(t, app.Config{Store: st, UpdateCreate: true, MaxBundleAnswer: 2}, gateway.Config{})
+	for i := range 2 {
+		if rec := req(h, "PUT", fmt.Sprintf("/fhir/Patient/rb-%d", i), fmt.Sprintf(`{"resourceType":"Patient","id":"rb-%d"}`, i)); rec.Code != 201 {
+			t.Fatal(rec.Body)
+		}
+	}
+	st.armed.Store(true)
+	batch := `{"resourceType":"Bundle","type":"batch","entry":[{"request":{"method":"GET","url":"Patient?_count=2"}},` +
+		`{"request":{"method":"GET","url":"Patient?_id=none"}},{"request":{"method":"GET","url":"Patient/rb-0"}}]}`
+	answered := make(chan *httptest.ResponseRecorder, 1)
+	go func() { answered <- req(h, "POST", "/fhir", batch) }()
+	select {
+	case <-st.entered:
+	case <-time.After(20 * time.Second): // a guard, not a measurement
+		close(st.release)
+		t.Fatal("the batch's search never ran as a search of the store's (it ran inside a write transaction)")
+	}
+	// The batch is in its first search: a write commits meanwhile.
+	wrote := make(chan int, 1)
+	go func() { wrote <- req(h, "PUT", "/fhir/Patient/rb-9", `{"resourceType":"Patient","id":"rb-9"}`).Code }()
+	select {
+	case code := <-wrote:
+		if code != 201 {
+			t.Errorf("the write during the batch = %d", code)
+		}
+	case <-time.After(20 * time.Second): // a guard, not a measurement
+		t.Error("the write waited for the read-only batch")
+	}
+	close(st.release)
+	rec := <-answered
+	if rec.Code != 200 {
+		t.Fatalf("batch = %d %s", rec.Code, rec.Body)
+	}
+	for i, want := range []string{"200", "400", "400"} {
+		status, rule, _ := batchEntryOutcome(t, rec, i)
+		if !strings.HasPrefix(status, want) || (want == "400" && rule != "bundle-answer-too-large") {
+			t.Errorf("entry %d: %s %s, want %s", i, status, rule, want)
+		}
+	}
+	ae := decode(t, req(h, "GET", "/fhir/AuditEvent?subtype=batch&entity=Patient/rb-1", ""))
+	if ae["total"] != float64(1) {
+		t.Errorf("AuditEvents of the batch naming Patient/rb-1: %v, want 1", ae["total"])
+	}
+}
+
+// blockingSearch is a store whose first Patient search once armed waits
+// for release, after telling entered.
+type blockingSearch struct {
+	store.Store
+	armed            atomic.Bool
+	once             sync.Once
+	entered, release chan struct{}
+}
+
+func (b *blockingSearch) Search(ctx context.Context, q *search.Query) (*store.Page, error) {
+	if q.Type == "Patient" && b.armed.Load() {
+		b.once.Do(func() { close(b.entered); <-b.release })
+	}
+	return b.Store.Search(ctx, q)
 }

@@ -68,9 +68,15 @@ func (e *Engine) answerWithin(en *Entry, shown *int) error {
 		return nil
 	}
 	en.searched, en.hist, en.res = nil, nil, nil
+	return errAnswerTooLarge(e.maxAnswer)
+}
+
+// errAnswerTooLarge refuses a GET entry past the bound of resources a
+// Bundle's GET entries answer in all.
+func errAnswerTooLarge(bound int) error {
 	return outcome.New(outcome.Invalid, "too-costly", "bundle-answer-too-large", fmt.Sprintf(
 		"the Bundle's GET entries answer more than %d resources in all; ask for smaller pages (_count) or send the "+
-			"searches one by one and follow their next links", e.maxAnswer))
+			"searches one by one and follow their next links", bound))
 }
 
 // errEntryFormat answers a GET entry whose _format is not JSON, as the
@@ -152,7 +158,13 @@ func (e *Engine) parseGet(en *Entry, parts []string) error {
 // entry's resource by Response.
 func (e *Engine) getEntry(tx store.Tx, sc *auditlog.Scope, en *Entry, ids map[string]string) error {
 	// The transaction's reads have its own context.
-	ctx, in := context.Background(), reads{tx: tx}
+	return e.getEntryIn(context.Background(), reads{tx: tx}, sc, en, ids)
+}
+
+// getEntryIn is getEntry reading with in: a transaction's reads, or the
+// store's outside one (reads{}: each search in a slot of the caller's and
+// under the search timeout, as a search of its own), with ctx.
+func (e *Engine) getEntryIn(ctx context.Context, in reads, sc *auditlog.Scope, en *Entry, ids map[string]string) error {
 	var err error
 	if en.params, err = ParseQuery(en.queryType(), en.query); err != nil {
 		return err
@@ -183,7 +195,9 @@ func (e *Engine) getEntry(tx store.Tx, sc *auditlog.Scope, en *Entry, ids map[st
 		en.sole = en.get == getVRead
 		if !en.sole && !en.ifModifiedSince.IsZero() && en.ifModifiedSince.Compare(r.Resource.LastUpdated) == 0 {
 			cur := r.Resource
-			en.sole = soleIn(en.ifModifiedSince, cur, func(v int64) (*store.Resource, error) { return tx.VRead(cur.Type, cur.ID, v) })
+			en.sole = soleIn(en.ifModifiedSince, cur, func(v int64) (*store.Resource, error) {
+				return e.reader(sc, in).VRead(ctx, cur.Type, cur.ID, v)
+			})
 		}
 		if r.Resource, err = e.Subset(r.Resource, en.params); err != nil {
 			return err
