@@ -216,13 +216,16 @@ func (s *Service) apply(ctx context.Context, sc *auditlog.Scope, m *remapped, op
 
 // destinations are the configured destinations that had the record,
 // sorted: those with a delivery of it done, or pending or in flight (the
-// correction follows it in the destination's order). A dead letter is no
-// delivery: one cancelled by an operator (sent to the wrong hospital),
-// refused by the EHR, given up after its retries, or refused as the
-// record was stored (store.Refused: another tenant holds its source
-// system there). A destination whose deliveries of the record are all
-// dead letters never had it, and a correction would be the first,
-// partial, thing it received of it: none is sent there.
+// correction follows it in the destination's order), or a dead letter the
+// EHR may have applied (store.AmbiguousAttempt: a transaction-response
+// with a failed entry, from an EHR that applied the others; a timeout),
+// which holds the record's resources the correction changes. Any other
+// dead letter is no delivery: one cancelled by an operator (sent to the
+// wrong hospital), refused by the EHR, given up after its retries, or
+// refused as the record was stored (store.Refused: another tenant holds
+// its source system there). A destination whose deliveries of the record
+// are all such dead letters never had it, and a correction would be the
+// first, partial, thing it received of it: none is sent there.
 func (s *Service) destinations(ctx context.Context, l *store.Ledger, src string) ([]string, error) {
 	if len(s.cfg.Destinations) == 0 {
 		return nil, nil
@@ -235,7 +238,13 @@ func (s *Service) destinations(ctx context.Context, l *store.Ledger, src string)
 	var out []string
 	for _, it := range items {
 		if it.Status == store.StatusDead {
-			continue
+			applied, err := s.mayHaveApplied(ctx, it.ID)
+			if err != nil {
+				return nil, err
+			}
+			if !applied {
+				continue
+			}
 		}
 		if it.Tenant == l.Tenant && slices.Contains(s.cfg.Destinations, it.Destination) && !slices.Contains(out, it.Destination) {
 			out = append(out, it.Destination)
@@ -243,6 +252,21 @@ func (s *Service) destinations(ctx context.Context, l *store.Ledger, src string)
 	}
 	slices.Sort(out)
 	return out, nil
+}
+
+// mayHaveApplied reports whether one of dead letter id's attempts the
+// EHR may have applied (store.AmbiguousAttempt).
+func (s *Service) mayHaveApplied(ctx context.Context, id int64) (bool, error) {
+	_, attempts, err := s.cfg.Store.Delivery(ctx, id)
+	if err != nil {
+		return false, err
+	}
+	for _, a := range attempts {
+		if store.AmbiguousAttempt(a.HTTPStatus, a.Error) {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // items are the outbox items of a record's correction: the record's own

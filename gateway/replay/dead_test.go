@@ -16,11 +16,14 @@ import (
 // it is a dead letter, cancelled by an operator ("sent to the wrong
 // hospital") or refused by the EHR, never had it and gets no correction:
 // it would be the first, partial, thing that EHR receives of the record.
+// One whose dead letter the EHR may have applied (a transaction-response
+// with a failed entry: it holds the others, final) gets it (an EHR
+// review, of withdrawals).
 func TestApplySkipsDeadDestination(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	ids := map[string]string{}
-	for i, name := range []string{"cancelled", "refused", "done", "inflight", "pending"} {
+	for i, name := range []string{"cancelled", "refused", "done", "inflight", "pending", "partly"} {
 		body, id := example(t, "vitals/pre-dose-baseline.json", 40+i)
 		f.ingest(t, "clinic-a", "vitals", body)
 		ids[name] = id
@@ -54,13 +57,16 @@ func TestApplySkipsDeadDestination(t *testing.T) {
 			err = f.st.Complete(ctx, &store.Attempt{ItemID: it.ID, N: 1, At: now, HTTPStatus: 422, Error: "http 422"}, store.StatusDead, now)
 		case ids["done"]:
 			err = f.st.Complete(ctx, &store.Attempt{ItemID: it.ID, N: 1, At: now, HTTPStatus: 200}, store.StatusDone, now)
+		case ids["partly"]:
+			err = f.st.Complete(ctx, &store.Attempt{ItemID: it.ID, N: 1, At: now, HTTPStatus: 200,
+				Error: "entry 3 (PUT Observation): http 400; the EHR applied the transaction's other entries (2 of 3 answered 2xx)"}, store.StatusDead, now)
 		}
 		if err != nil {
 			t.Fatal(err)
 		}
 	}
 	for name, want := range map[string]string{"cancelled": store.StatusDead, "refused": store.StatusDead, "done": store.StatusDone,
-		"inflight": store.StatusInFlight, "pending": store.StatusPending} {
+		"inflight": store.StatusInFlight, "pending": store.StatusPending, "partly": store.StatusDead} {
 		if got := item(ids[name]).Status; got != want {
 			t.Fatalf("%s: delivery %s, want %s", name, got, want)
 		}
@@ -68,7 +74,7 @@ func TestApplySkipsDeadDestination(t *testing.T) {
 
 	s := f.service(heartRateDisplay)
 	_, got := run(t, s, replay.Options{Tenant: "clinic-a", Kind: mapping.KindVitals, Apply: true, Reason: "heart rate display fixed"})
-	for name, want := range map[string]int{"cancelled": 0, "refused": 0, "done": 1, "inflight": 1, "pending": 1} {
+	for name, want := range map[string]int{"cancelled": 0, "refused": 0, "done": 1, "inflight": 1, "pending": 1, "partly": 1} {
 		r := got[ids[name]]
 		if !r.Applied || r.Deliveries != want {
 			t.Errorf("%s: applied %v, %d corrections enqueued, want %d", name, r.Applied, r.Deliveries, want)
