@@ -233,8 +233,8 @@ func suspectCause(ae *AdverseEventBody, nestedIn *Session) bool {
 
 // SuspectWarnings warns the sender of an adverse event sent on its own
 // without causality whose stored session (s, as checkNamedSession reads it)
-// says the drug cannot have caused it: the session was not done, or its
-// infusion began after the event's onset. Its mapping, which does not know
+// says the drug cannot have caused it: the session was not done or was
+// withdrawn, or its infusion began after the event's onset. Its mapping, which does not know
 // the session, names the session's drug and session as suspected causes
 // (suspectCause); the warning says so and how to chart the event without a
 // suspect. Nil for other records, an event with causality (the rules
@@ -249,6 +249,8 @@ func SuspectWarnings(rec Record, s StoredSession) []Violation {
 	switch {
 	case s.NotDone:
 		why = "was not done (no drug was given)"
+	case s.Withdrawn:
+		why = "was withdrawn (entered-in-error: charted as never given)"
 	case s.HasWindow && ok && onset.Before(s.Window.Start):
 		why = "began its infusion after this event's onset"
 	default:

@@ -232,6 +232,9 @@ type StoredSession struct {
 	OtherPatient bool
 	// NotDone: the session was not done (no drug was given).
 	NotDone bool
+	// Withdrawn: the session was withdrawn (entered-in-error): charted as
+	// never given.
+	Withdrawn bool
 }
 
 // CheckLinked checks a standalone assessment, vitals or adverse-event record
@@ -257,6 +260,13 @@ func CheckLinked(rec Record, s StoredSession) error {
 	}
 	if s.NotDone && body != nil {
 		checkNotGiven(body, "", true, &v)
+	}
+	if ae, ok := body.(*AdverseEventBody); ok && s.Withdrawn && ae.Causality != "" {
+		// A safety review: an event judged "probably" caused by the drug
+		// of a session charted as never given, accepted without a word.
+		v.add("session.withdrawn", "/causality", "the session this adverse event names was withdrawn "+
+			"(entered-in-error: charted as never given), so its drug's causality cannot be judged; leave out causality, "+
+			"or send the session again first if it was given")
 	}
 	return v.err(rec.Kind())
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/engine"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/ingest"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store/postgres"
@@ -632,5 +633,29 @@ func TestStandaloneEventSuspectWarning(t *testing.T) {
 				t.Errorf("answer issues %q, want %q", s, tc.want)
 			}
 		})
+	}
+}
+
+// TestEventNamesWithdrawnSession: an adverse event sent on its own naming
+// a withdrawn session (entered-in-error: charted as never given) is
+// refused with causality (session.withdrawn at /causality), and warned
+// without it (adverse-event.suspect-not-dosed: its mapping names the
+// withdrawn drug as suspect) (a safety review: "probably caused" by the
+// drug of a session that never happened, accepted without a word).
+func TestEventNamesWithdrawnSession(t *testing.T) {
+	g := newGateway(t, app.Config{})
+	if err := g.ingest("", mapping.KindInfusion, rec("S-1", "1", "P-1", "", infusionBody)); err != nil {
+		t.Fatal(err)
+	}
+	withdrawn := strings.Replace(rec("S-1", "2", "P-1", "", infusionBody), `"version": "2"}`, `"version": "2", "status": "entered-in-error"}`, 1)
+	if err := g.ingest("", mapping.KindInfusion, withdrawn); err != nil {
+		t.Fatal(err)
+	}
+	during := aeBody("S-1", "2026-03-02T09:10:00-05:00")
+	err := g.ingest("", mapping.KindAdverseEvent, rec("AE-1", "1", "P-1", "", during+`, "causality": "probably-likely"`))
+	wantIssues(t, err, outcome.Unprocessable, "session.withdrawn", "/causality")
+	got := g.answerIssuesRun(t, mapping.KindAdverseEvent, rec("AE-2", "1", "P-1", "", during), false)
+	if len(got) != 1 || !strings.HasPrefix(got[0], "warning adverse-event.suspect-not-dosed /sessionId|") || !strings.Contains(got[0], "withdrawn") {
+		t.Errorf("answer issues %q, want the suspect warning saying the session was withdrawn", got)
 	}
 }

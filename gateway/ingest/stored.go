@@ -48,7 +48,8 @@ func checkNamedSession(st store.Tx, rec mapping.Record, id mapping.SessionID, op
 	if err != nil {
 		return nil, err
 	}
-	s := mapping.StoredSession{OtherPatient: !samePatient(doc, patientID), NotDone: str(doc, "status") == "not-done"}
+	s := mapping.StoredSession{OtherPatient: !samePatient(doc, patientID), NotDone: str(doc, "status") == "not-done",
+		Withdrawn: str(doc, "status") == "entered-in-error"}
 	if status := str(doc, "status"); status != "not-done" && status != "entered-in-error" {
 		period, _ := doc["performedPeriod"].(map[string]any)
 		s.Window, s.HasWindow = mapping.WindowFrom(str(period, "start"), str(period, "end"))
