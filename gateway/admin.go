@@ -303,9 +303,9 @@ func (s *Server) handleVerifyAudit(c echo.Context) error {
 // handleExportAudit is GET /admin/audit/export?since=&until=: the audit
 // chain's slice for the period as NDJSON with its links and a manifest
 // (auditlog.Export), for a reviewer who checks it without the database
-// (audit verify-export). The chain spans every tenant, so only an
-// all-tenant caller exports it; a tenant's shares of all-tenant
-// AuditEvents are not chained and not exported.
+// (audit verify-export). The chain spans every tenant (a tenant's shares
+// of all-tenant requests are chained and exported as any AuditEvent), so
+// only an all-tenant caller exports it.
 func (s *Server) handleExportAudit(c echo.Context) error {
 	sc := scopeOf(c)
 	if t := sc.TenantOf(); t != "" && t != search.AllTenants {
