@@ -407,3 +407,48 @@ func TestRefusedDeliveryActionNamed(t *testing.T) {
 		}
 	}
 }
+
+// TestAllTenantAuditOfRefusedRequest: a request refused before it had a
+// client (a token that is no token) is filed in the default tenant's
+// trail, naming the Patient id it was sent; an all-tenant auditor's
+// search that discloses it names that patient in its own tenant's share,
+// and a Patient no tenant holds in none: the default tenant's share of it
+// named a clinic's patient (an auditor's review).
+func TestAllTenantAuditOfRefusedRequest(t *testing.T) {
+	h, st, tok := tenantsServer(t)
+	rec := req(h, "POST", "/fhir/Patient", `{"resourceType":"Patient","gender":"female"}`, tok["clinA"])
+	if rec.Code != 201 {
+		t.Fatalf("POST Patient = %d %s", rec.Code, rec.Body)
+	}
+	pa := "Patient/" + decode(t, rec)["id"].(string)
+	for _, target := range []string{pa, "Patient/never-held"} {
+		if rec := req(h, "GET", "/fhir/"+target, "", "Authorization: Bearer garbage"); rec.Code != 401 {
+			t.Fatalf("GET %s with a bad token = %d", target, rec.Code)
+		}
+	}
+	for _, target := range []string{pa, "Patient/never-held"} {
+		if got := auditSearch(t, h, tok["opAll"], "entity="+target+"&outcome=4"); len(got) == 0 {
+			t.Fatalf("opAll finds no AuditEvent of the refused read of %s", target)
+		}
+	}
+	// The default tenant's AuditEvents of opAll's searches name neither.
+	q, err := search.Parse("AuditEvent", url.Values{"agent:identifier": {"opAll"}}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q.Tenant = ""
+	page, err := st.Search(context.Background(), q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range page.Matches {
+		if strings.Contains(string(m.Body), pa) || strings.Contains(string(m.Body), "never-held") {
+			t.Errorf("the default tenant's AuditEvent %s of opAll names %s or Patient/never-held: %s", m.ID, pa, m.Body)
+		}
+	}
+	// Clinic-a's trail holds opAll's search that disclosed the attempt on its patient.
+	got := byClient(auditSearch(t, h, tok["clinA"], "patient="+pa+"&subtype=search-type"), "opAll")
+	if len(got) != 1 || !slices.Equal(got[0].Patients, []string{pa}) {
+		t.Errorf("clinic-a's AuditEvent?patient=%s&subtype=search-type = %+v, want opAll's search naming %s", pa, got, pa)
+	}
+}

@@ -218,7 +218,17 @@ func (sc *Scope) TouchDoc(r *store.Resource, doc map[string]any) {
 		patients = PatientsIn(r.Type, r.ID, r.Body)
 	}
 	sc.patient(patients...)
-	sc.own(r.Tenant, e, patients) // a resource's patients are its tenant's
+	// A resource's patients are its tenant's; an AuditEvent's are not (a
+	// refused request of nobody's, filed in the default tenant, names the
+	// id it was sent: another clinic's patient, or one never held): they
+	// are looked up, so that an all-tenant auditor's search puts each in
+	// its own tenant's share, and a Patient no tenant holds in none (an
+	// auditor's review: the default tenant's share named a clinic's).
+	owned := patients
+	if r.Type == "AuditEvent" {
+		owned = nil
+	}
+	sc.own(r.Tenant, e, owned)
 }
 
 // TouchDeletion records a deletion del of the version was: the deletion

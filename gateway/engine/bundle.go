@@ -299,7 +299,10 @@ func (e *Engine) batchEntry(tx *Tx, en *Entry, created map[string]bool, base str
 		}
 	}
 	err := tx.st.Savepoint(func() error { return e.runTransaction(tx.st, tx.sc, []*Entry{en}, tx.now, nil) })
-	return outcome.Unentry(locateTooLong(err, []*Entry{en}, true))
+	if errors.Is(err, store.ErrValueTooLong) {
+		return outcome.Unentry(locateTooLong(err, []*Entry{en}, true))
+	}
+	return err
 }
 
 // errBatchInterdependent answers a batch entry that references another
