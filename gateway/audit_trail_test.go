@@ -561,6 +561,11 @@ func TestOperatorParameters(t *testing.T) {
 		{"POST", "/admin/replay?tenant=nosuch", 400, "replay-tenant-unknown"},
 		{"POST", "/admin/replay?kind=session&apply=true", 400, "replay-reason-missing"},
 		{"POST", "/admin/replay?kind=session&aply=true", 400, "parameter-unknown"},
+		// The documented undo of a replay (mapping.md §10): refused as
+		// unknown before a first-hour review; taken now (this database
+		// holds no record to replay).
+		{"POST", "/admin/replay?kind=session&downgrade=true", 400, "replay-tenant-unknown"},
+		{"POST", "/admin/replay?kind=session&downgrade=maybe", 400, "downgrade must be true or false"},
 		{"POST", "/admin/reindex?batch=0&dryRun=true", 400, "batch must be between 1 and 10000"},
 		{"POST", "/admin/reindex?batch=-3&dryRun=true", 400, "batch must be between 1 and 10000"},
 		{"POST", "/admin/reindex?dryrun=true", 400, "a query parameter is spelt dryRun"},

@@ -52,7 +52,8 @@ var (
 	errExportMethod = &outcome.Error{Kind: outcome.MethodNotAllowed, Allow: []string{http.MethodOptions, http.MethodGet}, Issues: []outcome.Issue{{
 		Severity: "error", Code: "not-supported", Rule: "method-not-allowed",
 		Message: "the $export kick-off takes GET, with Prefer: respond-async and its parameters (_type, _since, " +
-			"_typeFilter, _outputFormat) in the URL's query; a POST kick-off with a Parameters body is not supported"}}}
+			"_typeFilter, _outputFormat) in the URL's query; no other method (a POST kick-off with a Parameters body " +
+			"among them) is supported; a job is cancelled or deleted by DELETE on its status URL"}}}
 	// errMetadataMethod answers /fhir/metadata asked with another method
 	// than GET or HEAD (or OPTIONS, the Allow the router gives there too).
 	errMetadataMethod = &outcome.Error{Kind: outcome.MethodNotAllowed, Allow: []string{http.MethodOptions, http.MethodGet, http.MethodHead},

@@ -93,7 +93,7 @@ func (s *Server) table() []route {
 			params: []string{"destination", "since"}},
 		// Mapping replay as a job (docs/mapping.md).
 		{method: post, path: "/admin/replay", handle: s.handleReplayJob, interaction: "mapping-replay", scope: auth.ScopeOperator, store: true,
-			params: []string{"kind", "since", "tenant", "source", "apply", "reason", "showValues"}},
+			params: []string{"kind", "since", "tenant", "source", "apply", "reason", "showValues", "downgrade"}},
 		// The search index rebuilt as a job (docs/deployment.md).
 		{method: post, path: "/admin/reindex", handle: s.handleReindexJob, interaction: "reindex", scope: auth.ScopeOperator, store: true,
 			params: []string{"type", "dryRun", "batch"}},

@@ -157,8 +157,10 @@ func importCommand(ctx context.Context, args []string, getenv func(string) strin
 	if *tenant == "" {
 		tenantName = "the default tenant"
 	}
-	fmt.Fprintf(stdout, "import %s (%s records, %s): %d read, %d stored%s, %d rejected in %s (%.0f records/s)\n",
-		runID, *kind, tenantName, counts.Records, counts.Stored, already, counts.Rejected, elapsed.Round(time.Millisecond),
+	// The database named (a first-hour review: a misspelt --db, or
+	// another directory, stored the records where serve never reads).
+	fmt.Fprintf(stdout, "import %s (%s records, %s, into %s): %d read, %d stored%s, %d rejected in %s (%.0f records/s)\n",
+		runID, *kind, tenantName, describeDB(*db), counts.Records, counts.Stored, already, counts.Rejected, elapsed.Round(time.Millisecond),
 		float64(counts.Records)/max(elapsed.Seconds(), 1e-9))
 	switch {
 	case counts.Rejected > 0 && written:

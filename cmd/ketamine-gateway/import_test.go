@@ -46,7 +46,7 @@ func TestImportCommand(t *testing.T) {
 		{"a one-line JSON array", "", "", []string{arrayLine}, 2, nil, []string{"looks like one JSON array", "jq -c '.[]'"}},
 		{"a one-line JSON array on standard input", "  [" + compact + "]\n", "", []string{"-"}, 2, nil, []string{"standard input looks like one JSON array", "jq -c '.[]'"}},
 		{"a pretty-printed record on standard input", string(raw), "", []string{"-"}, 2, nil, []string{"standard input looks like one JSON document"}},
-		{"NDJSON", "", "", []string{ndjson}, 0, []string{"1 read, 1 stored, 0 rejected"}, nil},
+		{"NDJSON", "", "", []string{ndjson}, 0, []string{"1 read, 1 stored, 0 rejected", ", into " + db + "): "}, nil},
 		{"NDJSON again", "", "", []string{ndjson}, 0, []string{"1 read, 0 stored, 1 already stored (unchanged), 0 rejected"}, nil},
 		// Already stored: --deliver queues nothing, and the summary does
 		// not send the operator to deliveries replay, which would not send
