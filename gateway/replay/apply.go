@@ -217,7 +217,7 @@ func (s *Service) apply(ctx context.Context, sc *auditlog.Scope, m *remapped, op
 // destinations are the configured destinations that had the record,
 // sorted: those with a delivery of it done, or pending or in flight (the
 // correction follows it in the destination's order), or a dead letter the
-// EHR may have applied (store.AmbiguousAttempt: a transaction-response
+// EHR may have applied (store.Outbox.MayHaveReached: a transaction-response
 // with a failed entry, from an EHR that applied the others; a timeout),
 // which holds the record's resources the correction changes. Any other
 // dead letter is no delivery: one cancelled by an operator (sent to the
@@ -238,11 +238,11 @@ func (s *Service) destinations(ctx context.Context, l *store.Ledger, src string)
 	var out []string
 	for _, it := range items {
 		if it.Status == store.StatusDead {
-			applied, err := s.mayHaveApplied(ctx, it.ID)
+			reached, err := s.cfg.Store.MayHaveReached(ctx, it.ID)
 			if err != nil {
 				return nil, err
 			}
-			if !applied {
+			if !reached {
 				continue
 			}
 		}
@@ -252,21 +252,6 @@ func (s *Service) destinations(ctx context.Context, l *store.Ledger, src string)
 	}
 	slices.Sort(out)
 	return out, nil
-}
-
-// mayHaveApplied reports whether one of dead letter id's attempts the
-// EHR may have applied (store.AmbiguousAttempt).
-func (s *Service) mayHaveApplied(ctx context.Context, id int64) (bool, error) {
-	_, attempts, err := s.cfg.Store.Delivery(ctx, id)
-	if err != nil {
-		return false, err
-	}
-	for _, a := range attempts {
-		if store.AmbiguousAttempt(a.HTTPStatus, a.Error) {
-			return true, nil
-		}
-	}
-	return false, nil
 }
 
 // items are the outbox items of a record's correction: the record's own

@@ -51,9 +51,9 @@ type Store interface {
 	// Read is the current version (ErrGone with the deletion's metadata).
 	Read(ctx context.Context, typ, id string) (*store.Resource, error)
 	Deliveries(ctx context.Context, f store.DeliveryFilter) ([]*store.OutboxItem, error)
-	// Delivery is one delivery with its attempts (a dead letter's tell
-	// whether the EHR may hold the record).
-	Delivery(ctx context.Context, id int64) (*store.OutboxItem, []*store.Attempt, error)
+	// MayHaveReached tells whether a delivery (a dead letter) may have
+	// reached its destination (store.Outbox.MayHaveReached).
+	MayHaveReached(ctx context.Context, id int64) (bool, error)
 }
 
 // MapFunc maps a decoded record (mapping.Map; a test build swaps in one

@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 )
 
@@ -47,30 +46,16 @@ const NotSent = "not sent: "
 // (docs/deployment.md).
 const ClaimGrace = time.Minute
 
-// AmbiguousAttempt tells, of an attempt of a delivery that ended a dead
-// letter, whether the EHR may have applied the record anyway: it answered
-// 2xx (a transaction-response with a failed entry: an EHR that did not
-// apply it atomically holds the other entries), 409 (still processing an
-// earlier attempt) or 504 (a proxy gave up waiting for it), or no answer
-// came after the request left (a timeout, a connection reset or closed, a
-// worker that stopped during the attempt). A refusal (another 4xx or 5xx)
-// or a request that never left (connection refused, DNS, TLS, not sent)
-// is not. The SQL stores' predicate (sqlstore.ambiguousAttempt) is the
-// same.
-func AmbiguousAttempt(httpStatus int, errText string) bool {
-	switch {
-	case httpStatus >= 200 && httpStatus < 300, httpStatus == 409, httpStatus == 504:
-		return true
-	case httpStatus != 0:
-		return false
-	}
-	for _, p := range AmbiguousErrors {
-		if strings.HasPrefix(errText, p) {
-			return true
-		}
-	}
-	return false
-}
+// An item may have reached its destination (MayHaveReached) when it is
+// not dead, or is a dead letter one of whose attempts the EHR may have
+// applied anyway: it answered 2xx (a transaction-response with a failed
+// entry: an EHR that did not apply it atomically holds the other
+// entries), 409 (still processing an earlier attempt) or 504 (a proxy gave
+// up waiting for it), or no answer came after the request left (an error
+// beginning with one of AmbiguousErrors: a timeout, a connection reset or
+// closed, a worker that stopped during the attempt). A refusal (another
+// 4xx or 5xx) or a request that never left (connection refused, DNS, TLS,
+// not sent) is not. The SQL stores judge it in one predicate.
 
 // AmbiguousErrors begin the errors of attempts that got no answer after
 // their request left (the delivery worker's reasons).
@@ -202,7 +187,7 @@ type OutboxTx interface {
 	// destination with one of the order keys keys (OutboxItem.OrderKey or
 	// OrderKeys) that may have reached it, or may yet: delivered, pending
 	// or in flight, or a dead letter one of whose attempts the EHR may
-	// have applied (AmbiguousAttempt); whether the destination has, or
+	// have applied (MayHaveReached); whether the destination has, or
 	// may have, the record those keys name. A tenant "" is the default
 	// tenant's.
 	Reached(tenant, destination string, keys []string) (bool, error)
@@ -285,11 +270,16 @@ type Outbox interface {
 	// EarlierReached reports whether an item to item id's destination, of
 	// its tenant, sharing one of its order keys and with a smaller id may
 	// have reached the destination, as Reached tells: delivered, pending
-	// or in flight, or a dead letter with an AmbiguousAttempt. The worker
+	// or in flight, or a dead letter the EHR may have applied. The worker
 	// asks it of a withdrawal about to be sent: one whose record never
 	// reached the destination (each earlier delivery refused, cancelled,
 	// given up before the EHR took any of it) is not sent there.
 	EarlierReached(ctx context.Context, id int64) (bool, error)
+	// MayHaveReached reports whether item id may have reached its
+	// destination (see AmbiguousErrors): a mapping replay sends its
+	// correction where one of the record's deliveries may have. ErrNotFound
+	// if there is no such item.
+	MayHaveReached(ctx context.Context, id int64) (bool, error)
 	// Replay enqueues again (as new pending items, of the same tenant) the
 	// latest item of each record (tenant and order key) of destination
 	// when that item is done and was created at or after since, and

@@ -68,8 +68,8 @@ func (t *tx) insertKeys(it *store.OutboxItem, keys []string) error {
 }
 
 // mayHaveReached is the condition on an outbox item o that it may have
-// reached its destination, or may yet (store.Tx.Reached): not dead, or a
-// dead letter with an attempt store.AmbiguousAttempt tells.
+// reached its destination, or may yet (store.Outbox.MayHaveReached): not
+// dead, or a dead letter with an attempt the EHR may have applied.
 var mayHaveReached = `(o.status <> 'dead' OR EXISTS (SELECT 1 FROM delivery_attempts a WHERE a.item_id = o.id AND
 	((a.http_status BETWEEN 200 AND 299) OR a.http_status IN (409, 504) OR (a.http_status = 0 AND (` + ambiguousErrors() + `)))))`
 
@@ -122,6 +122,21 @@ func (s *Store) EarlierReached(ctx context.Context, id int64) (bool, error) {
 		return false, fmt.Errorf("%s: earlier reached: %w", s.d.Name, s.err(ctx, err))
 	}
 	return true, nil
+}
+
+// MayHaveReached implements store.Outbox.
+func (s *Store) MayHaveReached(ctx context.Context, id int64) (bool, error) {
+	var reached bool
+	err := s.db.Read(ctx, func(c Conn) error {
+		return c.QueryRow(ctx, s.bind(`SELECT `+mayHaveReached+` FROM outbox o WHERE o.id = ?`), id).Scan(&reached)
+	})
+	if errNoRows(err) {
+		return false, fmt.Errorf("delivery %d: %w", id, store.ErrNotFound)
+	}
+	if err != nil {
+		return false, fmt.Errorf("%s: may have reached: %w", s.d.Name, s.err(ctx, err))
+	}
+	return reached, nil
 }
 
 // LatestItem implements store.OutboxTx: one probe of outbox_keys_order.
