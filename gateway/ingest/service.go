@@ -903,7 +903,7 @@ func (s *Service) enqueue(tx store.Tx, tenant string, kind mapping.Kind, rec map
 			}
 			if !had && len(some) == 0 {
 				it := OutboxItem(r.Name, kind, rec, res, version, nil, traceID)
-				it.Status, it.LastError = store.StatusDead, store.WithheldWithdrawal+": "+unreachedReason
+				it.Status, it.LastError = store.StatusDead, store.Withheld
 				items, unreached = append(items, it), append(unreached, r.Name)
 				continue
 			}
@@ -1058,12 +1058,6 @@ func recordOrderKeys(system string, kind mapping.Kind, recordID string) []string
 // RuleWithdrawnNotDelivered is the rule id of a withdrawal not delivered
 // to a destination that never had the record (store.WithheldWithdrawal's).
 const RuleWithdrawnNotDelivered = "record.withdrawn-not-delivered"
-
-// unreachedReason is the dead letter's reason of a withdrawal not sent to
-// a destination that never had the record, for the operator.
-const unreachedReason = "not sent: this destination never received the record it withdraws (every earlier delivery of " +
-	"it there is a dead letter the EHR applied none of, or the destination was added since); a withdrawal would give " +
-	"the EHR the patient and the record's values it never had"
 
 // unreachedWarning is a warning per destination (unreached) a withdrawal
 // is not sent to, as it never had the record.

@@ -78,8 +78,8 @@ func (s *Service) markWithdrawals(ctx context.Context, tenant string, vs []View)
 // before it took it, given up on errors that left nothing there:
 // store.Outbox.EarlierReached). Sent, it would give the EHR the patient
 // and the record's values, marked withdrawn, which it never had. Its
-// reason is then the dead letter's, store.WithheldWithdrawal's; "" to send
-// it. The ingest decides this when the withdrawal is stored, but an
+// reason is then the dead letter's, store.Withheld, as the ingest's; ""
+// to send it. The ingest decides this when the withdrawal is stored, but an
 // earlier delivery pending then may die after (an EHR review: a
 // withdrawal sent, demographics and all, to an EHR that had refused the
 // record; and to one the operator had said was the wrong destination).
@@ -97,9 +97,7 @@ func (s *Service) WithheldWithdrawal(ctx context.Context, it *store.OutboxItem) 
 	if err != nil || reached {
 		return "", err
 	}
-	return store.WithheldWithdrawal + ": not sent to this destination, which never received the record: each earlier " +
-		"delivery of it here ended a dead letter the EHR applied none of (refused, cancelled, or given up); a withdrawal " +
-		"would give the EHR the patient and the record's values it never had", nil
+	return store.Withheld, nil
 }
 
 // provenances calls each with every Provenance of tenant whose param (one

@@ -27,6 +27,12 @@ const Refused = "refused when stored: "
 // none is sent without its withdrawal.
 const WithheldWithdrawal = Refused + "record.withdrawn-not-delivered"
 
+// Withheld is the whole LastError of such a dead letter, whether the ingest
+// withholds the withdrawal as it is stored or the worker as it is sent.
+const Withheld = WithheldWithdrawal + ": not sent: this destination never received the record it withdraws (every " +
+	"earlier delivery of it there is a dead letter the EHR applied none of, or the destination was added since); a " +
+	"withdrawal would give the EHR the patient and the record's values it never had"
+
 // NotSent begins the error of an attempt that ended before any request
 // left (the destination's filter no longer accepts the record, it has
 // nothing to send, or it carries an MRN the destination does not know),
