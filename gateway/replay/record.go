@@ -579,7 +579,9 @@ func (s *Service) guard(ctx context.Context, m *remapped) error {
 	if err := s.deleted(ctx, m, own, other); err != nil {
 		return err
 	}
-	stale := false // a nested record's part is stored as its own later version wrote it
+	// staleVitals: a nested vitals record's part is stored as its own
+	// later version wrote it.
+	staleVitals := false
 	for _, mt := range m.entries {
 		if mt.stored == nil || len(mt.changes) == 0 {
 			continue
@@ -619,8 +621,8 @@ func (s *Service) guard(ctx context.Context, m *remapped) error {
 			// A later version of the same record, in its other form, wrote
 			// what is stored: compared when that version is replayed.
 			mt.changes = nil
-			if m.res.Entries[mt.i].Record != "" {
-				stale = true // a nested record's (see below)
+			if strings.HasPrefix(m.res.Entries[mt.i].Record, "/vitals/") {
+				staleVitals = true // (see below)
 			}
 		case !wrote && m.res.Entries[mt.i].IfNoneExist != "":
 			// A conditional create (the Patient) that matched what another
@@ -632,15 +634,19 @@ func (s *Service) guard(ctx context.Context, m *remapped) error {
 			mt.skipped = skippedOther
 		}
 	}
-	// A session's safety signals (its DetectedIssue, its Flags) stand on
-	// what it nests: where a nested record's own later version (sent on
-	// its own) changed what is stored, the session's copy of it is stale,
-	// and a signal the replay derives from it would contradict the
-	// values stored (a critical pre-dose pressure corrected upward on its
-	// own, the issue retired from the session's older value: a review).
-	// Such a signal is left as stored, reported; ingest keeps it so too
-	// (session.critical-issue-stands).
-	if _, ok := m.rec.(*mapping.Session); ok && stale {
+	// A session's own safety signal (its DetectedIssue; a nested
+	// record's Flag is that record's) stands on its pre-dose vitals:
+	// where a nested vitals record's own later version (sent on its own)
+	// changed what is stored, the session's copy of it is stale, and a
+	// signal the replay derives from it would contradict the values
+	// stored (a critical pre-dose pressure corrected upward on its own,
+	// the issue retired from the session's older value: a review). Such a
+	// signal is left as stored, reported; ingest keeps it so too
+	// (session.critical-issue-stands). Another nested record changed on
+	// its own (an adverse event, an assessment) plays no part in it: the
+	// signal is compared (a review: frozen by an adverse event's
+	// correction, it was reported diverged on every run, never raised).
+	if _, ok := m.rec.(*mapping.Session); ok && staleVitals {
 		for _, mt := range m.entries {
 			e := m.res.Entries[mt.i]
 			if mt.stored != nil && len(mt.changes) > 0 && mt.skipped == "" && e.Record == "" &&
@@ -654,8 +660,8 @@ func (s *Service) guard(ctx context.Context, m *remapped) error {
 
 // skippedStaleNested is why a session's safety signal is left as it is
 // when a record it nests was changed since on its own.
-const skippedStaleNested = "a record the session nests was changed since by a later version of its own, sent on its own: " +
-	"the session's copy of it is stale, and so would this safety signal be; it is compared when that record is replayed"
+const skippedStaleNested = "a pre-dose vitals record the session nests was changed since by a later version of its own, sent on its own: " +
+	"the session's copy of it is stale, and so would this safety signal be; send the session document again with its pre-dose vitals as they now stand to have it rewritten"
 
 // deleted finds, for each resource the mapping makes that is not stored,
 // whether the record wrote it and it is deleted since (its place in the

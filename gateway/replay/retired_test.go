@@ -6,6 +6,7 @@ import (
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/replay"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
+	"github.com/ketamine-gateway/ketamine-gateway/mapping"
 )
 
 // TestRetiredSignalsUnchanged: records whose versions retired a safety
@@ -121,5 +122,66 @@ func TestStaleNestedSignalKept(t *testing.T) {
 		if !strings.Contains(string(v.Body), `"status":"final"`) {
 			t.Errorf("the apply retired the issue: %s", v.Body)
 		}
+	}
+}
+
+// TestStaleEventLeavesIssue: a session's DetectedIssue stands on its
+// pre-dose vitals only, so a nested adverse event changed since on its own
+// does not freeze it: a replay under lower thresholds raises the issue its
+// later version retired and
+// a second replay finds nothing left to change (a mapping developer's
+// review: the issue was reported diverged on every run, never raised).
+func TestStaleEventLeavesIssue(t *testing.T) {
+	rec := func(id, version, lastUpdated, body string) []byte {
+		return []byte(`{"source": {"system": "serenity-clinic-emr", "recordId": "` + id + `", "version": "` + version +
+			`", "lastUpdated": "` + lastUpdated + `"}, "patient": {"id": "P-1"}, ` + body + `}`)
+	}
+	event := func(severity string) string {
+		return `"event": "nausea", "onsetAt": "2026-03-02T09:25:00-05:00", "severity": "` + severity + `", "serious": false`
+	}
+	session := func(heartRate string) string {
+		return `"infusion": {"drug": "ketamine-iv", "status": "completed", "doseMgPerKg": 0.5, "bodyWeightKg": 80,
+		"totalDoseMg": 40, "infusionStart": "2026-03-02T09:00:00-05:00", "infusionEnd": "2026-03-02T09:40:00-05:00",
+		"monitoringEnd": "2026-03-02T11:00:00-05:00"}, "vitals": [{"recordId": "V-E", "timepoint": "pre-dose",
+		"measuredAt": "2026-03-02T08:50:00-05:00", "heartRate": ` + heartRate + `}],
+		"adverseEvents": [{"recordId": "AE-E", ` + event("severe") + `}]`
+	}
+	f := newFixture(t)
+	// Raised by a critical pre-dose heart rate, retired by the version
+	// that corrected it.
+	f.ingest(t, "", "session", rec("S-E", "1", "2026-03-02T18:00:00Z", session("140")))
+	f.ingest(t, "", "session", rec("S-E", "2", "2026-03-02T19:00:00Z", session("80")))
+	f.ingest(t, "", "adverse-event", rec("AE-E", "3", "2026-03-03T12:00:00Z", `"sessionId": "S-E", `+event("moderate")))
+	for _, v := range f.versions(t, "", "DetectedIssue") {
+		if !strings.Contains(string(v.Body), `"status":"entered-in-error"`) {
+			t.Fatalf("DetectedIssue not retired before the replay: %s", v.Body)
+		}
+	}
+	// Thresholds under which the stored pre-dose heart rate is critical.
+	lower := func(rec mapping.Record, opts mapping.Options) (*mapping.Result, error) {
+		s := mapping.DefaultSafety()
+		s.HeartRate.High, s.HeartRate.CriticalHigh = 70, 75
+		opts.Safety = &s
+		return mapping.Map(rec, opts)
+	}
+	_, got := run(t, f.service(lower), replay.Options{Tenant: search.AllTenants, Apply: true, Reason: "test"})
+	if r := got["S-E"]; r.Status != replay.StatusChanged || !r.Applied {
+		t.Fatalf("S-E: %s (applied %v) %+v, want changed and applied", r.Status, r.Applied, r.Resources)
+	}
+	issues := f.versions(t, "", "DetectedIssue")
+	if len(issues) != 1 {
+		t.Fatalf("%d DetectedIssues after the apply, want the one raised", len(issues))
+	}
+	for _, v := range issues {
+		if !strings.Contains(string(v.Body), `"status":"final"`) {
+			t.Errorf("DetectedIssue not raised: %s", v.Body)
+		}
+	}
+	sum, got := run(t, f.service(lower), replay.Options{Tenant: search.AllTenants})
+	if r := got["S-E"]; r.Status != replay.StatusUnchanged {
+		t.Errorf("S-E replayed again: %s %+v, want unchanged", r.Status, r.Resources)
+	}
+	if sum.Diverged != 0 {
+		t.Errorf("%d diverged on the second run, want none", sum.Diverged)
 	}
 }
