@@ -69,19 +69,31 @@ func keepUnchanged(st store.Tx, res *mapping.Result, entries []*engine.Entry, do
 			fresh[i] = "final"
 			writes = true
 			continue
-		case e.Method != fhir.HTTPVerbPUT || !strings.Contains(e.URL, "?") || current[i] == nil || docs[i] == nil:
+		case e.Method != fhir.HTTPVerbPUT || current[i] == nil || docs[i] == nil:
 			writes = true
 			continue
-		}
-		status, same, err := sameButAmended(docs[i], current[i], ids, logical)
-		if err != nil {
-			return nil, err
-		}
-		if !same {
+		case !strings.Contains(e.URL, "?"):
+			// Written by id (the AdverseEvent), in each version.
 			writes = true
-			continue
+		default:
+			status, same, err := sameButAmended(docs[i], current[i], ids, logical)
+			if err != nil {
+				return nil, err
+			}
+			if same {
+				kept[i] = status
+			} else {
+				writes = true
+			}
 		}
-		kept[i] = status
+		// A member that names what the stored one names, in another form
+		// (a logical reference to the session's Procedure where the stored
+		// one is literal), is stored as it was, in a resource this version
+		// changes too: a nested record corrected on its own kept a literal
+		// link to its session only where nothing else of it changed, and
+		// lost it (to a reference by identifier, which a search by
+		// reference does not find) where its severity or value changed (a
+		// mapping developer's review). The EHRs receive it as mapped.
 		if err := StoredForms(docs[i], current[i], logical); err != nil {
 			return nil, err
 		}

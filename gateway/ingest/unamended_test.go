@@ -119,7 +119,8 @@ func TestCorrectionAmendsOnlyWhatChanged(t *testing.T) {
 // own does not carry it) where the stored one is literal, keep their
 // version, status and literal link (a mapping developer's review: every
 // measurement was written again, amended, with its link to the session
-// cut).
+// cut). The changed one keeps its literal link too (a later review: it
+// was stored with the reference by identifier).
 func TestNestedAmendedAloneKeepsUnchanged(t *testing.T) {
 	g := newGateway(t, app.Config{})
 	session := rec("S-PO", "1", "P-1", "", `"infusion": {`+infusionBody+`, "clinician": {"id": "C-7"}},
@@ -143,8 +144,65 @@ func TestNestedAmendedAloneKeepsUnchanged(t *testing.T) {
 		if r.Version != want {
 			t.Errorf("Observation %s: version %d, want %d", code, r.Version, want)
 		}
-		if want == 1 && !strings.Contains(string(r.Body), `"partOf":[{"reference":"Procedure/`) {
+		if !strings.Contains(string(r.Body), `"partOf":[{"reference":"Procedure/`) {
 			t.Errorf("Observation %s lost its literal link to the session: %s", code, r.Body)
 		}
+	}
+}
+
+// TestNestedEventCorrectedAloneKeepsLinks: an adverse event a session
+// nested, then corrected on its own (its severity changed), is stored with
+// its literal links to the session's administration and Procedure, so a
+// search by substance still finds it; the EHRs receive it as mapped, its
+// links by identifier (a mapping developer's review: the stored copy lost
+// its literal links, and AdverseEvent?substance= no longer found it).
+func TestNestedEventCorrectedAloneKeepsLinks(t *testing.T) {
+	g := newGateway(t, app.Config{Routes: []ingest.Route{{Name: "ehr", Accepts: func(string, string) bool { return true }}}})
+	event := func(severity string) string {
+		return `"event": "nausea", "onsetAt": "2026-03-02T09:25:00-05:00", "severity": "` + severity + `", "serious": false`
+	}
+	session := rec("S-AL", "1", "P-1", "", `"infusion": {`+infusionBody+`},
+		"adverseEvents": [{"recordId": "AE-AL", `+event("severe")+`}]`)
+	if err := g.ingest("", mapping.KindSession, session); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.ingest("", mapping.KindAdverseEvent, rec("AE-AL", "2", "P-1", "", `"sessionId": "S-AL", `+event("moderate"))); err != nil {
+		t.Fatal(err)
+	}
+	med := g.one(t, "MedicationAdministration", "")
+	found := g.one(t, "AdverseEvent", "substance=MedicationAdministration/"+med)
+	r, err := g.a.Store.Read(context.Background(), "AdverseEvent", found)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := string(r.Body)
+	if r.Version != 2 || !strings.Contains(body, `"moderate"`) {
+		t.Errorf("AdverseEvent version %d, want 2, moderate: %s", r.Version, body)
+	}
+	if !strings.Contains(body, `"reference":"Procedure/`) {
+		t.Errorf("AdverseEvent lost its literal link to the session's Procedure: %s", body)
+	}
+	var sent []string
+	for _, it := range g.deliveries(t, "", "serenity-clinic-emr", "AE-AL") {
+		if it.Version != "2" {
+			continue
+		}
+		var b struct {
+			Entry []struct{ Resource json.RawMessage }
+		}
+		if err := json.Unmarshal(it.Payload, &b); err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range b.Entry {
+			if strings.Contains(string(e.Resource), `"resourceType":"AdverseEvent"`) {
+				sent = append(sent, string(e.Resource))
+			}
+		}
+	}
+	if len(sent) != 1 {
+		t.Fatalf("%d AdverseEvents delivered of version 2, want 1", len(sent))
+	}
+	if strings.Contains(sent[0], `"reference":"MedicationAdministration/`) || !strings.Contains(sent[0], `"identifier"`) {
+		t.Errorf("the EHR received the gateway's ids, not the links as mapped: %s", sent[0])
 	}
 }
