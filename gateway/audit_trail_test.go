@@ -571,6 +571,9 @@ func TestOperatorParameters(t *testing.T) {
 		{"POST", "/admin/reindex?dryrun=true", 400, "a query parameter is spelt dryRun"},
 		{"POST", "/admin/reindex?batch=5&dryRun=true", 202, ""},
 		{"GET", "/admin/lineage?resource=Patient/p1&recrod=x", 400, "parameter-unknown"},
+		// As the answers name it (an EHR review): the parameter is named.
+		{"GET", "/admin/lineage?source=s&recordId=x", 400, "a query parameter is spelt record"},
+		{"GET", "/admin/deliveries?recordId=x", 400, "a query parameter is spelt record"},
 		{"GET", "/admin/lineage?resource=Patient/p1&resource=Patient/p2", 400, "resource is given more than once"},
 		{"GET", "/admin/audit/verify?full=true", 400, "parameter-unknown"},
 		{"GET", "/admin/audit/verify", 200, `"intact":true`},

@@ -155,14 +155,15 @@ func bodyTooLarge(limit int64, flag, hint string) error {
 
 // paramUnknown refuses a query parameter an endpoint does not take
 // (known are those it takes): named when it is one of them spelt otherwise
-// (dryrun, dry_run), else not repeated, as a made-up name never is
+// (dryrun, dry_run; recordId, as the answers name the record parameter's
+// value: an EHR review), else not repeated, as a made-up name never is
 // (docs/security.md).
 func paramUnknown(name string, known []string) error {
 	fold := func(s string) string { return strings.ToLower(strings.NewReplacer("_", "", "-", "").Replace(s)) }
 	msg := fmt.Sprintf("a query parameter this endpoint does not take was sent, and nothing was done; it takes %s",
 		strings.Join(known, ", "))
 	for _, k := range known {
-		if fold(k) == fold(name) {
+		if f := fold(name); fold(k) == f || fold(k)+"id" == f && !slices.Contains(known, k+"Id") {
 			msg = fmt.Sprintf("a query parameter is spelt %s (names are case-sensitive), and nothing was done", k)
 		}
 	}
