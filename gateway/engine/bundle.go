@@ -13,6 +13,7 @@ import (
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auditlog"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/fhirwire"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/outcome"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/schemas"
 )
@@ -299,7 +300,7 @@ func (e *Engine) batchEntry(tx *Tx, en *Entry, created map[string]bool, base str
 		}
 	}
 	err := tx.st.Savepoint(func() error { return e.runTransaction(tx.st, tx.sc, []*Entry{en}, tx.now, nil) })
-	if errors.Is(err, store.ErrValueTooLong) {
+	if errors.Is(err, store.ErrValueTooLong) || errors.As(err, new(*search.TooManyEntries)) {
 		return outcome.Unentry(locateTooLong(err, []*Entry{en}, true))
 	}
 	return err

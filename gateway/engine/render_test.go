@@ -55,7 +55,7 @@ func TestRenderedInOrder(t *testing.T) {
 				rec := &recordingTx{ahead: ahead}
 				var tx store.Tx = rec
 				if tenant != "" {
-					tx = tenantTx{Tx: rec, tenant: tenant}
+					tx = tenantTx{Tx: rec, tenant: tenant, indexed: new(int)}
 				}
 				if got := store.TxWritesAhead(tx); got != ahead {
 					t.Fatalf("TxWritesAhead = %v, want %v", got, ahead)

@@ -52,7 +52,7 @@ func ClientWritable(typ string) bool { return clientWritable(typ) == nil }
 // put stores version v of typ/id, made by an interaction of method that
 // answers status (store.Resource.Method and Status: a history shows them).
 func (e *Engine) put(tx store.Tx, typ, id string, v int64, doc map[string]any, now time.Time, method string, status int) (*store.Resource, error) {
-	r, entries, err := store.NewVersion(typ, id, v, doc, now)
+	r, entries, err := store.NewVersionAtMost(typ, id, v, doc, now, search.MaxEntries)
 	return putVersion(tx, r, entries, err, method, status)
 }
 
@@ -77,7 +77,7 @@ func (e *Engine) putRendered(tx store.Tx, en *Entry, now time.Time) (*store.Reso
 	}
 	v := en.rendered
 	if v == nil {
-		r, entries, err := store.NewVersion(en.typ, en.id, 1, en.doc, now)
+		r, entries, err := store.NewVersionAtMost(en.typ, en.id, 1, en.doc, now, search.MaxEntries)
 		v = &rendered{r, entries, err}
 		en.rendered = v // createdAlone reads its index entries
 	}
@@ -158,7 +158,7 @@ func render(entries []*Entry, now time.Time, stream bool) (stop func()) {
 					return
 				}
 				for _, en := range todo[c*size : min((c+1)*size, len(todo))] {
-					r, ix, err := store.NewVersion(en.typ, en.id, 1, en.doc, now)
+					r, ix, err := store.NewVersionAtMost(en.typ, en.id, 1, en.doc, now, search.MaxEntries)
 					en.rendered = &rendered{r, ix, err}
 				}
 				if stream {

@@ -153,15 +153,34 @@ func (r txReader) Include(_ context.Context, q *search.Query, from []*store.Reso
 type tenantTx struct {
 	store.Tx
 	tenant string
+	// indexed counts the index entries the transaction's writes put
+	// (MaxTxEntries).
+	indexed *int
 }
 
 // txFor confines tx to tenant.
 func txFor(tx store.Tx, tenant string) store.Tx {
+	indexed := new(int)
 	if tt, ok := tx.(tenantTx); ok {
-		tx = tt.Tx
+		tx, indexed = tt.Tx, tt.indexed
 	}
-	return tenantTx{Tx: tx, tenant: tenant}
+	return tenantTx{Tx: tx, tenant: tenant, indexed: indexed}
 }
+
+// MaxTxEntries is the most search index entries the resources of one
+// request (a transaction or batch Bundle, a record) may have together.
+// A Synthea patient's Bundle has one in every 480-870 bytes of JSON,
+// so a Bundle of the largest body the gateway reads (16 MiB) some 35,000;
+// one resource may have search.MaxEntries. Many resources each just
+// under that bound would otherwise hold the database's write lane as
+// long as one resource past it did (an attacker's review).
+const MaxTxEntries = 200_000
+
+// errTxTooManyEntries answers a request whose resources together have
+// more than MaxTxEntries index entries.
+var errTxTooManyEntries = outcome.New(outcome.TooLarge, "too-costly", "request-too-many-index-values",
+	fmt.Sprintf("the resources this request writes have more than %d values to index for search together: "+
+		"more than any clinical Bundle has; send them in smaller Bundles", MaxTxEntries))
 
 // ns namespaces a key by the tenant (the default tenant keeps the bare
 // key, so databases from before tenants keep working).
@@ -221,6 +240,9 @@ func (t tenantTx) Put(res *store.Resource, entries []search.Entry) error {
 	if t.tenant == search.AllTenants {
 		return outcome.New(outcome.Forbidden, "forbidden", "tenant-required",
 			"a client acting for every tenant may read but not write; use a client of the tenant")
+	}
+	if *t.indexed += len(entries); *t.indexed > MaxTxEntries {
+		return errTxTooManyEntries
 	}
 	res.Tenant = t.tenant
 	return t.Tx.Put(res, entries)

@@ -18,6 +18,10 @@ import (
 // 422 named neither entry nor element. Other errors, and a refusal whose
 // resource is not found, are returned as they are.
 func locateTooLong(err error, entries []*Entry, inBundle bool) error {
+	var tm *search.TooManyEntries
+	if errors.As(err, &tm) && inBundle {
+		return locateTooMany(tm, entries, err)
+	}
 	if !errors.Is(err, store.ErrValueTooLong) {
 		return err
 	}
@@ -50,4 +54,23 @@ func locateTooLong(err error, entries []*Entry, inBundle bool) error {
 		return &outcome.EntryError{Index: at.index, Err: oe}
 	}
 	return oe
+}
+
+// locateTooMany answers a Bundle whose entry's resource has more values to
+// index than search.MaxEntries (tm, found as its version was made: err)
+// at that element of the entry (Bundle.entry[n].resource...), as the
+// validator names an entry's elements. An entry not found leaves err as
+// it is (outcome.From answers it at the resource's element).
+func locateTooMany(tm *search.TooManyEntries, entries []*Entry, err error) error {
+	for _, en := range entries {
+		if en.doc == nil || en.typ != tm.Type || en.id != tm.ID {
+			continue
+		}
+		kind, issues := outcome.From(tm)
+		for i := range issues {
+			issues[i].Expression = nestedExpr(fmt.Sprintf("Bundle.entry[%d].resource", en.index), tm.Type, issues[i].Expression)
+		}
+		return &outcome.EntryError{Index: en.index, Err: &outcome.Error{Kind: kind, Issues: issues}}
+	}
+	return err
 }

@@ -18,6 +18,7 @@ import (
 	fhir "github.com/samply/golang-fhir-models/fhir-models/fhir"
 
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/auth"
+	"github.com/ketamine-gateway/ketamine-gateway/gateway/search"
 	"github.com/ketamine-gateway/ketamine-gateway/gateway/store"
 	"github.com/ketamine-gateway/ketamine-gateway/mapping"
 	"github.com/ketamine-gateway/ketamine-gateway/schemas"
@@ -199,6 +200,10 @@ const RuleValueTooLong = "value-too-long-to-index"
 // another database session held past the lock timeout (store.CauseLocked).
 const RuleStoreBusy = "store-busy"
 
+// RuleTooManyIndexValues is the rule of a resource with more values to
+// index for search than search.MaxEntries (search.TooManyEntries).
+const RuleTooManyIndexValues = "resource-too-many-index-values"
+
 // RuleStoreUnavailable is the rule of a request the database could not
 // serve (store.ErrUnavailable but a lock: unreachable, refused, timed
 // out, the store's circuit breaker open).
@@ -215,6 +220,7 @@ func From(err error) (Kind, []Issue) {
 		re *mapping.RuleError
 		fe *FHIRInvalid
 		af *auth.Failure
+		tm *search.TooManyEntries
 	)
 	switch {
 	case err == nil:
@@ -242,6 +248,9 @@ func From(err error) (Kind, []Issue) {
 		return Gone, []Issue{{Severity: "error", Code: "deleted", Rule: "resource-deleted", Message: "the resource has been deleted"}}
 	case errors.Is(err, store.ErrConflict):
 		return Conflict, []Issue{{Severity: "error", Code: "conflict", Rule: "write-conflict", Message: "a concurrent write conflicted with this one; retry"}}
+	case errors.As(err, &tm):
+		return TooLarge, []Issue{{Severity: "error", Code: "too-costly", Rule: RuleTooManyIndexValues, Expression: tm.Path,
+			Message: tm.Error() + "; nothing was written"}}
 	case errors.Is(err, store.ErrValueTooLong):
 		return Unprocessable, []Issue{{Severity: "error", Code: "too-long", Rule: RuleValueTooLong, Message: "a searchable value " +
 			"of the resource (an identifier, a code, a string or a URI) is too long for the database's search index: on " +

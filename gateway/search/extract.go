@@ -2,6 +2,7 @@ package search
 
 import (
 	"encoding/json"
+	"fmt"
 	"math"
 	"slices"
 	"strconv"
@@ -119,6 +120,64 @@ func Extract(resourceType string, resource map[string]any) []Entry {
 	return extractDefs(defs(resourceType), resource)
 }
 
+// MaxEntries is the most search index entries one resource a client
+// writes may have (ExtractAtMost). The largest resources of real patient
+// data have some 30 (a Synthea Patient), a session record's some 14 each;
+// one with hundreds of thousands of values (700,000 names in a 14.6 MB
+// Patient: an attacker's review) took 36 s of the database's only write
+// lane, 285 MB of database and 2.6 GB of memory.
+const MaxEntries = 10_000
+
+// TooManyEntries is ExtractAtMost's error for a resource with more index
+// entries than its limit.
+type TooManyEntries struct {
+	Type  string
+	ID    string // the resource's id, when its writer knows it (store.NewVersionAtMost)
+	Limit int
+	// Param is the search parameter with the most entries when the count
+	// passed the limit, Path its first element ("Patient.name.family";
+	// the type alone for a parameter that walks the whole resource).
+	Param, Path string
+}
+
+func (e *TooManyEntries) Error() string {
+	return fmt.Sprintf("this %s has more than %d values to index for search (most of them of the search parameter "+
+		"%s, at %s): more than any clinical resource has; split it, or keep such values in an element the gateway "+
+		"does not index (a note, an extension)", e.Type, e.Limit, e.Param, e.Path)
+}
+
+// ExtractAtMost is Extract of a resource with at most limit entries; past
+// it, it stops and returns a *TooManyEntries.
+func ExtractAtMost(resourceType string, resource map[string]any, limit int) ([]Entry, error) {
+	ds := defs(resourceType)
+	if ds == nil || resource == nil {
+		return nil, nil
+	}
+	x := &extractor{out: make([]Entry, 0, 8), limit: limit}
+	x.extract(ds, resource)
+	if x.over == nil {
+		if len(x.out) == 0 {
+			return nil, nil
+		}
+		return x.out, nil
+	}
+	counts := map[string]int{}
+	most := x.over
+	for _, e := range x.out {
+		counts[e.Param]++
+	}
+	for _, d := range ds {
+		if counts[d.name] > counts[most.name] {
+			most = &d
+		}
+	}
+	at := resourceType
+	if len(most.paths) > 0 && most.paths[0].p != "" {
+		at += "." + most.paths[0].p
+	}
+	return nil, &TooManyEntries{Type: resourceType, Limit: limit, Param: most.name, Path: at}
+}
+
 // extractParam is Extract of the one parameter name of resourceType.
 func extractParam(resourceType, name string, resource map[string]any) []Entry {
 	for _, d := range defs(resourceType) {
@@ -137,6 +196,16 @@ func extractDefs(ds []def, resource map[string]any) []Entry {
 	// Most resources have a few to a dozen entries: room for eight saves
 	// the slice's first regrowths (an Entry is some 250 bytes).
 	x := &extractor{out: make([]Entry, 0, 8)}
+	x.extract(ds, resource)
+	if len(x.out) == 0 {
+		return nil // as before the room was made
+	}
+	return x.out
+}
+
+// extract appends the entries of the parameters ds to x.out, up to its
+// limit.
+func (x *extractor) extract(ds []def, resource map[string]any) {
 	for _, d := range ds {
 		x.d, x.start = d, len(x.out)
 		clear(x.seen)
@@ -150,6 +219,9 @@ func extractDefs(ds []def, resource map[string]any) []Entry {
 				continue
 			}
 			for _, v := range follow(resource, pp.p) {
+				if x.over != nil {
+					return
+				}
 				x.value(pp, v)
 			}
 		}
@@ -160,11 +232,10 @@ func extractDefs(ds []def, resource map[string]any) []Entry {
 				}
 			}
 		}
+		if x.over != nil {
+			return
+		}
 	}
-	if len(x.out) == 0 {
-		return nil // as before the room was made
-	}
-	return x.out
 }
 
 // follow returns the values at a dotted path, flattening arrays at every
@@ -205,6 +276,10 @@ type extractor struct {
 	out   []Entry
 	start int            // where d's entries begin in out
 	seen  map[Entry]bool // d's entries, once it has more than fewEntries
+	// limit, when not 0, is the most entries out may hold; over is the
+	// parameter whose entry passed it (then no more are added).
+	limit int
+	over  *def
 }
 
 // fewEntries is how many entries of one parameter add compares a new one
@@ -240,6 +315,13 @@ func (x *extractor) addAs(param string, e Entry) {
 			return
 		}
 		x.seen[e] = true
+	}
+	if x.limit > 0 && len(x.out) >= x.limit {
+		if x.over == nil {
+			d := x.d
+			x.over = &d
+		}
+		return
 	}
 	x.out = append(x.out, e)
 }

@@ -18,12 +18,26 @@ import (
 // entries from the decoded form. It fails only if doc cannot be
 // marshalled.
 func NewVersion(typ, id string, v int64, doc map[string]any, now time.Time) (*Resource, []search.Entry, error) {
+	return NewVersionAtMost(typ, id, v, doc, now, 0)
+}
+
+// NewVersionAtMost is NewVersion of a resource with at most limit index
+// entries (0: any number): past it, a *search.TooManyEntries naming typ/id
+// (search.ExtractAtMost). The engine makes its clients' resources so
+// (search.MaxEntries).
+func NewVersionAtMost(typ, id string, v int64, doc map[string]any, now time.Time, limit int) (*Resource, []search.Entry, error) {
 	body, err := VersionBody(typ, id, v, doc, now)
 	if err != nil {
 		return nil, nil, err
 	}
-	return &Resource{Type: typ, ID: id, Version: v, LastUpdated: now.UTC().Truncate(time.Millisecond), Body: body},
-		search.Extract(typ, doc), nil
+	entries, err := search.ExtractAtMost(typ, doc, limit)
+	if tm, ok := err.(*search.TooManyEntries); ok {
+		tm.ID = id
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return &Resource{Type: typ, ID: id, Version: v, LastUpdated: now.UTC().Truncate(time.Millisecond), Body: body}, entries, nil
 }
 
 // VersionBody is the body NewVersion makes of doc as version v of typ/id
