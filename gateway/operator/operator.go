@@ -58,6 +58,13 @@ type View struct {
 	// earlier version of its record that is pending or in flight: it goes
 	// first (order per source record), so this one waits for it.
 	WaitingFor string `json:"waitingFor,omitempty"`
+	// SupersededBy is, for a dead letter, the id of a later delivery of
+	// its record to the same destination, delivered, pending or in flight
+	// (SupersededStatus): the record's later version went or goes there,
+	// and a retry of this one is refused (delivery-superseded). Cancel it
+	// to take it off the dead count.
+	SupersededBy     string `json:"supersededBy,omitempty"`
+	SupersededStatus string `json:"supersededStatus,omitempty"`
 	// EHRWarnings is, for a delivered one, how many warnings the EHR's
 	// answer to the attempt that delivered it carried (AttemptView).
 	EHRWarnings int `json:"ehrWarnings,omitempty"`
@@ -292,6 +299,9 @@ func (s *Service) List(ctx context.Context, tenant string, f store.DeliveryFilte
 	for _, it := range items {
 		v := NewView(ids, it, nil, false)
 		v.noteClaim(now)
+		if err := s.superseded(ctx, ids, it, &v); err != nil {
+			return nil, err
+		}
 		out = append(out, v)
 	}
 	if err := s.mark(ctx, tenant, out); err != nil {
@@ -339,11 +349,33 @@ func (s *Service) Show(ctx context.Context, tenant, id string, withPayload bool)
 			return View{}, err
 		}
 	}
+	if err := s.superseded(ctx, ids, it, &v); err != nil {
+		return View{}, err
+	}
 	one := []View{v}
 	if err := s.mark(ctx, tenant, one); err != nil {
 		return View{}, err
 	}
 	return one[0], nil
+}
+
+// superseded sets v.SupersededBy when it, a dead letter, is superseded
+// by a later delivery of its record (store.Outbox.Superseder; an EHR
+// review: the views showed such a dead letter as any other, and only a
+// retry told).
+func (s *Service) superseded(ctx context.Context, ids *IDs, it *store.OutboxItem, v *View) error {
+	if it.Status != store.StatusDead {
+		return nil
+	}
+	later, status, err := s.store.Superseder(ctx, it.ID)
+	if err != nil || later == 0 {
+		return err
+	}
+	if status == store.StatusDead {
+		status = "withheld" // a withdrawal never sent: its record never reached the destination
+	}
+	v.SupersededBy, v.SupersededStatus = ids.Encode(later), status
+	return nil
 }
 
 // blocker returns the public id of the delivery that item id waits for

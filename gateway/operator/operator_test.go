@@ -531,7 +531,8 @@ func TestReadyBoundedByProbeTimeout(t *testing.T) {
 // TestRetryRefusesASupersededDeadLetter: a dead letter whose record has a
 // later delivery to the same destination, delivered or still to be sent,
 // is not retried: the old version would overwrite the later one at the EHR
-// (p23 F2). The refusal names the later delivery and says what to do.
+// (p23 F2). The refusal names the later delivery and says what to do, and
+// the views name it too.
 func TestRetryRefusesASupersededDeadLetter(t *testing.T) {
 	st := openStore(t)
 	ctx := context.Background()
@@ -551,6 +552,21 @@ func TestRetryRefusesASupersededDeadLetter(t *testing.T) {
 	}
 	if v, err := ops.Show(ctx, "", ids.Encode(v1), false); err != nil || v.Status != store.StatusDead {
 		t.Errorf("after the refused retry: %+v %v, want still dead", v, err)
+	}
+	// The views say so before a retry is tried (an EHR review): Show and
+	// List name the later delivery, and a dead letter with none shows none.
+	if v, err := ops.Show(ctx, "", ids.Encode(v1), false); err != nil || v.SupersededBy != ids.Encode(v2) || v.SupersededStatus != store.StatusDone {
+		t.Errorf("Show(v1) superseded by %q (%s), %v; want %s done", v.SupersededBy, v.SupersededStatus, err, ids.Encode(v2))
+	}
+	vs, err := ops.List(ctx, "", store.DeliveryFilter{Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range vs {
+		want := map[string]string{ids.Encode(v1): ids.Encode(v2)}[v.ID]
+		if v.SupersededBy != want {
+			t.Errorf("List: %s (%s) superseded by %q, want %q", v.ID, v.Status, v.SupersededBy, want)
+		}
 	}
 	if _, err := ops.Retry(ctx, "", ids.Encode(alone)); err != nil {
 		t.Errorf("Retry of a dead letter with no later delivery = %v", err)

@@ -273,6 +273,12 @@ type Outbox interface {
 	// OrderKeys) and the tenant of item id, with an id below it: the item Claim sends first. ErrNotFound
 	// if there is none (or item id is absent).
 	Blocker(ctx context.Context, id int64) (int64, error)
+	// Superseder returns the later item that supersedes item id, as Retry
+	// refuses a dead letter for it (a *LaterDeliveryError), and its
+	// status: the latest item to the same destination, of its tenant,
+	// sharing one of its order keys and with a larger id, that is not a
+	// dead letter (or is a withheld withdrawal); 0 if there is none.
+	Superseder(ctx context.Context, id int64) (int64, string, error)
 	// EarlierReached reports whether an item to item id's destination, of
 	// its tenant, sharing one of its order keys and with a smaller id may
 	// have reached the destination, as Reached tells: delivered, pending

@@ -144,6 +144,13 @@ func testOutboxRetryLater(t *testing.T, s store.Store) {
 	if err := ob.Retry(ctx, v1.ID, now); !errors.As(err, &later) || later.ID != v2.ID || later.Status != store.StatusDone {
 		t.Fatalf("Retry(v1, v2 done) = %v, want a LaterDeliveryError naming %d done", err, v2.ID)
 	}
+	// Superseder names what Retry refuses for, without a write.
+	if id, status, err := ob.Superseder(ctx, v1.ID); err != nil || id != v2.ID || status != store.StatusDone {
+		t.Errorf("Superseder(v1) = %d %s %v, want %d done", id, status, err, v2.ID)
+	}
+	if id, _, err := ob.Superseder(ctx, free.ID); err != nil || id != 0 {
+		t.Errorf("Superseder(free) = %d %v, want none", id, err)
+	}
 	// No later item of its own record: retried.
 	if err := ob.Retry(ctx, free.ID, now); err != nil {
 		t.Errorf("Retry(free) = %v", err)
@@ -164,6 +171,9 @@ func testOutboxRetryLater(t *testing.T, s store.Store) {
 	enqueue(t, s, x3)
 	if err := ob.Retry(ctx, x1.ID, now); !errors.As(err, &later) || later.ID != x3.ID || later.Status != store.StatusDead {
 		t.Errorf("Retry(x1, a withheld withdrawal later) = %v, want a LaterDeliveryError naming %d", err, x3.ID)
+	}
+	if id, status, err := ob.Superseder(ctx, x1.ID); err != nil || id != x3.ID || status != store.StatusDead {
+		t.Errorf("Superseder(x1) = %d %s %v, want the withheld withdrawal %d", id, status, err, x3.ID)
 	}
 	// Reached: a destination holding an item of one of the keys not dead
 	// (done, pending: the session nesting W at ehr), not one whose items

@@ -159,7 +159,13 @@ func (t *tx) LatestItem(tenant, destination, key string) (status, lastError stri
 // or is a withdrawal withheld (store.WithheldWithdrawal) (its id and
 // status); id 0 if there is none.
 func (t *tx) laterItem(id int64) (later int64, status string, err error) {
-	err = t.c.QueryRow(t.ctx, t.s.bind(`SELECT l.id, l.status FROM outbox_keys k
+	return t.s.laterItemOn(t.ctx, t.c, id)
+}
+
+// laterItemOn is laterItem on the connection c (a transaction's or a
+// reader's).
+func (s *Store) laterItemOn(ctx context.Context, c Conn, id int64) (later int64, status string, err error) {
+	err = c.QueryRow(ctx, s.bind(`SELECT l.id, l.status FROM outbox_keys k
 		JOIN outbox_keys lk ON lk.destination = k.destination AND lk.tenant = k.tenant AND lk.order_key = k.order_key
 			AND lk.item_id > k.item_id
 		JOIN outbox l ON l.id = lk.item_id
@@ -169,6 +175,19 @@ func (t *tx) laterItem(id int64) (later int64, status string, err error) {
 		return 0, "", nil
 	}
 	return later, status, err
+}
+
+// Superseder implements store.Outbox.
+func (s *Store) Superseder(ctx context.Context, id int64) (later int64, status string, err error) {
+	err = s.db.Read(ctx, func(c Conn) error {
+		var err error
+		later, status, err = s.laterItemOn(ctx, c, id)
+		return err
+	})
+	if err != nil {
+		return 0, "", fmt.Errorf("%s: superseder: %w", s.d.Name, s.err(ctx, err))
+	}
+	return later, status, nil
 }
 
 // OutboxKeysLive is both stores' index of the live keys (a migration after
